@@ -1,0 +1,2 @@
+//! concord-sim: placeholder, being written.
+#![deny(missing_docs)]

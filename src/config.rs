@@ -1,0 +1,186 @@
+//! Static configuration of one replica, and its validation.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use thiserror::Error;
+
+use crate::types::NodeId;
+
+/// Configuration of one replica. Every limit is explicit so that nothing in
+/// the node grows without bound.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// This replica's id. Must be non-zero and one of `voters`.
+    pub id: NodeId,
+    /// Every voting member of the cluster, including this replica.
+    pub voters: BTreeSet<NodeId>,
+    /// Lower bound of the randomised election timeout.
+    pub election_timeout_min_ticks: u32,
+    /// Upper bound (exclusive) of the randomised election timeout.
+    pub election_timeout_max_ticks: u32,
+    /// How often a leader sends heartbeats. Must be below
+    /// `election_timeout_min_ticks`, or followers would time out between
+    /// heartbeats.
+    pub heartbeat_interval_ticks: u32,
+    /// Run a pre-election (thesis §9.6) before incrementing the term, so a
+    /// node that was partitioned away cannot disrupt a healthy leader.
+    pub pre_vote: bool,
+    /// A leader steps down when it has not heard from a quorum for an
+    /// election timeout, and followers that heard from a leader within the
+    /// minimum election timeout refuse to vote for anyone else.
+    pub check_quorum: bool,
+    /// Election priority of each node (absent means 0). When the node with
+    /// the highest priority is healthy and caught up, the leader hands
+    /// leadership to it. All nodes must be given the same map.
+    pub priorities: BTreeMap<NodeId, u32>,
+    /// Most entries in one AppendEntries message.
+    pub append_entries_max: usize,
+    /// Most payload bytes in one AppendEntries message (at least one entry
+    /// is always sent, whatever its size).
+    pub append_bytes_max: usize,
+    /// Most AppendEntries messages in flight to one follower.
+    pub inflight_messages_max: usize,
+    /// A leader refuses proposals while this many entries are uncommitted.
+    pub uncommitted_entries_max: u64,
+    /// Most entries in one [`Action::Apply`](crate::Action::Apply).
+    pub apply_batch_entries_max: usize,
+    /// Most writes handed to the host and not yet reported durable. Past it
+    /// the node refuses proposals and drops incoming appends (the leader
+    /// will retry), rather than queueing without bound.
+    pub unpersisted_writes_max: usize,
+    /// Seed of this node's PRNG, which draws election timeouts.
+    pub seed: u64,
+}
+
+impl Config {
+    /// A configuration with sensible defaults for node `id` in a cluster of
+    /// `voters`: election timeout 10..20 ticks, heartbeat every 2 ticks,
+    /// PreVote and CheckQuorum on, seed derived from `id`.
+    pub fn new(id: NodeId, voters: impl IntoIterator<Item = NodeId>) -> Self {
+        Config {
+            id,
+            voters: voters.into_iter().collect(),
+            election_timeout_min_ticks: 10,
+            election_timeout_max_ticks: 20,
+            heartbeat_interval_ticks: 2,
+            pre_vote: true,
+            check_quorum: true,
+            priorities: BTreeMap::new(),
+            append_entries_max: 1024,
+            append_bytes_max: 1024 * 1024,
+            inflight_messages_max: 256,
+            uncommitted_entries_max: 65_536,
+            apply_batch_entries_max: 4096,
+            unpersisted_writes_max: 4096,
+            seed: id,
+        }
+    }
+
+    /// Checks every field, returning the first problem found.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.id == 0 {
+            return Err(ConfigError::ZeroNodeId);
+        }
+        if self.voters.is_empty() {
+            return Err(ConfigError::NoVoters);
+        }
+        if self.voters.contains(&0) {
+            return Err(ConfigError::ZeroNodeId);
+        }
+        if !self.voters.contains(&self.id) {
+            return Err(ConfigError::SelfNotVoter { id: self.id });
+        }
+        if self.election_timeout_min_ticks == 0 {
+            return Err(ConfigError::Zero { field: "election_timeout_min_ticks" });
+        }
+        if self.heartbeat_interval_ticks == 0 {
+            return Err(ConfigError::Zero { field: "heartbeat_interval_ticks" });
+        }
+        if self.election_timeout_max_ticks <= self.election_timeout_min_ticks {
+            return Err(ConfigError::ElectionTimeoutRange {
+                min: self.election_timeout_min_ticks,
+                max: self.election_timeout_max_ticks,
+            });
+        }
+        if self.heartbeat_interval_ticks >= self.election_timeout_min_ticks {
+            return Err(ConfigError::HeartbeatNotBelowElectionTimeout {
+                heartbeat: self.heartbeat_interval_ticks,
+                election: self.election_timeout_min_ticks,
+            });
+        }
+        let limits: [(&'static str, u64); 6] = [
+            ("append_entries_max", self.append_entries_max as u64),
+            ("append_bytes_max", self.append_bytes_max as u64),
+            ("inflight_messages_max", self.inflight_messages_max as u64),
+            ("uncommitted_entries_max", self.uncommitted_entries_max),
+            ("apply_batch_entries_max", self.apply_batch_entries_max as u64),
+            ("unpersisted_writes_max", self.unpersisted_writes_max as u64),
+        ];
+        for (field, value) in limits {
+            if value == 0 {
+                return Err(ConfigError::Zero { field });
+            }
+        }
+        if let Some(id) = self.priorities.keys().find(|id| !self.voters.contains(id)) {
+            return Err(ConfigError::PriorityForUnknownNode { id: *id });
+        }
+        Ok(())
+    }
+
+    /// Priority of `id` (0 when not configured).
+    pub fn priority_of(&self, id: NodeId) -> u32 {
+        self.priorities.get(&id).copied().unwrap_or(0)
+    }
+}
+
+/// Why a [`Node`](crate::Node) could not be built.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// Node id 0 is reserved for "nobody".
+    #[error("node id 0 is reserved; give every node an id of 1 or more")]
+    ZeroNodeId,
+    /// The voter set is empty.
+    #[error("the voter set is empty; list every member of the cluster in `voters`")]
+    NoVoters,
+    /// This node is not in its own voter set.
+    #[error("node {id} is not in `voters`; a node must be a member of the cluster it serves")]
+    SelfNotVoter {
+        /// This node's id.
+        id: NodeId,
+    },
+    /// A limit or interval that must be positive is zero.
+    #[error("`{field}` is 0; it must be at least 1")]
+    Zero {
+        /// The offending field.
+        field: &'static str,
+    },
+    /// The election timeout range is empty.
+    #[error("election timeout range {min}..{max} ticks is empty; `election_timeout_max_ticks` must exceed the minimum")]
+    ElectionTimeoutRange {
+        /// Configured minimum.
+        min: u32,
+        /// Configured maximum.
+        max: u32,
+    },
+    /// Heartbeats would not arrive before followers time out.
+    #[error("heartbeat interval {heartbeat} ticks is not below the election timeout {election} ticks; followers would start elections between heartbeats")]
+    HeartbeatNotBelowElectionTimeout {
+        /// Configured heartbeat interval.
+        heartbeat: u32,
+        /// Configured minimum election timeout.
+        election: u32,
+    },
+    /// A priority names a node outside the voter set.
+    #[error("a priority is given for node {id}, which is not in `voters`")]
+    PriorityForUnknownNode {
+        /// The unknown node.
+        id: NodeId,
+    },
+    /// The recovered state is inconsistent.
+    #[error("recovered state is invalid: {reason}; the data directory may be corrupt or belong to another node")]
+    InvalidRecoveredState {
+        /// What is wrong with it.
+        reason: String,
+    },
+}

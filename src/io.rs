@@ -1,0 +1,107 @@
+//! What goes into a [`Node`](crate::Node) and what comes out of it.
+
+use bytes::Bytes;
+use thiserror::Error;
+
+use crate::message::Message;
+use crate::types::{Entry, HardState, Index, NodeId, Term, WriteId};
+
+/// An event the host feeds into [`Node::step`](crate::Node::step).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// One logical unit of time has passed.
+    Tick,
+    /// A message arrived from another replica.
+    Receive(Message),
+    /// A client asks to append a command.
+    Propose(Bytes),
+    /// Several commands, appended as one batch: one write and one
+    /// AppendEntries per follower instead of one per command.
+    ProposeBatch(Vec<Bytes>),
+    /// Every write up to and including this id is durable.
+    Persisted(WriteId),
+    /// The host's state machine has applied every entry up to this index.
+    Applied(Index),
+}
+
+/// Something the host must do on the node's behalf.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Deliver a message to another replica (best effort: loss is fine).
+    Send {
+        /// Receiver.
+        to: NodeId,
+        /// The message.
+        message: Message,
+    },
+    /// Make a change to the node's durable state, in order with every
+    /// earlier `Persist`: first drop every log entry after
+    /// `truncate_after` (if set), then append `entries`, then store
+    /// `hard_state` (if set). Report completion with
+    /// [`Input::Persisted`]`(id)`; writes may be batched into one fsync.
+    Persist {
+        /// This write's id.
+        id: WriteId,
+        /// New term and vote to store.
+        hard_state: Option<HardState>,
+        /// Remove every entry with a greater index before appending.
+        truncate_after: Option<Index>,
+        /// Entries to append, contiguous.
+        entries: Vec<Entry>,
+    },
+    /// Apply these committed entries to the state machine, in order. Every
+    /// replica applies the same entries in the same order.
+    Apply {
+        /// Committed entries, contiguous, continuing the previous `Apply`.
+        entries: Vec<Entry>,
+    },
+    /// Proposals were appended to the leader's log. They will commit unless
+    /// leadership is lost first; watch for them in `Apply`.
+    ProposalAccepted {
+        /// Term the entries were created in.
+        term: Term,
+        /// Index of the first proposal of the input.
+        first_index: Index,
+        /// Index of the last proposal of the input.
+        last_index: Index,
+    },
+    /// Proposals were not appended.
+    ProposalRefused {
+        /// How many proposals of the input were refused.
+        count: usize,
+        /// Why.
+        error: ProposeError,
+    },
+    /// The node's role changed.
+    RoleChanged {
+        /// The new role.
+        role: crate::Role,
+        /// The term it holds the role in.
+        term: Term,
+    },
+}
+
+/// Why a proposal was refused. The client may retry, at the hinted leader
+/// if one is given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ProposeError {
+    /// This node is not the leader.
+    #[error("not the leader; the leader is {}", match leader_hint { Some(id) => format!("probably node {id}"), None => "unknown".to_string() })]
+    NotLeader {
+        /// The leader as far as this node knows.
+        leader_hint: Option<NodeId>,
+    },
+    /// Too many proposals are uncommitted or unpersisted; retry later.
+    #[error("too many uncommitted entries; retry after the backlog commits")]
+    Backpressure,
+    /// Leadership is being handed to another node.
+    #[error("leadership is being transferred to node {target}; retry there")]
+    TransferInProgress {
+        /// The node leadership is moving to.
+        target: NodeId,
+    },
+    /// The batch was empty.
+    #[error("the proposal batch is empty")]
+    Empty,
+}

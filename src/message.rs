@@ -1,0 +1,85 @@
+//! Messages replicas exchange. These are plain data: the host chooses how
+//! to encode them (the tokio runtime uses a checksummed binary codec).
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::{Entry, Index, LogPosition, NodeId, Term};
+
+/// One message between two replicas.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// Sender.
+    pub from: NodeId,
+    /// Intended receiver. A node ignores messages addressed to another.
+    pub to: NodeId,
+    /// The sender's term (for a pre-vote request, the term it would campaign
+    /// in).
+    pub term: Term,
+    /// What the message says.
+    pub body: MessageBody,
+}
+
+/// The kinds of message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MessageBody {
+    /// A candidate (or pre-candidate) asks for a vote.
+    RequestVote {
+        /// True for a pre-vote (thesis §9.6): nobody changes term or vote.
+        pre_vote: bool,
+        /// The candidate's last log entry, for the up-to-date check.
+        last_log: LogPosition,
+        /// Set when the current leader asked for this election (leadership
+        /// transfer); voters then ignore their leader lease.
+        transfer: bool,
+    },
+    /// Answer to [`MessageBody::RequestVote`].
+    RequestVoteResponse {
+        /// Answers a pre-vote request.
+        pre_vote: bool,
+        /// Whether the vote is granted.
+        granted: bool,
+    },
+    /// Log replication from the leader.
+    AppendEntries {
+        /// The entry immediately preceding `entries`.
+        prev: LogPosition,
+        /// New entries, contiguous, starting at `prev.index + 1`.
+        entries: Vec<Entry>,
+        /// The leader's commit index.
+        leader_commit: Index,
+    },
+    /// Answer to [`MessageBody::AppendEntries`].
+    AppendEntriesResponse(AppendResponse),
+    /// Leader liveness and commit propagation without log matching.
+    Heartbeat {
+        /// The leader's commit index, capped at what this follower is known
+        /// to hold so it never commits an entry it may not have.
+        commit: Index,
+    },
+    /// Answer to [`MessageBody::Heartbeat`].
+    HeartbeatResponse,
+    /// Sent by a leader to tell a caught-up follower to start an election
+    /// at once (leadership transfer, used for priority election).
+    TimeoutNow,
+}
+
+/// Outcome of an AppendEntries as the follower reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AppendResponse {
+    /// The follower durably holds the leader's log up to `match_index`.
+    Accepted {
+        /// Highest index known to match the leader's log and be durable.
+        match_index: Index,
+    },
+    /// The follower's log does not contain the `prev` entry.
+    Rejected {
+        /// The `prev.index` of the rejected request.
+        rejected_index: Index,
+        /// The largest index of the follower's log at or below
+        /// `rejected_index` whose term is at most the leader's `prev.term`.
+        /// The leader backs up to at most this + 1, skipping whole terms.
+        hint_index: Index,
+        /// Term of the follower's entry at `hint_index` (0 if unknown).
+        hint_term: Term,
+    },
+}

@@ -1,0 +1,364 @@
+//! The replica itself: its state, construction from recovered state, and the
+//! dispatch of inputs to the rules in `election`, `replication`,
+//! `durability` and `transfer`.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::config::{Config, ConfigError};
+use crate::io::{Action, Input};
+use crate::log::RaftLog;
+use crate::progress::{Progress, ProgressView};
+use crate::recovered::Recovered;
+use crate::stats::Statistics;
+use crate::types::{Entry, HardState, Index, LogPosition, NodeId, Term, WriteId};
+
+/// The role a replica plays in its current term.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// Follows a leader (or waits for one).
+    Follower,
+    /// Asking whether it could win an election, without changing term.
+    PreCandidate,
+    /// Asking for votes in a new term.
+    Candidate,
+    /// Replicates its log to the others.
+    Leader,
+}
+
+/// A write handed to the host and not yet reported durable.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PendingWrite {
+    pub(crate) id: WriteId,
+    /// Last log index the durable log will hold once this write is done,
+    /// lowered if the in-memory log is later truncated below it.
+    pub(crate) last_index: Index,
+    pub(crate) hard_state: Option<HardState>,
+}
+
+/// One Raft replica: a deterministic state machine driven by [`Input`]s and
+/// answering with [`Action`]s. See the crate documentation for the host loop.
+#[derive(Debug)]
+pub struct Node {
+    pub(crate) config: Config,
+    pub(crate) role: Role,
+    pub(crate) term: Term,
+    pub(crate) voted_for: Option<NodeId>,
+    pub(crate) leader: Option<NodeId>,
+    pub(crate) log: RaftLog,
+    pub(crate) rng: ChaCha8Rng,
+
+    // Timers, in ticks.
+    pub(crate) election_elapsed_ticks: u32,
+    pub(crate) heartbeat_elapsed_ticks: u32,
+    pub(crate) randomized_election_timeout_ticks: u32,
+
+    // Candidate state: votes received in the current (pre-)election.
+    pub(crate) votes: BTreeMap<NodeId, bool>,
+    /// Whether the current election was asked for by the leader.
+    pub(crate) campaign_transfer: bool,
+
+    // Leader state.
+    pub(crate) progress: BTreeMap<NodeId, Progress>,
+    pub(crate) transfer_target: Option<NodeId>,
+    pub(crate) transfer_elapsed_ticks: u32,
+
+    // Durability bookkeeping (see `durability.rs`).
+    pub(crate) next_write_id: u64,
+    pub(crate) writes: VecDeque<PendingWrite>,
+    /// Highest index of the in-memory log known to be durable.
+    pub(crate) persisted_index: Index,
+    /// Hard state known to be durable.
+    pub(crate) durable_hard_state: HardState,
+    /// Highest index handed to the host in a `Persist`.
+    pub(crate) emitted_index: Index,
+    /// Truncation not yet handed to the host.
+    pub(crate) pending_truncate: Option<Index>,
+    pub(crate) hard_state_dirty: bool,
+
+    // Follower acknowledgement state (see `durability.rs`).
+    /// Highest index known to match the current leader's log this term.
+    pub(crate) leader_match_index: Index,
+    pub(crate) acked_index: Index,
+    pub(crate) ack_owed: bool,
+    /// A vote granted whose answer waits for the vote to be durable.
+    pub(crate) pending_vote_grant: Option<(NodeId, Term)>,
+
+    // Application.
+    pub(crate) apply_emitted_index: Index,
+    pub(crate) applied_index: Index,
+
+    pub(crate) stats: Statistics,
+}
+
+impl Node {
+    /// Builds a replica from its configuration and the state the host
+    /// recovered from disk (`Recovered::default()` for a new node).
+    ///
+    /// The node starts as a follower with no known leader.
+    pub fn new(config: Config, recovered: Recovered) -> Result<Node, ConfigError> {
+        config.validate()?;
+        validate_recovered(&config, &recovered)?;
+        let last_index = recovered.base.index + recovered.entries.len() as Index;
+        let commit = recovered.applied_index;
+        let log = RaftLog::new(recovered.base, recovered.entries, commit);
+        let rng = ChaCha8Rng::seed_from_u64(config.seed);
+        let mut node = Node {
+            role: Role::Follower,
+            term: recovered.hard_state.term,
+            voted_for: recovered.hard_state.voted_for,
+            leader: None,
+            log,
+            rng,
+            election_elapsed_ticks: 0,
+            heartbeat_elapsed_ticks: 0,
+            randomized_election_timeout_ticks: 0,
+            votes: BTreeMap::new(),
+            campaign_transfer: false,
+            progress: BTreeMap::new(),
+            transfer_target: None,
+            transfer_elapsed_ticks: 0,
+            next_write_id: 1,
+            writes: VecDeque::new(),
+            persisted_index: last_index,
+            durable_hard_state: recovered.hard_state,
+            emitted_index: last_index,
+            pending_truncate: None,
+            hard_state_dirty: false,
+            leader_match_index: 0,
+            acked_index: 0,
+            ack_owed: false,
+            pending_vote_grant: None,
+            apply_emitted_index: recovered.applied_index,
+            applied_index: recovered.applied_index,
+            stats: Statistics::default(),
+            config,
+        };
+        node.reset_randomized_election_timeout();
+        Ok(node)
+    }
+
+    /// Feeds one input to the node and appends what the host must do to
+    /// `actions`, in order. Never allocates `actions` itself, so a host can
+    /// reuse one vector.
+    ///
+    /// # Panics
+    ///
+    /// Only on a broken host contract (reporting a write durable that was
+    /// never asked for, or an applied index beyond what was handed out) or
+    /// on a violated internal invariant. Malformed or hostile messages never
+    /// panic; they are counted in [`Node::stats`].
+    pub fn step(&mut self, input: Input, actions: &mut Vec<Action>) {
+        match input {
+            Input::Tick => self.tick(actions),
+            Input::Receive(message) => self.receive(message, actions),
+            Input::Propose(payload) => self.propose(std::iter::once(payload), 1, actions),
+            Input::ProposeBatch(payloads) => {
+                let count = payloads.len();
+                self.propose(payloads.into_iter(), count, actions)
+            }
+            Input::Persisted(id) => self.handle_persisted(id),
+            Input::Applied(index) => self.handle_applied(index),
+        }
+        self.after_step(actions);
+        self.check_invariants();
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.config.id
+    }
+
+    /// The configuration the node was built with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Current role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Current term.
+    pub fn term(&self) -> Term {
+        self.term
+    }
+
+    /// The leader of the current term, if known.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leader
+    }
+
+    /// The vote cast in the current term.
+    pub fn voted_for(&self) -> Option<NodeId> {
+        self.voted_for
+    }
+
+    /// Current term and vote (possibly not durable yet).
+    pub fn hard_state(&self) -> HardState {
+        HardState { term: self.term, voted_for: self.voted_for }
+    }
+
+    /// Highest index known committed.
+    pub fn commit_index(&self) -> Index {
+        self.log.commit_index()
+    }
+
+    /// Highest index handed out in an `Apply` action.
+    pub fn apply_emitted_index(&self) -> Index {
+        self.apply_emitted_index
+    }
+
+    /// Highest index the host reported applied.
+    pub fn applied_index(&self) -> Index {
+        self.applied_index
+    }
+
+    /// Highest index of the log known to be durable here.
+    pub fn persisted_index(&self) -> Index {
+        self.persisted_index
+    }
+
+    /// Index of the last log entry (durable or not).
+    pub fn last_index(&self) -> Index {
+        self.log.last_index()
+    }
+
+    /// Index and term of the last log entry.
+    pub fn last_position(&self) -> LogPosition {
+        self.log.last_position()
+    }
+
+    /// First index held in memory (one past the snapshot base).
+    pub fn first_index(&self) -> Index {
+        self.log.first_index()
+    }
+
+    /// The entry at `index`, if held in memory.
+    pub fn entry(&self, index: Index) -> Option<&Entry> {
+        self.log.entry(index)
+    }
+
+    /// Term of the entry at `index`, if known.
+    pub fn term_at(&self, index: Index) -> Option<Term> {
+        self.log.term_at(index)
+    }
+
+    /// Replication progress of follower `id` (leader only).
+    pub fn progress(&self, id: NodeId) -> Option<ProgressView> {
+        self.progress.get(&id).map(Progress::view)
+    }
+
+    /// Replication progress of every follower, by id (empty unless leader).
+    pub fn progress_all(&self) -> impl Iterator<Item = (NodeId, ProgressView)> + '_ {
+        self.progress.iter().map(|(id, progress)| (*id, progress.view()))
+    }
+
+    /// Counters of what this node saw, including refused input.
+    pub fn stats(&self) -> &Statistics {
+        &self.stats
+    }
+
+    /// The node leadership is being handed to, if a transfer is under way.
+    pub fn transfer_target(&self) -> Option<NodeId> {
+        self.transfer_target
+    }
+
+    /// Writes handed to the host and not yet reported durable.
+    pub fn unpersisted_writes(&self) -> usize {
+        self.writes.len()
+    }
+
+    pub(crate) fn reset_randomized_election_timeout(&mut self) {
+        let min = self.config.election_timeout_min_ticks;
+        let max = self.config.election_timeout_max_ticks;
+        self.randomized_election_timeout_ticks = self.rng.gen_range(min..max);
+    }
+
+    pub(crate) fn voter_count(&self) -> usize {
+        self.config.voters.len()
+    }
+
+    /// Every voter but this node, in id order.
+    pub(crate) fn peers(&self) -> Vec<NodeId> {
+        let me = self.config.id;
+        self.config.voters.iter().copied().filter(|id| *id != me).collect()
+    }
+
+    pub(crate) fn send(&self, to: NodeId, body: crate::message::MessageBody, actions: &mut Vec<Action>) {
+        self.send_with_term(to, self.term, body, actions);
+    }
+
+    pub(crate) fn send_with_term(
+        &self,
+        to: NodeId,
+        term: Term,
+        body: crate::message::MessageBody,
+        actions: &mut Vec<Action>,
+    ) {
+        debug_assert_ne!(to, self.config.id);
+        let message = crate::message::Message { from: self.config.id, to, term, body };
+        actions.push(Action::Send { to, message });
+    }
+
+    /// Invariants that must hold between steps. Cheap ones always; the
+    /// whole-log ones in debug builds.
+    fn check_invariants(&self) {
+        assert!(self.log.commit_index() <= self.log.last_index());
+        assert!(self.persisted_index <= self.log.last_index());
+        assert!(self.emitted_index <= self.log.last_index());
+        assert!(self.apply_emitted_index <= self.log.commit_index().max(self.applied_index));
+        assert!(self.applied_index <= self.apply_emitted_index);
+        assert!(self.durable_hard_state.term <= self.term);
+        match self.role {
+            Role::Leader => {
+                assert_eq!(self.leader, Some(self.config.id));
+                assert!(self.progress.len() + 1 == self.voter_count());
+            }
+            _ => assert!(self.progress.is_empty()),
+        }
+        if let Some(vote) = self.voted_for {
+            assert!(self.config.voters.contains(&vote));
+        }
+    }
+}
+
+fn validate_recovered(config: &Config, recovered: &Recovered) -> Result<(), ConfigError> {
+    let invalid = |reason: String| Err(ConfigError::InvalidRecoveredState { reason });
+    let mut previous = recovered.base;
+    for entry in &recovered.entries {
+        if entry.index != previous.index + 1 {
+            return invalid(format!(
+                "log entry {} follows entry {}; entries must be contiguous",
+                entry.index, previous.index
+            ));
+        }
+        if entry.term < previous.term {
+            return invalid(format!(
+                "log entry {} has term {} below the previous entry's term {}",
+                entry.index, entry.term, previous.term
+            ));
+        }
+        previous = entry.position();
+    }
+    if previous.term > recovered.hard_state.term {
+        return invalid(format!(
+            "last log term {} is above the stored term {}",
+            previous.term, recovered.hard_state.term
+        ));
+    }
+    if let Some(vote) = recovered.hard_state.voted_for {
+        if !config.voters.contains(&vote) {
+            return invalid(format!("stored vote for node {vote}, which is not a voter"));
+        }
+    }
+    if recovered.applied_index < recovered.base.index || recovered.applied_index > previous.index {
+        return invalid(format!(
+            "applied index {} is outside the log {}..={}",
+            recovered.applied_index, recovered.base.index, previous.index
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,184 @@
+//! What a leader knows about each follower's log, and the flow control
+//! that bounds what it sends.
+
+use std::collections::VecDeque;
+
+use crate::types::Index;
+
+/// How the leader is replicating to a follower.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ProgressState {
+    /// The leader does not know where the follower's log matches; it sends
+    /// one AppendEntries at a time and waits for the answer.
+    Probe,
+    /// The follower's log matches; the leader streams entries optimistically
+    /// (pipelining) up to the in-flight limit.
+    Replicate,
+}
+
+/// A read-only view of a follower's replication progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProgressView {
+    /// Highest index known to be durably replicated on the follower.
+    pub match_index: Index,
+    /// Next index the leader will send.
+    pub next_index: Index,
+    /// Probe or replicate.
+    pub state: ProgressState,
+    /// AppendEntries messages sent and not yet acknowledged.
+    pub inflight_messages: usize,
+    /// Whether the follower was heard from in the current check-quorum
+    /// window.
+    pub recently_active: bool,
+}
+
+/// The leader's record of one follower.
+#[derive(Clone, Debug)]
+pub(crate) struct Progress {
+    pub(crate) match_index: Index,
+    pub(crate) next_index: Index,
+    pub(crate) state: ProgressState,
+    /// Set after a probe is sent; cleared by any answer or a heartbeat
+    /// response.
+    pub(crate) probe_sent: bool,
+    pub(crate) recent_active: bool,
+    pub(crate) inflight: Inflights,
+}
+
+impl Progress {
+    pub(crate) fn new(next_index: Index, inflight_messages_max: usize) -> Self {
+        Progress {
+            match_index: 0,
+            next_index,
+            state: ProgressState::Probe,
+            probe_sent: false,
+            recent_active: false,
+            inflight: Inflights::new(inflight_messages_max),
+        }
+    }
+
+    pub(crate) fn view(&self) -> ProgressView {
+        ProgressView {
+            match_index: self.match_index,
+            next_index: self.next_index,
+            state: self.state,
+            inflight_messages: self.inflight.len(),
+            recently_active: self.recent_active,
+        }
+    }
+
+    /// True when nothing more may be sent until an answer arrives.
+    pub(crate) fn is_paused(&self) -> bool {
+        match self.state {
+            ProgressState::Probe => self.probe_sent,
+            ProgressState::Replicate => self.inflight.is_full(),
+        }
+    }
+
+    pub(crate) fn become_probe(&mut self) {
+        self.state = ProgressState::Probe;
+        self.next_index = self.match_index + 1;
+        self.probe_sent = false;
+        self.inflight.reset();
+    }
+
+    pub(crate) fn become_replicate(&mut self) {
+        self.state = ProgressState::Replicate;
+        self.next_index = self.match_index + 1;
+        self.probe_sent = false;
+        self.inflight.reset();
+    }
+
+    /// Records an acknowledgement of `index`. Returns whether the match
+    /// index advanced.
+    pub(crate) fn maybe_update(&mut self, index: Index) -> bool {
+        let advanced = index > self.match_index;
+        if advanced {
+            self.match_index = index;
+            self.probe_sent = false;
+        }
+        self.next_index = self.next_index.max(index + 1);
+        self.inflight.free_to(index);
+        advanced
+    }
+
+    /// Handles a rejection of an append whose `prev.index` was
+    /// `rejected_index`; `probe_from` is where the hint suggests probing.
+    /// Returns false when the rejection is stale and was ignored.
+    pub(crate) fn maybe_decrease_to(&mut self, rejected_index: Index, probe_from: Index) -> bool {
+        match self.state {
+            ProgressState::Replicate => {
+                if rejected_index <= self.match_index {
+                    return false;
+                }
+                self.become_probe();
+                true
+            }
+            ProgressState::Probe => {
+                if rejected_index + 1 != self.next_index {
+                    return false;
+                }
+                self.next_index = rejected_index.min(probe_from).max(self.match_index + 1);
+                self.probe_sent = false;
+                true
+            }
+        }
+    }
+
+    /// Notes that an append ending at `last_index` was sent.
+    pub(crate) fn sent_entries(&mut self, last_index: Index) {
+        match self.state {
+            ProgressState::Replicate => {
+                self.next_index = last_index + 1;
+                self.inflight.add(last_index);
+            }
+            ProgressState::Probe => self.probe_sent = true,
+        }
+    }
+}
+
+/// Last indices of the appends in flight to one follower, oldest first.
+#[derive(Clone, Debug)]
+pub(crate) struct Inflights {
+    last_indices: VecDeque<Index>,
+    capacity: usize,
+}
+
+impl Inflights {
+    pub(crate) fn new(capacity: usize) -> Self {
+        assert!(capacity > 0);
+        Inflights { last_indices: VecDeque::new(), capacity }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.last_indices.len()
+    }
+
+    pub(crate) fn is_full(&self) -> bool {
+        self.last_indices.len() >= self.capacity
+    }
+
+    pub(crate) fn add(&mut self, last_index: Index) {
+        assert!(!self.is_full(), "in-flight window overflow");
+        debug_assert!(self.last_indices.back().is_none_or(|back| *back < last_index));
+        self.last_indices.push_back(last_index);
+    }
+
+    /// Frees every message whose entries are all acknowledged.
+    pub(crate) fn free_to(&mut self, index: Index) {
+        while self.last_indices.front().is_some_and(|front| *front <= index) {
+            self.last_indices.pop_front();
+        }
+    }
+
+    /// Frees the oldest message (used when a heartbeat answer shows the
+    /// follower is alive but the window is full, so a lost answer cannot
+    /// stall replication forever).
+    pub(crate) fn free_first(&mut self) {
+        self.last_indices.pop_front();
+    }
+
+    pub(crate) fn reset(&mut self) {
+        self.last_indices.clear();
+    }
+}

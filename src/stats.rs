@@ -1,0 +1,39 @@
+//! Counters of what a node saw and did, in particular of input it refused.
+
+/// Counters of notable events on one node. Every refused or ignored input is
+/// counted here rather than trusted or treated as a crash.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Statistics {
+    /// Messages from a node outside the configuration.
+    pub messages_from_unknown_node: u64,
+    /// Messages addressed to another node.
+    pub messages_misaddressed: u64,
+    /// Messages carrying a term below ours.
+    pub messages_stale_term: u64,
+    /// Messages whose contents contradict themselves (non-contiguous
+    /// entries, entry terms above the message term, a response of the wrong
+    /// kind for our role, ...).
+    pub messages_malformed: u64,
+    /// Indices beyond the log or below its compacted base.
+    pub messages_index_out_of_range: u64,
+    /// AppendEntries that would have overwritten a committed entry.
+    pub append_conflicts_with_commit: u64,
+    /// Appends dropped because too many writes were unpersisted.
+    pub appends_dropped_backpressure: u64,
+    /// Elections (not pre-elections) started.
+    pub elections_started: u64,
+    /// Pre-elections started.
+    pub pre_elections_started: u64,
+    /// Times this node became leader.
+    pub leader_elected: u64,
+    /// Times a leader stepped down because a quorum went quiet.
+    pub check_quorum_step_downs: u64,
+    /// Leadership transfers started by this node as leader.
+    pub transfers_started: u64,
+    /// Proposals accepted.
+    pub proposals_accepted: u64,
+    /// Proposals refused.
+    pub proposals_refused: u64,
+    /// Log entries truncated because they conflicted with a leader's.
+    pub entries_truncated: u64,
+}

@@ -1,0 +1,116 @@
+//! The small vocabulary every other module speaks: ids, terms, indices,
+//! log entries and the hard state a replica must keep on disk.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// Identifies one replica in a cluster. Zero is reserved to mean "nobody".
+pub type NodeId = u64;
+
+/// A Raft term. Terms only ever grow on a replica.
+pub type Term = u64;
+
+/// A 1-based position in the replicated log. Index 0 is the empty prefix.
+pub type Index = u64;
+
+/// A point in the log, named by its index and the term of the entry there.
+///
+/// Two logs that hold an entry with the same index and term are identical up
+/// to that index (the Log Matching property), so a position names a whole
+/// log prefix.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct LogPosition {
+    /// Index of the entry.
+    pub index: Index,
+    /// Term of the entry at `index` (0 for the empty prefix).
+    pub term: Term,
+}
+
+impl LogPosition {
+    /// The empty log prefix: index 0, term 0.
+    pub const ZERO: LogPosition = LogPosition { index: 0, term: 0 };
+
+    /// Builds a position.
+    pub fn new(index: Index, term: Term) -> Self {
+        LogPosition { index, term }
+    }
+
+    /// Raft's "at least as up-to-date" comparison (§5.4.1): a later last
+    /// term wins, and for equal terms the longer log wins.
+    pub fn is_up_to_date_with(&self, other: &LogPosition) -> bool {
+        (self.term, self.index) >= (other.term, other.index)
+    }
+}
+
+/// What an entry carries.
+///
+/// Marked non-exhaustive because membership changes will be stored in the
+/// log as entries of their own kind.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum EntryPayload {
+    /// Appended by every new leader so that it can commit entries of its own
+    /// term (and so everything before them) without waiting for a client.
+    Noop,
+    /// An opaque command for the host's state machine.
+    Command(Bytes),
+}
+
+impl EntryPayload {
+    /// Size of the payload in bytes, as counted by batching limits.
+    pub fn len_bytes(&self) -> usize {
+        match self {
+            EntryPayload::Noop => 0,
+            EntryPayload::Command(bytes) => bytes.len(),
+        }
+    }
+}
+
+/// One entry of the replicated log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Term of the leader that created the entry.
+    pub term: Term,
+    /// Position of the entry in the log.
+    pub index: Index,
+    /// What the entry carries.
+    pub payload: EntryPayload,
+}
+
+impl Entry {
+    /// The position of this entry.
+    pub fn position(&self) -> LogPosition {
+        LogPosition::new(self.index, self.term)
+    }
+
+    /// Bytes this entry counts for in per-message byte limits: the payload
+    /// plus a fixed overhead for index, term and framing, so that a batch of
+    /// empty entries is still bounded.
+    pub fn size_bytes(&self) -> usize {
+        ENTRY_OVERHEAD_BYTES + self.payload.len_bytes()
+    }
+}
+
+/// Fixed per-entry overhead counted against byte limits.
+pub const ENTRY_OVERHEAD_BYTES: usize = 24;
+
+/// The state a replica must make durable before it acts on it: the current
+/// term and the vote cast in that term.
+///
+/// Losing either could let a replica vote twice in one term, which could
+/// elect two leaders in that term.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct HardState {
+    /// The latest term this replica has seen.
+    pub term: Term,
+    /// The candidate this replica voted for in `term`, if any.
+    pub voted_for: Option<NodeId>,
+}
+
+/// Identifies one [`Action::Persist`](crate::Action::Persist) write.
+///
+/// Write ids grow by one with every write the node asks for. The host
+/// reports durability with [`Input::Persisted`](crate::Input::Persisted)
+/// naming the highest id whose write, and every write before it, is durable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct WriteId(pub u64);
