@@ -1,0 +1,89 @@
+//! concord against raft-rs 0.7 on the same in-memory loop, cells interleaved
+//! (concord cell, raft-rs cell, next cell, …) so that both libraries see the
+//! same machine conditions.
+//!
+//! ```text
+//! cargo bench -p concord-bench --features raft-rs --bench compare
+//! ```
+//!
+//! `CONCORD_BENCH_RUNS` sets the runs per cell (default 5, at least 1);
+//! `CONCORD_BENCH_ONLY=concord` or `=raft-rs` runs one library alone (for
+//! profiling).
+
+use std::time::Duration;
+
+use concord_bench::concord_loop::{self, Cell, PROPOSALS};
+use concord_bench::{median, raft_loop};
+
+fn entries_per_second(proposals: u64, elapsed: Duration) -> f64 {
+    proposals as f64 / elapsed.as_secs_f64()
+}
+
+fn main() {
+    let runs: usize = std::env::var("CONCORD_BENCH_RUNS")
+        .ok()
+        .map(|runs| runs.parse().expect("CONCORD_BENCH_RUNS must be a number"))
+        .unwrap_or(5)
+        .max(1);
+    let only = std::env::var("CONCORD_BENCH_ONLY").ok();
+    assert!(
+        matches!(only.as_deref(), None | Some("concord") | Some("raft-rs")),
+        "CONCORD_BENCH_ONLY must be `concord` or `raft-rs`"
+    );
+    let run_concord = only.as_deref() != Some("raft-rs");
+    let run_raft = only.as_deref() != Some("concord");
+    println!(
+        "{PROPOSALS} proposals of {} bytes, 3 nodes in memory, {runs} runs per cell",
+        concord_loop::PAYLOAD_BYTES
+    );
+
+    // One untimed warm-up of each library, so the first cell does not pay
+    // for page faults and allocator growth alone.
+    if run_concord {
+        concord_loop::run_once(Cell::ALL[0], PROPOSALS / 10);
+    }
+    if run_raft {
+        raft_loop::run_once(Cell::ALL[0], PROPOSALS / 10);
+    }
+
+    let mut concord = vec![Vec::new(); Cell::ALL.len()];
+    let mut raft = vec![Vec::new(); Cell::ALL.len()];
+    for run in 1..=runs {
+        for (i, cell) in Cell::ALL.iter().enumerate() {
+            let ours = if run_concord {
+                entries_per_second(PROPOSALS, concord_loop::run_once(*cell, PROPOSALS))
+            } else {
+                f64::NAN
+            };
+            let theirs = if run_raft {
+                entries_per_second(PROPOSALS, raft_loop::run_once(*cell, PROPOSALS))
+            } else {
+                f64::NAN
+            };
+            println!(
+                "run {run}/{runs} {:>8}: concord {:>6.3} M/s, raft-rs {:>6.3} M/s",
+                cell.name(),
+                ours / 1e6,
+                theirs / 1e6
+            );
+            concord[i].push(ours);
+            raft[i].push(theirs);
+        }
+    }
+
+    println!();
+    println!("median entries/s over {runs} runs (applied on all 3 nodes)");
+    println!("| cell     |    concord |    raft-rs | concord/raft-rs |");
+    println!("| -------- | ---------- | ---------- | --------------- |");
+    for (i, cell) in Cell::ALL.iter().enumerate() {
+        let ours = median(&concord[i]);
+        let theirs = median(&raft[i]);
+        println!(
+            "| {:<8} | {:>8.3} M | {:>8.3} M | {:>14.2}x |",
+            cell.name(),
+            ours / 1e6,
+            theirs / 1e6,
+            ours / theirs
+        );
+    }
+}

@@ -1,0 +1,390 @@
+//! The throughput loop on concord: a 3-node cluster in memory, driven in one
+//! thread.
+//!
+//! No serialization, no ticks in the timed part, no fsync; messages are
+//! delivered in FIFO order. One *hop* is: every node does its pending work
+//! (executes the actions it emitted since the previous hop: queue sends,
+//! "persist" writes, apply committed entries, then reports `Persisted` and
+//! `Applied`), then every queued message is delivered. Actions emitted while
+//! a message is delivered wait for the next hop, the way raft-rs's `Ready`
+//! collects them.
+//!
+//! This file is shared: the `concord-bench` crate exposes it as a module and
+//! the root package's `benches/throughput.rs` includes it by path, so the
+//! criterion bench and the side-by-side comparison run the same code.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use concord::{Action, Config, EntryPayload, Input, Message, Node, Recovered, Role, WriteId};
+
+/// Proposals committed in one run.
+pub const PROPOSALS: u64 = 200_000;
+
+/// Size of every proposal's payload.
+pub const PAYLOAD_BYTES: usize = 128;
+
+/// Node ids of the cluster.
+pub const NODE_IDS: [u64; 3] = [1, 2, 3];
+
+/// Most hops to wait for one locked round, or for the tail of a pipelined
+/// run, before declaring the cluster stuck.
+const STALL_HOPS_MAX: usize = 10_000;
+
+/// How proposals are fed to the leader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Each round proposes `batch` entries, then runs one hop.
+    Pipe,
+    /// Each round proposes `batch` entries, then runs hops until all three
+    /// nodes applied them.
+    Lock,
+}
+
+impl Mode {
+    /// Short name for tables and benchmark ids.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Pipe => "pipe",
+            Mode::Lock => "lock",
+        }
+    }
+}
+
+/// One cell of the benchmark table: a feeding mode and a batch size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cell {
+    /// How proposals are fed.
+    pub mode: Mode,
+    /// Proposals per round.
+    pub batch: usize,
+}
+
+impl Cell {
+    /// The four cells the benchmark reports, in table order.
+    pub const ALL: [Cell; 4] = [
+        Cell {
+            mode: Mode::Lock,
+            batch: 1,
+        },
+        Cell {
+            mode: Mode::Pipe,
+            batch: 1,
+        },
+        Cell {
+            mode: Mode::Lock,
+            batch: 64,
+        },
+        Cell {
+            mode: Mode::Pipe,
+            batch: 64,
+        },
+    ];
+
+    /// Name such as `lock/1`.
+    pub fn name(self) -> String {
+        format!("{}/{}", self.mode.name(), self.batch)
+    }
+}
+
+/// A freshly allocated payload of [`PAYLOAD_BYTES`] whose first 8 bytes are
+/// `seq`, little endian, so appliers can check order and completeness.
+pub fn payload(seq: u64) -> Vec<u8> {
+    let mut bytes = vec![0u8; PAYLOAD_BYTES];
+    bytes[..8].copy_from_slice(&seq.to_le_bytes());
+    bytes
+}
+
+/// The sequence number [`payload`] wrote into `bytes`.
+pub fn payload_seq(bytes: &[u8]) -> u64 {
+    assert!(
+        bytes.len() == PAYLOAD_BYTES,
+        "applied payload has {} bytes, expected {PAYLOAD_BYTES}",
+        bytes.len()
+    );
+    u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"))
+}
+
+/// Index into per-node arrays of node `id`.
+fn slot(id: u64) -> usize {
+    assert!((1..=3).contains(&id), "message to unknown node {id}");
+    (id - 1) as usize
+}
+
+/// Three concord nodes and the FIFO network between them.
+pub struct Cluster {
+    nodes: Vec<Node>,
+    /// Actions each node emitted since its last pending-work phase.
+    actions: Vec<Vec<Action>>,
+    /// Messages sent and not yet delivered, in send order.
+    queue: VecDeque<Message>,
+    /// Command entries each node applied.
+    applied: [u64; 3],
+    /// Hops run since the cluster was built.
+    hops: u64,
+}
+
+impl Cluster {
+    /// Builds the cluster and elects node 1, outside any timing.
+    pub fn new() -> Self {
+        let nodes = NODE_IDS
+            .iter()
+            .map(|&id| {
+                let mut config = Config::new(id, NODE_IDS);
+                config.append_entries_max = 1 << 16;
+                config.append_bytes_max = 1024 * 1024;
+                config.inflight_messages_max = 256;
+                config.uncommitted_entries_max = 1 << 20;
+                config.unpersisted_writes_max = 4096;
+                config.apply_batch_entries_max = 1 << 16;
+                Node::new(config, Recovered::default()).expect("valid benchmark config")
+            })
+            .collect();
+        let mut cluster = Cluster {
+            nodes,
+            actions: vec![Vec::new(), Vec::new(), Vec::new()],
+            queue: VecDeque::new(),
+            applied: [0; 3],
+            hops: 0,
+        };
+        cluster.elect_node_1();
+        cluster
+    }
+
+    /// Ticks node 1 until it campaigns and wins, then runs hops (ticking the
+    /// leader when the network is quiet) until every node applied the
+    /// leader's first entry and the network is quiet.
+    fn elect_node_1(&mut self) {
+        for _ in 0..1_000 {
+            if self.nodes[0].role() == Role::Leader {
+                break;
+            }
+            self.nodes[0].step(Input::Tick, &mut self.actions[0]);
+            for _ in 0..4 {
+                self.hop();
+            }
+        }
+        assert_eq!(
+            self.nodes[0].role(),
+            Role::Leader,
+            "node 1 did not become leader"
+        );
+        for _ in 0..STALL_HOPS_MAX {
+            let last = self.nodes[0].last_index();
+            if self.is_quiet() {
+                if self.nodes.iter().all(|node| node.applied_index() == last) {
+                    return;
+                }
+                // A follower that was still being probed when the first
+                // entry committed learns the commit from the next
+                // heartbeat: tick the leader (still outside the timing).
+                self.nodes[0].step(Input::Tick, &mut self.actions[0]);
+            }
+            self.hop();
+        }
+        panic!("cluster did not settle after the election");
+    }
+
+    fn is_quiet(&self) -> bool {
+        self.queue.is_empty() && self.actions.iter().all(Vec::is_empty)
+    }
+
+    /// Command entries applied on each node so far.
+    pub fn applied(&self) -> [u64; 3] {
+        self.applied
+    }
+
+    /// Hops run since the cluster was built.
+    pub fn hops(&self) -> u64 {
+        self.hops
+    }
+
+    /// Proposes `count` fresh payloads numbered from `first_seq` to the
+    /// leader, as one batch when `count > 1`.
+    fn propose(&mut self, first_seq: u64, count: usize) {
+        let leader = &mut self.nodes[0];
+        if count == 1 {
+            leader.step(
+                Input::Propose(Bytes::from(payload(first_seq))),
+                &mut self.actions[0],
+            );
+        } else {
+            let batch = (0..count as u64)
+                .map(|i| Bytes::from(payload(first_seq + i)))
+                .collect();
+            leader.step(Input::ProposeBatch(batch), &mut self.actions[0]);
+        }
+    }
+
+    /// One hop: pending work on every node, then delivery of every message
+    /// queued so far.
+    pub fn hop(&mut self) {
+        self.hops += 1;
+        for i in 0..self.nodes.len() {
+            self.work(i);
+        }
+        for _ in 0..self.queue.len() {
+            let message = self.queue.pop_front().expect("counted");
+            let to = slot(message.to);
+            self.nodes[to].step(Input::Receive(message), &mut self.actions[to]);
+        }
+    }
+
+    /// Executes node `i`'s pending actions: sends are queued, writes are
+    /// "durable" at once, committed entries are applied and checked; then
+    /// reports `Applied` and `Persisted` (highest write id only) and executes
+    /// what that produces, until nothing is left.
+    fn work(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        let mut pending = std::mem::take(&mut self.actions[i]);
+        let mut rounds = 0;
+        while !pending.is_empty() {
+            rounds += 1;
+            assert!(rounds <= 64, "node {} keeps emitting actions", i + 1);
+            let mut persisted: Option<WriteId> = None;
+            let mut applied_to = None;
+            for action in pending.drain(..) {
+                match action {
+                    Action::Send { message, .. } => self.queue.push_back(message),
+                    Action::Persist { id, .. } => persisted = Some(id),
+                    Action::Apply { entries } => {
+                        for entry in &entries {
+                            if let EntryPayload::Command(bytes) = &entry.payload {
+                                let seq = payload_seq(bytes);
+                                assert_eq!(
+                                    seq,
+                                    self.applied[i],
+                                    "node {} applied proposal {seq} at index {} out of order",
+                                    i + 1,
+                                    entry.index
+                                );
+                                self.applied[i] += 1;
+                            }
+                        }
+                        if let Some(last) = entries.last() {
+                            applied_to = Some(last.index);
+                        }
+                    }
+                    Action::ProposalRefused { count, error } => {
+                        panic!("node {} refused {count} proposals: {error}", i + 1)
+                    }
+                    Action::ProposalAccepted { .. } | Action::RoleChanged { .. } => {}
+                }
+            }
+            if let Some(index) = applied_to {
+                node.step(Input::Applied(index), &mut pending);
+            }
+            if let Some(id) = persisted {
+                node.step(Input::Persisted(id), &mut pending);
+            }
+        }
+        self.actions[i] = pending;
+    }
+
+    fn all_applied(&self, count: u64) -> bool {
+        self.applied.iter().all(|&applied| applied >= count)
+    }
+
+    /// Runs hops until all three nodes applied `count` proposals.
+    fn settle(&mut self, count: u64) {
+        for _ in 0..STALL_HOPS_MAX {
+            if self.all_applied(count) {
+                return;
+            }
+            self.hop();
+        }
+        panic!(
+            "stuck: applied {:?} of {count} after {STALL_HOPS_MAX} hops",
+            self.applied
+        );
+    }
+
+    /// The timed part: commits `proposals` proposals fed as `cell` says,
+    /// until all three nodes applied them.
+    pub fn run(&mut self, cell: Cell, proposals: u64) {
+        assert!(cell.batch >= 1);
+        let base = self.applied[0];
+        assert!(self.all_applied(base), "run started with nodes out of step");
+        let mut proposed = 0u64;
+        while proposed < proposals {
+            let count = cell.batch.min((proposals - proposed) as usize);
+            self.propose(base + proposed, count);
+            proposed += count as u64;
+            match cell.mode {
+                Mode::Pipe => self.hop(),
+                Mode::Lock => self.settle(base + proposed),
+            }
+        }
+        self.settle(base + proposals);
+    }
+
+    /// Checks that every node applied exactly `count` proposals, in order,
+    /// and that their logs agree. Not timed.
+    pub fn verify(&self, count: u64) {
+        assert_eq!(self.applied, [count; 3], "nodes applied different counts");
+        let last = self.nodes[0].last_index();
+        for node in &self.nodes {
+            assert_eq!(
+                node.last_index(),
+                last,
+                "node {} log length differs",
+                node.id()
+            );
+            assert_eq!(
+                node.commit_index(),
+                last,
+                "node {} commit differs",
+                node.id()
+            );
+        }
+        let mut seq = 0;
+        let mut index = self.nodes[0].first_index();
+        while index <= last {
+            let entry = self.nodes[0].entry(index).expect("entry in memory");
+            for node in &self.nodes[1..] {
+                let other = node.entry(index).expect("entry in memory");
+                assert_eq!(
+                    other.term,
+                    entry.term,
+                    "node {} term at {index} differs",
+                    node.id()
+                );
+                assert_eq!(
+                    other.payload,
+                    entry.payload,
+                    "node {} payload at {index} differs",
+                    node.id()
+                );
+            }
+            if let EntryPayload::Command(bytes) = &entry.payload {
+                assert_eq!(
+                    payload_seq(bytes),
+                    seq,
+                    "entry {index} holds the wrong proposal"
+                );
+                seq += 1;
+            }
+            index += 1;
+        }
+        assert_eq!(seq, count, "log holds {seq} proposals, expected {count}");
+    }
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Cluster::new()
+    }
+}
+
+/// Builds and elects a cluster, times one run of `proposals` proposals in
+/// `cell`, verifies the result, and returns the timed duration.
+pub fn run_once(cell: Cell, proposals: u64) -> Duration {
+    let mut cluster = Cluster::new();
+    let start = Instant::now();
+    cluster.run(cell, proposals);
+    let elapsed = start.elapsed();
+    cluster.verify(proposals);
+    drop(cluster);
+    elapsed
+}
