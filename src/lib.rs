@@ -99,6 +99,8 @@ mod replication;
 pub mod session;
 pub mod state_machine;
 mod stats;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 mod transfer;
 mod types;
 

@@ -1,0 +1,217 @@
+//! `concord-node`: runs one server of a concord key-value cluster.
+//!
+//! ```text
+//! concord-node --id 1 --listen 127.0.0.1:7001 \
+//!     --peers 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003 \
+//!     --data-dir /tmp/concord-1 --cluster-id demo
+//! ```
+//!
+//! Stops gracefully on SIGINT/SIGTERM. Logs go to stderr; set `RUST_LOG`
+//! (e.g. `RUST_LOG=concord=debug`) for more.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use concord::tokio::cluster::{start_kv_node, NodeSettings};
+use concord::tokio::wal::{FileStorage, WalOptions};
+use concord::NodeId;
+
+const USAGE: &str = "\
+usage: concord-node --id <ID> --listen <HOST:PORT> --peers <ID=HOST:PORT,...> --data-dir <DIR> --cluster-id <NAME>
+                    [--tick-ms <MS>] [--no-fsync]
+
+  --id          this node's id (a positive integer, one of --peers)
+  --listen      address to serve peers and clients on
+  --peers       every node of the cluster as id=host:port, comma separated
+                (this node may be included; it must then match --listen)
+  --data-dir    directory for the write-ahead log (created if missing)
+  --cluster-id  the cluster's name; connections naming another are refused
+  --tick-ms     length of one Raft tick in milliseconds (default 10)
+  --no-fsync    do not fsync the log (unsafe: for experiments only)";
+
+#[derive(Debug)]
+struct Args {
+    id: NodeId,
+    listen: String,
+    peers: BTreeMap<NodeId, String>,
+    data_dir: PathBuf,
+    cluster_id: String,
+    tick_ms: u64,
+    fsync: bool,
+}
+
+fn parse_addr(flag: &str, value: &str) -> Result<String, String> {
+    value
+        .parse::<std::net::SocketAddr>()
+        .map(|_| value.to_string())
+        .map_err(|_| format!("{flag}: {value:?} is not a host:port address like 127.0.0.1:7001"))
+}
+
+fn parse_args(argv: Vec<String>) -> Result<Args, String> {
+    let mut id = None;
+    let mut listen = None;
+    let mut peers = None;
+    let mut data_dir = None;
+    let mut cluster_id = None;
+    let mut tick_ms = 10u64;
+    let mut fsync = true;
+    let mut it = argv.into_iter();
+    while let Some(flag) = it.next() {
+        if flag == "--help" || flag == "-h" {
+            return Err(String::new());
+        }
+        if flag == "--no-fsync" {
+            fsync = false;
+            continue;
+        }
+        let (flag, value) = match flag.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), v.to_string()),
+            _ => {
+                let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+                (flag, value)
+            }
+        };
+        match flag.as_str() {
+            "--id" => {
+                let parsed: NodeId = value
+                    .parse()
+                    .map_err(|_| format!("--id: {value:?} is not a positive integer"))?;
+                if parsed == 0 {
+                    return Err("--id: 0 is reserved; use 1 or more".to_string());
+                }
+                id = Some(parsed);
+            }
+            "--listen" => listen = Some(parse_addr("--listen", &value)?),
+            "--peers" => {
+                let mut map = BTreeMap::new();
+                for item in value.split(',').filter(|s| !s.is_empty()) {
+                    let (pid, addr) = item.split_once('=').ok_or_else(|| {
+                        format!("--peers: {item:?} is not of the form id=host:port")
+                    })?;
+                    let pid: NodeId = pid
+                        .parse()
+                        .map_err(|_| format!("--peers: {pid:?} in {item:?} is not a node id"))?;
+                    if pid == 0 {
+                        return Err(format!("--peers: node id 0 in {item:?} is reserved"));
+                    }
+                    if map.insert(pid, parse_addr("--peers", addr)?).is_some() {
+                        return Err(format!("--peers: node {pid} is listed twice"));
+                    }
+                }
+                peers = Some(map);
+            }
+            "--data-dir" => data_dir = Some(PathBuf::from(value)),
+            "--cluster-id" => {
+                if value.is_empty() || value.len() > 128 {
+                    return Err("--cluster-id: give a name of 1 to 128 bytes".to_string());
+                }
+                cluster_id = Some(value);
+            }
+            "--tick-ms" => {
+                tick_ms = value
+                    .parse()
+                    .map_err(|_| format!("--tick-ms: {value:?} is not a number"))?;
+                if !(1..=10_000).contains(&tick_ms) {
+                    return Err("--tick-ms: must be between 1 and 10000".to_string());
+                }
+            }
+            other => return Err(format!("unknown option {other:?}")),
+        }
+    }
+    let id = id.ok_or("missing --id")?;
+    let listen = listen.ok_or("missing --listen")?;
+    let mut peers = peers.ok_or("missing --peers")?;
+    match peers.get(&id) {
+        Some(addr) if *addr != listen => {
+            return Err(format!(
+                "--peers lists node {id} at {addr} but --listen is {listen}"
+            ));
+        }
+        Some(_) => {}
+        None => {
+            peers.insert(id, listen.clone());
+        }
+    }
+    Ok(Args {
+        id,
+        listen,
+        peers,
+        data_dir: data_dir.ok_or("missing --data-dir")?,
+        cluster_id: cluster_id.ok_or("missing --cluster-id")?,
+        tick_ms,
+        fsync,
+    })
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args(std::env::args().skip(1).collect()) {
+        Ok(args) => args,
+        Err(message) if message.is_empty() => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("concord-node: {message}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("concord-node: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("concord-node: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let options = WalOptions {
+        sync: args.fsync,
+        ..WalOptions::default()
+    };
+    let storage = FileStorage::open(&args.data_dir, options).map_err(|e| {
+        format!(
+            "cannot open the data directory {}: {e}",
+            args.data_dir.display()
+        )
+    })?;
+    let mut settings = NodeSettings::new(
+        args.id,
+        args.listen.clone(),
+        args.peers.clone(),
+        args.cluster_id.clone(),
+    );
+    settings.tick = Duration::from_millis(args.tick_ms);
+    let mut node = start_kv_node(settings, storage)
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(id = args.id, listen = %node.local_addr, cluster = %args.cluster_id, "concord-node serving");
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| format!("cannot install a SIGTERM handler: {e}"))?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        _ = sigterm.recv() => tracing::info!("SIGTERM: shutting down"),
+        result = node.server.wait() => return result.map_err(|e| e.to_string()),
+    }
+    node.shutdown().await.map_err(|e| e.to_string())
+}

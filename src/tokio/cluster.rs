@@ -1,0 +1,143 @@
+//! Wiring: a TCP-served key-value node from a handful of settings. Used by
+//! the `concord-node` binary, the local-cluster example and the madsim
+//! tests, so they all run the same code.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::{Config, NodeId};
+
+use super::frame::DEFAULT_MAX_FRAME_BYTES;
+use super::listener::{self, ListenerConfig, ListenerCounters};
+use super::server::{self, ServerConfig, ServerError, ServerHandle};
+use super::storage::Storage;
+use super::transport::{TcpTransport, TcpTransportConfig};
+
+/// Settings of one node of a TCP cluster.
+#[derive(Clone, Debug)]
+pub struct NodeSettings {
+    /// This node's id (1 or more).
+    pub id: NodeId,
+    /// Address to listen on for peers and clients.
+    pub listen: String,
+    /// Address of every node of the cluster, this one included.
+    pub peers: BTreeMap<NodeId, String>,
+    /// The cluster's name.
+    pub cluster_id: String,
+    /// Wall-clock length of a tick.
+    pub tick: Duration,
+    /// Election timeout range in ticks.
+    pub election_ticks: (u32, u32),
+    /// Heartbeat interval in ticks.
+    pub heartbeat_ticks: u32,
+}
+
+impl NodeSettings {
+    /// Defaults: 10 ms ticks, elections after 15..30 ticks, heartbeats
+    /// every 3 ticks.
+    pub fn new(
+        id: NodeId,
+        listen: impl Into<String>,
+        peers: BTreeMap<NodeId, String>,
+        cluster_id: impl Into<String>,
+    ) -> Self {
+        NodeSettings {
+            id,
+            listen: listen.into(),
+            peers,
+            cluster_id: cluster_id.into(),
+            tick: Duration::from_millis(10),
+            election_ticks: (15, 30),
+            heartbeat_ticks: 3,
+        }
+    }
+
+    /// The replica configuration these settings describe.
+    pub fn raft_config(&self) -> Config {
+        let mut config = Config::new(
+            self.id,
+            self.peers.keys().copied().chain(std::iter::once(self.id)),
+        );
+        config.election_timeout_min_ticks = self.election_ticks.0;
+        config.election_timeout_max_ticks = self.election_ticks.1;
+        config.heartbeat_interval_ticks = self.heartbeat_ticks;
+        config
+    }
+}
+
+/// A running node: its server and the tasks around it.
+#[derive(Debug)]
+pub struct RunningNode {
+    /// The server.
+    pub server: ServerHandle,
+    /// The address actually bound.
+    pub local_addr: std::net::SocketAddr,
+    /// Connection counters of the listener.
+    pub listener_counters: Arc<ListenerCounters>,
+    _transport: Arc<TcpTransport>,
+}
+
+impl RunningNode {
+    /// Stops the node gracefully.
+    pub async fn shutdown(self) -> Result<(), ServerError> {
+        self.server.shutdown().await
+    }
+}
+
+/// Starts a key-value node: binds the listener, connects to peers, recovers
+/// `storage` and runs the server. Must be called inside a runtime.
+pub async fn start_kv_node<St: Storage>(
+    settings: NodeSettings,
+    storage: St,
+) -> Result<RunningNode, ServerError> {
+    let listener = tokio::net::TcpListener::bind(settings.listen.as_str())
+        .await
+        .map_err(|e| ServerError::Io(format!("cannot listen on {}: {e}", settings.listen)))?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|e| ServerError::Io(e.to_string()))?;
+    let raft = settings.raft_config();
+    let voters = raft.voters.clone();
+    let mut peers = settings.peers.clone();
+    peers.remove(&settings.id);
+    let transport = Arc::new(TcpTransport::start(TcpTransportConfig::new(
+        settings.id,
+        settings.cluster_id.clone(),
+        peers,
+    )));
+    let mut server_config = ServerConfig::new(raft);
+    server_config.tick = settings.tick;
+    server_config.client_addrs = settings.peers.clone();
+    let inbox = server::inbox();
+    let events = inbox.0.clone();
+    let server = server::start(
+        server_config,
+        super::kv::kv_state_machine(),
+        storage,
+        transport.clone(),
+        inbox,
+    )?;
+    let counters = Arc::new(ListenerCounters::default());
+    let listener_config = ListenerConfig {
+        node_id: settings.id,
+        cluster_id: settings.cluster_id.clone(),
+        voters,
+        max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+        handshake_timeout: Duration::from_secs(5),
+        connections_max: 4096,
+    };
+    tokio::spawn(listener::serve(
+        listener,
+        listener_config,
+        events,
+        server.shutdown_signal(),
+        counters.clone(),
+    ));
+    Ok(RunningNode {
+        server,
+        local_addr,
+        listener_counters: counters,
+        _transport: transport,
+    })
+}

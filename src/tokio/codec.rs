@@ -1,0 +1,140 @@
+//! The one place where values become bytes and bytes become values.
+//!
+//! Everything the runtime puts on the wire or on disk is encoded here with
+//! `serde` + `bincode` 2.x (standard configuration: little-endian, variable
+//! length integers). Decoding is given untrusted bytes, so it runs with an
+//! explicit size limit (no length field can make it allocate more than the
+//! limit) and refuses trailing bytes.
+//!
+//! Framing (length prefix, version byte, checksum) is layered on top of this
+//! in [`frame`](super::frame) for the network and in [`wal`](super::wal) for
+//! the disk.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use thiserror::Error;
+
+/// Largest value [`decode`] will materialise: 64 MiB. Frames and records
+/// are bounded well below this by their own limits.
+pub const DECODE_LIMIT_BYTES: usize = 64 * 1024 * 1024;
+
+type Config = bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<DECODE_LIMIT_BYTES>,
+>;
+
+fn config() -> Config {
+    bincode::config::standard().with_limit::<DECODE_LIMIT_BYTES>()
+}
+
+/// Why bytes could not be decoded (or, rarely, a value encoded).
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum CodecError {
+    /// The bytes are not a valid encoding of the expected type.
+    #[error("malformed encoding: {0}")]
+    Decode(String),
+    /// The bytes hold a valid value followed by junk.
+    #[error("{trailing} unexpected trailing bytes after the encoded value")]
+    TrailingBytes {
+        /// How many bytes were left over.
+        trailing: usize,
+    },
+    /// The input is larger than the limit the caller allows.
+    #[error("encoded value of {len} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// Size of the input.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The value could not be encoded.
+    #[error("could not encode: {0}")]
+    Encode(String),
+}
+
+/// Encodes `value`, appending to `out`.
+pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    bincode::serde::encode_into_std_write(value, out, config())
+        .map(|_| ())
+        .map_err(|e| CodecError::Encode(e.to_string()))
+}
+
+/// Encodes `value` into a new vector.
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
+    let mut out = Vec::new();
+    encode_into(value, &mut out)?;
+    Ok(out)
+}
+
+/// Decodes exactly one `T` from untrusted `bytes`, which must not be longer
+/// than `limit_bytes` (itself capped at [`DECODE_LIMIT_BYTES`]).
+pub fn decode<T: DeserializeOwned>(bytes: &[u8], limit_bytes: usize) -> Result<T, CodecError> {
+    let limit = limit_bytes.min(DECODE_LIMIT_BYTES);
+    if bytes.len() > limit {
+        return Err(CodecError::TooLarge {
+            len: bytes.len(),
+            limit,
+        });
+    }
+    let (value, used) = bincode::serde::decode_from_slice::<T, _>(bytes, config())
+        .map_err(|e| CodecError::Decode(e.to_string()))?;
+    if used != bytes.len() {
+        return Err(CodecError::TrailingBytes {
+            trailing: bytes.len() - used,
+        });
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Entry, EntryPayload, Message, MessageBody};
+    use bytes::Bytes;
+
+    #[test]
+    fn message_round_trips() {
+        let message = Message {
+            from: 1,
+            to: 2,
+            term: 7,
+            body: MessageBody::AppendEntries {
+                prev: crate::LogPosition::new(3, 6),
+                entries: vec![Entry {
+                    term: 7,
+                    index: 4,
+                    payload: EntryPayload::Command(Bytes::from_static(b"x")),
+                }],
+                leader_commit: 3,
+            },
+        };
+        let bytes = encode(&message).unwrap();
+        let back: Message = decode(&bytes, 1 << 20).unwrap();
+        assert_eq!(back, message);
+    }
+
+    #[test]
+    fn garbage_and_trailing_bytes_are_errors() {
+        let garbage = [0xffu8; 64];
+        assert!(decode::<Message>(&garbage, 1 << 20).is_err());
+        let mut bytes = encode(&7u64).unwrap();
+        bytes.push(0);
+        assert!(matches!(
+            decode::<u64>(&bytes, 1 << 20),
+            Err(CodecError::TrailingBytes { trailing: 1 })
+        ));
+        assert!(matches!(
+            decode::<u64>(&bytes, 1),
+            Err(CodecError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn huge_length_claims_do_not_allocate() {
+        // A Vec length of ~2^62 followed by nothing.
+        let bytes = [0xfdu8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x3f];
+        assert!(decode::<Vec<u64>>(&bytes, 1 << 20).is_err());
+    }
+}

@@ -1,0 +1,251 @@
+//! The accepting side: one TCP port per server serves both peers and
+//! clients. The first frame (a [`Hello`]) says which; strangers (another
+//! cluster, an unknown node id, a node claiming our own id) are refused with
+//! a logged reason. After the handshake a peer connection carries Raft
+//! messages into the server loop, and a client connection carries requests
+//! and their answers.
+//!
+//! Any bad input (garbage, a truncated or oversized frame, a bad checksum,
+//! an undecodable payload, a message claiming another sender) closes that
+//! one connection with a logged reason; the server keeps serving.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::{Message, NodeId};
+
+use super::frame::{self, FrameError};
+use super::server::Event;
+use super::transport::BoxStream;
+use super::wire::{ClientRequest, ClientResponse, Hello, HelloRole, Welcome, CLUSTER_ID_MAX_BYTES};
+
+/// Settings of the accepting side.
+#[derive(Clone, Debug)]
+pub struct ListenerConfig {
+    /// This node.
+    pub node_id: NodeId,
+    /// The cluster's name.
+    pub cluster_id: String,
+    /// Every voter of the cluster (peers must be one of them).
+    pub voters: BTreeSet<NodeId>,
+    /// Largest frame accepted.
+    pub max_frame_bytes: usize,
+    /// Time a new connection has to send its `Hello`.
+    pub handshake_timeout: Duration,
+    /// Most connections open at once; more are closed at once.
+    pub connections_max: usize,
+}
+
+/// Counters of the accepting side.
+#[derive(Debug, Default)]
+pub struct ListenerCounters {
+    /// Connections accepted.
+    pub accepted: AtomicU64,
+    /// Connections refused at the handshake.
+    pub refused: AtomicU64,
+    /// Connections closed because of bad input.
+    pub bad_input: AtomicU64,
+    /// Connections currently open.
+    pub open: AtomicUsize,
+}
+
+/// Accepts connections on `listener` until `shutdown` flips, handing peer
+/// messages and client requests to the server's `events` channel.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    config: ListenerConfig,
+    events: mpsc::Sender<Event>,
+    mut shutdown: watch::Receiver<bool>,
+    counters: Arc<ListenerCounters>,
+) {
+    let config = Arc::new(config);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.changed() => return,
+        };
+        let (stream, remote) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if *shutdown.borrow() {
+            return;
+        }
+        if counters.open.load(Ordering::Relaxed) >= config.connections_max {
+            tracing::warn!(%remote, max = config.connections_max, "too many connections; closing the new one");
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        counters.accepted.fetch_add(1, Ordering::Relaxed);
+        counters.open.fetch_add(1, Ordering::Relaxed);
+        let config = config.clone();
+        let events = events.clone();
+        let counters = counters.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let remote = remote.to_string();
+            let result = handle(Box::new(stream), &remote, &config, events, shutdown).await;
+            match result {
+                Ok(()) => tracing::debug!(%remote, "connection closed"),
+                Err(ConnError::Refused(reason)) => {
+                    counters.refused.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%remote, reason = %reason, "refused connection");
+                }
+                Err(ConnError::BadInput(reason)) => {
+                    counters.bad_input.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%remote, reason = %reason, "closing connection after bad input");
+                }
+            }
+            counters.open.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+}
+
+enum ConnError {
+    Refused(String),
+    BadInput(String),
+}
+
+fn bad(e: FrameError) -> Result<(), ConnError> {
+    match e {
+        FrameError::Closed => Ok(()),
+        other => Err(ConnError::BadInput(other.to_string())),
+    }
+}
+
+async fn write_value<T: serde::Serialize>(
+    stream: &mut BoxStream,
+    buf: &mut Vec<u8>,
+    value: &T,
+) -> Result<(), ConnError> {
+    buf.clear();
+    frame::encode_frame(value, buf).map_err(|e| ConnError::BadInput(e.to_string()))?;
+    stream
+        .write_all(buf)
+        .await
+        .map_err(|e| ConnError::BadInput(format!("write failed: {e}")))?;
+    stream
+        .flush()
+        .await
+        .map_err(|e| ConnError::BadInput(format!("write failed: {e}")))
+}
+
+async fn handle(
+    mut stream: BoxStream,
+    remote: &str,
+    config: &ListenerConfig,
+    events: mpsc::Sender<Event>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ConnError> {
+    let mut buf = Vec::new();
+    let hello: Hello = match tokio::time::timeout(
+        config.handshake_timeout,
+        frame::read_value(&mut stream, &mut buf, config.max_frame_bytes.min(64 * 1024)),
+    )
+    .await
+    {
+        Err(_) => {
+            return Err(ConnError::BadInput(
+                "no handshake within the timeout".to_string(),
+            ))
+        }
+        Ok(Err(FrameError::Closed)) => return Ok(()),
+        Ok(Err(e)) => return Err(ConnError::BadInput(format!("bad handshake: {e}"))),
+        Ok(Ok(hello)) => hello,
+    };
+    let refusal =
+        if hello.cluster_id.len() > CLUSTER_ID_MAX_BYTES || hello.cluster_id != config.cluster_id {
+            Some(format!(
+                "cluster id {:?} is not ours ({:?})",
+                hello.cluster_id, config.cluster_id
+            ))
+        } else {
+            match hello.role {
+                HelloRole::Peer { from, .. } if !config.voters.contains(&from) => {
+                    Some(format!("node {from} is not a member of this cluster"))
+                }
+                HelloRole::Peer { from, .. } if from == config.node_id => {
+                    Some(format!("peer claims our own id {from}"))
+                }
+                HelloRole::Peer { to, .. } if to != config.node_id => Some(format!(
+                    "peer wanted node {to} but this is node {}",
+                    config.node_id
+                )),
+                _ => None,
+            }
+        };
+    if let Some(reason) = refusal {
+        let _ = write_value(
+            &mut stream,
+            &mut buf,
+            &Welcome::Refused {
+                reason: reason.clone(),
+            },
+        )
+        .await;
+        return Err(ConnError::Refused(reason));
+    }
+    write_value(
+        &mut stream,
+        &mut buf,
+        &Welcome::Accepted {
+            node_id: config.node_id,
+        },
+    )
+    .await?;
+    match hello.role {
+        HelloRole::Peer { from, .. } => {
+            tracing::debug!(%remote, peer = from, "peer connected");
+            loop {
+                let message: Message = tokio::select! {
+                    read = frame::read_value(&mut stream, &mut buf, config.max_frame_bytes) => match read {
+                        Ok(message) => message,
+                        Err(e) => return bad(e),
+                    },
+                    _ = shutdown.changed() => return Ok(()),
+                };
+                if message.from != from {
+                    return Err(ConnError::BadInput(format!(
+                        "message claims sender {} on node {from}'s connection",
+                        message.from
+                    )));
+                }
+                if events.send(Event::Peer(message)).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        HelloRole::Client => loop {
+            let request: ClientRequest = tokio::select! {
+                read = frame::read_value(&mut stream, &mut buf, config.max_frame_bytes) => match read {
+                    Ok(request) => request,
+                    Err(e) => return bad(e),
+                },
+                _ = shutdown.changed() => return Ok(()),
+            };
+            let (reply_tx, reply_rx) = oneshot::channel();
+            let event = match request {
+                ClientRequest::Command(command) => Event::Client {
+                    command,
+                    reply: reply_tx,
+                },
+                ClientRequest::Status => Event::Status { reply: reply_tx },
+            };
+            let response = if events.send(event).await.is_err() {
+                ClientResponse::Error("server is shutting down".to_string())
+            } else {
+                reply_rx.await.unwrap_or(ClientResponse::Unknown)
+            };
+            write_value(&mut stream, &mut buf, &response).await?;
+        },
+    }
+}

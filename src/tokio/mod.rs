@@ -1,0 +1,36 @@
+//! The tokio runtime of concord (cargo feature `tokio`): a real server that
+//! hosts one [`Node`](crate::Node) over TCP with its state in a write-ahead
+//! log, and a client.
+//!
+//! | module | what |
+//! | --- | --- |
+//! | [`codec`] | serde + bincode encoding, size-limited decoding of untrusted bytes |
+//! | [`frame`] | length-prefixed, versioned, CRC32C-checked frames on a stream |
+//! | [`wire`] | handshake, client requests and responses |
+//! | [`transport`] | the [`Transport`](transport::Transport) trait; TCP and in-memory implementations |
+//! | [`listener`] | the accepting side: handshake checks, peer and client connections |
+//! | [`storage`] | the [`Storage`](storage::Storage) trait; in-memory implementation |
+//! | [`wal`] | the on-disk write-ahead log with group commit ([`FileStorage`](wal::FileStorage)) |
+//! | [`server`] | the server loop |
+//! | [`client`] | [`Client`](client::Client): leader discovery, redirects, retries, typed KV API |
+//! | [`kv`] | the key-value service and its exactly-once sessions |
+//! | [`status`] | status/metrics snapshot |
+//! | [`cluster`] | wiring helpers: a TCP node from a few settings |
+//!
+//! The same source builds against madsim (`RUSTFLAGS="--cfg madsim"`): the
+//! `tokio` dependency is `madsim-tokio`, which re-exports the simulator's
+//! runtime there. Under madsim use [`MemStorage`](storage::MemStorage): the
+//! file WAL needs OS threads and files.
+
+pub mod client;
+pub mod cluster;
+pub mod codec;
+pub mod frame;
+pub mod kv;
+pub mod listener;
+pub mod server;
+pub mod status;
+pub mod storage;
+pub mod transport;
+pub mod wal;
+pub mod wire;

@@ -1,0 +1,525 @@
+//! The server loop: hosts one [`Node`] and one [`StateMachine`], turns wall
+//! clock time into ticks, executes the node's actions against storage and
+//! transport, applies committed entries and answers clients.
+//!
+//! Everything reaches the loop through one bounded channel of [`Event`]s
+//! (peer messages from the transport, client requests, status queries),
+//! plus the storage's completion channel and a ticker. Client commands that
+//! arrive together are proposed together with one `ProposeBatch`, so a
+//! burst of requests costs one log write and one AppendEntries per
+//! follower.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use bytes::Bytes;
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::Instrument;
+
+use crate::state_machine::StateMachine;
+use crate::{
+    Action, Config, ConfigError, EntryPayload, Index, Input, Node, NodeId, ProposeError, Role, Term,
+};
+
+use super::status::{NodeStatus, ServerCounters};
+use super::storage::{PersistRequest, Storage, StorageError};
+use super::transport::Transport;
+use super::wire::ClientResponse;
+
+/// Something for the server loop to handle.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Event {
+    /// A Raft message from a peer.
+    Peer(crate::Message),
+    /// A client command to replicate and apply.
+    Client {
+        /// The command, opaque to the server.
+        command: Bytes,
+        /// Where the answer goes.
+        reply: oneshot::Sender<ClientResponse>,
+    },
+    /// A status query (answered with [`ClientResponse::Status`]).
+    Status {
+        /// Where the answer goes.
+        reply: oneshot::Sender<ClientResponse>,
+    },
+}
+
+/// Settings of a server.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// The replica's configuration.
+    pub raft: Config,
+    /// Wall-clock length of one tick.
+    pub tick: Duration,
+    /// Most client commands proposed in one batch.
+    pub proposal_batch_max: usize,
+    /// Most events handled between two looks at the ticker and storage.
+    pub events_per_turn_max: usize,
+    /// Client address of each node, for redirects.
+    pub client_addrs: BTreeMap<NodeId, String>,
+}
+
+impl ServerConfig {
+    /// Defaults around `raft`: 10 ms ticks, batches of up to 4096 commands.
+    pub fn new(raft: Config) -> Self {
+        ServerConfig {
+            raft,
+            tick: Duration::from_millis(10),
+            proposal_batch_max: 4096,
+            events_per_turn_max: 8192,
+            client_addrs: BTreeMap::new(),
+        }
+    }
+}
+
+/// Why a server could not start or had to stop.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The configuration or recovered state is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// Storage failed.
+    #[error("storage failed: {0}")]
+    Storage(#[from] StorageError),
+    /// An I/O error outside storage (binding the listener, ...).
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Bounded channel capacity for a server inbox.
+pub const INBOX_EVENTS_MAX: usize = 65_536;
+
+/// Makes the channel a server reads its events from (create it first so the
+/// transport or listener can be handed the sender).
+pub fn inbox() -> (mpsc::Sender<Event>, mpsc::Receiver<Event>) {
+    mpsc::channel(INBOX_EVENTS_MAX)
+}
+
+/// A running server: send it events, ask for status, shut it down.
+#[derive(Debug)]
+pub struct ServerHandle {
+    id: NodeId,
+    events: mpsc::Sender<Event>,
+    shutdown: watch::Sender<bool>,
+    done: Option<oneshot::Receiver<Result<(), ServerError>>>,
+}
+
+impl ServerHandle {
+    /// The node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The sender of the server's inbox.
+    pub fn events(&self) -> mpsc::Sender<Event> {
+        self.events.clone()
+    }
+
+    /// Submits a command and waits for the answer (in-process client).
+    pub async fn call(&self, command: Bytes) -> ClientResponse {
+        let (reply, rx) = oneshot::channel();
+        if self
+            .events
+            .send(Event::Client { command, reply })
+            .await
+            .is_err()
+        {
+            return ClientResponse::Error("server stopped".to_string());
+        }
+        rx.await.unwrap_or(ClientResponse::Unknown)
+    }
+
+    /// The node's status, or `None` if the server stopped.
+    pub async fn status(&self) -> Option<NodeStatus> {
+        let (reply, rx) = oneshot::channel();
+        self.events.send(Event::Status { reply }).await.ok()?;
+        match rx.await {
+            Ok(ClientResponse::Status(status)) => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// A receiver that flips to `true` when shutdown is asked for (for the
+    /// listener and other tasks that should stop with the server).
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Stops the server gracefully: queued writes finish, waiting clients
+    /// are told the outcome is unknown. Returns how the loop ended.
+    pub async fn shutdown(mut self) -> Result<(), ServerError> {
+        let _ = self.shutdown.send(true);
+        self.wait().await
+    }
+
+    /// Waits until the server stops by itself (a storage failure).
+    pub async fn wait(&mut self) -> Result<(), ServerError> {
+        match self.done.take() {
+            Some(done) => done.await.unwrap_or(Ok(())),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Starts a server on the current runtime: recovers `storage`, builds the
+/// node, and spawns the loop reading `inbox`.
+pub fn start<S, St, T>(
+    config: ServerConfig,
+    state_machine: S,
+    mut storage: St,
+    transport: T,
+    inbox: (mpsc::Sender<Event>, mpsc::Receiver<Event>),
+) -> Result<ServerHandle, ServerError>
+where
+    S: StateMachine + Send + 'static,
+    St: Storage,
+    T: Transport,
+{
+    let id = config.raft.id;
+    let recovered = storage.recover()?;
+    let recovered_entries = recovered.entries.len();
+    let node = Node::new(config.raft.clone(), recovered)?;
+    let (persisted_tx, persisted_rx) = mpsc::unbounded_channel();
+    storage.start(persisted_tx)?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (done_tx, done_rx) = oneshot::channel();
+    let (events_tx, events_rx) = inbox;
+    let span = tracing::info_span!("node", id);
+    span.in_scope(|| {
+        tracing::info!(
+            term = node.term(),
+            entries = recovered_entries,
+            "server starting"
+        );
+    });
+    let server = Server {
+        node,
+        state_machine,
+        storage,
+        transport,
+        config,
+        actions: Vec::new(),
+        more_actions: Vec::new(),
+        pending_commands: Vec::new(),
+        pending_replies: VecDeque::new(),
+        proposing: VecDeque::new(),
+        waiting: BTreeMap::new(),
+        counters: ServerCounters::default(),
+        failed: None,
+    };
+    tokio::spawn(
+        async move {
+            let result = server.run(events_rx, persisted_rx, shutdown_rx).await;
+            if let Err(e) = &result {
+                tracing::error!(error = %e, "server stopped with an error");
+            }
+            let _ = done_tx.send(result);
+        }
+        .instrument(span),
+    );
+    Ok(ServerHandle {
+        id,
+        events: events_tx,
+        shutdown: shutdown_tx,
+        done: Some(done_rx),
+    })
+}
+
+struct Server<S, St, T> {
+    node: Node,
+    state_machine: S,
+    storage: St,
+    transport: T,
+    config: ServerConfig,
+    actions: Vec<Action>,
+    more_actions: Vec<Action>,
+    /// Commands received and not yet proposed.
+    pending_commands: Vec<Bytes>,
+    pending_replies: VecDeque<oneshot::Sender<ClientResponse>>,
+    /// Replies of the batch being proposed, matched to the node's answer.
+    proposing: VecDeque<oneshot::Sender<ClientResponse>>,
+    /// Clients waiting for their entry: index -> (term, reply).
+    waiting: BTreeMap<Index, (Term, oneshot::Sender<ClientResponse>)>,
+    counters: ServerCounters,
+    failed: Option<StorageError>,
+}
+
+impl<S, St, T> Server<S, St, T>
+where
+    S: StateMachine + Send + 'static,
+    St: Storage,
+    T: Transport,
+{
+    async fn run(
+        mut self,
+        mut inbox: mpsc::Receiver<Event>,
+        mut persisted: mpsc::UnboundedReceiver<Result<crate::WriteId, StorageError>>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), ServerError> {
+        let mut ticker = tokio::time::interval(self.config.tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        break;
+                    }
+                }
+                Some(first) = persisted.recv() => {
+                    let mut result = first;
+                    let mut drained = 0;
+                    while drained < 1024 {
+                        match persisted.try_recv() {
+                            Ok(next) => {
+                                result = match (result, next) {
+                                    (Ok(a), Ok(b)) => Ok(a.max(b)),
+                                    (Err(e), _) | (_, Err(e)) => Err(e),
+                                };
+                                drained += 1;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    match result {
+                        Ok(id) => self.step(Input::Persisted(id)),
+                        Err(e) => self.failed = Some(e),
+                    }
+                }
+                _ = ticker.tick() => {
+                    self.counters.ticks += 1;
+                    self.step(Input::Tick);
+                }
+                event = inbox.recv() => {
+                    let Some(event) = event else { break };
+                    self.handle_event(event);
+                    let mut handled = 1;
+                    while handled < self.config.events_per_turn_max {
+                        match inbox.try_recv() {
+                            Ok(event) => self.handle_event(event),
+                            Err(_) => break,
+                        }
+                        handled += 1;
+                    }
+                }
+            }
+            self.flush_proposals();
+            if self.failed.is_some() {
+                break;
+            }
+        }
+        self.stop(&mut inbox);
+        match self.failed.take() {
+            Some(e) => Err(ServerError::Storage(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Graceful stop: refuse what is queued, tell waiting clients the
+    /// outcome is unknown, let storage finish its queued writes.
+    fn stop(&mut self, inbox: &mut mpsc::Receiver<Event>) {
+        inbox.close();
+        while let Ok(event) = inbox.try_recv() {
+            match event {
+                Event::Client { reply, .. } | Event::Status { reply } => {
+                    let _ =
+                        reply.send(ClientResponse::Error("server is shutting down".to_string()));
+                }
+                Event::Peer(_) => {}
+            }
+        }
+        for reply in self.pending_replies.drain(..) {
+            let _ = reply.send(ClientResponse::Unknown);
+        }
+        for (_, (_, reply)) in std::mem::take(&mut self.waiting) {
+            let _ = reply.send(ClientResponse::Unknown);
+        }
+        self.storage.shutdown();
+        tracing::info!(
+            commit = self.node.commit_index(),
+            applied = self.node.applied_index(),
+            "server stopped"
+        );
+    }
+
+    fn handle_event(&mut self, event: Event) {
+        match event {
+            Event::Peer(message) => {
+                self.counters.messages_received += 1;
+                self.step(Input::Receive(message));
+            }
+            Event::Client { command, reply } => {
+                if self.node.role() != Role::Leader {
+                    self.counters.redirects += 1;
+                    let _ = reply.send(self.not_leader(self.node.leader()));
+                    return;
+                }
+                self.pending_commands.push(command);
+                self.pending_replies.push_back(reply);
+                if self.pending_commands.len() >= self.config.proposal_batch_max {
+                    self.flush_proposals();
+                }
+            }
+            Event::Status { reply } => {
+                let status = NodeStatus::of(&self.node, self.counters);
+                let _ = reply.send(ClientResponse::Status(Box::new(status)));
+            }
+        }
+    }
+
+    fn not_leader(&self, leader_hint: Option<NodeId>) -> ClientResponse {
+        let leader_hint = leader_hint.filter(|&id| id != self.node.id());
+        ClientResponse::NotLeader {
+            leader_hint,
+            leader_addr: leader_hint.and_then(|id| self.config.client_addrs.get(&id).cloned()),
+        }
+    }
+
+    fn flush_proposals(&mut self) {
+        if self.pending_commands.is_empty() {
+            return;
+        }
+        let commands = std::mem::take(&mut self.pending_commands);
+        self.counters.proposals += commands.len() as u64;
+        self.counters.proposal_batches += 1;
+        debug_assert!(self.proposing.is_empty());
+        self.proposing = std::mem::take(&mut self.pending_replies);
+        self.step(Input::ProposeBatch(commands));
+        // Anything the node did not account for (should not happen) is
+        // answered rather than left hanging.
+        for reply in self.proposing.drain(..) {
+            let _ = reply.send(ClientResponse::Unknown);
+        }
+    }
+
+    fn step(&mut self, input: Input) {
+        self.node.step(input, &mut self.actions);
+        // Executing actions can step the node again (Applied), which can
+        // produce more actions; bounded rounds.
+        let mut rounds = 0;
+        while !self.actions.is_empty() {
+            rounds += 1;
+            assert!(rounds <= 1024, "actions keep producing actions");
+            let mut actions = std::mem::take(&mut self.actions);
+            for action in actions.drain(..) {
+                self.execute(action);
+            }
+            std::mem::swap(&mut self.actions, &mut self.more_actions);
+            // Reuse the allocation.
+            if self.more_actions.capacity() < actions.capacity() {
+                self.more_actions = actions;
+            }
+        }
+    }
+
+    fn execute(&mut self, action: Action) {
+        match action {
+            Action::Send { to, message } => {
+                self.counters.messages_sent += 1;
+                self.transport.send(to, message);
+            }
+            Action::Persist {
+                id,
+                hard_state,
+                truncate_after,
+                entries,
+            } => {
+                self.counters.writes_submitted += 1;
+                self.storage.submit(PersistRequest {
+                    id,
+                    hard_state,
+                    truncate_after,
+                    entries,
+                });
+            }
+            Action::Apply { entries } => {
+                let Some(last) = entries.last().map(|e| e.index) else {
+                    return;
+                };
+                let first = entries[0].index;
+                for entry in &entries {
+                    let response = match &entry.payload {
+                        EntryPayload::Command(command) => {
+                            Some(self.state_machine.apply(entry.index, command))
+                        }
+                        _ => None,
+                    };
+                    self.counters.entries_applied += 1;
+                    while let Some(entry_waiting) = self.waiting.first_entry() {
+                        if *entry_waiting.key() > entry.index {
+                            break;
+                        }
+                        let (index, (term, reply)) = entry_waiting.remove_entry();
+                        let answer = match &response {
+                            Some(bytes) if index == entry.index && term == entry.term => {
+                                ClientResponse::Done(bytes.clone())
+                            }
+                            _ => {
+                                self.counters.unknown_outcomes += 1;
+                                ClientResponse::Unknown
+                            }
+                        };
+                        let _ = reply.send(answer);
+                    }
+                }
+                tracing::debug!(first, last, commit = self.node.commit_index(), "applied");
+                self.node.step(Input::Applied(last), &mut self.more_actions);
+            }
+            Action::ProposalAccepted {
+                term,
+                first_index,
+                last_index,
+            } => {
+                for index in first_index..=last_index {
+                    match self.proposing.pop_front() {
+                        Some(reply) => {
+                            self.waiting.insert(index, (term, reply));
+                        }
+                        None => break,
+                    }
+                }
+            }
+            Action::ProposalRefused { count, error } => {
+                let response = match error {
+                    ProposeError::NotLeader { leader_hint } => {
+                        self.counters.redirects += count as u64;
+                        self.not_leader(leader_hint)
+                    }
+                    ProposeError::Backpressure | ProposeError::TransferInProgress { .. } => {
+                        ClientResponse::Busy
+                    }
+                    other => ClientResponse::Error(other.to_string()),
+                };
+                for _ in 0..count {
+                    match self.proposing.pop_front() {
+                        Some(reply) => {
+                            let _ = reply.send(response.clone());
+                        }
+                        None => break,
+                    }
+                }
+            }
+            Action::RoleChanged { role, term } => {
+                match role {
+                    Role::Leader => tracing::info!(term, "became leader"),
+                    Role::Candidate => tracing::info!(term, "starting an election"),
+                    Role::PreCandidate => tracing::debug!(term, "starting a pre-election"),
+                    Role::Follower => {
+                        tracing::info!(term, leader = ?self.node.leader(), "became follower")
+                    }
+                }
+                if role != Role::Leader && !self.waiting.is_empty() {
+                    let count = self.waiting.len() as u64;
+                    self.counters.unknown_outcomes += count;
+                    for (_, (_, reply)) in std::mem::take(&mut self.waiting) {
+                        let _ = reply.send(ClientResponse::Unknown);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! A point-in-time snapshot of one server: what `concord-cli status` shows
+//! and what a metrics exporter would scrape.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Index, Node, NodeId, ProgressState, Role, Term};
+
+/// A snapshot of one server's Raft state and counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// This node's id.
+    pub id: NodeId,
+    /// `Follower`, `PreCandidate`, `Candidate` or `Leader`.
+    pub role: String,
+    /// Current term.
+    pub term: Term,
+    /// The leader this node knows of.
+    pub leader: Option<NodeId>,
+    /// Last log index.
+    pub last_index: Index,
+    /// Highest index known durable locally.
+    pub persisted_index: Index,
+    /// Commit index.
+    pub commit_index: Index,
+    /// Highest index applied to the state machine.
+    pub applied_index: Index,
+    /// Per-follower replication progress (leader only).
+    pub peers: Vec<PeerStatus>,
+    /// Counters kept by the server (not the core).
+    pub server: ServerCounters,
+}
+
+/// A leader's view of one follower.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerStatus {
+    /// The follower.
+    pub id: NodeId,
+    /// Highest index known replicated there.
+    pub match_index: Index,
+    /// Next index to send.
+    pub next_index: Index,
+    /// AppendEntries messages in flight.
+    pub inflight_messages: usize,
+    /// `Probe` or `Replicate`.
+    pub state: String,
+}
+
+/// Counters kept by the server loop and transport.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerCounters {
+    /// Ticks fed to the node.
+    pub ticks: u64,
+    /// Peer messages received.
+    pub messages_received: u64,
+    /// Peer messages handed to the transport.
+    pub messages_sent: u64,
+    /// Client commands proposed.
+    pub proposals: u64,
+    /// Proposal batches (one `ProposeBatch` each).
+    pub proposal_batches: u64,
+    /// Entries applied to the state machine.
+    pub entries_applied: u64,
+    /// Client requests answered with a redirect.
+    pub redirects: u64,
+    /// Client requests answered "unknown, retry".
+    pub unknown_outcomes: u64,
+    /// Writes handed to storage.
+    pub writes_submitted: u64,
+    /// Elections this node started (from the core's statistics).
+    pub elections_started: u64,
+    /// Times this node became leader.
+    pub leader_elected: u64,
+}
+
+impl NodeStatus {
+    /// Reads the status of `node`.
+    pub fn of(node: &Node, server: ServerCounters) -> NodeStatus {
+        let stats = node.stats();
+        let mut server = server;
+        server.elections_started = stats.elections_started;
+        server.leader_elected = stats.leader_elected;
+        let peers = if node.role() == Role::Leader {
+            node.progress_all()
+                .filter(|(id, _)| *id != node.id())
+                .map(|(id, p)| PeerStatus {
+                    id,
+                    match_index: p.match_index,
+                    next_index: p.next_index,
+                    inflight_messages: p.inflight_messages,
+                    state: match p.state {
+                        ProgressState::Probe => "Probe".to_string(),
+                        ProgressState::Replicate => "Replicate".to_string(),
+                    },
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        NodeStatus {
+            id: node.id(),
+            role: format!("{:?}", node.role()),
+            term: node.term(),
+            leader: node.leader(),
+            last_index: node.last_index(),
+            persisted_index: node.persisted_index(),
+            commit_index: node.commit_index(),
+            applied_index: node.applied_index(),
+            peers,
+            server,
+        }
+    }
+}

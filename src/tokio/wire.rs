@@ -1,0 +1,93 @@
+//! What travels in frames: the handshake, peer messages, client requests
+//! and their answers.
+//!
+//! Every connection starts with the connecting side sending a [`Hello`]
+//! frame; the accepting side answers with a [`Welcome`] and then the
+//! connection carries [`Message`](crate::Message)s (a peer connection, one
+//! direction only) or [`ClientRequest`]/[`ClientResponse`] pairs (a client
+//! connection).
+
+use serde::{Deserialize, Serialize};
+
+use crate::NodeId;
+
+use bytes::Bytes;
+
+use super::status::NodeStatus;
+
+/// Longest cluster id accepted in a handshake.
+pub const CLUSTER_ID_MAX_BYTES: usize = 128;
+
+/// First frame on every connection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The cluster the connecting side belongs to (or, for a client, wants).
+    pub cluster_id: String,
+    /// Who is connecting.
+    pub role: HelloRole,
+}
+
+/// Who opens a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HelloRole {
+    /// A replica that will send Raft messages on this connection.
+    Peer {
+        /// The sender's node id.
+        from: NodeId,
+        /// The node id the sender believes it reached.
+        to: NodeId,
+    },
+    /// A client that will send requests.
+    Client,
+}
+
+/// The answer to a [`Hello`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Welcome {
+    /// The connection is accepted.
+    Accepted {
+        /// The accepting node's id.
+        node_id: NodeId,
+    },
+    /// The connection is refused and will be closed.
+    Refused {
+        /// Why, in words for the log.
+        reason: String,
+    },
+}
+
+/// A client's request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientRequest {
+    /// A state-machine command (opaque to the server), replicated through
+    /// the log. For the key-value service it is an encoded
+    /// [`KvCommand`](super::kv::KvCommand), which carries the client's
+    /// session and sequence number for exactly-once application.
+    Command(Bytes),
+    /// Ask for this node's status (answered locally, not replicated).
+    Status,
+}
+
+/// A node's answer to a [`ClientRequest`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientResponse {
+    /// The command committed and was applied; here is the state machine's
+    /// response.
+    Done(Bytes),
+    /// This node is not the leader; try the hinted one.
+    NotLeader {
+        /// The leader's id as far as this node knows.
+        leader_hint: Option<NodeId>,
+        /// The leader's client address, if known.
+        leader_addr: Option<String>,
+    },
+    /// The outcome is unknown (leadership changed while the command was in
+    /// flight). Retrying with the same session and sequence number is safe.
+    Unknown,
+    /// The node is overloaded; retry later.
+    Busy,
+    /// The request was refused for good.
+    Error(String),
+    /// The answer to [`ClientRequest::Status`].
+    Status(Box<NodeStatus>),
+}

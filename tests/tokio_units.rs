@@ -1,0 +1,452 @@
+//! Tests of the tokio runtime's parts: the write-ahead log (group commit,
+//! recovery, torn tails, corruption), an in-process cluster over the
+//! in-memory transport, and a TCP cluster driven by the real client.
+#![cfg(feature = "tokio")]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use concord::tokio::client::{Client, ClientConfig};
+use concord::tokio::cluster::{start_kv_node, NodeSettings};
+use concord::tokio::kv::NullStateMachine;
+use concord::tokio::server::{self, ServerConfig};
+use concord::tokio::storage::{MemDisk, MemStorage, PersistRequest, Storage, StorageError};
+use concord::tokio::transport::MemNetwork;
+use concord::tokio::wal::{self, FileStorage, WalOptions};
+use concord::tokio::wire::ClientResponse;
+use concord::{Config, Entry, EntryPayload, HardState, WriteId};
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!(
+            "concord-test-{name}-{}-{}",
+            std::process::id(),
+            nanos()
+        ));
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+fn entry(term: u64, index: u64, payload: &str) -> Entry {
+    Entry {
+        term,
+        index,
+        payload: EntryPayload::Command(Bytes::from(payload.to_string())),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Submits writes to a started storage and waits until `last` is reported.
+fn write_all(storage: &mut FileStorage, writes: Vec<PersistRequest>) -> usize {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    storage.start(tx).unwrap();
+    let last = writes.last().unwrap().id;
+    for w in writes {
+        storage.submit(w);
+    }
+    let mut notifications = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(Instant::now() < deadline, "WAL did not report in time");
+        match rx.try_recv() {
+            Ok(Ok(id)) => {
+                notifications += 1;
+                if id == last {
+                    break;
+                }
+            }
+            Ok(Err(e)) => panic!("storage failed: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+    storage.shutdown();
+    notifications
+}
+
+#[test]
+fn wal_round_trips_truncations_and_hard_state_with_group_commit() {
+    let dir = TempDir::new("wal-roundtrip");
+    let mut storage = FileStorage::open(&dir.0, WalOptions::default()).unwrap();
+    assert_eq!(storage.recover().unwrap(), concord::Recovered::default());
+    let mut writes = vec![PersistRequest {
+        id: WriteId(1),
+        hard_state: Some(HardState {
+            term: 1,
+            voted_for: Some(1),
+        }),
+        truncate_after: None,
+        entries: vec![],
+    }];
+    for i in 1..=500u64 {
+        writes.push(PersistRequest {
+            id: WriteId(i + 1),
+            hard_state: None,
+            truncate_after: None,
+            entries: vec![entry(1, i, &format!("v{i}"))],
+        });
+    }
+    // A new leader overwrites the tail from index 401.
+    writes.push(PersistRequest {
+        id: WriteId(502),
+        hard_state: Some(HardState {
+            term: 2,
+            voted_for: None,
+        }),
+        truncate_after: Some(400),
+        entries: vec![entry(2, 401, "new")],
+    });
+    let notifications = write_all(&mut storage, writes);
+    assert!(notifications <= 502, "at most one notification per write");
+    drop(storage);
+
+    let mut storage = FileStorage::open(&dir.0, WalOptions::default()).unwrap();
+    let recovered = storage.recover().unwrap();
+    assert_eq!(
+        recovered.hard_state,
+        HardState {
+            term: 2,
+            voted_for: None
+        }
+    );
+    assert_eq!(recovered.entries.len(), 401);
+    assert_eq!(recovered.entries[399], entry(1, 400, "v400"));
+    assert_eq!(recovered.entries[400], entry(2, 401, "new"));
+}
+
+#[test]
+fn wal_rolls_segments_and_reads_them_all_back() {
+    let dir = TempDir::new("wal-segments");
+    let options = WalOptions {
+        segment_bytes_max: 1024,
+        ..WalOptions::default()
+    };
+    // Several rounds (each a group commit of many writes, each rolling to
+    // a new segment once past 1 KiB).
+    for round in 0..4u64 {
+        let mut storage = FileStorage::open(&dir.0, options.clone()).unwrap();
+        assert_eq!(storage.recover().unwrap().entries.len() as u64, round * 50);
+        let mut writes = vec![PersistRequest {
+            id: WriteId(1),
+            hard_state: Some(HardState {
+                term: 3,
+                voted_for: None,
+            }),
+            truncate_after: None,
+            entries: vec![],
+        }];
+        for i in 1..=50u64 {
+            let index = round * 50 + i;
+            writes.push(PersistRequest {
+                id: WriteId(i + 1),
+                hard_state: None,
+                truncate_after: None,
+                entries: vec![entry(3, index, &"x".repeat(50))],
+            });
+        }
+        write_all(&mut storage, writes);
+    }
+    let segments = std::fs::read_dir(dir.0.join("wal")).unwrap().count();
+    assert!(segments > 2, "expected several segments, found {segments}");
+    let report = wal::recover_dir(&dir.0).unwrap();
+    assert_eq!(report.recovered.entries.len(), 200);
+    assert_eq!(report.segments, segments);
+}
+
+fn write_two_records(dir: &TempDir) -> PathBuf {
+    let mut storage = FileStorage::open(&dir.0, WalOptions::default()).unwrap();
+    storage.recover().unwrap();
+    write_all(
+        &mut storage,
+        vec![PersistRequest {
+            id: WriteId(1),
+            hard_state: Some(HardState {
+                term: 1,
+                voted_for: None,
+            }),
+            truncate_after: None,
+            entries: vec![entry(1, 1, "a")],
+        }],
+    );
+    drop(storage);
+    let mut storage = FileStorage::open(&dir.0, WalOptions::default()).unwrap();
+    storage.recover().unwrap();
+    write_all(
+        &mut storage,
+        vec![PersistRequest {
+            id: WriteId(1),
+            hard_state: None,
+            truncate_after: None,
+            entries: vec![entry(1, 2, "b")],
+        }],
+    );
+    dir.0.join("wal").join(format!("{:020}.seg", 1))
+}
+
+#[test]
+fn wal_truncates_a_torn_final_record() {
+    let dir = TempDir::new("wal-torn");
+    let segment = write_two_records(&dir);
+    let full = std::fs::read(&segment).unwrap();
+    // Cut the last record in half: a crash in the middle of a write.
+    std::fs::write(&segment, &full[..full.len() - 3]).unwrap();
+    let report = wal::recover_dir(&dir.0).unwrap();
+    assert_eq!(report.recovered.entries, vec![entry(1, 1, "a")]);
+    assert!(report.torn_bytes_truncated > 0);
+    // The file was truncated to the good prefix; appending works again.
+    let mut storage = FileStorage::open(&dir.0, WalOptions::default()).unwrap();
+    assert_eq!(storage.recover().unwrap().entries.len(), 1);
+    write_all(
+        &mut storage,
+        vec![PersistRequest {
+            id: WriteId(1),
+            hard_state: None,
+            truncate_after: None,
+            entries: vec![entry(1, 2, "c")],
+        }],
+    );
+    drop(storage);
+    let report = wal::recover_dir(&dir.0).unwrap();
+    assert_eq!(
+        report.recovered.entries,
+        vec![entry(1, 1, "a"), entry(1, 2, "c")]
+    );
+
+    // A garbage tail that fails its checksum at the very end is torn too.
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&segment, &bytes).unwrap();
+    let report = wal::recover_dir(&dir.0).unwrap();
+    assert_eq!(report.recovered.entries, vec![entry(1, 1, "a")]);
+}
+
+#[test]
+fn wal_corruption_before_the_end_is_a_startup_error_naming_file_and_offset() {
+    let dir = TempDir::new("wal-corrupt");
+    let segment = write_two_records(&dir);
+    let mut bytes = std::fs::read(&segment).unwrap();
+    bytes[10] ^= 0x55; // inside the first record's payload
+    std::fs::write(&segment, &bytes).unwrap();
+    let error = FileStorage::open(&dir.0, WalOptions::default()).unwrap_err();
+    match &error {
+        StorageError::Corrupt { file, offset, .. } => {
+            assert!(file.ends_with("00000000000000000001.seg"), "{file}");
+            assert_eq!(*offset, 0);
+        }
+        other => panic!("expected corruption, got {other}"),
+    }
+    let message = error.to_string();
+    assert!(
+        message.contains("00000000000000000001.seg") && message.contains("offset 0"),
+        "{message}"
+    );
+
+    // A damaged hard-state file is an error too, never a silent default.
+    let dir = TempDir::new("wal-corrupt-hs");
+    write_two_records(&dir);
+    let hs = dir.0.join("hardstate");
+    let mut bytes = std::fs::read(&hs).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(&hs, &bytes).unwrap();
+    assert!(matches!(
+        FileStorage::open(&dir.0, WalOptions::default()),
+        Err(StorageError::Corrupt { .. })
+    ));
+}
+
+fn raft_config(id: u64) -> Config {
+    let mut config = Config::new(id, [1, 2, 3]);
+    config.seed = id * 7919;
+    config
+}
+
+#[test]
+fn in_memory_cluster_commits_and_survives_leader_loss() {
+    runtime().block_on(async {
+        let network = MemNetwork::new();
+        let disks: Vec<MemDisk> = (0..3).map(|_| MemDisk::new()).collect();
+        let start = |id: u64| {
+            let inbox = server::inbox();
+            network.register(id, inbox.0.clone());
+            let mut config = ServerConfig::new(raft_config(id));
+            config.tick = Duration::from_millis(5);
+            server::start(
+                config,
+                NullStateMachine,
+                MemStorage::new(disks[id as usize - 1].clone()),
+                network.transport(id),
+                inbox,
+            )
+            .unwrap()
+        };
+        let mut servers: Vec<Option<_>> = (1..=3).map(|id| Some(start(id))).collect();
+        let leader = wait_for_leader(&servers).await;
+        for i in 0..100u32 {
+            let handle = servers[leader as usize - 1].as_ref().unwrap();
+            match handle.call(Bytes::from(i.to_le_bytes().to_vec())).await {
+                ClientResponse::Done(_) => {}
+                other => panic!("write {i} failed: {other:?}"),
+            }
+        }
+        // Stop the leader; the other two elect a new one and keep going.
+        network.unregister(leader);
+        servers[leader as usize - 1]
+            .take()
+            .unwrap()
+            .shutdown()
+            .await
+            .unwrap();
+        let new_leader = wait_for_leader(&servers).await;
+        assert_ne!(new_leader, leader);
+        let handle = servers[new_leader as usize - 1].as_ref().unwrap();
+        assert!(matches!(
+            handle.call(Bytes::from_static(b"after")).await,
+            ClientResponse::Done(_)
+        ));
+        // Restart the old leader from its disk: it catches up.
+        servers[leader as usize - 1] = Some(start(leader));
+        let target = servers[new_leader as usize - 1]
+            .as_ref()
+            .unwrap()
+            .status()
+            .await
+            .unwrap()
+            .commit_index;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let status = servers[leader as usize - 1]
+                .as_ref()
+                .unwrap()
+                .status()
+                .await
+                .unwrap();
+            if status.applied_index >= target {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "restarted node did not catch up: {status:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for server in servers.into_iter().flatten() {
+            server.shutdown().await.unwrap();
+        }
+    });
+}
+
+async fn wait_for_leader(servers: &[Option<server::ServerHandle>]) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        for server in servers.iter().flatten() {
+            if let Some(status) = server.status().await {
+                if status.role == "Leader" {
+                    return status.id;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "no leader elected");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Free loopback ports (bound and released; good enough for tests).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<_> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
+#[test]
+fn tcp_cluster_serves_the_typed_client_api() {
+    runtime().block_on(async {
+        let ports = free_ports(3);
+        let peers: BTreeMap<u64, String> = (1..=3u64)
+            .map(|id| (id, format!("127.0.0.1:{}", ports[id as usize - 1])))
+            .collect();
+        let mut nodes = Vec::new();
+        for (&id, addr) in &peers {
+            let settings = NodeSettings::new(id, addr.clone(), peers.clone(), "units");
+            nodes.push(
+                start_kv_node(settings, MemStorage::new(MemDisk::new()))
+                    .await
+                    .unwrap(),
+            );
+        }
+        let mut client = Client::new(ClientConfig::new(
+            peers.values().cloned().collect(),
+            "units",
+        ));
+        client.put("k", "v1").await.unwrap();
+        assert_eq!(
+            client.get("k").await.unwrap(),
+            Some(Bytes::from_static(b"v1"))
+        );
+        assert_eq!(
+            client.append("k", "+").await.unwrap(),
+            Bytes::from_static(b"v1+")
+        );
+        assert_eq!(
+            client
+                .cas("k", Some(Bytes::from_static(b"nope")), "x")
+                .await
+                .unwrap(),
+            (false, Some(Bytes::from_static(b"v1+")))
+        );
+        assert_eq!(
+            client
+                .cas("k", Some(Bytes::from_static(b"v1+")), "v2")
+                .await
+                .unwrap(),
+            (true, Some(Bytes::from_static(b"v2")))
+        );
+        assert_eq!(client.get("absent").await.unwrap(), None);
+        // A client of another cluster is refused at the handshake.
+        let mut stranger = Client::new(ClientConfig {
+            attempts_max: 2,
+            ..ClientConfig::new(peers.values().cloned().collect(), "other")
+        });
+        let error = stranger.get("k").await.unwrap_err().to_string();
+        assert!(
+            error.contains("refused") && error.contains("cluster id"),
+            "{error}"
+        );
+        // Status of every node.
+        for i in 0..3 {
+            let status = client.status(i).await.unwrap();
+            assert!(status.commit_index >= 5, "{status:?}");
+        }
+        for node in nodes {
+            node.shutdown().await.unwrap();
+        }
+    });
+}
