@@ -1,1 +1,347 @@
-//! Placeholder; filled in by the tokio runtime work.
+//! Bad input: garbage, truncated and oversized frames, bad checksums,
+//! strangers at the handshake, on peer and client connections. Each closes
+//! its connection with a logged reason while the node keeps serving.
+//! Invalid command-line arguments give a clear message and a non-zero exit.
+#![cfg(feature = "tokio")]
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use concord::tokio::client::{Client, ClientConfig};
+use concord::tokio::cluster::{start_kv_node, NodeSettings, RunningNode};
+use concord::tokio::frame::{encode_frame, FRAME_HEADER_BYTES, PROTOCOL_VERSION};
+use concord::tokio::storage::{MemDisk, MemStorage};
+use concord::tokio::wire::{ClientRequest, Hello, HelloRole, Welcome};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogBuffer {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).to_string()
+    }
+}
+
+async fn start_cluster(cluster_id: &str) -> (Vec<RunningNode>, BTreeMap<u64, String>) {
+    let listeners: Vec<_> = (0..3)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let peers: BTreeMap<u64, String> = (1..=3u64)
+        .map(|id| {
+            (
+                id,
+                listeners[id as usize - 1].local_addr().unwrap().to_string(),
+            )
+        })
+        .collect();
+    drop(listeners);
+    let mut nodes = Vec::new();
+    for (&id, addr) in &peers {
+        let settings = NodeSettings::new(id, addr.clone(), peers.clone(), cluster_id);
+        nodes.push(
+            start_kv_node(settings, MemStorage::new(MemDisk::new()))
+                .await
+                .unwrap(),
+        );
+    }
+    (nodes, peers)
+}
+
+/// Sends `bytes` on a fresh connection (after an optional valid
+/// handshake) and expects the server to close it within a few seconds.
+async fn expect_closed(addr: &str, hello: Option<Hello>, bytes: &[u8], shutdown_write: bool) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut scratch = vec![0u8; 64 * 1024];
+    if let Some(hello) = hello {
+        let mut frame = Vec::new();
+        encode_frame(&hello, &mut frame).unwrap();
+        stream.write_all(&frame).await.unwrap();
+        // Read the Welcome frame.
+        let mut header = [0u8; FRAME_HEADER_BYTES];
+        stream.read_exact(&mut header).await.unwrap();
+        let len = u32::from_le_bytes(header[..4].try_into().unwrap()) as usize;
+        let mut payload = vec![0u8; len];
+        stream.read_exact(&mut payload).await.unwrap();
+        let welcome: Welcome = concord::tokio::codec::decode(&payload, 1024).unwrap();
+        assert!(matches!(welcome, Welcome::Accepted { .. }), "{welcome:?}");
+    }
+    let _ = stream.write_all(bytes).await;
+    if shutdown_write {
+        let _ = stream.shutdown().await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "server did not close the connection"
+        );
+        match tokio::time::timeout(Duration::from_millis(500), stream.read(&mut scratch)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return,
+            Ok(Ok(_)) => continue, // e.g. a Refused welcome; keep reading to EOF
+            Err(_) => continue,
+        }
+    }
+}
+
+fn header(len: u32, version: u8, crc: u32) -> Vec<u8> {
+    let mut h = len.to_le_bytes().to_vec();
+    h.push(version);
+    h.extend_from_slice(&crc.to_le_bytes());
+    h
+}
+
+#[test]
+fn bad_frames_close_the_connection_with_a_logged_reason_and_the_node_keeps_serving() {
+    let logs = LogBuffer::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    // One thread, so the subscriber above sees every task.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (nodes, peers) = start_cluster("bad-input").await;
+        let servers: Vec<String> = peers.values().cloned().collect();
+        let mut client = Client::new(ClientConfig::new(servers.clone(), "bad-input"));
+        client.put("before", "1").await.unwrap();
+        let target = &peers[&1];
+        let client_hello = Hello {
+            cluster_id: "bad-input".to_string(),
+            role: HelloRole::Client,
+        };
+        let peer_hello = Hello {
+            cluster_id: "bad-input".to_string(),
+            role: HelloRole::Peer { from: 2, to: 1 },
+        };
+
+        // 1. Garbage instead of a handshake.
+        expect_closed(target, None, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", false).await;
+        // 2. A truncated handshake frame.
+        let mut hello = Vec::new();
+        encode_frame(&client_hello, &mut hello).unwrap();
+        expect_closed(target, None, &hello[..hello.len() - 2], true).await;
+        // 3. Oversized frame on the client port (after the handshake).
+        expect_closed(
+            target,
+            Some(client_hello.clone()),
+            &header(u32::MAX, PROTOCOL_VERSION, 0),
+            false,
+        )
+        .await;
+        // 4. Bad checksum on the client port.
+        let mut request = Vec::new();
+        encode_frame(&ClientRequest::Status, &mut request).unwrap();
+        request[5] ^= 0xff;
+        expect_closed(target, Some(client_hello.clone()), &request, false).await;
+        // 5. Truncated frame on the peer port.
+        let mut body = header(100, PROTOCOL_VERSION, 0);
+        body.extend_from_slice(&[1, 2, 3]);
+        expect_closed(target, Some(peer_hello.clone()), &body, true).await;
+        // 6. A valid frame whose payload is garbage, on the peer port.
+        let garbage = [0xffu8; 32];
+        let mut body = header(32, PROTOCOL_VERSION, crc32c::crc32c(&garbage));
+        body.extend_from_slice(&garbage);
+        expect_closed(target, Some(peer_hello.clone()), &body, false).await;
+        // 7. Oversized frame on the peer port; 8. wrong version.
+        expect_closed(
+            target,
+            Some(peer_hello.clone()),
+            &header(1 << 30, PROTOCOL_VERSION, 0),
+            false,
+        )
+        .await;
+        expect_closed(target, Some(peer_hello.clone()), &header(4, 77, 0), false).await;
+        // 9. Strangers: another cluster, an unknown node id, our own id.
+        for stranger in [
+            Hello {
+                cluster_id: "other-cluster".to_string(),
+                role: HelloRole::Client,
+            },
+            Hello {
+                cluster_id: "bad-input".to_string(),
+                role: HelloRole::Peer { from: 99, to: 1 },
+            },
+            Hello {
+                cluster_id: "bad-input".to_string(),
+                role: HelloRole::Peer { from: 1, to: 1 },
+            },
+        ] {
+            let mut frame = Vec::new();
+            encode_frame(&stranger, &mut frame).unwrap();
+            expect_closed(target, None, &frame, false).await;
+        }
+
+        // The node keeps serving, and node 1 still counts as a replica.
+        client.put("after", "2").await.unwrap();
+        assert_eq!(
+            client.get("before").await.unwrap(),
+            Some(Bytes::from_static(b"1"))
+        );
+        let counters = &nodes[0].listener_counters;
+        let bad = counters
+            .bad_input
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let refused = counters.refused.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(bad >= 8, "bad-input closes counted: {bad}");
+        assert_eq!(refused, 3);
+        let status = client.status(0).await.unwrap();
+        assert!(status.applied_index >= 3, "{status:?}");
+
+        let text = logs.text();
+        for expected in [
+            "closing connection after bad input",
+            "exceeds the maximum",
+            "checksum mismatch",
+            "connection closed in the middle of a frame",
+            "undecodable frame payload",
+            "unsupported protocol version 77",
+            "refused connection",
+            "cluster id \"other-cluster\" is not ours",
+            "node 99 is not a member of this cluster",
+            "peer claims our own id 1",
+        ] {
+            assert!(text.contains(expected), "log lacks {expected:?}:\n{text}");
+        }
+        for node in nodes {
+            node.shutdown().await.unwrap();
+        }
+    });
+}
+
+fn run_binary(path: &str, args: &[&str]) -> (i32, String) {
+    let output = std::process::Command::new(path)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).to_string(),
+    )
+}
+
+#[test]
+fn invalid_command_lines_exit_non_zero_with_a_clear_message() {
+    let node = env!("CARGO_BIN_EXE_concord-node");
+    let cases: &[(&[&str], &str)] = &[
+        (&[], "missing --id"),
+        (
+            &["--id", "zero"],
+            "--id: \"zero\" is not a positive integer",
+        ),
+        (&["--id", "0"], "0 is reserved"),
+        (
+            &["--id", "1", "--listen", "nowhere"],
+            "is not a host:port address",
+        ),
+        (
+            &[
+                "--id",
+                "1",
+                "--listen",
+                "127.0.0.1:1",
+                "--peers",
+                "2:127.0.0.1:2",
+            ],
+            "is not of the form id=host:port",
+        ),
+        (
+            &[
+                "--id",
+                "1",
+                "--listen",
+                "127.0.0.1:1",
+                "--peers",
+                "1=127.0.0.1:2",
+                "--data-dir",
+                "/tmp/x",
+                "--cluster-id",
+                "c",
+            ],
+            "--listen is 127.0.0.1:1",
+        ),
+        (&["--bogus"], "--bogus needs a value"),
+        (&["--bogus", "1"], "unknown option \"--bogus\""),
+        (
+            &[
+                "--id",
+                "1",
+                "--listen",
+                "127.0.0.1:1",
+                "--peers",
+                "2=127.0.0.1:2",
+            ],
+            "missing --data-dir",
+        ),
+    ];
+    for (args, expected) in cases {
+        let (code, stderr) = run_binary(node, args);
+        assert_eq!(code, 2, "concord-node {args:?} exited {code}: {stderr}");
+        assert!(
+            stderr.contains(expected),
+            "concord-node {args:?}: {stderr:?} lacks {expected:?}"
+        );
+        assert!(stderr.contains("usage:"), "no usage for {args:?}");
+    }
+    let cli = env!("CARGO_BIN_EXE_concord-cli");
+    let cases: &[(&[&str], &str)] = &[
+        (&["get", "k"], "missing --servers"),
+        (&["--servers", "127.0.0.1:1"], "missing command"),
+        (&["--servers", "localhost"], "is not a host:port address"),
+        (
+            &["--servers", "127.0.0.1:1", "put", "k"],
+            "put takes 2 argument(s), got 1",
+        ),
+        (
+            &["--servers", "127.0.0.1:1", "frobnicate"],
+            "unknown command \"frobnicate\"",
+        ),
+    ];
+    for (args, expected) in cases {
+        let (code, stderr) = run_binary(cli, args);
+        assert_eq!(code, 2, "concord-cli {args:?} exited {code}: {stderr}");
+        assert!(
+            stderr.contains(expected),
+            "concord-cli {args:?}: {stderr:?} lacks {expected:?}"
+        );
+    }
+    // An unreachable cluster is a clear runtime error (exit 1), not a hang.
+    let (code, stderr) = run_binary(
+        cli,
+        &["--servers", "127.0.0.1:9", "--timeout-ms", "200", "status"],
+    );
+    assert_eq!(code, 0, "status prints unreachable rows: {stderr}");
+    let (code, stderr) = run_binary(
+        cli,
+        &[
+            "--servers",
+            "127.0.0.1:9",
+            "--timeout-ms",
+            "100",
+            "get",
+            "k",
+        ],
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("gave up after"), "{stderr}");
+}
