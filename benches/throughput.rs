@@ -22,7 +22,7 @@ fn throughput(c: &mut Criterion) {
     group.throughput(Throughput::Elements(PROPOSALS));
     group.sample_size(10);
     group.warm_up_time(Duration::from_millis(500));
-    group.measurement_time(Duration::from_secs(3));
+    group.measurement_time(Duration::from_secs(4));
     for cell in Cell::ALL {
         group.bench_function(BenchmarkId::new(cell.mode.name(), cell.batch), |b| {
             b.iter_custom(|iterations| {

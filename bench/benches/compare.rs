@@ -6,9 +6,10 @@
 //! cargo bench -p concord-bench --features raft-rs --bench compare
 //! ```
 //!
-//! `CONCORD_BENCH_RUNS` sets the runs per cell (default 5, at least 1);
-//! `CONCORD_BENCH_ONLY=concord` or `=raft-rs` runs one library alone (for
-//! profiling).
+//! Environment (all optional, for profiling and quick looks):
+//! `CONCORD_BENCH_RUNS` runs per cell (default 5); `CONCORD_BENCH_ONLY` =
+//! `concord` or `raft-rs` runs one library alone; `CONCORD_BENCH_CELL` =
+//! `lock/1`, `pipe/1`, `lock/64` or `pipe/64` runs one cell alone.
 
 use std::time::Duration;
 
@@ -19,19 +20,33 @@ fn entries_per_second(proposals: u64, elapsed: Duration) -> f64 {
     proposals as f64 / elapsed.as_secs_f64()
 }
 
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.is_empty())
+}
+
 fn main() {
-    let runs: usize = std::env::var("CONCORD_BENCH_RUNS")
-        .ok()
+    let runs: usize = env("CONCORD_BENCH_RUNS")
         .map(|runs| runs.parse().expect("CONCORD_BENCH_RUNS must be a number"))
         .unwrap_or(5)
         .max(1);
-    let only = std::env::var("CONCORD_BENCH_ONLY").ok();
+    let only = env("CONCORD_BENCH_ONLY");
     assert!(
         matches!(only.as_deref(), None | Some("concord") | Some("raft-rs")),
         "CONCORD_BENCH_ONLY must be `concord` or `raft-rs`"
     );
     let run_concord = only.as_deref() != Some("raft-rs");
     let run_raft = only.as_deref() != Some("concord");
+    let cell_filter = env("CONCORD_BENCH_CELL");
+    let cells: Vec<Cell> = Cell::ALL
+        .into_iter()
+        .filter(|cell| {
+            cell_filter.as_deref().is_none() || cell_filter.as_deref() == Some(cell.name().as_str())
+        })
+        .collect();
+    assert!(
+        !cells.is_empty(),
+        "CONCORD_BENCH_CELL must be one of lock/1, pipe/1, lock/64, pipe/64"
+    );
     println!(
         "{PROPOSALS} proposals of {} bytes, 3 nodes in memory, {runs} runs per cell",
         concord_loop::PAYLOAD_BYTES
@@ -40,16 +55,16 @@ fn main() {
     // One untimed warm-up of each library, so the first cell does not pay
     // for page faults and allocator growth alone.
     if run_concord {
-        concord_loop::run_once(Cell::ALL[0], PROPOSALS / 10);
+        concord_loop::run_once(cells[0], PROPOSALS / 10);
     }
     if run_raft {
-        raft_loop::run_once(Cell::ALL[0], PROPOSALS / 10);
+        raft_loop::run_once(cells[0], PROPOSALS / 10);
     }
 
-    let mut concord = vec![Vec::new(); Cell::ALL.len()];
-    let mut raft = vec![Vec::new(); Cell::ALL.len()];
+    let mut concord = vec![Vec::new(); cells.len()];
+    let mut raft = vec![Vec::new(); cells.len()];
     for run in 1..=runs {
-        for (i, cell) in Cell::ALL.iter().enumerate() {
+        for (i, cell) in cells.iter().enumerate() {
             let ours = if run_concord {
                 entries_per_second(PROPOSALS, concord_loop::run_once(*cell, PROPOSALS))
             } else {
@@ -72,10 +87,10 @@ fn main() {
     }
 
     println!();
-    println!("median entries/s over {runs} runs (applied on all 3 nodes)");
+    println!("median entries/s over {runs} runs (entries applied on all 3 nodes)");
     println!("| cell     |    concord |    raft-rs | concord/raft-rs |");
     println!("| -------- | ---------- | ---------- | --------------- |");
-    for (i, cell) in Cell::ALL.iter().enumerate() {
+    for (i, cell) in cells.iter().enumerate() {
         let ours = median(&concord[i]);
         let theirs = median(&raft[i]);
         println!(
