@@ -1,0 +1,202 @@
+//! Configuration of one simulated run.
+
+use crate::faults::FaultSet;
+
+/// Deliberate host bugs, to prove the checkers catch them. All off by
+/// default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct HostBugs {
+    /// The host reports `Persisted` as soon as a write is handed to the
+    /// disk, before it is synced; a crash then loses data the node
+    /// believes durable.
+    pub persisted_before_sync: bool,
+    /// Each node's state machine applies some commands differently (the
+    /// built-in key-value store appends twice on some replicas).
+    pub nondeterministic_state_machine: bool,
+    /// Clients send every retry as a new command (a new sequence number),
+    /// so a retried command may be executed twice.
+    pub client_without_sessions: bool,
+}
+
+impl HostBugs {
+    /// Whether any bug is on.
+    pub fn any(&self) -> bool {
+        self.persisted_before_sync
+            || self.nondeterministic_state_machine
+            || self.client_without_sessions
+    }
+}
+
+/// Everything that defines one run, besides the fault plan (which the
+/// seed draws unless one is given).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimConfig {
+    /// The seed every random choice derives from.
+    pub seed: u64,
+    /// Cluster size, 1 to 7.
+    pub nodes: usize,
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Keys of the key-value workload.
+    pub keys: usize,
+    /// Faults are injected in `0..chaos_ns` of virtual time; then every
+    /// fault heals and the liveness check starts.
+    pub chaos_ns: u64,
+    /// After healing, a new write must commit and be applied by every node
+    /// within this bound.
+    pub liveness_bound_ns: u64,
+    /// Nominal period of a node's logical tick.
+    pub tick_ns: u64,
+    /// Mean client think time between operations (exponential).
+    pub think_mean_ns: u64,
+    /// A client waits this long for an answer before retrying.
+    pub client_timeout_ns: u64,
+    /// A client gives up on an operation after this many attempts.
+    pub client_max_attempts: u32,
+    /// Fault kinds allowed.
+    pub faults: FaultSet,
+    /// Swarm testing: each allowed fault is on in about half the seeds.
+    pub swarm: bool,
+    /// Bound of the per-node clock skew, parts per million.
+    pub max_skew_ppm: i64,
+    /// Capacity of the session table.
+    pub max_sessions: usize,
+    /// Deliberate bugs.
+    pub bugs: HostBugs,
+    /// Record a readable timeline (slower).
+    pub timeline: bool,
+    /// The run fails if it needs more node steps than this.
+    pub max_node_steps: u64,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            seed: 0,
+            nodes: 5,
+            clients: 8,
+            keys: 8,
+            chaos_ns: 10_000_000_000,
+            liveness_bound_ns: 10_000_000_000,
+            tick_ns: 10_000_000,
+            think_mean_ns: 100_000_000,
+            client_timeout_ns: 500_000_000,
+            client_max_attempts: 10,
+            faults: FaultSet::all(),
+            swarm: true,
+            max_skew_ppm: 200_000,
+            max_sessions: 64,
+            bugs: HostBugs::default(),
+            timeline: false,
+            max_node_steps: 50_000_000,
+        }
+    }
+}
+
+impl SimConfig {
+    /// Checks the configuration; the error names the offending setting.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=7).contains(&self.nodes) {
+            return Err(format!(
+                "--nodes {} is out of range: a cluster has 1 to 7 nodes",
+                self.nodes
+            ));
+        }
+        if self.clients > 1000 {
+            return Err(format!(
+                "--clients {} is too many (at most 1000)",
+                self.clients
+            ));
+        }
+        if self.keys == 0 {
+            return Err("--keys must be at least 1".to_string());
+        }
+        if self.tick_ns == 0 {
+            return Err("--tick-ms must be positive".to_string());
+        }
+        if self.think_mean_ns == 0 || self.client_timeout_ns == 0 {
+            return Err("client think time and timeout must be positive".to_string());
+        }
+        if self.client_max_attempts == 0 {
+            return Err("clients need at least one attempt per operation".to_string());
+        }
+        if self.max_sessions == 0 {
+            return Err("--max-sessions must be at least 1".to_string());
+        }
+        if !(0..900_000).contains(&self.max_skew_ppm) {
+            return Err(format!(
+                "--max-skew-ppm {} must be in 0..900000",
+                self.max_skew_ppm
+            ));
+        }
+        if self.liveness_bound_ns == 0 {
+            return Err("--liveness-ms must be positive".to_string());
+        }
+        Ok(())
+    }
+
+    /// The command-line flags that reproduce this configuration (every
+    /// setting that differs from the default, plus the seed and size).
+    pub fn cli_flags(&self) -> String {
+        let default = SimConfig::default();
+        let mut flags = format!("--seed {} --nodes {}", self.seed, self.nodes);
+        let ms = |ns: u64| ns / 1_000_000;
+        if self.clients != default.clients {
+            flags += &format!(" --clients {}", self.clients);
+        }
+        if self.keys != default.keys {
+            flags += &format!(" --keys {}", self.keys);
+        }
+        if self.chaos_ns != default.chaos_ns {
+            flags += &format!(" --chaos-ms {}", ms(self.chaos_ns));
+        }
+        if self.liveness_bound_ns != default.liveness_bound_ns {
+            flags += &format!(" --liveness-ms {}", ms(self.liveness_bound_ns));
+        }
+        if self.tick_ns != default.tick_ns {
+            flags += &format!(" --tick-us {}", self.tick_ns / 1000);
+        }
+        if self.think_mean_ns != default.think_mean_ns {
+            flags += &format!(" --think-us {}", self.think_mean_ns / 1000);
+        }
+        if self.client_timeout_ns != default.client_timeout_ns {
+            flags += &format!(" --client-timeout-ms {}", ms(self.client_timeout_ns));
+        }
+        if self.client_max_attempts != default.client_max_attempts {
+            flags += &format!(" --client-attempts {}", self.client_max_attempts);
+        }
+        if self.faults != default.faults {
+            flags += &format!(" --faults {}", self.faults);
+        }
+        if !self.swarm {
+            flags += " --no-swarm";
+        }
+        if self.max_skew_ppm != default.max_skew_ppm {
+            flags += &format!(" --max-skew-ppm {}", self.max_skew_ppm);
+        }
+        if self.max_sessions != default.max_sessions {
+            flags += &format!(" --max-sessions {}", self.max_sessions);
+        }
+        if self.max_node_steps != default.max_node_steps {
+            flags += &format!(" --max-steps {}", self.max_node_steps);
+        }
+        if self.bugs.persisted_before_sync {
+            flags += " --bug-persisted-before-sync";
+        }
+        if self.bugs.nondeterministic_state_machine {
+            flags += " --bug-nondeterministic-sm";
+        }
+        if self.bugs.client_without_sessions {
+            flags += " --bug-no-sessions";
+        }
+        flags
+    }
+
+    /// The command that replays this run exactly.
+    pub fn replay_command(&self) -> String {
+        format!(
+            "cargo run --release -p concord-sim -- replay {}",
+            self.cli_flags()
+        )
+    }
+}

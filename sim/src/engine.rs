@@ -1,0 +1,1714 @@
+//! The discrete-event engine: virtual clock, event queue, nodes with their
+//! disks and state machines, the network, clients, and the checks.
+//!
+//! Everything random derives from the run's seed through one ChaCha8
+//! generator (separate streams for the plan, the network, the disks, the
+//! clients and the workload, so that editing the fault schedule disturbs
+//! the other draws as little as possible). Nothing reads the wall clock,
+//! no thread runs inside a run, and every collection iterated is ordered.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::fmt;
+
+use bytes::Bytes;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use concord::session::{
+    self, ClientId, ClientRequest, SessionOutcome, SessionResponse, WithSessions,
+};
+use concord::state_machine::StateMachine;
+use concord::{
+    Action, Config, Entry, EntryPayload, Index, Input, Message, MessageBody, Node, NodeId,
+    ProposeError, Role, Term,
+};
+
+use crate::config::SimConfig;
+use crate::disk::{Disk, Record};
+use crate::faults::{exponential, Fault, FaultKind, FaultPlan, PlanLimits, Rates};
+use crate::safety::Safety;
+use crate::trace::{hash_bytes, TraceHash};
+use crate::workload::{OpResult, Workload};
+
+const MS: u64 = 1_000_000;
+
+/// What kind of check failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FailureKind {
+    /// Two leaders in one term.
+    ElectionSafety,
+    /// Two nodes disagree on a committed entry.
+    LogMatching,
+    /// A new leader lacks an entry committed before its election.
+    LeaderCompleteness,
+    /// Two nodes applied different commands, or computed different
+    /// responses or states, at one index.
+    StateMachineSafety,
+    /// An operation acknowledged to a client is missing from the final log.
+    AckedWriteLost,
+    /// A node's commit index went back within one incarnation.
+    CommitRegressed,
+    /// A state machine executed one logical operation twice.
+    ExactlyOnce,
+    /// The client history is not linearizable (or could not be checked).
+    Linearizability,
+    /// After faults healed, a new write did not commit and apply on every
+    /// node in time.
+    Liveness,
+    /// The node (or the host) panicked: an assertion of the core fired.
+    Panic,
+    /// A node refused the state recovered from its own disk.
+    Recovery,
+    /// The node asked the host for something the contract forbids (e.g. a
+    /// non-contiguous write).
+    HostContract,
+    /// The run did not finish within its event budget.
+    EventBudget,
+}
+
+impl FailureKind {
+    /// A short name.
+    pub fn name(self) -> &'static str {
+        match self {
+            FailureKind::ElectionSafety => "election-safety",
+            FailureKind::LogMatching => "log-matching",
+            FailureKind::LeaderCompleteness => "leader-completeness",
+            FailureKind::StateMachineSafety => "state-machine-safety",
+            FailureKind::AckedWriteLost => "acked-write-lost",
+            FailureKind::CommitRegressed => "commit-regressed",
+            FailureKind::ExactlyOnce => "exactly-once",
+            FailureKind::Linearizability => "linearizability",
+            FailureKind::Liveness => "liveness",
+            FailureKind::Panic => "panic",
+            FailureKind::Recovery => "recovery",
+            FailureKind::HostContract => "host-contract",
+            FailureKind::EventBudget => "event-budget",
+        }
+    }
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A failed check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// Which check.
+    pub kind: FailureKind,
+    /// Virtual time it was detected, nanoseconds.
+    pub time_ns: u64,
+    /// The node involved, if one is.
+    pub node: Option<NodeId>,
+    /// What exactly is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at {}", self.kind, format_time(self.time_ns))?;
+        if let Some(node) = self.node {
+            write!(f, " on n{node}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Formats virtual nanoseconds as seconds with millisecond precision.
+pub fn format_time(ns: u64) -> String {
+    format!(
+        "{}.{:06}s",
+        ns / 1_000_000_000,
+        (ns % 1_000_000_000) / 1_000
+    )
+}
+
+/// How many faults of each kind a run injected.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FaultCounts {
+    counts: [u64; FaultKind::ALL.len()],
+}
+
+impl FaultCounts {
+    /// Count for `kind`: messages delayed into the tail, lost, duplicated,
+    /// reordered; partitions of each kind started; crashes; pauses; slow
+    /// fsyncs; torn records written; nodes with a skewed clock.
+    pub fn get(&self, kind: FaultKind) -> u64 {
+        self.counts[kind as usize]
+    }
+
+    pub(crate) fn add(&mut self, kind: FaultKind, count: u64) {
+        self.counts[kind as usize] += count;
+    }
+
+    /// Adds another run's counts.
+    pub fn merge(&mut self, other: &FaultCounts) {
+        for (mine, theirs) in self.counts.iter_mut().zip(other.counts.iter()) {
+            *mine += theirs;
+        }
+    }
+
+    /// Total over all kinds.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+}
+
+/// One line of a run's timeline (recorded only when asked for).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimelineEntry {
+    /// Virtual time, nanoseconds.
+    pub time_ns: u64,
+    /// The node concerned, if any.
+    pub node: Option<NodeId>,
+    /// What happened.
+    pub text: String,
+}
+
+/// The result of one run.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    /// The configuration run.
+    pub config: SimConfig,
+    /// The fault plan used (drawn from the seed or given).
+    pub plan: FaultPlan,
+    /// The trace hash over every event.
+    pub trace_hash: u64,
+    /// Node steps executed (`Node::step` calls).
+    pub node_steps: u64,
+    /// Events dispatched by the engine.
+    pub events: u64,
+    /// Virtual time simulated, nanoseconds.
+    pub simulated_ns: u64,
+    /// Client operations issued (and checked by the workload).
+    pub operations: u64,
+    /// Operations completed successfully.
+    pub operations_ok: u64,
+    /// Highest committed index reached.
+    pub committed: Index,
+    /// Faults injected, by kind.
+    pub faults: FaultCounts,
+    /// The first failed check, if any.
+    pub failure: Option<Failure>,
+    /// The timeline, when recording was on.
+    pub timeline: Vec<TimelineEntry>,
+}
+
+impl RunReport {
+    /// Whether every check passed.
+    pub fn passed(&self) -> bool {
+        self.failure.is_none()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Event {
+    Tick { node: u8, incarnation: u32 },
+    Deliver { slot: u32 },
+    DiskSync { node: u8, incarnation: u32 },
+    ClientWake { client: u32 },
+    ClientTimeout { client: u32, attempt: u32 },
+    ClientResend { client: u32, attempt: u32 },
+    ToNode { slot: u32 },
+    ToClient { slot: u32 },
+    Fault { index: u32 },
+    Heal,
+    Probe,
+    Deadline,
+}
+
+impl Event {
+    fn code(&self) -> u64 {
+        match self {
+            Event::Tick { node, .. } => 1 | (u64::from(*node) << 8),
+            Event::Deliver { .. } => 2,
+            Event::DiskSync { node, .. } => 3 | (u64::from(*node) << 8),
+            Event::ClientWake { client } => 4 | (u64::from(*client) << 8),
+            Event::ClientTimeout { client, .. } => 5 | (u64::from(*client) << 8),
+            Event::ClientResend { client, .. } => 12 | (u64::from(*client) << 8),
+            Event::ToNode { .. } => 6,
+            Event::ToClient { .. } => 7,
+            Event::Fault { index } => 8 | (u64::from(*index) << 8),
+            Event::Heal => 9,
+            Event::Probe => 10,
+            Event::Deadline => 11,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Scheduled {
+    time: u64,
+    seq: u64,
+    event: Event,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.time, self.seq) == (other.time, other.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    // Reversed: BinaryHeap is a max-heap, we want the earliest first.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.time, other.seq).cmp(&(self.time, self.seq))
+    }
+}
+
+/// A slab of values with a free list, so in-flight messages are not
+/// moved around the heap.
+struct Slab<T> {
+    slots: Vec<Option<T>>,
+    free: Vec<u32>,
+}
+
+impl<T> Slab<T> {
+    fn new() -> Self {
+        Slab {
+            slots: Vec::new(),
+            free: Vec::new(),
+        }
+    }
+    fn insert(&mut self, value: T) -> u32 {
+        match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some(value);
+                slot
+            }
+            None => {
+                self.slots.push(Some(value));
+                (self.slots.len() - 1) as u32
+            }
+        }
+    }
+    fn take(&mut self, slot: u32) -> Option<T> {
+        let value = self.slots.get_mut(slot as usize).and_then(Option::take);
+        if value.is_some() {
+            self.free.push(slot);
+        }
+        value
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Reply {
+    Refused {
+        hint: Option<NodeId>,
+    },
+    Response {
+        bytes: Bytes,
+        index: Index,
+        term: Term,
+    },
+    Unknown,
+}
+
+enum ClientMessage {
+    Request {
+        client: u32,
+        attempt: u32,
+        node: u8,
+        payload: Bytes,
+    },
+    Reply {
+        client: u32,
+        attempt: u32,
+        reply: Reply,
+    },
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    client: u32,
+    attempt: u32,
+    term: Term,
+}
+
+enum HostInput {
+    Node(Input),
+    Request {
+        client: u32,
+        attempt: u32,
+        payload: Bytes,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Proposer {
+    Client { client: u32, attempt: u32 },
+    Probe,
+}
+
+struct Host<S> {
+    id: NodeId,
+    node: Option<Node>,
+    sm: WithSessions<S>,
+    disk: Disk,
+    incarnation: u32,
+    paused: bool,
+    paused_queue: VecDeque<HostInput>,
+    pending: BTreeMap<Index, Pending>,
+    tick_period_ns: u64,
+    last_vote: Option<(Term, NodeId)>,
+    last_commit_seen: Index,
+    /// Operation ids executed by this incarnation's state machine.
+    executed: BTreeSet<u64>,
+}
+
+struct ClientOp {
+    payload: Bytes,
+    command: Bytes,
+    register: bool,
+    call_ns: u64,
+    attempts: u32,
+    maybe_applied: bool,
+}
+
+struct Client {
+    session: Option<ClientId>,
+    seq: u64,
+    leader: Option<NodeId>,
+    op: Option<ClientOp>,
+    attempt: u32,
+    last_target: NodeId,
+    done: bool,
+}
+
+#[derive(Default)]
+struct Probe {
+    /// (term, index) of each accepted probe proposal.
+    accepted: Vec<(Term, Index)>,
+    /// Index of the probe that committed, and when.
+    committed: Option<(Index, u64)>,
+    satisfied: bool,
+    last_proposal_ns: Option<u64>,
+}
+
+/// Makes a fresh state machine for a node (at start and at every restart).
+pub type StateMachineFactory<S> = Box<dyn FnMut(NodeId) -> S>;
+
+/// A simulated cluster running state machine `S` under workload `W`.
+///
+/// Build one with [`Simulation::new`] (or use [`crate::run_kv`] for the
+/// built-in key-value service) and call [`Simulation::run`].
+pub struct Simulation<S, W> {
+    config: SimConfig,
+    plan: FaultPlan,
+    rates: Rates,
+    now: u64,
+    seq: u64,
+    queue: BinaryHeap<Scheduled>,
+    messages: Slab<Message>,
+    client_messages: Slab<ClientMessage>,
+    hosts: Vec<Host<S>>,
+    make_sm: StateMachineFactory<S>,
+    clients: Vec<Client>,
+    workload: W,
+    net_rng: ChaCha8Rng,
+    disk_rng: ChaCha8Rng,
+    client_rng: ChaCha8Rng,
+    workload_rng: ChaCha8Rng,
+    node_seeds: Vec<u64>,
+    blocked: [u8; 8],
+    healed: bool,
+    safety: Safety,
+    trace: TraceHash,
+    faults: FaultCounts,
+    failure: Option<Failure>,
+    probe: Probe,
+    acked: Vec<(Index, Term)>,
+    actions: Vec<Action>,
+    work: VecDeque<(Input, Option<Proposer>)>,
+    node_steps: u64,
+    events: u64,
+    operations: u64,
+    operations_ok: u64,
+    timeline: Option<Vec<TimelineEntry>>,
+    finished: bool,
+}
+
+/// The random streams of a seed.
+pub(crate) struct Streams {
+    pub(crate) plan: ChaCha8Rng,
+    net: ChaCha8Rng,
+    disk: ChaCha8Rng,
+    client: ChaCha8Rng,
+    workload: ChaCha8Rng,
+    node_seeds: Vec<u64>,
+}
+
+impl Streams {
+    pub(crate) fn new(seed: u64, nodes: usize) -> Streams {
+        let mut master = ChaCha8Rng::seed_from_u64(seed);
+        let node_seeds = (0..nodes).map(|_| master.gen()).collect();
+        let stream = |number: u64| {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            rng.set_stream(number);
+            rng
+        };
+        Streams {
+            plan: stream(1),
+            net: stream(2),
+            disk: stream(3),
+            client: stream(4),
+            workload: stream(5),
+            node_seeds,
+        }
+    }
+}
+
+/// The plan a seed draws under `config` (what runs unless a plan is given).
+pub fn plan_for(config: &SimConfig) -> FaultPlan {
+    let mut streams = Streams::new(config.seed, config.nodes);
+    FaultPlan::generate(
+        &mut streams.plan,
+        config.faults,
+        config.swarm,
+        PlanLimits {
+            nodes: config.nodes,
+            chaos_ns: config.chaos_ns,
+            max_skew_ppm: config.max_skew_ppm,
+        },
+    )
+}
+
+impl<S: StateMachine, W: Workload> Simulation<S, W> {
+    /// A simulation of `config`, with state machines made by `make_sm`
+    /// (wrapped in sessions by the simulator) and clients driven by
+    /// `workload`. With `plan` given, its faults replace the seed's draws.
+    pub fn new(
+        config: SimConfig,
+        plan: Option<FaultPlan>,
+        make_sm: impl FnMut(NodeId) -> S + 'static,
+        workload: W,
+    ) -> Result<Self, String> {
+        config.validate()?;
+        let streams = Streams::new(config.seed, config.nodes);
+        let plan = match plan {
+            Some(plan) => {
+                plan.validate(config.nodes)?;
+                plan
+            }
+            None => plan_for(&config),
+        };
+        let mut make_sm: StateMachineFactory<S> = Box::new(make_sm);
+        let mut hosts = Vec::with_capacity(config.nodes);
+        for index in 0..config.nodes {
+            let id = index as NodeId + 1;
+            let skew = plan.clock_skew_ppm.get(index).copied().unwrap_or(0);
+            let tick_period_ns =
+                ((config.tick_ns as i128 * (1_000_000 + skew as i128)) / 1_000_000).max(1) as u64;
+            hosts.push(Host {
+                id,
+                node: None,
+                sm: WithSessions::new(make_sm(id), config.max_sessions),
+                disk: Disk::default(),
+                incarnation: 0,
+                paused: false,
+                paused_queue: VecDeque::new(),
+                pending: BTreeMap::new(),
+                tick_period_ns,
+                last_vote: None,
+                last_commit_seen: 0,
+                executed: BTreeSet::new(),
+            });
+        }
+        let clients = (0..config.clients)
+            .map(|_| Client {
+                session: None,
+                seq: 0,
+                leader: None,
+                op: None,
+                attempt: 0,
+                last_target: 0,
+                done: false,
+            })
+            .collect();
+        let rates = plan.rates.clone();
+        let mut simulation = Simulation {
+            safety: Safety::new(config.nodes),
+            timeline: if config.timeline {
+                Some(Vec::new())
+            } else {
+                None
+            },
+            config,
+            plan,
+            rates,
+            now: 0,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            messages: Slab::new(),
+            client_messages: Slab::new(),
+            hosts,
+            make_sm,
+            clients,
+            workload,
+            net_rng: streams.net,
+            disk_rng: streams.disk,
+            client_rng: streams.client,
+            workload_rng: streams.workload,
+            node_seeds: streams.node_seeds,
+            blocked: [0; 8],
+            healed: false,
+            trace: TraceHash::new(),
+            faults: FaultCounts::default(),
+            failure: None,
+            probe: Probe::default(),
+            acked: Vec::new(),
+            actions: Vec::new(),
+            work: VecDeque::new(),
+            node_steps: 0,
+            events: 0,
+            operations: 0,
+            operations_ok: 0,
+            finished: false,
+        };
+        simulation.start()?;
+        Ok(simulation)
+    }
+
+    fn start(&mut self) -> Result<(), String> {
+        let skewed = self
+            .plan
+            .clock_skew_ppm
+            .iter()
+            .filter(|skew| **skew != 0)
+            .count();
+        self.faults.add(FaultKind::Skew, skewed as u64);
+        for index in 0..self.hosts.len() {
+            self.boot(index)?;
+        }
+        for (index, event) in self.plan.events.iter().enumerate() {
+            let at = event.at_ns.min(self.config.chaos_ns);
+            self.seq += 1;
+            self.queue.push(Scheduled {
+                time: at,
+                seq: self.seq,
+                event: Event::Fault {
+                    index: index as u32,
+                },
+            });
+        }
+        for client in 0..self.clients.len() {
+            let delay = exponential(&mut self.client_rng, self.config.think_mean_ns);
+            self.schedule(
+                delay,
+                Event::ClientWake {
+                    client: client as u32,
+                },
+            );
+        }
+        self.schedule(self.config.chaos_ns, Event::Heal);
+        self.schedule(
+            self.config.chaos_ns + self.config.liveness_bound_ns,
+            Event::Deadline,
+        );
+        Ok(())
+    }
+
+    fn node_config(&self, index: usize) -> Config {
+        let id = index as NodeId + 1;
+        let mut config = Config::new(id, 1..=self.config.nodes as NodeId);
+        let incarnation = self.hosts[index].incarnation as u64;
+        config.seed =
+            self.node_seeds[index].wrapping_add(incarnation.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        config
+    }
+
+    /// Starts (or restarts) node `index` from its disk.
+    fn boot(&mut self, index: usize) -> Result<(), String> {
+        let config = self.node_config(index);
+        let recovered = match self.hosts[index].disk.recover() {
+            Ok(recovered) => recovered,
+            Err(error) => {
+                self.fail(
+                    FailureKind::HostContract,
+                    Some(index),
+                    format!("disk recovery: {}", error.0),
+                );
+                return Ok(());
+            }
+        };
+        let id = self.hosts[index].id;
+        match Node::new(config, recovered) {
+            Ok(node) => {
+                let sm = WithSessions::new((self.make_sm)(id), self.config.max_sessions);
+                let host = &mut self.hosts[index];
+                host.last_vote = node.voted_for().map(|vote| (node.term(), vote));
+                host.node = Some(node);
+                host.sm = sm;
+                host.last_commit_seen = 0;
+                host.executed.clear();
+                self.safety.on_restart(index);
+                let phase = self
+                    .disk_rng
+                    .gen_range(0..self.hosts[index].tick_period_ns.max(1));
+                let incarnation = self.hosts[index].incarnation;
+                self.schedule(
+                    phase,
+                    Event::Tick {
+                        node: index as u8,
+                        incarnation,
+                    },
+                );
+                Ok(())
+            }
+            Err(error) => {
+                self.fail(
+                    FailureKind::Recovery,
+                    Some(index),
+                    format!("node refused its recovered state: {error}"),
+                );
+                Ok(())
+            }
+        }
+    }
+
+    fn schedule(&mut self, delay_ns: u64, event: Event) {
+        self.seq += 1;
+        self.queue.push(Scheduled {
+            time: self.now.saturating_add(delay_ns),
+            seq: self.seq,
+            event,
+        });
+    }
+
+    fn note(&mut self, node: Option<usize>, text: impl FnOnce() -> String) {
+        if let Some(timeline) = self.timeline.as_mut() {
+            timeline.push(TimelineEntry {
+                time_ns: self.now,
+                node: node.map(|index| index as NodeId + 1),
+                text: text(),
+            });
+        }
+    }
+
+    fn fail(&mut self, kind: FailureKind, node: Option<usize>, message: String) {
+        if self.failure.is_none() {
+            let node = node.map(|index| index as NodeId + 1);
+            self.note(None, || format!("FAILURE {kind}: {message}"));
+            self.failure = Some(Failure {
+                kind,
+                time_ns: self.now,
+                node,
+                message,
+            });
+        }
+    }
+
+    /// Runs to the end (liveness satisfied, deadline, or first failure) and
+    /// reports. Panics of the node are caught and reported as failures.
+    pub fn run(mut self) -> RunReport {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.run_loop();
+            self.finish();
+        }));
+        if let Err(panic) = outcome {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panic with a non-string payload".to_string());
+            self.failure = None;
+            self.fail(FailureKind::Panic, None, message);
+        }
+        self.report()
+    }
+
+    fn report(self) -> RunReport {
+        let committed = self.safety.committed_len();
+        RunReport {
+            config: self.config,
+            plan: self.plan,
+            trace_hash: self.trace.value(),
+            node_steps: self.node_steps,
+            events: self.events,
+            simulated_ns: self.now,
+            operations: self.operations,
+            operations_ok: self.operations_ok,
+            committed,
+            faults: self.faults,
+            failure: self.failure,
+            timeline: self.timeline.unwrap_or_default(),
+        }
+    }
+
+    fn run_loop(&mut self) {
+        while let Some(scheduled) = self.queue.pop() {
+            if self.failure.is_some() || self.finished {
+                break;
+            }
+            self.now = scheduled.time;
+            self.events += 1;
+            self.trace.word(scheduled.time);
+            self.trace.word(scheduled.event.code());
+            if self.node_steps > self.config.max_node_steps {
+                let message = format!("more than {} node steps", self.config.max_node_steps);
+                self.fail(FailureKind::EventBudget, None, message);
+                break;
+            }
+            self.dispatch(scheduled.event);
+        }
+    }
+
+    fn dispatch(&mut self, event: Event) {
+        match event {
+            Event::Tick { node, incarnation } => {
+                let index = node as usize;
+                let host = &self.hosts[index];
+                if host.incarnation != incarnation || host.node.is_none() {
+                    return;
+                }
+                let period = host.tick_period_ns;
+                self.schedule(period, Event::Tick { node, incarnation });
+                if !self.hosts[index].paused {
+                    self.step(index, Input::Tick, None);
+                }
+            }
+            Event::Deliver { slot } => {
+                let Some(message) = self.messages.take(slot) else {
+                    return;
+                };
+                let to = message.to as usize - 1;
+                let from = message.from as usize - 1;
+                self.trace
+                    .word(message.from | (message.to << 8) | (body_code(&message.body) << 16));
+                self.trace.word(message.term);
+                if self.blocked[from] & (1 << to) != 0 {
+                    return;
+                }
+                self.deliver(to, HostInput::Node(Input::Receive(message)));
+            }
+            Event::DiskSync { node, incarnation } => {
+                let index = node as usize;
+                if self.hosts[index].incarnation != incarnation || self.hosts[index].node.is_none()
+                {
+                    return;
+                }
+                let Some(through) = self.hosts[index].disk.syncing_through else {
+                    return;
+                };
+                if let Err(error) = self.hosts[index].disk.complete_sync(through) {
+                    self.fail(FailureKind::HostContract, Some(index), error.0);
+                    return;
+                }
+                self.trace.word(through.0);
+                self.start_sync(index);
+                if !self.config.bugs.persisted_before_sync {
+                    self.deliver(index, HostInput::Node(Input::Persisted(through)));
+                }
+            }
+            Event::ClientWake { client } => self.client_wake(client as usize),
+            Event::ClientTimeout { client, attempt } => {
+                self.client_timeout(client as usize, attempt)
+            }
+            Event::ClientResend { client, attempt } => {
+                if self.clients[client as usize].attempt == attempt
+                    && self.clients[client as usize].op.is_some()
+                {
+                    self.client_send(client as usize);
+                }
+            }
+            Event::ToNode { slot } => {
+                let Some(ClientMessage::Request {
+                    client,
+                    attempt,
+                    node,
+                    payload,
+                }) = self.client_messages.take(slot)
+                else {
+                    return;
+                };
+                self.trace
+                    .word(u64::from(client) | (u64::from(attempt) << 20) | (u64::from(node) << 52));
+                self.deliver(
+                    node as usize,
+                    HostInput::Request {
+                        client,
+                        attempt,
+                        payload,
+                    },
+                );
+            }
+            Event::ToClient { slot } => {
+                let Some(ClientMessage::Reply {
+                    client,
+                    attempt,
+                    reply,
+                }) = self.client_messages.take(slot)
+                else {
+                    return;
+                };
+                self.trace
+                    .word(u64::from(client) | (u64::from(attempt) << 20));
+                self.client_reply(client as usize, attempt, reply);
+            }
+            Event::Fault { index } => {
+                if self.healed {
+                    return;
+                }
+                let fault = self.plan.events[index as usize].fault.clone();
+                self.apply_fault(fault);
+            }
+            Event::Heal => self.heal(),
+            Event::Probe => self.probe(),
+            Event::Deadline => {
+                if !self.probe.satisfied {
+                    let message = match self.probe.committed {
+                        None => format!(
+                            "no write committed within {} after faults healed (probes accepted: {:?})",
+                            format_time(self.config.liveness_bound_ns),
+                            self.probe.accepted
+                        ),
+                        Some((index, at)) => {
+                            let lagging: Vec<String> = self
+                                .hosts
+                                .iter()
+                                .filter_map(|host| {
+                                    let applied = host.node.as_ref().map_or(0, Node::applied_index);
+                                    (applied < index).then(|| format!("n{} applied {applied}", host.id))
+                                })
+                                .collect();
+                            format!(
+                                "probe committed at index {index} at {} but not applied everywhere in time: {}",
+                                format_time(at),
+                                lagging.join(", ")
+                            )
+                        }
+                    };
+                    self.fail(FailureKind::Liveness, None, message);
+                }
+                self.finished = true;
+            }
+        }
+    }
+
+    /// Hands an input to a node's host: dropped if it is down, queued if it
+    /// is paused.
+    fn deliver(&mut self, index: usize, input: HostInput) {
+        let host = &mut self.hosts[index];
+        if host.node.is_none() {
+            return;
+        }
+        if host.paused {
+            host.paused_queue.push_back(input);
+            return;
+        }
+        self.host_input(index, input);
+    }
+
+    fn host_input(&mut self, index: usize, input: HostInput) {
+        match input {
+            HostInput::Node(input) => self.step(index, input, None),
+            HostInput::Request {
+                client,
+                attempt,
+                payload,
+            } => self.step(
+                index,
+                Input::Propose(payload),
+                Some(Proposer::Client { client, attempt }),
+            ),
+        }
+    }
+
+    /// Steps node `index` with `input`, executing its actions and any
+    /// inputs they lead to (`Applied`, or `Persisted` with the ack bug).
+    fn step(&mut self, index: usize, input: Input, proposer: Option<Proposer>) {
+        let mut work = std::mem::take(&mut self.work);
+        let mut actions = std::mem::take(&mut self.actions);
+        work.push_back((input, proposer));
+        while let Some((input, proposer)) = work.pop_front() {
+            let Some(node) = self.hosts[index].node.as_mut() else {
+                break;
+            };
+            node.step(input, &mut actions);
+            self.node_steps += 1;
+            self.after_step(index);
+            for action in actions.drain(..) {
+                self.execute(index, action, proposer, &mut work);
+            }
+            if self.failure.is_some() {
+                work.clear();
+                break;
+            }
+        }
+        self.work = work;
+        self.actions = actions;
+    }
+
+    /// Checks run after every node step, before its actions execute.
+    fn after_step(&mut self, index: usize) {
+        let Some(node) = self.hosts[index].node.as_ref() else {
+            return;
+        };
+        if let Err((kind, message)) = self.safety.after_step(index, node) {
+            self.fail(kind, Some(index), message);
+            return;
+        }
+        if self.timeline.is_some() {
+            let commit = node.commit_index();
+            let vote = node.voted_for().map(|vote| (node.term(), vote));
+            let host = &mut self.hosts[index];
+            let commit_changed = commit != host.last_commit_seen;
+            let vote_changed = vote.is_some() && vote != host.last_vote;
+            host.last_commit_seen = commit;
+            host.last_vote = vote;
+            if vote_changed {
+                if let Some((term, candidate)) = vote {
+                    self.note(Some(index), || {
+                        format!("votes for n{candidate} in term {term}")
+                    });
+                }
+            }
+            if commit_changed {
+                self.note(Some(index), || format!("commit index {commit}"));
+            }
+        }
+    }
+
+    fn execute(
+        &mut self,
+        index: usize,
+        action: Action,
+        proposer: Option<Proposer>,
+        work: &mut VecDeque<(Input, Option<Proposer>)>,
+    ) {
+        match action {
+            Action::Send { to, message } => self.send(index, to, message),
+            Action::Persist {
+                id,
+                hard_state,
+                truncate_after,
+                entries,
+            } => {
+                self.hosts[index].disk.write(Record {
+                    id,
+                    hard_state,
+                    truncate_after,
+                    entries,
+                });
+                if self.hosts[index].disk.syncing_through.is_none() {
+                    self.start_sync(index);
+                }
+                if self.config.bugs.persisted_before_sync {
+                    work.push_back((Input::Persisted(id), None));
+                }
+            }
+            Action::Apply { entries } => {
+                let Some(last) = entries.last().map(|entry| entry.index) else {
+                    return;
+                };
+                for entry in &entries {
+                    self.apply_entry(index, entry);
+                    if self.failure.is_some() {
+                        return;
+                    }
+                }
+                work.push_back((Input::Applied(last), None));
+            }
+            Action::ProposalAccepted {
+                term, first_index, ..
+            } => match proposer {
+                Some(Proposer::Client { client, attempt }) => {
+                    self.hosts[index].pending.insert(
+                        first_index,
+                        Pending {
+                            client,
+                            attempt,
+                            term,
+                        },
+                    );
+                }
+                Some(Proposer::Probe) => {
+                    self.probe.accepted.push((term, first_index));
+                    self.note(Some(index), || {
+                        format!("liveness probe accepted at index {first_index} term {term}")
+                    });
+                }
+                None => {}
+            },
+            Action::ProposalRefused { error, .. } => {
+                if let Some(Proposer::Client { client, attempt }) = proposer {
+                    let hint = match error {
+                        ProposeError::NotLeader { leader_hint } => leader_hint,
+                        ProposeError::TransferInProgress { target } => Some(target),
+                        _ => Some(index as NodeId + 1),
+                    };
+                    self.reply(client, attempt, Reply::Refused { hint });
+                }
+            }
+            Action::RoleChanged { role, term } => {
+                self.trace
+                    .word(0xabcd_0000 | ((index as u64) << 8) | role_code(role));
+                self.note(Some(index), || format!("becomes {role:?} in term {term}"));
+                if role == Role::Leader {
+                    if let Some(node) = self.hosts[index].node.as_ref() {
+                        if let Err((kind, message)) = self.safety.on_leader(index, term, node) {
+                            self.fail(kind, Some(index), message);
+                        }
+                    }
+                } else {
+                    let pending = std::mem::take(&mut self.hosts[index].pending);
+                    for (_, pending) in pending {
+                        self.reply(pending.client, pending.attempt, Reply::Unknown);
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply_entry(&mut self, index: usize, entry: &Entry) {
+        let response = match &entry.payload {
+            EntryPayload::Command(bytes) => {
+                let host = &mut self.hosts[index];
+                let outcome = host.sm.apply_request(entry.index, bytes);
+                if let SessionOutcome::Executed(_) = &outcome {
+                    if let Ok(ClientRequest::Command { command, .. }) = ClientRequest::decode(bytes)
+                    {
+                        if let Some(id) = self.workload.command_id(command) {
+                            if !host.executed.insert(id) {
+                                let message = format!(
+                                    "operation {id:#x} executed a second time at index {} (term {})",
+                                    entry.index, entry.term
+                                );
+                                self.fail(FailureKind::ExactlyOnce, Some(index), message);
+                                return;
+                            }
+                        }
+                    }
+                }
+                Some(outcome.response().encode())
+            }
+            _ => None,
+        };
+        let response_hash = response.as_ref().map_or(0, |bytes| hash_bytes(bytes));
+        if let Err((kind, message)) = self.safety.on_apply(index, entry, response_hash) {
+            self.fail(kind, Some(index), message);
+            return;
+        }
+        if let Some(pending) = self.hosts[index].pending.remove(&entry.index) {
+            let reply = match response {
+                Some(bytes) if pending.term == entry.term => Reply::Response {
+                    bytes,
+                    index: entry.index,
+                    term: entry.term,
+                },
+                _ => Reply::Unknown,
+            };
+            self.reply(pending.client, pending.attempt, reply);
+        }
+        if let Some((index_probe, _)) = self.probe.committed {
+            if entry.index >= index_probe {
+                self.check_probe_applied();
+            }
+        }
+    }
+
+    fn start_sync(&mut self, index: usize) {
+        let Some(last) = self.hosts[index].disk.last_written() else {
+            return;
+        };
+        let latency = if self.rates.fsync_max_ns > 0 {
+            let latency = self
+                .disk_rng
+                .gen_range(20_000..self.rates.fsync_max_ns.max(20_001));
+            if latency > MS {
+                self.faults.add(FaultKind::Fsync, 1);
+            }
+            latency
+        } else {
+            50_000
+        };
+        self.hosts[index].disk.syncing_through = Some(last);
+        let incarnation = self.hosts[index].incarnation;
+        self.schedule(
+            latency,
+            Event::DiskSync {
+                node: index as u8,
+                incarnation,
+            },
+        );
+    }
+
+    fn message_delay(&mut self) -> Option<u64> {
+        let rates = &self.rates;
+        if rates.loss > 0.0 && self.net_rng.gen_bool(rates.loss) {
+            self.faults.add(FaultKind::Loss, 1);
+            return None;
+        }
+        let mut delay = 100_000 + self.net_rng.gen_range(0..900_000);
+        if rates.reorder > 0.0 && self.net_rng.gen_bool(rates.reorder) {
+            delay += self.net_rng.gen_range(0..rates.reorder_max_ns.max(1));
+            self.faults.add(FaultKind::Reorder, 1);
+        }
+        if rates.tail > 0.0 && self.net_rng.gen_bool(rates.tail) {
+            delay += exponential(&mut self.net_rng, rates.tail_mean_ns).min(10_000 * MS);
+            self.faults.add(FaultKind::Delay, 1);
+        }
+        Some(delay)
+    }
+
+    fn send(&mut self, index: usize, to: NodeId, message: Message) {
+        if to == 0 || to as usize > self.hosts.len() {
+            return;
+        }
+        let target = to as usize - 1;
+        if self.blocked[index] & (1 << target) != 0 {
+            return;
+        }
+        let Some(delay) = self.message_delay() else {
+            return;
+        };
+        if self.rates.duplicate > 0.0 && self.net_rng.gen_bool(self.rates.duplicate) {
+            if let Some(second_delay) = self.message_delay() {
+                self.faults.add(FaultKind::Duplicate, 1);
+                let slot = self.messages.insert(message.clone());
+                self.schedule(second_delay, Event::Deliver { slot });
+            }
+        }
+        let slot = self.messages.insert(message);
+        self.schedule(delay, Event::Deliver { slot });
+    }
+
+    fn reply(&mut self, client: u32, attempt: u32, reply: Reply) {
+        let Some(delay) = self.message_delay() else {
+            return;
+        };
+        let slot = self.client_messages.insert(ClientMessage::Reply {
+            client,
+            attempt,
+            reply,
+        });
+        self.schedule(delay, Event::ToClient { slot });
+    }
+
+    // ----- faults -----
+
+    fn apply_fault(&mut self, fault: Fault) {
+        if let Some(kind) = fault.kind() {
+            self.faults.add(kind, 1);
+        }
+        self.trace.word(0xfa17);
+        match fault {
+            Fault::Crash { node } => self.crash(node as usize - 1),
+            Fault::Restart { node } => self.restart(node as usize - 1),
+            Fault::Pause { node } => {
+                let index = node as usize - 1;
+                if self.hosts[index].node.is_some() && !self.hosts[index].paused {
+                    self.hosts[index].paused = true;
+                    self.note(Some(index), || "paused".to_string());
+                }
+            }
+            Fault::Resume { node } => self.resume(node as usize - 1),
+            Fault::Partition(partition) => {
+                self.blocked = partition.blocked_matrix(self.hosts.len());
+                self.note(None, || format!("network: {partition}"));
+            }
+            Fault::HealNetwork => {
+                self.blocked = [0; 8];
+                self.note(None, || "network healed".to_string());
+            }
+        }
+    }
+
+    fn crash(&mut self, index: usize) {
+        if self.hosts[index].node.is_none() {
+            return;
+        }
+        let tear = self.rates.torn > 0.0 && self.disk_rng.gen_bool(self.rates.torn);
+        let host = &mut self.hosts[index];
+        let torn = host.disk.crash(tear);
+        host.node = None;
+        host.incarnation += 1;
+        host.paused = false;
+        host.paused_queue.clear();
+        host.pending.clear();
+        if torn {
+            self.faults.add(FaultKind::Torn, 1);
+        }
+        self.note(Some(index), || {
+            format!("CRASH{}", if torn { " (torn final record)" } else { "" })
+        });
+    }
+
+    fn restart(&mut self, index: usize) {
+        if self.hosts[index].node.is_some() {
+            return;
+        }
+        self.note(Some(index), || "restart".to_string());
+        if let Err(message) = self.boot(index) {
+            self.fail(FailureKind::Recovery, Some(index), message);
+        }
+    }
+
+    fn resume(&mut self, index: usize) {
+        if !self.hosts[index].paused {
+            return;
+        }
+        self.hosts[index].paused = false;
+        let queued = self.hosts[index].paused_queue.len();
+        self.note(Some(index), || format!("resumed ({queued} queued inputs)"));
+        while let Some(input) = self.hosts[index].paused_queue.pop_front() {
+            if self.hosts[index].node.is_none()
+                || self.hosts[index].paused
+                || self.failure.is_some()
+            {
+                break;
+            }
+            self.host_input(index, input);
+        }
+    }
+
+    fn heal(&mut self) {
+        self.healed = true;
+        self.note(None, || {
+            "HEAL: faults stop; liveness check starts".to_string()
+        });
+        self.blocked = [0; 8];
+        let fsync_max_ns = 0;
+        self.rates = Rates {
+            fsync_max_ns,
+            ..Rates::calm()
+        };
+        for index in 0..self.hosts.len() {
+            if self.failure.is_some() {
+                return;
+            }
+            self.resume(index);
+            self.restart(index);
+        }
+        self.schedule(0, Event::Probe);
+    }
+
+    /// The liveness probe: after healing, propose a write at the leader
+    /// until one commits, then wait for every node to apply it.
+    fn probe(&mut self) {
+        if self.probe.satisfied {
+            return;
+        }
+        if self.probe.committed.is_none() {
+            if let Some(&(term, index)) = self
+                .probe
+                .accepted
+                .iter()
+                .find(|(term, index)| self.safety.committed_term(*index) == Some(*term))
+            {
+                self.probe.committed = Some((index, self.now));
+                self.note(None, || {
+                    format!("liveness probe committed at index {index} (term {term})")
+                });
+            }
+        }
+        if self.probe.committed.is_some() {
+            self.check_probe_applied();
+            if self.probe.satisfied {
+                return;
+            }
+        } else {
+            let due = self
+                .probe
+                .last_proposal_ns
+                .map_or(true, |at| self.now >= at + 300 * MS);
+            if due {
+                let leader = (0..self.hosts.len())
+                    .filter_map(|index| {
+                        let node = self.hosts[index].node.as_ref()?;
+                        (node.role() == Role::Leader).then_some((node.term(), index))
+                    })
+                    .max();
+                if let Some((_, index)) = leader {
+                    self.probe.last_proposal_ns = Some(self.now);
+                    self.step(
+                        index,
+                        Input::Propose(session::encode_register()),
+                        Some(Proposer::Probe),
+                    );
+                }
+            }
+        }
+        self.schedule(20 * MS, Event::Probe);
+    }
+
+    fn check_probe_applied(&mut self) {
+        let Some((index, _)) = self.probe.committed else {
+            return;
+        };
+        let all_applied = self.hosts.iter().all(|host| {
+            host.node
+                .as_ref()
+                .is_some_and(|node| node.applied_index() >= index)
+        });
+        if all_applied && !self.probe.satisfied {
+            self.probe.satisfied = true;
+            self.note(None, || {
+                format!("liveness satisfied: every node applied index {index}")
+            });
+            self.finished = true;
+        }
+    }
+
+    // ----- clients -----
+
+    fn client_wake(&mut self, client: usize) {
+        if self.clients[client].op.is_some()
+            || self.clients[client].done
+            || self.healed && self.probe.satisfied
+        {
+            return;
+        }
+        let op = match self.clients[client].session {
+            None => ClientOp {
+                payload: session::encode_register(),
+                command: Bytes::new(),
+                register: true,
+                call_ns: self.now,
+                attempts: 0,
+                maybe_applied: false,
+            },
+            Some(session_id) => {
+                let Some(command) =
+                    self.workload
+                        .next_command(client, self.now, &mut self.workload_rng)
+                else {
+                    self.clients[client].done = true;
+                    return;
+                };
+                self.operations += 1;
+                self.clients[client].seq += 1;
+                let seq = self.clients[client].seq;
+                let payload = session::encode_command(session_id, seq, &command);
+                self.note(None, || format!("client {client} calls #{seq}"));
+                ClientOp {
+                    payload,
+                    command,
+                    register: false,
+                    call_ns: self.now,
+                    attempts: 0,
+                    maybe_applied: false,
+                }
+            }
+        };
+        self.clients[client].op = Some(op);
+        self.client_send(client);
+    }
+
+    fn client_send(&mut self, client: usize) {
+        let nodes = self.hosts.len() as NodeId;
+        let target = match self.clients[client].leader {
+            Some(leader) if leader >= 1 && leader <= nodes => leader,
+            _ => self.client_rng.gen_range(1..=nodes),
+        };
+        let without_sessions = self.config.bugs.client_without_sessions;
+        let state = &mut self.clients[client];
+        state.last_target = target;
+        state.attempt += 1;
+        let attempt = state.attempt;
+        let Some(op) = state.op.as_mut() else { return };
+        op.attempts += 1;
+        if without_sessions && !op.register && op.attempts > 1 {
+            // The bug: a retry is sent as a new command.
+            if let Some(session_id) = state.session {
+                state.seq += 1;
+                op.payload = session::encode_command(session_id, state.seq, &op.command);
+            }
+        }
+        let payload = op.payload.clone();
+        self.schedule(
+            self.config.client_timeout_ns,
+            Event::ClientTimeout {
+                client: client as u32,
+                attempt,
+            },
+        );
+        let Some(delay) = self.message_delay() else {
+            return;
+        };
+        let slot = self.client_messages.insert(ClientMessage::Request {
+            client: client as u32,
+            attempt,
+            node: (target - 1) as u8,
+            payload,
+        });
+        self.schedule(delay, Event::ToNode { slot });
+    }
+
+    fn client_timeout(&mut self, client: usize, attempt: u32) {
+        let state = &mut self.clients[client];
+        if state.attempt != attempt || state.op.is_none() {
+            return;
+        }
+        if let Some(op) = state.op.as_mut() {
+            op.maybe_applied = true;
+        }
+        state.leader = None;
+        self.client_retry(client);
+    }
+
+    /// Re-sends the current operation at once, or gives up after too many
+    /// attempts.
+    fn client_retry(&mut self, client: usize) {
+        let Some(op) = self.clients[client].op.as_ref() else {
+            return;
+        };
+        if op.attempts >= self.config.client_max_attempts {
+            let result = if op.maybe_applied {
+                OpResult::Unknown
+            } else {
+                OpResult::Failed
+            };
+            self.client_done(client, result);
+            return;
+        }
+        self.client_send(client);
+    }
+
+    fn client_reply(&mut self, client: usize, attempt: u32, reply: Reply) {
+        if self.clients[client].attempt != attempt || self.clients[client].op.is_none() {
+            return;
+        }
+        match reply {
+            Reply::Refused { hint } => {
+                let state = &mut self.clients[client];
+                let redirect = hint.filter(|hint| *hint != state.last_target);
+                state.leader = redirect;
+                let backoff = if redirect.is_some() {
+                    MS
+                } else {
+                    10 * MS + self.client_rng.gen_range(0..20 * MS)
+                };
+                self.client_retry_after_refusal(client, backoff);
+            }
+            Reply::Unknown => {
+                if let Some(op) = self.clients[client].op.as_mut() {
+                    op.maybe_applied = true;
+                }
+                self.clients[client].leader = None;
+                self.client_retry_after_refusal(client, 5 * MS);
+            }
+            Reply::Response { bytes, index, term } => {
+                let response = SessionResponse::decode(&bytes);
+                let register = self.clients[client]
+                    .op
+                    .as_ref()
+                    .is_some_and(|op| op.register);
+                match response {
+                    Ok(SessionResponse::Registered { client: session_id }) if register => {
+                        self.clients[client].session = Some(session_id);
+                        self.clients[client].seq = 0;
+                        self.clients[client].op = None;
+                        self.note(None, || {
+                            format!("client {client} registered session {session_id}")
+                        });
+                        self.schedule(
+                            0,
+                            Event::ClientWake {
+                                client: client as u32,
+                            },
+                        );
+                    }
+                    Ok(SessionResponse::Ok(response)) if !register => {
+                        self.acked.push((index, term));
+                        self.operations_ok += 1;
+                        self.client_done(client, OpResult::Ok(&response));
+                    }
+                    Ok(SessionResponse::SessionExpired) if !register => {
+                        let maybe = self.clients[client]
+                            .op
+                            .as_ref()
+                            .is_some_and(|op| op.maybe_applied);
+                        self.clients[client].session = None;
+                        self.note(None, || format!("client {client}: session expired"));
+                        self.client_done(
+                            client,
+                            if maybe {
+                                OpResult::Unknown
+                            } else {
+                                OpResult::Failed
+                            },
+                        );
+                    }
+                    _ => {
+                        let message = format!("client {client} got an unexpected response {response:?} at index {index}");
+                        self.fail(FailureKind::StateMachineSafety, None, message);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Closes the current attempt (late replies to it are ignored) and
+    /// re-sends after `backoff_ns`, or gives up after too many attempts.
+    fn client_retry_after_refusal(&mut self, client: usize, backoff_ns: u64) {
+        let Some(op) = self.clients[client].op.as_ref() else {
+            return;
+        };
+        if op.attempts >= self.config.client_max_attempts {
+            let result = if op.maybe_applied {
+                OpResult::Unknown
+            } else {
+                OpResult::Failed
+            };
+            self.client_done(client, result);
+            return;
+        }
+        self.clients[client].attempt += 1;
+        let attempt = self.clients[client].attempt;
+        self.schedule(
+            backoff_ns,
+            Event::ClientResend {
+                client: client as u32,
+                attempt,
+            },
+        );
+    }
+
+    fn client_done(&mut self, client: usize, result: OpResult<'_>) {
+        let Some(op) = self.clients[client].op.take() else {
+            return;
+        };
+        if op.register {
+            // A registration that gave up: try again later.
+        } else {
+            let text = match result {
+                OpResult::Ok(_) => "ok",
+                OpResult::Failed => "failed",
+                OpResult::Unknown => "unknown",
+            };
+            let seq = self.clients[client].seq;
+            let call = op.call_ns;
+            self.note(None, || {
+                format!(
+                    "client {client} #{seq} returns {text} (called at {})",
+                    format_time(call)
+                )
+            });
+            self.workload.complete(client, self.now, result);
+        }
+        let think = exponential(&mut self.client_rng, self.config.think_mean_ns);
+        self.schedule(
+            think,
+            Event::ClientWake {
+                client: client as u32,
+            },
+        );
+    }
+
+    // ----- the end -----
+
+    fn finish(&mut self) {
+        for client in 0..self.clients.len() {
+            if self.clients[client]
+                .op
+                .as_ref()
+                .is_some_and(|op| !op.register)
+            {
+                self.clients[client].op = None;
+                self.workload.complete(client, self.now, OpResult::Unknown);
+            }
+        }
+        if self.failure.is_none() {
+            self.final_checks();
+        }
+        let report = self.workload.finish();
+        if self.failure.is_none() {
+            if let Some(message) = report.failure {
+                self.fail(FailureKind::Linearizability, None, message);
+            }
+        }
+    }
+
+    fn final_checks(&mut self) {
+        // Every acknowledged operation is in the log of every node whose
+        // commit index covers it.
+        let acked = std::mem::take(&mut self.acked);
+        for (entry_index, term) in &acked {
+            for index in 0..self.hosts.len() {
+                let Some(node) = self.hosts[index].node.as_ref() else {
+                    continue;
+                };
+                if node.commit_index() >= *entry_index && node.term_at(*entry_index) != Some(*term)
+                {
+                    let message = format!(
+                        "acknowledged write at index {entry_index} term {term} is not in the final log (term there: {:?})",
+                        node.term_at(*entry_index)
+                    );
+                    self.fail(FailureKind::AckedWriteLost, Some(index), message);
+                    return;
+                }
+            }
+            if self.safety.committed_term(*entry_index) != Some(*term) {
+                let message = format!(
+                    "acknowledged write at index {entry_index} term {term} is not committed"
+                );
+                self.fail(FailureKind::AckedWriteLost, None, message);
+                return;
+            }
+        }
+        // Replicas that applied the same prefix hold the same state.
+        let mut states: BTreeMap<Index, (usize, u64)> = BTreeMap::new();
+        for index in 0..self.hosts.len() {
+            let Some(node) = self.hosts[index].node.as_ref() else {
+                continue;
+            };
+            let applied = node.applied_index();
+            let digest = hash_bytes(&self.hosts[index].sm.snapshot());
+            match states.get(&applied) {
+                Some((other, other_digest)) if *other_digest != digest => {
+                    let message = format!(
+                        "n{} and n{} both applied up to index {applied} but their state machines differ",
+                        other + 1,
+                        index + 1
+                    );
+                    self.fail(FailureKind::StateMachineSafety, Some(index), message);
+                    return;
+                }
+                _ => {
+                    states.insert(applied, (index, digest));
+                }
+            }
+        }
+    }
+}
+
+fn role_code(role: Role) -> u64 {
+    match role {
+        Role::Follower => 0,
+        Role::PreCandidate => 1,
+        Role::Candidate => 2,
+        Role::Leader => 3,
+    }
+}
+
+fn body_code(body: &MessageBody) -> u64 {
+    match body {
+        MessageBody::RequestVote {
+            pre_vote, last_log, ..
+        } => 1 | (u64::from(*pre_vote) << 4) | (last_log.index << 8),
+        MessageBody::RequestVoteResponse { pre_vote, granted } => {
+            2 | (u64::from(*pre_vote) << 4) | (u64::from(*granted) << 5)
+        }
+        MessageBody::AppendEntries {
+            prev,
+            entries,
+            leader_commit,
+        } => 3 | ((entries.len() as u64) << 4) | (prev.index << 16) | (leader_commit << 40),
+        MessageBody::AppendEntriesResponse(response) => match response {
+            concord::AppendResponse::Accepted { match_index } => 4 | (match_index << 8),
+            concord::AppendResponse::Rejected { rejected_index, .. } => 5 | (rejected_index << 8),
+        },
+        MessageBody::Heartbeat { commit } => 6 | (commit << 8),
+        MessageBody::HeartbeatResponse => 7,
+        MessageBody::TimeoutNow => 8,
+    }
+}

@@ -1,0 +1,780 @@
+//! The fault model: which faults a run may inject, at what rates, and the
+//! timed schedule of node and network faults.
+//!
+//! A run's faults come in two parts:
+//!
+//! * per-message and per-write faults (loss, duplication, reordering, long
+//!   delays, fsync latency, torn writes), drawn while the run goes at the
+//!   [`Rates`] of its plan;
+//! * a [`FaultPlan::events`] schedule of timed faults (crash, restart,
+//!   pause, resume, partitions, heal), fixed before the run starts.
+//!
+//! With swarm testing each seed first draws which [`FaultKind`]s are on
+//! and at what rate, so that some seeds hammer one fault and others mix
+//! them all. The plan of a seed can be printed, edited, shrunk, saved as
+//! JSON, and replayed instead of the seed's own draws.
+
+use std::fmt;
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use concord::NodeId;
+
+/// One kind of fault, switchable on its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum FaultKind {
+    /// Some messages take much longer than usual (a long-tailed delay).
+    Delay,
+    /// Messages are lost.
+    Loss,
+    /// Messages are delivered twice.
+    Duplicate,
+    /// Messages get extra random delay, so they overtake each other.
+    Reorder,
+    /// The cluster splits into two sides that cannot talk.
+    Partition,
+    /// Messages from one group to another are dropped, not the reverse.
+    OneWay,
+    /// Two sides cannot talk, except through one node that sees both.
+    Bridge,
+    /// A node crashes (losing memory and unsynced writes) and restarts later.
+    Crash,
+    /// A node stalls and later resumes with stale beliefs.
+    Pause,
+    /// fsync takes a random, sometimes long, time.
+    Fsync,
+    /// A crash leaves a torn final record that recovery must detect.
+    Torn,
+    /// Each node's clock ticks at its own, skewed rate.
+    Skew,
+}
+
+impl FaultKind {
+    /// Every kind, in a fixed order.
+    pub const ALL: [FaultKind; 12] = [
+        FaultKind::Delay,
+        FaultKind::Loss,
+        FaultKind::Duplicate,
+        FaultKind::Reorder,
+        FaultKind::Partition,
+        FaultKind::OneWay,
+        FaultKind::Bridge,
+        FaultKind::Crash,
+        FaultKind::Pause,
+        FaultKind::Fsync,
+        FaultKind::Torn,
+        FaultKind::Skew,
+    ];
+
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::Delay => "delay",
+            FaultKind::Loss => "loss",
+            FaultKind::Duplicate => "duplicate",
+            FaultKind::Reorder => "reorder",
+            FaultKind::Partition => "partition",
+            FaultKind::OneWay => "one-way",
+            FaultKind::Bridge => "bridge",
+            FaultKind::Crash => "crash",
+            FaultKind::Pause => "pause",
+            FaultKind::Fsync => "fsync",
+            FaultKind::Torn => "torn",
+            FaultKind::Skew => "skew",
+        }
+    }
+
+    /// Parses a command-line name.
+    pub fn from_name(name: &str) -> Option<FaultKind> {
+        FaultKind::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+
+    fn bit(self) -> u16 {
+        1 << (self as u16)
+    }
+}
+
+impl fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A set of fault kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FaultSet(u16);
+
+impl FaultSet {
+    /// No fault.
+    pub const NONE: FaultSet = FaultSet(0);
+
+    /// Every fault.
+    pub fn all() -> FaultSet {
+        FaultSet(
+            FaultKind::ALL
+                .iter()
+                .fold(0, |bits, kind| bits | kind.bit()),
+        )
+    }
+
+    /// Whether `kind` is in the set.
+    pub fn contains(self, kind: FaultKind) -> bool {
+        self.0 & kind.bit() != 0
+    }
+
+    /// The set with `kind` added.
+    pub fn with(self, kind: FaultKind) -> FaultSet {
+        FaultSet(self.0 | kind.bit())
+    }
+
+    /// The set with `kind` removed.
+    pub fn without(self, kind: FaultKind) -> FaultSet {
+        FaultSet(self.0 & !kind.bit())
+    }
+
+    /// The kinds in the set, in [`FaultKind::ALL`] order.
+    pub fn kinds(self) -> impl Iterator<Item = FaultKind> {
+        FaultKind::ALL
+            .into_iter()
+            .filter(move |kind| self.contains(*kind))
+    }
+
+    /// Parses a comma-separated list of names, or `all` / `none`.
+    pub fn parse(list: &str) -> Result<FaultSet, String> {
+        match list.trim() {
+            "all" => return Ok(FaultSet::all()),
+            "none" | "" => return Ok(FaultSet::NONE),
+            _ => {}
+        }
+        let mut set = FaultSet::NONE;
+        for name in list
+            .split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+        {
+            match FaultKind::from_name(name) {
+                Some(kind) => set = set.with(kind),
+                None => {
+                    let known: Vec<&str> = FaultKind::ALL.iter().map(|kind| kind.name()).collect();
+                    return Err(format!(
+                        "unknown fault {name:?}; known faults: {}, or all / none",
+                        known.join(", ")
+                    ));
+                }
+            }
+        }
+        Ok(set)
+    }
+}
+
+impl fmt::Display for FaultSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if *self == FaultSet::all() {
+            return f.write_str("all");
+        }
+        if *self == FaultSet::NONE {
+            return f.write_str("none");
+        }
+        let names: Vec<&str> = self.kinds().map(FaultKind::name).collect();
+        f.write_str(&names.join(","))
+    }
+}
+
+/// Rates of the faults drawn per message or per write. A rate of 0 turns
+/// the fault off.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Rates {
+    /// Probability that a message is lost.
+    pub loss: f64,
+    /// Probability that a message is delivered twice.
+    pub duplicate: f64,
+    /// Probability that a message gets up to `reorder_max_ns` extra delay.
+    pub reorder: f64,
+    /// Extra delay bound for reordered messages, nanoseconds.
+    pub reorder_max_ns: u64,
+    /// Probability that a message falls in the long tail of the delay
+    /// distribution.
+    pub tail: f64,
+    /// Mean of the (exponential) long-tail delay, nanoseconds.
+    pub tail_mean_ns: u64,
+    /// Upper bound of one fsync's latency, nanoseconds (the latency is
+    /// uniform between a small floor and this).
+    pub fsync_max_ns: u64,
+    /// Probability that a crash tears the first unsynced record.
+    pub torn: f64,
+}
+
+impl Rates {
+    /// No per-message or per-write fault.
+    pub fn calm() -> Rates {
+        Rates {
+            loss: 0.0,
+            duplicate: 0.0,
+            reorder: 0.0,
+            reorder_max_ns: 0,
+            tail: 0.0,
+            tail_mean_ns: 0,
+            fsync_max_ns: 0,
+            torn: 0.0,
+        }
+    }
+}
+
+/// How the network is split.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Partition {
+    /// `side` and the other nodes cannot talk (both directions).
+    Split {
+        /// One side; the rest is the other.
+        side: Vec<NodeId>,
+    },
+    /// Messages from any of `from` to any of `to` are dropped; the other
+    /// direction works.
+    OneWay {
+        /// Senders cut off.
+        from: Vec<NodeId>,
+        /// Receivers they cannot reach.
+        to: Vec<NodeId>,
+    },
+    /// `left` and `right` cannot talk; `bridge` talks to both.
+    Bridge {
+        /// One side.
+        left: Vec<NodeId>,
+        /// The node that sees both sides.
+        bridge: NodeId,
+        /// The other side.
+        right: Vec<NodeId>,
+    },
+}
+
+impl Partition {
+    /// The fault kind this partition belongs to.
+    pub fn kind(&self) -> FaultKind {
+        match self {
+            Partition::Split { .. } => FaultKind::Partition,
+            Partition::OneWay { .. } => FaultKind::OneWay,
+            Partition::Bridge { .. } => FaultKind::Bridge,
+        }
+    }
+
+    /// `blocked[from] & (1 << to)` set when messages from node index
+    /// `from` to node index `to` are dropped (indices are node id - 1).
+    pub fn blocked_matrix(&self, nodes: usize) -> [u8; 8] {
+        let mut blocked = [0u8; 8];
+        let bit = |id: NodeId| -> u8 {
+            if id >= 1 && (id as usize) <= nodes && id <= 8 {
+                1 << (id - 1)
+            } else {
+                0
+            }
+        };
+        let mask = |ids: &[NodeId]| ids.iter().fold(0u8, |mask, id| mask | bit(*id));
+        let everyone: u8 = if nodes >= 8 { 0xff } else { (1u8 << nodes) - 1 };
+        let mut block = |from: u8, to: u8| {
+            for (index, row) in blocked.iter_mut().enumerate().take(nodes.min(8)) {
+                if from & (1 << index) != 0 {
+                    *row |= to;
+                }
+            }
+        };
+        match self {
+            Partition::Split { side } => {
+                let side = mask(side);
+                block(side, everyone & !side);
+                block(everyone & !side, side);
+            }
+            Partition::OneWay { from, to } => block(mask(from), mask(to)),
+            Partition::Bridge {
+                left,
+                bridge,
+                right,
+            } => {
+                let left = mask(left) & !bit(*bridge);
+                let right = mask(right) & !bit(*bridge);
+                block(left, right);
+                block(right, left);
+            }
+        }
+        blocked
+    }
+}
+
+impl fmt::Display for Partition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Partition::Split { side } => write!(f, "split {side:?} | rest"),
+            Partition::OneWay { from, to } => write!(f, "one-way {from:?} -/-> {to:?}"),
+            Partition::Bridge {
+                left,
+                bridge,
+                right,
+            } => write!(f, "bridge {left:?} <- {bridge} -> {right:?}"),
+        }
+    }
+}
+
+/// A scheduled node or network fault.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Fault {
+    /// The node crashes: memory and unsynced writes are lost.
+    Crash {
+        /// The node.
+        node: NodeId,
+    },
+    /// A crashed node restarts from its disk (no effect on a running node).
+    Restart {
+        /// The node.
+        node: NodeId,
+    },
+    /// The node stops processing anything until resumed.
+    Pause {
+        /// The node.
+        node: NodeId,
+    },
+    /// A paused node resumes and processes what queued up meanwhile.
+    Resume {
+        /// The node.
+        node: NodeId,
+    },
+    /// The network splits (replacing any earlier split).
+    Partition(Partition),
+    /// Every link works again.
+    HealNetwork,
+}
+
+impl Fault {
+    /// The fault kind, for counting; `None` for repairs.
+    pub fn kind(&self) -> Option<FaultKind> {
+        match self {
+            Fault::Crash { .. } => Some(FaultKind::Crash),
+            Fault::Pause { .. } => Some(FaultKind::Pause),
+            Fault::Partition(partition) => Some(partition.kind()),
+            Fault::Restart { .. } | Fault::Resume { .. } | Fault::HealNetwork => None,
+        }
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fault::Crash { node } => write!(f, "crash n{node}"),
+            Fault::Restart { node } => write!(f, "restart n{node}"),
+            Fault::Pause { node } => write!(f, "pause n{node}"),
+            Fault::Resume { node } => write!(f, "resume n{node}"),
+            Fault::Partition(partition) => write!(f, "partition: {partition}"),
+            Fault::HealNetwork => write!(f, "heal network"),
+        }
+    }
+}
+
+/// A fault at a virtual time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimedFault {
+    /// Virtual time, nanoseconds since the start of the run.
+    pub at_ns: u64,
+    /// The fault.
+    pub fault: Fault,
+}
+
+/// Everything about a run's faults: rates, clock skews and the schedule.
+/// Drawn from the seed by [`FaultPlan::generate`], or given explicitly.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FaultPlan {
+    /// Per-message and per-write fault rates.
+    pub rates: Rates,
+    /// Per node (index = id - 1): tick period skew in parts per million
+    /// (+100000 = ticks 10% slower). Missing entries mean 0.
+    pub clock_skew_ppm: Vec<i64>,
+    /// The schedule, sorted by time.
+    pub events: Vec<TimedFault>,
+}
+
+/// Bounds used to draw a plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlanLimits {
+    /// Nodes in the cluster.
+    pub nodes: usize,
+    /// Faults are scheduled in `0..chaos_ns`.
+    pub chaos_ns: u64,
+    /// Largest clock skew, parts per million.
+    pub max_skew_ppm: i64,
+}
+
+impl FaultPlan {
+    /// A plan without any fault.
+    pub fn calm(nodes: usize) -> FaultPlan {
+        FaultPlan {
+            rates: Rates::calm(),
+            clock_skew_ppm: vec![0; nodes],
+            events: Vec::new(),
+        }
+    }
+
+    /// Draws a plan. With `swarm`, each kind in `allowed` is switched on
+    /// with probability 1/2 (at least one stays on when any is allowed);
+    /// without, every allowed kind is on. Rates are drawn per plan.
+    pub fn generate(
+        rng: &mut ChaCha8Rng,
+        allowed: FaultSet,
+        swarm: bool,
+        limits: PlanLimits,
+    ) -> FaultPlan {
+        let mut enabled = FaultSet::NONE;
+        for kind in allowed.kinds() {
+            if !swarm || rng.gen_bool(0.5) {
+                enabled = enabled.with(kind);
+            }
+        }
+        if swarm && enabled == FaultSet::NONE {
+            if let Some(kind) = allowed
+                .kinds()
+                .nth(rng.gen_range(0..allowed.kinds().count().max(1)))
+            {
+                enabled = enabled.with(kind);
+            }
+        }
+        Self::generate_enabled(rng, enabled, limits)
+    }
+
+    /// Draws rates, skews and a schedule using exactly the kinds in
+    /// `enabled`.
+    pub fn generate_enabled(
+        rng: &mut ChaCha8Rng,
+        enabled: FaultSet,
+        limits: PlanLimits,
+    ) -> FaultPlan {
+        let nodes = limits.nodes.max(1);
+        let on = |kind| enabled.contains(kind);
+        let mut rates = Rates::calm();
+        // Draw every rate whether or not it is used, so that switching one
+        // kind off does not shift the draws of the others.
+        let loss = rng.gen_range(0.001..0.15);
+        let duplicate = rng.gen_range(0.001..0.10);
+        let reorder = rng.gen_range(0.01..0.3);
+        let reorder_max_ns = rng.gen_range(1_000_000..30_000_000);
+        let tail = rng.gen_range(0.001..0.05);
+        let tail_mean_ns = rng.gen_range(20_000_000..500_000_000);
+        let fsync_max_ns = rng.gen_range(500_000..40_000_000);
+        let torn = rng.gen_range(0.3..1.0);
+        if on(FaultKind::Loss) {
+            rates.loss = loss;
+        }
+        if on(FaultKind::Duplicate) {
+            rates.duplicate = duplicate;
+        }
+        if on(FaultKind::Reorder) {
+            rates.reorder = reorder;
+            rates.reorder_max_ns = reorder_max_ns;
+        }
+        if on(FaultKind::Delay) {
+            rates.tail = tail;
+            rates.tail_mean_ns = tail_mean_ns;
+        }
+        if on(FaultKind::Fsync) {
+            rates.fsync_max_ns = fsync_max_ns;
+        }
+        if on(FaultKind::Torn) {
+            rates.torn = torn;
+        }
+        let mut clock_skew_ppm = vec![0i64; nodes];
+        for skew in clock_skew_ppm.iter_mut() {
+            let drawn = if limits.max_skew_ppm > 0 {
+                rng.gen_range(-limits.max_skew_ppm..=limits.max_skew_ppm)
+            } else {
+                0
+            };
+            if on(FaultKind::Skew) {
+                *skew = drawn;
+            }
+        }
+
+        let mut events = Vec::new();
+        let chaos_ns = limits.chaos_ns;
+        let ms = 1_000_000u64;
+        if on(FaultKind::Crash) {
+            let mean_gap_ns = rng.gen_range(300 * ms..4_000 * ms);
+            let mean_down_ns = rng.gen_range(50 * ms..3_000 * ms);
+            let mut down_until = vec![0u64; nodes];
+            let mut at = exponential(rng, mean_gap_ns);
+            while at < chaos_ns {
+                let node = rng.gen_range(0..nodes);
+                let down_ns = exponential(rng, mean_down_ns).max(ms);
+                if down_until[node] <= at {
+                    down_until[node] = at + down_ns;
+                    events.push(TimedFault {
+                        at_ns: at,
+                        fault: Fault::Crash {
+                            node: node as NodeId + 1,
+                        },
+                    });
+                    events.push(TimedFault {
+                        at_ns: at + down_ns,
+                        fault: Fault::Restart {
+                            node: node as NodeId + 1,
+                        },
+                    });
+                }
+                at += exponential(rng, mean_gap_ns).max(1);
+            }
+        }
+        if on(FaultKind::Pause) {
+            let mean_gap_ns = rng.gen_range(500 * ms..6_000 * ms);
+            let max_pause_ns = rng.gen_range(20 * ms..3_000 * ms);
+            let mut paused_until = vec![0u64; nodes];
+            let mut at = exponential(rng, mean_gap_ns);
+            while at < chaos_ns {
+                let node = rng.gen_range(0..nodes);
+                let pause_ns = rng.gen_range(ms..max_pause_ns);
+                if paused_until[node] <= at {
+                    paused_until[node] = at + pause_ns;
+                    events.push(TimedFault {
+                        at_ns: at,
+                        fault: Fault::Pause {
+                            node: node as NodeId + 1,
+                        },
+                    });
+                    events.push(TimedFault {
+                        at_ns: at + pause_ns,
+                        fault: Fault::Resume {
+                            node: node as NodeId + 1,
+                        },
+                    });
+                }
+                at += exponential(rng, mean_gap_ns).max(1);
+            }
+        }
+        let partition_kinds: Vec<FaultKind> =
+            [FaultKind::Partition, FaultKind::OneWay, FaultKind::Bridge]
+                .into_iter()
+                .filter(|kind| on(*kind))
+                .collect();
+        if !partition_kinds.is_empty() && nodes >= 2 {
+            let mean_gap_ns = rng.gen_range(300 * ms..4_000 * ms);
+            let mean_length_ns = rng.gen_range(100 * ms..4_000 * ms);
+            let mut at = exponential(rng, mean_gap_ns);
+            while at < chaos_ns {
+                let kind = partition_kinds[rng.gen_range(0..partition_kinds.len())];
+                let partition = draw_partition(rng, kind, nodes);
+                let length_ns = exponential(rng, mean_length_ns).max(ms);
+                events.push(TimedFault {
+                    at_ns: at,
+                    fault: Fault::Partition(partition),
+                });
+                events.push(TimedFault {
+                    at_ns: at + length_ns,
+                    fault: Fault::HealNetwork,
+                });
+                at += length_ns + exponential(rng, mean_gap_ns).max(1);
+            }
+        }
+        events.retain(|event| event.at_ns < chaos_ns);
+        events.sort_by_key(|event| event.at_ns);
+        FaultPlan {
+            rates,
+            clock_skew_ppm,
+            events,
+        }
+    }
+
+    /// The kinds of fault this plan can inject.
+    pub fn enabled(&self) -> FaultSet {
+        let mut set = FaultSet::NONE;
+        let rates = &self.rates;
+        for (kind, rate) in [
+            (FaultKind::Loss, rates.loss),
+            (FaultKind::Duplicate, rates.duplicate),
+            (FaultKind::Reorder, rates.reorder),
+            (FaultKind::Delay, rates.tail),
+            (FaultKind::Torn, rates.torn),
+        ] {
+            if rate > 0.0 {
+                set = set.with(kind);
+            }
+        }
+        if rates.fsync_max_ns > 0 {
+            set = set.with(FaultKind::Fsync);
+        }
+        if self.clock_skew_ppm.iter().any(|skew| *skew != 0) {
+            set = set.with(FaultKind::Skew);
+        }
+        for event in &self.events {
+            if let Some(kind) = event.fault.kind() {
+                set = set.with(kind);
+            }
+        }
+        set
+    }
+
+    /// Checks node ids and times; returns a readable problem.
+    pub fn validate(&self, nodes: usize) -> Result<(), String> {
+        let valid = |id: NodeId| id >= 1 && id as usize <= nodes;
+        for event in &self.events {
+            let ids: Vec<NodeId> = match &event.fault {
+                Fault::Crash { node }
+                | Fault::Restart { node }
+                | Fault::Pause { node }
+                | Fault::Resume { node } => {
+                    vec![*node]
+                }
+                Fault::Partition(Partition::Split { side }) => side.clone(),
+                Fault::Partition(Partition::OneWay { from, to }) => {
+                    from.iter().chain(to).copied().collect()
+                }
+                Fault::Partition(Partition::Bridge {
+                    left,
+                    bridge,
+                    right,
+                }) => left
+                    .iter()
+                    .chain(right)
+                    .chain(std::iter::once(bridge))
+                    .copied()
+                    .collect(),
+                Fault::HealNetwork => Vec::new(),
+            };
+            if let Some(id) = ids.into_iter().find(|id| !valid(*id)) {
+                return Err(format!(
+                    "fault \"{}\" at {} ns names node {id}, but the cluster has nodes 1..={nodes}",
+                    event.fault, event.at_ns
+                ));
+            }
+        }
+        for (name, rate) in [
+            ("loss", self.rates.loss),
+            ("duplicate", self.rates.duplicate),
+            ("reorder", self.rates.reorder),
+            ("tail", self.rates.tail),
+            ("torn", self.rates.torn),
+        ] {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(format!(
+                    "rate {name} = {rate} is not a probability in 0..=1"
+                ));
+            }
+        }
+        if self.clock_skew_ppm.iter().any(|skew| skew.abs() >= 900_000) {
+            return Err("a clock skew must stay within ±900000 ppm".to_string());
+        }
+        Ok(())
+    }
+}
+
+fn draw_partition(rng: &mut ChaCha8Rng, kind: FaultKind, nodes: usize) -> Partition {
+    let ids: Vec<NodeId> = (1..=nodes as NodeId).collect();
+    // A random non-empty proper subset.
+    let mut side: Vec<NodeId> = Vec::new();
+    while side.is_empty() || side.len() == nodes {
+        side = ids.iter().copied().filter(|_| rng.gen_bool(0.5)).collect();
+    }
+    let rest: Vec<NodeId> = ids
+        .iter()
+        .copied()
+        .filter(|id| !side.contains(id))
+        .collect();
+    match kind {
+        FaultKind::OneWay => Partition::OneWay {
+            from: side,
+            to: rest,
+        },
+        FaultKind::Bridge if nodes >= 3 => {
+            let bridge = ids[rng.gen_range(0..nodes)];
+            let left: Vec<NodeId> = side.into_iter().filter(|id| *id != bridge).collect();
+            let right: Vec<NodeId> = rest.into_iter().filter(|id| *id != bridge).collect();
+            Partition::Bridge {
+                left,
+                bridge,
+                right,
+            }
+        }
+        _ => Partition::Split { side },
+    }
+}
+
+/// An exponentially distributed duration with the given mean.
+pub fn exponential(rng: &mut ChaCha8Rng, mean_ns: u64) -> u64 {
+    let uniform: f64 = rng.gen_range(f64::MIN_POSITIVE..1.0);
+    let value = -uniform.ln() * mean_ns as f64;
+    if value >= u64::MAX as f64 / 2.0 {
+        u64::MAX / 2
+    } else {
+        value as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn fault_set_parses_and_prints() {
+        assert_eq!(FaultSet::parse("all"), Ok(FaultSet::all()));
+        let set = FaultSet::parse("crash, loss").unwrap();
+        assert!(set.contains(FaultKind::Crash) && set.contains(FaultKind::Loss));
+        assert!(!set.contains(FaultKind::Pause));
+        assert_eq!(FaultSet::parse(&set.to_string()), Ok(set));
+        assert!(FaultSet::parse("crash,bogus")
+            .unwrap_err()
+            .contains("bogus"));
+    }
+
+    #[test]
+    fn partitions_block_the_right_links() {
+        let split = Partition::Split { side: vec![1, 2] }.blocked_matrix(5);
+        assert_eq!(split[0], 0b11100);
+        assert_eq!(split[2], 0b00011);
+        let one_way = Partition::OneWay {
+            from: vec![1],
+            to: vec![2, 3],
+        }
+        .blocked_matrix(3);
+        assert_eq!(one_way, [0b110, 0, 0, 0, 0, 0, 0, 0]);
+        let bridge = Partition::Bridge {
+            left: vec![1],
+            bridge: 2,
+            right: vec![3],
+        }
+        .blocked_matrix(3);
+        assert_eq!(bridge[0], 0b100);
+        assert_eq!(bridge[1], 0);
+        assert_eq!(bridge[2], 0b001);
+    }
+
+    #[test]
+    fn generated_plans_are_valid_and_deterministic() {
+        let limits = PlanLimits {
+            nodes: 5,
+            chaos_ns: 10_000_000_000,
+            max_skew_ppm: 100_000,
+        };
+        for seed in 0..50 {
+            let plan = FaultPlan::generate(
+                &mut ChaCha8Rng::seed_from_u64(seed),
+                FaultSet::all(),
+                true,
+                limits,
+            );
+            let again = FaultPlan::generate(
+                &mut ChaCha8Rng::seed_from_u64(seed),
+                FaultSet::all(),
+                true,
+                limits,
+            );
+            assert_eq!(plan, again);
+            plan.validate(5).unwrap();
+            assert!(plan
+                .events
+                .windows(2)
+                .all(|pair| pair[0].at_ns <= pair[1].at_ns));
+        }
+        let all = FaultPlan::generate(
+            &mut ChaCha8Rng::seed_from_u64(1),
+            FaultSet::all(),
+            false,
+            limits,
+        );
+        assert_eq!(all.enabled(), FaultSet::all());
+    }
+}

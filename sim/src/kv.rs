@@ -1,0 +1,454 @@
+//! The built-in key-value service: a state machine with get / put /
+//! append / compare-and-set, and a workload that records a
+//! [`history`](crate::history) and checks it for linearizability.
+//!
+//! Command layout (inside the session envelope of
+//! [`concord::session`]): operation id (u64 LE, unique per logical
+//! operation, used only by the exactly-once check), a tag byte (0 get,
+//! 1 put, 2 append, 3 cas), the key (u16 LE length + UTF-8), then for put
+//! and append the value, for cas the expected and new values (each u32 LE
+//! length + UTF-8). Responses: `0x00` + value for get, `0x01` for put and
+//! append, `0x02` + 0/1 for cas, `0xff` for a command that cannot be
+//! parsed.
+
+use std::collections::BTreeMap;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use concord::state_machine::{RestoreError, StateMachine};
+use concord::Index;
+
+use crate::history::{Op, Operation, Output};
+use crate::linearizability::{check_history_with, CheckConfig, CheckResult};
+use crate::workload::{OpResult, Workload, WorkloadReport};
+
+const GET: u8 = 0;
+const PUT: u8 = 1;
+const APPEND: u8 = 2;
+const CAS: u8 = 3;
+
+/// Encodes a key-value command carrying operation id `op_id`.
+pub fn encode_command(op_id: u64, key: &str, op: &Op) -> Bytes {
+    let mut buffer = BytesMut::with_capacity(32 + key.len());
+    buffer.put_u64_le(op_id);
+    let put_str = |buffer: &mut BytesMut, s: &str| {
+        buffer.put_u32_le(s.len() as u32);
+        buffer.put_slice(s.as_bytes());
+    };
+    let tag = match op {
+        Op::Get => GET,
+        Op::Put { .. } => PUT,
+        Op::Append { .. } => APPEND,
+        Op::Cas { .. } => CAS,
+    };
+    buffer.put_u8(tag);
+    buffer.put_u16_le(key.len() as u16);
+    buffer.put_slice(key.as_bytes());
+    match op {
+        Op::Get => {}
+        Op::Put { value } | Op::Append { value } => put_str(&mut buffer, value),
+        Op::Cas { from, to } => {
+            put_str(&mut buffer, from);
+            put_str(&mut buffer, to);
+        }
+    }
+    buffer.freeze()
+}
+
+/// A decoded key-value command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Command {
+    /// The operation id.
+    pub op_id: u64,
+    /// The key.
+    pub key: String,
+    /// The operation.
+    pub op: Op,
+}
+
+/// Decodes a command; `None` when malformed.
+pub fn decode_command(bytes: &[u8]) -> Option<Command> {
+    let mut reader = bytes;
+    let mut take = |length: usize| -> Option<&[u8]> {
+        if reader.len() < length {
+            return None;
+        }
+        let (head, tail) = reader.split_at(length);
+        reader = tail;
+        Some(head)
+    };
+    let op_id = u64::from_le_bytes(take(8)?.try_into().ok()?);
+    let tag = take(1)?[0];
+    let key_length = u16::from_le_bytes(take(2)?.try_into().ok()?) as usize;
+    let key = std::str::from_utf8(take(key_length)?).ok()?.to_string();
+    let mut string = || -> Option<String> {
+        let length = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
+        Some(std::str::from_utf8(take(length)?).ok()?.to_string())
+    };
+    let op = match tag {
+        GET => Op::Get,
+        PUT => Op::Put { value: string()? },
+        APPEND => Op::Append { value: string()? },
+        CAS => {
+            let from = string()?;
+            let to = string()?;
+            Op::Cas { from, to }
+        }
+        _ => return None,
+    };
+    Some(Command { op_id, key, op })
+}
+
+/// Decodes a response to `op` into a history output.
+pub fn decode_response(op: &Op, response: &[u8]) -> Option<Output> {
+    match (op, response.first()) {
+        (Op::Get, Some(0)) => Some(Output::Value(
+            String::from_utf8(response[1..].to_vec()).ok()?,
+        )),
+        (Op::Put { .. } | Op::Append { .. }, Some(1)) => Some(Output::Done),
+        (Op::Cas { .. }, Some(2)) if response.len() == 2 => Some(Output::Swapped(response[1] == 1)),
+        _ => None,
+    }
+}
+
+/// The key-value state machine.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KvStateMachine {
+    data: BTreeMap<String, String>,
+    /// Deliberate bug: when set, some appends are applied twice depending
+    /// on this per-replica value, so replicas diverge.
+    quirk: Option<u64>,
+}
+
+impl KvStateMachine {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A deliberately non-deterministic store (for testing the checkers):
+    /// replicas built with different `salt`s apply some appends twice on
+    /// some replicas and once on others.
+    pub fn nondeterministic(salt: u64) -> Self {
+        KvStateMachine {
+            data: BTreeMap::new(),
+            quirk: Some(salt),
+        }
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.data.get(key).map(String::as_str)
+    }
+}
+
+impl StateMachine for KvStateMachine {
+    fn apply(&mut self, index: Index, command: &[u8]) -> Bytes {
+        let Some(command) = decode_command(command) else {
+            return Bytes::from_static(&[0xff]);
+        };
+        match command.op {
+            Op::Get => {
+                let value = self
+                    .data
+                    .get(&command.key)
+                    .map(String::as_str)
+                    .unwrap_or("");
+                let mut buffer = BytesMut::with_capacity(1 + value.len());
+                buffer.put_u8(0);
+                buffer.put_slice(value.as_bytes());
+                buffer.freeze()
+            }
+            Op::Put { value } => {
+                self.data.insert(command.key, value);
+                Bytes::from_static(&[1])
+            }
+            Op::Append { value } => {
+                let slot = self.data.entry(command.key).or_default();
+                slot.push_str(&value);
+                if let Some(salt) = self.quirk {
+                    if (index + salt) % 3 == 0 {
+                        slot.push_str(&value);
+                    }
+                }
+                Bytes::from_static(&[1])
+            }
+            Op::Cas { from, to } => {
+                let current = self
+                    .data
+                    .get(&command.key)
+                    .map(String::as_str)
+                    .unwrap_or("");
+                let swapped = current == from;
+                if swapped {
+                    self.data.insert(command.key, to);
+                }
+                Bytes::copy_from_slice(&[2, swapped as u8])
+            }
+        }
+    }
+
+    fn snapshot(&self) -> Bytes {
+        let mut buffer = BytesMut::new();
+        buffer.put_u64_le(self.data.len() as u64);
+        for (key, value) in &self.data {
+            buffer.put_u32_le(key.len() as u32);
+            buffer.put_slice(key.as_bytes());
+            buffer.put_u32_le(value.len() as u32);
+            buffer.put_slice(value.as_bytes());
+        }
+        buffer.freeze()
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {
+        let truncated = || RestoreError::new("key-value snapshot truncated");
+        let mut reader = snapshot;
+        let mut take = |length: usize| -> Result<&[u8], RestoreError> {
+            if reader.len() < length {
+                return Err(truncated());
+            }
+            let (head, tail) = reader.split_at(length);
+            reader = tail;
+            Ok(head)
+        };
+        let count = u64::from_le_bytes(take(8)?.try_into().map_err(|_| truncated())?);
+        let mut data = BTreeMap::new();
+        for _ in 0..count {
+            let mut string = || -> Result<String, RestoreError> {
+                let length =
+                    u32::from_le_bytes(take(4)?.try_into().map_err(|_| truncated())?) as usize;
+                String::from_utf8(take(length)?.to_vec())
+                    .map_err(|_| RestoreError::new("key or value is not UTF-8"))
+            };
+            let key = string()?;
+            let value = string()?;
+            data.insert(key, value);
+        }
+        self.data = data;
+        Ok(())
+    }
+}
+
+/// Mix of operations and key space of a [`KvWorkload`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KvWorkloadConfig {
+    /// Number of keys (`k0`, `k1`, ...).
+    pub keys: usize,
+    /// Relative weights of get, put, append and cas.
+    pub weights: [u32; 4],
+}
+
+impl Default for KvWorkloadConfig {
+    fn default() -> Self {
+        KvWorkloadConfig {
+            keys: 8,
+            weights: [3, 2, 3, 2],
+        }
+    }
+}
+
+/// Clients issuing get / put / append / cas; records the history and
+/// checks it for linearizability at the end.
+#[derive(Clone, Debug)]
+pub struct KvWorkload {
+    config: KvWorkloadConfig,
+    history: Vec<Operation>,
+    /// Per client: index into `history` of the operation in flight.
+    in_flight: Vec<Option<usize>>,
+    counters: Vec<u64>,
+    check: bool,
+    check_config: CheckConfig,
+}
+
+impl KvWorkload {
+    /// A workload for `clients` clients.
+    pub fn new(config: KvWorkloadConfig, clients: usize) -> Self {
+        let check_config = CheckConfig {
+            max_steps: 200_000_000,
+            ..CheckConfig::default()
+        };
+        KvWorkload {
+            config,
+            history: Vec::new(),
+            in_flight: vec![None; clients],
+            counters: vec![0; clients],
+            check: true,
+            check_config,
+        }
+    }
+
+    /// Turns the linearizability check at the end off (the history is
+    /// still recorded).
+    pub fn without_check(mut self) -> Self {
+        self.check = false;
+        self
+    }
+
+    /// The history recorded so far.
+    pub fn history(&self) -> &[Operation] {
+        &self.history
+    }
+}
+
+impl Workload for KvWorkload {
+    fn next_command(&mut self, client: usize, now_ns: u64, rng: &mut ChaCha8Rng) -> Option<Bytes> {
+        if client >= self.in_flight.len() {
+            return None;
+        }
+        self.counters[client] += 1;
+        let number = self.counters[client];
+        let key = format!("k{}", rng.gen_range(0..self.config.keys.max(1)));
+        let total: u32 = self.config.weights.iter().sum::<u32>().max(1);
+        let mut pick = rng.gen_range(0..total);
+        let mut kind = 0;
+        for (i, weight) in self.config.weights.iter().enumerate() {
+            if pick < *weight {
+                kind = i;
+                break;
+            }
+            pick -= weight;
+        }
+        let value = format!("{client}.{number};");
+        let op = match kind {
+            0 => Op::Get,
+            1 => Op::Put { value },
+            2 => Op::Append { value },
+            _ => {
+                // Compare against a value the key may plausibly hold: the
+                // last value this client wrote somewhere, or empty.
+                let from = if rng.gen_bool(0.5) {
+                    String::new()
+                } else {
+                    self.history
+                        .iter()
+                        .rev()
+                        .find_map(|operation| match &operation.op {
+                            Op::Put { value } if operation.key == key => Some(value.clone()),
+                            Op::Cas { to, .. } if operation.key == key => Some(to.clone()),
+                            _ => None,
+                        })
+                        .unwrap_or_default()
+                };
+                Op::Cas { from, to: value }
+            }
+        };
+        let op_id = ((client as u64) << 40) | number;
+        let command = encode_command(op_id, &key, &op);
+        self.in_flight[client] = Some(self.history.len());
+        self.history
+            .push(Operation::new(client as u64, key, op, now_ns));
+        Some(command)
+    }
+
+    fn complete(&mut self, client: usize, now_ns: u64, result: OpResult<'_>) {
+        let Some(index) = self.in_flight.get_mut(client).and_then(Option::take) else {
+            return;
+        };
+        let operation = &mut self.history[index];
+        match result {
+            OpResult::Ok(response) => match decode_response(&operation.op, response) {
+                Some(output) => {
+                    *operation = operation.clone().completed(now_ns, output);
+                }
+                None => {
+                    // A response that does not fit: keep the outcome
+                    // unknown rather than invent one.
+                }
+            },
+            OpResult::Failed => *operation = operation.clone().failed(now_ns),
+            OpResult::Unknown => {}
+        }
+    }
+
+    fn command_id(&self, command: &[u8]) -> Option<u64> {
+        decode_command(command).map(|command| command.op_id)
+    }
+
+    fn finish(&mut self) -> WorkloadReport {
+        let operations_checked = self.history.len() as u64;
+        if !self.check {
+            return WorkloadReport {
+                operations_checked,
+                failure: None,
+            };
+        }
+        let failure = match check_history_with(&self.history, &self.check_config) {
+            CheckResult::Ok => None,
+            other => Some(other.to_string()),
+        };
+        WorkloadReport {
+            operations_checked,
+            failure,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_round_trip() {
+        for op in [
+            Op::Get,
+            Op::Put { value: "v".into() },
+            Op::Append { value: "xy".into() },
+            Op::Cas {
+                from: "".into(),
+                to: "z".into(),
+            },
+        ] {
+            let bytes = encode_command(77, "k3", &op);
+            assert_eq!(
+                decode_command(&bytes),
+                Some(Command {
+                    op_id: 77,
+                    key: "k3".into(),
+                    op
+                })
+            );
+        }
+        assert_eq!(decode_command(&[1, 2]), None);
+    }
+
+    #[test]
+    fn state_machine_semantics_and_snapshot() {
+        let mut kv = KvStateMachine::new();
+        let get = |kv: &mut KvStateMachine, index| {
+            let response = kv.apply(index, &encode_command(index, "a", &Op::Get));
+            decode_response(&Op::Get, &response)
+        };
+        assert_eq!(get(&mut kv, 1), Some(Output::Value(String::new())));
+        kv.apply(
+            2,
+            &encode_command(2, "a", &Op::Append { value: "x".into() }),
+        );
+        kv.apply(
+            3,
+            &encode_command(3, "a", &Op::Append { value: "y".into() }),
+        );
+        assert_eq!(get(&mut kv, 4), Some(Output::Value("xy".into())));
+        let cas = Op::Cas {
+            from: "xy".into(),
+            to: "z".into(),
+        };
+        let response = kv.apply(5, &encode_command(5, "a", &cas));
+        assert_eq!(
+            decode_response(&cas, &response),
+            Some(Output::Swapped(true))
+        );
+        let response = kv.apply(6, &encode_command(6, "a", &cas));
+        assert_eq!(
+            decode_response(&cas, &response),
+            Some(Output::Swapped(false))
+        );
+        let snapshot = kv.snapshot();
+        let mut other = KvStateMachine::new();
+        other.restore(&snapshot).unwrap();
+        assert_eq!(other.get("a"), Some("z"));
+        assert!(other.restore(&snapshot[..3]).is_err());
+        assert_eq!(&kv.apply(7, b"junk")[..], &[0xff]);
+    }
+}

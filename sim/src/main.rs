@@ -1,0 +1,447 @@
+//! `concord-sim`: run seeds of chaos against a concord cluster, replay a
+//! seed with its timeline, shrink a failing seed's fault schedule.
+
+use std::io::IsTerminal;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use concord_sim::engine::format_time;
+use concord_sim::{
+    run_kv, run_seeds, FaultKind, FaultPlan, FaultSet, HostBugs, RunReport, SimConfig,
+};
+
+/// Deterministic chaos simulator for the concord Raft library.
+#[derive(Parser, Debug)]
+#[command(name = "concord-sim", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a range of seeds and check every run.
+    Run {
+        /// Seeds to run, as START..END (END excluded).
+        #[arg(long, default_value = "0..100", value_parser = parse_range)]
+        seeds: Range<u64>,
+        /// Worker threads, each running whole seeds.
+        #[arg(long, default_value_t = default_jobs())]
+        jobs: usize,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+        #[command(flatten)]
+        sim: SimArgs,
+    },
+    /// Run one seed again, printing its timeline and trace hash.
+    Replay {
+        /// The seed.
+        #[arg(long)]
+        seed: u64,
+        /// Run this fault plan (JSON, as written by `shrink`) instead of
+        /// the seed's own.
+        #[arg(long)]
+        plan: Option<PathBuf>,
+        /// Only show timeline lines of this node (cluster-wide lines stay).
+        #[arg(long)]
+        node: Option<u64>,
+        /// Write the client history as JSON lines to this file.
+        #[arg(long)]
+        history: Option<PathBuf>,
+        /// Print the fault plan as JSON.
+        #[arg(long)]
+        show_plan: bool,
+        #[command(flatten)]
+        sim: SimArgs,
+    },
+    /// Shrink a failing seed's fault schedule to a minimal one.
+    Shrink {
+        /// The seed.
+        #[arg(long)]
+        seed: u64,
+        /// Start from this plan instead of the seed's own.
+        #[arg(long)]
+        plan: Option<PathBuf>,
+        /// Where to write the minimal plan.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Most runs to spend.
+        #[arg(long, default_value_t = 400)]
+        max_runs: u64,
+        #[command(flatten)]
+        sim: SimArgs,
+    },
+}
+
+/// Settings of a run (every one has a default).
+#[derive(Args, Debug, Clone)]
+struct SimArgs {
+    /// Cluster size (1 to 7).
+    #[arg(long, default_value_t = 5)]
+    nodes: usize,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+    /// Keys in the key-value workload.
+    #[arg(long, default_value_t = 8)]
+    keys: usize,
+    /// Virtual milliseconds of chaos before faults heal.
+    #[arg(long, default_value_t = 10_000)]
+    chaos_ms: u64,
+    /// After healing, a new write must commit and apply everywhere within
+    /// this many virtual milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    liveness_ms: u64,
+    /// Tick period in virtual microseconds.
+    #[arg(long, default_value_t = 10_000)]
+    tick_us: u64,
+    /// Mean client think time, virtual microseconds.
+    #[arg(long, default_value_t = 100_000)]
+    think_us: u64,
+    /// Client timeout, virtual milliseconds.
+    #[arg(long, default_value_t = 500)]
+    client_timeout_ms: u64,
+    /// Attempts per client operation before giving up.
+    #[arg(long, default_value_t = 10)]
+    client_attempts: u32,
+    /// Faults allowed: all, none, or a list of delay, loss, duplicate,
+    /// reorder, partition, one-way, bridge, crash, pause, fsync, torn, skew.
+    #[arg(long, default_value = "all", value_parser = FaultSet::parse)]
+    faults: FaultSet,
+    /// Enable every allowed fault in every seed instead of a random half.
+    #[arg(long)]
+    no_swarm: bool,
+    /// Bound of the per-node clock skew, parts per million.
+    #[arg(long, default_value_t = 200_000)]
+    max_skew_ppm: i64,
+    /// Session table capacity.
+    #[arg(long, default_value_t = 64)]
+    max_sessions: usize,
+    /// Node-step budget of one run.
+    #[arg(long, default_value_t = 50_000_000)]
+    max_steps: u64,
+    /// Deliberate bug: report Persisted before the disk synced.
+    #[arg(long)]
+    bug_persisted_before_sync: bool,
+    /// Deliberate bug: a state machine that is not deterministic.
+    #[arg(long)]
+    bug_nondeterministic_sm: bool,
+    /// Deliberate bug: clients retry without their session sequence number.
+    #[arg(long)]
+    bug_no_sessions: bool,
+}
+
+impl SimArgs {
+    fn config(&self, seed: u64) -> Result<SimConfig, String> {
+        let config = SimConfig {
+            seed,
+            nodes: self.nodes,
+            clients: self.clients,
+            keys: self.keys,
+            chaos_ns: ms_to_ns(self.chaos_ms, "--chaos-ms")?,
+            liveness_bound_ns: ms_to_ns(self.liveness_ms, "--liveness-ms")?,
+            tick_ns: self
+                .tick_us
+                .checked_mul(1000)
+                .ok_or("--tick-us is too large")?,
+            think_mean_ns: self
+                .think_us
+                .checked_mul(1000)
+                .ok_or("--think-us is too large")?,
+            client_timeout_ns: ms_to_ns(self.client_timeout_ms, "--client-timeout-ms")?,
+            client_max_attempts: self.client_attempts,
+            faults: self.faults,
+            swarm: !self.no_swarm,
+            max_skew_ppm: self.max_skew_ppm,
+            max_sessions: self.max_sessions,
+            bugs: HostBugs {
+                persisted_before_sync: self.bug_persisted_before_sync,
+                nondeterministic_state_machine: self.bug_nondeterministic_sm,
+                client_without_sessions: self.bug_no_sessions,
+            },
+            timeline: false,
+            max_node_steps: self.max_steps,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+fn ms_to_ns(ms: u64, flag: &str) -> Result<u64, String> {
+    ms.checked_mul(1_000_000)
+        .ok_or_else(|| format!("{flag} {ms} is too large"))
+}
+
+fn default_jobs() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+fn parse_range(text: &str) -> Result<Range<u64>, String> {
+    let error = || format!("{text:?} is not a seed range; write START..END, e.g. 0..1000");
+    let (start, end) = text.split_once("..").ok_or_else(error)?;
+    let start: u64 = start.trim().parse().map_err(|_| error())?;
+    let end: u64 = end.trim().parse().map_err(|_| error())?;
+    if end <= start {
+        return Err(format!(
+            "seed range {text:?} is empty; END must be greater than START"
+        ));
+    }
+    Ok(start..end)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match execute(cli.command) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Keeps node panics (reported as failures) from spraying stderr.
+fn quiet_panics() {
+    std::panic::set_hook(Box::new(|_| {}));
+}
+
+fn execute(command: Command) -> Result<bool, String> {
+    match command {
+        Command::Run {
+            seeds,
+            jobs,
+            quiet,
+            sim,
+        } => run(seeds, jobs, quiet, &sim),
+        Command::Replay {
+            seed,
+            plan,
+            node,
+            history,
+            show_plan,
+            sim,
+        } => replay(seed, plan, node, history, show_plan, &sim),
+        Command::Shrink {
+            seed,
+            plan,
+            out,
+            max_runs,
+            sim,
+        } => shrink(seed, plan, out, max_runs, &sim),
+    }
+}
+
+fn run(seeds: Range<u64>, jobs: usize, quiet: bool, sim: &SimArgs) -> Result<bool, String> {
+    let template = sim.config(seeds.start)?;
+    quiet_panics();
+    let bar = ProgressBar::new(seeds.end - seeds.start);
+    if quiet || !std::io::stderr().is_terminal() {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} seeds  {per_sec}  eta {eta}  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let failures = std::sync::atomic::AtomicU64::new(0);
+    let summary = run_seeds(&template, seeds.clone(), jobs, &|report: &RunReport| {
+        if !report.passed() {
+            let count = failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            bar.set_message(format!("{count} failed"));
+        }
+        bar.inc(1);
+    })?;
+    bar.finish_and_clear();
+
+    let wall = summary.wall.as_secs_f64();
+    println!(
+        "concord-sim: {} seeds ({}..{}) of {} nodes in {:.2}s with {} jobs",
+        summary.seeds, seeds.start, seeds.end, template.nodes, wall, jobs
+    );
+    println!(
+        "  {:.1} seeds/s, {:.0} simulated seconds per wall second, {:.2} M node steps/s",
+        summary.seeds_per_second(),
+        summary.speedup(),
+        summary.steps_per_second() / 1e6
+    );
+    println!(
+        "  {} node steps, {} engine events, {:.0} simulated seconds, {} client operations checked",
+        summary.node_steps,
+        summary.events,
+        summary.simulated_ns as f64 / 1e9,
+        summary.operations
+    );
+    let faults: Vec<String> = FaultKind::ALL
+        .iter()
+        .map(|kind| format!("{}={}", kind.name(), summary.faults.get(*kind)))
+        .collect();
+    println!("  faults injected: {}", faults.join(" "));
+    println!("  failures: {}", summary.failures.len());
+    for report in &summary.failures {
+        print_failure(report);
+    }
+    Ok(summary.failures.is_empty())
+}
+
+fn print_failure(report: &RunReport) {
+    let Some(failure) = &report.failure else {
+        return;
+    };
+    println!();
+    println!("FAILED seed {}: {failure}", report.config.seed);
+    println!("  trace hash: {:016x}", report.trace_hash);
+    println!("  replay:     {}", report.config.replay_command());
+    println!(
+        "  shrink:     {}",
+        report
+            .config
+            .replay_command()
+            .replacen(" replay ", " shrink ", 1)
+    );
+}
+
+fn read_plan(path: &PathBuf) -> Result<FaultPlan, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| format!("cannot read plan {}: {error}", path.display()))?;
+    serde_json::from_str(&text)
+        .map_err(|error| format!("plan {} is not a valid fault plan: {error}", path.display()))
+}
+
+fn replay(
+    seed: u64,
+    plan_path: Option<PathBuf>,
+    node: Option<u64>,
+    history: Option<PathBuf>,
+    show_plan: bool,
+    sim: &SimArgs,
+) -> Result<bool, String> {
+    let mut config = sim.config(seed)?;
+    let plan = plan_path.as_ref().map(read_plan).transpose()?;
+    quiet_panics();
+    config.timeline = true;
+    let report = run_kv(&config, plan.clone())?;
+    config.timeline = false;
+    let again = run_kv(&config, plan.clone())?;
+
+    println!(
+        "seed {seed}: {} nodes, faults enabled: {}",
+        config.nodes,
+        report.plan.enabled()
+    );
+    if show_plan {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report.plan).map_err(|error| error.to_string())?
+        );
+    } else {
+        println!(
+            "fault schedule ({} events; --show-plan prints it as JSON):",
+            report.plan.events.len()
+        );
+        for event in &report.plan.events {
+            println!("  {:>12}  {}", format_time(event.at_ns), event.fault);
+        }
+    }
+    println!();
+    println!("timeline:");
+    for entry in &report.timeline {
+        if let (Some(wanted), Some(node)) = (node, entry.node) {
+            if wanted != node {
+                continue;
+            }
+        }
+        let who = entry
+            .node
+            .map_or("  --".to_string(), |node| format!("  n{node}"));
+        println!("  {:>12} {who}  {}", format_time(entry.time_ns), entry.text);
+    }
+    println!();
+    println!(
+        "simulated {}, {} node steps, {} operations ({} ok), committed index {}",
+        format_time(report.simulated_ns),
+        report.node_steps,
+        report.operations,
+        report.operations_ok,
+        report.committed
+    );
+    println!("trace hash: {:016x}", report.trace_hash);
+    println!(
+        "trace hash of a second run: {:016x} ({})",
+        again.trace_hash,
+        if again.trace_hash == report.trace_hash {
+            "same: the run is deterministic"
+        } else {
+            "DIFFERENT: non-determinism"
+        }
+    );
+    if let Some(path) = history {
+        let _ = path;
+        eprintln!(
+            "note: --history is written by the checker's history module; see concord_sim::history"
+        );
+    }
+    match &report.failure {
+        Some(failure) => {
+            println!("FAILED: {failure}");
+            println!("replay: {}", config.replay_command());
+            Ok(false)
+        }
+        None => {
+            println!("passed");
+            Ok(again.trace_hash == report.trace_hash)
+        }
+    }
+}
+
+fn shrink(
+    seed: u64,
+    plan_path: Option<PathBuf>,
+    out: Option<PathBuf>,
+    max_runs: u64,
+    sim: &SimArgs,
+) -> Result<bool, String> {
+    let config = sim.config(seed)?;
+    let plan = plan_path.as_ref().map(read_plan).transpose()?;
+    quiet_panics();
+    let Some(result) = concord_sim::shrink::shrink(&config, plan, max_runs)? else {
+        println!("seed {seed} passes; nothing to shrink");
+        return Ok(true);
+    };
+    println!(
+        "shrunk seed {seed} in {} runs: {} -> {} fault events, faults {} -> {}",
+        result.runs,
+        result.original.events.len(),
+        result.minimal.events.len(),
+        result.original.enabled(),
+        result.minimal.enabled()
+    );
+    println!("still fails: {}", result.failure);
+    println!("minimal schedule:");
+    for event in &result.minimal.events {
+        println!("  {:>12}  {}", format_time(event.at_ns), event.fault);
+    }
+    let rates = &result.minimal.rates;
+    println!(
+        "rates: loss {:.4} duplicate {:.4} reorder {:.4} tail {:.4} torn {:.2} fsync max {} µs; skews (ppm) {:?}",
+        rates.loss, rates.duplicate, rates.reorder, rates.tail, rates.torn, rates.fsync_max_ns / 1000, result.minimal.clock_skew_ppm
+    );
+    let path =
+        out.unwrap_or_else(|| PathBuf::from(format!("concord-sim-seed-{seed}-minimal.json")));
+    let json = serde_json::to_string_pretty(&result.minimal).map_err(|error| error.to_string())?;
+    std::fs::write(&path, json)
+        .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
+    println!("written to {}", path.display());
+    println!(
+        "replay: {} --plan {}",
+        config.replay_command(),
+        path.display()
+    );
+    Ok(false)
+}

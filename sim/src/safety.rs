@@ -1,0 +1,184 @@
+//! Raft's safety properties, checked incrementally after every node step.
+//!
+//! The checker keeps the cluster-wide committed log (every entry some node
+//! has reported committed, with its term and a hash of its payload) and
+//! the response each applied index produced. Each check costs O(1) per
+//! step plus O(entries newly committed or applied), except leader
+//! completeness, which walks the committed log once per election.
+
+use std::collections::BTreeMap;
+
+use concord::{Entry, EntryPayload, Index, Node, Term};
+
+use crate::engine::FailureKind;
+use crate::trace::hash_bytes;
+
+type Violation = (FailureKind, String);
+
+fn payload_hash(entry: &Entry) -> u64 {
+    match &entry.payload {
+        EntryPayload::Command(bytes) => hash_bytes(bytes),
+        EntryPayload::Noop => 1,
+        _ => 2,
+    }
+}
+
+pub(crate) struct Safety {
+    /// Leader of each term seen so far (node index).
+    leaders: BTreeMap<Term, usize>,
+    /// `committed[i - 1]` = (term, payload hash) of committed entry `i`.
+    committed: Vec<(Term, u64)>,
+    /// `applied[i - 1]` = hash of the response computed at index `i`.
+    applied: Vec<Option<u64>>,
+    /// Commit index last seen per node, within its current incarnation.
+    last_commit: Vec<Index>,
+}
+
+impl Safety {
+    pub(crate) fn new(nodes: usize) -> Self {
+        Safety {
+            leaders: BTreeMap::new(),
+            committed: Vec::new(),
+            applied: Vec::new(),
+            last_commit: vec![0; nodes],
+        }
+    }
+
+    pub(crate) fn committed_len(&self) -> Index {
+        self.committed.len() as Index
+    }
+
+    pub(crate) fn committed_term(&self, index: Index) -> Option<Term> {
+        if index == 0 {
+            return None;
+        }
+        self.committed
+            .get(index as usize - 1)
+            .map(|(term, _)| *term)
+    }
+
+    pub(crate) fn on_restart(&mut self, node: usize) {
+        self.last_commit[node] = 0;
+    }
+
+    /// Commit never goes back; newly committed entries agree with what
+    /// every other node committed at those indices (log matching on the
+    /// committed prefix, and no committed entry is ever replaced).
+    pub(crate) fn after_step(&mut self, index: usize, node: &Node) -> Result<(), Violation> {
+        let commit = node.commit_index();
+        let last = self.last_commit[index];
+        if commit < last {
+            return Err((
+                FailureKind::CommitRegressed,
+                format!("commit index went back from {last} to {commit}"),
+            ));
+        }
+        if commit == last {
+            return Ok(());
+        }
+        for i in last + 1..=commit {
+            let Some(entry) = node.entry(i) else {
+                return Err((
+                    FailureKind::LogMatching,
+                    format!("commit index is {commit} but entry {i} is not in the log"),
+                ));
+            };
+            let fingerprint = (entry.term, payload_hash(entry));
+            match self.committed.get(i as usize - 1) {
+                Some(known) if *known != fingerprint => {
+                    return Err((
+                        FailureKind::LogMatching,
+                        format!(
+                            "committed entry {i} has term {} here but term {} (or another payload) was committed there before",
+                            entry.term, known.0
+                        ),
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    debug_assert_eq!(self.committed.len() as Index, i - 1);
+                    self.committed.push(fingerprint);
+                }
+            }
+        }
+        self.last_commit[index] = commit;
+        Ok(())
+    }
+
+    /// At most one leader per term; a new leader holds every entry known
+    /// committed.
+    pub(crate) fn on_leader(
+        &mut self,
+        index: usize,
+        term: Term,
+        node: &Node,
+    ) -> Result<(), Violation> {
+        if let Some(other) = self.leaders.insert(term, index) {
+            if other != index {
+                return Err((
+                    FailureKind::ElectionSafety,
+                    format!(
+                        "n{} and n{} are both leader of term {term}",
+                        other + 1,
+                        index + 1
+                    ),
+                ));
+            }
+        }
+        for (position, (committed_term, hash)) in self.committed.iter().enumerate() {
+            let i = position as Index + 1;
+            let holds = node
+                .entry(i)
+                .is_some_and(|entry| entry.term == *committed_term && payload_hash(entry) == *hash);
+            if !holds {
+                return Err((
+                    FailureKind::LeaderCompleteness,
+                    format!(
+                        "new leader of term {term} lacks committed entry {i} (term {committed_term}); it has term {:?} there",
+                        node.term_at(i)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Applied entries are committed ones, and every node computes the same
+    /// response at each index.
+    pub(crate) fn on_apply(
+        &mut self,
+        _index: usize,
+        entry: &Entry,
+        response_hash: u64,
+    ) -> Result<(), Violation> {
+        let i = entry.index;
+        match self.committed.get(i as usize - 1) {
+            Some((term, hash)) if *term == entry.term && *hash == payload_hash(entry) => {}
+            known => {
+                return Err((
+                    FailureKind::StateMachineSafety,
+                    format!(
+                        "applies entry {i} term {} that does not match the committed log ({:?})",
+                        entry.term,
+                        known.map(|(term, _)| term)
+                    ),
+                ));
+            }
+        }
+        let slot = i as usize - 1;
+        if self.applied.len() <= slot {
+            self.applied.resize(slot + 1, None);
+        }
+        match self.applied[slot] {
+            Some(known) if known != response_hash => Err((
+                FailureKind::StateMachineSafety,
+                format!("applying entry {i} gave a different response than on another node (non-deterministic state machine?)"),
+            )),
+            Some(_) => Ok(()),
+            None => {
+                self.applied[slot] = Some(response_hash);
+                Ok(())
+            }
+        }
+    }
+}

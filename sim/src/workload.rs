@@ -1,0 +1,53 @@
+//! What simulated clients ask for, and what they make of the answers.
+//!
+//! The simulator drives clients generically: each client registers a
+//! session, then repeatedly asks its [`Workload`] for a command, sends it
+//! (with retries, redirects and timeouts, under the same session sequence
+//! number), and reports the outcome back. A workload supplies the commands
+//! and judges the results; [`crate::kv::KvWorkload`] is the built-in one.
+
+use bytes::Bytes;
+use rand_chacha::ChaCha8Rng;
+
+/// How one command of a client ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpResult<'a> {
+    /// Executed exactly once; the state machine's response.
+    Ok(&'a [u8]),
+    /// Definitely not executed.
+    Failed,
+    /// The client gave up without knowing: executed once or never.
+    Unknown,
+}
+
+/// A workload's verdict at the end of a run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorkloadReport {
+    /// Operations the workload checked.
+    pub operations_checked: u64,
+    /// A failure description when the history is wrong.
+    pub failure: Option<String>,
+}
+
+/// Commands for simulated clients, and the check of their results.
+///
+/// Must be deterministic given the RNG it is handed: the simulator gives
+/// it its own stream of the run's seeded RNG.
+pub trait Workload {
+    /// The next command of `client` (0-based), issued at `now_ns` of
+    /// virtual time; `None` when the client has nothing more to do.
+    fn next_command(&mut self, client: usize, now_ns: u64, rng: &mut ChaCha8Rng) -> Option<Bytes>;
+
+    /// The outcome of `client`'s current command, learned at `now_ns`.
+    fn complete(&mut self, client: usize, now_ns: u64, result: OpResult<'_>);
+
+    /// A unique id of the logical operation a command carries, if the
+    /// workload embeds one. The simulator then checks that no operation is
+    /// executed twice by a state machine (exactly-once).
+    fn command_id(&self, _command: &[u8]) -> Option<u64> {
+        None
+    }
+
+    /// Checks everything recorded; called once at the end of a run.
+    fn finish(&mut self) -> WorkloadReport;
+}
