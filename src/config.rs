@@ -91,10 +91,14 @@ impl Config {
             return Err(ConfigError::SelfNotVoter { id: self.id });
         }
         if self.election_timeout_min_ticks == 0 {
-            return Err(ConfigError::Zero { field: "election_timeout_min_ticks" });
+            return Err(ConfigError::Zero {
+                field: "election_timeout_min_ticks",
+            });
         }
         if self.heartbeat_interval_ticks == 0 {
-            return Err(ConfigError::Zero { field: "heartbeat_interval_ticks" });
+            return Err(ConfigError::Zero {
+                field: "heartbeat_interval_ticks",
+            });
         }
         if self.election_timeout_max_ticks <= self.election_timeout_min_ticks {
             return Err(ConfigError::ElectionTimeoutRange {
@@ -113,7 +117,10 @@ impl Config {
             ("append_bytes_max", self.append_bytes_max as u64),
             ("inflight_messages_max", self.inflight_messages_max as u64),
             ("uncommitted_entries_max", self.uncommitted_entries_max),
-            ("apply_batch_entries_max", self.apply_batch_entries_max as u64),
+            (
+                "apply_batch_entries_max",
+                self.apply_batch_entries_max as u64,
+            ),
             ("unpersisted_writes_max", self.unpersisted_writes_max as u64),
         ];
         for (field, value) in limits {

@@ -1,1 +1,122 @@
-//! stub
+//! The durability contract: what the node has handed to the host to write,
+//! what the host has reported durable, and holding back every promise (a
+//! vote grant, an append acknowledgement, the leader's own count toward
+//! commit) until the write it depends on is durable.
+
+use crate::io::Action;
+use crate::node::{Node, PendingWrite, Role};
+use crate::types::{Index, WriteId};
+
+impl Node {
+    /// The host reports every write up to `id` durable.
+    pub(crate) fn handle_persisted(&mut self, id: WriteId) {
+        assert!(
+            id.0 < self.next_write_id,
+            "host reported write {} durable, but only writes up to {} were requested",
+            id.0,
+            self.next_write_id - 1
+        );
+        while let Some(write) = self.writes.front().copied() {
+            if write.id > id {
+                break;
+            }
+            self.writes.pop_front();
+            // Writes are durable in order, so the latest one describes the
+            // durable log exactly (its last index was lowered if the
+            // in-memory log was truncated below it since).
+            self.persisted_index = write.last_index;
+            if let Some(hard_state) = write.hard_state {
+                assert!(hard_state.term >= self.durable_hard_state.term);
+                self.durable_hard_state = hard_state;
+            }
+        }
+        assert!(self.persisted_index <= self.log.last_index());
+    }
+
+    /// The host's state machine applied everything up to `index`.
+    pub(crate) fn handle_applied(&mut self, index: Index) {
+        assert!(
+            index <= self.apply_emitted_index,
+            "host reported index {index} applied, but only entries up to {} were handed out",
+            self.apply_emitted_index
+        );
+        self.applied_index = self.applied_index.max(index);
+    }
+
+    /// Drops log entries after `index`, and forgets that they were durable:
+    /// the write that removes them from disk is yet to come.
+    pub(crate) fn truncate_log_after(&mut self, index: Index) {
+        self.log.truncate_after(index);
+        self.persisted_index = self.persisted_index.min(index);
+        for write in &mut self.writes {
+            write.last_index = write.last_index.min(index);
+        }
+        if index < self.emitted_index {
+            self.pending_truncate = Some(
+                self.pending_truncate
+                    .map_or(index, |pending| pending.min(index)),
+            );
+            self.emitted_index = index;
+        }
+    }
+
+    /// Work that depends on the state after any input: promises whose
+    /// writes became durable, the write for this step's changes, and
+    /// newly applicable entries.
+    pub(crate) fn after_step(&mut self, actions: &mut Vec<Action>) {
+        match self.role {
+            Role::Leader => {
+                if self.maybe_commit() {
+                    self.broadcast_append(true, actions);
+                }
+            }
+            Role::Candidate => self.poll_election(actions),
+            Role::Follower => self.maybe_send_append_ack(actions),
+            Role::PreCandidate => {}
+        }
+        self.maybe_send_vote_grant(actions);
+        self.flush_persist(actions);
+        self.emit_apply(actions);
+    }
+
+    /// Hands every change since the last write to the host as one write.
+    fn flush_persist(&mut self, actions: &mut Vec<Action>) {
+        let last_index = self.log.last_index();
+        if self.pending_truncate.is_none()
+            && self.emitted_index == last_index
+            && !self.hard_state_dirty
+        {
+            return;
+        }
+        let entries = self.log.slice(self.emitted_index + 1, last_index);
+        let id = WriteId(self.next_write_id);
+        self.next_write_id += 1;
+        let hard_state = self.hard_state_dirty.then(|| self.hard_state());
+        self.writes.push_back(PendingWrite {
+            id,
+            last_index,
+            hard_state,
+        });
+        actions.push(Action::Persist {
+            id,
+            hard_state,
+            truncate_after: self.pending_truncate.take(),
+            entries,
+        });
+        self.emitted_index = last_index;
+        self.hard_state_dirty = false;
+    }
+
+    /// Hands out committed entries that are durable here, in bounded
+    /// batches.
+    fn emit_apply(&mut self, actions: &mut Vec<Action>) {
+        let ready = self.log.commit_index().min(self.persisted_index);
+        while self.apply_emitted_index < ready {
+            let batch_max = self.config.apply_batch_entries_max as Index;
+            let to = ready.min(self.apply_emitted_index + batch_max);
+            let entries = self.log.slice(self.apply_emitted_index + 1, to);
+            actions.push(Action::Apply { entries });
+            self.apply_emitted_index = to;
+        }
+    }
+}

@@ -1,10 +1,416 @@
-//! stub
-use crate::{Action, Node, Message};
+//! Leader election: timers, PreVote (thesis §9.6), vote granting (§5.2,
+//! §5.4.1), CheckQuorum, and the role transitions.
+
+use crate::io::Action;
+use crate::message::{Message, MessageBody};
+use crate::node::{Node, Role};
+use crate::quorum::{majority, vote_result, VoteResult};
+use crate::types::{HardState, LogPosition, NodeId, Term};
+
 impl Node {
-    pub(crate) fn tick(&mut self, _a: &mut Vec<Action>) { todo!() }
-    pub(crate) fn receive(&mut self, _m: Message, _a: &mut Vec<Action>) { todo!() }
-    pub(crate) fn propose(&mut self, _p: impl Iterator<Item = bytes::Bytes>, _n: usize, _a: &mut Vec<Action>) { todo!() }
-    pub(crate) fn handle_persisted(&mut self, _id: crate::WriteId) { todo!() }
-    pub(crate) fn handle_applied(&mut self, _i: crate::Index) { todo!() }
-    pub(crate) fn after_step(&mut self, _a: &mut Vec<Action>) { todo!() }
+    pub(crate) fn tick(&mut self, actions: &mut Vec<Action>) {
+        match self.role {
+            Role::Leader => self.tick_leader(actions),
+            Role::Follower | Role::PreCandidate | Role::Candidate => self.tick_election(actions),
+        }
+    }
+
+    fn tick_election(&mut self, actions: &mut Vec<Action>) {
+        self.election_elapsed_ticks = self.election_elapsed_ticks.saturating_add(1);
+        if self.election_elapsed_ticks >= self.randomized_election_timeout_ticks {
+            self.campaign(false, actions);
+        }
+    }
+
+    /// True while this node believes a leader is alive: it is the leader,
+    /// or it heard from one within the minimum election timeout. Votes that
+    /// would depose that leader are refused meanwhile, so a node that was
+    /// partitioned away cannot disrupt a healthy cluster when it returns.
+    pub(crate) fn in_leader_lease(&self) -> bool {
+        self.role == Role::Leader
+            || (self.leader.is_some()
+                && self.election_elapsed_ticks < self.config.election_timeout_min_ticks)
+    }
+
+    /// Starts an election: a pre-election first when PreVote is on, unless
+    /// the leader asked for this election (leadership transfer).
+    pub(crate) fn campaign(&mut self, transfer: bool, actions: &mut Vec<Action>) {
+        if self.config.pre_vote && !transfer {
+            self.become_pre_candidate(actions);
+        } else {
+            self.become_candidate(transfer, actions);
+        }
+    }
+
+    /// Moves to a new, higher term. The vote is cleared and the new hard
+    /// state must be persisted before anything is promised in this term.
+    pub(crate) fn set_term(&mut self, term: Term) {
+        assert!(
+            term > self.term,
+            "term must only increase: {} -> {term}",
+            self.term
+        );
+        self.term = term;
+        self.voted_for = None;
+        self.hard_state_dirty = true;
+        self.leader = None;
+        self.leader_match_index = 0;
+        self.acked_index = 0;
+        self.ack_owed = false;
+        self.pending_vote_grant = None;
+    }
+
+    /// Records the leader of the current term. A node never follows two
+    /// leaders in one term; callers have already refused such a message.
+    pub(crate) fn set_leader(&mut self, leader: NodeId) {
+        assert!(
+            self.leader.is_none() || self.leader == Some(leader),
+            "two leaders in term {}: {:?} and {leader}",
+            self.term,
+            self.leader
+        );
+        self.leader = Some(leader);
+    }
+
+    fn reset_election_timer(&mut self) {
+        self.election_elapsed_ticks = 0;
+        self.heartbeat_elapsed_ticks = 0;
+        self.reset_randomized_election_timeout();
+    }
+
+    fn announce_role(&mut self, previous: (Role, Term), actions: &mut Vec<Action>) {
+        if previous != (self.role, self.term) {
+            tracing::debug!(node = self.config.id, role = ?self.role, term = self.term, "role changed");
+            actions.push(Action::RoleChanged {
+                role: self.role,
+                term: self.term,
+            });
+        }
+    }
+
+    pub(crate) fn become_follower(
+        &mut self,
+        term: Term,
+        leader: Option<NodeId>,
+        actions: &mut Vec<Action>,
+    ) {
+        let previous = (self.role, self.term);
+        if term > self.term {
+            self.set_term(term);
+        }
+        assert_eq!(term, self.term);
+        self.role = Role::Follower;
+        if let Some(leader) = leader {
+            self.set_leader(leader);
+        }
+        self.progress.clear();
+        self.votes.clear();
+        self.transfer_target = None;
+        self.campaign_transfer = false;
+        self.reset_election_timer();
+        self.announce_role(previous, actions);
+    }
+
+    fn become_pre_candidate(&mut self, actions: &mut Vec<Action>) {
+        let previous = (self.role, self.term);
+        self.role = Role::PreCandidate;
+        self.leader = None;
+        self.progress.clear();
+        self.votes.clear();
+        self.votes.insert(self.config.id, true);
+        self.campaign_transfer = false;
+        self.reset_election_timer();
+        self.stats.pre_elections_started += 1;
+        self.announce_role(previous, actions);
+        let last_log = self.log.last_position();
+        for peer in self.peers() {
+            let body = MessageBody::RequestVote {
+                pre_vote: true,
+                last_log,
+                transfer: false,
+            };
+            self.send_with_term(peer, self.term + 1, body, actions);
+        }
+        self.poll_election(actions);
+    }
+
+    pub(crate) fn become_candidate(&mut self, transfer: bool, actions: &mut Vec<Action>) {
+        let previous = (self.role, self.term);
+        self.set_term(self.term + 1);
+        self.voted_for = Some(self.config.id);
+        self.role = Role::Candidate;
+        self.progress.clear();
+        self.votes.clear();
+        self.votes.insert(self.config.id, true);
+        self.campaign_transfer = transfer;
+        self.reset_election_timer();
+        self.stats.elections_started += 1;
+        self.announce_role(previous, actions);
+        let last_log = self.log.last_position();
+        for peer in self.peers() {
+            let body = MessageBody::RequestVote {
+                pre_vote: false,
+                last_log,
+                transfer,
+            };
+            self.send(peer, body, actions);
+        }
+        self.poll_election(actions);
+    }
+
+    pub(crate) fn become_leader(&mut self, actions: &mut Vec<Action>) {
+        assert_eq!(self.role, Role::Candidate);
+        let previous = (self.role, self.term);
+        self.role = Role::Leader;
+        self.set_leader(self.config.id);
+        self.votes.clear();
+        self.reset_election_timer();
+        self.transfer_target = None;
+        self.reset_progress();
+        self.stats.leader_elected += 1;
+        tracing::info!(node = self.config.id, term = self.term, "became leader");
+        self.announce_role(previous, actions);
+        // A leader may only commit entries of its own term by counting
+        // (Figure 8); appending one at once commits everything before it.
+        self.append_noop();
+        self.broadcast_append(true, actions);
+    }
+
+    /// Whether this candidate's own vote may be counted: only once the
+    /// vote for itself is durable, or a restart could let it vote again in
+    /// the same term for someone else.
+    fn own_vote_durable(&self) -> bool {
+        self.durable_hard_state
+            == HardState {
+                term: self.term,
+                voted_for: Some(self.config.id),
+            }
+    }
+
+    /// Counts votes and moves on when the election is decided.
+    pub(crate) fn poll_election(&mut self, actions: &mut Vec<Action>) {
+        let me = self.config.id;
+        let own_counts = match self.role {
+            Role::PreCandidate => true,
+            Role::Candidate => self.own_vote_durable(),
+            Role::Follower | Role::Leader => return,
+        };
+        let granted = self
+            .votes
+            .iter()
+            .filter(|(id, granted)| **granted && (**id != me || own_counts))
+            .count();
+        let rejected = self.votes.values().filter(|granted| !**granted).count();
+        match vote_result(self.voter_count(), granted, rejected) {
+            VoteResult::Won if self.role == Role::PreCandidate => {
+                self.become_candidate(false, actions)
+            }
+            VoteResult::Won => self.become_leader(actions),
+            VoteResult::Lost => self.become_follower(self.term, None, actions),
+            VoteResult::Pending => {}
+        }
+    }
+
+    /// Handles RequestVote once the message term is at least ours.
+    pub(crate) fn handle_request_vote(
+        &mut self,
+        message: &Message,
+        pre_vote: bool,
+        last_log: LogPosition,
+        actions: &mut Vec<Action>,
+    ) {
+        let candidate = message.from;
+        let can_vote = self.voted_for == Some(candidate)
+            || (self.voted_for.is_none() && self.leader.is_none())
+            || (pre_vote && message.term > self.term);
+        let up_to_date = last_log.is_up_to_date_with(&self.log.last_position());
+        let granted = can_vote && up_to_date;
+        if granted && !pre_vote {
+            debug_assert_eq!(message.term, self.term);
+            if self.voted_for.is_none() {
+                self.voted_for = Some(candidate);
+                self.hard_state_dirty = true;
+            }
+            self.election_elapsed_ticks = 0;
+            // Answered from `after_step` once the vote is durable.
+            self.pending_vote_grant = Some((candidate, self.term));
+            return;
+        }
+        // A granted pre-vote echoes the term asked about; a refusal carries
+        // our own term so a candidate behind us learns it.
+        let term = if granted { message.term } else { self.term };
+        let body = MessageBody::RequestVoteResponse { pre_vote, granted };
+        self.send_with_term(candidate, term, body, actions);
+    }
+
+    pub(crate) fn handle_vote_response(
+        &mut self,
+        message: &Message,
+        pre_vote: bool,
+        granted: bool,
+        actions: &mut Vec<Action>,
+    ) {
+        let current = match (self.role, pre_vote) {
+            (Role::PreCandidate, true) => !granted || message.term == self.term + 1,
+            (Role::Candidate, false) => message.term == self.term,
+            _ => false,
+        };
+        if !current {
+            return;
+        }
+        self.votes.entry(message.from).or_insert(granted);
+        self.poll_election(actions);
+    }
+
+    /// Sends the vote grant once the vote is durable.
+    pub(crate) fn maybe_send_vote_grant(&mut self, actions: &mut Vec<Action>) {
+        let Some((candidate, term)) = self.pending_vote_grant else {
+            return;
+        };
+        if term != self.term || self.voted_for != Some(candidate) {
+            self.pending_vote_grant = None;
+            return;
+        }
+        if self.durable_hard_state == self.hard_state() {
+            self.pending_vote_grant = None;
+            let body = MessageBody::RequestVoteResponse {
+                pre_vote: false,
+                granted: true,
+            };
+            self.send(candidate, body, actions);
+        }
+    }
+
+    /// CheckQuorum: run once per minimum election timeout on the leader.
+    /// Returns false if the leader stepped down.
+    pub(crate) fn check_quorum_active(&mut self, actions: &mut Vec<Action>) -> bool {
+        let active = 1 + self
+            .progress
+            .values()
+            .filter(|progress| progress.recent_active)
+            .count();
+        for progress in self.progress.values_mut() {
+            progress.recent_active = false;
+        }
+        if self.config.check_quorum && active < majority(self.voter_count()) {
+            tracing::info!(
+                node = self.config.id,
+                term = self.term,
+                active,
+                "lost contact with a quorum; stepping down"
+            );
+            self.stats.check_quorum_step_downs += 1;
+            self.become_follower(self.term, None, actions);
+            return false;
+        }
+        true
+    }
+
+    /// Dispatches a message from another replica.
+    pub(crate) fn receive(&mut self, message: Message, actions: &mut Vec<Action>) {
+        if message.to != self.config.id {
+            self.stats.messages_misaddressed += 1;
+            return;
+        }
+        if message.from == self.config.id || !self.config.voters.contains(&message.from) {
+            self.stats.messages_from_unknown_node += 1;
+            return;
+        }
+        if message.term > self.term {
+            match message.body {
+                MessageBody::RequestVote {
+                    pre_vote, transfer, ..
+                } => {
+                    let lease_applies = pre_vote || self.config.check_quorum;
+                    if lease_applies && !transfer && self.in_leader_lease() {
+                        return;
+                    }
+                    if !pre_vote {
+                        self.become_follower(message.term, None, actions);
+                    }
+                }
+                MessageBody::RequestVoteResponse {
+                    pre_vote: true,
+                    granted: true,
+                } => {}
+                MessageBody::AppendEntries { .. }
+                | MessageBody::Heartbeat { .. }
+                | MessageBody::TimeoutNow => {
+                    self.become_follower(message.term, Some(message.from), actions);
+                }
+                MessageBody::RequestVoteResponse { .. }
+                | MessageBody::AppendEntriesResponse(_)
+                | MessageBody::HeartbeatResponse => {
+                    self.become_follower(message.term, None, actions);
+                }
+            }
+        } else if message.term < self.term {
+            self.stats.messages_stale_term += 1;
+            match message.body {
+                // A deposed leader learns the newer term from the answer.
+                MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. } => {
+                    self.send(message.from, MessageBody::HeartbeatResponse, actions);
+                }
+                MessageBody::RequestVote { pre_vote: true, .. } => {
+                    let body = MessageBody::RequestVoteResponse {
+                        pre_vote: true,
+                        granted: false,
+                    };
+                    self.send(message.from, body, actions);
+                }
+                _ => {}
+            }
+            return;
+        }
+        match message.body {
+            MessageBody::RequestVote {
+                pre_vote, last_log, ..
+            } => self.handle_request_vote(&message, pre_vote, last_log, actions),
+            MessageBody::RequestVoteResponse { pre_vote, granted } => {
+                self.handle_vote_response(&message, pre_vote, granted, actions)
+            }
+            MessageBody::AppendEntries {
+                prev,
+                entries,
+                leader_commit,
+            } => {
+                if self.accept_leader(message.from, actions) {
+                    self.handle_append_entries(
+                        message.from,
+                        message.term,
+                        prev,
+                        entries,
+                        leader_commit,
+                        actions,
+                    );
+                }
+            }
+            MessageBody::AppendEntriesResponse(response) => {
+                self.handle_append_response(message.from, response, actions)
+            }
+            MessageBody::Heartbeat { commit } => {
+                if self.accept_leader(message.from, actions) {
+                    self.handle_heartbeat(message.from, commit, actions);
+                }
+            }
+            MessageBody::HeartbeatResponse => self.handle_heartbeat_response(message.from, actions),
+            MessageBody::TimeoutNow => self.handle_timeout_now(message.from, actions),
+        }
+    }
+
+    /// A message only a leader sends arrived in our term from `from`.
+    /// Returns whether `from` is (now) our leader; refuses a second leader
+    /// in one term, which correct peers never produce.
+    fn accept_leader(&mut self, from: NodeId, actions: &mut Vec<Action>) -> bool {
+        if self.role == Role::Leader || self.leader.is_some_and(|leader| leader != from) {
+            self.stats.messages_malformed += 1;
+            return false;
+        }
+        if self.role != Role::Follower {
+            self.become_follower(self.term, Some(from), actions);
+        }
+        self.set_leader(from);
+        self.election_elapsed_ticks = 0;
+        true
+    }
 }

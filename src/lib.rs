@@ -1,7 +1,87 @@
 //! # concord
 //!
-//! A deterministic, sans-IO Raft replica. Skeleton: the API is fixed, the
-//! rules are being written.
+//! A Raft replica as a pure, deterministic state machine: message in,
+//! actions out. [`Node`] does no I/O, reads no clock, starts no threads and
+//! draws randomness only from a PRNG seeded in its [`Config`]. The host
+//! (the `concord-sim` simulator, the tokio runtime, or your own) owns time,
+//! the network and the disk, and drives the node through one method,
+//! [`Node::step`].
+//!
+//! ## The host loop
+//!
+//! ```
+//! use bytes::Bytes;
+//! use concord::{Action, Config, EntryPayload, Input, Node, Recovered, Role};
+//!
+//! // A one-node cluster: it elects itself once its vote is durable.
+//! let mut node = Node::new(Config::new(1, [1]), Recovered::default())?;
+//! let mut actions = Vec::new();
+//! let mut applied = Vec::new();
+//! let mut durable_up_to = None;
+//! for _ in 0..100 {
+//!     node.step(Input::Tick, &mut actions);
+//!     if node.role() == Role::Leader && applied.is_empty() {
+//!         node.step(Input::Propose(Bytes::from_static(b"x = 1")), &mut actions);
+//!     }
+//!     // Execute the actions in order. Writes may be done asynchronously
+//!     // and many fsyncs batched into one; sends are best effort.
+//!     while !actions.is_empty() {
+//!         for action in std::mem::take(&mut actions) {
+//!             match action {
+//!                 Action::Send { to, message } => { /* network.send(to, message) */ let _ = (to, message); }
+//!                 Action::Persist { id, .. } => {
+//!                     // disk.truncate_and_append(..); disk.store_hard_state(..); disk.sync();
+//!                     durable_up_to = Some(id);
+//!                 }
+//!                 Action::Apply { entries } => {
+//!                     for entry in entries {
+//!                         if let EntryPayload::Command(command) = &entry.payload {
+//!                             applied.push(command.clone()); // state_machine.apply(command)
+//!                         }
+//!                         node.step(Input::Applied(entry.index), &mut actions);
+//!                     }
+//!                 }
+//!                 _ => {} // proposal outcomes, role changes
+//!             }
+//!         }
+//!         // Only now, after the sync, tell the node its writes are durable.
+//!         if let Some(id) = durable_up_to.take() {
+//!             node.step(Input::Persisted(id), &mut actions);
+//!         }
+//!     }
+//! }
+//! assert_eq!(applied, vec![Bytes::from_static(b"x = 1")]);
+//! # Ok::<(), concord::ConfigError>(())
+//! ```
+//!
+//! ## The durability contract
+//!
+//! Every promise a replica makes rests on state it must not lose: a vote
+//! grant on its stored term and vote, an append acknowledgement on its
+//! stored log, and a leader counts its own log toward a commit only once
+//! that log is stored. concord enforces this itself. Each
+//! [`Action::Persist`] carries a [`WriteId`]; a message that promises
+//! durable state is emitted only after the host has reported that write
+//! with [`Input::Persisted`]. The host therefore never has to reason about
+//! which send must wait for which write: it may run writes on another
+//! thread and group many into one fsync, as long as it executes `Persist`
+//! actions in order and reports an id only once it and every earlier write
+//! are durable.
+//!
+//! ## What is in the box
+//!
+//! * Elections with randomised timeouts, PreVote (thesis §9.6) and
+//!   CheckQuorum; priority election through leadership transfer.
+//! * Replication with batching (entries and bytes per message), pipelining
+//!   (optimistic next index while replicating, probing after a rejection),
+//!   bounded in-flight messages per follower, and fast backtracking by
+//!   term.
+//! * Commitment by counting only entries of the current term (Figure 8),
+//!   with a no-op entry appended on election.
+//! * Invariants asserted in the code (terms and commit indices never go
+//!   back, committed entries are never truncated, one leader per term), and
+//!   every malformed, stale or hostile message ignored and counted in
+//!   [`Statistics`] — never a panic.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -27,4 +107,6 @@ pub use node::{Node, Role};
 pub use progress::{ProgressState, ProgressView};
 pub use recovered::Recovered;
 pub use stats::Statistics;
-pub use types::{Entry, EntryPayload, HardState, Index, LogPosition, NodeId, Term, WriteId, ENTRY_OVERHEAD_BYTES};
+pub use types::{
+    Entry, EntryPayload, HardState, Index, LogPosition, NodeId, Term, WriteId, ENTRY_OVERHEAD_BYTES,
+};

@@ -19,13 +19,13 @@ impl RaftLog {
     /// A log that starts after `base` and holds `entries`. The caller has
     /// checked that the entries are contiguous from `base.index + 1`.
     pub(crate) fn new(base: LogPosition, entries: Vec<Entry>, commit: Index) -> Self {
-        let log = RaftLog { base, entries: entries.into(), commit };
+        let log = RaftLog {
+            base,
+            entries: entries.into(),
+            commit,
+        };
         assert!(log.commit >= log.base.index && log.commit <= log.last_index());
         log
-    }
-
-    pub(crate) fn base(&self) -> LogPosition {
-        self.base
     }
 
     pub(crate) fn first_index(&self) -> Index {
@@ -78,7 +78,12 @@ impl RaftLog {
 
     /// Drops every entry after `index`. Committed entries are never dropped.
     pub(crate) fn truncate_after(&mut self, index: Index) {
-        assert!(index >= self.commit, "truncating committed entry {} (commit {})", index + 1, self.commit);
+        assert!(
+            index >= self.commit,
+            "truncating committed entry {} (commit {})",
+            index + 1,
+            self.commit
+        );
         assert!(index >= self.base.index);
         if index < self.last_index() {
             self.entries.truncate((index - self.base.index) as usize);
@@ -88,14 +93,27 @@ impl RaftLog {
 
     /// Raises the commit index. It never goes back, and never past the log.
     pub(crate) fn commit_to(&mut self, index: Index) {
-        assert!(index >= self.commit, "commit index going back from {} to {index}", self.commit);
-        assert!(index <= self.last_index(), "commit {index} past last index {}", self.last_index());
+        assert!(
+            index >= self.commit,
+            "commit index going back from {} to {index}",
+            self.commit
+        );
+        assert!(
+            index <= self.last_index(),
+            "commit {index} past last index {}",
+            self.last_index()
+        );
         self.commit = index;
     }
 
     /// Up to `count_max` entries from `from` on, stopping before the total
     /// size passes `bytes_max` (but always at least one entry if any).
-    pub(crate) fn entries_from(&self, from: Index, count_max: usize, bytes_max: usize) -> Vec<Entry> {
+    pub(crate) fn entries_from(
+        &self,
+        from: Index,
+        count_max: usize,
+        bytes_max: usize,
+    ) -> Vec<Entry> {
         let mut batch = Vec::new();
         if from <= self.base.index {
             return batch;
@@ -130,7 +148,14 @@ impl RaftLog {
     pub(crate) fn find_conflict_by_term(&self, index: Index, term: Term) -> LogPosition {
         let index = index.min(self.last_index());
         if index <= self.base.index {
-            return LogPosition::new(index, if index == self.base.index { self.base.term } else { 0 });
+            return LogPosition::new(
+                index,
+                if index == self.base.index {
+                    self.base.term
+                } else {
+                    0
+                },
+            );
         }
         let upto = (index - self.base.index) as usize;
         let (front, back) = self.entries.as_slices();

@@ -91,6 +91,8 @@ pub struct Node {
     pub(crate) applied_index: Index,
 
     pub(crate) stats: Statistics,
+    /// Reused buffer for quorum computations (no allocation per step).
+    pub(crate) scratch_indices: Vec<Index>,
 }
 
 impl Node {
@@ -134,6 +136,7 @@ impl Node {
             apply_emitted_index: recovered.applied_index,
             applied_index: recovered.applied_index,
             stats: Statistics::default(),
+            scratch_indices: Vec::new(),
             config,
         };
         node.reset_randomized_election_timeout();
@@ -198,7 +201,10 @@ impl Node {
 
     /// Current term and vote (possibly not durable yet).
     pub fn hard_state(&self) -> HardState {
-        HardState { term: self.term, voted_for: self.voted_for }
+        HardState {
+            term: self.term,
+            voted_for: self.voted_for,
+        }
     }
 
     /// Highest index known committed.
@@ -253,7 +259,9 @@ impl Node {
 
     /// Replication progress of every follower, by id (empty unless leader).
     pub fn progress_all(&self) -> impl Iterator<Item = (NodeId, ProgressView)> + '_ {
-        self.progress.iter().map(|(id, progress)| (*id, progress.view()))
+        self.progress
+            .iter()
+            .map(|(id, progress)| (*id, progress.view()))
     }
 
     /// Counters of what this node saw, including refused input.
@@ -284,10 +292,20 @@ impl Node {
     /// Every voter but this node, in id order.
     pub(crate) fn peers(&self) -> Vec<NodeId> {
         let me = self.config.id;
-        self.config.voters.iter().copied().filter(|id| *id != me).collect()
+        self.config
+            .voters
+            .iter()
+            .copied()
+            .filter(|id| *id != me)
+            .collect()
     }
 
-    pub(crate) fn send(&self, to: NodeId, body: crate::message::MessageBody, actions: &mut Vec<Action>) {
+    pub(crate) fn send(
+        &self,
+        to: NodeId,
+        body: crate::message::MessageBody,
+        actions: &mut Vec<Action>,
+    ) {
         self.send_with_term(to, self.term, body, actions);
     }
 
@@ -299,7 +317,12 @@ impl Node {
         actions: &mut Vec<Action>,
     ) {
         debug_assert_ne!(to, self.config.id);
-        let message = crate::message::Message { from: self.config.id, to, term, body };
+        let message = crate::message::Message {
+            from: self.config.id,
+            to,
+            term,
+            body,
+        };
         actions.push(Action::Send { to, message });
     }
 
@@ -309,7 +332,7 @@ impl Node {
         assert!(self.log.commit_index() <= self.log.last_index());
         assert!(self.persisted_index <= self.log.last_index());
         assert!(self.emitted_index <= self.log.last_index());
-        assert!(self.apply_emitted_index <= self.log.commit_index().max(self.applied_index));
+        assert!(self.apply_emitted_index <= self.log.commit_index());
         assert!(self.applied_index <= self.apply_emitted_index);
         assert!(self.durable_hard_state.term <= self.term);
         match self.role {

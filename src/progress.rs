@@ -147,7 +147,10 @@ pub(crate) struct Inflights {
 impl Inflights {
     pub(crate) fn new(capacity: usize) -> Self {
         assert!(capacity > 0);
-        Inflights { last_indices: VecDeque::new(), capacity }
+        Inflights {
+            last_indices: VecDeque::new(),
+            capacity,
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -160,13 +163,20 @@ impl Inflights {
 
     pub(crate) fn add(&mut self, last_index: Index) {
         assert!(!self.is_full(), "in-flight window overflow");
-        debug_assert!(self.last_indices.back().is_none_or(|back| *back < last_index));
+        debug_assert!(self
+            .last_indices
+            .back()
+            .is_none_or(|back| *back < last_index));
         self.last_indices.push_back(last_index);
     }
 
     /// Frees every message whose entries are all acknowledged.
     pub(crate) fn free_to(&mut self, index: Index) {
-        while self.last_indices.front().is_some_and(|front| *front <= index) {
+        while self
+            .last_indices
+            .front()
+            .is_some_and(|front| *front <= index)
+        {
             self.last_indices.pop_front();
         }
     }

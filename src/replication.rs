@@ -1,1 +1,438 @@
-//! stub
+//! Log replication (§5.3): AppendEntries on both sides, heartbeats,
+//! commitment by counting (§5.4.2), proposals, batching, pipelining and
+//! flow control.
+
+use bytes::Bytes;
+
+use crate::io::{Action, ProposeError};
+use crate::message::{AppendResponse, MessageBody};
+use crate::node::{Node, Role};
+use crate::progress::{Progress, ProgressState};
+use crate::quorum::quorum_index;
+use crate::types::{Entry, EntryPayload, Index, LogPosition, NodeId, Term};
+
+impl Node {
+    pub(crate) fn tick_leader(&mut self, actions: &mut Vec<Action>) {
+        self.heartbeat_elapsed_ticks = self.heartbeat_elapsed_ticks.saturating_add(1);
+        self.election_elapsed_ticks = self.election_elapsed_ticks.saturating_add(1);
+        self.tick_transfer();
+        if self.election_elapsed_ticks >= self.config.election_timeout_min_ticks {
+            self.election_elapsed_ticks = 0;
+            if !self.check_quorum_active(actions) {
+                return;
+            }
+        }
+        if self.heartbeat_elapsed_ticks >= self.config.heartbeat_interval_ticks {
+            self.heartbeat_elapsed_ticks = 0;
+            self.broadcast_heartbeat(actions);
+            self.maybe_transfer_to_preferred(actions);
+        }
+    }
+
+    pub(crate) fn reset_progress(&mut self) {
+        let next_index = self.log.last_index() + 1;
+        let inflight_max = self.config.inflight_messages_max;
+        self.progress = self
+            .peers()
+            .into_iter()
+            .map(|id| (id, Progress::new(next_index, inflight_max)))
+            .collect();
+    }
+
+    pub(crate) fn append_noop(&mut self) {
+        let index = self.log.last_index() + 1;
+        self.log.append(Entry {
+            term: self.term,
+            index,
+            payload: EntryPayload::Noop,
+        });
+    }
+
+    /// Appends client commands to the leader's log and replicates them.
+    pub(crate) fn propose(
+        &mut self,
+        payloads: impl Iterator<Item = Bytes>,
+        count: usize,
+        actions: &mut Vec<Action>,
+    ) {
+        let refusal = if count == 0 {
+            Some(ProposeError::Empty)
+        } else if self.role != Role::Leader {
+            Some(ProposeError::NotLeader {
+                leader_hint: self.leader,
+            })
+        } else if let Some(target) = self.transfer_target {
+            Some(ProposeError::TransferInProgress { target })
+        } else if self.log.last_index() - self.log.commit_index() + count as u64
+            > self.config.uncommitted_entries_max
+            || self.writes.len() >= self.config.unpersisted_writes_max
+        {
+            Some(ProposeError::Backpressure)
+        } else {
+            None
+        };
+        if let Some(error) = refusal {
+            self.stats.proposals_refused += count as u64;
+            actions.push(Action::ProposalRefused { count, error });
+            return;
+        }
+        let first_index = self.log.last_index() + 1;
+        for (offset, payload) in payloads.enumerate() {
+            let index = first_index + offset as Index;
+            self.log.append(Entry {
+                term: self.term,
+                index,
+                payload: EntryPayload::Command(payload),
+            });
+        }
+        let last_index = self.log.last_index();
+        assert_eq!(last_index + 1 - first_index, count as u64);
+        self.stats.proposals_accepted += count as u64;
+        actions.push(Action::ProposalAccepted {
+            term: self.term,
+            first_index,
+            last_index,
+        });
+        self.broadcast_append(false, actions);
+    }
+
+    /// Sends whatever each follower is missing (pipelined up to the
+    /// in-flight limit); with `send_if_empty`, at least a commit update.
+    pub(crate) fn broadcast_append(&mut self, send_if_empty: bool, actions: &mut Vec<Action>) {
+        for peer in self.peers() {
+            if self.send_append(peer, send_if_empty, actions) {
+                self.send_append_pipelined(peer, actions);
+            }
+        }
+    }
+
+    /// Keeps sending batches to `to` while it is in replicate state, has
+    /// room in its in-flight window, and is missing entries.
+    fn send_append_pipelined(&mut self, to: NodeId, actions: &mut Vec<Action>) {
+        for _ in 0..self.config.inflight_messages_max {
+            if !self.send_append(to, false, actions) {
+                break;
+            }
+        }
+    }
+
+    /// Sends one AppendEntries to `to` unless flow control pauses it.
+    /// Returns whether entries were sent.
+    pub(crate) fn send_append(
+        &mut self,
+        to: NodeId,
+        send_if_empty: bool,
+        actions: &mut Vec<Action>,
+    ) -> bool {
+        let Some(progress) = self.progress.get(&to) else {
+            return false;
+        };
+        if progress.is_paused() {
+            return false;
+        }
+        let prev_index = progress.next_index - 1;
+        let Some(prev_term) = self.log.term_at(prev_index) else {
+            // Below the compacted base: only a snapshot can help (a later
+            // issue); nothing to send meanwhile.
+            return false;
+        };
+        let entries = self.log.entries_from(
+            progress.next_index,
+            self.config.append_entries_max,
+            self.config.append_bytes_max,
+        );
+        if entries.is_empty() && !send_if_empty {
+            return false;
+        }
+        let progress = self.progress.get_mut(&to).expect("checked above");
+        let sent_entries = match entries.last() {
+            Some(last) => {
+                progress.sent_entries(last.index);
+                true
+            }
+            None => {
+                if progress.state == ProgressState::Probe {
+                    progress.probe_sent = true;
+                }
+                false
+            }
+        };
+        let body = MessageBody::AppendEntries {
+            prev: LogPosition::new(prev_index, prev_term),
+            entries,
+            leader_commit: self.log.commit_index(),
+        };
+        self.send(to, body, actions);
+        sent_entries
+    }
+
+    fn broadcast_heartbeat(&mut self, actions: &mut Vec<Action>) {
+        let commit = self.log.commit_index();
+        for (peer, match_index) in self
+            .progress
+            .iter()
+            .map(|(id, p)| (*id, p.match_index))
+            .collect::<Vec<_>>()
+        {
+            // Never tell a follower to commit past what it is known to
+            // hold: its log beyond its match index may differ from ours.
+            let body = MessageBody::Heartbeat {
+                commit: commit.min(match_index),
+            };
+            self.send(peer, body, actions);
+        }
+    }
+
+    /// Follower side of AppendEntries, in our current term from our leader.
+    pub(crate) fn handle_append_entries(
+        &mut self,
+        leader: NodeId,
+        message_term: Term,
+        prev: LogPosition,
+        entries: Vec<Entry>,
+        leader_commit: Index,
+        actions: &mut Vec<Action>,
+    ) {
+        if !entries_well_formed(prev, &entries, message_term) {
+            self.stats.messages_malformed += 1;
+            return;
+        }
+        let commit = self.log.commit_index();
+        // Entries at or below our commit index are already ours; check them
+        // against our log where we still hold it, then skip them.
+        let (prev, skip) = if prev.index < commit {
+            let contradicts = |position: LogPosition| {
+                self.log
+                    .term_at(position.index)
+                    .is_some_and(|term| term != position.term)
+            };
+            if contradicts(prev)
+                || entries
+                    .iter()
+                    .take_while(|e| e.index <= commit)
+                    .any(|e| contradicts(e.position()))
+            {
+                self.stats.append_conflicts_with_commit += 1;
+                return;
+            }
+            let skip = entries.iter().take_while(|e| e.index <= commit).count();
+            let commit_term = self
+                .log
+                .term_at(commit)
+                .expect("the commit index is never below the log base");
+            (LogPosition::new(commit, commit_term), skip)
+        } else {
+            (prev, 0)
+        };
+        let entries = &entries[skip..];
+
+        if !self.log.matches(prev) {
+            if prev.index <= commit {
+                // Our committed entry at prev differs from the leader's.
+                self.stats.append_conflicts_with_commit += 1;
+                return;
+            }
+            if prev.index > self.log.last_index() {
+                self.stats.messages_index_out_of_range += 1;
+            }
+            let hint = self.log.find_conflict_by_term(prev.index, prev.term);
+            let response = AppendResponse::Rejected {
+                rejected_index: prev.index,
+                hint_index: hint.index,
+                hint_term: hint.term,
+            };
+            self.send(
+                leader,
+                MessageBody::AppendEntriesResponse(response),
+                actions,
+            );
+            return;
+        }
+
+        let conflict = entries
+            .iter()
+            .position(|entry| !self.log.matches(entry.position()));
+        if let Some(first_new) = conflict {
+            let first_new_index = entries[first_new].index;
+            if first_new_index <= self.log.commit_index() {
+                self.stats.append_conflicts_with_commit += 1;
+                return;
+            }
+            if self.writes.len() >= self.config.unpersisted_writes_max {
+                self.stats.appends_dropped_backpressure += 1;
+                return;
+            }
+            if first_new_index <= self.log.last_index() {
+                self.stats.entries_truncated += self.log.last_index() - first_new_index + 1;
+                self.truncate_log_after(first_new_index - 1);
+            }
+            for entry in &entries[first_new..] {
+                self.log.append(entry.clone());
+            }
+        }
+        let message_last = prev.index + entries.len() as Index;
+        self.leader_match_index = self.leader_match_index.max(message_last);
+        let new_commit = leader_commit.min(message_last);
+        if new_commit > self.log.commit_index() {
+            self.log.commit_to(new_commit);
+        }
+        if message_last <= self.persisted_index {
+            // Nothing new to wait for: answer this message now (it may be a
+            // probe the leader is blocked on).
+            self.ack_owed = true;
+        }
+    }
+
+    /// Sends the leader the highest index that both matches its log and is
+    /// durable here, whenever that grows or a message is owed an answer.
+    pub(crate) fn maybe_send_append_ack(&mut self, actions: &mut Vec<Action>) {
+        let Some(leader) = self.leader else { return };
+        if self.role != Role::Follower {
+            return;
+        }
+        let durable_match = self.persisted_index.min(self.leader_match_index);
+        if durable_match > self.acked_index || self.ack_owed {
+            self.acked_index = self.acked_index.max(durable_match);
+            self.ack_owed = false;
+            let response = AppendResponse::Accepted {
+                match_index: durable_match,
+            };
+            self.send(
+                leader,
+                MessageBody::AppendEntriesResponse(response),
+                actions,
+            );
+        }
+    }
+
+    pub(crate) fn handle_heartbeat(
+        &mut self,
+        leader: NodeId,
+        commit: Index,
+        actions: &mut Vec<Action>,
+    ) {
+        let commit = commit.min(self.log.last_index());
+        if commit > self.log.commit_index() {
+            self.log.commit_to(commit);
+        }
+        self.send(leader, MessageBody::HeartbeatResponse, actions);
+    }
+
+    pub(crate) fn handle_heartbeat_response(&mut self, from: NodeId, actions: &mut Vec<Action>) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let last_index = self.log.last_index();
+        let Some(progress) = self.progress.get_mut(&from) else {
+            return;
+        };
+        progress.recent_active = true;
+        progress.probe_sent = false;
+        if progress.state == ProgressState::Replicate && progress.inflight.is_full() {
+            progress.inflight.free_first();
+        }
+        if progress.match_index < last_index {
+            self.send_append(from, true, actions);
+        }
+    }
+
+    /// Leader side of an AppendEntries answer.
+    pub(crate) fn handle_append_response(
+        &mut self,
+        from: NodeId,
+        response: AppendResponse,
+        actions: &mut Vec<Action>,
+    ) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let last_index = self.log.last_index();
+        let Some(progress) = self.progress.get_mut(&from) else {
+            return;
+        };
+        progress.recent_active = true;
+        match response {
+            AppendResponse::Accepted { match_index } => {
+                if match_index > last_index {
+                    self.stats.messages_index_out_of_range += 1;
+                    return;
+                }
+                let advanced = progress.maybe_update(match_index);
+                // A probe answered at exactly the known match index also
+                // shows where the logs agree: start streaming.
+                let probe_confirmed =
+                    progress.state == ProgressState::Probe && match_index == progress.match_index;
+                if !advanced && !probe_confirmed {
+                    return;
+                }
+                if progress.state == ProgressState::Probe {
+                    progress.become_replicate();
+                }
+                if self.maybe_commit() {
+                    self.broadcast_append(true, actions);
+                } else {
+                    self.send_append_pipelined(from, actions);
+                }
+                self.maybe_send_timeout_now(from, actions);
+            }
+            AppendResponse::Rejected {
+                rejected_index,
+                hint_index,
+                hint_term,
+            } => {
+                if rejected_index > last_index || hint_index > rejected_index {
+                    self.stats.messages_index_out_of_range += 1;
+                    return;
+                }
+                let probe_from = if hint_term > 0 {
+                    self.log.find_conflict_by_term(hint_index, hint_term).index
+                } else {
+                    hint_index
+                };
+                let progress = self.progress.get_mut(&from).expect("looked up above");
+                if progress.maybe_decrease_to(rejected_index, probe_from + 1) {
+                    self.send_append(from, true, actions);
+                }
+            }
+        }
+    }
+
+    /// Advances the commit index to the highest entry of the current term
+    /// that a quorum holds durably (the leader counting its own durable
+    /// log only). Returns whether it advanced.
+    pub(crate) fn maybe_commit(&mut self) -> bool {
+        debug_assert_eq!(self.role, Role::Leader);
+        let mut match_indices = std::mem::take(&mut self.scratch_indices);
+        match_indices.clear();
+        match_indices.extend(self.progress.values().map(|progress| progress.match_index));
+        match_indices.push(self.persisted_index);
+        let quorum = quorum_index(&mut match_indices);
+        self.scratch_indices = match_indices;
+        if quorum > self.log.commit_index() && self.log.term_at(quorum) == Some(self.term) {
+            assert!(quorum <= self.persisted_index || self.voter_count() > 1);
+            self.log.commit_to(quorum);
+            return true;
+        }
+        false
+    }
+}
+
+/// Checks an AppendEntries is internally consistent: entries contiguous
+/// after `prev`, terms non-decreasing from `prev.term`, none above the
+/// message's term.
+fn entries_well_formed(prev: LogPosition, entries: &[Entry], message_term: Term) -> bool {
+    let mut expected = prev;
+    if prev.term > message_term {
+        return false;
+    }
+    for entry in entries {
+        if entry.index != expected.index + 1
+            || entry.term < expected.term
+            || entry.term > message_term
+        {
+            return false;
+        }
+        expected = entry.position();
+    }
+    true
+}

@@ -18,7 +18,9 @@ pub type Index = u64;
 /// Two logs that hold an entry with the same index and term are identical up
 /// to that index (the Log Matching property), so a position names a whole
 /// log prefix.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct LogPosition {
     /// Index of the entry.
     pub index: Index,
@@ -112,5 +114,7 @@ pub struct HardState {
 /// Write ids grow by one with every write the node asks for. The host
 /// reports durability with [`Input::Persisted`](crate::Input::Persisted)
 /// naming the highest id whose write, and every write before it, is durable.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct WriteId(pub u64);
