@@ -96,6 +96,8 @@ mod progress;
 pub mod quorum;
 mod recovered;
 mod replication;
+pub mod session;
+pub mod state_machine;
 mod stats;
 mod transfer;
 mod types;

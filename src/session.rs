@@ -1,0 +1,741 @@
+//! Client sessions: exactly-once execution of retried commands.
+//!
+//! A client that times out cannot tell whether its command was applied, so
+//! it retries; without sessions a retried `append` would be applied twice.
+//! Following the Raft thesis (§6.3), every client first registers a session
+//! through the log, then numbers its commands `1, 2, 3, ...` and keeps at
+//! most one command outstanding. The state machine remembers, per session,
+//! the last sequence number it executed and the response it gave, so a
+//! retry is answered from that cache instead of being executed again.
+//!
+//! The session table is bounded. Expiry is decided by the log alone, so
+//! every replica evicts the same sessions at the same index: when a new
+//! registration finds the table full, the session least recently used (by
+//! log index of its last command) is dropped. A command for a session that
+//! is not in the table, or with a sequence number below the session's last
+//! one, is answered [`SessionResponse::SessionExpired`] and never executed:
+//! it may be a late retry of a command that was already applied.
+//!
+//! Client ids are the log index of the registration entry, so they are
+//! unique, never reused, and a client id unknown to the table is known to
+//! have expired (or never to have existed).
+//!
+//! Wire format of a command (what a client proposes):
+//!
+//! | bytes | meaning |
+//! | --- | --- |
+//! | `0x00` | register a new session |
+//! | `0x01`, client id (u64 LE), sequence number (u64 LE), command | a command of a session |
+//!
+//! and of a response (what [`WithSessions`] returns from `apply`):
+//!
+//! | bytes | meaning |
+//! | --- | --- |
+//! | `0x00`, client id (u64 LE) | [`SessionResponse::Registered`] |
+//! | `0x01`, response | [`SessionResponse::Ok`] |
+//! | `0x02` | [`SessionResponse::SessionExpired`] |
+//! | `0x03` | [`SessionResponse::Malformed`] |
+//!
+//! ```
+//! use bytes::Bytes;
+//! use concord::session::{self, SessionResponse, WithSessions};
+//! use concord::state_machine::{RestoreError, StateMachine};
+//!
+//! #[derive(Default)]
+//! struct Log(Vec<u8>);
+//! impl StateMachine for Log {
+//!     fn apply(&mut self, _index: u64, command: &[u8]) -> Bytes {
+//!         self.0.extend_from_slice(command);
+//!         Bytes::copy_from_slice(&self.0)
+//!     }
+//!     fn snapshot(&self) -> Bytes { Bytes::copy_from_slice(&self.0) }
+//!     fn restore(&mut self, s: &[u8]) -> Result<(), RestoreError> { self.0 = s.to_vec(); Ok(()) }
+//! }
+//!
+//! let mut sm = WithSessions::new(Log::default(), 16);
+//! let registered = sm.apply(1, &session::encode_register());
+//! let Ok(SessionResponse::Registered { client }) = SessionResponse::decode(&registered) else { panic!() };
+//! let command = session::encode_command(client, 1, b"x");
+//! let first = sm.apply(2, &command);
+//! let retry = sm.apply(3, &command); // the same command committed twice
+//! assert_eq!(first, retry);          // answered from the cache ...
+//! assert_eq!(sm.inner().0, b"x");    // ... and executed once
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use thiserror::Error;
+
+use crate::state_machine::{RestoreError, StateMachine};
+use crate::types::Index;
+
+/// Identifies a client session: the log index of its registration entry.
+pub type ClientId = u64;
+
+/// A client's number for one command: 1 for its first, then one more for
+/// each following command.
+pub type SequenceNumber = u64;
+
+const TAG_REGISTER: u8 = 0;
+const TAG_COMMAND: u8 = 1;
+const COMMAND_HEADER_BYTES: usize = 1 + 8 + 8;
+
+/// Encodes a request that registers a new session.
+pub fn encode_register() -> Bytes {
+    Bytes::from_static(&[TAG_REGISTER])
+}
+
+/// Encodes `command` as command number `seq` of session `client`.
+pub fn encode_command(client: ClientId, seq: SequenceNumber, command: &[u8]) -> Bytes {
+    let mut buffer = BytesMut::with_capacity(COMMAND_HEADER_BYTES + command.len());
+    buffer.put_u8(TAG_COMMAND);
+    buffer.put_u64_le(client);
+    buffer.put_u64_le(seq);
+    buffer.put_slice(command);
+    buffer.freeze()
+}
+
+/// A decoded client request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientRequest<'a> {
+    /// Open a new session.
+    Register,
+    /// A command of an existing session.
+    Command {
+        /// The session.
+        client: ClientId,
+        /// The command's sequence number within the session.
+        seq: SequenceNumber,
+        /// The state machine command.
+        command: &'a [u8],
+    },
+}
+
+/// A request or response could not be decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
+#[error("malformed session {what}: {reason}")]
+pub struct DecodeError {
+    /// "request", "response" or "snapshot".
+    pub what: &'static str,
+    /// What is wrong.
+    pub reason: &'static str,
+}
+
+impl<'a> ClientRequest<'a> {
+    /// Decodes a request encoded by [`encode_register`] or
+    /// [`encode_command`].
+    pub fn decode(bytes: &'a [u8]) -> Result<ClientRequest<'a>, DecodeError> {
+        let error = |reason| DecodeError { what: "request", reason };
+        match bytes.first() {
+            None => Err(error("empty")),
+            Some(&TAG_REGISTER) if bytes.len() == 1 => Ok(ClientRequest::Register),
+            Some(&TAG_REGISTER) => Err(error("trailing bytes after a registration")),
+            Some(&TAG_COMMAND) => {
+                if bytes.len() < COMMAND_HEADER_BYTES {
+                    return Err(error("command header truncated"));
+                }
+                let client = read_u64(&bytes[1..9]);
+                let seq = read_u64(&bytes[9..17]);
+                Ok(ClientRequest::Command { client, seq, command: &bytes[COMMAND_HEADER_BYTES..] })
+            }
+            Some(_) => Err(error("unknown tag")),
+        }
+    }
+}
+
+fn read_u64(bytes: &[u8]) -> u64 {
+    let mut array = [0u8; 8];
+    array.copy_from_slice(&bytes[..8]);
+    u64::from_le_bytes(array)
+}
+
+/// What a replica answers to a client request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionResponse {
+    /// A session was opened with this id.
+    Registered {
+        /// The new session's id.
+        client: ClientId,
+    },
+    /// The command was executed (now or by an earlier copy of it); this is
+    /// the state machine's response.
+    Ok(Bytes),
+    /// The session is unknown (expired) or the sequence number is below
+    /// the session's last one. The command was not executed now; an
+    /// earlier copy of it may have been.
+    SessionExpired,
+    /// The request could not be decoded; nothing was executed.
+    Malformed,
+}
+
+impl SessionResponse {
+    /// Encodes the response (see the module documentation).
+    pub fn encode(&self) -> Bytes {
+        match self {
+            SessionResponse::Registered { client } => {
+                let mut buffer = BytesMut::with_capacity(9);
+                buffer.put_u8(0);
+                buffer.put_u64_le(*client);
+                buffer.freeze()
+            }
+            SessionResponse::Ok(response) => {
+                let mut buffer = BytesMut::with_capacity(1 + response.len());
+                buffer.put_u8(1);
+                buffer.put_slice(response);
+                buffer.freeze()
+            }
+            SessionResponse::SessionExpired => Bytes::from_static(&[2]),
+            SessionResponse::Malformed => Bytes::from_static(&[3]),
+        }
+    }
+
+    /// Decodes a response encoded by [`SessionResponse::encode`].
+    pub fn decode(bytes: &[u8]) -> Result<SessionResponse, DecodeError> {
+        let error = |reason| DecodeError { what: "response", reason };
+        match bytes.first() {
+            None => Err(error("empty")),
+            Some(0) if bytes.len() == 9 => Ok(SessionResponse::Registered { client: read_u64(&bytes[1..]) }),
+            Some(0) => Err(error("registration is not 9 bytes")),
+            Some(1) => Ok(SessionResponse::Ok(Bytes::copy_from_slice(&bytes[1..]))),
+            Some(2) if bytes.len() == 1 => Ok(SessionResponse::SessionExpired),
+            Some(3) if bytes.len() == 1 => Ok(SessionResponse::Malformed),
+            Some(_) => Err(error("unknown tag or trailing bytes")),
+        }
+    }
+}
+
+/// How the session table admits a command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission<'a, R> {
+    /// A new command: execute it, then [`SessionTable::record`] the
+    /// response.
+    Execute,
+    /// A retry of the last executed command: answer with its response.
+    Duplicate(&'a R),
+    /// Unknown session, or a sequence number below the last one: do not
+    /// execute.
+    Expired,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Session<R> {
+    last_seq: SequenceNumber,
+    response: Option<R>,
+    last_used: Index,
+}
+
+/// The bounded table of client sessions, updated only by committed log
+/// entries so that every replica holds the same table.
+///
+/// `R` is the cached response type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionTable<R> {
+    sessions: BTreeMap<ClientId, Session<R>>,
+    /// (last used index, client): the least recently used session first.
+    by_last_use: BTreeSet<(Index, ClientId)>,
+    capacity: usize,
+    evictions: u64,
+}
+
+impl<R> SessionTable<R> {
+    /// A table holding at most `capacity` sessions (at least 1).
+    pub fn new(capacity: usize) -> Self {
+        SessionTable {
+            sessions: BTreeMap::new(),
+            by_last_use: BTreeSet::new(),
+            capacity: capacity.max(1),
+            evictions: 0,
+        }
+    }
+
+    /// Most sessions held at once.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Sessions held now.
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Whether no session is held.
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+
+    /// Whether session `client` is held.
+    pub fn contains(&self, client: ClientId) -> bool {
+        self.sessions.contains_key(&client)
+    }
+
+    /// Sessions evicted so far to make room for new ones.
+    pub fn evictions(&self) -> u64 {
+        self.evictions
+    }
+
+    /// Opens a session for the registration committed at `index`; its id is
+    /// `index`. Evicts the least recently used session first if the table
+    /// is full, returning the evicted id.
+    pub fn register(&mut self, index: Index) -> (ClientId, Option<ClientId>) {
+        let mut evicted = None;
+        if let Some(old) = self.sessions.get(&index) {
+            // Registering twice at one index cannot happen with a real log;
+            // keep the table consistent anyway.
+            self.by_last_use.remove(&(old.last_used, index));
+            self.sessions.remove(&index);
+        }
+        if self.sessions.len() >= self.capacity {
+            if let Some(&(last_used, client)) = self.by_last_use.iter().next() {
+                self.by_last_use.remove(&(last_used, client));
+                self.sessions.remove(&client);
+                self.evictions += 1;
+                evicted = Some(client);
+            }
+        }
+        self.sessions.insert(index, Session { last_seq: 0, response: None, last_used: index });
+        self.by_last_use.insert((index, index));
+        (index, evicted)
+    }
+
+    /// Decides whether command `seq` of session `client` must be executed.
+    pub fn admit(&self, client: ClientId, seq: SequenceNumber) -> Admission<'_, R> {
+        match self.sessions.get(&client) {
+            None => Admission::Expired,
+            Some(session) if seq > session.last_seq => Admission::Execute,
+            Some(session) if seq == session.last_seq => match &session.response {
+                Some(response) => Admission::Duplicate(response),
+                None => Admission::Expired,
+            },
+            Some(_) => Admission::Expired,
+        }
+    }
+
+    /// Records that command `seq` of session `client`, committed at
+    /// `index`, was executed with `response`. Ignored for an unknown
+    /// session.
+    pub fn record(&mut self, index: Index, client: ClientId, seq: SequenceNumber, response: R) {
+        if let Some(session) = self.sessions.get_mut(&client) {
+            self.by_last_use.remove(&(session.last_used, client));
+            session.last_used = session.last_used.max(index);
+            session.last_seq = seq;
+            session.response = Some(response);
+            self.by_last_use.insert((session.last_used, client));
+        }
+    }
+
+    /// Marks session `client` used at `index` (a duplicate was answered),
+    /// so it is not the next to be evicted.
+    pub fn touch(&mut self, index: Index, client: ClientId) {
+        if let Some(session) = self.sessions.get_mut(&client) {
+            self.by_last_use.remove(&(session.last_used, client));
+            session.last_used = session.last_used.max(index);
+            self.by_last_use.insert((session.last_used, client));
+        }
+    }
+}
+
+/// What [`WithSessions::apply_request`] did with a request, in more detail
+/// than the response the client sees.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionOutcome {
+    /// A session was opened; `evicted` names the session dropped for it.
+    Registered {
+        /// The new session.
+        client: ClientId,
+        /// The session evicted to make room, if any.
+        evicted: Option<ClientId>,
+    },
+    /// The command was executed now, with this response.
+    Executed(Bytes),
+    /// The command was a retry, answered from the cache.
+    Cached(Bytes),
+    /// Not executed: unknown session or old sequence number.
+    Expired,
+    /// Not decodable; not executed.
+    Malformed,
+}
+
+impl SessionOutcome {
+    /// The response the client is sent.
+    pub fn response(&self) -> SessionResponse {
+        match self {
+            SessionOutcome::Registered { client, .. } => SessionResponse::Registered { client: *client },
+            SessionOutcome::Executed(response) | SessionOutcome::Cached(response) => {
+                SessionResponse::Ok(response.clone())
+            }
+            SessionOutcome::Expired => SessionResponse::SessionExpired,
+            SessionOutcome::Malformed => SessionResponse::Malformed,
+        }
+    }
+}
+
+/// Wraps a state machine so that its commands are executed exactly once per
+/// session and sequence number. Commands are encoded with
+/// [`encode_register`] and [`encode_command`]; responses are
+/// [`SessionResponse`]s, encoded.
+#[derive(Clone, Debug)]
+pub struct WithSessions<S> {
+    inner: S,
+    table: SessionTable<Bytes>,
+}
+
+impl<S: StateMachine> WithSessions<S> {
+    /// Wraps `inner` with a session table of at most `max_sessions`
+    /// sessions.
+    pub fn new(inner: S, max_sessions: usize) -> Self {
+        WithSessions { inner, table: SessionTable::new(max_sessions) }
+    }
+
+    /// The wrapped state machine.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped state machine, mutably.
+    pub fn inner_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The session table.
+    pub fn sessions(&self) -> &SessionTable<Bytes> {
+        &self.table
+    }
+
+    /// Applies one committed request and says what happened.
+    pub fn apply_request(&mut self, index: Index, request: &[u8]) -> SessionOutcome {
+        match ClientRequest::decode(request) {
+            Err(_) => SessionOutcome::Malformed,
+            Ok(ClientRequest::Register) => {
+                let (client, evicted) = self.table.register(index);
+                SessionOutcome::Registered { client, evicted }
+            }
+            Ok(ClientRequest::Command { client, seq, command }) => match self.table.admit(client, seq) {
+                Admission::Expired => SessionOutcome::Expired,
+                Admission::Duplicate(response) => {
+                    let response = response.clone();
+                    self.table.touch(index, client);
+                    SessionOutcome::Cached(response)
+                }
+                Admission::Execute => {
+                    let response = self.inner.apply(index, command);
+                    self.table.record(index, client, seq, response.clone());
+                    SessionOutcome::Executed(response)
+                }
+            },
+        }
+    }
+}
+
+impl<S: StateMachine> StateMachine for WithSessions<S> {
+    fn apply(&mut self, index: Index, command: &[u8]) -> Bytes {
+        self.apply_request(index, command).response().encode()
+    }
+
+    /// Layout: session count (u64 LE), then per session client id, last
+    /// sequence number, last used index (u64 LE each), a response flag byte
+    /// and, if set, the response length (u32 LE) and bytes; then the inner
+    /// snapshot.
+    fn snapshot(&self) -> Bytes {
+        let mut buffer = BytesMut::new();
+        buffer.put_u64_le(self.table.sessions.len() as u64);
+        for (client, session) in &self.table.sessions {
+            buffer.put_u64_le(*client);
+            buffer.put_u64_le(session.last_seq);
+            buffer.put_u64_le(session.last_used);
+            match &session.response {
+                None => buffer.put_u8(0),
+                Some(response) => {
+                    buffer.put_u8(1);
+                    buffer.put_u32_le(response.len() as u32);
+                    buffer.put_slice(response);
+                }
+            }
+        }
+        buffer.put_u64_le(self.table.evictions);
+        buffer.put_slice(&self.inner.snapshot());
+        buffer.freeze()
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {
+        let mut reader = Reader { bytes: snapshot };
+        let count = reader.u64()?;
+        let mut table = SessionTable::new(self.table.capacity);
+        for _ in 0..count {
+            let client = reader.u64()?;
+            let last_seq = reader.u64()?;
+            let last_used = reader.u64()?;
+            let response = match reader.u8()? {
+                0 => None,
+                1 => {
+                    let length = reader.u32()? as usize;
+                    Some(Bytes::copy_from_slice(reader.take(length)?))
+                }
+                _ => return Err(RestoreError::new("bad response flag in session snapshot")),
+            };
+            table.by_last_use.insert((last_used, client));
+            table.sessions.insert(client, Session { last_seq, response, last_used });
+        }
+        table.evictions = reader.u64()?;
+        if table.sessions.len() > table.capacity {
+            return Err(RestoreError::new(format!(
+                "snapshot holds {} sessions, more than the table's capacity {}",
+                table.sessions.len(),
+                table.capacity
+            )));
+        }
+        self.inner.restore(reader.bytes)?;
+        self.table = table;
+        Ok(())
+    }
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, length: usize) -> Result<&'a [u8], RestoreError> {
+        if self.bytes.len() < length {
+            return Err(RestoreError::new("session snapshot truncated"));
+        }
+        let (head, tail) = self.bytes.split_at(length);
+        self.bytes = tail;
+        Ok(head)
+    }
+    fn u8(&mut self) -> Result<u8, RestoreError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32, RestoreError> {
+        let mut array = [0u8; 4];
+        array.copy_from_slice(self.take(4)?);
+        Ok(u32::from_le_bytes(array))
+    }
+    fn u64(&mut self) -> Result<u64, RestoreError> {
+        Ok(read_u64(self.take(8)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Appends every command to a list; responds with the list length.
+    #[derive(Clone, Debug, Default)]
+    struct Appender(Vec<Vec<u8>>);
+
+    impl StateMachine for Appender {
+        fn apply(&mut self, _index: Index, command: &[u8]) -> Bytes {
+            self.0.push(command.to_vec());
+            Bytes::copy_from_slice(&(self.0.len() as u64).to_le_bytes())
+        }
+        fn snapshot(&self) -> Bytes {
+            let mut buffer = BytesMut::new();
+            for command in &self.0 {
+                buffer.put_u32_le(command.len() as u32);
+                buffer.put_slice(command);
+            }
+            buffer.freeze()
+        }
+        fn restore(&mut self, mut snapshot: &[u8]) -> Result<(), RestoreError> {
+            self.0.clear();
+            while !snapshot.is_empty() {
+                if snapshot.len() < 4 {
+                    return Err(RestoreError::new("truncated"));
+                }
+                let length = u32::from_le_bytes([snapshot[0], snapshot[1], snapshot[2], snapshot[3]]) as usize;
+                snapshot = &snapshot[4..];
+                if snapshot.len() < length {
+                    return Err(RestoreError::new("truncated"));
+                }
+                self.0.push(snapshot[..length].to_vec());
+                snapshot = &snapshot[length..];
+            }
+            Ok(())
+        }
+    }
+
+    fn register(sm: &mut WithSessions<Appender>, index: Index) -> ClientId {
+        match SessionResponse::decode(&sm.apply(index, &encode_register())) {
+            Ok(SessionResponse::Registered { client }) => client,
+            other => panic!("registration failed: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn request_encoding_round_trips() {
+        assert_eq!(ClientRequest::decode(&encode_register()), Ok(ClientRequest::Register));
+        let bytes = encode_command(7, 9, b"hello");
+        assert_eq!(
+            ClientRequest::decode(&bytes),
+            Ok(ClientRequest::Command { client: 7, seq: 9, command: b"hello" })
+        );
+        assert!(ClientRequest::decode(&[]).is_err());
+        assert!(ClientRequest::decode(&[1, 2, 3]).is_err());
+        assert!(ClientRequest::decode(&[9]).is_err());
+        assert!(ClientRequest::decode(&[0, 0]).is_err());
+    }
+
+    #[test]
+    fn response_encoding_round_trips() {
+        for response in [
+            SessionResponse::Registered { client: 42 },
+            SessionResponse::Ok(Bytes::from_static(b"value")),
+            SessionResponse::Ok(Bytes::new()),
+            SessionResponse::SessionExpired,
+            SessionResponse::Malformed,
+        ] {
+            assert_eq!(SessionResponse::decode(&response.encode()), Ok(response));
+        }
+        assert!(SessionResponse::decode(&[]).is_err());
+        assert!(SessionResponse::decode(&[0, 1]).is_err());
+        assert!(SessionResponse::decode(&[7]).is_err());
+    }
+
+    #[test]
+    fn client_id_is_the_registration_index() {
+        let mut sm = WithSessions::new(Appender::default(), 4);
+        assert_eq!(register(&mut sm, 5), 5);
+        assert_eq!(register(&mut sm, 9), 9);
+        assert_eq!(sm.sessions().len(), 2);
+    }
+
+    #[test]
+    fn a_retried_command_is_executed_once_and_answered_from_the_cache() {
+        let mut sm = WithSessions::new(Appender::default(), 4);
+        let client = register(&mut sm, 1);
+        let command = encode_command(client, 1, b"a");
+        let first = sm.apply(2, &command);
+        assert_eq!(sm.apply_request(3, &command), SessionOutcome::Cached(Bytes::copy_from_slice(&1u64.to_le_bytes())));
+        assert_eq!(sm.apply(4, &command), first);
+        assert_eq!(sm.inner().0, vec![b"a".to_vec()]);
+        // The next sequence number is executed.
+        let second = sm.apply_request(5, &encode_command(client, 2, b"b"));
+        assert!(matches!(second, SessionOutcome::Executed(_)));
+        assert_eq!(sm.inner().0.len(), 2);
+    }
+
+    #[test]
+    fn an_older_sequence_number_is_expired_not_reapplied() {
+        let mut sm = WithSessions::new(Appender::default(), 4);
+        let client = register(&mut sm, 1);
+        sm.apply(2, &encode_command(client, 1, b"a"));
+        sm.apply(3, &encode_command(client, 2, b"b"));
+        assert_eq!(sm.apply_request(4, &encode_command(client, 1, b"a")), SessionOutcome::Expired);
+        assert_eq!(sm.inner().0.len(), 2);
+    }
+
+    #[test]
+    fn sequence_numbers_may_skip_after_a_given_up_command() {
+        let mut sm = WithSessions::new(Appender::default(), 4);
+        let client = register(&mut sm, 1);
+        assert!(matches!(sm.apply_request(2, &encode_command(client, 3, b"c")), SessionOutcome::Executed(_)));
+        // A late copy of command 2, which the client gave up on, arrives.
+        assert_eq!(sm.apply_request(3, &encode_command(client, 2, b"b")), SessionOutcome::Expired);
+    }
+
+    #[test]
+    fn unknown_session_is_expired() {
+        let mut sm = WithSessions::new(Appender::default(), 4);
+        assert_eq!(sm.apply_request(1, &encode_command(99, 1, b"a")), SessionOutcome::Expired);
+        assert!(sm.inner().0.is_empty());
+        assert_eq!(
+            SessionResponse::decode(&sm.apply(2, &encode_command(99, 1, b"a"))),
+            Ok(SessionResponse::SessionExpired)
+        );
+    }
+
+    #[test]
+    fn malformed_request_is_answered_and_not_executed() {
+        let mut sm = WithSessions::new(Appender::default(), 4);
+        assert_eq!(sm.apply_request(1, &[0xff]), SessionOutcome::Malformed);
+        assert_eq!(SessionResponse::decode(&sm.apply(2, &[])), Ok(SessionResponse::Malformed));
+        assert!(sm.inner().0.is_empty());
+    }
+
+    #[test]
+    fn full_table_evicts_the_least_recently_used_session_by_log_index() {
+        let mut sm = WithSessions::new(Appender::default(), 2);
+        let a = register(&mut sm, 1);
+        let b = register(&mut sm, 2);
+        // `a` is used after `b` registered, so `b` is least recently used.
+        sm.apply(3, &encode_command(a, 1, b"a1"));
+        let outcome = sm.apply_request(4, &encode_register());
+        assert_eq!(outcome, SessionOutcome::Registered { client: 4, evicted: Some(b) });
+        assert!(sm.sessions().contains(a));
+        assert!(!sm.sessions().contains(b));
+        assert_eq!(sm.sessions().evictions(), 1);
+        // The evicted session's retry is not re-applied.
+        assert_eq!(sm.apply_request(5, &encode_command(b, 1, b"b1")), SessionOutcome::Expired);
+        assert_eq!(sm.inner().0, vec![b"a1".to_vec()]);
+    }
+
+    #[test]
+    fn a_cached_answer_refreshes_the_session() {
+        let mut sm = WithSessions::new(Appender::default(), 2);
+        let a = register(&mut sm, 1);
+        let b = register(&mut sm, 2);
+        sm.apply(3, &encode_command(a, 1, b"a1"));
+        sm.apply(4, &encode_command(b, 1, b"b1"));
+        // A retry of a's command at index 5 makes b the least recently used.
+        sm.apply(5, &encode_command(a, 1, b"a1"));
+        let outcome = sm.apply_request(6, &encode_register());
+        assert_eq!(outcome, SessionOutcome::Registered { client: 6, evicted: Some(b) });
+    }
+
+    #[test]
+    fn replicas_applying_the_same_log_agree() {
+        let log: Vec<Bytes> = vec![
+            encode_register(),
+            encode_register(),
+            encode_command(1, 1, b"x"),
+            encode_register(),
+            encode_command(2, 1, b"y"),
+            encode_command(1, 1, b"x"),
+            encode_register(),
+            encode_command(2, 2, b"z"),
+        ];
+        let run = || {
+            let mut sm = WithSessions::new(Appender::default(), 2);
+            let responses: Vec<Bytes> =
+                log.iter().enumerate().map(|(i, command)| sm.apply(i as Index + 1, command)).collect();
+            (responses, sm.snapshot())
+        };
+        assert_eq!(run(), run());
+    }
+
+    #[test]
+    fn snapshot_restores_sessions_and_inner_state() {
+        let mut sm = WithSessions::new(Appender::default(), 3);
+        let a = register(&mut sm, 1);
+        let b = register(&mut sm, 2);
+        sm.apply(3, &encode_command(a, 1, b"a1"));
+        sm.apply(4, &encode_command(b, 1, b"b1"));
+        let snapshot = sm.snapshot();
+
+        let mut restored = WithSessions::new(Appender::default(), 3);
+        restored.restore(&snapshot).unwrap();
+        assert_eq!(restored.inner().0, sm.inner().0);
+        assert_eq!(restored.sessions(), sm.sessions());
+        // The cache survives: a retry is not executed again.
+        assert!(matches!(restored.apply_request(5, &encode_command(a, 1, b"a1")), SessionOutcome::Cached(_)));
+        assert_eq!(restored.snapshot().len(), {
+            sm.apply(5, &encode_command(a, 1, b"a1"));
+            sm.snapshot().len()
+        });
+    }
+
+    #[test]
+    fn truncated_or_oversized_snapshot_is_refused() {
+        let mut sm = WithSessions::new(Appender::default(), 3);
+        register(&mut sm, 1);
+        register(&mut sm, 2);
+        let snapshot = sm.snapshot();
+        let mut small = WithSessions::new(Appender::default(), 3);
+        assert!(small.restore(&snapshot[..10]).is_err());
+        let mut tiny = WithSessions::new(Appender::default(), 1);
+        assert!(tiny.restore(&snapshot).is_err());
+        // A failed restore leaves the state untouched.
+        assert!(tiny.sessions().is_empty());
+    }
+}

@@ -1,0 +1,140 @@
+//! The replicated state machine a host applies committed commands to.
+//!
+//! Raft agrees on a sequence of opaque commands; a [`StateMachine`] gives
+//! them meaning. Every replica applies the same commands in the same order,
+//! so every replica's state machine must compute the same state and the same
+//! responses: `apply` must be a pure function of the state and the command
+//! (no clock, no randomness, no iteration over hash maps with random order).
+//!
+//! ```
+//! use bytes::Bytes;
+//! use concord::state_machine::{RestoreError, StateMachine};
+//!
+//! /// Counts the bytes of every command applied.
+//! #[derive(Default)]
+//! struct Counter(u64);
+//!
+//! impl StateMachine for Counter {
+//!     fn apply(&mut self, _index: u64, command: &[u8]) -> Bytes {
+//!         self.0 += command.len() as u64;
+//!         Bytes::copy_from_slice(&self.0.to_le_bytes())
+//!     }
+//!     fn snapshot(&self) -> Bytes {
+//!         Bytes::copy_from_slice(&self.0.to_le_bytes())
+//!     }
+//!     fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {
+//!         let bytes: [u8; 8] = snapshot.try_into().map_err(|_| RestoreError::new("want 8 bytes"))?;
+//!         self.0 = u64::from_le_bytes(bytes);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let mut counter = Counter::default();
+//! counter.apply(1, b"abc");
+//! let snapshot = counter.snapshot();
+//! let mut copy = Counter::default();
+//! copy.restore(&snapshot).unwrap();
+//! assert_eq!(copy.0, 3);
+//! ```
+
+use bytes::Bytes;
+use thiserror::Error;
+
+use crate::types::Index;
+
+/// A deterministic state machine fed with the commands of committed log
+/// entries.
+///
+/// The host calls [`apply`](StateMachine::apply) for every
+/// [`EntryPayload::Command`](crate::EntryPayload::Command) of an
+/// [`Action::Apply`](crate::Action::Apply), in log order, then reports
+/// [`Input::Applied`](crate::Input::Applied). `Noop` entries carry no
+/// command and are not passed to the state machine.
+pub trait StateMachine {
+    /// Applies the command committed at `index` and returns the response
+    /// for the client that proposed it.
+    ///
+    /// Must be deterministic: the same state and command give the same new
+    /// state and response on every replica. A command the state machine
+    /// cannot parse must still be handled deterministically (typically by
+    /// answering with an error response and leaving the state unchanged),
+    /// never by panicking.
+    fn apply(&mut self, index: Index, command: &[u8]) -> Bytes;
+
+    /// Serializes the whole state. Restoring it on a fresh instance must
+    /// give a state machine that behaves identically from then on.
+    fn snapshot(&self) -> Bytes;
+
+    /// Replaces the whole state with a snapshot taken by
+    /// [`snapshot`](StateMachine::snapshot).
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError>;
+}
+
+impl<S: StateMachine + ?Sized> StateMachine for Box<S> {
+    fn apply(&mut self, index: Index, command: &[u8]) -> Bytes {
+        (**self).apply(index, command)
+    }
+
+    fn snapshot(&self) -> Bytes {
+        (**self).snapshot()
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {
+        (**self).restore(snapshot)
+    }
+}
+
+/// A snapshot could not be restored (truncated, corrupt, or of another
+/// version).
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[error("cannot restore the state machine from this snapshot: {reason}")]
+pub struct RestoreError {
+    /// What is wrong with the snapshot.
+    pub reason: String,
+}
+
+impl RestoreError {
+    /// Builds an error with a human-readable reason.
+    pub fn new(reason: impl Into<String>) -> Self {
+        RestoreError { reason: reason.into() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Concat(Vec<u8>);
+
+    impl StateMachine for Concat {
+        fn apply(&mut self, _index: Index, command: &[u8]) -> Bytes {
+            self.0.extend_from_slice(command);
+            Bytes::copy_from_slice(&self.0)
+        }
+        fn snapshot(&self) -> Bytes {
+            Bytes::copy_from_slice(&self.0)
+        }
+        fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {
+            self.0 = snapshot.to_vec();
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn boxed_state_machine_forwards_every_call() {
+        let mut boxed: Box<dyn StateMachine> = Box::new(Concat::default());
+        assert_eq!(&boxed.apply(1, b"ab")[..], b"ab");
+        assert_eq!(&boxed.apply(2, b"c")[..], b"abc");
+        let snapshot = boxed.snapshot();
+        let mut other: Box<dyn StateMachine> = Box::new(Concat::default());
+        other.restore(&snapshot).unwrap();
+        assert_eq!(&other.apply(3, b"d")[..], b"abcd");
+    }
+
+    #[test]
+    fn restore_error_names_the_reason() {
+        let error = RestoreError::new("truncated");
+        assert!(error.to_string().contains("truncated"));
+    }
+}
