@@ -123,7 +123,8 @@ impl Node {
         self.stats.pre_elections_started += 1;
         self.announce_role(previous, actions);
         let last_log = self.log.last_position();
-        for peer in self.peers() {
+        for i in 0..self.peer_count() {
+            let peer = self.peer(i);
             let body = MessageBody::RequestVote {
                 pre_vote: true,
                 last_log,
@@ -147,7 +148,8 @@ impl Node {
         self.stats.elections_started += 1;
         self.announce_role(previous, actions);
         let last_log = self.log.last_position();
-        for peer in self.peers() {
+        for i in 0..self.peer_count() {
+            let peer = self.peer(i);
             let body = MessageBody::RequestVote {
                 pre_vote: false,
                 last_log,

@@ -93,6 +93,8 @@ pub struct Node {
     pub(crate) stats: Statistics,
     /// Reused buffer for quorum computations (no allocation per step).
     pub(crate) scratch_indices: Vec<Index>,
+    /// Every voter but this node, in id order (fixed at construction).
+    pub(crate) peer_ids: Vec<NodeId>,
 }
 
 impl Node {
@@ -137,6 +139,12 @@ impl Node {
             applied_index: recovered.applied_index,
             stats: Statistics::default(),
             scratch_indices: Vec::new(),
+            peer_ids: config
+                .voters
+                .iter()
+                .copied()
+                .filter(|id| *id != config.id)
+                .collect(),
             config,
         };
         node.reset_randomized_election_timeout();
@@ -289,15 +297,15 @@ impl Node {
         self.config.voters.len()
     }
 
-    /// Every voter but this node, in id order.
-    pub(crate) fn peers(&self) -> Vec<NodeId> {
-        let me = self.config.id;
-        self.config
-            .voters
-            .iter()
-            .copied()
-            .filter(|id| *id != me)
-            .collect()
+    /// Number of voters other than this node. Callers loop by index so
+    /// they can call `&mut self` methods without copying the peer list.
+    pub(crate) fn peer_count(&self) -> usize {
+        self.peer_ids.len()
+    }
+
+    /// The `i`th peer in id order.
+    pub(crate) fn peer(&self, i: usize) -> NodeId {
+        self.peer_ids[i]
     }
 
     pub(crate) fn send(

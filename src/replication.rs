@@ -33,9 +33,9 @@ impl Node {
         let next_index = self.log.last_index() + 1;
         let inflight_max = self.config.inflight_messages_max;
         self.progress = self
-            .peers()
-            .into_iter()
-            .map(|id| (id, Progress::new(next_index, inflight_max)))
+            .peer_ids
+            .iter()
+            .map(|id| (*id, Progress::new(next_index, inflight_max)))
             .collect();
     }
 
@@ -99,7 +99,8 @@ impl Node {
     /// Sends whatever each follower is missing (pipelined up to the
     /// in-flight limit); with `send_if_empty`, at least a commit update.
     pub(crate) fn broadcast_append(&mut self, send_if_empty: bool, actions: &mut Vec<Action>) {
-        for peer in self.peers() {
+        for i in 0..self.peer_count() {
+            let peer = self.peer(i);
             if self.send_append(peer, send_if_empty, actions) {
                 self.send_append_pipelined(peer, actions);
             }
