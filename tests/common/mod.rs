@@ -544,6 +544,22 @@ impl Cluster {
         panic!("network never went quiet");
     }
 
+    /// Delivers queued messages until none are left, passing each through
+    /// `map` first: it may drop a message (None) or change it (bounded).
+    pub fn deliver_mapped(&mut self, mut map: impl FnMut(Message) -> Option<Message>) {
+        for _ in 0..1_000_000 {
+            let Some(message) = self.network.pop_front() else {
+                return;
+            };
+            if let Some(message) = map(message) {
+                if self.nodes.contains_key(&message.to) {
+                    self.step(message.to, Input::Receive(message));
+                }
+            }
+        }
+        panic!("network never went quiet");
+    }
+
     /// Messages `from` sent (as recorded in the trace).
     pub fn traced_sends(&self, from: NodeId) -> Vec<Message> {
         self.trace
