@@ -385,7 +385,6 @@ fn extreme_indices_never_panic() {
 /// hostile message panics the node (debug builds) instead of being
 /// counted as malformed.
 #[test]
-#[ignore = "core bug: entries_well_formed() computes expected.index + 1 unchecked (src/replication.rs), overflow panic on prev.index == u64::MAX"]
 fn append_with_prev_index_at_u64_max_is_malformed_not_a_panic() {
     let mut c = running();
     c.network.clear();
@@ -401,4 +400,26 @@ fn append_with_prev_index_at_u64_max_is_malformed_not_a_panic() {
         msg(1, 2, t, append((u64::MAX, t), vec![entry], 0)),
     );
     assert_eq!(grown.messages_malformed, 1);
+}
+
+/// A term near `u64::MAX` could only come from a broken or hostile peer;
+/// adopting it would let the next election overflow the term. Every kind of
+/// message carrying one is refused and counted, and the term stays put.
+#[test]
+fn absurd_terms_are_refused_as_malformed() {
+    let mut c = running();
+    c.network.clear();
+    let bodies = [
+        append((4, 3), vec![], 4),
+        vote_request((100, 3)),
+        MessageBody::TimeoutNow,
+        MessageBody::Heartbeat { commit: 0 },
+        MessageBody::HeartbeatResponse,
+    ];
+    for term in [u64::MAX, u64::MAX / 2 + 1] {
+        for body in &bodies {
+            let grown = feed_ignored(&mut c, 2, msg(1, 2, term, body.clone()));
+            assert_eq!(grown.messages_malformed, 1, "term {term}: {body:?}");
+        }
+    }
 }

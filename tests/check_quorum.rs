@@ -51,7 +51,6 @@ fn leader_hearing_from_no_quorum_steps_down() {
 /// a refused proposal (a client would be redirected to a node that is not
 /// leading, in a loop).
 #[test]
-#[ignore = "core bug: check-quorum step-down keeps `leader == Some(self)` (become_follower(term, None) does not clear it)"]
 fn leader_that_steps_down_no_longer_names_itself_leader() {
     let mut c = cluster(true, true);
     c.elect(1);

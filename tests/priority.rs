@@ -35,7 +35,6 @@ fn preferred_node_takes_over_after_another_is_elected_first() {
 /// core's `preferred_leader` documents, and the directory service's "highest
 /// id leads when healthy").
 #[test]
-#[ignore = "core bug: with equal priorities preferred_leader() names the highest id, but maybe_transfer_to_preferred() refuses because priority_of(target) <= priority_of(self)"]
 fn highest_id_is_preferred_among_equal_priorities() {
     takes_over(&[(1, 5), (2, 5), (3, 5)]);
 }

@@ -50,6 +50,17 @@ proptest! {
 
 /// Entries after `prev`: usually well formed (contiguous, terms non-
 /// decreasing and at most `term`), sometimes arbitrary.
+/// Mostly small indices (so messages interact with the log), sometimes
+/// extreme ones (so overflow paths are exercised).
+fn arb_index() -> impl Strategy<Value = u64> {
+    prop_oneof![20 => 0u64..20, 1 => Just(u64::MAX), 1 => Just(u64::MAX - 1), 1 => any::<u64>()]
+}
+
+/// Mostly small terms, sometimes absurd ones a hostile peer might send.
+fn arb_term() -> impl Strategy<Value = u64> {
+    prop_oneof![20 => 0u64..8, 1 => Just(u64::MAX), 1 => any::<u64>()]
+}
+
 fn arb_entries(prev: LogPosition, term: u64) -> impl Strategy<Value = Vec<Entry>> {
     let well_formed = prop::collection::vec(0u64..2, 0..4).prop_map(move |bumps| {
         let mut t = prev.term;
@@ -57,10 +68,10 @@ fn arb_entries(prev: LogPosition, term: u64) -> impl Strategy<Value = Vec<Entry>
             .iter()
             .enumerate()
             .map(|(i, bump)| {
-                t = (t + bump).min(term.max(prev.term));
+                t = t.saturating_add(*bump).min(term.max(prev.term));
                 Entry {
                     term: t,
-                    index: prev.index + 1 + i as u64,
+                    index: prev.index.wrapping_add(1 + i as u64),
                     payload: EntryPayload::Command(Bytes::from(vec![i as u8; i])),
                 }
             })
@@ -80,7 +91,7 @@ fn arb_entries(prev: LogPosition, term: u64) -> impl Strategy<Value = Vec<Entry>
 }
 
 fn arb_position() -> impl Strategy<Value = LogPosition> {
-    (0u64..16, 0u64..8).prop_map(|(index, term)| LogPosition::new(index, term))
+    (arb_index(), 0u64..8).prop_map(|(index, term)| LogPosition::new(index, term))
 }
 
 fn arb_body(term: u64) -> impl Strategy<Value = MessageBody> {
@@ -96,24 +107,24 @@ fn arb_body(term: u64) -> impl Strategy<Value = MessageBody> {
         ),
         (any::<bool>(), any::<bool>())
             .prop_map(|(pre_vote, granted)| MessageBody::RequestVoteResponse { pre_vote, granted }),
-        (arb_position(), 0u64..20).prop_flat_map(move |(prev, leader_commit)| {
+        (arb_position(), arb_index()).prop_flat_map(move |(prev, leader_commit)| {
             arb_entries(prev, term).prop_map(move |entries| MessageBody::AppendEntries {
                 prev,
                 entries,
                 leader_commit,
             })
         }),
-        (0u64..20).prop_map(|match_index| {
+        (arb_index()).prop_map(|match_index| {
             MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index })
         }),
-        (0u64..20, 0u64..20, 0u64..8).prop_map(|(rejected_index, hint_index, hint_term)| {
+        (arb_index(), arb_index(), 0u64..8).prop_map(|(rejected_index, hint_index, hint_term)| {
             MessageBody::AppendEntriesResponse(AppendResponse::Rejected {
                 rejected_index,
                 hint_index,
                 hint_term,
             })
         }),
-        (0u64..20).prop_map(|commit| MessageBody::Heartbeat { commit }),
+        (arb_index()).prop_map(|commit| MessageBody::Heartbeat { commit }),
         Just(MessageBody::HeartbeatResponse),
         Just(MessageBody::TimeoutNow),
     ]
@@ -122,7 +133,7 @@ fn arb_body(term: u64) -> impl Strategy<Value = MessageBody> {
 fn arb_message() -> impl Strategy<Value = Message> {
     let from = prop_oneof![8 => 2u64..4, 1 => 0u64..6];
     let to = prop_oneof![9 => Just(1u64), 1 => 0u64..5];
-    (from, to, 0u64..8).prop_flat_map(|(from, to, term)| {
+    (from, to, arb_term()).prop_flat_map(|(from, to, term)| {
         arb_body(term).prop_map(move |body| Message {
             from,
             to,
