@@ -7,6 +7,11 @@ use crate::node::{Node, Role};
 use crate::quorum::{majority, vote_result, VoteResult};
 use crate::types::{HardState, LogPosition, NodeId, Term};
 
+/// Terms above this are refused as malformed: no real cluster gets near
+/// it, and accepting one would let a hostile message push the term to where
+/// the next election overflows.
+pub(crate) const TERM_MAX: Term = u64::MAX / 2;
+
 impl Node {
     pub(crate) fn tick(&mut self, actions: &mut Vec<Action>) {
         match self.role {
@@ -100,8 +105,13 @@ impl Node {
         }
         assert_eq!(term, self.term);
         self.role = Role::Follower;
-        if let Some(leader) = leader {
-            self.set_leader(leader);
+        match leader {
+            Some(leader) => self.set_leader(leader),
+            // A leader stepping down in its own term (CheckQuorum) must stop
+            // naming itself: clients would be redirected back to it, and it
+            // would keep refusing votes as if a leader were alive.
+            None if self.leader == Some(self.config.id) => self.leader = None,
+            None => {}
         }
         self.progress.clear();
         self.votes.clear();
@@ -316,6 +326,10 @@ impl Node {
         }
         if message.from == self.config.id || !self.config.voters.contains(&message.from) {
             self.stats.messages_from_unknown_node += 1;
+            return;
+        }
+        if message.term > TERM_MAX {
+            self.stats.messages_malformed += 1;
             return;
         }
         if message.term > self.term {

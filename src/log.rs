@@ -174,3 +174,217 @@ impl RaftLog {
         LogPosition::new(found, self.term_at(found).unwrap_or(0))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The log against a model: a plain `Vec` of entries after a base.
+    use super::*;
+    use crate::types::EntryPayload;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// Append one entry whose term is the last term plus this bump.
+        Append(u64),
+        /// Truncate after a point chosen in the allowed range by this seed.
+        Truncate(u64),
+        /// Commit up to a point chosen in the allowed range by this seed.
+        Commit(u64),
+    }
+
+    fn arb_op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            5 => (0u64..3).prop_map(Op::Append),
+            2 => any::<u64>().prop_map(Op::Truncate),
+            1 => any::<u64>().prop_map(Op::Commit),
+        ]
+    }
+
+    struct Model {
+        base: LogPosition,
+        entries: Vec<Entry>,
+        commit: Index,
+    }
+
+    impl Model {
+        fn last_index(&self) -> Index {
+            self.base.index + self.entries.len() as Index
+        }
+
+        fn term_at(&self, index: Index) -> Option<Term> {
+            if index == self.base.index {
+                return Some(self.base.term);
+            }
+            self.entries
+                .iter()
+                .find(|entry| entry.index == index)
+                .map(|entry| entry.term)
+        }
+    }
+
+    fn entry(index: Index, term: Term) -> Entry {
+        Entry {
+            term,
+            index,
+            payload: EntryPayload::Command(bytes::Bytes::from(vec![0u8; (index % 7) as usize])),
+        }
+    }
+
+    /// A log whose deque storage wraps around (front and back slices both
+    /// non-empty) when `wrap` is set, to exercise both halves of the
+    /// binary search.
+    fn build(base: LogPosition, entries: &[Entry], wrap: bool) -> RaftLog {
+        let mut deque = VecDeque::with_capacity(entries.len() + 1);
+        if wrap {
+            let split = entries.len() / 2;
+            for entry in &entries[split..] {
+                deque.push_back(entry.clone());
+            }
+            for entry in entries[..split].iter().rev() {
+                deque.push_front(entry.clone());
+            }
+        } else {
+            deque.extend(entries.iter().cloned());
+        }
+        RaftLog {
+            base,
+            entries: deque,
+            commit: base.index,
+        }
+    }
+
+    fn check(log: &RaftLog, model: &Model) -> Result<(), TestCaseError> {
+        let last = model.last_index();
+        prop_assert_eq!(log.first_index(), model.base.index + 1);
+        prop_assert_eq!(log.last_index(), last);
+        prop_assert_eq!(
+            log.last_position(),
+            model.entries.last().map_or(model.base, Entry::position)
+        );
+        prop_assert_eq!(log.commit_index(), model.commit);
+        for index in model.base.index..=last + 2 {
+            let term = model.term_at(index);
+            prop_assert_eq!(log.term_at(index), term, "term_at({})", index);
+            let expected = model.entries.iter().find(|e| e.index == index);
+            prop_assert_eq!(log.entry(index), expected);
+            prop_assert_eq!(
+                log.matches(LogPosition::new(index, term.unwrap_or(1))),
+                term.is_some()
+            );
+            // The largest i <= index (within the log) with term_at(i) <= t.
+            for t in 0..6 {
+                let upper = index.min(last);
+                let found = (model.base.index + 1..=upper)
+                    .rev()
+                    .find(|i| model.term_at(*i).unwrap() <= t)
+                    .unwrap_or(model.base.index);
+                let position = LogPosition::new(found, model.term_at(found).unwrap());
+                prop_assert_eq!(
+                    log.find_conflict_by_term(index, t),
+                    position,
+                    "find_conflict_by_term({}, {})",
+                    index,
+                    t
+                );
+            }
+        }
+        for from in model.base.index + 1..=last + 1 {
+            for (count_max, bytes_max) in [(1, usize::MAX), (3, usize::MAX), (100, 60), (2, 0)] {
+                let mut expected: Vec<Entry> = Vec::new();
+                let mut bytes = 0;
+                for entry in model.entries.iter().filter(|e| e.index >= from) {
+                    if expected.len() == count_max {
+                        break;
+                    }
+                    bytes += entry.size_bytes();
+                    if !expected.is_empty() && bytes > bytes_max {
+                        break;
+                    }
+                    expected.push(entry.clone());
+                }
+                prop_assert_eq!(log.entries_from(from, count_max, bytes_max), expected);
+            }
+            let slice: Vec<Entry> = model
+                .entries
+                .iter()
+                .filter(|e| e.index >= from)
+                .cloned()
+                .collect();
+            prop_assert_eq!(log.slice(from, last), slice);
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn log_agrees_with_a_vec_model(
+            base_index in 0u64..4,
+            base_term in 0u64..3,
+            initial in prop::collection::vec(0u64..2, 0..8),
+            wrap in any::<bool>(),
+            ops in prop::collection::vec(arb_op(), 0..40),
+        ) {
+            let base = if base_index == 0 {
+                LogPosition::ZERO
+            } else {
+                LogPosition::new(base_index, base_term)
+            };
+            let mut term = base.term;
+            let entries: Vec<Entry> = initial
+                .iter()
+                .enumerate()
+                .map(|(i, bump)| {
+                    term += bump;
+                    entry(base.index + 1 + i as Index, term)
+                })
+                .collect();
+            let mut log = build(base, &entries, wrap);
+            let mut model = Model { base, entries, commit: base.index };
+            check(&log, &model)?;
+            for op in ops {
+                match op {
+                    Op::Append(bump) => {
+                        let last = model.entries.last().map_or(model.base, Entry::position);
+                        let new = entry(last.index + 1, last.term + bump);
+                        log.append(new.clone());
+                        model.entries.push(new);
+                    }
+                    Op::Truncate(seed) => {
+                        let low = model.commit;
+                        let index = low + seed % (model.last_index() - low + 1);
+                        log.truncate_after(index);
+                        model.entries.retain(|e| e.index <= index);
+                    }
+                    Op::Commit(seed) => {
+                        let low = model.commit;
+                        let index = low + seed % (model.last_index() - low + 1);
+                        log.commit_to(index);
+                        model.commit = index;
+                    }
+                }
+                check(&log, &model)?;
+            }
+        }
+
+        /// The guards hold: a committed entry is never truncated, the
+        /// commit index never goes back or past the log, and appends must
+        /// be contiguous with non-decreasing terms.
+        #[test]
+        fn log_refuses_to_break_its_invariants(len in 2u64..8, commit in 1u64..8) {
+            let commit = commit.min(len);
+            let entries: Vec<Entry> = (1..=len).map(|i| entry(i, 2)).collect();
+            let fresh = || RaftLog::new(LogPosition::ZERO, entries.clone(), commit);
+            let panics = |f: &dyn Fn(&mut RaftLog)| {
+                let mut log = fresh();
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut log))).is_err()
+            };
+            prop_assert!(panics(&|log| log.truncate_after(commit - 1)));
+            prop_assert!(!panics(&|log| log.truncate_after(commit)));
+            prop_assert!(panics(&|log| log.commit_to(commit - 1)));
+            prop_assert!(panics(&|log| log.commit_to(len + 1)));
+            prop_assert!(panics(&|log| log.append(entry(len + 2, 2))));
+            prop_assert!(panics(&|log| log.append(entry(len + 1, 1))));
+            prop_assert!(!panics(&|log| log.append(entry(len + 1, 3))));
+        }
+    }
+}

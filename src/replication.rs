@@ -427,7 +427,7 @@ fn entries_well_formed(prev: LogPosition, entries: &[Entry], message_term: Term)
         return false;
     }
     for entry in entries {
-        if entry.index != expected.index + 1
+        if expected.index.checked_add(1) != Some(entry.index)
             || entry.term < expected.term
             || entry.term > message_term
         {

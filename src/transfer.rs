@@ -30,9 +30,9 @@ impl Node {
         let Some(target) = self.preferred_leader() else {
             return;
         };
-        if target == self.config.id
-            || self.config.priority_of(target) <= self.config.priority_of(self.config.id)
-        {
+        // The preferred node outranks every other by (priority, id), so any
+        // leader that is not it hands over, ties included.
+        if target == self.config.id {
             return;
         }
         let Some(progress) = self.progress.get(&target) else {

@@ -329,3 +329,378 @@ pub fn is_vote_grant(message: &Message) -> bool {
         }
     )
 }
+
+// ---------------------------------------------------------------------------
+// Helpers for the rule-by-rule tests (additive).
+// ---------------------------------------------------------------------------
+
+/// The command an entry built by [`entry`] carries: "index@term", so two
+/// entries compare equal exactly when index and term do.
+pub fn command(index: Index, term: Term) -> Bytes {
+    Bytes::from(format!("{index}@{term}"))
+}
+
+/// A command entry at `index` in `term`.
+pub fn entry(index: Index, term: Term) -> Entry {
+    Entry {
+        term,
+        index,
+        payload: EntryPayload::Command(command(index, term)),
+    }
+}
+
+/// A log from index 1 with the given terms.
+pub fn log_of(terms: &[Term]) -> Vec<Entry> {
+    terms
+        .iter()
+        .enumerate()
+        .map(|(i, term)| entry(i as Index + 1, *term))
+        .collect()
+}
+
+/// Recovered state with the given hard state and log terms.
+pub fn recovered(term: Term, voted_for: Option<NodeId>, terms: &[Term]) -> Recovered {
+    Recovered {
+        hard_state: HardState { term, voted_for },
+        entries: log_of(terms),
+        ..Recovered::default()
+    }
+}
+
+pub fn msg(from: NodeId, to: NodeId, term: Term, body: MessageBody) -> Message {
+    Message {
+        from,
+        to,
+        term,
+        body,
+    }
+}
+
+/// An AppendEntries body.
+pub fn append(prev: (Index, Term), entries: Vec<Entry>, leader_commit: Index) -> MessageBody {
+    MessageBody::AppendEntries {
+        prev: concord::LogPosition::new(prev.0, prev.1),
+        entries,
+        leader_commit,
+    }
+}
+
+/// A real (not pre-) vote request.
+pub fn vote_request(last: (Index, Term)) -> MessageBody {
+    MessageBody::RequestVote {
+        pre_vote: false,
+        last_log: concord::LogPosition::new(last.0, last.1),
+        transfer: false,
+    }
+}
+
+/// A pre-vote request.
+pub fn pre_vote_request(last: (Index, Term)) -> MessageBody {
+    MessageBody::RequestVote {
+        pre_vote: true,
+        last_log: concord::LogPosition::new(last.0, last.1),
+        transfer: false,
+    }
+}
+
+/// The messages among `actions`.
+pub fn sent(actions: &[Action]) -> Vec<Message> {
+    actions
+        .iter()
+        .filter_map(|action| match action {
+            Action::Send { message, .. } => Some(message.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The vote answers (granted or not, real votes only) among `actions`.
+pub fn vote_answers(actions: &[Action]) -> Vec<(NodeId, Term, bool)> {
+    sent(actions)
+        .into_iter()
+        .filter_map(|m| match m.body {
+            MessageBody::RequestVoteResponse {
+                pre_vote: false,
+                granted,
+            } => Some((m.to, m.term, granted)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The AppendEntries answers among `actions`.
+pub fn append_answers(actions: &[Action]) -> Vec<concord::AppendResponse> {
+    sent(actions)
+        .into_iter()
+        .filter_map(|m| match m.body {
+            MessageBody::AppendEntriesResponse(response) => Some(response),
+            _ => None,
+        })
+        .collect()
+}
+
+/// One node driven by hand, with a disk that syncs only when told.
+pub struct Solo {
+    pub node: Node,
+    pub disk: Disk,
+    /// Every action ever emitted, in order.
+    pub history: Vec<Action>,
+}
+
+impl Solo {
+    pub fn new(config: Config, recovered: Recovered) -> Self {
+        let disk = Disk {
+            hard_state: recovered.hard_state,
+            entries: recovered.entries.clone(),
+            unsynced: Vec::new(),
+        };
+        Solo {
+            node: Node::new(config, recovered).expect("valid node"),
+            disk,
+            history: Vec::new(),
+        }
+    }
+
+    /// Feeds one input; records writes on the (unsynced) disk and reports
+    /// applied entries at once. Returns this step's actions.
+    pub fn step(&mut self, input: Input) -> Vec<Action> {
+        let mut inputs = VecDeque::from([input]);
+        let mut out = Vec::new();
+        let mut actions = Vec::new();
+        while let Some(input) = inputs.pop_front() {
+            self.node.step(input, &mut actions);
+            for action in actions.drain(..) {
+                match &action {
+                    Action::Persist {
+                        id,
+                        hard_state,
+                        truncate_after,
+                        entries,
+                    } => self.disk.unsynced.push((
+                        *id,
+                        *hard_state,
+                        *truncate_after,
+                        entries.clone(),
+                    )),
+                    Action::Apply { entries } => {
+                        inputs.push_back(Input::Applied(entries.last().expect("non-empty").index))
+                    }
+                    _ => {}
+                }
+                out.push(action);
+            }
+        }
+        self.history.extend(out.iter().cloned());
+        out
+    }
+
+    pub fn receive(&mut self, message: Message) -> Vec<Action> {
+        self.step(Input::Receive(message))
+    }
+
+    /// Syncs the disk and reports it durable. Returns the actions that
+    /// follow (the promises that waited for the write).
+    pub fn sync(&mut self) -> Vec<Action> {
+        match self.disk.sync() {
+            Some(id) => self.step(Input::Persisted(id)),
+            None => Vec::new(),
+        }
+    }
+
+    /// Ticks `n` times, returning every action.
+    pub fn ticks(&mut self, n: usize) -> Vec<Action> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            out.extend(self.step(Input::Tick));
+        }
+        out
+    }
+}
+
+impl Cluster {
+    /// Replaces a node's disk with the given durable state and restarts it
+    /// from there.
+    pub fn load(&mut self, id: NodeId, recovered: Recovered) {
+        let disk = self.disks.get_mut(&id).expect("disk");
+        disk.hard_state = recovered.hard_state;
+        disk.entries = recovered.entries;
+        disk.unsynced.clear();
+        self.nodes.remove(&id);
+        self.network.retain(|m| m.to != id && m.from != id);
+        self.restart(id);
+    }
+
+    /// Delivers queued messages until none are left, dropping those that
+    /// `keep` refuses (bounded).
+    pub fn deliver_filtered(&mut self, mut keep: impl FnMut(&Message) -> bool) {
+        for _ in 0..1_000_000 {
+            let Some(message) = self.network.pop_front() else {
+                return;
+            };
+            if keep(&message) && self.nodes.contains_key(&message.to) {
+                self.step(message.to, Input::Receive(message));
+            }
+        }
+        panic!("network never went quiet");
+    }
+
+    /// Delivers queued messages until none are left, passing each through
+    /// `map` first: it may drop a message (None) or change it (bounded).
+    pub fn deliver_mapped(&mut self, mut map: impl FnMut(Message) -> Option<Message>) {
+        for _ in 0..1_000_000 {
+            let Some(message) = self.network.pop_front() else {
+                return;
+            };
+            if let Some(message) = map(message) {
+                if self.nodes.contains_key(&message.to) {
+                    self.step(message.to, Input::Receive(message));
+                }
+            }
+        }
+        panic!("network never went quiet");
+    }
+
+    /// Messages `from` sent (as recorded in the trace).
+    pub fn traced_sends(&self, from: NodeId) -> Vec<Message> {
+        self.trace
+            .iter()
+            .filter(|(id, _)| *id == from)
+            .filter_map(|(_, action)| match action {
+                Action::Send { message, .. } => Some(message.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The whole log of a node.
+    pub fn log(&self, id: NodeId) -> Vec<Entry> {
+        let node = self.node(id);
+        (node.first_index()..=node.last_index())
+            .map(|i| node.entry(i).expect("in memory").clone())
+            .collect()
+    }
+
+    /// Ticks every node until some node leads with its whole log committed
+    /// (bounded); returns the leader.
+    pub fn settle(&mut self) -> NodeId {
+        for _ in 0..500 {
+            self.tick_all(1);
+            if let Some(leader) = self.leader() {
+                let node = self.node(leader);
+                if node.commit_index() == node.last_index()
+                    && self.ids().iter().all(|id| {
+                        self.node(*id).commit_index() == node.commit_index()
+                            && self.node(*id).term() == node.term()
+                    })
+                {
+                    return leader;
+                }
+            }
+        }
+        panic!("the cluster did not settle");
+    }
+}
+
+/// Seeded chaos over an in-test cluster: random ticks, reordered, lost and
+/// duplicated delivery, syncs, proposals, crashes, restarts and partitions.
+/// `check` runs after every step; `on_restart` is told of restarts.
+pub struct Chaos {
+    pub cluster: Cluster,
+    pub rng: rand_chacha::ChaCha8Rng,
+    pub crashed: Vec<NodeId>,
+    pub next_command: u64,
+    voters: Vec<NodeId>,
+}
+
+impl Chaos {
+    pub fn new(seed: u64, voters: &[NodeId], configure: impl Fn(&mut Config)) -> Self {
+        use rand::SeedableRng;
+        let configs = voters
+            .iter()
+            .map(|id| {
+                let mut config = config(*id, voters);
+                config.seed = seed * 1000 + id;
+                configure(&mut config);
+                config
+            })
+            .collect();
+        let mut cluster = Cluster::with_configs(configs);
+        cluster.auto_sync.clear();
+        Chaos {
+            cluster,
+            rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed),
+            crashed: Vec::new(),
+            next_command: 0,
+            voters: voters.to_vec(),
+        }
+    }
+
+    /// One random step. Returns the id of a node that was restarted, if any.
+    pub fn step(&mut self) -> Option<NodeId> {
+        use rand::Rng;
+        let c = &mut self.cluster;
+        let rng = &mut self.rng;
+        let ids = c.ids();
+        let id = ids[rng.gen_range(0..ids.len())];
+        match rng.gen_range(0..100) {
+            0..=29 => c.tick(id),
+            30..=59 => {
+                if !c.network.is_empty() {
+                    let pick = rng.gen_range(0..c.network.len().min(4));
+                    let message = c.network.remove(pick).expect("in range");
+                    if !rng.gen_bool(0.05) {
+                        if rng.gen_bool(0.03) {
+                            c.network.push_back(message.clone());
+                        }
+                        if c.nodes.contains_key(&message.to) {
+                            c.step(message.to, Input::Receive(message));
+                        }
+                    }
+                }
+            }
+            60..=74 => c.sync(id),
+            75..=84 => {
+                if c.node(id).role() == Role::Leader {
+                    self.next_command += 1;
+                    c.propose(id, &format!("cmd{}", self.next_command));
+                }
+            }
+            85..=87 => {
+                if self.crashed.len() < (self.voters.len() - 1) / 2 {
+                    c.crash(id);
+                    self.crashed.push(id);
+                }
+            }
+            88..=91 => {
+                if let Some(id) = self.crashed.pop() {
+                    c.restart(id);
+                    return Some(id);
+                }
+            }
+            92..=94 => {
+                let a = self.voters[rng.gen_range(0..self.voters.len())];
+                let b = self.voters[rng.gen_range(0..self.voters.len())];
+                if a != b {
+                    c.partition(&[a], &[b]);
+                }
+            }
+            _ => c.heal(),
+        }
+        None
+    }
+
+    /// Restarts every crashed node, heals the network, syncs every disk and
+    /// lets the cluster settle. Returns the leader.
+    pub fn heal_and_settle(&mut self) -> NodeId {
+        let c = &mut self.cluster;
+        for id in self.crashed.drain(..) {
+            c.restart(id);
+        }
+        c.heal();
+        c.auto_sync = c.ids().into_iter().collect();
+        for id in c.ids() {
+            c.sync(id);
+        }
+        c.settle()
+    }
+}

@@ -1,0 +1,176 @@
+//! CheckQuorum: a leader that has not heard from a majority for an
+//! election timeout steps down, and while a leader is heard from, voters
+//! refuse to help depose it (the leader lease).
+mod common;
+
+use common::*;
+use concord::{Action, HardState, Input, ProposeError, Role};
+
+fn cluster(pre_vote: bool, check_quorum: bool) -> Cluster {
+    let configs = [1, 2, 3]
+        .iter()
+        .map(|id| {
+            let mut c = config(*id, &[1, 2, 3]);
+            c.pre_vote = pre_vote;
+            c.check_quorum = check_quorum;
+            c
+        })
+        .collect();
+    Cluster::with_configs(configs)
+}
+
+/// A leader cut off from every follower steps down, but not before a full
+/// election timeout has passed, and within two (the window it last heard
+/// from them in, then one silent window).
+#[test]
+fn leader_hearing_from_no_quorum_steps_down() {
+    let mut c = cluster(true, true);
+    c.elect(1);
+    let term = c.node(1).term();
+    c.isolate(1);
+    let min = c.configs[&1].election_timeout_min_ticks;
+    for _ in 0..min - 1 {
+        c.tick(1);
+    }
+    assert_eq!(
+        c.node(1).role(),
+        Role::Leader,
+        "stepped down before a timeout"
+    );
+    for _ in 0..min + 1 {
+        c.tick(1);
+    }
+    let n = c.node(1);
+    assert_eq!(n.role(), Role::Follower);
+    assert_eq!(n.term(), term, "stepping down does not change the term");
+    assert_eq!(n.stats().check_quorum_step_downs, 1);
+}
+
+/// A leader that stepped down for lack of a quorum knows no leader any
+/// more: it must not name itself, neither in `leader()` nor as the hint of
+/// a refused proposal (a client would be redirected to a node that is not
+/// leading, in a loop).
+#[test]
+fn leader_that_steps_down_no_longer_names_itself_leader() {
+    let mut c = cluster(true, true);
+    c.elect(1);
+    c.isolate(1);
+    for _ in 0..3 * c.configs[&1].election_timeout_min_ticks {
+        c.tick(1);
+        if c.node(1).role() != Role::Leader {
+            break;
+        }
+    }
+    assert_eq!(c.node(1).role(), Role::Follower);
+    assert_eq!(c.node(1).leader(), None);
+    c.record_trace = true;
+    c.propose(1, "x");
+    let refusals: Vec<_> = c
+        .trace
+        .iter()
+        .filter_map(|(_, a)| match a {
+            Action::ProposalRefused { error, .. } => Some(*error),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        refusals,
+        vec![ProposeError::NotLeader { leader_hint: None }]
+    );
+}
+
+/// Without CheckQuorum the same isolated leader keeps believing it leads.
+#[test]
+fn without_check_quorum_an_isolated_leader_stays() {
+    let mut c = cluster(true, false);
+    c.elect(1);
+    c.isolate(1);
+    for _ in 0..100 {
+        c.tick(1);
+    }
+    assert_eq!(c.node(1).role(), Role::Leader);
+    assert_eq!(c.node(1).stats().check_quorum_step_downs, 0);
+}
+
+/// A leader that hears from a majority (itself and one of two followers)
+/// stays leader in its term, however long that lasts.
+#[test]
+fn leader_hearing_from_a_quorum_stays() {
+    let mut c = cluster(true, true);
+    c.elect(1);
+    let term = c.node(1).term();
+    c.isolate(3);
+    c.tick_all(200);
+    let n = c.node(1);
+    assert_eq!((n.role(), n.term()), (Role::Leader, term));
+    assert_eq!(n.stats().check_quorum_step_downs, 0);
+    c.propose(1, "x");
+    c.tick_all(2);
+    assert_eq!(c.applied_strings(2), vec!["x"]);
+}
+
+/// With CheckQuorum, a real vote request in a higher term is ignored by a
+/// follower in its leader lease and by the leader: no term change, no
+/// answer. After the lease expires the same kind of request is granted.
+#[test]
+fn vote_request_ignored_inside_leader_lease_with_check_quorum() {
+    let mut c = cluster(false, true);
+    c.elect(1);
+    let term = c.node(1).term();
+    let last = c.node(1).last_position();
+    let request = |to, term| msg(3, to, term, vote_request((last.index + 5, last.term)));
+
+    for to in [1, 2] {
+        c.step(to, Input::Receive(request(to, term + 1)));
+        assert_eq!(c.node(to).term(), term, "node {to} adopted the term");
+    }
+    assert!(
+        c.take_messages().iter().all(|m| m.to != 3),
+        "answered inside the lease"
+    );
+    assert_eq!(c.node(1).role(), Role::Leader);
+    assert_eq!(c.node(2).leader(), Some(1));
+
+    // The leader falls silent; after a minimum election timeout node 2
+    // grants (it may have campaigned itself in term + 1 meanwhile, so ask
+    // in term + 2).
+    c.isolate(1);
+    for _ in 0..c.configs[&2].election_timeout_min_ticks {
+        c.tick(2);
+    }
+    c.take_messages();
+    c.auto_sync.remove(&2);
+    c.step(2, Input::Receive(request(2, term + 2)));
+    c.sync(2);
+    assert_eq!(
+        c.node(2).hard_state(),
+        HardState {
+            term: term + 2,
+            voted_for: Some(3)
+        }
+    );
+    assert!(c.network.iter().any(|m| m.to == 3 && is_vote_grant(m)));
+}
+
+/// The contrast: without CheckQuorum (and without PreVote) a follower has
+/// no lease, so the same request moves it to the new term and wins its
+/// vote.
+#[test]
+fn without_check_quorum_a_vote_request_deposes_the_term() {
+    let mut c = cluster(false, false);
+    c.elect(1);
+    let term = c.node(1).term();
+    let last = c.node(1).last_position();
+    c.step(
+        2,
+        Input::Receive(msg(3, 2, term + 1, vote_request((last.index, last.term)))),
+    );
+    assert_eq!(
+        c.node(2).hard_state(),
+        HardState {
+            term: term + 1,
+            voted_for: Some(3)
+        }
+    );
+    assert!(c.network.iter().any(|m| m.to == 3 && is_vote_grant(m)));
+}
