@@ -35,6 +35,8 @@ pub struct RaftCluster {
     applied: [u64; 3],
     /// Index of the last entry (of any kind) each node applied.
     applied_index: [u64; 3],
+    /// Hops run since the cluster was built.
+    hops: u64,
 }
 
 impl RaftCluster {
@@ -61,6 +63,7 @@ impl RaftCluster {
             queue: VecDeque::new(),
             applied: [0; 3],
             applied_index: [0; 3],
+            hops: 0,
         };
         cluster.elect_node_1();
         cluster
@@ -90,9 +93,15 @@ impl RaftCluster {
         self.applied
     }
 
+    /// Hops run since the cluster was built.
+    pub fn hops(&self) -> u64 {
+        self.hops
+    }
+
     /// One hop: every node handles its ready, then every message queued so
     /// far is delivered.
     pub fn hop(&mut self) {
+        self.hops += 1;
         for i in 0..self.nodes.len() {
             self.on_ready(i);
         }
