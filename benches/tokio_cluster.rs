@@ -1,2 +1,170 @@
-//! Placeholder.
-fn main() {}
+//! Benchmark 10(a): a 3-node cluster of `concord-node` processes on
+//! loopback with fsync on; 1, 16 and 64 concurrent clients (one connection
+//! and one request in flight each) doing 128-byte puts over 10,000 keys.
+//! Prints throughput and p50/p99/max latency per client count.
+//!
+//! ```text
+//! cargo bench --features tokio --bench tokio_cluster            # 20 s per run
+//! CONCORD_BENCH_SECS=5 CONCORD_BENCH_CLIENTS=1,16,64 cargo bench --features tokio --bench tokio_cluster
+//! ```
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use concord::tokio::client::{Client, ClientConfig};
+
+const CLUSTER: &str = "bench";
+const KEYS: u64 = 10_000;
+
+fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
+        .unwrap_or_else(|| default.to_vec())
+}
+
+struct Cluster {
+    children: Vec<Child>,
+    base: std::path::PathBuf,
+    servers: Vec<String>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.base);
+    }
+}
+
+fn start_cluster() -> Cluster {
+    let listeners: Vec<_> = (0..3)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let addrs: BTreeMap<u64, String> = (1..=3u64)
+        .map(|id| {
+            (
+                id,
+                listeners[id as usize - 1].local_addr().unwrap().to_string(),
+            )
+        })
+        .collect();
+    drop(listeners);
+    let peers = addrs
+        .iter()
+        .map(|(id, a)| format!("{id}={a}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let base = std::env::temp_dir().join(format!("concord-bench-{}", std::process::id()));
+    let mut children = Vec::new();
+    for (id, addr) in &addrs {
+        let child = Command::new(env!("CARGO_BIN_EXE_concord-node"))
+            .args([
+                "--id",
+                &id.to_string(),
+                "--listen",
+                addr,
+                "--peers",
+                &peers,
+                "--cluster-id",
+                CLUSTER,
+            ])
+            .arg("--data-dir")
+            .arg(base.join(format!("node-{id}")))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn concord-node");
+        children.push(child);
+    }
+    Cluster {
+        children,
+        base,
+        servers: addrs.values().cloned().collect(),
+    }
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn main() {
+    let seconds: u64 = std::env::var("CONCORD_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let clients_list = env_list("CONCORD_BENCH_CLIENTS", &[1, 16, 64]);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    println!("3 concord-node processes on loopback, fsync on, 128-byte puts over {KEYS} keys, {seconds}s per run");
+    for clients in clients_list {
+        let cluster = start_cluster();
+        let servers = cluster.servers.clone();
+        runtime.block_on(async move {
+            // Wait for a leader: one put through a client.
+            let mut probe = Client::new(ClientConfig::new(servers.clone(), CLUSTER));
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while probe.put("warmup", "x").await.is_err() {
+                assert!(Instant::now() < deadline, "cluster did not come up");
+            }
+            let stop = Arc::new(AtomicBool::new(false));
+            let start = Instant::now();
+            let mut tasks = Vec::new();
+            for c in 0..clients as u64 {
+                let (servers, stop) = (servers.clone(), stop.clone());
+                tasks.push(tokio::spawn(async move {
+                    let mut client = Client::new(ClientConfig::new(servers, CLUSTER));
+                    let value = Bytes::from(vec![b'v'; 128]);
+                    let mut latencies_us = Vec::new();
+                    let mut errors = 0u64;
+                    let mut i = c.wrapping_mul(7919);
+                    // Bounded by the stop flag (time) and a count.
+                    while !stop.load(Ordering::Relaxed) && latencies_us.len() < 50_000_000 {
+                        i = i.wrapping_add(1);
+                        let key = format!("key-{}", i % KEYS);
+                        let t = Instant::now();
+                        match client.put(key, value.clone()).await {
+                            Ok(()) => latencies_us.push(t.elapsed().as_micros() as u64),
+                            Err(_) => errors += 1,
+                        }
+                    }
+                    (latencies_us, errors)
+                }));
+            }
+            tokio::time::sleep(Duration::from_secs(seconds)).await;
+            stop.store(true, Ordering::Relaxed);
+            let mut all = Vec::new();
+            let mut errors = 0;
+            for task in tasks {
+                if let Ok(Ok((lat, e))) = tokio::time::timeout(Duration::from_secs(30), task).await {
+                    all.extend(lat);
+                    errors += e;
+                }
+            }
+            let elapsed = start.elapsed().as_secs_f64();
+            all.sort_unstable();
+            println!(
+                "clients {clients:>3}: {:>8.0} puts/s  p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  ({} puts, {errors} errors)",
+                all.len() as f64 / elapsed,
+                percentile(&all, 50.0) as f64 / 1000.0,
+                percentile(&all, 99.0) as f64 / 1000.0,
+                all.last().copied().unwrap_or(0) as f64 / 1000.0,
+                all.len()
+            );
+        });
+        drop(cluster);
+    }
+}
