@@ -68,12 +68,27 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
     let clients_list = env_list("CONCORD_BENCH_CLIENTS", &[1, 64, 256]);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    println!("in-process 3-node cluster, in-memory transport and storage, 128-byte commands, empty state machine, {seconds}s per run");
+    // Default: everything on one thread (no cross-thread wake-ups; fastest
+    // on this 2-core machine). CONCORD_BENCH_THREADS=N: N worker threads.
+    let threads: usize = std::env::var("CONCORD_BENCH_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    let runtime = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    println!(
+        "in-process 3-node cluster, in-memory transport and storage, 128-byte commands, empty state machine, {seconds}s per run, {threads} runtime thread(s)"
+    );
     for clients in clients_list {
         runtime.block_on(async {
             let (handles, leader) = start_cluster().await;

@@ -7,7 +7,9 @@
 //! ```
 //!
 //! Stops gracefully on SIGINT/SIGTERM. Logs go to stderr; set `RUST_LOG`
-//! (e.g. `RUST_LOG=concord=debug`) for more.
+//! (e.g. `RUST_LOG=concord=debug`) for more. The runtime has 2 worker
+//! threads (plus the WAL writer thread); `CONCORD_NODE_THREADS=N` changes
+//! that (1: a single-threaded runtime).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -207,7 +207,7 @@ where
         pending_commands: Vec::new(),
         pending_replies: VecDeque::new(),
         proposing: VecDeque::new(),
-        waiting: BTreeMap::new(),
+        waiting: VecDeque::new(),
         counters: ServerCounters::default(),
         failed: None,
     };
@@ -242,8 +242,9 @@ struct Server<S, St, T> {
     pending_replies: VecDeque<oneshot::Sender<ClientResponse>>,
     /// Replies of the batch being proposed, matched to the node's answer.
     proposing: VecDeque<oneshot::Sender<ClientResponse>>,
-    /// Clients waiting for their entry: index -> (term, reply).
-    waiting: BTreeMap<Index, (Term, oneshot::Sender<ClientResponse>)>,
+    /// Clients waiting for their entry: (index, term, reply), in index
+    /// order (a leader's accepted indices only grow).
+    waiting: VecDeque<(Index, Term, oneshot::Sender<ClientResponse>)>,
     counters: ServerCounters,
     failed: Option<StorageError>,
 }
@@ -335,7 +336,7 @@ where
         for reply in self.pending_replies.drain(..) {
             let _ = reply.send(ClientResponse::Unknown);
         }
-        for (_, (_, reply)) in std::mem::take(&mut self.waiting) {
+        for (_, _, reply) in std::mem::take(&mut self.waiting) {
             let _ = reply.send(ClientResponse::Unknown);
         }
         self.storage.shutdown();
@@ -449,11 +450,14 @@ where
                         _ => None,
                     };
                     self.counters.entries_applied += 1;
-                    while let Some(entry_waiting) = self.waiting.first_entry() {
-                        if *entry_waiting.key() > entry.index {
+                    while self
+                        .waiting
+                        .front()
+                        .is_some_and(|(index, _, _)| *index <= entry.index)
+                    {
+                        let Some((index, term, reply)) = self.waiting.pop_front() else {
                             break;
-                        }
-                        let (index, (term, reply)) = entry_waiting.remove_entry();
+                        };
                         let answer = match &response {
                             Some(bytes) if index == entry.index && term == entry.term => {
                                 ClientResponse::Done(bytes.clone())
@@ -477,7 +481,16 @@ where
                 for index in first_index..=last_index {
                     match self.proposing.pop_front() {
                         Some(reply) => {
-                            self.waiting.insert(index, (term, reply));
+                            // A new leader's indices continue after anything
+                            // still waiting from an earlier term only if the
+                            // node stayed leader; otherwise `waiting` was
+                            // emptied when leadership was lost.
+                            while self.waiting.back().is_some_and(|(i, _, _)| *i >= index) {
+                                if let Some((_, _, stale)) = self.waiting.pop_back() {
+                                    let _ = stale.send(ClientResponse::Unknown);
+                                }
+                            }
+                            self.waiting.push_back((index, term, reply));
                         }
                         None => break,
                     }
@@ -515,7 +528,7 @@ where
                 if role != Role::Leader && !self.waiting.is_empty() {
                     let count = self.waiting.len() as u64;
                     self.counters.unknown_outcomes += count;
-                    for (_, (_, reply)) in std::mem::take(&mut self.waiting) {
+                    for (_, _, reply) in std::mem::take(&mut self.waiting) {
                         let _ = reply.send(ClientResponse::Unknown);
                     }
                 }

@@ -172,34 +172,26 @@ impl Storage for MemStorage {
     }
 
     fn submit(&mut self, write: PersistRequest) {
+        let id = write.id;
         {
             let mut guard = self.disk.lock();
             let state = &mut *guard;
-            apply_write(&mut state.entries, &mut state.hard_state, &write);
+            if let Some(after) = write.truncate_after {
+                state.entries.truncate(after as usize);
+            }
+            append_entries(&mut state.entries, write.entries);
+            if let Some(hs) = write.hard_state {
+                state.hard_state = hs;
+            }
             state.writes += 1;
         }
         if let Some(notify) = &self.notify {
-            let _ = notify.send(Ok(write.id));
+            let _ = notify.send(Ok(id));
         }
     }
 
     fn shutdown(&mut self) {
         self.notify = None;
-    }
-}
-
-/// Applies one write to an in-memory log whose first entry has index 1.
-pub(crate) fn apply_write(
-    entries: &mut Vec<Entry>,
-    hard_state: &mut HardState,
-    write: &PersistRequest,
-) {
-    if let Some(after) = write.truncate_after {
-        entries.truncate(after as usize);
-    }
-    append_entries(entries, write.entries.iter().cloned());
-    if let Some(hs) = write.hard_state {
-        *hard_state = hs;
     }
 }
 

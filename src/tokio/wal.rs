@@ -101,8 +101,24 @@ fn sync_dir(dir: &Path) -> Result<(), StorageError> {
         .map_err(io_err(format!("syncing directory {}", dir.display())))
 }
 
+/// [`WalRecord`] borrowing its entries: encodes identically, without
+/// cloning them.
+#[derive(Serialize)]
+enum WalRecordRef<'a> {
+    Truncate { after: Index },
+    Append { entries: &'a [Entry] },
+}
+
 /// Appends one encoded record to `out`.
 pub fn encode_record(record: &WalRecord, out: &mut Vec<u8>) -> Result<(), StorageError> {
+    let borrowed = match record {
+        WalRecord::Truncate { after } => WalRecordRef::Truncate { after: *after },
+        WalRecord::Append { entries } => WalRecordRef::Append { entries },
+    };
+    encode_record_ref(&borrowed, out)
+}
+
+fn encode_record_ref(record: &WalRecordRef<'_>, out: &mut Vec<u8>) -> Result<(), StorageError> {
     let start = out.len();
     out.extend_from_slice(&[0u8; RECORD_HEADER_BYTES]);
     codec::encode_into(record, out).map_err(|e| StorageError::Misuse(e.to_string()))?;
