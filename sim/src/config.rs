@@ -88,7 +88,7 @@ impl Default for SimConfig {
             max_sessions: 64,
             bugs: HostBugs::default(),
             timeline: false,
-            max_node_steps: 50_000_000,
+            max_node_steps: 2_000_000,
         }
     }
 }

@@ -499,22 +499,30 @@ impl FaultPlan {
             let mut down_until = vec![0u64; nodes];
             let mut at = exponential(rng, mean_gap_ns);
             while at < chaos_ns {
-                let node = rng.gen_range(0..nodes);
-                let down_ns = exponential(rng, mean_down_ns).max(ms);
-                if down_until[node] <= at {
-                    down_until[node] = at + down_ns;
-                    events.push(TimedFault {
-                        at_ns: at,
-                        fault: Fault::Crash {
-                            node: node as NodeId + 1,
-                        },
-                    });
-                    events.push(TimedFault {
-                        at_ns: at + down_ns,
-                        fault: Fault::Restart {
-                            node: node as NodeId + 1,
-                        },
-                    });
+                // Mostly one node; sometimes a power loss takes down a
+                // majority (or everyone) at the same instant.
+                let power_loss = nodes > 1 && rng.gen_bool(0.15);
+                let victims: Vec<usize> = if power_loss {
+                    let count = rng.gen_range(nodes / 2 + 1..=nodes);
+                    let mut all: Vec<usize> = (0..nodes).collect();
+                    for i in 0..count {
+                        let j = rng.gen_range(i..nodes);
+                        all.swap(i, j);
+                    }
+                    all.truncate(count);
+                    all.sort_unstable();
+                    all
+                } else {
+                    vec![rng.gen_range(0..nodes)]
+                };
+                for node in victims {
+                    let down_ns = exponential(rng, mean_down_ns).max(ms);
+                    if down_until[node] <= at {
+                        down_until[node] = at + down_ns;
+                        let id = node as NodeId + 1;
+                        events.push(TimedFault { at_ns: at, fault: Fault::Crash { node: id } });
+                        events.push(TimedFault { at_ns: at + down_ns, fault: Fault::Restart { node: id } });
+                    }
                 }
                 at += exponential(rng, mean_gap_ns).max(1);
             }

@@ -123,7 +123,7 @@ struct SimArgs {
     #[arg(long, default_value_t = 64)]
     max_sessions: usize,
     /// Node-step budget of one run.
-    #[arg(long, default_value_t = 50_000_000)]
+    #[arg(long, default_value_t = 2_000_000)]
     max_steps: u64,
     /// Deliberate bug: report Persisted before the disk synced.
     #[arg(long)]

@@ -28,6 +28,10 @@ pub(crate) struct Safety {
     leaders: BTreeMap<Term, usize>,
     /// `committed[i - 1]` = (term, payload hash) of committed entry `i`.
     committed: Vec<(Term, u64)>,
+    /// `commit_terms[i - 1]` = term of the node that first reported entry
+    /// `i` committed: the leader that committed it, whose term is the
+    /// entry's commit term (followers learn of commits only from it).
+    commit_terms: Vec<Term>,
     /// `applied[i - 1]` = hash of the response computed at index `i`.
     applied: Vec<Option<u64>>,
     /// Commit index last seen per node, within its current incarnation.
@@ -39,6 +43,7 @@ impl Safety {
         Safety {
             leaders: BTreeMap::new(),
             committed: Vec::new(),
+            commit_terms: Vec::new(),
             applied: Vec::new(),
             last_commit: vec![0; nodes],
         }
@@ -98,6 +103,7 @@ impl Safety {
                 None => {
                     debug_assert_eq!(self.committed.len() as Index, i - 1);
                     self.committed.push(fingerprint);
+                    self.commit_terms.push(node.term());
                 }
             }
         }
@@ -125,8 +131,15 @@ impl Safety {
                 ));
             }
         }
+        // Raft promises a leader of term T every entry committed in an
+        // earlier term; a stale leader of an older term (e.g. one that was
+        // paused while campaigning and resumed after a later term
+        // committed more) need not hold what was committed after it.
         for (position, (committed_term, hash)) in self.committed.iter().enumerate() {
             let i = position as Index + 1;
+            if self.commit_terms[position] >= term {
+                continue;
+            }
             let holds = node
                 .entry(i)
                 .is_some_and(|entry| entry.term == *committed_term && payload_hash(entry) == *hash);
