@@ -1,2 +1,5 @@
 //! concord-sim: placeholder, being written.
 #![deny(missing_docs)]
+pub mod histgen;
+pub mod history;
+pub mod linearizability;

@@ -1,0 +1,1266 @@
+//! Linearizability checker for key-value histories.
+//!
+//! [`check_history`] decides whether a [`history`](crate::history) of
+//! `get` / `put` / `append` / `cas` operations is linearizable: whether every
+//! completed operation can be given an instant between its call and its
+//! return, and some unknown operations an instant after their call, such that
+//! executing them one at a time in that order on a single atomic key-value
+//! store gives exactly the recorded results.
+//!
+//! # Algorithm
+//!
+//! Every operation touches one key, and a key-value store is a product of
+//! independent registers, so the history is linearizable iff each key's
+//! sub-history is (P-compositionality). Keys are checked one by one, in
+//! sorted order.
+//!
+//! For one key this is Lowe's *just-in-time linearization* (a refinement of
+//! Wing & Gong's search) explored breadth-first over configurations, with
+//! memoisation. Call and return events are swept in time order (at equal
+//! times calls first, so touching intervals count as concurrent). A
+//! configuration is (model state, which pending operations are already
+//! linearized, which unknown operations have been applied). An operation is
+//! linearized only when it must be: at the return of operation `o`, every
+//! configuration that has not yet linearized `o` is extended by linearizing
+//! pending operations one at a time until `o` is linearized; configurations
+//! in which that is impossible die. If none survives, the history is not
+//! linearizable and `o` is where the search got stuck.
+//!
+//! What keeps it small and fast:
+//!
+//! * **Compressed prefix.** A completed operation whose return has been
+//!   passed is linearized in every configuration, so it is forgotten: the
+//!   "linearized" bitset covers only the window of pending operations (slots
+//!   reused as operations return, at most 128 at once), not the whole
+//!   history. Quiescent points collapse to a set of model states.
+//! * **Compact, exact state.** Values are interned to `u32`. Only strings
+//!   that are a prefix of some value a `get` read or a `cas` compared with
+//!   are kept as distinct states; every other string behaves identically
+//!   (no `get` or `cas` can match it, and appending to it cannot make it
+//!   match), so all of them are one state, *other*.
+//! * **Memoisation** of configurations in hash sets with a fixed-seed hasher
+//!   (deterministic; no map iteration order reaches the output).
+//! * **Unknown operations** (`"return": null`) stay available forever. They
+//!   are applied lazily: only just before a pending `append`, or before a
+//!   `get`/`cas` that would fail in the current state (any other placement
+//!   can be moved later or dropped without changing results). Unknown
+//!   operations with the same effect are interchangeable once called, so
+//!   only the earliest available one of each kind is tried. Configurations
+//!   whose set of applied unknowns is a superset of another's with the same
+//!   state are dominated and dropped; an unknown applied in every
+//!   configuration is retired.
+//! * Failed operations (`"ok": false`) and `get`s with unknown outcome have
+//!   no effect and are dropped up front.
+//!
+//! # Budgets
+//!
+//! The search is exponential in the worst case. [`CheckConfig`] bounds it by
+//! a deterministic step count (and optionally wall-clock time and frontier
+//! size); when a bound is hit the result is [`CheckResult::Unknown`], which
+//! is *not* a pass.
+//!
+//! # Failures
+//!
+//! On failure, [`Failure`] names the key and the operation at whose return
+//! the search got stuck, and gives a small sub-history of that key that
+//! explains it: it contains the stuck operation, is not linearizable, and
+//! *is* linearizable without the stuck operation — the others are mutually
+//! consistent and the stuck one contradicts them (so operations cannot be
+//! dropped just to leave a read unexplained). It starts from everything
+//! called before the stuck return and is shrunk by delta debugging within a
+//! deterministic step budget. It prints as JSON lines ([`Failure::to_jsonl`]) and
+//! as a timeline ([`Failure::timeline`]).
+
+use std::collections::HashMap;
+use std::collections::HashSet;
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::time::{Duration, Instant};
+
+use crate::history::{to_jsonl, Op, Operation, Outcome, Output};
+
+// ---------------------------------------------------------------------------
+// Fixed-seed hashing
+
+/// A small fixed-seed multiplicative hasher (the Fx hash of rustc): fast and
+/// deterministic across runs and machines.
+#[derive(Default, Clone, Copy)]
+struct FxHasher {
+    hash: u64,
+}
+
+const FX_SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(FX_SEED);
+    }
+}
+
+impl Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w) ^ ((rest.len() as u64) << 59));
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(i as u64);
+    }
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.add(i as u64);
+    }
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+    #[inline]
+    fn write_u128(&mut self, i: u128) {
+        self.add(i as u64);
+        self.add((i >> 64) as u64);
+    }
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+}
+
+type FxBuild = BuildHasherDefault<FxHasher>;
+type FxHashMap<K, V> = HashMap<K, V, FxBuild>;
+type FxHashSet<K> = HashSet<K, FxBuild>;
+
+// ---------------------------------------------------------------------------
+// Public API
+
+/// Limits of one check. The defaults suit histories of up to a few hundred
+/// thousand operations with tens of clients.
+#[derive(Clone, Debug)]
+pub struct CheckConfig {
+    /// Maximum number of search steps (configurations expanded) over the
+    /// whole history; deterministic. When exceeded the result is
+    /// [`CheckResult::Unknown`].
+    pub max_steps: u64,
+    /// Maximum number of configurations alive at one point of one key (a
+    /// memory bound); exceeding it gives [`CheckResult::Unknown`].
+    pub max_frontier: usize,
+    /// Optional wall-clock limit (not deterministic: the same history may
+    /// pass on a fast machine and be `Unknown` on a slow one).
+    pub time_limit: Option<Duration>,
+    /// Whether to shrink the sub-history reported on failure.
+    pub shrink: bool,
+    /// Step budget for computing and shrinking that sub-history; when it
+    /// runs out the best sub-history found so far is reported.
+    pub shrink_steps: u64,
+}
+
+impl Default for CheckConfig {
+    fn default() -> Self {
+        CheckConfig {
+            max_steps: 2_000_000_000,
+            max_frontier: 4_000_000,
+            time_limit: None,
+            shrink: true,
+            shrink_steps: 50_000_000,
+        }
+    }
+}
+
+/// The verdict of [`check_history`].
+#[derive(Clone, Debug)]
+pub enum CheckResult {
+    /// The history is linearizable.
+    Ok,
+    /// The history is not linearizable.
+    NotLinearizable(Box<Failure>),
+    /// The search ran out of budget: the history may or may not be
+    /// linearizable. This is **not** a pass.
+    Unknown(Exhausted),
+    /// An operation is malformed (see [`Operation::validate`]).
+    Invalid {
+        /// Index of the operation in the input.
+        index: usize,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+impl CheckResult {
+    /// `true` only for [`CheckResult::Ok`].
+    pub fn is_ok(&self) -> bool {
+        matches!(self, CheckResult::Ok)
+    }
+
+    /// The failure, if the history is not linearizable.
+    pub fn failure(&self) -> Option<&Failure> {
+        match self {
+            CheckResult::NotLinearizable(f) => Some(f),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for CheckResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CheckResult::Ok => write!(f, "linearizable"),
+            CheckResult::NotLinearizable(fail) => write!(f, "{fail}"),
+            CheckResult::Unknown(e) => write!(f, "{e}"),
+            CheckResult::Invalid { index, message } => {
+                write!(f, "invalid history: operation #{index}: {message}")
+            }
+        }
+    }
+}
+
+/// Why a check gave up.
+#[derive(Clone, Debug)]
+pub struct Exhausted {
+    /// The key being checked when the budget ran out.
+    pub key: String,
+    /// Which budget ran out.
+    pub reason: String,
+    /// Search steps spent in total.
+    pub steps: u64,
+}
+
+impl fmt::Display for Exhausted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "UNKNOWN (not a pass): linearizability check gave up on key {:?} after {} steps: {}",
+            self.key, self.steps, self.reason
+        )
+    }
+}
+
+/// A non-linearizable history, explained.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    /// The key whose sub-history is not linearizable.
+    pub key: String,
+    /// Index (in the checked history) of the operation at whose return no
+    /// valid linearization remained.
+    pub stuck_index: usize,
+    /// That operation.
+    pub stuck_op: Operation,
+    /// Values the key could hold just before the stuck operation returned
+    /// (at most 8; `<other>` stands for any value no read could observe).
+    pub possible_values: Vec<String>,
+    /// A small sub-history of the key, sorted by call time, that is itself
+    /// not linearizable (from an empty key), contains `stuck_op`, and is
+    /// linearizable without it: the other operations are consistent, the
+    /// stuck one contradicts them.
+    pub sub_history: Vec<Operation>,
+    /// `true` if shrinking ran to completion (removing any single other
+    /// operation breaks the property above); `false` if the shrink budget
+    /// ran out first (or the property could not be established, in which
+    /// case `sub_history` is everything before the stuck return).
+    pub minimal: bool,
+}
+
+impl Failure {
+    /// The sub-history as JSON lines.
+    pub fn to_jsonl(&self) -> String {
+        to_jsonl(&self.sub_history)
+    }
+
+    /// The sub-history as a readable timeline, one operation per line, with
+    /// its interval drawn to scale.
+    pub fn timeline(&self) -> String {
+        timeline(&self.sub_history, Some(&self.stuck_op))
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "NOT LINEARIZABLE: key {:?}: no valid order once operation #{} returned: {}",
+            self.key, self.stuck_index, self.stuck_op
+        )?;
+        writeln!(
+            f,
+            "values the key could hold just before: {:?}",
+            self.possible_values
+        )?;
+        writeln!(
+            f,
+            "{} sub-history of {} operations that is not linearizable \
+             (and is without the stuck operation):",
+            if self.minimal { "minimal" } else { "small" },
+            self.sub_history.len(),
+        )?;
+        write!(f, "{}", self.timeline())?;
+        writeln!(f, "as JSON lines:")?;
+        write!(f, "{}", self.to_jsonl())
+    }
+}
+
+/// Renders operations as a timeline: one line per operation (sorted by call
+/// time) with its interval drawn to scale; `[====]` completed, `[---->`
+/// unknown outcome (may take effect any time after the call), `[xxxx]`
+/// failed. The operation equal to `mark`, if any, is flagged.
+pub fn timeline(ops: &[Operation], mark: Option<&Operation>) -> String {
+    const WIDTH: usize = 48;
+    let mut order: Vec<&Operation> = ops.iter().collect();
+    order.sort_by_key(|o| (o.call, o.ret.unwrap_or(u64::MAX)));
+    let lo = order.iter().map(|o| o.call).min().unwrap_or(0);
+    let hi = order
+        .iter()
+        .map(|o| o.ret.unwrap_or(o.call))
+        .max()
+        .unwrap_or(lo)
+        .max(lo + 1);
+    let col = |t: u64| -> usize {
+        (((t - lo) as u128 * (WIDTH as u128 - 1)) / (hi - lo) as u128) as usize
+    };
+    let mut out = String::new();
+    out.push_str(&format!(
+        "  time {lo} .. {hi}, one column = {:.1} time units\n",
+        (hi - lo) as f64 / (WIDTH - 1) as f64
+    ));
+    for o in order {
+        let a = col(o.call);
+        let mut bar = vec![' '; WIDTH];
+        match (o.ret, &o.outcome) {
+            (Some(r), out) => {
+                let b = col(r).max(a);
+                let fill = if matches!(out, Outcome::Failed) {
+                    'x'
+                } else {
+                    '='
+                };
+                for c in bar.iter_mut().take(b + 1).skip(a) {
+                    *c = fill;
+                }
+                bar[a] = '[';
+                if b > a {
+                    bar[b] = ']';
+                }
+            }
+            (None, _) => {
+                for c in bar.iter_mut().skip(a) {
+                    *c = '-';
+                }
+                bar[a] = '[';
+                bar[WIDTH - 1] = '>';
+            }
+        }
+        let bar: String = bar.into_iter().collect();
+        let flag = if mark == Some(o) {
+            "  <- stuck here"
+        } else {
+            ""
+        };
+        out.push_str(&format!("  |{bar}| {o}{flag}\n"));
+    }
+    out
+}
+
+/// Checks `ops` with the default [`CheckConfig`].
+pub fn check_history(ops: &[Operation]) -> CheckResult {
+    check_history_with(ops, &CheckConfig::default())
+}
+
+/// Checks `ops` with the given limits.
+pub fn check_history_with(ops: &[Operation], cfg: &CheckConfig) -> CheckResult {
+    for (i, op) in ops.iter().enumerate() {
+        if let Err(message) = op.validate() {
+            return CheckResult::Invalid { index: i, message };
+        }
+    }
+    let mut by_key: FxHashMap<&str, Vec<usize>> = FxHashMap::default();
+    for (i, op) in ops.iter().enumerate() {
+        by_key.entry(op.key.as_str()).or_default().push(i);
+    }
+    let mut keys: Vec<(&str, Vec<usize>)> = by_key.into_iter().collect();
+    keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let deadline = cfg.time_limit.map(|d| Instant::now() + d);
+    let mut budget = Budget {
+        steps: 0,
+        max_steps: cfg.max_steps,
+        max_frontier: cfg.max_frontier,
+        deadline,
+    };
+    let mut first_unknown: Option<Exhausted> = None;
+    for (key, idx) in &keys {
+        match check_key(ops, idx, Init::Empty, &mut budget) {
+            KeyOutcome::Ok => {}
+            KeyOutcome::Exhausted(reason) => {
+                if first_unknown.is_none() {
+                    first_unknown = Some(Exhausted {
+                        key: key.to_string(),
+                        reason,
+                        steps: budget.steps,
+                    });
+                }
+                // Keep looking for a definite failure in other keys, with
+                // whatever budget is left.
+                if budget.spent() {
+                    break;
+                }
+            }
+            KeyOutcome::Fail { stuck, values } => {
+                return CheckResult::NotLinearizable(Box::new(explain(
+                    ops, key, idx, stuck, values, cfg,
+                )));
+            }
+        }
+    }
+    match first_unknown {
+        Some(e) => CheckResult::Unknown(e),
+        None => CheckResult::Ok,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Per-key model
+
+/// The "any value no read can observe" state.
+const OTHER: u32 = u32::MAX;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Kind {
+    /// Read that returned this state.
+    Get(u32),
+    /// Write this state.
+    Put(u32),
+    /// Append token (index into `tokens`).
+    Append(u32),
+    /// Successful cas from → to.
+    CasOk(u32, u32),
+    /// Unsuccessful cas: state ≠ from.
+    CasFail(u32),
+    /// Unknown-outcome cas: from → to if the state is from, else nothing.
+    CasMaybe(u32, u32),
+}
+
+#[derive(Clone, Copy, Debug)]
+struct COp {
+    kind: Kind,
+    call: u64,
+    /// `None` = unknown outcome.
+    ret: Option<u64>,
+    /// Index in the checked history.
+    orig: usize,
+}
+
+struct Model {
+    /// Interned states: all prefixes of observed strings. Id = index.
+    strings: Vec<String>,
+    ids: FxHashMap<String, u32>,
+    tokens: Vec<String>,
+    /// Does the key have completed unsuccessful cas operations (the only
+    /// observers that can tell `OTHER` apart from other values)?
+    has_casfail: bool,
+    token_ids: FxHashMap<String, u32>,
+    /// Per token: can appending it ever lead to a non-`OTHER` state?
+    token_live: Vec<bool>,
+    trans: FxHashMap<(u32, u32), u32>,
+    empty: u32,
+}
+
+impl Model {
+    fn state_of(&self, s: &str) -> u32 {
+        self.ids.get(s).copied().unwrap_or(OTHER)
+    }
+
+    fn display(&self, s: u32) -> String {
+        if s == OTHER {
+            "<other>".to_string()
+        } else {
+            self.strings[s as usize].clone()
+        }
+    }
+
+    #[inline]
+    fn append(&mut self, s: u32, tok: u32) -> u32 {
+        if s == OTHER || !self.token_live[tok as usize] {
+            return OTHER;
+        }
+        if let Some(&t) = self.trans.get(&(s, tok)) {
+            return t;
+        }
+        let mut joined =
+            String::with_capacity(self.strings[s as usize].len() + self.tokens[tok as usize].len());
+        joined.push_str(&self.strings[s as usize]);
+        joined.push_str(&self.tokens[tok as usize]);
+        let t = self.state_of(&joined);
+        self.trans.insert((s, tok), t);
+        t
+    }
+
+    /// Linearizes a completed operation in state `s`: the new state, or
+    /// `None` if its recorded result is impossible in `s`.
+    #[inline]
+    fn apply(&mut self, k: Kind, s: u32) -> Option<u32> {
+        match k {
+            Kind::Get(v) => (s == v).then_some(s),
+            Kind::Put(v) => Some(v),
+            Kind::Append(t) => Some(self.append(s, t)),
+            Kind::CasOk(f, t) => (s == f).then_some(t),
+            Kind::CasFail(f) => (s != f).then_some(s),
+            Kind::CasMaybe(f, t) => Some(if s == f { t } else { s }),
+        }
+    }
+
+    /// Applies an unknown operation in state `s`: the new state, or `None`
+    /// if it would not change the state (then applying it is pointless).
+    #[inline]
+    fn effect(&mut self, k: Kind, s: u32) -> Option<u32> {
+        let t = self.apply(k, s)?;
+        (t != s).then_some(t)
+    }
+}
+
+/// Interns values and compiles the operations of one key (`idx` into
+/// `ops`, any order). Drops operations without effect.
+fn compile(ops: &[Operation], idx: &[usize]) -> (Model, Vec<COp>) {
+    // Observed strings: values read by gets, and every cas `from`.
+    let mut observed: Vec<&str> = Vec::new();
+    for &i in idx {
+        let o = &ops[i];
+        match (&o.op, &o.outcome) {
+            (_, Outcome::Failed) => {}
+            (Op::Get, Outcome::Ok(Output::Value(v))) => observed.push(v),
+            (Op::Cas { from, .. }, _) => observed.push(from),
+            _ => {}
+        }
+    }
+    observed.sort_unstable();
+    observed.dedup();
+    let mut model = Model {
+        strings: Vec::new(),
+        ids: FxHashMap::default(),
+        tokens: Vec::new(),
+        has_casfail: false,
+        token_ids: FxHashMap::default(),
+        token_live: Vec::new(),
+        trans: FxHashMap::default(),
+        empty: 0,
+    };
+    let intern = |m: &mut Model, s: &str| -> u32 {
+        if let Some(&id) = m.ids.get(s) {
+            return id;
+        }
+        let id = m.strings.len() as u32;
+        m.strings.push(s.to_string());
+        m.ids.insert(s.to_string(), id);
+        id
+    };
+    model.empty = intern(&mut model, "");
+    for s in &observed {
+        // Longest first: once a prefix is known, all shorter ones are too.
+        let ends: Vec<usize> = s
+            .char_indices()
+            .map(|(i, _)| i)
+            .skip(1)
+            .chain(std::iter::once(s.len()))
+            .collect();
+        for &e in ends.iter().rev() {
+            if model.ids.contains_key(&s[..e]) {
+                break;
+            }
+            intern(&mut model, &s[..e]);
+        }
+    }
+    let mut compiled = Vec::with_capacity(idx.len());
+    for &i in idx {
+        let o = &ops[i];
+        let unknown = matches!(o.outcome, Outcome::Unknown);
+        let kind = match (&o.op, &o.outcome) {
+            (_, Outcome::Failed) => continue,
+            (Op::Get, Outcome::Ok(Output::Value(v))) => Kind::Get(model.state_of(v)),
+            (Op::Get, _) => continue,
+            (Op::Put { value }, _) => Kind::Put(model.state_of(value)),
+            (Op::Append { value }, _) => {
+                if value.is_empty() && unknown {
+                    continue;
+                }
+                let next = model.tokens.len() as u32;
+                let t = *model.token_ids.entry(value.clone()).or_insert(next);
+                if t == next {
+                    model.tokens.push(value.clone());
+                    let live = value.is_empty() || observed.iter().any(|s| s.contains(value));
+                    model.token_live.push(live);
+                }
+                if unknown && !model.token_live[t as usize] {
+                    // Always leads to `OTHER`: same effect as a put of an
+                    // unobservable value.
+                    Kind::Put(OTHER)
+                } else {
+                    Kind::Append(t)
+                }
+            }
+            (Op::Cas { from, to }, out) => {
+                let f = model.state_of(from);
+                let t = model.state_of(to);
+                match out {
+                    Outcome::Ok(Output::Swapped(true)) => Kind::CasOk(f, t),
+                    Outcome::Ok(_) => {
+                        model.has_casfail = true;
+                        Kind::CasFail(f)
+                    }
+                    _ => Kind::CasMaybe(f, t),
+                }
+            }
+        };
+        compiled.push(COp {
+            kind,
+            call: o.call,
+            ret: if unknown { None } else { o.ret },
+            orig: i,
+        });
+    }
+    (model, compiled)
+}
+
+// ---------------------------------------------------------------------------
+// The search
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Config {
+    state: u32,
+    /// Bit `j` set: the pending operation in slot `j` is linearized.
+    lin: u128,
+    /// Unknown operations applied (compiled indices, sorted), minus those
+    /// applied in every configuration (retired).
+    applied: Vec<u32>,
+}
+
+struct Budget {
+    steps: u64,
+    max_steps: u64,
+    max_frontier: usize,
+    deadline: Option<Instant>,
+}
+
+impl Budget {
+    fn spent(&self) -> bool {
+        self.steps >= self.max_steps || self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Init {
+    /// The key starts empty.
+    Empty,
+}
+
+enum KeyOutcome {
+    Ok,
+    /// Stuck at the return of the operation with this index in the checked
+    /// history; `values` could be held just before.
+    Fail {
+        stuck: usize,
+        values: Vec<String>,
+    },
+    Exhausted(String),
+}
+
+struct Group {
+    kind: Kind,
+    /// Available unknown operations with this effect (compiled indices, in
+    /// call order).
+    members: Vec<u32>,
+}
+
+struct Sweep<'a> {
+    model: Model,
+    ops: &'a [COp],
+    slot_op: [u32; 128],
+    pending: u128,
+    groups: Vec<Group>,
+    group_of: FxHashMap<Kind, u32>,
+    /// Groups of puts by value (not `OTHER`).
+    put_group: FxHashMap<u32, u32>,
+    /// Groups of cas by `to` value (not `OTHER`).
+    cas_by_to: FxHashMap<u32, Vec<u32>>,
+    /// Groups of appends by token.
+    app_group: FxHashMap<u32, u32>,
+    /// Groups that may change the value (without `OTHER` as the result).
+    observable: Vec<u32>,
+    /// Put and append groups (always have an effect, except no-ops).
+    uncond: Vec<u32>,
+    /// Cas groups by `from` value.
+    cas_by_from: FxHashMap<u32, Vec<u32>>,
+    prefix_cache: FxHashMap<u32, Vec<u32>>,
+    cand: Vec<u32>,
+    targets: Vec<u32>,
+    app_toks: Vec<u32>,
+    any_unknown: bool,
+    frontier: Vec<Config>,
+    next: Vec<Config>,
+    next_set: FxHashSet<Config>,
+    visited: FxHashSet<Config>,
+    stack: Vec<Config>,
+}
+
+fn check_key(ops: &[Operation], idx: &[usize], init: Init, budget: &mut Budget) -> KeyOutcome {
+    let (model, mut cops) = compile(ops, idx);
+    cops.sort_by_key(|c| (c.call, c.orig));
+    let mut events: Vec<(u64, u8, u32)> = Vec::with_capacity(cops.len() * 2);
+    for (i, c) in cops.iter().enumerate() {
+        events.push((c.call, 0, i as u32));
+        if let Some(r) = c.ret {
+            events.push((r, 1, i as u32));
+        }
+    }
+    events.sort_unstable();
+    let frontier = match init {
+        Init::Empty => vec![Config {
+            state: model.empty,
+            lin: 0,
+            applied: Vec::new(),
+        }],
+    };
+    let mut sw = Sweep {
+        model,
+        ops: &cops,
+        slot_op: [0; 128],
+        pending: 0,
+        groups: Vec::new(),
+        group_of: FxHashMap::default(),
+        put_group: FxHashMap::default(),
+        cas_by_to: FxHashMap::default(),
+        app_group: FxHashMap::default(),
+        observable: Vec::new(),
+        uncond: Vec::new(),
+        cas_by_from: FxHashMap::default(),
+        prefix_cache: FxHashMap::default(),
+        cand: Vec::new(),
+        targets: Vec::new(),
+        app_toks: Vec::new(),
+        any_unknown: false,
+        frontier,
+        next: Vec::new(),
+        next_set: FxHashSet::default(),
+        visited: FxHashSet::default(),
+        stack: Vec::new(),
+    };
+    let mut slot_of: Vec<u8> = vec![0; cops.len()];
+    for &(_, kind, i) in &events {
+        let c = cops[i as usize];
+        if kind == 0 {
+            if c.ret.is_some() {
+                let free = !sw.pending;
+                if free == 0 {
+                    return KeyOutcome::Exhausted(
+                        "more than 128 operations pending at once on one key".to_string(),
+                    );
+                }
+                let slot = free.trailing_zeros() as usize;
+                sw.pending |= 1u128 << slot;
+                sw.slot_op[slot] = i;
+                slot_of[i as usize] = slot as u8;
+            } else {
+                sw.add_unknown(i);
+            }
+        } else {
+            let slot = slot_of[i as usize] as usize;
+            match sw.closure(slot, budget) {
+                Err(reason) => return KeyOutcome::Exhausted(reason),
+                Ok(false) => {
+                    let mut values: Vec<String> = sw
+                        .frontier
+                        .iter()
+                        .map(|c| c.state)
+                        .collect::<std::collections::BTreeSet<u32>>()
+                        .into_iter()
+                        .take(8)
+                        .map(|s| sw.model.display(s))
+                        .collect();
+                    values.sort();
+                    return KeyOutcome::Fail {
+                        stuck: c.orig,
+                        values,
+                    };
+                }
+                Ok(true) => {}
+            }
+            sw.pending &= !(1u128 << slot);
+            if sw.any_unknown {
+                sw.prune();
+            }
+        }
+    }
+    KeyOutcome::Ok
+}
+
+impl Sweep<'_> {
+    fn add_unknown(&mut self, i: u32) {
+        self.any_unknown = true;
+        let kind = self.ops[i as usize].kind;
+        let g = match self.group_of.get(&kind) {
+            Some(&g) => g,
+            None => {
+                let g = self.groups.len() as u32;
+                let other_maker = match kind {
+                    Kind::Put(v) => {
+                        if v != OTHER {
+                            self.put_group.insert(v, g);
+                        }
+                        v == OTHER
+                    }
+                    Kind::CasMaybe(_, t) => {
+                        if t != OTHER {
+                            self.cas_by_to.entry(t).or_default().push(g);
+                        }
+                        t == OTHER
+                    }
+                    Kind::Append(tok) => {
+                        self.app_group.insert(tok, g);
+                        false
+                    }
+                    _ => false,
+                };
+                if !other_maker {
+                    self.observable.push(g);
+                }
+                match kind {
+                    Kind::CasMaybe(f, _) => self.cas_by_from.entry(f).or_default().push(g),
+                    _ => self.uncond.push(g),
+                }
+                self.groups.push(Group {
+                    kind,
+                    members: Vec::new(),
+                });
+                self.group_of.insert(kind, g);
+                g
+            }
+        };
+        self.groups[g as usize].members.push(i);
+    }
+
+    fn push_next(&mut self, c: Config) {
+        if !self.next_set.contains(&c) {
+            self.next_set.insert(c.clone());
+            self.next.push(c);
+        }
+    }
+
+    fn explore(&mut self, c: Config) {
+        if !self.visited.contains(&c) {
+            self.visited.insert(c.clone());
+            self.stack.push(c);
+        }
+    }
+
+    /// Processes the return of the operation in `slot`. Returns whether
+    /// any configuration survives.
+    fn closure(&mut self, slot: usize, budget: &mut Budget) -> Result<bool, String> {
+        let tbit = 1u128 << slot;
+        self.next.clear();
+        self.next_set.clear();
+        self.visited.clear();
+        self.stack.clear();
+        for i in 0..self.frontier.len() {
+            let c = self.frontier[i].clone();
+            if c.lin & tbit != 0 {
+                let mut c = c;
+                c.lin &= !tbit;
+                self.push_next(c);
+            } else {
+                self.explore(c);
+            }
+        }
+        while let Some(c) = self.stack.pop() {
+            budget.steps += 1;
+            if budget.steps >= budget.max_steps {
+                return Err(format!("step budget of {} exhausted", budget.max_steps));
+            }
+            if budget.steps & 0xfff == 0 {
+                if let Some(d) = budget.deadline {
+                    if Instant::now() >= d {
+                        return Err("time limit reached".to_string());
+                    }
+                }
+            }
+            if self.visited.len() + self.next.len() > budget.max_frontier {
+                return Err(format!(
+                    "more than {} configurations at one point",
+                    budget.max_frontier
+                ));
+            }
+            let mut avail = self.pending & !c.lin;
+            let mut casfail_gate = false;
+            self.targets.clear();
+            self.app_toks.clear();
+            while avail != 0 {
+                let j = avail.trailing_zeros() as usize;
+                avail &= avail - 1;
+                let kind = self.ops[self.slot_op[j] as usize].kind;
+                match self.model.apply(kind, c.state) {
+                    Some(s2) => {
+                        if let Kind::Append(tok) = kind {
+                            self.app_toks.push(tok);
+                        }
+                        let nc = Config {
+                            state: s2,
+                            lin: c.lin | (1u128 << j),
+                            applied: c.applied.clone(),
+                        };
+                        if j == slot {
+                            let mut nc = nc;
+                            nc.lin &= !tbit;
+                            self.push_next(nc);
+                        } else {
+                            self.explore(nc);
+                        }
+                    }
+                    None => match kind {
+                        Kind::Get(v) | Kind::CasOk(v, _) => self.targets.push(v),
+                        _ => casfail_gate = true,
+                    },
+                }
+            }
+            if self.any_unknown
+                && (casfail_gate || !self.targets.is_empty() || !self.app_toks.is_empty())
+            {
+                self.unknown_candidates(c.state, casfail_gate);
+                for ci in 0..self.cand.len() {
+                    let g = self.cand[ci] as usize;
+                    let group = &self.groups[g];
+                    let Some(&m) = group
+                        .members
+                        .iter()
+                        .find(|m| c.applied.binary_search(m).is_err())
+                    else {
+                        continue;
+                    };
+                    let kind = group.kind;
+                    if let Some(s2) = self.model.effect(kind, c.state) {
+                        let mut applied = c.applied.clone();
+                        let pos = applied.binary_search(&m).unwrap_or_else(|p| p);
+                        applied.insert(pos, m);
+                        self.explore(Config {
+                            state: s2,
+                            lin: c.lin,
+                            applied,
+                        });
+                    }
+                }
+            }
+        }
+        if self.next.is_empty() {
+            // Keep the old frontier for the failure report.
+            return Ok(false);
+        }
+        std::mem::swap(&mut self.frontier, &mut self.next);
+        self.next.clear();
+        Ok(true)
+    }
+
+    /// Prefix states of state `t` (which is not `OTHER`), shortest first.
+    fn prefixes(&mut self, t: u32) -> Vec<u32> {
+        if let Some(p) = self.prefix_cache.get(&t) {
+            return p.clone();
+        }
+        let st = &self.model.strings[t as usize];
+        let p: Vec<u32> = st
+            .char_indices()
+            .map(|(i, _)| i)
+            .chain(std::iter::once(st.len()))
+            .map(|e| self.model.state_of(&st[..e]))
+            .collect();
+        self.prefix_cache.insert(t, p.clone());
+        p
+    }
+
+    /// Fills `self.cand` with the unknown-operation groups worth applying in
+    /// state `s`, given what the pending operations need: `self.targets`
+    /// (values failing gets / cas need to see), `self.app_toks` (pending
+    /// appends) and whether a failing cas needs the value to change.
+    ///
+    /// Canonical form: an unknown operation need only be applied right
+    /// before (a run of unknowns before) a completed `get`/`cas` that fails
+    /// without it, or a completed `append`. Before a read of `g`, after the
+    /// run's last put-like step only appends follow, so every state of the
+    /// run is a prefix of `g`, or of the `from` of an unknown cas that leads
+    /// there. Before an append, a state that no read can observe (`OTHER`)
+    /// is useless unless the key has unsuccessful cas operations (the only
+    /// ones that pass in `OTHER` where they might fail otherwise).
+    fn unknown_candidates(&mut self, s: u32, casfail_gate: bool) {
+        self.cand.clear();
+        if casfail_gate || (!self.app_toks.is_empty() && self.model.has_casfail) {
+            // Any change of value will do for a failing unsuccessful cas;
+            // before an append, a state no read can observe may still be
+            // needed by a later unsuccessful cas. Try every unknown that has
+            // an effect in `s`.
+            self.cand.extend_from_slice(&self.uncond);
+            if let Some(gs) = self.cas_by_from.get(&s) {
+                self.cand.extend_from_slice(gs);
+            }
+        }
+        if !self.app_toks.is_empty() && self.model.has_casfail {
+            // Covered above.
+        } else if !self.app_toks.is_empty() {
+            for gi in 0..self.observable.len() {
+                let g = self.observable[gi];
+                let kind = self.groups[g as usize].kind;
+                let Some(s2) = self.model.effect(kind, s) else {
+                    continue;
+                };
+                if s2 == OTHER {
+                    continue;
+                }
+                let mut useful = false;
+                for ti in 0..self.app_toks.len() {
+                    if self.model.append(s2, self.app_toks[ti]) != OTHER {
+                        useful = true;
+                        break;
+                    }
+                }
+                if useful {
+                    self.cand.push(g);
+                }
+            }
+        }
+        let mut ti = 0;
+        while ti < self.targets.len() {
+            let t = self.targets[ti];
+            ti += 1;
+            if t == OTHER {
+                continue;
+            }
+            for p in self.prefixes(t) {
+                if let Some(&g) = self.put_group.get(&p) {
+                    self.cand.push(g);
+                }
+                if let Some(gs) = self.cas_by_to.get(&p) {
+                    for &g in gs {
+                        self.cand.push(g);
+                        if let Kind::CasMaybe(f, _) = self.groups[g as usize].kind {
+                            if self.targets.len() < 1024 && !self.targets.contains(&f) {
+                                self.targets.push(f);
+                            }
+                        }
+                    }
+                }
+            }
+            if !self.app_group.is_empty() && s != OTHER {
+                let ts = &self.model.strings[t as usize];
+                let ss = &self.model.strings[s as usize];
+                if ts.len() > ss.len() && ts.starts_with(ss.as_str()) {
+                    let rest = &ts[ss.len()..];
+                    for (i, ch) in rest.char_indices() {
+                        let tok = &rest[..i + ch.len_utf8()];
+                        if let Some(&id) = self.model.token_ids.get(tok) {
+                            if let Some(&g) = self.app_group.get(&id) {
+                                self.cand.push(g);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if self.cand.len() > 1 {
+            self.cand.sort_unstable();
+            self.cand.dedup();
+        }
+    }
+
+    /// Retires unknown operations applied in every configuration and drops
+    /// dominated configurations.
+    fn prune(&mut self) {
+        if self.frontier.iter().any(|c| c.applied.is_empty()) {
+            // Nothing common to retire; still drop dominated ones below.
+        } else {
+            let mut common = self.frontier[0].applied.clone();
+            for c in &self.frontier[1..] {
+                common.retain(|m| c.applied.binary_search(m).is_ok());
+                if common.is_empty() {
+                    break;
+                }
+            }
+            if !common.is_empty() {
+                for c in &mut self.frontier {
+                    c.applied.retain(|m| common.binary_search(m).is_err());
+                }
+                for g in &mut self.groups {
+                    g.members.retain(|m| common.binary_search(m).is_err());
+                }
+            }
+        }
+        if self.frontier.iter().all(|c| c.applied.is_empty()) {
+            return;
+        }
+        self.frontier.sort_unstable_by(|a, b| {
+            (a.state, a.lin, a.applied.len(), &a.applied).cmp(&(
+                b.state,
+                b.lin,
+                b.applied.len(),
+                &b.applied,
+            ))
+        });
+        let mut kept: Vec<Config> = Vec::with_capacity(self.frontier.len());
+        let mut run_start = 0;
+        for c in self.frontier.drain(..) {
+            if run_start < kept.len()
+                && (kept[run_start].state != c.state || kept[run_start].lin != c.lin)
+            {
+                run_start = kept.len();
+            }
+            let dominated = kept[run_start..]
+                .iter()
+                .any(|k| k.applied.iter().all(|m| c.applied.binary_search(m).is_ok()));
+            if !dominated {
+                kept.push(c);
+            }
+        }
+        self.frontier = kept;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Explaining a failure
+
+/// Does the sub-history `idx` of `ops` fail to linearize from the empty
+/// key? Spends search steps from `left`; `None` if they ran out.
+fn fails(ops: &[Operation], idx: &[usize], left: &mut u64) -> Option<bool> {
+    if *left == 0 {
+        return None;
+    }
+    let mut b = Budget {
+        steps: 0,
+        max_steps: *left,
+        max_frontier: 1_000_000,
+        deadline: None,
+    };
+    let r = check_key(ops, idx, Init::Empty, &mut b);
+    *left = left.saturating_sub(b.steps + idx.len() as u64);
+    match r {
+        KeyOutcome::Fail { .. } => Some(true),
+        KeyOutcome::Ok => Some(false),
+        KeyOutcome::Exhausted(_) => None,
+    }
+}
+
+/// The explanation criterion: `rest ∪ {stuck}` is not linearizable but
+/// `rest` is. `None` if the budget ran out.
+fn explains(ops: &[Operation], rest: &[usize], stuck: usize, left: &mut u64) -> Option<bool> {
+    if fails(ops, rest, left)? {
+        return Some(false);
+    }
+    let mut with: Vec<usize> = rest.to_vec();
+    with.push(stuck);
+    fails(ops, &with, left)
+}
+
+fn explain(
+    ops: &[Operation],
+    key: &str,
+    key_idx: &[usize],
+    stuck: usize,
+    values: Vec<String>,
+    cfg: &CheckConfig,
+) -> Failure {
+    let t = ops[stuck].ret.unwrap_or(ops[stuck].call);
+    // Relevant operations called up to the stuck return, by call time,
+    // without the stuck operation itself.
+    let mut prefix: Vec<usize> = key_idx
+        .iter()
+        .copied()
+        .filter(|&i| {
+            let o = &ops[i];
+            i != stuck
+                && o.call <= t
+                && !matches!(o.outcome, Outcome::Failed)
+                && !(matches!(o.op, Op::Get) && matches!(o.outcome, Outcome::Unknown))
+        })
+        .collect();
+    prefix.sort_by_key(|&i| (ops[i].call, i));
+    let mut left = cfg.shrink_steps;
+    let mut minimal = false;
+    let mut rest = prefix.clone();
+    if cfg.shrink {
+        // Start: everything before the stuck return; if that is not
+        // linearizable without the stuck operation (a pending read needs a
+        // later write), drop the reads still pending then.
+        let mut start = None;
+        if explains(ops, &prefix, stuck, &mut left) == Some(true) {
+            start = Some(prefix.clone());
+        } else {
+            let trimmed: Vec<usize> = prefix
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    !(matches!(ops[i].op, Op::Get | Op::Cas { .. })
+                        && ops[i].ret.is_some_and(|r| r > t))
+                })
+                .collect();
+            if explains(ops, &trimmed, stuck, &mut left) == Some(true) {
+                start = Some(trimmed);
+            }
+        }
+        if let Some(mut cur) = start {
+            // Delta debugging on complements, keeping the stuck operation.
+            let mut n = 2usize;
+            loop {
+                if cur.is_empty() {
+                    minimal = true;
+                    break;
+                }
+                if left == 0 {
+                    break;
+                }
+                let n_eff = n.min(cur.len());
+                let chunk = cur.len().div_ceil(n_eff);
+                let mut reduced = false;
+                let mut lo = 0;
+                while lo < cur.len() {
+                    let hi = (lo + chunk).min(cur.len());
+                    let cand: Vec<usize> = cur[..lo].iter().chain(&cur[hi..]).copied().collect();
+                    if explains(ops, &cand, stuck, &mut left) == Some(true) {
+                        cur = cand;
+                        n = (n_eff - 1).max(2);
+                        reduced = true;
+                        break;
+                    }
+                    if left == 0 {
+                        break;
+                    }
+                    lo = hi;
+                }
+                if !reduced {
+                    if left == 0 {
+                        break;
+                    }
+                    if n_eff >= cur.len() {
+                        minimal = true;
+                        break;
+                    }
+                    n = (n_eff * 2).min(cur.len());
+                }
+            }
+            rest = cur;
+        }
+    }
+    rest.push(stuck);
+    let mut sub: Vec<Operation> = rest.iter().map(|&i| ops[i].clone()).collect();
+    sub.sort_by_key(|o| (o.call, o.ret.unwrap_or(u64::MAX)));
+    Failure {
+        key: key.to_string(),
+        stuck_index: stuck,
+        stuck_op: ops[stuck].clone(),
+        possible_values: values,
+        sub_history: sub,
+        minimal,
+    }
+}
