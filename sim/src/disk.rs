@@ -174,11 +174,6 @@ impl Disk {
             applied_index: 0,
         })
     }
-
-    /// The durable log (for checkers).
-    pub(crate) fn durable_log(&self) -> &[Entry] {
-        &self.log
-    }
 }
 
 #[cfg(test)]
@@ -232,7 +227,7 @@ mod tests {
         });
         disk.complete_sync(WriteId(2)).unwrap();
         assert_eq!(
-            disk.durable_log()
+            disk.log
                 .iter()
                 .map(|e| e.term)
                 .collect::<Vec<_>>(),

@@ -708,7 +708,13 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
 
     /// Runs to the end (liveness satisfied, deadline, or first failure) and
     /// reports. Panics of the node are caught and reported as failures.
-    pub fn run(mut self) -> RunReport {
+    pub fn run(self) -> RunReport {
+        self.run_with_workload().0
+    }
+
+    /// [`Simulation::run`], also handing back the workload (with whatever
+    /// it recorded, e.g. the client history).
+    pub fn run_with_workload(mut self) -> (RunReport, W) {
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             self.run_loop();
             self.finish();
@@ -725,9 +731,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         self.report()
     }
 
-    fn report(self) -> RunReport {
+    fn report(self) -> (RunReport, W) {
         let committed = self.safety.committed_len();
-        RunReport {
+        let report = RunReport {
             config: self.config,
             plan: self.plan,
             trace_hash: self.trace.value(),
@@ -740,7 +746,8 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             faults: self.faults,
             failure: self.failure,
             timeline: self.timeline.unwrap_or_default(),
-        }
+        };
+        (report, self.workload)
     }
 
     fn run_loop(&mut self) {

@@ -258,6 +258,8 @@ pub struct KvWorkload {
     /// Per client: index into `history` of the operation in flight.
     in_flight: Vec<Option<usize>>,
     counters: Vec<u64>,
+    /// Per key, the last value read from or written to it.
+    last_seen: BTreeMap<String, String>,
     check: bool,
     check_config: CheckConfig,
 }
@@ -274,6 +276,7 @@ impl KvWorkload {
             history: Vec::new(),
             in_flight: vec![None; clients],
             counters: vec![0; clients],
+            last_seen: BTreeMap::new(),
             check: true,
             check_config,
         }
@@ -317,23 +320,21 @@ impl Workload for KvWorkload {
             2 => Op::Append { value },
             _ => {
                 // Compare against a value the key may plausibly hold: the
-                // last value this client wrote somewhere, or empty.
-                let from = if rng.gen_bool(0.5) {
+                // last value seen or written there, or empty.
+                let from = if rng.gen_bool(0.25) {
                     String::new()
                 } else {
-                    self.history
-                        .iter()
-                        .rev()
-                        .find_map(|operation| match &operation.op {
-                            Op::Put { value } if operation.key == key => Some(value.clone()),
-                            Op::Cas { to, .. } if operation.key == key => Some(to.clone()),
-                            _ => None,
-                        })
-                        .unwrap_or_default()
+                    self.last_seen.get(&key).cloned().unwrap_or_default()
                 };
                 Op::Cas { from, to: value }
             }
         };
+        match &op {
+            Op::Put { value } | Op::Cas { to: value, .. } => {
+                self.last_seen.insert(key.clone(), value.clone());
+            }
+            _ => {}
+        }
         let op_id = ((client as u64) << 40) | number;
         let command = encode_command(op_id, &key, &op);
         self.in_flight[client] = Some(self.history.len());
@@ -350,6 +351,9 @@ impl Workload for KvWorkload {
         match result {
             OpResult::Ok(response) => match decode_response(&operation.op, response) {
                 Some(output) => {
+                    if let Output::Value(value) = &output {
+                        self.last_seen.insert(operation.key.clone(), value.clone());
+                    }
                     *operation = operation.clone().completed(now_ns, output);
                 }
                 None => {
@@ -363,7 +367,8 @@ impl Workload for KvWorkload {
     }
 
     fn command_id(&self, command: &[u8]) -> Option<u64> {
-        decode_command(command).map(|command| command.op_id)
+        let bytes: [u8; 8] = command.get(..8)?.try_into().ok()?;
+        Some(u64::from_le_bytes(bytes))
     }
 
     fn finish(&mut self) -> WorkloadReport {

@@ -8,17 +8,23 @@ use std::time::{Duration, Instant};
 use crate::config::SimConfig;
 use crate::engine::{FaultCounts, RunReport, Simulation};
 use crate::faults::FaultPlan;
+use crate::history::Operation;
 use crate::kv::{KvStateMachine, KvWorkload, KvWorkloadConfig};
 
 /// Runs the key-value service under `config`, with the seed's own fault
 /// plan or the one given.
 pub fn run_kv(config: &SimConfig, plan: Option<FaultPlan>) -> Result<RunReport, String> {
+    run_kv_with_history(config, plan).map(|(report, _)| report)
+}
+
+/// [`run_kv`], also returning the client history it recorded.
+pub fn run_kv_with_history(
+    config: &SimConfig,
+    plan: Option<FaultPlan>,
+) -> Result<(RunReport, Vec<Operation>), String> {
     let nondeterministic = config.bugs.nondeterministic_state_machine;
     let workload = KvWorkload::new(
-        KvWorkloadConfig {
-            keys: config.keys,
-            ..KvWorkloadConfig::default()
-        },
+        KvWorkloadConfig { keys: config.keys, ..KvWorkloadConfig::default() },
         config.clients,
     );
     let simulation = Simulation::new(
@@ -33,7 +39,8 @@ pub fn run_kv(config: &SimConfig, plan: Option<FaultPlan>) -> Result<RunReport, 
         },
         workload,
     )?;
-    Ok(simulation.run())
+    let (report, workload) = simulation.run_with_workload();
+    Ok((report, workload.history().to_vec()))
 }
 
 /// Totals over many seeds.
