@@ -3,7 +3,7 @@
 //! Starting from the plan a failing seed drew, [`shrink`] removes timed
 //! fault events (ddmin: halves, quarters, ... then single events) and then
 //! lowers the per-message rates and clock skews, keeping each change only
-//! if the run still fails with the same [`FailureKind`]. The seed stays the
+//! if the run still fails with the same [`FailureKind`](crate::FailureKind). The seed stays the
 //! same, so the network, disk, client and workload draws come from the
 //! same random streams.
 
