@@ -126,7 +126,10 @@ impl<'a> ClientRequest<'a> {
     /// Decodes a request encoded by [`encode_register`] or
     /// [`encode_command`].
     pub fn decode(bytes: &'a [u8]) -> Result<ClientRequest<'a>, DecodeError> {
-        let error = |reason| DecodeError { what: "request", reason };
+        let error = |reason| DecodeError {
+            what: "request",
+            reason,
+        };
         match bytes.first() {
             None => Err(error("empty")),
             Some(&TAG_REGISTER) if bytes.len() == 1 => Ok(ClientRequest::Register),
@@ -137,7 +140,11 @@ impl<'a> ClientRequest<'a> {
                 }
                 let client = read_u64(&bytes[1..9]);
                 let seq = read_u64(&bytes[9..17]);
-                Ok(ClientRequest::Command { client, seq, command: &bytes[COMMAND_HEADER_BYTES..] })
+                Ok(ClientRequest::Command {
+                    client,
+                    seq,
+                    command: &bytes[COMMAND_HEADER_BYTES..],
+                })
             }
             Some(_) => Err(error("unknown tag")),
         }
@@ -192,10 +199,15 @@ impl SessionResponse {
 
     /// Decodes a response encoded by [`SessionResponse::encode`].
     pub fn decode(bytes: &[u8]) -> Result<SessionResponse, DecodeError> {
-        let error = |reason| DecodeError { what: "response", reason };
+        let error = |reason| DecodeError {
+            what: "response",
+            reason,
+        };
         match bytes.first() {
             None => Err(error("empty")),
-            Some(0) if bytes.len() == 9 => Ok(SessionResponse::Registered { client: read_u64(&bytes[1..]) }),
+            Some(0) if bytes.len() == 9 => Ok(SessionResponse::Registered {
+                client: read_u64(&bytes[1..]),
+            }),
             Some(0) => Err(error("registration is not 9 bytes")),
             Some(1) => Ok(SessionResponse::Ok(Bytes::copy_from_slice(&bytes[1..]))),
             Some(2) if bytes.len() == 1 => Ok(SessionResponse::SessionExpired),
@@ -293,7 +305,14 @@ impl<R> SessionTable<R> {
                 evicted = Some(client);
             }
         }
-        self.sessions.insert(index, Session { last_seq: 0, response: None, last_used: index });
+        self.sessions.insert(
+            index,
+            Session {
+                last_seq: 0,
+                response: None,
+                last_used: index,
+            },
+        );
         self.by_last_use.insert((index, index));
         (index, evicted)
     }
@@ -360,7 +379,9 @@ impl SessionOutcome {
     /// The response the client is sent.
     pub fn response(&self) -> SessionResponse {
         match self {
-            SessionOutcome::Registered { client, .. } => SessionResponse::Registered { client: *client },
+            SessionOutcome::Registered { client, .. } => {
+                SessionResponse::Registered { client: *client }
+            }
             SessionOutcome::Executed(response) | SessionOutcome::Cached(response) => {
                 SessionResponse::Ok(response.clone())
             }
@@ -384,7 +405,10 @@ impl<S: StateMachine> WithSessions<S> {
     /// Wraps `inner` with a session table of at most `max_sessions`
     /// sessions.
     pub fn new(inner: S, max_sessions: usize) -> Self {
-        WithSessions { inner, table: SessionTable::new(max_sessions) }
+        WithSessions {
+            inner,
+            table: SessionTable::new(max_sessions),
+        }
     }
 
     /// The wrapped state machine.
@@ -410,7 +434,11 @@ impl<S: StateMachine> WithSessions<S> {
                 let (client, evicted) = self.table.register(index);
                 SessionOutcome::Registered { client, evicted }
             }
-            Ok(ClientRequest::Command { client, seq, command }) => match self.table.admit(client, seq) {
+            Ok(ClientRequest::Command {
+                client,
+                seq,
+                command,
+            }) => match self.table.admit(client, seq) {
                 Admission::Expired => SessionOutcome::Expired,
                 Admission::Duplicate(response) => {
                     let response = response.clone();
@@ -474,7 +502,14 @@ impl<S: StateMachine> StateMachine for WithSessions<S> {
                 _ => return Err(RestoreError::new("bad response flag in session snapshot")),
             };
             table.by_last_use.insert((last_used, client));
-            table.sessions.insert(client, Session { last_seq, response, last_used });
+            table.sessions.insert(
+                client,
+                Session {
+                    last_seq,
+                    response,
+                    last_used,
+                },
+            );
         }
         table.evictions = reader.u64()?;
         if table.sessions.len() > table.capacity {
@@ -543,7 +578,9 @@ mod tests {
                 if snapshot.len() < 4 {
                     return Err(RestoreError::new("truncated"));
                 }
-                let length = u32::from_le_bytes([snapshot[0], snapshot[1], snapshot[2], snapshot[3]]) as usize;
+                let length =
+                    u32::from_le_bytes([snapshot[0], snapshot[1], snapshot[2], snapshot[3]])
+                        as usize;
                 snapshot = &snapshot[4..];
                 if snapshot.len() < length {
                     return Err(RestoreError::new("truncated"));
@@ -564,11 +601,18 @@ mod tests {
 
     #[test]
     fn request_encoding_round_trips() {
-        assert_eq!(ClientRequest::decode(&encode_register()), Ok(ClientRequest::Register));
+        assert_eq!(
+            ClientRequest::decode(&encode_register()),
+            Ok(ClientRequest::Register)
+        );
         let bytes = encode_command(7, 9, b"hello");
         assert_eq!(
             ClientRequest::decode(&bytes),
-            Ok(ClientRequest::Command { client: 7, seq: 9, command: b"hello" })
+            Ok(ClientRequest::Command {
+                client: 7,
+                seq: 9,
+                command: b"hello"
+            })
         );
         assert!(ClientRequest::decode(&[]).is_err());
         assert!(ClientRequest::decode(&[1, 2, 3]).is_err());
@@ -606,7 +650,10 @@ mod tests {
         let client = register(&mut sm, 1);
         let command = encode_command(client, 1, b"a");
         let first = sm.apply(2, &command);
-        assert_eq!(sm.apply_request(3, &command), SessionOutcome::Cached(Bytes::copy_from_slice(&1u64.to_le_bytes())));
+        assert_eq!(
+            sm.apply_request(3, &command),
+            SessionOutcome::Cached(Bytes::copy_from_slice(&1u64.to_le_bytes()))
+        );
         assert_eq!(sm.apply(4, &command), first);
         assert_eq!(sm.inner().0, vec![b"a".to_vec()]);
         // The next sequence number is executed.
@@ -621,7 +668,10 @@ mod tests {
         let client = register(&mut sm, 1);
         sm.apply(2, &encode_command(client, 1, b"a"));
         sm.apply(3, &encode_command(client, 2, b"b"));
-        assert_eq!(sm.apply_request(4, &encode_command(client, 1, b"a")), SessionOutcome::Expired);
+        assert_eq!(
+            sm.apply_request(4, &encode_command(client, 1, b"a")),
+            SessionOutcome::Expired
+        );
         assert_eq!(sm.inner().0.len(), 2);
     }
 
@@ -629,15 +679,24 @@ mod tests {
     fn sequence_numbers_may_skip_after_a_given_up_command() {
         let mut sm = WithSessions::new(Appender::default(), 4);
         let client = register(&mut sm, 1);
-        assert!(matches!(sm.apply_request(2, &encode_command(client, 3, b"c")), SessionOutcome::Executed(_)));
+        assert!(matches!(
+            sm.apply_request(2, &encode_command(client, 3, b"c")),
+            SessionOutcome::Executed(_)
+        ));
         // A late copy of command 2, which the client gave up on, arrives.
-        assert_eq!(sm.apply_request(3, &encode_command(client, 2, b"b")), SessionOutcome::Expired);
+        assert_eq!(
+            sm.apply_request(3, &encode_command(client, 2, b"b")),
+            SessionOutcome::Expired
+        );
     }
 
     #[test]
     fn unknown_session_is_expired() {
         let mut sm = WithSessions::new(Appender::default(), 4);
-        assert_eq!(sm.apply_request(1, &encode_command(99, 1, b"a")), SessionOutcome::Expired);
+        assert_eq!(
+            sm.apply_request(1, &encode_command(99, 1, b"a")),
+            SessionOutcome::Expired
+        );
         assert!(sm.inner().0.is_empty());
         assert_eq!(
             SessionResponse::decode(&sm.apply(2, &encode_command(99, 1, b"a"))),
@@ -649,7 +708,10 @@ mod tests {
     fn malformed_request_is_answered_and_not_executed() {
         let mut sm = WithSessions::new(Appender::default(), 4);
         assert_eq!(sm.apply_request(1, &[0xff]), SessionOutcome::Malformed);
-        assert_eq!(SessionResponse::decode(&sm.apply(2, &[])), Ok(SessionResponse::Malformed));
+        assert_eq!(
+            SessionResponse::decode(&sm.apply(2, &[])),
+            Ok(SessionResponse::Malformed)
+        );
         assert!(sm.inner().0.is_empty());
     }
 
@@ -661,12 +723,21 @@ mod tests {
         // `a` is used after `b` registered, so `b` is least recently used.
         sm.apply(3, &encode_command(a, 1, b"a1"));
         let outcome = sm.apply_request(4, &encode_register());
-        assert_eq!(outcome, SessionOutcome::Registered { client: 4, evicted: Some(b) });
+        assert_eq!(
+            outcome,
+            SessionOutcome::Registered {
+                client: 4,
+                evicted: Some(b)
+            }
+        );
         assert!(sm.sessions().contains(a));
         assert!(!sm.sessions().contains(b));
         assert_eq!(sm.sessions().evictions(), 1);
         // The evicted session's retry is not re-applied.
-        assert_eq!(sm.apply_request(5, &encode_command(b, 1, b"b1")), SessionOutcome::Expired);
+        assert_eq!(
+            sm.apply_request(5, &encode_command(b, 1, b"b1")),
+            SessionOutcome::Expired
+        );
         assert_eq!(sm.inner().0, vec![b"a1".to_vec()]);
     }
 
@@ -680,7 +751,13 @@ mod tests {
         // A retry of a's command at index 5 makes b the least recently used.
         sm.apply(5, &encode_command(a, 1, b"a1"));
         let outcome = sm.apply_request(6, &encode_register());
-        assert_eq!(outcome, SessionOutcome::Registered { client: 6, evicted: Some(b) });
+        assert_eq!(
+            outcome,
+            SessionOutcome::Registered {
+                client: 6,
+                evicted: Some(b)
+            }
+        );
     }
 
     #[test]
@@ -697,8 +774,11 @@ mod tests {
         ];
         let run = || {
             let mut sm = WithSessions::new(Appender::default(), 2);
-            let responses: Vec<Bytes> =
-                log.iter().enumerate().map(|(i, command)| sm.apply(i as Index + 1, command)).collect();
+            let responses: Vec<Bytes> = log
+                .iter()
+                .enumerate()
+                .map(|(i, command)| sm.apply(i as Index + 1, command))
+                .collect();
             (responses, sm.snapshot())
         };
         assert_eq!(run(), run());
@@ -718,7 +798,10 @@ mod tests {
         assert_eq!(restored.inner().0, sm.inner().0);
         assert_eq!(restored.sessions(), sm.sessions());
         // The cache survives: a retry is not executed again.
-        assert!(matches!(restored.apply_request(5, &encode_command(a, 1, b"a1")), SessionOutcome::Cached(_)));
+        assert!(matches!(
+            restored.apply_request(5, &encode_command(a, 1, b"a1")),
+            SessionOutcome::Cached(_)
+        ));
         assert_eq!(restored.snapshot().len(), {
             sm.apply(5, &encode_command(a, 1, b"a1"));
             sm.snapshot().len()

@@ -96,7 +96,9 @@ pub struct RestoreError {
 impl RestoreError {
     /// Builds an error with a human-readable reason.
     pub fn new(reason: impl Into<String>) -> Self {
-        RestoreError { reason: reason.into() }
+        RestoreError {
+            reason: reason.into(),
+        }
     }
 }
 

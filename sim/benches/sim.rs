@@ -32,7 +32,8 @@ fn config(seed: u64) -> SimConfig {
 fn figures() {
     let seeds = 20;
     let started = Instant::now();
-    let (mut simulated_ns, mut steps, mut events, mut operations, mut failures) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut simulated_ns, mut steps, mut events, mut operations, mut failures) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
     for seed in 0..seeds {
         let report = run_kv(&config(seed), None).expect("valid configuration");
         simulated_ns += report.simulated_ns;
@@ -57,13 +58,16 @@ fn figures() {
 
 fn bench(c: &mut Criterion) {
     figures();
-    let steps = run_kv(&config(1), None).expect("valid configuration").node_steps;
+    let steps = run_kv(&config(1), None)
+        .expect("valid configuration")
+        .node_steps;
     let mut group = c.benchmark_group("sim");
     group.sample_size(10);
     group.throughput(Throughput::Elements(steps));
-    group.bench_function("5 nodes, 60 s chaos, seed 1 (throughput = node steps)", |b| {
-        b.iter(|| run_kv(&config(1), None).expect("valid configuration"))
-    });
+    group.bench_function(
+        "5 nodes, 60 s chaos, seed 1 (throughput = node steps)",
+        |b| b.iter(|| run_kv(&config(1), None).expect("valid configuration")),
+    );
     group.finish();
 }
 

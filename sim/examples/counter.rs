@@ -57,7 +57,12 @@ struct Additions {
 }
 
 impl Workload for Additions {
-    fn next_command(&mut self, _client: usize, _now_ns: u64, rng: &mut ChaCha8Rng) -> Option<Bytes> {
+    fn next_command(
+        &mut self,
+        _client: usize,
+        _now_ns: u64,
+        rng: &mut ChaCha8Rng,
+    ) -> Option<Bytes> {
         let amount: u64 = rng.gen_range(1..1000);
         self.issued_sum += amount;
         Some(Bytes::copy_from_slice(&amount.to_le_bytes()))
@@ -66,7 +71,9 @@ impl Workload for Additions {
     fn complete(&mut self, _client: usize, _now_ns: u64, result: OpResult<'_>) {
         if let OpResult::Ok(response) = result {
             self.completed += 1;
-            let total = <[u8; 8]>::try_from(response).map(u64::from_le_bytes).unwrap_or(u64::MAX);
+            let total = <[u8; 8]>::try_from(response)
+                .map(u64::from_le_bytes)
+                .unwrap_or(u64::MAX);
             if !self.totals.insert(total) {
                 self.duplicate_total = Some(total);
             }
@@ -76,26 +83,36 @@ impl Workload for Additions {
     fn finish(&mut self) -> WorkloadReport {
         let failure = match (self.duplicate_total, self.totals.last()) {
             (Some(total), _) => Some(format!("two additions both saw total {total}")),
-            (None, Some(max)) if *max > self.issued_sum => {
-                Some(format!("total {max} exceeds the {} ever added", self.issued_sum))
-            }
+            (None, Some(max)) if *max > self.issued_sum => Some(format!(
+                "total {max} exceeds the {} ever added",
+                self.issued_sum
+            )),
             _ => None,
         };
-        WorkloadReport { operations_checked: self.completed, failure }
+        WorkloadReport {
+            operations_checked: self.completed,
+            failure,
+        }
     }
 }
 
 fn main() {
     let mut failures = 0;
     for seed in 0..20 {
-        let config = SimConfig { seed, nodes: 5, clients: 4, ..SimConfig::default() };
-        let simulation = match Simulation::new(config, None, |_| Counter::default(), Additions::default()) {
-            Ok(simulation) => simulation,
-            Err(error) => {
-                eprintln!("bad configuration: {error}");
-                std::process::exit(2);
-            }
+        let config = SimConfig {
+            seed,
+            nodes: 5,
+            clients: 4,
+            ..SimConfig::default()
         };
+        let simulation =
+            match Simulation::new(config, None, |_| Counter::default(), Additions::default()) {
+                Ok(simulation) => simulation,
+                Err(error) => {
+                    eprintln!("bad configuration: {error}");
+                    std::process::exit(2);
+                }
+            };
         let (report, workload) = simulation.run_with_workload();
         println!(
             "seed {seed:>2}: {:>5} additions completed, faults {:<60} hash {:016x} {}",

@@ -227,10 +227,7 @@ mod tests {
         });
         disk.complete_sync(WriteId(2)).unwrap();
         assert_eq!(
-            disk.log
-                .iter()
-                .map(|e| e.term)
-                .collect::<Vec<_>>(),
+            disk.log.iter().map(|e| e.term).collect::<Vec<_>>(),
             vec![1, 2]
         );
         disk.write(record(3, vec![entry(5, 2)]));

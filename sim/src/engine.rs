@@ -1326,7 +1326,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             let due = self
                 .probe
                 .last_proposal_ns
-                .map_or(true, |at| self.now >= at + 300 * MS);
+                .is_none_or(|at| self.now >= at + 300 * MS);
             if due {
                 let leader = (0..self.hosts.len())
                     .filter_map(|index| {
@@ -1395,7 +1395,10 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 self.clients[client].seq += 1;
                 let seq = self.clients[client].seq;
                 let payload = session::encode_command(session_id, seq, &command);
-                self.note(None, || format!("client {client} calls #{seq}"));
+                if self.timeline.is_some() {
+                    let what = self.workload.describe(&command);
+                    self.note(None, || format!("client {client} calls #{seq}: {what}"));
+                }
                 ClientOp {
                     payload,
                     command,
@@ -1592,14 +1595,21 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 OpResult::Failed => "failed",
                 OpResult::Unknown => "unknown",
             };
-            let seq = self.clients[client].seq;
-            let call = op.call_ns;
-            self.note(None, || {
-                format!(
-                    "client {client} #{seq} returns {text} (called at {})",
-                    format_time(call)
-                )
-            });
+            if self.timeline.is_some() {
+                let seq = self.clients[client].seq;
+                let call = op.call_ns;
+                let what = self.workload.describe(&op.command);
+                let text = match result {
+                    OpResult::Ok(response) => format!("ok {:?}", String::from_utf8_lossy(response)),
+                    _ => text.to_string(),
+                };
+                self.note(None, || {
+                    format!(
+                        "client {client} #{seq} {what} returns {text} (called at {})",
+                        format_time(call)
+                    )
+                });
+            }
             self.workload.complete(client, self.now, result);
         }
         let think = exponential(&mut self.client_rng, self.config.think_mean_ns);

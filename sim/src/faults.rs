@@ -520,8 +520,14 @@ impl FaultPlan {
                     if down_until[node] <= at {
                         down_until[node] = at + down_ns;
                         let id = node as NodeId + 1;
-                        events.push(TimedFault { at_ns: at, fault: Fault::Crash { node: id } });
-                        events.push(TimedFault { at_ns: at + down_ns, fault: Fault::Restart { node: id } });
+                        events.push(TimedFault {
+                            at_ns: at,
+                            fault: Fault::Crash { node: id },
+                        });
+                        events.push(TimedFault {
+                            at_ns: at + down_ns,
+                            fault: Fault::Restart { node: id },
+                        });
                     }
                 }
                 at += exponential(rng, mean_gap_ns).max(1);

@@ -169,7 +169,7 @@ impl StateMachine for KvStateMachine {
                 let slot = self.data.entry(command.key).or_default();
                 slot.push_str(&value);
                 if let Some(salt) = self.quirk {
-                    if (index + salt) % 3 == 0 {
+                    if (index + salt).is_multiple_of(3) {
                         slot.push_str(&value);
                     }
                 }
@@ -363,6 +363,30 @@ impl Workload for KvWorkload {
             },
             OpResult::Failed => *operation = operation.clone().failed(now_ns),
             OpResult::Unknown => {}
+        }
+    }
+
+    fn describe(&self, command: &[u8]) -> String {
+        match decode_command(command) {
+            Some(Command {
+                key, op: Op::Get, ..
+            }) => format!("get {key}"),
+            Some(Command {
+                key,
+                op: Op::Put { value },
+                ..
+            }) => format!("put {key} = {value:?}"),
+            Some(Command {
+                key,
+                op: Op::Append { value },
+                ..
+            }) => format!("append {key} += {value:?}"),
+            Some(Command {
+                key,
+                op: Op::Cas { from, to },
+                ..
+            }) => format!("cas {key} {from:?} -> {to:?}"),
+            None => "malformed command".to_string(),
         }
     }
 

@@ -68,7 +68,9 @@ pub mod trace;
 pub mod workload;
 
 pub use config::{HostBugs, SimConfig};
-pub use engine::{plan_for, Failure, FailureKind, FaultCounts, RunReport, Simulation, TimelineEntry};
+pub use engine::{
+    plan_for, Failure, FailureKind, FaultCounts, RunReport, Simulation, TimelineEntry,
+};
 pub use faults::{Fault, FaultKind, FaultPlan, FaultSet, Partition, Rates, TimedFault};
 pub use runner::{run_kv, run_kv_with_history, run_seeds, Summary};
 pub use workload::{OpResult, Workload, WorkloadReport};

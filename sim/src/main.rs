@@ -11,7 +11,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use concord_sim::engine::format_time;
 use concord_sim::{
-    run_kv, run_seeds, FaultKind, FaultPlan, FaultSet, HostBugs, RunReport, SimConfig,
+    run_kv, run_kv_with_history, run_seeds, FaultKind, FaultPlan, FaultSet, HostBugs, RunReport,
+    SimConfig,
 };
 
 /// Deterministic chaos simulator for the concord Raft library.
@@ -382,9 +383,15 @@ fn replay(
         }
     );
     if let Some(path) = history {
-        let _ = path;
-        eprintln!(
-            "note: --history is written by the checker's history module; see concord_sim::history"
+        let (_, operations) = run_kv_with_history(&config, plan)?;
+        let file = std::fs::File::create(&path)
+            .map_err(|error| format!("cannot create {}: {error}", path.display()))?;
+        concord_sim::history::write_jsonl(std::io::BufWriter::new(file), &operations)
+            .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
+        println!(
+            "history: {} operations written to {} (JSON lines)",
+            operations.len(),
+            path.display()
         );
     }
     match &report.failure {

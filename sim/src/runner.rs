@@ -24,7 +24,10 @@ pub fn run_kv_with_history(
 ) -> Result<(RunReport, Vec<Operation>), String> {
     let nondeterministic = config.bugs.nondeterministic_state_machine;
     let workload = KvWorkload::new(
-        KvWorkloadConfig { keys: config.keys, ..KvWorkloadConfig::default() },
+        KvWorkloadConfig {
+            keys: config.keys,
+            ..KvWorkloadConfig::default()
+        },
         config.clients,
     );
     let simulation = Simulation::new(

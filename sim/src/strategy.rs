@@ -32,7 +32,10 @@ use crate::faults::{Fault, FaultPlan, Partition, Rates, TimedFault};
 fn subset(nodes: usize) -> impl Strategy<Value = Vec<NodeId>> {
     let full: u16 = (1u16 << nodes) - 1;
     (1u16..full.max(2)).prop_map(move |mask| {
-        (0..nodes).filter(|bit| mask & (1 << bit) != 0).map(|bit| bit as NodeId + 1).collect()
+        (0..nodes)
+            .filter(|bit| mask & (1 << bit) != 0)
+            .map(|bit| bit as NodeId + 1)
+            .collect()
     })
 }
 
@@ -41,7 +44,9 @@ pub fn fault(nodes: usize) -> impl Strategy<Value = Fault> {
     let nodes = nodes.clamp(1, 7);
     let node = 1..=nodes as NodeId;
     let rest = |side: &[NodeId], nodes: usize| -> Vec<NodeId> {
-        (1..=nodes as NodeId).filter(|id| !side.contains(id)).collect()
+        (1..=nodes as NodeId)
+            .filter(|id| !side.contains(id))
+            .collect()
     };
     prop_oneof![
         3 => node.clone().prop_map(|node| Fault::Crash { node }),
@@ -64,32 +69,53 @@ pub fn fault(nodes: usize) -> impl Strategy<Value = Fault> {
 
 /// Per-message and per-write fault rates; shrinks towards no faults.
 pub fn rates() -> impl Strategy<Value = Rates> {
-    (0.0..0.2f64, 0.0..0.1f64, 0.0..0.3f64, 0.0..0.05f64, 0.0..1.0f64, 0u64..40_000_000, 1_000_000u64..30_000_000)
-        .prop_map(|(loss, duplicate, reorder, tail, torn, fsync_max_ns, reorder_max_ns)| Rates {
-            loss,
-            duplicate,
-            reorder,
-            reorder_max_ns,
-            tail,
-            tail_mean_ns: 100_000_000,
-            fsync_max_ns,
-            torn,
-        })
+    (
+        0.0..0.2f64,
+        0.0..0.1f64,
+        0.0..0.3f64,
+        0.0..0.05f64,
+        0.0..1.0f64,
+        0u64..40_000_000,
+        1_000_000u64..30_000_000,
+    )
+        .prop_map(
+            |(loss, duplicate, reorder, tail, torn, fsync_max_ns, reorder_max_ns)| Rates {
+                loss,
+                duplicate,
+                reorder,
+                reorder_max_ns,
+                tail,
+                tail_mean_ns: 100_000_000,
+                fsync_max_ns,
+                torn,
+            },
+        )
 }
 
 /// A whole fault plan: rates, clock skews of up to ±20%, and up to
 /// `max_events` timed faults in `0..chaos_ns`. Shrinking removes events,
 /// lowers rates and skews.
-pub fn fault_plan(nodes: usize, chaos_ns: u64, max_events: usize) -> impl Strategy<Value = FaultPlan> {
+pub fn fault_plan(
+    nodes: usize,
+    chaos_ns: u64,
+    max_events: usize,
+) -> impl Strategy<Value = FaultPlan> {
     let nodes = nodes.clamp(1, 7);
     let chaos_ns = chaos_ns.max(1);
     let event = (0..chaos_ns, fault(nodes)).prop_map(|(at_ns, fault)| TimedFault { at_ns, fault });
-    (rates(), vec(-200_000i64..200_000, nodes), vec(event, 0..=max_events)).prop_map(
-        |(rates, clock_skew_ppm, mut events)| {
-            events.sort_by_key(|event| event.at_ns);
-            FaultPlan { rates, clock_skew_ppm, events }
-        },
+    (
+        rates(),
+        vec(-200_000i64..200_000, nodes),
+        vec(event, 0..=max_events),
     )
+        .prop_map(|(rates, clock_skew_ppm, mut events)| {
+            events.sort_by_key(|event| event.at_ns);
+            FaultPlan {
+                rates,
+                clock_skew_ppm,
+                events,
+            }
+        })
 }
 
 #[cfg(test)]
@@ -104,9 +130,15 @@ mod tests {
         for nodes in [1, 3, 5, 7] {
             let strategy = fault_plan(nodes, 5_000_000_000, 20);
             for _ in 0..50 {
-                let plan = strategy.new_tree(&mut runner).map(|tree| tree.current()).unwrap();
+                let plan = strategy
+                    .new_tree(&mut runner)
+                    .map(|tree| tree.current())
+                    .unwrap();
                 plan.validate(nodes).unwrap();
-                assert!(plan.events.windows(2).all(|pair| pair[0].at_ns <= pair[1].at_ns));
+                assert!(plan
+                    .events
+                    .windows(2)
+                    .all(|pair| pair[0].at_ns <= pair[1].at_ns));
             }
         }
     }

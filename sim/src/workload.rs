@@ -48,6 +48,11 @@ pub trait Workload {
         None
     }
 
+    /// A short description of a command for the timeline.
+    fn describe(&self, command: &[u8]) -> String {
+        format!("{} bytes", command.len())
+    }
+
     /// Checks everything recorded; called once at the end of a run.
     fn finish(&mut self) -> WorkloadReport;
 }

@@ -4,23 +4,41 @@
 
 use concord_sim::kv::{KvStateMachine, KvWorkload, KvWorkloadConfig};
 use concord_sim::{
-    run_kv, FailureKind, FaultKind, FaultSet, HostBugs, OpResult, SimConfig, Simulation, Workload, WorkloadReport,
+    run_kv, FailureKind, FaultKind, FaultSet, HostBugs, OpResult, SimConfig, Simulation, Workload,
+    WorkloadReport,
 };
 
 const SEEDS: u64 = 30;
 
 fn first_failure(base: &SimConfig) -> Option<(u64, FailureKind, String)> {
     (0..SEEDS).find_map(|seed| {
-        let report = run_kv(&SimConfig { seed, ..base.clone() }, None).unwrap();
-        report.failure.map(|failure| (seed, failure.kind, failure.to_string()))
+        let report = run_kv(
+            &SimConfig {
+                seed,
+                ..base.clone()
+            },
+            None,
+        )
+        .unwrap();
+        report
+            .failure
+            .map(|failure| (seed, failure.kind, failure.to_string()))
     })
 }
 
 fn assert_clean(base: &SimConfig, seeds: u64) {
     for seed in 0..seeds {
-        let config = SimConfig { seed, bugs: HostBugs::default(), ..base.clone() };
+        let config = SimConfig {
+            seed,
+            bugs: HostBugs::default(),
+            ..base.clone()
+        };
         let report = run_kv(&config, None).unwrap();
-        assert!(report.passed(), "seed {seed} fails without the bug: {:?}", report.failure);
+        assert!(
+            report.passed(),
+            "seed {seed} fails without the bug: {:?}",
+            report.failure
+        );
     }
 }
 
@@ -34,10 +52,14 @@ fn persisted_before_sync_is_caught() {
         faults: FaultSet::NONE.with(FaultKind::Crash).with(FaultKind::Fsync),
         swarm: false,
         max_node_steps: 300_000,
-        bugs: HostBugs { persisted_before_sync: true, ..HostBugs::default() },
+        bugs: HostBugs {
+            persisted_before_sync: true,
+            ..HostBugs::default()
+        },
         ..SimConfig::default()
     };
-    let (seed, kind, message) = first_failure(&base).expect("the ack-before-sync host must be caught");
+    let (seed, kind, message) =
+        first_failure(&base).expect("the ack-before-sync host must be caught");
     println!("caught at seed {seed}: {message}");
     assert!(
         matches!(
@@ -59,10 +81,14 @@ fn nondeterministic_state_machine_is_caught() {
     let base = SimConfig {
         nodes: 3,
         chaos_ns: 3_000_000_000,
-        bugs: HostBugs { nondeterministic_state_machine: true, ..HostBugs::default() },
+        bugs: HostBugs {
+            nondeterministic_state_machine: true,
+            ..HostBugs::default()
+        },
         ..SimConfig::default()
     };
-    let (seed, kind, message) = first_failure(&base).expect("a non-deterministic state machine must be caught");
+    let (seed, kind, message) =
+        first_failure(&base).expect("a non-deterministic state machine must be caught");
     println!("caught at seed {seed}: {message}");
     assert_eq!(kind, FailureKind::StateMachineSafety);
     assert_clean(&base, seed + 1);
@@ -73,10 +99,14 @@ fn client_without_sessions_is_caught_by_exactly_once_check() {
     let base = SimConfig {
         nodes: 3,
         chaos_ns: 5_000_000_000,
-        bugs: HostBugs { client_without_sessions: true, ..HostBugs::default() },
+        bugs: HostBugs {
+            client_without_sessions: true,
+            ..HostBugs::default()
+        },
         ..SimConfig::default()
     };
-    let (seed, kind, message) = first_failure(&base).expect("retries without sessions must be caught");
+    let (seed, kind, message) =
+        first_failure(&base).expect("retries without sessions must be caught");
     println!("caught at seed {seed}: {message}");
     assert_eq!(kind, FailureKind::ExactlyOnce);
     assert_clean(&base, seed + 1);
@@ -88,7 +118,12 @@ fn client_without_sessions_is_caught_by_exactly_once_check() {
 struct NoIds(KvWorkload);
 
 impl Workload for NoIds {
-    fn next_command(&mut self, client: usize, now_ns: u64, rng: &mut rand_chacha::ChaCha8Rng) -> Option<bytes::Bytes> {
+    fn next_command(
+        &mut self,
+        client: usize,
+        now_ns: u64,
+        rng: &mut rand_chacha::ChaCha8Rng,
+    ) -> Option<bytes::Bytes> {
         self.0.next_command(client, now_ns, rng)
     }
     fn complete(&mut self, client: usize, now_ns: u64, result: OpResult<'_>) {
@@ -107,14 +142,26 @@ fn client_without_sessions_is_caught_by_linearizability_checker() {
             nodes: 3,
             keys: 2,
             chaos_ns: 5_000_000_000,
-            bugs: HostBugs { client_without_sessions: true, ..HostBugs::default() },
+            bugs: HostBugs {
+                client_without_sessions: true,
+                ..HostBugs::default()
+            },
             ..SimConfig::default()
         };
-        let workload = NoIds(KvWorkload::new(KvWorkloadConfig { keys: 2, ..KvWorkloadConfig::default() }, config.clients));
-        let report = Simulation::new(config, None, |_| KvStateMachine::new(), workload).unwrap().run();
+        let workload = NoIds(KvWorkload::new(
+            KvWorkloadConfig {
+                keys: 2,
+                ..KvWorkloadConfig::default()
+            },
+            config.clients,
+        ));
+        let report = Simulation::new(config, None, |_| KvStateMachine::new(), workload)
+            .unwrap()
+            .run();
         report.failure.map(|failure| (seed, failure))
     });
-    let (seed, failure) = found.expect("the linearizability checker must catch double-applied retries");
+    let (seed, failure) =
+        found.expect("the linearizability checker must catch double-applied retries");
     println!("caught at seed {seed}: {failure}");
     assert_eq!(failure.kind, FailureKind::Linearizability);
 }

@@ -5,7 +5,13 @@
 use concord_sim::{plan_for, run_kv, SimConfig};
 
 fn config(seed: u64, nodes: usize) -> SimConfig {
-    SimConfig { seed, nodes, chaos_ns: 3_000_000_000, liveness_bound_ns: 10_000_000_000, ..SimConfig::default() }
+    SimConfig {
+        seed,
+        nodes,
+        chaos_ns: 3_000_000_000,
+        liveness_bound_ns: 10_000_000_000,
+        ..SimConfig::default()
+    }
 }
 
 #[test]
@@ -14,19 +20,26 @@ fn same_seed_gives_same_trace_hash() {
         for seed in [0, 7, 12345] {
             let first = run_kv(&config(seed, nodes), None).unwrap();
             let second = run_kv(&config(seed, nodes), None).unwrap();
-            assert_eq!(first.trace_hash, second.trace_hash, "seed {seed}, {nodes} nodes");
+            assert_eq!(
+                first.trace_hash, second.trace_hash,
+                "seed {seed}, {nodes} nodes"
+            );
             assert_eq!(first.node_steps, second.node_steps);
             assert_eq!(first.simulated_ns, second.simulated_ns);
             assert_eq!(first.failure, second.failure);
-            assert!(first.node_steps > 100 && first.operations > 0, "a run does real work");
+            assert!(
+                first.node_steps > 100 && first.operations > 0,
+                "a run does real work"
+            );
         }
     }
 }
 
 #[test]
 fn different_seeds_give_different_trace_hashes() {
-    let hashes: std::collections::BTreeSet<u64> =
-        (0..20).map(|seed| run_kv(&config(seed, 3), None).unwrap().trace_hash).collect();
+    let hashes: std::collections::BTreeSet<u64> = (0..20)
+        .map(|seed| run_kv(&config(seed, 3), None).unwrap().trace_hash)
+        .collect();
     assert_eq!(hashes.len(), 20, "every seed gives its own run");
 }
 
@@ -34,10 +47,20 @@ fn different_seeds_give_different_trace_hashes() {
 fn timeline_and_explicit_plan_do_not_change_the_run() {
     let plain = config(99, 5);
     let report = run_kv(&plain, None).unwrap();
-    let with_timeline = run_kv(&SimConfig { timeline: true, ..plain.clone() }, None).unwrap();
+    let with_timeline = run_kv(
+        &SimConfig {
+            timeline: true,
+            ..plain.clone()
+        },
+        None,
+    )
+    .unwrap();
     assert_eq!(report.trace_hash, with_timeline.trace_hash);
     assert!(!with_timeline.timeline.is_empty());
-    assert!(with_timeline.timeline.iter().any(|entry| entry.text.contains("becomes Leader")));
+    assert!(with_timeline
+        .timeline
+        .iter()
+        .any(|entry| entry.text.contains("becomes Leader")));
     let explicit = run_kv(&plain, Some(plan_for(&plain))).unwrap();
     assert_eq!(report.trace_hash, explicit.trace_hash);
 }
@@ -49,4 +72,3 @@ fn plan_round_trips_through_json() {
     let back: concord_sim::FaultPlan = serde_json::from_str(&json).unwrap();
     assert_eq!(plan, back);
 }
-

@@ -6,7 +6,14 @@ use concord_sim::{run_kv, FaultCounts, FaultKind, FaultSet, SimConfig};
 fn totals(faults: FaultSet, seeds: std::ops::Range<u64>, nodes: usize) -> FaultCounts {
     let mut counts = FaultCounts::default();
     for seed in seeds {
-        let config = SimConfig { seed, nodes, faults, swarm: false, chaos_ns: 5_000_000_000, ..SimConfig::default() };
+        let config = SimConfig {
+            seed,
+            nodes,
+            faults,
+            swarm: false,
+            chaos_ns: 5_000_000_000,
+            ..SimConfig::default()
+        };
         let report = run_kv(&config, None).unwrap();
         assert!(report.passed(), "seed {seed}: {:?}", report.failure);
         counts.merge(&report.faults);
@@ -18,7 +25,10 @@ fn totals(faults: FaultSet, seeds: std::ops::Range<u64>, nodes: usize) -> FaultC
 fn every_fault_kind_is_injected_when_enabled() {
     let counts = totals(FaultSet::all(), 0..6, 5);
     for kind in FaultKind::ALL {
-        assert!(counts.get(kind) > 0, "fault {kind} was never injected: {counts:?}");
+        assert!(
+            counts.get(kind) > 0,
+            "fault {kind} was never injected: {counts:?}"
+        );
     }
 }
 
@@ -27,11 +37,17 @@ fn each_fault_alone_is_injected() {
     for kind in FaultKind::ALL {
         // Torn writes need crashes with unsynced data to tear.
         let set = match kind {
-            FaultKind::Torn => FaultSet::NONE.with(FaultKind::Torn).with(FaultKind::Crash).with(FaultKind::Fsync),
+            FaultKind::Torn => FaultSet::NONE
+                .with(FaultKind::Torn)
+                .with(FaultKind::Crash)
+                .with(FaultKind::Fsync),
             _ => FaultSet::NONE.with(kind),
         };
         let counts = totals(set, 0..4, 3);
-        assert!(counts.get(kind) > 0, "fault {kind} alone was never injected");
+        assert!(
+            counts.get(kind) > 0,
+            "fault {kind} alone was never injected"
+        );
     }
 }
 

@@ -1,9 +1,9 @@
 //! The simulator as a library: shrinking a failing plan, replaying a saved
 //! plan, property tests over fault plans, and a user's own state machine.
 
+use concord_sim::kv::{KvStateMachine, KvWorkload, KvWorkloadConfig};
 use concord_sim::shrink::shrink;
 use concord_sim::strategy::fault_plan;
-use concord_sim::kv::{KvStateMachine, KvWorkload, KvWorkloadConfig};
 use concord_sim::{run_kv, FailureKind, FaultKind, FaultSet, HostBugs, SimConfig, Simulation};
 use proptest::prelude::*;
 
@@ -15,11 +15,17 @@ fn shrink_finds_a_smaller_plan_that_still_fails_the_same_way() {
         faults: FaultSet::NONE.with(FaultKind::Crash).with(FaultKind::Fsync),
         swarm: false,
         max_node_steps: 300_000,
-        bugs: HostBugs { persisted_before_sync: true, ..HostBugs::default() },
+        bugs: HostBugs {
+            persisted_before_sync: true,
+            ..HostBugs::default()
+        },
         ..SimConfig::default()
     };
     let failing = (0..30)
-        .map(|seed| SimConfig { seed, ..base.clone() })
+        .map(|seed| SimConfig {
+            seed,
+            ..base.clone()
+        })
         .find(|config| {
             run_kv(config, None)
                 .unwrap()
@@ -27,33 +33,59 @@ fn shrink_finds_a_smaller_plan_that_still_fails_the_same_way() {
                 .is_some_and(|failure| failure.kind == FailureKind::LeaderCompleteness)
         })
         .expect("some seed fails");
-    let result = shrink(&failing, None, 150).unwrap().expect("the seed fails");
+    let result = shrink(&failing, None, 150)
+        .unwrap()
+        .expect("the seed fails");
     assert_eq!(result.failure.kind, FailureKind::LeaderCompleteness);
     assert!(result.minimal.events.len() <= result.original.events.len());
-    assert!(result.minimal.events.len() < result.original.events.len() || result.original.events.len() <= 2);
+    assert!(
+        result.minimal.events.len() < result.original.events.len()
+            || result.original.events.len() <= 2
+    );
     // The minimal plan, saved and loaded, replays the failure.
     let json = serde_json::to_string(&result.minimal).unwrap();
     let plan: concord_sim::FaultPlan = serde_json::from_str(&json).unwrap();
     let replayed = run_kv(&failing, Some(plan)).unwrap();
-    assert_eq!(replayed.failure.map(|failure| failure.kind), Some(FailureKind::LeaderCompleteness));
+    assert_eq!(
+        replayed.failure.map(|failure| failure.kind),
+        Some(FailureKind::LeaderCompleteness)
+    );
 }
 
 #[test]
 fn passing_seed_has_nothing_to_shrink() {
-    let config = SimConfig { seed: 3, nodes: 3, chaos_ns: 2_000_000_000, ..SimConfig::default() };
+    let config = SimConfig {
+        seed: 3,
+        nodes: 3,
+        chaos_ns: 2_000_000_000,
+        ..SimConfig::default()
+    };
     assert!(shrink(&config, None, 10).unwrap().is_none());
 }
 
 #[test]
 fn invalid_configuration_is_an_error_not_a_panic() {
-    let config = SimConfig { nodes: 9, ..SimConfig::default() };
+    let config = SimConfig {
+        nodes: 9,
+        ..SimConfig::default()
+    };
     let error = run_kv(&config, None).unwrap_err();
     assert!(error.contains("1 to 7"), "{error}");
     let plan = concord_sim::FaultPlan {
-        events: vec![concord_sim::TimedFault { at_ns: 0, fault: concord_sim::Fault::Crash { node: 4 } }],
+        events: vec![concord_sim::TimedFault {
+            at_ns: 0,
+            fault: concord_sim::Fault::Crash { node: 4 },
+        }],
         ..concord_sim::FaultPlan::calm(3)
     };
-    let error = run_kv(&SimConfig { nodes: 3, ..SimConfig::default() }, Some(plan)).unwrap_err();
+    let error = run_kv(
+        &SimConfig {
+            nodes: 3,
+            ..SimConfig::default()
+        },
+        Some(plan),
+    )
+    .unwrap_err();
     assert!(error.contains("node 4"), "{error}");
 }
 

@@ -28,6 +28,14 @@ fn sweep_600_seeds_across_cluster_sizes() {
             ));
         }
     }
-    assert!(operations > 10_000, "the sweep checked {operations} operations");
-    assert!(failures.is_empty(), "{} failing seeds:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        operations > 10_000,
+        "the sweep checked {operations} operations"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} failing seeds:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
