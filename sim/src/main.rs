@@ -364,6 +364,27 @@ fn replay(
         println!("  {:>12} {who}  {}", format_time(entry.time_ns), entry.text);
     }
     println!();
+    println!("per node (role changes, votes, crashes, pauses; last commit index):");
+    for id in 1..=config.nodes as u64 {
+        let mut last_commit = String::from("0");
+        let mut events = Vec::new();
+        for entry in report
+            .timeline
+            .iter()
+            .filter(|entry| entry.node == Some(id))
+        {
+            if let Some(commit) = entry.text.strip_prefix("commit index ") {
+                last_commit = commit.to_string();
+            } else {
+                events.push(format!("{} {}", format_time(entry.time_ns), entry.text));
+            }
+        }
+        println!("  n{id}: commit {last_commit}; {} events", events.len());
+        for event in events {
+            println!("      {event}");
+        }
+    }
+    println!();
     println!(
         "simulated {}, {} node steps, {} operations ({} ok), committed index {}",
         format_time(report.simulated_ns),
