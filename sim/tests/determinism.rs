@@ -72,3 +72,22 @@ fn plan_round_trips_through_json() {
     let back: concord_sim::FaultPlan = serde_json::from_str(&json).unwrap();
     assert_eq!(plan, back);
 }
+
+#[test]
+fn parallel_runs_merge_deterministically() {
+    let template = SimConfig {
+        nodes: 3,
+        chaos_ns: 2_000_000_000,
+        ..SimConfig::default()
+    };
+    let one = concord_sim::run_seeds(&template, 0..12, 1, &|_| {}).unwrap();
+    let two = concord_sim::run_seeds(&template, 0..12, 2, &|_| {}).unwrap();
+    assert_eq!(one.hashes, two.hashes);
+    assert_eq!(one.node_steps, two.node_steps);
+    assert_eq!(one.operations, two.operations);
+    assert_eq!(one.faults, two.faults);
+    assert!(
+        one.hashes.windows(2).all(|pair| pair[0].0 < pair[1].0),
+        "merged in seed order"
+    );
+}
