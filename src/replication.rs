@@ -358,6 +358,9 @@ impl Node {
                     self.stats.messages_index_out_of_range += 1;
                     return;
                 }
+                // A follower that was paused missed any commit broadcast
+                // sent meanwhile; it must hear the commit index now.
+                let was_paused = progress.is_paused();
                 let advanced = progress.maybe_update(match_index);
                 // A probe answered at exactly the known match index also
                 // shows where the logs agree: start streaming.
@@ -371,7 +374,7 @@ impl Node {
                 }
                 if self.maybe_commit() {
                     self.broadcast_append(true, actions);
-                } else {
+                } else if self.send_append(from, was_paused, actions) {
                     self.send_append_pipelined(from, actions);
                 }
                 self.maybe_send_timeout_now(from, actions);

@@ -361,3 +361,45 @@ fn heartbeat_commit_is_capped_at_the_follower_match_index() {
     assert_eq!(c.log(3), c.log(1));
     assert_eq!(c.applied_strings(3), vec!["1@1", "2@3"]);
 }
+
+/// A follower whose first acknowledgement reaches the leader after the
+/// entries it covers were already committed (by other followers) must still
+/// learn the commit index from the leader, without waiting for a heartbeat.
+#[test]
+fn late_follower_learns_commit_without_heartbeat() {
+    let mut c = Cluster::new(&[1, 2, 3]);
+    // Elect node 1, but hold back everything node 3 sends.
+    for _ in 0..200 {
+        c.tick(1);
+        c.deliver_filtered(|m| {
+            m.from != 3 || !matches!(m.body, MessageBody::AppendEntriesResponse(_))
+        });
+        if c.node(1).role() == Role::Leader {
+            break;
+        }
+    }
+    assert_eq!(c.node(1).role(), Role::Leader);
+    // Node 2's ack committed the no-op; node 3 has it but its ack was lost.
+    c.deliver_filtered(|m| m.from != 3 || !matches!(m.body, MessageBody::AppendEntriesResponse(_)));
+    let commit = c.node(1).commit_index();
+    assert!(commit >= 1);
+    assert!(c.node(3).commit_index() < commit);
+    assert_eq!(c.node(3).last_index(), c.node(1).last_index());
+    // Node 3 repeats its ack (as any later append would make it do); no
+    // ticks, so no heartbeat can help.
+    let ack = Message {
+        from: 3,
+        to: 1,
+        term: c.node(1).term(),
+        body: MessageBody::AppendEntriesResponse(AppendResponse::Accepted {
+            match_index: c.node(3).last_index(),
+        }),
+    };
+    c.step(1, concord::Input::Receive(ack));
+    c.deliver_all();
+    assert_eq!(
+        c.node(3).commit_index(),
+        commit,
+        "node 3 never learned the commit index"
+    );
+}
