@@ -65,11 +65,15 @@ impl Node {
     /// newly applicable entries.
     pub(crate) fn after_step(&mut self, actions: &mut Vec<Action>) {
         match self.role {
-            Role::Leader => {
+            // Acknowledgements run the commit rule as they arrive; here only
+            // the leader's own log becoming durable can move the commit.
+            Role::Leader if self.persisted_index != self.commit_checked_persisted_index => {
+                self.commit_checked_persisted_index = self.persisted_index;
                 if self.maybe_commit() {
                     self.broadcast_append(true, actions);
                 }
             }
+            Role::Leader => {}
             Role::Candidate => self.poll_election(actions),
             Role::Follower => self.maybe_send_append_ack(actions),
             Role::PreCandidate => {}

@@ -95,6 +95,8 @@ pub struct Node {
     pub(crate) scratch_indices: Vec<Index>,
     /// Every voter but this node, in id order (fixed at construction).
     pub(crate) peer_ids: Vec<NodeId>,
+    /// The persisted index the leader last ran the commit rule for.
+    pub(crate) commit_checked_persisted_index: Index,
 }
 
 impl Node {
@@ -139,6 +141,7 @@ impl Node {
             applied_index: recovered.applied_index,
             stats: Statistics::default(),
             scratch_indices: Vec::new(),
+            commit_checked_persisted_index: 0,
             peer_ids: config
                 .voters
                 .iter()
