@@ -27,6 +27,85 @@ impl HostBugs {
     }
 }
 
+/// Raft options of every node in one run. With
+/// [`SimConfig::vary_node_options`] each seed draws its own (swarm
+/// testing of the core's modes); otherwise the defaults are used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct NodeOptions {
+    /// PreVote on (thesis §9.6).
+    pub pre_vote: bool,
+    /// CheckQuorum and leader leases on.
+    pub check_quorum: bool,
+    /// The highest node id is the preferred leader (priority transfer).
+    pub preferred_leader: bool,
+    /// Tiny batching, in-flight and backlog limits, so flow control,
+    /// backpressure and dropped appends are exercised.
+    pub tight_limits: bool,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        NodeOptions {
+            pre_vote: true,
+            check_quorum: true,
+            preferred_leader: false,
+            tight_limits: false,
+        }
+    }
+}
+
+impl NodeOptions {
+    /// Draws options: each departure from the defaults with probability
+    /// 1/4 (preferred leader and tight limits 1/3).
+    pub fn draw(rng: &mut impl rand::Rng) -> NodeOptions {
+        NodeOptions {
+            pre_vote: !rng.gen_bool(0.25),
+            check_quorum: !rng.gen_bool(0.25),
+            preferred_leader: rng.gen_bool(1.0 / 3.0),
+            tight_limits: rng.gen_bool(1.0 / 3.0),
+        }
+    }
+
+    /// Applies the options to one node's configuration in a cluster of
+    /// `nodes` nodes.
+    pub fn apply(&self, config: &mut concord::Config, nodes: usize) {
+        config.pre_vote = self.pre_vote;
+        config.check_quorum = self.check_quorum;
+        if self.preferred_leader && nodes > 1 {
+            config.priorities.insert(nodes as concord::NodeId, 1);
+        }
+        if self.tight_limits {
+            config.append_entries_max = 3;
+            config.append_bytes_max = 256;
+            config.inflight_messages_max = 2;
+            config.uncommitted_entries_max = 16;
+            config.apply_batch_entries_max = 2;
+            config.unpersisted_writes_max = 3;
+        }
+    }
+}
+
+impl std::fmt::Display for NodeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "pre-vote {}, check-quorum {}, preferred leader {}, tight limits {}",
+            on_off(self.pre_vote),
+            on_off(self.check_quorum),
+            on_off(self.preferred_leader),
+            on_off(self.tight_limits)
+        )
+    }
+}
+
+fn on_off(flag: bool) -> &'static str {
+    if flag {
+        "on"
+    } else {
+        "off"
+    }
+}
+
 /// Everything that defines one run, besides the fault plan (which the
 /// seed draws unless one is given).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,6 +142,9 @@ pub struct SimConfig {
     pub max_sessions: usize,
     /// Deliberate bugs.
     pub bugs: HostBugs,
+    /// Draw each seed's [`NodeOptions`] (PreVote, CheckQuorum, preferred
+    /// leader, tight limits) instead of using the defaults.
+    pub vary_node_options: bool,
     /// Record a readable timeline (slower).
     pub timeline: bool,
     /// The run fails if it needs more node steps than this.
@@ -87,6 +169,7 @@ impl Default for SimConfig {
             max_skew_ppm: 200_000,
             max_sessions: 64,
             bugs: HostBugs::default(),
+            vary_node_options: true,
             timeline: false,
             max_node_steps: 2_000_000,
         }
@@ -176,6 +259,9 @@ impl SimConfig {
         }
         if self.max_sessions != default.max_sessions {
             flags += &format!(" --max-sessions {}", self.max_sessions);
+        }
+        if !self.vary_node_options {
+            flags += " --fixed-node-options";
         }
         if self.max_node_steps != default.max_node_steps {
             flags += &format!(" --max-steps {}", self.max_node_steps);

@@ -24,7 +24,7 @@ use concord::{
     ProposeError, Role, Term,
 };
 
-use crate::config::SimConfig;
+use crate::config::{NodeOptions, SimConfig};
 use crate::disk::{Disk, Record};
 use crate::faults::{exponential, Fault, FaultKind, FaultPlan, PlanLimits, Rates};
 use crate::safety::Safety;
@@ -175,6 +175,8 @@ pub struct RunReport {
     pub config: SimConfig,
     /// The fault plan used (drawn from the seed or given).
     pub plan: FaultPlan,
+    /// The Raft options the nodes ran with.
+    pub node_options: NodeOptions,
     /// The trace hash over every event.
     pub trace_hash: u64,
     /// Node steps executed (`Node::step` calls).
@@ -418,6 +420,7 @@ pub struct Simulation<S, W> {
     client_rng: ChaCha8Rng,
     workload_rng: ChaCha8Rng,
     node_seeds: Vec<u64>,
+    node_options: NodeOptions,
     blocked: [u8; 8],
     healed: bool,
     safety: Safety,
@@ -444,12 +447,14 @@ pub(crate) struct Streams {
     client: ChaCha8Rng,
     workload: ChaCha8Rng,
     node_seeds: Vec<u64>,
+    node_options: NodeOptions,
 }
 
 impl Streams {
     pub(crate) fn new(seed: u64, nodes: usize) -> Streams {
         let mut master = ChaCha8Rng::seed_from_u64(seed);
         let node_seeds = (0..nodes).map(|_| master.gen()).collect();
+        let node_options = NodeOptions::draw(&mut master);
         let stream = |number: u64| {
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             rng.set_stream(number);
@@ -462,6 +467,7 @@ impl Streams {
             client: stream(4),
             workload: stream(5),
             node_seeds,
+            node_options,
         }
     }
 }
@@ -534,6 +540,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             })
             .collect();
         let rates = plan.rates.clone();
+        let config_vary = config.vary_node_options;
         let mut simulation = Simulation {
             safety: Safety::new(config.nodes),
             timeline: if config.timeline {
@@ -558,6 +565,11 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             client_rng: streams.client,
             workload_rng: streams.workload,
             node_seeds: streams.node_seeds,
+            node_options: if config_vary {
+                streams.node_options
+            } else {
+                NodeOptions::default()
+            },
             blocked: [0; 8],
             healed: false,
             trace: TraceHash::new(),
@@ -622,6 +634,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         let incarnation = self.hosts[index].incarnation as u64;
         config.seed =
             self.node_seeds[index].wrapping_add(incarnation.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        self.node_options.apply(&mut config, self.config.nodes);
         config
     }
 
@@ -736,6 +749,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         let report = RunReport {
             config: self.config,
             plan: self.plan,
+            node_options: self.node_options,
             trace_hash: self.trace.value(),
             node_steps: self.node_steps,
             events: self.events,

@@ -67,7 +67,7 @@ pub mod strategy;
 pub mod trace;
 pub mod workload;
 
-pub use config::{HostBugs, SimConfig};
+pub use config::{HostBugs, NodeOptions, SimConfig};
 pub use engine::{
     plan_for, Failure, FailureKind, FaultCounts, RunReport, Simulation, TimelineEntry,
 };

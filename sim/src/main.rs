@@ -126,6 +126,11 @@ struct SimArgs {
     /// Node-step budget of one run.
     #[arg(long, default_value_t = 2_000_000)]
     max_steps: u64,
+    /// Run every seed with the default Raft options (PreVote and
+    /// CheckQuorum on, no preferred leader, default limits) instead of
+    /// drawing them per seed.
+    #[arg(long)]
+    fixed_node_options: bool,
     /// Deliberate bug: report Persisted before the disk synced.
     #[arg(long)]
     bug_persisted_before_sync: bool,
@@ -165,6 +170,7 @@ impl SimArgs {
                 nondeterministic_state_machine: self.bug_nondeterministic_sm,
                 client_without_sessions: self.bug_no_sessions,
             },
+            vary_node_options: !self.fixed_node_options,
             timeline: false,
             max_node_steps: self.max_steps,
         };
@@ -336,6 +342,7 @@ fn replay(
         config.nodes,
         report.plan.enabled()
     );
+    println!("node options: {}", report.node_options);
     if show_plan {
         println!(
             "{}",
