@@ -694,8 +694,6 @@ struct Sweep<'a> {
     cas_by_to: FxHashMap<u32, Vec<u32>>,
     /// Groups of appends by token.
     app_group: FxHashMap<u32, u32>,
-    /// Groups that may change the value (without `OTHER` as the result).
-    observable: Vec<u32>,
     /// Put and append groups (always have an effect, except no-ops).
     uncond: Vec<u32>,
     /// Cas groups by `from` value.
@@ -740,7 +738,6 @@ fn check_key(ops: &[Operation], idx: &[usize], init: Init, budget: &mut Budget) 
         put_group: FxHashMap::default(),
         cas_by_to: FxHashMap::default(),
         app_group: FxHashMap::default(),
-        observable: Vec::new(),
         uncond: Vec::new(),
         cas_by_from: FxHashMap::default(),
         prefix_cache: FxHashMap::default(),
@@ -811,27 +808,17 @@ impl Sweep<'_> {
             Some(&g) => g,
             None => {
                 let g = self.groups.len() as u32;
-                let other_maker = match kind {
-                    Kind::Put(v) => {
-                        if v != OTHER {
-                            self.put_group.insert(v, g);
-                        }
-                        v == OTHER
+                match kind {
+                    Kind::Put(v) if v != OTHER => {
+                        self.put_group.insert(v, g);
                     }
-                    Kind::CasMaybe(_, t) => {
-                        if t != OTHER {
-                            self.cas_by_to.entry(t).or_default().push(g);
-                        }
-                        t == OTHER
+                    Kind::CasMaybe(_, t) if t != OTHER => {
+                        self.cas_by_to.entry(t).or_default().push(g);
                     }
                     Kind::Append(tok) => {
                         self.app_group.insert(tok, g);
-                        false
                     }
-                    _ => false,
-                };
-                if !other_maker {
-                    self.observable.push(g);
+                    _ => {}
                 }
                 match kind {
                     Kind::CasMaybe(f, _) => self.cas_by_from.entry(f).or_default().push(g),
@@ -998,38 +985,25 @@ impl Sweep<'_> {
     /// ones that pass in `OTHER` where they might fail otherwise).
     fn unknown_candidates(&mut self, s: u32, casfail_gate: bool) {
         self.cand.clear();
-        if casfail_gate || (!self.app_toks.is_empty() && self.model.has_casfail) {
-            // Any change of value will do for a failing unsuccessful cas;
-            // before an append, a state no read can observe may still be
-            // needed by a later unsuccessful cas. Try every unknown that has
-            // an effect in `s`.
-            self.cand.extend_from_slice(&self.uncond);
-            if let Some(gs) = self.cas_by_from.get(&s) {
-                self.cand.extend_from_slice(gs);
-            }
-        }
-        if !self.app_toks.is_empty() && self.model.has_casfail {
-            // Covered above.
-        } else if !self.app_toks.is_empty() {
-            for gi in 0..self.observable.len() {
-                let g = self.observable[gi];
+        if casfail_gate || !self.app_toks.is_empty() {
+            let has_casfail = self.model.has_casfail;
+            let cas_here: &[u32] = self.cas_by_from.get(&s).map_or(&[], |v| v.as_slice());
+            for &g in self.uncond.iter().chain(cas_here) {
                 let kind = self.groups[g as usize].kind;
-                let Some(s2) = self.model.effect(kind, s) else {
-                    continue;
-                };
-                if s2 == OTHER {
-                    continue;
-                }
-                let mut useful = false;
-                for ti in 0..self.app_toks.len() {
-                    if self.model.append(s2, self.app_toks[ti]) != OTHER {
-                        useful = true;
-                        break;
+                if !casfail_gate {
+                    // Rule U3: an unknown that sets `OTHER` from any state
+                    // only ever needs to go right before a failing
+                    // unsuccessful cas.
+                    if kind == Kind::Put(OTHER) {
+                        continue;
+                    }
+                    // Rule U4: without unsuccessful cas operations nothing
+                    // can use the value `OTHER`.
+                    if !has_casfail && self.model.effect(kind, s) == Some(OTHER) {
+                        continue;
                     }
                 }
-                if useful {
-                    self.cand.push(g);
-                }
+                self.cand.push(g);
             }
         }
         let mut ti = 0;
@@ -1047,7 +1021,7 @@ impl Sweep<'_> {
                     for &g in gs {
                         self.cand.push(g);
                         if let Kind::CasMaybe(f, _) = self.groups[g as usize].kind {
-                            if self.targets.len() < 1024 && !self.targets.contains(&f) {
+                            if !self.targets.contains(&f) {
                                 self.targets.push(f);
                             }
                         }

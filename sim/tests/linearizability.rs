@@ -597,12 +597,15 @@ fn corrupted_histories_fail_with_a_small_non_linearizable_sub_history() {
 // --- cross-check against brute force ---------------------------------------
 
 /// Reference checker: tries every order (and every subset of unknown
-/// operations) respecting real time. Exponential; for tiny histories only.
+/// operations) respecting real time, memoising (set of operations done,
+/// value) pairs already explored. Exponential; for tiny histories only.
 fn brute_force(ops: &[Operation]) -> bool {
+    use std::collections::HashSet;
     let ops: Vec<&Operation> = ops
         .iter()
         .filter(|o| o.outcome != Outcome::Failed)
         .collect();
+    assert!(ops.len() <= 64);
     fn ret(o: &Operation) -> u64 {
         match o.outcome {
             Outcome::Unknown => u64::MAX,
@@ -629,75 +632,118 @@ fn brute_force(ops: &[Operation]) -> bool {
             }
         }
     }
-    fn go(ops: &[&Operation], done: &mut Vec<bool>, state: &str) -> bool {
+    fn go(ops: &[&Operation], done: u64, state: &str, seen: &mut HashSet<(u64, String)>) -> bool {
         let all_known_done = ops
             .iter()
-            .zip(done.iter())
-            .all(|(o, d)| *d || o.outcome == Outcome::Unknown);
+            .enumerate()
+            .all(|(i, o)| done & (1 << i) != 0 || o.outcome == Outcome::Unknown);
         if all_known_done {
             return true;
         }
+        if !seen.insert((done, state.to_string())) {
+            return false;
+        }
         for i in 0..ops.len() {
-            if done[i] {
+            if done & (1 << i) != 0 {
                 continue;
             }
             // i may go next only if no undone op returned before i's call.
-            let blocked = (0..ops.len()).any(|j| !done[j] && j != i && ret(ops[j]) < ops[i].call);
+            let blocked =
+                (0..ops.len()).any(|j| done & (1 << j) == 0 && j != i && ret(ops[j]) < ops[i].call);
             if blocked {
                 continue;
             }
             if let Some(next) = step(ops[i], state) {
-                done[i] = true;
-                if go(ops, done, &next) {
+                if go(ops, done | (1 << i), &next, seen) {
                     return true;
                 }
-                done[i] = false;
             }
         }
         false
     }
-    let mut done = vec![false; ops.len()];
-    go(&ops, &mut done, "")
+    go(&ops, 0, "", &mut HashSet::new())
 }
 
-#[test]
-fn agrees_with_brute_force_on_small_random_histories() {
+/// Shape of the random histories of [`cross_check`].
+struct Mix {
+    /// Number of operations, inclusive range.
+    min_ops: usize,
+    max_ops: usize,
+    /// Relative weights of get, put, append, cas.
+    weights: [u32; 4],
+    /// Probability that a write (put / append / cas) has an unknown outcome.
+    p_unknown: f64,
+    /// Probability that an operation fails.
+    p_failed: f64,
+    /// Probability that an unknown operation takes effect.
+    p_unknown_applied: f64,
+    /// An applied unknown operation takes effect up to this long after its
+    /// call.
+    unknown_delay: u64,
+    /// Latest call time; gets are called in the second half of the span
+    /// with this probability, so they read values built by several writes.
+    span: u64,
+    p_late_get: f64,
+    /// Probability that one completed result is perturbed.
+    p_perturb: f64,
+    puts: &'static [&'static str],
+    apps: &'static [&'static str],
+}
+
+/// Random small histories on one key, results computed from a random valid
+/// execution and then sometimes perturbed, compared with [`brute_force`].
+fn cross_check(seed: u64, cases: usize, mix: &Mix) -> [usize; 2] {
     use rand::{Rng, SeedableRng};
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(99);
-    let puts = ["a", "b", "ab", ""];
-    let apps = ["a", "b"];
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut counts = [0usize; 2];
     let mut explained = 0usize;
-    for case in 0..3000 {
-        let n = rng.gen_range(1..=7);
+    let total_w: u32 = mix.weights.iter().sum();
+    let pick = |rng: &mut rand_chacha::ChaCha8Rng, vals: &[&str]| -> String {
+        vals[rng.gen_range(0..vals.len())].to_string()
+    };
+    for case in 0..cases {
+        let n = rng.gen_range(mix.min_ops..=mix.max_ops);
         let mut ops = Vec::new();
-        // Random intervals; results computed from a random valid execution,
-        // then sometimes perturbed.
         let mut lin: Vec<(u64, usize)> = Vec::new();
         for i in 0..n {
-            let call = rng.gen_range(0..30u64);
-            let ret = call + rng.gen_range(0..15u64);
-            let op = match rng.gen_range(0..4) {
+            let mut w = rng.gen_range(0..total_w);
+            let mut k = 0;
+            while w >= mix.weights[k] {
+                w -= mix.weights[k];
+                k += 1;
+            }
+            let op = match k {
                 0 => Op::Get,
                 1 => Op::Put {
-                    value: puts[rng.gen_range(0..puts.len())].to_string(),
+                    value: pick(&mut rng, mix.puts),
                 },
                 2 => Op::Append {
-                    value: apps[rng.gen_range(0..apps.len())].to_string(),
+                    value: pick(&mut rng, mix.apps),
                 },
                 _ => Op::Cas {
-                    from: puts[rng.gen_range(0..puts.len())].to_string(),
-                    to: puts[rng.gen_range(0..puts.len())].to_string(),
+                    from: pick(&mut rng, mix.puts),
+                    to: pick(&mut rng, mix.puts),
                 },
             };
-            let mut o = Operation::new(i as u64, "k", op, call);
             let r: f64 = rng.gen();
-            if r < 0.2 {
+            let unknown = k != 0 && r < mix.p_unknown;
+            let call = if k == 0 && rng.gen_bool(mix.p_late_get) {
+                rng.gen_range(mix.span / 2..mix.span)
+            } else if unknown {
+                // Unknown writes early, so that several are pending at once
+                // and later operations build on them.
+                rng.gen_range(0..mix.span / 2)
+            } else {
+                rng.gen_range(0..mix.span)
+            };
+            let ret = call + rng.gen_range(0..15u64);
+            let mut o = Operation::new(i as u64, "k", op, call);
+            if unknown {
                 // unknown: maybe applied, any time after the call
-                if rng.gen_bool(0.5) {
-                    lin.push((call + rng.gen_range(0..40u64), i));
+                if rng.gen_bool(mix.p_unknown_applied) {
+                    lin.push((call + rng.gen_range(0..=mix.unknown_delay), i));
                 }
-            } else if r < 0.3 {
+            } else if r < mix.p_unknown + mix.p_failed {
                 o = o.failed(ret);
             } else {
                 o = o.completed(ret, Output::Done);
@@ -731,13 +777,22 @@ fn agrees_with_brute_force_on_small_random_histories() {
                 o.outcome = Outcome::Ok(out);
             }
         }
-        if rng.gen_bool(0.5) {
+        if rng.gen_bool(mix.p_perturb) {
             // Perturb one completed result.
             let i = rng.gen_range(0..n);
             let o = &mut ops[i];
             match &mut o.outcome {
                 Outcome::Ok(Output::Value(v)) => {
-                    *v = puts[rng.gen_range(0..puts.len())].to_string()
+                    if rng.gen_bool(0.5) {
+                        *v = pick(&mut rng, mix.puts);
+                    } else {
+                        // Append or drop a token: near misses.
+                        if v.is_empty() || rng.gen_bool(0.5) {
+                            v.push_str(&pick(&mut rng, mix.apps));
+                        } else {
+                            v.pop();
+                        }
+                    }
                 }
                 Outcome::Ok(Output::Swapped(s)) => *s = !*s,
                 _ => {}
@@ -749,7 +804,7 @@ fn agrees_with_brute_force_on_small_random_histories() {
         assert_eq!(
             got.is_ok(),
             expected,
-            "case {case}: checker says {got}, brute force says {expected}:\n{}",
+            "seed {seed} case {case}: checker says {got}, brute force says {expected}:\n{}",
             to_jsonl(&ops)
         );
         if let CheckResult::NotLinearizable(f) = &got {
@@ -774,6 +829,66 @@ fn agrees_with_brute_force_on_small_random_histories() {
         "{explained} of {}",
         counts[0]
     );
+    counts
+}
+
+#[test]
+fn agrees_with_brute_force_on_small_random_histories() {
+    let counts = cross_check(
+        99,
+        3000,
+        &Mix {
+            min_ops: 1,
+            max_ops: 7,
+            weights: [1, 1, 1, 1],
+            p_unknown: 0.2,
+            p_failed: 0.1,
+            p_unknown_applied: 0.5,
+            unknown_delay: 40,
+            span: 30,
+            p_late_get: 0.0,
+            p_perturb: 0.5,
+            puts: &["a", "b", "ab", ""],
+            apps: &["a", "b"],
+        },
+    );
     // Both verdicts well represented.
     assert!(counts[0] > 300 && counts[1] > 300, "{counts:?}");
+}
+
+/// Many unknown writes, several pending at once, read back after several
+/// of them took effect: the weak spot of lazy application of unknowns.
+#[test]
+fn agrees_with_brute_force_with_many_unknown_writes() {
+    let appends = Mix {
+        min_ops: 4,
+        max_ops: 9,
+        weights: [3, 2, 4, 1],
+        p_unknown: 0.45,
+        p_failed: 0.05,
+        p_unknown_applied: 0.7,
+        unknown_delay: 12,
+        span: 40,
+        p_late_get: 0.7,
+        p_perturb: 0.8,
+        puts: &["x", "y", "xa", ""],
+        apps: &["a", "b", "c", "d", "e"],
+    };
+    let cas = Mix {
+        weights: [3, 2, 2, 3],
+        puts: &["x", "y", "xa", "ya", ""],
+        apps: &["a", "b", "c"],
+        ..appends
+    };
+    let chains = Mix {
+        weights: [3, 1, 6, 0],
+        p_unknown: 0.5,
+        p_unknown_applied: 0.8,
+        apps: &["a", "b", "c", "d", "e", "f"],
+        ..appends
+    };
+    for (seed, mix) in [(7, &appends), (8, &cas), (9, &chains)] {
+        let counts = cross_check(seed, 3000, mix);
+        assert!(counts[0] > 150 && counts[1] > 150, "{counts:?}");
+    }
 }
