@@ -36,6 +36,9 @@ enum Command {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// Shrink the fault schedule of the first failing seed and print it.
+        #[arg(long)]
+        shrink: bool,
         #[command(flatten)]
         sim: SimArgs,
     },
@@ -226,8 +229,16 @@ fn execute(command: Command) -> Result<bool, String> {
             seeds,
             jobs,
             quiet,
+            shrink: shrink_first,
             sim,
-        } => run(seeds, jobs, quiet, &sim),
+        } => {
+            let passed = run(seeds, jobs, quiet, &sim)?;
+            if let (false, true, Some(seed)) = (passed, shrink_first, FIRST_FAILURE.get()) {
+                println!();
+                shrink(*seed, None, None, 400, &sim)?;
+            }
+            Ok(passed)
+        }
         Command::Replay {
             seed,
             plan,
@@ -245,6 +256,9 @@ fn execute(command: Command) -> Result<bool, String> {
         } => shrink(seed, plan, out, max_runs, &sim),
     }
 }
+
+/// The first failing seed of `run`, for `run --shrink`.
+static FIRST_FAILURE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
 
 fn run(seeds: Range<u64>, jobs: usize, quiet: bool, sim: &SimArgs) -> Result<bool, String> {
     let template = sim.config(seeds.start)?;
@@ -293,6 +307,9 @@ fn run(seeds: Range<u64>, jobs: usize, quiet: bool, sim: &SimArgs) -> Result<boo
     println!("  failures: {}", summary.failures.len());
     for report in &summary.failures {
         print_failure(report);
+    }
+    if let Some(report) = summary.failures.first() {
+        let _ = FIRST_FAILURE.set(report.config.seed);
     }
     Ok(summary.failures.is_empty())
 }
