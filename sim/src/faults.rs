@@ -795,6 +795,10 @@ mod tests {
             .without(FaultKind::Partition)
             .without(FaultKind::OneWay)
             .without(FaultKind::Bridge);
-        assert!(expected.kinds().all(|kind| all.enabled().contains(kind)), "{}", all.enabled());
+        assert!(
+            expected.kinds().all(|kind| all.enabled().contains(kind)),
+            "{}",
+            all.enabled()
+        );
     }
 }
