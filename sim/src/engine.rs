@@ -33,6 +33,9 @@ use crate::workload::{OpResult, Workload};
 
 const MS: u64 = 1_000_000;
 
+/// Most inputs queued for a paused node; later ones are dropped.
+const PAUSED_QUEUE_MAX: usize = 4096;
+
 /// What kind of check failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum FailureKind {
@@ -922,7 +925,13 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             return;
         }
         if host.paused {
-            host.paused_queue.push_back(input);
+            // A stalled process's socket buffers fill up: past a bound,
+            // further network input is dropped (the protocol must cope
+            // with loss). Local completions (`Persisted`) always queue.
+            let local = matches!(input, HostInput::Node(Input::Persisted(_)));
+            if local || host.paused_queue.len() < PAUSED_QUEUE_MAX {
+                host.paused_queue.push_back(input);
+            }
             return;
         }
         self.host_input(index, input);
