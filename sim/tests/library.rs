@@ -102,3 +102,28 @@ proptest! {
         prop_assert!(report.passed(), "{:?}", report.failure);
     }
 }
+
+#[test]
+fn liveness_checker_fires_when_the_bound_cannot_be_met() {
+    // One microsecond after healing is not enough for any write to commit.
+    let config = SimConfig {
+        seed: 1,
+        nodes: 3,
+        chaos_ns: 1_000_000_000,
+        liveness_bound_ns: 1_000,
+        ..SimConfig::default()
+    };
+    let report = run_kv(&config, None).unwrap();
+    let failure = report.failure.expect("liveness must fail");
+    assert_eq!(failure.kind, FailureKind::Liveness, "{failure}");
+    // With a sane bound the same seed passes.
+    let report = run_kv(
+        &SimConfig {
+            liveness_bound_ns: 10_000_000_000,
+            ..config
+        },
+        None,
+    )
+    .unwrap();
+    assert!(report.passed(), "{:?}", report.failure);
+}
