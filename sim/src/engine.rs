@@ -803,6 +803,10 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 let Some(message) = self.messages.take(slot) else {
                     return;
                 };
+                let nodes = self.hosts.len() as NodeId;
+                if !(1..=nodes).contains(&message.to) || !(1..=nodes).contains(&message.from) {
+                    return; // a message naming no node of the cluster goes nowhere
+                }
                 let to = message.to as usize - 1;
                 let from = message.from as usize - 1;
                 self.trace
