@@ -68,8 +68,17 @@ pub struct Command {
     pub op: Op,
 }
 
-/// Decodes a command; `None` when malformed.
-pub fn decode_command(bytes: &[u8]) -> Option<Command> {
+/// A command parsed without copying: operation id, tag, key and up to
+/// two string arguments.
+struct RawCommand<'a> {
+    op_id: u64,
+    tag: u8,
+    key: &'a str,
+    first: &'a str,
+    second: &'a str,
+}
+
+fn parse(bytes: &[u8]) -> Option<RawCommand<'_>> {
     let mut reader = bytes;
     let mut take = |length: usize| -> Option<&[u8]> {
         if reader.len() < length {
@@ -82,23 +91,50 @@ pub fn decode_command(bytes: &[u8]) -> Option<Command> {
     let op_id = u64::from_le_bytes(take(8)?.try_into().ok()?);
     let tag = take(1)?[0];
     let key_length = u16::from_le_bytes(take(2)?.try_into().ok()?) as usize;
-    let key = std::str::from_utf8(take(key_length)?).ok()?.to_string();
-    let mut string = || -> Option<String> {
+    let key = std::str::from_utf8(take(key_length)?).ok()?;
+    let mut string = || -> Option<&str> {
         let length = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
-        Some(std::str::from_utf8(take(length)?).ok()?.to_string())
+        std::str::from_utf8(take(length)?).ok()
     };
-    let op = match tag {
-        GET => Op::Get,
-        PUT => Op::Put { value: string()? },
-        APPEND => Op::Append { value: string()? },
+    let (first, second) = match tag {
+        GET => ("", ""),
+        PUT | APPEND => (string()?, ""),
         CAS => {
             let from = string()?;
-            let to = string()?;
-            Op::Cas { from, to }
+            (from, string()?)
         }
         _ => return None,
     };
-    Some(Command { op_id, key, op })
+    Some(RawCommand {
+        op_id,
+        tag,
+        key,
+        first,
+        second,
+    })
+}
+
+/// Decodes a command; `None` when malformed.
+pub fn decode_command(bytes: &[u8]) -> Option<Command> {
+    let raw = parse(bytes)?;
+    let op = match raw.tag {
+        GET => Op::Get,
+        PUT => Op::Put {
+            value: raw.first.to_string(),
+        },
+        APPEND => Op::Append {
+            value: raw.first.to_string(),
+        },
+        _ => Op::Cas {
+            from: raw.first.to_string(),
+            to: raw.second.to_string(),
+        },
+    };
+    Some(Command {
+        op_id: raw.op_id,
+        key: raw.key.to_string(),
+        op,
+    })
 }
 
 /// Decodes a response to `op` into a history output.
@@ -146,44 +182,47 @@ impl KvStateMachine {
 
 impl StateMachine for KvStateMachine {
     fn apply(&mut self, index: Index, command: &[u8]) -> Bytes {
-        let Some(command) = decode_command(command) else {
+        let Some(command) = parse(command) else {
             return Bytes::from_static(&[0xff]);
         };
-        match command.op {
-            Op::Get => {
-                let value = self
-                    .data
-                    .get(&command.key)
-                    .map(String::as_str)
-                    .unwrap_or("");
+        match command.tag {
+            GET => {
+                let value = self.data.get(command.key).map(String::as_str).unwrap_or("");
                 let mut buffer = BytesMut::with_capacity(1 + value.len());
                 buffer.put_u8(0);
                 buffer.put_slice(value.as_bytes());
                 buffer.freeze()
             }
-            Op::Put { value } => {
-                self.data.insert(command.key, value);
-                Bytes::from_static(&[1])
-            }
-            Op::Append { value } => {
-                let slot = self.data.entry(command.key).or_default();
-                slot.push_str(&value);
-                if let Some(salt) = self.quirk {
-                    if (index + salt).is_multiple_of(3) {
-                        slot.push_str(&value);
+            PUT => {
+                match self.data.get_mut(command.key) {
+                    Some(slot) => command.first.clone_into(slot),
+                    None => {
+                        self.data
+                            .insert(command.key.to_string(), command.first.to_string());
                     }
                 }
                 Bytes::from_static(&[1])
             }
-            Op::Cas { from, to } => {
-                let current = self
-                    .data
-                    .get(&command.key)
-                    .map(String::as_str)
-                    .unwrap_or("");
-                let swapped = current == from;
+            APPEND => {
+                if !self.data.contains_key(command.key) {
+                    self.data.insert(command.key.to_string(), String::new());
+                }
+                if let Some(slot) = self.data.get_mut(command.key) {
+                    slot.push_str(command.first);
+                    if let Some(salt) = self.quirk {
+                        if (index + salt).is_multiple_of(3) {
+                            slot.push_str(command.first);
+                        }
+                    }
+                }
+                Bytes::from_static(&[1])
+            }
+            _ => {
+                let current = self.data.get(command.key).map(String::as_str).unwrap_or("");
+                let swapped = current == command.first;
                 if swapped {
-                    self.data.insert(command.key, to);
+                    self.data
+                        .insert(command.key.to_string(), command.second.to_string());
                 }
                 Bytes::copy_from_slice(&[2, swapped as u8])
             }
