@@ -26,7 +26,7 @@ use concord::{
 
 use crate::config::{NodeOptions, SimConfig};
 use crate::disk::{Disk, Record};
-use crate::faults::{exponential, Fault, FaultKind, FaultPlan, PlanLimits, Rates};
+use crate::faults::{exponential, Fault, FaultKind, FaultPlan, Partition, PlanLimits, Rates};
 use crate::safety::Safety;
 use crate::trace::{hash_bytes, TraceHash};
 use crate::workload::{OpResult, Workload};
@@ -223,6 +223,8 @@ enum Event {
     Heal,
     Probe,
     Deadline,
+    DelayedRestart { node: u8 },
+    DelayedHealNetwork,
 }
 
 impl Event {
@@ -240,6 +242,8 @@ impl Event {
             Event::Heal => 9,
             Event::Probe => 10,
             Event::Deadline => 11,
+            Event::DelayedRestart { node } => 13 | (u64::from(*node) << 8),
+            Event::DelayedHealNetwork => 14,
         }
     }
 }
@@ -889,6 +893,16 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 self.apply_fault(fault);
             }
             Event::Heal => self.heal(),
+            Event::DelayedRestart { node } => {
+                if !self.healed {
+                    self.restart(node as usize);
+                }
+            }
+            Event::DelayedHealNetwork => {
+                if !self.healed {
+                    self.apply_fault(Fault::HealNetwork);
+                }
+            }
             Event::Probe => self.probe(),
             Event::Deadline => {
                 if !self.probe.satisfied {
@@ -1249,11 +1263,39 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 self.blocked = partition.blocked_matrix(self.hosts.len());
                 self.note(None, || format!("network: {partition}"));
             }
+            Fault::CrashLeader { down_ns } => {
+                if let Some(index) = self.current_leader() {
+                    self.note(Some(index), || "targeted: the leader crashes".to_string());
+                    self.crash(index);
+                    self.schedule(down_ns, Event::DelayedRestart { node: index as u8 });
+                }
+            }
+            Fault::IsolateLeader { length_ns } => {
+                if let Some(index) = self.current_leader() {
+                    let partition = Partition::Split {
+                        side: vec![index as NodeId + 1],
+                    };
+                    self.blocked = partition.blocked_matrix(self.hosts.len());
+                    self.note(None, || format!("network: leader isolated, {partition}"));
+                    self.schedule(length_ns, Event::DelayedHealNetwork);
+                }
+            }
             Fault::HealNetwork => {
                 self.blocked = [0; 8];
                 self.note(None, || "network healed".to_string());
             }
         }
+    }
+
+    /// The live node in the leader role with the highest term.
+    fn current_leader(&self) -> Option<usize> {
+        (0..self.hosts.len())
+            .filter_map(|index| {
+                let node = self.hosts[index].node.as_ref()?;
+                (node.role() == Role::Leader).then_some((node.term(), index))
+            })
+            .max()
+            .map(|(_, index)| index)
     }
 
     fn crash(&mut self, index: usize) {
@@ -1355,13 +1397,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 .last_proposal_ns
                 .is_none_or(|at| self.now >= at + 300 * MS);
             if due {
-                let leader = (0..self.hosts.len())
-                    .filter_map(|index| {
-                        let node = self.hosts[index].node.as_ref()?;
-                        (node.role() == Role::Leader).then_some((node.term(), index))
-                    })
-                    .max();
-                if let Some((_, index)) = leader {
+                if let Some(index) = self.current_leader() {
                     self.probe.last_proposal_ns = Some(self.now);
                     self.step(
                         index,

@@ -342,13 +342,26 @@ pub enum Fault {
     Partition(Partition),
     /// Every link works again.
     HealNetwork,
+    /// Whichever node is leader at that moment (highest term) crashes, and
+    /// restarts `down_ns` later. No effect without a leader.
+    CrashLeader {
+        /// How long it stays down.
+        down_ns: u64,
+    },
+    /// Whichever node is leader at that moment is cut off from all others
+    /// (replacing any earlier split); the network heals `length_ns` later.
+    IsolateLeader {
+        /// How long the partition lasts.
+        length_ns: u64,
+    },
 }
 
 impl Fault {
     /// The fault kind, for counting; `None` for repairs.
     pub fn kind(&self) -> Option<FaultKind> {
         match self {
-            Fault::Crash { .. } => Some(FaultKind::Crash),
+            Fault::Crash { .. } | Fault::CrashLeader { .. } => Some(FaultKind::Crash),
+            Fault::IsolateLeader { .. } => Some(FaultKind::Partition),
             Fault::Pause { .. } => Some(FaultKind::Pause),
             Fault::Partition(partition) => Some(partition.kind()),
             Fault::Restart { .. } | Fault::Resume { .. } | Fault::HealNetwork => None,
@@ -365,6 +378,12 @@ impl fmt::Display for Fault {
             Fault::Resume { node } => write!(f, "resume n{node}"),
             Fault::Partition(partition) => write!(f, "partition: {partition}"),
             Fault::HealNetwork => write!(f, "heal network"),
+            Fault::CrashLeader { down_ns } => {
+                write!(f, "crash the leader for {} ms", down_ns / 1_000_000)
+            }
+            Fault::IsolateLeader { length_ns } => {
+                write!(f, "isolate the leader for {} ms", length_ns / 1_000_000)
+            }
         }
     }
 }
@@ -501,6 +520,16 @@ impl FaultPlan {
             while at < chaos_ns {
                 // Mostly one node; sometimes a power loss takes down a
                 // majority (or everyone) at the same instant.
+                if nodes > 1 && rng.gen_bool(0.25) {
+                    // Target whoever leads at that moment.
+                    let down_ns = exponential(rng, mean_down_ns).max(ms);
+                    events.push(TimedFault {
+                        at_ns: at,
+                        fault: Fault::CrashLeader { down_ns },
+                    });
+                    at += exponential(rng, mean_gap_ns).max(1);
+                    continue;
+                }
                 let power_loss = nodes > 1 && rng.gen_bool(0.15);
                 let victims: Vec<usize> = if power_loss {
                     let count = rng.gen_range(nodes / 2 + 1..=nodes);
@@ -572,6 +601,14 @@ impl FaultPlan {
                 let kind = partition_kinds[rng.gen_range(0..partition_kinds.len())];
                 let partition = draw_partition(rng, kind, nodes);
                 let length_ns = exponential(rng, mean_length_ns).max(ms);
+                if kind == FaultKind::Partition && rng.gen_bool(0.3) {
+                    events.push(TimedFault {
+                        at_ns: at,
+                        fault: Fault::IsolateLeader { length_ns },
+                    });
+                    at += length_ns + exponential(rng, mean_gap_ns).max(1);
+                    continue;
+                }
                 events.push(TimedFault {
                     at_ns: at,
                     fault: Fault::Partition(partition),
@@ -646,7 +683,9 @@ impl FaultPlan {
                     .chain(std::iter::once(bridge))
                     .copied()
                     .collect(),
-                Fault::HealNetwork => Vec::new(),
+                Fault::HealNetwork | Fault::CrashLeader { .. } | Fault::IsolateLeader { .. } => {
+                    Vec::new()
+                }
             };
             if let Some(id) = ids.into_iter().find(|id| !valid(*id)) {
                 return Err(format!(

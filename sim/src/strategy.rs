@@ -64,6 +64,8 @@ pub fn fault(nodes: usize) -> impl Strategy<Value = Fault> {
             Fault::Partition(Partition::Bridge { left, bridge, right })
         }),
         3 => Just(Fault::HealNetwork),
+        2 => (1_000_000u64..3_000_000_000).prop_map(|down_ns| Fault::CrashLeader { down_ns }),
+        2 => (1_000_000u64..3_000_000_000).prop_map(|length_ns| Fault::IsolateLeader { length_ns }),
     ]
 }
 
