@@ -40,14 +40,21 @@
 //!   match), so all of them are one state, *other*.
 //! * **Memoisation** of configurations in hash sets with a fixed-seed hasher
 //!   (deterministic; no map iteration order reaches the output).
+//! * **Eager reads.** A pending `get` or unsuccessful `cas` whose result
+//!   holds in a configuration's state is linearized at once without
+//!   branching: it changes nothing, so doing it now or at any later point
+//!   where it holds gives the same states (rule E).
 //! * **Unknown operations** (`"return": null`) stay available forever. They
-//!   are applied lazily: only just before a pending `append`, or before a
-//!   `get`/`cas` that would fail in the current state (any other placement
-//!   can be moved later or dropped without changing results). Unknown
-//!   operations with the same effect are interchangeable once called, so
-//!   only the earliest available one of each kind is tried. Configurations
-//!   whose set of applied unknowns is a superset of another's with the same
-//!   state are dominated and dropped; an unknown applied in every
+//!   are applied lazily, in runs right before a completed operation that
+//!   needs them: an `append` (whose result depends on the state), or a
+//!   `get`/`cas` that fails in the current state; which unknowns are tried
+//!   there is narrowed by rules U1–U5, each argued in
+//!   `Sweep::unknown_candidates`. Unknown operations with the same effect
+//!   are interchangeable once called, so only the earliest available one of
+//!   each kind is tried. A configuration is dropped if another with the
+//!   same state and linearized operations and a subset of its applied
+//!   unknowns exists (it can do everything the dominated one can: rule D,
+//!   in the closure and at the frontier); an unknown applied in every
 //!   configuration is retired.
 //! * Failed operations (`"ok": false`) and `get`s with unknown outcome have
 //!   no effect and are dropped up front.
@@ -642,7 +649,14 @@ struct Config {
     /// Unknown operations applied (compiled indices, sorted), minus those
     /// applied in every configuration (retired).
     applied: Vec<u32>,
+    /// Reached by applying an unknown operation (inside a run of unknowns
+    /// that no completed operation has interrupted yet); see rule U5.
+    run: bool,
 }
+
+/// A configuration seen in a closure, under its (state, lin): its applied
+/// unknowns and `run` flag.
+type Seen = (Vec<u32>, bool);
 
 struct Budget {
     steps: u64,
@@ -706,7 +720,10 @@ struct Sweep<'a> {
     frontier: Vec<Config>,
     next: Vec<Config>,
     next_set: FxHashSet<Config>,
-    visited: FxHashSet<Config>,
+    /// Configurations seen in the current closure, by (state, lin): their
+    /// applied sets and `run` flags (for the dominance check of rule D).
+    visited: FxHashMap<(u32, u128), Vec<Seen>>,
+    visited_len: usize,
     stack: Vec<Config>,
 }
 
@@ -726,6 +743,7 @@ fn check_key(ops: &[Operation], idx: &[usize], init: Init, budget: &mut Budget) 
             state: model.empty,
             lin: 0,
             applied: Vec::new(),
+            run: false,
         }],
     };
     let mut sw = Sweep {
@@ -748,7 +766,8 @@ fn check_key(ops: &[Operation], idx: &[usize], init: Init, budget: &mut Budget) 
         frontier,
         next: Vec::new(),
         next_set: FxHashSet::default(),
-        visited: FxHashSet::default(),
+        visited: FxHashMap::default(),
+        visited_len: 0,
         stack: Vec::new(),
     };
     let mut slot_of: Vec<u8> = vec![0; cops.len()];
@@ -842,11 +861,22 @@ impl Sweep<'_> {
         }
     }
 
+    /// Queues `c` for expansion in the current closure unless a
+    /// configuration seen already dominates it (rule D): same state, same
+    /// linearized operations, a subset of its applied unknowns, and not
+    /// more restricted by rule U5. Everything reachable from `c` is then
+    /// reachable from that one (up to swapping interchangeable unknowns).
     fn explore(&mut self, c: Config) {
-        if !self.visited.contains(&c) {
-            self.visited.insert(c.clone());
-            self.stack.push(c);
+        let seen = self.visited.entry((c.state, c.lin)).or_default();
+        if seen
+            .iter()
+            .any(|(a, run)| (!*run || c.run) && is_subset(a, &c.applied))
+        {
+            return;
         }
+        seen.push((c.applied.clone(), c.run));
+        self.visited_len += 1;
+        self.stack.push(c);
     }
 
     /// Processes the return of the operation in `slot`. Returns whether
@@ -856,6 +886,7 @@ impl Sweep<'_> {
         self.next.clear();
         self.next_set.clear();
         self.visited.clear();
+        self.visited_len = 0;
         self.stack.clear();
         for i in 0..self.frontier.len() {
             let c = self.frontier[i].clone();
@@ -879,13 +910,45 @@ impl Sweep<'_> {
                     }
                 }
             }
-            if self.visited.len() + self.next.len() > budget.max_frontier {
+            if self.visited_len + self.next.len() > budget.max_frontier {
                 return Err(format!(
                     "more than {} configurations at one point",
                     budget.max_frontier
                 ));
             }
             let mut avail = self.pending & !c.lin;
+            // Rule E: a pending read-only operation (get, unsuccessful cas)
+            // whose result holds in the current state is linearized at
+            // once, without branching: it does not change the state, so
+            // linearizing it now instead of at any later point where it
+            // also holds leaves every state of the order unchanged; the
+            // configuration with it linearized is equivalent to this one.
+            let mut ro = 0u128;
+            let mut scan = avail;
+            while scan != 0 {
+                let j = scan.trailing_zeros() as usize;
+                scan &= scan - 1;
+                match self.ops[self.slot_op[j] as usize].kind {
+                    Kind::Get(v) if v == c.state => ro |= 1u128 << j,
+                    Kind::CasFail(f) if f != c.state => ro |= 1u128 << j,
+                    _ => {}
+                }
+            }
+            if ro != 0 {
+                let mut nc = Config {
+                    state: c.state,
+                    lin: c.lin | ro,
+                    applied: c.applied,
+                    run: false,
+                };
+                if ro & tbit != 0 {
+                    nc.lin &= !tbit;
+                    self.push_next(nc);
+                } else {
+                    self.explore(nc);
+                }
+                continue;
+            }
             let mut casfail_gate = false;
             self.targets.clear();
             self.app_toks.clear();
@@ -902,6 +965,7 @@ impl Sweep<'_> {
                             state: s2,
                             lin: c.lin | (1u128 << j),
                             applied: c.applied.clone(),
+                            run: false,
                         };
                         if j == slot {
                             let mut nc = nc;
@@ -932,6 +996,13 @@ impl Sweep<'_> {
                         continue;
                     };
                     let kind = group.kind;
+                    if c.run && matches!(kind, Kind::Put(_)) {
+                        // Rule U5: a put inside a run of unknowns makes the
+                        // steps of the run before it pointless (nothing
+                        // observes them); that run without them starts with
+                        // the put and is explored from the run's start.
+                        continue;
+                    }
                     if let Some(s2) = self.model.effect(kind, c.state) {
                         let mut applied = c.applied.clone();
                         let pos = applied.binary_search(&m).unwrap_or_else(|p| p);
@@ -940,6 +1011,7 @@ impl Sweep<'_> {
                             state: s2,
                             lin: c.lin,
                             applied,
+                            run: true,
                         });
                     }
                 }
@@ -973,16 +1045,51 @@ impl Sweep<'_> {
     /// Fills `self.cand` with the unknown-operation groups worth applying in
     /// state `s`, given what the pending operations need: `self.targets`
     /// (values failing gets / cas need to see), `self.app_toks` (pending
-    /// appends) and whether a failing cas needs the value to change.
+    /// appends) and whether a failing unsuccessful cas needs the value to
+    /// change.
     ///
-    /// Canonical form: an unknown operation need only be applied right
-    /// before (a run of unknowns before) a completed `get`/`cas` that fails
-    /// without it, or a completed `append`. Before a read of `g`, after the
-    /// run's last put-like step only appends follow, so every state of the
-    /// run is a prefix of `g`, or of the `from` of an unknown cas that leads
-    /// there. Before an append, a state that no read can observe (`OTHER`)
-    /// is useless unless the key has unsuccessful cas operations (the only
-    /// ones that pass in `OTHER` where they might fail otherwise).
+    /// Why these rules lose no linearization. Take any valid order. Unknown
+    /// operations placed after the last completed one are dropped (they may
+    /// never take effect). Every other one sits in a *run* of unknowns right
+    /// before some completed operation `o`, which is pending (called, not
+    /// yet linearized) in every configuration along the run, so the run is
+    /// explored in the closure that linearizes `o` if each of its steps is
+    /// allowed while `o` is pending. Rewrite the order, each rewrite using
+    /// fewer unknowns or moving one later, so it ends:
+    ///
+    /// * U1. If `o` is a put, or its result already holds in the state
+    ///   before the run, the run is dropped (a put overwrites it; a
+    ///   successful cas from that state gives the same state) or, for a
+    ///   read-only `o`, moved after `o`. So runs precede only appends and
+    ///   gets / cas that fail in the run's starting state.
+    /// * U2. Before a get / successful cas of `v` (a *target*), cut the run
+    ///   at its first state `v`. Steps before the run's last put are
+    ///   overwritten: drop them; if the last put-like step is an unknown cas
+    ///   from `f`, the steps before it must reach `f`, a target in turn. So
+    ///   each step is a put of a prefix of a target, an unknown cas to a
+    ///   prefix of a target (its `from` joins the targets), or an append
+    ///   that keeps the state a prefix of a target. `o` fails in every
+    ///   state of the run but the last.
+    /// * Before a failing unsuccessful cas, a run of one step suffices: the
+    ///   cas holds after it and changes nothing, so later steps move after
+    ///   it. Any unknown with an effect may be that step.
+    /// * Before an append, any unknown with an effect may be a step (the
+    ///   run's final state is extended, intermediate ones matter), except:
+    /// * U3. An unknown that sets `OTHER` whatever the state (a put of, or
+    ///   an append of a token in, nothing any operation reads): in the
+    ///   segment until the next put, the state is `OTHER`, so only
+    ///   unsuccessful cas operations (and appends, unknowns without effect)
+    ///   can be linearized there. Remove it and the unknowns applied in the
+    ///   segment, and put it back right before the first unsuccessful cas
+    ///   of the segment that then fails (or nowhere): the order stays
+    ///   valid. So it is only applied before a failing unsuccessful cas.
+    /// * U4. If the key has no unsuccessful cas, the same argument shows no
+    ///   unknown step needs to lead to `OTHER` at all.
+    /// * U5 (in `closure`). A put inside a run makes the run's earlier steps
+    ///   pointless: puts are only applied as the first step of a run.
+    ///
+    /// Rule E (eager read-only operations) and U5 hold for every run, so
+    /// the rewritten order is one the search explores.
     fn unknown_candidates(&mut self, s: u32, casfail_gate: bool) {
         self.cand.clear();
         if casfail_gate || !self.app_toks.is_empty() {
@@ -1052,6 +1159,13 @@ impl Sweep<'_> {
 
     /// Retires unknown operations applied in every configuration and drops
     /// dominated configurations.
+    ///
+    /// Retiring is exact: every later configuration descends from one of
+    /// these, so none can apply the operation again. Dominance (rule D):
+    /// with equal state and linearized set, a configuration whose applied
+    /// unknowns are a subset of another's can make every move the other
+    /// can (the unknowns still available to it are a superset), so the
+    /// other is dropped.
     fn prune(&mut self) {
         if self.frontier.iter().any(|c| c.applied.is_empty()) {
             // Nothing common to retire; still drop dominated ones below.
@@ -1100,6 +1214,24 @@ impl Sweep<'_> {
         }
         self.frontier = kept;
     }
+}
+
+/// Is the sorted `a` a subset of the sorted `b`?
+fn is_subset(a: &[u32], b: &[u32]) -> bool {
+    if a.len() > b.len() {
+        return false;
+    }
+    let mut j = 0;
+    for &x in a {
+        while j < b.len() && b[j] < x {
+            j += 1;
+        }
+        if j == b.len() || b[j] != x {
+            return false;
+        }
+        j += 1;
+    }
+    true
 }
 
 // ---------------------------------------------------------------------------
