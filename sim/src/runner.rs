@@ -112,7 +112,9 @@ pub fn run_seeds(
     template.validate()?;
     let started = Instant::now();
     let next = AtomicU64::new(seeds.start);
-    let results: Mutex<Vec<RunReport>> = Mutex::new(Vec::new());
+    // Passing seeds are folded into the totals at once (sums do not depend
+    // on order); only failures keep their whole report.
+    let summary: Mutex<Summary> = Mutex::new(Summary::default());
     let error: Mutex<Option<String>> = Mutex::new(None);
     let jobs = jobs.clamp(1, 256);
     std::thread::scope(|scope| {
@@ -127,13 +129,10 @@ pub fn run_seeds(
                     ..template.clone()
                 };
                 match run_kv(&config, None) {
-                    Ok(mut report) => {
+                    Ok(report) => {
                         progress(&report);
-                        if report.passed() {
-                            report.timeline.clear();
-                        }
-                        if let Ok(mut results) = results.lock() {
-                            results.push(report);
+                        if let Ok(mut summary) = summary.lock() {
+                            summary.add(report);
                         }
                     }
                     Err(message) => {
@@ -149,14 +148,11 @@ pub fn run_seeds(
     if let Some(message) = error.into_inner().ok().flatten() {
         return Err(message);
     }
-    let mut results = results
+    let mut summary = summary
         .into_inner()
         .map_err(|_| "a worker thread panicked".to_string())?;
-    results.sort_by_key(|report| report.config.seed);
-    let mut summary = Summary::default();
-    for report in results {
-        summary.add(report);
-    }
+    summary.hashes.sort_unstable();
+    summary.failures.sort_by_key(|report| report.config.seed);
     summary.wall = started.elapsed();
     Ok(summary)
 }
