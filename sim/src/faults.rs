@@ -7,7 +7,9 @@
 //!   delays, fsync latency, torn writes), drawn while the run goes at the
 //!   [`Rates`] of its plan;
 //! * a [`FaultPlan::events`] schedule of timed faults (crash, restart,
-//!   pause, resume, partitions, heal), fixed before the run starts.
+//!   power loss of a majority, pause, resume, partitions, heal, and faults
+//!   aimed at whichever node leads at that moment), fixed before the run
+//!   starts.
 //!
 //! With swarm testing each seed first draws which [`FaultKind`]s are on
 //! and at what rate, so that some seeds hammer one fault and others mix
