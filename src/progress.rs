@@ -118,7 +118,16 @@ impl Progress {
                 if rejected_index + 1 != self.next_index {
                     return false;
                 }
-                self.next_index = rejected_index.min(probe_from).max(self.match_index + 1);
+                let next_index = rejected_index.min(probe_from).max(self.match_index + 1);
+                if next_index == self.next_index {
+                    // The follower denies holding an entry it acknowledged
+                    // as durable (only a host that lies about durability
+                    // does that). Probing again at once would change
+                    // nothing; stay paused until the next heartbeat answer
+                    // instead of storming the follower.
+                    return false;
+                }
+                self.next_index = next_index;
                 self.probe_sent = false;
                 true
             }

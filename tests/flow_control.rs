@@ -273,3 +273,54 @@ fn heartbeat_response_unblocks_a_full_window() {
     assert_eq!(c.log(2), c.log(1));
     assert_eq!(c.applied_strings(2).len(), 6);
 }
+
+/// A follower that rejects a probe at the leader's recorded match index
+/// (possible only if its host lied about durability and lost acknowledged
+/// entries) is re-probed once per heartbeat, not in an immediate loop.
+#[test]
+fn probe_rejected_at_match_index_waits_for_heartbeat() {
+    let mut c = Cluster::new(&[1, 2, 3]);
+    c.elect(1);
+    for i in 0..5 {
+        c.propose(1, &format!("c{i}"));
+    }
+    c.deliver_all();
+    let matched = c
+        .node(1)
+        .progress(3)
+        .expect("leader tracks node 3")
+        .match_index;
+    assert!(matched >= 6);
+    // Node 3 comes back with a log that lost entries it acknowledged.
+    c.crash(3);
+    let mut disk = c.disks[&3].clone();
+    disk.entries.truncate(2);
+    c.disks.insert(3, disk);
+    c.restart(3);
+    c.record_trace = true;
+    // Any append now makes node 3 reject; count the leader's appends to 3
+    // while delivering everything, with no ticks.
+    c.propose(1, "after");
+    c.deliver_all();
+    let appends_to_3 = c
+        .traced_sends(1)
+        .iter()
+        .filter(|m| m.to == 3 && matches!(m.body, MessageBody::AppendEntries { .. }))
+        .count();
+    assert!(
+        appends_to_3 <= 3,
+        "leader sent {appends_to_3} appends to node 3 without a tick"
+    );
+    // Each heartbeat round allows one more probe, so the leader keeps trying.
+    c.trace.clear();
+    c.tick_all(c.node(1).config().heartbeat_interval_ticks as usize);
+    let after_heartbeat = c
+        .traced_sends(1)
+        .iter()
+        .filter(|m| m.to == 3 && matches!(m.body, MessageBody::AppendEntries { .. }))
+        .count();
+    assert!(
+        (1..=3).contains(&after_heartbeat),
+        "{after_heartbeat} appends to node 3 after a heartbeat"
+    );
+}
