@@ -8,15 +8,7 @@ use common::*;
 use concord::{Config, Entry, Input, Message, MessageBody, ProgressState, Role};
 
 fn cluster(configure: impl Fn(&mut Config)) -> Cluster {
-    let configs = [1, 2, 3]
-        .iter()
-        .map(|id| {
-            let mut c = config(*id, &[1, 2, 3]);
-            configure(&mut c);
-            c
-        })
-        .collect();
-    let mut c = Cluster::with_configs(configs);
+    let mut c = Cluster::configured(&[1, 2, 3], configure);
     c.elect(1);
     c.tick_all(2);
     for id in [2, 3] {

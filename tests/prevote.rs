@@ -7,16 +7,10 @@ use common::*;
 use concord::{Input, MessageBody, Role};
 
 fn cluster(pre_vote: bool, check_quorum: bool) -> Cluster {
-    let configs = [1, 2, 3]
-        .iter()
-        .map(|id| {
-            let mut c = config(*id, &[1, 2, 3]);
-            c.pre_vote = pre_vote;
-            c.check_quorum = check_quorum;
-            c
-        })
-        .collect();
-    Cluster::with_configs(configs)
+    Cluster::configured(&[1, 2, 3], |c| {
+        c.pre_vote = pre_vote;
+        c.check_quorum = check_quorum;
+    })
 }
 
 /// A pre-election asks for votes in term + 1 without entering it: neither

@@ -87,6 +87,20 @@ impl Cluster {
         Self::with_configs(voters.iter().map(|id| config(*id, voters)).collect())
     }
 
+    /// A cluster of `voters` with the default test config, adjusted by
+    /// `configure` on every node.
+    pub fn configured(voters: &[NodeId], configure: impl Fn(&mut Config)) -> Self {
+        let configs = voters
+            .iter()
+            .map(|id| {
+                let mut c = config(*id, voters);
+                configure(&mut c);
+                c
+            })
+            .collect();
+        Self::with_configs(configs)
+    }
+
     pub fn with_configs(configs: Vec<Config>) -> Self {
         let mut cluster = Cluster {
             configs: BTreeMap::new(),
