@@ -56,6 +56,15 @@
 //!   unknowns exists (it can do everything the dominated one can: rule D,
 //!   in the closure and at the frontier); an unknown applied in every
 //!   configuration is retired.
+//! * **Dead values** (rule R, argued in `Sweep::retire_observer`). Once
+//!   every operation that could still observe a state, directly or through
+//!   appends, has returned, that state is merged into *other*; unknown
+//!   puts of it and unknown appends that can only lead to dead states
+//!   become puts of *other* and merge into one group, and configurations
+//!   that differ only in which of them they applied collapse. Without
+//!   this, every unknown write ever called stayed a separate branch
+//!   before every append, and the work grew with the square of the
+//!   history.
 //! * Failed operations (`"ok": false`) and `get`s with unknown outcome have
 //!   no effect and are dropped up front.
 //!
@@ -267,7 +276,8 @@ pub struct Failure {
     /// That operation.
     pub stuck_op: Operation,
     /// Values the key could hold just before the stuck operation returned
-    /// (at most 8; `<other>` stands for any value no read could observe).
+    /// (at most 8; `<other>` stands for any value no read still to return
+    /// could observe).
     pub possible_values: Vec<String>,
     /// A small sub-history of the key, sorted by call time, that is itself
     /// not linearizable (from an empty key), contains `stuck_op`, and is
@@ -481,6 +491,10 @@ struct Model {
     token_live: Vec<bool>,
     trans: FxHashMap<(u32, u32), u32>,
     empty: u32,
+    /// Per state: *dead* — no operation still to be linearized can tell it
+    /// from `OTHER` (rule R in `Sweep::retire_observer`), so it is
+    /// replaced by `OTHER` wherever it arises.
+    dead: Vec<bool>,
 }
 
 impl Model {
@@ -517,14 +531,21 @@ impl Model {
     /// `None` if its recorded result is impossible in `s`.
     #[inline]
     fn apply(&mut self, k: Kind, s: u32) -> Option<u32> {
-        match k {
+        let t = match k {
             Kind::Get(v) => (s == v).then_some(s),
             Kind::Put(v) => Some(v),
             Kind::Append(t) => Some(self.append(s, t)),
             Kind::CasOk(f, t) => (s == f).then_some(t),
             Kind::CasFail(f) => (s != f).then_some(s),
             Kind::CasMaybe(f, t) => Some(if s == f { t } else { s }),
-        }
+        };
+        t.map(|t| {
+            if t != OTHER && self.dead[t as usize] {
+                OTHER
+            } else {
+                t
+            }
+        })
     }
 
     /// Applies an unknown operation in state `s`: the new state, or `None`
@@ -561,6 +582,7 @@ fn compile(ops: &[Operation], idx: &[usize]) -> (Model, Vec<COp>) {
         token_live: Vec::new(),
         trans: FxHashMap::default(),
         empty: 0,
+        dead: Vec::new(),
     };
     let intern = |m: &mut Model, s: &str| -> u32 {
         if let Some(&id) = m.ids.get(s) {
@@ -587,6 +609,41 @@ fn compile(ops: &[Operation], idx: &[usize]) -> (Model, Vec<COp>) {
             intern(&mut model, &s[..e]);
         }
     }
+    model.dead = vec![false; model.strings.len()];
+    // Append tokens, and which are live: contained in an observed string.
+    // A string `w` contains `t` iff the prefix of `w` ending where `t`
+    // ends (interned, as a prefix at a character boundary) ends with `t`,
+    // so it suffices to look at the suffixes of interned strings that have
+    // the length of some token: linear in the interned strings, where
+    // testing every token against every observed string was quadratic.
+    for &i in idx {
+        let o = &ops[i];
+        if let (Op::Append { value }, false) = (&o.op, matches!(o.outcome, Outcome::Failed)) {
+            if value.is_empty() && matches!(o.outcome, Outcome::Unknown) {
+                continue;
+            }
+            if !model.token_ids.contains_key(value) {
+                model
+                    .token_ids
+                    .insert(value.clone(), model.tokens.len() as u32);
+                model.tokens.push(value.clone());
+                model.token_live.push(value.is_empty());
+            }
+        }
+    }
+    let mut lens: Vec<usize> = model.tokens.iter().map(|t| t.len()).collect();
+    lens.sort_unstable();
+    lens.dedup();
+    for y in &model.strings {
+        for &l in &lens {
+            if l == 0 || l > y.len() || !y.is_char_boundary(y.len() - l) {
+                continue;
+            }
+            if let Some(&t) = model.token_ids.get(&y[y.len() - l..]) {
+                model.token_live[t as usize] = true;
+            }
+        }
+    }
     let mut compiled = Vec::with_capacity(idx.len());
     for &i in idx {
         let o = &ops[i];
@@ -600,13 +657,7 @@ fn compile(ops: &[Operation], idx: &[usize]) -> (Model, Vec<COp>) {
                 if value.is_empty() && unknown {
                     continue;
                 }
-                let next = model.tokens.len() as u32;
-                let t = *model.token_ids.entry(value.clone()).or_insert(next);
-                if t == next {
-                    model.tokens.push(value.clone());
-                    let live = value.is_empty() || observed.iter().any(|s| s.contains(value));
-                    model.token_live.push(live);
-                }
+                let t = model.token_ids[value];
                 if unknown && !model.token_live[t as usize] {
                     // Always leads to `OTHER`: same effect as a put of an
                     // unobservable value.
@@ -725,6 +776,26 @@ struct Sweep<'a> {
     visited: FxHashMap<(u32, u128), Vec<Seen>>,
     visited_len: usize,
     stack: Vec<Config>,
+    /// Per state: how many operations that observe it or a string it is a
+    /// prefix of are still to return (an unknown cas never returns).
+    obs_left: Vec<u32>,
+    /// Distinct lengths of non-empty append tokens.
+    tok_lens: Vec<usize>,
+    /// Cache of `obs_prefixes`.
+    obs_cache: FxHashMap<u32, Vec<u32>>,
+    /// Per state: the tokens of unknown appends it ends with.
+    ends_with: FxHashMap<u32, Vec<u32>>,
+    /// Per token of an unknown append: how many live states end with it.
+    tok_left: FxHashMap<u32, u32>,
+    /// Tokens of unknown appends that now always lead to `OTHER`.
+    dead_tok: FxHashSet<u32>,
+    /// Per unknown operation (compiled index): its group.
+    member_group: Vec<u32>,
+    /// Some state died since the frontier was last remapped.
+    remapped: bool,
+    /// Some group was merged into the `Put(OTHER)` group since applied
+    /// sets were last made canonical.
+    regrouped: bool,
 }
 
 fn check_key(ops: &[Operation], idx: &[usize], init: Init, budget: &mut Budget) -> KeyOutcome {
@@ -769,7 +840,18 @@ fn check_key(ops: &[Operation], idx: &[usize], init: Init, budget: &mut Budget) 
         visited: FxHashMap::default(),
         visited_len: 0,
         stack: Vec::new(),
+        obs_left: Vec::new(),
+        tok_lens: Vec::new(),
+        obs_cache: FxHashMap::default(),
+        ends_with: FxHashMap::default(),
+        tok_left: FxHashMap::default(),
+        dead_tok: FxHashSet::default(),
+        member_group: vec![0; cops.len()],
+        remapped: false,
+        regrouped: false,
     };
+    sw.init_liveness();
+    sw.settle();
     let mut slot_of: Vec<u8> = vec![0; cops.len()];
     for &(_, kind, i) in &events {
         let c = cops[i as usize];
@@ -811,8 +893,11 @@ fn check_key(ops: &[Operation], idx: &[usize], init: Init, budget: &mut Budget) 
                 Ok(true) => {}
             }
             sw.pending &= !(1u128 << slot);
-            if sw.any_unknown {
-                sw.prune();
+            sw.retire_observer(i);
+            let remapped = sw.remapped;
+            sw.settle();
+            if sw.any_unknown || remapped {
+                sw.prune(remapped);
             }
         }
     }
@@ -822,8 +907,21 @@ fn check_key(ops: &[Operation], idx: &[usize], init: Init, budget: &mut Budget) 
 impl Sweep<'_> {
     fn add_unknown(&mut self, i: u32) {
         self.any_unknown = true;
-        let kind = self.ops[i as usize].kind;
-        let g = match self.group_of.get(&kind) {
+        let kind = match self.ops[i as usize].kind {
+            // Rule R: a put of a dead value, or an append of a dead token,
+            // is a put of `OTHER`.
+            Kind::Put(v) if v != OTHER && self.model.dead[v as usize] => Kind::Put(OTHER),
+            Kind::Append(t) if self.dead_tok.contains(&t) => Kind::Put(OTHER),
+            k => k,
+        };
+        let g = self.group_for(kind);
+        self.groups[g as usize].members.push(i);
+        self.member_group[i as usize] = g;
+    }
+
+    /// The group of unknown operations with effect `kind`, created if new.
+    fn group_for(&mut self, kind: Kind) -> u32 {
+        match self.group_of.get(&kind) {
             Some(&g) => g,
             None => {
                 let g = self.groups.len() as u32;
@@ -850,8 +948,230 @@ impl Sweep<'_> {
                 self.group_of.insert(kind, g);
                 g
             }
+        }
+    }
+
+    /// The state an operation observes (a get's value, a cas's `from`).
+    fn observes(kind: Kind) -> Option<u32> {
+        match kind {
+            Kind::Get(v) | Kind::CasOk(v, _) | Kind::CasFail(v) | Kind::CasMaybe(v, _) => {
+                (v != OTHER).then_some(v)
+            }
+            Kind::Put(_) | Kind::Append(_) => None,
+        }
+    }
+
+    /// Sets up the counts behind rule R (see `retire_observer`).
+    fn init_liveness(&mut self) {
+        let n = self.model.strings.len();
+        self.obs_left = vec![0; n];
+        self.tok_lens = self
+            .model
+            .tokens
+            .iter()
+            .map(|t| t.len())
+            .filter(|&l| l > 0)
+            .collect();
+        self.tok_lens.sort_unstable();
+        self.tok_lens.dedup();
+        for i in 0..self.ops.len() {
+            if let Some(w) = Self::observes(self.ops[i].kind) {
+                for p in self.obs_prefixes(w) {
+                    self.obs_left[p as usize] += 1;
+                }
+            }
+        }
+        let mut toks: Vec<u32> = self
+            .ops
+            .iter()
+            .filter_map(|c| match (c.ret, c.kind) {
+                (None, Kind::Append(t)) => Some(t),
+                _ => None,
+            })
+            .collect();
+        toks.sort_unstable();
+        toks.dedup();
+        if !toks.is_empty() {
+            let mut lens: Vec<usize> = toks
+                .iter()
+                .map(|&t| self.model.tokens[t as usize].len())
+                .collect();
+            lens.sort_unstable();
+            lens.dedup();
+            for &t in &toks {
+                self.tok_left.insert(t, 0);
+            }
+            for y in 0..n {
+                let ys = &self.model.strings[y];
+                for &l in &lens {
+                    if l > ys.len() || !ys.is_char_boundary(ys.len() - l) {
+                        continue;
+                    }
+                    let Some(&t) = self.model.token_ids.get(&ys[ys.len() - l..]) else {
+                        continue;
+                    };
+                    if let Some(c) = self.tok_left.get_mut(&t) {
+                        *c += 1;
+                        self.ends_with.entry(y as u32).or_default().push(t);
+                    }
+                }
+            }
+            for &t in &toks {
+                if self.tok_left[&t] == 0 {
+                    self.dead_tok.insert(t);
+                }
+            }
+        }
+        for y in 0..n {
+            if self.obs_left[y] == 0 {
+                self.kill(y as u32);
+            }
+        }
+    }
+
+    /// Rule R, at the return of the completed operation `i` (after the
+    /// closure that linearized it).
+    ///
+    /// A state `p` is *dead* once every operation that observes `p` or a
+    /// string `p` is a prefix of (a get reading it, a cas comparing with
+    /// it; an unknown cas never counts as returned) has returned. From then
+    /// on every configuration that can finish the history from state `p`
+    /// can finish it from `OTHER` and vice versa, with the same steps: for
+    /// each operation still to be linearized, a get or successful cas fails
+    /// in both (its value is neither `OTHER` nor, being live, `p`), an
+    /// unsuccessful cas holds in both and changes nothing, a put gives the
+    /// same state, and an append leads to `OTHER` from `OTHER` and, from
+    /// `p`, to `OTHER` or an interned string with prefix `p`, which is dead
+    /// as well (its observers observe a string with prefix `p`). Dead
+    /// states stay dead, so by induction the two are indistinguishable for
+    /// the rest of the history, and the search continues in the model that
+    /// replaces dead states by `OTHER` (`Model::apply`; frontier in
+    /// `settle`). That model is again one with an unobservable `OTHER`
+    /// state, the setting of every other rule.
+    ///
+    /// In that model an unknown put of a dead value, and an unknown append
+    /// of a token `t` no live state ends with (from a live state `x`,
+    /// `x + t` is `OTHER` or dead; from `OTHER`, `OTHER`), set `OTHER`
+    /// whatever the state: they are puts of `OTHER`, so their groups merge
+    /// into that group and the applied sets are made canonical (`settle`).
+    fn retire_observer(&mut self, i: u32) {
+        let c = self.ops[i as usize];
+        if c.ret.is_none() {
+            return;
+        }
+        let Some(w) = Self::observes(c.kind) else {
+            return;
         };
-        self.groups[g as usize].members.push(i);
+        for p in self.obs_prefixes(w) {
+            let left = &mut self.obs_left[p as usize];
+            *left -= 1;
+            if *left == 0 {
+                self.kill(p);
+            }
+        }
+    }
+
+    /// The states an observer of `w` keeps alive (rule R): `w` itself and
+    /// every prefix `p` of `w` such that the rest of `w` after `p` starts
+    /// with the token of some append (otherwise no sequence of appends
+    /// leads from `p` to `w`, so `w` and its observers cannot tell `p`
+    /// from `OTHER`).
+    fn obs_prefixes(&mut self, w: u32) -> Vec<u32> {
+        if let Some(p) = self.obs_cache.get(&w) {
+            return p.clone();
+        }
+        let ws = &self.model.strings[w as usize];
+        let mut p: Vec<u32> = vec![w];
+        for (i, _) in ws.char_indices() {
+            let rest = &ws[i..];
+            let starts_with_token = self.tok_lens.iter().any(|&l| {
+                l <= rest.len()
+                    && rest.is_char_boundary(l)
+                    && self.model.token_ids.contains_key(&rest[..l])
+            });
+            if starts_with_token {
+                p.push(self.model.state_of(&ws[..i]));
+            }
+        }
+        self.obs_cache.insert(w, p.clone());
+        p
+    }
+
+    /// Marks state `p` dead (rule R).
+    fn kill(&mut self, p: u32) {
+        self.model.dead[p as usize] = true;
+        self.remapped = true;
+        if let Some(g) = self.put_group.remove(&p) {
+            self.merge_into_other(g);
+        }
+        if let Some(ts) = self.ends_with.remove(&p) {
+            for t in ts {
+                let left = self.tok_left.get_mut(&t).expect("counted token");
+                *left -= 1;
+                if *left == 0 {
+                    self.dead_tok.insert(t);
+                    if let Some(g) = self.app_group.remove(&t) {
+                        self.merge_into_other(g);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Moves the members of group `g` (now a put of `OTHER`, rule R) into
+    /// the `Put(OTHER)` group.
+    fn merge_into_other(&mut self, g: u32) {
+        let o = self.group_for(Kind::Put(OTHER));
+        let kind = self.groups[g as usize].kind;
+        self.group_of.remove(&kind);
+        self.uncond.retain(|&x| x != g);
+        let ms = std::mem::take(&mut self.groups[g as usize].members);
+        for &m in &ms {
+            self.member_group[m as usize] = o;
+        }
+        let om = &mut self.groups[o as usize].members;
+        om.extend(ms);
+        om.sort_unstable();
+        self.regrouped = true;
+    }
+
+    /// Brings the frontier into the current model after states died or
+    /// groups merged (rule R). Unknown operations of one group have the
+    /// same effect and have all been called, so which of them a
+    /// configuration has applied does not matter, only how many: the
+    /// applied members of each group become its earliest ones.
+    fn settle(&mut self) {
+        if self.remapped {
+            for c in &mut self.frontier {
+                if c.state != OTHER && self.model.dead[c.state as usize] {
+                    c.state = OTHER;
+                }
+            }
+            self.remapped = false;
+        }
+        if self.regrouped {
+            let mut counts: Vec<(u32, usize)> = Vec::new();
+            for c in &mut self.frontier {
+                if c.applied.is_empty() {
+                    continue;
+                }
+                counts.clear();
+                for &m in &c.applied {
+                    let g = self.member_group[m as usize];
+                    match counts.iter_mut().find(|(h, _)| *h == g) {
+                        Some((_, k)) => *k += 1,
+                        None => counts.push((g, 1)),
+                    }
+                }
+                c.applied.clear();
+                for &(g, k) in &counts {
+                    c.applied
+                        .extend_from_slice(&self.groups[g as usize].members[..k]);
+                }
+                c.applied.sort_unstable();
+            }
+            self.regrouped = false;
+        }
     }
 
     fn push_next(&mut self, c: Config) {
@@ -1166,7 +1486,7 @@ impl Sweep<'_> {
     /// unknowns are a subset of another's can make every move the other
     /// can (the unknowns still available to it are a superset), so the
     /// other is dropped.
-    fn prune(&mut self) {
+    fn prune(&mut self, dedup: bool) {
         if self.frontier.iter().any(|c| c.applied.is_empty()) {
             // Nothing common to retire; still drop dominated ones below.
         } else {
@@ -1187,6 +1507,12 @@ impl Sweep<'_> {
             }
         }
         if self.frontier.iter().all(|c| c.applied.is_empty()) {
+            if dedup {
+                // States merged into `OTHER` (rule R).
+                self.frontier.sort_unstable_by_key(|c| (c.state, c.lin));
+                self.frontier
+                    .dedup_by(|a, b| a.state == b.state && a.lin == b.lin);
+            }
             return;
         }
         self.frontier.sort_unstable_by(|a, b| {

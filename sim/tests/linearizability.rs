@@ -692,8 +692,16 @@ struct Mix {
 
 /// Random small histories on one key, results computed from a random valid
 /// execution and then sometimes perturbed, compared with [`brute_force`].
+///
+/// `CHECKER_CROSS_CHECK_SCALE=<n>` multiplies the number of cases (for
+/// longer runs while working on the checker).
 fn cross_check(seed: u64, cases: usize, mix: &Mix) -> [usize; 2] {
     use rand::{Rng, SeedableRng};
+    let cases = cases
+        * std::env::var("CHECKER_CROSS_CHECK_SCALE")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(1);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut counts = [0usize; 2];
     let mut explained = 0usize;
@@ -888,6 +896,42 @@ fn agrees_with_brute_force_with_many_unknown_writes() {
         ..appends
     };
     for (seed, mix) in [(7, &appends), (8, &cas), (9, &chains)] {
+        let counts = cross_check(seed, 3000, mix);
+        assert!(counts[0] > 150 && counts[1] > 150, "{counts:?}");
+    }
+}
+
+/// Longer histories over values that are prefixes of one another and of
+/// append results, where reads return early and later writes overwrite:
+/// values and append tokens become unobservable part-way through (rule R
+/// of the checker), some of them while unknown writes of them are still
+/// available.
+#[test]
+fn agrees_with_brute_force_when_values_become_unobservable() {
+    let base = Mix {
+        min_ops: 6,
+        max_ops: 12,
+        weights: [4, 3, 3, 2],
+        p_unknown: 0.35,
+        p_failed: 0.05,
+        p_unknown_applied: 0.6,
+        unknown_delay: 30,
+        span: 90,
+        p_late_get: 0.3,
+        p_perturb: 0.6,
+        puts: &["x", "x1", "xa", "xab", "y", ""],
+        apps: &["a", "1", "ab", "b"],
+    };
+    let cas = Mix {
+        weights: [4, 2, 2, 4],
+        ..base
+    };
+    let appends = Mix {
+        weights: [4, 1, 6, 1],
+        p_unknown: 0.5,
+        ..base
+    };
+    for (seed, mix) in [(11, &base), (12, &cas), (13, &appends)] {
         let counts = cross_check(seed, 3000, mix);
         assert!(counts[0] > 150 && counts[1] > 150, "{counts:?}");
     }
