@@ -15,7 +15,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 #[path = "../bench/src/concord_loop.rs"]
 mod concord_loop;
 
-use concord_loop::{Cell, PROPOSALS};
+use concord_loop::{Cell, Cluster, PROPOSALS};
 
 fn throughput(c: &mut Criterion) {
     let mut group = c.benchmark_group("concord");
@@ -27,7 +27,7 @@ fn throughput(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new(cell.mode.name(), cell.batch), |b| {
             b.iter_custom(|iterations| {
                 (0..iterations)
-                    .map(|_| concord_loop::run_once(cell, PROPOSALS))
+                    .map(|_| concord_loop::run_once::<Cluster>(cell, PROPOSALS))
                     .sum()
             })
         });

@@ -13,8 +13,9 @@
 
 use std::time::Duration;
 
-use concord_bench::concord_loop::{self, Cell, PROPOSALS};
-use concord_bench::{median, raft_loop};
+use concord_bench::concord_loop::{run_once, Cell, Cluster, PAYLOAD_BYTES, PROPOSALS};
+use concord_bench::median;
+use concord_bench::raft_loop::RaftCluster;
 
 fn entries_per_second(proposals: u64, elapsed: Duration) -> f64 {
     proposals as f64 / elapsed.as_secs_f64()
@@ -49,16 +50,16 @@ fn main() {
     );
     println!(
         "{PROPOSALS} proposals of {} bytes, 3 nodes in memory, {runs} runs per cell",
-        concord_loop::PAYLOAD_BYTES
+        PAYLOAD_BYTES
     );
 
     // One untimed warm-up of each library, so the first cell does not pay
     // for page faults and allocator growth alone.
     if run_concord {
-        concord_loop::run_once(cells[0], PROPOSALS / 10);
+        run_once::<Cluster>(cells[0], PROPOSALS / 10);
     }
     if run_raft {
-        raft_loop::run_once(cells[0], PROPOSALS / 10);
+        run_once::<RaftCluster>(cells[0], PROPOSALS / 10);
     }
 
     let mut concord = vec![Vec::new(); cells.len()];
@@ -66,12 +67,12 @@ fn main() {
     for run in 1..=runs {
         for (i, cell) in cells.iter().enumerate() {
             let ours = if run_concord {
-                entries_per_second(PROPOSALS, concord_loop::run_once(*cell, PROPOSALS))
+                entries_per_second(PROPOSALS, run_once::<Cluster>(*cell, PROPOSALS))
             } else {
                 f64::NAN
             };
             let theirs = if run_raft {
-                entries_per_second(PROPOSALS, raft_loop::run_once(*cell, PROPOSALS))
+                entries_per_second(PROPOSALS, run_once::<RaftCluster>(*cell, PROPOSALS))
             } else {
                 f64::NAN
             };

@@ -30,7 +30,7 @@ pub const NODE_IDS: [u64; 3] = [1, 2, 3];
 
 /// Most hops to wait for one locked round, or for the tail of a pipelined
 /// run, before declaring the cluster stuck.
-const STALL_HOPS_MAX: usize = 10_000;
+pub(crate) const STALL_HOPS_MAX: usize = 10_000;
 
 /// How proposals are fed to the leader.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -282,43 +282,6 @@ impl Cluster {
         self.actions[i] = pending;
     }
 
-    fn all_applied(&self, count: u64) -> bool {
-        self.applied.iter().all(|&applied| applied >= count)
-    }
-
-    /// Runs hops until all three nodes applied `count` proposals.
-    fn settle(&mut self, count: u64) {
-        for _ in 0..STALL_HOPS_MAX {
-            if self.all_applied(count) {
-                return;
-            }
-            self.hop();
-        }
-        panic!(
-            "stuck: applied {:?} of {count} after {STALL_HOPS_MAX} hops",
-            self.applied
-        );
-    }
-
-    /// The timed part: commits `proposals` proposals fed as `cell` says,
-    /// until all three nodes applied them.
-    pub fn run(&mut self, cell: Cell, proposals: u64) {
-        assert!(cell.batch >= 1);
-        let base = self.applied[0];
-        assert!(self.all_applied(base), "run started with nodes out of step");
-        let mut proposed = 0u64;
-        while proposed < proposals {
-            let count = cell.batch.min((proposals - proposed) as usize);
-            self.propose(base + proposed, count);
-            proposed += count as u64;
-            match cell.mode {
-                Mode::Pipe => self.hop(),
-                Mode::Lock => self.settle(base + proposed),
-            }
-        }
-        self.settle(base + proposals);
-    }
-
     /// Checks that every node applied exactly `count` proposals, in order,
     /// and that their logs agree. Not timed.
     pub fn verify(&self, count: u64) {
@@ -377,14 +340,106 @@ impl Default for Cluster {
     }
 }
 
-/// Builds and elects a cluster, times one run of `proposals` proposals in
-/// `cell`, verifies the result, and returns the timed duration.
-pub fn run_once(cell: Cell, proposals: u64) -> Duration {
-    let mut cluster = Cluster::new();
+/// What the benchmark loop needs from a 3-node cluster of one library.
+/// The driver (`run`, `settle`) is written once, here, so every library
+/// runs exactly the same loop.
+pub trait BenchCluster: Default {
+    /// Library name, for messages.
+    const NAME: &'static str;
+
+    /// Proposes `count` fresh payloads numbered from `first_seq` to the
+    /// leader.
+    fn propose_batch(&mut self, first_seq: u64, count: usize);
+
+    /// One hop: pending work on every node (persist, apply, report), then
+    /// delivery of every message queued so far.
+    fn run_hop(&mut self);
+
+    /// Command entries applied on each node so far.
+    fn applied_counts(&self) -> [u64; 3];
+
+    /// Hops run since the cluster was built.
+    fn hop_count(&self) -> u64;
+
+    /// Checks that every node applied exactly `count` proposals, in order,
+    /// and that the three logs agree. Not timed.
+    fn verify_applied(&self, count: u64);
+
+    /// Whether all three nodes applied at least `count` proposals.
+    fn all_applied(&self, count: u64) -> bool {
+        self.applied_counts()
+            .iter()
+            .all(|&applied| applied >= count)
+    }
+
+    /// Runs hops until all three nodes applied `count` proposals.
+    fn settle(&mut self, count: u64) {
+        for _ in 0..STALL_HOPS_MAX {
+            if self.all_applied(count) {
+                return;
+            }
+            self.run_hop();
+        }
+        panic!(
+            "{} stuck: applied {:?} of {count} after {STALL_HOPS_MAX} hops",
+            Self::NAME,
+            self.applied_counts()
+        );
+    }
+
+    /// The timed part: commits `proposals` proposals fed as `cell` says,
+    /// until all three nodes applied them.
+    fn run(&mut self, cell: Cell, proposals: u64) {
+        assert!(cell.batch >= 1);
+        let base = self.applied_counts()[0];
+        assert!(self.all_applied(base), "run started with nodes out of step");
+        let mut proposed = 0u64;
+        while proposed < proposals {
+            let count = cell.batch.min((proposals - proposed) as usize);
+            self.propose_batch(base + proposed, count);
+            proposed += count as u64;
+            match cell.mode {
+                Mode::Pipe => self.run_hop(),
+                Mode::Lock => self.settle(base + proposed),
+            }
+        }
+        self.settle(base + proposals);
+    }
+}
+
+impl BenchCluster for Cluster {
+    const NAME: &'static str = "concord";
+
+    fn propose_batch(&mut self, first_seq: u64, count: usize) {
+        self.propose(first_seq, count);
+    }
+
+    fn run_hop(&mut self) {
+        self.hop();
+    }
+
+    fn applied_counts(&self) -> [u64; 3] {
+        self.applied()
+    }
+
+    fn hop_count(&self) -> u64 {
+        self.hops()
+    }
+
+    fn verify_applied(&self, count: u64) {
+        self.verify(count);
+    }
+}
+
+/// Builds and elects a cluster of `C`, times one run of `proposals`
+/// proposals in `cell`, verifies the result, and returns the timed
+/// duration.
+pub fn run_once<C: BenchCluster>(cell: Cell, proposals: u64) -> Duration {
+    let mut cluster = C::default();
     let start = Instant::now();
     cluster.run(cell, proposals);
     let elapsed = start.elapsed();
-    cluster.verify(proposals);
+    cluster.verify_applied(proposals);
     drop(cluster);
     elapsed
 }

@@ -8,17 +8,12 @@
 //! is delivered, in FIFO order.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
 
 use raft::eraftpb::{ConfState, Entry, EntryType, Message};
 use raft::storage::MemStorage;
 use raft::{RawNode, StateRole};
 
-use crate::concord_loop::{payload, payload_seq, Cell, Mode, NODE_IDS};
-
-/// Most hops to wait for one locked round, or for the tail of a pipelined
-/// run, before declaring the cluster stuck.
-const STALL_HOPS_MAX: usize = 10_000;
+use crate::concord_loop::{payload, payload_seq, BenchCluster, NODE_IDS, STALL_HOPS_MAX};
 
 /// Index into per-node arrays of node `id`.
 fn slot(id: u64) -> usize {
@@ -167,42 +162,6 @@ impl RaftCluster {
         }
     }
 
-    fn all_applied(&self, count: u64) -> bool {
-        self.applied.iter().all(|&applied| applied >= count)
-    }
-
-    fn settle(&mut self, count: u64) {
-        for _ in 0..STALL_HOPS_MAX {
-            if self.all_applied(count) {
-                return;
-            }
-            self.hop();
-        }
-        panic!(
-            "raft-rs stuck: applied {:?} of {count} after {STALL_HOPS_MAX} hops",
-            self.applied
-        );
-    }
-
-    /// The timed part: commits `proposals` proposals fed as `cell` says,
-    /// until all three nodes applied them.
-    pub fn run(&mut self, cell: Cell, proposals: u64) {
-        assert!(cell.batch >= 1);
-        let base = self.applied[0];
-        assert!(self.all_applied(base), "run started with nodes out of step");
-        let mut proposed = 0u64;
-        while proposed < proposals {
-            let count = cell.batch.min((proposals - proposed) as usize);
-            self.propose(base + proposed, count);
-            proposed += count as u64;
-            match cell.mode {
-                Mode::Pipe => self.hop(),
-                Mode::Lock => self.settle(base + proposed),
-            }
-        }
-        self.settle(base + proposals);
-    }
-
     /// Checks that every node applied exactly `count` proposals and that the
     /// three logs agree. Not timed.
     pub fn verify(&self, count: u64) {
@@ -248,13 +207,26 @@ impl Default for RaftCluster {
     }
 }
 
-/// Builds and elects a raft-rs cluster, times one run of `proposals`
-/// proposals in `cell`, verifies the result, and returns the timed duration.
-pub fn run_once(cell: Cell, proposals: u64) -> Duration {
-    let mut cluster = RaftCluster::new();
-    let start = Instant::now();
-    cluster.run(cell, proposals);
-    let elapsed = start.elapsed();
-    cluster.verify(proposals);
-    elapsed
+impl BenchCluster for RaftCluster {
+    const NAME: &'static str = "raft-rs";
+
+    fn propose_batch(&mut self, first_seq: u64, count: usize) {
+        self.propose(first_seq, count);
+    }
+
+    fn run_hop(&mut self) {
+        self.hop();
+    }
+
+    fn applied_counts(&self) -> [u64; 3] {
+        self.applied()
+    }
+
+    fn hop_count(&self) -> u64 {
+        self.hops()
+    }
+
+    fn verify_applied(&self, count: u64) {
+        self.verify(count);
+    }
 }

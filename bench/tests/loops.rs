@@ -2,66 +2,63 @@
 //! order, on every node; the raft-rs loop must take as many hops per locked
 //! round as concord's, or the comparison would not be like for like.
 
-use concord_bench::concord_loop::{Cell, Cluster, Mode};
+use concord_bench::concord_loop::{BenchCluster, Cell, Cluster, Mode};
 
 const PROPOSALS: u64 = 2_000;
 
+/// Runs every cell on a fresh cluster of `C` and checks every node applied
+/// every proposal once, in order.
+fn commits_every_proposal_in_every_cell<C: BenchCluster>() {
+    for cell in Cell::ALL {
+        let mut cluster = C::default();
+        cluster.run(cell, PROPOSALS);
+        cluster.verify_applied(PROPOSALS);
+        assert_eq!(
+            cluster.applied_counts(),
+            [PROPOSALS; 3],
+            "{} {}",
+            C::NAME,
+            cell.name()
+        );
+    }
+}
+
+/// Hops taken by 100 locked rounds of one proposal each.
+fn hops_for_100_locked_rounds<C: BenchCluster>() -> u64 {
+    let mut cluster = C::default();
+    let before = cluster.hop_count();
+    let cell = Cell {
+        mode: Mode::Lock,
+        batch: 1,
+    };
+    cluster.run(cell, 100);
+    cluster.verify_applied(100);
+    cluster.hop_count() - before
+}
+
 #[test]
 fn concord_loop_commits_every_proposal_in_every_cell() {
-    for cell in Cell::ALL {
-        let mut cluster = Cluster::new();
-        cluster.run(cell, PROPOSALS);
-        cluster.verify(PROPOSALS);
-        assert_eq!(cluster.applied(), [PROPOSALS; 3], "{}", cell.name());
-    }
+    commits_every_proposal_in_every_cell::<Cluster>();
 }
 
 #[test]
 fn concord_locked_round_takes_four_hops() {
     // Leader sends, followers persist and ack, leader commits and sends the
     // commit, followers apply.
-    let mut cluster = Cluster::new();
-    let before = cluster.hops();
-    cluster.run(
-        Cell {
-            mode: Mode::Lock,
-            batch: 1,
-        },
-        100,
-    );
-    cluster.verify(100);
-    assert_eq!(cluster.hops() - before, 400);
+    assert_eq!(hops_for_100_locked_rounds::<Cluster>(), 400);
 }
 
 #[cfg(feature = "raft-rs")]
 mod raft_rs {
-    use concord_bench::concord_loop::{Cell, Mode};
     use concord_bench::raft_loop::RaftCluster;
-
-    use super::PROPOSALS;
 
     #[test]
     fn raft_loop_commits_every_proposal_in_every_cell() {
-        for cell in Cell::ALL {
-            let mut cluster = RaftCluster::new();
-            cluster.run(cell, PROPOSALS);
-            cluster.verify(PROPOSALS);
-            assert_eq!(cluster.applied(), [PROPOSALS; 3], "{}", cell.name());
-        }
+        super::commits_every_proposal_in_every_cell::<RaftCluster>();
     }
 
     #[test]
     fn raft_locked_round_takes_four_hops() {
-        let mut cluster = RaftCluster::new();
-        let before = cluster.hops();
-        cluster.run(
-            Cell {
-                mode: Mode::Lock,
-                batch: 1,
-            },
-            100,
-        );
-        cluster.verify(100);
-        assert_eq!(cluster.hops() - before, 400);
+        assert_eq!(super::hops_for_100_locked_rounds::<RaftCluster>(), 400);
     }
 }
