@@ -1528,19 +1528,24 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         self.client_retry(client);
     }
 
+    /// Ends the client's current operation if it has used all its attempts
+    /// (or there is none). Returns whether there is nothing left to send.
+    fn client_out_of_attempts(&mut self, client: usize) -> bool {
+        let Some(op) = self.clients[client].op.as_ref() else {
+            return true;
+        };
+        if op.attempts < self.config.client_max_attempts {
+            return false;
+        }
+        let result = abandoned_result(op.maybe_applied);
+        self.client_done(client, result);
+        true
+    }
+
     /// Re-sends the current operation at once, or gives up after too many
     /// attempts.
     fn client_retry(&mut self, client: usize) {
-        let Some(op) = self.clients[client].op.as_ref() else {
-            return;
-        };
-        if op.attempts >= self.config.client_max_attempts {
-            let result = if op.maybe_applied {
-                OpResult::Unknown
-            } else {
-                OpResult::Failed
-            };
-            self.client_done(client, result);
+        if self.client_out_of_attempts(client) {
             return;
         }
         self.client_send(client);
@@ -1602,14 +1607,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                             .is_some_and(|op| op.maybe_applied);
                         self.clients[client].session = None;
                         self.note(None, || format!("client {client}: session expired"));
-                        self.client_done(
-                            client,
-                            if maybe {
-                                OpResult::Unknown
-                            } else {
-                                OpResult::Failed
-                            },
-                        );
+                        self.client_done(client, abandoned_result(maybe));
                     }
                     _ => {
                         let message = format!("client {client} got an unexpected response {response:?} at index {index}");
@@ -1623,16 +1621,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
     /// Closes the current attempt (late replies to it are ignored) and
     /// re-sends after `backoff_ns`, or gives up after too many attempts.
     fn client_retry_after_refusal(&mut self, client: usize, backoff_ns: u64) {
-        let Some(op) = self.clients[client].op.as_ref() else {
-            return;
-        };
-        if op.attempts >= self.config.client_max_attempts {
-            let result = if op.maybe_applied {
-                OpResult::Unknown
-            } else {
-                OpResult::Failed
-            };
-            self.client_done(client, result);
+        if self.client_out_of_attempts(client) {
             return;
         }
         self.clients[client].attempt += 1;
@@ -1790,5 +1779,15 @@ fn body_code(body: &MessageBody) -> u64 {
         MessageBody::Heartbeat { commit } => 6 | (commit << 8),
         MessageBody::HeartbeatResponse => 7,
         MessageBody::TimeoutNow => 8,
+    }
+}
+
+/// What a client reports for an operation it abandons: unknown if any
+/// attempt may have been applied, failed if none can have been.
+fn abandoned_result(maybe_applied: bool) -> OpResult<'static> {
+    if maybe_applied {
+        OpResult::Unknown
+    } else {
+        OpResult::Failed
     }
 }
