@@ -116,7 +116,6 @@ impl Node {
         self.progress.clear();
         self.votes.clear();
         self.transfer_target = None;
-        self.campaign_transfer = false;
         self.reset_election_timer();
         self.announce_role(previous, actions);
     }
@@ -128,7 +127,6 @@ impl Node {
         self.progress.clear();
         self.votes.clear();
         self.votes.insert(self.config.id, true);
-        self.campaign_transfer = false;
         self.reset_election_timer();
         self.stats.pre_elections_started += 1;
         self.announce_role(previous, actions);
@@ -153,7 +151,6 @@ impl Node {
         self.progress.clear();
         self.votes.clear();
         self.votes.insert(self.config.id, true);
-        self.campaign_transfer = transfer;
         self.reset_election_timer();
         self.stats.elections_started += 1;
         self.announce_role(previous, actions);

@@ -57,8 +57,6 @@ pub struct Node {
 
     // Candidate state: votes received in the current (pre-)election.
     pub(crate) votes: BTreeMap<NodeId, bool>,
-    /// Whether the current election was asked for by the leader.
-    pub(crate) campaign_transfer: bool,
 
     // Leader state.
     pub(crate) progress: BTreeMap<NodeId, Progress>,
@@ -122,7 +120,6 @@ impl Node {
             heartbeat_elapsed_ticks: 0,
             randomized_election_timeout_ticks: 0,
             votes: BTreeMap::new(),
-            campaign_transfer: false,
             progress: BTreeMap::new(),
             transfer_target: None,
             transfer_elapsed_ticks: 0,

@@ -8,7 +8,7 @@ use crate::io::{Action, ProposeError};
 use crate::message::{AppendResponse, MessageBody};
 use crate::node::{Node, Role};
 use crate::progress::{Progress, ProgressState};
-use crate::quorum::quorum_index;
+use crate::quorum::{majority, quorum_index};
 use crate::types::{Entry, EntryPayload, Index, LogPosition, NodeId, Term};
 
 impl Node {
@@ -413,7 +413,19 @@ impl Node {
         let quorum = quorum_index(&mut match_indices);
         self.scratch_indices = match_indices;
         if quorum > self.log.commit_index() && self.log.term_at(quorum) == Some(self.term) {
-            assert!(quorum <= self.persisted_index || self.voter_count() > 1);
+            // The same fact by a second path: count the voters that hold
+            // `quorum` durably (the leader by its own durable log).
+            let holders = usize::from(self.persisted_index >= quorum)
+                + self
+                    .progress
+                    .values()
+                    .filter(|p| p.match_index >= quorum)
+                    .count();
+            assert!(
+                holders >= majority(self.voter_count()),
+                "committing {quorum} held durably by only {holders} of {} voters",
+                self.voter_count()
+            );
             self.log.commit_to(quorum);
             return true;
         }
