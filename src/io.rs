@@ -72,6 +72,20 @@ pub enum Action {
         /// Why.
         error: ProposeError,
     },
+    /// A follower rejected, again and again, the entry at the index it had
+    /// acknowledged as durable: it lost acknowledged entries (its host
+    /// reported a write durable that was not, or its disk lost synced
+    /// data). Raft's safety rests on those copies, so hosts should log this
+    /// at error level. The leader has forgotten the follower's match index
+    /// and replicates to it again from where the logs agree.
+    FollowerLogRegressed {
+        /// The follower.
+        follower: NodeId,
+        /// The highest index it had acknowledged.
+        acknowledged_index: Index,
+        /// The last index it now reports holding (from its rejection hint).
+        reported_last_index: Index,
+    },
     /// The node's role changed.
     RoleChanged {
         /// The new role.

@@ -30,6 +30,11 @@ pub struct ProgressView {
     /// Whether the follower was heard from in the current check-quorum
     /// window.
     pub recently_active: bool,
+    /// Times this follower was found holding a shorter log than it had
+    /// acknowledged as durable (see [`Action::FollowerLogRegressed`]).
+    ///
+    /// [`Action::FollowerLogRegressed`]: crate::Action::FollowerLogRegressed
+    pub log_regressions: u64,
 }
 
 /// The leader's record of one follower.
@@ -43,7 +48,17 @@ pub(crate) struct Progress {
     pub(crate) probe_sent: bool,
     pub(crate) recent_active: bool,
     pub(crate) inflight: Inflights,
+    /// Consecutive probes at the match index that the follower rejected:
+    /// it denies holding an entry it acknowledged as durable.
+    pub(crate) denials: u32,
+    pub(crate) log_regressions: u64,
 }
+
+/// Consecutive denials of an acknowledged entry after which the leader
+/// believes the follower really lost it. One denial may be a stale,
+/// reordered rejection from before the acknowledgement; the same denial to
+/// fresh probes, each sent after a heartbeat answer, is not.
+pub(crate) const LOG_REGRESSION_DENIALS_MIN: u32 = 3;
 
 impl Progress {
     pub(crate) fn new(next_index: Index, inflight_messages_max: usize) -> Self {
@@ -54,6 +69,8 @@ impl Progress {
             probe_sent: false,
             recent_active: false,
             inflight: Inflights::new(inflight_messages_max),
+            denials: 0,
+            log_regressions: 0,
         }
     }
 
@@ -64,6 +81,7 @@ impl Progress {
             state: self.state,
             inflight_messages: self.inflight.len(),
             recently_active: self.recent_active,
+            log_regressions: self.log_regressions,
         }
     }
 
@@ -83,6 +101,8 @@ impl Progress {
     }
 
     pub(crate) fn become_replicate(&mut self) {
+        // The follower confirmed the match index: earlier denials were stale.
+        self.denials = 0;
         self.state = ProgressState::Replicate;
         self.next_index = self.match_index + 1;
         self.probe_sent = false;
@@ -96,6 +116,7 @@ impl Progress {
         if advanced {
             self.match_index = index;
             self.probe_sent = false;
+            self.denials = 0;
         }
         self.next_index = self.next_index.max(index + 1);
         self.inflight.free_to(index);
@@ -120,11 +141,8 @@ impl Progress {
                 }
                 let next_index = rejected_index.min(probe_from).max(self.match_index + 1);
                 if next_index == self.next_index {
-                    // The follower denies holding an entry it acknowledged
-                    // as durable (only a host that lies about durability
-                    // does that). Probing again at once would change
-                    // nothing; stay paused until the next heartbeat answer
-                    // instead of storming the follower.
+                    // Nothing to step back to (a denial of an acknowledged
+                    // entry is handled before this, see `is_denial`).
                     return false;
                 }
                 self.next_index = next_index;
@@ -132,6 +150,41 @@ impl Progress {
                 true
             }
         }
+    }
+
+    /// Whether a rejection of the probe at `rejected_index` denies an entry
+    /// the follower acknowledged as durable: the leader is probing right
+    /// behind the match index and the follower says it lacks the entry at
+    /// the match index.
+    pub(crate) fn is_denial(&self, rejected_index: Index) -> bool {
+        self.state == ProgressState::Probe
+            && self.match_index > 0
+            && rejected_index == self.match_index
+            && self.next_index == self.match_index + 1
+    }
+
+    /// Counts one denial (see [`Self::is_denial`]). Returns true once the
+    /// denials are frequent enough to believe the follower lost
+    /// acknowledged entries; the caller then calls [`Self::forget_match`].
+    pub(crate) fn note_denial(&mut self) -> bool {
+        self.denials = self.denials.saturating_add(1);
+        self.denials >= LOG_REGRESSION_DENIALS_MIN
+    }
+
+    /// The follower lost entries it had acknowledged (its host broke the
+    /// durability contract, or its disk lost synced data). Nothing it
+    /// acknowledged can be trusted beyond what it now reports, so forget
+    /// the match and probe from `probe_from + 1`, where the follower's own
+    /// hint says the logs may agree. Re-replicating restores the copies the
+    /// commit rule counted on; staying paused would leave the follower
+    /// behind forever.
+    pub(crate) fn forget_match(&mut self, probe_from: Index) {
+        debug_assert!(probe_from < self.match_index);
+        self.match_index = 0;
+        self.become_probe();
+        self.next_index = probe_from + 1;
+        self.denials = 0;
+        self.log_regressions += 1;
     }
 
     /// Notes that an append ending at `last_index` was sent.

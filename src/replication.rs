@@ -332,7 +332,10 @@ impl Node {
         if progress.state == ProgressState::Replicate && progress.inflight.is_full() {
             progress.inflight.free_first();
         }
-        if progress.match_index < last_index {
+        // A follower denying an acknowledged entry is probed again even when
+        // nothing new is to be sent, so the denial is confirmed (or
+        // cleared) on an idle cluster too.
+        if progress.match_index < last_index || progress.denials > 0 {
             self.send_append(from, true, actions);
         }
     }
@@ -394,6 +397,23 @@ impl Node {
                     hint_index
                 };
                 let progress = self.progress.get_mut(&from).expect("looked up above");
+                if progress.is_denial(rejected_index) {
+                    if progress.note_denial() {
+                        let acknowledged_index = progress.match_index;
+                        progress.forget_match(probe_from.min(acknowledged_index - 1));
+                        self.stats.follower_log_regressions += 1;
+                        actions.push(Action::FollowerLogRegressed {
+                            follower: from,
+                            acknowledged_index,
+                            reported_last_index: hint_index,
+                        });
+                        self.send_append(from, true, actions);
+                    }
+                    // Otherwise stay paused until the next heartbeat answer
+                    // probes again: probing at once would change nothing and
+                    // could storm the follower.
+                    return;
+                }
                 if progress.maybe_decrease_to(rejected_index, probe_from + 1) {
                     self.send_append(from, true, actions);
                 }

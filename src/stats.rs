@@ -36,4 +36,9 @@ pub struct Statistics {
     pub proposals_refused: u64,
     /// Log entries truncated because they conflicted with a leader's.
     pub entries_truncated: u64,
+    /// Followers found holding a shorter log than they acknowledged as
+    /// durable (each also reported as [`Action::FollowerLogRegressed`]).
+    ///
+    /// [`Action::FollowerLogRegressed`]: crate::Action::FollowerLogRegressed
+    pub follower_log_regressions: u64,
 }

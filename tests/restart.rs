@@ -175,3 +175,99 @@ fn whole_cluster_restart_preserves_every_committed_command() {
         c.assert_election_safety();
     }
 }
+
+/// A follower that comes back with less than it acknowledged as durable (its
+/// disk lost synced data: a broken durability contract) is reported by the
+/// leader with `FollowerLogRegressed`, once, and is not left behind: the
+/// leader forgets the follower's match index and replicates the lost
+/// entries again.
+#[test]
+fn follower_that_lost_acknowledged_entries_is_reported_and_repaired() {
+    let mut c = Cluster::new(&[1, 2, 3]);
+    c.elect(1);
+    for i in 0..6 {
+        c.propose(1, &format!("c{i}"));
+    }
+    c.tick_all(3);
+    let acknowledged = c.node(1).progress(2).expect("progress").match_index;
+    assert_eq!(acknowledged, 7);
+    c.crash(2);
+    // The follower's disk loses its last three synced entries.
+    c.disks.get_mut(&2).expect("disk").entries.truncate(4);
+    c.restart(2);
+    c.record_trace = true;
+    c.trace.clear();
+    c.propose(1, "after");
+    c.tick_all(40);
+    let reports: Vec<(u64, u64, u64)> = c
+        .trace
+        .iter()
+        .filter_map(|(at, action)| match action {
+            Action::FollowerLogRegressed {
+                follower,
+                acknowledged_index,
+                reported_last_index,
+            } => {
+                assert_eq!(*at, 1, "only the leader reports a regression");
+                Some((*follower, *acknowledged_index, *reported_last_index))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reports, vec![(2, 7, 4)]);
+    assert_eq!(c.node(1).stats().follower_log_regressions, 1);
+    assert_eq!(c.node(1).progress(2).expect("progress").log_regressions, 1);
+    assert_eq!(c.log(2), c.log(1), "the lost entries are replicated again");
+    assert_eq!(c.node(1).progress(2).expect("progress").match_index, 8);
+}
+
+/// A single stale rejection of the match index (a reordered answer from
+/// before the acknowledgement) is not taken for lost data.
+#[test]
+fn one_stale_rejection_at_the_match_index_is_not_a_regression() {
+    let mut c = Cluster::new(&[1, 2, 3]);
+    c.elect(1);
+    c.propose(1, "a");
+    c.tick_all(3);
+    let matched = c.node(1).progress(2).expect("progress").match_index;
+    let term = c.node(1).term();
+    // Push the leader's view of 2 back to probing right behind its match
+    // index, then hand it a stale rejection of that index.
+    c.step(
+        1,
+        concord::Input::Receive(msg(
+            2,
+            1,
+            term,
+            MessageBody::AppendEntriesResponse(AppendResponse::Rejected {
+                rejected_index: matched + 1,
+                hint_index: matched,
+                hint_term: term,
+            }),
+        )),
+    );
+    c.step(
+        1,
+        concord::Input::Receive(msg(
+            2,
+            1,
+            term,
+            MessageBody::AppendEntriesResponse(AppendResponse::Rejected {
+                rejected_index: matched,
+                hint_index: matched - 1,
+                hint_term: term,
+            }),
+        )),
+    );
+    c.tick_all(20);
+    assert_eq!(c.node(1).stats().follower_log_regressions, 0);
+    assert_eq!(
+        c.node(1).progress(2).expect("progress").state,
+        concord::ProgressState::Replicate
+    );
+    assert_eq!(
+        c.node(1).progress(2).expect("progress").match_index,
+        matched
+    );
+    assert_eq!(c.log(2), c.log(1));
+}

@@ -68,17 +68,7 @@ async fn expect_closed(addr: &str, hello: Option<Hello>, bytes: &[u8], shutdown_
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let mut scratch = vec![0u8; 64 * 1024];
     if let Some(hello) = hello {
-        let mut frame = Vec::new();
-        encode_frame(&hello, &mut frame).unwrap();
-        stream.write_all(&frame).await.unwrap();
-        // Read the Welcome frame.
-        let mut header = [0u8; FRAME_HEADER_BYTES];
-        stream.read_exact(&mut header).await.unwrap();
-        let len = u32::from_le_bytes(header[..4].try_into().unwrap()) as usize;
-        let mut payload = vec![0u8; len];
-        stream.read_exact(&mut payload).await.unwrap();
-        let welcome: Welcome = concord::tokio::codec::decode(&payload, 1024).unwrap();
-        assert!(matches!(welcome, Welcome::Accepted { .. }), "{welcome:?}");
+        stream = handshake(stream, hello).await;
     }
     let _ = stream.write_all(bytes).await;
     if shutdown_write {
@@ -96,6 +86,22 @@ async fn expect_closed(addr: &str, hello: Option<Hello>, bytes: &[u8], shutdown_
             Err(_) => continue,
         }
     }
+}
+
+/// Sends `hello` and expects to be accepted.
+async fn handshake(mut stream: TcpStream, hello: Hello) -> TcpStream {
+    let mut frame = Vec::new();
+    encode_frame(&hello, &mut frame).unwrap();
+    stream.write_all(&frame).await.unwrap();
+    // Read the Welcome frame.
+    let mut header = [0u8; FRAME_HEADER_BYTES];
+    stream.read_exact(&mut header).await.unwrap();
+    let len = u32::from_le_bytes(header[..4].try_into().unwrap()) as usize;
+    let mut payload = vec![0u8; len];
+    stream.read_exact(&mut payload).await.unwrap();
+    let welcome: Welcome = concord::tokio::codec::decode(&payload, 1024).unwrap();
+    assert!(matches!(welcome, Welcome::Accepted { .. }), "{welcome:?}");
+    stream
 }
 
 fn header(len: u32, version: u8, crc: u32) -> Vec<u8> {
@@ -191,6 +197,38 @@ fn bad_frames_close_the_connection_with_a_logged_reason_and_the_node_keeps_servi
             encode_frame(&stranger, &mut frame).unwrap();
             expect_closed(target, None, &frame, false).await;
         }
+
+        // 10. A client that resets its connection right after a request
+        // (as one that gave up on a timed-out request does) is not bad
+        // input: it is neither counted nor logged as such.
+        let counters = &nodes[0].listener_counters;
+        let bad_before = counters
+            .bad_input
+            .load(std::sync::atomic::Ordering::Relaxed);
+        for _ in 0..5 {
+            let stream = TcpStream::connect(target.as_str()).await.unwrap();
+            let mut stream = handshake(stream, client_hello.clone()).await;
+            let mut request = Vec::new();
+            encode_frame(&ClientRequest::Status, &mut request).unwrap();
+            stream.write_all(&request).await.unwrap();
+            // Linger zero makes the close a reset; it cannot block.
+            #[allow(deprecated)]
+            stream.set_linger(Some(Duration::ZERO)).unwrap();
+            drop(stream);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            counters
+                .bad_input
+                .load(std::sync::atomic::Ordering::Relaxed),
+            bad_before,
+            "a reset connection was counted as bad input"
+        );
+        assert!(
+            !logs.text().contains("reset by peer"),
+            "a reset connection was logged as bad input:\n{}",
+            logs.text()
+        );
 
         // The node keeps serving, and node 1 still counts as a replica.
         client.put("after", "2").await.unwrap();

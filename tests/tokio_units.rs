@@ -2,12 +2,14 @@
 //! recovery, torn tails, corruption), an in-process cluster over the
 //! in-memory transport, and a TCP cluster driven by the real client.
 #![cfg(feature = "tokio")]
+mod common;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::free_ports;
 use concord::tokio::client::{Client, ClientConfig};
 use concord::tokio::cluster::{start_kv_node, NodeSettings};
 use concord::tokio::kv::NullStateMachine;
@@ -373,17 +375,6 @@ async fn wait_for_leader(servers: &[Option<server::ServerHandle>]) -> u64 {
         assert!(Instant::now() < deadline, "no leader elected");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// Free loopback ports (bound and released; good enough for tests).
-pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<_> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
 }
 
 #[test]

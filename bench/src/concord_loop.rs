@@ -269,6 +269,9 @@ impl Cluster {
                     Action::ProposalRefused { count, error } => {
                         panic!("node {} refused {count} proposals: {error}", i + 1)
                     }
+                    Action::FollowerLogRegressed { follower, .. } => {
+                        panic!("node {follower} lost acknowledged entries in memory")
+                    }
                     Action::ProposalAccepted { .. } | Action::RoleChanged { .. } => {}
                 }
             }

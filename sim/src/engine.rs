@@ -52,6 +52,10 @@ pub enum FailureKind {
     AckedWriteLost,
     /// A node's commit index went back within one incarnation.
     CommitRegressed,
+    /// A leader found a follower holding less than it had acknowledged as
+    /// durable (the core's [`concord::Action::FollowerLogRegressed`]): the
+    /// simulated disk never loses synced writes, so its host lied.
+    AcknowledgedEntriesLost,
     /// A state machine executed one logical operation twice.
     ExactlyOnce,
     /// The client history is not linearizable (or could not be checked).
@@ -80,6 +84,7 @@ impl FailureKind {
             FailureKind::StateMachineSafety => "state-machine-safety",
             FailureKind::AckedWriteLost => "acked-write-lost",
             FailureKind::CommitRegressed => "commit-regressed",
+            FailureKind::AcknowledgedEntriesLost => "acknowledged-entries-lost",
             FailureKind::ExactlyOnce => "exactly-once",
             FailureKind::Linearizability => "linearizability",
             FailureKind::Liveness => "liveness",
@@ -1095,6 +1100,19 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                     };
                     self.reply(client, attempt, Reply::Refused { hint });
                 }
+            }
+            Action::FollowerLogRegressed {
+                follower,
+                acknowledged_index,
+                reported_last_index,
+            } => {
+                self.fail(
+                    FailureKind::AcknowledgedEntriesLost,
+                    Some(index),
+                    format!(
+                        "node {follower} acknowledged index {acknowledged_index} as durable but now holds only up to {reported_last_index}"
+                    ),
+                );
             }
             Action::RoleChanged { role, term } => {
                 self.trace

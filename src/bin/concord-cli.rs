@@ -213,8 +213,26 @@ async fn run(args: Args) -> Result<(), String> {
                         );
                         for p in &s.peers {
                             println!(
-                                "    follower {:>3}: match {:>8} next {:>8} in-flight {:>4} {}",
-                                p.id, p.match_index, p.next_index, p.inflight_messages, p.state
+                                "    follower {:>3}: match {:>8} next {:>8} in-flight {:>4} {}{}",
+                                p.id,
+                                p.match_index,
+                                p.next_index,
+                                p.inflight_messages,
+                                p.state,
+                                if p.log_regressions > 0 {
+                                    format!(
+                                        "  LOST ACKNOWLEDGED ENTRIES {} time(s): check its disk",
+                                        p.log_regressions
+                                    )
+                                } else {
+                                    String::new()
+                                }
+                            );
+                        }
+                        if s.server.follower_log_regressions > 0 {
+                            println!(
+                                "    WARNING: {} follower log regression(s) seen while leading (a disk lost synced data; see this server's error log)",
+                                s.server.follower_log_regressions
                             );
                         }
                     }

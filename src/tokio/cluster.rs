@@ -12,7 +12,7 @@ use super::frame::DEFAULT_MAX_FRAME_BYTES;
 use super::listener::{self, ListenerConfig, ListenerCounters};
 use super::server::{self, ServerConfig, ServerError, ServerHandle};
 use super::storage::Storage;
-use super::transport::{TcpTransport, TcpTransportConfig};
+use super::transport::{StreamWrapper, TcpTransport, TcpTransportConfig, TransportCounters};
 
 /// Settings of one node of a TCP cluster.
 #[derive(Clone, Debug)]
@@ -31,11 +31,16 @@ pub struct NodeSettings {
     pub election_ticks: (u32, u32),
     /// Heartbeat interval in ticks.
     pub heartbeat_ticks: u32,
+    /// Drop a peer connection silent for this long and dial again (see
+    /// [`TcpTransportConfig::peer_timeout`]; `None` waits for TCP itself).
+    pub peer_timeout: Option<Duration>,
+    /// Applied to every outgoing peer connection (fault injection in tests).
+    pub stream_wrapper: Option<StreamWrapper>,
 }
 
 impl NodeSettings {
     /// Defaults: 10 ms ticks, elections after 15..30 ticks, heartbeats
-    /// every 3 ticks.
+    /// every 3 ticks, the transport's default peer timeout.
     pub fn new(
         id: NodeId,
         listen: impl Into<String>,
@@ -50,6 +55,8 @@ impl NodeSettings {
             tick: Duration::from_millis(10),
             election_ticks: (15, 30),
             heartbeat_ticks: 3,
+            peer_timeout: TcpTransportConfig::new(id, "", BTreeMap::new()).peer_timeout,
+            stream_wrapper: None,
         }
     }
 
@@ -75,6 +82,8 @@ pub struct RunningNode {
     pub local_addr: std::net::SocketAddr,
     /// Connection counters of the listener.
     pub listener_counters: Arc<ListenerCounters>,
+    /// Counters of the outgoing peer connections.
+    pub transport_counters: Arc<TransportCounters>,
     _transport: Arc<TcpTransport>,
 }
 
@@ -101,11 +110,11 @@ pub async fn start_kv_node<St: Storage>(
     let voters = raft.voters.clone();
     let mut peers = settings.peers.clone();
     peers.remove(&settings.id);
-    let transport = Arc::new(TcpTransport::start(TcpTransportConfig::new(
-        settings.id,
-        settings.cluster_id.clone(),
-        peers,
-    )));
+    let mut transport_config =
+        TcpTransportConfig::new(settings.id, settings.cluster_id.clone(), peers);
+    transport_config.peer_timeout = settings.peer_timeout;
+    transport_config.stream_wrapper = settings.stream_wrapper.clone();
+    let transport = Arc::new(TcpTransport::start(transport_config));
     let mut server_config = ServerConfig::new(raft);
     server_config.tick = settings.tick;
     server_config.client_addrs = settings.peers.clone();
@@ -126,6 +135,7 @@ pub async fn start_kv_node<St: Storage>(
         max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
         handshake_timeout: Duration::from_secs(5),
         connections_max: 4096,
+        peer_idle_timeout: listener::PEER_IDLE_TIMEOUT_DEFAULT,
     };
     tokio::spawn(listener::serve(
         listener,
@@ -138,6 +148,7 @@ pub async fn start_kv_node<St: Storage>(
         server,
         local_addr,
         listener_counters: counters,
+        transport_counters: transport.counters(),
         _transport: transport,
     })
 }

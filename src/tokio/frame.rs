@@ -4,7 +4,7 @@
 //! ```text
 //! +-----------+---------+-------------+------------------+
 //! | len: u32  | version | crc32c: u32 | payload (len B)  |
-//! | LE        | u8 = 1  | LE, payload |                  |
+//! | LE        | u8 = 2  | LE, payload |                  |
 //! +-----------+---------+-------------+------------------+
 //! ```
 //!
@@ -19,8 +19,10 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::codec::{self, CodecError};
 
-/// The protocol version written in every frame.
-pub const PROTOCOL_VERSION: u8 = 1;
+/// The protocol version written in every frame. Version 2 wraps peer
+/// messages in [`PeerFrame`](super::wire::PeerFrame) so a connection can
+/// carry keepalives.
+pub const PROTOCOL_VERSION: u8 = 2;
 
 /// Bytes of header before the payload.
 pub const FRAME_HEADER_BYTES: usize = 9;

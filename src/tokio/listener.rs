@@ -7,7 +7,14 @@
 //!
 //! Any bad input (garbage, a truncated or oversized frame, a bad checksum,
 //! an undecodable payload, a message claiming another sender) closes that
-//! one connection with a logged reason; the server keeps serving.
+//! one connection with a logged reason; the server keeps serving. A peer or
+//! client that simply goes away (a clean close, a reset, a broken pipe) is
+//! not bad input and is logged at debug level.
+//!
+//! A peer connection answers every keepalive and is closed once nothing at
+//! all arrived on it for `peer_idle_timeout`: its sender writes keepalives
+//! far more often, so such a connection is dead (a partition, a vanished
+//! host) and its sender has dialled a new one.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -22,7 +29,10 @@ use crate::{Message, NodeId};
 use super::frame::{self, FrameError};
 use super::server::Event;
 use super::transport::BoxStream;
-use super::wire::{ClientRequest, ClientResponse, Hello, HelloRole, Welcome, CLUSTER_ID_MAX_BYTES};
+use super::wire::{
+    ClientRequest, ClientResponse, Hello, HelloRole, PeerFrame, PeerReply, Welcome,
+    CLUSTER_ID_MAX_BYTES,
+};
 
 /// Settings of the accepting side.
 #[derive(Clone, Debug)]
@@ -39,7 +49,13 @@ pub struct ListenerConfig {
     pub handshake_timeout: Duration,
     /// Most connections open at once; more are closed at once.
     pub connections_max: usize,
+    /// A peer connection on which nothing arrived for this long is closed.
+    pub peer_idle_timeout: Duration,
 }
+
+/// Default [`ListenerConfig::peer_idle_timeout`]: many keepalive intervals
+/// of the transport's defaults.
+pub const PEER_IDLE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(2);
 
 /// Counters of the accepting side.
 #[derive(Debug, Default)]
@@ -95,7 +111,10 @@ pub async fn serve(
             let remote = remote.to_string();
             let result = handle(Box::new(stream), &remote, &config, events, shutdown).await;
             match result {
-                Ok(()) => tracing::debug!(%remote, "connection closed"),
+                Ok(()) | Err(ConnError::Gone) => tracing::debug!(%remote, "connection closed"),
+                Err(ConnError::Idle(idle)) => {
+                    tracing::info!(%remote, ?idle, "closing silent peer connection")
+                }
                 Err(ConnError::Refused(reason)) => {
                     counters.refused.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(%remote, reason = %reason, "refused connection");
@@ -113,12 +132,31 @@ pub async fn serve(
 enum ConnError {
     Refused(String),
     BadInput(String),
+    /// The other side closed or reset the connection while we wrote.
+    Gone,
+    /// A peer connection on which nothing arrived for the idle timeout.
+    Idle(Duration),
 }
 
 fn bad(e: FrameError) -> Result<(), ConnError> {
+    if went_away(&e) {
+        Ok(())
+    } else {
+        Err(ConnError::BadInput(e.to_string()))
+    }
+}
+
+/// Whether `e` only says the other side closed or reset the connection
+/// (a client that gave up on a timed-out request, a restarting peer).
+fn went_away(e: &FrameError) -> bool {
+    use std::io::ErrorKind;
     match e {
-        FrameError::Closed => Ok(()),
-        other => Err(ConnError::BadInput(other.to_string())),
+        FrameError::Closed => true,
+        FrameError::Io(io) => matches!(
+            io.kind(),
+            ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe
+        ),
+        _ => false,
     }
 }
 
@@ -129,14 +167,17 @@ async fn write_value<T: serde::Serialize>(
 ) -> Result<(), ConnError> {
     buf.clear();
     frame::encode_frame(value, buf).map_err(|e| ConnError::BadInput(e.to_string()))?;
-    stream
-        .write_all(buf)
-        .await
-        .map_err(|e| ConnError::BadInput(format!("write failed: {e}")))?;
-    stream
-        .flush()
-        .await
-        .map_err(|e| ConnError::BadInput(format!("write failed: {e}")))
+    let written = async {
+        stream.write_all(buf).await?;
+        stream.flush().await
+    };
+    match written.await {
+        Ok(()) => Ok(()),
+        Err(e) => match FrameError::Io(e) {
+            e if went_away(&e) => Err(ConnError::Gone),
+            e => Err(ConnError::BadInput(format!("write failed: {e}"))),
+        },
+    }
 }
 
 async fn handle(
@@ -205,11 +246,21 @@ async fn handle(
     match hello.role {
         HelloRole::Peer { from, .. } => {
             tracing::debug!(%remote, peer = from, "peer connected");
+            let mut reply = Vec::new();
             loop {
+                let read = tokio::time::timeout(
+                    config.peer_idle_timeout,
+                    frame::read_value(&mut stream, &mut buf, config.max_frame_bytes),
+                );
                 let message: Message = tokio::select! {
-                    read = frame::read_value(&mut stream, &mut buf, config.max_frame_bytes) => match read {
-                        Ok(message) => message,
-                        Err(e) => return bad(e),
+                    read = read => match read {
+                        Err(_) => return Err(ConnError::Idle(config.peer_idle_timeout)),
+                        Ok(Ok(PeerFrame::Raft(message))) => message,
+                        Ok(Ok(PeerFrame::Keepalive)) => {
+                            write_value(&mut stream, &mut reply, &PeerReply::KeepaliveAck).await?;
+                            continue;
+                        }
+                        Ok(Err(e)) => return bad(e),
                     },
                     _ = shutdown.changed() => return Ok(()),
                 };

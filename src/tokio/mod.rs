@@ -16,6 +16,7 @@
 //! | [`kv`] | the key-value service and its exactly-once sessions |
 //! | [`status`] | status/metrics snapshot |
 //! | [`cluster`] | wiring helpers: a TCP node from a few settings |
+//! | [`fault`] | connection-level fault injection for tests: links that go silent |
 //!
 //! The same source builds against madsim (`RUSTFLAGS="--cfg madsim"`): the
 //! `tokio` dependency is `madsim-tokio`, which re-exports the simulator's
@@ -25,6 +26,7 @@
 pub mod client;
 pub mod cluster;
 pub mod codec;
+pub mod fault;
 pub mod frame;
 pub mod kv;
 pub mod listener;

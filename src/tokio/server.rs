@@ -516,6 +516,20 @@ where
                     }
                 }
             }
+            Action::FollowerLogRegressed {
+                follower,
+                acknowledged_index,
+                reported_last_index,
+            } => {
+                self.counters.follower_log_regressions += 1;
+                tracing::error!(
+                    follower,
+                    acknowledged_index,
+                    reported_last_index,
+                    "follower lost log entries it had acknowledged as durable (its disk or \
+                     write-ahead log lost synced data); replicating them to it again"
+                );
+            }
             Action::RoleChanged { role, term } => {
                 match role {
                     Role::Leader => tracing::info!(term, "became leader"),

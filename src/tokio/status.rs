@@ -43,6 +43,9 @@ pub struct PeerStatus {
     pub inflight_messages: usize,
     /// `Probe` or `Replicate`.
     pub state: String,
+    /// Times this follower was found holding less than it had acknowledged
+    /// as durable while this node led (non-zero means a disk lost data).
+    pub log_regressions: u64,
 }
 
 /// Counters kept by the server loop and transport.
@@ -70,6 +73,10 @@ pub struct ServerCounters {
     pub elections_started: u64,
     /// Times this node became leader.
     pub leader_elected: u64,
+    /// Followers found, while this node led, holding less than they had
+    /// acknowledged as durable (logged at error level; non-zero means a
+    /// disk or write-ahead log lost synced data).
+    pub follower_log_regressions: u64,
 }
 
 impl NodeStatus {
@@ -87,6 +94,7 @@ impl NodeStatus {
                     match_index: p.match_index,
                     next_index: p.next_index,
                     inflight_messages: p.inflight_messages,
+                    log_regressions: p.log_regressions,
                     state: match p.state {
                         ProgressState::Probe => "Probe".to_string(),
                         ProgressState::Replicate => "Replicate".to_string(),

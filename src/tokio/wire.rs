@@ -3,13 +3,14 @@
 //!
 //! Every connection starts with the connecting side sending a [`Hello`]
 //! frame; the accepting side answers with a [`Welcome`] and then the
-//! connection carries [`Message`](crate::Message)s (a peer connection, one
-//! direction only) or [`ClientRequest`]/[`ClientResponse`] pairs (a client
+//! connection carries [`PeerFrame`]s one way and [`PeerReply`]s the other (a
+//! peer connection: Raft messages and keepalives, answered by keepalive
+//! acknowledgements) or [`ClientRequest`]/[`ClientResponse`] pairs (a client
 //! connection).
 
 use serde::{Deserialize, Serialize};
 
-use crate::NodeId;
+use crate::{Message, NodeId};
 
 use bytes::Bytes;
 
@@ -90,4 +91,34 @@ pub enum ClientResponse {
     Error(String),
     /// The answer to [`ClientRequest::Status`].
     Status(Box<NodeStatus>),
+}
+
+/// What the connecting replica sends on a peer connection after the
+/// handshake.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PeerFrame {
+    /// A Raft message for the accepting node.
+    Raft(Message),
+    /// "Are you there?": the accepting side answers with
+    /// [`PeerReply::KeepaliveAck`]. A sender that hears no answer within
+    /// its peer timeout drops the connection and dials again, instead of
+    /// writing into a connection whose packets vanish (a partition, a dead
+    /// host) until the kernel's TCP retransmission, backing off
+    /// exponentially, notices minutes later.
+    Keepalive,
+}
+
+/// [`PeerFrame`] borrowing its message: encodes identically, without a
+/// clone.
+#[derive(Serialize)]
+pub(crate) enum PeerFrameRef<'a> {
+    Raft(&'a Message),
+    Keepalive,
+}
+
+/// What the accepting side sends back on a peer connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PeerReply {
+    /// The answer to a [`PeerFrame::Keepalive`].
+    KeepaliveAck,
 }

@@ -718,3 +718,14 @@ impl Chaos {
         c.settle()
     }
 }
+
+/// Free loopback ports (bound and released; good enough for tests).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<_> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}

@@ -1,0 +1,150 @@
+//! The TCP transport under connections that go silent: the failure a
+//! network partition leaves behind. A silenced connection accepts writes
+//! and never answers, exactly like a TCP connection whose packets are
+//! dropped; the cluster must notice, dial again and serve writes within a
+//! bound, and must not when the peer timeout is switched off (proof that
+//! the fault is the one that matters).
+#![cfg(feature = "tokio")]
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use common::free_ports;
+use concord::tokio::client::{Client, ClientConfig};
+use concord::tokio::cluster::{start_kv_node, NodeSettings, RunningNode};
+use concord::tokio::fault::LinkStaller;
+use concord::tokio::storage::{MemDisk, MemStorage};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A client that gives up on an attempt quickly, so the time to the first
+/// successful write measures the cluster, not the client's patience.
+fn impatient_client(peers: &BTreeMap<u64, String>) -> Client {
+    Client::new(ClientConfig {
+        request_timeout: Duration::from_millis(200),
+        attempts_max: 1,
+        retry_backoff: Duration::from_millis(10),
+        ..ClientConfig::new(peers.values().cloned().collect(), "liveness")
+    })
+}
+
+/// Starts three nodes whose outgoing peer connections pass through
+/// `staller`, with the given peer timeout.
+async fn start_cluster(
+    staller: &LinkStaller,
+    peer_timeout: Option<Duration>,
+) -> (BTreeMap<u64, RunningNode>, BTreeMap<u64, String>) {
+    let ports = free_ports(3);
+    let peers: BTreeMap<u64, String> = (1..=3u64)
+        .map(|id| (id, format!("127.0.0.1:{}", ports[id as usize - 1])))
+        .collect();
+    let mut nodes = BTreeMap::new();
+    for (&id, addr) in &peers {
+        let mut settings = NodeSettings::new(id, addr.clone(), peers.clone(), "liveness");
+        settings.peer_timeout = peer_timeout;
+        settings.stream_wrapper = Some(staller.wrapper(id));
+        let node = start_kv_node(settings, MemStorage::new(MemDisk::new()))
+            .await
+            .unwrap();
+        nodes.insert(id, node);
+    }
+    (nodes, peers)
+}
+
+/// Writes until one succeeds or `within` passes; returns the time taken.
+async fn first_write(client: &mut Client, within: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    let mut attempt = 0u64;
+    while start.elapsed() < within {
+        attempt += 1;
+        if client.put("k", format!("v{attempt}")).await.is_ok() {
+            return Some(start.elapsed());
+        }
+    }
+    None
+}
+
+/// The scenario: follower X's connections fall silent, the other
+/// follower Y dies, and the leader and X must find each other again.
+/// Returns the time from "network fine again" to the first write.
+async fn leader_and_silenced_follower_must_reconnect(
+    peer_timeout: Option<Duration>,
+    within: Duration,
+) -> (Option<Duration>, u64) {
+    let staller = LinkStaller::new();
+    let (mut nodes, peers) = start_cluster(&staller, peer_timeout).await;
+    let mut client = impatient_client(&peers);
+    assert!(
+        first_write(&mut client, Duration::from_secs(10))
+            .await
+            .is_some(),
+        "the cluster never accepted a first write"
+    );
+    let leader = client.status(0).await.unwrap().leader.expect("a leader");
+    let x = (1..=3).find(|&id| id != leader).unwrap();
+    let y = (1..=3).find(|&id| id != leader && id != x).unwrap();
+    // Let every connection exist, then silence all of X's.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        staller.stall_node(x) >= 2,
+        "X had no connections to silence"
+    );
+    nodes.remove(&y).unwrap().shutdown().await.unwrap();
+    let took = first_write(&mut client, within).await;
+    let silent_dropped: u64 = nodes
+        .values()
+        .map(|n| {
+            n.transport_counters
+                .silent_connections_dropped
+                .load(Ordering::Relaxed)
+        })
+        .sum();
+    for (_, node) in nodes {
+        node.shutdown().await.unwrap();
+    }
+    (took, silent_dropped)
+}
+
+#[test]
+fn silent_peer_connections_are_dropped_and_dialled_again() {
+    runtime().block_on(async {
+        let (took, silent_dropped) = leader_and_silenced_follower_must_reconnect(
+            Some(Duration::from_millis(500)),
+            Duration::from_secs(10),
+        )
+        .await;
+        let took = took.expect("no write succeeded within 10 s of the connections going silent");
+        eprintln!("first write {took:?} after the connections went silent; {silent_dropped} dropped as silent");
+        assert!(
+            silent_dropped >= 1,
+            "no connection was dropped as silent"
+        );
+        // Detection (500 ms) + redial + election + commit, with room for a
+        // loaded machine; the old transport never recovers at all.
+        assert!(
+            took < Duration::from_secs(5),
+            "first write took {took:?}"
+        );
+    });
+}
+
+#[test]
+fn without_a_peer_timeout_silent_connections_stall_the_cluster() {
+    runtime().block_on(async {
+        let (took, silent_dropped) =
+            leader_and_silenced_follower_must_reconnect(None, Duration::from_secs(4)).await;
+        assert_eq!(silent_dropped, 0);
+        assert!(
+            took.is_none(),
+            "a write succeeded after {took:?}: the fault no longer reproduces the stall"
+        );
+    });
+}
