@@ -678,6 +678,19 @@ pub fn recover_dir(dir: &Path, options: &WalOptions) -> Result<RecoveryReport, S
     }
     debug_assert_eq!(valid_bytes.len(), segments.len());
     let last_index = entries.last().map_or(0, |e| e.index);
+    // Every check that can refuse comes before the first change on disk.
+    if let Some(last) = entries.last() {
+        if last.term > hard_state.term {
+            return Err(StorageError::Corrupt {
+                file: dir.join("hardstate").display().to_string(),
+                offset: 0,
+                reason: format!(
+                    "log holds term {} but the hard state only term {}",
+                    last.term, hard_state.term
+                ),
+            });
+        }
+    }
 
     // Did the marked-durable data survive?
     let mut lost_durable_bytes = 0;
@@ -743,15 +756,24 @@ pub fn recover_dir(dir: &Path, options: &WalOptions) -> Result<RecoveryReport, S
     if let Some(t) = &torn {
         let (_, path) = segments.last().expect("a torn tail is in a segment");
         let file = path.display().to_string();
+        assert!(
+            t.file_bytes > t.offset,
+            "a torn tail holds at least one byte"
+        );
         torn_bytes_truncated = t.file_bytes - t.offset;
         torn_tails = 1;
+        let what = if lost_durable_bytes == 0 {
+            "not covered by the durable marker, so never reported durable"
+        } else {
+            "including marked-durable data, as accept_data_loss allows"
+        };
         tracing::warn!(
             file = %file,
             offset = t.offset,
             bytes = torn_bytes_truncated,
             reason = %t.damage,
             "truncating a torn tail of the write-ahead log: {torn_bytes_truncated} bytes at byte \
-             offset {} of {file} that were never reported durable",
+             offset {} of {file}, {what}",
             t.offset
         );
         let f = OpenOptions::new()
@@ -761,18 +783,6 @@ pub fn recover_dir(dir: &Path, options: &WalOptions) -> Result<RecoveryReport, S
         f.set_len(t.offset)
             .map_err(io_err(format!("truncating {file}")))?;
         f.sync_all().map_err(io_err(format!("syncing {file}")))?;
-    }
-    if let Some(last) = entries.last() {
-        if last.term > hard_state.term {
-            return Err(StorageError::Corrupt {
-                file: dir.join("hardstate").display().to_string(),
-                offset: 0,
-                reason: format!(
-                    "log holds term {} but the hard state only term {}",
-                    last.term, hard_state.term
-                ),
-            });
-        }
     }
     Ok(RecoveryReport {
         recovered: Recovered {
