@@ -27,9 +27,9 @@
 //! `checksum = crc32c(len as 4 bytes ‖ payload) ^ CHECKSUM_SALT`. The payload
 //! is a bincode [`WalRecord`]: "truncate after index i" or "append these
 //! entries". A length of 0 is invalid (every encoded record has at least one
-//! byte), and the salt is non-zero, so a run of zero bytes never reads as a
-//! record: an all-zero header has length 0, and zeros cannot pass the
-//! checksums either. The length check makes a record header verifiable on
+//! byte), so a run of zero bytes never reads as a record, whatever its
+//! checksums; and because of the non-zero salt a header whose check fields
+//! were zeroed passes only by a 2^-32 coincidence per field. The length check makes a record header verifiable on
 //! its own, so the search for a valid record after damage (below) rejects
 //! almost every position in constant time: recovery stays linear in the
 //! size of the log even over a large garbage tail. Replaying the records in
@@ -99,15 +99,25 @@
 //!   and entries are lost, deletes the marker, truncates the tail and
 //!   starts with the shorter log.
 //!
-//! What is guaranteed: every record that was reported durable is recovered,
-//! or recovery fails loudly (unless the operator accepted the loss), as long
-//! as the filesystem honours `fdatasync`. A torn tail that is not covered by
-//! the marker held only writes that were never reported durable, so no node
-//! was told about them and truncating them is safe. The one thing the rule
-//! cannot tell apart from corruption is a torn final record whose partial
-//! payload happens to contain a whole valid record (for instance a value
-//! that is itself a WAL file): recovery then refuses, which is loud, not
-//! lossy.
+//! What is guaranteed, as long as the filesystem honours `fdatasync`:
+//!
+//! * Damaged data is never applied, and records after damage are never
+//!   silently skipped.
+//! * Every record that was reported durable and is covered by the marker
+//!   found on disk is recovered, or recovery fails loudly (unless the
+//!   operator accepted the loss). After a process crash (SIGKILL, panic)
+//!   that marker is the latest one, since its write sits in the page cache;
+//!   after a power failure it is at least as old as the last one the kernel
+//!   wrote back, and damage past it falls under the torn-tail rule.
+//! * After a process crash, a torn tail not covered by the marker held only
+//!   writes that were never reported durable, so no node was told about
+//!   them and truncating them is safe. (After a power failure, fsynced data
+//!   is not torn by the power failure itself.)
+//!
+//! The one thing the rule cannot tell apart from corruption is a torn final
+//! record whose partial payload happens to contain a whole valid record (for
+//! instance a value that is itself a WAL file): recovery then refuses, which
+//! is loud, not lossy.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
