@@ -1,16 +1,22 @@
 //! Three real `concord-node` processes on loopback: write through the
 //! client, SIGKILL the leader, keep writing through the new leader, restart
 //! the dead node and see it catch up; then stop all three, restart all
-//! three, and read every acknowledged write back.
+//! three, and read every acknowledged write back. And the write-ahead log's
+//! recovery rule on real processes: a zero-filled tail is a torn write the
+//! node starts past; a cut record it had fsynced makes it refuse to start
+//! until the operator passes `--accept-wal-data-loss`.
 #![cfg(feature = "tokio")]
 
 #[path = "common/processes.rs"]
 mod processes;
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use concord::tokio::client::Client;
+use concord::tokio::wal;
 use processes::{leader_id, NodeProcesses};
 
 const CLUSTER: &str = "real-test";
@@ -96,6 +102,234 @@ fn three_processes_survive_sigkill_of_the_leader_and_full_restart() {
                 .await
                 .expect("read after full restart");
             assert_eq!(got, Some(Bytes::from(v.clone())), "key {k}");
+        }
+    });
+    cluster.sigterm_all();
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Writes `count` keys starting at `from`, recording them in `acked`.
+async fn put_keys(
+    client: &mut Client,
+    acked: &mut BTreeMap<String, String>,
+    prefix: &str,
+    from: u32,
+    count: u32,
+) {
+    for i in from..from + count {
+        let (k, v) = (format!("{prefix}-{i}"), format!("value-{i}"));
+        client.put(k.clone(), v.clone()).await.expect("write");
+        acked.insert(k, v);
+    }
+}
+
+async fn find_leader(client: &mut Client) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(id) = leader_id(client, 3).await {
+            return id;
+        }
+        assert!(Instant::now() < deadline, "no leader found");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until node `id` has applied everything `leader` has committed.
+async fn wait_caught_up(client: &mut Client, leader: u64, id: u64, within: Duration) {
+    let target = client
+        .status(leader as usize - 1)
+        .await
+        .expect("leader status")
+        .commit_index;
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(status) = client.status(id as usize - 1).await {
+            if status.applied_index >= target {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {id} did not catch up to index {target}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn read_all(client: &mut Client, acked: &BTreeMap<String, String>) {
+    for (k, v) in acked {
+        let got = client.get(k.clone()).await.expect("read");
+        assert_eq!(got, Some(Bytes::from(v.clone())), "key {k}");
+    }
+}
+
+/// The newest WAL segment of a data directory.
+fn newest_segment(data_dir: &Path) -> PathBuf {
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(data_dir.join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    segments.sort();
+    segments.pop().expect("a WAL segment")
+}
+
+/// Offset and size of the last record of a segment, read by the documented
+/// format.
+fn last_record(segment: &Path) -> (u64, u64) {
+    let bytes = std::fs::read(segment).unwrap();
+    let mut at = wal::SEGMENT_HEADER_BYTES;
+    let mut last = None;
+    while at + wal::RECORD_HEADER_BYTES <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        last = Some((at as u64, (wal::RECORD_HEADER_BYTES + len) as u64));
+        at += wal::RECORD_HEADER_BYTES + len;
+    }
+    assert_eq!(at, bytes.len(), "segment ends on a record boundary");
+    last.expect("a record in the newest segment")
+}
+
+#[test]
+fn follower_restarts_past_a_zero_filled_wal_tail_and_catches_up() {
+    let mut cluster = NodeProcesses::on_loopback("real-wal", CLUSTER);
+    for id in 1..=3 {
+        cluster.start(id);
+    }
+    runtime().block_on(async {
+        let mut client = cluster.client();
+        let mut acked = BTreeMap::new();
+        put_keys(&mut client, &mut acked, "zero", 0, 30).await;
+        let leader = find_leader(&mut client).await;
+        let follower = (1..=3).find(|id| *id != leader).unwrap();
+        wait_caught_up(&mut client, leader, follower, Duration::from_secs(10)).await;
+        cluster.sigkill(follower);
+        put_keys(&mut client, &mut acked, "zero", 30, 20).await;
+
+        // What a torn write leaves after power loss on some filesystems.
+        let segment = newest_segment(&cluster.data_dir(follower));
+        let good_bytes = std::fs::metadata(&segment).unwrap().len();
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&segment)
+            .unwrap();
+        std::io::Write::write_all(&mut file, &[0u8; 4096]).unwrap();
+        drop(file);
+
+        cluster.start(follower);
+        let leader = find_leader(&mut client).await;
+        wait_caught_up(&mut client, leader, follower, Duration::from_secs(15)).await;
+        assert!(cluster.still_runs(follower), "the follower keeps running");
+        let log = cluster.log_text(follower);
+        assert!(
+            log.contains("torn tail") && log.contains(&format!("byte offset {good_bytes} of")),
+            "the truncation is logged:\n{log}"
+        );
+        put_keys(&mut client, &mut acked, "zero", 50, 5).await;
+        read_all(&mut client, &acked).await;
+    });
+    cluster.sigterm_all();
+}
+
+#[test]
+fn follower_with_a_cut_durable_wal_record_refuses_to_start_until_data_loss_is_accepted() {
+    let mut cluster = NodeProcesses::on_loopback("real-wal", CLUSTER);
+    for id in 1..=3 {
+        cluster.start(id);
+    }
+    runtime().block_on(async {
+        let mut client = cluster.client();
+        let mut acked = BTreeMap::new();
+        put_keys(&mut client, &mut acked, "cut", 0, 30).await;
+        let leader = find_leader(&mut client).await;
+        let follower = (1..=3).find(|id| *id != leader).unwrap();
+        wait_caught_up(&mut client, leader, follower, Duration::from_secs(10)).await;
+        cluster.sigkill(follower);
+
+        // Its final record was fsynced (and acknowledged): the durable
+        // marker covers it. Cut it in half.
+        let data_dir = cluster.data_dir(follower);
+        let segment = newest_segment(&data_dir);
+        let size = std::fs::metadata(&segment).unwrap().len();
+        let marker = wal::read_durable_marker(&data_dir.join("wal")).expect("a durable marker");
+        assert_eq!(marker.offset_bytes, size, "the marker covers the whole log");
+        let (at, bytes) = last_record(&segment);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&segment)
+            .unwrap()
+            .set_len(at + bytes / 2)
+            .unwrap();
+
+        // Loud: it exits non-zero at once, naming the file and the way out.
+        let started = Instant::now();
+        cluster.start(follower);
+        let status = cluster
+            .wait_exit(follower, Duration::from_secs(10))
+            .expect("the node refuses to start");
+        assert!(!status.success(), "{status}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let log = cluster.log_text(follower);
+        let segment_name = segment.file_name().unwrap().to_str().unwrap();
+        for needle in [
+            segment_name,
+            &format!("offset {at}"),
+            "fsynced",
+            "--accept-wal-data-loss",
+        ] {
+            assert!(log.contains(needle), "{needle:?} not in the log:\n{log}");
+        }
+
+        // The cluster keeps serving meanwhile.
+        put_keys(&mut client, &mut acked, "cut", 30, 10).await;
+
+        // The operator accepts the loss: it starts, says what was lost,
+        // and the cluster still serves every acknowledged write.
+        cluster.start_with(follower, &["--accept-wal-data-loss"]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while client.status(follower as usize - 1).await.is_err() {
+            assert!(Instant::now() < deadline, "node {follower} did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let log = cluster.log_text(follower);
+        assert!(
+            log.contains("ERROR") && log.contains("ACCEPTING DATA LOSS"),
+            "the loss is logged at error:\n{log}"
+        );
+        put_keys(&mut client, &mut acked, "cut", 40, 5).await;
+        read_all(&mut client, &acked).await;
+        // The leader finds the follower holding less than it acknowledged,
+        // says so (error log, status), and replicates the lost entries
+        // again: the follower catches up instead of staying behind.
+        let leader_now = find_leader(&mut client).await;
+        wait_caught_up(&mut client, leader_now, follower, Duration::from_secs(15)).await;
+        assert!(cluster.still_runs(follower), "the follower keeps running");
+        if leader_now == leader {
+            let status = client
+                .status(leader as usize - 1)
+                .await
+                .expect("leader status");
+            let peer = status
+                .peers
+                .iter()
+                .find(|p| p.id == follower)
+                .expect("the follower's progress");
+            assert!(peer.log_regressions >= 1, "{status:?}");
+            assert!(status.server.follower_log_regressions >= 1, "{status:?}");
+            let log = cluster.log_text(leader);
+            assert!(
+                log.contains("follower lost log entries it had acknowledged"),
+                "the leader did not log the lost entries at error level:\n{log}"
+            );
+        } else {
+            // A new leader never saw the old acknowledgement: it finds the
+            // follower short by ordinary probing, which is not an error.
+            eprintln!("leader changed ({leader} -> {leader_now}); regression report not expected");
         }
     });
     cluster.sigterm_all();

@@ -10,6 +10,11 @@
 //! (e.g. `RUST_LOG=concord=debug`) for more. The runtime has 2 worker
 //! threads (plus the WAL writer thread); `CONCORD_NODE_THREADS=N` changes
 //! that (1: a single-threaded runtime).
+//!
+//! If the write-ahead log lost records it had already fsynced (see
+//! `concord::tokio::wal`), the node refuses to start and exits non-zero
+//! with an error naming the file and offset; `--accept-wal-data-loss`
+//! truncates the log there instead and rejoins with a shorter log.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -22,7 +27,7 @@ use concord::NodeId;
 
 const USAGE: &str = "\
 usage: concord-node --id <ID> --listen <HOST:PORT> --peers <ID=HOST:PORT,...> --data-dir <DIR> --cluster-id <NAME>
-                    [--tick-ms <MS>] [--no-fsync]
+                    [--tick-ms <MS>] [--no-fsync] [--accept-wal-data-loss]
 
   --id          this node's id (a positive integer, one of --peers)
   --listen      address to serve peers and clients on
@@ -31,7 +36,12 @@ usage: concord-node --id <ID> --listen <HOST:PORT> --peers <ID=HOST:PORT,...> --
   --data-dir    directory for the write-ahead log (created if missing)
   --cluster-id  the cluster's name; connections naming another are refused
   --tick-ms     length of one Raft tick in milliseconds (default 10)
-  --no-fsync    do not fsync the log (unsafe: for experiments only)";
+  --no-fsync    do not fsync the log (unsafe: for experiments only)
+  --accept-wal-data-loss
+                if the write-ahead log lost records it had fsynced (and so
+                may have acknowledged), truncate it there and start anyway,
+                logging the loss at error level; without it such a node
+                refuses to start";
 
 #[derive(Debug)]
 struct Args {
@@ -42,6 +52,7 @@ struct Args {
     cluster_id: String,
     tick_ms: u64,
     fsync: bool,
+    accept_wal_data_loss: bool,
 }
 
 fn parse_addr(flag: &str, value: &str) -> Result<String, String> {
@@ -59,6 +70,7 @@ fn parse_args(argv: Vec<String>) -> Result<Args, String> {
     let mut cluster_id = None;
     let mut tick_ms = 10u64;
     let mut fsync = true;
+    let mut accept_wal_data_loss = false;
     let mut it = argv.into_iter();
     while let Some(flag) = it.next() {
         if flag == "--help" || flag == "-h" {
@@ -66,6 +78,10 @@ fn parse_args(argv: Vec<String>) -> Result<Args, String> {
         }
         if flag == "--no-fsync" {
             fsync = false;
+            continue;
+        }
+        if flag == "--accept-wal-data-loss" {
+            accept_wal_data_loss = true;
             continue;
         }
         let (flag, value) = match flag.split_once('=') {
@@ -144,6 +160,7 @@ fn parse_args(argv: Vec<String>) -> Result<Args, String> {
         cluster_id: cluster_id.ok_or("missing --cluster-id")?,
         tick_ms,
         fsync,
+        accept_wal_data_loss,
     })
 }
 
@@ -189,6 +206,7 @@ fn main() -> ExitCode {
 async fn run(args: Args) -> Result<(), String> {
     let options = WalOptions {
         sync: args.fsync,
+        accept_data_loss: args.accept_wal_data_loss,
         ..WalOptions::default()
     };
     let storage = FileStorage::open(&args.data_dir, options).map_err(|e| {

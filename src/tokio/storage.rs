@@ -54,6 +54,42 @@ pub enum StorageError {
         /// What is wrong.
         reason: String,
     },
+    /// Data the write-ahead log had already made durable (fsynced, and so
+    /// possibly acknowledged to other nodes) is damaged or missing, as
+    /// shown by the durable marker. Starting with the shorter log would
+    /// silently break Raft's durability promise, so recovery refuses.
+    #[error(
+        "write-ahead log lost data it had made durable: {file} at byte offset {offset}: {reason}; \
+         everything up to byte offset {durable_offset} of that segment (log index {durable_index}) \
+         had been fsynced and may have been acknowledged to the leader, so starting with less \
+         ({lost_bytes} bytes fewer) could lose committed writes. Refusing to start. Find out what \
+         damaged the disk; then either restore the data directory, or restart with \
+         --accept-wal-data-loss (WalOptions::accept_data_loss) to truncate the log there and \
+         rejoin the cluster with a shorter log"
+    )]
+    DurableDataLost {
+        /// The segment file that was marked durable.
+        file: String,
+        /// Byte offset in `file` where the readable log ends.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+        /// Byte offset of `file` up to which the marker says data was durable.
+        durable_offset: u64,
+        /// Last log index the marker says was durable.
+        durable_index: Index,
+        /// Marked-durable bytes that are gone.
+        lost_bytes: u64,
+    },
+    /// A file is not in a format this build can read (an older, unversioned
+    /// write-ahead log, a newer format version, or not a log file at all).
+    #[error("write-ahead log file {file} has an unsupported format: {reason}")]
+    UnsupportedFormat {
+        /// The file.
+        file: String,
+        /// What was found instead.
+        reason: String,
+    },
     /// The storage was used wrongly (e.g. submit before start).
     #[error("storage misuse: {0}")]
     Misuse(String),

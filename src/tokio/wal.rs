@@ -1,35 +1,123 @@
 //! The write-ahead log on disk: segmented files of checksummed records, a
-//! dedicated writer thread with group commit, and an atomically replaced
-//! hard-state file.
+//! dedicated writer thread with group commit, an atomically replaced
+//! hard-state file, and a durable marker that makes lost fsynced data loud.
 //!
 //! ## Layout of a data directory
 //!
 //! ```text
 //! <dir>/hardstate                       term + vote: [crc32c u32][bincode]
-//! <dir>/wal/00000000000000000001.seg    records, appended
+//! <dir>/wal/00000000000000000001.seg    segment header, then records, appended
 //! <dir>/wal/00000000000000000002.seg    next segment once the first is full
+//! <dir>/wal/durable                     the durable marker (40 bytes)
 //! ```
 //!
-//! A record is `[len: u32 LE][crc32c(payload): u32 LE][payload]` where the
-//! payload is a bincode [`WalRecord`]: "truncate after index i" or "append
-//! these entries". Replaying the records in order rebuilds the log.
+//! ## Format (version 2; all integers little-endian)
+//!
+//! A segment starts with a 16-byte header:
+//! `[magic "CNCDWAL\n": 8][format version = 2: u32][checksum: u32]`, where the
+//! checksum is `crc32c(magic ‖ version) ^ CHECKSUM_SALT`. A file whose first
+//! bytes are not the magic (such as a log written by concord before format
+//! version 2, which had no header) or whose version is not 2 is refused with
+//! [`StorageError::UnsupportedFormat`]; there is no compatibility with the
+//! unversioned format.
+//!
+//! Then records follow back to back, each
+//! `[len: u32][len_check: u32][checksum: u32][payload: len bytes]` with
+//! `len_check = crc32c(len as 4 bytes) ^ CHECKSUM_SALT` and
+//! `checksum = crc32c(len as 4 bytes ‖ payload) ^ CHECKSUM_SALT`. The payload
+//! is a bincode [`WalRecord`]: "truncate after index i" or "append these
+//! entries". A length of 0 is invalid (every encoded record has at least one
+//! byte), so a run of zero bytes never reads as a record, whatever its
+//! checksums; and because of the non-zero salt a header whose check fields
+//! were zeroed passes only by a 2^-32 coincidence per field. The length check makes a record header verifiable on
+//! its own, so the search for a valid record after damage (below) rejects
+//! almost every position in constant time: recovery stays linear in the
+//! size of the log even over a large garbage tail. Replaying the records in
+//! order rebuilds the log.
 //!
 //! ## Writes
 //!
 //! [`FileStorage::submit`] sends the write to the writer thread over a
 //! `crossbeam-channel`. The thread takes everything queued (up to a bound),
 //! writes it with one `write`, calls `fdatasync` once for the whole batch
-//! (group commit), and reports the highest write id. A changed hard state
-//! is written first, to a temporary file that is synced, renamed over
-//! `hardstate`, and made durable by syncing the directory.
+//! (group commit), records the durable marker (below) and then reports the
+//! highest write id. A changed hard state is written first, to a temporary
+//! file that is synced, renamed over `hardstate`, and made durable by
+//! syncing the directory. A new segment gets its header written and synced
+//! (and the directory synced) before any record goes into it.
+//!
+//! ## The durable marker
+//!
+//! After every successful `fdatasync` of a batch the writer overwrites
+//! `wal/durable` in place with one positioned 40-byte write:
+//! `[magic "CNCDMARK": 8][version = 2: u32][segment number: u64]`
+//! `[durable byte offset in that segment: u64][last log index: u64][checksum: u32]`
+//! (checksum = `crc32c` of the first 36 bytes `^ CHECKSUM_SALT`). It means
+//! "every byte of that segment before the offset, and every earlier segment,
+//! is durable; the log then ended at that index". The marker itself is not
+//! fsynced: it is written only after the data it describes is durable, so it
+//! can never claim more than is durable; if a power failure loses it, the
+//! older marker (or none) claims less, and recovery falls back to the
+//! torn-tail rule. Cost: one small write per group commit, no extra fsync.
+//! `Truncate` records are appended like any other record, so offsets only
+//! grow within a segment; after a roll-over the marker keeps naming the old
+//! segment (at its full length) until a batch in the new segment is durable.
+//! With [`WalOptions::sync`] off nothing is durable and no marker is
+//! written. A marker that cannot be read or fails its checksum is logged at
+//! warn and ignored: it is evidence, not data.
 //!
 //! ## Recovery
 //!
-//! [`FileStorage::open`] reads everything back. A record cut short at the
-//! very end of the last segment (a torn write from a crash) is truncated
-//! away. Any other damage — a checksum mismatch or undecodable record
-//! before the end, a damaged hard-state file — is an error naming the file
-//! and byte offset: damaged data is never skipped and never applied.
+//! [`FileStorage::open`] (through [`recover_dir`]) reads every segment in
+//! order. Reading a segment stops at the first *damage*: a segment header
+//! that is missing, short, zeroed or fails its checksum, a record header cut
+//! short, a record length of 0, failing its length check or above
+//! [`RECORD_BYTES_MAX`], a record extending past the end of the file, or a
+//! record failing its checksum.
+//!
+//! * **Torn tail.** Damage in the *last* segment with no valid record
+//!   (one passing the length and checksum tests) starting anywhere after it
+//!   is a torn write — a crash in the middle of an append, or the zero-filled
+//!   or garbage blocks some filesystems leave after power loss. Everything
+//!   from the damage to the end of the file is truncated (and the file
+//!   synced), logged at warn with the file, offset and byte count, and
+//!   counted in [`RecoveryReport::torn_tails`] and
+//!   [`RecoveryReport::torn_bytes_truncated`].
+//! * **Corruption.** Damage followed by a valid record, damage in a segment
+//!   that is not the last, a missing segment number, a record that passes
+//!   its checksum but does not decode, or a record that does not fit the log
+//!   (a gap in indices) is [`StorageError::Corrupt`] naming the file and
+//!   byte offset. Damaged data is never skipped and never applied.
+//! * **Lost durable data.** If the marker names a segment that is missing,
+//!   or the readable part of the marked segment ends before the marked
+//!   offset (a torn tail that starts before it, or a file shorter than it),
+//!   data that was fsynced — and so may have been acknowledged to the leader
+//!   — is gone. Recovery refuses with [`StorageError::DurableDataLost`]
+//!   naming the file, offset, marked durable offset and last durable index.
+//!   With [`WalOptions::accept_data_loss`] (`concord-node
+//!   --accept-wal-data-loss`) it instead logs at error how many durable bytes
+//!   and entries are lost, deletes the marker, truncates the tail and
+//!   starts with the shorter log.
+//!
+//! What is guaranteed, as long as the filesystem honours `fdatasync`:
+//!
+//! * Damaged data is never applied, and records after damage are never
+//!   silently skipped.
+//! * Every record that was reported durable and is covered by the marker
+//!   found on disk is recovered, or recovery fails loudly (unless the
+//!   operator accepted the loss). After a process crash (SIGKILL, panic)
+//!   that marker is the latest one, since its write sits in the page cache;
+//!   after a power failure it is at least as old as the last one the kernel
+//!   wrote back, and damage past it falls under the torn-tail rule.
+//! * After a process crash, a torn tail not covered by the marker held only
+//!   writes that were never reported durable, so no node was told about
+//!   them and truncating them is safe. (After a power failure, fsynced data
+//!   is not torn by the power failure itself.)
+//!
+//! The one thing the rule cannot tell apart from corruption is a torn final
+//! record whose partial payload happens to contain a whole valid record (for
+//! instance a value that is itself a WAL file): recovery then refuses, which
+//! is loud, not lossy.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -43,11 +131,35 @@ use crate::{Entry, HardState, Index, LogPosition, Recovered, WriteId};
 use super::codec;
 use super::storage::{PersistRequest, PersistedSender, Storage, StorageError};
 
-/// Bytes of a record header.
-pub const RECORD_HEADER_BYTES: usize = 8;
+/// Version of the on-disk format written and read by this build.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// First bytes of every segment file.
+pub const SEGMENT_MAGIC: [u8; 8] = *b"CNCDWAL\n";
+
+/// Bytes of a segment header: magic, version, checksum.
+pub const SEGMENT_HEADER_BYTES: usize = 16;
+
+/// Bytes of a record header: length, length check, checksum.
+pub const RECORD_HEADER_BYTES: usize = 12;
 
 /// Largest record payload accepted on recovery.
 pub const RECORD_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// Xor'd into every checksum of this format (non-zero), so that a zero
+/// checksum field only verifies if crc32c happens to equal this constant;
+/// together with "a record length of 0 is invalid", zero-filled bytes never
+/// read as a record or a header.
+pub const CHECKSUM_SALT: u32 = 0x5EED_C0DE;
+
+/// File name of the durable marker inside the `wal` directory.
+pub const MARKER_FILE_NAME: &str = "durable";
+
+/// First bytes of the durable marker.
+pub const MARKER_MAGIC: [u8; 8] = *b"CNCDMARK";
+
+/// Size of the durable marker file.
+pub const MARKER_BYTES: usize = 40;
 
 /// Options of a [`FileStorage`].
 #[derive(Clone, Debug)]
@@ -57,8 +169,13 @@ pub struct WalOptions {
     /// Most writes taken into one group commit.
     pub batch_writes_max: usize,
     /// Call `fdatasync` (turn off only for experiments: a crash may then
-    /// lose acknowledged writes).
+    /// lose acknowledged writes). Without it no durable marker is written.
     pub sync: bool,
+    /// When recovery finds that data the durable marker names as fsynced
+    /// is damaged or missing, truncate anyway (logging the loss at error
+    /// level) instead of refusing to start. The node then rejoins with a
+    /// shorter log than it may have acknowledged. Default: false.
+    pub accept_data_loss: bool,
 }
 
 impl Default for WalOptions {
@@ -67,6 +184,7 @@ impl Default for WalOptions {
             segment_bytes_max: 64 * 1024 * 1024,
             batch_writes_max: 4096,
             sync: true,
+            accept_data_loss: false,
         }
     }
 }
@@ -91,7 +209,8 @@ fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StorageE
     move |source| StorageError::Io { context, source }
 }
 
-fn segment_name(number: u64) -> String {
+/// File name of segment `number`.
+pub fn segment_name(number: u64) -> String {
     format!("{number:020}.seg")
 }
 
@@ -99,6 +218,38 @@ fn sync_dir(dir: &Path) -> Result<(), StorageError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io_err(format!("syncing directory {}", dir.display())))
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(b)
+}
+
+/// The check of a record's length field alone.
+fn length_check(len_bytes: &[u8]) -> u32 {
+    debug_assert_eq!(len_bytes.len(), 4);
+    crc32c::crc32c(len_bytes) ^ CHECKSUM_SALT
+}
+
+/// The checksum of a record: covers the length field and the payload.
+fn record_checksum(len_bytes: &[u8], payload: &[u8]) -> u32 {
+    debug_assert_eq!(len_bytes.len(), 4);
+    crc32c::crc32c_append(crc32c::crc32c(len_bytes), payload) ^ CHECKSUM_SALT
+}
+
+/// The header every segment starts with.
+pub fn segment_header() -> [u8; SEGMENT_HEADER_BYTES] {
+    let mut header = [0u8; SEGMENT_HEADER_BYTES];
+    header[..8].copy_from_slice(&SEGMENT_MAGIC);
+    header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    let checksum = crc32c::crc32c(&header[..12]) ^ CHECKSUM_SALT;
+    header[12..].copy_from_slice(&checksum.to_le_bytes());
+    header
 }
 
 /// [`WalRecord`] borrowing its entries: encodes identically, without
@@ -109,7 +260,7 @@ enum WalRecordRef<'a> {
     Append { entries: &'a [Entry] },
 }
 
-/// Appends one encoded record to `out`.
+/// Appends one encoded record (header and payload) to `out`.
 pub fn encode_record(record: &WalRecord, out: &mut Vec<u8>) -> Result<(), StorageError> {
     let borrowed = match record {
         WalRecord::Truncate { after } => WalRecordRef::Truncate { after: *after },
@@ -123,9 +274,17 @@ fn encode_record_ref(record: &WalRecordRef<'_>, out: &mut Vec<u8>) -> Result<(),
     out.extend_from_slice(&[0u8; RECORD_HEADER_BYTES]);
     codec::encode_into(record, out).map_err(|e| StorageError::Misuse(e.to_string()))?;
     let len = out.len() - start - RECORD_HEADER_BYTES;
-    let crc = crc32c::crc32c(&out[start + RECORD_HEADER_BYTES..]);
-    out[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
-    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    if len == 0 || len > RECORD_BYTES_MAX {
+        out.truncate(start);
+        return Err(StorageError::Misuse(format!(
+            "a WAL record of {len} bytes is outside 1..={RECORD_BYTES_MAX}"
+        )));
+    }
+    let len_bytes = (len as u32).to_le_bytes();
+    let checksum = record_checksum(&len_bytes, &out[start + RECORD_HEADER_BYTES..]);
+    out[start..start + 4].copy_from_slice(&len_bytes);
+    out[start + 4..start + 8].copy_from_slice(&length_check(&len_bytes).to_le_bytes());
+    out[start + 8..start + 12].copy_from_slice(&checksum.to_le_bytes());
     Ok(())
 }
 
@@ -168,7 +327,7 @@ fn read_hard_state(dir: &Path) -> Result<HardState, StorageError> {
             bytes.len()
         )));
     }
-    let crc = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    let crc = u32_at(&bytes, 0);
     if crc32c::crc32c(&bytes[4..]) != crc {
         return Err(corrupt("checksum mismatch".to_string()));
     }
@@ -193,99 +352,343 @@ fn list_segments(wal_dir: &Path) -> Result<Vec<(u64, PathBuf)>, StorageError> {
     Ok(segments)
 }
 
+/// "Every byte of segment `segment` before `offset_bytes` (and every
+/// earlier segment) is durable; the log then ended at `last_index`": what
+/// the writer records after each `fdatasync`. See the
+/// [module documentation](self).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DurableMarker {
+    /// Number of the segment the offset is in.
+    pub segment: u64,
+    /// Byte offset in that segment up to which everything is durable.
+    pub offset_bytes: u64,
+    /// Last log index once those bytes are replayed.
+    pub last_index: Index,
+}
+
+impl DurableMarker {
+    /// The marker's fixed-size encoding.
+    pub fn encode(&self) -> [u8; MARKER_BYTES] {
+        let mut bytes = [0u8; MARKER_BYTES];
+        bytes[..8].copy_from_slice(&MARKER_MAGIC);
+        bytes[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        bytes[12..20].copy_from_slice(&self.segment.to_le_bytes());
+        bytes[20..28].copy_from_slice(&self.offset_bytes.to_le_bytes());
+        bytes[28..36].copy_from_slice(&self.last_index.to_le_bytes());
+        let checksum = crc32c::crc32c(&bytes[..36]) ^ CHECKSUM_SALT;
+        bytes[36..].copy_from_slice(&checksum.to_le_bytes());
+        bytes
+    }
+
+    /// Decodes a marker, saying what is wrong if it is not one.
+    pub fn decode(bytes: &[u8]) -> Result<DurableMarker, String> {
+        if bytes.len() != MARKER_BYTES {
+            return Err(format!("{} bytes, expected {MARKER_BYTES}", bytes.len()));
+        }
+        if bytes[..8] != MARKER_MAGIC {
+            return Err("bad magic".to_string());
+        }
+        let version = u32_at(bytes, 8);
+        if version != FORMAT_VERSION {
+            return Err(format!(
+                "format version {version}, expected {FORMAT_VERSION}"
+            ));
+        }
+        if crc32c::crc32c(&bytes[..36]) ^ CHECKSUM_SALT != u32_at(bytes, 36) {
+            return Err("checksum mismatch".to_string());
+        }
+        let marker = DurableMarker {
+            segment: u64_at(bytes, 12),
+            offset_bytes: u64_at(bytes, 20),
+            last_index: u64_at(bytes, 28),
+        };
+        if marker.offset_bytes < SEGMENT_HEADER_BYTES as u64 {
+            return Err(format!(
+                "durable offset {} is inside the segment header",
+                marker.offset_bytes
+            ));
+        }
+        Ok(marker)
+    }
+}
+
+/// Reads the durable marker of `wal_dir`: `None` when there is none, or
+/// (logged at warn) when it cannot be read or is damaged.
+pub fn read_durable_marker(wal_dir: &Path) -> Option<DurableMarker> {
+    let path = wal_dir.join(MARKER_FILE_NAME);
+    let bytes = match fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "cannot read the durable marker; ignoring it (recovery falls back to the torn-tail rule)");
+            return None;
+        }
+    };
+    // A marker file created but never written (crash right after start).
+    if bytes.is_empty() {
+        return None;
+    }
+    match DurableMarker::decode(&bytes) {
+        Ok(marker) => Some(marker),
+        Err(reason) => {
+            tracing::warn!(file = %path.display(), reason = %reason, "damaged durable marker; ignoring it (recovery falls back to the torn-tail rule)");
+            None
+        }
+    }
+}
+
 /// What recovery found.
 #[derive(Debug)]
 pub struct RecoveryReport {
     /// The recovered state.
     pub recovered: Recovered,
-    /// Bytes dropped from the end of the last segment (a torn record).
+    /// Torn tails truncated from the end of the last segment (0 or 1).
+    pub torn_tails: u64,
+    /// Bytes dropped from the end of the last segment (a torn tail).
     pub torn_bytes_truncated: u64,
+    /// The durable marker found, if a valid one was.
+    pub durable_marker: Option<DurableMarker>,
+    /// Marked-durable bytes that were missing or damaged and were dropped
+    /// because [`WalOptions::accept_data_loss`] was set (0 otherwise).
+    pub lost_durable_bytes: u64,
+    /// Marked-durable log entries dropped with them: the marker's last index
+    /// minus the recovered last index.
+    pub lost_durable_entries: u64,
     /// Segment files read.
     pub segments: usize,
     /// Records replayed.
     pub records: u64,
 }
 
-/// Reads a data directory back, truncating a torn final record.
-pub fn recover_dir(dir: &Path) -> Result<RecoveryReport, StorageError> {
+/// Why reading stopped before the end of a segment.
+#[derive(Clone, Copy, Debug)]
+enum Damage {
+    SegmentHeaderShort { bytes: usize },
+    SegmentHeaderZeroed,
+    SegmentHeaderChecksum,
+    RecordHeaderShort { bytes: usize },
+    ZeroLength,
+    LengthCheck,
+    TooLong { len: usize },
+    PastEnd { len: usize, left: usize },
+    Checksum,
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Damage::SegmentHeaderShort { bytes } => {
+                write!(
+                    f,
+                    "segment header cut short ({bytes} of {SEGMENT_HEADER_BYTES} bytes)"
+                )
+            }
+            Damage::SegmentHeaderZeroed => write!(f, "segment header is all zeros"),
+            Damage::SegmentHeaderChecksum => write!(f, "segment header fails its checksum"),
+            Damage::RecordHeaderShort { bytes } => write!(
+                f,
+                "record header cut short ({bytes} of {RECORD_HEADER_BYTES} bytes left)"
+            ),
+            Damage::ZeroLength => write!(f, "record length 0 (zeroed or damaged header)"),
+            Damage::LengthCheck => write!(f, "record length fails its check (damaged header)"),
+            Damage::TooLong { len } => {
+                write!(
+                    f,
+                    "record length {len} exceeds the maximum {RECORD_BYTES_MAX}"
+                )
+            }
+            Damage::PastEnd { len, left } => write!(
+                f,
+                "record of {len} bytes extends past the end of the file ({left} bytes left)"
+            ),
+            Damage::Checksum => write!(f, "record fails its checksum"),
+        }
+    }
+}
+
+/// The record at `offset` of a segment, or why there is none.
+fn parse_record_at(bytes: &[u8], offset: usize) -> Result<&[u8], Damage> {
+    let rest = &bytes[offset..];
+    if rest.len() < RECORD_HEADER_BYTES {
+        return Err(Damage::RecordHeaderShort { bytes: rest.len() });
+    }
+    let len = u32_at(rest, 0) as usize;
+    if len == 0 {
+        return Err(Damage::ZeroLength);
+    }
+    if length_check(&rest[..4]) != u32_at(rest, 4) {
+        return Err(Damage::LengthCheck);
+    }
+    if len > RECORD_BYTES_MAX {
+        return Err(Damage::TooLong { len });
+    }
+    let left = rest.len() - RECORD_HEADER_BYTES;
+    if len > left {
+        return Err(Damage::PastEnd { len, left });
+    }
+    let payload = &rest[RECORD_HEADER_BYTES..RECORD_HEADER_BYTES + len];
+    if record_checksum(&rest[..4], payload) != u32_at(rest, 8) {
+        return Err(Damage::Checksum);
+    }
+    Ok(payload)
+}
+
+/// Offset of the first valid record starting at or after `from`. Linear:
+/// a position whose length fails its check costs O(1).
+fn next_valid_record(bytes: &[u8], from: usize) -> Option<usize> {
+    (from..bytes.len()).find(|&at| parse_record_at(bytes, at).is_ok())
+}
+
+/// Checks a segment's header: `Ok(None)` if valid, `Ok(Some(damage))` if
+/// damaged the way a torn or zeroed write leaves it, an error if the file
+/// is in another format.
+fn check_segment_header(bytes: &[u8], file: &str) -> Result<Option<Damage>, StorageError> {
+    let expected = segment_header();
+    let n = bytes.len().min(SEGMENT_HEADER_BYTES);
+    if bytes[..n] == expected[..n] || bytes[..n].iter().all(|b| *b == 0) {
+        return Ok(if n < SEGMENT_HEADER_BYTES {
+            Some(Damage::SegmentHeaderShort { bytes: n })
+        } else if bytes[..n] == expected[..] {
+            None
+        } else {
+            Some(Damage::SegmentHeaderZeroed)
+        });
+    }
+    let unsupported = |reason: String| StorageError::UnsupportedFormat {
+        file: file.to_string(),
+        reason,
+    };
+    if n < 8 || bytes[..8] != SEGMENT_MAGIC {
+        return Err(unsupported(format!(
+            "it does not start with the segment magic {:?}: it was written by a concord \
+             older than format version {FORMAT_VERSION} (unversioned, not readable by this \
+             build; start from an empty data directory) or is not a write-ahead log segment",
+            String::from_utf8_lossy(&SEGMENT_MAGIC)
+        )));
+    }
+    if n < 12 {
+        return Ok(Some(Damage::SegmentHeaderShort { bytes: n }));
+    }
+    let version = u32_at(bytes, 8);
+    if version != FORMAT_VERSION {
+        return Err(unsupported(format!(
+            "format version {version}; this build reads only version {FORMAT_VERSION}"
+        )));
+    }
+    Ok(Some(if n < SEGMENT_HEADER_BYTES {
+        Damage::SegmentHeaderShort { bytes: n }
+    } else {
+        Damage::SegmentHeaderChecksum
+    }))
+}
+
+/// Damage at the end of the last segment, taken as a torn tail.
+struct TornTail {
+    offset: u64,
+    file_bytes: u64,
+    damage: Damage,
+}
+
+/// Reads a data directory back, applying the recovery rule of the
+/// [module documentation](self): torn tails are truncated, corruption and
+/// lost durable data are errors (the latter truncated and reported instead
+/// when `options.accept_data_loss` is set).
+pub fn recover_dir(dir: &Path, options: &WalOptions) -> Result<RecoveryReport, StorageError> {
     let hard_state = read_hard_state(dir)?;
     let wal_dir = dir.join("wal");
+    let marker = read_durable_marker(&wal_dir);
     let segments = list_segments(&wal_dir)?;
     let mut entries: Vec<Entry> = Vec::new();
     let mut records = 0u64;
-    let mut torn_bytes_truncated = 0;
-    for (i, (_, path)) in segments.iter().enumerate() {
+    // Bytes of each segment that hold valid records (all of it, except at
+    // a torn tail of the last one).
+    let mut valid_bytes: Vec<u64> = Vec::with_capacity(segments.len());
+    let mut torn: Option<TornTail> = None;
+    for (i, (number, path)) in segments.iter().enumerate() {
         let last_segment = i + 1 == segments.len();
+        let file = path.display().to_string();
+        if i > 0 && *number != segments[i - 1].0 + 1 {
+            return Err(StorageError::Corrupt {
+                file,
+                offset: 0,
+                reason: format!(
+                    "segment {} is missing (found {} and then {number})",
+                    segments[i - 1].0 + 1,
+                    segments[i - 1].0
+                ),
+            });
+        }
         let mut bytes = Vec::new();
         File::open(path)
             .and_then(|mut f| f.read_to_end(&mut bytes))
-            .map_err(io_err(format!("reading {}", path.display())))?;
-        let file = path.display().to_string();
-        let mut offset = 0usize;
-        while offset < bytes.len() {
-            let rest = &bytes[offset..];
-            let at = offset as u64;
-            let corrupt = |reason: String| StorageError::Corrupt {
-                file: file.clone(),
-                offset: at,
-                reason,
-            };
-            // A record that does not fit in the file is torn: only
-            // acceptable as the very last thing in the last segment.
-            let torn = if rest.len() < RECORD_HEADER_BYTES {
-                Some(format!(
-                    "{} bytes left, less than a record header",
-                    rest.len()
-                ))
-            } else {
-                let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-                if len > RECORD_BYTES_MAX {
-                    return Err(corrupt(format!(
-                        "record length {len} exceeds the maximum {RECORD_BYTES_MAX}"
-                    )));
-                }
-                if RECORD_HEADER_BYTES + len > rest.len() {
-                    Some(format!(
-                        "record of {len} bytes extends past the end of the file"
-                    ))
-                } else {
-                    let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
-                    let payload = &rest[RECORD_HEADER_BYTES..RECORD_HEADER_BYTES + len];
-                    if crc32c::crc32c(payload) != crc {
-                        if RECORD_HEADER_BYTES + len == rest.len() {
-                            Some("final record fails its checksum".to_string())
-                        } else {
-                            return Err(corrupt("record checksum mismatch".to_string()));
-                        }
-                    } else {
+            .map_err(io_err(format!("reading {file}")))?;
+        let mut damage: Option<(usize, Damage)> = None;
+        if bytes.is_empty() {
+            // Created, header not yet written: only possible for the last.
+            if !last_segment {
+                return Err(StorageError::Corrupt {
+                    file,
+                    offset: 0,
+                    reason: "empty segment that is not the last".to_string(),
+                });
+            }
+        } else if let Some(d) = check_segment_header(&bytes, &file)? {
+            damage = Some((0, d));
+        } else {
+            let mut offset = SEGMENT_HEADER_BYTES;
+            while offset < bytes.len() {
+                let corrupt = |reason: String| StorageError::Corrupt {
+                    file: file.clone(),
+                    offset: offset as u64,
+                    reason,
+                };
+                match parse_record_at(&bytes, offset) {
+                    Ok(payload) => {
                         let record: WalRecord = codec::decode(payload, RECORD_BYTES_MAX)
-                            .map_err(|e| corrupt(e.to_string()))?;
+                            .map_err(|e| corrupt(format!("record passes its checksum but {e}")))?;
                         replay(&mut entries, record).map_err(corrupt)?;
                         records += 1;
-                        offset += RECORD_HEADER_BYTES + len;
-                        None
+                        offset += RECORD_HEADER_BYTES + payload.len();
+                    }
+                    Err(d) => {
+                        damage = Some((offset, d));
+                        break;
                     }
                 }
-            };
-            if let Some(reason) = torn {
-                if !last_segment {
-                    return Err(corrupt(format!(
-                        "{reason} in a segment that is not the last"
-                    )));
+            }
+        }
+        match damage {
+            None => valid_bytes.push(bytes.len() as u64),
+            Some((offset, d)) => {
+                if let Some(next) = next_valid_record(&bytes, offset + 1) {
+                    return Err(StorageError::Corrupt {
+                        file,
+                        offset: offset as u64,
+                        reason: format!(
+                            "{d}, but a valid record follows at byte offset {next}: \
+                             damage inside the log, not a torn write"
+                        ),
+                    });
                 }
-                tracing::warn!(file = %file, offset, reason = %reason, "truncating torn record at the end of the log");
-                torn_bytes_truncated = (bytes.len() - offset) as u64;
-                let f = OpenOptions::new()
-                    .write(true)
-                    .open(path)
-                    .map_err(io_err(format!("opening {file}")))?;
-                f.set_len(offset as u64)
-                    .map_err(io_err(format!("truncating {file}")))?;
-                f.sync_all().map_err(io_err(format!("syncing {file}")))?;
-                break;
+                if !last_segment {
+                    return Err(StorageError::Corrupt {
+                        file,
+                        offset: offset as u64,
+                        reason: format!("{d} in a segment that is not the last"),
+                    });
+                }
+                valid_bytes.push(offset as u64);
+                torn = Some(TornTail {
+                    offset: offset as u64,
+                    file_bytes: bytes.len() as u64,
+                    damage: d,
+                });
             }
         }
     }
+    debug_assert_eq!(valid_bytes.len(), segments.len());
+    let last_index = entries.last().map_or(0, |e| e.index);
+    // Every check that can refuse comes before the first change on disk.
     if let Some(last) = entries.last() {
         if last.term > hard_state.term {
             return Err(StorageError::Corrupt {
@@ -298,6 +701,99 @@ pub fn recover_dir(dir: &Path) -> Result<RecoveryReport, StorageError> {
             });
         }
     }
+
+    // Did the marked-durable data survive?
+    let mut lost_durable_bytes = 0;
+    let mut lost_durable_entries = 0;
+    if let Some(m) = marker {
+        let found = segments.iter().position(|(n, _)| *n == m.segment);
+        let file = wal_dir.join(segment_name(m.segment)).display().to_string();
+        let loss = match found {
+            None => Some((
+                0,
+                "the segment the durable marker names is missing".to_string(),
+            )),
+            Some(i) if valid_bytes[i] < m.offset_bytes => {
+                let reason = match &torn {
+                    Some(t) if i + 1 == segments.len() => {
+                        format!("{} at byte offset {}", t.damage, t.offset)
+                    }
+                    _ => format!("the segment holds only {} bytes", valid_bytes[i]),
+                };
+                Some((valid_bytes[i], reason))
+            }
+            Some(_) => None,
+        };
+        if let Some((offset, reason)) = loss {
+            lost_durable_bytes = m.offset_bytes - offset;
+            lost_durable_entries = m.last_index.saturating_sub(last_index);
+            if !options.accept_data_loss {
+                return Err(StorageError::DurableDataLost {
+                    file,
+                    offset,
+                    reason,
+                    durable_offset: m.offset_bytes,
+                    durable_index: m.last_index,
+                    lost_bytes: lost_durable_bytes,
+                });
+            }
+            tracing::error!(
+                file = %file,
+                offset,
+                durable_offset = m.offset_bytes,
+                durable_index = m.last_index,
+                recovered_last_index = last_index,
+                lost_bytes = lost_durable_bytes,
+                lost_entries = lost_durable_entries,
+                reason = %reason,
+                "ACCEPTING DATA LOSS (accept_data_loss is set): the write-ahead log lost \
+                 {lost_durable_bytes} bytes and {lost_durable_entries} entries that had been \
+                 fsynced and may have been acknowledged; truncating and continuing with a \
+                 shorter log"
+            );
+            // The marker over-claims now: remove it (durably) before the
+            // truncation, so it can never describe the shorter files. The
+            // writer records a fresh one after its first durable batch.
+            let marker_path = wal_dir.join(MARKER_FILE_NAME);
+            fs::remove_file(&marker_path)
+                .map_err(io_err(format!("removing {}", marker_path.display())))?;
+            sync_dir(&wal_dir)?;
+        }
+    }
+
+    let mut torn_tails = 0;
+    let mut torn_bytes_truncated = 0;
+    if let Some(t) = &torn {
+        let (_, path) = segments.last().expect("a torn tail is in a segment");
+        let file = path.display().to_string();
+        assert!(
+            t.file_bytes > t.offset,
+            "a torn tail holds at least one byte"
+        );
+        torn_bytes_truncated = t.file_bytes - t.offset;
+        torn_tails = 1;
+        let what = if lost_durable_bytes == 0 {
+            "not covered by the durable marker, so never reported durable"
+        } else {
+            "including marked-durable data, as accept_data_loss allows"
+        };
+        tracing::warn!(
+            file = %file,
+            offset = t.offset,
+            bytes = torn_bytes_truncated,
+            reason = %t.damage,
+            "truncating a torn tail of the write-ahead log: {torn_bytes_truncated} bytes at byte \
+             offset {} of {file}, {what}",
+            t.offset
+        );
+        let f = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(io_err(format!("opening {file}")))?;
+        f.set_len(t.offset)
+            .map_err(io_err(format!("truncating {file}")))?;
+        f.sync_all().map_err(io_err(format!("syncing {file}")))?;
+    }
     Ok(RecoveryReport {
         recovered: Recovered {
             hard_state,
@@ -305,7 +801,11 @@ pub fn recover_dir(dir: &Path) -> Result<RecoveryReport, StorageError> {
             entries,
             applied_index: 0,
         },
+        torn_tails,
         torn_bytes_truncated,
+        durable_marker: marker,
+        lost_durable_bytes,
+        lost_durable_entries,
         segments: segments.len(),
         records,
     })
@@ -344,6 +844,8 @@ pub struct FileStorage {
     dir: PathBuf,
     options: WalOptions,
     recovered: Option<Recovered>,
+    /// Last log index after recovery: where the writer's count starts.
+    recovered_last_index: Index,
     tx: Option<crossbeam_channel::Sender<WriterCommand>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -357,12 +859,13 @@ impl std::fmt::Debug for FileStorage {
 }
 
 impl FileStorage {
-    /// Opens (creating if needed) the data directory and recovers it.
+    /// Opens (creating if needed) the data directory and recovers it (see
+    /// [`recover_dir`] for the rule).
     pub fn open(dir: impl AsRef<Path>, options: WalOptions) -> Result<FileStorage, StorageError> {
         let dir = dir.as_ref().to_path_buf();
         let wal_dir = dir.join("wal");
         fs::create_dir_all(&wal_dir).map_err(io_err(format!("creating {}", wal_dir.display())))?;
-        let report = recover_dir(&dir)?;
+        let report = recover_dir(&dir, &options)?;
         tracing::info!(
             dir = %dir.display(),
             segments = report.segments,
@@ -370,16 +873,46 @@ impl FileStorage {
             entries = report.recovered.entries.len(),
             term = report.recovered.hard_state.term,
             torn_bytes = report.torn_bytes_truncated,
+            lost_durable_entries = report.lost_durable_entries,
             "recovered write-ahead log"
         );
+        let recovered_last_index = report.recovered.entries.last().map_or(0, |e| e.index);
         Ok(FileStorage {
             dir,
             options,
             recovered: Some(report.recovered),
+            recovered_last_index,
             tx: None,
             thread: None,
         })
     }
+}
+
+/// Opens segment `path` for appending, writing and syncing its header if
+/// it is new (or was truncated to nothing). Returns the file and its size.
+fn open_segment(wal_dir: &Path, path: &Path) -> Result<(File, u64), StorageError> {
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(io_err(format!("opening {}", path.display())))?;
+    let mut size = file
+        .metadata()
+        .map_err(io_err(format!("stat {}", path.display())))?
+        .len();
+    if size == 0 {
+        file.write_all(&segment_header())
+            .map_err(io_err(format!("writing the header of {}", path.display())))?;
+        file.sync_data()
+            .map_err(io_err(format!("fdatasync {}", path.display())))?;
+        size = SEGMENT_HEADER_BYTES as u64;
+    }
+    sync_dir(wal_dir)?;
+    assert!(
+        size >= SEGMENT_HEADER_BYTES as u64,
+        "recovery leaves a segment empty or with a whole header"
+    );
+    Ok((file, size))
 }
 
 impl Storage for FileStorage {
@@ -399,16 +932,20 @@ impl Storage for FileStorage {
             Some((n, p)) => (*n, p.clone()),
             None => (1, wal_dir.join(segment_name(1))),
         };
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io_err(format!("opening {}", path.display())))?;
-        sync_dir(&wal_dir)?;
-        let size = file
-            .metadata()
-            .map_err(io_err(format!("stat {}", path.display())))?
-            .len();
+        let (file, size) = open_segment(&wal_dir, &path)?;
+        let marker = if self.options.sync {
+            let marker_path = wal_dir.join(MARKER_FILE_NAME);
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&marker_path)
+                .map_err(io_err(format!("opening {}", marker_path.display())))?;
+            Some(file)
+        } else {
+            None
+        };
         let (tx, rx) = crossbeam_channel::unbounded();
         let mut writer = Writer {
             dir: self.dir.clone(),
@@ -417,6 +954,9 @@ impl Storage for FileStorage {
             file,
             segment_number: number,
             segment_bytes: size,
+            last_index: self.recovered_last_index,
+            marker,
+            marker_failed: false,
             buf: Vec::new(),
         };
         let thread = std::thread::Builder::new()
@@ -455,8 +995,29 @@ struct Writer {
     options: WalOptions,
     file: File,
     segment_number: u64,
+    /// Size of the current segment, header included.
     segment_bytes: u64,
+    /// Last log index once everything written so far is replayed.
+    last_index: Index,
+    /// The durable marker (only when syncing).
+    marker: Option<File>,
+    /// A marker write failed (warned once; the old marker under-claims).
+    marker_failed: bool,
     buf: Vec<u8>,
+}
+
+/// Overwrites the start of `file` with `bytes` in one positioned write.
+#[cfg(unix)]
+fn write_at_start(file: &File, bytes: &[u8]) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(file, bytes, 0)
+}
+
+/// Overwrites the start of `file` with `bytes`.
+#[cfg(not(unix))]
+fn write_at_start(mut file: &File, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::{Seek, SeekFrom};
+    file.seek(SeekFrom::Start(0))?;
+    file.write_all(bytes)
 }
 
 impl Writer {
@@ -491,17 +1052,24 @@ impl Writer {
         self.buf.clear();
         let mut hard_state = None;
         let mut last_id = None;
+        let mut last_index = self.last_index;
         for WriterCommand::Write(write) in batch {
             if let Some(after) = write.truncate_after {
                 encode_record(&WalRecord::Truncate { after }, &mut self.buf)?;
+                last_index = last_index.min(after);
             }
-            if !write.entries.is_empty() {
-                encode_record(
-                    &WalRecord::Append {
-                        entries: write.entries.clone(),
+            if let Some(last) = write.entries.last() {
+                encode_record_ref(
+                    &WalRecordRef::Append {
+                        entries: &write.entries,
                     },
                     &mut self.buf,
                 )?;
+                assert!(
+                    last.index <= last_index + write.entries.len() as u64,
+                    "appended entries must not leave a gap in the log"
+                );
+                last_index = last.index;
             }
             if write.hard_state.is_some() {
                 hard_state = write.hard_state;
@@ -518,12 +1086,15 @@ impl Writer {
             self.file
                 .write_all(&self.buf)
                 .map_err(io_err(format!("appending to {}", path.display())))?;
+            self.segment_bytes += self.buf.len() as u64;
+            self.last_index = last_index;
             if self.options.sync {
                 self.file
                     .sync_data()
                     .map_err(io_err(format!("fdatasync {}", path.display())))?;
+                // Only now, with the data durable, may the marker say so.
+                self.write_marker();
             }
-            self.segment_bytes += self.buf.len() as u64;
             if self.segment_bytes >= self.options.segment_bytes_max {
                 self.roll_segment()?;
             }
@@ -531,16 +1102,46 @@ impl Writer {
         Ok(last_id)
     }
 
+    /// Records "everything up to the end of the current segment is durable".
+    /// Called only right after a successful `fdatasync` of that segment.
+    fn write_marker(&mut self) {
+        let Some(file) = &self.marker else {
+            return;
+        };
+        let marker = DurableMarker {
+            segment: self.segment_number,
+            offset_bytes: self.segment_bytes,
+            last_index: self.last_index,
+        };
+        if let Err(e) = write_at_start(file, &marker.encode()) {
+            if !self.marker_failed {
+                self.marker_failed = true;
+                tracing::warn!(
+                    file = %self.wal_dir.join(MARKER_FILE_NAME).display(),
+                    error = %e,
+                    "cannot update the durable marker; lost durable data may then go unnoticed \
+                     at recovery (the log itself is unaffected)"
+                );
+            }
+        }
+    }
+
     fn roll_segment(&mut self) -> Result<(), StorageError> {
-        self.segment_number += 1;
-        let path = self.wal_dir.join(segment_name(self.segment_number));
-        self.file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io_err(format!("creating {}", path.display())))?;
-        sync_dir(&self.wal_dir)?;
-        self.segment_bytes = 0;
+        let number = self.segment_number + 1;
+        let path = self.wal_dir.join(segment_name(number));
+        let (file, size) = open_segment(&self.wal_dir, &path)?;
+        if size != SEGMENT_HEADER_BYTES as u64 {
+            return Err(StorageError::Corrupt {
+                file: path.display().to_string(),
+                offset: 0,
+                reason: format!("a new segment already holds {size} bytes"),
+            });
+        }
+        // The marker still names the previous segment at its full length;
+        // it moves to this one with the first durable batch written here.
+        self.file = file;
+        self.segment_number = number;
+        self.segment_bytes = size;
         tracing::debug!(segment = %path.display(), "started a new WAL segment");
         Ok(())
     }

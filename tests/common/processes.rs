@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use concord::tokio::client::{Client, ClientConfig};
@@ -30,6 +30,8 @@ pub struct NodeProcesses {
     /// `ip netns exec <ns>`); empty: started directly.
     launchers: BTreeMap<u64, Vec<String>>,
     children: BTreeMap<u64, Child>,
+    /// The log file of each node's latest start.
+    logs: BTreeMap<u64, PathBuf>,
     starts: u32,
 }
 
@@ -52,6 +54,7 @@ impl NodeProcesses {
             addrs,
             launchers: BTreeMap::new(),
             children: BTreeMap::new(),
+            logs: BTreeMap::new(),
             starts: 0,
         }
     }
@@ -98,10 +101,21 @@ impl NodeProcesses {
 
     /// Starts node `id` (its log goes to `node-<id>-<n>.log` in `base`).
     pub fn start(&mut self, id: u64) {
+        self.start_with(id, &[]);
+    }
+
+    /// Node `id`'s data directory.
+    pub fn data_dir(&self, id: u64) -> PathBuf {
+        self.base.join(format!("node-{id}"))
+    }
+
+    /// Starts node `id` with extra command-line flags.
+    pub fn start_with(&mut self, id: u64, extra: &[&str]) {
         assert!(!self.children.contains_key(&id), "node {id} already runs");
         self.starts += 1;
-        let log = std::fs::File::create(self.base.join(format!("node-{id}-{}.log", self.starts)))
-            .expect("create a node log");
+        let log_path = self.base.join(format!("node-{id}-{}.log", self.starts));
+        let log = std::fs::File::create(&log_path).expect("create a node log");
+        self.logs.insert(id, log_path);
         let binary = env!("CARGO_BIN_EXE_concord-node");
         let mut command = match self.launchers.get(&id) {
             Some(prefix) if !prefix.is_empty() => {
@@ -134,8 +148,9 @@ impl NodeProcesses {
                 &self.peers_arg(),
             ])
             .arg("--data-dir")
-            .arg(self.base.join(format!("node-{id}")))
+            .arg(self.data_dir(id))
             .args(["--cluster-id", &self.cluster_id])
+            .args(extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -143,6 +158,40 @@ impl NodeProcesses {
             .spawn()
             .expect("spawn concord-node");
         self.children.insert(id, child);
+    }
+
+    /// Waits up to `timeout` for node `id` to exit on its own; its exit
+    /// status if it did.
+    pub fn wait_exit(&mut self, id: u64, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let child = self.children.get_mut(&id).expect("node runs");
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                self.children.remove(&id);
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether node `id` was started and has not exited (reaps it if it
+    /// has).
+    pub fn still_runs(&mut self, id: u64) -> bool {
+        match self.children.get_mut(&id) {
+            Some(child) => child.try_wait().expect("try_wait").is_none(),
+            None => false,
+        }
+    }
+
+    /// What node `id` logged since its latest start.
+    pub fn log_text(&self, id: u64) -> String {
+        self.logs
+            .get(&id)
+            .and_then(|path| std::fs::read_to_string(path).ok())
+            .unwrap_or_default()
     }
 
     /// The pid of node `id`'s process, if it runs.
