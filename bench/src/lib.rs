@@ -5,7 +5,7 @@
 //! 128 bytes in four cells (`lock` or `pipe` feeding, batches of 1 or 64).
 //! The root package's criterion bench `throughput` includes the same file.
 //!
-//! With the `raft-rs` feature, [`raft_loop`] runs the identical loop on
+//! With the `raft-rs` feature, `raft_loop` runs the identical loop on
 //! raft-rs 0.7 and the `compare` bench prints both side by side:
 //!
 //! ```text

@@ -18,8 +18,9 @@
 //! buffer and are retransmitted with exponential backoff, so after the
 //! network heals the connection may stay mute for minutes. The transport
 //! does not wait for that. Every `keepalive_interval` the sender writes a
-//! [`PeerFrame::Keepalive`] and the accepting side answers with a
-//! [`PeerReply::KeepaliveAck`]; when nothing has been heard for
+//! [`PeerFrame::Keepalive`](super::wire::PeerFrame::Keepalive) and the
+//! accepting side answers with a [`PeerReply::KeepaliveAck`]; when nothing
+//! has been heard for
 //! `peer_timeout` (also while a write is blocked) the connection is dropped
 //! and dialled again, with a short connect timeout so that a dial sent into
 //! a partition is retried soon after it heals rather than waiting for the

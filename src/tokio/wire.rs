@@ -61,9 +61,10 @@ pub enum Welcome {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ClientRequest {
     /// A state-machine command (opaque to the server), replicated through
-    /// the log. For the key-value service it is an encoded
-    /// [`KvCommand`](super::kv::KvCommand), which carries the client's
-    /// session and sequence number for exactly-once application.
+    /// the log. For the key-value service it is a session command
+    /// ([`encode_command`](crate::session::encode_command)) wrapping a
+    /// [`KvOp`](super::kv::KvOp): it carries the client's session and
+    /// sequence number for exactly-once application.
     Command(Bytes),
     /// Ask for this node's status (answered locally, not replicated).
     Status,
