@@ -270,6 +270,13 @@ impl Cluster {
                         panic!("node {} refused {count} proposals: {error}", i + 1)
                     }
                     Action::ProposalAccepted { .. } | Action::RoleChanged { .. } => {}
+                    // The benchmark configures no compaction: no node takes,
+                    // holds or sends a snapshot.
+                    Action::TakeSnapshot
+                    | Action::PersistSnapshot { .. }
+                    | Action::RestoreSnapshot { .. } => {
+                        unreachable!("the benchmark does not compact")
+                    }
                 }
             }
             if let Some(index) = applied_to {

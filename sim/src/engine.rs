@@ -1096,6 +1096,11 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                     self.reply(client, attempt, Reply::Refused { hint });
                 }
             }
+            // The simulated hosts do not compact yet, so no node ever holds
+            // a snapshot to send or is asked for one.
+            Action::TakeSnapshot
+            | Action::PersistSnapshot { .. }
+            | Action::RestoreSnapshot { .. } => {}
             Action::RoleChanged { role, term } => {
                 self.trace
                     .word(0xabcd_0000 | ((index as u64) << 8) | role_code(role));
@@ -1779,6 +1784,14 @@ fn body_code(body: &MessageBody) -> u64 {
         MessageBody::Heartbeat { commit } => 6 | (commit << 8),
         MessageBody::HeartbeatResponse => 7,
         MessageBody::TimeoutNow => 8,
+        MessageBody::InstallSnapshot {
+            snapshot, offset, ..
+        } => 9 | (snapshot.index << 8) | (offset << 32),
+        MessageBody::InstallSnapshotResponse {
+            snapshot,
+            next_offset,
+            rewind,
+        } => 10 | (u64::from(*rewind) << 4) | (snapshot.index << 8) | (next_offset << 32),
     }
 }
 
