@@ -50,12 +50,32 @@ pub struct Config {
     pub unpersisted_writes_max: usize,
     /// Seed of this node's PRNG, which draws election timeouts.
     pub seed: u64,
+    /// Ask the host for a snapshot once this many entries were applied
+    /// since the last one. `None` (the default): never by entry count.
+    pub compaction_threshold_entries: Option<u64>,
+    /// Ask the host for a snapshot once the entries applied since the last
+    /// one total this many bytes (as counted by
+    /// [`Entry::size_bytes`](crate::Entry::size_bytes)). `None` (the
+    /// default): never by size.
+    pub compaction_threshold_bytes: Option<u64>,
+    /// Entries kept in memory below a new snapshot, so that a follower a
+    /// little behind is caught up from the log rather than by a snapshot.
+    /// The log's base moves to the snapshot index minus this.
+    pub compaction_trailing_entries: u64,
+    /// Most snapshot bytes in one InstallSnapshot chunk.
+    pub snapshot_chunk_bytes_max: usize,
+    /// Largest snapshot a follower assembles from a leader's chunks; a
+    /// transfer announcing more is refused. 0 refuses every non-empty
+    /// snapshot (for a host that cannot store snapshots).
+    pub snapshot_bytes_max: u64,
 }
 
 impl Config {
     /// A configuration with sensible defaults for node `id` in a cluster of
     /// `voters`: election timeout 10..20 ticks, heartbeat every 2 ticks,
-    /// PreVote and CheckQuorum on, seed derived from `id`.
+    /// PreVote and CheckQuorum on, seed derived from `id`, no automatic
+    /// compaction (1024 trailing entries once it is on), 1 MiB snapshot
+    /// chunks, snapshots up to 1 GiB accepted.
     pub fn new(id: NodeId, voters: impl IntoIterator<Item = NodeId>) -> Self {
         Config {
             id,
@@ -73,6 +93,11 @@ impl Config {
             apply_batch_entries_max: 4096,
             unpersisted_writes_max: 4096,
             seed: id,
+            compaction_threshold_entries: None,
+            compaction_threshold_bytes: None,
+            compaction_trailing_entries: 1024,
+            snapshot_chunk_bytes_max: 1024 * 1024,
+            snapshot_bytes_max: 1024 * 1024 * 1024,
         }
     }
 
@@ -112,7 +137,7 @@ impl Config {
                 election: self.election_timeout_min_ticks,
             });
         }
-        let limits: [(&'static str, u64); 6] = [
+        let limits: [(&'static str, u64); 9] = [
             ("append_entries_max", self.append_entries_max as u64),
             ("append_bytes_max", self.append_bytes_max as u64),
             ("inflight_messages_max", self.inflight_messages_max as u64),
@@ -122,6 +147,18 @@ impl Config {
                 self.apply_batch_entries_max as u64,
             ),
             ("unpersisted_writes_max", self.unpersisted_writes_max as u64),
+            (
+                "snapshot_chunk_bytes_max",
+                self.snapshot_chunk_bytes_max as u64,
+            ),
+            (
+                "compaction_threshold_entries",
+                self.compaction_threshold_entries.unwrap_or(1),
+            ),
+            (
+                "compaction_threshold_bytes",
+                self.compaction_threshold_bytes.unwrap_or(1),
+            ),
         ];
         for (field, value) in limits {
             if value == 0 {

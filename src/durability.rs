@@ -40,7 +40,10 @@ impl Node {
             "host reported index {index} applied, but only entries up to {} were handed out",
             self.apply_emitted_index
         );
-        self.applied_index = self.applied_index.max(index);
+        if index > self.applied_index {
+            self.count_applied(self.applied_index + 1, index);
+            self.applied_index = index;
+        }
     }
 
     /// Drops log entries after `index`, and forgets that they were durable:
@@ -81,10 +84,11 @@ impl Node {
         self.maybe_send_vote_grant(actions);
         self.flush_persist(actions);
         self.emit_apply(actions);
+        self.maybe_take_snapshot(actions);
     }
 
     /// Hands every change since the last write to the host as one write.
-    fn flush_persist(&mut self, actions: &mut Vec<Action>) {
+    pub(crate) fn flush_persist(&mut self, actions: &mut Vec<Action>) {
         let last_index = self.log.last_index();
         if self.pending_truncate.is_none()
             && self.emitted_index == last_index

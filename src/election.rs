@@ -5,6 +5,7 @@ use crate::io::Action;
 use crate::message::{Message, MessageBody};
 use crate::node::{Node, Role};
 use crate::quorum::{majority, vote_result, VoteResult};
+use crate::snapshot::Chunk;
 use crate::types::{HardState, LogPosition, NodeId, Term};
 
 /// Terms above this are refused as malformed: no real cluster gets near
@@ -348,11 +349,13 @@ impl Node {
                 } => {}
                 MessageBody::AppendEntries { .. }
                 | MessageBody::Heartbeat { .. }
+                | MessageBody::InstallSnapshot { .. }
                 | MessageBody::TimeoutNow => {
                     self.become_follower(message.term, Some(message.from), actions);
                 }
                 MessageBody::RequestVoteResponse { .. }
                 | MessageBody::AppendEntriesResponse(_)
+                | MessageBody::InstallSnapshotResponse { .. }
                 | MessageBody::HeartbeatResponse => {
                     self.become_follower(message.term, None, actions);
                 }
@@ -361,7 +364,9 @@ impl Node {
             self.stats.messages_stale_term += 1;
             match message.body {
                 // A deposed leader learns the newer term from the answer.
-                MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. } => {
+                MessageBody::AppendEntries { .. }
+                | MessageBody::Heartbeat { .. }
+                | MessageBody::InstallSnapshot { .. } => {
                     self.send(message.from, MessageBody::HeartbeatResponse, actions);
                 }
                 MessageBody::RequestVote { pre_vote: true, .. } => {
@@ -408,6 +413,31 @@ impl Node {
             }
             MessageBody::HeartbeatResponse => self.handle_heartbeat_response(message.from, actions),
             MessageBody::TimeoutNow => self.handle_timeout_now(message.from, actions),
+            MessageBody::InstallSnapshot {
+                snapshot,
+                size_bytes,
+                checksum,
+                offset,
+                data,
+            } => {
+                if self.accept_leader(message.from, actions) {
+                    let chunk = Chunk {
+                        snapshot,
+                        size_bytes,
+                        checksum,
+                        offset,
+                        data,
+                    };
+                    self.handle_snapshot_chunk(message.from, message.term, chunk, actions);
+                }
+            }
+            MessageBody::InstallSnapshotResponse {
+                snapshot,
+                next_offset,
+                rewind,
+            } => {
+                self.handle_snapshot_response(message.from, snapshot, next_offset, rewind, actions)
+            }
         }
     }
 

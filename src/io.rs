@@ -4,6 +4,7 @@ use bytes::Bytes;
 use thiserror::Error;
 
 use crate::message::Message;
+use crate::snapshot::Snapshot;
 use crate::types::{Entry, HardState, Index, NodeId, Term, WriteId};
 
 /// An event the host feeds into [`Node::step`](crate::Node::step).
@@ -22,6 +23,28 @@ pub enum Input {
     Persisted(WriteId),
     /// The host's state machine has applied every entry up to this index.
     Applied(Index),
+    /// Ask the node to snapshot now (it answers with
+    /// [`Action::TakeSnapshot`] unless one is already requested or nothing
+    /// was applied since the last snapshot).
+    RequestSnapshot,
+    /// A snapshot of the host's state machine is durable: it is the state
+    /// after applying every entry up to `snapshot.position`. Answers
+    /// [`Action::TakeSnapshot`]; after a restart, also hands the node the
+    /// snapshot its `Recovered::base` names, so that it can send it to
+    /// followers.
+    ///
+    /// The node keeps `snapshot.data` (reference-counted, not copied) as
+    /// the one snapshot it serves to followers that are behind its log,
+    /// then releases the log entries the snapshot covers, except for the
+    /// last `compaction_trailing_entries`. The host may delete log entries
+    /// up to `snapshot.position.index` from disk from now on; on restart
+    /// it recovers with `base = snapshot.position`.
+    ///
+    /// # Panics
+    ///
+    /// When the position is past the applied index or names a term that is
+    /// not the log's at that index: a broken host.
+    Snapshotted(Snapshot),
 }
 
 /// Something the host must do on the node's behalf.
@@ -85,6 +108,35 @@ pub enum Action {
         acknowledged_index: Index,
         /// The last index it now reports holding (from its rejection hint).
         reported_last_index: Index,
+    },
+    /// Snapshot the state machine: serialize its state after every entry
+    /// applied so far (by every earlier `Apply`), store it durably, then
+    /// report it with [`Input::Snapshotted`], naming the last entry
+    /// applied. Keep the newest snapshot: never replace a stored snapshot
+    /// with one at a lower index.
+    TakeSnapshot,
+    /// Store a snapshot received from the leader, in order with every
+    /// earlier `Persist`, under the same contract: report it with
+    /// [`Input::Persisted`]`(id)`. The stored snapshot is replaced; every
+    /// log entry at or below `snapshot.position.index` is removed, and with
+    /// `discard_log` every other entry too (the log then continues empty
+    /// after the snapshot).
+    PersistSnapshot {
+        /// This write's id.
+        id: WriteId,
+        /// The snapshot, checksum verified.
+        snapshot: Snapshot,
+        /// The local log did not match the snapshot's last entry: drop it
+        /// all.
+        discard_log: bool,
+    },
+    /// Replace the state machine's state with `snapshot.data`, which stands
+    /// for every entry up to `snapshot.position.index`, then report
+    /// [`Input::Applied`]`(snapshot.position.index)`. Later `Apply` actions
+    /// continue after it.
+    RestoreSnapshot {
+        /// The snapshot to restore from.
+        snapshot: Snapshot,
     },
     /// The node's role changed.
     RoleChanged {

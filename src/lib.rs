@@ -97,6 +97,7 @@ pub mod quorum;
 mod recovered;
 mod replication;
 pub mod session;
+mod snapshot;
 pub mod state_machine;
 mod stats;
 #[cfg(feature = "tokio")]
@@ -110,6 +111,7 @@ pub use message::{AppendResponse, Message, MessageBody};
 pub use node::{Node, Role};
 pub use progress::{ProgressState, ProgressView};
 pub use recovered::Recovered;
+pub use snapshot::{checksum64, Snapshot};
 pub use stats::Statistics;
 pub use types::{
     Entry, EntryPayload, HardState, Index, LogPosition, NodeId, Term, WriteId, ENTRY_OVERHEAD_BYTES,

@@ -91,6 +91,51 @@ impl RaftLog {
         assert_eq!(self.last_index(), index.min(self.last_index()));
     }
 
+    /// The position the log continues after (the last compacted entry).
+    pub(crate) fn base(&self) -> LogPosition {
+        self.base
+    }
+
+    /// Releases every entry up to and including `index`, which becomes the
+    /// base. Only committed entries are released; the caller also checks
+    /// they are applied and covered by a durable snapshot.
+    pub(crate) fn compact_to(&mut self, index: Index) {
+        assert!(
+            index <= self.commit,
+            "compacting to {index} past the commit index {}",
+            self.commit
+        );
+        if index <= self.base.index {
+            return;
+        }
+        let term = self.term_at(index).expect("compacted entry is held");
+        let count = (index - self.base.index) as usize;
+        self.entries.drain(..count);
+        self.base = LogPosition::new(index, term);
+        assert_eq!(self.first_index(), index + 1);
+    }
+
+    /// Installs a snapshot ending at `snapshot`, above the commit index:
+    /// the log continues after it, keeping the entries after it when
+    /// `keep_suffix` (the log holds the snapshot's last entry), else none.
+    /// Everything up to the snapshot is committed.
+    pub(crate) fn install_snapshot(&mut self, snapshot: LogPosition, keep_suffix: bool) {
+        assert!(
+            snapshot.index > self.commit,
+            "installing a committed prefix"
+        );
+        if keep_suffix {
+            assert!(self.matches(snapshot));
+            let count = (snapshot.index - self.base.index) as usize;
+            self.entries.drain(..count);
+        } else {
+            self.entries.clear();
+        }
+        self.base = snapshot;
+        self.commit = snapshot.index;
+        assert_eq!(self.first_index(), snapshot.index + 1);
+    }
+
     /// Raises the commit index. It never goes back, and never past the log.
     pub(crate) fn commit_to(&mut self, index: Index) {
         assert!(
@@ -115,9 +160,11 @@ impl RaftLog {
         bytes_max: usize,
     ) -> Vec<Entry> {
         let mut batch = Vec::new();
-        if from <= self.base.index {
-            return batch;
-        }
+        assert!(
+            from > self.base.index,
+            "entry {from} requested below the log base {}",
+            self.base.index
+        );
         let offset = (from - self.base.index - 1) as usize;
         let mut size_bytes = 0usize;
         for entry in self.entries.iter().skip(offset).take(count_max) {

@@ -1,6 +1,7 @@
 //! Messages replicas exchange. These are plain data: the host chooses how
 //! to encode them (the tokio runtime uses a checksummed binary codec).
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::types::{Entry, Index, LogPosition, NodeId, Term};
@@ -61,6 +62,34 @@ pub enum MessageBody {
     /// Sent by a leader to tell a caught-up follower to start an election
     /// at once (leadership transfer, used for priority election).
     TimeoutNow,
+    /// One chunk of the leader's latest snapshot, for a follower whose next
+    /// entry the leader no longer holds in its log.
+    InstallSnapshot {
+        /// The last entry the snapshot covers.
+        snapshot: LogPosition,
+        /// Size of the whole snapshot.
+        size_bytes: u64,
+        /// [`checksum64`](crate::checksum64) of the whole snapshot,
+        /// checked by the follower before it installs anything.
+        checksum: u64,
+        /// Where in the snapshot this chunk starts.
+        offset: u64,
+        /// The chunk (at most `snapshot_chunk_bytes_max` bytes).
+        data: Bytes,
+    },
+    /// Answer to [`MessageBody::InstallSnapshot`]: how much of the snapshot
+    /// the follower holds. Installation itself is acknowledged like an
+    /// append, by [`AppendResponse::Accepted`] once it is durable.
+    InstallSnapshotResponse {
+        /// The snapshot the answered chunk belongs to.
+        snapshot: LogPosition,
+        /// The follower holds bytes `0..next_offset` of that snapshot.
+        next_offset: u64,
+        /// The chunk did not continue what the follower holds (a chunk was
+        /// lost, or the follower restarted or was sent another snapshot):
+        /// the leader resends from `next_offset`.
+        rewind: bool,
+    },
 }
 
 /// Outcome of an AppendEntries as the follower reports it.

@@ -12,6 +12,7 @@ use crate::io::{Action, Input};
 use crate::log::RaftLog;
 use crate::progress::{Progress, ProgressView};
 use crate::recovered::Recovered;
+use crate::snapshot::{HeldSnapshot, IncomingSnapshot};
 use crate::stats::Statistics;
 use crate::types::{Entry, HardState, Index, LogPosition, NodeId, Term, WriteId};
 
@@ -95,6 +96,20 @@ pub struct Node {
     pub(crate) peer_ids: Vec<NodeId>,
     /// The persisted index the leader last ran the commit rule for.
     pub(crate) commit_checked_persisted_index: Index,
+
+    // Snapshots (see `snapshot.rs`).
+    /// The snapshot served to followers behind the log's base.
+    pub(crate) snapshot: Option<HeldSnapshot>,
+    /// Index of the latest snapshot known (taken, installed or recovered).
+    pub(crate) snapshot_index: Index,
+    /// A `TakeSnapshot` is outstanding.
+    pub(crate) snapshot_requested: bool,
+    /// The host asked for a snapshot.
+    pub(crate) snapshot_request_explicit: bool,
+    /// Bytes of the entries applied since the latest snapshot.
+    pub(crate) applied_since_snapshot_bytes: u64,
+    /// A snapshot being received from the leader.
+    pub(crate) incoming_snapshot: Option<IncomingSnapshot>,
 }
 
 impl Node {
@@ -139,6 +154,12 @@ impl Node {
             stats: Statistics::default(),
             scratch_indices: Vec::new(),
             commit_checked_persisted_index: 0,
+            snapshot: None,
+            snapshot_index: recovered.base.index,
+            snapshot_requested: false,
+            snapshot_request_explicit: false,
+            applied_since_snapshot_bytes: 0,
+            incoming_snapshot: None,
             peer_ids: config
                 .voters
                 .iter()
@@ -172,6 +193,8 @@ impl Node {
             }
             Input::Persisted(id) => self.handle_persisted(id),
             Input::Applied(index) => self.handle_applied(index),
+            Input::RequestSnapshot => self.snapshot_request_explicit = true,
+            Input::Snapshotted(snapshot) => self.handle_snapshotted(snapshot),
         }
         self.after_step(actions);
         self.check_invariants();
@@ -245,9 +268,32 @@ impl Node {
         self.log.last_position()
     }
 
-    /// First index held in memory (one past the snapshot base).
+    /// First index held in memory (one past the log's base).
     pub fn first_index(&self) -> Index {
         self.log.first_index()
+    }
+
+    /// The position the in-memory log continues after: entries up to it
+    /// were compacted away (or never held, after a snapshot was installed).
+    pub fn log_base(&self) -> LogPosition {
+        self.log.base()
+    }
+
+    /// Position of the snapshot this node holds to send to followers, if
+    /// any.
+    pub fn snapshot_position(&self) -> Option<LogPosition> {
+        self.snapshot.as_ref().map(|held| held.snapshot.position)
+    }
+
+    /// Index of the latest snapshot this node took, installed or recovered
+    /// from (0 when none).
+    pub fn latest_snapshot_index(&self) -> Index {
+        self.snapshot_index
+    }
+
+    /// Entries held in memory.
+    pub fn log_len(&self) -> u64 {
+        self.log.last_index() - self.log.base().index
     }
 
     /// The entry at `index`, if held in memory.
@@ -343,6 +389,14 @@ impl Node {
         assert!(self.apply_emitted_index <= self.log.commit_index());
         assert!(self.applied_index <= self.apply_emitted_index);
         assert!(self.durable_hard_state.term <= self.term);
+        // The log's base moves past the applied index only by installing a
+        // snapshot, whose restore is handed out at once.
+        assert!(self.log.base().index <= self.apply_emitted_index);
+        assert!(self.log.base().index <= self.snapshot_index);
+        if let Some(held) = &self.snapshot {
+            assert!(held.snapshot.position.index <= self.snapshot_index);
+            assert!(held.snapshot.position.index <= self.log.commit_index());
+        }
         match self.role {
             Role::Leader => {
                 assert_eq!(self.leader, Some(self.config.id));

@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use crate::types::Index;
+use crate::types::{Index, LogPosition};
 
 /// How the leader is replicating to a follower.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -14,6 +14,9 @@ pub enum ProgressState {
     /// The follower's log matches; the leader streams entries optimistically
     /// (pipelining) up to the in-flight limit.
     Replicate,
+    /// The follower needs entries the leader has compacted away; the
+    /// leader streams its snapshot in chunks, up to the in-flight limit.
+    Snapshot,
 }
 
 /// A read-only view of a follower's replication progress.
@@ -47,11 +50,27 @@ pub(crate) struct Progress {
     /// response.
     pub(crate) probe_sent: bool,
     pub(crate) recent_active: bool,
+    /// Appends in flight (by last index), or in the snapshot state chunks
+    /// in flight (by end offset).
     pub(crate) inflight: Inflights,
     /// Consecutive probes at the match index that the follower rejected:
     /// it denies holding an entry it acknowledged as durable.
     pub(crate) denials: u32,
     pub(crate) log_regressions: u64,
+    /// The snapshot being sent, in the snapshot state only.
+    pub(crate) snapshot: Option<SnapshotTransfer>,
+}
+
+/// A snapshot transfer to one follower: which snapshot, and how far.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SnapshotTransfer {
+    /// The last entry the snapshot covers.
+    pub(crate) position: LogPosition,
+    pub(crate) size_bytes: u64,
+    /// The follower confirmed holding bytes up to here.
+    pub(crate) acked_offset: u64,
+    /// The next chunk starts here.
+    pub(crate) sent_offset: u64,
 }
 
 /// Consecutive denials of an acknowledged entry after which the leader
@@ -71,6 +90,7 @@ impl Progress {
             inflight: Inflights::new(inflight_messages_max),
             denials: 0,
             log_regressions: 0,
+            snapshot: None,
         }
     }
 
@@ -89,7 +109,7 @@ impl Progress {
     pub(crate) fn is_paused(&self) -> bool {
         match self.state {
             ProgressState::Probe => self.probe_sent,
-            ProgressState::Replicate => self.inflight.is_full(),
+            ProgressState::Replicate | ProgressState::Snapshot => self.inflight.is_full(),
         }
     }
 
@@ -98,6 +118,7 @@ impl Progress {
         self.next_index = self.match_index + 1;
         self.probe_sent = false;
         self.inflight.reset();
+        self.snapshot = None;
     }
 
     pub(crate) fn become_replicate(&mut self) {
@@ -107,6 +128,59 @@ impl Progress {
         self.next_index = self.match_index + 1;
         self.probe_sent = false;
         self.inflight.reset();
+        self.snapshot = None;
+    }
+
+    /// Starts sending the snapshot ending at `position` from offset 0.
+    pub(crate) fn become_snapshot(&mut self, position: LogPosition, size_bytes: u64) {
+        self.state = ProgressState::Snapshot;
+        self.next_index = position.index + 1;
+        self.probe_sent = false;
+        self.inflight.reset();
+        self.snapshot = Some(SnapshotTransfer {
+            position,
+            size_bytes,
+            acked_offset: 0,
+            sent_offset: 0,
+        });
+    }
+
+    /// Records that the follower holds the snapshot `position` up to
+    /// `next_offset`; with `rewind`, resends from there. Returns false for
+    /// an answer about another snapshot or past its end.
+    pub(crate) fn snapshot_progress(
+        &mut self,
+        position: LogPosition,
+        next_offset: u64,
+        rewind: bool,
+    ) -> bool {
+        let Some(transfer) = self.snapshot.as_mut() else {
+            return false;
+        };
+        if transfer.position != position || next_offset > transfer.size_bytes {
+            return false;
+        }
+        if rewind {
+            // The follower may hold less than it confirmed before (it
+            // restarted): believe the latest answer.
+            transfer.acked_offset = next_offset;
+            transfer.sent_offset = next_offset;
+            self.inflight.reset();
+        } else if next_offset > transfer.acked_offset {
+            transfer.acked_offset = next_offset;
+            transfer.sent_offset = transfer.sent_offset.max(next_offset);
+            self.inflight.free_to(next_offset);
+        }
+        true
+    }
+
+    /// The follower is alive but chunks or their answers may be lost:
+    /// resend from the last confirmed offset.
+    pub(crate) fn snapshot_resume(&mut self) {
+        if let Some(transfer) = self.snapshot.as_mut() {
+            transfer.sent_offset = transfer.acked_offset;
+            self.inflight.reset();
+        }
     }
 
     /// Records an acknowledgement of `index`. Returns whether the match
@@ -119,7 +193,9 @@ impl Progress {
             self.denials = 0;
         }
         self.next_index = self.next_index.max(index + 1);
-        self.inflight.free_to(index);
+        if self.state != ProgressState::Snapshot {
+            self.inflight.free_to(index);
+        }
         advanced
     }
 
@@ -128,6 +204,8 @@ impl Progress {
     /// Returns false when the rejection is stale and was ignored.
     pub(crate) fn maybe_decrease_to(&mut self, rejected_index: Index, probe_from: Index) -> bool {
         match self.state {
+            // Answers to appends sent before the transfer began.
+            ProgressState::Snapshot => false,
             ProgressState::Replicate => {
                 if rejected_index <= self.match_index {
                     return false;
@@ -195,6 +273,7 @@ impl Progress {
                 self.inflight.add(last_index);
             }
             ProgressState::Probe => self.probe_sent = true,
+            ProgressState::Snapshot => unreachable!("no appends while sending a snapshot"),
         }
     }
 }

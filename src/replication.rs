@@ -128,13 +128,18 @@ impl Node {
         let Some(progress) = self.progress.get(&to) else {
             return false;
         };
+        if progress.state == ProgressState::Snapshot {
+            self.send_snapshot_chunks(to, false, actions);
+            return false;
+        }
         if progress.is_paused() {
             return false;
         }
         let prev_index = progress.next_index - 1;
         let Some(prev_term) = self.log.term_at(prev_index) else {
-            // Below the compacted base: only a snapshot can help (a later
-            // issue); nothing to send meanwhile.
+            // Below the compacted base: only the snapshot can help (nothing
+            // to send meanwhile if this node holds none yet).
+            self.start_snapshot_transfer(to, actions);
             return false;
         };
         let entries = self.log.entries_from(
@@ -329,6 +334,12 @@ impl Node {
         };
         progress.recent_active = true;
         progress.probe_sent = false;
+        if progress.state == ProgressState::Snapshot {
+            // Chunks or their answers may have been lost.
+            progress.snapshot_resume();
+            self.send_snapshot_chunks(from, true, actions);
+            return;
+        }
         if progress.state == ProgressState::Replicate && progress.inflight.is_full() {
             progress.inflight.free_first();
         }
@@ -369,7 +380,18 @@ impl Node {
                 // shows where the logs agree: start streaming.
                 let probe_confirmed =
                     progress.state == ProgressState::Probe && match_index == progress.match_index;
-                if !advanced && !probe_confirmed {
+                if progress.state == ProgressState::Snapshot {
+                    if self.log.term_at(progress.match_index).is_none() {
+                        // Still behind the base: the transfer goes on.
+                        if advanced && self.maybe_commit() {
+                            self.broadcast_append(true, actions);
+                        }
+                        return;
+                    }
+                    // The snapshot (or the log up to our base) is durable
+                    // there: replicate from it.
+                    progress.become_replicate();
+                } else if !advanced && !probe_confirmed {
                     return;
                 }
                 if progress.state == ProgressState::Probe {

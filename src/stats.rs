@@ -41,4 +41,19 @@ pub struct Statistics {
     ///
     /// [`Action::FollowerLogRegressed`]: crate::Action::FollowerLogRegressed
     pub follower_log_regressions: u64,
+    /// Snapshots the host reported durable and the log was compacted to.
+    pub snapshots_taken: u64,
+    /// Snapshot reports older than the snapshot already held, ignored.
+    pub snapshot_reports_stale: u64,
+    /// Snapshot transfers a leader started (or restarted from offset 0).
+    pub snapshot_transfers_started: u64,
+    /// Snapshot chunks sent.
+    pub snapshot_chunks_sent: u64,
+    /// Snapshot chunks refused: too large a snapshot, a chunk outside it,
+    /// or one that did not continue the transfer under way.
+    pub snapshot_chunks_refused: u64,
+    /// Assembled snapshots whose checksum did not match; discarded.
+    pub snapshot_checksum_mismatches: u64,
+    /// Snapshots received from a leader and installed.
+    pub snapshots_installed: u64,
 }

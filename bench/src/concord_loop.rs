@@ -273,6 +273,13 @@ impl Cluster {
                         panic!("node {follower} lost acknowledged entries in memory")
                     }
                     Action::ProposalAccepted { .. } | Action::RoleChanged { .. } => {}
+                    // The benchmark configures no compaction: no node takes,
+                    // holds or sends a snapshot.
+                    Action::TakeSnapshot
+                    | Action::PersistSnapshot { .. }
+                    | Action::RestoreSnapshot { .. } => {
+                        unreachable!("the benchmark does not compact")
+                    }
                 }
             }
             if let Some(index) = applied_to {

@@ -16,6 +16,14 @@ pub struct HostBugs {
     /// Clients send every retry as a new command (a new sequence number),
     /// so a retried command may be executed twice.
     pub client_without_sessions: bool,
+    /// The host reports its own snapshot to the node, and drops the log
+    /// entries it covers from disk, as soon as the snapshot file is
+    /// written, before it is synced; a crash then loses both.
+    pub snapshot_reported_before_sync: bool,
+    /// The host labels its snapshot with the node's commit index instead of
+    /// the last entry its state machine applied, compacting past what was
+    /// applied.
+    pub snapshot_past_applied: bool,
 }
 
 impl HostBugs {
@@ -24,6 +32,61 @@ impl HostBugs {
         self.persisted_before_sync
             || self.nondeterministic_state_machine
             || self.client_without_sessions
+            || self.snapshot_reported_before_sync
+            || self.snapshot_past_applied
+    }
+}
+
+/// How every node of one run compacts its log. Each seed draws small
+/// thresholds, so that compaction and snapshot transfers happen many times
+/// per run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CompactionOptions {
+    /// Snapshot after this many entries applied.
+    pub threshold_entries: u64,
+    /// Snapshot after this many bytes of entries applied, if set.
+    pub threshold_bytes: Option<u64>,
+    /// Entries kept below each snapshot.
+    pub trailing_entries: u64,
+    /// Largest snapshot chunk.
+    pub chunk_bytes_max: usize,
+}
+
+impl CompactionOptions {
+    /// Draws small thresholds, windows and chunks.
+    pub fn draw(rng: &mut impl rand::Rng) -> CompactionOptions {
+        CompactionOptions {
+            threshold_entries: rng.gen_range(4..=48),
+            threshold_bytes: rng.gen_bool(1.0 / 3.0).then(|| rng.gen_range(512..=8192)),
+            trailing_entries: if rng.gen_bool(1.0 / 3.0) {
+                0
+            } else {
+                rng.gen_range(1..=16)
+            },
+            chunk_bytes_max: rng.gen_range(32..=1024),
+        }
+    }
+
+    /// Applies the options to one node's configuration.
+    pub fn apply(&self, config: &mut concord::Config) {
+        config.compaction_threshold_entries = Some(self.threshold_entries);
+        config.compaction_threshold_bytes = self.threshold_bytes;
+        config.compaction_trailing_entries = self.trailing_entries;
+        config.snapshot_chunk_bytes_max = self.chunk_bytes_max;
+    }
+}
+
+impl std::fmt::Display for CompactionOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "snapshot every {} entries", self.threshold_entries)?;
+        if let Some(bytes) = self.threshold_bytes {
+            write!(f, " or {bytes} bytes")?;
+        }
+        write!(
+            f,
+            ", {} trailing entries, {}-byte chunks",
+            self.trailing_entries, self.chunk_bytes_max
+        )
     }
 }
 
@@ -271,6 +334,12 @@ impl SimConfig {
         }
         if self.bugs.nondeterministic_state_machine {
             flags += " --bug-nondeterministic-sm";
+        }
+        if self.bugs.snapshot_reported_before_sync {
+            flags += " --bug-snapshot-before-sync";
+        }
+        if self.bugs.snapshot_past_applied {
+            flags += " --bug-snapshot-past-applied";
         }
         if self.bugs.client_without_sessions {
             flags += " --bug-no-sessions";

@@ -2,10 +2,19 @@
 //! first *written* (in the page cache, lost on a crash) and later *synced*
 //! (durable). A crash may leave the first unsynced record torn on disk;
 //! recovery detects it by checksum and drops it, like a real WAL.
+//!
+//! Snapshots live beside the log. One received from a leader is a log
+//! record (it is ordered with the writes around it); one the node took
+//! itself is a snapshot file, written then synced on its own, which a
+//! crash before the sync loses or leaves torn (recovery checks its
+//! checksum and keeps the previous snapshot). Storing a snapshot drops the
+//! log entries it covers; the log continues after the newest snapshot.
 
 use std::collections::VecDeque;
 
-use concord::{Entry, EntryPayload, HardState, Index, LogPosition, Recovered, WriteId};
+use concord::{
+    checksum64, Entry, EntryPayload, HardState, Index, LogPosition, Recovered, Snapshot, WriteId,
+};
 
 use crate::trace::TraceHash;
 
@@ -16,6 +25,9 @@ pub(crate) struct Record {
     pub(crate) hard_state: Option<HardState>,
     pub(crate) truncate_after: Option<Index>,
     pub(crate) entries: Vec<Entry>,
+    /// A snapshot received from a leader, and whether the whole log goes
+    /// with the entries it covers.
+    pub(crate) snapshot: Option<(Snapshot, bool)>,
 }
 
 impl Record {
@@ -43,6 +55,12 @@ impl Record {
                 _ => hash.word(u64::MAX),
             }
         }
+        if let Some((snapshot, discard_log)) = &self.snapshot {
+            hash.word(snapshot.position.index);
+            hash.word(snapshot.position.term);
+            hash.word(u64::from(*discard_log));
+            hash.word(checksum64(&snapshot.data));
+        }
         hash.value()
     }
 }
@@ -63,8 +81,17 @@ pub(crate) struct ContractError(pub(crate) String);
 pub(crate) struct Disk {
     /// Durable term and vote.
     hard_state: HardState,
-    /// Durable log; `log[i]` has index `i + 1`.
+    /// Durable snapshot, if any.
+    snapshot: Option<Snapshot>,
+    /// The durable log continues after this position (the snapshot's).
+    base: LogPosition,
+    /// Durable log; `log[i]` has index `base.index + 1 + i`.
     log: Vec<Entry>,
+    /// The node's own snapshot, written, not yet synced.
+    pending_snapshot: Option<Snapshot>,
+    /// A snapshot file a crash cut short: (the data as left on disk, the
+    /// checksum written in its header).
+    torn_snapshot: Option<(Snapshot, u64)>,
     /// Written, not yet synced, in write order.
     unsynced: VecDeque<Record>,
     /// Sync in progress: everything up to this id becomes durable when it
@@ -101,14 +128,77 @@ impl Disk {
         Ok(())
     }
 
+    /// Index of the last durable entry (or of the snapshot).
+    pub(crate) fn last_index(&self) -> Index {
+        self.base.index + self.log.len() as Index
+    }
+
+    /// The node's own snapshot, written to a file (not yet synced).
+    pub(crate) fn write_snapshot(&mut self, snapshot: Snapshot) {
+        self.pending_snapshot = Some(snapshot);
+    }
+
+    /// The snapshot file is synced: it becomes the durable snapshot (unless
+    /// a newer one is stored already). Returns it.
+    pub(crate) fn sync_snapshot(&mut self) -> Option<Snapshot> {
+        let snapshot = self.pending_snapshot.take()?;
+        self.store_snapshot(snapshot.clone(), false);
+        Some(snapshot)
+    }
+
+    /// A host that trusts an unsynced snapshot file: drops the log entries
+    /// it covers at once (planted bug).
+    pub(crate) fn drop_log_under(&mut self, position: LogPosition) {
+        if position.index <= self.base.index {
+            return;
+        }
+        let covered = (position.index - self.base.index).min(self.log.len() as Index);
+        self.log.drain(..covered as usize);
+        self.base = position;
+    }
+
+    /// Keeps the newer snapshot and drops the entries it covers (all of
+    /// them with `discard_log`).
+    fn store_snapshot(&mut self, snapshot: Snapshot, discard_log: bool) {
+        if discard_log {
+            self.log.clear();
+        }
+        let position = snapshot.position;
+        if self
+            .snapshot
+            .as_ref()
+            .is_some_and(|stored| stored.position.index >= position.index)
+        {
+            return;
+        }
+        let covered = position.index.saturating_sub(self.base.index);
+        if covered >= self.log.len() as Index {
+            self.log.clear();
+        } else {
+            self.log.drain(..covered as usize);
+        }
+        self.base = position;
+        self.snapshot = Some(snapshot);
+    }
+
     fn make_durable(&mut self, record: Record) -> Result<(), ContractError> {
+        if let Some((snapshot, discard_log)) = record.snapshot {
+            self.store_snapshot(snapshot, discard_log);
+        }
         if let Some(after) = record.truncate_after {
-            if (after as usize) < self.log.len() {
-                self.log.truncate(after as usize);
+            let keep = after.saturating_sub(self.base.index);
+            if (keep as usize) < self.log.len() {
+                self.log.truncate(keep as usize);
             }
         }
         for entry in record.entries {
-            let expected = self.log.len() as Index + 1;
+            if entry.index <= self.base.index {
+                // Covered by a snapshot stored since the write was issued
+                // (only a host that reports writes durable before they are
+                // can order them so): the snapshot holds its effect.
+                continue;
+            }
+            let expected = self.last_index() + 1;
             if entry.index != expected {
                 return Err(ContractError(format!(
                     "write {} appends entry {} but the durable log ends at {}",
@@ -153,7 +243,21 @@ impl Disk {
             }
         }
         self.unsynced.clear();
+        if let Some(mut snapshot) = self.pending_snapshot.take() {
+            if tear {
+                let checksum = checksum64(&snapshot.data);
+                let half = snapshot.data.len() / 2;
+                snapshot.data = snapshot.data.slice(..half);
+                self.torn_snapshot = Some((snapshot, checksum));
+                torn = true;
+            }
+        }
         torn
+    }
+
+    /// The stored snapshot, if any (what a restarting host restores from).
+    pub(crate) fn snapshot(&self) -> Option<&Snapshot> {
+        self.snapshot.as_ref()
     }
 
     /// What a restarting node reads back: the durable state, after
@@ -167,11 +271,19 @@ impl Disk {
                 self.torn_dropped += 1;
             }
         }
+        if let Some((snapshot, checksum)) = self.torn_snapshot.take() {
+            if checksum64(&snapshot.data) == checksum {
+                self.store_snapshot(snapshot, false);
+            } else {
+                self.torn_dropped += 1;
+            }
+        }
         Ok(Recovered {
             hard_state: self.hard_state,
-            base: LogPosition::ZERO,
+            base: self.base,
             entries: self.log.clone(),
-            applied_index: 0,
+            // The host restores its state machine from the snapshot.
+            applied_index: self.base.index,
         })
     }
 }
@@ -198,6 +310,7 @@ mod tests {
             }),
             truncate_after: None,
             entries,
+            snapshot: None,
         }
     }
 
@@ -224,6 +337,7 @@ mod tests {
             hard_state: None,
             truncate_after: Some(1),
             entries: vec![entry(2, 2)],
+            snapshot: None,
         });
         disk.complete_sync(WriteId(2)).unwrap();
         assert_eq!(

@@ -20,11 +20,11 @@ use concord::session::{
 };
 use concord::state_machine::StateMachine;
 use concord::{
-    Action, Config, Entry, EntryPayload, Index, Input, Message, MessageBody, Node, NodeId,
-    ProposeError, Role, Term,
+    Action, Config, Entry, EntryPayload, Index, Input, LogPosition, Message, MessageBody, Node,
+    NodeId, ProposeError, Role, Snapshot, Term,
 };
 
-use crate::config::{NodeOptions, SimConfig};
+use crate::config::{CompactionOptions, NodeOptions, SimConfig};
 use crate::disk::{Disk, Record};
 use crate::faults::{exponential, Fault, FaultKind, FaultPlan, Partition, PlanLimits, Rates};
 use crate::safety::Safety;
@@ -72,6 +72,9 @@ pub enum FailureKind {
     HostContract,
     /// The run did not finish within its event budget.
     EventBudget,
+    /// A node held more log entries in memory than its compaction policy
+    /// allows.
+    LogBound,
 }
 
 impl FailureKind {
@@ -92,6 +95,7 @@ impl FailureKind {
             FailureKind::Recovery => "recovery",
             FailureKind::HostContract => "host-contract",
             FailureKind::EventBudget => "event-budget",
+            FailureKind::LogBound => "log-bound",
         }
     }
 }
@@ -99,6 +103,26 @@ impl FailureKind {
 impl fmt::Display for FailureKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+/// Snapshot activity in a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotCounts {
+    /// Snapshots nodes took of their own state machines.
+    pub taken: u64,
+    /// Snapshots received from a leader and restored.
+    pub installed: u64,
+    /// Snapshot chunks sent.
+    pub chunks_sent: u64,
+}
+
+impl SnapshotCounts {
+    /// Adds another run's counts.
+    pub fn merge(&mut self, other: &SnapshotCounts) {
+        self.taken += other.taken;
+        self.installed += other.installed;
+        self.chunks_sent += other.chunks_sent;
     }
 }
 
@@ -185,6 +209,11 @@ pub struct RunReport {
     pub plan: FaultPlan,
     /// The Raft options the nodes ran with.
     pub node_options: NodeOptions,
+    /// How the nodes compacted their logs.
+    pub compaction: CompactionOptions,
+    /// Snapshots the nodes took, installed from a leader, and snapshot
+    /// chunks sent.
+    pub snapshots: SnapshotCounts,
     /// The trace hash over every event.
     pub trace_hash: u64,
     /// Node steps executed (`Node::step` calls).
@@ -230,6 +259,7 @@ enum Event {
     Deadline,
     DelayedRestart { node: u8 },
     DelayedHealNetwork,
+    SnapshotSync { node: u8, incarnation: u32 },
 }
 
 impl Event {
@@ -249,6 +279,7 @@ impl Event {
             Event::Deadline => 11,
             Event::DelayedRestart { node } => 13 | (u64::from(*node) << 8),
             Event::DelayedHealNetwork => 14,
+            Event::SnapshotSync { node, .. } => 15 | (u64::from(*node) << 8),
         }
     }
 }
@@ -376,6 +407,11 @@ struct Host<S> {
     last_commit_seen: Index,
     /// Operation ids executed by this incarnation's state machine.
     executed: BTreeSet<u64>,
+    /// The last entry the state machine applied (or the snapshot it was
+    /// restored from).
+    applied_position: LogPosition,
+    /// A snapshot was asked for and not yet reported to the node.
+    snapshot_outstanding: bool,
 }
 
 struct ClientOp {
@@ -433,6 +469,10 @@ pub struct Simulation<S, W> {
     workload_rng: ChaCha8Rng,
     node_seeds: Vec<u64>,
     node_options: NodeOptions,
+    compaction: CompactionOptions,
+    /// Digest of the first snapshot taken at each index, by node.
+    snapshot_digests: BTreeMap<Index, (usize, u64)>,
+    snapshots: SnapshotCounts,
     blocked: [u8; 8],
     healed: bool,
     safety: Safety,
@@ -460,6 +500,7 @@ pub(crate) struct Streams {
     workload: ChaCha8Rng,
     node_seeds: Vec<u64>,
     node_options: NodeOptions,
+    compaction: CompactionOptions,
 }
 
 impl Streams {
@@ -480,6 +521,8 @@ impl Streams {
             workload: stream(5),
             node_seeds,
             node_options,
+            // Its own stream, so the draws above do not change.
+            compaction: CompactionOptions::draw(&mut stream(6)),
         }
     }
 }
@@ -538,6 +581,8 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 last_vote: None,
                 last_commit_seen: 0,
                 executed: BTreeSet::new(),
+                applied_position: LogPosition::ZERO,
+                snapshot_outstanding: false,
             });
         }
         let clients = (0..config.clients)
@@ -582,6 +627,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             } else {
                 NodeOptions::default()
             },
+            compaction: streams.compaction,
+            snapshot_digests: BTreeMap::new(),
+            snapshots: SnapshotCounts::default(),
             blocked: [0; 8],
             healed: false,
             trace: TraceHash::new(),
@@ -647,6 +695,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         config.seed =
             self.node_seeds[index].wrapping_add(incarnation.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         self.node_options.apply(&mut config, self.config.nodes);
+        self.compaction.apply(&mut config);
         config
     }
 
@@ -665,16 +714,45 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             }
         };
         let id = self.hosts[index].id;
+        let base = recovered.base;
         match Node::new(config, recovered) {
             Ok(node) => {
-                let sm = WithSessions::new((self.make_sm)(id), self.config.max_sessions);
+                let mut sm = WithSessions::new((self.make_sm)(id), self.config.max_sessions);
+                let snapshot = self.hosts[index].disk.snapshot().cloned();
+                match &snapshot {
+                    Some(snapshot) => {
+                        if let Err(error) = sm.restore(&snapshot.data) {
+                            self.fail(
+                                FailureKind::Recovery,
+                                Some(index),
+                                format!("restoring the stored snapshot: {error}"),
+                            );
+                            return Ok(());
+                        }
+                    }
+                    None if base.index > 0 => {
+                        self.fail(
+                            FailureKind::Recovery,
+                            Some(index),
+                            format!("the log continues after {base:?} but no snapshot is stored"),
+                        );
+                        return Ok(());
+                    }
+                    None => {}
+                }
                 let host = &mut self.hosts[index];
                 host.last_vote = node.voted_for().map(|vote| (node.term(), vote));
                 host.node = Some(node);
                 host.sm = sm;
                 host.last_commit_seen = 0;
                 host.executed.clear();
+                host.applied_position = base;
+                host.snapshot_outstanding = false;
                 self.safety.on_restart(index);
+                if let Some(snapshot) = snapshot {
+                    // Hand the node the snapshot to serve to followers.
+                    self.step(index, Input::Snapshotted(snapshot), None);
+                }
                 let phase = self
                     .disk_rng
                     .gen_range(0..self.hosts[index].tick_period_ns.max(1));
@@ -762,6 +840,8 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             config: self.config,
             plan: self.plan,
             node_options: self.node_options,
+            compaction: self.compaction,
+            snapshots: self.snapshots,
             trace_hash: self.trace.value(),
             node_steps: self.node_steps,
             events: self.events,
@@ -825,6 +905,19 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                     return;
                 }
                 self.deliver(to, HostInput::Node(Input::Receive(message)));
+            }
+            Event::SnapshotSync { node, incarnation } => {
+                let index = node as usize;
+                if self.hosts[index].incarnation != incarnation || self.hosts[index].node.is_none()
+                {
+                    return;
+                }
+                if let Some(snapshot) = self.hosts[index].disk.sync_snapshot() {
+                    self.trace.word(snapshot.position.index);
+                    if !self.config.bugs.snapshot_reported_before_sync {
+                        self.deliver(index, HostInput::Node(Input::Snapshotted(snapshot)));
+                    }
+                }
             }
             Event::DiskSync { node, incarnation } => {
                 let index = node as usize;
@@ -982,15 +1075,20 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         let mut actions = std::mem::take(&mut self.actions);
         work.push_back((input, proposer));
         while let Some((input, proposer)) = work.pop_front() {
-            let Some(node) = self.hosts[index].node.as_mut() else {
+            let host = &mut self.hosts[index];
+            let Some(node) = host.node.as_mut() else {
                 break;
             };
+            if matches!(input, Input::Snapshotted(_)) {
+                host.snapshot_outstanding = false;
+            }
             node.step(input, &mut actions);
             self.node_steps += 1;
             self.after_step(index);
             for action in actions.drain(..) {
                 self.execute(index, action, proposer, &mut work);
             }
+            self.check_log_bound(index);
             if self.failure.is_some() {
                 work.clear();
                 break;
@@ -1050,6 +1148,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                     hard_state,
                     truncate_after,
                     entries,
+                    snapshot: None,
                 });
                 if self.hosts[index].disk.syncing_through.is_none() {
                     self.start_sync(index);
@@ -1062,6 +1161,8 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 let Some(last) = entries.last().map(|entry| entry.index) else {
                     return;
                 };
+                self.hosts[index].applied_position =
+                    entries.last().map(Entry::position).unwrap_or_default();
                 for entry in &entries {
                     self.apply_entry(index, entry);
                     if self.failure.is_some() {
@@ -1114,6 +1215,58 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                     ),
                 );
             }
+            Action::TakeSnapshot => self.take_snapshot(index, work),
+            Action::PersistSnapshot {
+                id,
+                snapshot,
+                discard_log,
+            } => {
+                self.hosts[index].disk.write(Record {
+                    id,
+                    hard_state: None,
+                    truncate_after: None,
+                    entries: Vec::new(),
+                    snapshot: Some((snapshot, discard_log)),
+                });
+                if self.hosts[index].disk.syncing_through.is_none() {
+                    self.start_sync(index);
+                }
+                if self.config.bugs.persisted_before_sync {
+                    work.push_back((Input::Persisted(id), None));
+                }
+            }
+            Action::RestoreSnapshot { snapshot } => {
+                let position = snapshot.position;
+                let host = &mut self.hosts[index];
+                if let Err(error) = host.sm.restore(&snapshot.data) {
+                    self.fail(
+                        FailureKind::StateMachineSafety,
+                        Some(index),
+                        format!("restoring the snapshot at {position:?}: {error}"),
+                    );
+                    return;
+                }
+                host.applied_position = position;
+                self.snapshots.installed += 1;
+                // Entries the snapshot covers are never applied here.
+                let covered: Vec<Index> = host
+                    .pending
+                    .range(..=position.index)
+                    .map(|(i, _)| *i)
+                    .collect();
+                for entry_index in covered {
+                    if let Some(pending) = self.hosts[index].pending.remove(&entry_index) {
+                        self.reply(pending.client, pending.attempt, Reply::Unknown);
+                    }
+                }
+                self.note(Some(index), || {
+                    format!(
+                        "restored from a snapshot at index {} term {}",
+                        position.index, position.term
+                    )
+                });
+                work.push_back((Input::Applied(position.index), None));
+            }
             Action::RoleChanged { role, term } => {
                 self.trace
                     .word(0xabcd_0000 | ((index as u64) << 8) | role_code(role));
@@ -1131,6 +1284,102 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                     }
                 }
             }
+        }
+    }
+
+    /// The node asked for a snapshot: serialize the state machine (with its
+    /// sessions), compare it with any other node's snapshot at the same
+    /// index, write the snapshot file and sync it after a disk latency.
+    fn take_snapshot(&mut self, index: usize, work: &mut VecDeque<(Input, Option<Proposer>)>) {
+        let host = &self.hosts[index];
+        let Some(node) = host.node.as_ref() else {
+            return;
+        };
+        let position = if self.config.bugs.snapshot_past_applied {
+            let commit = node.commit_index();
+            LogPosition::new(commit, node.term_at(commit).unwrap_or(0))
+        } else {
+            host.applied_position
+        };
+        let data = host.sm.snapshot();
+        let digest = hash_bytes(&data);
+        match self.snapshot_digests.get(&position.index) {
+            Some((other, other_digest)) if *other_digest != digest => {
+                let message = format!(
+                    "n{} and n{} took snapshots at index {} with different states",
+                    other + 1,
+                    index + 1,
+                    position.index
+                );
+                self.fail(FailureKind::StateMachineSafety, Some(index), message);
+                return;
+            }
+            Some(_) => {}
+            None => {
+                self.snapshot_digests
+                    .insert(position.index, (index, digest));
+            }
+        }
+        self.note(Some(index), || {
+            format!(
+                "snapshot at index {} term {} ({} bytes)",
+                position.index,
+                position.term,
+                data.len()
+            )
+        });
+        let snapshot = Snapshot::new(position, data);
+        self.snapshots.taken += 1;
+        self.hosts[index].disk.write_snapshot(snapshot.clone());
+        self.hosts[index].snapshot_outstanding = true;
+        if self.config.bugs.snapshot_reported_before_sync {
+            self.hosts[index].disk.drop_log_under(position);
+            work.push_back((Input::Snapshotted(snapshot), None));
+        }
+        let latency = self
+            .disk_rng
+            .gen_range(20_000..self.rates.fsync_max_ns.max(200_001));
+        let incarnation = self.hosts[index].incarnation;
+        self.schedule(
+            latency,
+            Event::SnapshotSync {
+                node: index as u8,
+                incarnation,
+            },
+        );
+    }
+
+    /// The in-memory log stays within the compaction policy: when no
+    /// snapshot is outstanding, fewer than the threshold of entries were
+    /// applied since the latest snapshot, and the log holds at most those,
+    /// the trailing window and the entries not yet applied.
+    fn check_log_bound(&mut self, index: usize) {
+        let host = &self.hosts[index];
+        let Some(node) = host.node.as_ref() else {
+            return;
+        };
+        let trailing = self.compaction.trailing_entries;
+        let snapshot_index = node.latest_snapshot_index();
+        let base = node.log_base().index;
+        let mut violation = None;
+        if base + trailing < snapshot_index {
+            violation = Some(format!(
+                "log base {base} trails the snapshot at {snapshot_index} by more than {trailing}"
+            ));
+        } else if !host.snapshot_outstanding {
+            let threshold = self.compaction.threshold_entries;
+            let applied = node.applied_index().max(snapshot_index);
+            let unapplied = node.last_index() - applied;
+            let bound = threshold - 1 + trailing + unapplied;
+            if applied - snapshot_index >= threshold || node.log_len() > bound {
+                violation = Some(format!(
+                    "holds {} entries (base {base}, applied {applied}, snapshot {snapshot_index}), more than the bound {bound}",
+                    node.log_len()
+                ));
+            }
+        }
+        if let Some(message) = violation {
+            self.fail(FailureKind::LogBound, Some(index), message);
         }
     }
 
@@ -1228,6 +1477,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
     fn send(&mut self, index: usize, to: NodeId, message: Message) {
         if to == 0 || to as usize > self.hosts.len() {
             return;
+        }
+        if matches!(message.body, MessageBody::InstallSnapshot { .. }) {
+            self.snapshots.chunks_sent += 1;
         }
         let target = to as usize - 1;
         if self.blocked[index] & (1 << target) != 0 {
@@ -1724,7 +1976,13 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 let Some(node) = self.hosts[index].node.as_ref() else {
                     continue;
                 };
-                if node.commit_index() >= *entry_index && node.term_at(*entry_index) != Some(*term)
+                // Below the log's base the entry is inside a snapshot, whose
+                // last entry was checked against the committed log (and the
+                // committed log is checked below).
+                let compacted = *entry_index < node.log_base().index;
+                if !compacted
+                    && node.commit_index() >= *entry_index
+                    && node.term_at(*entry_index) != Some(*term)
                 {
                     let message = format!(
                         "acknowledged write at index {entry_index} term {term} is not in the final log (term there: {:?})",
@@ -1797,6 +2055,14 @@ fn body_code(body: &MessageBody) -> u64 {
         MessageBody::Heartbeat { commit } => 6 | (commit << 8),
         MessageBody::HeartbeatResponse => 7,
         MessageBody::TimeoutNow => 8,
+        MessageBody::InstallSnapshot {
+            snapshot, offset, ..
+        } => 9 | (snapshot.index << 8) | (offset << 32),
+        MessageBody::InstallSnapshotResponse {
+            snapshot,
+            next_offset,
+            rewind,
+        } => 10 | (u64::from(*rewind) << 4) | (snapshot.index << 8) | (next_offset << 32),
     }
 }
 

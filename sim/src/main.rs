@@ -143,6 +143,13 @@ struct SimArgs {
     /// Deliberate bug: clients retry without their session sequence number.
     #[arg(long)]
     bug_no_sessions: bool,
+    /// Deliberate bug: report (and trust) a snapshot before it is synced.
+    #[arg(long)]
+    bug_snapshot_before_sync: bool,
+    /// Deliberate bug: label snapshots with the commit index, past what
+    /// was applied.
+    #[arg(long)]
+    bug_snapshot_past_applied: bool,
 }
 
 impl SimArgs {
@@ -172,6 +179,8 @@ impl SimArgs {
                 persisted_before_sync: self.bug_persisted_before_sync,
                 nondeterministic_state_machine: self.bug_nondeterministic_sm,
                 client_without_sessions: self.bug_no_sessions,
+                snapshot_reported_before_sync: self.bug_snapshot_before_sync,
+                snapshot_past_applied: self.bug_snapshot_past_applied,
             },
             vary_node_options: !self.fixed_node_options,
             timeline: false,
@@ -299,6 +308,10 @@ fn run(seeds: Range<u64>, jobs: usize, quiet: bool, sim: &SimArgs) -> Result<boo
         summary.simulated_ns as f64 / 1e9,
         summary.operations
     );
+    println!(
+        "  snapshots: {} taken, {} installed from a leader, {} chunks sent",
+        summary.snapshots.taken, summary.snapshots.installed, summary.snapshots.chunks_sent
+    );
     let faults: Vec<String> = FaultKind::ALL
         .iter()
         .map(|kind| format!("{}={}", kind.name(), summary.faults.get(*kind)))
@@ -360,6 +373,13 @@ fn replay(
         report.plan.enabled()
     );
     println!("node options: {}", report.node_options);
+    println!(
+        "compaction: {} ({} snapshots taken, {} installed, {} chunks sent)",
+        report.compaction,
+        report.snapshots.taken,
+        report.snapshots.installed,
+        report.snapshots.chunks_sent
+    );
     if show_plan {
         println!(
             "{}",

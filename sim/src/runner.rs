@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::config::SimConfig;
-use crate::engine::{FaultCounts, RunReport, Simulation};
+use crate::engine::{FaultCounts, RunReport, Simulation, SnapshotCounts};
 use crate::faults::FaultPlan;
 use crate::history::Operation;
 use crate::kv::{KvStateMachine, KvWorkload, KvWorkloadConfig};
@@ -65,6 +65,8 @@ pub struct Summary {
     pub operations: u64,
     /// Faults injected, by kind.
     pub faults: FaultCounts,
+    /// Snapshots taken and installed, chunks sent.
+    pub snapshots: SnapshotCounts,
     /// Wall-clock time taken.
     pub wall: Duration,
 }
@@ -77,6 +79,7 @@ impl Summary {
         self.simulated_ns += report.simulated_ns;
         self.operations += report.operations;
         self.faults.merge(&report.faults);
+        self.snapshots.merge(&report.snapshots);
         self.hashes.push((report.config.seed, report.trace_hash));
         if !report.passed() {
             self.failures.push(report);

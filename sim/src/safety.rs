@@ -81,7 +81,20 @@ impl Safety {
         if commit == last {
             return Ok(());
         }
-        for i in last + 1..=commit {
+        // Entries up to the log's base are covered by a snapshot (taken
+        // here, installed from a leader, or recovered): its last entry must
+        // be the committed one, so no committed entry is lost under it.
+        let base = node.log_base();
+        if base.index > last && self.committed_term(base.index) != Some(base.term) {
+            return Err((
+                FailureKind::LogMatching,
+                format!(
+                    "the log continues after a snapshot at {base:?}, but the committed entry there has term {:?}",
+                    self.committed_term(base.index)
+                ),
+            ));
+        }
+        for i in last.max(base.index) + 1..=commit {
             let Some(entry) = node.entry(i) else {
                 return Err((
                     FailureKind::LogMatching,
@@ -145,10 +158,20 @@ impl Safety {
             if self.commit_terms[position] >= term {
                 continue;
             }
-            let holds = node.entry(i).is_some_and(|entry| {
-                entry.term == *committed_term
-                    && (position < payload_from || payload_hash(entry) == *hash)
-            });
+            // Below its log's base the leader holds the committed prefix in
+            // a snapshot, whose last entry was checked against the
+            // committed log when its commit index passed it.
+            let base = node.log_base();
+            let holds = if i < base.index {
+                true
+            } else if i == base.index {
+                base.term == *committed_term
+            } else {
+                node.entry(i).is_some_and(|entry| {
+                    entry.term == *committed_term
+                        && (position < payload_from || payload_hash(entry) == *hash)
+                })
+            };
             if !holds {
                 return Err((
                     FailureKind::LeaderCompleteness,

@@ -1,6 +1,6 @@
-//! Proof that the simulator catches bugs: three deliberately broken hosts
-//! or state machines, each caught within a bounded number of seeds, while
-//! the same seeds pass without the bug.
+//! Proof that the simulator catches bugs: deliberately broken hosts or
+//! state machines, each caught within a bounded number of seeds, while the
+//! same seeds pass without the bug.
 
 use concord_sim::kv::{KvStateMachine, KvWorkload, KvWorkloadConfig};
 use concord_sim::{
@@ -80,6 +80,75 @@ fn persisted_before_sync_is_caught() {
     let (seed, kind, message) = first_failure(&base, safety)
         .expect("the ack-before-sync host must be caught by a safety check");
     println!("caught at seed {seed} ({kind}): {message}");
+    assert_clean(&base, seed + 1);
+}
+
+/// Seeds the snapshot bugs must be caught within.
+const SNAPSHOT_BUG_SEEDS: u64 = 50;
+
+/// The first of `seeds` seeds that fails at all.
+fn first_failure_within(base: &SimConfig, seeds: u64) -> Option<(u64, FailureKind, String)> {
+    (0..seeds).find_map(|seed| {
+        let report = run_kv(
+            &SimConfig {
+                seed,
+                ..base.clone()
+            },
+            None,
+        )
+        .unwrap();
+        report
+            .failure
+            .map(|failure| (seed, failure.kind, failure.to_string()))
+    })
+}
+
+#[test]
+fn snapshot_reported_before_sync_is_caught() {
+    // A host that trusts its snapshot file before the fsync, and drops the
+    // log under it: a crash loses the snapshot and the entries it covered.
+    // Crashes and slow fsyncs make the window between the two likely.
+    let base = SimConfig {
+        nodes: 3,
+        chaos_ns: 5_000_000_000,
+        faults: FaultSet::NONE.with(FaultKind::Crash).with(FaultKind::Fsync),
+        swarm: false,
+        bugs: HostBugs {
+            snapshot_reported_before_sync: true,
+            ..HostBugs::default()
+        },
+        ..SimConfig::default()
+    };
+    let (seed, kind, message) = first_failure_within(&base, SNAPSHOT_BUG_SEEDS)
+        .expect("a host trusting unsynced snapshots must be caught");
+    println!("caught at seed {seed} ({kind}): {message}");
+    assert_clean(&base, seed + 1);
+}
+
+#[test]
+fn snapshot_past_the_applied_index_is_caught() {
+    // A host that labels its snapshot with the commit index: the core's
+    // assertion (never compact past the applied index) or the state
+    // comparison of snapshots and replicas fires.
+    let base = SimConfig {
+        nodes: 3,
+        chaos_ns: 3_000_000_000,
+        bugs: HostBugs {
+            snapshot_past_applied: true,
+            ..HostBugs::default()
+        },
+        ..SimConfig::default()
+    };
+    let (seed, kind, message) = first_failure_within(&base, SNAPSHOT_BUG_SEEDS)
+        .expect("a host snapshotting past what it applied must be caught");
+    println!("caught at seed {seed} ({kind}): {message}");
+    assert!(
+        matches!(
+            kind,
+            FailureKind::Panic | FailureKind::StateMachineSafety | FailureKind::LogMatching
+        ),
+        "caught as {kind}"
+    );
     assert_clean(&base, seed + 1);
 }
 

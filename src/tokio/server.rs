@@ -182,7 +182,14 @@ where
     let id = config.raft.id;
     let recovered = storage.recover()?;
     let recovered_entries = recovered.entries.len();
-    let node = Node::new(config.raft.clone(), recovered)?;
+    // This runtime does not store snapshots yet: it never compacts (so it
+    // never holds a snapshot to send) and refuses every snapshot a peer
+    // offers (so it is never asked to store one).
+    let mut raft = config.raft.clone();
+    raft.compaction_threshold_entries = None;
+    raft.compaction_threshold_bytes = None;
+    raft.snapshot_bytes_max = 0;
+    let node = Node::new(raft, recovered)?;
     let (persisted_tx, persisted_rx) = mpsc::unbounded_channel();
     storage.start(persisted_tx)?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -529,6 +536,22 @@ where
                     "follower lost log entries it had acknowledged as durable (its disk or \
                      write-ahead log lost synced data); replicating them to it again"
                 );
+            }
+            // Never emitted with the configuration `start` builds: no
+            // compaction policy, no `Input::RequestSnapshot`, every offered
+            // snapshot refused. Ignored should a future caller enable them
+            // before snapshot files exist here.
+            Action::TakeSnapshot => {
+                tracing::warn!("snapshot requested, but this runtime cannot store snapshots yet");
+            }
+            Action::PersistSnapshot { id, .. } => {
+                tracing::error!(
+                    ?id,
+                    "asked to store a snapshot, which this runtime cannot do yet"
+                );
+            }
+            Action::RestoreSnapshot { snapshot } => {
+                tracing::error!(position = ?snapshot.position, "asked to restore a snapshot, which this runtime cannot do yet");
             }
             Action::RoleChanged { role, term } => {
                 match role {

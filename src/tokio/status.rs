@@ -98,6 +98,7 @@ impl NodeStatus {
                     state: match p.state {
                         ProgressState::Probe => "Probe".to_string(),
                         ProgressState::Replicate => "Replicate".to_string(),
+                        ProgressState::Snapshot => "Snapshot".to_string(),
                     },
                 })
                 .collect()

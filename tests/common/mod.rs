@@ -8,53 +8,134 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 use concord::{
-    Action, Config, Entry, EntryPayload, HardState, Index, Input, Message, MessageBody, Node,
-    NodeId, Recovered, Role, Term, WriteId,
+    Action, Config, Entry, EntryPayload, HardState, Index, Input, LogPosition, Message,
+    MessageBody, Node, NodeId, Recovered, Role, Snapshot, Term, WriteId,
 };
 
-/// One write handed to the disk: id, hard state, truncation, entries.
-pub type Write = (WriteId, Option<HardState>, Option<Index>, Vec<Entry>);
+/// One write handed to the disk: a log write (id, hard state, truncation,
+/// entries) or a snapshot received from a leader (id, snapshot, whether
+/// the whole log is dropped).
+#[derive(Clone, Debug)]
+pub enum Write {
+    Log(WriteId, Option<HardState>, Option<Index>, Vec<Entry>),
+    Snapshot(WriteId, Snapshot, bool),
+}
 
-/// What a node has written. Entries and hard state become durable only
-/// when the write is synced; a crash loses the rest.
+/// What a node has written. Entries, hard state and snapshots become
+/// durable only when the write is synced; a crash loses the rest.
 #[derive(Clone, Debug, Default)]
 pub struct Disk {
     pub hard_state: HardState,
+    /// The stored snapshot, if any; the log continues after `base`.
+    pub snapshot: Option<Snapshot>,
+    pub base: LogPosition,
+    /// Entries from `base.index + 1`, contiguous.
     pub entries: Vec<Entry>,
     /// Writes handed over but not yet synced.
     pub unsynced: Vec<Write>,
+    /// A snapshot the node asked for (`TakeSnapshot`), not yet synced.
+    pub unsynced_own_snapshot: Option<Snapshot>,
 }
 
 impl Disk {
-    pub fn sync(&mut self) -> Option<WriteId> {
+    /// Makes every write durable; returns the last write id, and the
+    /// node's own snapshot if one became durable.
+    pub fn sync_all(&mut self) -> (Option<WriteId>, Option<Snapshot>) {
         let mut last = None;
-        for (id, hard_state, truncate_after, entries) in self.unsynced.drain(..) {
-            if let Some(after) = truncate_after {
-                self.entries.retain(|entry| entry.index <= after);
+        for write in std::mem::take(&mut self.unsynced) {
+            match write {
+                Write::Log(id, hard_state, truncate_after, entries) => {
+                    if let Some(after) = truncate_after {
+                        self.entries.retain(|entry| entry.index <= after);
+                    }
+                    for entry in entries {
+                        assert_eq!(
+                            entry.index,
+                            self.base.index + self.entries.len() as u64 + 1,
+                            "disk append must be contiguous"
+                        );
+                        self.entries.push(entry);
+                    }
+                    if let Some(hard_state) = hard_state {
+                        self.hard_state = hard_state;
+                    }
+                    last = Some(id);
+                }
+                Write::Snapshot(id, snapshot, discard_log) => {
+                    if discard_log {
+                        self.entries.clear();
+                    }
+                    self.store_snapshot(snapshot);
+                    last = Some(id);
+                }
             }
-            for entry in entries {
-                assert_eq!(
-                    entry.index,
-                    self.entries.len() as u64 + 1,
-                    "disk append must be contiguous"
-                );
-                self.entries.push(entry);
-            }
-            if let Some(hard_state) = hard_state {
-                self.hard_state = hard_state;
-            }
-            last = Some(id);
         }
+        let own = self.unsynced_own_snapshot.take();
+        if let Some(snapshot) = &own {
+            self.store_snapshot(snapshot.clone());
+        }
+        (last, own)
+    }
+
+    /// Log and hard state writes only (the node's own snapshot stays
+    /// pending).
+    pub fn sync(&mut self) -> Option<WriteId> {
+        let own = self.unsynced_own_snapshot.take();
+        let (last, _) = self.sync_all();
+        self.unsynced_own_snapshot = own;
         last
+    }
+
+    /// Keeps the newer snapshot; drops the log entries it covers.
+    fn store_snapshot(&mut self, snapshot: Snapshot) {
+        if snapshot.position.index <= self.base.index {
+            return;
+        }
+        self.entries
+            .retain(|entry| entry.index > snapshot.position.index);
+        if self
+            .entries
+            .first()
+            .is_some_and(|entry| entry.index != snapshot.position.index + 1)
+        {
+            self.entries.clear();
+        }
+        self.base = snapshot.position;
+        self.snapshot = Some(snapshot);
     }
 
     pub fn recovered(&self) -> Recovered {
         Recovered {
             hard_state: self.hard_state,
+            base: self.base,
             entries: self.entries.clone(),
-            ..Recovered::default()
+            applied_index: self.base.index,
         }
     }
+}
+
+/// The test state machine: the commands applied, with their index.
+/// A snapshot of it is that list, length-prefixed.
+pub fn encode_applied(applied: &[(Index, Bytes)]) -> Bytes {
+    let mut out = Vec::new();
+    for (index, command) in applied {
+        out.extend_from_slice(&index.to_le_bytes());
+        out.extend_from_slice(&(command.len() as u32).to_le_bytes());
+        out.extend_from_slice(command);
+    }
+    Bytes::from(out)
+}
+
+/// Inverse of [`encode_applied`].
+pub fn decode_applied(mut bytes: &[u8]) -> Vec<(Index, Bytes)> {
+    let mut applied = Vec::new();
+    while !bytes.is_empty() {
+        let index = u64::from_le_bytes(bytes[..8].try_into().unwrap());
+        let length = u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize;
+        applied.push((index, Bytes::copy_from_slice(&bytes[12..12 + length])));
+        bytes = &bytes[12 + length..];
+    }
+    applied
 }
 
 pub struct Cluster {
@@ -67,8 +148,11 @@ pub struct Cluster {
     pub cut: BTreeSet<(NodeId, NodeId)>,
     /// Nodes whose disks sync (and report Persisted) at once.
     pub auto_sync: BTreeSet<NodeId>,
-    /// Commands applied per node, in order, with their index.
+    /// Commands applied per node, in order, with their index: the state
+    /// machine (restored wholesale from snapshots).
     pub applied: BTreeMap<NodeId, Vec<(Index, Bytes)>>,
+    /// Position of the last entry each node's state machine applied.
+    pub applied_position: BTreeMap<NodeId, LogPosition>,
     /// Every (term, leader) pair ever announced.
     pub leaders: BTreeMap<Term, BTreeSet<NodeId>>,
     /// Every action every node emitted, in order (for assertions).
@@ -110,6 +194,7 @@ impl Cluster {
             cut: BTreeSet::new(),
             auto_sync: BTreeSet::new(),
             applied: BTreeMap::new(),
+            applied_position: BTreeMap::new(),
             leaders: BTreeMap::new(),
             trace: Vec::new(),
             record_trace: false,
@@ -124,6 +209,7 @@ impl Cluster {
             cluster.disks.insert(id, Disk::default());
             cluster.auto_sync.insert(id);
             cluster.applied.insert(id, Vec::new());
+            cluster.applied_position.insert(id, LogPosition::ZERO);
         }
         cluster
     }
@@ -166,14 +252,45 @@ impl Cluster {
                     } => {
                         let disk = self.disks.get_mut(&id).expect("disk");
                         disk.unsynced
-                            .push((write, hard_state, truncate_after, entries));
+                            .push(Write::Log(write, hard_state, truncate_after, entries));
                         if self.auto_sync.contains(&id) {
                             let synced = disk.sync().expect("just written");
                             inputs.push_back(Input::Persisted(synced));
                         }
                     }
+                    Action::PersistSnapshot {
+                        id: write,
+                        snapshot,
+                        discard_log,
+                    } => {
+                        let disk = self.disks.get_mut(&id).expect("disk");
+                        disk.unsynced
+                            .push(Write::Snapshot(write, snapshot, discard_log));
+                        if self.auto_sync.contains(&id) {
+                            let synced = disk.sync().expect("just written");
+                            inputs.push_back(Input::Persisted(synced));
+                        }
+                    }
+                    Action::RestoreSnapshot { snapshot } => {
+                        self.applied.insert(id, decode_applied(&snapshot.data));
+                        self.applied_position.insert(id, snapshot.position);
+                        inputs.push_back(Input::Applied(snapshot.position.index));
+                    }
+                    Action::TakeSnapshot => {
+                        let position = self.applied_position[&id];
+                        let data = encode_applied(&self.applied[&id]);
+                        let snapshot = Snapshot::new(position, data);
+                        let disk = self.disks.get_mut(&id).expect("disk");
+                        disk.unsynced_own_snapshot = Some(snapshot);
+                        if self.auto_sync.contains(&id) {
+                            let (_, own) = disk.sync_all();
+                            inputs.push_back(Input::Snapshotted(own.expect("just taken")));
+                        }
+                    }
                     Action::Apply { entries } => {
                         let last = entries.last().expect("non-empty apply").index;
+                        self.applied_position
+                            .insert(id, entries.last().expect("non-empty").position());
                         let applied = self.applied.get_mut(&id).expect("applied");
                         for entry in entries {
                             if let EntryPayload::Command(command) = entry.payload {
@@ -196,8 +313,12 @@ impl Cluster {
 
     /// Syncs a node's disk by hand (for nodes not in `auto_sync`).
     pub fn sync(&mut self, id: NodeId) {
-        if let Some(synced) = self.disks.get_mut(&id).expect("disk").sync() {
+        let (synced, own) = self.disks.get_mut(&id).expect("disk").sync_all();
+        if let Some(synced) = synced {
             self.step(id, Input::Persisted(synced));
+        }
+        if let Some(snapshot) = own {
+            self.step(id, Input::Snapshotted(snapshot));
         }
     }
 
@@ -295,18 +416,33 @@ impl Cluster {
     /// Crashes a node: memory and unsynced writes are lost.
     pub fn crash(&mut self, id: NodeId) {
         self.nodes.remove(&id);
-        self.disks.get_mut(&id).expect("disk").unsynced.clear();
+        let disk = self.disks.get_mut(&id).expect("disk");
+        disk.unsynced.clear();
+        disk.unsynced_own_snapshot = None;
         self.network.retain(|message| message.to != id);
     }
 
     /// Restarts a crashed node from its synced disk. Its state machine
-    /// starts empty and is rebuilt from the log.
+    /// starts from the stored snapshot (or empty) and is rebuilt from the
+    /// log; the snapshot is handed back to the node to serve.
     pub fn restart(&mut self, id: NodeId) {
-        let recovered = self.disks[&id].recovered();
+        let disk = &self.disks[&id];
+        let recovered = disk.recovered();
+        let snapshot = disk.snapshot.clone();
         let node =
             Node::new(self.configs[&id].clone(), recovered).expect("recovered state is valid");
         self.nodes.insert(id, node);
-        self.applied.insert(id, Vec::new());
+        match snapshot {
+            Some(snapshot) => {
+                self.applied.insert(id, decode_applied(&snapshot.data));
+                self.applied_position.insert(id, snapshot.position);
+                self.step(id, Input::Snapshotted(snapshot));
+            }
+            None => {
+                self.applied.insert(id, Vec::new());
+                self.applied_position.insert(id, LogPosition::ZERO);
+            }
+        }
     }
 
     /// Commands applied by `id`, as strings.
@@ -465,8 +601,9 @@ impl Solo {
     pub fn new(config: Config, recovered: Recovered) -> Self {
         let disk = Disk {
             hard_state: recovered.hard_state,
+            base: recovered.base,
             entries: recovered.entries.clone(),
-            unsynced: Vec::new(),
+            ..Disk::default()
         };
         Solo {
             node: Node::new(config, recovered).expect("valid node"),
@@ -490,12 +627,24 @@ impl Solo {
                         hard_state,
                         truncate_after,
                         entries,
-                    } => self.disk.unsynced.push((
+                    } => self.disk.unsynced.push(Write::Log(
                         *id,
                         *hard_state,
                         *truncate_after,
                         entries.clone(),
                     )),
+                    Action::PersistSnapshot {
+                        id,
+                        snapshot,
+                        discard_log,
+                    } => self.disk.unsynced.push(Write::Snapshot(
+                        *id,
+                        snapshot.clone(),
+                        *discard_log,
+                    )),
+                    Action::RestoreSnapshot { snapshot } => {
+                        inputs.push_back(Input::Applied(snapshot.position.index))
+                    }
                     Action::Apply { entries } => {
                         inputs.push_back(Input::Applied(entries.last().expect("non-empty").index))
                     }
@@ -537,8 +686,11 @@ impl Cluster {
     pub fn load(&mut self, id: NodeId, recovered: Recovered) {
         let disk = self.disks.get_mut(&id).expect("disk");
         disk.hard_state = recovered.hard_state;
+        disk.base = recovered.base;
+        disk.snapshot = None;
         disk.entries = recovered.entries;
         disk.unsynced.clear();
+        disk.unsynced_own_snapshot = None;
         self.nodes.remove(&id);
         self.network.retain(|m| m.to != id && m.from != id);
         self.restart(id);

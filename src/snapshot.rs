@@ -1,0 +1,509 @@
+//! Snapshots and log compaction (§7).
+//!
+//! **Taking a snapshot.** When the entries (or bytes) applied since the
+//! last snapshot reach the configured threshold, or the host asks with
+//! [`Input::RequestSnapshot`], the node emits [`Action::TakeSnapshot`]. The
+//! host serializes its state machine, stores it durably and reports it with
+//! [`Input::Snapshotted`]. Only then does the node move its log's base: the
+//! entries the snapshot covers are released from memory, except for the
+//! last `compaction_trailing_entries`, kept so that a follower a little
+//! behind is caught up from the log. The base never passes the applied
+//! index, nor the durable log.
+//!
+//! **Where the bytes come from.** The core does no I/O, so the host hands
+//! the snapshot's bytes (a reference-counted [`Bytes`]) to the node with
+//! [`Input::Snapshotted`], and the node keeps the latest one to cut chunks
+//! from. A node therefore holds one whole snapshot in memory (shared with
+//! the host, not copied); streaming chunks from disk is a later
+//! refinement. After a restart the host hands the recovered snapshot in the
+//! same way; until it does, followers behind the log's base wait.
+//!
+//! **Sending a snapshot.** A follower whose next entry lies at or below the
+//! leader's base is switched to the snapshot state and sent the snapshot
+//! in chunks of at most `snapshot_chunk_bytes_max` bytes, each counted in
+//! the follower's in-flight window. Every chunk names the snapshot (its
+//! last position, size and [`checksum64`]) and its offset; the follower
+//! answers with how many bytes it holds. A chunk that does not continue
+//! what the follower holds (lost or reordered chunks, a follower restart, a
+//! new leader or a newer snapshot) is answered with a rewind and the leader
+//! resends from there; a duplicate is answered and ignored; a heartbeat
+//! answer resends from the last confirmed offset, so lost chunks and lost
+//! answers cannot stall a transfer.
+//!
+//! **Installing a snapshot.** Once a follower holds every byte and the
+//! checksum matches, it installs: its log's base becomes the snapshot's
+//! last entry, the entries after it are kept if its log holds that entry
+//! (same term at the same index) and dropped otherwise, the commit index
+//! moves to the snapshot, and it emits [`Action::PersistSnapshot`] (a write
+//! under the usual [`WriteId`] contract) then [`Action::RestoreSnapshot`].
+//! It acknowledges the snapshot like an append, only once the write is
+//! durable.
+//!
+//! [`Action::TakeSnapshot`]: crate::Action::TakeSnapshot
+//! [`Action::PersistSnapshot`]: crate::Action::PersistSnapshot
+//! [`Action::RestoreSnapshot`]: crate::Action::RestoreSnapshot
+//! [`Input::RequestSnapshot`]: crate::Input::RequestSnapshot
+//! [`Input::Snapshotted`]: crate::Input::Snapshotted
+//! [`WriteId`]: crate::WriteId
+
+use bytes::Bytes;
+
+use crate::io::Action;
+use crate::message::MessageBody;
+use crate::node::{Node, PendingWrite, Role};
+use crate::progress::ProgressState;
+use crate::types::{Index, LogPosition, NodeId, Term, WriteId};
+
+/// A snapshot of the replicated state: the state machine's state after
+/// applying every entry up to `position`.
+///
+/// Marked non-exhaustive because the cluster membership at `position`
+/// will travel with it; build one with [`Snapshot::new`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Snapshot {
+    /// The last entry the snapshot covers.
+    pub position: LogPosition,
+    /// The serialized state machine (with its client sessions).
+    pub data: Bytes,
+}
+
+impl Snapshot {
+    /// A snapshot of the state after the entry at `position`.
+    pub fn new(position: LogPosition, data: Bytes) -> Self {
+        Snapshot { position, data }
+    }
+}
+
+/// The checksum snapshot transfers are verified with: CRC-64/XZ
+/// (polynomial 0x42F0E1EBA9EA3693, reflected, initial value and final xor
+/// all ones), table-driven. `checksum64(b"123456789") == 0x995DC9BBDF1939FA`.
+pub fn checksum64(bytes: &[u8]) -> u64 {
+    let mut crc = !0u64;
+    for byte in bytes {
+        crc = CRC64_TABLE[((crc ^ u64::from(*byte)) & 0xff) as usize] ^ (crc >> 8);
+    }
+    !crc
+}
+
+const CRC64_TABLE: [u64; 256] = crc64_table();
+
+const fn crc64_table() -> [u64; 256] {
+    const POLYNOMIAL_REFLECTED: u64 = 0xC96C_5795_D787_0F42;
+    let mut table = [0u64; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut crc = i as u64;
+        let mut bit = 0;
+        while bit < 8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ POLYNOMIAL_REFLECTED
+            } else {
+                crc >> 1
+            };
+            bit += 1;
+        }
+        table[i] = crc;
+        i += 1;
+    }
+    table
+}
+
+/// The snapshot a node serves to followers, with its checksum.
+#[derive(Clone, Debug)]
+pub(crate) struct HeldSnapshot {
+    pub(crate) snapshot: Snapshot,
+    pub(crate) checksum: u64,
+}
+
+/// A snapshot a follower is assembling from a leader's chunks.
+#[derive(Clone, Debug)]
+pub(crate) struct IncomingSnapshot {
+    leader: NodeId,
+    term: Term,
+    position: LogPosition,
+    size_bytes: u64,
+    checksum: u64,
+    /// Bytes `0..buffer.len()`; grows with the chunks, never past
+    /// `size_bytes` (itself at most `snapshot_bytes_max`).
+    buffer: Vec<u8>,
+}
+
+/// One chunk as received, before it is trusted.
+pub(crate) struct Chunk {
+    pub(crate) snapshot: LogPosition,
+    pub(crate) size_bytes: u64,
+    pub(crate) checksum: u64,
+    pub(crate) offset: u64,
+    pub(crate) data: Bytes,
+}
+
+impl Node {
+    /// Counts the bytes of entries `from..=to`, just applied, toward the
+    /// compaction threshold.
+    pub(crate) fn count_applied(&mut self, from: Index, to: Index) {
+        if self.config.compaction_threshold_bytes.is_none() {
+            return;
+        }
+        for index in from.max(self.snapshot_index + 1)..=to {
+            if let Some(entry) = self.log.entry(index) {
+                self.applied_since_snapshot_bytes += entry.size_bytes() as u64;
+            }
+        }
+    }
+
+    /// Asks the host for a snapshot when the policy (or the host itself)
+    /// calls for one and none is outstanding.
+    pub(crate) fn maybe_take_snapshot(&mut self, actions: &mut Vec<Action>) {
+        if self.snapshot_requested {
+            return;
+        }
+        let applied_since_entries = self.applied_index.saturating_sub(self.snapshot_index);
+        if applied_since_entries == 0 {
+            self.snapshot_request_explicit = false;
+            return;
+        }
+        let due = self.snapshot_request_explicit
+            || self
+                .config
+                .compaction_threshold_entries
+                .is_some_and(|threshold| applied_since_entries >= threshold)
+            || self
+                .config
+                .compaction_threshold_bytes
+                .is_some_and(|threshold| self.applied_since_snapshot_bytes >= threshold);
+        if due {
+            self.snapshot_requested = true;
+            self.snapshot_request_explicit = false;
+            actions.push(Action::TakeSnapshot);
+        }
+    }
+
+    /// The host reports a durable snapshot: keep it to serve followers and
+    /// compact the log.
+    pub(crate) fn handle_snapshotted(&mut self, snapshot: Snapshot) {
+        self.snapshot_requested = false;
+        let position = snapshot.position;
+        let held_index = self.snapshot.as_ref().map(|h| h.snapshot.position.index);
+        if held_index.is_some_and(|index| index >= position.index)
+            || position.index < self.log.base().index
+        {
+            self.stats.snapshot_reports_stale += 1;
+            return;
+        }
+        assert!(
+            position.index <= self.applied_index,
+            "host reported a snapshot at {}, past the applied index {}",
+            position.index,
+            self.applied_index
+        );
+        assert_eq!(
+            self.log.term_at(position.index),
+            Some(position.term),
+            "host reported a snapshot at {position:?}, which is not in the log"
+        );
+        let checksum = checksum64(&snapshot.data);
+        self.snapshot = Some(HeldSnapshot { snapshot, checksum });
+        if position.index > self.snapshot_index {
+            self.snapshot_index = position.index;
+            self.applied_since_snapshot_bytes = 0;
+            self.count_applied(position.index + 1, self.applied_index);
+            self.stats.snapshots_taken += 1;
+        }
+        self.compact_log();
+    }
+
+    /// Releases the log up to the held snapshot, minus the trailing window.
+    fn compact_log(&mut self) {
+        let Some(held) = self.snapshot.as_ref() else {
+            return;
+        };
+        let base = held
+            .snapshot
+            .position
+            .index
+            .saturating_sub(self.config.compaction_trailing_entries);
+        if base <= self.log.base().index {
+            return;
+        }
+        assert!(
+            base <= self.applied_index,
+            "compacting to {base} past the applied index {}",
+            self.applied_index
+        );
+        assert!(
+            base <= self.persisted_index,
+            "compacting to {base} past the durable log {}",
+            self.persisted_index
+        );
+        self.log.compact_to(base);
+    }
+
+    /// Switches follower `to` to receiving the held snapshot and sends the
+    /// first chunks. Returns false when there is no snapshot to send.
+    pub(crate) fn start_snapshot_transfer(
+        &mut self,
+        to: NodeId,
+        actions: &mut Vec<Action>,
+    ) -> bool {
+        let Some(held) = self.snapshot.as_ref() else {
+            return false;
+        };
+        let position = held.snapshot.position;
+        let size_bytes = held.snapshot.data.len() as u64;
+        let Some(progress) = self.progress.get_mut(&to) else {
+            return false;
+        };
+        progress.become_snapshot(position, size_bytes);
+        self.stats.snapshot_transfers_started += 1;
+        self.send_snapshot_chunks(to, false, actions);
+        true
+    }
+
+    /// Sends follower `to` the next chunks of the held snapshot, up to its
+    /// in-flight window. With `force_one`, sends one chunk even when every
+    /// byte was sent (an empty one at the end), to draw an answer. Restarts
+    /// the transfer if a newer snapshot replaced the one being sent.
+    pub(crate) fn send_snapshot_chunks(
+        &mut self,
+        to: NodeId,
+        force_one: bool,
+        actions: &mut Vec<Action>,
+    ) {
+        let Some(held) = self.snapshot.as_ref() else {
+            return;
+        };
+        let Some(progress) = self.progress.get_mut(&to) else {
+            return;
+        };
+        debug_assert_eq!(progress.state, ProgressState::Snapshot);
+        let position = held.snapshot.position;
+        let size_bytes = held.snapshot.data.len() as u64;
+        if progress
+            .snapshot
+            .is_none_or(|transfer| transfer.position != position)
+        {
+            progress.become_snapshot(position, size_bytes);
+            self.stats.snapshot_transfers_started += 1;
+        }
+        let chunk_bytes_max = self.config.snapshot_chunk_bytes_max as u64;
+        let mut chunks = Vec::new();
+        let mut force = force_one;
+        for _ in 0..self.config.inflight_messages_max {
+            if progress.is_paused() {
+                break;
+            }
+            let transfer = progress.snapshot.as_mut().expect("snapshot state");
+            let start = transfer.sent_offset;
+            if start >= size_bytes && !force {
+                break;
+            }
+            force = false;
+            let end = size_bytes.min(start + chunk_bytes_max);
+            transfer.sent_offset = end;
+            progress.inflight.add(end);
+            chunks.push((
+                start,
+                held.snapshot.data.slice(start as usize..end as usize),
+            ));
+        }
+        let checksum = held.checksum;
+        for (offset, data) in chunks {
+            self.stats.snapshot_chunks_sent += 1;
+            let body = MessageBody::InstallSnapshot {
+                snapshot: position,
+                size_bytes,
+                checksum,
+                offset,
+                data,
+            };
+            self.send(to, body, actions);
+        }
+    }
+
+    /// Leader side of a chunk's answer.
+    pub(crate) fn handle_snapshot_response(
+        &mut self,
+        from: NodeId,
+        snapshot: LogPosition,
+        next_offset: u64,
+        rewind: bool,
+        actions: &mut Vec<Action>,
+    ) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let Some(progress) = self.progress.get_mut(&from) else {
+            return;
+        };
+        progress.recent_active = true;
+        if progress.state != ProgressState::Snapshot {
+            // A late answer: the transfer is over.
+            return;
+        }
+        if !progress.snapshot_progress(snapshot, next_offset, rewind) {
+            if progress
+                .snapshot
+                .is_some_and(|transfer| transfer.position == snapshot)
+            {
+                self.stats.messages_index_out_of_range += 1;
+            }
+            return;
+        }
+        self.send_snapshot_chunks(from, false, actions);
+    }
+
+    /// Follower side of a chunk, in our current term from our leader.
+    pub(crate) fn handle_snapshot_chunk(
+        &mut self,
+        leader: NodeId,
+        message_term: Term,
+        chunk: Chunk,
+        actions: &mut Vec<Action>,
+    ) {
+        let position = chunk.snapshot;
+        if position.index <= self.log.commit_index() {
+            // Everything it covers is committed here already (and so
+            // matches the leader's log): acknowledge what we hold instead.
+            self.incoming_snapshot = None;
+            self.leader_match_index = self.leader_match_index.max(position.index);
+            self.ack_owed = true;
+            return;
+        }
+        let length = chunk.data.len() as u64;
+        let well_formed = position.term <= message_term
+            && chunk
+                .offset
+                .checked_add(length)
+                .is_some_and(|end| end <= chunk.size_bytes);
+        if !well_formed {
+            self.stats.messages_malformed += 1;
+            return;
+        }
+        if self.config.snapshot_bytes_max == 0 || chunk.size_bytes > self.config.snapshot_bytes_max
+        {
+            self.stats.snapshot_chunks_refused += 1;
+            return;
+        }
+        let continues = self.incoming_snapshot.as_ref().is_some_and(|incoming| {
+            incoming.leader == leader
+                && incoming.term == message_term
+                && incoming.position == position
+                && incoming.size_bytes == chunk.size_bytes
+                && incoming.checksum == chunk.checksum
+        });
+        if !continues {
+            self.incoming_snapshot = None;
+            if chunk.offset != 0 {
+                self.stats.snapshot_chunks_refused += 1;
+                self.answer_chunk(leader, position, 0, true, actions);
+                return;
+            }
+            self.incoming_snapshot = Some(IncomingSnapshot {
+                leader,
+                term: message_term,
+                position,
+                size_bytes: chunk.size_bytes,
+                checksum: chunk.checksum,
+                buffer: Vec::new(),
+            });
+        }
+        let incoming = self.incoming_snapshot.as_mut().expect("set above");
+        let held = incoming.buffer.len() as u64;
+        if chunk.offset > held {
+            self.stats.snapshot_chunks_refused += 1;
+            self.answer_chunk(leader, position, held, true, actions);
+            return;
+        }
+        if chunk.offset + length > held {
+            let skip = (held - chunk.offset) as usize;
+            incoming.buffer.extend_from_slice(&chunk.data[skip..]);
+        }
+        let held = incoming.buffer.len() as u64;
+        assert!(held <= incoming.size_bytes);
+        if held < incoming.size_bytes {
+            self.answer_chunk(leader, position, held, false, actions);
+            return;
+        }
+        let incoming = self.incoming_snapshot.take().expect("set above");
+        if checksum64(&incoming.buffer) != incoming.checksum {
+            self.stats.snapshot_checksum_mismatches += 1;
+            self.answer_chunk(leader, position, 0, true, actions);
+            return;
+        }
+        let snapshot = Snapshot::new(position, Bytes::from(incoming.buffer));
+        self.install_snapshot(snapshot, incoming.checksum, actions);
+        self.answer_chunk(leader, position, held, false, actions);
+    }
+
+    fn answer_chunk(
+        &mut self,
+        leader: NodeId,
+        snapshot: LogPosition,
+        next_offset: u64,
+        rewind: bool,
+        actions: &mut Vec<Action>,
+    ) {
+        let body = MessageBody::InstallSnapshotResponse {
+            snapshot,
+            next_offset,
+            rewind,
+        };
+        self.send(leader, body, actions);
+    }
+
+    /// Replaces the log up to `snapshot` with the snapshot: asks the host
+    /// to store it (acknowledged once durable) and to restore the state
+    /// machine from it.
+    fn install_snapshot(&mut self, snapshot: Snapshot, checksum: u64, actions: &mut Vec<Action>) {
+        let position = snapshot.position;
+        let old_commit = self.log.commit_index();
+        assert!(position.index > old_commit);
+        let keep_suffix = self.log.matches(position);
+        if !keep_suffix {
+            // Entries past our commit index may differ from the leader's:
+            // stop counting them as durable and matching.
+            self.truncate_log_after(old_commit);
+        }
+        // Every earlier change goes to the host first, so the host's log is
+        // the in-memory log when it executes the snapshot write.
+        self.flush_persist(actions);
+        self.log.install_snapshot(position, keep_suffix);
+        self.emitted_index = self.log.last_index();
+        self.leader_match_index = self.leader_match_index.max(position.index);
+        let id = WriteId(self.next_write_id);
+        self.next_write_id += 1;
+        self.writes.push_back(PendingWrite {
+            id,
+            last_index: self.log.last_index(),
+            hard_state: None,
+        });
+        actions.push(Action::PersistSnapshot {
+            id,
+            snapshot: snapshot.clone(),
+            discard_log: !keep_suffix,
+        });
+        self.apply_emitted_index = position.index;
+        actions.push(Action::RestoreSnapshot {
+            snapshot: snapshot.clone(),
+        });
+        self.snapshot = Some(HeldSnapshot { snapshot, checksum });
+        self.snapshot_index = position.index;
+        self.applied_since_snapshot_bytes = 0;
+        self.stats.snapshots_installed += 1;
+        assert!(self.log.commit_index() >= position.index);
+        assert_eq!(self.log.base(), position);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksum64_is_crc64_xz() {
+        assert_eq!(checksum64(b"123456789"), 0x995D_C9BB_DF19_39FA);
+        assert_eq!(checksum64(b""), 0);
+        assert_ne!(checksum64(b"a"), checksum64(b"b"));
+    }
+}
