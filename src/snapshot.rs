@@ -261,7 +261,8 @@ impl Node {
         };
         progress.become_snapshot(position, size_bytes);
         self.stats.snapshot_transfers_started += 1;
-        self.send_snapshot_chunks(to, false, actions);
+        // Forced, so that an empty snapshot is sent too.
+        self.send_snapshot_chunks(to, true, actions);
         true
     }
 
