@@ -64,6 +64,8 @@ impl Node {
         self.acked_index = 0;
         self.ack_owed = false;
         self.pending_vote_grant = None;
+        // A transfer from an older term's leader will not be continued.
+        self.incoming_snapshot = None;
     }
 
     /// Records the leader of the current term. A node never follows two

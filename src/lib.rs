@@ -68,6 +68,22 @@
 //! actions in order and reports an id only once it and every earlier write
 //! are durable.
 //!
+//! ## Snapshots and compaction
+//!
+//! With a compaction policy in [`Config`] (or on
+//! [`Input::RequestSnapshot`]) the node asks for a snapshot with
+//! [`Action::TakeSnapshot`]. The host serializes its state machine, stores
+//! it durably and reports it with [`Input::Snapshotted`], handing the node
+//! the snapshot's bytes; only then does the node release the log entries it
+//! covers (keeping `compaction_trailing_entries`), and it sends the
+//! snapshot, in chunks, to followers that fell behind its log. A follower
+//! stores a received snapshot with [`Action::PersistSnapshot`] under the
+//! same [`WriteId`] contract and restores its state machine with
+//! [`Action::RestoreSnapshot`]. After a restart the host recovers with
+//! [`Recovered::base`] at its stored snapshot and hands the snapshot back
+//! with [`Input::Snapshotted`]. A host that never snapshots just leaves the
+//! policy off (the default).
+//!
 //! ## What is in the box
 //!
 //! * Elections with randomised timeouts, PreVote (thesis §9.6) and
@@ -78,6 +94,9 @@
 //!   term.
 //! * Commitment by counting only entries of the current term (Figure 8),
 //!   with a no-op entry appended on election.
+//! * Log compaction by snapshots, and chunked, flow-controlled, resumable,
+//!   checksummed ([`checksum64`]) snapshot transfer to far-behind
+//!   followers.
 //! * Invariants asserted in the code (terms and commit indices never go
 //!   back, committed entries are never truncated, one leader per term), and
 //!   every malformed, stale or hostile message ignored and counted in

@@ -237,6 +237,11 @@ mod tests {
         Truncate(u64),
         /// Commit up to a point chosen in the allowed range by this seed.
         Commit(u64),
+        /// Compact up to a point at or below the commit index.
+        Compact(u64),
+        /// Install a snapshot past the commit index, at an entry held (keep
+        /// the suffix) or not.
+        Install(u64, bool),
     }
 
     fn arb_op() -> impl Strategy<Value = Op> {
@@ -244,6 +249,8 @@ mod tests {
             5 => (0u64..3).prop_map(Op::Append),
             2 => any::<u64>().prop_map(Op::Truncate),
             1 => any::<u64>().prop_map(Op::Commit),
+            1 => any::<u64>().prop_map(Op::Compact),
+            1 => (any::<u64>(), any::<bool>()).prop_map(|(seed, keep)| Op::Install(seed, keep)),
         ]
     }
 
@@ -408,6 +415,33 @@ mod tests {
                         log.commit_to(index);
                         model.commit = index;
                     }
+                    Op::Compact(seed) => {
+                        let low = model.base.index;
+                        let index = low + seed % (model.commit - low + 1);
+                        log.compact_to(index);
+                        if index > model.base.index {
+                            model.base = LogPosition::new(index, model.term_at(index).unwrap());
+                            model.entries.retain(|e| e.index > index);
+                        }
+                    }
+                    Op::Install(seed, keep) => {
+                        let last = model.last_index();
+                        if keep && last > model.commit {
+                            let index = model.commit + 1 + seed % (last - model.commit);
+                            let position = LogPosition::new(index, model.term_at(index).unwrap());
+                            log.install_snapshot(position, true);
+                            model.base = position;
+                            model.entries.retain(|e| e.index > index);
+                        } else {
+                            let index = model.commit + 1 + seed % 5;
+                            let term = model.entries.last().map_or(model.base.term, |e| e.term) + 1;
+                            let position = LogPosition::new(index, term);
+                            log.install_snapshot(position, false);
+                            model.base = position;
+                            model.entries.clear();
+                        }
+                        model.commit = model.base.index;
+                    }
                 }
                 check(&log, &model)?;
             }
@@ -432,6 +466,18 @@ mod tests {
             prop_assert!(panics(&|log| log.append(entry(len + 2, 2))));
             prop_assert!(panics(&|log| log.append(entry(len + 1, 1))));
             prop_assert!(!panics(&|log| log.append(entry(len + 1, 3))));
+            // Never compacted past the commit index; nothing is read below
+            // the base.
+            prop_assert!(!panics(&|log| log.compact_to(commit)));
+            if commit < len {
+                prop_assert!(panics(&|log| log.compact_to(commit + 1)));
+            }
+            let read_below_base = |log: &mut RaftLog| {
+                log.compact_to(commit);
+                log.entries_from(commit, 1, usize::MAX);
+            };
+            prop_assert!(panics(&read_below_base));
+            prop_assert!(panics(&|log| log.install_snapshot(LogPosition::new(commit, 2), true)));
         }
     }
 }

@@ -54,6 +54,11 @@ use crate::node::{Node, PendingWrite, Role};
 use crate::progress::ProgressState;
 use crate::types::{Index, LogPosition, NodeId, Term, WriteId};
 
+/// Snapshots past this index are refused as malformed: no real log gets
+/// near it, and installing one would let a hostile message push the log to
+/// where its next index overflows.
+const SNAPSHOT_INDEX_MAX: Index = u64::MAX / 2;
+
 /// A snapshot of the replicated state: the state machine's state after
 /// applying every entry up to `position`.
 ///
@@ -256,7 +261,8 @@ impl Node {
         };
         progress.become_snapshot(position, size_bytes);
         self.stats.snapshot_transfers_started += 1;
-        self.send_snapshot_chunks(to, false, actions);
+        // Forced, so that an empty snapshot is sent too.
+        self.send_snapshot_chunks(to, true, actions);
         true
     }
 
@@ -371,7 +377,9 @@ impl Node {
             return;
         }
         let length = chunk.data.len() as u64;
-        let well_formed = position.term <= message_term
+        let well_formed = position.index <= SNAPSHOT_INDEX_MAX
+            && position.term > 0
+            && position.term <= message_term
             && chunk
                 .offset
                 .checked_add(length)

@@ -8,8 +8,8 @@ use bytes::Bytes;
 use common::*;
 use concord::quorum::{majority, quorum_index, vote_result, VoteResult};
 use concord::{
-    AppendResponse, Config, Entry, EntryPayload, Input, LogPosition, Message, MessageBody,
-    Recovered,
+    checksum64, AppendResponse, Config, Entry, EntryPayload, Input, LogPosition, Message,
+    MessageBody, Recovered, Snapshot,
 };
 use proptest::prelude::*;
 
@@ -127,6 +127,31 @@ fn arb_body(term: u64) -> impl Strategy<Value = MessageBody> {
         (arb_index()).prop_map(|commit| MessageBody::Heartbeat { commit }),
         Just(MessageBody::HeartbeatResponse),
         Just(MessageBody::TimeoutNow),
+        (
+            arb_position(),
+            prop::collection::vec(any::<u8>(), 0..8),
+            prop_oneof![3 => Just(0u64), 1 => arb_index()],
+            prop_oneof![2 => Just(None), 1 => arb_index().prop_map(Some)],
+            any::<bool>(),
+        )
+            .prop_map(|(snapshot, data, offset, size, good_checksum)| {
+                let size_bytes = size.unwrap_or_else(|| offset.saturating_add(data.len() as u64));
+                let checksum = if good_checksum { checksum64(&data) } else { 7 };
+                MessageBody::InstallSnapshot {
+                    snapshot,
+                    size_bytes,
+                    checksum,
+                    offset,
+                    data: Bytes::from(data),
+                }
+            }),
+        (arb_position(), arb_index(), any::<bool>()).prop_map(|(snapshot, next_offset, rewind)| {
+            MessageBody::InstallSnapshotResponse {
+                snapshot,
+                next_offset,
+                rewind,
+            }
+        }),
     ]
 }
 
@@ -149,6 +174,8 @@ enum Op {
     Tick(u8),
     Sync,
     Propose,
+    /// The host snapshots at its applied index.
+    Snapshot,
 }
 
 fn arb_op() -> impl Strategy<Value = Op> {
@@ -157,6 +184,7 @@ fn arb_op() -> impl Strategy<Value = Op> {
         2 => (1u8..12).prop_map(Op::Tick),
         2 => Just(Op::Sync),
         1 => Just(Op::Propose),
+        1 => Just(Op::Snapshot),
     ]
 }
 
@@ -191,6 +219,8 @@ proptest! {
         cfg.heartbeat_interval_ticks = 1;
         cfg.append_entries_max = 2;
         cfg.inflight_messages_max = 2;
+        cfg.compaction_trailing_entries = 1;
+        cfg.snapshot_chunk_bytes_max = 16;
         let mut n = Solo::new(cfg, start);
         let (mut term, mut commit) = (n.node.term(), n.node.commit_index());
         for op in ops {
@@ -199,12 +229,21 @@ proptest! {
                 Op::Tick(count) => { n.ticks(count as usize); }
                 Op::Sync => { n.sync(); }
                 Op::Propose => { n.step(Input::Propose(Bytes::from_static(b"p"))); }
+                Op::Snapshot => {
+                    let applied = n.node.applied_index();
+                    if let Some(term) = n.node.term_at(applied) {
+                        let position = LogPosition::new(applied, term);
+                        let snapshot = Snapshot::new(position, Bytes::from(vec![1u8; 40]));
+                        n.step(Input::Snapshotted(snapshot));
+                    }
+                }
             }
             let node = &n.node;
             prop_assert!(node.term() >= term, "term went back");
             prop_assert!(node.commit_index() >= commit, "commit went back");
             prop_assert!(node.commit_index() <= node.last_index(), "commit past the log");
             prop_assert!(node.persisted_index() <= node.last_index());
+            prop_assert!(node.log_base().index <= node.commit_index());
             term = node.term();
             commit = node.commit_index();
         }

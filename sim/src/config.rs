@@ -56,7 +56,7 @@ impl CompactionOptions {
     /// Draws small thresholds, windows and chunks.
     pub fn draw(rng: &mut impl rand::Rng) -> CompactionOptions {
         CompactionOptions {
-            threshold_entries: rng.gen_range(4..=48),
+            threshold_entries: rng.gen_range(4..=24),
             threshold_bytes: rng.gen_bool(1.0 / 3.0).then(|| rng.gen_range(512..=8192)),
             trailing_entries: if rng.gen_bool(1.0 / 3.0) {
                 0

@@ -328,6 +328,72 @@ mod tests {
         assert_eq!(recovered.hard_state.term, 1);
     }
 
+    fn snapshot_at(index: Index) -> Snapshot {
+        Snapshot::new(
+            LogPosition::new(index, 1),
+            Bytes::from(vec![index as u8; 64]),
+        )
+    }
+
+    #[test]
+    fn a_synced_snapshot_replaces_the_log_under_it() {
+        let mut disk = Disk::default();
+        disk.write(record(1, (1..=5).map(|i| entry(i, 1)).collect()));
+        disk.complete_sync(WriteId(1)).unwrap();
+        disk.write_snapshot(snapshot_at(3));
+        assert_eq!(disk.sync_snapshot(), Some(snapshot_at(3)));
+        let recovered = disk.recover().unwrap();
+        assert_eq!(recovered.base, LogPosition::new(3, 1));
+        assert_eq!(recovered.applied_index, 3);
+        assert_eq!(
+            recovered
+                .entries
+                .iter()
+                .map(|e| e.index)
+                .collect::<Vec<_>>(),
+            vec![4, 5]
+        );
+        assert_eq!(disk.snapshot(), Some(&snapshot_at(3)));
+        // An older snapshot never replaces a newer one.
+        disk.write_snapshot(snapshot_at(2));
+        disk.sync_snapshot();
+        assert_eq!(disk.snapshot(), Some(&snapshot_at(3)));
+    }
+
+    #[test]
+    fn a_crash_loses_an_unsynced_snapshot_or_leaves_it_torn() {
+        for tear in [false, true] {
+            let mut disk = Disk::default();
+            disk.write(record(1, (1..=5).map(|i| entry(i, 1)).collect()));
+            disk.complete_sync(WriteId(1)).unwrap();
+            disk.write_snapshot(snapshot_at(4));
+            assert_eq!(disk.crash(tear), tear);
+            let recovered = disk.recover().unwrap();
+            assert_eq!(recovered.base, LogPosition::ZERO);
+            assert_eq!(recovered.entries.len(), 5);
+            assert!(disk.snapshot().is_none());
+            assert_eq!(disk.torn_dropped, u64::from(tear));
+        }
+    }
+
+    #[test]
+    fn a_leader_snapshot_record_may_discard_the_whole_log() {
+        let mut disk = Disk::default();
+        disk.write(record(1, (1..=5).map(|i| entry(i, 1)).collect()));
+        disk.write(Record {
+            id: WriteId(2),
+            hard_state: None,
+            truncate_after: None,
+            entries: Vec::new(),
+            snapshot: Some((snapshot_at(3), true)),
+        });
+        disk.write(record(3, vec![entry(4, 2)]));
+        disk.complete_sync(WriteId(3)).unwrap();
+        let recovered = disk.recover().unwrap();
+        assert_eq!(recovered.base, LogPosition::new(3, 1));
+        assert_eq!(recovered.entries, vec![entry(4, 2)]);
+    }
+
     #[test]
     fn truncation_then_append_is_applied_in_order() {
         let mut disk = Disk::default();

@@ -1,5 +1,6 @@
 //! The CI sweep: 600 seeds across cluster sizes 1, 3 and 5 with every
-//! fault allowed (swarm testing picks each seed's mix); all must pass.
+//! fault allowed (swarm testing picks each seed's mix); all must pass. And
+//! every seed compacts its logs, many times.
 
 use concord_sim::{run_seeds, FaultSet, SimConfig};
 
@@ -38,4 +39,39 @@ fn sweep_600_seeds_across_cluster_sizes() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+#[test]
+fn every_seed_compacts_and_far_behind_replicas_install_snapshots() {
+    let template = SimConfig {
+        nodes: 3,
+        faults: FaultSet::all(),
+        ..SimConfig::default()
+    };
+    let (mut taken, mut installed) = (0, 0);
+    let seeds = 40;
+    for seed in 0..seeds {
+        let report = concord_sim::run_kv(
+            &SimConfig {
+                seed,
+                ..template.clone()
+            },
+            None,
+        )
+        .unwrap();
+        assert!(report.passed(), "seed {seed}: {:?}", report.failure);
+        assert!(
+            report.snapshots.taken >= 5,
+            "seed {seed} ({}) took only {} snapshots",
+            report.compaction,
+            report.snapshots.taken
+        );
+        taken += report.snapshots.taken;
+        installed += report.snapshots.installed;
+    }
+    assert!(
+        taken >= 20 * seeds,
+        "{taken} snapshots taken over {seeds} seeds"
+    );
+    assert!(installed >= 10, "only {installed} snapshots installed");
 }
