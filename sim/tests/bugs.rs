@@ -75,6 +75,7 @@ fn persisted_before_sync_is_caught() {
                 | FailureKind::LogMatching
                 | FailureKind::StateMachineSafety
                 | FailureKind::Linearizability
+                | FailureKind::AcknowledgedEntriesLost
         )
     };
     let (seed, kind, message) = first_failure(&base, safety)
