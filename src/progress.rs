@@ -56,6 +56,8 @@ pub(crate) struct Progress {
     /// Consecutive probes at the match index that the follower rejected:
     /// it denies holding an entry it acknowledged as durable.
     pub(crate) denials: u32,
+    /// Ticks since the first of those denials.
+    pub(crate) denial_age_ticks: u32,
     pub(crate) log_regressions: u64,
     /// The snapshot being sent, in the snapshot state only.
     pub(crate) snapshot: Option<SnapshotTransfer>,
@@ -74,9 +76,12 @@ pub(crate) struct SnapshotTransfer {
 }
 
 /// Consecutive denials of an acknowledged entry after which the leader
-/// believes the follower really lost it. One denial may be a stale,
-/// reordered rejection from before the acknowledgement; the same denial to
-/// fresh probes, each sent after a heartbeat answer, is not.
+/// may believe the follower really lost it. A denial may be a stale
+/// rejection from before the acknowledgement, reordered, duplicated or
+/// delayed; so a denial counts only as the answer to a probe that was
+/// outstanding (duplicates of one stale rejection count once), the real
+/// answer to any probe resets the count, and the denials must also go on
+/// for an election timeout (see [`Progress::note_denial`]).
 pub(crate) const LOG_REGRESSION_DENIALS_MIN: u32 = 3;
 
 impl Progress {
@@ -89,6 +94,7 @@ impl Progress {
             recent_active: false,
             inflight: Inflights::new(inflight_messages_max),
             denials: 0,
+            denial_age_ticks: 0,
             log_regressions: 0,
             snapshot: None,
         }
@@ -124,6 +130,7 @@ impl Progress {
     pub(crate) fn become_replicate(&mut self) {
         // The follower confirmed the match index: earlier denials were stale.
         self.denials = 0;
+        self.denial_age_ticks = 0;
         self.state = ProgressState::Replicate;
         self.next_index = self.match_index + 1;
         self.probe_sent = false;
@@ -191,6 +198,7 @@ impl Progress {
             self.match_index = index;
             self.probe_sent = false;
             self.denials = 0;
+            self.denial_age_ticks = 0;
         }
         self.next_index = self.next_index.max(index + 1);
         if self.state != ProgressState::Snapshot {
@@ -241,12 +249,26 @@ impl Progress {
             && self.next_index == self.match_index + 1
     }
 
-    /// Counts one denial (see [`Self::is_denial`]). Returns true once the
-    /// denials are frequent enough to believe the follower lost
-    /// acknowledged entries; the caller then calls [`Self::forget_match`].
-    pub(crate) fn note_denial(&mut self) -> bool {
+    /// Counts one denial (see [`Self::is_denial`]) if it answers the
+    /// outstanding probe. Returns true once the denials are many and old
+    /// enough (`age_ticks_min`) to believe the follower lost acknowledged
+    /// entries; the caller then calls [`Self::forget_match`].
+    pub(crate) fn note_denial(&mut self, age_ticks_min: u32) -> bool {
+        if !self.probe_sent {
+            // No probe is waiting for this answer: a duplicate or a stale
+            // rejection.
+            return false;
+        }
+        self.probe_sent = false;
         self.denials = self.denials.saturating_add(1);
-        self.denials >= LOG_REGRESSION_DENIALS_MIN
+        self.denials >= LOG_REGRESSION_DENIALS_MIN && self.denial_age_ticks >= age_ticks_min
+    }
+
+    /// One tick passed on the leader.
+    pub(crate) fn tick(&mut self) {
+        if self.denials > 0 {
+            self.denial_age_ticks = self.denial_age_ticks.saturating_add(1);
+        }
     }
 
     /// The follower lost entries it had acknowledged (its host broke the
@@ -262,6 +284,7 @@ impl Progress {
         self.become_probe();
         self.next_index = probe_from + 1;
         self.denials = 0;
+        self.denial_age_ticks = 0;
         self.log_regressions += 1;
     }
 

@@ -16,6 +16,9 @@ impl Node {
         self.heartbeat_elapsed_ticks = self.heartbeat_elapsed_ticks.saturating_add(1);
         self.election_elapsed_ticks = self.election_elapsed_ticks.saturating_add(1);
         self.tick_transfer();
+        for progress in self.progress.values_mut() {
+            progress.tick();
+        }
         if self.election_elapsed_ticks >= self.config.election_timeout_min_ticks {
             self.election_elapsed_ticks = 0;
             if !self.check_quorum_active(actions) {
@@ -420,7 +423,7 @@ impl Node {
                 };
                 let progress = self.progress.get_mut(&from).expect("looked up above");
                 if progress.is_denial(rejected_index) {
-                    if progress.note_denial() {
+                    if progress.note_denial(self.config.election_timeout_min_ticks) {
                         let acknowledged_index = progress.match_index;
                         progress.forget_match(probe_from.min(acknowledged_index - 1));
                         self.stats.follower_log_regressions += 1;

@@ -8,7 +8,8 @@ use concord_sim::{
     WorkloadReport,
 };
 
-const SEEDS: u64 = 30;
+/// Seeds each of the original planted bugs must be caught within.
+const SEEDS: u64 = 50;
 
 /// The first of `SEEDS` seeds whose run fails with a kind `accept` takes.
 fn first_failure(
