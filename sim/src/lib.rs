@@ -71,6 +71,7 @@ pub mod histgen;
 pub mod history;
 pub mod kv;
 pub mod linearizability;
+pub mod report;
 pub mod runner;
 mod safety;
 pub mod shrink;

@@ -11,8 +11,9 @@
 //!
 //! Every operation touches one key, and a key-value store is a product of
 //! independent registers, so the history is linearizable iff each key's
-//! sub-history is (P-compositionality). Keys are checked one by one, in
-//! sorted order.
+//! sub-history is (P-compositionality). [`check_history_with`] checks keys
+//! one by one in sorted order; [`check_history_parallel`] checks them on a
+//! bounded pool of threads, with the same verdict, and per-key statistics.
 //!
 //! For one key this is Lowe's *just-in-time linearization* (a refinement of
 //! Wing & Gong's search) explored breadth-first over configurations, with
@@ -1900,30 +1901,45 @@ fn needs(o: &Operation) -> Needs<'_> {
 
 /// Is `w` a write that could give the key a state in which the stuck
 /// operation (needing `need`) succeeds, alone or as one of a chain of
-/// writes? With appends on the key, a put or cas of a prefix of the value
-/// needed and an append of a part of it count; without, only the value
-/// itself.
-fn could_satisfy(need: &Needs<'_>, w: &Operation, appends: bool) -> bool {
+/// writes? `tokens` are the values appended on the key: a put or cas of
+/// `p` counts for a needed `v` if `p == v` or `v` is `p` followed by
+/// appended tokens; an append of `a` if `a` occurs in `v` followed by the
+/// end or another token.
+fn could_satisfy(need: &Needs<'_>, w: &Operation, tokens: &[&str]) -> bool {
     if matches!(
         w.outcome,
         Outcome::Failed | Outcome::Ok(Output::Swapped(false))
     ) {
         return false;
     }
+    // Can `rest` be the tail `token ...` of a value built by appends? The
+    // first token is checked exactly; the rest loosely (it starts with one).
+    let continues =
+        |rest: &str| rest.is_empty() || tokens.iter().any(|t| !t.is_empty() && rest.starts_with(t));
     let written = match &w.op {
         Op::Get => return false,
         Op::Put { value } => value,
         Op::Cas { to, .. } => to,
         Op::Append { value } => {
             return match need {
-                Needs::Value(v) => value.is_empty() || v.contains(value.as_str()),
+                Needs::Value(v) => {
+                    value.is_empty()
+                        || v.match_indices(value.as_str())
+                            .any(|(i, _)| continues(&v[i + value.len()..]))
+                }
                 Needs::NotValue(_) => !value.is_empty(),
                 Needs::Nothing => false,
             }
         }
     };
     match need {
-        Needs::Value(v) => written == v || (appends && v.starts_with(written.as_str())),
+        Needs::Value(v) => {
+            written == v
+                || (!written.is_empty()
+                    && v.starts_with(written.as_str())
+                    && continues(&v[written.len()..]))
+                || (written.is_empty() && continues(v))
+        }
         Needs::NotValue(f) => written != f,
         Needs::Nothing => false,
     }
@@ -2044,12 +2060,18 @@ fn explain(
     // pinned: shrinking never removes them (see "Failures" in the module
     // documentation).
     let need = needs(&ops[stuck]);
-    let appends = prefix
+    let mut tokens: Vec<&str> = prefix
         .iter()
-        .any(|&i| matches!(ops[i].op, Op::Append { .. }));
+        .filter_map(|&i| match &ops[i].op {
+            Op::Append { value } => Some(value.as_str()),
+            _ => None,
+        })
+        .collect();
+    tokens.sort_unstable();
+    tokens.dedup();
     let (pinned, others): (Vec<usize>, Vec<usize>) = prefix
         .iter()
-        .partition(|&&i| could_satisfy(&need, &ops[i], appends));
+        .partition(|&&i| could_satisfy(&need, &ops[i], &tokens));
     let mut left = cfg.shrink_steps;
     let mut found: Option<(Vec<usize>, bool)> = None;
     if cfg.shrink {
