@@ -80,17 +80,19 @@ async fn client_loop(recorder: Recorder, servers: Vec<String>, cluster: String, 
     config.request_timeout = Duration::from_millis(500);
     config.attempts_max = 10;
     let mut client = Client::new(config);
-    let mut last_seen = String::new();
+    // The last value this client read per key.
+    let mut last_seen: BTreeMap<String, String> = BTreeMap::new();
     for i in 0..ops {
         let key = format!("k{}", (id + i) % 3);
         match (id * 7 + i * 3) % 4 {
             0 => {
                 let token = recorder.call(id, key.clone(), Op::Get);
+                let key_read = key.clone();
                 match client.get(key).await {
                     Ok(value) => {
                         let value = value
                             .map_or(String::new(), |v| String::from_utf8_lossy(&v).into_owned());
-                        last_seen = value.clone();
+                        last_seen.insert(key_read.clone(), value.clone());
                         recorder.ok(token, Output::Value(value));
                     }
                     Err(e) => record_error(&recorder, token, &e),
@@ -127,7 +129,7 @@ async fn client_loop(recorder: Recorder, servers: Vec<String>, cluster: String, 
             _ => {
                 // Compare-and-set from the last value this client read
                 // (the empty string stands for a missing key).
-                let from = last_seen.clone();
+                let from = last_seen.get(&key).cloned().unwrap_or_default();
                 let to = format!("c{id}.{i}!");
                 let token = recorder.call(
                     id,
