@@ -61,6 +61,11 @@ enum Command {
         /// Print the fault plan as JSON.
         #[arg(long)]
         show_plan: bool,
+        /// Write the run as a self-contained HTML timeline to this file:
+        /// one lane per node (roles and terms, crashes, pauses, commits),
+        /// the network (partitions), one lane per client, the failure.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
         #[command(flatten)]
         sim: SimArgs,
     },
@@ -285,8 +290,9 @@ fn execute(command: Command) -> Result<bool, String> {
             node,
             history,
             show_plan,
+            html,
             sim,
-        } => replay(seed, plan, node, history, show_plan, &sim),
+        } => replay(seed, plan, node, history, show_plan, html, &sim),
         Command::Shrink {
             seed,
             plan,
@@ -540,6 +546,7 @@ fn replay(
     node: Option<u64>,
     history: Option<PathBuf>,
     show_plan: bool,
+    html: Option<PathBuf>,
     sim: &SimArgs,
 ) -> Result<bool, String> {
     let mut config = sim.config(seed)?;
@@ -624,7 +631,7 @@ fn replay(
         }
     );
     if let Some(path) = history {
-        let (_, operations) = run_kv_with_history(&config, plan)?;
+        let (_, operations) = run_kv_with_history(&config, plan.clone())?;
         let file = std::fs::File::create(&path)
             .map_err(|error| format!("cannot create {}: {error}", path.display()))?;
         concord_sim::history::write_jsonl(std::io::BufWriter::new(file), &operations)
@@ -634,6 +641,15 @@ fn replay(
             operations.len(),
             path.display()
         );
+    }
+    if let Some(path) = html {
+        config.timeline = true;
+        let (with_timeline, operations) = run_kv_with_history(&config, plan)?;
+        config.timeline = false;
+        let page = concord_sim::report::timeline_page(&with_timeline, &operations);
+        std::fs::write(&path, page)
+            .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
+        println!("HTML timeline written to {}", path.display());
     }
     match &report.failure {
         Some(failure) => {

@@ -152,9 +152,14 @@ impl Chart {
         for i in 0..=10u64 {
             let t = self.lo + (self.hi - self.lo) * i / 10;
             let x = self.x(t);
+            let anchor = match i {
+                0 => "start",
+                10 => "end",
+                _ => "middle",
+            };
             let _ = write!(
                 s,
-                "<line class=\"grid\" x1=\"{x:.1}\" y1=\"{AXIS_H}\" x2=\"{x:.1}\" y2=\"{height}\"/><text x=\"{x:.1}\" y=\"14\" text-anchor=\"middle\">{}</text>",
+                "<line class=\"grid\" x1=\"{x:.1}\" y1=\"{AXIS_H}\" x2=\"{x:.1}\" y2=\"{height}\"/><text x=\"{x:.1}\" y=\"14\" text-anchor=\"{anchor}\">{}</text>",
                 escape(&(self.time_label)(t))
             );
         }
@@ -190,6 +195,15 @@ impl Chart {
                         s,
                         "<text x=\"{:.1}\" y=\"{:.1}\">{}</text>",
                         x0 + 3.0,
+                        by + bh / 2.0 + 4.0,
+                        escape(&b.label)
+                    );
+                } else if b.class.contains("stuck") {
+                    // The stuck operation is always labelled, left of it.
+                    let _ = write!(
+                        s,
+                        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" font-weight=\"bold\">{}</text>",
+                        x0 - 3.0,
                         by + bh / 2.0 + 4.0,
                         escape(&b.label)
                     );
