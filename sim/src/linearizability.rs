@@ -1031,6 +1031,9 @@ struct Sweep<'a> {
     model: Model,
     ops: &'a [COp],
     slot_op: [u32; 128],
+    /// Per slot: the pending slots holding a completed operation of the
+    /// same kind that returns earlier (rule S).
+    earlier: [u128; 128],
     pending: u128,
     groups: Vec<Group>,
     group_of: FxHashMap<Kind, u32>,
@@ -1102,6 +1105,7 @@ fn check_key(ops: &[Operation], idx: &[usize], init: Init, budget: &mut Budget) 
         model,
         ops: &cops,
         slot_op: [0; 128],
+        earlier: [0; 128],
         pending: 0,
         groups: Vec::new(),
         group_of: FxHashMap::default(),
@@ -1145,6 +1149,7 @@ fn check_key(ops: &[Operation], idx: &[usize], init: Init, budget: &mut Budget) 
                 let slot = free.trailing_zeros() as usize;
                 sw.pending |= 1u128 << slot;
                 sw.slot_op[slot] = i;
+                sw.link_same_kind(slot);
                 slot_of[i as usize] = slot as u8;
             } else {
                 sw.add_unknown(i);
@@ -1172,6 +1177,7 @@ fn check_key(ops: &[Operation], idx: &[usize], init: Init, budget: &mut Budget) 
                 Ok(true) => {}
             }
             sw.pending &= !(1u128 << slot);
+            sw.unlink_same_kind(slot);
             sw.retire_observer(i);
             let remapped = sw.remapped;
             sw.settle();
@@ -1184,6 +1190,57 @@ fn check_key(ops: &[Operation], idx: &[usize], init: Init, budget: &mut Budget) 
 }
 
 impl Sweep<'_> {
+    /// Rule S (symmetry), when the completed operation in `slot` is
+    /// called: records which pending operations of the same kind return
+    /// before it, and which after.
+    ///
+    /// Two pending completed operations `a` and `b` of the same kind (same
+    /// operation and same recorded result, so the same effect and the same
+    /// precondition in every state) with `a` returning first (by return
+    /// time, then compiled index, the order their returns are processed
+    /// in) are interchangeable: in any valid order that places `b` before
+    /// `a`, swapping them gives a valid order with the same states — `a`
+    /// moves earlier but not before its call (both are pending: called
+    /// already), `b` moves later but not past `a`'s old position, which is
+    /// before `a`'s return and so before `b`'s. So the search linearizes
+    /// operations of one kind in return order only, and the linearized
+    /// members of a kind are always its earliest-returning ones: `n`
+    /// concurrent identical writes give `n + 1` configurations instead of
+    /// `2^n`. The returning operation is the earliest-returning pending one
+    /// of its kind, so rule S never blocks it.
+    fn link_same_kind(&mut self, slot: usize) {
+        let i = self.slot_op[slot] as usize;
+        let me = self.ops[i];
+        let key = |c: &COp, idx: usize| (c.ret, idx);
+        self.earlier[slot] = 0;
+        let mut others = self.pending & !(1u128 << slot);
+        while others != 0 {
+            let t = others.trailing_zeros() as usize;
+            others &= others - 1;
+            let o = self.slot_op[t] as usize;
+            if self.ops[o].kind != me.kind {
+                continue;
+            }
+            if key(&self.ops[o], o) < key(&me, i) {
+                self.earlier[slot] |= 1u128 << t;
+            } else {
+                self.earlier[t] |= 1u128 << slot;
+            }
+        }
+    }
+
+    /// Rule S: the operation in `slot` returned; forget it.
+    fn unlink_same_kind(&mut self, slot: usize) {
+        let bit = 1u128 << slot;
+        let mut others = self.pending;
+        while others != 0 {
+            let t = others.trailing_zeros() as usize;
+            others &= others - 1;
+            self.earlier[t] &= !bit;
+        }
+        self.earlier[slot] = 0;
+    }
+
     fn add_unknown(&mut self, i: u32) {
         self.any_unknown = true;
         let kind = match self.ops[i as usize].kind {
@@ -1548,9 +1605,15 @@ impl Sweep<'_> {
             let mut casfail_gate = false;
             self.targets.clear();
             self.app_toks.clear();
+            let unlinearized = avail;
             while avail != 0 {
                 let j = avail.trailing_zeros() as usize;
                 avail &= avail - 1;
+                if self.earlier[j] & unlinearized != 0 {
+                    // Rule S: an identical operation that returns earlier
+                    // goes first.
+                    continue;
+                }
                 let kind = self.ops[self.slot_op[j] as usize].kind;
                 match self.model.apply(kind, c.state) {
                     Some(s2) => {
