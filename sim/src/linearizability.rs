@@ -1058,6 +1058,11 @@ struct Sweep<'a> {
     /// Configurations seen in the current closure, by (state, lin): their
     /// applied sets and `run` flags (for the dominance check of rule D).
     visited: FxHashMap<(u32, u128), Vec<Seen>>,
+    /// Configurations seen in the current closure with no applied
+    /// unknowns and not inside a run (the common case, and the one that
+    /// dominates every other with its state and linearized set), kept
+    /// apart so that they cost no allocation.
+    visited_plain: FxHashSet<(u32, u128)>,
     visited_len: usize,
     stack: Vec<Config>,
     /// Per state: how many operations that observe it or a string it is a
@@ -1123,6 +1128,7 @@ fn check_key(ops: &[Operation], idx: &[usize], init: Init, budget: &mut Budget) 
         next: Vec::new(),
         next_set: FxHashSet::default(),
         visited: FxHashMap::default(),
+        visited_plain: FxHashSet::default(),
         visited_len: 0,
         stack: Vec::new(),
         obs_left: Vec::new(),
@@ -1523,7 +1529,18 @@ impl Sweep<'_> {
     /// more restricted by rule U5. Everything reachable from `c` is then
     /// reachable from that one (up to swapping interchangeable unknowns).
     fn explore(&mut self, c: Config) {
-        let seen = self.visited.entry((c.state, c.lin)).or_default();
+        let key = (c.state, c.lin);
+        if self.visited_plain.contains(&key) {
+            return;
+        }
+        if c.applied.is_empty() && !c.run {
+            // Only a plain configuration dominates a plain one.
+            self.visited_plain.insert(key);
+            self.visited_len += 1;
+            self.stack.push(c);
+            return;
+        }
+        let seen = self.visited.entry(key).or_default();
         if seen
             .iter()
             .any(|(a, run)| (!*run || c.run) && is_subset(a, &c.applied))
@@ -1542,6 +1559,7 @@ impl Sweep<'_> {
         self.next.clear();
         self.next_set.clear();
         self.visited.clear();
+        self.visited_plain.clear();
         self.visited_len = 0;
         self.stack.clear();
         for i in 0..self.frontier.len() {
