@@ -41,6 +41,11 @@
 //!   match), so all of them are one state, *other*.
 //! * **Memoisation** of configurations in hash sets with a fixed-seed hasher
 //!   (deterministic; no map iteration order reaches the output).
+//! * **Symmetry** (rule S, argued in `Sweep::link_same_kind`). Pending
+//!   completed operations of the same kind (same operation, same recorded
+//!   result) are linearized in the order they return, so `n` concurrent
+//!   identical operations — e.g. puts of values nobody reads, which are
+//!   all puts of *other* — give `n + 1` configurations instead of `2^n`.
 //! * **Eager reads.** A pending `get` or unsuccessful `cas` whose result
 //!   holds in a configuration's state is linearized at once without
 //!   branching: it changes nothing, so doing it now or at any later point
