@@ -363,9 +363,9 @@ pub fn check_page(ops: &[Operation], failure: &Failure) -> String {
     if total > CONTEXT_OPS_MAX {
         context.drain(..total - CONTEXT_OPS_MAX);
     }
-    let _ = write!(
+    let _ = writeln!(
         body,
-        "<h2>The key's history up to the stuck return ({} of {} operations called by then)</h2>\n",
+        "<h2>The key's history up to the stuck return ({} of {} operations called by then)</h2>",
         context.len(),
         total
     );
@@ -645,15 +645,12 @@ pub fn timeline_page(report: &RunReport, history: &[Operation]) -> String {
             );
         }
         None => {
-            let _ = write!(
-                body,
-                "<h1 class=\"verdict-good\">seed {seed}: passed</h1>\n"
-            );
+            let _ = writeln!(body, "<h1 class=\"verdict-good\">seed {seed}: passed</h1>");
         }
     }
-    let _ = write!(
+    let _ = writeln!(
         body,
-        "<p>{} nodes, simulated {}, {} client operations ({} ok), committed index {}, trace hash {:016x}. Faults enabled: {}.</p>\n",
+        "<p>{} nodes, simulated {}, {} client operations ({} ok), committed index {}, trace hash {:016x}. Faults enabled: {}.</p>",
         nodes,
         format_time(report.simulated_ns),
         report.operations,
