@@ -216,8 +216,8 @@ impl Chart {
                     s,
                     "<line class=\"{}\" x1=\"{x:.1}\" y1=\"{:.1}\" x2=\"{x:.1}\" y2=\"{:.1}\"><title>{}</title></line>",
                     m.class,
-                    y + 2.0,
-                    y + LANE_H - 4.0,
+                    y + LANE_H - 10.0,
+                    y + LANE_H - 5.0,
                     escape(&m.title)
                 );
             }
@@ -448,6 +448,7 @@ pub fn timeline_page(report: &RunReport, history: &[Operation]) -> String {
         let mut role: Option<(u64, String, String)> = None; // start, role, term
         let mut down: Option<u64> = None;
         let mut paused: Option<u64> = None;
+        let mut last_commit: Option<u64> = None;
         let close_role =
             |bars: &mut Vec<Bar>, role: &mut Option<(u64, String, String)>, at: u64| {
                 if let Some((start, r, term)) = role.take() {
@@ -506,6 +507,11 @@ pub fn timeline_page(report: &RunReport, history: &[Operation]) -> String {
                     });
                 }
             } else if let Some(index) = e.text.strip_prefix("commit index ") {
+                // At most one tick per ~2 px, so the roles stay visible.
+                if last_commit.is_some_and(|t| at - t < end / 600) {
+                    continue;
+                }
+                last_commit = Some(at);
                 marks.push(Mark {
                     lane: Some(lane),
                     at,
@@ -659,7 +665,7 @@ pub fn timeline_page(report: &RunReport, history: &[Operation]) -> String {
         report.trace_hash,
         escape(&report.plan.enabled().to_string())
     );
-    body.push_str(r#"<p class="legend"><span><i class="swatch" style="background:#6fbf73"></i>leader</span><span><i class="swatch" style="background:#f7d79a"></i>candidate</span><span><i class="swatch" style="background:#f7efc4"></i>pre-candidate</span><span><i class="swatch" style="background:#cfe3f7"></i>follower</span><span><i class="swatch" style="background:#555"></i>crashed</span><span><i class="swatch" style="background:#ccc"></i>paused (hatched)</span><span><i class="swatch" style="background:#f3c0c0"></i>partition</span><span>blue ticks: commit index advances; red line: the failure; client bars: green ok, hatched failed, beige unknown</span></p>"#);
+    body.push_str(r#"<p class="legend"><span><i class="swatch" style="background:#6fbf73"></i>leader</span><span><i class="swatch" style="background:#f7d79a"></i>candidate</span><span><i class="swatch" style="background:#f7efc4"></i>pre-candidate</span><span><i class="swatch" style="background:#cfe3f7"></i>follower</span><span><i class="swatch" style="background:#555"></i>crashed</span><span><i class="swatch" style="background:#ccc"></i>paused (hatched)</span><span><i class="swatch" style="background:#f3c0c0"></i>partition</span><span>blue ticks under a node: its commit index advances; red line: the failure; client bars: green ok, hatched failed, beige unknown</span></p>"#);
     body.push('\n');
     body.push_str(&chart.render());
     if !report.plan.events.is_empty() {
