@@ -89,7 +89,7 @@ enum Command {
     /// Check a JSON-lines history recorded by any system for
     /// linearizability. Exit 0: linearizable; 1: not linearizable; 2:
     /// unknown (a time or memory limit was reached; the limit is named);
-    /// 3: malformed input (line number and reason).
+    /// 3: malformed input (line number and reason) or bad arguments.
     Check(CheckArgs),
 }
 
@@ -249,7 +249,22 @@ fn parse_range(text: &str) -> Result<Range<u64>, String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            // `check` keeps exit code 2 for "unknown"; its usage errors
+            // are 3, like malformed input. Help and version exit 0.
+            let _ = error.print();
+            let code = if !error.use_stderr() {
+                0
+            } else if std::env::args().nth(1).as_deref() == Some("check") {
+                3
+            } else {
+                2
+            };
+            return ExitCode::from(code);
+        }
+    };
     if let Command::Check(args) = &cli.command {
         return ExitCode::from(check::run(args));
     }

@@ -188,4 +188,10 @@ fn malformed_input_exits_3_with_line_and_reason() {
     let (code, _, stderr) = concord_sim(&["check", "/nonexistent/history.jsonl"]);
     assert_eq!(code, 3);
     assert!(stderr.contains("cannot read history"), "{stderr}");
+    // Bad arguments are 3 as well, never the 2 of "unknown".
+    let (code, _, stderr) = concord_sim(&["check", path.to_str().unwrap(), "--threads", "many"]);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("--threads"), "{stderr}");
+    let (code, _, stderr) = concord_sim(&["check", path.to_str().unwrap(), "--timeout", "-1"]);
+    assert_eq!(code, 3, "{stderr}");
 }
