@@ -70,9 +70,51 @@
 //!
 //! [`read_jsonl`] and [`parse_jsonl`] never panic on malformed input: they
 //! return a [`HistoryError`] naming the (1-based) line and what is wrong.
+//!
+//! # Recording your own service
+//!
+//! [`Recorder`] records a history from a real client: call
+//! [`Recorder::call`] right before sending a request (it reads a monotonic
+//! clock and returns a [`Token`]), and when the client knows what became of
+//! it, [`Recorder::ok`] with the result, [`Recorder::fail`] or
+//! [`Recorder::unknown`]. It is `Send + Sync` and cheap to clone (clones
+//! share one history), so any number of threads or async tasks can record
+//! into it; each method holds a mutex for a few instructions and never
+//! awaits. [`Recorder::write_jsonl`] writes the result for
+//! `concord-sim check`.
+//!
+//! The check is only as good as the outcomes. Mapping what a client sees
+//! to an outcome:
+//!
+//! | the client saw | record | why |
+//! | --- | --- | --- |
+//! | a reply with a result | `ok(result)` | it took effect once, between call and reply |
+//! | a definite refusal by the service before it could have been applied (validation error, request too large, a `NotLeader` redirect from a node that did not propose it, when no other attempt of this operation can have reached a server) | `fail` | it was never applied |
+//! | connection refused, or a name that did not resolve, on every attempt | `fail` | the request never left the client |
+//! | a timeout | `unknown` | the request may have been applied and only the reply lost |
+//! | a redirect after an earlier attempt timed out or broke | `unknown` | the earlier attempt may still be applied |
+//! | connection reset or closed after the request was written ("error after send") | `unknown` | the server may have received and applied it |
+//! | an error reply whose meaning is not "not applied" (internal error, session expired, retries exhausted, a reply that does not parse) | `unknown` | nothing proves it was not applied |
+//! | the client crashed or gave up without waiting | `unknown` (or drop the token) | as above |
+//!
+//! When in doubt, record `unknown`: it is never wrong, only weaker (the
+//! operation may then take effect at any instant after its call, or never,
+//! which also makes the check slower). A wrong `fail` or a wrong result
+//! makes a correct service look broken, or hides a real bug, e.g. a write
+//! that was applied though the client was told it failed. A token dropped
+//! without an outcome, and an operation still in flight when
+//! [`Recorder::history`] is taken, are recorded as unknown.
+//!
+//! For concord's own client (`concord::tokio::client::Client`): `Ok` is
+//! `ok`; `ClientError::RetriesExhausted`, `SessionExpired` and `Protocol`
+//! are `unknown`; `Server` (refused before sending, e.g. a command too
+//! large) and `NoServers` are `fail`. A key that does not exist reads as
+//! `""`. See `sim/examples/record_real_cluster.rs`.
 
 use std::fmt;
 use std::io::{BufRead, Write};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -458,4 +500,126 @@ fn parse_object(obj: &Map<String, Value>) -> Result<Operation, String> {
     };
     op.validate()?;
     Ok(op)
+}
+
+/// Records a history from a real system's clients: thread-safe, one
+/// monotonic clock (nanoseconds since the recorder was created), usable
+/// from sync and async code. Clones share the same history. See the
+/// module documentation for which outcome to record when.
+///
+/// ```
+/// use concord_sim::history::{Op, Output, Recorder};
+///
+/// let recorder = Recorder::new();
+/// let token = recorder.call(1, "k", Op::Put { value: "a".into() });
+/// // ... send the request, get a reply ...
+/// recorder.ok(token, Output::Done);
+/// let token = recorder.call(2, "k", Op::Get);
+/// recorder.ok(token, Output::Value("a".into()));
+/// let token = recorder.call(2, "k", Op::Put { value: "b".into() });
+/// recorder.unknown(token); // timed out: may or may not have been applied
+/// assert!(concord_sim::linearizability::check_history(&recorder.history()).is_ok());
+/// ```
+#[derive(Clone, Debug)]
+pub struct Recorder {
+    epoch: Instant,
+    ops: Arc<Mutex<Vec<Operation>>>,
+}
+
+/// An operation in flight, returned by [`Recorder::call`] and consumed by
+/// [`Recorder::ok`], [`Recorder::fail`] or [`Recorder::unknown`]. Dropping
+/// it leaves the operation unknown.
+#[must_use = "record the outcome with ok, fail or unknown"]
+#[derive(Debug)]
+pub struct Token {
+    index: usize,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Recorder::new()
+    }
+}
+
+impl Recorder {
+    /// An empty history; its clock starts now.
+    pub fn new() -> Self {
+        Recorder {
+            epoch: Instant::now(),
+            ops: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    /// Nanoseconds since the recorder was created (monotonic).
+    pub fn now_ns(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Operation>> {
+        // A panic elsewhere while holding the lock leaves a valid vector.
+        self.ops.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records the call of `op` on `key` by `client`, now. Call it right
+    /// before the request is sent.
+    pub fn call(&self, client: u64, key: impl Into<String>, op: Op) -> Token {
+        let key = key.into();
+        let mut ops = self.lock();
+        let call = self.now_ns();
+        ops.push(Operation::new(client, key, op, call));
+        Token {
+            index: ops.len() - 1,
+        }
+    }
+
+    /// Records that the operation completed, now, with `output`
+    /// ([`Output::Done`] for put and append, [`Output::Value`] for get,
+    /// `""` for a missing key, [`Output::Swapped`] for cas).
+    pub fn ok(&self, token: Token, output: Output) {
+        let mut ops = self.lock();
+        let ret = self.now_ns();
+        let op = &mut ops[token.index];
+        op.ret = Some(ret.max(op.call));
+        op.outcome = Outcome::Ok(output);
+    }
+
+    /// Records that the operation definitely did not take effect (learned
+    /// now).
+    pub fn fail(&self, token: Token) {
+        let mut ops = self.lock();
+        let ret = self.now_ns();
+        let op = &mut ops[token.index];
+        op.ret = Some(ret.max(op.call));
+        op.outcome = Outcome::Failed;
+    }
+
+    /// Records that the outcome is not known: the operation may take
+    /// effect at any instant after its call, or never.
+    pub fn unknown(&self, token: Token) {
+        let mut ops = self.lock();
+        let op = &mut ops[token.index];
+        op.ret = None;
+        op.outcome = Outcome::Unknown;
+    }
+
+    /// Operations recorded so far (calls included).
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether nothing was recorded yet.
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    /// A copy of the history so far, in call order; operations still in
+    /// flight are unknown.
+    pub fn history(&self) -> Vec<Operation> {
+        self.lock().clone()
+    }
+
+    /// Writes the history so far as JSON lines.
+    pub fn write_jsonl<W: Write>(&self, w: W) -> std::io::Result<()> {
+        write_jsonl(w, &self.history())
+    }
 }

@@ -13,7 +13,15 @@
 //! cargo run --release -p concord-sim -- run --seeds 0..10000 --nodes 5 --jobs 2
 //! cargo run --release -p concord-sim -- replay --seed 42          # timeline + trace hash
 //! cargo run --release -p concord-sim -- shrink --seed 42          # minimal fault schedule
+//! cargo run --release -p concord-sim -- check history.jsonl       # any system's history
 //! ```
+//!
+//! `check` reads a JSON-lines history ([`history`]) recorded by any system
+//! (for example with [`history::Recorder`]) and exits 0 if it is
+//! linearizable, 1 if not (with a small explanation, see
+//! [`linearizability`]), 2 if a time or memory limit was reached, 3 on
+//! malformed input. `check --html` and `replay --html` write
+//! self-contained HTML pages ([`report`]).
 //!
 //! `run` prints, per failing seed, the failure, the trace hash and the
 //! exact `replay` and `shrink` commands (every non-default flag included);
@@ -81,6 +89,7 @@ pub mod histgen;
 pub mod history;
 pub mod kv;
 pub mod linearizability;
+pub mod report;
 pub mod runner;
 mod safety;
 pub mod shrink;

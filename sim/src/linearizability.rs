@@ -11,8 +11,9 @@
 //!
 //! Every operation touches one key, and a key-value store is a product of
 //! independent registers, so the history is linearizable iff each key's
-//! sub-history is (P-compositionality). Keys are checked one by one, in
-//! sorted order.
+//! sub-history is (P-compositionality). [`check_history_with`] checks keys
+//! one by one in sorted order; [`check_history_parallel`] checks them on a
+//! bounded pool of threads, with the same verdict, and per-key statistics.
 //!
 //! For one key this is Lowe's *just-in-time linearization* (a refinement of
 //! Wing & Gong's search) explored breadth-first over configurations, with
@@ -40,6 +41,11 @@
 //!   match), so all of them are one state, *other*.
 //! * **Memoisation** of configurations in hash sets with a fixed-seed hasher
 //!   (deterministic; no map iteration order reaches the output).
+//! * **Symmetry** (rule S, argued in `Sweep::link_same_kind`). Pending
+//!   completed operations of the same kind (same operation, same recorded
+//!   result) are linearized in the order they return, so `n` concurrent
+//!   identical operations — e.g. puts of values nobody reads, which are
+//!   all puts of *other* — give `n + 1` configurations instead of `2^n`.
 //! * **Eager reads.** A pending `get` or unsuccessful `cas` whose result
 //!   holds in a configuration's state is linearized at once without
 //!   branching: it changes nothing, so doing it now or at any later point
@@ -79,13 +85,46 @@
 //!
 //! On failure, [`Failure`] names the key and the operation at whose return
 //! the search got stuck, and gives a small sub-history of that key that
-//! explains it: it contains the stuck operation, is not linearizable, and
-//! *is* linearizable without the stuck operation — the others are mutually
-//! consistent and the stuck one contradicts them (so operations cannot be
-//! dropped just to leave a read unexplained). It starts from everything
-//! called before the stuck return and is shrunk by delta debugging within a
-//! deterministic step budget. It prints as JSON lines ([`Failure::to_jsonl`]) and
-//! as a timeline ([`Failure::timeline`]).
+//! explains it. The stuck operation is always one with a precondition: a
+//! `get` (needs its value), a successful `cas` (needs `from`) or an
+//! unsuccessful one (needs anything but `from`). The explanation is a
+//! sub-history `P ∪ R ∪ {stuck}` where
+//!
+//! * `P` (*pinned*) is every write called before the stuck return that
+//!   could give the key a state the stuck operation accepts: for a needed
+//!   value `v`, every put or cas writing `v` (with appends on the key, a
+//!   prefix of `v`) and every append of a part of `v`; for "anything but
+//!   `f`", every write of something else. Shrinking never removes them.
+//! * `R` is as small as delta debugging makes it within the shrink budget,
+//!   such that `P ∪ R` is linearizable and `P ∪ R ∪ {stuck}` is not.
+//!
+//! Why this rule. "Not linearizable, but linearizable without the stuck
+//! operation" alone is met by a lone stale `get` once every write is
+//! dropped (reading `"a"` from a key nobody wrote is impossible), which
+//! explains nothing and hides the bug. Pinning the possible sources makes
+//! that impossible: every write that could have supplied what the stuck
+//! operation saw is in the explanation, so the reader sees each of them
+//! and, in `R`, the operations that rule each of them out (an overwrite
+//! that completed before the read was called, a read that already saw a
+//! newer value, ...). Soundness: the explanation is a sub-history of the
+//! checked one, so it being non-linearizable (checked, not assumed) is a
+//! genuine witness; `P ∪ R` being linearizable (also checked) shows that
+//! the other operations are consistent, so the contradiction lies with
+//! the stuck one; and since every source of its value is present, the
+//! contradiction is not an artefact of the shrink. For the history
+//! `put a; put b; get → a` (sequential) the explanation is all three:
+//! without `put a` the `get` is not explained, and without `put b` it is
+//! linearizable.
+//!
+//! Shrinking starts from the latest 8, 32, 128, ... operations before the
+//! stuck return (reads in that window that need an earlier write are left
+//! out), so a failure late in a long history costs a few small checks
+//! instead of many checks of the whole history. If no window meets the
+//! criterion within [`CheckConfig::shrink_steps`], the report falls back
+//! to everything called before the stuck return (still not linearizable,
+//! since the search gets stuck at the same return) and says so
+//! ([`Failure::explained`] is `false`). The failure prints as JSON lines
+//! ([`Failure::to_jsonl`]) and as a timeline ([`Failure::timeline`]).
 
 use std::collections::HashMap;
 use std::collections::HashSet;
@@ -244,13 +283,47 @@ impl fmt::Display for CheckResult {
     }
 }
 
+/// A limit of the search that a check ran into.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Limit {
+    /// [`CheckConfig::max_steps`] search steps (deterministic).
+    Steps(u64),
+    /// [`CheckConfig::max_frontier`] configurations alive at one point of
+    /// one key: the memory limit (each takes a few dozen bytes).
+    Configurations(usize),
+    /// [`CheckConfig::time_limit`] of wall-clock time.
+    Time(Duration),
+    /// More operations pending at once on one key than the search can
+    /// represent (a fixed limit of 128).
+    PendingOperations(usize),
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Limit::Steps(n) => write!(f, "step limit of {n} search steps reached"),
+            Limit::Configurations(n) => write!(
+                f,
+                "memory limit reached: more than {n} configurations alive at one point"
+            ),
+            Limit::Time(d) => write!(f, "time limit of {:.3} s reached", d.as_secs_f64()),
+            Limit::PendingOperations(n) => write!(
+                f,
+                "more than {n} operations pending at once on one key (the search's fixed limit)"
+            ),
+        }
+    }
+}
+
 /// Why a check gave up.
 #[derive(Clone, Debug)]
 pub struct Exhausted {
     /// The key being checked when the budget ran out.
     pub key: String,
-    /// Which budget ran out.
+    /// Which limit ran out, in words (`limit` as text).
     pub reason: String,
+    /// Which limit ran out.
+    pub limit: Limit,
     /// Search steps spent in total.
     pub steps: u64,
 }
@@ -280,14 +353,23 @@ pub struct Failure {
     /// could observe).
     pub possible_values: Vec<String>,
     /// A small sub-history of the key, sorted by call time, that is itself
-    /// not linearizable (from an empty key), contains `stuck_op`, and is
-    /// linearizable without it: the other operations are consistent, the
-    /// stuck one contradicts them.
+    /// not linearizable (from an empty key) and contains `stuck_op`. When
+    /// `explained`, it also keeps every write that could have given the
+    /// stuck operation a value it accepts, and is linearizable without the
+    /// stuck operation: the others are consistent, the stuck one
+    /// contradicts them.
     pub sub_history: Vec<Operation>,
-    /// `true` if shrinking ran to completion (removing any single other
-    /// operation breaks the property above); `false` if the shrink budget
-    /// ran out first (or the property could not be established, in which
-    /// case `sub_history` is everything before the stuck return).
+    /// `true` if the sub-history was shown to be linearizable without the
+    /// stuck operation (and then shrunk); `false` if no such sub-history
+    /// was found within the shrink budget, in which case `sub_history` is
+    /// everything of the key called before the stuck return (still not
+    /// linearizable, but the operations other than the stuck one may be
+    /// inconsistent among themselves too).
+    pub explained: bool,
+    /// `true` if shrinking ran to completion: removing any single operation
+    /// other than the stuck one and the pinned writes breaks the property
+    /// above. `false` if the shrink budget ran out first, or if the
+    /// sub-history is not `explained`.
     pub minimal: bool,
 }
 
@@ -316,13 +398,25 @@ impl fmt::Display for Failure {
             "values the key could hold just before: {:?}",
             self.possible_values
         )?;
-        writeln!(
-            f,
-            "{} sub-history of {} operations that is not linearizable \
-             (and is without the stuck operation):",
-            if self.minimal { "minimal" } else { "small" },
-            self.sub_history.len(),
-        )?;
+        if self.explained {
+            writeln!(
+                f,
+                "{} sub-history of {} operations that is not linearizable; without the \
+                 stuck operation it is, and it keeps every write the stuck operation \
+                 could have seen:",
+                if self.minimal { "minimal" } else { "small" },
+                self.sub_history.len(),
+            )?;
+        } else {
+            writeln!(
+                f,
+                "unshrunk sub-history of {} operations (everything on the key called before \
+                 the stuck return) that is not linearizable; no smaller sub-history that is \
+                 linearizable without the stuck operation was found within the shrink budget, \
+                 so the other operations may contradict each other as well:",
+                self.sub_history.len(),
+            )?;
+        }
         write!(f, "{}", self.timeline())?;
         writeln!(f, "as JSON lines:")?;
         write!(f, "{}", self.to_jsonl())
@@ -395,35 +489,31 @@ pub fn check_history(ops: &[Operation]) -> CheckResult {
     check_history_with(ops, &CheckConfig::default())
 }
 
-/// Checks `ops` with the given limits.
+/// Checks `ops` with the given limits, one key after the other in sorted
+/// order; [`CheckConfig::max_steps`] bounds the steps of all keys together.
 pub fn check_history_with(ops: &[Operation], cfg: &CheckConfig) -> CheckResult {
-    for (i, op) in ops.iter().enumerate() {
-        if let Err(message) = op.validate() {
-            return CheckResult::Invalid { index: i, message };
-        }
+    if let Some(invalid) = validate_all(ops) {
+        return invalid;
     }
-    let mut by_key: FxHashMap<&str, Vec<usize>> = FxHashMap::default();
-    for (i, op) in ops.iter().enumerate() {
-        by_key.entry(op.key.as_str()).or_default().push(i);
-    }
-    let mut keys: Vec<(&str, Vec<usize>)> = by_key.into_iter().collect();
-    keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let keys = split_by_key(ops);
     let deadline = cfg.time_limit.map(|d| Instant::now() + d);
     let mut budget = Budget {
         steps: 0,
         max_steps: cfg.max_steps,
         max_frontier: cfg.max_frontier,
         deadline,
+        time_limit: cfg.time_limit,
     };
     let mut first_unknown: Option<Exhausted> = None;
     for (key, idx) in &keys {
         match check_key(ops, idx, Init::Empty, &mut budget) {
             KeyOutcome::Ok => {}
-            KeyOutcome::Exhausted(reason) => {
+            KeyOutcome::Exhausted(limit) => {
                 if first_unknown.is_none() {
                     first_unknown = Some(Exhausted {
                         key: key.to_string(),
-                        reason,
+                        reason: limit.to_string(),
+                        limit,
                         steps: budget.steps,
                     });
                 }
@@ -443,6 +533,200 @@ pub fn check_history_with(ops: &[Operation], cfg: &CheckConfig) -> CheckResult {
     match first_unknown {
         Some(e) => CheckResult::Unknown(e),
         None => CheckResult::Ok,
+    }
+}
+
+fn validate_all(ops: &[Operation]) -> Option<CheckResult> {
+    for (i, op) in ops.iter().enumerate() {
+        if let Err(message) = op.validate() {
+            return Some(CheckResult::Invalid { index: i, message });
+        }
+    }
+    None
+}
+
+/// The operations of each key (indices into `ops`), keys in sorted order.
+fn split_by_key(ops: &[Operation]) -> Vec<(&str, Vec<usize>)> {
+    let mut by_key: FxHashMap<&str, Vec<usize>> = FxHashMap::default();
+    for (i, op) in ops.iter().enumerate() {
+        by_key.entry(op.key.as_str()).or_default().push(i);
+    }
+    let mut keys: Vec<(&str, Vec<usize>)> = by_key.into_iter().collect();
+    keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    keys
+}
+
+/// What became of one key in [`check_history_parallel`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyVerdict {
+    /// The key's sub-history is linearizable.
+    Linearizable,
+    /// The key's sub-history is not linearizable.
+    NotLinearizable,
+    /// The search ran into this limit on this key.
+    GaveUp(Limit),
+    /// Not checked: a key earlier in sorted order is already known not to
+    /// be linearizable, and only the first such key is reported.
+    Skipped,
+}
+
+impl fmt::Display for KeyVerdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyVerdict::Linearizable => write!(f, "linearizable"),
+            KeyVerdict::NotLinearizable => write!(f, "NOT linearizable"),
+            KeyVerdict::GaveUp(limit) => write!(f, "unknown: {limit}"),
+            KeyVerdict::Skipped => write!(f, "not checked (an earlier key failed)"),
+        }
+    }
+}
+
+/// Statistics of one key's check.
+#[derive(Clone, Debug)]
+pub struct KeyStats {
+    /// The key.
+    pub key: String,
+    /// Operations on the key (every outcome).
+    pub ops: usize,
+    /// Of those, completed (`"ok": true`).
+    pub completed: usize,
+    /// Of those, with unknown outcome.
+    pub unknown: usize,
+    /// Of those, failed (`"ok": false`).
+    pub failed: usize,
+    /// Search steps spent on the key (without explaining a failure).
+    pub steps: u64,
+    /// Wall-clock time spent on the key (without explaining a failure).
+    pub elapsed: Duration,
+    /// The verdict.
+    pub verdict: KeyVerdict,
+}
+
+/// The result of [`check_history_parallel`]: the verdict and per-key
+/// statistics.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// The verdict, the same as [`check_history_with`] would give whatever
+    /// the number of threads (unless a wall-clock limit is hit, which is
+    /// never deterministic).
+    pub result: CheckResult,
+    /// One entry per key, in sorted key order.
+    pub keys: Vec<KeyStats>,
+}
+
+/// Checks `ops` with keys checked in parallel on up to `threads` threads
+/// (at least one): keys are independent (P-compositionality), so each key
+/// is a separate search with its own [`CheckConfig::max_steps`] and
+/// [`CheckConfig::max_frontier`]; the wall-clock limit is shared.
+///
+/// The result does not depend on `threads`: it reports the first key in
+/// sorted order that is not linearizable (keys after it that are not
+/// checked yet are skipped), else the first key whose check gave up, else
+/// success. Per-key step limits make that deterministic; only
+/// [`CheckConfig::time_limit`] depends on the machine.
+pub fn check_history_parallel(ops: &[Operation], cfg: &CheckConfig, threads: usize) -> Report {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let keys = split_by_key(ops);
+    let stats_of = |key: &str, idx: &[usize]| KeyStats {
+        key: key.to_string(),
+        ops: idx.len(),
+        completed: idx
+            .iter()
+            .filter(|&&i| matches!(ops[i].outcome, Outcome::Ok(_)))
+            .count(),
+        unknown: idx
+            .iter()
+            .filter(|&&i| matches!(ops[i].outcome, Outcome::Unknown))
+            .count(),
+        failed: idx
+            .iter()
+            .filter(|&&i| matches!(ops[i].outcome, Outcome::Failed))
+            .count(),
+        steps: 0,
+        elapsed: Duration::ZERO,
+        verdict: KeyVerdict::Skipped,
+    };
+    if let Some(invalid) = validate_all(ops) {
+        return Report {
+            result: invalid,
+            keys: keys.iter().map(|(k, idx)| stats_of(k, idx)).collect(),
+        };
+    }
+    let deadline = cfg.time_limit.map(|d| Instant::now() + d);
+    let next = AtomicUsize::new(0);
+    let first_fail = AtomicUsize::new(usize::MAX);
+    let workers = threads.max(1).min(keys.len().max(1));
+    type Done = (usize, KeyStats, Option<KeyOutcome>);
+    let mut done: Vec<Done> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine: Vec<Done> = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some((key, idx)) = keys.get(i) else {
+                            break;
+                        };
+                        let mut stats = stats_of(key, idx);
+                        if i > first_fail.load(Ordering::Relaxed) {
+                            mine.push((i, stats, None));
+                            continue;
+                        }
+                        let mut budget = Budget {
+                            steps: 0,
+                            max_steps: cfg.max_steps,
+                            max_frontier: cfg.max_frontier,
+                            deadline,
+                            time_limit: cfg.time_limit,
+                        };
+                        let started = Instant::now();
+                        let outcome = check_key(ops, idx, Init::Empty, &mut budget);
+                        stats.elapsed = started.elapsed();
+                        stats.steps = budget.steps;
+                        stats.verdict = match &outcome {
+                            KeyOutcome::Ok => KeyVerdict::Linearizable,
+                            KeyOutcome::Fail { .. } => {
+                                first_fail.fetch_min(i, Ordering::Relaxed);
+                                KeyVerdict::NotLinearizable
+                            }
+                            KeyOutcome::Exhausted(limit) => KeyVerdict::GaveUp(limit.clone()),
+                        };
+                        mine.push((i, stats, Some(outcome)));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("checker thread panicked"))
+            .collect()
+    });
+    done.sort_unstable_by_key(|d| d.0);
+    let mut result = CheckResult::Ok;
+    for (i, stats, outcome) in &mut done {
+        match outcome.take() {
+            Some(KeyOutcome::Fail { stuck, values }) => {
+                let (key, idx) = &keys[*i];
+                result = CheckResult::NotLinearizable(Box::new(explain(
+                    ops, key, idx, stuck, values, cfg,
+                )));
+                break;
+            }
+            Some(KeyOutcome::Exhausted(limit)) if result.is_ok() => {
+                result = CheckResult::Unknown(Exhausted {
+                    key: stats.key.clone(),
+                    reason: limit.to_string(),
+                    limit,
+                    steps: stats.steps,
+                });
+            }
+            _ => {}
+        }
+    }
+    Report {
+        result,
+        keys: done.into_iter().map(|d| d.1).collect(),
     }
 }
 
@@ -714,6 +998,8 @@ struct Budget {
     max_steps: u64,
     max_frontier: usize,
     deadline: Option<Instant>,
+    /// The wall-clock limit behind `deadline`, to name it.
+    time_limit: Option<Duration>,
 }
 
 impl Budget {
@@ -736,7 +1022,7 @@ enum KeyOutcome {
         stuck: usize,
         values: Vec<String>,
     },
-    Exhausted(String),
+    Exhausted(Limit),
 }
 
 struct Group {
@@ -750,6 +1036,9 @@ struct Sweep<'a> {
     model: Model,
     ops: &'a [COp],
     slot_op: [u32; 128],
+    /// Per slot: the pending slots holding a completed operation of the
+    /// same kind that returns earlier (rule S).
+    earlier: [u128; 128],
     pending: u128,
     groups: Vec<Group>,
     group_of: FxHashMap<Kind, u32>,
@@ -774,6 +1063,11 @@ struct Sweep<'a> {
     /// Configurations seen in the current closure, by (state, lin): their
     /// applied sets and `run` flags (for the dominance check of rule D).
     visited: FxHashMap<(u32, u128), Vec<Seen>>,
+    /// Configurations seen in the current closure with no applied
+    /// unknowns and not inside a run (the common case, and the one that
+    /// dominates every other with its state and linearized set), kept
+    /// apart so that they cost no allocation.
+    visited_plain: FxHashSet<(u32, u128)>,
     visited_len: usize,
     stack: Vec<Config>,
     /// Per state: how many operations that observe it or a string it is a
@@ -821,6 +1115,7 @@ fn check_key(ops: &[Operation], idx: &[usize], init: Init, budget: &mut Budget) 
         model,
         ops: &cops,
         slot_op: [0; 128],
+        earlier: [0; 128],
         pending: 0,
         groups: Vec::new(),
         group_of: FxHashMap::default(),
@@ -838,6 +1133,7 @@ fn check_key(ops: &[Operation], idx: &[usize], init: Init, budget: &mut Budget) 
         next: Vec::new(),
         next_set: FxHashSet::default(),
         visited: FxHashMap::default(),
+        visited_plain: FxHashSet::default(),
         visited_len: 0,
         stack: Vec::new(),
         obs_left: Vec::new(),
@@ -859,13 +1155,12 @@ fn check_key(ops: &[Operation], idx: &[usize], init: Init, budget: &mut Budget) 
             if c.ret.is_some() {
                 let free = !sw.pending;
                 if free == 0 {
-                    return KeyOutcome::Exhausted(
-                        "more than 128 operations pending at once on one key".to_string(),
-                    );
+                    return KeyOutcome::Exhausted(Limit::PendingOperations(128));
                 }
                 let slot = free.trailing_zeros() as usize;
                 sw.pending |= 1u128 << slot;
                 sw.slot_op[slot] = i;
+                sw.link_same_kind(slot);
                 slot_of[i as usize] = slot as u8;
             } else {
                 sw.add_unknown(i);
@@ -893,6 +1188,7 @@ fn check_key(ops: &[Operation], idx: &[usize], init: Init, budget: &mut Budget) 
                 Ok(true) => {}
             }
             sw.pending &= !(1u128 << slot);
+            sw.unlink_same_kind(slot);
             sw.retire_observer(i);
             let remapped = sw.remapped;
             sw.settle();
@@ -905,6 +1201,57 @@ fn check_key(ops: &[Operation], idx: &[usize], init: Init, budget: &mut Budget) 
 }
 
 impl Sweep<'_> {
+    /// Rule S (symmetry), when the completed operation in `slot` is
+    /// called: records which pending operations of the same kind return
+    /// before it, and which after.
+    ///
+    /// Two pending completed operations `a` and `b` of the same kind (same
+    /// operation and same recorded result, so the same effect and the same
+    /// precondition in every state) with `a` returning first (by return
+    /// time, then compiled index, the order their returns are processed
+    /// in) are interchangeable: in any valid order that places `b` before
+    /// `a`, swapping them gives a valid order with the same states — `a`
+    /// moves earlier but not before its call (both are pending: called
+    /// already), `b` moves later but not past `a`'s old position, which is
+    /// before `a`'s return and so before `b`'s. So the search linearizes
+    /// operations of one kind in return order only, and the linearized
+    /// members of a kind are always its earliest-returning ones: `n`
+    /// concurrent identical writes give `n + 1` configurations instead of
+    /// `2^n`. The returning operation is the earliest-returning pending one
+    /// of its kind, so rule S never blocks it.
+    fn link_same_kind(&mut self, slot: usize) {
+        let i = self.slot_op[slot] as usize;
+        let me = self.ops[i];
+        let key = |c: &COp, idx: usize| (c.ret, idx);
+        self.earlier[slot] = 0;
+        let mut others = self.pending & !(1u128 << slot);
+        while others != 0 {
+            let t = others.trailing_zeros() as usize;
+            others &= others - 1;
+            let o = self.slot_op[t] as usize;
+            if self.ops[o].kind != me.kind {
+                continue;
+            }
+            if key(&self.ops[o], o) < key(&me, i) {
+                self.earlier[slot] |= 1u128 << t;
+            } else {
+                self.earlier[t] |= 1u128 << slot;
+            }
+        }
+    }
+
+    /// Rule S: the operation in `slot` returned; forget it.
+    fn unlink_same_kind(&mut self, slot: usize) {
+        let bit = 1u128 << slot;
+        let mut others = self.pending;
+        while others != 0 {
+            let t = others.trailing_zeros() as usize;
+            others &= others - 1;
+            self.earlier[t] &= !bit;
+        }
+        self.earlier[slot] = 0;
+    }
+
     fn add_unknown(&mut self, i: u32) {
         self.any_unknown = true;
         let kind = match self.ops[i as usize].kind {
@@ -1187,7 +1534,18 @@ impl Sweep<'_> {
     /// more restricted by rule U5. Everything reachable from `c` is then
     /// reachable from that one (up to swapping interchangeable unknowns).
     fn explore(&mut self, c: Config) {
-        let seen = self.visited.entry((c.state, c.lin)).or_default();
+        let key = (c.state, c.lin);
+        if self.visited_plain.contains(&key) {
+            return;
+        }
+        if c.applied.is_empty() && !c.run {
+            // Only a plain configuration dominates a plain one.
+            self.visited_plain.insert(key);
+            self.visited_len += 1;
+            self.stack.push(c);
+            return;
+        }
+        let seen = self.visited.entry(key).or_default();
         if seen
             .iter()
             .any(|(a, run)| (!*run || c.run) && is_subset(a, &c.applied))
@@ -1201,11 +1559,12 @@ impl Sweep<'_> {
 
     /// Processes the return of the operation in `slot`. Returns whether
     /// any configuration survives.
-    fn closure(&mut self, slot: usize, budget: &mut Budget) -> Result<bool, String> {
+    fn closure(&mut self, slot: usize, budget: &mut Budget) -> Result<bool, Limit> {
         let tbit = 1u128 << slot;
         self.next.clear();
         self.next_set.clear();
         self.visited.clear();
+        self.visited_plain.clear();
         self.visited_len = 0;
         self.stack.clear();
         for i in 0..self.frontier.len() {
@@ -1221,20 +1580,17 @@ impl Sweep<'_> {
         while let Some(c) = self.stack.pop() {
             budget.steps += 1;
             if budget.steps >= budget.max_steps {
-                return Err(format!("step budget of {} exhausted", budget.max_steps));
+                return Err(Limit::Steps(budget.max_steps));
             }
             if budget.steps & 0xfff == 0 {
                 if let Some(d) = budget.deadline {
                     if Instant::now() >= d {
-                        return Err("time limit reached".to_string());
+                        return Err(Limit::Time(budget.time_limit.unwrap_or_default()));
                     }
                 }
             }
             if self.visited_len + self.next.len() > budget.max_frontier {
-                return Err(format!(
-                    "more than {} configurations at one point",
-                    budget.max_frontier
-                ));
+                return Err(Limit::Configurations(budget.max_frontier));
             }
             let mut avail = self.pending & !c.lin;
             // Rule E: a pending read-only operation (get, unsuccessful cas)
@@ -1272,9 +1628,15 @@ impl Sweep<'_> {
             let mut casfail_gate = false;
             self.targets.clear();
             self.app_toks.clear();
+            let unlinearized = avail;
             while avail != 0 {
                 let j = avail.trailing_zeros() as usize;
                 avail &= avail - 1;
+                if self.earlier[j] & unlinearized != 0 {
+                    // Rule S: an identical operation that returns earlier
+                    // goes first.
+                    continue;
+                }
                 let kind = self.ops[self.slot_op[j] as usize].kind;
                 match self.model.apply(kind, c.state) {
                     Some(s2) => {
@@ -1563,9 +1925,11 @@ fn is_subset(a: &[u32], b: &[u32]) -> bool {
 // ---------------------------------------------------------------------------
 // Explaining a failure
 
-/// Does the sub-history `idx` of `ops` fail to linearize from the empty
-/// key? Spends search steps from `left`; `None` if they ran out.
-fn fails(ops: &[Operation], idx: &[usize], left: &mut u64) -> Option<bool> {
+/// Checks the sub-history `idx` of `ops` from the empty key, spending
+/// search steps from `left`: `None` if they ran out, `Some(Ok(()))` if it
+/// is linearizable, `Some(Err(stuck))` if not, with the operation at whose
+/// return the search got stuck.
+fn run_sub(ops: &[Operation], idx: &[usize], left: &mut u64) -> Option<Result<(), usize>> {
     if *left == 0 {
         return None;
     }
@@ -1574,25 +1938,183 @@ fn fails(ops: &[Operation], idx: &[usize], left: &mut u64) -> Option<bool> {
         max_steps: *left,
         max_frontier: 1_000_000,
         deadline: None,
+        time_limit: None,
     };
     let r = check_key(ops, idx, Init::Empty, &mut b);
     *left = left.saturating_sub(b.steps + idx.len() as u64);
     match r {
-        KeyOutcome::Fail { .. } => Some(true),
-        KeyOutcome::Ok => Some(false),
+        KeyOutcome::Fail { stuck, .. } => Some(Err(stuck)),
+        KeyOutcome::Ok => Some(Ok(())),
         KeyOutcome::Exhausted(_) => None,
     }
 }
 
-/// The explanation criterion: `rest ∪ {stuck}` is not linearizable but
-/// `rest` is. `None` if the budget ran out.
-fn explains(ops: &[Operation], rest: &[usize], stuck: usize, left: &mut u64) -> Option<bool> {
-    if fails(ops, rest, left)? {
+/// The explanation criterion: `pinned ∪ rest` is linearizable and
+/// `pinned ∪ rest ∪ {stuck}` is not. `None` if the budget ran out.
+fn explains(
+    ops: &[Operation],
+    pinned: &[usize],
+    rest: &[usize],
+    stuck: usize,
+    left: &mut u64,
+) -> Option<bool> {
+    let mut with: Vec<usize> = pinned.iter().chain(rest).copied().collect();
+    if run_sub(ops, &with, left)?.is_err() {
         return Some(false);
     }
-    let mut with: Vec<usize> = rest.to_vec();
     with.push(stuck);
-    fails(ops, &with, left)
+    Some(run_sub(ops, &with, left)?.is_err())
+}
+
+/// What the stuck operation needed to see.
+enum Needs<'a> {
+    /// This value (a get's result, a successful cas's `from`).
+    Value(&'a str),
+    /// Any value but this one (an unsuccessful cas's `from`).
+    NotValue(&'a str),
+    /// Nothing in particular (an operation that cannot get stuck).
+    Nothing,
+}
+
+fn needs(o: &Operation) -> Needs<'_> {
+    match (&o.op, &o.outcome) {
+        (Op::Get, Outcome::Ok(Output::Value(v))) => Needs::Value(v),
+        (Op::Cas { from, .. }, Outcome::Ok(Output::Swapped(true))) => Needs::Value(from),
+        (Op::Cas { from, .. }, Outcome::Ok(Output::Swapped(false))) => Needs::NotValue(from),
+        _ => Needs::Nothing,
+    }
+}
+
+/// Is `w` a write that could give the key a state in which the stuck
+/// operation (needing `need`) succeeds, alone or as one of a chain of
+/// writes? `tokens` are the values appended on the key: a put or cas of
+/// `p` counts for a needed `v` if `p == v` or `v` is `p` followed by
+/// appended tokens; an append of `a` if `a` occurs in `v` followed by the
+/// end or another token.
+fn could_satisfy(need: &Needs<'_>, w: &Operation, tokens: &[&str]) -> bool {
+    if matches!(
+        w.outcome,
+        Outcome::Failed | Outcome::Ok(Output::Swapped(false))
+    ) {
+        return false;
+    }
+    // Can `rest` be the tail `token ...` of a value built by appends? The
+    // first token is checked exactly; the rest loosely (it starts with one).
+    let continues =
+        |rest: &str| rest.is_empty() || tokens.iter().any(|t| !t.is_empty() && rest.starts_with(t));
+    let written = match &w.op {
+        Op::Get => return false,
+        Op::Put { value } => value,
+        Op::Cas { to, .. } => to,
+        Op::Append { value } => {
+            return match need {
+                Needs::Value(v) => {
+                    value.is_empty()
+                        || v.match_indices(value.as_str())
+                            .any(|(i, _)| continues(&v[i + value.len()..]))
+                }
+                Needs::NotValue(_) => !value.is_empty(),
+                Needs::Nothing => false,
+            }
+        }
+    };
+    match need {
+        Needs::Value(v) => {
+            written == v
+                || (!written.is_empty()
+                    && v.starts_with(written.as_str())
+                    && continues(&v[written.len()..]))
+                || (written.is_empty() && continues(v))
+        }
+        Needs::NotValue(f) => written != f,
+        Needs::Nothing => false,
+    }
+}
+
+/// Is `o` read-only (a get or an unsuccessful cas)? Removing a read-only
+/// operation from a linearizable history leaves it linearizable.
+fn read_only(o: &Operation) -> bool {
+    matches!(
+        (&o.op, &o.outcome),
+        (Op::Get, _) | (Op::Cas { .. }, Outcome::Ok(Output::Swapped(false)))
+    )
+}
+
+/// A starting point for shrinking: the last `window` operations of
+/// `others` (by call time), without the reads that cannot be linearized
+/// in it, if that meets the explanation criterion together with `pinned`.
+fn start_from_window(
+    ops: &[Operation],
+    pinned: &[usize],
+    others: &[usize],
+    window: usize,
+    stuck: usize,
+    left: &mut u64,
+) -> Option<Vec<usize>> {
+    let mut w: Vec<usize> = others[others.len().saturating_sub(window)..].to_vec();
+    loop {
+        let with: Vec<usize> = pinned.iter().chain(&w).copied().collect();
+        match run_sub(ops, &with, left)? {
+            Ok(()) => break,
+            Err(s2) => {
+                // A read that needs a write from before the window (or
+                // after the stuck return) cannot be placed: drop it.
+                let pos = w.iter().position(|&i| i == s2)?;
+                if !read_only(&ops[s2]) {
+                    return None;
+                }
+                w.remove(pos);
+            }
+        }
+    }
+    let mut with: Vec<usize> = pinned.iter().chain(&w).copied().collect();
+    with.push(stuck);
+    run_sub(ops, &with, left)?.is_err().then_some(w)
+}
+
+/// Delta debugging on complements: removes chunks of `cur` while
+/// `explains` holds. Returns the result and whether it is 1-minimal
+/// (`false` when the budget ran out first).
+fn delta_debug(
+    ops: &[Operation],
+    pinned: &[usize],
+    mut cur: Vec<usize>,
+    stuck: usize,
+    left: &mut u64,
+) -> (Vec<usize>, bool) {
+    let mut n = 2usize;
+    loop {
+        if cur.is_empty() {
+            return (cur, true);
+        }
+        if *left == 0 {
+            return (cur, false);
+        }
+        let n_eff = n.min(cur.len());
+        let chunk = cur.len().div_ceil(n_eff);
+        let mut reduced = false;
+        let mut lo = 0;
+        while lo < cur.len() {
+            let hi = (lo + chunk).min(cur.len());
+            let cand: Vec<usize> = cur[..lo].iter().chain(&cur[hi..]).copied().collect();
+            if explains(ops, pinned, &cand, stuck, left) == Some(true) {
+                cur = cand;
+                n = (n_eff - 1).max(2);
+                reduced = true;
+                break;
+            }
+            if *left == 0 {
+                return (cur, false);
+            }
+            lo = hi;
+        }
+        if !reduced {
+            if n_eff >= cur.len() {
+                return (cur, true);
+            }
+            n = (n_eff * 2).min(cur.len());
+        }
+    }
 }
 
 fn explain(
@@ -1605,7 +2127,9 @@ fn explain(
 ) -> Failure {
     let t = ops[stuck].ret.unwrap_or(ops[stuck].call);
     // Relevant operations called up to the stuck return, by call time,
-    // without the stuck operation itself.
+    // without the stuck operation itself. The history restricted to them
+    // and the stuck operation gets stuck at the same return, so it is
+    // the fallback explanation.
     let mut prefix: Vec<usize> = key_idx
         .iter()
         .copied()
@@ -1618,72 +2142,49 @@ fn explain(
         })
         .collect();
     prefix.sort_by_key(|&i| (ops[i].call, i));
+    // The writes that could have let the stuck operation succeed are
+    // pinned: shrinking never removes them (see "Failures" in the module
+    // documentation).
+    let need = needs(&ops[stuck]);
+    let mut tokens: Vec<&str> = prefix
+        .iter()
+        .filter_map(|&i| match &ops[i].op {
+            Op::Append { value } => Some(value.as_str()),
+            _ => None,
+        })
+        .collect();
+    tokens.sort_unstable();
+    tokens.dedup();
+    let (pinned, others): (Vec<usize>, Vec<usize>) = prefix
+        .iter()
+        .partition(|&&i| could_satisfy(&need, &ops[i], &tokens));
     let mut left = cfg.shrink_steps;
-    let mut minimal = false;
-    let mut rest = prefix.clone();
+    let mut found: Option<(Vec<usize>, bool)> = None;
     if cfg.shrink {
-        // Start: everything before the stuck return; if that is not
-        // linearizable without the stuck operation (a pending read needs a
-        // later write), drop the reads still pending then.
-        let mut start = None;
-        if explains(ops, &prefix, stuck, &mut left) == Some(true) {
-            start = Some(prefix.clone());
-        } else {
-            let trimmed: Vec<usize> = prefix
-                .iter()
-                .copied()
-                .filter(|&i| {
-                    !(matches!(ops[i].op, Op::Get | Op::Cas { .. })
-                        && ops[i].ret.is_some_and(|r| r > t))
-                })
-                .collect();
-            if explains(ops, &trimmed, stuck, &mut left) == Some(true) {
-                start = Some(trimmed);
+        // Start from a window of the latest operations, growing it four
+        // times at each try, so that a failure late in a long history is
+        // explained without re-checking the whole history many times.
+        let mut window = 8usize;
+        loop {
+            let w = window.min(others.len());
+            if let Some(start) = start_from_window(ops, &pinned, &others, w, stuck, &mut left) {
+                found = Some(delta_debug(ops, &pinned, start, stuck, &mut left));
+                break;
             }
-        }
-        if let Some(mut cur) = start {
-            // Delta debugging on complements, keeping the stuck operation.
-            let mut n = 2usize;
-            loop {
-                if cur.is_empty() {
-                    minimal = true;
-                    break;
-                }
-                if left == 0 {
-                    break;
-                }
-                let n_eff = n.min(cur.len());
-                let chunk = cur.len().div_ceil(n_eff);
-                let mut reduced = false;
-                let mut lo = 0;
-                while lo < cur.len() {
-                    let hi = (lo + chunk).min(cur.len());
-                    let cand: Vec<usize> = cur[..lo].iter().chain(&cur[hi..]).copied().collect();
-                    if explains(ops, &cand, stuck, &mut left) == Some(true) {
-                        cur = cand;
-                        n = (n_eff - 1).max(2);
-                        reduced = true;
-                        break;
-                    }
-                    if left == 0 {
-                        break;
-                    }
-                    lo = hi;
-                }
-                if !reduced {
-                    if left == 0 {
-                        break;
-                    }
-                    if n_eff >= cur.len() {
-                        minimal = true;
-                        break;
-                    }
-                    n = (n_eff * 2).min(cur.len());
-                }
+            if w == others.len() || left == 0 {
+                break;
             }
-            rest = cur;
+            window = window.saturating_mul(4);
         }
     }
+    let (mut rest, explained, minimal) = match found {
+        Some((cur, minimal)) => (
+            pinned.iter().chain(&cur).copied().collect::<Vec<usize>>(),
+            true,
+            minimal,
+        ),
+        None => (prefix, false, false),
+    };
     rest.push(stuck);
     let mut sub: Vec<Operation> = rest.iter().map(|&i| ops[i].clone()).collect();
     sub.sort_by_key(|o| (o.call, o.ret.unwrap_or(u64::MAX)));
@@ -1694,5 +2195,6 @@ fn explain(
         possible_values: values,
         sub_history: sub,
         minimal,
+        explained,
     }
 }

@@ -1,5 +1,6 @@
 //! `concord-sim`: run seeds of chaos against a concord cluster, replay a
-//! seed with its timeline, shrink a failing seed's fault schedule.
+//! seed with its timeline, shrink a failing seed's fault schedule, check a
+//! history recorded by any system for linearizability.
 
 use std::io::IsTerminal;
 use std::ops::Range;
@@ -60,6 +61,11 @@ enum Command {
         /// Print the fault plan as JSON.
         #[arg(long)]
         show_plan: bool,
+        /// Write the run as a self-contained HTML timeline to this file:
+        /// one lane per node (roles and terms, crashes, pauses, commits),
+        /// the network (partitions), one lane per client, the failure.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
         #[command(flatten)]
         sim: SimArgs,
     },
@@ -80,6 +86,42 @@ enum Command {
         #[command(flatten)]
         sim: SimArgs,
     },
+    /// Check a JSON-lines history recorded by any system for
+    /// linearizability. Exit 0: linearizable; 1: not linearizable; 2:
+    /// unknown (a time or memory limit was reached; the limit is named);
+    /// 3: malformed input (line number and reason) or bad arguments.
+    Check(CheckArgs),
+}
+
+/// Arguments of `check`.
+#[derive(Args, Debug)]
+struct CheckArgs {
+    /// The history: JSON lines in the format of `concord_sim::history`
+    /// (`-` reads standard input).
+    history: PathBuf,
+    /// Wall-clock limit of the whole check, in seconds (decimals allowed);
+    /// reaching it gives exit code 2. No limit by default.
+    #[arg(long, value_name = "SECONDS")]
+    timeout: Option<f64>,
+    /// Threads checking keys in parallel (keys are independent). The
+    /// verdict and explanation do not depend on it.
+    #[arg(long, default_value_t = default_jobs())]
+    threads: usize,
+    /// Memory limit: most search configurations alive at once on one key
+    /// (a few dozen bytes each); reaching it gives exit code 2.
+    #[arg(long, default_value_t = 4_000_000)]
+    max_configs: usize,
+    /// Search step limit per key (deterministic); reaching it gives exit
+    /// code 2.
+    #[arg(long, default_value_t = 2_000_000_000)]
+    max_steps: u64,
+    /// Rows of the per-key table (the slowest keys first when there are
+    /// more keys).
+    #[arg(long, default_value_t = 20)]
+    key_rows: usize,
+    /// Write the failing key's operations as a self-contained HTML page.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
 }
 
 /// Settings of a run (every one has a default).
@@ -216,7 +258,25 @@ fn parse_range(text: &str) -> Result<Range<u64>, String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            // `check` keeps exit code 2 for "unknown"; its usage errors
+            // are 3, like malformed input. Help and version exit 0.
+            let _ = error.print();
+            let code = if !error.use_stderr() {
+                0
+            } else if std::env::args().nth(1).as_deref() == Some("check") {
+                3
+            } else {
+                2
+            };
+            return ExitCode::from(code);
+        }
+    };
+    if let Command::Check(args) = &cli.command {
+        return ExitCode::from(check::run(args));
+    }
     match execute(cli.command) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
@@ -254,8 +314,9 @@ fn execute(command: Command) -> Result<bool, String> {
             node,
             history,
             show_plan,
+            html,
             sim,
-        } => replay(seed, plan, node, history, show_plan, &sim),
+        } => replay(seed, plan, node, history, show_plan, html, &sim),
         Command::Shrink {
             seed,
             plan,
@@ -263,6 +324,162 @@ fn execute(command: Command) -> Result<bool, String> {
             max_runs,
             sim,
         } => shrink(seed, plan, out, max_runs, &sim),
+        Command::Check(_) => unreachable!("handled in main"),
+    }
+}
+
+mod check {
+    //! `concord-sim check`.
+
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+
+    use concord_sim::history::{parse_jsonl, HistoryError};
+    use concord_sim::linearizability::{
+        check_history_parallel, CheckConfig, CheckResult, KeyVerdict, Report,
+    };
+
+    use super::CheckArgs;
+
+    /// Exit codes.
+    const LINEARIZABLE: u8 = 0;
+    const NOT_LINEARIZABLE: u8 = 1;
+    const UNKNOWN: u8 = 2;
+    const MALFORMED: u8 = 3;
+
+    /// Runs `check`; returns the exit code.
+    pub fn run(args: &CheckArgs) -> u8 {
+        let shown = args.history.display().to_string();
+        let text = if shown == "-" {
+            let mut s = String::new();
+            std::io::stdin().read_to_string(&mut s).map(|_| s)
+        } else {
+            std::fs::read_to_string(&args.history)
+        };
+        let text = match text {
+            Ok(text) => text,
+            Err(error) => {
+                eprintln!("error: cannot read history {shown}: {error}");
+                return MALFORMED;
+            }
+        };
+        let ops = match parse_jsonl(&text) {
+            Ok(ops) => ops,
+            Err(HistoryError::Malformed { line, message }) => {
+                eprintln!("error: {shown}: line {line}: {message}");
+                eprintln!("(the format is documented in concord_sim::history, sim/src/history.rs)");
+                return MALFORMED;
+            }
+            Err(error) => {
+                eprintln!("error: {shown}: {error}");
+                return MALFORMED;
+            }
+        };
+        let time_limit = match args.timeout {
+            None => None,
+            Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
+            Some(s) => {
+                eprintln!("error: --timeout {s} must be a positive number of seconds");
+                return MALFORMED;
+            }
+        };
+        let cfg = CheckConfig {
+            max_steps: args.max_steps,
+            max_frontier: args.max_configs,
+            time_limit,
+            ..CheckConfig::default()
+        };
+        let started = Instant::now();
+        let report = check_history_parallel(&ops, &cfg, args.threads);
+        let wall = started.elapsed();
+        print_report(args, &report, ops.len(), wall);
+        if let Some(path) = &args.html {
+            let page = match &report.result {
+                CheckResult::NotLinearizable(failure) => {
+                    concord_sim::report::check_page(&ops, failure)
+                }
+                other => concord_sim::report::verdict_page(&other.to_string(), &report),
+            };
+            match std::fs::write(path, page) {
+                Ok(()) => println!("HTML report written to {}", path.display()),
+                Err(error) => {
+                    eprintln!("error: cannot write {}: {error}", path.display());
+                }
+            }
+        }
+        match &report.result {
+            CheckResult::Ok => LINEARIZABLE,
+            CheckResult::NotLinearizable(_) => NOT_LINEARIZABLE,
+            CheckResult::Unknown(_) => UNKNOWN,
+            CheckResult::Invalid { .. } => MALFORMED,
+        }
+    }
+
+    fn print_report(args: &CheckArgs, report: &Report, ops: usize, wall: Duration) {
+        println!(
+            "concord-sim check: {} operations on {} keys, {} threads, {:.3} s",
+            ops,
+            report.keys.len(),
+            args.threads.max(1),
+            wall.as_secs_f64()
+        );
+        let mut rows: Vec<usize> = (0..report.keys.len()).collect();
+        if rows.len() > args.key_rows {
+            rows.sort_by(|&a, &b| {
+                report.keys[b]
+                    .elapsed
+                    .cmp(&report.keys[a].elapsed)
+                    .then(a.cmp(&b))
+            });
+            rows.truncate(args.key_rows);
+            println!(
+                "per key (the {} slowest of {}; --key-rows shows more):",
+                rows.len(),
+                report.keys.len()
+            );
+        } else {
+            println!("per key:");
+        }
+        println!(
+            "  {:<24} {:>8} {:>9} {:>8} {:>7} {:>10}  verdict",
+            "key", "ops", "completed", "unknown", "failed", "time (s)"
+        );
+        for &i in &rows {
+            let k = &report.keys[i];
+            let time = if k.verdict == KeyVerdict::Skipped {
+                "-".to_string()
+            } else {
+                format!("{:.3}", k.elapsed.as_secs_f64())
+            };
+            println!(
+                "  {:<24} {:>8} {:>9} {:>8} {:>7} {:>10}  {}",
+                format!("{:?}", k.key),
+                k.ops,
+                k.completed,
+                k.unknown,
+                k.failed,
+                time,
+                k.verdict
+            );
+        }
+        match &report.result {
+            CheckResult::Ok => println!("LINEARIZABLE"),
+            CheckResult::NotLinearizable(failure) => print!("{failure}"),
+            CheckResult::Unknown(exhausted) => {
+                let flag = match exhausted.limit {
+                    concord_sim::linearizability::Limit::Time(_) => " (raise --timeout)",
+                    concord_sim::linearizability::Limit::Configurations(_) => {
+                        " (raise --max-configs, if memory allows)"
+                    }
+                    concord_sim::linearizability::Limit::Steps(_) => " (raise --max-steps)",
+                    concord_sim::linearizability::Limit::PendingOperations(_) => "",
+                };
+                println!("{exhausted}{flag}");
+            }
+            CheckResult::Invalid { index, message } => {
+                println!("invalid history: operation #{index}: {message}")
+            }
+        }
     }
 }
 
@@ -357,6 +574,7 @@ fn replay(
     node: Option<u64>,
     history: Option<PathBuf>,
     show_plan: bool,
+    html: Option<PathBuf>,
     sim: &SimArgs,
 ) -> Result<bool, String> {
     let mut config = sim.config(seed)?;
@@ -448,7 +666,7 @@ fn replay(
         }
     );
     if let Some(path) = history {
-        let (_, operations) = run_kv_with_history(&config, plan)?;
+        let (_, operations) = run_kv_with_history(&config, plan.clone())?;
         let file = std::fs::File::create(&path)
             .map_err(|error| format!("cannot create {}: {error}", path.display()))?;
         concord_sim::history::write_jsonl(std::io::BufWriter::new(file), &operations)
@@ -458,6 +676,15 @@ fn replay(
             operations.len(),
             path.display()
         );
+    }
+    if let Some(path) = html {
+        config.timeline = true;
+        let (with_timeline, operations) = run_kv_with_history(&config, plan)?;
+        config.timeline = false;
+        let page = concord_sim::report::timeline_page(&with_timeline, &operations);
+        std::fs::write(&path, page)
+            .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
+        println!("HTML timeline written to {}", path.display());
     }
     match &report.failure {
         Some(failure) => {

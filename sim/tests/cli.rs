@@ -98,3 +98,44 @@ fn bad_arguments_are_explained() {
     assert_eq!(code, 2);
     assert!(stderr.contains("cannot read plan"), "{stderr}");
 }
+
+#[test]
+fn replay_html_draws_one_lane_per_node_and_client_and_the_failure() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let path = dir.join("replay-seed-20.html");
+    let (code, stdout, _) = concord_sim(&[
+        "replay",
+        "--seed",
+        "20",
+        "--nodes",
+        "3",
+        "--bug-persisted-before-sync",
+        "--html",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("HTML timeline written"), "{stdout}");
+    let page = std::fs::read_to_string(&path).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>"));
+    assert!(!page.contains("<script"));
+    assert!(!page.contains("src=\"http") && !page.contains("href=\"http"));
+    let svg = &page[page.find("<svg id=\"timeline\"").unwrap()..];
+    assert_eq!(svg.matches("<g class=\"lane node\"").count(), 3);
+    assert_eq!(svg.matches("<g class=\"lane network\"").count(), 1);
+    // One lane per client that issued operations, each with its bars.
+    let lanes: Vec<&str> = svg.split("<g class=\"lane client\"").skip(1).collect();
+    assert!(lanes.len() >= 2, "{} client lanes", lanes.len());
+    for lane in &lanes {
+        assert!(
+            lane.contains("class=\"op "),
+            "a client lane without operations"
+        );
+    }
+    assert!(svg.matches("class=\"op ").count() >= 8);
+    // Roles with terms, commits, and the failure across all lanes.
+    assert!(svg.contains("class=\"role role-leader\""));
+    assert!(svg.contains("class=\"role role-follower\""));
+    assert!(svg.contains("class=\"commit\""));
+    assert_eq!(svg.matches("<line class=\"failure\"").count(), 1);
+    assert!(page.contains("id=\"failure\"") && page.contains("leader-completeness"));
+}

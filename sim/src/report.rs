@@ -1,0 +1,684 @@
+//! Self-contained HTML reports: one file each, inline CSS and SVG, no
+//! scripts, nothing fetched from the network.
+//!
+//! * [`check_page`]: a non-linearizable history. The failing key's
+//!   operations on a time axis, one lane per client: the explanation (the
+//!   shrunk sub-history) and, below it, the latest operations before the
+//!   stuck return. Operations that returned before the stuck one form the
+//!   longest prefix the checker could linearize (green); the operation that
+//!   cannot be placed is red; operations still pending then are grey,
+//!   unknown outcomes run to the right edge, failed ones are hatched.
+//! * [`verdict_page`]: any other verdict, with the per-key statistics.
+//! * [`timeline_page`]: one simulated run (`concord-sim replay --html`).
+//!   One lane per node (role and term over time, crashes, pauses, commit
+//!   indices), one for the network (partitions), one per client (its
+//!   operations), and the failure, if any, as a red line across all lanes.
+//!
+//! Every drawn element carries a `class` naming what it is (`lane`,
+//! `op`, `stuck`, `prefix`, `role-leader`, `crashed`, `failure`, ...) and a
+//! `<title>` tooltip with its details, so the pages can be read by tools
+//! as well as people.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::engine::{format_time, RunReport};
+use crate::history::{Operation, Outcome};
+use crate::linearizability::{Failure, Report};
+
+/// Operations of the failing key drawn as context below the explanation
+/// (the latest ones called before the stuck return).
+pub const CONTEXT_OPS_MAX: usize = 200;
+
+/// Escapes text for HTML element content and attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = r#"
+body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; }
+h1 { font-size: 20px; margin: 0 0 8px; }
+h2 { font-size: 16px; margin: 24px 0 6px; }
+.verdict-bad { color: #b00020; }
+.verdict-good { color: #1b7f3b; }
+.verdict-unknown { color: #a15c00; }
+pre { background: #f6f6f6; padding: 8px; overflow-x: auto; font-size: 12px; }
+table { border-collapse: collapse; font-size: 13px; }
+td, th { border: 1px solid #ddd; padding: 2px 8px; text-align: right; }
+td:first-child, th:first-child { text-align: left; }
+.legend span { display: inline-block; margin-right: 14px; }
+.swatch { display: inline-block; width: 14px; height: 10px; margin-right: 4px; vertical-align: middle; border: 1px solid #555; }
+svg { background: #fff; border: 1px solid #ddd; }
+svg text { font: 11px system-ui, sans-serif; }
+svg .lane-label { font-weight: 600; }
+svg .axis { stroke: #999; }
+svg .grid { stroke: #eee; }
+svg .lane-bg { fill: #fafafa; }
+svg .op rect { stroke: #333; stroke-width: 0.6; }
+svg .prefix rect { fill: #9ed9a8; }
+svg .pending rect { fill: #d0d0d0; }
+svg .unknown rect { fill: #e8e0c8; stroke-dasharray: 3 2; }
+svg .failed rect { fill: url(#hatch); }
+svg .stuck rect { fill: #e53935; stroke: #7f0000; stroke-width: 2; }
+svg .in-explanation rect { stroke: #000; stroke-width: 2; }
+svg .role-follower { fill: #cfe3f7; }
+svg .role-precandidate { fill: #f7efc4; }
+svg .role-candidate { fill: #f7d79a; }
+svg .role-leader { fill: #6fbf73; }
+svg .crashed { fill: #555; }
+svg .paused { fill: url(#hatch); }
+svg .partition { fill: #f3c0c0; stroke: #b05050; stroke-width: 0.6; }
+svg .commit { stroke: #1a3d7c; stroke-width: 1; }
+svg .failure { stroke: #e00; stroke-width: 2.5; }
+svg .ok rect { fill: #9ed9a8; }
+"#;
+
+const HATCH: &str = r##"<defs><pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><rect width="6" height="6" fill="#f2f2f2"/><line x1="0" y1="0" x2="0" y2="6" stroke="#999" stroke-width="2"/></pattern></defs>"##;
+
+fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n{body}</body>\n</html>\n",
+        escape(title)
+    )
+}
+
+/// A bar on one lane of a [`Chart`].
+struct Bar {
+    lane: usize,
+    start: u64,
+    /// `None`: runs to the right edge.
+    end: Option<u64>,
+    /// Class of the enclosing group (e.g. `op prefix`).
+    class: String,
+    label: String,
+    title: String,
+    /// Draw thinner, in the lower half of the lane (overlays).
+    overlay: bool,
+}
+
+/// A vertical mark: on one lane, or across all of them (`lane: None`).
+struct Mark {
+    lane: Option<usize>,
+    at: u64,
+    class: &'static str,
+    title: String,
+}
+
+/// Lanes on a shared time axis, rendered as one SVG.
+struct Chart {
+    id: &'static str,
+    lanes: Vec<(String, &'static str)>,
+    lo: u64,
+    hi: u64,
+    bars: Vec<Bar>,
+    marks: Vec<Mark>,
+    /// How to print a time on the axis.
+    time_label: fn(u64) -> String,
+}
+
+const LABEL_W: f64 = 150.0;
+const PLOT_W: f64 = 1150.0;
+const LANE_H: f64 = 26.0;
+const AXIS_H: f64 = 24.0;
+
+impl Chart {
+    fn x(&self, t: u64) -> f64 {
+        let span = (self.hi - self.lo).max(1) as f64;
+        LABEL_W + (t.saturating_sub(self.lo).min(self.hi - self.lo) as f64) * PLOT_W / span
+    }
+
+    fn render(&self) -> String {
+        let height = AXIS_H + LANE_H * self.lanes.len() as f64 + 4.0;
+        let width = LABEL_W + PLOT_W + 10.0;
+        let mut s = String::new();
+        let _ = write!(
+            s,
+            "<svg id=\"{}\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\">{HATCH}",
+            self.id
+        );
+        // Axis with ten ticks.
+        s.push_str("<g class=\"time-axis\">");
+        for i in 0..=10u64 {
+            let t = self.lo + (self.hi - self.lo) * i / 10;
+            let x = self.x(t);
+            let anchor = match i {
+                0 => "start",
+                10 => "end",
+                _ => "middle",
+            };
+            let _ = write!(
+                s,
+                "<line class=\"grid\" x1=\"{x:.1}\" y1=\"{AXIS_H}\" x2=\"{x:.1}\" y2=\"{height}\"/><text x=\"{x:.1}\" y=\"14\" text-anchor=\"{anchor}\">{}</text>",
+                escape(&(self.time_label)(t))
+            );
+        }
+        s.push_str("</g>");
+        for (i, (label, class)) in self.lanes.iter().enumerate() {
+            let y = AXIS_H + LANE_H * i as f64;
+            let _ = write!(
+                s,
+                "<g class=\"lane {class}\" data-lane=\"{}\"><rect class=\"lane-bg\" x=\"{LABEL_W}\" y=\"{y:.1}\" width=\"{PLOT_W}\" height=\"{}\"/><text class=\"lane-label\" x=\"6\" y=\"{:.1}\">{}</text>",
+                escape(label),
+                LANE_H - 2.0,
+                y + LANE_H / 2.0 + 4.0,
+                escape(label)
+            );
+            for b in self.bars.iter().filter(|b| b.lane == i) {
+                let x0 = self.x(b.start);
+                let x1 = b.end.map_or(LABEL_W + PLOT_W, |e| self.x(e)).max(x0 + 2.0);
+                let (by, bh) = if b.overlay {
+                    (y + LANE_H * 0.55, LANE_H * 0.35)
+                } else {
+                    (y + 3.0, LANE_H - 8.0)
+                };
+                let _ = write!(
+                    s,
+                    "<g class=\"{}\"><title>{}</title><rect x=\"{x0:.1}\" y=\"{by:.1}\" width=\"{:.1}\" height=\"{bh:.1}\"/>",
+                    b.class,
+                    escape(&b.title),
+                    x1 - x0
+                );
+                // Labels only where they fit (about 6 px per character).
+                if !b.label.is_empty() && (x1 - x0) > 6.0 * b.label.chars().count() as f64 + 4.0 {
+                    let _ = write!(
+                        s,
+                        "<text x=\"{:.1}\" y=\"{:.1}\">{}</text>",
+                        x0 + 3.0,
+                        by + bh / 2.0 + 4.0,
+                        escape(&b.label)
+                    );
+                } else if b.class.contains("stuck") {
+                    // The stuck operation is always labelled, left of it.
+                    let _ = write!(
+                        s,
+                        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" font-weight=\"bold\">{}</text>",
+                        x0 - 3.0,
+                        by + bh / 2.0 + 4.0,
+                        escape(&b.label)
+                    );
+                }
+                s.push_str("</g>");
+            }
+            for m in self.marks.iter().filter(|m| m.lane == Some(i)) {
+                let x = self.x(m.at);
+                let _ = write!(
+                    s,
+                    "<line class=\"{}\" x1=\"{x:.1}\" y1=\"{:.1}\" x2=\"{x:.1}\" y2=\"{:.1}\"><title>{}</title></line>",
+                    m.class,
+                    y + LANE_H - 10.0,
+                    y + LANE_H - 5.0,
+                    escape(&m.title)
+                );
+            }
+            s.push_str("</g>");
+        }
+        for m in self.marks.iter().filter(|m| m.lane.is_none()) {
+            let x = self.x(m.at);
+            let _ = write!(
+                s,
+                "<line class=\"{}\" x1=\"{x:.1}\" y1=\"{AXIS_H}\" x2=\"{x:.1}\" y2=\"{height}\"><title>{}</title></line>",
+                m.class,
+                escape(&m.title)
+            );
+        }
+        s.push_str("</svg>\n");
+        s
+    }
+}
+
+/// Where an operation stands relative to the stuck return at `t`.
+fn op_class(o: &Operation, stuck: &Operation, t: u64) -> &'static str {
+    if o == stuck {
+        return "op stuck";
+    }
+    match (&o.outcome, o.ret) {
+        (Outcome::Failed, _) => "op failed",
+        (Outcome::Unknown, _) => "op unknown",
+        (Outcome::Ok(_), Some(r)) if r < t => "op prefix",
+        _ => "op pending",
+    }
+}
+
+/// One lane per client of `ops`, sorted by client id.
+fn client_chart(
+    id: &'static str,
+    ops: &[&Operation],
+    failure: &Failure,
+    explanation: &[Operation],
+) -> Chart {
+    let t = failure.stuck_op.ret.unwrap_or(failure.stuck_op.call);
+    let mut lanes: BTreeMap<u64, usize> = BTreeMap::new();
+    for o in ops {
+        lanes.insert(o.client, 0);
+    }
+    for (i, v) in lanes.values_mut().enumerate() {
+        *v = i;
+    }
+    let lo = ops.iter().map(|o| o.call).min().unwrap_or(0);
+    let hi = ops
+        .iter()
+        .map(|o| o.ret.unwrap_or(o.call))
+        .max()
+        .unwrap_or(lo)
+        .max(t)
+        .max(lo + 1);
+    // A little room on the right for unknown outcomes.
+    let hi = hi + (hi - lo) / 20 + 1;
+    let bars = ops
+        .iter()
+        .map(|o| {
+            let mut class = op_class(o, &failure.stuck_op, t).to_string();
+            if id == "context" && explanation.contains(o) {
+                class.push_str(" in-explanation");
+            }
+            let label = match &o.op {
+                crate::history::Op::Get => match &o.outcome {
+                    Outcome::Ok(crate::history::Output::Value(v)) => format!("get {v:?}"),
+                    _ => "get".to_string(),
+                },
+                crate::history::Op::Put { value } => format!("put {value:?}"),
+                crate::history::Op::Append { value } => format!("app {value:?}"),
+                crate::history::Op::Cas { from, to } => format!("cas {from:?}→{to:?}"),
+            };
+            Bar {
+                lane: lanes[&o.client],
+                start: o.call,
+                end: if matches!(o.outcome, Outcome::Unknown) {
+                    None
+                } else {
+                    Some(o.ret.unwrap_or(o.call))
+                },
+                class,
+                label,
+                title: o.to_string(),
+                overlay: false,
+            }
+        })
+        .collect();
+    Chart {
+        id,
+        lanes: lanes
+            .keys()
+            .map(|c| (format!("client {c}"), "client"))
+            .collect(),
+        lo,
+        hi,
+        bars,
+        marks: vec![Mark {
+            lane: None,
+            at: t,
+            class: "failure",
+            title: format!("stuck return at {t}"),
+        }],
+        time_label: |t| t.to_string(),
+    }
+}
+
+const OP_LEGEND: &str = r#"<p class="legend"><span><i class="swatch" style="background:#9ed9a8"></i>returned before the stuck operation: the longest prefix that could be linearized</span><span><i class="swatch" style="background:#e53935"></i>the operation that cannot be placed</span><span><i class="swatch" style="background:#d0d0d0"></i>still pending then</span><span><i class="swatch" style="background:#e8e0c8"></i>unknown outcome (may take effect any time after its call)</span><span><i class="swatch" style="background:#eee"></i>failed</span><span>red line: the stuck return; bold outline: part of the explanation</span></p>"#;
+
+/// The report of a non-linearizable history: `ops` is the checked
+/// history, `failure` the checker's explanation.
+pub fn check_page(ops: &[Operation], failure: &Failure) -> String {
+    let t = failure.stuck_op.ret.unwrap_or(failure.stuck_op.call);
+    let mut body = String::new();
+    let _ = write!(
+        body,
+        "<h1 class=\"verdict-bad\">NOT LINEARIZABLE: key {}</h1>\n<p>No valid order remains once this operation returns: <b id=\"stuck-op\">{}</b>. Values the key could hold just before: {}.</p>\n",
+        escape(&format!("{:?}", failure.key)),
+        escape(&failure.stuck_op.to_string()),
+        escape(&format!("{:?}", failure.possible_values)),
+    );
+    body.push_str(OP_LEGEND);
+    let explanation: Vec<&Operation> = failure.sub_history.iter().collect();
+    let _ = write!(
+        body,
+        "<h2>Explanation: {} operations</h2>\n<p>{}</p>\n",
+        explanation.len(),
+        if failure.explained {
+            "Not linearizable; without the stuck operation it is, and it keeps every write the stuck operation could have seen."
+        } else {
+            "Unshrunk: everything on the key called before the stuck return. It is not linearizable, but no smaller sub-history that is linearizable without the stuck operation was found, so the other operations may contradict each other as well."
+        }
+    );
+    body.push_str(
+        &client_chart("explanation", &explanation, failure, &failure.sub_history).render(),
+    );
+    let mut context: Vec<&Operation> = ops
+        .iter()
+        .filter(|o| o.key == failure.key && o.call <= t)
+        .collect();
+    context.sort_by_key(|o| (o.call, o.ret.unwrap_or(u64::MAX)));
+    let total = context.len();
+    if total > CONTEXT_OPS_MAX {
+        context.drain(..total - CONTEXT_OPS_MAX);
+    }
+    let _ = writeln!(
+        body,
+        "<h2>The key's history up to the stuck return ({} of {} operations called by then)</h2>",
+        context.len(),
+        total
+    );
+    body.push_str(&client_chart("context", &context, failure, &failure.sub_history).render());
+    let _ = write!(
+        body,
+        "<h2>Explanation as JSON lines</h2>\n<pre id=\"jsonl\">{}</pre>\n",
+        escape(&failure.to_jsonl())
+    );
+    page(&format!("NOT LINEARIZABLE: key {:?}", failure.key), &body)
+}
+
+/// A page for any verdict other than a failure: the verdict and the
+/// per-key statistics.
+pub fn verdict_page(verdict: &str, report: &Report) -> String {
+    let class = if report.result.is_ok() {
+        "verdict-good"
+    } else {
+        "verdict-unknown"
+    };
+    let mut body = format!("<h1 class=\"{class}\">{}</h1>\n", escape(verdict));
+    body.push_str("<table><tr><th>key</th><th>ops</th><th>completed</th><th>unknown</th><th>failed</th><th>time (s)</th><th>verdict</th></tr>\n");
+    for k in &report.keys {
+        let _ = writeln!(
+            body,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{}</td></tr>",
+            escape(&k.key),
+            k.ops,
+            k.completed,
+            k.unknown,
+            k.failed,
+            k.elapsed.as_secs_f64(),
+            escape(&k.verdict.to_string())
+        );
+    }
+    body.push_str("</table>\n");
+    page(verdict, &body)
+}
+
+/// Parses `"becomes Leader in term 3"` into (role, term).
+fn parse_role(text: &str) -> Option<(&str, &str)> {
+    let rest = text.strip_prefix("becomes ")?;
+    let (role, term) = rest.split_once(" in term ")?;
+    Some((role, term))
+}
+
+/// The timeline of one simulated run (recorded with
+/// `SimConfig::timeline` on) and its client history.
+pub fn timeline_page(report: &RunReport, history: &[Operation]) -> String {
+    let nodes = report.config.nodes;
+    let end = report
+        .timeline
+        .iter()
+        .map(|e| e.time_ns)
+        .chain(history.iter().map(|o| o.ret.unwrap_or(o.call)))
+        .max()
+        .unwrap_or(0)
+        .max(report.simulated_ns)
+        .max(1);
+    let mut clients: Vec<u64> = history.iter().map(|o| o.client).collect();
+    clients.sort_unstable();
+    clients.dedup();
+    let mut lanes: Vec<(String, &'static str)> = (1..=nodes)
+        .map(|n| (format!("node n{n}"), "node"))
+        .collect();
+    let network_lane = lanes.len();
+    lanes.push(("network".to_string(), "network"));
+    let client_lane: BTreeMap<u64, usize> = clients
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| (c, network_lane + 1 + i))
+        .collect();
+    for c in &clients {
+        lanes.push((format!("client {c}"), "client"));
+    }
+    let mut bars = Vec::new();
+    let mut marks = Vec::new();
+    for n in 1..=nodes as u64 {
+        let lane = (n - 1) as usize;
+        let mut role: Option<(u64, String, String)> = None; // start, role, term
+        let mut down: Option<u64> = None;
+        let mut paused: Option<u64> = None;
+        let mut last_commit: Option<u64> = None;
+        let close_role =
+            |bars: &mut Vec<Bar>, role: &mut Option<(u64, String, String)>, at: u64| {
+                if let Some((start, r, term)) = role.take() {
+                    bars.push(Bar {
+                        lane,
+                        start,
+                        end: Some(at),
+                        class: format!("role role-{}", r.to_lowercase()),
+                        label: format!("{} t{term}", r.chars().next().unwrap_or('?')),
+                        title: format!("n{n} {r} in term {term} from {}", format_time(start)),
+                        overlay: false,
+                    });
+                }
+            };
+        for e in report.timeline.iter().filter(|e| e.node == Some(n)) {
+            let at = e.time_ns;
+            if let Some((r, term)) = parse_role(&e.text) {
+                close_role(&mut bars, &mut role, at);
+                role = Some((at, r.to_string(), term.to_string()));
+            } else if e.text.starts_with("CRASH") {
+                close_role(&mut bars, &mut role, at);
+                down = Some(at);
+            } else if e.text == "restart" {
+                if let Some(start) = down.take() {
+                    bars.push(Bar {
+                        lane,
+                        start,
+                        end: Some(at),
+                        class: "crashed".to_string(),
+                        label: "down".to_string(),
+                        title: format!(
+                            "n{n} crashed at {}, restarted at {}",
+                            format_time(start),
+                            format_time(at)
+                        ),
+                        overlay: false,
+                    });
+                }
+                role = Some((at, "Follower".to_string(), "?".to_string()));
+            } else if e.text == "paused" {
+                paused = Some(at);
+            } else if e.text.starts_with("resumed") {
+                if let Some(start) = paused.take() {
+                    bars.push(Bar {
+                        lane,
+                        start,
+                        end: Some(at),
+                        class: "paused".to_string(),
+                        label: String::new(),
+                        title: format!(
+                            "n{n} paused from {} to {}",
+                            format_time(start),
+                            format_time(at)
+                        ),
+                        overlay: true,
+                    });
+                }
+            } else if let Some(index) = e.text.strip_prefix("commit index ") {
+                // At most one tick per ~2 px, so the roles stay visible.
+                if last_commit.is_some_and(|t| at - t < end / 600) {
+                    continue;
+                }
+                last_commit = Some(at);
+                marks.push(Mark {
+                    lane: Some(lane),
+                    at,
+                    class: "commit",
+                    title: format!("n{n} commit index {index} at {}", format_time(at)),
+                });
+            }
+        }
+        close_role(&mut bars, &mut role, end);
+        if let Some(start) = down {
+            bars.push(Bar {
+                lane,
+                start,
+                end: None,
+                class: "crashed".to_string(),
+                label: "down".to_string(),
+                title: format!("n{n} crashed at {}", format_time(start)),
+                overlay: false,
+            });
+        }
+        if let Some(start) = paused {
+            bars.push(Bar {
+                lane,
+                start,
+                end: None,
+                class: "paused".to_string(),
+                label: String::new(),
+                title: format!("n{n} paused from {}", format_time(start)),
+                overlay: true,
+            });
+        }
+    }
+    // Network: a partition lasts until the next network event.
+    let mut open: Option<(u64, String)> = None;
+    let mut failures = Vec::new();
+    for e in report.timeline.iter().filter(|e| e.node.is_none()) {
+        if let Some(what) = e.text.strip_prefix("network: ") {
+            if let Some((start, text)) = open.take() {
+                bars.push(Bar {
+                    lane: network_lane,
+                    start,
+                    end: Some(e.time_ns),
+                    class: "partition".to_string(),
+                    label: text.clone(),
+                    title: format!(
+                        "{} – {}: {text}",
+                        format_time(start),
+                        format_time(e.time_ns)
+                    ),
+                    overlay: false,
+                });
+            }
+            open = Some((e.time_ns, what.to_string()));
+        } else if e.text == "network healed" {
+            if let Some((start, text)) = open.take() {
+                bars.push(Bar {
+                    lane: network_lane,
+                    start,
+                    end: Some(e.time_ns),
+                    class: "partition".to_string(),
+                    label: text.clone(),
+                    title: format!(
+                        "{} – {}: {text}",
+                        format_time(start),
+                        format_time(e.time_ns)
+                    ),
+                    overlay: false,
+                });
+            }
+        } else if let Some(what) = e.text.strip_prefix("FAILURE ") {
+            failures.push(what.to_string());
+            marks.push(Mark {
+                lane: None,
+                at: e.time_ns,
+                class: "failure",
+                title: format!("FAILURE at {}: {what}", format_time(e.time_ns)),
+            });
+        }
+    }
+    if let Some((start, text)) = open {
+        bars.push(Bar {
+            lane: network_lane,
+            start,
+            end: None,
+            class: "partition".to_string(),
+            label: text.clone(),
+            title: format!("from {}: {text}", format_time(start)),
+            overlay: false,
+        });
+    }
+    for o in history {
+        let class = match o.outcome {
+            Outcome::Ok(_) => "op ok",
+            Outcome::Failed => "op failed",
+            Outcome::Unknown => "op unknown",
+        };
+        bars.push(Bar {
+            lane: client_lane[&o.client],
+            start: o.call,
+            end: match o.outcome {
+                Outcome::Unknown => None,
+                _ => Some(o.ret.unwrap_or(o.call)),
+            },
+            class: class.to_string(),
+            label: o.op.name().to_string(),
+            title: format!(
+                "{o} (called {}{})",
+                format_time(o.call),
+                o.ret
+                    .map_or(String::new(), |r| format!(", returned {}", format_time(r)))
+            ),
+            overlay: false,
+        });
+    }
+    if let Some(f) = &report.failure {
+        if failures.is_empty() {
+            failures.push(f.to_string());
+        }
+    }
+    let chart = Chart {
+        id: "timeline",
+        lanes,
+        lo: 0,
+        hi: end,
+        bars,
+        marks,
+        time_label: format_time,
+    };
+    let mut body = String::new();
+    let seed = report.config.seed;
+    match &report.failure {
+        Some(f) => {
+            let _ = write!(
+                body,
+                "<h1 class=\"verdict-bad\">seed {seed}: FAILED</h1>\n<p id=\"failure\">{}</p>\n",
+                escape(&f.to_string())
+            );
+        }
+        None => {
+            let _ = writeln!(body, "<h1 class=\"verdict-good\">seed {seed}: passed</h1>");
+        }
+    }
+    let _ = writeln!(
+        body,
+        "<p>{} nodes, simulated {}, {} client operations ({} ok), committed index {}, trace hash {:016x}. Faults enabled: {}.</p>",
+        nodes,
+        format_time(report.simulated_ns),
+        report.operations,
+        report.operations_ok,
+        report.committed,
+        report.trace_hash,
+        escape(&report.plan.enabled().to_string())
+    );
+    body.push_str(r#"<p class="legend"><span><i class="swatch" style="background:#6fbf73"></i>leader</span><span><i class="swatch" style="background:#f7d79a"></i>candidate</span><span><i class="swatch" style="background:#f7efc4"></i>pre-candidate</span><span><i class="swatch" style="background:#cfe3f7"></i>follower</span><span><i class="swatch" style="background:#555"></i>crashed</span><span><i class="swatch" style="background:#ccc"></i>paused (hatched)</span><span><i class="swatch" style="background:#f3c0c0"></i>partition</span><span>blue ticks under a node: its commit index advances; red line: the failure; client bars: green ok, hatched failed, beige unknown</span></p>"#);
+    body.push('\n');
+    body.push_str(&chart.render());
+    if !report.plan.events.is_empty() {
+        body.push_str("<h2>Fault schedule</h2>\n<pre>");
+        for event in &report.plan.events {
+            let _ = writeln!(
+                body,
+                "{:>12}  {}",
+                format_time(event.at_ns),
+                escape(&event.fault.to_string())
+            );
+        }
+        body.push_str("</pre>\n");
+    }
+    page(&format!("concord-sim seed {seed}"), &body)
+}
