@@ -416,11 +416,12 @@ mod check {
     }
 
     fn print_report(args: &CheckArgs, report: &Report, ops: usize, wall: Duration) {
+        let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
         println!(
-            "concord-sim check: {} operations on {} keys, {} threads, {:.3} s",
-            ops,
-            report.keys.len(),
-            args.threads.max(1),
+            "concord-sim check: {} on {}, {}, {:.3} s",
+            plural(ops, "operation"),
+            plural(report.keys.len(), "key"),
+            plural(args.threads.max(1), "thread"),
             wall.as_secs_f64()
         );
         let mut rows: Vec<usize> = (0..report.keys.len()).collect();

@@ -59,7 +59,7 @@ td, th { border: 1px solid #ddd; padding: 2px 8px; text-align: right; }
 td:first-child, th:first-child { text-align: left; }
 .legend span { display: inline-block; margin-right: 14px; }
 .swatch { display: inline-block; width: 14px; height: 10px; margin-right: 4px; vertical-align: middle; border: 1px solid #555; }
-svg { background: #fff; border: 1px solid #ddd; }
+svg { background: #fff; border: 1px solid #ddd; max-width: 100%; height: auto; }
 svg text { font: 11px system-ui, sans-serif; }
 svg .lane-label { font-weight: 600; }
 svg .axis { stroke: #999; }
