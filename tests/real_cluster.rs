@@ -334,3 +334,82 @@ fn follower_with_a_cut_durable_wal_record_refuses_to_start_until_data_loss_is_ac
     });
     cluster.sigterm_all();
 }
+
+/// The example binary `record_real_cluster` of concord-sim, built next to
+/// this test by `cargo test --workspace`.
+fn recorder_example() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    // target/<profile>/deps/<this test> -> target/<profile>/examples/
+    let path = exe.parent()?.parent()?.join("examples").join(format!(
+        "record_real_cluster{}",
+        std::env::consts::EXE_SUFFIX
+    ));
+    path.exists().then_some(path)
+}
+
+/// The history recorder's worked example, run as a user would against
+/// three `concord-node` processes while one of them is SIGKILLed and
+/// restarted: it records every operation (unknown outcomes included),
+/// writes the JSON lines, and its check finds the history linearizable;
+/// `concord-sim check` on the written file agrees.
+#[test]
+fn recorder_example_checks_a_history_recorded_from_concord_node_processes() {
+    let Some(example) = recorder_example() else {
+        eprintln!(
+            "SKIPPED recorder_example_checks_a_history_recorded_from_concord_node_processes: \
+             the example is not built; `cargo test --workspace --features concord/tokio` builds it \
+             (or `cargo build -p concord-sim --example record_real_cluster`)"
+        );
+        return;
+    };
+    let mut cluster = NodeProcesses::on_loopback("real-recorder", CLUSTER);
+    for id in 1..=3 {
+        cluster.start(id);
+    }
+    let out = cluster.base.join("history.jsonl");
+    let mut recorder = std::process::Command::new(&example)
+        .args(["--servers", &cluster.servers().join(",")])
+        .args(["--cluster", CLUSTER, "--clients", "4", "--ops", "200"])
+        .arg("--out")
+        .arg(&out)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the recorder example");
+    // A fault while it records: SIGKILL a node, then bring it back.
+    std::thread::sleep(Duration::from_millis(300));
+    cluster.sigkill(2);
+    std::thread::sleep(Duration::from_millis(500));
+    cluster.start(2);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    assert!(
+        recorder.try_wait().expect("try_wait").is_none(),
+        "the recording finished before the fault; record more operations"
+    );
+    let status = loop {
+        if let Some(status) = recorder.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the recorder example hung");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let output = recorder.wait_with_output().expect("recorder output");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        status.success(),
+        "the example's check failed ({status}):\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let history = std::fs::read_to_string(&out).expect("the example wrote its history");
+    let history = concord_sim::history::parse_jsonl(&history).expect("valid JSON lines");
+    assert!(
+        history.len() >= 4 * 200,
+        "{} operations recorded",
+        history.len()
+    );
+    let verdict = concord_sim::linearizability::check_history(&history);
+    assert!(
+        matches!(verdict, concord_sim::linearizability::CheckResult::Ok),
+        "{verdict:?}"
+    );
+}
