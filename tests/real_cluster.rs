@@ -4,7 +4,9 @@
 //! three, and read every acknowledged write back. And the write-ahead log's
 //! recovery rule on real processes: a zero-filled tail is a torn write the
 //! node starts past; a cut record it had fsynced makes it refuse to start
-//! until the operator passes `--accept-wal-data-loss`.
+//! until the operator passes `--accept-wal-data-loss`. And snapshots on
+//! real processes: a follower SIGKILLed while the cluster compacts past it
+//! is caught up by a snapshot, and all three restart from their snapshots.
 #![cfg(feature = "tokio")]
 
 #[path = "common/processes.rs"]
@@ -331,6 +333,123 @@ fn follower_with_a_cut_durable_wal_record_refuses_to_start_until_data_loss_is_ac
             // follower short by ordinary probing, which is not an error.
             eprintln!("leader changed ({leader} -> {leader_now}); regression report not expected");
         }
+    });
+    cluster.sigterm_all();
+}
+
+/// Flags that make the nodes compact often: a snapshot every 50 applied
+/// entries, 20 entries kept below it.
+const COMPACT_OFTEN: [&str; 4] = [
+    "--snapshot-every-entries",
+    "50",
+    "--compaction-trailing-entries",
+    "20",
+];
+
+/// Snapshot files in a node's data directory.
+fn snapshot_files(data_dir: &Path) -> Vec<PathBuf> {
+    match std::fs::read_dir(data_dir.join("snapshots")) {
+        Ok(listing) => listing
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "snap"))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+#[test]
+fn follower_killed_past_the_trailing_window_catches_up_by_snapshot() {
+    let mut cluster = NodeProcesses::on_loopback("real-snap", CLUSTER);
+    for id in 1..=3 {
+        cluster.start_with(id, &COMPACT_OFTEN);
+    }
+    runtime().block_on(async {
+        let mut client = cluster.client();
+        let mut acked = BTreeMap::new();
+        put_keys(&mut client, &mut acked, "before", 0, 120).await;
+        let leader = find_leader(&mut client).await;
+        let follower = (1..=3).find(|id| *id != leader).unwrap();
+        wait_caught_up(&mut client, leader, follower, Duration::from_secs(10)).await;
+        let status = client.status(leader as usize - 1).await.unwrap();
+        assert!(
+            status.snapshot_index > 0 && status.server.snapshots_taken > 0,
+            "the leader compacted: {status:?}"
+        );
+        let follower_last = client
+            .status(follower as usize - 1)
+            .await
+            .unwrap()
+            .last_index;
+
+        cluster.sigkill(follower);
+        // Well past a snapshot interval plus the trailing window.
+        put_keys(&mut client, &mut acked, "while-down", 0, 150).await;
+        let leader = find_leader(&mut client).await;
+        let status = client.status(leader as usize - 1).await.unwrap();
+        assert!(
+            status.first_index > follower_last + 1,
+            "the leader no longer holds the entries after the follower's log \
+             (first index {}, follower's last {follower_last})",
+            status.first_index
+        );
+
+        cluster.start_with(follower, &COMPACT_OFTEN);
+        wait_caught_up(&mut client, leader, follower, Duration::from_secs(20)).await;
+        let status = client.status(follower as usize - 1).await.unwrap();
+        assert!(
+            status.server.snapshots_installed >= 1 && status.snapshot_index > follower_last,
+            "node {follower} caught up by a snapshot: {status:?}"
+        );
+        assert!(!snapshot_files(&cluster.data_dir(follower)).is_empty());
+        put_keys(&mut client, &mut acked, "after", 0, 10).await;
+        read_all(&mut client, &acked).await;
+    });
+    cluster.sigterm_all();
+}
+
+#[test]
+fn all_three_restart_from_their_snapshots_with_state_intact() {
+    let mut cluster = NodeProcesses::on_loopback("real-snap-restart", CLUSTER);
+    for id in 1..=3 {
+        cluster.start_with(id, &COMPACT_OFTEN);
+    }
+    runtime().block_on(async {
+        let mut client = cluster.client();
+        let mut acked = BTreeMap::new();
+        put_keys(&mut client, &mut acked, "key", 0, 130).await;
+        let leader = find_leader(&mut client).await;
+        for id in 1..=3 {
+            wait_caught_up(&mut client, leader, id, Duration::from_secs(10)).await;
+        }
+
+        // Kill all three at once; each restarts from its snapshot plus the
+        // log after it.
+        cluster.sigkill_all();
+        for id in 1..=3 {
+            assert!(
+                !snapshot_files(&cluster.data_dir(id)).is_empty(),
+                "node {id} stored a snapshot"
+            );
+            cluster.start_with(id, &COMPACT_OFTEN);
+        }
+        for id in 1..=3 {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let status = loop {
+                if let Ok(status) = client.status(id as usize - 1).await {
+                    break status;
+                }
+                assert!(Instant::now() < deadline, "node {id} did not come back");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+            assert!(
+                status.snapshot_index > 0,
+                "node {id} restarted from a snapshot: {status:?}"
+            );
+        }
+        // The same client (its session lives in the snapshots) keeps
+        // writing, and every acknowledged write reads back.
+        put_keys(&mut client, &mut acked, "after", 0, 20).await;
+        read_all(&mut client, &acked).await;
     });
     cluster.sigterm_all();
 }
