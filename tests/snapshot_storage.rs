@@ -376,10 +376,44 @@ fn snapshot_file_without_its_log_record_keeps_only_a_matching_log() {
         if expect_kept {
             assert_eq!(indices(&report.recovered.entries), vec![(9, 2), (10, 2)]);
             assert_eq!(report.entries_dropped_after_snapshot, 0);
-        } else {
-            assert!(report.recovered.entries.is_empty());
-            assert_eq!(report.entries_dropped_after_snapshot, 2);
+            continue;
         }
+        assert!(report.recovered.entries.is_empty());
+        assert_eq!(report.entries_dropped_after_snapshot, 2);
+        // The node continues after the snapshot; the entries it appends
+        // survive the next restart (the divergent entry 8 still in the
+        // segment must not make recovery drop them again).
+        let (mut storage, recovered, _) = reopen(&dir.0, &options);
+        assert!(recovered.entries.is_empty());
+        run(&mut storage, vec![append(1, 4, 9, 11)]);
+        drop(storage);
+        let (_, recovered, _) = reopen(&dir.0, &options);
+        assert_eq!(recovered.base, LogPosition::new(8, 4));
+        assert_eq!(indices(&recovered.entries), vec![(9, 4), (10, 4), (11, 4)]);
+    }
+}
+
+#[test]
+fn log_continuing_after_a_snapshot_past_its_end_survives_restarts() {
+    // The log ends below the snapshot (it lost its tail, or the snapshot
+    // came from a leader): the node continues after the snapshot, and the
+    // next restart still finds those entries.
+    let dir = TempDir::new("past-end");
+    let options = WalOptions::default();
+    let mut storage = FileStorage::open(&dir.0, options.clone()).unwrap();
+    storage.recover().unwrap();
+    run(&mut storage, vec![append(1, 1, 1, 5)]);
+    drop(storage);
+    snapshot_file::write_snapshot_file(&dir.0.join(SNAPSHOT_DIR_NAME), &snapshot(9, 1)).unwrap();
+    let (mut storage, recovered, _) = reopen(&dir.0, &options);
+    assert_eq!(recovered.base, LogPosition::new(9, 1));
+    assert!(recovered.entries.is_empty());
+    run(&mut storage, vec![append(1, 1, 10, 12)]);
+    drop(storage);
+    for _ in 0..2 {
+        let (_, recovered, _) = reopen(&dir.0, &options);
+        assert_eq!(recovered.base, LogPosition::new(9, 1));
+        assert_eq!(indices(&recovered.entries), vec![(10, 1), (11, 1), (12, 1)]);
     }
 }
 

@@ -163,6 +163,11 @@
 //! recovered state is `Recovered { base: snapshot position, applied_index:
 //! base index, entries after it }`, and [`Storage::recovered_snapshot`]
 //! returns the snapshot the host restores and hands to the node.
+//! When the recovered log ends at the snapshot (it held nothing after it,
+//! ended below it, or diverged from it), [`FileStorage::start`] first
+//! appends and syncs a [`WalRecord::Snapshot`] with `discard_log` naming the
+//! base, so that the next recovery does not let those older records hide
+//! or drop the entries appended after the snapshot from then on.
 //!
 //! The snapshot record is a new [`WalRecord`] variant in format version 2:
 //! logs without snapshots are unchanged, and a build from before snapshots
@@ -1205,6 +1210,11 @@ impl Storage for FileStorage {
             snapshot_position: self.snapshot_position,
             segment_max_indices: std::mem::take(&mut self.segment_max_indices),
         };
+        if self.snapshot_position.index > 0
+            && self.recovered_last_index == self.snapshot_position.index
+        {
+            writer.record_empty_log_after_snapshot()?;
+        }
         let thread = std::thread::Builder::new()
             .name("concord-wal".to_string())
             .spawn(move || writer.run(rx, notify))
@@ -1409,6 +1419,38 @@ impl Writer {
             let _ = stored.send(snapshot);
         }
         Ok(last_id)
+    }
+
+    /// The node starts with a log that ends at the snapshot: record that
+    /// (a [`WalRecord::Snapshot`] with `discard_log`), durably, before any
+    /// write. Otherwise whatever the segments still hold at or below the
+    /// snapshot (a log that ended below it, or one that diverged from it,
+    /// whose entries recovery dropped) would, replayed again at the next
+    /// start, hide or drop the entries appended after the snapshot from now
+    /// on.
+    fn record_empty_log_after_snapshot(&mut self) -> Result<(), StorageError> {
+        let position = self.snapshot_position;
+        self.buf.clear();
+        encode_record(
+            &WalRecord::Snapshot {
+                position,
+                discard_log: true,
+            },
+            &mut self.buf,
+        )?;
+        let path = self.wal_dir.join(segment_name(self.segment_number));
+        self.file
+            .write_all(&self.buf)
+            .map_err(io_err(format!("appending to {}", path.display())))?;
+        self.segment_bytes += self.buf.len() as u64;
+        self.file
+            .sync_data()
+            .map_err(io_err(format!("fdatasync {}", path.display())))?;
+        self.last_index = position.index;
+        if self.options.sync {
+            self.write_marker();
+        }
+        Ok(())
     }
 
     /// The snapshot at `position` and the record naming it are durable:
