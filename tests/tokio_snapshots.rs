@@ -316,3 +316,110 @@ fn file_storage_follower_is_caught_up_by_snapshot_and_all_restart_from_snapshots
     ));
     drop(dirs);
 }
+
+/// Restart time of a compacted node (a figure, not a check; run with
+/// `cargo test --release --features tokio --test tokio_snapshots -- --ignored --nocapture`).
+/// A one-node cluster on `FileStorage` applies `RESTART_WRITES` commands of
+/// 100 bytes, snapshotting every 100 000 entries (the `concord-node`
+/// default); it is stopped, and the time to recover storage, restore the
+/// state machine and answer a status query is printed.
+#[test]
+#[ignore = "a measurement; prints the restart time"]
+fn restart_time_of_a_compacted_node() {
+    const RESTART_WRITES: u64 = 250_000;
+    const IN_FLIGHT_MAX: usize = 2_000;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let dirs = TempDirs(vec![std::env::temp_dir().join(format!(
+        "concord-restart-time-{}-{nanos}",
+        std::process::id()
+    ))]);
+    let dir = dirs.0[0].clone();
+    let config = || {
+        let mut raft = Config::new(1, [1]);
+        raft.compaction_threshold_entries = Some(100_000);
+        let mut config = ServerConfig::new(raft);
+        config.tick = Duration::from_millis(5);
+        config
+    };
+    runtime().block_on(async {
+        let network = MemNetwork::new();
+        let inbox = server::inbox();
+        network.register(1, inbox.0.clone());
+        let storage = FileStorage::open(&dir, WalOptions::default()).unwrap();
+        let handle = server::start(
+            config(),
+            Recorder::default(),
+            storage,
+            network.transport(1),
+            inbox,
+        )
+        .unwrap();
+        let handle = Arc::new(handle);
+        let started = Instant::now();
+        let mut written = 0u64;
+        while written < RESTART_WRITES {
+            let mut calls = tokio::task::JoinSet::new();
+            for _ in 0..IN_FLIGHT_MAX.min((RESTART_WRITES - written) as usize) {
+                let handle = handle.clone();
+                let command = Bytes::from(vec![b'x'; 100]);
+                calls.spawn(async move { handle.call(command).await });
+            }
+            while let Some(answer) = calls.join_next().await {
+                if let ClientResponse::Done(_) = answer.unwrap() {
+                    written += 1;
+                }
+            }
+        }
+        let status = handle.status().await.unwrap();
+        eprintln!(
+            "wrote {written} commands in {:?}; applied {}, snapshot at {}, {} snapshots taken",
+            started.elapsed(),
+            status.applied_index,
+            status.snapshot_index,
+            status.server.snapshots_taken
+        );
+        Arc::into_inner(handle).unwrap().shutdown().await.unwrap();
+        network.unregister(1);
+
+        let restart = Instant::now();
+        let storage = FileStorage::open(&dir, WalOptions::default()).unwrap();
+        let recovered_after = restart.elapsed();
+        let inbox = server::inbox();
+        network.register(1, inbox.0.clone());
+        let handle = server::start(
+            config(),
+            Recorder::default(),
+            storage,
+            network.transport(1),
+            inbox,
+        )
+        .unwrap();
+        let status = handle.status().await.unwrap();
+        let status_after = restart.elapsed();
+        eprintln!(
+            "restart: storage recovered in {recovered_after:?}, serving status (snapshot at {}, \
+             log {}..={}, applied {}) after {status_after:?}",
+            status.snapshot_index, status.first_index, status.last_index, status.applied_index
+        );
+        // Ready to serve writes: leader again, with the log after the
+        // snapshot applied.
+        let last_index = status.last_index;
+        let status = loop {
+            let status = handle.status().await.unwrap();
+            if status.role == "Leader" && status.applied_index >= last_index {
+                break status;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        eprintln!(
+            "restart: leader with {} entries re-applied after the snapshot after {:?}",
+            status.applied_index - status.snapshot_index,
+            restart.elapsed()
+        );
+        handle.shutdown().await.unwrap();
+    });
+    drop(dirs);
+}

@@ -16,10 +16,11 @@
 //! (client sessions included) at the applied index — the state machine is
 //! only ever touched by this loop, and every `Apply` is executed (and
 //! reported applied) before the next action, so its state is exactly that
-//! of the applied index. Serializing is the only part done on the loop: it
-//! produces an immutable, reference-counted copy, so the state machine
+//! of the applied index. Serializing is the only part done on the loop
+//! (its cost grows with the state's size; it is logged as `serialize_ms`):
+//! it produces an immutable, reference-counted copy, so the state machine
 //! keeps applying entries while storage writes and fsyncs the file on its
-//! own thread, in order with the log writes; the snapshot comes back on a
+//! own thread, in order with the log writes (no file I/O on the loop); the snapshot comes back on a
 //! channel once durable and is reported with [`Input::Snapshotted`]. A
 //! snapshot from the leader ([`Action::PersistSnapshot`]) is a write like
 //! any other, reported with [`Input::Persisted`];
