@@ -123,8 +123,8 @@
 //! ## Snapshots and compaction
 //!
 //! Snapshot files live in `<dir>/snapshots/` (format, atomic write and
-//! verification in [`snapshot_file`](super::snapshot_file)). A snapshot
-//! write ([`Storage::submit_snapshot`]) goes through the writer thread in
+//! verification in [`snapshot_file`]). A snapshot write
+//! ([`Storage::submit_snapshot`]) goes through the writer thread in
 //! order with the log writes: the writer writes and syncs the snapshot file
 //! (temporary file, fsync, rename, directory fsync), then appends a
 //! [`WalRecord::Snapshot`] naming its position (and `discard_log`) to the
