@@ -477,3 +477,48 @@ fn mem_storage_has_the_same_snapshot_semantics() {
     assert_eq!(recovered.base, LogPosition::new(15, 2));
     assert_eq!(indices(&recovered.entries), vec![(16, 2), (17, 2), (18, 2)]);
 }
+
+#[test]
+fn crash_midway_through_deleting_covered_segments_recovers_the_same_log() {
+    // Segments are deleted oldest first; a crash after deleting some of the
+    // covered ones leaves a later first segment whose replay starts without
+    // knowing where the log ended before it.
+    let dir = TempDir::new("partial-delete");
+    let options = small_segments();
+    let mut storage = FileStorage::open(&dir.0, options.clone()).unwrap();
+    storage.recover().unwrap();
+    let mut writes: Vec<Write> = (1..=60).map(|i| append(i, 1, i, i)).collect();
+    // A truncation and rewrite inside what the snapshot will cover.
+    writes.push(Write::Log(PersistRequest {
+        id: WriteId(61),
+        hard_state: Some(HardState {
+            term: 2,
+            voted_for: None,
+        }),
+        truncate_after: Some(30),
+        entries: (31..=40).map(|i| entry(2, i)).collect(),
+    }));
+    writes.extend((62..=90).map(|id| append(id, 2, id - 21, id - 21)));
+    run(&mut storage, writes);
+    drop(storage);
+    // The snapshot file is durable (its record and the deletions were not).
+    snapshot_file::write_snapshot_file(&dir.0.join(SNAPSHOT_DIR_NAME), &snapshot(50, 2)).unwrap();
+    let full = wal::recover_dir(&dir.0, &options).unwrap();
+    assert_eq!(full.recovered.base, LogPosition::new(50, 2));
+    let expected = indices(&full.recovered.entries);
+    assert_eq!(expected, (51..=69).map(|i| (i, 2)).collect::<Vec<_>>());
+    // Delete covered segments one by one, oldest first, as the writer does.
+    for (number, max) in &full.segment_max_indices {
+        if *max > 50 {
+            break;
+        }
+        std::fs::remove_file(dir.0.join("wal").join(wal::segment_name(*number))).unwrap();
+        let report = wal::recover_dir(&dir.0, &options).unwrap();
+        assert_eq!(
+            indices(&report.recovered.entries),
+            expected,
+            "after deleting segment {number}"
+        );
+    }
+    assert!(segment_numbers(&dir.0)[0] > 1);
+}
