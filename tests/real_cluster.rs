@@ -6,7 +6,8 @@
 //! node starts past; a cut record it had fsynced makes it refuse to start
 //! until the operator passes `--accept-wal-data-loss`. And snapshots on
 //! real processes: a follower SIGKILLed while the cluster compacts past it
-//! is caught up by a snapshot, and all three restart from their snapshots.
+//! is caught up by a snapshot, all three restart from their snapshots, and
+//! a node whose snapshot file is damaged refuses to start, naming it.
 #![cfg(feature = "tokio")]
 
 #[path = "common/processes.rs"]
@@ -452,4 +453,39 @@ fn all_three_restart_from_their_snapshots_with_state_intact() {
         read_all(&mut client, &acked).await;
     });
     cluster.sigterm_all();
+}
+
+#[test]
+fn node_with_a_corrupt_snapshot_refuses_to_start_naming_the_file() {
+    let mut cluster = NodeProcesses::on_loopback("real-snap-corrupt", CLUSTER);
+    for id in 1..=3 {
+        cluster.start_with(id, &COMPACT_OFTEN);
+    }
+    runtime().block_on(async {
+        let mut client = cluster.client();
+        let mut acked = BTreeMap::new();
+        put_keys(&mut client, &mut acked, "key", 0, 80).await;
+        let leader = find_leader(&mut client).await;
+        for id in 1..=3 {
+            wait_caught_up(&mut client, leader, id, Duration::from_secs(10)).await;
+        }
+    });
+    cluster.sigterm_all();
+    let files = snapshot_files(&cluster.data_dir(1));
+    assert_eq!(files.len(), 1, "{files:?}");
+    let mut bytes = std::fs::read(&files[0]).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x40;
+    std::fs::write(&files[0], &bytes).unwrap();
+    cluster.start_with(1, &COMPACT_OFTEN);
+    let status = cluster
+        .wait_exit(1, Duration::from_secs(10))
+        .expect("node 1 refuses to start");
+    assert!(!status.success());
+    let log = cluster.log_text(1);
+    let name = files[0].file_name().unwrap().to_string_lossy().to_string();
+    assert!(
+        log.contains(&name) && log.contains("checksum"),
+        "the error names the file and the damage:\n{log}"
+    );
 }
