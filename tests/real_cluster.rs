@@ -4,7 +4,10 @@
 //! three, and read every acknowledged write back. And the write-ahead log's
 //! recovery rule on real processes: a zero-filled tail is a torn write the
 //! node starts past; a cut record it had fsynced makes it refuse to start
-//! until the operator passes `--accept-wal-data-loss`.
+//! until the operator passes `--accept-wal-data-loss`. And snapshots on
+//! real processes: a follower SIGKILLed while the cluster compacts past it
+//! is caught up by a snapshot, all three restart from their snapshots, and
+//! a node whose snapshot file is damaged refuses to start, naming it.
 #![cfg(feature = "tokio")]
 
 #[path = "common/processes.rs"]
@@ -366,10 +369,16 @@ fn recorder_example_checks_a_history_recorded_from_concord_node_processes() {
     for id in 1..=3 {
         cluster.start(id);
     }
+    // The cluster serves before the recording starts, so the fault below
+    // lands in the middle of it.
+    runtime().block_on(async {
+        let mut client = cluster.client();
+        client.put("ready", "1").await.expect("the cluster serves");
+    });
     let out = cluster.base.join("history.jsonl");
     let mut recorder = std::process::Command::new(&example)
         .args(["--servers", &cluster.servers().join(",")])
-        .args(["--cluster", CLUSTER, "--clients", "4", "--ops", "200"])
+        .args(["--cluster", CLUSTER, "--clients", "4", "--ops", "3000"])
         .arg("--out")
         .arg(&out)
         .stdout(std::process::Stdio::piped())
@@ -377,15 +386,15 @@ fn recorder_example_checks_a_history_recorded_from_concord_node_processes() {
         .spawn()
         .expect("start the recorder example");
     // A fault while it records: SIGKILL a node, then bring it back.
-    std::thread::sleep(Duration::from_millis(300));
-    cluster.sigkill(2);
-    std::thread::sleep(Duration::from_millis(500));
-    cluster.start(2);
-    let deadline = Instant::now() + Duration::from_secs(120);
+    std::thread::sleep(Duration::from_millis(150));
     assert!(
         recorder.try_wait().expect("try_wait").is_none(),
         "the recording finished before the fault; record more operations"
     );
+    cluster.sigkill(2);
+    std::thread::sleep(Duration::from_millis(500));
+    cluster.start(2);
+    let deadline = Instant::now() + Duration::from_secs(120);
     let status = loop {
         if let Some(status) = recorder.try_wait().expect("try_wait") {
             break status;
@@ -403,7 +412,7 @@ fn recorder_example_checks_a_history_recorded_from_concord_node_processes() {
     let history = std::fs::read_to_string(&out).expect("the example wrote its history");
     let history = concord_sim::history::parse_jsonl(&history).expect("valid JSON lines");
     assert!(
-        history.len() >= 4 * 200,
+        history.len() >= 4 * 3000,
         "{} operations recorded",
         history.len()
     );
@@ -411,5 +420,157 @@ fn recorder_example_checks_a_history_recorded_from_concord_node_processes() {
     assert!(
         matches!(verdict, concord_sim::linearizability::CheckResult::Ok),
         "{verdict:?}"
+    );
+}
+
+/// Flags that make the nodes compact often: a snapshot every 50 applied
+/// entries, 20 entries kept below it.
+const COMPACT_OFTEN: [&str; 4] = [
+    "--snapshot-every-entries",
+    "50",
+    "--compaction-trailing-entries",
+    "20",
+];
+
+/// Snapshot files in a node's data directory.
+fn snapshot_files(data_dir: &Path) -> Vec<PathBuf> {
+    match std::fs::read_dir(data_dir.join("snapshots")) {
+        Ok(listing) => listing
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "snap"))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+#[test]
+fn follower_killed_past_the_trailing_window_catches_up_by_snapshot() {
+    let mut cluster = NodeProcesses::on_loopback("real-snap", CLUSTER);
+    for id in 1..=3 {
+        cluster.start_with(id, &COMPACT_OFTEN);
+    }
+    runtime().block_on(async {
+        let mut client = cluster.client();
+        let mut acked = BTreeMap::new();
+        put_keys(&mut client, &mut acked, "before", 0, 120).await;
+        let leader = find_leader(&mut client).await;
+        let follower = (1..=3).find(|id| *id != leader).unwrap();
+        wait_caught_up(&mut client, leader, follower, Duration::from_secs(10)).await;
+        let status = client.status(leader as usize - 1).await.unwrap();
+        assert!(
+            status.snapshot_index > 0 && status.server.snapshots_taken > 0,
+            "the leader compacted: {status:?}"
+        );
+        let follower_last = client
+            .status(follower as usize - 1)
+            .await
+            .unwrap()
+            .last_index;
+
+        cluster.sigkill(follower);
+        // Well past a snapshot interval plus the trailing window.
+        put_keys(&mut client, &mut acked, "while-down", 0, 150).await;
+        let leader = find_leader(&mut client).await;
+        let status = client.status(leader as usize - 1).await.unwrap();
+        assert!(
+            status.first_index > follower_last + 1,
+            "the leader no longer holds the entries after the follower's log \
+             (first index {}, follower's last {follower_last})",
+            status.first_index
+        );
+
+        cluster.start_with(follower, &COMPACT_OFTEN);
+        wait_caught_up(&mut client, leader, follower, Duration::from_secs(20)).await;
+        let status = client.status(follower as usize - 1).await.unwrap();
+        assert!(
+            status.server.snapshots_installed >= 1 && status.snapshot_index > follower_last,
+            "node {follower} caught up by a snapshot: {status:?}"
+        );
+        assert!(!snapshot_files(&cluster.data_dir(follower)).is_empty());
+        put_keys(&mut client, &mut acked, "after", 0, 10).await;
+        read_all(&mut client, &acked).await;
+    });
+    cluster.sigterm_all();
+}
+
+#[test]
+fn all_three_restart_from_their_snapshots_with_state_intact() {
+    let mut cluster = NodeProcesses::on_loopback("real-snap-restart", CLUSTER);
+    for id in 1..=3 {
+        cluster.start_with(id, &COMPACT_OFTEN);
+    }
+    runtime().block_on(async {
+        let mut client = cluster.client();
+        let mut acked = BTreeMap::new();
+        put_keys(&mut client, &mut acked, "key", 0, 130).await;
+        let leader = find_leader(&mut client).await;
+        for id in 1..=3 {
+            wait_caught_up(&mut client, leader, id, Duration::from_secs(10)).await;
+        }
+
+        // Kill all three at once; each restarts from its snapshot plus the
+        // log after it.
+        cluster.sigkill_all();
+        for id in 1..=3 {
+            assert!(
+                !snapshot_files(&cluster.data_dir(id)).is_empty(),
+                "node {id} stored a snapshot"
+            );
+            cluster.start_with(id, &COMPACT_OFTEN);
+        }
+        for id in 1..=3 {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let status = loop {
+                if let Ok(status) = client.status(id as usize - 1).await {
+                    break status;
+                }
+                assert!(Instant::now() < deadline, "node {id} did not come back");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+            assert!(
+                status.snapshot_index > 0,
+                "node {id} restarted from a snapshot: {status:?}"
+            );
+        }
+        // The same client (its session lives in the snapshots) keeps
+        // writing, and every acknowledged write reads back.
+        put_keys(&mut client, &mut acked, "after", 0, 20).await;
+        read_all(&mut client, &acked).await;
+    });
+    cluster.sigterm_all();
+}
+
+#[test]
+fn node_with_a_corrupt_snapshot_refuses_to_start_naming_the_file() {
+    let mut cluster = NodeProcesses::on_loopback("real-snap-corrupt", CLUSTER);
+    for id in 1..=3 {
+        cluster.start_with(id, &COMPACT_OFTEN);
+    }
+    runtime().block_on(async {
+        let mut client = cluster.client();
+        let mut acked = BTreeMap::new();
+        put_keys(&mut client, &mut acked, "key", 0, 80).await;
+        let leader = find_leader(&mut client).await;
+        for id in 1..=3 {
+            wait_caught_up(&mut client, leader, id, Duration::from_secs(10)).await;
+        }
+    });
+    cluster.sigterm_all();
+    let files = snapshot_files(&cluster.data_dir(1));
+    assert_eq!(files.len(), 1, "{files:?}");
+    let mut bytes = std::fs::read(&files[0]).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x40;
+    std::fs::write(&files[0], &bytes).unwrap();
+    cluster.start_with(1, &COMPACT_OFTEN);
+    let status = cluster
+        .wait_exit(1, Duration::from_secs(10))
+        .expect("node 1 refuses to start");
+    assert!(!status.success());
+    let log = cluster.log_text(1);
+    let name = files[0].file_name().unwrap().to_string_lossy().to_string();
+    assert!(
+        log.contains(&name) && log.contains("checksum"),
+        "the error names the file and the damage:\n{log}"
     );
 }

@@ -22,7 +22,7 @@ commands:
   append <KEY> <VALUE>           append to a value; print the result
   cas <KEY> <EXPECTED> <NEW>     set NEW if the value is EXPECTED (use --absent
                                  instead of EXPECTED for \"key not set\")
-  status                         role, term, leader, commit, applied and lag of every server
+  status                         role, term, leader, commit, applied, lag and snapshot of every server
 
   --cluster-id defaults to \"concord\"";
 
@@ -191,14 +191,24 @@ async fn run(args: Args) -> Result<(), String> {
                 .max()
                 .unwrap_or(0);
             println!(
-                "{:<22} {:>4} {:<12} {:>6} {:>7} {:>8} {:>8} {:>8} {:>6}",
-                "server", "id", "role", "term", "leader", "last", "commit", "applied", "lag"
+                "{:<22} {:>4} {:<12} {:>6} {:>7} {:>8} {:>8} {:>8} {:>6} {:>8} {:>11}",
+                "server",
+                "id",
+                "role",
+                "term",
+                "leader",
+                "last",
+                "commit",
+                "applied",
+                "lag",
+                "snapshot",
+                "taken/inst."
             );
             for (server, row) in rows {
                 match row {
                     Ok(s) => {
                         println!(
-                            "{:<22} {:>4} {:<12} {:>6} {:>7} {:>8} {:>8} {:>8} {:>6}",
+                            "{:<22} {:>4} {:<12} {:>6} {:>7} {:>8} {:>8} {:>8} {:>6} {:>8} {:>11}",
                             server,
                             s.id,
                             s.role,
@@ -209,7 +219,12 @@ async fn run(args: Args) -> Result<(), String> {
                             s.last_index,
                             s.commit_index,
                             s.applied_index,
-                            max_commit.saturating_sub(s.applied_index)
+                            max_commit.saturating_sub(s.applied_index),
+                            s.snapshot_index,
+                            format!(
+                                "{}/{}",
+                                s.server.snapshots_taken, s.server.snapshots_installed
+                            )
                         );
                         for p in &s.peers {
                             println!(

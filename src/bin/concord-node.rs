@@ -15,19 +15,28 @@
 //! `concord::tokio::wal`), the node refuses to start and exits non-zero
 //! with an error naming the file and offset; `--accept-wal-data-loss`
 //! truncates the log there instead and rejoins with a shorter log.
+//!
+//! Every `--snapshot-every-entries` applied entries (default 100000) the
+//! node snapshots its state into `<data-dir>/snapshots/` and deletes the
+//! write-ahead log segments the snapshot covers; a damaged snapshot file
+//! makes it refuse to start, naming the file.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use concord::tokio::cluster::{start_kv_node, NodeSettings};
+use concord::tokio::cluster::{
+    start_kv_node, NodeSettings, COMPACTION_TRAILING_ENTRIES_DEFAULT,
+    SNAPSHOT_EVERY_ENTRIES_DEFAULT,
+};
 use concord::tokio::wal::{FileStorage, WalOptions};
 use concord::NodeId;
 
 const USAGE: &str = "\
 usage: concord-node --id <ID> --listen <HOST:PORT> --peers <ID=HOST:PORT,...> --data-dir <DIR> --cluster-id <NAME>
                     [--tick-ms <MS>] [--no-fsync] [--accept-wal-data-loss]
+                    [--snapshot-every-entries <N>] [--compaction-trailing-entries <N>]
 
   --id          this node's id (a positive integer, one of --peers)
   --listen      address to serve peers and clients on
@@ -41,7 +50,14 @@ usage: concord-node --id <ID> --listen <HOST:PORT> --peers <ID=HOST:PORT,...> --
                 if the write-ahead log lost records it had fsynced (and so
                 may have acknowledged), truncate it there and start anyway,
                 logging the loss at error level; without it such a node
-                refuses to start";
+                refuses to start
+  --snapshot-every-entries
+                snapshot the state machine (and delete the log it covers)
+                once this many entries were applied since the last
+                snapshot (default 100000; 0 never snapshots)
+  --compaction-trailing-entries
+                entries kept in the log below a snapshot, so a follower a
+                little behind catches up from the log (default 1024)";
 
 #[derive(Debug)]
 struct Args {
@@ -53,6 +69,8 @@ struct Args {
     tick_ms: u64,
     fsync: bool,
     accept_wal_data_loss: bool,
+    snapshot_every_entries: Option<u64>,
+    compaction_trailing_entries: u64,
 }
 
 fn parse_addr(flag: &str, value: &str) -> Result<String, String> {
@@ -71,6 +89,8 @@ fn parse_args(argv: Vec<String>) -> Result<Args, String> {
     let mut tick_ms = 10u64;
     let mut fsync = true;
     let mut accept_wal_data_loss = false;
+    let mut snapshot_every_entries = Some(SNAPSHOT_EVERY_ENTRIES_DEFAULT);
+    let mut compaction_trailing_entries = COMPACTION_TRAILING_ENTRIES_DEFAULT;
     let mut it = argv.into_iter();
     while let Some(flag) = it.next() {
         if flag == "--help" || flag == "-h" {
@@ -135,6 +155,17 @@ fn parse_args(argv: Vec<String>) -> Result<Args, String> {
                     return Err("--tick-ms: must be between 1 and 10000".to_string());
                 }
             }
+            "--snapshot-every-entries" => {
+                let n: u64 = value
+                    .parse()
+                    .map_err(|_| format!("--snapshot-every-entries: {value:?} is not a number"))?;
+                snapshot_every_entries = (n > 0).then_some(n);
+            }
+            "--compaction-trailing-entries" => {
+                compaction_trailing_entries = value.parse().map_err(|_| {
+                    format!("--compaction-trailing-entries: {value:?} is not a number")
+                })?;
+            }
             other => return Err(format!("unknown option {other:?}")),
         }
     }
@@ -161,6 +192,8 @@ fn parse_args(argv: Vec<String>) -> Result<Args, String> {
         tick_ms,
         fsync,
         accept_wal_data_loss,
+        snapshot_every_entries,
+        compaction_trailing_entries,
     })
 }
 
@@ -222,6 +255,8 @@ async fn run(args: Args) -> Result<(), String> {
         args.cluster_id.clone(),
     );
     settings.tick = Duration::from_millis(args.tick_ms);
+    settings.snapshot_every_entries = args.snapshot_every_entries;
+    settings.compaction_trailing_entries = args.compaction_trailing_entries;
     let mut node = start_kv_node(settings, storage)
         .await
         .map_err(|e| e.to_string())?;

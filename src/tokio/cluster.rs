@@ -14,6 +14,12 @@ use super::server::{self, ServerConfig, ServerError, ServerHandle};
 use super::storage::Storage;
 use super::transport::{StreamWrapper, TcpTransport, TcpTransportConfig, TransportCounters};
 
+/// Entries applied between two snapshots, by default.
+pub const SNAPSHOT_EVERY_ENTRIES_DEFAULT: u64 = 100_000;
+
+/// Entries kept in the log below a snapshot, by default.
+pub const COMPACTION_TRAILING_ENTRIES_DEFAULT: u64 = 1024;
+
 /// Settings of one node of a TCP cluster.
 #[derive(Clone, Debug)]
 pub struct NodeSettings {
@@ -36,11 +42,19 @@ pub struct NodeSettings {
     pub peer_timeout: Option<Duration>,
     /// Applied to every outgoing peer connection (fault injection in tests).
     pub stream_wrapper: Option<StreamWrapper>,
+    /// Take a snapshot (and compact the log) once this many entries were
+    /// applied since the last one; `None` never does.
+    pub snapshot_every_entries: Option<u64>,
+    /// Entries kept in the log below a new snapshot, so that a follower a
+    /// little behind is caught up from the log rather than by a snapshot.
+    pub compaction_trailing_entries: u64,
 }
 
 impl NodeSettings {
     /// Defaults: 10 ms ticks, elections after 15..30 ticks, heartbeats
-    /// every 3 ticks, the transport's default peer timeout.
+    /// every 3 ticks, the transport's default peer timeout, a snapshot
+    /// every [`SNAPSHOT_EVERY_ENTRIES_DEFAULT`] entries keeping
+    /// [`COMPACTION_TRAILING_ENTRIES_DEFAULT`] entries below it.
     pub fn new(
         id: NodeId,
         listen: impl Into<String>,
@@ -57,6 +71,8 @@ impl NodeSettings {
             heartbeat_ticks: 3,
             peer_timeout: TcpTransportConfig::new(id, "", BTreeMap::new()).peer_timeout,
             stream_wrapper: None,
+            snapshot_every_entries: Some(SNAPSHOT_EVERY_ENTRIES_DEFAULT),
+            compaction_trailing_entries: COMPACTION_TRAILING_ENTRIES_DEFAULT,
         }
     }
 
@@ -69,6 +85,8 @@ impl NodeSettings {
         config.election_timeout_min_ticks = self.election_ticks.0;
         config.election_timeout_max_ticks = self.election_ticks.1;
         config.heartbeat_interval_ticks = self.heartbeat_ticks;
+        config.compaction_threshold_entries = self.snapshot_every_entries;
+        config.compaction_trailing_entries = self.compaction_trailing_entries;
         config
     }
 }

@@ -11,6 +11,7 @@
 //! | [`listener`] | the accepting side: handshake checks, peer and client connections |
 //! | [`storage`] | the [`Storage`](storage::Storage) trait; in-memory implementation |
 //! | [`wal`] | the on-disk write-ahead log with group commit ([`FileStorage`](wal::FileStorage)) |
+//! | [`snapshot_file`] | snapshot files: atomic writes, verified loads |
 //! | [`server`] | the server loop |
 //! | [`client`] | [`Client`](client::Client): leader discovery, redirects, retries, typed KV API |
 //! | [`kv`] | the key-value service and its exactly-once sessions |
@@ -31,6 +32,7 @@ pub mod frame;
 pub mod kv;
 pub mod listener;
 pub mod server;
+pub mod snapshot_file;
 pub mod status;
 pub mod storage;
 pub mod transport;

@@ -8,6 +8,26 @@
 //! arrive together are proposed together with one `ProposeBatch`, so a
 //! burst of requests costs one log write and one AppendEntries per
 //! follower.
+//!
+//! ## Snapshots
+//!
+//! When the node asks for a snapshot ([`Action::TakeSnapshot`], by the
+//! compaction policy in [`Config`]), the loop serializes the state machine
+//! (client sessions included) at the applied index — the state machine is
+//! only ever touched by this loop, and every `Apply` is executed (and
+//! reported applied) before the next action, so its state is exactly that
+//! of the applied index. Serializing is the only part done on the loop
+//! (its cost grows with the state's size; it is logged as `serialize_ms`):
+//! it produces an immutable, reference-counted copy, so the state machine
+//! keeps applying entries while storage writes and fsyncs the file on its
+//! own thread, in order with the log writes (no file I/O on the loop); the snapshot comes back on a
+//! channel once durable and is reported with [`Input::Snapshotted`]. A
+//! snapshot from the leader ([`Action::PersistSnapshot`]) is a write like
+//! any other, reported with [`Input::Persisted`];
+//! [`Action::RestoreSnapshot`] replaces the state machine's state, then
+//! reports [`Input::Applied`]. On start, the newest stored snapshot is
+//! restored into the state machine and handed to the node, which serves it
+//! to followers behind its log.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -19,11 +39,12 @@ use tracing::Instrument;
 
 use crate::state_machine::StateMachine;
 use crate::{
-    Action, Config, ConfigError, EntryPayload, Index, Input, Node, NodeId, ProposeError, Role, Term,
+    Action, Config, ConfigError, EntryPayload, Index, Input, LogPosition, Node, NodeId,
+    ProposeError, Role, Snapshot, Term,
 };
 
 use super::status::{NodeStatus, ServerCounters};
-use super::storage::{PersistRequest, Storage, StorageError};
+use super::storage::{PersistRequest, SnapshotStoredSender, SnapshotWrite, Storage, StorageError};
 use super::transport::Transport;
 use super::wire::ClientResponse;
 
@@ -88,6 +109,30 @@ pub enum ServerError {
     /// An I/O error outside storage (binding the listener, ...).
     #[error("{0}")]
     Io(String),
+    /// The state machine could not be restored from a snapshot (stored or
+    /// received from the leader, its checksum verified): the snapshot was
+    /// written by an incompatible version of the state machine.
+    #[error(
+        "cannot restore the state machine from the snapshot at index {index} term {term}: \
+         {reason}; run the same state machine version on every node"
+    )]
+    Restore {
+        /// The snapshot's last index.
+        index: Index,
+        /// The snapshot's last term.
+        term: Term,
+        /// What the state machine reported.
+        reason: String,
+    },
+    /// Storage recovered a log continuing after a snapshot it did not hand
+    /// over (a broken [`Storage`] implementation).
+    #[error("storage recovered a log continuing after index {index} term {term} but no snapshot at that position")]
+    MissingSnapshot {
+        /// The recovered log's base index.
+        index: Index,
+        /// The recovered log's base term.
+        term: Term,
+    },
 }
 
 /// Bounded channel capacity for a server inbox.
@@ -180,18 +225,33 @@ where
     T: Transport,
 {
     let id = config.raft.id;
+    let mut state_machine = state_machine;
     let recovered = storage.recover()?;
+    let recovered_snapshot = storage.recovered_snapshot();
     let recovered_entries = recovered.entries.len();
-    // This runtime does not store snapshots yet: it never compacts (so it
-    // never holds a snapshot to send) and refuses every snapshot a peer
-    // offers (so it is never asked to store one).
-    let mut raft = config.raft.clone();
-    raft.compaction_threshold_entries = None;
-    raft.compaction_threshold_bytes = None;
-    raft.snapshot_bytes_max = 0;
-    let node = Node::new(raft, recovered)?;
+    let base = recovered.base;
+    match &recovered_snapshot {
+        Some(snapshot) if snapshot.position == base => {
+            state_machine
+                .restore(&snapshot.data)
+                .map_err(|e| ServerError::Restore {
+                    index: base.index,
+                    term: base.term,
+                    reason: e.reason,
+                })?;
+        }
+        None if base == LogPosition::ZERO => {}
+        _ => {
+            return Err(ServerError::MissingSnapshot {
+                index: base.index,
+                term: base.term,
+            })
+        }
+    }
+    let node = Node::new(config.raft.clone(), recovered)?;
     let (persisted_tx, persisted_rx) = mpsc::unbounded_channel();
     storage.start(persisted_tx)?;
+    let (snapshots_tx, snapshots_rx) = mpsc::unbounded_channel();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (done_tx, done_rx) = oneshot::channel();
     let (events_tx, events_rx) = inbox;
@@ -200,10 +260,12 @@ where
         tracing::info!(
             term = node.term(),
             entries = recovered_entries,
+            snapshot_index = base.index,
+            snapshot_term = base.term,
             "server starting"
         );
     });
-    let server = Server {
+    let mut server = Server {
         node,
         state_machine,
         storage,
@@ -217,10 +279,17 @@ where
         waiting: VecDeque::new(),
         counters: ServerCounters::default(),
         failed: None,
+        snapshots_stored: snapshots_tx,
     };
+    if let Some(snapshot) = recovered_snapshot {
+        // The node serves it to followers behind its log.
+        span.in_scope(|| server.step(Input::Snapshotted(snapshot)));
+    }
     tokio::spawn(
         async move {
-            let result = server.run(events_rx, persisted_rx, shutdown_rx).await;
+            let result = server
+                .run(events_rx, persisted_rx, snapshots_rx, shutdown_rx)
+                .await;
             if let Err(e) = &result {
                 tracing::error!(error = %e, "server stopped with an error");
             }
@@ -253,7 +322,9 @@ struct Server<S, St, T> {
     /// order (a leader's accepted indices only grow).
     waiting: VecDeque<(Index, Term, oneshot::Sender<ClientResponse>)>,
     counters: ServerCounters,
-    failed: Option<StorageError>,
+    failed: Option<ServerError>,
+    /// Where storage reports this node's own snapshots durable.
+    snapshots_stored: SnapshotStoredSender,
 }
 
 impl<S, St, T> Server<S, St, T>
@@ -266,6 +337,7 @@ where
         mut self,
         mut inbox: mpsc::Receiver<Event>,
         mut persisted: mpsc::UnboundedReceiver<Result<crate::WriteId, StorageError>>,
+        mut snapshots_stored: mpsc::UnboundedReceiver<Snapshot>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), ServerError> {
         let mut ticker = tokio::time::interval(self.config.tick);
@@ -295,8 +367,12 @@ where
                     }
                     match result {
                         Ok(id) => self.step(Input::Persisted(id)),
-                        Err(e) => self.failed = Some(e),
+                        Err(e) => self.failed = Some(ServerError::Storage(e)),
                     }
+                }
+                Some(snapshot) = snapshots_stored.recv() => {
+                    tracing::debug!(index = snapshot.position.index, "snapshot durable");
+                    self.step(Input::Snapshotted(snapshot));
                 }
                 _ = ticker.tick() => {
                     self.counters.ticks += 1;
@@ -322,7 +398,7 @@ where
         }
         self.stop(&mut inbox);
         match self.failed.take() {
-            Some(e) => Err(ServerError::Storage(e)),
+            Some(e) => Err(e),
             None => Ok(()),
         }
     }
@@ -385,6 +461,66 @@ where
             leader_hint,
             leader_addr: leader_hint.and_then(|id| self.config.client_addrs.get(&id).cloned()),
         }
+    }
+
+    /// Serializes the state machine at the applied index and hands the
+    /// copy to storage (see the [module documentation](self)).
+    fn take_snapshot(&mut self) {
+        let index = self.node.applied_index();
+        let Some(term) = self.node.term_at(index) else {
+            // The core asks only with applied entries in its log.
+            tracing::error!(
+                index,
+                "asked for a snapshot at an index outside the log; ignored"
+            );
+            return;
+        };
+        let started = std::time::Instant::now();
+        let data = self.state_machine.snapshot();
+        tracing::info!(
+            index,
+            term,
+            bytes = data.len(),
+            serialize_ms = started.elapsed().as_millis() as u64,
+            "taking a snapshot"
+        );
+        self.storage.submit_snapshot(SnapshotWrite::Taken {
+            snapshot: Snapshot::new(LogPosition::new(index, term), data),
+            stored: self.snapshots_stored.clone(),
+        });
+    }
+
+    /// Replaces the state machine's state with a snapshot from the leader.
+    fn restore_snapshot(&mut self, snapshot: Snapshot) {
+        let position = snapshot.position;
+        if let Err(e) = self.state_machine.restore(&snapshot.data) {
+            self.failed = Some(ServerError::Restore {
+                index: position.index,
+                term: position.term,
+                reason: e.reason,
+            });
+            return;
+        }
+        tracing::info!(
+            index = position.index,
+            term = position.term,
+            bytes = snapshot.data.len(),
+            "restored the state machine from the leader's snapshot"
+        );
+        // Entries the snapshot covers are never applied here: their
+        // clients learn nothing.
+        while self
+            .waiting
+            .front()
+            .is_some_and(|(index, _, _)| *index <= position.index)
+        {
+            if let Some((_, _, reply)) = self.waiting.pop_front() {
+                self.counters.unknown_outcomes += 1;
+                let _ = reply.send(ClientResponse::Unknown);
+            }
+        }
+        self.node
+            .step(Input::Applied(position.index), &mut self.more_actions);
     }
 
     fn flush_proposals(&mut self) {
@@ -537,22 +673,27 @@ where
                      write-ahead log lost synced data); replicating them to it again"
                 );
             }
-            // Never emitted with the configuration `start` builds: no
-            // compaction policy, no `Input::RequestSnapshot`, every offered
-            // snapshot refused. Ignored should a future caller enable them
-            // before snapshot files exist here.
-            Action::TakeSnapshot => {
-                tracing::warn!("snapshot requested, but this runtime cannot store snapshots yet");
-            }
-            Action::PersistSnapshot { id, .. } => {
-                tracing::error!(
-                    ?id,
-                    "asked to store a snapshot, which this runtime cannot do yet"
+            Action::TakeSnapshot => self.take_snapshot(),
+            Action::PersistSnapshot {
+                id,
+                snapshot,
+                discard_log,
+            } => {
+                self.counters.writes_submitted += 1;
+                tracing::info!(
+                    index = snapshot.position.index,
+                    term = snapshot.position.term,
+                    bytes = snapshot.data.len(),
+                    discard_log,
+                    "storing a snapshot received from the leader"
                 );
+                self.storage.submit_snapshot(SnapshotWrite::Installed {
+                    id,
+                    snapshot,
+                    discard_log,
+                });
             }
-            Action::RestoreSnapshot { snapshot } => {
-                tracing::error!(position = ?snapshot.position, "asked to restore a snapshot, which this runtime cannot do yet");
-            }
+            Action::RestoreSnapshot { snapshot } => self.restore_snapshot(snapshot),
             Action::RoleChanged { role, term } => {
                 match role {
                     Role::Leader => tracing::info!(term, "became leader"),

@@ -24,6 +24,14 @@ pub struct NodeStatus {
     pub commit_index: Index,
     /// Highest index applied to the state machine.
     pub applied_index: Index,
+    /// Last index covered by the newest snapshot this node took, installed
+    /// or recovered from (0 when none).
+    pub snapshot_index: Index,
+    /// Term of that entry (0 when none).
+    pub snapshot_term: Term,
+    /// First log index still held in memory (entries before it are only in
+    /// the snapshot).
+    pub first_index: Index,
     /// Per-follower replication progress (leader only).
     pub peers: Vec<PeerStatus>,
     /// Counters kept by the server (not the core).
@@ -77,6 +85,15 @@ pub struct ServerCounters {
     /// acknowledged as durable (logged at error level; non-zero means a
     /// disk or write-ahead log lost synced data).
     pub follower_log_regressions: u64,
+    /// Snapshots this node took of its own state machine since it started
+    /// (from the core's statistics).
+    pub snapshots_taken: u64,
+    /// Snapshots this node installed from a leader since it started (from
+    /// the core's statistics).
+    pub snapshots_installed: u64,
+    /// Snapshot transfers to followers this node started while leading
+    /// (from the core's statistics).
+    pub snapshot_transfers_started: u64,
 }
 
 impl NodeStatus {
@@ -86,6 +103,10 @@ impl NodeStatus {
         let mut server = server;
         server.elections_started = stats.elections_started;
         server.leader_elected = stats.leader_elected;
+        server.snapshots_taken = stats.snapshots_taken;
+        server.snapshots_installed = stats.snapshots_installed;
+        server.snapshot_transfers_started = stats.snapshot_transfers_started;
+        let snapshot = node.snapshot_position().unwrap_or_default();
         let peers = if node.role() == Role::Leader {
             node.progress_all()
                 .filter(|(id, _)| *id != node.id())
@@ -114,6 +135,9 @@ impl NodeStatus {
             persisted_index: node.persisted_index(),
             commit_index: node.commit_index(),
             applied_index: node.applied_index(),
+            snapshot_index: snapshot.index,
+            snapshot_term: snapshot.term,
+            first_index: node.first_index(),
             peers,
             server,
         }

@@ -3,15 +3,21 @@
 //! write-ahead log, writer thread, group commit) and in simulation or
 //! benchmarks ([`MemStorage`]: no files, no threads, works inside madsim).
 //!
-//! Snapshots will add `save_snapshot`/`load_snapshot` with default
-//! implementations, and `recover` will then report a non-zero base.
+//! Snapshots go through the same ordered queue as log writes
+//! ([`Storage::submit_snapshot`]): a snapshot the node took itself
+//! ([`SnapshotWrite::Taken`], reported on its own channel once durable) and
+//! one installed from a leader ([`SnapshotWrite::Installed`], reported like
+//! a log write under its [`WriteId`]). After a restart
+//! [`Storage::recover`] reports the newest stored snapshot's position as
+//! the log's base and [`Storage::recovered_snapshot`] hands over the
+//! snapshot itself.
 
 use std::sync::{Arc, Mutex};
 
 use thiserror::Error;
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::{Entry, HardState, Index, LogPosition, Recovered, WriteId};
+use crate::{Entry, HardState, Index, LogPosition, Recovered, Snapshot, WriteId};
 
 /// One [`Action::Persist`](crate::Action::Persist), as handed to storage.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,6 +31,38 @@ pub struct PersistRequest {
     /// Then append these.
     pub entries: Vec<Entry>,
 }
+
+/// A snapshot to store, in order with every log write submitted before it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SnapshotWrite {
+    /// A snapshot of this node's own state machine
+    /// ([`Action::TakeSnapshot`](crate::Action::TakeSnapshot)). Once it is
+    /// durable it is sent back on `stored` (the host then reports it with
+    /// [`Input::Snapshotted`](crate::Input::Snapshotted)). A snapshot at or
+    /// below the index of the one already stored is not written (the
+    /// stored one is newer) but is still sent back.
+    Taken {
+        /// The snapshot.
+        snapshot: Snapshot,
+        /// Where to report it durable.
+        stored: SnapshotStoredSender,
+    },
+    /// A snapshot received from the leader
+    /// ([`Action::PersistSnapshot`](crate::Action::PersistSnapshot)):
+    /// reported with `id` on the completion channel, like a log write.
+    Installed {
+        /// The write's id.
+        id: WriteId,
+        /// The snapshot.
+        snapshot: Snapshot,
+        /// Drop every log entry, not only those the snapshot covers.
+        discard_log: bool,
+    },
+}
+
+/// Where storage reports a [`SnapshotWrite::Taken`] durable.
+pub type SnapshotStoredSender = UnboundedSender<Snapshot>;
 
 /// Where storage reports completions: `Ok(id)` means every write up to and
 /// including `id` is durable; `Err` means storage failed and the server must
@@ -90,6 +128,22 @@ pub enum StorageError {
         /// What was found instead.
         reason: String,
     },
+    /// A snapshot file is damaged (failed its checksum, cut short, or does
+    /// not match its name) or missing where the write-ahead log needs it.
+    /// Never ignored: the snapshot holds committed state the log no longer
+    /// has.
+    #[error(
+        "snapshot file {file} is unusable: {reason}; the entries it covers are no longer in the \
+         write-ahead log, so this node cannot start from its data directory. Restore the data \
+         directory from a backup, or remove it entirely so the node rejoins empty and is sent a \
+         snapshot by the leader"
+    )]
+    CorruptSnapshot {
+        /// The snapshot file (or the directory where it should be).
+        file: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// The storage was used wrongly (e.g. submit before start).
     #[error("storage misuse: {0}")]
     Misuse(String),
@@ -108,8 +162,20 @@ pub trait Storage: Send + 'static {
     /// Starts accepting writes; completions go to `notify`.
     fn start(&mut self, notify: PersistedSender) -> Result<(), StorageError>;
 
+    /// The newest stored snapshot, read back by [`recover`](Storage::recover)
+    /// (its position is the recovered log's base). Called once, after
+    /// `recover` and before `start`; `None` when there is none.
+    fn recovered_snapshot(&mut self) -> Option<Snapshot>;
+
     /// Queues a write, in order after every earlier one.
     fn submit(&mut self, write: PersistRequest);
+
+    /// Queues a snapshot write, in order after every earlier write. Once
+    /// durable, the snapshot replaces the stored one and the log entries it
+    /// covers (every entry, for [`SnapshotWrite::Installed`] with
+    /// `discard_log`) are dropped: after a restart `recover` reports the
+    /// log continuing after the snapshot.
+    fn submit_snapshot(&mut self, write: SnapshotWrite);
 
     /// Finishes every queued write (reporting it) and stops. Idempotent.
     fn shutdown(&mut self);
@@ -122,8 +188,14 @@ impl<S: Storage + ?Sized> Storage for Box<S> {
     fn start(&mut self, notify: PersistedSender) -> Result<(), StorageError> {
         (**self).start(notify)
     }
+    fn recovered_snapshot(&mut self) -> Option<Snapshot> {
+        (**self).recovered_snapshot()
+    }
     fn submit(&mut self, write: PersistRequest) {
         (**self).submit(write)
+    }
+    fn submit_snapshot(&mut self, write: SnapshotWrite) {
+        (**self).submit_snapshot(write)
     }
     fn shutdown(&mut self) {
         (**self).shutdown()
@@ -140,8 +212,42 @@ pub struct MemDisk {
 #[derive(Debug, Default)]
 struct MemDiskState {
     hard_state: HardState,
+    /// The stored snapshot; the log continues after its position.
+    snapshot: Option<Snapshot>,
+    /// Entries after the snapshot's position, contiguous.
     entries: Vec<Entry>,
     writes: u64,
+}
+
+impl MemDiskState {
+    fn base(&self) -> LogPosition {
+        self.snapshot
+            .as_ref()
+            .map_or(LogPosition::ZERO, |snapshot| snapshot.position)
+    }
+
+    /// Keeps `snapshot` unless a newer one is stored, dropping the entries
+    /// it covers (all of them with `discard_log`). Returns whether it was
+    /// kept.
+    fn store_snapshot(&mut self, snapshot: Snapshot, discard_log: bool) -> bool {
+        let position = snapshot.position;
+        if position.index <= self.base().index {
+            return false;
+        }
+        let covered = (position.index - self.base().index) as usize;
+        // The entries after the snapshot are kept only when the log holds
+        // its last entry (log matching: then they continue it).
+        let keeps_suffix = !discard_log
+            && covered <= self.entries.len()
+            && self.entries[covered - 1].term == position.term;
+        if keeps_suffix {
+            self.entries.drain(..covered);
+        } else {
+            self.entries.clear();
+        }
+        self.snapshot = Some(snapshot);
+        true
+    }
 }
 
 impl MemDisk {
@@ -150,7 +256,13 @@ impl MemDisk {
         Self::default()
     }
 
-    /// Number of entries stored.
+    /// The stored snapshot's position (ZERO when none): the log continues
+    /// after it.
+    pub fn snapshot_position(&self) -> LogPosition {
+        self.lock().base()
+    }
+
+    /// Number of entries stored (after the snapshot).
     pub fn len(&self) -> usize {
         self.lock().entries.len()
     }
@@ -178,28 +290,69 @@ impl MemDisk {
 /// In-memory storage: every write is "durable" (in the shared [`MemDisk`])
 /// as soon as it is submitted. No threads and no files, so it runs inside
 /// madsim and gives benchmarks the same server code without a disk.
+/// Snapshots have the file storage's semantics: the newest is kept, the
+/// entries it covers are dropped, and a restart recovers from it.
 #[derive(Debug)]
 pub struct MemStorage {
     disk: MemDisk,
     notify: Option<PersistedSender>,
+    recovered_snapshot: Option<Snapshot>,
 }
 
 impl MemStorage {
     /// Storage on `disk` (clone the disk to keep it across restarts).
     pub fn new(disk: MemDisk) -> Self {
-        MemStorage { disk, notify: None }
+        MemStorage {
+            disk,
+            notify: None,
+            recovered_snapshot: None,
+        }
     }
 }
 
 impl Storage for MemStorage {
     fn recover(&mut self) -> Result<Recovered, StorageError> {
         let state = self.disk.lock();
+        let base = state.base();
+        self.recovered_snapshot = state.snapshot.clone();
         Ok(Recovered {
             hard_state: state.hard_state,
-            base: LogPosition::ZERO,
+            base,
             entries: state.entries.clone(),
-            applied_index: 0,
+            // The host restores its state machine from the snapshot.
+            applied_index: base.index,
         })
+    }
+
+    fn recovered_snapshot(&mut self) -> Option<Snapshot> {
+        self.recovered_snapshot.take()
+    }
+
+    fn submit_snapshot(&mut self, write: SnapshotWrite) {
+        match write {
+            SnapshotWrite::Taken { snapshot, stored } => {
+                {
+                    let mut state = self.disk.lock();
+                    state.store_snapshot(snapshot.clone(), false);
+                    state.writes += 1;
+                }
+                let _ = stored.send(snapshot);
+            }
+            SnapshotWrite::Installed {
+                id,
+                snapshot,
+                discard_log,
+            } => {
+                {
+                    let mut state = self.disk.lock();
+                    state.store_snapshot(snapshot, discard_log);
+                    state.writes += 1;
+                }
+                if let Some(notify) = &self.notify {
+                    let _ = notify.send(Ok(id));
+                }
+            }
+        }
     }
 
     fn start(&mut self, notify: PersistedSender) -> Result<(), StorageError> {
@@ -212,10 +365,12 @@ impl Storage for MemStorage {
         {
             let mut guard = self.disk.lock();
             let state = &mut *guard;
+            let base = state.base().index;
             if let Some(after) = write.truncate_after {
-                state.entries.truncate(after as usize);
+                assert!(after >= base, "truncating below the snapshot at {base}");
+                state.entries.truncate((after - base) as usize);
             }
-            append_entries(&mut state.entries, write.entries);
+            append_entries(&mut state.entries, base, write.entries);
             if let Some(hs) = write.hard_state {
                 state.hard_state = hs;
             }
@@ -231,11 +386,23 @@ impl Storage for MemStorage {
     }
 }
 
-/// Appends entries to a log starting at index 1, overwriting any suffix the
-/// first new entry overlaps.
-pub(crate) fn append_entries(log: &mut Vec<Entry>, new: impl IntoIterator<Item = Entry>) {
+/// Appends entries to a log continuing after `base`, overwriting any
+/// suffix the first new entry overlaps. Entries at or below `base` are
+/// covered by the snapshot and skipped.
+pub(crate) fn append_entries(
+    log: &mut Vec<Entry>,
+    base: Index,
+    new: impl IntoIterator<Item = Entry>,
+) {
     for entry in new {
-        let position = entry.index.saturating_sub(1) as usize;
+        if entry.index <= base {
+            continue;
+        }
+        let position = (entry.index - base - 1) as usize;
+        assert!(
+            position <= log.len(),
+            "appended entries must not leave a gap"
+        );
         if position < log.len() {
             log.truncate(position);
         }

@@ -9,6 +9,7 @@
 //! <dir>/wal/00000000000000000001.seg    segment header, then records, appended
 //! <dir>/wal/00000000000000000002.seg    next segment once the first is full
 //! <dir>/wal/durable                     the durable marker (40 bytes)
+//! <dir>/snapshots/snapshot-<index>-<term>.snap   the newest snapshot
 //! ```
 //!
 //! ## Format (version 2; all integers little-endian)
@@ -25,8 +26,8 @@
 //! `[len: u32][len_check: u32][checksum: u32][payload: len bytes]` with
 //! `len_check = crc32c(len as 4 bytes) ^ CHECKSUM_SALT` and
 //! `checksum = crc32c(len as 4 bytes ‖ payload) ^ CHECKSUM_SALT`. The payload
-//! is a bincode [`WalRecord`]: "truncate after index i" or "append these
-//! entries". A length of 0 is invalid (every encoded record has at least one
+//! is a bincode [`WalRecord`]: "truncate after index i", "append these
+//! entries" or "the snapshot at this position is stored". A length of 0 is invalid (every encoded record has at least one
 //! byte), so a run of zero bytes never reads as a record, whatever its
 //! checksums; and because of the non-zero salt a header whose check fields
 //! were zeroed passes only by a 2^-32 coincidence per field. The length check makes a record header verifiable on
@@ -118,6 +119,59 @@
 //! record whose partial payload happens to contain a whole valid record (for
 //! instance a value that is itself a WAL file): recovery then refuses, which
 //! is loud, not lossy.
+//!
+//! ## Snapshots and compaction
+//!
+//! Snapshot files live in `<dir>/snapshots/` (format, atomic write and
+//! verification in [`snapshot_file`]). A snapshot write
+//! ([`Storage::submit_snapshot`]) goes through the writer thread in
+//! order with the log writes: the writer writes and syncs the snapshot file
+//! (temporary file, fsync, rename, directory fsync), then appends a
+//! [`WalRecord::Snapshot`] naming its position (and `discard_log`) to the
+//! batch, which the batch's `fdatasync` makes durable; only then is the
+//! snapshot reported (a snapshot from the leader by its write id, the
+//! node's own on its channel). A snapshot at or below the stored one's
+//! index is not written.
+//!
+//! Once the record is durable the writer deletes the older snapshot files
+//! and then, oldest first, each segment before the current one whose
+//! entries — and every earlier segment's — all lie at or below the
+//! snapshot's index (asserted before each deletion), syncing the directory
+//! after each. It never deletes the current segment, which holds the
+//! snapshot's record and is the one the durable marker names after that
+//! batch; the marker file is fsynced before the first deletion so that no
+//! marker on disk can name a deleted segment (and when a marker write has
+//! failed, nothing is deleted). Deleting oldest first keeps the remaining
+//! segments numbered without gaps whenever a crash interrupts it.
+//!
+//! Recovery reads the newest snapshot file first (damage there is
+//! [`StorageError::CorruptSnapshot`] naming the file; there is no fallback
+//! to an older one) and takes its position as the log's base: entries at
+//! or below it are skipped, `Truncate`s below it drop everything after it.
+//! When the first segment is not number 1 there must be a snapshot (else
+//! [`StorageError::Corrupt`]: the log lost its beginning); the replay then
+//! starts without knowing where the log ended before that segment, which
+//! is sound because a deleted segment held only entries the snapshot
+//! covers. A [`WalRecord::Snapshot`] newer than the newest snapshot file is
+//! corruption (a snapshot file was lost). Finally the entries after the
+//! base are kept only if the replayed log holds the base entry itself
+//! (same index and term, from an entry or a snapshot record), by Raft's log
+//! matching rule; otherwise they are dropped and counted in
+//! [`RecoveryReport::entries_dropped_after_snapshot`]. That covers the one
+//! crash window the order above leaves: a snapshot file from the leader is
+//! durable but its record (which might have discarded the log) is not. The
+//! recovered state is `Recovered { base: snapshot position, applied_index:
+//! base index, entries after it }`, and [`Storage::recovered_snapshot`]
+//! returns the snapshot the host restores and hands to the node.
+//! When the recovered log ends at the snapshot (it held nothing after it,
+//! ended below it, or diverged from it), [`FileStorage::start`] first
+//! appends and syncs a [`WalRecord::Snapshot`] with `discard_log` naming the
+//! base, so that the next recovery does not let those older records hide
+//! or drop the entries appended after the snapshot from then on.
+//!
+//! The snapshot record is a new [`WalRecord`] variant in format version 2:
+//! logs without snapshots are unchanged, and a build from before snapshots
+//! refuses a log that holds one as a record it cannot decode.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -126,10 +180,13 @@ use std::thread::JoinHandle;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Entry, HardState, Index, LogPosition, Recovered, WriteId};
+use std::collections::BTreeMap;
+
+use crate::{Entry, HardState, Index, LogPosition, Recovered, Snapshot, Term, WriteId};
 
 use super::codec;
-use super::storage::{PersistRequest, PersistedSender, Storage, StorageError};
+use super::snapshot_file::{self, SNAPSHOT_DIR_NAME};
+use super::storage::{PersistRequest, PersistedSender, SnapshotWrite, Storage, StorageError};
 
 /// Version of the on-disk format written and read by this build.
 pub const FORMAT_VERSION: u32 = 2;
@@ -202,6 +259,17 @@ pub enum WalRecord {
         /// The entries.
         entries: Vec<Entry>,
     },
+    /// The snapshot at `position` is durable (its file was written and
+    /// synced before this record): the log now continues after it. Entries
+    /// up to `position.index` are covered by it; with `discard_log` every
+    /// later entry is dropped too. Written for snapshots taken
+    /// (`discard_log` false) and installed from a leader.
+    Snapshot {
+        /// The snapshot's last entry.
+        position: LogPosition,
+        /// The log did not hold the snapshot's last entry: drop it all.
+        discard_log: bool,
+    },
 }
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StorageError {
@@ -256,8 +324,16 @@ pub fn segment_header() -> [u8; SEGMENT_HEADER_BYTES] {
 /// cloning them.
 #[derive(Serialize)]
 enum WalRecordRef<'a> {
-    Truncate { after: Index },
-    Append { entries: &'a [Entry] },
+    Truncate {
+        after: Index,
+    },
+    Append {
+        entries: &'a [Entry],
+    },
+    Snapshot {
+        position: LogPosition,
+        discard_log: bool,
+    },
 }
 
 /// Appends one encoded record (header and payload) to `out`.
@@ -265,6 +341,13 @@ pub fn encode_record(record: &WalRecord, out: &mut Vec<u8>) -> Result<(), Storag
     let borrowed = match record {
         WalRecord::Truncate { after } => WalRecordRef::Truncate { after: *after },
         WalRecord::Append { entries } => WalRecordRef::Append { entries },
+        WalRecord::Snapshot {
+            position,
+            discard_log,
+        } => WalRecordRef::Snapshot {
+            position: *position,
+            discard_log: *discard_log,
+        },
     };
     encode_record_ref(&borrowed, out)
 }
@@ -458,6 +541,15 @@ pub struct RecoveryReport {
     pub segments: usize,
     /// Records replayed.
     pub records: u64,
+    /// The newest snapshot, whose position is the recovered log's base.
+    pub snapshot: Option<Snapshot>,
+    /// Log entries dropped after the snapshot because the log did not hold
+    /// the snapshot's last entry (a crash between storing a snapshot
+    /// installed from a leader and recording it in the log).
+    pub entries_dropped_after_snapshot: u64,
+    /// Highest entry index appended in each segment (0 when none), by
+    /// segment number: what deciding which segments a snapshot covers needs.
+    pub segment_max_indices: BTreeMap<u64, Index>,
 }
 
 /// Why reading stopped before the end of a segment.
@@ -595,10 +687,29 @@ struct TornTail {
 /// when `options.accept_data_loss` is set).
 pub fn recover_dir(dir: &Path, options: &WalOptions) -> Result<RecoveryReport, StorageError> {
     let hard_state = read_hard_state(dir)?;
+    let snapshot = snapshot_file::load_newest_snapshot(&dir.join(SNAPSHOT_DIR_NAME))?;
+    let base = snapshot
+        .as_ref()
+        .map_or(LogPosition::ZERO, |snapshot| snapshot.position);
     let wal_dir = dir.join("wal");
     let marker = read_durable_marker(&wal_dir);
     let segments = list_segments(&wal_dir)?;
-    let mut entries: Vec<Entry> = Vec::new();
+    if let Some((first, path)) = segments.first() {
+        if *first > 1 && base.index == 0 {
+            return Err(StorageError::Corrupt {
+                file: path.display().to_string(),
+                offset: 0,
+                reason: format!(
+                    "segments 1 to {} are missing and no snapshot in {} covers them",
+                    first - 1,
+                    dir.join(SNAPSHOT_DIR_NAME).display()
+                ),
+            });
+        }
+    }
+    let starts_at_first_segment = segments.first().is_none_or(|(first, _)| *first == 1);
+    let mut log = ReplayedLog::new(base, starts_at_first_segment);
+    let mut segment_max_indices = BTreeMap::new();
     let mut records = 0u64;
     // Bytes of each segment that hold valid records (all of it, except at
     // a torn tail of the last one).
@@ -646,7 +757,11 @@ pub fn recover_dir(dir: &Path, options: &WalOptions) -> Result<RecoveryReport, S
                     Ok(payload) => {
                         let record: WalRecord = codec::decode(payload, RECORD_BYTES_MAX)
                             .map_err(|e| corrupt(format!("record passes its checksum but {e}")))?;
-                        replay(&mut entries, record).map_err(corrupt)?;
+                        if let WalRecord::Append { entries } = &record {
+                            let max = segment_max_indices.entry(*number).or_insert(0);
+                            *max = entries.iter().map(|e| e.index).fold(*max, Index::max);
+                        }
+                        log.replay(record).map_err(corrupt)?;
                         records += 1;
                         offset += RECORD_HEADER_BYTES + payload.len();
                     }
@@ -687,7 +802,21 @@ pub fn recover_dir(dir: &Path, options: &WalOptions) -> Result<RecoveryReport, S
         }
     }
     debug_assert_eq!(valid_bytes.len(), segments.len());
-    let last_index = entries.last().map_or(0, |e| e.index);
+    for (number, _) in &segments {
+        segment_max_indices.entry(*number).or_insert(0);
+    }
+    let (entries, entries_dropped_after_snapshot) = log.finish();
+    if entries_dropped_after_snapshot > 0 {
+        tracing::info!(
+            snapshot_index = base.index,
+            snapshot_term = base.term,
+            dropped = entries_dropped_after_snapshot,
+            "the write-ahead log does not hold the snapshot's last entry (a crash right after \
+             storing a snapshot from the leader): dropping the {entries_dropped_after_snapshot} \
+             log entries after it, as installing the snapshot does"
+        );
+    }
+    let last_index = entries.last().map_or(base.index, |e| e.index);
     // Every check that can refuse comes before the first change on disk.
     if let Some(last) = entries.last() {
         if last.term > hard_state.term {
@@ -797,9 +926,10 @@ pub fn recover_dir(dir: &Path, options: &WalOptions) -> Result<RecoveryReport, S
     Ok(RecoveryReport {
         recovered: Recovered {
             hard_state,
-            base: LogPosition::ZERO,
+            base,
             entries,
-            applied_index: 0,
+            // The host restores its state machine from the snapshot.
+            applied_index: base.index,
         },
         torn_tails,
         torn_bytes_truncated,
@@ -808,34 +938,123 @@ pub fn recover_dir(dir: &Path, options: &WalOptions) -> Result<RecoveryReport, S
         lost_durable_entries,
         segments: segments.len(),
         records,
+        snapshot,
+        entries_dropped_after_snapshot,
+        segment_max_indices,
     })
 }
 
-fn replay(entries: &mut Vec<Entry>, record: WalRecord) -> Result<(), String> {
-    match record {
-        WalRecord::Truncate { after } => {
-            entries.truncate(after.min(entries.len() as u64) as usize);
-        }
-        WalRecord::Append { entries: new } => {
-            for entry in new {
-                let next = entries.len() as u64 + 1;
-                if entry.index == 0 || entry.index > next {
-                    return Err(format!(
-                        "entry index {} leaves a gap after index {}",
-                        entry.index,
-                        next - 1
-                    ));
-                }
-                entries.truncate(entry.index as usize - 1);
-                entries.push(entry);
-            }
+/// The log as the write-ahead log's records rebuild it, kept only after
+/// `base` (the newest snapshot's position): entries up to it are covered by
+/// the snapshot, and the segments that held them may have been deleted.
+struct ReplayedLog {
+    base: LogPosition,
+    /// Where the log ends; `None` while unknown (replay began at a segment
+    /// after deleted ones, and no record has told yet).
+    last: Option<Index>,
+    /// The term the log holds at `base.index` (`None`: unknown or absent).
+    term_at_base: Option<Term>,
+    /// Entries `base.index + 1 ..`, contiguous.
+    entries: Vec<Entry>,
+}
+
+impl ReplayedLog {
+    fn new(base: LogPosition, starts_at_first_segment: bool) -> Self {
+        ReplayedLog {
+            base,
+            last: starts_at_first_segment.then_some(0),
+            term_at_base: (base.index == 0).then_some(0),
+            entries: Vec::new(),
         }
     }
-    Ok(())
+
+    fn replay(&mut self, record: WalRecord) -> Result<(), String> {
+        let base = self.base.index;
+        match record {
+            WalRecord::Truncate { after } => {
+                self.last = self.last.map(|last| last.min(after));
+                if after < base {
+                    self.entries.clear();
+                    self.term_at_base = None;
+                } else {
+                    self.entries
+                        .truncate(usize::try_from(after - base).unwrap_or(usize::MAX));
+                }
+            }
+            WalRecord::Append { entries: new } => {
+                for entry in new {
+                    let index = entry.index;
+                    let held_last = base + self.entries.len() as Index;
+                    let gap = index == 0
+                        || self.last.is_some_and(|last| index > last + 1)
+                        || (index > base + 1 && index > held_last + 1);
+                    if gap {
+                        return Err(format!(
+                            "entry index {index} leaves a gap after index {}",
+                            self.last.unwrap_or(held_last)
+                        ));
+                    }
+                    if index <= base {
+                        // Covered by the snapshot; it drops every later entry.
+                        self.entries.clear();
+                        self.term_at_base = (index == base).then_some(entry.term);
+                    } else {
+                        self.entries.truncate((index - base - 1) as usize);
+                        self.entries.push(entry);
+                    }
+                    self.last = Some(index);
+                }
+            }
+            WalRecord::Snapshot {
+                position,
+                discard_log,
+            } => {
+                if position.index > base {
+                    return Err(format!(
+                        "the log records a snapshot at index {} term {}, newer than the newest \
+                         snapshot file (index {base}): a snapshot file is missing",
+                        position.index, position.term
+                    ));
+                }
+                if position.index == base && position.term != self.base.term {
+                    return Err(format!(
+                        "the log records a snapshot at index {} term {}, but the snapshot file \
+                         at that index has term {}",
+                        position.index, position.term, self.base.term
+                    ));
+                }
+                if discard_log {
+                    self.entries.clear();
+                    self.last = Some(position.index);
+                } else {
+                    self.last = Some(self.last.map_or(position.index, |l| l.max(position.index)));
+                }
+                if position.index == base {
+                    self.term_at_base = Some(position.term);
+                } else if discard_log {
+                    self.term_at_base = None;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The entries after the base, and how many were dropped because the
+    /// log does not hold the base entry (log matching: only then do the
+    /// entries after it continue the snapshot).
+    fn finish(self) -> (Vec<Entry>, u64) {
+        if self.term_at_base == Some(self.base.term) {
+            (self.entries, 0)
+        } else {
+            let dropped = self.entries.len() as u64;
+            (Vec::new(), dropped)
+        }
+    }
 }
 
 enum WriterCommand {
     Write(PersistRequest),
+    Snapshot(SnapshotWrite),
 }
 
 /// Storage in a data directory, written by a dedicated thread with group
@@ -844,8 +1063,13 @@ pub struct FileStorage {
     dir: PathBuf,
     options: WalOptions,
     recovered: Option<Recovered>,
+    recovered_snapshot: Option<Snapshot>,
     /// Last log index after recovery: where the writer's count starts.
     recovered_last_index: Index,
+    /// Position of the newest stored snapshot after recovery.
+    snapshot_position: LogPosition,
+    /// Highest entry index of each segment after recovery.
+    segment_max_indices: BTreeMap<u64, Index>,
     tx: Option<crossbeam_channel::Sender<WriterCommand>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -865,6 +1089,9 @@ impl FileStorage {
         let dir = dir.as_ref().to_path_buf();
         let wal_dir = dir.join("wal");
         fs::create_dir_all(&wal_dir).map_err(io_err(format!("creating {}", wal_dir.display())))?;
+        let snapshot_dir = dir.join(SNAPSHOT_DIR_NAME);
+        fs::create_dir_all(&snapshot_dir)
+            .map_err(io_err(format!("creating {}", snapshot_dir.display())))?;
         let report = recover_dir(&dir, &options)?;
         tracing::info!(
             dir = %dir.display(),
@@ -874,14 +1101,24 @@ impl FileStorage {
             term = report.recovered.hard_state.term,
             torn_bytes = report.torn_bytes_truncated,
             lost_durable_entries = report.lost_durable_entries,
+            snapshot_index = report.recovered.base.index,
+            snapshot_term = report.recovered.base.term,
             "recovered write-ahead log"
         );
-        let recovered_last_index = report.recovered.entries.last().map_or(0, |e| e.index);
+        let snapshot_position = report.recovered.base;
+        let recovered_last_index = report
+            .recovered
+            .entries
+            .last()
+            .map_or(snapshot_position.index, |e| e.index);
         Ok(FileStorage {
             dir,
             options,
             recovered: Some(report.recovered),
+            recovered_snapshot: report.snapshot,
             recovered_last_index,
+            snapshot_position,
+            segment_max_indices: report.segment_max_indices,
             tx: None,
             thread: None,
         })
@@ -922,6 +1159,17 @@ impl Storage for FileStorage {
             .ok_or_else(|| StorageError::Misuse("recover called twice".to_string()))
     }
 
+    fn recovered_snapshot(&mut self) -> Option<Snapshot> {
+        self.recovered_snapshot.take()
+    }
+
+    fn submit_snapshot(&mut self, write: SnapshotWrite) {
+        if let Some(tx) = &self.tx {
+            // The thread only stops on an error it has already reported.
+            let _ = tx.send(WriterCommand::Snapshot(write));
+        }
+    }
+
     fn start(&mut self, notify: PersistedSender) -> Result<(), StorageError> {
         if self.tx.is_some() {
             return Err(StorageError::Misuse("start called twice".to_string()));
@@ -958,7 +1206,15 @@ impl Storage for FileStorage {
             marker,
             marker_failed: false,
             buf: Vec::new(),
+            snapshot_dir: self.dir.join(SNAPSHOT_DIR_NAME),
+            snapshot_position: self.snapshot_position,
+            segment_max_indices: std::mem::take(&mut self.segment_max_indices),
         };
+        if self.snapshot_position.index > 0
+            && self.recovered_last_index == self.snapshot_position.index
+        {
+            writer.record_empty_log_after_snapshot()?;
+        }
         let thread = std::thread::Builder::new()
             .name("concord-wal".to_string())
             .spawn(move || writer.run(rx, notify))
@@ -1004,6 +1260,12 @@ struct Writer {
     /// A marker write failed (warned once; the old marker under-claims).
     marker_failed: bool,
     buf: Vec<u8>,
+    snapshot_dir: PathBuf,
+    /// Position of the newest snapshot stored.
+    snapshot_position: LogPosition,
+    /// Highest entry index appended to each segment still on disk (0 when
+    /// none), the current one included.
+    segment_max_indices: BTreeMap<u64, Index>,
 }
 
 /// Overwrites the start of `file` with `bytes` in one positioned write.
@@ -1032,7 +1294,7 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            match self.write_batch(&batch) {
+            match self.write_batch(&mut batch) {
                 Ok(Some(id)) => {
                     if notify.send(Ok(id)).is_err() {
                         return;
@@ -1048,33 +1310,82 @@ impl Writer {
         }
     }
 
-    fn write_batch(&mut self, batch: &[WriterCommand]) -> Result<Option<WriteId>, StorageError> {
+    fn write_batch(
+        &mut self,
+        batch: &mut Vec<WriterCommand>,
+    ) -> Result<Option<WriteId>, StorageError> {
         self.buf.clear();
         let mut hard_state = None;
         let mut last_id = None;
         let mut last_index = self.last_index;
-        for WriterCommand::Write(write) in batch {
-            if let Some(after) = write.truncate_after {
-                encode_record(&WalRecord::Truncate { after }, &mut self.buf)?;
-                last_index = last_index.min(after);
+        let mut segment_max_index = self
+            .segment_max_indices
+            .get(&self.segment_number)
+            .copied()
+            .unwrap_or(0);
+        // Own snapshots to report once this batch is durable.
+        let mut taken = Vec::new();
+        let mut new_snapshot = None;
+        for command in batch.drain(..) {
+            match command {
+                WriterCommand::Write(write) => {
+                    if let Some(after) = write.truncate_after {
+                        encode_record(&WalRecord::Truncate { after }, &mut self.buf)?;
+                        last_index = last_index.min(after);
+                    }
+                    if let Some(last) = write.entries.last() {
+                        encode_record_ref(
+                            &WalRecordRef::Append {
+                                entries: &write.entries,
+                            },
+                            &mut self.buf,
+                        )?;
+                        assert!(
+                            last.index <= last_index + write.entries.len() as u64,
+                            "appended entries must not leave a gap in the log"
+                        );
+                        last_index = last.index;
+                        segment_max_index = segment_max_index.max(last.index);
+                    }
+                    if write.hard_state.is_some() {
+                        hard_state = write.hard_state;
+                    }
+                    last_id = Some(write.id);
+                }
+                WriterCommand::Snapshot(write) => {
+                    let (snapshot, discard_log) = match &write {
+                        SnapshotWrite::Taken { snapshot, .. } => (snapshot, false),
+                        SnapshotWrite::Installed {
+                            snapshot,
+                            discard_log,
+                            ..
+                        } => (snapshot, *discard_log),
+                    };
+                    let position = snapshot.position;
+                    if position.index > self.snapshot_position.index {
+                        // The file is durable before the record naming it.
+                        snapshot_file::write_snapshot_file(&self.snapshot_dir, snapshot)?;
+                        self.snapshot_position = position;
+                        new_snapshot = Some(position);
+                        encode_record(
+                            &WalRecord::Snapshot {
+                                position,
+                                discard_log,
+                            },
+                            &mut self.buf,
+                        )?;
+                        last_index = if discard_log {
+                            position.index
+                        } else {
+                            last_index.max(position.index)
+                        };
+                    }
+                    match write {
+                        SnapshotWrite::Taken { snapshot, stored } => taken.push((stored, snapshot)),
+                        SnapshotWrite::Installed { id, .. } => last_id = Some(id),
+                    }
+                }
             }
-            if let Some(last) = write.entries.last() {
-                encode_record_ref(
-                    &WalRecordRef::Append {
-                        entries: &write.entries,
-                    },
-                    &mut self.buf,
-                )?;
-                assert!(
-                    last.index <= last_index + write.entries.len() as u64,
-                    "appended entries must not leave a gap in the log"
-                );
-                last_index = last.index;
-            }
-            if write.hard_state.is_some() {
-                hard_state = write.hard_state;
-            }
-            last_id = Some(write.id);
         }
         // Hard state first: entries of a new term must never be durable
         // while the hard state still names an older term.
@@ -1088,6 +1399,8 @@ impl Writer {
                 .map_err(io_err(format!("appending to {}", path.display())))?;
             self.segment_bytes += self.buf.len() as u64;
             self.last_index = last_index;
+            self.segment_max_indices
+                .insert(self.segment_number, segment_max_index);
             if self.options.sync {
                 self.file
                     .sync_data()
@@ -1095,11 +1408,107 @@ impl Writer {
                 // Only now, with the data durable, may the marker say so.
                 self.write_marker();
             }
+            if let Some(position) = new_snapshot {
+                self.compact(position);
+            }
             if self.segment_bytes >= self.options.segment_bytes_max {
                 self.roll_segment()?;
             }
         }
+        for (stored, snapshot) in taken {
+            let _ = stored.send(snapshot);
+        }
         Ok(last_id)
+    }
+
+    /// The node starts with a log that ends at the snapshot: record that
+    /// (a [`WalRecord::Snapshot`] with `discard_log`), durably, before any
+    /// write. Otherwise whatever the segments still hold at or below the
+    /// snapshot (a log that ended below it, or one that diverged from it,
+    /// whose entries recovery dropped) would, replayed again at the next
+    /// start, hide or drop the entries appended after the snapshot from now
+    /// on.
+    fn record_empty_log_after_snapshot(&mut self) -> Result<(), StorageError> {
+        let position = self.snapshot_position;
+        self.buf.clear();
+        encode_record(
+            &WalRecord::Snapshot {
+                position,
+                discard_log: true,
+            },
+            &mut self.buf,
+        )?;
+        let path = self.wal_dir.join(segment_name(self.segment_number));
+        self.file
+            .write_all(&self.buf)
+            .map_err(io_err(format!("appending to {}", path.display())))?;
+        self.segment_bytes += self.buf.len() as u64;
+        self.file
+            .sync_data()
+            .map_err(io_err(format!("fdatasync {}", path.display())))?;
+        self.last_index = position.index;
+        if self.options.sync {
+            self.write_marker();
+        }
+        Ok(())
+    }
+
+    /// The snapshot at `position` and the record naming it are durable:
+    /// delete older snapshot files and the oldest segments whose entries it
+    /// all covers. A failure here loses nothing (the files are only kept
+    /// longer), so it is logged, not fatal.
+    fn compact(&mut self, position: LogPosition) {
+        if let Err(e) = snapshot_file::delete_snapshots_before(&self.snapshot_dir, position) {
+            tracing::warn!(error = %e, "cannot delete superseded snapshot files; they are kept");
+        }
+        if let Err(e) = self.delete_covered_segments(position.index) {
+            tracing::warn!(error = %e, "cannot delete write-ahead log segments covered by a snapshot; they are kept");
+        }
+    }
+
+    /// Deletes, oldest first, the segments before the current one whose
+    /// entries (and every earlier segment's) all lie at or below
+    /// `snapshot_index`. The current segment holds the snapshot's record
+    /// and is what the durable marker names, so it is never deleted; the
+    /// marker is synced first so that no marker on disk names a deleted
+    /// segment. Deleting the oldest first keeps the remaining segments
+    /// numbered without gaps at every moment.
+    fn delete_covered_segments(&mut self, snapshot_index: Index) -> Result<(), StorageError> {
+        let deletable: Vec<u64> = self
+            .segment_max_indices
+            .iter()
+            .take_while(|(number, max)| **number < self.segment_number && **max <= snapshot_index)
+            .map(|(number, _)| *number)
+            .collect();
+        if deletable.is_empty() {
+            return Ok(());
+        }
+        if self.options.sync {
+            if self.marker_failed {
+                // The marker on disk may name an old segment: keep them all.
+                return Ok(());
+            }
+            let marker_path = self.wal_dir.join(MARKER_FILE_NAME);
+            if let Some(marker) = &self.marker {
+                marker
+                    .sync_data()
+                    .map_err(io_err(format!("fdatasync {}", marker_path.display())))?;
+            }
+        }
+        for number in deletable {
+            let max = self.segment_max_indices[&number];
+            assert!(
+                number < self.segment_number && max <= snapshot_index,
+                "deleting segment {number} holding entries up to {max}, not covered by the \
+                 snapshot at {snapshot_index}"
+            );
+            let path = self.wal_dir.join(segment_name(number));
+            fs::remove_file(&path).map_err(io_err(format!("removing {}", path.display())))?;
+            sync_dir(&self.wal_dir)?;
+            self.segment_max_indices.remove(&number);
+            tracing::debug!(segment = %path.display(), snapshot_index, "deleted a WAL segment covered by a snapshot");
+        }
+        Ok(())
     }
 
     /// Records "everything up to the end of the current segment is durable".
@@ -1142,6 +1551,7 @@ impl Writer {
         self.file = file;
         self.segment_number = number;
         self.segment_bytes = size;
+        self.segment_max_indices.insert(number, 0);
         tracing::debug!(segment = %path.display(), "started a new WAL segment");
         Ok(())
     }
