@@ -5,8 +5,10 @@
 //! snapshot installed from a leader with `discard_log` leaves exactly the
 //! log the core expects after a restart.
 #![cfg(feature = "tokio")]
+mod common;
 
-use std::path::{Path, PathBuf};
+use common::TempDir;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -16,29 +18,6 @@ use concord::tokio::storage::{
 };
 use concord::tokio::wal::{self, FileStorage, WalOptions};
 use concord::{Entry, EntryPayload, HardState, LogPosition, Snapshot, WriteId};
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let path = std::env::temp_dir().join(format!(
-            "concord-snapshot-storage-{name}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn entry(term: u64, index: u64) -> Entry {
     Entry {

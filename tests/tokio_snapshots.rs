@@ -3,7 +3,9 @@
 //! was down past the trailing window is caught up by a snapshot, and nodes
 //! restart from their snapshots with the state machine intact.
 #![cfg(feature = "tokio")]
+mod common;
 
+use common::runtime;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -73,14 +75,6 @@ fn raft_config(id: u64) -> Config {
     config.compaction_trailing_entries = TRAILING_ENTRIES;
     config.snapshot_chunk_bytes_max = 512;
     config
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 struct Cluster<St> {

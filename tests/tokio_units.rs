@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::free_ports;
+use common::{free_ports, runtime, TempDir};
 use concord::tokio::client::{Client, ClientConfig};
 use concord::tokio::cluster::{start_kv_node, NodeSettings};
 use concord::tokio::kv::NullStateMachine;
@@ -20,47 +20,12 @@ use concord::tokio::wal::{self, FileStorage, WalOptions};
 use concord::tokio::wire::ClientResponse;
 use concord::{Config, Entry, EntryPayload, HardState, WriteId};
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!(
-            "concord-test-{name}-{}-{}",
-            std::process::id(),
-            nanos()
-        ));
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn nanos() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
-}
-
 fn entry(term: u64, index: u64, payload: &str) -> Entry {
     Entry {
         term,
         index,
         payload: EntryPayload::Command(Bytes::from(payload.to_string())),
     }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// Submits writes to a started storage and waits until `last` is reported.

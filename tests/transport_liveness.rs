@@ -11,19 +11,11 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::free_ports;
+use common::{free_ports, runtime};
 use concord::tokio::client::{Client, ClientConfig};
 use concord::tokio::cluster::{start_kv_node, NodeSettings, RunningNode};
 use concord::tokio::fault::LinkStaller;
 use concord::tokio::storage::{MemDisk, MemStorage};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// A client that gives up on an attempt quickly, so the time to the first
 /// successful write measures the cluster, not the client's patience.

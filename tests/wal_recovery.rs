@@ -1,7 +1,9 @@
 //! Recovery of the write-ahead log (`src/tokio/wal.rs`): torn tails are
 //! truncated, corruption and lost durable data are loud.
 #![cfg(feature = "tokio")]
+mod common;
 
+use common::TempDir;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -10,29 +12,6 @@ use bytes::Bytes;
 use concord::tokio::storage::{PersistRequest, Storage, StorageError};
 use concord::tokio::wal::{self, DurableMarker, FileStorage, WalOptions, WalRecord};
 use concord::{Entry, EntryPayload, HardState, WriteId};
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let path = std::env::temp_dir().join(format!(
-            "concord-wal-recovery-{name}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn entry(term: u64, index: u64, payload: &str) -> Entry {
     Entry {

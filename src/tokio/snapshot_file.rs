@@ -36,7 +36,7 @@
 //! one. Older snapshot files are deleted once a newer one is durable.
 
 use std::fs::{self, File};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -44,7 +44,7 @@ use bytes::Bytes;
 use crate::{checksum64, LogPosition, Snapshot};
 
 use super::storage::StorageError;
-use super::wal::CHECKSUM_SALT;
+use super::wal::{io_err, sync_dir, write_file_atomically, CHECKSUM_SALT};
 
 /// First bytes of every snapshot file.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"CNCDSNAP";
@@ -57,11 +57,6 @@ pub const SNAPSHOT_HEADER_BYTES: usize = 48;
 
 /// Name of the directory holding snapshot files, inside a data directory.
 pub const SNAPSHOT_DIR_NAME: &str = "snapshots";
-
-fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StorageError {
-    let context = context.into();
-    move |source| StorageError::Io { context, source }
-}
 
 /// File name of the snapshot at `position`.
 pub fn snapshot_file_name(position: LogPosition) -> String {
@@ -89,12 +84,6 @@ pub fn snapshot_header(snapshot: &Snapshot) -> [u8; SNAPSHOT_HEADER_BYTES] {
     header
 }
 
-fn sync_dir(dir: &Path) -> Result<(), StorageError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(format!("syncing directory {}", dir.display())))
-}
-
 /// Writes `snapshot` into `snapshot_dir` atomically (temporary file, fsync,
 /// rename, directory fsync) and returns its path.
 pub fn write_snapshot_file(
@@ -102,22 +91,11 @@ pub fn write_snapshot_file(
     snapshot: &Snapshot,
 ) -> Result<PathBuf, StorageError> {
     let name = snapshot_file_name(snapshot.position);
-    let path = snapshot_dir.join(&name);
-    let tmp = snapshot_dir.join(format!("{name}.tmp"));
-    let mut file = File::create(&tmp).map_err(io_err(format!("creating {}", tmp.display())))?;
-    file.write_all(&snapshot_header(snapshot))
-        .and_then(|()| file.write_all(&snapshot.data))
-        .map_err(io_err(format!("writing {}", tmp.display())))?;
-    file.sync_all()
-        .map_err(io_err(format!("fsync {}", tmp.display())))?;
-    drop(file);
-    fs::rename(&tmp, &path).map_err(io_err(format!(
-        "renaming {} to {}",
-        tmp.display(),
-        path.display()
-    )))?;
-    sync_dir(snapshot_dir)?;
-    Ok(path)
+    write_file_atomically(
+        snapshot_dir,
+        &name,
+        &[&snapshot_header(snapshot), &snapshot.data],
+    )
 }
 
 /// Reads and verifies the snapshot file at `path`.

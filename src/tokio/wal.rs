@@ -272,7 +272,7 @@ pub enum WalRecord {
     },
 }
 
-fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StorageError {
+pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StorageError {
     let context = context.into();
     move |source| StorageError::Io { context, source }
 }
@@ -282,10 +282,38 @@ pub fn segment_name(number: u64) -> String {
     format!("{number:020}.seg")
 }
 
-fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io_err(format!("syncing directory {}", dir.display())))
+}
+
+/// Replaces `dir/name` with `parts` (concatenated) so that a crash leaves
+/// either the old file or the new one, complete and durable: a temporary
+/// file written and fsynced, renamed over `name`, then the directory
+/// fsynced. Returns the file's path.
+pub(crate) fn write_file_atomically(
+    dir: &Path,
+    name: &str,
+    parts: &[&[u8]],
+) -> Result<PathBuf, StorageError> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let path = dir.join(name);
+    let mut file = File::create(&tmp).map_err(io_err(format!("creating {}", tmp.display())))?;
+    for part in parts {
+        file.write_all(part)
+            .map_err(io_err(format!("writing {}", tmp.display())))?;
+    }
+    file.sync_all()
+        .map_err(io_err(format!("syncing {}", tmp.display())))?;
+    drop(file);
+    fs::rename(&tmp, &path).map_err(io_err(format!(
+        "renaming {} to {}",
+        tmp.display(),
+        path.display()
+    )))?;
+    sync_dir(dir)?;
+    Ok(path)
 }
 
 fn u32_at(bytes: &[u8], at: usize) -> u32 {
@@ -376,20 +404,7 @@ pub fn write_hard_state(dir: &Path, hard_state: &HardState) -> Result<(), Storag
     let payload = codec::encode(hard_state).map_err(|e| StorageError::Misuse(e.to_string()))?;
     let mut bytes = crc32c::crc32c(&payload).to_le_bytes().to_vec();
     bytes.extend_from_slice(&payload);
-    let tmp = dir.join("hardstate.tmp");
-    let path = dir.join("hardstate");
-    let mut file = File::create(&tmp).map_err(io_err(format!("creating {}", tmp.display())))?;
-    file.write_all(&bytes)
-        .map_err(io_err(format!("writing {}", tmp.display())))?;
-    file.sync_all()
-        .map_err(io_err(format!("syncing {}", tmp.display())))?;
-    drop(file);
-    fs::rename(&tmp, &path).map_err(io_err(format!(
-        "renaming {} to {}",
-        tmp.display(),
-        path.display()
-    )))?;
-    sync_dir(dir)
+    write_file_atomically(dir, "hardstate", &[&bytes]).map(|_| ())
 }
 
 fn read_hard_state(dir: &Path) -> Result<HardState, StorageError> {
