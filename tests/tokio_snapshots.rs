@@ -313,14 +313,18 @@ fn file_storage_follower_is_caught_up_by_snapshot_and_all_restart_from_snapshots
 
 /// Restart time of a compacted node (a figure, not a check; run with
 /// `cargo test --release --features tokio --test tokio_snapshots -- --ignored --nocapture`).
-/// A one-node cluster on `FileStorage` applies `RESTART_WRITES` commands of
-/// 100 bytes, snapshotting every 100 000 entries (the `concord-node`
-/// default); it is stopped, and the time to recover storage, restore the
-/// state machine and answer a status query is printed.
+/// A one-node cluster on `FileStorage` applies `CONCORD_RESTART_WRITES`
+/// (default 250 000) commands of 100 bytes, snapshotting every 100 000
+/// entries (the `concord-node` default); it is stopped, and the time to
+/// recover storage, restore the state machine and answer a status query is
+/// printed.
 #[test]
 #[ignore = "a measurement; prints the restart time"]
 fn restart_time_of_a_compacted_node() {
-    const RESTART_WRITES: u64 = 250_000;
+    let restart_writes: u64 = std::env::var("CONCORD_RESTART_WRITES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(250_000);
     const IN_FLIGHT_MAX: usize = 2_000;
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -354,9 +358,9 @@ fn restart_time_of_a_compacted_node() {
         let handle = Arc::new(handle);
         let started = Instant::now();
         let mut written = 0u64;
-        while written < RESTART_WRITES {
+        while written < restart_writes {
             let mut calls = tokio::task::JoinSet::new();
-            for _ in 0..IN_FLIGHT_MAX.min((RESTART_WRITES - written) as usize) {
+            for _ in 0..IN_FLIGHT_MAX.min((restart_writes - written) as usize) {
                 let handle = handle.clone();
                 let command = Bytes::from(vec![b'x'; 100]);
                 calls.spawn(async move { handle.call(command).await });
