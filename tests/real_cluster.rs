@@ -443,12 +443,34 @@ fn snapshot_files(data_dir: &Path) -> Vec<PathBuf> {
     }
 }
 
-#[test]
-fn follower_killed_past_the_trailing_window_catches_up_by_snapshot() {
-    let mut cluster = NodeProcesses::on_loopback("real-snap", CLUSTER);
+/// Three nodes started with [`COMPACT_OFTEN`].
+fn compacting_cluster(label: &str) -> NodeProcesses {
+    let mut cluster = NodeProcesses::on_loopback(label, CLUSTER);
     for id in 1..=3 {
         cluster.start_with(id, &COMPACT_OFTEN);
     }
+    cluster
+}
+
+/// Writes `count` keys and waits until every node applied them; returns
+/// the leader.
+async fn write_and_settle(
+    client: &mut Client,
+    acked: &mut BTreeMap<String, String>,
+    prefix: &str,
+    count: u32,
+) -> u64 {
+    put_keys(client, acked, prefix, 0, count).await;
+    let leader = find_leader(client).await;
+    for id in 1..=3 {
+        wait_caught_up(client, leader, id, Duration::from_secs(10)).await;
+    }
+    leader
+}
+
+#[test]
+fn follower_killed_past_the_trailing_window_catches_up_by_snapshot() {
+    let mut cluster = compacting_cluster("real-snap");
     runtime().block_on(async {
         let mut client = cluster.client();
         let mut acked = BTreeMap::new();
@@ -495,18 +517,11 @@ fn follower_killed_past_the_trailing_window_catches_up_by_snapshot() {
 
 #[test]
 fn all_three_restart_from_their_snapshots_with_state_intact() {
-    let mut cluster = NodeProcesses::on_loopback("real-snap-restart", CLUSTER);
-    for id in 1..=3 {
-        cluster.start_with(id, &COMPACT_OFTEN);
-    }
+    let mut cluster = compacting_cluster("real-snap-restart");
     runtime().block_on(async {
         let mut client = cluster.client();
         let mut acked = BTreeMap::new();
-        put_keys(&mut client, &mut acked, "key", 0, 130).await;
-        let leader = find_leader(&mut client).await;
-        for id in 1..=3 {
-            wait_caught_up(&mut client, leader, id, Duration::from_secs(10)).await;
-        }
+        write_and_settle(&mut client, &mut acked, "key", 130).await;
 
         // Kill all three at once; each restarts from its snapshot plus the
         // log after it.
@@ -542,18 +557,11 @@ fn all_three_restart_from_their_snapshots_with_state_intact() {
 
 #[test]
 fn node_with_a_corrupt_snapshot_refuses_to_start_naming_the_file() {
-    let mut cluster = NodeProcesses::on_loopback("real-snap-corrupt", CLUSTER);
-    for id in 1..=3 {
-        cluster.start_with(id, &COMPACT_OFTEN);
-    }
+    let mut cluster = compacting_cluster("real-snap-corrupt");
     runtime().block_on(async {
         let mut client = cluster.client();
         let mut acked = BTreeMap::new();
-        put_keys(&mut client, &mut acked, "key", 0, 80).await;
-        let leader = find_leader(&mut client).await;
-        for id in 1..=3 {
-            wait_caught_up(&mut client, leader, id, Duration::from_secs(10)).await;
-        }
+        write_and_settle(&mut client, &mut acked, "key", 80).await;
     });
     cluster.sigterm_all();
     let files = snapshot_files(&cluster.data_dir(1));
