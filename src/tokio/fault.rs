@@ -38,7 +38,6 @@ pub struct LinkStaller {
 struct StallerState {
     /// (from, to, switch) of every wrapped connection still open.
     connections: Vec<(NodeId, NodeId, Weak<AtomicBool>)>,
-    stalled_total: u64,
 }
 
 impl LinkStaller {
@@ -76,16 +75,8 @@ impl LinkStaller {
         self.stall_where(|from, to| from == node || to == node)
     }
 
-    /// Connections silenced so far.
-    pub fn stalled_total(&self) -> u64 {
-        self.state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .stalled_total
-    }
-
     fn stall_where(&self, matches: impl Fn(NodeId, NodeId) -> bool) -> usize {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let mut count = 0;
         for (from, to, switch) in &state.connections {
             if let Some(switch) = switch.upgrade() {
@@ -94,7 +85,6 @@ impl LinkStaller {
                 }
             }
         }
-        state.stalled_total += count as u64;
         count
     }
 }

@@ -135,6 +135,17 @@ pub enum ServerError {
     },
 }
 
+/// Replaces the state machine's state with `snapshot`'s.
+fn restore<S: StateMachine>(state_machine: &mut S, snapshot: &Snapshot) -> Result<(), ServerError> {
+    state_machine
+        .restore(&snapshot.data)
+        .map_err(|e| ServerError::Restore {
+            index: snapshot.position.index,
+            term: snapshot.position.term,
+            reason: e.reason,
+        })
+}
+
 /// Bounded channel capacity for a server inbox.
 pub const INBOX_EVENTS_MAX: usize = 65_536;
 
@@ -231,15 +242,7 @@ where
     let recovered_entries = recovered.entries.len();
     let base = recovered.base;
     match &recovered_snapshot {
-        Some(snapshot) if snapshot.position == base => {
-            state_machine
-                .restore(&snapshot.data)
-                .map_err(|e| ServerError::Restore {
-                    index: base.index,
-                    term: base.term,
-                    reason: e.reason,
-                })?;
-        }
+        Some(snapshot) if snapshot.position == base => restore(&mut state_machine, snapshot)?,
         None if base == LogPosition::ZERO => {}
         _ => {
             return Err(ServerError::MissingSnapshot {
@@ -493,12 +496,8 @@ where
     /// Replaces the state machine's state with a snapshot from the leader.
     fn restore_snapshot(&mut self, snapshot: Snapshot) {
         let position = snapshot.position;
-        if let Err(e) = self.state_machine.restore(&snapshot.data) {
-            self.failed = Some(ServerError::Restore {
-                index: position.index,
-                term: position.term,
-                reason: e.reason,
-            });
+        if let Err(e) = restore(&mut self.state_machine, &snapshot) {
+            self.failed = Some(e);
             return;
         }
         tracing::info!(

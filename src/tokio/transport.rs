@@ -425,11 +425,7 @@ impl PeerSender {
                     frame::encode_frame(&PeerFrameRef::Keepalive, &mut buf)?;
                 }
                 answer = heard.recv() => {
-                    match answer {
-                        Some(Ok(())) => last_heard = Instant::now(),
-                        Some(Err(e)) => return Err(e.into()),
-                        None => return Err(FrameError::Closed.into()),
-                    }
+                    last_heard = heard_at(answer)?;
                     continue;
                 }
                 _ = tokio::time::sleep_until(silent_at) => {
@@ -454,11 +450,7 @@ impl PeerSender {
                         written.map_err(FrameError::from)?;
                         break;
                     }
-                    answer = heard.recv() => match answer {
-                        Some(Ok(())) => last_heard = Instant::now(),
-                        Some(Err(e)) => return Err(e.into()),
-                        None => return Err(FrameError::Closed.into()),
-                    },
+                    answer = heard.recv() => last_heard = heard_at(answer)?,
                     _ = tokio::time::sleep_until(silent_at) => return Err(self.silent()),
                     _ = self.shutdown.changed() => return Ok(()),
                 }
@@ -503,6 +495,16 @@ impl PeerSender {
                 .fetch_add(stale, Ordering::Relaxed);
         }
         Ok(())
+    }
+}
+
+/// What an answer from the reader task means: the peer was heard now, or
+/// the connection ended.
+fn heard_at(answer: Option<Result<(), FrameError>>) -> Result<Instant, LinkError> {
+    match answer {
+        Some(Ok(())) => Ok(Instant::now()),
+        Some(Err(e)) => Err(e.into()),
+        None => Err(FrameError::Closed.into()),
     }
 }
 
