@@ -545,41 +545,28 @@ pub fn timeline_page(report: &RunReport, history: &[Operation]) -> String {
         }
     }
     // Network: a partition lasts until the next network event.
+    let partition_bar = |open: Option<(u64, String)>, end: u64| {
+        open.map(|(start, text)| Bar {
+            lane: network_lane,
+            start,
+            end: Some(end),
+            class: "partition".to_string(),
+            title: format!("{} – {}: {text}", format_time(start), format_time(end)),
+            label: text,
+            overlay: false,
+        })
+    };
     let mut open: Option<(u64, String)> = None;
     let mut failures = Vec::new();
     for e in report.timeline.iter().filter(|e| e.node.is_none()) {
         if let Some(what) = e.text.strip_prefix("network: ") {
-            if let Some((start, text)) = open.take() {
-                bars.push(Bar {
-                    lane: network_lane,
-                    start,
-                    end: Some(e.time_ns),
-                    class: "partition".to_string(),
-                    label: text.clone(),
-                    title: format!(
-                        "{} – {}: {text}",
-                        format_time(start),
-                        format_time(e.time_ns)
-                    ),
-                    overlay: false,
-                });
+            if let Some(bar) = partition_bar(open.take(), e.time_ns) {
+                bars.push(bar);
             }
             open = Some((e.time_ns, what.to_string()));
         } else if e.text == "network healed" {
-            if let Some((start, text)) = open.take() {
-                bars.push(Bar {
-                    lane: network_lane,
-                    start,
-                    end: Some(e.time_ns),
-                    class: "partition".to_string(),
-                    label: text.clone(),
-                    title: format!(
-                        "{} – {}: {text}",
-                        format_time(start),
-                        format_time(e.time_ns)
-                    ),
-                    overlay: false,
-                });
+            if let Some(bar) = partition_bar(open.take(), e.time_ns) {
+                bars.push(bar);
             }
         } else if let Some(what) = e.text.strip_prefix("FAILURE ") {
             failures.push(what.to_string());
