@@ -4,7 +4,7 @@ use bytes::Bytes;
 use thiserror::Error;
 
 use crate::message::Message;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{SnapshotChunkToSend, SnapshotMeta};
 use crate::types::{Entry, HardState, Index, NodeId, Term, WriteId};
 
 /// An event the host feeds into [`Node::step`](crate::Node::step).
@@ -33,10 +33,13 @@ pub enum Input {
     /// snapshot its `Recovered::base` names, so that it can send it to
     /// followers.
     ///
-    /// The node keeps `snapshot.data` (reference-counted, not copied) as
-    /// the one snapshot it serves to followers that are behind its log,
-    /// then releases the log entries the snapshot covers, except for the
-    /// last `compaction_trailing_entries`. The host may delete log entries
+    /// The node keeps this as the one snapshot it serves to followers that
+    /// are behind its log (asking for its bytes with
+    /// [`Action::SendSnapshotChunk`], so the host keeps it readable until it
+    /// reports a newer one), then releases the log entries the snapshot
+    /// covers, except for the last `compaction_trailing_entries`. Build it
+    /// with [`Snapshot::meta`](crate::Snapshot::meta), or from the size and
+    /// [`checksum64`](crate::checksum64) the host computed while writing. The host may delete log entries
     /// up to `snapshot.position.index` from disk from now on; on restart
     /// it recovers with `base = snapshot.position`.
     ///
@@ -44,7 +47,7 @@ pub enum Input {
     ///
     /// When the position is past the applied index or names a term that is
     /// not the log's at that index: a broken host.
-    Snapshotted(Snapshot),
+    Snapshotted(SnapshotMeta),
 }
 
 /// Something the host must do on the node's behalf.
@@ -115,28 +118,50 @@ pub enum Action {
     /// applied. Keep the newest snapshot: never replace a stored snapshot
     /// with one at a lower index.
     TakeSnapshot,
-    /// Store a snapshot received from the leader, in order with every
-    /// earlier `Persist`, under the same contract: report it with
-    /// [`Input::Persisted`]`(id)`. The stored snapshot is replaced; every
-    /// log entry at or below `snapshot.position.index` is removed, and with
-    /// `discard_log` every other entry too (the log then continues empty
-    /// after the snapshot).
+    /// Send a chunk of the snapshot last reported with
+    /// [`Input::Snapshotted`]: read its bytes and send
+    /// [`SnapshotChunkToSend::into_message`] to its receiver. Best effort,
+    /// like `Send`.
+    SendSnapshotChunk(SnapshotChunkToSend),
+    /// Write `data` at `offset` of the snapshot being received from the
+    /// leader. Offset 0 starts a new one: drop whatever was received
+    /// before. Every later write continues exactly where the previous one
+    /// ended. Need not be durable (a crash loses it and the transfer starts
+    /// over); `PersistSnapshot` makes it durable once every byte arrived.
+    WriteSnapshotChunk {
+        /// The snapshot being received.
+        snapshot: SnapshotMeta,
+        /// Where `data` goes, in bytes: the total written so far.
+        offset: u64,
+        /// The bytes.
+        data: bytes::Bytes,
+    },
+    /// Store the snapshot received from the leader (every byte written by
+    /// `WriteSnapshotChunk`, their checksum verified by the node), in order
+    /// with every earlier `Persist`, under the same contract: report it
+    /// with [`Input::Persisted`]`(id)`. The stored snapshot is replaced;
+    /// every log entry at or below `snapshot.position.index` is removed,
+    /// and with `discard_log` every other entry too (the log then
+    /// continues empty after the snapshot). From then on this is the
+    /// snapshot `SendSnapshotChunk` reads.
     PersistSnapshot {
         /// This write's id.
         id: WriteId,
-        /// The snapshot, checksum verified.
-        snapshot: Snapshot,
+        /// The snapshot received.
+        snapshot: SnapshotMeta,
         /// The local log did not match the snapshot's last entry: drop it
         /// all.
         discard_log: bool,
     },
-    /// Replace the state machine's state with `snapshot.data`, which stands
-    /// for every entry up to `snapshot.position.index`, then report
+    /// Replace the state machine's state with the snapshot received from
+    /// the leader (the bytes of `WriteSnapshotChunk`, which stand for every
+    /// entry up to `snapshot.position.index`), then report
     /// [`Input::Applied`]`(snapshot.position.index)`. Later `Apply` actions
-    /// continue after it.
+    /// continue after it. Verifying `snapshot.checksum` again on the bytes
+    /// read back guards against a host that stored them wrongly.
     RestoreSnapshot {
         /// The snapshot to restore from.
-        snapshot: Snapshot,
+        snapshot: SnapshotMeta,
     },
     /// The node's role changed.
     RoleChanged {

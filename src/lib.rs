@@ -130,7 +130,7 @@ pub use message::{AppendResponse, Message, MessageBody};
 pub use node::{Node, Role};
 pub use progress::{ProgressState, ProgressView};
 pub use recovered::Recovered;
-pub use snapshot::{checksum64, Snapshot};
+pub use snapshot::{checksum64, Checksum64, Snapshot, SnapshotChunkToSend, SnapshotMeta};
 pub use stats::Statistics;
 pub use types::{
     Entry, EntryPayload, HardState, Index, LogPosition, NodeId, Term, WriteId, ENTRY_OVERHEAD_BYTES,

@@ -12,7 +12,7 @@ use crate::io::{Action, Input};
 use crate::log::RaftLog;
 use crate::progress::{Progress, ProgressView};
 use crate::recovered::Recovered;
-use crate::snapshot::{HeldSnapshot, IncomingSnapshot};
+use crate::snapshot::{IncomingSnapshot, SnapshotMeta};
 use crate::stats::Statistics;
 use crate::types::{Entry, HardState, Index, LogPosition, NodeId, Term, WriteId};
 
@@ -99,7 +99,7 @@ pub struct Node {
 
     // Snapshots (see `snapshot.rs`).
     /// The snapshot served to followers behind the log's base.
-    pub(crate) snapshot: Option<HeldSnapshot>,
+    pub(crate) snapshot: Option<SnapshotMeta>,
     /// Index of the latest snapshot known (taken, installed or recovered).
     pub(crate) snapshot_index: Index,
     /// A `TakeSnapshot` is outstanding.
@@ -282,7 +282,7 @@ impl Node {
     /// Position of the snapshot this node holds to send to followers, if
     /// any.
     pub fn snapshot_position(&self) -> Option<LogPosition> {
-        self.snapshot.as_ref().map(|held| held.snapshot.position)
+        self.snapshot.as_ref().map(|held| held.position)
     }
 
     /// Index of the latest snapshot this node took, installed or recovered
@@ -394,8 +394,8 @@ impl Node {
         assert!(self.log.base().index <= self.apply_emitted_index);
         assert!(self.log.base().index <= self.snapshot_index);
         if let Some(held) = &self.snapshot {
-            assert!(held.snapshot.position.index <= self.snapshot_index);
-            assert!(held.snapshot.position.index <= self.log.commit_index());
+            assert!(held.position.index <= self.snapshot_index);
+            assert!(held.position.index <= self.log.commit_index());
         }
         match self.role {
             Role::Leader => {

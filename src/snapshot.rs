@@ -10,13 +10,17 @@
 //! behind is caught up from the log. The base never passes the applied
 //! index, nor the durable log.
 //!
-//! **Where the bytes come from.** The core does no I/O, so the host hands
-//! the snapshot's bytes (a reference-counted [`Bytes`]) to the node with
-//! [`Input::Snapshotted`], and the node keeps the latest one to cut chunks
-//! from. A node therefore holds one whole snapshot in memory (shared with
-//! the host, not copied); streaming chunks from disk is a later
-//! refinement. After a restart the host hands the recovered snapshot in the
-//! same way; until it does, followers behind the log's base wait.
+//! **Where the bytes come from.** The core never holds a snapshot's bytes,
+//! so a snapshot of any size costs it a few words of memory: the host
+//! reports its snapshot as a [`SnapshotMeta`] (position, size, checksum),
+//! and the node asks the host for each chunk it sends with
+//! [`Action::SendSnapshotChunk`], which the host fills from its stored
+//! snapshot (a file read at an offset, typically). A follower hands each
+//! chunk it receives to its host with [`Action::WriteSnapshotChunk`] (an
+//! append to a file that need not be durable yet) and keeps only a
+//! running checksum. After a restart the host reports the recovered
+//! snapshot with [`Input::Snapshotted`]; until it does, followers behind
+//! the log's base wait.
 //!
 //! **Sending a snapshot.** A follower whose next entry lies at or below the
 //! leader's base is switched to the snapshot state and sent the snapshot
@@ -30,16 +34,19 @@
 //! answer resends from the last confirmed offset, so lost chunks and lost
 //! answers cannot stall a transfer.
 //!
-//! **Installing a snapshot.** Once a follower holds every byte and the
-//! checksum matches, it installs: its log's base becomes the snapshot's
+//! **Installing a snapshot.** Once a follower has received every byte and
+//! their checksum matches, it installs: its log's base becomes the snapshot's
 //! last entry, the entries after it are kept if its log holds that entry
 //! (same term at the same index) and dropped otherwise, the commit index
-//! moves to the snapshot, and it emits [`Action::PersistSnapshot`] (a write
-//! under the usual [`WriteId`] contract) then [`Action::RestoreSnapshot`].
+//! moves to the snapshot, and it emits [`Action::PersistSnapshot`] (making
+//! the chunks written so far durable, under the usual [`WriteId`]
+//! contract) then [`Action::RestoreSnapshot`].
 //! It acknowledges the snapshot like an append, only once the write is
 //! durable.
 //!
 //! [`Action::TakeSnapshot`]: crate::Action::TakeSnapshot
+//! [`Action::SendSnapshotChunk`]: crate::Action::SendSnapshotChunk
+//! [`Action::WriteSnapshotChunk`]: crate::Action::WriteSnapshotChunk
 //! [`Action::PersistSnapshot`]: crate::Action::PersistSnapshot
 //! [`Action::RestoreSnapshot`]: crate::Action::RestoreSnapshot
 //! [`Input::RequestSnapshot`]: crate::Input::RequestSnapshot
@@ -49,7 +56,7 @@
 use bytes::Bytes;
 
 use crate::io::Action;
-use crate::message::MessageBody;
+use crate::message::{Message, MessageBody};
 use crate::node::{Node, PendingWrite, Role};
 use crate::progress::ProgressState;
 use crate::types::{Index, LogPosition, NodeId, Term, WriteId};
@@ -78,17 +85,113 @@ impl Snapshot {
     pub fn new(position: LogPosition, data: Bytes) -> Self {
         Snapshot { position, data }
     }
+
+    /// What the node is told of this snapshot (computes the checksum).
+    pub fn meta(&self) -> SnapshotMeta {
+        SnapshotMeta {
+            position: self.position,
+            size_bytes: self.data.len() as u64,
+            checksum: checksum64(&self.data),
+        }
+    }
+}
+
+/// A snapshot as the node knows it: where it ends, how long it is and its
+/// [`checksum64`]. The bytes stay with the host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SnapshotMeta {
+    /// The last entry the snapshot covers.
+    pub position: LogPosition,
+    /// Length of the serialized state machine, in bytes.
+    pub size_bytes: u64,
+    /// [`checksum64`] of those bytes.
+    pub checksum: u64,
+}
+
+/// A snapshot chunk the node wants sent: the host reads `length_bytes`
+/// bytes at `offset` of its stored snapshot `snapshot` and sends
+/// [`into_message`](Self::into_message)`(bytes)` to `to`. Best effort, like
+/// [`Action::Send`](crate::Action::Send): a host that cannot read the
+/// chunk (the snapshot was replaced meanwhile) drops it, and the transfer
+/// resumes from the follower's answer to a later heartbeat.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotChunkToSend {
+    /// Receiver.
+    pub to: NodeId,
+    /// The snapshot the chunk is cut from.
+    pub snapshot: SnapshotMeta,
+    /// Where the chunk starts in the snapshot, in bytes.
+    pub offset: u64,
+    /// Length of the chunk, in bytes (at most `snapshot_chunk_bytes_max`).
+    pub length_bytes: u64,
+    /// The message, its data left empty.
+    message: Message,
+}
+
+impl SnapshotChunkToSend {
+    /// The message to send, carrying `data`: the bytes
+    /// `offset..offset + length_bytes` of the snapshot.
+    ///
+    /// # Panics
+    ///
+    /// When `data` is not `length_bytes` long: a broken host.
+    pub fn into_message(self, data: Bytes) -> Message {
+        assert_eq!(
+            data.len() as u64,
+            self.length_bytes,
+            "snapshot chunk at offset {} of {:?} filled with the wrong length",
+            self.offset,
+            self.snapshot.position
+        );
+        let mut message = self.message;
+        if let MessageBody::InstallSnapshot { data: slot, .. } = &mut message.body {
+            *slot = data;
+        }
+        message
+    }
+}
+
+/// CRC-64/XZ computed over bytes fed in pieces: [`checksum64`] of their
+/// concatenation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Checksum64 {
+    state: u64,
+}
+
+impl Default for Checksum64 {
+    fn default() -> Self {
+        Checksum64 { state: !0 }
+    }
+}
+
+impl Checksum64 {
+    /// A checksum of no bytes yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feeds the next bytes.
+    pub fn update(&mut self, bytes: &[u8]) {
+        let mut crc = self.state;
+        for byte in bytes {
+            crc = CRC64_TABLE[((crc ^ u64::from(*byte)) & 0xff) as usize] ^ (crc >> 8);
+        }
+        self.state = crc;
+    }
+
+    /// The checksum of every byte fed so far.
+    pub fn finish(&self) -> u64 {
+        !self.state
+    }
 }
 
 /// The checksum snapshot transfers are verified with: CRC-64/XZ
 /// (polynomial 0x42F0E1EBA9EA3693, reflected, initial value and final xor
 /// all ones), table-driven. `checksum64(b"123456789") == 0x995DC9BBDF1939FA`.
 pub fn checksum64(bytes: &[u8]) -> u64 {
-    let mut crc = !0u64;
-    for byte in bytes {
-        crc = CRC64_TABLE[((crc ^ u64::from(*byte)) & 0xff) as usize] ^ (crc >> 8);
-    }
-    !crc
+    let mut checksum = Checksum64::new();
+    checksum.update(bytes);
+    checksum.finish()
 }
 
 const CRC64_TABLE: [u64; 256] = crc64_table();
@@ -114,13 +217,6 @@ const fn crc64_table() -> [u64; 256] {
     table
 }
 
-/// The snapshot a node serves to followers, with its checksum.
-#[derive(Clone, Debug)]
-pub(crate) struct HeldSnapshot {
-    pub(crate) snapshot: Snapshot,
-    pub(crate) checksum: u64,
-}
-
 /// A snapshot a follower is assembling from a leader's chunks.
 #[derive(Clone, Debug)]
 pub(crate) struct IncomingSnapshot {
@@ -129,9 +225,11 @@ pub(crate) struct IncomingSnapshot {
     position: LogPosition,
     size_bytes: u64,
     checksum: u64,
-    /// Bytes `0..buffer.len()`; grows with the chunks, never past
+    /// Bytes `0..received_bytes` were handed to the host; never past
     /// `size_bytes` (itself at most `snapshot_bytes_max`).
-    buffer: Vec<u8>,
+    received_bytes: u64,
+    /// Checksum of those bytes.
+    received_checksum: Checksum64,
 }
 
 /// One chunk as received, before it is trusted.
@@ -186,10 +284,10 @@ impl Node {
 
     /// The host reports a durable snapshot: keep it to serve followers and
     /// compact the log.
-    pub(crate) fn handle_snapshotted(&mut self, snapshot: Snapshot) {
+    pub(crate) fn handle_snapshotted(&mut self, snapshot: SnapshotMeta) {
         self.snapshot_requested = false;
         let position = snapshot.position;
-        let held_index = self.snapshot.as_ref().map(|h| h.snapshot.position.index);
+        let held_index = self.snapshot.as_ref().map(|held| held.position.index);
         if held_index.is_some_and(|index| index >= position.index)
             || position.index < self.log.base().index
         {
@@ -207,8 +305,7 @@ impl Node {
             Some(position.term),
             "host reported a snapshot at {position:?}, which is not in the log"
         );
-        let checksum = checksum64(&snapshot.data);
-        self.snapshot = Some(HeldSnapshot { snapshot, checksum });
+        self.snapshot = Some(snapshot);
         if position.index > self.snapshot_index {
             self.snapshot_index = position.index;
             self.applied_since_snapshot_bytes = 0;
@@ -224,7 +321,6 @@ impl Node {
             return;
         };
         let base = held
-            .snapshot
             .position
             .index
             .saturating_sub(self.config.compaction_trailing_entries);
@@ -251,11 +347,11 @@ impl Node {
         to: NodeId,
         actions: &mut Vec<Action>,
     ) -> bool {
-        let Some(held) = self.snapshot.as_ref() else {
+        let Some(held) = self.snapshot else {
             return false;
         };
-        let position = held.snapshot.position;
-        let size_bytes = held.snapshot.data.len() as u64;
+        let position = held.position;
+        let size_bytes = held.size_bytes;
         let Some(progress) = self.progress.get_mut(&to) else {
             return false;
         };
@@ -276,15 +372,15 @@ impl Node {
         force_one: bool,
         actions: &mut Vec<Action>,
     ) {
-        let Some(held) = self.snapshot.as_ref() else {
+        let Some(held) = self.snapshot else {
             return;
         };
         let Some(progress) = self.progress.get_mut(&to) else {
             return;
         };
         debug_assert_eq!(progress.state, ProgressState::Snapshot);
-        let position = held.snapshot.position;
-        let size_bytes = held.snapshot.data.len() as u64;
+        let position = held.position;
+        let size_bytes = held.size_bytes;
         if progress
             .snapshot
             .is_none_or(|transfer| transfer.position != position)
@@ -308,22 +404,29 @@ impl Node {
             let end = size_bytes.min(start + chunk_bytes_max);
             transfer.sent_offset = end;
             progress.inflight.add(end);
-            chunks.push((
-                start,
-                held.snapshot.data.slice(start as usize..end as usize),
-            ));
+            chunks.push((start, end - start));
         }
-        let checksum = held.checksum;
-        for (offset, data) in chunks {
+        for (offset, length_bytes) in chunks {
             self.stats.snapshot_chunks_sent += 1;
-            let body = MessageBody::InstallSnapshot {
-                snapshot: position,
-                size_bytes,
-                checksum,
-                offset,
-                data,
+            let message = Message {
+                from: self.config.id,
+                to,
+                term: self.term,
+                body: MessageBody::InstallSnapshot {
+                    snapshot: position,
+                    size_bytes,
+                    checksum: held.checksum,
+                    offset,
+                    data: Bytes::new(),
+                },
             };
-            self.send(to, body, actions);
+            actions.push(Action::SendSnapshotChunk(SnapshotChunkToSend {
+                to,
+                snapshot: held,
+                offset,
+                length_bytes,
+                message,
+            }));
         }
     }
 
@@ -413,34 +516,49 @@ impl Node {
                 position,
                 size_bytes: chunk.size_bytes,
                 checksum: chunk.checksum,
-                buffer: Vec::new(),
+                received_bytes: 0,
+                received_checksum: Checksum64::new(),
             });
         }
         let incoming = self.incoming_snapshot.as_mut().expect("set above");
-        let held = incoming.buffer.len() as u64;
+        let meta = SnapshotMeta {
+            position,
+            size_bytes: incoming.size_bytes,
+            checksum: incoming.checksum,
+        };
+        let held = incoming.received_bytes;
         if chunk.offset > held {
             self.stats.snapshot_chunks_refused += 1;
             self.answer_chunk(leader, position, held, true, actions);
             return;
         }
-        if chunk.offset + length > held {
-            let skip = (held - chunk.offset) as usize;
-            incoming.buffer.extend_from_slice(&chunk.data[skip..]);
+        // The first chunk is written even when empty (an empty snapshot),
+        // so that the host always starts a new incoming snapshot at offset
+        // 0; after that only bytes not yet received are written, so the
+        // host's writes are strictly appends.
+        if chunk.offset + length > held || (held == 0 && chunk.offset == 0) {
+            let new_bytes = chunk.data.slice((held - chunk.offset) as usize..);
+            incoming.received_checksum.update(&new_bytes);
+            incoming.received_bytes += new_bytes.len() as u64;
+            actions.push(Action::WriteSnapshotChunk {
+                snapshot: meta,
+                offset: held,
+                data: new_bytes,
+            });
         }
-        let held = incoming.buffer.len() as u64;
+        let held = incoming.received_bytes;
         assert!(held <= incoming.size_bytes);
         if held < incoming.size_bytes {
             self.answer_chunk(leader, position, held, false, actions);
             return;
         }
         let incoming = self.incoming_snapshot.take().expect("set above");
-        if checksum64(&incoming.buffer) != incoming.checksum {
+        if incoming.received_checksum.finish() != incoming.checksum {
             self.stats.snapshot_checksum_mismatches += 1;
             self.answer_chunk(leader, position, 0, true, actions);
             return;
         }
-        let snapshot = Snapshot::new(position, Bytes::from(incoming.buffer));
-        self.install_snapshot(snapshot, incoming.checksum, actions);
+        self.install_snapshot(meta, actions);
         self.answer_chunk(leader, position, held, false, actions);
     }
 
@@ -463,7 +581,7 @@ impl Node {
     /// Replaces the log up to `snapshot` with the snapshot: asks the host
     /// to store it (acknowledged once durable) and to restore the state
     /// machine from it.
-    fn install_snapshot(&mut self, snapshot: Snapshot, checksum: u64, actions: &mut Vec<Action>) {
+    fn install_snapshot(&mut self, snapshot: SnapshotMeta, actions: &mut Vec<Action>) {
         let position = snapshot.position;
         let old_commit = self.log.commit_index();
         assert!(position.index > old_commit);
@@ -488,14 +606,12 @@ impl Node {
         });
         actions.push(Action::PersistSnapshot {
             id,
-            snapshot: snapshot.clone(),
+            snapshot,
             discard_log: !keep_suffix,
         });
         self.apply_emitted_index = position.index;
-        actions.push(Action::RestoreSnapshot {
-            snapshot: snapshot.clone(),
-        });
-        self.snapshot = Some(HeldSnapshot { snapshot, checksum });
+        actions.push(Action::RestoreSnapshot { snapshot });
+        self.snapshot = Some(snapshot);
         self.snapshot_index = position.index;
         self.applied_since_snapshot_bytes = 0;
         self.stats.snapshots_installed += 1;

@@ -234,7 +234,7 @@ proptest! {
                     if let Some(term) = n.node.term_at(applied) {
                         let position = LogPosition::new(applied, term);
                         let snapshot = Snapshot::new(position, Bytes::from(vec![1u8; 40]));
-                        n.step(Input::Snapshotted(snapshot));
+                        n.step(Input::Snapshotted(snapshot.meta()));
                     }
                 }
             }

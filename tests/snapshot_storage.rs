@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use concord::tokio::snapshot_file::{self, SNAPSHOT_DIR_NAME, SNAPSHOT_HEADER_BYTES};
 use concord::tokio::storage::{
-    MemDisk, MemStorage, PersistRequest, SnapshotWrite, Storage, StorageError,
+    MemDisk, MemStorage, PersistRequest, SnapshotReader, SnapshotWrite, Storage, StorageError,
 };
 use concord::tokio::wal::{self, FileStorage, WalOptions};
 use concord::{Entry, EntryPayload, HardState, LogPosition, Snapshot, WriteId};
@@ -42,6 +42,14 @@ fn indices(entries: &[Entry]) -> Vec<(u64, u64)> {
 enum Write {
     Log(PersistRequest),
     Snapshot(SnapshotWrite),
+    /// A snapshot received from a leader: written into the storage's sink
+    /// in chunks, then stored.
+    Installed(WriteId, Snapshot, bool),
+}
+
+/// The snapshot a reader reads, verified.
+fn read_back(reader: Option<SnapshotReader>) -> Option<Snapshot> {
+    reader.map(|reader| Snapshot::new(reader.meta().position, reader.read_verified().unwrap()))
 }
 
 fn append(id: u64, term: u64, from: u64, to: u64) -> Write {
@@ -95,6 +103,20 @@ fn run(storage: &mut dyn Storage, writes: Vec<Write>) {
                 }
                 storage.submit_snapshot(write);
             }
+            Write::Installed(id, snapshot, discard_log) => {
+                let mut sink = storage.receive_snapshot(snapshot.meta()).unwrap();
+                let half = snapshot.data.len() / 2;
+                sink.write(0, &snapshot.data[..half]).unwrap();
+                sink.write(half as u64, &snapshot.data[half..]).unwrap();
+                let (received, reader) = sink.finish();
+                assert_eq!(reader.read_verified().unwrap(), snapshot.data);
+                last_id = Some(id);
+                storage.submit_snapshot(SnapshotWrite::Installed {
+                    id,
+                    received,
+                    discard_log,
+                });
+            }
         }
     }
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -122,11 +144,7 @@ fn taken(index: u64, term: u64) -> Write {
 }
 
 fn installed(id: u64, index: u64, term: u64, discard_log: bool) -> Write {
-    Write::Snapshot(SnapshotWrite::Installed {
-        id: WriteId(id),
-        snapshot: snapshot(index, term),
-        discard_log,
-    })
+    Write::Installed(WriteId(id), snapshot(index, term), discard_log)
 }
 
 fn small_segments() -> WalOptions {
@@ -140,7 +158,7 @@ fn small_segments() -> WalOptions {
 fn reopen(dir: &Path, options: &WalOptions) -> (FileStorage, concord::Recovered, Option<Snapshot>) {
     let mut storage = FileStorage::open(dir, options.clone()).unwrap();
     let recovered = storage.recover().unwrap();
-    let snapshot = storage.recovered_snapshot();
+    let snapshot = read_back(storage.recovered_snapshot());
     (storage, recovered, snapshot)
 }
 
@@ -175,7 +193,7 @@ fn snapshot_file_round_trips_and_names_its_position() {
     let path = snapshot_file::write_snapshot_file(&dir.0, &empty).unwrap();
     assert_eq!(snapshot_file::read_snapshot_file(&path).unwrap(), empty);
     assert_eq!(
-        snapshot_file::load_newest_snapshot(&dir.0).unwrap(),
+        read_back(snapshot_file::load_newest_snapshot(&dir.0).unwrap()),
         Some(original)
     );
 }
@@ -193,7 +211,7 @@ fn torn_temporary_snapshot_file_is_ignored_and_removed() {
     ));
     std::fs::write(&tmp, &snapshot_file::snapshot_header(&newer)[..30]).unwrap();
     assert_eq!(
-        snapshot_file::load_newest_snapshot(&dir.0).unwrap(),
+        read_back(snapshot_file::load_newest_snapshot(&dir.0).unwrap()),
         Some(older)
     );
     assert!(!tmp.exists(), "the torn temp file is removed");
@@ -447,7 +465,10 @@ fn mem_storage_has_the_same_snapshot_semantics() {
     let recovered = storage.recover().unwrap();
     assert_eq!(recovered.base, LogPosition::new(15, 2));
     assert_eq!(recovered.applied_index, 15);
-    assert_eq!(storage.recovered_snapshot(), Some(snapshot(15, 2)));
+    assert_eq!(
+        read_back(storage.recovered_snapshot()),
+        Some(snapshot(15, 2))
+    );
     assert_eq!(indices(&recovered.entries), vec![(16, 2), (17, 2)]);
     // An older own snapshot never replaces a newer one.
     run(&mut storage, vec![taken(12, 2), append(4, 2, 18, 18)]);
@@ -500,4 +521,87 @@ fn crash_midway_through_deleting_covered_segments_recovers_the_same_log() {
         );
     }
     assert!(segment_numbers(&dir.0)[0] > 1);
+}
+
+#[test]
+fn snapshot_received_half_way_is_removed_at_startup_and_the_old_one_kept() {
+    let dir = TempDir::new("half-received");
+    let options = WalOptions::default();
+    {
+        let mut storage = FileStorage::open(&dir.0, options.clone()).unwrap();
+        storage.recover().unwrap();
+        run(&mut storage, vec![append(1, 1, 1, 10), taken(8, 1)]);
+        // A crash while a newer snapshot from the leader is half received.
+        let newer = snapshot(30, 2);
+        let mut sink = storage.receive_snapshot(newer.meta()).unwrap();
+        sink.write(0, &newer.data[..10]).unwrap();
+        storage.shutdown();
+    }
+    let snapshot_dir = dir.0.join(SNAPSHOT_DIR_NAME);
+    let leftovers = |dir: &Path| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".tmp")
+            })
+            .count()
+    };
+    assert_eq!(leftovers(&snapshot_dir), 1, "the partial file is there");
+    let (_, recovered, recovered_snapshot) = reopen(&dir.0, &options);
+    assert_eq!(recovered.base, LogPosition::new(8, 1));
+    assert_eq!(recovered_snapshot, Some(snapshot(8, 1)));
+    assert_eq!(leftovers(&snapshot_dir), 0, "the partial file is removed");
+}
+
+#[test]
+fn a_served_snapshot_stays_readable_after_a_newer_one_replaced_its_file() {
+    let dir = TempDir::new("served-after-replace");
+    let mut storage = FileStorage::open(&dir.0, WalOptions::default()).unwrap();
+    storage.recover().unwrap();
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    storage.start(tx).unwrap();
+    let (stored_tx, mut stored_rx) = tokio::sync::mpsc::unbounded_channel();
+    let log = |id: u64, from: u64, to: u64| PersistRequest {
+        id: WriteId(id),
+        hard_state: None,
+        truncate_after: None,
+        entries: (from..=to).map(|i| entry(1, i)).collect(),
+    };
+    storage.submit(log(1, 1, 20));
+    let mut take = |index: u64| {
+        storage.submit_snapshot(SnapshotWrite::Taken {
+            snapshot: snapshot(index, 1),
+            stored: stored_tx.clone(),
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(reader) = stored_rx.try_recv() {
+                return reader;
+            }
+            assert!(Instant::now() < deadline, "storage did not report in time");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    let older = take(10);
+    let newer = take(20);
+    assert_eq!(newer.meta().position, LogPosition::new(20, 1));
+    // The older file is deleted once the newer one is durable, but a
+    // transfer of it still in progress reads on through its open file.
+    let older_file = dir
+        .0
+        .join(SNAPSHOT_DIR_NAME)
+        .join(snapshot_file::snapshot_file_name(LogPosition::new(10, 1)));
+    assert!(!older_file.exists());
+    let expected = snapshot(10, 1).data;
+    assert_eq!(older.read_chunk(3, 5).unwrap(), expected.slice(3..8));
+    assert_eq!(older.read_verified().unwrap(), expected);
+    assert!(
+        older.read_chunk(3, expected.len() as u64).is_err(),
+        "past the end"
+    );
+    storage.shutdown();
 }

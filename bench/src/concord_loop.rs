@@ -276,6 +276,8 @@ impl Cluster {
                     // The benchmark configures no compaction: no node takes,
                     // holds or sends a snapshot.
                     Action::TakeSnapshot
+                    | Action::SendSnapshotChunk(_)
+                    | Action::WriteSnapshotChunk { .. }
                     | Action::PersistSnapshot { .. }
                     | Action::RestoreSnapshot { .. } => {
                         unreachable!("the benchmark does not compact")

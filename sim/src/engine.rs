@@ -20,8 +20,8 @@ use concord::session::{
 };
 use concord::state_machine::StateMachine;
 use concord::{
-    Action, Config, Entry, EntryPayload, Index, Input, LogPosition, Message, MessageBody, Node,
-    NodeId, ProposeError, Role, Snapshot, Term,
+    checksum64, Action, Config, Entry, EntryPayload, Index, Input, LogPosition, Message,
+    MessageBody, Node, NodeId, ProposeError, Role, Snapshot, SnapshotMeta, Term,
 };
 
 use crate::config::{CompactionOptions, NodeOptions, SimConfig};
@@ -412,6 +412,23 @@ struct Host<S> {
     applied_position: LogPosition,
     /// A snapshot was asked for and not yet reported to the node.
     snapshot_outstanding: bool,
+    /// The bytes of the snapshots reported to the node (or installed from
+    /// a leader), by position, for `SendSnapshotChunk`. Pruned below the
+    /// node's held snapshot, so it holds one or two; lost in a crash.
+    snapshot_bytes: BTreeMap<LogPosition, Bytes>,
+    /// The snapshot being received from a leader (`WriteSnapshotChunk`),
+    /// volatile: lost in a crash.
+    incoming_snapshot: Option<(SnapshotMeta, Vec<u8>)>,
+}
+
+impl<S> Host<S> {
+    /// Keeps `snapshot`'s bytes for the node's chunk requests and returns
+    /// what the node is told of it.
+    fn keep_snapshot_bytes(&mut self, snapshot: Snapshot) -> SnapshotMeta {
+        let meta = snapshot.meta();
+        self.snapshot_bytes.insert(snapshot.position, snapshot.data);
+        meta
+    }
 }
 
 struct ClientOp {
@@ -583,6 +600,8 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 executed: BTreeSet::new(),
                 applied_position: LogPosition::ZERO,
                 snapshot_outstanding: false,
+                snapshot_bytes: BTreeMap::new(),
+                incoming_snapshot: None,
             });
         }
         let clients = (0..config.clients)
@@ -748,10 +767,13 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 host.executed.clear();
                 host.applied_position = base;
                 host.snapshot_outstanding = false;
+                host.snapshot_bytes.clear();
+                host.incoming_snapshot = None;
                 self.safety.on_restart(index);
                 if let Some(snapshot) = snapshot {
                     // Hand the node the snapshot to serve to followers.
-                    self.step(index, Input::Snapshotted(snapshot), None);
+                    let meta = self.hosts[index].keep_snapshot_bytes(snapshot);
+                    self.step(index, Input::Snapshotted(meta), None);
                 }
                 let phase = self
                     .disk_rng
@@ -915,7 +937,8 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 if let Some(snapshot) = self.hosts[index].disk.sync_snapshot() {
                     self.trace.word(snapshot.position.index);
                     if !self.config.bugs.snapshot_reported_before_sync {
-                        self.deliver(index, HostInput::Node(Input::Snapshotted(snapshot)));
+                        let meta = self.hosts[index].keep_snapshot_bytes(snapshot);
+                        self.deliver(index, HostInput::Node(Input::Snapshotted(meta)));
                     }
                 }
             }
@@ -1083,6 +1106,11 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 host.snapshot_outstanding = false;
             }
             node.step(input, &mut actions);
+            if let Some(held) = node.snapshot_position() {
+                // The node never asks for the bytes of an older snapshot.
+                host.snapshot_bytes
+                    .retain(|position, _| position.index >= held.index);
+            }
             self.node_steps += 1;
             self.after_step(index);
             for action in actions.drain(..) {
@@ -1137,6 +1165,44 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
     ) {
         match action {
             Action::Send { to, message } => self.send(index, to, message),
+            Action::SendSnapshotChunk(chunk) => {
+                let position = chunk.snapshot.position;
+                let Some(bytes) = self.hosts[index].snapshot_bytes.get(&position) else {
+                    self.fail(
+                        FailureKind::HostContract,
+                        Some(index),
+                        format!("asked to send a chunk of the snapshot at {position:?}, which it was never given"),
+                    );
+                    return;
+                };
+                let start = chunk.offset as usize;
+                let end = start + chunk.length_bytes as usize;
+                let data = bytes.slice(start..end);
+                let to = chunk.to;
+                self.send(index, to, chunk.into_message(data));
+            }
+            Action::WriteSnapshotChunk {
+                snapshot,
+                offset,
+                data,
+            } => {
+                let host = &mut self.hosts[index];
+                if offset == 0 {
+                    host.incoming_snapshot = Some((snapshot, Vec::new()));
+                }
+                match host.incoming_snapshot.as_mut() {
+                    Some((meta, bytes)) if *meta == snapshot && bytes.len() as u64 == offset => {
+                        bytes.extend_from_slice(&data);
+                    }
+                    _ => {
+                        self.fail(
+                            FailureKind::HostContract,
+                            Some(index),
+                            format!("a snapshot chunk at offset {offset} of {:?} does not continue the snapshot being received", snapshot.position),
+                        );
+                    }
+                }
+            }
             Action::Persist {
                 id,
                 hard_state,
@@ -1221,6 +1287,29 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 snapshot,
                 discard_log,
             } => {
+                // Verified again on the bytes as the host holds them.
+                let received = match self.hosts[index].incoming_snapshot.take() {
+                    Some((meta, bytes))
+                        if meta == snapshot
+                            && bytes.len() as u64 == meta.size_bytes
+                            && checksum64(&bytes) == meta.checksum =>
+                    {
+                        Bytes::from(bytes)
+                    }
+                    _ => {
+                        self.fail(
+                            FailureKind::HostContract,
+                            Some(index),
+                            format!(
+                                "asked to store the snapshot at {:?} without having received it whole",
+                                snapshot.position
+                            ),
+                        );
+                        return;
+                    }
+                };
+                let snapshot = Snapshot::new(snapshot.position, received);
+                self.hosts[index].keep_snapshot_bytes(snapshot.clone());
                 self.hosts[index].disk.write(Record {
                     id,
                     hard_state: None,
@@ -1238,7 +1327,17 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             Action::RestoreSnapshot { snapshot } => {
                 let position = snapshot.position;
                 let host = &mut self.hosts[index];
-                if let Err(error) = host.sm.restore(&snapshot.data) {
+                let Some(bytes) = host.snapshot_bytes.get(&position).cloned() else {
+                    self.fail(
+                        FailureKind::HostContract,
+                        Some(index),
+                        format!(
+                            "asked to restore the snapshot at {position:?}, which it does not hold"
+                        ),
+                    );
+                    return;
+                };
+                if let Err(error) = host.sm.restore(&bytes) {
                     self.fail(
                         FailureKind::StateMachineSafety,
                         Some(index),
@@ -1334,7 +1433,8 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         self.hosts[index].snapshot_outstanding = true;
         if self.config.bugs.snapshot_reported_before_sync {
             self.hosts[index].disk.drop_log_under(position);
-            work.push_back((Input::Snapshotted(snapshot), None));
+            let meta = self.hosts[index].keep_snapshot_bytes(snapshot);
+            work.push_back((Input::Snapshotted(meta), None));
         }
         let latency = self
             .disk_rng

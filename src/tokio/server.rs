@@ -22,12 +22,17 @@
 //! keeps applying entries while storage writes and fsyncs the file on its
 //! own thread, in order with the log writes (no file I/O on the loop); the snapshot comes back on a
 //! channel once durable and is reported with [`Input::Snapshotted`]. A
-//! snapshot from the leader ([`Action::PersistSnapshot`]) is a write like
-//! any other, reported with [`Input::Persisted`];
-//! [`Action::RestoreSnapshot`] replaces the state machine's state, then
-//! reports [`Input::Applied`]. On start, the newest stored snapshot is
-//! restored into the state machine and handed to the node, which serves it
-//! to followers behind its log.
+//! snapshot from the leader arrives chunk by chunk
+//! ([`Action::WriteSnapshotChunk`], written into a storage
+//! [`SnapshotSink`](super::storage::SnapshotSink), typically a file), is
+//! made durable like any other write ([`Action::PersistSnapshot`], reported
+//! with [`Input::Persisted`]); [`Action::RestoreSnapshot`] reads it back,
+//! checks its checksum again, replaces the state machine's state, then
+//! reports [`Input::Applied`]. The snapshot the node serves to followers is
+//! read one chunk at a time ([`Action::SendSnapshotChunk`]) through a
+//! [`SnapshotReader`], so no snapshot is held in memory beyond a restore.
+//! On start, the newest stored snapshot is restored into the state machine
+//! and reported to the node, which serves it to followers behind its log.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -40,11 +45,14 @@ use tracing::Instrument;
 use crate::state_machine::StateMachine;
 use crate::{
     Action, Config, ConfigError, EntryPayload, Index, Input, LogPosition, Node, NodeId,
-    ProposeError, Role, Snapshot, Term,
+    ProposeError, Role, Snapshot, SnapshotMeta, Term,
 };
 
 use super::status::{NodeStatus, ServerCounters};
-use super::storage::{PersistRequest, SnapshotStoredSender, SnapshotWrite, Storage, StorageError};
+use super::storage::{
+    PersistRequest, SnapshotReader, SnapshotSink, SnapshotStoredSender, SnapshotWrite, Storage,
+    StorageError,
+};
 use super::transport::Transport;
 use super::wire::ClientResponse;
 
@@ -135,15 +143,22 @@ pub enum ServerError {
     },
 }
 
-/// Replaces the state machine's state with `snapshot`'s.
-fn restore<S: StateMachine>(state_machine: &mut S, snapshot: &Snapshot) -> Result<(), ServerError> {
+/// Replaces the state machine's state with `snapshot`'s, read back whole
+/// and checked against its checksum. Returns its size in bytes.
+fn restore<S: StateMachine>(
+    state_machine: &mut S,
+    snapshot: &SnapshotReader,
+) -> Result<u64, ServerError> {
+    let data = snapshot.read_verified()?;
+    let position = snapshot.meta().position;
     state_machine
-        .restore(&snapshot.data)
+        .restore(&data)
         .map_err(|e| ServerError::Restore {
-            index: snapshot.position.index,
-            term: snapshot.position.term,
+            index: position.index,
+            term: position.term,
             reason: e.reason,
-        })
+        })?;
+    Ok(data.len() as u64)
 }
 
 /// Bounded channel capacity for a server inbox.
@@ -242,7 +257,9 @@ where
     let recovered_entries = recovered.entries.len();
     let base = recovered.base;
     match &recovered_snapshot {
-        Some(snapshot) if snapshot.position == base => restore(&mut state_machine, snapshot)?,
+        Some(snapshot) if snapshot.meta().position == base => {
+            restore(&mut state_machine, snapshot)?;
+        }
         None if base == LogPosition::ZERO => {}
         _ => {
             return Err(ServerError::MissingSnapshot {
@@ -283,10 +300,13 @@ where
         counters: ServerCounters::default(),
         failed: None,
         snapshots_stored: snapshots_tx,
+        served_snapshot: None,
+        incoming_snapshot: None,
+        received_snapshot: None,
     };
     if let Some(snapshot) = recovered_snapshot {
         // The node serves it to followers behind its log.
-        span.in_scope(|| server.step(Input::Snapshotted(snapshot)));
+        span.in_scope(|| server.snapshotted(snapshot));
     }
     tokio::spawn(
         async move {
@@ -328,6 +348,13 @@ struct Server<S, St, T> {
     failed: Option<ServerError>,
     /// Where storage reports this node's own snapshots durable.
     snapshots_stored: SnapshotStoredSender,
+    /// The newest snapshot reported to the node (taken, recovered or
+    /// received): the one its `SendSnapshotChunk` actions read.
+    served_snapshot: Option<SnapshotReader>,
+    /// The snapshot being received from the leader.
+    incoming_snapshot: Option<SnapshotSink>,
+    /// The snapshot received whole and handed to storage, until restored.
+    received_snapshot: Option<SnapshotReader>,
 }
 
 impl<S, St, T> Server<S, St, T>
@@ -340,7 +367,7 @@ where
         mut self,
         mut inbox: mpsc::Receiver<Event>,
         mut persisted: mpsc::UnboundedReceiver<Result<crate::WriteId, StorageError>>,
-        mut snapshots_stored: mpsc::UnboundedReceiver<Snapshot>,
+        mut snapshots_stored: mpsc::UnboundedReceiver<SnapshotReader>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), ServerError> {
         let mut ticker = tokio::time::interval(self.config.tick);
@@ -374,8 +401,8 @@ where
                     }
                 }
                 Some(snapshot) = snapshots_stored.recv() => {
-                    tracing::debug!(index = snapshot.position.index, "snapshot durable");
-                    self.step(Input::Snapshotted(snapshot));
+                    tracing::debug!(index = snapshot.meta().position.index, "snapshot durable");
+                    self.snapshotted(snapshot);
                 }
                 _ = ticker.tick() => {
                     self.counters.ticks += 1;
@@ -493,17 +520,122 @@ where
         });
     }
 
-    /// Replaces the state machine's state with a snapshot from the leader.
-    fn restore_snapshot(&mut self, snapshot: Snapshot) {
-        let position = snapshot.position;
-        if let Err(e) = restore(&mut self.state_machine, &snapshot) {
-            self.failed = Some(e);
-            return;
+    /// Keeps `snapshot` as the one served to followers if it is the newest
+    /// one, and reports it to the node.
+    fn snapshotted(&mut self, snapshot: SnapshotReader) {
+        self.serve_snapshot(&snapshot);
+        self.step(Input::Snapshotted(snapshot.meta()));
+    }
+
+    /// Keeps `snapshot` for chunk reads unless a newer one is kept (the
+    /// node serves the newest one it was told of, and ignores older
+    /// reports).
+    fn serve_snapshot(&mut self, snapshot: &SnapshotReader) {
+        let index = snapshot.meta().position.index;
+        if self
+            .served_snapshot
+            .as_ref()
+            .is_none_or(|served| served.meta().position.index < index)
+        {
+            self.served_snapshot = Some(snapshot.clone());
         }
+    }
+
+    /// Reads a chunk of the served snapshot and sends it. Best effort: a
+    /// chunk of a snapshot no longer served is dropped (the transfer
+    /// resumes from the follower's next answer).
+    fn send_snapshot_chunk(&mut self, chunk: crate::SnapshotChunkToSend) {
+        let Some(served) = self
+            .served_snapshot
+            .as_ref()
+            .filter(|served| served.meta() == chunk.snapshot)
+        else {
+            tracing::warn!(
+                index = chunk.snapshot.position.index,
+                "asked to send a chunk of a snapshot this server does not serve; dropped"
+            );
+            return;
+        };
+        match served.read_chunk(chunk.offset, chunk.length_bytes) {
+            Ok(data) => {
+                self.counters.messages_sent += 1;
+                self.counters.snapshot_bytes_sent += data.len() as u64;
+                let to = chunk.to;
+                self.transport.send(to, chunk.into_message(data));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read a snapshot chunk; not sent");
+            }
+        }
+    }
+
+    /// Writes a chunk of the snapshot being received (offset 0 starts a
+    /// new one).
+    fn write_snapshot_chunk(&mut self, snapshot: SnapshotMeta, offset: u64, data: Bytes) {
+        if offset == 0 {
+            self.incoming_snapshot = None;
+            match self.storage.receive_snapshot(snapshot) {
+                Ok(sink) => self.incoming_snapshot = Some(sink),
+                Err(e) => {
+                    self.failed = Some(e.into());
+                    return;
+                }
+            }
+        }
+        let Some(sink) = self.incoming_snapshot.as_mut() else {
+            panic!("the node wrote a snapshot chunk at {offset} before the one at offset 0");
+        };
+        assert_eq!(sink.meta(), snapshot, "a chunk of another snapshot");
+        if let Err(e) = sink.write(offset, &data) {
+            self.failed = Some(e.into());
+        }
+    }
+
+    /// Hands the snapshot received whole to storage (a write under `id`).
+    fn persist_snapshot(&mut self, id: crate::WriteId, snapshot: SnapshotMeta, discard_log: bool) {
+        let Some(sink) = self.incoming_snapshot.take() else {
+            panic!("the node stored a snapshot it never received");
+        };
+        assert_eq!(sink.meta(), snapshot, "the node stored another snapshot");
+        let (received, reader) = sink.finish();
+        self.counters.writes_submitted += 1;
+        tracing::info!(
+            index = snapshot.position.index,
+            term = snapshot.position.term,
+            bytes = snapshot.size_bytes,
+            discard_log,
+            "storing a snapshot received from the leader"
+        );
+        self.serve_snapshot(&reader);
+        self.received_snapshot = Some(reader);
+        self.storage.submit_snapshot(SnapshotWrite::Installed {
+            id,
+            received,
+            discard_log,
+        });
+    }
+
+    /// Replaces the state machine's state with a snapshot from the leader.
+    fn restore_snapshot(&mut self, snapshot: SnapshotMeta) {
+        let position = snapshot.position;
+        let Some(reader) = self
+            .received_snapshot
+            .take()
+            .filter(|reader| reader.meta() == snapshot)
+        else {
+            panic!("the node restores a snapshot it never received");
+        };
+        let bytes = match restore(&mut self.state_machine, &reader) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                self.failed = Some(e);
+                return;
+            }
+        };
         tracing::info!(
             index = position.index,
             term = position.term,
-            bytes = snapshot.data.len(),
+            bytes,
             "restored the state machine from the leader's snapshot"
         );
         // Entries the snapshot covers are never applied here: their
@@ -673,25 +805,17 @@ where
                 );
             }
             Action::TakeSnapshot => self.take_snapshot(),
+            Action::SendSnapshotChunk(chunk) => self.send_snapshot_chunk(chunk),
+            Action::WriteSnapshotChunk {
+                snapshot,
+                offset,
+                data,
+            } => self.write_snapshot_chunk(snapshot, offset, data),
             Action::PersistSnapshot {
                 id,
                 snapshot,
                 discard_log,
-            } => {
-                self.counters.writes_submitted += 1;
-                tracing::info!(
-                    index = snapshot.position.index,
-                    term = snapshot.position.term,
-                    bytes = snapshot.data.len(),
-                    discard_log,
-                    "storing a snapshot received from the leader"
-                );
-                self.storage.submit_snapshot(SnapshotWrite::Installed {
-                    id,
-                    snapshot,
-                    discard_log,
-                });
-            }
+            } => self.persist_snapshot(id, snapshot, discard_log),
             Action::RestoreSnapshot { snapshot } => self.restore_snapshot(snapshot),
             Action::RoleChanged { role, term } => {
                 match role {

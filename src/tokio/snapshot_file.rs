@@ -6,6 +6,8 @@
 //! ```text
 //! <dir>/snapshots/snapshot-<index:020>-<term:020>.snap    the newest snapshot
 //! <dir>/snapshots/snapshot-<index:020>-<term:020>.snap.tmp  one being written
+//! <dir>/snapshots/snapshot-<index:020>-<term:020>.snap.receiving.tmp
+//!                                       one being received from a leader
 //! ```
 //!
 //! ## Format (version 1; integers little-endian)
@@ -27,7 +29,13 @@
 //!
 //! ## Loading
 //!
-//! [`load_newest_snapshot`] reads the file with the highest index. Any
+//! A snapshot received from a leader is written chunk by chunk into its
+//! `.receiving.tmp` file (header first: the leader announced its length
+//! and checksum), then fsynced, renamed and the directory fsynced by
+//! [`make_received_durable`], on the storage's thread.
+//!
+//! [`load_newest_snapshot`] verifies the file with the highest index,
+//! reading it in pieces (never whole), and returns a reader of it. Any
 //! damage (short file, bad magic, header check, data checksum, a name that
 //! does not match the header) is [`StorageError::CorruptSnapshot`] naming
 //! the file: the write-ahead log no longer holds the entries the snapshot
@@ -35,15 +43,17 @@
 //! older snapshot could pair it with a log that continues after a newer
 //! one. Older snapshot files are deleted once a newer one is durable.
 
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::Read;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::{checksum64, LogPosition, Snapshot};
+use crate::{checksum64, Checksum64, LogPosition, Snapshot, SnapshotMeta};
 
-use super::storage::StorageError;
+use super::storage::{SnapshotReader, SnapshotSink, StorageError};
 use super::wal::{io_err, sync_dir, write_file_atomically, CHECKSUM_SALT};
 
 /// First bytes of every snapshot file.
@@ -72,13 +82,18 @@ fn parse_file_name(name: &str) -> Option<LogPosition> {
 
 /// The header of a snapshot file holding `snapshot`.
 pub fn snapshot_header(snapshot: &Snapshot) -> [u8; SNAPSHOT_HEADER_BYTES] {
+    header_for(&snapshot.meta())
+}
+
+/// The header of a snapshot file holding the snapshot `meta` describes.
+pub fn header_for(meta: &SnapshotMeta) -> [u8; SNAPSHOT_HEADER_BYTES] {
     let mut header = [0u8; SNAPSHOT_HEADER_BYTES];
     header[..8].copy_from_slice(&SNAPSHOT_MAGIC);
     header[8..12].copy_from_slice(&SNAPSHOT_FORMAT_VERSION.to_le_bytes());
-    header[12..20].copy_from_slice(&snapshot.position.index.to_le_bytes());
-    header[20..28].copy_from_slice(&snapshot.position.term.to_le_bytes());
-    header[28..36].copy_from_slice(&(snapshot.data.len() as u64).to_le_bytes());
-    header[36..44].copy_from_slice(&checksum64(&snapshot.data).to_le_bytes());
+    header[12..20].copy_from_slice(&meta.position.index.to_le_bytes());
+    header[20..28].copy_from_slice(&meta.position.term.to_le_bytes());
+    header[28..36].copy_from_slice(&meta.size_bytes.to_le_bytes());
+    header[36..44].copy_from_slice(&meta.checksum.to_le_bytes());
     let check = crc32c::crc32c(&header[..44]) ^ CHECKSUM_SALT;
     header[44..].copy_from_slice(&check.to_le_bytes());
     header
@@ -90,12 +105,165 @@ pub fn write_snapshot_file(
     snapshot_dir: &Path,
     snapshot: &Snapshot,
 ) -> Result<PathBuf, StorageError> {
+    write_snapshot_file_with_meta(snapshot_dir, snapshot, &snapshot.meta())
+}
+
+/// [`write_snapshot_file`] when the checksum is already computed.
+pub(crate) fn write_snapshot_file_with_meta(
+    snapshot_dir: &Path,
+    snapshot: &Snapshot,
+    meta: &SnapshotMeta,
+) -> Result<PathBuf, StorageError> {
+    debug_assert_eq!(meta.size_bytes, snapshot.data.len() as u64);
     let name = snapshot_file_name(snapshot.position);
-    write_file_atomically(
-        snapshot_dir,
-        &name,
-        &[&snapshot_header(snapshot), &snapshot.data],
-    )
+    write_file_atomically(snapshot_dir, &name, &[&header_for(meta), &snapshot.data])
+}
+
+/// Creates the file a snapshot from the leader is received into (its
+/// header written, its bytes to follow) and returns the sink writing it.
+pub(crate) fn create_receiving_file(
+    snapshot_dir: &Path,
+    meta: SnapshotMeta,
+) -> Result<SnapshotSink, StorageError> {
+    let final_path = snapshot_dir.join(snapshot_file_name(meta.position));
+    let path = snapshot_dir.join(format!(
+        "{}.receiving.tmp",
+        snapshot_file_name(meta.position)
+    ));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .map_err(io_err(format!("creating {}", path.display())))?;
+    file.write_all_at(&header_for(&meta), 0)
+        .map_err(io_err(format!("writing {}", path.display())))?;
+    Ok(SnapshotSink::in_file(
+        meta,
+        file,
+        SNAPSHOT_HEADER_BYTES as u64,
+        path,
+        final_path,
+    ))
+}
+
+/// Makes a received snapshot file durable under its final name: fsync,
+/// rename, directory fsync (a crash before the rename leaves a `.tmp` file,
+/// removed at startup).
+pub(crate) fn make_received_durable(
+    file: &File,
+    path: &Path,
+    final_path: &Path,
+) -> Result<(), StorageError> {
+    file.sync_all()
+        .map_err(io_err(format!("syncing {}", path.display())))?;
+    fs::rename(path, final_path).map_err(io_err(format!(
+        "renaming {} to {}",
+        path.display(),
+        final_path.display()
+    )))?;
+    if let Some(dir) = final_path.parent() {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// Opens the snapshot file at `path` and verifies it (header, length, name
+/// and the data's checksum, read in pieces of a few MiB so that a snapshot
+/// of any size costs no more memory), returning a reader of it.
+pub fn open_snapshot_file(path: &Path) -> Result<SnapshotReader, StorageError> {
+    const PIECE_BYTES: usize = 4 << 20;
+    let file_name = path.display().to_string();
+    let corrupt = |reason: String| StorageError::CorruptSnapshot {
+        file: file_name.clone(),
+        reason,
+    };
+    let mut file = File::open(path).map_err(io_err(format!("opening {file_name}")))?;
+    let file_bytes = file
+        .metadata()
+        .map_err(io_err(format!("reading the length of {file_name}")))?
+        .len();
+    if file_bytes < SNAPSHOT_HEADER_BYTES as u64 {
+        return Err(corrupt(format!(
+            "{file_bytes} bytes, shorter than the {SNAPSHOT_HEADER_BYTES}-byte header"
+        )));
+    }
+    let mut header = [0u8; SNAPSHOT_HEADER_BYTES];
+    file.read_exact(&mut header)
+        .map_err(io_err(format!("reading {file_name}")))?;
+    let meta =
+        parse_header(&header, path, file_bytes - SNAPSHOT_HEADER_BYTES as u64).map_err(&corrupt)?;
+    let mut checksum = Checksum64::new();
+    let mut piece = vec![0u8; PIECE_BYTES.min(meta.size_bytes as usize)];
+    let mut remaining = meta.size_bytes;
+    while remaining > 0 {
+        let length = (remaining as usize).min(piece.len());
+        file.read_exact(&mut piece[..length])
+            .map_err(io_err(format!("reading {file_name}")))?;
+        checksum.update(&piece[..length]);
+        remaining -= length as u64;
+    }
+    let actual = checksum.finish();
+    if actual != meta.checksum {
+        return Err(corrupt(format!(
+            "the data fails its checksum (stored {:#018x}, computed {actual:#018x})",
+            meta.checksum
+        )));
+    }
+    Ok(SnapshotReader::from_file(
+        meta,
+        Arc::new(file),
+        SNAPSHOT_HEADER_BYTES as u64,
+        path.to_path_buf(),
+    ))
+}
+
+/// Checks a snapshot file's header (magic, version, header check, that it
+/// announces `held_bytes` data bytes and matches the file's name) and
+/// returns what it describes.
+fn parse_header(
+    header: &[u8; SNAPSHOT_HEADER_BYTES],
+    path: &Path,
+    held_bytes: u64,
+) -> Result<SnapshotMeta, String> {
+    if header[..8] != SNAPSHOT_MAGIC {
+        return Err("it does not start with the snapshot magic".to_string());
+    }
+    let u64_at = |at: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&header[at..at + 8]);
+        u64::from_le_bytes(b)
+    };
+    let version = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
+    if version != SNAPSHOT_FORMAT_VERSION {
+        return Err(format!(
+            "format version {version}; this build reads only version {SNAPSHOT_FORMAT_VERSION}"
+        ));
+    }
+    let check = u32::from_le_bytes([header[44], header[45], header[46], header[47]]);
+    if crc32c::crc32c(&header[..44]) ^ CHECKSUM_SALT != check {
+        return Err("the header fails its checksum".to_string());
+    }
+    let position = LogPosition::new(u64_at(12), u64_at(20));
+    let data_bytes = u64_at(28);
+    if held_bytes != data_bytes {
+        return Err(format!(
+            "the header announces {data_bytes} data bytes but the file holds {held_bytes}"
+        ));
+    }
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string());
+    if name.as_deref().and_then(parse_file_name) != Some(position) {
+        return Err(format!(
+            "the header names index {} term {}, which does not match the file name",
+            position.index, position.term
+        ));
+    }
+    Ok(SnapshotMeta {
+        position,
+        size_bytes: data_bytes,
+        checksum: u64_at(36),
+    })
 }
 
 /// Reads and verifies the snapshot file at `path`.
@@ -115,56 +283,35 @@ pub fn read_snapshot_file(path: &Path) -> Result<Snapshot, StorageError> {
             bytes.len()
         )));
     }
-    if bytes[..8] != SNAPSHOT_MAGIC {
-        return Err(corrupt(
-            "it does not start with the snapshot magic".to_string(),
-        ));
-    }
-    let u64_at = |at: usize| {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&bytes[at..at + 8]);
-        u64::from_le_bytes(b)
-    };
-    let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-    if version != SNAPSHOT_FORMAT_VERSION {
-        return Err(corrupt(format!(
-            "format version {version}; this build reads only version {SNAPSHOT_FORMAT_VERSION}"
-        )));
-    }
-    let check = u32::from_le_bytes([bytes[44], bytes[45], bytes[46], bytes[47]]);
-    if crc32c::crc32c(&bytes[..44]) ^ CHECKSUM_SALT != check {
-        return Err(corrupt("the header fails its checksum".to_string()));
-    }
-    let position = LogPosition::new(u64_at(12), u64_at(20));
-    let data_bytes = u64_at(28);
-    let checksum = u64_at(36);
+    let mut header = [0u8; SNAPSHOT_HEADER_BYTES];
+    header.copy_from_slice(&bytes[..SNAPSHOT_HEADER_BYTES]);
     let held_bytes = (bytes.len() - SNAPSHOT_HEADER_BYTES) as u64;
-    if held_bytes != data_bytes {
-        return Err(corrupt(format!(
-            "the header announces {data_bytes} data bytes but the file holds {held_bytes}"
-        )));
-    }
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string());
-    if name.as_deref().and_then(parse_file_name) != Some(position) {
-        return Err(corrupt(format!(
-            "the header names index {} term {}, which does not match the file name",
-            position.index, position.term
-        )));
-    }
+    let meta = parse_header(&header, path, held_bytes).map_err(corrupt)?;
     let data = Bytes::from(bytes).slice(SNAPSHOT_HEADER_BYTES..);
     let actual = checksum64(&data);
-    if actual != checksum {
+    if actual != meta.checksum {
         return Err(corrupt(format!(
-            "the data fails its checksum (stored {checksum:#018x}, computed {actual:#018x})"
+            "the data fails its checksum (stored {:#018x}, computed {actual:#018x})",
+            meta.checksum
         )));
     }
-    Ok(Snapshot::new(position, data))
+    Ok(Snapshot::new(meta.position, data))
 }
 
 /// Snapshot files of `snapshot_dir` by position, oldest first. Leftover
-/// temporary files (a crash mid-write) are removed.
+/// temporary files (a crash mid-write) are removed: call it only before
+/// the node starts, when no snapshot is being written or received.
 pub fn list_snapshot_files(
     snapshot_dir: &Path,
+) -> Result<Vec<(LogPosition, PathBuf)>, StorageError> {
+    list_files(snapshot_dir, true)
+}
+
+/// Snapshot files of `snapshot_dir` by position, oldest first; with
+/// `remove_leftovers`, temporary files are removed.
+fn list_files(
+    snapshot_dir: &Path,
+    remove_leftovers: bool,
 ) -> Result<Vec<(LogPosition, PathBuf)>, StorageError> {
     let mut files = Vec::new();
     let listing = match fs::read_dir(snapshot_dir) {
@@ -177,6 +324,10 @@ pub fn list_snapshot_files(
         let item = item.map_err(io_err(format!("listing {}", snapshot_dir.display())))?;
         let name = item.file_name().to_string_lossy().to_string();
         if name.ends_with(".tmp") {
+            if !remove_leftovers {
+                // Perhaps a snapshot being received right now.
+                continue;
+            }
             tracing::info!(file = %item.path().display(), "removing a snapshot file left half-written by a crash");
             fs::remove_file(item.path())
                 .map_err(io_err(format!("removing {}", item.path().display())))?;
@@ -192,12 +343,12 @@ pub fn list_snapshot_files(
     Ok(files)
 }
 
-/// The newest snapshot of `snapshot_dir` (highest index), verified. `None`
-/// when there is no snapshot file.
-pub fn load_newest_snapshot(snapshot_dir: &Path) -> Result<Option<Snapshot>, StorageError> {
+/// A reader of the newest snapshot of `snapshot_dir` (highest index),
+/// verified. `None` when there is no snapshot file.
+pub fn load_newest_snapshot(snapshot_dir: &Path) -> Result<Option<SnapshotReader>, StorageError> {
     let files = list_snapshot_files(snapshot_dir)?;
     match files.last() {
-        Some((_, path)) => read_snapshot_file(path).map(Some),
+        Some((_, path)) => open_snapshot_file(path).map(Some),
         None => Ok(None),
     }
 }
@@ -206,7 +357,7 @@ pub fn load_newest_snapshot(snapshot_dir: &Path) -> Result<Option<Snapshot>, Sto
 /// `keep` is durable), syncing the directory.
 pub fn delete_snapshots_before(snapshot_dir: &Path, keep: LogPosition) -> Result<(), StorageError> {
     let mut deleted = false;
-    for (position, path) in list_snapshot_files(snapshot_dir)? {
+    for (position, path) in list_files(snapshot_dir, false)? {
         if position.index < keep.index {
             fs::remove_file(&path).map_err(io_err(format!("removing {}", path.display())))?;
             deleted = true;

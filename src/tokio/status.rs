@@ -94,6 +94,9 @@ pub struct ServerCounters {
     /// Snapshot transfers to followers this node started while leading
     /// (from the core's statistics).
     pub snapshot_transfers_started: u64,
+    /// Snapshot bytes this node read from its stored snapshot and sent to
+    /// followers, in chunks.
+    pub snapshot_bytes_sent: u64,
 }
 
 impl NodeStatus {

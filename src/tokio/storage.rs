@@ -9,15 +9,31 @@
 //! one installed from a leader ([`SnapshotWrite::Installed`], reported like
 //! a log write under its [`WriteId`]). After a restart
 //! [`Storage::recover`] reports the newest stored snapshot's position as
-//! the log's base and [`Storage::recovered_snapshot`] hands over the
-//! snapshot itself.
+//! the log's base and [`Storage::recovered_snapshot`] hands over a reader
+//! of it.
+//!
+//! Snapshot bytes are streamed, never held whole for longer than a
+//! restore: a stored snapshot is read chunk by chunk through a
+//! [`SnapshotReader`] (a file read at an offset) when a follower needs it,
+//! and a snapshot received from a leader is written chunk by chunk into a
+//! [`SnapshotSink`] (a file that becomes the stored snapshot once
+//! [`SnapshotWrite::Installed`] makes it durable). Chunk reads and writes
+//! are page-cache copies of at most one chunk; every fsync happens on the
+//! storage's own thread.
 
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
 
 use thiserror::Error;
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::{Entry, HardState, Index, LogPosition, Recovered, Snapshot, WriteId};
+use crate::{
+    checksum64, Entry, HardState, Index, LogPosition, Recovered, Snapshot, SnapshotMeta, WriteId,
+};
 
 /// One [`Action::Persist`](crate::Action::Persist), as handed to storage.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,7 +54,8 @@ pub struct PersistRequest {
 pub enum SnapshotWrite {
     /// A snapshot of this node's own state machine
     /// ([`Action::TakeSnapshot`](crate::Action::TakeSnapshot)). Once it is
-    /// durable it is sent back on `stored` (the host then reports it with
+    /// durable a reader of it is sent back on `stored` (the host then
+    /// reports it with
     /// [`Input::Snapshotted`](crate::Input::Snapshotted)). A snapshot at or
     /// below the index of the one already stored is not written (the
     /// stored one is newer) but is still sent back.
@@ -54,15 +71,292 @@ pub enum SnapshotWrite {
     Installed {
         /// The write's id.
         id: WriteId,
-        /// The snapshot.
-        snapshot: Snapshot,
+        /// The snapshot's bytes, as received into the sink
+        /// [`Storage::receive_snapshot`] gave.
+        received: ReceivedSnapshot,
         /// Drop every log entry, not only those the snapshot covers.
         discard_log: bool,
     },
 }
 
 /// Where storage reports a [`SnapshotWrite::Taken`] durable.
-pub type SnapshotStoredSender = UnboundedSender<Snapshot>;
+pub type SnapshotStoredSender = UnboundedSender<SnapshotReader>;
+
+/// Reads one stored snapshot's bytes on demand, so that a snapshot of any
+/// size is served to followers without being held in memory. Cheap to
+/// clone. A file-backed reader keeps the file open: it stays readable
+/// after a newer snapshot replaced (and deleted) it.
+#[derive(Clone, Debug)]
+pub struct SnapshotReader {
+    meta: SnapshotMeta,
+    source: ReaderSource,
+}
+
+#[derive(Clone, Debug)]
+enum ReaderSource {
+    Memory(Bytes),
+    File {
+        file: Arc<File>,
+        /// Where the snapshot's bytes start in the file (after its header).
+        data_offset_bytes: u64,
+        path: PathBuf,
+    },
+}
+
+impl SnapshotReader {
+    /// A reader of a snapshot held in memory.
+    pub fn from_memory(snapshot: &Snapshot) -> Self {
+        SnapshotReader {
+            meta: snapshot.meta(),
+            source: ReaderSource::Memory(snapshot.data.clone()),
+        }
+    }
+
+    /// A reader of the snapshot `meta` stored in `file` from byte
+    /// `data_offset_bytes` on.
+    pub(crate) fn from_file(
+        meta: SnapshotMeta,
+        file: Arc<File>,
+        data_offset_bytes: u64,
+        path: PathBuf,
+    ) -> Self {
+        SnapshotReader {
+            meta,
+            source: ReaderSource::File {
+                file,
+                data_offset_bytes,
+                path,
+            },
+        }
+    }
+
+    /// What the node is told of this snapshot.
+    pub fn meta(&self) -> SnapshotMeta {
+        self.meta
+    }
+
+    /// The snapshot's bytes `offset..offset + length_bytes`.
+    pub fn read_chunk(&self, offset: u64, length_bytes: u64) -> Result<Bytes, StorageError> {
+        let end = offset.checked_add(length_bytes);
+        if end.is_none_or(|end| end > self.meta.size_bytes) {
+            return Err(StorageError::Io {
+                context: format!(
+                    "reading bytes {offset}..+{length_bytes} of the {}-byte snapshot at index {}",
+                    self.meta.size_bytes, self.meta.position.index
+                ),
+                source: std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
+            });
+        }
+        match &self.source {
+            ReaderSource::Memory(data) => {
+                Ok(data.slice(offset as usize..(offset + length_bytes) as usize))
+            }
+            ReaderSource::File {
+                file,
+                data_offset_bytes,
+                path,
+            } => {
+                let mut buffer = vec![0u8; length_bytes as usize];
+                file.read_exact_at(&mut buffer, data_offset_bytes + offset)
+                    .map_err(|source| StorageError::Io {
+                        context: format!("reading snapshot file {}", path.display()),
+                        source,
+                    })?;
+                Ok(Bytes::from(buffer))
+            }
+        }
+    }
+
+    /// Every byte, checked against the checksum (so a snapshot damaged
+    /// after it was verified is never restored).
+    pub fn read_verified(&self) -> Result<Bytes, StorageError> {
+        let data = self.read_chunk(0, self.meta.size_bytes)?;
+        let actual = checksum64(&data);
+        if actual != self.meta.checksum {
+            let file = match &self.source {
+                ReaderSource::Memory(_) => "(in memory)".to_string(),
+                ReaderSource::File { path, .. } => path.display().to_string(),
+            };
+            return Err(StorageError::CorruptSnapshot {
+                file,
+                reason: format!(
+                    "read back for a restore, the data fails its checksum (expected {:#018x}, \
+                     computed {actual:#018x})",
+                    self.meta.checksum
+                ),
+            });
+        }
+        Ok(data)
+    }
+}
+
+/// Where a snapshot received from a leader is written, chunk by chunk
+/// ([`Action::WriteSnapshotChunk`](crate::Action::WriteSnapshotChunk)).
+/// Nothing is durable until [`SnapshotWrite::Installed`].
+#[derive(Debug)]
+pub struct SnapshotSink {
+    meta: SnapshotMeta,
+    written_bytes: u64,
+    target: SinkTarget,
+}
+
+#[derive(Debug)]
+enum SinkTarget {
+    Memory(Vec<u8>),
+    File {
+        file: Arc<File>,
+        data_offset_bytes: u64,
+        /// The temporary file, renamed to `final_path` once durable.
+        path: PathBuf,
+        final_path: PathBuf,
+    },
+}
+
+/// A snapshot received whole into a [`SnapshotSink`], handed to storage to
+/// make durable.
+#[derive(Debug)]
+pub struct ReceivedSnapshot {
+    pub(crate) meta: SnapshotMeta,
+    pub(crate) target: ReceivedTarget,
+}
+
+#[derive(Debug)]
+pub(crate) enum ReceivedTarget {
+    Memory(Bytes),
+    File {
+        file: Arc<File>,
+        path: PathBuf,
+        final_path: PathBuf,
+    },
+}
+
+impl SnapshotSink {
+    /// A sink that keeps the bytes in memory.
+    pub fn in_memory(meta: SnapshotMeta) -> Self {
+        SnapshotSink {
+            meta,
+            written_bytes: 0,
+            target: SinkTarget::Memory(Vec::new()),
+        }
+    }
+
+    /// A sink writing the snapshot's bytes into `file` (at `path`) from
+    /// byte `data_offset_bytes` on; storage renames it to `final_path`
+    /// once durable.
+    pub(crate) fn in_file(
+        meta: SnapshotMeta,
+        file: File,
+        data_offset_bytes: u64,
+        path: PathBuf,
+        final_path: PathBuf,
+    ) -> Self {
+        SnapshotSink {
+            meta,
+            written_bytes: 0,
+            target: SinkTarget::File {
+                file: Arc::new(file),
+                data_offset_bytes,
+                path,
+                final_path,
+            },
+        }
+    }
+
+    /// The snapshot being received.
+    pub fn meta(&self) -> SnapshotMeta {
+        self.meta
+    }
+
+    /// Bytes written so far.
+    pub fn written_bytes(&self) -> u64 {
+        self.written_bytes
+    }
+
+    /// Writes `data` at `offset`, which must be where the previous write
+    /// ended (the node writes a snapshot strictly in order).
+    pub fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), StorageError> {
+        assert_eq!(
+            offset, self.written_bytes,
+            "snapshot chunks must be written in order"
+        );
+        assert!(
+            offset + data.len() as u64 <= self.meta.size_bytes,
+            "a snapshot chunk past the snapshot's announced size"
+        );
+        match &mut self.target {
+            SinkTarget::Memory(bytes) => bytes.extend_from_slice(data),
+            SinkTarget::File {
+                file,
+                data_offset_bytes,
+                path,
+                ..
+            } => file
+                .write_all_at(data, *data_offset_bytes + offset)
+                .map_err(|source| StorageError::Io {
+                    context: format!("writing snapshot file {}", path.display()),
+                    source,
+                })?,
+        }
+        self.written_bytes += data.len() as u64;
+        Ok(())
+    }
+
+    /// Every byte was written: the snapshot to hand to storage, and a
+    /// reader of it (for the restore and to serve it to followers).
+    ///
+    /// # Panics
+    ///
+    /// When bytes are missing: the node installs only a whole snapshot.
+    pub fn finish(self) -> (ReceivedSnapshot, SnapshotReader) {
+        assert_eq!(
+            self.written_bytes, self.meta.size_bytes,
+            "a snapshot finished before every byte was written"
+        );
+        match self.target {
+            SinkTarget::Memory(bytes) => {
+                let data = Bytes::from(bytes);
+                let reader = SnapshotReader {
+                    meta: self.meta,
+                    source: ReaderSource::Memory(data.clone()),
+                };
+                let received = ReceivedSnapshot {
+                    meta: self.meta,
+                    target: ReceivedTarget::Memory(data),
+                };
+                (received, reader)
+            }
+            SinkTarget::File {
+                file,
+                data_offset_bytes,
+                path,
+                final_path,
+            } => {
+                let reader = SnapshotReader::from_file(
+                    self.meta,
+                    file.clone(),
+                    data_offset_bytes,
+                    final_path.clone(),
+                );
+                let received = ReceivedSnapshot {
+                    meta: self.meta,
+                    target: ReceivedTarget::File {
+                        file,
+                        path,
+                        final_path,
+                    },
+                };
+                (received, reader)
+            }
+        }
+    }
+}
+
+impl ReceivedSnapshot {
+    /// The snapshot received.
+    pub fn meta(&self) -> SnapshotMeta {
+        self.meta
+    }
+}
 
 /// Where storage reports completions: `Ok(id)` means every write up to and
 /// including `id` is durable; `Err` means storage failed and the server must
@@ -162,10 +456,16 @@ pub trait Storage: Send + 'static {
     /// Starts accepting writes; completions go to `notify`.
     fn start(&mut self, notify: PersistedSender) -> Result<(), StorageError>;
 
-    /// The newest stored snapshot, read back by [`recover`](Storage::recover)
-    /// (its position is the recovered log's base). Called once, after
-    /// `recover` and before `start`; `None` when there is none.
-    fn recovered_snapshot(&mut self) -> Option<Snapshot>;
+    /// A reader of the newest stored snapshot, verified by
+    /// [`recover`](Storage::recover) (its position is the recovered log's
+    /// base). Called once, after `recover` and before `start`; `None` when
+    /// there is none.
+    fn recovered_snapshot(&mut self) -> Option<SnapshotReader>;
+
+    /// A sink for a snapshot about to be received from the leader (the
+    /// node wrote its first chunk). Any earlier sink that was not finished
+    /// is abandoned.
+    fn receive_snapshot(&mut self, meta: SnapshotMeta) -> Result<SnapshotSink, StorageError>;
 
     /// Queues a write, in order after every earlier one.
     fn submit(&mut self, write: PersistRequest);
@@ -188,8 +488,11 @@ impl<S: Storage + ?Sized> Storage for Box<S> {
     fn start(&mut self, notify: PersistedSender) -> Result<(), StorageError> {
         (**self).start(notify)
     }
-    fn recovered_snapshot(&mut self) -> Option<Snapshot> {
+    fn recovered_snapshot(&mut self) -> Option<SnapshotReader> {
         (**self).recovered_snapshot()
+    }
+    fn receive_snapshot(&mut self, meta: SnapshotMeta) -> Result<SnapshotSink, StorageError> {
+        (**self).receive_snapshot(meta)
     }
     fn submit(&mut self, write: PersistRequest) {
         (**self).submit(write)
@@ -324,25 +627,36 @@ impl Storage for MemStorage {
         })
     }
 
-    fn recovered_snapshot(&mut self) -> Option<Snapshot> {
-        self.recovered_snapshot.take()
+    fn recovered_snapshot(&mut self) -> Option<SnapshotReader> {
+        self.recovered_snapshot
+            .take()
+            .map(|snapshot| SnapshotReader::from_memory(&snapshot))
+    }
+
+    fn receive_snapshot(&mut self, meta: SnapshotMeta) -> Result<SnapshotSink, StorageError> {
+        Ok(SnapshotSink::in_memory(meta))
     }
 
     fn submit_snapshot(&mut self, write: SnapshotWrite) {
         match write {
             SnapshotWrite::Taken { snapshot, stored } => {
+                let reader = SnapshotReader::from_memory(&snapshot);
                 {
                     let mut state = self.disk.lock();
-                    state.store_snapshot(snapshot.clone(), false);
+                    state.store_snapshot(snapshot, false);
                     state.writes += 1;
                 }
-                let _ = stored.send(snapshot);
+                let _ = stored.send(reader);
             }
             SnapshotWrite::Installed {
                 id,
-                snapshot,
+                received,
                 discard_log,
             } => {
+                let ReceivedTarget::Memory(data) = received.target else {
+                    panic!("MemStorage hands out in-memory sinks only");
+                };
+                let snapshot = Snapshot::new(received.meta.position, data);
                 {
                     let mut state = self.disk.lock();
                     state.store_snapshot(snapshot, discard_log);

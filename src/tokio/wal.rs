@@ -176,17 +176,23 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use serde::{Deserialize, Serialize};
 
 use std::collections::BTreeMap;
 
-use crate::{Entry, HardState, Index, LogPosition, Recovered, Snapshot, Term, WriteId};
+use crate::{
+    Entry, HardState, Index, LogPosition, Recovered, Snapshot, SnapshotMeta, Term, WriteId,
+};
 
 use super::codec;
 use super::snapshot_file::{self, SNAPSHOT_DIR_NAME};
-use super::storage::{PersistRequest, PersistedSender, SnapshotWrite, Storage, StorageError};
+use super::storage::{
+    PersistRequest, PersistedSender, ReceivedSnapshot, ReceivedTarget, SnapshotReader,
+    SnapshotSink, SnapshotWrite, Storage, StorageError,
+};
 
 /// Version of the on-disk format written and read by this build.
 pub const FORMAT_VERSION: u32 = 2;
@@ -556,8 +562,9 @@ pub struct RecoveryReport {
     pub segments: usize,
     /// Records replayed.
     pub records: u64,
-    /// The newest snapshot, whose position is the recovered log's base.
-    pub snapshot: Option<Snapshot>,
+    /// A reader of the newest snapshot (verified), whose position is the
+    /// recovered log's base.
+    pub snapshot: Option<SnapshotReader>,
     /// Log entries dropped after the snapshot because the log did not hold
     /// the snapshot's last entry (a crash between storing a snapshot
     /// installed from a leader and recording it in the log).
@@ -705,7 +712,7 @@ pub fn recover_dir(dir: &Path, options: &WalOptions) -> Result<RecoveryReport, S
     let snapshot = snapshot_file::load_newest_snapshot(&dir.join(SNAPSHOT_DIR_NAME))?;
     let base = snapshot
         .as_ref()
-        .map_or(LogPosition::ZERO, |snapshot| snapshot.position);
+        .map_or(LogPosition::ZERO, |snapshot| snapshot.meta().position);
     let wal_dir = dir.join("wal");
     let marker = read_durable_marker(&wal_dir);
     let segments = list_segments(&wal_dir)?;
@@ -1078,7 +1085,7 @@ pub struct FileStorage {
     dir: PathBuf,
     options: WalOptions,
     recovered: Option<Recovered>,
-    recovered_snapshot: Option<Snapshot>,
+    recovered_snapshot: Option<SnapshotReader>,
     /// Last log index after recovery: where the writer's count starts.
     recovered_last_index: Index,
     /// Position of the newest stored snapshot after recovery.
@@ -1174,8 +1181,12 @@ impl Storage for FileStorage {
             .ok_or_else(|| StorageError::Misuse("recover called twice".to_string()))
     }
 
-    fn recovered_snapshot(&mut self) -> Option<Snapshot> {
+    fn recovered_snapshot(&mut self) -> Option<SnapshotReader> {
         self.recovered_snapshot.take()
+    }
+
+    fn receive_snapshot(&mut self, meta: SnapshotMeta) -> Result<SnapshotSink, StorageError> {
+        snapshot_file::create_receiving_file(&self.dir.join(SNAPSHOT_DIR_NAME), meta)
     }
 
     fn submit_snapshot(&mut self, write: SnapshotWrite) {
@@ -1368,18 +1379,26 @@ impl Writer {
                     last_id = Some(write.id);
                 }
                 WriterCommand::Snapshot(write) => {
-                    let (snapshot, discard_log) = match &write {
-                        SnapshotWrite::Taken { snapshot, .. } => (snapshot, false),
+                    let (position, discard_log) = match &write {
+                        SnapshotWrite::Taken { snapshot, .. } => (snapshot.position, false),
                         SnapshotWrite::Installed {
-                            snapshot,
+                            received,
                             discard_log,
                             ..
-                        } => (snapshot, *discard_log),
+                        } => (received.meta().position, *discard_log),
                     };
-                    let position = snapshot.position;
-                    if position.index > self.snapshot_position.index {
-                        // The file is durable before the record naming it.
-                        snapshot_file::write_snapshot_file(&self.snapshot_dir, snapshot)?;
+                    let newer = position.index > self.snapshot_position.index;
+                    // The file is durable before the record naming it.
+                    let reader = match &write {
+                        SnapshotWrite::Taken { snapshot, .. } => {
+                            Some(self.store_taken_snapshot(snapshot, newer)?)
+                        }
+                        SnapshotWrite::Installed { received, .. } => {
+                            self.store_received_snapshot(received, newer)?;
+                            None
+                        }
+                    };
+                    if newer {
                         self.snapshot_position = position;
                         new_snapshot = Some(position);
                         encode_record(
@@ -1395,9 +1414,14 @@ impl Writer {
                             last_index.max(position.index)
                         };
                     }
-                    match write {
-                        SnapshotWrite::Taken { snapshot, stored } => taken.push((stored, snapshot)),
-                        SnapshotWrite::Installed { id, .. } => last_id = Some(id),
+                    match (write, reader) {
+                        (SnapshotWrite::Taken { stored, .. }, Some(reader)) => {
+                            taken.push((stored, reader))
+                        }
+                        (SnapshotWrite::Installed { id, .. }, _) => last_id = Some(id),
+                        (SnapshotWrite::Taken { .. }, None) => {
+                            unreachable!("a reader per taken snapshot")
+                        }
                     }
                 }
             }
@@ -1430,10 +1454,64 @@ impl Writer {
                 self.roll_segment()?;
             }
         }
-        for (stored, snapshot) in taken {
-            let _ = stored.send(snapshot);
+        for (stored, reader) in taken {
+            let _ = stored.send(reader);
         }
         Ok(last_id)
+    }
+
+    /// Writes the node's own snapshot to its file (durably, atomically)
+    /// when it is `newer` than the stored one, and returns a reader of it.
+    /// One that is not newer is not written; its reader reads the bytes in
+    /// memory (the node ignores it as stale anyway).
+    fn store_taken_snapshot(
+        &mut self,
+        snapshot: &Snapshot,
+        newer: bool,
+    ) -> Result<SnapshotReader, StorageError> {
+        if !newer {
+            return Ok(SnapshotReader::from_memory(snapshot));
+        }
+        let meta = snapshot.meta();
+        let path =
+            snapshot_file::write_snapshot_file_with_meta(&self.snapshot_dir, snapshot, &meta)?;
+        let file = File::open(&path).map_err(io_err(format!("opening {}", path.display())))?;
+        Ok(SnapshotReader::from_file(
+            meta,
+            Arc::new(file),
+            snapshot_file::SNAPSHOT_HEADER_BYTES as u64,
+            path,
+        ))
+    }
+
+    /// Makes a snapshot received from the leader durable under its final
+    /// name when it is `newer` than the stored one; removes it otherwise.
+    fn store_received_snapshot(
+        &mut self,
+        received: &ReceivedSnapshot,
+        newer: bool,
+    ) -> Result<(), StorageError> {
+        match &received.target {
+            ReceivedTarget::File {
+                file,
+                path,
+                final_path,
+            } => {
+                if newer {
+                    snapshot_file::make_received_durable(file, path, final_path)
+                } else {
+                    fs::remove_file(path).map_err(io_err(format!("removing {}", path.display())))
+                }
+            }
+            ReceivedTarget::Memory(data) => {
+                // A sink from another storage; written like a taken one.
+                if newer {
+                    let snapshot = Snapshot::new(received.meta().position, data.clone());
+                    snapshot_file::write_snapshot_file(&self.snapshot_dir, &snapshot)?;
+                }
+                Ok(())
+            }
+        }
     }
 
     /// The node starts with a log that ends at the snapshot: record that

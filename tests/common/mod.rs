@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use bytes::Bytes;
 use concord::{
     Action, Config, Entry, EntryPayload, HardState, Index, Input, LogPosition, Message,
-    MessageBody, Node, NodeId, Recovered, Role, Snapshot, Term, WriteId,
+    MessageBody, Node, NodeId, Recovered, Role, Snapshot, SnapshotMeta, Term, WriteId,
 };
 
 /// One write handed to the disk: a log write (id, hard state, truncation,
@@ -158,6 +158,12 @@ pub struct Cluster {
     /// Every action every node emitted, in order (for assertions).
     pub trace: Vec<(NodeId, Action)>,
     pub record_trace: bool,
+    /// The bytes of every snapshot each node was told of, by position (what
+    /// `SendSnapshotChunk` reads).
+    pub snapshot_bytes: BTreeMap<NodeId, BTreeMap<LogPosition, Bytes>>,
+    /// The snapshot each node is receiving (`WriteSnapshotChunk`); lost in
+    /// a crash.
+    pub incoming: BTreeMap<NodeId, (SnapshotMeta, Vec<u8>)>,
 }
 
 pub fn config(id: NodeId, voters: &[NodeId]) -> Config {
@@ -198,6 +204,8 @@ impl Cluster {
             leaders: BTreeMap::new(),
             trace: Vec::new(),
             record_trace: false,
+            snapshot_bytes: BTreeMap::new(),
+            incoming: BTreeMap::new(),
         };
         for config in configs {
             let id = config.id;
@@ -212,6 +220,17 @@ impl Cluster {
             cluster.applied_position.insert(id, LogPosition::ZERO);
         }
         cluster
+    }
+
+    /// Keeps `snapshot`'s bytes for node `id`'s chunk requests and returns
+    /// the input that reports it.
+    pub fn snapshotted(&mut self, id: NodeId, snapshot: Snapshot) -> Input {
+        let meta = snapshot.meta();
+        self.snapshot_bytes
+            .entry(id)
+            .or_default()
+            .insert(snapshot.position, snapshot.data);
+        Input::Snapshotted(meta)
     }
 
     pub fn node(&self, id: NodeId) -> &Node {
@@ -258,11 +277,52 @@ impl Cluster {
                             inputs.push_back(Input::Persisted(synced));
                         }
                     }
+                    Action::SendSnapshotChunk(chunk) => {
+                        let bytes = &self.snapshot_bytes[&id][&chunk.snapshot.position];
+                        let start = chunk.offset as usize;
+                        let data = bytes.slice(start..start + chunk.length_bytes as usize);
+                        let to = chunk.to;
+                        let message = chunk.into_message(data);
+                        if self.record_trace {
+                            // Recorded as the send it becomes.
+                            self.trace.push((
+                                id,
+                                Action::Send {
+                                    to,
+                                    message: message.clone(),
+                                },
+                            ));
+                        }
+                        if !self.cut.contains(&(id, to)) {
+                            self.network.push_back(message);
+                        }
+                    }
+                    Action::WriteSnapshotChunk {
+                        snapshot,
+                        offset,
+                        data,
+                    } => {
+                        if offset == 0 {
+                            self.incoming.insert(id, (snapshot, Vec::new()));
+                        }
+                        let (meta, bytes) = self.incoming.get_mut(&id).expect("offset 0 first");
+                        assert_eq!(*meta, snapshot, "a chunk of another snapshot");
+                        assert_eq!(bytes.len() as u64, offset, "chunks must be contiguous");
+                        bytes.extend_from_slice(&data);
+                    }
                     Action::PersistSnapshot {
                         id: write,
-                        snapshot,
+                        snapshot: meta,
                         discard_log,
                     } => {
+                        let (received, bytes) = self.incoming.remove(&id).expect("received");
+                        assert_eq!(received, meta);
+                        let snapshot = Snapshot::new(meta.position, Bytes::from(bytes));
+                        assert_eq!(snapshot.meta(), meta, "received bytes fail the checksum");
+                        self.snapshot_bytes
+                            .entry(id)
+                            .or_default()
+                            .insert(meta.position, snapshot.data.clone());
                         let disk = self.disks.get_mut(&id).expect("disk");
                         disk.unsynced
                             .push(Write::Snapshot(write, snapshot, discard_log));
@@ -272,7 +332,8 @@ impl Cluster {
                         }
                     }
                     Action::RestoreSnapshot { snapshot } => {
-                        self.applied.insert(id, decode_applied(&snapshot.data));
+                        let data = &self.snapshot_bytes[&id][&snapshot.position];
+                        self.applied.insert(id, decode_applied(data));
                         self.applied_position.insert(id, snapshot.position);
                         inputs.push_back(Input::Applied(snapshot.position.index));
                     }
@@ -284,7 +345,8 @@ impl Cluster {
                         disk.unsynced_own_snapshot = Some(snapshot);
                         if self.auto_sync.contains(&id) {
                             let (_, own) = disk.sync_all();
-                            inputs.push_back(Input::Snapshotted(own.expect("just taken")));
+                            let input = self.snapshotted(id, own.expect("just taken"));
+                            inputs.push_back(input);
                         }
                     }
                     Action::Apply { entries } => {
@@ -318,7 +380,8 @@ impl Cluster {
             self.step(id, Input::Persisted(synced));
         }
         if let Some(snapshot) = own {
-            self.step(id, Input::Snapshotted(snapshot));
+            let input = self.snapshotted(id, snapshot);
+            self.step(id, input);
         }
     }
 
@@ -419,6 +482,8 @@ impl Cluster {
         let disk = self.disks.get_mut(&id).expect("disk");
         disk.unsynced.clear();
         disk.unsynced_own_snapshot = None;
+        self.incoming.remove(&id);
+        self.snapshot_bytes.remove(&id);
         self.network.retain(|message| message.to != id);
     }
 
@@ -436,7 +501,8 @@ impl Cluster {
             Some(snapshot) => {
                 self.applied.insert(id, decode_applied(&snapshot.data));
                 self.applied_position.insert(id, snapshot.position);
-                self.step(id, Input::Snapshotted(snapshot));
+                let input = self.snapshotted(id, snapshot);
+                self.step(id, input);
             }
             None => {
                 self.applied.insert(id, Vec::new());
@@ -595,6 +661,10 @@ pub struct Solo {
     pub disk: Disk,
     /// Every action ever emitted, in order.
     pub history: Vec<Action>,
+    /// The snapshot being received (`WriteSnapshotChunk`).
+    pub incoming: Option<(SnapshotMeta, Vec<u8>)>,
+    /// The last snapshot received whole and stored (`PersistSnapshot`).
+    pub received: Option<Snapshot>,
 }
 
 impl Solo {
@@ -609,6 +679,8 @@ impl Solo {
             node: Node::new(config, recovered).expect("valid node"),
             disk,
             history: Vec::new(),
+            incoming: None,
+            received: None,
         }
     }
 
@@ -633,15 +705,33 @@ impl Solo {
                         *truncate_after,
                         entries.clone(),
                     )),
+                    Action::WriteSnapshotChunk {
+                        snapshot,
+                        offset,
+                        data,
+                    } => {
+                        if *offset == 0 {
+                            self.incoming = Some((*snapshot, Vec::new()));
+                        }
+                        let (meta, bytes) = self.incoming.as_mut().expect("offset 0 first");
+                        assert_eq!(meta, snapshot, "a chunk of another snapshot");
+                        assert_eq!(bytes.len() as u64, *offset, "chunks must be contiguous");
+                        bytes.extend_from_slice(data);
+                    }
                     Action::PersistSnapshot {
                         id,
-                        snapshot,
+                        snapshot: meta,
                         discard_log,
-                    } => self.disk.unsynced.push(Write::Snapshot(
-                        *id,
-                        snapshot.clone(),
-                        *discard_log,
-                    )),
+                    } => {
+                        let (received, bytes) = self.incoming.take().expect("received");
+                        assert_eq!(received, *meta);
+                        let snapshot = Snapshot::new(meta.position, Bytes::from(bytes));
+                        assert_eq!(snapshot.meta(), *meta, "received bytes fail the checksum");
+                        self.received = Some(snapshot.clone());
+                        self.disk
+                            .unsynced
+                            .push(Write::Snapshot(*id, snapshot, *discard_log));
+                    }
                     Action::RestoreSnapshot { snapshot } => {
                         inputs.push_back(Input::Applied(snapshot.position.index))
                     }
