@@ -13,8 +13,9 @@
 //! A 48-byte header, then the state machine's bytes:
 //! `[magic "CNCDSNAP": 8][format version = 1: u32][index: u64][term: u64]`
 //! `[data length in bytes: u64][checksum of the data: u64][header check: u32]`.
-//! The data checksum is the core's [`checksum64`] (CRC-64/XZ, the one a
-//! leader's snapshot transfer is verified with); the header check is
+//! The data checksum is the core's [`checksum64`](crate::checksum64)
+//! (CRC-64/XZ, the one a leader's snapshot transfer is verified with,
+//! computed here eight bytes at a time); the header check is
 //! `crc32c` of the first 44 bytes xor [`CHECKSUM_SALT`]. The index and term
 //! must match the file name.
 //!
@@ -41,7 +42,8 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-use crate::{checksum64, LogPosition, Snapshot};
+use crate::crc64::crc64_xz;
+use crate::{LogPosition, Snapshot};
 
 use super::storage::StorageError;
 use super::wal::{io_err, sync_dir, write_file_atomically, CHECKSUM_SALT};
@@ -78,7 +80,7 @@ pub fn snapshot_header(snapshot: &Snapshot) -> [u8; SNAPSHOT_HEADER_BYTES] {
     header[12..20].copy_from_slice(&snapshot.position.index.to_le_bytes());
     header[20..28].copy_from_slice(&snapshot.position.term.to_le_bytes());
     header[28..36].copy_from_slice(&(snapshot.data.len() as u64).to_le_bytes());
-    header[36..44].copy_from_slice(&checksum64(&snapshot.data).to_le_bytes());
+    header[36..44].copy_from_slice(&crc64_xz(&snapshot.data).to_le_bytes());
     let check = crc32c::crc32c(&header[..44]) ^ CHECKSUM_SALT;
     header[44..].copy_from_slice(&check.to_le_bytes());
     header
@@ -152,7 +154,7 @@ pub fn read_snapshot_file(path: &Path) -> Result<Snapshot, StorageError> {
         )));
     }
     let data = Bytes::from(bytes).slice(SNAPSHOT_HEADER_BYTES..);
-    let actual = checksum64(&data);
+    let actual = crc64_xz(&data);
     if actual != checksum {
         return Err(corrupt(format!(
             "the data fails its checksum (stored {checksum:#018x}, computed {actual:#018x})"
