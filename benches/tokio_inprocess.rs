@@ -1,11 +1,33 @@
 //! Benchmark 10(b): three servers in one process over the in-memory
 //! transport with in-memory storage (the same server code as the TCP
-//! nodes), 1, 64 and 256 concurrent clients writing 128-byte commands to an
-//! empty state machine. Prints operations per second.
+//! nodes).
+//!
+//! **Throughput** (the default): 1, 64 and 256 concurrent clients writing
+//! 128-byte commands to an empty state machine, printing operations per
+//! second. `CONCORD_BENCH_COMPACTION` chooses the compaction policy:
+//! `off` (the default; `Config::new` compacts never), `on` (a snapshot
+//! every [`SNAPSHOT_EVERY_ENTRIES_DEFAULT`] entries keeping
+//! [`COMPACTION_TRAILING_ENTRIES_DEFAULT`] below it, as `concord-node` does
+//! by default) or `both`: `CONCORD_BENCH_ROUNDS` rounds (default 3) of an
+//! off and an on run per client count, alternating which goes first, then
+//! the median on/off ratio per client count. `CONCORD_BENCH_STATE=kv` runs
+//! the key-value state machine with sessions instead (128-byte puts over
+//! `CONCORD_BENCH_KEYS` keys, default 10 000), so snapshots have content.
+//!
+//! **Memory** (`CONCORD_BENCH_PUTS=N`): N 128-byte puts over
+//! `CONCORD_BENCH_KEYS` keys into the key-value state machine with
+//! compaction on (`CONCORD_BENCH_SNAPSHOT_EVERY` entries, default
+//! [`SNAPSHOT_EVERY_ENTRIES_DEFAULT`]), by `CONCORD_BENCH_CLIENTS` clients
+//! (default 64). Every ~10% of the run and at the end it prints puts done,
+//! ops/s, the process's peak and current RSS (`VmHWM`, `VmRSS`), the
+//! state's own size (key + value bytes summed over the three replicas, and
+//! the newest snapshot's size per replica) and peak RSS minus that state.
 //!
 //! ```text
 //! cargo bench --features tokio --bench tokio_inprocess
 //! CONCORD_BENCH_SECS=5 CONCORD_BENCH_CLIENTS=1,64,256 cargo bench --features tokio --bench tokio_inprocess
+//! CONCORD_BENCH_COMPACTION=both CONCORD_BENCH_ROUNDS=3 cargo bench --features tokio --bench tokio_inprocess
+//! CONCORD_BENCH_PUTS=10000000 CONCORD_BENCH_KEYS=10000 cargo bench --features tokio --bench tokio_inprocess
 //! ```
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,12 +35,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use concord::tokio::kv::NullStateMachine;
+use concord::session::{self, SessionResponse, WithSessions};
+use concord::state_machine::{RestoreError, StateMachine};
+use concord::tokio::cluster::{
+    COMPACTION_TRAILING_ENTRIES_DEFAULT, SNAPSHOT_EVERY_ENTRIES_DEFAULT,
+};
+use concord::tokio::codec;
+use concord::tokio::kv::{KvOp, KvStore, NullStateMachine, COMMAND_BYTES_MAX, SESSIONS_MAX};
 use concord::tokio::server::{self, ServerConfig, ServerHandle};
 use concord::tokio::storage::{MemDisk, MemStorage};
 use concord::tokio::transport::MemNetwork;
 use concord::tokio::wire::ClientResponse;
-use concord::Config;
+use concord::{Config, Index};
+
+const VALUE_BYTES: usize = 128;
 
 fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
     std::env::var(name)
@@ -27,24 +57,120 @@ fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
         .unwrap_or_else(|| default.to_vec())
 }
 
-async fn start_cluster() -> (Vec<Arc<ServerHandle>>, usize) {
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The size of a replica's state, kept up to date by [`Accounted`] and
+/// read by the benchmark while the servers run.
+#[derive(Default)]
+struct StateSize {
+    /// Key bytes plus value bytes of every key stored.
+    kv_bytes: AtomicU64,
+    /// Bytes of the newest snapshot taken (0 before the first).
+    snapshot_bytes: AtomicU64,
+    /// Snapshots taken.
+    snapshots: AtomicU64,
+}
+
+/// A [`KvStore`] that keeps [`StateSize`] current.
+struct Accounted {
+    store: KvStore,
+    size: Arc<StateSize>,
+}
+
+impl StateMachine for Accounted {
+    fn apply(&mut self, index: Index, command: &[u8]) -> Bytes {
+        // Only puts are issued here; other operations are not accounted.
+        let put = codec::decode::<KvOp>(command, COMMAND_BYTES_MAX)
+            .ok()
+            .and_then(|op| match op {
+                KvOp::Put { key, value } => Some((key, value)),
+                _ => None,
+            });
+        if let Some((key, value)) = &put {
+            let old = self
+                .store
+                .get(key)
+                .map_or(0, |old| (key.len() + old.len()) as u64);
+            let new = (key.len() + value.len()) as u64;
+            self.size.kv_bytes.fetch_add(new, Ordering::Relaxed);
+            self.size.kv_bytes.fetch_sub(old, Ordering::Relaxed);
+        }
+        self.store.apply(index, command)
+    }
+
+    fn snapshot(&self) -> Bytes {
+        let snapshot = self.store.snapshot();
+        self.size
+            .snapshot_bytes
+            .store(snapshot.len() as u64, Ordering::Relaxed);
+        self.size.snapshots.fetch_add(1, Ordering::Relaxed);
+        snapshot
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {
+        self.store.restore(snapshot)
+    }
+}
+
+/// Which state machine the servers run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// [`NullStateMachine`]: raw 128-byte commands.
+    Null,
+    /// The key-value store with sessions: session-encoded 128-byte puts.
+    Kv,
+}
+
+/// Compaction policy of one run.
+fn raft_config(id: u64, compaction: Option<u64>) -> Config {
+    let mut raft = Config::new(id, [1, 2, 3]);
+    raft.seed = id;
+    raft.uncommitted_entries_max = 1 << 20;
+    raft.compaction_threshold_entries = compaction;
+    raft.compaction_trailing_entries = COMPACTION_TRAILING_ENTRIES_DEFAULT;
+    raft
+}
+
+struct Cluster {
+    handles: Vec<Arc<ServerHandle>>,
+    leader: usize,
+    sizes: Vec<Arc<StateSize>>,
+}
+
+async fn start_cluster(state: State, compaction: Option<u64>) -> Cluster {
     let network = MemNetwork::new();
     let mut handles = Vec::new();
+    let mut sizes = Vec::new();
     for id in 1..=3u64 {
         let inbox = server::inbox();
         network.register(id, inbox.0.clone());
-        let mut raft = Config::new(id, [1, 2, 3]);
-        raft.seed = id;
-        raft.uncommitted_entries_max = 1 << 20;
-        let mut config = ServerConfig::new(raft);
+        let mut config = ServerConfig::new(raft_config(id, compaction));
         config.tick = Duration::from_millis(10);
-        let handle = server::start(
-            config,
-            NullStateMachine,
-            MemStorage::new(MemDisk::new()),
-            network.transport(id),
-            inbox,
-        )
+        let storage = MemStorage::new(MemDisk::new());
+        let transport = network.transport(id);
+        let handle = match state {
+            State::Null => server::start(config, NullStateMachine, storage, transport, inbox),
+            State::Kv => {
+                let size = Arc::new(StateSize::default());
+                sizes.push(size.clone());
+                let machine = Accounted {
+                    store: KvStore::new(),
+                    size,
+                };
+                server::start(
+                    config,
+                    WithSessions::new(machine, SESSIONS_MAX),
+                    storage,
+                    transport,
+                    inbox,
+                )
+            }
+        }
         .expect("server starts");
         handles.push(Arc::new(handle));
     }
@@ -53,7 +179,11 @@ async fn start_cluster() -> (Vec<Arc<ServerHandle>>, usize) {
         for (i, handle) in handles.iter().enumerate() {
             if let Some(status) = handle.status().await {
                 if status.role == "Leader" {
-                    return (handles, i);
+                    return Cluster {
+                        handles,
+                        leader: i,
+                        sizes,
+                    };
                 }
             }
         }
@@ -62,18 +192,260 @@ async fn start_cluster() -> (Vec<Arc<ServerHandle>>, usize) {
     }
 }
 
+impl Cluster {
+    async fn shutdown(self) {
+        for handle in self.handles {
+            if let Ok(handle) = Arc::try_unwrap(handle) {
+                let _ = handle.shutdown().await;
+            }
+        }
+    }
+}
+
+/// One client: a session (for the key-value state machine) and the
+/// commands it sends.
+struct Writer {
+    handle: Arc<ServerHandle>,
+    state: State,
+    client: u64,
+    seq: u64,
+    keys: u64,
+    value: Bytes,
+}
+
+impl Writer {
+    async fn new(handle: Arc<ServerHandle>, state: State, keys: u64) -> Writer {
+        let mut client = 0;
+        if state == State::Kv {
+            loop {
+                if let ClientResponse::Done(reply) = handle.call(session::encode_register()).await {
+                    if let Ok(SessionResponse::Registered { client: id }) =
+                        SessionResponse::decode(&reply)
+                    {
+                        client = id;
+                        break;
+                    }
+                }
+            }
+        }
+        Writer {
+            handle,
+            state,
+            client,
+            seq: 0,
+            keys,
+            value: Bytes::from(vec![b'v'; VALUE_BYTES]),
+        }
+    }
+
+    /// Sends write number `n` (its key is `n` modulo the key count); true
+    /// when it was done.
+    async fn write(&mut self, n: u64) -> bool {
+        let command = match self.state {
+            State::Null => self.value.clone(),
+            State::Kv => {
+                self.seq += 1;
+                let op = KvOp::Put {
+                    key: Bytes::from(format!("key-{}", n % self.keys)),
+                    value: self.value.clone(),
+                };
+                let op = codec::encode(&op).expect("a put encodes");
+                session::encode_command(self.client, self.seq, &op)
+            }
+        };
+        matches!(self.handle.call(command).await, ClientResponse::Done(_))
+    }
+}
+
+/// `VmHWM` (peak) and `VmRSS` (current) of this process, in bytes.
+fn rss_bytes() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|line| line.starts_with(name))
+            .and_then(|line| line.split_whitespace().nth(1))
+            .and_then(|kib| kib.parse::<u64>().ok())
+            .map_or(0, |kib| kib * 1024)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// Runs `clients` writers against a fresh cluster for `seconds` after a
+/// one-second warm-up; returns operations per second.
+fn throughput_run(
+    runtime: &tokio::runtime::Runtime,
+    state: State,
+    compaction: Option<u64>,
+    clients: usize,
+    seconds: u64,
+    keys: u64,
+) -> f64 {
+    runtime.block_on(async {
+        let cluster = start_cluster(state, compaction).await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for c in 0..clients as u64 {
+            let handle = cluster.handles[cluster.leader].clone();
+            let (stop, done, failed) = (stop.clone(), done.clone(), failed.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut writer = Writer::new(handle, state, keys).await;
+                let mut n = c.wrapping_mul(7919);
+                while !stop.load(Ordering::Relaxed) {
+                    n = n.wrapping_add(1);
+                    if writer.write(n).await {
+                        done.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }));
+        }
+        // Warm up 1 s, then measure.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let start_count = done.load(Ordering::Relaxed);
+        let start = Instant::now();
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
+        let count = done.load(Ordering::Relaxed) - start_count;
+        let elapsed = start.elapsed().as_secs_f64();
+        stop.store(true, Ordering::Relaxed);
+        for task in tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+        let snapshot_index = match cluster.handles[cluster.leader].status().await {
+            Some(status) => status.snapshot_index,
+            None => 0,
+        };
+        let rate = count as f64 / elapsed;
+        let policy = match compaction {
+            Some(every) => format!("on (every {every})"),
+            None => "off".to_string(),
+        };
+        println!(
+            "clients {clients:>4}  compaction {policy:<17}: {rate:>10.0} ops/s  ({count} ops in {elapsed:.1}s, {} not done, leader's snapshot at {snapshot_index})",
+            failed.load(Ordering::Relaxed)
+        );
+        cluster.shutdown().await;
+        rate
+    })
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+/// The memory run: `puts` puts over `keys` keys with compaction on.
+fn memory_run(runtime: &tokio::runtime::Runtime, puts: u64, keys: u64, clients: usize, every: u64) {
+    println!(
+        "memory: {puts} puts of {VALUE_BYTES}-byte values over {keys} keys, key-value state machine with sessions, {clients} clients, snapshot every {every} entries keeping {COMPACTION_TRAILING_ENTRIES_DEFAULT}"
+    );
+    runtime.block_on(async {
+        let cluster = start_cluster(State::Kv, Some(every)).await;
+        let issued = Arc::new(AtomicU64::new(0));
+        let done = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..clients {
+            let handle = cluster.handles[cluster.leader].clone();
+            let (issued, done, failed) = (issued.clone(), done.clone(), failed.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut writer = Writer::new(handle, State::Kv, keys).await;
+                loop {
+                    let n = issued.fetch_add(1, Ordering::Relaxed);
+                    if n >= puts {
+                        break;
+                    }
+                    // A put that was not done is retried under a new
+                    // number, so exactly `puts` puts are done.
+                    while !writer.write(n).await {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            }));
+        }
+        let start = Instant::now();
+        let step = (puts / 10).max(1);
+        let mut next_report = step;
+        let report = |label: &str, count: u64, statuses: &[concord::tokio::status::NodeStatus]| {
+            let elapsed = start.elapsed().as_secs_f64();
+            let (peak, current) = rss_bytes();
+            let kv: u64 = cluster
+                .sizes
+                .iter()
+                .map(|s| s.kv_bytes.load(Ordering::Relaxed))
+                .sum();
+            let snapshots: Vec<String> = cluster
+                .sizes
+                .iter()
+                .map(|s| format!("{:.2}", mib(s.snapshot_bytes.load(Ordering::Relaxed))))
+                .collect();
+            let taken: u64 = cluster
+                .sizes
+                .iter()
+                .map(|s| s.snapshots.load(Ordering::Relaxed))
+                .sum();
+            let in_memory: Vec<String> = statuses
+                .iter()
+                .map(|s| (s.last_index + 1 - s.first_index).to_string())
+                .collect();
+            println!(
+                "{label} {count:>9} puts {elapsed:>7.1}s {:>8.0} ops/s | RSS peak {:>7.1} MiB now {:>7.1} MiB | state (key+value bytes, 3 replicas) {:>6.2} MiB, snapshot MiB per replica [{}], {taken} taken | peak RSS - state {:>7.1} MiB | log entries in memory per node [{}]",
+                count as f64 / elapsed,
+                mib(peak),
+                mib(current),
+                mib(kv),
+                snapshots.join(", "),
+                mib(peak.saturating_sub(kv)),
+                in_memory.join(", "),
+            );
+        };
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let count = done.load(Ordering::Relaxed);
+            if count >= next_report || count >= puts {
+                let mut statuses = Vec::new();
+                for handle in &cluster.handles {
+                    if let Some(status) = handle.status().await {
+                        statuses.push(status);
+                    }
+                }
+                if count >= puts {
+                    for task in std::mem::take(&mut tasks) {
+                        let _ = task.await;
+                    }
+                    report("done    ", count, &statuses);
+                    break;
+                }
+                report("progress", count, &statuses);
+                while next_report <= count {
+                    next_report += step;
+                }
+            }
+        }
+        println!("({} calls not done and retried)", failed.load(Ordering::Relaxed));
+        cluster.shutdown().await;
+    });
+}
+
 fn main() {
-    let seconds: u64 = std::env::var("CONCORD_BENCH_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
-    let clients_list = env_list("CONCORD_BENCH_CLIENTS", &[1, 64, 256]);
+    let seconds = env_u64("CONCORD_BENCH_SECS", 5);
+    let keys = env_u64("CONCORD_BENCH_KEYS", 10_000).max(1);
     // Default: everything on one thread (no cross-thread wake-ups; fastest
     // on this 2-core machine). CONCORD_BENCH_THREADS=N: N worker threads.
-    let threads: usize = std::env::var("CONCORD_BENCH_THREADS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1);
+    let threads = env_u64("CONCORD_BENCH_THREADS", 1) as usize;
     let runtime = if threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -86,50 +458,70 @@ fn main() {
             .build()
             .unwrap()
     };
+    if let Some(puts) = std::env::var("CONCORD_BENCH_PUTS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        let clients = env_list("CONCORD_BENCH_CLIENTS", &[64])
+            .first()
+            .copied()
+            .unwrap_or(64)
+            .max(1);
+        let every = env_u64(
+            "CONCORD_BENCH_SNAPSHOT_EVERY",
+            SNAPSHOT_EVERY_ENTRIES_DEFAULT,
+        )
+        .max(1);
+        memory_run(&runtime, puts, keys, clients, every);
+        return;
+    }
+    let clients_list = env_list("CONCORD_BENCH_CLIENTS", &[1, 64, 256]);
+    let state = match std::env::var("CONCORD_BENCH_STATE").as_deref() {
+        Ok("kv") => State::Kv,
+        _ => State::Null,
+    };
+    let on = Some(SNAPSHOT_EVERY_ENTRIES_DEFAULT);
+    let policy = std::env::var("CONCORD_BENCH_COMPACTION").unwrap_or_default();
+    let what = match state {
+        State::Null => "128-byte commands, empty state machine".to_string(),
+        State::Kv => format!("128-byte puts over {keys} keys, key-value state machine"),
+    };
     println!(
-        "in-process 3-node cluster, in-memory transport and storage, 128-byte commands, empty state machine, {seconds}s per run, {threads} runtime thread(s)"
+        "in-process 3-node cluster, in-memory transport and storage, {what}, {seconds}s per run, {threads} runtime thread(s)"
     );
-    for clients in clients_list {
-        runtime.block_on(async {
-            let (handles, leader) = start_cluster().await;
-            let stop = Arc::new(AtomicBool::new(false));
-            let done = Arc::new(AtomicU64::new(0));
-            let failed = Arc::new(AtomicU64::new(0));
-            let mut tasks = Vec::new();
-            for _ in 0..clients {
-                let handle = handles[leader].clone();
-                let (stop, done, failed) = (stop.clone(), done.clone(), failed.clone());
-                tasks.push(tokio::spawn(async move {
-                    let command = Bytes::from(vec![7u8; 128]);
-                    while !stop.load(Ordering::Relaxed) {
-                        match handle.call(command.clone()).await {
-                            ClientResponse::Done(_) => done.fetch_add(1, Ordering::Relaxed),
-                            _ => failed.fetch_add(1, Ordering::Relaxed),
-                        };
-                    }
-                }));
+    if policy != "both" {
+        let compaction = if policy == "on" { on } else { None };
+        for clients in clients_list {
+            throughput_run(&runtime, state, compaction, clients, seconds, keys);
+        }
+        return;
+    }
+    let rounds = env_u64("CONCORD_BENCH_ROUNDS", 3).max(1);
+    let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); clients_list.len()];
+    for round in 0..rounds {
+        println!("round {}/{rounds}", round + 1);
+        for (i, &clients) in clients_list.iter().enumerate() {
+            // Alternate which policy goes first, so drift (the machine
+            // warming up, or another load) does not favour one side.
+            let order = if round % 2 == 0 {
+                [None, on]
+            } else {
+                [on, None]
+            };
+            let mut rates = [0.0; 2];
+            for compaction in order {
+                let rate = throughput_run(&runtime, state, compaction, clients, seconds, keys);
+                rates[usize::from(compaction.is_some())] = rate;
             }
-            // Warm up 1 s, then measure.
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            let start_count = done.load(Ordering::Relaxed);
-            let start = Instant::now();
-            tokio::time::sleep(Duration::from_secs(seconds)).await;
-            let count = done.load(Ordering::Relaxed) - start_count;
-            let elapsed = start.elapsed().as_secs_f64();
-            stop.store(true, Ordering::Relaxed);
-            for task in tasks {
-                let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
-            }
-            println!(
-                "clients {clients:>4}: {:>10.0} ops/s  ({count} ops in {elapsed:.1}s, {} not done)",
-                count as f64 / elapsed,
-                failed.load(Ordering::Relaxed)
-            );
-            for handle in handles {
-                if let Ok(handle) = Arc::try_unwrap(handle) {
-                    let _ = handle.shutdown().await;
-                }
-            }
-        });
+            ratios[i].push(rates[1] / rates[0]);
+        }
+    }
+    for (i, clients) in clients_list.iter().enumerate() {
+        let cells: Vec<String> = ratios[i].iter().map(|r| format!("{r:.3}")).collect();
+        println!(
+            "clients {clients:>4}: compaction on/off ratio per round [{}], median {:.3}",
+            cells.join(", "),
+            median(&mut ratios[i])
+        );
     }
 }

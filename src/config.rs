@@ -64,6 +64,13 @@ pub struct Config {
     pub compaction_trailing_entries: u64,
     /// Most snapshot bytes in one InstallSnapshot chunk.
     pub snapshot_chunk_bytes_max: usize,
+    /// Most snapshot chunks in flight to one follower (at most
+    /// `inflight_messages_max`). With the chunk size, this bounds the
+    /// memory a transfer holds in the hosts and the network:
+    /// `snapshot_chunk_bytes_max × snapshot_chunks_inflight_max` per
+    /// follower (4 MiB by default), and how much of a round trip's
+    /// bandwidth a transfer can use.
+    pub snapshot_chunks_inflight_max: usize,
     /// Largest snapshot a follower assembles from a leader's chunks; a
     /// transfer announcing more is refused. 0 refuses every non-empty
     /// snapshot (for a host that cannot store snapshots).
@@ -97,6 +104,7 @@ impl Config {
             compaction_threshold_bytes: None,
             compaction_trailing_entries: 1024,
             snapshot_chunk_bytes_max: 1024 * 1024,
+            snapshot_chunks_inflight_max: 4,
             snapshot_bytes_max: 1024 * 1024 * 1024,
         }
     }
@@ -137,7 +145,7 @@ impl Config {
                 election: self.election_timeout_min_ticks,
             });
         }
-        let limits: [(&'static str, u64); 9] = [
+        let limits: [(&'static str, u64); 10] = [
             ("append_entries_max", self.append_entries_max as u64),
             ("append_bytes_max", self.append_bytes_max as u64),
             ("inflight_messages_max", self.inflight_messages_max as u64),
@@ -150,6 +158,10 @@ impl Config {
             (
                 "snapshot_chunk_bytes_max",
                 self.snapshot_chunk_bytes_max as u64,
+            ),
+            (
+                "snapshot_chunks_inflight_max",
+                self.snapshot_chunks_inflight_max as u64,
             ),
             (
                 "compaction_threshold_entries",

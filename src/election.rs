@@ -23,7 +23,14 @@ impl Node {
 
     fn tick_election(&mut self, actions: &mut Vec<Action>) {
         self.election_elapsed_ticks = self.election_elapsed_ticks.saturating_add(1);
-        if self.election_elapsed_ticks >= self.randomized_election_timeout_ticks {
+        // The election timeout only keeps voters from disrupting a leader
+        // they have not heard from yet (safety never depends on it). The
+        // only voter of a cluster has no one to wait for or to disrupt, so
+        // a follower that is the only voter campaigns at its first tick: a
+        // restarted one-node cluster serves again at once. A candidate
+        // still waits a full timeout before trying again.
+        let sole_voter = self.role == Role::Follower && self.voter_count() == 1;
+        if sole_voter || self.election_elapsed_ticks >= self.randomized_election_timeout_ticks {
             self.campaign(false, actions);
         }
     }

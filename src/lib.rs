@@ -105,6 +105,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod crc64;
 mod durability;
 mod election;
 mod io;

@@ -25,7 +25,8 @@
 //! **Sending a snapshot.** A follower whose next entry lies at or below the
 //! leader's base is switched to the snapshot state and sent the snapshot
 //! in chunks of at most `snapshot_chunk_bytes_max` bytes, each counted in
-//! the follower's in-flight window. Every chunk names the snapshot (its
+//! the follower's in-flight window, at most `snapshot_chunks_inflight_max`
+//! of them unanswered. Every chunk names the snapshot (its
 //! last position, size and [`checksum64`]) and its offset; the follower
 //! answers with how many bytes it holds. A chunk that does not continue
 //! what the follower holds (lost or reordered chunks, a follower restart, a
@@ -172,11 +173,7 @@ impl Checksum64 {
 
     /// Feeds the next bytes.
     pub fn update(&mut self, bytes: &[u8]) {
-        let mut crc = self.state;
-        for byte in bytes {
-            crc = CRC64_TABLE[((crc ^ u64::from(*byte)) & 0xff) as usize] ^ (crc >> 8);
-        }
-        self.state = crc;
+        self.state = crate::crc64::update(self.state, bytes);
     }
 
     /// The checksum of every byte fed so far.
@@ -187,34 +184,11 @@ impl Checksum64 {
 
 /// The checksum snapshot transfers are verified with: CRC-64/XZ
 /// (polynomial 0x42F0E1EBA9EA3693, reflected, initial value and final xor
-/// all ones), table-driven. `checksum64(b"123456789") == 0x995DC9BBDF1939FA`.
+/// all ones), eight bytes at a time. `checksum64(b"123456789") == 0x995DC9BBDF1939FA`.
 pub fn checksum64(bytes: &[u8]) -> u64 {
     let mut checksum = Checksum64::new();
     checksum.update(bytes);
     checksum.finish()
-}
-
-const CRC64_TABLE: [u64; 256] = crc64_table();
-
-const fn crc64_table() -> [u64; 256] {
-    const POLYNOMIAL_REFLECTED: u64 = 0xC96C_5795_D787_0F42;
-    let mut table = [0u64; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut crc = i as u64;
-        let mut bit = 0;
-        while bit < 8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ POLYNOMIAL_REFLECTED
-            } else {
-                crc >> 1
-            };
-            bit += 1;
-        }
-        table[i] = crc;
-        i += 1;
-    }
-    table
 }
 
 /// A snapshot a follower is assembling from a leader's chunks.
@@ -391,8 +365,12 @@ impl Node {
         let chunk_bytes_max = self.config.snapshot_chunk_bytes_max as u64;
         let mut chunks = Vec::new();
         let mut force = force_one;
-        for _ in 0..self.config.inflight_messages_max {
-            if progress.is_paused() {
+        let window = self
+            .config
+            .snapshot_chunks_inflight_max
+            .min(self.config.inflight_messages_max);
+        for _ in 0..window {
+            if progress.is_paused() || progress.inflight.len() >= window {
                 break;
             }
             let transfer = progress.snapshot.as_mut().expect("snapshot state");
