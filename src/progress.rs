@@ -73,6 +73,9 @@ pub(crate) struct SnapshotTransfer {
     pub(crate) acked_offset: u64,
     /// The next chunk starts here.
     pub(crate) sent_offset: u64,
+    /// `acked_offset` at the previous heartbeat answer: a transfer that did
+    /// not advance between two heartbeat answers is stalled.
+    pub(crate) acked_offset_at_heartbeat: u64,
 }
 
 /// Consecutive denials of an acknowledged entry after which the leader
@@ -149,6 +152,7 @@ impl Progress {
             size_bytes,
             acked_offset: 0,
             sent_offset: 0,
+            acked_offset_at_heartbeat: 0,
         });
     }
 
@@ -181,13 +185,22 @@ impl Progress {
         true
     }
 
-    /// The follower is alive but chunks or their answers may be lost:
-    /// resend from the last confirmed offset.
-    pub(crate) fn snapshot_resume(&mut self) {
-        if let Some(transfer) = self.snapshot.as_mut() {
+    /// A heartbeat answer: the follower is alive. If the transfer did not
+    /// advance since the previous one, chunks or their answers were lost:
+    /// resend from the last confirmed offset. Returns whether it did (a
+    /// transfer that is advancing is left alone, so that chunks still in
+    /// flight are not sent twice).
+    pub(crate) fn snapshot_resume(&mut self) -> bool {
+        let Some(transfer) = self.snapshot.as_mut() else {
+            return false;
+        };
+        let stalled = transfer.acked_offset == transfer.acked_offset_at_heartbeat;
+        transfer.acked_offset_at_heartbeat = transfer.acked_offset;
+        if stalled {
             transfer.sent_offset = transfer.acked_offset;
             self.inflight.reset();
         }
+        stalled
     }
 
     /// Records an acknowledgement of `index`. Returns whether the match

@@ -339,8 +339,8 @@ impl Node {
         progress.probe_sent = false;
         if progress.state == ProgressState::Snapshot {
             // Chunks or their answers may have been lost.
-            progress.snapshot_resume();
-            self.send_snapshot_chunks(from, true, actions);
+            let stalled = progress.snapshot_resume();
+            self.send_snapshot_chunks(from, stalled, actions);
             return;
         }
         if progress.state == ProgressState::Replicate && progress.inflight.is_full() {

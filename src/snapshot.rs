@@ -31,9 +31,11 @@
 //! answers with how many bytes it holds. A chunk that does not continue
 //! what the follower holds (lost or reordered chunks, a follower restart, a
 //! new leader or a newer snapshot) is answered with a rewind and the leader
-//! resends from there; a duplicate is answered and ignored; a heartbeat
-//! answer resends from the last confirmed offset, so lost chunks and lost
-//! answers cannot stall a transfer.
+//! resends from there; a duplicate is answered and ignored. A heartbeat
+//! answer that finds the transfer where the previous one left it resends
+//! from the last confirmed offset, so lost chunks and lost answers cannot
+//! stall a transfer, while chunks of a transfer that is advancing are not
+//! sent twice.
 //!
 //! **Installing a snapshot.** Once a follower has received every byte and
 //! their checksum matches, it installs: its log's base becomes the snapshot's

@@ -28,6 +28,22 @@ fn config() -> Config {
     bincode::config::standard().with_limit::<DECODE_LIMIT_BYTES>()
 }
 
+/// Largest state machine snapshot [`decode_snapshot`] will materialise:
+/// 1 GiB, the default `Config::snapshot_bytes_max` (a snapshot's bytes are
+/// checksum-verified before they are decoded; the limit bounds what a
+/// damaged or hostile length field can make it allocate).
+pub const SNAPSHOT_DECODE_LIMIT_BYTES: usize = 1024 * 1024 * 1024;
+
+type SnapshotConfig = bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<SNAPSHOT_DECODE_LIMIT_BYTES>,
+>;
+
+fn snapshot_config() -> SnapshotConfig {
+    bincode::config::standard().with_limit::<SNAPSHOT_DECODE_LIMIT_BYTES>()
+}
+
 /// Why bytes could not be decoded (or, rarely, a value encoded).
 #[derive(Debug, Error)]
 #[non_exhaustive]
@@ -71,14 +87,28 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
 /// Decodes exactly one `T` from untrusted `bytes`, which must not be longer
 /// than `limit_bytes` (itself capped at [`DECODE_LIMIT_BYTES`]).
 pub fn decode<T: DeserializeOwned>(bytes: &[u8], limit_bytes: usize) -> Result<T, CodecError> {
-    let limit = limit_bytes.min(DECODE_LIMIT_BYTES);
+    decode_with(bytes, limit_bytes.min(DECODE_LIMIT_BYTES), config())
+}
+
+/// Decodes exactly one state machine snapshot `T` from `bytes`, at most
+/// [`SNAPSHOT_DECODE_LIMIT_BYTES`] long (a state may be far larger than
+/// any message).
+pub fn decode_snapshot<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    decode_with(bytes, SNAPSHOT_DECODE_LIMIT_BYTES, snapshot_config())
+}
+
+fn decode_with<T: DeserializeOwned, C: bincode::config::Config>(
+    bytes: &[u8],
+    limit: usize,
+    config: C,
+) -> Result<T, CodecError> {
     if bytes.len() > limit {
         return Err(CodecError::TooLarge {
             len: bytes.len(),
             limit,
         });
     }
-    let (value, used) = bincode::serde::decode_from_slice::<T, _>(bytes, config())
+    let (value, used) = bincode::serde::decode_from_slice::<T, _>(bytes, config)
         .map_err(|e| CodecError::Decode(e.to_string()))?;
     if used != bytes.len() {
         return Err(CodecError::TrailingBytes {

@@ -351,8 +351,9 @@ struct Server<S, St, T> {
     /// The newest snapshot reported to the node (taken, recovered or
     /// received): the one its `SendSnapshotChunk` actions read.
     served_snapshot: Option<SnapshotReader>,
-    /// The snapshot being received from the leader.
-    incoming_snapshot: Option<SnapshotSink>,
+    /// The snapshot being received from the leader, and when its first
+    /// chunk arrived.
+    incoming_snapshot: Option<(SnapshotSink, std::time::Instant)>,
     /// The snapshot received whole and handed to storage, until restored.
     received_snapshot: Option<SnapshotReader>,
 }
@@ -575,14 +576,14 @@ where
         if offset == 0 {
             self.incoming_snapshot = None;
             match self.storage.receive_snapshot(snapshot) {
-                Ok(sink) => self.incoming_snapshot = Some(sink),
+                Ok(sink) => self.incoming_snapshot = Some((sink, std::time::Instant::now())),
                 Err(e) => {
                     self.failed = Some(e.into());
                     return;
                 }
             }
         }
-        let Some(sink) = self.incoming_snapshot.as_mut() else {
+        let Some((sink, _)) = self.incoming_snapshot.as_mut() else {
             panic!("the node wrote a snapshot chunk at {offset} before the one at offset 0");
         };
         assert_eq!(sink.meta(), snapshot, "a chunk of another snapshot");
@@ -593,9 +594,11 @@ where
 
     /// Hands the snapshot received whole to storage (a write under `id`).
     fn persist_snapshot(&mut self, id: crate::WriteId, snapshot: SnapshotMeta, discard_log: bool) {
-        let Some(sink) = self.incoming_snapshot.take() else {
+        let Some((sink, started)) = self.incoming_snapshot.take() else {
             panic!("the node stored a snapshot it never received");
         };
+        self.counters.last_snapshot_receive_micros = started.elapsed().as_micros() as u64;
+        self.counters.snapshot_bytes_received += snapshot.size_bytes;
         assert_eq!(sink.meta(), snapshot, "the node stored another snapshot");
         let (received, reader) = sink.finish();
         self.counters.writes_submitted += 1;
@@ -625,6 +628,7 @@ where
         else {
             panic!("the node restores a snapshot it never received");
         };
+        let started = std::time::Instant::now();
         let bytes = match restore(&mut self.state_machine, &reader) {
             Ok(bytes) => bytes,
             Err(e) => {
@@ -632,10 +636,12 @@ where
                 return;
             }
         };
+        self.counters.last_snapshot_restore_micros = started.elapsed().as_micros() as u64;
         tracing::info!(
             index = position.index,
             term = position.term,
             bytes,
+            restore_ms = self.counters.last_snapshot_restore_micros / 1000,
             "restored the state machine from the leader's snapshot"
         );
         // Entries the snapshot covers are never applied here: their

@@ -97,6 +97,14 @@ pub struct ServerCounters {
     /// Snapshot bytes this node read from its stored snapshot and sent to
     /// followers, in chunks.
     pub snapshot_bytes_sent: u64,
+    /// Bytes of the snapshots this node received whole from a leader.
+    pub snapshot_bytes_received: u64,
+    /// Wall time of the last snapshot received from a leader, from its
+    /// first chunk to its last, in microseconds (0 if none).
+    pub last_snapshot_receive_micros: u64,
+    /// Wall time of the last restore of the state machine from a leader's
+    /// snapshot (read back, checksum, decode), in microseconds.
+    pub last_snapshot_restore_micros: u64,
 }
 
 impl NodeStatus {

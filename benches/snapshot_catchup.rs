@@ -1,0 +1,260 @@
+//! Catch-up by snapshot, measured (issue 8): three key-value nodes over TCP
+//! on loopback, each on `FileStorage` (fsync on); node 3 is stopped, the
+//! others apply `CONCORD_CATCHUP_PUTS` puts of distinct keys (1 M by
+//! default, 100-byte values: a state of more than 100 MB), compacting as
+//! `concord-node` does by default (a snapshot every 100 000 entries).
+//! Node 3 is restarted and the benchmark prints how long it took to be
+//! caught up (its applied index at the leader's commit index), how many
+//! snapshot bytes the leader sent, and the transfer's rate in MB/s from
+//! the restart to the snapshot being installed.
+//!
+//! ```text
+//! cargo bench --features tokio --bench snapshot_catchup
+//! CONCORD_CATCHUP_PUTS=200000 cargo bench --features tokio --bench snapshot_catchup
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use concord::session::{self, SessionResponse};
+use concord::tokio::cluster::{start_kv_node, NodeSettings, RunningNode};
+use concord::tokio::codec;
+use concord::tokio::kv::KvOp;
+use concord::tokio::server::ServerHandle;
+use concord::tokio::status::NodeStatus;
+use concord::tokio::wal::{FileStorage, WalOptions};
+use concord::tokio::wire::ClientResponse;
+
+const VALUE_BYTES: usize = 100;
+const CLIENTS: usize = 256;
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A directory under the system's temporary directory, removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_nanos();
+        let path = std::env::temp_dir().join(format!(
+            "concord-bench-{name}-{}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&path).expect("create a temporary directory");
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<_> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("bound").port())
+        .collect()
+}
+
+async fn start(id: u64, peers: &BTreeMap<u64, String>, dir: &TempDir) -> RunningNode {
+    let mut settings = NodeSettings::new(id, peers[&id].clone(), peers.clone(), "catchup-bench");
+    settings.tick = Duration::from_millis(10);
+    let storage =
+        FileStorage::open(dir.0.join(format!("n{id}")), WalOptions::default()).expect("storage");
+    start_kv_node(settings, storage).await.expect("node starts")
+}
+
+async fn status(node: &RunningNode) -> NodeStatus {
+    node.server.status().await.expect("node answers")
+}
+
+async fn leader_of(nodes: &[&RunningNode]) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        for (i, node) in nodes.iter().enumerate() {
+            if status(node).await.role == "Leader" {
+                return i;
+            }
+        }
+        assert!(Instant::now() < deadline, "no leader");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Registers a session, then puts keys `first, first + step, ...` below
+/// `puts`.
+async fn client(handle: Arc<ServerHandle>, first: u64, step: u64, puts: u64, done: Arc<AtomicU64>) {
+    let client = loop {
+        if let ClientResponse::Done(reply) = handle.call(session::encode_register()).await {
+            if let Ok(SessionResponse::Registered { client }) = SessionResponse::decode(&reply) {
+                break client;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let value = Bytes::from(vec![b'v'; VALUE_BYTES]);
+    let mut seq = 0;
+    let mut n = first;
+    while n < puts {
+        seq += 1;
+        let op = KvOp::Put {
+            key: Bytes::from(format!("key-{n:010}")),
+            value: value.clone(),
+        };
+        let command = session::encode_command(client, seq, &codec::encode(&op).expect("encodes"));
+        // Retried under the same sequence number until done: applied once.
+        while !matches!(handle.call(command.clone()).await, ClientResponse::Done(_)) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        done.fetch_add(1, Ordering::Relaxed);
+        n += step;
+    }
+}
+
+fn main() {
+    // RUST_LOG=info shows the nodes' logs (snapshots taken, sent, restored).
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let puts = env_u64("CONCORD_CATCHUP_PUTS", 1_000_000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async move {
+        let dir = TempDir::new("catchup");
+        let ports = free_ports(3);
+        let peers: BTreeMap<u64, String> = (1..=3u64)
+            .map(|id| (id, format!("127.0.0.1:{}", ports[id as usize - 1])))
+            .collect();
+        let n1 = start(1, &peers, &dir).await;
+        let n2 = start(2, &peers, &dir).await;
+        let n3 = start(3, &peers, &dir).await;
+        leader_of(&[&n1, &n2, &n3]).await;
+        n3.shutdown().await.expect("node 3 stops");
+        let leader = leader_of(&[&n1, &n2]).await;
+        let (leader, other) = if leader == 0 { (n1, n2) } else { (n2, n1) };
+        let leader_handle = Arc::new(leader.server);
+
+        let started = Instant::now();
+        let done = Arc::new(AtomicU64::new(0));
+        let clients: Vec<_> = (0..CLIENTS as u64)
+            .map(|i| {
+                tokio::spawn(client(
+                    leader_handle.clone(),
+                    i,
+                    CLIENTS as u64,
+                    puts,
+                    done.clone(),
+                ))
+            })
+            .collect();
+        let mut reported = 0;
+        while done.load(Ordering::Relaxed) < puts {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let now = done.load(Ordering::Relaxed);
+            if now >= reported + puts / 10 {
+                reported = now;
+                eprintln!(
+                    "snapshot_catchup: {now} of {puts} puts with node 3 down ({:.1} s)",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        }
+        for client in clients {
+            client.await.expect("client task");
+        }
+        let write_secs = started.elapsed().as_secs_f64();
+        let before = leader_handle.status().await.expect("leader answers");
+        println!(
+            "snapshot_catchup: {puts} puts of {VALUE_BYTES}-byte values in {write_secs:.1} s \
+             ({:.0} puts/s) with node 3 down; leader commit {} snapshot at {} first index {}",
+            puts as f64 / write_secs,
+            before.commit_index,
+            before.snapshot_index,
+            before.first_index
+        );
+
+        let restarted = Instant::now();
+        let n3 = start(3, &peers, &dir).await;
+        let target = before.commit_index;
+        let mut installed_after = None;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut next_progress = Instant::now() + Duration::from_secs(2);
+        let caught_up_after = loop {
+            let s = status(&n3).await;
+            if Instant::now() >= next_progress {
+                next_progress += Duration::from_secs(2);
+                eprintln!(
+                    "snapshot_catchup: node 3 after {:.1} s: applied {} of {target}, \
+                     snapshots installed {}, snapshot index {}",
+                    restarted.elapsed().as_secs_f64(),
+                    s.applied_index,
+                    s.server.snapshots_installed,
+                    s.snapshot_index
+                );
+            }
+            if installed_after.is_none() && s.server.snapshots_installed > 0 {
+                installed_after = Some(restarted.elapsed());
+            }
+            if s.applied_index >= target {
+                break restarted.elapsed();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node 3 did not catch up: {s:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        let after = leader_handle.status().await.expect("leader answers");
+        let s3 = status(&n3).await;
+        let sent_bytes = after.server.snapshot_bytes_sent - before.server.snapshot_bytes_sent;
+        let installed_after = installed_after.unwrap_or(caught_up_after);
+        let snapshot_bytes = s3.server.snapshot_bytes_received;
+        let receive_secs = s3.server.last_snapshot_receive_micros as f64 / 1e6;
+        println!(
+            "snapshot_catchup: node 3 restarted {target} entries behind; snapshots installed {}; \
+             snapshot of {:.1} MB received in {receive_secs:.3} s ({:.0} MB/s, first chunk to \
+             last); leader sent {:.1} MB (resent {:.1} MB); restore {:.3} s; installed and \
+             restored {:.3} s after the restart; caught up to index {target} after {:.3} s",
+            s3.server.snapshots_installed,
+            snapshot_bytes as f64 / 1e6,
+            snapshot_bytes as f64 / 1e6 / receive_secs,
+            sent_bytes as f64 / 1e6,
+            sent_bytes.saturating_sub(snapshot_bytes) as f64 / 1e6,
+            s3.server.last_snapshot_restore_micros as f64 / 1e6,
+            installed_after.as_secs_f64(),
+            caught_up_after.as_secs_f64(),
+        );
+        assert!(
+            s3.server.snapshots_installed >= 1,
+            "node 3 was caught up without a snapshot: the benchmark measured nothing"
+        );
+        n3.shutdown().await.ok();
+        other.shutdown().await.ok();
+        if let Ok(handle) = Arc::try_unwrap(leader_handle) {
+            handle.shutdown().await.ok();
+        }
+    });
+}
