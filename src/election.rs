@@ -72,7 +72,7 @@ impl Node {
     /// leaders in one term; callers have already refused such a message.
     pub(crate) fn set_leader(&mut self, leader: NodeId) {
         assert!(
-            self.leader.is_none() || self.leader == Some(leader),
+            self.leader.is_none() || self.leader == Some(leader) || self.planted().any(),
             "two leaders in term {}: {:?} and {leader}",
             self.term,
             self.leader
@@ -244,6 +244,15 @@ impl Node {
                 self.hard_state_dirty = true;
             }
             self.election_elapsed_ticks = 0;
+            if self.planted().vote_before_durable {
+                // The planted mistake: answer before the vote is durable.
+                let body = MessageBody::RequestVoteResponse {
+                    pre_vote: false,
+                    granted: true,
+                };
+                self.send(candidate, body, actions);
+                return;
+            }
             // Answered from `after_step` once the vote is durable.
             self.pending_vote_grant = Some((candidate, self.term));
             return;

@@ -111,6 +111,7 @@ mod io;
 mod log;
 mod message;
 mod node;
+mod planted;
 mod progress;
 pub mod quorum;
 mod recovered;
@@ -128,6 +129,9 @@ pub use config::{Config, ConfigError};
 pub use io::{Action, Input, ProposeError};
 pub use message::{AppendResponse, Message, MessageBody};
 pub use node::{Node, Role};
+#[cfg(feature = "planted-bugs")]
+#[doc(hidden)]
+pub use planted::PlantedBugs;
 pub use progress::{ProgressState, ProgressView};
 pub use recovered::Recovered;
 pub use snapshot::{checksum64, Snapshot};

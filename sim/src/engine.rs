@@ -716,7 +716,15 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         let id = self.hosts[index].id;
         let base = recovered.base;
         match Node::new(config, recovered) {
-            Ok(node) => {
+            #[allow(unused_mut)]
+            Ok(mut node) => {
+                #[cfg(feature = "planted-bugs")]
+                if self.config.core_bugs.any() {
+                    node.plant_bugs(concord::PlantedBugs {
+                        figure_8_commit: self.config.core_bugs.figure_8_commit,
+                        vote_before_durable: self.config.core_bugs.vote_before_durable,
+                    });
+                }
                 let mut sm = WithSessions::new((self.make_sm)(id), self.config.max_sessions);
                 let snapshot = self.hosts[index].disk.snapshot().cloned();
                 match &snapshot {

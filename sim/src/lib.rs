@@ -97,7 +97,7 @@ pub mod strategy;
 pub mod trace;
 pub mod workload;
 
-pub use config::{CompactionOptions, HostBugs, NodeOptions, SimConfig};
+pub use config::{CompactionOptions, CoreBugs, HostBugs, NodeOptions, SimConfig};
 pub use engine::{
     plan_for, Failure, FailureKind, FaultCounts, RunReport, Simulation, SnapshotCounts,
     TimelineEntry,

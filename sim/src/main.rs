@@ -12,8 +12,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use concord_sim::engine::format_time;
 use concord_sim::{
-    run_kv, run_kv_with_history, run_seeds, FaultKind, FaultPlan, FaultSet, HostBugs, RunReport,
-    SimConfig,
+    run_kv, run_kv_with_history, run_seeds, CoreBugs, FaultKind, FaultPlan, FaultSet, HostBugs,
+    RunReport, SimConfig,
 };
 
 /// Deterministic chaos simulator for the concord Raft library.
@@ -192,6 +192,14 @@ struct SimArgs {
     /// was applied.
     #[arg(long)]
     bug_snapshot_past_applied: bool,
+    /// Planted core mistake (Raft's Figure 8): a leader commits an entry
+    /// of an earlier term by counting replicas.
+    #[arg(long)]
+    bug_figure_8: bool,
+    /// Planted core mistake: a vote grant is sent before the vote is
+    /// durable.
+    #[arg(long)]
+    bug_vote_before_durable: bool,
 }
 
 impl SimArgs {
@@ -223,6 +231,10 @@ impl SimArgs {
                 client_without_sessions: self.bug_no_sessions,
                 snapshot_reported_before_sync: self.bug_snapshot_before_sync,
                 snapshot_past_applied: self.bug_snapshot_past_applied,
+            },
+            core_bugs: CoreBugs {
+                figure_8_commit: self.bug_figure_8,
+                vote_before_durable: self.bug_vote_before_durable,
             },
             vary_node_options: !self.fixed_node_options,
             timeline: false,
