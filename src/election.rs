@@ -217,6 +217,13 @@ impl Node {
             VoteResult::Won if self.role == Role::PreCandidate => {
                 self.become_candidate(false, actions)
             }
+            // A majority of others may grant before our own vote is
+            // durable; leading waits for it all the same. A leader whose
+            // term is not durable could crash, come back in the previous
+            // term, be elected again in the same term by the same voters,
+            // and write a different entry at an index and term its first
+            // incarnation already replicated.
+            VoteResult::Won if !own_counts => {}
             VoteResult::Won => self.become_leader(actions),
             VoteResult::Lost => self.become_follower(self.term, None, actions),
             VoteResult::Pending => {}
