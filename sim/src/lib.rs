@@ -89,6 +89,8 @@ pub mod histgen;
 pub mod history;
 pub mod kv;
 pub mod linearizability;
+mod nemesis;
+mod promises;
 pub mod report;
 pub mod runner;
 mod safety;
