@@ -1214,6 +1214,17 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 self.nemesis_crash(index, down_ns, power_loss);
                 break;
             }
+            if let Strike::IsolateNow { length_ns } = strike {
+                let partition = Partition::Split {
+                    side: vec![index as NodeId + 1],
+                };
+                self.blocked = partition.blocked_matrix(self.hosts.len());
+                self.note(None, || {
+                    format!("nemesis: the new leader is cut off at once, {partition}")
+                });
+                self.schedule(length_ns, Event::DelayedHealNetwork);
+                self.network_changed();
+            }
             for action in actions.drain(..) {
                 self.execute(index, action, proposer, &mut work);
             }

@@ -13,7 +13,8 @@
 //!   sends and writes happen, so no majority holds the new entries.
 //! * **Leader churn** ([`Fault::LeaderChurn`]): each new leader is deposed
 //!   within an election timeout of its election (crashed or cut off), or
-//!   at once when its commit index moves while later entries of its log
+//!   cut off at once with its election no-op (which it keeps on its disk
+//!   alone), or at once when its commit index moves while later entries of its log
 //!   are not yet on a majority; then every node holding unsynced writes
 //!   crashes with it (one power loss), so the followers lose the tail
 //!   they had not synced. Several rounds in a row leave logs that diverge
@@ -64,6 +65,13 @@ pub(crate) enum Strike {
         down_ns: u64,
         /// Crash the nodes with unsynced writes too.
         power_loss: bool,
+    },
+    /// Cut the node off from every other node before this step's sends
+    /// go out (its writes still happen); the network heals `length_ns`
+    /// later.
+    IsolateNow {
+        /// How long the partition lasts.
+        length_ns: u64,
     },
     /// Crash the node once this step's actions ran (its writes are on the
     /// disk, not synced), and restart it `down_ns` later.
@@ -179,6 +187,21 @@ impl Nemesis {
                     down_ns,
                     power_loss: false,
                 };
+            }
+        }
+        let elected = before.role != Role::Leader;
+        if leader && appended && elected {
+            // A new leader's no-op: half the time it stays on the leader
+            // alone (a conflicting entry of a new term, kept on its disk).
+            if let Some(churn) = self.churn.as_mut() {
+                if self.rng.gen_bool(0.5) {
+                    let length_ns = churn.down_ns;
+                    churn.rounds_left -= 1;
+                    if churn.rounds_left == 0 {
+                        self.churn = None;
+                    }
+                    return Strike::IsolateNow { length_ns };
+                }
             }
         }
         let committed = after.commit > before.commit;
