@@ -724,10 +724,10 @@ impl FaultPlan {
             rates.stale_max_ns = rng.gen_range(1_500 * ms..6_000 * ms);
         }
         if on(FaultKind::Churn) && nodes > 1 {
-            let mean_gap_ns = rng.gen_range(300 * ms..3_000 * ms);
+            let mean_gap_ns = rng.gen_range(100 * ms..1_500 * ms);
             let mut at = exponential(rng, mean_gap_ns);
             while at < chaos_ns {
-                let rounds = rng.gen_range(2..=6);
+                let rounds = rng.gen_range(3..=8);
                 let depose_within_ns = rng.gen_range(5 * ms..250 * ms);
                 let down_ns = rng.gen_range(20 * ms..600 * ms);
                 events.push(TimedFault {

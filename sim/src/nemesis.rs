@@ -191,10 +191,10 @@ impl Nemesis {
         }
         let elected = before.role != Role::Leader;
         if leader && appended && elected {
-            // A new leader's no-op: half the time it stays on the leader
+            // A new leader's no-op: three times in four it stays on the leader
             // alone (a conflicting entry of a new term, kept on its disk).
             if let Some(churn) = self.churn.as_mut() {
-                if self.rng.gen_bool(0.5) {
+                if self.rng.gen_bool(0.75) {
                     let length_ns = churn.down_ns;
                     churn.rounds_left -= 1;
                     if churn.rounds_left == 0 {
