@@ -105,5 +105,5 @@ pub use engine::{
     TimelineEntry,
 };
 pub use faults::{Fault, FaultKind, FaultPlan, FaultSet, Partition, Rates, TimedFault};
-pub use runner::{run_kv, run_kv_with_history, run_seeds, Summary};
+pub use runner::{run_kv, run_kv_with_history, run_seeds, FailureJson, Summary, SweepJson};
 pub use workload::{OpResult, Workload, WorkloadReport};

@@ -13,7 +13,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use concord_sim::engine::format_time;
 use concord_sim::{
     run_kv, run_kv_with_history, run_seeds, CoreBugs, FaultKind, FaultPlan, FaultSet, HostBugs,
-    RunReport, SimConfig,
+    RunReport, SimConfig, SweepJson,
 };
 
 /// Deterministic chaos simulator for the concord Raft library.
@@ -40,6 +40,12 @@ enum Command {
         /// Shrink the fault schedule of the first failing seed and print it.
         #[arg(long)]
         shrink: bool,
+        /// Print the summary as one JSON object instead of text (seed
+        /// range, counts, failures with seed, check and replay command,
+        /// node steps, faults injected), so the summaries of sharded
+        /// sweeps can be merged (`concord_sim::SweepJson::merge`).
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         sim: SimArgs,
     },
@@ -311,9 +317,10 @@ fn execute(command: Command) -> Result<bool, String> {
             jobs,
             quiet,
             shrink: shrink_first,
+            json,
             sim,
         } => {
-            let passed = run(seeds, jobs, quiet, &sim)?;
+            let passed = run(seeds, jobs, quiet, json, &sim)?;
             if let (false, true, Some(seed)) = (passed, shrink_first, FIRST_FAILURE.get()) {
                 println!();
                 shrink(*seed, None, None, 400, &sim)?;
@@ -499,7 +506,13 @@ mod check {
 /// The first failing seed of `run`, for `run --shrink`.
 static FIRST_FAILURE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
 
-fn run(seeds: Range<u64>, jobs: usize, quiet: bool, sim: &SimArgs) -> Result<bool, String> {
+fn run(
+    seeds: Range<u64>,
+    jobs: usize,
+    quiet: bool,
+    json: bool,
+    sim: &SimArgs,
+) -> Result<bool, String> {
     let template = sim.config(seeds.start)?;
     quiet_panics();
     let bar = ProgressBar::new(seeds.end - seeds.start);
@@ -519,6 +532,15 @@ fn run(seeds: Range<u64>, jobs: usize, quiet: bool, sim: &SimArgs) -> Result<boo
         bar.inc(1);
     })?;
     bar.finish_and_clear();
+    if let Some(report) = summary.failures.first() {
+        let _ = FIRST_FAILURE.set(report.config.seed);
+    }
+    if json {
+        let sweep = SweepJson::new(&summary, seeds, &template);
+        let text = serde_json::to_string(&sweep).map_err(|error| error.to_string())?;
+        println!("{text}");
+        return Ok(summary.failures.is_empty());
+    }
 
     let wall = summary.wall.as_secs_f64();
     println!(
@@ -550,9 +572,6 @@ fn run(seeds: Range<u64>, jobs: usize, quiet: bool, sim: &SimArgs) -> Result<boo
     println!("  failures: {}", summary.failures.len());
     for report in &summary.failures {
         print_failure(report);
-    }
-    if let Some(report) = summary.failures.first() {
-        let _ = FIRST_FAILURE.set(report.config.seed);
     }
     Ok(summary.failures.is_empty())
 }
