@@ -727,7 +727,7 @@ impl FaultPlan {
             let mean_gap_ns = rng.gen_range(100 * ms..1_500 * ms);
             let mut at = exponential(rng, mean_gap_ns);
             while at < chaos_ns {
-                let rounds = rng.gen_range(3..=8);
+                let rounds = rng.gen_range(4..=12);
                 let depose_within_ns = rng.gen_range(5 * ms..250 * ms);
                 let down_ns = rng.gen_range(20 * ms..600 * ms);
                 events.push(TimedFault {
