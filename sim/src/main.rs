@@ -760,8 +760,8 @@ fn shrink(
     }
     let rates = &result.minimal.rates;
     println!(
-        "rates: loss {:.4} duplicate {:.4} reorder {:.4} tail {:.4} torn {:.2} fsync max {} µs; skews (ppm) {:?}",
-        rates.loss, rates.duplicate, rates.reorder, rates.tail, rates.torn, rates.fsync_max_ns / 1000, result.minimal.clock_skew_ppm
+        "rates: loss {:.4} duplicate {:.4} reorder {:.4} tail {:.4} stale {:.4} torn {:.2} fsync max {} µs; skews (ppm) {:?}",
+        rates.loss, rates.duplicate, rates.reorder, rates.tail, rates.stale, rates.torn, rates.fsync_max_ns / 1000, result.minimal.clock_skew_ppm
     );
     let path =
         out.unwrap_or_else(|| PathBuf::from(format!("concord-sim-seed-{seed}-minimal.json")));
