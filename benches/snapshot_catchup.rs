@@ -221,10 +221,7 @@ fn main() {
             if s.applied_index >= target {
                 break restarted.elapsed();
             }
-            assert!(
-                Instant::now() < deadline,
-                "node 3 did not catch up: {s:?}"
-            );
+            assert!(Instant::now() < deadline, "node 3 did not catch up: {s:?}");
             tokio::time::sleep(Duration::from_millis(5)).await;
         };
         let after = leader_handle.status().await.expect("leader answers");

@@ -26,7 +26,7 @@ impl Node {
             // in-memory log was truncated below it since).
             self.persisted_index = write.last_index;
             if let Some(hard_state) = write.hard_state {
-                assert!(hard_state.term >= self.durable_hard_state.term);
+                assert!(hard_state.term >= self.durable_hard_state.term || self.planted().any());
                 self.durable_hard_state = hard_state;
             }
         }

@@ -79,7 +79,7 @@ impl Node {
     /// leaders in one term; callers have already refused such a message.
     pub(crate) fn set_leader(&mut self, leader: NodeId) {
         assert!(
-            self.leader.is_none() || self.leader == Some(leader),
+            self.leader.is_none() || self.leader == Some(leader) || self.planted().any(),
             "two leaders in term {}: {:?} and {leader}",
             self.term,
             self.leader
@@ -224,6 +224,13 @@ impl Node {
             VoteResult::Won if self.role == Role::PreCandidate => {
                 self.become_candidate(false, actions)
             }
+            // A majority of others may grant before our own vote is
+            // durable; leading waits for it all the same. A leader whose
+            // term is not durable could crash, come back in the previous
+            // term, be elected again in the same term by the same voters,
+            // and write a different entry at an index and term its first
+            // incarnation already replicated.
+            VoteResult::Won if !own_counts => {}
             VoteResult::Won => self.become_leader(actions),
             VoteResult::Lost => self.become_follower(self.term, None, actions),
             VoteResult::Pending => {}
@@ -251,6 +258,15 @@ impl Node {
                 self.hard_state_dirty = true;
             }
             self.election_elapsed_ticks = 0;
+            if self.planted().vote_before_durable {
+                // The planted mistake: answer before the vote is durable.
+                let body = MessageBody::RequestVoteResponse {
+                    pre_vote: false,
+                    granted: true,
+                };
+                self.send(candidate, body, actions);
+                return;
+            }
             // Answered from `after_step` once the vote is durable.
             self.pending_vote_grant = Some((candidate, self.term));
             return;

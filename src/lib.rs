@@ -112,6 +112,7 @@ mod io;
 mod log;
 mod message;
 mod node;
+mod planted;
 mod progress;
 pub mod quorum;
 mod recovered;
@@ -129,6 +130,9 @@ pub use config::{Config, ConfigError};
 pub use io::{Action, Input, ProposeError};
 pub use message::{AppendResponse, Message, MessageBody};
 pub use node::{Node, Role};
+#[cfg(feature = "planted-bugs")]
+#[doc(hidden)]
+pub use planted::PlantedBugs;
 pub use progress::{ProgressState, ProgressView};
 pub use recovered::Recovered;
 pub use snapshot::{checksum64, Checksum64, Snapshot, SnapshotChunkToSend, SnapshotMeta};

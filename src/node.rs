@@ -10,6 +10,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::config::{Config, ConfigError};
 use crate::io::{Action, Input};
 use crate::log::RaftLog;
+use crate::planted::PlantedBugs;
 use crate::progress::{Progress, ProgressView};
 use crate::recovered::Recovered;
 use crate::snapshot::{IncomingSnapshot, SnapshotMeta};
@@ -110,6 +111,9 @@ pub struct Node {
     pub(crate) applied_since_snapshot_bytes: u64,
     /// A snapshot being received from the leader.
     pub(crate) incoming_snapshot: Option<IncomingSnapshot>,
+    /// Deliberate mistakes (feature `planted-bugs` only).
+    #[cfg(feature = "planted-bugs")]
+    pub(crate) planted: PlantedBugs,
 }
 
 impl Node {
@@ -160,6 +164,8 @@ impl Node {
             snapshot_request_explicit: false,
             applied_since_snapshot_bytes: 0,
             incoming_snapshot: None,
+            #[cfg(feature = "planted-bugs")]
+            planted: PlantedBugs::NONE,
             peer_ids: config
                 .voters
                 .iter()
@@ -331,6 +337,30 @@ impl Node {
     /// Writes handed to the host and not yet reported durable.
     pub fn unpersisted_writes(&self) -> usize {
         self.writes.len()
+    }
+
+    /// Plants deliberate protocol mistakes in this node, and sets aside
+    /// the core's own assertions that would report them directly (see
+    /// `src/planted.rs`). For measuring the simulator only; never call it
+    /// in a real deployment.
+    #[cfg(feature = "planted-bugs")]
+    #[doc(hidden)]
+    pub fn plant_bugs(&mut self, bugs: PlantedBugs) {
+        self.planted = bugs;
+    }
+
+    /// The planted mistakes (always none without the `planted-bugs`
+    /// feature, so the checks compile away).
+    #[inline]
+    pub(crate) fn planted(&self) -> PlantedBugs {
+        #[cfg(feature = "planted-bugs")]
+        {
+            self.planted
+        }
+        #[cfg(not(feature = "planted-bugs"))]
+        {
+            PlantedBugs::NONE
+        }
     }
 
     pub(crate) fn reset_randomized_election_timeout(&mut self) {

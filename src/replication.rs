@@ -457,7 +457,9 @@ impl Node {
         match_indices.push(self.persisted_index);
         let quorum = quorum_index(&mut match_indices);
         self.scratch_indices = match_indices;
-        if quorum > self.log.commit_index() && self.log.term_at(quorum) == Some(self.term) {
+        // The planted Figure 8 mistake drops the current-term condition.
+        let own_term = self.log.term_at(quorum) == Some(self.term);
+        if quorum > self.log.commit_index() && (own_term || self.planted().figure_8_commit) {
             // The same fact by a second path: count the voters that hold
             // `quorum` durably (the leader by its own durable log).
             let holders = usize::from(self.persisted_index >= quorum)
@@ -467,7 +469,7 @@ impl Node {
                     .filter(|p| p.match_index >= quorum)
                     .count();
             assert!(
-                holders >= majority(self.voter_count()),
+                holders >= majority(self.voter_count()) || self.planted().any(),
                 "committing {quorum} held durably by only {holders} of {} voters",
                 self.voter_count()
             );

@@ -192,6 +192,40 @@ fn candidate_does_not_count_its_own_vote_until_persisted() {
     assert_eq!(n.node.role(), Role::Leader);
 }
 
+/// Even a majority of other voters' grants does not make a leader before
+/// its own vote (and so its term) is durable: a leader whose term a crash
+/// can take back could come back in the previous term, be elected again in
+/// the same term by the same voters, and write a different entry at an
+/// index and term its first incarnation already replicated. (Found by the
+/// simulator's check that a node restarts in at least the term it led.)
+#[test]
+fn candidate_leads_only_once_its_own_vote_is_durable() {
+    let mut cfg = config(1, &[1, 2, 3]);
+    cfg.pre_vote = false;
+    let mut n = Solo::new(cfg, Recovered::default());
+    for _ in 0..30 {
+        n.step(Input::Tick);
+        if n.node.role() == Role::Candidate {
+            break;
+        }
+    }
+    assert_eq!((n.node.role(), n.node.term()), (Role::Candidate, 1));
+    let grant = MessageBody::RequestVoteResponse {
+        pre_vote: false,
+        granted: true,
+    };
+    n.receive(msg(2, 1, 1, grant.clone()));
+    n.receive(msg(3, 1, 1, grant));
+    assert_eq!(
+        n.node.role(),
+        Role::Candidate,
+        "led before its term was durable"
+    );
+    n.sync();
+    assert_eq!(n.node.role(), Role::Leader);
+    assert_eq!(n.disk.hard_state.term, 1);
+}
+
 /// A vote that was granted was durable, so a restart remembers it and a
 /// second candidate in the same term is refused.
 #[test]

@@ -37,6 +37,28 @@ impl HostBugs {
     }
 }
 
+/// Deliberate mistakes planted in the core itself (the classic Raft
+/// mistakes), to measure how quickly the simulator's outside checks catch
+/// them. All off by default; needs concord-sim's `planted-bugs` feature (on
+/// by default), which turns on the core's. While one is on, the core's own
+/// assertions that would report it directly are set aside (see the core's
+/// `src/planted.rs`), so a catch comes from the simulator's checks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CoreBugs {
+    /// Raft's Figure 8 mistake: a leader commits an entry of an earlier
+    /// term by counting the replicas that hold it.
+    pub figure_8_commit: bool,
+    /// A vote grant is sent before the vote is durable.
+    pub vote_before_durable: bool,
+}
+
+impl CoreBugs {
+    /// Whether any bug is on.
+    pub fn any(&self) -> bool {
+        self.figure_8_commit || self.vote_before_durable
+    }
+}
+
 /// How every node of one run compacts its log. Each seed draws small
 /// thresholds, so that compaction and snapshot transfers happen many times
 /// per run.
@@ -205,6 +227,8 @@ pub struct SimConfig {
     pub max_sessions: usize,
     /// Deliberate bugs.
     pub bugs: HostBugs,
+    /// Deliberate mistakes planted in the core.
+    pub core_bugs: CoreBugs,
     /// Draw each seed's [`NodeOptions`] (PreVote, CheckQuorum, preferred
     /// leader, tight limits) instead of using the defaults.
     pub vary_node_options: bool,
@@ -232,6 +256,7 @@ impl Default for SimConfig {
             max_skew_ppm: 200_000,
             max_sessions: 64,
             bugs: HostBugs::default(),
+            core_bugs: CoreBugs::default(),
             vary_node_options: true,
             timeline: false,
             max_node_steps: 2_000_000,
@@ -274,6 +299,11 @@ impl SimConfig {
                 "--max-skew-ppm {} must be in 0..900000",
                 self.max_skew_ppm
             ));
+        }
+        if self.core_bugs.any() && !cfg!(feature = "planted-bugs") {
+            return Err(
+                "core bugs need concord-sim built with its `planted-bugs` feature".to_string(),
+            );
         }
         if self.liveness_bound_ns == 0 {
             return Err("--liveness-ms must be positive".to_string());
@@ -343,6 +373,12 @@ impl SimConfig {
         }
         if self.bugs.client_without_sessions {
             flags += " --bug-no-sessions";
+        }
+        if self.core_bugs.figure_8_commit {
+            flags += " --bug-figure-8";
+        }
+        if self.core_bugs.vote_before_durable {
+            flags += " --bug-vote-before-durable";
         }
         flags
     }

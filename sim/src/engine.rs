@@ -27,11 +27,17 @@ use concord::{
 use crate::config::{CompactionOptions, NodeOptions, SimConfig};
 use crate::disk::{Disk, Record};
 use crate::faults::{exponential, Fault, FaultKind, FaultPlan, Partition, PlanLimits, Rates};
+use crate::nemesis::{self, Depose, Nemesis, Strike};
+use crate::promises::Promises;
 use crate::safety::Safety;
 use crate::trace::{hash_bytes, TraceHash};
 use crate::workload::{OpResult, Workload};
 
 const MS: u64 = 1_000_000;
+
+/// After liveness is satisfied, the run goes on this long without faults
+/// and no election may start meanwhile.
+const QUIET_PERIOD_NS: u64 = 1_000 * MS;
 
 /// Most inputs queued for a paused node; later ones are dropped.
 const PAUSED_QUEUE_MAX: usize = 4096;
@@ -75,6 +81,15 @@ pub enum FailureKind {
     /// A node held more log entries in memory than its compaction policy
     /// allows.
     LogBound,
+    /// A restarted node's term or vote went back behind what it promised
+    /// (a vote grant sent, or an election won).
+    HardStateRegressed,
+    /// A restarted node lacks an entry it acknowledged as durable and
+    /// still held when it crashed.
+    AckedEntryNotRecovered,
+    /// Elections during a quiet period without faults, or a leader cut off
+    /// from a quorum that did not step down within its CheckQuorum bound.
+    Stability,
 }
 
 impl FailureKind {
@@ -96,6 +111,9 @@ impl FailureKind {
             FailureKind::HostContract => "host-contract",
             FailureKind::EventBudget => "event-budget",
             FailureKind::LogBound => "log-bound",
+            FailureKind::HardStateRegressed => "hard-state-regressed",
+            FailureKind::AckedEntryNotRecovered => "acked-entry-not-recovered",
+            FailureKind::Stability => "stability",
         }
     }
 }
@@ -245,21 +263,61 @@ impl RunReport {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Event {
-    Tick { node: u8, incarnation: u32 },
-    Deliver { slot: u32 },
-    DiskSync { node: u8, incarnation: u32 },
-    ClientWake { client: u32 },
-    ClientTimeout { client: u32, attempt: u32 },
-    ClientResend { client: u32, attempt: u32 },
-    ToNode { slot: u32 },
-    ToClient { slot: u32 },
-    Fault { index: u32 },
+    Tick {
+        node: u8,
+        incarnation: u32,
+    },
+    Deliver {
+        slot: u32,
+    },
+    DiskSync {
+        node: u8,
+        incarnation: u32,
+    },
+    ClientWake {
+        client: u32,
+    },
+    ClientTimeout {
+        client: u32,
+        attempt: u32,
+    },
+    ClientResend {
+        client: u32,
+        attempt: u32,
+    },
+    ToNode {
+        slot: u32,
+    },
+    ToClient {
+        slot: u32,
+    },
+    Fault {
+        index: u32,
+    },
     Heal,
     Probe,
     Deadline,
-    DelayedRestart { node: u8 },
+    DelayedRestart {
+        node: u8,
+    },
     DelayedHealNetwork,
-    SnapshotSync { node: u8, incarnation: u32 },
+    SnapshotSync {
+        node: u8,
+        incarnation: u32,
+    },
+    Depose {
+        node: u8,
+        incarnation: u32,
+        term: Term,
+    },
+    StepDownDeadline {
+        node: u8,
+        incarnation: u32,
+        term: Term,
+        network: u32,
+        pauses: u32,
+    },
+    QuietEnd,
 }
 
 impl Event {
@@ -280,6 +338,9 @@ impl Event {
             Event::DelayedRestart { node } => 13 | (u64::from(*node) << 8),
             Event::DelayedHealNetwork => 14,
             Event::SnapshotSync { node, .. } => 15 | (u64::from(*node) << 8),
+            Event::Depose { node, .. } => 16 | (u64::from(*node) << 8),
+            Event::StepDownDeadline { node, .. } => 17 | (u64::from(*node) << 8),
+            Event::QuietEnd => 18,
         }
     }
 }
@@ -419,6 +480,8 @@ struct Host<S> {
     /// The snapshot being received from a leader (`WriteSnapshotChunk`),
     /// volatile: lost in a crash.
     incoming_snapshot: Option<(SnapshotMeta, Vec<u8>)>,
+    /// Times this host was paused (a pause stretches its CheckQuorum bound).
+    pauses: u32,
 }
 
 impl<S> Host<S> {
@@ -506,6 +569,13 @@ pub struct Simulation<S, W> {
     operations_ok: u64,
     timeline: Option<Vec<TimelineEntry>>,
     finished: bool,
+    nemesis: Nemesis,
+    promises: Promises,
+    /// Bumped at every change of the network's partitions.
+    network_generation: u32,
+    /// Elections and pre-elections started, and transfers, summed over the
+    /// nodes when the quiet period began.
+    quiet_start: Option<(u64, u64)>,
 }
 
 /// The random streams of a seed.
@@ -602,6 +672,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 snapshot_outstanding: false,
                 snapshot_bytes: BTreeMap::new(),
                 incoming_snapshot: None,
+                pauses: 0,
             });
         }
         let clients = (0..config.clients)
@@ -617,6 +688,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             .collect();
         let rates = plan.rates.clone();
         let config_vary = config.vary_node_options;
+        let (seed, nodes) = (config.seed, config.nodes);
         let mut simulation = Simulation {
             safety: Safety::new(config.nodes),
             timeline: if config.timeline {
@@ -663,6 +735,10 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             operations: 0,
             operations_ok: 0,
             finished: false,
+            nemesis: Nemesis::new(seed),
+            promises: Promises::new(nodes),
+            network_generation: 0,
+            quiet_start: None,
         };
         simulation.start()?;
         Ok(simulation)
@@ -735,7 +811,15 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         let id = self.hosts[index].id;
         let base = recovered.base;
         match Node::new(config, recovered) {
-            Ok(node) => {
+            #[allow(unused_mut)]
+            Ok(mut node) => {
+                #[cfg(feature = "planted-bugs")]
+                if self.config.core_bugs.any() {
+                    node.plant_bugs(concord::PlantedBugs {
+                        figure_8_commit: self.config.core_bugs.figure_8_commit,
+                        vote_before_durable: self.config.core_bugs.vote_before_durable,
+                    });
+                }
                 let mut sm = WithSessions::new((self.make_sm)(id), self.config.max_sessions);
                 let snapshot = self.hosts[index].disk.snapshot().cloned();
                 match &snapshot {
@@ -770,6 +854,12 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 host.snapshot_bytes.clear();
                 host.incoming_snapshot = None;
                 self.safety.on_restart(index);
+                if let Some(node) = self.hosts[index].node.as_ref() {
+                    if let Err((kind, message)) = self.promises.on_restart(index, node) {
+                        self.fail(kind, Some(index), message);
+                        return Ok(());
+                    }
+                }
                 if let Some(snapshot) = snapshot {
                     // Hand the node the snapshot to serve to followers.
                     let meta = self.hosts[index].keep_snapshot_bytes(snapshot);
@@ -1025,7 +1115,24 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 }
             }
             Event::Probe => self.probe(),
+            Event::Depose {
+                node,
+                incarnation,
+                term,
+            } => self.depose(node as usize, incarnation, term),
+            Event::StepDownDeadline {
+                node,
+                incarnation,
+                term,
+                network,
+                pauses,
+            } => self.check_step_down(node as usize, incarnation, term, network, pauses),
+            Event::QuietEnd => self.end_quiet_period(),
             Event::Deadline => {
+                if self.probe.satisfied {
+                    // In the quiet period, which ends on its own.
+                    return;
+                }
                 if !self.probe.satisfied {
                     let message = match self.probe.committed {
                         None => format!(
@@ -1105,6 +1212,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             if matches!(input, Input::Snapshotted(_)) {
                 host.snapshot_outstanding = false;
             }
+            let before = self.nemesis.watching().then(|| nemesis::observe(node));
             node.step(input, &mut actions);
             if let Some(held) = node.snapshot_position() {
                 // The node never asks for the bytes of an older snapshot.
@@ -1113,10 +1221,47 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             }
             self.node_steps += 1;
             self.after_step(index);
+            let strike = match before {
+                Some(before) if !self.healed && self.failure.is_none() => {
+                    self.judge_step(index, before)
+                }
+                _ => Strike::None,
+            };
+            if let Strike::CrashNow {
+                down_ns,
+                power_loss,
+            } = strike
+            {
+                // The process dies before it sends or writes anything of
+                // this step; only a role change is still checked.
+                actions.retain(|action| matches!(action, Action::RoleChanged { .. }));
+                for action in actions.drain(..) {
+                    self.execute(index, action, proposer, &mut work);
+                }
+                work.clear();
+                self.nemesis_crash(index, down_ns, power_loss);
+                break;
+            }
+            if let Strike::IsolateNow { length_ns } = strike {
+                let partition = Partition::Split {
+                    side: vec![index as NodeId + 1],
+                };
+                self.blocked = partition.blocked_matrix(self.hosts.len());
+                self.note(None, || {
+                    format!("nemesis: the new leader is cut off at once, {partition}")
+                });
+                self.schedule(length_ns, Event::DelayedHealNetwork);
+                self.network_changed();
+            }
             for action in actions.drain(..) {
                 self.execute(index, action, proposer, &mut work);
             }
             self.check_log_bound(index);
+            if let Strike::CrashAfterActions { down_ns } = strike {
+                work.clear();
+                self.nemesis_crash(index, down_ns, false);
+                break;
+            }
             if self.failure.is_some() {
                 work.clear();
                 break;
@@ -1371,9 +1516,23 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                     .word(0xabcd_0000 | ((index as u64) << 8) | role_code(role));
                 self.note(Some(index), || format!("becomes {role:?} in term {term}"));
                 if role == Role::Leader {
+                    self.promises.on_leader(index, term);
                     if let Some(node) = self.hosts[index].node.as_ref() {
                         if let Err((kind, message)) = self.safety.on_leader(index, term, node) {
                             self.fail(kind, Some(index), message);
+                        }
+                    }
+                    if !self.healed {
+                        if let Some(delay) = self.nemesis.on_leader() {
+                            let incarnation = self.hosts[index].incarnation;
+                            self.schedule(
+                                delay,
+                                Event::Depose {
+                                    node: index as u8,
+                                    incarnation,
+                                    term,
+                                },
+                            );
                         }
                     }
                 } else {
@@ -1571,6 +1730,12 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             delay += exponential(&mut self.net_rng, rates.tail_mean_ns).min(10_000 * MS);
             self.faults.add(FaultKind::Delay, 1);
         }
+        if rates.stale > 0.0 && self.net_rng.gen_bool(rates.stale) {
+            delay += self
+                .net_rng
+                .gen_range(1_000 * MS..rates.stale_max_ns.max(1_000 * MS + 1));
+            self.faults.add(FaultKind::Stale, 1);
+        }
         Some(delay)
     }
 
@@ -1580,6 +1745,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         }
         if matches!(message.body, MessageBody::InstallSnapshot { .. }) {
             self.snapshots.chunks_sent += 1;
+        }
+        if let Some(node) = self.hosts[index].node.as_ref() {
+            self.promises.on_send(index, node, &message);
         }
         let target = to as usize - 1;
         if self.blocked[index] & (1 << target) != 0 {
@@ -1618,6 +1786,28 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             self.faults.add(kind, 1);
         }
         self.trace.word(0xfa17);
+        if self.nemesis.arm(&fault) {
+            self.note(None, || format!("nemesis armed: {fault}"));
+            if matches!(fault, Fault::LeaderChurn { .. }) {
+                if let Some(index) = self.current_leader() {
+                    if let (Some(delay), Some(node)) =
+                        (self.nemesis.on_leader(), self.hosts[index].node.as_ref())
+                    {
+                        let term = node.term();
+                        let incarnation = self.hosts[index].incarnation;
+                        self.schedule(
+                            delay,
+                            Event::Depose {
+                                node: index as u8,
+                                incarnation,
+                                term,
+                            },
+                        );
+                    }
+                }
+            }
+            return;
+        }
         match fault {
             Fault::Crash { node } => self.crash(node as usize - 1),
             Fault::Restart { node } => self.restart(node as usize - 1),
@@ -1625,6 +1815,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 let index = node as usize - 1;
                 if self.hosts[index].node.is_some() && !self.hosts[index].paused {
                     self.hosts[index].paused = true;
+                    self.hosts[index].pauses += 1;
                     self.note(Some(index), || "paused".to_string());
                 }
             }
@@ -1632,6 +1823,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             Fault::Partition(partition) => {
                 self.blocked = partition.blocked_matrix(self.hosts.len());
                 self.note(None, || format!("network: {partition}"));
+                self.network_changed();
             }
             Fault::CrashLeader { down_ns } => {
                 if let Some(index) = self.current_leader() {
@@ -1648,13 +1840,225 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                     self.blocked = partition.blocked_matrix(self.hosts.len());
                     self.note(None, || format!("network: leader isolated, {partition}"));
                     self.schedule(length_ns, Event::DelayedHealNetwork);
+                    self.network_changed();
                 }
             }
+            Fault::IsolateLeaderWithMinority { length_ns } => {
+                if let Some(index) = self.current_leader() {
+                    let nodes = self.hosts.len();
+                    let side: Vec<NodeId> = (0..nodes.saturating_sub(1) / 2)
+                        .map(|k| ((index + k) % nodes) as NodeId + 1)
+                        .collect();
+                    let partition = Partition::Split { side };
+                    self.blocked = partition.blocked_matrix(nodes);
+                    self.note(None, || {
+                        format!("network: leader cut off with a minority, {partition}")
+                    });
+                    self.schedule(length_ns, Event::DelayedHealNetwork);
+                    self.network_changed();
+                }
+            }
+            Fault::CrashLeaderAfterAppend { .. }
+            | Fault::LeaderChurn { .. }
+            | Fault::CrashVoter { .. } => unreachable!("armed above"),
             Fault::HealNetwork => {
                 self.blocked = [0; 8];
                 self.note(None, || "network healed".to_string());
+                self.network_changed();
             }
         }
+    }
+
+    // ----- protocol-aware nemeses (see nemesis.rs) -----
+
+    fn judge_step(&mut self, index: usize, before: nemesis::Observed) -> Strike {
+        match self.hosts[index].node.as_ref() {
+            Some(node) => self.nemesis.after_step(node, before),
+            None => Strike::None,
+        }
+    }
+
+    /// A nemesis crashes node `index` (with `power_loss`, also every node
+    /// holding unsynced writes), to restart `down_ns` later.
+    fn nemesis_crash(&mut self, index: usize, down_ns: u64, power_loss: bool) {
+        let mut victims = vec![index];
+        if power_loss {
+            victims.extend((0..self.hosts.len()).filter(|other| {
+                *other != index
+                    && self.hosts[*other].node.is_some()
+                    && self.hosts[*other].disk.last_written().is_some()
+            }));
+        }
+        self.note(Some(index), || {
+            format!(
+                "nemesis: crash {victims:?} (node indices) for {}",
+                format_time(down_ns)
+            )
+        });
+        for victim in victims {
+            self.crash(victim);
+            self.schedule(down_ns, Event::DelayedRestart { node: victim as u8 });
+        }
+    }
+
+    /// Leader churn: depose node `index` if it still leads `term`.
+    fn depose(&mut self, index: usize, incarnation: u32, term: Term) {
+        let host = &self.hosts[index];
+        if self.healed || host.incarnation != incarnation {
+            return;
+        }
+        let leads = host
+            .node
+            .as_ref()
+            .is_some_and(|node| node.role() == Role::Leader && node.term() == term);
+        if !leads {
+            return;
+        }
+        match self.nemesis.depose() {
+            Some(Depose::Crash(down_ns)) => {
+                self.note(Some(index), || "churn: the leader crashes".to_string());
+                self.crash(index);
+                self.schedule(down_ns, Event::DelayedRestart { node: index as u8 });
+            }
+            Some(Depose::Isolate(length_ns)) => {
+                let partition = Partition::Split {
+                    side: vec![index as NodeId + 1],
+                };
+                self.blocked = partition.blocked_matrix(self.hosts.len());
+                self.note(None, || format!("churn: leader isolated, {partition}"));
+                self.schedule(length_ns, Event::DelayedHealNetwork);
+                self.network_changed();
+            }
+            None => {}
+        }
+    }
+
+    // ----- stability checks -----
+
+    /// The partitions changed: every leader now cut off from a quorum must
+    /// step down within its CheckQuorum bound (two CheckQuorum rounds of
+    /// `election_timeout_min_ticks` each, plus two ticks, on its own
+    /// clock).
+    fn network_changed(&mut self) {
+        self.network_generation = self.network_generation.wrapping_add(1);
+        if self.healed || !self.node_options.check_quorum {
+            return;
+        }
+        let nodes = self.hosts.len();
+        for index in 0..nodes {
+            let host = &self.hosts[index];
+            let Some(node) = host.node.as_ref() else {
+                continue;
+            };
+            if node.role() != Role::Leader || host.paused {
+                continue;
+            }
+            // A peer counts as cut off only if nothing it sends can reach
+            // the leader: answers sent before a one-way cut of the other
+            // direction may still arrive (seconds) later, legitimately.
+            let reachable = (0..nodes)
+                .filter(|&other| other != index && self.blocked[other] & (1 << index) == 0)
+                .count();
+            if 1 + reachable > nodes / 2 {
+                continue;
+            }
+            let ticks = 2 * u64::from(node.config().election_timeout_min_ticks) + 2;
+            let event = Event::StepDownDeadline {
+                node: index as u8,
+                incarnation: host.incarnation,
+                term: node.term(),
+                network: self.network_generation,
+                pauses: host.pauses,
+            };
+            self.schedule(ticks * host.tick_period_ns, event);
+        }
+    }
+
+    fn check_step_down(
+        &mut self,
+        index: usize,
+        incarnation: u32,
+        term: Term,
+        network: u32,
+        pauses: u32,
+    ) {
+        let host = &self.hosts[index];
+        if network != self.network_generation
+            || host.incarnation != incarnation
+            || host.pauses != pauses
+            || host.paused
+        {
+            return;
+        }
+        let still_leads = host
+            .node
+            .as_ref()
+            .is_some_and(|node| node.role() == Role::Leader && node.term() == term);
+        if still_leads {
+            let message = format!(
+                "leader of term {term} cut off from a quorum did not step down within its CheckQuorum bound"
+            );
+            self.fail(FailureKind::Stability, Some(index), message);
+        }
+    }
+
+    /// Sum over the nodes of (elections and pre-elections, transfers)
+    /// started.
+    fn elections_started(&self) -> (u64, u64) {
+        self.hosts
+            .iter()
+            .filter_map(|host| host.node.as_ref())
+            .fold((0, 0), |(elections, transfers), node| {
+                let stats = node.stats();
+                (
+                    elections + stats.elections_started + stats.pre_elections_started,
+                    transfers + stats.transfers_started,
+                )
+            })
+    }
+
+    /// Liveness is satisfied: the run goes on for a quiet period without
+    /// faults, in which no election may start (leadership transfers to a
+    /// preferred leader aside). Skipped when clock skews are so large that
+    /// a follower's election timeout can run out between two heartbeats,
+    /// or when a transfer to the preferred leader is still due.
+    fn start_quiet_period(&mut self) {
+        let periods = self.hosts.iter().map(|host| host.tick_period_ns);
+        let fastest = periods.clone().min().unwrap_or(1);
+        let slowest = periods.max().unwrap_or(1);
+        let config = self.hosts[0]
+            .node
+            .as_ref()
+            .map(|node| node.config().clone());
+        let calm_clocks = config.is_some_and(|config| {
+            2 * u64::from(config.heartbeat_interval_ticks) * slowest
+                <= u64::from(config.election_timeout_min_ticks) * fastest
+        });
+        // A leader other than the preferred one may hand over at any time.
+        let preferred = self.hosts.len() as NodeId;
+        let transfer_due = self.node_options.preferred_leader
+            && self.current_leader().map(|index| index as NodeId + 1) != Some(preferred);
+        if !calm_clocks || transfer_due {
+            self.finished = true;
+            return;
+        }
+        self.quiet_start = Some(self.elections_started());
+        self.schedule(QUIET_PERIOD_NS, Event::QuietEnd);
+    }
+
+    fn end_quiet_period(&mut self) {
+        if let Some((elections, transfers)) = self.quiet_start {
+            let (elections_now, transfers_now) = self.elections_started();
+            if elections_now > elections && transfers_now == transfers {
+                let message = format!(
+                    "{} elections started in a quiet period of {} without faults",
+                    elections_now - elections,
+                    format_time(QUIET_PERIOD_NS)
+                );
+                self.fail(FailureKind::Stability, None, message);
+            }
+        }
+        self.finished = true;
     }
 
     /// The live node in the leader role with the highest term.
@@ -1671,6 +2075,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
     fn crash(&mut self, index: usize) {
         if self.hosts[index].node.is_none() {
             return;
+        }
+        if let Some(node) = self.hosts[index].node.as_ref() {
+            self.promises.on_crash(index, node);
         }
         let tear = self.rates.torn > 0.0 && self.disk_rng.gen_bool(self.rates.torn);
         let host = &mut self.hosts[index];
@@ -1722,6 +2129,8 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             "HEAL: faults stop; liveness check starts".to_string()
         });
         self.blocked = [0; 8];
+        self.nemesis.disarm();
+        self.network_changed();
         let fsync_max_ns = 0;
         self.rates = Rates {
             fsync_max_ns,
@@ -1794,7 +2203,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             self.note(None, || {
                 format!("liveness satisfied: every node applied index {index}")
             });
-            self.finished = true;
+            self.start_quiet_period();
         }
     }
 

@@ -51,11 +51,22 @@ pub enum FaultKind {
     Torn,
     /// Each node's clock ticks at its own, skewed rate.
     Skew,
+    /// Leader churn: each new leader is deposed (crashed or cut off)
+    /// within an election timeout, several times in a row, some right when
+    /// its commit index moves with entries not yet on a majority (then
+    /// every node holding unsynced writes crashes with it): logs diverge
+    /// in several terms at once, the shape of Raft's Figure 8.
+    Churn,
+    /// A node crashes between granting a vote and that vote's fsync, and
+    /// restarts at once.
+    VoteCrash,
+    /// A few messages are held back for seconds, across several terms.
+    Stale,
 }
 
 impl FaultKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [FaultKind; 12] = [
+    pub const ALL: [FaultKind; 15] = [
         FaultKind::Delay,
         FaultKind::Loss,
         FaultKind::Duplicate,
@@ -68,6 +79,9 @@ impl FaultKind {
         FaultKind::Fsync,
         FaultKind::Torn,
         FaultKind::Skew,
+        FaultKind::Churn,
+        FaultKind::VoteCrash,
+        FaultKind::Stale,
     ];
 
     /// The name used on the command line.
@@ -85,6 +99,9 @@ impl FaultKind {
             FaultKind::Fsync => "fsync",
             FaultKind::Torn => "torn",
             FaultKind::Skew => "skew",
+            FaultKind::Churn => "churn",
+            FaultKind::VoteCrash => "vote-crash",
+            FaultKind::Stale => "stale",
         }
     }
 
@@ -206,6 +223,14 @@ pub struct Rates {
     pub fsync_max_ns: u64,
     /// Probability that a crash tears the first unsynced record.
     pub torn: f64,
+    /// Probability that a message is held back for seconds (across
+    /// several terms).
+    #[serde(default)]
+    pub stale: f64,
+    /// Upper bound of a held-back message's extra delay, nanoseconds (the
+    /// delay is uniform between one second and this).
+    #[serde(default)]
+    pub stale_max_ns: u64,
 }
 
 impl Rates {
@@ -220,6 +245,8 @@ impl Rates {
             tail_mean_ns: 0,
             fsync_max_ns: 0,
             torn: 0.0,
+            stale: 0.0,
+            stale_max_ns: 0,
         }
     }
 }
@@ -356,6 +383,41 @@ pub enum Fault {
         /// How long the partition lasts.
         length_ns: u64,
     },
+    /// Whichever node is leader at that moment is cut off together with
+    /// the largest minority it can keep (the nodes after it in id order):
+    /// it may keep replicating to them, but can commit nothing. The
+    /// network heals `length_ns` later.
+    IsolateLeaderWithMinority {
+        /// How long the partition lasts.
+        length_ns: u64,
+    },
+    /// Armed: the next time a leader appends entries (a client's command
+    /// or its election no-op), it crashes before anything it just did
+    /// reaches the network or the disk, and restarts `down_ns` later.
+    CrashLeaderAfterAppend {
+        /// How long it stays down.
+        down_ns: u64,
+    },
+    /// Leader churn: the next `rounds` leaders are each deposed within
+    /// `depose_within_ns` of their election, or at once if their commit
+    /// index moves while later entries are not yet on a majority (then
+    /// every node with unsynced writes crashes with it). A deposed leader
+    /// is crashed (or cut off) for `down_ns`.
+    LeaderChurn {
+        /// Leaders to depose.
+        rounds: u32,
+        /// Each is deposed within this long after its election.
+        depose_within_ns: u64,
+        /// How long a deposed leader stays down or cut off.
+        down_ns: u64,
+    },
+    /// Armed: the next node to vote for another crashes after handing
+    /// the vote to its disk and before the vote's fsync completes, and
+    /// restarts `down_ns` later (it loses the unsynced vote).
+    CrashVoter {
+        /// How long it stays down.
+        down_ns: u64,
+    },
 }
 
 impl Fault {
@@ -363,7 +425,12 @@ impl Fault {
     pub fn kind(&self) -> Option<FaultKind> {
         match self {
             Fault::Crash { .. } | Fault::CrashLeader { .. } => Some(FaultKind::Crash),
-            Fault::IsolateLeader { .. } => Some(FaultKind::Partition),
+            Fault::IsolateLeader { .. } | Fault::IsolateLeaderWithMinority { .. } => {
+                Some(FaultKind::Partition)
+            }
+            Fault::CrashLeaderAfterAppend { .. } => Some(FaultKind::Crash),
+            Fault::LeaderChurn { .. } => Some(FaultKind::Churn),
+            Fault::CrashVoter { .. } => Some(FaultKind::VoteCrash),
             Fault::Pause { .. } => Some(FaultKind::Pause),
             Fault::Partition(partition) => Some(partition.kind()),
             Fault::Restart { .. } | Fault::Resume { .. } | Fault::HealNetwork => None,
@@ -386,6 +453,31 @@ impl fmt::Display for Fault {
             Fault::IsolateLeader { length_ns } => {
                 write!(f, "isolate the leader for {} ms", length_ns / 1_000_000)
             }
+            Fault::IsolateLeaderWithMinority { length_ns } => write!(
+                f,
+                "cut the leader off with a minority for {} ms",
+                length_ns / 1_000_000
+            ),
+            Fault::CrashLeaderAfterAppend { down_ns } => write!(
+                f,
+                "crash the next leader to append, for {} ms",
+                down_ns / 1_000_000
+            ),
+            Fault::LeaderChurn {
+                rounds,
+                depose_within_ns,
+                down_ns,
+            } => write!(
+                f,
+                "leader churn: depose {rounds} leaders within {} ms each, for {} ms",
+                depose_within_ns / 1_000_000,
+                down_ns / 1_000_000
+            ),
+            Fault::CrashVoter { down_ns } => write!(
+                f,
+                "crash the next voter before its vote's fsync, for {} ms",
+                down_ns / 1_000_000
+            ),
         }
     }
 }
@@ -523,12 +615,15 @@ impl FaultPlan {
                 // Mostly one node; sometimes a power loss takes down a
                 // majority (or everyone) at the same instant.
                 if nodes > 1 && rng.gen_bool(0.25) {
-                    // Target whoever leads at that moment.
+                    // Target whoever leads at that moment, or the next
+                    // leader to append (before a majority holds it).
                     let down_ns = exponential(rng, mean_down_ns).max(ms);
-                    events.push(TimedFault {
-                        at_ns: at,
-                        fault: Fault::CrashLeader { down_ns },
-                    });
+                    let fault = if rng.gen_bool(0.5) {
+                        Fault::CrashLeaderAfterAppend { down_ns }
+                    } else {
+                        Fault::CrashLeader { down_ns }
+                    };
+                    events.push(TimedFault { at_ns: at, fault });
                     at += exponential(rng, mean_gap_ns).max(1);
                     continue;
                 }
@@ -604,10 +699,12 @@ impl FaultPlan {
                 let partition = draw_partition(rng, kind, nodes);
                 let length_ns = exponential(rng, mean_length_ns).max(ms);
                 if kind == FaultKind::Partition && rng.gen_bool(0.3) {
-                    events.push(TimedFault {
-                        at_ns: at,
-                        fault: Fault::IsolateLeader { length_ns },
-                    });
+                    let fault = if nodes >= 5 && rng.gen_bool(0.5) {
+                        Fault::IsolateLeaderWithMinority { length_ns }
+                    } else {
+                        Fault::IsolateLeader { length_ns }
+                    };
+                    events.push(TimedFault { at_ns: at, fault });
                     at += length_ns + exponential(rng, mean_gap_ns).max(1);
                     continue;
                 }
@@ -620,6 +717,40 @@ impl FaultPlan {
                     fault: Fault::HealNetwork,
                 });
                 at += length_ns + exponential(rng, mean_gap_ns).max(1);
+            }
+        }
+        if on(FaultKind::Stale) {
+            rates.stale = rng.gen_range(0.0005..0.01);
+            rates.stale_max_ns = rng.gen_range(1_500 * ms..6_000 * ms);
+        }
+        if on(FaultKind::Churn) && nodes > 1 {
+            let mean_gap_ns = rng.gen_range(100 * ms..1_500 * ms);
+            let mut at = exponential(rng, mean_gap_ns);
+            while at < chaos_ns {
+                let rounds = rng.gen_range(4..=12);
+                let depose_within_ns = rng.gen_range(5 * ms..250 * ms);
+                let down_ns = rng.gen_range(20 * ms..600 * ms);
+                events.push(TimedFault {
+                    at_ns: at,
+                    fault: Fault::LeaderChurn {
+                        rounds,
+                        depose_within_ns,
+                        down_ns,
+                    },
+                });
+                at += u64::from(rounds) * (300 * ms + down_ns) + exponential(rng, mean_gap_ns);
+            }
+        }
+        if on(FaultKind::VoteCrash) && nodes > 1 {
+            let mean_gap_ns = rng.gen_range(100 * ms..2_000 * ms);
+            let mut at = exponential(rng, mean_gap_ns);
+            while at < chaos_ns {
+                let down_ns = rng.gen_range(ms..200 * ms);
+                events.push(TimedFault {
+                    at_ns: at,
+                    fault: Fault::CrashVoter { down_ns },
+                });
+                at += exponential(rng, mean_gap_ns).max(ms);
             }
         }
         events.retain(|event| event.at_ns < chaos_ns);
@@ -641,6 +772,7 @@ impl FaultPlan {
             (FaultKind::Reorder, rates.reorder),
             (FaultKind::Delay, rates.tail),
             (FaultKind::Torn, rates.torn),
+            (FaultKind::Stale, rates.stale),
         ] {
             if rate > 0.0 {
                 set = set.with(kind);
@@ -685,9 +817,13 @@ impl FaultPlan {
                     .chain(std::iter::once(bridge))
                     .copied()
                     .collect(),
-                Fault::HealNetwork | Fault::CrashLeader { .. } | Fault::IsolateLeader { .. } => {
-                    Vec::new()
-                }
+                Fault::HealNetwork
+                | Fault::CrashLeader { .. }
+                | Fault::IsolateLeader { .. }
+                | Fault::IsolateLeaderWithMinority { .. }
+                | Fault::CrashLeaderAfterAppend { .. }
+                | Fault::LeaderChurn { .. }
+                | Fault::CrashVoter { .. } => Vec::new(),
             };
             if let Some(id) = ids.into_iter().find(|id| !valid(*id)) {
                 return Err(format!(
@@ -702,6 +838,7 @@ impl FaultPlan {
             ("reorder", self.rates.reorder),
             ("tail", self.rates.tail),
             ("torn", self.rates.torn),
+            ("stale", self.rates.stale),
         ] {
             if !(0.0..=1.0).contains(&rate) {
                 return Err(format!(

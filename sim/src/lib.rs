@@ -11,6 +11,7 @@
 //!
 //! ```text
 //! cargo run --release -p concord-sim -- run --seeds 0..10000 --nodes 5 --jobs 2
+//! cargo run --release -p concord-sim -- run --seeds 0..10000 --json  # machine-readable summary
 //! cargo run --release -p concord-sim -- replay --seed 42          # timeline + trace hash
 //! cargo run --release -p concord-sim -- shrink --seed 42          # minimal fault schedule
 //! cargo run --release -p concord-sim -- check history.jsonl       # any system's history
@@ -48,6 +49,20 @@
 //!   flow-control limits), and always small compaction thresholds
 //!   ([`CompactionOptions`]), so every run takes tens of snapshots and
 //!   far-behind replicas are caught up by chunked snapshot transfers.
+//! * **Protocol-aware nemeses** (`nemesis.rs`), drawn like every other
+//!   fault: crash the leader right after it appends; cut the leader off
+//!   with a minority; leader churn (each new leader deposed within an
+//!   election timeout, several times in a row, half the time cut off with
+//!   its election no-op, or crashed together with every node holding
+//!   unsynced writes the moment its commit index moves past entries not
+//!   yet on a majority: the shape of Raft's Figure 8); crash a voter
+//!   between its vote and the vote's fsync; hold messages back for seconds,
+//!   across several terms. A crash still loses only unsynced writes.
+//! * **Planted core mistakes** ([`CoreBugs`], `--bug-figure-8`,
+//!   `--bug-vote-before-durable`; the `planted-bugs` feature): measure
+//!   that the checks below catch the classic mistakes (see
+//!   `sim/tests/bugs.rs` for the bounds); while one is on the core's own
+//!   assertions that would report it are set aside.
 //! * **Hosts**: each node has a simulated disk (written vs synced records;
 //!   a crash loses unsynced writes and may tear the first of them;
 //!   snapshots from a leader are records, the node's own snapshot a file
@@ -67,6 +82,15 @@
 //!   is the committed one (no committed entry lost under it), and the
 //!   in-memory log stays within the compaction threshold plus the trailing
 //!   window plus what is not yet applied;
+//!   at every restart (`promises.rs`): term and vote never go back behind
+//!   a vote grant sent or an election won, and the node still holds every
+//!   entry it acknowledged and held when it crashed (an entry a newer
+//!   leader overwrote is exempt);
+//!   stability: a leader cut off from a quorum (nothing from a majority
+//!   can reach it) steps down within two CheckQuorum rounds plus two ticks
+//!   of its own clock, and once liveness is satisfied the run goes on for
+//!   a quiet second without faults in which no election may start
+//!   (skipped while a transfer to a preferred leader is due);
 //!   at the end: acknowledged writes are in the final log, replicas that
 //!   applied the same prefix have equal state, the workload's own check
 //!   (linearizability for the key-value service, see [`history`] for the
@@ -89,6 +113,8 @@ pub mod histgen;
 pub mod history;
 pub mod kv;
 pub mod linearizability;
+mod nemesis;
+mod promises;
 pub mod report;
 pub mod runner;
 mod safety;
@@ -97,11 +123,11 @@ pub mod strategy;
 pub mod trace;
 pub mod workload;
 
-pub use config::{CompactionOptions, HostBugs, NodeOptions, SimConfig};
+pub use config::{CompactionOptions, CoreBugs, HostBugs, NodeOptions, SimConfig};
 pub use engine::{
     plan_for, Failure, FailureKind, FaultCounts, RunReport, Simulation, SnapshotCounts,
     TimelineEntry,
 };
 pub use faults::{Fault, FaultKind, FaultPlan, FaultSet, Partition, Rates, TimedFault};
-pub use runner::{run_kv, run_kv_with_history, run_seeds, Summary};
+pub use runner::{run_kv, run_kv_with_history, run_seeds, FailureJson, Summary, SweepJson};
 pub use workload::{OpResult, Workload, WorkloadReport};

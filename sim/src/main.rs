@@ -12,8 +12,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use concord_sim::engine::format_time;
 use concord_sim::{
-    run_kv, run_kv_with_history, run_seeds, FaultKind, FaultPlan, FaultSet, HostBugs, RunReport,
-    SimConfig,
+    run_kv, run_kv_with_history, run_seeds, CoreBugs, FaultKind, FaultPlan, FaultSet, HostBugs,
+    RunReport, SimConfig, SweepJson,
 };
 
 /// Deterministic chaos simulator for the concord Raft library.
@@ -40,6 +40,12 @@ enum Command {
         /// Shrink the fault schedule of the first failing seed and print it.
         #[arg(long)]
         shrink: bool,
+        /// Print the summary as one JSON object instead of text (seed
+        /// range, counts, failures with seed, check and replay command,
+        /// node steps, faults injected), so the summaries of sharded
+        /// sweeps can be merged (`concord_sim::SweepJson::merge`).
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         sim: SimArgs,
     },
@@ -192,6 +198,14 @@ struct SimArgs {
     /// was applied.
     #[arg(long)]
     bug_snapshot_past_applied: bool,
+    /// Planted core mistake (Raft's Figure 8): a leader commits an entry
+    /// of an earlier term by counting replicas.
+    #[arg(long)]
+    bug_figure_8: bool,
+    /// Planted core mistake: a vote grant is sent before the vote is
+    /// durable.
+    #[arg(long)]
+    bug_vote_before_durable: bool,
 }
 
 impl SimArgs {
@@ -223,6 +237,10 @@ impl SimArgs {
                 client_without_sessions: self.bug_no_sessions,
                 snapshot_reported_before_sync: self.bug_snapshot_before_sync,
                 snapshot_past_applied: self.bug_snapshot_past_applied,
+            },
+            core_bugs: CoreBugs {
+                figure_8_commit: self.bug_figure_8,
+                vote_before_durable: self.bug_vote_before_durable,
             },
             vary_node_options: !self.fixed_node_options,
             timeline: false,
@@ -299,9 +317,10 @@ fn execute(command: Command) -> Result<bool, String> {
             jobs,
             quiet,
             shrink: shrink_first,
+            json,
             sim,
         } => {
-            let passed = run(seeds, jobs, quiet, &sim)?;
+            let passed = run(seeds, jobs, quiet, json, &sim)?;
             if let (false, true, Some(seed)) = (passed, shrink_first, FIRST_FAILURE.get()) {
                 println!();
                 shrink(*seed, None, None, 400, &sim)?;
@@ -487,7 +506,13 @@ mod check {
 /// The first failing seed of `run`, for `run --shrink`.
 static FIRST_FAILURE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
 
-fn run(seeds: Range<u64>, jobs: usize, quiet: bool, sim: &SimArgs) -> Result<bool, String> {
+fn run(
+    seeds: Range<u64>,
+    jobs: usize,
+    quiet: bool,
+    json: bool,
+    sim: &SimArgs,
+) -> Result<bool, String> {
     let template = sim.config(seeds.start)?;
     quiet_panics();
     let bar = ProgressBar::new(seeds.end - seeds.start);
@@ -507,6 +532,15 @@ fn run(seeds: Range<u64>, jobs: usize, quiet: bool, sim: &SimArgs) -> Result<boo
         bar.inc(1);
     })?;
     bar.finish_and_clear();
+    if let Some(report) = summary.failures.first() {
+        let _ = FIRST_FAILURE.set(report.config.seed);
+    }
+    if json {
+        let sweep = SweepJson::new(&summary, seeds, &template);
+        let text = serde_json::to_string(&sweep).map_err(|error| error.to_string())?;
+        println!("{text}");
+        return Ok(summary.failures.is_empty());
+    }
 
     let wall = summary.wall.as_secs_f64();
     println!(
@@ -538,9 +572,6 @@ fn run(seeds: Range<u64>, jobs: usize, quiet: bool, sim: &SimArgs) -> Result<boo
     println!("  failures: {}", summary.failures.len());
     for report in &summary.failures {
         print_failure(report);
-    }
-    if let Some(report) = summary.failures.first() {
-        let _ = FIRST_FAILURE.set(report.config.seed);
     }
     Ok(summary.failures.is_empty())
 }
@@ -729,8 +760,8 @@ fn shrink(
     }
     let rates = &result.minimal.rates;
     println!(
-        "rates: loss {:.4} duplicate {:.4} reorder {:.4} tail {:.4} torn {:.2} fsync max {} µs; skews (ppm) {:?}",
-        rates.loss, rates.duplicate, rates.reorder, rates.tail, rates.torn, rates.fsync_max_ns / 1000, result.minimal.clock_skew_ppm
+        "rates: loss {:.4} duplicate {:.4} reorder {:.4} tail {:.4} stale {:.4} torn {:.2} fsync max {} µs; skews (ppm) {:?}",
+        rates.loss, rates.duplicate, rates.reorder, rates.tail, rates.stale, rates.torn, rates.fsync_max_ns / 1000, result.minimal.clock_skew_ppm
     );
     let path =
         out.unwrap_or_else(|| PathBuf::from(format!("concord-sim-seed-{seed}-minimal.json")));

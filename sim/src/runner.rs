@@ -1,5 +1,6 @@
 //! Running the built-in key-value service, one seed or many in parallel.
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -7,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use crate::config::SimConfig;
 use crate::engine::{FaultCounts, RunReport, Simulation, SnapshotCounts};
-use crate::faults::FaultPlan;
+use crate::faults::{FaultKind, FaultPlan};
 use crate::history::Operation;
 use crate::kv::{KvStateMachine, KvWorkload, KvWorkloadConfig};
+use serde::{Deserialize, Serialize};
 
 /// Runs the key-value service under `config`, with the seed's own fault
 /// plan or the one given.
@@ -158,4 +160,162 @@ pub fn run_seeds(
     summary.failures.sort_by_key(|report| report.config.seed);
     summary.wall = started.elapsed();
     Ok(summary)
+}
+
+/// One failed seed in a [`SweepJson`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureJson {
+    /// The seed.
+    pub seed: u64,
+    /// The failed check ([`crate::FailureKind::name`]).
+    pub kind: String,
+    /// What the check saw.
+    pub message: String,
+    /// Virtual time of the failure, nanoseconds.
+    pub time_ns: u64,
+    /// The node concerned, if any.
+    pub node: Option<u64>,
+    /// The run's trace hash, hexadecimal.
+    pub trace_hash: String,
+    /// The command that replays the run.
+    pub replay: String,
+}
+
+/// The machine-readable summary of a sweep (`run --json`). Summaries of
+/// shards of one sweep (same flags, disjoint seed ranges) merge with
+/// [`SweepJson::merge`] into the summary of the whole.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SweepJson {
+    /// Seed ranges covered, `[start, end)` each, sorted.
+    pub ranges: Vec<(u64, u64)>,
+    /// Cluster size.
+    pub nodes: usize,
+    /// The command-line flags of the sweep besides seeds and size (shards
+    /// to merge must agree).
+    pub flags: String,
+    /// Seeds run.
+    pub seeds: u64,
+    /// Seeds that passed.
+    pub passed: u64,
+    /// Seeds that failed.
+    pub failed: u64,
+    /// Failed seeds, in seed order.
+    pub failures: Vec<FailureJson>,
+    /// Failures by check name.
+    pub failures_by_kind: BTreeMap<String, u64>,
+    /// Node steps over all seeds.
+    pub node_steps: u64,
+    /// Engine events over all seeds.
+    pub events: u64,
+    /// Virtual time over all seeds, nanoseconds.
+    pub simulated_ns: u64,
+    /// Client operations checked.
+    pub operations: u64,
+    /// Faults injected, by kind name.
+    pub faults: BTreeMap<String, u64>,
+    /// Snapshots taken, installed from a leader, and chunks sent.
+    pub snapshots: BTreeMap<String, u64>,
+    /// Wall-clock time, milliseconds (summed over merged shards).
+    pub wall_ms: u64,
+}
+
+impl SweepJson {
+    /// The summary of `summary`, a sweep of `seeds` under `template`.
+    pub fn new(summary: &Summary, seeds: Range<u64>, template: &SimConfig) -> SweepJson {
+        let failures: Vec<FailureJson> = summary
+            .failures
+            .iter()
+            .filter_map(|report| {
+                let failure = report.failure.as_ref()?;
+                Some(FailureJson {
+                    seed: report.config.seed,
+                    kind: failure.kind.name().to_string(),
+                    message: failure.message.clone(),
+                    time_ns: failure.time_ns,
+                    node: failure.node,
+                    trace_hash: format!("{:016x}", report.trace_hash),
+                    replay: report.config.replay_command(),
+                })
+            })
+            .collect();
+        let mut failures_by_kind = BTreeMap::new();
+        for failure in &failures {
+            *failures_by_kind.entry(failure.kind.clone()).or_insert(0) += 1;
+        }
+        let faults = FaultKind::ALL
+            .iter()
+            .map(|kind| (kind.name().to_string(), summary.faults.get(*kind)))
+            .collect();
+        let snapshots = [
+            ("taken", summary.snapshots.taken),
+            ("installed", summary.snapshots.installed),
+            ("chunks_sent", summary.snapshots.chunks_sent),
+        ]
+        .into_iter()
+        .map(|(name, count)| (name.to_string(), count))
+        .collect();
+        // The flags without the seed and size, which the ranges and
+        // `nodes` carry.
+        let flags = template
+            .cli_flags()
+            .split_once(&format!("--nodes {}", template.nodes))
+            .map_or(String::new(), |(_, rest)| rest.trim().to_string());
+        SweepJson {
+            ranges: vec![(seeds.start, seeds.end)],
+            nodes: template.nodes,
+            flags,
+            seeds: summary.seeds,
+            passed: summary.seeds - failures.len() as u64,
+            failed: failures.len() as u64,
+            failures,
+            failures_by_kind,
+            node_steps: summary.node_steps,
+            events: summary.events,
+            simulated_ns: summary.simulated_ns,
+            operations: summary.operations,
+            faults,
+            snapshots,
+            wall_ms: summary.wall.as_millis() as u64,
+        }
+    }
+
+    /// Adds another shard of the same sweep. Fails if the shards ran
+    /// different clusters or flags, or overlap.
+    pub fn merge(&mut self, other: &SweepJson) -> Result<(), String> {
+        if (self.nodes, &self.flags) != (other.nodes, &other.flags) {
+            return Err(format!(
+                "shards differ: {} nodes {:?} vs {} nodes {:?}",
+                self.nodes, self.flags, other.nodes, other.flags
+            ));
+        }
+        let mut ranges = self.ranges.clone();
+        ranges.extend(other.ranges.iter().copied());
+        ranges.sort_unstable();
+        if ranges.windows(2).any(|pair| pair[0].1 > pair[1].0) {
+            return Err(format!("seed ranges overlap: {ranges:?}"));
+        }
+        self.ranges = ranges;
+        self.seeds += other.seeds;
+        self.passed += other.passed;
+        self.failed += other.failed;
+        self.failures.extend(other.failures.iter().cloned());
+        self.failures.sort_by_key(|failure| failure.seed);
+        for (kind, count) in &other.failures_by_kind {
+            *self.failures_by_kind.entry(kind.clone()).or_insert(0) += count;
+        }
+        self.node_steps += other.node_steps;
+        self.events += other.events;
+        self.simulated_ns += other.simulated_ns;
+        self.operations += other.operations;
+        for (map, theirs) in [
+            (&mut self.faults, &other.faults),
+            (&mut self.snapshots, &other.snapshots),
+        ] {
+            for (name, count) in theirs {
+                *map.entry(name.clone()).or_insert(0) += count;
+            }
+        }
+        self.wall_ms += other.wall_ms;
+        Ok(())
+    }
 }

@@ -146,12 +146,13 @@ impl Shrinker<'_> {
 
     fn lower_rates(&mut self) {
         type Field = fn(&mut FaultPlan) -> &mut f64;
-        let fields: [Field; 5] = [
+        let fields: [Field; 6] = [
             |plan| &mut plan.rates.loss,
             |plan| &mut plan.rates.duplicate,
             |plan| &mut plan.rates.reorder,
             |plan| &mut plan.rates.tail,
             |plan| &mut plan.rates.torn,
+            |plan| &mut plan.rates.stale,
         ];
         for field in fields {
             let mut candidate = self.best.clone();

@@ -90,6 +90,8 @@ pub fn rates() -> impl Strategy<Value = Rates> {
                 tail_mean_ns: 100_000_000,
                 fsync_max_ns,
                 torn,
+                stale: 0.0,
+                stale_max_ns: 0,
             },
         )
 }

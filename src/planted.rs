@@ -1,0 +1,45 @@
+//! Deliberately planted protocol mistakes, for measuring how quickly the
+//! simulator's *outside* checks catch them (issue 9). They can be switched
+//! on only with the `planted-bugs` feature, which no user of the library
+//! needs, and even then only by calling the hidden `Node::plant_bugs` on
+//! a node; without the feature the checks are constant `false` and
+//! compile away.
+//!
+//! While any planted bug is on, the core's own assertions that would
+//! report the mistake directly are set aside for that node, so that a
+//! catch can only come from outside the core (the simulator's checks):
+//!
+//! * the leader's second-path recount of the voters holding a newly
+//!   committed index (`replication.rs`);
+//! * the "two leaders in one term" assertion of `set_leader`
+//!   (`election.rs`), whose caller already refuses a second leader;
+//! * the hard state's term never going back when the host reports a write
+//!   durable (`durability.rs`).
+//!
+//! Recovery validation (`Node::new`) runs before the bugs are planted and
+//! stays on: neither bug can produce a recovered state it refuses (a vote
+//! and the entries after it travel in one ordered write).
+
+/// The planted mistakes. All off by default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PlantedBugs {
+    /// Raft's Figure 8 mistake: a leader commits an entry of an earlier
+    /// term by counting the replicas that hold it.
+    pub figure_8_commit: bool,
+    /// A vote grant is sent before the vote (the hard state) is durable.
+    pub vote_before_durable: bool,
+}
+
+impl PlantedBugs {
+    /// No bug.
+    pub const NONE: PlantedBugs = PlantedBugs {
+        figure_8_commit: false,
+        vote_before_durable: false,
+    };
+
+    /// Whether any bug is on (the core's direct assertions are then set
+    /// aside).
+    pub fn any(&self) -> bool {
+        self.figure_8_commit || self.vote_before_durable
+    }
+}
