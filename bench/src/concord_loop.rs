@@ -17,7 +17,10 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use concord::{Action, Config, EntryPayload, Input, Message, Node, Recovered, Role, WriteId};
+use concord::{
+    Action, Config, EntryPayload, Input, LogPosition, Message, Node, Recovered, Role, Snapshot,
+    WriteId,
+};
 
 /// Proposals committed in one run.
 pub const PROPOSALS: u64 = 200_000;
@@ -123,11 +126,30 @@ pub struct Cluster {
     applied: [u64; 3],
     /// Hops run since the cluster was built.
     hops: u64,
+    /// Each node's latest snapshot (its state: the count of proposals
+    /// applied, 8 bytes), served to followers behind the log.
+    snapshots: [Option<Snapshot>; 3],
+    /// A snapshot each node is receiving.
+    incoming: [Vec<u8>; 3],
 }
+
+/// Entries between snapshots in [`CompactingCluster`]: etcd's default
+/// snapshot count.
+pub const COMPACTION_EVERY_ENTRIES: u64 = 10_000;
 
 impl Cluster {
     /// Builds the cluster and elects node 1, outside any timing.
     pub fn new() -> Self {
+        Self::build(None)
+    }
+
+    /// [`Cluster::new`], snapshotting every `every` applied entries (with
+    /// the default trailing window): the same loop with compaction on.
+    pub fn with_compaction(every: u64) -> Self {
+        Self::build(Some(every))
+    }
+
+    fn build(compaction_every: Option<u64>) -> Self {
         let nodes = NODE_IDS
             .iter()
             .map(|&id| {
@@ -138,6 +160,7 @@ impl Cluster {
                 config.uncommitted_entries_max = 1 << 20;
                 config.unpersisted_writes_max = 4096;
                 config.apply_batch_entries_max = 1 << 16;
+                config.compaction_threshold_entries = compaction_every;
                 Node::new(config, Recovered::default()).expect("valid benchmark config")
             })
             .collect();
@@ -147,6 +170,8 @@ impl Cluster {
             queue: VecDeque::new(),
             applied: [0; 3],
             hops: 0,
+            snapshots: [None, None, None],
+            incoming: [Vec::new(), Vec::new(), Vec::new()],
         };
         cluster.elect_node_1();
         cluster
@@ -244,6 +269,7 @@ impl Cluster {
             assert!(rounds <= 64, "node {} keeps emitting actions", i + 1);
             let mut persisted: Option<WriteId> = None;
             let mut applied_to = None;
+            let mut snapshotted = None;
             for action in pending.drain(..) {
                 match action {
                     Action::Send { message, .. } => self.queue.push_back(message),
@@ -273,16 +299,46 @@ impl Cluster {
                         panic!("node {follower} lost acknowledged entries in memory")
                     }
                     Action::ProposalAccepted { .. } | Action::RoleChanged { .. } => {}
-                    // The benchmark configures no compaction: no node takes,
-                    // holds or sends a snapshot.
-                    Action::TakeSnapshot
-                    | Action::SendSnapshotChunk(_)
-                    | Action::WriteSnapshotChunk { .. }
-                    | Action::PersistSnapshot { .. }
-                    | Action::RestoreSnapshot { .. } => {
-                        unreachable!("the benchmark does not compact")
+                    // With compaction on: the state is the count of
+                    // proposals applied; a snapshot of it is "durable" at
+                    // once, like every write here.
+                    Action::TakeSnapshot => {
+                        let index = node.applied_index();
+                        let term = node.term_at(index).expect("applied entry in the log");
+                        let snapshot = Snapshot::new(
+                            LogPosition::new(index, term),
+                            Bytes::copy_from_slice(&self.applied[i].to_le_bytes()),
+                        );
+                        snapshotted = Some(snapshot.meta());
+                        self.snapshots[i] = Some(snapshot);
+                    }
+                    Action::SendSnapshotChunk(chunk) => {
+                        let snapshot = self.snapshots[i].as_ref().expect("a snapshot to send");
+                        let start = chunk.offset as usize;
+                        let data = snapshot
+                            .data
+                            .slice(start..start + chunk.length_bytes as usize);
+                        self.queue.push_back(chunk.into_message(data));
+                    }
+                    Action::WriteSnapshotChunk { offset, data, .. } => {
+                        self.incoming[i].truncate(offset as usize);
+                        self.incoming[i].extend_from_slice(&data);
+                    }
+                    Action::PersistSnapshot { id, snapshot, .. } => {
+                        let data = Bytes::from(std::mem::take(&mut self.incoming[i]));
+                        self.snapshots[i] = Some(Snapshot::new(snapshot.position, data));
+                        persisted = Some(id);
+                    }
+                    Action::RestoreSnapshot { snapshot } => {
+                        let data = &self.snapshots[i].as_ref().expect("stored").data;
+                        self.applied[i] =
+                            u64::from_le_bytes(data[..8].try_into().expect("8 bytes"));
+                        applied_to = Some(snapshot.position.index);
                     }
                 }
+            }
+            if let Some(meta) = snapshotted {
+                node.step(Input::Snapshotted(meta), &mut pending);
             }
             if let Some(index) = applied_to {
                 node.step(Input::Applied(index), &mut pending);
@@ -313,8 +369,20 @@ impl Cluster {
                 node.id()
             );
         }
-        let mut seq = 0;
+        // With compaction the log starts after a snapshot: the proposals
+        // it holds must be the last ones, in order.
         let mut index = self.nodes[0].first_index();
+        let mut seq = if index <= 1 {
+            0
+        } else {
+            (index..=last)
+                .filter_map(|i| match &self.nodes[0].entry(i).expect("entry in memory").payload {
+                    EntryPayload::Command(bytes) => Some(payload_seq(bytes)),
+                    _ => None,
+                })
+                .next()
+                .unwrap_or(count)
+        };
         while index <= last {
             let entry = self.nodes[0].entry(index).expect("entry in memory");
             for node in &self.nodes[1..] {
@@ -349,6 +417,54 @@ impl Cluster {
 impl Default for Cluster {
     fn default() -> Self {
         Cluster::new()
+    }
+}
+
+/// The concord cluster with compaction on (a snapshot every
+/// [`COMPACTION_EVERY_ENTRIES`] entries): the same loop, to measure what
+/// compaction costs side by side with [`Cluster`].
+pub struct CompactingCluster(pub Cluster);
+
+impl Default for CompactingCluster {
+    fn default() -> Self {
+        CompactingCluster(Cluster::with_compaction(COMPACTION_EVERY_ENTRIES))
+    }
+}
+
+impl BenchCluster for CompactingCluster {
+    const NAME: &'static str = "concord with compaction";
+
+    fn propose_batch(&mut self, first_seq: u64, count: usize) {
+        self.0.propose(first_seq, count);
+    }
+
+    fn run_hop(&mut self) {
+        self.0.hop();
+    }
+
+    fn applied_counts(&self) -> [u64; 3] {
+        self.0.applied()
+    }
+
+    fn hop_count(&self) -> u64 {
+        self.0.hops()
+    }
+
+    fn verify_applied(&self, count: u64) {
+        self.0.verify(count);
+        // Entries are applied in batches, so a snapshot lands somewhat past
+        // each threshold: at least one per two thresholds.
+        for node in &self.0.nodes {
+            let snapshots = node.stats().snapshots_taken;
+            assert!(
+                snapshots >= count / (2 * COMPACTION_EVERY_ENTRIES),
+                "compaction on, yet node {} took only {snapshots} snapshots for {count} proposals",
+                node.id()
+            );
+            if count >= 2 * COMPACTION_EVERY_ENTRIES {
+                assert!(node.first_index() > 1, "node {} never compacted", node.id());
+            }
+        }
     }
 }
 

@@ -2,7 +2,9 @@
 //! order, on every node; the raft-rs loop must take as many hops per locked
 //! round as concord's, or the comparison would not be like for like.
 
-use concord_bench::concord_loop::{BenchCluster, Cell, Cluster, Mode};
+use concord_bench::concord_loop::{
+    BenchCluster, Cell, Cluster, CompactingCluster, Mode, COMPACTION_EVERY_ENTRIES,
+};
 
 const PROPOSALS: u64 = 2_000;
 
@@ -60,5 +62,18 @@ mod raft_rs {
     #[test]
     fn raft_locked_round_takes_four_hops() {
         assert_eq!(super::hops_for_100_locked_rounds::<RaftCluster>(), 400);
+    }
+}
+
+#[test]
+fn concord_loop_with_compaction_commits_every_proposal_and_compacts() {
+    // Enough proposals for several snapshots per node (the check in
+    // `verify_applied` asserts they were taken).
+    let proposals = 3 * COMPACTION_EVERY_ENTRIES + 17;
+    for cell in Cell::ALL {
+        let mut cluster = CompactingCluster::default();
+        cluster.run(cell, proposals);
+        cluster.verify_applied(proposals);
+        assert_eq!(cluster.applied_counts(), [proposals; 3], "{}", cell.name());
     }
 }
