@@ -11,17 +11,21 @@
 //!
 //! ```
 //! use bytes::Bytes;
-//! use concord::{Action, Config, EntryPayload, Input, Node, Recovered, Role};
+//! use concord::{Action, Config, EntryPayload, Input, Node, Recovered, Role, Snapshot};
 //!
-//! // A one-node cluster: it elects itself once its vote is durable.
-//! let mut node = Node::new(Config::new(1, [1]), Recovered::default())?;
+//! // A one-node cluster that snapshots every 2 applied entries.
+//! let mut config = Config::new(1, [1]);
+//! config.compaction_threshold_entries = Some(2);
+//! config.compaction_trailing_entries = 0;
+//! let mut node = Node::new(config, Recovered::default())?;
 //! let mut actions = Vec::new();
 //! let mut applied = Vec::new();
+//! let mut stored_snapshot: Option<Snapshot> = None;
 //! let mut durable_up_to = None;
-//! for _ in 0..100 {
+//! for tick in 0..100u64 {
 //!     node.step(Input::Tick, &mut actions);
-//!     if node.role() == Role::Leader && applied.is_empty() {
-//!         node.step(Input::Propose(Bytes::from_static(b"x = 1")), &mut actions);
+//!     if node.role() == Role::Leader && tick % 10 == 0 && applied.len() < 5 {
+//!         node.step(Input::Propose(Bytes::from(format!("x = {tick}"))), &mut actions);
 //!     }
 //!     // Execute the actions in order. Writes may be done asynchronously
 //!     // and many fsyncs batched into one; sends are best effort.
@@ -41,6 +45,28 @@
 //!                         node.step(Input::Applied(entry.index), &mut actions);
 //!                     }
 //!                 }
+//!                 Action::TakeSnapshot => {
+//!                     // Serialize the state at the last applied entry and
+//!                     // store it durably; only then report it.
+//!                     let index = node.applied_index();
+//!                     let term = node.term_at(index).expect("applied entries are in the log");
+//!                     let bytes = Bytes::from(applied.concat());
+//!                     let snapshot = Snapshot::new(concord::LogPosition::new(index, term), bytes);
+//!                     node.step(Input::Snapshotted(snapshot.meta()), &mut actions);
+//!                     stored_snapshot = Some(snapshot); // keep it readable for followers
+//!                 }
+//!                 Action::SendSnapshotChunk(chunk) => {
+//!                     // Read the chunk from the stored snapshot and send it.
+//!                     let data = &stored_snapshot.as_ref().expect("reported").data;
+//!                     let start = chunk.offset as usize;
+//!                     let message = chunk.clone().into_message(
+//!                         data.slice(start..start + chunk.length_bytes as usize));
+//!                     let _ = message; // network.send(chunk.to, message)
+//!                 }
+//!                 // A follower receiving a snapshot: append each chunk to a
+//!                 // file, make it durable on PersistSnapshot (then report
+//!                 // Persisted like any write), load it on RestoreSnapshot
+//!                 // (then report Applied at its index).
 //!                 _ => {} // proposal outcomes, role changes
 //!             }
 //!         }
@@ -50,7 +76,10 @@
 //!         }
 //!     }
 //! }
-//! assert_eq!(applied, vec![Bytes::from_static(b"x = 1")]);
+//! assert_eq!(applied.len(), 5);
+//! // The log was compacted: entries under the latest snapshot are gone.
+//! assert!(node.latest_snapshot_index() >= 4);
+//! assert!(node.first_index() > 1);
 //! # Ok::<(), concord::ConfigError>(())
 //! ```
 //!
@@ -73,16 +102,19 @@
 //! With a compaction policy in [`Config`] (or on
 //! [`Input::RequestSnapshot`]) the node asks for a snapshot with
 //! [`Action::TakeSnapshot`]. The host serializes its state machine, stores
-//! it durably and reports it with [`Input::Snapshotted`], handing the node
-//! the snapshot's bytes; only then does the node release the log entries it
-//! covers (keeping `compaction_trailing_entries`), and it sends the
-//! snapshot, in chunks, to followers that fell behind its log. A follower
-//! stores a received snapshot with [`Action::PersistSnapshot`] under the
-//! same [`WriteId`] contract and restores its state machine with
-//! [`Action::RestoreSnapshot`]. After a restart the host recovers with
-//! [`Recovered::base`] at its stored snapshot and hands the snapshot back
-//! with [`Input::Snapshotted`]. A host that never snapshots just leaves the
-//! policy off (the default).
+//! it durably and reports it with [`Input::Snapshotted`]`(`[`SnapshotMeta`]`)`
+//! (position, size, [`checksum64`]); only then does the node release the
+//! log entries it covers (keeping `compaction_trailing_entries`). The node
+//! never holds snapshot bytes: to a follower behind its log it sends the
+//! snapshot in chunks the host reads for it
+//! ([`Action::SendSnapshotChunk`]); a follower hands each chunk to its host
+//! ([`Action::WriteSnapshotChunk`]), checks the checksum as they arrive,
+//! then has the host make the snapshot durable with
+//! [`Action::PersistSnapshot`] under the same [`WriteId`] contract and
+//! restore its state machine with [`Action::RestoreSnapshot`]. After a
+//! restart the host recovers with [`Recovered::base`] at its stored
+//! snapshot and reports it with [`Input::Snapshotted`]. A host that never
+//! snapshots just leaves the policy off (the default).
 //!
 //! ## What is in the box
 //!

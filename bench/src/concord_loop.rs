@@ -376,10 +376,12 @@ impl Cluster {
             0
         } else {
             (index..=last)
-                .filter_map(|i| match &self.nodes[0].entry(i).expect("entry in memory").payload {
-                    EntryPayload::Command(bytes) => Some(payload_seq(bytes)),
-                    _ => None,
-                })
+                .filter_map(
+                    |i| match &self.nodes[0].entry(i).expect("entry in memory").payload {
+                        EntryPayload::Command(bytes) => Some(payload_seq(bytes)),
+                        _ => None,
+                    },
+                )
                 .next()
                 .unwrap_or(count)
         };
