@@ -535,6 +535,11 @@ fn snapshot_received_half_way_is_removed_at_startup_and_the_old_one_kept() {
         let newer = snapshot(30, 2);
         let mut sink = storage.receive_snapshot(newer.meta()).unwrap();
         sink.write(0, &newer.data[..10]).unwrap();
+        // A transfer abandoned while the process runs removes its file...
+        let abandoned = storage.receive_snapshot(snapshot(40, 2).meta()).unwrap();
+        drop(abandoned);
+        // ...a crash runs no destructor.
+        std::mem::forget(sink);
         storage.shutdown();
     }
     let snapshot_dir = dir.0.join(SNAPSHOT_DIR_NAME);

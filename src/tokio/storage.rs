@@ -192,12 +192,25 @@ impl SnapshotReader {
 
 /// Where a snapshot received from a leader is written, chunk by chunk
 /// ([`Action::WriteSnapshotChunk`](crate::Action::WriteSnapshotChunk)).
-/// Nothing is durable until [`SnapshotWrite::Installed`].
+/// Nothing is durable until [`SnapshotWrite::Installed`]. A sink dropped
+/// before it is finished (the transfer started over, or was abandoned for
+/// a newer snapshot) removes its file.
 #[derive(Debug)]
 pub struct SnapshotSink {
     meta: SnapshotMeta,
     written_bytes: u64,
-    target: SinkTarget,
+    /// `None` once finished.
+    target: Option<SinkTarget>,
+}
+
+impl Drop for SnapshotSink {
+    fn drop(&mut self) {
+        if let Some(SinkTarget::File { path, .. }) = self.target.take() {
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::debug!(file = %path.display(), error = %e, "cannot remove an abandoned snapshot file");
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -236,7 +249,7 @@ impl SnapshotSink {
         SnapshotSink {
             meta,
             written_bytes: 0,
-            target: SinkTarget::Memory(Vec::new()),
+            target: Some(SinkTarget::Memory(Vec::new())),
         }
     }
 
@@ -253,12 +266,12 @@ impl SnapshotSink {
         SnapshotSink {
             meta,
             written_bytes: 0,
-            target: SinkTarget::File {
+            target: Some(SinkTarget::File {
                 file: Arc::new(file),
                 data_offset_bytes,
                 path,
                 final_path,
-            },
+            }),
         }
     }
 
@@ -283,7 +296,7 @@ impl SnapshotSink {
             offset + data.len() as u64 <= self.meta.size_bytes,
             "a snapshot chunk past the snapshot's announced size"
         );
-        match &mut self.target {
+        match self.target.as_mut().expect("written before finished") {
             SinkTarget::Memory(bytes) => bytes.extend_from_slice(data),
             SinkTarget::File {
                 file,
@@ -307,12 +320,12 @@ impl SnapshotSink {
     /// # Panics
     ///
     /// When bytes are missing: the node installs only a whole snapshot.
-    pub fn finish(self) -> (ReceivedSnapshot, SnapshotReader) {
+    pub fn finish(mut self) -> (ReceivedSnapshot, SnapshotReader) {
         assert_eq!(
             self.written_bytes, self.meta.size_bytes,
             "a snapshot finished before every byte was written"
         );
-        match self.target {
+        match self.target.take().expect("finished once") {
             SinkTarget::Memory(bytes) => {
                 let data = Bytes::from(bytes);
                 let reader = SnapshotReader {
