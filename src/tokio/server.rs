@@ -24,7 +24,7 @@
 //! channel once durable and is reported with [`Input::Snapshotted`]. A
 //! snapshot from the leader arrives chunk by chunk
 //! ([`Action::WriteSnapshotChunk`], written into a storage
-//! [`SnapshotSink`](super::storage::SnapshotSink), typically a file), is
+//! [`SnapshotSink`], typically a file), is
 //! made durable like any other write ([`Action::PersistSnapshot`], reported
 //! with [`Input::Persisted`]); [`Action::RestoreSnapshot`] reads it back,
 //! checks its checksum again, replaces the state machine's state, then

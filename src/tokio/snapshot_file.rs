@@ -32,7 +32,7 @@
 //! A snapshot received from a leader is written chunk by chunk into its
 //! `.receiving.tmp` file (header first: the leader announced its length
 //! and checksum), then fsynced, renamed and the directory fsynced by
-//! [`make_received_durable`], on the storage's thread.
+//! `make_received_durable` on the storage's thread.
 //!
 //! [`load_newest_snapshot`] verifies the file with the highest index,
 //! reading it in pieces (never whole), and returns a reader of it. Any
