@@ -573,6 +573,10 @@ where
     /// Writes a chunk of the snapshot being received (offset 0 starts a
     /// new one).
     fn write_snapshot_chunk(&mut self, snapshot: SnapshotMeta, offset: u64, data: Bytes) {
+        if self.failed.is_some() {
+            // Storage failed: the server is stopping with that error.
+            return;
+        }
         if offset == 0 {
             self.incoming_snapshot = None;
             match self.storage.receive_snapshot(snapshot) {
@@ -584,7 +588,13 @@ where
             }
         }
         let Some((sink, _)) = self.incoming_snapshot.as_mut() else {
-            panic!("the node wrote a snapshot chunk at {offset} before the one at offset 0");
+            // Only after storage failed to create the sink: the server is
+            // stopping with that error.
+            assert!(
+                self.failed.is_some(),
+                "the node wrote a snapshot chunk at {offset} before the one at offset 0"
+            );
+            return;
         };
         assert_eq!(sink.meta(), snapshot, "a chunk of another snapshot");
         if let Err(e) = sink.write(offset, &data) {
@@ -594,8 +604,15 @@ where
 
     /// Hands the snapshot received whole to storage (a write under `id`).
     fn persist_snapshot(&mut self, id: crate::WriteId, snapshot: SnapshotMeta, discard_log: bool) {
+        if self.failed.is_some() {
+            return;
+        }
         let Some((sink, started)) = self.incoming_snapshot.take() else {
-            panic!("the node stored a snapshot it never received");
+            assert!(
+                self.failed.is_some(),
+                "the node stored a snapshot it never received"
+            );
+            return;
         };
         self.counters.last_snapshot_receive_micros = started.elapsed().as_micros() as u64;
         self.counters.snapshot_bytes_received += snapshot.size_bytes;
@@ -620,13 +637,20 @@ where
 
     /// Replaces the state machine's state with a snapshot from the leader.
     fn restore_snapshot(&mut self, snapshot: SnapshotMeta) {
+        if self.failed.is_some() {
+            return;
+        }
         let position = snapshot.position;
         let Some(reader) = self
             .received_snapshot
             .take()
             .filter(|reader| reader.meta() == snapshot)
         else {
-            panic!("the node restores a snapshot it never received");
+            assert!(
+                self.failed.is_some(),
+                "the node restores a snapshot it never received"
+            );
+            return;
         };
         let started = std::time::Instant::now();
         let bytes = match restore(&mut self.state_machine, &reader) {
