@@ -782,3 +782,12 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         }
     }
 }
+
+fn role_code(role: Role) -> u64 {
+    match role {
+        Role::Follower => 0,
+        Role::PreCandidate => 1,
+        Role::Candidate => 2,
+        Role::Leader => 3,
+    }
+}
