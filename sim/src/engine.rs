@@ -1,6 +1,22 @@
 //! The discrete-event engine: virtual clock, event queue, nodes with their
 //! disks and state machines, the network, clients, and the checks.
 //!
+//! This file holds the run's state ([`Simulation`]), the event queue, the
+//! event loop and the dispatch of each event; each concern the events
+//! drive has its own module, all of them `impl` blocks of [`Simulation`]:
+//!
+//! | module | concern |
+//! | --- | --- |
+//! | `host` | a node with its disk and state machine: boot, step, execute actions, crash, restart, pause |
+//! | `network` | message delays, loss, duplication, partitions, in-flight messages |
+//! | `client` | the workload's clients: sessions, timeouts, retries, leader discovery |
+//! | `inject` | applying the fault plan and the protocol-aware nemeses; healing |
+//! | `checks` | liveness probe, stability checks, final checks on the run |
+//!
+//! The per-step safety checks live in `crate::safety`, the promise checks
+//! across restarts in `crate::promises`, the nemeses' decisions in
+//! `crate::nemesis`.
+//!
 //! Everything random derives from the run's seed through one ChaCha8
 //! generator (separate streams for the plan, the network, the disks, the
 //! clients and the workload, so that editing the fault schedule disturbs
@@ -11,26 +27,20 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::fmt;
 
-use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use concord::session::{
-    self, ClientId, ClientRequest, SessionOutcome, SessionResponse, WithSessions,
-};
+use concord::session::WithSessions;
 use concord::state_machine::StateMachine;
-use concord::{
-    checksum64, Action, Config, Entry, EntryPayload, Index, Input, LogPosition, Message,
-    MessageBody, Node, NodeId, ProposeError, Role, Snapshot, SnapshotMeta, Term,
-};
+use concord::{Action, Index, Input, LogPosition, Message, Node, NodeId, Term};
 
 use crate::config::{CompactionOptions, NodeOptions, SimConfig};
-use crate::disk::{Disk, Record};
-use crate::faults::{exponential, Fault, FaultKind, FaultPlan, Partition, PlanLimits, Rates};
-use crate::nemesis::{self, Depose, Nemesis, Strike};
+use crate::disk::Disk;
+use crate::faults::{exponential, Fault, FaultKind, FaultPlan, PlanLimits, Rates};
+use crate::nemesis::Nemesis;
 use crate::promises::Promises;
 use crate::safety::Safety;
-use crate::trace::{hash_bytes, TraceHash};
+use crate::trace::TraceHash;
 use crate::workload::{OpResult, Workload};
 
 mod checks;
@@ -40,7 +50,7 @@ mod inject;
 mod network;
 
 use self::checks::Probe;
-use self::client::{Client, ClientMessage, Reply};
+use self::client::{Client, ClientMessage};
 use self::host::{Host, HostInput, Proposer};
 use self::network::{body_code, Slab};
 
@@ -914,14 +924,6 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             }
         }
     }
-
-    // ----- faults -----
-
-    // ----- protocol-aware nemeses (see nemesis.rs) -----
-
-    // ----- stability checks -----
-
-    // ----- clients -----
 
     // ----- the end -----
 

@@ -3,8 +3,18 @@
 //! elections in a quiet period, a cut-off leader steps down in time), and
 //! the final checks on acknowledged writes and replica states.
 
-use super::*;
+use std::collections::BTreeMap;
 
+use concord::session;
+use concord::state_machine::StateMachine;
+use concord::{Index, Input, NodeId, Role, Term};
+
+use super::host::Proposer;
+use super::{format_time, Event, FailureKind, Simulation, MS, QUIET_PERIOD_NS};
+use crate::trace::hash_bytes;
+use crate::workload::Workload;
+
+/// The liveness probe's progress: the writes it proposed after healing.
 #[derive(Default)]
 pub(super) struct Probe {
     /// (term, index) of each accepted probe proposal.

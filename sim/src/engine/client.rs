@@ -2,8 +2,18 @@
 //! simulated network, with a session, timeouts, retries with backoff and
 //! leader discovery, and reports every call and return to the workload.
 
-use super::*;
+use bytes::Bytes;
+use rand::Rng;
 
+use concord::session::{self, ClientId, SessionResponse};
+use concord::state_machine::StateMachine;
+use concord::{Index, NodeId, Term};
+
+use super::{format_time, Event, FailureKind, Simulation, MS};
+use crate::faults::exponential;
+use crate::workload::{OpResult, Workload};
+
+/// A server's answer to a client request.
 #[derive(Clone, Debug)]
 pub(super) enum Reply {
     Refused {
@@ -17,6 +27,7 @@ pub(super) enum Reply {
     Unknown,
 }
 
+/// A client request or a reply in flight on the network.
 pub(super) enum ClientMessage {
     Request {
         client: u32,
@@ -31,6 +42,7 @@ pub(super) enum ClientMessage {
     },
 }
 
+/// The operation a client is running, across its attempts.
 pub(super) struct ClientOp {
     pub(super) payload: Bytes,
     pub(super) command: Bytes,
@@ -40,6 +52,7 @@ pub(super) struct ClientOp {
     pub(super) maybe_applied: bool,
 }
 
+/// One client: its session, its idea of the leader, its current operation.
 pub(super) struct Client {
     pub(super) session: Option<ClientId>,
     pub(super) seq: u64,

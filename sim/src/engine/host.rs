@@ -4,8 +4,28 @@
 //! sync, send, apply, snapshot). Crashes, restarts and pauses of a host
 //! live here too.
 
-use super::*;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use bytes::Bytes;
+use rand::Rng;
+
+use concord::session::{ClientRequest, SessionOutcome, WithSessions};
+use concord::state_machine::StateMachine;
+use concord::{
+    checksum64, Action, Config, Entry, EntryPayload, Index, Input, LogPosition, Node, NodeId,
+    ProposeError, Role, Snapshot, SnapshotMeta, Term,
+};
+
+use super::client::Reply;
+use super::{Event, FailureKind, Simulation, MS, PAUSED_QUEUE_MAX};
+use crate::disk::{Disk, Record};
+use crate::faults::{FaultKind, Partition};
+use crate::nemesis::{self, Strike};
+use crate::trace::hash_bytes;
+use crate::workload::Workload;
+
+/// A client request a host proposed to its node and has not answered
+/// yet, by the log index it was proposed at.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Pending {
     pub(super) client: u32,
@@ -13,6 +33,8 @@ pub(super) struct Pending {
     pub(super) term: Term,
 }
 
+/// What a host is handed: an input for its node, or a client's request
+/// (queued while the host is paused).
 pub(super) enum HostInput {
     Node(Input),
     Request {
@@ -22,12 +44,15 @@ pub(super) enum HostInput {
     },
 }
 
+/// Who proposed a command, so its result can be routed back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Proposer {
     Client { client: u32, attempt: u32 },
     Probe,
 }
 
+/// One simulated server: a core [`Node`] (none while crashed), its state
+/// machine, its disk, and the host-side bookkeeping around them.
 pub(super) struct Host<S> {
     pub(super) id: NodeId,
     pub(super) node: Option<Node>,
@@ -783,6 +808,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
     }
 }
 
+/// A role as a small number for the trace hash.
 fn role_code(role: Role) -> u64 {
     match role {
         Role::Follower => 0,

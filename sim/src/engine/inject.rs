@@ -3,7 +3,13 @@
 //! nemeses of `crate::nemesis` (leader churn, crash between a vote and its
 //! fsync, ...), and healing everything when the chaos phase ends.
 
-use super::*;
+use concord::state_machine::StateMachine;
+use concord::{NodeId, Role, Term};
+
+use super::{format_time, Event, Simulation};
+use crate::faults::{Fault, Partition, Rates};
+use crate::nemesis::{self, Depose, Strike};
+use crate::workload::Workload;
 
 impl<S: StateMachine, W: Workload> Simulation<S, W> {
     pub(super) fn apply_fault(&mut self, fault: Fault) {

@@ -2,7 +2,14 @@
 //! (loss, reordering, long tails, duplication, stale deliveries across
 //! terms), the partition matrix, and the in-flight message slab.
 
-use super::*;
+use rand::Rng;
+
+use concord::state_machine::StateMachine;
+use concord::{Message, MessageBody, NodeId, Role};
+
+use super::{Event, Simulation, MS};
+use crate::faults::{exponential, FaultKind};
+use crate::workload::Workload;
 
 /// A slab of values with a free list, so in-flight messages are not
 /// moved around the heap.
@@ -39,6 +46,7 @@ impl<T> Slab<T> {
     }
 }
 
+/// A message body as one word for the trace hash.
 pub(super) fn body_code(body: &MessageBody) -> u64 {
     match body {
         MessageBody::RequestVote {
