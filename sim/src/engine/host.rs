@@ -253,8 +253,17 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             node.step(input, &mut actions);
             if let Some(held) = node.snapshot_position() {
                 // The node never asks for the bytes of an older snapshot.
-                host.snapshot_bytes
-                    .retain(|position, _| position.index >= held.index);
+                // Keys are ordered by index, so only a map whose first key
+                // is below the held snapshot has anything to drop (this
+                // runs at every step, a `retain` walk each time is not free).
+                let stale = host
+                    .snapshot_bytes
+                    .first_key_value()
+                    .is_some_and(|(position, _)| position.index < held.index);
+                if stale {
+                    host.snapshot_bytes
+                        .retain(|position, _| position.index >= held.index);
+                }
             }
             self.node_steps += 1;
             self.after_step(index);
