@@ -240,8 +240,16 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
     pub(super) fn step(&mut self, index: usize, input: Input, proposer: Option<Proposer>) {
         let mut work = std::mem::take(&mut self.work);
         let mut actions = std::mem::take(&mut self.actions);
-        work.push_back((input, proposer));
-        while let Some((input, proposer)) = work.pop_front() {
+        // The first input is stepped without a trip through the queue when
+        // nothing else waits there (the common case): same order, one copy
+        // of a large `Input` fewer per step.
+        let mut first = if work.is_empty() {
+            Some((input, proposer))
+        } else {
+            work.push_back((input, proposer));
+            None
+        };
+        while let Some((input, proposer)) = first.take().or_else(|| work.pop_front()) {
             let host = &mut self.hosts[index];
             let Some(node) = host.node.as_mut() else {
                 break;
