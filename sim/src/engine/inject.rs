@@ -1,7 +1,10 @@
-//! Fault injection: applying the plan's faults (partitions, crashes,
-//! pauses, skew, disk faults, rate changes) and the protocol-aware
-//! nemeses of `crate::nemesis` (leader churn, crash between a vote and its
-//! fsync, ...), and healing everything when the chaos phase ends.
+//! Fault injection: applying the plan's timed faults (crashes, restarts,
+//! pauses, partitions, network heals, leader-targeted crashes and
+//! isolations), arming the protocol-aware nemeses of `crate::nemesis`
+//! (leader churn, a crash between a vote and its fsync, ...) and carrying
+//! out their strikes, and healing everything when the chaos phase ends.
+//! Message-level faults (loss, delay, duplication) are drawn in `network`,
+//! disk faults in `crate::disk`.
 
 use concord::state_machine::StateMachine;
 use concord::{NodeId, Role, Term};
