@@ -4,7 +4,8 @@
 //! (leader churn, a crash between a vote and its fsync, ...) and carrying
 //! out their strikes, and healing everything when the chaos phase ends.
 //! Message-level faults (loss, delay, duplication) are drawn in `network`,
-//! disk faults in `crate::disk`.
+//! disk faults (slow fsyncs, torn writes at a crash) in `host` and
+//! `crate::disk`.
 
 use concord::state_machine::StateMachine;
 use concord::{NodeId, Role, Term};
