@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 /// Runs the key-value service under `config`, with the seed's own fault
 /// plan or the one given.
 pub fn run_kv(config: &SimConfig, plan: Option<FaultPlan>) -> Result<RunReport, String> {
-    run_kv_with_history(config, plan).map(|(report, _)| report)
+    // A sweep only needs the report: no copy of the history.
+    run_kv_workload(config, plan).map(|(report, _)| report)
 }
 
 /// [`run_kv`], also returning the client history it recorded.
@@ -24,6 +25,16 @@ pub fn run_kv_with_history(
     config: &SimConfig,
     plan: Option<FaultPlan>,
 ) -> Result<(RunReport, Vec<Operation>), String> {
+    let (report, workload) = run_kv_workload(config, plan)?;
+    Ok((report, workload.history().to_vec()))
+}
+
+/// Runs the key-value service and hands back its workload (which holds
+/// the recorded history).
+fn run_kv_workload(
+    config: &SimConfig,
+    plan: Option<FaultPlan>,
+) -> Result<(RunReport, KvWorkload), String> {
     let nondeterministic = config.bugs.nondeterministic_state_machine;
     let workload = KvWorkload::new(
         KvWorkloadConfig {
@@ -44,8 +55,7 @@ pub fn run_kv_with_history(
         },
         workload,
     )?;
-    let (report, workload) = simulation.run_with_workload();
-    Ok((report, workload.history().to_vec()))
+    Ok(simulation.run_with_workload())
 }
 
 /// Totals over many seeds.

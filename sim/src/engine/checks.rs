@@ -1,0 +1,245 @@
+//! The outside checks the engine runs besides the per-step safety checks
+//! of `crate::safety`: the liveness probe after healing, stability (no
+//! elections in a quiet period, a cut-off leader steps down in time), and
+//! the final checks on acknowledged writes and replica states.
+
+use std::collections::BTreeMap;
+
+use concord::session;
+use concord::state_machine::StateMachine;
+use concord::{Index, Input, NodeId, Role, Term};
+
+use super::host::Proposer;
+use super::{format_time, Event, FailureKind, Simulation, MS, QUIET_PERIOD_NS};
+use crate::trace::hash_bytes;
+use crate::workload::Workload;
+
+/// The liveness probe's progress: the writes it proposed after healing.
+#[derive(Default)]
+pub(super) struct Probe {
+    /// (term, index) of each accepted probe proposal.
+    pub(super) accepted: Vec<(Term, Index)>,
+    /// Index of the probe that committed, and when.
+    pub(super) committed: Option<(Index, u64)>,
+    pub(super) satisfied: bool,
+    pub(super) last_proposal_ns: Option<u64>,
+}
+
+impl<S: StateMachine, W: Workload> Simulation<S, W> {
+    pub(super) fn check_step_down(
+        &mut self,
+        index: usize,
+        incarnation: u32,
+        term: Term,
+        network: u32,
+        pauses: u32,
+    ) {
+        let host = &self.hosts[index];
+        if network != self.network_generation
+            || host.incarnation != incarnation
+            || host.pauses != pauses
+            || host.paused
+        {
+            return;
+        }
+        let still_leads = host
+            .node
+            .as_ref()
+            .is_some_and(|node| node.role() == Role::Leader && node.term() == term);
+        if still_leads {
+            let message = format!(
+                "leader of term {term} cut off from a quorum did not step down within its CheckQuorum bound"
+            );
+            self.fail(FailureKind::Stability, Some(index), message);
+        }
+    }
+
+    /// Sum over the nodes of (elections and pre-elections, transfers)
+    /// started.
+    pub(super) fn elections_started(&self) -> (u64, u64) {
+        self.hosts
+            .iter()
+            .filter_map(|host| host.node.as_ref())
+            .fold((0, 0), |(elections, transfers), node| {
+                let stats = node.stats();
+                (
+                    elections + stats.elections_started + stats.pre_elections_started,
+                    transfers + stats.transfers_started,
+                )
+            })
+    }
+
+    /// Liveness is satisfied: the run goes on for a quiet period without
+    /// faults, in which no election may start (leadership transfers to a
+    /// preferred leader aside). Skipped when clock skews are so large that
+    /// a follower's election timeout can run out between two heartbeats,
+    /// or when a transfer to the preferred leader is still due.
+    pub(super) fn start_quiet_period(&mut self) {
+        let periods = self.hosts.iter().map(|host| host.tick_period_ns);
+        let fastest = periods.clone().min().unwrap_or(1);
+        let slowest = periods.max().unwrap_or(1);
+        let config = self.hosts[0]
+            .node
+            .as_ref()
+            .map(|node| node.config().clone());
+        let calm_clocks = config.is_some_and(|config| {
+            2 * u64::from(config.heartbeat_interval_ticks) * slowest
+                <= u64::from(config.election_timeout_min_ticks) * fastest
+        });
+        // A leader other than the preferred one may hand over at any time.
+        let preferred = self.hosts.len() as NodeId;
+        let transfer_due = self.node_options.preferred_leader
+            && self.current_leader().map(|index| index as NodeId + 1) != Some(preferred);
+        if !calm_clocks || transfer_due {
+            self.finished = true;
+            return;
+        }
+        self.quiet_start = Some(self.elections_started());
+        self.schedule(QUIET_PERIOD_NS, Event::QuietEnd);
+    }
+
+    pub(super) fn end_quiet_period(&mut self) {
+        if let Some((elections, transfers)) = self.quiet_start {
+            let (elections_now, transfers_now) = self.elections_started();
+            if elections_now > elections && transfers_now == transfers {
+                let message = format!(
+                    "{} elections started in a quiet period of {} without faults",
+                    elections_now - elections,
+                    format_time(QUIET_PERIOD_NS)
+                );
+                self.fail(FailureKind::Stability, None, message);
+            }
+        }
+        self.finished = true;
+    }
+
+    /// The live node in the leader role with the highest term.
+    pub(super) fn current_leader(&self) -> Option<usize> {
+        (0..self.hosts.len())
+            .filter_map(|index| {
+                let node = self.hosts[index].node.as_ref()?;
+                (node.role() == Role::Leader).then_some((node.term(), index))
+            })
+            .max()
+            .map(|(_, index)| index)
+    }
+
+    /// The liveness probe: after healing, propose a write at the leader
+    /// until one commits, then wait for every node to apply it.
+    pub(super) fn probe(&mut self) {
+        if self.probe.satisfied {
+            return;
+        }
+        if self.probe.committed.is_none() {
+            if let Some(&(term, index)) = self
+                .probe
+                .accepted
+                .iter()
+                .find(|(term, index)| self.safety.committed_term(*index) == Some(*term))
+            {
+                self.probe.committed = Some((index, self.now));
+                self.note(None, || {
+                    format!("liveness probe committed at index {index} (term {term})")
+                });
+            }
+        }
+        if self.probe.committed.is_some() {
+            self.check_probe_applied();
+            if self.probe.satisfied {
+                return;
+            }
+        } else {
+            let due = self
+                .probe
+                .last_proposal_ns
+                .is_none_or(|at| self.now >= at + 300 * MS);
+            if due {
+                if let Some(index) = self.current_leader() {
+                    self.probe.last_proposal_ns = Some(self.now);
+                    self.step(
+                        index,
+                        Input::Propose(session::encode_register()),
+                        Some(Proposer::Probe),
+                    );
+                }
+            }
+        }
+        self.schedule(20 * MS, Event::Probe);
+    }
+
+    pub(super) fn check_probe_applied(&mut self) {
+        let Some((index, _)) = self.probe.committed else {
+            return;
+        };
+        let all_applied = self.hosts.iter().all(|host| {
+            host.node
+                .as_ref()
+                .is_some_and(|node| node.applied_index() >= index)
+        });
+        if all_applied && !self.probe.satisfied {
+            self.probe.satisfied = true;
+            self.note(None, || {
+                format!("liveness satisfied: every node applied index {index}")
+            });
+            self.start_quiet_period();
+        }
+    }
+
+    pub(super) fn final_checks(&mut self) {
+        // Every acknowledged operation is in the log of every node whose
+        // commit index covers it.
+        let acked = std::mem::take(&mut self.acked);
+        for (entry_index, term) in &acked {
+            for index in 0..self.hosts.len() {
+                let Some(node) = self.hosts[index].node.as_ref() else {
+                    continue;
+                };
+                // Below the log's base the entry is inside a snapshot, whose
+                // last entry was checked against the committed log (and the
+                // committed log is checked below).
+                let compacted = *entry_index < node.log_base().index;
+                if !compacted
+                    && node.commit_index() >= *entry_index
+                    && node.term_at(*entry_index) != Some(*term)
+                {
+                    let message = format!(
+                        "acknowledged write at index {entry_index} term {term} is not in the final log (term there: {:?})",
+                        node.term_at(*entry_index)
+                    );
+                    self.fail(FailureKind::AckedWriteLost, Some(index), message);
+                    return;
+                }
+            }
+            if self.safety.committed_term(*entry_index) != Some(*term) {
+                let message = format!(
+                    "acknowledged write at index {entry_index} term {term} is not committed"
+                );
+                self.fail(FailureKind::AckedWriteLost, None, message);
+                return;
+            }
+        }
+        // Replicas that applied the same prefix hold the same state.
+        let mut states: BTreeMap<Index, (usize, u64)> = BTreeMap::new();
+        for index in 0..self.hosts.len() {
+            let Some(node) = self.hosts[index].node.as_ref() else {
+                continue;
+            };
+            let applied = node.applied_index();
+            let digest = hash_bytes(&self.hosts[index].sm.snapshot());
+            match states.get(&applied) {
+                Some((other, other_digest)) if *other_digest != digest => {
+                    let message = format!(
+                        "n{} and n{} both applied up to index {applied} but their state machines differ",
+                        other + 1,
+                        index + 1
+                    );
+                    self.fail(FailureKind::StateMachineSafety, Some(index), message);
+                    return;
+                }
+                _ => {
+                    states.insert(applied, (index, digest));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! The clients: each runs one operation of the workload at a time over the
+//! simulated network, with a session, timeouts, retries with backoff and
+//! leader discovery, and reports every call and return to the workload.
+
+use bytes::Bytes;
+use rand::Rng;
+
+use concord::session::{self, ClientId, SessionResponse};
+use concord::state_machine::StateMachine;
+use concord::{Index, NodeId, Term};
+
+use super::{format_time, Event, FailureKind, Simulation, MS};
+use crate::faults::exponential;
+use crate::workload::{OpResult, Workload};
+
+/// A server's answer to a client request.
+#[derive(Clone, Debug)]
+pub(super) enum Reply {
+    Refused {
+        hint: Option<NodeId>,
+    },
+    Response {
+        bytes: Bytes,
+        index: Index,
+        term: Term,
+    },
+    Unknown,
+}
+
+/// A client request or a reply in flight on the network.
+pub(super) enum ClientMessage {
+    Request {
+        client: u32,
+        attempt: u32,
+        node: u8,
+        payload: Bytes,
+    },
+    Reply {
+        client: u32,
+        attempt: u32,
+        reply: Reply,
+    },
+}
+
+/// The operation a client is running, across its attempts.
+pub(super) struct ClientOp {
+    pub(super) payload: Bytes,
+    pub(super) command: Bytes,
+    pub(super) register: bool,
+    pub(super) call_ns: u64,
+    pub(super) attempts: u32,
+    pub(super) maybe_applied: bool,
+}
+
+/// One client: its session, its idea of the leader, its current operation.
+pub(super) struct Client {
+    pub(super) session: Option<ClientId>,
+    pub(super) seq: u64,
+    pub(super) leader: Option<NodeId>,
+    pub(super) op: Option<ClientOp>,
+    pub(super) attempt: u32,
+    pub(super) last_target: NodeId,
+    pub(super) done: bool,
+}
+
+/// What a client reports for an operation it abandons: unknown if any
+/// attempt may have been applied, failed if none can have been.
+pub(super) fn abandoned_result(maybe_applied: bool) -> OpResult<'static> {
+    if maybe_applied {
+        OpResult::Unknown
+    } else {
+        OpResult::Failed
+    }
+}
+
+impl<S: StateMachine, W: Workload> Simulation<S, W> {
+    pub(super) fn reply(&mut self, client: u32, attempt: u32, reply: Reply) {
+        let Some(delay) = self.message_delay() else {
+            return;
+        };
+        let slot = self.client_messages.insert(ClientMessage::Reply {
+            client,
+            attempt,
+            reply,
+        });
+        self.schedule(delay, Event::ToClient { slot });
+    }
+
+    pub(super) fn client_wake(&mut self, client: usize) {
+        if self.clients[client].op.is_some()
+            || self.clients[client].done
+            || self.healed && self.probe.satisfied
+        {
+            return;
+        }
+        let op = match self.clients[client].session {
+            None => ClientOp {
+                payload: session::encode_register(),
+                command: Bytes::new(),
+                register: true,
+                call_ns: self.now,
+                attempts: 0,
+                maybe_applied: false,
+            },
+            Some(session_id) => {
+                let Some(command) =
+                    self.workload
+                        .next_command(client, self.now, &mut self.workload_rng)
+                else {
+                    self.clients[client].done = true;
+                    return;
+                };
+                self.operations += 1;
+                self.clients[client].seq += 1;
+                let seq = self.clients[client].seq;
+                let payload = session::encode_command(session_id, seq, &command);
+                if self.timeline.is_some() {
+                    let what = self.workload.describe(&command);
+                    self.note(None, || format!("client {client} calls #{seq}: {what}"));
+                }
+                ClientOp {
+                    payload,
+                    command,
+                    register: false,
+                    call_ns: self.now,
+                    attempts: 0,
+                    maybe_applied: false,
+                }
+            }
+        };
+        self.clients[client].op = Some(op);
+        self.client_send(client);
+    }
+
+    pub(super) fn client_send(&mut self, client: usize) {
+        let nodes = self.hosts.len() as NodeId;
+        let target = match self.clients[client].leader {
+            Some(leader) if leader >= 1 && leader <= nodes => leader,
+            _ => self.client_rng.gen_range(1..=nodes),
+        };
+        let without_sessions = self.config.bugs.client_without_sessions;
+        let state = &mut self.clients[client];
+        state.last_target = target;
+        state.attempt += 1;
+        let attempt = state.attempt;
+        let Some(op) = state.op.as_mut() else { return };
+        op.attempts += 1;
+        if without_sessions && !op.register && op.attempts > 1 {
+            // The bug: a retry is sent as a new command.
+            if let Some(session_id) = state.session {
+                state.seq += 1;
+                op.payload = session::encode_command(session_id, state.seq, &op.command);
+            }
+        }
+        let payload = op.payload.clone();
+        self.schedule(
+            self.config.client_timeout_ns,
+            Event::ClientTimeout {
+                client: client as u32,
+                attempt,
+            },
+        );
+        let Some(delay) = self.message_delay() else {
+            return;
+        };
+        let slot = self.client_messages.insert(ClientMessage::Request {
+            client: client as u32,
+            attempt,
+            node: (target - 1) as u8,
+            payload,
+        });
+        self.schedule(delay, Event::ToNode { slot });
+    }
+
+    pub(super) fn client_timeout(&mut self, client: usize, attempt: u32) {
+        let state = &mut self.clients[client];
+        if state.attempt != attempt || state.op.is_none() {
+            return;
+        }
+        if let Some(op) = state.op.as_mut() {
+            op.maybe_applied = true;
+        }
+        state.leader = None;
+        self.client_retry(client);
+    }
+
+    /// Ends the client's current operation if it has used all its attempts
+    /// (or there is none). Returns whether there is nothing left to send.
+    pub(super) fn client_out_of_attempts(&mut self, client: usize) -> bool {
+        let Some(op) = self.clients[client].op.as_ref() else {
+            return true;
+        };
+        if op.attempts < self.config.client_max_attempts {
+            return false;
+        }
+        let result = abandoned_result(op.maybe_applied);
+        self.client_done(client, result);
+        true
+    }
+
+    /// Re-sends the current operation at once, or gives up after too many
+    /// attempts.
+    pub(super) fn client_retry(&mut self, client: usize) {
+        if self.client_out_of_attempts(client) {
+            return;
+        }
+        self.client_send(client);
+    }
+
+    pub(super) fn client_reply(&mut self, client: usize, attempt: u32, reply: Reply) {
+        if self.clients[client].attempt != attempt || self.clients[client].op.is_none() {
+            return;
+        }
+        match reply {
+            Reply::Refused { hint } => {
+                let state = &mut self.clients[client];
+                let redirect = hint.filter(|hint| *hint != state.last_target);
+                state.leader = redirect;
+                let backoff = if redirect.is_some() {
+                    MS
+                } else {
+                    10 * MS + self.client_rng.gen_range(0..20 * MS)
+                };
+                self.client_retry_after_refusal(client, backoff);
+            }
+            Reply::Unknown => {
+                if let Some(op) = self.clients[client].op.as_mut() {
+                    op.maybe_applied = true;
+                }
+                self.clients[client].leader = None;
+                self.client_retry_after_refusal(client, 5 * MS);
+            }
+            Reply::Response { bytes, index, term } => {
+                let response = SessionResponse::decode(&bytes);
+                let register = self.clients[client]
+                    .op
+                    .as_ref()
+                    .is_some_and(|op| op.register);
+                match response {
+                    Ok(SessionResponse::Registered { client: session_id }) if register => {
+                        self.clients[client].session = Some(session_id);
+                        self.clients[client].seq = 0;
+                        self.clients[client].op = None;
+                        self.note(None, || {
+                            format!("client {client} registered session {session_id}")
+                        });
+                        self.schedule(
+                            0,
+                            Event::ClientWake {
+                                client: client as u32,
+                            },
+                        );
+                    }
+                    Ok(SessionResponse::Ok(response)) if !register => {
+                        self.acked.push((index, term));
+                        self.operations_ok += 1;
+                        self.client_done(client, OpResult::Ok(&response));
+                    }
+                    Ok(SessionResponse::SessionExpired) if !register => {
+                        let maybe = self.clients[client]
+                            .op
+                            .as_ref()
+                            .is_some_and(|op| op.maybe_applied);
+                        self.clients[client].session = None;
+                        self.note(None, || format!("client {client}: session expired"));
+                        self.client_done(client, abandoned_result(maybe));
+                    }
+                    _ => {
+                        let message = format!("client {client} got an unexpected response {response:?} at index {index}");
+                        self.fail(FailureKind::StateMachineSafety, None, message);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Closes the current attempt (late replies to it are ignored) and
+    /// re-sends after `backoff_ns`, or gives up after too many attempts.
+    pub(super) fn client_retry_after_refusal(&mut self, client: usize, backoff_ns: u64) {
+        if self.client_out_of_attempts(client) {
+            return;
+        }
+        self.clients[client].attempt += 1;
+        let attempt = self.clients[client].attempt;
+        self.schedule(
+            backoff_ns,
+            Event::ClientResend {
+                client: client as u32,
+                attempt,
+            },
+        );
+    }
+
+    pub(super) fn client_done(&mut self, client: usize, result: OpResult<'_>) {
+        let Some(op) = self.clients[client].op.take() else {
+            return;
+        };
+        if op.register {
+            // A registration that gave up: try again later.
+        } else {
+            let text = match result {
+                OpResult::Ok(_) => "ok",
+                OpResult::Failed => "failed",
+                OpResult::Unknown => "unknown",
+            };
+            if self.timeline.is_some() {
+                let seq = self.clients[client].seq;
+                let call = op.call_ns;
+                let what = self.workload.describe(&op.command);
+                let text = match result {
+                    OpResult::Ok(response) => format!("ok {:?}", String::from_utf8_lossy(response)),
+                    _ => text.to_string(),
+                };
+                self.note(None, || {
+                    format!(
+                        "client {client} #{seq} {what} returns {text} (called at {})",
+                        format_time(call)
+                    )
+                });
+            }
+            self.workload.complete(client, self.now, result);
+        }
+        let think = exponential(&mut self.client_rng, self.config.think_mean_ns);
+        self.schedule(
+            think,
+            Event::ClientWake {
+                client: client as u32,
+            },
+        );
+    }
+}

@@ -1,0 +1,836 @@
+//! The hosts: each owns one core `Node` with its simulated disk and state
+//! machine (wrapped in client sessions), boots it from what the disk
+//! recovered, steps it, and executes the actions it asks for (persist,
+//! sync, send, apply, snapshot). Crashes, restarts and pauses of a host
+//! live here too.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use bytes::Bytes;
+use rand::Rng;
+
+use concord::session::{ClientRequest, SessionOutcome, WithSessions};
+use concord::state_machine::StateMachine;
+use concord::{
+    checksum64, Action, Config, Entry, EntryPayload, Index, Input, LogPosition, Node, NodeId,
+    ProposeError, Role, Snapshot, SnapshotMeta, Term,
+};
+
+use super::client::Reply;
+use super::{Event, FailureKind, Simulation, MS, PAUSED_QUEUE_MAX};
+use crate::disk::{Disk, Record};
+use crate::faults::{FaultKind, Partition};
+use crate::nemesis::{self, Strike};
+use crate::trace::hash_bytes;
+use crate::workload::Workload;
+
+/// A client request a host proposed to its node and has not answered
+/// yet, by the log index it was proposed at.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Pending {
+    pub(super) client: u32,
+    pub(super) attempt: u32,
+    pub(super) term: Term,
+}
+
+/// What a host is handed: an input for its node, or a client's request
+/// (queued while the host is paused).
+pub(super) enum HostInput {
+    Node(Input),
+    Request {
+        client: u32,
+        attempt: u32,
+        payload: Bytes,
+    },
+}
+
+/// Who proposed a command, so its result can be routed back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Proposer {
+    Client { client: u32, attempt: u32 },
+    Probe,
+}
+
+/// One simulated server: a core [`Node`] (none while crashed), its state
+/// machine, its disk, and the host-side bookkeeping around them.
+pub(super) struct Host<S> {
+    pub(super) id: NodeId,
+    pub(super) node: Option<Node>,
+    pub(super) sm: WithSessions<S>,
+    pub(super) disk: Disk,
+    pub(super) incarnation: u32,
+    pub(super) paused: bool,
+    pub(super) paused_queue: VecDeque<HostInput>,
+    pub(super) pending: BTreeMap<Index, Pending>,
+    pub(super) tick_period_ns: u64,
+    pub(super) last_vote: Option<(Term, NodeId)>,
+    pub(super) last_commit_seen: Index,
+    /// Operation ids executed by this incarnation's state machine.
+    pub(super) executed: BTreeSet<u64>,
+    /// The last entry the state machine applied (or the snapshot it was
+    /// restored from).
+    pub(super) applied_position: LogPosition,
+    /// A snapshot was asked for and not yet reported to the node.
+    pub(super) snapshot_outstanding: bool,
+    /// The bytes of the snapshots reported to the node (or installed from
+    /// a leader), by position, for `SendSnapshotChunk`. Pruned below the
+    /// node's held snapshot, so it holds one or two; lost in a crash.
+    pub(super) snapshot_bytes: BTreeMap<LogPosition, Bytes>,
+    /// The snapshot being received from a leader (`WriteSnapshotChunk`),
+    /// volatile: lost in a crash.
+    pub(super) incoming_snapshot: Option<(SnapshotMeta, Vec<u8>)>,
+    /// Times this host was paused (a pause stretches its CheckQuorum bound).
+    pub(super) pauses: u32,
+}
+
+impl<S> Host<S> {
+    /// Keeps `snapshot`'s bytes for the node's chunk requests and returns
+    /// what the node is told of it.
+    pub(super) fn keep_snapshot_bytes(&mut self, snapshot: Snapshot) -> SnapshotMeta {
+        let meta = snapshot.meta();
+        self.snapshot_bytes.insert(snapshot.position, snapshot.data);
+        meta
+    }
+}
+
+impl<S: StateMachine, W: Workload> Simulation<S, W> {
+    pub(super) fn node_config(&self, index: usize) -> Config {
+        let id = index as NodeId + 1;
+        let mut config = Config::new(id, 1..=self.config.nodes as NodeId);
+        let incarnation = self.hosts[index].incarnation as u64;
+        config.seed =
+            self.node_seeds[index].wrapping_add(incarnation.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        self.node_options.apply(&mut config, self.config.nodes);
+        self.compaction.apply(&mut config);
+        config
+    }
+
+    /// Starts (or restarts) node `index` from its disk.
+    pub(super) fn boot(&mut self, index: usize) -> Result<(), String> {
+        let config = self.node_config(index);
+        let recovered = match self.hosts[index].disk.recover() {
+            Ok(recovered) => recovered,
+            Err(error) => {
+                self.fail(
+                    FailureKind::HostContract,
+                    Some(index),
+                    format!("disk recovery: {}", error.0),
+                );
+                return Ok(());
+            }
+        };
+        let id = self.hosts[index].id;
+        let base = recovered.base;
+        match Node::new(config, recovered) {
+            #[allow(unused_mut)]
+            Ok(mut node) => {
+                #[cfg(feature = "planted-bugs")]
+                if self.config.core_bugs.any() {
+                    node.plant_bugs(concord::PlantedBugs {
+                        figure_8_commit: self.config.core_bugs.figure_8_commit,
+                        vote_before_durable: self.config.core_bugs.vote_before_durable,
+                    });
+                }
+                let mut sm = WithSessions::new((self.make_sm)(id), self.config.max_sessions);
+                let snapshot = self.hosts[index].disk.snapshot().cloned();
+                match &snapshot {
+                    Some(snapshot) => {
+                        if let Err(error) = sm.restore(&snapshot.data) {
+                            self.fail(
+                                FailureKind::Recovery,
+                                Some(index),
+                                format!("restoring the stored snapshot: {error}"),
+                            );
+                            return Ok(());
+                        }
+                    }
+                    None if base.index > 0 => {
+                        self.fail(
+                            FailureKind::Recovery,
+                            Some(index),
+                            format!("the log continues after {base:?} but no snapshot is stored"),
+                        );
+                        return Ok(());
+                    }
+                    None => {}
+                }
+                let host = &mut self.hosts[index];
+                host.last_vote = node.voted_for().map(|vote| (node.term(), vote));
+                host.node = Some(node);
+                host.sm = sm;
+                host.last_commit_seen = 0;
+                host.executed.clear();
+                host.applied_position = base;
+                host.snapshot_outstanding = false;
+                host.snapshot_bytes.clear();
+                host.incoming_snapshot = None;
+                self.safety.on_restart(index);
+                if let Some(node) = self.hosts[index].node.as_ref() {
+                    if let Err((kind, message)) = self.promises.on_restart(index, node) {
+                        self.fail(kind, Some(index), message);
+                        return Ok(());
+                    }
+                }
+                if let Some(snapshot) = snapshot {
+                    // Hand the node the snapshot to serve to followers.
+                    let meta = self.hosts[index].keep_snapshot_bytes(snapshot);
+                    self.step(index, Input::Snapshotted(meta), None);
+                }
+                let phase = self
+                    .disk_rng
+                    .gen_range(0..self.hosts[index].tick_period_ns.max(1));
+                let incarnation = self.hosts[index].incarnation;
+                self.schedule(
+                    phase,
+                    Event::Tick {
+                        node: index as u8,
+                        incarnation,
+                    },
+                );
+                Ok(())
+            }
+            Err(error) => {
+                self.fail(
+                    FailureKind::Recovery,
+                    Some(index),
+                    format!("node refused its recovered state: {error}"),
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// Hands an input to a node's host: dropped if it is down, queued if it
+    /// is paused.
+    pub(super) fn deliver(&mut self, index: usize, input: HostInput) {
+        let host = &mut self.hosts[index];
+        if host.node.is_none() {
+            return;
+        }
+        if host.paused {
+            // A stalled process's socket buffers fill up: past a bound,
+            // further network input is dropped (the protocol must cope
+            // with loss). Local completions (`Persisted`) always queue.
+            let local = matches!(input, HostInput::Node(Input::Persisted(_)));
+            if local || host.paused_queue.len() < PAUSED_QUEUE_MAX {
+                host.paused_queue.push_back(input);
+            }
+            return;
+        }
+        self.host_input(index, input);
+    }
+
+    pub(super) fn host_input(&mut self, index: usize, input: HostInput) {
+        match input {
+            HostInput::Node(input) => self.step(index, input, None),
+            HostInput::Request {
+                client,
+                attempt,
+                payload,
+            } => self.step(
+                index,
+                Input::Propose(payload),
+                Some(Proposer::Client { client, attempt }),
+            ),
+        }
+    }
+
+    /// Steps node `index` with `input`, executing its actions and any
+    /// inputs they lead to (`Applied`, or `Persisted` with the ack bug).
+    pub(super) fn step(&mut self, index: usize, input: Input, proposer: Option<Proposer>) {
+        let mut work = std::mem::take(&mut self.work);
+        let mut actions = std::mem::take(&mut self.actions);
+        // The first input is stepped without a trip through the queue when
+        // nothing else waits there (the common case): same order, one copy
+        // of a large `Input` fewer per step.
+        let mut first = if work.is_empty() {
+            Some((input, proposer))
+        } else {
+            work.push_back((input, proposer));
+            None
+        };
+        while let Some((input, proposer)) = first.take().or_else(|| work.pop_front()) {
+            let host = &mut self.hosts[index];
+            let Some(node) = host.node.as_mut() else {
+                break;
+            };
+            if matches!(input, Input::Snapshotted(_)) {
+                host.snapshot_outstanding = false;
+            }
+            let before = self.nemesis.watching().then(|| nemesis::observe(node));
+            node.step(input, &mut actions);
+            if let Some(held) = node.snapshot_position() {
+                // The node never asks for the bytes of an older snapshot.
+                // Keys are ordered by index, so only a map whose first key
+                // is below the held snapshot has anything to drop (this
+                // runs at every step, a `retain` walk each time is not free).
+                let stale = host
+                    .snapshot_bytes
+                    .first_key_value()
+                    .is_some_and(|(position, _)| position.index < held.index);
+                if stale {
+                    host.snapshot_bytes
+                        .retain(|position, _| position.index >= held.index);
+                }
+            }
+            self.node_steps += 1;
+            self.after_step(index);
+            let strike = match before {
+                Some(before) if !self.healed && self.failure.is_none() => {
+                    self.judge_step(index, before)
+                }
+                _ => Strike::None,
+            };
+            if let Strike::CrashNow {
+                down_ns,
+                power_loss,
+            } = strike
+            {
+                // The process dies before it sends or writes anything of
+                // this step; only a role change is still checked.
+                actions.retain(|action| matches!(action, Action::RoleChanged { .. }));
+                for action in actions.drain(..) {
+                    self.execute(index, action, proposer, &mut work);
+                }
+                work.clear();
+                self.nemesis_crash(index, down_ns, power_loss);
+                break;
+            }
+            if let Strike::IsolateNow { length_ns } = strike {
+                let partition = Partition::Split {
+                    side: vec![index as NodeId + 1],
+                };
+                self.blocked = partition.blocked_matrix(self.hosts.len());
+                self.note(None, || {
+                    format!("nemesis: the new leader is cut off at once, {partition}")
+                });
+                self.schedule(length_ns, Event::DelayedHealNetwork);
+                self.network_changed();
+            }
+            for action in actions.drain(..) {
+                self.execute(index, action, proposer, &mut work);
+            }
+            self.check_log_bound(index);
+            if let Strike::CrashAfterActions { down_ns } = strike {
+                work.clear();
+                self.nemesis_crash(index, down_ns, false);
+                break;
+            }
+            if self.failure.is_some() {
+                work.clear();
+                break;
+            }
+        }
+        self.work = work;
+        self.actions = actions;
+    }
+
+    /// Checks run after every node step, before its actions execute.
+    pub(super) fn after_step(&mut self, index: usize) {
+        let Some(node) = self.hosts[index].node.as_ref() else {
+            return;
+        };
+        if let Err((kind, message)) = self.safety.after_step(index, node) {
+            self.fail(kind, Some(index), message);
+            return;
+        }
+        if self.timeline.is_some() {
+            let commit = node.commit_index();
+            let vote = node.voted_for().map(|vote| (node.term(), vote));
+            let host = &mut self.hosts[index];
+            let commit_changed = commit != host.last_commit_seen;
+            let vote_changed = vote.is_some() && vote != host.last_vote;
+            host.last_commit_seen = commit;
+            host.last_vote = vote;
+            if vote_changed {
+                if let Some((term, candidate)) = vote {
+                    self.note(Some(index), || {
+                        format!("votes for n{candidate} in term {term}")
+                    });
+                }
+            }
+            if commit_changed {
+                self.note(Some(index), || format!("commit index {commit}"));
+            }
+        }
+    }
+
+    pub(super) fn execute(
+        &mut self,
+        index: usize,
+        action: Action,
+        proposer: Option<Proposer>,
+        work: &mut VecDeque<(Input, Option<Proposer>)>,
+    ) {
+        match action {
+            Action::Send { to, message } => self.send(index, to, message),
+            Action::SendSnapshotChunk(chunk) => {
+                let position = chunk.snapshot.position;
+                let Some(bytes) = self.hosts[index].snapshot_bytes.get(&position) else {
+                    self.fail(
+                        FailureKind::HostContract,
+                        Some(index),
+                        format!("asked to send a chunk of the snapshot at {position:?}, which it was never given"),
+                    );
+                    return;
+                };
+                let start = chunk.offset as usize;
+                let end = start + chunk.length_bytes as usize;
+                let data = bytes.slice(start..end);
+                let to = chunk.to;
+                self.send(index, to, chunk.into_message(data));
+            }
+            Action::WriteSnapshotChunk {
+                snapshot,
+                offset,
+                data,
+            } => {
+                let host = &mut self.hosts[index];
+                if offset == 0 {
+                    host.incoming_snapshot = Some((snapshot, Vec::new()));
+                }
+                match host.incoming_snapshot.as_mut() {
+                    Some((meta, bytes)) if *meta == snapshot && bytes.len() as u64 == offset => {
+                        bytes.extend_from_slice(&data);
+                    }
+                    _ => {
+                        self.fail(
+                            FailureKind::HostContract,
+                            Some(index),
+                            format!("a snapshot chunk at offset {offset} of {:?} does not continue the snapshot being received", snapshot.position),
+                        );
+                    }
+                }
+            }
+            Action::Persist {
+                id,
+                hard_state,
+                truncate_after,
+                entries,
+            } => {
+                self.hosts[index].disk.write(Record {
+                    id,
+                    hard_state,
+                    truncate_after,
+                    entries,
+                    snapshot: None,
+                });
+                if self.hosts[index].disk.syncing_through.is_none() {
+                    self.start_sync(index);
+                }
+                if self.config.bugs.persisted_before_sync {
+                    work.push_back((Input::Persisted(id), None));
+                }
+            }
+            Action::Apply { entries } => {
+                let Some(last) = entries.last().map(|entry| entry.index) else {
+                    return;
+                };
+                self.hosts[index].applied_position =
+                    entries.last().map(Entry::position).unwrap_or_default();
+                for entry in &entries {
+                    self.apply_entry(index, entry);
+                    if self.failure.is_some() {
+                        return;
+                    }
+                }
+                work.push_back((Input::Applied(last), None));
+            }
+            Action::ProposalAccepted {
+                term, first_index, ..
+            } => match proposer {
+                Some(Proposer::Client { client, attempt }) => {
+                    self.hosts[index].pending.insert(
+                        first_index,
+                        Pending {
+                            client,
+                            attempt,
+                            term,
+                        },
+                    );
+                }
+                Some(Proposer::Probe) => {
+                    self.probe.accepted.push((term, first_index));
+                    self.note(Some(index), || {
+                        format!("liveness probe accepted at index {first_index} term {term}")
+                    });
+                }
+                None => {}
+            },
+            Action::ProposalRefused { error, .. } => {
+                if let Some(Proposer::Client { client, attempt }) = proposer {
+                    let hint = match error {
+                        ProposeError::NotLeader { leader_hint } => leader_hint,
+                        ProposeError::TransferInProgress { target } => Some(target),
+                        _ => Some(index as NodeId + 1),
+                    };
+                    self.reply(client, attempt, Reply::Refused { hint });
+                }
+            }
+            Action::FollowerLogRegressed {
+                follower,
+                acknowledged_index,
+                reported_last_index,
+            } => {
+                self.fail(
+                    FailureKind::AcknowledgedEntriesLost,
+                    Some(index),
+                    format!(
+                        "node {follower} acknowledged index {acknowledged_index} as durable but now holds only up to {reported_last_index}"
+                    ),
+                );
+            }
+            Action::TakeSnapshot => self.take_snapshot(index, work),
+            Action::PersistSnapshot {
+                id,
+                snapshot,
+                discard_log,
+            } => {
+                // Verified again on the bytes as the host holds them.
+                let received = match self.hosts[index].incoming_snapshot.take() {
+                    Some((meta, bytes))
+                        if meta == snapshot
+                            && bytes.len() as u64 == meta.size_bytes
+                            && checksum64(&bytes) == meta.checksum =>
+                    {
+                        Bytes::from(bytes)
+                    }
+                    _ => {
+                        self.fail(
+                            FailureKind::HostContract,
+                            Some(index),
+                            format!(
+                                "asked to store the snapshot at {:?} without having received it whole",
+                                snapshot.position
+                            ),
+                        );
+                        return;
+                    }
+                };
+                let snapshot = Snapshot::new(snapshot.position, received);
+                self.hosts[index].keep_snapshot_bytes(snapshot.clone());
+                self.hosts[index].disk.write(Record {
+                    id,
+                    hard_state: None,
+                    truncate_after: None,
+                    entries: Vec::new(),
+                    snapshot: Some((snapshot, discard_log)),
+                });
+                if self.hosts[index].disk.syncing_through.is_none() {
+                    self.start_sync(index);
+                }
+                if self.config.bugs.persisted_before_sync {
+                    work.push_back((Input::Persisted(id), None));
+                }
+            }
+            Action::RestoreSnapshot { snapshot } => {
+                let position = snapshot.position;
+                let host = &mut self.hosts[index];
+                let Some(bytes) = host.snapshot_bytes.get(&position).cloned() else {
+                    self.fail(
+                        FailureKind::HostContract,
+                        Some(index),
+                        format!(
+                            "asked to restore the snapshot at {position:?}, which it does not hold"
+                        ),
+                    );
+                    return;
+                };
+                if let Err(error) = host.sm.restore(&bytes) {
+                    self.fail(
+                        FailureKind::StateMachineSafety,
+                        Some(index),
+                        format!("restoring the snapshot at {position:?}: {error}"),
+                    );
+                    return;
+                }
+                host.applied_position = position;
+                self.snapshots.installed += 1;
+                // Entries the snapshot covers are never applied here.
+                let covered: Vec<Index> = host
+                    .pending
+                    .range(..=position.index)
+                    .map(|(i, _)| *i)
+                    .collect();
+                for entry_index in covered {
+                    if let Some(pending) = self.hosts[index].pending.remove(&entry_index) {
+                        self.reply(pending.client, pending.attempt, Reply::Unknown);
+                    }
+                }
+                self.note(Some(index), || {
+                    format!(
+                        "restored from a snapshot at index {} term {}",
+                        position.index, position.term
+                    )
+                });
+                work.push_back((Input::Applied(position.index), None));
+            }
+            Action::RoleChanged { role, term } => {
+                self.trace
+                    .word(0xabcd_0000 | ((index as u64) << 8) | role_code(role));
+                self.note(Some(index), || format!("becomes {role:?} in term {term}"));
+                if role == Role::Leader {
+                    self.promises.on_leader(index, term);
+                    if let Some(node) = self.hosts[index].node.as_ref() {
+                        if let Err((kind, message)) = self.safety.on_leader(index, term, node) {
+                            self.fail(kind, Some(index), message);
+                        }
+                    }
+                    if !self.healed {
+                        if let Some(delay) = self.nemesis.on_leader() {
+                            let incarnation = self.hosts[index].incarnation;
+                            self.schedule(
+                                delay,
+                                Event::Depose {
+                                    node: index as u8,
+                                    incarnation,
+                                    term,
+                                },
+                            );
+                        }
+                    }
+                } else {
+                    let pending = std::mem::take(&mut self.hosts[index].pending);
+                    for (_, pending) in pending {
+                        self.reply(pending.client, pending.attempt, Reply::Unknown);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The node asked for a snapshot: serialize the state machine (with its
+    /// sessions), compare it with any other node's snapshot at the same
+    /// index, write the snapshot file and sync it after a disk latency.
+    pub(super) fn take_snapshot(
+        &mut self,
+        index: usize,
+        work: &mut VecDeque<(Input, Option<Proposer>)>,
+    ) {
+        let host = &self.hosts[index];
+        let Some(node) = host.node.as_ref() else {
+            return;
+        };
+        let position = if self.config.bugs.snapshot_past_applied {
+            let commit = node.commit_index();
+            LogPosition::new(commit, node.term_at(commit).unwrap_or(0))
+        } else {
+            host.applied_position
+        };
+        let data = host.sm.snapshot();
+        let digest = hash_bytes(&data);
+        match self.snapshot_digests.get(&position.index) {
+            Some((other, other_digest)) if *other_digest != digest => {
+                let message = format!(
+                    "n{} and n{} took snapshots at index {} with different states",
+                    other + 1,
+                    index + 1,
+                    position.index
+                );
+                self.fail(FailureKind::StateMachineSafety, Some(index), message);
+                return;
+            }
+            Some(_) => {}
+            None => {
+                self.snapshot_digests
+                    .insert(position.index, (index, digest));
+            }
+        }
+        self.note(Some(index), || {
+            format!(
+                "snapshot at index {} term {} ({} bytes)",
+                position.index,
+                position.term,
+                data.len()
+            )
+        });
+        let snapshot = Snapshot::new(position, data);
+        self.snapshots.taken += 1;
+        self.hosts[index].disk.write_snapshot(snapshot.clone());
+        self.hosts[index].snapshot_outstanding = true;
+        if self.config.bugs.snapshot_reported_before_sync {
+            self.hosts[index].disk.drop_log_under(position);
+            let meta = self.hosts[index].keep_snapshot_bytes(snapshot);
+            work.push_back((Input::Snapshotted(meta), None));
+        }
+        let latency = self
+            .disk_rng
+            .gen_range(20_000..self.rates.fsync_max_ns.max(200_001));
+        let incarnation = self.hosts[index].incarnation;
+        self.schedule(
+            latency,
+            Event::SnapshotSync {
+                node: index as u8,
+                incarnation,
+            },
+        );
+    }
+
+    /// The in-memory log stays within the compaction policy: when no
+    /// snapshot is outstanding, fewer than the threshold of entries were
+    /// applied since the latest snapshot, and the log holds at most those,
+    /// the trailing window and the entries not yet applied.
+    pub(super) fn check_log_bound(&mut self, index: usize) {
+        let host = &self.hosts[index];
+        let Some(node) = host.node.as_ref() else {
+            return;
+        };
+        let trailing = self.compaction.trailing_entries;
+        let snapshot_index = node.latest_snapshot_index();
+        let base = node.log_base().index;
+        let mut violation = None;
+        if base + trailing < snapshot_index {
+            violation = Some(format!(
+                "log base {base} trails the snapshot at {snapshot_index} by more than {trailing}"
+            ));
+        } else if !host.snapshot_outstanding {
+            let threshold = self.compaction.threshold_entries;
+            let applied = node.applied_index().max(snapshot_index);
+            let unapplied = node.last_index() - applied;
+            let bound = threshold - 1 + trailing + unapplied;
+            if applied - snapshot_index >= threshold || node.log_len() > bound {
+                violation = Some(format!(
+                    "holds {} entries (base {base}, applied {applied}, snapshot {snapshot_index}), more than the bound {bound}",
+                    node.log_len()
+                ));
+            }
+        }
+        if let Some(message) = violation {
+            self.fail(FailureKind::LogBound, Some(index), message);
+        }
+    }
+
+    pub(super) fn apply_entry(&mut self, index: usize, entry: &Entry) {
+        let response = match &entry.payload {
+            EntryPayload::Command(bytes) => {
+                let host = &mut self.hosts[index];
+                let outcome = host.sm.apply_request(entry.index, bytes);
+                if let SessionOutcome::Executed(_) = &outcome {
+                    if let Ok(ClientRequest::Command { command, .. }) = ClientRequest::decode(bytes)
+                    {
+                        if let Some(id) = self.workload.command_id(command) {
+                            if !host.executed.insert(id) {
+                                let message = format!(
+                                    "operation {id:#x} executed a second time at index {} (term {})",
+                                    entry.index, entry.term
+                                );
+                                self.fail(FailureKind::ExactlyOnce, Some(index), message);
+                                return;
+                            }
+                        }
+                    }
+                }
+                Some(outcome.response().encode())
+            }
+            _ => None,
+        };
+        let response_hash = response.as_ref().map_or(0, |bytes| hash_bytes(bytes));
+        if let Err((kind, message)) = self.safety.on_apply(index, entry, response_hash) {
+            self.fail(kind, Some(index), message);
+            return;
+        }
+        if let Some(pending) = self.hosts[index].pending.remove(&entry.index) {
+            let reply = match response {
+                Some(bytes) if pending.term == entry.term => Reply::Response {
+                    bytes,
+                    index: entry.index,
+                    term: entry.term,
+                },
+                _ => Reply::Unknown,
+            };
+            self.reply(pending.client, pending.attempt, reply);
+        }
+        if let Some((index_probe, _)) = self.probe.committed {
+            if entry.index >= index_probe {
+                self.check_probe_applied();
+            }
+        }
+    }
+
+    pub(super) fn start_sync(&mut self, index: usize) {
+        let Some(last) = self.hosts[index].disk.last_written() else {
+            return;
+        };
+        let latency = if self.rates.fsync_max_ns > 0 {
+            let latency = self
+                .disk_rng
+                .gen_range(20_000..self.rates.fsync_max_ns.max(20_001));
+            if latency > MS {
+                self.faults.add(FaultKind::Fsync, 1);
+            }
+            latency
+        } else {
+            50_000
+        };
+        self.hosts[index].disk.syncing_through = Some(last);
+        let incarnation = self.hosts[index].incarnation;
+        self.schedule(
+            latency,
+            Event::DiskSync {
+                node: index as u8,
+                incarnation,
+            },
+        );
+    }
+
+    pub(super) fn crash(&mut self, index: usize) {
+        if self.hosts[index].node.is_none() {
+            return;
+        }
+        if let Some(node) = self.hosts[index].node.as_ref() {
+            self.promises.on_crash(index, node);
+        }
+        let tear = self.rates.torn > 0.0 && self.disk_rng.gen_bool(self.rates.torn);
+        let host = &mut self.hosts[index];
+        let torn = host.disk.crash(tear);
+        host.node = None;
+        host.incarnation += 1;
+        host.paused = false;
+        host.paused_queue.clear();
+        host.pending.clear();
+        if torn {
+            self.faults.add(FaultKind::Torn, 1);
+        }
+        self.note(Some(index), || {
+            format!("CRASH{}", if torn { " (torn final record)" } else { "" })
+        });
+    }
+
+    pub(super) fn restart(&mut self, index: usize) {
+        if self.hosts[index].node.is_some() {
+            return;
+        }
+        self.note(Some(index), || "restart".to_string());
+        if let Err(message) = self.boot(index) {
+            self.fail(FailureKind::Recovery, Some(index), message);
+        }
+    }
+
+    pub(super) fn resume(&mut self, index: usize) {
+        if !self.hosts[index].paused {
+            return;
+        }
+        self.hosts[index].paused = false;
+        let queued = self.hosts[index].paused_queue.len();
+        self.note(Some(index), || format!("resumed ({queued} queued inputs)"));
+        while let Some(input) = self.hosts[index].paused_queue.pop_front() {
+            if self.hosts[index].node.is_none()
+                || self.hosts[index].paused
+                || self.failure.is_some()
+            {
+                break;
+            }
+            self.host_input(index, input);
+        }
+    }
+}
+
+/// A role as a small number for the trace hash.
+fn role_code(role: Role) -> u64 {
+    match role {
+        Role::Follower => 0,
+        Role::PreCandidate => 1,
+        Role::Candidate => 2,
+        Role::Leader => 3,
+    }
+}

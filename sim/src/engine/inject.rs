@@ -1,0 +1,191 @@
+//! Fault injection: applying the plan's timed faults (crashes, restarts,
+//! pauses, partitions, network heals, leader-targeted crashes and
+//! isolations), arming the protocol-aware nemeses of `crate::nemesis`
+//! (leader churn, a crash between a vote and its fsync, ...) and carrying
+//! out their strikes, and healing everything when the chaos phase ends.
+//! Message-level faults (loss, delay, duplication) are drawn in `network`,
+//! disk faults (slow fsyncs, torn writes at a crash) in `host` and
+//! `crate::disk`.
+
+use concord::state_machine::StateMachine;
+use concord::{NodeId, Role, Term};
+
+use super::{format_time, Event, Simulation};
+use crate::faults::{Fault, Partition, Rates};
+use crate::nemesis::{self, Depose, Strike};
+use crate::workload::Workload;
+
+impl<S: StateMachine, W: Workload> Simulation<S, W> {
+    pub(super) fn apply_fault(&mut self, fault: Fault) {
+        if let Some(kind) = fault.kind() {
+            self.faults.add(kind, 1);
+        }
+        self.trace.word(0xfa17);
+        if self.nemesis.arm(&fault) {
+            self.note(None, || format!("nemesis armed: {fault}"));
+            if matches!(fault, Fault::LeaderChurn { .. }) {
+                if let Some(index) = self.current_leader() {
+                    if let (Some(delay), Some(node)) =
+                        (self.nemesis.on_leader(), self.hosts[index].node.as_ref())
+                    {
+                        let term = node.term();
+                        let incarnation = self.hosts[index].incarnation;
+                        self.schedule(
+                            delay,
+                            Event::Depose {
+                                node: index as u8,
+                                incarnation,
+                                term,
+                            },
+                        );
+                    }
+                }
+            }
+            return;
+        }
+        match fault {
+            Fault::Crash { node } => self.crash(node as usize - 1),
+            Fault::Restart { node } => self.restart(node as usize - 1),
+            Fault::Pause { node } => {
+                let index = node as usize - 1;
+                if self.hosts[index].node.is_some() && !self.hosts[index].paused {
+                    self.hosts[index].paused = true;
+                    self.hosts[index].pauses += 1;
+                    self.note(Some(index), || "paused".to_string());
+                }
+            }
+            Fault::Resume { node } => self.resume(node as usize - 1),
+            Fault::Partition(partition) => {
+                self.blocked = partition.blocked_matrix(self.hosts.len());
+                self.note(None, || format!("network: {partition}"));
+                self.network_changed();
+            }
+            Fault::CrashLeader { down_ns } => {
+                if let Some(index) = self.current_leader() {
+                    self.note(Some(index), || "targeted: the leader crashes".to_string());
+                    self.crash(index);
+                    self.schedule(down_ns, Event::DelayedRestart { node: index as u8 });
+                }
+            }
+            Fault::IsolateLeader { length_ns } => {
+                if let Some(index) = self.current_leader() {
+                    let partition = Partition::Split {
+                        side: vec![index as NodeId + 1],
+                    };
+                    self.blocked = partition.blocked_matrix(self.hosts.len());
+                    self.note(None, || format!("network: leader isolated, {partition}"));
+                    self.schedule(length_ns, Event::DelayedHealNetwork);
+                    self.network_changed();
+                }
+            }
+            Fault::IsolateLeaderWithMinority { length_ns } => {
+                if let Some(index) = self.current_leader() {
+                    let nodes = self.hosts.len();
+                    let side: Vec<NodeId> = (0..nodes.saturating_sub(1) / 2)
+                        .map(|k| ((index + k) % nodes) as NodeId + 1)
+                        .collect();
+                    let partition = Partition::Split { side };
+                    self.blocked = partition.blocked_matrix(nodes);
+                    self.note(None, || {
+                        format!("network: leader cut off with a minority, {partition}")
+                    });
+                    self.schedule(length_ns, Event::DelayedHealNetwork);
+                    self.network_changed();
+                }
+            }
+            Fault::CrashLeaderAfterAppend { .. }
+            | Fault::LeaderChurn { .. }
+            | Fault::CrashVoter { .. } => unreachable!("armed above"),
+            Fault::HealNetwork => {
+                self.blocked = [0; 8];
+                self.note(None, || "network healed".to_string());
+                self.network_changed();
+            }
+        }
+    }
+
+    pub(super) fn judge_step(&mut self, index: usize, before: nemesis::Observed) -> Strike {
+        match self.hosts[index].node.as_ref() {
+            Some(node) => self.nemesis.after_step(node, before),
+            None => Strike::None,
+        }
+    }
+
+    /// A nemesis crashes node `index` (with `power_loss`, also every node
+    /// holding unsynced writes), to restart `down_ns` later.
+    pub(super) fn nemesis_crash(&mut self, index: usize, down_ns: u64, power_loss: bool) {
+        let mut victims = vec![index];
+        if power_loss {
+            victims.extend((0..self.hosts.len()).filter(|other| {
+                *other != index
+                    && self.hosts[*other].node.is_some()
+                    && self.hosts[*other].disk.last_written().is_some()
+            }));
+        }
+        self.note(Some(index), || {
+            format!(
+                "nemesis: crash {victims:?} (node indices) for {}",
+                format_time(down_ns)
+            )
+        });
+        for victim in victims {
+            self.crash(victim);
+            self.schedule(down_ns, Event::DelayedRestart { node: victim as u8 });
+        }
+    }
+
+    /// Leader churn: depose node `index` if it still leads `term`.
+    pub(super) fn depose(&mut self, index: usize, incarnation: u32, term: Term) {
+        let host = &self.hosts[index];
+        if self.healed || host.incarnation != incarnation {
+            return;
+        }
+        let leads = host
+            .node
+            .as_ref()
+            .is_some_and(|node| node.role() == Role::Leader && node.term() == term);
+        if !leads {
+            return;
+        }
+        match self.nemesis.depose() {
+            Some(Depose::Crash(down_ns)) => {
+                self.note(Some(index), || "churn: the leader crashes".to_string());
+                self.crash(index);
+                self.schedule(down_ns, Event::DelayedRestart { node: index as u8 });
+            }
+            Some(Depose::Isolate(length_ns)) => {
+                let partition = Partition::Split {
+                    side: vec![index as NodeId + 1],
+                };
+                self.blocked = partition.blocked_matrix(self.hosts.len());
+                self.note(None, || format!("churn: leader isolated, {partition}"));
+                self.schedule(length_ns, Event::DelayedHealNetwork);
+                self.network_changed();
+            }
+            None => {}
+        }
+    }
+
+    pub(super) fn heal(&mut self) {
+        self.healed = true;
+        self.note(None, || {
+            "HEAL: faults stop; liveness check starts".to_string()
+        });
+        self.blocked = [0; 8];
+        self.nemesis.disarm();
+        self.network_changed();
+        let fsync_max_ns = 0;
+        self.rates = Rates {
+            fsync_max_ns,
+            ..Rates::calm()
+        };
+        for index in 0..self.hosts.len() {
+            if self.failure.is_some() {
+                return;
+            }
+            self.resume(index);
+            self.restart(index);
+        }
+        self.schedule(0, Event::Probe);
+    }
+}

@@ -1,0 +1,172 @@
+//! The network between the hosts: message delays drawn from the seed
+//! (loss, reordering, long tails, duplication, stale deliveries across
+//! terms), the partition matrix, and the in-flight message slab.
+
+use rand::Rng;
+
+use concord::state_machine::StateMachine;
+use concord::{Message, MessageBody, NodeId, Role};
+
+use super::{Event, Simulation, MS};
+use crate::faults::{exponential, FaultKind};
+use crate::workload::Workload;
+
+/// A slab of values with a free list, so in-flight messages are not
+/// moved around the heap.
+pub(super) struct Slab<T> {
+    pub(super) slots: Vec<Option<T>>,
+    pub(super) free: Vec<u32>,
+}
+
+impl<T> Slab<T> {
+    pub(super) fn new() -> Self {
+        Slab {
+            slots: Vec::new(),
+            free: Vec::new(),
+        }
+    }
+    pub(super) fn insert(&mut self, value: T) -> u32 {
+        match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some(value);
+                slot
+            }
+            None => {
+                self.slots.push(Some(value));
+                (self.slots.len() - 1) as u32
+            }
+        }
+    }
+    pub(super) fn take(&mut self, slot: u32) -> Option<T> {
+        let value = self.slots.get_mut(slot as usize).and_then(Option::take);
+        if value.is_some() {
+            self.free.push(slot);
+        }
+        value
+    }
+}
+
+/// A message body as one word for the trace hash.
+pub(super) fn body_code(body: &MessageBody) -> u64 {
+    match body {
+        MessageBody::RequestVote {
+            pre_vote, last_log, ..
+        } => 1 | (u64::from(*pre_vote) << 4) | (last_log.index << 8),
+        MessageBody::RequestVoteResponse { pre_vote, granted } => {
+            2 | (u64::from(*pre_vote) << 4) | (u64::from(*granted) << 5)
+        }
+        MessageBody::AppendEntries {
+            prev,
+            entries,
+            leader_commit,
+        } => 3 | ((entries.len() as u64) << 4) | (prev.index << 16) | (leader_commit << 40),
+        MessageBody::AppendEntriesResponse(response) => match response {
+            concord::AppendResponse::Accepted { match_index } => 4 | (match_index << 8),
+            concord::AppendResponse::Rejected { rejected_index, .. } => 5 | (rejected_index << 8),
+        },
+        MessageBody::Heartbeat { commit } => 6 | (commit << 8),
+        MessageBody::HeartbeatResponse => 7,
+        MessageBody::TimeoutNow => 8,
+        MessageBody::InstallSnapshot {
+            snapshot, offset, ..
+        } => 9 | (snapshot.index << 8) | (offset << 32),
+        MessageBody::InstallSnapshotResponse {
+            snapshot,
+            next_offset,
+            rewind,
+        } => 10 | (u64::from(*rewind) << 4) | (snapshot.index << 8) | (next_offset << 32),
+    }
+}
+
+impl<S: StateMachine, W: Workload> Simulation<S, W> {
+    pub(super) fn message_delay(&mut self) -> Option<u64> {
+        let rates = &self.rates;
+        if rates.loss > 0.0 && self.net_rng.gen_bool(rates.loss) {
+            self.faults.add(FaultKind::Loss, 1);
+            return None;
+        }
+        let mut delay = 100_000 + self.net_rng.gen_range(0..900_000);
+        if rates.reorder > 0.0 && self.net_rng.gen_bool(rates.reorder) {
+            delay += self.net_rng.gen_range(0..rates.reorder_max_ns.max(1));
+            self.faults.add(FaultKind::Reorder, 1);
+        }
+        if rates.tail > 0.0 && self.net_rng.gen_bool(rates.tail) {
+            delay += exponential(&mut self.net_rng, rates.tail_mean_ns).min(10_000 * MS);
+            self.faults.add(FaultKind::Delay, 1);
+        }
+        if rates.stale > 0.0 && self.net_rng.gen_bool(rates.stale) {
+            delay += self
+                .net_rng
+                .gen_range(1_000 * MS..rates.stale_max_ns.max(1_000 * MS + 1));
+            self.faults.add(FaultKind::Stale, 1);
+        }
+        Some(delay)
+    }
+
+    pub(super) fn send(&mut self, index: usize, to: NodeId, message: Message) {
+        if to == 0 || to as usize > self.hosts.len() {
+            return;
+        }
+        if matches!(message.body, MessageBody::InstallSnapshot { .. }) {
+            self.snapshots.chunks_sent += 1;
+        }
+        if let Some(node) = self.hosts[index].node.as_ref() {
+            self.promises.on_send(index, node, &message);
+        }
+        let target = to as usize - 1;
+        if self.blocked[index] & (1 << target) != 0 {
+            return;
+        }
+        let Some(delay) = self.message_delay() else {
+            return;
+        };
+        if self.rates.duplicate > 0.0 && self.net_rng.gen_bool(self.rates.duplicate) {
+            if let Some(second_delay) = self.message_delay() {
+                self.faults.add(FaultKind::Duplicate, 1);
+                let slot = self.messages.insert(message.clone());
+                self.schedule(second_delay, Event::Deliver { slot });
+            }
+        }
+        let slot = self.messages.insert(message);
+        self.schedule(delay, Event::Deliver { slot });
+    }
+
+    /// The partitions changed: every leader now cut off from a quorum must
+    /// step down within its CheckQuorum bound (two CheckQuorum rounds of
+    /// `election_timeout_min_ticks` each, plus two ticks, on its own
+    /// clock).
+    pub(super) fn network_changed(&mut self) {
+        self.network_generation = self.network_generation.wrapping_add(1);
+        if self.healed || !self.node_options.check_quorum {
+            return;
+        }
+        let nodes = self.hosts.len();
+        for index in 0..nodes {
+            let host = &self.hosts[index];
+            let Some(node) = host.node.as_ref() else {
+                continue;
+            };
+            if node.role() != Role::Leader || host.paused {
+                continue;
+            }
+            // A peer counts as cut off only if nothing it sends can reach
+            // the leader: answers sent before a one-way cut of the other
+            // direction may still arrive (seconds) later, legitimately.
+            let reachable = (0..nodes)
+                .filter(|&other| other != index && self.blocked[other] & (1 << index) == 0)
+                .count();
+            if 1 + reachable > nodes / 2 {
+                continue;
+            }
+            let ticks = 2 * u64::from(node.config().election_timeout_min_ticks) + 2;
+            let event = Event::StepDownDeadline {
+                node: index as u8,
+                incarnation: host.incarnation,
+                term: node.term(),
+                network: self.network_generation,
+                pauses: host.pauses,
+            };
+            self.schedule(ticks * host.tick_period_ns, event);
+        }
+    }
+}
