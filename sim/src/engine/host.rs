@@ -252,6 +252,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         while let Some((input, proposer)) = first.take().or_else(|| work.pop_front()) {
             let host = &mut self.hosts[index];
             let Some(node) = host.node.as_mut() else {
+                // The node is down: what was queued for it is lost with it,
+                // never stepped into the next node this engine steps.
+                work.clear();
                 break;
             };
             if matches!(input, Input::Snapshotted(_)) {
