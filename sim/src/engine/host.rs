@@ -581,15 +581,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                     }
                     if !self.healed {
                         if let Some(delay) = self.nemesis.on_leader() {
-                            let incarnation = self.hosts[index].incarnation;
-                            self.schedule(
-                                delay,
-                                Event::Depose {
-                                    node: index as u8,
-                                    incarnation,
-                                    term,
-                                },
-                            );
+                            self.schedule_depose(index, term, delay);
                         }
                     }
                 } else {

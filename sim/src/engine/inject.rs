@@ -29,15 +29,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                         (self.nemesis.on_leader(), self.hosts[index].node.as_ref())
                     {
                         let term = node.term();
-                        let incarnation = self.hosts[index].incarnation;
-                        self.schedule(
-                            delay,
-                            Event::Depose {
-                                node: index as u8,
-                                incarnation,
-                                term,
-                            },
-                        );
+                        self.schedule_depose(index, term, delay);
                     }
                 }
             }
@@ -135,6 +127,20 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
     }
 
     /// Leader churn: depose node `index` if it still leads `term`.
+    /// Schedules the churn nemesis's deposition of node `index`, leader
+    /// in `term`, `delay_ns` from now.
+    pub(super) fn schedule_depose(&mut self, index: usize, term: Term, delay_ns: u64) {
+        let incarnation = self.hosts[index].incarnation;
+        self.schedule(
+            delay_ns,
+            Event::Depose {
+                node: index as u8,
+                incarnation,
+                term,
+            },
+        );
+    }
+
     pub(super) fn depose(&mut self, index: usize, incarnation: u32, term: Term) {
         let host = &self.hosts[index];
         if self.healed || host.incarnation != incarnation {
