@@ -57,11 +57,11 @@
 //!                 }
 //!                 Action::SendSnapshotChunk(chunk) => {
 //!                     // Read the chunk from the stored snapshot and send it.
-//!                     let data = &stored_snapshot.as_ref().expect("reported").data;
-//!                     let start = chunk.offset as usize;
-//!                     let message = chunk.clone().into_message(
-//!                         data.slice(start..start + chunk.length_bytes as usize));
-//!                     let _ = message; // network.send(chunk.to, message)
+//!                     // (From a file: read `chunk.length_bytes` at
+//!                     // `chunk.offset`, then `chunk.into_message(bytes)`.)
+//!                     let to = chunk.to;
+//!                     let message = chunk.cut_from(&stored_snapshot.as_ref().expect("reported").data);
+//!                     let _ = (to, message); // network.send(to, message)
 //!                 }
 //!                 // A follower receiving a snapshot: append each chunk to a
 //!                 // file, make it durable on PersistSnapshot (then report

@@ -152,6 +152,20 @@ impl SnapshotChunkToSend {
         }
         message
     }
+
+    /// [`into_message`](Self::into_message) for a host holding the whole
+    /// snapshot in memory: cuts the chunk out of `snapshot` (shared, not
+    /// copied).
+    ///
+    /// # Panics
+    ///
+    /// When `snapshot` is shorter than the chunk's end: not the snapshot
+    /// the node asked for.
+    pub fn cut_from(self, snapshot: &Bytes) -> Message {
+        let start = self.offset as usize;
+        let data = snapshot.slice(start..start + self.length_bytes as usize);
+        self.into_message(data)
+    }
 }
 
 /// CRC-64/XZ computed over bytes fed in pieces: [`checksum64`] of their

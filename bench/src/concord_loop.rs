@@ -314,11 +314,7 @@ impl Cluster {
                     }
                     Action::SendSnapshotChunk(chunk) => {
                         let snapshot = self.snapshots[i].as_ref().expect("a snapshot to send");
-                        let start = chunk.offset as usize;
-                        let data = snapshot
-                            .data
-                            .slice(start..start + chunk.length_bytes as usize);
-                        self.queue.push_back(chunk.into_message(data));
+                        self.queue.push_back(chunk.cut_from(&snapshot.data));
                     }
                     Action::WriteSnapshotChunk { offset, data, .. } => {
                         self.incoming[i].truncate(offset as usize);

@@ -72,6 +72,8 @@ pub struct CompactionOptions {
     pub trailing_entries: u64,
     /// Largest snapshot chunk.
     pub chunk_bytes_max: usize,
+    /// Most snapshot chunks unanswered per follower (1 is stop-and-wait).
+    pub chunks_inflight_max: usize,
 }
 
 impl CompactionOptions {
@@ -86,6 +88,7 @@ impl CompactionOptions {
                 rng.gen_range(1..=16)
             },
             chunk_bytes_max: rng.gen_range(32..=1024),
+            chunks_inflight_max: rng.gen_range(1..=4),
         }
     }
 
@@ -95,6 +98,7 @@ impl CompactionOptions {
         config.compaction_threshold_bytes = self.threshold_bytes;
         config.compaction_trailing_entries = self.trailing_entries;
         config.snapshot_chunk_bytes_max = self.chunk_bytes_max;
+        config.snapshot_chunks_inflight_max = self.chunks_inflight_max;
     }
 }
 
@@ -106,8 +110,8 @@ impl std::fmt::Display for CompactionOptions {
         }
         write!(
             f,
-            ", {} trailing entries, {}-byte chunks",
-            self.trailing_entries, self.chunk_bytes_max
+            ", {} trailing entries, {}-byte chunks, {} in flight",
+            self.trailing_entries, self.chunk_bytes_max, self.chunks_inflight_max
         )
     }
 }

@@ -143,13 +143,13 @@ pub enum ServerError {
     },
 }
 
-/// Replaces the state machine's state with `snapshot`'s, read back whole
-/// and checked against its checksum. Returns its size in bytes.
+/// Replaces the state machine's state with `data`, the bytes of
+/// `snapshot`. Returns their size in bytes.
 fn restore<S: StateMachine>(
     state_machine: &mut S,
     snapshot: &SnapshotReader,
+    data: Bytes,
 ) -> Result<u64, ServerError> {
-    let data = snapshot.read_verified()?;
     let position = snapshot.meta().position;
     state_machine
         .restore(&data)
@@ -258,7 +258,10 @@ where
     let base = recovered.base;
     match &recovered_snapshot {
         Some(snapshot) if snapshot.meta().position == base => {
-            restore(&mut state_machine, snapshot)?;
+            // Storage verified the recovered snapshot's checksum as it read
+            // it back (`Storage::recovered_snapshot`): not checked twice.
+            let data = snapshot.read_chunk(0, snapshot.meta().size_bytes)?;
+            restore(&mut state_machine, snapshot, data)?;
         }
         None if base == LogPosition::ZERO => {}
         _ => {
@@ -653,7 +656,13 @@ where
             return;
         };
         let started = std::time::Instant::now();
-        let bytes = match restore(&mut self.state_machine, &reader) {
+        // Read back from where storage wrote it: checked again, as the
+        // node checked the bytes it handed over.
+        let bytes = match reader
+            .read_verified()
+            .map_err(ServerError::from)
+            .and_then(|data| restore(&mut self.state_machine, &reader, data))
+        {
             Ok(bytes) => bytes,
             Err(e) => {
                 self.failed = Some(e);

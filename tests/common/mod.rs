@@ -279,10 +279,8 @@ impl Cluster {
                     }
                     Action::SendSnapshotChunk(chunk) => {
                         let bytes = &self.snapshot_bytes[&id][&chunk.snapshot.position];
-                        let start = chunk.offset as usize;
-                        let data = bytes.slice(start..start + chunk.length_bytes as usize);
                         let to = chunk.to;
-                        let message = chunk.into_message(data);
+                        let message = chunk.cut_from(bytes);
                         if self.record_trace {
                             // Recorded as the send it becomes.
                             self.trace.push((
@@ -961,41 +959,8 @@ impl Chaos {
     }
 }
 
-/// Free loopback ports (bound and released; good enough for tests).
-pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<_> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
-}
-
-/// A directory under the system's temporary directory, removed on drop.
-pub struct TempDir(pub std::path::PathBuf);
-
-impl TempDir {
-    /// A new, empty directory whose name includes `name` and the process.
-    pub fn new(name: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock after 1970")
-            .as_nanos();
-        let path = std::env::temp_dir().join(format!(
-            "concord-test-{name}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&path).expect("create a temporary directory");
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+mod scratch;
+pub use scratch::{free_ports, TempDir};
 
 /// A two-thread tokio runtime for the runtime's tests.
 #[cfg(feature = "tokio")]

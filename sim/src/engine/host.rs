@@ -377,11 +377,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                     );
                     return;
                 };
-                let start = chunk.offset as usize;
-                let end = start + chunk.length_bytes as usize;
-                let data = bytes.slice(start..end);
+                let bytes = bytes.clone();
                 let to = chunk.to;
-                self.send(index, to, chunk.into_message(data));
+                self.send(index, to, chunk.cut_from(&bytes));
             }
             Action::WriteSnapshotChunk {
                 snapshot,
