@@ -960,6 +960,7 @@ impl Chaos {
 }
 
 mod scratch;
+#[allow(unused_imports)] // not every test uses them
 pub use scratch::{free_ports, TempDir};
 
 /// A two-thread tokio runtime for the runtime's tests.
