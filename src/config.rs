@@ -75,6 +75,38 @@ pub struct Config {
     /// transfer announcing more is refused. 0 refuses every non-empty
     /// snapshot (for a host that cannot store snapshots).
     pub snapshot_bytes_max: u64,
+    /// Lease reads (see [`ReadPath::Lease`](crate::ReadPath::Lease)): a
+    /// leader serves a read without a round trip while fewer than this
+    /// many of its ticks have passed since it sent a heartbeat that a
+    /// quorum answered. 0 (the default) turns leases off: `Lease` reads
+    /// are then served as ReadIndex reads.
+    ///
+    /// **What this assumes of clocks.** A follower refuses to vote for
+    /// another leader for `election_timeout_min_ticks` of *its* ticks after
+    /// a heartbeat arrives; the lease counts the leader's ticks from when
+    /// it sent that heartbeat. The lease is safe as long as, over any span
+    /// of real time, no node's tick count falls short of another's by
+    /// `clock_drift_bound_ticks` or more per `election_timeout_min_ticks`
+    /// ticks: every node's ticks must follow real time within that rate,
+    /// and a host that stalls (a paused process, a suspended VM) must
+    /// deliver the ticks it missed before any other input. Validation
+    /// requires `lease_read_ticks + clock_drift_bound_ticks <
+    /// election_timeout_min_ticks`, and CheckQuorum, which provides the
+    /// followers' refusal to vote. With lease reads on, a restarted node
+    /// (one that recovered a term) also refuses votes for its first
+    /// minimum election timeout: it may have answered a heartbeat just
+    /// before it went down.
+    pub lease_read_ticks: u32,
+    /// The declared bound on clock drift that `lease_read_ticks` must
+    /// leave room for, in ticks per `election_timeout_min_ticks` ticks
+    /// (e.g. with clocks within ±10 % of real time and a minimum timeout
+    /// of 10 ticks, tick counts can drift apart by about 20 %: 2 ticks,
+    /// so the lease can be at most 7 ticks).
+    pub clock_drift_bound_ticks: u32,
+    /// Most reads waiting at once on this node (for confirmation, for the
+    /// leader's answer, or for the state machine); more are refused with
+    /// [`ReadError::Backpressure`](crate::ReadError::Backpressure).
+    pub read_requests_pending_max: usize,
 }
 
 impl Config {
@@ -106,6 +138,9 @@ impl Config {
             snapshot_chunk_bytes_max: 1024 * 1024,
             snapshot_chunks_inflight_max: 4,
             snapshot_bytes_max: 1024 * 1024 * 1024,
+            lease_read_ticks: 0,
+            clock_drift_bound_ticks: 2,
+            read_requests_pending_max: 4096,
         }
     }
 
@@ -145,7 +180,24 @@ impl Config {
                 election: self.election_timeout_min_ticks,
             });
         }
-        let limits: [(&'static str, u64); 10] = [
+        if self.lease_read_ticks > 0 {
+            if !self.check_quorum {
+                return Err(ConfigError::LeaseWithoutCheckQuorum);
+            }
+            let needed = u64::from(self.lease_read_ticks) + u64::from(self.clock_drift_bound_ticks);
+            if needed >= u64::from(self.election_timeout_min_ticks) {
+                return Err(ConfigError::LeaseTooLong {
+                    lease: self.lease_read_ticks,
+                    drift: self.clock_drift_bound_ticks,
+                    election: self.election_timeout_min_ticks,
+                });
+            }
+        }
+        let limits: [(&'static str, u64); 11] = [
+            (
+                "read_requests_pending_max",
+                self.read_requests_pending_max as u64,
+            ),
             ("append_entries_max", self.append_entries_max as u64),
             ("append_bytes_max", self.append_bytes_max as u64),
             ("inflight_messages_max", self.inflight_messages_max as u64),
@@ -232,6 +284,19 @@ pub enum ConfigError {
     PriorityForUnknownNode {
         /// The unknown node.
         id: NodeId,
+    },
+    /// Lease reads need CheckQuorum.
+    #[error("`lease_read_ticks` is set but `check_quorum` is off; leases rely on followers refusing votes while they hear from a leader, which CheckQuorum provides")]
+    LeaseWithoutCheckQuorum,
+    /// The lease leaves no room for the declared clock drift.
+    #[error("lease of {lease} ticks plus the clock drift bound of {drift} ticks is not below the minimum election timeout of {election} ticks; shorten `lease_read_ticks` or lengthen the election timeout")]
+    LeaseTooLong {
+        /// Configured `lease_read_ticks`.
+        lease: u32,
+        /// Configured `clock_drift_bound_ticks`.
+        drift: u32,
+        /// Configured `election_timeout_min_ticks`.
+        election: u32,
     },
     /// The recovered state is inconsistent.
     #[error("recovered state is invalid: {reason}; the data directory may be corrupt or belong to another node")]

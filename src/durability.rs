@@ -82,6 +82,12 @@ impl Node {
             Role::PreCandidate => {}
         }
         self.maybe_send_vote_grant(actions);
+        if !self.reads.unconfirmed.is_empty() {
+            self.release_confirmed_reads(actions);
+        }
+        if !self.reads.awaiting_apply.is_empty() {
+            self.release_applied_reads(actions);
+        }
         self.flush_persist(actions);
         self.emit_apply(actions);
         self.maybe_take_snapshot(actions);

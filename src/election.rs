@@ -15,6 +15,7 @@ pub(crate) const TERM_MAX: Term = u64::MAX / 2;
 
 impl Node {
     pub(crate) fn tick(&mut self, actions: &mut Vec<Action>) {
+        self.tick_reads(actions);
         match self.role {
             Role::Leader => self.tick_leader(actions),
             Role::Follower | Role::PreCandidate | Role::Candidate => self.tick_election(actions),
@@ -23,6 +24,9 @@ impl Node {
 
     fn tick_election(&mut self, actions: &mut Vec<Action>) {
         self.election_elapsed_ticks = self.election_elapsed_ticks.saturating_add(1);
+        if self.election_elapsed_ticks >= self.config.election_timeout_min_ticks {
+            self.vote_hold_after_start = false;
+        }
         // The election timeout only keeps voters from disrupting a leader
         // they have not heard from yet (safety never depends on it). The
         // only voter of a cluster has no one to wait for or to disrupt, so
@@ -41,7 +45,7 @@ impl Node {
     /// partitioned away cannot disrupt a healthy cluster when it returns.
     pub(crate) fn in_leader_lease(&self) -> bool {
         self.role == Role::Leader
-            || (self.leader.is_some()
+            || ((self.leader.is_some() || self.vote_hold_after_start)
                 && self.election_elapsed_ticks < self.config.election_timeout_min_ticks)
     }
 
@@ -127,6 +131,7 @@ impl Node {
         self.votes.clear();
         self.transfer_target = None;
         self.reset_election_timer();
+        self.abandon_unconfirmed_reads(actions);
         self.announce_role(previous, actions);
     }
 
@@ -139,6 +144,7 @@ impl Node {
         self.votes.insert(self.config.id, true);
         self.reset_election_timer();
         self.stats.pre_elections_started += 1;
+        self.abandon_unconfirmed_reads(actions);
         self.announce_role(previous, actions);
         let last_log = self.log.last_position();
         for i in 0..self.peer_count() {
@@ -163,6 +169,7 @@ impl Node {
         self.votes.insert(self.config.id, true);
         self.reset_election_timer();
         self.stats.elections_started += 1;
+        self.abandon_unconfirmed_reads(actions);
         self.announce_role(previous, actions);
         let last_log = self.log.last_position();
         for i in 0..self.peer_count() {
@@ -186,6 +193,7 @@ impl Node {
         self.reset_election_timer();
         self.transfer_target = None;
         self.reset_progress();
+        self.reads.reset_rounds();
         self.stats.leader_elected += 1;
         tracing::info!(node = self.config.id, term = self.term, "became leader");
         self.announce_role(previous, actions);
@@ -381,7 +389,9 @@ impl Node {
                 MessageBody::RequestVoteResponse { .. }
                 | MessageBody::AppendEntriesResponse(_)
                 | MessageBody::InstallSnapshotResponse { .. }
-                | MessageBody::HeartbeatResponse => {
+                | MessageBody::HeartbeatResponse { .. }
+                | MessageBody::ReadIndexRequest { .. }
+                | MessageBody::ReadIndexResponse { .. } => {
                     self.become_follower(message.term, None, actions);
                 }
             }
@@ -392,7 +402,8 @@ impl Node {
                 MessageBody::AppendEntries { .. }
                 | MessageBody::Heartbeat { .. }
                 | MessageBody::InstallSnapshot { .. } => {
-                    self.send(message.from, MessageBody::HeartbeatResponse, actions);
+                    let body = MessageBody::HeartbeatResponse { read_round: 0 };
+                    self.send(message.from, body, actions);
                 }
                 MessageBody::RequestVote { pre_vote: true, .. } => {
                     let body = MessageBody::RequestVoteResponse {
@@ -431,12 +442,20 @@ impl Node {
             MessageBody::AppendEntriesResponse(response) => {
                 self.handle_append_response(message.from, response, actions)
             }
-            MessageBody::Heartbeat { commit } => {
+            MessageBody::Heartbeat { commit, read_round } => {
                 if self.accept_leader(message.from, actions) {
-                    self.handle_heartbeat(message.from, commit, actions);
+                    self.handle_heartbeat(message.from, commit, read_round, actions);
                 }
             }
-            MessageBody::HeartbeatResponse => self.handle_heartbeat_response(message.from, actions),
+            MessageBody::HeartbeatResponse { read_round } => {
+                self.handle_heartbeat_response(message.from, read_round, actions)
+            }
+            MessageBody::ReadIndexRequest { request } => {
+                self.handle_read_index_request(message.from, request, actions)
+            }
+            MessageBody::ReadIndexResponse { request, index } => {
+                self.handle_read_index_response(message.from, request, index, actions)
+            }
             MessageBody::TimeoutNow => self.handle_timeout_now(message.from, actions),
             MessageBody::InstallSnapshot {
                 snapshot,

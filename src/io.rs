@@ -4,6 +4,7 @@ use bytes::Bytes;
 use thiserror::Error;
 
 use crate::message::Message;
+use crate::read_index::{ReadError, ReadPath};
 use crate::snapshot::{SnapshotChunkToSend, SnapshotMeta};
 use crate::types::{Entry, HardState, Index, NodeId, Term, WriteId};
 
@@ -48,6 +49,16 @@ pub enum Input {
     /// When the position is past the applied index or names a term that is
     /// not the log's at that index: a broken host.
     Snapshotted(SnapshotMeta),
+    /// A client asks for a linearizable read, without writing the log
+    /// (see [`ReadPath`]). Answered with [`Action::ReadReady`] (serve the
+    /// read from the state machine as it is then) or
+    /// [`Action::ReadRefused`], naming `id`.
+    Read {
+        /// The host's id for the read, echoed in the answer.
+        id: u64,
+        /// How to serve it.
+        path: ReadPath,
+    },
 }
 
 /// Something the host must do on the node's behalf.
@@ -162,6 +173,25 @@ pub enum Action {
     RestoreSnapshot {
         /// The snapshot to restore from.
         snapshot: SnapshotMeta,
+    },
+    /// Serve read `id` now, from the state machine as it is after every
+    /// `Apply` handed out so far: it has applied at least `index`, which
+    /// is at or past every write acknowledged before the read arrived.
+    ReadReady {
+        /// The read.
+        id: u64,
+        /// The read index it was confirmed at.
+        index: Index,
+        /// How it was served (a `Lease` read the lease could not cover is
+        /// served, and reported, as `ReadIndex`).
+        path: ReadPath,
+    },
+    /// Read `id` was not served; nothing was read.
+    ReadRefused {
+        /// The read.
+        id: u64,
+        /// Why; the client may retry.
+        error: ReadError,
     },
     /// The node's role changed.
     RoleChanged {

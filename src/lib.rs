@@ -147,6 +147,7 @@ mod node;
 mod planted;
 mod progress;
 pub mod quorum;
+mod read_index;
 mod recovered;
 mod replication;
 pub mod session;
@@ -166,6 +167,7 @@ pub use node::{Node, Role};
 #[doc(hidden)]
 pub use planted::PlantedBugs;
 pub use progress::{ProgressState, ProgressView};
+pub use read_index::{ReadError, ReadPath};
 pub use recovered::Recovered;
 pub use snapshot::{checksum64, Checksum64, Snapshot, SnapshotChunkToSend, SnapshotMeta};
 pub use stats::Statistics;

@@ -56,9 +56,15 @@ pub enum MessageBody {
         /// The leader's commit index, capped at what this follower is known
         /// to hold so it never commits an entry it may not have.
         commit: Index,
+        /// The leader's confirmation round (see [`MessageBody::HeartbeatResponse`]).
+        read_round: u64,
     },
     /// Answer to [`MessageBody::Heartbeat`].
-    HeartbeatResponse,
+    HeartbeatResponse {
+        /// The round of the heartbeat answered (0 for none): a quorum
+        /// answering a round confirms the leader's reads and lease.
+        read_round: u64,
+    },
     /// Sent by a leader to tell a caught-up follower to start an election
     /// at once (leadership transfer, used for priority election).
     TimeoutNow,
@@ -76,6 +82,21 @@ pub enum MessageBody {
         offset: u64,
         /// The chunk (at most `snapshot_chunk_bytes_max` bytes).
         data: Bytes,
+    },
+    /// A follower asks its leader for a read index, to serve a read
+    /// locally once it has applied it (a follower read).
+    ReadIndexRequest {
+        /// The follower's id for the read, echoed in the answer.
+        request: u64,
+    },
+    /// Answer to [`MessageBody::ReadIndexRequest`].
+    ReadIndexResponse {
+        /// The request answered.
+        request: u64,
+        /// The confirmed read index, or `None` when the leader cannot
+        /// confirm one (it is not leader any more, is transferring
+        /// leadership, or has too many reads pending).
+        index: Option<Index>,
     },
     /// Answer to [`MessageBody::InstallSnapshot`]: how much of the snapshot
     /// the follower holds. Installation itself is acknowledged like an

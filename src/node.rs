@@ -111,6 +111,14 @@ pub struct Node {
     pub(crate) applied_since_snapshot_bytes: u64,
     /// A snapshot being received from the leader.
     pub(crate) incoming_snapshot: Option<IncomingSnapshot>,
+    /// Reads on every path (see `read_index.rs`).
+    pub(crate) reads: crate::read_index::Reads,
+    /// Ticks seen since this node started (its local clock).
+    pub(crate) now_ticks: u64,
+    /// Lease reads are on and this node has not yet seen a minimum
+    /// election timeout pass since it started: it refuses votes, as it may
+    /// have answered a leader's heartbeat just before a restart.
+    pub(crate) vote_hold_after_start: bool,
     /// Deliberate mistakes (feature `planted-bugs` only).
     #[cfg(feature = "planted-bugs")]
     pub(crate) planted: PlantedBugs,
@@ -164,6 +172,10 @@ impl Node {
             snapshot_request_explicit: false,
             applied_since_snapshot_bytes: 0,
             incoming_snapshot: None,
+            reads: crate::read_index::Reads::default(),
+            now_ticks: 0,
+            // A node that never saw a term never answered a heartbeat.
+            vote_hold_after_start: config.lease_read_ticks > 0 && recovered.hard_state.term > 0,
             #[cfg(feature = "planted-bugs")]
             planted: PlantedBugs::NONE,
             peer_ids: config
@@ -201,6 +213,7 @@ impl Node {
             Input::Applied(index) => self.handle_applied(index),
             Input::RequestSnapshot => self.snapshot_request_explicit = true,
             Input::Snapshotted(snapshot) => self.handle_snapshotted(snapshot),
+            Input::Read { id, path } => self.read(id, path, actions),
         }
         self.after_step(actions);
         self.check_invariants();

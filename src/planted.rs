@@ -28,6 +28,12 @@ pub struct PlantedBugs {
     pub figure_8_commit: bool,
     /// A vote grant is sent before the vote (the hard state) is durable.
     pub vote_before_durable: bool,
+    /// A leader serves ReadIndex reads without waiting for a heartbeat
+    /// round to confirm it still leads.
+    pub read_index_without_round: bool,
+    /// A follower serves a follower read as soon as its leader answers,
+    /// before its state machine has applied the read index.
+    pub follower_read_before_apply: bool,
 }
 
 impl PlantedBugs {
@@ -35,11 +41,16 @@ impl PlantedBugs {
     pub const NONE: PlantedBugs = PlantedBugs {
         figure_8_commit: false,
         vote_before_durable: false,
+        read_index_without_round: false,
+        follower_read_before_apply: false,
     };
 
     /// Whether any bug is on (the core's direct assertions are then set
     /// aside).
     pub fn any(&self) -> bool {
-        self.figure_8_commit || self.vote_before_durable
+        self.figure_8_commit
+            || self.vote_before_durable
+            || self.read_index_without_round
+            || self.follower_read_before_apply
     }
 }

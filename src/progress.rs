@@ -61,6 +61,8 @@ pub(crate) struct Progress {
     pub(crate) log_regressions: u64,
     /// The snapshot being sent, in the snapshot state only.
     pub(crate) snapshot: Option<SnapshotTransfer>,
+    /// Highest heartbeat round this follower answered (see `read_index.rs`).
+    pub(crate) read_round_acked: u64,
 }
 
 /// A snapshot transfer to one follower: which snapshot, and how far.
@@ -100,6 +102,7 @@ impl Progress {
             denial_age_ticks: 0,
             log_regressions: 0,
             snapshot: None,
+            read_round_acked: 0,
         }
     }
 

@@ -175,8 +175,11 @@ impl Node {
         sent_entries
     }
 
-    fn broadcast_heartbeat(&mut self, actions: &mut Vec<Action>) {
+    /// Sends every follower a heartbeat, numbered as the next read
+    /// confirmation round.
+    pub(crate) fn broadcast_heartbeat(&mut self, actions: &mut Vec<Action>) {
         let commit = self.log.commit_index();
+        let read_round = self.next_read_round();
         for (peer, match_index) in self
             .progress
             .iter()
@@ -187,6 +190,7 @@ impl Node {
             // hold: its log beyond its match index may differ from ours.
             let body = MessageBody::Heartbeat {
                 commit: commit.min(match_index),
+                read_round,
             };
             self.send(peer, body, actions);
         }
@@ -318,18 +322,31 @@ impl Node {
         &mut self,
         leader: NodeId,
         commit: Index,
+        read_round: u64,
         actions: &mut Vec<Action>,
     ) {
         let commit = commit.min(self.log.last_index());
         if commit > self.log.commit_index() {
             self.log.commit_to(commit);
         }
-        self.send(leader, MessageBody::HeartbeatResponse, actions);
+        self.send(
+            leader,
+            MessageBody::HeartbeatResponse { read_round },
+            actions,
+        );
     }
 
-    pub(crate) fn handle_heartbeat_response(&mut self, from: NodeId, actions: &mut Vec<Action>) {
+    pub(crate) fn handle_heartbeat_response(
+        &mut self,
+        from: NodeId,
+        read_round: u64,
+        actions: &mut Vec<Action>,
+    ) {
         if self.role != Role::Leader {
             return;
+        }
+        if read_round > 0 {
+            self.handle_read_round_ack(from, read_round, actions);
         }
         let last_index = self.log.last_index();
         let Some(progress) = self.progress.get_mut(&from) else {

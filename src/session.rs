@@ -460,6 +460,12 @@ impl<S: StateMachine> StateMachine for WithSessions<S> {
         self.apply_request(index, command).response().encode()
     }
 
+    /// Reads need no session (they change nothing, so a retry is
+    /// harmless): the request is the inner state machine's, unwrapped.
+    fn query(&self, request: &[u8]) -> Option<Bytes> {
+        self.inner.query(request)
+    }
+
     /// Layout: session count (u64 LE), then per session client id, last
     /// sequence number, last used index (u64 LE each), a response flag byte
     /// and, if set, the response length (u32 LE) and bytes; then the inner

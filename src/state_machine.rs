@@ -68,6 +68,21 @@ pub trait StateMachine {
     /// Replaces the whole state with a snapshot taken by
     /// [`snapshot`](StateMachine::snapshot).
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError>;
+
+    /// Answers a read-only request from the current state, without a log
+    /// entry: called for a read the node released with
+    /// [`Action::ReadReady`](crate::Action::ReadReady). Returns `None` when
+    /// `request` is not a read this state machine can answer that way (the
+    /// default, for state machines that serve every request through the
+    /// log); the host then proposes it instead.
+    ///
+    /// Must not change the state, and must answer what
+    /// [`apply`](StateMachine::apply) would for the same request at this
+    /// state.
+    fn query(&self, request: &[u8]) -> Option<Bytes> {
+        let _ = request;
+        None
+    }
 }
 
 impl<S: StateMachine + ?Sized> StateMachine for Box<S> {
@@ -81,6 +96,10 @@ impl<S: StateMachine + ?Sized> StateMachine for Box<S> {
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {
         (**self).restore(snapshot)
+    }
+
+    fn query(&self, request: &[u8]) -> Option<Bytes> {
+        (**self).query(request)
     }
 }
 

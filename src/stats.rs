@@ -56,4 +56,12 @@ pub struct Statistics {
     pub snapshot_checksum_mismatches: u64,
     /// Snapshots received from a leader and installed.
     pub snapshots_installed: u64,
+    /// Reads this leader confirmed with a heartbeat round (ReadIndex).
+    pub reads_read_index: u64,
+    /// Reads this leader served under its lease.
+    pub reads_lease: u64,
+    /// Follower reads whose index this follower received from its leader.
+    pub reads_follower: u64,
+    /// Reads refused (the host was told why).
+    pub reads_refused: u64,
 }

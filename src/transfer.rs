@@ -49,6 +49,7 @@ impl Node {
         );
         self.transfer_target = Some(target);
         self.transfer_elapsed_ticks = 0;
+        self.suspend_lease();
         self.stats.transfers_started += 1;
         self.maybe_send_timeout_now(target, actions);
         if self.transfer_target.is_some() {
@@ -79,6 +80,7 @@ impl Node {
         self.transfer_elapsed_ticks = self.transfer_elapsed_ticks.saturating_add(1);
         if self.transfer_elapsed_ticks >= self.config.election_timeout_min_ticks {
             self.transfer_target = None;
+            self.resume_lease();
         }
     }
 

@@ -233,7 +233,10 @@ fn messages_from_unknown_nodes_or_misaddressed_are_ignored_and_counted() {
         append((4, 3), vec![entry(5, t + 5)], 5),
         vote_request((100, t + 5)),
         MessageBody::TimeoutNow,
-        MessageBody::Heartbeat { commit: 100 },
+        MessageBody::Heartbeat {
+            commit: 100,
+            read_round: 0,
+        },
     ];
     for body in bodies {
         let unknown = feed_ignored(&mut c, 2, msg(9, 2, t + 5, body.clone()));
@@ -335,7 +338,15 @@ fn leader_messages_from_a_non_leader_are_ignored_and_counted() {
     let t = c.node(2).term();
     let cases = [
         msg(3, 2, t, append((4, t), vec![entry(5, t)], 5)),
-        msg(3, 2, t, MessageBody::Heartbeat { commit: 4 }),
+        msg(
+            3,
+            2,
+            t,
+            MessageBody::Heartbeat {
+                commit: 4,
+                read_round: 0,
+            },
+        ),
         msg(3, 2, t, MessageBody::TimeoutNow),
         msg(2, 1, t, append((4, t), vec![entry(5, t)], 5)),
     ];
@@ -358,7 +369,10 @@ fn extreme_indices_never_panic() {
         append((huge, t), vec![], huge),
         append((huge - 1, t), vec![], huge),
         append((4, t), vec![], huge),
-        MessageBody::Heartbeat { commit: huge },
+        MessageBody::Heartbeat {
+            commit: huge,
+            read_round: 0,
+        },
         vote_request((huge, huge)),
         pre_vote_request((huge, t)),
         MessageBody::AppendEntriesResponse(AppendResponse::Rejected {
@@ -413,8 +427,11 @@ fn absurd_terms_are_refused_as_malformed() {
         append((4, 3), vec![], 4),
         vote_request((100, 3)),
         MessageBody::TimeoutNow,
-        MessageBody::Heartbeat { commit: 0 },
-        MessageBody::HeartbeatResponse,
+        MessageBody::Heartbeat {
+            commit: 0,
+            read_round: 0,
+        },
+        MessageBody::HeartbeatResponse { read_round: 0 },
     ];
     for term in [u64::MAX, u64::MAX / 2 + 1] {
         for body in &bodies {

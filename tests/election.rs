@@ -267,7 +267,7 @@ fn unsynced_vote_lost_in_a_crash_was_never_announced() {
 #[test]
 fn higher_term_makes_a_leader_step_down() {
     let cases = [
-        (true, MessageBody::HeartbeatResponse, None),
+        (true, MessageBody::HeartbeatResponse { read_round: 0 }, None),
         (true, append((0, 0), vec![], 0), Some(3)),
         (false, vote_request((100, 100)), None),
     ];
@@ -310,13 +310,26 @@ fn stale_term_messages_are_ignored_and_counted() {
     assert_eq!(answers.len(), 1);
     assert_eq!(
         (answers[0].term, &answers[0].body),
-        (5, &MessageBody::HeartbeatResponse)
+        (5, &MessageBody::HeartbeatResponse { read_round: 0 })
     );
 
     let actions = n.receive(msg(3, 1, 4, vote_request((9, 4))));
     assert!(vote_answers(&actions).is_empty());
-    n.receive(msg(2, 1, 1, MessageBody::Heartbeat { commit: 3 }));
-    n.receive(msg(2, 1, 4, MessageBody::HeartbeatResponse));
+    n.receive(msg(
+        2,
+        1,
+        1,
+        MessageBody::Heartbeat {
+            commit: 3,
+            read_round: 0,
+        },
+    ));
+    n.receive(msg(
+        2,
+        1,
+        4,
+        MessageBody::HeartbeatResponse { read_round: 0 },
+    ));
 
     assert_eq!(n.node.stats().messages_stale_term - before, 4);
     assert_eq!(

@@ -9,7 +9,7 @@ use common::*;
 use concord::quorum::{majority, quorum_index, vote_result, VoteResult};
 use concord::{
     checksum64, AppendResponse, Config, Entry, EntryPayload, Input, LogPosition, Message,
-    MessageBody, Recovered, Snapshot,
+    MessageBody, ReadPath, Recovered, Snapshot,
 };
 use proptest::prelude::*;
 
@@ -124,8 +124,15 @@ fn arb_body(term: u64) -> impl Strategy<Value = MessageBody> {
                 hint_term,
             })
         }),
-        (arb_index()).prop_map(|commit| MessageBody::Heartbeat { commit }),
-        Just(MessageBody::HeartbeatResponse),
+        (arb_index(), 0u64..16)
+            .prop_map(|(commit, read_round)| MessageBody::Heartbeat { commit, read_round }),
+        (0u64..16).prop_map(|read_round| MessageBody::HeartbeatResponse { read_round }),
+        (0u64..16).prop_map(|request| MessageBody::ReadIndexRequest { request }),
+        (
+            0u64..16,
+            prop_oneof![Just(None), arb_index().prop_map(Some)]
+        )
+            .prop_map(|(request, index)| MessageBody::ReadIndexResponse { request, index }),
         Just(MessageBody::TimeoutNow),
         (
             arb_position(),
@@ -176,6 +183,8 @@ enum Op {
     Propose,
     /// The host snapshots at its applied index.
     Snapshot,
+    /// A client read on one of the paths.
+    Read(u64, ReadPath),
 }
 
 fn arb_op() -> impl Strategy<Value = Op> {
@@ -185,6 +194,12 @@ fn arb_op() -> impl Strategy<Value = Op> {
         2 => Just(Op::Sync),
         1 => Just(Op::Propose),
         1 => Just(Op::Snapshot),
+        1 => (0u64..16, prop_oneof![
+            Just(ReadPath::ReadIndex),
+            Just(ReadPath::Lease),
+            Just(ReadPath::Follower)
+        ])
+        .prop_map(|(id, path)| Op::Read(id, path)),
     ]
 }
 
@@ -221,6 +236,10 @@ proptest! {
         cfg.inflight_messages_max = 2;
         cfg.compaction_trailing_entries = 1;
         cfg.snapshot_chunk_bytes_max = 16;
+        if check_quorum {
+            cfg.lease_read_ticks = 2;
+            cfg.clock_drift_bound_ticks = 1;
+        }
         let mut n = Solo::new(cfg, start);
         let (mut term, mut commit) = (n.node.term(), n.node.commit_index());
         for op in ops {
@@ -229,6 +248,7 @@ proptest! {
                 Op::Tick(count) => { n.ticks(count as usize); }
                 Op::Sync => { n.sync(); }
                 Op::Propose => { n.step(Input::Propose(Bytes::from_static(b"p"))); }
+                Op::Read(id, path) => { n.step(Input::Read { id, path }); }
                 Op::Snapshot => {
                     let applied = n.node.applied_index();
                     if let Some(term) = n.node.term_at(applied) {

@@ -337,7 +337,7 @@ fn heartbeat_commit_is_capped_at_the_follower_match_index() {
             .into_iter()
             .filter(|m| m.to == to)
             .filter_map(|m| match m.body {
-                MessageBody::Heartbeat { commit } => Some(commit),
+                MessageBody::Heartbeat { commit, .. } => Some(commit),
                 _ => None,
             })
             .collect()

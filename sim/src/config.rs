@@ -50,12 +50,151 @@ pub struct CoreBugs {
     pub figure_8_commit: bool,
     /// A vote grant is sent before the vote is durable.
     pub vote_before_durable: bool,
+    /// A leader serves ReadIndex reads without a heartbeat round.
+    pub read_index_without_round: bool,
+    /// A follower serves a follower read before applying its read index.
+    pub follower_read_before_apply: bool,
 }
 
 impl CoreBugs {
     /// Whether any bug is on.
     pub fn any(&self) -> bool {
-        self.figure_8_commit || self.vote_before_durable
+        self.figure_8_commit
+            || self.vote_before_durable
+            || self.read_index_without_round
+            || self.follower_read_before_apply
+    }
+
+    /// The core's form of these bugs.
+    #[cfg(feature = "planted-bugs")]
+    pub fn planted(&self) -> concord::PlantedBugs {
+        concord::PlantedBugs {
+            figure_8_commit: self.figure_8_commit,
+            vote_before_durable: self.vote_before_durable,
+            read_index_without_round: self.read_index_without_round,
+            follower_read_before_apply: self.follower_read_before_apply,
+        }
+    }
+}
+
+/// Which way the workload's reads go.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ReadChoice {
+    /// Each seed draws its own mix of paths ([`ReadOptions::draw`]).
+    #[default]
+    Mix,
+    /// Every read is a log entry, like a write.
+    Log,
+    /// Every read takes this path.
+    Only(concord::ReadPath),
+}
+
+/// How the reads of one run are served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ReadOptions {
+    /// Relative weights of the paths a read takes: through the log,
+    /// ReadIndex, lease, follower read. Chosen per operation.
+    pub weights: [u32; 4],
+    /// Lease reads on (where CheckQuorum is), with the longest lease the
+    /// run's clock skew allows.
+    pub lease: bool,
+}
+
+impl ReadOptions {
+    /// A quarter of the seeds read only through the log (as before reads
+    /// had their own paths); the others weigh each path 0 to 3.
+    pub fn draw(rng: &mut impl rand::Rng) -> ReadOptions {
+        let lease = rng.gen_bool(0.5);
+        if rng.gen_bool(0.25) {
+            return ReadOptions {
+                weights: [1, 0, 0, 0],
+                lease,
+            };
+        }
+        let mut weights = [0u32; 4];
+        for weight in &mut weights {
+            *weight = rng.gen_range(0..=3);
+        }
+        if weights.iter().all(|weight| *weight == 0) {
+            weights[1] = 1;
+        }
+        ReadOptions { weights, lease }
+    }
+
+    /// The options `choice` fixes, or `drawn` for [`ReadChoice::Mix`].
+    pub fn for_choice(choice: ReadChoice, drawn: ReadOptions) -> ReadOptions {
+        let only = |slot: usize| {
+            let mut weights = [0; 4];
+            weights[slot] = 1;
+            weights
+        };
+        match choice {
+            ReadChoice::Mix => drawn,
+            ReadChoice::Log => ReadOptions {
+                weights: only(0),
+                lease: drawn.lease,
+            },
+            ReadChoice::Only(path) => ReadOptions {
+                weights: only(1 + path as usize),
+                lease: drawn.lease || path == concord::ReadPath::Lease,
+            },
+        }
+    }
+
+    /// Picks the path of one read: `None` for through the log.
+    pub fn pick(&self, rng: &mut impl rand::Rng) -> Option<concord::ReadPath> {
+        let total: u32 = self.weights.iter().sum();
+        let mut pick = rng.gen_range(0..total.max(1));
+        let paths = [
+            None,
+            Some(concord::ReadPath::ReadIndex),
+            Some(concord::ReadPath::Lease),
+            Some(concord::ReadPath::Follower),
+        ];
+        for (weight, path) in self.weights.iter().zip(paths) {
+            if pick < *weight {
+                return path;
+            }
+            pick -= weight;
+        }
+        None
+    }
+
+    /// Turns leases on in one node's configuration when the run has them
+    /// and CheckQuorum is on. The declared drift bound covers the run's
+    /// clock skew: tick rates within ±`max_skew_ppm` differ by at most a
+    /// factor (1+ρ)/(1−ρ), so over a minimum election timeout of `m`
+    /// ticks, tick counts drift apart by up to `m·2ρ/(1+ρ)`. With
+    /// `skew_beyond_bound` the bound is declared as 0 instead, and the
+    /// lease is as long as that false bound allows.
+    pub fn apply(&self, config: &mut concord::Config, max_skew_ppm: i64, skew_beyond_bound: bool) {
+        if !self.lease || !config.check_quorum {
+            return;
+        }
+        let min = u64::from(config.election_timeout_min_ticks);
+        let rho = max_skew_ppm.unsigned_abs();
+        let drift = if skew_beyond_bound {
+            0
+        } else {
+            // ceil(min · 2ρ / (1 + ρ)), ρ in parts per million.
+            (min * 2 * rho).div_ceil(1_000_000 + rho)
+        };
+        if drift + 1 >= min {
+            return;
+        }
+        config.clock_drift_bound_ticks = drift as u32;
+        config.lease_read_ticks = (min - drift - 1) as u32;
+    }
+}
+
+impl std::fmt::Display for ReadOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let [log, index, lease, follower] = self.weights;
+        write!(
+            f,
+            "reads log:{log} read-index:{index} lease:{lease} follower:{follower}, leases {}",
+            on_off(self.lease)
+        )
     }
 }
 
@@ -233,6 +372,11 @@ pub struct SimConfig {
     pub bugs: HostBugs,
     /// Deliberate mistakes planted in the core.
     pub core_bugs: CoreBugs,
+    /// Which read paths the workload uses.
+    pub reads: ReadChoice,
+    /// Declare a clock drift bound of 0 for leases while clocks skew up
+    /// to `max_skew_ppm`: the fault that shows leases depend on the bound.
+    pub lease_skew_beyond_bound: bool,
     /// Draw each seed's [`NodeOptions`] (PreVote, CheckQuorum, preferred
     /// leader, tight limits) instead of using the defaults.
     pub vary_node_options: bool,
@@ -261,6 +405,8 @@ impl Default for SimConfig {
             max_sessions: 64,
             bugs: HostBugs::default(),
             core_bugs: CoreBugs::default(),
+            reads: ReadChoice::Mix,
+            lease_skew_beyond_bound: false,
             vary_node_options: true,
             timeline: false,
             max_node_steps: 2_000_000,
@@ -383,6 +529,22 @@ impl SimConfig {
         }
         if self.core_bugs.vote_before_durable {
             flags += " --bug-vote-before-durable";
+        }
+        if self.core_bugs.read_index_without_round {
+            flags += " --bug-read-index-without-round";
+        }
+        if self.core_bugs.follower_read_before_apply {
+            flags += " --bug-follower-read-before-apply";
+        }
+        match self.reads {
+            ReadChoice::Mix => {}
+            ReadChoice::Log => flags += " --reads log",
+            ReadChoice::Only(concord::ReadPath::ReadIndex) => flags += " --reads index",
+            ReadChoice::Only(concord::ReadPath::Lease) => flags += " --reads lease",
+            ReadChoice::Only(concord::ReadPath::Follower) => flags += " --reads follower",
+        }
+        if self.lease_skew_beyond_bound {
+            flags += " --lease-skew-beyond-bound";
         }
         flags
     }

@@ -34,7 +34,7 @@ use concord::session::WithSessions;
 use concord::state_machine::StateMachine;
 use concord::{Action, Index, Input, LogPosition, Message, Node, NodeId, Term};
 
-use crate::config::{CompactionOptions, NodeOptions, SimConfig};
+use crate::config::{CompactionOptions, NodeOptions, ReadOptions, SimConfig};
 use crate::disk::Disk;
 use crate::faults::{exponential, Fault, FaultKind, FaultPlan, PlanLimits, Rates};
 use crate::nemesis::Nemesis;
@@ -250,6 +250,11 @@ pub struct RunReport {
     pub node_options: NodeOptions,
     /// How the nodes compacted their logs.
     pub compaction: CompactionOptions,
+    /// How the workload's reads were served.
+    pub reads: ReadOptions,
+    /// Reads served without the log, by path (ReadIndex, lease,
+    /// follower), as the nodes reported them.
+    pub reads_served: [u64; 3],
     /// Snapshots the nodes took, installed from a leader, and snapshot
     /// chunks sent.
     pub snapshots: SnapshotCounts,
@@ -418,6 +423,8 @@ pub struct Simulation<S, W> {
     node_seeds: Vec<u64>,
     node_options: NodeOptions,
     compaction: CompactionOptions,
+    reads: ReadOptions,
+    reads_served: [u64; 3],
     /// Digest of the first snapshot taken at each index, by node.
     snapshot_digests: BTreeMap<Index, (usize, u64)>,
     snapshots: SnapshotCounts,
@@ -456,6 +463,7 @@ pub(crate) struct Streams {
     node_seeds: Vec<u64>,
     node_options: NodeOptions,
     compaction: CompactionOptions,
+    reads: ReadOptions,
 }
 
 impl Streams {
@@ -478,6 +486,7 @@ impl Streams {
             node_options,
             // Its own stream, so the draws above do not change.
             compaction: CompactionOptions::draw(&mut stream(6)),
+            reads: ReadOptions::draw(&mut stream(7)),
         }
     }
 }
@@ -531,6 +540,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 incarnation: 0,
                 paused: false,
                 paused_queue: VecDeque::new(),
+                missed_ticks: 0,
+                reads: BTreeMap::new(),
+                next_read_id: 0,
                 pending: BTreeMap::new(),
                 tick_period_ns,
                 last_vote: None,
@@ -556,6 +568,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             .collect();
         let rates = plan.rates.clone();
         let config_vary = config.vary_node_options;
+        let read_choice = config.reads;
         let (seed, nodes) = (config.seed, config.nodes);
         let mut simulation = Simulation {
             safety: Safety::new(config.nodes),
@@ -587,6 +600,8 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 NodeOptions::default()
             },
             compaction: streams.compaction,
+            reads: ReadOptions::for_choice(read_choice, streams.reads),
+            reads_served: [0; 3],
             snapshot_digests: BTreeMap::new(),
             snapshots: SnapshotCounts::default(),
             blocked: [0; 8],
@@ -715,6 +730,8 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             plan: self.plan,
             node_options: self.node_options,
             compaction: self.compaction,
+            reads: self.reads,
+            reads_served: self.reads_served,
             snapshots: self.snapshots,
             trace_hash: self.trace.value(),
             node_steps: self.node_steps,
@@ -760,6 +777,10 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 self.schedule(period, Event::Tick { node, incarnation });
                 if !self.hosts[index].paused {
                     self.step(index, Input::Tick, None);
+                } else {
+                    // The process is stopped, its clock is not: it sees
+                    // these ticks when it resumes.
+                    self.hosts[index].missed_ticks += 1;
                 }
             }
             Event::Deliver { slot } => {
@@ -830,6 +851,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                     attempt,
                     node,
                     payload,
+                    read,
                 }) = self.client_messages.take(slot)
                 else {
                     return;
@@ -842,6 +864,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                         client,
                         attempt,
                         payload,
+                        read,
                     },
                 );
             }

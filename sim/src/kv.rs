@@ -180,19 +180,29 @@ impl KvStateMachine {
     }
 }
 
+impl KvStateMachine {
+    fn get_response(&self, key: &str) -> Bytes {
+        let value = self.data.get(key).map(String::as_str).unwrap_or("");
+        let mut buffer = BytesMut::with_capacity(1 + value.len());
+        buffer.put_u8(0);
+        buffer.put_slice(value.as_bytes());
+        buffer.freeze()
+    }
+}
+
 impl StateMachine for KvStateMachine {
+    /// Gets are answered without the log; everything else is not a read.
+    fn query(&self, request: &[u8]) -> Option<Bytes> {
+        let command = parse(request)?;
+        (command.tag == GET).then(|| self.get_response(command.key))
+    }
+
     fn apply(&mut self, index: Index, command: &[u8]) -> Bytes {
         let Some(command) = parse(command) else {
             return Bytes::from_static(&[0xff]);
         };
         match command.tag {
-            GET => {
-                let value = self.data.get(command.key).map(String::as_str).unwrap_or("");
-                let mut buffer = BytesMut::with_capacity(1 + value.len());
-                buffer.put_u8(0);
-                buffer.put_slice(value.as_bytes());
-                buffer.freeze()
-            }
+            GET => self.get_response(command.key),
             PUT => {
                 match self.data.get_mut(command.key) {
                     Some(slot) => command.first.clone_into(slot),
@@ -294,6 +304,9 @@ impl Default for KvWorkloadConfig {
 pub struct KvWorkload {
     config: KvWorkloadConfig,
     history: Vec<Operation>,
+    /// Per operation of `history`: the read path that served it, for reads
+    /// served without the log.
+    read_paths: Vec<Option<concord::ReadPath>>,
     /// Per client: index into `history` of the operation in flight.
     in_flight: Vec<Option<usize>>,
     counters: Vec<u64>,
@@ -313,6 +326,7 @@ impl KvWorkload {
         KvWorkload {
             config,
             history: Vec::new(),
+            read_paths: Vec::new(),
             in_flight: vec![None; clients],
             counters: vec![0; clients],
             last_seen: BTreeMap::new(),
@@ -331,6 +345,13 @@ impl KvWorkload {
     /// The history recorded so far.
     pub fn history(&self) -> &[Operation] {
         &self.history
+    }
+
+    /// Per operation of [`KvWorkload::history`], the read path that served
+    /// it (`None` for an operation that went through the log, or whose
+    /// outcome never arrived).
+    pub fn read_paths(&self) -> &[Option<concord::ReadPath>] {
+        &self.read_paths
     }
 }
 
@@ -379,6 +400,7 @@ impl Workload for KvWorkload {
         self.in_flight[client] = Some(self.history.len());
         self.history
             .push(Operation::new(client as u64, key, op, now_ns));
+        self.read_paths.push(None);
         Some(command)
     }
 
@@ -402,6 +424,16 @@ impl Workload for KvWorkload {
             },
             OpResult::Failed => *operation = operation.clone().failed(now_ns),
             OpResult::Unknown => {}
+        }
+    }
+
+    fn is_read_only(&self, command: &[u8]) -> bool {
+        matches!(decode_command(command), Some(Command { op: Op::Get, .. }))
+    }
+
+    fn served_by(&mut self, client: usize, path: concord::ReadPath) {
+        if let Some(Some(index)) = self.in_flight.get(client) {
+            self.read_paths[*index] = Some(path);
         }
     }
 
@@ -444,7 +476,20 @@ impl Workload for KvWorkload {
         }
         let failure = match check_history_with(&self.history, &self.check_config) {
             CheckResult::Ok => None,
-            other => Some(other.to_string()),
+            other => {
+                let mut counts = [0u64; 3];
+                for path in self.read_paths.iter().flatten() {
+                    counts[*path as usize] += 1;
+                }
+                let gets = self.history.iter().filter(|op| op.op == Op::Get).count() as u64;
+                Some(format!(
+                    "{other} (reads served: {} ReadIndex, {} lease, {} follower, {} through the log or unanswered)",
+                    counts[0],
+                    counts[1],
+                    counts[2],
+                    gets - counts.iter().sum::<u64>()
+                ))
+            }
         };
         WorkloadReport {
             operations_checked,

@@ -123,7 +123,9 @@ pub mod strategy;
 pub mod trace;
 pub mod workload;
 
-pub use config::{CompactionOptions, CoreBugs, HostBugs, NodeOptions, SimConfig};
+pub use config::{
+    CompactionOptions, CoreBugs, HostBugs, NodeOptions, ReadChoice, ReadOptions, SimConfig,
+};
 pub use engine::{
     plan_for, Failure, FailureKind, FaultCounts, RunReport, Simulation, SnapshotCounts,
     TimelineEntry,

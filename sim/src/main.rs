@@ -13,7 +13,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use concord_sim::engine::format_time;
 use concord_sim::{
     run_kv, run_kv_with_history, run_seeds, CoreBugs, FaultKind, FaultPlan, FaultSet, HostBugs,
-    RunReport, SimConfig, SweepJson,
+    ReadChoice, RunReport, SimConfig, SweepJson,
 };
 
 /// Deterministic chaos simulator for the concord Raft library.
@@ -206,6 +206,35 @@ struct SimArgs {
     /// durable.
     #[arg(long)]
     bug_vote_before_durable: bool,
+    /// Planted core mistake: a leader serves ReadIndex reads without a
+    /// heartbeat round confirming it still leads.
+    #[arg(long)]
+    bug_read_index_without_round: bool,
+    /// Planted core mistake: a follower serves a follower read before
+    /// applying its read index.
+    #[arg(long)]
+    bug_follower_read_before_apply: bool,
+    /// Read paths of the workload's gets: mix (each seed draws weights of
+    /// log, index, lease and follower), log, index, lease or follower.
+    #[arg(long, default_value = "mix", value_parser = parse_reads)]
+    reads: ReadChoice,
+    /// Fault: declare a clock drift bound of 0 for lease reads while
+    /// clocks skew up to --max-skew-ppm (shows leases need the bound).
+    #[arg(long)]
+    lease_skew_beyond_bound: bool,
+}
+
+fn parse_reads(text: &str) -> Result<ReadChoice, String> {
+    match text {
+        "mix" => Ok(ReadChoice::Mix),
+        "log" => Ok(ReadChoice::Log),
+        "index" => Ok(ReadChoice::Only(concord::ReadPath::ReadIndex)),
+        "lease" => Ok(ReadChoice::Only(concord::ReadPath::Lease)),
+        "follower" => Ok(ReadChoice::Only(concord::ReadPath::Follower)),
+        other => Err(format!(
+            "unknown read path {other:?}: use mix, log, index, lease or follower"
+        )),
+    }
 }
 
 impl SimArgs {
@@ -241,7 +270,11 @@ impl SimArgs {
             core_bugs: CoreBugs {
                 figure_8_commit: self.bug_figure_8,
                 vote_before_durable: self.bug_vote_before_durable,
+                read_index_without_round: self.bug_read_index_without_round,
+                follower_read_before_apply: self.bug_follower_read_before_apply,
             },
+            reads: self.reads,
+            lease_skew_beyond_bound: self.lease_skew_beyond_bound,
             vary_node_options: !self.fixed_node_options,
             timeline: false,
             max_node_steps: self.max_steps,
@@ -623,6 +656,11 @@ fn replay(
         report.plan.enabled()
     );
     println!("node options: {}", report.node_options);
+    let [index, lease, follower] = report.reads_served;
+    println!(
+        "{} (served without the log: {index} ReadIndex, {lease} lease, {follower} follower)",
+        report.reads
+    );
     println!(
         "compaction: {} ({} snapshots taken, {} installed, {} chunks sent)",
         report.compaction,

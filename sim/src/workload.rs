@@ -53,6 +53,19 @@ pub trait Workload {
         format!("{} bytes", command.len())
     }
 
+    /// Whether `command` only reads, so that it may be served without a
+    /// log entry (through [`StateMachine::query`]), on a read path the
+    /// simulator picks.
+    ///
+    /// [`StateMachine::query`]: concord::state_machine::StateMachine::query
+    fn is_read_only(&self, _command: &[u8]) -> bool {
+        false
+    }
+
+    /// `client`'s current command, a read, was served on `path` (called
+    /// just before [`Workload::complete`]), so the history can record it.
+    fn served_by(&mut self, _client: usize, _path: concord::ReadPath) {}
+
     /// Checks everything recorded; called once at the end of a run.
     fn finish(&mut self) -> WorkloadReport;
 }

@@ -732,6 +732,8 @@ where
 
     fn execute(&mut self, action: Action) {
         match action {
+            // The server issues no reads yet (gets go through the log).
+            Action::ReadReady { .. } | Action::ReadRefused { .. } => {}
             Action::Send { to, message } => {
                 self.counters.messages_sent += 1;
                 self.transport.send(to, message);

@@ -7,7 +7,7 @@ use rand::Rng;
 
 use concord::session::{self, ClientId, SessionResponse};
 use concord::state_machine::StateMachine;
-use concord::{Index, NodeId, Term};
+use concord::{Index, NodeId, ReadPath, Term};
 
 use super::{format_time, Event, FailureKind, Simulation, MS};
 use crate::faults::exponential;
@@ -25,6 +25,11 @@ pub(super) enum Reply {
         term: Term,
     },
     Unknown,
+    /// A read served without the log.
+    Read {
+        bytes: Bytes,
+        path: ReadPath,
+    },
 }
 
 /// A client request or a reply in flight on the network.
@@ -34,6 +39,7 @@ pub(super) enum ClientMessage {
         attempt: u32,
         node: u8,
         payload: Bytes,
+        read: Option<ReadPath>,
     },
     Reply {
         client: u32,
@@ -50,6 +56,8 @@ pub(super) struct ClientOp {
     pub(super) call_ns: u64,
     pub(super) attempts: u32,
     pub(super) maybe_applied: bool,
+    /// A read served without the log, on this path.
+    pub(super) read: Option<ReadPath>,
 }
 
 /// One client: its session, its idea of the leader, its current operation.
@@ -101,6 +109,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 call_ns: self.now,
                 attempts: 0,
                 maybe_applied: false,
+                read: None,
             },
             Some(session_id) => {
                 let Some(command) =
@@ -111,9 +120,20 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                     return;
                 };
                 self.operations += 1;
-                self.clients[client].seq += 1;
+                let read = if self.workload.is_read_only(&command) {
+                    self.reads.pick(&mut self.client_rng)
+                } else {
+                    None
+                };
+                // A read sent without the log needs no session number.
+                if read.is_none() {
+                    self.clients[client].seq += 1;
+                }
                 let seq = self.clients[client].seq;
-                let payload = session::encode_command(session_id, seq, &command);
+                let payload = match read {
+                    Some(_) => command.clone(),
+                    None => session::encode_command(session_id, seq, &command),
+                };
                 if self.timeline.is_some() {
                     let what = self.workload.describe(&command);
                     self.note(None, || format!("client {client} calls #{seq}: {what}"));
@@ -125,6 +145,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                     call_ns: self.now,
                     attempts: 0,
                     maybe_applied: false,
+                    read,
                 }
             }
         };
@@ -134,8 +155,13 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
 
     pub(super) fn client_send(&mut self, client: usize) {
         let nodes = self.hosts.len() as NodeId;
+        let follower_read = self.clients[client]
+            .op
+            .as_ref()
+            .is_some_and(|op| op.read == Some(ReadPath::Follower));
         let target = match self.clients[client].leader {
-            Some(leader) if leader >= 1 && leader <= nodes => leader,
+            // A follower read goes to any server, spreading the load.
+            Some(leader) if leader >= 1 && leader <= nodes && !follower_read => leader,
             _ => self.client_rng.gen_range(1..=nodes),
         };
         let without_sessions = self.config.bugs.client_without_sessions;
@@ -153,6 +179,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             }
         }
         let payload = op.payload.clone();
+        let read = op.read;
         self.schedule(
             self.config.client_timeout_ns,
             Event::ClientTimeout {
@@ -168,6 +195,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             attempt,
             node: (target - 1) as u8,
             payload,
+            read,
         });
         self.schedule(delay, Event::ToNode { slot });
     }
@@ -229,6 +257,11 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 }
                 self.clients[client].leader = None;
                 self.client_retry_after_refusal(client, 5 * MS);
+            }
+            Reply::Read { bytes, path } => {
+                self.operations_ok += 1;
+                self.workload.served_by(client, path);
+                self.client_done(client, OpResult::Ok(&bytes));
             }
             Reply::Response { bytes, index, term } => {
                 let response = SessionResponse::decode(&bytes);

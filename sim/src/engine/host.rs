@@ -13,7 +13,7 @@ use concord::session::{ClientRequest, SessionOutcome, WithSessions};
 use concord::state_machine::StateMachine;
 use concord::{
     checksum64, Action, Config, Entry, EntryPayload, Index, Input, LogPosition, Node, NodeId,
-    ProposeError, Role, Snapshot, SnapshotMeta, Term,
+    ProposeError, ReadError, ReadPath, Role, Snapshot, SnapshotMeta, Term,
 };
 
 use super::client::Reply;
@@ -41,7 +41,18 @@ pub(super) enum HostInput {
         client: u32,
         attempt: u32,
         payload: Bytes,
+        /// A read served without the log, on this path; `None`: propose.
+        read: Option<ReadPath>,
     },
+}
+
+/// A client's read handed to the node and not answered yet.
+#[derive(Clone, Debug)]
+pub(super) struct PendingRead {
+    pub(super) client: u32,
+    pub(super) attempt: u32,
+    /// The workload's command (a read), answered by `StateMachine::query`.
+    pub(super) command: Bytes,
 }
 
 /// Who proposed a command, so its result can be routed back.
@@ -61,7 +72,13 @@ pub(super) struct Host<S> {
     pub(super) incarnation: u32,
     pub(super) paused: bool,
     pub(super) paused_queue: VecDeque<HostInput>,
+    /// Ticks that passed while paused, delivered first on resume (a real
+    /// host reads a monotonic clock; leases depend on it).
+    pub(super) missed_ticks: u32,
     pub(super) pending: BTreeMap<Index, Pending>,
+    /// Reads handed to the node, by read id; lost in a crash.
+    pub(super) reads: BTreeMap<u64, PendingRead>,
+    pub(super) next_read_id: u64,
     pub(super) tick_period_ns: u64,
     pub(super) last_vote: Option<(Term, NodeId)>,
     pub(super) last_commit_seen: Index,
@@ -102,6 +119,11 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             self.node_seeds[index].wrapping_add(incarnation.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         self.node_options.apply(&mut config, self.config.nodes);
         self.compaction.apply(&mut config);
+        self.reads.apply(
+            &mut config,
+            self.config.max_skew_ppm,
+            self.config.lease_skew_beyond_bound,
+        );
         config
     }
 
@@ -126,10 +148,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             Ok(mut node) => {
                 #[cfg(feature = "planted-bugs")]
                 if self.config.core_bugs.any() {
-                    node.plant_bugs(concord::PlantedBugs {
-                        figure_8_commit: self.config.core_bugs.figure_8_commit,
-                        vote_before_durable: self.config.core_bugs.vote_before_durable,
-                    });
+                    node.plant_bugs(self.config.core_bugs.planted());
                 }
                 let mut sm = WithSessions::new((self.make_sm)(id), self.config.max_sessions);
                 let snapshot = self.hosts[index].disk.snapshot().cloned();
@@ -227,11 +246,33 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 client,
                 attempt,
                 payload,
+                read: None,
             } => self.step(
                 index,
                 Input::Propose(payload),
                 Some(Proposer::Client { client, attempt }),
             ),
+            HostInput::Request {
+                client,
+                attempt,
+                payload,
+                read: Some(path),
+            } => {
+                // A read carries the workload's command, not a session
+                // request: reads need no exactly-once.
+                let host = &mut self.hosts[index];
+                host.next_read_id += 1;
+                let id = host.next_read_id;
+                host.reads.insert(
+                    id,
+                    PendingRead {
+                        client,
+                        attempt,
+                        command: payload,
+                    },
+                );
+                self.step(index, Input::Read { id, path }, None);
+            }
         }
     }
 
@@ -566,6 +607,29 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 });
                 work.push_back((Input::Applied(position.index), None));
             }
+            Action::ReadReady {
+                id,
+                index: read_index,
+                path,
+            } => {
+                self.serve_read(index, id, read_index, path);
+            }
+            Action::ReadRefused { id, error } => {
+                let Some(read) = self.hosts[index].reads.remove(&id) else {
+                    let message =
+                        format!("the node refused read {id}, which it was never asked for");
+                    self.fail(FailureKind::HostContract, Some(index), message);
+                    return;
+                };
+                let hint = match error {
+                    ReadError::NotLeader { leader_hint }
+                    | ReadError::LeadershipLost { leader_hint } => leader_hint,
+                    ReadError::TransferInProgress { target } => Some(target),
+                    _ => None,
+                };
+                self.note(Some(index), || format!("refuses read {id}: {error}"));
+                self.reply(read.client, read.attempt, Reply::Refused { hint });
+            }
             Action::RoleChanged { role, term } => {
                 self.trace
                     .word(0xabcd_0000 | ((index as u64) << 8) | role_code(role));
@@ -780,7 +844,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         host.incarnation += 1;
         host.paused = false;
         host.paused_queue.clear();
+        host.missed_ticks = 0;
         host.pending.clear();
+        host.reads.clear();
         if torn {
             self.faults.add(FaultKind::Torn, 1);
         }
@@ -799,13 +865,54 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         }
     }
 
+    /// The node released a read: answer it from the state machine, after
+    /// checking the contract (its index is applied here).
+    fn serve_read(&mut self, index: usize, id: u64, read_index: Index, path: ReadPath) {
+        let Some(read) = self.hosts[index].reads.remove(&id) else {
+            let message = format!("the node released read {id}, which it was never asked for");
+            self.fail(FailureKind::HostContract, Some(index), message);
+            return;
+        };
+        let applied = self.hosts[index].applied_position.index;
+        if applied < read_index {
+            let message = format!(
+                "read {id} ({path:?}) released at read index {read_index}, but the state machine has applied only up to {applied}"
+            );
+            self.fail(FailureKind::HostContract, Some(index), message);
+            return;
+        }
+        let Some(bytes) = self.hosts[index].sm.query(&read.command) else {
+            let message = format!("the state machine cannot answer read {id} without the log");
+            self.fail(FailureKind::HostContract, Some(index), message);
+            return;
+        };
+        self.reads_served[path as usize] += 1;
+        self.trace
+            .word(0x7ead_0000 | ((index as u64) << 8) | path as u64);
+        self.note(Some(index), || {
+            format!("serves read {id} ({path:?}) at read index {read_index}, applied {applied}")
+        });
+        self.reply(read.client, read.attempt, Reply::Read { bytes, path });
+    }
+
     pub(super) fn resume(&mut self, index: usize) {
         if !self.hosts[index].paused {
             return;
         }
         self.hosts[index].paused = false;
         let queued = self.hosts[index].paused_queue.len();
-        self.note(Some(index), || format!("resumed ({queued} queued inputs)"));
+        let missed = std::mem::take(&mut self.hosts[index].missed_ticks);
+        self.note(Some(index), || {
+            format!("resumed ({queued} queued inputs, {missed} ticks missed)")
+        });
+        // The ticks the stall missed come before anything that waited:
+        // a leader must see its lease expire before it serves a read.
+        for _ in 0..missed {
+            if self.hosts[index].node.is_none() || self.failure.is_some() {
+                return;
+            }
+            self.step(index, Input::Tick, None);
+        }
         while let Some(input) = self.hosts[index].paused_queue.pop_front() {
             if self.hosts[index].node.is_none()
                 || self.hosts[index].paused

@@ -64,8 +64,12 @@ pub(super) fn body_code(body: &MessageBody) -> u64 {
             concord::AppendResponse::Accepted { match_index } => 4 | (match_index << 8),
             concord::AppendResponse::Rejected { rejected_index, .. } => 5 | (rejected_index << 8),
         },
-        MessageBody::Heartbeat { commit } => 6 | (commit << 8),
-        MessageBody::HeartbeatResponse => 7,
+        MessageBody::Heartbeat { commit, read_round } => 6 | (commit << 8) | (read_round << 40),
+        MessageBody::HeartbeatResponse { read_round } => 7 | (read_round << 8),
+        MessageBody::ReadIndexRequest { request } => 11 | (request << 8),
+        MessageBody::ReadIndexResponse { request, index } => {
+            12 | (u64::from(index.is_some()) << 4) | (request << 8) | (index.unwrap_or(0) << 32)
+        }
         MessageBody::TimeoutNow => 8,
         MessageBody::InstallSnapshot {
             snapshot, offset, ..

@@ -1,0 +1,425 @@
+//! Linearizable reads without log entries: ReadIndex (thesis §6.4),
+//! leader leases and follower reads. Each test is named after the rule it
+//! checks.
+mod common;
+
+use common::*;
+use concord::{Action, Config, ConfigError, Input, ReadError, ReadPath, Role};
+
+fn cluster_with(configure: impl Fn(&mut Config)) -> Cluster {
+    let mut c = Cluster::configured(&[1, 2, 3], configure);
+    c.record_trace = true;
+    c
+}
+
+fn cluster() -> Cluster {
+    cluster_with(|_| {})
+}
+
+/// Leases of 5 ticks with a drift bound of 4 (minimum election timeout 10).
+fn lease_cluster() -> Cluster {
+    cluster_with(|config| {
+        config.lease_read_ticks = 5;
+        config.clock_drift_bound_ticks = 4;
+    })
+}
+
+/// Answers to reads, by node: (id, Ok((index, path)) or Err(error)).
+fn read_answers(c: &Cluster, node: u64) -> Vec<(u64, Result<(u64, ReadPath), ReadError>)> {
+    c.trace
+        .iter()
+        .filter(|(id, _)| *id == node)
+        .filter_map(|(_, action)| match action {
+            Action::ReadReady { id, index, path } => Some((*id, Ok((*index, *path)))),
+            Action::ReadRefused { id, error } => Some((*id, Err(*error))),
+            _ => None,
+        })
+        .collect()
+}
+
+fn read(c: &mut Cluster, node: u64, id: u64, path: ReadPath) {
+    c.step(node, Input::Read { id, path });
+}
+
+/// A leader with its first entry committed and applied everywhere.
+fn settled(mut c: Cluster) -> Cluster {
+    c.elect(1);
+    c.propose(1, "x");
+    c.deliver_all();
+    c.tick_all(3);
+    c.trace.clear();
+    c
+}
+
+#[test]
+fn read_index_waits_for_a_quorum_to_answer_a_round_sent_after_it() {
+    let mut c = settled(cluster());
+    read(&mut c, 1, 7, ReadPath::ReadIndex);
+    assert!(
+        read_answers(&c, 1).is_empty(),
+        "served before any round trip"
+    );
+    let heartbeats: Vec<_> = c
+        .network
+        .iter()
+        .filter(|m| matches!(m.body, concord::MessageBody::Heartbeat { .. }))
+        .cloned()
+        .collect();
+    assert_eq!(heartbeats.len(), 2, "the read starts a round at once");
+    // One follower's answer makes a quorum of three with the leader.
+    c.deliver_one();
+    c.deliver_one();
+    assert!(read_answers(&c, 1).is_empty());
+    c.deliver_one();
+    let commit = c.node(1).commit_index();
+    assert_eq!(
+        read_answers(&c, 1),
+        vec![(7, Ok((commit, ReadPath::ReadIndex)))]
+    );
+}
+
+#[test]
+fn read_index_appends_nothing_to_the_log() {
+    let mut c = settled(cluster());
+    let last = c.node(1).last_index();
+    for id in 0..50 {
+        read(&mut c, 1, id, ReadPath::ReadIndex);
+        c.deliver_all();
+    }
+    assert_eq!(read_answers(&c, 1).len(), 50);
+    assert!(read_answers(&c, 1).iter().all(|(_, answer)| answer.is_ok()));
+    for id in c.ids() {
+        assert_eq!(
+            c.node(id).last_index(),
+            last,
+            "node {id}'s log grew from reads"
+        );
+    }
+}
+
+#[test]
+fn one_round_confirms_every_read_that_arrived_before_it() {
+    let mut c = settled(cluster());
+    read(&mut c, 1, 1, ReadPath::ReadIndex);
+    // These arrive while round 1 is out: they join the next round.
+    for id in 2..=20 {
+        read(&mut c, 1, id, ReadPath::ReadIndex);
+    }
+    let heartbeats = c
+        .network
+        .iter()
+        .filter(|m| matches!(m.body, concord::MessageBody::Heartbeat { .. }))
+        .count();
+    assert_eq!(heartbeats, 2, "one round for the burst, not one per read");
+    c.deliver_all();
+    let answers = read_answers(&c, 1);
+    assert_eq!(answers.len(), 20);
+    assert!(answers.iter().all(|(_, answer)| answer.is_ok()));
+    // Two rounds in all: the first, then one for everything after it.
+    let rounds = c
+        .trace
+        .iter()
+        .filter(|(id, action)| {
+            *id == 1
+                && matches!(action, Action::Send { message, .. }
+                    if matches!(message.body, concord::MessageBody::Heartbeat { .. }))
+        })
+        .count();
+    assert_eq!(rounds, 4, "two rounds of two heartbeats");
+}
+
+#[test]
+fn read_index_waits_until_the_leader_commits_an_entry_of_its_term() {
+    let mut c = cluster();
+    // Elect node 1, and lose the appends carrying its no-op.
+    for _ in 0..200 {
+        c.tick(1);
+        while c.node(1).role() != Role::Leader && c.deliver_one().is_some() {}
+        if c.node(1).role() == Role::Leader {
+            break;
+        }
+    }
+    assert_eq!(c.node(1).role(), Role::Leader);
+    c.take_messages();
+    let noop = c.node(1).last_index();
+    assert!(c.node(1).commit_index() < noop);
+    c.trace.clear();
+    read(&mut c, 1, 1, ReadPath::ReadIndex);
+    // The round is answered by everyone, but appends keep getting lost.
+    while let Some(message) = c.network.pop_front() {
+        if !matches!(message.body, concord::MessageBody::AppendEntries { .. }) {
+            let to = message.to;
+            c.step(to, Input::Receive(message));
+        }
+    }
+    assert!(
+        read_answers(&c, 1).is_empty(),
+        "served before the leader committed an entry of its term"
+    );
+    // The next heartbeat's answers bring the no-op along: it commits.
+    c.tick_all(3);
+    let answers = read_answers(&c, 1);
+    assert_eq!(answers.len(), 1);
+    let (id, Ok((index, ReadPath::ReadIndex))) = answers[0] else {
+        panic!("read not served: {answers:?}");
+    };
+    assert_eq!(id, 1);
+    assert!(
+        index >= noop,
+        "read index {index} is below the no-op {noop}"
+    );
+}
+
+#[test]
+fn read_is_refused_with_a_hint_by_a_follower_for_leader_paths() {
+    let mut c = settled(cluster());
+    read(&mut c, 2, 3, ReadPath::ReadIndex);
+    read(&mut c, 2, 4, ReadPath::Lease);
+    assert_eq!(
+        read_answers(&c, 2),
+        vec![
+            (
+                3,
+                Err(ReadError::NotLeader {
+                    leader_hint: Some(1)
+                })
+            ),
+            (
+                4,
+                Err(ReadError::NotLeader {
+                    leader_hint: Some(1)
+                })
+            ),
+        ]
+    );
+}
+
+#[test]
+fn pending_reads_are_refused_when_the_leader_steps_down() {
+    let mut c = settled(cluster());
+    c.isolate(1);
+    read(&mut c, 1, 9, ReadPath::ReadIndex);
+    let min = c.configs[&1].election_timeout_min_ticks;
+    for _ in 0..2 * min + 1 {
+        c.tick(1);
+    }
+    assert_eq!(c.node(1).role(), Role::Follower);
+    assert_eq!(
+        read_answers(&c, 1),
+        vec![(9, Err(ReadError::LeadershipLost { leader_hint: None }))]
+    );
+}
+
+#[test]
+fn reads_beyond_the_pending_bound_are_refused() {
+    let mut c = settled(cluster_with(|config| config.read_requests_pending_max = 3));
+    for id in 0..5 {
+        read(&mut c, 1, id, ReadPath::ReadIndex);
+    }
+    let refused: Vec<_> = read_answers(&c, 1)
+        .into_iter()
+        .filter(|(_, answer)| *answer == Err(ReadError::Backpressure))
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(refused, vec![3, 4]);
+}
+
+#[test]
+fn lease_read_is_served_without_a_round_trip_while_a_quorum_answered_recently() {
+    let mut c = settled(lease_cluster());
+    read(&mut c, 1, 5, ReadPath::Lease);
+    let commit = c.node(1).commit_index();
+    assert_eq!(
+        read_answers(&c, 1),
+        vec![(5, Ok((commit, ReadPath::Lease)))]
+    );
+    assert!(c.network.is_empty(), "a lease read sends nothing");
+}
+
+#[test]
+fn lease_lapses_lease_ticks_after_the_last_answered_round_was_sent() {
+    let mut c = settled(lease_cluster());
+    c.isolate(1);
+    // The last round a quorum answered was sent during `settled`; ticks
+    // without answers run the lease out.
+    for _ in 0..5 {
+        c.tick(1);
+    }
+    read(&mut c, 1, 6, ReadPath::Lease);
+    assert!(
+        read_answers(&c, 1).is_empty(),
+        "served under a lapsed lease; it must fall back to a round"
+    );
+    // The round sent with the read was lost; the next heartbeat's round
+    // confirms it.
+    c.heal();
+    c.tick_all(2);
+    let commit = c.node(1).commit_index();
+    assert_eq!(
+        read_answers(&c, 1),
+        vec![(6, Ok((commit, ReadPath::ReadIndex)))]
+    );
+}
+
+#[test]
+fn lease_is_not_used_while_leadership_is_being_transferred() {
+    // Node 3 is preferred: the leader hands over at its next heartbeat,
+    // but node 3 never hears the leader's TimeoutNow.
+    let mut c = cluster_with(|config| {
+        config.lease_read_ticks = 5;
+        config.clock_drift_bound_ticks = 4;
+        config.priorities.insert(3, 1);
+    });
+    c.elect(1);
+    // The first read's round, once answered, starts the lease.
+    read(&mut c, 1, 6, ReadPath::Lease);
+    c.deliver_all();
+    read(&mut c, 1, 7, ReadPath::Lease);
+    let commit = c.node(1).commit_index();
+    assert_eq!(
+        read_answers(&c, 1),
+        vec![
+            (6, Ok((commit, ReadPath::ReadIndex))),
+            (7, Ok((commit, ReadPath::Lease)))
+        ],
+        "the lease holds before the transfer"
+    );
+    c.trace.clear();
+    c.cut.insert((1, 3));
+    for _ in 0..2 {
+        c.tick(1);
+    }
+    c.deliver_all();
+    assert_eq!(c.node(1).transfer_target(), Some(3));
+    read(&mut c, 1, 8, ReadPath::Lease);
+    assert_eq!(
+        read_answers(&c, 1),
+        vec![(8, Err(ReadError::TransferInProgress { target: 3 }))]
+    );
+}
+
+#[test]
+fn lease_without_check_quorum_is_refused_by_validation() {
+    let mut config = Config::new(1, [1, 2, 3]);
+    config.check_quorum = false;
+    config.lease_read_ticks = 3;
+    assert_eq!(config.validate(), Err(ConfigError::LeaseWithoutCheckQuorum));
+}
+
+#[test]
+fn lease_that_leaves_no_room_for_the_drift_bound_is_refused_by_validation() {
+    let mut config = Config::new(1, [1, 2, 3]);
+    config.lease_read_ticks = 8;
+    config.clock_drift_bound_ticks = 2;
+    assert_eq!(
+        config.validate(),
+        Err(ConfigError::LeaseTooLong {
+            lease: 8,
+            drift: 2,
+            election: 10
+        })
+    );
+    config.lease_read_ticks = 7;
+    assert_eq!(config.validate(), Ok(()));
+}
+
+#[test]
+fn with_leases_a_restarted_node_refuses_votes_for_a_minimum_election_timeout() {
+    let mut c = settled(lease_cluster());
+    c.crash(2);
+    c.restart(2);
+    // Node 3 asks node 2 for a vote at once: refused (node 2 may have
+    // answered node 1's heartbeat just before it restarted).
+    let term = c.node(3).term();
+    let last = c.node(3).last_position();
+    let request = msg(3, 2, term + 1, vote_request((last.index, last.term)));
+    c.trace.clear();
+    c.step(2, Input::Receive(request));
+    assert!(c.network.iter().all(|m| !is_vote_grant(m)));
+    assert_eq!(
+        c.node(2).term(),
+        term,
+        "a refused vote does not move the term"
+    );
+}
+
+#[test]
+fn follower_read_is_served_once_the_follower_applied_the_leaders_read_index() {
+    let mut c = settled(cluster());
+    // Node 2 stops hearing about commits: the leader's next entry commits
+    // with node 3 only.
+    c.cut.insert((1, 2));
+    c.propose(1, "y");
+    c.deliver_all();
+    let commit = c.node(1).commit_index();
+    assert!(c.node(2).applied_index() < commit);
+    c.cut.clear();
+    // The request goes to the leader; the answer comes back before node 2
+    // has the entry.
+    read(&mut c, 2, 11, ReadPath::Follower);
+    c.deliver_one(); // ReadIndexRequest to 1: starts a round.
+    while !c
+        .network
+        .iter()
+        .any(|m| matches!(m.body, concord::MessageBody::ReadIndexResponse { .. }))
+    {
+        assert!(c.deliver_one().is_some(), "no answer came");
+    }
+    let answer = c
+        .network
+        .iter()
+        .position(|m| matches!(m.body, concord::MessageBody::ReadIndexResponse { .. }))
+        .unwrap();
+    let message = c.network.remove(answer).unwrap();
+    c.step(2, Input::Receive(message));
+    if c.node(2).applied_index() < commit {
+        assert!(
+            read_answers(&c, 2).is_empty(),
+            "served before applying the read index"
+        );
+    }
+    c.deliver_all();
+    c.tick_all(3);
+    assert_eq!(
+        read_answers(&c, 2),
+        vec![(11, Ok((commit, ReadPath::Follower)))]
+    );
+    assert!(c.node(2).applied_index() >= commit);
+}
+
+#[test]
+fn follower_read_is_refused_when_the_leader_changes_before_it_answers() {
+    let mut c = settled(cluster());
+    c.cut.insert((1, 2));
+    read(&mut c, 2, 12, ReadPath::Follower);
+    c.deliver_all();
+    // A newer term arrives before the leader's answer.
+    let term = c.node(2).term();
+    let heartbeat = concord::MessageBody::Heartbeat {
+        commit: 0,
+        read_round: 1,
+    };
+    c.step(2, Input::Receive(msg(3, 2, term + 1, heartbeat)));
+    assert_eq!(
+        read_answers(&c, 2),
+        vec![(
+            12,
+            Err(ReadError::LeadershipLost {
+                leader_hint: Some(3)
+            })
+        )]
+    );
+}
+
+#[test]
+fn follower_read_unanswered_for_an_election_timeout_is_refused() {
+    let mut c = settled(cluster());
+    c.cut.insert((2, 1));
+    read(&mut c, 2, 13, ReadPath::Follower);
+    c.deliver_all();
+    let min = c.configs[&2].election_timeout_min_ticks;
+    for _ in 0..min {
+        c.tick(2);
+    }
+    assert_eq!(read_answers(&c, 2), vec![(13, Err(ReadError::Timeout))]);
+}
