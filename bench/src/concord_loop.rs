@@ -272,6 +272,8 @@ impl Cluster {
             let mut snapshotted = None;
             for action in pending.drain(..) {
                 match action {
+                    // The loop issues no reads.
+                    Action::ReadReady { .. } | Action::ReadRefused { .. } => {}
                     Action::Send { message, .. } => self.queue.push_back(message),
                     Action::Persist { id, .. } => persisted = Some(id),
                     Action::Apply { entries } => {
