@@ -451,6 +451,9 @@ pub struct Simulation<S, W> {
     /// Elections and pre-elections started, and transfers, summed over the
     /// nodes when the quiet period began.
     quiet_start: Option<(u64, u64)>,
+    /// With `lease_skew_beyond_bound`: the cut-off leader whose clock runs
+    /// slow, and its normal tick period, restored when the network heals.
+    slowed_clock: Option<(usize, u64)>,
 }
 
 /// The random streams of a seed.
@@ -622,6 +625,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             promises: Promises::new(nodes),
             network_generation: 0,
             quiet_start: None,
+            slowed_clock: None,
         };
         simulation.start()?;
         Ok(simulation)

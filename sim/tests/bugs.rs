@@ -2,10 +2,11 @@
 //! state machines, each caught within a bounded number of seeds, while the
 //! same seeds pass without the bug.
 
+use concord::ReadPath;
 use concord_sim::kv::{KvStateMachine, KvWorkload, KvWorkloadConfig};
 use concord_sim::{
-    run_kv, CoreBugs, FailureKind, FaultKind, FaultSet, HostBugs, OpResult, SimConfig, Simulation,
-    Workload, WorkloadReport,
+    run_kv, CoreBugs, FailureKind, FaultKind, FaultSet, HostBugs, OpResult, ReadChoice, SimConfig,
+    Simulation, Workload, WorkloadReport,
 };
 
 /// Seeds each of the original planted bugs must be caught within.
@@ -351,4 +352,129 @@ fn vote_before_durable_is_caught() {
         let (seed, kind) = caught_within(&base, VOTE_SEEDS);
         assert!(seed < VOTE_SEEDS, "{seed} {kind}");
     }
+}
+
+/// Seeds each planted read mistake must be caught within (issue 11).
+const READ_SEEDS: u64 = 100;
+
+/// A leader that serves ReadIndex reads without a heartbeat round answers
+/// from a stale state once it is deposed without knowing it (cut off from
+/// its peers while clients still reach it). Every read takes the ReadIndex
+/// path. Measured with `run --seeds 0..100 --reads index
+/// --bug-read-index-without-round`: first catch at seed 24 on 5 nodes
+/// (2 of 100), seed 32 on 3 nodes (1 of 100).
+#[test]
+fn read_index_without_a_heartbeat_round_is_caught() {
+    for nodes in [5, 3] {
+        let base = SimConfig {
+            nodes,
+            reads: ReadChoice::Only(ReadPath::ReadIndex),
+            core_bugs: CoreBugs {
+                read_index_without_round: true,
+                ..CoreBugs::default()
+            },
+            ..SimConfig::default()
+        };
+        let (seed, kind) = caught_within(&base, READ_SEEDS);
+        assert_eq!(kind, FailureKind::Linearizability, "seed {seed}");
+    }
+}
+
+/// A follower that serves a follower read as soon as the leader names the
+/// read index, before applying it. The host checks the released read
+/// against what its state machine applied (the contract of
+/// `Action::ReadReady`). Measured with `run --seeds 0..100 --reads
+/// follower --bug-follower-read-before-apply`: caught at seed 0 on 5 and
+/// on 3 nodes (85 and 87 of 100).
+#[test]
+fn follower_read_before_applying_the_read_index_is_caught() {
+    for nodes in [5, 3] {
+        let base = SimConfig {
+            nodes,
+            reads: ReadChoice::Only(ReadPath::Follower),
+            core_bugs: CoreBugs {
+                follower_read_before_apply: true,
+                ..CoreBugs::default()
+            },
+            ..SimConfig::default()
+        };
+        let found = (0..READ_SEEDS).find_map(|seed| {
+            let report = run_kv(
+                &SimConfig {
+                    seed,
+                    ..base.clone()
+                },
+                None,
+            )
+            .unwrap();
+            report
+                .failure
+                .filter(|failure| {
+                    failure.kind == FailureKind::HostContract || outside_safety_check(failure.kind)
+                })
+                .map(|failure| (seed, failure))
+        });
+        let (seed, failure) = found.unwrap_or_else(|| {
+            panic!(
+                "follower read before apply not caught within {READ_SEEDS} seeds on {nodes} nodes"
+            )
+        });
+        println!("caught on {nodes} nodes at seed {seed}: {failure}");
+        let correct = SimConfig {
+            core_bugs: CoreBugs::default(),
+            ..base.clone()
+        };
+        assert_clean(&correct, seed + 1);
+    }
+}
+
+/// Lease reads are only as good as the clock bound they declare. With the
+/// lease fault, a leader cut off from its peers has its clock run at a
+/// tenth of its rate (its declared drift bound is 0): its lease outlives
+/// its followers' refusal to vote, a new leader commits writes, and the
+/// old one serves stale lease reads, which the linearizability checker
+/// reports. The same seeds, with clocks inside the bound, are clean.
+/// Measured with `run --seeds 0..300 --reads lease --fixed-node-options
+/// --faults partition --lease-skew-beyond-bound`: 13 of 300 seeds fail,
+/// the first at seed 70; 0 of 300 without `--lease-skew-beyond-bound`.
+#[test]
+fn lease_reads_are_not_linearizable_when_clocks_drift_beyond_the_declared_bound() {
+    let base = SimConfig {
+        nodes: 5,
+        reads: ReadChoice::Only(ReadPath::Lease),
+        faults: FaultSet::NONE.with(FaultKind::Partition),
+        vary_node_options: false,
+        lease_skew_beyond_bound: true,
+        ..SimConfig::default()
+    };
+    let found = (0..READ_SEEDS).find_map(|seed| {
+        let report = run_kv(
+            &SimConfig {
+                seed,
+                ..base.clone()
+            },
+            None,
+        )
+        .unwrap();
+        report.failure.map(|failure| (seed, failure))
+    });
+    let (seed, failure) =
+        found.unwrap_or_else(|| panic!("no stale lease read within {READ_SEEDS} seeds"));
+    println!("stale lease read at seed {seed}: {failure}");
+    assert_eq!(failure.kind, FailureKind::Linearizability);
+    let within_bound = SimConfig {
+        lease_skew_beyond_bound: false,
+        ..base
+    };
+    assert_clean(&within_bound, seed + 1);
+    // Leases were really in use on the clean seeds.
+    let report = run_kv(
+        &SimConfig {
+            seed,
+            ..within_bound
+        },
+        None,
+    )
+    .unwrap();
+    assert!(report.reads_served[1] > 0, "no lease read was served");
 }

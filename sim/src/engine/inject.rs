@@ -66,6 +66,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                     };
                     self.blocked = partition.blocked_matrix(self.hosts.len());
                     self.note(None, || format!("network: leader isolated, {partition}"));
+                    self.slow_clock_beyond_bound(index);
                     self.schedule(length_ns, Event::DelayedHealNetwork);
                     self.network_changed();
                 }
@@ -81,6 +82,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                     self.note(None, || {
                         format!("network: leader cut off with a minority, {partition}")
                     });
+                    self.slow_clock_beyond_bound(index);
                     self.schedule(length_ns, Event::DelayedHealNetwork);
                     self.network_changed();
                 }
@@ -89,6 +91,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             | Fault::LeaderChurn { .. }
             | Fault::CrashVoter { .. } => unreachable!("armed above"),
             Fault::HealNetwork => {
+                self.restore_clock();
                 self.blocked = [0; 8];
                 self.note(None, || "network healed".to_string());
                 self.network_changed();
@@ -165,6 +168,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 };
                 self.blocked = partition.blocked_matrix(self.hosts.len());
                 self.note(None, || format!("churn: leader isolated, {partition}"));
+                self.slow_clock_beyond_bound(index);
                 self.schedule(length_ns, Event::DelayedHealNetwork);
                 self.network_changed();
             }
@@ -172,8 +176,33 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         }
     }
 
+    /// The lease fault (`lease_skew_beyond_bound`): a leader just cut off
+    /// from its peers has its clock run at a tenth of its rate until the
+    /// network heals, far beyond the drift bound it declared (0). Its
+    /// lease then outlasts its followers' refusal to vote.
+    fn slow_clock_beyond_bound(&mut self, index: usize) {
+        if !self.config.lease_skew_beyond_bound || self.slowed_clock.is_some() {
+            return;
+        }
+        let period = self.hosts[index].tick_period_ns;
+        self.slowed_clock = Some((index, period));
+        self.hosts[index].tick_period_ns = period * 10;
+        self.faults.add(crate::faults::FaultKind::Skew, 1);
+        self.note(Some(index), || {
+            "clock runs at a tenth of its rate".to_string()
+        });
+    }
+
+    fn restore_clock(&mut self) {
+        if let Some((index, period)) = self.slowed_clock.take() {
+            self.hosts[index].tick_period_ns = period;
+            self.note(Some(index), || "clock back to its rate".to_string());
+        }
+    }
+
     pub(super) fn heal(&mut self) {
         self.healed = true;
+        self.restore_clock();
         self.note(None, || {
             "HEAL: faults stop; liveness check starts".to_string()
         });
