@@ -24,8 +24,11 @@ fn lease_cluster() -> Cluster {
     })
 }
 
-/// Answers to reads, by node: (id, Ok((index, path)) or Err(error)).
-fn read_answers(c: &Cluster, node: u64) -> Vec<(u64, Result<(u64, ReadPath), ReadError>)> {
+/// A read's answer: its index and path, or why it was refused.
+type Answer = Result<(u64, ReadPath), ReadError>;
+
+/// Answers to reads, by node, in order: (read id, answer).
+fn read_answers(c: &Cluster, node: u64) -> Vec<(u64, Answer)> {
     c.trace
         .iter()
         .filter(|(id, _)| *id == node)

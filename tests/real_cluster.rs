@@ -582,3 +582,81 @@ fn node_with_a_corrupt_snapshot_refuses_to_start_naming_the_file() {
         "the error names the file and the damage:\n{log}"
     );
 }
+
+/// Reads without log entries on real processes, leases on: every
+/// acknowledged write is read back on all three paths (follower reads at
+/// each server in turn), before and after the leader is SIGKILLed, and a
+/// thousand reads leave every node's commit index where it was.
+#[test]
+fn reads_on_every_path_return_acknowledged_writes_and_append_nothing() {
+    use concord::ReadPath;
+    let mut cluster = NodeProcesses::on_loopback("reads", CLUSTER);
+    for id in 1..=3 {
+        cluster.start_with(
+            id,
+            &["--lease-ticks", "8", "--clock-drift-bound-ticks", "4"],
+        );
+    }
+    runtime().block_on(async {
+        let mut client = cluster.client();
+        let mut acked = BTreeMap::new();
+        put_keys(&mut client, &mut acked, "read", 0, 30).await;
+        let leader = find_leader(&mut client).await;
+        for id in 1..=3 {
+            wait_caught_up(&mut client, leader, id, Duration::from_secs(10)).await;
+        }
+        let commits = |statuses: &[concord::tokio::status::NodeStatus]| {
+            statuses.iter().map(|s| s.commit_index).collect::<Vec<_>>()
+        };
+        let mut before = Vec::new();
+        for id in 1..=3u64 {
+            before.push(client.status(id as usize - 1).await.unwrap());
+        }
+        for path in [ReadPath::ReadIndex, ReadPath::Lease, ReadPath::Follower] {
+            for _ in 0..12 {
+                for (k, v) in &acked {
+                    let got = client.get_via(k.clone(), path).await.expect("read");
+                    assert_eq!(got, Some(Bytes::from(v.clone())), "{path:?} read of {k}");
+                }
+            }
+        }
+        let mut after = Vec::new();
+        for id in 1..=3u64 {
+            after.push(client.status(id as usize - 1).await.unwrap());
+        }
+        assert_eq!(
+            commits(&before),
+            commits(&after),
+            "1080 reads moved a commit index: reads wrote the log"
+        );
+        // Every path was served as asked: each node served follower reads,
+        // the leader served ReadIndex and lease reads.
+        let leader_status = &after[leader as usize - 1];
+        assert!(leader_status.server.reads_read_index >= 360);
+        assert!(
+            leader_status.server.reads_lease > 0,
+            "no lease read was served"
+        );
+        for (id, status) in after.iter().enumerate() {
+            assert!(
+                status.server.reads_follower > 0,
+                "node {} served no follower read",
+                id + 1
+            );
+        }
+
+        // A new leader serves the same values on every path.
+        cluster.sigkill(leader);
+        put_keys(&mut client, &mut acked, "read-after", 0, 10).await;
+        for path in [ReadPath::ReadIndex, ReadPath::Lease, ReadPath::Follower] {
+            for (k, v) in &acked {
+                let got = client
+                    .get_via(k.clone(), path)
+                    .await
+                    .expect("read after the kill");
+                assert_eq!(got, Some(Bytes::from(v.clone())), "{path:?} read of {k}");
+            }
+        }
+    });
+    cluster.sigterm_all();
+}

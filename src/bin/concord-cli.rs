@@ -3,6 +3,7 @@
 //! ```text
 //! concord-cli --servers 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003 put greeting hello
 //! concord-cli --servers ... get greeting
+//! concord-cli --servers ... get --read follower greeting
 //! concord-cli --servers ... cas greeting hello bonjour
 //! concord-cli --servers ... status
 //! ```
@@ -12,12 +13,18 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use concord::tokio::client::{Client, ClientConfig};
+use concord::ReadPath;
 
 const USAGE: &str = "\
 usage: concord-cli --servers <HOST:PORT,...> [--cluster-id <NAME>] [--timeout-ms <MS>] <COMMAND>
 
 commands:
-  get <KEY>                      print the value (or \"(absent)\")
+  get [--read PATH] <KEY>        print the value (or \"(absent)\"), read linearizably
+                                 on PATH: index (the default: the leader confirms
+                                 it still leads with one heartbeat round), lease
+                                 (the leader, no round trip, if the cluster runs
+                                 leases), follower (any server, once it applied
+                                 the leader's read index) or log (a log entry)
   put <KEY> <VALUE>              set a value
   append <KEY> <VALUE>           append to a value; print the result
   cas <KEY> <EXPECTED> <NEW>     set NEW if the value is EXPECTED (use --absent
@@ -30,13 +37,27 @@ struct Args {
     servers: Vec<String>,
     cluster_id: String,
     timeout: Duration,
+    read_path: Option<ReadPath>,
     command: Vec<String>,
+}
+
+fn parse_read_path(value: &str) -> Result<Option<ReadPath>, String> {
+    match value {
+        "index" => Ok(Some(ReadPath::ReadIndex)),
+        "lease" => Ok(Some(ReadPath::Lease)),
+        "follower" => Ok(Some(ReadPath::Follower)),
+        "log" => Ok(None),
+        other => Err(format!(
+            "--read: {other:?} is not a read path; use index, lease, follower or log"
+        )),
+    }
 }
 
 fn parse_args(argv: Vec<String>) -> Result<Args, String> {
     let mut servers = None;
     let mut cluster_id = "concord".to_string();
     let mut timeout = Duration::from_secs(2);
+    let mut read_path = Some(ReadPath::ReadIndex);
     let mut command = Vec::new();
     let mut it = argv.into_iter();
     while let Some(arg) = it.next() {
@@ -62,6 +83,10 @@ fn parse_args(argv: Vec<String>) -> Result<Args, String> {
                 servers = Some(list);
             }
             "--cluster-id" => cluster_id = it.next().ok_or("--cluster-id needs a value")?,
+            "--read" => {
+                let value = it.next().ok_or("--read needs a value")?;
+                read_path = parse_read_path(&value)?;
+            }
             "--timeout-ms" => {
                 let value = it.next().ok_or("--timeout-ms needs a value")?;
                 let ms: u64 = value
@@ -93,6 +118,7 @@ fn parse_args(argv: Vec<String>) -> Result<Args, String> {
         servers,
         cluster_id,
         timeout,
+        read_path,
         command,
     })
 }
@@ -138,6 +164,7 @@ fn main() -> ExitCode {
 async fn run(args: Args) -> Result<(), String> {
     let mut config = ClientConfig::new(args.servers.clone(), args.cluster_id);
     config.request_timeout = args.timeout;
+    config.read_path = args.read_path;
     let mut client = Client::new(config);
     let c = &args.command;
     let bytes = |s: &String| Bytes::from(s.clone().into_bytes());

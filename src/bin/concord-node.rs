@@ -37,6 +37,7 @@ const USAGE: &str = "\
 usage: concord-node --id <ID> --listen <HOST:PORT> --peers <ID=HOST:PORT,...> --data-dir <DIR> --cluster-id <NAME>
                     [--tick-ms <MS>] [--no-fsync] [--accept-wal-data-loss]
                     [--snapshot-every-entries <N>] [--compaction-trailing-entries <N>]
+                    [--lease-ticks <N>] [--clock-drift-bound-ticks <N>]
 
   --id          this node's id (a positive integer, one of --peers)
   --listen      address to serve peers and clients on
@@ -57,7 +58,16 @@ usage: concord-node --id <ID> --listen <HOST:PORT> --peers <ID=HOST:PORT,...> --
                 snapshot (default 100000; 0 never snapshots)
   --compaction-trailing-entries
                 entries kept in the log below a snapshot, so a follower a
-                little behind catches up from the log (default 1024)";
+                little behind catches up from the log (default 1024)
+  --lease-ticks lease reads: the leader answers a read without a round trip
+                while fewer than N ticks passed since it sent a heartbeat a
+                quorum answered (default 0: off; reads then use a heartbeat
+                round). N plus the drift bound must stay below the minimum
+                election timeout (15 ticks). Assumes the hosts' clocks run
+                at rates within the drift bound of each other.
+  --clock-drift-bound-ticks
+                how many ticks clocks may drift apart over a minimum election
+                timeout (default 3); the lease leaves room for it";
 
 #[derive(Debug)]
 struct Args {
@@ -71,6 +81,8 @@ struct Args {
     accept_wal_data_loss: bool,
     snapshot_every_entries: Option<u64>,
     compaction_trailing_entries: u64,
+    lease_ticks: u32,
+    clock_drift_bound_ticks: u32,
 }
 
 fn parse_addr(flag: &str, value: &str) -> Result<String, String> {
@@ -91,6 +103,8 @@ fn parse_args(argv: Vec<String>) -> Result<Args, String> {
     let mut accept_wal_data_loss = false;
     let mut snapshot_every_entries = Some(SNAPSHOT_EVERY_ENTRIES_DEFAULT);
     let mut compaction_trailing_entries = COMPACTION_TRAILING_ENTRIES_DEFAULT;
+    let mut lease_ticks = 0u32;
+    let mut clock_drift_bound_ticks = 3u32;
     let mut it = argv.into_iter();
     while let Some(flag) = it.next() {
         if flag == "--help" || flag == "-h" {
@@ -166,6 +180,16 @@ fn parse_args(argv: Vec<String>) -> Result<Args, String> {
                     format!("--compaction-trailing-entries: {value:?} is not a number")
                 })?;
             }
+            "--lease-ticks" => {
+                lease_ticks = value
+                    .parse()
+                    .map_err(|_| format!("--lease-ticks: {value:?} is not a number"))?;
+            }
+            "--clock-drift-bound-ticks" => {
+                clock_drift_bound_ticks = value
+                    .parse()
+                    .map_err(|_| format!("--clock-drift-bound-ticks: {value:?} is not a number"))?;
+            }
             other => return Err(format!("unknown option {other:?}")),
         }
     }
@@ -194,6 +218,8 @@ fn parse_args(argv: Vec<String>) -> Result<Args, String> {
         accept_wal_data_loss,
         snapshot_every_entries,
         compaction_trailing_entries,
+        lease_ticks,
+        clock_drift_bound_ticks,
     })
 }
 
@@ -257,6 +283,14 @@ async fn run(args: Args) -> Result<(), String> {
     settings.tick = Duration::from_millis(args.tick_ms);
     settings.snapshot_every_entries = args.snapshot_every_entries;
     settings.compaction_trailing_entries = args.compaction_trailing_entries;
+    settings.lease_read_ticks = args.lease_ticks;
+    settings.clock_drift_bound_ticks = args.clock_drift_bound_ticks;
+    // An invalid lease is refused here, with the reason, before the node
+    // starts.
+    settings
+        .raft_config()
+        .validate()
+        .map_err(|e| format!("invalid settings: {e}"))?;
     let mut node = start_kv_node(settings, storage)
         .await
         .map_err(|e| e.to_string())?;

@@ -38,6 +38,10 @@ pub struct ClientConfig {
     pub attempts_max: u32,
     /// Pause before retrying when no leader is known.
     pub retry_backoff: Duration,
+    /// How [`Client::get`] reads: without a log entry on this path
+    /// (`ReadIndex` by default; `Follower` reads go to every server in
+    /// turn), or through the log when `None`.
+    pub read_path: Option<crate::ReadPath>,
 }
 
 impl ClientConfig {
@@ -49,6 +53,7 @@ impl ClientConfig {
             request_timeout: Duration::from_secs(2),
             attempts_max: 30,
             retry_backoff: Duration::from_millis(50),
+            read_path: Some(crate::ReadPath::ReadIndex),
         }
     }
 }
@@ -134,8 +139,48 @@ impl Client {
         self.leader.map(|i| self.config.servers[i].as_str())
     }
 
-    /// Reads `key`.
+    /// Reads `key`, linearizably, on the configured
+    /// [`ClientConfig::read_path`].
     pub async fn get(&mut self, key: impl Into<Bytes>) -> Result<Option<Bytes>, ClientError> {
+        match self.config.read_path {
+            Some(path) => self.get_via(key, path).await,
+            None => self.get_through_log(key).await,
+        }
+    }
+
+    /// Reads `key` without a log entry, on `path`: at the leader after a
+    /// heartbeat round (`ReadIndex`), at the leader under its lease
+    /// (`Lease`; served as `ReadIndex` where leases are off), or at any
+    /// server once it has applied the leader's read index (`Follower`).
+    /// A read is retried freely: it changes nothing.
+    pub async fn get_via(
+        &mut self,
+        key: impl Into<Bytes>,
+        path: crate::ReadPath,
+    ) -> Result<Option<Bytes>, ClientError> {
+        let query = codec::encode(&KvOp::Get { key: key.into() })
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let request = ClientRequest::Read {
+            path,
+            query: Bytes::from(query),
+        };
+        let any_server = path == crate::ReadPath::Follower;
+        let answer = self.request(&request, any_server).await?;
+        match codec::decode::<KvResult>(&answer, COMMAND_BYTES_MAX) {
+            Ok(KvResult::Value(value)) => Ok(value),
+            Ok(other) => Err(ClientError::Protocol(format!(
+                "unexpected result {other:?}"
+            ))),
+            Err(e) => Err(ClientError::Protocol(e.to_string())),
+        }
+    }
+
+    /// Reads `key` through the log: a log entry, committed and applied
+    /// like a write.
+    pub async fn get_through_log(
+        &mut self,
+        key: impl Into<Bytes>,
+    ) -> Result<Option<Bytes>, ClientError> {
         match self.execute(KvOp::Get { key: key.into() }).await? {
             KvResult::Value(value) => Ok(value),
             other => Err(ClientError::Protocol(format!(
@@ -259,21 +304,37 @@ impl Client {
     /// session layer) with leader discovery and bounded retries; returns
     /// the state machine's response.
     pub async fn submit(&mut self, command: Bytes) -> Result<Bytes, ClientError> {
+        self.request(&ClientRequest::Command(command), false).await
+    }
+
+    /// Sends `request` until a server answers it, with bounded retries: to
+    /// the presumed leader, or with `any_server` to each server in turn.
+    async fn request(
+        &mut self,
+        request: &ClientRequest,
+        any_server: bool,
+    ) -> Result<Bytes, ClientError> {
         if self.config.servers.is_empty() {
             return Err(ClientError::NoServers);
         }
-        let request = ClientRequest::Command(command);
         let mut last = String::new();
         for attempt in 0..self.config.attempts_max {
             if attempt > 0 {
                 self.retries += 1;
             }
-            let target = self
-                .leader
-                .unwrap_or(self.next_target % self.config.servers.len());
-            match self.call(target, &request).await {
+            let target = match self.leader {
+                Some(leader) if !any_server => leader,
+                _ => self.next_target % self.config.servers.len(),
+            };
+            if any_server {
+                // Spread reads over the servers.
+                self.next_target = target + 1;
+            }
+            match self.call(target, request).await {
                 Ok(ClientResponse::Done(bytes)) => {
-                    self.leader = Some(target);
+                    if !any_server {
+                        self.leader = Some(target);
+                    }
                     return Ok(bytes);
                 }
                 Ok(ClientResponse::NotLeader {
@@ -287,7 +348,7 @@ impl Client {
                     match leader_addr
                         .and_then(|addr| self.config.servers.iter().position(|s| *s == addr))
                     {
-                        Some(index) if index != target => self.leader = Some(index),
+                        Some(index) if index != target && !any_server => self.leader = Some(index),
                         _ => {
                             self.leader = None;
                             self.next_target = target + 1;

@@ -48,6 +48,12 @@ pub struct NodeSettings {
     /// Entries kept in the log below a new snapshot, so that a follower a
     /// little behind is caught up from the log rather than by a snapshot.
     pub compaction_trailing_entries: u64,
+    /// Lease reads: see [`Config::lease_read_ticks`] (0, the default,
+    /// turns them off).
+    pub lease_read_ticks: u32,
+    /// The clock drift the lease leaves room for: see
+    /// [`Config::clock_drift_bound_ticks`].
+    pub clock_drift_bound_ticks: u32,
 }
 
 impl NodeSettings {
@@ -73,6 +79,8 @@ impl NodeSettings {
             stream_wrapper: None,
             snapshot_every_entries: Some(SNAPSHOT_EVERY_ENTRIES_DEFAULT),
             compaction_trailing_entries: COMPACTION_TRAILING_ENTRIES_DEFAULT,
+            lease_read_ticks: 0,
+            clock_drift_bound_ticks: 3,
         }
     }
 
@@ -87,6 +95,8 @@ impl NodeSettings {
         config.heartbeat_interval_ticks = self.heartbeat_ticks;
         config.compaction_threshold_entries = self.snapshot_every_entries;
         config.compaction_trailing_entries = self.compaction_trailing_entries;
+        config.lease_read_ticks = self.lease_read_ticks;
+        config.clock_drift_bound_ticks = self.clock_drift_bound_ticks;
         config
     }
 }

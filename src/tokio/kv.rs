@@ -154,6 +154,17 @@ impl StateMachine for KvStore {
         Bytes::from(codec::encode(&result).unwrap_or_default())
     }
 
+    /// Answers a [`KvOp::Get`] without the log; nothing else is a read.
+    fn query(&self, request: &[u8]) -> Option<Bytes> {
+        match codec::decode::<KvOp>(request, COMMAND_BYTES_MAX) {
+            Ok(KvOp::Get { key }) => {
+                let result = KvResult::Value(self.data.get(&key).cloned());
+                codec::encode(&result).ok().map(Bytes::from)
+            }
+            _ => None,
+        }
+    }
+
     fn snapshot(&self) -> Bytes {
         // A map of byte strings always encodes; an empty snapshot in its
         // place would silently drop the whole state.

@@ -290,6 +290,11 @@ async fn handle(
                     reply: reply_tx,
                 },
                 ClientRequest::Status => Event::Status { reply: reply_tx },
+                ClientRequest::Read { path, query } => Event::Read {
+                    path,
+                    query,
+                    reply: reply_tx,
+                },
             };
             let response = if events.send(event).await.is_err() {
                 ClientResponse::Error("server is shutting down".to_string())

@@ -69,6 +69,17 @@ pub enum Event {
         /// Where the answer goes.
         reply: oneshot::Sender<ClientResponse>,
     },
+    /// A linearizable read served without a log entry (see
+    /// [`crate::ReadPath`]), answered from
+    /// [`StateMachine::query`](crate::state_machine::StateMachine::query).
+    Read {
+        /// How to serve it.
+        path: crate::ReadPath,
+        /// The state machine's read request.
+        query: Bytes,
+        /// Where the answer goes.
+        reply: oneshot::Sender<ClientResponse>,
+    },
     /// A status query (answered with [`ClientResponse::Status`]).
     Status {
         /// Where the answer goes.
@@ -306,6 +317,10 @@ where
         served_snapshot: None,
         incoming_snapshot: None,
         received_snapshot: None,
+        reads: BTreeMap::new(),
+        next_read_id: 0,
+        clock_start: tokio::time::Instant::now(),
+        ticks_delivered: 0,
     };
     if let Some(snapshot) = recovered_snapshot {
         // The node serves it to followers behind its log.
@@ -359,6 +374,14 @@ struct Server<S, St, T> {
     incoming_snapshot: Option<(SnapshotSink, std::time::Instant)>,
     /// The snapshot received whole and handed to storage, until restored.
     received_snapshot: Option<SnapshotReader>,
+    /// Reads handed to the node, by read id: the query and the reply.
+    reads: BTreeMap<u64, (Bytes, oneshot::Sender<ClientResponse>)>,
+    next_read_id: u64,
+    /// When the node's clock started, and the ticks given to it since: the
+    /// node sees one tick per `tick` of wall-clock time, including the
+    /// ticks a stall of this process missed (leases rely on it).
+    clock_start: tokio::time::Instant,
+    ticks_delivered: u64,
 }
 
 impl<S, St, T> Server<S, St, T>
@@ -408,10 +431,7 @@ where
                     tracing::debug!(index = snapshot.meta().position.index, "snapshot durable");
                     self.snapshotted(snapshot);
                 }
-                _ = ticker.tick() => {
-                    self.counters.ticks += 1;
-                    self.step(Input::Tick);
-                }
+                _ = ticker.tick() => self.catch_up_ticks(),
                 event = inbox.recv() => {
                     let Some(event) = event else { break };
                     self.handle_event(event);
@@ -443,7 +463,9 @@ where
         inbox.close();
         while let Ok(event) = inbox.try_recv() {
             match event {
-                Event::Client { reply, .. } | Event::Status { reply } => {
+                Event::Client { reply, .. }
+                | Event::Read { reply, .. }
+                | Event::Status { reply } => {
                     let _ =
                         reply.send(ClientResponse::Error("server is shutting down".to_string()));
                 }
@@ -454,6 +476,9 @@ where
             let _ = reply.send(ClientResponse::Unknown);
         }
         for (_, _, reply) in std::mem::take(&mut self.waiting) {
+            let _ = reply.send(ClientResponse::Unknown);
+        }
+        for (_, (_, reply)) in std::mem::take(&mut self.reads) {
             let _ = reply.send(ClientResponse::Unknown);
         }
         self.storage.shutdown();
@@ -482,11 +507,69 @@ where
                     self.flush_proposals();
                 }
             }
+            Event::Read { path, query, reply } => {
+                // The ticks a stall missed come first: a leader must see
+                // its lease run out before it serves a read under it.
+                self.catch_up_ticks();
+                self.next_read_id += 1;
+                let id = self.next_read_id;
+                self.reads.insert(id, (query, reply));
+                self.step(Input::Read { id, path });
+            }
             Event::Status { reply } => {
                 let status = NodeStatus::of(&self.node, self.counters);
                 let _ = reply.send(ClientResponse::Status(Box::new(status)));
             }
         }
+    }
+
+    /// Gives the node every tick due by the wall clock.
+    fn catch_up_ticks(&mut self) {
+        let tick_nanos = self.config.tick.as_nanos().max(1);
+        let due = (self.clock_start.elapsed().as_nanos() / tick_nanos) as u64;
+        while self.ticks_delivered < due {
+            self.ticks_delivered += 1;
+            self.counters.ticks += 1;
+            self.step(Input::Tick);
+        }
+    }
+
+    fn serve_read(&mut self, id: u64, path: crate::ReadPath) {
+        let Some((query, reply)) = self.reads.remove(&id) else {
+            tracing::error!(id, "the node released a read it was never given");
+            return;
+        };
+        let response = match self.state_machine.query(&query) {
+            Some(answer) => {
+                match path {
+                    crate::ReadPath::ReadIndex => self.counters.reads_read_index += 1,
+                    crate::ReadPath::Lease => self.counters.reads_lease += 1,
+                    crate::ReadPath::Follower => self.counters.reads_follower += 1,
+                }
+                ClientResponse::Done(answer)
+            }
+            None => ClientResponse::Error(
+                "this state machine serves no reads without the log; send the read as a command"
+                    .to_string(),
+            ),
+        };
+        let _ = reply.send(response);
+    }
+
+    fn refuse_read(&mut self, id: u64, error: crate::ReadError) {
+        let Some((_, reply)) = self.reads.remove(&id) else {
+            return;
+        };
+        let response = match error {
+            crate::ReadError::NotLeader { leader_hint } => {
+                self.counters.redirects += 1;
+                self.not_leader(leader_hint)
+            }
+            crate::ReadError::Backpressure => ClientResponse::Busy,
+            // Nothing was read: the client retries (at the new leader).
+            _ => ClientResponse::Unknown,
+        };
+        let _ = reply.send(response);
     }
 
     fn not_leader(&self, leader_hint: Option<NodeId>) -> ClientResponse {
@@ -732,8 +815,8 @@ where
 
     fn execute(&mut self, action: Action) {
         match action {
-            // The server issues no reads yet (gets go through the log).
-            Action::ReadReady { .. } | Action::ReadRefused { .. } => {}
+            Action::ReadReady { id, path, .. } => self.serve_read(id, path),
+            Action::ReadRefused { id, error } => self.refuse_read(id, error),
             Action::Send { to, message } => {
                 self.counters.messages_sent += 1;
                 self.transport.send(to, message);

@@ -73,6 +73,13 @@ pub struct ServerCounters {
     pub entries_applied: u64,
     /// Client requests answered with a redirect.
     pub redirects: u64,
+    /// Reads served without the log after a ReadIndex round (here as
+    /// leader).
+    pub reads_read_index: u64,
+    /// Reads served under the leader lease.
+    pub reads_lease: u64,
+    /// Follower reads served here.
+    pub reads_follower: u64,
     /// Client requests answered "unknown, retry".
     pub unknown_outcomes: u64,
     /// Writes handed to storage.

@@ -68,6 +68,18 @@ pub enum ClientRequest {
     Command(Bytes),
     /// Ask for this node's status (answered locally, not replicated).
     Status,
+    /// A linearizable read, served without a log entry on `path`: the
+    /// state machine's read request, answered by
+    /// [`StateMachine::query`](crate::state_machine::StateMachine::query).
+    /// For the key-value service, a [`KvOp::Get`](super::kv::KvOp::Get)
+    /// (bincode, no session: a read can be retried freely). `ReadIndex`
+    /// and `Lease` reads go to the leader; a `Follower` read to any node.
+    Read {
+        /// How the read is served.
+        path: crate::ReadPath,
+        /// The read request.
+        query: Bytes,
+    },
 }
 
 /// A node's answer to a [`ClientRequest`].
