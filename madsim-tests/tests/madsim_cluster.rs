@@ -4,7 +4,9 @@
 //! history is checked by the simulator's linearizability checker. A second
 //! run compacts every few entries and first isolates one node long enough
 //! that the others compact past it, so that it is caught up by a snapshot
-//! install under the same faults.
+//! install under the same faults. Gets take each read path in turn
+//! (ReadIndex, lease, follower read, through the log), chosen at random
+//! per operation, with leases on; every path must serve reads in every run.
 //!
 //! ```text
 //! cd madsim-tests
@@ -26,6 +28,7 @@ use bytes::Bytes;
 use concord::tokio::client::{Client, ClientConfig, ClientError};
 use concord::tokio::cluster::{start_kv_node, NodeSettings};
 use concord::tokio::storage::{MemDisk, MemStorage};
+use concord::ReadPath;
 use concord_sim::history::{Op, Operation, Output};
 use concord_sim::linearizability::{check_history, CheckResult};
 use madsim::rand::{thread_rng, Rng};
@@ -61,6 +64,7 @@ async fn run_client(
     start: Instant,
     history: Arc<Mutex<Vec<Operation>>>,
     stop: Arc<AtomicBool>,
+    reads_by_path: Arc<Mutex<[u64; 4]>>,
 ) {
     let mut config = ClientConfig::new(servers, CLUSTER);
     config.request_timeout = Duration::from_millis(800);
@@ -89,7 +93,19 @@ async fn run_client(
         };
         let call = start.elapsed().as_nanos() as u64;
         let result = match &op {
-            Op::Get => client.get(key).await.map(|v| Output::Value(text(v))),
+            Op::Get => {
+                // 0..3: ReadIndex, lease, follower; 3: through the log.
+                let slot = thread_rng().gen_range(0..4);
+                let paths = [ReadPath::ReadIndex, ReadPath::Lease, ReadPath::Follower];
+                let read = match paths.get(slot) {
+                    Some(path) => client.get_via(key, *path).await,
+                    None => client.get_through_log(key).await,
+                };
+                if read.is_ok() {
+                    reads_by_path.lock().unwrap()[slot] += 1;
+                }
+                read.map(|v| Output::Value(text(v)))
+            }
             Op::Put { value } => client.put(key, value.clone()).await.map(|_| Output::Done),
             Op::Append { value } => client
                 .append(key, value.clone())
@@ -164,6 +180,9 @@ async fn run_cluster(compaction: Option<(u64, u64)>) -> u64 {
                 let mut settings =
                     NodeSettings::new(id, peers[&id].clone(), peers.clone(), CLUSTER);
                 settings.tick = Duration::from_millis(10);
+                // Elections after 15..30 ticks; 8 + 3 < 15.
+                settings.lease_read_ticks = 8;
+                settings.clock_drift_bound_ticks = 3;
                 if let Some((every, trailing)) = compaction {
                     settings.snapshot_every_entries = Some(every);
                     settings.compaction_trailing_entries = trailing;
@@ -186,6 +205,7 @@ async fn run_cluster(compaction: Option<(u64, u64)>) -> u64 {
     let stop = Arc::new(AtomicBool::new(false));
     let servers: Vec<String> = peers.values().cloned().collect();
     let mut clients = Vec::new();
+    let reads_by_path = Arc::new(Mutex::new([0u64; 4]));
     for c in 1..=CLIENTS {
         let client_node = handle
             .create_node()
@@ -193,7 +213,8 @@ async fn run_cluster(compaction: Option<(u64, u64)>) -> u64 {
             .ip(client_ip(c))
             .build();
         let (servers, history, stop) = (servers.clone(), history.clone(), stop.clone());
-        clients.push(client_node.spawn(run_client(c, servers, start, history, stop)));
+        let reads = reads_by_path.clone();
+        clients.push(client_node.spawn(run_client(c, servers, start, history, stop, reads)));
     }
 
     // Faults, one at a time, each healed before the next.
@@ -304,6 +325,15 @@ async fn run_cluster(compaction: Option<(u64, u64)>) -> u64 {
         handle.seed(),
         history.len(),
         start.elapsed()
+    );
+    let reads = *reads_by_path.lock().unwrap();
+    eprintln!(
+        "reads completed, by the path asked: {} ReadIndex, {} lease, {} follower, {} through the log",
+        reads[0], reads[1], reads[2], reads[3]
+    );
+    assert!(
+        reads.iter().all(|count| *count > 0),
+        "a read path served nothing: {reads:?}"
     );
     match check_history(&history) {
         CheckResult::Ok => installed,
