@@ -264,9 +264,13 @@ fn outside_safety_check(kind: FailureKind) -> bool {
     )
 }
 
-/// The first seed below `bound` whose run under `base` fails an outside
-/// safety check; then the same seeds without the bug must pass.
-fn caught_within(base: &SimConfig, bound: u64) -> (u64, FailureKind) {
+/// The first seed below `bound` whose run under `base` fails with a kind
+/// `accept` takes, and its failure; panics if there is none.
+fn first_catch(
+    base: &SimConfig,
+    bound: u64,
+    accept: impl Fn(FailureKind) -> bool,
+) -> (u64, concord_sim::Failure) {
     let found = (0..bound).find_map(|seed| {
         let report = run_kv(
             &SimConfig {
@@ -278,7 +282,7 @@ fn caught_within(base: &SimConfig, bound: u64) -> (u64, FailureKind) {
         .unwrap();
         report
             .failure
-            .filter(|failure| outside_safety_check(failure.kind))
+            .filter(|failure| accept(failure.kind))
             .map(|failure| (seed, failure))
     });
     let (seed, failure) = found.unwrap_or_else(|| {
@@ -291,6 +295,13 @@ fn caught_within(base: &SimConfig, bound: u64) -> (u64, FailureKind) {
         "{:?} on {} nodes caught at seed {seed}: {failure}",
         base.core_bugs, base.nodes
     );
+    (seed, failure)
+}
+
+/// The first seed below `bound` whose run under `base` fails an outside
+/// safety check; then the same seeds without the bug must pass.
+fn caught_within(base: &SimConfig, bound: u64) -> (u64, FailureKind) {
+    let (seed, failure) = first_catch(base, bound, outside_safety_check);
     let correct = SimConfig {
         core_bugs: CoreBugs::default(),
         ..base.clone()
@@ -398,28 +409,9 @@ fn follower_read_before_applying_the_read_index_is_caught() {
             },
             ..SimConfig::default()
         };
-        let found = (0..READ_SEEDS).find_map(|seed| {
-            let report = run_kv(
-                &SimConfig {
-                    seed,
-                    ..base.clone()
-                },
-                None,
-            )
-            .unwrap();
-            report
-                .failure
-                .filter(|failure| {
-                    failure.kind == FailureKind::HostContract || outside_safety_check(failure.kind)
-                })
-                .map(|failure| (seed, failure))
+        let (seed, _) = first_catch(&base, READ_SEEDS, |kind| {
+            kind == FailureKind::HostContract || outside_safety_check(kind)
         });
-        let (seed, failure) = found.unwrap_or_else(|| {
-            panic!(
-                "follower read before apply not caught within {READ_SEEDS} seeds on {nodes} nodes"
-            )
-        });
-        println!("caught on {nodes} nodes at seed {seed}: {failure}");
         let correct = SimConfig {
             core_bugs: CoreBugs::default(),
             ..base.clone()
@@ -447,21 +439,9 @@ fn lease_reads_are_not_linearizable_when_clocks_drift_beyond_the_declared_bound(
         lease_skew_beyond_bound: true,
         ..SimConfig::default()
     };
-    let found = (0..READ_SEEDS).find_map(|seed| {
-        let report = run_kv(
-            &SimConfig {
-                seed,
-                ..base.clone()
-            },
-            None,
-        )
-        .unwrap();
-        report.failure.map(|failure| (seed, failure))
+    let (seed, _) = first_catch(&base, READ_SEEDS, |kind| {
+        kind == FailureKind::Linearizability
     });
-    let (seed, failure) =
-        found.unwrap_or_else(|| panic!("no stale lease read within {READ_SEEDS} seeds"));
-    println!("stale lease read at seed {seed}: {failure}");
-    assert_eq!(failure.kind, FailureKind::Linearizability);
     let within_bound = SimConfig {
         lease_skew_beyond_bound: false,
         ..base
