@@ -142,6 +142,7 @@ mod durability;
 mod election;
 mod io;
 mod log;
+mod membership;
 mod message;
 mod node;
 mod planted;
@@ -160,6 +161,7 @@ mod types;
 
 pub use config::{Config, ConfigError};
 pub use io::{Action, Input, ProposeError};
+pub use membership::{Membership, MembershipChange, MembershipError};
 pub use message::{AppendResponse, Message, MessageBody};
 pub use node::{Node, Role};
 #[cfg(feature = "planted-bugs")]
