@@ -12,8 +12,18 @@ use crate::types::NodeId;
 pub struct Config {
     /// This replica's id. Must be non-zero and one of `voters`.
     pub id: NodeId,
-    /// Every voting member of the cluster, including this replica.
+    /// The voting members the cluster starts with (the configuration
+    /// before any membership entry in the log; later configurations come
+    /// from the log). A new cluster's replicas list every voter, themselves
+    /// included; a replica joining a running cluster lists its current
+    /// voters and itself in `learners`.
     pub voters: BTreeSet<NodeId>,
+    /// The learners the cluster starts with (see `voters`): they receive
+    /// the log but never vote.
+    pub learners: BTreeSet<NodeId>,
+    /// A learner is promoted to voter only when its log is at most this
+    /// many entries behind the leader's.
+    pub promote_lag_entries_max: u64,
     /// Lower bound of the randomised election timeout.
     pub election_timeout_min_ticks: u32,
     /// Upper bound (exclusive) of the randomised election timeout.
@@ -87,6 +97,8 @@ impl Config {
         Config {
             id,
             voters: voters.into_iter().collect(),
+            learners: BTreeSet::new(),
+            promote_lag_entries_max: 64,
             election_timeout_min_ticks: 10,
             election_timeout_max_ticks: 20,
             heartbeat_interval_ticks: 2,
@@ -117,10 +129,13 @@ impl Config {
         if self.voters.is_empty() {
             return Err(ConfigError::NoVoters);
         }
-        if self.voters.contains(&0) {
+        if self.voters.contains(&0) || self.learners.contains(&0) {
             return Err(ConfigError::ZeroNodeId);
         }
-        if !self.voters.contains(&self.id) {
+        if let Some(id) = self.learners.iter().find(|id| self.voters.contains(id)) {
+            return Err(ConfigError::VoterAndLearner { id: *id });
+        }
+        if !self.voters.contains(&self.id) && !self.learners.contains(&self.id) {
             return Err(ConfigError::SelfNotVoter { id: self.id });
         }
         if self.election_timeout_min_ticks == 0 {
@@ -199,8 +214,14 @@ pub enum ConfigError {
     /// The voter set is empty.
     #[error("the voter set is empty; list every member of the cluster in `voters`")]
     NoVoters,
+    /// A node is listed both in `voters` and in `learners`.
+    #[error("node {id} is in both `voters` and `learners`; list it once")]
+    VoterAndLearner {
+        /// The node listed twice.
+        id: NodeId,
+    },
     /// This node is not in its own voter set.
-    #[error("node {id} is not in `voters`; a node must be a member of the cluster it serves")]
+    #[error("node {id} is not in `voters` or `learners`; a node must be a member of the cluster it serves")]
     SelfNotVoter {
         /// This node's id.
         id: NodeId,

@@ -4,7 +4,7 @@
 use crate::io::Action;
 use crate::message::{Message, MessageBody};
 use crate::node::{Node, Role};
-use crate::quorum::{majority, vote_result, VoteResult};
+use crate::quorum::{joint_tally, majority, VoteResult};
 use crate::snapshot::Chunk;
 use crate::types::{HardState, LogPosition, NodeId, Term};
 
@@ -29,7 +29,15 @@ impl Node {
         // a follower that is the only voter campaigns at its first tick: a
         // restarted one-node cluster serves again at once. A candidate
         // still waits a full timeout before trying again.
-        let sole_voter = self.role == Role::Follower && self.voter_count() == 1;
+        // Only voters campaign: a learner, or a node removed from the
+        // configuration, waits to be told what happens.
+        if !self.is_voter_here() {
+            self.election_elapsed_ticks = 0;
+            return;
+        }
+        let sole_voter = self.role == Role::Follower
+            && !self.membership.is_joint()
+            && self.membership.voters.len() == 1;
         if sole_voter || self.election_elapsed_ticks >= self.randomized_election_timeout_ticks {
             self.campaign(false, actions);
         }
@@ -143,6 +151,9 @@ impl Node {
         let last_log = self.log.last_position();
         for i in 0..self.peer_count() {
             let peer = self.peer(i);
+            if !self.membership.is_voter(peer) {
+                continue;
+            }
             let body = MessageBody::RequestVote {
                 pre_vote: true,
                 last_log,
@@ -167,6 +178,9 @@ impl Node {
         let last_log = self.log.last_position();
         for i in 0..self.peer_count() {
             let peer = self.peer(i);
+            if !self.membership.is_voter(peer) {
+                continue;
+            }
             let body = MessageBody::RequestVote {
                 pre_vote: false,
                 last_log,
@@ -214,13 +228,19 @@ impl Node {
             Role::Candidate => self.own_vote_durable(),
             Role::Follower | Role::Leader => return,
         };
-        let granted = self
-            .votes
-            .iter()
-            .filter(|(id, granted)| **granted && (**id != me || own_counts))
-            .count();
-        let rejected = self.votes.values().filter(|granted| !**granted).count();
-        match vote_result(self.voter_count(), granted, rejected) {
+        // Decided by the configuration in force, with a majority of both
+        // halves while it is joint.
+        let votes = &self.votes;
+        let vote_of = |id: NodeId| match votes.get(&id) {
+            Some(true) if id == me && !own_counts => None,
+            vote => vote.copied(),
+        };
+        let result = joint_tally(
+            &self.membership.voters,
+            &self.membership.voters_outgoing,
+            vote_of,
+        );
+        match result {
             VoteResult::Won if self.role == Role::PreCandidate => {
                 self.become_candidate(false, actions)
             }
@@ -319,15 +339,20 @@ impl Node {
     /// CheckQuorum: run once per minimum election timeout on the leader.
     /// Returns false if the leader stepped down.
     pub(crate) fn check_quorum_active(&mut self, actions: &mut Vec<Action>) -> bool {
-        let active = 1 + self
-            .progress
-            .values()
-            .filter(|progress| progress.recent_active)
-            .count();
+        let me = self.config.id;
+        let progress = &self.progress;
+        let is_active = |id: NodeId| id == me || progress.get(&id).is_some_and(|p| p.recent_active);
+        let active_in = |voters: &std::collections::BTreeSet<NodeId>| {
+            voters.is_empty()
+                || voters.iter().filter(|id| is_active(**id)).count() >= majority(voters.len())
+        };
+        let quorum_active =
+            active_in(&self.membership.voters) && active_in(&self.membership.voters_outgoing);
+        let active = self.progress.values().filter(|p| p.recent_active).count() + 1;
         for progress in self.progress.values_mut() {
             progress.recent_active = false;
         }
-        if self.config.check_quorum && active < majority(self.voter_count()) {
+        if self.config.check_quorum && !quorum_active {
             tracing::info!(
                 node = self.config.id,
                 term = self.term,
@@ -347,7 +372,7 @@ impl Node {
             self.stats.messages_misaddressed += 1;
             return;
         }
-        if message.from == self.config.id || !self.config.voters.contains(&message.from) {
+        if message.from == self.config.id || !self.is_known_node(message.from) {
             self.stats.messages_from_unknown_node += 1;
             return;
         }

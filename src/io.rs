@@ -48,6 +48,14 @@ pub enum Input {
     /// When the position is past the applied index or names a term that is
     /// not the log's at that index: a broken host.
     Snapshotted(SnapshotMeta),
+    /// Change the cluster's membership (leader only). Answered like a
+    /// proposal: [`Action::ProposalAccepted`] naming the configuration
+    /// entry's index, or [`Action::ProposalRefused`] with
+    /// [`ProposeError::Membership`] saying why (another change still in
+    /// progress, an invalid change, a learner not caught up). A change of
+    /// the voters passes through a joint configuration, which the leader
+    /// leaves on its own once it commits.
+    ChangeMembership(crate::membership::MembershipChange),
 }
 
 /// Something the host must do on the node's behalf.
@@ -195,4 +203,7 @@ pub enum ProposeError {
     /// The batch was empty.
     #[error("the proposal batch is empty")]
     Empty,
+    /// A membership change was refused.
+    #[error("membership change refused: {0}")]
+    Membership(crate::membership::MembershipError),
 }

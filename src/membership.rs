@@ -11,12 +11,15 @@
 //! elections — needs a majority of both; once the joint entry commits the
 //! leader appends C_new on its own. Only one change is in flight at a time.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::types::{Index, NodeId};
+use crate::io::{Action, ProposeError};
+use crate::node::{Node, Role};
+use crate::progress::Progress;
+use crate::types::{Entry, EntryPayload, Index, NodeId};
 
 /// A cluster configuration: voters, learners, and in the joint phase the
 /// outgoing voters.
@@ -219,6 +222,260 @@ impl Membership {
             voters: self.voters.clone(),
             voters_outgoing: BTreeSet::new(),
             learners: self.learners.clone(),
+        }
+    }
+}
+
+impl Node {
+    /// The configuration in force here: the latest in the log (or the
+    /// snapshot's, or the initial one).
+    pub fn membership(&self) -> &Membership {
+        &self.membership
+    }
+
+    /// Index of the entry holding the configuration in force (the log's
+    /// base for an initial or snapshot configuration).
+    pub fn membership_index(&self) -> Index {
+        *self
+            .memberships
+            .keys()
+            .next_back()
+            .expect("a configuration is always known")
+    }
+
+    /// The configuration in force at `index`, if still known (the
+    /// configurations of compacted entries are forgotten, except the one
+    /// in force at the log's base).
+    pub fn membership_at(&self, index: Index) -> Option<&Membership> {
+        self.memberships
+            .range(..=index)
+            .next_back()
+            .map(|(_, membership)| membership)
+    }
+
+    /// The index of a configuration entry that is not final yet — not
+    /// committed, or a joint configuration not yet left — if any.
+    pub(crate) fn membership_change_pending(&self) -> Option<Index> {
+        let index = self.membership_index();
+        (index > self.log.commit_index() || self.membership.is_joint()).then_some(index)
+    }
+
+    /// Records a configuration entry just appended to the log: it is in
+    /// force from now on.
+    pub(crate) fn note_appended(&mut self, entry: &Entry) {
+        if let EntryPayload::Membership(membership) = &entry.payload {
+            assert!(entry.index > self.membership_index());
+            if self.planted().membership_on_commit {
+                // The planted mistake: wait for the commit.
+                self.deferred_memberships
+                    .insert(entry.index, membership.clone());
+                return;
+            }
+            self.memberships.insert(entry.index, membership.clone());
+            self.membership_changed();
+        }
+    }
+
+    /// The log was truncated after `index`: configurations of the removed
+    /// entries are no longer in force.
+    pub(crate) fn membership_truncated(&mut self, index: Index) {
+        self.deferred_memberships.split_off(&(index + 1));
+        if self.membership_index() <= index {
+            return;
+        }
+        self.memberships.split_off(&(index + 1));
+        assert!(!self.memberships.is_empty());
+        self.membership_changed();
+    }
+
+    /// Forgets configurations older than the one in force at `base`.
+    pub(crate) fn membership_compacted(&mut self, base: Index) {
+        let Some((&floor, _)) = self.memberships.range(..=base).next_back() else {
+            return;
+        };
+        self.memberships = self.memberships.split_off(&floor);
+    }
+
+    /// A snapshot ending at `index` replaced the log up to it (and, without
+    /// `keep_suffix`, after it): the configuration at `index` is
+    /// `membership` (when the snapshot carried one) or the latest known at
+    /// or below it.
+    pub(crate) fn membership_installed(
+        &mut self,
+        index: Index,
+        membership: Option<Membership>,
+        keep_suffix: bool,
+    ) {
+        let at = membership
+            .or_else(|| self.membership_at(index).cloned())
+            .unwrap_or_else(|| self.membership.clone());
+        let mut suffix = if keep_suffix {
+            self.memberships.split_off(&(index + 1))
+        } else {
+            BTreeMap::new()
+        };
+        self.memberships.clear();
+        self.memberships.insert(index, at);
+        self.memberships.append(&mut suffix);
+        self.membership_changed();
+    }
+
+    /// Brings everything derived from the configuration in force up to
+    /// date: peers, the leader's progress, known nodes.
+    pub(crate) fn membership_changed(&mut self) {
+        let (_, latest) = self
+            .memberships
+            .iter()
+            .next_back()
+            .expect("a configuration is always known");
+        self.membership = latest.clone();
+        let me = self.config.id;
+        let members = self.membership.members();
+        self.known_nodes.extend(members.iter().copied());
+        self.peer_ids = members.into_iter().filter(|id| *id != me).collect();
+        if self.role == Role::Leader {
+            let next_index = self.log.last_index() + 1;
+            let inflight_max = self.config.inflight_messages_max;
+            let peers = &self.peer_ids;
+            self.progress.retain(|id, _| peers.contains(id));
+            for id in &self.peer_ids {
+                self.progress
+                    .entry(*id)
+                    .or_insert_with(|| Progress::new(next_index, inflight_max));
+            }
+            if let Some(target) = self.transfer_target {
+                if !self.membership.is_voter(target) {
+                    self.transfer_target = None;
+                }
+            }
+        }
+    }
+
+    /// Whether `id` is or was a member in any configuration this node
+    /// knows of; messages from anyone else are ignored.
+    pub(crate) fn is_known_node(&self, id: NodeId) -> bool {
+        self.known_nodes.contains(&id)
+    }
+
+    /// Whether this node may campaign: only voters do.
+    pub(crate) fn is_voter_here(&self) -> bool {
+        self.membership.is_voter(self.config.id)
+    }
+
+    /// Leader side of [`Input::ChangeMembership`](crate::Input::ChangeMembership).
+    pub(crate) fn change_membership(
+        &mut self,
+        change: MembershipChange,
+        actions: &mut Vec<Action>,
+    ) {
+        match self.membership_change_refusal(change) {
+            Err(error) => {
+                self.stats.proposals_refused += 1;
+                actions.push(Action::ProposalRefused { count: 1, error });
+            }
+            Ok(next) => {
+                let index = self.append_membership(next);
+                self.stats.proposals_accepted += 1;
+                actions.push(Action::ProposalAccepted {
+                    term: self.term,
+                    first_index: index,
+                    last_index: index,
+                });
+                self.broadcast_append(false, actions);
+            }
+        }
+    }
+
+    fn membership_change_refusal(
+        &self,
+        change: MembershipChange,
+    ) -> Result<Membership, ProposeError> {
+        if self.role != Role::Leader {
+            return Err(ProposeError::NotLeader {
+                leader_hint: self.leader,
+            });
+        }
+        if let Some(target) = self.transfer_target {
+            return Err(ProposeError::TransferInProgress { target });
+        }
+        if let Some(index) = self.membership_change_pending() {
+            return Err(ProposeError::Membership(
+                MembershipError::ChangeInProgress { index },
+            ));
+        }
+        if self.writes.len() >= self.config.unpersisted_writes_max {
+            return Err(ProposeError::Backpressure);
+        }
+        let next = self
+            .membership
+            .apply_change(change)
+            .map_err(ProposeError::Membership)?;
+        if let MembershipChange::PromoteLearner(id) = change {
+            let match_index = self.progress.get(&id).map_or(0, |p| p.match_index);
+            let lag_entries = self.log.last_index().saturating_sub(match_index);
+            let lag_entries_max = self.config.promote_lag_entries_max;
+            if lag_entries > lag_entries_max {
+                return Err(ProposeError::Membership(MembershipError::LearnerBehind {
+                    id,
+                    lag_entries,
+                    lag_entries_max,
+                }));
+            }
+        }
+        Ok(next)
+    }
+
+    /// Appends a configuration entry to the leader's log (in force at
+    /// once). Returns its index.
+    fn append_membership(&mut self, membership: Membership) -> Index {
+        let index = self.log.last_index() + 1;
+        let entry = Entry {
+            term: self.term,
+            index,
+            payload: EntryPayload::Membership(membership),
+        };
+        self.note_appended(&entry);
+        self.log.append(entry);
+        index
+    }
+
+    /// The leader's follow-up once configurations commit: leave a
+    /// committed joint configuration, and step down once a configuration
+    /// without this node as a voter commits.
+    pub(crate) fn advance_membership(&mut self, actions: &mut Vec<Action>) {
+        let commit = self.log.commit_index();
+        if self
+            .deferred_memberships
+            .first_key_value()
+            .is_some_and(|(index, _)| *index <= commit)
+        {
+            let later = self.deferred_memberships.split_off(&(commit + 1));
+            let committed = std::mem::replace(&mut self.deferred_memberships, later);
+            for (index, membership) in committed {
+                if index > self.membership_index() {
+                    self.memberships.insert(index, membership);
+                }
+            }
+            self.membership_changed();
+        }
+        if self.role != Role::Leader {
+            return;
+        }
+        let index = self.membership_index();
+        if index > self.log.commit_index() {
+            return;
+        }
+        if self.membership.is_joint() {
+            let next = self.membership.leave_joint();
+            self.append_membership(next);
+            self.broadcast_append(false, actions);
+        } else if !self.is_voter_here() {
+            tracing::info!(
+                node = self.config.id,
+                term = self.term,
+                "removed from the voters; stepping down"
+            );
+            self.become_follower(self.term, None, actions);
         }
     }
 }

@@ -2,7 +2,7 @@
 //! dispatch of inputs to the rules in `election`, `replication`,
 //! `durability` and `transfer`.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -10,6 +10,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::config::{Config, ConfigError};
 use crate::io::{Action, Input};
 use crate::log::RaftLog;
+use crate::membership::Membership;
 use crate::planted::PlantedBugs;
 use crate::progress::{Progress, ProgressView};
 use crate::recovered::Recovered;
@@ -93,8 +94,18 @@ pub struct Node {
     pub(crate) stats: Statistics,
     /// Reused buffer for quorum computations (no allocation per step).
     pub(crate) scratch_indices: Vec<Index>,
-    /// Every voter but this node, in id order (fixed at construction).
+    /// Every member (voters and learners) but this node, in id order.
     pub(crate) peer_ids: Vec<NodeId>,
+    /// The configuration in force (the latest of `memberships`).
+    pub(crate) membership: Membership,
+    /// Every configuration this node still knows, by the index of its
+    /// entry (the first at the log's base: the initial or snapshot one).
+    pub(crate) memberships: BTreeMap<Index, Membership>,
+    /// Every node that was a member of a configuration seen here.
+    pub(crate) known_nodes: BTreeSet<NodeId>,
+    /// Configurations appended but held back until they commit (planted
+    /// mistake `membership_on_commit` only; always empty otherwise).
+    pub(crate) deferred_memberships: BTreeMap<Index, Membership>,
     /// The persisted index the leader last ran the commit rule for.
     pub(crate) commit_checked_persisted_index: Index,
 
@@ -166,14 +177,29 @@ impl Node {
             incoming_snapshot: None,
             #[cfg(feature = "planted-bugs")]
             planted: PlantedBugs::NONE,
-            peer_ids: config
-                .voters
-                .iter()
-                .copied()
-                .filter(|id| *id != config.id)
-                .collect(),
+            peer_ids: Vec::new(),
+            membership: Membership::default(),
+            memberships: BTreeMap::new(),
+            known_nodes: BTreeSet::new(),
+            deferred_memberships: BTreeMap::new(),
             config,
         };
+        let initial = Membership {
+            voters: node.config.voters.clone(),
+            voters_outgoing: BTreeSet::new(),
+            learners: node.config.learners.clone(),
+        };
+        node.memberships.insert(recovered.base.index, initial);
+        for index in recovered.base.index + 1..=last_index {
+            let entry = node
+                .log
+                .entry(index)
+                .expect("recovered entries are in memory");
+            if let crate::types::EntryPayload::Membership(membership) = &entry.payload {
+                node.memberships.insert(index, membership.clone());
+            }
+        }
+        node.membership_changed();
         node.reset_randomized_election_timeout();
         Ok(node)
     }
@@ -201,6 +227,7 @@ impl Node {
             Input::Applied(index) => self.handle_applied(index),
             Input::RequestSnapshot => self.snapshot_request_explicit = true,
             Input::Snapshotted(snapshot) => self.handle_snapshotted(snapshot),
+            Input::ChangeMembership(change) => self.change_membership(change, actions),
         }
         self.after_step(actions);
         self.check_invariants();
@@ -369,10 +396,6 @@ impl Node {
         self.randomized_election_timeout_ticks = self.rng.gen_range(min..max);
     }
 
-    pub(crate) fn voter_count(&self) -> usize {
-        self.config.voters.len()
-    }
-
     /// Number of voters other than this node. Callers loop by index so
     /// they can call `&mut self` methods without copying the peer list.
     pub(crate) fn peer_count(&self) -> usize {
@@ -430,13 +453,17 @@ impl Node {
         match self.role {
             Role::Leader => {
                 assert_eq!(self.leader, Some(self.config.id));
-                assert!(self.progress.len() + 1 == self.voter_count());
+                assert!(self.progress.len() == self.peer_ids.len());
             }
             _ => assert!(self.progress.is_empty()),
         }
         if let Some(vote) = self.voted_for {
-            assert!(self.config.voters.contains(&vote));
+            assert_ne!(vote, 0);
         }
+        assert_eq!(
+            Some(&self.membership),
+            self.memberships.values().next_back()
+        );
     }
 }
 
@@ -465,7 +492,10 @@ fn validate_recovered(config: &Config, recovered: &Recovered) -> Result<(), Conf
         ));
     }
     if let Some(vote) = recovered.hard_state.voted_for {
-        if !config.voters.contains(&vote) {
+        let in_log = recovered.entries.iter().any(|entry| {
+            matches!(&entry.payload, crate::types::EntryPayload::Membership(m) if m.contains(vote))
+        });
+        if !config.voters.contains(&vote) && !config.learners.contains(&vote) && !in_log {
             return invalid(format!("stored vote for node {vote}, which is not a voter"));
         }
     }

@@ -28,6 +28,12 @@ pub struct PlantedBugs {
     pub figure_8_commit: bool,
     /// A vote grant is sent before the vote (the hard state) is durable.
     pub vote_before_durable: bool,
+    /// During a joint configuration the leader commits with a majority of
+    /// the new voters alone, forgetting the outgoing ones.
+    pub joint_new_quorum_only: bool,
+    /// A configuration takes effect when its entry commits instead of
+    /// when it is appended.
+    pub membership_on_commit: bool,
 }
 
 impl PlantedBugs {
@@ -35,11 +41,16 @@ impl PlantedBugs {
     pub const NONE: PlantedBugs = PlantedBugs {
         figure_8_commit: false,
         vote_before_durable: false,
+        joint_new_quorum_only: false,
+        membership_on_commit: false,
     };
 
     /// Whether any bug is on (the core's direct assertions are then set
     /// aside).
     pub fn any(&self) -> bool {
-        self.figure_8_commit || self.vote_before_durable
+        self.figure_8_commit
+            || self.vote_before_durable
+            || self.joint_new_quorum_only
+            || self.membership_on_commit
     }
 }

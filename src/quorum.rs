@@ -1,7 +1,7 @@
 //! Majority arithmetic: how many make a quorum, which index a quorum has
 //! reached, and how an election stands.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use crate::types::{Index, NodeId};
 
@@ -78,14 +78,14 @@ pub fn joint_committed_index(
     incoming_index.min(outgoing_index)
 }
 
-/// Tallies the `votes` (granted or refused, by voter; votes from anyone
-/// outside `voters` are ignored) of a simple configuration.
-pub fn tally(voters: &BTreeSet<NodeId>, votes: &BTreeMap<NodeId, bool>) -> VoteResult {
+/// Tallies the votes of a simple configuration: `vote_of` gives each
+/// voter's answer (granted, refused, or none yet).
+pub fn tally(voters: &BTreeSet<NodeId>, vote_of: impl Fn(NodeId) -> Option<bool>) -> VoteResult {
     assert!(!voters.is_empty());
     let mut granted = 0;
     let mut rejected = 0;
     for voter in voters {
-        match votes.get(voter) {
+        match vote_of(*voter) {
             Some(true) => granted += 1,
             Some(false) => rejected += 1,
             None => {}
@@ -94,19 +94,19 @@ pub fn tally(voters: &BTreeSet<NodeId>, votes: &BTreeMap<NodeId, bool>) -> VoteR
     vote_result(voters.len(), granted, rejected)
 }
 
-/// Tallies `votes` in a possibly joint configuration: won only when won in
+/// Tallies votes in a possibly joint configuration: won only when won in
 /// both `incoming` and (if not empty) `outgoing`; lost as soon as either
 /// is lost.
 pub fn joint_tally(
     incoming: &BTreeSet<NodeId>,
     outgoing: &BTreeSet<NodeId>,
-    votes: &BTreeMap<NodeId, bool>,
+    vote_of: impl Fn(NodeId) -> Option<bool>,
 ) -> VoteResult {
-    let incoming_result = tally(incoming, votes);
+    let incoming_result = tally(incoming, &vote_of);
     if outgoing.is_empty() {
         return incoming_result;
     }
-    let outgoing_result = tally(outgoing, votes);
+    let outgoing_result = tally(outgoing, &vote_of);
     match (incoming_result, outgoing_result) {
         (VoteResult::Won, VoteResult::Won) => VoteResult::Won,
         (VoteResult::Lost, _) | (_, VoteResult::Lost) => VoteResult::Lost,
@@ -117,6 +117,7 @@ pub fn joint_tally(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn set(ids: &[NodeId]) -> BTreeSet<NodeId> {
         ids.iter().copied().collect()
@@ -143,15 +144,27 @@ mod tests {
         let old = set(&[1, 2, 3]);
         let new = set(&[3, 4, 5]);
         let mut votes = BTreeMap::from([(1, true), (2, true), (3, true)]);
-        assert_eq!(tally(&old, &votes), VoteResult::Won);
-        assert_eq!(joint_tally(&new, &old, &votes), VoteResult::Pending);
+        assert_eq!(tally(&old, |id| votes.get(&id).copied()), VoteResult::Won);
+        assert_eq!(
+            joint_tally(&new, &old, |id| votes.get(&id).copied()),
+            VoteResult::Pending
+        );
         votes.insert(4, false);
         votes.insert(5, false);
-        assert_eq!(joint_tally(&new, &old, &votes), VoteResult::Lost);
+        assert_eq!(
+            joint_tally(&new, &old, |id| votes.get(&id).copied()),
+            VoteResult::Lost
+        );
         votes.insert(4, true);
-        assert_eq!(joint_tally(&new, &old, &votes), VoteResult::Won);
+        assert_eq!(
+            joint_tally(&new, &old, |id| votes.get(&id).copied()),
+            VoteResult::Won
+        );
         // Votes from non-voters do not count.
         let only_outsiders = BTreeMap::from([(7, true), (8, true)]);
-        assert_eq!(tally(&old, &only_outsiders), VoteResult::Pending);
+        assert_eq!(
+            tally(&old, |id| only_outsiders.get(&id).copied()),
+            VoteResult::Pending
+        );
     }
 }

@@ -328,6 +328,7 @@ impl Node {
             self.persisted_index
         );
         self.log.compact_to(base);
+        self.membership_compacted(base);
     }
 
     /// Switches follower `to` to receiving the held snapshot and sends the
@@ -589,6 +590,7 @@ impl Node {
         // the in-memory log when it executes the snapshot write.
         self.flush_persist(actions);
         self.log.install_snapshot(position, keep_suffix);
+        self.membership_installed(position.index, None, keep_suffix);
         self.emitted_index = self.log.last_index();
         self.leader_match_index = self.leader_match_index.max(position.index);
         let id = WriteId(self.next_write_id);

@@ -12,7 +12,7 @@ impl Node {
     /// The node that should lead when healthy: highest priority, then
     /// highest id. None when no priorities are configured.
     pub(crate) fn preferred_leader(&self) -> Option<NodeId> {
-        self.config
+        self.membership
             .voters
             .iter()
             .map(|id| (self.config.priority_of(*id), *id))
@@ -84,7 +84,7 @@ impl Node {
 
     /// The leader asked this follower to campaign now.
     pub(crate) fn handle_timeout_now(&mut self, from: NodeId, actions: &mut Vec<Action>) {
-        if self.role != Role::Follower || self.leader != Some(from) {
+        if self.role != Role::Follower || self.leader != Some(from) || !self.is_voter_here() {
             self.stats.messages_malformed += 1;
             return;
         }
