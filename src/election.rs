@@ -31,13 +31,13 @@ impl Node {
         // still waits a full timeout before trying again.
         // Only voters campaign: a learner, or a node removed from the
         // configuration, waits to be told what happens.
-        if !self.is_voter_here() {
-            self.election_elapsed_ticks = 0;
+        if !self.may_campaign() {
             return;
         }
         let sole_voter = self.role == Role::Follower
             && !self.membership.is_joint()
-            && self.membership.voters.len() == 1;
+            && self.membership.voters.len() == 1
+            && self.membership.voters.contains(&self.config.id);
         if sole_voter || self.election_elapsed_ticks >= self.randomized_election_timeout_ticks {
             self.campaign(false, actions);
         }
@@ -372,7 +372,22 @@ impl Node {
             self.stats.messages_misaddressed += 1;
             return;
         }
-        if message.from == self.config.id || !self.is_known_node(message.from) {
+        // Leader traffic and vote requests from a node no configuration
+        // here names are taken when this replica does not vote (a learner,
+        // or one not yet told it was added) or has no live leader: the
+        // sender may have joined in entries this replica has not received
+        // yet.
+        let leader_traffic = matches!(
+            message.body,
+            MessageBody::AppendEntries { .. }
+                | MessageBody::Heartbeat { .. }
+                | MessageBody::InstallSnapshot { .. }
+                | MessageBody::RequestVote { .. }
+        );
+        let known = self.is_known_node(message.from)
+            || self.leader == Some(message.from)
+            || (leader_traffic && (!self.is_voter_here() || !self.in_leader_lease()));
+        if message.from == self.config.id || message.from == 0 || !known {
             self.stats.messages_from_unknown_node += 1;
             return;
         }

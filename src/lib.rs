@@ -126,6 +126,10 @@
 //!   term.
 //! * Commitment by counting only entries of the current term (Figure 8),
 //!   with a no-op entry appended on election.
+//! * Membership changes ([`Membership`], [`Input::ChangeMembership`]):
+//!   configurations in the log, in force when appended, joint consensus
+//!   with automatic leave, learners, one change at a time (not yet
+//!   carried by snapshots; see the `Membership` docs).
 //! * Log compaction by snapshots, and chunked, flow-controlled, resumable,
 //!   checksummed ([`checksum64`]) snapshot transfer to far-behind
 //!   followers.

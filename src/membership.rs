@@ -10,6 +10,20 @@
 //! `voters_outgoing` = C_old) in which every decision — commitment and
 //! elections — needs a majority of both; once the joint entry commits the
 //! leader appends C_new on its own. Only one change is in flight at a time.
+//!
+//! Propose changes with [`Input::ChangeMembership`](crate::Input::ChangeMembership)
+//! at the leader. A replica joining a running cluster is built with
+//! `Config::voters` = the cluster's voters and itself in `Config::learners`,
+//! then added with [`MembershipChange::AddLearner`] and, once caught up,
+//! [`MembershipChange::PromoteLearner`].
+//!
+//! **Limitation (for now):** snapshots do not carry the configuration yet.
+//! A replica that installs a snapshot from the leader, or restarts from a
+//! snapshot, falls back to the latest configuration it still knows at or
+//! below the snapshot's index (after a restart: `Config::voters` and
+//! `Config::learners`), which is wrong if configuration entries were
+//! compacted away. Do not combine membership changes with log compaction
+//! until the configuration travels with snapshots and `Recovered`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -362,6 +376,27 @@ impl Node {
         self.membership.is_voter(self.config.id)
     }
 
+    /// Whether this node may start an election: it votes in the
+    /// configuration in force, or in one not known to be superseded by a
+    /// committed configuration (its log may be the only one holding the
+    /// entry that removed it, which then needs a leader to commit; its own
+    /// vote counts only where it is a voter).
+    pub(crate) fn may_campaign(&self) -> bool {
+        let me = self.config.id;
+        if self.is_voter_here() {
+            return true;
+        }
+        let commit = self.log.commit_index();
+        let floor = self
+            .memberships
+            .range(..=commit)
+            .next_back()
+            .map_or(0, |(index, _)| *index);
+        self.memberships
+            .range(floor..)
+            .any(|(_, membership)| membership.is_voter(me))
+    }
+
     /// Leader side of [`Input::ChangeMembership`](crate::Input::ChangeMembership).
     pub(crate) fn change_membership(
         &mut self,
@@ -414,7 +449,9 @@ impl Node {
             let match_index = self.progress.get(&id).map_or(0, |p| p.match_index);
             let lag_entries = self.log.last_index().saturating_sub(match_index);
             let lag_entries_max = self.config.promote_lag_entries_max;
-            if lag_entries > lag_entries_max {
+            // It must at least hold the configuration that made it a
+            // learner, or it would not know its fellow voters.
+            if lag_entries > lag_entries_max || match_index < self.membership_index() {
                 return Err(ProposeError::Membership(MembershipError::LearnerBehind {
                     id,
                     lag_entries,

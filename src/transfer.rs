@@ -84,7 +84,7 @@ impl Node {
 
     /// The leader asked this follower to campaign now.
     pub(crate) fn handle_timeout_now(&mut self, from: NodeId, actions: &mut Vec<Action>) {
-        if self.role != Role::Follower || self.leader != Some(from) || !self.is_voter_here() {
+        if self.role != Role::Follower || self.leader != Some(from) || !self.may_campaign() {
             self.stats.messages_malformed += 1;
             return;
         }
