@@ -50,12 +50,21 @@ pub struct CoreBugs {
     pub figure_8_commit: bool,
     /// A vote grant is sent before the vote is durable.
     pub vote_before_durable: bool,
+    /// During a joint configuration the leader commits with a majority of
+    /// the new voters alone.
+    pub joint_new_quorum_only: bool,
+    /// A configuration takes effect when its entry commits instead of
+    /// when it is appended.
+    pub membership_on_commit: bool,
 }
 
 impl CoreBugs {
     /// Whether any bug is on.
     pub fn any(&self) -> bool {
-        self.figure_8_commit || self.vote_before_durable
+        self.figure_8_commit
+            || self.vote_before_durable
+            || self.joint_new_quorum_only
+            || self.membership_on_commit
     }
 }
 
@@ -236,6 +245,11 @@ pub struct SimConfig {
     /// Draw each seed's [`NodeOptions`] (PreVote, CheckQuorum, preferred
     /// leader, tight limits) instead of using the defaults.
     pub vary_node_options: bool,
+    /// Membership churn: in about a third of the seeds (on 2 or more
+    /// nodes) voters are removed, learners added and promoted during the
+    /// faults, some runs starting from a single voter and growing; after
+    /// the heal every node is brought back as a voter.
+    pub membership_churn: bool,
     /// Record a readable timeline (slower).
     pub timeline: bool,
     /// The run fails if it needs more node steps than this.
@@ -262,6 +276,7 @@ impl Default for SimConfig {
             bugs: HostBugs::default(),
             core_bugs: CoreBugs::default(),
             vary_node_options: true,
+            membership_churn: true,
             timeline: false,
             max_node_steps: 2_000_000,
         }
@@ -360,6 +375,9 @@ impl SimConfig {
         if !self.vary_node_options {
             flags += " --fixed-node-options";
         }
+        if !self.membership_churn {
+            flags += " --no-membership-churn";
+        }
         if self.max_node_steps != default.max_node_steps {
             flags += &format!(" --max-steps {}", self.max_node_steps);
         }
@@ -383,6 +401,12 @@ impl SimConfig {
         }
         if self.core_bugs.vote_before_durable {
             flags += " --bug-vote-before-durable";
+        }
+        if self.core_bugs.joint_new_quorum_only {
+            flags += " --bug-joint-new-quorum-only";
+        }
+        if self.core_bugs.membership_on_commit {
+            flags += " --bug-membership-on-commit";
         }
         flags
     }

@@ -206,6 +206,17 @@ struct SimArgs {
     /// durable.
     #[arg(long)]
     bug_vote_before_durable: bool,
+    /// Planted core mistake: during a joint configuration the leader
+    /// commits with the new voters' majority alone.
+    #[arg(long)]
+    bug_joint_new_quorum_only: bool,
+    /// Planted core mistake: a configuration takes effect on commit
+    /// instead of on append.
+    #[arg(long)]
+    bug_membership_on_commit: bool,
+    /// No membership churn in any seed.
+    #[arg(long)]
+    no_membership_churn: bool,
 }
 
 impl SimArgs {
@@ -241,8 +252,11 @@ impl SimArgs {
             core_bugs: CoreBugs {
                 figure_8_commit: self.bug_figure_8,
                 vote_before_durable: self.bug_vote_before_durable,
+                joint_new_quorum_only: self.bug_joint_new_quorum_only,
+                membership_on_commit: self.bug_membership_on_commit,
             },
             vary_node_options: !self.fixed_node_options,
+            membership_churn: !self.no_membership_churn,
             timeline: false,
             max_node_steps: self.max_steps,
         };

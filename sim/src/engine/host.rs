@@ -81,6 +81,8 @@ pub(super) struct Host<S> {
     pub(super) incoming_snapshot: Option<(SnapshotMeta, Vec<u8>)>,
     /// Times this host was paused (a pause stretches its CheckQuorum bound).
     pub(super) pauses: u32,
+    /// (term, commit index) at the last step this node ended as leader.
+    pub(super) leader_commit_seen: Option<(Term, Index)>,
 }
 
 impl<S> Host<S> {
@@ -101,7 +103,20 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         config.seed =
             self.node_seeds[index].wrapping_add(incarnation.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         self.node_options.apply(&mut config, self.config.nodes);
-        self.compaction.apply(&mut config);
+        match &self.churn {
+            // Snapshots do not carry the configuration yet: churn runs keep
+            // their whole log.
+            Some(churn) => {
+                config.priorities.clear();
+                if churn.start_small {
+                    config.voters = [1].into();
+                    if id != 1 {
+                        config.learners = [id].into();
+                    }
+                }
+            }
+            None => self.compaction.apply(&mut config),
+        }
         config
     }
 
@@ -129,6 +144,8 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                     node.plant_bugs(concord::PlantedBugs {
                         figure_8_commit: self.config.core_bugs.figure_8_commit,
                         vote_before_durable: self.config.core_bugs.vote_before_durable,
+                        joint_new_quorum_only: self.config.core_bugs.joint_new_quorum_only,
+                        membership_on_commit: self.config.core_bugs.membership_on_commit,
                     });
                 }
                 let mut sm = WithSessions::new((self.make_sm)(id), self.config.max_sessions);
@@ -337,6 +354,15 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             self.fail(kind, Some(index), message);
             return;
         }
+        if self.churn.is_some() {
+            if let Err(message) = self.check_commit_quorum(index) {
+                self.fail(FailureKind::CommitWithoutQuorum, Some(index), message);
+                return;
+            }
+        }
+        let Some(node) = self.hosts[index].node.as_ref() else {
+            return;
+        };
         if self.timeline.is_some() {
             let commit = node.commit_index();
             let vote = node.voted_for().map(|vote| (node.term(), vote));
@@ -664,6 +690,10 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
     /// applied since the latest snapshot, and the log holds at most those,
     /// the trailing window and the entries not yet applied.
     pub(super) fn check_log_bound(&mut self, index: usize) {
+        if self.churn.is_some() {
+            // Churn runs do not compact (see `node_config`).
+            return;
+        }
         let host = &self.hosts[index];
         let Some(node) = host.node.as_ref() else {
             return;

@@ -152,10 +152,18 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             // A peer counts as cut off only if nothing it sends can reach
             // the leader: answers sent before a one-way cut of the other
             // direction may still arrive (seconds) later, legitimately.
-            let reachable = (0..nodes)
-                .filter(|&other| other != index && self.blocked[other] & (1 << index) == 0)
-                .count();
-            if 1 + reachable > nodes / 2 {
+            // Cut off from a quorum of the configuration in force (either
+            // half while joint).
+            let membership = node.membership();
+            let reaches = |id: NodeId| {
+                let other = id as usize - 1;
+                other == index || (other < nodes && self.blocked[other] & (1 << index) == 0)
+            };
+            let cut_off = [&membership.voters, &membership.voters_outgoing]
+                .into_iter()
+                .filter(|voters| !voters.is_empty())
+                .any(|voters| voters.iter().filter(|id| reaches(**id)).count() <= voters.len() / 2);
+            if !cut_off {
                 continue;
             }
             let ticks = 2 * u64::from(node.config().election_timeout_min_ticks) + 2;
