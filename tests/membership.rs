@@ -297,3 +297,16 @@ fn a_cluster_grows_from_one_to_five_and_shrinks_back() {
     assert_eq!(c.applied_strings(1).last().unwrap(), "alone again");
     c.assert_election_safety();
 }
+
+#[test]
+fn a_restarted_node_recovers_its_configuration_from_its_log() {
+    let mut c = Cluster::new(&[1, 2, 3]);
+    c.elect(1);
+    change(&mut c, 1, MembershipChange::Remove(3)).unwrap();
+    c.tick_all(3);
+    assert_eq!(voters(c.node(2).membership()), vec![1, 2]);
+    c.crash(2);
+    c.restart(2);
+    assert_eq!(voters(c.node(2).membership()), vec![1, 2]);
+    assert!(!c.node(2).membership().is_joint());
+}
