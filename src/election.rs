@@ -372,17 +372,17 @@ impl Node {
             self.stats.messages_misaddressed += 1;
             return;
         }
-        // Leader traffic and vote requests from a node no configuration
-        // here names are taken when this replica does not vote (a learner,
-        // or one not yet told it was added) or has no live leader: the
-        // sender may have joined in entries this replica has not received
-        // yet.
+        // Leader traffic from a node no configuration here names is taken
+        // when this replica does not vote (a learner, or one not yet told
+        // it was added) or has no live leader: the sender may have joined
+        // in entries this replica has not received yet. Vote requests are
+        // not: a replica votes only for nodes it knows (its stored vote
+        // must name one).
         let leader_traffic = matches!(
             message.body,
             MessageBody::AppendEntries { .. }
                 | MessageBody::Heartbeat { .. }
                 | MessageBody::InstallSnapshot { .. }
-                | MessageBody::RequestVote { .. }
         );
         let known = self.is_known_node(message.from)
             || self.leader == Some(message.from)

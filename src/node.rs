@@ -134,7 +134,7 @@ impl Node {
     /// The node starts as a follower with no known leader.
     pub fn new(config: Config, recovered: Recovered) -> Result<Node, ConfigError> {
         config.validate()?;
-        validate_recovered(&config, &recovered)?;
+        validate_recovered(&recovered)?;
         let last_index = recovered.base.index + recovered.entries.len() as Index;
         let commit = recovered.applied_index;
         let log = RaftLog::new(recovered.base, recovered.entries, commit);
@@ -467,7 +467,7 @@ impl Node {
     }
 }
 
-fn validate_recovered(config: &Config, recovered: &Recovered) -> Result<(), ConfigError> {
+fn validate_recovered(recovered: &Recovered) -> Result<(), ConfigError> {
     let invalid = |reason: String| Err(ConfigError::InvalidRecoveredState { reason });
     let mut previous = recovered.base;
     for entry in &recovered.entries {
@@ -491,13 +491,11 @@ fn validate_recovered(config: &Config, recovered: &Recovered) -> Result<(), Conf
             previous.term, recovered.hard_state.term
         ));
     }
-    if let Some(vote) = recovered.hard_state.voted_for {
-        let in_log = recovered.entries.iter().any(|entry| {
-            matches!(&entry.payload, crate::types::EntryPayload::Membership(m) if m.contains(vote))
-        });
-        if !config.voters.contains(&vote) && !config.learners.contains(&vote) && !in_log {
-            return invalid(format!("stored vote for node {vote}, which is not a voter"));
-        }
+    // A vote may name any node: configurations change, and the entry that
+    // made the candidate known here may since have been truncated. Only
+    // node 0 ("nobody") is impossible.
+    if recovered.hard_state.voted_for == Some(0) {
+        return invalid("stored vote for node 0, which is reserved".to_string());
     }
     if recovered.applied_index < recovered.base.index || recovered.applied_index > previous.index {
         return invalid(format!(
