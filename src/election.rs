@@ -484,6 +484,7 @@ impl Node {
                 checksum,
                 offset,
                 data,
+                membership,
             } => {
                 if self.accept_leader(message.from, actions) {
                     let chunk = Chunk {
@@ -492,6 +493,7 @@ impl Node {
                         checksum,
                         offset,
                         data,
+                        membership,
                     };
                     self.handle_snapshot_chunk(message.from, message.term, chunk, actions);
                 }

@@ -124,7 +124,15 @@ pub enum Action {
     /// applied so far (by every earlier `Apply`), store it durably, then
     /// report it with [`Input::Snapshotted`], naming the last entry
     /// applied. Keep the newest snapshot: never replace a stored snapshot
-    /// with one at a lower index.
+    /// with one at a lower index. Store with it the cluster configuration
+    /// in force at its last entry, [`Node::membership_at`]`(index)`
+    /// (see [`Snapshot::with_membership`]), and hand it back in
+    /// [`Recovered::membership`](crate::Recovered::membership) after a
+    /// restart: once the log is compacted, the entries that set it are
+    /// gone.
+    ///
+    /// [`Node::membership_at`]: crate::Node::membership_at
+    /// [`Snapshot::with_membership`]: crate::Snapshot::with_membership
     TakeSnapshot,
     /// Send a chunk of the snapshot last reported with
     /// [`Input::Snapshotted`]: read its bytes and send
@@ -160,6 +168,10 @@ pub enum Action {
         /// The local log did not match the snapshot's last entry: drop it
         /// all.
         discard_log: bool,
+        /// The cluster configuration in force at the snapshot's last entry,
+        /// sent by the leader: store it with the snapshot and hand it back
+        /// in [`Recovered::membership`](crate::Recovered::membership).
+        membership: crate::membership::Membership,
     },
     /// Replace the state machine's state with the snapshot received from
     /// the leader (the bytes of `WriteSnapshotChunk`, which stand for every

@@ -128,8 +128,8 @@
 //!   with a no-op entry appended on election.
 //! * Membership changes ([`Membership`], [`Input::ChangeMembership`]):
 //!   configurations in the log, in force when appended, joint consensus
-//!   with automatic leave, learners, one change at a time (not yet
-//!   carried by snapshots; see the `Membership` docs).
+//!   with automatic leave, learners, one change at a time; the
+//!   configuration at a snapshot's last entry travels with the snapshot.
 //! * Log compaction by snapshots, and chunked, flow-controlled, resumable,
 //!   checksummed ([`checksum64`]) snapshot transfer to far-behind
 //!   followers.

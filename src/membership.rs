@@ -17,13 +17,20 @@
 //! then added with [`MembershipChange::AddLearner`] and, once caught up,
 //! [`MembershipChange::PromoteLearner`].
 //!
-//! **Limitation (for now):** snapshots do not carry the configuration yet.
-//! A replica that installs a snapshot from the leader, or restarts from a
-//! snapshot, falls back to the latest configuration it still knows at or
-//! below the snapshot's index (after a restart: `Config::voters` and
-//! `Config::learners`), which is wrong if configuration entries were
-//! compacted away. Do not combine membership changes with log compaction
-//! until the configuration travels with snapshots and `Recovered`.
+//! **Configurations and snapshots.** Compaction may drop the entries that
+//! set the configuration in force, so the configuration at a snapshot's
+//! last entry travels with the snapshot: the host stores
+//! [`Node::membership_at`]`(index)` with the snapshots it takes
+//! ([`Snapshot::with_membership`](crate::Snapshot::with_membership)), the
+//! leader sends it with every snapshot chunk, a follower adopts it when it
+//! installs the snapshot and asks its host to store it
+//! ([`Action::PersistSnapshot`](crate::Action::PersistSnapshot)), and
+//! after a restart the host hands it back in
+//! [`Recovered::membership`](crate::Recovered::membership); configuration
+//! entries in the log after the snapshot take effect over it. Only
+//! without a stored configuration (no snapshot, or one stored before
+//! configurations traveled with snapshots) does a node start from
+//! `Config::voters` and `Config::learners`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -312,17 +319,14 @@ impl Node {
 
     /// A snapshot ending at `index` replaced the log up to it (and, without
     /// `keep_suffix`, after it): the configuration at `index` is
-    /// `membership` (when the snapshot carried one) or the latest known at
-    /// or below it.
+    /// `membership`, the one the leader sent with the snapshot.
     pub(crate) fn membership_installed(
         &mut self,
         index: Index,
-        membership: Option<Membership>,
+        membership: Membership,
         keep_suffix: bool,
     ) {
-        let at = membership
-            .or_else(|| self.membership_at(index).cloned())
-            .unwrap_or_else(|| self.membership.clone());
+        let at = membership;
         let mut suffix = if keep_suffix {
             self.memberships.split_off(&(index + 1))
         } else {

@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::membership::Membership;
 use crate::types::{Entry, Index, LogPosition, NodeId, Term};
 
 /// One message between two replicas.
@@ -76,6 +77,10 @@ pub enum MessageBody {
         offset: u64,
         /// The chunk (at most `snapshot_chunk_bytes_max` bytes).
         data: Bytes,
+        /// The cluster configuration in force at the snapshot's last entry
+        /// (the follower adopts it on install: the entries that set it may
+        /// be compacted away). The same in every chunk of a snapshot.
+        membership: Membership,
     },
     /// Answer to [`MessageBody::InstallSnapshot`]: how much of the snapshot
     /// the follower holds. Installation itself is acknowledged like an

@@ -112,6 +112,9 @@ pub struct Node {
     // Snapshots (see `snapshot.rs`).
     /// The snapshot served to followers behind the log's base.
     pub(crate) snapshot: Option<SnapshotMeta>,
+    /// The configuration in force at `snapshot`'s last entry, sent with it
+    /// (meaningless while `snapshot` is `None`).
+    pub(crate) snapshot_membership: Membership,
     /// Index of the latest snapshot known (taken, installed or recovered).
     pub(crate) snapshot_index: Index,
     /// A `TakeSnapshot` is outstanding.
@@ -170,6 +173,7 @@ impl Node {
             scratch_indices: Vec::new(),
             commit_checked_persisted_index: 0,
             snapshot: None,
+            snapshot_membership: Membership::default(),
             snapshot_index: recovered.base.index,
             snapshot_requested: false,
             snapshot_request_explicit: false,
@@ -184,11 +188,14 @@ impl Node {
             deferred_memberships: BTreeMap::new(),
             config,
         };
-        let initial = Membership {
+        // The configuration stored with the snapshot, else the one the
+        // node was built with (right while no configuration entry was
+        // compacted away).
+        let initial = recovered.membership.clone().unwrap_or_else(|| Membership {
             voters: node.config.voters.clone(),
             voters_outgoing: BTreeSet::new(),
             learners: node.config.learners.clone(),
-        };
+        });
         node.memberships.insert(recovered.base.index, initial);
         for index in recovered.base.index + 1..=last_index {
             let entry = node
@@ -496,6 +503,14 @@ fn validate_recovered(recovered: &Recovered) -> Result<(), ConfigError> {
     // node 0 ("nobody") is impossible.
     if recovered.hard_state.voted_for == Some(0) {
         return invalid("stored vote for node 0, which is reserved".to_string());
+    }
+    if let Some(membership) = &recovered.membership {
+        if let Err(error) = membership.validate() {
+            return invalid(format!(
+                "the configuration stored with the snapshot at index {} is unusable: {error}",
+                recovered.base.index
+            ));
+        }
     }
     if recovered.applied_index < recovered.base.index || recovered.applied_index > previous.index {
         return invalid(format!(

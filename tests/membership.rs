@@ -310,3 +310,75 @@ fn a_restarted_node_recovers_its_configuration_from_its_log() {
     assert_eq!(voters(c.node(2).membership()), vec![1, 2]);
     assert!(!c.node(2).membership().is_joint());
 }
+
+/// Compaction after every 4 applied entries, keeping no trailing entries.
+fn compact_often(config: &mut Config) {
+    config.compaction_threshold_entries = Some(4);
+    config.compaction_trailing_entries = 0;
+}
+
+#[test]
+fn a_node_that_learned_its_configuration_from_a_snapshot_recovers_it_after_restart() {
+    let mut c = Cluster::configured(&[1, 2, 3], compact_often);
+    c.elect(1);
+    // Node 4 joins but hears nothing while the configuration changes and
+    // the log is compacted past every configuration entry.
+    join(&mut c, 4, &[1, 2, 3]);
+    c.isolate(4);
+    change(&mut c, 1, MembershipChange::AddLearner(4)).unwrap();
+    c.tick_all(3);
+    change(&mut c, 1, MembershipChange::Remove(3)).unwrap();
+    c.tick_all(3);
+    let mut expected = Membership::new([1, 2]);
+    expected.learners.insert(4);
+    assert_eq!(c.node(1).membership(), &expected);
+    let last_change = c.node(1).membership_index();
+    for i in 0..12 {
+        c.propose(1, &format!("after the changes {i}"));
+        c.tick_all(1);
+    }
+    assert!(
+        c.node(1).log_base().index > last_change,
+        "the leader compacted past the configuration entries"
+    );
+    c.heal();
+    c.tick_all(5);
+    let learner = c.node(4);
+    assert_eq!(learner.stats().snapshots_installed, 1);
+    assert!(learner.log_base().index > last_change);
+    assert_eq!(learner.membership(), &expected);
+    // Restarted, it finds the configuration with the snapshot (its own
+    // `Config` still names the voters it was built with: 1, 2 and 3).
+    c.crash(4);
+    c.restart(4);
+    assert_eq!(c.node(4).membership(), &expected);
+    assert_eq!(c.node(4).membership_index(), c.node(4).log_base().index);
+    // So do the nodes that compacted their own logs.
+    for id in [1, 2] {
+        assert!(c.node(id).log_base().index > last_change);
+        c.crash(id);
+        c.restart(id);
+        assert_eq!(c.node(id).membership(), &expected);
+    }
+    let leader = elect_among(&mut c, &[1, 2]);
+    c.propose(leader, "after the restarts");
+    c.tick_all(3);
+    assert_eq!(
+        c.applied_strings(4).last().map(String::as_str),
+        Some("after the restarts")
+    );
+    c.assert_election_safety();
+}
+
+#[test]
+fn a_snapshot_with_an_unusable_configuration_is_refused_at_recovery() {
+    let recovered = Recovered {
+        membership: Some(Membership::default()),
+        ..Recovered::default()
+    };
+    let error = Node::new(config(1, &[1, 2, 3]), recovered).unwrap_err();
+    assert!(
+        matches!(error, ConfigError::InvalidRecoveredState { .. }),
+        "{error}"
+    );
+}

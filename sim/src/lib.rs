@@ -64,9 +64,8 @@
 //!   remove a voter (possibly itself; never the last one), half of those
 //!   runs starting from node 1 alone and growing; after the heal every
 //!   node is brought back as a voter before the liveness and quiet-period
-//!   checks count it done. Churn runs do not compact their logs (snapshots
-//!   do not carry the configuration yet), so the log bound is not checked
-//!   in them. Their extra check, after every step of a leader whose
+//!   checks count it done. Churn runs compact like the others: the
+//!   configuration travels with snapshots. Their extra check, after every step of a leader whose
 //!   commit index moved: the configuration in force, read from the last
 //!   configuration entry of its log, has a majority (of both halves while
 //!   joint) holding the new commit index (the leader by its durable log,

@@ -103,19 +103,15 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         config.seed =
             self.node_seeds[index].wrapping_add(incarnation.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         self.node_options.apply(&mut config, self.config.nodes);
-        match &self.churn {
-            // Snapshots do not carry the configuration yet: churn runs keep
-            // their whole log.
-            Some(churn) => {
-                config.priorities.clear();
-                if churn.start_small {
-                    config.voters = [1].into();
-                    if id != 1 {
-                        config.learners = [id].into();
-                    }
+        self.compaction.apply(&mut config);
+        if let Some(churn) = &self.churn {
+            config.priorities.clear();
+            if churn.start_small {
+                config.voters = [1].into();
+                if id != 1 {
+                    config.learners = [id].into();
                 }
             }
-            None => self.compaction.apply(&mut config),
         }
         config
     }
@@ -512,6 +508,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 id,
                 snapshot,
                 discard_log,
+                membership,
             } => {
                 // Verified again on the bytes as the host holds them.
                 let received = match self.hosts[index].incoming_snapshot.take() {
@@ -534,7 +531,8 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                         return;
                     }
                 };
-                let snapshot = Snapshot::new(snapshot.position, received);
+                let snapshot =
+                    Snapshot::new(snapshot.position, received).with_membership(Some(membership));
                 self.hosts[index].keep_snapshot_bytes(snapshot.clone());
                 self.hosts[index].disk.write(Record {
                     id,
@@ -637,6 +635,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             host.applied_position
         };
         let data = host.sm.snapshot();
+        let membership = node.membership_at(position.index).cloned();
         let digest = hash_bytes(&data);
         match self.snapshot_digests.get(&position.index) {
             Some((other, other_digest)) if *other_digest != digest => {
@@ -663,7 +662,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 data.len()
             )
         });
-        let snapshot = Snapshot::new(position, data);
+        let snapshot = Snapshot::new(position, data).with_membership(membership);
         self.snapshots.taken += 1;
         self.hosts[index].disk.write_snapshot(snapshot.clone());
         self.hosts[index].snapshot_outstanding = true;
@@ -690,10 +689,6 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
     /// applied since the latest snapshot, and the log holds at most those,
     /// the trailing window and the entries not yet applied.
     pub(super) fn check_log_bound(&mut self, index: usize) {
-        if self.churn.is_some() {
-            // Churn runs do not compact (see `node_config`).
-            return;
-        }
         let host = &self.hosts[index];
         let Some(node) = host.node.as_ref() else {
             return;
