@@ -372,27 +372,37 @@ impl Node {
             self.stats.messages_misaddressed += 1;
             return;
         }
-        // Leader traffic from a node no configuration here names is taken
-        // when this replica does not vote (a learner, or one not yet told
-        // it was added) or has no live leader: the sender may have joined
-        // in entries this replica has not received yet. Vote requests are
-        // not: a replica votes only for nodes it knows (its stored vote
-        // must name one).
-        let leader_traffic = matches!(
-            message.body,
-            MessageBody::AppendEntries { .. }
-                | MessageBody::Heartbeat { .. }
-                | MessageBody::InstallSnapshot { .. }
-        );
-        let known = self.is_known_node(message.from)
-            || self.leader == Some(message.from)
-            || (leader_traffic && (!self.is_voter_here() || !self.in_leader_lease()));
-        if message.from == self.config.id || message.from == 0 || !known {
+        if message.from == self.config.id || message.from == 0 {
+            self.stats.messages_from_unknown_node += 1;
+            return;
+        }
+        // A removed node asking for votes is told so, whatever its term,
+        // known or not (after a restart it may be named by no configuration
+        // here): it cannot win, and moving to its term would depose our
+        // leader for nothing (thesis §4.2.3).
+        if let MessageBody::RequestVote { last_log, .. } = message.body {
+            if self.is_removed_candidate(message.from, last_log) {
+                self.stats.vote_requests_from_removed += 1;
+                let configuration = self.membership_position();
+                self.send(
+                    message.from,
+                    MessageBody::Removed { configuration },
+                    actions,
+                );
+                return;
+            }
+        }
+        if !self.accepts_sender(&message) {
             self.stats.messages_from_unknown_node += 1;
             return;
         }
         if message.term > TERM_MAX {
             self.stats.messages_malformed += 1;
+            return;
+        }
+        if let MessageBody::Removed { configuration } = message.body {
+            // About configurations, not terms: taken from any term.
+            self.handle_removed(configuration, actions);
             return;
         }
         if message.term > self.term {
@@ -424,6 +434,7 @@ impl Node {
                 | MessageBody::HeartbeatResponse => {
                     self.become_follower(message.term, None, actions);
                 }
+                MessageBody::Removed { .. } => unreachable!("handled above"),
             }
         } else if message.term < self.term {
             self.stats.messages_stale_term += 1;
@@ -505,7 +516,42 @@ impl Node {
             } => {
                 self.handle_snapshot_response(message.from, snapshot, next_offset, rewind, actions)
             }
+            MessageBody::Removed { .. } => unreachable!("handled above"),
         }
+    }
+
+    /// Whether a message from `message.from` is taken at all. From a node
+    /// some configuration here names (or that leads our current term):
+    /// always. From any other node only leader traffic (AppendEntries,
+    /// Heartbeat, InstallSnapshot), and only while this node does not vote
+    /// (a learner, or a node just built to join) or has no live leader.
+    ///
+    /// That much is what joining needs: a new node is built knowing the
+    /// voters of the moment, and a lagging voter knows only the
+    /// configurations in its log, so either may be sent entries by a leader
+    /// elected after a configuration it has not received yet named that
+    /// leader; refusing them would leave it behind forever. It is safe
+    /// because Raft's safety never rests on who sends leader traffic: the
+    /// entries are accepted only where they match our log (log matching),
+    /// commitment still counts only the configuration's voters, and a
+    /// leader with a stale term is answered, not followed. What knowing the
+    /// sender buys is containment of strays (a misconfigured or removed
+    /// node): while we vote and follow a live leader, such a node cannot
+    /// move our term or replace our leader. Everything else from an unknown
+    /// node is refused: vote requests (a node votes only for nodes it
+    /// knows; its durable vote must name one), answers (a leader tracks
+    /// only its configuration's members) and TimeoutNow.
+    fn accepts_sender(&self, message: &Message) -> bool {
+        if self.is_known_node(message.from) || self.leader == Some(message.from) {
+            return true;
+        }
+        let leader_traffic = matches!(
+            message.body,
+            MessageBody::AppendEntries { .. }
+                | MessageBody::Heartbeat { .. }
+                | MessageBody::InstallSnapshot { .. }
+        );
+        leader_traffic && (!self.is_voter_here() || !self.in_leader_lease())
     }
 
     /// A message only a leader sends arrived in our term from `from`.

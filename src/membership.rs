@@ -40,7 +40,7 @@ use thiserror::Error;
 use crate::io::{Action, ProposeError};
 use crate::node::{Node, Role};
 use crate::progress::Progress;
-use crate::types::{Entry, EntryPayload, Index, NodeId};
+use crate::types::{Entry, EntryPayload, Index, LogPosition, NodeId};
 
 /// A cluster configuration: voters, learners, and in the joint phase the
 /// outgoing voters.
@@ -369,6 +369,52 @@ impl Node {
         }
     }
 
+    /// Whether a vote request from `candidate` with log `last_log` is one
+    /// from a removed node, to be ignored and answered with
+    /// [`MessageBody::Removed`](crate::MessageBody::Removed): the candidate
+    /// is not a voter in this node's configuration, that configuration is
+    /// committed, and the candidate's log is behind ours (so we would refuse
+    /// anyway). A candidate whose log is at least as up to date may hold a
+    /// newer configuration that names it, so it is heard as usual.
+    pub(crate) fn is_removed_candidate(&self, candidate: NodeId, last_log: LogPosition) -> bool {
+        !self.membership.is_voter(candidate)
+            && self.log.commit_index() >= self.membership_index()
+            && !last_log.is_up_to_date_with(&self.log.last_position())
+    }
+
+    /// A log position at which the configuration in force is in force:
+    /// its entry's, or the log's base when that entry was compacted away.
+    pub(crate) fn membership_position(&self) -> LogPosition {
+        let index = self.membership_index().max(self.log.base().index);
+        let term = self
+            .log
+            .term_at(index)
+            .expect("the log holds its base and every later entry");
+        LogPosition::new(index, term)
+    }
+
+    /// A peer says a committed configuration does not name this node as a
+    /// voter: stop any election and keep the newest such notice.
+    pub(crate) fn handle_removed(&mut self, configuration: LogPosition, actions: &mut Vec<Action>) {
+        self.stats.removed_notices_received += 1;
+        if self
+            .removed_notice
+            .is_some_and(|notice| notice.index >= configuration.index)
+        {
+            return;
+        }
+        self.removed_notice = Some(configuration);
+        if !self.may_campaign() && matches!(self.role, Role::PreCandidate | Role::Candidate) {
+            tracing::info!(
+                node = self.config.id,
+                term = self.term,
+                configuration_index = configuration.index,
+                "not a voter in the committed configuration; no longer campaigning"
+            );
+            self.become_follower(self.term, None, actions);
+        }
+    }
+
     /// Whether `id` is or was a member in any configuration this node
     /// knows of; messages from anyone else are ignored.
     pub(crate) fn is_known_node(&self, id: NodeId) -> bool {
@@ -385,12 +431,27 @@ impl Node {
     /// committed configuration (its log may be the only one holding the
     /// entry that removed it, which then needs a leader to commit; its own
     /// vote counts only where it is a voter).
+    ///
+    /// A node told by a peer that a committed configuration does not name
+    /// it ([`MessageBody::Removed`](crate::MessageBody::Removed)) does not
+    /// campaign while its log lacks that entry: a log without a committed
+    /// entry is behind a majority of every configuration that could elect
+    /// it, so it cannot win. Once its log holds the entry, the entry counts
+    /// as committed here.
     pub(crate) fn may_campaign(&self) -> bool {
         let me = self.config.id;
+        let mut commit = self.log.commit_index();
+        if let Some(notice) = self.removed_notice {
+            let held = notice.index < self.log.base().index
+                || self.log.term_at(notice.index) == Some(notice.term);
+            if !held {
+                return false;
+            }
+            commit = commit.max(notice.index);
+        }
         if self.is_voter_here() {
             return true;
         }
-        let commit = self.log.commit_index();
         let floor = self
             .memberships
             .range(..=commit)

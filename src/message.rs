@@ -82,6 +82,19 @@ pub enum MessageBody {
         /// be compacted away). The same in every chunk of a snapshot.
         membership: Membership,
     },
+    /// Answer to a vote request (or pre-vote request) from a candidate that
+    /// is not a voter in the receiver's configuration, which is committed,
+    /// and whose log is behind the receiver's: the candidate cannot win,
+    /// and the receiver neither votes nor moves to the candidate's term
+    /// (so a removed node cannot disrupt the cluster, thesis §4.2.3). The
+    /// candidate stops campaigning until its log holds this entry (then its
+    /// configurations decide again).
+    Removed {
+        /// A committed log position at which the receiver's configuration,
+        /// which does not name the candidate as a voter, is in force (its
+        /// entry, or the receiver's log base if that was compacted).
+        configuration: LogPosition,
+    },
     /// Answer to [`MessageBody::InstallSnapshot`]: how much of the snapshot
     /// the follower holds. Installation itself is acknowledged like an
     /// append, by [`AppendResponse::Accepted`] once it is durable.

@@ -103,6 +103,9 @@ pub struct Node {
     pub(crate) memberships: BTreeMap<Index, Membership>,
     /// Every node that was a member of a configuration seen here.
     pub(crate) known_nodes: BTreeSet<NodeId>,
+    /// The latest committed configuration entry a peer said does not name
+    /// this node as a voter (`MessageBody::Removed`); volatile.
+    pub(crate) removed_notice: Option<LogPosition>,
     /// Configurations appended but held back until they commit (planted
     /// mistake `membership_on_commit` only; always empty otherwise).
     pub(crate) deferred_memberships: BTreeMap<Index, Membership>,
@@ -185,6 +188,7 @@ impl Node {
             membership: Membership::default(),
             memberships: BTreeMap::new(),
             known_nodes: BTreeSet::new(),
+            removed_notice: None,
             deferred_memberships: BTreeMap::new(),
             config,
         };

@@ -382,3 +382,101 @@ fn a_snapshot_with_an_unusable_configuration_is_refused_at_recovery() {
         "{error}"
     );
 }
+
+/// PreVote and CheckQuorum off: nothing but the configuration keeps a
+/// removed node from deposing leaders.
+fn no_prevote_no_check_quorum(config: &mut Config) {
+    config.pre_vote = false;
+    config.check_quorum = false;
+}
+
+#[test]
+fn a_removed_node_is_told_so_and_stops_campaigning() {
+    let mut c = Cluster::configured(&[1, 2, 3], no_prevote_no_check_quorum);
+    c.elect(1);
+    // Node 3 is cut off while it is removed: it never hears of it.
+    c.isolate(3);
+    change(&mut c, 1, MembershipChange::Remove(3)).unwrap();
+    c.tick_all(3);
+    c.propose(1, "without 3");
+    c.tick_all(3);
+    assert_eq!(voters(c.node(1).membership()), vec![1, 2]);
+    assert_eq!(voters(c.node(3).membership()), vec![1, 2, 3]);
+    // Alone, it campaigns (it still believes it votes).
+    for _ in 0..100 {
+        c.tick(3);
+    }
+    assert!(c.node(3).stats().elections_started > 0);
+    let term = c.node(1).term();
+    c.heal();
+    c.tick_all(100);
+    // The voters ignored it and told it; it stopped.
+    assert_eq!(c.leader(), Some(1));
+    assert_eq!(
+        c.node(1).term(),
+        term,
+        "the removed node deposed the leader"
+    );
+    assert!(
+        c.node(1).stats().vote_requests_from_removed + c.node(2).stats().vote_requests_from_removed
+            > 0
+    );
+    assert!(c.node(3).stats().removed_notices_received > 0);
+    let elections = c.node(3).stats().elections_started;
+    c.tick_all(200);
+    assert_eq!(c.node(3).stats().elections_started, elections);
+    assert_eq!(c.node(3).role(), Role::Follower);
+    c.assert_election_safety();
+}
+
+#[test]
+fn a_removed_node_told_so_campaigns_again_once_added_back() {
+    let mut c = Cluster::configured(&[1, 2, 3], no_prevote_no_check_quorum);
+    c.elect(1);
+    c.isolate(3);
+    change(&mut c, 1, MembershipChange::Remove(3)).unwrap();
+    c.tick_all(3);
+    for _ in 0..100 {
+        c.tick(3);
+    }
+    c.heal();
+    c.tick_all(50);
+    assert!(c.node(3).stats().removed_notices_received > 0);
+    // Added back as a learner and promoted, it is a voter that may lead
+    // (its inflated term costs one election on the way).
+    change(&mut c, 1, MembershipChange::AddLearner(3)).unwrap();
+    c.tick_all(5);
+    let leader = elect_among(&mut c, &[1, 2]);
+    c.tick_all(5);
+    change(&mut c, leader, MembershipChange::PromoteLearner(3)).unwrap();
+    c.tick_all(5);
+    assert_eq!(voters(c.node(3).membership()), vec![1, 2, 3]);
+    assert!(!c.node(3).membership().is_joint());
+    c.crash(leader);
+    assert_eq!(elect_among(&mut c, &[3]), 3);
+}
+
+#[test]
+fn a_voter_following_a_live_leader_ignores_leader_traffic_from_an_unknown_node() {
+    let mut c = Cluster::new(&[1, 2, 3]);
+    c.elect(1);
+    let term = c.node(2).term();
+    let stray = common::msg(9, 2, term + 1, common::append((0, 0), Vec::new(), 0));
+    c.step(2, Input::Receive(stray));
+    assert_eq!(c.node(2).term(), term);
+    assert_eq!(c.node(2).leader(), Some(1));
+    assert_eq!(c.node(2).stats().messages_from_unknown_node, 1);
+}
+
+#[test]
+fn a_joining_learner_follows_a_leader_it_does_not_know_yet() {
+    let mut c = Cluster::new(&[1, 2, 3]);
+    c.elect(1);
+    // Node 4 was built believing the voters are 2 and 3 only (the leader
+    // joined after its configuration was written).
+    join(&mut c, 4, &[2, 3]);
+    change(&mut c, 1, MembershipChange::AddLearner(4)).unwrap();
+    c.tick_all(5);
+    assert_eq!(c.node(4).leader(), Some(1));
+    assert_eq!(c.node(4).membership(), c.node(1).membership());
+}
