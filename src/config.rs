@@ -198,6 +198,18 @@ impl Config {
         Ok(())
     }
 
+    /// [`Config::new`] for voters as a user lists them: refuses an id
+    /// listed twice (which `new` would silently merge), then validates.
+    pub fn try_new(id: NodeId, voters: &[NodeId]) -> Result<Self, ConfigError> {
+        let mut seen = BTreeSet::new();
+        if let Some(duplicate) = voters.iter().find(|voter| !seen.insert(**voter)) {
+            return Err(ConfigError::DuplicateId { id: *duplicate });
+        }
+        let config = Config::new(id, voters.iter().copied());
+        config.validate()?;
+        Ok(config)
+    }
+
     /// Priority of `id` (0 when not configured).
     pub fn priority_of(&self, id: NodeId) -> u32 {
         self.priorities.get(&id).copied().unwrap_or(0)
@@ -214,6 +226,12 @@ pub enum ConfigError {
     /// The voter set is empty.
     #[error("the voter set is empty; list every member of the cluster in `voters`")]
     NoVoters,
+    /// A node is listed twice (see [`Config::try_new`]).
+    #[error("node {id} is listed more than once in `voters`; list every voter once")]
+    DuplicateId {
+        /// The node listed twice.
+        id: NodeId,
+    },
     /// A node is listed both in `voters` and in `learners`.
     #[error("node {id} is in both `voters` and `learners`; list it once")]
     VoterAndLearner {

@@ -87,13 +87,25 @@ pub enum MembershipError {
         id: NodeId,
     },
     /// The node to add is already a member.
-    #[error("node {id} is already a member of the cluster")]
+    #[error("node {id} is already a member of the cluster; to make a learner a voter, promote it; to re-add a node, remove it first")]
     AlreadyMember {
         /// The node.
         id: NodeId,
     },
+    /// A node id is listed twice.
+    #[error("node {id} is listed more than once; list every member once")]
+    DuplicateId {
+        /// The node.
+        id: NodeId,
+    },
+    /// A change was applied to a joint configuration: a voter change is
+    /// still under way.
+    #[error("the configuration is joint (a change of voters is under way); apply the next change once it is left")]
+    Joint,
     /// The node named is not a member.
-    #[error("node {id} is not a member of the cluster")]
+    #[error(
+        "node {id} is not a member of the cluster; add it first (as a learner, then promote it)"
+    )]
     NotMember {
         /// The node.
         id: NodeId,
@@ -131,12 +143,35 @@ pub enum MembershipError {
 
 impl Membership {
     /// A simple (non-joint) configuration of `voters` and no learner.
+    /// Duplicates collapse; use [`try_new`](Self::try_new) to refuse them.
     pub fn new(voters: impl IntoIterator<Item = NodeId>) -> Self {
         Membership {
             voters: voters.into_iter().collect(),
             voters_outgoing: BTreeSet::new(),
             learners: BTreeSet::new(),
         }
+    }
+
+    /// A simple configuration of `voters` and `learners` as a user lists
+    /// them, checked: at least one voter, no id 0, no id listed twice
+    /// (within a list or in both).
+    pub fn try_new(voters: &[NodeId], learners: &[NodeId]) -> Result<Self, MembershipError> {
+        let mut membership = Membership::default();
+        for id in voters {
+            if !membership.voters.insert(*id) {
+                return Err(MembershipError::DuplicateId { id: *id });
+            }
+        }
+        for id in learners {
+            if membership.voters.contains(id) {
+                return Err(MembershipError::VoterAndLearner { id: *id });
+            }
+            if !membership.learners.insert(*id) {
+                return Err(MembershipError::DuplicateId { id: *id });
+            }
+        }
+        membership.validate()?;
+        Ok(membership)
     }
 
     /// Whether this is a joint configuration C_old,new.
@@ -187,11 +222,14 @@ impl Membership {
         Ok(())
     }
 
-    /// The configuration `change` leads to from this one (which must not
-    /// be joint): joint C_old,new when the voter set changes, simple when
-    /// only learners change.
+    /// The configuration `change` leads to from this one: joint
+    /// C_old,new when the voter set changes, simple when only learners
+    /// change. A joint configuration takes no change
+    /// ([`MembershipError::Joint`]).
     pub fn apply_change(&self, change: MembershipChange) -> Result<Membership, MembershipError> {
-        assert!(!self.is_joint());
+        if self.is_joint() {
+            return Err(MembershipError::Joint);
+        }
         let mut next = self.clone();
         match change {
             MembershipChange::AddVoter(id) | MembershipChange::AddLearner(id) => {
@@ -236,9 +274,9 @@ impl Membership {
         Ok(next)
     }
 
-    /// The configuration that ends this joint one: C_new alone.
+    /// The configuration that ends this joint one: C_new alone (this one
+    /// unchanged when it is not joint).
     pub fn leave_joint(&self) -> Membership {
-        assert!(self.is_joint());
         Membership {
             voters: self.voters.clone(),
             voters_outgoing: BTreeSet::new(),

@@ -480,3 +480,70 @@ fn a_joining_learner_follows_a_leader_it_does_not_know_yet() {
     assert_eq!(c.node(4).leader(), Some(1));
     assert_eq!(c.node(4).membership(), c.node(1).membership());
 }
+
+#[test]
+fn a_listed_configuration_refuses_duplicates_and_names_the_id() {
+    assert_eq!(
+        Config::try_new(1, &[1, 2, 2]).unwrap_err(),
+        ConfigError::DuplicateId { id: 2 }
+    );
+    assert_eq!(Config::try_new(1, &[]).unwrap_err(), ConfigError::NoVoters);
+    assert!(Config::try_new(1, &[1, 2, 3]).is_ok());
+    assert_eq!(
+        Membership::try_new(&[1, 2, 1], &[]),
+        Err(MembershipError::DuplicateId { id: 1 })
+    );
+    assert_eq!(
+        Membership::try_new(&[1, 2], &[2]),
+        Err(MembershipError::VoterAndLearner { id: 2 })
+    );
+    assert_eq!(
+        Membership::try_new(&[1, 2], &[4, 4]),
+        Err(MembershipError::DuplicateId { id: 4 })
+    );
+    assert_eq!(
+        Membership::try_new(&[], &[4]),
+        Err(MembershipError::NoVoters)
+    );
+    let mut expected = Membership::new([1, 2]);
+    expected.learners.insert(4);
+    assert_eq!(Membership::try_new(&[1, 2], &[4]), Ok(expected));
+}
+
+#[test]
+fn a_joint_configuration_takes_no_further_change() {
+    let joint = Membership::new([1, 2, 3])
+        .apply_change(MembershipChange::AddVoter(4))
+        .unwrap();
+    assert_eq!(
+        joint.apply_change(MembershipChange::AddLearner(5)),
+        Err(MembershipError::Joint)
+    );
+}
+
+#[test]
+fn membership_errors_say_what_to_do() {
+    let messages = [
+        MembershipError::NoVoters.to_string(),
+        MembershipError::RemovesLastVoter { id: 1 }.to_string(),
+        MembershipError::ChangeInProgress { index: 7 }.to_string(),
+        MembershipError::AlreadyMember { id: 2 }.to_string(),
+        MembershipError::NotMember { id: 9 }.to_string(),
+        MembershipError::LearnerBehind {
+            id: 4,
+            lag_entries: 100,
+            lag_entries_max: 64,
+        }
+        .to_string(),
+        MembershipError::DuplicateId { id: 3 }.to_string(),
+        MembershipError::VoterAndLearner { id: 3 }.to_string(),
+    ];
+    for message in messages {
+        assert!(
+            ["keep", "add", "retry", "promote", "list"]
+                .iter()
+                .any(|verb| message.contains(verb)),
+            "no action in: {message}"
+        );
+    }
+}
