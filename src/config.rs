@@ -39,6 +39,10 @@ pub struct Config {
     /// election timeout, and followers that heard from a leader within the
     /// minimum election timeout refuse to vote for anyone else.
     pub check_quorum: bool,
+    /// A leadership transfer the target has not completed within this
+    /// many ticks is given up and the leader serves again. `None`:
+    /// `election_timeout_min_ticks`.
+    pub transfer_timeout_ticks: Option<u32>,
     /// Election priority of each node (absent means 0). When the node with
     /// the highest priority is healthy and caught up, the leader hands
     /// leadership to it. All nodes must be given the same map.
@@ -104,6 +108,7 @@ impl Config {
             heartbeat_interval_ticks: 2,
             pre_vote: true,
             check_quorum: true,
+            transfer_timeout_ticks: None,
             priorities: BTreeMap::new(),
             append_entries_max: 1024,
             append_bytes_max: 1024 * 1024,
@@ -137,6 +142,11 @@ impl Config {
         }
         if !self.voters.contains(&self.id) && !self.learners.contains(&self.id) {
             return Err(ConfigError::SelfNotVoter { id: self.id });
+        }
+        if self.transfer_timeout_ticks == Some(0) {
+            return Err(ConfigError::Zero {
+                field: "transfer_timeout_ticks",
+            });
         }
         if self.election_timeout_min_ticks == 0 {
             return Err(ConfigError::Zero {
@@ -208,6 +218,12 @@ impl Config {
         let config = Config::new(id, voters.iter().copied());
         config.validate()?;
         Ok(config)
+    }
+
+    /// Ticks after which a leadership transfer is given up.
+    pub fn transfer_timeout_ticks(&self) -> u32 {
+        self.transfer_timeout_ticks
+            .unwrap_or(self.election_timeout_min_ticks)
     }
 
     /// Priority of `id` (0 when not configured).

@@ -56,6 +56,19 @@ pub enum Input {
     /// the voters passes through a joint configuration, which the leader
     /// leaves on its own once it commits.
     ChangeMembership(crate::membership::MembershipChange),
+    /// Hand leadership to the voter `target` (leader only), answered with
+    /// [`Action::Transfer`]: [`TransferOutcome::Started`] or
+    /// [`TransferOutcome::Refused`] saying why (not the leader, the target
+    /// is not a voter, not caught up within `Config::promote_lag_entries_max`
+    /// or not answering, another transfer under way). Proposals are refused
+    /// while it runs; it ends when the target leads (this node reports
+    /// [`Action::RoleChanged`]) or after `Config::transfer_timeout_ticks`
+    /// ([`TransferOutcome::TimedOut`]), when this node serves again.
+    ///
+    /// [`TransferOutcome::Started`]: crate::TransferOutcome::Started
+    /// [`TransferOutcome::Refused`]: crate::TransferOutcome::Refused
+    /// [`TransferOutcome::TimedOut`]: crate::TransferOutcome::TimedOut
+    TransferLeadership(NodeId),
 }
 
 /// Something the host must do on the node's behalf.
@@ -182,6 +195,15 @@ pub enum Action {
     RestoreSnapshot {
         /// The snapshot to restore from.
         snapshot: SnapshotMeta,
+    },
+    /// A leadership transfer started, was refused, or timed out (see
+    /// [`Input::TransferLeadership`]; transfers to a preferred leader are
+    /// reported too).
+    Transfer {
+        /// The node leadership was to go to.
+        target: NodeId,
+        /// What became of it.
+        outcome: crate::transfer::TransferOutcome,
     },
     /// The node's role changed.
     RoleChanged {

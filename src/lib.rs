@@ -175,6 +175,7 @@ pub use progress::{ProgressState, ProgressView};
 pub use recovered::Recovered;
 pub use snapshot::{checksum64, Checksum64, Snapshot, SnapshotChunkToSend, SnapshotMeta};
 pub use stats::Statistics;
+pub use transfer::{TransferError, TransferOutcome};
 pub use types::{
     Entry, EntryPayload, HardState, Index, LogPosition, NodeId, Term, WriteId, ENTRY_OVERHEAD_BYTES,
 };

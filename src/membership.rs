@@ -533,8 +533,8 @@ impl Node {
                 leader_hint: self.leader,
             });
         }
-        if let Some(target) = self.transfer_target {
-            return Err(ProposeError::TransferInProgress { target });
+        if let Some(error) = self.transfer_blocks_proposals() {
+            return Err(error);
         }
         if let Some(index) = self.membership_change_pending() {
             return Err(ProposeError::Membership(

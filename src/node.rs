@@ -239,6 +239,7 @@ impl Node {
             Input::RequestSnapshot => self.snapshot_request_explicit = true,
             Input::Snapshotted(snapshot) => self.handle_snapshotted(snapshot),
             Input::ChangeMembership(change) => self.change_membership(change, actions),
+            Input::TransferLeadership(target) => self.transfer_leadership(target, actions),
         }
         self.after_step(actions);
         self.check_invariants();

@@ -15,7 +15,7 @@ impl Node {
     pub(crate) fn tick_leader(&mut self, actions: &mut Vec<Action>) {
         self.heartbeat_elapsed_ticks = self.heartbeat_elapsed_ticks.saturating_add(1);
         self.election_elapsed_ticks = self.election_elapsed_ticks.saturating_add(1);
-        self.tick_transfer();
+        self.tick_transfer(actions);
         for progress in self.progress.values_mut() {
             progress.tick();
         }
@@ -64,8 +64,8 @@ impl Node {
             Some(ProposeError::NotLeader {
                 leader_hint: self.leader,
             })
-        } else if let Some(target) = self.transfer_target {
-            Some(ProposeError::TransferInProgress { target })
+        } else if let Some(error) = self.transfer_blocks_proposals() {
+            Some(error)
         } else if self.log.last_index() - self.log.commit_index() + count as u64
             > self.config.uncommitted_entries_max
             || self.writes.len() >= self.config.unpersisted_writes_max

@@ -866,6 +866,9 @@ where
                 membership,
             } => self.persist_snapshot(id, snapshot, discard_log, membership),
             Action::RestoreSnapshot { snapshot } => self.restore_snapshot(snapshot),
+            Action::Transfer { target, outcome } => {
+                tracing::info!(target, ?outcome, "leadership transfer")
+            }
             Action::RoleChanged { role, term } => {
                 match role {
                     Role::Leader => tracing::info!(term, "became leader"),

@@ -590,6 +590,11 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 });
                 work.push_back((Input::Applied(position.index), None));
             }
+            Action::Transfer { target, outcome } => {
+                self.note(Some(index), || {
+                    format!("leadership transfer to n{target}: {outcome:?}")
+                });
+            }
             Action::RoleChanged { role, term } => {
                 self.trace
                     .word(0xabcd_0000 | ((index as u64) << 8) | role_code(role));
