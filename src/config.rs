@@ -12,8 +12,18 @@ use crate::types::NodeId;
 pub struct Config {
     /// This replica's id. Must be non-zero and one of `voters`.
     pub id: NodeId,
-    /// Every voting member of the cluster, including this replica.
+    /// The voting members the cluster starts with (the configuration
+    /// before any membership entry in the log; later configurations come
+    /// from the log). A new cluster's replicas list every voter, themselves
+    /// included; a replica joining a running cluster lists its current
+    /// voters and itself in `learners`.
     pub voters: BTreeSet<NodeId>,
+    /// The learners the cluster starts with (see `voters`): they receive
+    /// the log but never vote.
+    pub learners: BTreeSet<NodeId>,
+    /// A learner is promoted to voter only when its log is at most this
+    /// many entries behind the leader's.
+    pub promote_lag_entries_max: u64,
     /// Lower bound of the randomised election timeout.
     pub election_timeout_min_ticks: u32,
     /// Upper bound (exclusive) of the randomised election timeout.
@@ -29,6 +39,10 @@ pub struct Config {
     /// election timeout, and followers that heard from a leader within the
     /// minimum election timeout refuse to vote for anyone else.
     pub check_quorum: bool,
+    /// A leadership transfer the target has not completed within this
+    /// many ticks is given up and the leader serves again. `None`:
+    /// `election_timeout_min_ticks`.
+    pub transfer_timeout_ticks: Option<u32>,
     /// Election priority of each node (absent means 0). When the node with
     /// the highest priority is healthy and caught up, the leader hands
     /// leadership to it. All nodes must be given the same map.
@@ -119,11 +133,14 @@ impl Config {
         Config {
             id,
             voters: voters.into_iter().collect(),
+            learners: BTreeSet::new(),
+            promote_lag_entries_max: 64,
             election_timeout_min_ticks: 10,
             election_timeout_max_ticks: 20,
             heartbeat_interval_ticks: 2,
             pre_vote: true,
             check_quorum: true,
+            transfer_timeout_ticks: None,
             priorities: BTreeMap::new(),
             append_entries_max: 1024,
             append_bytes_max: 1024 * 1024,
@@ -152,11 +169,19 @@ impl Config {
         if self.voters.is_empty() {
             return Err(ConfigError::NoVoters);
         }
-        if self.voters.contains(&0) {
+        if self.voters.contains(&0) || self.learners.contains(&0) {
             return Err(ConfigError::ZeroNodeId);
         }
-        if !self.voters.contains(&self.id) {
+        if let Some(id) = self.learners.iter().find(|id| self.voters.contains(id)) {
+            return Err(ConfigError::VoterAndLearner { id: *id });
+        }
+        if !self.voters.contains(&self.id) && !self.learners.contains(&self.id) {
             return Err(ConfigError::SelfNotVoter { id: self.id });
+        }
+        if self.transfer_timeout_ticks == Some(0) {
+            return Err(ConfigError::Zero {
+                field: "transfer_timeout_ticks",
+            });
         }
         if self.election_timeout_min_ticks == 0 {
             return Err(ConfigError::Zero {
@@ -235,6 +260,24 @@ impl Config {
         Ok(())
     }
 
+    /// [`Config::new`] for voters as a user lists them: refuses an id
+    /// listed twice (which `new` would silently merge), then validates.
+    pub fn try_new(id: NodeId, voters: &[NodeId]) -> Result<Self, ConfigError> {
+        let mut seen = BTreeSet::new();
+        if let Some(duplicate) = voters.iter().find(|voter| !seen.insert(**voter)) {
+            return Err(ConfigError::DuplicateId { id: *duplicate });
+        }
+        let config = Config::new(id, voters.iter().copied());
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Ticks after which a leadership transfer is given up.
+    pub fn transfer_timeout_ticks(&self) -> u32 {
+        self.transfer_timeout_ticks
+            .unwrap_or(self.election_timeout_min_ticks)
+    }
+
     /// Priority of `id` (0 when not configured).
     pub fn priority_of(&self, id: NodeId) -> u32 {
         self.priorities.get(&id).copied().unwrap_or(0)
@@ -251,8 +294,20 @@ pub enum ConfigError {
     /// The voter set is empty.
     #[error("the voter set is empty; list every member of the cluster in `voters`")]
     NoVoters,
+    /// A node is listed twice (see [`Config::try_new`]).
+    #[error("node {id} is listed more than once in `voters`; list every voter once")]
+    DuplicateId {
+        /// The node listed twice.
+        id: NodeId,
+    },
+    /// A node is listed both in `voters` and in `learners`.
+    #[error("node {id} is in both `voters` and `learners`; list it once")]
+    VoterAndLearner {
+        /// The node listed twice.
+        id: NodeId,
+    },
     /// This node is not in its own voter set.
-    #[error("node {id} is not in `voters`; a node must be a member of the cluster it serves")]
+    #[error("node {id} is not in `voters` or `learners`; a node must be a member of the cluster it serves")]
     SelfNotVoter {
         /// This node's id.
         id: NodeId,

@@ -50,6 +50,7 @@ impl Node {
     /// the write that removes them from disk is yet to come.
     pub(crate) fn truncate_log_after(&mut self, index: Index) {
         self.log.truncate_after(index);
+        self.membership_truncated(index);
         self.persisted_index = self.persisted_index.min(index);
         for write in &mut self.writes {
             write.last_index = write.last_index.min(index);
@@ -81,6 +82,7 @@ impl Node {
             Role::Follower => self.maybe_send_append_ack(actions),
             Role::PreCandidate => {}
         }
+        self.advance_membership(actions);
         self.maybe_send_vote_grant(actions);
         if !self.reads.unconfirmed.is_empty() {
             self.release_confirmed_reads(actions);

@@ -4,7 +4,7 @@
 use crate::io::Action;
 use crate::message::{Message, MessageBody};
 use crate::node::{Node, Role};
-use crate::quorum::{majority, vote_result, VoteResult};
+use crate::quorum::{joint_tally, majority, VoteResult};
 use crate::snapshot::Chunk;
 use crate::types::{HardState, LogPosition, NodeId, Term};
 
@@ -33,7 +33,15 @@ impl Node {
         // a follower that is the only voter campaigns at its first tick: a
         // restarted one-node cluster serves again at once. A candidate
         // still waits a full timeout before trying again.
-        let sole_voter = self.role == Role::Follower && self.voter_count() == 1;
+        // Only voters campaign: a learner, or a node removed from the
+        // configuration, waits to be told what happens.
+        if !self.may_campaign() {
+            return;
+        }
+        let sole_voter = self.role == Role::Follower
+            && !self.membership.is_joint()
+            && self.membership.voters.len() == 1
+            && self.membership.voters.contains(&self.config.id);
         if sole_voter || self.election_elapsed_ticks >= self.randomized_election_timeout_ticks {
             self.campaign(false, actions);
         }
@@ -149,6 +157,9 @@ impl Node {
         let last_log = self.log.last_position();
         for i in 0..self.peer_count() {
             let peer = self.peer(i);
+            if !self.membership.is_voter(peer) {
+                continue;
+            }
             let body = MessageBody::RequestVote {
                 pre_vote: true,
                 last_log,
@@ -174,6 +185,9 @@ impl Node {
         let last_log = self.log.last_position();
         for i in 0..self.peer_count() {
             let peer = self.peer(i);
+            if !self.membership.is_voter(peer) {
+                continue;
+            }
             let body = MessageBody::RequestVote {
                 pre_vote: false,
                 last_log,
@@ -222,13 +236,19 @@ impl Node {
             Role::Candidate => self.own_vote_durable(),
             Role::Follower | Role::Leader => return,
         };
-        let granted = self
-            .votes
-            .iter()
-            .filter(|(id, granted)| **granted && (**id != me || own_counts))
-            .count();
-        let rejected = self.votes.values().filter(|granted| !**granted).count();
-        match vote_result(self.voter_count(), granted, rejected) {
+        // Decided by the configuration in force, with a majority of both
+        // halves while it is joint.
+        let votes = &self.votes;
+        let vote_of = |id: NodeId| match votes.get(&id) {
+            Some(true) if id == me && !own_counts => None,
+            vote => vote.copied(),
+        };
+        let result = joint_tally(
+            &self.membership.voters,
+            &self.membership.voters_outgoing,
+            vote_of,
+        );
+        match result {
             VoteResult::Won if self.role == Role::PreCandidate => {
                 self.become_candidate(false, actions)
             }
@@ -327,15 +347,20 @@ impl Node {
     /// CheckQuorum: run once per minimum election timeout on the leader.
     /// Returns false if the leader stepped down.
     pub(crate) fn check_quorum_active(&mut self, actions: &mut Vec<Action>) -> bool {
-        let active = 1 + self
-            .progress
-            .values()
-            .filter(|progress| progress.recent_active)
-            .count();
+        let me = self.config.id;
+        let progress = &self.progress;
+        let is_active = |id: NodeId| id == me || progress.get(&id).is_some_and(|p| p.recent_active);
+        let active_in = |voters: &std::collections::BTreeSet<NodeId>| {
+            voters.is_empty()
+                || voters.iter().filter(|id| is_active(**id)).count() >= majority(voters.len())
+        };
+        let quorum_active =
+            active_in(&self.membership.voters) && active_in(&self.membership.voters_outgoing);
+        let active = self.progress.values().filter(|p| p.recent_active).count() + 1;
         for progress in self.progress.values_mut() {
             progress.recent_active = false;
         }
-        if self.config.check_quorum && active < majority(self.voter_count()) {
+        if self.config.check_quorum && !quorum_active {
             tracing::info!(
                 node = self.config.id,
                 term = self.term,
@@ -355,12 +380,37 @@ impl Node {
             self.stats.messages_misaddressed += 1;
             return;
         }
-        if message.from == self.config.id || !self.config.voters.contains(&message.from) {
+        if message.from == self.config.id || message.from == 0 {
+            self.stats.messages_from_unknown_node += 1;
+            return;
+        }
+        // A removed node asking for votes is told so, whatever its term,
+        // known or not (after a restart it may be named by no configuration
+        // here): it cannot win, and moving to its term would depose our
+        // leader for nothing (thesis §4.2.3).
+        if let MessageBody::RequestVote { last_log, .. } = message.body {
+            if self.is_removed_candidate(message.from, last_log) {
+                self.stats.vote_requests_from_removed += 1;
+                let configuration = self.membership_position();
+                self.send(
+                    message.from,
+                    MessageBody::Removed { configuration },
+                    actions,
+                );
+                return;
+            }
+        }
+        if !self.accepts_sender(&message) {
             self.stats.messages_from_unknown_node += 1;
             return;
         }
         if message.term > TERM_MAX {
             self.stats.messages_malformed += 1;
+            return;
+        }
+        if let MessageBody::Removed { configuration } = message.body {
+            // About configurations, not terms: taken from any term.
+            self.handle_removed(configuration, actions);
             return;
         }
         if message.term > self.term {
@@ -394,6 +444,7 @@ impl Node {
                 | MessageBody::ReadIndexResponse { .. } => {
                     self.become_follower(message.term, None, actions);
                 }
+                MessageBody::Removed { .. } => unreachable!("handled above"),
             }
         } else if message.term < self.term {
             self.stats.messages_stale_term += 1;
@@ -463,6 +514,7 @@ impl Node {
                 checksum,
                 offset,
                 data,
+                membership,
             } => {
                 if self.accept_leader(message.from, actions) {
                     let chunk = Chunk {
@@ -471,6 +523,7 @@ impl Node {
                         checksum,
                         offset,
                         data,
+                        membership,
                     };
                     self.handle_snapshot_chunk(message.from, message.term, chunk, actions);
                 }
@@ -482,7 +535,42 @@ impl Node {
             } => {
                 self.handle_snapshot_response(message.from, snapshot, next_offset, rewind, actions)
             }
+            MessageBody::Removed { .. } => unreachable!("handled above"),
         }
+    }
+
+    /// Whether a message from `message.from` is taken at all. From a node
+    /// some configuration here names (or that leads our current term):
+    /// always. From any other node only leader traffic (AppendEntries,
+    /// Heartbeat, InstallSnapshot), and only while this node does not vote
+    /// (a learner, or a node just built to join) or has no live leader.
+    ///
+    /// That much is what joining needs: a new node is built knowing the
+    /// voters of the moment, and a lagging voter knows only the
+    /// configurations in its log, so either may be sent entries by a leader
+    /// elected after a configuration it has not received yet named that
+    /// leader; refusing them would leave it behind forever. It is safe
+    /// because Raft's safety never rests on who sends leader traffic: the
+    /// entries are accepted only where they match our log (log matching),
+    /// commitment still counts only the configuration's voters, and a
+    /// leader with a stale term is answered, not followed. What knowing the
+    /// sender buys is containment of strays (a misconfigured or removed
+    /// node): while we vote and follow a live leader, such a node cannot
+    /// move our term or replace our leader. Everything else from an unknown
+    /// node is refused: vote requests (a node votes only for nodes it
+    /// knows; its durable vote must name one), answers (a leader tracks
+    /// only its configuration's members) and TimeoutNow.
+    fn accepts_sender(&self, message: &Message) -> bool {
+        if self.is_known_node(message.from) || self.leader == Some(message.from) {
+            return true;
+        }
+        let leader_traffic = matches!(
+            message.body,
+            MessageBody::AppendEntries { .. }
+                | MessageBody::Heartbeat { .. }
+                | MessageBody::InstallSnapshot { .. }
+        );
+        leader_traffic && (!self.is_voter_here() || !self.in_leader_lease())
     }
 
     /// A message only a leader sends arrived in our term from `from`.

@@ -59,6 +59,27 @@ pub enum Input {
         /// How to serve it.
         path: ReadPath,
     },
+    /// Change the cluster's membership (leader only). Answered like a
+    /// proposal: [`Action::ProposalAccepted`] naming the configuration
+    /// entry's index, or [`Action::ProposalRefused`] with
+    /// [`ProposeError::Membership`] saying why (another change still in
+    /// progress, an invalid change, a learner not caught up). A change of
+    /// the voters passes through a joint configuration, which the leader
+    /// leaves on its own once it commits.
+    ChangeMembership(crate::membership::MembershipChange),
+    /// Hand leadership to the voter `target` (leader only), answered with
+    /// [`Action::Transfer`]: [`TransferOutcome::Started`] or
+    /// [`TransferOutcome::Refused`] saying why (not the leader, the target
+    /// is not a voter, not caught up within `Config::promote_lag_entries_max`
+    /// or not answering, another transfer under way). Proposals are refused
+    /// while it runs; it ends when the target leads (this node reports
+    /// [`Action::RoleChanged`]) or after `Config::transfer_timeout_ticks`
+    /// ([`TransferOutcome::TimedOut`]), when this node serves again.
+    ///
+    /// [`TransferOutcome::Started`]: crate::TransferOutcome::Started
+    /// [`TransferOutcome::Refused`]: crate::TransferOutcome::Refused
+    /// [`TransferOutcome::TimedOut`]: crate::TransferOutcome::TimedOut
+    TransferLeadership(NodeId),
 }
 
 /// Something the host must do on the node's behalf.
@@ -127,7 +148,15 @@ pub enum Action {
     /// applied so far (by every earlier `Apply`), store it durably, then
     /// report it with [`Input::Snapshotted`], naming the last entry
     /// applied. Keep the newest snapshot: never replace a stored snapshot
-    /// with one at a lower index.
+    /// with one at a lower index. Store with it the cluster configuration
+    /// in force at its last entry, [`Node::membership_at`]`(index)`
+    /// (see [`Snapshot::with_membership`]), and hand it back in
+    /// [`Recovered::membership`](crate::Recovered::membership) after a
+    /// restart: once the log is compacted, the entries that set it are
+    /// gone.
+    ///
+    /// [`Node::membership_at`]: crate::Node::membership_at
+    /// [`Snapshot::with_membership`]: crate::Snapshot::with_membership
     TakeSnapshot,
     /// Send a chunk of the snapshot last reported with
     /// [`Input::Snapshotted`]: read its bytes and send
@@ -163,6 +192,10 @@ pub enum Action {
         /// The local log did not match the snapshot's last entry: drop it
         /// all.
         discard_log: bool,
+        /// The cluster configuration in force at the snapshot's last entry,
+        /// sent by the leader: store it with the snapshot and hand it back
+        /// in [`Recovered::membership`](crate::Recovered::membership).
+        membership: crate::membership::Membership,
     },
     /// Replace the state machine's state with the snapshot received from
     /// the leader (the bytes of `WriteSnapshotChunk`, which stand for every
@@ -192,6 +225,15 @@ pub enum Action {
         id: u64,
         /// Why; the client may retry.
         error: ReadError,
+    },
+    /// A leadership transfer started, was refused, or timed out (see
+    /// [`Input::TransferLeadership`]; transfers to a preferred leader are
+    /// reported too).
+    Transfer {
+        /// The node leadership was to go to.
+        target: NodeId,
+        /// What became of it.
+        outcome: crate::transfer::TransferOutcome,
     },
     /// The node's role changed.
     RoleChanged {
@@ -225,4 +267,7 @@ pub enum ProposeError {
     /// The batch was empty.
     #[error("the proposal batch is empty")]
     Empty,
+    /// A membership change was refused.
+    #[error("membership change refused: {0}")]
+    Membership(crate::membership::MembershipError),
 }

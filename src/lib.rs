@@ -126,6 +126,10 @@
 //!   term.
 //! * Commitment by counting only entries of the current term (Figure 8),
 //!   with a no-op entry appended on election.
+//! * Membership changes ([`Membership`], [`Input::ChangeMembership`]):
+//!   configurations in the log, in force when appended, joint consensus
+//!   with automatic leave, learners, one change at a time; the
+//!   configuration at a snapshot's last entry travels with the snapshot.
 //! * Log compaction by snapshots, and chunked, flow-controlled, resumable,
 //!   checksummed ([`checksum64`]) snapshot transfer to far-behind
 //!   followers.
@@ -142,6 +146,7 @@ mod durability;
 mod election;
 mod io;
 mod log;
+mod membership;
 mod message;
 mod node;
 mod planted;
@@ -161,6 +166,7 @@ mod types;
 
 pub use config::{Config, ConfigError};
 pub use io::{Action, Input, ProposeError};
+pub use membership::{Membership, MembershipChange, MembershipError};
 pub use message::{AppendResponse, Message, MessageBody};
 pub use node::{Node, Role};
 #[cfg(feature = "planted-bugs")]
@@ -171,6 +177,7 @@ pub use read_index::{ReadError, ReadPath};
 pub use recovered::Recovered;
 pub use snapshot::{checksum64, Checksum64, Snapshot, SnapshotChunkToSend, SnapshotMeta};
 pub use stats::Statistics;
+pub use transfer::{TransferError, TransferOutcome};
 pub use types::{
     Entry, EntryPayload, HardState, Index, LogPosition, NodeId, Term, WriteId, ENTRY_OVERHEAD_BYTES,
 };

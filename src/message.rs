@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::membership::Membership;
 use crate::types::{Entry, Index, LogPosition, NodeId, Term};
 
 /// One message between two replicas.
@@ -82,6 +83,23 @@ pub enum MessageBody {
         offset: u64,
         /// The chunk (at most `snapshot_chunk_bytes_max` bytes).
         data: Bytes,
+        /// The cluster configuration in force at the snapshot's last entry
+        /// (the follower adopts it on install: the entries that set it may
+        /// be compacted away). The same in every chunk of a snapshot.
+        membership: Membership,
+    },
+    /// Answer to a vote request (or pre-vote request) from a candidate that
+    /// is not a voter in the receiver's configuration, which is committed,
+    /// and whose log is behind the receiver's: the candidate cannot win,
+    /// and the receiver neither votes nor moves to the candidate's term
+    /// (so a removed node cannot disrupt the cluster, thesis §4.2.3). The
+    /// candidate stops campaigning until its log holds this entry (then its
+    /// configurations decide again).
+    Removed {
+        /// A committed log position at which the receiver's configuration,
+        /// which does not name the candidate as a voter, is in force (its
+        /// entry, or the receiver's log base if that was compacted).
+        configuration: LogPosition,
     },
     /// A follower asks its leader for a read index, to serve a read
     /// locally once it has applied it (a follower read).

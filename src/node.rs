@@ -2,7 +2,7 @@
 //! dispatch of inputs to the rules in `election`, `replication`,
 //! `durability` and `transfer`.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -10,6 +10,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::config::{Config, ConfigError};
 use crate::io::{Action, Input};
 use crate::log::RaftLog;
+use crate::membership::Membership;
 use crate::planted::PlantedBugs;
 use crate::progress::{Progress, ProgressView};
 use crate::recovered::Recovered;
@@ -93,14 +94,30 @@ pub struct Node {
     pub(crate) stats: Statistics,
     /// Reused buffer for quorum computations (no allocation per step).
     pub(crate) scratch_indices: Vec<Index>,
-    /// Every voter but this node, in id order (fixed at construction).
+    /// Every member (voters and learners) but this node, in id order.
     pub(crate) peer_ids: Vec<NodeId>,
+    /// The configuration in force (the latest of `memberships`).
+    pub(crate) membership: Membership,
+    /// Every configuration this node still knows, by the index of its
+    /// entry (the first at the log's base: the initial or snapshot one).
+    pub(crate) memberships: BTreeMap<Index, Membership>,
+    /// Every node that was a member of a configuration seen here.
+    pub(crate) known_nodes: BTreeSet<NodeId>,
+    /// The latest committed configuration entry a peer said does not name
+    /// this node as a voter (`MessageBody::Removed`); volatile.
+    pub(crate) removed_notice: Option<LogPosition>,
+    /// Configurations appended but held back until they commit (planted
+    /// mistake `membership_on_commit` only; always empty otherwise).
+    pub(crate) deferred_memberships: BTreeMap<Index, Membership>,
     /// The persisted index the leader last ran the commit rule for.
     pub(crate) commit_checked_persisted_index: Index,
 
     // Snapshots (see `snapshot.rs`).
     /// The snapshot served to followers behind the log's base.
     pub(crate) snapshot: Option<SnapshotMeta>,
+    /// The configuration in force at `snapshot`'s last entry, sent with it
+    /// (meaningless while `snapshot` is `None`).
+    pub(crate) snapshot_membership: Membership,
     /// Index of the latest snapshot known (taken, installed or recovered).
     pub(crate) snapshot_index: Index,
     /// A `TakeSnapshot` is outstanding.
@@ -131,7 +148,7 @@ impl Node {
     /// The node starts as a follower with no known leader.
     pub fn new(config: Config, recovered: Recovered) -> Result<Node, ConfigError> {
         config.validate()?;
-        validate_recovered(&config, &recovered)?;
+        validate_recovered(&recovered)?;
         let last_index = recovered.base.index + recovered.entries.len() as Index;
         let commit = recovered.applied_index;
         let log = RaftLog::new(recovered.base, recovered.entries, commit);
@@ -167,6 +184,7 @@ impl Node {
             scratch_indices: Vec::new(),
             commit_checked_persisted_index: 0,
             snapshot: None,
+            snapshot_membership: Membership::default(),
             snapshot_index: recovered.base.index,
             snapshot_requested: false,
             snapshot_request_explicit: false,
@@ -178,14 +196,33 @@ impl Node {
             vote_hold_after_start: config.lease_read_ticks > 0 && recovered.hard_state.term > 0,
             #[cfg(feature = "planted-bugs")]
             planted: PlantedBugs::NONE,
-            peer_ids: config
-                .voters
-                .iter()
-                .copied()
-                .filter(|id| *id != config.id)
-                .collect(),
+            peer_ids: Vec::new(),
+            membership: Membership::default(),
+            memberships: BTreeMap::new(),
+            known_nodes: BTreeSet::new(),
+            removed_notice: None,
+            deferred_memberships: BTreeMap::new(),
             config,
         };
+        // The configuration stored with the snapshot, else the one the
+        // node was built with (right while no configuration entry was
+        // compacted away).
+        let initial = recovered.membership.clone().unwrap_or_else(|| Membership {
+            voters: node.config.voters.clone(),
+            voters_outgoing: BTreeSet::new(),
+            learners: node.config.learners.clone(),
+        });
+        node.memberships.insert(recovered.base.index, initial);
+        for index in recovered.base.index + 1..=last_index {
+            let entry = node
+                .log
+                .entry(index)
+                .expect("recovered entries are in memory");
+            if let crate::types::EntryPayload::Membership(membership) = &entry.payload {
+                node.memberships.insert(index, membership.clone());
+            }
+        }
+        node.membership_changed();
         node.reset_randomized_election_timeout();
         Ok(node)
     }
@@ -214,6 +251,8 @@ impl Node {
             Input::RequestSnapshot => self.snapshot_request_explicit = true,
             Input::Snapshotted(snapshot) => self.handle_snapshotted(snapshot),
             Input::Read { id, path } => self.read(id, path, actions),
+            Input::ChangeMembership(change) => self.change_membership(change, actions),
+            Input::TransferLeadership(target) => self.transfer_leadership(target, actions),
         }
         self.after_step(actions);
         self.check_invariants();
@@ -382,10 +421,6 @@ impl Node {
         self.randomized_election_timeout_ticks = self.rng.gen_range(min..max);
     }
 
-    pub(crate) fn voter_count(&self) -> usize {
-        self.config.voters.len()
-    }
-
     /// Number of voters other than this node. Callers loop by index so
     /// they can call `&mut self` methods without copying the peer list.
     pub(crate) fn peer_count(&self) -> usize {
@@ -443,17 +478,21 @@ impl Node {
         match self.role {
             Role::Leader => {
                 assert_eq!(self.leader, Some(self.config.id));
-                assert!(self.progress.len() + 1 == self.voter_count());
+                assert!(self.progress.len() == self.peer_ids.len());
             }
             _ => assert!(self.progress.is_empty()),
         }
         if let Some(vote) = self.voted_for {
-            assert!(self.config.voters.contains(&vote));
+            assert_ne!(vote, 0);
         }
+        assert_eq!(
+            Some(&self.membership),
+            self.memberships.values().next_back()
+        );
     }
 }
 
-fn validate_recovered(config: &Config, recovered: &Recovered) -> Result<(), ConfigError> {
+fn validate_recovered(recovered: &Recovered) -> Result<(), ConfigError> {
     let invalid = |reason: String| Err(ConfigError::InvalidRecoveredState { reason });
     let mut previous = recovered.base;
     for entry in &recovered.entries {
@@ -477,9 +516,18 @@ fn validate_recovered(config: &Config, recovered: &Recovered) -> Result<(), Conf
             previous.term, recovered.hard_state.term
         ));
     }
-    if let Some(vote) = recovered.hard_state.voted_for {
-        if !config.voters.contains(&vote) {
-            return invalid(format!("stored vote for node {vote}, which is not a voter"));
+    // A vote may name any node: configurations change, and the entry that
+    // made the candidate known here may since have been truncated. Only
+    // node 0 ("nobody") is impossible.
+    if recovered.hard_state.voted_for == Some(0) {
+        return invalid("stored vote for node 0, which is reserved".to_string());
+    }
+    if let Some(membership) = &recovered.membership {
+        if let Err(error) = membership.validate() {
+            return invalid(format!(
+                "the configuration stored with the snapshot at index {} is unusable: {error}",
+                recovered.base.index
+            ));
         }
     }
     if recovered.applied_index < recovered.base.index || recovered.applied_index > previous.index {

@@ -34,6 +34,12 @@ pub struct PlantedBugs {
     /// A follower serves a follower read as soon as its leader answers,
     /// before its state machine has applied the read index.
     pub follower_read_before_apply: bool,
+    /// During a joint configuration the leader commits with a majority of
+    /// the new voters alone, forgetting the outgoing ones.
+    pub joint_new_quorum_only: bool,
+    /// A configuration takes effect when its entry commits instead of
+    /// when it is appended.
+    pub membership_on_commit: bool,
 }
 
 impl PlantedBugs {
@@ -43,6 +49,8 @@ impl PlantedBugs {
         vote_before_durable: false,
         read_index_without_round: false,
         follower_read_before_apply: false,
+        joint_new_quorum_only: false,
+        membership_on_commit: false,
     };
 
     /// Whether any bug is on (the core's direct assertions are then set
@@ -52,5 +60,7 @@ impl PlantedBugs {
             || self.vote_before_durable
             || self.read_index_without_round
             || self.follower_read_before_apply
+            || self.joint_new_quorum_only
+            || self.membership_on_commit
     }
 }

@@ -45,7 +45,7 @@ use thiserror::Error;
 use crate::io::Action;
 use crate::message::MessageBody;
 use crate::node::{Node, Role};
-use crate::quorum::majority;
+use crate::quorum::joint_committed_index;
 use crate::types::{Index, NodeId, Term};
 
 /// Which way a read is served. Given in [`Input::Read`](crate::Input::Read)
@@ -233,8 +233,7 @@ impl Node {
             ReadPath::Lease => ReadPath::ReadIndex,
             other => other,
         };
-        if self.voter_count() == 1 {
-            // No one else could lead: confirmed as it arrives.
+        if self.sole_voter() {
             self.reads.unconfirmed.push_back(UnconfirmedRead {
                 id,
                 path,
@@ -278,21 +277,39 @@ impl Node {
     }
 
     /// The highest round a quorum (the leader included) has answered.
+    ///
+    /// The quorums are those of the configuration in force (learners never
+    /// count; while joint, both halves must agree), counted like the commit
+    /// index: round numbers stand in for match indices.
     pub(crate) fn confirmed_round(&mut self) -> u64 {
         let latest_sent = self.reads.round_next.saturating_sub(1);
+        let me = self.config.id;
+        let progress = &self.progress;
+        let round_of = |id: NodeId| {
+            if id == me {
+                latest_sent
+            } else {
+                progress.get(&id).map_or(0, |p| p.read_round_acked)
+            }
+        };
         // Reuses the quorum scratch buffer: no allocation per step.
-        let mut rounds = std::mem::take(&mut self.scratch_indices);
-        rounds.clear();
-        rounds.push(latest_sent);
-        rounds.extend(
-            self.progress
-                .values()
-                .map(|progress| progress.read_round_acked),
+        let mut scratch = std::mem::take(&mut self.scratch_indices);
+        let confirmed = joint_committed_index(
+            &self.membership.voters,
+            &self.membership.voters_outgoing,
+            &mut scratch,
+            round_of,
         );
-        rounds.sort_unstable_by(|a, b| b.cmp(a));
-        let confirmed = rounds[majority(rounds.len()) - 1];
-        self.scratch_indices = rounds;
+        self.scratch_indices = scratch;
         confirmed
+    }
+
+    /// This node is the configuration's only voter: no one else could
+    /// lead, so a read is confirmed as it arrives.
+    fn sole_voter(&self) -> bool {
+        self.membership.voters_outgoing.is_empty()
+            && self.membership.voters.len() == 1
+            && self.membership.voters.contains(&self.config.id)
     }
 
     pub(crate) fn own_term_committed(&self) -> bool {
@@ -340,7 +357,7 @@ impl Node {
         if !self.own_term_committed() {
             return;
         }
-        let confirmed = if self.voter_count() == 1 {
+        let confirmed = if self.sole_voter() {
             u64::MAX
         } else {
             self.confirmed_round()

@@ -1,5 +1,6 @@
 //! The durable state a host reads back from disk when a node restarts.
 
+use crate::membership::Membership;
 use crate::types::{Entry, HardState, Index, LogPosition};
 
 /// Everything the host found on disk for this node. A brand-new node uses
@@ -17,4 +18,11 @@ pub struct Recovered {
     /// Entries up to here are not handed out again in `Apply`. At least
     /// `base.index`, at most the last entry's index.
     pub applied_index: Index,
+    /// The cluster configuration in force at `base`, stored with the
+    /// snapshot (see [`Snapshot::membership`](crate::Snapshot::membership)).
+    /// `None` when there is no snapshot or it was stored without one: the
+    /// node then starts from `Config::voters` and `Config::learners`, which
+    /// is right only if no configuration entry was compacted away.
+    /// Configuration entries in `entries` take effect over it, in order.
+    pub membership: Option<Membership>,
 }

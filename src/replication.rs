@@ -8,14 +8,14 @@ use crate::io::{Action, ProposeError};
 use crate::message::{AppendResponse, MessageBody};
 use crate::node::{Node, Role};
 use crate::progress::{Progress, ProgressState};
-use crate::quorum::{majority, quorum_index};
+use crate::quorum::{joint_committed_index, majority};
 use crate::types::{Entry, EntryPayload, Index, LogPosition, NodeId, Term};
 
 impl Node {
     pub(crate) fn tick_leader(&mut self, actions: &mut Vec<Action>) {
         self.heartbeat_elapsed_ticks = self.heartbeat_elapsed_ticks.saturating_add(1);
         self.election_elapsed_ticks = self.election_elapsed_ticks.saturating_add(1);
-        self.tick_transfer();
+        self.tick_transfer(actions);
         for progress in self.progress.values_mut() {
             progress.tick();
         }
@@ -64,8 +64,8 @@ impl Node {
             Some(ProposeError::NotLeader {
                 leader_hint: self.leader,
             })
-        } else if let Some(target) = self.transfer_target {
-            Some(ProposeError::TransferInProgress { target })
+        } else if let Some(error) = self.transfer_blocks_proposals() {
+            Some(error)
         } else if self.log.last_index() - self.log.commit_index() + count as u64
             > self.config.uncommitted_entries_max
             || self.writes.len() >= self.config.unpersisted_writes_max
@@ -280,6 +280,7 @@ impl Node {
                 self.truncate_log_after(first_new_index - 1);
             }
             for entry in &entries[first_new..] {
+                self.note_appended(entry);
                 self.log.append(entry.clone());
             }
         }
@@ -468,28 +469,44 @@ impl Node {
     /// log only). Returns whether it advanced.
     pub(crate) fn maybe_commit(&mut self) -> bool {
         debug_assert_eq!(self.role, Role::Leader);
-        let mut match_indices = std::mem::take(&mut self.scratch_indices);
-        match_indices.clear();
-        match_indices.extend(self.progress.values().map(|progress| progress.match_index));
-        match_indices.push(self.persisted_index);
-        let quorum = quorum_index(&mut match_indices);
-        self.scratch_indices = match_indices;
+        let mut scratch = std::mem::take(&mut self.scratch_indices);
+        let me = self.config.id;
+        let persisted_index = self.persisted_index;
+        let progress = &self.progress;
+        let match_of = |id: NodeId| {
+            if id == me {
+                persisted_index
+            } else {
+                progress.get(&id).map_or(0, |p| p.match_index)
+            }
+        };
+        // Learners never count; while joint, both halves must agree.
+        let no_voters = std::collections::BTreeSet::new();
+        let outgoing = if self.planted().joint_new_quorum_only {
+            // The planted mistake: the outgoing voters are forgotten.
+            &no_voters
+        } else {
+            &self.membership.voters_outgoing
+        };
+        let quorum =
+            joint_committed_index(&self.membership.voters, outgoing, &mut scratch, match_of);
+        self.scratch_indices = scratch;
         // The planted Figure 8 mistake drops the current-term condition.
         let own_term = self.log.term_at(quorum) == Some(self.term);
         if quorum > self.log.commit_index() && (own_term || self.planted().figure_8_commit) {
             // The same fact by a second path: count the voters that hold
             // `quorum` durably (the leader by its own durable log).
-            let holders = usize::from(self.persisted_index >= quorum)
-                + self
-                    .progress
-                    .values()
-                    .filter(|p| p.match_index >= quorum)
-                    .count();
-            assert!(
-                holders >= majority(self.voter_count()) || self.planted().any(),
-                "committing {quorum} held durably by only {holders} of {} voters",
-                self.voter_count()
-            );
+            for voters in [&self.membership.voters, &self.membership.voters_outgoing] {
+                if voters.is_empty() {
+                    continue;
+                }
+                let holders = voters.iter().filter(|id| match_of(**id) >= quorum).count();
+                assert!(
+                    holders >= majority(voters.len()) || self.planted().any(),
+                    "committing {quorum} held durably by only {holders} of {} voters",
+                    voters.len()
+                );
+            }
             self.log.commit_to(quorum);
             return true;
         }

@@ -59,6 +59,7 @@
 use bytes::Bytes;
 
 use crate::io::Action;
+use crate::membership::Membership;
 use crate::message::{Message, MessageBody};
 use crate::node::{Node, PendingWrite, Role};
 use crate::progress::ProgressState;
@@ -70,10 +71,11 @@ use crate::types::{Index, LogPosition, NodeId, Term, WriteId};
 const SNAPSHOT_INDEX_MAX: Index = u64::MAX / 2;
 
 /// A snapshot of the replicated state: the state machine's state after
-/// applying every entry up to `position`.
+/// applying every entry up to `position`, and the cluster configuration in
+/// force there.
 ///
-/// Marked non-exhaustive because the cluster membership at `position`
-/// will travel with it; build one with [`Snapshot::new`].
+/// Build one with [`Snapshot::new`] and
+/// [`with_membership`](Self::with_membership).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Snapshot {
@@ -81,12 +83,30 @@ pub struct Snapshot {
     pub position: LogPosition,
     /// The serialized state machine (with its client sessions).
     pub data: Bytes,
+    /// The cluster configuration in force at `position`
+    /// ([`Node::membership_at`]`(position.index)` when the snapshot was
+    /// taken, or what the leader sent with it). `None` only for a snapshot
+    /// stored before configurations traveled with snapshots; a host hands
+    /// it back in [`Recovered::membership`](crate::Recovered::membership).
+    pub membership: Option<Membership>,
 }
 
 impl Snapshot {
-    /// A snapshot of the state after the entry at `position`.
+    /// A snapshot of the state after the entry at `position`, with no
+    /// configuration yet (add it with [`with_membership`](Self::with_membership)).
     pub fn new(position: LogPosition, data: Bytes) -> Self {
-        Snapshot { position, data }
+        Snapshot {
+            position,
+            data,
+            membership: None,
+        }
+    }
+
+    /// This snapshot with `membership`, the configuration in force at its
+    /// position (`None` leaves it unknown).
+    pub fn with_membership(mut self, membership: Option<Membership>) -> Self {
+        self.membership = membership;
+        self
     }
 
     /// What the node is told of this snapshot (computes the checksum).
@@ -220,6 +240,8 @@ pub(crate) struct IncomingSnapshot {
     received_bytes: u64,
     /// Checksum of those bytes.
     received_checksum: Checksum64,
+    /// The configuration in force at `position`, as the leader sent it.
+    membership: Membership,
 }
 
 /// One chunk as received, before it is trusted.
@@ -229,6 +251,7 @@ pub(crate) struct Chunk {
     pub(crate) checksum: u64,
     pub(crate) offset: u64,
     pub(crate) data: Bytes,
+    pub(crate) membership: Membership,
 }
 
 impl Node {
@@ -295,6 +318,10 @@ impl Node {
             Some(position.term),
             "host reported a snapshot at {position:?}, which is not in the log"
         );
+        self.snapshot_membership = self
+            .membership_at(position.index)
+            .cloned()
+            .expect("the configuration at an index in the log is known");
         self.snapshot = Some(snapshot);
         if position.index > self.snapshot_index {
             self.snapshot_index = position.index;
@@ -328,6 +355,7 @@ impl Node {
             self.persisted_index
         );
         self.log.compact_to(base);
+        self.membership_compacted(base);
     }
 
     /// Switches follower `to` to receiving the held snapshot and sends the
@@ -412,6 +440,7 @@ impl Node {
                     checksum: held.checksum,
                     offset,
                     data: Bytes::new(),
+                    membership: self.snapshot_membership.clone(),
                 },
             };
             actions.push(Action::SendSnapshotChunk(SnapshotChunkToSend {
@@ -480,7 +509,8 @@ impl Node {
             && chunk
                 .offset
                 .checked_add(length)
-                .is_some_and(|end| end <= chunk.size_bytes);
+                .is_some_and(|end| end <= chunk.size_bytes)
+            && chunk.membership.validate().is_ok();
         if !well_formed {
             self.stats.messages_malformed += 1;
             return;
@@ -496,6 +526,7 @@ impl Node {
                 && incoming.position == position
                 && incoming.size_bytes == chunk.size_bytes
                 && incoming.checksum == chunk.checksum
+                && incoming.membership == chunk.membership
         });
         if !continues {
             self.incoming_snapshot = None;
@@ -512,6 +543,7 @@ impl Node {
                 checksum: chunk.checksum,
                 received_bytes: 0,
                 received_checksum: Checksum64::new(),
+                membership: chunk.membership,
             });
         }
         let incoming = self.incoming_snapshot.as_mut().expect("set above");
@@ -552,7 +584,7 @@ impl Node {
             self.answer_chunk(leader, position, 0, true, actions);
             return;
         }
-        self.install_snapshot(meta, actions);
+        self.install_snapshot(meta, incoming.membership, actions);
         self.answer_chunk(leader, position, held, false, actions);
     }
 
@@ -575,7 +607,12 @@ impl Node {
     /// Replaces the log up to `snapshot` with the snapshot: asks the host
     /// to store it (acknowledged once durable) and to restore the state
     /// machine from it.
-    fn install_snapshot(&mut self, snapshot: SnapshotMeta, actions: &mut Vec<Action>) {
+    fn install_snapshot(
+        &mut self,
+        snapshot: SnapshotMeta,
+        membership: Membership,
+        actions: &mut Vec<Action>,
+    ) {
         let position = snapshot.position;
         let old_commit = self.log.commit_index();
         assert!(position.index > old_commit);
@@ -589,6 +626,7 @@ impl Node {
         // the in-memory log when it executes the snapshot write.
         self.flush_persist(actions);
         self.log.install_snapshot(position, keep_suffix);
+        self.membership_installed(position.index, membership.clone(), keep_suffix);
         self.emitted_index = self.log.last_index();
         self.leader_match_index = self.leader_match_index.max(position.index);
         let id = WriteId(self.next_write_id);
@@ -602,10 +640,12 @@ impl Node {
             id,
             snapshot,
             discard_log: !keep_suffix,
+            membership: membership.clone(),
         });
         self.apply_emitted_index = position.index;
         actions.push(Action::RestoreSnapshot { snapshot });
         self.snapshot = Some(snapshot);
+        self.snapshot_membership = membership;
         self.snapshot_index = position.index;
         self.applied_since_snapshot_bytes = 0;
         self.stats.snapshots_installed += 1;

@@ -6,6 +6,13 @@
 pub struct Statistics {
     /// Messages from a node outside the configuration.
     pub messages_from_unknown_node: u64,
+    /// Vote requests ignored because the candidate is not a voter in this
+    /// node's committed configuration and its log is behind (each
+    /// answered with [`MessageBody::Removed`](crate::MessageBody::Removed)).
+    pub vote_requests_from_removed: u64,
+    /// [`MessageBody::Removed`](crate::MessageBody::Removed) answers
+    /// received: this node was told it is not a voter.
+    pub removed_notices_received: u64,
     /// Messages addressed to another node.
     pub messages_misaddressed: u64,
     /// Messages carrying a term below ours.

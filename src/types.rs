@@ -56,6 +56,10 @@ pub enum EntryPayload {
     Noop,
     /// An opaque command for the host's state machine.
     Command(Bytes),
+    /// A cluster configuration, in force on a replica from the moment the
+    /// entry is in its log (see [`Membership`](crate::Membership)). Hosts
+    /// skip it when applying.
+    Membership(crate::membership::Membership),
 }
 
 impl EntryPayload {
@@ -64,6 +68,7 @@ impl EntryPayload {
         match self {
             EntryPayload::Noop => 0,
             EntryPayload::Command(bytes) => bytes.len(),
+            EntryPayload::Membership(membership) => membership.len_bytes(),
         }
     }
 }

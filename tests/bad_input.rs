@@ -147,7 +147,7 @@ fn invalid_recovered_state_is_rejected() {
             "entry term above the stored term",
             recovered(1, None, &[1, 2]),
         ),
-        ("vote for a non-voter", recovered(1, Some(9), &[1])),
+        ("vote for node 0", recovered(1, Some(0), &[1])),
         (
             "terms going down along the log",
             recovered(2, None, &[2, 1]),

@@ -8,8 +8,8 @@ use bytes::Bytes;
 use common::*;
 use concord::quorum::{majority, quorum_index, vote_result, VoteResult};
 use concord::{
-    checksum64, AppendResponse, Config, Entry, EntryPayload, Input, LogPosition, Message,
-    MessageBody, ReadPath, Recovered, Snapshot,
+    checksum64, AppendResponse, Config, Entry, EntryPayload, Input, LogPosition, Membership,
+    Message, MessageBody, ReadPath, Recovered, Snapshot,
 };
 use proptest::prelude::*;
 
@@ -140,18 +140,23 @@ fn arb_body(term: u64) -> impl Strategy<Value = MessageBody> {
             prop_oneof![3 => Just(0u64), 1 => arb_index()],
             prop_oneof![2 => Just(None), 1 => arb_index().prop_map(Some)],
             any::<bool>(),
+            prop_oneof![3 => Just(Membership::new([1, 2, 3])), 1 => Just(Membership::default())],
         )
-            .prop_map(|(snapshot, data, offset, size, good_checksum)| {
-                let size_bytes = size.unwrap_or_else(|| offset.saturating_add(data.len() as u64));
-                let checksum = if good_checksum { checksum64(&data) } else { 7 };
-                MessageBody::InstallSnapshot {
-                    snapshot,
-                    size_bytes,
-                    checksum,
-                    offset,
-                    data: Bytes::from(data),
+            .prop_map(
+                |(snapshot, data, offset, size, good_checksum, membership)| {
+                    let size_bytes =
+                        size.unwrap_or_else(|| offset.saturating_add(data.len() as u64));
+                    let checksum = if good_checksum { checksum64(&data) } else { 7 };
+                    MessageBody::InstallSnapshot {
+                        snapshot,
+                        size_bytes,
+                        checksum,
+                        offset,
+                        data: Bytes::from(data),
+                        membership,
+                    }
                 }
-            }),
+            ),
         (arb_position(), arb_index(), any::<bool>()).prop_map(|(snapshot, next_offset, rewind)| {
             MessageBody::InstallSnapshotResponse {
                 snapshot,

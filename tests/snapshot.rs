@@ -6,7 +6,8 @@ mod common;
 use bytes::Bytes;
 use common::{msg, Chaos, Cluster, Solo};
 use concord::{
-    checksum64, Action, Config, Input, LogPosition, Message, MessageBody, NodeId, Role, Snapshot,
+    checksum64, Action, Config, Input, LogPosition, Membership, Message, MessageBody, NodeId, Role,
+    Snapshot,
 };
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
@@ -448,6 +449,7 @@ fn a_matching_log_suffix_is_kept_on_install() {
         checksum: checksum64(&data),
         offset: 0,
         data: data.clone(),
+        membership: Membership::new([1, 2, 3]),
     };
     let actions = n.receive(msg(1, 2, 1, chunk));
     assert!(actions.iter().any(|a| matches!(
@@ -481,6 +483,7 @@ fn a_conflicting_log_is_discarded_on_install() {
         checksum: checksum64(&data),
         offset: 0,
         data,
+        membership: Membership::new([1, 2, 3]),
     };
     let actions = n.receive(msg(1, 2, 2, chunk));
     assert!(actions.iter().any(|a| matches!(
@@ -513,6 +516,7 @@ fn bad_snapshot_chunks_are_refused_and_counted() {
         checksum: 7,
         offset,
         data: Bytes::from_static(data),
+        membership: Membership::new([1, 2, 3]),
     };
     // Past the end of the announced size, and an absurd offset.
     n.receive(msg(1, 2, 2, chunk(4, 2, b"abc", 2)));
@@ -527,6 +531,7 @@ fn bad_snapshot_chunks_are_refused_and_counted() {
         checksum: checksum64(b"ab"),
         offset: 0,
         data: Bytes::from_static(b"ab"),
+        membership: Membership::new([1, 2, 3]),
     };
     n.receive(msg(1, 2, 2, absurd));
     assert_eq!(n.node.stats().messages_malformed, 4);

@@ -17,7 +17,7 @@ use concord::tokio::storage::{
     MemDisk, MemStorage, PersistRequest, SnapshotReader, SnapshotWrite, Storage, StorageError,
 };
 use concord::tokio::wal::{self, FileStorage, WalOptions};
-use concord::{Entry, EntryPayload, HardState, LogPosition, Snapshot, WriteId};
+use concord::{Entry, EntryPayload, HardState, LogPosition, Membership, Snapshot, WriteId};
 
 fn entry(term: u64, index: u64) -> Entry {
     Entry {
@@ -115,6 +115,10 @@ fn run(storage: &mut dyn Storage, writes: Vec<Write>) {
                     id,
                     received,
                     discard_log,
+                    membership: snapshot
+                        .membership
+                        .clone()
+                        .unwrap_or_else(|| concord::Membership::new([1])),
                 });
             }
         }
@@ -183,9 +187,11 @@ fn snapshot_file_round_trips_and_names_its_position() {
         path.file_name().unwrap().to_string_lossy(),
         snapshot_file::snapshot_file_name(original.position)
     );
+    // Header, data, then the configuration trailer (here `None`: one
+    // byte, its length and its check).
     assert_eq!(
         std::fs::metadata(&path).unwrap().len(),
-        (SNAPSHOT_HEADER_BYTES + original.data.len()) as u64
+        (SNAPSHOT_HEADER_BYTES + original.data.len() + 1 + 8) as u64
     );
     assert_eq!(snapshot_file::read_snapshot_file(&path).unwrap(), original);
     // An empty state machine is a valid snapshot too.
@@ -248,7 +254,9 @@ fn corrupt_snapshot_is_a_startup_error_naming_the_file() {
     };
     assert!(check("flipped byte").contains("checksum"));
     std::fs::write(&path, &bytes[..SNAPSHOT_HEADER_BYTES + 2]).unwrap();
-    assert!(check("cut short").contains("data bytes"));
+    assert!(check("cut short").contains("too short"));
+    std::fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
+    assert!(check("trailer cut short").contains("configuration"));
     std::fs::write(&path, &bytes[..20]).unwrap();
     assert!(check("cut in the header").contains("header"));
 }
@@ -609,4 +617,89 @@ fn a_served_snapshot_stays_readable_after_a_newer_one_replaced_its_file() {
         "past the end"
     );
     storage.shutdown();
+}
+
+#[test]
+fn the_configuration_is_stored_with_the_snapshot_and_recovered() {
+    let dir = TempDir::new("membership");
+    let options = WalOptions::default();
+    let mut membership = Membership::new([1, 2]);
+    membership.voters_outgoing = [1, 2, 3].into();
+    membership.learners.insert(4);
+    let mut storage = FileStorage::open(&dir.0, options.clone()).unwrap();
+    storage.recover().unwrap();
+    let (stored, _) = tokio::sync::mpsc::unbounded_channel();
+    run(
+        &mut storage,
+        vec![
+            append(1, 1, 1, 10),
+            Write::Snapshot(SnapshotWrite::Taken {
+                snapshot: snapshot(8, 1).with_membership(Some(membership.clone())),
+                stored,
+            }),
+        ],
+    );
+    drop(storage);
+    let (mut storage, recovered, _) = reopen(&dir.0, &options);
+    assert_eq!(recovered.base, LogPosition::new(8, 1));
+    assert_eq!(recovered.membership.as_ref(), Some(&membership));
+    // A snapshot installed from a leader stores the configuration the
+    // leader sent (here by `run`: the snapshot's own, else voter 1).
+    run(&mut storage, vec![installed(2, 15, 2, true)]);
+    drop(storage);
+    let (_, recovered, _) = reopen(&dir.0, &options);
+    assert_eq!(recovered.base, LogPosition::new(15, 2));
+    assert_eq!(recovered.membership, Some(Membership::new([1])));
+}
+
+#[test]
+fn a_damaged_or_unusable_stored_configuration_is_a_startup_error() {
+    let dir = TempDir::new("membership-corrupt");
+    let original = snapshot(42, 7).with_membership(Some(Membership::new([1, 2, 3])));
+    let path = snapshot_file::write_snapshot_file(&dir.0, &original).unwrap();
+    assert_eq!(snapshot_file::read_snapshot_file(&path).unwrap(), original);
+    let bytes = std::fs::read(&path).unwrap();
+    let trailer_start = SNAPSHOT_HEADER_BYTES + original.data.len();
+    let reason = |bytes: &[u8]| {
+        std::fs::write(&path, bytes).unwrap();
+        match snapshot_file::read_snapshot_file(&path).unwrap_err() {
+            StorageError::CorruptSnapshot { reason, .. } => reason,
+            other => panic!("expected CorruptSnapshot, got {other}"),
+        }
+    };
+    // A flipped byte of the encoded configuration fails its check.
+    let mut flipped = bytes.clone();
+    flipped[trailer_start + 2] ^= 0x01;
+    assert!(reason(&flipped).contains("checksum"));
+    // A length no file holds.
+    let mut long = bytes.clone();
+    let length_at = bytes.len() - 8;
+    long[length_at..length_at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert!(reason(&long).contains("cannot hold"));
+    // A well-formed but unusable configuration (no voter).
+    let empty = snapshot(42, 7).with_membership(Some(Membership::default()));
+    let path_empty = snapshot_file::write_snapshot_file(&dir.0, &empty).unwrap();
+    assert_eq!(path_empty, path);
+    match snapshot_file::read_snapshot_file(&path).unwrap_err() {
+        StorageError::CorruptSnapshot { reason, .. } => assert!(reason.contains("unusable")),
+        other => panic!("expected CorruptSnapshot, got {other}"),
+    }
+}
+
+#[test]
+fn a_version_1_snapshot_file_is_read_without_a_configuration() {
+    let dir = TempDir::new("membership-v1");
+    let original = snapshot(42, 7);
+    let path = snapshot_file::write_snapshot_file(&dir.0, &original).unwrap();
+    // A version 1 file: the same header naming version 1 (its check
+    // recomputed), the data, no trailer.
+    let bytes = std::fs::read(&path).unwrap();
+    let mut v1 = bytes[..SNAPSHOT_HEADER_BYTES + original.data.len()].to_vec();
+    v1[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let check = crc32c::crc32c(&v1[..44]) ^ concord::tokio::wal::CHECKSUM_SALT;
+    v1[44..48].copy_from_slice(&check.to_le_bytes());
+    std::fs::write(&path, &v1).unwrap();
+    let read = snapshot_file::read_snapshot_file(&path).unwrap();
+    assert_eq!(read, original);
+    assert_eq!(read.membership, None);
 }

@@ -300,7 +300,9 @@ impl Cluster {
                     Action::FollowerLogRegressed { follower, .. } => {
                         panic!("node {follower} lost acknowledged entries in memory")
                     }
-                    Action::ProposalAccepted { .. } | Action::RoleChanged { .. } => {}
+                    Action::ProposalAccepted { .. }
+                    | Action::RoleChanged { .. }
+                    | Action::Transfer { .. } => {}
                     // With compaction on: the state is the count of
                     // proposals applied; a snapshot of it is "durable" at
                     // once, like every write here.

@@ -54,6 +54,12 @@ pub struct CoreBugs {
     pub read_index_without_round: bool,
     /// A follower serves a follower read before applying its read index.
     pub follower_read_before_apply: bool,
+    /// During a joint configuration the leader commits with a majority of
+    /// the new voters alone.
+    pub joint_new_quorum_only: bool,
+    /// A configuration takes effect when its entry commits instead of
+    /// when it is appended.
+    pub membership_on_commit: bool,
 }
 
 impl CoreBugs {
@@ -63,6 +69,8 @@ impl CoreBugs {
             || self.vote_before_durable
             || self.read_index_without_round
             || self.follower_read_before_apply
+            || self.joint_new_quorum_only
+            || self.membership_on_commit
     }
 
     /// The core's form of these bugs.
@@ -73,6 +81,8 @@ impl CoreBugs {
             vote_before_durable: self.vote_before_durable,
             read_index_without_round: self.read_index_without_round,
             follower_read_before_apply: self.follower_read_before_apply,
+            joint_new_quorum_only: self.joint_new_quorum_only,
+            membership_on_commit: self.membership_on_commit,
         }
     }
 }
@@ -380,6 +390,11 @@ pub struct SimConfig {
     /// Draw each seed's [`NodeOptions`] (PreVote, CheckQuorum, preferred
     /// leader, tight limits) instead of using the defaults.
     pub vary_node_options: bool,
+    /// Membership churn: in about a third of the seeds (on 2 or more
+    /// nodes) voters are removed, learners added and promoted during the
+    /// faults, some runs starting from a single voter and growing; after
+    /// the heal every node is brought back as a voter.
+    pub membership_churn: bool,
     /// Record a readable timeline (slower).
     pub timeline: bool,
     /// The run fails if it needs more node steps than this.
@@ -408,6 +423,7 @@ impl Default for SimConfig {
             reads: ReadChoice::Mix,
             lease_skew_beyond_bound: false,
             vary_node_options: true,
+            membership_churn: true,
             timeline: false,
             max_node_steps: 2_000_000,
         }
@@ -506,6 +522,9 @@ impl SimConfig {
         if !self.vary_node_options {
             flags += " --fixed-node-options";
         }
+        if !self.membership_churn {
+            flags += " --no-membership-churn";
+        }
         if self.max_node_steps != default.max_node_steps {
             flags += &format!(" --max-steps {}", self.max_node_steps);
         }
@@ -545,6 +564,12 @@ impl SimConfig {
         }
         if self.lease_skew_beyond_bound {
             flags += " --lease-skew-beyond-bound";
+        }
+        if self.core_bugs.joint_new_quorum_only {
+            flags += " --bug-joint-new-quorum-only";
+        }
+        if self.core_bugs.membership_on_commit {
+            flags += " --bug-membership-on-commit";
         }
         flags
     }

@@ -284,6 +284,10 @@ impl Disk {
             entries: self.log.clone(),
             // The host restores its state machine from the snapshot.
             applied_index: self.base.index,
+            membership: self
+                .snapshot
+                .as_ref()
+                .and_then(|snapshot| snapshot.membership.clone()),
         })
     }
 }

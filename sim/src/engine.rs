@@ -12,6 +12,7 @@
 //! | `client` | the workload's clients: sessions, timeouts, retries, leader discovery |
 //! | `inject` | applying the fault plan and the protocol-aware nemeses; healing |
 //! | `checks` | liveness probe, stability checks, final checks on the run |
+//! | `churn` | the membership workload: adding, promoting and removing nodes |
 //!
 //! The per-step safety checks live in `crate::safety`, the promise checks
 //! across restarts in `crate::promises`, the nemeses' decisions in
@@ -44,12 +45,14 @@ use crate::trace::TraceHash;
 use crate::workload::{OpResult, Workload};
 
 mod checks;
+mod churn;
 mod client;
 mod host;
 mod inject;
 mod network;
 
 use self::checks::Probe;
+use self::churn::Churn;
 use self::client::{Client, ClientMessage};
 use self::host::{Host, HostInput, Proposer};
 use self::network::{body_code, Slab};
@@ -111,6 +114,9 @@ pub enum FailureKind {
     /// Elections during a quiet period without faults, or a leader cut off
     /// from a quorum that did not step down within its CheckQuorum bound.
     Stability,
+    /// A leader's commit index moved past what the quorums of the
+    /// configuration in force in its log (both halves while joint) hold.
+    CommitWithoutQuorum,
 }
 
 impl FailureKind {
@@ -135,6 +141,7 @@ impl FailureKind {
             FailureKind::HardStateRegressed => "hard-state-regressed",
             FailureKind::AckedEntryNotRecovered => "acked-entry-not-recovered",
             FailureKind::Stability => "stability",
+            FailureKind::CommitWithoutQuorum => "commit-without-quorum",
         }
     }
 }
@@ -344,6 +351,7 @@ enum Event {
         pauses: u32,
     },
     QuietEnd,
+    Membership,
 }
 
 impl Event {
@@ -367,6 +375,7 @@ impl Event {
             Event::Depose { node, .. } => 16 | (u64::from(*node) << 8),
             Event::StepDownDeadline { node, .. } => 17 | (u64::from(*node) << 8),
             Event::QuietEnd => 18,
+            Event::Membership => 19,
         }
     }
 }
@@ -454,6 +463,8 @@ pub struct Simulation<S, W> {
     /// With `lease_skew_beyond_bound`: the cut-off leader whose clock runs
     /// slow, and its normal tick period, restored when the network heals.
     slowed_clock: Option<(usize, u64)>,
+    /// The membership workload of this seed, if drawn.
+    churn: Option<Churn>,
 }
 
 /// The random streams of a seed.
@@ -556,6 +567,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 snapshot_bytes: BTreeMap::new(),
                 incoming_snapshot: None,
                 pauses: 0,
+                leader_commit_seen: None,
             });
         }
         let clients = (0..config.clients)
@@ -572,6 +584,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         let rates = plan.rates.clone();
         let config_vary = config.vary_node_options;
         let read_choice = config.reads;
+        let churn = Churn::draw(&config);
         let (seed, nodes) = (config.seed, config.nodes);
         let mut simulation = Simulation {
             safety: Safety::new(config.nodes),
@@ -626,6 +639,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             network_generation: 0,
             quiet_start: None,
             slowed_clock: None,
+            churn,
         };
         simulation.start()?;
         Ok(simulation)
@@ -663,6 +677,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             );
         }
         self.schedule(self.config.chaos_ns, Event::Heal);
+        if self.churn.is_some() {
+            self.schedule(200 * MS, Event::Membership);
+        }
         self.schedule(
             self.config.chaos_ns + self.config.liveness_bound_ns,
             Event::Deadline,
@@ -917,6 +934,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 pauses,
             } => self.check_step_down(node as usize, incarnation, term, network, pauses),
             Event::QuietEnd => self.end_quiet_period(),
+            Event::Membership => self.membership_change(),
             Event::Deadline => {
                 if self.probe.satisfied {
                     // In the quiet period, which ends on its own.

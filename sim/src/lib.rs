@@ -58,8 +58,21 @@
 //!   yet on a majority: the shape of Raft's Figure 8); crash a voter
 //!   between its vote and the vote's fsync; hold messages back for seconds,
 //!   across several terms. A crash still loses only unsynced writes.
+//! * **Membership churn** (half the seeds on 2 or more nodes;
+//!   `--no-membership-churn` turns it off): during the faults the leader
+//!   is asked now and then to add a node as learner, promote a learner or
+//!   remove a voter (possibly itself; never the last one), half of those
+//!   runs starting from node 1 alone and growing; after the heal every
+//!   node is brought back as a voter before the liveness and quiet-period
+//!   checks count it done. Churn runs compact like the others: the
+//!   configuration travels with snapshots. Their extra check, after every step of a leader whose
+//!   commit index moved: the configuration in force, read from the last
+//!   configuration entry of its log, has a majority (of both halves while
+//!   joint) holding the new commit index (the leader by its durable log,
+//!   followers by their acknowledged index) — else `commit-without-quorum`.
 //! * **Planted core mistakes** ([`CoreBugs`], `--bug-figure-8`,
-//!   `--bug-vote-before-durable`; the `planted-bugs` feature): measure
+//!   `--bug-vote-before-durable`, `--bug-joint-new-quorum-only`,
+//!   `--bug-membership-on-commit`; the `planted-bugs` feature): measure
 //!   that the checks below catch the classic mistakes (see
 //!   `sim/tests/bugs.rs` for the bounds); while one is on the core's own
 //!   assertions that would report it are set aside.
@@ -86,8 +99,8 @@
 //!   a vote grant sent or an election won, and the node still holds every
 //!   entry it acknowledged and held when it crashed (an entry a newer
 //!   leader overwrote is exempt);
-//!   stability: a leader cut off from a quorum (nothing from a majority
-//!   can reach it) steps down within two CheckQuorum rounds plus two ticks
+//!   stability: a leader cut off from a quorum of its configuration
+//!   (nothing from a majority of either half can reach it) steps down within two CheckQuorum rounds plus two ticks
 //!   of its own clock, and once liveness is satisfied the run goes on for
 //!   a quiet second without faults in which no election may start
 //!   (skipped while a transfer to a preferred leader is due);

@@ -206,6 +206,17 @@ struct SimArgs {
     /// durable.
     #[arg(long)]
     bug_vote_before_durable: bool,
+    /// Planted core mistake: during a joint configuration the leader
+    /// commits with the new voters' majority alone.
+    #[arg(long)]
+    bug_joint_new_quorum_only: bool,
+    /// Planted core mistake: a configuration takes effect on commit
+    /// instead of on append.
+    #[arg(long)]
+    bug_membership_on_commit: bool,
+    /// No membership churn in any seed.
+    #[arg(long)]
+    no_membership_churn: bool,
     /// Planted core mistake: a leader serves ReadIndex reads without a
     /// heartbeat round confirming it still leads.
     #[arg(long)]
@@ -272,10 +283,13 @@ impl SimArgs {
                 vote_before_durable: self.bug_vote_before_durable,
                 read_index_without_round: self.bug_read_index_without_round,
                 follower_read_before_apply: self.bug_follower_read_before_apply,
+                joint_new_quorum_only: self.bug_joint_new_quorum_only,
+                membership_on_commit: self.bug_membership_on_commit,
             },
             reads: self.reads,
             lease_skew_beyond_bound: self.lease_skew_beyond_bound,
             vary_node_options: !self.fixed_node_options,
+            membership_churn: !self.no_membership_churn,
             timeline: false,
             max_node_steps: self.max_steps,
         };

@@ -21,8 +21,9 @@ use super::codec::{self, CodecError};
 
 /// The protocol version written in every frame. Version 2 wraps peer
 /// messages in [`PeerFrame`](super::wire::PeerFrame) so a connection can
-/// carry keepalives.
-pub const PROTOCOL_VERSION: u8 = 2;
+/// carry keepalives; version 3 adds the cluster configuration to
+/// snapshot chunks.
+pub const PROTOCOL_VERSION: u8 = 3;
 
 /// Bytes of header before the payload.
 pub const FRAME_HEADER_BYTES: usize = 9;

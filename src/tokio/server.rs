@@ -594,6 +594,7 @@ where
         };
         let started = std::time::Instant::now();
         let data = self.state_machine.snapshot();
+        let membership = self.node.membership_at(index).cloned();
         tracing::info!(
             index,
             term,
@@ -602,7 +603,8 @@ where
             "taking a snapshot"
         );
         self.storage.submit_snapshot(SnapshotWrite::Taken {
-            snapshot: Snapshot::new(LogPosition::new(index, term), data),
+            snapshot: Snapshot::new(LogPosition::new(index, term), data)
+                .with_membership(membership),
             stored: self.snapshots_stored.clone(),
         });
     }
@@ -689,7 +691,13 @@ where
     }
 
     /// Hands the snapshot received whole to storage (a write under `id`).
-    fn persist_snapshot(&mut self, id: crate::WriteId, snapshot: SnapshotMeta, discard_log: bool) {
+    fn persist_snapshot(
+        &mut self,
+        id: crate::WriteId,
+        snapshot: SnapshotMeta,
+        discard_log: bool,
+        membership: crate::Membership,
+    ) {
         if self.failed.is_some() {
             return;
         }
@@ -718,6 +726,7 @@ where
             id,
             received,
             discard_log,
+            membership,
         });
     }
 
@@ -939,8 +948,12 @@ where
                 id,
                 snapshot,
                 discard_log,
-            } => self.persist_snapshot(id, snapshot, discard_log),
+                membership,
+            } => self.persist_snapshot(id, snapshot, discard_log, membership),
             Action::RestoreSnapshot { snapshot } => self.restore_snapshot(snapshot),
+            Action::Transfer { target, outcome } => {
+                tracing::info!(target, ?outcome, "leadership transfer")
+            }
             Action::RoleChanged { role, term } => {
                 match role {
                     Role::Leader => tracing::info!(term, "became leader"),

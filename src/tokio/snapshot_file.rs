@@ -10,15 +10,25 @@
 //!                                       one being received from a leader
 //! ```
 //!
-//! ## Format (version 1; integers little-endian)
+//! ## Format (version 2; integers little-endian)
 //!
-//! A 48-byte header, then the state machine's bytes:
-//! `[magic "CNCDSNAP": 8][format version = 1: u32][index: u64][term: u64]`
-//! `[data length in bytes: u64][checksum of the data: u64][header check: u32]`.
-//! The data checksum is the core's [`checksum64`] (CRC-64/XZ, the one a
+//! A 48-byte header, then the state machine's bytes, then the cluster
+//! configuration in force at the snapshot's last entry:
+//! `[magic "CNCDSNAP": 8][format version = 2: u32][index: u64][term: u64]`
+//! `[data length in bytes: u64][checksum of the data: u64][header check: u32]`
+//! `[data][configuration][configuration length in bytes: u32][configuration check: u32]`.
+//! The data checksum is the core's [`checksum64`](crate::checksum64) (CRC-64/XZ, the one a
 //! leader's snapshot transfer is verified with); the header check is
 //! `crc32c` of the first 44 bytes xor [`CHECKSUM_SALT`]. The index and term
-//! must match the file name.
+//! must match the file name. The configuration is an
+//! `Option<`[`Membership`]`>` encoded by the [`codec`](super::codec), at
+//! most [`SNAPSHOT_MEMBERSHIP_BYTES_MAX`] bytes, its check `crc32c` of
+//! those bytes and of the length xor [`CHECKSUM_SALT`]; a configuration
+//! that fails its check, does not decode or is not a usable configuration
+//! is [`StorageError::CorruptSnapshot`].
+//!
+//! Version 1 files (before configurations traveled with snapshots: no
+//! trailer) are still read; their configuration is unknown (`None`).
 //!
 //! ## Writing
 //!
@@ -49,9 +59,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bytes::Bytes;
-
-use crate::{checksum64, Checksum64, LogPosition, Snapshot, SnapshotMeta};
+use crate::{Checksum64, LogPosition, Membership, Snapshot, SnapshotMeta};
 
 use super::storage::{SnapshotReader, SnapshotSink, StorageError};
 use super::wal::{io_err, sync_dir, write_file_atomically, CHECKSUM_SALT};
@@ -59,8 +67,19 @@ use super::wal::{io_err, sync_dir, write_file_atomically, CHECKSUM_SALT};
 /// First bytes of every snapshot file.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"CNCDSNAP";
 
-/// Version of the snapshot file format written and read by this build.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+/// Version of the snapshot file format written by this build (it reads
+/// this one and version 1).
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
+
+/// The first format version, without the configuration trailer.
+const SNAPSHOT_FORMAT_VERSION_1: u32 = 1;
+
+/// Most bytes of the configuration stored after a snapshot's data (a few
+/// thousand members; a larger length field is damage).
+pub const SNAPSHOT_MEMBERSHIP_BYTES_MAX: usize = 64 * 1024;
+
+/// Bytes of the configuration trailer's fixed part (length and check).
+const TRAILER_FIXED_BYTES: u64 = 8;
 
 /// Bytes of a snapshot file's header.
 pub const SNAPSHOT_HEADER_BYTES: usize = 48;
@@ -99,6 +118,73 @@ pub fn header_for(meta: &SnapshotMeta) -> [u8; SNAPSHOT_HEADER_BYTES] {
     header
 }
 
+/// The configuration trailer stored after a snapshot's data.
+pub(crate) fn membership_trailer(membership: Option<&Membership>) -> Result<Vec<u8>, StorageError> {
+    let mut out = super::codec::encode(&membership).map_err(|e| StorageError::Io {
+        context: "encoding a snapshot's configuration".to_string(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+    })?;
+    assert!(
+        out.len() <= SNAPSHOT_MEMBERSHIP_BYTES_MAX,
+        "a configuration of {} bytes",
+        out.len()
+    );
+    let length = (out.len() as u32).to_le_bytes();
+    let check = trailer_check(&out, length);
+    out.extend_from_slice(&length);
+    out.extend_from_slice(&check.to_le_bytes());
+    Ok(out)
+}
+
+fn trailer_check(encoded: &[u8], length: [u8; 4]) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c(encoded), &length) ^ CHECKSUM_SALT
+}
+
+/// Reads and checks the configuration trailer of a version 2 file of
+/// `file_bytes` bytes, returning the configuration and the length of the
+/// whole trailer.
+fn read_membership_trailer(
+    file: &File,
+    file_bytes: u64,
+) -> Result<(Option<Membership>, u64), String> {
+    if file_bytes < SNAPSHOT_HEADER_BYTES as u64 + TRAILER_FIXED_BYTES {
+        return Err(format!(
+            "{file_bytes} bytes, too short for the header and the configuration trailer"
+        ));
+    }
+    let mut fixed = [0u8; TRAILER_FIXED_BYTES as usize];
+    file.read_exact_at(&mut fixed, file_bytes - TRAILER_FIXED_BYTES)
+        .map_err(|e| format!("reading the configuration trailer: {e}"))?;
+    let length = [fixed[0], fixed[1], fixed[2], fixed[3]];
+    let encoded_bytes = u32::from_le_bytes(length) as u64;
+    let check = u32::from_le_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]);
+    if encoded_bytes > SNAPSHOT_MEMBERSHIP_BYTES_MAX as u64
+        || SNAPSHOT_HEADER_BYTES as u64 + TRAILER_FIXED_BYTES + encoded_bytes > file_bytes
+    {
+        return Err(format!(
+            "the configuration trailer announces {encoded_bytes} bytes, which the file cannot hold"
+        ));
+    }
+    let mut encoded = vec![0u8; encoded_bytes as usize];
+    file.read_exact_at(
+        &mut encoded,
+        file_bytes - TRAILER_FIXED_BYTES - encoded_bytes,
+    )
+    .map_err(|e| format!("reading the configuration trailer: {e}"))?;
+    if trailer_check(&encoded, length) != check {
+        return Err("the stored configuration fails its checksum".to_string());
+    }
+    let membership: Option<Membership> =
+        super::codec::decode(&encoded, SNAPSHOT_MEMBERSHIP_BYTES_MAX)
+            .map_err(|e| format!("the stored configuration does not decode: {e}"))?;
+    if let Some(membership) = &membership {
+        membership
+            .validate()
+            .map_err(|e| format!("the stored configuration is unusable: {e}"))?;
+    }
+    Ok((membership, encoded_bytes + TRAILER_FIXED_BYTES))
+}
+
 /// Writes `snapshot` into `snapshot_dir` atomically (temporary file, fsync,
 /// rename, directory fsync) and returns its path.
 pub fn write_snapshot_file(
@@ -116,7 +202,12 @@ pub(crate) fn write_snapshot_file_with_meta(
 ) -> Result<PathBuf, StorageError> {
     debug_assert_eq!(meta.size_bytes, snapshot.data.len() as u64);
     let name = snapshot_file_name(snapshot.position);
-    write_file_atomically(snapshot_dir, &name, &[&header_for(meta), &snapshot.data])
+    let trailer = membership_trailer(snapshot.membership.as_ref())?;
+    write_file_atomically(
+        snapshot_dir,
+        &name,
+        &[&header_for(meta), &snapshot.data, &trailer],
+    )
 }
 
 /// Creates the file a snapshot from the leader is received into (its
@@ -148,14 +239,20 @@ pub(crate) fn create_receiving_file(
     ))
 }
 
-/// Makes a received snapshot file durable under its final name: fsync,
-/// rename, directory fsync (a crash before the rename leaves a `.tmp` file,
-/// removed at startup).
+/// Makes a received snapshot file durable under its final name: appends
+/// the configuration trailer after the `size_bytes` data bytes, then
+/// fsync, rename, directory fsync (a crash before the rename leaves a
+/// `.tmp` file, removed at startup).
 pub(crate) fn make_received_durable(
     file: &File,
     path: &Path,
     final_path: &Path,
+    size_bytes: u64,
+    membership: &Membership,
 ) -> Result<(), StorageError> {
+    let trailer = membership_trailer(Some(membership))?;
+    file.write_all_at(&trailer, SNAPSHOT_HEADER_BYTES as u64 + size_bytes)
+        .map_err(io_err(format!("writing {}", path.display())))?;
     file.sync_all()
         .map_err(io_err(format!("syncing {}", path.display())))?;
     fs::rename(path, final_path).map_err(io_err(format!(
@@ -192,8 +289,17 @@ pub fn open_snapshot_file(path: &Path) -> Result<SnapshotReader, StorageError> {
     let mut header = [0u8; SNAPSHOT_HEADER_BYTES];
     file.read_exact(&mut header)
         .map_err(io_err(format!("reading {file_name}")))?;
-    let meta =
-        parse_header(&header, path, file_bytes - SNAPSHOT_HEADER_BYTES as u64).map_err(&corrupt)?;
+    let (membership, trailer_bytes) = if header_version(&header) == SNAPSHOT_FORMAT_VERSION {
+        read_membership_trailer(&file, file_bytes).map_err(&corrupt)?
+    } else {
+        (None, 0)
+    };
+    let meta = parse_header(
+        &header,
+        path,
+        file_bytes - SNAPSHOT_HEADER_BYTES as u64 - trailer_bytes,
+    )
+    .map_err(&corrupt)?;
     let mut checksum = Checksum64::new();
     let mut piece = vec![0u8; PIECE_BYTES.min(meta.size_bytes as usize)];
     let mut remaining = meta.size_bytes;
@@ -213,10 +319,16 @@ pub fn open_snapshot_file(path: &Path) -> Result<SnapshotReader, StorageError> {
     }
     Ok(SnapshotReader::from_file(
         meta,
+        membership,
         Arc::new(file),
         SNAPSHOT_HEADER_BYTES as u64,
         path.to_path_buf(),
     ))
+}
+
+/// The format version a header names (checked by `parse_header`).
+fn header_version(header: &[u8; SNAPSHOT_HEADER_BYTES]) -> u32 {
+    u32::from_le_bytes([header[8], header[9], header[10], header[11]])
 }
 
 /// Checks a snapshot file's header (magic, version, header check, that it
@@ -235,10 +347,11 @@ fn parse_header(
         b.copy_from_slice(&header[at..at + 8]);
         u64::from_le_bytes(b)
     };
-    let version = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
-    if version != SNAPSHOT_FORMAT_VERSION {
+    let version = header_version(header);
+    if version != SNAPSHOT_FORMAT_VERSION && version != SNAPSHOT_FORMAT_VERSION_1 {
         return Err(format!(
-            "format version {version}; this build reads only version {SNAPSHOT_FORMAT_VERSION}"
+            "format version {version}; this build reads versions {SNAPSHOT_FORMAT_VERSION_1} \
+             and {SNAPSHOT_FORMAT_VERSION}"
         ));
     }
     let check = u32::from_le_bytes([header[44], header[45], header[46], header[47]]);
@@ -268,34 +381,9 @@ fn parse_header(
 
 /// Reads and verifies the snapshot file at `path`.
 pub fn read_snapshot_file(path: &Path) -> Result<Snapshot, StorageError> {
-    let file = path.display().to_string();
-    let corrupt = |reason: String| StorageError::CorruptSnapshot {
-        file: file.clone(),
-        reason,
-    };
-    let mut bytes = Vec::new();
-    File::open(path)
-        .and_then(|mut f| f.read_to_end(&mut bytes))
-        .map_err(io_err(format!("reading {file}")))?;
-    if bytes.len() < SNAPSHOT_HEADER_BYTES {
-        return Err(corrupt(format!(
-            "{} bytes, shorter than the {SNAPSHOT_HEADER_BYTES}-byte header",
-            bytes.len()
-        )));
-    }
-    let mut header = [0u8; SNAPSHOT_HEADER_BYTES];
-    header.copy_from_slice(&bytes[..SNAPSHOT_HEADER_BYTES]);
-    let held_bytes = (bytes.len() - SNAPSHOT_HEADER_BYTES) as u64;
-    let meta = parse_header(&header, path, held_bytes).map_err(corrupt)?;
-    let data = Bytes::from(bytes).slice(SNAPSHOT_HEADER_BYTES..);
-    let actual = checksum64(&data);
-    if actual != meta.checksum {
-        return Err(corrupt(format!(
-            "the data fails its checksum (stored {:#018x}, computed {actual:#018x})",
-            meta.checksum
-        )));
-    }
-    Ok(Snapshot::new(meta.position, data))
+    let reader = open_snapshot_file(path)?;
+    let data = reader.read_verified()?;
+    Ok(Snapshot::new(reader.meta().position, data).with_membership(reader.membership().cloned()))
 }
 
 /// Snapshot files of `snapshot_dir` by position, oldest first. Leftover

@@ -32,7 +32,8 @@ use thiserror::Error;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::{
-    checksum64, Entry, HardState, Index, LogPosition, Recovered, Snapshot, SnapshotMeta, WriteId,
+    checksum64, Entry, HardState, Index, LogPosition, Membership, Recovered, Snapshot,
+    SnapshotMeta, WriteId,
 };
 
 /// One [`Action::Persist`](crate::Action::Persist), as handed to storage.
@@ -76,6 +77,9 @@ pub enum SnapshotWrite {
         received: ReceivedSnapshot,
         /// Drop every log entry, not only those the snapshot covers.
         discard_log: bool,
+        /// The configuration in force at the snapshot's last entry, stored
+        /// with it (see [`Recovered::membership`]).
+        membership: Membership,
     },
 }
 
@@ -89,6 +93,9 @@ pub type SnapshotStoredSender = UnboundedSender<SnapshotReader>;
 #[derive(Clone, Debug)]
 pub struct SnapshotReader {
     meta: SnapshotMeta,
+    /// The configuration stored with the snapshot (`None` for a snapshot
+    /// stored without one: file format version 1).
+    membership: Option<Membership>,
     source: ReaderSource,
 }
 
@@ -108,6 +115,7 @@ impl SnapshotReader {
     pub fn from_memory(snapshot: &Snapshot) -> Self {
         SnapshotReader {
             meta: snapshot.meta(),
+            membership: snapshot.membership.clone(),
             source: ReaderSource::Memory(snapshot.data.clone()),
         }
     }
@@ -116,12 +124,14 @@ impl SnapshotReader {
     /// `data_offset_bytes` on.
     pub(crate) fn from_file(
         meta: SnapshotMeta,
+        membership: Option<Membership>,
         file: Arc<File>,
         data_offset_bytes: u64,
         path: PathBuf,
     ) -> Self {
         SnapshotReader {
             meta,
+            membership,
             source: ReaderSource::File {
                 file,
                 data_offset_bytes,
@@ -133,6 +143,12 @@ impl SnapshotReader {
     /// What the node is told of this snapshot.
     pub fn meta(&self) -> SnapshotMeta {
         self.meta
+    }
+
+    /// The configuration in force at the snapshot's last entry, as stored
+    /// with it (`None` for a snapshot stored without one).
+    pub fn membership(&self) -> Option<&Membership> {
+        self.membership.as_ref()
     }
 
     /// The snapshot's bytes `offset..offset + length_bytes`.
@@ -330,6 +346,7 @@ impl SnapshotSink {
                 let data = Bytes::from(bytes);
                 let reader = SnapshotReader {
                     meta: self.meta,
+                    membership: None,
                     source: ReaderSource::Memory(data.clone()),
                 };
                 let received = ReceivedSnapshot {
@@ -346,6 +363,7 @@ impl SnapshotSink {
             } => {
                 let reader = SnapshotReader::from_file(
                     self.meta,
+                    None,
                     file.clone(),
                     data_offset_bytes,
                     final_path.clone(),
@@ -637,6 +655,10 @@ impl Storage for MemStorage {
             entries: state.entries.clone(),
             // The host restores its state machine from the snapshot.
             applied_index: base.index,
+            membership: state
+                .snapshot
+                .as_ref()
+                .and_then(|snapshot| snapshot.membership.clone()),
         })
     }
 
@@ -665,11 +687,13 @@ impl Storage for MemStorage {
                 id,
                 received,
                 discard_log,
+                membership,
             } => {
                 let ReceivedTarget::Memory(data) = received.target else {
                     panic!("MemStorage hands out in-memory sinks only");
                 };
-                let snapshot = Snapshot::new(received.meta.position, data);
+                let snapshot =
+                    Snapshot::new(received.meta.position, data).with_membership(Some(membership));
                 {
                     let mut state = self.disk.lock();
                     state.store_snapshot(snapshot, discard_log);

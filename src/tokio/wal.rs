@@ -190,7 +190,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use crate::{
-    Entry, HardState, Index, LogPosition, Recovered, Snapshot, SnapshotMeta, Term, WriteId,
+    Entry, HardState, Index, LogPosition, Membership, Recovered, Snapshot, SnapshotMeta, Term,
+    WriteId,
 };
 
 use super::codec;
@@ -958,6 +959,9 @@ pub fn recover_dir(dir: &Path, options: &WalOptions) -> Result<RecoveryReport, S
             entries,
             // The host restores its state machine from the snapshot.
             applied_index: base.index,
+            membership: snapshot
+                .as_ref()
+                .and_then(|snapshot| snapshot.membership().cloned()),
         },
         torn_tails,
         torn_bytes_truncated,
@@ -1399,8 +1403,12 @@ impl Writer {
                         SnapshotWrite::Taken { snapshot, .. } => {
                             Some(self.store_taken_snapshot(snapshot, newer)?)
                         }
-                        SnapshotWrite::Installed { received, .. } => {
-                            self.store_received_snapshot(received, newer)?;
+                        SnapshotWrite::Installed {
+                            received,
+                            membership,
+                            ..
+                        } => {
+                            self.store_received_snapshot(received, membership, newer)?;
                             None
                         }
                     };
@@ -1488,6 +1496,7 @@ impl Writer {
         let file = File::open(&path).map_err(io_err(format!("opening {}", path.display())))?;
         Ok(SnapshotReader::from_file(
             meta,
+            snapshot.membership.clone(),
             Arc::new(file),
             snapshot_file::SNAPSHOT_HEADER_BYTES as u64,
             path,
@@ -1499,6 +1508,7 @@ impl Writer {
     fn store_received_snapshot(
         &mut self,
         received: &ReceivedSnapshot,
+        membership: &Membership,
         newer: bool,
     ) -> Result<(), StorageError> {
         match &received.target {
@@ -1508,7 +1518,13 @@ impl Writer {
                 final_path,
             } => {
                 if newer {
-                    snapshot_file::make_received_durable(file, path, final_path)
+                    snapshot_file::make_received_durable(
+                        file,
+                        path,
+                        final_path,
+                        received.meta().size_bytes,
+                        membership,
+                    )
                 } else {
                     fs::remove_file(path).map_err(io_err(format!("removing {}", path.display())))
                 }
@@ -1516,7 +1532,8 @@ impl Writer {
             ReceivedTarget::Memory(data) => {
                 // A sink from another storage; written like a taken one.
                 if newer {
-                    let snapshot = Snapshot::new(received.meta().position, data.clone());
+                    let snapshot = Snapshot::new(received.meta().position, data.clone())
+                        .with_membership(Some(membership.clone()));
                     snapshot_file::write_snapshot_file(&self.snapshot_dir, &snapshot)?;
                 }
                 Ok(())

@@ -110,6 +110,10 @@ impl Disk {
             base: self.base,
             entries: self.entries.clone(),
             applied_index: self.base.index,
+            membership: self
+                .snapshot
+                .as_ref()
+                .and_then(|snapshot| snapshot.membership.clone()),
         }
     }
 }
@@ -312,10 +316,12 @@ impl Cluster {
                         id: write,
                         snapshot: meta,
                         discard_log,
+                        membership,
                     } => {
                         let (received, bytes) = self.incoming.remove(&id).expect("received");
                         assert_eq!(received, meta);
-                        let snapshot = Snapshot::new(meta.position, Bytes::from(bytes));
+                        let snapshot = Snapshot::new(meta.position, Bytes::from(bytes))
+                            .with_membership(Some(membership));
                         assert_eq!(snapshot.meta(), meta, "received bytes fail the checksum");
                         self.snapshot_bytes
                             .entry(id)
@@ -338,7 +344,8 @@ impl Cluster {
                     Action::TakeSnapshot => {
                         let position = self.applied_position[&id];
                         let data = encode_applied(&self.applied[&id]);
-                        let snapshot = Snapshot::new(position, data);
+                        let membership = self.nodes[&id].membership_at(position.index).cloned();
+                        let snapshot = Snapshot::new(position, data).with_membership(membership);
                         let disk = self.disks.get_mut(&id).expect("disk");
                         disk.unsynced_own_snapshot = Some(snapshot);
                         if self.auto_sync.contains(&id) {
@@ -720,10 +727,12 @@ impl Solo {
                         id,
                         snapshot: meta,
                         discard_log,
+                        membership,
                     } => {
                         let (received, bytes) = self.incoming.take().expect("received");
                         assert_eq!(received, *meta);
-                        let snapshot = Snapshot::new(meta.position, Bytes::from(bytes));
+                        let snapshot = Snapshot::new(meta.position, Bytes::from(bytes))
+                            .with_membership(Some(membership.clone()));
                         assert_eq!(snapshot.meta(), *meta, "received bytes fail the checksum");
                         self.received = Some(snapshot.clone());
                         self.disk

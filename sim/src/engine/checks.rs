@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use concord::session;
 use concord::state_machine::StateMachine;
-use concord::{Index, Input, NodeId, Role, Term};
+use concord::{EntryPayload, Index, Input, NodeId, Role, Term};
 
 use super::host::Proposer;
 use super::{format_time, Event, FailureKind, Simulation, MS, QUIET_PERIOD_NS};
@@ -46,7 +46,10 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             .node
             .as_ref()
             .is_some_and(|node| node.role() == Role::Leader && node.term() == term);
-        if still_leads {
+        // The configuration may have changed since (a joint one left, once
+        // committed before the cut): only one the leader is still cut off
+        // in counts.
+        if still_leads && self.cut_off_from_quorum(index) {
             let message = format!(
                 "leader of term {term} cut off from a quorum did not step down within its CheckQuorum bound"
             );
@@ -113,6 +116,66 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         self.finished = true;
     }
 
+    /// A leader's commit index may only move to what the quorums of the
+    /// configuration in force hold: the latest configuration in its log
+    /// (read from the log itself, not from the node's own bookkeeping),
+    /// with a majority of both halves while joint, counting the leader by
+    /// its durable log and each follower by its acknowledged index.
+    pub(super) fn check_commit_quorum(&mut self, index: usize) -> Result<(), String> {
+        let host = &mut self.hosts[index];
+        let Some(node) = host.node.as_ref() else {
+            return Ok(());
+        };
+        if node.role() != Role::Leader {
+            host.leader_commit_seen = None;
+            return Ok(());
+        }
+        let (term, commit) = (node.term(), node.commit_index());
+        let previous = host.leader_commit_seen.replace((term, commit));
+        let Some((seen_term, seen_commit)) = previous else {
+            return Ok(());
+        };
+        if seen_term != term || commit <= seen_commit {
+            return Ok(());
+        }
+        let mut membership = None;
+        let mut at = node.last_index();
+        while at >= node.first_index() {
+            if let Some(EntryPayload::Membership(m)) = node.entry(at).map(|e| &e.payload) {
+                membership = Some(m.clone());
+                break;
+            }
+            at -= 1;
+        }
+        let membership = match membership {
+            Some(m) => m,
+            None => node
+                .membership_at(node.log_base().index)
+                .cloned()
+                .unwrap_or_else(|| node.membership().clone()),
+        };
+        let me = node.id();
+        let held = |id: NodeId| {
+            if id == me {
+                node.persisted_index()
+            } else {
+                node.progress(id).map_or(0, |p| p.match_index)
+            }
+        };
+        for voters in [&membership.voters, &membership.voters_outgoing] {
+            if voters.is_empty() {
+                continue;
+            }
+            let holders = voters.iter().filter(|id| held(**id) >= commit).count();
+            if holders <= voters.len() / 2 {
+                return Err(format!(
+                    "leader committed index {commit} in term {term} held by {holders} of voters {voters:?} (configuration at index {at}: {membership:?})"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The live node in the leader role with the highest term.
     pub(super) fn current_leader(&self) -> Option<usize> {
         (0..self.hosts.len())
@@ -176,7 +239,17 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 .as_ref()
                 .is_some_and(|node| node.applied_index() >= index)
         });
-        if all_applied && !self.probe.satisfied {
+        // With membership churn, also every node back as a voter, the
+        // change committed: the quiet period runs in the full cluster.
+        let restored = self.churn.is_none()
+            || self.current_leader().is_some_and(|leader| {
+                let node = self.hosts[leader].node.as_ref().expect("leader is live");
+                let membership = node.membership();
+                !membership.is_joint()
+                    && membership.voters.len() == self.hosts.len()
+                    && node.commit_index() >= node.membership_index()
+            });
+        if all_applied && restored && !self.probe.satisfied {
             self.probe.satisfied = true;
             self.note(None, || {
                 format!("liveness satisfied: every node applied index {index}")

@@ -98,6 +98,8 @@ pub(super) struct Host<S> {
     pub(super) incoming_snapshot: Option<(SnapshotMeta, Vec<u8>)>,
     /// Times this host was paused (a pause stretches its CheckQuorum bound).
     pub(super) pauses: u32,
+    /// (term, commit index) at the last step this node ended as leader.
+    pub(super) leader_commit_seen: Option<(Term, Index)>,
 }
 
 impl<S> Host<S> {
@@ -124,6 +126,15 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             self.config.max_skew_ppm,
             self.config.lease_skew_beyond_bound,
         );
+        if let Some(churn) = &self.churn {
+            config.priorities.clear();
+            if churn.start_small {
+                config.voters = [1].into();
+                if id != 1 {
+                    config.learners = [id].into();
+                }
+            }
+        }
         config
     }
 
@@ -378,6 +389,15 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             self.fail(kind, Some(index), message);
             return;
         }
+        if self.churn.is_some() {
+            if let Err(message) = self.check_commit_quorum(index) {
+                self.fail(FailureKind::CommitWithoutQuorum, Some(index), message);
+                return;
+            }
+        }
+        let Some(node) = self.hosts[index].node.as_ref() else {
+            return;
+        };
         if self.timeline.is_some() {
             let commit = node.commit_index();
             let vote = node.voted_for().map(|vote| (node.term(), vote));
@@ -527,6 +547,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 id,
                 snapshot,
                 discard_log,
+                membership,
             } => {
                 // Verified again on the bytes as the host holds them.
                 let received = match self.hosts[index].incoming_snapshot.take() {
@@ -549,7 +570,8 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                         return;
                     }
                 };
-                let snapshot = Snapshot::new(snapshot.position, received);
+                let snapshot =
+                    Snapshot::new(snapshot.position, received).with_membership(Some(membership));
                 self.hosts[index].keep_snapshot_bytes(snapshot.clone());
                 self.hosts[index].disk.write(Record {
                     id,
@@ -630,6 +652,11 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 self.note(Some(index), || format!("refuses read {id}: {error}"));
                 self.reply(read.client, read.attempt, Reply::Refused { hint });
             }
+            Action::Transfer { target, outcome } => {
+                self.note(Some(index), || {
+                    format!("leadership transfer to n{target}: {outcome:?}")
+                });
+            }
             Action::RoleChanged { role, term } => {
                 self.trace
                     .word(0xabcd_0000 | ((index as u64) << 8) | role_code(role));
@@ -675,6 +702,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             host.applied_position
         };
         let data = host.sm.snapshot();
+        let membership = node.membership_at(position.index).cloned();
         let digest = hash_bytes(&data);
         match self.snapshot_digests.get(&position.index) {
             Some((other, other_digest)) if *other_digest != digest => {
@@ -701,7 +729,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 data.len()
             )
         });
-        let snapshot = Snapshot::new(position, data);
+        let snapshot = Snapshot::new(position, data).with_membership(membership);
         self.snapshots.taken += 1;
         self.hosts[index].disk.write_snapshot(snapshot.clone());
         self.hosts[index].snapshot_outstanding = true;

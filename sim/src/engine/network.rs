@@ -79,6 +79,7 @@ pub(super) fn body_code(body: &MessageBody) -> u64 {
             next_offset,
             rewind,
         } => 10 | (u64::from(*rewind) << 4) | (snapshot.index << 8) | (next_offset << 32),
+        MessageBody::Removed { configuration } => 11 | (configuration.index << 8),
     }
 }
 
@@ -139,6 +140,27 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
     /// step down within its CheckQuorum bound (two CheckQuorum rounds of
     /// `election_timeout_min_ticks` each, plus two ticks, on its own
     /// clock).
+    /// Whether node `index` is cut off from a quorum of the configuration
+    /// in force in it (either half while joint). A peer counts as cut off
+    /// only if nothing it sends can reach the node: answers sent before a
+    /// one-way cut of the other direction may still arrive (seconds)
+    /// later, legitimately.
+    pub(super) fn cut_off_from_quorum(&self, index: usize) -> bool {
+        let Some(node) = self.hosts[index].node.as_ref() else {
+            return false;
+        };
+        let nodes = self.hosts.len();
+        let membership = node.membership();
+        let reaches = |id: NodeId| {
+            let other = id as usize - 1;
+            other == index || (other < nodes && self.blocked[other] & (1 << index) == 0)
+        };
+        [&membership.voters, &membership.voters_outgoing]
+            .into_iter()
+            .filter(|voters| !voters.is_empty())
+            .any(|voters| voters.iter().filter(|id| reaches(**id)).count() <= voters.len() / 2)
+    }
+
     pub(super) fn network_changed(&mut self) {
         self.network_generation = self.network_generation.wrapping_add(1);
         if self.healed || !self.node_options.check_quorum {
@@ -153,13 +175,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             if node.role() != Role::Leader || host.paused {
                 continue;
             }
-            // A peer counts as cut off only if nothing it sends can reach
-            // the leader: answers sent before a one-way cut of the other
-            // direction may still arrive (seconds) later, legitimately.
-            let reachable = (0..nodes)
-                .filter(|&other| other != index && self.blocked[other] & (1 << index) == 0)
-                .count();
-            if 1 + reachable > nodes / 2 {
+            if !self.cut_off_from_quorum(index) {
                 continue;
             }
             let ticks = 2 * u64::from(node.config().election_timeout_min_ticks) + 2;
