@@ -542,35 +542,43 @@ impl Node {
     /// Whether a message from `message.from` is taken at all. From a node
     /// some configuration here names (or that leads our current term):
     /// always. From any other node only leader traffic (AppendEntries,
-    /// Heartbeat, InstallSnapshot), and only while this node does not vote
-    /// (a learner, or a node just built to join) or has no live leader.
+    /// Heartbeat, InstallSnapshot) and vote requests from a candidate whose
+    /// log is at least as up to date as ours, and only while this node
+    /// does not vote (a learner, or a node just built to join) or has no
+    /// live leader.
     ///
     /// That much is what joining needs: a new node is built knowing the
     /// voters of the moment, and a lagging voter knows only the
-    /// configurations in its log, so either may be sent entries by a leader
-    /// elected after a configuration it has not received yet named that
-    /// leader; refusing them would leave it behind forever. It is safe
-    /// because Raft's safety never rests on who sends leader traffic: the
-    /// entries are accepted only where they match our log (log matching),
-    /// commitment still counts only the configuration's voters, and a
-    /// leader with a stale term is answered, not followed. What knowing the
+    /// configurations in its log (or its snapshot), so either may be sent
+    /// entries by a leader, or asked for its vote by a candidate, named
+    /// only by a configuration it has not received yet; refusing them
+    /// would leave it behind forever, or leave a configuration that needs
+    /// its vote without a leader. It is safe because Raft's safety never
+    /// rests on who sends: entries are accepted only where they match our
+    /// log (log matching), commitment and elections still count only the
+    /// voters of each node's configuration, a stale term is answered, not
+    /// followed, and a vote is granted at most once per term, durably, to
+    /// a log at least as up to date as ours, whoever asks. What knowing the
     /// sender buys is containment of strays (a misconfigured or removed
     /// node): while we vote and follow a live leader, such a node cannot
-    /// move our term or replace our leader. Everything else from an unknown
-    /// node is refused: vote requests (a node votes only for nodes it
-    /// knows; its durable vote must name one), answers (a leader tracks
-    /// only its configuration's members) and TimeoutNow.
+    /// move our term or replace our leader, and a stray whose log is behind
+    /// ours cannot move our term at all. Everything else from an unknown
+    /// node is refused: answers (a leader tracks only its configuration's
+    /// members) and TimeoutNow.
     fn accepts_sender(&self, message: &Message) -> bool {
         if self.is_known_node(message.from) || self.leader == Some(message.from) {
             return true;
         }
-        let leader_traffic = matches!(
-            message.body,
+        let may_be_newer = match &message.body {
             MessageBody::AppendEntries { .. }
-                | MessageBody::Heartbeat { .. }
-                | MessageBody::InstallSnapshot { .. }
-        );
-        leader_traffic && (!self.is_voter_here() || !self.in_leader_lease())
+            | MessageBody::Heartbeat { .. }
+            | MessageBody::InstallSnapshot { .. } => true,
+            MessageBody::RequestVote { last_log, .. } => {
+                last_log.is_up_to_date_with(&self.log.last_position())
+            }
+            _ => false,
+        };
+        may_be_newer && (!self.is_voter_here() || !self.in_leader_lease())
     }
 
     /// A message only a leader sends arrived in our term from `from`.

@@ -6,7 +6,7 @@ mod common;
 use common::{config, Cluster, Disk};
 use concord::{
     Action, Config, ConfigError, Input, LogPosition, Membership, MembershipChange, MembershipError,
-    Node, NodeId, ProposeError, Recovered, Role,
+    Message, MessageBody, Node, NodeId, ProposeError, Recovered, Role,
 };
 
 /// Adds node `id` to the harness as a replica joining a running cluster of
@@ -546,4 +546,32 @@ fn membership_errors_say_what_to_do() {
             "no action in: {message}"
         );
     }
+}
+
+#[test]
+fn a_lagging_voter_votes_for_an_unknown_candidate_whose_log_is_ahead_only() {
+    // Node 9 was added in entries node 2 has not received; its vote may
+    // be needed, so it is heard when its log is at least as up to date.
+    let mut n = common::Solo::new(config(2, &[1, 2, 3]), common::recovered(1, None, &[1, 1]));
+    let behind = common::msg(9, 2, 2, common::vote_request((1, 1)));
+    let answers = common::sent(&n.receive(behind));
+    assert!(
+        matches!(
+            answers.as_slice(),
+            [Message {
+                to: 9,
+                body: MessageBody::Removed { .. },
+                ..
+            }]
+        ),
+        "{answers:?}"
+    );
+    assert_eq!(n.node.term(), 1, "a stray behind us cannot move our term");
+    let ahead = common::msg(9, 2, 2, common::vote_request((5, 1)));
+    n.receive(ahead);
+    assert_eq!(
+        common::vote_answers(&n.sync()),
+        vec![(9, 2, true)],
+        "granted once durable"
+    );
 }

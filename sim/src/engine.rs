@@ -654,6 +654,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             .count();
         self.faults.add(FaultKind::Skew, skewed as u64);
         for index in 0..self.hosts.len() {
+            if self.is_unstarted_spare(index) {
+                continue;
+            }
             self.boot(index)?;
         }
         for (index, event) in self.plan.events.iter().enumerate() {

@@ -64,7 +64,14 @@
 //!   remove a voter (possibly itself; never the last one), half of those
 //!   runs starting from node 1 alone and growing; after the heal every
 //!   node is brought back as a voter before the liveness and quiet-period
-//!   checks count it done. Churn runs compact like the others: the
+//!   checks count it done. A removal names the leader itself now and
+//!   then. In half the other runs (3 or more nodes) the highest id is a
+//!   spare that has never run: when a voter is down during the faults, the
+//!   spare starts with an empty disk as a learner joining the cluster, is
+//!   added, promoted, and the crashed voter removed (replacing a dead
+//!   server by a new one). Election safety is checked across
+//!   configurations: at most one leader per term, whatever configuration
+//!   each leader was elected in. Churn runs compact like the others: the
 //!   configuration travels with snapshots. Their extra check, after every step of a leader whose
 //!   commit index moved: the configuration in force, read from the last
 //!   configuration entry of its log, has a majority (of both halves while

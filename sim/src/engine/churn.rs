@@ -1,7 +1,14 @@
 //! The membership workload: in the seeds that draw it, the leader is asked
 //! now and then to add a node as learner, promote a learner or remove a
-//! voter during the faults; after the heal every node is brought back as
-//! a voter.
+//! voter (sometimes itself) during the faults; after the heal every node
+//! is brought back as a voter.
+//!
+//! In some seeds the highest id is a spare: a server that has never run
+//! (an empty disk) and is not in the initial configuration. When a voter
+//! is down during the faults, the spare replaces it: it starts as a
+//! learner joining the cluster, is added, promoted, and the crashed voter
+//! is removed. (The spare joins at the latest at the heal, when every node
+//! is brought back as a voter.)
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -23,6 +30,12 @@ pub(super) struct Churn {
     rng: ChaCha8Rng,
     /// Changes accepted by a leader.
     proposed: u64,
+    /// The host that has not run yet and replaces a crashed voter.
+    pub(super) spare: Option<usize>,
+    /// The spare was started.
+    pub(super) spare_started: bool,
+    /// The crashed voter (host index) the spare is replacing.
+    replacing: Option<usize>,
 }
 
 impl Churn {
@@ -37,15 +50,101 @@ impl Churn {
         if !rng.gen_bool(0.5) {
             return None;
         }
+        let start_small = rng.gen_bool(0.5);
+        let spare =
+            (!start_small && config.nodes >= 3 && rng.gen_bool(0.5)).then_some(config.nodes - 1);
         Some(Churn {
-            start_small: rng.gen_bool(0.5),
+            start_small,
             rng,
             proposed: 0,
+            spare,
+            spare_started: false,
+            replacing: None,
         })
     }
 }
 
 impl<S: StateMachine, W: Workload> Simulation<S, W> {
+    /// Whether host `index` is the spare and has not been started.
+    pub(super) fn is_unstarted_spare(&self, index: usize) -> bool {
+        self.churn
+            .as_ref()
+            .is_some_and(|churn| churn.spare == Some(index) && !churn.spare_started)
+    }
+
+    /// The voters a node starts with: all but an unstarted spare; the
+    /// spare itself joins with the leader's voters of the moment.
+    pub(super) fn initial_voters(&self, index: usize) -> Vec<NodeId> {
+        let all = 1..=self.hosts.len() as NodeId;
+        let Some(spare) = self.churn.as_ref().and_then(|churn| churn.spare) else {
+            return all.collect();
+        };
+        let spare_id = spare as NodeId + 1;
+        let without_spare: Vec<NodeId> = all.filter(|id| *id != spare_id).collect();
+        if index != spare {
+            return without_spare;
+        }
+        let current: Vec<NodeId> = self
+            .current_leader()
+            .and_then(|leader| self.hosts[leader].node.as_ref())
+            .map(|node| {
+                node.membership()
+                    .voters
+                    .iter()
+                    .copied()
+                    .filter(|id| *id != spare_id)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if current.is_empty() {
+            without_spare
+        } else {
+            current
+        }
+    }
+
+    /// The next step of replacing a crashed voter by the spare, if one is
+    /// under way or can start: start the spare, add it, promote it, remove
+    /// the crashed voter.
+    fn replacement_change(&mut self, leader: usize) -> Option<MembershipChange> {
+        let churn = self.churn.as_ref()?;
+        let spare = churn.spare?;
+        let spare_id = spare as NodeId + 1;
+        let membership = self.hosts[leader].node.as_ref()?.membership().clone();
+        let old = match churn.replacing {
+            Some(old) => old,
+            None => {
+                if churn.spare_started {
+                    return None;
+                }
+                let crashed = (0..self.hosts.len()).find(|index| {
+                    *index != spare
+                        && self.hosts[*index].node.is_none()
+                        && membership.is_voter(*index as NodeId + 1)
+                })?;
+                self.note(Some(crashed), || {
+                    format!("replacing crashed n{} by new node n{spare_id}", crashed + 1)
+                });
+                let churn = self.churn.as_mut().expect("churn is on");
+                churn.replacing = Some(crashed);
+                churn.spare_started = true;
+                self.restart(spare);
+                crashed
+            }
+        };
+        let old_id = old as NodeId + 1;
+        if !membership.contains(spare_id) {
+            Some(MembershipChange::AddLearner(spare_id))
+        } else if membership.is_learner(spare_id) {
+            Some(MembershipChange::PromoteLearner(spare_id))
+        } else if membership.voters.contains(&old_id) && membership.voters.len() > 1 {
+            Some(MembershipChange::Remove(old_id))
+        } else {
+            self.churn.as_mut().expect("churn is on").replacing = None;
+            None
+        }
+    }
+
     /// The membership workload: one change at the leader now and then.
     /// During the faults: add a non-member as learner, promote a learner,
     /// or remove a voter (possibly the leader; never the last voter).
@@ -60,8 +159,14 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             self.schedule(next_ns, Event::Membership);
             return;
         };
+        let replacement = if healed {
+            None
+        } else {
+            self.replacement_change(leader)
+        };
         let node = self.hosts[leader].node.as_ref().expect("leader is live");
         let membership = node.membership().clone();
+        let leader_id = node.id();
         let all: Vec<NodeId> = (1..=self.hosts.len() as NodeId).collect();
         let outsiders: Vec<NodeId> = all
             .iter()
@@ -71,7 +176,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         let learners: Vec<NodeId> = membership.learners.iter().copied().collect();
         let voters: Vec<NodeId> = membership.voters.iter().copied().collect();
         let churn = self.churn.as_mut().expect("churn is on");
-        let change = if healed {
+        let change = if replacement.is_some() {
+            replacement
+        } else if healed {
             if let Some(id) = outsiders.first() {
                 Some(MembershipChange::AddLearner(*id))
             } else {
@@ -87,9 +194,14 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 1 if !learners.is_empty() => Some(MembershipChange::PromoteLearner(
                     learners[churn.rng.gen_range(0..learners.len())],
                 )),
-                2 if voters.len() > 1 && churn.rng.gen_bool(0.5) => Some(MembershipChange::Remove(
-                    voters[churn.rng.gen_range(0..voters.len())],
-                )),
+                // Sometimes the leader itself.
+                2 if voters.len() > 1 && churn.rng.gen_bool(0.5) => {
+                    Some(MembershipChange::Remove(if churn.rng.gen_bool(0.3) {
+                        leader_id
+                    } else {
+                        voters[churn.rng.gen_range(0..voters.len())]
+                    }))
+                }
                 _ => None,
             }
         };

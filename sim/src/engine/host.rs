@@ -115,7 +115,7 @@ impl<S> Host<S> {
 impl<S: StateMachine, W: Workload> Simulation<S, W> {
     pub(super) fn node_config(&self, index: usize) -> Config {
         let id = index as NodeId + 1;
-        let mut config = Config::new(id, 1..=self.config.nodes as NodeId);
+        let mut config = Config::new(id, self.initial_voters(index));
         let incarnation = self.hosts[index].incarnation as u64;
         config.seed =
             self.node_seeds[index].wrapping_add(incarnation.wrapping_mul(0x9e37_79b9_7f4a_7c15));
@@ -133,6 +133,8 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 if id != 1 {
                     config.learners = [id].into();
                 }
+            } else if churn.spare == Some(index) {
+                config.learners = [id].into();
             }
         }
         config
@@ -886,6 +888,15 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
     pub(super) fn restart(&mut self, index: usize) {
         if self.hosts[index].node.is_some() {
             return;
+        }
+        if self.is_unstarted_spare(index) {
+            if !self.healed {
+                return;
+            }
+            self.churn
+                .as_mut()
+                .expect("a spare is churn's")
+                .spare_started = true;
         }
         self.note(Some(index), || "restart".to_string());
         if let Err(message) = self.boot(index) {
