@@ -7,8 +7,12 @@
 //! killed only if the simulator's outside checks (safety, linearizability,
 //! liveness, a panic of the code itself, the step budget) catch it.
 //!
-//! Compiled only with that feature, so it never runs in normal CI (and
-//! there it would judge nothing: the core's assertions are on).
+//! It lives in the core's own package so that the mutated package is the
+//! tested one (cargo-mutants runs its unmutated baseline on the mutated
+//! package's tests) and so that a mutant's build does not compile the
+//! tokio runtime, which concord-sim's own tests need. Compiled only with
+//! the feature, so it never runs in normal CI (and there it would judge
+//! nothing: the core's assertions are on).
 //!
 //! Environment, for the measurement's own tuning:
 //! * `CONCORD_JUDGE_SEEDS`: how many seeds (default 2000);
@@ -26,7 +30,7 @@ use concord_sim::{run_kv, SimConfig};
 /// the simulator catches is usually caught by the first few seeds. Every
 /// other seed of the range follows in increasing order; the set of seeds,
 /// and so each verdict, does not depend on this order.
-const FIRST_SEEDS: &str = include_str!("../mutation/seed-order.txt");
+const FIRST_SEEDS: &str = include_str!("../sim/mutation/seed-order.txt");
 
 /// The seeds to run, in the order to run them.
 fn seed_order(count: u64) -> Vec<u64> {
