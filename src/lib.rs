@@ -144,7 +144,8 @@
 // precedence over the prelude's macro of the same name in every module
 // declared below it. That is one switch in one place, no call site
 // changes, and no assertion can be missed (a crate-local `invariant!`
-// would need every one of the ~90 call sites rewritten and kept so).
+// would need each of the core's sixty-odd call sites rewritten, and
+// every new one written so).
 // The condition stays type-checked inside `if false`, so the feature
 // cannot rot, but it is never evaluated (assertions have no side
 // effects). `expect`, indexing and arithmetic still panic as they would:

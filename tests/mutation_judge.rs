@@ -105,9 +105,11 @@ fn simulator_catches_the_mutant() {
         }
     });
     let first = first.into_inner().unwrap_or_else(|e| e.into_inner());
+    // Back to the default hook, so that the verdict below is printed.
+    drop(std::panic::take_hook());
     if let Some((position, description)) = first {
-        // One grep-able line per kill: the calibration of seed-order.txt
-        // reads it back from cargo-mutants' logs.
+        // One grep-able line per kill: `sim/mutation/report.py` reads it
+        // back from cargo-mutants' logs (and calibrates seed-order.txt).
         panic!(
             "mutation_judge: killed after {} seeds by {description}",
             position + 1
