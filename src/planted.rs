@@ -28,6 +28,12 @@ pub struct PlantedBugs {
     pub figure_8_commit: bool,
     /// A vote grant is sent before the vote (the hard state) is durable.
     pub vote_before_durable: bool,
+    /// An inefficiency, not a safety mistake: a leader whose append is
+    /// refused ignores the follower's hint and backs up one entry per
+    /// refusal, one probe round trip per entry instead of per term. Only
+    /// the simulator's efficiency budgets can catch it; it breaks no
+    /// invariant, so it sets no assertion aside (not in [`Self::any`]).
+    pub probe_ignores_hint: bool,
 }
 
 impl PlantedBugs {
@@ -35,10 +41,11 @@ impl PlantedBugs {
     pub const NONE: PlantedBugs = PlantedBugs {
         figure_8_commit: false,
         vote_before_durable: false,
+        probe_ignores_hint: false,
     };
 
-    /// Whether any bug is on (the core's direct assertions are then set
-    /// aside).
+    /// Whether any safety mistake is on (the core's direct assertions are
+    /// then set aside).
     pub fn any(&self) -> bool {
         self.figure_8_commit || self.vote_before_durable
     }

@@ -50,12 +50,16 @@ pub struct CoreBugs {
     pub figure_8_commit: bool,
     /// A vote grant is sent before the vote is durable.
     pub vote_before_durable: bool,
+    /// An inefficiency: a leader ignores the follower's hint when an
+    /// append is refused and backs up one entry per refusal (caught by the
+    /// efficiency budgets, `crate::budgets`).
+    pub probe_ignores_hint: bool,
 }
 
 impl CoreBugs {
     /// Whether any bug is on.
     pub fn any(&self) -> bool {
-        self.figure_8_commit || self.vote_before_durable
+        self.figure_8_commit || self.vote_before_durable || self.probe_ignores_hint
     }
 }
 
@@ -383,6 +387,9 @@ impl SimConfig {
         }
         if self.core_bugs.vote_before_durable {
             flags += " --bug-vote-before-durable";
+        }
+        if self.core_bugs.probe_ignores_hint {
+            flags += " --bug-probe-ignores-hint";
         }
         flags
     }

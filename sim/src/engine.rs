@@ -34,6 +34,7 @@ use concord::session::WithSessions;
 use concord::state_machine::StateMachine;
 use concord::{Action, Index, Input, LogPosition, Message, Node, NodeId, Term};
 
+use crate::budgets::{Budgets, Efficiency};
 use crate::config::{CompactionOptions, NodeOptions, SimConfig};
 use crate::disk::Disk;
 use crate::faults::{exponential, Fault, FaultKind, FaultPlan, PlanLimits, Rates};
@@ -111,6 +112,8 @@ pub enum FailureKind {
     /// Elections during a quiet period without faults, or a leader cut off
     /// from a quorum that did not step down within its CheckQuorum bound.
     Stability,
+    /// The run spent more messages than its budget (`crate::budgets`).
+    Efficiency,
 }
 
 impl FailureKind {
@@ -135,6 +138,7 @@ impl FailureKind {
             FailureKind::HardStateRegressed => "hard-state-regressed",
             FailureKind::AckedEntryNotRecovered => "acked-entry-not-recovered",
             FailureKind::Stability => "stability",
+            FailureKind::Efficiency => "efficiency",
         }
     }
 }
@@ -269,6 +273,8 @@ pub struct RunReport {
     pub committed: Index,
     /// Faults injected, by kind.
     pub faults: FaultCounts,
+    /// Messages and probe round trips spent (`crate::budgets`).
+    pub efficiency: Efficiency,
     /// The first failed check, if any.
     pub failure: Option<Failure>,
     /// The timeline, when recording was on.
@@ -439,6 +445,7 @@ pub struct Simulation<S, W> {
     finished: bool,
     nemesis: Nemesis,
     promises: Promises,
+    budgets: Budgets,
     /// Bumped at every change of the network's partitions.
     network_generation: u32,
     /// Elections and pre-elections started, and transfers, summed over the
@@ -605,6 +612,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             finished: false,
             nemesis: Nemesis::new(seed),
             promises: Promises::new(nodes),
+            budgets: Budgets::new(nodes),
             network_generation: 0,
             quiet_start: None,
         };
@@ -724,6 +732,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             operations_ok: self.operations_ok,
             committed,
             faults: self.faults,
+            efficiency: self.budgets.spent(),
             failure: self.failure,
             timeline: self.timeline.unwrap_or_default(),
         };

@@ -206,6 +206,10 @@ struct SimArgs {
     /// durable.
     #[arg(long)]
     bug_vote_before_durable: bool,
+    /// Planted core inefficiency: a leader ignores the follower's hint
+    /// when an append is refused, backing up one entry per round trip.
+    #[arg(long)]
+    bug_probe_ignores_hint: bool,
 }
 
 impl SimArgs {
@@ -241,6 +245,7 @@ impl SimArgs {
             core_bugs: CoreBugs {
                 figure_8_commit: self.bug_figure_8,
                 vote_before_durable: self.bug_vote_before_durable,
+                probe_ignores_hint: self.bug_probe_ignores_hint,
             },
             vary_node_options: !self.fixed_node_options,
             timeline: false,

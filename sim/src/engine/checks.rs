@@ -186,6 +186,10 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
     }
 
     pub(super) fn final_checks(&mut self) {
+        if let Err(message) = self.budgets.at_end(self.safety.committed_len()) {
+            self.fail(FailureKind::Efficiency, None, message);
+            return;
+        }
         // Every acknowledged operation is in the log of every node whose
         // commit index covers it.
         let acked = std::mem::take(&mut self.acked);

@@ -129,6 +129,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                     node.plant_bugs(concord::PlantedBugs {
                         figure_8_commit: self.config.core_bugs.figure_8_commit,
                         vote_before_durable: self.config.core_bugs.vote_before_durable,
+                        probe_ignores_hint: self.config.core_bugs.probe_ignores_hint,
                     });
                 }
                 let mut sm = WithSessions::new((self.make_sm)(id), self.config.max_sessions);
