@@ -28,8 +28,7 @@ fn main() {
     let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
 
     let next = AtomicU64::new(start);
-    // (seed, probes max, messages, committed, failure) of every seed.
-    let rows: Mutex<Vec<(u64, usize, u64, u64, Option<String>)>> = Mutex::new(Vec::new());
+    let rows: Mutex<Vec<Row>> = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
         for _ in 0..jobs {
             scope.spawn(|| loop {
@@ -51,37 +50,44 @@ fn main() {
                     .failure
                     .as_ref()
                     .map(|failure| format!("{failure:?}"));
-                rows.lock().unwrap().push((
+                rows.lock().unwrap().push(Row {
                     seed,
-                    report.efficiency.probes_max,
-                    report.efficiency.messages,
-                    report.committed,
+                    probes: report.efficiency.probes_max,
+                    messages: report.efficiency.messages,
+                    committed: report.committed,
                     failure,
-                ));
+                });
             });
         }
     });
     let mut rows = rows.into_inner().unwrap();
-    rows.sort_unstable_by_key(|row| row.0);
+    rows.sort_unstable_by_key(|row| row.seed);
 
-    let failures: Vec<_> = rows.iter().filter(|row| row.4.is_some()).collect();
+    let failures: Vec<_> = rows.iter().filter(|row| row.failure.is_some()).collect();
     println!(
         "{} seeds ({range}) of {nodes} nodes, {} failed",
         rows.len(),
         failures.len()
     );
-    for (seed, _, _, _, failure) in failures.iter().take(10) {
-        println!("  seed {seed}: {}", failure.as_deref().unwrap_or(""));
+    for row in failures.iter().take(10) {
+        println!(
+            "  seed {}: {}",
+            row.seed,
+            row.failure.as_deref().unwrap_or("")
+        );
     }
 
-    let mut probes: Vec<(usize, u64)> = rows.iter().map(|row| (row.1, row.0)).collect();
+    let mut probes: Vec<(usize, u64)> = rows.iter().map(|row| (row.probes, row.seed)).collect();
     probes.sort_unstable();
     report("probe round trips per catch-up", &probes, |v| v.to_string());
 
     let mut ratios: Vec<(u64, u64)> = rows
         .iter()
-        .filter(|row| row.3 >= MESSAGES_MIN_COMMITTED)
-        .map(|row| (row.2.div_ceil(row.3 * (nodes.max(2) as u64 - 1)), row.0))
+        .filter(|row| row.committed >= MESSAGES_MIN_COMMITTED)
+        .map(|row| {
+            let followers = nodes.max(2) as u64 - 1;
+            (row.messages.div_ceil(row.committed * followers), row.seed)
+        })
         .collect();
     ratios.sort_unstable();
     println!(
@@ -91,6 +97,16 @@ fn main() {
     report("messages per committed entry and follower", &ratios, |v| {
         v.to_string()
     });
+}
+
+/// What one seed spent.
+struct Row {
+    seed: u64,
+    /// Most probe round trips of one catch-up.
+    probes: usize,
+    messages: u64,
+    committed: u64,
+    failure: Option<String>,
 }
 
 fn report<T: Copy>(what: &str, sorted: &[(T, u64)], show: impl Fn(T) -> String) {
