@@ -176,16 +176,48 @@ def main():
         kinds = collections.Counter(failure_kind(k[2]) for _, k in found)
         emit("\nWhat caught them: " + ", ".join(f"{kind} {n}" for kind, n in kinds.most_common()) + ".")
 
-    for summary, title in [("MissedMutant", "Survivors"), ("Timeout", "Timeouts")]:
-        chosen = sorted(
-            (o["scenario"]["Mutant"]["name"] for o in outcomes if o["summary"] == summary)
+    here = os.path.dirname(os.path.abspath(__file__))
+    classified = {}
+    for kind, file in [("equivalent", "equivalent.md"), ("gap", "gaps.md")]:
+        path = os.path.join(here, file)
+        if not os.path.exists(path):
+            continue
+        section = kind
+        with open(path) as f:
+            for line in f:
+                if line.startswith("## "):
+                    killed = "killed since" in line.lower()
+                    section = "killed since by new capability" if killed else kind
+                match = re.match(r"\* `([^`]+)`", line)
+                if match:
+                    classified[match.group(1)] = section
+    survivors = sorted(
+        o["scenario"]["Mutant"]["name"] for o in outcomes if o["summary"] == "MissedMutant"
+    )
+    kinds = collections.Counter(classified.get(name, "unclassified") for name in survivors)
+    emit(f"\n## Survivors ({len(survivors)})\n")
+    emit("Each is classified in `equivalent.md` (no run can tell it from the original,")
+    emit("with why) or `gaps.md` (a mistake the simulator does not catch yet):")
+    emit(
+        f"{kinds['equivalent']} equivalent, {kinds['gap']} gaps, "
+        f"{kinds['killed since by new capability']} gaps killed since by new simulator "
+        f"capability, {kinds['unclassified']} not classified yet."
+    )
+    judged = total["CaughtMutant"] + total["MissedMutant"] + total["Timeout"]
+    if judged > kinds["equivalent"]:
+        emit(
+            f"Score without the equivalent mutants: {total['CaughtMutant']} of "
+            f"{judged - kinds['equivalent']} = "
+            f"{100 * total['CaughtMutant'] / (judged - kinds['equivalent']):.0f} %.\n"
         )
-        emit(f"\n## {title} ({len(chosen)})\n")
-        if summary == "MissedMutant":
-            emit("Each is classified in `equivalent.md` (equivalent, with why) or `gaps.md`")
-            emit("(something the simulator should, and does not yet, catch).\n")
-        for name in chosen:
-            emit(f"* `{name}`")
+    for name in survivors:
+        emit(f"* `{name}` ({classified.get(name, 'not classified yet')})")
+    timeouts = sorted(
+        o["scenario"]["Mutant"]["name"] for o in outcomes if o["summary"] == "Timeout"
+    )
+    emit(f"\n## Timeouts ({len(timeouts)})\n")
+    for name in timeouts:
+        emit(f"* `{name}`")
 
     print("\n".join(lines))
 

@@ -21,6 +21,12 @@
 //!   replicates to. Heartbeats and elections are in it, so it is a coarse
 //!   bound; it catches a protocol that chatters.
 //!
+//! And one limit the core promises ("every batch has a configured
+//! limit"), checked from outside on every append a node sends: at most
+//! `append_entries_max` entries, and at most `append_bytes_max` bytes of
+//! entries ([`concord::Entry::size_bytes`]) beyond the first entry, which
+//! always goes out however large.
+//!
 //! The bounds come from the distributions over seeds 0..2000 of
 //! `concord-sim run --nodes 5` and `--nodes 3` (the numbers are given at
 //! each constant), with headroom so that ordinary changes of the fault
@@ -28,8 +34,10 @@
 
 use std::collections::BTreeMap;
 
-use concord::{AppendResponse, Index, Message, MessageBody, NodeId, Term};
+use concord::{AppendResponse, Config, Index, Message, MessageBody, NodeId, Term};
 use serde::{Deserialize, Serialize};
+
+use crate::engine::FailureKind;
 
 /// Most probe round trips one catch-up may take. Over seeds 0..2000 the
 /// most seen was 4 on 5 nodes and 5 on 3 nodes (99th percentile of the
@@ -88,11 +96,21 @@ impl Budgets {
         }
     }
 
-    /// A node sends `message`. An error names the budget it exceeded.
-    pub(crate) fn on_send(&mut self, message: &Message) -> Result<(), String> {
+    /// A node with configuration `config` sends `message`. An error names
+    /// the budget or limit it exceeded, and the kind of failure.
+    pub(crate) fn on_send(
+        &mut self,
+        config: &Config,
+        message: &Message,
+    ) -> Result<(), (FailureKind, String)> {
         self.spent.messages += 1;
-        let MessageBody::AppendEntriesResponse(response) = &message.body else {
-            return Ok(());
+        let response = match &message.body {
+            MessageBody::AppendEntries { entries, .. } => {
+                return append_within_limits(config, entries)
+                    .map_err(|excess| (FailureKind::MessageBound, excess));
+            }
+            MessageBody::AppendEntriesResponse(response) => response,
+            _ => return Ok(()),
         };
         let key = (message.to, message.from, message.term);
         match response {
@@ -108,10 +126,10 @@ impl Budgets {
                 catch_up.probes += 1;
                 self.spent.probes_max = self.spent.probes_max.max(catch_up.probes);
                 if catch_up.probes > PROBES_PER_CATCH_UP_MAX {
-                    return Err(format!(
+                    return Err((FailureKind::Efficiency, format!(
                         "n{} needed more than {PROBES_PER_CATCH_UP_MAX} probe round trips to catch up with n{} in term {} (down to index {rejected_index})",
                         message.from, message.to, message.term
-                    ));
+                    )));
                 }
             }
             AppendResponse::Accepted { .. } => {
@@ -141,4 +159,26 @@ impl Budgets {
     pub(crate) fn spent(&self) -> Efficiency {
         self.spent
     }
+}
+
+/// The limits of one append (see the module's documentation).
+fn append_within_limits(config: &Config, entries: &[concord::Entry]) -> Result<(), String> {
+    if entries.len() > config.append_entries_max {
+        return Err(format!(
+            "an append of {} entries, above append_entries_max {}",
+            entries.len(),
+            config.append_entries_max
+        ));
+    }
+    let beyond_first: usize = entries.iter().skip(1).map(|entry| entry.size_bytes()).sum();
+    let first = entries.first().map_or(0, |entry| entry.size_bytes());
+    if beyond_first > 0 && first + beyond_first > config.append_bytes_max {
+        return Err(format!(
+            "an append of {} entries and {} bytes, above append_bytes_max {}",
+            entries.len(),
+            first + beyond_first,
+            config.append_bytes_max
+        ));
+    }
+    Ok(())
 }

@@ -114,6 +114,9 @@ pub enum FailureKind {
     Stability,
     /// The run spent more messages than its budget (`crate::budgets`).
     Efficiency,
+    /// A node sent an append above its configured `append_entries_max` or
+    /// `append_bytes_max` (`crate::budgets`).
+    MessageBound,
 }
 
 impl FailureKind {
@@ -139,6 +142,7 @@ impl FailureKind {
             FailureKind::AckedEntryNotRecovered => "acked-entry-not-recovered",
             FailureKind::Stability => "stability",
             FailureKind::Efficiency => "efficiency",
+            FailureKind::MessageBound => "message-bound",
         }
     }
 }

@@ -7,7 +7,7 @@ use rand::Rng;
 use concord::state_machine::StateMachine;
 use concord::{Message, MessageBody, NodeId, Role};
 
-use super::{Event, FailureKind, Simulation, MS};
+use super::{Event, Simulation, MS};
 use crate::faults::{exponential, FaultKind};
 use crate::workload::Workload;
 
@@ -112,9 +112,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         }
         if let Some(node) = self.hosts[index].node.as_ref() {
             self.promises.on_send(index, node, &message);
-        }
-        if let Err(excess) = self.budgets.on_send(&message) {
-            self.fail(FailureKind::Efficiency, Some(index), excess);
+            if let Err((kind, excess)) = self.budgets.on_send(node.config(), &message) {
+                self.fail(kind, Some(index), excess);
+            }
         }
         let target = to as usize - 1;
         if self.blocked[index] & (1 << target) != 0 {
