@@ -117,6 +117,9 @@ pub enum FailureKind {
     /// A node sent an append above its configured `append_entries_max` or
     /// `append_bytes_max` (`crate::budgets`).
     MessageBound,
+    /// A client's session expired although the session table never held
+    /// enough sessions to evict one.
+    SessionLost,
 }
 
 impl FailureKind {
@@ -143,6 +146,7 @@ impl FailureKind {
             FailureKind::Stability => "stability",
             FailureKind::Efficiency => "efficiency",
             FailureKind::MessageBound => "message-bound",
+            FailureKind::SessionLost => "session-lost",
         }
     }
 }
@@ -563,6 +567,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 attempt: 0,
                 last_target: 0,
                 done: false,
+                registrations_sent: 0,
             })
             .collect();
         let rates = plan.rates.clone();
