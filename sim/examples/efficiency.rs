@@ -55,6 +55,7 @@ fn main() {
                     probes: report.efficiency.probes_max,
                     messages: report.efficiency.messages,
                     committed: report.committed,
+                    quiet_centi: report.efficiency.quiet_centi,
                     failure,
                 });
             });
@@ -97,6 +98,19 @@ fn main() {
     report("messages per committed entry and follower", &ratios, |v| {
         v.to_string()
     });
+
+    let mut quiet: Vec<(u64, u64)> = rows
+        .iter()
+        .filter(|row| row.quiet_centi > 0)
+        .map(|row| (row.quiet_centi, row.seed))
+        .collect();
+    quiet.sort_unstable();
+    println!("({} seeds had a quiet period)", quiet.len());
+    report(
+        "quiet-period messages per follower and heartbeat interval",
+        &quiet,
+        |v| format!("{:.2}", v as f64 / 100.0),
+    );
 }
 
 /// What one seed spent.
@@ -106,6 +120,9 @@ struct Row {
     probes: usize,
     messages: u64,
     committed: u64,
+    /// Messages per follower and heartbeat interval in the quiet period,
+    /// hundredths.
+    quiet_centi: u64,
     failure: Option<String>,
 }
 

@@ -95,6 +95,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             return;
         }
         self.quiet_start = Some(self.elections_started());
+        self.budgets.quiet_started();
         self.schedule(QUIET_PERIOD_NS, Event::QuietEnd);
     }
 
@@ -108,6 +109,14 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                     format_time(QUIET_PERIOD_NS)
                 );
                 self.fail(FailureKind::Stability, None, message);
+            }
+            let heartbeat_ns = self.hosts.iter().filter_map(|host| {
+                let ticks = host.node.as_ref()?.config().heartbeat_interval_ticks;
+                Some(u64::from(ticks) * host.tick_period_ns)
+            });
+            let heartbeats = QUIET_PERIOD_NS / heartbeat_ns.min().unwrap_or(QUIET_PERIOD_NS).max(1);
+            if let Err(message) = self.budgets.quiet_ended(heartbeats) {
+                self.fail(FailureKind::Efficiency, None, message);
             }
         }
         self.finished = true;
