@@ -159,7 +159,7 @@ def main():
         seconds = [phase_seconds(o, "Build") + phase_seconds(o, "Test") for o in viable]
         emit(
             f"* all viable: mean {statistics.mean(seconds):.1f} s per mutant "
-            f"(build + judge), {sum(seconds) / 3600:.2f} CPU-hours so far"
+            f"(build + judge, wall clock), {sum(seconds) / 3600:.2f} worker-hours so far"
         )
 
     kills = [(o, kill_of(o)) for o in outcomes if o["summary"] == "CaughtMutant"]
@@ -228,7 +228,8 @@ def main():
                 "# Seeds the mutation judge (tests/mutation_judge.rs) runs first, one a\n"
                 "# line; every other seed of 0..2000 follows in increasing order.\n"
                 "# Written by sim/mutation/report.py --write-seed-order: the seeds that\n"
-                "# killed the most mutants of a run first (mutants killed in brackets).\n"
+                "# killed the most mutants of a run first (after each, how many it was\n"
+                "# the first to kill).\n"
             )
             for seed, count in by_seed.most_common():
                 f.write(f"{seed}  # {count}\n")
