@@ -140,6 +140,64 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+// Mutation testing (issue 9, `scripts/mutants.sh`) judges each mutant of
+// the core by the simulator's *outside* checks alone, so the feature
+// `mutation-judge` switches off every internal assertion of this crate.
+// These definitions shadow the standard macros by textual scope: a
+// `macro_rules!` in the crate root, above the `mod` items, takes
+// precedence over the prelude's macro of the same name in every module
+// declared below it. That is one switch in one place, no call site
+// changes, and no assertion can be missed (a crate-local `invariant!`
+// would need each of the core's sixty-odd call sites rewritten, and
+// every new one written so).
+// The condition stays type-checked inside `if false`, so the feature
+// cannot rot, but it is never evaluated (assertions have no side
+// effects). `expect`, indexing and arithmetic still panic as they would:
+// those are failures of the code itself, not checks of it. Never enable
+// this feature outside that measurement.
+#[cfg(feature = "mutation-judge")]
+macro_rules! assert {
+    ($condition:expr $(, $($message:tt)*)?) => {
+        if false {
+            let _ = $condition;
+        }
+    };
+}
+#[cfg(feature = "mutation-judge")]
+macro_rules! assert_eq {
+    ($left:expr, $right:expr $(, $($message:tt)*)?) => {
+        if false {
+            let _ = $left == $right;
+        }
+    };
+}
+#[cfg(feature = "mutation-judge")]
+macro_rules! assert_ne {
+    ($left:expr, $right:expr $(, $($message:tt)*)?) => {
+        if false {
+            let _ = $left != $right;
+        }
+    };
+}
+#[cfg(feature = "mutation-judge")]
+macro_rules! debug_assert {
+    ($($arguments:tt)*) => {
+        assert!($($arguments)*)
+    };
+}
+#[cfg(feature = "mutation-judge")]
+macro_rules! debug_assert_eq {
+    ($($arguments:tt)*) => {
+        assert_eq!($($arguments)*)
+    };
+}
+#[cfg(feature = "mutation-judge")]
+macro_rules! debug_assert_ne {
+    ($($arguments:tt)*) => {
+        assert_ne!($($arguments)*)
+    };
+}
+
 mod config;
 mod crc64;
 mod durability;

@@ -40,6 +40,12 @@ pub struct PlantedBugs {
     /// A configuration takes effect when its entry commits instead of
     /// when it is appended.
     pub membership_on_commit: bool,
+    /// An inefficiency, not a safety mistake: a leader whose append is
+    /// refused ignores the follower's hint and backs up one entry per
+    /// refusal, one probe round trip per entry instead of per term. Only
+    /// the simulator's efficiency budgets can catch it; it breaks no
+    /// invariant, so it sets no assertion aside (not in [`Self::any`]).
+    pub probe_ignores_hint: bool,
 }
 
 impl PlantedBugs {
@@ -51,10 +57,11 @@ impl PlantedBugs {
         follower_read_before_apply: false,
         joint_new_quorum_only: false,
         membership_on_commit: false,
+        probe_ignores_hint: false,
     };
 
-    /// Whether any bug is on (the core's direct assertions are then set
-    /// aside).
+    /// Whether any safety mistake is on (the core's direct assertions are
+    /// then set aside).
     pub fn any(&self) -> bool {
         self.figure_8_commit
             || self.vote_before_durable

@@ -434,7 +434,10 @@ impl Node {
                     self.stats.messages_index_out_of_range += 1;
                     return;
                 }
-                let probe_from = if hint_term > 0 {
+                let probe_from = if self.planted().probe_ignores_hint {
+                    // The planted inefficiency: one entry back per refusal.
+                    rejected_index.saturating_sub(1)
+                } else if hint_term > 0 {
                     self.log.find_conflict_by_term(hint_index, hint_term).index
                 } else {
                     hint_index

@@ -60,6 +60,10 @@ pub struct CoreBugs {
     /// A configuration takes effect when its entry commits instead of
     /// when it is appended.
     pub membership_on_commit: bool,
+    /// An inefficiency: a leader ignores the follower's hint when an
+    /// append is refused and backs up one entry per refusal (caught by the
+    /// efficiency budgets, `crate::budgets`).
+    pub probe_ignores_hint: bool,
 }
 
 impl CoreBugs {
@@ -71,6 +75,7 @@ impl CoreBugs {
             || self.follower_read_before_apply
             || self.joint_new_quorum_only
             || self.membership_on_commit
+            || self.probe_ignores_hint
     }
 
     /// The core's form of these bugs.
@@ -83,6 +88,7 @@ impl CoreBugs {
             follower_read_before_apply: self.follower_read_before_apply,
             joint_new_quorum_only: self.joint_new_quorum_only,
             membership_on_commit: self.membership_on_commit,
+            probe_ignores_hint: self.probe_ignores_hint,
         }
     }
 }
@@ -570,6 +576,9 @@ impl SimConfig {
         }
         if self.core_bugs.membership_on_commit {
             flags += " --bug-membership-on-commit";
+        }
+        if self.core_bugs.probe_ignores_hint {
+            flags += " --bug-probe-ignores-hint";
         }
         flags
     }

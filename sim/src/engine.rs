@@ -35,6 +35,7 @@ use concord::session::WithSessions;
 use concord::state_machine::StateMachine;
 use concord::{Action, Index, Input, LogPosition, Message, Node, NodeId, Term};
 
+use crate::budgets::{Budgets, Efficiency};
 use crate::config::{CompactionOptions, NodeOptions, ReadOptions, SimConfig};
 use crate::disk::Disk;
 use crate::faults::{exponential, Fault, FaultKind, FaultPlan, PlanLimits, Rates};
@@ -117,6 +118,14 @@ pub enum FailureKind {
     /// A leader's commit index moved past what the quorums of the
     /// configuration in force in its log (both halves while joint) hold.
     CommitWithoutQuorum,
+    /// The run spent more messages than its budget (`crate::budgets`).
+    Efficiency,
+    /// A node sent an append above its configured `append_entries_max` or
+    /// `append_bytes_max` (`crate::budgets`).
+    MessageBound,
+    /// A client's session expired although the session table never held
+    /// enough sessions to evict one.
+    SessionLost,
 }
 
 impl FailureKind {
@@ -142,6 +151,9 @@ impl FailureKind {
             FailureKind::AckedEntryNotRecovered => "acked-entry-not-recovered",
             FailureKind::Stability => "stability",
             FailureKind::CommitWithoutQuorum => "commit-without-quorum",
+            FailureKind::Efficiency => "efficiency",
+            FailureKind::MessageBound => "message-bound",
+            FailureKind::SessionLost => "session-lost",
         }
     }
 }
@@ -281,6 +293,8 @@ pub struct RunReport {
     pub committed: Index,
     /// Faults injected, by kind.
     pub faults: FaultCounts,
+    /// Messages and probe round trips spent (`crate::budgets`).
+    pub efficiency: Efficiency,
     /// The first failed check, if any.
     pub failure: Option<Failure>,
     /// The timeline, when recording was on.
@@ -455,6 +469,7 @@ pub struct Simulation<S, W> {
     finished: bool,
     nemesis: Nemesis,
     promises: Promises,
+    budgets: Budgets,
     /// Bumped at every change of the network's partitions.
     network_generation: u32,
     /// Elections and pre-elections started, and transfers, summed over the
@@ -579,6 +594,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 attempt: 0,
                 last_target: 0,
                 done: false,
+                registrations_sent: 0,
             })
             .collect();
         let rates = plan.rates.clone();
@@ -636,6 +652,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             finished: false,
             nemesis: Nemesis::new(seed),
             promises: Promises::new(nodes),
+            budgets: Budgets::new(nodes),
             network_generation: 0,
             quiet_start: None,
             slowed_clock: None,
@@ -765,6 +782,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             operations_ok: self.operations_ok,
             committed,
             faults: self.faults,
+            efficiency: self.budgets.spent(),
             failure: self.failure,
             timeline: self.timeline.unwrap_or_default(),
         };

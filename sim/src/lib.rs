@@ -125,6 +125,7 @@
 //! `sim/examples/counter.rs`. [`run_kv`] runs the built-in key-value
 //! service; [`run_seeds`] runs many seeds on worker threads.
 #![deny(missing_docs)]
+pub mod budgets;
 pub mod config;
 mod disk;
 pub mod engine;

@@ -206,6 +206,10 @@ struct SimArgs {
     /// durable.
     #[arg(long)]
     bug_vote_before_durable: bool,
+    /// Planted core inefficiency: a leader ignores the follower's hint
+    /// when an append is refused, backing up one entry per round trip.
+    #[arg(long)]
+    bug_probe_ignores_hint: bool,
     /// Planted core mistake: during a joint configuration the leader
     /// commits with the new voters' majority alone.
     #[arg(long)]
@@ -285,6 +289,7 @@ impl SimArgs {
                 follower_read_before_apply: self.bug_follower_read_before_apply,
                 joint_new_quorum_only: self.bug_joint_new_quorum_only,
                 membership_on_commit: self.bug_membership_on_commit,
+                probe_ignores_hint: self.bug_probe_ignores_hint,
             },
             reads: self.reads,
             lease_skew_beyond_bound: self.lease_skew_beyond_bound,

@@ -98,6 +98,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             return;
         }
         self.quiet_start = Some(self.elections_started());
+        self.budgets.quiet_started();
         self.schedule(QUIET_PERIOD_NS, Event::QuietEnd);
     }
 
@@ -111,6 +112,14 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                     format_time(QUIET_PERIOD_NS)
                 );
                 self.fail(FailureKind::Stability, None, message);
+            }
+            let heartbeat_ns = self.hosts.iter().filter_map(|host| {
+                let ticks = host.node.as_ref()?.config().heartbeat_interval_ticks;
+                Some(u64::from(ticks) * host.tick_period_ns)
+            });
+            let heartbeats = QUIET_PERIOD_NS / heartbeat_ns.min().unwrap_or(QUIET_PERIOD_NS).max(1);
+            if let Err(message) = self.budgets.quiet_ended(heartbeats) {
+                self.fail(FailureKind::Efficiency, None, message);
             }
         }
         self.finished = true;
@@ -259,6 +268,10 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
     }
 
     pub(super) fn final_checks(&mut self) {
+        if let Err(message) = self.budgets.at_end(self.safety.committed_len()) {
+            self.fail(FailureKind::Efficiency, None, message);
+            return;
+        }
         // Every acknowledged operation is in the log of every node whose
         // commit index covers it.
         let acked = std::mem::take(&mut self.acked);

@@ -69,6 +69,8 @@ pub(super) struct Client {
     pub(super) attempt: u32,
     pub(super) last_target: NodeId,
     pub(super) done: bool,
+    /// Registrations sent (every attempt): each may create a session.
+    pub(super) registrations_sent: u64,
 }
 
 /// What a client reports for an operation it abandons: unknown if any
@@ -171,6 +173,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         let attempt = state.attempt;
         let Some(op) = state.op.as_mut() else { return };
         op.attempts += 1;
+        if op.register {
+            state.registrations_sent += 1;
+        }
         if without_sessions && !op.register && op.attempts > 1 {
             // The bug: a retry is sent as a new command.
             if let Some(session_id) = state.session {
@@ -290,6 +295,20 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                         self.client_done(client, OpResult::Ok(&response));
                     }
                     Ok(SessionResponse::SessionExpired) if !register => {
+                        // A session is only ever forgotten by eviction, when
+                        // the table is full. While fewer sessions can exist
+                        // than it holds, "expired" means the table lost one
+                        // (or no longer answers a retry from its cache).
+                        let sessions_max: u64 =
+                            self.clients.iter().map(|c| c.registrations_sent).sum();
+                        if sessions_max <= self.config.max_sessions as u64 {
+                            let message = format!(
+                                "client {client}'s session expired, but at most {sessions_max} sessions were ever registered and the table holds {}",
+                                self.config.max_sessions
+                            );
+                            self.fail(FailureKind::SessionLost, None, message);
+                            return;
+                        }
                         let maybe = self.clients[client]
                             .op
                             .as_ref()

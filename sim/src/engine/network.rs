@@ -117,6 +117,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         }
         if let Some(node) = self.hosts[index].node.as_ref() {
             self.promises.on_send(index, node, &message);
+            if let Err((kind, excess)) = self.budgets.on_send(node.config(), &message) {
+                self.fail(kind, Some(index), excess);
+            }
         }
         let target = to as usize - 1;
         if self.blocked[index] & (1 << target) != 0 {

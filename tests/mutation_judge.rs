@@ -1,0 +1,119 @@
+//! The judge of mutation testing (issue 9, `scripts/mutants.sh`): a sweep
+//! of the simulator over seeds 0..2000 on 5 nodes, the run of
+//! `concord-sim run --seeds 0..2000 --nodes 5`, that fails at the first
+//! failing seed. cargo-mutants builds each mutant of the core with the
+//! `mutation-judge` feature, which switches off the core's own assertions
+//! and recovery validation, and runs only this test: a mutant counts as
+//! killed only if the simulator's outside checks (safety, linearizability,
+//! liveness, a panic of the code itself, the step budget) catch it.
+//!
+//! It lives in the core's own package so that the mutated package is the
+//! tested one (cargo-mutants runs its unmutated baseline on the mutated
+//! package's tests) and so that a mutant's build does not compile the
+//! tokio runtime, which concord-sim's own tests need. Compiled only with
+//! the feature, so it never runs in normal CI (and there it would judge
+//! nothing: the core's assertions are on).
+//!
+//! Environment, for the measurement's own tuning:
+//! * `CONCORD_JUDGE_SEEDS`: how many seeds (default 2000);
+//! * `CONCORD_JUDGE_JOBS`: worker threads (default 1: cargo-mutants runs
+//!   mutants side by side with `--jobs` instead).
+#![cfg(feature = "mutation-judge")]
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use concord_sim::{run_kv, SimConfig};
+
+/// Seeds run first, in this order: the ones that killed the most mutants
+/// of a calibration run (see `sim/mutation/README.md`), so that a mutant
+/// the simulator catches is usually caught by the first few seeds. Every
+/// other seed of the range follows in increasing order; the set of seeds,
+/// and so each verdict, does not depend on this order.
+const FIRST_SEEDS: &str = include_str!("../sim/mutation/seed-order.txt");
+
+/// The seeds to run, in the order to run them.
+fn seed_order(count: u64) -> Vec<u64> {
+    let mut order: Vec<u64> = FIRST_SEEDS
+        .lines()
+        .map(|line| line.split('#').next().unwrap_or("").trim())
+        .filter(|line| !line.is_empty())
+        .map(|line| line.parse().expect("seed-order.txt holds one seed a line"))
+        .filter(|seed| *seed < count)
+        .collect();
+    let mut listed = vec![false; count as usize];
+    order.retain(|seed| !std::mem::replace(&mut listed[*seed as usize], true));
+    order.extend((0..count).filter(|seed| !listed[*seed as usize]));
+    order
+}
+
+fn env_number(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(text) => text
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={text:?} is not a number")),
+        Err(_) => default,
+    }
+}
+
+#[test]
+fn simulator_catches_the_mutant() {
+    let count = env_number("CONCORD_JUDGE_SEEDS", 2000);
+    let jobs = env_number("CONCORD_JUDGE_JOBS", 1).clamp(1, 64) as usize;
+    let order = seed_order(count);
+    // A mutant's panics are caught by the simulator and reported as
+    // failures; printing each one would only bury the verdict.
+    std::panic::set_hook(Box::new(|_| {}));
+
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    // (position in the order, failure description) of the earliest
+    // failure found; workers run ahead of each other, so the first to be
+    // found is not always the first in the order.
+    let first: Mutex<Option<(usize, String)>> = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    let position = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&seed) = order.get(position) else {
+                        break;
+                    };
+                    let config = SimConfig {
+                        seed,
+                        nodes: 5,
+                        ..SimConfig::default()
+                    };
+                    let verdict = match run_kv(&config, None) {
+                        Ok(report) if report.passed() => None,
+                        Ok(report) => Some(format!(
+                            "{:?}\n  replay: {}",
+                            report.failure,
+                            report.config.replay_command()
+                        )),
+                        Err(message) => Some(format!("the simulation did not start: {message}")),
+                    };
+                    if let Some(description) = verdict {
+                        stop.store(true, Ordering::Relaxed);
+                        let mut first = first.lock().unwrap_or_else(|e| e.into_inner());
+                        if first.as_ref().is_none_or(|(p, _)| position < *p) {
+                            *first = Some((position, format!("seed {seed}: {description}")));
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let first = first.into_inner().unwrap_or_else(|e| e.into_inner());
+    // Back to the default hook, so that the verdict below is printed.
+    drop(std::panic::take_hook());
+    if let Some((position, description)) = first {
+        // One grep-able line per kill: `sim/mutation/report.py` reads it
+        // back from cargo-mutants' logs (and calibrates seed-order.txt).
+        panic!(
+            "mutation_judge: killed after {} seeds by {description}",
+            position + 1
+        );
+    }
+    println!("mutation_judge: all {count} seeds passed");
+}
