@@ -15,8 +15,6 @@
 //! CONCORD_BENCH_COMPACTION=both CONCORD_BENCH_SECS=10 cargo bench --features tokio --bench tokio_cluster
 //! ```
 
-use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,90 +22,20 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use concord::tokio::client::{Client, ClientConfig};
 
-const CLUSTER: &str = "bench";
+#[path = "support/node_cluster.rs"]
+mod node_cluster;
+
+use node_cluster::{env_list, percentile, NodeCluster, CLUSTER};
+
 const KEYS: u64 = 10_000;
 
-fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
-    std::env::var(name)
-        .ok()
-        .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
-        .unwrap_or_else(|| default.to_vec())
-}
-
-struct Cluster {
-    children: Vec<Child>,
-    base: std::path::PathBuf,
-    servers: Vec<String>,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.base);
-    }
-}
-
-fn start_cluster(compaction: bool) -> Cluster {
-    let listeners: Vec<_> = (0..3)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    let addrs: BTreeMap<u64, String> = (1..=3u64)
-        .map(|id| {
-            (
-                id,
-                listeners[id as usize - 1].local_addr().unwrap().to_string(),
-            )
-        })
-        .collect();
-    drop(listeners);
-    let peers = addrs
-        .iter()
-        .map(|(id, a)| format!("{id}={a}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let base = std::env::temp_dir().join(format!("concord-bench-{}", std::process::id()));
-    let mut children = Vec::new();
-    for (id, addr) in &addrs {
-        let child = Command::new(env!("CARGO_BIN_EXE_concord-node"))
-            .args([
-                "--id",
-                &id.to_string(),
-                "--listen",
-                addr,
-                "--peers",
-                &peers,
-                "--cluster-id",
-                CLUSTER,
-            ])
-            .arg("--data-dir")
-            .arg(base.join(format!("node-{id}")))
-            .args(if compaction {
-                &[][..]
-            } else {
-                &["--snapshot-every-entries", "0"][..]
-            })
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn concord-node");
-        children.push(child);
-    }
-    Cluster {
-        children,
-        base,
-        servers: addrs.values().cloned().collect(),
-    }
-}
-
-fn percentile(sorted: &[u64], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
+fn start_cluster(compaction: bool) -> NodeCluster {
+    let extra: &[&str] = if compaction {
+        &[]
+    } else {
+        &["--snapshot-every-entries", "0"]
+    };
+    NodeCluster::start(3, extra)
 }
 
 /// One run of `clients` clients for `seconds` against a fresh cluster;

@@ -1,0 +1,129 @@
+//! Shared by the process benchmarks (`tokio_cluster`, `reads`): starting a
+//! cluster of real `concord-node` processes on loopback, plus small helpers
+//! for reading the benchmark's environment and its latencies. Included by
+//! `#[path]`, so each bench uses only part of it.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The cluster id every benchmark cluster is started with.
+pub const CLUSTER: &str = "bench";
+
+/// A comma-separated list of numbers from the environment, or `default`.
+pub fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
+        .unwrap_or_else(|| default.to_vec())
+}
+
+/// A number from the environment, or `default`.
+pub fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The `p`th percentile (0..=100) of an ascending slice; 0 when empty.
+pub fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+/// `count` distinct free loopback addresses (bound, then released).
+pub fn free_loopback_addrs(count: usize) -> Vec<String> {
+    let listeners: Vec<_> = (0..count)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("local addr").to_string())
+        .collect()
+}
+
+/// A fresh, unique temporary directory path for one cluster's data.
+pub fn temp_base(system: &str) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("{system}-bench-{}-{n}", std::process::id()))
+}
+
+/// Child processes killed, and their data directory removed, on drop.
+pub struct Processes {
+    /// The running server processes.
+    pub children: Vec<Child>,
+    /// Their data directories' parent.
+    pub base: PathBuf,
+}
+
+impl Processes {
+    /// The process ids of the servers.
+    pub fn pids(&self) -> Vec<u32> {
+        self.children.iter().map(Child::id).collect()
+    }
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.base);
+    }
+}
+
+/// `nodes` `concord-node` processes with fsync on, ids 1..=nodes.
+pub struct NodeCluster {
+    /// The processes; killed on drop.
+    pub processes: Processes,
+    /// Client addresses, in id order.
+    pub servers: Vec<String>,
+}
+
+impl NodeCluster {
+    /// Starts the nodes, each with `extra_args` after the common ones.
+    pub fn start(nodes: usize, extra_args: &[&str]) -> NodeCluster {
+        let addrs: BTreeMap<u64, String> =
+            (1..=nodes as u64).zip(free_loopback_addrs(nodes)).collect();
+        let peers = addrs
+            .iter()
+            .map(|(id, a)| format!("{id}={a}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let base = temp_base("concord");
+        let mut children = Vec::new();
+        for (id, addr) in &addrs {
+            let child = Command::new(env!("CARGO_BIN_EXE_concord-node"))
+                .args([
+                    "--id",
+                    &id.to_string(),
+                    "--listen",
+                    addr,
+                    "--peers",
+                    &peers,
+                    "--cluster-id",
+                    CLUSTER,
+                ])
+                .arg("--data-dir")
+                .arg(base.join(format!("node-{id}")))
+                .args(extra_args)
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("spawn concord-node");
+            children.push(child);
+        }
+        NodeCluster {
+            processes: Processes { children, base },
+            servers: addrs.values().cloned().collect(),
+        }
+    }
+}
