@@ -71,7 +71,7 @@ pub enum Event {
     },
     /// A linearizable read served without a log entry (see
     /// [`crate::ReadPath`]), answered from
-    /// [`StateMachine::query`](crate::state_machine::StateMachine::query).
+    /// [`StateMachine::query`].
     Read {
         /// How to serve it.
         path: crate::ReadPath,
