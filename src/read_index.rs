@@ -357,24 +357,15 @@ impl Node {
         if !self.own_term_committed() {
             return;
         }
-        let confirmed = if self.sole_voter() {
+        // A sole voter needs no round; the planted mistake skips it too.
+        let confirmed = if self.sole_voter() || self.planted().read_index_without_round {
             u64::MAX
         } else {
             self.confirmed_round()
         };
-        if self.planted().read_index_without_round {
-            // Planted mistake: every read is taken as confirmed at once.
-        } else if self
-            .reads
-            .unconfirmed
-            .front()
-            .is_none_or(|read| read.round > confirmed)
-        {
-            return;
-        }
         let index = self.log.commit_index();
         while let Some(read) = self.reads.unconfirmed.front().copied() {
-            if read.round > confirmed && !self.planted().read_index_without_round {
+            if read.round > confirmed {
                 break;
             }
             self.reads.unconfirmed.pop_front();
