@@ -81,9 +81,13 @@ pub async fn serve(
 ) {
     let config = Arc::new(config);
     loop {
+        // Every `select!` in the runtime is `biased`: an unbiased one draws
+        // its branch order from tokio's own thread-local generator, which
+        // madsim does not seed, so a simulated run would not replay.
         let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+            biased;
             _ = shutdown.changed() => return,
+            accepted = listener.accept() => accepted,
         };
         let (stream, remote) = match accepted {
             Ok(pair) => pair,
@@ -253,6 +257,8 @@ async fn handle(
                     frame::read_value(&mut stream, &mut buf, config.max_frame_bytes),
                 );
                 let message: Message = tokio::select! {
+                    biased;
+                    _ = shutdown.changed() => return Ok(()),
                     read = read => match read {
                         Err(_) => return Err(ConnError::Idle(config.peer_idle_timeout)),
                         Ok(Ok(PeerFrame::Raft(message))) => message,
@@ -262,7 +268,6 @@ async fn handle(
                         }
                         Ok(Err(e)) => return bad(e),
                     },
-                    _ = shutdown.changed() => return Ok(()),
                 };
                 if message.from != from {
                     return Err(ConnError::BadInput(format!(
@@ -277,11 +282,12 @@ async fn handle(
         }
         HelloRole::Client => loop {
             let request: ClientRequest = tokio::select! {
+                biased;
+                _ = shutdown.changed() => return Ok(()),
                 read = frame::read_value(&mut stream, &mut buf, config.max_frame_bytes) => match read {
                     Ok(request) => request,
                     Err(e) => return bad(e),
                 },
-                _ = shutdown.changed() => return Ok(()),
             };
             let (reply_tx, reply_rx) = oneshot::channel();
             let event = match request {

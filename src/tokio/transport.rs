@@ -386,8 +386,9 @@ impl PeerSender {
                 .dropped_stale
                 .fetch_add(dropped as u64, Ordering::Relaxed);
             tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
+                biased;
                 _ = self.shutdown.changed() => return,
+                _ = tokio::time::sleep(backoff) => {}
             }
             backoff = (backoff * 2).min(self.config.backoff_max);
         }
@@ -416,14 +417,15 @@ impl PeerSender {
         loop {
             let silent_at = self.silent_at(last_heard);
             buf.clear();
+            // Biased (see `listener.rs`), in an order that starves nothing
+            // that matters: an answer that arrived counts before the
+            // silence deadline is judged, and the keepalive (ready once
+            // per interval) goes before the queue, which may always be
+            // ready under load; without keepalives the peer would send no
+            // answers and the link would be judged silent.
             tokio::select! {
-                queued = self.rx.recv() => {
-                    let Some(queued) = queued else { return Ok(()) };
-                    self.encode_batch(queued, &mut buf)?;
-                }
-                _ = keepalive.tick() => {
-                    frame::encode_frame(&PeerFrameRef::Keepalive, &mut buf)?;
-                }
+                biased;
+                _ = self.shutdown.changed() => return Ok(()),
                 answer = heard.recv() => {
                     last_heard = heard_at(answer)?;
                     continue;
@@ -431,7 +433,13 @@ impl PeerSender {
                 _ = tokio::time::sleep_until(silent_at) => {
                     return Err(self.silent());
                 }
-                _ = self.shutdown.changed() => return Ok(()),
+                _ = keepalive.tick() => {
+                    frame::encode_frame(&PeerFrameRef::Keepalive, &mut buf)?;
+                }
+                queued = self.rx.recv() => {
+                    let Some(queued) = queued else { return Ok(()) };
+                    self.encode_batch(queued, &mut buf)?;
+                }
             }
             if buf.is_empty() {
                 continue;
@@ -446,13 +454,14 @@ impl PeerSender {
             loop {
                 let silent_at = self.silent_at(last_heard);
                 tokio::select! {
+                    biased;
+                    _ = self.shutdown.changed() => return Ok(()),
                     written = &mut write => {
                         written.map_err(FrameError::from)?;
                         break;
                     }
                     answer = heard.recv() => last_heard = heard_at(answer)?,
                     _ = tokio::time::sleep_until(silent_at) => return Err(self.silent()),
-                    _ = self.shutdown.changed() => return Ok(()),
                 }
             }
         }
