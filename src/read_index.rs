@@ -108,12 +108,14 @@ pub(crate) struct UnconfirmedRead {
     pub(crate) round: u64,
 }
 
-/// A follower's read sent to its leader, not answered yet.
+/// A follower's read waiting for its leader's read index.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ForwardedRead {
     pub(crate) id: u64,
     pub(crate) term: Term,
-    pub(crate) sent_tick: u64,
+    /// The request to the leader that covers it: the first one sent after
+    /// the read arrived.
+    pub(crate) request: u64,
 }
 
 /// Reads of one node, on every path, and the leader's confirmation rounds.
@@ -122,8 +124,15 @@ pub(crate) struct Reads {
     /// Leader: reads waiting for a round (in arrival order, so rounds are
     /// non-decreasing).
     pub(crate) unconfirmed: VecDeque<UnconfirmedRead>,
-    /// Follower: reads asked of the leader, in the order asked.
+    /// Follower: reads waiting for a read index from the leader, in
+    /// arrival order (so their requests are non-decreasing).
     pub(crate) forwarded: VecDeque<ForwardedRead>,
+    /// Follower: the number of the next request to the leader, and the
+    /// one outstanding with the tick it was sent at. One request at a
+    /// time covers every read that arrived before it was sent, so the
+    /// leader pays one round trip per batch, not per read.
+    pub(crate) request_next: u64,
+    pub(crate) request_outstanding: Option<(u64, u64)>,
     /// Reads whose index is known, waiting for the state machine to apply
     /// it: (index, arrival sequence) -> (id, path).
     pub(crate) awaiting_apply: BTreeMap<(Index, u64), (u64, ReadPath)>,
@@ -436,19 +445,61 @@ impl Node {
         );
     }
 
-    /// Follower: asks the leader for a read index.
+    /// Follower: the read waits for the next request to the leader, sent
+    /// now unless one is outstanding.
     fn forward_read(&mut self, id: u64, actions: &mut Vec<Action>) {
-        let leader = self.leader.expect("forward_read needs a known leader");
+        self.reads.request_next = self.reads.request_next.max(1);
         self.reads.forwarded.push_back(ForwardedRead {
             id,
             term: self.term,
-            sent_tick: self.now_ticks,
+            request: self.reads.request_next,
         });
-        self.send(
-            leader,
-            MessageBody::ReadIndexRequest { request: id },
-            actions,
-        );
+        self.maybe_send_read_index_request(actions);
+    }
+
+    /// Follower: sends the next request if reads wait for it and none is
+    /// outstanding.
+    fn maybe_send_read_index_request(&mut self, actions: &mut Vec<Action>) {
+        if self.reads.request_outstanding.is_some() || self.reads.forwarded.is_empty() {
+            return;
+        }
+        let Some(leader) = self.leader.filter(|_| self.role == Role::Follower) else {
+            return;
+        };
+        let request = self.reads.request_next;
+        debug_assert!(self
+            .reads
+            .forwarded
+            .iter()
+            .all(|read| read.request <= request));
+        self.reads.request_next += 1;
+        self.reads.request_outstanding = Some((request, self.now_ticks));
+        self.send(leader, MessageBody::ReadIndexRequest { request }, actions);
+    }
+
+    /// Follower: hands every read covered by `request` its index (or
+    /// refuses it), then asks for the reads that arrived since.
+    fn finish_read_index_request(
+        &mut self,
+        request: u64,
+        outcome: Result<Index, ReadError>,
+        actions: &mut Vec<Action>,
+    ) {
+        self.reads.request_outstanding = None;
+        while let Some(read) = self.reads.forwarded.front().copied() {
+            if read.request > request {
+                break;
+            }
+            self.reads.forwarded.pop_front();
+            match outcome {
+                Ok(index) => {
+                    self.stats.reads_follower += 1;
+                    self.serve_when_applied(index, read.id, ReadPath::Follower, actions);
+                }
+                Err(error) => self.refuse_read(read.id, error, actions),
+            }
+        }
+        self.maybe_send_read_index_request(actions);
     }
 
     /// Leader side of a follower's read request (in our term).
@@ -479,31 +530,19 @@ impl Node {
             self.stats.messages_malformed += 1;
             return;
         }
-        let Some(position) = self
+        if self
             .reads
-            .forwarded
-            .iter()
-            .position(|read| read.id == request)
-        else {
+            .request_outstanding
+            .map(|(outstanding, _)| outstanding)
+            != Some(request)
+        {
             // Answered already (a duplicate), or timed out.
             return;
-        };
-        let read = self
-            .reads
-            .forwarded
-            .remove(position)
-            .expect("position is in range");
-        debug_assert_eq!(read.term, self.term);
-        match index {
-            Some(index) => {
-                self.stats.reads_follower += 1;
-                self.serve_when_applied(index, read.id, ReadPath::Follower, actions);
-            }
-            None => {
-                let leader_hint = self.leader;
-                self.refuse_read(read.id, ReadError::LeadershipLost { leader_hint }, actions);
-            }
         }
+        let outcome = index.ok_or(ReadError::LeadershipLost {
+            leader_hint: self.leader,
+        });
+        self.finish_read_index_request(request, outcome, actions);
     }
 
     /// Follower: refuses reads the leader has not answered within an
@@ -511,12 +550,10 @@ impl Node {
     pub(crate) fn tick_reads(&mut self, actions: &mut Vec<Action>) {
         self.now_ticks += 1;
         let timeout_ticks = u64::from(self.config.election_timeout_min_ticks);
-        while let Some(read) = self.reads.forwarded.front().copied() {
-            if self.now_ticks < read.sent_tick + timeout_ticks {
-                break;
+        if let Some((request, sent_tick)) = self.reads.request_outstanding {
+            if self.now_ticks >= sent_tick + timeout_ticks {
+                self.finish_read_index_request(request, Err(ReadError::Timeout), actions);
             }
-            self.reads.forwarded.pop_front();
-            self.refuse_read(read.id, ReadError::Timeout, actions);
         }
     }
 
@@ -533,12 +570,18 @@ impl Node {
                 self.refuse_read(read.id, ReadError::LeadershipLost { leader_hint }, actions);
             }
         }
-        while let Some(read) = self.reads.forwarded.front().copied() {
-            if read.term == self.term && self.role == Role::Follower {
-                break;
+        let same_leader = self.role == Role::Follower
+            && self
+                .reads
+                .forwarded
+                .front()
+                .is_none_or(|read| read.term == self.term);
+        if !same_leader {
+            // The request outstanding (if any) went to another leader.
+            self.reads.request_outstanding = None;
+            while let Some(read) = self.reads.forwarded.pop_front() {
+                self.refuse_read(read.id, ReadError::LeadershipLost { leader_hint }, actions);
             }
-            self.reads.forwarded.pop_front();
-            self.refuse_read(read.id, ReadError::LeadershipLost { leader_hint }, actions);
         }
     }
 

@@ -426,3 +426,32 @@ fn follower_read_unanswered_for_an_election_timeout_is_refused() {
     }
     assert_eq!(read_answers(&c, 2), vec![(13, Err(ReadError::Timeout))]);
 }
+
+#[test]
+fn follower_reads_arriving_while_a_request_is_out_share_the_next_request() {
+    let mut c = settled(cluster());
+    read(&mut c, 2, 1, ReadPath::Follower);
+    for id in 2..=6 {
+        read(&mut c, 2, id, ReadPath::Follower);
+    }
+    let requests = |c: &Cluster| {
+        c.trace
+            .iter()
+            .filter(|(id, action)| {
+                *id == 2
+                    && matches!(action, Action::Send { message, .. }
+                        if matches!(message.body, concord::MessageBody::ReadIndexRequest { .. }))
+            })
+            .count()
+    };
+    assert_eq!(requests(&c), 1, "one request outstanding at a time");
+    c.deliver_all();
+    c.tick_all(2);
+    let answers = read_answers(&c, 2);
+    assert_eq!(answers.len(), 6);
+    assert!(
+        answers.iter().all(|(_, answer)| answer.is_ok()),
+        "{answers:?}"
+    );
+    assert_eq!(requests(&c), 2, "the five later reads shared one request");
+}
