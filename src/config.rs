@@ -62,7 +62,12 @@ pub struct Config {
     /// the node refuses proposals and drops incoming appends (the leader
     /// will retry), rather than queueing without bound.
     pub unpersisted_writes_max: usize,
-    /// Seed of this node's PRNG, which draws election timeouts.
+    /// Seed of this node's PRNG, which draws election timeouts. Give every
+    /// start of a node a different seed (the simulator derives one per
+    /// incarnation; the tokio runtime mixes in the start time): it also
+    /// numbers a follower's read-index requests, so that a leader's answer
+    /// to an earlier incarnation, delayed across a restart, is never taken
+    /// for an answer to this one.
     pub seed: u64,
     /// Ask the host for a snapshot once this many entries were applied
     /// since the last one. `None` (the default): never by entry count.

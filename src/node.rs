@@ -195,7 +195,7 @@ impl Node {
             snapshot_request_explicit: false,
             applied_since_snapshot_bytes: 0,
             incoming_snapshot: None,
-            reads: crate::read_index::Reads::default(),
+            reads: crate::read_index::Reads::new(config.seed),
             now_ticks: 0,
             // A node that never saw a term never answered a heartbeat.
             vote_hold_after_start: config.lease_read_ticks > 0 && recovered.hard_state.term > 0,

@@ -149,6 +149,28 @@ pub(crate) struct Reads {
     pub(crate) lease_round_min: u64,
 }
 
+impl Reads {
+    /// The reads of a node just started with PRNG seed `seed`. A
+    /// follower's requests to its leader are numbered from a point drawn
+    /// from the seed: a leader's answer to an earlier incarnation of this
+    /// node, delayed in the network across the restart, must not be taken
+    /// for the answer to a request of this one (it was computed before
+    /// this incarnation's reads arrived, so it could be stale). That holds
+    /// when every start gets a fresh seed, as `Config::seed` asks.
+    pub(crate) fn new(seed: u64) -> Self {
+        // splitmix64's finalizer: nearby seeds land far apart.
+        let mut x = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        x ^= x >> 31;
+        Reads {
+            // Top bit clear: 2^63 requests before wrapping; never 0.
+            request_next: (x >> 1).max(1),
+            ..Reads::default()
+        }
+    }
+}
+
 /// Rounds remembered for the lease; older ones grant nothing. A lease is
 /// at most an election timeout long, and rounds are sent at most once per
 /// heartbeat or per round trip, so this comfortably covers it.
@@ -448,7 +470,6 @@ impl Node {
     /// Follower: the read waits for the next request to the leader, sent
     /// now unless one is outstanding.
     fn forward_read(&mut self, id: u64, actions: &mut Vec<Action>) {
-        self.reads.request_next = self.reads.request_next.max(1);
         self.reads.forwarded.push_back(ForwardedRead {
             id,
             term: self.term,

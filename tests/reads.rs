@@ -455,3 +455,46 @@ fn follower_reads_arriving_while_a_request_is_out_share_the_next_request() {
     );
     assert_eq!(requests(&c), 2, "the five later reads shared one request");
 }
+
+#[test]
+fn follower_read_ignores_an_answer_addressed_to_an_earlier_incarnation() {
+    let mut c = settled(cluster());
+    // Node 2 asks; the leader's answer is held in the network.
+    c.cut.insert((1, 2));
+    read(&mut c, 2, 21, ReadPath::Follower);
+    c.deliver_all();
+    let old_request = c
+        .trace
+        .iter()
+        .find_map(|(id, action)| match action {
+            Action::Send { message, .. } if *id == 2 => match message.body {
+                concord::MessageBody::ReadIndexRequest { request } => Some(request),
+                _ => None,
+            },
+            _ => None,
+        })
+        .expect("node 2 asked the leader");
+    // Node 2 restarts with a fresh seed, as every start should.
+    c.crash(2);
+    c.configs.get_mut(&2).unwrap().seed ^= 0x5eed;
+    c.restart(2);
+    c.cut.clear();
+    c.tick_all(3);
+    c.deliver_all();
+    c.trace.clear();
+    c.cut.insert((1, 2));
+    read(&mut c, 2, 22, ReadPath::Follower);
+    c.deliver_all();
+    // The answer to the earlier incarnation's request arrives, in the
+    // current term, with an index the new read must not be served at.
+    let term = c.node(2).term();
+    let stale = concord::MessageBody::ReadIndexResponse {
+        request: old_request,
+        index: Some(1),
+    };
+    c.step(2, Input::Receive(msg(1, 2, term, stale)));
+    assert!(
+        read_answers(&c, 2).is_empty(),
+        "a read was served on an answer to a request this incarnation never sent"
+    );
+}

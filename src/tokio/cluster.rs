@@ -84,7 +84,8 @@ impl NodeSettings {
         }
     }
 
-    /// The replica configuration these settings describe.
+    /// The replica configuration these settings describe, with a PRNG
+    /// seed fresh for this start of the node (see [`Config::seed`]).
     pub fn raft_config(&self) -> Config {
         let mut config = Config::new(
             self.id,
@@ -97,6 +98,11 @@ impl NodeSettings {
         config.compaction_trailing_entries = self.compaction_trailing_entries;
         config.lease_read_ticks = self.lease_read_ticks;
         config.clock_drift_bound_ticks = self.clock_drift_bound_ticks;
+        // Under madsim the clock is simulated, so this stays reproducible.
+        let started_nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        config.seed = self.id ^ started_nanos.rotate_left(17);
         config
     }
 }
