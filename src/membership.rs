@@ -379,12 +379,13 @@ impl Node {
     /// Brings everything derived from the configuration in force up to
     /// date: peers, the leader's progress, known nodes.
     pub(crate) fn membership_changed(&mut self) {
-        let (_, latest) = self
+        let (&index, latest) = self
             .memberships
             .iter()
             .next_back()
             .expect("a configuration is always known");
         self.membership = latest.clone();
+        self.membership_in_force_index = index;
         let me = self.config.id;
         let members = self.membership.members();
         self.known_nodes.extend(members.iter().copied());

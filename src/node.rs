@@ -96,8 +96,10 @@ pub struct Node {
     pub(crate) scratch_indices: Vec<Index>,
     /// Every member (voters and learners) but this node, in id order.
     pub(crate) peer_ids: Vec<NodeId>,
-    /// The configuration in force (the latest of `memberships`).
+    /// The configuration in force (the latest of `memberships`), and the
+    /// index of its entry.
     pub(crate) membership: Membership,
+    pub(crate) membership_in_force_index: Index,
     /// Every configuration this node still knows, by the index of its
     /// entry (the first at the log's base: the initial or snapshot one).
     pub(crate) memberships: BTreeMap<Index, Membership>,
@@ -203,6 +205,7 @@ impl Node {
             planted: PlantedBugs::NONE,
             peer_ids: Vec::new(),
             membership: Membership::default(),
+            membership_in_force_index: 0,
             memberships: BTreeMap::new(),
             known_nodes: BTreeSet::new(),
             removed_notice: None,
@@ -490,7 +493,15 @@ impl Node {
         if let Some(vote) = self.voted_for {
             assert_ne!(vote, 0);
         }
+        // The cached configuration is the latest known one. Comparing the
+        // index is cheap enough for every step (comparing the sets cost a
+        // tenth of a simulated seed); builds with debug assertions compare
+        // the sets too.
         assert_eq!(
+            self.memberships.keys().next_back(),
+            Some(&self.membership_in_force_index)
+        );
+        debug_assert_eq!(
             Some(&self.membership),
             self.memberships.values().next_back()
         );
