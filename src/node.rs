@@ -246,14 +246,16 @@ impl Node {
         match input {
             Input::Tick => self.tick(actions),
             Input::Receive(message) => self.receive(message, actions),
-            Input::Propose(payload) => self.propose(
-                std::iter::once(EntryPayload::Command(payload)),
-                1,
-                actions,
-            ),
+            Input::Propose(payload) => {
+                self.propose(std::iter::once(EntryPayload::Command(payload)), 1, actions)
+            }
             Input::ProposeBatch(payloads) => {
                 let count = payloads.len();
-                self.propose(payloads.into_iter().map(EntryPayload::Command), count, actions)
+                self.propose(
+                    payloads.into_iter().map(EntryPayload::Command),
+                    count,
+                    actions,
+                )
             }
             Input::ProposeHost(payload) => {
                 self.propose(std::iter::once(EntryPayload::Host(payload)), 1, actions)

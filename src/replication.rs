@@ -2,7 +2,6 @@
 //! commitment by counting (§5.4.2), proposals, batching, pipelining and
 //! flow control.
 
-
 use crate::io::{Action, ProposeError};
 use crate::message::{AppendResponse, MessageBody};
 use crate::node::{Node, Role};

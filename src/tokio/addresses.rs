@@ -216,7 +216,10 @@ mod tests {
             id: 4,
             addr: "127.0.0.1:7004".to_string(),
         });
-        assert_eq!(HostRecord::decode(&record.encode().unwrap()).unwrap(), record);
+        assert_eq!(
+            HostRecord::decode(&record.encode().unwrap()).unwrap(),
+            record
+        );
         assert!(HostRecord::decode(b"\xff\xff\xff").is_err());
         assert!(validate_address("127.0.0.1:7004").is_ok());
         assert!(validate_address("localhost").is_err());

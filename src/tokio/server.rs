@@ -803,11 +803,14 @@ where
             return send_admin(reply, self.admin_not_leader(self.node.leader()));
         }
         if let Some(op) = &self.admin {
-            return send_admin(reply, AdminResponse::Refused(format!(
+            return send_admin(
+                reply,
+                AdminResponse::Refused(format!(
                 "another membership request is in progress on this leader ({:?}); retry once it \
                  finished",
                 op.stage
-            )));
+            )),
+            );
         }
         tracing::info!(?request, "membership request");
         let deadline = tokio::time::Instant::now() + self.config.admin_timeout;
@@ -834,20 +837,27 @@ where
                     Some(AdminCaptured::Transfer(crate::TransferOutcome::Refused(e))) => {
                         send_admin(reply, AdminResponse::Refused(e.to_string()))
                     }
-                    other => send_admin(reply, AdminResponse::Refused(format!(
-                        "unexpected answer of the node to the transfer: {other:?}"
-                    ))),
+                    other => send_admin(
+                        reply,
+                        AdminResponse::Refused(format!(
+                            "unexpected answer of the node to the transfer: {other:?}"
+                        )),
+                    ),
                 };
             }
         };
         if let Some((id, addr)) = addr {
             if let Err(e) = addresses::validate_address(&addr) {
-                return send_admin(reply, AdminResponse::Refused(format!("node {id}'s address: {e}")));
+                return send_admin(
+                    reply,
+                    AdminResponse::Refused(format!("node {id}'s address: {e}")),
+                );
             }
             if id == 0 {
-                return send_admin(reply, AdminResponse::Refused(
-                    crate::MembershipError::ZeroNodeId.to_string(),
-                ));
+                return send_admin(
+                    reply,
+                    AdminResponse::Refused(crate::MembershipError::ZeroNodeId.to_string()),
+                );
             }
             // Refuse an invalid change before writing its address.
             if let Err(e) = self.node.membership().apply_change(change) {
@@ -871,9 +881,12 @@ where
                     });
                 }
                 Some(AdminCaptured::Refused(e)) => send_admin(reply, self.admin_refusal(e)),
-                other => send_admin(reply, AdminResponse::Refused(format!(
-                    "unexpected answer of the node to the address record: {other:?}"
-                ))),
+                other => send_admin(
+                    reply,
+                    AdminResponse::Refused(format!(
+                        "unexpected answer of the node to the address record: {other:?}"
+                    )),
+                ),
             }
             return;
         }
@@ -919,11 +932,13 @@ where
                 if !leading || self.node.term_at(index) != Some(term) {
                     let hint = self.node.leader();
                     let response = match self.admin_not_leader(hint) {
-                        AdminResponse::NotLeader { .. } if !leading => AdminResponse::TimedOut(format!(
-                            "leadership changed before node {} could add the address; the \
+                        AdminResponse::NotLeader { .. } if !leading => {
+                            AdminResponse::TimedOut(format!(
+                                "leadership changed before node {} could add the address; the \
                              membership did not change: retry (the leader is now {hint:?})",
-                            self.node.id()
-                        )),
+                                self.node.id()
+                            ))
+                        }
                         _ => AdminResponse::TimedOut(
                             "the address record was lost; the membership did not change: retry"
                                 .to_string(),
