@@ -33,6 +33,30 @@
 //! [`SnapshotReader`], so no snapshot is held in memory beyond a restore.
 //! On start, the newest stored snapshot is restored into the state machine
 //! and reported to the node, which serves it to followers behind its log.
+//!
+//! ## Membership changes
+//!
+//! [`Event::Admin`] carries an [`AdminRequest`]. `List` is answered by any
+//! node from its own view (the leader adds each member's match index and
+//! lag). A change is refused by a node that is not the leader (with a hint)
+//! or while another request runs on it; otherwise the leader carries it
+//! out in stages, moved on once per loop turn:
+//!
+//! 1. for `AddLearner`/`AddVoter`: the change is checked against the
+//!    configuration in force, then the new node's address is proposed as a
+//!    [`HostRecord`] ([`Input::ProposeHost`]) and must commit (see
+//!    [`addresses`] for why the address goes first);
+//! 2. the change is proposed ([`Input::ChangeMembership`]); the answer is
+//!    [`AdminResponse::Done`] once its entry is committed and the
+//!    configuration in force is committed and not joint (the core leaves a
+//!    joint configuration on its own);
+//! 3. a transfer ([`Input::TransferLeadership`]) is done when this node
+//!    follows the target as leader.
+//!
+//! The core's refusals come back as [`AdminResponse::Refused`] with its
+//! error text. Losing leadership, the core's transfer timeout, or
+//! [`ServerConfig::admin_timeout`] end a request with
+//! [`AdminResponse::TimedOut`]: the change may or may not take effect.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -112,7 +136,7 @@ pub struct ServerConfig {
     pub client_addrs: BTreeMap<NodeId, String>,
     /// The replicated address book this server keeps up to date from its
     /// log and snapshots, shared with the transport and the listener (see
-    /// [`addresses`](super::addresses)).
+    /// [`addresses`]).
     pub addresses: SharedAddressBook,
     /// Longest a membership request may take (from its arrival to the
     /// change committed and final, or the transfer done) before it is
@@ -390,6 +414,7 @@ where
             transport.set_peer_address(node, &addr);
         }
     }
+    let was_member = config.raft.voters.contains(&id);
     let node = Node::new(config.raft.clone(), recovered)?;
     let (persisted_tx, persisted_rx) = mpsc::unbounded_channel();
     storage.start(persisted_tx)?;
@@ -433,6 +458,8 @@ where
         admin_capturing: false,
         admin_captured: None,
         removed_notices_logged: 0,
+        removed_logged: false,
+        was_member,
     };
     if let Some(snapshot) = recovered_snapshot {
         // The node serves it to followers behind its log.
@@ -499,8 +526,14 @@ struct Server<S, St, T> {
     /// While stepping an admin input: its answer goes to `admin_captured`.
     admin_capturing: bool,
     admin_captured: Option<AdminCaptured>,
-    /// The core's count of "you were removed" notices already logged.
+    /// The core's count of "you were removed" notices already seen.
     removed_notices_logged: u64,
+    /// Whether this node's removal was logged.
+    removed_logged: bool,
+    /// Whether this node was seen in a committed configuration: born a
+    /// voter, or added (a joining learner's own initial configuration does
+    /// not count).
+    was_member: bool,
 }
 
 impl<S, St, T> Server<S, St, T>
@@ -985,15 +1018,27 @@ where
         }
     }
 
-    /// Logs, once per notice, that the cluster told this node it was
-    /// removed: it no longer campaigns (the core sees to that) and should
-    /// be stopped.
+    /// Logs, once, that this node is no longer a member: the cluster told
+    /// it so (it asked for votes it may not have), or it holds a committed
+    /// configuration without itself (a removed leader, which stepped down).
+    /// The core keeps it from campaigning; the operator should stop it.
     fn note_removed(&mut self) {
         let notices = self.node.stats().removed_notices_received;
-        if notices > self.removed_notices_logged {
-            if self.removed_notices_logged == 0 {
+        let id = self.node.id();
+        let committed = self.node.membership_index() <= self.node.commit_index();
+        let member = self.node.membership().contains(id);
+        if committed && member && self.node.membership_index() > 0 {
+            self.was_member = true;
+        }
+        // A joining node installs the leader's snapshot, whose
+        // configuration may predate its own addition: not a removal.
+        let committed_without_me = committed && !member && self.was_member;
+        if notices > self.removed_notices_logged || committed_without_me {
+            if !self.removed_logged {
+                self.removed_logged = true;
                 tracing::warn!(
-                    id = self.node.id(),
+                    id,
+                    configuration_index = self.node.membership_index(),
                     "this node was removed from the cluster's configuration: it no longer \
                      campaigns or serves; stop it (and wipe its data directory before reusing its \
                      id)"
