@@ -85,9 +85,7 @@ async fn learner_added_and_promoted_under_partitions() {
                 settings.join = id == 4;
                 let storage = MemStorage::new(disk.clone());
                 async move {
-                    let node = start_kv_node(settings, storage)
-                        .await
-                        .expect("node starts");
+                    let node = start_kv_node(settings, storage).await.expect("node starts");
                     let mut server = node.server;
                     let _ = server.wait().await;
                 }

@@ -331,6 +331,20 @@ impl ServerHandle {
         rx.await.unwrap_or(ClientResponse::Unknown)
     }
 
+    /// Sends a membership request (in-process admin client); `None` if the
+    /// server stopped.
+    pub async fn admin(&self, request: AdminRequest) -> Option<AdminResponse> {
+        let (reply, rx) = oneshot::channel();
+        self.events
+            .send(Event::Admin { request, reply })
+            .await
+            .ok()?;
+        match rx.await {
+            Ok(ClientResponse::Admin(response)) => Some(response),
+            _ => None,
+        }
+    }
+
     /// The node's status, or `None` if the server stopped.
     pub async fn status(&self) -> Option<NodeStatus> {
         let (reply, rx) = oneshot::channel();
