@@ -21,7 +21,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use bytes::Bytes;
-use concord::tokio::client::{Client, ClientConfig};
+use concord::tokio::client::{Client, ClientConfig, ClientError};
 use concord::tokio::wire::{AdminRequest, AdminResponse, Members};
 use concord::ReadPath;
 
@@ -59,7 +59,10 @@ membership (one change at a time; a change answers once committed and final):
   more than one voter at a time, and never remove voters so that the remaining
   ones (dead ones included) have no live majority.
 
-  --cluster-id defaults to \"concord\"";
+  --cluster-id defaults to \"concord\"
+
+exit status: 0 done, 1 refused or failed (the message says why), 2 bad arguments,
+3 a membership change whose outcome is unknown (run `member list` before retrying)";
 
 struct Args {
     servers: Vec<String>,
@@ -312,7 +315,14 @@ async fn member(client: &mut Client, c: &[String]) -> Result<(), Failure> {
         ),
         _ => unreachable!("validated in parse_args"),
     };
-    match client.admin(request).await.map_err(|e| e.to_string())? {
+    let answer = client.admin(request).await.map_err(|e| match e {
+        ClientError::RetriesExhausted { attempts, last } => format!(
+            "no leader answered after {attempts} attempts (last problem: {last}); check \
+             --servers and --cluster-id, and that a majority of the voters runs"
+        ),
+        other => other.to_string(),
+    })?;
+    match answer {
         AdminResponse::Done(members) => {
             if !done.is_empty() {
                 println!("{done}");
