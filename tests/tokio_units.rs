@@ -554,5 +554,31 @@ fn admin_requests_are_answered_with_typed_outcomes() {
             other => panic!("transfer answered {other:?}"),
         }
         assert_eq!(wait_for_leader(&servers).await, follower);
+        // The leader removes itself: done once the new configuration
+        // commits (it steps down then), and the other two lead on.
+        match at(follower)
+            .admin(AdminRequest::Remove { id: follower })
+            .await
+        {
+            Some(AdminResponse::Done(members)) => {
+                assert!(!members.voters.contains(&follower), "{members:?}");
+                assert_eq!(members.voters.len(), 2);
+                assert!(members.voters_outgoing.is_empty());
+            }
+            other => panic!("the leader's removal of itself answered {other:?}"),
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        'elected: loop {
+            for id in (1..=3u64).filter(|id| *id != follower) {
+                if at(id).status().await.is_some_and(|s| s.role == "Leader") {
+                    break 'elected;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the remaining two elected no leader"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     });
 }
