@@ -430,6 +430,20 @@ impl Client {
             let call_timeout = if list {
                 self.config.request_timeout
             } else {
+                // A change is sent only over a connection that just
+                // answered: a server that cannot be reached is tried like
+                // any failed attempt, while one that took the change and
+                // then went silent leaves its outcome unknown.
+                if let Err(e) = self
+                    .call_within(target, &ClientRequest::Status, self.config.request_timeout)
+                    .await
+                {
+                    last = e;
+                    self.leader = None;
+                    self.next_target = target + 1;
+                    tokio::time::sleep(self.config.retry_backoff).await;
+                    continue;
+                }
                 timeout
             };
             match self.call_within(target, &wire, call_timeout).await {
