@@ -20,6 +20,12 @@ pub enum Input {
     /// Several commands, appended as one batch: one write and one
     /// AppendEntries per follower instead of one per command.
     ProposeBatch(Vec<Bytes>),
+    /// Append bytes for the host itself (leader only), as one
+    /// [`EntryPayload::Host`](crate::EntryPayload::Host) entry: replicated,
+    /// committed and handed back in [`Action::Apply`] like a command, but
+    /// meant for the host's own replicated records (the tokio runtime's
+    /// address book), not its state machine. Answered like a proposal.
+    ProposeHost(Bytes),
     /// Every write up to and including this id is durable.
     Persisted(WriteId),
     /// The host's state machine has applied every entry up to this index.

@@ -16,7 +16,7 @@ use crate::progress::{Progress, ProgressView};
 use crate::recovered::Recovered;
 use crate::snapshot::{IncomingSnapshot, SnapshotMeta};
 use crate::stats::Statistics;
-use crate::types::{Entry, HardState, Index, LogPosition, NodeId, Term, WriteId};
+use crate::types::{Entry, EntryPayload, HardState, Index, LogPosition, NodeId, Term, WriteId};
 
 /// The role a replica plays in its current term.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -249,10 +249,19 @@ impl Node {
         match input {
             Input::Tick => self.tick(actions),
             Input::Receive(message) => self.receive(message, actions),
-            Input::Propose(payload) => self.propose(std::iter::once(payload), 1, actions),
+            Input::Propose(payload) => {
+                self.propose(std::iter::once(EntryPayload::Command(payload)), 1, actions)
+            }
             Input::ProposeBatch(payloads) => {
                 let count = payloads.len();
-                self.propose(payloads.into_iter(), count, actions)
+                self.propose(
+                    payloads.into_iter().map(EntryPayload::Command),
+                    count,
+                    actions,
+                )
+            }
+            Input::ProposeHost(payload) => {
+                self.propose(std::iter::once(EntryPayload::Host(payload)), 1, actions)
             }
             Input::Persisted(id) => self.handle_persisted(id),
             Input::Applied(index) => self.handle_applied(index),

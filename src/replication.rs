@@ -2,8 +2,6 @@
 //! commitment by counting (§5.4.2), proposals, batching, pipelining and
 //! flow control.
 
-use bytes::Bytes;
-
 use crate::io::{Action, ProposeError};
 use crate::message::{AppendResponse, MessageBody};
 use crate::node::{Node, Role};
@@ -51,10 +49,11 @@ impl Node {
         });
     }
 
-    /// Appends client commands to the leader's log and replicates them.
+    /// Appends client commands (or host entries) to the leader's log and
+    /// replicates them.
     pub(crate) fn propose(
         &mut self,
-        payloads: impl Iterator<Item = Bytes>,
+        payloads: impl Iterator<Item = EntryPayload>,
         count: usize,
         actions: &mut Vec<Action>,
     ) {
@@ -85,7 +84,7 @@ impl Node {
             self.log.append(Entry {
                 term: self.term,
                 index,
-                payload: EntryPayload::Command(payload),
+                payload,
             });
         }
         let last_index = self.log.last_index();

@@ -60,6 +60,12 @@ pub enum EntryPayload {
     /// entry is in its log (see [`Membership`](crate::Membership)). Hosts
     /// skip it when applying.
     Membership(crate::membership::Membership),
+    /// Bytes for the host runtime itself, never for the state machine:
+    /// replicated and committed like a command, proposed with
+    /// [`Input::ProposeHost`](crate::Input::ProposeHost). The tokio
+    /// runtime keeps its replicated address book in them (see
+    /// `concord::tokio::addresses`). Hosts that propose none never see one.
+    Host(Bytes),
 }
 
 impl EntryPayload {
@@ -69,6 +75,7 @@ impl EntryPayload {
             EntryPayload::Noop => 0,
             EntryPayload::Command(bytes) => bytes.len(),
             EntryPayload::Membership(membership) => membership.len_bytes(),
+            EntryPayload::Host(bytes) => bytes.len(),
         }
     }
 }

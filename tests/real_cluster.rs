@@ -660,3 +660,238 @@ fn reads_on_every_path_return_acknowledged_writes_and_append_nothing() {
     });
     cluster.sigterm_all();
 }
+
+// ---------------------------------------------------------------------
+// Membership on real processes (issue 10): replacing a dead server with
+// `concord-cli member ...`, leadership transfer to a named node, and the
+// new configuration (and the new node's address) surviving a restart of
+// every node started with its original `--peers`.
+// ---------------------------------------------------------------------
+
+/// Runs `concord-cli --servers <servers> <args>`; appends the command and
+/// what it printed to `transcript`; returns the exit code and stdout.
+fn cli(transcript: &mut String, servers: &[String], args: &[&str]) -> (i32, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_concord-cli"))
+        .args(["--servers", &servers.join(","), "--cluster-id", CLUSTER])
+        .args(args)
+        .output()
+        .expect("run concord-cli");
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    let code = output.status.code().unwrap_or(-1);
+    transcript.push_str(&format!(
+        "$ concord-cli --servers <{} servers> {}\n",
+        servers.len(),
+        args.join(" ")
+    ));
+    transcript.push_str(&stdout);
+    transcript.push_str(&stderr);
+    if code != 0 {
+        transcript.push_str(&format!("(exit status {code})\n"));
+    }
+    (code, stdout)
+}
+
+/// Runs a membership command that must succeed (a few attempts: a leader
+/// may be in the middle of an election).
+fn cli_ok(transcript: &mut String, servers: &[String], args: &[&str]) -> String {
+    for _ in 0..10 {
+        let (code, stdout) = cli(transcript, servers, args);
+        if code == 0 {
+            return stdout;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    panic!("concord-cli {args:?} kept failing; transcript:\n{transcript}");
+}
+
+/// The members as the leader sees them.
+async fn members(client: &mut Client) -> concord::tokio::wire::Members {
+    match client
+        .admin(concord::tokio::wire::AdminRequest::List)
+        .await
+        .expect("member list")
+    {
+        concord::tokio::wire::AdminResponse::Done(members) => members,
+        other => panic!("member list answered {other:?}"),
+    }
+}
+
+/// Polls a node's status until it reports itself leader.
+async fn wait_leads(client: &mut Client, server: usize, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Ok(status) = client.status(server).await {
+            if status.role == "Leader" {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+fn patient_client(servers: Vec<String>) -> Client {
+    let mut config = concord::tokio::client::ClientConfig::new(servers, CLUSTER);
+    config.request_timeout = Duration::from_millis(1500);
+    config.attempts_max = 100;
+    config.retry_backoff = Duration::from_millis(50);
+    Client::new(config)
+}
+
+#[test]
+fn replace_a_dead_voter_with_the_cli_transfer_leadership_and_restart_all() {
+    let mut cluster = compacting_cluster("real-member");
+    let new_id = 4;
+    let new_addr = cluster.add_joining(new_id);
+    let mut transcript = String::new();
+    runtime().block_on(async {
+        let mut client = cluster.client();
+        let mut acked = BTreeMap::new();
+        // Past a snapshot: the new node is caught up by one, and learns
+        // the address book from it.
+        put_keys(&mut client, &mut acked, "before", 0, 80).await;
+
+        // A new, empty server starts as a learner of the running cluster.
+        cluster.start_with(new_id, &COMPACT_OFTEN);
+        let old = cluster.servers();
+        cli_ok(&mut transcript, &old, &["member", "list"]);
+        let out = cli_ok(
+            &mut transcript,
+            &old,
+            &["member", "add-learner", "4", &new_addr],
+        );
+        assert!(out.contains("added node 4"), "{out}");
+        // A second add of the same node is refused with the core's reason.
+        let (code, _) = cli(
+            &mut transcript,
+            &old,
+            &["member", "add-learner", "4", &new_addr],
+        );
+        assert_eq!(code, 1, "a duplicate add is refused");
+        assert!(transcript.contains("already a member"), "{transcript}");
+
+        // Wait for the learner to catch up (lag as the leader sees it).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let m = members(&mut client).await;
+            let learner = m.members.iter().find(|m| m.id == new_id).expect("listed");
+            assert_eq!(learner.role, "learner");
+            assert_eq!(learner.addr.as_deref(), Some(new_addr.as_str()));
+            if learner.lag_entries == Some(0) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "learner never caught up: {m:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        cli_ok(&mut transcript, &old, &["member", "list"]);
+        let out = cli_ok(&mut transcript, &old, &["member", "promote", "4"]);
+        assert!(out.contains("promoted node 4"), "{out}");
+        let m = members(&mut client).await;
+        assert_eq!(m.voters, vec![1, 2, 3, 4]);
+        assert!(m.learners.is_empty() && m.voters_outgoing.is_empty());
+
+        // SIGKILL an old voter (the leader: the new node must help elect
+        // the next one), keep writing, then remove the dead one.
+        let dead = find_leader(&mut client).await;
+        cluster.sigkill(dead);
+        transcript.push_str(&format!(
+            "# SIGKILL node {dead} (the leader); 40 writes acknowledged by the survivors\n"
+        ));
+        let mut servers: Vec<String> = (1..=3u64)
+            .filter(|id| *id != dead)
+            .map(|id| cluster.addr(id))
+            .collect();
+        servers.push(new_addr.clone());
+        let mut client = patient_client(servers.clone());
+        put_keys(&mut client, &mut acked, "after-kill", 0, 40).await;
+        let out = cli_ok(
+            &mut transcript,
+            &servers,
+            &["member", "remove", &dead.to_string()],
+        );
+        assert!(out.contains(&format!("removed node {dead}")), "{out}");
+        let m = members(&mut client).await;
+        let mut expected: Vec<u64> = (1..=4).filter(|id| *id != dead).collect();
+        expected.sort();
+        assert_eq!(m.voters, expected, "{m:?}");
+        put_keys(&mut client, &mut acked, "after-remove", 0, 40).await;
+        read_all(&mut client, &acked).await;
+
+        // The removed node, started again, is told it was removed: it
+        // stops campaigning and says so.
+        cluster.start_with(dead, &COMPACT_OFTEN);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !cluster
+            .log_text(dead)
+            .contains("removed from the cluster's configuration")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "removed node {dead} never logged its removal"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        transcript.push_str(&format!(
+            "# node {dead} restarted after its removal logs: this node was removed from the \
+             cluster's configuration ...\n"
+        ));
+        put_keys(&mut client, &mut acked, "removed-node-up", 0, 10).await;
+        assert_eq!(members(&mut client).await.voters, expected);
+        cluster.sigkill(dead);
+
+        // Hand leadership to a named voter that does not lead.
+        let leader = members(&mut client).await.leader.expect("a leader");
+        let target = expected.iter().copied().find(|id| *id != leader).unwrap();
+        let out = cli_ok(
+            &mut transcript,
+            &servers,
+            &["member", "transfer-leader", &target.to_string()],
+        );
+        assert!(
+            out.contains(&format!("node {target} is the leader now")),
+            "{out}"
+        );
+        let index = servers
+            .iter()
+            .position(|s| *s == cluster.addr(target))
+            .unwrap();
+        assert!(
+            wait_leads(&mut client, index, Duration::from_secs(5)).await,
+            "node {target} reports itself leader"
+        );
+        cli_ok(&mut transcript, &servers, &["member", "list"]);
+
+        // Restart every node with its original --peers (which name the
+        // dead node and not the new one): the configuration and the new
+        // node's address come back from the logs and snapshots.
+        drop(client);
+        cluster.sigterm_all();
+        for id in expected.iter().copied() {
+            cluster.start_with(id, &COMPACT_OFTEN);
+        }
+        transcript.push_str(&format!(
+            "# SIGTERM every node; restart {expected:?} with their original flags \
+             (--peers names 1,2,3; node 4 also --join); 10 more writes\n"
+        ));
+        let mut client = patient_client(servers.clone());
+        put_keys(&mut client, &mut acked, "after-restart", 0, 10).await;
+        let m = members(&mut client).await;
+        assert_eq!(m.voters, expected, "the configuration survived: {m:?}");
+        assert!(m.learners.is_empty());
+        assert_eq!(
+            m.members
+                .iter()
+                .find(|m| m.id == new_id)
+                .and_then(|m| m.addr.clone()),
+            Some(new_addr.clone())
+        );
+        read_all(&mut client, &acked).await;
+        cli_ok(&mut transcript, &servers, &["member", "list"]);
+        // A node of the configuration with no log entries of its own yet
+        // was the new one: it holds a snapshot now.
+        assert!(!snapshot_files(&cluster.data_dir(new_id)).is_empty());
+    });
+    cluster.sigterm_all();
+    println!("---- replacement walk-through ----\n{transcript}");
+}

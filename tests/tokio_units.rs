@@ -422,3 +422,163 @@ fn tcp_cluster_serves_the_typed_client_api() {
         }
     });
 }
+
+/// Membership requests against an in-process cluster: typed answers for
+/// every outcome a request can have short of a timeout.
+#[test]
+fn admin_requests_are_answered_with_typed_outcomes() {
+    use concord::tokio::wire::{AdminRequest, AdminResponse};
+    runtime().block_on(async {
+        let network = MemNetwork::new();
+        let servers: Vec<Option<_>> = (1..=3u64)
+            .map(|id| {
+                let inbox = server::inbox();
+                network.register(id, inbox.0.clone());
+                let mut config = ServerConfig::new(raft_config(id));
+                config.tick = Duration::from_millis(5);
+                Some(
+                    server::start(
+                        config,
+                        NullStateMachine,
+                        MemStorage::new(MemDisk::new()),
+                        network.transport(id),
+                        inbox,
+                    )
+                    .unwrap(),
+                )
+            })
+            .collect();
+        let leader = wait_for_leader(&servers).await;
+        let at = |id: u64| servers[id as usize - 1].as_ref().unwrap();
+        let follower = (1..=3).find(|id| *id != leader).unwrap();
+        // Wait until the follower knows the leader, then a change sent to
+        // it is redirected.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match at(follower).admin(AdminRequest::Remove { id: 3 }).await {
+                Some(AdminResponse::NotLeader { leader_hint, .. })
+                    if leader_hint == Some(leader) =>
+                {
+                    break
+                }
+                Some(AdminResponse::NotLeader { .. }) => {}
+                other => panic!("a follower answered a change with {other:?}"),
+            }
+            assert!(
+                Instant::now() < deadline,
+                "follower never learned the leader"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let refused = |response: Option<AdminResponse>, needle: &str| match response {
+            Some(AdminResponse::Refused(reason)) => {
+                assert!(
+                    reason.contains(needle),
+                    "{reason:?} should mention {needle:?}"
+                )
+            }
+            other => panic!("expected a refusal mentioning {needle:?}, got {other:?}"),
+        };
+        let leader_handle = at(leader);
+        let add = |id: u64, addr: &str| AdminRequest::AddLearner {
+            id,
+            addr: addr.to_string(),
+        };
+        refused(
+            leader_handle.admin(add(3, "127.0.0.1:7003")).await,
+            "already a member",
+        );
+        refused(leader_handle.admin(add(4, "nowhere")).await, "host:port");
+        refused(
+            leader_handle.admin(add(0, "127.0.0.1:7000")).await,
+            "reserved",
+        );
+        refused(
+            leader_handle.admin(AdminRequest::Remove { id: 9 }).await,
+            "not a member",
+        );
+        refused(
+            leader_handle
+                .admin(AdminRequest::Promote { id: follower })
+                .await,
+            "not a learner",
+        );
+        refused(
+            leader_handle
+                .admin(AdminRequest::TransferLeader { id: leader })
+                .await,
+            "already the leader",
+        );
+        // Adding and removing a learner: done, with the address listed.
+        match leader_handle.admin(add(4, "127.0.0.1:7004")).await {
+            Some(AdminResponse::Done(members)) => {
+                assert_eq!(members.learners, vec![4]);
+                assert_eq!(members.voters, vec![1, 2, 3]);
+                let four = members.members.iter().find(|m| m.id == 4).unwrap();
+                assert_eq!(four.addr.as_deref(), Some("127.0.0.1:7004"));
+                assert_eq!(four.role, "learner");
+                // The leader knows every voter's match index.
+                assert!(members
+                    .members
+                    .iter()
+                    .filter(|m| m.role == "voter")
+                    .all(|m| m.match_index.is_some()));
+            }
+            other => panic!("add-learner answered {other:?}"),
+        }
+        match leader_handle.admin(AdminRequest::Remove { id: 4 }).await {
+            Some(AdminResponse::Done(members)) => assert!(members.learners.is_empty()),
+            other => panic!("remove answered {other:?}"),
+        }
+        // A follower lists the members from its own view.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match at(follower).admin(AdminRequest::List).await {
+                Some(AdminResponse::Done(members)) if members.learners.is_empty() => {
+                    assert_eq!(members.answered_by, follower);
+                    assert!(members.members.iter().all(|m| m.match_index.is_none()));
+                    break;
+                }
+                Some(AdminResponse::Done(_)) => {}
+                other => panic!("list answered {other:?}"),
+            }
+            assert!(Instant::now() < deadline, "follower never saw the removal");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Leadership goes to the named voter.
+        match leader_handle
+            .admin(AdminRequest::TransferLeader { id: follower })
+            .await
+        {
+            Some(AdminResponse::Done(members)) => assert_eq!(members.leader, Some(follower)),
+            other => panic!("transfer answered {other:?}"),
+        }
+        assert_eq!(wait_for_leader(&servers).await, follower);
+        // The leader removes itself: done once the new configuration
+        // commits (it steps down then), and the other two lead on.
+        match at(follower)
+            .admin(AdminRequest::Remove { id: follower })
+            .await
+        {
+            Some(AdminResponse::Done(members)) => {
+                assert!(!members.voters.contains(&follower), "{members:?}");
+                assert_eq!(members.voters.len(), 2);
+                assert!(members.voters_outgoing.is_empty());
+            }
+            other => panic!("the leader's removal of itself answered {other:?}"),
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        'elected: loop {
+            for id in (1..=3u64).filter(|id| *id != follower) {
+                if at(id).status().await.is_some_and(|s| s.role == "Leader") {
+                    break 'elected;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the remaining two elected no leader"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+}

@@ -6,13 +6,23 @@
 //! concord-cli --servers ... get --read follower greeting
 //! concord-cli --servers ... cas greeting hello bonjour
 //! concord-cli --servers ... status
+//! concord-cli --servers ... member list
+//! concord-cli --servers ... member add-learner 4 127.0.0.1:7004
+//! concord-cli --servers ... member promote 4
+//! concord-cli --servers ... member remove 3
+//! concord-cli --servers ... member transfer-leader 4
 //! ```
+//!
+//! Exit status: 0 done, 1 refused or failed (the message says why and what
+//! to do), 2 bad arguments, 3 a membership change whose outcome is unknown
+//! (run `member list`).
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use bytes::Bytes;
-use concord::tokio::client::{Client, ClientConfig};
+use concord::tokio::client::{Client, ClientConfig, ClientError};
+use concord::tokio::wire::{AdminRequest, AdminResponse, Members};
 use concord::ReadPath;
 
 const USAGE: &str = "\
@@ -31,7 +41,28 @@ commands:
                                  instead of EXPECTED for \"key not set\")
   status                         role, term, leader, commit, applied, lag and snapshot of every server
 
-  --cluster-id defaults to \"concord\"";
+membership (one change at a time; a change answers once committed and final):
+  member list                    voters, learners, outgoing voters while a change is
+                                 joint, the leader, and each member's address,
+                                 match index and lag (as the leader sees them)
+  member add-learner <ID> <HOST:PORT>
+                                 add a new node as a learner (start it first with
+                                 concord-node --join); its address is replicated
+  member promote <ID>            make a learner a voter; refused until it caught up
+  member add <ID> <HOST:PORT>    add a new node directly as a voter (prefer
+                                 add-learner, wait for catch-up, then promote)
+  member remove <ID>             remove a voter or a learner (also a dead one)
+  member transfer-leader <ID>    hand leadership to the caught-up voter ID
+
+  Replace a dead voter: add-learner the new node, wait until `member list` shows
+  its lag near 0, promote it, then remove the dead one. Never remove or replace
+  more than one voter at a time, and never remove voters so that the remaining
+  ones (dead ones included) have no live majority.
+
+  --cluster-id defaults to \"concord\"
+
+exit status: 0 done, 1 refused or failed (the message says why), 2 bad arguments,
+3 a membership change whose outcome is unknown (run `member list` before retrying)";
 
 struct Args {
     servers: Vec<String>,
@@ -98,6 +129,44 @@ fn parse_args(argv: Vec<String>) -> Result<Args, String> {
         }
     }
     let servers = servers.ok_or("missing --servers")?;
+    if command.first().map(String::as_str) == Some("member") {
+        let arity = match command.get(1).map(String::as_str) {
+            None => return Err("member: missing subcommand (list, add-learner, add, promote, remove, transfer-leader)".to_string()),
+            Some("list") => 2,
+            Some("add") | Some("add-learner") => 4,
+            Some("promote") | Some("remove") | Some("transfer-leader") => 3,
+            Some(other) => {
+                return Err(format!(
+                    "member: unknown subcommand {other:?}; use list, add-learner, add, promote, \
+                     remove or transfer-leader"
+                ))
+            }
+        };
+        if command.len() != arity {
+            return Err(format!(
+                "member {} takes {} argument(s), got {}",
+                command[1],
+                arity - 2,
+                command.len() - 2
+            ));
+        }
+        if arity >= 3 {
+            parse_node_id(&command[2])?;
+        }
+        if arity == 4 && command[3].parse::<std::net::SocketAddr>().is_err() {
+            return Err(format!(
+                "member {}: {:?} is not a host:port address like 127.0.0.1:7004",
+                command[1], command[3]
+            ));
+        }
+        return Ok(Args {
+            servers,
+            cluster_id,
+            timeout,
+            read_path,
+            command,
+        });
+    }
     let arity = match command.first().map(String::as_str) {
         None => return Err("missing command".to_string()),
         Some("get") => 2,
@@ -121,6 +190,157 @@ fn parse_args(argv: Vec<String>) -> Result<Args, String> {
         read_path,
         command,
     })
+}
+
+fn parse_node_id(value: &str) -> Result<u64, String> {
+    match value.parse::<u64>() {
+        Ok(0) => Err("node id 0 is reserved; node ids are 1 or more".to_string()),
+        Ok(id) => Ok(id),
+        Err(_) => Err(format!("{value:?} is not a node id (a positive integer)")),
+    }
+}
+
+/// A table of the members, for a person.
+fn print_members(members: &Members) {
+    let list = |ids: &[u64]| {
+        if ids.is_empty() {
+            "-".to_string()
+        } else {
+            ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+        }
+    };
+    println!(
+        "configuration at index {} ({}), term {}, leader {}, answered by node {}",
+        members.configuration_index,
+        if members.configuration_committed {
+            "committed"
+        } else {
+            "not committed yet"
+        },
+        members.term,
+        members
+            .leader
+            .map(|l| l.to_string())
+            .unwrap_or_else(|| "unknown".to_string()),
+        members.answered_by
+    );
+    print!(
+        "voters {}  learners {}",
+        list(&members.voters),
+        list(&members.learners)
+    );
+    if !members.voters_outgoing.is_empty() {
+        print!(
+            "  JOINT: outgoing voters {} (a change of voters is under way)",
+            list(&members.voters_outgoing)
+        );
+    }
+    println!();
+    println!(
+        "{:>4}  {:<15} {:<22} {:>8} {:>8}",
+        "id", "role", "address", "match", "lag"
+    );
+    for m in &members.members {
+        let role = if Some(m.id) == members.leader {
+            format!("{} *leader", m.role)
+        } else {
+            m.role.clone()
+        };
+        let or_dash = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".to_string());
+        println!(
+            "{:>4}  {:<15} {:<22} {:>8} {:>8}",
+            m.id,
+            role,
+            m.addr.as_deref().unwrap_or("(unknown)"),
+            or_dash(m.match_index),
+            or_dash(m.lag_entries)
+        );
+    }
+    if members.members.iter().all(|m| m.match_index.is_none()) {
+        println!(
+            "(match and lag are known to the leader only; node {} answered)",
+            members.answered_by
+        );
+    }
+}
+
+/// Why `run` failed: the message, and whether the outcome is unknown.
+struct Failure {
+    message: String,
+    unknown: bool,
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure {
+            message,
+            unknown: false,
+        }
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(message: &str) -> Self {
+        message.to_string().into()
+    }
+}
+
+async fn member(client: &mut Client, c: &[String]) -> Result<(), Failure> {
+    let id = || c.get(2).map(|v| parse_node_id(v)).transpose();
+    let id = id()?.unwrap_or(0);
+    let (request, done) = match c[1].as_str() {
+        "list" => (AdminRequest::List, String::new()),
+        "add-learner" => (
+            AdminRequest::AddLearner {
+                id,
+                addr: c[3].clone(),
+            },
+            format!("added node {id} ({}) as a learner", c[3]),
+        ),
+        "add" => (
+            AdminRequest::AddVoter {
+                id,
+                addr: c[3].clone(),
+            },
+            format!("added node {id} ({}) as a voter", c[3]),
+        ),
+        "promote" => (
+            AdminRequest::Promote { id },
+            format!("promoted node {id} to voter"),
+        ),
+        "remove" => (AdminRequest::Remove { id }, format!("removed node {id}")),
+        "transfer-leader" => (
+            AdminRequest::TransferLeader { id },
+            format!("node {id} is the leader now"),
+        ),
+        _ => unreachable!("validated in parse_args"),
+    };
+    let answer = client.admin(request).await.map_err(|e| match e {
+        ClientError::RetriesExhausted { attempts, last } => format!(
+            "no leader answered after {attempts} attempts (last problem: {last}); check \
+             --servers and --cluster-id, and that a majority of the voters runs"
+        ),
+        other => other.to_string(),
+    })?;
+    match answer {
+        AdminResponse::Done(members) => {
+            if !done.is_empty() {
+                println!("{done}");
+            }
+            print_members(&members);
+            Ok(())
+        }
+        AdminResponse::Refused(reason) => Err(format!("refused: {reason}").into()),
+        AdminResponse::TimedOut(reason) => Err(Failure {
+            message: format!("outcome unknown: {reason}"),
+            unknown: true,
+        }),
+        AdminResponse::NotLeader { leader_hint, .. } => Err(format!(
+            "no leader could be reached (last hint: {leader_hint:?}); check that a majority of \
+             the voters runs, and list every server in --servers"
+        )
+        .into()),
+    }
 }
 
 fn show(value: &Option<Bytes>) -> String {
@@ -155,18 +375,25 @@ fn main() -> ExitCode {
     match runtime.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("concord-cli: {e}");
-            ExitCode::FAILURE
+            eprintln!("concord-cli: {}", e.message);
+            if e.unknown {
+                ExitCode::from(3)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
 
-async fn run(args: Args) -> Result<(), String> {
+async fn run(args: Args) -> Result<(), Failure> {
     let mut config = ClientConfig::new(args.servers.clone(), args.cluster_id);
     config.request_timeout = args.timeout;
     config.read_path = args.read_path;
     let mut client = Client::new(config);
     let c = &args.command;
+    if c[0] == "member" {
+        return member(&mut client, c).await;
+    }
     let bytes = |s: &String| Bytes::from(s.clone().into_bytes());
     match c[0].as_str() {
         "get" => println!(
@@ -203,7 +430,7 @@ async fn run(args: Args) -> Result<(), String> {
                 show(&current)
             );
             if !swapped {
-                return Err("compare-and-set did not match".to_string());
+                return Err("compare-and-set did not match".into());
             }
         }
         "status" => {

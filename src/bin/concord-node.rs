@@ -16,6 +16,13 @@
 //! with an error naming the file and offset; `--accept-wal-data-loss`
 //! truncates the log there instead and rejoins with a shorter log.
 //!
+//! A new server joins a running cluster empty, as a learner: start it with
+//! `--join` and `--peers` naming the cluster's voters, then add it with
+//! `concord-cli member add-learner <ID> <HOST:PORT>` and, once caught up,
+//! `concord-cli member promote <ID>` (see the README, "Growing, shrinking
+//! and replacing servers"). After that its log holds the configuration:
+//! restarts keep it, with or without `--join`.
+//!
 //! Every `--snapshot-every-entries` applied entries (default 100000) the
 //! node snapshots its state into `<data-dir>/snapshots/` and deletes the
 //! write-ahead log segments the snapshot covers; a damaged snapshot file
@@ -35,7 +42,7 @@ use concord::NodeId;
 
 const USAGE: &str = "\
 usage: concord-node --id <ID> --listen <HOST:PORT> --peers <ID=HOST:PORT,...> --data-dir <DIR> --cluster-id <NAME>
-                    [--tick-ms <MS>] [--no-fsync] [--accept-wal-data-loss]
+                    [--join] [--tick-ms <MS>] [--no-fsync] [--accept-wal-data-loss]
                     [--snapshot-every-entries <N>] [--compaction-trailing-entries <N>]
                     [--lease-ticks <N>] [--clock-drift-bound-ticks <N>]
 
@@ -45,6 +52,11 @@ usage: concord-node --id <ID> --listen <HOST:PORT> --peers <ID=HOST:PORT,...> --
                 (this node may be included; it must then match --listen)
   --data-dir    directory for the write-ahead log (created if missing)
   --cluster-id  the cluster's name; connections naming another are refused
+  --join        start as a new, empty learner of a running cluster whose
+                voters are --peers (this node is not one of them); then add
+                it with `concord-cli member add-learner <ID> <HOST:PORT>`
+                and promote it once caught up. Ignored once the node's log
+                holds a configuration (after it was added)
   --tick-ms     length of one Raft tick in milliseconds (default 10)
   --no-fsync    do not fsync the log (unsafe: for experiments only)
   --accept-wal-data-loss
@@ -78,6 +90,7 @@ struct Args {
     cluster_id: String,
     tick_ms: u64,
     fsync: bool,
+    join: bool,
     accept_wal_data_loss: bool,
     snapshot_every_entries: Option<u64>,
     compaction_trailing_entries: u64,
@@ -100,6 +113,7 @@ fn parse_args(argv: Vec<String>) -> Result<Args, String> {
     let mut cluster_id = None;
     let mut tick_ms = 10u64;
     let mut fsync = true;
+    let mut join = false;
     let mut accept_wal_data_loss = false;
     let mut snapshot_every_entries = Some(SNAPSHOT_EVERY_ENTRIES_DEFAULT);
     let mut compaction_trailing_entries = COMPACTION_TRAILING_ENTRIES_DEFAULT;
@@ -112,6 +126,10 @@ fn parse_args(argv: Vec<String>) -> Result<Args, String> {
         }
         if flag == "--no-fsync" {
             fsync = false;
+            continue;
+        }
+        if flag == "--join" {
+            join = true;
             continue;
         }
         if flag == "--accept-wal-data-loss" {
@@ -202,10 +220,19 @@ fn parse_args(argv: Vec<String>) -> Result<Args, String> {
                 "--peers lists node {id} at {addr} but --listen is {listen}"
             ));
         }
+        Some(_) if join => {
+            return Err(format!(
+                "--join: node {id} is listed in --peers; list the cluster's voters only (a \
+                 joining node is not one of them yet)"
+            ));
+        }
         Some(_) => {}
         None => {
             peers.insert(id, listen.clone());
         }
+    }
+    if join && peers.len() < 2 {
+        return Err("--join: --peers must name the voters of the cluster to join".to_string());
     }
     Ok(Args {
         id,
@@ -215,6 +242,7 @@ fn parse_args(argv: Vec<String>) -> Result<Args, String> {
         cluster_id: cluster_id.ok_or("missing --cluster-id")?,
         tick_ms,
         fsync,
+        join,
         accept_wal_data_loss,
         snapshot_every_entries,
         compaction_trailing_entries,
@@ -281,6 +309,7 @@ async fn run(args: Args) -> Result<(), String> {
         args.cluster_id.clone(),
     );
     settings.tick = Duration::from_millis(args.tick_ms);
+    settings.join = args.join;
     settings.snapshot_every_entries = args.snapshot_every_entries;
     settings.compaction_trailing_entries = args.compaction_trailing_entries;
     settings.lease_read_ticks = args.lease_ticks;
@@ -294,7 +323,14 @@ async fn run(args: Args) -> Result<(), String> {
     let mut node = start_kv_node(settings, storage)
         .await
         .map_err(|e| e.to_string())?;
-    tracing::info!(id = args.id, listen = %node.local_addr, cluster = %args.cluster_id, "concord-node serving");
+    tracing::info!(id = args.id, listen = %node.local_addr, cluster = %args.cluster_id, join = args.join, "concord-node serving");
+    if args.join {
+        tracing::info!(
+            "joining as a learner: add this node with `concord-cli member add-learner {} {}`",
+            args.id,
+            args.listen
+        );
+    }
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| format!("cannot install a SIGTERM handler: {e}"))?;
     tokio::select! {

@@ -23,7 +23,16 @@ use crate::session::{self, ClientId, SessionResponse};
 use super::kv::{KvOp, KvResult, COMMAND_BYTES_MAX};
 use super::status::NodeStatus;
 use super::transport::{connect, BoxStream};
-use super::wire::{ClientRequest, ClientResponse, Hello, HelloRole};
+use super::wire::{AdminRequest, AdminResponse, ClientRequest, ClientResponse, Hello, HelloRole};
+
+/// Shortest time a [`Client::admin`] request is given for one attempt: a
+/// membership change waits for two or three commits (and a server answers
+/// within its own `admin_timeout`, 10 s by default).
+pub const ADMIN_ATTEMPT_TIMEOUT_MIN: Duration = Duration::from_secs(15);
+
+/// Most server addresses a client keeps (given ones and ones learned from
+/// redirects).
+const SERVERS_MAX: usize = 1024;
 
 /// Settings of a [`Client`].
 #[derive(Clone, Debug)]
@@ -372,9 +381,9 @@ impl Client {
                     self.next_target = target + 1;
                     tokio::time::sleep(self.config.retry_backoff).await;
                 }
-                Ok(ClientResponse::Status(_)) => {
+                Ok(ClientResponse::Status(_) | ClientResponse::Admin(_)) => {
                     return Err(ClientError::Protocol(
-                        "status answer to a command".to_string(),
+                        "status or membership answer to a command".to_string(),
                     ));
                 }
                 Err(e) => {
@@ -389,6 +398,141 @@ impl Client {
             attempts: self.config.attempts_max,
             last,
         })
+    }
+
+    /// Sends a membership request (see [`AdminRequest`]) and returns the
+    /// server's answer: to the leader for a change, following
+    /// [`AdminResponse::NotLeader`] redirects (also to a leader whose
+    /// address was not in [`ClientConfig::servers`]), retrying only
+    /// connection failures. [`AdminRequest::List`] is answered by the
+    /// leader when one is known and reachable (only it knows the
+    /// followers' progress), otherwise by any server.
+    /// [`AdminResponse::Refused`] and [`AdminResponse::TimedOut`] are
+    /// returned as they are: a timed-out change may still take effect, so
+    /// it is never sent again blindly.
+    pub async fn admin(&mut self, request: AdminRequest) -> Result<AdminResponse, ClientError> {
+        if self.config.servers.is_empty() {
+            return Err(ClientError::NoServers);
+        }
+        let timeout = self.config.request_timeout.max(ADMIN_ATTEMPT_TIMEOUT_MIN);
+        let list = request == AdminRequest::List;
+        let wire = ClientRequest::Admin(request);
+        let mut last = String::new();
+        let mut listed: Option<AdminResponse> = None;
+        for attempt in 0..self.config.attempts_max {
+            if attempt > 0 {
+                self.retries += 1;
+            }
+            let target = match self.leader {
+                Some(leader) => leader,
+                None => self.next_target % self.config.servers.len(),
+            };
+            let call_timeout = if list {
+                self.config.request_timeout
+            } else {
+                // A change is sent only over a connection that just
+                // answered: a server that cannot be reached is tried like
+                // any failed attempt, while one that took the change and
+                // then went silent leaves its outcome unknown.
+                if let Err(e) = self
+                    .call_within(target, &ClientRequest::Status, self.config.request_timeout)
+                    .await
+                {
+                    last = e;
+                    self.leader = None;
+                    self.next_target = target + 1;
+                    tokio::time::sleep(self.config.retry_backoff).await;
+                    continue;
+                }
+                timeout
+            };
+            match self.call_within(target, &wire, call_timeout).await {
+                Ok(ClientResponse::Admin(AdminResponse::NotLeader {
+                    leader_hint,
+                    leader_addr,
+                })) => {
+                    last = format!(
+                        "{} is not the leader (hint: {leader_hint:?})",
+                        self.config.servers[target]
+                    );
+                    match leader_addr.map(|addr| self.server_index(&addr)) {
+                        Some(Some(index)) if index != target => self.leader = Some(index),
+                        _ => {
+                            self.leader = None;
+                            self.next_target = target + 1;
+                            tokio::time::sleep(self.config.retry_backoff).await;
+                        }
+                    }
+                }
+                Ok(ClientResponse::Admin(AdminResponse::Done(members))) if list => {
+                    // Ask the leader for its fuller view, once.
+                    let leader_addr = members
+                        .leader
+                        .filter(|leader| *leader != members.answered_by)
+                        .and_then(|leader| members.members.iter().find(|m| m.id == leader))
+                        .and_then(|m| m.addr.clone());
+                    if listed.is_some() {
+                        return Ok(AdminResponse::Done(members));
+                    }
+                    match leader_addr.and_then(|addr| self.server_index(&addr)) {
+                        Some(index) if index != target => {
+                            listed = Some(AdminResponse::Done(members));
+                            self.leader = Some(index);
+                        }
+                        _ => return Ok(AdminResponse::Done(members)),
+                    }
+                }
+                Ok(ClientResponse::Admin(answer)) => {
+                    self.leader = Some(target);
+                    return Ok(answer);
+                }
+                Ok(ClientResponse::Error(e)) => {
+                    last = e;
+                    self.leader = None;
+                    self.next_target = target + 1;
+                    tokio::time::sleep(self.config.retry_backoff).await;
+                }
+                Ok(other) => {
+                    return Err(ClientError::Protocol(format!(
+                        "unexpected answer to a membership request: {other:?}"
+                    )))
+                }
+                Err(e) => {
+                    if let Some(answer) = listed.take() {
+                        // The leader's view is out of reach: the first one.
+                        return Ok(answer);
+                    }
+                    if !list && e.starts_with("no answer from") {
+                        // Sent, not answered: the change may be under way.
+                        return Ok(AdminResponse::TimedOut(format!(
+                            "{e}; the change may or may not take effect: run `member list`"
+                        )));
+                    }
+                    last = e;
+                    self.leader = None;
+                    self.next_target = target + 1;
+                    tokio::time::sleep(self.config.retry_backoff).await;
+                }
+            }
+        }
+        Err(ClientError::RetriesExhausted {
+            attempts: self.config.attempts_max,
+            last,
+        })
+    }
+
+    /// The index of `addr` in the server list, added (up to a bound) when
+    /// it is not there: a leader added at runtime.
+    fn server_index(&mut self, addr: &str) -> Option<usize> {
+        if let Some(index) = self.config.servers.iter().position(|s| s == addr) {
+            return Some(index);
+        }
+        if self.config.servers.len() >= SERVERS_MAX {
+            return None;
+        }
+        self.config.servers.push(addr.to_string());
+        self.connections.push(None);
+        Some(self.config.servers.len() - 1)
     }
 
     /// Asks server number `server` (index in the list) for its status.
@@ -416,7 +560,16 @@ impl Client {
         target: usize,
         request: &ClientRequest,
     ) -> Result<ClientResponse, String> {
-        let timeout = self.config.request_timeout;
+        self.call_within(target, request, self.config.request_timeout)
+            .await
+    }
+
+    async fn call_within(
+        &mut self,
+        target: usize,
+        request: &ClientRequest,
+        timeout: Duration,
+    ) -> Result<ClientResponse, String> {
         match tokio::time::timeout(timeout, self.call_inner(target, request)).await {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(e)) => {

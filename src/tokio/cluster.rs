@@ -27,8 +27,17 @@ pub struct NodeSettings {
     pub id: NodeId,
     /// Address to listen on for peers and clients.
     pub listen: String,
-    /// Address of every node of the cluster, this one included.
+    /// Address of every node of the cluster, this one included. With
+    /// [`join`](Self::join), the voters of the cluster to join (and this
+    /// node).
     pub peers: BTreeMap<NodeId, String>,
+    /// Start as a new, empty learner of a running cluster whose voters are
+    /// `peers` (this node excluded), to be added with
+    /// `concord-cli member add-learner` and promoted once caught up.
+    /// Ignored once the node's log or snapshot holds a configuration: after
+    /// a restart the replicated configuration is in force, whatever the
+    /// flag says.
+    pub join: bool,
     /// The cluster's name.
     pub cluster_id: String,
     /// Wall-clock length of a tick.
@@ -71,6 +80,7 @@ impl NodeSettings {
             id,
             listen: listen.into(),
             peers,
+            join: false,
             cluster_id: cluster_id.into(),
             tick: Duration::from_millis(10),
             election_ticks: (15, 30),
@@ -87,10 +97,19 @@ impl NodeSettings {
     /// The replica configuration these settings describe, with a PRNG
     /// seed fresh for this start of the node (see [`Config::seed`]).
     pub fn raft_config(&self) -> Config {
-        let mut config = Config::new(
-            self.id,
-            self.peers.keys().copied().chain(std::iter::once(self.id)),
-        );
+        let mut config = if self.join {
+            let mut config = Config::new(
+                self.id,
+                self.peers.keys().copied().filter(|id| *id != self.id),
+            );
+            config.learners.insert(self.id);
+            config
+        } else {
+            Config::new(
+                self.id,
+                self.peers.keys().copied().chain(std::iter::once(self.id)),
+            )
+        };
         config.election_timeout_min_ticks = self.election_ticks.0;
         config.election_timeout_max_ticks = self.election_ticks.1;
         config.heartbeat_interval_ticks = self.heartbeat_ticks;
@@ -152,6 +171,7 @@ pub async fn start_kv_node<St: Storage>(
     let mut server_config = ServerConfig::new(raft);
     server_config.tick = settings.tick;
     server_config.client_addrs = settings.peers.clone();
+    let addresses = server_config.addresses.clone();
     let inbox = server::inbox();
     let events = inbox.0.clone();
     let server = server::start(
@@ -166,6 +186,7 @@ pub async fn start_kv_node<St: Storage>(
         node_id: settings.id,
         cluster_id: settings.cluster_id.clone(),
         voters,
+        addresses: addresses.clone(),
         max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
         handshake_timeout: Duration::from_secs(5),
         connections_max: 4096,

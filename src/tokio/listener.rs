@@ -41,8 +41,12 @@ pub struct ListenerConfig {
     pub node_id: NodeId,
     /// The cluster's name.
     pub cluster_id: String,
-    /// Every voter of the cluster (peers must be one of them).
+    /// Every voter of the cluster at its birth (`--peers`): peers must be
+    /// one of them or in [`addresses`](Self::addresses).
     pub voters: BTreeSet<NodeId>,
+    /// The replicated address book: a node added at runtime is accepted as
+    /// a peer once its address record is in this node's log.
+    pub addresses: super::addresses::SharedAddressBook,
     /// Largest frame accepted.
     pub max_frame_bytes: usize,
     /// Time a new connection has to send its `Hello`.
@@ -215,8 +219,13 @@ async fn handle(
             ))
         } else {
             match hello.role {
-                HelloRole::Peer { from, .. } if !config.voters.contains(&from) => {
-                    Some(format!("node {from} is not a member of this cluster"))
+                HelloRole::Peer { from, .. }
+                    if !config.voters.contains(&from) && !config.addresses.contains(from) =>
+                {
+                    Some(format!(
+                        "node {from} is not a member of this cluster (a new node is accepted \
+                         once `concord-cli member add-learner` recorded its address)"
+                    ))
                 }
                 HelloRole::Peer { from, .. } if from == config.node_id => {
                     Some(format!("peer claims our own id {from}"))
@@ -299,6 +308,10 @@ async fn handle(
                 ClientRequest::Read { path, query } => Event::Read {
                     path,
                     query,
+                    reply: reply_tx,
+                },
+                ClientRequest::Admin(request) => Event::Admin {
+                    request,
                     reply: reply_tx,
                 },
             };

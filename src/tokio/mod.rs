@@ -4,6 +4,7 @@
 //!
 //! | module | what |
 //! | --- | --- |
+//! | [`addresses`] | the replicated address book: where every member listens, through the log and snapshots |
 //! | [`codec`] | serde + bincode encoding, size-limited decoding of untrusted bytes |
 //! | [`frame`] | length-prefixed, versioned, CRC32C-checked frames on a stream |
 //! | [`wire`] | handshake, client requests and responses |
@@ -24,6 +25,7 @@
 //! runtime there. Under madsim use [`MemStorage`](storage::MemStorage): the
 //! file WAL needs OS threads and files.
 
+pub mod addresses;
 pub mod client;
 pub mod cluster;
 pub mod codec;

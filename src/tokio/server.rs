@@ -33,6 +33,30 @@
 //! [`SnapshotReader`], so no snapshot is held in memory beyond a restore.
 //! On start, the newest stored snapshot is restored into the state machine
 //! and reported to the node, which serves it to followers behind its log.
+//!
+//! ## Membership changes
+//!
+//! [`Event::Admin`] carries an [`AdminRequest`]. `List` is answered by any
+//! node from its own view (the leader adds each member's match index and
+//! lag). A change is refused by a node that is not the leader (with a hint)
+//! or while another request runs on it; otherwise the leader carries it
+//! out in stages, moved on once per loop turn:
+//!
+//! 1. for `AddLearner`/`AddVoter`: the change is checked against the
+//!    configuration in force, then the new node's address is proposed as a
+//!    [`HostRecord`] ([`Input::ProposeHost`]) and must commit (see
+//!    [`addresses`] for why the address goes first);
+//! 2. the change is proposed ([`Input::ChangeMembership`]); the answer is
+//!    [`AdminResponse::Done`] once its entry is committed and the
+//!    configuration in force is committed and not joint (the core leaves a
+//!    joint configuration on its own);
+//! 3. a transfer ([`Input::TransferLeadership`]) is done when this node
+//!    follows the target as leader.
+//!
+//! The core's refusals come back as [`AdminResponse::Refused`] with its
+//! error text. Losing leadership, the core's transfer timeout, or
+//! [`ServerConfig::admin_timeout`] end a request with
+//! [`AdminResponse::TimedOut`]: the change may or may not take effect.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -48,13 +72,14 @@ use crate::{
     ProposeError, Role, Snapshot, SnapshotMeta, Term,
 };
 
+use super::addresses::{self, AddressRecord, HostRecord, SharedAddressBook};
 use super::status::{NodeStatus, ServerCounters};
 use super::storage::{
     PersistRequest, SnapshotReader, SnapshotSink, SnapshotStoredSender, SnapshotWrite, Storage,
     StorageError,
 };
 use super::transport::Transport;
-use super::wire::ClientResponse;
+use super::wire::{AdminRequest, AdminResponse, ClientResponse, MemberInfo, Members};
 
 /// Something for the server loop to handle.
 #[derive(Debug)]
@@ -85,6 +110,14 @@ pub enum Event {
         /// Where the answer goes.
         reply: oneshot::Sender<ClientResponse>,
     },
+    /// A membership request (answered with [`ClientResponse::Admin`]; see
+    /// the [module documentation](self#membership-changes)).
+    Admin {
+        /// What to do.
+        request: AdminRequest,
+        /// Where the answer goes.
+        reply: oneshot::Sender<ClientResponse>,
+    },
 }
 
 /// Settings of a server.
@@ -98,8 +131,17 @@ pub struct ServerConfig {
     pub proposal_batch_max: usize,
     /// Most events handled between two looks at the ticker and storage.
     pub events_per_turn_max: usize,
-    /// Client address of each node, for redirects.
+    /// Client address of each node, for redirects (seeds
+    /// [`addresses`](Self::addresses) at start).
     pub client_addrs: BTreeMap<NodeId, String>,
+    /// The replicated address book this server keeps up to date from its
+    /// log and snapshots, shared with the transport and the listener (see
+    /// [`addresses`]).
+    pub addresses: SharedAddressBook,
+    /// Longest a membership request may take (from its arrival to the
+    /// change committed and final, or the transfer done) before it is
+    /// answered [`AdminResponse::TimedOut`].
+    pub admin_timeout: Duration,
 }
 
 impl ServerConfig {
@@ -111,6 +153,8 @@ impl ServerConfig {
             proposal_batch_max: 4096,
             events_per_turn_max: 8192,
             client_addrs: BTreeMap::new(),
+            addresses: SharedAddressBook::default(),
+            admin_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -154,22 +198,94 @@ pub enum ServerError {
     },
 }
 
-/// Replaces the state machine's state with `data`, the bytes of
-/// `snapshot`. Returns their size in bytes.
+/// Replaces the state machine's state with the state machine's part of
+/// `data`, the bytes of `snapshot`. Returns their size in bytes and the
+/// address book the snapshot carried.
 fn restore<S: StateMachine>(
     state_machine: &mut S,
     snapshot: &SnapshotReader,
     data: Bytes,
-) -> Result<u64, ServerError> {
+) -> Result<(u64, addresses::AddressBook), ServerError> {
     let position = snapshot.meta().position;
+    let size_bytes = data.len() as u64;
+    let refused = |reason: String| ServerError::Restore {
+        index: position.index,
+        term: position.term,
+        reason,
+    };
+    let (book, data) = addresses::unwrap_snapshot(data).map_err(refused)?;
     state_machine
         .restore(&data)
-        .map_err(|e| ServerError::Restore {
-            index: position.index,
-            term: position.term,
-            reason: e.reason,
-        })?;
-    Ok(data.len() as u64)
+        .map_err(|e| refused(e.reason))?;
+    Ok((size_bytes, book))
+}
+
+/// Adopts the address an [`EntryPayload::Host`] entry carries, if it is an
+/// address record: into `book`, and into `transport` when given. Records
+/// this version cannot read are logged and skipped (they change no
+/// address).
+fn note_host_entry<T: Transport>(
+    book: &SharedAddressBook,
+    transport: Option<&T>,
+    entry: &crate::Entry,
+) {
+    let EntryPayload::Host(bytes) = &entry.payload else {
+        return;
+    };
+    match HostRecord::decode(bytes) {
+        Ok(HostRecord::Address(AddressRecord { id, addr })) => {
+            if addresses::validate_address(&addr).is_err() {
+                tracing::warn!(index = entry.index, id, %addr, "unusable address record in the log; skipped");
+                return;
+            }
+            if book.set(id, &addr) {
+                tracing::info!(index = entry.index, id, %addr, "address book: node {id} is at {addr}");
+                if let Some(transport) = transport {
+                    transport.set_peer_address(id, &addr);
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(index = entry.index, error = %e, "host record in the log this version cannot read; skipped")
+        }
+    }
+}
+
+/// Sends `response` to a membership request.
+fn send_admin(reply: oneshot::Sender<ClientResponse>, response: AdminResponse) {
+    let _ = reply.send(ClientResponse::Admin(response));
+}
+
+/// A membership request being carried out by the leader.
+#[derive(Debug)]
+struct AdminOp {
+    stage: AdminStage,
+    reply: oneshot::Sender<ClientResponse>,
+    deadline: tokio::time::Instant,
+}
+
+#[derive(Debug)]
+enum AdminStage {
+    /// The address record at `index`/`term` must commit before `change` is
+    /// proposed.
+    Address {
+        index: Index,
+        term: Term,
+        change: crate::MembershipChange,
+    },
+    /// The configuration entry at `index`/`term` must commit, and the
+    /// joint configuration it may start must be left.
+    Change { index: Index, term: Term },
+    /// Leadership is being handed to `target`.
+    Transfer { target: NodeId },
+}
+
+/// What the node answered to an admin input, captured while stepping it.
+#[derive(Debug)]
+enum AdminCaptured {
+    Accepted { index: Index, term: Term },
+    Refused(ProposeError),
+    Transfer(crate::TransferOutcome),
 }
 
 /// Bounded channel capacity for a server inbox.
@@ -213,6 +329,20 @@ impl ServerHandle {
             return ClientResponse::Error("server stopped".to_string());
         }
         rx.await.unwrap_or(ClientResponse::Unknown)
+    }
+
+    /// Sends a membership request (in-process admin client); `None` if the
+    /// server stopped.
+    pub async fn admin(&self, request: AdminRequest) -> Option<AdminResponse> {
+        let (reply, rx) = oneshot::channel();
+        self.events
+            .send(Event::Admin { request, reply })
+            .await
+            .ok()?;
+        match rx.await {
+            Ok(ClientResponse::Admin(response)) => Some(response),
+            _ => None,
+        }
     }
 
     /// The node's status, or `None` if the server stopped.
@@ -267,12 +397,20 @@ where
     let recovered_snapshot = storage.recovered_snapshot();
     let recovered_entries = recovered.entries.len();
     let base = recovered.base;
+    // The book: the command line's addresses, then the snapshot's book,
+    // then every record in the log (see `addresses`).
+    for (&node, addr) in &config.client_addrs {
+        config.addresses.set(node, addr);
+    }
     match &recovered_snapshot {
         Some(snapshot) if snapshot.meta().position == base => {
             // Storage verified the recovered snapshot's checksum as it read
             // it back (`Storage::recovered_snapshot`): not checked twice.
             let data = snapshot.read_chunk(0, snapshot.meta().size_bytes)?;
-            restore(&mut state_machine, snapshot, data)?;
+            let book = restore(&mut state_machine, snapshot, data)?.1;
+            for (node, addr) in book {
+                config.addresses.set(node, &addr);
+            }
         }
         None if base == LogPosition::ZERO => {}
         _ => {
@@ -282,6 +420,15 @@ where
             })
         }
     }
+    for entry in &recovered.entries {
+        note_host_entry(&config.addresses, None::<&T>, entry);
+    }
+    for (node, addr) in config.addresses.get() {
+        if node != id {
+            transport.set_peer_address(node, &addr);
+        }
+    }
+    let was_member = config.raft.voters.contains(&id);
     let node = Node::new(config.raft.clone(), recovered)?;
     let (persisted_tx, persisted_rx) = mpsc::unbounded_channel();
     storage.start(persisted_tx)?;
@@ -321,6 +468,12 @@ where
         next_read_id: 0,
         clock_start: tokio::time::Instant::now(),
         ticks_delivered: 0,
+        admin: None,
+        admin_capturing: false,
+        admin_captured: None,
+        removed_notices_logged: 0,
+        removed_logged: false,
+        was_member,
     };
     if let Some(snapshot) = recovered_snapshot {
         // The node serves it to followers behind its log.
@@ -382,6 +535,19 @@ struct Server<S, St, T> {
     /// ticks a stall of this process missed (leases rely on it).
     clock_start: tokio::time::Instant,
     ticks_delivered: u64,
+    /// The membership request under way (one at a time).
+    admin: Option<AdminOp>,
+    /// While stepping an admin input: its answer goes to `admin_captured`.
+    admin_capturing: bool,
+    admin_captured: Option<AdminCaptured>,
+    /// The core's count of "you were removed" notices already seen.
+    removed_notices_logged: u64,
+    /// Whether this node's removal was logged.
+    removed_logged: bool,
+    /// Whether this node was seen in a committed configuration: born a
+    /// voter, or added (a joining learner's own initial configuration does
+    /// not count).
+    was_member: bool,
 }
 
 impl<S, St, T> Server<S, St, T>
@@ -446,6 +612,8 @@ where
                 }
             }
             self.flush_proposals();
+            self.advance_admin();
+            self.note_removed();
             if self.failed.is_some() {
                 break;
             }
@@ -465,6 +633,7 @@ where
             match event {
                 Event::Client { reply, .. }
                 | Event::Read { reply, .. }
+                | Event::Admin { reply, .. }
                 | Event::Status { reply } => {
                     let _ =
                         reply.send(ClientResponse::Error("server is shutting down".to_string()));
@@ -480,6 +649,13 @@ where
         }
         for (_, (_, reply)) in std::mem::take(&mut self.reads) {
             let _ = reply.send(ClientResponse::Unknown);
+        }
+        if let Some(op) = self.admin.take() {
+            let _ = op.reply.send(ClientResponse::Admin(AdminResponse::TimedOut(
+                "the server shut down before the request finished; it may or may not take \
+                 effect: run `member list` against the cluster"
+                    .to_string(),
+            )));
         }
         self.storage.shutdown();
         tracing::info!(
@@ -520,6 +696,7 @@ where
                 let status = NodeStatus::of(&self.node, self.counters);
                 let _ = reply.send(ClientResponse::Status(Box::new(status)));
             }
+            Event::Admin { request, reply } => self.start_admin(request, reply),
         }
     }
 
@@ -576,7 +753,312 @@ where
         let leader_hint = leader_hint.filter(|&id| id != self.node.id());
         ClientResponse::NotLeader {
             leader_hint,
-            leader_addr: leader_hint.and_then(|id| self.config.client_addrs.get(&id).cloned()),
+            leader_addr: leader_hint.and_then(|id| self.config.addresses.address(id)),
+        }
+    }
+
+    /// The members as this node sees them.
+    fn members(&self) -> Members {
+        let membership = self.node.membership();
+        let leading = self.node.role() == Role::Leader;
+        let last_index = self.node.last_index();
+        let members = membership
+            .members()
+            .into_iter()
+            .map(|id| {
+                let role = if membership.voters.contains(&id) {
+                    "voter"
+                } else if membership.voters_outgoing.contains(&id) {
+                    "outgoing voter"
+                } else {
+                    "learner"
+                };
+                let match_index = if !leading {
+                    None
+                } else if id == self.node.id() {
+                    Some(last_index)
+                } else {
+                    self.node.progress(id).map(|p| p.match_index)
+                };
+                MemberInfo {
+                    id,
+                    role: role.to_string(),
+                    addr: self.config.addresses.address(id),
+                    match_index,
+                    lag_entries: match_index.map(|m| last_index.saturating_sub(m)),
+                }
+            })
+            .collect();
+        Members {
+            answered_by: self.node.id(),
+            term: self.node.term(),
+            leader: self.node.leader(),
+            commit_index: self.node.commit_index(),
+            configuration_index: self.node.membership_index(),
+            configuration_committed: self.node.membership_index() <= self.node.commit_index(),
+            voters: membership.voters.iter().copied().collect(),
+            voters_outgoing: membership.voters_outgoing.iter().copied().collect(),
+            learners: membership.learners.iter().copied().collect(),
+            members,
+        }
+    }
+
+    /// Steps an admin input and returns the node's answer to it (the
+    /// proposal or transfer answer; the actions around it run as usual).
+    fn step_admin(&mut self, input: Input) -> Option<AdminCaptured> {
+        debug_assert!(self.admin_captured.is_none());
+        self.admin_capturing = true;
+        self.step(input);
+        self.admin_capturing = false;
+        self.admin_captured.take()
+    }
+
+    /// Answers the request under way and forgets it.
+    fn admin_answer(&mut self, response: AdminResponse) {
+        if let Some(op) = self.admin.take() {
+            match &response {
+                AdminResponse::Done(_) => tracing::info!("membership request done"),
+                other => tracing::info!(answer = ?other, "membership request ended"),
+            }
+            let _ = op.reply.send(ClientResponse::Admin(response));
+        }
+    }
+
+    fn admin_not_leader(&self, leader_hint: Option<NodeId>) -> AdminResponse {
+        let leader_hint = leader_hint.filter(|&id| id != self.node.id());
+        AdminResponse::NotLeader {
+            leader_hint,
+            leader_addr: leader_hint.and_then(|id| self.config.addresses.address(id)),
+        }
+    }
+
+    /// Turns the node's refusal of a proposal into an answer.
+    fn admin_refusal(&self, error: ProposeError) -> AdminResponse {
+        match error {
+            ProposeError::NotLeader { leader_hint } => self.admin_not_leader(leader_hint),
+            ProposeError::Membership(e) => AdminResponse::Refused(e.to_string()),
+            other => AdminResponse::Refused(format!("{other}; retry")),
+        }
+    }
+
+    /// Starts a membership request (see the module documentation).
+    fn start_admin(&mut self, request: AdminRequest, reply: oneshot::Sender<ClientResponse>) {
+        if request == AdminRequest::List {
+            return send_admin(reply, AdminResponse::Done(self.members()));
+        }
+        if self.node.role() != Role::Leader {
+            return send_admin(reply, self.admin_not_leader(self.node.leader()));
+        }
+        if let Some(op) = &self.admin {
+            return send_admin(
+                reply,
+                AdminResponse::Refused(format!(
+                "another membership request is in progress on this leader ({:?}); retry once it \
+                 finished",
+                op.stage
+            )),
+            );
+        }
+        tracing::info!(?request, "membership request");
+        let deadline = tokio::time::Instant::now() + self.config.admin_timeout;
+        let (change, addr) = match request {
+            AdminRequest::List => unreachable!("answered above"),
+            AdminRequest::AddLearner { id, addr } => {
+                (crate::MembershipChange::AddLearner(id), Some((id, addr)))
+            }
+            AdminRequest::AddVoter { id, addr } => {
+                (crate::MembershipChange::AddVoter(id), Some((id, addr)))
+            }
+            AdminRequest::Promote { id } => (crate::MembershipChange::PromoteLearner(id), None),
+            AdminRequest::Remove { id } => (crate::MembershipChange::Remove(id), None),
+            AdminRequest::TransferLeader { id } => {
+                self.catch_up_ticks();
+                return match self.step_admin(Input::TransferLeadership(id)) {
+                    Some(AdminCaptured::Transfer(crate::TransferOutcome::Started)) => {
+                        self.admin = Some(AdminOp {
+                            stage: AdminStage::Transfer { target: id },
+                            reply,
+                            deadline,
+                        });
+                    }
+                    Some(AdminCaptured::Transfer(crate::TransferOutcome::Refused(e))) => {
+                        send_admin(reply, AdminResponse::Refused(e.to_string()))
+                    }
+                    other => send_admin(
+                        reply,
+                        AdminResponse::Refused(format!(
+                            "unexpected answer of the node to the transfer: {other:?}"
+                        )),
+                    ),
+                };
+            }
+        };
+        if let Some((id, addr)) = addr {
+            if let Err(e) = addresses::validate_address(&addr) {
+                return send_admin(
+                    reply,
+                    AdminResponse::Refused(format!("node {id}'s address: {e}")),
+                );
+            }
+            if id == 0 {
+                return send_admin(
+                    reply,
+                    AdminResponse::Refused(crate::MembershipError::ZeroNodeId.to_string()),
+                );
+            }
+            // Refuse an invalid change before writing its address.
+            if let Err(e) = self.node.membership().apply_change(change) {
+                return send_admin(reply, AdminResponse::Refused(e.to_string()));
+            }
+            let record = HostRecord::Address(AddressRecord { id, addr });
+            let bytes = match record.encode() {
+                Ok(bytes) => bytes,
+                Err(e) => return send_admin(reply, AdminResponse::Refused(e)),
+            };
+            match self.step_admin(Input::ProposeHost(bytes)) {
+                Some(AdminCaptured::Accepted { index, term }) => {
+                    self.admin = Some(AdminOp {
+                        stage: AdminStage::Address {
+                            index,
+                            term,
+                            change,
+                        },
+                        reply,
+                        deadline,
+                    });
+                }
+                Some(AdminCaptured::Refused(e)) => send_admin(reply, self.admin_refusal(e)),
+                other => send_admin(
+                    reply,
+                    AdminResponse::Refused(format!(
+                        "unexpected answer of the node to the address record: {other:?}"
+                    )),
+                ),
+            }
+            return;
+        }
+        self.admin = Some(AdminOp {
+            stage: AdminStage::Change { index: 0, term: 0 },
+            reply,
+            deadline,
+        });
+        self.propose_change(change);
+    }
+
+    /// Proposes the membership change of the request under way.
+    fn propose_change(&mut self, change: crate::MembershipChange) {
+        match self.step_admin(Input::ChangeMembership(change)) {
+            Some(AdminCaptured::Accepted { index, term }) => {
+                if let Some(op) = self.admin.as_mut() {
+                    op.stage = AdminStage::Change { index, term };
+                }
+            }
+            Some(AdminCaptured::Refused(e)) => {
+                let response = self.admin_refusal(e);
+                self.admin_answer(response);
+            }
+            other => self.admin_answer(AdminResponse::Refused(format!(
+                "unexpected answer of the node to the change: {other:?}"
+            ))),
+        }
+    }
+
+    /// Moves the request under way on, once per loop turn.
+    fn advance_admin(&mut self) {
+        let Some(op) = &self.admin else {
+            return;
+        };
+        let leading = self.node.role() == Role::Leader;
+        let commit = self.node.commit_index();
+        match op.stage {
+            AdminStage::Address {
+                index,
+                term,
+                change,
+            } => {
+                if !leading || self.node.term_at(index) != Some(term) {
+                    let hint = self.node.leader();
+                    let response = match self.admin_not_leader(hint) {
+                        AdminResponse::NotLeader { .. } if !leading => {
+                            AdminResponse::TimedOut(format!(
+                                "leadership changed before node {} could add the address; the \
+                             membership did not change: retry (the leader is now {hint:?})",
+                                self.node.id()
+                            ))
+                        }
+                        _ => AdminResponse::TimedOut(
+                            "the address record was lost; the membership did not change: retry"
+                                .to_string(),
+                        ),
+                    };
+                    return self.admin_answer(response);
+                }
+                if commit >= index {
+                    return self.propose_change(change);
+                }
+            }
+            AdminStage::Change { index, term } => {
+                let final_index = self.node.membership_index();
+                if commit >= index
+                    && self.node.term_at(index).is_none_or(|t| t == term)
+                    && commit >= final_index
+                    && !self.node.membership().is_joint()
+                {
+                    let members = self.members();
+                    return self.admin_answer(AdminResponse::Done(members));
+                }
+                if !leading || self.node.term_at(index).is_some_and(|t| t != term) {
+                    return self.admin_answer(AdminResponse::TimedOut(format!(
+                        "leadership changed while the change at index {index} was in progress; \
+                         it may or may not take effect: run `member list` (leader now {:?})",
+                        self.node.leader()
+                    )));
+                }
+            }
+            AdminStage::Transfer { target } => {
+                if self.node.leader() == Some(target) && !leading {
+                    let members = self.members();
+                    return self.admin_answer(AdminResponse::Done(members));
+                }
+            }
+        }
+        if tokio::time::Instant::now() >= op.deadline {
+            let response = AdminResponse::TimedOut(format!(
+                "not finished within {:?} ({:?}); it may or may not take effect: run `member \
+                 list`",
+                self.config.admin_timeout, op.stage
+            ));
+            self.admin_answer(response);
+        }
+    }
+
+    /// Logs, once, that this node is no longer a member: the cluster told
+    /// it so (it asked for votes it may not have), or it holds a committed
+    /// configuration without itself (a removed leader, which stepped down).
+    /// The core keeps it from campaigning; the operator should stop it.
+    fn note_removed(&mut self) {
+        let notices = self.node.stats().removed_notices_received;
+        let id = self.node.id();
+        let committed = self.node.membership_index() <= self.node.commit_index();
+        let member = self.node.membership().contains(id);
+        if committed && member && self.node.membership_index() > 0 {
+            self.was_member = true;
+        }
+        // A joining node installs the leader's snapshot, whose
+        // configuration may predate its own addition: not a removal.
+        let committed_without_me = committed && !member && self.was_member;
+        if notices > self.removed_notices_logged || committed_without_me {
+            if !self.removed_logged {
+                self.removed_logged = true;
+                tracing::warn!(
+                    id,
+                    configuration_index = self.node.membership_index(),
+                    "this node was removed from the cluster's configuration: it no longer \
+                     campaigns or serves; stop it (and wipe its data directory before reusing its \
+                     id)"
+                );
+            }
+            self.removed_notices_logged = notices;
         }
     }
 
@@ -593,7 +1075,16 @@ where
             return;
         };
         let started = std::time::Instant::now();
-        let data = self.state_machine.snapshot();
+        let data = match addresses::wrap_snapshot(
+            &self.config.addresses.get(),
+            &self.state_machine.snapshot(),
+        ) {
+            Ok(data) => data,
+            Err(e) => {
+                tracing::error!(index, error = %e, "cannot write the address book into a snapshot; no snapshot taken");
+                return;
+            }
+        };
         let membership = self.node.membership_at(index).cloned();
         tracing::info!(
             index,
@@ -755,7 +1246,15 @@ where
             .map_err(ServerError::from)
             .and_then(|data| restore(&mut self.state_machine, &reader, data))
         {
-            Ok(bytes) => bytes,
+            Ok((bytes, book)) => {
+                for (id, addr) in book {
+                    if self.config.addresses.set(id, &addr) && id != self.node.id() {
+                        tracing::info!(id, %addr, "address book: node {id} is at {addr} (from the leader's snapshot)");
+                        self.transport.set_peer_address(id, &addr);
+                    }
+                }
+                bytes
+            }
             Err(e) => {
                 self.failed = Some(e);
                 return;
@@ -837,6 +1336,12 @@ where
                 entries,
             } => {
                 self.counters.writes_submitted += 1;
+                // Addresses take effect when their record is in the log.
+                for entry in &entries {
+                    if matches!(entry.payload, EntryPayload::Host(_)) {
+                        note_host_entry(&self.config.addresses, Some(&self.transport), entry);
+                    }
+                }
                 self.storage.submit(PersistRequest {
                     id,
                     hard_state,
@@ -879,6 +1384,20 @@ where
                 }
                 tracing::debug!(first, last, commit = self.node.commit_index(), "applied");
                 self.node.step(Input::Applied(last), &mut self.more_actions);
+            }
+            Action::ProposalAccepted {
+                term,
+                first_index,
+                last_index,
+            } if self.admin_capturing => {
+                debug_assert_eq!(first_index, last_index);
+                self.admin_captured = Some(AdminCaptured::Accepted {
+                    index: last_index,
+                    term,
+                });
+            }
+            Action::ProposalRefused { error, .. } if self.admin_capturing => {
+                self.admin_captured = Some(AdminCaptured::Refused(error));
             }
             Action::ProposalAccepted {
                 term,
@@ -952,7 +1471,18 @@ where
             } => self.persist_snapshot(id, snapshot, discard_log, membership),
             Action::RestoreSnapshot { snapshot } => self.restore_snapshot(snapshot),
             Action::Transfer { target, outcome } => {
-                tracing::info!(target, ?outcome, "leadership transfer")
+                tracing::info!(target, ?outcome, "leadership transfer");
+                if self.admin_capturing {
+                    self.admin_captured = Some(AdminCaptured::Transfer(outcome));
+                } else if outcome == crate::TransferOutcome::TimedOut
+                    && matches!(&self.admin, Some(AdminOp { stage: AdminStage::Transfer { target: t }, .. }) if *t == target)
+                {
+                    self.admin_answer(AdminResponse::TimedOut(format!(
+                        "node {target} did not take over within the transfer timeout; node {} \
+                         leads on (is node {target} reachable and caught up?)",
+                        self.node.id()
+                    )));
+                }
             }
             Action::RoleChanged { role, term } => {
                 match role {

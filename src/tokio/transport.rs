@@ -35,7 +35,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
@@ -60,11 +60,23 @@ pub type BoxStream = Box<dyn AsyncStream>;
 pub trait Transport: Send + Sync + 'static {
     /// Queues `message` for node `to` without waiting.
     fn send(&self, to: NodeId, message: Message);
+
+    /// Node `to` listens at `addr` from now on (a node added at runtime,
+    /// or one that moved): the server calls it for every address of its
+    /// replicated address book (see [`addresses`](super::addresses)).
+    /// Transports that do not dial addresses ignore it.
+    fn set_peer_address(&self, to: NodeId, addr: &str) {
+        let _ = (to, addr);
+    }
 }
 
 impl<T: Transport + ?Sized> Transport for Arc<T> {
     fn send(&self, to: NodeId, message: Message) {
         (**self).send(to, message)
+    }
+
+    fn set_peer_address(&self, to: NodeId, addr: &str) {
+        (**self).set_peer_address(to, addr)
     }
 }
 
@@ -162,17 +174,27 @@ pub struct TransportCounters {
     pub dropped_stale: AtomicU64,
 }
 
+/// Most peers a [`TcpTransport`] dials (one task and queue each).
+pub const PEERS_MAX: usize = 1024;
+
+/// The queue feeding one peer's sender task, and the address it dials.
+type PeerQueue = (String, mpsc::Sender<Queued>);
+
 /// TCP transport: one connection and one bounded queue per peer.
 pub struct TcpTransport {
-    queues: BTreeMap<NodeId, mpsc::Sender<Queued>>,
+    config: TcpTransportConfig,
+    /// Read on every send, written when the address book changes.
+    queues: RwLock<BTreeMap<NodeId, PeerQueue>>,
     counters: Arc<TransportCounters>,
+    shutdown: watch::Receiver<bool>,
     _shutdown: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for TcpTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let queues = self.queues.read().unwrap_or_else(|e| e.into_inner());
         f.debug_struct("TcpTransport")
-            .field("peers", &self.queues.keys().collect::<Vec<_>>())
+            .field("peers", &queues.keys().collect::<Vec<_>>())
             .finish()
     }
 }
@@ -182,29 +204,17 @@ impl TcpTransport {
     /// Tasks stop when the transport is dropped.
     pub fn start(config: TcpTransportConfig) -> TcpTransport {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let counters = Arc::new(TransportCounters::default());
-        let mut queues = BTreeMap::new();
-        for (&peer, addr) in &config.peers {
-            if peer == config.node_id {
-                continue;
-            }
-            let (tx, rx) = mpsc::channel(config.queue_messages_max.max(1));
-            queues.insert(peer, tx);
-            let task = PeerSender {
-                config: config.clone(),
-                peer,
-                addr: addr.clone(),
-                rx,
-                shutdown: shutdown_rx.clone(),
-                counters: counters.clone(),
-            };
-            tokio::spawn(task.run());
-        }
-        TcpTransport {
-            queues,
-            counters,
+        let transport = TcpTransport {
+            config: config.clone(),
+            queues: RwLock::new(BTreeMap::new()),
+            counters: Arc::new(TransportCounters::default()),
+            shutdown: shutdown_rx,
             _shutdown: shutdown_tx,
+        };
+        for (&peer, addr) in &config.peers {
+            transport.set_peer_address(peer, addr);
         }
+        transport
     }
 
     /// The transport's counters.
@@ -214,8 +224,37 @@ impl TcpTransport {
 }
 
 impl Transport for TcpTransport {
+    /// Starts dialling `addr` for `to` (must be called inside a runtime).
+    /// A peer whose address changed gets a new sender task; the old one
+    /// ends when its queue is dropped.
+    fn set_peer_address(&self, to: NodeId, addr: &str) {
+        if to == self.config.node_id {
+            return;
+        }
+        let mut queues = self.queues.write().unwrap_or_else(|e| e.into_inner());
+        if queues.get(&to).is_some_and(|(known, _)| known == addr) {
+            return;
+        }
+        if !queues.contains_key(&to) && queues.len() >= PEERS_MAX {
+            tracing::error!(peer = to, %addr, "more than {PEERS_MAX} peers; not dialling this one");
+            return;
+        }
+        let (tx, rx) = mpsc::channel(self.config.queue_messages_max.max(1));
+        queues.insert(to, (addr.to_string(), tx));
+        let task = PeerSender {
+            config: self.config.clone(),
+            peer: to,
+            addr: addr.to_string(),
+            rx,
+            shutdown: self.shutdown.clone(),
+            counters: self.counters.clone(),
+        };
+        tokio::spawn(task.run());
+    }
+
     fn send(&self, to: NodeId, message: Message) {
-        match self.queues.get(&to) {
+        let queues = self.queues.read().unwrap_or_else(|e| e.into_inner());
+        match queues.get(&to).map(|(_, queue)| queue) {
             Some(queue) => {
                 let queued = Queued {
                     at: Instant::now(),
@@ -379,8 +418,14 @@ impl PeerSender {
             // (bounded by the queue size) so the first ones sent after
             // reconnecting are fresh.
             let mut dropped = 0;
-            while dropped < self.config.queue_messages_max && self.rx.try_recv().is_ok() {
-                dropped += 1;
+            while dropped < self.config.queue_messages_max {
+                match self.rx.try_recv() {
+                    Ok(_) => dropped += 1,
+                    // The transport replaced this peer's address (or is
+                    // gone): this task's work is over.
+                    Err(mpsc::error::TryRecvError::Disconnected) => return,
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                }
             }
             self.counters
                 .dropped_stale

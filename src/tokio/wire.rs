@@ -80,6 +80,116 @@ pub enum ClientRequest {
         /// The read request.
         query: Bytes,
     },
+    /// A membership request, answered with [`ClientResponse::Admin`]
+    /// (`concord-cli member ...`).
+    Admin(AdminRequest),
+}
+
+/// A request to inspect or change the cluster's membership. Changes go to
+/// the leader; one change runs at a time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdminRequest {
+    /// The members as this node sees them (any node answers; only the
+    /// leader knows the followers' progress).
+    List,
+    /// Add a new node as a learner: its address is committed through the
+    /// log first (see [`addresses`](super::addresses)), then the change.
+    AddLearner {
+        /// The new node's id.
+        id: NodeId,
+        /// Where it listens, `host:port`.
+        addr: String,
+    },
+    /// Add a new node directly as a voter (through a joint configuration).
+    /// Prefer [`AdminRequest::AddLearner`] then
+    /// [`AdminRequest::Promote`]: a voter that has no log yet weakens the
+    /// quorum until it caught up.
+    AddVoter {
+        /// The new node's id.
+        id: NodeId,
+        /// Where it listens, `host:port`.
+        addr: String,
+    },
+    /// Make a caught-up learner a voter.
+    Promote {
+        /// The learner.
+        id: NodeId,
+    },
+    /// Remove a voter or a learner.
+    Remove {
+        /// The node.
+        id: NodeId,
+    },
+    /// Hand leadership to the caught-up voter `id`.
+    TransferLeader {
+        /// The voter to lead.
+        id: NodeId,
+    },
+}
+
+/// The answer to an [`AdminRequest`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdminResponse {
+    /// Done: the change is committed and final (a joint configuration it
+    /// went through was left), or the transfer ended with the target
+    /// leading. The members as they are now.
+    Done(Members),
+    /// This node is not the leader; send the request to the hinted one.
+    NotLeader {
+        /// The leader's id as far as this node knows.
+        leader_hint: Option<NodeId>,
+        /// The leader's address, if known.
+        leader_addr: Option<String>,
+    },
+    /// Refused; nothing changed. The reason, to act on (the core's error
+    /// text for an invalid change, a learner not caught up, another change
+    /// in progress).
+    Refused(String),
+    /// The request did not finish within the server's admin timeout, or
+    /// leadership changed under it: it may or may not take effect. Run
+    /// `member list` to see.
+    TimedOut(String),
+}
+
+/// The cluster's members as one node sees them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Members {
+    /// The node that answered.
+    pub answered_by: NodeId,
+    /// Its term.
+    pub term: crate::Term,
+    /// The leader it knows of.
+    pub leader: Option<NodeId>,
+    /// Its commit index.
+    pub commit_index: crate::Index,
+    /// Index of the entry holding the configuration in force.
+    pub configuration_index: crate::Index,
+    /// Whether that entry is committed.
+    pub configuration_committed: bool,
+    /// Voters (C_new while joint).
+    pub voters: Vec<NodeId>,
+    /// Outgoing voters C_old while the configuration is joint.
+    pub voters_outgoing: Vec<NodeId>,
+    /// Learners.
+    pub learners: Vec<NodeId>,
+    /// Every member, in id order.
+    pub members: Vec<MemberInfo>,
+}
+
+/// One member.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    /// Its id.
+    pub id: NodeId,
+    /// `voter`, `learner` or `outgoing voter`.
+    pub role: String,
+    /// Its address in the replicated address book, if known.
+    pub addr: Option<String>,
+    /// Highest index known replicated there (known to the leader; the
+    /// leader's own last index for itself).
+    pub match_index: Option<crate::Index>,
+    /// Entries behind the leader's last index (known to the leader).
+    pub lag_entries: Option<u64>,
 }
 
 /// A node's answer to a [`ClientRequest`].
@@ -104,6 +214,8 @@ pub enum ClientResponse {
     Error(String),
     /// The answer to [`ClientRequest::Status`].
     Status(Box<NodeStatus>),
+    /// The answer to [`ClientRequest::Admin`].
+    Admin(AdminResponse),
 }
 
 /// What the connecting replica sends on a peer connection after the

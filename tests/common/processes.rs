@@ -24,8 +24,12 @@ pub struct NodeProcesses {
     /// Data directories and logs of this run.
     pub base: PathBuf,
     pub cluster_id: String,
-    /// Listen address of every node.
+    /// Listen address of every node the cluster was born with (what
+    /// `--peers` names).
     pub addrs: BTreeMap<u64, String>,
+    /// Listen address of every node added at runtime: started with
+    /// `--join` and `--peers` naming the birth nodes only.
+    pub joining: BTreeMap<u64, String>,
     /// Per node, a command prefix the node is started under (for example
     /// `ip netns exec <ns>`); empty: started directly.
     launchers: BTreeMap<u64, Vec<String>>,
@@ -52,6 +56,7 @@ impl NodeProcesses {
             base,
             cluster_id: cluster_id.to_string(),
             addrs,
+            joining: BTreeMap::new(),
             launchers: BTreeMap::new(),
             children: BTreeMap::new(),
             logs: BTreeMap::new(),
@@ -72,6 +77,25 @@ impl NodeProcesses {
             .collect();
         drop(listeners);
         NodeProcesses::new(label, cluster_id, addrs)
+    }
+
+    /// Reserves a loopback address for a node `id` to be added at runtime
+    /// (started with `--join`); returns it.
+    pub fn add_joining(&mut self, id: u64) -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let addr = listener.local_addr().expect("local addr").to_string();
+        drop(listener);
+        self.joining.insert(id, addr.clone());
+        addr
+    }
+
+    /// Node `id`'s listen address.
+    pub fn addr(&self, id: u64) -> String {
+        self.addrs
+            .get(&id)
+            .or_else(|| self.joining.get(&id))
+            .expect("a node of this cluster")
+            .clone()
     }
 
     /// Starts node `id` under `prefix` from now on (`ip netns exec <ns>`).
@@ -143,10 +167,15 @@ impl NodeProcesses {
                 "--id",
                 &id.to_string(),
                 "--listen",
-                &self.addrs[&id],
+                &self.addr(id),
                 "--peers",
                 &self.peers_arg(),
             ])
+            .args(if self.joining.contains_key(&id) {
+                &["--join"][..]
+            } else {
+                &[]
+            })
             .arg("--data-dir")
             .arg(self.data_dir(id))
             .args(["--cluster-id", &self.cluster_id])
