@@ -128,6 +128,23 @@ pub async fn start_kv_node<St: Storage>(
     settings: NodeSettings,
     storage: St,
 ) -> Result<RunningNode, ServerError> {
+    start_node(settings, super::kv::kv_state_machine(), storage).await
+}
+
+/// Starts a node serving any `state_machine` (for a service with
+/// exactly-once clients, wrapped in
+/// [`WithSessions`](crate::session::WithSessions)): binds the listener,
+/// connects to peers, recovers `storage` and runs the server. Must be
+/// called inside a runtime.
+pub async fn start_node<S, St>(
+    settings: NodeSettings,
+    state_machine: S,
+    storage: St,
+) -> Result<RunningNode, ServerError>
+where
+    S: crate::state_machine::StateMachine + Send + 'static,
+    St: Storage,
+{
     let listener = tokio::net::TcpListener::bind(settings.listen.as_str())
         .await
         .map_err(|e| ServerError::Io(format!("cannot listen on {}: {e}", settings.listen)))?;
@@ -150,7 +167,7 @@ pub async fn start_kv_node<St: Storage>(
     let events = inbox.0.clone();
     let server = server::start(
         server_config,
-        super::kv::kv_state_machine(),
+        state_machine,
         storage,
         transport.clone(),
         inbox,

@@ -1,0 +1,200 @@
+//! `concord-services`: every service's server and command-line client in
+//! one binary, `concord-services <service> <command>`.
+//!
+//! One binary rather than one per service: the server flags, the client
+//! flags, logging and exit codes are the same for every service, so they
+//! are written once here, and a cluster of any service is started from
+//! the same executable.
+//!
+//! ```text
+//! concord-services kv serve --id 1 --listen 127.0.0.1:7001 \
+//!     --peers 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003 --data-dir /tmp/kv-1
+//! concord-services kv --servers 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003 put color blue
+//! concord-services kv --servers ... put-many a=1 b=2
+//! concord-services kv --servers ... get-many a b
+//! ```
+//!
+//! Exit codes of the client commands: 0 done; 3 refused or invalid
+//! (nothing was changed); 4 outcome unknown (the cluster did not answer in
+//! time: a write may or may not have been applied); 2 bad usage.
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use concord_services::kv::StrictKv;
+use concord_services::kv_client::KvClient;
+use concord_services::runtime::{serve, CallError, ServeArgs};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "concord-services",
+    about = "Services on concord: servers and clients"
+)]
+struct Cli {
+    #[command(subcommand)]
+    service: Service,
+}
+
+#[derive(Subcommand, Debug)]
+enum Service {
+    /// Strict (linearizable) key-value store with atomic multi-key writes.
+    Kv(KvArgs),
+}
+
+/// Where the cluster is.
+#[derive(Args, Debug, Clone)]
+struct Target {
+    /// The servers' client addresses, comma separated (host:port,...).
+    #[arg(long, value_delimiter = ',', global = true)]
+    servers: Vec<String>,
+    /// The cluster's name.
+    #[arg(long, default_value = "concord", global = true)]
+    cluster_id: String,
+}
+
+#[derive(Args, Debug)]
+struct KvArgs {
+    #[command(flatten)]
+    target: Target,
+    #[command(subcommand)]
+    command: KvCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum KvCommand {
+    /// Run one server of a key-value cluster.
+    Serve(ServeArgs),
+    /// Print the value of KEY (exit 5 when it was never written).
+    Get {
+        /// The key.
+        key: String,
+    },
+    /// Print KEY=VALUE for every key, read at one instant.
+    GetMany {
+        /// The keys.
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
+    /// Set KEY to VALUE.
+    Put {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+    },
+    /// Set every KEY=VALUE at once (all or none).
+    PutMany {
+        /// KEY=VALUE pairs.
+        #[arg(required = true)]
+        pairs: Vec<String>,
+    },
+}
+
+const EXIT_NOT_APPLIED: u8 = 3;
+const EXIT_UNKNOWN: u8 = 4;
+const EXIT_MISSING: u8 = 5;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("concord-services: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.service {
+        Service::Kv(args) => runtime.block_on(kv(args)),
+    }
+}
+
+fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn client_failed(error: CallError) -> ExitCode {
+    eprintln!("concord-services: {error}");
+    if error.definitely_not_applied() {
+        ExitCode::from(EXIT_NOT_APPLIED)
+    } else {
+        ExitCode::from(EXIT_UNKNOWN)
+    }
+}
+
+fn client(target: &Target) -> Result<KvClient, ExitCode> {
+    if target.servers.is_empty() {
+        eprintln!("concord-services: name the cluster with --servers host:port,...");
+        return Err(ExitCode::from(2));
+    }
+    Ok(KvClient::new(target.servers.clone(), &target.cluster_id))
+}
+
+async fn kv(args: KvArgs) -> ExitCode {
+    let KvArgs { target, command } = args;
+    if let KvCommand::Serve(serve_args) = command {
+        init_logging();
+        return match serve(serve_args, StrictKv::new()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("concord-services kv serve: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let mut client = match client(&target) {
+        Ok(client) => client,
+        Err(code) => return code,
+    };
+    let result = match command {
+        KvCommand::Serve(_) => unreachable!("handled above"),
+        KvCommand::Get { key } => match client.get(&key).await {
+            Ok(Some(value)) => {
+                println!("{value}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Ok(None) => {
+                eprintln!("{key} was never written");
+                Ok(ExitCode::from(EXIT_MISSING))
+            }
+            Err(error) => Err(error),
+        },
+        KvCommand::GetMany { keys } => {
+            let names: Vec<&str> = keys.iter().map(String::as_str).collect();
+            client.get_many(&names).await.map(|values| {
+                for (key, value) in keys.iter().zip(values) {
+                    match value {
+                        Some(value) => println!("{key}={value}"),
+                        None => println!("{key} (never written)"),
+                    }
+                }
+                ExitCode::SUCCESS
+            })
+        }
+        KvCommand::Put { key, value } => client.put(&key, &value).await.map(|()| ExitCode::SUCCESS),
+        KvCommand::PutMany { pairs } => {
+            let mut split = Vec::with_capacity(pairs.len());
+            for pair in &pairs {
+                match pair.split_once('=') {
+                    Some(pair) => split.push(pair),
+                    None => {
+                        eprintln!("concord-services: {pair:?} is not KEY=VALUE");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            client.put_many(&split).await.map(|()| ExitCode::SUCCESS)
+        }
+    };
+    result.unwrap_or_else(client_failed)
+}
