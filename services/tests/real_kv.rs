@@ -1,1 +1,322 @@
-//! placeholder
+//! The strict key-value store as three real `concord-services kv serve`
+//! processes on loopback, driven only through its command-line client: a
+//! writer runs `put-many` on a group of three keys while a reader runs
+//! `get-many` on the same group, and the leader is SIGKILLed part way.
+//! Every read must see the group whole (put_many atomicity), the history
+//! of both clients must be linearizable (checked per key by the
+//! simulator's checker), and writes must go on being acknowledged after
+//! the kill.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use concord::tokio::client::{Client, ClientConfig};
+use concord_sim::history::{Op, Output, Recorder};
+use concord_sim::linearizability::{check_history, CheckResult};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_concord-services");
+const CLUSTER: &str = "real-kv-test";
+const GROUP: [&str; 3] = ["g.a", "g.b", "g.c"];
+const WRITES: usize = 30;
+const KILL_AFTER_WRITES: usize = 10;
+
+/// The server processes; SIGKILLed and their data removed on drop (kept,
+/// with the logs printed, when the test fails).
+struct Cluster {
+    base: PathBuf,
+    addrs: BTreeMap<u64, String>,
+    children: BTreeMap<u64, Child>,
+}
+
+impl Cluster {
+    fn on_loopback() -> Cluster {
+        let listeners: Vec<_> = (0..3)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback"))
+            .collect();
+        let addrs = (1..=3u64)
+            .map(|id| {
+                let addr = listeners[id as usize - 1].local_addr().expect("local addr");
+                (id, addr.to_string())
+            })
+            .collect();
+        drop(listeners);
+        let base = std::env::temp_dir().join(format!("concord-real-kv-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(&base).expect("create the test's directory");
+        Cluster {
+            base,
+            addrs,
+            children: BTreeMap::new(),
+        }
+    }
+
+    fn servers(&self) -> String {
+        self.addrs.values().cloned().collect::<Vec<_>>().join(",")
+    }
+
+    fn start(&mut self, id: u64) {
+        let peers: Vec<String> = self
+            .addrs
+            .iter()
+            .map(|(id, addr)| format!("{id}={addr}"))
+            .collect();
+        let log = std::fs::File::create(self.base.join(format!("node-{id}.log"))).expect("log");
+        let child = Command::new(BINARY)
+            .args(["kv", "serve", "--id", &id.to_string(), "--listen"])
+            .arg(&self.addrs[&id])
+            .args(["--peers", &peers.join(","), "--cluster-id", CLUSTER])
+            .arg("--data-dir")
+            .arg(self.base.join(format!("node-{id}")))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn a server");
+        self.children.insert(id, child);
+    }
+
+    fn sigkill(&mut self, id: u64) {
+        if let Some(mut child) = self.children.remove(&id) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The node that says it leads, asked of every node in turn.
+    fn leader(&self) -> Option<u64> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let mut config = ClientConfig::new(self.addrs.values().cloned().collect(), CLUSTER);
+            config.request_timeout = Duration::from_millis(500);
+            let mut client = Client::new(config);
+            for index in 0..self.addrs.len() {
+                if let Ok(status) = client.status(index).await {
+                    if status.role == "Leader" {
+                        return Some(status.id);
+                    }
+                }
+            }
+            None
+        })
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for (_, mut child) in std::mem::take(&mut self.children) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            for id in self.addrs.keys() {
+                let log = std::fs::read_to_string(self.base.join(format!("node-{id}.log")))
+                    .unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(20).collect();
+                eprintln!("--- node {id} (last lines) ---");
+                for line in tail.into_iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
+        } else {
+            let _ = std::fs::remove_dir_all(&self.base);
+        }
+    }
+}
+
+/// How a command-line call ended.
+enum Outcome {
+    Ok(String),
+    NotApplied,
+    Unknown,
+}
+
+fn cli(servers: &str, args: &[&str]) -> Outcome {
+    let output = Command::new(BINARY)
+        .args(["kv", "--servers", servers, "--cluster-id", CLUSTER])
+        .args(args)
+        .output()
+        .expect("run the command-line client");
+    match output.status.code() {
+        Some(0) => Outcome::Ok(String::from_utf8(output.stdout).expect("UTF-8 output")),
+        Some(3) => Outcome::NotApplied,
+        Some(4) => Outcome::Unknown,
+        other => panic!(
+            "client {args:?} exited with {other:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    }
+}
+
+/// Parses `get-many` output: `key=value` or `key (never written)`.
+fn parse_values(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(|line| match line.split_once('=') {
+            Some((key, value)) => (key.to_string(), value.to_string()),
+            None => (
+                line.trim_end_matches(" (never written)").to_string(),
+                String::new(),
+            ),
+        })
+        .collect()
+}
+
+#[test]
+fn put_many_stays_atomic_and_linearizable_across_a_leader_kill() {
+    let mut cluster = Cluster::on_loopback();
+    for id in 1..=3 {
+        cluster.start(id);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while cluster.leader().is_none() {
+        assert!(Instant::now() < deadline, "no leader within 20 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let servers = cluster.servers();
+    let recorder = Recorder::new();
+    let writes_done = Arc::new(AtomicUsize::new(0));
+    let writer_finished = Arc::new(AtomicBool::new(false));
+
+    let writer = {
+        let (servers, recorder, writes_done, finished) = (
+            servers.clone(),
+            recorder.clone(),
+            writes_done.clone(),
+            writer_finished.clone(),
+        );
+        std::thread::spawn(move || {
+            let mut acked = Vec::new();
+            for i in 0..WRITES {
+                let value = format!("w{i}");
+                let tokens: Vec<_> = GROUP
+                    .iter()
+                    .map(|key| {
+                        recorder.call(
+                            1,
+                            *key,
+                            Op::Put {
+                                value: value.clone(),
+                            },
+                        )
+                    })
+                    .collect();
+                let pairs: Vec<String> = GROUP.iter().map(|key| format!("{key}={value}")).collect();
+                let mut args = vec!["put-many"];
+                args.extend(pairs.iter().map(String::as_str));
+                match cli(&servers, &args) {
+                    Outcome::Ok(_) => {
+                        tokens
+                            .into_iter()
+                            .for_each(|t| recorder.ok(t, Output::Done));
+                        acked.push(i);
+                    }
+                    Outcome::NotApplied => tokens.into_iter().for_each(|t| recorder.fail(t)),
+                    Outcome::Unknown => tokens.into_iter().for_each(|t| recorder.unknown(t)),
+                }
+                writes_done.fetch_add(1, Ordering::SeqCst);
+            }
+            finished.store(true, Ordering::SeqCst);
+            acked
+        })
+    };
+
+    let reader = {
+        let (servers, recorder, finished) =
+            (servers.clone(), recorder.clone(), writer_finished.clone());
+        std::thread::spawn(move || {
+            let mut reads = Vec::new();
+            while !finished.load(Ordering::SeqCst) {
+                let tokens: Vec<_> = GROUP
+                    .iter()
+                    .map(|key| recorder.call(2, *key, Op::Get))
+                    .collect();
+                let mut args = vec!["get-many"];
+                args.extend(GROUP);
+                match cli(&servers, &args) {
+                    Outcome::Ok(text) => {
+                        let values = parse_values(&text);
+                        assert_eq!(values.len(), GROUP.len(), "get-many printed {text:?}");
+                        for (token, (key, value)) in tokens.into_iter().zip(&values) {
+                            assert!(GROUP.contains(&key.as_str()), "{text:?}");
+                            recorder.ok(token, Output::Value(value.clone()));
+                        }
+                        reads.push(values);
+                    }
+                    // A read changes nothing: either way it is not applied.
+                    Outcome::NotApplied | Outcome::Unknown => {
+                        tokens.into_iter().for_each(|t| recorder.fail(t))
+                    }
+                }
+            }
+            reads
+        })
+    };
+
+    // SIGKILL the leader once a third of the writes are in.
+    while writes_done.load(Ordering::SeqCst) < KILL_AFTER_WRITES {
+        assert!(!writer.is_finished(), "the writer stopped early");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let leader = cluster.leader().expect("a leader before the kill");
+    cluster.sigkill(leader);
+    let writes_at_kill = writes_done.load(Ordering::SeqCst);
+
+    let acked = writer.join().expect("writer thread");
+    let reads = reader.join().expect("reader thread");
+
+    // Writes went on being acknowledged after the leader died.
+    let acked_after_kill = acked.iter().filter(|i| **i >= writes_at_kill).count();
+    assert!(
+        acked_after_kill >= (WRITES - writes_at_kill) / 2,
+        "only {acked_after_kill} of {} writes after the kill were acknowledged",
+        WRITES - writes_at_kill
+    );
+    // Atomicity: every read saw the group whole.
+    assert!(reads.len() >= 5, "only {} reads completed", reads.len());
+    for values in &reads {
+        assert!(
+            values.iter().all(|(_, value)| *value == values[0].1),
+            "a get-many saw part of a put-many: {values:?}"
+        );
+    }
+    // A final read sees the last acknowledged write (or a later one whose
+    // outcome the writer did not learn).
+    let last = *acked.last().expect("some write acknowledged");
+    let Outcome::Ok(text) = cli(&servers, &["get-many", "g.a", "g.b", "g.c"]) else {
+        panic!("the final read failed");
+    };
+    let values = parse_values(&text);
+    let seen: usize = values[0]
+        .1
+        .trim_start_matches('w')
+        .parse()
+        .expect("a written value");
+    assert!(
+        seen >= last,
+        "final read {values:?} is older than acknowledged write w{last}"
+    );
+    assert!(
+        values.iter().all(|(_, value)| *value == values[0].1),
+        "{values:?}"
+    );
+    // Linearizability of both clients' histories, per key.
+    let history = recorder.history();
+    eprintln!(
+        "leader {leader} killed after {writes_at_kill} writes; {} of {WRITES} writes acknowledged ({acked_after_kill} after the kill), {} reads, {} key-level operations checked",
+        acked.len(),
+        reads.len(),
+        history.len()
+    );
+    match check_history(&history) {
+        CheckResult::Ok => {}
+        other => panic!(
+            "the history of {} operations is not linearizable: {other}",
+            history.len()
+        ),
+    }
+}
