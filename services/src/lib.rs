@@ -10,13 +10,18 @@
 //! | [`kv`] | strict key-value store: `get`, `get_many`, `put`, atomic `put_many` |
 //! | `runtime` (feature `runtime`) | server startup from flags, a client with leader discovery, retries and exactly-once sessions |
 //! | `kv_client` (feature `runtime`) | the typed key-value client |
+//! | [`directory`] | directory: user → ip:port (batched lookup), connect, disconnect, a cluster-wide sequence |
+//! | `directory_client` (feature `runtime`) | the typed directory client |
 //!
-//! The simulator (`concord-sim run --service kv`) depends on this crate
+//! The simulator (`concord-sim run --service kv|directory`) depends on this crate
 //! without the `runtime` feature and runs the same state machines under
 //! its faults; the binary `concord-services` runs them for real.
 #![deny(missing_docs)]
 
 pub mod codec;
+pub mod directory;
+#[cfg(feature = "runtime")]
+pub mod directory_client;
 pub mod kv;
 #[cfg(feature = "runtime")]
 pub mod kv_client;

@@ -12,6 +12,10 @@
 //! concord-services kv --servers 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003 put color blue
 //! concord-services kv --servers ... put-many a=1 b=2
 //! concord-services kv --servers ... get-many a b
+//! concord-services directory serve --id 1 ...   (same server flags)
+//! concord-services directory --servers ... connect ann 10.0.0.7:5000
+//! concord-services directory --servers ... lookup ann bob
+//! concord-services directory --servers ... next-sequence
 //! ```
 //!
 //! Exit codes of the client commands: 0 done; 3 refused or invalid
@@ -22,6 +26,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use concord_services::directory::Directory;
+use concord_services::directory_client::DirectoryClient;
 use concord_services::kv::StrictKv;
 use concord_services::kv_client::KvClient;
 use concord_services::runtime::{serve, CallError, ServeArgs};
@@ -40,6 +46,42 @@ struct Cli {
 enum Service {
     /// Strict (linearizable) key-value store with atomic multi-key writes.
     Kv(KvArgs),
+    /// Directory: user -> ip:port lookups and a cluster-wide sequence.
+    Directory(DirectoryArgs),
+}
+
+#[derive(Args, Debug)]
+struct DirectoryArgs {
+    #[command(flatten)]
+    target: Target,
+    #[command(subcommand)]
+    command: DirectoryCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum DirectoryCommand {
+    /// Run one server of a directory cluster.
+    Serve(ServeArgs),
+    /// Record that USER is reachable at ADDRESS (ip:port).
+    Connect {
+        /// The user.
+        user: String,
+        /// Where, e.g. 10.0.0.7:5000.
+        address: String,
+    },
+    /// Forget USER's address.
+    Disconnect {
+        /// The user.
+        user: String,
+    },
+    /// Print USER=ADDRESS (or USER offline) for every user, at one instant.
+    Lookup {
+        /// The users.
+        #[arg(required = true)]
+        users: Vec<String>,
+    },
+    /// Print the next number of the cluster-wide sequence.
+    NextSequence,
 }
 
 /// Where the cluster is.
@@ -110,6 +152,7 @@ fn main() -> ExitCode {
     };
     match cli.service {
         Service::Kv(args) => runtime.block_on(kv(args)),
+        Service::Directory(args) => runtime.block_on(directory(args)),
     }
 }
 
@@ -132,12 +175,62 @@ fn client_failed(error: CallError) -> ExitCode {
     }
 }
 
-fn client(target: &Target) -> Result<KvClient, ExitCode> {
+fn check_target(target: &Target) -> Result<(), ExitCode> {
     if target.servers.is_empty() {
         eprintln!("concord-services: name the cluster with --servers host:port,...");
         return Err(ExitCode::from(2));
     }
+    Ok(())
+}
+
+fn client(target: &Target) -> Result<KvClient, ExitCode> {
+    check_target(target)?;
     Ok(KvClient::new(target.servers.clone(), &target.cluster_id))
+}
+
+async fn directory(args: DirectoryArgs) -> ExitCode {
+    let DirectoryArgs { target, command } = args;
+    if let DirectoryCommand::Serve(serve_args) = command {
+        init_logging();
+        return match serve(serve_args, Directory::new()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("concord-services directory serve: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Err(code) = check_target(&target) {
+        return code;
+    }
+    let mut client = DirectoryClient::new(target.servers.clone(), &target.cluster_id);
+    let result = match command {
+        DirectoryCommand::Serve(_) => unreachable!("handled above"),
+        DirectoryCommand::Connect { user, address } => client
+            .connect(&user, &address)
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        DirectoryCommand::Disconnect { user } => {
+            client.disconnect(&user).await.map(|()| ExitCode::SUCCESS)
+        }
+        DirectoryCommand::Lookup { users } => {
+            let names: Vec<&str> = users.iter().map(String::as_str).collect();
+            client.lookup(&names).await.map(|addresses| {
+                for (user, address) in users.iter().zip(addresses) {
+                    match address {
+                        Some(address) => println!("{user}={address}"),
+                        None => println!("{user} offline"),
+                    }
+                }
+                ExitCode::SUCCESS
+            })
+        }
+        DirectoryCommand::NextSequence => client.next_sequence().await.map(|number| {
+            println!("{number}");
+            ExitCode::SUCCESS
+        }),
+    };
+    result.unwrap_or_else(client_failed)
 }
 
 async fn kv(args: KvArgs) -> ExitCode {

@@ -7,151 +7,21 @@
 //! simulator's checker), and writes must go on being acknowledged after
 //! the kill.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use concord::tokio::client::{Client, ClientConfig};
 use concord_sim::history::{Op, Output, Recorder};
 use concord_sim::linearizability::{check_history, CheckResult};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_concord-services");
+use common::{cli, Cluster, Outcome};
+
 const CLUSTER: &str = "real-kv-test";
 const GROUP: [&str; 3] = ["g.a", "g.b", "g.c"];
 const WRITES: usize = 30;
 const KILL_AFTER_WRITES: usize = 10;
-
-/// The server processes; SIGKILLed and their data removed on drop (kept,
-/// with the logs printed, when the test fails).
-struct Cluster {
-    base: PathBuf,
-    addrs: BTreeMap<u64, String>,
-    children: BTreeMap<u64, Child>,
-}
-
-impl Cluster {
-    fn on_loopback() -> Cluster {
-        let listeners: Vec<_> = (0..3)
-            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback"))
-            .collect();
-        let addrs = (1..=3u64)
-            .map(|id| {
-                let addr = listeners[id as usize - 1].local_addr().expect("local addr");
-                (id, addr.to_string())
-            })
-            .collect();
-        drop(listeners);
-        let base = std::env::temp_dir().join(format!("concord-real-kv-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&base);
-        std::fs::create_dir_all(&base).expect("create the test's directory");
-        Cluster {
-            base,
-            addrs,
-            children: BTreeMap::new(),
-        }
-    }
-
-    fn servers(&self) -> String {
-        self.addrs.values().cloned().collect::<Vec<_>>().join(",")
-    }
-
-    fn start(&mut self, id: u64) {
-        let peers: Vec<String> = self
-            .addrs
-            .iter()
-            .map(|(id, addr)| format!("{id}={addr}"))
-            .collect();
-        let log = std::fs::File::create(self.base.join(format!("node-{id}.log"))).expect("log");
-        let child = Command::new(BINARY)
-            .args(["kv", "serve", "--id", &id.to_string(), "--listen"])
-            .arg(&self.addrs[&id])
-            .args(["--peers", &peers.join(","), "--cluster-id", CLUSTER])
-            .arg("--data-dir")
-            .arg(self.base.join(format!("node-{id}")))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn a server");
-        self.children.insert(id, child);
-    }
-
-    fn sigkill(&mut self, id: u64) {
-        if let Some(mut child) = self.children.remove(&id) {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// The node that says it leads, asked of every node in turn.
-    fn leader(&self) -> Option<u64> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async {
-            let mut config = ClientConfig::new(self.addrs.values().cloned().collect(), CLUSTER);
-            config.request_timeout = Duration::from_millis(500);
-            let mut client = Client::new(config);
-            for index in 0..self.addrs.len() {
-                if let Ok(status) = client.status(index).await {
-                    if status.role == "Leader" {
-                        return Some(status.id);
-                    }
-                }
-            }
-            None
-        })
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for (_, mut child) in std::mem::take(&mut self.children) {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if std::thread::panicking() {
-            for id in self.addrs.keys() {
-                let log = std::fs::read_to_string(self.base.join(format!("node-{id}.log")))
-                    .unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(20).collect();
-                eprintln!("--- node {id} (last lines) ---");
-                for line in tail.into_iter().rev() {
-                    eprintln!("{line}");
-                }
-            }
-        } else {
-            let _ = std::fs::remove_dir_all(&self.base);
-        }
-    }
-}
-
-/// How a command-line call ended.
-enum Outcome {
-    Ok(String),
-    NotApplied,
-    Unknown,
-}
-
-fn cli(servers: &str, args: &[&str]) -> Outcome {
-    let output = Command::new(BINARY)
-        .args(["kv", "--servers", servers, "--cluster-id", CLUSTER])
-        .args(args)
-        .output()
-        .expect("run the command-line client");
-    match output.status.code() {
-        Some(0) => Outcome::Ok(String::from_utf8(output.stdout).expect("UTF-8 output")),
-        Some(3) => Outcome::NotApplied,
-        Some(4) => Outcome::Unknown,
-        other => panic!(
-            "client {args:?} exited with {other:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        ),
-    }
-}
 
 /// Parses `get-many` output: `key=value` or `key (never written)`.
 fn parse_values(text: &str) -> Vec<(String, String)> {
@@ -168,7 +38,7 @@ fn parse_values(text: &str) -> Vec<(String, String)> {
 
 #[test]
 fn put_many_stays_atomic_and_linearizable_across_a_leader_kill() {
-    let mut cluster = Cluster::on_loopback();
+    let mut cluster = Cluster::on_loopback("kv", CLUSTER);
     for id in 1..=3 {
         cluster.start(id);
     }
@@ -177,7 +47,7 @@ fn put_many_stays_atomic_and_linearizable_across_a_leader_kill() {
         assert!(Instant::now() < deadline, "no leader within 20 s");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let servers = cluster.servers();
+    let servers = cluster.cli_target();
     let recorder = Recorder::new();
     let writes_done = Arc::new(AtomicUsize::new(0));
     let writer_finished = Arc::new(AtomicBool::new(false));

@@ -239,12 +239,14 @@ struct SimArgs {
     #[arg(long)]
     lease_skew_beyond_bound: bool,
     /// The service to run: builtin (the simulator's own key-value
-    /// register workload) or kv (the strict key-value store of
-    /// concord-services, with its put_many atomicity check).
+    /// register workload), kv (the strict key-value store of
+    /// concord-services, with its put_many atomicity check) or directory
+    /// (its sequence and disconnect checks).
     #[arg(long, default_value = "builtin", value_parser = Service::parse)]
     service: Service,
     /// Planted bug of the selected service (kv: a put_many is applied as
-    /// two log entries would be, so a read can see half of it).
+    /// two log entries would be, so a read can see half of it; directory:
+    /// next_sequence is served as a read from a replica's own counter).
     #[arg(long)]
     bug_service: bool,
 }

@@ -6,7 +6,15 @@
 //! | service | state machine | invariants |
 //! | --- | --- | --- |
 //! | `kv` | [`concord_services::kv::StrictKv`] | linearizability of every get, get_many, put and put_many (projected on each key); `put_many` atomicity: no read sees part of a multi-key write |
+//! | `directory` | [`concord_services::directory::Directory`] | sequence numbers unique and strictly increasing in real-time order; no lookup returns an address after its user's disconnect was acknowledged; linearizability per user |
+//!
+//! Planted bugs (`--bug-service`): kv applies a `put_many` as two log
+//! entries would be (a read can see half of it); directory serves
+//! `next_sequence` as a read from the answering replica's own counter
+//! (two callers can get the same number). `sim/tests/services.rs` states
+//! within how many seeds each is caught.
 
+pub mod directory;
 pub mod strict_kv;
 
 use crate::config::SimConfig;
@@ -23,6 +31,8 @@ pub enum Service {
     Builtin,
     /// The strict key-value store of `concord-services`.
     Kv,
+    /// The directory of `concord-services`.
+    Directory,
 }
 
 impl Service {
@@ -31,6 +41,7 @@ impl Service {
         match self {
             Service::Builtin => "builtin",
             Service::Kv => "kv",
+            Service::Directory => "directory",
         }
     }
 
@@ -39,10 +50,13 @@ impl Service {
         match text {
             "builtin" => Ok(Service::Builtin),
             "kv" => Ok(Service::Kv),
-            "directory" | "orders" | "chat" => Err(format!(
-                "service {text:?} is not implemented yet; available: builtin, kv"
+            "directory" => Ok(Service::Directory),
+            "orders" | "chat" => Err(format!(
+                "service {text:?} is not implemented yet; available: builtin, kv, directory"
             )),
-            other => Err(format!("unknown service {other:?}: use builtin or kv")),
+            other => Err(format!(
+                "unknown service {other:?}: use builtin, kv or directory"
+            )),
         }
     }
 }
@@ -67,6 +81,24 @@ pub fn run_service(
                         concord_services::kv::StrictKv::with_split_put_many()
                     } else {
                         concord_services::kv::StrictKv::new()
+                    }
+                },
+                workload,
+            )?;
+            let (report, workload) = simulation.run_with_workload();
+            Ok((report, workload.history().to_vec()))
+        }
+        Service::Directory => {
+            let planted = config.service_bug;
+            let workload = directory::DirectoryWorkload::new(config.clients, planted);
+            let simulation = Simulation::new(
+                config.clone(),
+                plan,
+                move |_| {
+                    if planted {
+                        concord_services::directory::Directory::with_sequence_as_read()
+                    } else {
+                        concord_services::directory::Directory::new()
                     }
                 },
                 workload,
