@@ -62,6 +62,9 @@ struct DirectoryArgs {
 enum DirectoryCommand {
     /// Run one server of a directory cluster.
     Serve(ServeArgs),
+    /// Run a whole cluster on this machine (one process per server) until
+    /// Ctrl-C.
+    LocalCluster(LocalClusterArgs),
     /// Record that USER is reachable at ADDRESS (ip:port).
     Connect {
         /// The user.
@@ -107,6 +110,9 @@ struct KvArgs {
 enum KvCommand {
     /// Run one server of a key-value cluster.
     Serve(ServeArgs),
+    /// Run a whole cluster on this machine (one process per server) until
+    /// Ctrl-C.
+    LocalCluster(LocalClusterArgs),
     /// Print the value of KEY (exit 5 when it was never written).
     Get {
         /// The key.
@@ -131,6 +137,96 @@ enum KvCommand {
         #[arg(required = true)]
         pairs: Vec<String>,
     },
+}
+
+/// Flags of `<service> local-cluster`.
+#[derive(Args, Debug, Clone)]
+struct LocalClusterArgs {
+    /// Servers to run (1 to 7).
+    #[arg(long, default_value_t = 3)]
+    nodes: u16,
+    /// Port of server 1; server N listens on BASE_PORT + N - 1 on
+    /// 127.0.0.1.
+    #[arg(long, default_value_t = 7001)]
+    base_port: u16,
+    /// Directory holding one data directory per server (created if
+    /// missing; kept, so a restart continues where it stopped).
+    #[arg(long, default_value = "concord-data")]
+    data_dir: std::path::PathBuf,
+}
+
+/// Starts `nodes` servers of `service` as child processes of this binary,
+/// prints the `--servers` list, and stops them all on Ctrl-C.
+async fn local_cluster(service: &str, args: LocalClusterArgs) -> ExitCode {
+    if !(1..=7).contains(&args.nodes) {
+        eprintln!("concord-services: --nodes {} is outside 1..=7", args.nodes);
+        return ExitCode::from(2);
+    }
+    let Some(last_port) = args.base_port.checked_add(args.nodes - 1) else {
+        eprintln!(
+            "concord-services: --base-port {} leaves no room for {} servers",
+            args.base_port, args.nodes
+        );
+        return ExitCode::from(2);
+    };
+    let addrs: Vec<String> = (args.base_port..=last_port)
+        .map(|port| format!("127.0.0.1:{port}"))
+        .collect();
+    let peers: Vec<String> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| format!("{}={addr}", i + 1))
+        .collect();
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(error) => {
+            eprintln!("concord-services: cannot find this binary to start servers: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut children = Vec::new();
+    for (i, addr) in addrs.iter().enumerate() {
+        let id = (i + 1).to_string();
+        let spawned = std::process::Command::new(&exe)
+            .args([
+                service,
+                "serve",
+                "--id",
+                &id,
+                "--listen",
+                addr,
+                "--peers",
+                &peers.join(","),
+            ])
+            .arg("--data-dir")
+            .arg(args.data_dir.join(format!("{service}-{id}")))
+            .spawn();
+        match spawned {
+            Ok(child) => children.push(child),
+            Err(error) => {
+                eprintln!("concord-services: cannot start server {id}: {error}");
+                for mut child in children {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    println!(
+        "{service} cluster of {} servers; Ctrl-C stops it. Clients:",
+        args.nodes
+    );
+    println!(
+        "  concord-services {service} --servers {} <command>",
+        addrs.join(",")
+    );
+    let _ = tokio::signal::ctrl_c().await;
+    for mut child in children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    ExitCode::SUCCESS
 }
 
 const EXIT_NOT_APPLIED: u8 = 3;
@@ -190,6 +286,9 @@ fn client(target: &Target) -> Result<KvClient, ExitCode> {
 
 async fn directory(args: DirectoryArgs) -> ExitCode {
     let DirectoryArgs { target, command } = args;
+    if let DirectoryCommand::LocalCluster(cluster_args) = command {
+        return local_cluster("directory", cluster_args).await;
+    }
     if let DirectoryCommand::Serve(serve_args) = command {
         init_logging();
         return match serve(serve_args, Directory::new()).await {
@@ -205,7 +304,9 @@ async fn directory(args: DirectoryArgs) -> ExitCode {
     }
     let mut client = DirectoryClient::new(target.servers.clone(), &target.cluster_id);
     let result = match command {
-        DirectoryCommand::Serve(_) => unreachable!("handled above"),
+        DirectoryCommand::Serve(_) | DirectoryCommand::LocalCluster(_) => {
+            unreachable!("handled above")
+        }
         DirectoryCommand::Connect { user, address } => client
             .connect(&user, &address)
             .await
@@ -235,6 +336,9 @@ async fn directory(args: DirectoryArgs) -> ExitCode {
 
 async fn kv(args: KvArgs) -> ExitCode {
     let KvArgs { target, command } = args;
+    if let KvCommand::LocalCluster(cluster_args) = command {
+        return local_cluster("kv", cluster_args).await;
+    }
     if let KvCommand::Serve(serve_args) = command {
         init_logging();
         return match serve(serve_args, StrictKv::new()).await {
@@ -250,7 +354,7 @@ async fn kv(args: KvArgs) -> ExitCode {
         Err(code) => return code,
     };
     let result = match command {
-        KvCommand::Serve(_) => unreachable!("handled above"),
+        KvCommand::Serve(_) | KvCommand::LocalCluster(_) => unreachable!("handled above"),
         KvCommand::Get { key } => match client.get(&key).await {
             Ok(Some(value)) => {
                 println!("{value}");
