@@ -12,8 +12,10 @@
 //! | `kv_client` (feature `runtime`) | the typed key-value client |
 //! | [`directory`] | directory: user → ip:port (batched lookup), connect, disconnect, a cluster-wide sequence |
 //! | `directory_client` (feature `runtime`) | the typed directory client |
+//! | [`orders`] | orders: per-customer order numbers, gap-free; last order readable at any server |
+//! | `orders_client` (feature `runtime`) | the typed orders client |
 //!
-//! The simulator (`concord-sim run --service kv|directory`) depends on this crate
+//! The simulator (`concord-sim run --service kv|directory|orders`) depends on this crate
 //! without the `runtime` feature and runs the same state machines under
 //! its faults; the binary `concord-services` runs them for real.
 #![deny(missing_docs)]
@@ -25,5 +27,8 @@ pub mod directory_client;
 pub mod kv;
 #[cfg(feature = "runtime")]
 pub mod kv_client;
+pub mod orders;
+#[cfg(feature = "runtime")]
+pub mod orders_client;
 #[cfg(feature = "runtime")]
 pub mod runtime;

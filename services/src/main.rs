@@ -16,6 +16,8 @@
 //! concord-services directory --servers ... connect ann 10.0.0.7:5000
 //! concord-services directory --servers ... lookup ann bob
 //! concord-services directory --servers ... next-sequence
+//! concord-services orders --servers ... place-order acme
+//! concord-services orders --servers ... last-order acme
 //! ```
 //!
 //! Exit codes of the client commands: 0 done; 3 refused or invalid
@@ -30,6 +32,8 @@ use concord_services::directory::Directory;
 use concord_services::directory_client::DirectoryClient;
 use concord_services::kv::StrictKv;
 use concord_services::kv_client::KvClient;
+use concord_services::orders::Orders;
+use concord_services::orders_client::OrdersClient;
 use concord_services::runtime::{serve, CallError, ServeArgs};
 
 #[derive(Parser, Debug)]
@@ -48,6 +52,35 @@ enum Service {
     Kv(KvArgs),
     /// Directory: user -> ip:port lookups and a cluster-wide sequence.
     Directory(DirectoryArgs),
+    /// Orders: gap-free order numbers per customer.
+    Orders(OrdersArgs),
+}
+
+#[derive(Args, Debug)]
+struct OrdersArgs {
+    #[command(flatten)]
+    target: Target,
+    #[command(subcommand)]
+    command: OrdersCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum OrdersCommand {
+    /// Run one server of an orders cluster.
+    Serve(ServeArgs),
+    /// Run a whole cluster on this machine (one process per server) until
+    /// Ctrl-C.
+    LocalCluster(LocalClusterArgs),
+    /// Place CUSTOMER's next order and print its number.
+    PlaceOrder {
+        /// The customer.
+        customer: String,
+    },
+    /// Print CUSTOMER's last order number (0: none), read at any server.
+    LastOrder {
+        /// The customer.
+        customer: String,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -249,6 +282,7 @@ fn main() -> ExitCode {
     match cli.service {
         Service::Kv(args) => runtime.block_on(kv(args)),
         Service::Directory(args) => runtime.block_on(directory(args)),
+        Service::Orders(args) => runtime.block_on(orders(args)),
     }
 }
 
@@ -282,6 +316,43 @@ fn check_target(target: &Target) -> Result<(), ExitCode> {
 fn client(target: &Target) -> Result<KvClient, ExitCode> {
     check_target(target)?;
     Ok(KvClient::new(target.servers.clone(), &target.cluster_id))
+}
+
+async fn orders(args: OrdersArgs) -> ExitCode {
+    let OrdersArgs { target, command } = args;
+    let (customer, place) = match command {
+        OrdersCommand::LocalCluster(cluster_args) => {
+            return local_cluster("orders", cluster_args).await
+        }
+        OrdersCommand::Serve(serve_args) => {
+            init_logging();
+            return match serve(serve_args, Orders::new()).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("concord-services orders serve: {error}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        OrdersCommand::PlaceOrder { customer } => (customer, true),
+        OrdersCommand::LastOrder { customer } => (customer, false),
+    };
+    if let Err(code) = check_target(&target) {
+        return code;
+    }
+    let mut client = OrdersClient::new(target.servers.clone(), &target.cluster_id);
+    let result = if place {
+        client.place_order(&customer).await
+    } else {
+        client.last_order(&customer).await
+    };
+    match result {
+        Ok(number) => {
+            println!("{number}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => client_failed(error),
+    }
 }
 
 async fn directory(args: DirectoryArgs) -> ExitCode {

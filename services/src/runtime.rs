@@ -285,7 +285,14 @@ impl ServiceClient {
     /// Sends a read (already encoded by the service) on the linearizable
     /// read path, answered without a log entry.
     pub async fn read(&mut self, request: Bytes) -> Result<Bytes, CallError> {
-        Ok(self.client.read(request, ReadPath::ReadIndex).await?)
+        self.read_via(request, ReadPath::ReadIndex).await
+    }
+
+    /// Sends a read on `path`: `Follower` reads go to any server (each in
+    /// turn), which answers once it has applied the leader's commit index
+    /// (still linearizable).
+    pub async fn read_via(&mut self, request: Bytes, path: ReadPath) -> Result<Bytes, CallError> {
+        Ok(self.client.read(request, path).await?)
     }
 }
 

@@ -240,13 +240,15 @@ struct SimArgs {
     lease_skew_beyond_bound: bool,
     /// The service to run: builtin (the simulator's own key-value
     /// register workload), kv (the strict key-value store of
-    /// concord-services, with its put_many atomicity check) or directory
-    /// (its sequence and disconnect checks).
+    /// concord-services, with its put_many atomicity check), directory
+    /// (its sequence and disconnect checks) or orders (gap-free order
+    /// numbers).
     #[arg(long, default_value = "builtin", value_parser = Service::parse)]
     service: Service,
     /// Planted bug of the selected service (kv: a put_many is applied as
     /// two log entries would be, so a read can see half of it; directory:
-    /// next_sequence is served as a read from a replica's own counter).
+    /// next_sequence is served as a read from a replica's own counter;
+    /// orders: an order is numbered with its log index).
     #[arg(long)]
     bug_service: bool,
 }

@@ -6,15 +6,18 @@
 //! | service | state machine | invariants |
 //! | --- | --- | --- |
 //! | `kv` | [`concord_services::kv::StrictKv`] | linearizability of every get, get_many, put and put_many (projected on each key); `put_many` atomicity: no read sees part of a multi-key write |
+//! | `orders` | [`concord_services::orders::Orders`] | per customer: no order number twice, increasing in real-time order, gap-free; `last_order` (on any read path, follower reads included) within what was placed |
 //! | `directory` | [`concord_services::directory::Directory`] | sequence numbers unique and strictly increasing in real-time order; no lookup returns an address after its user's disconnect was acknowledged; linearizability per user |
 //!
 //! Planted bugs (`--bug-service`): kv applies a `put_many` as two log
 //! entries would be (a read can see half of it); directory serves
 //! `next_sequence` as a read from the answering replica's own counter
-//! (two callers can get the same number). `sim/tests/services.rs` states
+//! (two callers can get the same number); orders numbers an order with
+//! its log index (unique and increasing, but with gaps). `sim/tests/services.rs` states
 //! within how many seeds each is caught.
 
 pub mod directory;
+pub mod orders;
 pub mod strict_kv;
 
 use crate::config::SimConfig;
@@ -33,6 +36,8 @@ pub enum Service {
     Kv,
     /// The directory of `concord-services`.
     Directory,
+    /// The orders service of `concord-services`.
+    Orders,
 }
 
 impl Service {
@@ -42,6 +47,7 @@ impl Service {
             Service::Builtin => "builtin",
             Service::Kv => "kv",
             Service::Directory => "directory",
+            Service::Orders => "orders",
         }
     }
 
@@ -51,11 +57,12 @@ impl Service {
             "builtin" => Ok(Service::Builtin),
             "kv" => Ok(Service::Kv),
             "directory" => Ok(Service::Directory),
-            "orders" | "chat" => Err(format!(
-                "service {text:?} is not implemented yet; available: builtin, kv, directory"
+            "orders" => Ok(Service::Orders),
+            "chat" => Err(format!(
+                "service {text:?} is not implemented yet; available: builtin, kv, directory, orders"
             )),
             other => Err(format!(
-                "unknown service {other:?}: use builtin, kv or directory"
+                "unknown service {other:?}: use builtin, kv, directory or orders"
             )),
         }
     }
@@ -105,6 +112,23 @@ pub fn run_service(
             )?;
             let (report, workload) = simulation.run_with_workload();
             Ok((report, workload.history().to_vec()))
+        }
+        Service::Orders => {
+            let planted = config.service_bug;
+            let simulation = Simulation::new(
+                config.clone(),
+                plan,
+                move |_| {
+                    if planted {
+                        concord_services::orders::Orders::with_log_index_numbers()
+                    } else {
+                        concord_services::orders::Orders::new()
+                    }
+                },
+                orders::OrdersWorkload::new(config.clients),
+            )?;
+            // Orders keep no key-level history: their checks are their own.
+            Ok((simulation.run(), Vec::new()))
         }
     }
 }
