@@ -14,6 +14,7 @@
 //! | `directory_client` (feature `runtime`) | the typed directory client |
 //! | [`orders`] | orders: per-customer order numbers, gap-free; last order readable at any server |
 //! | `orders_client` (feature `runtime`) | the typed orders client |
+//! | `latency` (feature `runtime`) | the orders experiment's statistics, table and plot |
 //!
 //! The simulator (`concord-sim run --service kv|directory|orders`) depends on this crate
 //! without the `runtime` feature and runs the same state machines under
@@ -27,6 +28,8 @@ pub mod directory_client;
 pub mod kv;
 #[cfg(feature = "runtime")]
 pub mod kv_client;
+#[cfg(feature = "runtime")]
+pub mod latency;
 pub mod orders;
 #[cfg(feature = "runtime")]
 pub mod orders_client;

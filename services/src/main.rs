@@ -81,6 +81,30 @@ enum OrdersCommand {
         /// The customer.
         customer: String,
     },
+    /// The experiment: place_order latency versus cluster size, as a
+    /// Markdown table and an SVG plot in --out.
+    Latency(LatencyArgs),
+}
+
+/// Flags of `orders latency`.
+#[derive(Args, Debug, Clone)]
+struct LatencyArgs {
+    /// Cluster sizes, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,3,5,7")]
+    sizes: Vec<usize>,
+    /// Client threads, each placing orders one after another.
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+    /// Orders per client thread per run.
+    #[arg(long, default_value_t = 200)]
+    orders: usize,
+    /// Runs per cluster size.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Directory for latency.md, latency.svg and the servers' data (the
+    /// data is removed after each run).
+    #[arg(long, default_value = "orders-latency")]
+    out: std::path::PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -334,6 +358,7 @@ async fn orders(args: OrdersArgs) -> ExitCode {
                 }
             };
         }
+        OrdersCommand::Latency(latency_args) => return latency_experiment(latency_args).await,
         OrdersCommand::PlaceOrder { customer } => (customer, true),
         OrdersCommand::LastOrder { customer } => (customer, false),
     };
@@ -353,6 +378,177 @@ async fn orders(args: OrdersArgs) -> ExitCode {
         }
         Err(error) => client_failed(error),
     }
+}
+
+/// Ports the kernel hands out now, for `count` servers.
+fn free_ports(count: usize) -> std::io::Result<Vec<String>> {
+    let listeners = (0..count)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    listeners
+        .iter()
+        .map(|listener| listener.local_addr().map(|addr| addr.to_string()))
+        .collect()
+}
+
+/// One run: a fresh cluster of `servers` processes, `clients` tasks each
+/// placing `orders` orders; the latency of every acknowledged order.
+async fn latency_run(
+    args: &LatencyArgs,
+    servers: usize,
+    run: usize,
+) -> Result<Vec<std::time::Duration>, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
+    let addrs = free_ports(servers).map_err(|e| format!("no free ports: {e}"))?;
+    let peers: Vec<String> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| format!("{}={addr}", i + 1))
+        .collect();
+    let data = args.out.join(format!("data-{servers}-{run}"));
+    let _ = std::fs::remove_dir_all(&data);
+    let mut children = Vec::new();
+    for (i, addr) in addrs.iter().enumerate() {
+        let id = (i + 1).to_string();
+        let child = std::process::Command::new(&exe)
+            .args([
+                "orders",
+                "serve",
+                "--id",
+                &id,
+                "--listen",
+                addr,
+                "--peers",
+                &peers.join(","),
+            ])
+            .arg("--data-dir")
+            .arg(data.join(&id))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start server {id}: {e}"));
+        match child {
+            Ok(child) => children.push(child),
+            Err(error) => {
+                for mut child in children {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+                return Err(error);
+            }
+        }
+    }
+    // The first order waits out the election; it is not measured.
+    let mut warmup = OrdersClient::new(addrs.clone(), "concord");
+    let ready = warmup.place_order("warmup").await.map(|_| ());
+    let mut latencies = Vec::new();
+    let mut failure = ready
+        .err()
+        .map(|e| format!("the cluster never served: {e}"));
+    if failure.is_none() {
+        let mut tasks = Vec::new();
+        for client in 0..args.clients {
+            let addrs = addrs.clone();
+            let orders = args.orders;
+            tasks.push(tokio::spawn(async move {
+                let mut orders_client = OrdersClient::new(addrs, "concord");
+                let customer = format!("customer-{client}");
+                let mut mine = Vec::with_capacity(orders);
+                for _ in 0..orders {
+                    let started = std::time::Instant::now();
+                    orders_client
+                        .place_order(&customer)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    mine.push(started.elapsed());
+                }
+                Ok::<_, String>(mine)
+            }));
+        }
+        for task in tasks {
+            match task.await {
+                Ok(Ok(mine)) => latencies.extend(mine),
+                Ok(Err(error)) => failure = Some(error),
+                Err(error) => failure = Some(format!("a client task failed: {error}")),
+            }
+        }
+    }
+    for mut child in children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let _ = std::fs::remove_dir_all(&data);
+    match failure {
+        Some(error) => Err(error),
+        None => Ok(latencies),
+    }
+}
+
+async fn latency_experiment(args: LatencyArgs) -> ExitCode {
+    use concord_services::latency::{svg, table, SizeResult, Stats};
+    if args.sizes.is_empty()
+        || args.sizes.iter().any(|n| !(1..=7).contains(n))
+        || args.clients == 0
+        || args.clients > 64
+        || args.orders == 0
+        || args.runs == 0
+    {
+        eprintln!(
+            "concord-services: sizes must be 1..=7, clients 1..=64, orders and runs at least 1"
+        );
+        return ExitCode::from(2);
+    }
+    if let Err(error) = std::fs::create_dir_all(&args.out) {
+        eprintln!(
+            "concord-services: cannot create {}: {error}",
+            args.out.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let mut results = Vec::new();
+    for &servers in &args.sizes {
+        let mut runs = Vec::new();
+        for run in 0..args.runs {
+            match latency_run(&args, servers, run).await {
+                Ok(latencies) => {
+                    let Some(stats) = Stats::of(&latencies) else {
+                        eprintln!("concord-services: no orders measured");
+                        return ExitCode::FAILURE;
+                    };
+                    eprintln!(
+                        "{servers} servers, run {}: p50 {:.2} ms, p99 {:.2} ms, mean {:.2} ms over {} orders",
+                        run + 1,
+                        stats.p50_ms,
+                        stats.p99_ms,
+                        stats.mean_ms,
+                        stats.count
+                    );
+                    runs.push(stats);
+                }
+                Err(error) => {
+                    eprintln!(
+                        "concord-services: {servers} servers, run {}: {error}",
+                        run + 1
+                    );
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        results.push(SizeResult { servers, runs });
+    }
+    let table = table(&results, args.clients, args.orders);
+    let written = std::fs::write(args.out.join("latency.md"), &table)
+        .and_then(|()| std::fs::write(args.out.join("latency.svg"), svg(&results)));
+    if let Err(error) = written {
+        eprintln!("concord-services: cannot write the results: {error}");
+        return ExitCode::FAILURE;
+    }
+    println!("{table}");
+    println!(
+        "wrote {} and {}",
+        args.out.join("latency.md").display(),
+        args.out.join("latency.svg").display()
+    );
+    ExitCode::SUCCESS
 }
 
 async fn directory(args: DirectoryArgs) -> ExitCode {
