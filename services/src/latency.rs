@@ -6,6 +6,9 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+/// One line of the plot: its name, colour and the figure it draws.
+type Series = (&'static str, &'static str, fn(&SizeResult) -> f64);
+
 /// Latency figures of one run.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Stats {
@@ -171,7 +174,7 @@ pub fn svg(results: &[SizeResult]) -> String {
         TOP + plot_h / 2.0,
         TOP + plot_h / 2.0
     );
-    let series: [(&str, &str, fn(&SizeResult) -> f64); 3] = [
+    let series: [Series; 3] = [
         ("p50", "#1f77b4", |r| r.averages().0),
         ("mean", "#2ca02c", |r| r.averages().2),
         ("p99", "#d62728", |r| r.averages().1),
