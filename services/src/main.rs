@@ -210,6 +210,10 @@ struct LocalClusterArgs {
     /// missing; kept, so a restart continues where it stopped).
     #[arg(long, default_value = "concord-data")]
     data_dir: std::path::PathBuf,
+    /// Prefer the server with the highest id as leader whenever it is
+    /// healthy (the directory's deployment shape).
+    #[arg(long)]
+    prefer_highest_id: bool,
 }
 
 /// Starts `nodes` servers of `service` as child processes of this binary,
@@ -244,7 +248,8 @@ async fn local_cluster(service: &str, args: LocalClusterArgs) -> ExitCode {
     let mut children = Vec::new();
     for (i, addr) in addrs.iter().enumerate() {
         let id = (i + 1).to_string();
-        let spawned = std::process::Command::new(&exe)
+        let mut command = std::process::Command::new(&exe);
+        command
             .args([
                 service,
                 "serve",
@@ -256,8 +261,11 @@ async fn local_cluster(service: &str, args: LocalClusterArgs) -> ExitCode {
                 &peers.join(","),
             ])
             .arg("--data-dir")
-            .arg(args.data_dir.join(format!("{service}-{id}")))
-            .spawn();
+            .arg(args.data_dir.join(format!("{service}-{id}")));
+        if args.prefer_highest_id {
+            command.args(["--preferred-leader", &args.nodes.to_string()]);
+        }
+        let spawned = command.spawn();
         match spawned {
             Ok(child) => children.push(child),
             Err(error) => {

@@ -51,6 +51,11 @@ pub struct ServeArgs {
     /// Snapshot the state every this many applied entries (0: never).
     #[arg(long, default_value_t = 100_000)]
     pub snapshot_every_entries: u64,
+    /// Prefer this node as leader: while it is healthy and caught up, the
+    /// leader hands leadership to it (the core's priority election). Give
+    /// every server the same value.
+    #[arg(long)]
+    pub preferred_leader: Option<NodeId>,
 }
 
 /// Parses `1=127.0.0.1:7001,2=127.0.0.1:7002`.
@@ -141,6 +146,14 @@ where
     settings.tick = Duration::from_millis(args.tick_ms);
     settings.snapshot_every_entries =
         (args.snapshot_every_entries > 0).then_some(args.snapshot_every_entries);
+    if let Some(preferred) = args.preferred_leader {
+        if !args.peers.contains_key(&preferred) {
+            return Err(ServeError::Flags(format!(
+                "--preferred-leader {preferred} is not one of --peers"
+            )));
+        }
+        settings.priorities = BTreeMap::from([(preferred, 1)]);
+    }
     settings
         .raft_config()
         .validate()

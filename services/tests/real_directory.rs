@@ -225,3 +225,73 @@ fn sequence_and_lookups_stay_correct_across_a_leader_kill() {
         other => panic!("the presence history is not linearizable: {other}"),
     }
 }
+
+/// Waits until node `want` (or, with `None`, any node) says it leads.
+fn wait_for_leader(cluster: &Cluster, want: Option<u64>, within: Duration) -> u64 {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(leader) = cluster.leader() {
+            if want.is_none_or(|want| want == leader) {
+                return leader;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "leader {want:?} not in place within {within:?} (now {:?})",
+            cluster.leader()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The directory's deployment shape: four servers, the highest id
+/// preferred as leader whenever it is healthy; any one server may fail.
+#[test]
+fn four_servers_prefer_the_highest_id_and_survive_losing_it() {
+    let mut cluster = Cluster::with_nodes("directory", "real-directory-4", 4);
+    let prefer = ["--preferred-leader", "4"];
+    for id in 1..=4 {
+        cluster.start_with(id, &prefer);
+    }
+    let target = cluster.cli_target();
+    assert_eq!(
+        wait_for_leader(&cluster, Some(4), Duration::from_secs(20)),
+        4
+    );
+    let Outcome::Ok(first) = cli(&target, &["next-sequence"]) else {
+        panic!("next-sequence failed with every server up");
+    };
+    // The preferred leader fails: one of the other three leads and the
+    // directory keeps serving.
+    cluster.sigkill(4);
+    let interim = wait_for_leader(&cluster, None, Duration::from_secs(20));
+    assert_ne!(interim, 4);
+    assert!(matches!(
+        cli(&target, &["connect", "ann", "10.0.0.7:5000"]),
+        Outcome::Ok(_)
+    ));
+    let Outcome::Ok(second) = cli(&target, &["next-sequence"]) else {
+        panic!("next-sequence failed with node 4 down");
+    };
+    // It returns, catches up, and takes leadership back.
+    cluster.start_with(4, &prefer);
+    assert_eq!(
+        wait_for_leader(&cluster, Some(4), Duration::from_secs(30)),
+        4
+    );
+    let Outcome::Ok(third) = cli(&target, &["next-sequence"]) else {
+        panic!("next-sequence failed after node 4 returned");
+    };
+    let numbers: Vec<u64> = [first, second, third]
+        .iter()
+        .map(|text| text.trim().parse().expect("a sequence number"))
+        .collect();
+    assert!(
+        numbers.windows(2).all(|pair| pair[0] < pair[1]),
+        "sequence not increasing across leader changes: {numbers:?}"
+    );
+    let Outcome::Ok(text) = cli(&target, &["lookup", "ann"]) else {
+        panic!("lookup failed");
+    };
+    assert_eq!(text.trim(), "ann=10.0.0.7:5000");
+}

@@ -54,6 +54,9 @@ pub struct NodeSettings {
     /// The clock drift the lease leaves room for: see
     /// [`Config::clock_drift_bound_ticks`].
     pub clock_drift_bound_ticks: u32,
+    /// Election priorities: see [`Config::priorities`] (empty, the
+    /// default, prefers no node). Every node must be given the same map.
+    pub priorities: BTreeMap<NodeId, u32>,
 }
 
 impl NodeSettings {
@@ -81,6 +84,7 @@ impl NodeSettings {
             compaction_trailing_entries: COMPACTION_TRAILING_ENTRIES_DEFAULT,
             lease_read_ticks: 0,
             clock_drift_bound_ticks: 3,
+            priorities: BTreeMap::new(),
         }
     }
 
@@ -97,6 +101,7 @@ impl NodeSettings {
         config.compaction_trailing_entries = self.compaction_trailing_entries;
         config.lease_read_ticks = self.lease_read_ticks;
         config.clock_drift_bound_ticks = self.clock_drift_bound_ticks;
+        config.priorities = self.priorities.clone();
         config
     }
 }

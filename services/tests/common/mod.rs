@@ -25,10 +25,16 @@ pub struct Cluster {
 impl Cluster {
     /// Three nodes of `service` on loopback ports the kernel handed out.
     pub fn on_loopback(service: &'static str, cluster_id: &'static str) -> Cluster {
-        let listeners: Vec<_> = (0..3)
+        Cluster::with_nodes(service, cluster_id, 3)
+    }
+
+    /// `nodes` nodes of `service` on loopback ports the kernel handed out;
+    /// `cluster_id` also names the run's directory.
+    pub fn with_nodes(service: &'static str, cluster_id: &'static str, nodes: u64) -> Cluster {
+        let listeners: Vec<_> = (0..nodes)
             .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback"))
             .collect();
-        let addrs = (1..=3u64)
+        let addrs = (1..=nodes)
             .map(|id| {
                 let addr = listeners[id as usize - 1].local_addr().expect("local addr");
                 (id, addr.to_string())
@@ -36,7 +42,7 @@ impl Cluster {
             .collect();
         drop(listeners);
         let base =
-            std::env::temp_dir().join(format!("concord-real-{service}-{}", std::process::id()));
+            std::env::temp_dir().join(format!("{cluster_id}-{service}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&base);
         std::fs::create_dir_all(&base).expect("create the test's directory");
         Cluster {
@@ -64,12 +70,21 @@ impl Cluster {
 
     /// Starts node `id`.
     pub fn start(&mut self, id: u64) {
+        self.start_with(id, &[]);
+    }
+
+    /// Starts node `id` with `extra` server flags.
+    pub fn start_with(&mut self, id: u64, extra: &[&str]) {
         let peers: Vec<String> = self
             .addrs
             .iter()
             .map(|(id, addr)| format!("{id}={addr}"))
             .collect();
-        let log = std::fs::File::create(self.base.join(format!("node-{id}.log"))).expect("log");
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.base.join(format!("node-{id}.log")))
+            .expect("log");
         let child = Command::new(BINARY)
             .args([self.service, "serve", "--id", &id.to_string(), "--listen"])
             .arg(&self.addrs[&id])
@@ -78,6 +93,7 @@ impl Cluster {
             .arg(self.base.join(format!("node-{id}")))
             .stdout(Stdio::null())
             .stderr(log)
+            .args(extra)
             .spawn()
             .expect("spawn a server");
         self.children.insert(id, child);
