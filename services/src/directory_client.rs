@@ -19,6 +19,12 @@ impl DirectoryClient {
         }
     }
 
+    /// Writes return only once every healthy server applied them (see
+    /// [`ServiceClient::set_acknowledge_all`]).
+    pub fn set_acknowledge_all(&mut self, enabled: bool) {
+        self.inner.set_acknowledge_all(enabled);
+    }
+
     /// A client over an already configured [`ServiceClient`].
     pub fn from_service_client(inner: ServiceClient) -> Self {
         DirectoryClient { inner }

@@ -101,6 +101,10 @@ struct LatencyArgs {
     /// Runs per cluster size.
     #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// Acknowledge each order only after every healthy server applied it
+    /// (measures that option's cost).
+    #[arg(long)]
+    acknowledge_all: bool,
     /// Directory for latency.md, latency.svg and the servers' data (the
     /// data is removed after each run).
     #[arg(long, default_value = "orders-latency")]
@@ -153,6 +157,10 @@ struct Target {
     /// The cluster's name.
     #[arg(long, default_value = "concord", global = true)]
     cluster_id: String,
+    /// Return from a write only once every healthy server has applied it
+    /// (not just a majority).
+    #[arg(long, global = true)]
+    acknowledge_all: bool,
 }
 
 #[derive(Args, Debug)]
@@ -347,7 +355,9 @@ fn check_target(target: &Target) -> Result<(), ExitCode> {
 
 fn client(target: &Target) -> Result<KvClient, ExitCode> {
     check_target(target)?;
-    Ok(KvClient::new(target.servers.clone(), &target.cluster_id))
+    let mut client = KvClient::new(target.servers.clone(), &target.cluster_id);
+    client.set_acknowledge_all(target.acknowledge_all);
+    Ok(client)
 }
 
 async fn orders(args: OrdersArgs) -> ExitCode {
@@ -374,6 +384,7 @@ async fn orders(args: OrdersArgs) -> ExitCode {
         return code;
     }
     let mut client = OrdersClient::new(target.servers.clone(), &target.cluster_id);
+    client.set_acknowledge_all(target.acknowledge_all);
     let result = if place {
         client.place_order(&customer).await
     } else {
@@ -457,8 +468,10 @@ async fn latency_run(
         for client in 0..args.clients {
             let addrs = addrs.clone();
             let orders = args.orders;
+            let acknowledge_all = args.acknowledge_all;
             tasks.push(tokio::spawn(async move {
                 let mut orders_client = OrdersClient::new(addrs, "concord");
+                orders_client.set_acknowledge_all(acknowledge_all);
                 let customer = format!("customer-{client}");
                 let mut mine = Vec::with_capacity(orders);
                 for _ in 0..orders {
@@ -543,7 +556,12 @@ async fn latency_experiment(args: LatencyArgs) -> ExitCode {
         }
         results.push(SizeResult { servers, runs });
     }
-    let table = table(&results, args.clients, args.orders);
+    let mut table = table(&results, args.clients, args.orders);
+    if args.acknowledge_all {
+        table = format!(
+            "Each order acknowledged only after every healthy server applied it (--acknowledge-all).\n\n{table}"
+        );
+    }
     let written = std::fs::write(args.out.join("latency.md"), &table)
         .and_then(|()| std::fs::write(args.out.join("latency.svg"), svg(&results)));
     if let Err(error) = written {
@@ -578,6 +596,7 @@ async fn directory(args: DirectoryArgs) -> ExitCode {
         return code;
     }
     let mut client = DirectoryClient::new(target.servers.clone(), &target.cluster_id);
+    client.set_acknowledge_all(target.acknowledge_all);
     let result = match command {
         DirectoryCommand::Serve(_) | DirectoryCommand::LocalCluster(_) => {
             unreachable!("handled above")

@@ -217,10 +217,19 @@ impl CallError {
 #[derive(Debug)]
 pub struct ServiceClient {
     client: Client,
+    servers: usize,
     session: Option<ClientId>,
     next_seq: u64,
     next_op_id: u64,
+    /// Wait after each write until every healthy server has applied it.
+    acknowledge_all: bool,
 }
+
+/// How long [`ServiceClient::set_acknowledge_all`] waits for a server to
+/// apply a write before counting it unhealthy for that write.
+pub const ALL_APPLIED_WAIT_MAX: Duration = Duration::from_secs(1);
+/// Pause between two status polls while waiting for a server to apply.
+const ALL_APPLIED_POLL: Duration = Duration::from_millis(1);
 
 impl ServiceClient {
     /// A client of the cluster at `servers` named `cluster_id`.
@@ -231,10 +240,48 @@ impl ServiceClient {
     /// A client with explicit settings.
     pub fn with_config(config: ClientConfig) -> Self {
         ServiceClient {
+            servers: config.servers.len(),
             client: Client::new(config),
             session: None,
             next_seq: 1,
             next_op_id: 1,
+            acknowledge_all: false,
+        }
+    }
+
+    /// With `enabled`, a write returns only once every healthy server has
+    /// applied it, not just a majority: after the leader's answer the
+    /// client reads the highest commit index any server reports (at or
+    /// past the write) and polls each server's status until it has
+    /// applied that far. A server that does not answer, or has not applied
+    /// within [`ALL_APPLIED_WAIT_MAX`], counts as unhealthy and is not
+    /// waited for. Costs a status round trip to every server per write,
+    /// plus the slowest replica's apply delay.
+    pub fn set_acknowledge_all(&mut self, enabled: bool) {
+        self.acknowledge_all = enabled;
+    }
+
+    /// Waits until every server that answers has applied everything
+    /// committed when the write was acknowledged.
+    async fn wait_all_applied(&mut self) {
+        let mut target = 0;
+        for server in 0..self.servers {
+            if let Ok(status) = self.client.status(server).await {
+                target = target.max(status.commit_index);
+            }
+        }
+        for server in 0..self.servers {
+            let deadline = tokio::time::Instant::now() + ALL_APPLIED_WAIT_MAX;
+            loop {
+                match self.client.status(server).await {
+                    Ok(status) if status.applied_index >= target => break,
+                    Ok(_) if tokio::time::Instant::now() < deadline => {
+                        tokio::time::sleep(ALL_APPLIED_POLL).await;
+                    }
+                    // Not answering, or too slow: unhealthy for this write.
+                    _ => break,
+                }
+            }
         }
     }
 
@@ -286,7 +333,12 @@ impl ServiceClient {
             .submit(session::encode_command(session, seq, &request))
             .await?;
         match SessionResponse::decode(&answer) {
-            Ok(SessionResponse::Ok(bytes)) => Ok(bytes),
+            Ok(SessionResponse::Ok(bytes)) => {
+                if self.acknowledge_all {
+                    self.wait_all_applied().await;
+                }
+                Ok(bytes)
+            }
             Ok(SessionResponse::SessionExpired) => {
                 self.session = None;
                 Err(CallError::Client(ClientError::SessionExpired))

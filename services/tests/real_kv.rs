@@ -190,3 +190,52 @@ fn put_many_stays_atomic_and_linearizable_across_a_leader_kill() {
         ),
     }
 }
+
+/// `--acknowledge-all`: when a write returns, every server has applied
+/// everything committed (with one client and no other writer, every
+/// server's applied index has reached the leader's commit index).
+#[test]
+fn acknowledge_all_returns_after_every_server_applied() {
+    let mut cluster = Cluster::with_nodes("kv", "real-kv-ack-all", 3);
+    for id in 1..=3 {
+        cluster.start(id);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while cluster.leader().is_none() {
+        assert!(Instant::now() < deadline, "no leader within 20 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let target = cluster.cli_target();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut status_client =
+        concord::tokio::client::Client::new(concord::tokio::client::ClientConfig::new(
+            cluster.servers().split(',').map(str::to_string).collect(),
+            "real-kv-ack-all",
+        ));
+    for i in 0..10 {
+        let value = format!("v{i}");
+        assert!(matches!(
+            cli(&target, &["--acknowledge-all", "put", "k", &value]),
+            Outcome::Ok(_)
+        ));
+        let statuses: Vec<_> = runtime.block_on(async {
+            let mut statuses = Vec::new();
+            for server in 0..3 {
+                statuses.push(status_client.status(server).await.expect("status"));
+            }
+            statuses
+        });
+        let commit = statuses.iter().map(|s| s.commit_index).max().unwrap_or(0);
+        for status in &statuses {
+            assert!(
+                status.applied_index >= commit,
+                "write {i} returned with node {} applied to {} of {commit}",
+                status.id,
+                status.applied_index
+            );
+        }
+    }
+}
