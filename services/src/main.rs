@@ -8,7 +8,7 @@
 //!
 //! ```text
 //! concord-services kv serve --id 1 --listen 127.0.0.1:7001 \
-//!     --peers 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003 --data-dir /tmp/kv-1
+//!     --peers 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003 --data-dir kv-data/1
 //! concord-services kv --servers 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003 put color blue
 //! concord-services kv --servers ... put-many a=1 b=2
 //! concord-services kv --servers ... get-many a b
