@@ -405,6 +405,11 @@ pub struct SimConfig {
     pub timeline: bool,
     /// The run fails if it needs more node steps than this.
     pub max_node_steps: u64,
+    /// The service whose state machine and workload run
+    /// ([`crate::services`]).
+    pub service: crate::services::Service,
+    /// Plant the selected service's bug (see [`crate::services`]).
+    pub service_bug: bool,
 }
 
 impl Default for SimConfig {
@@ -432,6 +437,8 @@ impl Default for SimConfig {
             membership_churn: true,
             timeline: false,
             max_node_steps: 2_000_000,
+            service: crate::services::Service::Builtin,
+            service_bug: false,
         }
     }
 }
@@ -462,6 +469,9 @@ impl SimConfig {
         }
         if self.client_max_attempts == 0 {
             return Err("clients need at least one attempt per operation".to_string());
+        }
+        if self.service_bug && self.service == crate::services::Service::Builtin {
+            return Err("--bug-service plants a service's bug: add --service kv".to_string());
         }
         if self.max_sessions == 0 {
             return Err("--max-sessions must be at least 1".to_string());
@@ -579,6 +589,12 @@ impl SimConfig {
         }
         if self.core_bugs.probe_ignores_hint {
             flags += " --bug-probe-ignores-hint";
+        }
+        if self.service != crate::services::Service::Builtin {
+            flags += &format!(" --service {}", self.service.name());
+        }
+        if self.service_bug {
+            flags += " --bug-service";
         }
         flags
     }

@@ -139,6 +139,7 @@ mod promises;
 pub mod report;
 pub mod runner;
 mod safety;
+pub mod services;
 pub mod shrink;
 pub mod strategy;
 pub mod trace;

@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use concord_sim::engine::format_time;
+use concord_sim::services::Service;
 use concord_sim::{
     run_kv, run_kv_with_history, run_seeds, CoreBugs, FaultKind, FaultPlan, FaultSet, HostBugs,
     ReadChoice, RunReport, SimConfig, SweepJson,
@@ -237,6 +238,19 @@ struct SimArgs {
     /// clocks skew up to --max-skew-ppm (shows leases need the bound).
     #[arg(long)]
     lease_skew_beyond_bound: bool,
+    /// The service to run: builtin (the simulator's own key-value
+    /// register workload), kv (the strict key-value store of
+    /// concord-services, with its put_many atomicity check), directory
+    /// (its sequence and disconnect checks) or orders (gap-free order
+    /// numbers).
+    #[arg(long, default_value = "builtin", value_parser = Service::parse)]
+    service: Service,
+    /// Planted bug of the selected service (kv: a put_many is applied as
+    /// two log entries would be, so a read can see half of it; directory:
+    /// next_sequence is served as a read from a replica's own counter;
+    /// orders: an order is numbered with its log index).
+    #[arg(long)]
+    bug_service: bool,
 }
 
 fn parse_reads(text: &str) -> Result<ReadChoice, String> {
@@ -297,6 +311,8 @@ impl SimArgs {
             membership_churn: !self.no_membership_churn,
             timeline: false,
             max_node_steps: self.max_steps,
+            service: self.service,
+            service_bug: self.bug_service,
         };
         config.validate()?;
         Ok(config)

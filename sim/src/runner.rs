@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 /// Runs the key-value service under `config`, with the seed's own fault
 /// plan or the one given.
 pub fn run_kv(config: &SimConfig, plan: Option<FaultPlan>) -> Result<RunReport, String> {
+    if config.service != crate::services::Service::Builtin {
+        return crate::services::run_service(config, plan).map(|(report, _)| report);
+    }
     // A sweep only needs the report: no copy of the history.
     run_kv_workload(config, plan).map(|(report, _)| report)
 }
@@ -25,6 +28,9 @@ pub fn run_kv_with_history(
     config: &SimConfig,
     plan: Option<FaultPlan>,
 ) -> Result<(RunReport, Vec<Operation>), String> {
+    if config.service != crate::services::Service::Builtin {
+        return crate::services::run_service(config, plan);
+    }
     let (report, workload) = run_kv_workload(config, plan)?;
     Ok((report, workload.history().to_vec()))
 }

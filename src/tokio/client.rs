@@ -184,6 +184,21 @@ impl Client {
         }
     }
 
+    /// Sends a state machine's own read request `query` without a log
+    /// entry, on `path`, and returns its answer (from
+    /// [`StateMachine::query`](crate::state_machine::StateMachine::query)).
+    /// For services other than the built-in key-value store; retried
+    /// freely, as a read changes nothing.
+    pub async fn read(
+        &mut self,
+        query: Bytes,
+        path: crate::ReadPath,
+    ) -> Result<Bytes, ClientError> {
+        let request = ClientRequest::Read { path, query };
+        let any_server = path == crate::ReadPath::Follower;
+        self.request(&request, any_server).await
+    }
+
     /// Reads `key` through the log: a log entry, committed and applied
     /// like a write.
     pub async fn get_through_log(

@@ -63,6 +63,9 @@ pub struct NodeSettings {
     /// The clock drift the lease leaves room for: see
     /// [`Config::clock_drift_bound_ticks`].
     pub clock_drift_bound_ticks: u32,
+    /// Election priorities: see [`Config::priorities`] (empty, the
+    /// default, prefers no node). Every node must be given the same map.
+    pub priorities: BTreeMap<NodeId, u32>,
 }
 
 impl NodeSettings {
@@ -91,6 +94,7 @@ impl NodeSettings {
             compaction_trailing_entries: COMPACTION_TRAILING_ENTRIES_DEFAULT,
             lease_read_ticks: 0,
             clock_drift_bound_ticks: 3,
+            priorities: BTreeMap::new(),
         }
     }
 
@@ -117,6 +121,7 @@ impl NodeSettings {
         config.compaction_trailing_entries = self.compaction_trailing_entries;
         config.lease_read_ticks = self.lease_read_ticks;
         config.clock_drift_bound_ticks = self.clock_drift_bound_ticks;
+        config.priorities = self.priorities.clone();
         // Under madsim the clock is simulated, so this stays reproducible.
         let started_nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -153,6 +158,23 @@ pub async fn start_kv_node<St: Storage>(
     settings: NodeSettings,
     storage: St,
 ) -> Result<RunningNode, ServerError> {
+    start_node(settings, super::kv::kv_state_machine(), storage).await
+}
+
+/// Starts a node serving any `state_machine` (for a service with
+/// exactly-once clients, wrapped in
+/// [`WithSessions`](crate::session::WithSessions)): binds the listener,
+/// connects to peers, recovers `storage` and runs the server. Must be
+/// called inside a runtime.
+pub async fn start_node<S, St>(
+    settings: NodeSettings,
+    state_machine: S,
+    storage: St,
+) -> Result<RunningNode, ServerError>
+where
+    S: crate::state_machine::StateMachine + Send + 'static,
+    St: Storage,
+{
     let listener = tokio::net::TcpListener::bind(settings.listen.as_str())
         .await
         .map_err(|e| ServerError::Io(format!("cannot listen on {}: {e}", settings.listen)))?;
@@ -176,7 +198,7 @@ pub async fn start_kv_node<St: Storage>(
     let events = inbox.0.clone();
     let server = server::start(
         server_config,
-        super::kv::kv_state_machine(),
+        state_machine,
         storage,
         transport.clone(),
         inbox,
