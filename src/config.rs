@@ -352,7 +352,7 @@ pub enum ConfigError {
         id: NodeId,
     },
     /// A node is listed both in `learners` and in `witnesses`.
-    #[error("node {id} is in both `learners` and `witnesses`; a witness is a voter without a state machine and cannot learn")]
+    #[error("node {id} is in both `learners` and `witnesses`; list it in one of them (a witness is a voter without a state machine, so it cannot be a learner)")]
     WitnessLearner {
         /// The node listed twice.
         id: NodeId,
