@@ -26,56 +26,8 @@
 //! [`MembershipChange::LeaveJoint`] when it chooses (etcd's explicit
 //! transition), and no other change is taken until it has.
 //!
-//! **Witnesses.** A witness is a voter that stores the log and votes on
-//! it (for elections and for commitment, like any voter) but holds no
-//! state machine: it never applies an entry, never restores or takes a
-//! snapshot of the state machine, never serves a read, and never leads —
-//! it does not campaign, not even a pre-vote, and a leadership transfer to
-//! it is refused. It lets a deployment over two data centers keep a quorum
-//! when either one fails, with a cheap third site: two full voters (one
-//! per data center) and a witness form a three-voter cluster that
-//! survives the loss of any one site.
-//!
-//! Which voters are witnesses is part of the configuration
-//! ([`Membership::witnesses`]); add one with [`MembershipChange::AddWitness`]
-//! (through a joint configuration). A witness's own server is built with
-//! its id in `Config::witnesses`, which makes the node behave as one
-//! whatever configuration it later sees: it never applies, whether or not
-//! the configuration still names it.
-//!
-//! *What a witness adds.* Availability: its vote completes a quorum, so
-//! the cluster elects leaders and commits while a minority of voters
-//! (witnesses included) is down. Safety as in plain Raft: every committed
-//! entry is on a majority whose members all refuse to elect a candidate
-//! whose log lacks it; a witness keeps the position of its last entry
-//! durable for exactly that refusal.
-//!
-//! *What a witness does not add.* Durability of the data. A witness's copy
-//! of an entry can never be handed to anyone: the witness never leads, so
-//! it never sends entries or snapshots. An entry committed by a leader and
-//! witnesses only is held by exactly one full voter, the leader; if that
-//! voter's disk is lost for good, no full voter holds the entry, the
-//! witnesses refuse to elect any full voter that lacks it, and the cluster
-//! stays safe but can no longer elect a leader (an operator must restore
-//! that disk). A three-voter cluster with a witness therefore survives the
-//! loss of one site's *availability*, but keeps its data on two full
-//! voters, like a two-replica system. Validation keeps the full voters a
-//! majority of every voter set (each half of a joint configuration):
-//! every quorum then contains a full voter, and the cluster stays live
-//! with every witness down ([`MembershipError::NoFullVoterQuorum`]).
-//!
-//! *How a witness's log stays bounded.* A witness compacts its log up to
-//! its commit index with the same `Action::TakeSnapshot` policy as any
-//! node (`Config::compaction_threshold_entries`/`_bytes`), but its host
-//! stores an empty snapshot (no state machine bytes): only its position
-//! and the configuration there matter. Dropping committed entries is safe
-//! for a witness because it needs, of its log, only the position of its
-//! last entry (for the election restriction), the term at the index an
-//! append continues from (the base, or a later entry, as for any compacted
-//! log), and the configuration in force — never a committed payload, which
-//! it never applies or sends. A leader sends a witness that is behind its
-//! log's base a snapshot of no bytes (position and configuration only),
-//! which the witness stores without restoring anything.
+//! **Witnesses** are described, with their trade-off, in the crate
+//! documentation (section "Witnesses").
 //!
 //! **Configurations and snapshots.** Compaction may drop the entries that
 //! set the configuration in force, so the configuration at a snapshot's

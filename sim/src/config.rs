@@ -400,9 +400,11 @@ pub struct SimConfig {
     /// Draw each seed's [`NodeOptions`] (PreVote, CheckQuorum, preferred
     /// leader, tight limits) instead of using the defaults.
     pub vary_node_options: bool,
-    /// Membership churn: in about a third of the seeds (on 2 or more
-    /// nodes) voters are removed, learners added and promoted during the
-    /// faults, some runs starting from a single voter and growing; after
+    /// Membership churn: in about half the seeds (on 2 or more nodes)
+    /// voters are removed or demoted, learners added and promoted during
+    /// the faults, some runs starting from a single voter and growing (in
+    /// half of those 1 → 3 → 5 and back to 1), some leaving joint
+    /// configurations explicitly (`Config::auto_leave_joint` off); after
     /// the heal every node is brought back as a voter.
     pub membership_churn: bool,
     /// Witnesses: in some seeds on 3 or more nodes one node is built as a
