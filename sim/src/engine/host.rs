@@ -150,7 +150,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             // it then leaves the witness out, until the configuration in
             // its log replaces the list.)
             let voters = config.voters.len();
-            let keeps_majority = voters > 0 && voters - 1 >= voters / 2 + 1;
+            // One witness among n voters leaves n - 1 full voters, a
+            // majority when n - 1 >= n / 2 + 1.
+            let keeps_majority = voters > voters / 2 + 1;
             if witness == index || (config.voters.contains(&witness_id) && keeps_majority) {
                 config.witnesses.insert(witness_id);
             }
