@@ -69,7 +69,8 @@ pub struct Membership {
     pub learners: BTreeSet<NodeId>,
     /// The voters (of `voters` or `voters_outgoing`) that are witnesses:
     /// they store the log and vote but never apply it and never lead (see
-    /// the module documentation for what that buys and costs).
+    /// the crate documentation, section "Witnesses", for what that buys
+    /// and costs).
     ///
     /// Encoding: configurations are serialized as the three sets above
     /// followed, in the learners sequence after a 0 (an id no member can

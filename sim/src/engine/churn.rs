@@ -236,6 +236,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 MembershipChange::AddLearner(id)
             }
         };
+        let mut reached = None;
         let churn = self.churn.as_mut().expect("churn is on");
         let change = if joint_committed && !churn.auto_leave {
             // Auto-leave is off: the host leaves the joint configuration.
@@ -261,6 +262,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             match voters.len().cmp(&target) {
                 std::cmp::Ordering::Equal => {
                     churn.grow_shrink.remove(0);
+                    reached = Some(target);
                     None
                 }
                 std::cmp::Ordering::Less if !learners.is_empty() => Some(
@@ -305,6 +307,10 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 _ => None,
             }
         };
+        if let Some(target) = reached {
+            self.note(Some(leader), || format!("grow/shrink: {target} voters reached"));
+        }
+        let churn = self.churn.as_mut().expect("churn is on");
         if let Some(change) = change {
             churn.proposed += 1;
             self.note(Some(leader), || format!("membership change {change:?}"));
