@@ -308,7 +308,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             }
         };
         if let Some(target) = reached {
-            self.note(Some(leader), || format!("grow/shrink: {target} voters reached"));
+            self.note(Some(leader), || {
+                format!("grow/shrink: {target} voters reached")
+            });
         }
         let churn = self.churn.as_mut().expect("churn is on");
         if let Some(change) = change {
