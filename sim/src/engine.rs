@@ -943,7 +943,12 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 for index in 0..self.hosts.len() {
                     if let Some(node) = self.hosts[index].node.as_ref() {
                         let membership = node.membership().clone();
-                        self.note(Some(index), || format!("at the heal: {membership:?}"));
+                        let (last, commit) = (node.last_position(), node.commit_index());
+                        self.note(Some(index), || {
+                            format!(
+                                "at the heal: last {last:?}, commit {commit}, {membership:?}"
+                            )
+                        });
                     }
                 }
                 self.heal()
