@@ -945,9 +945,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                         let membership = node.membership().clone();
                         let (last, commit) = (node.last_position(), node.commit_index());
                         self.note(Some(index), || {
-                            format!(
-                                "at the heal: last {last:?}, commit {commit}, {membership:?}"
-                            )
+                            format!("at the heal: last {last:?}, commit {commit}, {membership:?}")
                         });
                     }
                 }
