@@ -21,6 +21,20 @@ pub struct Config {
     /// The learners the cluster starts with (see `voters`): they receive
     /// the log but never vote.
     pub learners: BTreeSet<NodeId>,
+    /// The witnesses among `voters`: voters that store the log and vote
+    /// but never apply it and never lead (see the crate's membership
+    /// documentation for the trade-off). A node whose own id is listed
+    /// here *is* a witness: it never applies, restores or snapshots the
+    /// state machine and never campaigns, whatever configuration it later
+    /// sees. A witness joining a running cluster (to be added with
+    /// [`MembershipChange::AddWitness`](crate::MembershipChange::AddWitness))
+    /// lists the cluster's voters in `voters` and itself here alone.
+    pub witnesses: BTreeSet<NodeId>,
+    /// Leave a joint configuration as soon as it commits (the default).
+    /// When off, the leader stays in C_old,new until the host proposes
+    /// [`MembershipChange::LeaveJoint`](crate::MembershipChange::LeaveJoint)
+    /// (etcd's explicit transition), refusing other changes meanwhile.
+    pub auto_leave_joint: bool,
     /// A learner is promoted to voter only when its log is at most this
     /// many entries behind the leader's.
     pub promote_lag_entries_max: u64,
@@ -139,6 +153,8 @@ impl Config {
             id,
             voters: voters.into_iter().collect(),
             learners: BTreeSet::new(),
+            witnesses: BTreeSet::new(),
+            auto_leave_joint: true,
             promote_lag_entries_max: 64,
             election_timeout_min_ticks: 10,
             election_timeout_max_ticks: 20,
@@ -180,7 +196,36 @@ impl Config {
         if let Some(id) = self.learners.iter().find(|id| self.voters.contains(id)) {
             return Err(ConfigError::VoterAndLearner { id: *id });
         }
-        if !self.voters.contains(&self.id) && !self.learners.contains(&self.id) {
+        if self.witnesses.contains(&0) {
+            return Err(ConfigError::ZeroNodeId);
+        }
+        if let Some(id) = self.learners.iter().find(|id| self.witnesses.contains(id)) {
+            return Err(ConfigError::WitnessLearner { id: *id });
+        }
+        // Only this node itself may be a witness outside `voters`: one
+        // joining a running cluster.
+        if let Some(id) = self
+            .witnesses
+            .iter()
+            .find(|id| !self.voters.contains(id) && **id != self.id)
+        {
+            return Err(ConfigError::WitnessNotVoter { id: *id });
+        }
+        let full_voters = self
+            .voters
+            .iter()
+            .filter(|id| !self.witnesses.contains(id))
+            .count();
+        if full_voters < crate::quorum::majority(self.voters.len()) {
+            return Err(ConfigError::NoFullVoterQuorum {
+                voters: self.voters.len(),
+                full_voters,
+            });
+        }
+        if !self.voters.contains(&self.id)
+            && !self.learners.contains(&self.id)
+            && !self.witnesses.contains(&self.id)
+        {
             return Err(ConfigError::SelfNotVoter { id: self.id });
         }
         if self.transfer_timeout_ticks == Some(0) {
@@ -311,8 +356,28 @@ pub enum ConfigError {
         /// The node listed twice.
         id: NodeId,
     },
+    /// A node is listed both in `learners` and in `witnesses`.
+    #[error("node {id} is in both `learners` and `witnesses`; list it in one of them (a witness is a voter without a state machine, so it cannot be a learner)")]
+    WitnessLearner {
+        /// The node listed twice.
+        id: NodeId,
+    },
+    /// A witness other than this node is not in `voters`.
+    #[error("node {id} is in `witnesses` but not in `voters`; list the cluster's witnesses among its voters (only a node joining as a witness lists itself alone)")]
+    WitnessNotVoter {
+        /// The node.
+        id: NodeId,
+    },
+    /// The full (non-witness) voters are not a majority of `voters`.
+    #[error("only {full_voters} of the {voters} voters are full (non-witness) voters, not a majority: some quorum would hold no full voter; list fewer witnesses")]
+    NoFullVoterQuorum {
+        /// Number of voters.
+        voters: usize,
+        /// How many of them are not witnesses.
+        full_voters: usize,
+    },
     /// This node is not in its own voter set.
-    #[error("node {id} is not in `voters` or `learners`; a node must be a member of the cluster it serves")]
+    #[error("node {id} is not in `voters`, `learners` or `witnesses`; a node must be a member of the cluster it serves")]
     SelfNotVoter {
         /// This node's id.
         id: NodeId,

@@ -127,6 +127,16 @@ impl Node {
     /// batches.
     fn emit_apply(&mut self, actions: &mut Vec<Action>) {
         let ready = self.log.commit_index().min(self.persisted_index);
+        if self.is_witness_node() {
+            // A witness has no state machine: its entries count as applied
+            // once committed and durable here (which is what lets it
+            // compact them away, see `membership.rs`).
+            if ready > self.apply_emitted_index {
+                self.apply_emitted_index = ready;
+                self.handle_applied(ready);
+            }
+            return;
+        }
         while self.apply_emitted_index < ready {
             let batch_max = self.config.apply_batch_entries_max as Index;
             let to = ready.min(self.apply_emitted_index + batch_max);

@@ -200,6 +200,11 @@ impl Node {
 
     pub(crate) fn become_leader(&mut self, actions: &mut Vec<Action>) {
         assert_eq!(self.role, Role::Candidate);
+        assert!(
+            !(self.is_witness_node() || self.membership.is_witness(self.config.id))
+                || self.planted().any(),
+            "a witness never campaigns, so it never wins"
+        );
         let previous = (self.role, self.term);
         self.role = Role::Leader;
         self.set_leader(self.config.id);

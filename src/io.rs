@@ -161,8 +161,17 @@ pub enum Action {
     /// restart: once the log is compacted, the entries that set it are
     /// gone.
     ///
+    ///
+    /// A witness's host (one whose node reports
+    /// [`Node::is_witness_node`]) has no state machine: it stores a
+    /// snapshot of no bytes at [`Node::applied_index`], which only marks
+    /// where the witness's log starts (see the crate documentation,
+    /// "Witnesses").
+    ///
     /// [`Node::membership_at`]: crate::Node::membership_at
     /// [`Snapshot::with_membership`]: crate::Snapshot::with_membership
+    /// [`Node::is_witness_node`]: crate::Node::is_witness_node
+    /// [`Node::applied_index`]: crate::Node::applied_index
     TakeSnapshot,
     /// Send a chunk of the snapshot last reported with
     /// [`Input::Snapshotted`]: read its bytes and send

@@ -116,6 +116,81 @@
 //! snapshot and reports it with [`Input::Snapshotted`]. A host that never
 //! snapshots just leaves the policy off (the default).
 //!
+//! ## Membership changes
+//!
+//! Propose a change at the leader with
+//! [`Input::ChangeMembership`]`(`[`MembershipChange`]`)`: add a voter, a
+//! learner or a witness, promote a caught-up learner, demote a voter to a
+//! learner, remove a member. A change of the voters passes through a joint
+//! configuration C_old,new (decisions need a majority of both), which the
+//! leader leaves on its own once it commits, unless
+//! [`Config::auto_leave_joint`] is off: the host then proposes
+//! [`MembershipChange::LeaveJoint`] itself. One change is in flight at a
+//! time; a refused change says why in a [`MembershipError`].
+//!
+//! ## Witnesses
+//!
+//! A witness is a voter that stores the log and votes on it — in elections
+//! and toward commitment, like any voter — but holds no state machine: it
+//! never applies an entry, never takes or restores a snapshot of the state
+//! machine, never serves a read and never leads (it does not campaign, not
+//! even a pre-vote, and a leadership transfer to it is refused with
+//! [`TransferError::Witness`]). It lets a deployment over two data centers
+//! keep a quorum when either fails, with a cheap third site: a full voter
+//! in each data center and a witness in the third form a three-voter
+//! cluster that survives the loss of any one site.
+//!
+//! Which voters are witnesses is part of the configuration
+//! ([`Membership::witnesses`]); add one with [`MembershipChange::AddWitness`]
+//! (through a joint configuration) or list it in [`Config::witnesses`] from
+//! the start. A witness's own server is built with its id in
+//! `Config::witnesses`, which makes that node a witness whatever
+//! configuration it later sees ([`Node::is_witness_node`]).
+//!
+//! **What a witness adds: availability, with Raft's safety unchanged.**
+//! Its vote completes a quorum, so the cluster elects leaders and commits
+//! while a minority of the voters (witnesses counted) is down. Every
+//! committed entry is on a majority, and each member of that majority —
+//! witnesses included — refuses to elect a candidate whose log lacks it;
+//! a witness keeps its last entry's position durable for exactly that.
+//!
+//! **What a witness does not add: durability of the data.** A witness's
+//! copy of an entry can never be handed on: it never leads, so it never
+//! sends entries or snapshots. An entry committed by a leader with
+//! witnesses' acknowledgements only is held by exactly one full voter,
+//! the leader. If that voter's disk is then lost for good, no full voter
+//! holds the entry, the witnesses refuse to elect any full voter that
+//! lacks it, and the cluster stays safe but cannot elect a leader until
+//! that disk is restored. So a witness buys the availability of a third
+//! replica but the durability of two: the data is only as durable as the
+//! full voters' disks. Validation keeps the full voters a majority of
+//! every voter set (each half of a joint configuration,
+//! [`MembershipError::NoFullVoterQuorum`]): every quorum then holds a full
+//! voter, and the cluster stays live with every witness down.
+//!
+//! **How a witness's log stays bounded.** A witness counts its entries as
+//! applied once they are committed and durable, and compacts them with the
+//! ordinary policy ([`Config::compaction_threshold_entries`],
+//! [`Config::compaction_threshold_bytes`]): on [`Action::TakeSnapshot`]
+//! its host stores a snapshot of no bytes at [`Node::applied_index`] (with
+//! [`Node::membership_at`] as usual), and never decodes it on restart.
+//! Dropping committed entries is safe for a witness because of its log it
+//! needs only the position of its last entry (for the election
+//! restriction), the term at the index an append continues from (the base
+//! or a later entry, as for any compacted log) and the configuration in
+//! force — never a committed payload, which it neither applies nor sends.
+//! A leader sends a witness that is behind its log's base a snapshot of no
+//! bytes (position and configuration only), which the witness stores
+//! without restoring anything.
+//!
+//! **Wire and disk formats.** A configuration without witnesses encodes
+//! exactly as before witnesses existed, so stored logs, snapshots and
+//! messages read back unchanged; witnesses follow a reserved id 0 in the
+//! learners sequence ([`Membership::witnesses`]). An older build would
+//! read that 0 as a learner, which its validation of snapshots and
+//! recovered configurations refuses; do not mix in builds without witness
+//! support once a configuration names a witness.
+//!
 //! ## What is in the box
 //!
 //! * Elections with randomised timeouts, PreVote (thesis §9.6) and
@@ -128,7 +203,8 @@
 //!   with a no-op entry appended on election.
 //! * Membership changes ([`Membership`], [`Input::ChangeMembership`]):
 //!   configurations in the log, in force when appended, joint consensus
-//!   with automatic leave, learners, one change at a time; the
+//!   with automatic (or explicit) leave, learners, demotion, witnesses,
+//!   one change at a time; the
 //!   configuration at a snapshot's last entry travels with the snapshot.
 //! * Log compaction by snapshots, and chunked, flow-controlled, resumable,
 //!   checksummed ([`checksum64`]) snapshot transfer to far-behind

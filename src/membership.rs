@@ -17,6 +17,18 @@
 //! then added with [`MembershipChange::AddLearner`] and, once caught up,
 //! [`MembershipChange::PromoteLearner`].
 //!
+//! **Demotion and leaving the joint configuration.**
+//! [`MembershipChange::Demote`] turns a voter into a learner through a
+//! joint configuration in which it still votes in C_old (it is listed in
+//! `voters_outgoing` and in `learners`: a learner once C_new stands
+//! alone). The leader leaves a committed joint configuration on its own
+//! unless `Config::auto_leave_joint` is off; then the host proposes
+//! [`MembershipChange::LeaveJoint`] when it chooses (etcd's explicit
+//! transition), and no other change is taken until it has.
+//!
+//! **Witnesses** are described, with their trade-off, in the crate
+//! documentation (section "Witnesses").
+//!
 //! **Configurations and snapshots.** Compaction may drop the entries that
 //! set the configuration in force, so the configuration at a snapshot's
 //! last entry travels with the snapshot: the host stores
@@ -44,7 +56,7 @@ use crate::types::{Entry, EntryPayload, Index, LogPosition, NodeId};
 
 /// A cluster configuration: voters, learners, and in the joint phase the
 /// outgoing voters.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Membership {
     /// The voters (C_new while joint).
     pub voters: BTreeSet<NodeId>,
@@ -52,9 +64,72 @@ pub struct Membership {
     /// otherwise.
     pub voters_outgoing: BTreeSet<NodeId>,
     /// Nodes that receive the log and snapshots but never vote and never
-    /// count toward commitment.
+    /// count toward commitment. While joint, a voter being demoted is
+    /// listed here and in `voters_outgoing` (and not in `voters`).
     pub learners: BTreeSet<NodeId>,
+    /// The voters (of `voters` or `voters_outgoing`) that are witnesses:
+    /// they store the log and vote but never apply it and never lead (see
+    /// the crate documentation, section "Witnesses", for what that buys
+    /// and costs).
+    ///
+    /// Encoding: configurations are serialized as the three sets above
+    /// followed, in the learners sequence after a 0 (an id no member can
+    /// have), by the witnesses; a configuration without witnesses encodes
+    /// exactly as before witnesses existed, so stored logs and snapshots
+    /// read back unchanged.
+    pub witnesses: BTreeSet<NodeId>,
 }
+
+/// The serialized form of a [`Membership`] (see [`Membership::witnesses`]).
+#[derive(Serialize, Deserialize)]
+#[serde(rename = "Membership")]
+struct MembershipRepr {
+    voters: Vec<NodeId>,
+    voters_outgoing: Vec<NodeId>,
+    /// Learners, then (if any) a 0 and the witnesses.
+    learners: Vec<NodeId>,
+}
+
+impl Serialize for Membership {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut learners: Vec<NodeId> = self.learners.iter().copied().collect();
+        if !self.witnesses.is_empty() {
+            learners.push(WITNESS_SEPARATOR);
+            learners.extend(self.witnesses.iter().copied());
+        }
+        MembershipRepr {
+            voters: self.voters.iter().copied().collect(),
+            voters_outgoing: self.voters_outgoing.iter().copied().collect(),
+            learners,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Membership {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let repr = MembershipRepr::deserialize(deserializer)?;
+        let mut membership = Membership {
+            voters: repr.voters.into_iter().collect(),
+            voters_outgoing: repr.voters_outgoing.into_iter().collect(),
+            ..Membership::default()
+        };
+        let mut ids = repr.learners.into_iter();
+        for id in ids.by_ref() {
+            if id == WITNESS_SEPARATOR {
+                break;
+            }
+            membership.learners.insert(id);
+        }
+        membership.witnesses.extend(ids);
+        Ok(membership)
+    }
+}
+
+/// Separates learners from witnesses in the serialized learners sequence:
+/// id 0 is reserved, so no configuration stored before witnesses existed
+/// holds it.
+const WITNESS_SEPARATOR: NodeId = 0;
 
 /// One change of the configuration, proposed with
 /// [`Input::ChangeMembership`](crate::Input::ChangeMembership).
@@ -66,8 +141,21 @@ pub enum MembershipChange {
     AddLearner(NodeId),
     /// Make a caught-up learner a voter (through a joint configuration).
     PromoteLearner(NodeId),
-    /// Remove a voter (through a joint configuration) or a learner.
+    /// Remove a voter (through a joint configuration), a witness or a
+    /// learner.
     Remove(NodeId),
+    /// Make a full voter a learner (through a joint configuration in which
+    /// it still votes in C_old).
+    Demote(NodeId),
+    /// Add a new node as a witness voter (through a joint configuration):
+    /// it stores the log and votes but never applies it or leads. Its
+    /// server must be built with its id in `Config::witnesses`.
+    AddWitness(NodeId),
+    /// Leave the joint configuration in force (C_old,new → C_new) once it
+    /// has committed: the host's explicit step when
+    /// `Config::auto_leave_joint` is off (allowed, but never needed, when
+    /// it is on).
+    LeaveJoint,
 }
 
 /// Why a configuration or a change of it is refused.
@@ -129,6 +217,39 @@ pub enum MembershipError {
         /// Index of the configuration entry not yet final.
         index: Index,
     },
+    /// The full (non-witness) voters would not form a majority of the
+    /// voters (of either half of a joint configuration): some quorum
+    /// would hold no full voter, and the cluster could not make progress
+    /// with its witnesses down.
+    #[error("only {full_voters} of {voters} voters would be full (non-witness) voters, not a majority; add a full voter or remove a witness first")]
+    NoFullVoterQuorum {
+        /// Size of the voter set that fails (C_new, or C_old while joint).
+        voters: usize,
+        /// How many of them are full voters.
+        full_voters: usize,
+    },
+    /// A witness is named that is not a voter.
+    #[error("node {id} is listed as a witness but is not a voter; a witness is a kind of voter")]
+    WitnessNotVoter {
+        /// The node.
+        id: NodeId,
+    },
+    /// A witness cannot become a learner: it has no state machine to
+    /// serve one with.
+    #[error("node {id} is a witness and holds no state machine, so it cannot be a learner; remove it instead")]
+    WitnessDemoted {
+        /// The node.
+        id: NodeId,
+    },
+    /// Only a voter can be demoted.
+    #[error("node {id} is not a voter; only a voter can be demoted to a learner")]
+    NotVoter {
+        /// The node.
+        id: NodeId,
+    },
+    /// `LeaveJoint` was proposed while the configuration is not joint.
+    #[error("the configuration is not joint; there is nothing to leave")]
+    NotJoint,
     /// The learner to promote is too far behind the leader.
     #[error("learner {id} is {lag_entries} entries behind (at most {lag_entries_max} allowed); retry once it caught up")]
     LearnerBehind {
@@ -147,8 +268,7 @@ impl Membership {
     pub fn new(voters: impl IntoIterator<Item = NodeId>) -> Self {
         Membership {
             voters: voters.into_iter().collect(),
-            voters_outgoing: BTreeSet::new(),
-            learners: BTreeSet::new(),
+            ..Membership::default()
         }
     }
 
@@ -174,17 +294,42 @@ impl Membership {
         Ok(membership)
     }
 
+    /// This configuration with the voters `witnesses` made witnesses,
+    /// checked: each a voter, none listed twice, and the full voters still
+    /// a majority ([`MembershipError::NoFullVoterQuorum`]).
+    pub fn try_with_witnesses(mut self, witnesses: &[NodeId]) -> Result<Self, MembershipError> {
+        for id in witnesses {
+            if !self.witnesses.insert(*id) {
+                return Err(MembershipError::DuplicateId { id: *id });
+            }
+        }
+        self.validate()?;
+        Ok(self)
+    }
+
     /// Whether this is a joint configuration C_old,new.
     pub fn is_joint(&self) -> bool {
         !self.voters_outgoing.is_empty()
     }
 
-    /// Whether `id` votes (in C_new or, while joint, C_old).
+    /// Whether `id` votes (in C_new or, while joint, C_old). Witnesses
+    /// are voters.
     pub fn is_voter(&self, id: NodeId) -> bool {
         self.voters.contains(&id) || self.voters_outgoing.contains(&id)
     }
 
-    /// Whether `id` is a learner.
+    /// Whether `id` is a voter that is not a witness: one that may lead.
+    pub fn is_full_voter(&self, id: NodeId) -> bool {
+        self.is_voter(id) && !self.is_witness(id)
+    }
+
+    /// Whether `id` is a witness voter.
+    pub fn is_witness(&self, id: NodeId) -> bool {
+        self.witnesses.contains(&id)
+    }
+
+    /// Whether `id` is a learner (while joint, possibly a voter of C_old
+    /// being demoted).
     pub fn is_learner(&self, id: NodeId) -> bool {
         self.learners.contains(&id)
     }
@@ -204,45 +349,86 @@ impl Membership {
 
     /// Payload size counted by batching limits.
     pub fn len_bytes(&self) -> usize {
-        8 * (self.voters.len() + self.voters_outgoing.len() + self.learners.len())
+        8 * (self.voters.len()
+            + self.voters_outgoing.len()
+            + self.learners.len()
+            + self.witnesses.len())
     }
 
-    /// Checks the configuration is usable: at least one voter (in each
-    /// half when joint), no id 0, nobody both voter and learner.
+    /// Checks the configuration is usable: at least one voter (in C_new),
+    /// no id 0, nobody both a voter of C_new and a learner (a learner may
+    /// be a voter of C_old: it is being demoted), every witness a voter
+    /// and not a learner, and the full voters a majority of each voter
+    /// set.
     pub fn validate(&self) -> Result<(), MembershipError> {
         if self.voters.is_empty() {
             return Err(MembershipError::NoVoters);
         }
-        if self.members().contains(&0) {
+        if self.members().contains(&0) || self.witnesses.contains(&0) {
             return Err(MembershipError::ZeroNodeId);
         }
-        if let Some(id) = self.learners.iter().find(|id| self.is_voter(**id)) {
+        if let Some(id) = self.learners.iter().find(|id| self.voters.contains(id)) {
             return Err(MembershipError::VoterAndLearner { id: *id });
+        }
+        if let Some(id) = self.witnesses.iter().find(|id| !self.is_voter(**id)) {
+            return Err(MembershipError::WitnessNotVoter { id: *id });
+        }
+        if let Some(id) = self.witnesses.iter().find(|id| self.is_learner(**id)) {
+            return Err(MembershipError::WitnessDemoted { id: *id });
+        }
+        for voters in [&self.voters, &self.voters_outgoing] {
+            if voters.is_empty() {
+                continue;
+            }
+            let full_voters = voters.iter().filter(|id| !self.is_witness(**id)).count();
+            if full_voters < crate::quorum::majority(voters.len()) {
+                return Err(MembershipError::NoFullVoterQuorum {
+                    voters: voters.len(),
+                    full_voters,
+                });
+            }
         }
         Ok(())
     }
 
     /// The configuration `change` leads to from this one: joint
     /// C_old,new when the voter set changes, simple when only learners
-    /// change. A joint configuration takes no change
-    /// ([`MembershipError::Joint`]).
+    /// change. A joint configuration takes no change but
+    /// [`MembershipChange::LeaveJoint`] ([`MembershipError::Joint`]).
     pub fn apply_change(&self, change: MembershipChange) -> Result<Membership, MembershipError> {
+        if change == MembershipChange::LeaveJoint {
+            if !self.is_joint() {
+                return Err(MembershipError::NotJoint);
+            }
+            let next = self.leave_joint();
+            next.validate()?;
+            return Ok(next);
+        }
         if self.is_joint() {
             return Err(MembershipError::Joint);
         }
         let mut next = self.clone();
         match change {
-            MembershipChange::AddVoter(id) | MembershipChange::AddLearner(id) => {
+            MembershipChange::AddVoter(id)
+            | MembershipChange::AddLearner(id)
+            | MembershipChange::AddWitness(id) => {
                 if id == 0 {
                     return Err(MembershipError::ZeroNodeId);
                 }
                 if self.contains(id) {
                     return Err(MembershipError::AlreadyMember { id });
                 }
-                if let MembershipChange::AddVoter(_) = change {
-                    next.voters.insert(id);
-                } else {
-                    next.learners.insert(id);
+                match change {
+                    MembershipChange::AddLearner(_) => {
+                        next.learners.insert(id);
+                    }
+                    MembershipChange::AddWitness(_) => {
+                        next.voters.insert(id);
+                        next.witnesses.insert(id);
+                    }
+                    _ => {
+                        next.voters.insert(id);
+                    }
                 }
             }
             MembershipChange::PromoteLearner(id) => {
@@ -266,21 +452,54 @@ impl Membership {
                 next.voters.remove(&id);
                 next.learners.remove(&id);
             }
+            MembershipChange::Demote(id) => {
+                if !self.voters.contains(&id) {
+                    return Err(if self.contains(id) {
+                        MembershipError::NotVoter { id }
+                    } else {
+                        MembershipError::NotMember { id }
+                    });
+                }
+                if self.is_witness(id) {
+                    return Err(MembershipError::WitnessDemoted { id });
+                }
+                if self.voters.len() == 1 {
+                    return Err(MembershipError::RemovesLastVoter { id });
+                }
+                next.voters.remove(&id);
+                next.learners.insert(id);
+            }
+            MembershipChange::LeaveJoint => unreachable!("handled above"),
         }
         if next.voters != self.voters {
             next.voters_outgoing = self.voters.clone();
         }
+        // A removed witness stays one while it still votes in C_old.
+        let witnesses: BTreeSet<NodeId> = next
+            .witnesses
+            .iter()
+            .copied()
+            .filter(|id| next.is_voter(*id))
+            .collect();
+        next.witnesses = witnesses;
         next.validate()?;
         Ok(next)
     }
 
     /// The configuration that ends this joint one: C_new alone (this one
-    /// unchanged when it is not joint).
+    /// unchanged when it is not joint). A voter being demoted stays a
+    /// learner; a witness no longer a voter is forgotten.
     pub fn leave_joint(&self) -> Membership {
         Membership {
             voters: self.voters.clone(),
             voters_outgoing: BTreeSet::new(),
             learners: self.learners.clone(),
+            witnesses: self
+                .witnesses
+                .iter()
+                .copied()
+                .filter(|id| self.voters.contains(id))
+                .collect(),
         }
     }
 }
@@ -460,6 +679,13 @@ impl Node {
         self.known_nodes.contains(&id)
     }
 
+    /// Whether this node was built as a witness (its id in
+    /// `Config::witnesses`): it never applies, restores or snapshots the
+    /// state machine, and never campaigns.
+    pub fn is_witness_node(&self) -> bool {
+        self.config.witnesses.contains(&self.config.id)
+    }
+
     /// Whether this node may campaign: only voters do.
     pub(crate) fn is_voter_here(&self) -> bool {
         self.membership.is_voter(self.config.id)
@@ -479,6 +705,13 @@ impl Node {
     /// as committed here.
     pub(crate) fn may_campaign(&self) -> bool {
         let me = self.config.id;
+        // A witness never leads, so it never campaigns (not even a
+        // pre-vote, which would only ask for an election it must not win).
+        if (self.is_witness_node() || self.membership.is_witness(me))
+            && !self.planted().witness_campaigns
+        {
+            return false;
+        }
         let mut commit = self.log.commit_index();
         if let Some(notice) = self.removed_notice {
             let held = notice.index < self.log.base().index
@@ -538,9 +771,17 @@ impl Node {
             return Err(error);
         }
         if let Some(index) = self.membership_change_pending() {
-            return Err(ProposeError::Membership(
-                MembershipError::ChangeInProgress { index },
-            ));
+            // Leaving a committed joint configuration is the one change
+            // that may follow it (the host's own step when auto-leave is
+            // off).
+            let leaves_committed_joint = change == MembershipChange::LeaveJoint
+                && self.membership.is_joint()
+                && index <= self.log.commit_index();
+            if !leaves_committed_joint {
+                return Err(ProposeError::Membership(
+                    MembershipError::ChangeInProgress { index },
+                ));
+            }
         }
         if self.writes.len() >= self.config.unpersisted_writes_max {
             return Err(ProposeError::Backpressure);
@@ -607,6 +848,10 @@ impl Node {
             return;
         }
         if self.membership.is_joint() {
+            if !self.config.auto_leave_joint {
+                // The host proposes `LeaveJoint` when it chooses.
+                return;
+            }
             let next = self.membership.leave_joint();
             self.append_membership(next);
             self.broadcast_append(false, actions);

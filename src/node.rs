@@ -219,6 +219,13 @@ impl Node {
             voters: node.config.voters.clone(),
             voters_outgoing: BTreeSet::new(),
             learners: node.config.learners.clone(),
+            // A witness joining a running cluster lists itself alone.
+            witnesses: node
+                .config
+                .witnesses
+                .intersection(&node.config.voters)
+                .copied()
+                .collect(),
         });
         node.memberships.insert(recovered.base.index, initial);
         for index in recovered.base.index + 1..=last_index {

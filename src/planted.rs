@@ -14,7 +14,9 @@
 //! * the "two leaders in one term" assertion of `set_leader`
 //!   (`election.rs`), whose caller already refuses a second leader;
 //! * the hard state's term never going back when the host reports a write
-//!   durable (`durability.rs`).
+//!   durable (`durability.rs`);
+//! * "a witness never wins an election" in `become_leader`
+//!   (`election.rs`).
 //!
 //! Recovery validation (`Node::new`) runs before the bugs are planted and
 //! stays on: neither bug can produce a recovered state it refuses (a vote
@@ -40,6 +42,9 @@ pub struct PlantedBugs {
     /// A configuration takes effect when its entry commits instead of
     /// when it is appended.
     pub membership_on_commit: bool,
+    /// A witness campaigns like a full voter (and so may lead, with no
+    /// state machine behind it).
+    pub witness_campaigns: bool,
     /// An inefficiency, not a safety mistake: a leader whose append is
     /// refused ignores the follower's hint and backs up one entry per
     /// refusal, one probe round trip per entry instead of per term. Only
@@ -57,6 +62,7 @@ impl PlantedBugs {
         follower_read_before_apply: false,
         joint_new_quorum_only: false,
         membership_on_commit: false,
+        witness_campaigns: false,
         probe_ignores_hint: false,
     };
 
@@ -69,5 +75,6 @@ impl PlantedBugs {
             || self.follower_read_before_apply
             || self.joint_new_quorum_only
             || self.membership_on_commit
+            || self.witness_campaigns
     }
 }

@@ -219,7 +219,10 @@ impl Node {
         }
         match (self.role, path) {
             (Role::Leader, _) => self.read_at_leader(id, path, None, actions),
-            (Role::Follower, ReadPath::Follower) if self.leader.is_some() => {
+            // A witness has no state machine to read from.
+            (Role::Follower, ReadPath::Follower)
+                if self.leader.is_some() && !self.is_witness_node() =>
+            {
                 self.forward_read(id, actions)
             }
             _ => {

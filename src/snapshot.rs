@@ -358,6 +358,17 @@ impl Node {
         self.membership_compacted(base);
     }
 
+    /// The size of the snapshot `held` as sent to `to`: a witness keeps no
+    /// state machine, so it gets the position and the configuration only,
+    /// as a snapshot of no bytes.
+    fn snapshot_size_for(&self, to: NodeId, held: &SnapshotMeta) -> u64 {
+        if self.membership.is_witness(to) {
+            0
+        } else {
+            held.size_bytes
+        }
+    }
+
     /// Switches follower `to` to receiving the held snapshot and sends the
     /// first chunks. Returns false when there is no snapshot to send.
     pub(crate) fn start_snapshot_transfer(
@@ -369,7 +380,7 @@ impl Node {
             return false;
         };
         let position = held.position;
-        let size_bytes = held.size_bytes;
+        let size_bytes = self.snapshot_size_for(to, &held);
         let Some(progress) = self.progress.get_mut(&to) else {
             return false;
         };
@@ -393,12 +404,17 @@ impl Node {
         let Some(held) = self.snapshot else {
             return;
         };
+        let size_bytes = self.snapshot_size_for(to, &held);
         let Some(progress) = self.progress.get_mut(&to) else {
             return;
         };
         debug_assert_eq!(progress.state, ProgressState::Snapshot);
         let position = held.position;
-        let size_bytes = held.size_bytes;
+        let checksum = if size_bytes == held.size_bytes {
+            held.checksum
+        } else {
+            checksum64(&[])
+        };
         if progress
             .snapshot
             .is_none_or(|transfer| transfer.position != position)
@@ -437,7 +453,7 @@ impl Node {
                 body: MessageBody::InstallSnapshot {
                     snapshot: position,
                     size_bytes,
-                    checksum: held.checksum,
+                    checksum,
                     offset,
                     data: Bytes::new(),
                     membership: self.snapshot_membership.clone(),
@@ -643,7 +659,13 @@ impl Node {
             membership: membership.clone(),
         });
         self.apply_emitted_index = position.index;
-        actions.push(Action::RestoreSnapshot { snapshot });
+        if self.is_witness_node() {
+            // Nothing to restore: a witness's snapshot only marks where its
+            // log starts.
+            self.applied_index = self.applied_index.max(position.index);
+        } else {
+            actions.push(Action::RestoreSnapshot { snapshot });
+        }
         self.snapshot = Some(snapshot);
         self.snapshot_membership = membership;
         self.snapshot_index = position.index;

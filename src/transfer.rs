@@ -41,6 +41,12 @@ pub enum TransferError {
         /// The target.
         target: NodeId,
     },
+    /// The target is a witness, which never leads.
+    #[error("node {target} is a witness; a witness holds no state machine and never leads, so transfer to a full voter")]
+    Witness {
+        /// The target.
+        target: NodeId,
+    },
     /// Another transfer is under way.
     #[error("leadership is already being transferred to node {target}; wait until it completes or times out")]
     InProgress {
@@ -117,6 +123,9 @@ impl Node {
         if !self.membership.voters.contains(&target) {
             return Err(TransferError::NotVoter { target });
         }
+        if self.membership.is_witness(target) {
+            return Err(TransferError::Witness { target });
+        }
         let progress = self
             .progress
             .get(&target)
@@ -161,6 +170,7 @@ impl Node {
         self.membership
             .voters
             .iter()
+            .filter(|id| !self.membership.is_witness(**id))
             .map(|id| (self.config.priority_of(*id), *id))
             .max()
             .filter(|(priority, _)| *priority > 0)

@@ -6,7 +6,8 @@ mod common;
 use common::{config, Cluster, Disk};
 use concord::{
     Action, Config, ConfigError, Input, LogPosition, Membership, MembershipChange, MembershipError,
-    Message, MessageBody, Node, NodeId, ProposeError, Recovered, Role,
+    Message, MessageBody, Node, NodeId, ProposeError, ReadError, ReadPath, Recovered, Role,
+    TransferError, TransferOutcome,
 };
 
 /// Adds node `id` to the harness as a replica joining a running cluster of
@@ -574,4 +575,542 @@ fn a_lagging_voter_votes_for_an_unknown_candidate_whose_log_is_ahead_only() {
         vec![(9, 2, true)],
         "granted once durable"
     );
+}
+
+// ---------------------------------------------------------------------
+// Witnesses, demotion, explicit leave, and the validation rules by name.
+// ---------------------------------------------------------------------
+
+/// A cluster of `voters` in which `witnesses` are witnesses, every node
+/// configured alike (the witnesses' own servers know they are ones).
+fn with_witnesses(
+    voters: &[NodeId],
+    witnesses: &[NodeId],
+    configure: impl Fn(&mut Config),
+) -> Cluster {
+    Cluster::configured(voters, |cfg| {
+        cfg.witnesses = witnesses.iter().copied().collect();
+        configure(cfg);
+    })
+}
+
+fn membership_error(result: Result<u64, ProposeError>) -> MembershipError {
+    match result {
+        Err(ProposeError::Membership(error)) => error,
+        other => panic!("expected a membership refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_witness_votes_and_counts_toward_commit_but_never_applies() {
+    let mut c = with_witnesses(&[1, 2, 3], &[3], |_| {});
+    c.elect(1);
+    // Node 2 is away: the leader commits with the witness's copy.
+    c.isolate(2);
+    c.propose(1, "x");
+    c.tick_all(3);
+    let leader = c.node(1);
+    assert_eq!(leader.commit_index(), leader.last_index());
+    assert_eq!(c.applied_strings(1), vec!["x".to_string()]);
+    let witness = c.node(3);
+    assert!(witness.is_witness_node());
+    assert_eq!(witness.last_index(), leader.last_index());
+    // Counted as applied inside the node, never handed to a state machine.
+    assert_eq!(witness.applied_index(), leader.commit_index());
+    assert!(c.applied_strings(3).is_empty());
+}
+
+#[test]
+fn a_witness_never_campaigns_not_even_a_pre_vote() {
+    let mut c = with_witnesses(&[1, 2, 3], &[3], |_| {});
+    c.elect(1);
+    let term = c.node(3).term();
+    c.isolate(3);
+    for _ in 0..500 {
+        c.tick(3);
+    }
+    let witness = c.node(3);
+    assert_eq!(witness.role(), Role::Follower);
+    assert_eq!(witness.term(), term);
+    assert_eq!(witness.stats().pre_elections_started, 0);
+    assert_eq!(witness.stats().elections_started, 0);
+    // Without PreVote either.
+    let mut c = with_witnesses(&[1, 2, 3], &[3], no_prevote_no_check_quorum);
+    c.elect(1);
+    c.isolate(3);
+    for _ in 0..500 {
+        c.tick(3);
+    }
+    assert_eq!(c.node(3).stats().elections_started, 0);
+}
+
+#[test]
+fn a_witness_still_elects_a_full_voter_when_the_other_is_down() {
+    // Two sites with a full voter each, a witness at a third: losing one
+    // site leaves a quorum, and the full voter left leads.
+    let mut c = with_witnesses(&[1, 2, 3], &[3], |_| {});
+    c.elect(1);
+    c.propose(1, "before");
+    c.tick_all(3);
+    c.isolate(1);
+    let leader = elect_among(&mut c, &[2, 3]);
+    assert_eq!(leader, 2);
+    c.propose(2, "after");
+    for _ in 0..5 {
+        c.tick(2);
+        c.tick(3);
+        c.deliver_all();
+    }
+    assert_eq!(
+        c.applied_strings(2),
+        vec!["before".to_string(), "after".to_string()]
+    );
+    c.assert_election_safety();
+}
+
+#[test]
+fn a_transfer_to_a_witness_is_refused() {
+    let mut c = with_witnesses(&[1, 2, 3], &[3], |_| {});
+    c.elect(1);
+    c.tick_all(3);
+    c.record_trace = true;
+    c.step(1, Input::TransferLeadership(3));
+    let outcome = c.trace.iter().find_map(|(_, action)| match action {
+        Action::Transfer { outcome, .. } => Some(*outcome),
+        _ => None,
+    });
+    assert_eq!(
+        outcome,
+        Some(TransferOutcome::Refused(TransferError::Witness {
+            target: 3
+        }))
+    );
+    assert_eq!(c.node(1).role(), Role::Leader);
+    assert!(TransferError::Witness { target: 3 }
+        .to_string()
+        .contains("full voter"));
+}
+
+#[test]
+fn a_witness_refuses_follower_reads() {
+    let mut c = with_witnesses(&[1, 2, 3], &[3], |_| {});
+    c.elect(1);
+    c.tick_all(3);
+    c.record_trace = true;
+    c.step(
+        3,
+        Input::Read {
+            id: 7,
+            path: ReadPath::Follower,
+        },
+    );
+    assert!(c.trace.iter().any(|(_, action)| matches!(
+        action,
+        Action::ReadRefused {
+            id: 7,
+            error: ReadError::NotLeader { .. }
+        }
+    )));
+}
+
+#[test]
+fn the_full_voters_must_stay_a_majority_of_every_voter_set() {
+    // Membership: {1, 2, 3w} may not lose a full voter, nor take a second
+    // witness; C_old's half is checked too.
+    let m = Membership::new([1, 2, 3]).try_with_witnesses(&[3]).unwrap();
+    assert_eq!(
+        m.apply_change(MembershipChange::Remove(1)),
+        Err(MembershipError::NoFullVoterQuorum {
+            voters: 2,
+            full_voters: 1
+        })
+    );
+    assert_eq!(
+        m.apply_change(MembershipChange::AddWitness(4)),
+        Err(MembershipError::NoFullVoterQuorum {
+            voters: 4,
+            full_voters: 2
+        })
+    );
+    assert_eq!(
+        Membership::new([1, 2]).try_with_witnesses(&[2]),
+        Err(MembershipError::NoFullVoterQuorum {
+            voters: 2,
+            full_voters: 1
+        })
+    );
+    let mut joint = Membership::new([1, 2, 3, 4, 5]);
+    joint.voters_outgoing = [1, 2, 3].into();
+    joint.witnesses = [2, 3].into();
+    assert_eq!(
+        joint.validate(),
+        Err(MembershipError::NoFullVoterQuorum {
+            voters: 3,
+            full_voters: 1
+        })
+    );
+    // Five voters hold two witnesses.
+    assert!(Membership::new([1, 2, 3, 4, 5])
+        .try_with_witnesses(&[4, 5])
+        .is_ok());
+    // Config: the same rule on the initial voters.
+    let mut config = Config::new(1, [1, 2]);
+    config.witnesses = [2].into();
+    assert_eq!(
+        config.validate(),
+        Err(ConfigError::NoFullVoterQuorum {
+            voters: 2,
+            full_voters: 1
+        })
+    );
+    // At the leader: refused with the reason.
+    let mut c = with_witnesses(&[1, 2, 3], &[3], |_| {});
+    c.elect(1);
+    c.tick_all(3);
+    assert_eq!(
+        membership_error(change(&mut c, 1, MembershipChange::Remove(2))),
+        MembershipError::NoFullVoterQuorum {
+            voters: 2,
+            full_voters: 1
+        }
+    );
+    // Removing the witness itself is fine.
+    change(&mut c, 1, MembershipChange::Remove(3)).unwrap();
+}
+
+#[test]
+fn a_witness_is_a_voter_and_never_a_learner() {
+    let mut m = Membership::new([1, 2, 3]);
+    m.witnesses.insert(4);
+    assert_eq!(
+        m.validate(),
+        Err(MembershipError::WitnessNotVoter { id: 4 })
+    );
+    let m = Membership::new([1, 2, 3]).try_with_witnesses(&[3]).unwrap();
+    assert_eq!(
+        m.apply_change(MembershipChange::Demote(3)),
+        Err(MembershipError::WitnessDemoted { id: 3 })
+    );
+    let mut config = Config::new(1, [1, 2, 3]);
+    config.witnesses = [5].into();
+    assert_eq!(
+        config.validate(),
+        Err(ConfigError::WitnessNotVoter { id: 5 })
+    );
+    let mut config = Config::new(4, [1, 2, 3]);
+    config.learners = [4].into();
+    config.witnesses = [4].into();
+    assert_eq!(
+        config.validate(),
+        Err(ConfigError::WitnessLearner { id: 4 })
+    );
+    // A node joining as a witness lists itself alone.
+    let mut joining = Config::new(4, [1, 2, 3]);
+    joining.witnesses = [4].into();
+    assert_eq!(joining.validate(), Ok(()));
+}
+
+#[test]
+fn a_witness_joins_through_a_joint_configuration_and_counts_as_a_voter() {
+    let mut c = Cluster::new(&[1, 2, 3]);
+    c.elect(1);
+    join(&mut c, 4, &[1, 2, 3]);
+    let mut cfg = c.configs[&4].clone();
+    cfg.learners.clear();
+    cfg.witnesses = [4].into();
+    c.nodes
+        .insert(4, Node::new(cfg.clone(), Recovered::default()).unwrap());
+    c.configs.insert(4, cfg);
+    let index = change(&mut c, 1, MembershipChange::AddWitness(4)).unwrap();
+    let joint = c.node(1).membership().clone();
+    assert!(joint.is_joint() && joint.is_witness(4) && joint.is_voter(4));
+    c.tick_all(3);
+    let m = c.node(1).membership();
+    assert!(!m.is_joint());
+    assert_eq!(voters(m), vec![1, 2, 3, 4]);
+    assert!(m.is_witness(4) && !m.is_full_voter(4));
+    assert!(c.node(1).commit_index() > index);
+    // Nodes 2 and 3 away: 1 and the witness are not a majority of four.
+    c.partition(&[1, 4], &[2, 3]);
+    let commit = c.node(1).commit_index();
+    c.propose(1, "x");
+    c.deliver_all();
+    assert_eq!(c.node(1).commit_index(), commit);
+    assert_eq!(c.node(4).last_index(), c.node(1).last_index());
+    c.heal();
+    c.tick_all(3);
+    assert!(c.applied_strings(4).is_empty());
+    assert_eq!(c.node(4).applied_index(), c.node(1).commit_index());
+}
+
+fn compact_witness(config: &mut Config) {
+    config.compaction_threshold_entries = Some(4);
+    config.compaction_trailing_entries = 0;
+}
+
+#[test]
+fn a_witness_compacts_its_log_without_a_state_machine() {
+    let mut c = with_witnesses(&[1, 2, 3], &[3], compact_witness);
+    c.elect(1);
+    for i in 0..20 {
+        c.propose(1, &format!("c{i}"));
+        c.tick_all(1);
+    }
+    c.tick_all(3);
+    let witness = c.node(3);
+    assert!(witness.log_base().index >= 16, "{:?}", witness.log_base());
+    assert!(witness.log_len() < 8);
+    // Its stored snapshot holds no bytes.
+    let stored = c.disks[&3].snapshot.as_ref().expect("a snapshot");
+    assert!(stored.data.is_empty());
+    assert_eq!(
+        stored.membership.as_ref(),
+        c.node(3).membership_at(stored.position.index)
+    );
+}
+
+#[test]
+fn a_witness_behind_the_leaders_log_gets_a_snapshot_of_no_bytes() {
+    let mut c = with_witnesses(&[1, 2, 3], &[3], compact_witness);
+    c.elect(1);
+    c.isolate(3);
+    for i in 0..20 {
+        c.propose(1, &format!("c{i}"));
+        c.tick(1);
+        c.tick(2);
+        c.deliver_all();
+    }
+    assert!(c.node(1).log_base().index > c.node(3).last_index());
+    c.record_trace = true;
+    c.heal();
+    c.tick_all(4);
+    let to_witness: Vec<u64> = c
+        .trace
+        .iter()
+        .filter_map(|(_, action)| match action {
+            Action::Send { to: 3, message } => match &message.body {
+                MessageBody::InstallSnapshot { size_bytes, .. } => Some(*size_bytes),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert!(!to_witness.is_empty(), "no snapshot was sent");
+    assert!(to_witness.iter().all(|size| *size == 0));
+    assert!(!c
+        .trace
+        .iter()
+        .any(|(id, action)| *id == 3 && matches!(action, Action::RestoreSnapshot { .. })));
+    assert_eq!(c.node(3).last_index(), c.node(1).last_index());
+    assert_eq!(c.node(3).applied_index(), c.node(1).commit_index());
+    assert!(c.applied_strings(3).is_empty());
+}
+
+#[test]
+fn a_demoted_voter_votes_in_the_old_half_then_becomes_a_learner() {
+    let mut c = Cluster::new(&[1, 2, 3]);
+    c.elect(1);
+    c.tick_all(2);
+    c.isolate(3);
+    change(&mut c, 1, MembershipChange::Demote(3)).unwrap();
+    let joint = c.node(1).membership().clone();
+    assert!(joint.is_joint());
+    assert!(joint.is_voter(3) && joint.is_learner(3));
+    assert_eq!(voters(&joint), vec![1, 2]);
+    c.heal();
+    c.tick_all(3);
+    let m = c.node(3).membership();
+    assert!(!m.is_joint());
+    assert!(m.is_learner(3) && !m.is_voter(3));
+    c.propose(1, "after");
+    c.tick_all(2);
+    assert_eq!(c.applied_strings(3), vec!["after".to_string()]);
+    // A learner now: it never campaigns.
+    let term = c.node(3).term();
+    c.isolate(3);
+    for _ in 0..300 {
+        c.tick(3);
+    }
+    assert_eq!(c.node(3).term(), term);
+}
+
+#[test]
+fn demoting_a_non_voter_or_the_last_voter_is_refused() {
+    let m = Membership::try_new(&[1], &[2]).unwrap();
+    assert_eq!(
+        m.apply_change(MembershipChange::Demote(2)),
+        Err(MembershipError::NotVoter { id: 2 })
+    );
+    assert_eq!(
+        m.apply_change(MembershipChange::Demote(9)),
+        Err(MembershipError::NotMember { id: 9 })
+    );
+    assert_eq!(
+        m.apply_change(MembershipChange::Demote(1)),
+        Err(MembershipError::RemovesLastVoter { id: 1 })
+    );
+}
+
+#[test]
+fn without_auto_leave_the_joint_configuration_stays_until_the_host_leaves_it() {
+    let mut c = Cluster::configured(&[1, 2, 3], |cfg| cfg.auto_leave_joint = false);
+    c.elect(1);
+    assert_eq!(
+        membership_error(change(&mut c, 1, MembershipChange::LeaveJoint)),
+        MembershipError::NotJoint
+    );
+    let index = change(&mut c, 1, MembershipChange::Remove(3)).unwrap();
+    c.tick_all(5);
+    assert!(c.node(1).commit_index() >= index);
+    assert!(c.node(1).membership().is_joint());
+    assert_eq!(
+        membership_error(change(&mut c, 1, MembershipChange::AddLearner(4))),
+        MembershipError::ChangeInProgress { index }
+    );
+    let leave = change(&mut c, 1, MembershipChange::LeaveJoint).unwrap();
+    assert!(leave > index);
+    c.tick_all(3);
+    let m = c.node(1).membership();
+    assert!(!m.is_joint());
+    assert_eq!(voters(m), vec![1, 2]);
+    change(&mut c, 1, MembershipChange::AddLearner(4)).unwrap();
+}
+
+#[test]
+fn leave_joint_is_refused_until_the_joint_configuration_commits() {
+    let mut c = Cluster::configured(&[1, 2, 3], |cfg| cfg.auto_leave_joint = false);
+    c.elect(1);
+    c.isolate(1);
+    let index = change(&mut c, 1, MembershipChange::Remove(3)).unwrap();
+    assert_eq!(
+        membership_error(change(&mut c, 1, MembershipChange::LeaveJoint)),
+        MembershipError::ChangeInProgress { index }
+    );
+}
+
+#[test]
+fn removing_the_last_voter_is_refused() {
+    let m = Membership::try_new(&[1], &[2]).unwrap();
+    assert_eq!(
+        m.apply_change(MembershipChange::Remove(1)),
+        Err(MembershipError::RemovesLastVoter { id: 1 })
+    );
+    // The learner may go.
+    assert!(m.apply_change(MembershipChange::Remove(2)).is_ok());
+}
+
+#[test]
+fn a_learner_and_a_voter_with_the_same_id_are_refused() {
+    assert_eq!(
+        Membership::try_new(&[1, 2], &[2]),
+        Err(MembershipError::VoterAndLearner { id: 2 })
+    );
+    let mut config = Config::new(1, [1, 2]);
+    config.learners.insert(2);
+    assert_eq!(
+        config.validate(),
+        Err(ConfigError::VoterAndLearner { id: 2 })
+    );
+    let mut m = Membership::new([1, 2]);
+    m.learners.insert(1);
+    assert_eq!(
+        m.validate(),
+        Err(MembershipError::VoterAndLearner { id: 1 })
+    );
+}
+
+#[test]
+fn an_empty_voter_set_is_refused() {
+    assert_eq!(
+        Membership::try_new(&[], &[]),
+        Err(MembershipError::NoVoters)
+    );
+    assert_eq!(Config::new(1, []).validate(), Err(ConfigError::NoVoters));
+    // Not even by removing learners from a voterless configuration.
+    assert_eq!(
+        Membership::default().apply_change(MembershipChange::AddLearner(1)),
+        Err(MembershipError::NoVoters)
+    );
+}
+
+#[test]
+fn a_duplicate_id_is_refused() {
+    assert_eq!(
+        Membership::try_new(&[1, 1], &[]),
+        Err(MembershipError::DuplicateId { id: 1 })
+    );
+    assert_eq!(
+        Config::try_new(1, &[1, 2, 2]).unwrap_err(),
+        ConfigError::DuplicateId { id: 2 }
+    );
+    assert_eq!(
+        Membership::new([1, 2, 3]).try_with_witnesses(&[3, 3]),
+        Err(MembershipError::DuplicateId { id: 3 })
+    );
+}
+
+#[test]
+fn witness_and_demotion_errors_say_what_to_do() {
+    let messages = [
+        MembershipError::NoFullVoterQuorum {
+            voters: 2,
+            full_voters: 1,
+        }
+        .to_string(),
+        MembershipError::WitnessNotVoter { id: 4 }.to_string(),
+        MembershipError::WitnessDemoted { id: 4 }.to_string(),
+        MembershipError::NotVoter { id: 4 }.to_string(),
+        MembershipError::NotJoint.to_string(),
+        ConfigError::NoFullVoterQuorum {
+            voters: 2,
+            full_voters: 1,
+        }
+        .to_string(),
+        ConfigError::WitnessLearner { id: 4 }.to_string(),
+        ConfigError::WitnessNotVoter { id: 4 }.to_string(),
+    ];
+    for message in messages {
+        assert!(
+            ["add", "remove", "list", "only", "nothing"]
+                .iter()
+                .any(|verb| message.contains(verb)),
+            "no action in: {message}"
+        );
+    }
+}
+
+/// The configuration as it was serialized before witnesses existed.
+#[cfg(feature = "tokio")]
+#[derive(serde::Serialize)]
+struct MembershipBeforeWitnesses {
+    voters: std::collections::BTreeSet<NodeId>,
+    voters_outgoing: std::collections::BTreeSet<NodeId>,
+    learners: std::collections::BTreeSet<NodeId>,
+}
+
+#[cfg(feature = "tokio")]
+#[test]
+fn a_configuration_stored_before_witnesses_reads_back_unchanged() {
+    use concord::tokio::codec::{decode, encode, DECODE_LIMIT_BYTES};
+    let old = MembershipBeforeWitnesses {
+        voters: [1, 2, 4].into(),
+        voters_outgoing: [1, 2, 3].into(),
+        learners: [5].into(),
+    };
+    let bytes = encode(&old).unwrap();
+    let read: Membership = decode(&bytes, DECODE_LIMIT_BYTES).unwrap();
+    let mut expected = Membership::new([1, 2, 4]);
+    expected.voters_outgoing = [1, 2, 3].into();
+    expected.learners = [5].into();
+    assert_eq!(read, expected);
+    // Without witnesses the encoding is the old one, byte for byte.
+    assert_eq!(encode(&expected).unwrap(), bytes);
+    // With witnesses it round-trips.
+    let witnessed = Membership::try_new(&[1, 2, 3], &[5])
+        .unwrap()
+        .try_with_witnesses(&[3])
+        .unwrap();
+    let bytes = encode(&witnessed).unwrap();
+    let read: Membership = decode(&bytes, DECODE_LIMIT_BYTES).unwrap();
+    assert_eq!(read, witnessed);
 }

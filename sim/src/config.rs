@@ -60,6 +60,8 @@ pub struct CoreBugs {
     /// A configuration takes effect when its entry commits instead of
     /// when it is appended.
     pub membership_on_commit: bool,
+    /// A witness campaigns (and may lead) like a full voter.
+    pub witness_campaigns: bool,
     /// An inefficiency: a leader ignores the follower's hint when an
     /// append is refused and backs up one entry per refusal (caught by the
     /// efficiency budgets, `crate::budgets`).
@@ -75,6 +77,7 @@ impl CoreBugs {
             || self.follower_read_before_apply
             || self.joint_new_quorum_only
             || self.membership_on_commit
+            || self.witness_campaigns
             || self.probe_ignores_hint
     }
 
@@ -88,6 +91,7 @@ impl CoreBugs {
             follower_read_before_apply: self.follower_read_before_apply,
             joint_new_quorum_only: self.joint_new_quorum_only,
             membership_on_commit: self.membership_on_commit,
+            witness_campaigns: self.witness_campaigns,
             probe_ignores_hint: self.probe_ignores_hint,
         }
     }
@@ -396,11 +400,17 @@ pub struct SimConfig {
     /// Draw each seed's [`NodeOptions`] (PreVote, CheckQuorum, preferred
     /// leader, tight limits) instead of using the defaults.
     pub vary_node_options: bool,
-    /// Membership churn: in about a third of the seeds (on 2 or more
-    /// nodes) voters are removed, learners added and promoted during the
-    /// faults, some runs starting from a single voter and growing; after
+    /// Membership churn: in about half the seeds (on 2 or more nodes)
+    /// voters are removed or demoted, learners added and promoted during
+    /// the faults, some runs starting from a single voter and growing (in
+    /// half of those 1 → 3 → 5 and back to 1), some leaving joint
+    /// configurations explicitly (`Config::auto_leave_joint` off); after
     /// the heal every node is brought back as a voter.
     pub membership_churn: bool,
+    /// Witnesses: in some seeds on 3 or more nodes one node is built as a
+    /// witness voter (it stores the log and votes, never applies or
+    /// leads); the membership workload removes and re-adds it as one.
+    pub witnesses: bool,
     /// Record a readable timeline (slower).
     pub timeline: bool,
     /// The run fails if it needs more node steps than this.
@@ -435,6 +445,7 @@ impl Default for SimConfig {
             lease_skew_beyond_bound: false,
             vary_node_options: true,
             membership_churn: true,
+            witnesses: true,
             timeline: false,
             max_node_steps: 2_000_000,
             service: crate::services::Service::Builtin,
@@ -541,6 +552,9 @@ impl SimConfig {
         if !self.membership_churn {
             flags += " --no-membership-churn";
         }
+        if !self.witnesses {
+            flags += " --no-witnesses";
+        }
         if self.max_node_steps != default.max_node_steps {
             flags += &format!(" --max-steps {}", self.max_node_steps);
         }
@@ -586,6 +600,9 @@ impl SimConfig {
         }
         if self.core_bugs.membership_on_commit {
             flags += " --bug-membership-on-commit";
+        }
+        if self.core_bugs.witness_campaigns {
+            flags += " --bug-witness-campaigns";
         }
         if self.core_bugs.probe_ignores_hint {
             flags += " --bug-probe-ignores-hint";

@@ -126,6 +126,9 @@ pub enum FailureKind {
     /// A client's session expired although the session table never held
     /// enough sessions to evict one.
     SessionLost,
+    /// A witness led, or was handed entries to apply or a snapshot to
+    /// restore: it must do neither.
+    WitnessServed,
 }
 
 impl FailureKind {
@@ -151,6 +154,7 @@ impl FailureKind {
             FailureKind::AckedEntryNotRecovered => "acked-entry-not-recovered",
             FailureKind::Stability => "stability",
             FailureKind::CommitWithoutQuorum => "commit-without-quorum",
+            FailureKind::WitnessServed => "witness-served",
             FailureKind::Efficiency => "efficiency",
             FailureKind::MessageBound => "message-bound",
             FailureKind::SessionLost => "session-lost",
@@ -480,6 +484,9 @@ pub struct Simulation<S, W> {
     slowed_clock: Option<(usize, u64)>,
     /// The membership workload of this seed, if drawn.
     churn: Option<Churn>,
+    /// The host built as a witness in this seed, if drawn (see
+    /// `churn::draw_witness`).
+    witness: Option<usize>,
 }
 
 /// The random streams of a seed.
@@ -601,6 +608,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         let config_vary = config.vary_node_options;
         let read_choice = config.reads;
         let churn = Churn::draw(&config);
+        let witness = churn::draw_witness(&config, churn.as_ref());
         let (seed, nodes) = (config.seed, config.nodes);
         let mut simulation = Simulation {
             safety: Safety::new(config.nodes),
@@ -657,6 +665,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             quiet_start: None,
             slowed_clock: None,
             churn,
+            witness,
         };
         simulation.start()?;
         Ok(simulation)
@@ -930,7 +939,18 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 let fault = self.plan.events[index as usize].fault.clone();
                 self.apply_fault(fault);
             }
-            Event::Heal => self.heal(),
+            Event::Heal => {
+                for index in 0..self.hosts.len() {
+                    if let Some(node) = self.hosts[index].node.as_ref() {
+                        let membership = node.membership().clone();
+                        let (last, commit) = (node.last_position(), node.commit_index());
+                        self.note(Some(index), || {
+                            format!("at the heal: last {last:?}, commit {commit}, {membership:?}")
+                        });
+                    }
+                }
+                self.heal()
+            }
             Event::DelayedRestart { node } => {
                 if !self.healed {
                     self.restart(node as usize);

@@ -222,6 +222,12 @@ struct SimArgs {
     /// No membership churn in any seed.
     #[arg(long)]
     no_membership_churn: bool,
+    /// No witness voter in any seed.
+    #[arg(long)]
+    no_witnesses: bool,
+    /// Planted core mistake: a witness campaigns like a full voter.
+    #[arg(long)]
+    bug_witness_campaigns: bool,
     /// Planted core mistake: a leader serves ReadIndex reads without a
     /// heartbeat round confirming it still leads.
     #[arg(long)]
@@ -303,12 +309,14 @@ impl SimArgs {
                 follower_read_before_apply: self.bug_follower_read_before_apply,
                 joint_new_quorum_only: self.bug_joint_new_quorum_only,
                 membership_on_commit: self.bug_membership_on_commit,
+                witness_campaigns: self.bug_witness_campaigns,
                 probe_ignores_hint: self.bug_probe_ignores_hint,
             },
             reads: self.reads,
             lease_skew_beyond_bound: self.lease_skew_beyond_bound,
             vary_node_options: !self.fixed_node_options,
             membership_churn: !self.no_membership_churn,
+            witnesses: !self.no_witnesses,
             timeline: false,
             max_node_steps: self.max_steps,
             service: self.service,

@@ -342,7 +342,15 @@ impl Cluster {
                         inputs.push_back(Input::Applied(snapshot.position.index));
                     }
                     Action::TakeSnapshot => {
-                        let position = self.applied_position[&id];
+                        // A witness's entries count as applied inside the
+                        // node; its snapshot holds no state.
+                        let node = &self.nodes[&id];
+                        let position = if node.is_witness_node() {
+                            let applied = node.applied_index();
+                            LogPosition::new(applied, node.term_at(applied).expect("in the log"))
+                        } else {
+                            self.applied_position[&id]
+                        };
                         let data = encode_applied(&self.applied[&id]);
                         let membership = self.nodes[&id].membership_at(position.index).cloned();
                         let snapshot = Snapshot::new(position, data).with_membership(membership);

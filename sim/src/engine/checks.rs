@@ -310,6 +310,11 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             let Some(node) = self.hosts[index].node.as_ref() else {
                 continue;
             };
+            // A witness holds no state machine (the host fails the run if it
+            // is ever handed entries to apply).
+            if node.is_witness_node() {
+                continue;
+            }
             let applied = node.applied_index();
             let digest = hash_bytes(&self.hosts[index].sm.snapshot());
             match states.get(&applied) {

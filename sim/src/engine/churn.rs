@@ -3,6 +3,16 @@
 //! voter (sometimes itself) during the faults; after the heal every node
 //! is brought back as a voter.
 //!
+//! Changes drawn during the faults include demoting a voter to a learner,
+//! and in some seeds the cluster grows 1 → 3 → 5 and shrinks back to 1
+//! (capped at the number of nodes) before the heal brings every node back.
+//! Some seeds turn `Config::auto_leave_joint` off: the workload then
+//! proposes `LeaveJoint` itself once a joint configuration commits.
+//!
+//! Witnesses: in some seeds one node is built as a witness
+//! ([`draw_witness`]); the workload adds it back (after removing it) with
+//! `AddWitness`, never as a learner.
+//!
 //! In some seeds the highest id is a spare: a server that has never run
 //! (an empty disk) and is not in the initial configuration. When a voter
 //! is down during the faults, the spare replaces it: it starts as a
@@ -36,6 +46,37 @@ pub(super) struct Churn {
     pub(super) spare_started: bool,
     /// The crashed voter (host index) the spare is replacing.
     replacing: Option<usize>,
+    /// `Config::auto_leave_joint` of every node in this seed.
+    pub(super) auto_leave: bool,
+    /// Grow 1 → 3 → 5 and shrink back to 1 during the faults: the voter
+    /// counts still to reach, in order (empty: the random workload).
+    grow_shrink: Vec<usize>,
+}
+
+/// Draws whether this seed has a witness, and which host: about 40 % of
+/// the seeds on 3 or more nodes whose first configuration can hold one
+/// (its full voters a majority). Never the spare and never the highest id
+/// (the preferred leader when priorities are on), never node 1 (the
+/// first voter of a cluster that starts small).
+pub(super) fn draw_witness(config: &SimConfig, churn: Option<&Churn>) -> Option<usize> {
+    if !config.witnesses || config.nodes < 3 {
+        return None;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x7769_746e_6573_7321);
+    rng.set_stream(23);
+    if !rng.gen_bool(0.4) {
+        return None;
+    }
+    let initial_voters = match churn {
+        Some(churn) if churn.start_small => usize::MAX,
+        Some(churn) if churn.spare.is_some() => config.nodes - 1,
+        _ => config.nodes,
+    };
+    // One witness among n voters needs n - 1 >= n / 2 + 1.
+    if initial_voters < 3 {
+        return None;
+    }
+    Some(rng.gen_range(1..config.nodes - 1))
 }
 
 impl Churn {
@@ -53,6 +94,12 @@ impl Churn {
         let start_small = rng.gen_bool(0.5);
         let spare =
             (!start_small && config.nodes >= 3 && rng.gen_bool(0.5)).then_some(config.nodes - 1);
+        let auto_leave = rng.gen_bool(0.7);
+        let grow_shrink = if start_small && config.nodes >= 3 && rng.gen_bool(0.5) {
+            vec![3, 5.min(config.nodes), 3, 1]
+        } else {
+            Vec::new()
+        };
         Some(Churn {
             start_small,
             rng,
@@ -60,6 +107,8 @@ impl Churn {
             spare,
             spare_started: false,
             replacing: None,
+            auto_leave,
+            grow_shrink,
         })
     }
 }
@@ -175,21 +224,74 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             .collect();
         let learners: Vec<NodeId> = membership.learners.iter().copied().collect();
         let voters: Vec<NodeId> = membership.voters.iter().copied().collect();
+        let joint_committed =
+            membership.is_joint() && node.commit_index() >= node.membership_index();
+        let witness_id = self.witness.map(|witness| witness as NodeId + 1);
+        // The witness joins as a witness voter, every other node as a
+        // learner.
+        let add = |id: NodeId| {
+            if Some(id) == witness_id {
+                MembershipChange::AddWitness(id)
+            } else {
+                MembershipChange::AddLearner(id)
+            }
+        };
+        let mut reached = None;
         let churn = self.churn.as_mut().expect("churn is on");
-        let change = if replacement.is_some() {
+        let change = if joint_committed && !churn.auto_leave {
+            // Auto-leave is off: the host leaves the joint configuration.
+            Some(MembershipChange::LeaveJoint)
+        } else if replacement.is_some() {
             replacement
         } else if healed {
-            if let Some(id) = outsiders.first() {
-                Some(MembershipChange::AddLearner(*id))
-            } else {
-                learners
-                    .first()
-                    .map(|id| MembershipChange::PromoteLearner(*id))
+            // The first valid step back to every node a voter (a witness
+            // waits until enough full voters are back to keep them a
+            // majority).
+            outsiders
+                .iter()
+                .map(|id| add(*id))
+                .chain(
+                    learners
+                        .iter()
+                        .map(|id| MembershipChange::PromoteLearner(*id)),
+                )
+                .find(|change| membership.apply_change(*change).is_ok())
+        } else if let Some(target) = churn.grow_shrink.first().copied() {
+            // Grow or shrink toward the next voter count.
+            let pick = |rng: &mut ChaCha8Rng, ids: &[NodeId]| ids[rng.gen_range(0..ids.len())];
+            match voters.len().cmp(&target) {
+                std::cmp::Ordering::Equal => {
+                    churn.grow_shrink.remove(0);
+                    reached = Some(target);
+                    None
+                }
+                std::cmp::Ordering::Less if !learners.is_empty() => Some(
+                    MembershipChange::PromoteLearner(pick(&mut churn.rng, &learners)),
+                ),
+                std::cmp::Ordering::Less if !outsiders.is_empty() => {
+                    Some(add(pick(&mut churn.rng, &outsiders)))
+                }
+                std::cmp::Ordering::Less => None,
+                std::cmp::Ordering::Greater => {
+                    let id = if churn.rng.gen_bool(0.3) {
+                        leader_id
+                    } else {
+                        pick(&mut churn.rng, &voters)
+                    };
+                    Some(if churn.rng.gen_bool(0.5) {
+                        MembershipChange::Demote(id)
+                    } else {
+                        MembershipChange::Remove(id)
+                    })
+                }
             }
         } else {
-            match churn.rng.gen_range(0..3) {
-                0 if !outsiders.is_empty() => Some(MembershipChange::AddLearner(
-                    outsiders[churn.rng.gen_range(0..outsiders.len())],
+            match churn.rng.gen_range(0..4) {
+                0 if !outsiders.is_empty() => {
+                    Some(add(outsiders[churn.rng.gen_range(0..outsiders.len())]))
+                }
+                3 if voters.len() > 1 && churn.rng.gen_bool(0.5) => Some(MembershipChange::Demote(
+                    voters[churn.rng.gen_range(0..voters.len())],
                 )),
                 1 if !learners.is_empty() => Some(MembershipChange::PromoteLearner(
                     learners[churn.rng.gen_range(0..learners.len())],
@@ -205,6 +307,12 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 _ => None,
             }
         };
+        if let Some(target) = reached {
+            self.note(Some(leader), || {
+                format!("grow/shrink: {target} voters reached")
+            });
+        }
+        let churn = self.churn.as_mut().expect("churn is on");
         if let Some(change) = change {
             churn.proposed += 1;
             self.note(Some(leader), || format!("membership change {change:?}"));

@@ -126,15 +126,38 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             self.config.max_skew_ppm,
             self.config.lease_skew_beyond_bound,
         );
+        let churn_start_small = self.churn.as_ref().is_some_and(|churn| churn.start_small);
         if let Some(churn) = &self.churn {
             config.priorities.clear();
+            config.auto_leave_joint = churn.auto_leave;
             if churn.start_small {
                 config.voters = [1].into();
-                if id != 1 {
+                if self.witness != Some(index) && id != 1 {
                     config.learners = [id].into();
                 }
             } else if churn.spare == Some(index) {
                 config.learners = [id].into();
+            }
+        }
+        if let Some(witness) = self.witness {
+            let witness_id = witness as NodeId + 1;
+            // A witness never leads, so it is never the preferred leader.
+            config.priorities.remove(&witness_id);
+            // The witness itself always knows it is one; the others list it
+            // among their voters when it is one of them. (A spare lists the
+            // leader's voters of the moment less itself, which need not
+            // keep the full voters a majority with the witness among them:
+            // it then leaves the witness out, until the configuration in
+            // its log replaces the list.)
+            let voters = config.voters.len();
+            // One witness among n voters leaves n - 1 full voters, a
+            // majority when n - 1 >= n / 2 + 1.
+            let keeps_majority = voters > voters / 2 + 1;
+            if witness == index || (config.voters.contains(&witness_id) && keeps_majority) {
+                config.witnesses.insert(witness_id);
+            }
+            if churn_start_small && witness != index {
+                config.witnesses.clear();
             }
         }
         config
@@ -163,9 +186,14 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 if self.config.core_bugs.any() {
                     node.plant_bugs(self.config.core_bugs.planted());
                 }
+                if node.is_witness_node() {
+                    self.note(Some(index), || "built as a witness".to_string());
+                }
                 let mut sm = WithSessions::new((self.make_sm)(id), self.config.max_sessions);
                 let snapshot = self.hosts[index].disk.snapshot().cloned();
                 match &snapshot {
+                    // A witness's snapshots hold no state machine.
+                    Some(_) if node.is_witness_node() => {}
                     Some(snapshot) => {
                         if let Err(error) = sm.restore(&snapshot.data) {
                             self.fail(
@@ -490,6 +518,11 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 let Some(last) = entries.last().map(|entry| entry.index) else {
                     return;
                 };
+                if self.witness == Some(index) {
+                    let message = format!("the witness was handed entries up to {last} to apply");
+                    self.fail(FailureKind::WitnessServed, Some(index), message);
+                    return;
+                }
                 self.hosts[index].applied_position =
                     entries.last().map(Entry::position).unwrap_or_default();
                 for entry in &entries {
@@ -591,6 +624,12 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             }
             Action::RestoreSnapshot { snapshot } => {
                 let position = snapshot.position;
+                if self.witness == Some(index) {
+                    let message =
+                        format!("the witness was asked to restore the snapshot at {position:?}");
+                    self.fail(FailureKind::WitnessServed, Some(index), message);
+                    return;
+                }
                 let host = &mut self.hosts[index];
                 let Some(bytes) = host.snapshot_bytes.get(&position).cloned() else {
                     self.fail(
@@ -664,6 +703,15 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                     .word(0xabcd_0000 | ((index as u64) << 8) | role_code(role));
                 self.note(Some(index), || format!("becomes {role:?} in term {term}"));
                 if role == Role::Leader {
+                    let witness_in_log = self.hosts[index]
+                        .node
+                        .as_ref()
+                        .is_some_and(|node| node.membership().is_witness(node.id()));
+                    if self.witness == Some(index) || witness_in_log {
+                        let message = format!("a witness became leader in term {term}");
+                        self.fail(FailureKind::WitnessServed, Some(index), message);
+                        return;
+                    }
                     self.promises.on_leader(index, term);
                     if let Some(node) = self.hosts[index].node.as_ref() {
                         if let Err((kind, message)) = self.safety.on_leader(index, term, node) {
@@ -700,13 +748,25 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         let position = if self.config.bugs.snapshot_past_applied {
             let commit = node.commit_index();
             LogPosition::new(commit, node.term_at(commit).unwrap_or(0))
+        } else if node.is_witness_node() {
+            // A witness's entries count as applied inside the node (its
+            // host is never handed them).
+            let applied = node.applied_index();
+            LogPosition::new(applied, node.term_at(applied).unwrap_or(0))
         } else {
             host.applied_position
         };
-        let data = host.sm.snapshot();
+        let witness = node.is_witness_node();
+        // A witness's snapshot only marks where its log starts: no state.
+        let data = if witness {
+            Bytes::new()
+        } else {
+            host.sm.snapshot()
+        };
         let membership = node.membership_at(position.index).cloned();
         let digest = hash_bytes(&data);
         match self.snapshot_digests.get(&position.index) {
+            _ if witness => {}
             Some((other, other_digest)) if *other_digest != digest => {
                 let message = format!(
                     "n{} and n{} took snapshots at index {} with different states",
