@@ -461,9 +461,14 @@ impl Node {
                     let body = MessageBody::HeartbeatResponse { read_round: 0 };
                     self.send(message.from, body, actions);
                 }
-                MessageBody::RequestVote { pre_vote: true, .. } => {
+                // A candidate behind our term learns it from the refusal
+                // (§5.1). Without the answer a candidate whose requests
+                // always arrive stale (the only voters that could help
+                // are ahead, and one is a witness that never campaigns)
+                // can campaign forever below a term nobody else raises.
+                MessageBody::RequestVote { pre_vote, .. } => {
                     let body = MessageBody::RequestVoteResponse {
-                        pre_vote: true,
+                        pre_vote,
                         granted: false,
                     };
                     self.send(message.from, body, actions);
