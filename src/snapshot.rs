@@ -635,8 +635,15 @@ impl Node {
         let keep_suffix = self.log.matches(position);
         if !keep_suffix {
             // Entries past our commit index may differ from the leader's:
-            // stop counting them as durable and matching.
+            // stop counting them as durable and matching. In memory only:
+            // on disk the snapshot write below replaces the whole log
+            // (`discard_log`) in one write. Writing the truncation first,
+            // as a write of its own, would let it become durable without
+            // the snapshot, and a crash between the two would lose entries
+            // this node acknowledged as durable, which a leader may have
+            // counted toward a commit.
             self.truncate_log_after(old_commit);
+            self.pending_truncate = None;
         }
         // Every earlier change goes to the host first, so the host's log is
         // the in-memory log when it executes the snapshot write.

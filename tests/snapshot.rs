@@ -652,3 +652,56 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_discarded_log_leaves_the_disk_only_with_the_snapshot_write() {
+    // Node 2 holds entries 1..=4 (term 1), acknowledged as durable, and
+    // commit 0; the leader's snapshot ends at entry 6 (term 2), which its
+    // log does not hold, so the whole log is replaced.
+    let mut n = Solo::new(
+        common::config(2, &[1, 2, 3]),
+        common::recovered(2, None, &[1, 1, 1, 1]),
+    );
+    let data = Bytes::from_static(b"state after entry 6");
+    let chunk = MessageBody::InstallSnapshot {
+        snapshot: LogPosition::new(6, 2),
+        size_bytes: data.len() as u64,
+        checksum: checksum64(&data),
+        offset: 0,
+        data,
+        membership: Membership::new([1, 2, 3]),
+    };
+    let actions = n.receive(msg(1, 2, 2, chunk));
+    let snapshot_write = actions
+        .iter()
+        .position(|a| {
+            matches!(
+                a,
+                Action::PersistSnapshot {
+                    discard_log: true,
+                    ..
+                }
+            )
+        })
+        .expect("the snapshot replaces the log");
+    // No write may drop the entries before the snapshot is durable: a crash
+    // between the two would lose what node 2 acknowledged.
+    assert!(
+        !actions[..snapshot_write].iter().any(|a| matches!(
+            a,
+            Action::Persist {
+                truncate_after: Some(_),
+                ..
+            }
+        )),
+        "a truncation was written before the snapshot: {actions:?}"
+    );
+    assert_eq!(
+        n.disk.entries.len(),
+        4,
+        "the disk keeps the log until the snapshot is durable"
+    );
+    n.sync();
+    assert_eq!(n.disk.base, LogPosition::new(6, 2));
+    assert!(n.disk.entries.is_empty());
+}
