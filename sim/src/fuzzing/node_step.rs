@@ -130,6 +130,9 @@ enum Write {
         meta: SnapshotMeta,
         discard_log: bool,
         membership: Membership,
+        /// The bytes received, taken when the node asked for the write (a
+        /// new transfer may start before it is synced).
+        data: Bytes,
     },
 }
 
@@ -159,7 +162,7 @@ impl Durable {
 
     fn append(&mut self, entries: Vec<Entry>) {
         for entry in entries {
-            self.truncate_after(entry.index - 1);
+            self.truncate_after(entry.index.saturating_sub(1));
             self.entries.push(entry);
         }
     }
@@ -372,17 +375,36 @@ impl Cluster {
                 snapshot,
                 discard_log,
                 membership,
-            } => self.hosts[i].pending.push_back(Write::Snapshot {
-                id,
-                meta: snapshot,
-                discard_log,
-                membership,
-            }),
+            } => {
+                let data = Bytes::from(self.hosts[i].receiving.clone());
+                self.hosts[i].pending.push_back(Write::Snapshot {
+                    id,
+                    meta: snapshot,
+                    discard_log,
+                    membership,
+                    data,
+                });
+            }
             Action::RestoreSnapshot { snapshot } => {
                 let host = &mut self.hosts[i];
+                // The bytes of that snapshot: stored, or still being
+                // stored.
+                let stored = host
+                    .durable
+                    .snapshot
+                    .as_ref()
+                    .filter(|s| s.meta == snapshot)
+                    .map(|s| s.data.clone());
+                let pending = host.pending.iter().find_map(|write| match write {
+                    Write::Snapshot { meta, data, .. } if *meta == snapshot => Some(data.clone()),
+                    _ => None,
+                });
+                let data = stored
+                    .or(pending)
+                    .unwrap_or_else(|| Bytes::from(host.receiving.clone()));
                 let mut state = [0u8; 8];
-                if host.receiving.len() == 8 {
-                    state.copy_from_slice(&host.receiving);
+                if data.len() == 8 {
+                    state.copy_from_slice(&data);
                 }
                 host.state = u64::from_le_bytes(state);
                 host.applied = snapshot.position.index;
@@ -448,6 +470,7 @@ impl Cluster {
                     meta,
                     discard_log,
                     membership,
+                    data,
                 } => {
                     let index = meta.position.index;
                     if discard_log {
@@ -457,7 +480,7 @@ impl Cluster {
                     }
                     host.durable.snapshot = Some(StoredSnapshot {
                         meta,
-                        data: Bytes::from(host.receiving.clone()),
+                        data,
                         membership: Some(membership),
                     });
                     last = Some(id);
