@@ -7,17 +7,21 @@
 //! requests, membership changes, and hostile messages with arbitrary
 //! terms, indices and bodies.
 //!
-//! The simulator's own safety checker ([`Safety`]) runs after every step
+//! The simulator's own safety checker (`sim/src/safety.rs`) runs after every step
 //! and on every election and every applied entry, as in a simulated run:
 //! election safety, log matching on the committed prefix, commit
 //! monotonicity, leader completeness, state machine safety. Any panic
 //! (the core asserts its invariants) or violation is a finding.
 //!
-//! Raft does not defend against a *member* that lies, so a hostile message
+//! Raft does not defend against a peer that lies, so a hostile message
 //! that claims to come from a member switches the safety checks off for
 //! the rest of the run (the input is then only checked for panics: bad
-//! input is never a crash). Hostile messages from ids outside the cluster
-//! keep every check on: they must be ignored.
+//! input is never a crash). So does a leader's message (AppendEntries,
+//! Heartbeat, InstallSnapshot) from an id outside the cluster: the core
+//! deliberately accepts those from strangers, which may be the leader of
+//! a configuration it has not learned yet (see `accepts_sender` in
+//! `src/election.rs`), so a lying stranger is a lying leader. Every other
+//! message from a stranger keeps every check on.
 //!
 //! Input layout: `[cluster][seed]` then operations `[tag][args...]` until
 //! the input ends (see [`Op`] tags in the code and [`encode_ops`]).
@@ -746,6 +750,16 @@ fn drive(data: &[u8]) -> Result<Cluster, Violation> {
                     cluster.hosts[cluster.node_index(cursor.u8())].id
                 };
                 let message = hostile_message(&mut cursor, from, to);
+                if matches!(
+                    message.body,
+                    MessageBody::AppendEntries { .. }
+                        | MessageBody::Heartbeat { .. }
+                        | MessageBody::InstallSnapshot { .. }
+                ) {
+                    // Taken as a possibly newer leader's (see the module
+                    // documentation): a lie here is a lying leader.
+                    cluster.byzantine = true;
+                }
                 cluster.step(i, Input::Receive(message))?;
             }
             _ => {
