@@ -39,7 +39,7 @@ fi
 status=0
 for target in "${targets[@]}"; do
     mkdir -p "work/$target" "logs"
-    log="logs/$target.log"
+    log="logs/$target-$(date -u +%Y%m%dT%H%M%S).log"
     echo "== $target: ${seconds}s (log: fuzz/$log)"
     if cargo fuzz run -s none -a "$target" "work/$target" "corpus/$target" -- \
         -max_total_time="$seconds" -timeout=20 -rss_limit_mb=2048 \
