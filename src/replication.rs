@@ -531,6 +531,15 @@ fn entries_well_formed(prev: LogPosition, entries: &[Entry], message_term: Term)
         {
             return false;
         }
+        // A configuration no leader can propose (no voters, node id 0, a
+        // voter that is also a learner) would leave this node counting
+        // votes among nobody once it takes effect: refuse it here, as an
+        // InstallSnapshot carrying one is refused.
+        if let crate::types::EntryPayload::Membership(membership) = &entry.payload {
+            if membership.validate().is_err() {
+                return false;
+            }
+        }
         expected = entry.position();
     }
     true

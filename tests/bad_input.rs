@@ -7,8 +7,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use common::*;
 use concord::{
-    AppendResponse, Config, ConfigError, Entry, EntryPayload, HardState, Input, Message,
-    MessageBody, Node, Recovered, Role, Statistics,
+    AppendResponse, Config, ConfigError, Entry, EntryPayload, HardState, Input, Membership,
+    Message, MessageBody, Node, Recovered, Role, Statistics,
 };
 
 /// Each invalid field yields its own error, whose message names the field
@@ -267,6 +267,51 @@ fn malformed_append_entries_are_ignored_and_counted() {
         let grown = feed_ignored(&mut c, 2, msg(1, 2, t, body.clone()));
         assert_eq!(grown.messages_malformed, 1, "{body:?}");
     }
+}
+
+/// An AppendEntries carrying a configuration entry no leader can propose
+/// (no voters, node id 0, a voter that is also a learner) is malformed:
+/// ignored and counted, never appended. Found by the `node_step` fuzz
+/// target: a configuration without voters, once in the log, made the next
+/// election tick panic counting votes among nobody.
+#[test]
+fn append_entries_carrying_an_invalid_configuration_are_ignored_and_counted() {
+    let mut c = running();
+    c.network.clear();
+    let t = c.node(2).term();
+    let set = |ids: &[u64]| {
+        ids.iter()
+            .copied()
+            .collect::<std::collections::BTreeSet<u64>>()
+    };
+    let invalid = [
+        Membership::default(),
+        Membership {
+            voters: set(&[0, 1, 2]),
+            ..Membership::default()
+        },
+        Membership {
+            voters: set(&[1, 2, 3]),
+            learners: set(&[3]),
+            ..Membership::default()
+        },
+    ];
+    for membership in invalid {
+        let body = append(
+            (4, t),
+            vec![Entry {
+                term: t,
+                index: 5,
+                payload: EntryPayload::Membership(membership),
+            }],
+            4,
+        );
+        let grown = feed_ignored(&mut c, 2, msg(1, 2, t, body.clone()));
+        assert_eq!(grown.messages_malformed, 1, "{body:?}");
+    }
+    // Time passes without a panic and the cluster keeps its leader.
+    c.tick_all(30);
+    assert_eq!(c.node(2).leader(), Some(1));
 }
 
 /// An AppendEntries that would overwrite a committed entry (only a broken

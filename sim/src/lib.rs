@@ -130,6 +130,8 @@ pub mod config;
 mod disk;
 pub mod engine;
 pub mod faults;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod histgen;
 pub mod history;
 pub mod kv;
