@@ -313,8 +313,12 @@ fn stale_term_messages_are_ignored_and_counted() {
         (5, &MessageBody::HeartbeatResponse { read_round: 0 })
     );
 
+    // A stale candidate is refused with our term, so it stops campaigning
+    // below it (a candidate that never hears the term could campaign
+    // forever where no other node raises it).
     let actions = n.receive(msg(3, 1, 4, vote_request((9, 4))));
-    assert!(vote_answers(&actions).is_empty());
+    assert_eq!(vote_answers(&actions), vec![(3, 5, false)]);
+    assert_eq!(n.node.voted_for(), None);
     n.receive(msg(
         2,
         1,
