@@ -252,3 +252,72 @@ mod tests {
         );
     }
 }
+
+/// Reads a service's snapshot: checks its version byte and every count
+/// against the service's limit, and names the service in every error.
+#[derive(Debug)]
+pub struct SnapshotReader<'a> {
+    /// The fields after the version byte.
+    pub reader: Reader<'a>,
+    service: &'static str,
+}
+
+impl<'a> SnapshotReader<'a> {
+    /// Opens `snapshot` of `service`, refusing a version other than
+    /// `version` (the one this build writes).
+    pub fn open(
+        snapshot: &'a [u8],
+        service: &'static str,
+        version: u8,
+    ) -> Result<Self, concord::state_machine::RestoreError> {
+        let mut opened = SnapshotReader {
+            reader: Reader::new(snapshot),
+            service,
+        };
+        let found = opened.reader.u8("version").map_err(|e| opened.error(e))?;
+        if found != version {
+            return Err(concord::state_machine::RestoreError::new(format!(
+                "{service} snapshot version {found}, this build reads {version}"
+            )));
+        }
+        Ok(opened)
+    }
+
+    /// The error for `error`, naming the service.
+    pub fn error(&self, error: DecodeError) -> concord::state_machine::RestoreError {
+        concord::state_machine::RestoreError::new(format!("{} snapshot: {error}", self.service))
+    }
+
+    /// Reads a u64 count of `what`, refusing more than `limit`.
+    pub fn count(
+        &mut self,
+        field: &'static str,
+        what: &str,
+        limit: usize,
+    ) -> Result<usize, concord::state_machine::RestoreError> {
+        let count = self.reader.u64(field).map_err(|e| self.error(e))?;
+        if count > limit as u64 {
+            return Err(concord::state_machine::RestoreError::new(format!(
+                "{} snapshot holds {count} {what}, above the limit of {limit}",
+                self.service
+            )));
+        }
+        Ok(count as usize)
+    }
+
+    /// Reads a string, naming the service in the error.
+    pub fn string(
+        &mut self,
+        field: &'static str,
+    ) -> Result<String, concord::state_machine::RestoreError> {
+        match self.reader.str(field) {
+            Ok(value) => Ok(value.to_string()),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    /// Checks that the whole snapshot was read.
+    pub fn end(&self) -> Result<(), concord::state_machine::RestoreError> {
+        self.reader.end().map_err(|e| self.error(e))
+    }
+}

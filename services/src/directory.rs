@@ -22,7 +22,7 @@ use bytes::Bytes;
 use concord::state_machine::{RestoreError, StateMachine};
 use concord::Index;
 
-use crate::codec::{DecodeError, Reader, Writer};
+use crate::codec::{DecodeError, Reader, SnapshotReader, Writer};
 
 /// Most users one lookup asks about.
 pub const LOOKUP_USERS_MAX: usize = 256;
@@ -352,28 +352,18 @@ impl StateMachine for Directory {
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {
-        let fail = |error: DecodeError| RestoreError::new(format!("directory snapshot: {error}"));
-        let mut reader = Reader::new(snapshot);
-        let version = reader.u8("version").map_err(fail)?;
-        if version != SNAPSHOT_VERSION {
-            return Err(RestoreError::new(format!(
-                "directory snapshot version {version}, this build reads {SNAPSHOT_VERSION}"
-            )));
-        }
-        let sequence = reader.u64("sequence").map_err(fail)?;
-        let count = reader.u64("user count").map_err(fail)?;
-        if count > USERS_MAX as u64 {
-            return Err(RestoreError::new(format!(
-                "directory snapshot holds {count} users, above the limit of {USERS_MAX}"
-            )));
-        }
+        let mut snapshot = SnapshotReader::open(snapshot, "directory", SNAPSHOT_VERSION)?;
+        let sequence = snapshot
+            .reader
+            .u64("sequence")
+            .map_err(|e| snapshot.error(e))?;
+        let count = snapshot.count("user count", "users", USERS_MAX)?;
         let mut users = BTreeMap::new();
         for _ in 0..count {
-            let user = reader.str("user").map_err(fail)?.to_string();
-            let address = reader.str("address").map_err(fail)?.to_string();
-            users.insert(user, address);
+            let user = snapshot.string("user")?;
+            users.insert(user, snapshot.string("address")?);
         }
-        reader.end().map_err(fail)?;
+        snapshot.end()?;
         self.users = users;
         self.sequence = sequence;
         Ok(())

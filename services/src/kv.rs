@@ -19,7 +19,7 @@ use bytes::Bytes;
 use concord::state_machine::{RestoreError, StateMachine};
 use concord::Index;
 
-use crate::codec::{DecodeError, Reader, Writer, STRING_BYTES_MAX};
+use crate::codec::{DecodeError, Reader, SnapshotReader, Writer, STRING_BYTES_MAX};
 
 /// Most keys one `get_many` reads.
 pub const GET_MANY_KEYS_MAX: usize = 64;
@@ -401,35 +401,24 @@ impl StateMachine for StrictKv {
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {
-        let fail = |error: DecodeError| RestoreError::new(format!("strict kv snapshot: {error}"));
-        let mut reader = Reader::new(snapshot);
-        let version = reader.u8("version").map_err(fail)?;
-        if version != SNAPSHOT_VERSION {
-            return Err(RestoreError::new(format!(
-                "strict kv snapshot version {version}, this build reads {SNAPSHOT_VERSION}"
-            )));
-        }
-        let count = reader.u64("key count").map_err(fail)?;
-        if count > KEYS_MAX as u64 {
-            return Err(RestoreError::new(format!(
-                "strict kv snapshot holds {count} keys, above the limit of {KEYS_MAX}"
-            )));
-        }
+        let mut snapshot = SnapshotReader::open(snapshot, "strict kv", SNAPSHOT_VERSION)?;
+        let count = snapshot.count("key count", "keys", KEYS_MAX)?;
         let mut data = BTreeMap::new();
         for _ in 0..count {
-            let key = reader.str("key").map_err(fail)?.to_string();
-            let value = reader.str("value").map_err(fail)?.to_string();
-            data.insert(key, value);
+            let key = snapshot.string("key")?;
+            data.insert(key, snapshot.string("value")?);
         }
-        let deferred_count = reader
+        // The planted bug's deferred half-write (empty without it).
+        let deferred_count = snapshot
+            .reader
             .count("deferred count", PUT_MANY_PAIRS_MAX)
-            .map_err(fail)?;
+            .map_err(|e| snapshot.error(e))?;
         let mut deferred = Vec::with_capacity(deferred_count);
         for _ in 0..deferred_count {
-            let key = reader.str("key").map_err(fail)?.to_string();
-            deferred.push((key, reader.str("value").map_err(fail)?.to_string()));
+            let key = snapshot.string("key")?;
+            deferred.push((key, snapshot.string("value")?));
         }
-        reader.end().map_err(fail)?;
+        snapshot.end()?;
         self.data = data;
         self.deferred = deferred;
         Ok(())

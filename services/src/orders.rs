@@ -20,7 +20,7 @@ use bytes::Bytes;
 use concord::state_machine::{RestoreError, StateMachine};
 use concord::Index;
 
-use crate::codec::{DecodeError, Reader, Writer};
+use crate::codec::{DecodeError, Reader, SnapshotReader, Writer};
 
 /// Longest customer name.
 pub const CUSTOMER_BYTES_MAX: usize = 256;
@@ -249,26 +249,18 @@ impl StateMachine for Orders {
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {
-        let fail = |error: DecodeError| RestoreError::new(format!("orders snapshot: {error}"));
-        let mut reader = Reader::new(snapshot);
-        let version = reader.u8("version").map_err(fail)?;
-        if version != SNAPSHOT_VERSION {
-            return Err(RestoreError::new(format!(
-                "orders snapshot version {version}, this build reads {SNAPSHOT_VERSION}"
-            )));
-        }
-        let count = reader.u64("customer count").map_err(fail)?;
-        if count > CUSTOMERS_MAX as u64 {
-            return Err(RestoreError::new(format!(
-                "orders snapshot holds {count} customers, above the limit of {CUSTOMERS_MAX}"
-            )));
-        }
+        let mut snapshot = SnapshotReader::open(snapshot, "orders", SNAPSHOT_VERSION)?;
+        let count = snapshot.count("customer count", "customers", CUSTOMERS_MAX)?;
         let mut last = BTreeMap::new();
         for _ in 0..count {
-            let customer = reader.str("customer").map_err(fail)?.to_string();
-            last.insert(customer, reader.u64("order number").map_err(fail)?);
+            let customer = snapshot.string("customer")?;
+            let number = snapshot
+                .reader
+                .u64("order number")
+                .map_err(|e| snapshot.error(e))?;
+            last.insert(customer, number);
         }
-        reader.end().map_err(fail)?;
+        snapshot.end()?;
         self.last = last;
         Ok(())
     }
