@@ -74,10 +74,16 @@ fn every_seed_compacts_and_far_behind_replicas_install_snapshots() {
         )
         .unwrap();
         assert!(report.passed(), "seed {seed}: {:?}", report.failure);
+        // Every node that applies what was committed snapshots at each
+        // threshold; a crash-heavy seed commits little (seed 34: 43
+        // entries), so the floor follows what it committed, and at least
+        // one node must have passed every threshold.
+        let floor = (report.committed / report.compaction.threshold_entries).max(1);
         assert!(
-            report.snapshots.taken >= 5,
-            "seed {seed} ({}) took only {} snapshots",
+            report.snapshots.taken >= floor,
+            "seed {seed} ({}) committed {} entries but took only {} snapshots (floor {floor})",
             report.compaction,
+            report.committed,
             report.snapshots.taken
         );
         taken += report.snapshots.taken;
