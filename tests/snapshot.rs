@@ -56,6 +56,19 @@ fn assert_identical_state(c: &Cluster) {
     }
 }
 
+/// A snapshot ending at `position` sent whole, in one chunk, from a
+/// leader of the configuration {1, 2, 3}.
+fn whole_snapshot(position: LogPosition, data: Bytes) -> MessageBody {
+    MessageBody::InstallSnapshot {
+        snapshot: position,
+        size_bytes: data.len() as u64,
+        checksum: checksum64(&data),
+        offset: 0,
+        data,
+        membership: Membership::new([1, 2, 3]),
+    }
+}
+
 #[test]
 fn compaction_happens_at_the_entry_threshold_and_keeps_the_trailing_window() {
     let mut c = Cluster::configured(&[1, 2, 3], compacting(10, 3, 64));
@@ -443,14 +456,7 @@ fn a_matching_log_suffix_is_kept_on_install() {
         common::recovered(1, None, &[1, 1, 1, 1]),
     );
     let data = Bytes::from_static(b"state after entry 3");
-    let chunk = MessageBody::InstallSnapshot {
-        snapshot: LogPosition::new(3, 1),
-        size_bytes: data.len() as u64,
-        checksum: checksum64(&data),
-        offset: 0,
-        data: data.clone(),
-        membership: Membership::new([1, 2, 3]),
-    };
+    let chunk = whole_snapshot(LogPosition::new(3, 1), data.clone());
     let actions = n.receive(msg(1, 2, 1, chunk));
     assert!(actions.iter().any(|a| matches!(
         a,
@@ -477,14 +483,7 @@ fn a_conflicting_log_is_discarded_on_install() {
         common::recovered(2, None, &[1, 1, 2, 2]),
     );
     let data = Bytes::from_static(b"state");
-    let chunk = MessageBody::InstallSnapshot {
-        snapshot: LogPosition::new(3, 1),
-        size_bytes: data.len() as u64,
-        checksum: checksum64(&data),
-        offset: 0,
-        data,
-        membership: Membership::new([1, 2, 3]),
-    };
+    let chunk = whole_snapshot(LogPosition::new(3, 1), data);
     let actions = n.receive(msg(1, 2, 2, chunk));
     assert!(actions.iter().any(|a| matches!(
         a,
@@ -663,14 +662,7 @@ fn a_discarded_log_leaves_the_disk_only_with_the_snapshot_write() {
         common::recovered(2, None, &[1, 1, 1, 1]),
     );
     let data = Bytes::from_static(b"state after entry 6");
-    let chunk = MessageBody::InstallSnapshot {
-        snapshot: LogPosition::new(6, 2),
-        size_bytes: data.len() as u64,
-        checksum: checksum64(&data),
-        offset: 0,
-        data,
-        membership: Membership::new([1, 2, 3]),
-    };
+    let chunk = whole_snapshot(LogPosition::new(6, 2), data);
     let actions = n.receive(msg(1, 2, 2, chunk));
     let snapshot_write = actions
         .iter()

@@ -1,7 +1,9 @@
 //! The typed client of the directory (feature `runtime`).
 
+use concord::ReadPath;
+
 use crate::directory::{DirectoryRequest, DirectoryResponse};
-use crate::runtime::{CallError, ServiceClient};
+use crate::runtime::{CallError, ServiceClient, ServiceRequest};
 
 /// A client of a directory cluster: lookups are linearizable, connects,
 /// disconnects and sequence numbers are applied exactly once even when
@@ -31,19 +33,7 @@ impl DirectoryClient {
     }
 
     async fn call(&mut self, request: DirectoryRequest) -> Result<DirectoryResponse, CallError> {
-        request.validate().map_err(CallError::Invalid)?;
-        let op_id = self.inner.next_op_id();
-        let bytes = request.encode(op_id);
-        let answer = if request.is_read() {
-            self.inner.read(bytes).await?
-        } else {
-            self.inner.write(bytes).await?
-        };
-        match DirectoryResponse::decode(&answer) {
-            Ok(DirectoryResponse::Refused(reason)) => Err(CallError::Refused(reason)),
-            Ok(response) => Ok(response),
-            Err(error) => Err(CallError::Protocol(error.to_string())),
-        }
+        self.inner.call(request, ReadPath::ReadIndex).await
     }
 
     async fn done(&mut self, request: DirectoryRequest) -> Result<(), CallError> {
@@ -90,5 +80,30 @@ impl DirectoryClient {
                 "expected a sequence number, got {other:?}"
             ))),
         }
+    }
+}
+
+impl ServiceRequest for DirectoryRequest {
+    type Response = DirectoryResponse;
+
+    fn is_read(&self) -> bool {
+        DirectoryRequest::is_read(self)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        DirectoryRequest::validate(self)
+    }
+
+    fn encode(&self, op_id: u64) -> bytes::Bytes {
+        DirectoryRequest::encode(self, op_id)
+    }
+
+    fn decode_response(
+        bytes: &[u8],
+    ) -> Result<Result<DirectoryResponse, String>, crate::codec::DecodeError> {
+        Ok(match DirectoryResponse::decode(bytes)? {
+            DirectoryResponse::Refused(reason) => Err(reason),
+            response => Ok(response),
+        })
     }
 }

@@ -1,7 +1,9 @@
 //! The typed client of the strict key-value store (feature `runtime`).
 
+use concord::ReadPath;
+
 use crate::kv::{KvRequest, KvResponse};
-use crate::runtime::{CallError, ServiceClient};
+use crate::runtime::{CallError, ServiceClient, ServiceRequest};
 
 /// A client of a strict key-value cluster: every call is linearizable;
 /// writes are applied exactly once even when retried.
@@ -30,19 +32,7 @@ impl KvClient {
     }
 
     async fn call(&mut self, request: KvRequest) -> Result<KvResponse, CallError> {
-        request.validate().map_err(CallError::Invalid)?;
-        let op_id = self.inner.next_op_id();
-        let bytes = request.encode(op_id);
-        let answer = if request.is_read() {
-            self.inner.read(bytes).await?
-        } else {
-            self.inner.write(bytes).await?
-        };
-        match KvResponse::decode(&answer) {
-            Ok(KvResponse::Refused(reason)) => Err(CallError::Refused(reason)),
-            Ok(response) => Ok(response),
-            Err(error) => Err(CallError::Protocol(error.to_string())),
-        }
+        self.inner.call(request, ReadPath::ReadIndex).await
     }
 
     async fn values(
@@ -106,5 +96,30 @@ impl KvClient {
                 .collect(),
         })
         .await
+    }
+}
+
+impl ServiceRequest for KvRequest {
+    type Response = KvResponse;
+
+    fn is_read(&self) -> bool {
+        KvRequest::is_read(self)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        KvRequest::validate(self)
+    }
+
+    fn encode(&self, op_id: u64) -> bytes::Bytes {
+        KvRequest::encode(self, op_id)
+    }
+
+    fn decode_response(
+        bytes: &[u8],
+    ) -> Result<Result<KvResponse, String>, crate::codec::DecodeError> {
+        Ok(match KvResponse::decode(bytes)? {
+            KvResponse::Refused(reason) => Err(reason),
+            response => Ok(response),
+        })
     }
 }

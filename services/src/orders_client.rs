@@ -3,7 +3,7 @@
 use concord::ReadPath;
 
 use crate::orders::{OrdersRequest, OrdersResponse};
-use crate::runtime::{CallError, ServiceClient};
+use crate::runtime::{CallError, ServiceClient, ServiceRequest};
 
 /// A client of an orders cluster: an order is counted once even when
 /// retried; the last order number is read at any server, linearizably.
@@ -32,19 +32,7 @@ impl OrdersClient {
     }
 
     async fn call(&mut self, request: OrdersRequest) -> Result<OrdersResponse, CallError> {
-        request.validate().map_err(CallError::Invalid)?;
-        let op_id = self.inner.next_op_id();
-        let bytes = request.encode(op_id);
-        let answer = if request.is_read() {
-            self.inner.read_via(bytes, ReadPath::Follower).await?
-        } else {
-            self.inner.write(bytes).await?
-        };
-        match OrdersResponse::decode(&answer) {
-            Ok(OrdersResponse::Refused(reason)) => Err(CallError::Refused(reason)),
-            Ok(response) => Ok(response),
-            Err(error) => Err(CallError::Protocol(error.to_string())),
-        }
+        self.inner.call(request, ReadPath::Follower).await
     }
 
     /// Places `customer`'s next order; returns its number.
@@ -75,5 +63,30 @@ impl OrdersClient {
                 "expected the last order number, got {other:?}"
             ))),
         }
+    }
+}
+
+impl ServiceRequest for OrdersRequest {
+    type Response = OrdersResponse;
+
+    fn is_read(&self) -> bool {
+        OrdersRequest::is_read(self)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        OrdersRequest::validate(self)
+    }
+
+    fn encode(&self, op_id: u64) -> bytes::Bytes {
+        OrdersRequest::encode(self, op_id)
+    }
+
+    fn decode_response(
+        bytes: &[u8],
+    ) -> Result<Result<OrdersResponse, String>, crate::codec::DecodeError> {
+        Ok(match OrdersResponse::decode(bytes)? {
+            OrdersResponse::Refused(reason) => Err(reason),
+            response => Ok(response),
+        })
     }
 }

@@ -27,6 +27,23 @@ use concord::{NodeId, ReadPath};
 /// beyond it; its client then gets "session expired").
 pub const SESSIONS_MAX: usize = 65_536;
 
+/// A service's request, as its typed client sends it through
+/// [`ServiceClient::call`].
+pub trait ServiceRequest {
+    /// The service's answer.
+    type Response;
+    /// Whether the request only reads (answered without a log entry).
+    fn is_read(&self) -> bool;
+    /// Refuses, before sending, a request the service would refuse.
+    fn validate(&self) -> Result<(), String>;
+    /// The request's bytes, carrying `op_id`.
+    fn encode(&self, op_id: u64) -> Bytes;
+    /// Decodes an answer; the inner `Err` is a refusal's reason.
+    fn decode_response(
+        bytes: &[u8],
+    ) -> Result<Result<Self::Response, String>, crate::codec::DecodeError>;
+}
+
 /// Flags of `<service> serve`.
 #[derive(Args, Clone, Debug)]
 pub struct ServeArgs {
@@ -344,6 +361,29 @@ impl ServiceClient {
                 Err(CallError::Client(ClientError::SessionExpired))
             }
             other => Err(CallError::Protocol(format!("write answered {other:?}"))),
+        }
+    }
+
+    /// Sends `request` of a typed client: checked first, then as a read
+    /// on `read_path` or as a write through the log; a refusal becomes
+    /// [`CallError::Refused`].
+    pub async fn call<R: ServiceRequest>(
+        &mut self,
+        request: R,
+        read_path: ReadPath,
+    ) -> Result<R::Response, CallError> {
+        request.validate().map_err(CallError::Invalid)?;
+        let op_id = self.next_op_id();
+        let bytes = request.encode(op_id);
+        let answer = if request.is_read() {
+            self.read_via(bytes, read_path).await?
+        } else {
+            self.write(bytes).await?
+        };
+        match R::decode_response(&answer) {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(reason)) => Err(CallError::Refused(reason)),
+            Err(error) => Err(CallError::Protocol(error.to_string())),
         }
     }
 
