@@ -14,7 +14,9 @@
 //!
 //! Environment (all optional, for profiling and quick looks):
 //! `CONCORD_BENCH_RUNS` runs per cell (default 5); `CONCORD_BENCH_ONLY` =
-//! `concord` or `raft-rs` runs one library alone; `CONCORD_BENCH_CELL` =
+//! `raft-rs` runs raft-rs's three paths alone, and `concord`,
+//! `raft-rs/propose`, `raft-rs/msg` or `raft-rs/msg+batch_append` one
+//! contestant alone (for profiling); `CONCORD_BENCH_CELL` =
 //! `lock/1`, `pipe/1`, `lock/64` or `pipe/64` runs one cell alone.
 
 use std::time::Duration;
@@ -54,10 +56,6 @@ fn main() {
         .unwrap_or(5)
         .max(1);
     let only = env("CONCORD_BENCH_ONLY");
-    assert!(
-        matches!(only.as_deref(), None | Some("concord") | Some("raft-rs")),
-        "CONCORD_BENCH_ONLY must be `concord` or `raft-rs`"
-    );
     let contestants: Vec<Contestant> = [
         contestant::<Cluster>(false),
         contestant::<RaftCluster<Separate>>(true),
@@ -66,11 +64,16 @@ fn main() {
     ]
     .into_iter()
     .filter(|c| match only.as_deref() {
-        Some("concord") => !c.raft_rs,
+        None => true,
         Some("raft-rs") => c.raft_rs,
-        _ => true,
+        Some(name) => c.name == name,
     })
     .collect();
+    assert!(
+        !contestants.is_empty(),
+        "CONCORD_BENCH_ONLY must be `raft-rs` (its three paths) or one name of: concord, \
+         raft-rs/propose, raft-rs/msg, raft-rs/msg+batch_append"
+    );
     let cell_filter = env("CONCORD_BENCH_CELL");
     let cells: Vec<Cell> = Cell::ALL
         .into_iter()
