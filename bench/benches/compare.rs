@@ -1,21 +1,31 @@
 //! concord against raft-rs 0.7 on the same in-memory loop, cells interleaved
-//! (concord cell, raft-rs cell, next cell, …) so that both libraries see the
-//! same machine conditions.
+//! (concord cell, raft-rs cells, next cell, …) so that both libraries see the
+//! same machine conditions. raft-rs runs on each of its three proposal
+//! paths (`raft_loop::ProposePath`): one `propose` call per entry, one
+//! `MsgPropose` per round, and one `MsgPropose` with `batch_append`; the
+//! ratio is taken against the fastest of the three in each cell.
 //!
 //! ```text
 //! cargo bench -p concord-bench --features raft-rs --bench compare
 //! ```
 //!
+//! Both libraries are built with the workspace's `bench` profile (thin LTO,
+//! one codegen unit: see the root `Cargo.toml`).
+//!
 //! Environment (all optional, for profiling and quick looks):
 //! `CONCORD_BENCH_RUNS` runs per cell (default 5); `CONCORD_BENCH_ONLY` =
-//! `concord` or `raft-rs` runs one library alone; `CONCORD_BENCH_CELL` =
+//! `raft-rs` runs raft-rs's three paths alone, and `concord`,
+//! `raft-rs/propose`, `raft-rs/msg` or `raft-rs/msg+batch_append` one
+//! contestant alone (for profiling); `CONCORD_BENCH_CELL` =
 //! `lock/1`, `pipe/1`, `lock/64` or `pipe/64` runs one cell alone.
 
 use std::time::Duration;
 
-use concord_bench::concord_loop::{run_once, Cell, Cluster, PAYLOAD_BYTES, PROPOSALS};
+use concord_bench::concord_loop::{
+    run_once, BenchCluster, Cell, Cluster, PAYLOAD_BYTES, PROPOSALS,
+};
 use concord_bench::median;
-use concord_bench::raft_loop::RaftCluster;
+use concord_bench::raft_loop::{BatchAppend, OneMessage, RaftCluster, Separate};
 
 fn entries_per_second(proposals: u64, elapsed: Duration) -> f64 {
     proposals as f64 / elapsed.as_secs_f64()
@@ -25,18 +35,45 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.is_empty())
 }
 
+/// One contestant: its name and a function that runs one cell.
+struct Contestant {
+    name: &'static str,
+    run: fn(Cell, u64) -> Duration,
+    raft_rs: bool,
+}
+
+fn contestant<C: BenchCluster>(raft_rs: bool) -> Contestant {
+    Contestant {
+        name: C::NAME,
+        run: run_once::<C>,
+        raft_rs,
+    }
+}
+
 fn main() {
     let runs: usize = env("CONCORD_BENCH_RUNS")
         .map(|runs| runs.parse().expect("CONCORD_BENCH_RUNS must be a number"))
         .unwrap_or(5)
         .max(1);
     let only = env("CONCORD_BENCH_ONLY");
+    let contestants: Vec<Contestant> = [
+        contestant::<Cluster>(false),
+        contestant::<RaftCluster<Separate>>(true),
+        contestant::<RaftCluster<OneMessage>>(true),
+        contestant::<RaftCluster<BatchAppend>>(true),
+    ]
+    .into_iter()
+    .filter(|c| match only.as_deref() {
+        None => true,
+        Some("raft-rs") => c.raft_rs,
+        Some(name) => c.name == name,
+    })
+    .collect();
     assert!(
-        matches!(only.as_deref(), None | Some("concord") | Some("raft-rs")),
-        "CONCORD_BENCH_ONLY must be `concord` or `raft-rs`"
+        !contestants.is_empty(),
+        "CONCORD_BENCH_ONLY must be `raft-rs` (its three paths) or one name of: concord, \
+         raft-rs/propose, raft-rs/msg, raft-rs/msg+batch_append"
     );
-    let run_concord = only.as_deref() != Some("raft-rs");
-    let run_raft = only.as_deref() != Some("concord");
     let cell_filter = env("CONCORD_BENCH_CELL");
     let cells: Vec<Cell> = Cell::ALL
         .into_iter()
@@ -53,53 +90,57 @@ fn main() {
         PAYLOAD_BYTES
     );
 
-    // One untimed warm-up of each library, so the first cell does not pay
-    // for page faults and allocator growth alone.
-    if run_concord {
-        run_once::<Cluster>(cells[0], PROPOSALS / 10);
-    }
-    if run_raft {
-        run_once::<RaftCluster>(cells[0], PROPOSALS / 10);
+    // One untimed warm-up of each contestant, so the first cell does not
+    // pay for page faults and allocator growth alone.
+    for c in &contestants {
+        (c.run)(cells[0], PROPOSALS / 10);
     }
 
-    let mut concord = vec![Vec::new(); cells.len()];
-    let mut raft = vec![Vec::new(); cells.len()];
+    // rates[cell][contestant] = entries/s of every run.
+    let mut rates = vec![vec![Vec::new(); contestants.len()]; cells.len()];
     for run in 1..=runs {
         for (i, cell) in cells.iter().enumerate() {
-            let ours = if run_concord {
-                entries_per_second(PROPOSALS, run_once::<Cluster>(*cell, PROPOSALS))
-            } else {
-                f64::NAN
-            };
-            let theirs = if run_raft {
-                entries_per_second(PROPOSALS, run_once::<RaftCluster>(*cell, PROPOSALS))
-            } else {
-                f64::NAN
-            };
-            println!(
-                "run {run}/{runs} {:>8}: concord {:>6.3} M/s, raft-rs {:>6.3} M/s",
-                cell.name(),
-                ours / 1e6,
-                theirs / 1e6
-            );
-            concord[i].push(ours);
-            raft[i].push(theirs);
+            let mut line = format!("run {run}/{runs} {:>8}:", cell.name());
+            for (j, c) in contestants.iter().enumerate() {
+                let rate = entries_per_second(PROPOSALS, (c.run)(*cell, PROPOSALS));
+                line.push_str(&format!(" {} {:.3} M/s;", c.name, rate / 1e6));
+                rates[i][j].push(rate);
+            }
+            println!("{line}");
         }
     }
 
     println!();
-    println!("median entries/s over {runs} runs (entries applied on all 3 nodes)");
-    println!("| cell     |    concord |    raft-rs | concord/raft-rs |");
-    println!("| -------- | ---------- | ---------- | --------------- |");
+    println!("median entries/s over {runs} runs (entries applied on all 3 nodes), in millions");
+    let mut header = String::from("| cell     |");
+    let mut rule = String::from("| -------- |");
+    for c in &contestants {
+        header.push_str(&format!(" {} |", c.name));
+        rule.push_str(" ---: |");
+    }
+    let ratio = contestants.iter().any(|c| !c.raft_rs) && contestants.iter().any(|c| c.raft_rs);
+    if ratio {
+        header.push_str(" concord / best raft-rs |");
+        rule.push_str(" ---: |");
+    }
+    println!("{header}");
+    println!("{rule}");
     for (i, cell) in cells.iter().enumerate() {
-        let ours = median(&concord[i]);
-        let theirs = median(&raft[i]);
-        println!(
-            "| {:<8} | {:>8.3} M | {:>8.3} M | {:>14.2}x |",
-            cell.name(),
-            ours / 1e6,
-            theirs / 1e6,
-            ours / theirs
-        );
+        let medians: Vec<f64> = rates[i].iter().map(|r| median(r)).collect();
+        let mut row = format!("| {:<8} |", cell.name());
+        for m in &medians {
+            row.push_str(&format!(" {:.3} |", m / 1e6));
+        }
+        if ratio {
+            let ours = medians[0];
+            let best_raft = contestants
+                .iter()
+                .zip(&medians)
+                .filter(|(c, _)| c.raft_rs)
+                .map(|(_, m)| *m)
+                .fold(0.0, f64::max);
+            row.push_str(&format!(" {:.2}x |", ours / best_raft));
+        }
+        println!("{row}");
     }
 }

@@ -6,10 +6,18 @@
 //! hard state to `MemStorage`, queue persisted messages, `advance`, apply
 //! what the light ready commits, `advance_apply`); then every queued message
 //! is delivered, in FIFO order.
+//!
+//! A round's proposals reach the leader by one of three paths
+//! ([`ProposePath`]), so that the comparison can use raft-rs's fastest one:
+//! [`Separate`] (one `RawNode::propose` per entry), [`OneMessage`] (one
+//! `MsgPropose` carrying every entry of the round, passed to
+//! `RawNode::step`) and [`BatchAppend`] (the same, with raft-rs's
+//! `Config::batch_append`, which merges appends queued for one follower).
 
 use std::collections::VecDeque;
+use std::marker::PhantomData;
 
-use raft::eraftpb::{ConfState, Entry, EntryType, Message};
+use raft::eraftpb::{ConfState, Entry, EntryType, Message, MessageType};
 use raft::storage::MemStorage;
 use raft::{RawNode, StateRole};
 
@@ -21,8 +29,46 @@ fn slot(id: u64) -> usize {
     (id - 1) as usize
 }
 
-/// Three raft-rs nodes and the FIFO network between them.
-pub struct RaftCluster {
+/// How a round's proposals are handed to raft-rs.
+pub trait ProposePath {
+    /// Name in tables, such as `raft-rs/msg`.
+    const NAME: &'static str;
+    /// Whether the round's entries travel in one `MsgPropose`.
+    const ONE_MESSAGE: bool;
+    /// raft-rs's `Config::batch_append`.
+    const BATCH_APPEND: bool;
+}
+
+/// One `RawNode::propose` call per entry: raft-rs's convenience API.
+pub struct Separate;
+
+impl ProposePath for Separate {
+    const NAME: &'static str = "raft-rs/propose";
+    const ONE_MESSAGE: bool = false;
+    const BATCH_APPEND: bool = false;
+}
+
+/// One `MsgPropose` with every entry of the round, through `RawNode::step`.
+pub struct OneMessage;
+
+impl ProposePath for OneMessage {
+    const NAME: &'static str = "raft-rs/msg";
+    const ONE_MESSAGE: bool = true;
+    const BATCH_APPEND: bool = false;
+}
+
+/// [`OneMessage`] with `Config::batch_append` on.
+pub struct BatchAppend;
+
+impl ProposePath for BatchAppend {
+    const NAME: &'static str = "raft-rs/msg+batch_append";
+    const ONE_MESSAGE: bool = true;
+    const BATCH_APPEND: bool = true;
+}
+
+/// Three raft-rs nodes and the FIFO network between them, fed through
+/// proposal path `P`.
+pub struct RaftCluster<P: ProposePath = OneMessage> {
     nodes: Vec<RawNode<MemStorage>>,
     /// Messages sent and not yet delivered, in send order.
     queue: VecDeque<Message>,
@@ -32,9 +78,10 @@ pub struct RaftCluster {
     applied_index: [u64; 3],
     /// Hops run since the cluster was built.
     hops: u64,
+    path: PhantomData<P>,
 }
 
-impl RaftCluster {
+impl<P: ProposePath> RaftCluster<P> {
     /// Builds the cluster and elects node 1, outside any timing.
     pub fn new() -> Self {
         let logger = slog::Logger::root(slog::Discard, slog::o!());
@@ -45,6 +92,7 @@ impl RaftCluster {
                     id,
                     max_inflight_msgs: 256,
                     max_size_per_msg: 1024 * 1024,
+                    batch_append: P::BATCH_APPEND,
                     ..Default::default()
                 };
                 config.validate().expect("valid raft-rs config");
@@ -59,6 +107,7 @@ impl RaftCluster {
             applied: [0; 3],
             applied_index: [0; 3],
             hops: 0,
+            path: PhantomData,
         };
         cluster.elect_node_1();
         cluster
@@ -155,11 +204,34 @@ impl RaftCluster {
     }
 
     fn propose(&mut self, first_seq: u64, count: usize) {
+        if P::ONE_MESSAGE {
+            self.propose_in_one_message(first_seq, count);
+            return;
+        }
         for seq in first_seq..first_seq + count as u64 {
             self.nodes[0]
                 .propose(Vec::new(), payload(seq))
                 .expect("raft-rs refused a proposal");
         }
+    }
+
+    /// raft-rs's batch path: the entries of the round in one `MsgPropose`,
+    /// which the leader appends and broadcasts once.
+    fn propose_in_one_message(&mut self, first_seq: u64, count: usize) {
+        let entries: Vec<Entry> = (first_seq..first_seq + count as u64)
+            .map(|seq| {
+                let mut entry = Entry::default();
+                entry.data = payload(seq).into();
+                entry
+            })
+            .collect();
+        let mut message = Message::default();
+        message.set_msg_type(MessageType::MsgPropose);
+        message.from = self.nodes[0].raft.id;
+        message.set_entries(entries.into());
+        self.nodes[0]
+            .step(message)
+            .expect("raft-rs refused a proposal");
     }
 
     /// Checks that every node applied exactly `count` proposals and that the
@@ -201,14 +273,14 @@ impl RaftCluster {
     }
 }
 
-impl Default for RaftCluster {
+impl<P: ProposePath> Default for RaftCluster<P> {
     fn default() -> Self {
         RaftCluster::new()
     }
 }
 
-impl BenchCluster for RaftCluster {
-    const NAME: &'static str = "raft-rs";
+impl<P: ProposePath> BenchCluster for RaftCluster<P> {
+    const NAME: &'static str = P::NAME;
 
     fn propose_batch(&mut self, first_seq: u64, count: usize) {
         self.propose(first_seq, count);

@@ -52,16 +52,29 @@ fn concord_locked_round_takes_four_hops() {
 
 #[cfg(feature = "raft-rs")]
 mod raft_rs {
-    use concord_bench::raft_loop::RaftCluster;
+    use concord_bench::raft_loop::{BatchAppend, OneMessage, RaftCluster, Separate};
 
     #[test]
-    fn raft_loop_commits_every_proposal_in_every_cell() {
-        super::commits_every_proposal_in_every_cell::<RaftCluster>();
+    fn raft_loop_commits_every_proposal_in_every_cell_on_every_path() {
+        super::commits_every_proposal_in_every_cell::<RaftCluster<Separate>>();
+        super::commits_every_proposal_in_every_cell::<RaftCluster<OneMessage>>();
+        super::commits_every_proposal_in_every_cell::<RaftCluster<BatchAppend>>();
     }
 
     #[test]
-    fn raft_locked_round_takes_four_hops() {
-        assert_eq!(super::hops_for_100_locked_rounds::<RaftCluster>(), 400);
+    fn raft_locked_round_takes_four_hops_on_every_path() {
+        assert_eq!(
+            super::hops_for_100_locked_rounds::<RaftCluster<Separate>>(),
+            400
+        );
+        assert_eq!(
+            super::hops_for_100_locked_rounds::<RaftCluster<OneMessage>>(),
+            400
+        );
+        assert_eq!(
+            super::hops_for_100_locked_rounds::<RaftCluster<BatchAppend>>(),
+            400
+        );
     }
 }
 
