@@ -368,10 +368,7 @@ impl ChatWorkload {
             matches!(&op.request, ChatRequest::CreateAccount { account: a } if a == account)
                 && op.may_have(|r| *r == ChatResponse::Done)
                 && op.interval.call_ns < before_ns
-                && op
-                    .interval
-                    .return_ns
-                    .map_or(true, |ret| ret > delete_call_ns)
+                && op.interval.return_ns.is_none_or(|ret| ret > delete_call_ns)
         })
     }
 
@@ -656,10 +653,13 @@ mod tests {
         )
     }
 
+    /// Every violation found, joined (the report names only the first).
     fn verdict(ops: Vec<Recorded>) -> Option<String> {
         let mut workload = ChatWorkload::new(1, false);
         workload.ops = ops;
-        workload.finish().failure
+        let failure = workload.finish().failure;
+        assert_eq!(failure.is_some(), !workload.violations.is_empty());
+        failure.map(|_| workload.violations.join("; "))
     }
 
     #[test]
@@ -689,7 +689,7 @@ mod tests {
             fetch("a1", 21, 30, &[(2, "m0.2")]),
             fetch("a1", 31, 40, &[(1, "m0.1")]),
         ]);
-        assert!(reordered.unwrap().contains("order"));
+        assert!(reordered.unwrap().contains("per-sender order"));
         let deleted = verdict(vec![
             op(
                 1,
