@@ -92,6 +92,10 @@ struct InFlight {
     call_ns: u64,
 }
 
+/// One message a fetch returned: (the fetch's index in the record, the
+/// message id, the sending client's operation number).
+type Delivery = (usize, u64, u64);
+
 /// Clients of the chat service; checks its invariants at the end.
 #[derive(Clone, Debug)]
 pub struct ChatWorkload {
@@ -296,7 +300,7 @@ impl ChatWorkload {
         // (recipient, sending client) → deliveries (fetch index, message
         // id, the client's operation number).
         let sends = self.sends();
-        let mut deliveries: BTreeMap<(&str, usize), Vec<(usize, u64, u64)>> = BTreeMap::new();
+        let mut deliveries: BTreeMap<(&str, usize), Vec<Delivery>> = BTreeMap::new();
         for (index, account, messages, _) in self.fetches() {
             let mut last_id = 0;
             for message in messages {
@@ -390,13 +394,16 @@ impl ChatWorkload {
                 {
                     continue;
                 }
-                let received = match (&op.request, &op.outcome) {
-                    (ChatRequest::Send { .. }, Outcome::Done(ChatResponse::Sent(_))) => true,
-                    (ChatRequest::Fetch { .. }, Outcome::Done(ChatResponse::Fetched { .. })) => {
-                        true
-                    }
-                    _ => false,
-                };
+                let received = matches!(
+                    (&op.request, &op.outcome),
+                    (
+                        ChatRequest::Send { .. },
+                        Outcome::Done(ChatResponse::Sent(_))
+                    ) | (
+                        ChatRequest::Fetch { .. },
+                        Outcome::Done(ChatResponse::Fetched { .. })
+                    )
+                );
                 let op_return = op.interval.return_ns.unwrap_or(u64::MAX);
                 if received && !self.recreated(account, delete.interval.call_ns, op_return) {
                     found.push(format!(
