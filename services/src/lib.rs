@@ -6,6 +6,8 @@
 //!
 //! | module | what |
 //! | --- | --- |
+//! | [`chat`] | chat: accounts (glob listing), messages queued until fetched, each delivered once |
+//! | `chat_client` (feature `runtime`) | the typed chat client |
 //! | [`codec`] | the byte layout of every request and response, bounded decoding |
 //! | [`kv`] | strict key-value store: `get`, `get_many`, `put`, atomic `put_many` |
 //! | `runtime` (feature `runtime`) | server startup from flags, a client with leader discovery, retries and exactly-once sessions |
@@ -16,11 +18,14 @@
 //! | `orders_client` (feature `runtime`) | the typed orders client |
 //! | `latency` (feature `runtime`) | the orders experiment's statistics, table and plot |
 //!
-//! The simulator (`concord-sim run --service kv|directory|orders`) depends on this crate
+//! The simulator (`concord-sim run --service kv|directory|orders|chat`) depends on this crate
 //! without the `runtime` feature and runs the same state machines under
 //! its faults; the binary `concord-services` runs them for real.
 #![deny(missing_docs)]
 
+pub mod chat;
+#[cfg(feature = "runtime")]
+pub mod chat_client;
 pub mod codec;
 pub mod directory;
 #[cfg(feature = "runtime")]

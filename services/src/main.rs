@@ -18,6 +18,10 @@
 //! concord-services directory --servers ... next-sequence
 //! concord-services orders --servers ... place-order acme
 //! concord-services orders --servers ... last-order acme
+//! concord-services chat --servers ... create-account ann
+//! concord-services chat --servers ... send ann bob "lunch at noon?"
+//! concord-services chat --servers ... fetch bob
+//! concord-services chat --servers ... list-accounts 'a*'
 //! ```
 //!
 //! Exit codes of the client commands: 0 done; 3 refused or invalid
@@ -28,6 +32,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use concord_services::chat::Chat;
+use concord_services::chat_client::ChatClient;
 use concord_services::directory::Directory;
 use concord_services::directory_client::DirectoryClient;
 use concord_services::kv::StrictKv;
@@ -54,6 +60,66 @@ enum Service {
     Directory(DirectoryArgs),
     /// Orders: gap-free order numbers per customer.
     Orders(OrdersArgs),
+    /// Chat: accounts, and messages queued until their recipient fetches
+    /// them, each delivered once.
+    Chat(ChatArgs),
+}
+
+#[derive(Args, Debug)]
+struct ChatArgs {
+    #[command(flatten)]
+    target: Target,
+    #[command(subcommand)]
+    command: ChatCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum ChatCommand {
+    /// Run one server of a chat cluster.
+    Serve(ServeArgs),
+    /// Run a whole cluster on this machine (one process per server) until
+    /// Ctrl-C.
+    LocalCluster(LocalClusterArgs),
+    /// Create ACCOUNT (ASCII letters, digits, '_', '.', '-').
+    CreateAccount {
+        /// The account.
+        account: String,
+    },
+    /// Delete ACCOUNT and every message in its mailbox.
+    DeleteAccount {
+        /// The account.
+        account: String,
+    },
+    /// Print the accounts matching PATTERN, one a line ('*' any run of
+    /// characters, '?' exactly one).
+    ListAccounts {
+        /// The glob.
+        #[arg(default_value = "*")]
+        pattern: String,
+    },
+    /// Queue BODY for RECIPIENT; prints the message id.
+    Send {
+        /// The sending account.
+        sender: String,
+        /// The receiving account.
+        recipient: String,
+        /// The text.
+        body: String,
+    },
+    /// Print ACCOUNT's undelivered messages as ID<TAB>SENDER<TAB>BODY,
+    /// oldest first, and mark them delivered.
+    Fetch {
+        /// The account.
+        account: String,
+    },
+    /// Delete delivered messages of ACCOUNT by id (every delivered one
+    /// when no id is given); prints how many were deleted.
+    DeleteMessages {
+        /// The account.
+        account: String,
+        /// Message ids.
+        ids: Vec<u64>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -323,6 +389,7 @@ fn main() -> ExitCode {
         Service::Kv(args) => runtime.block_on(kv(args)),
         Service::Directory(args) => runtime.block_on(directory(args)),
         Service::Orders(args) => runtime.block_on(orders(args)),
+        Service::Chat(args) => runtime.block_on(chat(args)),
     }
 }
 
@@ -575,6 +642,73 @@ async fn latency_experiment(args: LatencyArgs) -> ExitCode {
         args.out.join("latency.svg").display()
     );
     ExitCode::SUCCESS
+}
+
+async fn chat(args: ChatArgs) -> ExitCode {
+    let ChatArgs { target, command } = args;
+    let command = match command {
+        ChatCommand::LocalCluster(cluster_args) => {
+            return local_cluster("chat", cluster_args).await
+        }
+        ChatCommand::Serve(serve_args) => {
+            init_logging();
+            return match serve(serve_args, Chat::new()).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("concord-services chat serve: {error}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        command => command,
+    };
+    if let Err(code) = check_target(&target) {
+        return code;
+    }
+    let mut client = ChatClient::new(target.servers.clone(), &target.cluster_id);
+    client.set_acknowledge_all(target.acknowledge_all);
+    let result = match command {
+        ChatCommand::Serve(_) | ChatCommand::LocalCluster(_) => unreachable!("handled above"),
+        ChatCommand::CreateAccount { account } => client.create_account(&account).await,
+        ChatCommand::DeleteAccount { account } => client.delete_account(&account).await,
+        ChatCommand::ListAccounts { pattern } => {
+            client
+                .list_accounts(&pattern)
+                .await
+                .map(|(names, truncated)| {
+                    for name in names {
+                        println!("{name}");
+                    }
+                    if truncated {
+                        eprintln!("(more accounts match; narrow the pattern)");
+                    }
+                })
+        }
+        ChatCommand::Send {
+            sender,
+            recipient,
+            body,
+        } => client
+            .send(&sender, &recipient, &body)
+            .await
+            .map(|id| println!("{id}")),
+        ChatCommand::Fetch { account } => client.fetch(&account).await.map(|fetched| {
+            for message in fetched.messages {
+                println!("{}\t{}\t{}", message.id, message.sender, message.body);
+            }
+            if fetched.more {
+                eprintln!("(more messages wait; fetch again)");
+            }
+        }),
+        ChatCommand::DeleteMessages { account, ids } => client
+            .delete_messages(&account, &ids)
+            .await
+            .map(|count| println!("{count}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => client_failed(error),
+    }
 }
 
 async fn directory(args: DirectoryArgs) -> ExitCode {

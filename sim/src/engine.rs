@@ -91,6 +91,9 @@ pub enum FailureKind {
     ExactlyOnce,
     /// The client history is not linearizable (or could not be checked).
     Linearizability,
+    /// A service's own invariant (`run --service ...`) failed: the
+    /// message names the service and the check.
+    ServiceInvariant,
     /// After faults healed, a new write did not commit and apply on every
     /// node in time.
     Liveness,
@@ -144,6 +147,7 @@ impl FailureKind {
             FailureKind::AcknowledgedEntriesLost => "acknowledged-entries-lost",
             FailureKind::ExactlyOnce => "exactly-once",
             FailureKind::Linearizability => "linearizability",
+            FailureKind::ServiceInvariant => "service-invariant",
             FailureKind::Liveness => "liveness",
             FailureKind::Panic => "panic",
             FailureKind::Recovery => "recovery",
@@ -1030,7 +1034,16 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         let report = self.workload.finish();
         if self.failure.is_none() {
             if let Some(message) = report.failure {
-                self.fail(FailureKind::Linearizability, None, message);
+                match self.config.service {
+                    crate::services::Service::Builtin => {
+                        self.fail(FailureKind::Linearizability, None, message)
+                    }
+                    service => self.fail(
+                        FailureKind::ServiceInvariant,
+                        None,
+                        format!("service {}: {message}", service.name()),
+                    ),
+                }
             }
         }
     }

@@ -247,14 +247,16 @@ struct SimArgs {
     /// The service to run: builtin (the simulator's own key-value
     /// register workload), kv (the strict key-value store of
     /// concord-services, with its put_many atomicity check), directory
-    /// (its sequence and disconnect checks) or orders (gap-free order
-    /// numbers).
+    /// (its sequence and disconnect checks), orders (gap-free order
+    /// numbers) or chat (delivered once, nothing lost, per-sender order,
+    /// deleted accounts receive nothing).
     #[arg(long, default_value = "builtin", value_parser = Service::parse)]
     service: Service,
     /// Planted bug of the selected service (kv: a put_many is applied as
     /// two log entries would be, so a read can see half of it; directory:
     /// next_sequence is served as a read from a replica's own counter;
-    /// orders: an order is numbered with its log index).
+    /// orders: an order is numbered with its log index; chat: fetch is
+    /// served as a read from a replica's state, marking nothing delivered).
     #[arg(long)]
     bug_service: bool,
 }

@@ -107,6 +107,23 @@ impl Cluster {
         }
     }
 
+    /// Node `id`'s (commit index, applied index), if it answers.
+    pub fn indexes(&self, id: u64) -> Option<(u64, u64)> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let mut config =
+                ClientConfig::new(self.addrs.values().cloned().collect(), self.cluster_id);
+            config.request_timeout = Duration::from_millis(500);
+            let mut client = Client::new(config);
+            let index = self.addrs.keys().position(|&node| node == id)?;
+            let status = client.status(index).await.ok()?;
+            Some((status.commit_index, status.applied_index))
+        })
+    }
+
     /// The node that says it leads, asked of every node in turn.
     pub fn leader(&self) -> Option<u64> {
         let runtime = tokio::runtime::Builder::new_current_thread()

@@ -8,14 +8,18 @@
 //! | `kv` | [`concord_services::kv::StrictKv`] | linearizability of every get, get_many, put and put_many (projected on each key); `put_many` atomicity: no read sees part of a multi-key write |
 //! | `orders` | [`concord_services::orders::Orders`] | per customer: no order number twice, increasing in real-time order, gap-free; `last_order` (on any read path, follower reads included) within what was placed |
 //! | `directory` | [`concord_services::directory::Directory`] | sequence numbers unique and strictly increasing in real-time order; no lookup returns an address after its user's disconnect was acknowledged; linearizability per user |
+//! | `chat` | [`concord_services::chat::Chat`] | no acknowledged message lost or delivered twice; one sender's messages to one recipient delivered in the order sent; a deleted account receives nothing |
 //!
 //! Planted bugs (`--bug-service`): kv applies a `put_many` as two log
 //! entries would be (a read can see half of it); directory serves
 //! `next_sequence` as a read from the answering replica's own counter
 //! (two callers can get the same number); orders numbers an order with
-//! its log index (unique and increasing, but with gaps). `sim/tests/services.rs` states
+//! its log index (unique and increasing, but with gaps); chat serves
+//! `fetch` as a read from the answering replica's state, marking nothing
+//! delivered (the next fetch returns the same messages). `sim/tests/services.rs` states
 //! within how many seeds each is caught.
 
+pub mod chat;
 pub mod directory;
 pub mod orders;
 pub mod strict_kv;
@@ -38,6 +42,8 @@ pub enum Service {
     Directory,
     /// The orders service of `concord-services`.
     Orders,
+    /// The chat service of `concord-services`.
+    Chat,
 }
 
 impl Service {
@@ -48,6 +54,7 @@ impl Service {
             Service::Kv => "kv",
             Service::Directory => "directory",
             Service::Orders => "orders",
+            Service::Chat => "chat",
         }
     }
 
@@ -58,11 +65,9 @@ impl Service {
             "kv" => Ok(Service::Kv),
             "directory" => Ok(Service::Directory),
             "orders" => Ok(Service::Orders),
-            "chat" => Err(format!(
-                "service {text:?} is not implemented yet; available: builtin, kv, directory, orders"
-            )),
+            "chat" => Ok(Service::Chat),
             other => Err(format!(
-                "unknown service {other:?}: use builtin, kv, directory or orders"
+                "unknown service {other:?}: use builtin, kv, directory, orders or chat"
             )),
         }
     }
@@ -128,6 +133,23 @@ pub fn run_service(
                 orders::OrdersWorkload::new(config.clients),
             )?;
             // Orders keep no key-level history: their checks are their own.
+            Ok((simulation.run(), Vec::new()))
+        }
+        Service::Chat => {
+            let planted = config.service_bug;
+            let simulation = Simulation::new(
+                config.clone(),
+                plan,
+                move |_| {
+                    if planted {
+                        concord_services::chat::Chat::with_fetch_as_read()
+                    } else {
+                        concord_services::chat::Chat::new()
+                    }
+                },
+                chat::ChatWorkload::new(config.clients, planted),
+            )?;
+            // Chat keeps no key-level history: its checks are its own.
             Ok((simulation.run(), Vec::new()))
         }
     }
