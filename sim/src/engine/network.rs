@@ -132,9 +132,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         }
         let mut delay = 100_000 + self.net_rng.gen_range(0..900_000);
         if self.flip(odds.reorder) {
-            delay += self
-                .net_rng
-                .gen_range(0..self.rates.reorder_max_ns.max(1));
+            delay += self.net_rng.gen_range(0..self.rates.reorder_max_ns.max(1));
             self.faults.add(FaultKind::Reorder, 1);
         }
         if self.flip(odds.tail) {

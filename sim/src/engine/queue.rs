@@ -38,7 +38,10 @@ impl<E> EventQueue<E> {
     pub(super) fn push(&mut self, time_ns: u64, seq: u64, event: E) {
         // Both limits are far beyond any run (a run stops after a few
         // million node steps); crossing one would silently reorder events.
-        assert!(seq <= SEQ_MAX, "more than {SEQ_MAX} events scheduled in one run");
+        assert!(
+            seq <= SEQ_MAX,
+            "more than {SEQ_MAX} events scheduled in one run"
+        );
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.events[slot as usize] = Some(event);
