@@ -65,7 +65,7 @@ fn whole_snapshot(position: LogPosition, data: Bytes) -> MessageBody {
         checksum: checksum64(&data),
         offset: 0,
         data,
-        membership: Membership::new([1, 2, 3]),
+        membership: Box::new(Membership::new([1, 2, 3])),
     }
 }
 
