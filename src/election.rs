@@ -533,7 +533,7 @@ impl Node {
                         checksum,
                         offset,
                         data,
-                        membership,
+                        membership: *membership,
                     };
                     self.handle_snapshot_chunk(message.from, message.term, chunk, actions);
                 }

@@ -86,7 +86,9 @@ pub enum MessageBody {
         /// The cluster configuration in force at the snapshot's last entry
         /// (the follower adopts it on install: the entries that set it may
         /// be compacted away). The same in every chunk of a snapshot.
-        membership: Membership,
+        /// Boxed: the largest field of any message, and this message is
+        /// rare, so every other message is half the size to move.
+        membership: Box<Membership>,
     },
     /// Answer to a vote request (or pre-vote request) from a candidate that
     /// is not a voter in the receiver's configuration, which is committed,

@@ -147,8 +147,8 @@ pub struct SnapshotChunkToSend {
     pub offset: u64,
     /// Length of the chunk, in bytes (at most `snapshot_chunk_bytes_max`).
     pub length_bytes: u64,
-    /// The message, its data left empty.
-    message: Message,
+    /// The message, its data left empty (boxed: an action stays small).
+    message: Box<Message>,
 }
 
 impl SnapshotChunkToSend {
@@ -166,7 +166,7 @@ impl SnapshotChunkToSend {
             self.offset,
             self.snapshot.position
         );
-        let mut message = self.message;
+        let mut message = *self.message;
         if let MessageBody::InstallSnapshot { data: slot, .. } = &mut message.body {
             *slot = data;
         }
@@ -456,7 +456,7 @@ impl Node {
                     checksum,
                     offset,
                     data: Bytes::new(),
-                    membership: self.snapshot_membership.clone(),
+                    membership: Box::new(self.snapshot_membership.clone()),
                 },
             };
             actions.push(Action::SendSnapshotChunk(SnapshotChunkToSend {
@@ -464,7 +464,7 @@ impl Node {
                 snapshot: held,
                 offset,
                 length_bytes,
-                message,
+                message: Box::new(message),
             }));
         }
     }

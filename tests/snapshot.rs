@@ -65,7 +65,7 @@ fn whole_snapshot(position: LogPosition, data: Bytes) -> MessageBody {
         checksum: checksum64(&data),
         offset: 0,
         data,
-        membership: Membership::new([1, 2, 3]),
+        membership: Box::new(Membership::new([1, 2, 3])),
     }
 }
 
@@ -515,7 +515,7 @@ fn bad_snapshot_chunks_are_refused_and_counted() {
         checksum: 7,
         offset,
         data: Bytes::from_static(data),
-        membership: Membership::new([1, 2, 3]),
+        membership: Box::new(Membership::new([1, 2, 3])),
     };
     // Past the end of the announced size, and an absurd offset.
     n.receive(msg(1, 2, 2, chunk(4, 2, b"abc", 2)));
@@ -530,7 +530,7 @@ fn bad_snapshot_chunks_are_refused_and_counted() {
         checksum: checksum64(b"ab"),
         offset: 0,
         data: Bytes::from_static(b"ab"),
-        membership: Membership::new([1, 2, 3]),
+        membership: Box::new(Membership::new([1, 2, 3])),
     };
     n.receive(msg(1, 2, 2, absurd));
     assert_eq!(n.node.stats().messages_malformed, 4);

@@ -13,6 +13,7 @@
 //! | `inject` | applying the fault plan and the protocol-aware nemeses; healing |
 //! | `checks` | liveness probe, stability checks, final checks on the run |
 //! | `churn` | the membership workload: adding, promoting and removing nodes |
+//! | `queue` | the event queue, by (virtual time, sequence number) |
 //!
 //! The per-step safety checks live in `crate::safety`, the promise checks
 //! across restarts in `crate::promises`, the nemeses' decisions in
@@ -24,8 +25,7 @@
 //! the other draws as little as possible). Nothing reads the wall clock,
 //! no thread runs inside a run, and every collection iterated is ordered.
 
-use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 
 use rand::{Rng, SeedableRng};
@@ -51,12 +51,14 @@ mod client;
 mod host;
 mod inject;
 mod network;
+mod queue;
 
 use self::checks::Probe;
 use self::churn::Churn;
 use self::client::{Client, ClientMessage};
 use self::host::{Host, HostInput, Proposer};
-use self::network::{body_code, Slab};
+use self::network::{body_code, NetOdds, Slab};
+use self::queue::EventQueue;
 
 const MS: u64 = 1_000_000;
 
@@ -402,31 +404,6 @@ impl Event {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
-struct Scheduled {
-    time: u64,
-    seq: u64,
-    event: Event,
-}
-
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Self) -> bool {
-        (self.time, self.seq) == (other.time, other.seq)
-    }
-}
-impl Eq for Scheduled {}
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Scheduled {
-    // Reversed: BinaryHeap is a max-heap, we want the earliest first.
-    fn cmp(&self, other: &Self) -> Ordering {
-        (other.time, other.seq).cmp(&(self.time, self.seq))
-    }
-}
-
 /// Makes a fresh state machine for a node (at start and at every restart).
 pub type StateMachineFactory<S> = Box<dyn FnMut(NodeId) -> S>;
 
@@ -438,9 +415,11 @@ pub struct Simulation<S, W> {
     config: SimConfig,
     plan: FaultPlan,
     rates: Rates,
+    /// `rates`' network coin flips, rebuilt whenever `rates` changes.
+    odds: NetOdds,
     now: u64,
     seq: u64,
-    queue: BinaryHeap<Scheduled>,
+    queue: EventQueue<Event>,
     messages: Slab<Message>,
     client_messages: Slab<ClientMessage>,
     hosts: Vec<Host<S>>,
@@ -623,10 +602,11 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             },
             config,
             plan,
+            odds: NetOdds::new(&rates),
             rates,
             now: 0,
             seq: 0,
-            queue: BinaryHeap::new(),
+            queue: EventQueue::new(),
             messages: Slab::new(),
             client_messages: Slab::new(),
             hosts,
@@ -692,13 +672,10 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         for (index, event) in self.plan.events.iter().enumerate() {
             let at = event.at_ns.min(self.config.chaos_ns);
             self.seq += 1;
-            self.queue.push(Scheduled {
-                time: at,
-                seq: self.seq,
-                event: Event::Fault {
-                    index: index as u32,
-                },
-            });
+            let event = Event::Fault {
+                index: index as u32,
+            };
+            self.queue.push(at, self.seq, event);
         }
         for client in 0..self.clients.len() {
             let delay = exponential(&mut self.client_rng, self.config.think_mean_ns);
@@ -722,11 +699,8 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
 
     fn schedule(&mut self, delay_ns: u64, event: Event) {
         self.seq += 1;
-        self.queue.push(Scheduled {
-            time: self.now.saturating_add(delay_ns),
-            seq: self.seq,
-            event,
-        });
+        self.queue
+            .push(self.now.saturating_add(delay_ns), self.seq, event);
     }
 
     fn note(&mut self, node: Option<usize>, text: impl FnOnce() -> String) {
@@ -803,20 +777,20 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
     }
 
     fn run_loop(&mut self) {
-        while let Some(scheduled) = self.queue.pop() {
+        while let Some((time, event)) = self.queue.pop() {
             if self.failure.is_some() || self.finished {
                 break;
             }
-            self.now = scheduled.time;
+            self.now = time;
             self.events += 1;
-            self.trace.word(scheduled.time);
-            self.trace.word(scheduled.event.code());
+            self.trace.word(time);
+            self.trace.word(event.code());
             if self.node_steps > self.config.max_node_steps {
                 let message = format!("more than {} node steps", self.config.max_node_steps);
                 self.fail(FailureKind::EventBudget, None, message);
                 break;
             }
-            self.dispatch(scheduled.event);
+            self.dispatch(event);
         }
     }
 

@@ -10,7 +10,7 @@
 use concord::state_machine::StateMachine;
 use concord::{NodeId, Role, Term};
 
-use super::{format_time, Event, Simulation};
+use super::{format_time, Event, NetOdds, Simulation};
 use crate::faults::{Fault, Partition, Rates};
 use crate::nemesis::{self, Depose, Strike};
 use crate::workload::Workload;
@@ -214,6 +214,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             fsync_max_ns,
             ..Rates::calm()
         };
+        self.odds = NetOdds::new(&self.rates);
         for index in 0..self.hosts.len() {
             if self.failure.is_some() {
                 return;

@@ -2,13 +2,14 @@
 //! (loss, reordering, long tails, duplication, stale deliveries across
 //! terms), the partition matrix, and the in-flight message slab.
 
+use rand::distributions::Bernoulli;
 use rand::Rng;
 
 use concord::state_machine::StateMachine;
 use concord::{Message, MessageBody, NodeId, Role};
 
 use super::{Event, Simulation, MS};
-use crate::faults::{exponential, FaultKind};
+use crate::faults::{exponential, FaultKind, Rates};
 use crate::workload::Workload;
 
 /// A slab of values with a free list, so in-flight messages are not
@@ -43,6 +44,40 @@ impl<T> Slab<T> {
             self.free.push(slot);
         }
         value
+    }
+}
+
+/// The network's fault rates as ready-made coin flips (`None`: rate 0, no
+/// draw). `Rng::gen_bool(p)` builds the same distribution on every call,
+/// several times per message; sampling a prebuilt one draws exactly the
+/// same bits, so runs do not change.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct NetOdds {
+    loss: Option<Bernoulli>,
+    duplicate: Option<Bernoulli>,
+    reorder: Option<Bernoulli>,
+    tail: Option<Bernoulli>,
+    stale: Option<Bernoulli>,
+}
+
+impl NetOdds {
+    /// The coin flips of `rates` (validated probabilities, see
+    /// `FaultPlan::validate`).
+    pub(super) fn new(rates: &Rates) -> NetOdds {
+        let coin = |rate: f64| {
+            if rate > 0.0 {
+                Bernoulli::new(rate).ok()
+            } else {
+                None
+            }
+        };
+        NetOdds {
+            loss: coin(rates.loss),
+            duplicate: coin(rates.duplicate),
+            reorder: coin(rates.reorder),
+            tail: coin(rates.tail),
+            stale: coin(rates.stale),
+        }
     }
 }
 
@@ -84,25 +119,30 @@ pub(super) fn body_code(body: &MessageBody) -> u64 {
 }
 
 impl<S: StateMachine, W: Workload> Simulation<S, W> {
+    /// Flips `coin`: false without a draw when its rate is 0.
+    fn flip(&mut self, coin: Option<Bernoulli>) -> bool {
+        coin.is_some_and(|coin| self.net_rng.sample(coin))
+    }
+
     pub(super) fn message_delay(&mut self) -> Option<u64> {
-        let rates = &self.rates;
-        if rates.loss > 0.0 && self.net_rng.gen_bool(rates.loss) {
+        let odds = self.odds;
+        if self.flip(odds.loss) {
             self.faults.add(FaultKind::Loss, 1);
             return None;
         }
         let mut delay = 100_000 + self.net_rng.gen_range(0..900_000);
-        if rates.reorder > 0.0 && self.net_rng.gen_bool(rates.reorder) {
-            delay += self.net_rng.gen_range(0..rates.reorder_max_ns.max(1));
+        if self.flip(odds.reorder) {
+            delay += self.net_rng.gen_range(0..self.rates.reorder_max_ns.max(1));
             self.faults.add(FaultKind::Reorder, 1);
         }
-        if rates.tail > 0.0 && self.net_rng.gen_bool(rates.tail) {
-            delay += exponential(&mut self.net_rng, rates.tail_mean_ns).min(10_000 * MS);
+        if self.flip(odds.tail) {
+            delay += exponential(&mut self.net_rng, self.rates.tail_mean_ns).min(10_000 * MS);
             self.faults.add(FaultKind::Delay, 1);
         }
-        if rates.stale > 0.0 && self.net_rng.gen_bool(rates.stale) {
+        if self.flip(odds.stale) {
             delay += self
                 .net_rng
-                .gen_range(1_000 * MS..rates.stale_max_ns.max(1_000 * MS + 1));
+                .gen_range(1_000 * MS..self.rates.stale_max_ns.max(1_000 * MS + 1));
             self.faults.add(FaultKind::Stale, 1);
         }
         Some(delay)
@@ -128,7 +168,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         let Some(delay) = self.message_delay() else {
             return;
         };
-        if self.rates.duplicate > 0.0 && self.net_rng.gen_bool(self.rates.duplicate) {
+        if self.flip(self.odds.duplicate) {
             if let Some(second_delay) = self.message_delay() {
                 self.faults.add(FaultKind::Duplicate, 1);
                 let slot = self.messages.insert(message.clone());

@@ -77,7 +77,7 @@ pub fn sample_messages() -> Vec<Message> {
             checksum: concord::checksum64(b"state"),
             offset: 0,
             data: Bytes::from_static(b"state"),
-            membership: Membership::new([1, 2, 3]),
+            membership: Box::new(Membership::new([1, 2, 3])),
         },
         MessageBody::Removed {
             configuration: LogPosition::new(8, 3),

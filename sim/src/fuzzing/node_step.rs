@@ -636,7 +636,9 @@ fn hostile_message(cursor: &mut Cursor<'_>, from: NodeId, to: NodeId) -> Message
                 checksum,
                 offset: small(cursor),
                 data,
-                membership: Membership::new((1..=u64::from(cursor.u8() % 6)).collect::<Vec<_>>()),
+                membership: Box::new(Membership::new(
+                    (1..=u64::from(cursor.u8() % 6)).collect::<Vec<_>>(),
+                )),
             }
         }
         10 => MessageBody::Removed {
