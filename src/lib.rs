@@ -128,6 +128,17 @@
 //! [`MembershipChange::LeaveJoint`] itself. One change is in flight at a
 //! time; a refused change says why in a [`MembershipError`].
 //!
+//! ## Forced recovery (unsafe)
+//!
+//! When a majority of the voters is lost for good, no quorum can commit a
+//! membership change. [`plan_forced_recovery`] rewrites one survivor's
+//! durable state to make it the only voter (see [`recovery`]): a raised
+//! term and a configuration entry carrying an audit record
+//! ([`ForcedRecovery`], shown by [`Node::last_forced_recovery`]). It
+//! **loses** every acknowledged write the survivor never received, and it
+//! is the only path that bypasses the membership-change rules. The tokio
+//! runtime's offline command is `concord-cli force-recover`.
+//!
 //! ## Witnesses
 //!
 //! A witness is a voter that stores the log and votes on it — in elections
@@ -288,6 +299,7 @@ mod progress;
 pub mod quorum;
 mod read_index;
 mod recovered;
+pub mod recovery;
 mod replication;
 pub mod session;
 mod snapshot;
@@ -309,6 +321,10 @@ pub use planted::PlantedBugs;
 pub use progress::{ProgressState, ProgressView};
 pub use read_index::{ReadError, ReadPath};
 pub use recovered::Recovered;
+pub use recovery::{
+    last_forced_recovery, plan_forced_recovery, ForcedRecovery, ForcedRecoveryPlan,
+    ForcedRecoveryRequest, RecoveryError,
+};
 pub use snapshot::{checksum64, Checksum64, Snapshot, SnapshotChunkToSend, SnapshotMeta};
 pub use stats::Statistics;
 pub use transfer::{TransferError, TransferOutcome};

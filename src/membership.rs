@@ -541,7 +541,7 @@ impl Node {
     /// Records a configuration entry just appended to the log: it is in
     /// force from now on.
     pub(crate) fn note_appended(&mut self, entry: &Entry) {
-        if let EntryPayload::Membership(membership) = &entry.payload {
+        if let Some(membership) = entry.payload.membership() {
             assert!(entry.index > self.membership_index());
             if self.planted().membership_on_commit {
                 // The planted mistake: wait for the commit.

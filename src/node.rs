@@ -233,7 +233,7 @@ impl Node {
                 .log
                 .entry(index)
                 .expect("recovered entries are in memory");
-            if let crate::types::EntryPayload::Membership(membership) = &entry.payload {
+            if let Some(membership) = entry.payload.membership() {
                 node.memberships.insert(index, membership.clone());
             }
         }

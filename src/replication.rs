@@ -535,7 +535,7 @@ fn entries_well_formed(prev: LogPosition, entries: &[Entry], message_term: Term)
         // voter that is also a learner) would leave this node counting
         // votes among nobody once it takes effect: refuse it here, as an
         // InstallSnapshot carrying one is refused.
-        if let crate::types::EntryPayload::Membership(membership) = &entry.payload {
+        if let Some(membership) = entry.payload.membership() {
             if membership.validate().is_err() {
                 return false;
             }

@@ -66,6 +66,13 @@ pub enum EntryPayload {
     /// runtime keeps its replicated address book in them (see
     /// `concord::tokio::addresses`). Hosts that propose none never see one.
     Host(Bytes),
+    /// A configuration forced on one surviving server by an operator after
+    /// a majority was lost for good, with its audit record (see
+    /// [`crate::recovery`]). In force when appended, like
+    /// [`EntryPayload::Membership`]; only
+    /// [`plan_forced_recovery`](crate::plan_forced_recovery) makes one.
+    /// Hosts skip it when applying.
+    ForcedMembership(Box<crate::recovery::ForcedRecovery>),
 }
 
 impl EntryPayload {
@@ -76,6 +83,17 @@ impl EntryPayload {
             EntryPayload::Command(bytes) => bytes.len(),
             EntryPayload::Membership(membership) => membership.len_bytes(),
             EntryPayload::Host(bytes) => bytes.len(),
+            EntryPayload::ForcedMembership(forced) => forced.len_bytes(),
+        }
+    }
+
+    /// The configuration this entry puts in force, if it carries one
+    /// (ordinary or forced).
+    pub fn membership(&self) -> Option<&crate::membership::Membership> {
+        match self {
+            EntryPayload::Membership(membership) => Some(membership),
+            EntryPayload::ForcedMembership(forced) => Some(&forced.membership),
+            _ => None,
         }
     }
 }

@@ -895,3 +895,105 @@ fn replace_a_dead_voter_with_the_cli_transfer_leadership_and_restart_all() {
     cluster.sigterm_all();
     println!("---- replacement walk-through ----\n{transcript}");
 }
+
+/// Runs `concord-cli force-recover` (offline: no servers) with `args`.
+fn force_recover_cli(transcript: &mut String, args: &[&str]) -> (i32, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_concord-cli"))
+        .arg("force-recover")
+        .args(args)
+        .output()
+        .expect("run concord-cli force-recover");
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    let code = output.status.code().unwrap_or(-1);
+    transcript.push_str(&format!("$ concord-cli force-recover {}\n", args.join(" ")));
+    transcript.push_str(&stdout);
+    transcript.push_str(&String::from_utf8_lossy(&output.stderr));
+    transcript.push_str(&format!("(exit status {code})\n"));
+    (code, stdout)
+}
+
+#[test]
+fn forced_recovery_of_a_single_survivor_after_two_disks_are_destroyed() {
+    let mut cluster = NodeProcesses::on_loopback("real-forced", CLUSTER);
+    for id in 1..=3 {
+        cluster.start(id);
+    }
+    let mut transcript = String::new();
+    let runtime = runtime();
+    let (survivor, acked) = runtime.block_on(async {
+        let mut client = cluster.client();
+        let mut acked = BTreeMap::new();
+        put_keys(&mut client, &mut acked, "before", 0, 40).await;
+        let leader = find_leader(&mut client).await;
+        // The survivor is a follower that holds every acknowledged write.
+        let survivor = (1..=3).find(|id| *id != leader).expect("a follower");
+        wait_caught_up(&mut client, leader, survivor, Duration::from_secs(10)).await;
+        (survivor, acked)
+    });
+    // The majority is lost for good: killed, disks destroyed.
+    for id in (1..=3).filter(|id| *id != survivor) {
+        cluster.sigkill(id);
+        std::fs::remove_dir_all(cluster.data_dir(id)).expect("destroy a lost disk");
+    }
+    cluster.sigkill(survivor);
+    let data_dir = cluster.data_dir(survivor).display().to_string();
+    let survivor_arg = survivor.to_string();
+    let base = [
+        "--data-dir",
+        data_dir.as_str(),
+        "--node-id",
+        survivor_arg.as_str(),
+        "--reason",
+        "nodes lost in the fire",
+    ];
+
+    // Without the confirmation: the plan is printed, nothing written.
+    let (code, stdout) = force_recover_cli(&mut transcript, &base);
+    assert_eq!(code, 1, "refused without the flag:\n{transcript}");
+    assert!(stdout.contains("FORCED RECOVERY (UNSAFE)"), "{transcript}");
+    assert!(stdout.contains("MAY BE LOST"), "{transcript}");
+    let confirmed: Vec<&str> = base
+        .iter()
+        .copied()
+        .chain(["--i-understand-acknowledged-writes-may-be-lost"])
+        .collect();
+    let (code, stdout) = force_recover_cli(&mut transcript, &confirmed);
+    assert_eq!(code, 0, "{transcript}");
+    assert!(stdout.contains("DONE"), "{transcript}");
+    // Again: nothing more is written.
+    let (code, stdout) = force_recover_cli(&mut transcript, &confirmed);
+    assert_eq!(code, 0, "{transcript}");
+    assert!(stdout.contains("nothing written"), "{transcript}");
+
+    cluster.start(survivor);
+    let servers = vec![cluster.addr(survivor)];
+    runtime.block_on(async {
+        let mut client = patient_client(servers.clone());
+        assert!(
+            wait_leads(&mut client, 0, Duration::from_secs(20)).await,
+            "the survivor did not lead after the forced recovery:\n{transcript}"
+        );
+        read_all(&mut client, &acked).await;
+        client
+            .put("after-recovery", "served")
+            .await
+            .expect("write after the recovery");
+        let got = client
+            .get("after-recovery")
+            .await
+            .expect("read after the recovery");
+        assert_eq!(got, Some(Bytes::from("served")));
+        let members = members(&mut client).await;
+        assert_eq!(members.voters, vec![survivor]);
+        let audit = members.forced_recovery.expect("the audit record is shown");
+        assert!(audit.contains("forced recovery at index"), "{audit}");
+        assert!(audit.contains("nodes lost in the fire"), "{audit}");
+    });
+    let listing = cli_ok(&mut transcript, &servers, &["member", "list"]);
+    assert!(
+        listing.contains("AUDIT: forced recovery at index"),
+        "{transcript}"
+    );
+    println!("{transcript}");
+    cluster.sigterm_all();
+}

@@ -747,3 +747,76 @@ fn large_garbage_tail_is_a_torn_tail_found_in_linear_time() {
     assert_eq!(report.torn_bytes_truncated, garbage.len() as u64);
     assert_eq!(file_len(&segment), good_bytes);
 }
+
+/// `concord-cli force-recover`'s library function on a data directory:
+/// refuses a directory without a log and an empty log, prints the plan and
+/// writes nothing without the confirmation, writes the raised term and the
+/// forced entry durably with it, and writes nothing more when run again.
+#[test]
+fn force_recover_writes_the_forced_configuration_once_and_only_when_confirmed() {
+    use concord::tokio::recovery::{
+        force_recover, ForceRecoverError, ForceRecoverOptions, ForceRecoverOutcome,
+    };
+    let tmp = TempDir::new("force-recover");
+    let mut options = ForceRecoverOptions {
+        data_dir: tmp.0.join("missing"),
+        node_id: 2,
+        voters: Default::default(),
+        reason: "two disks lost".to_string(),
+        confirmed: false,
+    };
+    let mut out = Vec::new();
+    assert!(matches!(
+        force_recover(&options, &mut out),
+        Err(ForceRecoverError::NoLog { .. })
+    ));
+    options.data_dir = tmp.0.join("empty");
+    drop(FileStorage::open(&options.data_dir, WalOptions::default()).unwrap());
+    assert!(matches!(
+        force_recover(&options, &mut out),
+        Err(ForceRecoverError::EmptyLog { .. })
+    ));
+
+    options.data_dir = tmp.0.join("node-2");
+    append(
+        &options.data_dir,
+        &WalOptions::default(),
+        0,
+        entries(3, 1, 5),
+    );
+    let mut plan_text = Vec::new();
+    assert!(matches!(
+        force_recover(&options, &mut plan_text),
+        Err(ForceRecoverError::NotConfirmed)
+    ));
+    let plan_text = String::from_utf8(plan_text).unwrap();
+    assert!(plan_text.contains("MAY BE LOST"), "{plan_text}");
+    assert_eq!(
+        recovered_entries(&options.data_dir, &WalOptions::default()).len(),
+        5
+    );
+
+    options.confirmed = true;
+    let outcome = force_recover(&options, &mut out).unwrap();
+    let ForceRecoverOutcome::Recovered(plan) = outcome else {
+        panic!("expected a recovery, got {outcome:?}");
+    };
+    assert_eq!(plan.entry.index, 6);
+    let mut storage = FileStorage::open(&options.data_dir, WalOptions::default()).unwrap();
+    let recovered = storage.recover().unwrap();
+    assert_eq!(recovered.hard_state, plan.hard_state);
+    assert_eq!(recovered.hard_state.term, 4);
+    assert_eq!(recovered.entries.last(), Some(&plan.entry));
+    let (_, audit) = concord::last_forced_recovery(recovered.entries.iter()).unwrap();
+    assert_eq!(audit.reason, "two disks lost");
+    drop(storage);
+
+    assert_eq!(
+        force_recover(&options, &mut out).unwrap(),
+        ForceRecoverOutcome::AlreadyRecovered { index: 6, term: 4 }
+    );
+    assert_eq!(
+        recovered_entries(&options.data_dir, &WalOptions::default()).len(),
+        6
+    );
+}

@@ -11,6 +11,8 @@
 //! concord-cli --servers ... member promote 4
 //! concord-cli --servers ... member remove 3
 //! concord-cli --servers ... member transfer-leader 4
+//! concord-cli force-recover --data-dir D --node-id 1 --reason "..." \
+//!     --i-understand-acknowledged-writes-may-be-lost   # UNSAFE, offline
 //! ```
 //!
 //! Exit status: 0 done, 1 refused or failed (the message says why and what
@@ -40,6 +42,9 @@ commands:
   cas <KEY> <EXPECTED> <NEW>     set NEW if the value is EXPECTED (use --absent
                                  instead of EXPECTED for \"key not set\")
   status                         role, term, leader, commit, applied, lag and snapshot of every server
+  force-recover ...              UNSAFE, offline, on a stopped server's data directory:
+                                 make it the only voter after a majority is lost for
+                                 good (`concord-cli force-recover --help`)
 
 membership (one change at a time; a change answers once committed and final):
   member list                    voters, learners, outgoing voters while a change is
@@ -236,6 +241,9 @@ fn print_members(members: &Members) {
         );
     }
     println!();
+    if let Some(forced) = &members.forced_recovery {
+        println!("AUDIT: {forced}");
+    }
     println!(
         "{:>4}  {:<15} {:<22} {:>8} {:>8}",
         "id", "role", "address", "match", "lag"
@@ -351,7 +359,11 @@ fn show(value: &Option<Bytes>) -> String {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1).collect()) {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().map(String::as_str) == Some("force-recover") {
+        return ExitCode::from(concord::tokio::recovery::force_recover_command(&argv[1..]));
+    }
+    let args = match parse_args(argv) {
         Ok(args) => args,
         Err(message) if message.is_empty() => {
             println!("{USAGE}");

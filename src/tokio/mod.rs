@@ -17,6 +17,7 @@
 //! | [`client`] | [`Client`](client::Client): leader discovery, redirects, retries, typed KV API |
 //! | [`kv`] | the key-value service and its exactly-once sessions |
 //! | [`status`] | status/metrics snapshot |
+//! | [`recovery`] | offline forced recovery of a stopped server's data directory (unsafe; `concord-cli force-recover`) |
 //! | [`cluster`] | wiring helpers: a TCP node from a few settings |
 //! | [`fault`] | connection-level fault injection for tests: links that go silent |
 //!
@@ -33,6 +34,7 @@ pub mod fault;
 pub mod frame;
 pub mod kv;
 pub mod listener;
+pub mod recovery;
 pub mod server;
 pub mod snapshot_file;
 pub mod status;

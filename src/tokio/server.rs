@@ -800,6 +800,12 @@ where
             voters_outgoing: membership.voters_outgoing.iter().copied().collect(),
             learners: membership.learners.iter().copied().collect(),
             members,
+            forced_recovery: self.node.last_forced_recovery().map(|(position, audit)| {
+                format!(
+                    "forced recovery at index {}, term {}: {audit}",
+                    position.index, position.term
+                )
+            }),
         }
     }
 

@@ -174,6 +174,9 @@ pub struct Members {
     pub learners: Vec<NodeId>,
     /// Every member, in id order.
     pub members: Vec<MemberInfo>,
+    /// The latest forced recovery in the answering node's log, for a
+    /// person: "forced recovery at index I, term T: ...".
+    pub forced_recovery: Option<String>,
 }
 
 /// One member.
