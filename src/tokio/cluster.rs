@@ -182,6 +182,17 @@ where
     S: crate::state_machine::StateMachine + Send + 'static,
     St: Storage,
 {
+    if let Some(tls) = &settings.tls {
+        // Certificates name nodes of one cluster: material loaded for
+        // another would refuse every peer.
+        if tls.cluster_id() != settings.cluster_id {
+            return Err(ServerError::Io(format!(
+                "the TLS material was loaded for cluster {:?} but this node is in cluster {:?}",
+                tls.cluster_id(),
+                settings.cluster_id
+            )));
+        }
+    }
     let listener = tokio::net::TcpListener::bind(settings.listen.as_str())
         .await
         .map_err(|e| ServerError::Io(format!("cannot listen on {}: {e}", settings.listen)))?;

@@ -5,6 +5,13 @@
 //! messages into the server loop, and a client connection carries requests
 //! and their answers.
 //!
+//! With TLS on ([`ListenerConfig::tls`]) a TLS 1.3 handshake with a client
+//! certificate from the cluster's CA comes first, and the certificate must
+//! name what the `Hello` claims (`node-<id>.<cluster-id>` for a peer,
+//! `client.<cluster-id>` for a client; see [`tls`](super::tls)); anything
+//! else is refused with a logged reason naming the remote address, the
+//! claim and what the certificate names.
+//!
 //! Any bad input (garbage, a truncated or oversized frame, a bad checksum,
 //! an undecodable payload, a message claiming another sender) closes that
 //! one connection with a logged reason; the server keeps serving. A peer or

@@ -49,7 +49,7 @@ use super::server::Event;
 use super::tls::TlsConfig;
 use super::wire::{Hello, HelloRole, PeerFrameRef, PeerReply, Welcome};
 
-/// A byte stream the transport can frame: TCP today, TLS later.
+/// A byte stream the transport can frame: TCP, or TLS over TCP.
 pub trait AsyncStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> AsyncStream for T {}
 
