@@ -91,6 +91,14 @@ pub struct NodeCluster {
 impl NodeCluster {
     /// Starts the nodes, each with `extra_args` after the common ones.
     pub fn start(nodes: usize, extra_args: &[&str]) -> NodeCluster {
+        NodeCluster::start_per_node(nodes, |_| {
+            extra_args.iter().map(|arg| arg.to_string()).collect()
+        })
+    }
+
+    /// Starts the nodes, node `id` with `args_of(id)` after the common
+    /// ones (per-node flags such as a node's TLS certificate).
+    pub fn start_per_node(nodes: usize, args_of: impl Fn(u64) -> Vec<String>) -> NodeCluster {
         let addrs: BTreeMap<u64, String> =
             (1..=nodes as u64).zip(free_loopback_addrs(nodes)).collect();
         let peers = addrs
@@ -114,7 +122,7 @@ impl NodeCluster {
                 ])
                 .arg("--data-dir")
                 .arg(base.join(format!("node-{id}")))
-                .args(extra_args)
+                .args(args_of(*id))
                 .env("RUST_LOG", "warn")
                 .stdout(Stdio::null())
                 .spawn()

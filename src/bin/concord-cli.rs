@@ -19,16 +19,19 @@
 //! to do), 2 bad arguments, 3 a membership change whose outcome is unknown
 //! (run `member list`).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use bytes::Bytes;
 use concord::tokio::client::{Client, ClientConfig, ClientError};
+use concord::tokio::tls;
 use concord::tokio::wire::{AdminRequest, AdminResponse, Members};
 use concord::ReadPath;
 
 const USAGE: &str = "\
-usage: concord-cli --servers <HOST:PORT,...> [--cluster-id <NAME>] [--timeout-ms <MS>] <COMMAND>
+usage: concord-cli --servers <HOST:PORT,...> [--cluster-id <NAME>] [--timeout-ms <MS>]
+                   [--tls-ca <PEM> --tls-cert <PEM> --tls-key <PEM>] <COMMAND>
 
 commands:
   get [--read PATH] <KEY>        print the value (or \"(absent)\"), read linearizably
@@ -65,6 +68,9 @@ membership (one change at a time; a change answers once committed and final):
   ones (dead ones included) have no live majority.
 
   --cluster-id defaults to \"concord\"
+  --tls-ca, --tls-cert, --tls-key: mutual TLS 1.3 to servers that run it: the
+  cluster's CA certificate, a client certificate naming client.<CLUSTER-ID> and
+  its private key, as PEM files (all three or none)
 
 exit status: 0 done, 1 refused or failed (the message says why), 2 bad arguments,
 3 a membership change whose outcome is unknown (run `member list` before retrying)";
@@ -75,6 +81,7 @@ struct Args {
     timeout: Duration,
     read_path: Option<ReadPath>,
     command: Vec<String>,
+    tls: [Option<PathBuf>; 3],
 }
 
 fn parse_read_path(value: &str) -> Result<Option<ReadPath>, String> {
@@ -95,6 +102,7 @@ fn parse_args(argv: Vec<String>) -> Result<Args, String> {
     let mut timeout = Duration::from_secs(2);
     let mut read_path = Some(ReadPath::ReadIndex);
     let mut command = Vec::new();
+    let mut tls: [Option<PathBuf>; 3] = [None, None, None];
     let mut it = argv.into_iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -129,6 +137,14 @@ fn parse_args(argv: Vec<String>) -> Result<Args, String> {
                     .parse()
                     .map_err(|_| format!("--timeout-ms: {value:?} is not a number"))?;
                 timeout = Duration::from_millis(ms.max(1));
+            }
+            "--tls-ca" | "--tls-cert" | "--tls-key" => {
+                let value = it.next().ok_or_else(|| format!("{arg} needs a value"))?;
+                let slot = ["--tls-ca", "--tls-cert", "--tls-key"]
+                    .iter()
+                    .position(|flag| *flag == arg)
+                    .unwrap_or(0);
+                tls[slot] = Some(PathBuf::from(value));
             }
             _ => command.push(arg),
         }
@@ -170,6 +186,7 @@ fn parse_args(argv: Vec<String>) -> Result<Args, String> {
             timeout,
             read_path,
             command,
+            tls,
         });
     }
     let arity = match command.first().map(String::as_str) {
@@ -194,6 +211,7 @@ fn parse_args(argv: Vec<String>) -> Result<Args, String> {
         timeout,
         read_path,
         command,
+        tls,
     })
 }
 
@@ -398,7 +416,11 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), Failure> {
+    let [ca, cert, key] = args.tls;
+    let tls = tls::load_from_flags(ca, cert, key, &args.cluster_id, tls::TlsRole::Client)
+        .map_err(|e| e.to_string())?;
     let mut config = ClientConfig::new(args.servers.clone(), args.cluster_id);
+    config.tls = tls;
     config.request_timeout = args.timeout;
     config.read_path = args.read_path;
     let mut client = Client::new(config);

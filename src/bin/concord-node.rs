@@ -37,6 +37,7 @@ use concord::tokio::cluster::{
     start_kv_node, NodeSettings, COMPACTION_TRAILING_ENTRIES_DEFAULT,
     SNAPSHOT_EVERY_ENTRIES_DEFAULT,
 };
+use concord::tokio::tls;
 use concord::tokio::wal::{FileStorage, WalOptions};
 use concord::NodeId;
 
@@ -45,6 +46,7 @@ usage: concord-node --id <ID> --listen <HOST:PORT> --peers <ID=HOST:PORT,...> --
                     [--join] [--tick-ms <MS>] [--no-fsync] [--accept-wal-data-loss]
                     [--snapshot-every-entries <N>] [--compaction-trailing-entries <N>]
                     [--lease-ticks <N>] [--clock-drift-bound-ticks <N>]
+                    [--tls-ca <PEM> --tls-cert <PEM> --tls-key <PEM>]
 
   --id          this node's id (a positive integer, one of --peers)
   --listen      address to serve peers and clients on
@@ -79,7 +81,14 @@ usage: concord-node --id <ID> --listen <HOST:PORT> --peers <ID=HOST:PORT,...> --
                 at rates within the drift bound of each other.
   --clock-drift-bound-ticks
                 how many ticks clocks may drift apart over a minimum election
-                timeout (default 3); the lease leaves room for it";
+                timeout (default 3); the lease leaves room for it
+  --tls-ca, --tls-cert, --tls-key
+                mutual TLS 1.3 for every peer and client connection: the
+                cluster's CA certificate, this node's certificate (naming
+                node-<ID>.<CLUSTER-ID>) and its private key, as PEM files
+                (all three or none; without them the node speaks plaintext
+                and says so in its log). `cargo run --example make_certs
+                --features tokio` makes them for a test cluster";
 
 #[derive(Debug)]
 struct Args {
@@ -96,6 +105,9 @@ struct Args {
     compaction_trailing_entries: u64,
     lease_ticks: u32,
     clock_drift_bound_ticks: u32,
+    tls_ca: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 fn parse_addr(flag: &str, value: &str) -> Result<String, String> {
@@ -119,6 +131,7 @@ fn parse_args(argv: Vec<String>) -> Result<Args, String> {
     let mut compaction_trailing_entries = COMPACTION_TRAILING_ENTRIES_DEFAULT;
     let mut lease_ticks = 0u32;
     let mut clock_drift_bound_ticks = 3u32;
+    let (mut tls_ca, mut tls_cert, mut tls_key) = (None, None, None);
     let mut it = argv.into_iter();
     while let Some(flag) = it.next() {
         if flag == "--help" || flag == "-h" {
@@ -208,6 +221,9 @@ fn parse_args(argv: Vec<String>) -> Result<Args, String> {
                     .parse()
                     .map_err(|_| format!("--clock-drift-bound-ticks: {value:?} is not a number"))?;
             }
+            "--tls-ca" => tls_ca = Some(PathBuf::from(value)),
+            "--tls-cert" => tls_cert = Some(PathBuf::from(value)),
+            "--tls-key" => tls_key = Some(PathBuf::from(value)),
             other => return Err(format!("unknown option {other:?}")),
         }
     }
@@ -248,6 +264,9 @@ fn parse_args(argv: Vec<String>) -> Result<Args, String> {
         compaction_trailing_entries,
         lease_ticks,
         clock_drift_bound_ticks,
+        tls_ca,
+        tls_cert,
+        tls_key,
     })
 }
 
@@ -314,6 +333,14 @@ async fn run(args: Args) -> Result<(), String> {
     settings.compaction_trailing_entries = args.compaction_trailing_entries;
     settings.lease_read_ticks = args.lease_ticks;
     settings.clock_drift_bound_ticks = args.clock_drift_bound_ticks;
+    settings.tls = tls::load_from_flags(
+        args.tls_ca.clone(),
+        args.tls_cert.clone(),
+        args.tls_key.clone(),
+        &args.cluster_id,
+        tls::TlsRole::Node(args.id),
+    )
+    .map_err(|e| e.to_string())?;
     // An invalid lease is refused here, with the reason, before the node
     // starts.
     settings
@@ -323,7 +350,7 @@ async fn run(args: Args) -> Result<(), String> {
     let mut node = start_kv_node(settings, storage)
         .await
         .map_err(|e| e.to_string())?;
-    tracing::info!(id = args.id, listen = %node.local_addr, cluster = %args.cluster_id, join = args.join, "concord-node serving");
+    tracing::info!(id = args.id, listen = %node.local_addr, cluster = %args.cluster_id, join = args.join, tls = args.tls_ca.is_some(), "concord-node serving");
     if args.join {
         tracing::info!(
             "joining as a learner: add this node with `concord-cli member add-learner {} {}`",

@@ -51,6 +51,9 @@ pub struct ClientConfig {
     /// (`ReadIndex` by default; `Follower` reads go to every server in
     /// turn), or through the log when `None`.
     pub read_path: Option<crate::ReadPath>,
+    /// Mutual TLS to the servers (a certificate naming
+    /// `client.<cluster-id>`, see [`tls`](super::tls)); `None`: plaintext.
+    pub tls: Option<std::sync::Arc<super::tls::TlsConfig>>,
 }
 
 impl ClientConfig {
@@ -63,6 +66,7 @@ impl ClientConfig {
             attempts_max: 30,
             retry_backoff: Duration::from_millis(50),
             read_path: Some(crate::ReadPath::ReadIndex),
+            tls: None,
         }
     }
 }
@@ -616,6 +620,7 @@ impl Client {
                 &hello,
                 DEFAULT_MAX_FRAME_BYTES,
                 self.config.request_timeout,
+                self.config.tls.as_deref(),
             )
             .await?;
             self.connections[target] = Some(stream);

@@ -12,6 +12,7 @@ use super::frame::DEFAULT_MAX_FRAME_BYTES;
 use super::listener::{self, ListenerConfig, ListenerCounters};
 use super::server::{self, ServerConfig, ServerError, ServerHandle};
 use super::storage::Storage;
+use super::tls::TlsConfig;
 use super::transport::{StreamWrapper, TcpTransport, TcpTransportConfig, TransportCounters};
 
 /// Entries applied between two snapshots, by default.
@@ -66,6 +67,11 @@ pub struct NodeSettings {
     /// Election priorities: see [`Config::priorities`] (empty, the
     /// default, prefers no node). Every node must be given the same map.
     pub priorities: BTreeMap<NodeId, u32>,
+    /// Mutual TLS on every peer and client connection (load it with
+    /// [`TlsConfig::load`] for [`TlsRole::Node`](super::tls::TlsRole::Node)
+    /// of this node); `None`, the default, serves plaintext and says so
+    /// loudly in the log.
+    pub tls: Option<Arc<TlsConfig>>,
 }
 
 impl NodeSettings {
@@ -95,6 +101,7 @@ impl NodeSettings {
             lease_read_ticks: 0,
             clock_drift_bound_ticks: 3,
             priorities: BTreeMap::new(),
+            tls: None,
         }
     }
 
@@ -175,6 +182,17 @@ where
     S: crate::state_machine::StateMachine + Send + 'static,
     St: Storage,
 {
+    if let Some(tls) = &settings.tls {
+        // Certificates name nodes of one cluster: material loaded for
+        // another would refuse every peer.
+        if tls.cluster_id() != settings.cluster_id {
+            return Err(ServerError::Io(format!(
+                "the TLS material was loaded for cluster {:?} but this node is in cluster {:?}",
+                tls.cluster_id(),
+                settings.cluster_id
+            )));
+        }
+    }
     let listener = tokio::net::TcpListener::bind(settings.listen.as_str())
         .await
         .map_err(|e| ServerError::Io(format!("cannot listen on {}: {e}", settings.listen)))?;
@@ -189,6 +207,16 @@ where
         TcpTransportConfig::new(settings.id, settings.cluster_id.clone(), peers);
     transport_config.peer_timeout = settings.peer_timeout;
     transport_config.stream_wrapper = settings.stream_wrapper.clone();
+    transport_config.tls = settings.tls.clone();
+    if settings.tls.is_none() {
+        tracing::warn!(
+            node = settings.id,
+            listen = %local_addr,
+            "TLS is off: peers and clients connect in plaintext and are not authenticated; \
+             give the node a CA, certificate and key (concord-node --tls-ca/--tls-cert/--tls-key) \
+             on any network you do not fully trust"
+        );
+    }
     let transport = Arc::new(TcpTransport::start(transport_config));
     let mut server_config = ServerConfig::new(raft);
     server_config.tick = settings.tick;
@@ -213,6 +241,7 @@ where
         handshake_timeout: Duration::from_secs(5),
         connections_max: 4096,
         peer_idle_timeout: listener::PEER_IDLE_TIMEOUT_DEFAULT,
+        tls: settings.tls.clone(),
     };
     tokio::spawn(listener::serve(
         listener,

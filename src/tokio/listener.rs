@@ -5,6 +5,13 @@
 //! messages into the server loop, and a client connection carries requests
 //! and their answers.
 //!
+//! With TLS on ([`ListenerConfig::tls`]) a TLS 1.3 handshake with a client
+//! certificate from the cluster's CA comes first, and the certificate must
+//! name what the `Hello` claims (`node-<id>.<cluster-id>` for a peer,
+//! `client.<cluster-id>` for a client; see [`tls`](super::tls)); anything
+//! else is refused with a logged reason naming the remote address, the
+//! claim and what the certificate names.
+//!
 //! Any bad input (garbage, a truncated or oversized frame, a bad checksum,
 //! an undecodable payload, a message claiming another sender) closes that
 //! one connection with a logged reason; the server keeps serving. A peer or
@@ -28,6 +35,7 @@ use crate::{Message, NodeId};
 
 use super::frame::{self, FrameError};
 use super::server::Event;
+use super::tls::{self, PeerIdentity, TlsConfig};
 use super::transport::BoxStream;
 use super::wire::{
     ClientRequest, ClientResponse, Hello, HelloRole, PeerFrame, PeerReply, Welcome,
@@ -55,6 +63,10 @@ pub struct ListenerConfig {
     pub connections_max: usize,
     /// A peer connection on which nothing arrived for this long is closed.
     pub peer_idle_timeout: Duration,
+    /// Mutual TLS: every connection must complete a TLS 1.3 handshake with
+    /// a certificate from the cluster's CA naming what its `Hello` claims
+    /// (see [`tls`](super::tls)). `None` accepts plaintext.
+    pub tls: Option<Arc<TlsConfig>>,
 }
 
 /// Default [`ListenerConfig::peer_idle_timeout`]: many keepalive intervals
@@ -117,7 +129,12 @@ pub async fn serve(
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let remote = remote.to_string();
-            let result = handle(Box::new(stream), &remote, &config, events, shutdown).await;
+            let result = match secure(Box::new(stream), &config).await {
+                Ok((stream, identity)) => {
+                    handle(stream, identity, &remote, &config, events, shutdown).await
+                }
+                Err(refusal) => Err(refusal),
+            };
             match result {
                 Ok(()) | Err(ConnError::Gone) => tracing::debug!(%remote, "connection closed"),
                 Err(ConnError::Idle(idle)) => {
@@ -188,8 +205,58 @@ async fn write_value<T: serde::Serialize>(
     }
 }
 
+/// The TLS handshake on a new connection when TLS is on (within the
+/// handshake timeout): the secured stream and what the other side's
+/// certificate names. Without TLS the stream as it is.
+async fn secure(
+    stream: BoxStream,
+    config: &ListenerConfig,
+) -> Result<(BoxStream, Option<PeerIdentity>), ConnError> {
+    let Some(tls) = &config.tls else {
+        return Ok((stream, None));
+    };
+    match tokio::time::timeout(config.handshake_timeout, tls::accept(tls, stream)).await {
+        Ok(Ok((stream, identity))) => Ok((stream, Some(identity))),
+        // Closed before a single TLS record: a peer's dial cancelled by
+        // its shutdown, a port probe. Not a refusal.
+        Ok(Err(e))
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+            ) =>
+        {
+            Err(ConnError::Gone)
+        }
+        Ok(Err(e)) => Err(ConnError::Refused(format!(
+            "TLS handshake failed: {e} (a plaintext client, or a certificate that is expired \
+             or not signed by this cluster's CA?)"
+        ))),
+        Err(_) => Err(ConnError::Refused(format!(
+            "no TLS handshake within {:?}",
+            config.handshake_timeout
+        ))),
+    }
+}
+
+/// Why the certificate behind `identity` may not say `role`: it must name
+/// the node a peer claims to be, or be a client certificate.
+fn certificate_refusal(
+    identity: &PeerIdentity,
+    role: &HelloRole,
+    cluster_id: &str,
+) -> Option<String> {
+    match role {
+        HelloRole::Peer { from, .. } => identity.check_node(*from, cluster_id).err(),
+        HelloRole::Client => identity.check_client(cluster_id).err(),
+    }
+}
+
 async fn handle(
     mut stream: BoxStream,
+    identity: Option<PeerIdentity>,
     remote: &str,
     config: &ListenerConfig,
     events: mpsc::Sender<Event>,
@@ -237,6 +304,11 @@ async fn handle(
                 _ => None,
             }
         };
+    let refusal = refusal.or_else(|| {
+        identity
+            .as_ref()
+            .and_then(|identity| certificate_refusal(identity, &hello.role, &config.cluster_id))
+    });
     if let Some(reason) = refusal {
         let _ = write_value(
             &mut stream,

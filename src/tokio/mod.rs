@@ -16,6 +16,7 @@
 //! | [`server`] | the server loop |
 //! | [`client`] | [`Client`](client::Client): leader discovery, redirects, retries, typed KV API |
 //! | [`kv`] | the key-value service and its exactly-once sessions |
+//! | [`tls`] | mutual TLS (rustls, TLS 1.3): certificates naming node ids, loading from PEM files |
 //! | [`status`] | status/metrics snapshot |
 //! | [`recovery`] | offline forced recovery of a stopped server's data directory (unsafe; `concord-cli force-recover`) |
 //! | [`cluster`] | wiring helpers: a TCP node from a few settings |
@@ -39,6 +40,7 @@ pub mod server;
 pub mod snapshot_file;
 pub mod status;
 pub mod storage;
+pub mod tls;
 pub mod transport;
 pub mod wal;
 pub mod wire;

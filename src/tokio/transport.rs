@@ -46,9 +46,10 @@ use crate::{Message, NodeId};
 
 use super::frame::{self, FrameError};
 use super::server::Event;
+use super::tls::TlsConfig;
 use super::wire::{Hello, HelloRole, PeerFrameRef, PeerReply, Welcome};
 
-/// A byte stream the transport can frame: TCP today, TLS later.
+/// A byte stream the transport can frame: TCP, or TLS over TCP.
 pub trait AsyncStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> AsyncStream for T {}
 
@@ -122,8 +123,11 @@ pub struct TcpTransportConfig {
     /// Messages that waited in the queue longer than this are dropped
     /// unsent.
     pub message_stale_after: Duration,
-    /// Applied to every connection after its handshake (tests, TLS).
+    /// Applied to every connection after its handshake (tests).
     pub stream_wrapper: Option<StreamWrapper>,
+    /// Mutual TLS on every peer connection (the peer's certificate must
+    /// name the node dialled); `None` dials in plaintext.
+    pub tls: Option<Arc<TlsConfig>>,
 }
 
 impl TcpTransportConfig {
@@ -151,6 +155,7 @@ impl TcpTransportConfig {
             peer_timeout: Some(Duration::from_millis(500)),
             message_stale_after: Duration::from_secs(1),
             stream_wrapper: None,
+            tls: None,
         }
     }
 }
@@ -307,19 +312,36 @@ struct PeerSender {
     counters: Arc<TransportCounters>,
 }
 
-/// Opens a connection and performs the client side of the handshake.
+/// Opens a connection (secured with `tls` when given) and performs the
+/// client side of the handshake. With TLS, a peer connection
+/// ([`HelloRole::Peer`]) requires the certificate of the node it names, and
+/// any connection requires that the node id the server answers with is the
+/// one its certificate names.
 pub async fn connect(
     addr: &str,
     hello: &Hello,
     max_frame_bytes: usize,
     timeout: Duration,
+    tls: Option<&TlsConfig>,
 ) -> Result<(BoxStream, NodeId), String> {
     let attempt = async {
         let stream = tokio::net::TcpStream::connect(addr)
             .await
             .map_err(|e| format!("connect to {addr}: {e}"))?;
         let _ = stream.set_nodelay(true);
-        let mut stream: BoxStream = Box::new(stream);
+        let (mut stream, identity) = match tls {
+            None => (Box::new(stream) as BoxStream, None),
+            Some(tls) => {
+                let node = match hello.role {
+                    HelloRole::Peer { to, .. } => Some(to),
+                    HelloRole::Client => None,
+                };
+                let (stream, identity) = super::tls::dial(tls, Box::new(stream), node)
+                    .await
+                    .map_err(|e| format!("{addr}: {e}"))?;
+                (stream, Some(identity))
+            }
+        };
         let mut buf = Vec::new();
         frame::encode_frame(hello, &mut buf).map_err(|e| e.to_string())?;
         stream
@@ -334,7 +356,14 @@ pub async fn connect(
             .await
             .map_err(|e| format!("handshake with {addr}: {e}"))?;
         match welcome {
-            Welcome::Accepted { node_id } => Ok((stream, node_id)),
+            Welcome::Accepted { node_id } => {
+                if let Some(identity) = identity {
+                    identity
+                        .check_node(node_id, &hello.cluster_id)
+                        .map_err(|e| format!("{addr} answered as node {node_id}: {e}"))?;
+                }
+                Ok((stream, node_id))
+            }
             Welcome::Refused { reason } => Err(format!("{addr} refused the connection: {reason}")),
         }
     };
@@ -364,6 +393,7 @@ impl PeerSender {
                 &hello,
                 self.config.max_frame_bytes,
                 self.config.connect_timeout,
+                self.config.tls.as_deref(),
             )
             .await
             {

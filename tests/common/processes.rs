@@ -15,6 +15,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use concord::tokio::client::{Client, ClientConfig};
+use concord::tokio::tls::{TlsConfig, TlsPaths, TlsRole};
 
 /// The node processes of one cluster. Dropping it SIGKILLs every process
 /// still running; the data directory is removed unless the thread is
@@ -37,6 +38,9 @@ pub struct NodeProcesses {
     /// The log file of each node's latest start.
     logs: BTreeMap<u64, PathBuf>,
     starts: u32,
+    /// Mutual TLS: a directory with `ca.pem`, `node-<id>.pem`/`.key` and
+    /// `client.pem`/`.key` (see `certs.rs`); `None`: plaintext.
+    tls_dir: Option<PathBuf>,
 }
 
 impl NodeProcesses {
@@ -61,6 +65,7 @@ impl NodeProcesses {
             children: BTreeMap::new(),
             logs: BTreeMap::new(),
             starts: 0,
+            tls_dir: None,
         }
     }
 
@@ -123,6 +128,27 @@ impl NodeProcesses {
         self.children.contains_key(&id)
     }
 
+    /// Runs every node and client with mutual TLS, from the certificates
+    /// in `dir` (`ca.pem`, `node-<id>.pem`/`.key`, `client.pem`/`.key`).
+    pub fn use_tls(&mut self, dir: PathBuf) {
+        self.tls_dir = Some(dir);
+    }
+
+    /// The `--tls-*` flags of node `id` (none without TLS).
+    fn tls_args(&self, id: u64) -> Vec<std::ffi::OsString> {
+        let Some(dir) = &self.tls_dir else {
+            return Vec::new();
+        };
+        vec![
+            "--tls-ca".into(),
+            dir.join("ca.pem").into(),
+            "--tls-cert".into(),
+            dir.join(format!("node-{id}.pem")).into(),
+            "--tls-key".into(),
+            dir.join(format!("node-{id}.key")).into(),
+        ]
+    }
+
     /// Starts node `id` (its log goes to `node-<id>-<n>.log` in `base`).
     pub fn start(&mut self, id: u64) {
         self.start_with(id, &[]);
@@ -179,6 +205,7 @@ impl NodeProcesses {
             .arg("--data-dir")
             .arg(self.data_dir(id))
             .args(["--cluster-id", &self.cluster_id])
+            .args(self.tls_args(id))
             .args(extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -303,6 +330,16 @@ impl NodeProcesses {
         config.request_timeout = Duration::from_millis(1500);
         config.attempts_max = 100;
         config.retry_backoff = Duration::from_millis(50);
+        if let Some(dir) = &self.tls_dir {
+            let paths = TlsPaths {
+                ca: dir.join("ca.pem"),
+                cert: dir.join("client.pem"),
+                key: dir.join("client.key"),
+            };
+            let tls = TlsConfig::load(&paths, &self.cluster_id, TlsRole::Client)
+                .expect("load the client's TLS material");
+            config.tls = Some(std::sync::Arc::new(tls));
+        }
         Client::new(config)
     }
 }
@@ -329,4 +366,93 @@ pub async fn leader_id(client: &mut Client, nodes: usize) -> Option<u64> {
         }
     }
     None
+}
+
+/// The kill/restart scenario of `real_cluster.rs`, for any three-node
+/// `cluster` (plaintext or TLS): write, SIGKILL the leader, keep writing
+/// through the new leader, restart the dead node and see it catch up; then
+/// stop all three, restart all three, and read every acknowledged write
+/// back.
+pub fn survive_sigkill_of_the_leader_and_full_restart(cluster: &mut NodeProcesses) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for id in 1..=3 {
+        cluster.start(id);
+    }
+    runtime.block_on(async {
+        let mut client = cluster.client();
+        let mut acked: BTreeMap<String, String> = BTreeMap::new();
+        for i in 0..50 {
+            let (k, v) = (format!("key-{i}"), format!("value-{i}"));
+            client
+                .put(k.clone(), v.clone())
+                .await
+                .expect("write before the kill");
+            acked.insert(k, v);
+        }
+
+        // SIGKILL the leader.
+        let mut leader = None;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while leader.is_none() {
+            assert!(Instant::now() < deadline, "no leader found");
+            leader = leader_id(&mut client, 3).await;
+        }
+        let leader = leader.unwrap();
+        cluster.sigkill(leader);
+
+        // Keep writing through the new leader.
+        for i in 50..100 {
+            let (k, v) = (format!("key-{i}"), format!("value-{i}"));
+            client
+                .put(k.clone(), v.clone())
+                .await
+                .expect("write after the kill");
+            acked.insert(k, v);
+        }
+        let new_leader = leader_id(&mut client, 3).await.expect("a new leader");
+        assert_ne!(new_leader, leader);
+
+        // Restart the dead node: it catches up from its own log plus the leader.
+        cluster.start(leader);
+        let target = client
+            .status(new_leader as usize - 1)
+            .await
+            .unwrap()
+            .commit_index;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(status) = client.status(leader as usize - 1).await {
+                if status.applied_index >= target {
+                    break;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "restarted node {leader} did not catch up to {target}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Writes keep working with all three up.
+        client.put("after-restart", "yes").await.unwrap();
+        acked.insert("after-restart".to_string(), "yes".to_string());
+
+        // Stop all three, restart all three, read everything back.
+        drop(client);
+        cluster.sigterm_all();
+        for id in 1..=3 {
+            cluster.start(id);
+        }
+        let mut client = cluster.client();
+        for (k, v) in &acked {
+            let got = client
+                .get(k.clone())
+                .await
+                .expect("read after full restart");
+            assert_eq!(got, Some(bytes::Bytes::from(v.clone())), "key {k}");
+        }
+    });
+    cluster.sigterm_all();
 }
