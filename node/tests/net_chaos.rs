@@ -52,7 +52,6 @@
 //! CONCORD_NETCHAOS_PARTITION_SECS=60 CONCORD_NETCHAOS_TRIALS=5 \
 //!   cargo test --features tokio --test net_chaos heal_after -- --nocapture
 //! ```
-#![cfg(feature = "tokio")]
 
 #[path = "common/processes.rs"]
 mod processes;
