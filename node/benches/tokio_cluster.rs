@@ -10,9 +10,9 @@
 //! goes first, and prints the median on/off throughput ratio.
 //!
 //! ```text
-//! cargo bench --features tokio --bench tokio_cluster            # 20 s per run
-//! CONCORD_BENCH_SECS=5 CONCORD_BENCH_CLIENTS=1,16,64 cargo bench --features tokio --bench tokio_cluster
-//! CONCORD_BENCH_COMPACTION=both CONCORD_BENCH_SECS=10 cargo bench --features tokio --bench tokio_cluster
+//! cargo bench -p concord-node --bench tokio_cluster            # 20 s per run
+//! CONCORD_BENCH_SECS=5 CONCORD_BENCH_CLIENTS=1,16,64 cargo bench -p concord-node --bench tokio_cluster
+//! CONCORD_BENCH_COMPACTION=both CONCORD_BENCH_SECS=10 cargo bench -p concord-node --bench tokio_cluster
 //! ```
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -176,12 +176,12 @@ impl CasArgs {
         match (&self.new, self.absent) {
             (Some(new), false) => Ok((Some(self.expected.clone()), new.clone())),
             (None, true) => Ok((None, self.expected.clone())),
-            (Some(_), true) => Err(
-                "cas takes KEY --absent NEW (no EXPECTED value with --absent)".to_string(),
-            ),
-            (None, false) => Err(
-                "cas takes KEY EXPECTED NEW, or KEY --absent NEW for a key not set".to_string(),
-            ),
+            (Some(_), true) => {
+                Err("cas takes KEY --absent NEW (no EXPECTED value with --absent)".to_string())
+            }
+            (None, false) => {
+                Err("cas takes KEY EXPECTED NEW, or KEY --absent NEW for a key not set".to_string())
+            }
         }
     }
 }
@@ -302,7 +302,9 @@ mod tests {
             panic!("not cas");
         };
         assert_eq!(cas.expected_and_new(), Ok((None, "new".to_string())));
-        assert!(with(&["cas", "k", "new"]).unwrap_err().contains("KEY EXPECTED NEW"));
+        assert!(with(&["cas", "k", "new"])
+            .unwrap_err()
+            .contains("KEY EXPECTED NEW"));
         assert!(with(&["cas", "k", "--absent", "a", "b"])
             .unwrap_err()
             .contains("no EXPECTED value with --absent"));
@@ -317,7 +319,9 @@ mod tests {
             args.command,
             CliCommand::Member(MemberCommand::AddLearner { id: 4, .. })
         ));
-        assert!(with(&["member", "promote", "0"]).unwrap_err().contains("0 is reserved"));
+        assert!(with(&["member", "promote", "0"])
+            .unwrap_err()
+            .contains("0 is reserved"));
         assert!(with(&["member", "add", "4", "nowhere"])
             .unwrap_err()
             .contains("is not a host:port address"));
@@ -329,6 +333,8 @@ mod tests {
     #[test]
     fn completions_need_no_servers() {
         assert!(parse(&["completions", "bash"]).is_ok());
-        assert!(parse(&["status"]).unwrap_err().contains("missing --servers"));
+        assert!(parse(&["status"])
+            .unwrap_err()
+            .contains("missing --servers"));
     }
 }

@@ -42,9 +42,7 @@ pub fn peers(value: &str) -> Result<Peers, String> {
 /// A cluster's name: 1 to [`CLUSTER_ID_BYTES_MAX`] bytes.
 pub fn cluster_id(value: &str) -> Result<String, String> {
     if value.is_empty() || value.len() > CLUSTER_ID_BYTES_MAX {
-        return Err(format!(
-            "give a name of 1 to {CLUSTER_ID_BYTES_MAX} bytes"
-        ));
+        return Err(format!("give a name of 1 to {CLUSTER_ID_BYTES_MAX} bytes"));
     }
     Ok(value.to_string())
 }
@@ -78,7 +76,9 @@ mod tests {
         assert!(peers("2:127.0.0.1:2")
             .unwrap_err()
             .contains("is not of the form id=host:port"));
-        assert!(peers("0=127.0.0.1:2").unwrap_err().contains("0 is reserved"));
+        assert!(peers("0=127.0.0.1:2")
+            .unwrap_err()
+            .contains("0 is reserved"));
         assert!(peers("1=127.0.0.1:2,1=127.0.0.1:3")
             .unwrap_err()
             .contains("node 1 is listed twice"));

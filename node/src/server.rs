@@ -596,19 +596,28 @@ cluster-id = "demo"
     #[test]
     fn bad_values_name_the_key_and_the_file() {
         let e = file("tick-ms = \"fast\"\n").unwrap_err().to_string();
-        assert!(e.starts_with("key `tick-ms` in server.toml: invalid type"), "{e}");
+        assert!(
+            e.starts_with("key `tick-ms` in server.toml: invalid type"),
+            "{e}"
+        );
         let e = file("[peers]\n1 = 7001\n").unwrap_err().to_string();
         assert!(e.starts_with("key `peers` in server.toml:"), "{e}");
         let config = file("[peers]\nx = \"127.0.0.1:1\"\n").unwrap();
         let e = ServerSettings::merge(&flags(&[]), &config, Some(Path::new("s.toml")))
             .unwrap_err()
             .to_string();
-        assert_eq!(e, "missing --id (or CONCORD_ID, or `id` in the --config file)");
+        assert_eq!(
+            e,
+            "missing --id (or CONCORD_ID, or `id` in the --config file)"
+        );
         let config = file(&FULL.replace("2 = ", "x = ")).unwrap();
         let e = ServerSettings::merge(&flags(&[]), &config, Some(Path::new("s.toml")))
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("key `peers.x` in s.toml: \"x\" is not a node id"), "{e}");
+        assert!(
+            e.starts_with("key `peers.x` in s.toml: \"x\" is not a node id"),
+            "{e}"
+        );
         let config = file(&format!("{FULL}\n")).unwrap();
         let mut config = config;
         config.tick_ms = Some(0);

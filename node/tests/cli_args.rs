@@ -114,10 +114,16 @@ fn node_flags_refused_with_a_clear_message() {
         "c",
     ];
     let cases: &[(&[&str], &[&str])] = &[
-        (&[], &["missing --id (or CONCORD_ID, or `id` in the --config file)"]),
+        (
+            &[],
+            &["missing --id (or CONCORD_ID, or `id` in the --config file)"],
+        ),
         (
             &["--id", "zero"],
-            &["invalid value 'zero' for '--id <ID>'", "\"zero\" is not a node id"],
+            &[
+                "invalid value 'zero' for '--id <ID>'",
+                "\"zero\" is not a node id",
+            ],
         ),
         (&["--id", "0"], &["0 is reserved"]),
         (
@@ -126,15 +132,24 @@ fn node_flags_refused_with_a_clear_message() {
         ),
         (
             &["--peers", "2:127.0.0.1:2"],
-            &["'--peers <ID=HOST:PORT,...>'", "is not of the form id=host:port"],
+            &[
+                "'--peers <ID=HOST:PORT,...>'",
+                "is not of the form id=host:port",
+            ],
         ),
         (
             &["--peers", "2=127.0.0.1:2,2=127.0.0.1:3"],
             &["node 2 is listed twice"],
         ),
-        (&["--tick-ms", "0"], &["'--tick-ms <MS>'", "between 1 and 10000"]),
+        (
+            &["--tick-ms", "0"],
+            &["'--tick-ms <MS>'", "between 1 and 10000"],
+        ),
         (&["--bogus"], &["unexpected argument '--bogus'", "Usage:"]),
-        (&["--peer", "1=127.0.0.1:1"], &["tip: a similar argument exists: '--peers'"]),
+        (
+            &["--peer", "1=127.0.0.1:1"],
+            &["tip: a similar argument exists: '--peers'"],
+        ),
         (&["--id"], &["a value is required for '--id <ID>'"]),
         (
             &[
@@ -152,7 +167,14 @@ fn node_flags_refused_with_a_clear_message() {
             &["--peers lists node 1 at 127.0.0.1:2 but --listen is 127.0.0.1:1"],
         ),
         (
-            &["--id", "1", "--listen", "127.0.0.1:1", "--peers", "2=127.0.0.1:2"],
+            &[
+                "--id",
+                "1",
+                "--listen",
+                "127.0.0.1:1",
+                "--peers",
+                "2=127.0.0.1:2",
+            ],
             &["missing --data-dir"],
         ),
         (&[&base[..], &["--join"]].concat(), &["missing --data-dir"]),
@@ -170,7 +192,10 @@ fn node_flags_refused_with_a_clear_message() {
 fn node_config_keys_refused_naming_the_key_and_the_file() {
     let scratch = Scratch::new("keys");
     let cases: &[(&str, &str)] = &[
-        ("peer = 3\n", "unknown key `peer` in {file}, expected `peers`"),
+        (
+            "peer = 3\n",
+            "unknown key `peer` in {file}, expected `peers`",
+        ),
         (
             "cluster_id = \"c\"\n",
             "unknown key `cluster_id` in {file}, expected `cluster-id`",
@@ -221,7 +246,14 @@ fn flags_and_environment_override_the_config_file() {
     assert!(stderr.contains("--listen is 127.0.0.1:9"), "{stderr}");
     let flag = run(
         NODE,
-        &["--config", &file, "--data-dir", &data_dir, "--listen", "127.0.0.1:1"],
+        &[
+            "--config",
+            &file,
+            "--data-dir",
+            &data_dir,
+            "--listen",
+            "127.0.0.1:1",
+        ],
         &[],
     );
     let variable = run(
@@ -265,7 +297,12 @@ fn help_and_completions_for_both_binaries() {
         assert_refused(binary, &["completions", "tcsh"], &["invalid value 'tcsh'"]);
     }
     let (_, stdout, _) = run(NODE, &["--help"], &[]);
-    for variable in ["CONCORD_ID", "CONCORD_PEERS", "CONCORD_DATA_DIR", "CONCORD_CONFIG"] {
+    for variable in [
+        "CONCORD_ID",
+        "CONCORD_PEERS",
+        "CONCORD_DATA_DIR",
+        "CONCORD_CONFIG",
+    ] {
         assert!(stdout.contains(variable), "--help does not name {variable}");
     }
 }
@@ -280,20 +317,41 @@ fn cli_arguments_refused_with_a_clear_message() {
             .collect::<Vec<_>>()
     };
     let cases: Vec<(Vec<String>, &[&str])> = vec![
-        (vec!["get".into(), "k".into()], &["missing --servers (or CONCORD_SERVERS)"]),
+        (
+            vec!["get".into(), "k".into()],
+            &["missing --servers (or CONCORD_SERVERS)"],
+        ),
         (with(&[]), &["Usage:"]),
         (
             vec!["--servers".into(), "localhost".into(), "status".into()],
             &["is not a host:port address"],
         ),
-        (with(&["put", "k"]), &["required arguments were not provided", "<VALUE>"]),
-        (with(&["frobnicate"]), &["unrecognized subcommand 'frobnicate'"]),
-        (with(&["get", "--read", "stale", "k"]), &["invalid value 'stale' for '--read <PATH>'", "index, lease, follower, log"]),
+        (
+            with(&["put", "k"]),
+            &["required arguments were not provided", "<VALUE>"],
+        ),
+        (
+            with(&["frobnicate"]),
+            &["unrecognized subcommand 'frobnicate'"],
+        ),
+        (
+            with(&["get", "--read", "stale", "k"]),
+            &[
+                "invalid value 'stale' for '--read <PATH>'",
+                "index, lease, follower, log",
+            ],
+        ),
         (with(&["cas", "k", "v"]), &["cas takes KEY EXPECTED NEW"]),
         (with(&["member"]), &["add-learner", "transfer-leader"]),
         (with(&["member", "promote", "0"]), &["0 is reserved"]),
-        (with(&["member", "add-learner", "4", "x"]), &["is not a host:port address"]),
-        (with(&["member", "remove", "3", "4"]), &["unexpected argument '4'"]),
+        (
+            with(&["member", "add-learner", "4", "x"]),
+            &["is not a host:port address"],
+        ),
+        (
+            with(&["member", "remove", "3", "4"]),
+            &["unexpected argument '4'"],
+        ),
     ];
     for (args, expected) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -311,11 +369,17 @@ fn cli_reaches_no_cluster_with_a_clear_error() {
         &[],
     );
     assert_eq!(code, 0, "status prints unreachable rows: {stderr}");
-    assert!(stdout.contains("127.0.0.1:9") && stdout.contains("unreachable"), "{stdout}");
+    assert!(
+        stdout.contains("127.0.0.1:9") && stdout.contains("unreachable"),
+        "{stdout}"
+    );
     let (code, _, stderr) = run(
         CLI,
         &["get", "k"],
-        &[("CONCORD_SERVERS", "127.0.0.1:9"), ("CONCORD_TIMEOUT_MS", "100")],
+        &[
+            ("CONCORD_SERVERS", "127.0.0.1:9"),
+            ("CONCORD_TIMEOUT_MS", "100"),
+        ],
     );
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("gave up after"), "{stderr}");

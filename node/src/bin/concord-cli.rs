@@ -265,78 +265,78 @@ async fn run(args: CliArgs) -> Result<(), Failure> {
 /// `status`: one row per server, with its followers as the leader sees
 /// them.
 async fn status(client: &mut Client, servers: &[String]) {
-        let mut rows = Vec::new();
-        for (i, server) in servers.iter().enumerate() {
-            rows.push((server.clone(), client.status(i).await));
-        }
-        let max_commit = rows
-            .iter()
-            .filter_map(|(_, r)| r.as_ref().ok())
-            .map(|s| s.commit_index)
-            .max()
-            .unwrap_or(0);
-        println!(
-            "{:<22} {:>4} {:<12} {:>6} {:>7} {:>8} {:>8} {:>8} {:>6} {:>8} {:>11}",
-            "server",
-            "id",
-            "role",
-            "term",
-            "leader",
-            "last",
-            "commit",
-            "applied",
-            "lag",
-            "snapshot",
-            "taken/inst."
-        );
-        for (server, row) in rows {
-            match row {
-                Ok(s) => {
+    let mut rows = Vec::new();
+    for (i, server) in servers.iter().enumerate() {
+        rows.push((server.clone(), client.status(i).await));
+    }
+    let max_commit = rows
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok())
+        .map(|s| s.commit_index)
+        .max()
+        .unwrap_or(0);
+    println!(
+        "{:<22} {:>4} {:<12} {:>6} {:>7} {:>8} {:>8} {:>8} {:>6} {:>8} {:>11}",
+        "server",
+        "id",
+        "role",
+        "term",
+        "leader",
+        "last",
+        "commit",
+        "applied",
+        "lag",
+        "snapshot",
+        "taken/inst."
+    );
+    for (server, row) in rows {
+        match row {
+            Ok(s) => {
+                println!(
+                    "{:<22} {:>4} {:<12} {:>6} {:>7} {:>8} {:>8} {:>8} {:>6} {:>8} {:>11}",
+                    server,
+                    s.id,
+                    s.role,
+                    s.term,
+                    s.leader
+                        .map(|l| l.to_string())
+                        .unwrap_or_else(|| "-".to_string()),
+                    s.last_index,
+                    s.commit_index,
+                    s.applied_index,
+                    max_commit.saturating_sub(s.applied_index),
+                    s.snapshot_index,
+                    format!(
+                        "{}/{}",
+                        s.server.snapshots_taken, s.server.snapshots_installed
+                    )
+                );
+                for p in &s.peers {
                     println!(
-                        "{:<22} {:>4} {:<12} {:>6} {:>7} {:>8} {:>8} {:>8} {:>6} {:>8} {:>11}",
-                        server,
-                        s.id,
-                        s.role,
-                        s.term,
-                        s.leader
-                            .map(|l| l.to_string())
-                            .unwrap_or_else(|| "-".to_string()),
-                        s.last_index,
-                        s.commit_index,
-                        s.applied_index,
-                        max_commit.saturating_sub(s.applied_index),
-                        s.snapshot_index,
-                        format!(
-                            "{}/{}",
-                            s.server.snapshots_taken, s.server.snapshots_installed
-                        )
+                        "    follower {:>3}: match {:>8} next {:>8} in-flight {:>4} {}{}",
+                        p.id,
+                        p.match_index,
+                        p.next_index,
+                        p.inflight_messages,
+                        p.state,
+                        if p.log_regressions > 0 {
+                            format!(
+                                "  LOST ACKNOWLEDGED ENTRIES {} time(s): check its disk",
+                                p.log_regressions
+                            )
+                        } else {
+                            String::new()
+                        }
                     );
-                    for p in &s.peers {
-                        println!(
-                            "    follower {:>3}: match {:>8} next {:>8} in-flight {:>4} {}{}",
-                            p.id,
-                            p.match_index,
-                            p.next_index,
-                            p.inflight_messages,
-                            p.state,
-                            if p.log_regressions > 0 {
-                                format!(
-                                    "  LOST ACKNOWLEDGED ENTRIES {} time(s): check its disk",
-                                    p.log_regressions
-                                )
-                            } else {
-                                String::new()
-                            }
-                        );
-                    }
-                    if s.server.follower_log_regressions > 0 {
-                        println!(
+                }
+                if s.server.follower_log_regressions > 0 {
+                    println!(
                             "    WARNING: {} follower log regression(s) seen while leading (a disk lost synced data; see this server's error log)",
                             s.server.follower_log_regressions
                         );
-                    }
                 }
-                Err(e) => println!("{server:<22} unreachable: {e}"),
             }
+            Err(e) => println!("{server:<22} unreachable: {e}"),
         }
+    }
 }

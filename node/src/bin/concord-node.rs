@@ -59,9 +59,11 @@ fn main() -> ExitCode {
     let settings = match ServerSettings::resolve(&args.server) {
         Ok(settings) => settings,
         Err(e) => {
-            eprintln!("concord-node: {e}
+            eprintln!(
+                "concord-node: {e}
 
-For more information, try '--help'.");
+For more information, try '--help'."
+            );
             return ExitCode::from(2);
         }
     };
