@@ -5,7 +5,7 @@
 //! ```text
 //! cargo run --release --features tokio --example local_cluster
 //! # in another terminal:
-//! cargo run --release --features tokio --bin concord-cli -- \
+//! cargo run --release -p concord-node --bin concord-cli -- \
 //!     --servers 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003 put greeting hello
 //! ```
 //!
@@ -52,9 +52,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut client = Client::new(ClientConfig::new(servers.clone(), "concord"));
         client.put("hello", "world").await?;
         println!("\ncluster is up (a test put succeeded via {}).", client.leader().unwrap_or("?"));
-        println!("try:\n  cargo run --release --features tokio --bin concord-cli -- --servers {} put greeting hello", servers.join(","));
-        println!("  cargo run --release --features tokio --bin concord-cli -- --servers {} get greeting", servers.join(","));
-        println!("  cargo run --release --features tokio --bin concord-cli -- --servers {} status", servers.join(","));
+        println!("try:\n  cargo run --release -p concord-node --bin concord-cli -- --servers {} put greeting hello", servers.join(","));
+        println!("  cargo run --release -p concord-node --bin concord-cli -- --servers {} get greeting", servers.join(","));
+        println!("  cargo run --release -p concord-node --bin concord-cli -- --servers {} status", servers.join(","));
         println!("Ctrl-C stops the cluster and removes {}.", base.display());
         tokio::signal::ctrl_c().await?;
         for node in nodes {

@@ -4,16 +4,14 @@
 //! certificate used by a client, a plaintext client), each with a log line
 //! naming the remote address and the reason, and keeps serving a good
 //! client afterwards; TLS material that cannot be used is refused at load
-//! time naming the file; and three real `concord-node` processes with TLS
-//! pass the kill/restart scenario of `real_cluster.rs`.
+//! time naming the file. (Three real `concord-node` processes with TLS
+//! passing the kill/restart scenario: `node/tests/tls_cluster.rs`.)
 //!
 //! Certificates are made at run time with rcgen into a temporary directory.
 #![cfg(feature = "tokio")]
 
 #[path = "common/certs.rs"]
 mod certs;
-#[path = "common/processes.rs"]
-mod processes;
 #[path = "common/scratch.rs"]
 mod scratch;
 
@@ -443,44 +441,6 @@ fn unusable_tls_material_is_refused_at_load_naming_the_file() {
         .unwrap_err()
         .to_string();
     assert!(error.contains("must be a DNS name"), "{error}");
-}
-
-#[test]
-fn three_tls_processes_survive_sigkill_of_the_leader_and_full_restart() {
-    let material = Material::new("tls-processes");
-    let mut cluster = processes::NodeProcesses::on_loopback("tls", CLUSTER);
-    cluster.use_tls(material.dir.0.clone());
-    processes::survive_sigkill_of_the_leader_and_full_restart(&mut cluster);
-    // Every node ran with TLS, and no peer's certificate was refused.
-    for id in 1..=3 {
-        let log = without_ansi_colours(&cluster.log_text(id));
-        assert!(
-            log.contains("tls=true"),
-            "node {id} did not run TLS:\n{log}"
-        );
-        assert!(!log.contains("TLS is off"), "node {id}:\n{log}");
-        assert!(!log.contains("certificate names"), "node {id}:\n{log}");
-        assert!(!log.contains("UnknownIssuer"), "node {id}:\n{log}");
-    }
-}
-
-/// `text` without the terminal colour sequences (`ESC [ ... m`) a node
-/// writes into its log.
-fn without_ansi_colours(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c == 'm' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 fn scratch_runtime() -> tokio::runtime::Runtime {

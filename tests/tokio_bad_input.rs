@@ -1,7 +1,8 @@
 //! Bad input: garbage, truncated and oversized frames, bad checksums,
 //! strangers at the handshake, on peer and client connections. Each closes
 //! its connection with a logged reason while the node keeps serving.
-//! Invalid command-line arguments give a clear message and a non-zero exit.
+//! (The binaries' own bad command lines and config files are tested in
+//! `node/tests/cli_args.rs`.)
 #![cfg(feature = "tokio")]
 
 use std::collections::BTreeMap;
@@ -265,121 +266,4 @@ fn bad_frames_close_the_connection_with_a_logged_reason_and_the_node_keeps_servi
             node.shutdown().await.unwrap();
         }
     });
-}
-
-fn run_binary(path: &str, args: &[&str]) -> (i32, String) {
-    let output = std::process::Command::new(path)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stderr).to_string(),
-    )
-}
-
-#[test]
-fn invalid_command_lines_exit_non_zero_with_a_clear_message() {
-    let node = env!("CARGO_BIN_EXE_concord-node");
-    let cases: &[(&[&str], &str)] = &[
-        (&[], "missing --id"),
-        (
-            &["--id", "zero"],
-            "--id: \"zero\" is not a positive integer",
-        ),
-        (&["--id", "0"], "0 is reserved"),
-        (
-            &["--id", "1", "--listen", "nowhere"],
-            "is not a host:port address",
-        ),
-        (
-            &[
-                "--id",
-                "1",
-                "--listen",
-                "127.0.0.1:1",
-                "--peers",
-                "2:127.0.0.1:2",
-            ],
-            "is not of the form id=host:port",
-        ),
-        (
-            &[
-                "--id",
-                "1",
-                "--listen",
-                "127.0.0.1:1",
-                "--peers",
-                "1=127.0.0.1:2",
-                "--data-dir",
-                "/tmp/x",
-                "--cluster-id",
-                "c",
-            ],
-            "--listen is 127.0.0.1:1",
-        ),
-        (&["--bogus"], "--bogus needs a value"),
-        (&["--bogus", "1"], "unknown option \"--bogus\""),
-        (
-            &[
-                "--id",
-                "1",
-                "--listen",
-                "127.0.0.1:1",
-                "--peers",
-                "2=127.0.0.1:2",
-            ],
-            "missing --data-dir",
-        ),
-    ];
-    for (args, expected) in cases {
-        let (code, stderr) = run_binary(node, args);
-        assert_eq!(code, 2, "concord-node {args:?} exited {code}: {stderr}");
-        assert!(
-            stderr.contains(expected),
-            "concord-node {args:?}: {stderr:?} lacks {expected:?}"
-        );
-        assert!(stderr.contains("usage:"), "no usage for {args:?}");
-    }
-    let cli = env!("CARGO_BIN_EXE_concord-cli");
-    let cases: &[(&[&str], &str)] = &[
-        (&["get", "k"], "missing --servers"),
-        (&["--servers", "127.0.0.1:1"], "missing command"),
-        (&["--servers", "localhost"], "is not a host:port address"),
-        (
-            &["--servers", "127.0.0.1:1", "put", "k"],
-            "put takes 2 argument(s), got 1",
-        ),
-        (
-            &["--servers", "127.0.0.1:1", "frobnicate"],
-            "unknown command \"frobnicate\"",
-        ),
-    ];
-    for (args, expected) in cases {
-        let (code, stderr) = run_binary(cli, args);
-        assert_eq!(code, 2, "concord-cli {args:?} exited {code}: {stderr}");
-        assert!(
-            stderr.contains(expected),
-            "concord-cli {args:?}: {stderr:?} lacks {expected:?}"
-        );
-    }
-    // An unreachable cluster is a clear runtime error (exit 1), not a hang.
-    let (code, stderr) = run_binary(
-        cli,
-        &["--servers", "127.0.0.1:9", "--timeout-ms", "200", "status"],
-    );
-    assert_eq!(code, 0, "status prints unreachable rows: {stderr}");
-    let (code, stderr) = run_binary(
-        cli,
-        &[
-            "--servers",
-            "127.0.0.1:9",
-            "--timeout-ms",
-            "100",
-            "get",
-            "k",
-        ],
-    );
-    assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.contains("gave up after"), "{stderr}");
 }

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Installs etcd 3.4 from Debian's `etcd-server` package for `benches/reads.rs`
+# Installs etcd 3.4 from Debian's `etcd-server` package for `node/benches/reads.rs`
 # (which skips its etcd cells, saying why, when `etcd` is missing). Needs
 # root (or sudo). The package may enable a systemd unit; the benchmark never
 # uses it: it starts its own members on loopback with temporary data dirs.

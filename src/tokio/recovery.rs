@@ -239,91 +239,16 @@ fn write_plan(mut storage: FileStorage, plan: &ForcedRecoveryPlan) -> Result<(),
     }
 }
 
-/// Usage of the `force-recover` command.
+/// What the operator must know before running `concord-cli force-recover`
+/// (its help text; the binary's flags are `concord_node::client`).
 pub const FORCE_RECOVER_USAGE: &str = "\
-usage: concord-cli force-recover --data-dir <DIR> --node-id <ID> --reason <TEXT>
-                                 [--voters <ID,...>]
-                                 --i-understand-acknowledged-writes-may-be-lost
+UNSAFE. For a cluster that lost a majority of its voters for good. Run it on
+ONE stopped survivor (the one with the longest log), then start it: it
+becomes the only voter, elects itself and serves. Writes the lost servers
+acknowledged that this server never received are lost. Its entries beyond
+the commit index its disk shows are kept and committed. The recovery is
+recorded in the log (`concord-cli member list` shows it). Wipe the lost
+servers' data directories before any of them comes back, then add servers
+with `member add-learner` and `member promote`.
 
-  UNSAFE. For a cluster that lost a majority of its voters for good. Run it on
-  ONE stopped survivor (the one with the longest log), then start it: it
-  becomes the only voter, elects itself and serves. Writes the lost servers
-  acknowledged that this server never received are lost. Its entries beyond
-  the commit index its disk shows are kept and committed. The recovery is
-  recorded in the log (`concord-cli member list` shows it). Wipe the lost
-  servers' data directories before any of them comes back, then add servers
-  with `member add-learner` and `member promote`.
-
-  --data-dir   the stopped server's data directory
-  --node-id    its id
-  --reason     why (kept in the log; at most 512 bytes)
-  --voters     the forced voters, comma separated, including --node-id
-               (default: --node-id alone)
-  --i-understand-acknowledged-writes-may-be-lost
-               required; without it the plan is printed and nothing is written";
-
-/// Parses `force-recover`'s arguments (those after the command name).
-/// `Err` with an empty message asks for the usage.
-pub fn parse_force_recover_args(argv: &[String]) -> Result<ForceRecoverOptions, String> {
-    let mut data_dir = None;
-    let mut node_id = None;
-    let mut reason = None;
-    let mut voters = BTreeSet::new();
-    let mut confirmed = false;
-    let mut it = argv.iter();
-    let parse_id = |flag: &str, value: &str| -> Result<NodeId, String> {
-        match value.trim().parse::<NodeId>() {
-            Ok(id) if id > 0 => Ok(id),
-            _ => Err(format!(
-                "{flag}: {value:?} is not a node id (a positive integer)"
-            )),
-        }
-    };
-    while let Some(arg) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{arg} needs a value"));
-        match arg.as_str() {
-            "--help" | "-h" => return Err(String::new()),
-            "--data-dir" => data_dir = Some(PathBuf::from(value()?)),
-            "--node-id" => node_id = Some(parse_id("--node-id", value()?)?),
-            "--reason" => reason = Some(value()?.clone()),
-            "--voters" => {
-                for id in value()?.split(',').filter(|s| !s.is_empty()) {
-                    voters.insert(parse_id("--voters", id)?);
-                }
-            }
-            "--i-understand-acknowledged-writes-may-be-lost" => confirmed = true,
-            other => return Err(format!("force-recover: unknown argument {other:?}")),
-        }
-    }
-    Ok(ForceRecoverOptions {
-        data_dir: data_dir.ok_or("force-recover: missing --data-dir")?,
-        node_id: node_id.ok_or("force-recover: missing --node-id")?,
-        reason: reason.ok_or("force-recover: missing --reason (it is kept in the log)")?,
-        voters,
-        confirmed,
-    })
-}
-
-/// The whole `force-recover` command: parses `argv`, runs
-/// [`force_recover`] printing to stdout, and returns the exit status (0
-/// done or already done, 1 refused or failed, 2 bad arguments).
-pub fn force_recover_command(argv: &[String]) -> u8 {
-    let options = match parse_force_recover_args(argv) {
-        Ok(options) => options,
-        Err(message) if message.is_empty() => {
-            println!("{FORCE_RECOVER_USAGE}");
-            return 0;
-        }
-        Err(message) => {
-            eprintln!("concord-cli: {message}\n\n{FORCE_RECOVER_USAGE}");
-            return 2;
-        }
-    };
-    match force_recover(&options, &mut std::io::stdout()) {
-        Ok(_) => 0,
-        Err(error) => {
-            eprintln!("concord-cli force-recover: {error}");
-            1
-        }
-    }
-}
+Exit status: 0 done (or already done: nothing written), 1 refused or failed.";

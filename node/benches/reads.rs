@@ -35,8 +35,8 @@
 //!
 //! ```text
 //! bench/etcd/setup.sh
-//! CONCORD_BENCH_SECS=3 cargo bench --features tokio --bench reads
-//! CONCORD_BENCH_SECS=10 CONCORD_BENCH_CLIENTS=1,16,64,256 cargo bench --features tokio --bench reads
+//! CONCORD_BENCH_SECS=3 cargo bench -p concord-node --bench reads
+//! CONCORD_BENCH_SECS=10 CONCORD_BENCH_CLIENTS=1,16,64,256 cargo bench -p concord-node --bench reads
 //! ```
 //!
 //! `CONCORD_BENCH_SYSTEMS` (comma-separated, default all) picks among

@@ -3,9 +3,9 @@
 //! network namespaces): start, SIGKILL, SIGSTOP/SIGCONT, SIGTERM, a data
 //! directory per run, and the nodes' logs dumped when a test panics.
 //!
-//! Included with `#[path = "common/processes.rs"] mod processes;` so the
-//! simulator-only tests that use `common/mod.rs` do not need the `tokio`
-//! feature.
+//! Included with `#[path = "common/processes.rs"] mod processes;`. It
+//! lives in the `concord-node` package because `CARGO_BIN_EXE_*` names
+//! only the binaries of the package a test belongs to.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;

@@ -8,7 +8,6 @@
 //! real processes: a follower SIGKILLed while the cluster compacts past it
 //! is caught up by a snapshot, all three restart from their snapshots, and
 //! a node whose snapshot file is damaged refuses to start, naming it.
-#![cfg(feature = "tokio")]
 
 #[path = "common/processes.rs"]
 mod processes;

@@ -18,10 +18,10 @@
 //! rounds are there so that load from elsewhere hits both sides alike.
 //!
 //! ```text
-//! cargo bench --features tokio --bench tokio_cluster            # 20 s per run
-//! CONCORD_BENCH_SECS=5 CONCORD_BENCH_CLIENTS=1,16,64 cargo bench --features tokio --bench tokio_cluster
-//! CONCORD_BENCH_COMPACTION=both CONCORD_BENCH_SECS=10 cargo bench --features tokio --bench tokio_cluster
-//! CONCORD_BENCH_TLS=both CONCORD_BENCH_CLIENTS=64 CONCORD_BENCH_ROUNDS=4 CONCORD_BENCH_SECS=10 cargo bench --features tokio --bench tokio_cluster
+//! cargo bench -p concord-node --bench tokio_cluster            # 20 s per run
+//! CONCORD_BENCH_SECS=5 CONCORD_BENCH_CLIENTS=1,16,64 cargo bench -p concord-node --bench tokio_cluster
+//! CONCORD_BENCH_COMPACTION=both CONCORD_BENCH_SECS=10 cargo bench -p concord-node --bench tokio_cluster
+//! CONCORD_BENCH_TLS=both CONCORD_BENCH_CLIENTS=64 CONCORD_BENCH_ROUNDS=4 CONCORD_BENCH_SECS=10 cargo bench -p concord-node --bench tokio_cluster
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -36,7 +36,7 @@ use concord::tokio::tls::{TlsConfig, TlsPaths, TlsRole};
 #[path = "support/node_cluster.rs"]
 mod node_cluster;
 
-#[path = "../tests/common/certs.rs"]
+#[path = "../../tests/common/certs.rs"]
 mod certs;
 
 use node_cluster::{env_list, percentile, NodeCluster, CLUSTER};

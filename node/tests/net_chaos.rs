@@ -25,7 +25,7 @@
 //! # Running
 //!
 //! ```text
-//! sudo -E cargo test --features tokio --test net_chaos -- --nocapture
+//! sudo -E cargo test -p concord-node --test net_chaos -- --nocapture
 //! ```
 //!
 //! Needs root, `ip` (iproute2) and `nft` (nftables). Without them every
@@ -50,9 +50,8 @@
 //!
 //! ```text
 //! CONCORD_NETCHAOS_PARTITION_SECS=60 CONCORD_NETCHAOS_TRIALS=5 \
-//!   cargo test --features tokio --test net_chaos heal_after -- --nocapture
+//!   cargo test -p concord-node --test net_chaos heal_after -- --nocapture
 //! ```
-#![cfg(feature = "tokio")]
 
 #[path = "common/processes.rs"]
 mod processes;
@@ -793,7 +792,7 @@ impl Drop for SeedReport {
         if std::thread::panicking() {
             loud(&format!(
                 "net_chaos: FAILED with seed {seed}; faults:\n  {}\nrerun: \
-                 CONCORD_NETCHAOS_SEED={seed} cargo test --features tokio --test net_chaos \
+                 CONCORD_NETCHAOS_SEED={seed} cargo test -p concord-node --test net_chaos \
                  chaos_history -- --nocapture",
                 self.faults.lock().unwrap().join("\n  "),
                 seed = self.seed,

@@ -1,0 +1,369 @@
+//! `concord-cli`: talks to a concord key-value cluster.
+//!
+//! ```text
+//! concord-cli --servers 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003 put greeting hello
+//! concord-cli --servers ... get greeting
+//! concord-cli --servers ... get --read follower greeting
+//! concord-cli --servers ... cas greeting hello bonjour
+//! concord-cli --servers ... cas greeting --absent hello
+//! concord-cli --servers ... status
+//! concord-cli --servers ... member list
+//! concord-cli --servers ... member add-learner 4 127.0.0.1:7004
+//! concord-cli --servers ... member promote 4
+//! concord-cli --servers ... member remove 3
+//! concord-cli --servers ... member transfer-leader 4
+//! concord-cli force-recover --data-dir D --node-id 1 --reason "..." \
+//!     --i-understand-acknowledged-writes-may-be-lost   # UNSAFE, offline
+//! concord-cli completions bash
+//! ```
+//!
+//! `--servers`, `--cluster-id` and `--timeout-ms` fall back to
+//! `CONCORD_SERVERS`, `CONCORD_CLUSTER_ID` and `CONCORD_TIMEOUT_MS`; the
+//! flags go before or after the command. The command line is
+//! `concord_node::client`.
+//!
+//! Exit status: 0 done, 1 refused or failed (the message says why and what
+//! to do), 2 bad arguments, 3 a membership change whose outcome is unknown
+//! (run `member list`).
+
+use std::process::ExitCode;
+
+use bytes::Bytes;
+use clap::CommandFactory;
+use concord::tokio::client::{Client, ClientConfig, ClientError};
+use concord::tokio::tls;
+use concord::tokio::wire::{AdminRequest, AdminResponse, Members};
+use concord_node::client::{CliArgs, CliCommand, MemberCommand};
+
+/// A table of the members, for a person.
+fn print_members(members: &Members) {
+    let list = |ids: &[u64]| {
+        if ids.is_empty() {
+            "-".to_string()
+        } else {
+            ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+        }
+    };
+    println!(
+        "configuration at index {} ({}), term {}, leader {}, answered by node {}",
+        members.configuration_index,
+        if members.configuration_committed {
+            "committed"
+        } else {
+            "not committed yet"
+        },
+        members.term,
+        members
+            .leader
+            .map(|l| l.to_string())
+            .unwrap_or_else(|| "unknown".to_string()),
+        members.answered_by
+    );
+    print!(
+        "voters {}  learners {}",
+        list(&members.voters),
+        list(&members.learners)
+    );
+    if !members.voters_outgoing.is_empty() {
+        print!(
+            "  JOINT: outgoing voters {} (a change of voters is under way)",
+            list(&members.voters_outgoing)
+        );
+    }
+    println!();
+    if let Some(forced) = &members.forced_recovery {
+        println!("AUDIT: {forced}");
+    }
+    println!(
+        "{:>4}  {:<15} {:<22} {:>8} {:>8}",
+        "id", "role", "address", "match", "lag"
+    );
+    for m in &members.members {
+        let role = if Some(m.id) == members.leader {
+            format!("{} *leader", m.role)
+        } else {
+            m.role.clone()
+        };
+        let or_dash = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".to_string());
+        println!(
+            "{:>4}  {:<15} {:<22} {:>8} {:>8}",
+            m.id,
+            role,
+            m.addr.as_deref().unwrap_or("(unknown)"),
+            or_dash(m.match_index),
+            or_dash(m.lag_entries)
+        );
+    }
+    if members.members.iter().all(|m| m.match_index.is_none()) {
+        println!(
+            "(match and lag are known to the leader only; node {} answered)",
+            members.answered_by
+        );
+    }
+}
+
+/// Why `run` failed: the message, and whether the outcome is unknown.
+struct Failure {
+    message: String,
+    unknown: bool,
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure {
+            message,
+            unknown: false,
+        }
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(message: &str) -> Self {
+        message.to_string().into()
+    }
+}
+
+async fn member(client: &mut Client, command: &MemberCommand) -> Result<(), Failure> {
+    let (request, done) = match command.clone() {
+        MemberCommand::List => (AdminRequest::List, String::new()),
+        MemberCommand::AddLearner { id, addr } => (
+            AdminRequest::AddLearner {
+                id,
+                addr: addr.clone(),
+            },
+            format!("added node {id} ({addr}) as a learner"),
+        ),
+        MemberCommand::Add { id, addr } => (
+            AdminRequest::AddVoter {
+                id,
+                addr: addr.clone(),
+            },
+            format!("added node {id} ({addr}) as a voter"),
+        ),
+        MemberCommand::Promote { id } => (
+            AdminRequest::Promote { id },
+            format!("promoted node {id} to voter"),
+        ),
+        MemberCommand::Remove { id } => (AdminRequest::Remove { id }, format!("removed node {id}")),
+        MemberCommand::TransferLeader { id } => (
+            AdminRequest::TransferLeader { id },
+            format!("node {id} is the leader now"),
+        ),
+    };
+    let answer = client.admin(request).await.map_err(|e| match e {
+        ClientError::RetriesExhausted { attempts, last } => format!(
+            "no leader answered after {attempts} attempts (last problem: {last}); check \
+             --servers and --cluster-id, and that a majority of the voters runs"
+        ),
+        other => other.to_string(),
+    })?;
+    match answer {
+        AdminResponse::Done(members) => {
+            if !done.is_empty() {
+                println!("{done}");
+            }
+            print_members(&members);
+            Ok(())
+        }
+        AdminResponse::Refused(reason) => Err(format!("refused: {reason}").into()),
+        AdminResponse::TimedOut(reason) => Err(Failure {
+            message: format!("outcome unknown: {reason}"),
+            unknown: true,
+        }),
+        AdminResponse::NotLeader { leader_hint, .. } => Err(format!(
+            "no leader could be reached (last hint: {leader_hint:?}); check that a majority of \
+             the voters runs, and list every server in --servers"
+        )
+        .into()),
+    }
+}
+
+fn show(value: &Option<Bytes>) -> String {
+    match value {
+        Some(v) => String::from_utf8_lossy(v).to_string(),
+        None => "(absent)".to_string(),
+    }
+}
+
+fn main() -> ExitCode {
+    let args = CliArgs::parse_or_exit();
+    if let CliCommand::Completions { shell } = args.command {
+        clap_complete::generate(
+            shell,
+            &mut CliArgs::command(),
+            "concord-cli",
+            &mut std::io::stdout(),
+        );
+        return ExitCode::SUCCESS;
+    }
+    if let CliCommand::ForceRecover(recover) = &args.command {
+        return match concord::tokio::recovery::force_recover(
+            &recover.options(),
+            &mut std::io::stdout(),
+        ) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("concord-cli force-recover: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("concord-cli: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("concord-cli: {}", e.message);
+            if e.unknown {
+                ExitCode::from(3)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+async fn run(args: CliArgs) -> Result<(), Failure> {
+    let connection = &args.connection;
+    let tls = tls::load_from_flags(
+        connection.tls_ca.clone(),
+        connection.tls_cert.clone(),
+        connection.tls_key.clone(),
+        &connection.cluster_id,
+        tls::TlsRole::Client,
+    )
+    .map_err(|e| e.to_string())?;
+    let mut config = ClientConfig::new(connection.servers.clone(), connection.cluster_id.clone());
+    config.tls = tls;
+    config.request_timeout = connection.timeout();
+    config.read_path = connection.read.read_path();
+    let mut client = Client::new(config);
+    let bytes = |s: &str| Bytes::from(s.to_string().into_bytes());
+    match &args.command {
+        CliCommand::Get { key } => println!(
+            "{}",
+            show(&client.get(bytes(key)).await.map_err(|e| e.to_string())?)
+        ),
+        CliCommand::Put { key, value } => {
+            client
+                .put(bytes(key), bytes(value))
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("ok");
+        }
+        CliCommand::Append { key, value } => {
+            let value = client
+                .append(bytes(key), bytes(value))
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("{}", show(&Some(value)));
+        }
+        CliCommand::Cas(cas) => {
+            // Checked by `CliArgs::parse_or_exit`.
+            let (expected, new) = cas.expected_and_new()?;
+            let (swapped, current) = client
+                .cas(bytes(&cas.key), expected.as_deref().map(bytes), bytes(&new))
+                .await
+                .map_err(|e| e.to_string())?;
+            println!(
+                "{} (value now {})",
+                if swapped { "swapped" } else { "not swapped" },
+                show(&current)
+            );
+            if !swapped {
+                return Err("compare-and-set did not match".into());
+            }
+        }
+        CliCommand::Status => status(&mut client, &connection.servers).await,
+        CliCommand::Member(command) => return member(&mut client, command).await,
+        CliCommand::Completions { .. } | CliCommand::ForceRecover(_) => {}
+    }
+    Ok(())
+}
+
+/// `status`: one row per server, with its followers as the leader sees
+/// them.
+async fn status(client: &mut Client, servers: &[String]) {
+    let mut rows = Vec::new();
+    for (i, server) in servers.iter().enumerate() {
+        rows.push((server.clone(), client.status(i).await));
+    }
+    let max_commit = rows
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok())
+        .map(|s| s.commit_index)
+        .max()
+        .unwrap_or(0);
+    println!(
+        "{:<22} {:>4} {:<12} {:>6} {:>7} {:>8} {:>8} {:>8} {:>6} {:>8} {:>11}",
+        "server",
+        "id",
+        "role",
+        "term",
+        "leader",
+        "last",
+        "commit",
+        "applied",
+        "lag",
+        "snapshot",
+        "taken/inst."
+    );
+    for (server, row) in rows {
+        match row {
+            Ok(s) => {
+                println!(
+                    "{:<22} {:>4} {:<12} {:>6} {:>7} {:>8} {:>8} {:>8} {:>6} {:>8} {:>11}",
+                    server,
+                    s.id,
+                    s.role,
+                    s.term,
+                    s.leader
+                        .map(|l| l.to_string())
+                        .unwrap_or_else(|| "-".to_string()),
+                    s.last_index,
+                    s.commit_index,
+                    s.applied_index,
+                    max_commit.saturating_sub(s.applied_index),
+                    s.snapshot_index,
+                    format!(
+                        "{}/{}",
+                        s.server.snapshots_taken, s.server.snapshots_installed
+                    )
+                );
+                for p in &s.peers {
+                    println!(
+                        "    follower {:>3}: match {:>8} next {:>8} in-flight {:>4} {}{}",
+                        p.id,
+                        p.match_index,
+                        p.next_index,
+                        p.inflight_messages,
+                        p.state,
+                        if p.log_regressions > 0 {
+                            format!(
+                                "  LOST ACKNOWLEDGED ENTRIES {} time(s): check its disk",
+                                p.log_regressions
+                            )
+                        } else {
+                            String::new()
+                        }
+                    );
+                }
+                if s.server.follower_log_regressions > 0 {
+                    println!(
+                            "    WARNING: {} follower log regression(s) seen while leading (a disk lost synced data; see this server's error log)",
+                            s.server.follower_log_regressions
+                        );
+                }
+            }
+            Err(e) => println!("{server:<22} unreachable: {e}"),
+        }
+    }
+}

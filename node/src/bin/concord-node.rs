@@ -1,0 +1,150 @@
+//! `concord-node`: runs one server of a concord key-value cluster.
+//!
+//! ```text
+//! concord-node --id 1 --listen 127.0.0.1:7001 \
+//!     --peers 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003 \
+//!     --data-dir /tmp/concord-1 --cluster-id demo
+//! concord-node --config server.toml          # the same settings from a file
+//! concord-node completions bash               # a shell completion script
+//! ```
+//!
+//! Every flag has a `CONCORD_*` environment variable and a key in the
+//! `--config` TOML file (`node/examples/server.toml`); flags and variables
+//! override the file. `--help` lists them all; the rules are in
+//! `concord_node::server`.
+//!
+//! Stops gracefully on SIGINT/SIGTERM. Logs go to stderr; set `RUST_LOG`
+//! (e.g. `RUST_LOG=concord=debug`) for more. The runtime has 2 worker
+//! threads (plus the WAL writer thread); `--worker-threads N` (or
+//! `CONCORD_NODE_THREADS=N`) changes that (1: a single-threaded runtime).
+//!
+//! If the write-ahead log lost records it had already fsynced (see
+//! `concord::tokio::wal`), the node refuses to start and exits non-zero
+//! with an error naming the file and offset; `--accept-wal-data-loss`
+//! truncates the log there instead and rejoins with a shorter log.
+//!
+//! A new server joins a running cluster empty, as a learner: start it with
+//! `--join` and `--peers` naming the cluster's voters, then add it with
+//! `concord-cli member add-learner <ID> <HOST:PORT>` and, once caught up,
+//! `concord-cli member promote <ID>` (see the README, "Growing, shrinking
+//! and replacing servers"). After that its log holds the configuration:
+//! restarts keep it, with or without `--join`.
+//!
+//! Every `--snapshot-every-entries` applied entries (default 100000) the
+//! node snapshots its state into `<data-dir>/snapshots/` and deletes the
+//! write-ahead log segments the snapshot covers; a damaged snapshot file
+//! makes it refuse to start, naming the file.
+//!
+//! Exit status: 0 stopped by a signal, 1 failed to start or serve, 2 bad
+//! flags or config file.
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+use concord::tokio::cluster::start_kv_node;
+use concord::tokio::tls;
+use concord::tokio::wal::{FileStorage, WalOptions};
+use concord_node::server::{NodeArgs, NodeCommand, ServerSettings};
+
+fn main() -> ExitCode {
+    let args = NodeArgs::parse();
+    if let Some(NodeCommand::Completions { shell }) = args.command {
+        clap_complete::generate(
+            shell,
+            &mut NodeArgs::command(),
+            "concord-node",
+            &mut std::io::stdout(),
+        );
+        return ExitCode::SUCCESS;
+    }
+    let settings = match ServerSettings::resolve(&args.server) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!(
+                "concord-node: {e}
+
+For more information, try '--help'."
+            );
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = if settings.worker_threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(settings.worker_threads)
+            .enable_all()
+            .build()
+    };
+    let runtime = match runtime {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("concord-node: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("concord-node: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: ServerSettings) -> Result<(), String> {
+    let options = WalOptions {
+        sync: args.fsync,
+        accept_data_loss: args.accept_wal_data_loss,
+        ..WalOptions::default()
+    };
+    let storage = FileStorage::open(&args.data_dir, options).map_err(|e| {
+        format!(
+            "cannot open the data directory {}: {e}",
+            args.data_dir.display()
+        )
+    })?;
+    let mut settings = args.node_settings();
+    settings.tls = tls::load_from_flags(
+        args.tls_ca.clone(),
+        args.tls_cert.clone(),
+        args.tls_key.clone(),
+        &args.cluster_id,
+        tls::TlsRole::Node(args.id),
+    )
+    .map_err(|e| e.to_string())?;
+    // An invalid lease is refused here, with the reason, before the node
+    // starts.
+    settings
+        .raft_config()
+        .validate()
+        .map_err(|e| format!("invalid settings: {e}"))?;
+    let mut node = start_kv_node(settings, storage)
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(id = args.id, listen = %node.local_addr, cluster = %args.cluster_id, join = args.join, tls = args.tls_ca.is_some(), "concord-node serving");
+    if args.join {
+        tracing::info!(
+            "joining as a learner: add this node with `concord-cli member add-learner {} {}`",
+            args.id,
+            args.listen
+        );
+    }
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| format!("cannot install a SIGTERM handler: {e}"))?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        _ = sigterm.recv() => tracing::info!("SIGTERM: shutting down"),
+        result = node.server.wait() => return result.map_err(|e| e.to_string()),
+    }
+    node.shutdown().await.map_err(|e| e.to_string())
+}

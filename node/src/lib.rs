@@ -1,0 +1,12 @@
+//! The command lines of concord's binaries, `concord-node` (a server) and
+//! `concord-cli` (a client), kept out of the `concord` library so that it
+//! needs neither clap nor toml.
+//!
+//! [`server`] holds `concord-node`'s flags, its TOML config file and the
+//! checked [`server::ServerSettings`] they merge into; [`client`] holds
+//! `concord-cli`'s commands; [`parse`] the value rules both share.
+#![deny(missing_docs)]
+
+pub mod client;
+pub mod parse;
+pub mod server;

@@ -1,0 +1,697 @@
+//! `concord-node`'s settings: the command line (clap, with `CONCORD_*`
+//! environment fallbacks), the TOML config file, and the two merged into
+//! [`ServerSettings`], everything a server needs to start.
+//!
+//! Precedence, highest first: a flag, its environment variable, the key in
+//! the `--config` file, the default. A switch (`--join`, `--no-fsync`,
+//! `--accept-wal-data-loss`) can only be turned on from the command line;
+//! the file may set it either way.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use concord::tokio::cluster::{
+    NodeSettings, COMPACTION_TRAILING_ENTRIES_DEFAULT, SNAPSHOT_EVERY_ENTRIES_DEFAULT,
+};
+use concord::NodeId;
+use serde::Deserialize;
+
+use crate::parse::{self, Peers};
+
+/// Default length of one Raft tick.
+pub const TICK_MS_DEFAULT: u64 = 10;
+/// Longest tick a server accepts.
+pub const TICK_MS_MAX: u64 = 10_000;
+/// Default clock drift bound of lease reads, in ticks.
+pub const CLOCK_DRIFT_BOUND_TICKS_DEFAULT: u32 = 3;
+/// Default number of runtime worker threads (the WAL writer thread is
+/// extra).
+pub const WORKER_THREADS_DEFAULT: usize = 2;
+/// Most runtime worker threads a server accepts.
+pub const WORKER_THREADS_MAX: usize = 256;
+
+/// `concord-node`: runs one server of a concord key-value cluster.
+#[derive(Debug, Parser)]
+#[command(
+    name = "concord-node",
+    version,
+    about = "Runs one server of a concord key-value cluster",
+    long_about = "Runs one server of a concord key-value cluster.\n\n\
+        Every setting can come from a flag, its CONCORD_* environment variable, or a key of \
+        the TOML file named by --config (the key is the flag's name without the dashes, \
+        e.g. `data-dir`; `fsync = false` for --no-fsync); a flag or variable overrides the \
+        file. Stops gracefully on SIGINT/SIGTERM. Logs go to stderr; RUST_LOG (e.g. \
+        RUST_LOG=concord=debug) selects more.",
+    after_help = "Example:\n  concord-node --id 1 --listen 127.0.0.1:7001 \\\n      \
+        --peers 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003 \\\n      \
+        --data-dir /tmp/concord-1 --cluster-id demo\n  concord-node --config server.toml --id 2",
+    args_conflicts_with_subcommands = true
+)]
+pub struct NodeArgs {
+    /// Something other than serving (shell completions).
+    #[command(subcommand)]
+    pub command: Option<NodeCommand>,
+    /// The server's settings.
+    #[command(flatten)]
+    pub server: ServerFlags,
+}
+
+/// `concord-node`'s subcommands; without one it serves.
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Print a completion script for a shell to stdout (e.g.
+    /// `concord-node completions bash > /etc/bash_completion.d/concord-node`).
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// The server flags, each optional here: a missing one may come from the
+/// config file or a default ([`ServerSettings::resolve`]).
+#[derive(Clone, Debug, Default, Args)]
+pub struct ServerFlags {
+    /// Read settings from this TOML file (see `node/examples/server.toml`);
+    /// flags and CONCORD_* variables override its keys.
+    #[arg(long, env = "CONCORD_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// This node's id (a positive integer, one of --peers).
+    #[arg(long, env = "CONCORD_ID", value_name = "ID", value_parser = parse::node_id)]
+    pub id: Option<NodeId>,
+    /// Address to serve peers and clients on.
+    #[arg(long, env = "CONCORD_LISTEN", value_name = "HOST:PORT", value_parser = parse::addr)]
+    pub listen: Option<String>,
+    /// Every node of the cluster as id=host:port, comma separated.
+    ///
+    /// This node may be included; it must then match --listen. With --join:
+    /// the voters of the cluster to join, without this node.
+    #[arg(long, env = "CONCORD_PEERS", value_name = "ID=HOST:PORT,...", value_parser = parse::peers)]
+    pub peers: Option<Peers>,
+    /// Directory for the write-ahead log and snapshots (created if
+    /// missing).
+    #[arg(long, env = "CONCORD_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The cluster's name; connections naming another are refused.
+    #[arg(long, env = "CONCORD_CLUSTER_ID", value_name = "NAME", value_parser = parse::cluster_id)]
+    pub cluster_id: Option<String>,
+    /// Start as a new, empty learner of a running cluster whose voters are
+    /// --peers.
+    ///
+    /// This node is not one of --peers; add it with `concord-cli member
+    /// add-learner <ID> <HOST:PORT>` and promote it once caught up. Ignored
+    /// once the node's log holds a configuration (after it was added).
+    #[arg(long, env = "CONCORD_JOIN")]
+    pub join: bool,
+    /// Length of one Raft tick in milliseconds [default: 10].
+    #[arg(long, env = "CONCORD_TICK_MS", value_name = "MS", value_parser = tick_ms_text)]
+    pub tick_ms: Option<u64>,
+    /// Do not fsync the log (unsafe: for experiments only).
+    #[arg(long, env = "CONCORD_NO_FSYNC")]
+    pub no_fsync: bool,
+    /// Start even if the write-ahead log lost records it had fsynced.
+    ///
+    /// The log is truncated there and the loss logged at error level; the
+    /// node rejoins with a shorter log. Without it such a node refuses to
+    /// start, naming the file and offset.
+    #[arg(long, env = "CONCORD_ACCEPT_WAL_DATA_LOSS")]
+    pub accept_wal_data_loss: bool,
+    /// Mutual TLS 1.3 for every peer and client connection: the cluster's
+    /// CA certificate (PEM). All three --tls-* settings or none; without
+    /// them the node speaks plaintext and says so in its log.
+    #[arg(long, env = "CONCORD_TLS_CA", value_name = "PEM")]
+    pub tls_ca: Option<PathBuf>,
+    /// This node's certificate (PEM), naming node-<ID>.<CLUSTER-ID>
+    /// (`cargo run --features tokio --example make_certs` makes them for a
+    /// test cluster).
+    #[arg(long, env = "CONCORD_TLS_CERT", value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+    /// This node's private key (PEM).
+    #[arg(long, env = "CONCORD_TLS_KEY", value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
+    /// Snapshot the state machine (and delete the log it covers) once this
+    /// many entries were applied since the last snapshot [default: 100000;
+    /// 0 never snapshots].
+    #[arg(long, env = "CONCORD_SNAPSHOT_EVERY_ENTRIES", value_name = "N")]
+    pub snapshot_every_entries: Option<u64>,
+    /// Entries kept in the log below a snapshot, so a follower a little
+    /// behind catches up from the log [default: 1024].
+    #[arg(long, env = "CONCORD_COMPACTION_TRAILING_ENTRIES", value_name = "N")]
+    pub compaction_trailing_entries: Option<u64>,
+    /// Lease reads: the leader answers a read without a round trip while
+    /// fewer than N ticks passed since a heartbeat a quorum answered
+    /// [default: 0, off].
+    ///
+    /// N plus the drift bound must stay below the minimum election timeout
+    /// (15 ticks). Assumes the hosts' clocks run at rates within the drift
+    /// bound of each other. Without leases, reads use a heartbeat round.
+    #[arg(long, env = "CONCORD_LEASE_TICKS", value_name = "N")]
+    pub lease_ticks: Option<u32>,
+    /// How many ticks clocks may drift apart over a minimum election
+    /// timeout; the lease leaves room for it [default: 3].
+    #[arg(long, env = "CONCORD_CLOCK_DRIFT_BOUND_TICKS", value_name = "N")]
+    pub clock_drift_bound_ticks: Option<u32>,
+    /// Runtime worker threads, besides the WAL writer thread [default: 2;
+    /// 1: a single-threaded runtime].
+    #[arg(long, env = "CONCORD_NODE_THREADS", value_name = "N", value_parser = worker_threads_text)]
+    pub worker_threads: Option<usize>,
+}
+
+fn tick_ms_text(value: &str) -> Result<u64, String> {
+    let ms = value
+        .parse()
+        .map_err(|_| format!("{value:?} is not a number"))?;
+    check_tick_ms(ms)
+}
+
+fn check_tick_ms(ms: u64) -> Result<u64, String> {
+    if !(1..=TICK_MS_MAX).contains(&ms) {
+        return Err(format!("must be between 1 and {TICK_MS_MAX}"));
+    }
+    Ok(ms)
+}
+
+fn worker_threads_text(value: &str) -> Result<usize, String> {
+    let n = value
+        .parse()
+        .map_err(|_| format!("{value:?} is not a number"))?;
+    check_worker_threads(n)
+}
+
+fn check_worker_threads(n: usize) -> Result<usize, String> {
+    if !(1..=WORKER_THREADS_MAX).contains(&n) {
+        return Err(format!("must be between 1 and {WORKER_THREADS_MAX}"));
+    }
+    Ok(n)
+}
+
+/// The `--config` file: every key optional, named like the flag without
+/// its dashes; `[peers]` is a table of `id = "host:port"`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServerConfig {
+    /// `--id`.
+    pub id: Option<u64>,
+    /// `--listen`.
+    pub listen: Option<String>,
+    /// `--peers`, as a table: `[peers]` then `1 = "127.0.0.1:7001"`.
+    pub peers: Option<BTreeMap<String, String>>,
+    /// `--data-dir` (relative to the working directory, like the flag).
+    pub data_dir: Option<PathBuf>,
+    /// `--cluster-id`.
+    pub cluster_id: Option<String>,
+    /// `--join`.
+    pub join: Option<bool>,
+    /// `--tick-ms`.
+    pub tick_ms: Option<u64>,
+    /// `false` is `--no-fsync`.
+    pub fsync: Option<bool>,
+    /// `--accept-wal-data-loss`.
+    pub accept_wal_data_loss: Option<bool>,
+    /// `--snapshot-every-entries`.
+    pub snapshot_every_entries: Option<u64>,
+    /// `--compaction-trailing-entries`.
+    pub compaction_trailing_entries: Option<u64>,
+    /// `--lease-ticks`.
+    pub lease_ticks: Option<u32>,
+    /// `--clock-drift-bound-ticks`.
+    pub clock_drift_bound_ticks: Option<u32>,
+    /// `--worker-threads`.
+    pub worker_threads: Option<usize>,
+    /// `--tls-ca`.
+    pub tls_ca: Option<PathBuf>,
+    /// `--tls-cert`.
+    pub tls_cert: Option<PathBuf>,
+    /// `--tls-key`.
+    pub tls_key: Option<PathBuf>,
+}
+
+/// Every key [`ServerConfig`] accepts, for the "did you mean" of an
+/// unknown key (a test checks it against the example config).
+pub const CONFIG_KEYS: &[&str] = &[
+    "id",
+    "listen",
+    "peers",
+    "data-dir",
+    "cluster-id",
+    "join",
+    "tick-ms",
+    "fsync",
+    "accept-wal-data-loss",
+    "snapshot-every-entries",
+    "compaction-trailing-entries",
+    "lease-ticks",
+    "clock-drift-bound-ticks",
+    "worker-threads",
+    "tls-ca",
+    "tls-cert",
+    "tls-key",
+];
+
+/// Why `concord-node`'s settings were refused: each names the flag, or the
+/// key and the file, and what to give instead.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The config file could not be read.
+    #[error("cannot read the config file {file}: {source}")]
+    ConfigUnreadable {
+        /// The file given to `--config`.
+        file: PathBuf,
+        /// Why it could not be read.
+        source: std::io::Error,
+    },
+    /// The config file is not TOML.
+    #[error("{file} is not valid TOML: {message}")]
+    ConfigSyntax {
+        /// The file given to `--config`.
+        file: PathBuf,
+        /// The parser's message (with line and column).
+        message: String,
+    },
+    /// A key the config file may not hold.
+    #[error("unknown key `{key}` in {file}, {hint}")]
+    UnknownKey {
+        /// The file given to `--config`.
+        file: PathBuf,
+        /// The key as written (`peers.x` for one inside a table).
+        key: String,
+        /// The closest known key, or the list of them.
+        hint: String,
+    },
+    /// A key whose value is of the wrong type or out of range.
+    #[error("key `{key}` in {file}: {message}")]
+    BadValue {
+        /// The file given to `--config`.
+        file: PathBuf,
+        /// The key as written (`peers.4` for a peer).
+        key: String,
+        /// What is wrong with the value.
+        message: String,
+    },
+    /// A setting neither a flag, its variable nor the file gave.
+    #[error("missing --{flag} (or {variable}, or `{flag}` in the --config file)")]
+    Missing {
+        /// The flag's name without dashes, also the config key.
+        flag: &'static str,
+        /// Its environment variable.
+        variable: &'static str,
+    },
+    /// Settings that contradict each other.
+    #[error("{0}")]
+    Inconsistent(String),
+}
+
+/// Everything a server needs to start, merged from the command line, the
+/// config file and the defaults, and checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerSettings {
+    /// This node's id.
+    pub id: NodeId,
+    /// Address to serve peers and clients on.
+    pub listen: String,
+    /// Every node of the cluster, this one included (with `join`: the
+    /// voters to join, and this one).
+    pub peers: BTreeMap<NodeId, String>,
+    /// Write-ahead log and snapshot directory.
+    pub data_dir: PathBuf,
+    /// The cluster's name.
+    pub cluster_id: String,
+    /// Start as a new, empty learner of a running cluster.
+    pub join: bool,
+    /// Length of one Raft tick in milliseconds.
+    pub tick_ms: u64,
+    /// Fsync the log (off only for experiments).
+    pub fsync: bool,
+    /// Start past fsynced records the log lost.
+    pub accept_wal_data_loss: bool,
+    /// Snapshot every this many applied entries; `None` never.
+    pub snapshot_every_entries: Option<u64>,
+    /// Entries kept in the log below a snapshot.
+    pub compaction_trailing_entries: u64,
+    /// Lease length in ticks; 0: no lease reads.
+    pub lease_ticks: u32,
+    /// Clock drift the lease leaves room for, in ticks.
+    pub clock_drift_bound_ticks: u32,
+    /// Runtime worker threads (1: a single-threaded runtime).
+    pub worker_threads: usize,
+    /// TLS files: the CA certificate, this node's certificate and key
+    /// (checked and loaded when the server starts).
+    pub tls_ca: Option<PathBuf>,
+    /// See `tls_ca`.
+    pub tls_cert: Option<PathBuf>,
+    /// See `tls_ca`.
+    pub tls_key: Option<PathBuf>,
+}
+
+impl ServerSettings {
+    /// Reads `flags.config` if given and merges it under the flags.
+    pub fn resolve(flags: &ServerFlags) -> Result<ServerSettings, SettingsError> {
+        let file = match &flags.config {
+            Some(path) => load_config(path)?,
+            None => ServerConfig::default(),
+        };
+        ServerSettings::merge(flags, &file, flags.config.as_deref())
+    }
+
+    /// Merges `flags` over `file` (read from `path`, named in errors) over
+    /// the defaults, and checks the result.
+    pub fn merge(
+        flags: &ServerFlags,
+        file: &ServerConfig,
+        path: Option<&Path>,
+    ) -> Result<ServerSettings, SettingsError> {
+        let path = path.unwrap_or(Path::new("the config file"));
+        let bad = |key: &str, message: String| SettingsError::BadValue {
+            file: path.to_path_buf(),
+            key: key.to_string(),
+            message,
+        };
+        let id = match (flags.id, file.id) {
+            (Some(id), _) => id,
+            (None, Some(id)) => parse::node_id(&id.to_string()).map_err(|m| bad("id", m))?,
+            (None, None) => return Err(missing("id", "CONCORD_ID")),
+        };
+        let listen = match (&flags.listen, &file.listen) {
+            (Some(listen), _) => listen.clone(),
+            (None, Some(listen)) => parse::addr(listen).map_err(|m| bad("listen", m))?,
+            (None, None) => return Err(missing("listen", "CONCORD_LISTEN")),
+        };
+        let peers = match (&flags.peers, &file.peers) {
+            (Some(peers), _) => peers.clone(),
+            (None, Some(table)) => peers_from_table(table).map_err(|(k, m)| bad(&k, m))?,
+            (None, None) => return Err(missing("peers", "CONCORD_PEERS")),
+        };
+        let data_dir = flags
+            .data_dir
+            .clone()
+            .or_else(|| file.data_dir.clone())
+            .ok_or_else(|| missing("data-dir", "CONCORD_DATA_DIR"))?;
+        let cluster_id = match (&flags.cluster_id, &file.cluster_id) {
+            (Some(name), _) => name.clone(),
+            (None, Some(name)) => parse::cluster_id(name).map_err(|m| bad("cluster-id", m))?,
+            (None, None) => return Err(missing("cluster-id", "CONCORD_CLUSTER_ID")),
+        };
+        let tick_ms = match (flags.tick_ms, file.tick_ms) {
+            (Some(ms), _) => ms,
+            (None, Some(ms)) => check_tick_ms(ms).map_err(|m| bad("tick-ms", m))?,
+            (None, None) => TICK_MS_DEFAULT,
+        };
+        let worker_threads = match (flags.worker_threads, file.worker_threads) {
+            (Some(n), _) => n,
+            (None, Some(n)) => check_worker_threads(n).map_err(|m| bad("worker-threads", m))?,
+            (None, None) => WORKER_THREADS_DEFAULT,
+        };
+        let snapshot_every_entries = flags
+            .snapshot_every_entries
+            .or(file.snapshot_every_entries)
+            .unwrap_or(SNAPSHOT_EVERY_ENTRIES_DEFAULT);
+        let settings = ServerSettings {
+            id,
+            listen,
+            peers: peers.0,
+            data_dir,
+            cluster_id,
+            join: flags.join || file.join.unwrap_or(false),
+            tick_ms,
+            fsync: !flags.no_fsync && file.fsync.unwrap_or(true),
+            accept_wal_data_loss: flags.accept_wal_data_loss
+                || file.accept_wal_data_loss.unwrap_or(false),
+            snapshot_every_entries: (snapshot_every_entries > 0).then_some(snapshot_every_entries),
+            compaction_trailing_entries: flags
+                .compaction_trailing_entries
+                .or(file.compaction_trailing_entries)
+                .unwrap_or(COMPACTION_TRAILING_ENTRIES_DEFAULT),
+            lease_ticks: flags.lease_ticks.or(file.lease_ticks).unwrap_or(0),
+            clock_drift_bound_ticks: flags
+                .clock_drift_bound_ticks
+                .or(file.clock_drift_bound_ticks)
+                .unwrap_or(CLOCK_DRIFT_BOUND_TICKS_DEFAULT),
+            worker_threads,
+            tls_ca: flags.tls_ca.clone().or_else(|| file.tls_ca.clone()),
+            tls_cert: flags.tls_cert.clone().or_else(|| file.tls_cert.clone()),
+            tls_key: flags.tls_key.clone().or_else(|| file.tls_key.clone()),
+        };
+        settings.with_this_node_in_peers()
+    }
+
+    /// Checks `peers` against this node and `join`, and adds this node to
+    /// them if they leave it out.
+    fn with_this_node_in_peers(mut self) -> Result<ServerSettings, SettingsError> {
+        let (id, listen) = (self.id, &self.listen);
+        match self.peers.get(&id) {
+            Some(addr) if addr != listen => {
+                return Err(SettingsError::Inconsistent(format!(
+                    "--peers lists node {id} at {addr} but --listen is {listen}"
+                )));
+            }
+            Some(_) if self.join => {
+                return Err(SettingsError::Inconsistent(format!(
+                    "--join: node {id} is listed in --peers; list the cluster's voters only (a \
+                     joining node is not one of them yet)"
+                )));
+            }
+            Some(_) => {}
+            None => {
+                self.peers.insert(id, listen.clone());
+            }
+        }
+        if self.join && self.peers.len() < 2 {
+            return Err(SettingsError::Inconsistent(
+                "--join: --peers must name the voters of the cluster to join".to_string(),
+            ));
+        }
+        Ok(self)
+    }
+
+    /// The library's settings for [`concord::tokio::cluster::start_kv_node`].
+    pub fn node_settings(&self) -> NodeSettings {
+        let mut settings = NodeSettings::new(
+            self.id,
+            self.listen.clone(),
+            self.peers.clone(),
+            self.cluster_id.clone(),
+        );
+        settings.tick = Duration::from_millis(self.tick_ms);
+        settings.join = self.join;
+        settings.snapshot_every_entries = self.snapshot_every_entries;
+        settings.compaction_trailing_entries = self.compaction_trailing_entries;
+        settings.lease_read_ticks = self.lease_ticks;
+        settings.clock_drift_bound_ticks = self.clock_drift_bound_ticks;
+        settings
+    }
+}
+
+fn missing(flag: &'static str, variable: &'static str) -> SettingsError {
+    SettingsError::Missing { flag, variable }
+}
+
+/// `[peers]` of the config file; on error the key (`peers.<id>`) and why.
+fn peers_from_table(table: &BTreeMap<String, String>) -> Result<Peers, (String, String)> {
+    let mut peers = Peers::default();
+    for (id, address) in table {
+        peers
+            .insert(id, address)
+            .map_err(|m| (format!("peers.{id}"), m))?;
+    }
+    Ok(peers)
+}
+
+/// Reads and parses the config file at `path`.
+pub fn load_config(path: &Path) -> Result<ServerConfig, SettingsError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SettingsError::ConfigUnreadable {
+        file: path.to_path_buf(),
+        source,
+    })?;
+    parse_config(&text, path)
+}
+
+/// Parses config text; `path` only names the file in errors.
+///
+/// Each key is first deserialized on its own (every field is optional, so
+/// a table of one key is a valid config), so that an error names the key
+/// it is about, which serde's message for the whole table does not.
+pub fn parse_config(text: &str, path: &Path) -> Result<ServerConfig, SettingsError> {
+    let table: toml::Table = toml::from_str(text).map_err(|e| SettingsError::ConfigSyntax {
+        file: path.to_path_buf(),
+        message: e.to_string().trim_end().to_string(),
+    })?;
+    for (key, value) in &table {
+        if !CONFIG_KEYS.contains(&key.as_str()) {
+            return Err(SettingsError::UnknownKey {
+                file: path.to_path_buf(),
+                key: key.clone(),
+                hint: unknown_key_hint(key),
+            });
+        }
+        let mut single = toml::Table::new();
+        single.insert(key.clone(), value.clone());
+        if let Err(e) = ServerConfig::deserialize(single) {
+            return Err(SettingsError::BadValue {
+                file: path.to_path_buf(),
+                key: key.clone(),
+                message: e.message().trim_end().to_string(),
+            });
+        }
+    }
+    ServerConfig::deserialize(table).map_err(|e| SettingsError::ConfigSyntax {
+        file: path.to_path_buf(),
+        message: e.message().trim_end().to_string(),
+    })
+}
+
+/// "expected `peers`" for a near miss, else the list of keys.
+fn unknown_key_hint(key: &str) -> String {
+    let closest = CONFIG_KEYS
+        .iter()
+        .map(|known| (edit_distance(key, known), *known))
+        .min();
+    match closest {
+        Some((distance, known)) if distance <= 2.max(key.len() / 4) => {
+            format!("expected `{known}`")
+        }
+        _ => format!("expected one of: {}", CONFIG_KEYS.join(", ")),
+    }
+}
+
+/// Levenshtein distance in bytes (keys are ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, &x) in a.iter().enumerate() {
+        let mut current = vec![i + 1; b.len() + 1];
+        for (j, &y) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(x != y);
+            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(argv: &[&str]) -> ServerFlags {
+        let mut full = vec!["concord-node"];
+        full.extend_from_slice(argv);
+        NodeArgs::try_parse_from(full).expect("valid flags").server
+    }
+
+    fn file(text: &str) -> Result<ServerConfig, SettingsError> {
+        parse_config(text, Path::new("server.toml"))
+    }
+
+    const FULL: &str = r#"
+id = 1
+listen = "127.0.0.1:7001"
+data-dir = "/var/lib/concord-1"
+cluster-id = "demo"
+
+[peers]
+1 = "127.0.0.1:7001"
+2 = "127.0.0.1:7002"
+3 = "127.0.0.1:7003"
+"#;
+
+    #[test]
+    fn a_config_file_alone_is_enough_and_flags_override_it() {
+        let config = file(FULL).unwrap();
+        let from_file = ServerSettings::merge(&flags(&[]), &config, None).unwrap();
+        assert_eq!(from_file.id, 1);
+        assert_eq!(from_file.peers.len(), 3);
+        assert_eq!(from_file.tick_ms, TICK_MS_DEFAULT);
+        assert!(from_file.fsync);
+        let overridden = ServerSettings::merge(
+            &flags(&["--cluster-id", "other", "--tick-ms", "20", "--no-fsync"]),
+            &config,
+            None,
+        )
+        .unwrap();
+        assert_eq!(overridden.cluster_id, "other");
+        assert_eq!(overridden.tick_ms, 20);
+        assert!(!overridden.fsync);
+        assert_eq!(overridden.listen, "127.0.0.1:7001");
+    }
+
+    #[test]
+    fn unknown_keys_name_the_key_the_file_and_the_closest_key() {
+        let e = file("peer = 3\n").unwrap_err().to_string();
+        assert_eq!(e, "unknown key `peer` in server.toml, expected `peers`");
+        let e = file("datadir = \"x\"\n").unwrap_err().to_string();
+        assert!(e.contains("expected `data-dir`"), "{e}");
+        let e = file("colour = \"blue\"\n").unwrap_err().to_string();
+        assert!(e.contains("expected one of: id, listen, peers"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_the_file() {
+        let e = file("tick-ms = \"fast\"\n").unwrap_err().to_string();
+        assert!(
+            e.starts_with("key `tick-ms` in server.toml: invalid type"),
+            "{e}"
+        );
+        let e = file("[peers]\n1 = 7001\n").unwrap_err().to_string();
+        assert!(e.starts_with("key `peers` in server.toml:"), "{e}");
+        let config = file("[peers]\nx = \"127.0.0.1:1\"\n").unwrap();
+        let e = ServerSettings::merge(&flags(&[]), &config, Some(Path::new("s.toml")))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "missing --id (or CONCORD_ID, or `id` in the --config file)"
+        );
+        let config = file(&FULL.replace("2 = ", "x = ")).unwrap();
+        let e = ServerSettings::merge(&flags(&[]), &config, Some(Path::new("s.toml")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("key `peers.x` in s.toml: \"x\" is not a node id"),
+            "{e}"
+        );
+        let config = file(&format!("{FULL}\n")).unwrap();
+        let mut config = config;
+        config.tick_ms = Some(0);
+        let e = ServerSettings::merge(&flags(&[]), &config, Some(Path::new("s.toml")))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "key `tick-ms` in s.toml: must be between 1 and 10000");
+        let e = file("id = \n").unwrap_err().to_string();
+        assert!(e.starts_with("server.toml is not valid TOML: "), "{e}");
+        assert!(e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn join_and_peers_are_checked_against_this_node() {
+        let config = file(FULL).unwrap();
+        let e = ServerSettings::merge(&flags(&["--listen", "127.0.0.1:9"]), &config, None)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "--peers lists node 1 at 127.0.0.1:7001 but --listen is 127.0.0.1:9"
+        );
+        let e = ServerSettings::merge(&flags(&["--join"]), &config, None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("node 1 is listed in --peers"), "{e}");
+        let joining = ServerSettings::merge(
+            &flags(&["--join", "--id", "4", "--listen", "127.0.0.1:7004"]),
+            &config,
+            None,
+        )
+        .unwrap();
+        assert!(joining.join);
+        assert_eq!(joining.peers[&4], "127.0.0.1:7004");
+        assert_eq!(joining.peers.len(), 4);
+    }
+
+    #[test]
+    fn edit_distance_counts_single_byte_edits() {
+        assert_eq!(edit_distance("peer", "peers"), 1);
+        assert_eq!(edit_distance("tick_ms", "tick-ms"), 1);
+        assert_eq!(edit_distance("", "id"), 2);
+        assert_eq!(edit_distance("listen", "listen"), 0);
+    }
+}
