@@ -66,6 +66,9 @@ pub struct CoreBugs {
     /// append is refused and backs up one entry per refusal (caught by the
     /// efficiency budgets, `crate::budgets`).
     pub probe_ignores_hint: bool,
+    /// A node removed from the voters keeps campaigning (caught by the
+    /// stability checks under the final configuration).
+    pub removed_node_campaigns: bool,
 }
 
 impl CoreBugs {
@@ -79,6 +82,7 @@ impl CoreBugs {
             || self.membership_on_commit
             || self.witness_campaigns
             || self.probe_ignores_hint
+            || self.removed_node_campaigns
     }
 
     /// The core's form of these bugs.
@@ -93,6 +97,7 @@ impl CoreBugs {
             membership_on_commit: self.membership_on_commit,
             witness_campaigns: self.witness_campaigns,
             probe_ignores_hint: self.probe_ignores_hint,
+            removed_node_campaigns: self.removed_node_campaigns,
         }
     }
 }
@@ -606,6 +611,9 @@ impl SimConfig {
         }
         if self.core_bugs.probe_ignores_hint {
             flags += " --bug-probe-ignores-hint";
+        }
+        if self.core_bugs.removed_node_campaigns {
+            flags += " --bug-removed-node-campaigns";
         }
         if self.service != crate::services::Service::Builtin {
             flags += &format!(" --service {}", self.service.name());

@@ -92,7 +92,8 @@ pub enum FailureKind {
     /// The client history is not linearizable (or could not be checked).
     Linearizability,
     /// After faults healed, a new write did not commit and apply on every
-    /// node in time.
+    /// member of the final configuration in time, or a node outside it
+    /// led.
     Liveness,
     /// The node (or the host) panicked: an assertion of the core fired.
     Panic,
@@ -476,9 +477,9 @@ pub struct Simulation<S, W> {
     budgets: Budgets,
     /// Bumped at every change of the network's partitions.
     network_generation: u32,
-    /// Elections and pre-elections started, and transfers, summed over the
-    /// nodes when the quiet period began.
-    quiet_start: Option<(u64, u64)>,
+    /// Elections and pre-elections started by each host, and transfers
+    /// summed over the nodes, when the quiet period began.
+    quiet_start: Option<(Vec<u64>, u64)>,
     /// With `lease_skew_beyond_bound`: the cut-off leader whose clock runs
     /// slow, and its normal tick period, restored when the network heals.
     slowed_clock: Option<(usize, u64)>,
@@ -988,21 +989,32 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                             format_time(self.config.liveness_bound_ns),
                             self.probe.accepted
                         ),
-                        Some((index, at)) => {
-                            let lagging: Vec<String> = self
-                                .hosts
-                                .iter()
-                                .filter_map(|host| {
-                                    let applied = host.node.as_ref().map_or(0, Node::applied_index);
-                                    (applied < index).then(|| format!("n{} applied {applied}", host.id))
-                                })
-                                .collect();
-                            format!(
-                                "probe committed at index {index} at {} but not applied everywhere in time: {}",
+                        Some((index, at)) => match self.final_membership() {
+                            None => format!(
+                                "probe committed at index {index} at {} but no leader settled in a committed, non-joint configuration naming it a voter (leader: {:?})",
                                 format_time(at),
-                                lagging.join(", ")
-                            )
-                        }
+                                self.current_leader().map(|leader| leader + 1)
+                            ),
+                            Some((_, membership)) => {
+                                let lagging: Vec<String> = membership
+                                    .voters
+                                    .iter()
+                                    .chain(membership.learners.iter())
+                                    .filter_map(|id| {
+                                        let host = self.hosts.get(*id as usize - 1)?;
+                                        let applied =
+                                            host.node.as_ref().map_or(0, Node::applied_index);
+                                        (applied < index)
+                                            .then(|| format!("n{} applied {applied}", host.id))
+                                    })
+                                    .collect();
+                                format!(
+                                    "probe committed at index {index} at {} but not applied by every member of the final configuration {membership:?} in time: {}",
+                                    format_time(at),
+                                    lagging.join(", ")
+                                )
+                            }
+                        },
                     };
                     self.fail(FailureKind::Liveness, None, message);
                 }

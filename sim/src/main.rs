@@ -228,6 +228,10 @@ struct SimArgs {
     /// Planted core mistake: a witness campaigns like a full voter.
     #[arg(long)]
     bug_witness_campaigns: bool,
+    /// Planted core mistake: a node removed from the voters keeps
+    /// campaigning.
+    #[arg(long)]
+    bug_removed_node_campaigns: bool,
     /// Planted core mistake: a leader serves ReadIndex reads without a
     /// heartbeat round confirming it still leads.
     #[arg(long)]
@@ -311,6 +315,7 @@ impl SimArgs {
                 membership_on_commit: self.bug_membership_on_commit,
                 witness_campaigns: self.bug_witness_campaigns,
                 probe_ignores_hint: self.bug_probe_ignores_hint,
+                removed_node_campaigns: self.bug_removed_node_campaigns,
             },
             reads: self.reads,
             lease_skew_beyond_bound: self.lease_skew_beyond_bound,
