@@ -45,6 +45,7 @@ use crate::safety::Safety;
 use crate::trace::TraceHash;
 use crate::workload::{OpResult, Workload};
 
+mod book;
 mod checks;
 mod churn;
 mod client;
@@ -52,6 +53,7 @@ mod host;
 mod inject;
 mod network;
 
+use self::book::HostEntries;
 use self::checks::Probe;
 use self::churn::Churn;
 use self::client::{Client, ClientMessage};
@@ -130,6 +132,9 @@ pub enum FailureKind {
     /// A witness led, or was handed entries to apply or a snapshot to
     /// restore: it must do neither.
     WitnessServed,
+    /// A node's address book (built from the Host entries it applied and
+    /// the snapshots it restored) differs from the committed log's.
+    HostBook,
 }
 
 impl FailureKind {
@@ -159,6 +164,7 @@ impl FailureKind {
             FailureKind::Efficiency => "efficiency",
             FailureKind::MessageBound => "message-bound",
             FailureKind::SessionLost => "session-lost",
+            FailureKind::HostBook => "host-book",
         }
     }
 }
@@ -371,6 +377,7 @@ enum Event {
     },
     QuietEnd,
     Membership,
+    HostEntry,
 }
 
 impl Event {
@@ -395,6 +402,7 @@ impl Event {
             Event::StepDownDeadline { node, .. } => 17 | (u64::from(*node) << 8),
             Event::QuietEnd => 18,
             Event::Membership => 19,
+            Event::HostEntry => 20,
         }
     }
 }
@@ -488,6 +496,8 @@ pub struct Simulation<S, W> {
     /// The host built as a witness in this seed, if drawn (see
     /// `churn::draw_witness`).
     witness: Option<usize>,
+    /// The host entries of this seed, if drawn (`book`).
+    host_entries: Option<HostEntries>,
 }
 
 /// The random streams of a seed.
@@ -591,6 +601,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 incoming_snapshot: None,
                 pauses: 0,
                 leader_commit_seen: None,
+                book: Default::default(),
             });
         }
         let clients = (0..config.clients)
@@ -610,6 +621,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         let read_choice = config.reads;
         let churn = Churn::draw(&config);
         let witness = churn::draw_witness(&config, churn.as_ref());
+        let host_entries = HostEntries::draw(&config);
         let (seed, nodes) = (config.seed, config.nodes);
         let mut simulation = Simulation {
             safety: Safety::new(config.nodes),
@@ -667,6 +679,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             slowed_clock: None,
             churn,
             witness,
+            host_entries,
         };
         simulation.start()?;
         Ok(simulation)
@@ -709,6 +722,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         self.schedule(self.config.chaos_ns, Event::Heal);
         if self.churn.is_some() {
             self.schedule(200 * MS, Event::Membership);
+        }
+        if self.host_entries.is_some() {
+            self.schedule(100 * MS, Event::HostEntry);
         }
         self.schedule(
             self.config.chaos_ns + self.config.liveness_bound_ns,
@@ -977,6 +993,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             } => self.check_step_down(node as usize, incarnation, term, network, pauses),
             Event::QuietEnd => self.end_quiet_period(),
             Event::Membership => self.membership_change(),
+            Event::HostEntry => self.host_entry_tick(),
             Event::Deadline => {
                 if self.probe.satisfied {
                     // In the quiet period, which ends on its own.

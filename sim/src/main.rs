@@ -199,6 +199,13 @@ struct SimArgs {
     /// was applied.
     #[arg(long)]
     bug_snapshot_past_applied: bool,
+    /// Planted host bug: the host leaves its address book out of its
+    /// snapshots.
+    #[arg(long)]
+    bug_host_book_dropped: bool,
+    /// No Host entries (address records) in any seed.
+    #[arg(long)]
+    no_host_entries: bool,
     /// Planted core mistake (Raft's Figure 8): a leader commits an entry
     /// of an earlier term by counting replicas.
     #[arg(long)]
@@ -305,6 +312,7 @@ impl SimArgs {
                 client_without_sessions: self.bug_no_sessions,
                 snapshot_reported_before_sync: self.bug_snapshot_before_sync,
                 snapshot_past_applied: self.bug_snapshot_past_applied,
+                host_book_dropped_from_snapshots: self.bug_host_book_dropped,
             },
             core_bugs: CoreBugs {
                 figure_8_commit: self.bug_figure_8,
@@ -322,6 +330,7 @@ impl SimArgs {
             vary_node_options: !self.fixed_node_options,
             membership_churn: !self.no_membership_churn,
             witnesses: !self.no_witnesses,
+            host_entries: !self.no_host_entries,
             timeline: false,
             max_node_steps: self.max_steps,
             service: self.service,

@@ -310,6 +310,14 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         if let Some(change) = change {
             churn.proposed += 1;
             self.note(Some(leader), || format!("membership change {change:?}"));
+            // As the runtime does, the address of a node joining goes into
+            // the log first (in seeds with host entries).
+            if let MembershipChange::AddLearner(id)
+            | MembershipChange::AddWitness(id)
+            | MembershipChange::PromoteLearner(id) = change
+            {
+                self.propose_address(leader, id);
+            }
             self.step(leader, Input::ChangeMembership(change), None);
         }
         let delay = if healed {
