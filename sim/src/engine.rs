@@ -1025,8 +1025,12 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                                             .then(|| format!("n{} applied {applied}", host.id))
                                     })
                                     .collect();
+                                let outsider = self
+                                    .leader_outside(&membership)
+                                    .map(|outsider| format!("; n{} outside it still leads", outsider + 1))
+                                    .unwrap_or_default();
                                 format!(
-                                    "probe committed at index {index} at {} but not applied by every member of the final configuration {membership:?} in time: {}",
+                                    "probe committed at index {index} at {} but not applied by every member of the final configuration {membership:?} in time: {}{outsider}",
                                     format_time(at),
                                     lagging.join(", ")
                                 )
