@@ -418,6 +418,10 @@ impl Node {
             self.handle_removed(configuration, actions);
             return;
         }
+        if message.term > self.term && self.is_answer_from_removed(&message) {
+            self.stats.answers_from_removed += 1;
+            return;
+        }
         if message.term > self.term {
             match message.body {
                 MessageBody::RequestVote {
@@ -589,6 +593,29 @@ impl Node {
             _ => false,
         };
         may_be_newer && (!self.is_voter_here() || !self.in_leader_lease())
+    }
+
+    /// Whether `message` answers a request of ours but comes from a node
+    /// our committed configuration no longer names (neither voter nor
+    /// learner): a removed node, whose term may have run ahead in
+    /// elections it could not win, answering a request delayed from before
+    /// its removal. Its term would depose our leader for nothing, so the
+    /// answer is dropped, as if lost. Liveness does not need it: a newer
+    /// term that matters reaches us through the configuration's members.
+    /// Requests (appends, votes) are still heard: their sender may hold a
+    /// newer configuration that names it.
+    fn is_answer_from_removed(&self, message: &Message) -> bool {
+        let answer = matches!(
+            message.body,
+            MessageBody::RequestVoteResponse { .. }
+                | MessageBody::AppendEntriesResponse(_)
+                | MessageBody::InstallSnapshotResponse { .. }
+                | MessageBody::HeartbeatResponse { .. }
+                | MessageBody::ReadIndexResponse { .. }
+        );
+        answer
+            && !self.membership.contains(message.from)
+            && self.log.commit_index() >= self.membership_index()
     }
 
     /// A message only a leader sends arrived in our term from `from`.

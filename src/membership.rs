@@ -712,6 +712,11 @@ impl Node {
         {
             return false;
         }
+        if self.planted().removed_node_campaigns
+            && self.memberships.values().any(|m| m.is_voter(me))
+        {
+            return true;
+        }
         let mut commit = self.log.commit_index();
         if let Some(notice) = self.removed_notice {
             let held = notice.index < self.log.base().index

@@ -51,6 +51,13 @@ pub struct PlantedBugs {
     /// the simulator's efficiency budgets can catch it; it breaks no
     /// invariant, so it sets no assertion aside (not in [`Self::any`]).
     pub probe_ignores_hint: bool,
+    /// A liveness mistake, not a safety one: a node removed from the
+    /// voters keeps campaigning (it ignores both its own configuration and
+    /// the peers' [`MessageBody::Removed`](crate::MessageBody::Removed)
+    /// notices), disrupting the cluster that removed it with elections.
+    /// Caught by the simulator's stability checks under the final
+    /// configuration; sets no assertion aside (not in [`Self::any`]).
+    pub removed_node_campaigns: bool,
 }
 
 impl PlantedBugs {
@@ -64,6 +71,7 @@ impl PlantedBugs {
         membership_on_commit: false,
         witness_campaigns: false,
         probe_ignores_hint: false,
+        removed_node_campaigns: false,
     };
 
     /// Whether any safety mistake is on (the core's direct assertions are

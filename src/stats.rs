@@ -13,6 +13,10 @@ pub struct Statistics {
     /// [`MessageBody::Removed`](crate::MessageBody::Removed) answers
     /// received: this node was told it is not a voter.
     pub removed_notices_received: u64,
+    /// Answers carrying a higher term from a node the committed
+    /// configuration no longer names, dropped (a removed node's term must
+    /// not depose the leader).
+    pub answers_from_removed: u64,
     /// Messages addressed to another node.
     pub messages_misaddressed: u64,
     /// Messages carrying a term below ours.

@@ -430,6 +430,46 @@ fn a_removed_node_is_told_so_and_stops_campaigning() {
     c.assert_election_safety();
 }
 
+/// A removed node's term can run ahead (it campaigned before it was told);
+/// an answer it sends to a request delayed from before its removal must
+/// not depose the leader of the configuration that removed it.
+#[test]
+fn an_answer_from_a_removed_node_with_a_higher_term_does_not_depose_the_leader() {
+    let mut c = Cluster::configured(&[1, 2, 3], no_prevote_no_check_quorum);
+    c.elect(1);
+    change(&mut c, 1, MembershipChange::Remove(3)).unwrap();
+    c.tick_all(3);
+    c.propose(1, "without 3");
+    c.tick_all(3);
+    assert_eq!(voters(c.node(1).membership()), vec![1, 2]);
+    let term = c.node(1).term();
+    let answer = Message {
+        from: 3,
+        to: 1,
+        term: term + 5,
+        body: MessageBody::HeartbeatResponse { read_round: 0 },
+    };
+    c.step(1, Input::Receive(answer.clone()));
+    assert_eq!(c.leader(), Some(1));
+    assert_eq!(
+        c.node(1).term(),
+        term,
+        "the removed node's answer deposed the leader"
+    );
+    assert_eq!(c.node(1).stats().answers_from_removed, 1);
+    // From a member, the same answer deposes it, as Raft requires.
+    c.step(
+        1,
+        Input::Receive(Message {
+            from: 2,
+            to: 1,
+            ..answer
+        }),
+    );
+    assert_eq!(c.node(1).term(), term + 5);
+    assert_eq!(c.node(1).role(), Role::Follower);
+}
+
 #[test]
 fn a_removed_node_told_so_campaigns_again_once_added_back() {
     let mut c = Cluster::configured(&[1, 2, 3], no_prevote_no_check_quorum);

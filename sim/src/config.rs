@@ -24,6 +24,10 @@ pub struct HostBugs {
     /// the last entry its state machine applied, compacting past what was
     /// applied.
     pub snapshot_past_applied: bool,
+    /// The host leaves its address book (the records of the Host entries
+    /// it applied) out of its snapshots; a node restoring one loses every
+    /// record the snapshot covers.
+    pub host_book_dropped_from_snapshots: bool,
 }
 
 impl HostBugs {
@@ -34,6 +38,7 @@ impl HostBugs {
             || self.client_without_sessions
             || self.snapshot_reported_before_sync
             || self.snapshot_past_applied
+            || self.host_book_dropped_from_snapshots
     }
 }
 
@@ -66,6 +71,9 @@ pub struct CoreBugs {
     /// append is refused and backs up one entry per refusal (caught by the
     /// efficiency budgets, `crate::budgets`).
     pub probe_ignores_hint: bool,
+    /// A node removed from the voters keeps campaigning (caught by the
+    /// stability checks under the final configuration).
+    pub removed_node_campaigns: bool,
 }
 
 impl CoreBugs {
@@ -79,6 +87,7 @@ impl CoreBugs {
             || self.membership_on_commit
             || self.witness_campaigns
             || self.probe_ignores_hint
+            || self.removed_node_campaigns
     }
 
     /// The core's form of these bugs.
@@ -93,6 +102,7 @@ impl CoreBugs {
             membership_on_commit: self.membership_on_commit,
             witness_campaigns: self.witness_campaigns,
             probe_ignores_hint: self.probe_ignores_hint,
+            removed_node_campaigns: self.removed_node_campaigns,
         }
     }
 }
@@ -404,13 +414,17 @@ pub struct SimConfig {
     /// voters are removed or demoted, learners added and promoted during
     /// the faults, some runs starting from a single voter and growing (in
     /// half of those 1 → 3 → 5 and back to 1), some leaving joint
-    /// configurations explicitly (`Config::auto_leave_joint` off); after
-    /// the heal every node is brought back as a voter.
+    /// configurations explicitly (`Config::auto_leave_joint` off); the
+    /// run ends in the configuration the churn left, and liveness is
+    /// checked under it.
     pub membership_churn: bool,
     /// Witnesses: in some seeds on 3 or more nodes one node is built as a
     /// witness voter (it stores the log and votes, never applies or
     /// leads); the membership workload removes and re-adds it as one.
     pub witnesses: bool,
+    /// About half the seeds propose Host entries (address records) now
+    /// and then, and before membership changes that add a node.
+    pub host_entries: bool,
     /// Record a readable timeline (slower).
     pub timeline: bool,
     /// The run fails if it needs more node steps than this.
@@ -446,6 +460,7 @@ impl Default for SimConfig {
             vary_node_options: true,
             membership_churn: true,
             witnesses: true,
+            host_entries: true,
             timeline: false,
             max_node_steps: 2_000_000,
             service: crate::services::Service::Builtin,
@@ -573,6 +588,12 @@ impl SimConfig {
         if self.bugs.client_without_sessions {
             flags += " --bug-no-sessions";
         }
+        if self.bugs.host_book_dropped_from_snapshots {
+            flags += " --bug-host-book-dropped";
+        }
+        if !self.host_entries {
+            flags += " --no-host-entries";
+        }
         if self.core_bugs.figure_8_commit {
             flags += " --bug-figure-8";
         }
@@ -606,6 +627,9 @@ impl SimConfig {
         }
         if self.core_bugs.probe_ignores_hint {
             flags += " --bug-probe-ignores-hint";
+        }
+        if self.core_bugs.removed_node_campaigns {
+            flags += " --bug-removed-node-campaigns";
         }
         if self.service != crate::services::Service::Builtin {
             flags += &format!(" --service {}", self.service.name());

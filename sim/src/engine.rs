@@ -45,6 +45,7 @@ use crate::safety::Safety;
 use crate::trace::TraceHash;
 use crate::workload::{OpResult, Workload};
 
+mod book;
 mod checks;
 mod churn;
 mod client;
@@ -53,6 +54,7 @@ mod inject;
 mod network;
 mod queue;
 
+use self::book::HostEntries;
 use self::checks::Probe;
 use self::churn::Churn;
 use self::client::{Client, ClientMessage};
@@ -97,7 +99,8 @@ pub enum FailureKind {
     /// message names the service and the check.
     ServiceInvariant,
     /// After faults healed, a new write did not commit and apply on every
-    /// node in time.
+    /// member of the final configuration in time, or a node outside it
+    /// led.
     Liveness,
     /// The node (or the host) panicked: an assertion of the core fired.
     Panic,
@@ -134,6 +137,9 @@ pub enum FailureKind {
     /// A witness led, or was handed entries to apply or a snapshot to
     /// restore: it must do neither.
     WitnessServed,
+    /// A node's address book (built from the Host entries it applied and
+    /// the snapshots it restored) differs from the committed log's.
+    HostBook,
 }
 
 impl FailureKind {
@@ -164,6 +170,7 @@ impl FailureKind {
             FailureKind::Efficiency => "efficiency",
             FailureKind::MessageBound => "message-bound",
             FailureKind::SessionLost => "session-lost",
+            FailureKind::HostBook => "host-book",
         }
     }
 }
@@ -376,6 +383,7 @@ enum Event {
     },
     QuietEnd,
     Membership,
+    HostEntry,
 }
 
 impl Event {
@@ -400,6 +408,7 @@ impl Event {
             Event::StepDownDeadline { node, .. } => 17 | (u64::from(*node) << 8),
             Event::QuietEnd => 18,
             Event::Membership => 19,
+            Event::HostEntry => 20,
         }
     }
 }
@@ -459,9 +468,9 @@ pub struct Simulation<S, W> {
     budgets: Budgets,
     /// Bumped at every change of the network's partitions.
     network_generation: u32,
-    /// Elections and pre-elections started, and transfers, summed over the
-    /// nodes when the quiet period began.
-    quiet_start: Option<(u64, u64)>,
+    /// Elections and pre-elections started by each host, and transfers
+    /// summed over the nodes, when the quiet period began.
+    quiet_start: Option<(Vec<u64>, u64)>,
     /// With `lease_skew_beyond_bound`: the cut-off leader whose clock runs
     /// slow, and its normal tick period, restored when the network heals.
     slowed_clock: Option<(usize, u64)>,
@@ -470,6 +479,8 @@ pub struct Simulation<S, W> {
     /// The host built as a witness in this seed, if drawn (see
     /// `churn::draw_witness`).
     witness: Option<usize>,
+    /// The host entries of this seed, if drawn (`book`).
+    host_entries: Option<HostEntries>,
 }
 
 /// The random streams of a seed.
@@ -573,6 +584,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 incoming_snapshot: None,
                 pauses: 0,
                 leader_commit_seen: None,
+                book: Default::default(),
             });
         }
         let clients = (0..config.clients)
@@ -592,6 +604,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         let read_choice = config.reads;
         let churn = Churn::draw(&config);
         let witness = churn::draw_witness(&config, churn.as_ref());
+        let host_entries = HostEntries::draw(&config);
         let (seed, nodes) = (config.seed, config.nodes);
         let mut simulation = Simulation {
             safety: Safety::new(config.nodes),
@@ -650,6 +663,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             slowed_clock: None,
             churn,
             witness,
+            host_entries,
         };
         simulation.start()?;
         Ok(simulation)
@@ -689,6 +703,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         self.schedule(self.config.chaos_ns, Event::Heal);
         if self.churn.is_some() {
             self.schedule(200 * MS, Event::Membership);
+        }
+        if self.host_entries.is_some() {
+            self.schedule(100 * MS, Event::HostEntry);
         }
         self.schedule(
             self.config.chaos_ns + self.config.liveness_bound_ns,
@@ -954,6 +971,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             } => self.check_step_down(node as usize, incarnation, term, network, pauses),
             Event::QuietEnd => self.end_quiet_period(),
             Event::Membership => self.membership_change(),
+            Event::HostEntry => self.host_entry_tick(),
             Event::Deadline => {
                 if self.probe.satisfied {
                     // In the quiet period, which ends on its own.
@@ -966,21 +984,36 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                             format_time(self.config.liveness_bound_ns),
                             self.probe.accepted
                         ),
-                        Some((index, at)) => {
-                            let lagging: Vec<String> = self
-                                .hosts
-                                .iter()
-                                .filter_map(|host| {
-                                    let applied = host.node.as_ref().map_or(0, Node::applied_index);
-                                    (applied < index).then(|| format!("n{} applied {applied}", host.id))
-                                })
-                                .collect();
-                            format!(
-                                "probe committed at index {index} at {} but not applied everywhere in time: {}",
+                        Some((index, at)) => match self.final_membership() {
+                            None => format!(
+                                "probe committed at index {index} at {} but no leader settled in a committed, non-joint configuration naming it a voter (leader: {:?})",
                                 format_time(at),
-                                lagging.join(", ")
-                            )
-                        }
+                                self.current_leader().map(|leader| leader + 1)
+                            ),
+                            Some((_, membership)) => {
+                                let lagging: Vec<String> = membership
+                                    .voters
+                                    .iter()
+                                    .chain(membership.learners.iter())
+                                    .filter_map(|id| {
+                                        let host = self.hosts.get(*id as usize - 1)?;
+                                        let applied =
+                                            host.node.as_ref().map_or(0, Node::applied_index);
+                                        (applied < index)
+                                            .then(|| format!("n{} applied {applied}", host.id))
+                                    })
+                                    .collect();
+                                let outsider = self
+                                    .leader_outside(&membership)
+                                    .map(|outsider| format!("; n{} outside it still leads", outsider + 1))
+                                    .unwrap_or_default();
+                                format!(
+                                    "probe committed at index {index} at {} but not applied by every member of the final configuration {membership:?} in time: {}{outsider}",
+                                    format_time(at),
+                                    lagging.join(", ")
+                                )
+                            }
+                        },
                     };
                     self.fail(FailureKind::Liveness, None, message);
                 }

@@ -62,10 +62,21 @@
 //!   `--no-membership-churn` turns it off): during the faults the leader
 //!   is asked now and then to add a node as learner, promote a learner or
 //!   remove a voter (possibly itself; never the last one), half of those
-//!   runs starting from node 1 alone and growing; after the heal every
-//!   node is brought back as a voter before the liveness and quiet-period
-//!   checks count it done. A removal names the leader itself now and
-//!   then. In half the other runs (3 or more nodes) the highest id is a
+//!   runs starting from node 1 alone and growing. The heal changes no
+//!   configuration: the run ends in the one the churn left (grown,
+//!   shrunk, with witnesses and learners), with the removed nodes running,
+//!   and liveness is judged under it: a write commits and every voter and
+//!   learner of it applies it, led by one of its voters; in the quiet
+//!   period its members start no election and a node outside it at most
+//!   one (the voters' `Removed` answer must stop it); no node outside it
+//!   leads. A removal names the leader itself now and then.
+//! * **Host entries** (half the seeds; `--no-host-entries` turns them
+//!   off): the leader appends address records (`Input::ProposeHost`) now
+//!   and then and before every change that adds or promotes a node, the
+//!   way the tokio runtime keeps its address book; hosts keep the book in
+//!   front of the state machine in their snapshots, and every node's book
+//!   must be the committed prefix's after each record applied and each
+//!   snapshot restored (`host-book`). In half the other runs (3 or more nodes) the highest id is a
 //!   spare that has never run: when a voter is down during the faults, the
 //!   spare starts with an empty disk as a learner joining the cluster, is
 //!   added, promoted, and the crashed voter removed (replacing a dead

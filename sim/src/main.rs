@@ -199,6 +199,13 @@ struct SimArgs {
     /// was applied.
     #[arg(long)]
     bug_snapshot_past_applied: bool,
+    /// Planted host bug: the host leaves its address book out of its
+    /// snapshots.
+    #[arg(long)]
+    bug_host_book_dropped: bool,
+    /// No Host entries (address records) in any seed.
+    #[arg(long)]
+    no_host_entries: bool,
     /// Planted core mistake (Raft's Figure 8): a leader commits an entry
     /// of an earlier term by counting replicas.
     #[arg(long)]
@@ -228,6 +235,10 @@ struct SimArgs {
     /// Planted core mistake: a witness campaigns like a full voter.
     #[arg(long)]
     bug_witness_campaigns: bool,
+    /// Planted core mistake: a node removed from the voters keeps
+    /// campaigning.
+    #[arg(long)]
+    bug_removed_node_campaigns: bool,
     /// Planted core mistake: a leader serves ReadIndex reads without a
     /// heartbeat round confirming it still leads.
     #[arg(long)]
@@ -303,6 +314,7 @@ impl SimArgs {
                 client_without_sessions: self.bug_no_sessions,
                 snapshot_reported_before_sync: self.bug_snapshot_before_sync,
                 snapshot_past_applied: self.bug_snapshot_past_applied,
+                host_book_dropped_from_snapshots: self.bug_host_book_dropped,
             },
             core_bugs: CoreBugs {
                 figure_8_commit: self.bug_figure_8,
@@ -313,12 +325,14 @@ impl SimArgs {
                 membership_on_commit: self.bug_membership_on_commit,
                 witness_campaigns: self.bug_witness_campaigns,
                 probe_ignores_hint: self.bug_probe_ignores_hint,
+                removed_node_campaigns: self.bug_removed_node_campaigns,
             },
             reads: self.reads,
             lease_skew_beyond_bound: self.lease_skew_beyond_bound,
             vary_node_options: !self.fixed_node_options,
             membership_churn: !self.no_membership_churn,
             witnesses: !self.no_witnesses,
+            host_entries: !self.no_host_entries,
             timeline: false,
             max_node_steps: self.max_steps,
             service: self.service,

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use concord::session;
 use concord::state_machine::StateMachine;
-use concord::{EntryPayload, Index, Input, NodeId, Role, Term};
+use concord::{EntryPayload, Index, Input, Membership, NodeId, Role, Term};
 
 use super::host::Proposer;
 use super::{format_time, Event, FailureKind, Simulation, MS, QUIET_PERIOD_NS};
@@ -23,6 +23,8 @@ pub(super) struct Probe {
     pub(super) committed: Option<(Index, u64)>,
     pub(super) satisfied: bool,
     pub(super) last_proposal_ns: Option<u64>,
+    /// The configuration liveness was satisfied under.
+    pub(super) final_membership: Option<Membership>,
 }
 
 impl<S: StateMachine, W: Workload> Simulation<S, W> {
@@ -57,19 +59,17 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         }
     }
 
-    /// Sum over the nodes of (elections and pre-elections, transfers)
-    /// started.
-    pub(super) fn elections_started(&self) -> (u64, u64) {
-        self.hosts
-            .iter()
-            .filter_map(|host| host.node.as_ref())
-            .fold((0, 0), |(elections, transfers), node| {
-                let stats = node.stats();
-                (
-                    elections + stats.elections_started + stats.pre_elections_started,
-                    transfers + stats.transfers_started,
-                )
-            })
+    /// Elections and pre-elections started by each host's current node,
+    /// and transfers started summed over the nodes.
+    pub(super) fn elections_started(&self) -> (Vec<u64>, u64) {
+        let mut elections = Vec::with_capacity(self.hosts.len());
+        let mut transfers = 0;
+        for host in &self.hosts {
+            let stats = host.node.as_ref().map(|node| node.stats());
+            elections.push(stats.map_or(0, |s| s.elections_started + s.pre_elections_started));
+            transfers += stats.map_or(0, |s| s.transfers_started);
+        }
+        (elections, transfers)
     }
 
     /// Liveness is satisfied: the run goes on for a quiet period without
@@ -89,9 +89,17 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             2 * u64::from(config.heartbeat_interval_ticks) * slowest
                 <= u64::from(config.election_timeout_min_ticks) * fastest
         });
-        // A leader other than the preferred one may hand over at any time.
+        // A leader other than the preferred one may hand over at any time;
+        // the preferred node (the highest id) only counts while a full
+        // voter of the final configuration.
         let preferred = self.hosts.len() as NodeId;
+        let preferred_votes = self
+            .probe
+            .final_membership
+            .as_ref()
+            .is_none_or(|m| m.is_voter(preferred) && !m.is_witness(preferred));
         let transfer_due = self.node_options.preferred_leader
+            && preferred_votes
             && self.current_leader().map(|index| index as NodeId + 1) != Some(preferred);
         if !calm_clocks || transfer_due {
             self.finished = true;
@@ -103,15 +111,64 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
     }
 
     pub(super) fn end_quiet_period(&mut self) {
-        if let Some((elections, transfers)) = self.quiet_start {
-            let (elections_now, transfers_now) = self.elections_started();
-            if elections_now > elections && transfers_now == transfers {
+        // Removed nodes ran through the quiet period too: none may lead.
+        if let Some(membership) = self.probe.final_membership.clone() {
+            if let Some(outsider) = self.leader_outside(&membership) {
                 let message = format!(
-                    "{} elections started in a quiet period of {} without faults",
-                    elections_now - elections,
+                    "n{} leads at the end of the quiet period although the final configuration {membership:?} does not name it a voter",
+                    outsider + 1
+                );
+                self.fail(FailureKind::Stability, Some(outsider), message);
+            }
+        }
+        if let Some((elections, transfers)) = self.quiet_start.take() {
+            let (elections_now, transfers_now) = self.elections_started();
+            let membership = self.probe.final_membership.clone();
+            let member = |index: usize| {
+                membership
+                    .as_ref()
+                    .is_none_or(|m| m.contains(index as NodeId + 1))
+            };
+            let started = |index: usize| elections_now[index].saturating_sub(elections[index]);
+            let by_members: u64 = (0..self.hosts.len())
+                .filter(|index| member(*index))
+                .map(started)
+                .sum();
+            if by_members > 0 && transfers_now == transfers {
+                let message = format!(
+                    "{by_members} elections started in a quiet period of {} without faults",
                     format_time(QUIET_PERIOD_NS)
                 );
                 self.fail(FailureKind::Stability, None, message);
+            }
+            // A node outside the final configuration (removed while down,
+            // it restarted at the heal with an older configuration naming
+            // it a voter) may campaign once at a member of the final
+            // configuration: the member answers that it was removed and it
+            // stops. More than once, it keeps disrupting. One whose own
+            // configuration names no member as a voter asks only other
+            // outsiders, which cannot tell it; it disturbs no member.
+            let asks_members = |index: usize| {
+                let (Some(node), Some(membership)) =
+                    (self.hosts[index].node.as_ref(), membership.as_ref())
+                else {
+                    return false;
+                };
+                membership
+                    .members()
+                    .into_iter()
+                    .any(|id| node.membership().is_voter(id))
+            };
+            let outsider = (0..self.hosts.len())
+                .find(|index| !member(*index) && started(*index) > 1 && asks_members(*index));
+            if let (Some(outsider), Some(membership)) = (outsider, membership.as_ref()) {
+                let message = format!(
+                    "n{} outside the final configuration {membership:?} started {} elections in a quiet period of {} without faults",
+                    outsider + 1,
+                    started(outsider),
+                    format_time(QUIET_PERIOD_NS)
+                );
+                self.fail(FailureKind::Stability, Some(outsider), message);
             }
             let heartbeat_ns = self.hosts.iter().filter_map(|host| {
                 let ticks = host.node.as_ref()?.config().heartbeat_interval_ticks;
@@ -239,32 +296,69 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         self.schedule(20 * MS, Event::Probe);
     }
 
+    /// The configuration liveness is judged under: the current leader's,
+    /// once it is out of any joint phase and committed (the churn proposes
+    /// nothing after the heal but leaving a joint configuration, so this is
+    /// the configuration the faults left), with the leader one of its
+    /// voters. `None` while there is no such leader.
+    pub(super) fn final_membership(&self) -> Option<(usize, Membership)> {
+        let leader = self.current_leader()?;
+        let node = self.hosts[leader].node.as_ref()?;
+        let membership = node.membership();
+        let settled = !membership.is_joint()
+            && node.commit_index() >= node.membership_index()
+            && membership.is_voter(node.id());
+        settled.then(|| (leader, membership.clone()))
+    }
+
+    /// Liveness under the final configuration: the probe committed, every
+    /// voter and learner of the configuration (witnesses included, which
+    /// advance their applied index without applying) applied it, led by
+    /// one of its voters. Nodes outside it (removed, or a spare that never
+    /// joined) need not catch up; they must not lead or start elections
+    /// (checked here and in the quiet period).
     pub(super) fn check_probe_applied(&mut self) {
         let Some((index, _)) = self.probe.committed else {
             return;
         };
-        let all_applied = self.hosts.iter().all(|host| {
-            host.node
-                .as_ref()
-                .is_some_and(|node| node.applied_index() >= index)
-        });
-        // With membership churn, also every node back as a voter, the
-        // change committed: the quiet period runs in the full cluster.
-        let restored = self.churn.is_none()
-            || self.current_leader().is_some_and(|leader| {
-                let node = self.hosts[leader].node.as_ref().expect("leader is live");
-                let membership = node.membership();
-                !membership.is_joint()
-                    && membership.voters.len() == self.hosts.len()
-                    && node.commit_index() >= node.membership_index()
+        let Some((_, membership)) = self.final_membership() else {
+            return;
+        };
+        let all_applied = membership
+            .voters
+            .iter()
+            .chain(membership.learners.iter())
+            .all(|id| {
+                self.hosts
+                    .get(*id as usize - 1)
+                    .and_then(|host| host.node.as_ref())
+                    .is_some_and(|node| node.applied_index() >= index)
             });
-        if all_applied && restored && !self.probe.satisfied {
+        // A node outside the configuration still in the leader role (of
+        // an older term: it was removed, or left a joint configuration,
+        // and has not heard the newer term yet) must step down first; the
+        // deadline reports it if it never does.
+        let outsider_leads = self.leader_outside(&membership).is_some();
+        if all_applied && !outsider_leads && !self.probe.satisfied {
             self.probe.satisfied = true;
+            self.probe.final_membership = Some(membership.clone());
             self.note(None, || {
-                format!("liveness satisfied: every node applied index {index}")
+                format!(
+                    "liveness satisfied under {membership:?}: every member applied index {index}"
+                )
             });
             self.start_quiet_period();
         }
+    }
+
+    /// A live node in the leader role that is not a voter of `membership`.
+    pub(super) fn leader_outside(&self, membership: &Membership) -> Option<usize> {
+        (0..self.hosts.len()).find(|index| {
+            self.hosts[*index]
+                .node
+                .as_ref()
+                .is_some_and(|node| node.role() == Role::Leader && !membership.is_voter(node.id()))
+        })
     }
 
     pub(super) fn final_checks(&mut self) {

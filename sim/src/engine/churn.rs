@@ -1,11 +1,13 @@
 //! The membership workload: in the seeds that draw it, the leader is asked
 //! now and then to add a node as learner, promote a learner or remove a
-//! voter (sometimes itself) during the faults; after the heal every node
-//! is brought back as a voter.
+//! voter (sometimes itself) during the faults. The heal changes nothing:
+//! the run ends in whatever configuration the churn left (grown, shrunk,
+//! with witnesses and learners), and liveness is checked under it
+//! (`checks`); removed nodes keep running and must not disrupt it.
 //!
 //! Changes drawn during the faults include demoting a voter to a learner,
 //! and in some seeds the cluster grows 1 → 3 → 5 and shrinks back to 1
-//! (capped at the number of nodes) before the heal brings every node back.
+//! (capped at the number of nodes).
 //! Some seeds turn `Config::auto_leave_joint` off: the workload then
 //! proposes `LeaveJoint` itself once a joint configuration commits.
 //!
@@ -17,8 +19,8 @@
 //! (an empty disk) and is not in the initial configuration. When a voter
 //! is down during the faults, the spare replaces it: it starts as a
 //! learner joining the cluster, is added, promoted, and the crashed voter
-//! is removed. (The spare joins at the latest at the heal, when every node
-//! is brought back as a voter.)
+//! is removed. A spare that never joined is started at the heal as a
+//! server named by no configuration, and must stay idle.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -32,7 +34,8 @@ use crate::faults::exponential;
 use crate::workload::Workload;
 
 /// A membership workload: changes proposed at the leader during the
-/// faults, every node restored as a voter after the heal.
+/// faults; after the heal only leaving a committed joint configuration
+/// when `auto_leave` is off.
 pub(super) struct Churn {
     /// Start with node 1 as the only voter and the others as learners
     /// waiting to be added (grow 1 → N).
@@ -197,7 +200,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
     /// The membership workload: one change at the leader now and then.
     /// During the faults: add a non-member as learner, promote a learner,
     /// or remove a voter (possibly the leader; never the last voter).
-    /// After the heal: add and promote until every node is a voter.
+    /// After the heal: nothing but leaving a committed joint configuration
+    /// (with auto-leave off), so the run ends in the configuration the
+    /// faults left.
     pub(super) fn membership_change(&mut self) {
         if self.failure.is_some() || self.probe.satisfied {
             return;
@@ -244,18 +249,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         } else if replacement.is_some() {
             replacement
         } else if healed {
-            // The first valid step back to every node a voter (a witness
-            // waits until enough full voters are back to keep them a
-            // majority).
-            outsiders
-                .iter()
-                .map(|id| add(*id))
-                .chain(
-                    learners
-                        .iter()
-                        .map(|id| MembershipChange::PromoteLearner(*id)),
-                )
-                .find(|change| membership.apply_change(*change).is_ok())
+            None
         } else if let Some(target) = churn.grow_shrink.first().copied() {
             // Grow or shrink toward the next voter count.
             let pick = |rng: &mut ChaCha8Rng, ids: &[NodeId]| ids[rng.gen_range(0..ids.len())];
@@ -316,6 +310,14 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         if let Some(change) = change {
             churn.proposed += 1;
             self.note(Some(leader), || format!("membership change {change:?}"));
+            // As the runtime does, the address of a node joining goes into
+            // the log first (in seeds with host entries).
+            if let MembershipChange::AddLearner(id)
+            | MembershipChange::AddWitness(id)
+            | MembershipChange::PromoteLearner(id) = change
+            {
+                self.propose_address(leader, id);
+            }
             self.step(leader, Input::ChangeMembership(change), None);
         }
         let delay = if healed {

@@ -16,6 +16,7 @@ use concord::{
     ProposeError, ReadError, ReadPath, Role, Snapshot, SnapshotMeta, Term,
 };
 
+use super::book::{wrap_snapshot, Book};
 use super::client::Reply;
 use super::{Event, FailureKind, Simulation, MS, PAUSED_QUEUE_MAX};
 use crate::disk::{Disk, Record};
@@ -100,6 +101,9 @@ pub(super) struct Host<S> {
     pub(super) pauses: u32,
     /// (term, commit index) at the last step this node ended as leader.
     pub(super) leader_commit_seen: Option<(Term, Index)>,
+    /// The address book built from the Host entries applied and the
+    /// snapshots restored (`book`); rebuilt at every boot.
+    pub(super) book: Book,
 }
 
 impl<S> Host<S> {
@@ -191,11 +195,26 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 }
                 let mut sm = WithSessions::new((self.make_sm)(id), self.config.max_sessions);
                 let snapshot = self.hosts[index].disk.snapshot().cloned();
+                let mut book = Book::new();
                 match &snapshot {
                     // A witness's snapshots hold no state machine.
                     Some(_) if node.is_witness_node() => {}
                     Some(snapshot) => {
-                        if let Err(error) = sm.restore(&snapshot.data) {
+                        let state = match self.unwrap_host_snapshot(&snapshot.data) {
+                            Ok((stored, state)) => {
+                                book = stored;
+                                state
+                            }
+                            Err(error) => {
+                                self.fail(
+                                    FailureKind::Recovery,
+                                    Some(index),
+                                    format!("reading the stored snapshot: {error}"),
+                                );
+                                return Ok(());
+                            }
+                        };
+                        if let Err(error) = sm.restore(&state) {
                             self.fail(
                                 FailureKind::Recovery,
                                 Some(index),
@@ -218,6 +237,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 host.last_vote = node.voted_for().map(|vote| (node.term(), vote));
                 host.node = Some(node);
                 host.sm = sm;
+                host.book = book;
                 host.last_commit_seen = 0;
                 host.executed.clear();
                 host.applied_position = base;
@@ -232,6 +252,16 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                     }
                 }
                 if let Some(snapshot) = snapshot {
+                    if !self.hosts[index]
+                        .node
+                        .as_ref()
+                        .is_some_and(Node::is_witness_node)
+                    {
+                        self.check_book(index, base.index, "restoring its stored snapshot");
+                        if self.failure.is_some() {
+                            return Ok(());
+                        }
+                    }
                     // Hand the node the snapshot to serve to followers.
                     let meta = self.hosts[index].keep_snapshot_bytes(snapshot);
                     self.step(index, Input::Snapshotted(meta), None);
@@ -630,8 +660,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                     self.fail(FailureKind::WitnessServed, Some(index), message);
                     return;
                 }
-                let host = &mut self.hosts[index];
-                let Some(bytes) = host.snapshot_bytes.get(&position).cloned() else {
+                let Some(bytes) = self.hosts[index].snapshot_bytes.get(&position).cloned() else {
                     self.fail(
                         FailureKind::HostContract,
                         Some(index),
@@ -641,7 +670,17 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                     );
                     return;
                 };
-                if let Err(error) = host.sm.restore(&bytes) {
+                let (book, state) = match self.unwrap_host_snapshot(&bytes) {
+                    Ok(parts) => parts,
+                    Err(error) => {
+                        let message = format!("the snapshot at {position:?}: {error}");
+                        self.fail(FailureKind::HostContract, Some(index), message);
+                        return;
+                    }
+                };
+                let host = &mut self.hosts[index];
+                host.book = book;
+                if let Err(error) = host.sm.restore(&state) {
                     self.fail(
                         FailureKind::StateMachineSafety,
                         Some(index),
@@ -668,6 +707,10 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                         position.index, position.term
                     )
                 });
+                self.check_book(index, position.index, "restoring a leader's snapshot");
+                if self.failure.is_some() {
+                    return;
+                }
                 work.push_back((Input::Applied(position.index), None));
             }
             Action::ReadReady {
@@ -760,6 +803,14 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         // A witness's snapshot only marks where its log starts: no state.
         let data = if witness {
             Bytes::new()
+        } else if self.host_entries.is_some() {
+            // The book travels in front of the state machine's bytes.
+            let book = if self.config.bugs.host_book_dropped_from_snapshots {
+                Book::new()
+            } else {
+                host.book.clone()
+            };
+            wrap_snapshot(&book, &host.sm.snapshot())
         } else {
             host.sm.snapshot()
         };
@@ -868,6 +919,15 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                     }
                 }
                 Some(outcome.response().encode())
+            }
+            // The host's own records go to its book, never to the state
+            // machine.
+            EntryPayload::Host(bytes) => {
+                self.apply_host_entry(index, entry.index, bytes);
+                if self.failure.is_some() {
+                    return;
+                }
+                None
             }
             _ => None,
         };
