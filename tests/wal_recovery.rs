@@ -738,8 +738,12 @@ fn large_garbage_tail_is_a_torn_tail_found_in_linear_time() {
     append_bytes(&segment, &garbage);
     let started = Instant::now();
     let report = wal::recover_dir(&dir.0, &options).unwrap();
+    // A scan that checksummed every plausible record would take hours; the
+    // bound is that far apart from the linear scan's fraction of a second so
+    // that a loaded machine (this took 12 s at load 10 on 2 cores, beside a
+    // cold build) cannot fail it.
     assert!(
-        started.elapsed() < Duration::from_secs(10),
+        started.elapsed() < Duration::from_secs(120),
         "recovery took {:?}",
         started.elapsed()
     );
