@@ -380,6 +380,9 @@ enum Event {
         term: Term,
         network: u32,
         pauses: u32,
+        /// Index of the configuration in force in the leader when the
+        /// deadline was set.
+        configuration: Index,
     },
     QuietEnd,
     Membership,
@@ -968,7 +971,15 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 term,
                 network,
                 pauses,
-            } => self.check_step_down(node as usize, incarnation, term, network, pauses),
+                configuration,
+            } => self.check_step_down(
+                node as usize,
+                incarnation,
+                term,
+                network,
+                pauses,
+                configuration,
+            ),
             Event::QuietEnd => self.end_quiet_period(),
             Event::Membership => self.membership_change(),
             Event::HostEntry => self.host_entry_tick(),

@@ -35,6 +35,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         term: Term,
         network: u32,
         pauses: u32,
+        configuration: Index,
     ) {
         let host = &self.hosts[index];
         if network != self.network_generation
@@ -52,6 +53,18 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         // committed before the cut): only one the leader is still cut off
         // in counts.
         if still_leads && self.cut_off_from_quorum(index) {
+            let changed = host
+                .node
+                .as_ref()
+                .is_some_and(|node| node.membership_index() != configuration);
+            if changed {
+                // The leader's own configuration changed since the deadline
+                // was set (a change appended while cut off, say removing a
+                // peer it could reach): the bound runs from when it became
+                // cut off in this configuration, at the latest now.
+                self.schedule_step_down_deadline(index);
+                return;
+            }
             let message = format!(
                 "leader of term {term} cut off from a quorum did not step down within its CheckQuorum bound"
             );

@@ -221,15 +221,26 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             if !self.cut_off_from_quorum(index) {
                 continue;
             }
-            let ticks = 2 * u64::from(node.config().election_timeout_min_ticks) + 2;
-            let event = Event::StepDownDeadline {
-                node: index as u8,
-                incarnation: host.incarnation,
-                term: node.term(),
-                network: self.network_generation,
-                pauses: host.pauses,
-            };
-            self.schedule(ticks * host.tick_period_ns, event);
+            self.schedule_step_down_deadline(index);
         }
+    }
+
+    /// Leader `index`, cut off from a quorum of its configuration, must
+    /// have stepped down two CheckQuorum rounds (plus two ticks) from now.
+    pub(super) fn schedule_step_down_deadline(&mut self, index: usize) {
+        let host = &self.hosts[index];
+        let Some(node) = host.node.as_ref() else {
+            return;
+        };
+        let ticks = 2 * u64::from(node.config().election_timeout_min_ticks) + 2;
+        let event = Event::StepDownDeadline {
+            node: index as u8,
+            incarnation: host.incarnation,
+            term: node.term(),
+            network: self.network_generation,
+            pauses: host.pauses,
+            configuration: node.membership_index(),
+        };
+        self.schedule(ticks * host.tick_period_ns, event);
     }
 }
