@@ -267,6 +267,7 @@ fn bad_certificates_and_plaintext_are_refused_with_a_log_line_and_the_cluster_ke
             role: HelloRole::Client,
         };
         // (what, certificate presented, hello, what the log line must say)
+        #[allow(clippy::type_complexity)]
         let cases: Vec<(&str, Option<Option<&str>>, Hello, Vec<&str>)> = vec![
             (
                 "no client certificate",

@@ -44,6 +44,9 @@ use node_cluster::{env_list, percentile, NodeCluster, CLUSTER};
 const KEYS: u64 = 10_000;
 
 /// What one run's cluster looks like.
+/// Turns one setting of a [`Setup`] on or off.
+type Flip = fn(Setup, bool) -> Setup;
+
 #[derive(Clone, Copy)]
 struct Setup {
     compaction: bool,
@@ -202,7 +205,7 @@ fn main() {
         tls: tls == "on",
     };
     // The axis compared side by side, if any: which setting a run flips.
-    let axis: Option<(&str, fn(Setup, bool) -> Setup)> = if compaction == "both" {
+    let axis: Option<(&str, Flip)> = if compaction == "both" {
         Some(("compaction", |setup, on| Setup {
             compaction: on,
             ..setup

@@ -78,7 +78,7 @@ pub struct Connection {
     /// (PEM). All three --tls-* flags or none.
     #[arg(long, env = "CONCORD_TLS_CA", value_name = "PEM", global = true)]
     pub tls_ca: Option<PathBuf>,
-    /// This client's certificate (PEM), naming client.<CLUSTER-ID>.
+    /// This client's certificate (PEM), naming `client.<CLUSTER-ID>`.
     #[arg(long, env = "CONCORD_TLS_CERT", value_name = "PEM", global = true)]
     pub tls_cert: Option<PathBuf>,
     /// This client's private key (PEM).

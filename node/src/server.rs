@@ -122,7 +122,7 @@ pub struct ServerFlags {
     /// them the node speaks plaintext and says so in its log.
     #[arg(long, env = "CONCORD_TLS_CA", value_name = "PEM")]
     pub tls_ca: Option<PathBuf>,
-    /// This node's certificate (PEM), naming node-<ID>.<CLUSTER-ID>
+    /// This node's certificate (PEM), naming `node-<ID>.<CLUSTER-ID>`
     /// (`cargo run --features tokio --example make_certs` makes them for a
     /// test cluster).
     #[arg(long, env = "CONCORD_TLS_CERT", value_name = "PEM")]

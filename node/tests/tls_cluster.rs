@@ -7,7 +7,6 @@
 //! crate's `examples/make_certs.rs` and `tests/tls.rs`).
 
 #[path = "../../tests/common/certs.rs"]
-#[allow(dead_code)]
 mod certs;
 #[path = "common/processes.rs"]
 mod processes;

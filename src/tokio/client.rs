@@ -52,7 +52,7 @@ pub struct ClientConfig {
     /// turn), or through the log when `None`.
     pub read_path: Option<crate::ReadPath>,
     /// Mutual TLS to the servers (a certificate naming
-    /// `client.<cluster-id>`, see [`tls`](super::tls)); `None`: plaintext.
+    /// `client.<cluster-id>`, see [`super::tls`]); `None`: plaintext.
     pub tls: Option<std::sync::Arc<super::tls::TlsConfig>>,
 }
 

@@ -8,7 +8,7 @@
 //! With TLS on ([`ListenerConfig::tls`]) a TLS 1.3 handshake with a client
 //! certificate from the cluster's CA comes first, and the certificate must
 //! name what the `Hello` claims (`node-<id>.<cluster-id>` for a peer,
-//! `client.<cluster-id>` for a client; see [`tls`](super::tls)); anything
+//! `client.<cluster-id>` for a client; see [`super::tls`]); anything
 //! else is refused with a logged reason naming the remote address, the
 //! claim and what the certificate names.
 //!
@@ -65,7 +65,7 @@ pub struct ListenerConfig {
     pub peer_idle_timeout: Duration,
     /// Mutual TLS: every connection must complete a TLS 1.3 handshake with
     /// a certificate from the cluster's CA naming what its `Hello` claims
-    /// (see [`tls`](super::tls)). `None` accepts plaintext.
+    /// (see [`super::tls`]). `None` accepts plaintext.
     pub tls: Option<Arc<TlsConfig>>,
 }
 
