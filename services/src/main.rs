@@ -393,6 +393,22 @@ fn main() -> ExitCode {
     }
 }
 
+/// `<service> serve`: logs to stderr and serves until stopped; a server
+/// that cannot start exits with the reason.
+async fn serve_until_stopped<S>(name: &str, args: ServeArgs, state_machine: S) -> ExitCode
+where
+    S: concord::state_machine::StateMachine + Send + 'static,
+{
+    init_logging();
+    match serve(args, state_machine).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("concord-services {name} serve: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -434,14 +450,7 @@ async fn orders(args: OrdersArgs) -> ExitCode {
             return local_cluster("orders", cluster_args).await
         }
         OrdersCommand::Serve(serve_args) => {
-            init_logging();
-            return match serve(serve_args, Orders::new()).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(error) => {
-                    eprintln!("concord-services orders serve: {error}");
-                    ExitCode::FAILURE
-                }
-            };
+            return serve_until_stopped("orders", serve_args, Orders::new()).await;
         }
         OrdersCommand::Latency(latency_args) => return latency_experiment(latency_args).await,
         OrdersCommand::PlaceOrder { customer } => (customer, true),
@@ -651,14 +660,7 @@ async fn chat(args: ChatArgs) -> ExitCode {
             return local_cluster("chat", cluster_args).await
         }
         ChatCommand::Serve(serve_args) => {
-            init_logging();
-            return match serve(serve_args, Chat::new()).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(error) => {
-                    eprintln!("concord-services chat serve: {error}");
-                    ExitCode::FAILURE
-                }
-            };
+            return serve_until_stopped("chat", serve_args, Chat::new()).await;
         }
         command => command,
     };
@@ -717,14 +719,7 @@ async fn directory(args: DirectoryArgs) -> ExitCode {
         return local_cluster("directory", cluster_args).await;
     }
     if let DirectoryCommand::Serve(serve_args) = command {
-        init_logging();
-        return match serve(serve_args, Directory::new()).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                eprintln!("concord-services directory serve: {error}");
-                ExitCode::FAILURE
-            }
-        };
+        return serve_until_stopped("directory", serve_args, Directory::new()).await;
     }
     if let Err(code) = check_target(&target) {
         return code;
@@ -768,14 +763,7 @@ async fn kv(args: KvArgs) -> ExitCode {
         return local_cluster("kv", cluster_args).await;
     }
     if let KvCommand::Serve(serve_args) = command {
-        init_logging();
-        return match serve(serve_args, StrictKv::new()).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                eprintln!("concord-services kv serve: {error}");
-                ExitCode::FAILURE
-            }
-        };
+        return serve_until_stopped("kv", serve_args, StrictKv::new()).await;
     }
     let mut client = match client(&target) {
         Ok(client) => client,

@@ -80,77 +80,70 @@ pub fn run_service(
     config: &SimConfig,
     plan: Option<FaultPlan>,
 ) -> Result<(RunReport, Vec<Operation>), String> {
+    let planted = config.service_bug;
     match config.service {
         Service::Builtin => Err("the built-in workload is run by run_kv".to_string()),
         Service::Kv => {
-            let planted = config.service_bug;
             let workload = strict_kv::StrictKvWorkload::new(config.clients);
-            let simulation = Simulation::new(
-                config.clone(),
-                plan,
-                move |_| {
-                    if planted {
-                        concord_services::kv::StrictKv::with_split_put_many()
-                    } else {
-                        concord_services::kv::StrictKv::new()
-                    }
-                },
-                workload,
-            )?;
-            let (report, workload) = simulation.run_with_workload();
+            let (report, workload) = simulate(config, plan, workload, move || {
+                if planted {
+                    concord_services::kv::StrictKv::with_split_put_many()
+                } else {
+                    concord_services::kv::StrictKv::new()
+                }
+            })?;
             Ok((report, workload.history().to_vec()))
         }
         Service::Directory => {
-            let planted = config.service_bug;
             let workload = directory::DirectoryWorkload::new(config.clients, planted);
-            let simulation = Simulation::new(
-                config.clone(),
-                plan,
-                move |_| {
-                    if planted {
-                        concord_services::directory::Directory::with_sequence_as_read()
-                    } else {
-                        concord_services::directory::Directory::new()
-                    }
-                },
-                workload,
-            )?;
-            let (report, workload) = simulation.run_with_workload();
+            let (report, workload) = simulate(config, plan, workload, move || {
+                if planted {
+                    concord_services::directory::Directory::with_sequence_as_read()
+                } else {
+                    concord_services::directory::Directory::new()
+                }
+            })?;
             Ok((report, workload.history().to_vec()))
         }
         Service::Orders => {
-            let planted = config.service_bug;
-            let simulation = Simulation::new(
-                config.clone(),
-                plan,
-                move |_| {
-                    if planted {
-                        concord_services::orders::Orders::with_log_index_numbers()
-                    } else {
-                        concord_services::orders::Orders::new()
-                    }
-                },
-                orders::OrdersWorkload::new(config.clients),
-            )?;
+            let workload = orders::OrdersWorkload::new(config.clients);
+            let (report, _) = simulate(config, plan, workload, move || {
+                if planted {
+                    concord_services::orders::Orders::with_log_index_numbers()
+                } else {
+                    concord_services::orders::Orders::new()
+                }
+            })?;
             // Orders keep no key-level history: their checks are their own.
-            Ok((simulation.run(), Vec::new()))
+            Ok((report, Vec::new()))
         }
         Service::Chat => {
-            let planted = config.service_bug;
-            let simulation = Simulation::new(
-                config.clone(),
-                plan,
-                move |_| {
-                    if planted {
-                        concord_services::chat::Chat::with_fetch_as_read()
-                    } else {
-                        concord_services::chat::Chat::new()
-                    }
-                },
-                chat::ChatWorkload::new(config.clients, planted),
-            )?;
+            let workload = chat::ChatWorkload::new(config.clients, planted);
+            let (report, _) = simulate(config, plan, workload, move || {
+                if planted {
+                    concord_services::chat::Chat::with_fetch_as_read()
+                } else {
+                    concord_services::chat::Chat::new()
+                }
+            })?;
             // Chat keeps no key-level history: its checks are its own.
-            Ok((simulation.run(), Vec::new()))
+            Ok((report, Vec::new()))
         }
     }
+}
+
+/// One service's run: every node gets a state machine from `make_sm` (the
+/// healthy one or the planted bug's), the clients run `workload`.
+fn simulate<S, W>(
+    config: &SimConfig,
+    plan: Option<FaultPlan>,
+    workload: W,
+    make_sm: impl Fn() -> S + 'static,
+) -> Result<(RunReport, W), String>
+where
+    S: concord::state_machine::StateMachine,
+    W: crate::workload::Workload,
+{
+    let simulation = Simulation::new(config.clone(), plan, move |_| make_sm(), workload)?;
+    Ok(simulation.run_with_workload())
 }

@@ -315,6 +315,27 @@ mod tests {
         panic!("no request of the wanted shape in 1000 draws");
     }
 
+    /// Issues reads at `at` until one is a `get_many` of `group`, failing
+    /// the others, and leaves that one in flight (for the caller to
+    /// complete at a later time).
+    fn read_group(workload: &mut StrictKvWorkload, rng: &mut ChaCha8Rng, group: &str, at: u64) {
+        loop {
+            let read = issue(
+                workload,
+                rng,
+                |r| matches!(r, KvRequest::GetMany { .. }),
+                at,
+            );
+            let KvRequest::GetMany { keys } = read else {
+                unreachable!()
+            };
+            if keys[0].starts_with(group) {
+                return;
+            }
+            workload.complete(0, at + 10, OpResult::Failed);
+        }
+    }
+
     #[test]
     fn a_partial_get_many_is_a_violation_and_a_whole_one_is_not() {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
@@ -332,43 +353,15 @@ mod tests {
         let value = pairs[0].1.clone();
         let group = pairs[0].0.split('.').next().unwrap().to_string();
         // A whole read of that group passes.
-        loop {
-            let read = issue(
-                &mut workload,
-                &mut rng,
-                |r| matches!(r, KvRequest::GetMany { .. }),
-                30,
-            );
-            let KvRequest::GetMany { keys } = read else {
-                unreachable!()
-            };
-            if keys[0].starts_with(&group) {
-                let whole = KvResponse::Values(vec![Some(value.clone()); GROUP_SIZE]).encode();
-                workload.complete(0, 40, OpResult::Ok(&whole));
-                break;
-            }
-            workload.complete(0, 40, OpResult::Failed);
-        }
+        read_group(&mut workload, &mut rng, &group, 30);
+        let whole = KvResponse::Values(vec![Some(value.clone()); GROUP_SIZE]).encode();
+        workload.complete(0, 40, OpResult::Ok(&whole));
         assert_eq!(workload.clone().finish().failure, None);
         // A read that sees the write on one key only is caught.
-        loop {
-            let read = issue(
-                &mut workload,
-                &mut rng,
-                |r| matches!(r, KvRequest::GetMany { .. }),
-                50,
-            );
-            let KvRequest::GetMany { keys } = read else {
-                unreachable!()
-            };
-            if keys[0].starts_with(&group) {
-                let mut values = vec![Some(value.clone()); GROUP_SIZE];
-                values[1] = None;
-                workload.complete(0, 60, OpResult::Ok(&KvResponse::Values(values).encode()));
-                break;
-            }
-            workload.complete(0, 60, OpResult::Failed);
-        }
+        read_group(&mut workload, &mut rng, &group, 50);
+        let mut values = vec![Some(value.clone()); GROUP_SIZE];
+        values[1] = None;
+        workload.complete(0, 60, OpResult::Ok(&KvResponse::Values(values).encode()));
         let failure = workload.finish().failure.expect("partial read caught");
         assert!(failure.contains("put_many atomicity"), "{failure}");
     }
@@ -388,25 +381,11 @@ mod tests {
             unreachable!()
         };
         let group = pairs[0].0.split('.').next().unwrap().to_string();
-        loop {
-            let read = issue(
-                &mut workload,
-                &mut rng,
-                |r| matches!(r, KvRequest::GetMany { .. }),
-                30,
-            );
-            let KvRequest::GetMany { keys } = read else {
-                unreachable!()
-            };
-            if keys[0].starts_with(&group) {
-                // Consistent across the group, but older than an
-                // acknowledged write: not linearizable.
-                let stale = KvResponse::Values(vec![None; GROUP_SIZE]).encode();
-                workload.complete(0, 40, OpResult::Ok(&stale));
-                break;
-            }
-            workload.complete(0, 40, OpResult::Failed);
-        }
+        read_group(&mut workload, &mut rng, &group, 30);
+        // Consistent across the group, but older than an acknowledged
+        // write: not linearizable.
+        let stale = KvResponse::Values(vec![None; GROUP_SIZE]).encode();
+        workload.complete(0, 40, OpResult::Ok(&stale));
         let failure = workload.finish().failure.expect("stale read caught");
         assert!(failure.contains("strict kv"), "{failure}");
     }
