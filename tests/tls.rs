@@ -359,6 +359,37 @@ fn bad_certificates_and_plaintext_are_refused_with_a_log_line_and_the_cluster_ke
         for node in &nodes[1..] {
             assert_eq!(node.listener_counters.refused.load(Ordering::Relaxed), 0);
         }
+        // A good client that leaves without TLS close_notify (dropping the
+        // stream, as most clients do at exit) is a close, not bad input:
+        // neither counted nor logged as such.
+        let bad_before = nodes[0].listener_counters.bad_input.load(Ordering::Relaxed);
+        let mut remotes = Vec::new();
+        for _ in 0..3 {
+            let (remote, answer) =
+                attempt(&addr, Some(material.raw_client(Some("client"))), &as_client).await;
+            assert!(
+                matches!(answer, Ok(Welcome::Accepted { .. })),
+                "a good client: {answer:?}"
+            );
+            remotes.push(remote);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        client
+            .put("after-good-closes", "ok")
+            .await
+            .expect("a write after the closes");
+        assert_eq!(
+            nodes[0].listener_counters.bad_input.load(Ordering::Relaxed),
+            bad_before,
+            "a TLS close without close_notify was counted as bad input"
+        );
+        for remote in remotes {
+            let lines = log_lines_with(&remote);
+            assert!(
+                lines.iter().all(|l| !l.contains("bad input")),
+                "a TLS close without close_notify was logged as bad input: {lines:?}"
+            );
+        }
         for node in nodes {
             node.shutdown().await.unwrap();
         }

@@ -106,7 +106,16 @@ pub async fn read_frame<R: AsyncRead + Unpin + ?Sized>(
     let mut header = [0u8; FRAME_HEADER_BYTES];
     let mut got = 0;
     while got < FRAME_HEADER_BYTES {
-        let n = reader.read(&mut header[got..]).await?;
+        let n = match reader.read(&mut header[got..]).await {
+            Ok(n) => n,
+            // A TLS peer that closes without close_notify (most clients
+            // do, at exit) reads as an UnexpectedEof error, not as 0
+            // bytes. Frames carry their own length, so an end between two
+            // frames cuts nothing short: it is a close like any other.
+            // Inside a header or body it is still a truncated frame.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
+            Err(e) => return Err(e.into()),
+        };
         if n == 0 {
             return Err(if got == 0 {
                 FrameError::Closed
