@@ -15,6 +15,8 @@
 
 pub mod concord_loop;
 
+pub mod plot;
+
 #[cfg(feature = "raft-rs")]
 pub mod raft_loop;
 

@@ -1,0 +1,742 @@
+//! Issue 15, item 2: three servers in one process, concord against
+//! openraft 0.9, side by side in one run, on the same tokio runtime.
+//!
+//! **concord**: `concord::tokio::server` over the in-memory transport
+//! (`MemNetwork`) and in-memory storage (`MemStorage`), an empty state
+//! machine (`NullStateMachine`), the same shape as the root crate's
+//! `benches/tokio_inprocess.rs`; compaction off (`Config::new`'s default).
+//!
+//! **openraft 0.9** (crates.io): the shape of openraft's own
+//! `benchmarks/minimal`, written here: its storage-v2 traits over memory (a
+//! `BTreeMap` log behind a mutex, a state machine that records only the
+//! last applied id and membership), a function-call network (an
+//! AppendEntries or vote is a direct call of the target `Raft`'s handler),
+//! and the settings that benchmark uses (`election_timeout_min` 200 ms,
+//! `election_timeout_max` 2000 ms, `purge_batch_size` and
+//! `max_payload_entries` 1024; the rest openraft's defaults, so it
+//! snapshots every 5,000 entries, a snapshot of nothing here).
+//!
+//! Both: 3 voters, clients are tasks on the same runtime as the servers,
+//! each with one 128-byte write in flight on the leader
+//! (`ServerHandle::call` / `Raft::client_write`), counted when the leader
+//! answers (applied). A fresh cluster per run, 1 s of warm-up, then
+//! `CONCORD_BENCH_SECS` (default 5) measured. Each cell (runtime × clients)
+//! runs `CONCORD_BENCH_ROUNDS` rounds (default 3) of both systems,
+//! alternating which goes first; the table gives the median operations per
+//! second and the process CPU time per operation (user + sys of the whole
+//! process during the measured window, from `/proc/self/stat`).
+//!
+//! Runtimes (`CONCORD_BENCH_RUNTIMES`, default `current,multi2`):
+//! `current` (tokio's current-thread runtime: one thread), `multi1`,
+//! `multi2` (multi-thread runtime with 1 or 2 workers).
+//!
+//! ```text
+//! cargo bench -p concord-bench --features openraft --bench inprocess
+//! CONCORD_BENCH_SECS=10 CONCORD_BENCH_CLIENTS=1,64,256 CONCORD_BENCH_RUNTIMES=current,multi1,multi2 cargo bench -p concord-bench --features openraft --bench inprocess
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::io::Cursor;
+use std::ops::RangeBounds;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+const VALUE_BYTES: usize = 128;
+const WARMUP: Duration = Duration::from_secs(1);
+
+fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
+        .unwrap_or_else(|| default.to_vec())
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// User + sys CPU time of this process, in microseconds.
+fn process_cpu_us() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // Fields after the command name start at field 3; utime is 14, stime 15.
+    let field = |n: usize| -> u64 { fields.get(n - 3).and_then(|f| f.parse().ok()).unwrap_or(0) };
+    // Linux reports these in clock ticks of 100 Hz on every platform Rust
+    // supports (USER_HZ), so no sysconf call is needed.
+    (field(14) + field(15)) * 10_000
+}
+
+// ------------------------------------------------------------- concord
+
+mod concord_side {
+    use super::*;
+    use concord::tokio::kv::NullStateMachine;
+    use concord::tokio::server::{self, ServerConfig, ServerHandle};
+    use concord::tokio::storage::{MemDisk, MemStorage};
+    use concord::tokio::transport::MemNetwork;
+    use concord::tokio::wire::ClientResponse;
+    use concord::Config;
+
+    /// A started cluster and the leader's handle.
+    pub struct Cluster {
+        handles: Vec<Arc<ServerHandle>>,
+        pub leader: Arc<ServerHandle>,
+    }
+
+    pub async fn start() -> Cluster {
+        let network = MemNetwork::new();
+        let mut handles = Vec::new();
+        for id in 1..=3u64 {
+            let inbox = server::inbox();
+            network.register(id, inbox.0.clone());
+            let mut raft = Config::new(id, [1, 2, 3]);
+            raft.seed = id;
+            raft.uncommitted_entries_max = 1 << 20;
+            let mut config = ServerConfig::new(raft);
+            config.tick = Duration::from_millis(10);
+            let storage = MemStorage::new(MemDisk::new());
+            let handle = server::start(
+                config,
+                NullStateMachine,
+                storage,
+                network.transport(id),
+                inbox,
+            )
+            .expect("concord server starts");
+            handles.push(Arc::new(handle));
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            for handle in &handles {
+                if let Some(status) = handle.status().await {
+                    if status.role == "Leader" {
+                        let leader = handle.clone();
+                        return Cluster { handles, leader };
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "concord: no leader in 10 s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    impl Cluster {
+        /// One write; true when the leader answered it applied.
+        pub async fn write(leader: &ServerHandle, value: &Bytes) -> bool {
+            matches!(leader.call(value.clone()).await, ClientResponse::Done(_))
+        }
+
+        pub async fn shutdown(self) {
+            drop(self.leader);
+            for handle in self.handles {
+                if let Ok(handle) = Arc::try_unwrap(handle) {
+                    let _ = handle.shutdown().await;
+                }
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------ openraft
+
+mod openraft_side {
+    use super::*;
+    use openraft::error::{InstallSnapshotError, RPCError, RaftError, RemoteError, Unreachable};
+    use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+    use openraft::raft::{
+        AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest,
+        InstallSnapshotResponse, VoteRequest, VoteResponse,
+    };
+    use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine, Snapshot};
+    use openraft::{
+        BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftLogReader, RaftSnapshotBuilder,
+        SnapshotMeta, StorageError, StoredMembership, Vote,
+    };
+
+    openraft::declare_raft_types!(
+        /// The benchmark's types: raw bytes in, nothing out.
+        pub Types:
+            D = Bytes,
+            R = (),
+    );
+
+    pub type Raft = openraft::Raft<Types>;
+    type NodeId = u64;
+
+    // -- log store: a BTreeMap behind a mutex, "flushed" at once.
+
+    #[derive(Default)]
+    struct LogInner {
+        vote: Option<Vote<NodeId>>,
+        committed: Option<LogId<NodeId>>,
+        last_purged: Option<LogId<NodeId>>,
+        log: BTreeMap<u64, Entry<Types>>,
+    }
+
+    #[derive(Clone, Default)]
+    pub struct LogStore {
+        inner: Arc<Mutex<LogInner>>,
+    }
+
+    impl RaftLogReader<Types> for LogStore {
+        async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+            &mut self,
+            range: RB,
+        ) -> Result<Vec<Entry<Types>>, StorageError<NodeId>> {
+            let inner = self.inner.lock().expect("log lock");
+            Ok(inner.log.range(range).map(|(_, e)| e.clone()).collect())
+        }
+    }
+
+    impl RaftLogStorage<Types> for LogStore {
+        type LogReader = LogStore;
+
+        async fn get_log_state(&mut self) -> Result<LogState<Types>, StorageError<NodeId>> {
+            let inner = self.inner.lock().expect("log lock");
+            let last = inner
+                .log
+                .last_key_value()
+                .map(|(_, e)| e.log_id)
+                .or(inner.last_purged);
+            Ok(LogState {
+                last_purged_log_id: inner.last_purged,
+                last_log_id: last,
+            })
+        }
+
+        async fn get_log_reader(&mut self) -> Self::LogReader {
+            self.clone()
+        }
+
+        async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
+            self.inner.lock().expect("log lock").vote = Some(*vote);
+            Ok(())
+        }
+
+        async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
+            Ok(self.inner.lock().expect("log lock").vote)
+        }
+
+        async fn save_committed(
+            &mut self,
+            committed: Option<LogId<NodeId>>,
+        ) -> Result<(), StorageError<NodeId>> {
+            self.inner.lock().expect("log lock").committed = committed;
+            Ok(())
+        }
+
+        async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
+            Ok(self.inner.lock().expect("log lock").committed)
+        }
+
+        async fn append<I>(
+            &mut self,
+            entries: I,
+            callback: LogFlushed<Types>,
+        ) -> Result<(), StorageError<NodeId>>
+        where
+            I: IntoIterator<Item = Entry<Types>> + OptionalSend,
+            I::IntoIter: OptionalSend,
+        {
+            {
+                let mut inner = self.inner.lock().expect("log lock");
+                for entry in entries {
+                    inner.log.insert(entry.log_id.index, entry);
+                }
+            }
+            // Memory is the medium: the entries are as durable as they
+            // will be once they are in the map.
+            callback.log_io_completed(Ok(()));
+            Ok(())
+        }
+
+        async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+            let mut inner = self.inner.lock().expect("log lock");
+            inner.log.split_off(&log_id.index);
+            Ok(())
+        }
+
+        async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+            let mut inner = self.inner.lock().expect("log lock");
+            inner.last_purged = Some(log_id);
+            let keep = inner.log.split_off(&(log_id.index + 1));
+            inner.log = keep;
+            Ok(())
+        }
+    }
+
+    // -- state machine: the last applied id and membership, nothing else.
+
+    #[derive(Clone, Default)]
+    struct Applied {
+        last: Option<LogId<NodeId>>,
+        membership: StoredMembership<NodeId, BasicNode>,
+        snapshot: Option<SnapshotMeta<NodeId, BasicNode>>,
+    }
+
+    #[derive(Clone, Default)]
+    pub struct StateMachine {
+        applied: Arc<Mutex<Applied>>,
+    }
+
+    pub struct Builder {
+        applied: Applied,
+    }
+
+    fn snapshot_of(meta: SnapshotMeta<NodeId, BasicNode>) -> Snapshot<Types> {
+        Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(Vec::new())),
+        }
+    }
+
+    impl RaftSnapshotBuilder<Types> for Builder {
+        async fn build_snapshot(&mut self) -> Result<Snapshot<Types>, StorageError<NodeId>> {
+            let meta = SnapshotMeta {
+                last_log_id: self.applied.last,
+                last_membership: self.applied.membership.clone(),
+                snapshot_id: format!("{:?}", self.applied.last),
+            };
+            Ok(snapshot_of(meta))
+        }
+    }
+
+    impl RaftStateMachine<Types> for StateMachine {
+        type SnapshotBuilder = Builder;
+
+        async fn applied_state(
+            &mut self,
+        ) -> Result<
+            (Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>),
+            StorageError<NodeId>,
+        > {
+            let applied = self.applied.lock().expect("sm lock");
+            Ok((applied.last, applied.membership.clone()))
+        }
+
+        async fn apply<I>(&mut self, entries: I) -> Result<Vec<()>, StorageError<NodeId>>
+        where
+            I: IntoIterator<Item = Entry<Types>> + OptionalSend,
+            I::IntoIter: OptionalSend,
+        {
+            let mut applied = self.applied.lock().expect("sm lock");
+            let mut out = Vec::new();
+            for entry in entries {
+                applied.last = Some(entry.log_id);
+                if let EntryPayload::Membership(m) = entry.payload {
+                    applied.membership = StoredMembership::new(Some(entry.log_id), m);
+                }
+                out.push(());
+            }
+            Ok(out)
+        }
+
+        async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+            Builder {
+                applied: self.applied.lock().expect("sm lock").clone(),
+            }
+        }
+
+        async fn begin_receiving_snapshot(
+            &mut self,
+        ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+            Ok(Box::new(Cursor::new(Vec::new())))
+        }
+
+        async fn install_snapshot(
+            &mut self,
+            meta: &SnapshotMeta<NodeId, BasicNode>,
+            _snapshot: Box<Cursor<Vec<u8>>>,
+        ) -> Result<(), StorageError<NodeId>> {
+            let mut applied = self.applied.lock().expect("sm lock");
+            applied.last = meta.last_log_id;
+            applied.membership = meta.last_membership.clone();
+            applied.snapshot = Some(meta.clone());
+            Ok(())
+        }
+
+        async fn get_current_snapshot(
+            &mut self,
+        ) -> Result<Option<Snapshot<Types>>, StorageError<NodeId>> {
+            let applied = self.applied.lock().expect("sm lock");
+            Ok(applied.snapshot.clone().map(snapshot_of))
+        }
+    }
+
+    // -- network: a call of the target's handler.
+
+    #[derive(Clone, Default)]
+    pub struct Router {
+        nodes: Arc<Mutex<BTreeMap<NodeId, Raft>>>,
+    }
+
+    pub struct Connection {
+        target: NodeId,
+        raft: Option<Raft>,
+    }
+
+    impl RaftNetworkFactory<Types> for Router {
+        type Network = Connection;
+
+        async fn new_client(&mut self, target: NodeId, _node: &BasicNode) -> Connection {
+            let raft = self
+                .nodes
+                .lock()
+                .expect("router lock")
+                .get(&target)
+                .cloned();
+            Connection { target, raft }
+        }
+    }
+
+    impl Connection {
+        // The error type is openraft's own, as its RaftNetwork methods
+        // return it.
+        #[allow(clippy::result_large_err)]
+        fn raft<E: std::error::Error>(
+            &self,
+        ) -> Result<Raft, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>> {
+            self.raft.clone().ok_or_else(|| {
+                let error = std::io::Error::new(std::io::ErrorKind::NotFound, "no such node");
+                RPCError::Unreachable(Unreachable::new(&error))
+            })
+        }
+    }
+
+    impl RaftNetwork<Types> for Connection {
+        async fn append_entries(
+            &mut self,
+            rpc: AppendEntriesRequest<Types>,
+            _option: RPCOption,
+        ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>>
+        {
+            let raft = self.raft()?;
+            raft.append_entries(rpc)
+                .await
+                .map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+        }
+
+        async fn install_snapshot(
+            &mut self,
+            rpc: InstallSnapshotRequest<Types>,
+            _option: RPCOption,
+        ) -> Result<
+            InstallSnapshotResponse<NodeId>,
+            RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+        > {
+            let raft = self.raft()?;
+            raft.install_snapshot(rpc)
+                .await
+                .map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+        }
+
+        async fn vote(
+            &mut self,
+            rpc: VoteRequest<NodeId>,
+            _option: RPCOption,
+        ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+            let raft = self.raft()?;
+            raft.vote(rpc)
+                .await
+                .map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+        }
+    }
+
+    /// A started cluster and its leader.
+    pub struct Cluster {
+        rafts: Vec<Raft>,
+        pub leader: Raft,
+    }
+
+    pub async fn start() -> Cluster {
+        let config = openraft::Config {
+            election_timeout_min: 200,
+            election_timeout_max: 2000,
+            purge_batch_size: 1024,
+            max_payload_entries: 1024,
+            ..Default::default()
+        };
+        let config = Arc::new(config.validate().expect("openraft config"));
+        let router = Router::default();
+        let mut rafts = Vec::new();
+        for id in 1..=3u64 {
+            let raft = Raft::new(
+                id,
+                config.clone(),
+                router.clone(),
+                LogStore::default(),
+                StateMachine::default(),
+            )
+            .await
+            .expect("openraft node starts");
+            router
+                .nodes
+                .lock()
+                .expect("router lock")
+                .insert(id, raft.clone());
+            rafts.push(raft);
+        }
+        let members: BTreeMap<NodeId, BasicNode> =
+            (1..=3).map(|id| (id, BasicNode::default())).collect();
+        rafts[0]
+            .initialize(members)
+            .await
+            .expect("openraft initialize");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(leader) = rafts[0].current_leader().await {
+                let leader = rafts[(leader - 1) as usize].clone();
+                // The leader answers writes once its blank entry commits.
+                if leader.client_write(Bytes::from_static(b"up")).await.is_ok() {
+                    return Cluster { rafts, leader };
+                }
+            }
+            assert!(Instant::now() < deadline, "openraft: no leader in 10 s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    impl Cluster {
+        /// One write; true when the leader answered it applied.
+        pub async fn write(leader: &Raft, value: &Bytes) -> bool {
+            leader.client_write(value.clone()).await.is_ok()
+        }
+
+        pub async fn shutdown(self) {
+            for raft in self.rafts {
+                let _ = raft.shutdown().await;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- driver
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum System {
+    Concord,
+    Openraft,
+}
+
+impl System {
+    fn name(self) -> &'static str {
+        match self {
+            System::Concord => "concord",
+            System::Openraft => "openraft",
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Flavour {
+    Current,
+    Multi(usize),
+}
+
+impl Flavour {
+    fn parse(s: &str) -> Option<Flavour> {
+        match s.trim() {
+            "current" => Some(Flavour::Current),
+            "multi1" => Some(Flavour::Multi(1)),
+            "multi2" => Some(Flavour::Multi(2)),
+            "multi4" => Some(Flavour::Multi(4)),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> String {
+        match self {
+            Flavour::Current => "current-thread".to_string(),
+            Flavour::Multi(n) => format!("multi-thread {n}w"),
+        }
+    }
+
+    fn runtime(self) -> tokio::runtime::Runtime {
+        match self {
+            Flavour::Current => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build(),
+            Flavour::Multi(n) => tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(n)
+                .enable_all()
+                .build(),
+        }
+        .expect("tokio runtime")
+    }
+}
+
+/// What one run measured.
+struct Run {
+    ops_per_sec: f64,
+    cpu_us_per_op: f64,
+    failed: u64,
+}
+
+/// Spawns `clients` closed-loop writers, each calling `write` with one
+/// write in flight; measures `seconds` after the warm-up.
+async fn drive<W, F>(write: W, clients: usize, seconds: u64) -> Run
+where
+    W: Fn(Bytes) -> F + Clone + Send + 'static,
+    F: std::future::Future<Output = bool> + Send,
+{
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let (stop, done, failed, write) =
+                (stop.clone(), done.clone(), failed.clone(), write.clone());
+            tokio::spawn(async move {
+                let value = Bytes::from(vec![b'v'; VALUE_BYTES]);
+                while !stop.load(Ordering::Relaxed) {
+                    if write(value.clone()).await {
+                        done.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(WARMUP).await;
+    let (count_before, cpu_before) = (done.load(Ordering::Relaxed), process_cpu_us());
+    let start = Instant::now();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let count = done.load(Ordering::Relaxed) - count_before;
+    let cpu = process_cpu_us().saturating_sub(cpu_before);
+    let elapsed = start.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    }
+    Run {
+        ops_per_sec: count as f64 / elapsed,
+        cpu_us_per_op: cpu as f64 / count.max(1) as f64,
+        failed: failed.load(Ordering::Relaxed),
+    }
+}
+
+fn run_once(system: System, flavour: Flavour, clients: usize, seconds: u64) -> Run {
+    let runtime = flavour.runtime();
+    let run = runtime.block_on(async {
+        match system {
+            System::Concord => {
+                let cluster = concord_side::start().await;
+                let leader = cluster.leader.clone();
+                let run = drive(
+                    move |value| {
+                        let leader = leader.clone();
+                        async move { concord_side::Cluster::write(&leader, &value).await }
+                    },
+                    clients,
+                    seconds,
+                )
+                .await;
+                cluster.shutdown().await;
+                run
+            }
+            System::Openraft => {
+                let cluster = openraft_side::start().await;
+                let leader = cluster.leader.clone();
+                let run = drive(
+                    move |value| {
+                        let leader = leader.clone();
+                        async move { openraft_side::Cluster::write(&leader, &value).await }
+                    },
+                    clients,
+                    seconds,
+                )
+                .await;
+                cluster.shutdown().await;
+                run
+            }
+        }
+    });
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    run
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+fn main() {
+    let seconds = env_u64("CONCORD_BENCH_SECS", 5);
+    let rounds = env_u64("CONCORD_BENCH_ROUNDS", 3).max(1);
+    let clients_list = env_list("CONCORD_BENCH_CLIENTS", &[1, 64, 256]);
+    let flavours: Vec<Flavour> = std::env::var("CONCORD_BENCH_RUNTIMES")
+        .unwrap_or_else(|_| "current,multi2".to_string())
+        .split(',')
+        .map(|s| Flavour::parse(s).unwrap_or_else(|| panic!("CONCORD_BENCH_RUNTIMES: unknown runtime {s:?}; use current, multi1, multi2 or multi4")))
+        .collect();
+    println!(
+        "inprocess: 3 voters in one process, {VALUE_BYTES}-byte writes, one in flight per client; {}s measured after {}s warm-up; {rounds} rounds alternating which system goes first",
+        seconds,
+        WARMUP.as_secs()
+    );
+    let mut summary = Vec::new();
+    for flavour in &flavours {
+        for (n, &clients) in clients_list.iter().enumerate() {
+            let mut rates: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+            let mut cpus: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+            for round in 0..rounds {
+                let order = if (round + n as u64).is_multiple_of(2) {
+                    [System::Concord, System::Openraft]
+                } else {
+                    [System::Openraft, System::Concord]
+                };
+                for system in order {
+                    let run = run_once(system, *flavour, clients, seconds);
+                    println!(
+                        "{:<16} clients {clients:>4} round {round} {:<8}: {:>10.0} ops/s  {:>7.2} us CPU/op  {} failed",
+                        flavour.name(),
+                        system.name(),
+                        run.ops_per_sec,
+                        run.cpu_us_per_op,
+                        run.failed
+                    );
+                    rates
+                        .entry(system.name())
+                        .or_default()
+                        .push(run.ops_per_sec);
+                    cpus.entry(system.name())
+                        .or_default()
+                        .push(run.cpu_us_per_op);
+                }
+            }
+            let c = median(rates.remove("concord").unwrap_or_default());
+            let o = median(rates.remove("openraft").unwrap_or_default());
+            let cc = median(cpus.remove("concord").unwrap_or_default());
+            let oc = median(cpus.remove("openraft").unwrap_or_default());
+            summary.push((flavour.name(), clients, c, o, cc, oc));
+        }
+    }
+    println!();
+    println!("medians; x = concord / openraft (goal >= 2 at equal threads)");
+    println!(
+        "{:<16} {:>7} {:>11} {:>11} {:>6} {:>12} {:>12}",
+        "runtime", "clients", "concord/s", "openraft/s", "x", "concord us", "openraft us"
+    );
+    for (flavour, clients, c, o, cc, oc) in summary {
+        println!(
+            "{flavour:<16} {clients:>7} {c:>11.0} {o:>11.0} {:>6.2} {cc:>12.2} {oc:>12.2}",
+            c / o
+        );
+    }
+}
