@@ -568,7 +568,10 @@ fn main() {
     }
     print_summary(&cells, &clients_list);
     match write_outputs(&cells, &clients_list) {
-        Ok(dir) => println!("wrote vs_etcd.csv and three SVG plots to {}", dir.display()),
+        Ok(dir) => println!(
+            "wrote vs_etcd.csv and three SVG plots to {}",
+            dir.canonicalize().unwrap_or(dir).display()
+        ),
         Err(e) => println!("could not write the results: {e}"),
     }
     drop(clusters);
