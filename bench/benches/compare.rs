@@ -24,8 +24,8 @@ use std::time::Duration;
 use concord_bench::concord_loop::{
     run_once, BenchCluster, Cell, Cluster, PAYLOAD_BYTES, PROPOSALS,
 };
-use concord_bench::median;
 use concord_bench::raft_loop::{BatchAppend, OneMessage, RaftCluster, Separate};
+use concord_bench::{median, plot};
 
 fn entries_per_second(proposals: u64, elapsed: Duration) -> f64 {
     proposals as f64 / elapsed.as_secs_f64()
@@ -142,5 +142,45 @@ fn main() {
             row.push_str(&format!(" {:.2}x |", ours / best_raft));
         }
         println!("{row}");
+    }
+    write_results(&cells, &contestants, &rates);
+}
+
+/// Every run as CSV and the medians as a plot, in the results directory.
+fn write_results(cells: &[Cell], contestants: &[Contestant], rates: &[Vec<Vec<f64>>]) {
+    let mut csv = String::from("cell,contestant,run,entries_per_sec\n");
+    for (i, cell) in cells.iter().enumerate() {
+        for (j, c) in contestants.iter().enumerate() {
+            for (run, rate) in rates[i][j].iter().enumerate() {
+                csv.push_str(&format!(
+                    "{},{},{},{rate:.0}\n",
+                    cell.name(),
+                    c.name,
+                    run + 1
+                ));
+            }
+        }
+    }
+    let labels: Vec<String> = cells.iter().map(|c| c.name()).collect();
+    let series: Vec<plot::Series> = contestants
+        .iter()
+        .enumerate()
+        .map(|(j, c)| plot::Series {
+            name: c.name.to_string(),
+            values: (0..cells.len())
+                .map(|i| Some(median(&rates[i][j]) / 1e6))
+                .collect(),
+        })
+        .collect();
+    let svg = plot::line_chart(
+        "Core loop: entries applied on all 3 nodes (median of runs)",
+        "cell (feeding / batch)",
+        "million entries/s",
+        &labels,
+        &series,
+    );
+    match plot::write_results(&[("compare.csv", csv), ("compare.svg", svg)]) {
+        Ok(dir) => println!("wrote compare.csv and compare.svg to {}", dir.display()),
+        Err(e) => println!("could not write the results: {e}"),
     }
 }

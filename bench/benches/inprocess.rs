@@ -44,6 +44,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use concord_bench::plot;
 
 const VALUE_BYTES: usize = 128;
 const WARMUP: Duration = Duration::from_secs(1);
@@ -733,10 +734,59 @@ fn main() {
         "{:<16} {:>7} {:>11} {:>11} {:>6} {:>12} {:>12}",
         "runtime", "clients", "concord/s", "openraft/s", "x", "concord us", "openraft us"
     );
-    for (flavour, clients, c, o, cc, oc) in summary {
+    for (flavour, clients, c, o, cc, oc) in &summary {
         println!(
             "{flavour:<16} {clients:>7} {c:>11.0} {o:>11.0} {:>6.2} {cc:>12.2} {oc:>12.2}",
             c / o
         );
+    }
+    write_results(&summary, &clients_list);
+}
+
+/// One row of the summary: runtime, clients, concord and openraft ops/s,
+/// concord and openraft CPU microseconds per op (medians).
+type Row = (String, usize, f64, f64, f64, f64);
+
+/// The medians as CSV, and a plot of ops/s per runtime and system.
+fn write_results(summary: &[Row], clients_list: &[usize]) {
+    let mut csv = String::from(
+        "runtime,clients,concord_ops_per_sec,openraft_ops_per_sec,concord_cpu_us_per_op,openraft_cpu_us_per_op\n",
+    );
+    for (flavour, clients, c, o, cc, oc) in summary {
+        csv.push_str(&format!(
+            "{flavour},{clients},{c:.0},{o:.0},{cc:.3},{oc:.3}\n"
+        ));
+    }
+    let labels: Vec<String> = clients_list.iter().map(|c| c.to_string()).collect();
+    let mut flavours: Vec<&String> = summary.iter().map(|row| &row.0).collect();
+    flavours.dedup();
+    let mut series = Vec::new();
+    for flavour in flavours {
+        for (name, pick) in [("concord", 2), ("openraft", 3)] {
+            let values = clients_list
+                .iter()
+                .map(|&c| {
+                    summary
+                        .iter()
+                        .find(|row| &row.0 == flavour && row.1 == c)
+                        .map(|row| if pick == 2 { row.2 } else { row.3 })
+                })
+                .collect();
+            series.push(plot::Series {
+                name: format!("{name}, {flavour}"),
+                values,
+            });
+        }
+    }
+    let svg = plot::line_chart(
+        "3 voters in one process: writes per second (median of rounds)",
+        "concurrent clients (one write in flight each)",
+        "ops/s",
+        &labels,
+        &series,
+    );
+    match plot::write_results(&[("inprocess.csv", csv), ("inprocess.svg", svg)]) {
+        Ok(dir) => println!("wrote inprocess.csv and inprocess.svg to {}", dir.display()),
+        Err(e) => println!("could not write the results: {e}"),
     }
 }

@@ -6,6 +6,32 @@
 #![allow(dead_code)]
 
 use std::fmt::Write as _;
+use std::path::PathBuf;
+
+/// Where a benchmark writes its CSV and plots: `CONCORD_BENCH_OUT`, or
+/// `target/bench-results/` of the workspace (every crate that includes
+/// this file sits one level below the workspace root).
+pub fn results_dir() -> PathBuf {
+    std::env::var_os("CONCORD_BENCH_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join("target")
+                .join("bench-results")
+        })
+}
+
+/// Writes `files` (name, contents) into [`results_dir`], creating it;
+/// returns the directory.
+pub fn write_results(files: &[(&str, String)]) -> std::io::Result<PathBuf> {
+    let dir = results_dir();
+    std::fs::create_dir_all(&dir)?;
+    for (name, contents) in files {
+        std::fs::write(dir.join(name), contents)?;
+    }
+    Ok(dir.canonicalize().unwrap_or(dir))
+}
 
 /// One line of a chart.
 pub struct Series {
@@ -15,12 +41,18 @@ pub struct Series {
     pub values: Vec<Option<f64>>,
 }
 
-const WIDTH: f64 = 640.0;
-const HEIGHT: f64 = 400.0;
-const LEFT: f64 = 80.0;
-const RIGHT: f64 = 150.0;
-const TOP: f64 = 40.0;
-const BOTTOM: f64 = 60.0;
+/// Width of the image, in pixels.
+pub const WIDTH: f64 = 640.0;
+/// Height of the image, in pixels.
+pub const HEIGHT: f64 = 400.0;
+/// Margin left of the plot area (y labels), in pixels.
+pub const LEFT: f64 = 80.0;
+/// Margin right of the plot area (the legend), in pixels.
+pub const RIGHT: f64 = 150.0;
+/// Margin above the plot area (the title), in pixels.
+pub const TOP: f64 = 40.0;
+/// Margin below the plot area (x labels), in pixels.
+pub const BOTTOM: f64 = 60.0;
 const COLOURS: [&str; 6] = [
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
 ];
@@ -134,8 +166,9 @@ pub fn line_chart(
     out
 }
 
-/// 1, 2 or 5 times a power of ten, at least `v` (1 when `v` is 0).
-fn nice_ceiling(v: f64) -> f64 {
+/// 1, 2 or 5 times a power of ten, at least `v` (1 when `v` is 0): the
+/// top of the y axis.
+pub fn nice_ceiling(v: f64) -> f64 {
     if v <= 0.0 || !v.is_finite() {
         return 1.0;
     }
@@ -164,76 +197,4 @@ fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn points_of(svg: &str, n: usize) -> Vec<(f64, f64)> {
-        let line = svg
-            .lines()
-            .filter(|l| l.starts_with("<polyline"))
-            .nth(n)
-            .expect("a polyline");
-        let points = line
-            .split("points=\"")
-            .nth(1)
-            .unwrap()
-            .split('"')
-            .next()
-            .unwrap();
-        points
-            .split_whitespace()
-            .map(|p| {
-                let (x, y) = p.split_once(',').unwrap();
-                (x.parse().unwrap(), y.parse().unwrap())
-            })
-            .collect()
-    }
-
-    #[test]
-    fn every_series_is_a_line_inside_the_plot_area_and_gaps_are_skipped() {
-        let labels: Vec<String> = ["1", "16", "64"].iter().map(|s| s.to_string()).collect();
-        let series = [
-            Series {
-                name: "a<b".to_string(),
-                values: vec![Some(10.0), Some(40.0), Some(95.0)],
-            },
-            Series {
-                name: "c".to_string(),
-                values: vec![Some(0.0), None, Some(20.0)],
-            },
-        ];
-        let svg = line_chart("t", "x", "y", &labels, &series);
-        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
-        assert_eq!(svg.matches("<polyline").count(), 2);
-        assert!(svg.contains("a&lt;b"), "legend text is escaped");
-        let a = points_of(&svg, 0);
-        assert_eq!(a.len(), 3);
-        // The y axis runs to 100 (the rounded maximum, 95 -> 100): 95 is
-        // near the top, 10 near the bottom, and x grows left to right.
-        let (top, bottom) = (TOP, HEIGHT - BOTTOM);
-        for &(x, y) in &a {
-            assert!((LEFT..=WIDTH - RIGHT).contains(&x) && (top..=bottom).contains(&y));
-        }
-        assert!(a[0].0 < a[1].0 && a[1].0 < a[2].0);
-        assert!(
-            a[2].1 < a[1].1 && a[1].1 < a[0].1,
-            "higher values are drawn higher"
-        );
-        assert!((a[2].1 - (top + (bottom - top) * 0.05)).abs() < 0.1);
-        let c = points_of(&svg, 1);
-        assert_eq!(c.len(), 2, "the missing cell leaves a gap");
-        assert!((c[0].1 - bottom).abs() < 0.1, "zero sits on the x axis");
-    }
-
-    #[test]
-    fn the_y_axis_ends_at_one_two_or_five_times_a_power_of_ten() {
-        assert_eq!(nice_ceiling(95.0), 100.0);
-        assert_eq!(nice_ceiling(101.0), 200.0);
-        assert_eq!(nice_ceiling(0.3), 0.5);
-        assert_eq!(nice_ceiling(0.0), 1.0);
-        assert_eq!(nice_ceiling(5000.0), 5000.0);
-    }
 }

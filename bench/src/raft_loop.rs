@@ -219,10 +219,9 @@ impl<P: ProposePath> RaftCluster<P> {
     /// which the leader appends and broadcasts once.
     fn propose_in_one_message(&mut self, first_seq: u64, count: usize) {
         let entries: Vec<Entry> = (first_seq..first_seq + count as u64)
-            .map(|seq| {
-                let mut entry = Entry::default();
-                entry.data = payload(seq).into();
-                entry
+            .map(|seq| Entry {
+                data: payload(seq).into(),
+                ..Default::default()
             })
             .collect();
         let mut message = Message::default();

@@ -376,23 +376,10 @@ fn print_summary(cells: &[Cell], clients_list: &[usize]) {
     );
 }
 
-fn out_dir() -> PathBuf {
-    std::env::var_os("CONCORD_BENCH_OUT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("..")
-                .join("target")
-                .join("bench-results")
-        })
-}
-
 /// A plot: its file, title, y-axis title and the metric it draws.
 type Chart = (&'static str, &'static str, &'static str, fn(&Cell) -> f64);
 
 fn write_outputs(cells: &[Cell], clients_list: &[usize]) -> std::io::Result<PathBuf> {
-    let dir = out_dir();
-    std::fs::create_dir_all(&dir)?;
     let mut csv = String::from(
         "system,clients,round,puts,puts_per_sec,p50_ms,p99_ms,server_cpu_s_per_kop,loadgen_cpu_s_per_kop,errors,load_avg_1m\n",
     );
@@ -412,7 +399,7 @@ fn write_outputs(cells: &[Cell], clients_list: &[usize]) -> std::io::Result<Path
             c.load_avg_1m
         ));
     }
-    std::fs::write(dir.join("vs_etcd.csv"), csv)?;
+    let mut files = vec![("vs_etcd.csv", csv)];
     let labels: Vec<String> = clients_list.iter().map(|c| c.to_string()).collect();
     let charts: [Chart; 3] = [
         (
@@ -449,9 +436,9 @@ fn write_outputs(cells: &[Cell], clients_list: &[usize]) -> std::io::Result<Path
             &labels,
             &series,
         );
-        std::fs::write(dir.join(file), svg)?;
+        files.push((file, svg));
     }
-    Ok(dir)
+    plot::write_results(&files)
 }
 
 fn start_clusters(runtime: &tokio::runtime::Runtime) -> Clusters {
@@ -568,10 +555,7 @@ fn main() {
     }
     print_summary(&cells, &clients_list);
     match write_outputs(&cells, &clients_list) {
-        Ok(dir) => println!(
-            "wrote vs_etcd.csv and three SVG plots to {}",
-            dir.canonicalize().unwrap_or(dir).display()
-        ),
+        Ok(dir) => println!("wrote vs_etcd.csv and three SVG plots to {}", dir.display()),
         Err(e) => println!("could not write the results: {e}"),
     }
     drop(clusters);
