@@ -19,7 +19,11 @@
 //! Both: 3 voters, clients are tasks on the same runtime as the servers,
 //! each with one 128-byte write in flight on the leader
 //! (`ServerHandle::call` / `Raft::client_write`), counted when the leader
-//! answers (applied). A fresh cluster per run, 1 s of warm-up, then
+//! answers (applied). A redirected write (the node no longer leads) sends
+//! the client's next write to the node named; any other failure (no leader
+//! known, overloaded) makes the client wait 1 ms, so that a cluster without
+//! a leader is not hammered by spinning clients; both counts are printed
+//! per run. A fresh cluster per run, 1 s of warm-up, then
 //! `CONCORD_BENCH_SECS` (default 5) measured. Each cell (runtime × clients)
 //! runs `CONCORD_BENCH_ROUNDS` rounds (default 3) of both systems,
 //! alternating which goes first; the table gives the median operations per
@@ -39,7 +43,7 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::io::Cursor;
 use std::ops::RangeBounds;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -86,13 +90,16 @@ mod concord_side {
     use concord::tokio::wire::ClientResponse;
     use concord::Config;
 
-    /// A started cluster and the leader's handle.
+    /// A started cluster and which server leads, as far as the clients
+    /// have learnt.
     pub struct Cluster {
         handles: Vec<Arc<ServerHandle>>,
-        pub leader: Arc<ServerHandle>,
+        leader: AtomicUsize,
+        /// The first failure's answer, for the run's line.
+        pub first_failure: Mutex<Option<String>>,
     }
 
-    pub async fn start() -> Cluster {
+    pub async fn start() -> Arc<Cluster> {
         let network = MemNetwork::new();
         let mut handles = Vec::new();
         for id in 1..=3u64 {
@@ -116,11 +123,16 @@ mod concord_side {
         }
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            for handle in &handles {
+            for (i, handle) in handles.iter().enumerate() {
                 if let Some(status) = handle.status().await {
                     if status.role == "Leader" {
-                        let leader = handle.clone();
-                        return Cluster { handles, leader };
+                        let leader = AtomicUsize::new(i);
+                        let first_failure = Mutex::new(None);
+                        return Arc::new(Cluster {
+                            handles,
+                            leader,
+                            first_failure,
+                        });
                     }
                 }
             }
@@ -130,16 +142,33 @@ mod concord_side {
     }
 
     impl Cluster {
-        /// One write; true when the leader answered it applied.
-        pub async fn write(leader: &ServerHandle, value: &Bytes) -> bool {
-            matches!(leader.call(value.clone()).await, ClientResponse::Done(_))
+        /// One write to the server believed to lead; on a redirect the
+        /// hint is believed for the next write.
+        pub async fn write(&self, value: &Bytes) -> Outcome {
+            let leader = self.leader.load(Ordering::Relaxed);
+            match self.handles[leader].call(value.clone()).await {
+                ClientResponse::Done(_) => Outcome::Done,
+                ClientResponse::NotLeader {
+                    leader_hint: Some(id),
+                    ..
+                } if (1..=3).contains(&id) => {
+                    self.leader.store(id as usize - 1, Ordering::Relaxed);
+                    Outcome::Redirected
+                }
+                other => {
+                    let mut first = self.first_failure.lock().expect("failure lock");
+                    first.get_or_insert_with(|| format!("{other:?}"));
+                    Outcome::Failed
+                }
+            }
         }
 
-        pub async fn shutdown(self) {
-            drop(self.leader);
-            for handle in self.handles {
-                if let Ok(handle) = Arc::try_unwrap(handle) {
-                    let _ = handle.shutdown().await;
+        pub async fn shutdown(self: Arc<Self>) {
+            if let Ok(cluster) = Arc::try_unwrap(self) {
+                for handle in cluster.handles {
+                    if let Ok(handle) = Arc::try_unwrap(handle) {
+                        let _ = handle.shutdown().await;
+                    }
                 }
             }
         }
@@ -451,13 +480,16 @@ mod openraft_side {
         }
     }
 
-    /// A started cluster and its leader.
+    /// A started cluster and which node leads, as far as the clients have
+    /// learnt.
     pub struct Cluster {
         rafts: Vec<Raft>,
-        pub leader: Raft,
+        leader: AtomicUsize,
+        /// The first failure's message, for the run's line.
+        pub first_failure: Mutex<Option<String>>,
     }
 
-    pub async fn start() -> Cluster {
+    pub async fn start() -> Arc<Cluster> {
         let config = openraft::Config {
             election_timeout_min: 200,
             election_timeout_max: 2000,
@@ -494,10 +526,20 @@ mod openraft_side {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(leader) = rafts[0].current_leader().await {
-                let leader = rafts[(leader - 1) as usize].clone();
+                let index = (leader - 1) as usize;
                 // The leader answers writes once its blank entry commits.
-                if leader.client_write(Bytes::from_static(b"up")).await.is_ok() {
-                    return Cluster { rafts, leader };
+                if rafts[index]
+                    .client_write(Bytes::from_static(b"up"))
+                    .await
+                    .is_ok()
+                {
+                    let leader = AtomicUsize::new(index);
+                    let first_failure = Mutex::new(None);
+                    return Arc::new(Cluster {
+                        rafts,
+                        leader,
+                        first_failure,
+                    });
                 }
             }
             assert!(Instant::now() < deadline, "openraft: no leader in 10 s");
@@ -506,13 +548,33 @@ mod openraft_side {
     }
 
     impl Cluster {
-        /// One write; true when the leader answered it applied.
-        pub async fn write(leader: &Raft, value: &Bytes) -> bool {
-            leader.client_write(value.clone()).await.is_ok()
+        /// One write to the node believed to lead; on ForwardToLeader the
+        /// named leader is believed for the next write.
+        pub async fn write(&self, value: &Bytes) -> Outcome {
+            let leader = self.leader.load(Ordering::Relaxed);
+            match self.rafts[leader].client_write(value.clone()).await {
+                Ok(_) => Outcome::Done,
+                Err(error) => match error.forward_to_leader::<BasicNode>() {
+                    Some(forward) => match forward.leader_id {
+                        Some(id) if (1..=3).contains(&id) => {
+                            self.leader.store(id as usize - 1, Ordering::Relaxed);
+                            Outcome::Redirected
+                        }
+                        _ => self.failed(&error),
+                    },
+                    None => self.failed(&error),
+                },
+            }
         }
 
-        pub async fn shutdown(self) {
-            for raft in self.rafts {
+        fn failed(&self, error: &dyn std::fmt::Display) -> Outcome {
+            let mut first = self.first_failure.lock().expect("failure lock");
+            first.get_or_insert_with(|| error.to_string());
+            Outcome::Failed
+        }
+
+        pub async fn shutdown(self: Arc<Self>) {
+            for raft in &self.rafts {
                 let _ = raft.shutdown().await;
             }
         }
@@ -574,11 +636,31 @@ impl Flavour {
     }
 }
 
+/// What a client's write came to.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Outcome {
+    /// Applied and answered by the leader.
+    Done,
+    /// Not the leader; the client now knows which node is.
+    Redirected,
+    /// No leader known, overloaded, or the outcome is unknown.
+    Failed,
+}
+
+/// How long a client waits after a write that was not done, so that a
+/// cluster without a leader is not hammered by a spinning client.
+const RETRY_BACKOFF: Duration = Duration::from_millis(1);
+
 /// What one run measured.
 struct Run {
     ops_per_sec: f64,
     cpu_us_per_op: f64,
+    /// Writes answered with a redirect to the new leader.
+    redirected: u64,
+    /// Writes not done for another reason.
     failed: u64,
+    /// What the first of those was answered.
+    first_failure: Option<String>,
 }
 
 /// Spawns `clients` closed-loop writers, each calling `write` with one
@@ -586,34 +668,35 @@ struct Run {
 async fn drive<W, F>(write: W, clients: usize, seconds: u64) -> Run
 where
     W: Fn(Bytes) -> F + Clone + Send + 'static,
-    F: std::future::Future<Output = bool> + Send,
+    F: std::future::Future<Output = Outcome> + Send,
 {
     let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
+    // done, redirected, failed
+    let counts = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
     let tasks: Vec<_> = (0..clients)
         .map(|_| {
-            let (stop, done, failed, write) =
-                (stop.clone(), done.clone(), failed.clone(), write.clone());
+            let (stop, counts, write) = (stop.clone(), counts.clone(), write.clone());
             tokio::spawn(async move {
                 let value = Bytes::from(vec![b'v'; VALUE_BYTES]);
                 while !stop.load(Ordering::Relaxed) {
-                    if write(value.clone()).await {
-                        done.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        failed.fetch_add(1, Ordering::Relaxed);
+                    let outcome = write(value.clone()).await;
+                    counts[outcome as usize].fetch_add(1, Ordering::Relaxed);
+                    if outcome == Outcome::Failed {
+                        tokio::time::sleep(RETRY_BACKOFF).await;
                     }
                 }
             })
         })
         .collect();
     tokio::time::sleep(WARMUP).await;
-    let (count_before, cpu_before) = (done.load(Ordering::Relaxed), process_cpu_us());
+    let read = |i: usize| counts[i].load(Ordering::Relaxed);
+    let (before, cpu_before) = ([read(0), read(1), read(2)], process_cpu_us());
     let start = Instant::now();
     tokio::time::sleep(Duration::from_secs(seconds)).await;
-    let count = done.load(Ordering::Relaxed) - count_before;
+    let count = read(0) - before[0];
     let cpu = process_cpu_us().saturating_sub(cpu_before);
     let elapsed = start.elapsed().as_secs_f64();
+    let (redirected, failed) = (read(1) - before[1], read(2) - before[2]);
     stop.store(true, Ordering::Relaxed);
     for task in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
@@ -621,7 +704,9 @@ where
     Run {
         ops_per_sec: count as f64 / elapsed,
         cpu_us_per_op: cpu as f64 / count.max(1) as f64,
-        failed: failed.load(Ordering::Relaxed),
+        redirected,
+        failed,
+        first_failure: None,
     }
 }
 
@@ -631,33 +716,41 @@ fn run_once(system: System, flavour: Flavour, clients: usize, seconds: u64) -> R
         match system {
             System::Concord => {
                 let cluster = concord_side::start().await;
-                let leader = cluster.leader.clone();
+                let writer = cluster.clone();
                 let run = drive(
                     move |value| {
-                        let leader = leader.clone();
-                        async move { concord_side::Cluster::write(&leader, &value).await }
+                        let cluster = writer.clone();
+                        async move { cluster.write(&value).await }
                     },
                     clients,
                     seconds,
                 )
                 .await;
+                let first_failure = cluster.first_failure.lock().expect("failure lock").take();
                 cluster.shutdown().await;
-                run
+                Run {
+                    first_failure,
+                    ..run
+                }
             }
             System::Openraft => {
                 let cluster = openraft_side::start().await;
-                let leader = cluster.leader.clone();
+                let writer = cluster.clone();
                 let run = drive(
                     move |value| {
-                        let leader = leader.clone();
-                        async move { openraft_side::Cluster::write(&leader, &value).await }
+                        let cluster = writer.clone();
+                        async move { cluster.write(&value).await }
                     },
                     clients,
                     seconds,
                 )
                 .await;
+                let first_failure = cluster.first_failure.lock().expect("failure lock").take();
                 cluster.shutdown().await;
-                run
+                Run {
+                    first_failure,
+                    ..run
+                }
             }
         }
     });
@@ -705,13 +798,18 @@ fn main() {
                 for system in order {
                     let run = run_once(system, *flavour, clients, seconds);
                     println!(
-                        "{:<16} clients {clients:>4} round {round} {:<8}: {:>10.0} ops/s  {:>7.2} us CPU/op  {} failed",
+                        "{:<16} clients {clients:>4} round {round} {:<8}: {:>10.0} ops/s  {:>7.2} us CPU/op  {} redirected, {} failed (then {} ms back-off)",
                         flavour.name(),
                         system.name(),
                         run.ops_per_sec,
                         run.cpu_us_per_op,
-                        run.failed
+                        run.redirected,
+                        run.failed,
+                        RETRY_BACKOFF.as_millis()
                     );
+                    if let Some(first) = &run.first_failure {
+                        println!("    first failure: {first}");
+                    }
                     rates
                         .entry(system.name())
                         .or_default()
