@@ -687,6 +687,33 @@ fn witness_servers_redirect_compact_restart_and_refuse_a_wrong_role() {
         servers[2] = Some(start(3).unwrap());
         let status = servers[2].as_ref().unwrap().status().await.unwrap();
         assert!(status.snapshot_index >= 20, "{status:?}");
+        // Down while the full voters compact past its log, it is sent the
+        // leader's snapshot without bytes, stores it, and restarts from
+        // it too.
+        servers[2].take().unwrap().shutdown().await.unwrap();
+        network.unregister(3);
+        let leader_handle = servers[leader as usize - 1].as_ref().unwrap();
+        for i in 30..60 {
+            let answer = leader_handle.call(Bytes::from(format!("c{i}"))).await;
+            assert!(matches!(answer, ClientResponse::Done(_)), "{answer:?}");
+        }
+        servers[2] = Some(start(3).unwrap());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let status = servers[2].as_ref().unwrap().status().await.unwrap();
+            if status.server.snapshots_installed > 0 {
+                assert_eq!(status.server.snapshot_bytes_received, 0, "{status:?}");
+                assert_eq!(status.server.entries_applied, 0, "{status:?}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "no snapshot installed: {status:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        servers[2].take().unwrap().shutdown().await.unwrap();
+        network.unregister(3);
+        servers[2] = Some(start(3).unwrap());
+        let status = servers[2].as_ref().unwrap().status().await.unwrap();
+        assert!(status.snapshot_index >= 40, "{status:?}");
 
         // Node 4 runs as a witness, but is added with `AddVoter`: its log
         // then names it a full voter, and it refuses to restart so.
