@@ -644,7 +644,10 @@ fn witness_servers_redirect_compact_restart_and_refuse_a_wrong_role() {
                 ClientResponse::NotLeader { .. } => {}
                 other => panic!("a witness answered a command with {other:?}"),
             }
-            assert!(Instant::now() < deadline, "the witness never learned the leader");
+            assert!(
+                Instant::now() < deadline,
+                "the witness never learned the leader"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         // It applied nothing, yet compacted its log.
@@ -654,7 +657,10 @@ fn witness_servers_redirect_compact_restart_and_refuse_a_wrong_role() {
             if status.snapshot_index >= 20 {
                 break status;
             }
-            assert!(Instant::now() < deadline, "the witness never compacted: {status:?}");
+            assert!(
+                Instant::now() < deadline,
+                "the witness never compacted: {status:?}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
         assert_eq!(status.server.entries_applied, 0, "{status:?}");
@@ -664,9 +670,18 @@ fn witness_servers_redirect_compact_restart_and_refuse_a_wrong_role() {
             other => panic!("list answered {other:?}"),
         };
         let role = |id: u64| {
-            members.members.iter().find(|m| m.id == id).unwrap().role.clone()
+            members
+                .members
+                .iter()
+                .find(|m| m.id == id)
+                .unwrap()
+                .role
+                .clone()
         };
-        assert_eq!((role(1), role(2), role(3)), ("voter".into(), "voter".into(), "witness".into()));
+        assert_eq!(
+            (role(1), role(2), role(3)),
+            ("voter".into(), "voter".into(), "witness".into())
+        );
         // A second witness would leave 2 full voters of 4: refused, and
         // nothing is written.
         match leader_handle
@@ -706,7 +721,10 @@ fn witness_servers_redirect_compact_restart_and_refuse_a_wrong_role() {
                 assert_eq!(status.server.entries_applied, 0, "{status:?}");
                 break;
             }
-            assert!(Instant::now() < deadline, "no snapshot installed: {status:?}");
+            assert!(
+                Instant::now() < deadline,
+                "no snapshot installed: {status:?}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         servers[2].take().unwrap().shutdown().await.unwrap();

@@ -427,14 +427,25 @@ fn witness_flags_keys_and_subcommand_parse_and_are_checked() {
     let settings = listed.node_settings();
     assert!(settings.is_witness());
     assert_eq!(settings.raft_config().witnesses, [3].into());
-    let full = merge(&["--id", "1", "--listen", "127.0.0.1:1", "--witnesses", "3"], "").unwrap();
+    let full = merge(
+        &["--id", "1", "--listen", "127.0.0.1:1", "--witnesses", "3"],
+        "",
+    )
+    .unwrap();
     assert!(!full.is_witness());
     assert_eq!(full.node_settings().raft_config().witnesses, [3].into());
     let from_file = merge(&["--id", "3"], "witness = true\nwitnesses = [3]\n").unwrap();
     assert!(from_file.witness && from_file.is_witness());
     // Joining as a witness: itself alone, not a learner.
     let joining = merge(
-        &["--id", "4", "--listen", "127.0.0.1:4", "--join", "--witness"],
+        &[
+            "--id",
+            "4",
+            "--listen",
+            "127.0.0.1:4",
+            "--join",
+            "--witness",
+        ],
         "",
     )
     .unwrap();
@@ -442,18 +453,27 @@ fn witness_flags_keys_and_subcommand_parse_and_are_checked() {
     assert_eq!(raft.witnesses, [4].into());
     assert!(raft.learners.is_empty());
     assert_eq!(raft.voters, [1, 2, 3].into());
-    raft.validate().expect("a joining witness's configuration is valid");
+    raft.validate()
+        .expect("a joining witness's configuration is valid");
     // Refusals, each naming what to do.
     let refused = |extra: &[&str], file: &str, needle: &str| {
         let e = merge(extra, file).unwrap_err().to_string();
         assert!(e.contains(needle), "{extra:?} {file:?}: {e}");
     };
     refused(&["--id", "3", "--witness"], "", "not in --witnesses");
-    refused(&["--id", "3", "--witnesses", "4"], "", "which --peers does not list");
+    refused(
+        &["--id", "3", "--witnesses", "4"],
+        "",
+        "which --peers does not list",
+    );
     refused(&["--id", "3", "--witnesses", "2,3"], "", "not a majority");
     refused(&["--id", "3", "--witnesses", "3,3"], "", "twice");
     refused(&["--id", "3"], "witnesses = [2, 3]\n", "not a majority");
-    refused(&["--id", "3"], "witnesses = [0]\n", "key `witnesses` in s.toml: 0 is reserved");
+    refused(
+        &["--id", "3"],
+        "witnesses = [0]\n",
+        "key `witnesses` in s.toml: 0 is reserved",
+    );
     let node_3 = [&base[..], &["--id", "3", "--listen", "127.0.0.1:3"]].concat();
     assert_refused(
         NODE,
@@ -463,7 +483,10 @@ fn witness_flags_keys_and_subcommand_parse_and_are_checked() {
     // The environment fallbacks reach the same checks.
     let (code, _, stderr) = run(NODE, &node_3, &[("CONCORD_WITNESS", "true")]);
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("--witness: node 3 is one of the voters"), "{stderr}");
+    assert!(
+        stderr.contains("--witness: node 3 is one of the voters"),
+        "{stderr}"
+    );
     let (code, _, stderr) = run(NODE, &node_3, &[("CONCORD_WITNESSES", "2,3")]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("not a majority"), "{stderr}");

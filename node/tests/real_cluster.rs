@@ -934,7 +934,12 @@ fn two_voters_and_a_witness_keep_serving_when_a_voter_dies() {
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback"))
         .collect();
     let addrs: BTreeMap<u64, String> = (1..=2u64)
-        .map(|id| (id, listeners[id as usize - 1].local_addr().unwrap().to_string()))
+        .map(|id| {
+            (
+                id,
+                listeners[id as usize - 1].local_addr().unwrap().to_string(),
+            )
+        })
         .collect();
     drop(listeners);
     let mut cluster = NodeProcesses::new("real-witness", CLUSTER, addrs);
@@ -977,16 +982,28 @@ fn two_voters_and_a_witness_keep_serving_when_a_voter_dies() {
         let leader_commit = client.status(index_of(leader)).await.unwrap().commit_index;
         let deadline = Instant::now() + Duration::from_secs(10);
         let status = loop {
-            let status = client.status(index_of(witness)).await.expect("witness status");
+            let status = client
+                .status(index_of(witness))
+                .await
+                .expect("witness status");
             if status.applied_index >= leader_commit && status.snapshot_index > 0 {
                 break status;
             }
-            assert!(Instant::now() < deadline, "the witness never compacted: {status:?}");
+            assert!(
+                Instant::now() < deadline,
+                "the witness never compacted: {status:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
-        assert_eq!(status.server.entries_applied, 0, "a witness applies nothing");
+        assert_eq!(
+            status.server.entries_applied, 0,
+            "a witness applies nothing"
+        );
         assert!(status.first_index > 1, "its log was compacted: {status:?}");
-        assert!(status.server.redirects > 0, "it redirected clients: {status:?}");
+        assert!(
+            status.server.redirects > 0,
+            "it redirected clients: {status:?}"
+        );
 
         // SIGKILL the leader: the other full voter is elected with the
         // witness's vote, and the two of them acknowledge writes.
@@ -1002,7 +1019,10 @@ fn two_voters_and_a_witness_keep_serving_when_a_voter_dies() {
         let status = client.status(0).await.expect("witness status");
         assert_eq!(status.role, "Follower", "{status:?}");
         assert_eq!(status.leader, Some(survivor));
-        assert_eq!(status.server.elections_started, 0, "a witness never campaigns");
+        assert_eq!(
+            status.server.elections_started, 0,
+            "a witness never campaigns"
+        );
         assert_eq!(status.server.leader_elected, 0);
 
         // The dead voter restarts, catches up, and serves every
@@ -1030,8 +1050,17 @@ fn two_voters_and_a_witness_keep_serving_when_a_voter_dies() {
     assert!(!files.is_empty(), "the witness compacted its log");
     for file in &files {
         let (book_entries, state_bytes) = snapshot_state_bytes(file);
-        assert_eq!(state_bytes, 0, "{} holds state-machine data", file.display());
-        assert!(book_entries >= 3, "{} keeps the address book", file.display());
+        assert_eq!(
+            state_bytes,
+            0,
+            "{} holds state-machine data",
+            file.display()
+        );
+        assert!(
+            book_entries >= 3,
+            "{} keeps the address book",
+            file.display()
+        );
     }
     // The full voters' snapshots do hold the state machine.
     let (_, state_bytes) = snapshot_state_bytes(&snapshot_files(&cluster.data_dir(1))[0]);
@@ -1059,7 +1088,11 @@ async fn find_leader_of(client: &mut Client, ids: &[u64], index_of: impl Fn(u64)
 /// Waits until server `follower` (index in the client's list) applied
 /// what server `leader` has committed.
 async fn wait_caught_up_at(client: &mut Client, leader: usize, follower: usize) {
-    let target = client.status(leader).await.expect("leader status").commit_index;
+    let target = client
+        .status(leader)
+        .await
+        .expect("leader status")
+        .commit_index;
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         if let Ok(status) = client.status(follower).await {
@@ -1067,7 +1100,10 @@ async fn wait_caught_up_at(client: &mut Client, leader: usize, follower: usize) 
                 return;
             }
         }
-        assert!(Instant::now() < deadline, "server {follower} never reached {target}");
+        assert!(
+            Instant::now() < deadline,
+            "server {follower} never reached {target}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -1355,8 +1355,7 @@ where
             .and_then(|data| {
                 let witness = self.node.is_witness_node();
                 restore(&mut self.state_machine, witness, &reader, data)
-            })
-        {
+            }) {
             Ok((bytes, book)) => {
                 for (id, addr) in book {
                     if self.config.addresses.set(id, &addr) && id != self.node.id() {
