@@ -280,6 +280,24 @@ fn witness_role_conflict(node: &Node) -> Option<ServerError> {
     }
 }
 
+/// The role error for a full server whose recovered configuration (the
+/// last one in its log, else its snapshot's) lists it as a witness: the
+/// reason a snapshot without state would not restore.
+fn recovered_as_witness(recovered: &crate::Recovered, id: NodeId) -> Option<ServerError> {
+    let (configuration_index, membership) = recovered
+        .entries
+        .iter()
+        .rev()
+        .find_map(|entry| Some((entry.index, entry.payload.membership()?)))
+        .or_else(|| Some((recovered.base.index, recovered.membership.as_ref()?)))?;
+    membership
+        .is_witness(id)
+        .then_some(ServerError::FullServerListedAsWitness {
+            id,
+            configuration_index,
+        })
+}
+
 /// Adopts the address an [`EntryPayload::Host`] entry carries, if it is an
 /// address record: into `book`, and into `transport` when given. Records
 /// this version cannot read are logged and skipped (they change no
@@ -468,7 +486,9 @@ where
             // Storage verified the recovered snapshot's checksum as it read
             // it back (`Storage::recovered_snapshot`): not checked twice.
             let data = snapshot.read_chunk(0, snapshot.meta().size_bytes)?;
-            let book = restore(&mut state_machine, witness, snapshot, data)?.1;
+            let book = restore(&mut state_machine, witness, snapshot, data)
+                .map_err(|e| recovered_as_witness(&recovered, id).unwrap_or(e))?
+                .1;
             for (node, addr) in book {
                 config.addresses.set(node, &addr);
             }
