@@ -164,9 +164,10 @@ pub enum Action {
     ///
     /// A witness's host (one whose node reports
     /// [`Node::is_witness_node`]) has no state machine: it stores a
-    /// snapshot of no bytes at [`Node::applied_index`], which only marks
-    /// where the witness's log starts (see the crate documentation,
-    /// "Witnesses").
+    /// snapshot without state-machine data at [`Node::applied_index`] (no
+    /// bytes, or only the host's own records: the tokio runtime keeps its
+    /// address book there), which marks where the witness's log starts
+    /// (see the crate documentation, "Witnesses").
     ///
     /// [`Node::membership_at`]: crate::Node::membership_at
     /// [`Snapshot::with_membership`]: crate::Snapshot::with_membership

@@ -183,8 +183,11 @@
 //! applied once they are committed and durable, and compacts them with the
 //! ordinary policy ([`Config::compaction_threshold_entries`],
 //! [`Config::compaction_threshold_bytes`]): on [`Action::TakeSnapshot`]
-//! its host stores a snapshot of no bytes at [`Node::applied_index`] (with
-//! [`Node::membership_at`] as usual), and never decodes it on restart.
+//! its host stores a snapshot without state-machine data at
+//! [`Node::applied_index`] (no bytes, or only the host's own records — the
+//! tokio runtime keeps its address book there — with
+//! [`Node::membership_at`] as usual), and restores no state machine from
+//! it on restart.
 //! Dropping committed entries is safe for a witness because of its log it
 //! needs only the position of its last entry (for the election
 //! restriction), the term at the index an append continues from (the base

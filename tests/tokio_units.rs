@@ -582,3 +582,197 @@ fn admin_requests_are_answered_with_typed_outcomes() {
         }
     });
 }
+
+/// Witness servers in an in-process cluster: born with a witness, which
+/// redirects clients, applies nothing, compacts its log into snapshots
+/// without state and restarts from them; `AddWitness` is checked like any
+/// change; and a server whose kind contradicts the configuration stored
+/// in its log refuses to start, saying what to do.
+#[test]
+fn witness_servers_redirect_compact_restart_and_refuse_a_wrong_role() {
+    use concord::tokio::server::ServerError;
+    use concord::tokio::wire::{AdminRequest, AdminResponse};
+    runtime().block_on(async {
+        let network = MemNetwork::new();
+        let disks: Vec<MemDisk> = (0..4).map(|_| MemDisk::new()).collect();
+        // Nodes 1 and 2 are full voters, 3 a witness (listed on every
+        // node); node 4 joins as a witness (itself alone in `witnesses`).
+        let config_of = |id: u64| {
+            let mut config = if id == 4 {
+                Config::new(id, [1, 2, 3])
+            } else {
+                raft_config(id)
+            };
+            config.seed = id * 7919;
+            config.witnesses = [3].into();
+            if id == 4 {
+                config.witnesses = [4].into();
+            }
+            config.compaction_threshold_entries = Some(10);
+            config.compaction_trailing_entries = 2;
+            config
+        };
+        let start = |id: u64| {
+            let inbox = server::inbox();
+            network.register(id, inbox.0.clone());
+            let mut config = ServerConfig::new(config_of(id));
+            config.tick = Duration::from_millis(5);
+            server::start(
+                config,
+                NullStateMachine,
+                MemStorage::new(disks[id as usize - 1].clone()),
+                network.transport(id),
+                inbox,
+            )
+        };
+        let mut servers: Vec<Option<_>> = (1..=3u64).map(|id| Some(start(id).unwrap())).collect();
+        let leader = wait_for_leader(&servers).await;
+        assert_ne!(leader, 3, "a witness never leads");
+        let leader_handle = servers[leader as usize - 1].as_ref().unwrap();
+        for i in 0..30 {
+            let answer = leader_handle.call(Bytes::from(format!("c{i}"))).await;
+            assert!(matches!(answer, ClientResponse::Done(_)), "{answer:?}");
+        }
+        // The witness redirects a client to the leader.
+        let witness = servers[2].as_ref().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match witness.call(Bytes::from_static(b"w")).await {
+                ClientResponse::NotLeader { leader_hint, .. } if leader_hint == Some(leader) => {
+                    break
+                }
+                ClientResponse::NotLeader { .. } => {}
+                other => panic!("a witness answered a command with {other:?}"),
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the witness never learned the leader"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // It applied nothing, yet compacted its log.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let status = loop {
+            let status = witness.status().await.unwrap();
+            if status.snapshot_index >= 20 {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the witness never compacted: {status:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(status.server.entries_applied, 0, "{status:?}");
+        assert_eq!(status.server.elections_started, 0, "{status:?}");
+        let members = match leader_handle.admin(AdminRequest::List).await {
+            Some(AdminResponse::Done(members)) => members,
+            other => panic!("list answered {other:?}"),
+        };
+        let role = |id: u64| {
+            members
+                .members
+                .iter()
+                .find(|m| m.id == id)
+                .unwrap()
+                .role
+                .clone()
+        };
+        assert_eq!(
+            (role(1), role(2), role(3)),
+            ("voter".into(), "voter".into(), "witness".into())
+        );
+        // A second witness would leave 2 full voters of 4: refused, and
+        // nothing is written.
+        match leader_handle
+            .admin(AdminRequest::AddWitness {
+                id: 4,
+                addr: "127.0.0.1:7004".to_string(),
+            })
+            .await
+        {
+            Some(AdminResponse::Refused(reason)) => {
+                assert!(reason.contains("not a majority"), "{reason}")
+            }
+            other => panic!("a second witness was answered {other:?}"),
+        }
+        // The witness restarts from its snapshot (no state to restore).
+        servers[2].take().unwrap().shutdown().await.unwrap();
+        network.unregister(3);
+        servers[2] = Some(start(3).unwrap());
+        let status = servers[2].as_ref().unwrap().status().await.unwrap();
+        assert!(status.snapshot_index >= 20, "{status:?}");
+        // Down while the full voters compact past its log, it is sent the
+        // leader's snapshot without bytes, stores it, and restarts from
+        // it too.
+        servers[2].take().unwrap().shutdown().await.unwrap();
+        network.unregister(3);
+        let leader_handle = servers[leader as usize - 1].as_ref().unwrap();
+        for i in 30..60 {
+            let answer = leader_handle.call(Bytes::from(format!("c{i}"))).await;
+            assert!(matches!(answer, ClientResponse::Done(_)), "{answer:?}");
+        }
+        servers[2] = Some(start(3).unwrap());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let status = servers[2].as_ref().unwrap().status().await.unwrap();
+            if status.server.snapshots_installed > 0 {
+                assert_eq!(status.server.snapshot_bytes_received, 0, "{status:?}");
+                assert_eq!(status.server.entries_applied, 0, "{status:?}");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no snapshot installed: {status:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        servers[2].take().unwrap().shutdown().await.unwrap();
+        network.unregister(3);
+        servers[2] = Some(start(3).unwrap());
+        let status = servers[2].as_ref().unwrap().status().await.unwrap();
+        assert!(status.snapshot_index >= 40, "{status:?}");
+
+        // Node 4 runs as a witness, but is added with `AddVoter`: its log
+        // then names it a full voter, and it refuses to restart so.
+        servers.push(Some(start(4).unwrap()));
+        let leader = wait_for_leader(&servers).await;
+        let leader_handle = servers[leader as usize - 1].as_ref().unwrap();
+        match leader_handle
+            .admin(AdminRequest::AddVoter {
+                id: 4,
+                addr: "127.0.0.1:7004".to_string(),
+            })
+            .await
+        {
+            Some(AdminResponse::Done(members)) => assert_eq!(members.voters, vec![1, 2, 3, 4]),
+            other => panic!("add voter answered {other:?}"),
+        }
+        let four = servers[3].as_ref().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(AdminResponse::Done(m)) = four.admin(AdminRequest::List).await {
+                if m.voters.contains(&4) {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "node 4 never saw its addition");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        servers[3].take().unwrap().shutdown().await.unwrap();
+        network.unregister(4);
+        match start(4) {
+            Err(ServerError::WitnessListedAsFullVoter { id: 4, .. }) => {}
+            other => panic!("node 4 restarted as a witness listed as a full voter: {other:?}"),
+        }
+        let message = ServerError::WitnessListedAsFullVoter {
+            id: 4,
+            configuration_index: 9,
+        }
+        .to_string();
+        assert!(message.contains("without --witness"), "{message}");
+        for server in servers.into_iter().flatten() {
+            server.shutdown().await.unwrap();
+        }
+    });
+}

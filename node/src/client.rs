@@ -239,9 +239,9 @@ impl CasArgs {
 /// `concord-cli member ...`.
 #[derive(Clone, Debug, Subcommand)]
 pub enum MemberCommand {
-    /// Voters, learners, outgoing voters while a change is joint, the
-    /// leader, and each member's address, match index and lag (as the
-    /// leader sees them).
+    /// Voters (full and witness), learners, outgoing voters while a
+    /// change is joint, the leader, and each member's role, address,
+    /// match index and lag (as the leader sees them).
     List,
     /// Add a new node as a learner (start it first with `concord-node
     /// --join`); its address is replicated.
@@ -256,6 +256,18 @@ pub enum MemberCommand {
     /// Add a new node directly as a voter (prefer add-learner, wait for
     /// catch-up, then promote).
     Add {
+        /// The new node's id.
+        #[arg(value_parser = parse::node_id)]
+        id: NodeId,
+        /// The address it listens on.
+        #[arg(value_name = "HOST:PORT", value_parser = parse::addr)]
+        addr: String,
+    },
+    /// Add a new node as a witness voter: it stores the log and votes but
+    /// keeps no state machine and never leads (start it first with
+    /// `concord-node --join --witness`); its address is replicated.
+    /// Refused if the full voters would no longer be a majority.
+    AddWitness {
         /// The new node's id.
         #[arg(value_parser = parse::node_id)]
         id: NodeId,

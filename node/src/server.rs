@@ -3,11 +3,11 @@
 //! [`ServerSettings`], everything a server needs to start.
 //!
 //! Precedence, highest first: a flag, its environment variable, the key in
-//! the `--config` file, the default. A switch (`--join`, `--no-fsync`,
-//! `--accept-wal-data-loss`) can only be turned on from the command line;
+//! the `--config` file, the default. A switch (`--join`, `--witness`,
+//! `--no-fsync`, `--accept-wal-data-loss`) can only be turned on from the command line;
 //! the file may set it either way.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -104,6 +104,23 @@ pub struct ServerFlags {
     /// once the node's log holds a configuration (after it was added).
     #[arg(long, env = "CONCORD_JOIN")]
     pub join: bool,
+    /// Run as a witness voter: store the log and vote, but keep no state
+    /// machine, never lead, and redirect clients to the leader.
+    ///
+    /// In a new cluster the node must also be listed in --witnesses (on
+    /// every server); with --join it joins a running cluster, to be added
+    /// with `concord-cli member add-witness <ID> <HOST:PORT>`. A witness's
+    /// data is only as durable as the full voters' disks: see the README,
+    /// "Witness voters".
+    #[arg(long, env = "CONCORD_WITNESS")]
+    pub witness: bool,
+    /// The witnesses among --peers in a new cluster, comma separated ids;
+    /// give every server the same list.
+    ///
+    /// The full voters must stay a majority of --peers. Ignored once the
+    /// node's log holds a configuration.
+    #[arg(long, env = "CONCORD_WITNESSES", value_name = "ID,...", value_delimiter = ',', value_parser = parse::node_id)]
+    pub witnesses: Option<Vec<NodeId>>,
     /// Length of one Raft tick in milliseconds [default: 10].
     #[arg(long, env = "CONCORD_TICK_MS", value_name = "MS", value_parser = tick_ms_text)]
     pub tick_ms: Option<u64>,
@@ -203,6 +220,10 @@ pub struct ServerConfig {
     pub cluster_id: Option<String>,
     /// `--join`.
     pub join: Option<bool>,
+    /// `--witness`.
+    pub witness: Option<bool>,
+    /// `--witnesses`, as an array of ids: `witnesses = [3]`.
+    pub witnesses: Option<Vec<u64>>,
     /// `--tick-ms`.
     pub tick_ms: Option<u64>,
     /// `false` is `--no-fsync`.
@@ -236,6 +257,8 @@ pub const CONFIG_KEYS: &[&str] = &[
     "data-dir",
     "cluster-id",
     "join",
+    "witness",
+    "witnesses",
     "tick-ms",
     "fsync",
     "accept-wal-data-loss",
@@ -317,8 +340,13 @@ pub struct ServerSettings {
     pub data_dir: PathBuf,
     /// The cluster's name.
     pub cluster_id: String,
-    /// Start as a new, empty learner of a running cluster.
+    /// Start as a new, empty learner (or with `witness`, witness) of a
+    /// running cluster.
     pub join: bool,
+    /// Run as a witness voter.
+    pub witness: bool,
+    /// The witnesses among `peers` of a new cluster.
+    pub witnesses: BTreeSet<NodeId>,
     /// Length of one Raft tick in milliseconds.
     pub tick_ms: u64,
     /// Fsync the log (off only for experiments).
@@ -402,6 +430,18 @@ impl ServerSettings {
             (None, Some(n)) => check_worker_threads(n).map_err(|m| bad("worker-threads", m))?,
             (None, None) => WORKER_THREADS_DEFAULT,
         };
+        let witnesses = match (&flags.witnesses, &file.witnesses) {
+            (Some(ids), _) => witness_set(ids).map_err(SettingsError::Inconsistent)?,
+            (None, Some(ids)) => {
+                let checked = ids
+                    .iter()
+                    .map(|id| parse::node_id(&id.to_string()))
+                    .collect::<Result<Vec<NodeId>, String>>()
+                    .map_err(|m| bad("witnesses", m))?;
+                witness_set(&checked).map_err(|m| bad("witnesses", m))?
+            }
+            (None, None) => BTreeSet::new(),
+        };
         let snapshot_every_entries = flags
             .snapshot_every_entries
             .or(file.snapshot_every_entries)
@@ -413,6 +453,8 @@ impl ServerSettings {
             data_dir,
             cluster_id,
             join: flags.join || file.join.unwrap_or(false),
+            witness: flags.witness || file.witness.unwrap_or(false),
+            witnesses,
             tick_ms,
             fsync: !flags.no_fsync && file.fsync.unwrap_or(true),
             accept_wal_data_loss: flags.accept_wal_data_loss
@@ -432,7 +474,52 @@ impl ServerSettings {
             tls_cert: flags.tls_cert.clone().or_else(|| file.tls_cert.clone()),
             tls_key: flags.tls_key.clone().or_else(|| file.tls_key.clone()),
         };
-        settings.with_this_node_in_peers()
+        settings.with_this_node_in_peers()?.with_witnesses_checked()
+    }
+
+    /// Checks `witness` and `witnesses` against `peers` and `join`.
+    fn with_witnesses_checked(self) -> Result<ServerSettings, SettingsError> {
+        let id = self.id;
+        if let Some(stranger) = self.witnesses.iter().find(|w| !self.peers.contains_key(w)) {
+            return Err(SettingsError::Inconsistent(format!(
+                "--witnesses names node {stranger}, which --peers does not list; a witness of a \
+                 new cluster is one of its voters"
+            )));
+        }
+        if self.join && !self.witnesses.is_empty() {
+            return Err(SettingsError::Inconsistent(
+                "--join with --witnesses: --witnesses lists the witnesses a new cluster is born \
+                 with; a node joining a running cluster learns them from it (use --witness to \
+                 join as a witness)"
+                    .to_string(),
+            ));
+        }
+        if self.witness && !self.join && !self.witnesses.contains(&id) {
+            return Err(SettingsError::Inconsistent(format!(
+                "--witness: node {id} is one of the voters of a new cluster (--peers) but not in \
+                 --witnesses; list it in --witnesses on every server, or start it with --join to \
+                 add it to a running cluster with `concord-cli member add-witness`"
+            )));
+        }
+        let full_voters = self
+            .peers
+            .keys()
+            .filter(|peer| !self.witnesses.contains(peer))
+            .count();
+        if !self.join && full_voters <= self.peers.len() / 2 {
+            return Err(SettingsError::Inconsistent(format!(
+                "--witnesses: only {full_voters} of the {} voters in --peers would be full voters, \
+                 not a majority; some quorum would hold no copy of the data: list fewer witnesses",
+                self.peers.len()
+            )));
+        }
+        Ok(self)
+    }
+
+    /// Whether this node runs as a witness (`--witness`, or listed in
+    /// `--witnesses`).
+    pub fn is_witness(&self) -> bool {
+        self.witness || self.witnesses.contains(&self.id)
     }
 
     /// Checks `peers` against this node and `join`, and adds this node to
@@ -474,12 +561,27 @@ impl ServerSettings {
         );
         settings.tick = Duration::from_millis(self.tick_ms);
         settings.join = self.join;
+        settings.witness = self.witness;
+        settings.witnesses = self.witnesses.clone();
         settings.snapshot_every_entries = self.snapshot_every_entries;
         settings.compaction_trailing_entries = self.compaction_trailing_entries;
         settings.lease_read_ticks = self.lease_ticks;
         settings.clock_drift_bound_ticks = self.clock_drift_bound_ticks;
         settings
     }
+}
+
+/// The `--witnesses` ids as a set; an id listed twice is refused.
+fn witness_set(ids: &[NodeId]) -> Result<BTreeSet<NodeId>, String> {
+    let mut set = BTreeSet::new();
+    for id in ids {
+        if !set.insert(*id) {
+            return Err(format!(
+                "--witnesses lists node {id} twice; list every witness once"
+            ));
+        }
+    }
+    Ok(set)
 }
 
 fn missing(flag: &'static str, variable: &'static str) -> SettingsError {

@@ -394,3 +394,130 @@ fn cli_reaches_no_cluster_with_a_clear_error() {
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("gave up after"), "{stderr}");
 }
+
+#[test]
+fn witness_flags_keys_and_subcommand_parse_and_are_checked() {
+    use clap::Parser;
+    use concord_node::server::{parse_config, NodeArgs};
+    let peers = "1=127.0.0.1:1,2=127.0.0.1:2,3=127.0.0.1:3";
+    let base = [
+        "--peers",
+        peers,
+        "--cluster-id",
+        "c",
+        "--data-dir",
+        "/nonexistent/x",
+    ];
+    let merge = |extra: &[&str], file: &str| {
+        let mut argv = vec!["concord-node"];
+        argv.extend_from_slice(&base);
+        if !extra.contains(&"--listen") {
+            argv.extend_from_slice(&["--listen", "127.0.0.1:3"]);
+        }
+        argv.extend_from_slice(extra);
+        let flags = NodeArgs::try_parse_from(argv).expect("valid flags").server;
+        let config = parse_config(file, Path::new("s.toml")).expect("valid file");
+        ServerSettings::merge(&flags, &config, Some(Path::new("s.toml")))
+    };
+    // Born with a witness: the list alone makes node 3 one; --witness
+    // agrees; the file's keys do the same.
+    let listed = merge(&["--id", "3", "--witnesses", "3"], "").unwrap();
+    assert!(listed.is_witness() && !listed.witness);
+    assert_eq!(listed.witnesses, [3].into());
+    let settings = listed.node_settings();
+    assert!(settings.is_witness());
+    assert_eq!(settings.raft_config().witnesses, [3].into());
+    let full = merge(
+        &["--id", "1", "--listen", "127.0.0.1:1", "--witnesses", "3"],
+        "",
+    )
+    .unwrap();
+    assert!(!full.is_witness());
+    assert_eq!(full.node_settings().raft_config().witnesses, [3].into());
+    let from_file = merge(&["--id", "3"], "witness = true\nwitnesses = [3]\n").unwrap();
+    assert!(from_file.witness && from_file.is_witness());
+    // Joining as a witness: itself alone, not a learner.
+    let joining = merge(
+        &[
+            "--id",
+            "4",
+            "--listen",
+            "127.0.0.1:4",
+            "--join",
+            "--witness",
+        ],
+        "",
+    )
+    .unwrap();
+    let raft = joining.node_settings().raft_config();
+    assert_eq!(raft.witnesses, [4].into());
+    assert!(raft.learners.is_empty());
+    assert_eq!(raft.voters, [1, 2, 3].into());
+    raft.validate()
+        .expect("a joining witness's configuration is valid");
+    // Refusals, each naming what to do.
+    let refused = |extra: &[&str], file: &str, needle: &str| {
+        let e = merge(extra, file).unwrap_err().to_string();
+        assert!(e.contains(needle), "{extra:?} {file:?}: {e}");
+    };
+    refused(&["--id", "3", "--witness"], "", "not in --witnesses");
+    refused(
+        &["--id", "3", "--witnesses", "4"],
+        "",
+        "which --peers does not list",
+    );
+    refused(&["--id", "3", "--witnesses", "2,3"], "", "not a majority");
+    refused(&["--id", "3", "--witnesses", "3,3"], "", "twice");
+    refused(&["--id", "3"], "witnesses = [2, 3]\n", "not a majority");
+    refused(
+        &["--id", "3"],
+        "witnesses = [0]\n",
+        "key `witnesses` in s.toml: 0 is reserved",
+    );
+    let node_3 = [&base[..], &["--id", "3", "--listen", "127.0.0.1:3"]].concat();
+    assert_refused(
+        NODE,
+        &[&node_3[..], &["--witnesses", "0"]].concat(),
+        &["'--witnesses <ID,...>'", "0 is reserved"],
+    );
+    // The environment fallbacks reach the same checks.
+    let (code, _, stderr) = run(NODE, &node_3, &[("CONCORD_WITNESS", "true")]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("--witness: node 3 is one of the voters"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run(NODE, &node_3, &[("CONCORD_WITNESSES", "2,3")]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("not a majority"), "{stderr}");
+    // The CLI's add-witness.
+    let s = ["--servers", "127.0.0.1:1"];
+    assert_refused(
+        CLI,
+        &[&s[..], &["member", "add-witness", "5", "x"]].concat(),
+        &["is not a host:port address"],
+    );
+    assert_refused(
+        CLI,
+        &[&s[..], &["member", "add-witness", "0", "127.0.0.1:5"]].concat(),
+        &["0 is reserved"],
+    );
+    assert_refused(CLI, &[&s[..], &["member"]].concat(), &["add-witness"]);
+    let args = concord_node::client::CliArgs::try_parse_from([
+        "concord-cli",
+        "--servers",
+        "127.0.0.1:1",
+        "member",
+        "add-witness",
+        "5",
+        "127.0.0.1:7005",
+    ])
+    .expect("add-witness parses");
+    assert!(matches!(
+        args.command,
+        concord_node::client::CliCommand::Member(concord_node::client::MemberCommand::AddWitness {
+            id: 5,
+            ref addr
+        }) if addr == "127.0.0.1:7005"
+    ));
+}

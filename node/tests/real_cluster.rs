@@ -916,3 +916,194 @@ fn forced_recovery_of_a_single_survivor_after_two_disks_are_destroyed() {
     println!("{transcript}");
     cluster.sigterm_all();
 }
+
+/// The state-machine bytes of a snapshot file (what follows the address
+/// book the runtime keeps in front of them).
+fn snapshot_state_bytes(path: &Path) -> (usize, usize) {
+    let snapshot = concord::tokio::snapshot_file::read_snapshot_file(path).expect("readable");
+    let (book, state) =
+        concord::tokio::addresses::unwrap_snapshot(snapshot.data).expect("an address book");
+    (book.len(), state.len())
+}
+
+#[test]
+fn two_voters_and_a_witness_keep_serving_when_a_voter_dies() {
+    // Two full voters are born; a third server starts empty as a witness
+    // and is added with `member add-witness`.
+    let listeners: Vec<_> = (0..2)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback"))
+        .collect();
+    let addrs: BTreeMap<u64, String> = (1..=2u64)
+        .map(|id| {
+            (
+                id,
+                listeners[id as usize - 1].local_addr().unwrap().to_string(),
+            )
+        })
+        .collect();
+    drop(listeners);
+    let mut cluster = NodeProcesses::new("real-witness", CLUSTER, addrs);
+    let witness = 3;
+    let witness_addr = cluster.add_joining(witness);
+    for id in 1..=2 {
+        cluster.start_with(id, &COMPACT_OFTEN);
+    }
+    let witness_flags = [&COMPACT_OFTEN[..], &["--witness"]].concat();
+    cluster.start_with(witness, &witness_flags);
+    let mut transcript = String::new();
+    // The witness first: requests it gets are redirected to the leader.
+    let all = vec![witness_addr.clone(), cluster.addr(1), cluster.addr(2)];
+    let index_of = |id: u64| if id == witness { 0 } else { id as usize };
+    runtime().block_on(async {
+        let mut client = patient_client(all.clone());
+        let mut acked = BTreeMap::new();
+        put_keys(&mut client, &mut acked, "before", 0, 20).await;
+
+        let voters = cluster.servers();
+        let out = cli_ok(
+            &mut transcript,
+            &voters,
+            &["member", "add-witness", "3", &witness_addr],
+        );
+        assert!(out.contains("added node 3"), "{out}");
+        let m = members(&mut client).await;
+        assert_eq!(m.voters, vec![1, 2, 3], "{m:?}");
+        let role = |m: &concord::tokio::wire::Members, id: u64| {
+            m.members.iter().find(|x| x.id == id).unwrap().role.clone()
+        };
+        assert_eq!(role(&m, witness), "witness");
+        assert_eq!(role(&m, 1), "voter");
+        let out = cli_ok(&mut transcript, &voters, &["member", "list"]);
+        assert!(out.contains("witnesses 3"), "{out}");
+
+        // Past two snapshot intervals: the witness compacts its log too.
+        put_keys(&mut client, &mut acked, "with-witness", 0, 120).await;
+        let leader = find_leader_of(&mut client, &[1, 2], index_of).await;
+        let leader_commit = client.status(index_of(leader)).await.unwrap().commit_index;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            let status = client
+                .status(index_of(witness))
+                .await
+                .expect("witness status");
+            if status.applied_index >= leader_commit && status.snapshot_index > 0 {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the witness never compacted: {status:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(
+            status.server.entries_applied, 0,
+            "a witness applies nothing"
+        );
+        assert!(status.first_index > 1, "its log was compacted: {status:?}");
+        assert!(
+            status.server.redirects > 0,
+            "it redirected clients: {status:?}"
+        );
+
+        // SIGKILL the leader: the other full voter is elected with the
+        // witness's vote, and the two of them acknowledge writes.
+        cluster.sigkill(leader);
+        let survivor = 3 - leader;
+        transcript.push_str(&format!(
+            "# SIGKILL node {leader} (the leader); node {survivor} and witness 3 keep serving\n"
+        ));
+        let mut client = patient_client(vec![witness_addr.clone(), cluster.addr(survivor)]);
+        put_keys(&mut client, &mut acked, "voter-down", 0, 30).await;
+        let status = client.status(1).await.expect("survivor status");
+        assert_eq!(status.role, "Leader", "{status:?}");
+        let status = client.status(0).await.expect("witness status");
+        assert_eq!(status.role, "Follower", "{status:?}");
+        assert_eq!(status.leader, Some(survivor));
+        assert_eq!(
+            status.server.elections_started, 0,
+            "a witness never campaigns"
+        );
+        assert_eq!(status.server.leader_elected, 0);
+
+        // The dead voter restarts, catches up, and serves every
+        // acknowledged write from its own state machine.
+        cluster.start_with(leader, &COMPACT_OFTEN);
+        let mut client = patient_client(all.clone());
+        put_keys(&mut client, &mut acked, "voter-back", 0, 5).await;
+        wait_caught_up_at(&mut client, index_of(survivor), index_of(leader)).await;
+        let mut at_restarted = patient_client(vec![cluster.addr(leader)]);
+        for (k, v) in &acked {
+            let got = at_restarted
+                .get_via(k.clone(), concord::ReadPath::Follower)
+                .await
+                .expect("follower read at the restarted voter");
+            assert_eq!(got, Some(Bytes::from(v.clone())), "key {k}");
+        }
+        let status = client.status(index_of(witness)).await.unwrap();
+        assert_ne!(status.role, "Leader");
+        assert_eq!(status.server.entries_applied, 0);
+        assert_eq!(status.server.elections_started, 0);
+    });
+    cluster.sigterm_all();
+    // Its snapshots hold the address book and no state-machine data.
+    let files = snapshot_files(&cluster.data_dir(witness));
+    assert!(!files.is_empty(), "the witness compacted its log");
+    for file in &files {
+        let (book_entries, state_bytes) = snapshot_state_bytes(file);
+        assert_eq!(
+            state_bytes,
+            0,
+            "{} holds state-machine data",
+            file.display()
+        );
+        assert!(
+            book_entries >= 3,
+            "{} keeps the address book",
+            file.display()
+        );
+    }
+    // The full voters' snapshots do hold the state machine.
+    let (_, state_bytes) = snapshot_state_bytes(&snapshot_files(&cluster.data_dir(1))[0]);
+    assert!(state_bytes > 0);
+    println!("---- witness walk-through ----\n{transcript}");
+}
+
+/// The leader among `ids`, asked of each (`index_of` maps an id to its
+/// place in the client's server list).
+async fn find_leader_of(client: &mut Client, ids: &[u64], index_of: impl Fn(u64) -> usize) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        for id in ids {
+            if let Ok(status) = client.status(index_of(*id)).await {
+                if status.role == "Leader" {
+                    return *id;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "no leader among {ids:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until server `follower` (index in the client's list) applied
+/// what server `leader` has committed.
+async fn wait_caught_up_at(client: &mut Client, leader: usize, follower: usize) {
+    let target = client
+        .status(leader)
+        .await
+        .expect("leader status")
+        .commit_index;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(status) = client.status(follower).await {
+            if status.applied_index >= target {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "server {follower} never reached {target}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -39,6 +39,23 @@ pub struct NodeSettings {
     /// a restart the replicated configuration is in force, whatever the
     /// flag says.
     pub join: bool,
+    /// Run this node as a witness voter: it stores the log and votes but
+    /// keeps no state machine, never applies, never snapshots state and
+    /// never leads; clients it gets are redirected to the leader (see the
+    /// crate documentation, "Witnesses"). A witness of a new cluster is
+    /// also listed in [`witnesses`](Self::witnesses) (on every node); one
+    /// joining a running cluster ([`join`](Self::join)) is added with
+    /// `concord-cli member add-witness`. A node's kind must match the
+    /// replicated configuration: a server that its stored configuration
+    /// lists otherwise refuses to start
+    /// ([`ServerError::WitnessListedAsFullVoter`],
+    /// [`ServerError::FullServerListedAsWitness`]).
+    pub witness: bool,
+    /// The witnesses among the voters a new cluster is born with
+    /// ([`Config::witnesses`]); give every node the same set. A node
+    /// listed here is a witness itself. Ignored once the node's log or
+    /// snapshot holds a configuration.
+    pub witnesses: std::collections::BTreeSet<NodeId>,
     /// The cluster's name.
     pub cluster_id: String,
     /// Wall-clock length of a tick.
@@ -90,6 +107,8 @@ impl NodeSettings {
             listen: listen.into(),
             peers,
             join: false,
+            witness: false,
+            witnesses: std::collections::BTreeSet::new(),
             cluster_id: cluster_id.into(),
             tick: Duration::from_millis(10),
             election_ticks: (15, 30),
@@ -113,7 +132,11 @@ impl NodeSettings {
                 self.id,
                 self.peers.keys().copied().filter(|id| *id != self.id),
             );
-            config.learners.insert(self.id);
+            // A joining witness lists itself among the witnesses alone
+            // (it is not a learner: it will never hold a state machine).
+            if !self.is_witness() {
+                config.learners.insert(self.id);
+            }
             config
         } else {
             Config::new(
@@ -121,6 +144,10 @@ impl NodeSettings {
                 self.peers.keys().copied().chain(std::iter::once(self.id)),
             )
         };
+        config.witnesses = self.witnesses.clone();
+        if self.is_witness() {
+            config.witnesses.insert(self.id);
+        }
         config.election_timeout_min_ticks = self.election_ticks.0;
         config.election_timeout_max_ticks = self.election_ticks.1;
         config.heartbeat_interval_ticks = self.heartbeat_ticks;
@@ -135,6 +162,12 @@ impl NodeSettings {
             .map_or(0, |d| d.as_nanos() as u64);
         config.seed = self.id ^ started_nanos.rotate_left(17);
         config
+    }
+
+    /// Whether this node runs as a witness: [`witness`](Self::witness),
+    /// or its id among [`witnesses`](Self::witnesses).
+    pub fn is_witness(&self) -> bool {
+        self.witness || self.witnesses.contains(&self.id)
     }
 }
 

@@ -42,7 +42,7 @@
 //! or while another request runs on it; otherwise the leader carries it
 //! out in stages, moved on once per loop turn:
 //!
-//! 1. for `AddLearner`/`AddVoter`: the change is checked against the
+//! 1. for `AddLearner`/`AddVoter`/`AddWitness`: the change is checked against the
 //!    configuration in force, then the new node's address is proposed as a
 //!    [`HostRecord`] ([`Input::ProposeHost`]) and must commit (see
 //!    [`addresses`] for why the address goes first);
@@ -187,6 +187,37 @@ pub enum ServerError {
         /// What the state machine reported.
         reason: String,
     },
+    /// This server was started as a witness (its id in
+    /// [`Config::witnesses`], `concord-node --witness`) but the cluster's
+    /// configuration lists it as a full voter, which must hold the state
+    /// machine a witness never keeps.
+    #[error(
+        "node {id} is started as a witness, but the cluster's configuration (index \
+         {configuration_index}) lists it as a full voter, which holds the data a witness never \
+         keeps: start it without --witness, or remove it (`concord-cli member remove {id}`), \
+         empty its data directory and add it back with `concord-cli member add-witness`"
+    )]
+    WitnessListedAsFullVoter {
+        /// This node.
+        id: NodeId,
+        /// Index of the configuration in force.
+        configuration_index: Index,
+    },
+    /// This server was started as a full server but the cluster's
+    /// configuration lists it as a witness: the leader sends it no state
+    /// machine data.
+    #[error(
+        "node {id} is started as a full server, but the cluster's configuration (index \
+         {configuration_index}) lists it as a witness, which receives no state machine data: \
+         start it with --witness (`concord-node --witness`, or `witness = true` in its config \
+         file)"
+    )]
+    FullServerListedAsWitness {
+        /// This node.
+        id: NodeId,
+        /// Index of the configuration in force.
+        configuration_index: Index,
+    },
     /// Storage recovered a log continuing after a snapshot it did not hand
     /// over (a broken [`Storage`] implementation).
     #[error("storage recovered a log continuing after index {index} term {term} but no snapshot at that position")]
@@ -201,8 +232,13 @@ pub enum ServerError {
 /// Replaces the state machine's state with the state machine's part of
 /// `data`, the bytes of `snapshot`. Returns their size in bytes and the
 /// address book the snapshot carried.
+///
+/// A witness (`witness`) holds no state machine: its snapshots carry the
+/// address book alone (or nothing, as the leader sends them), and the
+/// state machine is left untouched.
 fn restore<S: StateMachine>(
     state_machine: &mut S,
+    witness: bool,
     snapshot: &SnapshotReader,
     data: Bytes,
 ) -> Result<(u64, addresses::AddressBook), ServerError> {
@@ -214,10 +250,52 @@ fn restore<S: StateMachine>(
         reason,
     };
     let (book, data) = addresses::unwrap_snapshot(data).map_err(refused)?;
-    state_machine
-        .restore(&data)
-        .map_err(|e| refused(e.reason))?;
+    if !witness {
+        state_machine
+            .restore(&data)
+            .map_err(|e| refused(e.reason))?;
+    }
     Ok((size_bytes, book))
+}
+
+/// Whether this node's kind (witness or full server, fixed when it was
+/// built) contradicts the configuration in force, which is what the
+/// leader serves it by: the error saying so.
+fn witness_role_conflict(node: &Node) -> Option<ServerError> {
+    let id = node.id();
+    let membership = node.membership();
+    let configuration_index = node.membership_index();
+    if node.is_witness_node() && membership.is_full_voter(id) {
+        Some(ServerError::WitnessListedAsFullVoter {
+            id,
+            configuration_index,
+        })
+    } else if !node.is_witness_node() && membership.is_witness(id) {
+        Some(ServerError::FullServerListedAsWitness {
+            id,
+            configuration_index,
+        })
+    } else {
+        None
+    }
+}
+
+/// The role error for a full server whose recovered configuration (the
+/// last one in its log, else its snapshot's) lists it as a witness: the
+/// reason a snapshot without state would not restore.
+fn recovered_as_witness(recovered: &crate::Recovered, id: NodeId) -> Option<ServerError> {
+    let (configuration_index, membership) = recovered
+        .entries
+        .iter()
+        .rev()
+        .find_map(|entry| Some((entry.index, entry.payload.membership()?)))
+        .or_else(|| Some((recovered.base.index, recovered.membership.as_ref()?)))?;
+    membership
+        .is_witness(id)
+        .then_some(ServerError::FullServerListedAsWitness {
+            id,
+            configuration_index,
+        })
 }
 
 /// Adopts the address an [`EntryPayload::Host`] entry carries, if it is an
@@ -395,6 +473,7 @@ where
     let mut state_machine = state_machine;
     let recovered = storage.recover()?;
     let recovered_snapshot = storage.recovered_snapshot();
+    let witness = config.raft.witnesses.contains(&id);
     let recovered_entries = recovered.entries.len();
     let base = recovered.base;
     // The book: the command line's addresses, then the snapshot's book,
@@ -407,7 +486,9 @@ where
             // Storage verified the recovered snapshot's checksum as it read
             // it back (`Storage::recovered_snapshot`): not checked twice.
             let data = snapshot.read_chunk(0, snapshot.meta().size_bytes)?;
-            let book = restore(&mut state_machine, snapshot, data)?.1;
+            let book = restore(&mut state_machine, witness, snapshot, data)
+                .map_err(|e| recovered_as_witness(&recovered, id).unwrap_or(e))?
+                .1;
             for (node, addr) in book {
                 config.addresses.set(node, &addr);
             }
@@ -430,6 +511,9 @@ where
     }
     let was_member = config.raft.voters.contains(&id);
     let node = Node::new(config.raft.clone(), recovered)?;
+    if let Some(conflict) = witness_role_conflict(&node) {
+        return Err(conflict);
+    }
     let (persisted_tx, persisted_rx) = mpsc::unbounded_channel();
     storage.start(persisted_tx)?;
     let (snapshots_tx, snapshots_rx) = mpsc::unbounded_channel();
@@ -474,6 +558,7 @@ where
         removed_notices_logged: 0,
         removed_logged: false,
         was_member,
+        role_conflict_logged_index: None,
     };
     if let Some(snapshot) = recovered_snapshot {
         // The node serves it to followers behind its log.
@@ -548,6 +633,9 @@ struct Server<S, St, T> {
     /// voter, or added (a joining learner's own initial configuration does
     /// not count).
     was_member: bool,
+    /// The configuration index at which a witness/full-server conflict
+    /// was last logged.
+    role_conflict_logged_index: Option<Index>,
 }
 
 impl<S, St, T> Server<S, St, T>
@@ -614,6 +702,7 @@ where
             self.flush_proposals();
             self.advance_admin();
             self.note_removed();
+            self.note_role_conflict();
             if self.failed.is_some() {
                 break;
             }
@@ -766,10 +855,19 @@ where
             .members()
             .into_iter()
             .map(|id| {
+                let witness = membership.is_witness(id);
                 let role = if membership.voters.contains(&id) {
-                    "voter"
+                    if witness {
+                        "witness"
+                    } else {
+                        "voter"
+                    }
                 } else if membership.voters_outgoing.contains(&id) {
-                    "outgoing voter"
+                    if witness {
+                        "outgoing witness"
+                    } else {
+                        "outgoing voter"
+                    }
                 } else {
                     "learner"
                 };
@@ -874,6 +972,9 @@ where
             }
             AdminRequest::AddVoter { id, addr } => {
                 (crate::MembershipChange::AddVoter(id), Some((id, addr)))
+            }
+            AdminRequest::AddWitness { id, addr } => {
+                (crate::MembershipChange::AddWitness(id), Some((id, addr)))
             }
             AdminRequest::Promote { id } => (crate::MembershipChange::PromoteLearner(id), None),
             AdminRequest::Remove { id } => (crate::MembershipChange::Remove(id), None),
@@ -1068,8 +1169,27 @@ where
         }
     }
 
+    /// Logs, once per configuration, that the configuration in force
+    /// names this node a witness while it runs as a full server or the
+    /// reverse (an operator added it with the wrong `member add-*`
+    /// command). It keeps serving (its vote still counts), but the cluster
+    /// has the wrong number of full voters until it is fixed.
+    fn note_role_conflict(&mut self) {
+        let index = self.node.membership_index();
+        if self.role_conflict_logged_index == Some(index) {
+            return;
+        }
+        if let Some(conflict) = witness_role_conflict(&self.node) {
+            self.role_conflict_logged_index = Some(index);
+            tracing::error!(error = %conflict, "witness role conflict");
+        }
+    }
+
     /// Serializes the state machine at the applied index and hands the
-    /// copy to storage (see the [module documentation](self)).
+    /// copy to storage (see the [module documentation](self)). A witness
+    /// has no state machine: its snapshot holds the address book alone,
+    /// so that its log can be compacted and a restart still knows where
+    /// every member listens.
     fn take_snapshot(&mut self) {
         let index = self.node.applied_index();
         let Some(term) = self.node.term_at(index) else {
@@ -1081,10 +1201,12 @@ where
             return;
         };
         let started = std::time::Instant::now();
-        let data = match addresses::wrap_snapshot(
-            &self.config.addresses.get(),
-            &self.state_machine.snapshot(),
-        ) {
+        let state = if self.node.is_witness_node() {
+            Bytes::new()
+        } else {
+            self.state_machine.snapshot()
+        };
+        let data = match addresses::wrap_snapshot(&self.config.addresses.get(), &state) {
             Ok(data) => data,
             Err(e) => {
                 tracing::error!(index, error = %e, "cannot write the address book into a snapshot; no snapshot taken");
@@ -1250,8 +1372,10 @@ where
         let bytes = match reader
             .read_verified()
             .map_err(ServerError::from)
-            .and_then(|data| restore(&mut self.state_machine, &reader, data))
-        {
+            .and_then(|data| {
+                let witness = self.node.is_witness_node();
+                restore(&mut self.state_machine, witness, &reader, data)
+            }) {
             Ok((bytes, book)) => {
                 for (id, addr) in book {
                     if self.config.addresses.set(id, &addr) && id != self.node.id() {
@@ -1262,7 +1386,9 @@ where
                 bytes
             }
             Err(e) => {
-                self.failed = Some(e);
+                // A full server the configuration lists as a witness was
+                // sent a snapshot without state: say that, not "corrupt".
+                self.failed = Some(witness_role_conflict(&self.node).unwrap_or(e));
                 return;
             }
         };

@@ -125,6 +125,18 @@ pub enum AdminRequest {
         /// The voter to lead.
         id: NodeId,
     },
+    /// Add a new node as a witness voter (through a joint configuration):
+    /// it stores the log and votes but holds no state machine and never
+    /// leads (see the crate documentation, "Witnesses"). Start its server
+    /// as a witness first (`concord-node --join --witness`). Checked like
+    /// [`AdminRequest::AddVoter`], and refused when the full voters would
+    /// no longer be a majority of the voters.
+    AddWitness {
+        /// The new node's id.
+        id: NodeId,
+        /// Where it listens, `host:port`.
+        addr: String,
+    },
 }
 
 /// The answer to an [`AdminRequest`].
@@ -184,7 +196,9 @@ pub struct Members {
 pub struct MemberInfo {
     /// Its id.
     pub id: NodeId,
-    /// `voter`, `learner` or `outgoing voter`.
+    /// `voter` (a full voter), `witness` (a witness voter), `learner`,
+    /// or while a change is joint `outgoing voter` / `outgoing witness`
+    /// (a voter of C_old only).
     pub role: String,
     /// Its address in the replicated address book, if known.
     pub addr: Option<String>,

@@ -9,6 +9,7 @@
 //! concord-cli --servers ... status
 //! concord-cli --servers ... member list
 //! concord-cli --servers ... member add-learner 4 127.0.0.1:7004
+//! concord-cli --servers ... member add-witness 5 127.0.0.1:7005
 //! concord-cli --servers ... member promote 4
 //! concord-cli --servers ... member remove 3
 //! concord-cli --servers ... member transfer-leader 4
@@ -59,9 +60,16 @@ fn print_members(members: &Members) {
             .unwrap_or_else(|| "unknown".to_string()),
         members.answered_by
     );
+    let witnesses: Vec<u64> = members
+        .members
+        .iter()
+        .filter(|m| m.role.ends_with("witness"))
+        .map(|m| m.id)
+        .collect();
     print!(
-        "voters {}  learners {}",
+        "voters {}  witnesses {}  learners {}",
         list(&members.voters),
+        list(&witnesses),
         list(&members.learners)
     );
     if !members.voters_outgoing.is_empty() {
@@ -139,6 +147,13 @@ async fn member(client: &mut Client, command: &MemberCommand) -> Result<(), Fail
                 addr: addr.clone(),
             },
             format!("added node {id} ({addr}) as a voter"),
+        ),
+        MemberCommand::AddWitness { id, addr } => (
+            AdminRequest::AddWitness {
+                id,
+                addr: addr.clone(),
+            },
+            format!("added node {id} ({addr}) as a witness"),
         ),
         MemberCommand::Promote { id } => (
             AdminRequest::Promote { id },

@@ -30,6 +30,14 @@
 //! and replacing servers"). After that its log holds the configuration:
 //! restarts keep it, with or without `--join`.
 //!
+//! A witness voter (a server that stores the log and votes but keeps no
+//! state machine and never leads) is listed with `--witnesses <ID,...>` on
+//! every server of a new cluster, or started with `--join --witness` and
+//! added with `concord-cli member add-witness <ID> <HOST:PORT>` (see the
+//! README, "Witness voters"). It must keep running as the kind the
+//! configuration names it: a mismatch is refused at start with the flag to
+//! change.
+//!
 //! Every `--snapshot-every-entries` applied entries (default 100000) the
 //! node snapshots its state into `<data-dir>/snapshots/` and deletes the
 //! write-ahead log segments the snapshot covers; a damaged snapshot file
