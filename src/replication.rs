@@ -179,16 +179,11 @@ impl Node {
     pub(crate) fn broadcast_heartbeat(&mut self, actions: &mut Vec<Action>) {
         let commit = self.log.commit_index();
         let read_round = self.next_read_round();
-        for (peer, match_index) in self
-            .progress
-            .iter()
-            .map(|(id, p)| (*id, p.match_index))
-            .collect::<Vec<_>>()
-        {
+        for (&peer, progress) in &self.progress {
             // Never tell a follower to commit past what it is known to
             // hold: its log beyond its match index may differ from ours.
             let body = MessageBody::Heartbeat {
-                commit: commit.min(match_index),
+                commit: commit.min(progress.match_index),
                 read_round,
             };
             self.send(peer, body, actions);
