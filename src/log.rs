@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use crate::types::{Entry, Index, LogPosition, Term};
+use crate::types::{Entry, Index, LogPosition, Term, ENTRY_OVERHEAD_BYTES};
 
 /// The log of one replica. `entries[i]` has index `base.index + 1 + i`.
 #[derive(Clone, Debug)]
@@ -159,15 +159,26 @@ impl RaftLog {
         count_max: usize,
         bytes_max: usize,
     ) -> Vec<Entry> {
-        let mut batch = Vec::new();
         assert!(
             from > self.base.index,
             "entry {from} requested below the log base {}",
             self.base.index
         );
         let offset = (from - self.base.index - 1) as usize;
+        // Sized once, for the most entries the limits allow (every entry
+        // counts at least its fixed overhead against `bytes_max`): no
+        // regrowth while filling, and never more than a small multiple of
+        // the byte limit.
+        let room = self
+            .entries
+            .len()
+            .saturating_sub(offset)
+            .min(count_max)
+            .min(bytes_max / ENTRY_OVERHEAD_BYTES + 1);
+        let mut batch = Vec::with_capacity(room);
         let mut size_bytes = 0usize;
-        for entry in self.entries.iter().skip(offset).take(count_max) {
+        let start = offset.min(self.entries.len());
+        for entry in self.entries.range(start..).take(room) {
             size_bytes += entry.size_bytes();
             if !batch.is_empty() && size_bytes > bytes_max {
                 break;

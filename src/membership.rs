@@ -819,7 +819,7 @@ impl Node {
         let entry = Entry {
             term: self.term,
             index,
-            payload: EntryPayload::Membership(membership),
+            payload: EntryPayload::Membership(Box::new(membership)),
         };
         self.note_appended(&entry);
         self.log.append(entry);

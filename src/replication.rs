@@ -179,16 +179,11 @@ impl Node {
     pub(crate) fn broadcast_heartbeat(&mut self, actions: &mut Vec<Action>) {
         let commit = self.log.commit_index();
         let read_round = self.next_read_round();
-        for (peer, match_index) in self
-            .progress
-            .iter()
-            .map(|(id, p)| (*id, p.match_index))
-            .collect::<Vec<_>>()
-        {
+        for (&peer, progress) in &self.progress {
             // Never tell a follower to commit past what it is known to
             // hold: its log beyond its match index may differ from ours.
             let body = MessageBody::Heartbeat {
-                commit: commit.min(match_index),
+                commit: commit.min(progress.match_index),
                 read_round,
             };
             self.send(peer, body, actions);
@@ -201,7 +196,7 @@ impl Node {
         leader: NodeId,
         message_term: Term,
         prev: LogPosition,
-        entries: Vec<Entry>,
+        mut entries: Vec<Entry>,
         leader_commit: Index,
         actions: &mut Vec<Action>,
     ) {
@@ -236,7 +231,10 @@ impl Node {
         } else {
             (prev, 0)
         };
-        let entries = &entries[skip..];
+        // The message's entries move into the log (no payload is cloned).
+        if skip > 0 {
+            entries.drain(..skip);
+        }
 
         if !self.log.matches(prev) {
             if prev.index <= commit {
@@ -261,6 +259,7 @@ impl Node {
             return;
         }
 
+        let message_last = prev.index + entries.len() as Index;
         let conflict = entries
             .iter()
             .position(|entry| !self.log.matches(entry.position()));
@@ -278,12 +277,14 @@ impl Node {
                 self.stats.entries_truncated += self.log.last_index() - first_new_index + 1;
                 self.truncate_log_after(first_new_index - 1);
             }
-            for entry in &entries[first_new..] {
-                self.note_appended(entry);
-                self.log.append(entry.clone());
+            if first_new > 0 {
+                entries.drain(..first_new);
+            }
+            for entry in entries {
+                self.note_appended(&entry);
+                self.log.append(entry);
             }
         }
-        let message_last = prev.index + entries.len() as Index;
         self.leader_match_index = self.leader_match_index.max(message_last);
         let new_commit = leader_commit.min(message_last);
         if new_commit > self.log.commit_index() {

@@ -471,7 +471,16 @@ impl<S: StateMachine> StateMachine for WithSessions<S> {
     /// and, if set, the response length (u32 LE) and bytes; then the inner
     /// snapshot.
     fn snapshot(&self) -> Bytes {
-        let mut buffer = BytesMut::new();
+        let inner = self.inner.snapshot();
+        // Sized exactly up front: the buffer never regrows while filling.
+        let sessions_bytes: usize = self
+            .table
+            .sessions
+            .values()
+            .map(|session| 8 * 3 + 1 + session.response.as_ref().map_or(0, |r| 4 + r.len()))
+            .sum();
+        let size_bytes = 8 + sessions_bytes + 8 + inner.len();
+        let mut buffer = BytesMut::with_capacity(size_bytes);
         buffer.put_u64_le(self.table.sessions.len() as u64);
         for (client, session) in &self.table.sessions {
             buffer.put_u64_le(*client);
@@ -487,7 +496,8 @@ impl<S: StateMachine> StateMachine for WithSessions<S> {
             }
         }
         buffer.put_u64_le(self.table.evictions);
-        buffer.put_slice(&self.inner.snapshot());
+        buffer.put_slice(&inner);
+        debug_assert_eq!(buffer.len(), size_bytes);
         buffer.freeze()
     }
 

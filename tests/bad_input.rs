@@ -302,7 +302,7 @@ fn append_entries_carrying_an_invalid_configuration_are_ignored_and_counted() {
             vec![Entry {
                 term: t,
                 index: 5,
-                payload: EntryPayload::Membership(membership),
+                payload: EntryPayload::Membership(Box::new(membership)),
             }],
             4,
         );

@@ -221,7 +221,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         let mut at = node.last_index();
         while at >= node.first_index() {
             if let Some(EntryPayload::Membership(m)) = node.entry(at).map(|e| &e.payload) {
-                membership = Some(m.clone());
+                membership = Some(Membership::clone(m));
                 break;
             }
             at -= 1;

@@ -54,7 +54,7 @@ pub fn sample_messages() -> Vec<Message> {
                 Entry {
                     term: 3,
                     index: 6,
-                    payload: EntryPayload::Membership(Membership::new([1, 2, 3])),
+                    payload: EntryPayload::Membership(Box::new(Membership::new([1, 2, 3]))),
                 },
             ],
             leader_commit: 3,

@@ -594,9 +594,9 @@ fn hostile_message(cursor: &mut Cursor<'_>, from: NodeId, to: NodeId) -> Message
                     payload: match cursor.u8() % 3 {
                         0 => EntryPayload::Noop,
                         1 => EntryPayload::Command(Bytes::copy_from_slice(cursor.bytes(2))),
-                        _ => EntryPayload::Membership(Membership::new(
+                        _ => EntryPayload::Membership(Box::new(Membership::new(
                             (1..=u64::from(cursor.u8() % 6)).collect::<Vec<_>>(),
-                        )),
+                        ))),
                     },
                 })
                 .collect();
