@@ -125,7 +125,7 @@ impl<E> EventQueue<E> {
         });
         let far_key = self.far.peek().map(|Reverse(key)| *key);
         let key = match (near_key, far_key) {
-            (Some((index, position, key)), far) if far.map_or(true, |far| key < far) => {
+            (Some((index, position, key)), far) if far.is_none_or(|far| key < far) => {
                 let bucket = &mut self.ring[index];
                 bucket.swap_remove(position);
                 if bucket.is_empty() {
