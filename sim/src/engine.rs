@@ -459,7 +459,9 @@ pub struct Simulation<S, W> {
     probe: Probe,
     acked: Vec<(Index, Term)>,
     actions: Vec<Action>,
-    work: VecDeque<(Input, Option<Proposer>)>,
+    /// The inputs a step led to, kept between steps for its allocation
+    /// (`None` while a step holds it; see `host::step`).
+    work: Option<VecDeque<(Input, Option<Proposer>)>>,
     node_steps: u64,
     events: u64,
     operations: u64,
@@ -652,7 +654,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             probe: Probe::default(),
             acked: Vec::new(),
             actions: Vec::new(),
-            work: VecDeque::new(),
+            work: None,
             node_steps: 0,
             events: 0,
             operations: 0,

@@ -355,6 +355,13 @@ impl KvWorkload {
     }
 }
 
+/// Moves `operation` out of the history to complete it, leaving a
+/// placeholder that owns no allocation (cloning it would copy its key and
+/// values).
+fn take_operation(operation: &mut Operation) -> Operation {
+    std::mem::replace(operation, Operation::new(0, String::new(), Op::Get, 0))
+}
+
 impl Workload for KvWorkload {
     fn next_command(&mut self, client: usize, now_ns: u64, rng: &mut ChaCha8Rng) -> Option<Bytes> {
         if client >= self.in_flight.len() {
@@ -415,20 +422,21 @@ impl Workload for KvWorkload {
                     if let Output::Value(value) = &output {
                         self.last_seen.insert(operation.key.clone(), value.clone());
                     }
-                    *operation = operation.clone().completed(now_ns, output);
+                    *operation = take_operation(operation).completed(now_ns, output);
                 }
                 None => {
                     // A response that does not fit: keep the outcome
                     // unknown rather than invent one.
                 }
             },
-            OpResult::Failed => *operation = operation.clone().failed(now_ns),
+            OpResult::Failed => *operation = take_operation(operation).failed(now_ns),
             OpResult::Unknown => {}
         }
     }
 
     fn is_read_only(&self, command: &[u8]) -> bool {
-        matches!(decode_command(command), Some(Command { op: Op::Get, .. }))
+        // The tag alone: decoding would copy the key and values.
+        parse(command).is_some_and(|command| command.tag == GET)
     }
 
     fn served_by(&mut self, client: usize, path: concord::ReadPath) {

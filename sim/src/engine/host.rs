@@ -350,94 +350,116 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
     /// Steps node `index` with `input`, executing its actions and any
     /// inputs they lead to (`Applied`, or `Persisted` with the ack bug).
     pub(super) fn step(&mut self, index: usize, input: Input, proposer: Option<Proposer>) {
-        let mut work = std::mem::take(&mut self.work);
+        // Taken out of an `Option`, not with `mem::take`: putting it back
+        // then drops a `None`, not an empty `VecDeque` (which costs a
+        // slice split and a loop per step). A nested step finds `None`
+        // and starts an empty queue.
+        let mut work = self.work.take().unwrap_or_default();
         let mut actions = std::mem::take(&mut self.actions);
-        // The first input is stepped without a trip through the queue when
-        // nothing else waits there (the common case): same order, one copy
-        // of a large `Input` fewer per step.
-        let mut first = if work.is_empty() {
-            Some((input, proposer))
+        // The first input is handed straight to `step_once` when nothing
+        // else waits (the common case): same order, and a large `Input` is
+        // not copied into and out of an `Option` or the queue on every step.
+        let mut going = if work.is_empty() {
+            self.step_once(index, input, proposer, &mut work, &mut actions)
         } else {
             work.push_back((input, proposer));
-            None
+            true
         };
-        while let Some((input, proposer)) = first.take().or_else(|| work.pop_front()) {
-            let host = &mut self.hosts[index];
-            let Some(node) = host.node.as_mut() else {
-                // The node is down: what was queued for it is lost with it,
-                // never stepped into the next node this engine steps.
-                work.clear();
+        while going {
+            let Some((input, proposer)) = work.pop_front() else {
                 break;
             };
-            if matches!(input, Input::Snapshotted(_)) {
-                host.snapshot_outstanding = false;
-            }
-            let before = self.nemesis.watching().then(|| nemesis::observe(node));
-            node.step(input, &mut actions);
-            if let Some(held) = node.snapshot_position() {
-                // The node never asks for the bytes of an older snapshot.
-                // Keys are ordered by index, so only a map whose first key
-                // is below the held snapshot has anything to drop (this
-                // runs at every step, a `retain` walk each time is not free).
-                let stale = host
-                    .snapshot_bytes
-                    .first_key_value()
-                    .is_some_and(|(position, _)| position.index < held.index);
-                if stale {
-                    host.snapshot_bytes
-                        .retain(|position, _| position.index >= held.index);
-                }
-            }
-            self.node_steps += 1;
-            self.after_step(index);
-            let strike = match before {
-                Some(before) if !self.healed && self.failure.is_none() => {
-                    self.judge_step(index, before)
-                }
-                _ => Strike::None,
-            };
-            if let Strike::CrashNow {
-                down_ns,
-                power_loss,
-            } = strike
-            {
-                // The process dies before it sends or writes anything of
-                // this step; only a role change is still checked.
-                actions.retain(|action| matches!(action, Action::RoleChanged { .. }));
-                for action in actions.drain(..) {
-                    self.execute(index, action, proposer, &mut work);
-                }
-                work.clear();
-                self.nemesis_crash(index, down_ns, power_loss);
-                break;
-            }
-            if let Strike::IsolateNow { length_ns } = strike {
-                let partition = Partition::Split {
-                    side: vec![index as NodeId + 1],
-                };
-                self.blocked = partition.blocked_matrix(self.hosts.len());
-                self.note(None, || {
-                    format!("nemesis: the new leader is cut off at once, {partition}")
-                });
-                self.schedule(length_ns, Event::DelayedHealNetwork);
-                self.network_changed();
-            }
-            for action in actions.drain(..) {
-                self.execute(index, action, proposer, &mut work);
-            }
-            self.check_log_bound(index);
-            if let Strike::CrashAfterActions { down_ns } = strike {
-                work.clear();
-                self.nemesis_crash(index, down_ns, false);
-                break;
-            }
-            if self.failure.is_some() {
-                work.clear();
-                break;
+            going = self.step_once(index, input, proposer, &mut work, &mut actions);
+        }
+        self.work = Some(work);
+        self.actions = actions;
+    }
+
+    /// One input of [`Simulation::step`]: steps the node, runs the checks
+    /// and executes the actions. False when the step must stop here (the
+    /// node is down or crashed, or a check failed); `work` is then empty.
+    fn step_once(
+        &mut self,
+        index: usize,
+        input: Input,
+        proposer: Option<Proposer>,
+        work: &mut VecDeque<(Input, Option<Proposer>)>,
+        actions: &mut Vec<Action>,
+    ) -> bool {
+        let host = &mut self.hosts[index];
+        let Some(node) = host.node.as_mut() else {
+            // The node is down: what was queued for it is lost with it,
+            // never stepped into the next node this engine steps.
+            work.clear();
+            return false;
+        };
+        if matches!(input, Input::Snapshotted(_)) {
+            host.snapshot_outstanding = false;
+        }
+        let before = self.nemesis.watching().then(|| nemesis::observe(node));
+        node.step(input, actions);
+        if let Some(held) = node.snapshot_position() {
+            // The node never asks for the bytes of an older snapshot.
+            // Keys are ordered by index, so only a map whose first key
+            // is below the held snapshot has anything to drop (this
+            // runs at every step, a `retain` walk each time is not free).
+            let stale = host
+                .snapshot_bytes
+                .first_key_value()
+                .is_some_and(|(position, _)| position.index < held.index);
+            if stale {
+                host.snapshot_bytes
+                    .retain(|position, _| position.index >= held.index);
             }
         }
-        self.work = work;
-        self.actions = actions;
+        self.node_steps += 1;
+        self.after_step(index);
+        let strike = match before {
+            Some(before) if !self.healed && self.failure.is_none() => {
+                self.judge_step(index, before)
+            }
+            _ => Strike::None,
+        };
+        if let Strike::CrashNow {
+            down_ns,
+            power_loss,
+        } = strike
+        {
+            // The process dies before it sends or writes anything of
+            // this step; only a role change is still checked.
+            actions.retain(|action| matches!(action, Action::RoleChanged { .. }));
+            for action in actions.drain(..) {
+                self.execute(index, action, proposer, work);
+            }
+            work.clear();
+            self.nemesis_crash(index, down_ns, power_loss);
+            return false;
+        }
+        if let Strike::IsolateNow { length_ns } = strike {
+            let partition = Partition::Split {
+                side: vec![index as NodeId + 1],
+            };
+            self.blocked = partition.blocked_matrix(self.hosts.len());
+            self.note(None, || {
+                format!("nemesis: the new leader is cut off at once, {partition}")
+            });
+            self.schedule(length_ns, Event::DelayedHealNetwork);
+            self.network_changed();
+        }
+        for action in actions.drain(..) {
+            self.execute(index, action, proposer, work);
+        }
+        self.check_log_bound(index);
+        if let Strike::CrashAfterActions { down_ns } = strike {
+            work.clear();
+            self.nemesis_crash(index, down_ns, false);
+            return false;
+        }
+        if self.failure.is_some() {
+            work.clear();
+            return false;
+        }
+        true
     }
 
     /// Checks run after every node step, before its actions execute.
