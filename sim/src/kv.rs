@@ -490,8 +490,7 @@ impl Workload for KvWorkload {
             };
         }
         let verdict = match &self.forced {
-            None => check_history_with(&self.history, &self.check_config)
-                .map_failure(|text| text),
+            None => check_history_with(&self.history, &self.check_config).map_failure(|text| text),
             Some((recovered_ns, lost)) => {
                 let (before, across) =
                     split_at_forced_recovery(&self.history, &self.op_ids, *recovered_ns, lost);

@@ -23,6 +23,9 @@ pub(super) enum Reply {
         bytes: Bytes,
         index: Index,
         term: Term,
+        /// When it was sent (a forced recovery judges by it whether it
+        /// speaks of the old cluster or the recovered one).
+        sent_ns: u64,
     },
     Unknown,
     /// A read served without the log.
@@ -268,7 +271,12 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 self.workload.served_by(client, path);
                 self.client_done(client, OpResult::Ok(&bytes));
             }
-            Reply::Response { bytes, index, term } => {
+            Reply::Response {
+                bytes,
+                index,
+                term,
+                sent_ns,
+            } => {
                 let response = SessionResponse::decode(&bytes);
                 let register = self.clients[client]
                     .op
@@ -276,7 +284,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                     .is_some_and(|op| op.register);
                 match response {
                     Ok(SessionResponse::Registered { client: session_id }) if register => {
-                        self.record_session(client, index, term);
+                        self.record_session(client, sent_ns, index, term);
                         self.clients[client].session = Some(session_id);
                         self.clients[client].seq = 0;
                         self.clients[client].op = None;
@@ -291,7 +299,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                         );
                     }
                     Ok(SessionResponse::Ok(response)) if !register => {
-                        self.record_ack(client, index, term);
+                        self.record_ack(client, sent_ns, index, term);
                         self.operations_ok += 1;
                         self.client_done(client, OpResult::Ok(&response));
                     }

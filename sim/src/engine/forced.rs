@@ -236,9 +236,14 @@ struct Held {
 }
 
 impl Held {
-    /// Whether the survivor held entry (`index`, `term`). At or below its
-    /// base the entry is in its snapshot, which holds the committed prefix
-    /// there: every committed entry (and an acknowledged one is) counts.
+    /// Whether the survivor held entry (`index`, `term`) of the old
+    /// cluster. At or below its base the entry is in its snapshot, which
+    /// holds the committed prefix there: every committed entry (and an
+    /// acknowledged one is) counts. (An entry the recovered cluster made
+    /// can have the same index and term as one of a lost leader: the lost
+    /// nodes may have reached terms past the forced one. So an
+    /// acknowledgement is judged by when its reply was sent, see
+    /// `Simulation::record_ack`.)
     fn holds(&self, index: Index, term: Term) -> bool {
         index <= self.base.index || self.terms.get(&index) == Some(&term)
     }
@@ -258,8 +263,9 @@ pub(super) struct Forced {
     held: Option<Held>,
     /// Acknowledgements before the recovery.
     acks: Vec<Ack>,
-    /// Sessions' registration entries, by client.
-    sessions: BTreeMap<u32, (Index, Term)>,
+    /// Sessions' registrations (reply sent at, entry index and term), by
+    /// client.
+    sessions: BTreeMap<u32, (u64, Index, Term)>,
     /// The forced entry, once synced: every later boot of the survivor
     /// must hold it.
     forced_entry: Option<LogPosition>,
@@ -383,8 +389,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             ForcedStep::Lose => self.lose_majority(),
             ForcedStep::Recover => self.force_recovery(),
             ForcedStep::CrashSurvivor => {
-                let Some(survivor) = self.forced.as_ref().and_then(|forced| forced.survivor)
-                else {
+                let Some(survivor) = self.forced.as_ref().and_then(|forced| forced.survivor) else {
                     return;
                 };
                 if self.healed {
@@ -609,20 +614,27 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         }
     }
 
-    /// A client's operation was acknowledged from entry (`index`, `term`):
-    /// into the acknowledged writes every one must survive, or, when the
-    /// survivor of a forced recovery did not hold the entry, into the
+    /// Whether a reply sent at `sent_ns` about entry (`index`, `term`)
+    /// speaks of an entry that survived the forced recovery: one the
+    /// recovered cluster made (the reply was sent after the recovery), or
+    /// one of the old cluster the survivor held.
+    fn survived(held: &Held, recovered_ns: u64, sent_ns: u64, index: Index, term: Term) -> bool {
+        sent_ns >= recovered_ns || held.holds(index, term)
+    }
+
+    /// A client's operation was acknowledged, in a reply sent at
+    /// `sent_ns`, from entry (`index`, `term`): into the acknowledged
+    /// writes every one must survive, or, when it was an entry of the old
+    /// cluster the survivor of a forced recovery did not hold, into the
     /// report of lost operations.
-    pub(super) fn record_ack(&mut self, client: usize, index: Index, term: Term) {
+    pub(super) fn record_ack(&mut self, client: usize, sent_ns: u64, index: Index, term: Term) {
         let Some(forced) = self.forced.as_ref() else {
             self.acked.push((index, term));
             return;
         };
-        if forced
-            .held
-            .as_ref()
-            .is_some_and(|held| held.holds(index, term))
-        {
+        if forced.held.as_ref().is_some_and(|held| {
+            Self::survived(held, forced.report.recovered_ns, sent_ns, index, term)
+        }) {
             self.acked.push((index, term));
             return;
         }
@@ -663,10 +675,13 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         });
     }
 
-    /// A client's session was registered at entry (`index`, `term`).
-    pub(super) fn record_session(&mut self, client: usize, index: Index, term: Term) {
+    /// A client's session was registered at entry (`index`, `term`), in
+    /// a reply sent at `sent_ns`.
+    pub(super) fn record_session(&mut self, client: usize, sent_ns: u64, index: Index, term: Term) {
         if let Some(forced) = self.forced.as_mut() {
-            forced.sessions.insert(client as u32, (index, term));
+            forced
+                .sessions
+                .insert(client as u32, (sent_ns, index, term));
         }
     }
 
@@ -677,12 +692,12 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         let Some(forced) = self.forced.as_ref() else {
             return false;
         };
-        let (Some(held), Some((index, term))) =
+        let (Some(held), Some((sent_ns, index, term))) =
             (forced.held.as_ref(), forced.sessions.get(&(client as u32)))
         else {
             return false;
         };
-        !held.holds(*index, *term)
+        !Self::survived(held, forced.report.recovered_ns, *sent_ns, *index, *term)
     }
 
     /// After every boot of the survivor past its recovery: the recovery's
@@ -701,8 +716,8 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         let Some(node) = self.hosts[index].node.as_ref() else {
             return;
         };
-        let holds = entry.index <= node.log_base().index
-            || node.term_at(entry.index) == Some(entry.term);
+        let holds =
+            entry.index <= node.log_base().index || node.term_at(entry.index) == Some(entry.term);
         if node.term() < entry.term || !holds {
             let message = format!(
                 "the forced recovery (entry {} term {}) was done, but the survivor restarted in term {} with {:?} there",
@@ -728,10 +743,12 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         };
         let forced = self.forced.as_ref().expect("on");
         let current = forced.fresh.last().copied();
-        let membership = self.hosts[leader]
-            .node
-            .as_ref()
-            .map(|node| (node.membership().clone(), node.commit_index() >= node.membership_index()));
+        let membership = self.hosts[leader].node.as_ref().map(|node| {
+            (
+                node.membership().clone(),
+                node.commit_index() >= node.membership_index(),
+            )
+        });
         let Some((membership, committed)) = membership else {
             return;
         };
@@ -743,9 +760,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 Some(MembershipChange::PromoteLearner(fresh as NodeId + 1))
             }
             Some(_) if !committed || membership.is_joint() => None,
-            _ if forced.fresh.len() < forced.fresh_wanted
-                && self.hosts.len() < HOSTS_MAX =>
-            {
+            _ if forced.fresh.len() < forced.fresh_wanted && self.hosts.len() < HOSTS_MAX => {
                 let fresh = self.add_fresh_host();
                 self.note(Some(fresh), || {
                     format!("forced recovery: fresh node n{} joins", fresh + 1)
@@ -777,7 +792,8 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         let id = index as NodeId + 1;
         let tick_period_ns = self.config.tick_ns.max(1);
         let sm = concord::session::WithSessions::new((self.make_sm)(id), self.config.max_sessions);
-        self.hosts.push(super::host::Host::fresh(id, sm, tick_period_ns));
+        self.hosts
+            .push(super::host::Host::fresh(id, sm, tick_period_ns));
         let seed = self.forced.as_mut().expect("on").rng.gen();
         self.node_seeds.push(seed);
         self.safety.add_node();

@@ -986,6 +986,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                     bytes,
                     index: entry.index,
                     term: entry.term,
+                    sent_ns: self.now,
                 },
                 _ => Reply::Unknown,
             };
