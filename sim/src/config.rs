@@ -28,6 +28,11 @@ pub struct HostBugs {
     /// it applied) out of its snapshots; a node restoring one loses every
     /// record the snapshot covers.
     pub host_book_dropped_from_snapshots: bool,
+    /// The forced-recovery scenario starts the survivor on the plan's
+    /// writes before they are synced (as if the offline tool returned
+    /// without an fsync); a crash just after loses the forced term and
+    /// configuration.
+    pub forced_recovery_unsynced: bool,
 }
 
 impl HostBugs {
@@ -39,6 +44,7 @@ impl HostBugs {
             || self.snapshot_reported_before_sync
             || self.snapshot_past_applied
             || self.host_book_dropped_from_snapshots
+            || self.forced_recovery_unsynced
     }
 }
 
@@ -364,6 +370,20 @@ fn on_off(flag: bool) -> &'static str {
     }
 }
 
+/// Whether a seed runs the forced-recovery scenario (`engine::forced`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ForcedRecoveryChoice {
+    /// Drawn per seed: about a fifth of the seeds without membership
+    /// churn, on 2 or more nodes, with a workload that accounts for lost
+    /// writes (the built-in key-value workload).
+    #[default]
+    Swarm,
+    /// Every seed (membership churn is then off in every seed).
+    Always,
+    /// No seed.
+    Off,
+}
+
 /// Everything that defines one run, besides the fault plan (which the
 /// seed draws unless one is given).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -434,6 +454,9 @@ pub struct SimConfig {
     pub service: crate::services::Service,
     /// Plant the selected service's bug (see [`crate::services`]).
     pub service_bug: bool,
+    /// Whether seeds lose a majority of their voters for good and are
+    /// rebuilt from one survivor by forced recovery.
+    pub forced_recovery: ForcedRecoveryChoice,
 }
 
 impl Default for SimConfig {
@@ -465,6 +488,7 @@ impl Default for SimConfig {
             max_node_steps: 2_000_000,
             service: crate::services::Service::Builtin,
             service_bug: false,
+            forced_recovery: ForcedRecoveryChoice::Swarm,
         }
     }
 }
@@ -498,6 +522,14 @@ impl SimConfig {
         }
         if self.service_bug && self.service == crate::services::Service::Builtin {
             return Err("--bug-service plants a service's bug: add --service kv".to_string());
+        }
+        if self.forced_recovery == ForcedRecoveryChoice::Always
+            && self.service != crate::services::Service::Builtin
+        {
+            return Err("--forced-recovery runs the built-in workload only (its history check accounts for the writes a forced recovery loses): drop --service".to_string());
+        }
+        if self.bugs.forced_recovery_unsynced && self.forced_recovery == ForcedRecoveryChoice::Off {
+            return Err("--bug-forced-recovery-unsynced plants a bug of the forced-recovery scenario: drop --no-forced-recovery".to_string());
         }
         if self.max_sessions == 0 {
             return Err("--max-sessions must be at least 1".to_string());
@@ -636,6 +668,14 @@ impl SimConfig {
         }
         if self.service_bug {
             flags += " --bug-service";
+        }
+        match self.forced_recovery {
+            ForcedRecoveryChoice::Swarm => {}
+            ForcedRecoveryChoice::Always => flags += " --forced-recovery",
+            ForcedRecoveryChoice::Off => flags += " --no-forced-recovery",
+        }
+        if self.bugs.forced_recovery_unsynced {
+            flags += " --bug-forced-recovery-unsynced";
         }
         flags
     }

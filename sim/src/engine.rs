@@ -13,6 +13,7 @@
 //! | `inject` | applying the fault plan and the protocol-aware nemeses; healing |
 //! | `checks` | liveness probe, stability checks, final checks on the run |
 //! | `churn` | the membership workload: adding, promoting and removing nodes |
+//! | `forced` | losing a majority for good, forced recovery from a survivor, fresh nodes joining |
 //! | `queue` | the event queue, by (virtual time, sequence number) |
 //!
 //! The per-step safety checks live in `crate::safety`, the promise checks
@@ -25,7 +26,7 @@
 //! the other draws as little as possible). Nothing reads the wall clock,
 //! no thread runs inside a run, and every collection iterated is ordered.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 
 use rand::{Rng, SeedableRng};
@@ -33,11 +34,10 @@ use rand_chacha::ChaCha8Rng;
 
 use concord::session::WithSessions;
 use concord::state_machine::StateMachine;
-use concord::{Action, Index, Input, LogPosition, Message, Node, NodeId, Term};
+use concord::{Action, Index, Input, Message, Node, NodeId, Term};
 
 use crate::budgets::{Budgets, Efficiency};
 use crate::config::{CompactionOptions, NodeOptions, ReadOptions, SimConfig};
-use crate::disk::Disk;
 use crate::faults::{exponential, Fault, FaultKind, FaultPlan, PlanLimits, Rates};
 use crate::nemesis::Nemesis;
 use crate::promises::Promises;
@@ -49,6 +49,7 @@ mod book;
 mod checks;
 mod churn;
 mod client;
+mod forced;
 mod host;
 mod inject;
 mod network;
@@ -58,6 +59,8 @@ use self::book::HostEntries;
 use self::checks::Probe;
 use self::churn::Churn;
 use self::client::{Client, ClientMessage};
+use self::forced::{Forced, ForcedStep};
+pub use self::forced::{ForcedRecoveryReport, LostOperation};
 use self::host::{Host, HostInput, Proposer};
 use self::network::{body_code, NetOdds, Slab};
 use self::queue::EventQueue;
@@ -316,6 +319,8 @@ pub struct RunReport {
     pub failure: Option<Failure>,
     /// The timeline, when recording was on.
     pub timeline: Vec<TimelineEntry>,
+    /// The forced recovery, in seeds that ran one (`engine::forced`).
+    pub forced_recovery: Option<ForcedRecoveryReport>,
 }
 
 impl RunReport {
@@ -387,6 +392,7 @@ enum Event {
     QuietEnd,
     Membership,
     HostEntry,
+    Forced(ForcedStep),
 }
 
 impl Event {
@@ -412,6 +418,7 @@ impl Event {
             Event::QuietEnd => 18,
             Event::Membership => 19,
             Event::HostEntry => 20,
+            Event::Forced(step) => 21 | (step.code() << 8),
         }
     }
 }
@@ -486,6 +493,8 @@ pub struct Simulation<S, W> {
     witness: Option<usize>,
     /// The host entries of this seed, if drawn (`book`).
     host_entries: Option<HostEntries>,
+    /// The forced recovery of this seed, if drawn (`forced`).
+    forced: Option<Forced>,
 }
 
 /// The random streams of a seed.
@@ -567,30 +576,8 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             let skew = plan.clock_skew_ppm.get(index).copied().unwrap_or(0);
             let tick_period_ns =
                 ((config.tick_ns as i128 * (1_000_000 + skew as i128)) / 1_000_000).max(1) as u64;
-            hosts.push(Host {
-                id,
-                node: None,
-                sm: WithSessions::new(make_sm(id), config.max_sessions),
-                disk: Disk::default(),
-                incarnation: 0,
-                paused: false,
-                paused_queue: VecDeque::new(),
-                missed_ticks: 0,
-                reads: BTreeMap::new(),
-                next_read_id: 0,
-                pending: BTreeMap::new(),
-                tick_period_ns,
-                last_vote: None,
-                last_commit_seen: 0,
-                executed: BTreeSet::new(),
-                applied_position: LogPosition::ZERO,
-                snapshot_outstanding: false,
-                snapshot_bytes: BTreeMap::new(),
-                incoming_snapshot: None,
-                pauses: 0,
-                leader_commit_seen: None,
-                book: Default::default(),
-            });
+            let sm = WithSessions::new(make_sm(id), config.max_sessions);
+            hosts.push(Host::fresh(id, sm, tick_period_ns));
         }
         let clients = (0..config.clients)
             .map(|_| Client {
@@ -607,7 +594,16 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         let rates = plan.rates.clone();
         let config_vary = config.vary_node_options;
         let read_choice = config.reads;
-        let churn = Churn::draw(&config);
+        let mut churn = Churn::draw(&config);
+        let forced = Forced::draw(
+            &config,
+            churn.is_some(),
+            workload.supports_forced_recovery(),
+        );
+        if forced.is_some() {
+            // Both change the membership; a seed runs one or the other.
+            churn = None;
+        }
         let witness = churn::draw_witness(&config, churn.as_ref());
         let host_entries = HostEntries::draw(&config);
         let (seed, nodes) = (config.seed, config.nodes);
@@ -669,6 +665,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             churn,
             witness,
             host_entries,
+            forced,
         };
         simulation.start()?;
         Ok(simulation)
@@ -711,6 +708,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         }
         if self.host_entries.is_some() {
             self.schedule(100 * MS, Event::HostEntry);
+        }
+        if let Some(forced) = &self.forced {
+            self.schedule(forced.lose_at_ns(), Event::Forced(ForcedStep::Lose));
         }
         self.schedule(
             self.config.chaos_ns + self.config.liveness_bound_ns,
@@ -794,6 +794,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             efficiency: self.budgets.spent(),
             failure: self.failure,
             timeline: self.timeline.unwrap_or_default(),
+            forced_recovery: self.forced.as_ref().map(|forced| forced.report().clone()),
         };
         (report, self.workload)
     }
@@ -847,7 +848,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 self.trace
                     .word(message.from | (message.to << 8) | (body_code(&message.body) << 16));
                 self.trace.word(message.term);
-                if self.blocked[from] & (1 << to) != 0 {
+                if self.blocked[from] & (1 << to) != 0 || self.is_fenced(message.from) {
                     return;
                 }
                 self.deliver(to, HostInput::Node(Input::Receive(message)));
@@ -985,6 +986,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             Event::QuietEnd => self.end_quiet_period(),
             Event::Membership => self.membership_change(),
             Event::HostEntry => self.host_entry_tick(),
+            Event::Forced(step) => self.forced_step(step),
             Event::Deadline => {
                 if self.probe.satisfied {
                     // In the quiet period, which ends on its own.
@@ -1051,6 +1053,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         if self.failure.is_none() {
             self.final_checks();
         }
+        self.finish_forced();
         let report = self.workload.finish();
         if self.failure.is_none() {
             if let Some(message) = report.failure {

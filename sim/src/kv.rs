@@ -11,7 +11,7 @@
 //! append, `0x02` + 0/1 for cas, `0xff` for a command that cannot be
 //! parsed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use rand::Rng;
@@ -20,7 +20,7 @@ use rand_chacha::ChaCha8Rng;
 use concord::state_machine::{RestoreError, StateMachine};
 use concord::Index;
 
-use crate::history::{Op, Operation, Output};
+use crate::history::{Op, Operation, Outcome, Output};
 use crate::linearizability::{check_history_with, CheckConfig, CheckResult};
 use crate::workload::{OpResult, Workload, WorkloadReport};
 
@@ -314,6 +314,10 @@ pub struct KvWorkload {
     last_seen: BTreeMap<String, String>,
     check: bool,
     check_config: CheckConfig,
+    /// Per operation of `history`: its operation id.
+    op_ids: Vec<u64>,
+    /// A forced recovery: its time and the lost operations' ids.
+    forced: Option<(u64, BTreeSet<u64>)>,
 }
 
 impl KvWorkload {
@@ -332,6 +336,8 @@ impl KvWorkload {
             last_seen: BTreeMap::new(),
             check: true,
             check_config,
+            op_ids: Vec::new(),
+            forced: None,
         }
     }
 
@@ -405,6 +411,7 @@ impl Workload for KvWorkload {
         let op_id = ((client as u64) << 40) | number;
         let command = encode_command(op_id, &key, &op);
         self.in_flight[client] = Some(self.history.len());
+        self.op_ids.push(op_id);
         self.history
             .push(Operation::new(client as u64, key, op, now_ns));
         self.read_paths.push(None);
@@ -474,6 +481,14 @@ impl Workload for KvWorkload {
         Some(u64::from_le_bytes(bytes))
     }
 
+    fn supports_forced_recovery(&self) -> bool {
+        true
+    }
+
+    fn forced_recovery(&mut self, recovered_ns: u64, lost_op_ids: &BTreeSet<u64>) {
+        self.forced = Some((recovered_ns, lost_op_ids.clone()));
+    }
+
     fn finish(&mut self) -> WorkloadReport {
         let operations_checked = self.history.len() as u64;
         if !self.check {
@@ -482,9 +497,28 @@ impl Workload for KvWorkload {
                 failure: None,
             };
         }
-        let failure = match check_history_with(&self.history, &self.check_config) {
-            CheckResult::Ok => None,
-            other => {
+        let verdict = match &self.forced {
+            None => check_history_with(&self.history, &self.check_config).map_failure(|text| text),
+            Some((recovered_ns, lost)) => {
+                let (before, across) =
+                    split_at_forced_recovery(&self.history, &self.op_ids, *recovered_ns, lost);
+                match check_history_with(&before, &self.check_config) {
+                    CheckResult::Ok => check_history_with(&across, &self.check_config)
+                        .map_failure(|text| {
+                            format!(
+                                "across the forced recovery at {recovered_ns} ns ({} lost operations may be absent): {text}",
+                                lost.len()
+                            )
+                        }),
+                    other => other.map_failure(|text| {
+                        format!("before the forced recovery at {recovered_ns} ns: {text}")
+                    }),
+                }
+            }
+        };
+        let failure = match verdict {
+            None => None,
+            Some(other) => {
                 let mut counts = [0u64; 3];
                 for path in self.read_paths.iter().flatten() {
                     counts[*path as usize] += 1;
@@ -504,6 +538,74 @@ impl Workload for KvWorkload {
             failure,
         }
     }
+}
+
+/// A check verdict as an optional failure text.
+trait MapFailure {
+    fn map_failure(self, describe: impl FnOnce(String) -> String) -> Option<String>;
+}
+
+impl MapFailure for CheckResult {
+    fn map_failure(self, describe: impl FnOnce(String) -> String) -> Option<String> {
+        match self {
+            CheckResult::Ok => None,
+            other => Some(describe(other.to_string())),
+        }
+    }
+}
+
+/// The two histories a run with a forced recovery at `recovered_ns` is
+/// checked as, each for linearizability, `lost_op_ids` being the ids
+/// (`op_ids`, one per operation of `history`) of the acknowledged
+/// operations whose entries the survivor did not hold:
+///
+/// * **before**: the operations called before the recovery, as the old
+///   cluster ran them (strict: it was linearizable until it was rebuilt,
+///   lost writes included, which did take effect then); one that had not
+///   returned by the recovery is unknown (it may have taken effect in the
+///   old cluster, or later in the recovered one);
+/// * **across**: the whole history with the lost operations unknown (their
+///   effects may be absent) and the reads called before the recovery left
+///   out (they may have seen the lost writes; the first history checks
+///   them). Everything else stays as recorded: an acknowledged write not
+///   among the lost must have taken effect and stay.
+///
+/// Sound because every committed entry the survivor held precedes, in the
+/// log, every one it did not hold (log matching): an operation completed
+/// before the recovery and not lost never depended on a lost one.
+pub fn split_at_forced_recovery(
+    history: &[Operation],
+    op_ids: &[u64],
+    recovered_ns: u64,
+    lost_op_ids: &BTreeSet<u64>,
+) -> (Vec<Operation>, Vec<Operation>) {
+    let unknown = |op: &Operation| Operation {
+        ret: None,
+        outcome: Outcome::Unknown,
+        ..op.clone()
+    };
+    let before = history
+        .iter()
+        .filter(|op| op.call < recovered_ns)
+        .map(|op| match (&op.outcome, op.ret) {
+            (Outcome::Failed, _) => op.clone(),
+            (_, Some(ret)) if ret < recovered_ns => op.clone(),
+            _ => unknown(op),
+        })
+        .collect();
+    let across = history
+        .iter()
+        .zip(op_ids.iter())
+        .filter(|(op, _)| !(op.op == Op::Get && op.call < recovered_ns))
+        .map(|(op, id)| {
+            if lost_op_ids.contains(id) {
+                unknown(op)
+            } else {
+                op.clone()
+            }
+        })
+        .collect();
+    (before, across)
 }
 
 #[cfg(test)]

@@ -159,12 +159,16 @@ pub mod trace;
 pub mod workload;
 
 pub use config::{
-    CompactionOptions, CoreBugs, HostBugs, NodeOptions, ReadChoice, ReadOptions, SimConfig,
+    CompactionOptions, CoreBugs, ForcedRecoveryChoice, HostBugs, NodeOptions, ReadChoice,
+    ReadOptions, SimConfig,
 };
 pub use engine::{
-    plan_for, Failure, FailureKind, FaultCounts, RunReport, Simulation, SnapshotCounts,
-    TimelineEntry,
+    plan_for, Failure, FailureKind, FaultCounts, ForcedRecoveryReport, LostOperation, RunReport,
+    Simulation, SnapshotCounts, TimelineEntry,
 };
 pub use faults::{Fault, FaultKind, FaultPlan, FaultSet, Partition, Rates, TimedFault};
-pub use runner::{run_kv, run_kv_with_history, run_seeds, FailureJson, Summary, SweepJson};
+pub use runner::{
+    run_kv, run_kv_with_history, run_seeds, FailureJson, ForcedJson, LostWriteJson, Summary,
+    SweepJson,
+};
 pub use workload::{OpResult, Workload, WorkloadReport};

@@ -13,8 +13,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use concord_sim::engine::format_time;
 use concord_sim::services::Service;
 use concord_sim::{
-    run_kv, run_kv_with_history, run_seeds, CoreBugs, FaultKind, FaultPlan, FaultSet, HostBugs,
-    ReadChoice, RunReport, SimConfig, SweepJson,
+    run_kv, run_kv_with_history, run_seeds, CoreBugs, FaultKind, FaultPlan, FaultSet,
+    ForcedRecoveryChoice, HostBugs, ReadChoice, RunReport, SimConfig, SweepJson,
 };
 
 /// Deterministic chaos simulator for the concord Raft library.
@@ -232,6 +232,22 @@ struct SimArgs {
     /// No witness voter in any seed.
     #[arg(long)]
     no_witnesses: bool,
+    /// Run the forced-recovery scenario in every seed (membership churn
+    /// then off): a majority of the voters is lost for good (disks
+    /// destroyed), the cluster is rebuilt from one survivor by forced
+    /// recovery, fresh nodes join in some seeds; the run reports which
+    /// acknowledged writes were lost. By default about a fifth of the
+    /// seeds without membership churn draw it (built-in workload only).
+    #[arg(long, conflicts_with = "no_forced_recovery")]
+    forced_recovery: bool,
+    /// No forced recovery in any seed.
+    #[arg(long)]
+    no_forced_recovery: bool,
+    /// Planted bug of the forced-recovery scenario: the survivor starts
+    /// before the recovery's writes (new term, forced configuration) are
+    /// synced, so a crash just after loses them.
+    #[arg(long)]
+    bug_forced_recovery_unsynced: bool,
     /// Planted core mistake: a witness campaigns like a full voter.
     #[arg(long)]
     bug_witness_campaigns: bool,
@@ -315,6 +331,7 @@ impl SimArgs {
                 snapshot_reported_before_sync: self.bug_snapshot_before_sync,
                 snapshot_past_applied: self.bug_snapshot_past_applied,
                 host_book_dropped_from_snapshots: self.bug_host_book_dropped,
+                forced_recovery_unsynced: self.bug_forced_recovery_unsynced,
             },
             core_bugs: CoreBugs {
                 figure_8_commit: self.bug_figure_8,
@@ -337,6 +354,13 @@ impl SimArgs {
             max_node_steps: self.max_steps,
             service: self.service,
             service_bug: self.bug_service,
+            forced_recovery: if self.forced_recovery {
+                ForcedRecoveryChoice::Always
+            } else if self.no_forced_recovery {
+                ForcedRecoveryChoice::Off
+            } else {
+                ForcedRecoveryChoice::Swarm
+            },
         };
         config.validate()?;
         Ok(config)
@@ -661,6 +685,19 @@ fn run(
         .map(|kind| format!("{}={}", kind.name(), summary.faults.get(*kind)))
         .collect();
     println!("  faults injected: {}", faults.join(" "));
+    if !summary.forced.is_empty() {
+        println!(
+            "  forced recoveries: {} seeds, {} acknowledged writes reported lost",
+            summary.forced.len(),
+            summary.lost_writes()
+        );
+        for (seed, forced) in &summary.forced {
+            if forced.lost_writes().next().is_some() {
+                // All of them: `replay` (and `--json`).
+                println!("    seed {seed}: {}", forced.describe(4));
+            }
+        }
+    }
     println!("  failures: {}", summary.failures.len());
     for report in &summary.failures {
         print_failure(report);
@@ -727,6 +764,9 @@ fn replay(
         report.snapshots.installed,
         report.snapshots.chunks_sent
     );
+    if let Some(forced) = &report.forced_recovery {
+        println!("{forced}");
+    }
     if show_plan {
         println!(
             "{}",

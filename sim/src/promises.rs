@@ -54,6 +54,11 @@ impl Promises {
         }
     }
 
+    /// A host joined the run (a fresh node after a forced recovery).
+    pub(crate) fn add_node(&mut self) {
+        self.nodes.push(NodePromises::default());
+    }
+
     /// Node `index` (in the state it is in) sends `message`.
     pub(crate) fn on_send(&mut self, index: usize, node: &Node, message: &Message) {
         let promises = &mut self.nodes[index];

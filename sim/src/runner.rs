@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::config::SimConfig;
-use crate::engine::{FaultCounts, RunReport, Simulation, SnapshotCounts};
+use crate::engine::{FaultCounts, ForcedRecoveryReport, RunReport, Simulation, SnapshotCounts};
 use crate::faults::{FaultKind, FaultPlan};
 use crate::history::Operation;
 use crate::kv::{KvStateMachine, KvWorkload, KvWorkloadConfig};
@@ -85,6 +85,9 @@ pub struct Summary {
     pub faults: FaultCounts,
     /// Snapshots taken and installed, chunks sent.
     pub snapshots: SnapshotCounts,
+    /// The forced recoveries run, by seed (their lists of operation ids
+    /// left out), in seed order.
+    pub forced: Vec<(u64, ForcedRecoveryReport)>,
     /// Wall-clock time taken.
     pub wall: Duration,
 }
@@ -99,9 +102,25 @@ impl Summary {
         self.faults.merge(&report.faults);
         self.snapshots.merge(&report.snapshots);
         self.hashes.push((report.config.seed, report.trace_hash));
+        if let Some(forced) = report.forced_recovery.as_ref() {
+            let forced = ForcedRecoveryReport {
+                held_op_ids: Vec::new(),
+                final_op_ids: Vec::new(),
+                ..forced.clone()
+            };
+            self.forced.push((report.config.seed, forced));
+        }
         if !report.passed() {
             self.failures.push(report);
         }
+    }
+
+    /// Acknowledged writes reported lost by forced recoveries.
+    pub fn lost_writes(&self) -> u64 {
+        self.forced
+            .iter()
+            .map(|(_, forced)| forced.lost_writes().count() as u64)
+            .sum()
     }
 
     /// Seeds per wall-clock second.
@@ -174,6 +193,7 @@ pub fn run_seeds(
         .map_err(|_| "a worker thread panicked".to_string())?;
     summary.hashes.sort_unstable();
     summary.failures.sort_by_key(|report| report.config.seed);
+    summary.forced.sort_by_key(|(seed, _)| *seed);
     summary.wall = started.elapsed();
     Ok(summary)
 }
@@ -195,6 +215,40 @@ pub struct FailureJson {
     pub trace_hash: String,
     /// The command that replays the run.
     pub replay: String,
+}
+
+/// One acknowledged write a forced recovery lost, in a [`ForcedJson`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LostWriteJson {
+    /// The workload's operation id, if it has one.
+    pub op_id: Option<u64>,
+    /// The client it was acknowledged to.
+    pub client: u32,
+    /// The operation (e.g. `put k3 = "1.7;"`).
+    pub operation: String,
+    /// Index of its entry in the lost majority's log.
+    pub index: u64,
+    /// Term of that entry.
+    pub term: u64,
+}
+
+/// One seed's forced recovery in a [`SweepJson`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForcedJson {
+    /// The seed.
+    pub seed: u64,
+    /// The survivor.
+    pub survivor: u64,
+    /// The nodes lost for good.
+    pub lost_nodes: Vec<u64>,
+    /// Virtual time of the recovery, nanoseconds.
+    pub recovered_ns: u64,
+    /// The first committed index the survivor did not hold.
+    pub diverged_at: u64,
+    /// Fresh nodes that joined after.
+    pub fresh_nodes: Vec<u64>,
+    /// The acknowledged writes lost.
+    pub lost_writes: Vec<LostWriteJson>,
 }
 
 /// The machine-readable summary of a sweep (`run --json`). Summaries of
@@ -233,6 +287,15 @@ pub struct SweepJson {
     pub snapshots: BTreeMap<String, u64>,
     /// Wall-clock time, milliseconds (summed over merged shards).
     pub wall_ms: u64,
+    /// Seeds that ran a forced recovery.
+    #[serde(default)]
+    pub forced_recoveries: u64,
+    /// Acknowledged writes the forced recoveries reported lost.
+    #[serde(default)]
+    pub lost_writes: u64,
+    /// The forced recoveries, in seed order.
+    #[serde(default)]
+    pub forced: Vec<ForcedJson>,
 }
 
 impl SweepJson {
@@ -276,6 +339,28 @@ impl SweepJson {
             .cli_flags()
             .split_once(&format!("--nodes {}", template.nodes))
             .map_or(String::new(), |(_, rest)| rest.trim().to_string());
+        let forced = summary
+            .forced
+            .iter()
+            .map(|(seed, forced)| ForcedJson {
+                seed: *seed,
+                survivor: forced.survivor,
+                lost_nodes: forced.lost_nodes.clone(),
+                recovered_ns: forced.recovered_ns,
+                diverged_at: forced.diverged_at,
+                fresh_nodes: forced.fresh_nodes.clone(),
+                lost_writes: forced
+                    .lost_writes()
+                    .map(|lost| LostWriteJson {
+                        op_id: lost.op_id,
+                        client: lost.client,
+                        operation: lost.description.clone(),
+                        index: lost.index,
+                        term: lost.term,
+                    })
+                    .collect(),
+            })
+            .collect();
         SweepJson {
             ranges: vec![(seeds.start, seeds.end)],
             nodes: template.nodes,
@@ -292,6 +377,9 @@ impl SweepJson {
             faults,
             snapshots,
             wall_ms: summary.wall.as_millis() as u64,
+            forced_recoveries: summary.forced.len() as u64,
+            lost_writes: summary.lost_writes(),
+            forced,
         }
     }
 
@@ -332,6 +420,10 @@ impl SweepJson {
             }
         }
         self.wall_ms += other.wall_ms;
+        self.forced_recoveries += other.forced_recoveries;
+        self.lost_writes += other.lost_writes;
+        self.forced.extend(other.forced.iter().cloned());
+        self.forced.sort_by_key(|forced| forced.seed);
         Ok(())
     }
 }

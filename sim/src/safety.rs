@@ -62,6 +62,24 @@ impl Safety {
             .map(|(term, _)| *term)
     }
 
+    /// A host joined the run (a fresh node after a forced recovery).
+    pub(crate) fn add_node(&mut self) {
+        self.last_commit.push(0);
+    }
+
+    /// A forced recovery: the committed entries from `diverged_at` on
+    /// (which the survivor did not hold) are gone, with the responses
+    /// applied there, and the leaders of terms from `forced_term` on (only
+    /// lost nodes can have led them) are forgotten. What is relaxed, and
+    /// why, is argued in `engine::forced`.
+    pub(crate) fn forget_from(&mut self, diverged_at: Index, forced_term: Term) {
+        let keep = diverged_at.saturating_sub(1) as usize;
+        self.committed.truncate(keep);
+        self.commit_terms.truncate(keep);
+        self.applied.truncate(keep);
+        let _ = self.leaders.split_off(&forced_term);
+    }
+
     pub(crate) fn on_restart(&mut self, node: usize) {
         self.last_commit[node] = 0;
     }

@@ -6,6 +6,8 @@
 //! number), and reports the outcome back. A workload supplies the commands
 //! and judges the results; [`crate::kv::KvWorkload`] is the built-in one.
 
+use std::collections::BTreeSet;
+
 use bytes::Bytes;
 use rand_chacha::ChaCha8Rng;
 
@@ -65,6 +67,21 @@ pub trait Workload {
     /// `client`'s current command, a read, was served on `path` (called
     /// just before [`Workload::complete`]), so the history can record it.
     fn served_by(&mut self, _client: usize, _path: concord::ReadPath) {}
+
+    /// Whether this workload's check accounts for a forced recovery
+    /// ([`Workload::forced_recovery`]). The simulator draws the
+    /// forced-recovery scenario only for workloads that do.
+    fn supports_forced_recovery(&self) -> bool {
+        false
+    }
+
+    /// A forced recovery rebuilt the cluster from one survivor at
+    /// `recovered_ns` (called once, before [`Workload::finish`]).
+    /// `lost_op_ids` are the [`Workload::command_id`]s of the operations
+    /// acknowledged to clients whose log entries the survivor did not
+    /// hold: their effects may be absent from then on. Every other
+    /// acknowledged operation survived.
+    fn forced_recovery(&mut self, _recovered_ns: u64, _lost_op_ids: &BTreeSet<u64>) {}
 
     /// Checks everything recorded; called once at the end of a run.
     fn finish(&mut self) -> WorkloadReport;

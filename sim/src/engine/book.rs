@@ -83,6 +83,12 @@ impl HostEntries {
         book
     }
 
+    /// A forced recovery: the records from `diverged_at` on were in
+    /// committed entries the survivor did not hold, gone with them.
+    pub(super) fn forget_from(&mut self, diverged_at: Index) {
+        let _ = self.records.split_off(&diverged_at);
+    }
+
     /// Notes the record applied at `index`; an error if another record was
     /// applied there before.
     pub(super) fn on_applied(&mut self, index: Index, record: (NodeId, u64)) -> Result<(), String> {

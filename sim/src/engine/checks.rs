@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use concord::session;
 use concord::state_machine::StateMachine;
-use concord::{EntryPayload, Index, Input, Membership, NodeId, Role, Term};
+use concord::{Index, Input, Membership, NodeId, Role, Term};
 
 use super::host::Proposer;
 use super::{format_time, Event, FailureKind, Simulation, MS, QUIET_PERIOD_NS};
@@ -104,8 +104,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         });
         // A leader other than the preferred one may hand over at any time;
         // the preferred node (the highest id) only counts while a full
-        // voter of the final configuration.
-        let preferred = self.hosts.len() as NodeId;
+        // voter of the final configuration (fresh nodes that joined after
+        // a forced recovery carry no priority).
+        let preferred = self.config.nodes as NodeId;
         let preferred_votes = self
             .probe
             .final_membership
@@ -220,8 +221,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         let mut membership = None;
         let mut at = node.last_index();
         while at >= node.first_index() {
-            if let Some(EntryPayload::Membership(m)) = node.entry(at).map(|e| &e.payload) {
-                membership = Some(Membership::clone(m));
+            // A forced configuration counts like any other.
+            if let Some(m) = node.entry(at).and_then(|e| e.payload.membership()) {
+                membership = Some(m.clone());
                 break;
             }
             at -= 1;

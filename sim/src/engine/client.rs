@@ -23,6 +23,9 @@ pub(super) enum Reply {
         bytes: Bytes,
         index: Index,
         term: Term,
+        /// When it was sent (a forced recovery judges by it whether it
+        /// speaks of the old cluster or the recovered one).
+        sent_ns: u64,
     },
     Unknown,
     /// A read served without the log.
@@ -268,7 +271,12 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 self.workload.served_by(client, path);
                 self.client_done(client, OpResult::Ok(&bytes));
             }
-            Reply::Response { bytes, index, term } => {
+            Reply::Response {
+                bytes,
+                index,
+                term,
+                sent_ns,
+            } => {
                 let response = SessionResponse::decode(&bytes);
                 let register = self.clients[client]
                     .op
@@ -276,6 +284,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                     .is_some_and(|op| op.register);
                 match response {
                     Ok(SessionResponse::Registered { client: session_id }) if register => {
+                        self.record_session(client, sent_ns, index, term);
                         self.clients[client].session = Some(session_id);
                         self.clients[client].seq = 0;
                         self.clients[client].op = None;
@@ -290,7 +299,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                         );
                     }
                     Ok(SessionResponse::Ok(response)) if !register => {
-                        self.acked.push((index, term));
+                        self.record_ack(client, sent_ns, index, term);
                         self.operations_ok += 1;
                         self.client_done(client, OpResult::Ok(&response));
                     }
@@ -301,7 +310,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                         // (or no longer answers a retry from its cache).
                         let sessions_max: u64 =
                             self.clients.iter().map(|c| c.registrations_sent).sum();
-                        if sessions_max <= self.config.max_sessions as u64 {
+                        if sessions_max <= self.config.max_sessions as u64
+                            && !self.session_lost_by_recovery(client)
+                        {
                             let message = format!(
                                 "client {client}'s session expired, but at most {sessions_max} sessions were ever registered and the table holds {}",
                                 self.config.max_sessions

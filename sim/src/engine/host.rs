@@ -13,7 +13,7 @@ use concord::session::{ClientRequest, SessionOutcome, WithSessions};
 use concord::state_machine::StateMachine;
 use concord::{
     checksum64, Action, Config, Entry, EntryPayload, Index, Input, LogPosition, Node, NodeId,
-    ProposeError, ReadError, ReadPath, Role, Snapshot, SnapshotMeta, Term,
+    ProposeError, ReadError, ReadPath, Recovered, Role, Snapshot, SnapshotMeta, Term,
 };
 
 use super::book::{wrap_snapshot, Book};
@@ -107,6 +107,34 @@ pub(super) struct Host<S> {
 }
 
 impl<S> Host<S> {
+    /// A host that has never run: empty disk, no node yet.
+    pub(super) fn fresh(id: NodeId, sm: WithSessions<S>, tick_period_ns: u64) -> Host<S> {
+        Host {
+            id,
+            node: None,
+            sm,
+            disk: Disk::default(),
+            incarnation: 0,
+            paused: false,
+            paused_queue: VecDeque::new(),
+            missed_ticks: 0,
+            reads: BTreeMap::new(),
+            next_read_id: 0,
+            pending: BTreeMap::new(),
+            tick_period_ns,
+            last_vote: None,
+            last_commit_seen: 0,
+            executed: BTreeSet::new(),
+            applied_position: LogPosition::ZERO,
+            snapshot_outstanding: false,
+            snapshot_bytes: BTreeMap::new(),
+            incoming_snapshot: None,
+            pauses: 0,
+            leader_commit_seen: None,
+            book: Default::default(),
+        }
+    }
+
     /// Keeps `snapshot`'s bytes for the node's chunk requests and returns
     /// what the node is told of it.
     pub(super) fn keep_snapshot_bytes(&mut self, snapshot: Snapshot) -> SnapshotMeta {
@@ -143,6 +171,12 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 config.learners = [id].into();
             }
         }
+        if let Some((voters, learners)) = self.fresh_initial_membership(index) {
+            // Priorities name the original nodes, most of them lost.
+            config.priorities.clear();
+            config.voters = voters;
+            config.learners = learners;
+        }
         if let Some(witness) = self.witness {
             let witness_id = witness as NodeId + 1;
             // A witness never leads, so it is never the preferred leader.
@@ -169,7 +203,6 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
 
     /// Starts (or restarts) node `index` from its disk.
     pub(super) fn boot(&mut self, index: usize) -> Result<(), String> {
-        let config = self.node_config(index);
         let recovered = match self.hosts[index].disk.recover() {
             Ok(recovered) => recovered,
             Err(error) => {
@@ -181,6 +214,13 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 return Ok(());
             }
         };
+        self.boot_from(index, recovered)
+    }
+
+    /// Starts node `index` from `recovered` (what its disk holds, or, for
+    /// a forced recovery's survivor, that with the plan's writes on top).
+    pub(super) fn boot_from(&mut self, index: usize, recovered: Recovered) -> Result<(), String> {
+        let config = self.node_config(index);
         let id = self.hosts[index].id;
         let base = recovered.base;
         match Node::new(config, recovered) {
@@ -250,6 +290,10 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                         self.fail(kind, Some(index), message);
                         return Ok(());
                     }
+                }
+                self.check_forced_durable(index);
+                if self.failure.is_some() {
+                    return Ok(());
                 }
                 if let Some(snapshot) = snapshot {
                     if !self.hosts[index]
@@ -471,7 +515,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             self.fail(kind, Some(index), message);
             return;
         }
-        if self.churn.is_some() {
+        if self.churn.is_some() || self.forced.is_some() {
             if let Err(message) = self.check_commit_quorum(index) {
                 self.fail(FailureKind::CommitWithoutQuorum, Some(index), message);
                 return;
@@ -964,6 +1008,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                     bytes,
                     index: entry.index,
                     term: entry.term,
+                    sent_ns: self.now,
                 },
                 _ => Reply::Unknown,
             };
@@ -1028,7 +1073,8 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
     }
 
     pub(super) fn restart(&mut self, index: usize) {
-        if self.hosts[index].node.is_some() {
+        // A node lost for good never comes back (`forced`).
+        if self.hosts[index].node.is_some() || self.is_lost(index) {
             return;
         }
         if self.is_unstarted_spare(index) {

@@ -1,0 +1,247 @@
+//! The forced-recovery scenario (`engine::forced`): a majority of the
+//! voters lost for good, the cluster rebuilt from one survivor. The lost
+//! writes the run reports are compared with an outside computation from
+//! the client history and the survivor's log, the planted bug (the
+//! survivor started before the recovery's writes are synced) is caught,
+//! and the history check relaxes exactly the reported writes.
+
+use std::collections::BTreeSet;
+
+use concord_sim::history::{Op, Operation, Outcome, Output};
+use concord_sim::kv::split_at_forced_recovery;
+use concord_sim::linearizability::{check_history, CheckResult};
+use concord_sim::{
+    run_kv, run_kv_with_history, FailureKind, ForcedRecoveryChoice, ForcedRecoveryReport, HostBugs,
+    SimConfig,
+};
+
+fn forced(seed: u64, nodes: usize) -> SimConfig {
+    SimConfig {
+        seed,
+        nodes,
+        forced_recovery: ForcedRecoveryChoice::Always,
+        ..SimConfig::default()
+    }
+}
+
+/// A short run with few clients, whose logs stay below the compaction
+/// thresholds: the survivor's log then holds every command it ever had.
+fn short(seed: u64) -> SimConfig {
+    SimConfig {
+        clients: 3,
+        chaos_ns: 3_000_000_000,
+        ..forced(seed, 3)
+    }
+}
+
+/// The operation id of every operation of `history`, as the key-value
+/// workload numbers them: client in the high bits, the client's count of
+/// operations in the low ones.
+fn op_ids(history: &[Operation]) -> Vec<u64> {
+    let mut counts = std::collections::BTreeMap::new();
+    history
+        .iter()
+        .map(|op| {
+            let count = counts.entry(op.client).or_insert(0u64);
+            *count += 1;
+            (op.client << 40) | *count
+        })
+        .collect()
+}
+
+/// Runs `config` and computes, from outside the engine, the acknowledged
+/// writes that are gone: those the client history shows acknowledged
+/// whose commands are not in the survivor's log at the end of the run
+/// (every entry it held at the recovery is still there, and so is every
+/// entry the recovered cluster committed since). Needs a survivor that
+/// never compacted its log, so that its log holds every command it ever
+/// had; asserts it.
+fn run_and_compute_lost(config: &SimConfig) -> (ForcedRecoveryReport, BTreeSet<u64>) {
+    let (report, history) = run_kv_with_history(config, None).unwrap();
+    assert!(
+        report.passed(),
+        "seed {}: {:?}",
+        config.seed,
+        report.failure
+    );
+    let forced = report
+        .forced_recovery
+        .clone()
+        .expect("the seed runs a forced recovery");
+    assert!(
+        forced.recovered_ns > 0,
+        "seed {}: no recovery ran",
+        config.seed
+    );
+    assert_eq!(
+        (forced.survivor_base.index, forced.final_base),
+        (0, 0),
+        "seed {}: the survivor compacted its log; pick another seed",
+        config.seed
+    );
+    let in_survivor_log: BTreeSet<u64> = forced.final_op_ids.iter().copied().collect();
+    let acknowledged_writes = history
+        .iter()
+        .zip(op_ids(&history))
+        .filter(|(op, _)| op.op != Op::Get && matches!(op.outcome, Outcome::Ok(_)))
+        .map(|(_, id)| id);
+    let lost = acknowledged_writes
+        .filter(|id| !in_survivor_log.contains(id))
+        .collect();
+    (forced, lost)
+}
+
+fn reported_lost(forced: &ForcedRecoveryReport) -> BTreeSet<u64> {
+    forced
+        .lost_writes()
+        .map(|lost| lost.op_id.expect("key-value operations carry ids"))
+        .collect()
+}
+
+/// A seed whose survivor held every committed entry when it was
+/// recovered: the run reports no lost write, and none is gone.
+#[test]
+fn a_survivor_holding_everything_reports_no_lost_writes() {
+    let config = short(SURVIVOR_HELD_ALL_SEED);
+    let (forced, lost) = run_and_compute_lost(&config);
+    assert_eq!(
+        forced.diverged_at,
+        forced.committed_before + 1,
+        "the survivor lacked committed entries: {forced}"
+    );
+    assert!(lost.is_empty(), "writes gone: {lost:x?}");
+    assert_eq!(forced.lost_writes().count(), 0, "{forced}");
+}
+
+/// A seed whose survivor (the node with the shortest durable log) lacked
+/// acknowledged writes: the run reports exactly the acknowledged writes
+/// that are gone, as computed from the history and the survivor's log.
+#[test]
+fn a_lagging_survivor_reports_exactly_the_writes_it_lacked() {
+    let config = short(SURVIVOR_LAGGED_SEED);
+    let (forced, lost) = run_and_compute_lost(&config);
+    assert!(
+        forced.diverged_at <= forced.committed_before,
+        "the survivor held every committed entry: {forced}"
+    );
+    assert!(!lost.is_empty(), "no acknowledged write is gone: {forced}");
+    assert_eq!(reported_lost(&forced), lost, "{forced}");
+    // None of them was in the survivor's log when it was recovered.
+    let held: BTreeSet<u64> = forced.held_op_ids.iter().copied().collect();
+    assert!(lost.iter().all(|id| !held.contains(id)));
+}
+
+/// The seeds of the two tests above, under [`short`] (of its seeds 0..60,
+/// eight keep the survivor's log uncompacted; seed 5 is the one among them
+/// whose survivor lacked acknowledged writes, six of them).
+const SURVIVOR_HELD_ALL_SEED: u64 = 3;
+const SURVIVOR_LAGGED_SEED: u64 = 5;
+
+/// Planted bug: the survivor starts on the recovery's writes before they
+/// are synced; in the seeds where it crashes again just after (about a
+/// third), it comes back without the forced term and configuration.
+/// Caught by the check that a done recovery stays durable. Goal: within
+/// 20 seeds with `--forced-recovery`. Measured (`run --seeds 0..31
+/// --nodes 5 --forced-recovery --bug-forced-recovery-unsynced`): first
+/// catch at seed 8, 10 of 31 seeds; in the default swarm (a recovery in
+/// about a tenth of the seeds) first at seed 9, 7 of seeds 0..300.
+const UNSYNCED_SEEDS: u64 = 20;
+
+#[test]
+fn forced_recovery_started_before_its_writes_are_synced_is_caught() {
+    let base = SimConfig {
+        bugs: HostBugs {
+            forced_recovery_unsynced: true,
+            ..HostBugs::default()
+        },
+        ..forced(0, 5)
+    };
+    let caught = (0..UNSYNCED_SEEDS).find_map(|seed| {
+        let report = run_kv(
+            &SimConfig {
+                seed,
+                ..base.clone()
+            },
+            None,
+        )
+        .unwrap();
+        report
+            .failure
+            .filter(|failure| failure.kind == FailureKind::Recovery)
+            .map(|failure| (seed, failure))
+    });
+    let (seed, failure) =
+        caught.unwrap_or_else(|| panic!("not caught within {UNSYNCED_SEEDS} seeds"));
+    assert!(
+        failure.message.contains("forced recovery"),
+        "seed {seed}: {failure}"
+    );
+    // The same seed without the bug passes.
+    let report = run_kv(
+        &SimConfig {
+            seed,
+            bugs: HostBugs::default(),
+            ..base.clone()
+        },
+        None,
+    )
+    .unwrap();
+    assert!(report.passed(), "seed {seed}: {:?}", report.failure);
+}
+
+fn put(client: u64, value: &str, call: u64, ret: u64) -> Operation {
+    Operation::new(
+        client,
+        "k",
+        Op::Put {
+            value: value.to_string(),
+        },
+        call,
+    )
+    .completed(ret, Output::Done)
+}
+
+fn get(client: u64, value: &str, call: u64, ret: u64) -> Operation {
+    Operation::new(client, "k", Op::Get, call).completed(ret, Output::Value(value.to_string()))
+}
+
+/// The history check across a recovery: a reported-lost write may have
+/// been seen before the recovery and be absent after it; a write that is
+/// not reported lost must stay.
+#[test]
+fn the_history_check_relaxes_only_the_reported_lost_writes() {
+    // Client 0 puts "a", then "b" (acknowledged, its entry lost); client 1
+    // reads "b" before the recovery at 100 and "a" after it.
+    let history = vec![
+        put(0, "a", 0, 10),
+        put(0, "b", 20, 30),
+        get(1, "b", 40, 50),
+        get(1, "a", 200, 210),
+    ];
+    let ids = op_ids(&history);
+    assert!(matches!(
+        check_history(&history),
+        CheckResult::NotLinearizable(_)
+    ));
+    let lost: BTreeSet<u64> = [ids[1]].into();
+    let (before, across) = split_at_forced_recovery(&history, &ids, 100, &lost);
+    assert!(matches!(check_history(&before), CheckResult::Ok));
+    assert!(matches!(check_history(&across), CheckResult::Ok));
+    // Not reported lost, "b" must survive the recovery.
+    let (before, across) = split_at_forced_recovery(&history, &ids, 100, &BTreeSet::new());
+    assert!(matches!(check_history(&before), CheckResult::Ok));
+    assert!(matches!(
+        check_history(&across),
+        CheckResult::NotLinearizable(_)
+    ));
+    // Before the recovery the old cluster is checked as strictly as ever:
+    // a read of a value never written fails even with every write lost.
+    let mut bad = history.clone();
+    bad[2] = get(1, "z", 40, 50);
+    let all: BTreeSet<u64> = ids.iter().copied().collect();
+    let (before, _) = split_at_forced_recovery(&bad, &ids, 100, &all);
+    assert!(matches!(
+        check_history(&before),
+        CheckResult::NotLinearizable(_)
+    ));
+}
