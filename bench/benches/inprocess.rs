@@ -319,6 +319,9 @@ mod openraft_side {
 
     pub struct Builder {
         applied: Applied,
+        /// Where the built snapshot is kept as the current one (openraft
+        /// reads it back with `get_current_snapshot` to send it).
+        machine: Arc<Mutex<Applied>>,
     }
 
     fn snapshot_of(meta: SnapshotMeta<NodeId, BasicNode>) -> Snapshot<Types> {
@@ -335,6 +338,7 @@ mod openraft_side {
                 last_membership: self.applied.membership.clone(),
                 snapshot_id: format!("{:?}", self.applied.last),
             };
+            self.machine.lock().expect("sm lock").snapshot = Some(meta.clone());
             Ok(snapshot_of(meta))
         }
     }
@@ -372,6 +376,7 @@ mod openraft_side {
         async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
             Builder {
                 applied: self.applied.lock().expect("sm lock").clone(),
+                machine: self.applied.clone(),
             }
         }
 
