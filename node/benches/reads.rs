@@ -58,10 +58,8 @@ mod etcd;
 
 use etcd::{cpu_us, etcd_binary, etcd_preload, etcd_version, etcd_wait_ready, start_etcd, Etcd};
 
-use node_cluster::{env_list, env_u64, percentile, NodeCluster, CLUSTER};
+use node_cluster::{env_list, env_u64, key, percentile, NodeCluster, Rng, CLUSTER, KEYS};
 
-/// Keys preloaded and used by every workload.
-const KEYS: u64 = 10_000;
 /// Bytes per value.
 const VALUE_BYTES: usize = 128;
 /// Concurrent clients used for preloading.
@@ -70,24 +68,6 @@ const PRELOAD_CLIENTS: u64 = 32;
 const SAMPLES_PER_CLIENT_MAX: usize = 20_000_000;
 /// The lease arguments of the lease cluster (elections 15..30 ticks).
 const LEASE_ARGS: [&str; 4] = ["--lease-ticks", "8", "--clock-drift-bound-ticks", "4"];
-
-fn key(i: u64) -> String {
-    format!("key-{}", i % KEYS)
-}
-
-/// A small xorshift generator: each client's key and read/write choices.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Workload {
@@ -302,7 +282,7 @@ async fn concord_client(
 ) -> Samples {
     let mut client = Client::new(concord_config(servers));
     let value = Bytes::from(vec![b'w'; VALUE_BYTES]);
-    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut rng = Rng::for_client(seed);
     let mut samples = Samples::default();
     while !stop.load(Ordering::Relaxed)
         && samples.read_us.len() + samples.write_us.len() < SAMPLES_PER_CLIENT_MAX
@@ -390,7 +370,7 @@ async fn etcd_client(
     stop: Arc<AtomicBool>,
 ) -> Samples {
     let mut samples = Samples::default();
-    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut rng = Rng::for_client(seed);
     let mut etcd = None;
     while !stop.load(Ordering::Relaxed)
         && samples.read_us.len() + samples.write_us.len() < SAMPLES_PER_CLIENT_MAX

@@ -39,9 +39,7 @@ mod node_cluster;
 #[path = "../../tests/common/certs.rs"]
 mod certs;
 
-use node_cluster::{env_list, percentile, NodeCluster, CLUSTER};
-
-const KEYS: u64 = 10_000;
+use node_cluster::{env_list, key, percentile, NodeCluster, CLUSTER, KEYS};
 
 /// What one run's cluster looks like.
 /// Turns one setting of a [`Setup`] on or off.
@@ -146,9 +144,9 @@ fn run(
                 // Bounded by the stop flag (time) and a count.
                 while !stop.load(Ordering::Relaxed) && latencies_us.len() < 50_000_000 {
                     i = i.wrapping_add(1);
-                    let key = format!("key-{}", i % KEYS);
+                    let k = key(i);
                     let t = Instant::now();
-                    match client.put(key, value.clone()).await {
+                    match client.put(k, value.clone()).await {
                         Ok(()) => latencies_us.push(t.elapsed().as_micros() as u64),
                         Err(_) => errors += 1,
                     }

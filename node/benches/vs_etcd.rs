@@ -60,10 +60,8 @@ mod plot;
 use etcd::{
     cpu_us, etcd_binary, etcd_leader, etcd_preload, etcd_version, etcd_wait_ready, start_etcd, Etcd,
 };
-use node_cluster::{env_list, env_u64, percentile, NodeCluster, CLUSTER};
+use node_cluster::{env_list, env_u64, key, percentile, NodeCluster, Rng, CLUSTER, KEYS};
 
-/// Keys preloaded and written.
-const KEYS: u64 = 10_000;
 /// Bytes per value.
 const VALUE_BYTES: usize = 128;
 /// A cap on the latencies one client keeps (bounds memory).
@@ -71,24 +69,6 @@ const SAMPLES_PER_CLIENT_MAX: usize = 10_000_000;
 /// How long a client may take to open its connection and make its first
 /// put before the cell is abandoned.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-
-fn key(i: u64) -> String {
-    format!("key-{}", i % KEYS)
-}
-
-/// A small xorshift generator: each client's keys.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-}
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum System {
@@ -246,7 +226,7 @@ async fn measure(system: System, conns: Vec<Conn>, round: u64, seconds: u64, pid
             let stop = stop.clone();
             tokio::spawn(async move {
                 let value = Bytes::from(vec![b'w'; VALUE_BYTES]);
-                let mut rng = Rng((c as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+                let mut rng = Rng::for_client(c as u64 + 1);
                 let mut latencies_us = Vec::new();
                 let mut errors = 0u64;
                 while !stop.load(Ordering::Relaxed) && latencies_us.len() < SAMPLES_PER_CLIENT_MAX {

@@ -12,6 +12,34 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// The cluster id every benchmark cluster is started with.
 pub const CLUSTER: &str = "bench";
 
+/// Keys the process benchmarks preload and write (`reads`, `vs_etcd`).
+pub const KEYS: u64 = 10_000;
+
+/// The name of key number `i` (modulo [`KEYS`]).
+pub fn key(i: u64) -> String {
+    format!("key-{}", i % KEYS)
+}
+
+/// A small xorshift generator: a client's keys and read/write choices.
+pub struct Rng(u64);
+
+impl Rng {
+    /// The generator of client `seed` (any number; 0 is made nonzero).
+    pub fn for_client(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    /// The next number.
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+}
+
 /// A comma-separated list of numbers from the environment, or `default`.
 pub fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
     std::env::var(name)
