@@ -33,6 +33,8 @@
 //! Runtimes (`CONCORD_BENCH_RUNTIMES`, default `current,multi2`):
 //! `current` (tokio's current-thread runtime: one thread), `multi1`,
 //! `multi2` (multi-thread runtime with 1 or 2 workers).
+//! `CONCORD_BENCH_ONLY=concord` (or `openraft`) runs one system alone, for
+//! profiling it.
 //!
 //! ```text
 //! cargo bench -p concord-bench --features openraft --bench inprocess
@@ -161,6 +163,33 @@ mod concord_side {
                     Outcome::Failed
                 }
             }
+        }
+
+        /// How the leader batched the run's writes: proposals per batch,
+        /// and the messages and storage writes every node made per write,
+        /// over the whole run (warm-up included).
+        pub async fn batching(&self) -> String {
+            let leader = self.leader.load(Ordering::Relaxed);
+            let mut line = String::new();
+            let Some(lead) = self.handles[leader].status().await else {
+                return line;
+            };
+            let proposals = lead.server.proposals.max(1) as f64;
+            line.push_str(&format!(
+                "{:.1} writes per batch",
+                proposals / lead.server.proposal_batches.max(1) as f64
+            ));
+            for handle in &self.handles {
+                if let Some(status) = handle.status().await {
+                    line.push_str(&format!(
+                        "; node {}: {:.3} messages received, {:.3} storage writes per write",
+                        status.id,
+                        status.server.messages_received as f64 / proposals,
+                        status.server.writes_submitted as f64 / proposals
+                    ));
+                }
+            }
+            line
         }
 
         pub async fn shutdown(self: Arc<Self>) {
@@ -666,26 +695,59 @@ struct Run {
     failed: u64,
     /// What the first of those was answered.
     first_failure: Option<String>,
+    /// How the servers batched the writes (concord only).
+    batching: Option<String>,
 }
+
+/// A cluster the clients write to.
+trait Writer: Send + Sync + 'static {
+    /// One write of `value`, and what came of it.
+    fn write(&self, value: &Bytes) -> impl std::future::Future<Output = Outcome> + Send;
+}
+
+impl Writer for concord_side::Cluster {
+    fn write(&self, value: &Bytes) -> impl std::future::Future<Output = Outcome> + Send {
+        concord_side::Cluster::write(self, value)
+    }
+}
+
+impl Writer for openraft_side::Cluster {
+    fn write(&self, value: &Bytes) -> impl std::future::Future<Output = Outcome> + Send {
+        openraft_side::Cluster::write(self, value)
+    }
+}
+
+/// One client's counts (done, redirected, failed) on cache lines of its
+/// own, and the stop flag on another: with the clients spread over two
+/// workers, one shared counter would bounce between the cores on every
+/// write and charge that to whichever system is measured.
+#[repr(align(128))]
+#[derive(Default)]
+struct Counts([AtomicU64; 3]);
+
+/// The stop flag, alone on its cache lines (read by every client on every
+/// write).
+#[repr(align(128))]
+#[derive(Default)]
+struct Stop(AtomicBool);
 
 /// Spawns `clients` closed-loop writers, each calling `write` with one
 /// write in flight; measures `seconds` after the warm-up.
-async fn drive<W, F>(write: W, clients: usize, seconds: u64) -> Run
-where
-    W: Fn(Bytes) -> F + Clone + Send + 'static,
-    F: std::future::Future<Output = Outcome> + Send,
-{
-    let stop = Arc::new(AtomicBool::new(false));
-    // done, redirected, failed
-    let counts = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
-    let tasks: Vec<_> = (0..clients)
-        .map(|_| {
-            let (stop, counts, write) = (stop.clone(), counts.clone(), write.clone());
+async fn drive<C: Writer>(cluster: &Arc<C>, clients: usize, seconds: u64) -> Run {
+    let stop = Arc::new(Stop::default());
+    let counts: Vec<Arc<Counts>> = (0..clients).map(|_| Arc::default()).collect();
+    let tasks: Vec<_> = counts
+        .iter()
+        .map(|counts| {
+            // One reference per client, taken once: a clone per write
+            // would bounce the cluster's reference count between the
+            // workers on every write.
+            let (stop, counts, cluster) = (stop.clone(), counts.clone(), cluster.clone());
             tokio::spawn(async move {
                 let value = Bytes::from(vec![b'v'; VALUE_BYTES]);
-                while !stop.load(Ordering::Relaxed) {
-                    let outcome = write(value.clone()).await;
-                    counts[outcome as usize].fetch_add(1, Ordering::Relaxed);
+                while !stop.0.load(Ordering::Relaxed) {
+                    let outcome = cluster.write(&value).await;
+                    counts.0[outcome as usize].fetch_add(1, Ordering::Relaxed);
                     if outcome == Outcome::Failed {
                         tokio::time::sleep(RETRY_BACKOFF).await;
                     }
@@ -694,7 +756,7 @@ where
         })
         .collect();
     tokio::time::sleep(WARMUP).await;
-    let read = |i: usize| counts[i].load(Ordering::Relaxed);
+    let read = |i: usize| -> u64 { counts.iter().map(|c| c.0[i].load(Ordering::Relaxed)).sum() };
     let (before, cpu_before) = ([read(0), read(1), read(2)], process_cpu_us());
     let start = Instant::now();
     tokio::time::sleep(Duration::from_secs(seconds)).await;
@@ -702,7 +764,7 @@ where
     let cpu = process_cpu_us().saturating_sub(cpu_before);
     let elapsed = start.elapsed().as_secs_f64();
     let (redirected, failed) = (read(1) - before[1], read(2) - before[2]);
-    stop.store(true, Ordering::Relaxed);
+    stop.0.store(true, Ordering::Relaxed);
     for task in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
     }
@@ -712,6 +774,7 @@ where
         redirected,
         failed,
         first_failure: None,
+        batching: None,
     }
 }
 
@@ -721,35 +784,19 @@ fn run_once(system: System, flavour: Flavour, clients: usize, seconds: u64) -> R
         match system {
             System::Concord => {
                 let cluster = concord_side::start().await;
-                let writer = cluster.clone();
-                let run = drive(
-                    move |value| {
-                        let cluster = writer.clone();
-                        async move { cluster.write(&value).await }
-                    },
-                    clients,
-                    seconds,
-                )
-                .await;
+                let run = drive(&cluster, clients, seconds).await;
                 let first_failure = cluster.first_failure.lock().expect("failure lock").take();
+                let batching = Some(cluster.batching().await);
                 cluster.shutdown().await;
                 Run {
                     first_failure,
+                    batching,
                     ..run
                 }
             }
             System::Openraft => {
                 let cluster = openraft_side::start().await;
-                let writer = cluster.clone();
-                let run = drive(
-                    move |value| {
-                        let cluster = writer.clone();
-                        async move { cluster.write(&value).await }
-                    },
-                    clients,
-                    seconds,
-                )
-                .await;
+                let run = drive(&cluster, clients, seconds).await;
                 let first_failure = cluster.first_failure.lock().expect("failure lock").take();
                 cluster.shutdown().await;
                 Run {
@@ -784,6 +831,15 @@ fn main() {
         .split(',')
         .map(|s| Flavour::parse(s).unwrap_or_else(|| panic!("CONCORD_BENCH_RUNTIMES: unknown runtime {s:?}; use current, multi1, multi2 or multi4")))
         .collect();
+    let only = std::env::var("CONCORD_BENCH_ONLY")
+        .ok()
+        .map(|s| match s.trim() {
+            "concord" => System::Concord,
+            "openraft" => System::Openraft,
+            other => {
+                panic!("CONCORD_BENCH_ONLY: unknown system {other:?}; use concord or openraft")
+            }
+        });
     println!(
         "inprocess: 3 voters in one process, {VALUE_BYTES}-byte writes, one in flight per client; {}s measured after {}s warm-up; {rounds} rounds alternating which system goes first",
         seconds,
@@ -801,6 +857,9 @@ fn main() {
                     [System::Openraft, System::Concord]
                 };
                 for system in order {
+                    if only.is_some_and(|only| only != system) {
+                        continue;
+                    }
                     let run = run_once(system, *flavour, clients, seconds);
                     println!(
                         "{:<16} clients {clients:>4} round {round} {:<8}: {:>10.0} ops/s  {:>7.2} us CPU/op  {} redirected, {} failed (then {} ms back-off)",
@@ -812,6 +871,9 @@ fn main() {
                         run.failed,
                         RETRY_BACKOFF.as_millis()
                     );
+                    if let Some(batching) = &run.batching {
+                        println!("    {batching}");
+                    }
                     if let Some(first) = &run.first_failure {
                         println!("    first failure: {first}");
                     }
