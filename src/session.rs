@@ -1044,7 +1044,10 @@ mod tests {
         let mut new_ids = BTreeSet::new();
         for index in 11..=20 {
             let id = register(&mut sm, index);
-            assert!(!lost_ids.contains(&id), "id {id} was handed out by the lost servers");
+            assert!(
+                !lost_ids.contains(&id),
+                "id {id} was handed out by the lost servers"
+            );
             assert_ne!(id, own);
             assert_eq!(client_id_parts(id), (1, index));
             new_ids.insert(id);
@@ -1096,7 +1099,10 @@ mod tests {
             index,
             payload,
         };
-        let registered = apply_entry(&mut sm, &entry(11, EntryPayload::Command(encode_register())));
+        let registered = apply_entry(
+            &mut sm,
+            &entry(11, EntryPayload::Command(encode_register())),
+        );
         assert_eq!(
             registered.map(|bytes| SessionResponse::decode(&bytes)),
             Some(Ok(SessionResponse::Registered { client: 11 }))

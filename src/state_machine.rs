@@ -107,7 +107,10 @@ pub trait StateMachine {
 /// forced recovery through [`StateMachine::apply_forced_recovery`]; other
 /// entries (no-ops, membership changes, host records) do not reach the
 /// state machine. Returns `None` for every entry that is not a command.
-pub fn apply_entry<S: StateMachine + ?Sized>(state_machine: &mut S, entry: &Entry) -> Option<Bytes> {
+pub fn apply_entry<S: StateMachine + ?Sized>(
+    state_machine: &mut S,
+    entry: &Entry,
+) -> Option<Bytes> {
     match &entry.payload {
         EntryPayload::Command(command) => Some(state_machine.apply(entry.index, command)),
         EntryPayload::ForcedMembership(audit) => {
