@@ -47,11 +47,11 @@ use crate::types::{Entry, EntryPayload, Index};
 /// entries.
 ///
 /// The host calls [`apply`](StateMachine::apply) for every
-/// [`EntryPayload::Command`](crate::EntryPayload::Command) of an
+/// [`EntryPayload::Command`] of an
 /// [`Action::Apply`](crate::Action::Apply), in log order, then reports
 /// [`Input::Applied`](crate::Input::Applied). `Noop` entries carry no
 /// command and are not passed to the state machine; a
-/// [`EntryPayload::ForcedMembership`](crate::EntryPayload::ForcedMembership)
+/// [`EntryPayload::ForcedMembership`]
 /// entry is passed to
 /// [`apply_forced_recovery`](StateMachine::apply_forced_recovery), in its
 /// place in the log order. [`apply_entry`] does both.
