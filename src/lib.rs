@@ -39,6 +39,9 @@
 //!                 }
 //!                 Action::Apply { entries } => {
 //!                     for entry in entries {
+//!                         // A real host calls `state_machine::apply_entry`:
+//!                         // commands, and forced recoveries, reach the state
+//!                         // machine.
 //!                         if let EntryPayload::Command(command) = &entry.payload {
 //!                             applied.push(command.clone()); // state_machine.apply(command)
 //!                         }

@@ -16,9 +16,33 @@
 //! one, is answered [`SessionResponse::SessionExpired`] and never executed:
 //! it may be a late retry of a command that was already applied.
 //!
-//! Client ids are the log index of the registration entry, so they are
-//! unique, never reused, and a client id unknown to the table is known to
-//! have expired (or never to have existed).
+//! Client ids are built from the log index of the registration entry and
+//! the table's *id epoch*, the number of forced recoveries
+//! ([`crate::recovery`]) applied so far: the epoch in the top
+//! [`CLIENT_ID_EPOCH_BITS`] bits, the index in the low
+//! [`CLIENT_ID_INDEX_BITS`] (see [`client_id`]). Before any forced
+//! recovery the epoch is 0 and the id is the index itself. Ids are unique
+//! and never reused, and a client id unknown to the table is known to have
+//! expired (or never to have existed).
+//!
+//! **Across a forced recovery.** The survivor never held the entries the
+//! lost servers appended after its commit index, so indices there were
+//! handed out twice: as registrations on the lost servers, and as whatever
+//! the survivor puts at those indices. When the forced entry is applied
+//! ([`StateMachine::apply_forced_recovery`]) the table expires every session
+//! registered above the audit record's `commit_index_before` (at or below
+//! it the registration is committed, the same on every server, so the
+//! session is certainly the survivor's own) and starts the next epoch. A
+//! lost server's session id therefore names either an expired session or
+//! none, and its holder is answered [`SessionResponse::SessionExpired`],
+//! never someone else's session: every later registration carries the new
+//! epoch in its id, which no id the lost servers handed out carries (they
+//! applied at most as many forced recoveries as the survivor had before
+//! this one; ids differing in epoch or index differ). That last premise
+//! holds when the survivor's log or snapshot holds every earlier forced
+//! recovery's entry, as it does on any server that received one entry the
+//! rebuilt cluster made after it; a server that never did is not a
+//! survivor to recover from (it also lacks every write since).
 //!
 //! Wire format of a command (what a client proposes):
 //!
@@ -67,11 +91,47 @@ use std::collections::{BTreeMap, BTreeSet};
 use bytes::{BufMut, Bytes, BytesMut};
 use thiserror::Error;
 
+use crate::recovery::ForcedRecovery;
 use crate::state_machine::{RestoreError, StateMachine};
 use crate::types::Index;
 
-/// Identifies a client session: the log index of its registration entry.
+/// Identifies a client session: the log index of its registration entry,
+/// with the id epoch in the high bits (see [`client_id`]).
 pub type ClientId = u64;
+
+/// Low bits of a [`ClientId`] that hold the registration's log index.
+/// Registrations at an index that does not fit (2^48 entries: 89 years at
+/// 100,000 entries a second) are refused rather than given an id that could
+/// collide.
+pub const CLIENT_ID_INDEX_BITS: u32 = 48;
+
+/// High bits of a [`ClientId`] that hold the id epoch: the number of forced
+/// recoveries applied before the registration. Past
+/// [`CLIENT_ID_EPOCH_MAX`] forced recoveries registrations are refused.
+pub const CLIENT_ID_EPOCH_BITS: u32 = 64 - CLIENT_ID_INDEX_BITS;
+
+/// The largest id epoch a client id can carry.
+pub const CLIENT_ID_EPOCH_MAX: u64 = (1 << CLIENT_ID_EPOCH_BITS) - 1;
+
+const CLIENT_ID_INDEX_MASK: u64 = (1 << CLIENT_ID_INDEX_BITS) - 1;
+
+/// The id of the session registered at log index `index` in id epoch
+/// `epoch`, or `None` when either does not fit its bits. Epoch 0 gives the
+/// index itself, the ids of tables that never saw a forced recovery.
+pub fn client_id(epoch: u64, index: Index) -> Option<ClientId> {
+    if epoch > CLIENT_ID_EPOCH_MAX || index > CLIENT_ID_INDEX_MASK {
+        return None;
+    }
+    Some(epoch << CLIENT_ID_INDEX_BITS | index)
+}
+
+/// The (id epoch, registration log index) a client id was built from.
+pub fn client_id_parts(client: ClientId) -> (u64, Index) {
+    (
+        client >> CLIENT_ID_INDEX_BITS,
+        client & CLIENT_ID_INDEX_MASK,
+    )
+}
 
 /// A client's number for one command: 1 for its first, then one more for
 /// each following command.
@@ -248,6 +308,8 @@ pub struct SessionTable<R> {
     by_last_use: BTreeSet<(Index, ClientId)>,
     capacity: usize,
     evictions: u64,
+    /// Forced recoveries applied: the high bits of the next ids.
+    epoch: u64,
 }
 
 impl<R> SessionTable<R> {
@@ -258,7 +320,14 @@ impl<R> SessionTable<R> {
             by_last_use: BTreeSet::new(),
             capacity: capacity.max(1),
             evictions: 0,
+            epoch: 0,
         }
+    }
+
+    /// The id epoch: forced recoveries applied so far. New sessions' ids
+    /// carry it (see [`client_id`]).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// Most sessions held at once.
@@ -287,15 +356,19 @@ impl<R> SessionTable<R> {
     }
 
     /// Opens a session for the registration committed at `index`; its id is
-    /// `index`. Evicts the least recently used session first if the table
-    /// is full, returning the evicted id.
-    pub fn register(&mut self, index: Index) -> (ClientId, Option<ClientId>) {
+    /// [`client_id`] of the table's epoch and `index`. Evicts the least
+    /// recently used session first if the table is full, returning the
+    /// evicted id. `None` (nothing changed) when the id does not fit: the
+    /// index is past 2^[`CLIENT_ID_INDEX_BITS`] or the epoch past
+    /// [`CLIENT_ID_EPOCH_MAX`].
+    pub fn register(&mut self, index: Index) -> Option<(ClientId, Option<ClientId>)> {
+        let id = client_id(self.epoch, index)?;
         let mut evicted = None;
-        if let Some(old) = self.sessions.get(&index) {
+        if let Some(old) = self.sessions.get(&id) {
             // Registering twice at one index cannot happen with a real log;
             // keep the table consistent anyway.
-            self.by_last_use.remove(&(old.last_used, index));
-            self.sessions.remove(&index);
+            self.by_last_use.remove(&(old.last_used, id));
+            self.sessions.remove(&id);
         }
         if self.sessions.len() >= self.capacity {
             if let Some(&(last_used, client)) = self.by_last_use.iter().next() {
@@ -306,15 +379,38 @@ impl<R> SessionTable<R> {
             }
         }
         self.sessions.insert(
-            index,
+            id,
             Session {
                 last_seq: 0,
                 response: None,
                 last_used: index,
             },
         );
-        self.by_last_use.insert((index, index));
-        (index, evicted)
+        self.by_last_use.insert((index, id));
+        Some((id, evicted))
+    }
+
+    /// Applies a forced recovery whose survivor knew everything up to
+    /// `commit_index_before` committed: expires every session registered
+    /// above it (the lost servers may have given the same index to another
+    /// client) and starts the next id epoch, so no later registration
+    /// reuses an id the lost servers handed out. Returns the expired ids.
+    pub fn force_recovery(&mut self, commit_index_before: Index) -> Vec<ClientId> {
+        let expired: Vec<ClientId> = self
+            .sessions
+            .keys()
+            .copied()
+            .filter(|client| client_id_parts(*client).1 > commit_index_before)
+            .collect();
+        for client in &expired {
+            if let Some(session) = self.sessions.remove(client) {
+                self.by_last_use.remove(&(session.last_used, *client));
+            }
+        }
+        // Saturating: past the last epoch registrations are refused (see
+        // `register`), so the top epoch is never shared either.
+        self.epoch = self.epoch.saturating_add(1);
+        expired
     }
 
     /// Decides whether command `seq` of session `client` must be executed.
@@ -373,6 +469,10 @@ pub enum SessionOutcome {
     Expired,
     /// Not decodable; not executed.
     Malformed,
+    /// A registration refused because its id would not fit (see
+    /// [`SessionTable::register`]); answered
+    /// [`SessionResponse::SessionExpired`].
+    RegistrationRefused,
 }
 
 impl SessionOutcome {
@@ -385,7 +485,9 @@ impl SessionOutcome {
             SessionOutcome::Executed(response) | SessionOutcome::Cached(response) => {
                 SessionResponse::Ok(response.clone())
             }
-            SessionOutcome::Expired => SessionResponse::SessionExpired,
+            SessionOutcome::Expired | SessionOutcome::RegistrationRefused => {
+                SessionResponse::SessionExpired
+            }
             SessionOutcome::Malformed => SessionResponse::Malformed,
         }
     }
@@ -430,10 +532,10 @@ impl<S: StateMachine> WithSessions<S> {
     pub fn apply_request(&mut self, index: Index, request: &[u8]) -> SessionOutcome {
         match ClientRequest::decode(request) {
             Err(_) => SessionOutcome::Malformed,
-            Ok(ClientRequest::Register) => {
-                let (client, evicted) = self.table.register(index);
-                SessionOutcome::Registered { client, evicted }
-            }
+            Ok(ClientRequest::Register) => match self.table.register(index) {
+                Some((client, evicted)) => SessionOutcome::Registered { client, evicted },
+                None => SessionOutcome::RegistrationRefused,
+            },
             Ok(ClientRequest::Command {
                 client,
                 seq,
@@ -466,10 +568,22 @@ impl<S: StateMachine> StateMachine for WithSessions<S> {
         self.inner.query(request)
     }
 
-    /// Layout: session count (u64 LE), then per session client id, last
-    /// sequence number, last used index (u64 LE each), a response flag byte
-    /// and, if set, the response length (u32 LE) and bytes; then the inner
-    /// snapshot.
+    /// Expires the sessions the lost servers may share ids with and starts
+    /// the next id epoch ([`SessionTable::force_recovery`]), then passes
+    /// the recovery on to the wrapped state machine.
+    fn apply_forced_recovery(&mut self, index: Index, audit: &ForcedRecovery) {
+        self.table.force_recovery(audit.commit_index_before);
+        self.inner.apply_forced_recovery(index, audit);
+    }
+
+    /// Layout (version 1): [`SNAPSHOT_MARKER`] (u64 LE), the version byte
+    /// 1, the id epoch (u64 LE), the session count (u64 LE), then per
+    /// session client id, last sequence number, last used index (u64 LE
+    /// each), a response flag byte and, if set, the response length (u32
+    /// LE) and bytes; then the evictions count (u64 LE) and the inner
+    /// snapshot. Version 0 (before id epochs) is the same from the session
+    /// count on, with no marker, version or epoch; it is still restored,
+    /// with epoch 0.
     fn snapshot(&self) -> Bytes {
         let inner = self.inner.snapshot();
         // Sized exactly up front: the buffer never regrows while filling.
@@ -479,8 +593,11 @@ impl<S: StateMachine> StateMachine for WithSessions<S> {
             .values()
             .map(|session| 8 * 3 + 1 + session.response.as_ref().map_or(0, |r| 4 + r.len()))
             .sum();
-        let size_bytes = 8 + sessions_bytes + 8 + inner.len();
+        let size_bytes = SNAPSHOT_HEADER_BYTES + 8 + sessions_bytes + 8 + inner.len();
         let mut buffer = BytesMut::with_capacity(size_bytes);
+        buffer.put_u64_le(SNAPSHOT_MARKER);
+        buffer.put_u8(SNAPSHOT_VERSION);
+        buffer.put_u64_le(self.table.epoch);
         buffer.put_u64_le(self.table.sessions.len() as u64);
         for (client, session) in &self.table.sessions {
             buffer.put_u64_le(*client);
@@ -503,10 +620,30 @@ impl<S: StateMachine> StateMachine for WithSessions<S> {
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {
         let mut reader = Reader { bytes: snapshot };
-        let count = reader.u64()?;
+        let mut epoch = 0;
+        let mut count = reader.u64()?;
+        if count == SNAPSHOT_MARKER {
+            match reader.u8()? {
+                SNAPSHOT_VERSION => {}
+                version => {
+                    return Err(RestoreError::new(format!(
+                        "session snapshot version {version} is not known to this build (it reads versions 0 and {SNAPSHOT_VERSION}); restore it with a newer build"
+                    )))
+                }
+            }
+            epoch = reader.u64()?;
+            count = reader.u64()?;
+        }
         let mut table = SessionTable::new(self.table.capacity);
+        table.epoch = epoch;
         for _ in 0..count {
             let client = reader.u64()?;
+            if client_id_parts(client).0 > epoch {
+                return Err(RestoreError::new(format!(
+                    "session snapshot holds session {client:#x} of id epoch {}, past the table's epoch {epoch}",
+                    client_id_parts(client).0
+                )));
+            }
             let last_seq = reader.u64()?;
             let last_used = reader.u64()?;
             let response = match reader.u8()? {
@@ -540,6 +677,19 @@ impl<S: StateMachine> StateMachine for WithSessions<S> {
         Ok(())
     }
 }
+
+/// First eight bytes of a versioned session snapshot. A version 0 snapshot
+/// starts with its session count, and one claiming `u64::MAX` sessions was
+/// never restorable (no table holds that many, and the bytes cannot), so
+/// the marker cannot be mistaken for one.
+pub const SNAPSHOT_MARKER: u64 = u64::MAX;
+
+/// The session snapshot version written now (see
+/// [`WithSessions::snapshot`](StateMachine::snapshot)).
+pub const SNAPSHOT_VERSION: u8 = 1;
+
+/// Marker, version byte, epoch.
+const SNAPSHOT_HEADER_BYTES: usize = 8 + 1 + 8;
 
 struct Reader<'a> {
     bytes: &'a [u8],
@@ -836,5 +986,225 @@ mod tests {
         assert!(tiny.restore(&snapshot).is_err());
         // A failed restore leaves the state untouched.
         assert!(tiny.sessions().is_empty());
+    }
+
+    /// The audit record of a forced recovery whose survivor knew
+    /// `commit_index_before` committed.
+    fn forced(commit_index_before: Index) -> ForcedRecovery {
+        ForcedRecovery {
+            survivor: 1,
+            membership: crate::Membership::new([1]),
+            previous: Some(crate::Membership::new([1, 2, 3])),
+            last_before: crate::LogPosition {
+                index: commit_index_before + 2,
+                term: 3,
+            },
+            commit_index_before,
+            term_before: 3,
+            reason: "two machines burnt".to_string(),
+        }
+    }
+
+    #[test]
+    fn sessions_registered_above_forced_commit_index_expire() {
+        let mut sm = WithSessions::new(Appender::default(), 8);
+        let kept = register(&mut sm, 5);
+        let at_commit = register(&mut sm, 9);
+        let above = register(&mut sm, 11);
+        sm.apply(12, &encode_command(above, 1, b"uncommitted"));
+        sm.apply_forced_recovery(13, &forced(9));
+        assert!(sm.sessions().contains(kept));
+        assert!(sm.sessions().contains(at_commit));
+        assert!(!sm.sessions().contains(above));
+        assert_eq!(
+            sm.apply_request(14, &encode_command(above, 2, b"late")),
+            SessionOutcome::Expired
+        );
+        // The survivor's own sessions go on, exactly once.
+        assert!(matches!(
+            sm.apply_request(15, &encode_command(kept, 1, b"k")),
+            SessionOutcome::Executed(_)
+        ));
+        assert!(matches!(
+            sm.apply_request(16, &encode_command(kept, 1, b"k")),
+            SessionOutcome::Cached(_)
+        ));
+        assert_eq!(sm.inner().0, vec![b"uncommitted".to_vec(), b"k".to_vec()]);
+    }
+
+    #[test]
+    fn session_ids_are_not_reused_after_forced_recovery() {
+        // The lost servers registered sessions at 10..=20; the survivor
+        // knew 9 committed and is forced at 10.
+        let lost_ids: Vec<ClientId> = (10..=20).collect();
+        let mut sm = WithSessions::new(Appender::default(), 64);
+        let own = register(&mut sm, 4);
+        sm.apply_forced_recovery(10, &forced(9));
+        assert_eq!(sm.sessions().epoch(), 1);
+        let mut new_ids = BTreeSet::new();
+        for index in 11..=20 {
+            let id = register(&mut sm, index);
+            assert!(
+                !lost_ids.contains(&id),
+                "id {id} was handed out by the lost servers"
+            );
+            assert_ne!(id, own);
+            assert_eq!(client_id_parts(id), (1, index));
+            new_ids.insert(id);
+        }
+        // A second recovery: ids of the first epoch above its commit index
+        // are not reused either.
+        sm.apply_forced_recovery(21, &forced(15));
+        for index in 16..=20 {
+            assert!(!sm.sessions().contains(client_id(1, index).unwrap()));
+        }
+        let id = register(&mut sm, 22);
+        assert_eq!(client_id_parts(id), (2, 22));
+        assert!(!new_ids.contains(&id) && !lost_ids.contains(&id));
+    }
+
+    #[test]
+    fn a_lost_servers_session_id_is_answered_expired_never_anothers_session() {
+        // Seed 455 of `concord-sim --forced-recovery`: client 1 registered
+        // session 13 on the lost servers; the survivor, forced at 10 with 9
+        // committed, puts client 0's registration at 13.
+        let lost_session: ClientId = 13;
+        let mut sm = WithSessions::new(Appender::default(), 8);
+        sm.apply_forced_recovery(10, &forced(9));
+        let client0 = register(&mut sm, 13);
+        assert_ne!(client0, lost_session);
+        assert_eq!(
+            sm.apply_request(14, &encode_command(lost_session, 5, b"from client 1")),
+            SessionOutcome::Expired
+        );
+        assert_eq!(
+            SessionResponse::decode(&sm.apply(15, &encode_command(lost_session, 6, b"again"))),
+            Ok(SessionResponse::SessionExpired)
+        );
+        // Client 0's session is untouched: its first command executes.
+        assert!(matches!(
+            sm.apply_request(16, &encode_command(client0, 1, b"from client 0")),
+            SessionOutcome::Executed(_)
+        ));
+        assert_eq!(sm.inner().0, vec![b"from client 0".to_vec()]);
+    }
+
+    #[test]
+    fn forced_membership_entries_reach_the_session_layer_through_apply_entry() {
+        use crate::state_machine::apply_entry;
+        use crate::types::{Entry, EntryPayload};
+        let mut sm = WithSessions::new(Appender::default(), 8);
+        let entry = |index, payload| Entry {
+            term: 1,
+            index,
+            payload,
+        };
+        let registered = apply_entry(
+            &mut sm,
+            &entry(11, EntryPayload::Command(encode_register())),
+        );
+        assert_eq!(
+            registered.map(|bytes| SessionResponse::decode(&bytes)),
+            Some(Ok(SessionResponse::Registered { client: 11 }))
+        );
+        let forced_entry = entry(12, EntryPayload::ForcedMembership(Box::new(forced(9))));
+        assert_eq!(apply_entry(&mut sm, &forced_entry), None);
+        assert_eq!(sm.sessions().epoch(), 1);
+        assert!(!sm.sessions().contains(11));
+        assert_eq!(apply_entry(&mut sm, &entry(13, EntryPayload::Noop)), None);
+    }
+
+    #[test]
+    fn client_ids_carry_the_epoch_above_the_index() {
+        assert_eq!(client_id(0, 42), Some(42));
+        assert_eq!(client_id_parts(42), (0, 42));
+        let id = client_id(3, 42).unwrap();
+        assert_eq!(client_id_parts(id), (3, 42));
+        assert_ne!(id, 42);
+        assert_eq!(client_id(0, 1 << CLIENT_ID_INDEX_BITS), None);
+        assert_eq!(client_id(CLIENT_ID_EPOCH_MAX + 1, 1), None);
+        assert_eq!(
+            client_id_parts(client_id(CLIENT_ID_EPOCH_MAX, CLIENT_ID_INDEX_MASK).unwrap()),
+            (CLIENT_ID_EPOCH_MAX, CLIENT_ID_INDEX_MASK)
+        );
+    }
+
+    #[test]
+    fn a_registration_whose_id_does_not_fit_is_refused_not_wrapped() {
+        let mut sm = WithSessions::new(Appender::default(), 8);
+        let index = 1 << CLIENT_ID_INDEX_BITS;
+        assert_eq!(
+            sm.apply_request(index, &encode_register()),
+            SessionOutcome::RegistrationRefused
+        );
+        assert_eq!(
+            SessionResponse::decode(&sm.apply(index + 1, &encode_register())),
+            Ok(SessionResponse::SessionExpired)
+        );
+        assert!(sm.sessions().is_empty());
+    }
+
+    #[test]
+    fn snapshot_keeps_the_epoch_and_old_snapshots_still_restore() {
+        let mut sm = WithSessions::new(Appender::default(), 4);
+        let own = register(&mut sm, 2);
+        sm.apply(3, &encode_command(own, 1, b"a"));
+        sm.apply_forced_recovery(5, &forced(3));
+        let new = register(&mut sm, 6);
+        let snapshot = sm.snapshot();
+        assert_eq!(&snapshot[..8], &SNAPSHOT_MARKER.to_le_bytes());
+        assert_eq!(snapshot[8], SNAPSHOT_VERSION);
+
+        let mut restored = WithSessions::new(Appender::default(), 4);
+        restored.restore(&snapshot).unwrap();
+        assert_eq!(restored.sessions(), sm.sessions());
+        assert_eq!(restored.sessions().epoch(), 1);
+        assert_eq!(restored.snapshot(), snapshot);
+        assert!(restored.sessions().contains(new));
+        // The next registration after the restore is in the restored epoch.
+        assert_eq!(client_id_parts(register(&mut restored, 7)), (1, 7));
+
+        // Version 0: the same without marker, version and epoch.
+        let mut old = WithSessions::new(Appender::default(), 4);
+        let a = register(&mut old, 1);
+        old.apply(2, &encode_command(a, 1, b"x"));
+        let version_1 = old.snapshot();
+        let version_0 = &version_1[SNAPSHOT_HEADER_BYTES..];
+        let mut from_old = WithSessions::new(Appender::default(), 4);
+        from_old.restore(version_0).unwrap();
+        assert_eq!(from_old.sessions(), old.sessions());
+        assert_eq!(from_old.sessions().epoch(), 0);
+        assert_eq!(from_old.inner().0, vec![b"x".to_vec()]);
+        assert!(matches!(
+            from_old.apply_request(3, &encode_command(a, 1, b"x")),
+            SessionOutcome::Cached(_)
+        ));
+    }
+
+    #[test]
+    fn corrupt_versioned_snapshots_are_refused_not_panicked_on() {
+        let mut sm = WithSessions::new(Appender::default(), 4);
+        register(&mut sm, 2);
+        sm.apply_forced_recovery(5, &forced(3));
+        register(&mut sm, 6);
+        let snapshot = sm.snapshot().to_vec();
+        let mut target = WithSessions::new(Appender::default(), 4);
+        // Unknown version.
+        let mut unknown = snapshot.clone();
+        unknown[8] = SNAPSHOT_VERSION + 1;
+        let error = target.restore(&unknown).unwrap_err();
+        assert!(error.reason.contains("version"), "{error}");
+        // An epoch below the ids it holds.
+        let mut behind = snapshot.clone();
+        behind[9..17].copy_from_slice(&0u64.to_le_bytes());
+        assert!(target.restore(&behind).is_err());
+        // Every truncation.
+        for length in 0..snapshot.len() {
+            let _ = target.restore(&snapshot[..length]);
+        }
+        for length in 0..SNAPSHOT_HEADER_BYTES + 8 {
+            assert!(target.restore(&snapshot[..length]).is_err(), "{length}");
+        }
+        assert!(target.sessions().is_empty());
     }
 }

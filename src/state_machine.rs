@@ -40,16 +40,21 @@
 use bytes::Bytes;
 use thiserror::Error;
 
-use crate::types::Index;
+use crate::recovery::ForcedRecovery;
+use crate::types::{Entry, EntryPayload, Index};
 
 /// A deterministic state machine fed with the commands of committed log
 /// entries.
 ///
 /// The host calls [`apply`](StateMachine::apply) for every
-/// [`EntryPayload::Command`](crate::EntryPayload::Command) of an
+/// [`EntryPayload::Command`] of an
 /// [`Action::Apply`](crate::Action::Apply), in log order, then reports
 /// [`Input::Applied`](crate::Input::Applied). `Noop` entries carry no
-/// command and are not passed to the state machine.
+/// command and are not passed to the state machine; a
+/// [`EntryPayload::ForcedMembership`]
+/// entry is passed to
+/// [`apply_forced_recovery`](StateMachine::apply_forced_recovery), in its
+/// place in the log order. [`apply_entry`] does both.
 pub trait StateMachine {
     /// Applies the command committed at `index` and returns the response
     /// for the client that proposed it.
@@ -83,6 +88,37 @@ pub trait StateMachine {
         let _ = request;
         None
     }
+
+    /// Learns that the cluster was rebuilt by a forced recovery whose entry
+    /// is committed at `index` (see [`crate::recovery`]): state the lost
+    /// servers may have handed out above `audit.commit_index_before` (ids,
+    /// numbers derived from log indices) is not the survivor's, and a state
+    /// machine that gives clients such things must stop honouring them and
+    /// must not hand them out again. Called at the entry's place in the log
+    /// order, on every replica, so it must be deterministic like
+    /// [`apply`](StateMachine::apply). The default does nothing.
+    fn apply_forced_recovery(&mut self, index: Index, audit: &ForcedRecovery) {
+        let _ = (index, audit);
+    }
+}
+
+/// Applies one committed entry to `state_machine` the way every host must:
+/// a command through [`StateMachine::apply`] (its response returned), a
+/// forced recovery through [`StateMachine::apply_forced_recovery`]; other
+/// entries (no-ops, membership changes, host records) do not reach the
+/// state machine. Returns `None` for every entry that is not a command.
+pub fn apply_entry<S: StateMachine + ?Sized>(
+    state_machine: &mut S,
+    entry: &Entry,
+) -> Option<Bytes> {
+    match &entry.payload {
+        EntryPayload::Command(command) => Some(state_machine.apply(entry.index, command)),
+        EntryPayload::ForcedMembership(audit) => {
+            state_machine.apply_forced_recovery(entry.index, audit);
+            None
+        }
+        _ => None,
+    }
 }
 
 impl<S: StateMachine + ?Sized> StateMachine for Box<S> {
@@ -100,6 +136,10 @@ impl<S: StateMachine + ?Sized> StateMachine for Box<S> {
 
     fn query(&self, request: &[u8]) -> Option<Bytes> {
         (**self).query(request)
+    }
+
+    fn apply_forced_recovery(&mut self, index: Index, audit: &ForcedRecovery) {
+        (**self).apply_forced_recovery(index, audit)
     }
 }
 

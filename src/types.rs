@@ -74,7 +74,10 @@ pub enum EntryPayload {
     /// [`crate::recovery`]). In force when appended, like
     /// [`EntryPayload::Membership`]; only
     /// [`plan_forced_recovery`](crate::plan_forced_recovery) makes one.
-    /// Hosts skip it when applying.
+    /// Hosts pass it to the state machine when applying, through
+    /// [`StateMachine::apply_forced_recovery`](crate::state_machine::StateMachine::apply_forced_recovery)
+    /// (the session layer expires the sessions the lost servers may have
+    /// handed out).
     ForcedMembership(Box<crate::recovery::ForcedRecovery>),
 }
 

@@ -1107,3 +1107,120 @@ async fn wait_caught_up_at(client: &mut Client, leader: usize, follower: usize) 
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Client sessions across a forced recovery, on real processes: a client
+/// registers its session on the two servers that are then lost, while the
+/// survivor is down (so the survivor never holds that registration). After
+/// the forced recovery new clients register until the survivor's log is
+/// past the lost session's index: none is given the lost session's id
+/// (their ids carry the new id epoch), and the lost session's holder is
+/// told its session expired, its command not executed in anyone's session.
+#[test]
+fn a_session_from_lost_servers_expires_and_is_never_given_to_a_new_client() {
+    use concord::session::client_id_parts;
+    use concord::tokio::client::ClientError;
+
+    let mut cluster = NodeProcesses::on_loopback("real-forced-sessions", CLUSTER);
+    for id in 1..=3 {
+        cluster.start(id);
+    }
+    let mut transcript = String::new();
+    let runtime = runtime();
+    let survivor = runtime.block_on(async {
+        let mut client = cluster.client();
+        let mut acked = BTreeMap::new();
+        put_keys(&mut client, &mut acked, "before", 0, 5).await;
+        let leader = find_leader(&mut client).await;
+        let survivor = (1..=3).find(|id| *id != leader).expect("a follower");
+        wait_caught_up(&mut client, leader, survivor, Duration::from_secs(10)).await;
+        survivor
+    });
+    cluster.sigkill(survivor);
+    let mut lost_client = cluster.client();
+    let lost_session = runtime.block_on(async {
+        lost_client
+            .put("lost-key", "from the lost servers")
+            .await
+            .expect("write on the two servers about to be lost");
+        lost_client.session().expect("registered")
+    });
+    for id in (1..=3).filter(|id| *id != survivor) {
+        cluster.sigkill(id);
+        std::fs::remove_dir_all(cluster.data_dir(id)).expect("destroy a lost disk");
+    }
+    let data_dir = cluster.data_dir(survivor).display().to_string();
+    let survivor_arg = survivor.to_string();
+    let (code, _) = force_recover_cli(
+        &mut transcript,
+        &[
+            "--data-dir",
+            data_dir.as_str(),
+            "--node-id",
+            survivor_arg.as_str(),
+            "--reason",
+            "two servers lost",
+            "--i-understand-acknowledged-writes-may-be-lost",
+        ],
+    );
+    assert_eq!(code, 0, "{transcript}");
+    cluster.start(survivor);
+    let servers = vec![cluster.addr(survivor)];
+    runtime.block_on(async {
+        let mut reader = patient_client(servers.clone());
+        assert!(
+            wait_leads(&mut reader, 0, Duration::from_secs(20)).await,
+            "the survivor did not lead after the forced recovery:\n{transcript}"
+        );
+        let (lost_epoch, lost_index) = client_id_parts(lost_session);
+        assert_eq!(lost_epoch, 0);
+        // Each new client registers (one entry) and writes (one more), so
+        // the registrations walk the indices up past the lost session's.
+        let mut fresh = Vec::new();
+        for i in 0..200 {
+            let mut client = patient_client(servers.clone());
+            client
+                .put(format!("after-{i}"), "new session")
+                .await
+                .expect("write after the recovery");
+            let id = client.session().expect("registered");
+            assert_ne!(id, lost_session, "the lost session's id was given again");
+            assert_eq!(
+                client_id_parts(id).0,
+                1,
+                "session {id:#x} is not of epoch 1"
+            );
+            let past = client_id_parts(id).1 >= lost_index;
+            fresh.push(client);
+            if past {
+                break;
+            }
+        }
+        assert!(
+            fresh
+                .last()
+                .and_then(Client::session)
+                .is_some_and(|id| client_id_parts(id).1 >= lost_index),
+            "200 registrations did not reach index {lost_index}"
+        );
+        match lost_client
+            .put("lost-key", "written with a lost session")
+            .await
+        {
+            Err(ClientError::SessionExpired) => {}
+            other => panic!("a lost session's command answered {other:?}"),
+        }
+        assert_eq!(reader.get("lost-key").await.expect("read"), None);
+        // The new sessions are intact: each writes again, exactly once.
+        for (i, client) in fresh.iter_mut().enumerate() {
+            client
+                .append(format!("after-{i}"), "+again")
+                .await
+                .expect("a new session writes again");
+            assert_eq!(
+                reader.get(format!("after-{i}")).await.expect("read"),
+                Some(Bytes::from("new session+again"))
+            );
+        }
+    });
+    cluster.sigterm_all();
+}

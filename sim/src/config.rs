@@ -375,17 +375,12 @@ fn on_off(flag: bool) -> &'static str {
 pub enum ForcedRecoveryChoice {
     /// Drawn per seed: about a fifth of the seeds without membership
     /// churn, on 2 or more nodes, with a workload that accounts for lost
-    /// writes (the built-in key-value workload).
+    /// writes (the built-in key-value workload). The default.
+    #[default]
     Swarm,
     /// Every seed (membership churn is then off in every seed).
     Always,
-    /// No seed: the default until session ids survive a forced recovery.
-    /// A session id is the index of its registration entry, and after a
-    /// forced recovery the survivor reuses the indices of registrations it
-    /// never held: a client still holding such a lost session writes into
-    /// the new session of another client (found by
-    /// `replay --seed 455 --nodes 5 --forced-recovery`, `session-lost`).
-    #[default]
+    /// No seed (`--no-forced-recovery`).
     Off,
 }
 
@@ -534,7 +529,7 @@ impl SimConfig {
             return Err("--forced-recovery runs the built-in workload only (its history check accounts for the writes a forced recovery loses): drop --service".to_string());
         }
         if self.bugs.forced_recovery_unsynced && self.forced_recovery == ForcedRecoveryChoice::Off {
-            return Err("--bug-forced-recovery-unsynced plants a bug of the forced-recovery scenario: add --forced-recovery or --forced-recovery-swarm".to_string());
+            return Err("--bug-forced-recovery-unsynced plants a bug of the forced-recovery scenario: drop --no-forced-recovery".to_string());
         }
         if self.max_sessions == 0 {
             return Err("--max-sessions must be at least 1".to_string());
@@ -675,9 +670,9 @@ impl SimConfig {
             flags += " --bug-service";
         }
         match self.forced_recovery {
-            ForcedRecoveryChoice::Swarm => flags += " --forced-recovery-swarm",
+            ForcedRecoveryChoice::Swarm => {}
             ForcedRecoveryChoice::Always => flags += " --forced-recovery",
-            ForcedRecoveryChoice::Off => {}
+            ForcedRecoveryChoice::Off => flags += " --no-forced-recovery",
         }
         if self.bugs.forced_recovery_unsynced {
             flags += " --bug-forced-recovery-unsynced";

@@ -236,16 +236,16 @@ struct SimArgs {
     /// then off): a majority of the voters is lost for good (disks
     /// destroyed), the cluster is rebuilt from one survivor by forced
     /// recovery, fresh nodes join in some seeds; the run reports which
-    /// acknowledged writes were lost (built-in workload only). Off by
-    /// default: session ids do not yet survive a forced recovery (see
-    /// `ForcedRecoveryChoice::Off`).
+    /// acknowledged writes were lost (built-in workload only). Without
+    /// it, the default swarm draws the scenario in about a fifth of the
+    /// seeds.
     #[arg(long, conflicts_with_all = ["no_forced_recovery", "forced_recovery_swarm"])]
     forced_recovery: bool,
     /// Draw the forced-recovery scenario in about a fifth of the seeds
-    /// without membership churn.
+    /// without membership churn (the default; the flag only says so).
     #[arg(long, conflicts_with = "no_forced_recovery")]
     forced_recovery_swarm: bool,
-    /// No forced recovery in any seed (the default).
+    /// No forced recovery in any seed.
     #[arg(long)]
     no_forced_recovery: bool,
     /// Planted bug of the forced-recovery scenario: the survivor starts
@@ -361,7 +361,7 @@ impl SimArgs {
             service_bug: self.bug_service,
             forced_recovery: if self.forced_recovery {
                 ForcedRecoveryChoice::Always
-            } else if self.forced_recovery_swarm {
+            } else if self.forced_recovery_swarm || !self.no_forced_recovery {
                 ForcedRecoveryChoice::Swarm
             } else {
                 ForcedRecoveryChoice::Off

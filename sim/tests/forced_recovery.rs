@@ -3,7 +3,10 @@
 //! writes the run reports are compared with an outside computation from
 //! the client history and the survivor's log, the planted bug (the
 //! survivor started before the recovery's writes are synced) is caught,
-//! and the history check relaxes exactly the reported writes.
+//! and the history check relaxes exactly the reported writes. A client
+//! still holding a session the lost servers handed out is told it expired,
+//! never served from another client's session, and the default swarm draws
+//! the scenario.
 
 use std::collections::BTreeSet;
 
@@ -244,4 +247,82 @@ fn the_history_check_relaxes_only_the_reported_lost_writes() {
         check_history(&before),
         CheckResult::NotLinearizable(_)
     ));
+}
+
+/// Seed 455 on 5 nodes: client 1 registered session 13 on the lost
+/// servers; the survivor, forced at index 9, later put client 0's
+/// registration at index 13. Session ids now carry the id epoch, so client
+/// 0's session is not 13, and client 1 is told its session expired instead
+/// of writing into client 0's (which failed the run with `session-lost`).
+#[test]
+fn a_session_from_the_lost_servers_is_expired_not_given_to_another_client() {
+    let config = SimConfig {
+        timeline: true,
+        ..forced(455, 5)
+    };
+    let report = run_kv(&config, None).unwrap();
+    assert!(report.passed(), "{:?}", report.failure);
+    let texts: Vec<&str> = report
+        .timeline
+        .iter()
+        .map(|entry| entry.text.as_str())
+        .collect();
+    let registered_after: Vec<u64> = texts
+        .iter()
+        .skip_while(|text| !text.contains("applied the forced recovery"))
+        .filter_map(|text| text.split("registered session ").nth(1))
+        .filter_map(|id| id.parse().ok())
+        .collect();
+    assert!(
+        !registered_after.is_empty(),
+        "no registration after the recovery"
+    );
+    for id in &registered_after {
+        assert_eq!(
+            concord::session::client_id_parts(*id).0,
+            1,
+            "session {id} registered after the recovery is not of epoch 1"
+        );
+    }
+    assert!(
+        texts.contains(&"client 1: session expired"),
+        "client 1 was not told its lost session 13 expired"
+    );
+}
+
+/// The default configuration draws the scenario in some seeds (about a
+/// fifth of those without membership churn), and they pass.
+#[test]
+fn the_default_swarm_draws_forced_recoveries() {
+    assert_eq!(ForcedRecoveryChoice::default(), ForcedRecoveryChoice::Swarm);
+    assert_eq!(
+        SimConfig::default().forced_recovery,
+        ForcedRecoveryChoice::Swarm
+    );
+    let mut drawn = Vec::new();
+    for seed in 0..40 {
+        let config = SimConfig {
+            seed,
+            nodes: 5,
+            ..SimConfig::default()
+        };
+        let report = run_kv(&config, None).unwrap();
+        assert!(report.passed(), "seed {seed}: {:?}", report.failure);
+        if report
+            .forced_recovery
+            .is_some_and(|forced| forced.recovered_ns > 0)
+        {
+            drawn.push(seed);
+        }
+    }
+    assert!(!drawn.is_empty(), "no seed of 0..40 drew a forced recovery");
+    // The off switch draws none, and a replay names it.
+    let off = SimConfig {
+        seed: drawn[0],
+        nodes: 5,
+        forced_recovery: ForcedRecoveryChoice::Off,
+        ..SimConfig::default()
+    };
+    assert!(run_kv(&off, None).unwrap().forced_recovery.is_none());
+    assert!(off.replay_command().contains("--no-forced-recovery"));
 }

@@ -87,7 +87,7 @@ use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument;
 
-use crate::state_machine::StateMachine;
+use crate::state_machine::{apply_entry, StateMachine};
 use crate::{
     Action, Config, ConfigError, EntryPayload, Index, Input, LogPosition, Node, NodeId,
     ProposeError, Role, Snapshot, SnapshotMeta, Term,
@@ -1508,12 +1508,9 @@ where
                 };
                 let first = entries[0].index;
                 for entry in &entries {
-                    let response = match &entry.payload {
-                        EntryPayload::Command(command) => {
-                            Some(self.state_machine.apply(entry.index, command))
-                        }
-                        _ => None,
-                    };
+                    // Commands, and forced recoveries (the session layer
+                    // expires what the lost servers may have handed out).
+                    let response = apply_entry(&mut self.state_machine, entry);
                     self.counters.entries_applied += 1;
                     while self
                         .waiting

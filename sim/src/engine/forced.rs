@@ -50,8 +50,15 @@
 //!   survivor never saw them; the forced term is past every term it
 //!   saw), and no node that knew those leaders remains, so a new leader
 //!   of such a term contradicts nobody;
-//! * **sessions**: a client session whose registration entry the survivor
-//!   did not hold is gone with it; its expiry is not a lost session.
+//! * **sessions**: a client session registered, before the recovery,
+//!   above the survivor's commit index (the audit record's
+//!   `commit_index_before`) is expired by the session layer when it
+//!   applies the forced entry (`concord::session`), whether or not the
+//!   survivor held its registration: its id may have been handed out
+//!   twice. Its expiry is not a lost session. Every other session must
+//!   survive, and a client holding an expired session must be answered
+//!   "session expired", never served from another client's session (the
+//!   exactly-once and history checks catch that).
 //!
 //! The survivor's own promises (votes, terms, acknowledged entries) are
 //! checked across the recovery as across any restart, and once the
@@ -233,6 +240,9 @@ struct Ack {
 struct Held {
     base: LogPosition,
     terms: BTreeMap<Index, Term>,
+    /// The audit record's commit index: sessions registered above it
+    /// expire at the forced entry.
+    commit_index_before: Index,
 }
 
 impl Held {
@@ -494,6 +504,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 .iter()
                 .map(|entry| (entry.index, entry.term))
                 .collect(),
+            commit_index_before: plan.audit.commit_index_before,
         };
         let held_op_ids: Vec<u64> = recovered
             .entries
@@ -686,8 +697,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
     }
 
     /// Whether `client`'s session was registered in an entry the survivor
-    /// of a forced recovery did not hold (so its expiry loses nothing the
-    /// cluster still promised).
+    /// of a forced recovery did not hold, or, before the recovery, above
+    /// the survivor's commit index (the session layer expires those at the
+    /// forced entry): its expiry loses nothing the cluster still promised.
     pub(super) fn session_lost_by_recovery(&self, client: usize) -> bool {
         let Some(forced) = self.forced.as_ref() else {
             return false;
@@ -697,7 +709,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         else {
             return false;
         };
-        !Self::survived(held, forced.report.recovered_ns, *sent_ns, *index, *term)
+        let recovered_ns = forced.report.recovered_ns;
+        !Self::survived(held, recovered_ns, *sent_ns, *index, *term)
+            || (*sent_ns < recovered_ns && *index > held.commit_index_before)
     }
 
     /// After every boot of the survivor past its recovery: the recovery's

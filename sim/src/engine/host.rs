@@ -986,6 +986,20 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 }
                 Some(outcome.response().encode())
             }
+            // The session layer expires the sessions the lost servers may
+            // share ids with, and starts a new id epoch.
+            EntryPayload::ForcedMembership(audit) => {
+                let sm = &mut self.hosts[index].sm;
+                sm.apply_forced_recovery(entry.index, audit);
+                let epoch = sm.sessions().epoch();
+                self.note(Some(index), || {
+                    format!(
+                        "applied the forced recovery at index {}: sessions registered above index {} expire; session id epoch {epoch}",
+                        entry.index, audit.commit_index_before,
+                    )
+                });
+                None
+            }
             // The host's own records go to its book, never to the state
             // machine.
             EntryPayload::Host(bytes) => {
