@@ -7,10 +7,11 @@ use std::collections::BTreeMap;
 
 use concord::session;
 use concord::state_machine::StateMachine;
-use concord::{Index, Input, Membership, NodeId, Role, Term};
+use concord::{Index, Input, Membership, Node, NodeId, Role, Term};
 
 use super::host::Proposer;
 use super::{format_time, Event, FailureKind, Simulation, MS, QUIET_PERIOD_NS};
+use crate::budgets::LATENCY_WRITES;
 use crate::trace::hash_bytes;
 use crate::workload::Workload;
 
@@ -27,7 +28,133 @@ pub(super) struct Probe {
     pub(super) final_membership: Option<Membership>,
 }
 
+/// Time between a latency write's commit and the next proposal: not a
+/// divisor of the heartbeat interval, so the writes land at different
+/// points of it.
+const LATENCY_GAP_NS: u64 = 7 * MS;
+
+/// A latency write not committed this long after its proposal fails the
+/// run (the budget itself is far smaller: this only ends a stalled phase).
+const LATENCY_TIMEOUT_NS: u64 = 1_000 * MS;
+
+/// The writes measured after the quiet period (`crate::budgets`): one at a
+/// time at the leader that held through the quiet period.
+pub(super) struct LatencyPhase {
+    leader: usize,
+    term: Term,
+    /// Writes proposed so far.
+    written: u32,
+    /// The write under way: when it was proposed, and its index once the
+    /// leader accepted it.
+    pending: Option<(u64, Option<Index>)>,
+}
+
 impl<S: StateMachine, W: Workload> Simulation<S, W> {
+    /// Proposes the next latency write at the phase's leader, or ends the
+    /// run when all were measured (or the leader is gone: the quiet
+    /// period's checks judge stability, not this phase).
+    pub(super) fn propose_latency_write(&mut self) {
+        let Some(phase) = self.latency.as_ref() else {
+            return;
+        };
+        let (leader, term) = (phase.leader, phase.term);
+        let leads = self.hosts[leader]
+            .node
+            .as_ref()
+            .is_some_and(|node| node.role() == Role::Leader && node.term() == term);
+        if phase.written >= LATENCY_WRITES || !leads {
+            self.latency = None;
+            self.finished = true;
+            return;
+        }
+        let write = phase.written + 1;
+        if let Some(phase) = self.latency.as_mut() {
+            phase.written = write;
+            phase.pending = Some((self.now, None));
+        }
+        self.schedule(LATENCY_TIMEOUT_NS, Event::LatencyTimeout { write });
+        self.step(
+            leader,
+            Input::Propose(session::encode_register()),
+            Some(Proposer::Latency),
+        );
+        let accepted = self
+            .latency
+            .as_ref()
+            .is_some_and(|phase| phase.pending.is_some_and(|(_, index)| index.is_some()));
+        if !accepted {
+            // Refused (a transfer under way, say): nothing to measure.
+            self.latency = None;
+            self.finished = true;
+        }
+    }
+
+    /// The leader accepted the latency write at `index`.
+    pub(super) fn latency_write_accepted(&mut self, index: Index) {
+        if let Some((_, at)) = self
+            .latency
+            .as_mut()
+            .and_then(|phase| phase.pending.as_mut())
+        {
+            *at = Some(index);
+        }
+    }
+
+    /// After a step of `index`: if it is the phase's leader and committed
+    /// the write under way, the write's latency is checked against its
+    /// budget and the next write is scheduled.
+    pub(super) fn check_latency_commit(&mut self, index: usize) {
+        let Some(phase) = self.latency.as_mut() else {
+            return;
+        };
+        let Some((proposed_ns, Some(at))) = phase.pending else {
+            return;
+        };
+        if phase.leader != index {
+            return;
+        }
+        let Some(node) = self.hosts[index].node.as_ref() else {
+            return;
+        };
+        if node.role() != Role::Leader || node.term() != phase.term {
+            self.latency = None;
+            self.finished = true;
+            return;
+        }
+        if node.commit_index() < at {
+            return;
+        }
+        phase.pending = None;
+        let latency_ns = self.now - proposed_ns;
+        self.note(Some(index), || {
+            format!(
+                "latency write at index {at} committed {} us after its proposal",
+                latency_ns / 1_000
+            )
+        });
+        if let Err(message) = self.budgets.on_commit_latency(latency_ns) {
+            self.fail(FailureKind::CommitLatency, Some(index), message);
+            return;
+        }
+        self.schedule(LATENCY_GAP_NS, Event::LatencyWrite);
+    }
+
+    /// Latency write `write` may still be under way.
+    pub(super) fn latency_timeout(&mut self, write: u32) {
+        let Some(phase) = self.latency.as_ref() else {
+            return;
+        };
+        if phase.written != write || phase.pending.is_none() {
+            return;
+        }
+        let message = format!(
+            "write {write} of {LATENCY_WRITES} at a stable leader on a calm network did not commit within {}",
+            format_time(LATENCY_TIMEOUT_NS)
+        );
+        let leader = phase.leader;
+        self.fail(FailureKind::CommitLatency, Some(leader), message);
+    }
+
     pub(super) fn check_step_down(
         &mut self,
         index: usize,
@@ -191,6 +318,20 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             let heartbeats = QUIET_PERIOD_NS / heartbeat_ns.min().unwrap_or(QUIET_PERIOD_NS).max(1);
             if let Err(message) = self.budgets.quiet_ended(heartbeats) {
                 self.fail(FailureKind::Efficiency, None, message);
+            }
+            // The cluster stayed calm with one leader: measure how fast it
+            // commits.
+            let leader = self.current_leader();
+            let term = leader.and_then(|index| self.hosts[index].node.as_ref().map(Node::term));
+            if let (Some(leader), Some(term), None) = (leader, term, &self.failure) {
+                self.latency = Some(LatencyPhase {
+                    leader,
+                    term,
+                    written: 0,
+                    pending: None,
+                });
+                self.schedule(0, Event::LatencyWrite);
+                return;
             }
         }
         self.finished = true;
