@@ -398,6 +398,11 @@ enum Event {
     LatencyTimeout {
         write: u32,
     },
+    RejoinEnd {
+        leader: u8,
+        follower: u8,
+        term: Term,
+    },
     Membership,
     HostEntry,
     Forced(ForcedStep),
@@ -426,6 +431,7 @@ impl Event {
             Event::QuietEnd => 18,
             Event::LatencyWrite => 22,
             Event::LatencyTimeout { write } => 23 | (u64::from(*write) << 8),
+            Event::RejoinEnd { follower, .. } => 24 | (u64::from(*follower) << 8),
             Event::Membership => 19,
             Event::HostEntry => 20,
             Event::Forced(step) => 21 | (step.code() << 8),
@@ -1000,6 +1006,11 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             Event::QuietEnd => self.end_quiet_period(),
             Event::LatencyWrite => self.propose_latency_write(),
             Event::LatencyTimeout { write } => self.latency_timeout(write),
+            Event::RejoinEnd {
+                leader,
+                follower,
+                term,
+            } => self.end_rejoin_check(leader as usize, follower as usize, term),
             Event::Membership => self.membership_change(),
             Event::HostEntry => self.host_entry_tick(),
             Event::Forced(step) => self.forced_step(step),
