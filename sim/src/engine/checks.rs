@@ -2,6 +2,12 @@
 //! of `crate::safety`: the liveness probe after healing, stability (no
 //! elections in a quiet period, a cut-off leader steps down in time), and
 //! the final checks on acknowledged writes and replica states.
+//!
+//! After the quiet period two more phases run on the calm cluster: the
+//! latency writes (each must commit within `crate::budgets`'
+//! `COMMIT_LATENCY_MAX_NS`), then the rejoin check (a follower that stops
+//! hearing the leader must not depose it while the leader keeps a
+//! quorum).
 
 use std::collections::BTreeMap;
 
