@@ -56,7 +56,7 @@ mod network;
 mod queue;
 
 use self::book::HostEntries;
-use self::checks::Probe;
+use self::checks::{LatencyPhase, Probe};
 use self::churn::Churn;
 use self::client::{Client, ClientMessage};
 use self::forced::{Forced, ForcedStep};
@@ -134,6 +134,9 @@ pub enum FailureKind {
     /// A node sent an append above its configured `append_entries_max` or
     /// `append_bytes_max` (`crate::budgets`).
     MessageBound,
+    /// A write proposed at a stable leader on a calm network took longer
+    /// than its budget to commit (`crate::budgets`).
+    CommitLatency,
     /// A client's session expired although the session table never held
     /// enough sessions to evict one.
     SessionLost,
@@ -172,6 +175,7 @@ impl FailureKind {
             FailureKind::WitnessServed => "witness-served",
             FailureKind::Efficiency => "efficiency",
             FailureKind::MessageBound => "message-bound",
+            FailureKind::CommitLatency => "commit-latency",
             FailureKind::SessionLost => "session-lost",
             FailureKind::HostBook => "host-book",
         }
@@ -390,6 +394,15 @@ enum Event {
         configuration: Index,
     },
     QuietEnd,
+    LatencyWrite,
+    LatencyTimeout {
+        write: u32,
+    },
+    RejoinEnd {
+        leader: u8,
+        follower: u8,
+        term: Term,
+    },
     Membership,
     HostEntry,
     Forced(ForcedStep),
@@ -416,6 +429,9 @@ impl Event {
             Event::Depose { node, .. } => 16 | (u64::from(*node) << 8),
             Event::StepDownDeadline { node, .. } => 17 | (u64::from(*node) << 8),
             Event::QuietEnd => 18,
+            Event::LatencyWrite => 22,
+            Event::LatencyTimeout { write } => 23 | (u64::from(*write) << 8),
+            Event::RejoinEnd { follower, .. } => 24 | (u64::from(*follower) << 8),
             Event::Membership => 19,
             Event::HostEntry => 20,
             Event::Forced(step) => 21 | (step.code() << 8),
@@ -483,6 +499,9 @@ pub struct Simulation<S, W> {
     /// Elections and pre-elections started by each host, and transfers
     /// summed over the nodes, when the quiet period began.
     quiet_start: Option<(Vec<u64>, u64)>,
+    /// The writes measured after the quiet period (`checks`), while
+    /// under way.
+    latency: Option<LatencyPhase>,
     /// With `lease_skew_beyond_bound`: the cut-off leader whose clock runs
     /// slow, and its normal tick period, restored when the network heals.
     slowed_clock: Option<(usize, u64)>,
@@ -661,6 +680,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             budgets: Budgets::new(nodes),
             network_generation: 0,
             quiet_start: None,
+            latency: None,
             slowed_clock: None,
             churn,
             witness,
@@ -984,6 +1004,13 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 configuration,
             ),
             Event::QuietEnd => self.end_quiet_period(),
+            Event::LatencyWrite => self.propose_latency_write(),
+            Event::LatencyTimeout { write } => self.latency_timeout(write),
+            Event::RejoinEnd {
+                leader,
+                follower,
+                term,
+            } => self.end_rejoin_check(leader as usize, follower as usize, term),
             Event::Membership => self.membership_change(),
             Event::HostEntry => self.host_entry_tick(),
             Event::Forced(step) => self.forced_step(step),

@@ -685,6 +685,12 @@ fn run(
         "  snapshots: {} taken, {} installed from a leader, {} chunks sent",
         summary.snapshots.taken, summary.snapshots.installed, summary.snapshots.chunks_sent
     );
+    println!(
+        "  commit latency at a stable leader: {} writes, at most {} us (budget {} us)",
+        summary.latency_writes,
+        summary.commit_latency_max_ns / 1_000,
+        concord_sim::budgets::COMMIT_LATENCY_MAX_NS / 1_000
+    );
     let faults: Vec<String> = FaultKind::ALL
         .iter()
         .map(|kind| format!("{}={}", kind.name(), summary.faults.get(*kind)))

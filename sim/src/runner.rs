@@ -88,6 +88,11 @@ pub struct Summary {
     /// The forced recoveries run, by seed (their lists of operation ids
     /// left out), in seed order.
     pub forced: Vec<(u64, ForcedRecoveryReport)>,
+    /// Writes measured from proposal to commit after the quiet period
+    /// (`crate::budgets`), over all seeds.
+    pub latency_writes: u64,
+    /// The longest of them, nanoseconds.
+    pub commit_latency_max_ns: u64,
     /// Wall-clock time taken.
     pub wall: Duration,
 }
@@ -101,6 +106,10 @@ impl Summary {
         self.operations += report.operations;
         self.faults.merge(&report.faults);
         self.snapshots.merge(&report.snapshots);
+        self.latency_writes += u64::from(report.efficiency.latency_writes);
+        self.commit_latency_max_ns = self
+            .commit_latency_max_ns
+            .max(report.efficiency.commit_latency_max_ns);
         self.hashes.push((report.config.seed, report.trace_hash));
         if let Some(forced) = report.forced_recovery.as_ref() {
             let forced = ForcedRecoveryReport {

@@ -35,6 +35,7 @@ fn passing_run_prints_a_summary_and_exits_0() {
         "simulated seconds per wall second",
         "operations checked",
         "faults injected",
+        "commit latency at a stable leader",
         "failures: 0",
     ] {
         assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");

@@ -59,8 +59,13 @@ pub(super) struct PendingRead {
 /// Who proposed a command, so its result can be routed back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Proposer {
-    Client { client: u32, attempt: u32 },
+    Client {
+        client: u32,
+        attempt: u32,
+    },
     Probe,
+    /// A write of the latency phase after the quiet period (`checks`).
+    Latency,
 }
 
 /// One simulated server: a core [`Node`] (none while crashed), its state
@@ -441,6 +446,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             host.snapshot_outstanding = false;
         }
         let before = self.nemesis.watching().then(|| nemesis::observe(node));
+        self.budgets.step_started(node.last_index());
         node.step(input, actions);
         if let Some(held) = node.snapshot_position() {
             // The node never asks for the bytes of an older snapshot.
@@ -514,6 +520,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         if let Err((kind, message)) = self.safety.after_step(index, node) {
             self.fail(kind, Some(index), message);
             return;
+        }
+        if self.latency.is_some() {
+            self.check_latency_commit(index);
         }
         if self.churn.is_some() || self.forced.is_some() {
             if let Err(message) = self.check_commit_quorum(index) {
@@ -648,6 +657,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                         format!("liveness probe accepted at index {first_index} term {term}")
                     });
                 }
+                Some(Proposer::Latency) => self.latency_write_accepted(first_index),
                 None => {}
             },
             Action::ProposalRefused { error, .. } => {

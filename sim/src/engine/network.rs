@@ -157,7 +157,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         }
         if let Some(node) = self.hosts[index].node.as_ref() {
             self.promises.on_send(index, node, &message);
-            if let Err((kind, excess)) = self.budgets.on_send(node.config(), &message) {
+            if let Err((kind, excess)) = self.budgets.on_send(node, &message) {
                 self.fail(kind, Some(index), excess);
             }
         }
