@@ -56,10 +56,10 @@ fn op_ids(history: &[Operation]) -> Vec<u64> {
 /// writes that are gone: those the client history shows acknowledged
 /// whose commands are not in the survivor's log at the end of the run
 /// (every entry it held at the recovery is still there, and so is every
-/// entry the recovered cluster committed since). Needs a survivor that
-/// never compacted its log, so that its log holds every command it ever
-/// had; asserts it.
-fn run_and_compute_lost(config: &SimConfig) -> (ForcedRecoveryReport, BTreeSet<u64>) {
+/// entry the recovered cluster committed since). That needs a survivor
+/// that never compacted its log, so that its log holds every command it
+/// ever had: `None` for a run whose survivor compacted.
+fn run_and_compute_lost(config: &SimConfig) -> Option<(ForcedRecoveryReport, BTreeSet<u64>)> {
     let (report, history) = run_kv_with_history(config, None).unwrap();
     assert!(
         report.passed(),
@@ -76,12 +76,9 @@ fn run_and_compute_lost(config: &SimConfig) -> (ForcedRecoveryReport, BTreeSet<u
         "seed {}: no recovery ran",
         config.seed
     );
-    assert_eq!(
-        (forced.survivor_base.index, forced.final_base),
-        (0, 0),
-        "seed {}: the survivor compacted its log; pick another seed",
-        config.seed
-    );
+    if (forced.survivor_base.index, forced.final_base) != (0, 0) {
+        return None;
+    }
     let in_survivor_log: BTreeSet<u64> = forced.final_op_ids.iter().copied().collect();
     let acknowledged_writes = history
         .iter()
@@ -91,7 +88,21 @@ fn run_and_compute_lost(config: &SimConfig) -> (ForcedRecoveryReport, BTreeSet<u
     let lost = acknowledged_writes
         .filter(|id| !in_survivor_log.contains(id))
         .collect();
-    (forced, lost)
+    Some((forced, lost))
+}
+
+/// The first seed of [`short`]'s seeds `0..SHORT_SEEDS` whose survivor
+/// kept its whole log and whose recovery `wanted` picks, with its report
+/// and the writes computed as gone. The tests search rather than name a
+/// seed, so that a change to the schedule (a new fault or check drawing
+/// from the seed's random stream) moves the seed, not the test's meaning.
+fn first_uncompacted_run(
+    wanted: impl Fn(&ForcedRecoveryReport) -> bool,
+) -> (u64, ForcedRecoveryReport, BTreeSet<u64>) {
+    (0..SHORT_SEEDS)
+        .filter_map(|seed| run_and_compute_lost(&short(seed)).map(|(f, lost)| (seed, f, lost)))
+        .find(|(_, forced, _)| wanted(forced))
+        .unwrap_or_else(|| panic!("no seed of 0..{SHORT_SEEDS} has the wanted recovery"))
 }
 
 fn reported_lost(forced: &ForcedRecoveryReport) -> BTreeSet<u64> {
@@ -105,40 +116,34 @@ fn reported_lost(forced: &ForcedRecoveryReport) -> BTreeSet<u64> {
 /// recovered: the run reports no lost write, and none is gone.
 #[test]
 fn a_survivor_holding_everything_reports_no_lost_writes() {
-    let config = short(SURVIVOR_HELD_ALL_SEED);
-    let (forced, lost) = run_and_compute_lost(&config);
-    assert_eq!(
-        forced.diverged_at,
-        forced.committed_before + 1,
-        "the survivor lacked committed entries: {forced}"
-    );
-    assert!(lost.is_empty(), "writes gone: {lost:x?}");
-    assert_eq!(forced.lost_writes().count(), 0, "{forced}");
+    let (seed, forced, lost) =
+        first_uncompacted_run(|forced| forced.diverged_at == forced.committed_before + 1);
+    assert!(lost.is_empty(), "seed {seed}: writes gone: {lost:x?}");
+    assert_eq!(forced.lost_writes().count(), 0, "seed {seed}: {forced}");
 }
 
 /// A seed whose survivor (the node with the shortest durable log) lacked
-/// acknowledged writes: the run reports exactly the acknowledged writes
+/// committed entries: the run reports exactly the acknowledged writes
 /// that are gone, as computed from the history and the survivor's log.
 #[test]
 fn a_lagging_survivor_reports_exactly_the_writes_it_lacked() {
-    let config = short(SURVIVOR_LAGGED_SEED);
-    let (forced, lost) = run_and_compute_lost(&config);
+    let (seed, forced, lost) = first_uncompacted_run(|forced| {
+        forced.diverged_at <= forced.committed_before && forced.lost_writes().count() > 0
+    });
     assert!(
-        forced.diverged_at <= forced.committed_before,
-        "the survivor held every committed entry: {forced}"
+        !lost.is_empty(),
+        "seed {seed}: no acknowledged write is gone: {forced}"
     );
-    assert!(!lost.is_empty(), "no acknowledged write is gone: {forced}");
-    assert_eq!(reported_lost(&forced), lost, "{forced}");
+    assert_eq!(reported_lost(&forced), lost, "seed {seed}: {forced}");
     // None of them was in the survivor's log when it was recovered.
     let held: BTreeSet<u64> = forced.held_op_ids.iter().copied().collect();
-    assert!(lost.iter().all(|id| !held.contains(id)));
+    assert!(lost.iter().all(|id| !held.contains(id)), "seed {seed}");
 }
 
-/// The seeds of the two tests above, under [`short`] (of its seeds 0..60,
-/// eight keep the survivor's log uncompacted; seed 5 is the one among them
-/// whose survivor lacked acknowledged writes, six of them).
-const SURVIVOR_HELD_ALL_SEED: u64 = 3;
-const SURVIVOR_LAGGED_SEED: u64 = 5;
+/// How many seeds of [`short`] the two tests above search (before the
+/// post-quiet-period checks were added, eight of seeds 0..60 kept the
+/// survivor's log uncompacted, one of them with a lagging survivor).
+const SHORT_SEEDS: u64 = 60;
 
 /// Planted bug: the survivor starts on the recovery's writes before they
 /// are synced; in the seeds where it crashes again just after (about a
