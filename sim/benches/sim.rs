@@ -17,6 +17,11 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 use concord_sim::{run_kv, SimConfig};
 
+/// The allocator of the `concord-sim` binary (see `sim/src/main.rs`), so the
+/// figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn config(seed: u64) -> SimConfig {
     SimConfig {
         seed,

@@ -10,6 +10,13 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+/// A seed allocates and frees a message, an action list and a queue event
+/// per step; mimalloc does that in fewer instructions than glibc malloc.
+/// Allocation addresses never reach the simulation, so the allocator does
+/// not change a run.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use concord_sim::engine::format_time;
 use concord_sim::services::Service;
 use concord_sim::{
