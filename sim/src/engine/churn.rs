@@ -136,23 +136,29 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         if index != spare {
             return without_spare;
         }
-        let current: Vec<NodeId> = self
-            .current_leader()
+        let current = self.voters_except(self.current_leader(), spare_id);
+        if current.is_empty() {
+            without_spare
+        } else {
+            current
+        }
+    }
+
+    /// The voters of `leader`'s configuration other than `id`, in id order:
+    /// what a node that starts without a configuration on its disk is
+    /// told. Empty when there is no leader or it is down.
+    pub(super) fn voters_except(&self, leader: Option<usize>, id: NodeId) -> Vec<NodeId> {
+        leader
             .and_then(|leader| self.hosts[leader].node.as_ref())
             .map(|node| {
                 node.membership()
                     .voters
                     .iter()
                     .copied()
-                    .filter(|id| *id != spare_id)
+                    .filter(|voter| *voter != id)
                     .collect()
             })
-            .unwrap_or_default();
-        if current.is_empty() {
-            without_spare
-        } else {
-            current
-        }
+            .unwrap_or_default()
     }
 
     /// The next step of replacing a crashed voter by the spare, if one is

@@ -371,18 +371,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         // Only used while its disk holds no configuration (then the log's
         // replaces it): a learner of the voters of the moment.
         let voters: BTreeSet<NodeId> = self
-            .current_leader()
-            .or(Some(survivor))
-            .and_then(|leader| self.hosts[leader].node.as_ref())
-            .map(|node| {
-                node.membership()
-                    .voters
-                    .iter()
-                    .copied()
-                    .filter(|voter| *voter != id)
-                    .collect()
-            })
-            .unwrap_or_default();
+            .voters_except(self.current_leader().or(Some(survivor)), id)
+            .into_iter()
+            .collect();
         let voters = if voters.is_empty() {
             [survivor as NodeId + 1].into()
         } else {
