@@ -445,6 +445,12 @@ pub struct SimConfig {
     /// About half the seeds propose Host entries (address records) now
     /// and then, and before membership changes that add a node.
     pub host_entries: bool,
+    /// About half the seeds' clients now and then send, instead of a
+    /// workload command, a malformed request (which must be answered
+    /// `Malformed`) or a command older than their last answered one
+    /// (which must be answered `SessionExpired`). Off in forced-recovery
+    /// runs, where a recovery may take a session's last commands back.
+    pub client_probes: bool,
     /// Record a readable timeline (slower).
     pub timeline: bool,
     /// The run fails if it needs more node steps than this.
@@ -484,6 +490,7 @@ impl Default for SimConfig {
             membership_churn: true,
             witnesses: true,
             host_entries: true,
+            client_probes: true,
             timeline: false,
             max_node_steps: 2_000_000,
             service: crate::services::Service::Builtin,
@@ -625,6 +632,9 @@ impl SimConfig {
         }
         if !self.host_entries {
             flags += " --no-host-entries";
+        }
+        if !self.client_probes {
+            flags += " --no-client-probes";
         }
         if self.core_bugs.figure_8_commit {
             flags += " --bug-figure-8";

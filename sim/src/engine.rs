@@ -58,7 +58,7 @@ mod queue;
 use self::book::HostEntries;
 use self::checks::{LatencyPhase, Probe};
 use self::churn::Churn;
-use self::client::{Client, ClientMessage};
+use self::client::{Client, ClientMessage, ClientProbes};
 use self::forced::{Forced, ForcedStep};
 pub use self::forced::{ForcedRecoveryReport, LostOperation};
 use self::host::{Host, HostInput, Proposer};
@@ -146,6 +146,14 @@ pub enum FailureKind {
     /// A node's address book (built from the Host entries it applied and
     /// the snapshots it restored) differs from the committed log's.
     HostBook,
+    /// A node took a message whose sender is forged (itself, id 0, or
+    /// outside its configuration while it leads): its term, vote or role
+    /// moved, or it sent or did something.
+    ForgedSender,
+    /// A client's malformed request, or its re-sent older command, was
+    /// not answered as the session contract promises (`Malformed`,
+    /// `SessionExpired`).
+    SessionContract,
 }
 
 impl FailureKind {
@@ -178,6 +186,8 @@ impl FailureKind {
             FailureKind::CommitLatency => "commit-latency",
             FailureKind::SessionLost => "session-lost",
             FailureKind::HostBook => "host-book",
+            FailureKind::ForgedSender => "forged-sender",
+            FailureKind::SessionContract => "session-contract",
         }
     }
 }
@@ -512,6 +522,8 @@ pub struct Simulation<S, W> {
     witness: Option<usize>,
     /// The host entries of this seed, if drawn (`book`).
     host_entries: Option<HostEntries>,
+    /// The session-contract probes, when the seed drew them.
+    probes: Option<ClientProbes>,
     /// The forced recovery of this seed, if drawn (`forced`).
     forced: Option<Forced>,
 }
@@ -608,6 +620,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 last_target: 0,
                 done: false,
                 registrations_sent: 0,
+                last_ok_seq: 0,
             })
             .collect();
         let rates = plan.rates.clone();
@@ -625,6 +638,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         }
         let witness = churn::draw_witness(&config, churn.as_ref());
         let host_entries = HostEntries::draw(&config);
+        let probes = ClientProbes::draw(&config, forced.is_some());
         let (seed, nodes) = (config.seed, config.nodes);
         let mut simulation = Simulation {
             safety: Safety::new(config.nodes),
@@ -686,6 +700,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             witness,
             host_entries,
             forced,
+            probes,
         };
         simulation.start()?;
         Ok(simulation)

@@ -206,6 +206,10 @@ struct SimArgs {
     /// No Host entries (address records) in any seed.
     #[arg(long)]
     no_host_entries: bool,
+    /// No client sends malformed requests or re-sends an older command
+    /// (the session-contract probes) in any seed.
+    #[arg(long)]
+    no_client_probes: bool,
     /// Planted core mistake (Raft's Figure 8): a leader commits an entry
     /// of an earlier term by counting replicas.
     #[arg(long)]
@@ -355,6 +359,7 @@ impl SimArgs {
             membership_churn: !self.no_membership_churn,
             witnesses: !self.no_witnesses,
             host_entries: !self.no_host_entries,
+            client_probes: !self.no_client_probes,
             timeline: false,
             max_node_steps: self.max_steps,
             service: self.service,
