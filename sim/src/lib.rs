@@ -164,7 +164,7 @@ pub use config::{
 };
 pub use engine::{
     plan_for, Failure, FailureKind, FaultCounts, ForcedRecoveryReport, LostOperation, RunReport,
-    Simulation, SnapshotCounts, TimelineEntry,
+    SessionCounts, Simulation, SnapshotCounts, TimelineEntry,
 };
 pub use faults::{
     Fault, FaultKind, FaultPlan, FaultSet, ForgedSender, Partition, Rates, TimedFault,

@@ -203,6 +203,15 @@ struct SimArgs {
     /// snapshots.
     #[arg(long)]
     bug_host_book_dropped: bool,
+    /// Planted host bug: the transport labels a forged sender (the node
+    /// itself, id 0, an outsider) as a member.
+    #[arg(long)]
+    bug_forged_sender_relabelled: bool,
+    /// Planted client bug: the session-contract probes are well-formed
+    /// (an "older" command that is the newest, a registration without
+    /// trailing bytes).
+    #[arg(long)]
+    bug_client_probes_well_formed: bool,
     /// No Host entries (address records) in any seed.
     #[arg(long)]
     no_host_entries: bool,
@@ -210,6 +219,9 @@ struct SimArgs {
     /// (the session-contract probes) in any seed.
     #[arg(long)]
     no_client_probes: bool,
+    /// No seed shrinks its session table below the number of clients.
+    #[arg(long)]
+    no_session_pressure: bool,
     /// Planted core mistake (Raft's Figure 8): a leader commits an entry
     /// of an earlier term by counting replicas.
     #[arg(long)]
@@ -341,6 +353,8 @@ impl SimArgs {
                 snapshot_past_applied: self.bug_snapshot_past_applied,
                 host_book_dropped_from_snapshots: self.bug_host_book_dropped,
                 forced_recovery_unsynced: self.bug_forced_recovery_unsynced,
+                forged_sender_relabelled: self.bug_forged_sender_relabelled,
+                client_probes_well_formed: self.bug_client_probes_well_formed,
             },
             core_bugs: CoreBugs {
                 figure_8_commit: self.bug_figure_8,
@@ -360,6 +374,7 @@ impl SimArgs {
             witnesses: !self.no_witnesses,
             host_entries: !self.no_host_entries,
             client_probes: !self.no_client_probes,
+            session_pressure: !self.no_session_pressure,
             timeline: false,
             max_node_steps: self.max_steps,
             service: self.service,
@@ -701,6 +716,12 @@ fn run(
         .map(|kind| format!("{}={}", kind.name(), summary.faults.get(*kind)))
         .collect();
     println!("  faults injected: {}", faults.join(" "));
+    println!(
+        "  sessions: {} probes answered as the contract says, {} sessions evicted ({} seeds with fewer sessions than clients)",
+        summary.sessions.probes_answered,
+        summary.sessions.evictions,
+        summary.sessions.pressured_runs
+    );
     if !summary.forced.is_empty() {
         println!(
             "  forced recoveries: {} seeds, {} acknowledged writes reported lost",

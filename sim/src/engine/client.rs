@@ -112,6 +112,8 @@ pub(super) struct ClientProbes {
     rate: f64,
     /// Probes answered as the contract promises.
     pub(super) answered: u64,
+    /// The planted client bug `HostBugs::client_probes_well_formed`.
+    well_formed: bool,
 }
 
 impl ClientProbes {
@@ -132,6 +134,7 @@ impl ClientProbes {
             rng,
             rate,
             answered: 0,
+            well_formed: config.bugs.client_probes_well_formed,
         })
     }
 
@@ -147,12 +150,16 @@ impl ClientProbes {
         let probe = match kind {
             0 if last_ok_seq >= 2 => {
                 let seq = last_ok_seq - 1;
-                let payload = session::encode_command(session_id, seq, &[]);
+                // The bug: the newest answered number, a genuine retry.
+                let sent = if self.well_formed { last_ok_seq } else { seq };
+                let payload = session::encode_command(session_id, sent, &[]);
                 return Some((Probe::Stale { seq }, payload));
             }
             1 => (Probe::Malformed("empty"), Bytes::new()),
             2 => {
                 let len = rng.gen_range(1..=8);
+                // The bug: no trailing bytes, a genuine registration.
+                let len = if self.well_formed { 0 } else { len };
                 (
                     Probe::Malformed("registration with trailing bytes"),
                     framed(rng, 0, len),
@@ -430,6 +437,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                     return;
                 }
                 let response = SessionResponse::decode(&bytes);
+                if !self.judge_session_answer(client, &response, index) {
+                    return;
+                }
                 let register = self.clients[client]
                     .op
                     .as_ref()

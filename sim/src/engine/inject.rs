@@ -118,6 +118,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         if self.hosts[index].paused {
             return;
         }
+        let nodes = self.hosts.len() as NodeId;
         let Some(node) = self.hosts[index].node.as_mut() else {
             return;
         };
@@ -126,11 +127,19 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             // A leader stepping out of its configuration hears strangers.
             return;
         }
-        let from = match sender {
+        let mut from = match sender {
             ForgedSender::Itself => me,
             ForgedSender::Zero => 0,
             ForgedSender::Outside => FORGED_OUTSIDE_ID,
         };
+        if self.config.bugs.forged_sender_relabelled {
+            // The bug: the transport names a member instead.
+            if let Some(member) =
+                (1..=nodes).find(|id| *id != me && node.membership().is_voter(*id))
+            {
+                from = member;
+            }
+        }
         let before = (node.term(), node.voted_for(), node.role());
         let message = Message {
             from,
