@@ -43,6 +43,11 @@ pub struct HostBugs {
     /// from the cache) and the "malformed" registration has no trailing
     /// bytes (opens a session); caught by the probes' check.
     pub client_probes_well_formed: bool,
+    /// The host builds its session tables one session larger
+    /// than configured, so a full table evicts later than the
+    /// least-recently-used promise says (caught by the session-answer
+    /// check).
+    pub session_table_one_larger: bool,
 }
 
 impl HostBugs {
@@ -57,6 +62,7 @@ impl HostBugs {
             || self.forced_recovery_unsynced
             || self.forged_sender_relabelled
             || self.client_probes_well_formed
+            || self.session_table_one_larger
     }
 }
 
@@ -656,6 +662,9 @@ impl SimConfig {
         }
         if self.bugs.client_probes_well_formed {
             flags += " --bug-client-probes-well-formed";
+        }
+        if self.bugs.session_table_one_larger {
+            flags += " --bug-session-table-one-larger";
         }
         if !self.client_probes {
             flags += " --no-client-probes";

@@ -624,6 +624,10 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         // Drawn here so that every table the run builds (at boot, restart
         // or recovery) has it, and the report's flags replay it.
         config.max_sessions = sessions::draw_capacity(&config);
+        // What the session table promises; the planted bug builds every
+        // table one session larger.
+        let sessions_promised = config.max_sessions;
+        config.max_sessions += usize::from(config.bugs.session_table_one_larger);
         let streams = Streams::new(config.seed, config.nodes);
         let plan = match plan {
             Some(plan) => {
@@ -673,7 +677,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         let probes = ClientProbes::draw(&config, forced.is_some());
         let session_model = forced
             .is_none()
-            .then(|| SessionModel::new(config.max_sessions));
+            .then(|| SessionModel::new(sessions_promised));
         let (seed, nodes) = (config.seed, config.nodes);
         let mut simulation = Simulation {
             safety: Safety::new(config.nodes),

@@ -212,6 +212,10 @@ struct SimArgs {
     /// trailing bytes).
     #[arg(long)]
     bug_client_probes_well_formed: bool,
+    /// Planted host bug: session tables built at boot hold one session
+    /// more than configured.
+    #[arg(long)]
+    bug_session_table_one_larger: bool,
     /// No Host entries (address records) in any seed.
     #[arg(long)]
     no_host_entries: bool,
@@ -355,6 +359,7 @@ impl SimArgs {
                 forced_recovery_unsynced: self.bug_forced_recovery_unsynced,
                 forged_sender_relabelled: self.bug_forged_sender_relabelled,
                 client_probes_well_formed: self.bug_client_probes_well_formed,
+                session_table_one_larger: self.bug_session_table_one_larger,
             },
             core_bugs: CoreBugs {
                 figure_8_commit: self.bug_figure_8,

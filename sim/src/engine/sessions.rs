@@ -198,10 +198,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
     /// Judges the entries node `index` just reported committed (called
     /// right after the safety checker took them from it).
     pub(super) fn session_model_catch_up(&mut self, index: usize) {
-        let (Some(model), Some(node)) = (
-            self.session_model.as_mut(),
-            self.hosts[index].node.as_ref(),
-        ) else {
+        let (Some(model), Some(node)) =
+            (self.session_model.as_mut(), self.hosts[index].node.as_ref())
+        else {
             return;
         };
         model.catch_up(node, self.safety.committed_len());
@@ -235,7 +234,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             return true;
         }
         let session = self.clients[client].session;
-        let capacity = self.config.max_sessions;
+        let capacity = model.capacity;
         let (kind, message) = match (outcome, response, session) {
             (Outcome::Executed | Outcome::Cached, Ok(SessionResponse::SessionExpired), Some(id)) => (
                 FailureKind::SessionLost,
