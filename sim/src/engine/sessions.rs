@@ -30,10 +30,10 @@ pub(super) enum Outcome {
     NotARequest,
     /// A session opened with this id.
     Registered(ClientId),
-    /// A new command executed.
-    Executed,
-    /// A retry answered from the cache.
-    Cached,
+    /// A new command executed; the session's last use before it.
+    Executed(Index),
+    /// A retry answered from the cache; the session's last use before it.
+    Cached(Index),
     /// Unknown session or older sequence number.
     Expired,
     /// Not decodable.
@@ -120,12 +120,6 @@ impl SessionModel {
         self.outcomes.get(slot as usize).copied()
     }
 
-    /// Whether session `client` is held after the entries judged so far,
-    /// and when it was last used.
-    pub(super) fn last_use(&self, client: ClientId) -> Option<Index> {
-        self.sessions.get(&client).map(|session| session.last_used)
-    }
-
     /// Where session `client` was evicted, and its last use then.
     pub(super) fn eviction(&self, client: ClientId) -> Option<(Index, Index)> {
         self.evicted.get(&client).copied()
@@ -178,12 +172,13 @@ impl SessionModel {
         let Some(session) = self.sessions.get_mut(&client) else {
             return Outcome::Expired;
         };
+        let used = session.last_used;
         let outcome = if seq > session.last_seq {
             session.last_seq = seq;
             session.answered = true;
-            Outcome::Executed
+            Outcome::Executed(used)
         } else if seq == session.last_seq && session.answered {
-            Outcome::Cached
+            Outcome::Cached(used)
         } else {
             return Outcome::Expired;
         };
@@ -225,7 +220,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         };
         let agrees = match (outcome, response) {
             (Outcome::Registered(id), Ok(SessionResponse::Registered { client })) => id == *client,
-            (Outcome::Executed | Outcome::Cached, Ok(SessionResponse::Ok(_))) => true,
+            (Outcome::Executed(_) | Outcome::Cached(_), Ok(SessionResponse::Ok(_))) => true,
             (Outcome::Expired, Ok(SessionResponse::SessionExpired)) => true,
             (Outcome::Malformed, Ok(SessionResponse::Malformed)) => true,
             _ => false,
@@ -236,11 +231,14 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         let session = self.clients[client].session;
         let capacity = model.capacity;
         let (kind, message) = match (outcome, response, session) {
-            (Outcome::Executed | Outcome::Cached, Ok(SessionResponse::SessionExpired), Some(id)) => (
+            (
+                Outcome::Executed(used) | Outcome::Cached(used),
+                Ok(SessionResponse::SessionExpired),
+                Some(id),
+            ) => (
                 FailureKind::SessionLost,
                 format!(
-                    "client {client}'s session {id} expired at log index {index}, but the table ({capacity} sessions) evicts the least recently used session first and, by the committed log, session {id} (last used at index {}) is still held; the least recently used held now: {:?} (session, last use). A duplicate answered from the cache counts as a use (SessionTable::touch)",
-                    model.last_use(id).unwrap_or(0),
+                    "client {client}'s session {id} expired at log index {index}, but the table ({capacity} sessions) evicts the least recently used session first and, by the committed log, session {id} (last used at index {used}) was still held there; the least recently used held now: {:?} (session, last use). A duplicate answered from the cache counts as a use (SessionTable::touch)",
                     model.least_recent(3),
                 ),
             ),
