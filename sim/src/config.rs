@@ -33,6 +33,21 @@ pub struct HostBugs {
     /// without an fsync); a crash just after loses the forced term and
     /// configuration.
     pub forced_recovery_unsynced: bool,
+    /// The transport stamps a message whose claimed sender names no peer
+    /// (the node itself, id 0, a node outside the configuration) with a
+    /// member's id instead of dropping it, so a forged message looks
+    /// genuine (caught by the forged-sender check).
+    pub forged_sender_relabelled: bool,
+    /// The clients' session-contract probes are well-formed after all:
+    /// the "older" command carries the newest answered number (answered
+    /// from the cache) and the "malformed" registration has no trailing
+    /// bytes (opens a session); caught by the probes' check.
+    pub client_probes_well_formed: bool,
+    /// The host builds its session tables one session larger
+    /// than configured, so a full table evicts later than the
+    /// least-recently-used promise says (caught by the session-answer
+    /// check).
+    pub session_table_one_larger: bool,
 }
 
 impl HostBugs {
@@ -45,6 +60,9 @@ impl HostBugs {
             || self.snapshot_past_applied
             || self.host_book_dropped_from_snapshots
             || self.forced_recovery_unsynced
+            || self.forged_sender_relabelled
+            || self.client_probes_well_formed
+            || self.session_table_one_larger
     }
 }
 
@@ -445,6 +463,17 @@ pub struct SimConfig {
     /// About half the seeds propose Host entries (address records) now
     /// and then, and before membership changes that add a node.
     pub host_entries: bool,
+    /// About half the seeds' clients now and then send, instead of a
+    /// workload command, a malformed request (which must be answered
+    /// `Malformed`) or a command older than their last answered one
+    /// (which must be answered `SessionExpired`). Off in forced-recovery
+    /// runs, where a recovery may take a session's last commands back.
+    pub client_probes: bool,
+    /// In about a quarter of the seeds whose session table could hold
+    /// every client's session, the table holds fewer sessions than there
+    /// are clients (half to all but one), so sessions are evicted and the
+    /// least-recently-used order is checked.
+    pub session_pressure: bool,
     /// Record a readable timeline (slower).
     pub timeline: bool,
     /// The run fails if it needs more node steps than this.
@@ -484,6 +513,8 @@ impl Default for SimConfig {
             membership_churn: true,
             witnesses: true,
             host_entries: true,
+            client_probes: true,
+            session_pressure: true,
             timeline: false,
             max_node_steps: 2_000_000,
             service: crate::services::Service::Builtin,
@@ -625,6 +656,21 @@ impl SimConfig {
         }
         if !self.host_entries {
             flags += " --no-host-entries";
+        }
+        if self.bugs.forged_sender_relabelled {
+            flags += " --bug-forged-sender-relabelled";
+        }
+        if self.bugs.client_probes_well_formed {
+            flags += " --bug-client-probes-well-formed";
+        }
+        if self.bugs.session_table_one_larger {
+            flags += " --bug-session-table-one-larger";
+        }
+        if !self.client_probes {
+            flags += " --no-client-probes";
+        }
+        if !self.session_pressure {
+            flags += " --no-session-pressure";
         }
         if self.core_bugs.figure_8_commit {
             flags += " --bug-figure-8";

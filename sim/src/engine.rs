@@ -54,16 +54,18 @@ mod host;
 mod inject;
 mod network;
 mod queue;
+mod sessions;
 
 use self::book::HostEntries;
 use self::checks::{LatencyPhase, Probe};
 use self::churn::Churn;
-use self::client::{Client, ClientMessage};
+use self::client::{Client, ClientMessage, ClientProbes};
 use self::forced::{Forced, ForcedStep};
 pub use self::forced::{ForcedRecoveryReport, LostOperation};
 use self::host::{Host, HostInput, Proposer};
 use self::network::{body_code, NetOdds, Slab};
 use self::queue::EventQueue;
+use self::sessions::SessionModel;
 
 const MS: u64 = 1_000_000;
 
@@ -146,6 +148,14 @@ pub enum FailureKind {
     /// A node's address book (built from the Host entries it applied and
     /// the snapshots it restored) differs from the committed log's.
     HostBook,
+    /// A node took a message whose sender is forged (itself, id 0, or
+    /// outside its configuration while it leads): its term, vote or role
+    /// moved, or it sent or did something.
+    ForgedSender,
+    /// A client's malformed request, or its re-sent older command, was
+    /// not answered as the session contract promises (`Malformed`,
+    /// `SessionExpired`).
+    SessionContract,
 }
 
 impl FailureKind {
@@ -178,6 +188,8 @@ impl FailureKind {
             FailureKind::CommitLatency => "commit-latency",
             FailureKind::SessionLost => "session-lost",
             FailureKind::HostBook => "host-book",
+            FailureKind::ForgedSender => "forged-sender",
+            FailureKind::SessionContract => "session-contract",
         }
     }
 }
@@ -205,6 +217,28 @@ impl SnapshotCounts {
         self.taken += other.taken;
         self.installed += other.installed;
         self.chunks_sent += other.chunks_sent;
+    }
+}
+
+/// Session activity in a run: the session-contract probes and the
+/// evictions the least-recently-used check judged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SessionCounts {
+    /// Malformed requests and re-sent older commands answered as the
+    /// contract says.
+    pub probes_answered: u64,
+    /// Sessions the session table had to evict, by the committed log.
+    pub evictions: u64,
+    /// 1 when the run's table held fewer sessions than it had clients.
+    pub pressured_runs: u64,
+}
+
+impl SessionCounts {
+    /// Adds `other` to these counts.
+    pub fn merge(&mut self, other: &SessionCounts) {
+        self.probes_answered += other.probes_answered;
+        self.evictions += other.evictions;
+        self.pressured_runs += other.pressured_runs;
     }
 }
 
@@ -325,6 +359,8 @@ pub struct RunReport {
     pub timeline: Vec<TimelineEntry>,
     /// The forced recovery, in seeds that ran one (`engine::forced`).
     pub forced_recovery: Option<ForcedRecoveryReport>,
+    /// Session-contract probes and session evictions.
+    pub sessions: SessionCounts,
 }
 
 impl RunReport {
@@ -512,6 +548,11 @@ pub struct Simulation<S, W> {
     witness: Option<usize>,
     /// The host entries of this seed, if drawn (`book`).
     host_entries: Option<HostEntries>,
+    /// The session-contract probes, when the seed drew them.
+    probes: Option<ClientProbes>,
+    /// The session table's promises, judged from the committed log (off
+    /// in forced-recovery runs).
+    session_model: Option<SessionModel>,
     /// The forced recovery of this seed, if drawn (`forced`).
     forced: Option<Forced>,
 }
@@ -574,12 +615,19 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
     /// (wrapped in sessions by the simulator) and clients driven by
     /// `workload`. With `plan` given, its faults replace the seed's draws.
     pub fn new(
-        config: SimConfig,
+        mut config: SimConfig,
         plan: Option<FaultPlan>,
         make_sm: impl FnMut(NodeId) -> S + 'static,
         workload: W,
     ) -> Result<Self, String> {
         config.validate()?;
+        // Drawn here so that every table the run builds (at boot, restart
+        // or recovery) has it, and the report's flags replay it.
+        config.max_sessions = sessions::draw_capacity(&config);
+        // What the session table promises; the planted bug builds every
+        // table one session larger.
+        let sessions_promised = config.max_sessions;
+        config.max_sessions += usize::from(config.bugs.session_table_one_larger);
         let streams = Streams::new(config.seed, config.nodes);
         let plan = match plan {
             Some(plan) => {
@@ -608,6 +656,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 last_target: 0,
                 done: false,
                 registrations_sent: 0,
+                last_ok_seq: 0,
             })
             .collect();
         let rates = plan.rates.clone();
@@ -625,6 +674,10 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         }
         let witness = churn::draw_witness(&config, churn.as_ref());
         let host_entries = HostEntries::draw(&config);
+        let probes = ClientProbes::draw(&config, forced.is_some());
+        let session_model = forced
+            .is_none()
+            .then(|| SessionModel::new(sessions_promised));
         let (seed, nodes) = (config.seed, config.nodes);
         let mut simulation = Simulation {
             safety: Safety::new(config.nodes),
@@ -686,6 +739,8 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             witness,
             host_entries,
             forced,
+            probes,
+            session_model,
         };
         simulation.start()?;
         Ok(simulation)
@@ -795,6 +850,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
 
     fn report(self) -> (RunReport, W) {
         let committed = self.safety.committed_len();
+        let pressured = self.config.max_sessions < self.config.clients;
         let report = RunReport {
             config: self.config,
             plan: self.plan,
@@ -815,6 +871,14 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             failure: self.failure,
             timeline: self.timeline.unwrap_or_default(),
             forced_recovery: self.forced.as_ref().map(|forced| forced.report().clone()),
+            sessions: SessionCounts {
+                probes_answered: self.probes.as_ref().map_or(0, |probes| probes.answered),
+                evictions: self
+                    .session_model
+                    .as_ref()
+                    .map_or(0, |model| model.evictions()),
+                pressured_runs: u64::from(pressured),
+            },
         };
         (report, self.workload)
     }

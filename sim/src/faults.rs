@@ -62,11 +62,15 @@ pub enum FaultKind {
     VoteCrash,
     /// A few messages are held back for seconds, across several terms.
     Stale,
+    /// The leader is handed a message with a forged sender (itself, id 0,
+    /// or a node outside every configuration) and a higher term: it must
+    /// refuse it without a trace.
+    Forge,
 }
 
 impl FaultKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [FaultKind; 15] = [
+    pub const ALL: [FaultKind; 16] = [
         FaultKind::Delay,
         FaultKind::Loss,
         FaultKind::Duplicate,
@@ -82,6 +86,7 @@ impl FaultKind {
         FaultKind::Churn,
         FaultKind::VoteCrash,
         FaultKind::Stale,
+        FaultKind::Forge,
     ];
 
     /// The name used on the command line.
@@ -102,6 +107,7 @@ impl FaultKind {
             FaultKind::Churn => "churn",
             FaultKind::VoteCrash => "vote-crash",
             FaultKind::Stale => "stale",
+            FaultKind::Forge => "forged",
         }
     }
 
@@ -418,6 +424,42 @@ pub enum Fault {
         /// How long it stays down.
         down_ns: u64,
     },
+    /// Whichever node is leader at that moment (and a voter of its own
+    /// configuration, so its leader lease refuses strangers) is handed a
+    /// heartbeat claiming to come from `sender`, `terms_ahead` terms ahead
+    /// of its own. It must leave its term, vote and role as they were and
+    /// send nothing. No effect without a leader.
+    Forge {
+        /// Who the message claims to come from.
+        sender: ForgedSender,
+        /// How far ahead of the leader's term the message's term is.
+        terms_ahead: u64,
+    },
+}
+
+/// The sender a forged message claims ([`Fault::Forge`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ForgedSender {
+    /// The receiving node itself.
+    Itself,
+    /// Id 0, which names no node.
+    Zero,
+    /// A node id no configuration of the run names.
+    Outside,
+}
+
+/// The id a forged message from outside every configuration claims: above
+/// any id the simulator gives a node (at most 7 nodes).
+pub const FORGED_OUTSIDE_ID: NodeId = 1_000;
+
+impl fmt::Display for ForgedSender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ForgedSender::Itself => f.write_str("itself"),
+            ForgedSender::Zero => f.write_str("id 0"),
+            ForgedSender::Outside => write!(f, "outsider n{FORGED_OUTSIDE_ID}"),
+        }
+    }
 }
 
 impl Fault {
@@ -431,6 +473,7 @@ impl Fault {
             Fault::CrashLeaderAfterAppend { .. } => Some(FaultKind::Crash),
             Fault::LeaderChurn { .. } => Some(FaultKind::Churn),
             Fault::CrashVoter { .. } => Some(FaultKind::VoteCrash),
+            Fault::Forge { .. } => Some(FaultKind::Forge),
             Fault::Pause { .. } => Some(FaultKind::Pause),
             Fault::Partition(partition) => Some(partition.kind()),
             Fault::Restart { .. } | Fault::Resume { .. } | Fault::HealNetwork => None,
@@ -478,8 +521,42 @@ impl fmt::Display for Fault {
                 "crash the next voter before its vote's fsync, for {} ms",
                 down_ns / 1_000_000
             ),
+            Fault::Forge {
+                sender,
+                terms_ahead,
+            } => write!(
+                f,
+                "hand the leader a heartbeat from {sender}, {terms_ahead} terms ahead"
+            ),
         }
     }
+}
+
+/// The forged-sender schedule of a plan ([`Fault::Forge`]): every few
+/// hundred milliseconds to seconds of `0..chaos_ns`, a heartbeat from
+/// one of the three forged senders, 1 to 3 terms ahead.
+fn draw_forgeries(rng: &mut ChaCha8Rng, chaos_ns: u64) -> Vec<TimedFault> {
+    let ms = 1_000_000u64;
+    let mean_gap_ns = rng.gen_range(100 * ms..2_000 * ms);
+    let mut events = Vec::new();
+    let mut at = exponential(rng, mean_gap_ns);
+    while at < chaos_ns {
+        let sender = match rng.gen_range(0..3) {
+            0 => ForgedSender::Itself,
+            1 => ForgedSender::Zero,
+            _ => ForgedSender::Outside,
+        };
+        let terms_ahead = rng.gen_range(1..=3);
+        events.push(TimedFault {
+            at_ns: at,
+            fault: Fault::Forge {
+                sender,
+                terms_ahead,
+            },
+        });
+        at += exponential(rng, mean_gap_ns).max(ms);
+    }
+    events
 }
 
 /// A fault at a virtual time.
@@ -534,21 +611,32 @@ impl FaultPlan {
         swarm: bool,
         limits: PlanLimits,
     ) -> FaultPlan {
+        // Forged senders are drawn last, after everything else, so that
+        // adding them left every other draw of a seed (and its plan) as it
+        // was.
+        let others = allowed.without(FaultKind::Forge);
         let mut enabled = FaultSet::NONE;
-        for kind in allowed.kinds() {
+        for kind in others.kinds() {
             if !swarm || rng.gen_bool(0.5) {
                 enabled = enabled.with(kind);
             }
         }
         if swarm && enabled == FaultSet::NONE {
-            if let Some(kind) = allowed
+            if let Some(kind) = others
                 .kinds()
-                .nth(rng.gen_range(0..allowed.kinds().count().max(1)))
+                .nth(rng.gen_range(0..others.kinds().count().max(1)))
             {
                 enabled = enabled.with(kind);
             }
         }
-        Self::generate_enabled(rng, enabled, limits)
+        let mut plan = Self::generate_enabled(rng, enabled, limits);
+        let forge = allowed.contains(FaultKind::Forge)
+            && (others == FaultSet::NONE || !swarm || rng.gen_bool(0.5));
+        if forge {
+            plan.events.extend(draw_forgeries(rng, limits.chaos_ns));
+            plan.events.sort_by_key(|event| event.at_ns);
+        }
+        plan
     }
 
     /// Draws rates, skews and a schedule using exactly the kinds in
@@ -753,6 +841,9 @@ impl FaultPlan {
                 at += exponential(rng, mean_gap_ns).max(ms);
             }
         }
+        if on(FaultKind::Forge) {
+            events.extend(draw_forgeries(rng, chaos_ns));
+        }
         events.retain(|event| event.at_ns < chaos_ns);
         events.sort_by_key(|event| event.at_ns);
         FaultPlan {
@@ -823,7 +914,8 @@ impl FaultPlan {
                 | Fault::IsolateLeaderWithMinority { .. }
                 | Fault::CrashLeaderAfterAppend { .. }
                 | Fault::LeaderChurn { .. }
-                | Fault::CrashVoter { .. } => Vec::new(),
+                | Fault::CrashVoter { .. }
+                | Fault::Forge { .. } => Vec::new(),
             };
             if let Some(id) = ids.into_iter().find(|id| !valid(*id)) {
                 return Err(format!(

@@ -164,9 +164,12 @@ pub use config::{
 };
 pub use engine::{
     plan_for, Failure, FailureKind, FaultCounts, ForcedRecoveryReport, LostOperation, RunReport,
-    Simulation, SnapshotCounts, TimelineEntry,
+    SessionCounts, Simulation, SnapshotCounts, TimelineEntry,
 };
-pub use faults::{Fault, FaultKind, FaultPlan, FaultSet, Partition, Rates, TimedFault};
+pub use faults::{
+    Fault, FaultKind, FaultPlan, FaultSet, ForgedSender, Partition, Rates, TimedFault,
+    FORGED_OUTSIDE_ID,
+};
 pub use runner::{
     run_kv, run_kv_with_history, run_seeds, FailureJson, ForcedJson, LostWriteJson, Summary,
     SweepJson,

@@ -210,9 +210,29 @@ struct SimArgs {
     /// snapshots.
     #[arg(long)]
     bug_host_book_dropped: bool,
+    /// Planted host bug: the transport labels a forged sender (the node
+    /// itself, id 0, an outsider) as a member.
+    #[arg(long)]
+    bug_forged_sender_relabelled: bool,
+    /// Planted client bug: the session-contract probes are well-formed
+    /// (an "older" command that is the newest, a registration without
+    /// trailing bytes).
+    #[arg(long)]
+    bug_client_probes_well_formed: bool,
+    /// Planted host bug: session tables built at boot hold one session
+    /// more than configured.
+    #[arg(long)]
+    bug_session_table_one_larger: bool,
     /// No Host entries (address records) in any seed.
     #[arg(long)]
     no_host_entries: bool,
+    /// No client sends malformed requests or re-sends an older command
+    /// (the session-contract probes) in any seed.
+    #[arg(long)]
+    no_client_probes: bool,
+    /// No seed shrinks its session table below the number of clients.
+    #[arg(long)]
+    no_session_pressure: bool,
     /// Planted core mistake (Raft's Figure 8): a leader commits an entry
     /// of an earlier term by counting replicas.
     #[arg(long)]
@@ -344,6 +364,9 @@ impl SimArgs {
                 snapshot_past_applied: self.bug_snapshot_past_applied,
                 host_book_dropped_from_snapshots: self.bug_host_book_dropped,
                 forced_recovery_unsynced: self.bug_forced_recovery_unsynced,
+                forged_sender_relabelled: self.bug_forged_sender_relabelled,
+                client_probes_well_formed: self.bug_client_probes_well_formed,
+                session_table_one_larger: self.bug_session_table_one_larger,
             },
             core_bugs: CoreBugs {
                 figure_8_commit: self.bug_figure_8,
@@ -362,6 +385,8 @@ impl SimArgs {
             membership_churn: !self.no_membership_churn,
             witnesses: !self.no_witnesses,
             host_entries: !self.no_host_entries,
+            client_probes: !self.no_client_probes,
+            session_pressure: !self.no_session_pressure,
             timeline: false,
             max_node_steps: self.max_steps,
             service: self.service,
@@ -703,6 +728,12 @@ fn run(
         .map(|kind| format!("{}={}", kind.name(), summary.faults.get(*kind)))
         .collect();
     println!("  faults injected: {}", faults.join(" "));
+    println!(
+        "  sessions: {} probes answered as the contract says, {} sessions evicted ({} seeds with fewer sessions than clients)",
+        summary.sessions.probes_answered,
+        summary.sessions.evictions,
+        summary.sessions.pressured_runs
+    );
     if !summary.forced.is_empty() {
         println!(
             "  forced recoveries: {} seeds, {} acknowledged writes reported lost",

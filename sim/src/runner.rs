@@ -7,7 +7,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::config::SimConfig;
-use crate::engine::{FaultCounts, ForcedRecoveryReport, RunReport, Simulation, SnapshotCounts};
+use crate::engine::{
+    FaultCounts, ForcedRecoveryReport, RunReport, SessionCounts, Simulation, SnapshotCounts,
+};
 use crate::faults::{FaultKind, FaultPlan};
 use crate::history::Operation;
 use crate::kv::{KvStateMachine, KvWorkload, KvWorkloadConfig};
@@ -93,6 +95,8 @@ pub struct Summary {
     pub latency_writes: u64,
     /// The longest of them, nanoseconds.
     pub commit_latency_max_ns: u64,
+    /// Session-contract probes and session evictions, over all seeds.
+    pub sessions: SessionCounts,
     /// Wall-clock time taken.
     pub wall: Duration,
 }
@@ -106,6 +110,7 @@ impl Summary {
         self.operations += report.operations;
         self.faults.merge(&report.faults);
         self.snapshots.merge(&report.snapshots);
+        self.sessions.merge(&report.sessions);
         self.latency_writes += u64::from(report.efficiency.latency_writes);
         self.commit_latency_max_ns = self
             .commit_latency_max_ns

@@ -3,13 +3,15 @@
 //! leader discovery, and reports every call and return to the workload.
 
 use bytes::Bytes;
-use rand::Rng;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 use concord::session::{self, ClientId, SessionResponse};
 use concord::state_machine::StateMachine;
 use concord::{Index, NodeId, ReadPath, Term};
 
 use super::{format_time, Event, FailureKind, Simulation, MS};
+use crate::config::SimConfig;
 use crate::faults::exponential;
 use crate::workload::{OpResult, Workload};
 
@@ -61,6 +63,130 @@ pub(super) struct ClientOp {
     pub(super) maybe_applied: bool,
     /// A read served without the log, on this path.
     pub(super) read: Option<ReadPath>,
+    /// A session-contract probe, not a workload command.
+    pub(super) probe: Option<Probe>,
+}
+
+/// A request that tests the session contract instead of running a
+/// workload command: the answer is known in advance and nothing may be
+/// executed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Probe {
+    /// A request the session layer cannot decode (what is wrong with
+    /// it): answered `Malformed`.
+    Malformed(&'static str),
+    /// Command `seq` of the client's session, below the last one the
+    /// client saw answered: answered `SessionExpired`, never from the
+    /// cache of a newer command (a pipelining client's late retry).
+    Stale {
+        /// The older sequence number.
+        seq: u64,
+    },
+}
+
+impl Probe {
+    /// The only answer the session contract allows.
+    fn expected(self) -> SessionResponse {
+        match self {
+            Probe::Malformed(_) => SessionResponse::Malformed,
+            Probe::Stale { .. } => SessionResponse::SessionExpired,
+        }
+    }
+
+    fn describe(self) -> String {
+        match self {
+            Probe::Malformed(what) => format!("a malformed request ({what})"),
+            Probe::Stale { seq } => {
+                format!("command #{seq} again after a newer one was answered")
+            }
+        }
+    }
+}
+
+/// The session-contract probes of a seed (`SimConfig::client_probes`):
+/// drawn in about half the seeds, from their own random stream so the
+/// other draws of a seed stay as they were.
+pub(super) struct ClientProbes {
+    rng: ChaCha8Rng,
+    /// The chance that a client's next operation is a probe.
+    rate: f64,
+    /// Probes answered as the contract promises.
+    pub(super) answered: u64,
+    /// The planted client bug `HostBugs::client_probes_well_formed`.
+    well_formed: bool,
+}
+
+impl ClientProbes {
+    /// `None` when probes are off, in a forced-recovery run (a recovery
+    /// may take a session's last commands back, so an older number may
+    /// be new again), or not drawn for this seed.
+    pub(super) fn draw(config: &SimConfig, forced_recovery: bool) -> Option<ClientProbes> {
+        if !config.client_probes || forced_recovery {
+            return None;
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x7072_6f62_6573_0001);
+        rng.set_stream(31);
+        if !rng.gen_bool(0.5) {
+            return None;
+        }
+        let rate = rng.gen_range(0.02..0.2);
+        Some(ClientProbes {
+            rng,
+            rate,
+            answered: 0,
+            well_formed: config.bugs.client_probes_well_formed,
+        })
+    }
+
+    /// Whether the next operation is a probe, and if so which one and
+    /// its payload. `last_ok_seq` is the newest sequence number of the
+    /// session answered `Ok` to the client (0 for none).
+    fn next(&mut self, session_id: ClientId, last_ok_seq: u64) -> Option<(Probe, Bytes)> {
+        if !self.rng.gen_bool(self.rate) {
+            return None;
+        }
+        let rng = &mut self.rng;
+        let kind = rng.gen_range(0..5);
+        let probe = match kind {
+            0 if last_ok_seq >= 2 => {
+                let seq = last_ok_seq - 1;
+                // The bug: the newest answered number, a genuine retry.
+                let sent = if self.well_formed { last_ok_seq } else { seq };
+                let payload = session::encode_command(session_id, sent, &[]);
+                return Some((Probe::Stale { seq }, payload));
+            }
+            1 => (Probe::Malformed("empty"), Bytes::new()),
+            2 => {
+                let len = rng.gen_range(1..=8);
+                // The bug: no trailing bytes, a genuine registration.
+                let len = if self.well_formed { 0 } else { len };
+                (
+                    Probe::Malformed("registration with trailing bytes"),
+                    framed(rng, 0, len),
+                )
+            }
+            3 => {
+                let len = rng.gen_range(0..16);
+                (
+                    Probe::Malformed("command shorter than its header"),
+                    framed(rng, 1, len),
+                )
+            }
+            _ => {
+                let tag = rng.gen_range(2..=255u8);
+                let len = rng.gen_range(0..=16);
+                (Probe::Malformed("unknown tag"), framed(rng, tag, len))
+            }
+        };
+        Some(probe)
+    }
+}
+
+/// `tag` followed by `len` random bytes.
+fn framed(rng: &mut ChaCha8Rng, tag: u8, len: usize) -> Bytes {
+    let mut payload = vec![tag];
+    payload.extend((0..len).map(|_| rng.gen::<u8>()));
+    Bytes::from(payload)
 }
 
 /// One client: its session, its idea of the leader, its current operation.
@@ -74,6 +200,10 @@ pub(super) struct Client {
     pub(super) done: bool,
     /// Registrations sent (every attempt): each may create a session.
     pub(super) registrations_sent: u64,
+    /// The newest sequence number of the session answered `Ok` (0 for
+    /// none): the session table has executed it, so every lower number
+    /// is expired.
+    pub(super) last_ok_seq: u64,
 }
 
 /// What a client reports for an operation it abandons: unknown if any
@@ -115,8 +245,31 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 attempts: 0,
                 maybe_applied: false,
                 read: None,
+                probe: None,
             },
             Some(session_id) => {
+                let last_ok_seq = self.clients[client].last_ok_seq;
+                if let Some((probe, payload)) = self
+                    .probes
+                    .as_mut()
+                    .and_then(|probes| probes.next(session_id, last_ok_seq))
+                {
+                    self.note(None, || {
+                        format!("client {client} probes the sessions: {}", probe.describe())
+                    });
+                    self.clients[client].op = Some(ClientOp {
+                        payload,
+                        command: Bytes::new(),
+                        register: false,
+                        call_ns: self.now,
+                        attempts: 0,
+                        maybe_applied: false,
+                        read: None,
+                        probe: Some(probe),
+                    });
+                    self.client_send(client);
+                    return;
+                }
                 let Some(command) =
                     self.workload
                         .next_command(client, self.now, &mut self.workload_rng)
@@ -151,6 +304,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                     attempts: 0,
                     maybe_applied: false,
                     read,
+                    probe: None,
                 }
             }
         };
@@ -179,7 +333,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         if op.register {
             state.registrations_sent += 1;
         }
-        if without_sessions && !op.register && op.attempts > 1 {
+        if without_sessions && !op.register && op.probe.is_none() && op.attempts > 1 {
             // The bug: a retry is sent as a new command.
             if let Some(session_id) = state.session {
                 state.seq += 1;
@@ -277,7 +431,15 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 term,
                 sent_ns,
             } => {
+                let probe = self.clients[client].op.as_ref().and_then(|op| op.probe);
+                if let Some(probe) = probe {
+                    self.probe_answered(client, probe, &bytes, index);
+                    return;
+                }
                 let response = SessionResponse::decode(&bytes);
+                if !self.judge_session_answer(client, &response, index) {
+                    return;
+                }
                 let register = self.clients[client]
                     .op
                     .as_ref()
@@ -287,6 +449,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                         self.record_session(client, sent_ns, index, term);
                         self.clients[client].session = Some(session_id);
                         self.clients[client].seq = 0;
+                        self.clients[client].last_ok_seq = 0;
                         self.clients[client].op = None;
                         self.note(None, || {
                             format!("client {client} registered session {session_id}")
@@ -299,6 +462,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                         );
                     }
                     Ok(SessionResponse::Ok(response)) if !register => {
+                        self.clients[client].last_ok_seq = self.clients[client].seq;
                         self.record_ack(client, sent_ns, index, term);
                         self.operations_ok += 1;
                         self.client_done(client, OpResult::Ok(&response));
@@ -337,6 +501,27 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         }
     }
 
+    /// A probe's answer: the only one the session contract allows, or a
+    /// failure.
+    fn probe_answered(&mut self, client: usize, probe: Probe, bytes: &[u8], index: Index) {
+        let expected = probe.expected();
+        match SessionResponse::decode(bytes) {
+            Ok(response) if response == expected => {
+                if let Some(probes) = self.probes.as_mut() {
+                    probes.answered += 1;
+                }
+                self.client_done(client, OpResult::Failed);
+            }
+            answer => {
+                let message = format!(
+                    "client {client} sent {} and was answered {answer:?} (bytes {bytes:?}) from log index {index}; the session contract answers it {expected:?} and executes nothing (concord::session: ClientRequest::decode, SessionTable::admit, SessionResponse::decode)",
+                    probe.describe()
+                );
+                self.fail(FailureKind::SessionContract, None, message);
+            }
+        }
+    }
+
     /// Closes the current attempt (late replies to it are ignored) and
     /// re-sends after `backoff_ns`, or gives up after too many attempts.
     pub(super) fn client_retry_after_refusal(&mut self, client: usize, backoff_ns: u64) {
@@ -360,6 +545,11 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         };
         if op.register {
             // A registration that gave up: try again later.
+        } else if let Some(probe) = op.probe {
+            // Not a workload command: the workload never hears of it.
+            self.note(None, || {
+                format!("client {client}'s probe ({}) ends", probe.describe())
+            });
         } else {
             let text = match result {
                 OpResult::Ok(_) => "ok",

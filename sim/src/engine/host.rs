@@ -521,6 +521,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             self.fail(kind, Some(index), message);
             return;
         }
+        self.session_model_catch_up(index);
         if self.latency.is_some() {
             self.check_latency_commit(index);
         }

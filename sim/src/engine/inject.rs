@@ -8,10 +8,10 @@
 //! `crate::disk`.
 
 use concord::state_machine::StateMachine;
-use concord::{NodeId, Role, Term};
+use concord::{Input, Message, MessageBody, NodeId, Role, Term};
 
-use super::{format_time, Event, NetOdds, Simulation};
-use crate::faults::{Fault, Partition, Rates};
+use super::{format_time, Event, FailureKind, NetOdds, Simulation};
+use crate::faults::{Fault, ForgedSender, Partition, Rates, FORGED_OUTSIDE_ID};
 use crate::nemesis::{self, Depose, Strike};
 use crate::workload::Workload;
 
@@ -87,6 +87,10 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                     self.network_changed();
                 }
             }
+            Fault::Forge {
+                sender,
+                terms_ahead,
+            } => self.forge(sender, terms_ahead),
             Fault::CrashLeaderAfterAppend { .. }
             | Fault::LeaderChurn { .. }
             | Fault::CrashVoter { .. } => unreachable!("armed above"),
@@ -96,6 +100,74 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 self.note(None, || "network healed".to_string());
                 self.network_changed();
             }
+        }
+    }
+
+    /// The forged-sender fault: hands the leader a heartbeat claiming to
+    /// come from `sender`, `terms_ahead` terms ahead of its own, and checks
+    /// from outside that the leader refused it without a trace: same term,
+    /// vote and role, nothing to send or do. Itself and id 0 name no peer;
+    /// a node outside every configuration may move a node's term only
+    /// while that node follows no live leader (it may lead a configuration
+    /// not yet known here), and a leader that votes in its own
+    /// configuration always holds its leader lease.
+    fn forge(&mut self, sender: ForgedSender, terms_ahead: u64) {
+        let Some(index) = self.current_leader() else {
+            return;
+        };
+        if self.hosts[index].paused {
+            return;
+        }
+        let nodes = self.hosts.len() as NodeId;
+        let Some(node) = self.hosts[index].node.as_mut() else {
+            return;
+        };
+        let me = node.id();
+        if !node.membership().is_voter(me) {
+            // A leader stepping out of its configuration hears strangers.
+            return;
+        }
+        let mut from = match sender {
+            ForgedSender::Itself => me,
+            ForgedSender::Zero => 0,
+            ForgedSender::Outside => FORGED_OUTSIDE_ID,
+        };
+        if self.config.bugs.forged_sender_relabelled {
+            // The bug: the transport names a member instead.
+            if let Some(member) =
+                (1..=nodes).find(|id| *id != me && node.membership().is_voter(*id))
+            {
+                from = member;
+            }
+        }
+        let before = (node.term(), node.voted_for(), node.role());
+        let message = Message {
+            from,
+            to: me,
+            term: before.0 + terms_ahead,
+            body: MessageBody::Heartbeat {
+                commit: 0,
+                read_round: 0,
+            },
+        };
+        let mut actions = Vec::new();
+        node.step(Input::Receive(message), &mut actions);
+        let after = (node.term(), node.voted_for(), node.role());
+        self.node_steps += 1;
+        self.trace.word(0xf049);
+        self.trace.word(from);
+        self.note(Some(index), || {
+            format!("forged: a heartbeat from {sender}, {terms_ahead} terms ahead")
+        });
+        if before != after || !actions.is_empty() {
+            let message = format!(
+                "leader n{me} of term {} took a heartbeat forged from {sender} (id {from}) for term {}: (term, vote, role) went from {before:?} to {after:?} and it emitted {} action(s) {:?}; a node must refuse messages claiming to come from itself, from id 0, or (while it leads) from a node outside its configuration (Node::receive, accepts_sender)",
+                before.0,
+                before.0 + terms_ahead,
+                actions.len(),
+                actions.iter().take(3).collect::<Vec<_>>(),
+            );
+            self.fail(FailureKind::ForgedSender, Some(index), message);
         }
     }
 
