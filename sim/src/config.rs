@@ -525,6 +525,13 @@ impl Default for SimConfig {
 }
 
 impl SimConfig {
+    /// The capacity a host builds its session table with: `max_sessions`,
+    /// the capacity every check holds the table to, except under the
+    /// planted `session_table_one_larger` bug.
+    pub fn table_sessions(&self) -> usize {
+        self.max_sessions + usize::from(self.bugs.session_table_one_larger)
+    }
+
     /// Checks the configuration; the error names the offending setting.
     pub fn validate(&self) -> Result<(), String> {
         if !(1..=7).contains(&self.nodes) {

@@ -624,10 +624,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         // Drawn here so that every table the run builds (at boot, restart
         // or recovery) has it, and the report's flags replay it.
         config.max_sessions = sessions::draw_capacity(&config);
-        // What the session table promises; the planted bug builds every
-        // table one session larger.
+        // What the session table promises (the planted bug builds every
+        // table one session larger: `SimConfig::table_sessions`).
         let sessions_promised = config.max_sessions;
-        config.max_sessions += usize::from(config.bugs.session_table_one_larger);
         let streams = Streams::new(config.seed, config.nodes);
         let plan = match plan {
             Some(plan) => {
@@ -643,7 +642,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             let skew = plan.clock_skew_ppm.get(index).copied().unwrap_or(0);
             let tick_period_ns =
                 ((config.tick_ns as i128 * (1_000_000 + skew as i128)) / 1_000_000).max(1) as u64;
-            let sm = WithSessions::new(make_sm(id), config.max_sessions);
+            let sm = WithSessions::new(make_sm(id), config.table_sessions());
             hosts.push(Host::fresh(id, sm, tick_period_ns));
         }
         let clients = (0..config.clients)

@@ -796,7 +796,8 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         let index = self.hosts.len();
         let id = index as NodeId + 1;
         let tick_period_ns = self.config.tick_ns.max(1);
-        let sm = concord::session::WithSessions::new((self.make_sm)(id), self.config.max_sessions);
+        let sm =
+            concord::session::WithSessions::new((self.make_sm)(id), self.config.table_sessions());
         self.hosts
             .push(super::host::Host::fresh(id, sm, tick_period_ns));
         let seed = self.forced.as_mut().expect("on").rng.gen();

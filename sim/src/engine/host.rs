@@ -238,7 +238,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 if node.is_witness_node() {
                     self.note(Some(index), || "built as a witness".to_string());
                 }
-                let mut sm = WithSessions::new((self.make_sm)(id), self.config.max_sessions);
+                let mut sm = WithSessions::new((self.make_sm)(id), self.config.table_sessions());
                 let snapshot = self.hosts[index].disk.snapshot().cloned();
                 let mut book = Book::new();
                 match &snapshot {
