@@ -691,6 +691,18 @@ fn run(
         summary.commit_latency_max_ns / 1_000,
         concord_sim::budgets::COMMIT_LATENCY_MAX_NS / 1_000
     );
+    println!(
+        "  calm budgets: {} follower applies, at most {} us after the leader's commit (budget {} us); {} reads, at most {} us (budget {} us); {} backlogs, the slowest in {:.2} round trips of {} us",
+        summary.follower_applies,
+        summary.follower_apply_max_ns / 1_000,
+        concord_sim::budgets::FOLLOWER_APPLY_MAX_NS / 1_000,
+        summary.calm_reads,
+        summary.read_latency_max_ns / 1_000,
+        concord_sim::budgets::READ_LATENCY_MAX_NS / 1_000,
+        summary.backlogs,
+        summary.backlog_centi_round_trips_max as f64 / 100.0,
+        concord_sim::budgets::CALM_ROUND_TRIP_NS / 1_000
+    );
     let faults: Vec<String> = FaultKind::ALL
         .iter()
         .map(|kind| format!("{}={}", kind.name(), summary.faults.get(*kind)))
