@@ -192,6 +192,9 @@ pub(crate) struct Budgets {
     /// later in the same step, leaving a joint configuration on a commit
     /// say, goes out in the next append of that step).
     held_before_step: Index,
+    /// While counting (the backlog's proposal): appends with entries sent
+    /// by node `.0`, by receiver.
+    appends_counted: Option<(NodeId, BTreeMap<NodeId, u64>)>,
 }
 
 impl Budgets {
@@ -203,6 +206,7 @@ impl Budgets {
             open: BTreeMap::new(),
             quiet_from: None,
             held_before_step: 0,
+            appends_counted: None,
         }
     }
 
@@ -317,6 +321,20 @@ impl Budgets {
         Ok(())
     }
 
+    /// Starts counting the appends with entries `leader` sends.
+    pub(crate) fn count_appends(&mut self, leader: NodeId) {
+        self.appends_counted = Some((leader, BTreeMap::new()));
+    }
+
+    /// Stops counting: the appends sent since [`Budgets::count_appends`],
+    /// by receiver.
+    pub(crate) fn appends_counted(&mut self) -> BTreeMap<NodeId, u64> {
+        self.appends_counted
+            .take()
+            .map(|(_, counts)| counts)
+            .unwrap_or_default()
+    }
+
     /// `node` sends `message`. An error names the budget or limit it
     /// exceeded, and the kind of failure.
     pub(crate) fn on_send(
@@ -327,6 +345,11 @@ impl Budgets {
         self.spent.messages += 1;
         let response = match &message.body {
             MessageBody::AppendEntries { entries, .. } => {
+                if let Some((from, counts)) = self.appends_counted.as_mut() {
+                    if *from == message.from && !entries.is_empty() {
+                        *counts.entry(message.to).or_insert(0) += 1;
+                    }
+                }
                 append_within_limits(node.config(), entries)
                     .map_err(|excess| (FailureKind::MessageBound, excess))?;
                 return append_fills_its_batch(node, self.held_before_step, entries)

@@ -203,7 +203,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         let payloads: Vec<Bytes> = (0..entries)
             .map(|seq| session::encode_command(CALM_CLIENT, 1_000 + seq as u64, b""))
             .collect();
+        self.budgets.count_appends(leader as NodeId + 1);
         self.step(leader, Input::ProposeBatch(payloads), None);
+        let sent = self.budgets.appends_counted();
         let Some(node) = self.hosts[leader].node.as_ref() else {
             return;
         };
@@ -231,6 +233,23 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             batches: entries.div_ceil(per_batch) as u64,
             window: config.inflight_messages_max as u64,
         };
+        // The window from outside: every voter holding the leader's whole
+        // log before the backlog is owed a window of batches at once.
+        let window_due = backlog.batches.min(backlog.window);
+        let short = judged_voters(node.membership())
+            .into_iter()
+            .filter(|id| *id != leader as NodeId + 1 && !node.membership().is_witness(*id))
+            .filter(|id| node.progress(*id).is_some_and(|p| p.match_index == before))
+            .map(|id| (id, sent.get(&id).copied().unwrap_or(0)))
+            .find(|(_, appends)| *appends < window_due);
+        if let Some((follower, appends)) = short {
+            let message = format!(
+                "a backlog of {entries} entries ({} full batches) proposed at once at a stable leader on a calm network went out to n{follower}, which held the whole log, as {appends} appends, not a window of {window_due} (in-flight window {})",
+                backlog.batches, backlog.window
+            );
+            self.fail(FailureKind::BacklogThroughput, Some(leader), message);
+            return;
+        }
         if let Some(phase) = self.calm.as_mut() {
             phase.backlog = Some(backlog);
         }
