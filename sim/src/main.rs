@@ -337,6 +337,7 @@ impl SimArgs {
                 snapshot_past_applied: self.bug_snapshot_past_applied,
                 host_book_dropped_from_snapshots: self.bug_host_book_dropped,
                 forced_recovery_unsynced: self.bug_forced_recovery_unsynced,
+                ..HostBugs::default()
             },
             core_bugs: CoreBugs {
                 figure_8_commit: self.bug_figure_8,

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use concord::session;
 use concord::state_machine::StateMachine;
-use concord::{Index, Input, NodeId, ReadError, ReadPath, Role, Term};
+use concord::{Index, Input, Message, MessageBody, NodeId, ReadError, ReadPath, Role, Term};
 
 use super::checks::judged_voters;
 use super::{format_time, Event, FailureKind, Simulation, MS};
@@ -304,6 +304,39 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 term,
             },
         );
+    }
+
+    /// The host bugs that break the calm budgets (`HostBugs::calm_*`):
+    /// the extra delay of `message`, or `None` when it is dropped.
+    pub(super) fn calm_bug_delay(&self, message: &Message) -> Option<u64> {
+        let bugs = &self.config.bugs;
+        match &message.body {
+            MessageBody::AppendEntries { entries, .. }
+                if bugs.calm_commit_updates_dropped
+                    && self.latency.is_some()
+                    && entries.is_empty() =>
+            {
+                None
+            }
+            MessageBody::HeartbeatResponse { .. }
+                if bugs.calm_heartbeat_answers_dropped
+                    && self
+                        .calm
+                        .as_ref()
+                        .is_some_and(|phase| phase.backlog.is_none()) =>
+            {
+                None
+            }
+            _ if bugs.calm_backlog_delayed
+                && self
+                    .calm
+                    .as_ref()
+                    .is_some_and(|phase| phase.backlog.is_some()) =>
+            {
+                Some(5 * MS)
+            }
+            _ => Some(0),
+        }
     }
 
     /// The backlog may still be under way.
