@@ -46,6 +46,15 @@
 //!   entries, a follower that acknowledges only when asked) takes up to a
 //!   heartbeat interval more.
 //!
+//! * **calm liveness budgets** (`engine::calm` and the latency phase):
+//!   each voter that held a latency write when it committed applies it
+//!   within [`FOLLOWER_APPLY_MAX_NS`] of the leader's commit; linearizable
+//!   reads (ReadIndex at the leader, follower reads at the voters) are
+//!   answered within [`READ_LATENCY_MAX_NS`]; a backlog of
+//!   [`BACKLOG_BATCHES`] full batches proposed at once goes out to every
+//!   caught-up voter as a window of appends in the proposal's step and
+//!   commits within [`backlog_budget_ns`].
+//!
 //! The bounds come from the distributions over seeds 0..2000 of
 //! `concord-sim run --nodes 5` and `--nodes 3` (the numbers are given at
 //! each constant), with headroom so that ordinary changes of the fault
@@ -53,7 +62,9 @@
 
 use std::collections::BTreeMap;
 
-use concord::{AppendResponse, Config, Entry, Index, Message, MessageBody, Node, NodeId, Term};
+use concord::{
+    AppendResponse, Config, Entry, Index, Message, MessageBody, Node, NodeId, ReadPath, Term,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::FailureKind;
@@ -92,6 +103,43 @@ pub const LATENCY_WRITES: u32 = 6;
 /// 20 ms.
 pub const COMMIT_LATENCY_MAX_NS: u64 = 4_000_000;
 
+/// One round trip on the calm network after the quiet period, the unit of
+/// the calm budgets below: two message delays of at most 1 ms and two
+/// fsyncs of 50 us.
+pub const CALM_ROUND_TRIP_NS: u64 = 2_100_000;
+
+/// Most time from a latency write's commit at the leader to its apply on
+/// each voter that held it when it committed, in nanoseconds: 2 ms, two of
+/// the largest calm message delays (the leader's commit update takes one).
+/// Over seeds 0..2000 the most seen was 999 us on 5 nodes (15,150
+/// applies) and on 3 nodes (8,184). A follower that learns the commit
+/// only from the next heartbeat applies up to a heartbeat interval (20 ms
+/// at the default tick) later.
+pub const FOLLOWER_APPLY_MAX_NS: u64 = 2_000_000;
+
+/// Most time from a linearizable read's request to its answer on the calm
+/// network after the quiet period, in nanoseconds: three calm round trips
+/// (a follower's read goes to the leader and back and the leader confirms it
+/// with a heartbeat round, which may wait for one under way, with room to
+/// spare). Over seeds 0..2000 the most seen was 4,532 us
+/// on 5 nodes (17,316 reads) and 4,499 us on 3 nodes (10,965 reads).
+pub const READ_LATENCY_MAX_NS: u64 = 3 * CALM_ROUND_TRIP_NS;
+
+/// Full batches (`append_entries_max`, `append_bytes_max`) in the backlog
+/// proposed at once after the reads, at most `uncommitted_entries_max`
+/// entries.
+pub const BACKLOG_BATCHES: usize = 8;
+
+/// Round trips a backlog may take beyond one per in-flight window of its
+/// batches: appends sent at once reach a follower out of order on the calm
+/// network too (delays of 0.1 to 1 ms each), and the ones that arrive
+/// ahead of a gap are refused and sent again. Over seeds 0..2000 the
+/// slowest backlog took 4.35 round trips in all on 5 nodes (1,765
+/// backlogs) and 4.84 on 3 nodes (1,785; the default window holds all 8
+/// batches, so their budget is 5 round trips); one more than the 4 seen
+/// beyond the window failed seed 78 on 3 nodes at 4.7.
+pub const BACKLOG_EXTRA_ROUND_TRIPS: u64 = 4;
+
 /// Below this many committed entries the messages-per-entry budget is not
 /// checked: a run that committed almost nothing (a nemesis deposed every
 /// leader) divides by a number too small to mean anything.
@@ -113,6 +161,27 @@ pub struct Efficiency {
     pub latency_writes: u32,
     /// The longest of them, nanoseconds (0 when none was measured).
     pub commit_latency_max_ns: u64,
+    /// Follower applies measured after latency writes.
+    #[serde(default)]
+    pub follower_applies: u32,
+    /// The longest time from a latency write's commit at the leader to its
+    /// apply at a follower, nanoseconds.
+    #[serde(default)]
+    pub follower_apply_max_ns: u64,
+    /// Linearizable reads measured after the latency writes.
+    #[serde(default)]
+    pub reads: u32,
+    /// The longest of them from request to answer, nanoseconds.
+    #[serde(default)]
+    pub read_latency_max_ns: u64,
+    /// Entries of the backlog proposed at once after the reads (0 when
+    /// none was).
+    #[serde(default)]
+    pub backlog_entries: u64,
+    /// Time from the backlog's proposal to its commit at the leader, in
+    /// hundredths of a calm round trip ([`CALM_ROUND_TRIP_NS`]).
+    #[serde(default)]
+    pub backlog_centi_round_trips: u64,
 }
 
 /// A catch-up under way.
@@ -138,6 +207,9 @@ pub(crate) struct Budgets {
     /// later in the same step, leaving a joint configuration on a commit
     /// say, goes out in the next append of that step).
     held_before_step: Index,
+    /// While counting (the backlog's proposal): appends with entries sent
+    /// by node `.0`, by receiver.
+    appends_counted: Option<(NodeId, BTreeMap<NodeId, u64>)>,
 }
 
 impl Budgets {
@@ -149,6 +221,7 @@ impl Budgets {
             open: BTreeMap::new(),
             quiet_from: None,
             held_before_step: 0,
+            appends_counted: None,
         }
     }
 
@@ -196,6 +269,87 @@ impl Budgets {
         Ok(())
     }
 
+    /// A follower applied a latency write `lag_ns` after the leader
+    /// committed it. An error names the bound and the figures.
+    pub(crate) fn on_follower_apply(
+        &mut self,
+        follower: NodeId,
+        index: Index,
+        lag_ns: u64,
+    ) -> Result<(), String> {
+        self.spent.follower_applies += 1;
+        self.spent.follower_apply_max_ns = self.spent.follower_apply_max_ns.max(lag_ns);
+        if lag_ns > FOLLOWER_APPLY_MAX_NS {
+            return Err(format!(
+                "n{follower} applied the latency write at index {index} {} us after the stable leader committed it on a calm network, above the follower apply budget of {} us",
+                lag_ns / 1_000,
+                FOLLOWER_APPLY_MAX_NS / 1_000
+            ));
+        }
+        Ok(())
+    }
+
+    /// A linearizable read at `node` was answered `latency_ns` after its
+    /// request. An error names the bound and the figures.
+    pub(crate) fn on_read(
+        &mut self,
+        node: NodeId,
+        path: ReadPath,
+        latency_ns: u64,
+    ) -> Result<(), String> {
+        self.spent.reads += 1;
+        self.spent.read_latency_max_ns = self.spent.read_latency_max_ns.max(latency_ns);
+        if latency_ns > READ_LATENCY_MAX_NS {
+            return Err(format!(
+                "a {path:?} read at n{node} on a calm network with a stable leader was answered {} us after its request, above the read latency budget of {} us",
+                latency_ns / 1_000,
+                READ_LATENCY_MAX_NS / 1_000
+            ));
+        }
+        Ok(())
+    }
+
+    /// A backlog of `entries` entries in `batches` full batches, proposed
+    /// at once at a stable leader whose in-flight window per follower is
+    /// `window` appends, committed `elapsed_ns` after its proposal. The
+    /// budget is one round trip per window of batches plus one: a leader
+    /// that sends one batch per round trip needs `batches` of them.
+    pub(crate) fn on_backlog(
+        &mut self,
+        entries: u64,
+        batches: u64,
+        window: u64,
+        elapsed_ns: u64,
+    ) -> Result<(), String> {
+        let budget_ns = backlog_budget_ns(batches, window);
+        self.spent.backlog_entries = entries;
+        self.spent.backlog_centi_round_trips = 100 * elapsed_ns / CALM_ROUND_TRIP_NS;
+        if elapsed_ns > budget_ns {
+            return Err(format!(
+                "a backlog of {entries} entries ({batches} full batches, in-flight window {window}) proposed at once at a stable leader on a calm network committed {} us after its proposal, above its budget of {} us ({} round trips of {} us)",
+                elapsed_ns / 1_000,
+                budget_ns / 1_000,
+                budget_ns / CALM_ROUND_TRIP_NS,
+                CALM_ROUND_TRIP_NS / 1_000
+            ));
+        }
+        Ok(())
+    }
+
+    /// Starts counting the appends with entries `leader` sends.
+    pub(crate) fn count_appends(&mut self, leader: NodeId) {
+        self.appends_counted = Some((leader, BTreeMap::new()));
+    }
+
+    /// Stops counting: the appends sent since [`Budgets::count_appends`],
+    /// by receiver.
+    pub(crate) fn appends_counted(&mut self) -> BTreeMap<NodeId, u64> {
+        self.appends_counted
+            .take()
+            .map(|(_, counts)| counts)
+            .unwrap_or_default()
+    }
+
     /// `node` sends `message`. An error names the budget or limit it
     /// exceeded, and the kind of failure.
     pub(crate) fn on_send(
@@ -206,6 +360,11 @@ impl Budgets {
         self.spent.messages += 1;
         let response = match &message.body {
             MessageBody::AppendEntries { entries, .. } => {
+                if let Some((from, counts)) = self.appends_counted.as_mut() {
+                    if *from == message.from && !entries.is_empty() {
+                        *counts.entry(message.to).or_insert(0) += 1;
+                    }
+                }
                 append_within_limits(node.config(), entries)
                     .map_err(|excess| (FailureKind::MessageBound, excess))?;
                 return append_fills_its_batch(node, self.held_before_step, entries)
@@ -261,6 +420,12 @@ impl Budgets {
     pub(crate) fn spent(&self) -> Efficiency {
         self.spent
     }
+}
+
+/// The backlog budget: one calm round trip per window of `batches`
+/// batches, and [`BACKLOG_EXTRA_ROUND_TRIPS`] more.
+pub fn backlog_budget_ns(batches: u64, window: u64) -> u64 {
+    (batches.div_ceil(window.max(1)) + BACKLOG_EXTRA_ROUND_TRIPS) * CALM_ROUND_TRIP_NS
 }
 
 /// An append that stops short of what the sender held before its step

@@ -48,6 +48,18 @@ pub struct HostBugs {
     /// least-recently-used promise says (caught by the session-answer
     /// check).
     pub session_table_one_larger: bool,
+    /// During the latency writes after the quiet period the host's
+    /// network drops the leader's appends that carry no entries (its
+    /// commit updates), so followers learn a commit only from the next
+    /// heartbeat: the follower apply budget fails.
+    pub calm_commit_updates_dropped: bool,
+    /// During the read rounds after the latency writes the host's network
+    /// drops heartbeat answers, so no read round is confirmed: the read
+    /// budget fails.
+    pub calm_heartbeat_answers_dropped: bool,
+    /// While the backlog after the read rounds is under way, every message
+    /// takes 5 ms more: the backlog budget fails.
+    pub calm_backlog_delayed: bool,
 }
 
 impl HostBugs {
@@ -63,6 +75,9 @@ impl HostBugs {
             || self.forged_sender_relabelled
             || self.client_probes_well_formed
             || self.session_table_one_larger
+            || self.calm_commit_updates_dropped
+            || self.calm_heartbeat_answers_dropped
+            || self.calm_backlog_delayed
     }
 }
 

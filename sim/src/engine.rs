@@ -46,6 +46,7 @@ use crate::trace::TraceHash;
 use crate::workload::{OpResult, Workload};
 
 mod book;
+mod calm;
 mod checks;
 mod churn;
 mod client;
@@ -57,6 +58,7 @@ mod queue;
 mod sessions;
 
 use self::book::HostEntries;
+use self::calm::CalmPhase;
 use self::checks::{LatencyPhase, Probe};
 use self::churn::Churn;
 use self::client::{Client, ClientMessage, ClientProbes};
@@ -139,6 +141,16 @@ pub enum FailureKind {
     /// A write proposed at a stable leader on a calm network took longer
     /// than its budget to commit (`crate::budgets`).
     CommitLatency,
+    /// A follower applied a write committed by a stable leader on a calm
+    /// network later than its budget (`crate::budgets`).
+    FollowerApply,
+    /// A linearizable read on a calm network with a stable leader was
+    /// refused, or answered later than its budget (`crate::budgets`).
+    ReadLatency,
+    /// A backlog of full batches proposed at once at a stable leader on a
+    /// calm network took longer than its budget in round trips to commit
+    /// (`crate::budgets`).
+    BacklogThroughput,
     /// A client's session expired although the session table never held
     /// enough sessions to evict one.
     SessionLost,
@@ -186,6 +198,9 @@ impl FailureKind {
             FailureKind::Efficiency => "efficiency",
             FailureKind::MessageBound => "message-bound",
             FailureKind::CommitLatency => "commit-latency",
+            FailureKind::FollowerApply => "follower-apply",
+            FailureKind::ReadLatency => "read-latency",
+            FailureKind::BacklogThroughput => "backlog-throughput",
             FailureKind::SessionLost => "session-lost",
             FailureKind::HostBook => "host-book",
             FailureKind::ForgedSender => "forged-sender",
@@ -439,6 +454,14 @@ enum Event {
         follower: u8,
         term: Term,
     },
+    CalmReadsEnd {
+        round: u32,
+    },
+    BacklogTimeout,
+    CalmDone {
+        leader: u8,
+        term: Term,
+    },
     Membership,
     HostEntry,
     Forced(ForcedStep),
@@ -468,6 +491,9 @@ impl Event {
             Event::LatencyWrite => 22,
             Event::LatencyTimeout { write } => 23 | (u64::from(*write) << 8),
             Event::RejoinEnd { follower, .. } => 24 | (u64::from(*follower) << 8),
+            Event::CalmReadsEnd { round } => 25 | (u64::from(*round) << 8),
+            Event::BacklogTimeout => 26,
+            Event::CalmDone { leader, .. } => 27 | (u64::from(*leader) << 8),
             Event::Membership => 19,
             Event::HostEntry => 20,
             Event::Forced(step) => 21 | (step.code() << 8),
@@ -538,6 +564,9 @@ pub struct Simulation<S, W> {
     /// The writes measured after the quiet period (`checks`), while
     /// under way.
     latency: Option<LatencyPhase>,
+    /// The reads and the backlog after the latency writes (`calm`), while
+    /// under way.
+    calm: Option<CalmPhase>,
     /// With `lease_skew_beyond_bound`: the cut-off leader whose clock runs
     /// slow, and its normal tick period, restored when the network heals.
     slowed_clock: Option<(usize, u64)>,
@@ -733,6 +762,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             network_generation: 0,
             quiet_start: None,
             latency: None,
+            calm: None,
             slowed_clock: None,
             churn,
             witness,
@@ -1074,6 +1104,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 follower,
                 term,
             } => self.end_rejoin_check(leader as usize, follower as usize, term),
+            Event::CalmReadsEnd { round } => self.end_read_round(round),
+            Event::BacklogTimeout => self.backlog_timeout(),
+            Event::CalmDone { leader, term } => self.start_rejoin_check(leader as usize, term),
             Event::Membership => self.membership_change(),
             Event::HostEntry => self.host_entry_tick(),
             Event::Forced(step) => self.forced_step(step),

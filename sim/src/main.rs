@@ -367,6 +367,7 @@ impl SimArgs {
                 forged_sender_relabelled: self.bug_forged_sender_relabelled,
                 client_probes_well_formed: self.bug_client_probes_well_formed,
                 session_table_one_larger: self.bug_session_table_one_larger,
+                ..HostBugs::default()
             },
             core_bugs: CoreBugs {
                 figure_8_commit: self.bug_figure_8,
@@ -722,6 +723,18 @@ fn run(
         summary.latency_writes,
         summary.commit_latency_max_ns / 1_000,
         concord_sim::budgets::COMMIT_LATENCY_MAX_NS / 1_000
+    );
+    println!(
+        "  calm budgets: {} follower applies, at most {} us after the leader's commit (budget {} us); {} reads, at most {} us (budget {} us); {} backlogs, the slowest in {:.2} round trips of {} us",
+        summary.follower_applies,
+        summary.follower_apply_max_ns / 1_000,
+        concord_sim::budgets::FOLLOWER_APPLY_MAX_NS / 1_000,
+        summary.calm_reads,
+        summary.read_latency_max_ns / 1_000,
+        concord_sim::budgets::READ_LATENCY_MAX_NS / 1_000,
+        summary.backlogs,
+        summary.backlog_centi_round_trips_max as f64 / 100.0,
+        concord_sim::budgets::CALM_ROUND_TRIP_NS / 1_000
     );
     let faults: Vec<String> = FaultKind::ALL
         .iter()

@@ -97,6 +97,19 @@ pub struct Summary {
     pub commit_latency_max_ns: u64,
     /// Session-contract probes and session evictions, over all seeds.
     pub sessions: SessionCounts,
+    /// Follower applies measured after the latency writes, over all seeds.
+    pub follower_applies: u64,
+    /// The longest time from a latency write's commit at the leader to its
+    /// apply at a follower, nanoseconds.
+    pub follower_apply_max_ns: u64,
+    /// Linearizable reads measured on the calm network, over all seeds.
+    pub calm_reads: u64,
+    /// The longest of them, nanoseconds.
+    pub read_latency_max_ns: u64,
+    /// Backlogs measured on the calm network (seeds that ran one).
+    pub backlogs: u64,
+    /// The slowest of them, in hundredths of a calm round trip.
+    pub backlog_centi_round_trips_max: u64,
     /// Wall-clock time taken.
     pub wall: Duration,
 }
@@ -115,6 +128,17 @@ impl Summary {
         self.commit_latency_max_ns = self
             .commit_latency_max_ns
             .max(report.efficiency.commit_latency_max_ns);
+        let efficiency = &report.efficiency;
+        self.follower_applies += u64::from(efficiency.follower_applies);
+        self.follower_apply_max_ns = self
+            .follower_apply_max_ns
+            .max(efficiency.follower_apply_max_ns);
+        self.calm_reads += u64::from(efficiency.reads);
+        self.read_latency_max_ns = self.read_latency_max_ns.max(efficiency.read_latency_max_ns);
+        self.backlogs += u64::from(efficiency.backlog_entries > 0);
+        self.backlog_centi_round_trips_max = self
+            .backlog_centi_round_trips_max
+            .max(efficiency.backlog_centi_round_trips);
         self.hashes.push((report.config.seed, report.trace_hash));
         if let Some(forced) = report.forced_recovery.as_ref() {
             let forced = ForcedRecoveryReport {

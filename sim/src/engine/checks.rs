@@ -57,6 +57,11 @@ pub(super) struct LatencyPhase {
     /// The write under way: when it was proposed, and its index once the
     /// leader accepted it.
     pending: Option<(u64, Option<Index>)>,
+    /// The last write the leader committed, and when: each follower must
+    /// apply it within `crate::budgets`' `FOLLOWER_APPLY_MAX_NS`.
+    committed: Option<(Index, u64)>,
+    /// Hosts seen to apply it (bit per host), the leader included.
+    applied_seen: u64,
 }
 
 impl<S: StateMachine, W: Workload> Simulation<S, W> {
@@ -72,10 +77,19 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             .node
             .as_ref()
             .is_some_and(|node| node.role() == Role::Leader && node.term() == term);
+        if leads {
+            self.check_followers_applied();
+            if self.failure.is_some() {
+                return;
+            }
+        }
+        let Some(phase) = self.latency.as_ref() else {
+            return;
+        };
         if phase.written >= LATENCY_WRITES || !leads {
             self.latency = None;
             if leads {
-                self.start_rejoin_check(leader, term);
+                self.start_calm_phases(leader, term);
             } else {
                 self.finished = true;
             }
@@ -115,7 +129,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
     /// deposed within the second: not judged here yet) and when the
     /// configuration has a voter besides the leader and the cut-off
     /// follower.
-    fn start_rejoin_check(&mut self, leader: usize, term: Term) {
+    pub(super) fn start_rejoin_check(&mut self, leader: usize, term: Term) {
         let Some(node) = self.hosts[leader].node.as_ref() else {
             self.finished = true;
             return;
@@ -203,12 +217,13 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         let Some(phase) = self.latency.as_mut() else {
             return;
         };
+        if phase.leader != index {
+            self.check_follower_apply(index);
+            return;
+        }
         let Some((proposed_ns, Some(at))) = phase.pending else {
             return;
         };
-        if phase.leader != index {
-            return;
-        }
         let Some(node) = self.hosts[index].node.as_ref() else {
             return;
         };
@@ -221,6 +236,15 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             return;
         }
         phase.pending = None;
+        phase.committed = Some((at, self.now));
+        // Judged: the voters that held the write when it committed (their
+        // acknowledgements made the commit). One that receives it only
+        // afterwards is owed no commit update before the next heartbeat.
+        let judged = judged_voters(node.membership())
+            .into_iter()
+            .filter(|id| node.progress(*id).is_some_and(|p| p.match_index >= at))
+            .fold(0u64, |mask, id| mask | 1 << (id - 1));
+        phase.applied_seen = !judged;
         let latency_ns = self.now - proposed_ns;
         self.note(Some(index), || {
             format!(
@@ -233,6 +257,71 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             return;
         }
         self.schedule(LATENCY_GAP_NS, Event::LatencyWrite);
+    }
+
+    /// After a step of follower `index`: the first time it holds the last
+    /// latency write applied, the time since the leader committed it is
+    /// checked against its budget.
+    fn check_follower_apply(&mut self, index: usize) {
+        let Some(phase) = self.latency.as_mut() else {
+            return;
+        };
+        let Some((at, committed_ns)) = phase.committed else {
+            return;
+        };
+        let applied = self.hosts[index]
+            .node
+            .as_ref()
+            .is_some_and(|node| node.applied_index() >= at);
+        if !applied || phase.applied_seen & (1 << index) != 0 {
+            return;
+        }
+        phase.applied_seen |= 1 << index;
+        let lag_ns = self.now - committed_ns;
+        if let Err(message) = self
+            .budgets
+            .on_follower_apply(index as NodeId + 1, at, lag_ns)
+        {
+            self.fail(FailureKind::FollowerApply, Some(index), message);
+        }
+    }
+
+    /// Before the next latency write: every live voter of the leader's
+    /// configuration that held the last one when it committed (witnesses
+    /// too: they advance their applied index without applying) applied it.
+    /// One that has not is later than `LATENCY_GAP_NS`, itself above the
+    /// budget.
+    fn check_followers_applied(&mut self) {
+        let Some(phase) = self.latency.as_mut() else {
+            return;
+        };
+        let Some((at, committed_ns)) = phase.committed.take() else {
+            return;
+        };
+        let seen = phase.applied_seen;
+        let Some(leader) = self.hosts[phase.leader].node.as_ref() else {
+            return;
+        };
+        let membership = leader.membership();
+        let late = judged_voters(membership)
+            .into_iter()
+            .map(|id| id as usize - 1)
+            .find(|index| {
+                seen & (1 << *index) == 0
+                    && self
+                        .hosts
+                        .get(*index)
+                        .is_some_and(|host| host.node.is_some() && !host.paused)
+            });
+        if let Some(index) = late {
+            let message = format!(
+                "n{} had not applied the latency write at index {at} {} after the stable leader committed it on a calm network (follower apply budget {} us)",
+                index + 1,
+                format_time(self.now - committed_ns),
+                crate::budgets::FOLLOWER_APPLY_MAX_NS / 1_000
+            );
+            self.fail(FailureKind::FollowerApply, Some(index), message);
+        }
     }
 
     /// Latency write `write` may still be under way.
@@ -425,6 +514,8 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                     term,
                     written: 0,
                     pending: None,
+                    committed: None,
+                    applied_seen: 0,
                 });
                 self.schedule(0, Event::LatencyWrite);
                 return;
@@ -679,4 +770,25 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             }
         }
     }
+}
+
+/// The followers whose apply (and reads) the calm budgets judge: the
+/// voters of a configuration with at least two. A learner, or a voter
+/// beside a sole voter, may receive an entry after the leader committed it
+/// without it (the leader owes it no commit update until its next
+/// heartbeat), so it learns that commit a heartbeat interval later by
+/// design.
+pub(super) fn judged_voters(membership: &Membership) -> Vec<NodeId> {
+    let voters: Vec<NodeId> = membership
+        .voters
+        .iter()
+        .chain(membership.voters_outgoing.iter())
+        .copied()
+        .collect::<std::collections::BTreeSet<NodeId>>()
+        .into_iter()
+        .collect();
+    if membership.voters.len() < 2 {
+        return Vec::new();
+    }
+    voters
 }

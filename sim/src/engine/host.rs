@@ -525,6 +525,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         if self.latency.is_some() {
             self.check_latency_commit(index);
         }
+        if self.calm.is_some() {
+            self.check_backlog_commit(index);
+        }
         if self.churn.is_some() || self.forced.is_some() {
             if let Err(message) = self.check_commit_quorum(index) {
                 self.fail(FailureKind::CommitWithoutQuorum, Some(index), message);
@@ -798,6 +801,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 self.serve_read(index, id, read_index, path);
             }
             Action::ReadRefused { id, error } => {
+                if self.calm_read_answered(index, id, Err(&error)) {
+                    return;
+                }
                 let Some(read) = self.hosts[index].reads.remove(&id) else {
                     let message =
                         format!("the node refused read {id}, which it was never asked for");
@@ -1120,6 +1126,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
     /// The node released a read: answer it from the state machine, after
     /// checking the contract (its index is applied here).
     fn serve_read(&mut self, index: usize, id: u64, read_index: Index, path: ReadPath) {
+        if self.calm_read_answered(index, id, Ok(read_index)) {
+            return;
+        }
         let Some(read) = self.hosts[index].reads.remove(&id) else {
             let message = format!("the node released read {id}, which it was never asked for");
             self.fail(FailureKind::HostContract, Some(index), message);

@@ -165,9 +165,11 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         if self.blocked[index] & (1 << target) != 0 {
             return;
         }
-        let Some(delay) = self.message_delay() else {
+        let (Some(delay), Some(bug_ns)) = (self.message_delay(), self.calm_bug_delay(&message))
+        else {
             return;
         };
+        let delay = delay + bug_ns;
         if self.flip(self.odds.duplicate) {
             if let Some(second_delay) = self.message_delay() {
                 self.faults.add(FaultKind::Duplicate, 1);
