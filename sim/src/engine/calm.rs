@@ -182,8 +182,20 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         }
         if round < READ_ROUNDS {
             self.start_read_round(round + 1);
-        } else {
+        } else if backlog_drawn(self.config.seed) {
             self.propose_backlog();
+        } else {
+            let Some((leader, term)) = self.calm_leader() else {
+                return;
+            };
+            self.calm = None;
+            self.schedule(
+                0,
+                Event::CalmDone {
+                    leader: leader as u8,
+                    term,
+                },
+            );
         }
     }
 
@@ -352,4 +364,14 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         );
         self.fail(FailureKind::BacklogThroughput, Some(leader), message);
     }
+}
+
+/// Whether seed `seed` runs the backlog: about one seed in four. A backlog
+/// is `BACKLOG_BATCHES` full batches to replicate, apply and snapshot on
+/// every node, the dearest part of a seed that reaches it; a mistake it
+/// shows fails about half the seeds that run it, so a quarter of the seeds
+/// still catches one within a few seeds. A hash of the seed, not a draw,
+/// so no other random stream of the seed moves.
+fn backlog_drawn(seed: u64) -> bool {
+    seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 62 == 0
 }
