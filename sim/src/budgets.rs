@@ -127,11 +127,13 @@ pub const READ_LATENCY_MAX_NS: u64 = 3 * CALM_ROUND_TRIP_NS;
 
 /// Full batches (`append_entries_max`, `append_bytes_max`) in the backlog
 /// proposed at once after the reads, at most `uncommitted_entries_max`
-/// entries. Two are enough to see a window from outside (a leader that
-/// stops after its first append sends one); every batch more is up to
-/// `append_entries_max` more entries to replicate, apply and snapshot in
-/// every seed (8 made the default sweep 2.5 times slower).
-pub const BACKLOG_BATCHES: usize = 2;
+/// entries. Four, so that a window shows from outside: a leader whose
+/// pipeline stops after one append still sends two in the proposal's step
+/// (one from the broadcast, one from the pipeline), which two batches
+/// would not tell from a window. Every batch more is up to
+/// `append_entries_max` more entries to replicate, apply and snapshot (8
+/// in every seed made the default sweep 2.5 times slower).
+pub const BACKLOG_BATCHES: usize = 4;
 
 /// Round trips a backlog may take beyond one per in-flight window of its
 /// batches: appends sent at once reach a follower out of order on the calm
