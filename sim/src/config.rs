@@ -338,6 +338,10 @@ pub struct NodeOptions {
     /// Tiny batching, in-flight and backlog limits, so flow control,
     /// backpressure and dropped appends are exercised.
     pub tight_limits: bool,
+    /// With tight limits: an append byte limit below one entry's fixed
+    /// overhead ([`concord::ENTRY_OVERHEAD_BYTES`]), so every append carries
+    /// exactly the one entry a leader always sends, however large.
+    pub appends_below_entry_overhead: bool,
 }
 
 impl Default for NodeOptions {
@@ -347,6 +351,7 @@ impl Default for NodeOptions {
             check_quorum: true,
             preferred_leader: false,
             tight_limits: false,
+            appends_below_entry_overhead: false,
         }
     }
 }
@@ -360,6 +365,8 @@ impl NodeOptions {
             check_quorum: !rng.gen_bool(0.25),
             preferred_leader: rng.gen_bool(1.0 / 3.0),
             tight_limits: rng.gen_bool(1.0 / 3.0),
+            // Drawn last, so the draws above are those of earlier versions.
+            appends_below_entry_overhead: rng.gen_bool(1.0 / 3.0),
         }
     }
 
@@ -373,7 +380,11 @@ impl NodeOptions {
         }
         if self.tight_limits {
             config.append_entries_max = 3;
-            config.append_bytes_max = 256;
+            config.append_bytes_max = if self.appends_below_entry_overhead {
+                concord::ENTRY_OVERHEAD_BYTES / 2
+            } else {
+                256
+            };
             config.inflight_messages_max = 2;
             config.uncommitted_entries_max = 16;
             config.apply_batch_entries_max = 2;
@@ -391,7 +402,11 @@ impl std::fmt::Display for NodeOptions {
             on_off(self.check_quorum),
             on_off(self.preferred_leader),
             on_off(self.tight_limits)
-        )
+        )?;
+        if self.tight_limits && self.appends_below_entry_overhead {
+            write!(f, " (appends of one entry)")?;
+        }
+        Ok(())
     }
 }
 
