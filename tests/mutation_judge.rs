@@ -17,12 +17,17 @@
 //! Environment, for the measurement's own tuning:
 //! * `CONCORD_JUDGE_SEEDS`: how many seeds (default 2000);
 //! * `CONCORD_JUDGE_JOBS`: worker threads (default 1: cargo-mutants runs
-//!   mutants side by side with `--jobs` instead).
+//!   mutants side by side with `--jobs` instead);
+//! * `CONCORD_JUDGE_HANG_S`: wall-clock seconds one seed may run before it
+//!   counts as hung, which kills the mutant (default 60).
 #![cfg(feature = "mutation-judge")]
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use std::time::Duration;
+
+use concord_sim::watchdog::SeedWatch;
 use concord_sim::{run_kv, SimConfig};
 
 /// Seeds run first, in this order: the ones that killed the most mutants
@@ -60,6 +65,7 @@ fn env_number(name: &str, default: u64) -> u64 {
 fn simulator_catches_the_mutant() {
     let count = env_number("CONCORD_JUDGE_SEEDS", 2000);
     let jobs = env_number("CONCORD_JUDGE_JOBS", 1).clamp(1, 64) as usize;
+    let hang_limit = Duration::from_secs(env_number("CONCORD_JUDGE_HANG_S", 60).max(1));
     let order = seed_order(count);
     // A mutant's panics are caught by the simulator and reported as
     // failures; printing each one would only bury the verdict.
@@ -71,38 +77,66 @@ fn simulator_catches_the_mutant() {
     // failure found; workers run ahead of each other, so the first to be
     // found is not always the first in the order.
     let first: Mutex<Option<(usize, String)>> = Mutex::new(None);
+    let watch = SeedWatch::new(jobs);
     std::thread::scope(|scope| {
-        for _ in 0..jobs {
-            scope.spawn(|| {
-                while !stop.load(Ordering::Relaxed) {
-                    let position = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(&seed) = order.get(position) else {
-                        break;
-                    };
-                    let config = SimConfig {
-                        seed,
-                        nodes: 5,
-                        ..SimConfig::default()
-                    };
-                    let verdict = match run_kv(&config, None) {
-                        Ok(report) if report.passed() => None,
-                        Ok(report) => Some(format!(
-                            "{:?}\n  replay: {}",
-                            report.failure,
-                            report.config.replay_command()
-                        )),
-                        Err(message) => Some(format!("the simulation did not start: {message}")),
-                    };
-                    if let Some(description) = verdict {
-                        stop.store(true, Ordering::Relaxed);
-                        let mut first = first.lock().unwrap_or_else(|e| e.into_inner());
-                        if first.as_ref().is_none_or(|(p, _)| position < *p) {
-                            *first = Some((position, format!("seed {seed}: {description}")));
+        // A loop inside one step never returns to the simulator: the seed
+        // is named as `run` names it (`--hang-after-s`), and the process
+        // exits, its worker being stuck.
+        scope.spawn(|| {
+            if let Some((seed, elapsed)) = watch.watch(hang_limit) {
+                let position = order.iter().position(|s| *s == seed).unwrap_or(0);
+                println!(
+                    "mutation_judge: killed after {} seeds by seed {seed}: hung: still running after {:.1} s of wall-clock time\n  replay: {}",
+                    position + 1,
+                    elapsed.as_secs_f64(),
+                    SimConfig { seed, nodes: 5, ..SimConfig::default() }.replay_command()
+                );
+                std::process::exit(101);
+            }
+        });
+        let workers: Vec<_> = (0..jobs)
+            .map(|worker| {
+                let (next, stop, first, order, watch) = (&next, &stop, &first, &order, &watch);
+                scope.spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let position = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(&seed) = order.get(position) else {
+                            break;
+                        };
+                        let config = SimConfig {
+                            seed,
+                            nodes: 5,
+                            ..SimConfig::default()
+                        };
+                        watch.start(worker, seed);
+                        let result = run_kv(&config, None);
+                        watch.finish(worker);
+                        let verdict = match result {
+                            Ok(report) if report.passed() => None,
+                            Ok(report) => Some(format!(
+                                "{:?}\n  replay: {}",
+                                report.failure,
+                                report.config.replay_command()
+                            )),
+                            Err(message) => {
+                                Some(format!("the simulation did not start: {message}"))
+                            }
+                        };
+                        if let Some(description) = verdict {
+                            stop.store(true, Ordering::Relaxed);
+                            let mut first = first.lock().unwrap_or_else(|e| e.into_inner());
+                            if first.as_ref().is_none_or(|(p, _)| position < *p) {
+                                *first = Some((position, format!("seed {seed}: {description}")));
+                            }
                         }
                     }
-                }
-            });
+                })
+            })
+            .collect();
+        for worker in workers {
+            let _ = worker.join();
         }
+        watch.stop();
     });
     let first = first.into_inner().unwrap_or_else(|e| e.into_inner());
     // Back to the default hook, so that the verdict below is printed.

@@ -156,6 +156,7 @@ pub mod services;
 pub mod shrink;
 pub mod strategy;
 pub mod trace;
+pub mod watchdog;
 pub mod workload;
 
 pub use config::{
@@ -171,7 +172,7 @@ pub use faults::{
     FORGED_OUTSIDE_ID,
 };
 pub use runner::{
-    run_kv, run_kv_with_history, run_seeds, FailureJson, ForcedJson, LostWriteJson, Summary,
-    SweepJson,
+    run_kv, run_kv_with_history, run_seeds, run_seeds_watched, FailureJson, ForcedJson, HangWatch,
+    LostWriteJson, Summary, SweepJson,
 };
 pub use workload::{OpResult, Workload, WorkloadReport};

@@ -20,8 +20,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use concord_sim::engine::format_time;
 use concord_sim::services::Service;
 use concord_sim::{
-    run_kv, run_kv_with_history, run_seeds, CoreBugs, FaultKind, FaultPlan, FaultSet,
-    ForcedRecoveryChoice, HostBugs, ReadChoice, RunReport, SimConfig, SweepJson,
+    run_kv, run_kv_with_history, run_seeds_watched, CoreBugs, FaultKind, FaultPlan, FaultSet,
+    ForcedRecoveryChoice, HangWatch, HostBugs, ReadChoice, RunReport, SimConfig, SweepJson,
 };
 
 /// Deterministic chaos simulator for the concord Raft library.
@@ -54,6 +54,12 @@ enum Command {
         /// sweeps can be merged (`concord_sim::SweepJson::merge`).
         #[arg(long)]
         json: bool,
+        /// A seed still running after this many seconds of wall-clock time
+        /// is reported as hung, with its replay command, and the sweep
+        /// exits with code 1 (a loop inside one step is beyond every budget
+        /// of the run itself). 0 turns the watch off.
+        #[arg(long, default_value_t = 60)]
+        hang_after_s: u64,
         #[command(flatten)]
         sim: SimArgs,
     },
@@ -472,9 +478,10 @@ fn execute(command: Command) -> Result<bool, String> {
             quiet,
             shrink: shrink_first,
             json,
+            hang_after_s,
             sim,
         } => {
-            let passed = run(seeds, jobs, quiet, json, &sim)?;
+            let passed = run(seeds, jobs, quiet, json, hang_after_s, &sim)?;
             if let (false, true, Some(seed)) = (passed, shrink_first, FIRST_FAILURE.get()) {
                 println!();
                 shrink(*seed, None, None, 400, &sim)?;
@@ -665,6 +672,7 @@ fn run(
     jobs: usize,
     quiet: bool,
     json: bool,
+    hang_after_s: u64,
     sim: &SimArgs,
 ) -> Result<bool, String> {
     let template = sim.config(seeds.start)?;
@@ -678,13 +686,27 @@ fn run(
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let failures = std::sync::atomic::AtomicU64::new(0);
-    let summary = run_seeds(&template, seeds.clone(), jobs, &|report: &RunReport| {
+    let on_hang = |config: &SimConfig, elapsed: std::time::Duration| {
+        bar.abandon();
+        println!(
+            "HUNG seed {}: still running after {:.1} s of wall-clock time: a loop inside one step of the code under test or of the simulator\n  replay:     {}",
+            config.seed,
+            elapsed.as_secs_f64(),
+            config.replay_command()
+        );
+    };
+    let hang = (hang_after_s > 0).then(|| HangWatch {
+        limit: std::time::Duration::from_secs(hang_after_s),
+        on_hang: &on_hang,
+    });
+    let progress = |report: &RunReport| {
         if !report.passed() {
             let count = failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             bar.set_message(format!("{count} failed"));
         }
         bar.inc(1);
-    })?;
+    };
+    let summary = run_seeds_watched(&template, seeds.clone(), jobs, &progress, hang)?;
     bar.finish_and_clear();
     if let Some(report) = summary.failures.first() {
         let _ = FIRST_FAILURE.set(report.config.seed);

@@ -13,6 +13,7 @@ use crate::engine::{
 use crate::faults::{FaultKind, FaultPlan};
 use crate::history::Operation;
 use crate::kv::{KvStateMachine, KvWorkload, KvWorkloadConfig};
+use crate::watchdog::SeedWatch;
 use serde::{Deserialize, Serialize};
 
 /// Runs the key-value service under `config`, with the seed's own fault
@@ -187,6 +188,29 @@ pub fn run_seeds(
     jobs: usize,
     progress: &(dyn Fn(&RunReport) + Sync),
 ) -> Result<Summary, String> {
+    run_seeds_watched(template, seeds, jobs, progress, None)
+}
+
+/// What [`run_seeds_watched`] does about a seed that never finishes.
+pub struct HangWatch<'a> {
+    /// Wall-clock time one seed may run before it counts as hung.
+    pub limit: Duration,
+    /// Told the hung seed's configuration and how long it has run. Its
+    /// worker is stuck inside a step and cannot be stopped, so the process
+    /// exits with code 1 when this returns.
+    pub on_hang: &'a (dyn Fn(&SimConfig, Duration) + Sync),
+}
+
+/// [`run_seeds`], with a watch that names a seed running longer than
+/// `hang.limit` of wall-clock time (see [`crate::watchdog`]) and then exits
+/// the process, instead of hanging the sweep with no seed named.
+pub fn run_seeds_watched(
+    template: &SimConfig,
+    seeds: Range<u64>,
+    jobs: usize,
+    progress: &(dyn Fn(&RunReport) + Sync),
+    hang: Option<HangWatch<'_>>,
+) -> Result<Summary, String> {
     template.validate()?;
     let started = Instant::now();
     let next = AtomicU64::new(seeds.start);
@@ -195,33 +219,63 @@ pub fn run_seeds(
     let summary: Mutex<Summary> = Mutex::new(Summary::default());
     let error: Mutex<Option<String>> = Mutex::new(None);
     let jobs = jobs.clamp(1, 256);
+    let watch = SeedWatch::new(jobs);
     std::thread::scope(|scope| {
-        for _ in 0..jobs {
-            scope.spawn(|| loop {
-                let seed = next.fetch_add(1, Ordering::Relaxed);
-                if seed >= seeds.end {
-                    break;
-                }
-                let config = SimConfig {
-                    seed,
-                    ..template.clone()
-                };
-                match run_kv(&config, None) {
-                    Ok(report) => {
-                        progress(&report);
-                        if let Ok(mut summary) = summary.lock() {
-                            summary.add(report);
-                        }
-                    }
-                    Err(message) => {
-                        if let Ok(mut error) = error.lock() {
-                            error.get_or_insert(message);
-                        }
-                        break;
-                    }
+        if let Some(hang) = &hang {
+            let watch = &watch;
+            scope.spawn(move || {
+                if let Some((seed, elapsed)) = watch.watch(hang.limit) {
+                    let config = SimConfig {
+                        seed,
+                        ..template.clone()
+                    };
+                    (hang.on_hang)(&config, elapsed);
+                    std::process::exit(1);
                 }
             });
         }
+        let workers: Vec<_> = (0..jobs)
+            .map(|worker| {
+                let (next, summary, error, watch) = (&next, &summary, &error, &watch);
+                scope.spawn(move || loop {
+                    let seed = next.fetch_add(1, Ordering::Relaxed);
+                    if seed >= seeds.end {
+                        break;
+                    }
+                    let config = SimConfig {
+                        seed,
+                        ..template.clone()
+                    };
+                    watch.start(worker, seed);
+                    let result = run_kv(&config, None);
+                    watch.finish(worker);
+                    match result {
+                        Ok(report) => {
+                            progress(&report);
+                            if let Ok(mut summary) = summary.lock() {
+                                summary.add(report);
+                            }
+                        }
+                        Err(message) => {
+                            if let Ok(mut error) = error.lock() {
+                                error.get_or_insert(message);
+                            }
+                            break;
+                        }
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            // A seed's own panics are caught inside the run and reported
+            // as failures; one escaping to here is the runner's.
+            if worker.join().is_err() {
+                if let Ok(mut error) = error.lock() {
+                    error.get_or_insert("a worker thread panicked".to_string());
+                }
+            }
+        }
+        watch.stop();
     });
     if let Some(message) = error.into_inner().ok().flatten() {
         return Err(message);
