@@ -188,8 +188,10 @@ pub(super) fn check_step(
     actions: &[Action],
     snapshotted: bool,
 ) -> Result<bool, String> {
-    let after = *node.stats();
-    check_monotonic(&before.stats, &after)?;
+    let after = node.stats();
+    if after != &before.stats {
+        check_monotonic(&before.stats, after)?;
+    }
     let seen = tally(before, actions)?;
     let now = (node.role(), node.term());
     if seen.last != now {
@@ -202,70 +204,63 @@ pub(super) fn check_step(
     let truncated = seen
         .truncate_after
         .map_or(0, |at| before.last_index.saturating_sub(at));
-    let exact = [
-        (
-            "elections_started",
-            b.elections_started,
-            after.elections_started,
-            seen.candidates,
-            "Action::RoleChanged to Candidate",
-        ),
-        (
-            "leader_elected",
-            b.leader_elected,
-            after.leader_elected,
-            seen.leaders,
-            "Action::RoleChanged to Leader",
-        ),
-        (
-            "follower_log_regressions",
-            b.follower_log_regressions,
-            after.follower_log_regressions,
-            seen.regressions,
-            "Action::FollowerLogRegressed",
-        ),
-        (
-            "proposals_accepted",
-            b.proposals_accepted,
-            after.proposals_accepted,
-            seen.accepted,
-            "entries of Action::ProposalAccepted",
-        ),
-        (
-            "proposals_refused",
-            b.proposals_refused,
-            after.proposals_refused,
-            seen.refused,
-            "count of Action::ProposalRefused",
-        ),
-        (
-            "reads_refused",
-            b.reads_refused,
-            after.reads_refused,
-            seen.reads_refused,
-            "Action::ReadRefused",
-        ),
-        (
-            "entries_truncated",
-            b.entries_truncated,
-            after.entries_truncated,
-            truncated,
-            "entries cut by the Persist's truncate_after from the log held before the step",
-        ),
-        (
-            "snapshots_taken",
-            b.snapshots_taken,
-            after.snapshots_taken,
-            u64::from(snapshotted && node.latest_snapshot_index() > before.snapshot_index),
-            "Snapshotted reports that moved the snapshot index",
-        ),
-    ];
-    for (name, was, is, expected, source) in exact {
-        if is - was != expected {
-            return Err(count_mismatch(name, was, is, expected, source));
-        }
+    let taken = u64::from(snapshotted && node.latest_snapshot_index() > before.snapshot_index);
+    // Plain comparisons on the hot path; the message is built only on a
+    // mismatch.
+    macro_rules! exact {
+        ($field:ident, $expected:expr, $source:expr) => {
+            if after.$field.wrapping_sub(b.$field) != $expected {
+                return Err(count_mismatch(
+                    stringify!($field),
+                    b.$field,
+                    after.$field,
+                    $expected,
+                    $source,
+                ));
+            }
+        };
     }
-    if !node.is_witness_node() && after.snapshots_installed - b.snapshots_installed != seen.restores
+    exact!(
+        elections_started,
+        seen.candidates,
+        "Action::RoleChanged to Candidate"
+    );
+    exact!(
+        leader_elected,
+        seen.leaders,
+        "Action::RoleChanged to Leader"
+    );
+    exact!(
+        follower_log_regressions,
+        seen.regressions,
+        "Action::FollowerLogRegressed"
+    );
+    exact!(
+        proposals_accepted,
+        seen.accepted,
+        "entries of Action::ProposalAccepted"
+    );
+    exact!(
+        proposals_refused,
+        seen.refused,
+        "count of Action::ProposalRefused"
+    );
+    exact!(reads_refused, seen.reads_refused, "Action::ReadRefused");
+    exact!(
+        entries_truncated,
+        truncated,
+        "entries cut by the Persist's truncate_after from the log held before the step"
+    );
+    exact!(
+        snapshots_taken,
+        taken,
+        "Snapshotted reports that moved the snapshot index"
+    );
+    if after
+        .snapshots_installed
+        .wrapping_sub(b.snapshots_installed)
+        != seen.restores
+        && !node.is_witness_node()
     {
         return Err(count_mismatch(
             "snapshots_installed",
@@ -278,6 +273,7 @@ pub(super) fn check_step(
     Ok(seen.take_snapshot)
 }
 
+#[cold]
 fn count_mismatch(name: &str, was: u64, is: u64, expected: u64, source: &str) -> String {
     format!(
         "Statistics::{name} went from {was} to {is} in one step, but the step's actions show {expected} ({source}): the counter must count exactly its events"
