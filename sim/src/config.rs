@@ -60,6 +60,10 @@ pub struct HostBugs {
     /// While the backlog after the read rounds is under way, every message
     /// takes 5 ms more: the backlog budget fails.
     pub calm_backlog_delayed: bool,
+    /// The host loses a node's announcement that it became leader
+    /// (`Action::RoleChanged`) before its checks see it (caught by the
+    /// accounting check, `node-report`).
+    pub role_announcement_dropped: bool,
 }
 
 impl HostBugs {
@@ -78,6 +82,7 @@ impl HostBugs {
             || self.calm_commit_updates_dropped
             || self.calm_heartbeat_answers_dropped
             || self.calm_backlog_delayed
+            || self.role_announcement_dropped
     }
 }
 
@@ -696,6 +701,9 @@ impl SimConfig {
         }
         if self.bugs.forged_sender_relabelled {
             flags += " --bug-forged-sender-relabelled";
+        }
+        if self.bugs.role_announcement_dropped {
+            flags += " --bug-role-announcement-dropped";
         }
         if self.bugs.client_probes_well_formed {
             flags += " --bug-client-probes-well-formed";

@@ -45,6 +45,7 @@ use crate::safety::Safety;
 use crate::trace::TraceHash;
 use crate::workload::{OpResult, Workload};
 
+mod accounting;
 mod book;
 mod calm;
 mod checks;
@@ -168,6 +169,13 @@ pub enum FailureKind {
     /// not answered as the session contract promises (`Malformed`,
     /// `SessionExpired`).
     SessionContract,
+    /// What a node reports to its operator disagrees with what it did: a
+    /// `Statistics` counter went down or moved by other than its events,
+    /// a change of role or term went unannounced (or an announcement
+    /// named no change), a malformed message moved the wrong counter or
+    /// changed state, or a snapshot was asked for before the compaction
+    /// policy called for one (`engine::accounting`).
+    NodeReport,
 }
 
 impl FailureKind {
@@ -205,6 +213,7 @@ impl FailureKind {
             FailureKind::HostBook => "host-book",
             FailureKind::ForgedSender => "forged-sender",
             FailureKind::SessionContract => "session-contract",
+            FailureKind::NodeReport => "node-report",
         }
     }
 }

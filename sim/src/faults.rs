@@ -66,11 +66,15 @@ pub enum FaultKind {
     /// or a node outside every configuration) and a higher term: it must
     /// refuse it without a trace.
     Forge,
+    /// A node is handed a self-contradictory message ([`MalformedMessage`]):
+    /// it must refuse it, count it in exactly the counter its
+    /// [`concord::Statistics`] docs promise, and change nothing else.
+    Malformed,
 }
 
 impl FaultKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [FaultKind; 16] = [
+    pub const ALL: [FaultKind; 17] = [
         FaultKind::Delay,
         FaultKind::Loss,
         FaultKind::Duplicate,
@@ -87,6 +91,7 @@ impl FaultKind {
         FaultKind::VoteCrash,
         FaultKind::Stale,
         FaultKind::Forge,
+        FaultKind::Malformed,
     ];
 
     /// The name used on the command line.
@@ -108,6 +113,7 @@ impl FaultKind {
             FaultKind::VoteCrash => "vote-crash",
             FaultKind::Stale => "stale",
             FaultKind::Forge => "forged",
+            FaultKind::Malformed => "malformed",
         }
     }
 
@@ -116,8 +122,8 @@ impl FaultKind {
         FaultKind::ALL.into_iter().find(|kind| kind.name() == name)
     }
 
-    fn bit(self) -> u16 {
-        1 << (self as u16)
+    fn bit(self) -> u32 {
+        1 << (self as u32)
     }
 }
 
@@ -129,7 +135,7 @@ impl fmt::Display for FaultKind {
 
 /// A set of fault kinds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct FaultSet(u16);
+pub struct FaultSet(u32);
 
 impl FaultSet {
     /// No fault.
@@ -435,6 +441,103 @@ pub enum Fault {
         /// How far ahead of the leader's term the message's term is.
         terms_ahead: u64,
     },
+    /// A node is handed `message`, self-contradictory or impossible from
+    /// its sender: `pick` chooses among the nodes it fits (the leader, a
+    /// follower with a leader, any node). It must move exactly the counter
+    /// the message promises (or none), leave its role, term, vote, commit
+    /// and log as they were, and do nothing but, for some kinds, send one
+    /// answer. No effect when no node fits.
+    Malformed {
+        /// What is wrong with the message.
+        message: MalformedMessage,
+        /// Chooses the receiver among the nodes the message fits.
+        pick: u32,
+    },
+}
+
+/// The self-contradictory messages of [`Fault::Malformed`], each with the
+/// [`concord::Statistics`] counter it must move.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MalformedMessage {
+    /// The leader hears a heartbeat from a peer in its own term (a second
+    /// leader in one term): `messages_malformed`.
+    LeaderHearsLeader,
+    /// A message from a peer with a term beyond any a node accepts:
+    /// `messages_malformed`.
+    TermBeyondMax,
+    /// A follower's leader sends entries with a gap: `messages_malformed`.
+    EntriesNotContiguous,
+    /// A follower's leader sends an entry of a term above the message's:
+    /// `messages_malformed`.
+    EntryTermAboveMessage,
+    /// A peer tells the leader it holds an entry past the leader's log:
+    /// `messages_index_out_of_range`.
+    AcceptedBeyondLog,
+    /// A peer refuses an entry past the leader's log:
+    /// `messages_index_out_of_range`.
+    RejectedBeyondLog,
+    /// A follower's leader appends after an entry past the follower's log:
+    /// `messages_index_out_of_range` (answered with a refusal).
+    PrevBeyondLog,
+    /// A follower's leader appends after the follower's last (uncommitted)
+    /// entry with another term: an ordinary mismatch, counted nowhere
+    /// (answered with a refusal).
+    PrevAtLastMismatched,
+    /// A follower's leader appends after a committed entry with another
+    /// term: `append_conflicts_with_commit`.
+    ContradictsCommit,
+    /// A node outside every configuration, with an empty log, asks for a
+    /// vote: `vote_requests_from_removed` (answered with `Removed`).
+    VoteFromRemoved,
+    /// A message addressed to another node: `messages_misaddressed`.
+    Misaddressed,
+}
+
+impl MalformedMessage {
+    /// Every kind, in drawing order.
+    pub const ALL: [MalformedMessage; 11] = [
+        MalformedMessage::LeaderHearsLeader,
+        MalformedMessage::TermBeyondMax,
+        MalformedMessage::EntriesNotContiguous,
+        MalformedMessage::EntryTermAboveMessage,
+        MalformedMessage::AcceptedBeyondLog,
+        MalformedMessage::RejectedBeyondLog,
+        MalformedMessage::PrevBeyondLog,
+        MalformedMessage::PrevAtLastMismatched,
+        MalformedMessage::ContradictsCommit,
+        MalformedMessage::VoteFromRemoved,
+        MalformedMessage::Misaddressed,
+    ];
+}
+
+impl fmt::Display for MalformedMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MalformedMessage::LeaderHearsLeader => {
+                "a heartbeat from a peer in the leader's own term"
+            }
+            MalformedMessage::TermBeyondMax => "a message with a term beyond the largest accepted",
+            MalformedMessage::EntriesNotContiguous => "an append whose entries have a gap",
+            MalformedMessage::EntryTermAboveMessage => {
+                "an append with an entry of a term above the message's"
+            }
+            MalformedMessage::AcceptedBeyondLog => {
+                "an append acknowledgement past the leader's last index"
+            }
+            MalformedMessage::RejectedBeyondLog => "an append refusal past the leader's last index",
+            MalformedMessage::PrevBeyondLog => "an append after an index past the follower's log",
+            MalformedMessage::PrevAtLastMismatched => {
+                "an append after the follower's last entry with another term"
+            }
+            MalformedMessage::ContradictsCommit => {
+                "an append after a committed entry with another term"
+            }
+            MalformedMessage::VoteFromRemoved => {
+                "a vote request from a node outside the configuration"
+            }
+            MalformedMessage::Misaddressed => "a message addressed to another node",
+        })
+    }
 }
 
 /// The sender a forged message claims ([`Fault::Forge`]).
@@ -474,6 +577,7 @@ impl Fault {
             Fault::LeaderChurn { .. } => Some(FaultKind::Churn),
             Fault::CrashVoter { .. } => Some(FaultKind::VoteCrash),
             Fault::Forge { .. } => Some(FaultKind::Forge),
+            Fault::Malformed { .. } => Some(FaultKind::Malformed),
             Fault::Pause { .. } => Some(FaultKind::Pause),
             Fault::Partition(partition) => Some(partition.kind()),
             Fault::Restart { .. } | Fault::Resume { .. } | Fault::HealNetwork => None,
@@ -528,6 +632,9 @@ impl fmt::Display for Fault {
                 f,
                 "hand the leader a heartbeat from {sender}, {terms_ahead} terms ahead"
             ),
+            Fault::Malformed { message, pick } => {
+                write!(f, "hand a node {message} (pick {pick})")
+            }
         }
     }
 }
@@ -552,6 +659,28 @@ fn draw_forgeries(rng: &mut ChaCha8Rng, chaos_ns: u64) -> Vec<TimedFault> {
             fault: Fault::Forge {
                 sender,
                 terms_ahead,
+            },
+        });
+        at += exponential(rng, mean_gap_ns).max(ms);
+    }
+    events
+}
+
+/// The malformed-message schedule of a plan ([`Fault::Malformed`]): every
+/// 50 ms to a second on average of `0..chaos_ns`, one of the kinds,
+/// handed to a node it fits.
+fn draw_malformed(rng: &mut ChaCha8Rng, chaos_ns: u64) -> Vec<TimedFault> {
+    let ms = 1_000_000u64;
+    let mean_gap_ns = rng.gen_range(50 * ms..1_000 * ms);
+    let mut events = Vec::new();
+    let mut at = exponential(rng, mean_gap_ns);
+    while at < chaos_ns {
+        let message = MalformedMessage::ALL[rng.gen_range(0..MalformedMessage::ALL.len())];
+        events.push(TimedFault {
+            at_ns: at,
+            fault: Fault::Malformed {
+                message,
+                pick: rng.gen(),
             },
         });
         at += exponential(rng, mean_gap_ns).max(ms);
@@ -614,7 +743,9 @@ impl FaultPlan {
         // Forged senders are drawn last, after everything else, so that
         // adding them left every other draw of a seed (and its plan) as it
         // was.
-        let others = allowed.without(FaultKind::Forge);
+        let others = allowed
+            .without(FaultKind::Forge)
+            .without(FaultKind::Malformed);
         let mut enabled = FaultSet::NONE;
         for kind in others.kinds() {
             if !swarm || rng.gen_bool(0.5) {
@@ -634,6 +765,14 @@ impl FaultPlan {
             && (others == FaultSet::NONE || !swarm || rng.gen_bool(0.5));
         if forge {
             plan.events.extend(draw_forgeries(rng, limits.chaos_ns));
+            plan.events.sort_by_key(|event| event.at_ns);
+        }
+        // Malformed messages are drawn after the forgeries, for the same
+        // reason.
+        let malformed = allowed.contains(FaultKind::Malformed)
+            && (others == FaultSet::NONE || !swarm || rng.gen_bool(0.5));
+        if malformed {
+            plan.events.extend(draw_malformed(rng, limits.chaos_ns));
             plan.events.sort_by_key(|event| event.at_ns);
         }
         plan
@@ -844,6 +983,9 @@ impl FaultPlan {
         if on(FaultKind::Forge) {
             events.extend(draw_forgeries(rng, chaos_ns));
         }
+        if on(FaultKind::Malformed) {
+            events.extend(draw_malformed(rng, chaos_ns));
+        }
         events.retain(|event| event.at_ns < chaos_ns);
         events.sort_by_key(|event| event.at_ns);
         FaultPlan {
@@ -915,7 +1057,8 @@ impl FaultPlan {
                 | Fault::CrashLeaderAfterAppend { .. }
                 | Fault::LeaderChurn { .. }
                 | Fault::CrashVoter { .. }
-                | Fault::Forge { .. } => Vec::new(),
+                | Fault::Forge { .. }
+                | Fault::Malformed { .. } => Vec::new(),
             };
             if let Some(id) = ids.into_iter().find(|id| !valid(*id)) {
                 return Err(format!(

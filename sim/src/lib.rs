@@ -168,8 +168,8 @@ pub use engine::{
     SessionCounts, Simulation, SnapshotCounts, TimelineEntry,
 };
 pub use faults::{
-    Fault, FaultKind, FaultPlan, FaultSet, ForgedSender, Partition, Rates, TimedFault,
-    FORGED_OUTSIDE_ID,
+    Fault, FaultKind, FaultPlan, FaultSet, ForgedSender, MalformedMessage, Partition, Rates,
+    TimedFault, FORGED_OUTSIDE_ID,
 };
 pub use runner::{
     run_kv, run_kv_with_history, run_seeds, run_seeds_watched, FailureJson, ForcedJson, HangWatch,

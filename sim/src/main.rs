@@ -220,6 +220,10 @@ struct SimArgs {
     /// itself, id 0, an outsider) as a member.
     #[arg(long)]
     bug_forged_sender_relabelled: bool,
+    /// Planted host bug: the host loses a node's announcement that it
+    /// became leader before its checks see it.
+    #[arg(long)]
+    bug_role_announcement_dropped: bool,
     /// Planted client bug: the session-contract probes are well-formed
     /// (an "older" command that is the newest, a registration without
     /// trailing bytes).
@@ -371,6 +375,7 @@ impl SimArgs {
                 host_book_dropped_from_snapshots: self.bug_host_book_dropped,
                 forced_recovery_unsynced: self.bug_forced_recovery_unsynced,
                 forged_sender_relabelled: self.bug_forged_sender_relabelled,
+                role_announcement_dropped: self.bug_role_announcement_dropped,
                 client_probes_well_formed: self.bug_client_probes_well_formed,
                 session_table_one_larger: self.bug_session_table_one_larger,
                 ..HostBugs::default()

@@ -16,6 +16,7 @@ use concord::{
     ProposeError, ReadError, ReadPath, Recovered, Role, Snapshot, SnapshotMeta, Term,
 };
 
+use super::accounting::{self, AppliedBytes};
 use super::book::{wrap_snapshot, Book};
 use super::client::Reply;
 use super::{Event, FailureKind, Simulation, MS, PAUSED_QUEUE_MAX};
@@ -109,6 +110,9 @@ pub(super) struct Host<S> {
     /// The address book built from the Host entries applied and the
     /// snapshots restored (`book`); rebuilt at every boot.
     pub(super) book: Book,
+    /// The host's own count of the bytes applied since the node's latest
+    /// snapshot (`accounting`), kept when a byte threshold is configured.
+    pub(super) applied_bytes: AppliedBytes,
 }
 
 impl<S> Host<S> {
@@ -137,6 +141,7 @@ impl<S> Host<S> {
             pauses: 0,
             leader_commit_seen: None,
             book: Default::default(),
+            applied_bytes: AppliedBytes::default(),
         }
     }
 
@@ -289,6 +294,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 host.snapshot_outstanding = false;
                 host.snapshot_bytes.clear();
                 host.incoming_snapshot = None;
+                host.applied_bytes.clear();
                 self.safety.on_restart(index);
                 if let Some(node) = self.hosts[index].node.as_ref() {
                     if let Err((kind, message)) = self.promises.on_restart(index, node) {
@@ -442,12 +448,48 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             work.clear();
             return false;
         };
-        if matches!(input, Input::Snapshotted(_)) {
+        let snapshotted = matches!(input, Input::Snapshotted(_));
+        if snapshotted {
             host.snapshot_outstanding = false;
         }
         let before = self.nemesis.watching().then(|| nemesis::observe(node));
+        let reported = accounting::Before::of(node);
         self.budgets.step_started(node.last_index());
         node.step(input, actions);
+        if self.config.bugs.role_announcement_dropped {
+            // The planted host bug: a leader's announcement is lost on its
+            // way to the host's checks.
+            if let Some(at) = actions.iter().position(|action| {
+                matches!(
+                    action,
+                    Action::RoleChanged {
+                        role: Role::Leader,
+                        ..
+                    }
+                )
+            }) {
+                actions.remove(at);
+            }
+        }
+        let report = accounting::check_step(&reported, node, actions, snapshotted).and_then(
+            |asked_snapshot| match node.config().compaction_threshold_bytes {
+                Some(threshold_bytes) if asked_snapshot && !node.is_witness_node() => {
+                    host.applied_bytes.check_request(
+                        node,
+                        node.config().compaction_threshold_entries,
+                        threshold_bytes,
+                    )
+                }
+                _ => Ok(()),
+            },
+        );
+        if let Err(message) = report {
+            self.fail(FailureKind::NodeReport, Some(index), message);
+        }
+        let host = &mut self.hosts[index];
+        let Some(node) = host.node.as_mut() else {
+            return false;
+        };
         if let Some(held) = node.snapshot_position() {
             // The node never asks for the bytes of an older snapshot.
             // Keys are ordered by index, so only a map whose first key
@@ -632,8 +674,15 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                     self.fail(FailureKind::WitnessServed, Some(index), message);
                     return;
                 }
-                self.hosts[index].applied_position =
-                    entries.last().map(Entry::position).unwrap_or_default();
+                let host = &mut self.hosts[index];
+                host.applied_position = entries.last().map(Entry::position).unwrap_or_default();
+                if host
+                    .node
+                    .as_ref()
+                    .is_some_and(|node| node.config().compaction_threshold_bytes.is_some())
+                {
+                    host.applied_bytes.note_apply(&entries);
+                }
                 for entry in &entries {
                     self.apply_entry(index, entry);
                     if self.failure.is_some() {

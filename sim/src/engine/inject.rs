@@ -8,10 +8,13 @@
 //! `crate::disk`.
 
 use concord::state_machine::StateMachine;
-use concord::{Input, Message, MessageBody, NodeId, Role, Term};
+use concord::{
+    AppendResponse, Entry, EntryPayload, Input, LogPosition, Message, MessageBody, Node, NodeId,
+    Role, Term,
+};
 
-use super::{format_time, Event, FailureKind, NetOdds, Simulation};
-use crate::faults::{Fault, ForgedSender, Partition, Rates, FORGED_OUTSIDE_ID};
+use super::{accounting, format_time, Event, FailureKind, NetOdds, Simulation};
+use crate::faults::{Fault, ForgedSender, MalformedMessage, Partition, Rates, FORGED_OUTSIDE_ID};
 use crate::nemesis::{self, Depose, Strike};
 use crate::workload::Workload;
 
@@ -91,6 +94,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 sender,
                 terms_ahead,
             } => self.forge(sender, terms_ahead),
+            Fault::Malformed { message, pick } => self.hand_malformed(message, pick),
             Fault::CrashLeaderAfterAppend { .. }
             | Fault::LeaderChurn { .. }
             | Fault::CrashVoter { .. } => unreachable!("armed above"),
@@ -169,6 +173,62 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             );
             self.fail(FailureKind::ForgedSender, Some(index), message);
         }
+    }
+
+    /// The malformed-message fault: hands a running node the message of
+    /// `kind` (built for it from its own state; `pick` chooses among the
+    /// nodes it fits) and checks from outside that the node counted it in
+    /// exactly the counter the message promises, changed nothing else and
+    /// did nothing but send at most one answer (`accounting`). What the
+    /// node emits is dropped, as a lost answer.
+    fn hand_malformed(&mut self, kind: MalformedMessage, pick: u32) {
+        let nodes = self.hosts.len();
+        let fitting = (0..nodes)
+            .filter(|index| self.malformed_for(*index, kind).is_some())
+            .count();
+        if fitting == 0 {
+            return;
+        }
+        let Some((index, message)) = (0..nodes)
+            .filter_map(|index| {
+                self.malformed_for(index, kind)
+                    .map(|message| (index, message))
+            })
+            .nth(pick as usize % fitting)
+        else {
+            return;
+        };
+        let Some(node) = self.hosts[index].node.as_mut() else {
+            return;
+        };
+        let before = accounting::Before::of(node);
+        let mut actions = Vec::new();
+        node.step(Input::Receive(message), &mut actions);
+        self.node_steps += 1;
+        self.trace.word(0x3a1f_0000 | kind as u64);
+        self.trace.word(index as u64);
+        self.note(Some(index), || format!("malformed: handed {kind}"));
+        let Some(node) = self.hosts[index].node.as_ref() else {
+            return;
+        };
+        if let Err(message) = accounting::check_refusal(kind, &before, node, &actions) {
+            self.fail(FailureKind::NodeReport, Some(index), message);
+        }
+    }
+
+    /// The message of `kind` for node `index`, if the node runs, is not
+    /// paused and is in the state the kind needs.
+    fn malformed_for(&self, index: usize, kind: MalformedMessage) -> Option<Message> {
+        let host = &self.hosts[index];
+        let node = host.node.as_ref().filter(|_| !host.paused)?;
+        let message = malformed_message(node, kind, self.hosts.len())?;
+        // It travels the network like any message from its sender: a
+        // peer cut off from the node cannot reach it (an answer from it
+        // would keep a leader that lost its quorum believing it has one).
+        let from = message.from as usize;
+        let cut_off =
+            (1..=self.hosts.len()).contains(&from) && self.blocked[from - 1] & (1 << index) != 0;
+        (!cut_off).then_some(message)
     }
 
     pub(super) fn judge_step(&mut self, index: usize, before: nemesis::Observed) -> Strike {
@@ -296,4 +356,130 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         }
         self.schedule(0, Event::Probe);
     }
+}
+
+/// Builds the message of `kind` for `node` from its own state, or `None`
+/// when the node is not in the state the kind needs (a leader, a follower
+/// with a leader, an uncommitted tail, ...). `nodes`: the cluster's size,
+/// to find a peer.
+fn malformed_message(node: &Node, kind: MalformedMessage, nodes: usize) -> Option<Message> {
+    let me = node.id();
+    let term = node.term();
+    let last = node.last_position();
+    let commit = node.commit_index();
+    let voter_peer =
+        || (1..=nodes as NodeId).find(|id| *id != me && node.membership().is_voter(*id));
+    let leader = || {
+        node.leader()
+            .filter(|leader| node.role() == Role::Follower && *leader != me)
+    };
+    let append = |prev: LogPosition, entries: Vec<Entry>| MessageBody::AppendEntries {
+        prev,
+        entries,
+        leader_commit: 0,
+    };
+    let (from, to, term, body) = match kind {
+        MalformedMessage::LeaderHearsLeader => {
+            if node.role() != Role::Leader {
+                return None;
+            }
+            let body = MessageBody::Heartbeat {
+                commit: 0,
+                read_round: 0,
+            };
+            (voter_peer()?, me, term, body)
+        }
+        MalformedMessage::TermBeyondMax => {
+            let body = MessageBody::Heartbeat {
+                commit: 0,
+                read_round: 0,
+            };
+            (voter_peer()?, me, u64::MAX, body)
+        }
+        MalformedMessage::EntriesNotContiguous => {
+            let entry = Entry {
+                term,
+                index: last.index + 2,
+                payload: EntryPayload::Noop,
+            };
+            (leader()?, me, term, append(last, vec![entry]))
+        }
+        MalformedMessage::EntryTermAboveMessage => {
+            let entry = Entry {
+                term: term + 1,
+                index: last.index + 1,
+                payload: EntryPayload::Noop,
+            };
+            (leader()?, me, term, append(last, vec![entry]))
+        }
+        MalformedMessage::AcceptedBeyondLog | MalformedMessage::RejectedBeyondLog => {
+            if node.role() != Role::Leader {
+                return None;
+            }
+            let peer =
+                (1..=nodes as NodeId).find(|id| *id != me && node.progress(*id).is_some())?;
+            let response = if kind == MalformedMessage::AcceptedBeyondLog {
+                AppendResponse::Accepted {
+                    match_index: last.index + 1,
+                }
+            } else {
+                AppendResponse::Rejected {
+                    rejected_index: last.index + 1,
+                    hint_index: 0,
+                    hint_term: 0,
+                }
+            };
+            (peer, me, term, MessageBody::AppendEntriesResponse(response))
+        }
+        MalformedMessage::PrevBeyondLog => {
+            let prev = LogPosition::new(last.index + 1, term);
+            (leader()?, me, term, append(prev, Vec::new()))
+        }
+        MalformedMessage::PrevAtLastMismatched => {
+            if last.index <= commit || last.term == 0 {
+                return None;
+            }
+            let other = if last.term < term {
+                term
+            } else {
+                last.term - 1
+            };
+            let prev = LogPosition::new(last.index, other);
+            (leader()?, me, term, append(prev, Vec::new()))
+        }
+        MalformedMessage::ContradictsCommit => {
+            let held = node
+                .term_at(commit)
+                .filter(|held| commit > 0 && *held > 0)?;
+            let other = if held < term { term } else { held - 1 };
+            let prev = LogPosition::new(commit, other);
+            (leader()?, me, term, append(prev, Vec::new()))
+        }
+        MalformedMessage::VoteFromRemoved => {
+            // With everything committed, the configuration in force is
+            // committed too: only then is a stranger told it is removed.
+            if last.index == 0 || commit < last.index {
+                return None;
+            }
+            let body = MessageBody::RequestVote {
+                pre_vote: false,
+                last_log: LogPosition::ZERO,
+                transfer: false,
+            };
+            (FORGED_OUTSIDE_ID, me, term, body)
+        }
+        MalformedMessage::Misaddressed => {
+            let body = MessageBody::Heartbeat {
+                commit: 0,
+                read_round: 0,
+            };
+            (voter_peer()?, me + FORGED_OUTSIDE_ID, term, body)
+        }
+    };
+    Some(Message {
+        from,
+        to,
+        term,
+        body,
+    })
 }

@@ -1,0 +1,529 @@
+//! The accounting check: what a node reports to its operator agrees with
+//! what it did. Operators read [`Node::stats`] and
+//! [`Action::RoleChanged`]; a counter that moves wrongly or an
+//! announcement that is missing is a real bug no safety check sees.
+//!
+//! After every step of a node (`check_step`):
+//!
+//! * no [`Statistics`] counter goes down (a restart starts a new node from
+//!   zero, and the check compares within one step, so within one
+//!   incarnation);
+//! * the node's `RoleChanged` announcements are exactly its changes of
+//!   (role, term): each names a pair different from the one before it, the
+//!   last names the pair the node ends the step with, and a step that moves
+//!   the pair announces it;
+//! * the counters whose events the host sees from outside match them
+//!   exactly: `elections_started` and `leader_elected` (announcements of
+//!   Candidate and Leader: every election moves the term, every win the
+//!   role), `follower_log_regressions` (`FollowerLogRegressed` actions),
+//!   `proposals_accepted` / `proposals_refused` (the entries of
+//!   `ProposalAccepted`, the count of `ProposalRefused`), `reads_refused`
+//!   (`ReadRefused`), `snapshots_installed` (`RestoreSnapshot`, except on
+//!   a witness, which restores nothing), `snapshots_taken` (a `Snapshotted`
+//!   report that moved the node's snapshot index) and `entries_truncated`
+//!   (the entries a `Persist` with `truncate_after` cuts from the log the
+//!   node held before the step).
+//!
+//! Not exact, so only checked to be monotonic: `pre_elections_started` (a
+//! pre-candidate whose pre-election times out starts another without a
+//! change of role or term, so nothing announces it), and the counters of
+//! refused input, whose events the host does not see in an ordinary run;
+//! the malformed-message fault (`crate::faults::Malformed`) hands nodes
+//! such input and checks those with [`check_refusal`].
+//!
+//! Also the compaction policy by bytes ([`AppliedBytes`]): a node asks for
+//! a snapshot only when the entries or the bytes it applied since its
+//! latest snapshot reach their threshold, the bytes measured as the core
+//! does ([`Entry::size_bytes`] of each applied entry).
+//!
+//! Each check compares a few integers per step: no allocation unless it
+//! fails.
+
+use std::collections::VecDeque;
+
+use concord::{Action, Entry, Index, Node, NodeId, Role, Statistics, Term};
+
+use crate::faults::MalformedMessage as Malformed;
+
+/// Number of counters in [`Statistics`].
+const COUNTERS: usize = 30;
+
+/// The names of the counters, in the order of [`counters`].
+const NAMES: [&str; COUNTERS] = [
+    "messages_from_unknown_node",
+    "vote_requests_from_removed",
+    "removed_notices_received",
+    "answers_from_removed",
+    "messages_misaddressed",
+    "messages_stale_term",
+    "messages_malformed",
+    "messages_index_out_of_range",
+    "append_conflicts_with_commit",
+    "appends_dropped_backpressure",
+    "elections_started",
+    "pre_elections_started",
+    "leader_elected",
+    "check_quorum_step_downs",
+    "transfers_started",
+    "proposals_accepted",
+    "proposals_refused",
+    "entries_truncated",
+    "follower_log_regressions",
+    "snapshots_taken",
+    "snapshot_reports_stale",
+    "snapshot_transfers_started",
+    "snapshot_chunks_sent",
+    "snapshot_chunks_refused",
+    "snapshot_checksum_mismatches",
+    "snapshots_installed",
+    "reads_read_index",
+    "reads_lease",
+    "reads_follower",
+    "reads_refused",
+];
+
+/// Every counter of `stats`, in the order of [`NAMES`], on the stack. The
+/// pattern names every field, so a counter added to [`Statistics`] must be
+/// added here.
+fn counters(stats: &Statistics) -> [u64; COUNTERS] {
+    let Statistics {
+        messages_from_unknown_node,
+        vote_requests_from_removed,
+        removed_notices_received,
+        answers_from_removed,
+        messages_misaddressed,
+        messages_stale_term,
+        messages_malformed,
+        messages_index_out_of_range,
+        append_conflicts_with_commit,
+        appends_dropped_backpressure,
+        elections_started,
+        pre_elections_started,
+        leader_elected,
+        check_quorum_step_downs,
+        transfers_started,
+        proposals_accepted,
+        proposals_refused,
+        entries_truncated,
+        follower_log_regressions,
+        snapshots_taken,
+        snapshot_reports_stale,
+        snapshot_transfers_started,
+        snapshot_chunks_sent,
+        snapshot_chunks_refused,
+        snapshot_checksum_mismatches,
+        snapshots_installed,
+        reads_read_index,
+        reads_lease,
+        reads_follower,
+        reads_refused,
+    } = *stats;
+    [
+        messages_from_unknown_node,
+        vote_requests_from_removed,
+        removed_notices_received,
+        answers_from_removed,
+        messages_misaddressed,
+        messages_stale_term,
+        messages_malformed,
+        messages_index_out_of_range,
+        append_conflicts_with_commit,
+        appends_dropped_backpressure,
+        elections_started,
+        pre_elections_started,
+        leader_elected,
+        check_quorum_step_downs,
+        transfers_started,
+        proposals_accepted,
+        proposals_refused,
+        entries_truncated,
+        follower_log_regressions,
+        snapshots_taken,
+        snapshot_reports_stale,
+        snapshot_transfers_started,
+        snapshot_chunks_sent,
+        snapshot_chunks_refused,
+        snapshot_checksum_mismatches,
+        snapshots_installed,
+        reads_read_index,
+        reads_lease,
+        reads_follower,
+        reads_refused,
+    ]
+}
+
+/// What the check needs of a node from before its step: a copy of a few
+/// hundred bytes, no allocation.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Before {
+    stats: Statistics,
+    role: Role,
+    term: Term,
+    last_index: Index,
+    snapshot_index: Index,
+    vote: Option<NodeId>,
+    commit: Index,
+}
+
+impl Before {
+    pub(super) fn of(node: &Node) -> Before {
+        Before {
+            stats: *node.stats(),
+            role: node.role(),
+            term: node.term(),
+            last_index: node.last_index(),
+            snapshot_index: node.latest_snapshot_index(),
+            vote: node.voted_for(),
+            commit: node.commit_index(),
+        }
+    }
+}
+
+/// Checks one step of `node` (which began as `before`) against the
+/// `actions` it emitted. `snapshotted`: the step's input was a
+/// `Snapshotted` report. Returns whether the step asked for a snapshot.
+pub(super) fn check_step(
+    before: &Before,
+    node: &Node,
+    actions: &[Action],
+    snapshotted: bool,
+) -> Result<bool, String> {
+    let after = node.stats();
+    if after != &before.stats {
+        check_monotonic(&before.stats, after)?;
+    }
+    let seen = tally(before, actions)?;
+    let now = (node.role(), node.term());
+    if seen.last != now {
+        return Err(format!(
+            "ended the step as {:?} in term {} (it began as {:?} in term {}) but its last Action::RoleChanged named {:?} in term {}: every change of role or term must be announced, naming the new role and term (Node::announce_role)",
+            now.0, now.1, before.role, before.term, seen.last.0, seen.last.1
+        ));
+    }
+    let b = &before.stats;
+    let truncated = seen
+        .truncate_after
+        .map_or(0, |at| before.last_index.saturating_sub(at));
+    let taken = u64::from(snapshotted && node.latest_snapshot_index() > before.snapshot_index);
+    // Plain comparisons on the hot path; the message is built only on a
+    // mismatch.
+    macro_rules! exact {
+        ($field:ident, $expected:expr, $source:expr) => {
+            if after.$field.wrapping_sub(b.$field) != $expected {
+                return Err(count_mismatch(
+                    stringify!($field),
+                    b.$field,
+                    after.$field,
+                    $expected,
+                    $source,
+                ));
+            }
+        };
+    }
+    exact!(
+        elections_started,
+        seen.candidates,
+        "Action::RoleChanged to Candidate"
+    );
+    exact!(
+        leader_elected,
+        seen.leaders,
+        "Action::RoleChanged to Leader"
+    );
+    exact!(
+        follower_log_regressions,
+        seen.regressions,
+        "Action::FollowerLogRegressed"
+    );
+    exact!(
+        proposals_accepted,
+        seen.accepted,
+        "entries of Action::ProposalAccepted"
+    );
+    exact!(
+        proposals_refused,
+        seen.refused,
+        "count of Action::ProposalRefused"
+    );
+    exact!(reads_refused, seen.reads_refused, "Action::ReadRefused");
+    exact!(
+        entries_truncated,
+        truncated,
+        "entries cut by the Persist's truncate_after from the log held before the step"
+    );
+    exact!(
+        snapshots_taken,
+        taken,
+        "Snapshotted reports that moved the snapshot index"
+    );
+    if after
+        .snapshots_installed
+        .wrapping_sub(b.snapshots_installed)
+        != seen.restores
+        && !node.is_witness_node()
+    {
+        return Err(count_mismatch(
+            "snapshots_installed",
+            b.snapshots_installed,
+            after.snapshots_installed,
+            seen.restores,
+            "Action::RestoreSnapshot",
+        ));
+    }
+    Ok(seen.take_snapshot)
+}
+
+#[cold]
+fn count_mismatch(name: &str, was: u64, is: u64, expected: u64, source: &str) -> String {
+    format!(
+        "Statistics::{name} went from {was} to {is} in one step, but the step's actions show {expected} ({source}): the counter must count exactly its events"
+    )
+}
+
+fn check_monotonic(before: &Statistics, after: &Statistics) -> Result<(), String> {
+    let (before, after) = (counters(before), counters(after));
+    if before.iter().zip(&after).all(|(was, is)| is >= was) {
+        return Ok(());
+    }
+    for ((name, was), is) in NAMES.into_iter().zip(before).zip(after) {
+        if is < was {
+            return Err(format!(
+                "Statistics::{name} went down from {was} to {is} within one incarnation: a counter never decreases"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What one step's actions show.
+struct Tally {
+    last: (Role, Term),
+    candidates: u64,
+    leaders: u64,
+    regressions: u64,
+    accepted: u64,
+    refused: u64,
+    reads_refused: u64,
+    restores: u64,
+    truncate_after: Option<Index>,
+    take_snapshot: bool,
+}
+
+fn tally(before: &Before, actions: &[Action]) -> Result<Tally, String> {
+    let mut seen = Tally {
+        last: (before.role, before.term),
+        candidates: 0,
+        leaders: 0,
+        regressions: 0,
+        accepted: 0,
+        refused: 0,
+        reads_refused: 0,
+        restores: 0,
+        truncate_after: None,
+        take_snapshot: false,
+    };
+    for action in actions {
+        match action {
+            Action::RoleChanged { role, term } => {
+                if (*role, *term) == seen.last {
+                    return Err(format!(
+                        "announced Action::RoleChanged to {role:?} in term {term}, which it already was: an announcement must name a change"
+                    ));
+                }
+                seen.last = (*role, *term);
+                match role {
+                    Role::Candidate => seen.candidates += 1,
+                    Role::Leader => seen.leaders += 1,
+                    _ => {}
+                }
+            }
+            Action::FollowerLogRegressed { .. } => seen.regressions += 1,
+            Action::ProposalAccepted {
+                first_index,
+                last_index,
+                ..
+            } => seen.accepted += last_index + 1 - first_index,
+            Action::ProposalRefused { count, .. } => seen.refused += *count as u64,
+            Action::ReadRefused { .. } => seen.reads_refused += 1,
+            Action::RestoreSnapshot { .. } => seen.restores += 1,
+            Action::TakeSnapshot => seen.take_snapshot = true,
+            Action::Persist {
+                truncate_after: Some(at),
+                ..
+            } => {
+                seen.truncate_after = Some(seen.truncate_after.map_or(*at, |seen| seen.min(*at)));
+            }
+            _ => {}
+        }
+    }
+    Ok(seen)
+}
+
+/// The counter a malformed message must move, by exactly one, or none.
+pub(super) fn refusal_counter(kind: Malformed) -> Option<&'static str> {
+    match kind {
+        Malformed::LeaderHearsLeader
+        | Malformed::TermBeyondMax
+        | Malformed::EntriesNotContiguous
+        | Malformed::EntryTermAboveMessage => Some("messages_malformed"),
+        Malformed::AcceptedBeyondLog | Malformed::RejectedBeyondLog | Malformed::PrevBeyondLog => {
+            Some("messages_index_out_of_range")
+        }
+        Malformed::PrevAtLastMismatched => None,
+        Malformed::ContradictsCommit => Some("append_conflicts_with_commit"),
+        Malformed::VoteFromRemoved => Some("vote_requests_from_removed"),
+        Malformed::Misaddressed => Some("messages_misaddressed"),
+    }
+}
+
+/// Whether a malformed message of `kind` may be answered: a follower
+/// answers an append it cannot place with a refusal, and a removed
+/// candidate is told so. Every other kind is refused silently.
+fn answered(kind: Malformed) -> bool {
+    matches!(
+        kind,
+        Malformed::PrevBeyondLog
+            | Malformed::PrevAtLastMismatched
+            | Malformed::VoteFromRemoved
+            | Malformed::ContradictsCommit
+    )
+}
+
+/// Checks the step of a node handed one malformed message of `kind`: the
+/// counter the message promises to move went up by exactly one, every
+/// other counter stayed, term, vote, role, commit and log stayed, and the
+/// node did nothing but (for the kinds that are answered) send one
+/// message.
+pub(super) fn check_refusal(
+    kind: Malformed,
+    before: &Before,
+    node: &Node,
+    actions: &[Action],
+) -> Result<(), String> {
+    let expected = refusal_counter(kind);
+    for ((name, was), is) in NAMES
+        .into_iter()
+        .zip(counters(&before.stats))
+        .zip(counters(node.stats()))
+    {
+        let delta = u64::from(Some(name) == expected);
+        if is.wrapping_sub(was) != delta {
+            return Err(format!(
+                "handed {kind}, Statistics::{name} went from {was} to {is}; it must move by exactly {delta} ({}) (see the docs of concord::Statistics)",
+                match expected {
+                    Some(counter) => format!("only {counter} counts this input"),
+                    None => "this input is refused without being counted".to_string(),
+                }
+            ));
+        }
+    }
+    let state_before = (
+        before.role,
+        before.term,
+        before.vote,
+        before.commit,
+        before.last_index,
+    );
+    let state_after = (
+        node.role(),
+        node.term(),
+        node.voted_for(),
+        node.commit_index(),
+        node.last_index(),
+    );
+    if state_before != state_after {
+        return Err(format!(
+            "handed {kind}, (role, term, vote, commit, last index) went from {state_before:?} to {state_after:?}: a refused message must change nothing"
+        ));
+    }
+    let sends = actions
+        .iter()
+        .filter(|action| matches!(action, Action::Send { .. }))
+        .count();
+    let allowed_sends = usize::from(answered(kind));
+    if actions.len() != sends || sends > allowed_sends {
+        return Err(format!(
+            "handed {kind}, the node emitted {} action(s) {:?}; it may at most send {allowed_sends} answer",
+            actions.len(),
+            actions.iter().take(3).collect::<Vec<_>>()
+        ));
+    }
+    Ok(())
+}
+
+/// The host's own count of the bytes its node applied since the node's
+/// latest snapshot, by [`Entry::size_bytes`]: the sizes of the entries the
+/// host was handed to apply and that the node has not yet folded into a
+/// snapshot, oldest first. Holds at most the entries applied since the
+/// latest snapshot (the entry threshold bounds them), so its buffer stops
+/// growing early in a run.
+#[derive(Debug, Default)]
+pub(super) struct AppliedBytes {
+    sizes: VecDeque<(Index, u64)>,
+}
+
+impl AppliedBytes {
+    /// The host was handed `entries` to apply.
+    pub(super) fn note_apply(&mut self, entries: &[Entry]) {
+        for entry in entries {
+            if self
+                .sizes
+                .back()
+                .is_some_and(|(index, _)| *index >= entry.index)
+            {
+                // Re-applied after a restart: start the count again.
+                self.sizes.clear();
+            }
+            self.sizes
+                .push_back((entry.index, entry.size_bytes() as u64));
+        }
+    }
+
+    /// A new incarnation: its node counts from zero again.
+    pub(super) fn clear(&mut self) {
+        self.sizes.clear();
+    }
+
+    /// Bytes applied in `snapshot_index + 1..=applied_index`; drops what
+    /// the snapshot covers.
+    fn since(&mut self, snapshot_index: Index, applied_index: Index) -> u64 {
+        while self
+            .sizes
+            .front()
+            .is_some_and(|(index, _)| *index <= snapshot_index)
+        {
+            self.sizes.pop_front();
+        }
+        self.sizes
+            .iter()
+            .take_while(|(index, _)| *index <= applied_index)
+            .map(|(_, size)| size)
+            .sum()
+    }
+
+    /// Checks a step that emitted `TakeSnapshot`: the entries or the bytes
+    /// applied since the node's latest snapshot reached their threshold.
+    /// (A request the policy calls for may be held while one is
+    /// outstanding or while the log is busy, so only "not before" is
+    /// exact.)
+    pub(super) fn check_request(
+        &mut self,
+        node: &Node,
+        threshold_entries: Option<u64>,
+        threshold_bytes: u64,
+    ) -> Result<(), String> {
+        let snapshot_index = node.latest_snapshot_index();
+        let applied = node.applied_index();
+        let entries = applied.saturating_sub(snapshot_index);
+        if threshold_entries.is_some_and(|threshold| entries >= threshold) {
+            return Ok(());
+        }
+        let bytes = self.since(snapshot_index, applied);
+        if bytes >= threshold_bytes {
+            return Ok(());
+        }
+        Err(format!(
+            "asked for a snapshot with {entries} entries ({bytes} bytes by Entry::size_bytes) applied since its snapshot at index {snapshot_index} (applied index {applied}): below both thresholds ({threshold_entries:?} entries, {threshold_bytes} bytes); the compaction policy must count each applied entry once (Node::handle_applied, count_applied)"
+        ))
+    }
+}

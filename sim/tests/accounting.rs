@@ -1,0 +1,88 @@
+//! The accounting check (`node-report`): what a node reports to its
+//! operator (its `Statistics` counters, its `RoleChanged` announcements,
+//! its snapshot requests) agrees with what it did. The sweep runs it
+//! without failing, the malformed-message fault is handed to nodes and
+//! refused as promised, and the check fires on a planted host bug that
+//! loses a leader's announcement.
+
+use concord_sim::{
+    plan_for, run_kv, FailureKind, Fault, FaultKind, FaultSet, HostBugs, RunReport, SimConfig,
+};
+
+fn run(config: &SimConfig) -> RunReport {
+    run_kv(config, None).unwrap()
+}
+
+fn malformed_only() -> SimConfig {
+    SimConfig {
+        faults: FaultSet::NONE.with(FaultKind::Malformed),
+        swarm: false,
+        ..SimConfig::default()
+    }
+}
+
+#[test]
+fn malformed_messages_are_refused_and_counted_as_promised() {
+    let mut applied = 0;
+    for seed in 0..6 {
+        let report = run(&SimConfig {
+            seed,
+            ..malformed_only()
+        });
+        assert!(report.passed(), "seed {seed}: {:?}", report.failure);
+        applied += report.faults.get(FaultKind::Malformed);
+    }
+    assert!(
+        applied >= 30,
+        "only {applied} malformed messages in 6 seeds"
+    );
+}
+
+#[test]
+fn a_host_that_loses_a_leader_announcement_is_caught_at_once() {
+    // Every seed elects a leader within its first second; the check sees
+    // that step, so the first seed already fails.
+    let seed = 0;
+    let base = SimConfig {
+        seed,
+        ..SimConfig::default()
+    };
+    let buggy = run(&SimConfig {
+        bugs: HostBugs {
+            role_announcement_dropped: true,
+            ..HostBugs::default()
+        },
+        ..base.clone()
+    });
+    let failure = buggy.failure.expect("the lost announcement went unseen");
+    assert_eq!(failure.kind, FailureKind::NodeReport, "{failure}");
+    let message = failure.to_string();
+    assert!(
+        message.contains("ended the step as Leader") && message.contains("RoleChanged"),
+        "{message}"
+    );
+    let clean = run(&base);
+    assert!(clean.passed(), "seed {seed}: {:?}", clean.failure);
+}
+
+#[test]
+fn malformed_messages_are_drawn_after_every_other_fault() {
+    // Adding the fault left each seed's other draws as they were: the plan
+    // without it is the plan with it, minus its events.
+    for seed in 0..40 {
+        let with = plan_for(&SimConfig {
+            seed,
+            ..SimConfig::default()
+        });
+        let without = plan_for(&SimConfig {
+            seed,
+            faults: FaultSet::all().without(FaultKind::Malformed),
+            ..SimConfig::default()
+        });
+        let mut stripped = with.clone();
+        stripped
+            .events
+            .retain(|event| !matches!(event.fault, Fault::Malformed { .. }));
+        assert_eq!(stripped, without, "seed {seed}");
+    }
+}
