@@ -23,6 +23,15 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         self.trace.word(0xfa17);
         if self.nemesis.arm(&fault) {
             self.note(None, || format!("nemesis armed: {fault}"));
+            if let Fault::SplitVote { down_ns } = fault {
+                // An election follows the leader's crash; its first
+                // campaign gets the rival.
+                if let Some(index) = self.current_leader() {
+                    self.note(Some(index), || "split vote: the leader crashes".to_string());
+                    self.crash(index);
+                    self.schedule(down_ns, Event::DelayedRestart { node: index as u8 });
+                }
+            }
             if matches!(fault, Fault::LeaderChurn { .. }) {
                 if let Some(index) = self.current_leader() {
                     if let (Some(delay), Some(node)) =
@@ -93,7 +102,8 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             } => self.forge(sender, terms_ahead),
             Fault::CrashLeaderAfterAppend { .. }
             | Fault::LeaderChurn { .. }
-            | Fault::CrashVoter { .. } => unreachable!("armed above"),
+            | Fault::CrashVoter { .. }
+            | Fault::SplitVote { .. } => unreachable!("armed above"),
             Fault::HealNetwork => {
                 self.restore_clock();
                 self.blocked = [0; 8];

@@ -169,7 +169,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         else {
             return;
         };
-        let delay = delay + bug_ns;
+        let delay = delay + bug_ns + self.split_vote_delay(index, target, &message);
         if self.flip(self.odds.duplicate) {
             if let Some(second_delay) = self.message_delay() {
                 self.faults.add(FaultKind::Duplicate, 1);
