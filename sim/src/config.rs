@@ -60,6 +60,10 @@ pub struct HostBugs {
     /// While the backlog after the read rounds is under way, every message
     /// takes 5 ms more: the backlog budget fails.
     pub calm_backlog_delayed: bool,
+    /// During a split vote the host's transport loses the voters' vote
+    /// grants to the first candidate before they leave the node (caught
+    /// by the vote-answer check).
+    pub split_vote_grant_dropped: bool,
 }
 
 impl HostBugs {
@@ -78,6 +82,7 @@ impl HostBugs {
             || self.calm_commit_updates_dropped
             || self.calm_heartbeat_answers_dropped
             || self.calm_backlog_delayed
+            || self.split_vote_grant_dropped
     }
 }
 
@@ -681,6 +686,9 @@ impl SimConfig {
         }
         if self.bugs.forged_sender_relabelled {
             flags += " --bug-forged-sender-relabelled";
+        }
+        if self.bugs.split_vote_grant_dropped {
+            flags += " --bug-split-vote-grant-dropped";
         }
         if self.bugs.client_probes_well_formed {
             flags += " --bug-client-probes-well-formed";

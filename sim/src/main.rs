@@ -214,6 +214,10 @@ struct SimArgs {
     /// itself, id 0, an outsider) as a member.
     #[arg(long)]
     bug_forged_sender_relabelled: bool,
+    /// Planted host bug: during a split vote the transport loses the
+    /// voters' vote grants to the first candidate.
+    #[arg(long)]
+    bug_split_vote_grant_dropped: bool,
     /// Planted client bug: the session-contract probes are well-formed
     /// (an "older" command that is the newest, a registration without
     /// trailing bytes).
@@ -365,6 +369,7 @@ impl SimArgs {
                 host_book_dropped_from_snapshots: self.bug_host_book_dropped,
                 forced_recovery_unsynced: self.bug_forced_recovery_unsynced,
                 forged_sender_relabelled: self.bug_forged_sender_relabelled,
+                split_vote_grant_dropped: self.bug_split_vote_grant_dropped,
                 client_probes_well_formed: self.bug_client_probes_well_formed,
                 session_table_one_larger: self.bug_session_table_one_larger,
                 ..HostBugs::default()

@@ -155,6 +155,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         if matches!(message.body, MessageBody::InstallSnapshot { .. }) {
             self.snapshots.chunks_sent += 1;
         }
+        if self.split_vote_grant_lost(to, &message) {
+            return;
+        }
         if let Some(node) = self.hosts[index].node.as_ref() {
             self.promises.on_send(index, node, &message);
             if let Err((kind, excess)) = self.budgets.on_send(node, &message) {

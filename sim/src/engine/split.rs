@@ -32,7 +32,7 @@
 //! the fault model.
 
 use concord::state_machine::StateMachine;
-use concord::{Input, Message, MessageBody, Role, Term};
+use concord::{Input, Message, MessageBody, NodeId, Role, Term};
 
 use super::{format_time, Simulation};
 use crate::faults::{
@@ -74,6 +74,23 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         } else {
             0
         }
+    }
+
+    /// With the planted `split_vote_grant_dropped` bug: whether a vote
+    /// grant to the first candidate of a split vote under way is lost
+    /// before it leaves the node.
+    pub(super) fn split_vote_grant_lost(&self, to: NodeId, message: &Message) -> bool {
+        self.config.bugs.split_vote_grant_dropped
+            && self
+                .split_route
+                .is_some_and(|route| route.first + 1 == to as usize)
+            && matches!(
+                message.body,
+                MessageBody::RequestVoteResponse {
+                    pre_vote: false,
+                    granted: true
+                }
+            )
     }
 
     /// The fsync latency of node `index` while a split vote is under way:
