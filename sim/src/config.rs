@@ -64,6 +64,10 @@ pub struct HostBugs {
     /// (`Action::RoleChanged`) before its checks see it (caught by the
     /// accounting check, `node-report`).
     pub role_announcement_dropped: bool,
+    /// During a split vote the host's transport loses the voters' vote
+    /// grants to the first candidate before they leave the node (caught
+    /// by the vote-answer check).
+    pub split_vote_grant_dropped: bool,
 }
 
 impl HostBugs {
@@ -83,6 +87,7 @@ impl HostBugs {
             || self.calm_heartbeat_answers_dropped
             || self.calm_backlog_delayed
             || self.role_announcement_dropped
+            || self.split_vote_grant_dropped
     }
 }
 
@@ -704,6 +709,9 @@ impl SimConfig {
         }
         if self.bugs.role_announcement_dropped {
             flags += " --bug-role-announcement-dropped";
+        }
+        if self.bugs.split_vote_grant_dropped {
+            flags += " --bug-split-vote-grant-dropped";
         }
         if self.bugs.client_probes_well_formed {
             flags += " --bug-client-probes-well-formed";

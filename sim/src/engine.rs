@@ -14,6 +14,7 @@
 //! | `checks` | liveness probe, stability checks, final checks on the run |
 //! | `churn` | the membership workload: adding, promoting and removing nodes |
 //! | `forced` | losing a majority for good, forced recovery from a survivor, fresh nodes joining |
+//! | `split` | the split-vote nemesis: a rival campaign in the same step, voters hearing both requests before a winner |
 //! | `queue` | the event queue, by (virtual time, sequence number) |
 //!
 //! The per-step safety checks live in `crate::safety`, the promise checks
@@ -57,6 +58,7 @@ mod inject;
 mod network;
 mod queue;
 mod sessions;
+mod split;
 
 use self::book::HostEntries;
 use self::calm::CalmPhase;
@@ -69,6 +71,7 @@ use self::host::{Host, HostInput, Proposer};
 use self::network::{body_code, NetOdds, Slab};
 use self::queue::EventQueue;
 use self::sessions::SessionModel;
+use self::split::SplitRoute;
 
 const MS: u64 = 1_000_000;
 
@@ -176,6 +179,10 @@ pub enum FailureKind {
     /// changed state, or a snapshot was asked for before the compaction
     /// policy called for one (`engine::accounting`).
     NodeReport,
+    /// A node voted for a candidate, the vote became durable, and the node
+    /// never sent that candidate its grant (while still in that term with
+    /// that vote): the candidate loses a vote it was given.
+    VoteUnanswered,
 }
 
 impl FailureKind {
@@ -214,6 +221,7 @@ impl FailureKind {
             FailureKind::ForgedSender => "forged-sender",
             FailureKind::SessionContract => "session-contract",
             FailureKind::NodeReport => "node-report",
+            FailureKind::VoteUnanswered => "vote-unanswered",
         }
     }
 }
@@ -593,6 +601,8 @@ pub struct Simulation<S, W> {
     session_model: Option<SessionModel>,
     /// The forced recovery of this seed, if drawn (`forced`).
     forced: Option<Forced>,
+    /// The network skew of a split vote under way (`split`).
+    split_route: Option<SplitRoute>,
 }
 
 /// The random streams of a seed.
@@ -779,6 +789,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             forced,
             probes,
             session_model,
+            split_route: None,
         };
         simulation.start()?;
         Ok(simulation)

@@ -70,11 +70,17 @@ pub enum FaultKind {
     /// it must refuse it, count it in exactly the counter its
     /// [`concord::Statistics`] docs promise, and change nothing else.
     Malformed,
+    /// Split vote: the leader crashes, and when the next campaign starts a
+    /// second voter campaigns in the same step; the network hands every
+    /// voter the first candidate's request first and the second's soon
+    /// after, before the first can announce a win. A voter must grant one
+    /// vote per term.
+    SplitVote,
 }
 
 impl FaultKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [FaultKind; 17] = [
+    pub const ALL: [FaultKind; 18] = [
         FaultKind::Delay,
         FaultKind::Loss,
         FaultKind::Duplicate,
@@ -92,6 +98,7 @@ impl FaultKind {
         FaultKind::Stale,
         FaultKind::Forge,
         FaultKind::Malformed,
+        FaultKind::SplitVote,
     ];
 
     /// The name used on the command line.
@@ -114,6 +121,7 @@ impl FaultKind {
             FaultKind::Stale => "stale",
             FaultKind::Forge => "forged",
             FaultKind::Malformed => "malformed",
+            FaultKind::SplitVote => "split-vote",
         }
     }
 
@@ -453,6 +461,19 @@ pub enum Fault {
         /// Chooses the receiver among the nodes the message fits.
         pick: u32,
     },
+    /// Whichever node is leader at that moment crashes and restarts
+    /// `down_ns` later, and a split vote is armed: the next node to start
+    /// a campaign (or pre-campaign) is joined in the same step by a second
+    /// follower of the same term, whose timer the host runs to expiry, and
+    /// for [`SPLIT_VOTE_WINDOW_NS`] the network hands every voter the first
+    /// candidate's vote requests first and the second's
+    /// [`SPLIT_VOTE_LAG_NS`] later, while the first candidate's other
+    /// messages (and everything it sends the second) take
+    /// [`SPLIT_VOTE_HOLD_NS`] longer.
+    SplitVote {
+        /// How long the leader stays down.
+        down_ns: u64,
+    },
 }
 
 /// The self-contradictory messages of [`Fault::Malformed`], each with the
@@ -540,6 +561,28 @@ impl fmt::Display for MalformedMessage {
     }
 }
 
+/// How long a split vote ([`Fault::SplitVote`]) skews the network: long
+/// enough for both candidates' pre-votes and votes to be answered.
+pub const SPLIT_VOTE_WINDOW_NS: u64 = 40_000_000;
+
+/// How much later the second candidate's messages arrive during a split
+/// vote: above the base delay's spread (0.1 to 1 ms), so every voter hears
+/// the first candidate's request first.
+pub const SPLIT_VOTE_LAG_NS: u64 = 2_000_000;
+
+/// A voter's fsync latency during a split vote: the second candidate's
+/// request (at most about 7 ms after the first's with PreVote) arrives
+/// while the voter's vote for the first is not yet durable.
+pub const SPLIT_VOTE_SYNC_NS: u64 = 12_000_000;
+
+/// How much longer the first candidate's messages other than its vote
+/// requests (and all it sends the second candidate) take during a split
+/// vote: well past the second candidate's requests (two lags and two base
+/// delays with PreVote, under 7 ms), so voters hear both requests before
+/// they learn of a winner, and the second candidate does not hear the
+/// first one's request before its own campaign has started.
+pub const SPLIT_VOTE_HOLD_NS: u64 = 20_000_000;
+
 /// The sender a forged message claims ([`Fault::Forge`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ForgedSender {
@@ -578,6 +621,7 @@ impl Fault {
             Fault::CrashVoter { .. } => Some(FaultKind::VoteCrash),
             Fault::Forge { .. } => Some(FaultKind::Forge),
             Fault::Malformed { .. } => Some(FaultKind::Malformed),
+            Fault::SplitVote { .. } => Some(FaultKind::SplitVote),
             Fault::Pause { .. } => Some(FaultKind::Pause),
             Fault::Partition(partition) => Some(partition.kind()),
             Fault::Restart { .. } | Fault::Resume { .. } | Fault::HealNetwork => None,
@@ -635,6 +679,11 @@ impl fmt::Display for Fault {
             Fault::Malformed { message, pick } => {
                 write!(f, "hand a node {message} (pick {pick})")
             }
+            Fault::SplitVote { down_ns } => write!(
+                f,
+                "crash the leader for {} ms and split the next vote between two candidates",
+                down_ns / 1_000_000
+            ),
         }
     }
 }
@@ -684,6 +733,25 @@ fn draw_malformed(rng: &mut ChaCha8Rng, chaos_ns: u64) -> Vec<TimedFault> {
             },
         });
         at += exponential(rng, mean_gap_ns).max(ms);
+    }
+    events
+}
+
+/// The split-vote schedule of a plan ([`Fault::SplitVote`]): every few
+/// hundred milliseconds to seconds of `0..chaos_ns`, the leader crashes
+/// for 20 to 400 ms and the next campaign gets a rival.
+fn draw_split_votes(rng: &mut ChaCha8Rng, chaos_ns: u64) -> Vec<TimedFault> {
+    let ms = 1_000_000u64;
+    let mean_gap_ns = rng.gen_range(300 * ms..2_000 * ms);
+    let mut events = Vec::new();
+    let mut at = exponential(rng, mean_gap_ns);
+    while at < chaos_ns {
+        let down_ns = rng.gen_range(20 * ms..400 * ms);
+        events.push(TimedFault {
+            at_ns: at,
+            fault: Fault::SplitVote { down_ns },
+        });
+        at += down_ns + exponential(rng, mean_gap_ns).max(ms);
     }
     events
 }
@@ -745,7 +813,8 @@ impl FaultPlan {
         // was.
         let others = allowed
             .without(FaultKind::Forge)
-            .without(FaultKind::Malformed);
+            .without(FaultKind::Malformed)
+            .without(FaultKind::SplitVote);
         let mut enabled = FaultSet::NONE;
         for kind in others.kinds() {
             if !swarm || rng.gen_bool(0.5) {
@@ -773,6 +842,14 @@ impl FaultPlan {
             && (others == FaultSet::NONE || !swarm || rng.gen_bool(0.5));
         if malformed {
             plan.events.extend(draw_malformed(rng, limits.chaos_ns));
+            plan.events.sort_by_key(|event| event.at_ns);
+        }
+        // Split votes likewise come after the forgeries.
+        let split = allowed.contains(FaultKind::SplitVote)
+            && limits.nodes > 2
+            && (!swarm || rng.gen_bool(0.5));
+        if split {
+            plan.events.extend(draw_split_votes(rng, limits.chaos_ns));
             plan.events.sort_by_key(|event| event.at_ns);
         }
         plan
@@ -986,6 +1063,9 @@ impl FaultPlan {
         if on(FaultKind::Malformed) {
             events.extend(draw_malformed(rng, chaos_ns));
         }
+        if on(FaultKind::SplitVote) && nodes > 2 {
+            events.extend(draw_split_votes(rng, chaos_ns));
+        }
         events.retain(|event| event.at_ns < chaos_ns);
         events.sort_by_key(|event| event.at_ns);
         FaultPlan {
@@ -1058,7 +1138,8 @@ impl FaultPlan {
                 | Fault::LeaderChurn { .. }
                 | Fault::CrashVoter { .. }
                 | Fault::Forge { .. }
-                | Fault::Malformed { .. } => Vec::new(),
+                | Fault::Malformed { .. }
+                | Fault::SplitVote { .. } => Vec::new(),
             };
             if let Some(id) = ids.into_iter().find(|id| !valid(*id)) {
                 return Err(format!(

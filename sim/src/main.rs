@@ -224,6 +224,10 @@ struct SimArgs {
     /// became leader before its checks see it.
     #[arg(long)]
     bug_role_announcement_dropped: bool,
+    /// Planted host bug: during a split vote the transport loses the
+    /// voters' vote grants to the first candidate.
+    #[arg(long)]
+    bug_split_vote_grant_dropped: bool,
     /// Planted client bug: the session-contract probes are well-formed
     /// (an "older" command that is the newest, a registration without
     /// trailing bytes).
@@ -376,6 +380,7 @@ impl SimArgs {
                 forced_recovery_unsynced: self.bug_forced_recovery_unsynced,
                 forged_sender_relabelled: self.bug_forged_sender_relabelled,
                 role_announcement_dropped: self.bug_role_announcement_dropped,
+                split_vote_grant_dropped: self.bug_split_vote_grant_dropped,
                 client_probes_well_formed: self.bug_client_probes_well_formed,
                 session_table_one_larger: self.bug_session_table_one_larger,
                 ..HostBugs::default()

@@ -22,6 +22,12 @@
 //! * **Crash the voter** ([`Fault::CrashVoter`]): the next node to vote for
 //!   another crashes after handing the vote to its disk and before the
 //!   vote's fsync completes, and comes back quickly, in time to vote again.
+//! * **Split vote** ([`Fault::SplitVote`]): the leader crashes; the next
+//!   node to start a campaign gets a rival in the same step (the engine
+//!   runs a second follower's election timer to expiry), and the network
+//!   hands every voter the first candidate's request first and the
+//!   second's soon after, before a winner is known (`engine::split`). A
+//!   voter that grants both makes two leaders of one term.
 //!
 //! The leader cut off with a minority and the long message delays need
 //! no state here (see the engine's `apply_fault` and `message_delay`).
@@ -37,6 +43,7 @@ use crate::faults::Fault;
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Observed {
     role: Role,
+    term: Term,
     last_index: Index,
     commit: Index,
     vote: Option<(Term, NodeId)>,
@@ -46,6 +53,7 @@ pub(crate) struct Observed {
 pub(crate) fn observe(node: &Node) -> Observed {
     Observed {
         role: node.role(),
+        term: node.term(),
         last_index: node.last_index(),
         commit: node.commit_index(),
         vote: node.voted_for().map(|vote| (node.term(), vote)),
@@ -79,6 +87,13 @@ pub(crate) enum Strike {
         /// Downtime.
         down_ns: u64,
     },
+    /// The node just started a campaign in `term` (a pre-campaign with
+    /// PreVote, the term it was in): start a rival campaign from another
+    /// follower of that term in the same step (a split vote).
+    SplitVote {
+        /// The term the campaigning node was in before this step.
+        term: Term,
+    },
 }
 
 /// How to depose a leader whose churn timer fired.
@@ -104,6 +119,7 @@ pub(crate) struct Nemesis {
     crash_after_append: Option<u64>,
     churn: Option<Churn>,
     crash_voter: Option<u64>,
+    split_vote: bool,
 }
 
 impl Nemesis {
@@ -115,12 +131,16 @@ impl Nemesis {
             crash_after_append: None,
             churn: None,
             crash_voter: None,
+            split_vote: false,
         }
     }
 
     /// Whether any nemesis watches node steps (cheap; checked per step).
     pub(crate) fn watching(&self) -> bool {
-        self.crash_after_append.is_some() || self.churn.is_some() || self.crash_voter.is_some()
+        self.crash_after_append.is_some()
+            || self.churn.is_some()
+            || self.crash_voter.is_some()
+            || self.split_vote
     }
 
     /// Arms the nemesis `fault` names. Returns whether it was one of
@@ -142,6 +162,7 @@ impl Nemesis {
                 })
             }
             Fault::CrashVoter { down_ns } => self.crash_voter = Some(down_ns),
+            Fault::SplitVote { .. } => self.split_vote = true,
             _ => return false,
         }
         true
@@ -152,6 +173,7 @@ impl Nemesis {
         self.crash_after_append = None;
         self.churn = None;
         self.crash_voter = None;
+        self.split_vote = false;
     }
 
     /// A node became leader: with churn on, how long until it is deposed.
@@ -223,6 +245,11 @@ impl Nemesis {
                 self.crash_voter = None;
                 return Strike::CrashAfterActions { down_ns };
             }
+        }
+        let campaigning = matches!(after.role, Role::PreCandidate | Role::Candidate);
+        if self.split_vote && before.role == Role::Follower && campaigning {
+            self.split_vote = false;
+            return Strike::SplitVote { term: before.term };
         }
         Strike::None
     }

@@ -19,6 +19,13 @@
 //!   truncation may not have reached the disk); an entry compacted into a
 //!   snapshot is the snapshot checks' business.
 //!
+//! And within one incarnation, a vote is answered: once a node's vote for
+//! candidate `c` in term `t` is durable (every write it handed its host
+//! is reported persisted) and it still votes for `c` in `t`, it has sent
+//! `c` the grant. A voter that lets a second candidate's request replace
+//! its pending answer to the first answers no one, and the first
+//! candidate loses a vote it was given.
+//!
 //! Other messages (refusals, heartbeat answers) promise nothing durable,
 //! so a term carried only by them may legitimately be lost in a crash.
 
@@ -40,6 +47,14 @@ struct NodePromises {
     acked_highest: Option<LogPosition>,
     /// Acknowledged entries still held when the node crashed.
     must_hold: [Option<LogPosition>; 2],
+    /// The vote for another node held after the last step checked:
+    /// (term, candidate).
+    cast: Option<(Term, NodeId)>,
+    /// The incarnation of the last step checked.
+    cast_incarnation: u32,
+    /// `cast` came from the disk at a restart: answered or not before the
+    /// crash, it is not this incarnation's to answer.
+    cast_recovered: bool,
 }
 
 /// The promises of every node of one run.
@@ -83,6 +98,43 @@ impl Promises {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Node `index`, in incarnation `incarnation`, finished a step and
+    /// executed its actions: a durable vote for another node must have
+    /// been answered.
+    pub(crate) fn after_actions(
+        &mut self,
+        index: usize,
+        incarnation: u32,
+        node: &Node,
+    ) -> Result<(), Violation> {
+        let promises = &mut self.nodes[index];
+        let vote = node
+            .voted_for()
+            .filter(|candidate| *candidate != node.id())
+            .map(|candidate| (node.term(), candidate));
+        let restarted = promises.cast_incarnation != incarnation;
+        if restarted || vote != promises.cast {
+            promises.cast = vote;
+            promises.cast_recovered = restarted;
+            promises.cast_incarnation = incarnation;
+        }
+        match promises.cast {
+            Some((term, candidate))
+                if !promises.cast_recovered
+                    && promises.vote != promises.cast
+                    && node.unpersisted_writes() == 0 =>
+            {
+                Err((
+                    FailureKind::VoteUnanswered,
+                    format!(
+                        "voted for n{candidate} in term {term}, the vote is durable (no write of the node waits for its fsync) and it still votes so, but it never sent n{candidate} the grant: a voter answers the candidate it voted for once the vote is durable"
+                    ),
+                ))
+            }
+            _ => Ok(()),
         }
     }
 

@@ -67,17 +67,20 @@ fn a_transport_that_relabels_forged_senders_is_caught() {
 #[test]
 fn forged_senders_are_drawn_after_every_other_fault() {
     // Adding the forged-sender fault left each seed's other draws as they
-    // were: the plan without it is the plan with it, minus its events.
+    // were: the plan without it is the plan with it, minus its events
+    // (split votes, drawn after the forgeries, left out of both).
     for seed in 0..40 {
         let with = plan_for(&SimConfig {
             seed,
+            faults: FaultSet::all().without(FaultKind::SplitVote),
             ..SimConfig::default()
         });
         let without = plan_for(&SimConfig {
             seed,
             faults: FaultSet::all()
                 .without(FaultKind::Forge)
-                .without(FaultKind::Malformed),
+                .without(FaultKind::Malformed)
+                .without(FaultKind::SplitVote),
             ..SimConfig::default()
         });
         // Malformed messages are drawn after the forgeries (see
@@ -186,4 +189,68 @@ fn probes_and_session_pressure_have_off_switches() {
         assert_eq!(off.sessions.pressured_runs, 0, "seed {seed}");
     }
     assert!(drawn.0 > 0 && drawn.1 > 0, "12 seeds drew {drawn:?}");
+}
+
+fn split_votes_only() -> SimConfig {
+    SimConfig {
+        faults: FaultSet::NONE.with(FaultKind::SplitVote),
+        swarm: false,
+        ..SimConfig::default()
+    }
+}
+
+#[test]
+fn split_votes_are_drawn_and_every_durable_vote_is_answered() {
+    let mut splits = 0;
+    for seed in 0..4 {
+        let report = run(&SimConfig {
+            seed,
+            ..split_votes_only()
+        });
+        assert!(report.passed(), "seed {seed}: {:?}", report.failure);
+        splits += report.faults.get(FaultKind::SplitVote);
+    }
+    assert!(splits >= 4, "only {splits} split votes in 4 seeds");
+}
+
+#[test]
+fn a_transport_that_loses_vote_grants_in_a_split_vote_is_caught() {
+    let base = SimConfig {
+        bugs: HostBugs {
+            split_vote_grant_dropped: true,
+            ..HostBugs::default()
+        },
+        ..split_votes_only()
+    };
+    let (seed, kind, message) = first_failure(&base, 5).expect("never caught in 5 seeds");
+    assert_eq!(kind, FailureKind::VoteUnanswered, "seed {seed}: {message}");
+    let clean = run(&SimConfig {
+        seed,
+        ..split_votes_only()
+    });
+    assert!(
+        clean.passed(),
+        "seed {seed} without the bug: {:?}",
+        clean.failure
+    );
+}
+
+#[test]
+fn split_votes_are_drawn_after_every_other_fault() {
+    for seed in 0..40 {
+        let with = plan_for(&SimConfig {
+            seed,
+            ..SimConfig::default()
+        });
+        let without = plan_for(&SimConfig {
+            seed,
+            faults: FaultSet::all().without(FaultKind::SplitVote),
+            ..SimConfig::default()
+        });
+        let mut stripped = with.clone();
+        stripped
+            .events
+            .retain(|event| !matches!(event.fault, Fault::SplitVote { .. }));
+        assert_eq!(stripped, without, "seed {seed}");
+    }
 }

@@ -538,10 +538,18 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             self.schedule(length_ns, Event::DelayedHealNetwork);
             self.network_changed();
         }
+        let split_rival = match strike {
+            Strike::SplitVote { term } => self.split_vote_route(index, term),
+            _ => None,
+        };
         for action in actions.drain(..) {
             self.execute(index, action, proposer, work);
         }
         self.check_log_bound(index);
+        self.check_vote_answered(index);
+        if let Some(rival) = split_rival {
+            self.split_vote_campaign(rival);
+        }
         if let Strike::CrashAfterActions { down_ns } = strike {
             work.clear();
             self.nemesis_crash(index, down_ns, false);
@@ -552,6 +560,17 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             return false;
         }
         true
+    }
+
+    /// A durable vote for another node was answered (`crate::promises`).
+    fn check_vote_answered(&mut self, index: usize) {
+        let host = &self.hosts[index];
+        let Some(node) = host.node.as_ref() else {
+            return;
+        };
+        if let Err((kind, message)) = self.promises.after_actions(index, host.incarnation, node) {
+            self.fail(kind, Some(index), message);
+        }
     }
 
     /// Checks run after every node step, before its actions execute.
@@ -1116,6 +1135,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         } else {
             50_000
         };
+        let latency = self.split_vote_sync_ns(index, latency);
         self.hosts[index].disk.syncing_through = Some(last);
         let incarnation = self.hosts[index].incarnation;
         self.schedule(

@@ -26,6 +26,15 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         self.trace.word(0xfa17);
         if self.nemesis.arm(&fault) {
             self.note(None, || format!("nemesis armed: {fault}"));
+            if let Fault::SplitVote { down_ns } = fault {
+                // An election follows the leader's crash; its first
+                // campaign gets the rival.
+                if let Some(index) = self.current_leader() {
+                    self.note(Some(index), || "split vote: the leader crashes".to_string());
+                    self.crash(index);
+                    self.schedule(down_ns, Event::DelayedRestart { node: index as u8 });
+                }
+            }
             if matches!(fault, Fault::LeaderChurn { .. }) {
                 if let Some(index) = self.current_leader() {
                     if let (Some(delay), Some(node)) =
@@ -97,7 +106,8 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             Fault::Malformed { message, pick } => self.hand_malformed(message, pick),
             Fault::CrashLeaderAfterAppend { .. }
             | Fault::LeaderChurn { .. }
-            | Fault::CrashVoter { .. } => unreachable!("armed above"),
+            | Fault::CrashVoter { .. }
+            | Fault::SplitVote { .. } => unreachable!("armed above"),
             Fault::HealNetwork => {
                 self.restore_clock();
                 self.blocked = [0; 8];

@@ -155,6 +155,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         if matches!(message.body, MessageBody::InstallSnapshot { .. }) {
             self.snapshots.chunks_sent += 1;
         }
+        if self.split_vote_grant_lost(to, &message) {
+            return;
+        }
         if let Some(node) = self.hosts[index].node.as_ref() {
             self.promises.on_send(index, node, &message);
             if let Err((kind, excess)) = self.budgets.on_send(node, &message) {
@@ -169,7 +172,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         else {
             return;
         };
-        let delay = delay + bug_ns;
+        let delay = delay + bug_ns + self.split_vote_delay(index, target, &message);
         if self.flip(self.odds.duplicate) {
             if let Some(second_delay) = self.message_delay() {
                 self.faults.add(FaultKind::Duplicate, 1);
