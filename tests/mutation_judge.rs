@@ -25,6 +25,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use std::io::Write;
 use std::time::Duration;
 
 use concord_sim::watchdog::SeedWatch;
@@ -85,7 +86,10 @@ fn simulator_catches_the_mutant() {
         scope.spawn(|| {
             if let Some((seed, elapsed)) = watch.watch(hang_limit) {
                 let position = order.iter().position(|s| *s == seed).unwrap_or(0);
-                println!(
+                // Straight to the file descriptor: libtest's capture of
+                // `println!` would be lost when the process exits below.
+                let _ = writeln!(
+                    std::io::stderr(),
                     "mutation_judge: killed after {} seeds by seed {seed}: hung: still running after {:.1} s of wall-clock time\n  replay: {}",
                     position + 1,
                     elapsed.as_secs_f64(),
