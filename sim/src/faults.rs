@@ -688,72 +688,69 @@ impl fmt::Display for Fault {
     }
 }
 
+/// A schedule over `0..chaos_ns`: a mean gap drawn from `mean_gap_ms`
+/// milliseconds, then faults at exponentially distributed gaps (at least
+/// 1 ms), each drawn by `draw`, which also says how long the fault keeps
+/// its target busy (added to the gap before the next).
+fn draw_schedule(
+    rng: &mut ChaCha8Rng,
+    chaos_ns: u64,
+    mean_gap_ms: std::ops::Range<u64>,
+    mut draw: impl FnMut(&mut ChaCha8Rng) -> (Fault, u64),
+) -> Vec<TimedFault> {
+    let ms = 1_000_000u64;
+    let mean_gap_ns = rng.gen_range(mean_gap_ms.start * ms..mean_gap_ms.end * ms);
+    let mut events = Vec::new();
+    let mut at = exponential(rng, mean_gap_ns);
+    while at < chaos_ns {
+        let (fault, busy_ns) = draw(rng);
+        events.push(TimedFault { at_ns: at, fault });
+        at += busy_ns + exponential(rng, mean_gap_ns).max(ms);
+    }
+    events
+}
+
 /// The forged-sender schedule of a plan ([`Fault::Forge`]): every few
 /// hundred milliseconds to seconds of `0..chaos_ns`, a heartbeat from
 /// one of the three forged senders, 1 to 3 terms ahead.
 fn draw_forgeries(rng: &mut ChaCha8Rng, chaos_ns: u64) -> Vec<TimedFault> {
-    let ms = 1_000_000u64;
-    let mean_gap_ns = rng.gen_range(100 * ms..2_000 * ms);
-    let mut events = Vec::new();
-    let mut at = exponential(rng, mean_gap_ns);
-    while at < chaos_ns {
+    draw_schedule(rng, chaos_ns, 100..2_000, |rng| {
         let sender = match rng.gen_range(0..3) {
             0 => ForgedSender::Itself,
             1 => ForgedSender::Zero,
             _ => ForgedSender::Outside,
         };
         let terms_ahead = rng.gen_range(1..=3);
-        events.push(TimedFault {
-            at_ns: at,
-            fault: Fault::Forge {
-                sender,
-                terms_ahead,
-            },
-        });
-        at += exponential(rng, mean_gap_ns).max(ms);
-    }
-    events
+        let fault = Fault::Forge {
+            sender,
+            terms_ahead,
+        };
+        (fault, 0)
+    })
 }
 
 /// The malformed-message schedule of a plan ([`Fault::Malformed`]): every
 /// 50 ms to a second on average of `0..chaos_ns`, one of the kinds,
 /// handed to a node it fits.
 fn draw_malformed(rng: &mut ChaCha8Rng, chaos_ns: u64) -> Vec<TimedFault> {
-    let ms = 1_000_000u64;
-    let mean_gap_ns = rng.gen_range(50 * ms..1_000 * ms);
-    let mut events = Vec::new();
-    let mut at = exponential(rng, mean_gap_ns);
-    while at < chaos_ns {
+    draw_schedule(rng, chaos_ns, 50..1_000, |rng| {
         let message = MalformedMessage::ALL[rng.gen_range(0..MalformedMessage::ALL.len())];
-        events.push(TimedFault {
-            at_ns: at,
-            fault: Fault::Malformed {
-                message,
-                pick: rng.gen(),
-            },
-        });
-        at += exponential(rng, mean_gap_ns).max(ms);
-    }
-    events
+        let fault = Fault::Malformed {
+            message,
+            pick: rng.gen(),
+        };
+        (fault, 0)
+    })
 }
 
 /// The split-vote schedule of a plan ([`Fault::SplitVote`]): every few
 /// hundred milliseconds to seconds of `0..chaos_ns`, the leader crashes
 /// for 20 to 400 ms and the next campaign gets a rival.
 fn draw_split_votes(rng: &mut ChaCha8Rng, chaos_ns: u64) -> Vec<TimedFault> {
-    let ms = 1_000_000u64;
-    let mean_gap_ns = rng.gen_range(300 * ms..2_000 * ms);
-    let mut events = Vec::new();
-    let mut at = exponential(rng, mean_gap_ns);
-    while at < chaos_ns {
-        let down_ns = rng.gen_range(20 * ms..400 * ms);
-        events.push(TimedFault {
-            at_ns: at,
-            fault: Fault::SplitVote { down_ns },
-        });
-        at += down_ns + exponential(rng, mean_gap_ns).max(ms);
-    }
-    events
+    draw_schedule(rng, chaos_ns, 300..2_000, |rng| {
+        let down_ns = rng.gen_range(20_000_000..400_000_000);
+        (Fault::SplitVote { down_ns }, down_ns)
+    })
 }
 
 /// A fault at a virtual time.

@@ -5,9 +5,7 @@
 //! refused as promised, and the check fires on a planted host bug that
 //! loses a leader's announcement.
 
-use concord_sim::{
-    plan_for, run_kv, FailureKind, Fault, FaultKind, FaultSet, HostBugs, RunReport, SimConfig,
-};
+use concord_sim::{run_kv, FailureKind, FaultKind, FaultSet, HostBugs, RunReport, SimConfig};
 
 fn run(config: &SimConfig) -> RunReport {
     run_kv(config, None).unwrap()
@@ -63,30 +61,4 @@ fn a_host_that_loses_a_leader_announcement_is_caught_at_once() {
     );
     let clean = run(&base);
     assert!(clean.passed(), "seed {seed}: {:?}", clean.failure);
-}
-
-#[test]
-fn malformed_messages_are_drawn_after_every_other_fault() {
-    // Adding the fault left each seed's other draws as they were: the plan
-    // without it is the plan with it, minus its events (split votes, drawn
-    // after malformed messages, left out of both).
-    for seed in 0..40 {
-        let with = plan_for(&SimConfig {
-            seed,
-            faults: FaultSet::all().without(FaultKind::SplitVote),
-            ..SimConfig::default()
-        });
-        let without = plan_for(&SimConfig {
-            seed,
-            faults: FaultSet::all()
-                .without(FaultKind::Malformed)
-                .without(FaultKind::SplitVote),
-            ..SimConfig::default()
-        });
-        let mut stripped = with.clone();
-        stripped
-            .events
-            .retain(|event| !matches!(event.fault, Fault::Malformed { .. }));
-        assert_eq!(stripped, without, "seed {seed}");
-    }
 }

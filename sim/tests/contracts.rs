@@ -3,9 +3,7 @@
 //! by the sweep without failing, and each fires on a planted bug that
 //! breaks the promise it checks.
 
-use concord_sim::{
-    plan_for, run_kv, FailureKind, Fault, FaultKind, FaultSet, HostBugs, RunReport, SimConfig,
-};
+use concord_sim::{run_kv, FailureKind, FaultKind, FaultSet, HostBugs, RunReport, SimConfig};
 
 fn run(config: &SimConfig) -> RunReport {
     run_kv(config, None).unwrap()
@@ -62,35 +60,6 @@ fn a_transport_that_relabels_forged_senders_is_caught() {
         message.contains("heartbeat forged from") && message.contains("Leader"),
         "{message}"
     );
-}
-
-#[test]
-fn forged_senders_are_drawn_after_every_other_fault() {
-    // Adding the forged-sender fault left each seed's other draws as they
-    // were: the plan without it is the plan with it, minus its events
-    // (split votes, drawn after the forgeries, left out of both).
-    for seed in 0..40 {
-        let with = plan_for(&SimConfig {
-            seed,
-            faults: FaultSet::all().without(FaultKind::SplitVote),
-            ..SimConfig::default()
-        });
-        let without = plan_for(&SimConfig {
-            seed,
-            faults: FaultSet::all()
-                .without(FaultKind::Forge)
-                .without(FaultKind::Malformed)
-                .without(FaultKind::SplitVote),
-            ..SimConfig::default()
-        });
-        // Malformed messages are drawn after the forgeries (see
-        // tests/accounting.rs): strip both.
-        let mut stripped = with.clone();
-        stripped
-            .events
-            .retain(|event| !matches!(event.fault, Fault::Forge { .. } | Fault::Malformed { .. }));
-        assert_eq!(stripped, without, "seed {seed}");
-    }
 }
 
 #[test]
@@ -233,24 +202,4 @@ fn a_transport_that_loses_vote_grants_in_a_split_vote_is_caught() {
         "seed {seed} without the bug: {:?}",
         clean.failure
     );
-}
-
-#[test]
-fn split_votes_are_drawn_after_every_other_fault() {
-    for seed in 0..40 {
-        let with = plan_for(&SimConfig {
-            seed,
-            ..SimConfig::default()
-        });
-        let without = plan_for(&SimConfig {
-            seed,
-            faults: FaultSet::all().without(FaultKind::SplitVote),
-            ..SimConfig::default()
-        });
-        let mut stripped = with.clone();
-        stripped
-            .events
-            .retain(|event| !matches!(event.fault, Fault::SplitVote { .. }));
-        assert_eq!(stripped, without, "seed {seed}");
-    }
 }

@@ -111,3 +111,35 @@ fn liveness_bound_quadruples_only_without_prevote_under_wide_clock_skew() {
         "{extended} seeds extended, {plain} not"
     );
 }
+
+/// The faults added after the others (forged senders, then malformed
+/// messages, then split votes) are drawn after every other draw, in that
+/// order, so adding one left each seed's earlier draws as they were: with
+/// the later ones left out of both, the plan without a fault is the plan
+/// with it, minus its events.
+#[test]
+fn late_faults_are_drawn_after_every_other_fault() {
+    let late = [FaultKind::Forge, FaultKind::Malformed, FaultKind::SplitVote];
+    for (position, kind) in late.iter().enumerate() {
+        let later = late[position + 1..]
+            .iter()
+            .fold(FaultSet::all(), |set, later| set.without(*later));
+        for seed in 0..40 {
+            let with = concord_sim::plan_for(&SimConfig {
+                seed,
+                faults: later,
+                ..SimConfig::default()
+            });
+            let without = concord_sim::plan_for(&SimConfig {
+                seed,
+                faults: later.without(*kind),
+                ..SimConfig::default()
+            });
+            let mut stripped = with.clone();
+            stripped
+                .events
+                .retain(|event| event.fault.kind() != Some(*kind));
+            assert_eq!(stripped, without, "{kind}, seed {seed}");
+        }
+    }
+}

@@ -125,17 +125,16 @@ fn appends_below_one_entry_overhead_still_replicate() {
             chaos_ns: 2_000_000_000,
             ..SimConfig::default()
         };
-        let options = concord_sim::run_kv(&config, None).unwrap();
-        if !(options.node_options.tight_limits && options.node_options.appends_below_entry_overhead)
-        {
+        let report = concord_sim::run_kv(&config, None).unwrap();
+        if !(report.node_report.tight_limits && report.node_report.appends_below_entry_overhead) {
             continue;
         }
         runs += 1;
-        assert_eq!(options.failure, None, "seed {seed}");
+        assert_eq!(report.failure, None, "seed {seed}");
         assert!(
-            options.operations_ok > 0,
+            report.operations_ok > 0,
             "seed {seed}: no operation completed ({} tried)",
-            options.operations
+            report.operations
         );
     }
     assert!(runs >= 5, "only {runs} of 120 seeds drew one-entry appends");

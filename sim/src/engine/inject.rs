@@ -192,22 +192,16 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
     /// did nothing but send at most one answer (`accounting`). What the
     /// node emits is dropped, as a lost answer.
     fn hand_malformed(&mut self, kind: MalformedMessage, pick: u32) {
-        let nodes = self.hosts.len();
-        let fitting = (0..nodes)
-            .filter(|index| self.malformed_for(*index, kind).is_some())
-            .count();
-        if fitting == 0 {
-            return;
-        }
-        let Some((index, message)) = (0..nodes)
+        let mut fitting: Vec<(usize, Message)> = (0..self.hosts.len())
             .filter_map(|index| {
                 self.malformed_for(index, kind)
                     .map(|message| (index, message))
             })
-            .nth(pick as usize % fitting)
-        else {
+            .collect();
+        if fitting.is_empty() {
             return;
-        };
+        }
+        let (index, message) = fitting.swap_remove(pick as usize % fitting.len());
         let Some(node) = self.hosts[index].node.as_mut() else {
             return;
         };
