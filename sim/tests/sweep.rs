@@ -126,7 +126,7 @@ fn appends_below_one_entry_overhead_still_replicate() {
             ..SimConfig::default()
         };
         let report = concord_sim::run_kv(&config, None).unwrap();
-        if !(report.node_report.tight_limits && report.node_report.appends_below_entry_overhead) {
+        if !(report.node_options.tight_limits && report.node_options.appends_below_entry_overhead) {
             continue;
         }
         runs += 1;
