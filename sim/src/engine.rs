@@ -46,6 +46,7 @@ use crate::safety::Safety;
 use crate::trace::TraceHash;
 use crate::workload::{OpResult, Workload};
 
+mod accessors;
 mod accounting;
 mod book;
 mod calm;

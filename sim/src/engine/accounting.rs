@@ -166,6 +166,11 @@ pub(super) struct Before {
 }
 
 impl Before {
+    /// The counters before the step.
+    pub(super) fn stats(&self) -> &Statistics {
+        &self.stats
+    }
+
     pub(super) fn of(node: &Node) -> Before {
         Before {
             stats: *node.stats(),

@@ -16,6 +16,7 @@ use concord::{
     ProposeError, ReadError, ReadPath, Recovered, Role, Snapshot, SnapshotMeta, Term,
 };
 
+use super::accessors;
 use super::accounting::{self, AppliedBytes};
 use super::book::{wrap_snapshot, Book};
 use super::client::Reply;
@@ -483,6 +484,17 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 _ => Ok(()),
             },
         );
+        let report = report.and_then(|()| {
+            let (was, is) = (reported.stats(), node.stats());
+            let facts = accessors::StepFacts::of(
+                host.id,
+                actions,
+                is.snapshots_taken != was.snapshots_taken
+                    || is.snapshots_installed != was.snapshots_installed,
+                is.transfers_started != was.transfers_started,
+            );
+            accessors::check(&accessors::Readings::of(node), &facts)
+        });
         if let Err(message) = report {
             self.fail(FailureKind::NodeReport, Some(index), message);
         }
