@@ -9,7 +9,9 @@
 //!
 //! * `id()` and `config().id` name the host's node;
 //! * `hard_state()` holds `term()` and `voted_for()`;
-//! * a leader's `leader()` is itself; a candidate knows no leader;
+//! * a leader's `leader()` is itself; a follower's never names itself (a
+//!   deposed leader must stop naming itself); a (pre-)candidate knows no
+//!   leader;
 //! * the log's extent is one story: `first_index()` is one past
 //!   `log_base()`, `log_len()` counts the entries between the base and
 //!   `last_index()`, `last_position()` is `last_index()` with
@@ -190,10 +192,16 @@ pub(super) fn check(r: &Readings, facts: &StepFacts) -> Result<(), String> {
                 r.term, r.leader
             ));
         }
-        Role::Candidate if r.leader.is_some() => {
+        Role::Follower if r.leader == Some(id) => {
             return Err(format!(
-                "is a candidate in term {} but leader() answers {:?}",
-                r.term, r.leader
+                "is {:?} in term {} but leader() names itself",
+                r.role, r.term
+            ));
+        }
+        Role::PreCandidate | Role::Candidate if r.leader.is_some() => {
+            return Err(format!(
+                "is {:?} in term {} but leader() answers {:?}",
+                r.role, r.term, r.leader
             ));
         }
         _ => {}
@@ -317,12 +325,16 @@ mod tests {
     #[test]
     fn each_lying_accessor_is_caught() {
         type Break = fn(&mut Readings, &mut StepFacts);
-        let cases: [(&str, Break); 14] = [
+        let cases: [(&str, Break); 15] = [
             ("id()", |r, _| r.id = 0),
             ("hard_state()", |r, _| r.voted_for = None),
             ("leader()", |r, _| r.leader = None),
             ("leader()", |r, _| {
                 r.role = Role::Candidate;
+                r.progress_count = 0;
+            }),
+            ("leader()", |r, _| {
+                r.role = Role::Follower;
                 r.progress_count = 0;
             }),
             ("first_index()", |r, _| r.first_index = 0),
