@@ -24,9 +24,13 @@
 //!   (the entries a `Persist` with `truncate_after` cuts from the log the
 //!   node held before the step).
 //!
-//! Not exact, so only checked to be monotonic: `pre_elections_started` (a
-//! pre-candidate whose pre-election times out starts another without a
-//! change of role or term, so nothing announces it), and the counters of
+//! Not exact, so checked to be monotonic and to move where their event
+//! surely happened: `pre_elections_started` (moves with every announcement
+//! of PreCandidate; a pre-candidate whose pre-election times out starts
+//! another without a change of role or term, so nothing announces that
+//! one) and `check_quorum_step_downs` (moves when a leader becomes a
+//! follower of its own term on a tick, still a voter). Only monotonic: the
+//! counters of
 //! refused input, whose events the host does not see in an ordinary run;
 //! the malformed-message fault (`crate::faults::Malformed`) hands nodes
 //! such input and checks those with [`check_refusal`].
@@ -186,12 +190,14 @@ impl Before {
 
 /// Checks one step of `node` (which began as `before`) against the
 /// `actions` it emitted. `snapshotted`: the step's input was a
-/// `Snapshotted` report. Returns whether the step asked for a snapshot.
+/// `Snapshotted` report; `tick`: it was a `Tick`. Returns whether the step
+/// asked for a snapshot.
 pub(super) fn check_step(
     before: &Before,
     node: &Node,
     actions: &[Action],
     snapshotted: bool,
+    tick: bool,
 ) -> Result<bool, String> {
     let after = node.stats();
     if after != &before.stats {
@@ -261,6 +267,36 @@ pub(super) fn check_step(
         taken,
         "Snapshotted reports that moved the snapshot index"
     );
+    // Counted at least once when they surely happened (a pre-campaign
+    // repeated without a change of role is announced by nothing, so the
+    // converse is not checked).
+    if seen.pre_candidates > 0 && after.pre_elections_started == b.pre_elections_started {
+        return Err(count_mismatch(
+            "pre_elections_started",
+            b.pre_elections_started,
+            after.pre_elections_started,
+            seen.pre_candidates,
+            "Action::RoleChanged to PreCandidate",
+        ));
+    }
+    // A leader that becomes a follower of its own term on a tick, still a
+    // voter, stepped down by CheckQuorum: nothing else on a tick moves a
+    // leader out of its role without a new term (its commit index, and so
+    // a committed removal, moves only on acknowledgements and fsyncs).
+    if tick
+        && before.role == Role::Leader
+        && now == (Role::Follower, before.term)
+        && node.membership().is_voter(node.id())
+        && after.check_quorum_step_downs == b.check_quorum_step_downs
+    {
+        return Err(count_mismatch(
+            "check_quorum_step_downs",
+            b.check_quorum_step_downs,
+            after.check_quorum_step_downs,
+            1,
+            "a leader that became a follower of its own term on a tick",
+        ));
+    }
     // A witness restores nothing: it installs a snapshot without handing
     // its host one.
     if !node.is_witness_node() {
@@ -298,6 +334,7 @@ fn check_monotonic(before: &Statistics, after: &Statistics) -> Result<(), String
 /// What one step's actions show.
 struct Tally {
     last: (Role, Term),
+    pre_candidates: u64,
     candidates: u64,
     leaders: u64,
     regressions: u64,
@@ -312,6 +349,7 @@ struct Tally {
 fn tally(before: &Before, actions: &[Action]) -> Result<Tally, String> {
     let mut seen = Tally {
         last: (before.role, before.term),
+        pre_candidates: 0,
         candidates: 0,
         leaders: 0,
         regressions: 0,
@@ -332,6 +370,7 @@ fn tally(before: &Before, actions: &[Action]) -> Result<Tally, String> {
                 }
                 seen.last = (*role, *term);
                 match role {
+                    Role::PreCandidate => seen.pre_candidates += 1,
                     Role::Candidate => seen.candidates += 1,
                     Role::Leader => seen.leaders += 1,
                     _ => {}
@@ -389,6 +428,22 @@ fn answered(kind: Malformed) -> bool {
     )
 }
 
+/// The first counter that did not move as one refused input should move
+/// it: by exactly 1 for `expected`, by 0 for every other counter. Returns
+/// its name, value before and after, and the expected move.
+pub(super) fn counted_only_in(
+    before: &Statistics,
+    after: &Statistics,
+    expected: Option<&str>,
+) -> Option<(&'static str, u64, u64, u64)> {
+    NAMES
+        .into_iter()
+        .zip(counters(before))
+        .zip(counters(after))
+        .map(|((name, was), is)| (name, was, is, u64::from(Some(name) == expected)))
+        .find(|&(_, was, is, delta)| is.wrapping_sub(was) != delta)
+}
+
 /// Checks the step of a node handed one malformed message of `kind`: the
 /// counter the message promises to move went up by exactly one, every
 /// other counter stayed, term, vote, role, commit and log stayed, and the
@@ -401,21 +456,14 @@ pub(super) fn check_refusal(
     actions: &[Action],
 ) -> Result<(), String> {
     let expected = refusal_counter(kind);
-    for ((name, was), is) in NAMES
-        .into_iter()
-        .zip(counters(&before.stats))
-        .zip(counters(node.stats()))
-    {
-        let delta = u64::from(Some(name) == expected);
-        if is.wrapping_sub(was) != delta {
-            return Err(format!(
-                "handed {kind}, Statistics::{name} went from {was} to {is}; it must move by exactly {delta} ({}) (see the docs of concord::Statistics)",
-                match expected {
-                    Some(counter) => format!("only {counter} counts this input"),
-                    None => "this input is refused without being counted".to_string(),
-                }
-            ));
-        }
+    if let Some((name, was, is, delta)) = counted_only_in(&before.stats, node.stats(), expected) {
+        return Err(format!(
+            "handed {kind}, Statistics::{name} went from {was} to {is}; it must move by exactly {delta} ({}) (see the docs of concord::Statistics)",
+            match expected {
+                Some(counter) => format!("only {counter} counts this input"),
+                None => "this input is refused without being counted".to_string(),
+            }
+        ));
     }
     let state_before = (
         before.role,

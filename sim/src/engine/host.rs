@@ -450,6 +450,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             return false;
         };
         let snapshotted = matches!(input, Input::Snapshotted(_));
+        let tick = matches!(input, Input::Tick);
         if snapshotted {
             host.snapshot_outstanding = false;
         }
@@ -472,7 +473,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 actions.remove(at);
             }
         }
-        let report = accounting::check_step(&reported, node, actions, snapshotted).and_then(
+        let report = accounting::check_step(&reported, node, actions, snapshotted, tick).and_then(
             |asked_snapshot| match node.config().compaction_threshold_bytes {
                 Some(threshold_bytes) if asked_snapshot && !node.is_witness_node() => {
                     host.applied_bytes.check_request(

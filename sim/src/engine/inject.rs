@@ -155,6 +155,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             }
         }
         let before = (node.term(), node.voted_for(), node.role());
+        let stats_before = *node.stats();
         let message = Message {
             from,
             to: me,
@@ -167,6 +168,11 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         let mut actions = Vec::new();
         node.step(Input::Receive(message), &mut actions);
         let after = (node.term(), node.voted_for(), node.role());
+        let miscount = accounting::counted_only_in(
+            &stats_before,
+            node.stats(),
+            Some("messages_from_unknown_node"),
+        );
         self.node_steps += 1;
         self.trace.word(0xf049);
         self.trace.word(from);
@@ -182,6 +188,17 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 actions.iter().take(3).collect::<Vec<_>>(),
             );
             self.fail(FailureKind::ForgedSender, Some(index), message);
+            return;
+        }
+        // Refused at the door and counted there, once: a message from
+        // itself, id 0 or a stranger is a message from an unknown node.
+        if !self.config.bugs.forged_sender_relabelled {
+            if let Some((name, was, is, delta)) = miscount {
+                let message = format!(
+                    "leader n{me} refused a heartbeat forged from {sender} (id {from}), but Statistics::{name} went from {was} to {is}; it must move by exactly {delta} (only messages_from_unknown_node counts it)"
+                );
+                self.fail(FailureKind::NodeReport, Some(index), message);
+            }
         }
     }
 
