@@ -45,7 +45,7 @@
 
 use std::collections::VecDeque;
 
-use concord::{Action, Entry, Index, Node, NodeId, Role, Statistics, Term};
+use concord::{Action, Entry, Index, Node, NodeId, ProposeError, Role, Statistics, Term};
 
 use crate::faults::MalformedMessage as Malformed;
 
@@ -161,6 +161,7 @@ fn counters(stats: &Statistics) -> [u64; COUNTERS] {
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Before {
     stats: Statistics,
+    unpersisted_writes: usize,
     role: Role,
     term: Term,
     last_index: Index,
@@ -178,6 +179,7 @@ impl Before {
     pub(super) fn of(node: &Node) -> Before {
         Before {
             stats: *node.stats(),
+            unpersisted_writes: node.unpersisted_writes(),
             role: node.role(),
             term: node.term(),
             last_index: node.last_index(),
@@ -190,14 +192,16 @@ impl Before {
 
 /// Checks one step of `node` (which began as `before`) against the
 /// `actions` it emitted. `snapshotted`: the step's input was a
-/// `Snapshotted` report; `tick`: it was a `Tick`. Returns whether the step
-/// asked for a snapshot.
+/// `Snapshotted` report; `tick`: it was a `Tick`; `proposal`: a `Propose`,
+/// `ProposeBatch` or `ProposeHost`. Returns whether the step asked for a
+/// snapshot.
 pub(super) fn check_step(
     before: &Before,
     node: &Node,
     actions: &[Action],
     snapshotted: bool,
     tick: bool,
+    proposal: bool,
 ) -> Result<bool, String> {
     let after = node.stats();
     if after != &before.stats {
@@ -267,6 +271,9 @@ pub(super) fn check_step(
         taken,
         "Snapshotted reports that moved the snapshot index"
     );
+    if proposal {
+        check_backpressure(before, node, &seen)?;
+    }
     // Counted at least once when they surely happened (a pre-campaign
     // repeated without a change of role is announced by nothing, so the
     // converse is not checked).
@@ -309,6 +316,34 @@ pub(super) fn check_step(
     Ok(seen.take_snapshot)
 }
 
+/// Backpressure, from outside: a proposal is accepted only within both
+/// limits (`uncommitted_entries_max` entries past the commit index, fewer
+/// than `unpersisted_writes_max` writes outstanding), and refused for
+/// backpressure only when one of them demands it. A proposal is the whole
+/// of its step's input, so the node's state before the step is the state
+/// it was judged in. Membership changes are not held back (a change may be
+/// what restores a stuck cluster's progress), so only proposals of
+/// commands and host entries are judged.
+fn check_backpressure(before: &Before, node: &Node, seen: &Tally) -> Result<(), String> {
+    let config = node.config();
+    let uncommitted = before.last_index.saturating_sub(before.commit);
+    let over = |count: u64| {
+        uncommitted + count > config.uncommitted_entries_max
+            || before.unpersisted_writes >= config.unpersisted_writes_max
+    };
+    match (seen.accepted_batch, seen.backpressure_batch) {
+        (Some(count), _) if over(count) => Err(format!(
+            "accepted {count} proposals with {uncommitted} entries uncommitted (uncommitted_entries_max {}) and {} writes outstanding (unpersisted_writes_max {}): a proposal past either limit must be refused for backpressure",
+            config.uncommitted_entries_max, before.unpersisted_writes, config.unpersisted_writes_max
+        )),
+        (_, Some(count)) if !over(count) => Err(format!(
+            "refused {count} proposals for backpressure with {uncommitted} entries uncommitted (uncommitted_entries_max {}) and {} writes outstanding (unpersisted_writes_max {}): neither limit demands it",
+            config.uncommitted_entries_max, before.unpersisted_writes, config.unpersisted_writes_max
+        )),
+        _ => Ok(()),
+    }
+}
+
 #[cold]
 fn count_mismatch(name: &str, was: u64, is: u64, expected: u64, source: &str) -> String {
     format!(
@@ -341,6 +376,10 @@ struct Tally {
     accepted: u64,
     refused: u64,
     reads_refused: u64,
+    /// Entries of the step's `ProposalAccepted`, if any.
+    accepted_batch: Option<u64>,
+    /// Entries of the step's `ProposalRefused` for backpressure, if any.
+    backpressure_batch: Option<u64>,
     restores: u64,
     truncate_after: Option<Index>,
     take_snapshot: bool,
@@ -356,6 +395,8 @@ fn tally(before: &Before, actions: &[Action]) -> Result<Tally, String> {
         accepted: 0,
         refused: 0,
         reads_refused: 0,
+        accepted_batch: None,
+        backpressure_batch: None,
         restores: 0,
         truncate_after: None,
         take_snapshot: false,
@@ -381,8 +422,16 @@ fn tally(before: &Before, actions: &[Action]) -> Result<Tally, String> {
                 first_index,
                 last_index,
                 ..
-            } => seen.accepted += last_index + 1 - first_index,
-            Action::ProposalRefused { count, .. } => seen.refused += *count as u64,
+            } => {
+                seen.accepted += last_index + 1 - first_index;
+                seen.accepted_batch = Some(last_index + 1 - first_index);
+            }
+            Action::ProposalRefused { count, error } => {
+                seen.refused += *count as u64;
+                if matches!(error, ProposeError::Backpressure) {
+                    seen.backpressure_batch = Some(*count as u64);
+                }
+            }
             Action::ReadRefused { .. } => seen.reads_refused += 1,
             Action::RestoreSnapshot { .. } => seen.restores += 1,
             Action::TakeSnapshot => seen.take_snapshot = true,

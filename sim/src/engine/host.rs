@@ -451,6 +451,10 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         };
         let snapshotted = matches!(input, Input::Snapshotted(_));
         let tick = matches!(input, Input::Tick);
+        let proposal = matches!(
+            input,
+            Input::Propose(_) | Input::ProposeBatch(_) | Input::ProposeHost(_)
+        );
         if snapshotted {
             host.snapshot_outstanding = false;
         }
@@ -473,18 +477,19 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 actions.remove(at);
             }
         }
-        let report = accounting::check_step(&reported, node, actions, snapshotted, tick).and_then(
-            |asked_snapshot| match node.config().compaction_threshold_bytes {
-                Some(threshold_bytes) if asked_snapshot && !node.is_witness_node() => {
-                    host.applied_bytes.check_request(
-                        node,
-                        node.config().compaction_threshold_entries,
-                        threshold_bytes,
-                    )
-                }
-                _ => Ok(()),
-            },
-        );
+        let report = accounting::check_step(&reported, node, actions, snapshotted, tick, proposal)
+            .and_then(
+                |asked_snapshot| match node.config().compaction_threshold_bytes {
+                    Some(threshold_bytes) if asked_snapshot && !node.is_witness_node() => {
+                        host.applied_bytes.check_request(
+                            node,
+                            node.config().compaction_threshold_entries,
+                            threshold_bytes,
+                        )
+                    }
+                    _ => Ok(()),
+                },
+            );
         let report = report.and_then(|()| {
             let (was, is) = (reported.stats(), node.stats());
             let facts = accessors::StepFacts::of(
