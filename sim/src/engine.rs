@@ -54,6 +54,7 @@ mod checks;
 mod churn;
 mod client;
 mod forced;
+mod hints;
 mod host;
 mod inject;
 mod network;

@@ -12,14 +12,16 @@ use rand::Rng;
 use concord::session::{ClientRequest, SessionOutcome, WithSessions};
 use concord::state_machine::StateMachine;
 use concord::{
-    checksum64, Action, Config, Entry, EntryPayload, Index, Input, LogPosition, Node, NodeId,
-    ProposeError, ReadError, ReadPath, Recovered, Role, Snapshot, SnapshotMeta, Term,
+    checksum64, Action, Config, Entry, EntryPayload, Index, Input, LogPosition, Message,
+    MessageBody, Node, NodeId, ProposeError, ReadError, ReadPath, Recovered, Role, Snapshot,
+    SnapshotMeta, Term,
 };
 
 use super::accessors;
 use super::accounting::{self, AppliedBytes};
 use super::book::{wrap_snapshot, Book};
 use super::client::Reply;
+use super::hints;
 use super::{Event, FailureKind, Simulation, MS, PAUSED_QUEUE_MAX};
 use crate::disk::{Disk, Record};
 use crate::faults::{FaultKind, Partition};
@@ -451,6 +453,13 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         };
         let snapshotted = matches!(input, Input::Snapshotted(_));
         let tick = matches!(input, Input::Tick);
+        let append_prev = match &input {
+            Input::Receive(Message {
+                body: MessageBody::AppendEntries { prev, .. },
+                ..
+            }) => Some(*prev),
+            _ => None,
+        };
         let proposal = matches!(
             input,
             Input::Propose(_) | Input::ProposeBatch(_) | Input::ProposeHost(_)
@@ -503,6 +512,10 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         });
         if let Err(message) = report {
             self.fail(FailureKind::NodeReport, Some(index), message);
+        } else if let Some(prev) = append_prev {
+            if let Err(message) = hints::check(node, prev, actions) {
+                self.fail(FailureKind::Efficiency, Some(index), message);
+            }
         }
         let host = &mut self.hosts[index];
         let Some(node) = host.node.as_mut() else {
