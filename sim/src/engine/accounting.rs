@@ -176,6 +176,11 @@ impl Before {
         &self.stats
     }
 
+    /// The role and term before the step.
+    pub(super) fn role_term(&self) -> (Role, Term) {
+        (self.role, self.term)
+    }
+
     pub(super) fn of(node: &Node) -> Before {
         Before {
             stats: *node.stats(),

@@ -76,6 +76,9 @@ pub(super) enum Proposer {
 /// machine, its disk, and the host-side bookkeeping around them.
 pub(super) struct Host<S> {
     pub(super) id: NodeId,
+    /// The heartbeat cadence from outside: (term, ticks the node has led
+    /// that term since it became leader or last sent a heartbeat).
+    pub(super) heartbeat_ticks: (Term, u32),
     pub(super) node: Option<Node>,
     pub(super) sm: WithSessions<S>,
     pub(super) disk: Disk,
@@ -145,6 +148,7 @@ impl<S> Host<S> {
             leader_commit_seen: None,
             book: Default::default(),
             applied_bytes: AppliedBytes::default(),
+            heartbeat_ticks: (0, 0),
         }
     }
 
@@ -510,12 +514,20 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             );
             accessors::check(&accessors::Readings::of(node), &facts)
         });
+        let cadence = check_heartbeat_cadence(
+            &mut host.heartbeat_ticks,
+            reported.role_term(),
+            node,
+            actions,
+            tick,
+        );
+        let hint = append_prev.map_or(Ok(()), |prev| hints::check(node, prev, actions));
         if let Err(message) = report {
             self.fail(FailureKind::NodeReport, Some(index), message);
-        } else if let Some(prev) = append_prev {
-            if let Err(message) = hints::check(node, prev, actions) {
-                self.fail(FailureKind::Efficiency, Some(index), message);
-            }
+        } else if let Err(message) = hint {
+            self.fail(FailureKind::Efficiency, Some(index), message);
+        } else if let Err(message) = cadence {
+            self.fail(FailureKind::Stability, Some(index), message);
         }
         let host = &mut self.hosts[index];
         let Some(node) = host.node.as_mut() else {
@@ -1294,4 +1306,65 @@ fn role_code(role: Role) -> u64 {
         Role::Candidate => 2,
         Role::Leader => 3,
     }
+}
+
+/// The heartbeat cadence, from outside: a leader that keeps its role and
+/// term through a tick has sent a heartbeat (to every follower) within
+/// the last `heartbeat_interval_ticks` ticks of that term, counting from
+/// its election. Followers' election timers rely on it; a heartbeat late
+/// by a tick is a step towards a needless election. `watch` is the host's
+/// (term, ticks since the last heartbeat or the election); a heartbeat
+/// sent for a read round counts too, which only makes the rule laxer.
+fn check_heartbeat_cadence(
+    watch: &mut (Term, u32),
+    before: (Role, Term),
+    node: &Node,
+    actions: &[Action],
+    tick: bool,
+) -> Result<(), String> {
+    let term = node.term();
+    let elected = actions.iter().any(|action| {
+        matches!(
+            action,
+            Action::RoleChanged {
+                role: Role::Leader,
+                ..
+            }
+        )
+    });
+    let heartbeat = actions.iter().any(|action| {
+        matches!(
+            action,
+            Action::Send {
+                message: Message {
+                    body: MessageBody::Heartbeat { .. },
+                    ..
+                },
+                ..
+            }
+        )
+    });
+    // A leader with no one to heartbeat (a one-voter configuration) starts
+    // counting when its first follower appears.
+    if elected
+        || heartbeat
+        || node.role() != Role::Leader
+        || watch.0 != term
+        || node.progress_all().next().is_none()
+    {
+        *watch = (term, 0);
+        return Ok(());
+    }
+    if !tick || before != (Role::Leader, term) {
+        return Ok(());
+    }
+    watch.1 += 1;
+    let interval = node.config().heartbeat_interval_ticks;
+    if watch.1 >= interval {
+        return Err(format!(
+            "led term {term} for {} ticks without sending a heartbeat (heartbeat_interval_ticks {interval}): a leader heartbeats every interval",
+            watch.1
+        ));
+    }
+    Ok(())
 }
