@@ -50,6 +50,7 @@ mod accessors;
 mod accounting;
 mod book;
 mod calm;
+mod campaign;
 mod checks;
 mod churn;
 mod client;

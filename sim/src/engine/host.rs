@@ -20,6 +20,7 @@ use concord::{
 use super::accessors;
 use super::accounting::{self, AppliedBytes};
 use super::book::{wrap_snapshot, Book};
+use super::campaign;
 use super::client::Reply;
 use super::hints;
 use super::{Event, FailureKind, Simulation, MS, PAUSED_QUEUE_MAX};
@@ -79,6 +80,8 @@ pub(super) struct Host<S> {
     /// The heartbeat cadence from outside: (term, ticks the node has led
     /// that term since it became leader or last sent a heartbeat).
     pub(super) heartbeat_ticks: (Term, u32),
+    /// The node's campaign, tallied from outside (`campaign.rs`).
+    pub(super) campaign: campaign::Campaign,
     pub(super) node: Option<Node>,
     pub(super) sm: WithSessions<S>,
     pub(super) disk: Disk,
@@ -149,6 +152,7 @@ impl<S> Host<S> {
             book: Default::default(),
             applied_bytes: AppliedBytes::default(),
             heartbeat_ticks: (0, 0),
+            campaign: Default::default(),
         }
     }
 
@@ -464,6 +468,10 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             }) => Some(*prev),
             _ => None,
         };
+        let vote_answer = match &input {
+            Input::Receive(message) => campaign::VoteAnswer::of(message),
+            _ => None,
+        };
         let proposal = matches!(
             input,
             Input::Propose(_) | Input::ProposeBatch(_) | Input::ProposeHost(_)
@@ -522,11 +530,18 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             tick,
         );
         let hint = append_prev.map_or(Ok(()), |prev| hints::check(node, prev, actions));
+        let concession = campaign::check(
+            &mut host.campaign,
+            reported.role_term(),
+            node,
+            vote_answer,
+            actions,
+        );
         if let Err(message) = report {
             self.fail(FailureKind::NodeReport, Some(index), message);
         } else if let Err(message) = hint {
             self.fail(FailureKind::Efficiency, Some(index), message);
-        } else if let Err(message) = cadence {
+        } else if let Err(message) = cadence.and(concession) {
             self.fail(FailureKind::Stability, Some(index), message);
         }
         let host = &mut self.hosts[index];

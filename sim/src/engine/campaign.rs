@@ -1,0 +1,169 @@
+//! The concession check: a (pre-)candidate gives up its campaign exactly
+//! when a majority of some half of its configuration refused it.
+//!
+//! The host keeps its own tally of each campaign from the answers it
+//! delivers, with its own majority arithmetic (the core's quorum code is
+//! what this check watches, so it must not be borrowed). After every step
+//! whose input was an answer to the node's current campaign:
+//!
+//! * refused by more voters of a half than can be spared (more than
+//!   `n - (n / 2 + 1)` of `n`) ⇒ the node ends the step a follower: a
+//!   candidate that cannot win and keeps campaigning only delays the
+//!   election another node could win;
+//! * ended a follower of the same term ⇒ such a majority refused: a
+//!   candidate that concedes a winnable election wastes an election
+//!   timeout, or more, before a leader is chosen.
+//!
+//! An answer is counted as the core must count it: none of an older term
+//! (stale); a pre-candidate takes any other refusal and a grant that
+//! echoes the term it asked about; a candidate takes answers of its own
+//! term; each voter's first answer stands.
+
+use std::collections::BTreeMap;
+
+use concord::{Action, Message, MessageBody, Node, NodeId, Role, Term};
+
+/// One campaign of one node, as its host saw it.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Campaign {
+    /// The role and term of the campaign (`None` when none is watched).
+    of: Option<(Role, Term)>,
+    /// Each voter's first answer counted.
+    answers: BTreeMap<NodeId, bool>,
+}
+
+/// An answer to a vote request, as delivered.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct VoteAnswer {
+    from: NodeId,
+    term: Term,
+    pre_vote: bool,
+    granted: bool,
+}
+
+impl VoteAnswer {
+    /// The answer `message` carries, if it is one.
+    pub(super) fn of(message: &Message) -> Option<VoteAnswer> {
+        match message.body {
+            MessageBody::RequestVoteResponse { pre_vote, granted } => Some(VoteAnswer {
+                from: message.from,
+                term: message.term,
+                pre_vote,
+                granted,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Whether more of `voters` refused than a majority of them can spare.
+fn refused_by_majority(
+    voters: &std::collections::BTreeSet<NodeId>,
+    answers: &BTreeMap<NodeId, bool>,
+) -> bool {
+    let n = voters.len();
+    if n == 0 {
+        return false;
+    }
+    let needed = n / 2 + 1;
+    let refused = voters
+        .iter()
+        .filter(|voter| answers.get(voter) == Some(&false))
+        .count();
+    refused > n - needed
+}
+
+/// Checks and updates `campaign` after a step of `node` that began as
+/// `before` (role and term), whose input carried `answer` (if it was a vote
+/// answer) and which emitted `actions`.
+pub(super) fn check(
+    campaign: &mut Campaign,
+    before: (Role, Term),
+    node: &Node,
+    answer: Option<VoteAnswer>,
+    actions: &[Action],
+) -> Result<(), String> {
+    let mut verdict = Ok(());
+    if let (Some(answer), Some(of)) = (answer, campaign.of) {
+        // An answer of an older term is dropped as stale before it is
+        // looked at; a refusal of a newer one makes the node a follower of
+        // that term first.
+        let current = of == before
+            && answer.term >= before.1
+            && match before.0 {
+                Role::PreCandidate => {
+                    answer.pre_vote && (!answer.granted || answer.term == before.1 + 1)
+                }
+                Role::Candidate => !answer.pre_vote && answer.term == before.1,
+                Role::Follower | Role::Leader => false,
+            };
+        if current {
+            campaign
+                .answers
+                .entry(answer.from)
+                .or_insert(answer.granted);
+            let membership = node.membership();
+            let lost = refused_by_majority(&membership.voters, &campaign.answers)
+                || refused_by_majority(&membership.voters_outgoing, &campaign.answers);
+            let after = (node.role(), node.term());
+            if lost && after.0 != Role::Follower {
+                verdict = Err(format!(
+                    "a majority of a half of its configuration refused its {:?} campaign of term {} (answers {:?}), yet it ended the step {:?} in term {}: a campaign that cannot be won is given up",
+                    before.0, before.1, campaign.answers, after.0, after.1
+                ));
+            } else if !lost && after == (Role::Follower, before.1) {
+                verdict = Err(format!(
+                    "gave up its {:?} campaign of term {} on the answer of n{} although no majority refused it (answers {:?}): a winnable election is not conceded",
+                    before.0, before.1, answer.from, campaign.answers
+                ));
+            }
+        }
+    }
+    // A new campaign starts with an announcement, or (a pre-campaign
+    // repeated without a change of role) with its vote requests.
+    let started = actions.iter().any(|action| match action {
+        Action::RoleChanged { role, .. } => {
+            matches!(role, Role::PreCandidate | Role::Candidate)
+        }
+        Action::Send { message, .. } => matches!(
+            message.body,
+            MessageBody::RequestVote { pre_vote: true, .. }
+        ),
+        _ => false,
+    });
+    let role = node.role();
+    if started && matches!(role, Role::PreCandidate | Role::Candidate) {
+        campaign.of = Some((role, node.term()));
+        campaign.answers.clear();
+    } else if !matches!(role, Role::PreCandidate | Role::Candidate) {
+        campaign.of = None;
+        campaign.answers.clear();
+    }
+    verdict
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn a_campaign_is_lost_once_more_voters_refused_than_a_majority_spares() {
+        let refusals = |voters: &[NodeId], refused: &[NodeId]| {
+            let voters: BTreeSet<NodeId> = voters.iter().copied().collect();
+            let answers = refused.iter().map(|&id| (id, false)).collect();
+            refused_by_majority(&voters, &answers)
+        };
+        // 5 voters: a majority is 3, so 2 may refuse.
+        assert!(!refusals(&[1, 2, 3, 4, 5], &[2, 3]));
+        assert!(refusals(&[1, 2, 3, 4, 5], &[2, 3, 4]));
+        // 4 voters: a majority is 3, so 1 may refuse.
+        assert!(!refusals(&[1, 2, 3, 4], &[2]));
+        assert!(refusals(&[1, 2, 3, 4], &[2, 3]));
+        // 2 voters: both are needed.
+        assert!(refusals(&[1, 2], &[2]));
+        // Refusals of non-members do not count; an empty half never loses.
+        assert!(!refusals(&[1, 2, 3], &[7, 8]));
+        assert!(!refusals(&[], &[1]));
+    }
+}
