@@ -167,3 +167,39 @@ mod tests {
         assert!(!refusals(&[], &[1]));
     }
 }
+
+/// The only voter of a configuration campaigns at its first tick as a
+/// follower: it has no one to wait for and no one to disrupt, so a
+/// restarted one-node cluster (or the survivor of a forced recovery) serves
+/// again at once instead of after a whole election timeout. Checked on a
+/// tick of a follower whose configuration, not joint, has itself as its
+/// only voter and not as a witness, and that was never told it is removed.
+pub(super) fn check_sole_voter(
+    before: (Role, Term),
+    node: &Node,
+    tick: bool,
+    actions: &[Action],
+) -> Result<(), String> {
+    if !tick || before.0 != Role::Follower {
+        return Ok(());
+    }
+    let membership = node.membership();
+    let id = node.id();
+    let sole = !membership.is_joint()
+        && membership.voters.len() == 1
+        && membership.voters.contains(&id)
+        && !membership.witnesses.contains(&id)
+        && !node.is_witness_node()
+        && node.stats().removed_notices_received == 0;
+    let campaigned = node.role() != Role::Follower
+        || actions
+            .iter()
+            .any(|action| matches!(action, Action::RoleChanged { .. }));
+    if sole && !campaigned {
+        return Err(format!(
+            "is the only voter of its configuration, yet a tick left it a follower in term {} without a campaign: a sole voter campaigns at its first tick",
+            node.term()
+        ));
+    }
+    Ok(())
+}

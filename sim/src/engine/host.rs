@@ -541,7 +541,10 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             self.fail(FailureKind::NodeReport, Some(index), message);
         } else if let Err(message) = hint {
             self.fail(FailureKind::Efficiency, Some(index), message);
-        } else if let Err(message) = cadence.and(concession) {
+        } else if let Err(message) = cadence
+            .and(concession)
+            .and_then(|()| campaign::check_sole_voter(reported.role_term(), node, tick, actions))
+        {
             self.fail(FailureKind::Stability, Some(index), message);
         }
         let host = &mut self.hosts[index];
