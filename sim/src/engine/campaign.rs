@@ -142,32 +142,6 @@ pub(super) fn check(
     verdict
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::BTreeSet;
-
-    #[test]
-    fn a_campaign_is_lost_once_more_voters_refused_than_a_majority_spares() {
-        let refusals = |voters: &[NodeId], refused: &[NodeId]| {
-            let voters: BTreeSet<NodeId> = voters.iter().copied().collect();
-            let answers = refused.iter().map(|&id| (id, false)).collect();
-            refused_by_majority(&voters, &answers)
-        };
-        // 5 voters: a majority is 3, so 2 may refuse.
-        assert!(!refusals(&[1, 2, 3, 4, 5], &[2, 3]));
-        assert!(refusals(&[1, 2, 3, 4, 5], &[2, 3, 4]));
-        // 4 voters: a majority is 3, so 1 may refuse.
-        assert!(!refusals(&[1, 2, 3, 4], &[2]));
-        assert!(refusals(&[1, 2, 3, 4], &[2, 3]));
-        // 2 voters: both are needed.
-        assert!(refusals(&[1, 2], &[2]));
-        // Refusals of non-members do not count; an empty half never loses.
-        assert!(!refusals(&[1, 2, 3], &[7, 8]));
-        assert!(!refusals(&[], &[1]));
-    }
-}
-
 /// The only voter of a configuration campaigns at its first tick as a
 /// follower: it has no one to wait for and no one to disrupt, so a
 /// restarted one-node cluster (or the survivor of a forced recovery) serves
@@ -202,4 +176,30 @@ pub(super) fn check_sole_voter(
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn a_campaign_is_lost_once_more_voters_refused_than_a_majority_spares() {
+        let refusals = |voters: &[NodeId], refused: &[NodeId]| {
+            let voters: BTreeSet<NodeId> = voters.iter().copied().collect();
+            let answers = refused.iter().map(|&id| (id, false)).collect();
+            refused_by_majority(&voters, &answers)
+        };
+        // 5 voters: a majority is 3, so 2 may refuse.
+        assert!(!refusals(&[1, 2, 3, 4, 5], &[2, 3]));
+        assert!(refusals(&[1, 2, 3, 4, 5], &[2, 3, 4]));
+        // 4 voters: a majority is 3, so 1 may refuse.
+        assert!(!refusals(&[1, 2, 3, 4], &[2]));
+        assert!(refusals(&[1, 2, 3, 4], &[2, 3]));
+        // 2 voters: both are needed.
+        assert!(refusals(&[1, 2], &[2]));
+        // Refusals of non-members do not count; an empty half never loses.
+        assert!(!refusals(&[1, 2, 3], &[7, 8]));
+        assert!(!refusals(&[], &[1]));
+    }
 }
