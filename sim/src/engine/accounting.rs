@@ -35,6 +35,9 @@
 //! the malformed-message fault (`crate::faults::Malformed`) hands nodes
 //! such input and checks those with [`check_refusal`].
 //!
+//! A leader's commit index moves only in a step whose input is evidence
+//! of replication: its own write reported durable, or a follower's answer.
+//!
 //! Also the compaction policy by bytes ([`AppliedBytes`]): a node asks for
 //! a snapshot only when the entries or the bytes it applied since its
 //! latest snapshot reach their threshold, the bytes measured as the core
@@ -198,8 +201,9 @@ impl Before {
 /// Checks one step of `node` (which began as `before`) against the
 /// `actions` it emitted. `snapshotted`: the step's input was a
 /// `Snapshotted` report; `tick`: it was a `Tick`; `proposal`: a `Propose`,
-/// `ProposeBatch` or `ProposeHost`. Returns whether the step asked for a
-/// snapshot.
+/// `ProposeBatch` or `ProposeHost`; `commit_evidence`: a `Persisted` report
+/// or a follower's answer (to an append, a heartbeat or a snapshot).
+/// Returns whether the step asked for a snapshot.
 pub(super) fn check_step(
     before: &Before,
     node: &Node,
@@ -207,6 +211,7 @@ pub(super) fn check_step(
     snapshotted: bool,
     tick: bool,
     proposal: bool,
+    commit_evidence: bool,
 ) -> Result<bool, String> {
     let after = node.stats();
     if after != &before.stats {
@@ -278,6 +283,20 @@ pub(super) fn check_step(
     );
     if proposal {
         check_backpressure(before, node, &seen)?;
+    }
+    // A leader learns that an entry is committed only from evidence: its
+    // own write becoming durable or a follower's answer. Nothing else
+    // (a tick, a proposal, a configuration change) may move its commit.
+    let commit = node.commit_index();
+    if commit > before.commit
+        && !commit_evidence
+        && before.role == Role::Leader
+        && now == (Role::Leader, before.term)
+    {
+        return Err(format!(
+            "as leader of term {} raised its commit index from {} to {} in a step whose input was neither an fsync report nor a follower's answer: a leader commits on evidence only",
+            before.term, before.commit, commit
+        ));
     }
     // Counted at least once when they surely happened (a pre-campaign
     // repeated without a change of role is announced by nothing, so the

@@ -472,6 +472,16 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             Input::Receive(message) => campaign::VoteAnswer::of(message),
             _ => None,
         };
+        let commit_evidence = match &input {
+            Input::Persisted(_) => true,
+            Input::Receive(message) => matches!(
+                message.body,
+                MessageBody::AppendEntriesResponse(_)
+                    | MessageBody::HeartbeatResponse { .. }
+                    | MessageBody::InstallSnapshotResponse { .. }
+            ),
+            _ => false,
+        };
         let proposal = matches!(
             input,
             Input::Propose(_) | Input::ProposeBatch(_) | Input::ProposeHost(_)
@@ -498,19 +508,27 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 actions.remove(at);
             }
         }
-        let report = accounting::check_step(&reported, node, actions, snapshotted, tick, proposal)
-            .and_then(
-                |asked_snapshot| match node.config().compaction_threshold_bytes {
-                    Some(threshold_bytes) if asked_snapshot && !node.is_witness_node() => {
-                        host.applied_bytes.check_request(
-                            node,
-                            node.config().compaction_threshold_entries,
-                            threshold_bytes,
-                        )
-                    }
-                    _ => Ok(()),
-                },
-            );
+        let report = accounting::check_step(
+            &reported,
+            node,
+            actions,
+            snapshotted,
+            tick,
+            proposal,
+            commit_evidence,
+        )
+        .and_then(
+            |asked_snapshot| match node.config().compaction_threshold_bytes {
+                Some(threshold_bytes) if asked_snapshot && !node.is_witness_node() => {
+                    host.applied_bytes.check_request(
+                        node,
+                        node.config().compaction_threshold_entries,
+                        threshold_bytes,
+                    )
+                }
+                _ => Ok(()),
+            },
+        );
         let report = report.and_then(|()| {
             let (was, is) = (reported.stats(), node.stats());
             let facts = accessors::StepFacts::of(
