@@ -348,9 +348,12 @@ pub struct NodeOptions {
     /// Tiny batching, in-flight and backlog limits, so flow control,
     /// backpressure and dropped appends are exercised.
     pub tight_limits: bool,
-    /// With tight limits: an append byte limit below one entry's fixed
-    /// overhead ([`concord::ENTRY_OVERHEAD_BYTES`]), so every append carries
-    /// exactly the one entry a leader always sends, however large.
+    /// With tight limits: an append byte limit too small for two entries,
+    /// so every append carries exactly the one entry a leader always sends,
+    /// however large: half of one entry's fixed overhead
+    /// ([`concord::ENTRY_OVERHEAD_BYTES`]), or one and a half of it when
+    /// the preferred leader is on too (above one entry's overhead, below
+    /// two: a batch limit computed from it must still let one entry go).
     pub appends_below_entry_overhead: bool,
 }
 
@@ -390,11 +393,17 @@ impl NodeOptions {
         }
         if self.tight_limits {
             config.append_entries_max = 3;
-            config.append_bytes_max = if self.appends_below_entry_overhead {
-                concord::ENTRY_OVERHEAD_BYTES / 2
-            } else {
-                256
-            };
+            // The size under one entry's overhead, or between one and
+            // two, is chosen by a flag drawn already, so every seed draws
+            // what it drew before.
+            config.append_bytes_max =
+                match (self.appends_below_entry_overhead, self.preferred_leader) {
+                    (true, false) => concord::ENTRY_OVERHEAD_BYTES / 2,
+                    (true, true) => {
+                        concord::ENTRY_OVERHEAD_BYTES + concord::ENTRY_OVERHEAD_BYTES / 2
+                    }
+                    (false, _) => 256,
+                };
             config.inflight_messages_max = 2;
             config.uncommitted_entries_max = 16;
             config.apply_batch_entries_max = 2;
