@@ -1132,7 +1132,19 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         let response = match &entry.payload {
             EntryPayload::Command(bytes) => {
                 let host = &mut self.hosts[index];
+                let evictions_before = host.sm.sessions().evictions();
                 let outcome = host.sm.apply_request(entry.index, bytes);
+                if let Err(message) = check_session_table(
+                    host.sm.sessions(),
+                    self.config.table_sessions(),
+                    entry.index,
+                    &outcome,
+                    evictions_before,
+                ) {
+                    self.fail(FailureKind::SessionContract, Some(index), message);
+                    return;
+                }
+                let host = &mut self.hosts[index];
                 if let SessionOutcome::Executed(_) = &outcome {
                     if let Ok(ClientRequest::Command { command, .. }) = ClientRequest::decode(bytes)
                     {
@@ -1154,8 +1166,17 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             // share ids with, and starts a new id epoch.
             EntryPayload::ForcedMembership(audit) => {
                 let sm = &mut self.hosts[index].sm;
+                let epoch_before = sm.sessions().epoch();
                 sm.apply_forced_recovery(entry.index, audit);
                 let epoch = sm.sessions().epoch();
+                if epoch != epoch_before + 1 {
+                    let message = format!(
+                        "applied the forced recovery at index {}, but the session table's epoch() went from {epoch_before} to {epoch}: every applied forced recovery starts the next id epoch",
+                        entry.index
+                    );
+                    self.fail(FailureKind::SessionContract, Some(index), message);
+                    return;
+                }
                 self.note(Some(index), || {
                     format!(
                         "applied the forced recovery at index {}: sessions registered above index {} expire; session id epoch {epoch}",
@@ -1400,6 +1421,59 @@ fn check_heartbeat_cadence(
         return Err(format!(
             "led term {term} for {} ticks without sending a heartbeat (heartbeat_interval_ticks {interval}): a leader heartbeats every interval",
             watch.1
+        ));
+    }
+    Ok(())
+}
+
+/// The session table's public accessors after one applied command, against
+/// what the host knows: the capacity it asked for, the outcome it was
+/// handed, the log index it applied at. `len()`/`is_empty()` agree, id 0
+/// (index 0 holds no entry) is never held, a registration holds its new
+/// session under an id made of the table's epoch and the entry's index and
+/// no longer holds the session it evicted, and `evictions()` counts exactly
+/// the evictions outcomes name.
+fn check_session_table(
+    table: &concord::session::SessionTable<Bytes>,
+    capacity: usize,
+    index: Index,
+    outcome: &SessionOutcome,
+    evictions_before: u64,
+) -> Result<(), String> {
+    if table.capacity() != capacity || table.is_empty() != (table.len() == 0) || table.contains(0) {
+        return Err(format!(
+            "after applying index {index} the session table answers capacity() {} (the host asked for {capacity}), len() {}, is_empty() {}, contains(0) {}",
+            table.capacity(),
+            table.len(),
+            table.is_empty(),
+            table.contains(0)
+        ));
+    }
+    let evicted = match outcome {
+        SessionOutcome::Registered { client, evicted } => {
+            let parts = concord::session::client_id_parts(*client);
+            if parts != (table.epoch(), index) || !table.contains(*client) {
+                return Err(format!(
+                    "registered session {client} at index {index} in id epoch {}, but client_id_parts says {parts:?} and contains() {}: a session id is its epoch and its registration's index, held once registered",
+                    table.epoch(),
+                    table.contains(*client)
+                ));
+            }
+            if let Some(old) = evicted {
+                if table.contains(*old) {
+                    return Err(format!(
+                        "registering session {client} at index {index} evicted session {old}, yet contains({old}) still holds"
+                    ));
+                }
+            }
+            u64::from(evicted.is_some())
+        }
+        _ => 0,
+    };
+    if table.evictions().wrapping_sub(evictions_before) != evicted {
+        return Err(format!(
+            "applying index {index} moved evictions() from {evictions_before} to {}, but the outcome names {evicted} eviction(s)",
+            table.evictions()
         ));
     }
     Ok(())
