@@ -1433,6 +1433,8 @@ fn check_heartbeat_cadence(
 /// session under an id made of the table's epoch and the entry's index and
 /// no longer holds the session it evicted, and `evictions()` counts exactly
 /// the evictions outcomes name.
+// Comparing `len()` with zero against `is_empty()` is the point here.
+#[allow(clippy::len_zero)]
 fn check_session_table(
     table: &concord::session::SessionTable<Bytes>,
     capacity: usize,
