@@ -97,12 +97,15 @@ pub(super) fn check(
                 Role::Candidate => !answer.pre_vote && answer.term == before.1,
                 Role::Follower | Role::Leader => false,
             };
-        if current {
+        // Only a voter's campaign is tallied: a node outside its own
+        // configuration must not campaign at all (the stability checks
+        // judge that), so how it concedes is not defined by the tally.
+        let membership = node.membership();
+        if current && membership.is_voter(node.id()) {
             campaign
                 .answers
                 .entry(answer.from)
                 .or_insert(answer.granted);
-            let membership = node.membership();
             let lost = refused_by_majority(&membership.voters, &campaign.answers)
                 || refused_by_majority(&membership.voters_outgoing, &campaign.answers);
             let after = (node.role(), node.term());
