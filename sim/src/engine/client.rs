@@ -431,12 +431,16 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 term,
                 sent_ns,
             } => {
+                let response = SessionResponse::decode(&bytes);
+                if let Err(message) = decoding_is_strict(&bytes, &response) {
+                    self.fail(FailureKind::SessionContract, None, message);
+                    return;
+                }
                 let probe = self.clients[client].op.as_ref().and_then(|op| op.probe);
                 if let Some(probe) = probe {
                     self.probe_answered(client, probe, &bytes, index);
                     return;
                 }
-                let response = SessionResponse::decode(&bytes);
                 if !self.judge_session_answer(client, &response, index) {
                     return;
                 }
@@ -581,4 +585,37 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             },
         );
     }
+}
+
+/// The response decoder is exact about the answers a client really gets:
+/// an answer decodes to what encodes back to it, and the answers of fixed
+/// size (a registration's 9 bytes, the 1-byte expired and malformed
+/// answers) are refused with a byte more or a byte less, so a corrupted or
+/// foreign answer is never taken for one of them.
+fn decoding_is_strict(
+    bytes: &[u8],
+    response: &Result<SessionResponse, session::DecodeError>,
+) -> Result<(), String> {
+    let Ok(decoded) = response else {
+        return Ok(());
+    };
+    if decoded.encode().as_ref() != bytes {
+        return Err(format!(
+            "the answer {bytes:?} decoded to {decoded:?}, which encodes to {:?}: SessionResponse::decode must invert encode",
+            decoded.encode()
+        ));
+    }
+    if matches!(decoded, SessionResponse::Ok(_)) {
+        return Ok(());
+    }
+    let longer: Vec<u8> = bytes.iter().copied().chain([0]).collect();
+    let shorter = &bytes[..bytes.len() - 1];
+    for other in [&longer[..], shorter] {
+        if let Ok(wrong) = SessionResponse::decode(other) {
+            return Err(format!(
+                "the answer {bytes:?} decodes to {decoded:?}, and {other:?}, one byte longer or shorter, decodes too (to {wrong:?}): fixed-size answers are refused at any other length"
+            ));
+        }
+    }
+    Ok(())
 }
