@@ -1316,6 +1316,16 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             self.fail(FailureKind::HostContract, Some(index), message);
             return;
         };
+        // Reads need no session: the session layer answers them with the
+        // wrapped state machine's own answer, untouched.
+        let inner = self.hosts[index].sm.inner().query(&read.command);
+        if inner.as_ref() != Some(&bytes) {
+            let message = format!(
+                "read {id}: the session layer (WithSessions::query) answered {bytes:?}, the state machine it wraps {inner:?}; a read passes through unchanged"
+            );
+            self.fail(FailureKind::SessionContract, Some(index), message);
+            return;
+        }
         self.reads_served[path as usize] += 1;
         self.trace
             .word(0x7ead_0000 | ((index as u64) << 8) | path as u64);
