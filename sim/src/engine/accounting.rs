@@ -48,7 +48,10 @@
 
 use std::collections::VecDeque;
 
-use concord::{Action, Entry, Index, Node, NodeId, ProposeError, Role, Statistics, Term};
+use concord::{
+    Action, Entry, Index, Input, LogPosition, MessageBody, Node, NodeId, ProposeError, Role,
+    Statistics, Term,
+};
 
 use crate::faults::MalformedMessage as Malformed;
 
@@ -198,21 +201,62 @@ impl Before {
     }
 }
 
-/// Checks one step of `node` (which began as `before`) against the
-/// `actions` it emitted. `snapshotted`: the step's input was a
-/// `Snapshotted` report; `tick`: it was a `Tick`; `proposal`: a `Propose`,
-/// `ProposeBatch` or `ProposeHost`; `commit_evidence`: a `Persisted` report
-/// or a follower's answer (to an append, a heartbeat or a snapshot).
-/// Returns whether the step asked for a snapshot.
+/// What kind of input a step had, as the checks need to know it. Built
+/// once per step, before the input moves into the node.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct StepInput {
+    /// A `Tick`.
+    pub(super) tick: bool,
+    /// A `Snapshotted` report.
+    pub(super) snapshotted: bool,
+    /// A `Propose`, `ProposeBatch` or `ProposeHost`.
+    pub(super) proposal: bool,
+    /// Evidence that may commit: a `Persisted` report or a follower's
+    /// answer (to an append, a heartbeat or a snapshot).
+    pub(super) commit_evidence: bool,
+    /// The `prev` of a delivered `AppendEntries`.
+    pub(super) append_prev: Option<LogPosition>,
+}
+
+impl StepInput {
+    pub(super) fn of(input: &Input) -> StepInput {
+        let mut kind = StepInput::default();
+        match input {
+            Input::Tick => kind.tick = true,
+            Input::Snapshotted(_) => kind.snapshotted = true,
+            Input::Propose(_) | Input::ProposeBatch(_) | Input::ProposeHost(_) => {
+                kind.proposal = true
+            }
+            Input::Persisted(_) => kind.commit_evidence = true,
+            Input::Receive(message) => match &message.body {
+                MessageBody::AppendEntries { prev, .. } => kind.append_prev = Some(*prev),
+                MessageBody::AppendEntriesResponse(_)
+                | MessageBody::HeartbeatResponse { .. }
+                | MessageBody::InstallSnapshotResponse { .. } => kind.commit_evidence = true,
+                _ => {}
+            },
+            _ => {}
+        }
+        kind
+    }
+}
+
+/// Checks one step of `node` (which began as `before`, with an input of
+/// kind `input`) against the `actions` it emitted. Returns whether the step
+/// asked for a snapshot.
 pub(super) fn check_step(
     before: &Before,
     node: &Node,
     actions: &[Action],
-    snapshotted: bool,
-    tick: bool,
-    proposal: bool,
-    commit_evidence: bool,
+    input: StepInput,
 ) -> Result<bool, String> {
+    let StepInput {
+        tick,
+        snapshotted,
+        proposal,
+        commit_evidence,
+        ..
+    } = input;
     let after = node.stats();
     if after != &before.stats {
         check_monotonic(&before.stats, after)?;

@@ -459,34 +459,12 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             work.clear();
             return false;
         };
-        let snapshotted = matches!(input, Input::Snapshotted(_));
-        let tick = matches!(input, Input::Tick);
-        let append_prev = match &input {
-            Input::Receive(Message {
-                body: MessageBody::AppendEntries { prev, .. },
-                ..
-            }) => Some(*prev),
-            _ => None,
-        };
+        let kind = accounting::StepInput::of(&input);
         let vote_answer = match &input {
             Input::Receive(message) => campaign::VoteAnswer::of(message),
             _ => None,
         };
-        let commit_evidence = match &input {
-            Input::Persisted(_) => true,
-            Input::Receive(message) => matches!(
-                message.body,
-                MessageBody::AppendEntriesResponse(_)
-                    | MessageBody::HeartbeatResponse { .. }
-                    | MessageBody::InstallSnapshotResponse { .. }
-            ),
-            _ => false,
-        };
-        let proposal = matches!(
-            input,
-            Input::Propose(_) | Input::ProposeBatch(_) | Input::ProposeHost(_)
-        );
-        if snapshotted {
+        if kind.snapshotted {
             host.snapshot_outstanding = false;
         }
         let before = self.nemesis.watching().then(|| nemesis::observe(node));
@@ -508,27 +486,19 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 actions.remove(at);
             }
         }
-        let report = accounting::check_step(
-            &reported,
-            node,
-            actions,
-            snapshotted,
-            tick,
-            proposal,
-            commit_evidence,
-        )
-        .and_then(
-            |asked_snapshot| match node.config().compaction_threshold_bytes {
-                Some(threshold_bytes) if asked_snapshot && !node.is_witness_node() => {
-                    host.applied_bytes.check_request(
-                        node,
-                        node.config().compaction_threshold_entries,
-                        threshold_bytes,
-                    )
+        let report =
+            accounting::check_step(&reported, node, actions, kind).and_then(|asked_snapshot| {
+                match node.config().compaction_threshold_bytes {
+                    Some(threshold_bytes) if asked_snapshot && !node.is_witness_node() => {
+                        host.applied_bytes.check_request(
+                            node,
+                            node.config().compaction_threshold_entries,
+                            threshold_bytes,
+                        )
+                    }
+                    _ => Ok(()),
                 }
-                _ => Ok(()),
-            },
-        );
+            });
         let report = report.and_then(|()| {
             let (was, is) = (reported.stats(), node.stats());
             let facts = accessors::StepFacts::of(
@@ -545,9 +515,11 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             reported.role_term(),
             node,
             actions,
-            tick,
+            kind.tick,
         );
-        let hint = append_prev.map_or(Ok(()), |prev| hints::check(node, prev, actions));
+        let hint = kind
+            .append_prev
+            .map_or(Ok(()), |prev| hints::check(node, prev, actions));
         let concession = campaign::check(
             &mut host.campaign,
             reported.role_term(),
@@ -559,10 +531,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             self.fail(FailureKind::NodeReport, Some(index), message);
         } else if let Err(message) = hint {
             self.fail(FailureKind::Efficiency, Some(index), message);
-        } else if let Err(message) = cadence
-            .and(concession)
-            .and_then(|()| campaign::check_sole_voter(reported.role_term(), node, tick, actions))
-        {
+        } else if let Err(message) = cadence.and(concession).and_then(|()| {
+            campaign::check_sole_voter(reported.role_term(), node, kind.tick, actions)
+        }) {
             self.fail(FailureKind::Stability, Some(index), message);
         }
         let host = &mut self.hosts[index];
