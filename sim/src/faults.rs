@@ -66,9 +66,10 @@ pub enum FaultKind {
     /// or a node outside every configuration) and a higher term: it must
     /// refuse it without a trace.
     Forge,
-    /// A node is handed a self-contradictory message ([`MalformedMessage`]):
-    /// it must refuse it, count it in exactly the counter its
-    /// [`concord::Statistics`] docs promise, and change nothing else.
+    /// A node is handed a self-contradictory message, or one it must refuse
+    /// in its state ([`MalformedMessage`]): it must refuse it, count it in
+    /// exactly the counter its [`concord::Statistics`] docs promise, give
+    /// the answer the rule names (if any), and change nothing else.
     Malformed,
     /// Split vote: the leader crashes, and when the next campaign starts a
     /// second voter campaigns in the same step; the network hands every
@@ -476,8 +477,10 @@ pub enum Fault {
     },
 }
 
-/// The self-contradictory messages of [`Fault::Malformed`], each with the
-/// [`concord::Statistics`] counter it must move.
+/// The messages of [`Fault::Malformed`]: self-contradictory ones, and
+/// well-formed ones a node must refuse in its state (a stale vote request,
+/// a pre-vote it may not grant), each with the [`concord::Statistics`]
+/// counter it must move and, for some, the one answer it must get.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MalformedMessage {
     /// The leader hears a heartbeat from a peer in its own term (a second
@@ -512,11 +515,28 @@ pub enum MalformedMessage {
     VoteFromRemoved,
     /// A message addressed to another node: `messages_misaddressed`.
     Misaddressed,
+    /// A voter peer asks for a vote in a term below the node's:
+    /// `messages_stale_term`, answered with exactly one refusal carrying
+    /// the node's term, so a candidate behind learns it (§5.1).
+    StaleVoteRequest,
+    /// A voter peer asks for a pre-vote in the node's own term while the
+    /// node has voted for another or knows a leader: counted nowhere,
+    /// answered with exactly one refusal (a pre-vote is grantable past a
+    /// vote or a leader only for a term above the voter's own).
+    PreVoteInOwnTerm,
+    /// A follower that knows its leader hears a heartbeat from another
+    /// peer in the same term (a second leader in one term):
+    /// `messages_malformed`, no answer.
+    SecondLeader,
+    /// A follower's leader appends after an entry below the follower's
+    /// commit index, with an entry at the commit index in another term
+    /// than the committed one: `append_conflicts_with_commit`, no answer.
+    EntryContradictsCommit,
 }
 
 impl MalformedMessage {
     /// Every kind, in drawing order.
-    pub const ALL: [MalformedMessage; 11] = [
+    pub const ALL: [MalformedMessage; 15] = [
         MalformedMessage::LeaderHearsLeader,
         MalformedMessage::TermBeyondMax,
         MalformedMessage::EntriesNotContiguous,
@@ -528,6 +548,10 @@ impl MalformedMessage {
         MalformedMessage::ContradictsCommit,
         MalformedMessage::VoteFromRemoved,
         MalformedMessage::Misaddressed,
+        MalformedMessage::StaleVoteRequest,
+        MalformedMessage::PreVoteInOwnTerm,
+        MalformedMessage::SecondLeader,
+        MalformedMessage::EntryContradictsCommit,
     ];
 }
 
@@ -557,6 +581,16 @@ impl fmt::Display for MalformedMessage {
                 "a vote request from a node outside the configuration"
             }
             MalformedMessage::Misaddressed => "a message addressed to another node",
+            MalformedMessage::StaleVoteRequest => "a vote request of an older term",
+            MalformedMessage::PreVoteInOwnTerm => {
+                "a pre-vote request in the voter's own term after it voted or heard a leader"
+            }
+            MalformedMessage::SecondLeader => {
+                "a heartbeat from a second leader in the follower's term"
+            }
+            MalformedMessage::EntryContradictsCommit => {
+                "an append with an entry contradicting the follower's committed log"
+            }
         })
     }
 }

@@ -49,8 +49,8 @@
 use std::collections::VecDeque;
 
 use concord::{
-    Action, Entry, Index, Input, LogPosition, MessageBody, Node, NodeId, ProposeError, Role,
-    Statistics, Term,
+    Action, Entry, Index, Input, LogPosition, Message, MessageBody, Node, NodeId, ProposeError,
+    Role, Statistics, Term,
 };
 
 use crate::faults::MalformedMessage as Malformed;
@@ -525,8 +525,12 @@ pub(super) fn refusal_counter(kind: Malformed) -> Option<&'static str> {
         Malformed::AcceptedBeyondLog | Malformed::RejectedBeyondLog | Malformed::PrevBeyondLog => {
             Some("messages_index_out_of_range")
         }
-        Malformed::PrevAtLastMismatched => None,
-        Malformed::ContradictsCommit => Some("append_conflicts_with_commit"),
+        Malformed::PrevAtLastMismatched | Malformed::PreVoteInOwnTerm => None,
+        Malformed::ContradictsCommit | Malformed::EntryContradictsCommit => {
+            Some("append_conflicts_with_commit")
+        }
+        Malformed::StaleVoteRequest => Some("messages_stale_term"),
+        Malformed::SecondLeader => Some("messages_malformed"),
         Malformed::VoteFromRemoved => Some("vote_requests_from_removed"),
         Malformed::Misaddressed => Some("messages_misaddressed"),
     }
@@ -542,7 +546,31 @@ fn answered(kind: Malformed) -> bool {
             | Malformed::PrevAtLastMismatched
             | Malformed::VoteFromRemoved
             | Malformed::ContradictsCommit
+            | Malformed::StaleVoteRequest
+            | Malformed::PreVoteInOwnTerm
     )
+}
+
+/// The one answer a refused message of `kind` must get, where its rule
+/// names one: a vote or pre-vote request the node may not grant is
+/// refused, and the refusal carries the node's own term so a candidate
+/// behind it learns that term (§5.1). `term`: the node's term.
+fn required_answer(kind: Malformed, handed: &Message, term: Term) -> Option<Message> {
+    match (kind, &handed.body) {
+        (
+            Malformed::StaleVoteRequest | Malformed::PreVoteInOwnTerm,
+            MessageBody::RequestVote { pre_vote, .. },
+        ) => Some(Message {
+            from: handed.to,
+            to: handed.from,
+            term,
+            body: MessageBody::RequestVoteResponse {
+                pre_vote: *pre_vote,
+                granted: false,
+            },
+        }),
+        _ => None,
+    }
 }
 
 /// The first counter that did not move as one refused input should move
@@ -565,9 +593,11 @@ pub(super) fn counted_only_in(
 /// counter the message promises to move went up by exactly one, every
 /// other counter stayed, term, vote, role, commit and log stayed, and the
 /// node did nothing but (for the kinds that are answered) send one
-/// message.
+/// message, the one [`required_answer`] names where it names one.
+/// `handed`: the message the node was handed.
 pub(super) fn check_refusal(
     kind: Malformed,
+    handed: &Message,
     before: &Before,
     node: &Node,
     actions: &[Action],
@@ -612,6 +642,17 @@ pub(super) fn check_refusal(
             actions.len(),
             actions.iter().take(3).collect::<Vec<_>>()
         ));
+    }
+    if let Some(answer) = required_answer(kind, handed, before.term) {
+        let answered = actions.iter().any(
+            |action| matches!(action, Action::Send { to, message } if *to == answer.to && *message == answer),
+        );
+        if !answered {
+            return Err(format!(
+                "handed {kind}, the node emitted {:?}; it must answer with exactly {answer:?}",
+                actions.iter().take(3).collect::<Vec<_>>()
+            ));
+        }
     }
     Ok(())
 }

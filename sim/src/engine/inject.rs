@@ -224,7 +224,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         };
         let before = accounting::Before::of(node);
         let mut actions = Vec::new();
-        node.step(Input::Receive(message), &mut actions);
+        node.step(Input::Receive(message.clone()), &mut actions);
         self.node_steps += 1;
         self.trace.word(0x3a1f_0000 | kind as u64);
         self.trace.word(index as u64);
@@ -232,7 +232,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         let Some(node) = self.hosts[index].node.as_ref() else {
             return;
         };
-        if let Err(message) = accounting::check_refusal(kind, &before, node, &actions) {
+        if let Err(message) = accounting::check_refusal(kind, &message, &before, node, &actions) {
             self.fail(FailureKind::NodeReport, Some(index), message);
         }
     }
@@ -495,6 +495,62 @@ fn malformed_message(node: &Node, kind: MalformedMessage, nodes: usize) -> Optio
                 read_round: 0,
             };
             (voter_peer()?, me + FORGED_OUTSIDE_ID, term, body)
+        }
+        MalformedMessage::StaleVoteRequest => {
+            // Term 0 is no term: the request is of term 1 at least.
+            if term < 2 {
+                return None;
+            }
+            let body = MessageBody::RequestVote {
+                pre_vote: false,
+                last_log: last,
+                transfer: false,
+            };
+            (voter_peer()?, me, term - 1, body)
+        }
+        MalformedMessage::PreVoteInOwnTerm => {
+            // A node that voted for the asker may grant it again.
+            let vote = node.voted_for();
+            if vote.is_none() && node.leader().is_none() {
+                return None;
+            }
+            let from = (1..=nodes as NodeId)
+                .find(|id| *id != me && Some(*id) != vote && node.membership().is_voter(*id))?;
+            let body = MessageBody::RequestVote {
+                pre_vote: true,
+                last_log: last,
+                transfer: false,
+            };
+            (from, me, term, body)
+        }
+        MalformedMessage::SecondLeader => {
+            let leader = leader()?;
+            let from = (1..=nodes as NodeId)
+                .find(|id| *id != me && *id != leader && node.membership().is_voter(*id))?;
+            let body = MessageBody::Heartbeat {
+                commit: 0,
+                read_round: 0,
+            };
+            (from, me, term, body)
+        }
+        MalformedMessage::EntryContradictsCommit => {
+            // `prev` agrees with the log below the commit index; the entry
+            // at the commit index does not, within the terms a well-formed
+            // append allows (from `prev`'s term to the message's).
+            let below = commit.checked_sub(1).filter(|below| *below > 0)?;
+            let prev = LogPosition::new(below, node.term_at(below)?);
+            let held = node.term_at(commit)?;
+            let other = if held < term {
+                term
+            } else {
+                held.checked_sub(1).filter(|other| *other >= prev.term)?
+            };
+            let entry = Entry {
+                term: other,
+                index: commit,
+                payload: EntryPayload::Noop,
+            };
+            (leader()?, me, term, append(prev, vec![entry]))
         }
     };
     Some(Message {
