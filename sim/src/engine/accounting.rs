@@ -328,20 +328,11 @@ pub(super) fn check_step(
     if proposal {
         check_backpressure(before, node, &seen)?;
     }
-    // A leader learns that an entry is committed only from evidence: its
-    // own write becoming durable or a follower's answer. Nothing else
-    // (a tick, a proposal, a configuration change) may move its commit.
-    let commit = node.commit_index();
-    if commit > before.commit
-        && !commit_evidence
-        && before.role == Role::Leader
-        && now == (Role::Leader, before.term)
-    {
-        return Err(format!(
-            "as leader of term {} raised its commit index from {} to {} in a step whose input was neither an fsync report nor a follower's answer: a leader commits on evidence only",
-            before.term, before.commit, commit
-        ));
-    }
+    check_commit_evidence(
+        (before.role, before.term, before.commit),
+        (now.0, now.1, node.commit_index()),
+        commit_evidence,
+    )?;
     // Counted at least once when they surely happened (a pre-campaign
     // repeated without a change of role is announced by nothing, so the
     // converse is not checked).
@@ -394,22 +385,81 @@ pub(super) fn check_step(
 /// commands and host entries are judged.
 fn check_backpressure(before: &Before, node: &Node, seen: &Tally) -> Result<(), String> {
     let config = node.config();
-    let uncommitted = before.last_index.saturating_sub(before.commit);
-    let over = |count: u64| {
-        uncommitted + count > config.uncommitted_entries_max
-            || before.unpersisted_writes >= config.unpersisted_writes_max
+    let backlog = Backlog {
+        uncommitted: before.last_index.saturating_sub(before.commit),
+        unpersisted_writes: before.unpersisted_writes,
+        uncommitted_entries_max: config.uncommitted_entries_max,
+        unpersisted_writes_max: config.unpersisted_writes_max,
     };
-    match (seen.accepted_batch, seen.backpressure_batch) {
+    judge_backpressure(&backlog, seen.accepted_batch, seen.backpressure_batch)
+}
+
+/// A leader's backlog when a proposal reached it, and its two limits.
+#[derive(Clone, Copy, Debug)]
+struct Backlog {
+    /// Entries past the commit index.
+    uncommitted: u64,
+    /// Writes not yet reported durable.
+    unpersisted_writes: usize,
+    /// `Config::uncommitted_entries_max`.
+    uncommitted_entries_max: u64,
+    /// `Config::unpersisted_writes_max`.
+    unpersisted_writes_max: usize,
+}
+
+/// The rule of [`check_backpressure`] on plain values: `accepted` entries
+/// of a `ProposalAccepted` (if any) must fit within both limits, and
+/// `refused` entries of a `ProposalRefused` for backpressure (if any) must
+/// not.
+fn judge_backpressure(
+    backlog: &Backlog,
+    accepted: Option<u64>,
+    refused: Option<u64>,
+) -> Result<(), String> {
+    let &Backlog {
+        uncommitted,
+        unpersisted_writes,
+        uncommitted_entries_max,
+        unpersisted_writes_max,
+    } = backlog;
+    let over = |count: u64| {
+        uncommitted + count > uncommitted_entries_max
+            || unpersisted_writes >= unpersisted_writes_max
+    };
+    match (accepted, refused) {
         (Some(count), _) if over(count) => Err(format!(
-            "accepted {count} proposals with {uncommitted} entries uncommitted (uncommitted_entries_max {}) and {} writes outstanding (unpersisted_writes_max {}): a proposal past either limit must be refused for backpressure",
-            config.uncommitted_entries_max, before.unpersisted_writes, config.unpersisted_writes_max
+            "accepted {count} proposals with {uncommitted} entries uncommitted (uncommitted_entries_max {uncommitted_entries_max}) and {unpersisted_writes} writes outstanding (unpersisted_writes_max {unpersisted_writes_max}): a proposal past either limit must be refused for backpressure"
         )),
         (_, Some(count)) if !over(count) => Err(format!(
-            "refused {count} proposals for backpressure with {uncommitted} entries uncommitted (uncommitted_entries_max {}) and {} writes outstanding (unpersisted_writes_max {}): neither limit demands it",
-            config.uncommitted_entries_max, before.unpersisted_writes, config.unpersisted_writes_max
+            "refused {count} proposals for backpressure with {uncommitted} entries uncommitted (uncommitted_entries_max {uncommitted_entries_max}) and {unpersisted_writes} writes outstanding (unpersisted_writes_max {unpersisted_writes_max}): neither limit demands it"
         )),
         _ => Ok(()),
     }
+}
+
+/// A leader learns that an entry is committed only from evidence: its own
+/// write becoming durable or a follower's answer ([`StepInput`]'s
+/// `commit_evidence`). Nothing else (a tick, a proposal, a configuration
+/// change) may move its commit. `before` and `after` are the node's
+/// (role, term, commit index) around the step; a node that was not leader
+/// of one term throughout the step is not judged.
+fn check_commit_evidence(
+    before: (Role, Term, Index),
+    after: (Role, Term, Index),
+    commit_evidence: bool,
+) -> Result<(), String> {
+    let (role, term, commit_before) = before;
+    let commit = after.2;
+    if commit > commit_before
+        && !commit_evidence
+        && role == Role::Leader
+        && (after.0, after.1) == (Role::Leader, term)
+    {
+        return Err(format!(
+            "as leader of term {term} raised its commit index from {commit_before} to {commit} in a step whose input was neither an fsync report nor a follower's answer: a leader commits on evidence only"
+        ));
+    }
+    Ok(())
 }
 
 #[cold]
@@ -731,5 +781,119 @@ impl AppliedBytes {
         Err(format!(
             "asked for a snapshot with {entries} entries ({bytes} bytes by Entry::size_bytes) applied since its snapshot at index {snapshot_index} (applied index {applied}): below both thresholds ({threshold_entries:?} entries, {threshold_bytes} bytes); the compaction policy must count each applied entry once (Node::handle_applied, count_applied)"
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use concord::{Message, WriteId};
+
+    fn receive(body: MessageBody) -> Input {
+        Input::Receive(Message {
+            from: 2,
+            to: 1,
+            term: 3,
+            body,
+        })
+    }
+
+    /// Only a `Persisted` report and a follower's answer count as
+    /// evidence; a tick, a proposal, a heartbeat or an append do not.
+    #[test]
+    fn only_fsync_reports_and_follower_answers_are_commit_evidence() {
+        let evidence = |input: &Input| StepInput::of(input).commit_evidence;
+        assert!(evidence(&Input::Persisted(WriteId(7))));
+        assert!(evidence(&receive(MessageBody::HeartbeatResponse {
+            read_round: 0
+        })));
+        assert!(!evidence(&Input::Tick));
+        assert!(!evidence(&Input::Propose(Bytes::from_static(b"x"))));
+        assert!(!evidence(&Input::ProposeHost(Bytes::from_static(b"x"))));
+        assert!(!evidence(&Input::Applied(4)));
+        assert!(!evidence(&receive(MessageBody::Heartbeat {
+            commit: 4,
+            read_round: 0
+        })));
+    }
+
+    /// A leader of term 3 whose commit index moves from 4 to 6 on a tick
+    /// is caught; the same move on evidence passes.
+    #[test]
+    fn a_leader_committing_without_evidence_is_caught() {
+        let before = (Role::Leader, 3, 4);
+        let after = (Role::Leader, 3, 6);
+        let tick = StepInput::of(&Input::Tick).commit_evidence;
+        let message = check_commit_evidence(before, after, tick).unwrap_err();
+        assert!(
+            message.contains("from 4 to 6")
+                && message.contains("a leader commits on evidence only"),
+            "{message}"
+        );
+        let fsync = StepInput::of(&Input::Persisted(WriteId(9))).commit_evidence;
+        assert_eq!(check_commit_evidence(before, after, fsync), Ok(()));
+        // Not a leader of one term throughout, or the commit did not move:
+        // not judged.
+        for (before, after) in [
+            ((Role::Follower, 3, 4), (Role::Follower, 3, 6)),
+            ((Role::Candidate, 3, 4), (Role::Leader, 3, 6)),
+            ((Role::Leader, 3, 4), (Role::Follower, 4, 6)),
+            ((Role::Leader, 3, 4), (Role::Leader, 3, 4)),
+        ] {
+            assert_eq!(check_commit_evidence(before, after, false), Ok(()));
+        }
+    }
+
+    /// A leader 8 entries behind its commit with 2 writes outstanding,
+    /// limits 10 entries and 3 writes.
+    fn backlog() -> Backlog {
+        Backlog {
+            uncommitted: 8,
+            unpersisted_writes: 2,
+            uncommitted_entries_max: 10,
+            unpersisted_writes_max: 3,
+        }
+    }
+
+    #[test]
+    fn a_proposal_accepted_past_a_limit_is_caught() {
+        // 3 more entries would leave 11 uncommitted.
+        let message = judge_backpressure(&backlog(), Some(3), None).unwrap_err();
+        assert!(
+            message.contains("accepted 3 proposals")
+                && message.contains("must be refused for backpressure"),
+            "{message}"
+        );
+        // One entry fits the entries, but the writes are at their limit.
+        let full = Backlog {
+            unpersisted_writes: 3,
+            ..backlog()
+        };
+        let message = judge_backpressure(&full, Some(1), None).unwrap_err();
+        assert!(
+            message.contains("3 writes outstanding (unpersisted_writes_max 3)"),
+            "{message}"
+        );
+        // Within both limits: accepted rightly.
+        assert_eq!(judge_backpressure(&backlog(), Some(2), None), Ok(()));
+        assert_eq!(judge_backpressure(&backlog(), None, None), Ok(()));
+    }
+
+    #[test]
+    fn a_proposal_refused_within_both_limits_is_caught() {
+        let message = judge_backpressure(&backlog(), None, Some(2)).unwrap_err();
+        assert!(
+            message.contains("refused 2 proposals for backpressure")
+                && message.contains("neither limit demands it"),
+            "{message}"
+        );
+        // Past the entries limit, or at the writes limit: refused rightly.
+        assert_eq!(judge_backpressure(&backlog(), None, Some(3)), Ok(()));
+        let full = Backlog {
+            unpersisted_writes: 3,
+            ..backlog()
+        };
+        assert_eq!(judge_backpressure(&full, None, Some(1)), Ok(()));
     }
 }

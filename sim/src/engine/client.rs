@@ -432,7 +432,8 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 sent_ns,
             } => {
                 let response = SessionResponse::decode(&bytes);
-                if let Err(message) = decoding_is_strict(&bytes, &response) {
+                if let Err(message) = decoding_is_strict(&bytes, &response, SessionResponse::decode)
+                {
                     self.fail(FailureKind::SessionContract, None, message);
                     return;
                 }
@@ -591,10 +592,12 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
 /// an answer decodes to what encodes back to it, and the answers of fixed
 /// size (a registration's 9 bytes, the 1-byte expired and malformed
 /// answers) are refused with a byte more or a byte less, so a corrupted or
-/// foreign answer is never taken for one of them.
+/// foreign answer is never taken for one of them. `response` is what
+/// `decode` (in a run, [`SessionResponse::decode`]) made of `bytes`.
 fn decoding_is_strict(
     bytes: &[u8],
     response: &Result<SessionResponse, session::DecodeError>,
+    decode: impl Fn(&[u8]) -> Result<SessionResponse, session::DecodeError>,
 ) -> Result<(), String> {
     let Ok(decoded) = response else {
         return Ok(());
@@ -611,11 +614,96 @@ fn decoding_is_strict(
     let longer: Vec<u8> = bytes.iter().copied().chain([0]).collect();
     let shorter = &bytes[..bytes.len() - 1];
     for other in [&longer[..], shorter] {
-        if let Ok(wrong) = SessionResponse::decode(other) {
+        if let Ok(wrong) = decode(other) {
             return Err(format!(
                 "the answer {bytes:?} decodes to {decoded:?}, and {other:?}, one byte longer or shorter, decodes too (to {wrong:?}): fixed-size answers are refused at any other length"
             ));
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Decode = fn(&[u8]) -> Result<SessionResponse, session::DecodeError>;
+
+    /// Decodes `bytes` with `decode` and judges that decoder on them.
+    fn judge(bytes: &[u8], decode: Decode) -> Result<(), String> {
+        decoding_is_strict(bytes, &decode(bytes), decode)
+    }
+
+    fn every_kind_of_answer() -> [Bytes; 5] {
+        [
+            SessionResponse::Registered {
+                client: 0x0102_0304_0506_0708,
+            }
+            .encode(),
+            SessionResponse::Ok(Bytes::from_static(b"value")).encode(),
+            SessionResponse::Ok(Bytes::new()).encode(),
+            SessionResponse::SessionExpired.encode(),
+            SessionResponse::Malformed.encode(),
+        ]
+    }
+
+    #[test]
+    fn the_core_decoder_passes_on_every_kind_of_answer() {
+        for bytes in every_kind_of_answer() {
+            assert_eq!(judge(&bytes, SessionResponse::decode), Ok(()), "{bytes:?}");
+        }
+        // An answer that does not decode is not judged here.
+        assert_eq!(judge(&[9, 9], SessionResponse::decode), Ok(()));
+    }
+
+    #[test]
+    fn a_decoder_that_does_not_invert_encode_is_caught() {
+        // Reads a registration's id in the wrong byte order.
+        let swapped: Decode = |bytes| match SessionResponse::decode(bytes)? {
+            SessionResponse::Registered { client } => Ok(SessionResponse::Registered {
+                client: client.swap_bytes(),
+            }),
+            other => Ok(other),
+        };
+        let registration = &every_kind_of_answer()[0];
+        let message = judge(registration, swapped).unwrap_err();
+        assert!(
+            message.contains("SessionResponse::decode must invert encode"),
+            "{message}"
+        );
+        // The answers it does decode right pass.
+        for bytes in &every_kind_of_answer()[1..] {
+            assert_eq!(judge(bytes, swapped), Ok(()), "{bytes:?}");
+        }
+    }
+
+    #[test]
+    fn a_decoder_that_takes_a_fixed_size_answer_at_another_length_is_caught() {
+        // Ignores bytes after a registration's id.
+        let trailing_registration: Decode = |bytes| match bytes {
+            [0, id @ ..] if id.len() > 8 => SessionResponse::decode(&bytes[..9]),
+            _ => SessionResponse::decode(bytes),
+        };
+        // Takes any answer tagged 2 for "expired", whatever its length.
+        let any_length_expired: Decode = |bytes| match bytes {
+            [2, ..] => Ok(SessionResponse::SessionExpired),
+            _ => SessionResponse::decode(bytes),
+        };
+        let [registration, _, _, expired, malformed] = every_kind_of_answer();
+        for (bytes, decode) in [
+            (&registration, trailing_registration),
+            (&expired, any_length_expired),
+        ] {
+            let message = judge(bytes, decode).unwrap_err();
+            assert!(
+                message.contains("one byte longer or shorter, decodes too")
+                    && message.contains("fixed-size answers are refused at any other length"),
+                "{message}"
+            );
+        }
+        // Each lax decoder is strict on the other answers, and passes there.
+        assert_eq!(judge(&expired, trailing_registration), Ok(()));
+        assert_eq!(judge(&malformed, any_length_expired), Ok(()));
+        assert_eq!(judge(&registration, any_length_expired), Ok(()));
+    }
 }

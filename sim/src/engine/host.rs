@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use bytes::Bytes;
 use rand::Rng;
 
-use concord::session::{ClientRequest, SessionOutcome, WithSessions};
+use concord::session::{ClientId, ClientRequest, SessionOutcome, SessionTable, WithSessions};
 use concord::state_machine::StateMachine;
 use concord::{
     checksum64, Action, Config, Entry, EntryPayload, Index, Input, LogPosition, Message,
@@ -1140,11 +1140,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 let epoch_before = sm.sessions().epoch();
                 sm.apply_forced_recovery(entry.index, audit);
                 let epoch = sm.sessions().epoch();
-                if epoch != epoch_before + 1 {
-                    let message = format!(
-                        "applied the forced recovery at index {}, but the session table's epoch() went from {epoch_before} to {epoch}: every applied forced recovery starts the next id epoch",
-                        entry.index
-                    );
+                if let Err(message) = check_epoch_step(entry.index, epoch_before, epoch) {
                     self.fail(FailureKind::SessionContract, Some(index), message);
                     return;
                 }
@@ -1290,10 +1286,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         // Reads need no session: the session layer answers them with the
         // wrapped state machine's own answer, untouched.
         let inner = self.hosts[index].sm.inner().query(&read.command);
-        if inner.as_ref() != Some(&bytes) {
-            let message = format!(
-                "read {id}: the session layer (WithSessions::query) answered {bytes:?}, the state machine it wraps {inner:?}; a read passes through unchanged"
-            );
+        if let Err(message) = check_read_passes_through(id, &bytes, inner.as_ref()) {
             self.fail(FailureKind::SessionContract, Some(index), message);
             return;
         }
@@ -1360,7 +1353,36 @@ fn check_heartbeat_cadence(
     actions: &[Action],
     tick: bool,
 ) -> Result<(), String> {
-    let term = node.term();
+    let after = Cadence {
+        role: node.role(),
+        term: node.term(),
+        followers: node.progress_all().next().is_some(),
+        heartbeat_interval_ticks: node.config().heartbeat_interval_ticks,
+    };
+    judge_heartbeat_cadence(watch, before, after, actions, tick)
+}
+
+/// What the heartbeat cadence rule reads of a node after its step.
+#[derive(Clone, Copy, Debug)]
+struct Cadence {
+    role: Role,
+    term: Term,
+    /// The node tracks at least one follower's progress.
+    followers: bool,
+    /// `Config::heartbeat_interval_ticks`.
+    heartbeat_interval_ticks: u32,
+}
+
+/// The rule of [`check_heartbeat_cadence`] on plain values: `after` is the
+/// node after a step that began as `before` and emitted `actions`.
+fn judge_heartbeat_cadence(
+    watch: &mut (Term, u32),
+    before: (Role, Term),
+    after: Cadence,
+    actions: &[Action],
+    tick: bool,
+) -> Result<(), String> {
+    let term = after.term;
     let elected = actions.iter().any(|action| {
         matches!(
             action,
@@ -1384,12 +1406,7 @@ fn check_heartbeat_cadence(
     });
     // A leader with no one to heartbeat (a one-voter configuration) starts
     // counting when its first follower appears.
-    if elected
-        || heartbeat
-        || node.role() != Role::Leader
-        || watch.0 != term
-        || node.progress_all().next().is_none()
-    {
+    if elected || heartbeat || after.role != Role::Leader || watch.0 != term || !after.followers {
         *watch = (term, 0);
         return Ok(());
     }
@@ -1397,7 +1414,7 @@ fn check_heartbeat_cadence(
         return Ok(());
     }
     watch.1 += 1;
-    let interval = node.config().heartbeat_interval_ticks;
+    let interval = after.heartbeat_interval_ticks;
     if watch.1 >= interval {
         return Err(format!(
             "led term {term} for {} ticks without sending a heartbeat (heartbeat_interval_ticks {interval}): a leader heartbeats every interval",
@@ -1417,7 +1434,7 @@ fn check_heartbeat_cadence(
 // Comparing `len()` with zero against `is_empty()` is the point here.
 #[allow(clippy::len_zero)]
 fn check_session_table(
-    table: &concord::session::SessionTable<Bytes>,
+    table: &impl TableAccessors,
     capacity: usize,
     index: Index,
     outcome: &SessionOutcome,
@@ -1460,4 +1477,350 @@ fn check_session_table(
         ));
     }
     Ok(())
+}
+
+/// The session table's accessors that [`check_session_table`] reads: the
+/// core's [`SessionTable`](concord::session::SessionTable) in a run, a
+/// table that lies in the tests.
+trait TableAccessors {
+    fn capacity(&self) -> usize;
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool;
+    fn contains(&self, client: ClientId) -> bool;
+    fn epoch(&self) -> u64;
+    fn evictions(&self) -> u64;
+}
+
+impl<R> TableAccessors for SessionTable<R> {
+    fn capacity(&self) -> usize {
+        SessionTable::capacity(self)
+    }
+
+    fn len(&self) -> usize {
+        SessionTable::len(self)
+    }
+
+    fn is_empty(&self) -> bool {
+        SessionTable::is_empty(self)
+    }
+
+    fn contains(&self, client: ClientId) -> bool {
+        SessionTable::contains(self, client)
+    }
+
+    fn epoch(&self) -> u64 {
+        SessionTable::epoch(self)
+    }
+
+    fn evictions(&self) -> u64 {
+        SessionTable::evictions(self)
+    }
+}
+
+/// Applying the forced recovery at `index` moved the session table's
+/// `epoch()` from `before` to `after`: every applied forced recovery
+/// starts the next id epoch, exactly one up.
+fn check_epoch_step(index: Index, before: u64, after: u64) -> Result<(), String> {
+    if after != before + 1 {
+        return Err(format!(
+            "applied the forced recovery at index {index}, but the session table's epoch() went from {before} to {after}: every applied forced recovery starts the next id epoch"
+        ));
+    }
+    Ok(())
+}
+
+/// Reads need no session: the session layer (`WithSessions::query`)
+/// answers read `id` with `answer`, which must be the wrapped state
+/// machine's own answer `inner`, untouched.
+fn check_read_passes_through(id: u64, answer: &Bytes, inner: Option<&Bytes>) -> Result<(), String> {
+    if inner != Some(answer) {
+        return Err(format!(
+            "read {id}: the session layer (WithSessions::query) answered {answer:?}, the state machine it wraps {inner:?}; a read passes through unchanged"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use concord::session::client_id;
+
+    /// A leader of term 5 with followers, heartbeating every 3 ticks.
+    fn leader() -> Cadence {
+        Cadence {
+            role: Role::Leader,
+            term: 5,
+            followers: true,
+            heartbeat_interval_ticks: 3,
+        }
+    }
+
+    fn heartbeat() -> Action {
+        Action::Send {
+            to: 2,
+            message: Message {
+                from: 1,
+                to: 2,
+                term: 5,
+                body: MessageBody::Heartbeat {
+                    commit: 0,
+                    read_round: 0,
+                },
+            },
+        }
+    }
+
+    /// Elected in term 5, then `ticks` ticks; the leader heartbeats on
+    /// the ticks `heartbeats` says. The first failure, with its tick.
+    fn lead(ticks: u32, heartbeats: impl Fn(u32) -> bool) -> Option<(u32, String)> {
+        let mut watch = (4, 7);
+        let elected = [Action::RoleChanged {
+            role: Role::Leader,
+            term: 5,
+        }];
+        let before = (Role::Candidate, 5);
+        judge_heartbeat_cadence(&mut watch, before, leader(), &elected, false).unwrap();
+        assert_eq!(watch, (5, 0), "an election starts the count");
+        for tick in 1..=ticks {
+            // A step that is not a tick never counts.
+            judge_heartbeat_cadence(&mut watch, (Role::Leader, 5), leader(), &[], false).unwrap();
+            let actions = if heartbeats(tick) {
+                vec![heartbeat()]
+            } else {
+                Vec::new()
+            };
+            let step =
+                judge_heartbeat_cadence(&mut watch, (Role::Leader, 5), leader(), &actions, true);
+            if let Err(message) = step {
+                return Some((tick, message));
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn a_leader_heartbeating_every_interval_passes() {
+        assert_eq!(lead(30, |tick| tick % 3 == 0), None);
+    }
+
+    #[test]
+    fn a_heartbeat_late_by_one_tick_is_caught() {
+        let (tick, message) = lead(30, |tick| tick % 4 == 0).expect("a late heartbeat passed");
+        assert_eq!(tick, 3);
+        assert!(
+            message.contains("led term 5 for 3 ticks without sending a heartbeat")
+                && message.contains("a leader heartbeats every interval"),
+            "{message}"
+        );
+        // A leader that stops heartbeating after a while is caught too.
+        let (tick, _) = lead(30, |tick| tick % 3 == 0 && tick < 12).expect("silence passed");
+        assert_eq!(tick, 12);
+    }
+
+    #[test]
+    fn a_leader_without_followers_or_a_follower_is_not_held_to_the_cadence() {
+        for after in [
+            Cadence {
+                followers: false,
+                ..leader()
+            },
+            Cadence {
+                role: Role::Follower,
+                ..leader()
+            },
+        ] {
+            let mut watch = (5, 0);
+            for _ in 0..10 {
+                assert_eq!(
+                    judge_heartbeat_cadence(&mut watch, (after.role, 5), after, &[], true),
+                    Ok(())
+                );
+            }
+        }
+    }
+
+    /// A table that answers what it is built with.
+    #[derive(Clone, Debug)]
+    struct Table {
+        capacity: usize,
+        len: usize,
+        is_empty: bool,
+        held: BTreeSet<ClientId>,
+        epoch: u64,
+        evictions: u64,
+    }
+
+    impl TableAccessors for Table {
+        fn capacity(&self) -> usize {
+            self.capacity
+        }
+        fn len(&self) -> usize {
+            self.len
+        }
+        fn is_empty(&self) -> bool {
+            self.is_empty
+        }
+        fn contains(&self, client: ClientId) -> bool {
+            self.held.contains(&client)
+        }
+        fn epoch(&self) -> u64 {
+            self.epoch
+        }
+        fn evictions(&self) -> u64 {
+            self.evictions
+        }
+    }
+
+    /// The core's table agrees with every outcome it gives, across
+    /// registrations, an eviction and a forced recovery.
+    #[test]
+    fn the_core_session_table_passes() {
+        let mut table = SessionTable::<Bytes>::new(2);
+        let mut evictions_before = 0;
+        for index in [5, 6, 7, 9] {
+            if index == 9 {
+                let before = table.epoch();
+                table.force_recovery(8);
+                assert_eq!(check_epoch_step(8, before, table.epoch()), Ok(()));
+            }
+            let (client, evicted) = table.register(index).expect("an id that fits");
+            let outcome = SessionOutcome::Registered { client, evicted };
+            let checked = check_session_table(&table, 2, index, &outcome, evictions_before);
+            assert_eq!(checked, Ok(()), "index {index}");
+            evictions_before = table.evictions();
+        }
+        assert_eq!(
+            table.evictions(),
+            2,
+            "the third and fourth registrations evict"
+        );
+        assert_eq!(table.epoch(), 1);
+        let executed = SessionOutcome::Executed(Bytes::from_static(b"ok"));
+        let checked = check_session_table(&table, 2, 10, &executed, evictions_before);
+        assert_eq!(checked, Ok(()));
+    }
+
+    /// What a table of capacity 2 answers after registering session 6 at
+    /// index 6, evicting session 5: honest.
+    fn registered() -> (Table, SessionOutcome) {
+        let client = client_id(0, 6).unwrap();
+        let table = Table {
+            capacity: 2,
+            len: 2,
+            is_empty: false,
+            held: [client_id(0, 4).unwrap(), client].into(),
+            epoch: 0,
+            evictions: 1,
+        };
+        let outcome = SessionOutcome::Registered {
+            client,
+            evicted: Some(client_id(0, 5).unwrap()),
+        };
+        (table, outcome)
+    }
+
+    #[test]
+    fn each_lying_session_table_accessor_is_caught() {
+        let (honest, outcome) = registered();
+        assert_eq!(check_session_table(&honest, 2, 6, &outcome, 0), Ok(()));
+        type Lie = fn(&mut Table);
+        let lies: [(&str, Lie); 7] = [
+            ("capacity() 3 (the host asked for 2)", |t| t.capacity = 3),
+            ("is_empty() true", |t| t.is_empty = true),
+            ("len() 0, is_empty() false", |t| t.len = 0),
+            ("contains(0) true", |t| {
+                t.held.insert(0);
+            }),
+            (
+                "a session id is its epoch and its registration's index",
+                |t| {
+                    t.held.remove(&6);
+                },
+            ),
+            (
+                "a session id is its epoch and its registration's index",
+                |t| t.epoch = 1,
+            ),
+            ("still holds", |t| {
+                t.held.insert(5);
+            }),
+        ];
+        for (rule, lie) in lies {
+            let mut table = honest.clone();
+            lie(&mut table);
+            let message = check_session_table(&table, 2, 6, &outcome, 0).unwrap_err();
+            assert!(message.contains(rule), "{rule}: {message}");
+        }
+        // evictions() must count exactly the evictions outcomes name.
+        for (evictions, outcome) in [
+            (0, outcome.clone()),
+            (2, outcome),
+            (1, SessionOutcome::Executed(Bytes::new())),
+        ] {
+            let table = Table {
+                evictions,
+                ..honest.clone()
+            };
+            let message = check_session_table(&table, 2, 6, &outcome, 0).unwrap_err();
+            assert!(message.contains("eviction(s)"), "{message}");
+        }
+    }
+
+    #[test]
+    fn a_forced_recovery_moves_the_epoch_by_exactly_one() {
+        assert_eq!(check_epoch_step(9, 2, 3), Ok(()));
+        for after in [2, 4, 0] {
+            let message = check_epoch_step(9, 2, after).unwrap_err();
+            assert!(
+                message.contains(&format!("epoch() went from 2 to {after}"))
+                    && message.contains("every applied forced recovery starts the next id epoch"),
+                "{message}"
+            );
+        }
+    }
+
+    /// The session layer over the kv state machine answers a read as the
+    /// state machine does; an answer changed on the way (as a session
+    /// layer answering every read with empty bytes would) is caught.
+    #[test]
+    fn a_read_answered_differently_by_the_session_layer_is_caught() {
+        use crate::history::Op;
+        use crate::kv::{encode_command, KvStateMachine};
+        let mut sm = WithSessions::new(KvStateMachine::new(), 4);
+        let SessionOutcome::Registered { client, .. } =
+            sm.apply_request(1, &concord::session::encode_register())
+        else {
+            panic!("registration refused");
+        };
+        let put = encode_command(
+            7,
+            "k",
+            &Op::Put {
+                value: "v".to_string(),
+            },
+        );
+        sm.apply_request(2, &concord::session::encode_command(client, 1, &put));
+        let get = encode_command(8, "k", &Op::Get);
+        let answer = sm.query(&get).expect("a get is a read");
+        let inner = sm.inner().query(&get);
+        assert_eq!(
+            check_read_passes_through(3, &answer, inner.as_ref()),
+            Ok(())
+        );
+        for wrong in [Bytes::new(), Bytes::from_static(b"\x01other")] {
+            let message = check_read_passes_through(3, &wrong, inner.as_ref()).unwrap_err();
+            assert!(
+                message.contains("read 3: the session layer (WithSessions::query) answered")
+                    && message.contains("a read passes through unchanged"),
+                "{message}"
+            );
+        }
+        // The state machine cannot answer it, the session layer does.
+        let message = check_read_passes_through(3, &answer, None).unwrap_err();
+        assert!(
+            message.contains("the state machine it wraps None"),
+            "{message}"
+        );
+    }
 }
