@@ -532,11 +532,29 @@ pub enum MalformedMessage {
     /// commit index, with an entry at the commit index in another term
     /// than the committed one: `append_conflicts_with_commit`, no answer.
     EntryContradictsCommit,
+    /// A node the committed configuration no longer names (a removed
+    /// member the node still knows) answers in a newer term:
+    /// `answers_from_removed`, no answer, the term kept.
+    AnswerFromRemoved,
+    /// The same answer in the node's own term: not an answer from a
+    /// removed node to count (that counter is for newer terms), and
+    /// nothing to act on: counted nowhere, no answer.
+    AnswerFromRemovedSameTerm,
+    /// A follower the leader probes acknowledges exactly the match index
+    /// the leader knows (a probe's answer where the logs already agree):
+    /// counted nowhere, and the leader starts streaming to it (its
+    /// progress leaves the probe state, the match index kept).
+    ProbeAnsweredAtMatch,
+    /// A streaming follower acknowledges its known match index again (a
+    /// late duplicate): counted nowhere,
+    /// and the leader does nothing: it sends nothing and keeps the
+    /// follower's match, next index and state.
+    DuplicateAcknowledgement,
 }
 
 impl MalformedMessage {
     /// Every kind, in drawing order.
-    pub const ALL: [MalformedMessage; 15] = [
+    pub const ALL: [MalformedMessage; 19] = [
         MalformedMessage::LeaderHearsLeader,
         MalformedMessage::TermBeyondMax,
         MalformedMessage::EntriesNotContiguous,
@@ -552,6 +570,10 @@ impl MalformedMessage {
         MalformedMessage::PreVoteInOwnTerm,
         MalformedMessage::SecondLeader,
         MalformedMessage::EntryContradictsCommit,
+        MalformedMessage::AnswerFromRemoved,
+        MalformedMessage::AnswerFromRemovedSameTerm,
+        MalformedMessage::ProbeAnsweredAtMatch,
+        MalformedMessage::DuplicateAcknowledgement,
     ];
 }
 
@@ -590,6 +612,18 @@ impl fmt::Display for MalformedMessage {
             }
             MalformedMessage::EntryContradictsCommit => {
                 "an append with an entry contradicting the follower's committed log"
+            }
+            MalformedMessage::AnswerFromRemoved => {
+                "an answer of a newer term from a removed member"
+            }
+            MalformedMessage::AnswerFromRemovedSameTerm => {
+                "an answer of the node's own term from a removed member"
+            }
+            MalformedMessage::ProbeAnsweredAtMatch => {
+                "a probed follower's acknowledgement of the known match index"
+            }
+            MalformedMessage::DuplicateAcknowledgement => {
+                "a streaming follower's duplicate acknowledgement"
             }
         })
     }

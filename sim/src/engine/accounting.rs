@@ -49,10 +49,11 @@
 use std::collections::VecDeque;
 
 use concord::{
-    Action, Entry, Index, Input, LogPosition, Message, MessageBody, Node, NodeId, ProposeError,
-    Role, Statistics, Term,
+    Action, Entry, Index, Input, LogPosition, Message, MessageBody, Node, NodeId, ProgressState,
+    ProgressView, ProposeError, Role, Statistics, Term,
 };
 
+use super::FailureKind;
 use crate::faults::MalformedMessage as Malformed;
 
 /// Number of counters in [`Statistics`].
@@ -575,7 +576,12 @@ pub(super) fn refusal_counter(kind: Malformed) -> Option<&'static str> {
         Malformed::AcceptedBeyondLog | Malformed::RejectedBeyondLog | Malformed::PrevBeyondLog => {
             Some("messages_index_out_of_range")
         }
-        Malformed::PrevAtLastMismatched | Malformed::PreVoteInOwnTerm => None,
+        Malformed::PrevAtLastMismatched
+        | Malformed::PreVoteInOwnTerm
+        | Malformed::AnswerFromRemovedSameTerm
+        | Malformed::ProbeAnsweredAtMatch
+        | Malformed::DuplicateAcknowledgement => None,
+        Malformed::AnswerFromRemoved => Some("answers_from_removed"),
         Malformed::ContradictsCommit | Malformed::EntryContradictsCommit => {
             Some("append_conflicts_with_commit")
         }
@@ -705,6 +711,60 @@ pub(super) fn check_refusal(
         }
     }
     Ok(())
+}
+
+/// Checks a leader's step on an acknowledgement of a follower's known
+/// match index (the kinds [`Malformed::ProbeAnsweredAtMatch`] and
+/// [`Malformed::DuplicateAcknowledgement`]): no counter moves
+/// (`miscount`, from [`counted_only_in`]), and the follower's progress
+/// goes from `before` to `after` as the kind's rule says (a snapshot
+/// transfer started by the step is counted by the caller). A probe answered
+/// where the logs already agree starts streaming (else the leader keeps
+/// probing one append at a time, a round trip each); a late duplicate to
+/// a streaming follower changes nothing and sends nothing (else every
+/// duplicate is one more append on the wire).
+pub(super) fn check_acknowledgement(
+    kind: Malformed,
+    before: &ProgressView,
+    after: Option<ProgressView>,
+    miscount: Option<(&'static str, u64, u64, u64)>,
+    actions: &[Action],
+) -> Result<(), (FailureKind, String)> {
+    if let Some((name, was, is, delta)) = miscount {
+        return Err((
+            FailureKind::NodeReport,
+            format!(
+                "handed {kind}, Statistics::{name} went from {was} to {is}; it must move by exactly {delta} (an acknowledgement within the log is counted nowhere)"
+            ),
+        ));
+    }
+    let Some(after) = after else {
+        return Err((
+            FailureKind::NodeReport,
+            format!("handed {kind}, the leader dropped the follower's progress"),
+        ));
+    };
+    let kept = (before.match_index, before.next_index, before.state)
+        == (after.match_index, after.next_index, after.state);
+    let wrong = match kind {
+        Malformed::ProbeAnsweredAtMatch => (after.state == ProgressState::Probe
+            || after.match_index != before.match_index)
+            .then_some(
+                "must start streaming to it (the replicate state, or the snapshot state when the entry after the match is compacted away; the match index kept)",
+            ),
+        _ => (!kept || !actions.is_empty())
+            .then_some("must do nothing: send nothing and keep its match, next index and state"),
+    };
+    match wrong {
+        Some(rule) => Err((
+            FailureKind::Efficiency,
+            format!(
+                "handed {kind}, the leader moved the follower's progress from {before:?} to {after:?} and emitted {:?}; it {rule}",
+                actions.iter().take(3).collect::<Vec<_>>()
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The host's own count of the bytes its node applied since the node's

@@ -80,6 +80,14 @@ pub(super) struct Host<S> {
     /// The heartbeat cadence from outside: (term, ticks the node has led
     /// that term since it became leader or last sent a heartbeat).
     pub(super) heartbeat_ticks: (Term, u32),
+    /// The ids this incarnation's node surely knows (bit `id` set), seen
+    /// from outside: every member of each configuration found in force
+    /// after one of its steps, with the index of the configuration last
+    /// looked at. A node knows every member of each configuration it had
+    /// in force since it started and forgets none before a restart, so
+    /// this is a subset of what it knows (a configuration in force only
+    /// inside one step is missed).
+    pub(super) known_ids: (Index, u8),
     /// The node's campaign, tallied from outside (`campaign.rs`).
     pub(super) campaign: campaign::Campaign,
     pub(super) node: Option<Node>,
@@ -152,6 +160,7 @@ impl<S> Host<S> {
             book: Default::default(),
             applied_bytes: AppliedBytes::default(),
             heartbeat_ticks: (0, 0),
+            known_ids: (Index::MAX, 0),
             campaign: Default::default(),
         }
     }
@@ -296,6 +305,8 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 }
                 let host = &mut self.hosts[index];
                 host.last_vote = node.voted_for().map(|vote| (node.term(), vote));
+                host.known_ids = (Index::MAX, 0);
+                note_known_ids(&mut host.known_ids, &node);
                 host.node = Some(node);
                 host.sm = sm;
                 host.book = book;
@@ -510,6 +521,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             );
             accessors::check(&accessors::Readings::of(node), &facts)
         });
+        note_known_ids(&mut host.known_ids, node);
         let cadence = check_heartbeat_cadence(
             &mut host.heartbeat_ticks,
             reported.role_term(),
@@ -1337,6 +1349,21 @@ fn role_code(role: Role) -> u64 {
         Role::Candidate => 2,
         Role::Leader => 3,
     }
+}
+
+/// Adds the members of `node`'s configuration in force to `known`
+/// ([`Host::known_ids`]) when it is not the one last looked at: a few
+/// lookups per configuration change, nothing per step.
+fn note_known_ids(known: &mut (Index, u8), node: &Node) {
+    let configuration = node.membership_index();
+    if configuration == known.0 {
+        return;
+    }
+    let membership = node.membership();
+    let bits = (1..8u8)
+        .filter(|id| membership.contains(NodeId::from(*id)))
+        .fold(0, |bits, id| bits | 1 << id);
+    *known = (configuration, known.1 | bits);
 }
 
 /// The heartbeat cadence, from outside: a leader that keeps its role and

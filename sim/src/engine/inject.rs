@@ -10,7 +10,7 @@
 use concord::state_machine::StateMachine;
 use concord::{
     AppendResponse, Entry, EntryPayload, Input, LogPosition, Message, MessageBody, Node, NodeId,
-    Role, Term,
+    ProgressState, Role, Term,
 };
 
 use super::{accounting, format_time, Event, FailureKind, NetOdds, Simulation};
@@ -222,7 +222,8 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         let Some(node) = self.hosts[index].node.as_mut() else {
             return;
         };
-        let before = accounting::Before::of(node);
+        let reported = accounting::Before::of(node);
+        let progress_before = node.progress(message.from);
         let mut actions = Vec::new();
         node.step(Input::Receive(message.clone()), &mut actions);
         self.node_steps += 1;
@@ -232,7 +233,29 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         let Some(node) = self.hosts[index].node.as_ref() else {
             return;
         };
-        if let Err(message) = accounting::check_refusal(kind, &message, &before, node, &actions) {
+        if let Some(before) = progress_before.filter(|_| {
+            matches!(
+                kind,
+                MalformedMessage::ProbeAnsweredAtMatch | MalformedMessage::DuplicateAcknowledgement
+            )
+        }) {
+            let after = node.progress(message.from);
+            // Streaming may find the entry after the match compacted away
+            // and start a snapshot transfer at once: its counters move.
+            let mut was = *reported.stats();
+            if after.is_some_and(|after| after.state == ProgressState::Snapshot) {
+                was.snapshot_transfers_started = node.stats().snapshot_transfers_started;
+                was.snapshot_chunks_sent = node.stats().snapshot_chunks_sent;
+            }
+            let miscount = accounting::counted_only_in(&was, node.stats(), None);
+            if let Err((failure, message)) =
+                accounting::check_acknowledgement(kind, &before, after, miscount, &actions)
+            {
+                self.fail(failure, Some(index), message);
+            }
+        } else if let Err(message) =
+            accounting::check_refusal(kind, &message, &reported, node, &actions)
+        {
             self.fail(FailureKind::NodeReport, Some(index), message);
         }
     }
@@ -242,7 +265,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
     fn malformed_for(&self, index: usize, kind: MalformedMessage) -> Option<Message> {
         let host = &self.hosts[index];
         let node = host.node.as_ref().filter(|_| !host.paused)?;
-        let message = malformed_message(node, kind, self.hosts.len())?;
+        let message = malformed_message(node, kind, self.hosts.len(), host.known_ids.1)?;
         // It travels the network like any message from its sender: a
         // peer cut off from the node cannot reach it (an answer from it
         // would keep a leader that lost its quorum believing it has one).
@@ -382,8 +405,14 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
 /// Builds the message of `kind` for `node` from its own state, or `None`
 /// when the node is not in the state the kind needs (a leader, a follower
 /// with a leader, an uncommitted tail, ...). `nodes`: the cluster's size,
-/// to find a peer.
-fn malformed_message(node: &Node, kind: MalformedMessage, nodes: usize) -> Option<Message> {
+/// to find a peer; `known`: the ids the node surely knows, a bit per id
+/// (`Host::known_ids`).
+fn malformed_message(
+    node: &Node,
+    kind: MalformedMessage,
+    nodes: usize,
+    known: u8,
+) -> Option<Message> {
     let me = node.id();
     let term = node.term();
     let last = node.last_position();
@@ -551,6 +580,43 @@ fn malformed_message(node: &Node, kind: MalformedMessage, nodes: usize) -> Optio
                 payload: EntryPayload::Noop,
             };
             (leader()?, me, term, append(prev, vec![entry]))
+        }
+        MalformedMessage::AnswerFromRemoved | MalformedMessage::AnswerFromRemovedSameTerm => {
+            // Removed by a committed configuration, and still known here
+            // (a stranger's answer is refused at the door instead).
+            if node.commit_index() < node.membership_index() {
+                return None;
+            }
+            let from = (1..=nodes as NodeId).find(|id| {
+                *id != me && known & (1 << id) != 0 && !node.membership().contains(*id)
+            })?;
+            let term = if kind == MalformedMessage::AnswerFromRemoved {
+                term + 1
+            } else {
+                term
+            };
+            (
+                from,
+                me,
+                term,
+                MessageBody::HeartbeatResponse { read_round: 0 },
+            )
+        }
+        MalformedMessage::ProbeAnsweredAtMatch | MalformedMessage::DuplicateAcknowledgement => {
+            if node.role() != Role::Leader {
+                return None;
+            }
+            let (from, view) = node.progress_all().find(|(_, view)| {
+                if kind == MalformedMessage::ProbeAnsweredAtMatch {
+                    view.state == ProgressState::Probe
+                } else {
+                    view.state == ProgressState::Replicate
+                }
+            })?;
+            let response = AppendResponse::Accepted {
+                match_index: view.match_index,
+            };
+            (from, me, term, MessageBody::AppendEntriesResponse(response))
         }
     };
     Some(Message {
