@@ -550,11 +550,17 @@ pub enum MalformedMessage {
     /// and the leader does nothing: it sends nothing and keeps the
     /// follower's match, next index and state.
     DuplicateAcknowledgement,
+    /// A follower the leader probes refuses the outstanding probe with a
+    /// hint of unknown term (`hint_term` 0) between its match index and
+    /// the probe: counted nowhere, and the leader's next probe starts
+    /// right after the hint (`next_index` = hint + 1; a refusal costs one
+    /// round trip per hint, not per entry).
+    ProbeRefusedWithHint,
 }
 
 impl MalformedMessage {
     /// Every kind, in drawing order.
-    pub const ALL: [MalformedMessage; 19] = [
+    pub const ALL: [MalformedMessage; 20] = [
         MalformedMessage::LeaderHearsLeader,
         MalformedMessage::TermBeyondMax,
         MalformedMessage::EntriesNotContiguous,
@@ -574,6 +580,7 @@ impl MalformedMessage {
         MalformedMessage::AnswerFromRemovedSameTerm,
         MalformedMessage::ProbeAnsweredAtMatch,
         MalformedMessage::DuplicateAcknowledgement,
+        MalformedMessage::ProbeRefusedWithHint,
     ];
 }
 
@@ -624,6 +631,9 @@ impl fmt::Display for MalformedMessage {
             }
             MalformedMessage::DuplicateAcknowledgement => {
                 "a streaming follower's duplicate acknowledgement"
+            }
+            MalformedMessage::ProbeRefusedWithHint => {
+                "a probed follower's refusal with a hint of unknown term"
             }
         })
     }

@@ -49,8 +49,8 @@
 use std::collections::VecDeque;
 
 use concord::{
-    Action, Entry, Index, Input, LogPosition, Message, MessageBody, Node, NodeId, ProgressState,
-    ProgressView, ProposeError, Role, Statistics, Term,
+    Action, AppendResponse, Entry, Index, Input, LogPosition, Message, MessageBody, Node, NodeId,
+    ProgressState, ProgressView, ProposeError, Role, Statistics, Term,
 };
 
 use super::FailureKind;
@@ -580,7 +580,8 @@ pub(super) fn refusal_counter(kind: Malformed) -> Option<&'static str> {
         | Malformed::PreVoteInOwnTerm
         | Malformed::AnswerFromRemovedSameTerm
         | Malformed::ProbeAnsweredAtMatch
-        | Malformed::DuplicateAcknowledgement => None,
+        | Malformed::DuplicateAcknowledgement
+        | Malformed::ProbeRefusedWithHint => None,
         Malformed::AnswerFromRemoved => Some("answers_from_removed"),
         Malformed::ContradictsCommit | Malformed::EntryContradictsCommit => {
             Some("append_conflicts_with_commit")
@@ -725,6 +726,7 @@ pub(super) fn check_refusal(
 /// duplicate is one more append on the wire).
 pub(super) fn check_acknowledgement(
     kind: Malformed,
+    handed: &Message,
     before: &ProgressView,
     after: Option<ProgressView>,
     miscount: Option<(&'static str, u64, u64, u64)>,
@@ -752,6 +754,23 @@ pub(super) fn check_acknowledgement(
             .then_some(
                 "must start streaming to it (the replicate state, or the snapshot state when the entry after the match is compacted away; the match index kept)",
             ),
+        Malformed::ProbeRefusedWithHint => {
+            let MessageBody::AppendEntriesResponse(AppendResponse::Rejected {
+                rejected_index,
+                hint_index,
+                ..
+            }) = handed.body
+            else {
+                unreachable!("the kind is a refusal")
+            };
+            let next = rejected_index
+                .min(hint_index + 1)
+                .max(before.match_index + 1);
+            (after.state != ProgressState::Probe
+                || after.match_index != before.match_index
+                || after.next_index != next)
+                .then_some("must probe next right after the hint (next index = hint + 1, within the match and the refused probe)")
+        }
         _ => (!kept || !actions.is_empty())
             .then_some("must do nothing: send nothing and keep its match, next index and state"),
     };
@@ -955,5 +974,151 @@ mod tests {
             ..backlog()
         };
         assert_eq!(judge_backpressure(&full, None, Some(1)), Ok(()));
+    }
+
+    /// A vote request the node may not grant gets exactly one refusal in
+    /// the node's own term; a grant, or a refusal in the asker's term, is
+    /// not that answer.
+    #[test]
+    fn a_refused_vote_request_is_answered_with_the_nodes_term() {
+        let handed = Message {
+            from: 2,
+            to: 1,
+            term: 4,
+            body: MessageBody::RequestVote {
+                pre_vote: false,
+                last_log: LogPosition::ZERO,
+                transfer: false,
+            },
+        };
+        let answer =
+            required_answer(Malformed::StaleVoteRequest, &handed, 5).expect("a rule names it");
+        assert_eq!((answer.from, answer.to, answer.term), (1, 2, 5));
+        assert_eq!(
+            answer.body,
+            MessageBody::RequestVoteResponse {
+                pre_vote: false,
+                granted: false
+            }
+        );
+        let granted = Message {
+            body: MessageBody::RequestVoteResponse {
+                pre_vote: false,
+                granted: true,
+            },
+            ..answer.clone()
+        };
+        assert_ne!(granted, answer);
+        // Kinds refused silently name no answer.
+        assert_eq!(required_answer(Malformed::SecondLeader, &handed, 5), None);
+    }
+
+    fn ack() -> Message {
+        Message {
+            from: 2,
+            to: 1,
+            term: 3,
+            body: MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index: 7 }),
+        }
+    }
+
+    fn view(match_index: Index, next_index: Index, state: ProgressState) -> ProgressView {
+        ProgressView {
+            match_index,
+            next_index,
+            state,
+            inflight_messages: 0,
+            recently_active: true,
+            log_regressions: 0,
+        }
+    }
+
+    /// A probe answered at the known match must start streaming (or a
+    /// snapshot transfer); staying in the probe state is an efficiency
+    /// failure, a moved counter a node-report one.
+    #[test]
+    fn a_probe_answered_at_the_match_starts_streaming() {
+        let kind = Malformed::ProbeAnsweredAtMatch;
+        let before = view(7, 9, ProgressState::Probe);
+        let stays = check_acknowledgement(kind, &ack(), &before, Some(before), None, &[]);
+        let (failure, message) = stays.unwrap_err();
+        assert_eq!(failure, FailureKind::Efficiency);
+        assert!(message.contains("must start streaming"), "{message}");
+        let streams = view(7, 8, ProgressState::Replicate);
+        assert_eq!(
+            check_acknowledgement(kind, &ack(), &before, Some(streams), None, &[]),
+            Ok(())
+        );
+        let snapshot = view(7, 30, ProgressState::Snapshot);
+        assert_eq!(
+            check_acknowledgement(kind, &ack(), &before, Some(snapshot), None, &[]),
+            Ok(())
+        );
+        let counted = Some(("messages_malformed", 0, 1, 0));
+        let (failure, _) =
+            check_acknowledgement(kind, &ack(), &before, Some(streams), counted, &[]).unwrap_err();
+        assert_eq!(failure, FailureKind::NodeReport);
+    }
+
+    /// A duplicate acknowledgement to a streaming follower changes nothing
+    /// and sends nothing.
+    #[test]
+    fn a_duplicate_acknowledgement_changes_nothing() {
+        let kind = Malformed::DuplicateAcknowledgement;
+        let before = view(7, 12, ProgressState::Replicate);
+        assert_eq!(
+            check_acknowledgement(kind, &ack(), &before, Some(before), None, &[]),
+            Ok(())
+        );
+        let send = Action::Send {
+            to: 2,
+            message: Message {
+                from: 1,
+                to: 2,
+                term: 3,
+                body: MessageBody::Heartbeat {
+                    commit: 0,
+                    read_round: 0,
+                },
+            },
+        };
+        let (failure, message) =
+            check_acknowledgement(kind, &ack(), &before, Some(before), None, &[send]).unwrap_err();
+        assert_eq!(failure, FailureKind::Efficiency);
+        assert!(message.contains("must do nothing"), "{message}");
+        let rewound = view(7, 8, ProgressState::Replicate);
+        assert!(check_acknowledgement(kind, &ack(), &before, Some(rewound), None, &[]).is_err());
+    }
+
+    /// A refused probe with a hint of unknown term moves the next probe
+    /// to right after the hint: one entry lower, or back to the match, is
+    /// caught.
+    #[test]
+    fn a_refused_probe_moves_next_to_right_after_the_hint() {
+        let kind = Malformed::ProbeRefusedWithHint;
+        let handed = Message {
+            body: MessageBody::AppendEntriesResponse(AppendResponse::Rejected {
+                rejected_index: 9,
+                hint_index: 8,
+                hint_term: 0,
+            }),
+            ..ack()
+        };
+        let before = view(2, 10, ProgressState::Probe);
+        let right = view(2, 9, ProgressState::Probe);
+        assert_eq!(
+            check_acknowledgement(kind, &handed, &before, Some(right), None, &[]),
+            Ok(())
+        );
+        for wrong in [
+            view(2, 8, ProgressState::Probe),
+            view(2, 3, ProgressState::Probe),
+            view(2, 10, ProgressState::Probe),
+        ] {
+            let (failure, message) =
+                check_acknowledgement(kind, &handed, &before, Some(wrong), None, &[]).unwrap_err();
+            assert_eq!(failure, FailureKind::Efficiency);
+            assert!(message.contains("right after the hint"), "{message}");
+        }
     }
 }

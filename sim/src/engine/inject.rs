@@ -236,7 +236,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         if let Some(before) = progress_before.filter(|_| {
             matches!(
                 kind,
-                MalformedMessage::ProbeAnsweredAtMatch | MalformedMessage::DuplicateAcknowledgement
+                MalformedMessage::ProbeAnsweredAtMatch
+                    | MalformedMessage::DuplicateAcknowledgement
+                    | MalformedMessage::ProbeRefusedWithHint
             )
         }) {
             let after = node.progress(message.from);
@@ -248,9 +250,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 was.snapshot_chunks_sent = node.stats().snapshot_chunks_sent;
             }
             let miscount = accounting::counted_only_in(&was, node.stats(), None);
-            if let Err((failure, message)) =
-                accounting::check_acknowledgement(kind, &before, after, miscount, &actions)
-            {
+            if let Err((failure, message)) = accounting::check_acknowledgement(
+                kind, &message, &before, after, miscount, &actions,
+            ) {
                 self.fail(failure, Some(index), message);
             }
         } else if let Err(message) =
@@ -601,6 +603,25 @@ fn malformed_message(
                 term,
                 MessageBody::HeartbeatResponse { read_round: 0 },
             )
+        }
+        MalformedMessage::ProbeRefusedWithHint => {
+            if node.role() != Role::Leader {
+                return None;
+            }
+            // Room for a hint strictly between the match and the refused
+            // probe, where the leader still holds its log (no snapshot).
+            let (from, view) = node.progress_all().find(|(_, view)| {
+                view.state == ProgressState::Probe && view.next_index >= view.match_index + 3
+            })?;
+            let rejected_index = view.next_index - 1;
+            let hint_index = rejected_index - 1;
+            node.term_at(hint_index)?;
+            let response = AppendResponse::Rejected {
+                rejected_index,
+                hint_index,
+                hint_term: 0,
+            };
+            (from, me, term, MessageBody::AppendEntriesResponse(response))
         }
         MalformedMessage::ProbeAnsweredAtMatch | MalformedMessage::DuplicateAcknowledgement => {
             if node.role() != Role::Leader {
