@@ -122,6 +122,16 @@ pub(super) fn check(
             }
         }
     }
+    let role = node.role();
+    if !matches!(role, Role::PreCandidate | Role::Candidate) {
+        // Most steps are of followers and leaders: no walk of the actions,
+        // and no teardown of an already empty map.
+        campaign.of = None;
+        if !campaign.answers.is_empty() {
+            campaign.answers.clear();
+        }
+        return verdict;
+    }
     // A new campaign starts with an announcement, or (a pre-campaign
     // repeated without a change of role) with its vote requests.
     let started = actions.iter().any(|action| match action {
@@ -134,12 +144,8 @@ pub(super) fn check(
         ),
         _ => false,
     });
-    let role = node.role();
-    if started && matches!(role, Role::PreCandidate | Role::Candidate) {
+    if started {
         campaign.of = Some((role, node.term()));
-        campaign.answers.clear();
-    } else if !matches!(role, Role::PreCandidate | Role::Candidate) {
-        campaign.of = None;
         campaign.answers.clear();
     }
     verdict

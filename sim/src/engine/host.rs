@@ -1380,6 +1380,12 @@ fn check_heartbeat_cadence(
     actions: &[Action],
     tick: bool,
 ) -> Result<(), String> {
+    if node.role() != Role::Leader {
+        // What `judge_heartbeat_cadence` does for a non-leader, without
+        // its two walks of the actions and a look at the progress map.
+        *watch = (node.term(), 0);
+        return Ok(());
+    }
     let after = Cadence {
         role: node.role(),
         term: node.term(),
