@@ -87,17 +87,33 @@ impl Safety {
     /// Commit never goes back; newly committed entries agree with what
     /// every other node committed at those indices (log matching on the
     /// committed prefix, and no committed entry is ever replaced).
+    ///
+    /// Most steps move no commit index: that case is decided inline, and
+    /// the walk of newly committed entries is a call of its own.
+    #[inline]
     pub(crate) fn after_step(&mut self, index: usize, node: &Node) -> Result<(), Violation> {
         let commit = node.commit_index();
         let last = self.last_commit[index];
+        if commit == last {
+            return Ok(());
+        }
+        self.commit_moved(index, node, commit, last)
+    }
+
+    /// [`Safety::after_step`] for a commit index that moved from `last` to
+    /// `commit`.
+    fn commit_moved(
+        &mut self,
+        index: usize,
+        node: &Node,
+        commit: Index,
+        last: Index,
+    ) -> Result<(), Violation> {
         if commit < last {
             return Err((
                 FailureKind::CommitRegressed,
                 format!("commit index went back from {last} to {commit}"),
             ));
-        }
-        if commit == last {
-            return Ok(());
         }
         // Entries up to the log's base are covered by a snapshot (taken
         // here, installed from a leader, or recovered): its last entry must

@@ -157,6 +157,9 @@ pub(super) fn check(
 /// again at once instead of after a whole election timeout. Checked on a
 /// tick of a follower whose configuration, not joint, has itself as its
 /// only voter and not as a witness, and that was never told it is removed.
+///
+/// Only a follower's tick is judged; that test is inline, the rest a call.
+#[inline]
 pub(super) fn check_sole_voter(
     before: (Role, Term),
     node: &Node,
@@ -166,6 +169,11 @@ pub(super) fn check_sole_voter(
     if !tick || before.0 != Role::Follower {
         return Ok(());
     }
+    judge_sole_voter(node, actions)
+}
+
+/// [`check_sole_voter`] on a follower's tick.
+fn judge_sole_voter(node: &Node, actions: &[Action]) -> Result<(), String> {
     let membership = node.membership();
     let id = node.id();
     let sole = !membership.is_joint()

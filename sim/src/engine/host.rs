@@ -1354,6 +1354,7 @@ fn role_code(role: Role) -> u64 {
 /// Adds the members of `node`'s configuration in force to `known`
 /// ([`Host::known_ids`]) when it is not the one last looked at: a few
 /// lookups per configuration change, nothing per step.
+#[inline]
 fn note_known_ids(known: &mut (Index, u8), node: &Node) {
     let configuration = node.membership_index();
     if configuration == known.0 {
