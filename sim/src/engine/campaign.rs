@@ -76,7 +76,30 @@ fn refused_by_majority(
 /// Checks and updates `campaign` after a step of `node` that began as
 /// `before` (role and term), whose input carried `answer` (if it was a vote
 /// answer) and which emitted `actions`.
+///
+/// A step without a vote answer that leaves the node neither candidate
+/// nor pre-candidate (most steps) only forgets the campaign: decided
+/// inline, the rest is a call.
+#[inline]
 pub(super) fn check(
+    campaign: &mut Campaign,
+    before: (Role, Term),
+    node: &Node,
+    answer: Option<VoteAnswer>,
+    actions: &[Action],
+) -> Result<(), String> {
+    if answer.is_none() && !matches!(node.role(), Role::PreCandidate | Role::Candidate) {
+        campaign.of = None;
+        if !campaign.answers.is_empty() {
+            campaign.answers.clear();
+        }
+        return Ok(());
+    }
+    judge(campaign, before, node, answer, actions)
+}
+
+/// [`check`] on a step with a vote answer or of a (pre-)candidate.
+fn judge(
     campaign: &mut Campaign,
     before: (Role, Term),
     node: &Node,

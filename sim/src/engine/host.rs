@@ -1374,6 +1374,7 @@ fn note_known_ids(known: &mut (Index, u8), node: &Node) {
 /// by a tick is a step towards a needless election. `watch` is the host's
 /// (term, ticks since the last heartbeat or the election); a heartbeat
 /// sent for a read round counts too, which only makes the rule laxer.
+#[inline]
 fn check_heartbeat_cadence(
     watch: &mut (Term, u32),
     before: (Role, Term),
@@ -1387,6 +1388,17 @@ fn check_heartbeat_cadence(
         *watch = (node.term(), 0);
         return Ok(());
     }
+    check_leader_cadence(watch, before, node, actions, tick)
+}
+
+/// [`check_heartbeat_cadence`] after a step that left the node leader.
+fn check_leader_cadence(
+    watch: &mut (Term, u32),
+    before: (Role, Term),
+    node: &Node,
+    actions: &[Action],
+    tick: bool,
+) -> Result<(), String> {
     let after = Cadence {
         role: node.role(),
         term: node.term(),
