@@ -259,3 +259,54 @@ impl Safety {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use concord::{Config, HardState, LogPosition, Recovered};
+
+    /// A node recovered from a snapshot at (4, term 2) with nothing after
+    /// it: its commit index is 4.
+    fn node_at_snapshot() -> Node {
+        let recovered = Recovered {
+            hard_state: HardState {
+                term: 2,
+                voted_for: None,
+            },
+            base: LogPosition::new(4, 2),
+            entries: Vec::new(),
+            applied_index: 4,
+            membership: None,
+        };
+        let node = Node::new(Config::new(1, [1, 2, 3]), recovered).expect("a valid recovered log");
+        assert_eq!(node.commit_index(), 4);
+        node
+    }
+
+    /// The step that moves no commit index is decided without the walk of
+    /// committed entries, and still every moved commit index is judged: a
+    /// commit index that went back, and a snapshot whose last entry is not
+    /// the committed one, are caught.
+    #[test]
+    fn a_moved_commit_index_is_still_judged() {
+        let node = node_at_snapshot();
+        let mut safety = Safety::new(1);
+        safety.committed = vec![(1, 1), (1, 1), (2, 1), (2, 1)];
+        safety.commit_terms = vec![1, 1, 2, 2];
+        assert_eq!(safety.after_step(0, &node), Ok(()));
+        assert_eq!(safety.last_commit[0], 4);
+        // Unmoved: passes without a look at the log.
+        assert_eq!(safety.after_step(0, &node), Ok(()));
+        // Went back from 6 to 4.
+        safety.last_commit[0] = 6;
+        let (kind, message) = safety.after_step(0, &node).unwrap_err();
+        assert_eq!(kind, FailureKind::CommitRegressed);
+        assert!(message.contains("from 6 to 4"), "{message}");
+        // The committed entry at the snapshot's index has term 3, not 2.
+        safety.last_commit[0] = 0;
+        safety.committed[3] = (3, 1);
+        let (kind, message) = safety.after_step(0, &node).unwrap_err();
+        assert_eq!(kind, FailureKind::LogMatching);
+        assert!(message.contains("continues after a snapshot"), "{message}");
+    }
+}

@@ -242,4 +242,58 @@ mod tests {
         assert!(!refusals(&[1, 2, 3], &[7, 8]));
         assert!(!refusals(&[], &[1]));
     }
+
+    /// A node of three voters ticked until it campaigns.
+    fn campaigning() -> Node {
+        let mut node = Node::new(
+            concord::Config::new(1, [1, 2, 3]),
+            concord::Recovered::default(),
+        )
+        .expect("a valid configuration");
+        let mut actions = Vec::new();
+        for _ in 0..1_000 {
+            if matches!(node.role(), Role::PreCandidate | Role::Candidate) {
+                return node;
+            }
+            node.step(concord::Input::Tick, &mut actions);
+            actions.clear();
+        }
+        panic!("never campaigned");
+    }
+
+    /// Through the inline no-op test, a campaign that a majority refused
+    /// and that the node keeps up is still caught, and a follower's step
+    /// forgets the campaign.
+    #[test]
+    fn a_lost_campaign_kept_up_is_caught() {
+        let node = campaigning();
+        let before = (node.role(), node.term());
+        let pre_vote = before.0 == Role::PreCandidate;
+        let refusal = |from| VoteAnswer {
+            from,
+            term: before.1,
+            pre_vote,
+            granted: false,
+        };
+        let mut campaign = Campaign {
+            of: Some(before),
+            answers: BTreeMap::new(),
+        };
+        // One refusal of three voters: still winnable.
+        assert_eq!(
+            check(&mut campaign, before, &node, Some(refusal(2)), &[]),
+            Ok(())
+        );
+        // A second: lost, yet the node still campaigns.
+        let message = check(&mut campaign, before, &node, Some(refusal(3)), &[]).unwrap_err();
+        assert!(message.contains("cannot be won"), "{message}");
+        // No answer and no campaign: the tally is dropped.
+        let follower = Node::new(
+            concord::Config::new(1, [1, 2, 3]),
+            concord::Recovered::default(),
+        )
+        .expect("a valid configuration");
+        assert_eq!(check(&mut campaign, before, &follower, None, &[]), Ok(()));
+        assert!(campaign.of.is_none() && campaign.answers.is_empty());
+    }
 }
