@@ -104,6 +104,7 @@ impl Promises {
     /// Node `index`, in incarnation `incarnation`, finished a step and
     /// executed its actions: a durable vote for another node must have
     /// been answered.
+    #[inline]
     pub(crate) fn after_actions(
         &mut self,
         index: usize,

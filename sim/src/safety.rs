@@ -87,17 +87,33 @@ impl Safety {
     /// Commit never goes back; newly committed entries agree with what
     /// every other node committed at those indices (log matching on the
     /// committed prefix, and no committed entry is ever replaced).
+    ///
+    /// Most steps move no commit index: that case is decided inline, and
+    /// the walk of newly committed entries is a call of its own.
+    #[inline]
     pub(crate) fn after_step(&mut self, index: usize, node: &Node) -> Result<(), Violation> {
         let commit = node.commit_index();
         let last = self.last_commit[index];
+        if commit == last {
+            return Ok(());
+        }
+        self.commit_moved(index, node, commit, last)
+    }
+
+    /// [`Safety::after_step`] for a commit index that moved from `last` to
+    /// `commit`.
+    fn commit_moved(
+        &mut self,
+        index: usize,
+        node: &Node,
+        commit: Index,
+        last: Index,
+    ) -> Result<(), Violation> {
         if commit < last {
             return Err((
                 FailureKind::CommitRegressed,
                 format!("commit index went back from {last} to {commit}"),
             ));
-        }
-        if commit == last {
-            return Ok(());
         }
         // Entries up to the log's base are covered by a snapshot (taken
         // here, installed from a leader, or recovered): its last entry must
@@ -241,5 +257,56 @@ impl Safety {
                 Ok(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use concord::{Config, HardState, LogPosition, Recovered};
+
+    /// A node recovered from a snapshot at (4, term 2) with nothing after
+    /// it: its commit index is 4.
+    fn node_at_snapshot() -> Node {
+        let recovered = Recovered {
+            hard_state: HardState {
+                term: 2,
+                voted_for: None,
+            },
+            base: LogPosition::new(4, 2),
+            entries: Vec::new(),
+            applied_index: 4,
+            membership: None,
+        };
+        let node = Node::new(Config::new(1, [1, 2, 3]), recovered).expect("a valid recovered log");
+        assert_eq!(node.commit_index(), 4);
+        node
+    }
+
+    /// The step that moves no commit index is decided without the walk of
+    /// committed entries, and still every moved commit index is judged: a
+    /// commit index that went back, and a snapshot whose last entry is not
+    /// the committed one, are caught.
+    #[test]
+    fn a_moved_commit_index_is_still_judged() {
+        let node = node_at_snapshot();
+        let mut safety = Safety::new(1);
+        safety.committed = vec![(1, 1), (1, 1), (2, 1), (2, 1)];
+        safety.commit_terms = vec![1, 1, 2, 2];
+        assert_eq!(safety.after_step(0, &node), Ok(()));
+        assert_eq!(safety.last_commit[0], 4);
+        // Unmoved: passes without a look at the log.
+        assert_eq!(safety.after_step(0, &node), Ok(()));
+        // Went back from 6 to 4.
+        safety.last_commit[0] = 6;
+        let (kind, message) = safety.after_step(0, &node).unwrap_err();
+        assert_eq!(kind, FailureKind::CommitRegressed);
+        assert!(message.contains("from 6 to 4"), "{message}");
+        // The committed entry at the snapshot's index has term 3, not 2.
+        safety.last_commit[0] = 0;
+        safety.committed[3] = (3, 1);
+        let (kind, message) = safety.after_step(0, &node).unwrap_err();
+        assert_eq!(kind, FailureKind::LogMatching);
+        assert!(message.contains("continues after a snapshot"), "{message}");
     }
 }

@@ -76,7 +76,30 @@ fn refused_by_majority(
 /// Checks and updates `campaign` after a step of `node` that began as
 /// `before` (role and term), whose input carried `answer` (if it was a vote
 /// answer) and which emitted `actions`.
+///
+/// A step without a vote answer that leaves the node neither candidate
+/// nor pre-candidate (most steps) only forgets the campaign: decided
+/// inline, the rest is a call.
+#[inline]
 pub(super) fn check(
+    campaign: &mut Campaign,
+    before: (Role, Term),
+    node: &Node,
+    answer: Option<VoteAnswer>,
+    actions: &[Action],
+) -> Result<(), String> {
+    if answer.is_none() && !matches!(node.role(), Role::PreCandidate | Role::Candidate) {
+        campaign.of = None;
+        if !campaign.answers.is_empty() {
+            campaign.answers.clear();
+        }
+        return Ok(());
+    }
+    judge(campaign, before, node, answer, actions)
+}
+
+/// [`check`] on a step with a vote answer or of a (pre-)candidate.
+fn judge(
     campaign: &mut Campaign,
     before: (Role, Term),
     node: &Node,
@@ -122,6 +145,16 @@ pub(super) fn check(
             }
         }
     }
+    let role = node.role();
+    if !matches!(role, Role::PreCandidate | Role::Candidate) {
+        // Most steps are of followers and leaders: no walk of the actions,
+        // and no teardown of an already empty map.
+        campaign.of = None;
+        if !campaign.answers.is_empty() {
+            campaign.answers.clear();
+        }
+        return verdict;
+    }
     // A new campaign starts with an announcement, or (a pre-campaign
     // repeated without a change of role) with its vote requests.
     let started = actions.iter().any(|action| match action {
@@ -134,12 +167,8 @@ pub(super) fn check(
         ),
         _ => false,
     });
-    let role = node.role();
-    if started && matches!(role, Role::PreCandidate | Role::Candidate) {
+    if started {
         campaign.of = Some((role, node.term()));
-        campaign.answers.clear();
-    } else if !matches!(role, Role::PreCandidate | Role::Candidate) {
-        campaign.of = None;
         campaign.answers.clear();
     }
     verdict
@@ -151,6 +180,9 @@ pub(super) fn check(
 /// again at once instead of after a whole election timeout. Checked on a
 /// tick of a follower whose configuration, not joint, has itself as its
 /// only voter and not as a witness, and that was never told it is removed.
+///
+/// Only a follower's tick is judged; that test is inline, the rest a call.
+#[inline]
 pub(super) fn check_sole_voter(
     before: (Role, Term),
     node: &Node,
@@ -160,6 +192,11 @@ pub(super) fn check_sole_voter(
     if !tick || before.0 != Role::Follower {
         return Ok(());
     }
+    judge_sole_voter(node, actions)
+}
+
+/// [`check_sole_voter`] on a follower's tick.
+fn judge_sole_voter(node: &Node, actions: &[Action]) -> Result<(), String> {
     let membership = node.membership();
     let id = node.id();
     let sole = !membership.is_joint()
@@ -204,5 +241,59 @@ mod tests {
         // Refusals of non-members do not count; an empty half never loses.
         assert!(!refusals(&[1, 2, 3], &[7, 8]));
         assert!(!refusals(&[], &[1]));
+    }
+
+    /// A node of three voters ticked until it campaigns.
+    fn campaigning() -> Node {
+        let mut node = Node::new(
+            concord::Config::new(1, [1, 2, 3]),
+            concord::Recovered::default(),
+        )
+        .expect("a valid configuration");
+        let mut actions = Vec::new();
+        for _ in 0..1_000 {
+            if matches!(node.role(), Role::PreCandidate | Role::Candidate) {
+                return node;
+            }
+            node.step(concord::Input::Tick, &mut actions);
+            actions.clear();
+        }
+        panic!("never campaigned");
+    }
+
+    /// Through the inline no-op test, a campaign that a majority refused
+    /// and that the node keeps up is still caught, and a follower's step
+    /// forgets the campaign.
+    #[test]
+    fn a_lost_campaign_kept_up_is_caught() {
+        let node = campaigning();
+        let before = (node.role(), node.term());
+        let pre_vote = before.0 == Role::PreCandidate;
+        let refusal = |from| VoteAnswer {
+            from,
+            term: before.1,
+            pre_vote,
+            granted: false,
+        };
+        let mut campaign = Campaign {
+            of: Some(before),
+            answers: BTreeMap::new(),
+        };
+        // One refusal of three voters: still winnable.
+        assert_eq!(
+            check(&mut campaign, before, &node, Some(refusal(2)), &[]),
+            Ok(())
+        );
+        // A second: lost, yet the node still campaigns.
+        let message = check(&mut campaign, before, &node, Some(refusal(3)), &[]).unwrap_err();
+        assert!(message.contains("cannot be won"), "{message}");
+        // No answer and no campaign: the tally is dropped.
+        let follower = Node::new(
+            concord::Config::new(1, [1, 2, 3]),
+            concord::Recovered::default(),
+        )
+        .expect("a valid configuration");
+        assert_eq!(check(&mut campaign, before, &follower, None, &[]), Ok(()));
+        assert!(campaign.of.is_none() && campaign.answers.is_empty());
     }
 }

@@ -1354,6 +1354,7 @@ fn role_code(role: Role) -> u64 {
 /// Adds the members of `node`'s configuration in force to `known`
 /// ([`Host::known_ids`]) when it is not the one last looked at: a few
 /// lookups per configuration change, nothing per step.
+#[inline]
 fn note_known_ids(known: &mut (Index, u8), node: &Node) {
     let configuration = node.membership_index();
     if configuration == known.0 {
@@ -1373,7 +1374,25 @@ fn note_known_ids(known: &mut (Index, u8), node: &Node) {
 /// by a tick is a step towards a needless election. `watch` is the host's
 /// (term, ticks since the last heartbeat or the election); a heartbeat
 /// sent for a read round counts too, which only makes the rule laxer.
+#[inline]
 fn check_heartbeat_cadence(
+    watch: &mut (Term, u32),
+    before: (Role, Term),
+    node: &Node,
+    actions: &[Action],
+    tick: bool,
+) -> Result<(), String> {
+    if node.role() != Role::Leader {
+        // What `judge_heartbeat_cadence` does for a non-leader, without
+        // its two walks of the actions and a look at the progress map.
+        *watch = (node.term(), 0);
+        return Ok(());
+    }
+    check_leader_cadence(watch, before, node, actions, tick)
+}
+
+/// [`check_heartbeat_cadence`] after a step that left the node leader.
+fn check_leader_cadence(
     watch: &mut (Term, u32),
     before: (Role, Term),
     node: &Node,
