@@ -80,14 +80,15 @@ pub(super) struct Host<S> {
     /// The heartbeat cadence from outside: (term, ticks the node has led
     /// that term since it became leader or last sent a heartbeat).
     pub(super) heartbeat_ticks: (Term, u32),
-    /// The ids this incarnation's node surely knows (bit `id` set), seen
+    /// The ids this incarnation's node surely knows (bit `id` set; ids
+    /// from 64 on are never set, so never picked), seen
     /// from outside: every member of each configuration found in force
     /// after one of its steps, with the index of the configuration last
     /// looked at. A node knows every member of each configuration it had
     /// in force since it started and forgets none before a restart, so
     /// this is a subset of what it knows (a configuration in force only
     /// inside one step is missed).
-    pub(super) known_ids: (Index, u8),
+    pub(super) known_ids: (Index, u64),
     /// The node's campaign, tallied from outside (`campaign.rs`).
     pub(super) campaign: campaign::Campaign,
     pub(super) node: Option<Node>,
@@ -1355,14 +1356,16 @@ fn role_code(role: Role) -> u64 {
 /// ([`Host::known_ids`]) when it is not the one last looked at: a few
 /// lookups per configuration change, nothing per step.
 #[inline]
-fn note_known_ids(known: &mut (Index, u8), node: &Node) {
+fn note_known_ids(known: &mut (Index, u64), node: &Node) {
     let configuration = node.membership_index();
     if configuration == known.0 {
         return;
     }
-    let membership = node.membership();
-    let bits = (1..8u8)
-        .filter(|id| membership.contains(NodeId::from(*id)))
+    let bits = node
+        .membership()
+        .members()
+        .into_iter()
+        .filter(|id| *id < 64)
         .fold(0, |bits, id| bits | 1 << id);
     *known = (configuration, known.1 | bits);
 }

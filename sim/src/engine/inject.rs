@@ -413,7 +413,7 @@ fn malformed_message(
     node: &Node,
     kind: MalformedMessage,
     nodes: usize,
-    known: u8,
+    known: u64,
 ) -> Option<Message> {
     let me = node.id();
     let term = node.term();
@@ -590,7 +590,7 @@ fn malformed_message(
                 return None;
             }
             let from = (1..=nodes as NodeId).find(|id| {
-                *id != me && known & (1 << id) != 0 && !node.membership().contains(*id)
+                *id != me && *id < 64 && known & (1 << id) != 0 && !node.membership().contains(*id)
             })?;
             let term = if kind == MalformedMessage::AnswerFromRemoved {
                 term + 1
