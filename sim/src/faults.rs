@@ -556,11 +556,15 @@ pub enum MalformedMessage {
     /// right after the hint (`next_index` = hint + 1; a refusal costs one
     /// round trip per hint, not per entry).
     ProbeRefusedWithHint,
+    /// A follower's leader appends after an entry the follower compacted
+    /// into its snapshot (below its commit index, so it agrees): counted
+    /// nowhere, answered (with an acknowledgement), nothing changed.
+    AppendBelowBase,
 }
 
 impl MalformedMessage {
     /// Every kind, in drawing order.
-    pub const ALL: [MalformedMessage; 20] = [
+    pub const ALL: [MalformedMessage; 21] = [
         MalformedMessage::LeaderHearsLeader,
         MalformedMessage::TermBeyondMax,
         MalformedMessage::EntriesNotContiguous,
@@ -581,6 +585,7 @@ impl MalformedMessage {
         MalformedMessage::ProbeAnsweredAtMatch,
         MalformedMessage::DuplicateAcknowledgement,
         MalformedMessage::ProbeRefusedWithHint,
+        MalformedMessage::AppendBelowBase,
     ];
 }
 
@@ -634,6 +639,9 @@ impl fmt::Display for MalformedMessage {
             }
             MalformedMessage::ProbeRefusedWithHint => {
                 "a probed follower's refusal with a hint of unknown term"
+            }
+            MalformedMessage::AppendBelowBase => {
+                "an append after an entry the follower compacted into its snapshot"
             }
         })
     }

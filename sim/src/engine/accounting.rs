@@ -581,7 +581,8 @@ pub(super) fn refusal_counter(kind: Malformed) -> Option<&'static str> {
         | Malformed::AnswerFromRemovedSameTerm
         | Malformed::ProbeAnsweredAtMatch
         | Malformed::DuplicateAcknowledgement
-        | Malformed::ProbeRefusedWithHint => None,
+        | Malformed::ProbeRefusedWithHint
+        | Malformed::AppendBelowBase => None,
         Malformed::AnswerFromRemoved => Some("answers_from_removed"),
         Malformed::ContradictsCommit | Malformed::EntryContradictsCommit => {
             Some("append_conflicts_with_commit")
@@ -605,6 +606,7 @@ fn answered(kind: Malformed) -> bool {
             | Malformed::ContradictsCommit
             | Malformed::StaleVoteRequest
             | Malformed::PreVoteInOwnTerm
+            | Malformed::AppendBelowBase
     )
 }
 
@@ -665,7 +667,7 @@ pub(super) fn check_refusal(
             "handed {kind}, Statistics::{name} went from {was} to {is}; it must move by exactly {delta} ({}) (see the docs of concord::Statistics)",
             match expected {
                 Some(counter) => format!("only {counter} counts this input"),
-                None => "this input is refused without being counted".to_string(),
+                None => "this input is counted nowhere".to_string(),
             }
         ));
     }

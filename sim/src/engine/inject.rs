@@ -604,6 +604,16 @@ fn malformed_message(
                 MessageBody::HeartbeatResponse { read_round: 0 },
             )
         }
+        MalformedMessage::AppendBelowBase => {
+            // The entry before the base is gone here; its term is at most
+            // the base's, which is what a leader would name.
+            let base = node.log_base();
+            if base.index < 2 {
+                return None;
+            }
+            let prev = LogPosition::new(base.index - 1, base.term);
+            (leader()?, me, term, append(prev, Vec::new()))
+        }
         MalformedMessage::ProbeRefusedWithHint => {
             if node.role() != Role::Leader {
                 return None;
