@@ -568,6 +568,10 @@ pub struct Simulation<S, W> {
     /// (`None` while a step holds it; see `host::step`).
     work: Option<VecDeque<(Input, Option<Proposer>)>>,
     node_steps: u64,
+    /// Messages handed to the network by every host (lost ones too): how
+    /// the malformed fault sees whether a delivered message made a node
+    /// send anything.
+    messages_handed: u64,
     events: u64,
     operations: u64,
     operations_ok: u64,
@@ -774,6 +778,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             actions: Vec::new(),
             work: None,
             node_steps: 0,
+            messages_handed: 0,
             events: 0,
             operations: 0,
             operations_ok: 0,

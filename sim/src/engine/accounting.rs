@@ -725,14 +725,15 @@ pub(super) fn check_refusal(
 /// where the logs already agree starts streaming (else the leader keeps
 /// probing one append at a time, a round trip each); a late duplicate to
 /// a streaming follower changes nothing and sends nothing (else every
-/// duplicate is one more append on the wire).
+/// duplicate is one more append on the wire). `sends`: the messages the
+/// leader's step sent.
 pub(super) fn check_acknowledgement(
     kind: Malformed,
     handed: &Message,
     before: &ProgressView,
     after: Option<ProgressView>,
     miscount: Option<(&'static str, u64, u64, u64)>,
-    actions: &[Action],
+    sends: u64,
 ) -> Result<(), (FailureKind, String)> {
     if let Some((name, was, is, delta)) = miscount {
         return Err((
@@ -773,15 +774,14 @@ pub(super) fn check_acknowledgement(
                 || after.next_index != next)
                 .then_some("must probe next right after the hint (next index = hint + 1, within the match and the refused probe)")
         }
-        _ => (!kept || !actions.is_empty())
+        _ => (!kept || sends > 0)
             .then_some("must do nothing: send nothing and keep its match, next index and state"),
     };
     match wrong {
         Some(rule) => Err((
             FailureKind::Efficiency,
             format!(
-                "handed {kind}, the leader moved the follower's progress from {before:?} to {after:?} and emitted {:?}; it {rule}",
-                actions.iter().take(3).collect::<Vec<_>>()
+                "handed {kind}, the leader moved the follower's progress from {before:?} to {after:?} and sent {sends} message(s); it {rule}"
             ),
         )),
         None => Ok(()),
@@ -1042,23 +1042,23 @@ mod tests {
     fn a_probe_answered_at_the_match_starts_streaming() {
         let kind = Malformed::ProbeAnsweredAtMatch;
         let before = view(7, 9, ProgressState::Probe);
-        let stays = check_acknowledgement(kind, &ack(), &before, Some(before), None, &[]);
+        let stays = check_acknowledgement(kind, &ack(), &before, Some(before), None, 0);
         let (failure, message) = stays.unwrap_err();
         assert_eq!(failure, FailureKind::Efficiency);
         assert!(message.contains("must start streaming"), "{message}");
         let streams = view(7, 8, ProgressState::Replicate);
         assert_eq!(
-            check_acknowledgement(kind, &ack(), &before, Some(streams), None, &[]),
+            check_acknowledgement(kind, &ack(), &before, Some(streams), None, 0),
             Ok(())
         );
         let snapshot = view(7, 30, ProgressState::Snapshot);
         assert_eq!(
-            check_acknowledgement(kind, &ack(), &before, Some(snapshot), None, &[]),
+            check_acknowledgement(kind, &ack(), &before, Some(snapshot), None, 0),
             Ok(())
         );
         let counted = Some(("messages_malformed", 0, 1, 0));
         let (failure, _) =
-            check_acknowledgement(kind, &ack(), &before, Some(streams), counted, &[]).unwrap_err();
+            check_acknowledgement(kind, &ack(), &before, Some(streams), counted, 0).unwrap_err();
         assert_eq!(failure, FailureKind::NodeReport);
     }
 
@@ -1069,27 +1069,15 @@ mod tests {
         let kind = Malformed::DuplicateAcknowledgement;
         let before = view(7, 12, ProgressState::Replicate);
         assert_eq!(
-            check_acknowledgement(kind, &ack(), &before, Some(before), None, &[]),
+            check_acknowledgement(kind, &ack(), &before, Some(before), None, 0),
             Ok(())
         );
-        let send = Action::Send {
-            to: 2,
-            message: Message {
-                from: 1,
-                to: 2,
-                term: 3,
-                body: MessageBody::Heartbeat {
-                    commit: 0,
-                    read_round: 0,
-                },
-            },
-        };
         let (failure, message) =
-            check_acknowledgement(kind, &ack(), &before, Some(before), None, &[send]).unwrap_err();
+            check_acknowledgement(kind, &ack(), &before, Some(before), None, 1).unwrap_err();
         assert_eq!(failure, FailureKind::Efficiency);
         assert!(message.contains("must do nothing"), "{message}");
         let rewound = view(7, 8, ProgressState::Replicate);
-        assert!(check_acknowledgement(kind, &ack(), &before, Some(rewound), None, &[]).is_err());
+        assert!(check_acknowledgement(kind, &ack(), &before, Some(rewound), None, 0).is_err());
     }
 
     /// A refused probe with a hint of unknown term moves the next probe
@@ -1109,7 +1097,7 @@ mod tests {
         let before = view(2, 10, ProgressState::Probe);
         let right = view(2, 9, ProgressState::Probe);
         assert_eq!(
-            check_acknowledgement(kind, &handed, &before, Some(right), None, &[]),
+            check_acknowledgement(kind, &handed, &before, Some(right), None, 0),
             Ok(())
         );
         for wrong in [
@@ -1118,7 +1106,7 @@ mod tests {
             view(2, 10, ProgressState::Probe),
         ] {
             let (failure, message) =
-                check_acknowledgement(kind, &handed, &before, Some(wrong), None, &[]).unwrap_err();
+                check_acknowledgement(kind, &handed, &before, Some(wrong), None, 0).unwrap_err();
             assert_eq!(failure, FailureKind::Efficiency);
             assert!(message.contains("right after the hint"), "{message}");
         }

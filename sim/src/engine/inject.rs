@@ -219,11 +219,19 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             return;
         }
         let (index, message) = fitting.swap_remove(pick as usize % fitting.len());
+        if matches!(
+            kind,
+            MalformedMessage::ProbeAnsweredAtMatch
+                | MalformedMessage::DuplicateAcknowledgement
+                | MalformedMessage::ProbeRefusedWithHint
+        ) {
+            self.hand_acknowledgement(index, kind, message);
+            return;
+        }
         let Some(node) = self.hosts[index].node.as_mut() else {
             return;
         };
         let reported = accounting::Before::of(node);
-        let progress_before = node.progress(message.from);
         let mut actions = Vec::new();
         node.step(Input::Receive(message.clone()), &mut actions);
         self.node_steps += 1;
@@ -233,32 +241,59 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         let Some(node) = self.hosts[index].node.as_ref() else {
             return;
         };
-        if let Some(before) = progress_before.filter(|_| {
-            matches!(
-                kind,
-                MalformedMessage::ProbeAnsweredAtMatch
-                    | MalformedMessage::DuplicateAcknowledgement
-                    | MalformedMessage::ProbeRefusedWithHint
-            )
-        }) {
-            let after = node.progress(message.from);
-            // Streaming may find the entry after the match compacted away
-            // and start a snapshot transfer at once: its counters move.
-            let mut was = *reported.stats();
-            if after.is_some_and(|after| after.state == ProgressState::Snapshot) {
-                was.snapshot_transfers_started = node.stats().snapshot_transfers_started;
-                was.snapshot_chunks_sent = node.stats().snapshot_chunks_sent;
-            }
-            let miscount = accounting::counted_only_in(&was, node.stats(), None);
-            if let Err((failure, message)) = accounting::check_acknowledgement(
-                kind, &message, &before, after, miscount, &actions,
-            ) {
-                self.fail(failure, Some(index), message);
-            }
-        } else if let Err(message) =
-            accounting::check_refusal(kind, &message, &reported, node, &actions)
-        {
+        // A refusal emits at most one answer (checked here), which is
+        // dropped, as if lost: nothing the host must carry out is lost.
+        if let Err(message) = accounting::check_refusal(kind, &message, &reported, node, &actions) {
             self.fail(FailureKind::NodeReport, Some(index), message);
+        }
+    }
+
+    /// The acknowledgement kinds of the malformed fault: not refusals, so
+    /// the leader takes them like any message, through the host's whole
+    /// step (its checks, its actions carried out: a commit it leads to is
+    /// applied, what it sends is sent), and its handling of the follower's
+    /// progress is judged from outside before and after
+    /// (`accounting::check_acknowledgement`). A step that ends the
+    /// leader's term or its process (a nemesis strike) is not judged.
+    fn hand_acknowledgement(&mut self, index: usize, kind: MalformedMessage, message: Message) {
+        let host = &self.hosts[index];
+        let Some(node) = host.node.as_ref() else {
+            return;
+        };
+        let Some(before) = node.progress(message.from) else {
+            return;
+        };
+        let incarnation = host.incarnation;
+        let role_term = (node.role(), node.term());
+        let stats = *node.stats();
+        let handed_before = self.messages_handed;
+        self.trace.word(0x3a1f_0000 | kind as u64);
+        self.trace.word(index as u64);
+        self.note(Some(index), || format!("malformed: handed {kind}"));
+        self.step(index, Input::Receive(message.clone()), None);
+        let sends = self.messages_handed - handed_before;
+        let host = &self.hosts[index];
+        let Some(node) = host.node.as_ref().filter(|node| {
+            host.incarnation == incarnation && (node.role(), node.term()) == role_term
+        }) else {
+            return;
+        };
+        if self.failure.is_some() {
+            return;
+        }
+        let after = node.progress(message.from);
+        // Streaming may find the entry after the match compacted away
+        // and start a snapshot transfer at once: its counters move.
+        let mut was = stats;
+        if after.is_some_and(|after| after.state == ProgressState::Snapshot) {
+            was.snapshot_transfers_started = node.stats().snapshot_transfers_started;
+            was.snapshot_chunks_sent = node.stats().snapshot_chunks_sent;
+        }
+        let miscount = accounting::counted_only_in(&was, node.stats(), None);
+        if let Err((failure, message)) =
+            accounting::check_acknowledgement(kind, &message, &before, after, miscount, sends)
+        {
+            self.fail(failure, Some(index), message);
         }
     }
 

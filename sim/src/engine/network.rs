@@ -149,6 +149,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
     }
 
     pub(super) fn send(&mut self, index: usize, to: NodeId, message: Message) {
+        self.messages_handed += 1;
         if to == 0 || to as usize > self.hosts.len() {
             return;
         }
