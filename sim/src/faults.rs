@@ -563,6 +563,18 @@ pub enum MalformedMessage {
 }
 
 impl MalformedMessage {
+    /// Whether the kind is an acknowledgement or refusal of a leader's
+    /// append that the leader must act on (not refuse): it is delivered
+    /// through the host's whole step and judged by the follower's progress.
+    pub fn is_acknowledgement(self) -> bool {
+        matches!(
+            self,
+            MalformedMessage::ProbeAnsweredAtMatch
+                | MalformedMessage::DuplicateAcknowledgement
+                | MalformedMessage::ProbeRefusedWithHint
+        )
+    }
+
     /// Every kind, in drawing order.
     pub const ALL: [MalformedMessage; 21] = [
         MalformedMessage::LeaderHearsLeader,

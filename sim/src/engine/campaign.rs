@@ -32,6 +32,17 @@ pub(super) struct Campaign {
     answers: BTreeMap<NodeId, bool>,
 }
 
+impl Campaign {
+    /// No campaign is watched any more. An already empty tally is not torn
+    /// down again (most steps are of followers and leaders).
+    fn forget(&mut self) {
+        self.of = None;
+        if !self.answers.is_empty() {
+            self.answers.clear();
+        }
+    }
+}
+
 /// An answer to a vote request, as delivered.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct VoteAnswer {
@@ -89,10 +100,7 @@ pub(super) fn check(
     actions: &[Action],
 ) -> Result<(), String> {
     if answer.is_none() && !matches!(node.role(), Role::PreCandidate | Role::Candidate) {
-        campaign.of = None;
-        if !campaign.answers.is_empty() {
-            campaign.answers.clear();
-        }
+        campaign.forget();
         return Ok(());
     }
     judge(campaign, before, node, answer, actions)
@@ -147,12 +155,8 @@ fn judge(
     }
     let role = node.role();
     if !matches!(role, Role::PreCandidate | Role::Candidate) {
-        // Most steps are of followers and leaders: no walk of the actions,
-        // and no teardown of an already empty map.
-        campaign.of = None;
-        if !campaign.answers.is_empty() {
-            campaign.answers.clear();
-        }
+        // Followers and leaders: no walk of the actions.
+        campaign.forget();
         return verdict;
     }
     // A new campaign starts with an announcement, or (a pre-campaign

@@ -1391,17 +1391,6 @@ fn check_heartbeat_cadence(
         *watch = (node.term(), 0);
         return Ok(());
     }
-    check_leader_cadence(watch, before, node, actions, tick)
-}
-
-/// [`check_heartbeat_cadence`] after a step that left the node leader.
-fn check_leader_cadence(
-    watch: &mut (Term, u32),
-    before: (Role, Term),
-    node: &Node,
-    actions: &[Action],
-    tick: bool,
-) -> Result<(), String> {
     let after = Cadence {
         role: node.role(),
         term: node.term(),

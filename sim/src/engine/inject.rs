@@ -219,12 +219,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             return;
         }
         let (index, message) = fitting.swap_remove(pick as usize % fitting.len());
-        if matches!(
-            kind,
-            MalformedMessage::ProbeAnsweredAtMatch
-                | MalformedMessage::DuplicateAcknowledgement
-                | MalformedMessage::ProbeRefusedWithHint
-        ) {
+        if kind.is_acknowledgement() {
             self.hand_acknowledgement(index, kind, message);
             return;
         }
@@ -454,8 +449,9 @@ fn malformed_message(
     let term = node.term();
     let last = node.last_position();
     let commit = node.commit_index();
-    let voter_peer =
-        || (1..=nodes as NodeId).find(|id| *id != me && node.membership().is_voter(*id));
+    let voter_peers =
+        || (1..=nodes as NodeId).filter(move |id| *id != me && node.membership().is_voter(*id));
+    let voter_peer = || voter_peers().next();
     let leader = || {
         node.leader()
             .filter(|leader| node.role() == Role::Follower && *leader != me)
@@ -580,8 +576,7 @@ fn malformed_message(
             if vote.is_none() && node.leader().is_none() {
                 return None;
             }
-            let from = (1..=nodes as NodeId)
-                .find(|id| *id != me && Some(*id) != vote && node.membership().is_voter(*id))?;
+            let from = voter_peers().find(|id| Some(*id) != vote)?;
             let body = MessageBody::RequestVote {
                 pre_vote: true,
                 last_log: last,
@@ -591,8 +586,7 @@ fn malformed_message(
         }
         MalformedMessage::SecondLeader => {
             let leader = leader()?;
-            let from = (1..=nodes as NodeId)
-                .find(|id| *id != me && *id != leader && node.membership().is_voter(*id))?;
+            let from = voter_peers().find(|id| *id != leader)?;
             let body = MessageBody::Heartbeat {
                 commit: 0,
                 read_round: 0,
