@@ -74,7 +74,7 @@ impl Node {
             Role::Leader if self.persisted_index != self.commit_checked_persisted_index => {
                 self.commit_checked_persisted_index = self.persisted_index;
                 if self.maybe_commit() {
-                    self.broadcast_append(true, actions);
+                    self.broadcast_commit(actions);
                 }
             }
             Role::Leader => {}

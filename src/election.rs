@@ -441,6 +441,7 @@ impl Node {
                 } => {}
                 MessageBody::AppendEntries { .. }
                 | MessageBody::Heartbeat { .. }
+                | MessageBody::CommitNotice { .. }
                 | MessageBody::InstallSnapshot { .. }
                 | MessageBody::TimeoutNow => {
                     self.become_follower(message.term, Some(message.from), actions);
@@ -461,6 +462,7 @@ impl Node {
                 // A deposed leader learns the newer term from the answer.
                 MessageBody::AppendEntries { .. }
                 | MessageBody::Heartbeat { .. }
+                | MessageBody::CommitNotice { .. }
                 | MessageBody::InstallSnapshot { .. } => {
                     let body = MessageBody::HeartbeatResponse { read_round: 0 };
                     self.send(message.from, body, actions);
@@ -515,6 +517,11 @@ impl Node {
             MessageBody::HeartbeatResponse { read_round } => {
                 self.handle_heartbeat_response(message.from, read_round, actions)
             }
+            MessageBody::CommitNotice { last, commit } => {
+                if self.accept_leader(message.from, actions) {
+                    self.handle_commit_notice(message.from, message.term, last, commit, actions);
+                }
+            }
             MessageBody::ReadIndexRequest { request } => {
                 self.handle_read_index_request(message.from, request, actions)
             }
@@ -556,7 +563,7 @@ impl Node {
     /// Whether a message from `message.from` is taken at all. From a node
     /// some configuration here names (or that leads our current term):
     /// always. From any other node only leader traffic (AppendEntries,
-    /// Heartbeat, InstallSnapshot) and vote requests from a candidate whose
+    /// Heartbeat, CommitNotice, InstallSnapshot) and vote requests from a candidate whose
     /// log is at least as up to date as ours, and only while this node
     /// does not vote (a learner, or a node just built to join) or has no
     /// live leader.
@@ -586,6 +593,7 @@ impl Node {
         let may_be_newer = match &message.body {
             MessageBody::AppendEntries { .. }
             | MessageBody::Heartbeat { .. }
+            | MessageBody::CommitNotice { .. }
             | MessageBody::InstallSnapshot { .. } => true,
             MessageBody::RequestVote { last_log, .. } => {
                 last_log.is_up_to_date_with(&self.log.last_position())

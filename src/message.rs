@@ -131,6 +131,20 @@ pub enum MessageBody {
         /// the leader resends from `next_offset`.
         rewind: bool,
     },
+    /// The leader's commit index moved and this follower has nothing new
+    /// to receive: taken as an empty [`MessageBody::AppendEntries`] after
+    /// the leader's last entry `last`, except that it is not acknowledged.
+    /// A follower whose log holds `last` (so it equals the leader's log up
+    /// to there, by log matching) commits up to `commit` and answers
+    /// nothing, so telling a follower of a commit costs one message instead
+    /// of two; one whose log does not hold it refuses it with a hint, like
+    /// an append, so the leader finds out about missing entries as soon.
+    CommitNotice {
+        /// The leader's last log entry.
+        last: LogPosition,
+        /// The leader's commit index (at most `last.index`).
+        commit: Index,
+    },
 }
 
 /// Outcome of an AppendEntries as the follower reports it.

@@ -58,6 +58,11 @@ pub struct PlantedBugs {
     /// Caught by the simulator's stability checks under the final
     /// configuration; sets no assertion aside (not in [`Self::any`]).
     pub removed_node_campaigns: bool,
+    /// A follower takes a commit notice without checking that its log
+    /// holds the leader's last entry, committing (up to its own last
+    /// entry) whatever it holds there, even a suffix no leader of its term
+    /// sent it.
+    pub commit_notice_unchecked: bool,
 }
 
 impl PlantedBugs {
@@ -72,6 +77,7 @@ impl PlantedBugs {
         witness_campaigns: false,
         probe_ignores_hint: false,
         removed_node_campaigns: false,
+        commit_notice_unchecked: false,
     };
 
     /// Whether any safety mistake is on (the core's direct assertions are
@@ -84,5 +90,6 @@ impl PlantedBugs {
             || self.joint_new_quorum_only
             || self.membership_on_commit
             || self.witness_campaigns
+            || self.commit_notice_unchecked
     }
 }

@@ -109,6 +109,29 @@ impl Node {
         }
     }
 
+    /// Tells every follower that the commit index moved. A follower the
+    /// leader streams to (replicate state, window open) with nothing new
+    /// to receive gets a one-way [`MessageBody::CommitNotice`]; every other
+    /// gets what [`Self::broadcast_append`] would send it (entries, or an
+    /// empty append: a probe must be answered).
+    pub(crate) fn broadcast_commit(&mut self, actions: &mut Vec<Action>) {
+        let last = self.log.last_position();
+        let commit = self.log.commit_index();
+        for i in 0..self.peer_count() {
+            let peer = self.peer(i);
+            let caught_up = self.progress.get(&peer).is_some_and(|progress| {
+                progress.state == ProgressState::Replicate
+                    && !progress.is_paused()
+                    && progress.next_index > last.index
+            });
+            if caught_up {
+                self.send(peer, MessageBody::CommitNotice { last, commit }, actions);
+            } else if self.send_append(peer, true, actions) {
+                self.send_append_pipelined(peer, actions);
+            }
+        }
+    }
+
     /// Keeps sending batches to `to` while it is in replicate state, has
     /// room in its in-flight window, and is missing entries.
     fn send_append_pipelined(&mut self, to: NodeId, actions: &mut Vec<Action>) {
@@ -196,13 +219,67 @@ impl Node {
         leader: NodeId,
         message_term: Term,
         prev: LogPosition,
-        mut entries: Vec<Entry>,
+        entries: Vec<Entry>,
         leader_commit: Index,
         actions: &mut Vec<Action>,
     ) {
-        if !entries_well_formed(prev, &entries, message_term) {
+        if self.take_append(leader, message_term, prev, entries, leader_commit, actions) {
+            // Nothing new to wait for: answer this message now (it may be a
+            // probe the leader is blocked on).
+            self.ack_owed = true;
+        }
+    }
+
+    /// Follower side of a [`MessageBody::CommitNotice`] from our leader of
+    /// the current term: taken as an empty append after `last`, except
+    /// that a notice our log matches is not answered (the leader learns
+    /// nothing from the answer: it asked for none, and acknowledgements of
+    /// newly durable entries go out as usual). One our log does not match
+    /// is refused with a hint like any append, so a follower that lost
+    /// entries the leader believes it holds is found out as quickly as by
+    /// an empty append.
+    pub(crate) fn handle_commit_notice(
+        &mut self,
+        leader: NodeId,
+        message_term: Term,
+        last: LogPosition,
+        commit: Index,
+        actions: &mut Vec<Action>,
+    ) {
+        if commit > last.index {
+            // A leader's commit index never passes its last entry.
             self.stats.messages_malformed += 1;
             return;
+        }
+        if self.planted().commit_notice_unchecked {
+            // The planted mistake: no log matching, so a divergent suffix
+            // this follower still holds from an older leader commits.
+            let commit = commit.min(self.log.last_index());
+            if commit > self.log.commit_index() {
+                self.log.commit_to(commit);
+            }
+            return;
+        }
+        self.take_append(leader, message_term, last, Vec::new(), commit, actions);
+    }
+
+    /// Takes an append (or a commit notice, as an append without entries):
+    /// refuses it with a hint where `prev` does not match our log, else
+    /// appends what is new and moves the commit index. Returns whether it
+    /// was taken and holds nothing that is not durable here yet (an
+    /// append's answer is then owed at once).
+    fn take_append(
+        &mut self,
+        leader: NodeId,
+        message_term: Term,
+        prev: LogPosition,
+        mut entries: Vec<Entry>,
+        leader_commit: Index,
+        actions: &mut Vec<Action>,
+    ) -> bool {
+        if !entries_well_formed(prev, &entries, message_term) {
+            self.stats.messages_malformed += 1;
+            return false;
         }
         let commit = self.log.commit_index();
         // Entries at or below our commit index are already ours; check them
@@ -220,7 +297,7 @@ impl Node {
                     .any(|e| contradicts(e.position()))
             {
                 self.stats.append_conflicts_with_commit += 1;
-                return;
+                return false;
             }
             let skip = entries.iter().take_while(|e| e.index <= commit).count();
             let commit_term = self
@@ -240,7 +317,7 @@ impl Node {
             if prev.index <= commit {
                 // Our committed entry at prev differs from the leader's.
                 self.stats.append_conflicts_with_commit += 1;
-                return;
+                return false;
             }
             if prev.index > self.log.last_index() {
                 self.stats.messages_index_out_of_range += 1;
@@ -256,7 +333,7 @@ impl Node {
                 MessageBody::AppendEntriesResponse(response),
                 actions,
             );
-            return;
+            return false;
         }
 
         let message_last = prev.index + entries.len() as Index;
@@ -267,11 +344,11 @@ impl Node {
             let first_new_index = entries[first_new].index;
             if first_new_index <= self.log.commit_index() {
                 self.stats.append_conflicts_with_commit += 1;
-                return;
+                return false;
             }
             if self.writes.len() >= self.config.unpersisted_writes_max {
                 self.stats.appends_dropped_backpressure += 1;
-                return;
+                return false;
             }
             if first_new_index <= self.log.last_index() {
                 self.stats.entries_truncated += self.log.last_index() - first_new_index + 1;
@@ -290,11 +367,7 @@ impl Node {
         if new_commit > self.log.commit_index() {
             self.log.commit_to(new_commit);
         }
-        if message_last <= self.persisted_index {
-            // Nothing new to wait for: answer this message now (it may be a
-            // probe the leader is blocked on).
-            self.ack_owed = true;
-        }
+        message_last <= self.persisted_index
     }
 
     /// Sends the leader the highest index that both matches its log and is
@@ -405,7 +478,7 @@ impl Node {
                     if self.log.term_at(progress.match_index).is_none() {
                         // Still behind the base: the transfer goes on.
                         if advanced && self.maybe_commit() {
-                            self.broadcast_append(true, actions);
+                            self.broadcast_commit(actions);
                         }
                         return;
                     }
@@ -419,7 +492,7 @@ impl Node {
                     progress.become_replicate();
                 }
                 if self.maybe_commit() {
-                    self.broadcast_append(true, actions);
+                    self.broadcast_commit(actions);
                 } else if self.send_append(from, was_paused, actions) {
                     self.send_append_pipelined(from, actions);
                 }

@@ -127,6 +127,8 @@ fn arb_body(term: u64) -> impl Strategy<Value = MessageBody> {
         (arb_index(), 0u64..16)
             .prop_map(|(commit, read_round)| MessageBody::Heartbeat { commit, read_round }),
         (0u64..16).prop_map(|read_round| MessageBody::HeartbeatResponse { read_round }),
+        (arb_position(), arb_index())
+            .prop_map(|(last, commit)| MessageBody::CommitNotice { last, commit }),
         (0u64..16).prop_map(|request| MessageBody::ReadIndexRequest { request }),
         (
             0u64..16,

@@ -49,9 +49,9 @@ pub struct HostBugs {
     /// check).
     pub session_table_one_larger: bool,
     /// During the latency writes after the quiet period the host's
-    /// network drops the leader's appends that carry no entries (its
-    /// commit updates), so followers learn a commit only from the next
-    /// heartbeat: the follower apply budget fails.
+    /// network drops the leader's commit updates (commit notices, and
+    /// appends that carry no entries), so followers learn a commit only
+    /// from the next heartbeat: the follower apply budget fails.
     pub calm_commit_updates_dropped: bool,
     /// During the read rounds after the latency writes the host's network
     /// drops heartbeat answers, so no read round is confirmed: the read
@@ -123,6 +123,9 @@ pub struct CoreBugs {
     /// A node removed from the voters keeps campaigning (caught by the
     /// stability checks under the final configuration).
     pub removed_node_campaigns: bool,
+    /// A follower commits on a commit notice without checking that its
+    /// log holds the leader's last entry.
+    pub commit_notice_unchecked: bool,
 }
 
 impl CoreBugs {
@@ -137,6 +140,7 @@ impl CoreBugs {
             || self.witness_campaigns
             || self.probe_ignores_hint
             || self.removed_node_campaigns
+            || self.commit_notice_unchecked
     }
 
     /// The core's form of these bugs.
@@ -152,6 +156,7 @@ impl CoreBugs {
             witness_campaigns: self.witness_campaigns,
             probe_ignores_hint: self.probe_ignores_hint,
             removed_node_campaigns: self.removed_node_campaigns,
+            commit_notice_unchecked: self.commit_notice_unchecked,
         }
     }
 }
@@ -770,6 +775,9 @@ impl SimConfig {
         }
         if self.core_bugs.removed_node_campaigns {
             flags += " --bug-removed-node-campaigns";
+        }
+        if self.core_bugs.commit_notice_unchecked {
+            flags += " --bug-commit-notice-unchecked";
         }
         if self.service != crate::services::Service::Builtin {
             flags += &format!(" --service {}", self.service.name());

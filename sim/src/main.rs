@@ -297,6 +297,10 @@ struct SimArgs {
     /// Planted core mistake: a witness campaigns like a full voter.
     #[arg(long)]
     bug_witness_campaigns: bool,
+    /// Planted core mistake: a follower commits on a commit notice without
+    /// checking that its log holds the leader's last entry.
+    #[arg(long)]
+    bug_commit_notice_unchecked: bool,
     /// Planted core mistake: a node removed from the voters keeps
     /// campaigning.
     #[arg(long)]
@@ -395,6 +399,7 @@ impl SimArgs {
                 witness_campaigns: self.bug_witness_campaigns,
                 probe_ignores_hint: self.bug_probe_ignores_hint,
                 removed_node_campaigns: self.bug_removed_node_campaigns,
+                commit_notice_unchecked: self.bug_commit_notice_unchecked,
             },
             reads: self.reads,
             lease_skew_beyond_bound: self.lease_skew_beyond_bound,

@@ -22,8 +22,10 @@ use super::codec::{self, CodecError};
 /// The protocol version written in every frame. Version 2 wraps peer
 /// messages in [`PeerFrame`](super::wire::PeerFrame) so a connection can
 /// carry keepalives; version 3 adds the cluster configuration to
-/// snapshot chunks.
-pub const PROTOCOL_VERSION: u8 = 3;
+/// snapshot chunks; version 4 adds the leader's one-way commit notice
+/// ([`MessageBody::CommitNotice`](crate::MessageBody::CommitNotice)),
+/// which a version 3 peer could not decode.
+pub const PROTOCOL_VERSION: u8 = 4;
 
 /// Bytes of header before the payload.
 pub const FRAME_HEADER_BYTES: usize = 9;

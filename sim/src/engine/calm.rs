@@ -330,6 +330,11 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             {
                 None
             }
+            MessageBody::CommitNotice { .. }
+                if bugs.calm_commit_updates_dropped && self.latency.is_some() =>
+            {
+                None
+            }
             MessageBody::HeartbeatResponse { .. }
                 if bugs.calm_heartbeat_answers_dropped
                     && self

@@ -115,6 +115,7 @@ pub(super) fn body_code(body: &MessageBody) -> u64 {
             rewind,
         } => 10 | (u64::from(*rewind) << 4) | (snapshot.index << 8) | (next_offset << 32),
         MessageBody::Removed { configuration } => 11 | (configuration.index << 8),
+        MessageBody::CommitNotice { last, commit } => 13 | (last.index << 8) | (commit << 36),
     }
 }
 

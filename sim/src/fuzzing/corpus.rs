@@ -92,6 +92,10 @@ pub fn sample_messages() -> Vec<Message> {
             next_offset: 5,
             rewind: false,
         },
+        MessageBody::CommitNotice {
+            last: LogPosition::new(6, 3),
+            commit: 6,
+        },
     ];
     bodies
         .into_iter()

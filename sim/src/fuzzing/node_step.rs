@@ -574,7 +574,7 @@ fn hostile_message(cursor: &mut Cursor<'_>, from: NodeId, to: NodeId) -> Message
         let index = small(cursor);
         LogPosition::new(index, small(cursor))
     };
-    let body = match cursor.u8() % 14 {
+    let body = match cursor.u8() % 15 {
         0 => MessageBody::RequestVote {
             pre_vote: cursor.u8() & 1 != 0,
             last_log: position(cursor),
@@ -650,6 +650,10 @@ fn hostile_message(cursor: &mut Cursor<'_>, from: NodeId, to: NodeId) -> Message
         12 => MessageBody::ReadIndexResponse {
             request: small(cursor),
             index: (cursor.u8() & 1 != 0).then(|| small(cursor)),
+        },
+        13 => MessageBody::CommitNotice {
+            last: position(cursor),
+            commit: small(cursor),
         },
         _ => MessageBody::InstallSnapshotResponse {
             snapshot: position(cursor),
@@ -756,6 +760,7 @@ fn drive(data: &[u8]) -> Result<Cluster, Violation> {
                     message.body,
                     MessageBody::AppendEntries { .. }
                         | MessageBody::Heartbeat { .. }
+                        | MessageBody::CommitNotice { .. }
                         | MessageBody::InstallSnapshot { .. }
                 ) {
                     // Taken as a possibly newer leader's (see the module
