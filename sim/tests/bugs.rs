@@ -608,7 +608,10 @@ fn commit_notice_without_log_matching_is_caught() {
     let (seed, failure) = first_catch(&base, COMMIT_NOTICE_SEEDS, |kind| {
         kind == FailureKind::BacklogThroughput
     });
-    assert!(failure.message.contains("backlog"), "seed {seed}: {failure}");
+    assert!(
+        failure.message.contains("backlog"),
+        "seed {seed}: {failure}"
+    );
     let correct = SimConfig {
         core_bugs: CoreBugs::default(),
         ..base
