@@ -211,7 +211,9 @@ pub enum Action {
         /// The cluster configuration in force at the snapshot's last entry,
         /// sent by the leader: store it with the snapshot and hand it back
         /// in [`Recovered::membership`](crate::Recovered::membership).
-        membership: crate::membership::Membership,
+        /// Boxed: a rare action, kept from making every [`Action`] (and so
+        /// every move of one) larger.
+        membership: Box<crate::membership::Membership>,
     },
     /// Replace the state machine's state with the snapshot received from
     /// the leader (the bytes of `WriteSnapshotChunk`, which stand for every

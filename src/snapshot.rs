@@ -663,7 +663,7 @@ impl Node {
             id,
             snapshot,
             discard_log: !keep_suffix,
-            membership: membership.clone(),
+            membership: Box::new(membership.clone()),
         });
         self.apply_emitted_index = position.index;
         if self.is_witness_node() {

@@ -1618,7 +1618,7 @@ where
                 snapshot,
                 discard_log,
                 membership,
-            } => self.persist_snapshot(id, snapshot, discard_log, membership),
+            } => self.persist_snapshot(id, snapshot, discard_log, *membership),
             Action::RestoreSnapshot { snapshot } => self.restore_snapshot(snapshot),
             Action::Transfer { target, outcome } => {
                 tracing::info!(target, ?outcome, "leadership transfer");

@@ -321,7 +321,7 @@ impl Cluster {
                         let (received, bytes) = self.incoming.remove(&id).expect("received");
                         assert_eq!(received, meta);
                         let snapshot = Snapshot::new(meta.position, Bytes::from(bytes))
-                            .with_membership(Some(membership));
+                            .with_membership(Some(*membership));
                         assert_eq!(snapshot.meta(), meta, "received bytes fail the checksum");
                         self.snapshot_bytes
                             .entry(id)
@@ -740,7 +740,7 @@ impl Solo {
                         let (received, bytes) = self.incoming.take().expect("received");
                         assert_eq!(received, *meta);
                         let snapshot = Snapshot::new(meta.position, Bytes::from(bytes))
-                            .with_membership(Some(membership.clone()));
+                            .with_membership(Some((**membership).clone()));
                         assert_eq!(snapshot.meta(), *meta, "received bytes fail the checksum");
                         self.received = Some(snapshot.clone());
                         self.disk

@@ -847,7 +847,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                     }
                 };
                 let snapshot =
-                    Snapshot::new(snapshot.position, received).with_membership(Some(membership));
+                    Snapshot::new(snapshot.position, received).with_membership(Some(*membership));
                 self.hosts[index].keep_snapshot_bytes(snapshot.clone());
                 self.hosts[index].disk.write(Record {
                     id,

@@ -385,7 +385,7 @@ impl Cluster {
                     id,
                     meta: snapshot,
                     discard_log,
-                    membership,
+                    membership: *membership,
                     data,
                 });
             }
