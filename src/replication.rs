@@ -160,6 +160,11 @@ impl Node {
         if progress.is_paused() {
             return false;
         }
+        if !send_if_empty && progress.next_index == self.log.last_index() + 1 {
+            // Everything is sent (the common end of a pipelined burst): no
+            // batch to cut.
+            return false;
+        }
         let prev_index = progress.next_index - 1;
         let Some(prev_term) = self.log.term_at(prev_index) else {
             // Below the compacted base: only the snapshot can help (nothing
