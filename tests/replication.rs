@@ -403,3 +403,96 @@ fn late_follower_learns_commit_without_heartbeat() {
         "node 3 never learned the commit index"
     );
 }
+
+/// When the commit index moves, a follower the leader streams to and that
+/// has nothing new to receive is told with a one-way commit notice, not an
+/// empty append it would have to answer; it commits and answers nothing.
+#[test]
+fn commit_reaches_caught_up_followers_as_an_unanswered_notice() {
+    let mut c = Cluster::new(&[1, 2, 3]);
+    c.elect(1);
+    c.deliver_all();
+    c.record_trace = true;
+    c.propose(1, "x");
+    c.deliver_all();
+    let last = c.node(1).last_index();
+    assert_eq!(c.node(1).commit_index(), last);
+    for id in [2, 3] {
+        assert_eq!(
+            c.node(id).commit_index(),
+            last,
+            "node {id} learned the commit"
+        );
+    }
+    let sends = c.traced_sends(1);
+    for id in [2, 3] {
+        assert!(
+            sends.iter().any(|m| m.to == id
+                && matches!(m.body, MessageBody::CommitNotice { last: l, commit }
+                    if l.index == last && commit == last)),
+            "no commit notice to node {id}: {sends:?}"
+        );
+        assert!(
+            !sends.iter().any(|m| m.to == id
+                && matches!(&m.body, MessageBody::AppendEntries { entries, .. } if entries.is_empty())),
+            "an empty append to node {id}: {sends:?}"
+        );
+    }
+    // Per follower: one append with the entry, its answer, one notice.
+    for id in [2, 3] {
+        let answers = c
+            .traced_sends(id)
+            .into_iter()
+            .filter(|m| matches!(m.body, MessageBody::AppendEntriesResponse(_)))
+            .count();
+        assert_eq!(answers, 1, "node {id} answered the notice");
+    }
+}
+
+/// A commit notice whose last entry the follower holds commits up to the
+/// leader's commit index and is not answered (an append in its place was).
+#[test]
+fn commit_notice_matching_the_log_commits_without_an_answer() {
+    let mut n = Solo::new(config(2, &[1, 2, 3]), recovered(1, None, &[1, 1, 1]));
+    let actions = n.receive(msg(1, 2, 1, append((3, 1), vec![], 0)));
+    assert_eq!(
+        append_answers(&actions),
+        vec![AppendResponse::Accepted { match_index: 3 }],
+        "an empty append is answered"
+    );
+    let last = concord::LogPosition::new(3, 1);
+    let actions = n.receive(msg(1, 2, 1, MessageBody::CommitNotice { last, commit: 2 }));
+    assert_eq!(n.node.commit_index(), 2);
+    assert!(sent(&actions).is_empty(), "answered: {:?}", sent(&actions));
+}
+
+/// A commit notice naming an entry the follower does not hold is refused
+/// with a hint, like an append there would be: the leader learns of the
+/// entries the follower lost as quickly. Nothing is committed.
+#[test]
+fn commit_notice_not_matching_the_log_is_refused_with_a_hint() {
+    let mut n = Solo::new(config(2, &[1, 2, 3]), recovered(2, None, &[1, 1]));
+    let last = concord::LogPosition::new(4, 2);
+    let actions = n.receive(msg(1, 2, 2, MessageBody::CommitNotice { last, commit: 3 }));
+    assert_eq!(n.node.commit_index(), 0);
+    assert_eq!(
+        append_answers(&actions),
+        vec![AppendResponse::Rejected {
+            rejected_index: 4,
+            hint_index: 2,
+            hint_term: 1,
+        }]
+    );
+}
+
+/// A notice whose commit index passes its own last entry comes from no
+/// correct leader: counted as malformed, nothing committed, no answer.
+#[test]
+fn commit_notice_past_its_last_entry_is_malformed() {
+    let mut n = Solo::new(config(2, &[1, 2, 3]), recovered(1, None, &[1, 1, 1]));
+    let last = concord::LogPosition::new(2, 1);
+    let actions = n.receive(msg(1, 2, 1, MessageBody::CommitNotice { last, commit: 3 }));
+    assert_eq!(n.node.commit_index(), 0);
+    assert_eq!(n.node.stats().messages_malformed, 1);
+    assert!(append_answers(&actions).is_empty());
+}
