@@ -563,10 +563,10 @@ impl Node {
     /// Whether a message from `message.from` is taken at all. From a node
     /// some configuration here names (or that leads our current term):
     /// always. From any other node only leader traffic (AppendEntries,
-    /// Heartbeat, CommitNotice, InstallSnapshot) and vote requests from a candidate whose
-    /// log is at least as up to date as ours, and only while this node
-    /// does not vote (a learner, or a node just built to join) or has no
-    /// live leader.
+    /// Heartbeat, CommitNotice, InstallSnapshot) and vote requests from a
+    /// candidate whose log is at least as up to date as ours, and only
+    /// while this node does not vote (a learner, or a node just built to
+    /// join) or has no live leader.
     ///
     /// That much is what joining needs: a new node is built knowing the
     /// voters of the moment, and a lagging voter knows only the
