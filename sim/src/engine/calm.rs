@@ -322,17 +322,13 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
     /// the extra delay of `message`, or `None` when it is dropped.
     pub(super) fn calm_bug_delay(&self, message: &Message) -> Option<u64> {
         let bugs = &self.config.bugs;
+        let commit_update = match &message.body {
+            MessageBody::AppendEntries { entries, .. } => entries.is_empty(),
+            MessageBody::CommitNotice { .. } => true,
+            _ => false,
+        };
         match &message.body {
-            MessageBody::AppendEntries { entries, .. }
-                if bugs.calm_commit_updates_dropped
-                    && self.latency.is_some()
-                    && entries.is_empty() =>
-            {
-                None
-            }
-            MessageBody::CommitNotice { .. }
-                if bugs.calm_commit_updates_dropped && self.latency.is_some() =>
-            {
+            _ if commit_update && bugs.calm_commit_updates_dropped && self.latency.is_some() => {
                 None
             }
             MessageBody::HeartbeatResponse { .. }
