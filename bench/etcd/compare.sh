@@ -6,6 +6,7 @@
 #
 #   bench/etcd/compare.sh                       # 10 s per cell, 1,16,64,256 clients, 2 rounds
 #   CONCORD_BENCH_SECS=5 CONCORD_BENCH_CLIENTS=64 bench/etcd/compare.sh
+#   CONCORD_BENCH_SERVER_THREADS=0 bench/etcd/compare.sh   # each system's default threads
 #
 # Results: the table on stdout, and vs_etcd.csv plus three SVG plots in
 # target/bench-results/ (or $CONCORD_BENCH_OUT).

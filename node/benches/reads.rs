@@ -417,7 +417,7 @@ fn run_etcd(
     seconds: u64,
     cells: &mut Vec<Cell>,
 ) {
-    let (processes, addrs) = start_etcd(binary);
+    let (processes, addrs) = start_etcd(binary, None);
     let pids = processes.pids();
     if let Err(e) = runtime.block_on(etcd_wait_ready(&addrs[0])) {
         println!("SKIPPING etcd cells: {e}");

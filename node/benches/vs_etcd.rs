@@ -19,6 +19,18 @@
 //! clients use `concord::tokio::client::Client` as shipped, which finds the
 //! leader itself.
 //!
+//! Both run their servers on the same number of threads,
+//! `CONCORD_BENCH_SERVER_THREADS` (default 1): `--worker-threads` of every
+//! `concord-node` (1 is a current-thread runtime; the WAL writer has its
+//! own thread besides) and `GOMAXPROCS` of every etcd member (Go's
+//! system-call and garbage-collector threads besides). On 2 cores that
+//! carry 3 members of each system and the load generator, one thread is
+//! the faster setting for both (2026-11-24, 64 clients: etcd 8,372 puts/s
+//! with `GOMAXPROCS=1` against 7,864 with its default of one per core;
+//! concord 32,459 with one worker against 23,893 to 26,552 with its
+//! default of two). `CONCORD_BENCH_SERVER_THREADS=0` keeps each system's
+//! default.
+//!
 //! Each client count runs `CONCORD_BENCH_ROUNDS` rounds (default 2), and
 //! each round runs both systems, alternating which goes first, so load from
 //! elsewhere on the machine hits both alike. Per cell: throughput, p50 and
@@ -421,8 +433,23 @@ fn write_outputs(cells: &[Cell], clients_list: &[usize]) -> std::io::Result<Path
     plot::write_results(&files)
 }
 
-fn start_clusters(runtime: &tokio::runtime::Runtime) -> Clusters {
-    let concord = NodeCluster::start(3, &[]);
+/// Server threads per member for both systems, from
+/// `CONCORD_BENCH_SERVER_THREADS`; `None` (the value 0): each system's
+/// default.
+fn server_threads() -> Option<usize> {
+    match env_u64("CONCORD_BENCH_SERVER_THREADS", 1) {
+        0 => None,
+        n => Some(n as usize),
+    }
+}
+
+fn start_clusters(runtime: &tokio::runtime::Runtime, threads: Option<usize>) -> Clusters {
+    let worker_threads = threads.map(|n| n.to_string());
+    let concord_args: Vec<&str> = match &worker_threads {
+        Some(n) => vec!["--worker-threads", n],
+        None => Vec::new(),
+    };
+    let concord = NodeCluster::start(3, &concord_args);
     let concord_pids = concord.processes.pids();
     let value = Bytes::from(vec![b'v'; VALUE_BYTES]);
     runtime.block_on(async {
@@ -465,7 +492,7 @@ fn start_clusters(runtime: &tokio::runtime::Runtime) -> Clusters {
         }
     };
     println!("etcd: {} ({binary})", etcd_version(&binary));
-    let (processes, addrs) = start_etcd(&binary);
+    let (processes, addrs) = start_etcd(&binary, threads);
     if let Err(e) = runtime.block_on(etcd_wait_ready(&addrs[0])) {
         println!("SKIPPING every etcd cell: {e}");
         return clusters;
@@ -501,10 +528,15 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    let threads = server_threads();
+    let threads_text = match threads {
+        Some(n) => format!("{n} per member for both (concord --worker-threads, etcd GOMAXPROCS)"),
+        None => "each system's default".to_string(),
+    };
     println!(
-        "vs_etcd: puts of {VALUE_BYTES}-byte values over {KEYS} preloaded keys; closed-loop clients, one put in flight each, connections opened before the clock; {seconds}s per cell; {rounds} rounds alternating which system goes first; fsync on; load generator: 2 tokio workers"
+        "vs_etcd: puts of {VALUE_BYTES}-byte values over {KEYS} preloaded keys; closed-loop clients, one put in flight each, connections opened before the clock; {seconds}s per cell; {rounds} rounds alternating which system goes first; fsync on; server threads: {threads_text}; load generator: 2 tokio workers"
     );
-    let clusters = start_clusters(&runtime);
+    let clusters = start_clusters(&runtime, threads);
     let mut cells = Vec::new();
     print_header();
     for (n, &clients) in clients_list.iter().enumerate() {

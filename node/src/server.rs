@@ -170,7 +170,8 @@ pub struct ServerFlags {
     #[arg(long, env = "CONCORD_CLOCK_DRIFT_BOUND_TICKS", value_name = "N")]
     pub clock_drift_bound_ticks: Option<u32>,
     /// Runtime worker threads, besides the WAL writer thread [default: 2;
-    /// 1: a single-threaded runtime].
+    /// 1: a single-threaded runtime, which costs less CPU per write; use it
+    /// where nodes share a machine's cores].
     #[arg(long, env = "CONCORD_NODE_THREADS", value_name = "N", value_parser = worker_threads_text)]
     pub worker_threads: Option<usize>,
 }

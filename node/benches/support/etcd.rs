@@ -216,8 +216,10 @@ pub fn etcd_version(binary: &str) -> String {
 }
 
 /// Three etcd members on loopback; returns the processes and client
-/// addresses.
-pub fn start_etcd(binary: &str) -> (Processes, Vec<String>) {
+/// addresses. With `gomaxprocs`, each member's Go runtime runs Go code on
+/// that many threads at most (`GOMAXPROCS`; etcd's default is one per
+/// core).
+pub fn start_etcd(binary: &str, gomaxprocs: Option<usize>) -> (Processes, Vec<String>) {
     let addrs = free_loopback_addrs(6);
     let (clients, peers) = addrs.split_at(3);
     let initial = peers
@@ -232,7 +234,11 @@ pub fn start_etcd(binary: &str) -> (Processes, Vec<String>) {
         let name = format!("m{}", i + 1);
         let client_url = format!("http://{}", clients[i]);
         let peer_url = format!("http://{}", peers[i]);
-        let child = std::process::Command::new(binary)
+        let mut command = std::process::Command::new(binary);
+        if let Some(threads) = gomaxprocs {
+            command.env("GOMAXPROCS", threads.to_string());
+        }
+        let child = command
             .args(["--name", &name])
             .arg("--data-dir")
             .arg(base.join(&name))
