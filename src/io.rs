@@ -3,10 +3,11 @@
 use bytes::Bytes;
 use thiserror::Error;
 
+use crate::entries::Entries;
 use crate::message::Message;
 use crate::read_index::{ReadError, ReadPath};
 use crate::snapshot::{SnapshotChunkToSend, SnapshotMeta};
-use crate::types::{Entry, HardState, Index, NodeId, Term, WriteId};
+use crate::types::{HardState, Index, NodeId, Term, WriteId};
 
 /// An event the host feeds into [`Node::step`](crate::Node::step).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,13 +112,13 @@ pub enum Action {
         /// Remove every entry with a greater index before appending.
         truncate_after: Option<Index>,
         /// Entries to append, contiguous.
-        entries: Vec<Entry>,
+        entries: Entries,
     },
     /// Apply these committed entries to the state machine, in order. Every
     /// replica applies the same entries in the same order.
     Apply {
         /// Committed entries, contiguous, continuing the previous `Apply`.
-        entries: Vec<Entry>,
+        entries: Entries,
     },
     /// Proposals were appended to the leader's log. They will commit unless
     /// leadership is lost first; watch for them in `Apply`.

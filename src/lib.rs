@@ -295,6 +295,7 @@ mod config;
 mod crc64;
 mod durability;
 mod election;
+mod entries;
 mod io;
 mod log;
 mod membership;
@@ -317,6 +318,7 @@ mod transfer;
 mod types;
 
 pub use config::{Config, ConfigError};
+pub use entries::Entries;
 pub use io::{Action, Input, ProposeError};
 pub use membership::{Membership, MembershipChange, MembershipError};
 pub use message::{AppendResponse, Message, MessageBody};

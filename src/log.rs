@@ -1,16 +1,40 @@
 //! The in-memory replicated log: entries since the last snapshot, the
 //! position the snapshot covers (the log's base), and the commit index.
+//!
+//! Entries are held in the runs they arrived in (a proposal batch, or the
+//! entries of one AppendEntries), each an [`Entries`] shared with every
+//! write, append and apply cut from it: in the steady state a run reaches
+//! the host, the followers and the state machine without a copy of an
+//! entry. A request that spans runs is served by a copy of its entries.
 
 use std::collections::VecDeque;
 
+use crate::entries::Entries;
 use crate::types::{Entry, Index, LogPosition, Term, ENTRY_OVERHEAD_BYTES};
 
-/// The log of one replica. `entries[i]` has index `base.index + 1 + i`.
+/// Consecutive entries of the log, the first at index `first`.
+#[derive(Clone, Debug)]
+struct Run {
+    first: Index,
+    /// Never empty.
+    entries: Entries,
+}
+
+impl Run {
+    fn last(&self) -> Index {
+        self.first + self.entries.len() as Index - 1
+    }
+}
+
+/// The log of one replica: the runs hold indices `base.index + 1` to
+/// `base.index + len`, in order, without gaps.
 #[derive(Clone, Debug)]
 pub(crate) struct RaftLog {
     /// Last entry covered by a snapshot (ZERO when there is none).
     base: LogPosition,
-    entries: VecDeque<Entry>,
+    runs: VecDeque<Run>,
+    /// Entries in all runs together.
+    len: usize,
     /// Highest index known to be committed.
     commit: Index,
 }
@@ -19,12 +43,15 @@ impl RaftLog {
     /// A log that starts after `base` and holds `entries`. The caller has
     /// checked that the entries are contiguous from `base.index + 1`.
     pub(crate) fn new(base: LogPosition, entries: Vec<Entry>, commit: Index) -> Self {
-        let log = RaftLog {
+        let mut log = RaftLog {
             base,
-            entries: entries.into(),
-            commit,
+            runs: VecDeque::new(),
+            len: 0,
+            commit: base.index,
         };
-        assert!(log.commit >= log.base.index && log.commit <= log.last_index());
+        log.append_run(Entries::from(entries));
+        assert!(commit >= log.base.index && commit <= log.last_index());
+        log.commit = commit;
         log
     }
 
@@ -33,11 +60,11 @@ impl RaftLog {
     }
 
     pub(crate) fn last_index(&self) -> Index {
-        self.base.index + self.entries.len() as Index
+        self.base.index + self.len as Index
     }
 
     pub(crate) fn last_position(&self) -> LogPosition {
-        match self.entries.back() {
+        match self.runs.back().and_then(|run| run.entries.last()) {
             Some(entry) => entry.position(),
             None => self.base,
         }
@@ -56,12 +83,66 @@ impl RaftLog {
         self.entry(index).map(|entry| entry.term)
     }
 
+    /// The run holding `index` and the entry's offset in it.
+    fn locate(&self, index: Index) -> Option<(usize, usize)> {
+        if index <= self.base.index || index > self.last_index() {
+            return None;
+        }
+        // Most lookups are of the newest entries: try the last run first.
+        let last = self.runs.len() - 1;
+        let run = if self.runs[last].first <= index {
+            last
+        } else {
+            // Runs tend to be of one size (a client's batch, a message's
+            // worth): where they are, the interpolated guess is the run.
+            let span = index - self.first_index();
+            let guess = span
+                .checked_mul(self.runs.len() as u64)
+                .map_or(0, |scaled| (scaled / self.len as u64) as usize)
+                .min(last);
+            let at = &self.runs[guess];
+            if at.first > index {
+                self.last_run_starting_by(index, 0, guess)
+            } else if at.last() < index {
+                self.last_run_starting_by(index, guess + 1, last)
+            } else {
+                guess
+            }
+        };
+        let offset = (index - self.runs[run].first) as usize;
+        debug_assert_eq!(self.runs[run].entries[offset].index, index);
+        Some((run, offset))
+    }
+
+    /// Of runs `low..high`, the last whose first index is at most
+    /// `index`; the caller knows run `low` starts by `index` or that
+    /// `low` is 0 (the first run starts at the log's first index).
+    fn last_run_starting_by(&self, index: Index, mut low: usize, mut high: usize) -> usize {
+        assert!(self.runs[low].first <= index);
+        // Invariant: run `low` starts by `index`; runs from `high` on
+        // start after it (or lie outside the searched part).
+        while high - low > 1 {
+            let middle = low + (high - low) / 2;
+            if self.runs[middle].first <= index {
+                low = middle;
+            } else {
+                high = middle;
+            }
+        }
+        low
+    }
+
     pub(crate) fn entry(&self, index: Index) -> Option<&Entry> {
+        // Most lookups are of the newest entries: the last run first.
+        let back = self.runs.back()?;
+        if index >= back.first {
+            return back.entries.get((index - back.first) as usize);
+        }
         if index <= self.base.index {
             return None;
         }
-        let offset = usize::try_from(index - self.base.index - 1).ok()?;
-        self.entries.get(offset)
+        self.locate(index)
+            .map(|(run, offset)| &self.runs[run].entries[offset])
     }
 
     pub(crate) fn matches(&self, position: LogPosition) -> bool {
@@ -70,10 +151,27 @@ impl RaftLog {
 
     /// Appends one entry, which must directly follow the last.
     pub(crate) fn append(&mut self, entry: Entry) {
-        let last = self.last_position();
-        assert_eq!(entry.index, last.index + 1, "log append must be contiguous");
-        assert!(entry.term >= last.term, "log terms must not decrease");
-        self.entries.push_back(entry);
+        self.append_run(std::iter::once(entry).collect());
+    }
+
+    /// Appends `entries`, which must directly follow the last entry, be
+    /// contiguous, and have non-decreasing terms. They stay one run.
+    pub(crate) fn append_run(&mut self, entries: Entries) {
+        let Some(first) = entries.first() else {
+            return;
+        };
+        let mut last = self.last_position();
+        for entry in entries.iter() {
+            assert_eq!(entry.index, last.index + 1, "log append must be contiguous");
+            assert!(entry.term >= last.term, "log terms must not decrease");
+            last = entry.position();
+        }
+        self.len += entries.len();
+        self.runs.push_back(Run {
+            first: first.index,
+            entries,
+        });
+        assert_eq!(self.last_position(), last);
     }
 
     /// Drops every entry after `index`. Committed entries are never dropped.
@@ -85,10 +183,39 @@ impl RaftLog {
             self.commit
         );
         assert!(index >= self.base.index);
-        if index < self.last_index() {
-            self.entries.truncate((index - self.base.index) as usize);
+        while let Some(run) = self.runs.back_mut() {
+            if run.first > index {
+                self.len -= run.entries.len();
+                self.runs.pop_back();
+            } else {
+                if run.last() > index {
+                    let keep = (index - run.first + 1) as usize;
+                    self.len -= run.entries.len() - keep;
+                    run.entries = run.entries.slice(0..keep);
+                }
+                break;
+            }
         }
         assert_eq!(self.last_index(), index.min(self.last_index()));
+    }
+
+    /// Releases the entries up to and including `index`, which must be
+    /// held or be the base.
+    fn release_to(&mut self, index: Index) {
+        while let Some(run) = self.runs.front_mut() {
+            if run.last() <= index {
+                self.len -= run.entries.len();
+                self.runs.pop_front();
+            } else {
+                if run.first <= index {
+                    let cut = (index - run.first + 1) as usize;
+                    self.len -= cut;
+                    run.entries = run.entries.slice(cut..run.entries.len());
+                    run.first = index + 1;
+                }
+                break;
+            }
+        }
     }
 
     /// The position the log continues after (the last compacted entry).
@@ -109,10 +236,11 @@ impl RaftLog {
             return;
         }
         let term = self.term_at(index).expect("compacted entry is held");
-        let count = (index - self.base.index) as usize;
-        self.entries.drain(..count);
+        let last = self.last_index();
+        self.release_to(index);
         self.base = LogPosition::new(index, term);
         assert_eq!(self.first_index(), index + 1);
+        assert_eq!(self.last_index(), last);
     }
 
     /// Installs a snapshot ending at `snapshot`, above the commit index:
@@ -126,10 +254,10 @@ impl RaftLog {
         );
         if keep_suffix {
             assert!(self.matches(snapshot));
-            let count = (snapshot.index - self.base.index) as usize;
-            self.entries.drain(..count);
+            self.release_to(snapshot.index);
         } else {
-            self.entries.clear();
+            self.runs.clear();
+            self.len = 0;
         }
         self.base = snapshot;
         self.commit = snapshot.index;
@@ -153,50 +281,66 @@ impl RaftLog {
 
     /// Up to `count_max` entries from `from` on, stopping before the total
     /// size passes `bytes_max` (but always at least one entry if any).
-    pub(crate) fn entries_from(
-        &self,
-        from: Index,
-        count_max: usize,
-        bytes_max: usize,
-    ) -> Vec<Entry> {
+    pub(crate) fn entries_from(&self, from: Index, count_max: usize, bytes_max: usize) -> Entries {
         assert!(
             from > self.base.index,
             "entry {from} requested below the log base {}",
             self.base.index
         );
-        let offset = (from - self.base.index - 1) as usize;
-        // Sized once, for the most entries the limits allow (every entry
-        // counts at least its fixed overhead against `bytes_max`): no
-        // regrowth while filling, and never more than a small multiple of
-        // the byte limit.
-        let room = self
-            .entries
-            .len()
-            .saturating_sub(offset)
+        if from > self.last_index() {
+            return Entries::new();
+        }
+        // Every entry counts at least its fixed overhead against
+        // `bytes_max`: never more than a small multiple of the byte limit.
+        let room = ((self.last_index() - from + 1) as usize)
             .min(count_max)
             .min(bytes_max / ENTRY_OVERHEAD_BYTES + 1);
-        let mut batch = Vec::with_capacity(room);
+        let mut count = 0usize;
         let mut size_bytes = 0usize;
-        let start = offset.min(self.entries.len());
-        for entry in self.entries.range(start..).take(room) {
+        for entry in self.iter_from(from).take(room) {
             size_bytes += entry.size_bytes();
-            if !batch.is_empty() && size_bytes > bytes_max {
+            if count > 0 && size_bytes > bytes_max {
                 break;
             }
-            batch.push(entry.clone());
+            count += 1;
         }
-        batch
+        self.cut(from, count)
     }
 
-    /// Entries `from..=to`, cloned (payloads are shared, not copied).
-    pub(crate) fn slice(&self, from: Index, to: Index) -> Vec<Entry> {
+    /// Entries `from..=to`, shared where they lie in one run.
+    pub(crate) fn slice(&self, from: Index, to: Index) -> Entries {
         if from > to {
-            return Vec::new();
+            return Entries::new();
         }
         assert!(from > self.base.index && to <= self.last_index());
-        let start = (from - self.base.index - 1) as usize;
-        let end = (to - self.base.index) as usize;
-        self.entries.range(start..end).cloned().collect()
+        self.cut(from, (to - from + 1) as usize)
+    }
+
+    /// `count` entries from `from` on, all held: a part of one run, or a
+    /// copy when they span runs.
+    fn cut(&self, from: Index, count: usize) -> Entries {
+        if count == 0 {
+            return Entries::new();
+        }
+        let (run, offset) = self.locate(from).expect("cut from a held entry");
+        let entries = &self.runs[run].entries;
+        let cut = if offset + count <= entries.len() {
+            entries.slice(offset..offset + count)
+        } else {
+            self.iter_from(from).take(count).cloned().collect()
+        };
+        assert_eq!(cut.len(), count);
+        assert_eq!(cut[0].index, from);
+        cut
+    }
+
+    /// The entries from `from` (held) to the end, in order.
+    fn iter_from(&self, from: Index) -> impl Iterator<Item = &Entry> {
+        let (run, offset) = self.locate(from).expect("iterate from a held entry");
+        self.runs
+            .range(run..)
+            .enumerate()
+            .flat_map(move |(i, run)| run.entries[if i == 0 { offset } else { 0 }..].iter())
     }
 
     /// The largest index `i <= index` whose term is at most `term`, with
@@ -215,20 +359,18 @@ impl RaftLog {
                 },
             );
         }
-        let upto = (index - self.base.index) as usize;
-        let (front, back) = self.entries.as_slices();
-        let count_le = |slice: &[Entry]| slice.partition_point(|entry| entry.term <= term);
-        let position = if upto <= front.len() {
-            count_le(&front[..upto])
-        } else {
-            let in_front = count_le(front);
-            if in_front < front.len() {
-                in_front
+        // The first index in base+1..=index whose term exceeds `term`.
+        let (mut low, mut high) = (self.base.index + 1, index + 1);
+        while low < high {
+            let middle = low + (high - low) / 2;
+            let middle_term = self.term_at(middle).expect("held");
+            if middle_term <= term {
+                low = middle + 1;
             } else {
-                front.len() + count_le(&back[..upto - front.len()])
+                high = middle;
             }
-        };
-        let found = self.base.index + position as Index;
+        }
+        let found = low - 1;
         LogPosition::new(found, self.term_at(found).unwrap_or(0))
     }
 }
@@ -244,6 +386,9 @@ mod tests {
     enum Op {
         /// Append one entry whose term is the last term plus this bump.
         Append(u64),
+        /// Append this many entries (1 to 4) as one run, the first with the
+        /// last term plus the bump, the rest with its term.
+        AppendRun(usize, u64),
         /// Truncate after a point chosen in the allowed range by this seed.
         Truncate(u64),
         /// Commit up to a point chosen in the allowed range by this seed.
@@ -258,6 +403,7 @@ mod tests {
     fn arb_op() -> impl Strategy<Value = Op> {
         prop_oneof![
             5 => (0u64..3).prop_map(Op::Append),
+            3 => (1usize..5, 0u64..2).prop_map(|(count, bump)| Op::AppendRun(count, bump)),
             2 => any::<u64>().prop_map(Op::Truncate),
             1 => any::<u64>().prop_map(Op::Commit),
             1 => any::<u64>().prop_map(Op::Compact),
@@ -295,27 +441,23 @@ mod tests {
         }
     }
 
-    /// A log whose deque storage wraps around (front and back slices both
-    /// non-empty) when `wrap` is set, to exercise both halves of the
-    /// binary search.
-    fn build(base: LogPosition, entries: &[Entry], wrap: bool) -> RaftLog {
-        let mut deque = VecDeque::with_capacity(entries.len() + 1);
-        if wrap {
-            let split = entries.len() / 2;
-            for entry in &entries[split..] {
-                deque.push_back(entry.clone());
-            }
-            for entry in entries[..split].iter().rev() {
-                deque.push_front(entry.clone());
+    /// A log holding `entries` after `base`: one run, or with `split`
+    /// runs of one to three entries, so that reads cross run boundaries.
+    fn build(base: LogPosition, entries: &[Entry], split: bool) -> RaftLog {
+        let mut log = RaftLog::new(base, Vec::new(), base.index);
+        if split {
+            let mut rest = entries;
+            let mut size = 1;
+            while !rest.is_empty() {
+                let take = size.min(rest.len());
+                log.append_run(Entries::from(rest[..take].to_vec()));
+                rest = &rest[take..];
+                size = size % 3 + 1;
             }
         } else {
-            deque.extend(entries.iter().cloned());
+            log.append_run(Entries::from(entries.to_vec()));
         }
-        RaftLog {
-            base,
-            entries: deque,
-            commit: base.index,
-        }
+        log
     }
 
     fn check(log: &RaftLog, model: &Model) -> Result<(), TestCaseError> {
@@ -386,7 +528,7 @@ mod tests {
             base_index in 0u64..4,
             base_term in 0u64..3,
             initial in prop::collection::vec(0u64..2, 0..8),
-            wrap in any::<bool>(),
+            split in any::<bool>(),
             ops in prop::collection::vec(arb_op(), 0..40),
         ) {
             let base = if base_index == 0 {
@@ -403,7 +545,7 @@ mod tests {
                     entry(base.index + 1 + i as Index, term)
                 })
                 .collect();
-            let mut log = build(base, &entries, wrap);
+            let mut log = build(base, &entries, split);
             let mut model = Model { base, entries, commit: base.index };
             check(&log, &model)?;
             for op in ops {
@@ -413,6 +555,14 @@ mod tests {
                         let new = entry(last.index + 1, last.term + bump);
                         log.append(new.clone());
                         model.entries.push(new);
+                    }
+                    Op::AppendRun(count, bump) => {
+                        let last = model.entries.last().map_or(model.base, Entry::position);
+                        let run: Vec<Entry> = (1..=count as Index)
+                            .map(|i| entry(last.index + i, last.term + bump))
+                            .collect();
+                        log.append_run(Entries::from(run.clone()));
+                        model.entries.extend(run);
                     }
                     Op::Truncate(seed) => {
                         let low = model.commit;

@@ -4,8 +4,9 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::entries::Entries;
 use crate::membership::Membership;
-use crate::types::{Entry, Index, LogPosition, NodeId, Term};
+use crate::types::{Index, LogPosition, NodeId, Term};
 
 /// One message between two replicas.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,7 +47,7 @@ pub enum MessageBody {
         /// The entry immediately preceding `entries`.
         prev: LogPosition,
         /// New entries, contiguous, starting at `prev.index + 1`.
-        entries: Vec<Entry>,
+        entries: Entries,
         /// The leader's commit index.
         leader_commit: Index,
     },

@@ -2,6 +2,7 @@
 //! commitment by counting (§5.4.2), proposals, batching, pipelining and
 //! flow control.
 
+use crate::entries::Entries;
 use crate::io::{Action, ProposeError};
 use crate::message::{AppendResponse, MessageBody};
 use crate::node::{Node, Role};
@@ -79,14 +80,16 @@ impl Node {
             return;
         }
         let first_index = self.log.last_index() + 1;
-        for (offset, payload) in payloads.enumerate() {
-            let index = first_index + offset as Index;
-            self.log.append(Entry {
-                term: self.term,
-                index,
+        let term = self.term;
+        let run: Entries = payloads
+            .enumerate()
+            .map(|(offset, payload)| Entry {
+                term,
+                index: first_index + offset as Index,
                 payload,
-            });
-        }
+            })
+            .collect();
+        self.log.append_run(run);
         let last_index = self.log.last_index();
         assert_eq!(last_index + 1 - first_index, count as u64);
         self.stats.proposals_accepted += count as u64;
@@ -224,7 +227,7 @@ impl Node {
         leader: NodeId,
         message_term: Term,
         prev: LogPosition,
-        entries: Vec<Entry>,
+        entries: Entries,
         leader_commit: Index,
         actions: &mut Vec<Action>,
     ) {
@@ -265,7 +268,7 @@ impl Node {
             }
             return;
         }
-        self.take_append(leader, message_term, last, Vec::new(), commit, actions);
+        self.take_append(leader, message_term, last, Entries::new(), commit, actions);
     }
 
     /// Takes an append (or a commit notice, as an append without entries):
@@ -278,7 +281,7 @@ impl Node {
         leader: NodeId,
         message_term: Term,
         prev: LogPosition,
-        mut entries: Vec<Entry>,
+        mut entries: Entries,
         leader_commit: Index,
         actions: &mut Vec<Action>,
     ) -> bool {
@@ -313,9 +316,10 @@ impl Node {
         } else {
             (prev, 0)
         };
-        // The message's entries move into the log (no payload is cloned).
+        // The message's entries become a run of the log (no entry is
+        // copied).
         if skip > 0 {
-            entries.drain(..skip);
+            entries = entries.slice(skip..entries.len());
         }
 
         if !self.log.matches(prev) {
@@ -360,12 +364,12 @@ impl Node {
                 self.truncate_log_after(first_new_index - 1);
             }
             if first_new > 0 {
-                entries.drain(..first_new);
+                entries = entries.slice(first_new..entries.len());
             }
-            for entry in entries {
-                self.note_appended(&entry);
-                self.log.append(entry);
+            for entry in entries.iter() {
+                self.note_appended(entry);
             }
+            self.log.append_run(entries);
         }
         self.leader_match_index = self.leader_match_index.max(message_last);
         let new_commit = leader_commit.min(message_last);
@@ -573,8 +577,8 @@ impl Node {
             joint_committed_index(&self.membership.voters, outgoing, &mut scratch, match_of);
         self.scratch_indices = scratch;
         // The planted Figure 8 mistake drops the current-term condition.
-        let own_term = self.log.term_at(quorum) == Some(self.term);
-        if quorum > self.log.commit_index() && (own_term || self.planted().figure_8_commit) {
+        let own_term = || self.log.term_at(quorum) == Some(self.term);
+        if quorum > self.log.commit_index() && (own_term() || self.planted().figure_8_commit) {
             // The same fact by a second path: count the voters that hold
             // `quorum` durably (the leader by its own durable log).
             for voters in [&self.membership.voters, &self.membership.voters_outgoing] {

@@ -45,7 +45,7 @@ fn figure_8_c() -> Cluster {
     // after it) cut off, as if the leader had sent fewer entries.
     let strip_entry_3 = |mut m: Message| {
         if let MessageBody::AppendEntries { entries, .. } = &mut m.body {
-            entries.retain(|e| e.index < 3);
+            *entries = entries.iter().filter(|e| e.index < 3).cloned().collect();
         }
         Some(m)
     };

@@ -27,7 +27,7 @@ fn batches_to(network: &[Message], to: u64) -> Vec<Vec<Entry>> {
         .filter(|m| m.to == to)
         .filter_map(|m| match &m.body {
             MessageBody::AppendEntries { entries, .. } if !entries.is_empty() => {
-                Some(entries.clone())
+                Some(entries.to_vec())
             }
             _ => None,
         })

@@ -110,7 +110,7 @@ fn arb_body(term: u64) -> impl Strategy<Value = MessageBody> {
         (arb_position(), arb_index()).prop_flat_map(move |(prev, leader_commit)| {
             arb_entries(prev, term).prop_map(move |entries| MessageBody::AppendEntries {
                 prev,
-                entries,
+                entries: entries.into(),
                 leader_commit,
             })
         }),

@@ -112,7 +112,7 @@ fn follower_truncates_a_conflicting_uncommitted_suffix() {
                 truncate_after,
                 entries,
                 ..
-            } => Some((*truncate_after, entries.clone())),
+            } => Some((*truncate_after, entries.to_vec())),
             _ => None,
         })
         .collect();

@@ -67,14 +67,14 @@ fn wal_round_trips_truncations_and_hard_state_with_group_commit() {
             voted_for: Some(1),
         }),
         truncate_after: None,
-        entries: vec![],
+        entries: vec![].into(),
     }];
     for i in 1..=500u64 {
         writes.push(PersistRequest {
             id: WriteId(i + 1),
             hard_state: None,
             truncate_after: None,
-            entries: vec![entry(1, i, &format!("v{i}"))],
+            entries: vec![entry(1, i, &format!("v{i}"))].into(),
         });
     }
     // A new leader overwrites the tail from index 401.
@@ -85,7 +85,7 @@ fn wal_round_trips_truncations_and_hard_state_with_group_commit() {
             voted_for: None,
         }),
         truncate_after: Some(400),
-        entries: vec![entry(2, 401, "new")],
+        entries: vec![entry(2, 401, "new")].into(),
     });
     let notifications = write_all(&mut storage, writes);
     assert!(notifications <= 502, "at most one notification per write");
@@ -124,7 +124,7 @@ fn wal_rolls_segments_and_reads_them_all_back() {
                 voted_for: None,
             }),
             truncate_after: None,
-            entries: vec![],
+            entries: vec![].into(),
         }];
         for i in 1..=50u64 {
             let index = round * 50 + i;
@@ -132,7 +132,7 @@ fn wal_rolls_segments_and_reads_them_all_back() {
                 id: WriteId(i + 1),
                 hard_state: None,
                 truncate_after: None,
-                entries: vec![entry(3, index, &"x".repeat(50))],
+                entries: vec![entry(3, index, &"x".repeat(50))].into(),
             });
         }
         write_all(&mut storage, writes);
@@ -165,7 +165,7 @@ fn write_two_records(dir: &TempDir) -> PathBuf {
                 voted_for: None,
             }),
             truncate_after: None,
-            entries: vec![entry(1, 1, "a")],
+            entries: vec![entry(1, 1, "a")].into(),
         }],
     );
     drop(storage);
@@ -177,7 +177,7 @@ fn write_two_records(dir: &TempDir) -> PathBuf {
             id: WriteId(1),
             hard_state: None,
             truncate_after: None,
-            entries: vec![entry(1, 2, "b")],
+            entries: vec![entry(1, 2, "b")].into(),
         }],
     );
     dir.0.join("wal").join(format!("{:020}.seg", 1))
@@ -207,7 +207,7 @@ fn wal_truncates_a_torn_final_record() {
             id: WriteId(1),
             hard_state: None,
             truncate_after: None,
-            entries: vec![entry(1, 2, "c")],
+            entries: vec![entry(1, 2, "c")].into(),
         }],
     );
     drop(storage);

@@ -38,7 +38,7 @@ fn append(dir: &Path, options: &WalOptions, expect_len: usize, entries: Vec<Entr
                 voted_for: None,
             }),
             truncate_after: None,
-            entries: vec![e],
+            entries: vec![e].into(),
         });
     }
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -509,7 +509,7 @@ fn append_each(dir: &Path, options: &WalOptions, entries: Vec<Entry>) {
                 voted_for: None,
             }),
             truncate_after: None,
-            entries: vec![e],
+            entries: vec![e].into(),
         });
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -535,7 +535,7 @@ fn append_request(entries: Vec<Entry>) -> PersistRequest {
         id: WriteId(1),
         hard_state: None,
         truncate_after: None,
-        entries,
+        entries: entries.into(),
     }
 }
 
@@ -579,7 +579,7 @@ fn durable_marker_follows_segment_roll_over_and_truncate_records() {
                 voted_for: None,
             }),
             truncate_after: Some(2),
-            entries: vec![entry(2, 3, "new")],
+            entries: vec![entry(2, 3, "new")].into(),
         },
     );
     let newest = segments(&dir.0).pop().unwrap();

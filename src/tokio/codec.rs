@@ -136,7 +136,8 @@ mod tests {
                     term: 7,
                     index: 4,
                     payload: EntryPayload::Command(Bytes::from_static(b"x")),
-                }],
+                }]
+                .into(),
                 leader_commit: 3,
             },
         };

@@ -220,7 +220,7 @@ fn write_plan(mut storage: FileStorage, plan: &ForcedRecoveryPlan) -> Result<(),
         id,
         hard_state: Some(plan.hard_state),
         truncate_after: None,
-        entries: vec![plan.entry.clone()],
+        entries: vec![plan.entry.clone()].into(),
     });
     // Shutting down finishes (and reports) every queued write.
     storage.shutdown();

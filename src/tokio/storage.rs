@@ -32,7 +32,7 @@ use thiserror::Error;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::{
-    checksum64, Entry, HardState, Index, LogPosition, Membership, Recovered, Snapshot,
+    checksum64, Entries, Entry, HardState, Index, LogPosition, Membership, Recovered, Snapshot,
     SnapshotMeta, WriteId,
 };
 
@@ -46,7 +46,7 @@ pub struct PersistRequest {
     /// Drop every entry after this index first.
     pub truncate_after: Option<Index>,
     /// Then append these.
-    pub entries: Vec<Entry>,
+    pub entries: Entries,
 }
 
 /// A snapshot to store, in order with every log write submitted before it.
@@ -721,7 +721,7 @@ impl Storage for MemStorage {
                 assert!(after >= base, "truncating below the snapshot at {base}");
                 state.entries.truncate((after - base) as usize);
             }
-            append_entries(&mut state.entries, base, write.entries);
+            append_entries(&mut state.entries, base, write.entries.iter().cloned());
             if let Some(hs) = write.hard_state {
                 state.hard_state = hs;
             }

@@ -274,8 +274,12 @@ impl Cluster {
                         entries,
                     } => {
                         let disk = self.disks.get_mut(&id).expect("disk");
-                        disk.unsynced
-                            .push(Write::Log(write, hard_state, truncate_after, entries));
+                        disk.unsynced.push(Write::Log(
+                            write,
+                            hard_state,
+                            truncate_after,
+                            entries.into_vec(),
+                        ));
                         if self.auto_sync.contains(&id) {
                             let synced = disk.sync().expect("just written");
                             inputs.push_back(Input::Persisted(synced));
@@ -609,7 +613,7 @@ pub fn msg(from: NodeId, to: NodeId, term: Term, body: MessageBody) -> Message {
 pub fn append(prev: (Index, Term), entries: Vec<Entry>, leader_commit: Index) -> MessageBody {
     MessageBody::AppendEntries {
         prev: concord::LogPosition::new(prev.0, prev.1),
-        entries,
+        entries: entries.into(),
         leader_commit,
     }
 }
@@ -716,7 +720,7 @@ impl Solo {
                         *id,
                         *hard_state,
                         *truncate_after,
-                        entries.clone(),
+                        entries.to_vec(),
                     )),
                     Action::WriteSnapshotChunk {
                         snapshot,

@@ -737,7 +737,8 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                     id,
                     hard_state,
                     truncate_after,
-                    entries,
+                    // The disk model tears and garbles records: its own copy.
+                    entries: entries.into_vec(),
                     snapshot: None,
                 });
                 if self.hosts[index].disk.syncing_through.is_none() {

@@ -458,7 +458,7 @@ fn malformed_message(
     };
     let append = |prev: LogPosition, entries: Vec<Entry>| MessageBody::AppendEntries {
         prev,
-        entries,
+        entries: entries.into(),
         leader_commit: 0,
     };
     let (from, to, term, body) = match kind {

@@ -56,7 +56,8 @@ pub fn sample_messages() -> Vec<Message> {
                     index: 6,
                     payload: EntryPayload::Membership(Box::new(Membership::new([1, 2, 3]))),
                 },
-            ],
+            ]
+            .into(),
             leader_commit: 3,
         },
         MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index: 6 }),

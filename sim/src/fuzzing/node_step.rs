@@ -303,7 +303,7 @@ impl Cluster {
                 id,
                 hard_state,
                 truncate_after,
-                entries,
+                entries: entries.into_vec(),
             }),
             Action::Apply { entries } => {
                 let mut last = None;
