@@ -8,6 +8,7 @@
 //! entry. A request that spans runs is served by a copy of its entries.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::entries::Entries;
 use crate::types::{Entry, Index, LogPosition, Term, ENTRY_OVERHEAD_BYTES};
@@ -28,7 +29,7 @@ impl Run {
 
 /// The log of one replica: the runs hold indices `base.index + 1` to
 /// `base.index + len`, in order, without gaps.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) struct RaftLog {
     /// Last entry covered by a snapshot (ZERO when there is none).
     base: LogPosition,
@@ -37,6 +38,23 @@ pub(crate) struct RaftLog {
     len: usize,
     /// Highest index known to be committed.
     commit: Index,
+    /// The run the last search found: lookups that walk the log index by
+    /// index find it there or in the next run. Only a hint (checked before
+    /// use), kept in an atomic so that lookups take `&self` and the log
+    /// stays `Sync`; relaxed loads and stores cost what plain ones do.
+    found_run: AtomicUsize,
+}
+
+impl Clone for RaftLog {
+    fn clone(&self) -> Self {
+        RaftLog {
+            base: self.base,
+            runs: self.runs.clone(),
+            len: self.len,
+            commit: self.commit,
+            found_run: AtomicUsize::new(self.found_run.load(Ordering::Relaxed)),
+        }
+    }
 }
 
 impl RaftLog {
@@ -48,6 +66,7 @@ impl RaftLog {
             runs: VecDeque::new(),
             len: 0,
             commit: base.index,
+            found_run: AtomicUsize::new(0),
         };
         log.append_run(Entries::from(entries));
         assert!(commit >= log.base.index && commit <= log.last_index());
@@ -90,8 +109,18 @@ impl RaftLog {
         }
         // Most lookups are of the newest entries: try the last run first.
         let last = self.runs.len() - 1;
+        let hint = self.found_run.load(Ordering::Relaxed);
+        let holds = |run: usize| {
+            self.runs
+                .get(run)
+                .is_some_and(|run| run.first <= index && index <= run.last())
+        };
         let run = if self.runs[last].first <= index {
             last
+        } else if holds(hint) {
+            hint
+        } else if holds(hint + 1) {
+            hint + 1
         } else {
             // Runs tend to be of one size (a client's batch, a message's
             // worth): where they are, the interpolated guess is the run.
@@ -109,6 +138,7 @@ impl RaftLog {
                 guess
             }
         };
+        self.found_run.store(run, Ordering::Relaxed);
         let offset = (index - self.runs[run].first) as usize;
         debug_assert_eq!(self.runs[run].entries[offset].index, index);
         Some((run, offset))
