@@ -110,20 +110,8 @@ impl Deref for Entries {
     }
 }
 
-impl AsRef<[Entry]> for Entries {
-    fn as_ref(&self) -> &[Entry] {
-        self.as_slice()
-    }
-}
-
 impl From<Vec<Entry>> for Entries {
     fn from(entries: Vec<Entry>) -> Self {
-        whole(Arc::from(entries))
-    }
-}
-
-impl From<&[Entry]> for Entries {
-    fn from(entries: &[Entry]) -> Self {
         whole(Arc::from(entries))
     }
 }
@@ -165,12 +153,6 @@ impl Eq for Entries {}
 impl PartialEq<Vec<Entry>> for Entries {
     fn eq(&self, other: &Vec<Entry>) -> bool {
         self.as_slice() == other.as_slice()
-    }
-}
-
-impl PartialEq<[Entry]> for Entries {
-    fn eq(&self, other: &[Entry]) -> bool {
-        self.as_slice() == other
     }
 }
 

@@ -168,9 +168,6 @@ impl RaftLog {
         if index >= back.first {
             return back.entries.get((index - back.first) as usize);
         }
-        if index <= self.base.index {
-            return None;
-        }
         self.locate(index)
             .map(|(run, offset)| &self.runs[run].entries[offset])
     }
@@ -325,16 +322,17 @@ impl RaftLog {
         let room = ((self.last_index() - from + 1) as usize)
             .min(count_max)
             .min(bytes_max / ENTRY_OVERHEAD_BYTES + 1);
+        let at = self.locate(from).expect("held");
         let mut count = 0usize;
         let mut size_bytes = 0usize;
-        for entry in self.iter_from(from).take(room) {
+        for entry in self.iter_at(at).take(room) {
             size_bytes += entry.size_bytes();
             if count > 0 && size_bytes > bytes_max {
                 break;
             }
             count += 1;
         }
-        self.cut(from, count)
+        self.cut(at, from, count)
     }
 
     /// Entries `from..=to`, shared where they lie in one run.
@@ -343,34 +341,34 @@ impl RaftLog {
             return Entries::new();
         }
         assert!(from > self.base.index && to <= self.last_index());
-        self.cut(from, (to - from + 1) as usize)
+        let at = self.locate(from).expect("held");
+        self.cut(at, from, (to - from + 1) as usize)
     }
 
-    /// `count` entries from `from` on, all held: a part of one run, or a
-    /// copy when they span runs.
-    fn cut(&self, from: Index, count: usize) -> Entries {
+    /// `count` entries from entry `from`, found at `(run, offset)`, all
+    /// held: a part of one run, or a copy when they span runs.
+    fn cut(&self, (run, offset): (usize, usize), from: Index, count: usize) -> Entries {
         if count == 0 {
             return Entries::new();
         }
-        let (run, offset) = self.locate(from).expect("cut from a held entry");
         let entries = &self.runs[run].entries;
         let cut = if offset + count <= entries.len() {
             entries.slice(offset..offset + count)
         } else {
-            self.iter_from(from).take(count).cloned().collect()
+            self.iter_at((run, offset)).take(count).cloned().collect()
         };
         assert_eq!(cut.len(), count);
         assert_eq!(cut[0].index, from);
         cut
     }
 
-    /// The entries from `from` (held) to the end, in order.
-    fn iter_from(&self, from: Index) -> impl Iterator<Item = &Entry> {
-        let (run, offset) = self.locate(from).expect("iterate from a held entry");
-        self.runs
-            .range(run..)
-            .enumerate()
-            .flat_map(move |(i, run)| run.entries[if i == 0 { offset } else { 0 }..].iter())
+    /// The entries from the one at `(run, offset)` to the end, in order.
+    fn iter_at(&self, (run, offset): (usize, usize)) -> impl Iterator<Item = &Entry> {
+        let rest = self
+            .runs
+            .range(run + 1..)
+            .flat_map(|run| run.entries.iter());
+        self.runs[run].entries[offset..].iter().chain(rest)
     }
 
     /// The largest index `i <= index` whose term is at most `term`, with
