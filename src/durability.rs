@@ -90,20 +90,29 @@ impl Node {
         if !self.reads.awaiting_apply.is_empty() {
             self.release_applied_reads(actions);
         }
-        self.flush_persist(actions);
+        // Checked here first: most steps write nothing, and the check is
+        // cheaper than the call.
+        if self.persist_pending() {
+            self.flush_persist(actions);
+        }
         self.emit_apply(actions);
         self.maybe_take_snapshot(actions);
     }
 
+    /// Whether anything changed since the last write.
+    #[inline]
+    fn persist_pending(&self) -> bool {
+        self.pending_truncate.is_some()
+            || self.emitted_index != self.log.last_index()
+            || self.hard_state_dirty
+    }
+
     /// Hands every change since the last write to the host as one write.
     pub(crate) fn flush_persist(&mut self, actions: &mut Vec<Action>) {
-        let last_index = self.log.last_index();
-        if self.pending_truncate.is_none()
-            && self.emitted_index == last_index
-            && !self.hard_state_dirty
-        {
+        if !self.persist_pending() {
             return;
         }
+        let last_index = self.log.last_index();
         let entries = self.log.slice(self.emitted_index + 1, last_index);
         let id = WriteId(self.next_write_id);
         self.next_write_id += 1;

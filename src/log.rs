@@ -13,6 +13,20 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use crate::entries::Entries;
 use crate::types::{Entry, Index, LogPosition, Term, ENTRY_OVERHEAD_BYTES};
 
+/// Slots of the smallest segment: a short log (a simulated node's, a
+/// new leader's) allocates little.
+const SEGMENT_ENTRIES_MIN: usize = 16;
+
+/// Slots of the largest segment a log allocates for entries that fit in
+/// one (a bigger batch gets a segment of its size): a log of many small
+/// proposals fills one allocation per this many.
+const SEGMENT_ENTRIES_MAX: usize = 1024;
+
+/// Unshared runs (decoded messages) of at most this many entries that do
+/// not continue the last run's segment are moved into the newest segment:
+/// a run of their own would cost a run per append.
+const COPIED_RUN_ENTRIES_MAX: usize = 8;
+
 /// Consecutive entries of the log, the first at index `first`.
 #[derive(Clone, Debug)]
 struct Run {
@@ -178,27 +192,100 @@ impl RaftLog {
 
     /// Appends one entry, which must directly follow the last.
     pub(crate) fn append(&mut self, entry: Entry) {
-        self.append_run(std::iter::once(entry).collect());
+        self.append_new(1, std::iter::once(entry));
+    }
+
+    /// Appends `count` entries, which must directly follow the last entry,
+    /// be contiguous, and have non-decreasing terms, into the free slots
+    /// of the newest segment where they all fit (so that they stay one run
+    /// and a batch is shared whole), else into a new segment.
+    pub(crate) fn append_new(&mut self, count: usize, entries: impl IntoIterator<Item = Entry>) {
+        let mut last = self.last_position();
+        let mut room = self.runs.back().map_or(0, |run| run.entries.room());
+        if room < count {
+            room = 0;
+        }
+        let mut left = count;
+        for entry in entries {
+            assert!(left > 0, "more than {count} entries to append");
+            assert_eq!(entry.index, last.index + 1, "log append must be contiguous");
+            assert!(entry.term >= last.term, "log terms must not decrease");
+            last = entry.position();
+            let mut entry = entry;
+            if room > 0 {
+                let run = self.runs.back_mut().expect("room is in the last run");
+                match run.entries.try_push(entry) {
+                    Ok(()) => {
+                        room -= 1;
+                        left -= 1;
+                        self.len += 1;
+                        continue;
+                    }
+                    // A clone of this log wrote the slot first.
+                    Err(back) => entry = back,
+                }
+            }
+            let capacity = (self.len + left)
+                .next_power_of_two()
+                .clamp(SEGMENT_ENTRIES_MIN, SEGMENT_ENTRIES_MAX)
+                .max(left);
+            let mut fresh = Entries::with_capacity(capacity);
+            if fresh.try_push(entry).is_err() {
+                unreachable!("a new segment has room");
+            }
+            self.runs.push_back(Run {
+                first: last.index,
+                entries: fresh,
+            });
+            room = capacity - 1;
+            left -= 1;
+            self.len += 1;
+        }
+        assert_eq!(left, 0, "fewer than {count} entries to append");
+        assert_eq!(self.last_position(), last);
     }
 
     /// Appends `entries`, which must directly follow the last entry, be
-    /// contiguous, and have non-decreasing terms. They stay one run.
+    /// contiguous, and have non-decreasing terms: joined to the last run
+    /// where they continue its segment (a follower taking a leader's
+    /// batches in memory: later ones join this one), moved into the
+    /// newest segment where they are few and nothing else holds them (a
+    /// decoded message), else kept as a run of their own (no entry
+    /// copied).
     pub(crate) fn append_run(&mut self, entries: Entries) {
-        let Some(first) = entries.first() else {
+        let Some(first) = entries.first().map(|entry| entry.index) else {
             return;
         };
+        let count = entries.len();
+        self.check_appended(&entries);
+        let entries = match self.runs.back_mut() {
+            Some(run) => match run.entries.try_join(entries) {
+                Ok(()) => {
+                    self.len += count;
+                    return;
+                }
+                Err(entries) => entries,
+            },
+            None => entries,
+        };
+        if count <= COPIED_RUN_ENTRIES_MAX && !entries.is_shared() {
+            self.append_new(count, entries);
+        } else {
+            self.len += count;
+            self.runs.push_back(Run { first, entries });
+        }
+        assert_eq!(self.last_index(), first + count as Index - 1);
+    }
+
+    /// Asserts that `entries`, about to be appended, directly follow the
+    /// last entry, are contiguous, and have non-decreasing terms.
+    fn check_appended(&self, entries: &[Entry]) {
         let mut last = self.last_position();
-        for entry in entries.iter() {
+        for entry in entries {
             assert_eq!(entry.index, last.index + 1, "log append must be contiguous");
             assert!(entry.term >= last.term, "log terms must not decrease");
             last = entry.position();
         }
-        self.len += entries.len();
-        self.runs.push_back(Run {
-            first: first.index,
-            entries,
-        });
-        assert_eq!(self.last_position(), last);
     }
 
     /// Drops every entry after `index`. Committed entries are never dropped.
@@ -414,9 +501,17 @@ mod tests {
     enum Op {
         /// Append one entry whose term is the last term plus this bump.
         Append(u64),
-        /// Append this many entries (1 to 4) as one run, the first with the
-        /// last term plus the bump, the rest with its term.
+        /// Append this many entries (1 to 12) as one run, the first with
+        /// the last term plus the bump, the rest with its term.
         AppendRun(usize, u64),
+        /// Append this many entries (2 to 20) as two slices of one run,
+        /// split after the given count: the second continues the first's
+        /// segment where the first was kept as a run.
+        AppendSplitRun(usize, usize),
+        /// Clone the log, append to the clone (which may take the next
+        /// slot of the segment the two share) and drop it: the original is
+        /// unchanged and still appends.
+        CloneAndDiverge(usize),
         /// Truncate after a point chosen in the allowed range by this seed.
         Truncate(u64),
         /// Commit up to a point chosen in the allowed range by this seed.
@@ -431,7 +526,9 @@ mod tests {
     fn arb_op() -> impl Strategy<Value = Op> {
         prop_oneof![
             5 => (0u64..3).prop_map(Op::Append),
-            3 => (1usize..5, 0u64..2).prop_map(|(count, bump)| Op::AppendRun(count, bump)),
+            3 => (1usize..13, 0u64..2).prop_map(|(count, bump)| Op::AppendRun(count, bump)),
+            2 => (2usize..21, 1usize..20).prop_map(|(count, split)| Op::AppendSplitRun(count, split.min(count - 1))),
+            1 => (1usize..4).prop_map(Op::CloneAndDiverge),
             2 => any::<u64>().prop_map(Op::Truncate),
             1 => any::<u64>().prop_map(Op::Commit),
             1 => any::<u64>().prop_map(Op::Compact),
@@ -591,6 +688,28 @@ mod tests {
                             .collect();
                         log.append_run(Entries::from(run.clone()));
                         model.entries.extend(run);
+                    }
+                    Op::AppendSplitRun(count, split) => {
+                        let last = model.entries.last().map_or(model.base, Entry::position);
+                        let run: Vec<Entry> = (1..=count as Index)
+                            .map(|i| entry(last.index + i, last.term))
+                            .collect();
+                        let shared = Entries::from(run.clone());
+                        log.append_run(shared.slice(0..split));
+                        log.append_run(shared.slice(split..count));
+                        model.entries.extend(run);
+                    }
+                    Op::CloneAndDiverge(count) => {
+                        let mut clone = log.clone();
+                        let last = model.entries.last().map_or(model.base, Entry::position);
+                        let diverging: Vec<Entry> = (1..=count as Index)
+                            .map(|i| entry(last.index + i, last.term + 1))
+                            .collect();
+                        clone.append_new(count, diverging.iter().cloned());
+                        prop_assert_eq!(clone.last_index(), last.index + count as Index);
+                        prop_assert_eq!(clone.entry(last.index + 1), diverging.first());
+                        check(&log, &model)?;
+                        drop(clone);
                     }
                     Op::Truncate(seed) => {
                         let low = model.commit;

@@ -7,7 +7,7 @@ use crate::io::{Action, ProposeError};
 use crate::message::{AppendResponse, MessageBody};
 use crate::node::{Node, Role};
 use crate::progress::{Progress, ProgressState};
-use crate::quorum::{joint_committed_index, majority};
+use crate::quorum::{joint_committed_index, majority, quorum_index};
 use crate::types::{Entry, EntryPayload, Index, LogPosition, NodeId, Term};
 
 impl Node {
@@ -81,15 +81,14 @@ impl Node {
         }
         let first_index = self.log.last_index() + 1;
         let term = self.term;
-        let run: Entries = payloads
-            .enumerate()
-            .map(|(offset, payload)| Entry {
+        self.log.append_new(
+            count,
+            payloads.enumerate().map(|(offset, payload)| Entry {
                 term,
                 index: first_index + offset as Index,
                 payload,
-            })
-            .collect();
-        self.log.append_run(run);
+            }),
+        );
         let last_index = self.log.last_index();
         assert_eq!(last_index + 1 - first_index, count as u64);
         self.stats.proposals_accepted += count as u64;
@@ -573,8 +572,24 @@ impl Node {
         } else {
             &self.membership.voters_outgoing
         };
-        let quorum =
-            joint_committed_index(&self.membership.voters, outgoing, &mut scratch, match_of);
+        let membership = &self.membership;
+        let quorum = if membership.voters_outgoing.is_empty()
+            && membership.learners.is_empty()
+            && progress.len() + 1 == membership.voters.len()
+        {
+            // The common case, a simple configuration of voters only with
+            // this leader among them: the voters are exactly this node and
+            // the peers it tracks, so their indices are read in one pass
+            // over the progress map (no lookup per voter). The result is
+            // the one `joint_committed_index` gives; the commit below
+            // checks it by the voter sets.
+            scratch.clear();
+            scratch.push(persisted_index);
+            scratch.extend(progress.values().map(|p| p.match_index));
+            quorum_index(&mut scratch)
+        } else {
+            joint_committed_index(&membership.voters, outgoing, &mut scratch, match_of)
+        };
         self.scratch_indices = scratch;
         // The planted Figure 8 mistake drops the current-term condition.
         let own_term = || self.log.term_at(quorum) == Some(self.term);
