@@ -14,7 +14,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 toolchain=${CONCORD_MIRI_TOOLCHAIN:-nightly}
-if ! rustup run "$toolchain" cargo miri --version >/dev/null 2>&1; then
+# Listed first: `rustup run` may try to download a missing toolchain.
+if ! rustup toolchain list 2>/dev/null | grep -q "^$toolchain" ||
+   ! RUSTUP_AUTO_INSTALL=0 rustup run "$toolchain" cargo miri --version >/dev/null 2>&1; then
   echo "SKIPPED: Miri: no '$toolchain' toolchain with the miri component here" \
        "(install it with: rustup toolchain install $toolchain --component miri)"
   exit 0
