@@ -211,6 +211,11 @@ impl Entries {
         let Some(segment) = &self.segment else {
             return Err(entry);
         };
+        // A segment built from a vector may have room past `u32::MAX`;
+        // the range must stay representable.
+        if self.end == u32::MAX {
+            return Err(entry);
+        }
         segment.try_write(self.end as usize, entry)?;
         self.end += 1;
         Ok(())
