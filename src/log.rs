@@ -709,7 +709,11 @@ mod tests {
         log.commit_to(61);
         log.compact_to(30);
         for index in 31..=61 {
-            assert_eq!(log.entry(index), model.get(index as usize - 1), "entry {index}");
+            assert_eq!(
+                log.entry(index),
+                model.get(index as usize - 1),
+                "entry {index}"
+            );
         }
         for (index, slice) in (1..).zip(&handed_out) {
             assert_eq!(slice.as_slice(), &model[index - 1..index]);
