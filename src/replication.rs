@@ -581,12 +581,18 @@ impl Node {
             // this leader among them: the voters are exactly this node and
             // the peers it tracks, so their indices are read in one pass
             // over the progress map (no lookup per voter). The result is
-            // the one `joint_committed_index` gives; the commit below
-            // checks it by the voter sets.
+            // the one `joint_committed_index` gives (debug builds, which
+            // the tests and their simulated seeds run, compare the two on
+            // every call; the commit below checks it by the voter sets).
             scratch.clear();
             scratch.push(persisted_index);
             scratch.extend(progress.values().map(|p| p.match_index));
-            quorum_index(&mut scratch)
+            let quorum = quorum_index(&mut scratch);
+            debug_assert_eq!(
+                quorum,
+                joint_committed_index(&membership.voters, outgoing, &mut scratch, match_of)
+            );
+            quorum
         } else {
             joint_committed_index(&membership.voters, outgoing, &mut scratch, match_of)
         };
