@@ -14,8 +14,8 @@
 //! This is the one module of the crate with `unsafe` code: a slot is
 //! written while other holders of the segment read the slots before it,
 //! which safe Rust cannot express without giving up `Deref<[Entry]>`. The
-//! argument for it is in [`Segment`]'s comments; `cargo +nightly miri test
-//! -p concord --lib entries` checks it (see `tests` below).
+//! argument for it is in [`Segment`]'s comments; `scripts/miri.sh` runs
+//! this module's tests (and the log's segment scenario) under Miri.
 #![allow(unsafe_code)]
 
 use std::cell::UnsafeCell;
@@ -177,8 +177,9 @@ pub struct Entries {
     end: u32,
 }
 
-/// The most entries one segment holds.
-const SEGMENT_ENTRIES_MAX: usize = u32::MAX as usize;
+/// The most slots a segment built here holds, and the most entries one
+/// value covers: offsets are `u32`.
+const RANGE_ENTRIES_MAX: usize = u32::MAX as usize;
 
 impl Entries {
     /// No entries.
@@ -194,8 +195,8 @@ impl Entries {
     /// [`Entries::try_push`] fills.
     pub(crate) fn with_capacity(capacity: usize) -> Self {
         assert!(
-            capacity <= SEGMENT_ENTRIES_MAX,
-            "a segment of {capacity} entries (at most {SEGMENT_ENTRIES_MAX})"
+            capacity <= RANGE_ENTRIES_MAX,
+            "a segment of {capacity} entries (at most {RANGE_ENTRIES_MAX})"
         );
         Entries {
             segment: Some(Arc::new(Segment::with_capacity(capacity))),
@@ -320,8 +321,8 @@ impl From<Vec<Entry>> for Entries {
             return Entries::new();
         }
         assert!(
-            entries.len() <= SEGMENT_ENTRIES_MAX,
-            "a run of {} entries (at most {SEGMENT_ENTRIES_MAX})",
+            entries.len() <= RANGE_ENTRIES_MAX,
+            "a run of {} entries (at most {RANGE_ENTRIES_MAX})",
             entries.len()
         );
         let end = entries.len() as u32;

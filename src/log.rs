@@ -1,11 +1,14 @@
 //! The in-memory replicated log: entries since the last snapshot, the
 //! position the snapshot covers (the log's base), and the commit index.
 //!
-//! Entries are held in the runs they arrived in (a proposal batch, or the
-//! entries of one AppendEntries), each an [`Entries`] shared with every
-//! write, append and apply cut from it: in the steady state a run reaches
-//! the host, the followers and the state machine without a copy of an
-//! entry. A request that spans runs is served by a copy of its entries.
+//! Entries are held in runs, each an [`Entries`] (a range of a segment)
+//! shared with every write, append and apply cut from it: a leader's
+//! proposals fill the free slots of its newest segment, and a follower's
+//! appends join the run whose segment they continue, are moved into the
+//! newest segment (a few, unshared), or stay runs of their own. In the
+//! steady state entries reach the host, the followers and the state
+//! machine without a copy; a request that spans runs is served by a copy
+//! of its entries.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -206,12 +209,9 @@ impl RaftLog {
             room = 0;
         }
         let mut left = count;
-        for entry in entries {
+        for mut entry in entries {
             assert!(left > 0, "more than {count} entries to append");
-            assert_eq!(entry.index, last.index + 1, "log append must be contiguous");
-            assert!(entry.term >= last.term, "log terms must not decrease");
-            last = entry.position();
-            let mut entry = entry;
+            last = follows(last, &entry);
             if room > 0 {
                 let run = self.runs.back_mut().expect("room is in the last run");
                 match run.entries.try_push(entry) {
@@ -280,12 +280,7 @@ impl RaftLog {
     /// Asserts that `entries`, about to be appended, directly follow the
     /// last entry, are contiguous, and have non-decreasing terms.
     fn check_appended(&self, entries: &[Entry]) {
-        let mut last = self.last_position();
-        for entry in entries {
-            assert_eq!(entry.index, last.index + 1, "log append must be contiguous");
-            assert!(entry.term >= last.term, "log terms must not decrease");
-            last = entry.position();
-        }
+        entries.iter().fold(self.last_position(), follows);
     }
 
     /// Drops every entry after `index`. Committed entries are never dropped.
@@ -488,6 +483,14 @@ impl RaftLog {
     }
 }
 
+/// Asserts that `entry` may follow `last` in a log (the next index, a
+/// term not below), and returns its position.
+fn follows(last: LogPosition, entry: &Entry) -> LogPosition {
+    assert_eq!(entry.index, last.index + 1, "log append must be contiguous");
+    assert!(entry.term >= last.term, "log terms must not decrease");
+    entry.position()
+}
+
 /// How many of `entries` (at least one, if any) fit before their total
 /// size passes `bytes_max`.
 fn count_within<'a>(entries: impl Iterator<Item = &'a Entry>, bytes_max: usize) -> usize {
@@ -686,10 +689,8 @@ mod tests {
         log.append_run(shared.slice(3..12));
         log.append_run(Entries::from(fresh(53, 2, 2)));
         log.append_run(Entries::from(fresh(55, 20, 3)));
-        model.extend(fresh(41, 34, 0).into_iter().map(|e| {
-            let term = if e.index <= 54 { 2 } else { 3 };
-            entry(e.index, term)
-        }));
+        model.extend(fresh(41, 14, 2));
+        model.extend(fresh(55, 20, 3));
         // Truncation inside a segment that a slice still reads past the
         // cut; the next proposal must not overwrite that slice's slots.
         let past_cut = log.slice(60, 74);
