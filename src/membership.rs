@@ -616,8 +616,7 @@ impl Node {
             self.progress.retain(|id, _| peers.contains(id));
             for id in &self.peer_ids {
                 self.progress
-                    .entry(*id)
-                    .or_insert_with(|| Progress::new(next_index, inflight_max));
+                    .get_or_insert_with(*id, || Progress::new(next_index, inflight_max));
             }
             if let Some(target) = self.transfer_target {
                 if !self.membership.is_voter(target) {

@@ -12,7 +12,7 @@ use crate::io::{Action, Input};
 use crate::log::RaftLog;
 use crate::membership::Membership;
 use crate::planted::PlantedBugs;
-use crate::progress::{Progress, ProgressView};
+use crate::progress::{PeerMap, Progress, ProgressView};
 use crate::recovered::Recovered;
 use crate::snapshot::{IncomingSnapshot, SnapshotMeta};
 use crate::stats::Statistics;
@@ -62,7 +62,7 @@ pub struct Node {
     pub(crate) votes: BTreeMap<NodeId, bool>,
 
     // Leader state.
-    pub(crate) progress: BTreeMap<NodeId, Progress>,
+    pub(crate) progress: PeerMap<Progress>,
     pub(crate) transfer_target: Option<NodeId>,
     pub(crate) transfer_elapsed_ticks: u32,
 
@@ -171,7 +171,7 @@ impl Node {
             heartbeat_elapsed_ticks: 0,
             randomized_election_timeout_ticks: 0,
             votes: BTreeMap::new(),
-            progress: BTreeMap::new(),
+            progress: PeerMap::new(),
             transfer_target: None,
             transfer_elapsed_ticks: 0,
             next_write_id: 1,

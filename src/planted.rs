@@ -63,6 +63,13 @@ pub struct PlantedBugs {
     /// entry) whatever it holds there, even a suffix no leader of its term
     /// sent it.
     pub commit_notice_unchecked: bool,
+    /// A liveness mistake, not a safety one: a leader that holds back a
+    /// commit notice while appends are in flight to a follower forgets
+    /// it, so the follower hears the commit only from the next append or
+    /// heartbeat. Caught by the simulator's calm budgets (a follower
+    /// applies within a bound of the leader's commit); sets no assertion
+    /// aside (not in [`Self::any`]).
+    pub owed_commit_forgotten: bool,
 }
 
 impl PlantedBugs {
@@ -78,6 +85,7 @@ impl PlantedBugs {
         probe_ignores_hint: false,
         removed_node_campaigns: false,
         commit_notice_unchecked: false,
+        owed_commit_forgotten: false,
     };
 
     /// Whether any safety mistake is on (the core's direct assertions are

@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use crate::types::{Index, LogPosition};
+use crate::types::{Index, LogPosition, NodeId};
 
 /// How the leader is replicating to a follower.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -63,6 +63,11 @@ pub(crate) struct Progress {
     pub(crate) snapshot: Option<SnapshotTransfer>,
     /// Highest heartbeat round this follower answered (see `read_index.rs`).
     pub(crate) read_round_acked: u64,
+    /// The commit index moved and this follower was not told (appends
+    /// past the commit were in flight to it, or none could be sent): an
+    /// append tells it, or the answer after which none in flight goes past
+    /// the commit (see `broadcast_commit`).
+    pub(crate) commit_owed: bool,
 }
 
 /// A snapshot transfer to one follower: which snapshot, and how far.
@@ -103,6 +108,7 @@ impl Progress {
             log_regressions: 0,
             snapshot: None,
             read_round_acked: 0,
+            commit_owed: false,
         }
     }
 
@@ -337,6 +343,11 @@ impl Inflights {
         self.last_indices.len()
     }
 
+    /// Whether an append in flight carries entries past `index`.
+    pub(crate) fn carries_past(&self, index: Index) -> bool {
+        self.last_indices.back().is_some_and(|last| *last > index)
+    }
+
     pub(crate) fn is_full(&self) -> bool {
         self.last_indices.len() >= self.capacity
     }
@@ -370,5 +381,150 @@ impl Inflights {
 
     pub(crate) fn reset(&mut self) {
         self.last_indices.clear();
+    }
+}
+
+/// The leader's records of its followers, by node id, kept in a vector
+/// sorted by id. A cluster has a handful of members and the leader looks a
+/// follower up several times per message, so scanning a few ids is cheaper
+/// than a tree's search; iteration is in id order, as a `BTreeMap`'s, so
+/// what the leader sends does not depend on how the map was built.
+#[derive(Clone, Debug)]
+pub(crate) struct PeerMap<V> {
+    entries: Vec<(NodeId, V)>,
+}
+
+impl<V> PeerMap<V> {
+    pub(crate) fn new() -> Self {
+        PeerMap {
+            entries: Vec::new(),
+        }
+    }
+
+    /// Where `id` is, or where it would be inserted.
+    fn position(&self, id: NodeId) -> Result<usize, usize> {
+        for (at, (key, _)) in self.entries.iter().enumerate() {
+            if *key >= id {
+                return if *key == id { Ok(at) } else { Err(at) };
+            }
+        }
+        Err(self.entries.len())
+    }
+
+    pub(crate) fn get(&self, id: &NodeId) -> Option<&V> {
+        let at = self.position(*id).ok()?;
+        Some(&self.entries[at].1)
+    }
+
+    pub(crate) fn get_mut(&mut self, id: &NodeId) -> Option<&mut V> {
+        let at = self.position(*id).ok()?;
+        Some(&mut self.entries[at].1)
+    }
+
+    /// The record of `id`, inserted by `make` if there is none.
+    pub(crate) fn get_or_insert_with(&mut self, id: NodeId, make: impl FnOnce() -> V) -> &mut V {
+        let at = match self.position(id) {
+            Ok(at) => at,
+            Err(at) => {
+                self.entries.insert(at, (id, make()));
+                at
+            }
+        };
+        &mut self.entries[at].1
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.entries.clear();
+    }
+
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&NodeId, &mut V) -> bool) {
+        self.entries.retain_mut(|(id, value)| keep(id, value));
+    }
+
+    /// Records in id order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&NodeId, &V)> {
+        self.entries.iter().map(|(id, value)| (id, value))
+    }
+
+    pub(crate) fn values(&self) -> impl Iterator<Item = &V> {
+        self.entries.iter().map(|(_, value)| value)
+    }
+
+    pub(crate) fn values_mut(&mut self) -> impl Iterator<Item = &mut V> {
+        self.entries.iter_mut().map(|(_, value)| value)
+    }
+}
+
+impl<V> Default for PeerMap<V> {
+    fn default() -> Self {
+        PeerMap::new()
+    }
+}
+
+impl<V> FromIterator<(NodeId, V)> for PeerMap<V> {
+    fn from_iter<I: IntoIterator<Item = (NodeId, V)>>(records: I) -> Self {
+        let mut entries: Vec<(NodeId, V)> = records.into_iter().collect();
+        entries.sort_by_key(|(id, _)| *id);
+        assert!(
+            entries.windows(2).all(|pair| pair[0].0 < pair[1].0),
+            "one record per node"
+        );
+        PeerMap { entries }
+    }
+}
+
+impl<'a, V> IntoIterator for &'a PeerMap<V> {
+    type Item = (&'a NodeId, &'a V);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (NodeId, V)>,
+        fn(&'a (NodeId, V)) -> (&'a NodeId, &'a V),
+    >;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.iter().map(|(id, value)| (id, value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The leader's followers are visited in id order however their
+    /// records were added, as a `BTreeMap` would: what it sends must not
+    /// depend on the order a configuration listed them.
+    #[test]
+    fn peer_map_iterates_in_id_order_and_finds_every_record() {
+        let mut map: PeerMap<u64> = [(5, 50), (2, 20)].into_iter().collect();
+        *map.get_or_insert_with(3, || 30) += 1;
+        *map.get_or_insert_with(2, || 0) += 1;
+        map.get_or_insert_with(9, || 90);
+        let ids: Vec<NodeId> = map.iter().map(|(id, _)| *id).collect();
+        assert_eq!(ids, [2, 3, 5, 9]);
+        assert_eq!(map.get(&2), Some(&21));
+        assert_eq!(map.get(&3), Some(&31));
+        assert_eq!(map.get(&4), None);
+        assert_eq!(map.get(&10), None);
+        *map.get_mut(&9).expect("held") = 91;
+        map.retain(|id, _| *id != 3);
+        let all: Vec<(NodeId, u64)> = map.iter().map(|(id, value)| (*id, *value)).collect();
+        assert_eq!(all, [(2, 21), (5, 50), (9, 91)]);
+        assert_eq!(map.values().sum::<u64>(), 162);
+        assert_eq!(map.len(), 3);
+        map.clear();
+        assert!(map.is_empty());
+    }
+
+    #[test]
+    #[should_panic(expected = "one record per node")]
+    fn peer_map_refuses_two_records_of_one_node() {
+        let _: PeerMap<u64> = [(1, 1), (1, 2)].into_iter().collect();
     }
 }

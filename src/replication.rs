@@ -111,26 +111,72 @@ impl Node {
         }
     }
 
-    /// Tells every follower that the commit index moved. A follower the
-    /// leader streams to (replicate state, window open) with nothing new
-    /// to receive gets a one-way [`MessageBody::CommitNotice`]; every other
-    /// gets what [`Self::broadcast_append`] would send it (entries, or an
-    /// empty append: a probe must be answered).
+    /// Tells every follower that the commit index moved.
+    ///
+    /// A follower the leader streams to (replicate state) with nothing new
+    /// to receive gets a one-way [`MessageBody::CommitNotice`], unless an
+    /// append in flight to it carries entries past the new commit index.
+    /// Then it is *owed* the commit: an answer after which no append in
+    /// flight goes past the commit sends the notice
+    /// ([`Self::send_owed_commit`]), unless an append (which carries the
+    /// commit) went out first. Under a steady stream of proposals the next
+    /// append always goes first, so a pipelined follower costs two
+    /// messages per batch (append and answer) instead of three; it learns
+    /// each commit with the next append, at most one batch later. A
+    /// follower whose appends in flight end at or below the commit (it may
+    /// hold them already, its answer on the way) is told at once, so
+    /// one-at-a-time writes reach every follower's state machine as soon
+    /// as before.
+    ///
+    /// Every other follower gets what [`Self::broadcast_append`] would send
+    /// it (entries, or an empty append: a probe must be answered), and
+    /// stays owed if nothing could be sent.
     pub(crate) fn broadcast_commit(&mut self, actions: &mut Vec<Action>) {
         let last = self.log.last_position();
         let commit = self.log.commit_index();
+        let forget_owed = self.planted().owed_commit_forgotten;
         for i in 0..self.peer_count() {
             let peer = self.peer(i);
-            let caught_up = self.progress.get(&peer).is_some_and(|progress| {
-                progress.state == ProgressState::Replicate
-                    && !progress.is_paused()
-                    && progress.next_index > last.index
-            });
-            if caught_up {
-                self.send(peer, MessageBody::CommitNotice { last, commit }, actions);
-            } else if self.send_append(peer, true, actions) {
+            let Some(progress) = self.progress.get_mut(&peer) else {
+                continue;
+            };
+            // Owed until told. The planted mistake forgets what it holds
+            // back.
+            progress.commit_owed = !forget_owed;
+            if progress.state == ProgressState::Replicate && progress.next_index > last.index {
+                if !progress.inflight.carries_past(commit) {
+                    progress.commit_owed = false;
+                    self.send(peer, MessageBody::CommitNotice { last, commit }, actions);
+                }
+                // Otherwise an answer releases it (or a heartbeat answer
+                // that frees a slot of a full window).
+                continue;
+            }
+            // An append carries the commit. None may go out (a probe or the
+            // window is outstanding, or a snapshot is being sent): then it
+            // stays owed.
+            if self.send_append(peer, true, actions) {
                 self.send_append_pipelined(peer, actions);
             }
+        }
+    }
+
+    /// Sends `to` the commit index [`Self::broadcast_commit`] left it owed,
+    /// once no append in flight to it goes past the commit and nothing new
+    /// is to be sent (an append would carry the commit).
+    fn send_owed_commit(&mut self, to: NodeId, actions: &mut Vec<Action>) {
+        let last = self.log.last_position();
+        let Some(progress) = self.progress.get_mut(&to) else {
+            return;
+        };
+        let commit = self.log.commit_index();
+        if progress.commit_owed
+            && progress.state == ProgressState::Replicate
+            && !progress.inflight.carries_past(commit)
+            && progress.next_index > last.index
+        {
+            progress.commit_owed = false;
+            self.send(to, MessageBody::CommitNotice { last, commit }, actions);
         }
     }
 
@@ -183,6 +229,8 @@ impl Node {
             return false;
         }
         let progress = self.progress.get_mut(&to).expect("checked above");
+        // The append carries the commit index.
+        progress.commit_owed = false;
         let sent_entries = match entries.last() {
             Some(last) => {
                 progress.sent_entries(last.index);
@@ -451,6 +499,8 @@ impl Node {
         if progress.match_index < last_index || progress.denials > 0 {
             self.send_append(from, true, actions);
         }
+        // Freeing a slot of a full window may leave nothing in flight.
+        self.send_owed_commit(from, actions);
     }
 
     /// Leader side of an AppendEntries answer.
@@ -494,16 +544,21 @@ impl Node {
                     // there: replicate from it.
                     progress.become_replicate();
                 } else if !advanced && !probe_confirmed {
+                    self.send_owed_commit(from, actions);
                     return;
                 }
                 if progress.state == ProgressState::Probe {
                     progress.become_replicate();
                 }
-                if self.maybe_commit() {
+                // An answer at or below the commit index cannot move it (the
+                // other inputs of the commit rule ran it when they moved).
+                let may_commit = progress.match_index > self.log.commit_index();
+                if may_commit && self.maybe_commit() {
                     self.broadcast_commit(actions);
                 } else if self.send_append(from, was_paused, actions) {
                     self.send_append_pipelined(from, actions);
                 }
+                self.send_owed_commit(from, actions);
                 self.maybe_send_timeout_now(from, actions);
             }
             AppendResponse::Rejected {
@@ -543,6 +598,22 @@ impl Node {
                 }
                 if progress.maybe_decrease_to(rejected_index, probe_from + 1) {
                     self.send_append(from, true, actions);
+                } else if progress.state == ProgressState::Replicate
+                    && (progress.commit_owed
+                        || progress.inflight.carries_past(progress.match_index))
+                {
+                    // A refusal at or below the match index while streaming:
+                    // an append overtook the one before it and was refused,
+                    // so appends counted in flight may never be answered (a
+                    // follower refuses every append after a gap). A notice
+                    // goes now, owed or not: it names our last entry, so a
+                    // follower without it refuses it with a hint past the
+                    // match index and is probed back at once instead of at
+                    // the next heartbeat; one that holds it commits.
+                    progress.commit_owed = false;
+                    let last = self.log.last_position();
+                    let commit = self.log.commit_index();
+                    self.send(from, MessageBody::CommitNotice { last, commit }, actions);
                 }
             }
         }
@@ -565,10 +636,10 @@ impl Node {
             }
         };
         // Learners never count; while joint, both halves must agree.
-        let no_voters = std::collections::BTreeSet::new();
+        static NO_VOTERS: std::collections::BTreeSet<NodeId> = std::collections::BTreeSet::new();
         let outgoing = if self.planted().joint_new_quorum_only {
             // The planted mistake: the outgoing voters are forgotten.
-            &no_voters
+            &NO_VOTERS
         } else {
             &self.membership.voters_outgoing
         };

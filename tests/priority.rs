@@ -135,5 +135,8 @@ fn leadership_transfer_never_produces_two_leaders_in_a_term() {
             chaos.cluster.leader()
         );
     }
-    assert!(transfers > 10, "only {transfers} transfers");
+    // The count moves with the schedules: 14 over these 20 seeds before
+    // commit notices were held back for followers with appends in flight
+    // (fewer messages, other schedules), 9 after; over 100 seeds 28 and 24.
+    assert!(transfers >= 5, "only {transfers} transfers");
 }

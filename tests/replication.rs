@@ -449,6 +449,61 @@ fn commit_reaches_caught_up_followers_as_an_unanswered_notice() {
     }
 }
 
+/// A follower with an append in flight past the new commit index is not
+/// sent a commit notice when the commit index moves: the answer to that
+/// append releases it, so a pipelined follower is told each commit by the
+/// next append or, at the end of the stream, by one notice.
+#[test]
+fn commit_notice_waits_for_the_answer_to_the_append_in_flight() {
+    let mut c = Cluster::new(&[1, 2, 3]);
+    c.elect(1);
+    c.deliver_all();
+    c.record_trace = true;
+    c.propose(1, "a");
+    let first = c.node(1).last_index();
+    // The appends of "a" arrive and are answered; "b" goes out before the
+    // answers reach the leader.
+    c.deliver_one();
+    c.deliver_one();
+    c.propose(1, "b");
+    // The two answers to "a": the first commits it, while "b" is in
+    // flight to both followers.
+    c.deliver_one();
+    c.deliver_one();
+    assert_eq!(c.node(1).commit_index(), first);
+    let notices = |c: &Cluster| {
+        c.traced_sends(1)
+            .into_iter()
+            .filter(|m| matches!(m.body, MessageBody::CommitNotice { .. }))
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        notices(&c).is_empty(),
+        "a notice while appends were in flight: {:?}",
+        notices(&c)
+    );
+    c.deliver_all();
+    let last = c.node(1).last_index();
+    assert_eq!(last, first + 1);
+    for id in [1, 2, 3] {
+        assert_eq!(
+            c.node(id).commit_index(),
+            last,
+            "node {id} learned the commit"
+        );
+    }
+    // One notice per follower, released by the answer to "b".
+    let notices = notices(&c);
+    for id in [2, 3] {
+        let to: Vec<_> = notices.iter().filter(|m| m.to == id).collect();
+        assert_eq!(to.len(), 1, "notices to node {id}: {notices:?}");
+        assert!(
+            matches!(to[0].body, MessageBody::CommitNotice { commit, .. } if commit == last),
+            "{notices:?}"
+        );
+    }
+}
+
 /// A commit notice whose last entry the follower holds commits up to the
 /// leader's commit index and is not answered (an append in its place was).
 #[test]

@@ -126,6 +126,9 @@ pub struct CoreBugs {
     /// A follower commits on a commit notice without checking that its
     /// log holds the leader's last entry.
     pub commit_notice_unchecked: bool,
+    /// A leader forgets the commit notice it held back while appends were
+    /// in flight to a follower (caught by the calm budgets).
+    pub owed_commit_forgotten: bool,
 }
 
 impl CoreBugs {
@@ -141,6 +144,7 @@ impl CoreBugs {
             || self.probe_ignores_hint
             || self.removed_node_campaigns
             || self.commit_notice_unchecked
+            || self.owed_commit_forgotten
     }
 
     /// The core's form of these bugs.
@@ -157,6 +161,7 @@ impl CoreBugs {
             probe_ignores_hint: self.probe_ignores_hint,
             removed_node_campaigns: self.removed_node_campaigns,
             commit_notice_unchecked: self.commit_notice_unchecked,
+            owed_commit_forgotten: self.owed_commit_forgotten,
         }
     }
 }
@@ -778,6 +783,9 @@ impl SimConfig {
         }
         if self.core_bugs.commit_notice_unchecked {
             flags += " --bug-commit-notice-unchecked";
+        }
+        if self.core_bugs.owed_commit_forgotten {
+            flags += " --bug-owed-commit-forgotten";
         }
         if self.service != crate::services::Service::Builtin {
             flags += &format!(" --service {}", self.service.name());

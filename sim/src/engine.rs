@@ -186,6 +186,10 @@ pub enum FailureKind {
     /// never sent that candidate its grant (while still in that term with
     /// that vote): the candidate loses a vote it was given.
     VoteUnanswered,
+    /// A leader left a follower it streams to, with no append in flight to
+    /// it, without the commit index up to what the follower holds: the
+    /// follower applies nothing until the next append or heartbeat.
+    CommitUntold,
 }
 
 impl FailureKind {
@@ -225,6 +229,7 @@ impl FailureKind {
             FailureKind::SessionContract => "session-contract",
             FailureKind::NodeReport => "node-report",
             FailureKind::VoteUnanswered => "vote-unanswered",
+            FailureKind::CommitUntold => "commit-untold",
         }
     }
 }

@@ -301,6 +301,10 @@ struct SimArgs {
     /// checking that its log holds the leader's last entry.
     #[arg(long)]
     bug_commit_notice_unchecked: bool,
+    /// Planted core mistake: a leader forgets the commit notice it held
+    /// back while appends were in flight to a follower.
+    #[arg(long)]
+    bug_owed_commit_forgotten: bool,
     /// Planted core mistake: a node removed from the voters keeps
     /// campaigning.
     #[arg(long)]
@@ -400,6 +404,7 @@ impl SimArgs {
                 probe_ignores_hint: self.bug_probe_ignores_hint,
                 removed_node_campaigns: self.bug_removed_node_campaigns,
                 commit_notice_unchecked: self.bug_commit_notice_unchecked,
+                owed_commit_forgotten: self.bug_owed_commit_forgotten,
             },
             reads: self.reads,
             lease_skew_beyond_bound: self.lease_skew_beyond_bound,

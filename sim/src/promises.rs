@@ -28,8 +28,19 @@
 //!
 //! Other messages (refusals, heartbeat answers) promise nothing durable,
 //! so a term carried only by them may legitimately be lost in a crash.
+//!
+//! And one promise of a leader to its followers, about liveness: a
+//! follower it streams to (replicate state) with no append in flight to it
+//! has been told the commit index, up to what the follower holds (an
+//! append's or heartbeat's commit, a commit notice, or a snapshot, which
+//! holds committed entries only). A leader may hold a commit notice back
+//! while appends are in flight, the answer to the last of them releasing
+//! it; one that never sends it leaves the follower applying nothing until
+//! the next append or heartbeat.
 
-use concord::{LogPosition, Message, MessageBody, Node, NodeId, Term};
+use std::collections::BTreeMap;
+
+use concord::{Index, LogPosition, Message, MessageBody, Node, NodeId, ProgressState, Role, Term};
 
 use crate::engine::FailureKind;
 
@@ -60,22 +71,45 @@ struct NodePromises {
 /// The promises of every node of one run.
 pub(crate) struct Promises {
     nodes: Vec<NodePromises>,
+    /// For each node, the highest commit index it told each peer as
+    /// leader, and in which term.
+    commit_told: Vec<BTreeMap<NodeId, (Term, Index)>>,
 }
 
 impl Promises {
     pub(crate) fn new(nodes: usize) -> Promises {
         Promises {
             nodes: vec![NodePromises::default(); nodes],
+            commit_told: vec![BTreeMap::new(); nodes],
         }
     }
 
     /// A host joined the run (a fresh node after a forced recovery).
     pub(crate) fn add_node(&mut self) {
         self.nodes.push(NodePromises::default());
+        self.commit_told.push(BTreeMap::new());
     }
 
     /// Node `index` (in the state it is in) sends `message`.
     pub(crate) fn on_send(&mut self, index: usize, node: &Node, message: &Message) {
+        if node.role() == Role::Leader {
+            let told = match &message.body {
+                MessageBody::AppendEntries { leader_commit, .. } => Some(*leader_commit),
+                MessageBody::CommitNotice { commit, .. } => Some(*commit),
+                MessageBody::Heartbeat { commit, .. } => Some(*commit),
+                MessageBody::InstallSnapshot { snapshot, .. } => Some(snapshot.index),
+                _ => None,
+            };
+            if let Some(commit) = told {
+                let entry = self.commit_told[index]
+                    .entry(message.to)
+                    .or_insert((message.term, 0));
+                if entry.0 != message.term {
+                    *entry = (message.term, 0);
+                }
+                entry.1 = entry.1.max(commit);
+            }
+        }
         let promises = &mut self.nodes[index];
         match &message.body {
             MessageBody::RequestVoteResponse {
@@ -111,6 +145,9 @@ impl Promises {
         incarnation: u32,
         node: &Node,
     ) -> Result<(), Violation> {
+        if node.role() == Role::Leader {
+            self.check_commit_told(index, node)?;
+        }
         let promises = &mut self.nodes[index];
         let vote = node
             .voted_for()
@@ -137,6 +174,33 @@ impl Promises {
             }
             _ => Ok(()),
         }
+    }
+
+    /// Leader `index`: every follower it streams to with no append in
+    /// flight to it was told the commit index up to what it holds.
+    fn check_commit_told(&self, index: usize, node: &Node) -> Result<(), Violation> {
+        let commit = node.commit_index();
+        for (id, progress) in node.progress_all() {
+            if progress.state != ProgressState::Replicate || progress.inflight_messages > 0 {
+                continue;
+            }
+            let owed = commit.min(progress.match_index);
+            let told = match self.commit_told[index].get(&id) {
+                Some((term, told)) if *term == node.term() => *told,
+                _ => 0,
+            };
+            if told < owed {
+                return Err((
+                    FailureKind::CommitUntold,
+                    format!(
+                        "leads term {} with commit index {commit}; n{id} holds up to {} and has no append in flight, yet the highest commit index it was told this term is {told}",
+                        node.term(),
+                        progress.match_index
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Node `index` became leader of `term`.

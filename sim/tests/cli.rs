@@ -114,13 +114,15 @@ fn bad_arguments_are_explained() {
 #[test]
 fn replay_html_draws_one_lane_per_node_and_client_and_the_failure() {
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let path = dir.join("replay-seed-0.html");
-    // Seed 0 is caught with this bug (its acknowledged entry is gone after
-    // a restart); seeds that draw no crash at the right moment pass.
+    let path = dir.join("replay-seed-2.html");
+    // Seed 2 is caught with this bug (its acknowledged entry is gone after
+    // a restart; `run --seeds 0..50 --nodes 3 --bug-persisted-before-sync`
+    // fails 19 seeds, the first two at 2 and 3); seeds that draw no crash
+    // at the right moment pass.
     let (code, stdout, _) = concord_sim(&[
         "replay",
         "--seed",
-        "0",
+        "2",
         "--nodes",
         "3",
         "--bug-persisted-before-sync",
