@@ -136,14 +136,17 @@ impl Node {
     /// batches.
     fn emit_apply(&mut self, actions: &mut Vec<Action>) {
         let ready = self.log.commit_index().min(self.persisted_index);
+        // Most steps have nothing new to hand out: return before the
+        // witness lookup.
+        if ready <= self.apply_emitted_index {
+            return;
+        }
         if self.is_witness_node() {
             // A witness has no state machine: its entries count as applied
             // once committed and durable here (which is what lets it
             // compact them away, see `membership.rs`).
-            if ready > self.apply_emitted_index {
-                self.apply_emitted_index = ready;
-                self.handle_applied(ready);
-            }
+            self.apply_emitted_index = ready;
+            self.handle_applied(ready);
             return;
         }
         while self.apply_emitted_index < ready {
