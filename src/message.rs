@@ -140,6 +140,10 @@ pub enum MessageBody {
     /// nothing, so telling a follower of a commit costs one message instead
     /// of two; one whose log does not hold it refuses it with a hint, like
     /// an append, so the leader finds out about missing entries as soon.
+    /// While appends past the commit index are in flight to the follower,
+    /// the leader holds the notice back: the next append carries the
+    /// commit, or the answer after which none goes past it sends the
+    /// notice.
     CommitNotice {
         /// The leader's last log entry.
         last: LogPosition,
