@@ -66,9 +66,9 @@ pub struct PlantedBugs {
     /// A liveness mistake, not a safety one: a leader that holds back a
     /// commit notice while appends are in flight to a follower forgets
     /// it, so the follower hears the commit only from the next append or
-    /// heartbeat. Caught by the simulator's calm budgets (a follower
-    /// applies within a bound of the leader's commit); sets no assertion
-    /// aside (not in [`Self::any`]).
+    /// heartbeat. Caught by the simulator's `commit-untold` check (a
+    /// follower with no append in flight has been told the commit up to
+    /// what it holds); sets no assertion aside (not in [`Self::any`]).
     pub owed_commit_forgotten: bool,
 }
 

@@ -133,30 +133,30 @@ impl Node {
     /// stays owed if nothing could be sent.
     pub(crate) fn broadcast_commit(&mut self, actions: &mut Vec<Action>) {
         let last = self.log.last_position();
-        let commit = self.log.commit_index();
         let forget_owed = self.planted().owed_commit_forgotten;
         for i in 0..self.peer_count() {
             let peer = self.peer(i);
             let Some(progress) = self.progress.get_mut(&peer) else {
                 continue;
             };
-            // Owed until told. The planted mistake forgets what it holds
-            // back.
-            progress.commit_owed = !forget_owed;
+            // Owed until told.
+            progress.commit_owed = true;
             if progress.state == ProgressState::Replicate && progress.next_index > last.index {
-                if !progress.inflight.carries_past(commit) {
-                    progress.commit_owed = false;
-                    self.send(peer, MessageBody::CommitNotice { last, commit }, actions);
-                }
-                // Otherwise an answer releases it (or a heartbeat answer
-                // that frees a slot of a full window).
-                continue;
-            }
-            // An append carries the commit. None may go out (a probe or the
-            // window is outstanding, or a snapshot is being sent): then it
-            // stays owed.
-            if self.send_append(peer, true, actions) {
+                // Told now unless an append in flight goes past the commit;
+                // then an answer releases it (or a heartbeat answer that
+                // frees a slot of a full window).
+                self.send_owed_commit(peer, actions);
+            } else if self.send_append(peer, true, actions) {
+                // An append carries the commit. None may go out (a probe or
+                // the window is outstanding, or a snapshot is being sent):
+                // then it stays owed.
                 self.send_append_pipelined(peer, actions);
+            }
+            if forget_owed {
+                // The planted mistake: what is held back is forgotten.
+                if let Some(progress) = self.progress.get_mut(&peer) {
+                    progress.commit_owed = false;
+                }
             }
         }
     }
@@ -169,15 +169,24 @@ impl Node {
         let Some(progress) = self.progress.get_mut(&to) else {
             return;
         };
-        let commit = self.log.commit_index();
         if progress.commit_owed
             && progress.state == ProgressState::Replicate
-            && !progress.inflight.carries_past(commit)
+            && !progress.inflight.carries_past(self.log.commit_index())
             && progress.next_index > last.index
         {
-            progress.commit_owed = false;
-            self.send(to, MessageBody::CommitNotice { last, commit }, actions);
+            self.send_commit_notice(to, actions);
         }
+    }
+
+    /// Tells `to` the commit index in a [`MessageBody::CommitNotice`]
+    /// naming our last entry; `to` is no longer owed it.
+    fn send_commit_notice(&mut self, to: NodeId, actions: &mut Vec<Action>) {
+        if let Some(progress) = self.progress.get_mut(&to) {
+            progress.commit_owed = false;
+        }
+        let last = self.log.last_position();
+        let commit = self.log.commit_index();
+        self.send(to, MessageBody::CommitNotice { last, commit }, actions);
     }
 
     /// Keeps sending batches to `to` while it is in replicate state, has
@@ -610,10 +619,7 @@ impl Node {
                     // follower without it refuses it with a hint past the
                     // match index and is probed back at once instead of at
                     // the next heartbeat; one that holds it commits.
-                    progress.commit_owed = false;
-                    let last = self.log.last_position();
-                    let commit = self.log.commit_index();
-                    self.send(from, MessageBody::CommitNotice { last, commit }, actions);
+                    self.send_commit_notice(from, actions);
                 }
             }
         }

@@ -127,7 +127,8 @@ pub struct CoreBugs {
     /// log holds the leader's last entry.
     pub commit_notice_unchecked: bool,
     /// A leader forgets the commit notice it held back while appends were
-    /// in flight to a follower (caught by the calm budgets).
+    /// in flight to a follower (caught by the `commit-untold` check,
+    /// `crate::promises`).
     pub owed_commit_forgotten: bool,
 }
 

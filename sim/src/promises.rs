@@ -34,9 +34,9 @@
 //! has been told the commit index, up to what the follower holds (an
 //! append's or heartbeat's commit, a commit notice, or a snapshot, which
 //! holds committed entries only). A leader may hold a commit notice back
-//! while appends are in flight, the answer to the last of them releasing
-//! it; one that never sends it leaves the follower applying nothing until
-//! the next append or heartbeat.
+//! while appends past the commit are in flight, an answer releasing it;
+//! one that never sends it leaves the follower applying nothing until the
+//! next append or heartbeat.
 
 use std::collections::BTreeMap;
 
