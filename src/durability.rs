@@ -67,6 +67,8 @@ impl Node {
     /// Work that depends on the state after any input: promises whose
     /// writes became durable, the write for this step's changes, and
     /// newly applicable entries.
+    // Out of line on purpose: see `Node::check_invariants`.
+    #[inline(never)]
     pub(crate) fn after_step(&mut self, actions: &mut Vec<Action>) {
         match self.role {
             // Acknowledgements run the commit rule as they arrive; here only

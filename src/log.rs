@@ -124,17 +124,23 @@ impl RaftLog {
         if index <= self.base.index || index > self.last_index() {
             return None;
         }
-        // Most lookups are of the newest entries: try the last run first.
+        // Most lookups are of the newest entries: try the last run first
+        // (without touching the hint, which is for walks through older
+        // runs).
         let last = self.runs.len() - 1;
+        let back_first = self.runs[last].first;
+        if back_first <= index {
+            let offset = (index - back_first) as usize;
+            debug_assert_eq!(self.runs[last].entries[offset].index, index);
+            return Some((last, offset));
+        }
         let hint = self.found_run.load(Ordering::Relaxed);
         let holds = |run: usize| {
             self.runs
                 .get(run)
                 .is_some_and(|run| run.first <= index && index <= run.last())
         };
-        let run = if self.runs[last].first <= index {
-            last
-        } else if holds(hint) {
+        let run = if holds(hint) {
             hint
         } else if holds(hint + 1) {
             hint + 1

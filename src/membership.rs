@@ -514,11 +514,22 @@ impl Node {
     /// Index of the entry holding the configuration in force (the log's
     /// base for an initial or snapshot configuration).
     pub fn membership_index(&self) -> Index {
-        *self
-            .memberships
-            .keys()
-            .next_back()
-            .expect("a configuration is always known")
+        // Kept by `membership_changed`, which every change to the newest
+        // configuration goes through; `check_membership_index` compares it
+        // with the map after each change.
+        self.membership_in_force_index
+    }
+
+    /// The cached index of the configuration in force is the newest
+    /// known one. Run after every change to `memberships`, so that steps
+    /// read the cache instead of walking the map (a tree walk on every
+    /// step cost 3 % of the batch-1 benchmark).
+    pub(crate) fn check_membership_index(&self) {
+        assert_eq!(
+            self.memberships.keys().next_back(),
+            Some(&self.membership_in_force_index),
+            "the cached configuration index is stale"
+        );
     }
 
     /// The configuration in force at `index`, if still known (the
@@ -572,6 +583,7 @@ impl Node {
             return;
         };
         self.memberships = self.memberships.split_off(&floor);
+        self.check_membership_index();
     }
 
     /// A snapshot ending at `index` replaced the log up to it (and, without
@@ -605,6 +617,8 @@ impl Node {
             .expect("a configuration is always known");
         self.membership = latest.clone();
         self.membership_in_force_index = index;
+        self.voter_here = self.membership.is_voter(self.config.id);
+        self.check_membership_index();
         let me = self.config.id;
         let members = self.membership.members();
         self.known_nodes.extend(members.iter().copied());
@@ -687,7 +701,9 @@ impl Node {
 
     /// Whether this node may campaign: only voters do.
     pub(crate) fn is_voter_here(&self) -> bool {
-        self.membership.is_voter(self.config.id)
+        // Cached by `membership_changed`: the leader asks on every step.
+        debug_assert_eq!(self.voter_here, self.membership.is_voter(self.config.id));
+        self.voter_here
     }
 
     /// Whether this node may start an election: it votes in the
@@ -837,9 +853,11 @@ impl Node {
         {
             let later = self.deferred_memberships.split_off(&(commit + 1));
             let committed = std::mem::replace(&mut self.deferred_memberships, later);
+            let mut newest = self.membership_index();
             for (index, membership) in committed {
-                if index > self.membership_index() {
+                if index > newest {
                     self.memberships.insert(index, membership);
+                    newest = index;
                 }
             }
             self.membership_changed();

@@ -100,6 +100,8 @@ pub struct Node {
     /// index of its entry.
     pub(crate) membership: Membership,
     pub(crate) membership_in_force_index: Index,
+    /// Whether this node votes in `membership`.
+    pub(crate) voter_here: bool,
     /// Every configuration this node still knows, by the index of its
     /// entry (the first at the log's base: the initial or snapshot one).
     pub(crate) memberships: BTreeMap<Index, Membership>,
@@ -206,6 +208,7 @@ impl Node {
             peer_ids: Vec::new(),
             membership: Membership::default(),
             membership_in_force_index: 0,
+            voter_here: false,
             memberships: BTreeMap::new(),
             known_nodes: BTreeSet::new(),
             removed_notice: None,
@@ -484,6 +487,11 @@ impl Node {
 
     /// Invariants that must hold between steps. Cheap ones always; the
     /// whole-log ones in debug builds.
+    // Out of line, like `after_step`: inlined into `step`, the two made it
+    // too large for the register allocator, which then kept `self` on the
+    // stack and reloaded it for every field (callgrind: 1 % more
+    // instructions per step than with the calls).
+    #[inline(never)]
     fn check_invariants(&self) {
         assert!(self.log.commit_index() <= self.log.last_index());
         assert!(self.persisted_index <= self.log.last_index());
@@ -509,14 +517,14 @@ impl Node {
         if let Some(vote) = self.voted_for {
             assert_ne!(vote, 0);
         }
-        // The cached configuration is the latest known one. Comparing the
-        // index is cheap enough for every step (comparing the sets cost a
-        // tenth of a simulated seed); builds with debug assertions compare
-        // the sets too.
-        assert_eq!(
-            self.memberships.keys().next_back(),
-            Some(&self.membership_in_force_index)
-        );
+        // The cached configuration is the latest known one. Release builds
+        // check the index after each change of configuration
+        // (`check_membership_index`); builds with debug assertions (the
+        // tests and their simulated seeds) compare the index and the sets
+        // on every step.
+        if cfg!(debug_assertions) {
+            self.check_membership_index();
+        }
         debug_assert_eq!(
             Some(&self.membership),
             self.memberships.values().next_back()

@@ -132,7 +132,7 @@ impl Node {
     /// it (entries, or an empty append: a probe must be answered), and
     /// stays owed if nothing could be sent.
     pub(crate) fn broadcast_commit(&mut self, actions: &mut Vec<Action>) {
-        let last = self.log.last_position();
+        let last_index = self.log.last_index();
         let forget_owed = self.planted().owed_commit_forgotten;
         for i in 0..self.peer_count() {
             let peer = self.peer(i);
@@ -141,7 +141,7 @@ impl Node {
             };
             // Owed until told.
             progress.commit_owed = true;
-            if progress.state == ProgressState::Replicate && progress.next_index > last.index {
+            if progress.state == ProgressState::Replicate && progress.next_index > last_index {
                 // Told now unless an append in flight goes past the commit;
                 // then an answer releases it (or a heartbeat answer that
                 // frees a slot of a full window).
@@ -165,14 +165,13 @@ impl Node {
     /// once no append in flight to it goes past the commit and nothing new
     /// is to be sent (an append would carry the commit).
     fn send_owed_commit(&mut self, to: NodeId, actions: &mut Vec<Action>) {
-        let last = self.log.last_position();
-        let Some(progress) = self.progress.get_mut(&to) else {
+        let Some(progress) = self.progress.get(&to) else {
             return;
         };
         if progress.commit_owed
             && progress.state == ProgressState::Replicate
             && !progress.inflight.carries_past(self.log.commit_index())
-            && progress.next_index > last.index
+            && progress.next_index > self.log.last_index()
         {
             self.send_commit_notice(to, actions);
         }
