@@ -5,7 +5,6 @@ use crate::io::Action;
 use crate::message::{Message, MessageBody};
 use crate::node::{Node, Role};
 use crate::quorum::{joint_tally, majority, VoteResult};
-use crate::snapshot::Chunk;
 use crate::types::{HardState, LogPosition, NodeId, Term};
 
 /// Terms above this are refused as malformed: no real cluster gets near
@@ -529,24 +528,9 @@ impl Node {
                 self.handle_read_index_response(message.from, request, index, actions)
             }
             MessageBody::TimeoutNow => self.handle_timeout_now(message.from, actions),
-            MessageBody::InstallSnapshot {
-                snapshot,
-                size_bytes,
-                checksum,
-                offset,
-                data,
-                membership,
-            } => {
+            MessageBody::InstallSnapshot(chunk) => {
                 if self.accept_leader(message.from, actions) {
-                    let chunk = Chunk {
-                        snapshot,
-                        size_bytes,
-                        checksum,
-                        offset,
-                        data,
-                        membership: *membership,
-                    };
-                    self.handle_snapshot_chunk(message.from, message.term, chunk, actions);
+                    self.handle_snapshot_chunk(message.from, message.term, *chunk, actions);
                 }
             }
             MessageBody::InstallSnapshotResponse {

@@ -323,7 +323,7 @@ pub use config::{Config, ConfigError};
 pub use entries::Entries;
 pub use io::{Action, Input, ProposeError};
 pub use membership::{Membership, MembershipChange, MembershipError};
-pub use message::{AppendResponse, Message, MessageBody};
+pub use message::{AppendResponse, Message, MessageBody, SnapshotChunk};
 pub use node::{Node, Role};
 #[cfg(feature = "planted-bugs")]
 #[doc(hidden)]

@@ -71,26 +71,12 @@ pub enum MessageBody {
     /// at once (leadership transfer, used for priority election).
     TimeoutNow,
     /// One chunk of the leader's latest snapshot, for a follower whose next
-    /// entry the leader no longer holds in its log.
-    InstallSnapshot {
-        /// The last entry the snapshot covers.
-        snapshot: LogPosition,
-        /// Size of the whole snapshot.
-        size_bytes: u64,
-        /// [`checksum64`](crate::checksum64) of the whole snapshot,
-        /// checked by the follower before it installs anything.
-        checksum: u64,
-        /// Where in the snapshot this chunk starts.
-        offset: u64,
-        /// The chunk (at most `snapshot_chunk_bytes_max` bytes).
-        data: Bytes,
-        /// The cluster configuration in force at the snapshot's last entry
-        /// (the follower adopts it on install: the entries that set it may
-        /// be compacted away). The same in every chunk of a snapshot.
-        /// Boxed: the largest field of any message, and this message is
-        /// rare, so every other message is half the size to move.
-        membership: Box<Membership>,
-    },
+    /// entry the leader no longer holds in its log. Boxed: the largest
+    /// body by far and a rare one, so every other message (and every
+    /// [`Action`](crate::Action) and [`Input`](crate::Input) carrying one)
+    /// stays small to move. The wire format is that of a variant with the
+    /// chunk's fields inline.
+    InstallSnapshot(Box<SnapshotChunk>),
     /// Answer to a vote request (or pre-vote request) from a candidate that
     /// is not a voter in the receiver's configuration, which is committed,
     /// and whose log is behind the receiver's: the candidate cannot win,
@@ -150,6 +136,26 @@ pub enum MessageBody {
         /// The leader's commit index (at most `last.index`).
         commit: Index,
     },
+}
+
+/// One chunk of a snapshot, in [`MessageBody::InstallSnapshot`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotChunk {
+    /// The last entry the snapshot covers.
+    pub snapshot: LogPosition,
+    /// Size of the whole snapshot.
+    pub size_bytes: u64,
+    /// [`checksum64`](crate::checksum64) of the whole snapshot, checked by
+    /// the follower before it installs anything.
+    pub checksum: u64,
+    /// Where in the snapshot this chunk starts.
+    pub offset: u64,
+    /// The chunk (at most `snapshot_chunk_bytes_max` bytes).
+    pub data: Bytes,
+    /// The cluster configuration in force at the snapshot's last entry
+    /// (the follower adopts it on install: the entries that set it may be
+    /// compacted away). The same in every chunk of a snapshot.
+    pub membership: Membership,
 }
 
 /// Outcome of an AppendEntries as the follower reports it.

@@ -60,7 +60,7 @@ use bytes::Bytes;
 
 use crate::io::Action;
 use crate::membership::Membership;
-use crate::message::{Message, MessageBody};
+use crate::message::{Message, MessageBody, SnapshotChunk};
 use crate::node::{Node, PendingWrite, Role};
 use crate::progress::ProgressState;
 use crate::types::{Index, LogPosition, NodeId, Term, WriteId};
@@ -167,8 +167,8 @@ impl SnapshotChunkToSend {
             self.snapshot.position
         );
         let mut message = *self.message;
-        if let MessageBody::InstallSnapshot { data: slot, .. } = &mut message.body {
-            *slot = data;
+        if let MessageBody::InstallSnapshot(chunk) = &mut message.body {
+            chunk.data = data;
         }
         message
     }
@@ -242,16 +242,6 @@ pub(crate) struct IncomingSnapshot {
     received_checksum: Checksum64,
     /// The configuration in force at `position`, as the leader sent it.
     membership: Membership,
-}
-
-/// One chunk as received, before it is trusted.
-pub(crate) struct Chunk {
-    pub(crate) snapshot: LogPosition,
-    pub(crate) size_bytes: u64,
-    pub(crate) checksum: u64,
-    pub(crate) offset: u64,
-    pub(crate) data: Bytes,
-    pub(crate) membership: Membership,
 }
 
 impl Node {
@@ -450,14 +440,14 @@ impl Node {
                 from: self.config.id,
                 to,
                 term: self.term,
-                body: MessageBody::InstallSnapshot {
+                body: MessageBody::InstallSnapshot(Box::new(SnapshotChunk {
                     snapshot: position,
                     size_bytes,
                     checksum,
                     offset,
                     data: Bytes::new(),
-                    membership: Box::new(self.snapshot_membership.clone()),
-                },
+                    membership: self.snapshot_membership.clone(),
+                })),
             };
             actions.push(Action::SendSnapshotChunk(SnapshotChunkToSend {
                 to,
@@ -506,7 +496,7 @@ impl Node {
         &mut self,
         leader: NodeId,
         message_term: Term,
-        chunk: Chunk,
+        chunk: SnapshotChunk,
         actions: &mut Vec<Action>,
     ) {
         let position = chunk.snapshot;

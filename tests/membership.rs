@@ -929,7 +929,7 @@ fn a_witness_behind_the_leaders_log_gets_a_snapshot_of_no_bytes() {
         .iter()
         .filter_map(|(_, action)| match action {
             Action::Send { to: 3, message } => match &message.body {
-                MessageBody::InstallSnapshot { size_bytes, .. } => Some(*size_bytes),
+                MessageBody::InstallSnapshot(chunk) => Some(chunk.size_bytes),
                 _ => None,
             },
             _ => None,

@@ -9,7 +9,7 @@ use common::*;
 use concord::quorum::{majority, quorum_index, vote_result, VoteResult};
 use concord::{
     checksum64, AppendResponse, Config, Entry, EntryPayload, Input, LogPosition, Membership,
-    Message, MessageBody, ReadPath, Recovered, Snapshot,
+    Message, MessageBody, ReadPath, Recovered, Snapshot, SnapshotChunk,
 };
 use proptest::prelude::*;
 
@@ -149,14 +149,14 @@ fn arb_body(term: u64) -> impl Strategy<Value = MessageBody> {
                     let size_bytes =
                         size.unwrap_or_else(|| offset.saturating_add(data.len() as u64));
                     let checksum = if good_checksum { checksum64(&data) } else { 7 };
-                    MessageBody::InstallSnapshot {
+                    MessageBody::InstallSnapshot(Box::new(SnapshotChunk {
                         snapshot,
                         size_bytes,
                         checksum,
                         offset,
                         data: Bytes::from(data),
-                        membership: Box::new(membership),
-                    }
+                        membership: membership,
+                    }))
                 }
             ),
         (arb_position(), arb_index(), any::<bool>()).prop_map(|(snapshot, next_offset, rewind)| {

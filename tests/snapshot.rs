@@ -7,7 +7,7 @@ use bytes::Bytes;
 use common::{msg, Chaos, Cluster, Solo};
 use concord::{
     checksum64, Action, Config, Input, LogPosition, Membership, Message, MessageBody, NodeId, Role,
-    Snapshot,
+    Snapshot, SnapshotChunk,
 };
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
@@ -59,14 +59,14 @@ fn assert_identical_state(c: &Cluster) {
 /// A snapshot ending at `position` sent whole, in one chunk, from a
 /// leader of the configuration {1, 2, 3}.
 fn whole_snapshot(position: LogPosition, data: Bytes) -> MessageBody {
-    MessageBody::InstallSnapshot {
+    MessageBody::InstallSnapshot(Box::new(SnapshotChunk {
         snapshot: position,
         size_bytes: data.len() as u64,
         checksum: checksum64(&data),
         offset: 0,
         data,
-        membership: Box::new(Membership::new([1, 2, 3])),
-    }
+        membership: Membership::new([1, 2, 3]),
+    }))
 }
 
 #[test]
@@ -225,8 +225,8 @@ fn far_behind_follower_is_caught_up_by_a_chunked_snapshot() {
     assert!(c.node(1).stats().snapshot_transfers_started >= 1);
     // Every chunk respected the limit.
     for message in c.traced_sends(1) {
-        if let MessageBody::InstallSnapshot { data, .. } = &message.body {
-            assert!(data.len() <= 32);
+        if let MessageBody::InstallSnapshot(chunk) = &message.body {
+            assert!(chunk.data.len() <= 32);
         }
     }
     // Back to ordinary replication afterwards.
@@ -395,11 +395,11 @@ fn checksum_mismatch_is_refused_and_the_transfer_restarts() {
         c.tick(1);
         c.deliver_mapped(|mut message| {
             if !corrupted && is_chunk_to(&message, 3) {
-                if let MessageBody::InstallSnapshot { data, offset, .. } = &mut message.body {
-                    if *offset > 0 && !data.is_empty() {
-                        let mut bytes = data.to_vec();
+                if let MessageBody::InstallSnapshot(chunk) = &mut message.body {
+                    if chunk.offset > 0 && !chunk.data.is_empty() {
+                        let mut bytes = chunk.data.to_vec();
                         bytes[0] ^= 0xff;
-                        *data = Bytes::from(bytes);
+                        chunk.data = Bytes::from(bytes);
                         corrupted = true;
                     }
                 }
@@ -509,13 +509,15 @@ fn bad_snapshot_chunks_are_refused_and_counted() {
     let mut config = common::config(2, &[1, 2, 3]);
     config.snapshot_bytes_max = 100;
     let mut n = Solo::new(config, common::recovered(2, None, &[1, 1]));
-    let chunk = |size: u64, offset: u64, data: &'static [u8], term| MessageBody::InstallSnapshot {
-        snapshot: LogPosition::new(5, term),
-        size_bytes: size,
-        checksum: 7,
-        offset,
-        data: Bytes::from_static(data),
-        membership: Box::new(Membership::new([1, 2, 3])),
+    let chunk = |size: u64, offset: u64, data: &'static [u8], term| {
+        MessageBody::InstallSnapshot(Box::new(SnapshotChunk {
+            snapshot: LogPosition::new(5, term),
+            size_bytes: size,
+            checksum: 7,
+            offset,
+            data: Bytes::from_static(data),
+            membership: Membership::new([1, 2, 3]),
+        }))
     };
     // Past the end of the announced size, and an absurd offset.
     n.receive(msg(1, 2, 2, chunk(4, 2, b"abc", 2)));
@@ -524,14 +526,14 @@ fn bad_snapshot_chunks_are_refused_and_counted() {
     n.receive(msg(1, 2, 2, chunk(4, 0, b"ab", 3)));
     assert_eq!(n.node.stats().messages_malformed, 3);
     // An index no log reaches (its next index would overflow).
-    let absurd = MessageBody::InstallSnapshot {
+    let absurd = MessageBody::InstallSnapshot(Box::new(SnapshotChunk {
         snapshot: LogPosition::new(u64::MAX, 2),
         size_bytes: 2,
         checksum: checksum64(b"ab"),
         offset: 0,
         data: Bytes::from_static(b"ab"),
-        membership: Box::new(Membership::new([1, 2, 3])),
-    };
+        membership: Membership::new([1, 2, 3]),
+    }));
     n.receive(msg(1, 2, 2, absurd));
     assert_eq!(n.node.stats().messages_malformed, 4);
     assert_eq!(n.node.stats().snapshots_installed, 0);

@@ -97,7 +97,7 @@ impl Promises {
                 MessageBody::AppendEntries { leader_commit, .. } => Some(*leader_commit),
                 MessageBody::CommitNotice { commit, .. } => Some(*commit),
                 MessageBody::Heartbeat { commit, .. } => Some(*commit),
-                MessageBody::InstallSnapshot { snapshot, .. } => Some(snapshot.index),
+                MessageBody::InstallSnapshot(chunk) => Some(chunk.snapshot.index),
                 _ => None,
             };
             if let Some(commit) = told {

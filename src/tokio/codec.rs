@@ -146,6 +146,76 @@ mod tests {
         assert_eq!(back, message);
     }
 
+    /// `MessageBody::InstallSnapshot` once held the chunk's fields inline;
+    /// boxing them into `SnapshotChunk` must not change a byte on the wire,
+    /// so nodes of either build still talk. The old shape is mirrored
+    /// here: seven variants before it, then the struct variant.
+    #[test]
+    fn a_boxed_snapshot_chunk_encodes_as_the_inline_variant_did() {
+        use crate::{LogPosition, Membership, SnapshotChunk};
+        use serde::Serialize;
+
+        #[derive(Serialize)]
+        #[allow(dead_code)]
+        enum InlineBody {
+            RequestVote,
+            RequestVoteResponse,
+            AppendEntries,
+            AppendEntriesResponse,
+            Heartbeat,
+            HeartbeatResponse,
+            TimeoutNow,
+            InstallSnapshot {
+                snapshot: LogPosition,
+                size_bytes: u64,
+                checksum: u64,
+                offset: u64,
+                data: Bytes,
+                membership: Box<Membership>,
+            },
+        }
+        #[derive(Serialize)]
+        struct InlineMessage {
+            from: u64,
+            to: u64,
+            term: u64,
+            body: InlineBody,
+        }
+
+        let membership = Membership::new([1, 2, 3]);
+        let data = Bytes::from_static(b"chunk of state");
+        let boxed = Message {
+            from: 1,
+            to: 3,
+            term: 9,
+            body: MessageBody::InstallSnapshot(Box::new(SnapshotChunk {
+                snapshot: LogPosition::new(700, 8),
+                size_bytes: 4000,
+                checksum: 0xfeed_beef,
+                offset: 1024,
+                data: data.clone(),
+                membership: membership.clone(),
+            })),
+        };
+        let inline = InlineMessage {
+            from: 1,
+            to: 3,
+            term: 9,
+            body: InlineBody::InstallSnapshot {
+                snapshot: LogPosition::new(700, 8),
+                size_bytes: 4000,
+                checksum: 0xfeed_beef,
+                offset: 1024,
+                data,
+                membership: Box::new(membership),
+            },
+        };
+        let bytes = encode(&boxed).unwrap();
+        assert_eq!(bytes, encode(&inline).unwrap());
+        let back: Message = decode(&bytes, 1 << 20).unwrap();
+        assert_eq!(back, boxed);
+    }
+
     #[test]
     fn garbage_and_trailing_bytes_are_errors() {
         let garbage = [0xffu8; 64];

@@ -106,9 +106,9 @@ pub(super) fn body_code(body: &MessageBody) -> u64 {
             12 | (u64::from(index.is_some()) << 4) | (request << 8) | (index.unwrap_or(0) << 32)
         }
         MessageBody::TimeoutNow => 8,
-        MessageBody::InstallSnapshot {
-            snapshot, offset, ..
-        } => 9 | (snapshot.index << 8) | (offset << 32),
+        MessageBody::InstallSnapshot(chunk) => {
+            9 | (chunk.snapshot.index << 8) | (chunk.offset << 32)
+        }
         MessageBody::InstallSnapshotResponse {
             snapshot,
             next_offset,

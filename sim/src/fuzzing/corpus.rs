@@ -16,7 +16,7 @@ use concord::tokio::wire::{
 };
 use concord::{
     AppendResponse, Entry, EntryPayload, HardState, LogPosition, Membership, Message, MessageBody,
-    ReadPath,
+    ReadPath, SnapshotChunk,
 };
 
 /// One seed input: a file name (without directory) and its bytes.
@@ -72,14 +72,14 @@ pub fn sample_messages() -> Vec<Message> {
         },
         MessageBody::HeartbeatResponse { read_round: 9 },
         MessageBody::TimeoutNow,
-        MessageBody::InstallSnapshot {
+        MessageBody::InstallSnapshot(Box::new(SnapshotChunk {
             snapshot: LogPosition::new(100, 3),
             size_bytes: 5,
             checksum: concord::checksum64(b"state"),
             offset: 0,
             data: Bytes::from_static(b"state"),
-            membership: Box::new(Membership::new([1, 2, 3])),
-        },
+            membership: Membership::new([1, 2, 3]),
+        })),
         MessageBody::Removed {
             configuration: LogPosition::new(8, 3),
         },

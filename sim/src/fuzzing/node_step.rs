@@ -32,7 +32,7 @@ use bytes::Bytes;
 use concord::{
     checksum64, Action, AppendResponse, Config, Entry, EntryPayload, HardState, Input, LogPosition,
     Membership, MembershipChange, Message, MessageBody, Node, NodeId, ReadPath, Recovered, Role,
-    SnapshotMeta, WriteId,
+    SnapshotChunk, SnapshotMeta, WriteId,
 };
 
 use super::{Cursor, Violation};
@@ -630,16 +630,14 @@ fn hostile_message(cursor: &mut Cursor<'_>, from: NodeId, to: NodeId) -> Message
             } else {
                 small(cursor)
             };
-            MessageBody::InstallSnapshot {
+            MessageBody::InstallSnapshot(Box::new(SnapshotChunk {
                 snapshot: position(cursor),
                 size_bytes: small(cursor),
                 checksum,
                 offset: small(cursor),
                 data,
-                membership: Box::new(Membership::new(
-                    (1..=u64::from(cursor.u8() % 6)).collect::<Vec<_>>(),
-                )),
-            }
+                membership: Membership::new((1..=u64::from(cursor.u8() % 6)).collect::<Vec<_>>()),
+            }))
         }
         10 => MessageBody::Removed {
             configuration: position(cursor),
