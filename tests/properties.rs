@@ -155,7 +155,7 @@ fn arb_body(term: u64) -> impl Strategy<Value = MessageBody> {
                         checksum,
                         offset,
                         data: Bytes::from(data),
-                        membership: membership,
+                        membership,
                     }))
                 }
             ),
