@@ -521,10 +521,16 @@ impl Node {
     }
 
     /// The cached index of the configuration in force is the newest
-    /// known one. Run after every change to `memberships`, so that steps
-    /// read the cache instead of walking the map (`check_invariants` and
-    /// the leader's `advance_membership` walked it on every step: about
-    /// 2 % of the instructions of the batch-1 benchmark, by callgrind).
+    /// known one, so that steps read the cache instead of walking the map
+    /// (`check_invariants` and the leader's `advance_membership` walked it
+    /// on every step: about 2 % of the instructions of the batch-1
+    /// benchmark, by callgrind). Every change to `memberships` but
+    /// compaction ends in `membership_changed`, which recomputes the cache
+    /// from the map (there this holds by construction, a postcondition);
+    /// compaction keeps the newest entry and checks it here. What would
+    /// catch a new change to the map that skipped `membership_changed` is
+    /// the check on every step in builds with debug assertions, which the
+    /// tests and their simulated seeds run.
     pub(crate) fn check_membership_index(&self) {
         assert_eq!(
             self.memberships.keys().next_back(),
