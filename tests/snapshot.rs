@@ -526,14 +526,7 @@ fn bad_snapshot_chunks_are_refused_and_counted() {
     n.receive(msg(1, 2, 2, chunk(4, 0, b"ab", 3)));
     assert_eq!(n.node.stats().messages_malformed, 3);
     // An index no log reaches (its next index would overflow).
-    let absurd = MessageBody::InstallSnapshot(Box::new(SnapshotChunk {
-        snapshot: LogPosition::new(u64::MAX, 2),
-        size_bytes: 2,
-        checksum: checksum64(b"ab"),
-        offset: 0,
-        data: Bytes::from_static(b"ab"),
-        membership: Membership::new([1, 2, 3]),
-    }));
+    let absurd = whole_snapshot(LogPosition::new(u64::MAX, 2), Bytes::from_static(b"ab"));
     n.receive(msg(1, 2, 2, absurd));
     assert_eq!(n.node.stats().messages_malformed, 4);
     assert_eq!(n.node.stats().snapshots_installed, 0);
