@@ -199,7 +199,10 @@ impl Node {
     }
 
     /// Sends one AppendEntries to `to` unless flow control pauses it.
-    /// Returns whether entries were sent.
+    /// Returns whether entries were sent and the log holds more past them,
+    /// that is whether another call could send more: a batch that reaches
+    /// our last entry ends a pipelined burst without one more call that
+    /// would find nothing to cut.
     pub(crate) fn send_append(
         &mut self,
         to: NodeId,
@@ -217,8 +220,7 @@ impl Node {
             return false;
         }
         if !send_if_empty && progress.next_index == self.log.last_index() + 1 {
-            // Everything is sent (the common end of a pipelined burst): no
-            // batch to cut.
+            // Everything is sent: no batch to cut.
             return false;
         }
         let prev_index = progress.next_index - 1;
@@ -236,13 +238,14 @@ impl Node {
         if entries.is_empty() && !send_if_empty {
             return false;
         }
+        let last_index = self.log.last_index();
         let progress = self.progress.get_mut(&to).expect("checked above");
         // The append carries the commit index.
         progress.commit_owed = false;
-        let sent_entries = match entries.last() {
+        let more_to_send = match entries.last() {
             Some(last) => {
                 progress.sent_entries(last.index);
-                true
+                last.index < last_index
             }
             None => {
                 if progress.state == ProgressState::Probe {
@@ -257,7 +260,7 @@ impl Node {
             leader_commit: self.log.commit_index(),
         };
         self.send(to, body, actions);
-        sent_entries
+        more_to_send
     }
 
     /// Sends every follower a heartbeat, numbered as the next read
