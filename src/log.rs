@@ -120,13 +120,16 @@ impl RaftLog {
     }
 
     /// The run holding `index` and the entry's offset in it.
+    #[inline]
     fn locate(&self, index: Index) -> Option<(usize, usize)> {
         if index <= self.base.index || index > self.last_index() {
             return None;
         }
         // Most lookups are of the newest entries: try the last run first
         // (without touching the hint, which is for walks through older
-        // runs).
+        // runs). This part is inlined into the callers; the search through
+        // older runs is a call of its own, so that the common case does not
+        // pay for the registers the search needs.
         let last = self.runs.len() - 1;
         let back_first = self.runs[last].first;
         if back_first <= index {
@@ -134,6 +137,14 @@ impl RaftLog {
             debug_assert_eq!(self.runs[last].entries[offset].index, index);
             return Some((last, offset));
         }
+        Some(self.locate_in_older_runs(index))
+    }
+
+    /// [`Self::locate`] for an index held before the last run.
+    #[inline(never)]
+    fn locate_in_older_runs(&self, index: Index) -> (usize, usize) {
+        let last = self.runs.len() - 1;
+        debug_assert!(index > self.base.index && index < self.runs[last].first);
         let hint = self.found_run.load(Ordering::Relaxed);
         let holds = |run: usize| {
             self.runs
@@ -164,7 +175,7 @@ impl RaftLog {
         self.found_run.store(run, Ordering::Relaxed);
         let offset = (index - self.runs[run].first) as usize;
         debug_assert_eq!(self.runs[run].entries[offset].index, index);
-        Some((run, offset))
+        (run, offset)
     }
 
     /// Of runs `low..high`, the last whose first index is at most
@@ -191,8 +202,12 @@ impl RaftLog {
         if index >= back.first {
             return back.entries.get((index - back.first) as usize);
         }
-        self.locate(index)
-            .map(|(run, offset)| &self.runs[run].entries[offset])
+        if index <= self.base.index {
+            return None;
+        }
+        // Held, and before the last run (runs are contiguous from the base).
+        let (run, offset) = self.locate_in_older_runs(index);
+        Some(&self.runs[run].entries[offset])
     }
 
     pub(crate) fn matches(&self, position: LogPosition) -> bool {

@@ -261,6 +261,11 @@ impl Cluster {
     /// reports `Applied` and `Persisted` (highest write id only) and executes
     /// what that produces, until nothing is left.
     fn work(&mut self, i: usize) {
+        // Nothing emitted since the last hop: nothing to do (raft-rs's
+        // loop returns the same way when a node has no `Ready`).
+        if self.actions[i].is_empty() {
+            return;
+        }
         let node = &mut self.nodes[i];
         let mut pending = std::mem::take(&mut self.actions[i]);
         let mut rounds = 0;
