@@ -110,6 +110,9 @@ impl Node {
     }
 
     /// Hands every change since the last write to the host as one write.
+    // Inlined: `after_step`, its caller on every step that writes, has
+    // saved the registers this needs already.
+    #[inline(always)]
     pub(crate) fn flush_persist(&mut self, actions: &mut Vec<Action>) {
         if !self.persist_pending() {
             return;

@@ -437,6 +437,9 @@ impl RaftLog {
     }
 
     /// Entries `from..=to`, shared where they lie in one run.
+    // Inlined: its callers (the write and the apply of every step that
+    // has them) hold the registers it needs already.
+    #[inline(always)]
     pub(crate) fn slice(&self, from: Index, to: Index) -> Entries {
         if from > to {
             return Entries::new();
@@ -448,6 +451,7 @@ impl RaftLog {
 
     /// `count` entries from entry `from`, found at `(run, offset)`, all
     /// held: a part of one run, or a copy when they span runs.
+    #[inline]
     fn cut(&self, (run, offset): (usize, usize), from: Index, count: usize) -> Entries {
         if count == 0 {
             return Entries::new();
@@ -457,11 +461,20 @@ impl RaftLog {
             // The common case, within one run: the first entry is checked
             // on the run and the slice goes straight to the caller (`slice`
             // checks the range, so the length). Kept in a local for checks
-            // after it was built, it cost a copy through the stack.
+            // after it was built, it cost a copy through the stack. This
+            // part is inlined into the callers; a cut across runs is a call
+            // of its own.
             assert_eq!(entries[offset].index, from);
             return entries.slice(offset..offset + count);
         }
-        let cut: Entries = self.iter_at((run, offset)).take(count).cloned().collect();
+        self.cut_across_runs((run, offset), from, count)
+    }
+
+    /// [`Self::cut`] of entries held in more than one run: copied into one
+    /// new buffer.
+    #[inline(never)]
+    fn cut_across_runs(&self, at: (usize, usize), from: Index, count: usize) -> Entries {
+        let cut: Entries = self.iter_at(at).take(count).cloned().collect();
         assert_eq!(cut.len(), count);
         assert_eq!(cut[0].index, from);
         cut
