@@ -615,7 +615,21 @@ impl Node {
     /// A message only a leader sends arrived in our term from `from`.
     /// Returns whether `from` is (now) our leader; refuses a second leader
     /// in one term, which correct peers never produce.
+    // Inlined: every append and commit notice asks, almost always from
+    // the follower's known leader; the rest is a call of its own.
+    #[inline]
     fn accept_leader(&mut self, from: NodeId, actions: &mut Vec<Action>) -> bool {
+        if self.role == Role::Follower && self.leader == Some(from) {
+            self.election_elapsed_ticks = 0;
+            return true;
+        }
+        self.accept_new_leader(from, actions)
+    }
+
+    /// [`Self::accept_leader`] where `from` is not yet known as our leader
+    /// (or we are not a follower).
+    #[inline(never)]
+    fn accept_new_leader(&mut self, from: NodeId, actions: &mut Vec<Action>) -> bool {
         if self.role == Role::Leader || self.leader.is_some_and(|leader| leader != from) {
             self.stats.messages_malformed += 1;
             return false;

@@ -451,7 +451,7 @@ impl RaftLog {
 
     /// `count` entries from entry `from`, found at `(run, offset)`, all
     /// held: a part of one run, or a copy when they span runs.
-    #[inline]
+    #[inline(always)]
     fn cut(&self, (run, offset): (usize, usize), from: Index, count: usize) -> Entries {
         if count == 0 {
             return Entries::new();

@@ -209,7 +209,7 @@ impl Node {
     /// Tells the transfer target to campaign once its log is complete.
     // Inlined: every acknowledgement asks, and almost always no transfer
     // is under way.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn maybe_send_timeout_now(&mut self, to: NodeId, actions: &mut Vec<Action>) {
         if self.transfer_target != Some(to) {
             return;
