@@ -197,7 +197,11 @@ impl RaftLog {
     }
 
     pub(crate) fn entry(&self, index: Index) -> Option<&Entry> {
-        // Most lookups are of the newest entries: the last run first.
+        // Most lookups are of the newest entries: the last run first. Not
+        // through `locate`: here `get` bounds the index against the run in
+        // one check, where `locate` checks the log's range first (through
+        // `locate`, the batch-1 benchmark loop ran 0.6-0.8 % more
+        // instructions by callgrind).
         let back = self.runs.back()?;
         if index >= back.first {
             return back.entries.get((index - back.first) as usize);
