@@ -546,6 +546,10 @@ pub struct SimConfig {
     /// Whether seeds lose a majority of their voters for good and are
     /// rebuilt from one survivor by forced recovery.
     pub forced_recovery: ForcedRecoveryChoice,
+    /// Fail a run that exceeds a statistical budget
+    /// ([`crate::budgets::Expectation`]) instead of reporting it in a
+    /// class of its own (`--strict-budgets`).
+    pub strict_budgets: bool,
 }
 
 impl Default for SimConfig {
@@ -580,6 +584,7 @@ impl Default for SimConfig {
             service: crate::services::Service::Builtin,
             service_bug: false,
             forced_recovery: ForcedRecoveryChoice::Swarm,
+            strict_budgets: false,
         }
     }
 }
@@ -801,6 +806,9 @@ impl SimConfig {
         }
         if self.bugs.forced_recovery_unsynced {
             flags += " --bug-forced-recovery-unsynced";
+        }
+        if self.strict_budgets {
+            flags += " --strict-budgets";
         }
         flags
     }

@@ -37,7 +37,7 @@ use concord::session::WithSessions;
 use concord::state_machine::StateMachine;
 use concord::{Action, Index, Input, Message, Node, NodeId, Term};
 
-use crate::budgets::{Budgets, Efficiency};
+use crate::budgets::{Budgets, Efficiency, Expectation, ExpectationExceeded};
 use crate::config::{CompactionOptions, NodeOptions, ReadOptions, SimConfig};
 use crate::faults::{exponential, Fault, FaultKind, FaultPlan, PlanLimits, Rates};
 use crate::nemesis::Nemesis;
@@ -70,7 +70,9 @@ use self::churn::Churn;
 use self::client::{Client, ClientMessage, ClientProbes};
 use self::forced::{Forced, ForcedStep};
 pub use self::forced::{ForcedRecoveryReport, LostOperation};
+pub(crate) use self::host::CALM_FSYNC_NS;
 use self::host::{Host, HostInput, Proposer};
+pub(crate) use self::network::MESSAGE_DELAY_MAX_NS;
 use self::network::{body_code, NetOdds, Slab};
 use self::queue::EventQueue;
 use self::sessions::SessionModel;
@@ -393,6 +395,10 @@ pub struct RunReport {
     pub faults: FaultCounts,
     /// Messages and probe round trips spent (`crate::budgets`).
     pub efficiency: Efficiency,
+    /// The statistical budgets the run exceeded (`crate::budgets`'
+    /// [`Expectation`]s, the first time each), which do not fail it
+    /// unless `strict_budgets` is set.
+    pub expectations: Vec<ExpectationExceeded>,
     /// The first failed check, if any.
     pub failure: Option<Failure>,
     /// The timeline, when recording was on.
@@ -482,6 +488,12 @@ enum Event {
     CalmReadsEnd {
         round: u32,
     },
+    /// A read round starts once the leader is idle (polled).
+    CalmReadsStart {
+        round: u32,
+    },
+    /// The backlog is proposed once the leader is idle (polled).
+    BacklogPropose,
     BacklogTimeout,
     CalmDone {
         leader: u8,
@@ -518,6 +530,8 @@ impl Event {
             Event::RejoinEnd { follower, .. } => 24 | (u64::from(*follower) << 8),
             Event::CalmReadsEnd { round } => 25 | (u64::from(*round) << 8),
             Event::BacklogTimeout => 26,
+            Event::CalmReadsStart { round } => 28 | (u64::from(*round) << 8),
+            Event::BacklogPropose => 29,
             Event::CalmDone { leader, .. } => 27 | (u64::from(*leader) << 8),
             Event::Membership => 19,
             Event::HostEntry => 20,
@@ -585,6 +599,8 @@ pub struct Simulation<S, W> {
     nemesis: Nemesis,
     promises: Promises,
     budgets: Budgets,
+    /// The expectations exceeded so far, the first time each.
+    expectations: Vec<ExpectationExceeded>,
     /// Bumped at every change of the network's partitions.
     network_generation: u32,
     /// Elections and pre-elections started by each host, and transfers
@@ -791,6 +807,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             nemesis: Nemesis::new(seed),
             promises: Promises::new(nodes),
             budgets: Budgets::new(nodes),
+            expectations: Vec::new(),
             network_generation: 0,
             quiet_start: None,
             latency: None,
@@ -911,6 +928,31 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         }
     }
 
+    /// The run went beyond a statistical budget: a failure of kind
+    /// `efficiency` with `strict_budgets`, else noted in the report (the
+    /// first time for each expectation).
+    fn exceed(&mut self, expectation: Expectation, node: Option<usize>, message: String) {
+        if self.config.strict_budgets {
+            self.fail(FailureKind::Efficiency, node, message);
+            return;
+        }
+        if self
+            .expectations
+            .iter()
+            .any(|seen| seen.expectation == expectation)
+        {
+            return;
+        }
+        self.note(None, || {
+            format!("EXPECTATION {} exceeded: {message}", expectation.name())
+        });
+        self.expectations.push(ExpectationExceeded {
+            expectation,
+            time_ns: self.now,
+            message,
+        });
+    }
+
     /// Runs to the end (liveness satisfied, deadline, or first failure) and
     /// reports. Panics of the node are caught and reported as failures.
     pub fn run(self) -> RunReport {
@@ -956,6 +998,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             committed,
             faults: self.faults,
             efficiency: self.budgets.spent(),
+            expectations: self.expectations,
             failure: self.failure,
             timeline: self.timeline.unwrap_or_default(),
             forced_recovery: self.forced.as_ref().map(|forced| forced.report().clone()),
@@ -1164,6 +1207,8 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 term,
             } => self.end_rejoin_check(leader as usize, follower as usize, term),
             Event::CalmReadsEnd { round } => self.end_read_round(round),
+            Event::CalmReadsStart { round } => self.start_read_round(round),
+            Event::BacklogPropose => self.propose_backlog(),
             Event::BacklogTimeout => self.backlog_timeout(),
             Event::CalmDone { leader, term } => self.start_rejoin_check(leader as usize, term),
             Event::Membership => self.membership_change(),

@@ -289,6 +289,13 @@ struct SimArgs {
     /// No forced recovery in any seed.
     #[arg(long)]
     no_forced_recovery: bool,
+    /// Fail a seed that exceeds a statistical budget (messages per
+    /// committed entry, probe round trips per catch-up, quiet-period
+    /// traffic) instead of counting it in a class of its own: these are
+    /// expectations fitted to the seeds, which a correct run under a rare
+    /// fault schedule may exceed.
+    #[arg(long)]
+    strict_budgets: bool,
     /// Planted bug of the forced-recovery scenario: the survivor starts
     /// before the recovery's writes (new term, forced configuration) are
     /// synced, so a crash just after loses them.
@@ -425,9 +432,52 @@ impl SimArgs {
             } else {
                 ForcedRecoveryChoice::Off
             },
+            strict_budgets: self.strict_budgets,
         };
         config.validate()?;
         Ok(config)
+    }
+}
+
+/// The statistical budgets the sweep's seeds exceeded: counted by
+/// expectation, and the first few with their replay commands. They do not
+/// fail a seed unless `--strict-budgets`.
+fn print_expectations(summary: &concord_sim::runner::Summary, template: &SimConfig) {
+    /// Seeds listed by name; the rest are only counted.
+    const LISTED_MAX: usize = 5;
+    let mut by_kind = std::collections::BTreeMap::new();
+    for (_, exceeded) in &summary.expectations {
+        *by_kind.entry(exceeded.expectation.name()).or_insert(0u64) += 1;
+    }
+    let counts: Vec<String> = concord_sim::budgets::Expectation::ALL
+        .iter()
+        .map(|expectation| {
+            let name = expectation.name();
+            format!("{name}={}", by_kind.get(name).copied().unwrap_or(0))
+        })
+        .collect();
+    println!(
+        "  expectations exceeded (statistical budgets, not failures; --strict-budgets fails them): {}",
+        counts.join(" ")
+    );
+    for (seed, exceeded) in summary.expectations.iter().take(LISTED_MAX) {
+        let config = SimConfig {
+            seed: *seed,
+            ..template.clone()
+        };
+        println!(
+            "    seed {seed}: {} at {}: {}\n      replay: {}",
+            exceeded.expectation.name(),
+            format_time(exceeded.time_ns),
+            exceeded.message,
+            config.replay_command()
+        );
+    }
+    if summary.expectations.len() > LISTED_MAX {
+        println!(
+            "    and {} more (--json lists them all)",
+            summary.expectations.len() - LISTED_MAX
+        );
     }
 }
 
@@ -778,6 +828,11 @@ fn run(
         summary.backlog_centi_round_trips_max as f64 / 100.0,
         concord_sim::budgets::CALM_ROUND_TRIP_NS / 1_000
     );
+    println!(
+        "  calm measurements unjudged (a client's retry joined them, or the leader never became idle): {}",
+        summary.calm_unjudged
+    );
+    print_expectations(&summary, &template);
     let faults: Vec<String> = FaultKind::ALL
         .iter()
         .map(|kind| format!("{}={}", kind.name(), summary.faults.get(*kind)))

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::budgets::ExpectationExceeded;
 use crate::config::SimConfig;
 use crate::engine::{
     FaultCounts, ForcedRecoveryReport, RunReport, SessionCounts, Simulation, SnapshotCounts,
@@ -111,6 +112,12 @@ pub struct Summary {
     pub backlogs: u64,
     /// The slowest of them, in hundredths of a calm round trip.
     pub backlog_centi_round_trips_max: u64,
+    /// Statistical budgets exceeded (`crate::budgets::Expectation`), by
+    /// seed, in seed order: reported, not failed, unless
+    /// `strict_budgets`.
+    pub expectations: Vec<(u64, ExpectationExceeded)>,
+    /// Calm-phase measurements left unjudged (`Efficiency::calm_unjudged`).
+    pub calm_unjudged: u64,
     /// Wall-clock time taken.
     pub wall: Duration,
 }
@@ -140,6 +147,14 @@ impl Summary {
         self.backlog_centi_round_trips_max = self
             .backlog_centi_round_trips_max
             .max(efficiency.backlog_centi_round_trips);
+        self.calm_unjudged += u64::from(efficiency.calm_unjudged);
+        let seed = report.config.seed;
+        self.expectations.extend(
+            report
+                .expectations
+                .iter()
+                .map(|exceeded| (seed, exceeded.clone())),
+        );
         self.hashes.push((report.config.seed, report.trace_hash));
         if let Some(forced) = report.forced_recovery.as_ref() {
             let forced = ForcedRecoveryReport {
@@ -343,6 +358,21 @@ pub struct ForcedJson {
     pub lost_writes: Vec<LostWriteJson>,
 }
 
+/// One statistical budget a seed exceeded, in a [`SweepJson`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpectationJson {
+    /// The seed.
+    pub seed: u64,
+    /// The expectation's name (`crate::budgets::Expectation::name`).
+    pub expectation: String,
+    /// What the run saw.
+    pub message: String,
+    /// Virtual time it was exceeded, nanoseconds.
+    pub time_ns: u64,
+    /// The command that replays the run.
+    pub replay: String,
+}
+
 /// The machine-readable summary of a sweep (`run --json`). Summaries of
 /// shards of one sweep (same flags, disjoint seed ranges) merge with
 /// [`SweepJson::merge`] into the summary of the whole.
@@ -388,6 +418,18 @@ pub struct SweepJson {
     /// The forced recoveries, in seed order.
     #[serde(default)]
     pub forced: Vec<ForcedJson>,
+    /// Seeds that exceeded a statistical budget (passed, unless the sweep
+    /// ran with `--strict-budgets`), in seed order: the first time each
+    /// expectation was exceeded in each.
+    #[serde(default)]
+    pub expectations_exceeded: Vec<ExpectationJson>,
+    /// Those, counted by expectation name.
+    #[serde(default)]
+    pub expectations_by_kind: BTreeMap<String, u64>,
+    /// Calm-phase measurements left unjudged (a client's retry joined
+    /// them, or the leader never became idle).
+    #[serde(default)]
+    pub calm_unjudged: u64,
 }
 
 impl SweepJson {
@@ -453,6 +495,27 @@ impl SweepJson {
                     .collect(),
             })
             .collect();
+        let expectations_exceeded: Vec<ExpectationJson> = summary
+            .expectations
+            .iter()
+            .map(|(seed, exceeded)| ExpectationJson {
+                seed: *seed,
+                expectation: exceeded.expectation.name().to_string(),
+                message: exceeded.message.clone(),
+                time_ns: exceeded.time_ns,
+                replay: SimConfig {
+                    seed: *seed,
+                    ..template.clone()
+                }
+                .replay_command(),
+            })
+            .collect();
+        let mut expectations_by_kind = BTreeMap::new();
+        for exceeded in &expectations_exceeded {
+            *expectations_by_kind
+                .entry(exceeded.expectation.clone())
+                .or_insert(0) += 1;
+        }
         SweepJson {
             ranges: vec![(seeds.start, seeds.end)],
             nodes: template.nodes,
@@ -472,6 +535,9 @@ impl SweepJson {
             forced_recoveries: summary.forced.len() as u64,
             lost_writes: summary.lost_writes(),
             forced,
+            expectations_exceeded,
+            expectations_by_kind,
+            calm_unjudged: summary.calm_unjudged,
         }
     }
 
@@ -516,6 +582,14 @@ impl SweepJson {
         self.lost_writes += other.lost_writes;
         self.forced.extend(other.forced.iter().cloned());
         self.forced.sort_by_key(|forced| forced.seed);
+        self.expectations_exceeded
+            .extend(other.expectations_exceeded.iter().cloned());
+        self.expectations_exceeded
+            .sort_by_key(|exceeded| exceeded.seed);
+        for (kind, count) in &other.expectations_by_kind {
+            *self.expectations_by_kind.entry(kind.clone()).or_insert(0) += count;
+        }
+        self.calm_unjudged += other.calm_unjudged;
         Ok(())
     }
 }

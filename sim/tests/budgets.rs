@@ -1,17 +1,22 @@
 //! The efficiency budgets (`concord_sim::budgets`) catch a planted
 //! inefficiency that every safety and liveness check lets through: a
 //! leader that ignores the follower's hint when an append is refused and
-//! backs up one entry per probe round trip. Measured: 36 of seeds 0..100
-//! fail on 5 nodes (the first is seed 2), 41 on 3 nodes (seed 0); the
-//! correct core passes seeds 0..2000 on both sizes.
+//! backs up one entry per probe round trip. Probe round trips per
+//! catch-up are an expectation, not a bound (a follower cut off through
+//! many short terms may need one round trip per term even with the hint),
+//! so by default the run reports it in a class of its own and passes;
+//! `--strict-budgets` fails it. Measured: the first seed to exceed it is
+//! seed 2 on 5 nodes and seed 0 on 3 nodes; the correct core exceeds no
+//! expectation on those seeds.
 
+use concord_sim::budgets::Expectation;
 use concord_sim::{run_kv, CoreBugs, FailureKind, SimConfig};
 
 /// Seeds within which the planted inefficiency must be caught.
 const SEEDS: u64 = 20;
 
 #[test]
-fn a_leader_ignoring_the_probe_hint_exceeds_the_budget() {
+fn a_leader_ignoring_the_probe_hint_exceeds_the_expectation() {
     for nodes in [5, 3] {
         let base = SimConfig {
             nodes,
@@ -21,28 +26,86 @@ fn a_leader_ignoring_the_probe_hint_exceeds_the_budget() {
             },
             ..SimConfig::default()
         };
-        let caught = (0..SEEDS).find_map(|seed| {
+        let caught = (0..SEEDS).find(|seed| {
             let config = SimConfig {
-                seed,
+                seed: *seed,
                 ..base.clone()
             };
             let report = run_kv(&config, None).unwrap();
-            report.failure.map(|failure| (seed, failure))
+            assert!(report.passed(), "seed {seed}: {:?}", report.failure);
+            report
+                .expectations
+                .iter()
+                .any(|exceeded| exceeded.expectation == Expectation::ProbesPerCatchUp)
         });
-        let (seed, failure) =
+        let seed =
             caught.unwrap_or_else(|| panic!("not caught within {SEEDS} seeds on {nodes} nodes"));
+        // Strict, the same seed fails on the same expectation.
+        let strict = SimConfig {
+            seed,
+            strict_budgets: true,
+            ..base.clone()
+        };
+        let failure = run_kv(&strict, None)
+            .unwrap()
+            .failure
+            .expect("strict fails");
         assert_eq!(
             failure.kind,
             FailureKind::Efficiency,
             "seed {seed}: {failure}"
         );
-        // The same seed passes with the hint used.
+        assert!(failure.message.contains("probe round trips"), "{failure}");
+        // The same seed passes, strict, with the hint used.
         let correct = SimConfig {
             seed,
             nodes,
+            strict_budgets: true,
             ..SimConfig::default()
         };
         let report = run_kv(&correct, None).unwrap();
         assert!(report.passed(), "seed {seed}: {:?}", report.failure);
+        assert!(report.expectations.is_empty(), "seed {seed}");
+    }
+}
+
+/// The four seeds of issue 36 that failed a budget without showing a bug:
+/// each now passes, and the two whose statistical budget they exceed
+/// report it in its own class.
+#[test]
+fn the_issue_36_seeds_raise_no_false_alarm() {
+    let cases: [(u64, usize, bool, Option<Expectation>); 4] = [
+        // A client's retry followed the latency write before it committed.
+        (1016817, 5, false, None),
+        // The write's append overtook the one before it and was refused.
+        (1029696, 5, false, None),
+        // Ten seconds without a working quorum: messages, few entries.
+        (5201658, 6, false, Some(Expectation::MessagesPerEntry)),
+        // The entries the lost majority committed are counted.
+        (7001472, 5, true, None),
+    ];
+    for (seed, nodes, forced, expected) in cases {
+        let config = SimConfig {
+            seed,
+            nodes,
+            forced_recovery: if forced {
+                concord_sim::ForcedRecoveryChoice::Always
+            } else {
+                concord_sim::ForcedRecoveryChoice::Swarm
+            },
+            ..SimConfig::default()
+        };
+        let report = run_kv(&config, None).unwrap();
+        assert!(report.passed(), "seed {seed}: {:?}", report.failure);
+        let exceeded: Vec<Expectation> = report
+            .expectations
+            .iter()
+            .map(|exceeded| exceeded.expectation)
+            .collect();
+        assert_eq!(
+            exceeded,
+            expected.into_iter().collect::<Vec<_>>(),
+            "seed {seed}"
+        );
     }
 }

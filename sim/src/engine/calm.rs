@@ -9,9 +9,15 @@
 //!   within `crate::budgets`' `READ_LATENCY_MAX_NS` (a read never
 //!   answered fails at the end of its round).
 //! * **backlog**: then `BACKLOG_BATCHES` full batches of entries proposed
-//!   at once at the leader must commit there within one round trip per
-//!   in-flight window of batches, plus one (`budgets::backlog_budget_ns`):
-//!   only a leader that keeps a window of appends in flight meets it.
+//!   at once at the leader must go out as a window of appends and commit
+//!   there within one round trip per batch and three message delays per
+//!   refused append (`budgets::backlog_budget_ns`).
+//!
+//! Each measurement starts only once the leader is idle
+//! (`Simulation::leader_idle`: every judged voter holds its whole log,
+//! acknowledged, with no append in flight; for reads, every commit
+//! applied), the precondition of the bounds; one that a client's retry
+//! joined is counted unjudged, not judged.
 //!
 //! The rejoin check runs after them. A leader lost during these phases
 //! ends the run unjudged here (the quiet period already judged stability).
@@ -23,7 +29,7 @@ use concord::session;
 use concord::state_machine::StateMachine;
 use concord::{Index, Input, Message, MessageBody, NodeId, ReadError, ReadPath, Role, Term};
 
-use super::checks::judged_voters;
+use super::checks::{judged_voters, CALM_IDLE_POLL_NS, CALM_IDLE_WAIT_MAX_NS};
 use super::{format_time, Event, FailureKind, Simulation, MS};
 use crate::budgets::{BACKLOG_BATCHES, READ_LATENCY_MAX_NS};
 use crate::workload::Workload;
@@ -62,6 +68,13 @@ pub(super) struct CalmPhase {
     term: Term,
     /// Reads not answered yet: (host, read id) -> (requested at, path).
     reads: BTreeMap<(usize, u64), (u64, ReadPath)>,
+    /// The leader's last index when the read round under way started: a
+    /// read is judged only while no entry was appended since (a client's
+    /// retry; see `crate::budgets::READ_LATENCY_MAX_NS`).
+    round_last: Index,
+    /// Time spent so far waiting for the leader to be idle before the
+    /// next measurement.
+    idle_wait_ns: u64,
     backlog: Option<Backlog>,
 }
 
@@ -73,9 +86,51 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             leader,
             term,
             reads: BTreeMap::new(),
+            round_last: 0,
+            idle_wait_ns: 0,
             backlog: None,
         });
         self.start_read_round(1);
+    }
+
+    /// Whether the phase's leader is idle (with `applied`: and every
+    /// commit applied), the precondition of the calm bounds. When it is
+    /// not, `retry` is scheduled after a poll interval, or, once the wait
+    /// is over its limit, the run ends with the phase unjudged.
+    fn calm_leader_idle(&mut self, leader: usize, applied: bool, retry: Event) -> bool {
+        if self.leader_idle(leader, applied) {
+            if let Some(phase) = self.calm.as_mut() {
+                phase.idle_wait_ns = 0;
+            }
+            return true;
+        }
+        let Some(phase) = self.calm.as_mut() else {
+            return false;
+        };
+        phase.idle_wait_ns += CALM_IDLE_POLL_NS;
+        if phase.idle_wait_ns > CALM_IDLE_WAIT_MAX_NS {
+            self.budgets.calm_unjudged();
+            self.note(Some(leader), || {
+                "calm phases unjudged: the leader never became idle".to_string()
+            });
+            self.calm = None;
+            self.finished = true;
+            return false;
+        }
+        self.schedule(CALM_IDLE_POLL_NS, retry);
+        false
+    }
+
+    /// Whether the calm phase's leader appended an entry since the read
+    /// round under way started.
+    fn appended_since_round(&self) -> bool {
+        let Some(phase) = self.calm.as_ref() else {
+            return false;
+        };
+        self.hosts[phase.leader]
+            .node
+            .as_ref()
+            .is_some_and(|node| node.last_index() != phase.round_last)
     }
 
     /// The phase's leader, if it still leads its term; otherwise the run
@@ -100,10 +155,20 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
     /// follower that receives a write after the leader committed it learns
     /// the commit only at the next heartbeat, by design, and its read
     /// would wait for that.
-    fn start_read_round(&mut self, round: u32) {
+    pub(super) fn start_read_round(&mut self, round: u32) {
         let Some((leader, _)) = self.calm_leader() else {
             return;
         };
+        if !self.calm_leader_idle(leader, true, Event::CalmReadsStart { round }) {
+            return;
+        }
+        let last = self.hosts[leader]
+            .node
+            .as_ref()
+            .map_or(0, |n| n.last_index());
+        if let Some(phase) = self.calm.as_mut() {
+            phase.round_last = last;
+        }
         let mut readers = vec![(leader, ReadPath::ReadIndex)];
         if let Some(node) = self.hosts[leader].node.as_ref() {
             let membership = node.membership();
@@ -152,6 +217,10 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             return false;
         };
         let node = index as NodeId + 1;
+        if self.appended_since_round() {
+            self.budgets.calm_unjudged();
+            return true;
+        }
         let result = match outcome {
             Ok(_) => self.budgets.on_read(node, path, self.now - requested_ns),
             Err(error) => Err(format!(
@@ -170,6 +239,16 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         let Some(phase) = self.calm.as_ref() else {
             return;
         };
+        if !phase.reads.is_empty() && self.appended_since_round() {
+            // Reads that wait for an entry appended since (a client's
+            // retry) to be applied at a follower, which learns its commit
+            // at the next heartbeat: unjudged, and nothing more to
+            // measure while they are outstanding.
+            self.budgets.calm_unjudged();
+            self.calm = None;
+            self.finished = true;
+            return;
+        }
         if let Some((&(index, _), &(requested_ns, path))) = phase.reads.iter().next() {
             let message = format!(
                 "a {path:?} read at n{} on a calm network with a stable leader was not answered within {} of its request (read latency budget {} us)",
@@ -199,11 +278,15 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         }
     }
 
-    /// Proposes `BACKLOG_BATCHES` full batches at once at the leader.
-    fn propose_backlog(&mut self) {
-        let Some((leader, _)) = self.calm_leader() else {
+    /// Proposes `BACKLOG_BATCHES` full batches at once at the leader,
+    /// once it is idle.
+    pub(super) fn propose_backlog(&mut self) {
+        let Some((leader, term)) = self.calm_leader() else {
             return;
         };
+        if !self.calm_leader_idle(leader, false, Event::BacklogPropose) {
+            return;
+        }
         let Some(node) = self.hosts[leader].node.as_ref() else {
             return;
         };
@@ -216,6 +299,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             .map(|seq| session::encode_command(CALM_CLIENT, 1_000 + seq as u64, b""))
             .collect();
         self.budgets.count_appends(leader as NodeId + 1);
+        self.budgets.count_refusals(leader as NodeId + 1, term);
         self.step(leader, Input::ProposeBatch(payloads), None);
         let sent = self.budgets.appends_counted();
         let Some(node) = self.hosts[leader].node.as_ref() else {
@@ -294,16 +378,28 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         let (leader, term) = (phase.leader, phase.term);
         self.calm = None;
         let elapsed_ns = self.now - backlog.proposed_ns;
+        let refusals = self.budgets.refusals_counted();
         self.note(Some(index), || {
             format!(
-                "backlog committed {} us after its proposal",
+                "backlog committed {} us after its proposal ({refusals} refused appends)",
                 elapsed_ns / 1_000
             )
         });
-        if let Err(message) =
-            self.budgets
-                .on_backlog(backlog.entries, backlog.batches, backlog.window, elapsed_ns)
-        {
+        // An entry appended behind the backlog (a client's retry) may
+        // take window slots and probes the bound does not count.
+        let followed = self.hosts[index]
+            .node
+            .as_ref()
+            .is_some_and(|node| node.last_index() > backlog.last);
+        if followed {
+            self.budgets.calm_unjudged();
+        } else if let Err(message) = self.budgets.on_backlog(
+            backlog.entries,
+            backlog.batches,
+            backlog.window,
+            refusals,
+            elapsed_ns,
+        ) {
             self.fail(FailureKind::BacklogThroughput, Some(index), message);
             return;
         }

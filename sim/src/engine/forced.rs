@@ -598,6 +598,11 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
     /// Forgets what the lost majority alone committed (see the module
     /// documentation for exactly what is relaxed, and why).
     fn relax_checks_at_recovery(&mut self, diverged_at: Index, forced_term: Term) {
+        let forgotten = self
+            .safety
+            .committed_len()
+            .saturating_sub(diverged_at.saturating_sub(1));
+        self.budgets.committed_forgotten(forgotten);
         self.safety.forget_from(diverged_at, forced_term);
         let _ = self.snapshot_digests.split_off(&diverged_at);
         if let Some(entries) = self.host_entries.as_mut() {

@@ -30,6 +30,11 @@ use crate::nemesis::{self, Strike};
 use crate::trace::hash_bytes;
 use crate::workload::Workload;
 
+/// How long an fsync takes when the plan draws no slow ones (and on the
+/// calm disk after the heal: `crate::budgets` derives its calm bounds
+/// from this).
+pub(crate) const CALM_FSYNC_NS: u64 = 50_000;
+
 /// A client request a host proposed to its node and has not answered
 /// yet, by the log index it was proposed at.
 #[derive(Clone, Copy, Debug)]
@@ -1214,7 +1219,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             }
             latency
         } else {
-            50_000
+            CALM_FSYNC_NS
         };
         let latency = self.split_vote_sync_ns(index, latency);
         self.hosts[index].disk.syncing_through = Some(last);

@@ -9,8 +9,18 @@ use concord::state_machine::StateMachine;
 use concord::{Message, MessageBody, NodeId, Role};
 
 use super::{Event, Simulation, MS};
+use crate::budgets::Overrun;
 use crate::faults::{exponential, FaultKind, Rates};
 use crate::workload::Workload;
+
+/// The shortest delay of any message.
+pub(crate) const MESSAGE_DELAY_MIN_NS: u64 = 100_000;
+
+/// Every message's base delay is drawn uniformly from
+/// `MESSAGE_DELAY_MIN_NS..MESSAGE_DELAY_MAX_NS`; the faults add to it
+/// (reordering, long tails, stale deliveries), none once the network is
+/// calm (`crate::budgets` derives its calm bounds from this).
+pub(crate) const MESSAGE_DELAY_MAX_NS: u64 = 1_000_000;
 
 /// A slab of values with a free list, so in-flight messages are not
 /// moved around the heap.
@@ -131,7 +141,10 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             self.faults.add(FaultKind::Loss, 1);
             return None;
         }
-        let mut delay = 100_000 + self.net_rng.gen_range(0..900_000);
+        let mut delay = MESSAGE_DELAY_MIN_NS
+            + self
+                .net_rng
+                .gen_range(0..MESSAGE_DELAY_MAX_NS - MESSAGE_DELAY_MIN_NS);
         if self.flip(odds.reorder) {
             delay += self.net_rng.gen_range(0..self.rates.reorder_max_ns.max(1));
             self.faults.add(FaultKind::Reorder, 1);
@@ -162,8 +175,12 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         }
         if let Some(node) = self.hosts[index].node.as_ref() {
             self.promises.on_send(index, node, &message);
-            if let Err((kind, excess)) = self.budgets.on_send(node, &message) {
-                self.fail(kind, Some(index), excess);
+            match self.budgets.on_send(node, &message) {
+                Ok(()) => {}
+                Err(Overrun::Bound(kind, excess)) => self.fail(kind, Some(index), excess),
+                Err(Overrun::Expectation(expectation, excess)) => {
+                    self.exceed(expectation, Some(index), excess)
+                }
             }
         }
         let target = to as usize - 1;
