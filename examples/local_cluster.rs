@@ -11,6 +11,10 @@
 //!
 //! Optional argument: the first port (default 7001). Ctrl-C stops it.
 
+#[path = "support/output.rs"]
+#[macro_use]
+mod output;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 

@@ -16,6 +16,10 @@
 #[path = "../tests/common/certs.rs"]
 mod certs;
 
+#[path = "support/output.rs"]
+#[macro_use]
+mod output;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -28,6 +28,9 @@
 //! (nothing was changed); 4 outcome unknown (the cluster did not answer in
 //! time: a write may or may not have been applied); 2 bad usage.
 
+#[macro_use]
+mod output;
+
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};

@@ -2,6 +2,9 @@
 //! seed with its timeline, shrink a failing seed's fault schedule, check a
 //! history recorded by any system for linearizability.
 
+#[macro_use]
+mod output;
+
 use std::io::IsTerminal;
 use std::ops::Range;
 use std::path::PathBuf;

@@ -27,6 +27,10 @@
 //! to do), 2 bad arguments, 3 a membership change whose outcome is unknown
 //! (run `member list`).
 
+#[path = "../output.rs"]
+#[macro_use]
+mod output;
+
 use std::process::ExitCode;
 
 use bytes::Bytes;
@@ -207,14 +211,14 @@ fn main() -> ExitCode {
             shell,
             &mut CliArgs::command(),
             "concord-cli",
-            &mut std::io::stdout(),
+            &mut output::Stdout,
         );
         return ExitCode::SUCCESS;
     }
     if let CliCommand::ForceRecover(recover) = &args.command {
         return match concord::tokio::recovery::force_recover(
             &recover.options(),
-            &mut std::io::stdout(),
+            &mut output::Stdout,
         ) {
             Ok(_) => ExitCode::SUCCESS,
             Err(error) => {

@@ -46,6 +46,10 @@
 //! Exit status: 0 stopped by a signal, 1 failed to start or serve, 2 bad
 //! flags or config file.
 
+#[path = "../output.rs"]
+#[macro_use]
+mod output;
+
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
@@ -61,7 +65,7 @@ fn main() -> ExitCode {
             shell,
             &mut NodeArgs::command(),
             "concord-node",
-            &mut std::io::stdout(),
+            &mut output::Stdout,
         );
         return ExitCode::SUCCESS;
     }

@@ -1,0 +1,114 @@
+//! Standard output and error for a command-line tool that may be piped
+//! into `head` or a pager: once the reader has closed the pipe, further
+//! lines are dropped and the program goes on to finish and exit with the
+//! code its work decides, instead of panicking ("failed printing to
+//! stdout: Broken pipe", exit 101) as `println!` does. Any other write
+//! error still panics: output lost for another reason is a fault.
+//!
+//! The file's `println!`, `print!`, `eprintln!` and `eprint!` shadow the
+//! standard ones wherever this module is declared with `#[macro_use]`.
+
+use std::fmt;
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Whether the reader of standard output closed it.
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+/// Whether the reader of standard error closed it.
+static STDERR_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Writes `args` (and a newline when `newline`) to standard output, or to
+/// standard error when `to_stderr`; nothing once its reader is gone.
+pub fn write(to_stderr: bool, newline: bool, args: fmt::Arguments) {
+    let closed = if to_stderr {
+        &STDERR_CLOSED
+    } else {
+        &STDOUT_CLOSED
+    };
+    if closed.load(Ordering::Relaxed) {
+        return;
+    }
+    let result = if to_stderr {
+        write_line(&mut io::stderr().lock(), newline, args)
+    } else {
+        write_line(&mut io::stdout().lock(), newline, args)
+    };
+    match result {
+        Ok(()) => {}
+        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => {
+            closed.store(true, Ordering::Relaxed);
+        }
+        Err(error) => panic!(
+            "failed printing to {}: {error}",
+            if to_stderr { "stderr" } else { "stdout" }
+        ),
+    }
+}
+
+fn write_line(out: &mut impl Write, newline: bool, args: fmt::Arguments) -> io::Result<()> {
+    out.write_fmt(args)?;
+    if newline {
+        out.write_all(b"\n")?;
+    }
+    out.flush()
+}
+
+/// `println!` that stops quietly at a closed pipe.
+#[allow(unused_macros)]
+macro_rules! println {
+    () => { $crate::output::write(false, true, format_args!("")) };
+    ($($arg:tt)*) => { $crate::output::write(false, true, format_args!($($arg)*)) };
+}
+
+/// `print!` that stops quietly at a closed pipe.
+#[allow(unused_macros)]
+macro_rules! print {
+    ($($arg:tt)*) => { $crate::output::write(false, false, format_args!($($arg)*)) };
+}
+
+/// `eprintln!` that stops quietly at a closed pipe.
+#[allow(unused_macros)]
+macro_rules! eprintln {
+    () => { $crate::output::write(true, true, format_args!("")) };
+    ($($arg:tt)*) => { $crate::output::write(true, true, format_args!($($arg)*)) };
+}
+
+/// `eprint!` that stops quietly at a closed pipe.
+#[allow(unused_macros)]
+macro_rules! eprint {
+    ($($arg:tt)*) => { $crate::output::write(true, false, format_args!($($arg)*)) };
+}
+
+/// Standard output as a [`Write`] for code that takes a writer (shell
+/// completions, reports), with the same closed-pipe rule as the macros:
+/// once the reader is gone, writes are dropped and succeed.
+#[allow(dead_code)]
+pub struct Stdout;
+
+impl Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if STDOUT_CLOSED.load(Ordering::Relaxed) {
+            return Ok(buf.len());
+        }
+        match io::stdout().lock().write(buf) {
+            Err(error) if error.kind() == io::ErrorKind::BrokenPipe => {
+                STDOUT_CLOSED.store(true, Ordering::Relaxed);
+                Ok(buf.len())
+            }
+            result => result,
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if STDOUT_CLOSED.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        match io::stdout().lock().flush() {
+            Err(error) if error.kind() == io::ErrorKind::BrokenPipe => {
+                STDOUT_CLOSED.store(true, Ordering::Relaxed);
+                Ok(())
+            }
+            result => result,
+        }
+    }
+}
