@@ -32,7 +32,13 @@ fn a_client_answer_to_a_closed_pipe_exits_quietly() {
         _ => panic!("get was not answered"),
     }
     let mut child = Command::new(BINARY)
-        .args(["kv", "--servers", &cluster.servers(), "--cluster-id", CLUSTER])
+        .args([
+            "kv",
+            "--servers",
+            &cluster.servers(),
+            "--cluster-id",
+            CLUSTER,
+        ])
         .args(["get", "color"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -928,12 +928,12 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         }
     }
 
-    /// The run went beyond a statistical budget: a failure of kind
-    /// `efficiency` with `strict_budgets`, else noted in the report (the
+    /// The run went beyond a statistical budget: a failure (of its
+    /// [`Expectation::strict_kind`]) with `strict_budgets`, else noted in the report (the
     /// first time for each expectation).
     fn exceed(&mut self, expectation: Expectation, node: Option<usize>, message: String) {
         if self.config.strict_budgets {
-            self.fail(FailureKind::Efficiency, node, message);
+            self.fail(expectation.strict_kind(), node, message);
             return;
         }
         if self

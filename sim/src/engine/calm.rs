@@ -31,7 +31,7 @@ use concord::{Index, Input, Message, MessageBody, NodeId, ReadError, ReadPath, R
 
 use super::checks::{judged_voters, CALM_IDLE_POLL_NS, CALM_IDLE_WAIT_MAX_NS};
 use super::{format_time, Event, FailureKind, Simulation, MS};
-use crate::budgets::{BACKLOG_BATCHES, READ_LATENCY_MAX_NS};
+use crate::budgets::{Expectation, BACKLOG_BATCHES, READ_LATENCY_MAX_NS};
 use crate::workload::Workload;
 
 /// Read rounds after the latency writes.
@@ -402,6 +402,14 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         ) {
             self.fail(FailureKind::BacklogThroughput, Some(index), message);
             return;
+        } else if let Err(message) =
+            self.budgets
+                .backlog_expected(backlog.batches, backlog.window, elapsed_ns)
+        {
+            self.exceed(Expectation::BacklogRoundTrips, Some(index), message);
+            if self.failure.is_some() {
+                return;
+            }
         }
         // The rejoin check starts in an event of its own, not inside the
         // leader's step.
