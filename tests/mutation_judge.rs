@@ -1,7 +1,7 @@
 //! The judge of mutation testing (issue 9, `scripts/mutants.sh`): a sweep
 //! of the simulator over seeds 0..2000 on 5 nodes, the run of
-//! `concord-sim run --seeds 0..2000 --nodes 5`, that fails at the first
-//! failing seed. cargo-mutants builds each mutant of the core with the
+//! `concord-sim run --seeds 0..2000 --nodes 5 --strict-budgets`, that
+//! fails at the first failing seed. cargo-mutants builds each mutant of the core with the
 //! `mutation-judge` feature, which switches off the core's own assertions
 //! and recovery validation, and runs only this test: a mutant counts as
 //! killed only if the simulator's outside checks (safety, linearizability,
@@ -93,7 +93,7 @@ fn simulator_catches_the_mutant() {
                     "mutation_judge: killed after {} seeds by seed {seed}: hung: still running after {:.1} s of wall-clock time\n  replay: {}",
                     position + 1,
                     elapsed.as_secs_f64(),
-                    SimConfig { seed, nodes: 5, ..SimConfig::default() }.replay_command()
+                    SimConfig { seed, nodes: 5, strict_budgets: true, ..SimConfig::default() }.replay_command()
                 );
                 std::process::exit(101);
             }
@@ -107,9 +107,13 @@ fn simulator_catches_the_mutant() {
                         let Some(&seed) = order.get(position) else {
                             break;
                         };
+                        // Strict: a mutant that only makes the protocol
+                        // chattier or slower is killed by the expectations
+                        // (clean on the correct core over 0..2000).
                         let config = SimConfig {
                             seed,
                             nodes: 5,
+                            strict_budgets: true,
                             ..SimConfig::default()
                         };
                         watch.start(worker, seed);
