@@ -89,6 +89,16 @@ pub struct NodeSettings {
     /// of this node); `None`, the default, serves plaintext and says so
     /// loudly in the log.
     pub tls: Option<Arc<TlsConfig>>,
+    /// A client connection on which no request began for this long is
+    /// closed ([`listener::CLIENT_IDLE_TIMEOUT_DEFAULT`]).
+    pub client_idle_timeout: Duration,
+    /// A frame begun but not finished within this time closes its
+    /// connection ([`listener::FRAME_TIMEOUT_DEFAULT`]).
+    pub frame_timeout: Duration,
+    /// Node-wide limit on bytes held by connections' receive buffers
+    /// beyond a small share each
+    /// ([`listener::FRAME_BUFFER_BYTES_MAX_DEFAULT`]).
+    pub frame_buffer_bytes_max: usize,
 }
 
 impl NodeSettings {
@@ -121,6 +131,9 @@ impl NodeSettings {
             clock_drift_bound_ticks: 3,
             priorities: BTreeMap::new(),
             tls: None,
+            client_idle_timeout: listener::CLIENT_IDLE_TIMEOUT_DEFAULT,
+            frame_timeout: listener::FRAME_TIMEOUT_DEFAULT,
+            frame_buffer_bytes_max: listener::FRAME_BUFFER_BYTES_MAX_DEFAULT,
         }
     }
 
@@ -274,6 +287,9 @@ where
         handshake_timeout: Duration::from_secs(5),
         connections_max: 4096,
         peer_idle_timeout: listener::PEER_IDLE_TIMEOUT_DEFAULT,
+        client_idle_timeout: settings.client_idle_timeout,
+        frame_timeout: settings.frame_timeout,
+        frame_buffer_bytes_max: settings.frame_buffer_bytes_max,
         tls: settings.tls.clone(),
     };
     tokio::spawn(listener::serve(

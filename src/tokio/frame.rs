@@ -77,6 +77,18 @@ pub enum FrameError {
     /// The payload is not a valid encoding.
     #[error("undecodable frame payload: {0}")]
     Codec(#[from] CodecError),
+    /// Nothing arrived between two frames for the idle timeout.
+    #[error("nothing received for {timeout:?} (idle connection)")]
+    Idle {
+        /// The idle timeout.
+        timeout: std::time::Duration,
+    },
+    /// A frame was begun but not finished within the frame timeout.
+    #[error("a frame was begun but not finished within {timeout:?}")]
+    Slow {
+        /// The frame timeout.
+        timeout: std::time::Duration,
+    },
 }
 
 /// Appends one frame holding `value` to `out`.
@@ -97,18 +109,240 @@ pub fn encode_frame<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Resu
     Ok(())
 }
 
+/// Payload bytes a frame buffer first makes room for, however long the
+/// frame announces itself: room beyond it is made only as bytes arrive
+/// (doubling what arrived), so a header announcing 16 MiB followed by
+/// nothing costs this much, not 16 MiB.
+pub const FRAME_READ_FIRST_BYTES: usize = 16 * 1024;
+
+/// Capacity a [`FrameBuffer`] keeps free of its [`FrameBudget`]: every
+/// connection may hold this much without taking from the node's budget,
+/// so small requests never wait on it.
+pub const FRAME_BUFFER_FREE_BYTES: usize = 64 * 1024;
+
+/// A node-wide limit on the bytes that connections' frame buffers hold
+/// beyond [`FRAME_BUFFER_FREE_BYTES`] each. A buffer that must grow past
+/// what is left waits for other connections to give bytes back (a
+/// finished frame, a closed connection), within its frame's timeout.
+#[derive(Debug)]
+pub struct FrameBudget {
+    semaphore: tokio::sync::Semaphore,
+    bytes_max: usize,
+}
+
+impl FrameBudget {
+    /// A budget of `bytes_max` bytes.
+    pub fn new(bytes_max: usize) -> Self {
+        assert!(bytes_max <= tokio::sync::Semaphore::MAX_PERMITS);
+        FrameBudget {
+            semaphore: tokio::sync::Semaphore::new(bytes_max),
+            bytes_max,
+        }
+    }
+
+    /// The budget's size.
+    pub fn bytes_max(&self) -> usize {
+        self.bytes_max
+    }
+
+    /// Bytes of the budget not held by any buffer right now.
+    pub fn available_bytes(&self) -> usize {
+        self.semaphore.available_permits()
+    }
+
+    async fn take(&self, bytes: usize) {
+        let mut left = bytes;
+        while left > 0 {
+            let step = left.min(u32::MAX as usize);
+            // The semaphore is never closed.
+            let permit = self
+                .semaphore
+                .acquire_many(step as u32)
+                .await
+                .expect("the frame budget's semaphore is never closed");
+            permit.forget();
+            left -= step;
+        }
+    }
+
+    fn give(&self, bytes: usize) {
+        if bytes > 0 {
+            self.semaphore.add_permits(bytes);
+        }
+        debug_assert!(self.available_bytes() <= self.bytes_max);
+    }
+}
+
+/// One connection's receive buffer: it grows with the bytes received, and
+/// what it holds beyond [`FRAME_BUFFER_FREE_BYTES`] is taken from a
+/// node-wide [`FrameBudget`] (if it has one) and given back when it
+/// shrinks or is dropped.
+#[derive(Debug, Default)]
+pub struct FrameBuffer {
+    bytes: Vec<u8>,
+    budget: Option<std::sync::Arc<FrameBudget>>,
+    /// Bytes taken from `budget`: the capacity beyond the free share.
+    charged_bytes: usize,
+}
+
+impl FrameBuffer {
+    /// A buffer charging `budget` for what it holds beyond its free share.
+    pub fn with_budget(budget: std::sync::Arc<FrameBudget>) -> Self {
+        FrameBuffer {
+            bytes: Vec::new(),
+            budget: Some(budget),
+            charged_bytes: 0,
+        }
+    }
+
+    /// The payload of the last frame read.
+    pub fn payload(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Bytes held (the buffer's capacity).
+    pub fn capacity_bytes(&self) -> usize {
+        self.bytes.capacity()
+    }
+
+    /// Lets go of all but `keep_bytes` of capacity (a client connection
+    /// between requests keeps no more than a small request needs).
+    pub fn shrink_to(&mut self, keep_bytes: usize) {
+        if self.bytes.capacity() > keep_bytes {
+            self.bytes.clear();
+            self.bytes.shrink_to(keep_bytes);
+            self.settle();
+        }
+    }
+
+    /// Makes room for at least `extra_bytes` more, charging the budget
+    /// first (waiting while it has too little left).
+    async fn grow(&mut self, extra_bytes: usize) {
+        let wanted = self.bytes.len() + extra_bytes;
+        if wanted <= self.bytes.capacity() {
+            return;
+        }
+        if let Some(budget) = &self.budget {
+            let charge = wanted.saturating_sub(FRAME_BUFFER_FREE_BYTES);
+            if charge > self.charged_bytes {
+                budget.take(charge - self.charged_bytes).await;
+                self.charged_bytes = charge;
+            }
+        }
+        self.bytes.reserve_exact(extra_bytes);
+        self.settle();
+    }
+
+    /// Brings the charge in line with the capacity actually held (an
+    /// allocator may give more than asked; a shrink gives some back).
+    fn settle(&mut self) {
+        let Some(budget) = &self.budget else { return };
+        let charge = self
+            .bytes
+            .capacity()
+            .saturating_sub(FRAME_BUFFER_FREE_BYTES);
+        if charge < self.charged_bytes {
+            budget.give(self.charged_bytes - charge);
+            self.charged_bytes = charge;
+        } else if charge > self.charged_bytes {
+            // Over by the allocator's rounding only: taken without waiting,
+            // as much of it as is left.
+            self.charged_bytes += budget.semaphore.forget_permits(charge - self.charged_bytes);
+        }
+    }
+}
+
+impl Drop for FrameBuffer {
+    fn drop(&mut self) {
+        if let Some(budget) = &self.budget {
+            budget.give(self.charged_bytes);
+        }
+    }
+}
+
+/// How long a connection may take, for [`read_frame_timed`].
+#[derive(Clone, Copy, Debug)]
+pub struct FrameTimeouts {
+    /// Most time between frames: until the first byte of the next header.
+    pub idle: std::time::Duration,
+    /// Most time from a frame's first byte to its last.
+    pub frame: std::time::Duration,
+}
+
 /// Reads one frame's payload into `buf` (replacing its contents), checking
 /// size, version and checksum. Returns [`FrameError::Closed`] on a clean end
-/// of stream before the first header byte.
+/// of stream before the first header byte. The buffer grows with the bytes
+/// received, never to an announced length ahead of them.
 pub async fn read_frame<R: AsyncRead + Unpin + ?Sized>(
     reader: &mut R,
     buf: &mut Vec<u8>,
     max_frame_bytes: usize,
 ) -> Result<(), FrameError> {
+    let mut frame_buffer = FrameBuffer {
+        bytes: std::mem::take(buf),
+        budget: None,
+        charged_bytes: 0,
+    };
+    let result = read_frame_into(reader, &mut frame_buffer, max_frame_bytes, None).await;
+    *buf = std::mem::take(&mut frame_buffer.bytes);
+    result
+}
+
+/// [`read_frame`] into a budgeted buffer, within `timeouts`: nothing for
+/// `timeouts.idle` is [`FrameError::Idle`], a frame begun but not finished
+/// within `timeouts.frame` is [`FrameError::Slow`].
+pub async fn read_frame_timed<R: AsyncRead + Unpin + ?Sized>(
+    reader: &mut R,
+    buf: &mut FrameBuffer,
+    max_frame_bytes: usize,
+    timeouts: FrameTimeouts,
+) -> Result<(), FrameError> {
+    read_frame_into(reader, buf, max_frame_bytes, Some(timeouts)).await
+}
+
+async fn within<F: std::future::Future>(
+    deadline: Option<tokio::time::Instant>,
+    on_timeout: impl FnOnce() -> FrameError,
+    f: F,
+) -> Result<F::Output, FrameError> {
+    match deadline {
+        None => Ok(f.await),
+        Some(deadline) => tokio::time::timeout_at(deadline, f)
+            .await
+            .map_err(|_| on_timeout()),
+    }
+}
+
+async fn read_frame_into<R: AsyncRead + Unpin + ?Sized>(
+    reader: &mut R,
+    buf: &mut FrameBuffer,
+    max_frame_bytes: usize,
+    timeouts: Option<FrameTimeouts>,
+) -> Result<(), FrameError> {
     let mut header = [0u8; FRAME_HEADER_BYTES];
     let mut got = 0;
+    let idle_deadline = timeouts.map(|t| tokio::time::Instant::now() + t.idle);
+    let mut frame_deadline = None;
+    let slow = |t: Option<FrameTimeouts>| {
+        move || FrameError::Slow {
+            timeout: t.map(|t| t.frame).unwrap_or_default(),
+        }
+    };
     while got < FRAME_HEADER_BYTES {
-        let n = match reader.read(&mut header[got..]).await {
+        let read = reader.read(&mut header[got..]);
+        let read = if got == 0 {
+            within(
+                idle_deadline,
+                || FrameError::Idle {
+                    timeout: timeouts.map(|t| t.idle).unwrap_or_default(),
+                },
+                read,
+            )
+            .await?
+        } else {
+            within(frame_deadline, slow(timeouts), read).await?
+        };
+        let n = match read {
             Ok(n) => n,
             // A TLS peer that closes without close_notify (most clients
             // do, at exit) reads as an UnexpectedEof error, not as 0
@@ -128,6 +362,9 @@ pub async fn read_frame<R: AsyncRead + Unpin + ?Sized>(
                 }
             });
         }
+        if got == 0 {
+            frame_deadline = timeouts.map(|t| tokio::time::Instant::now() + t.frame);
+        }
         got += n;
     }
     let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
@@ -141,24 +378,66 @@ pub async fn read_frame<R: AsyncRead + Unpin + ?Sized>(
         return Err(FrameError::Version { got: header[4] });
     }
     let expected = u32::from_le_bytes([header[5], header[6], header[7], header[8]]);
-    buf.clear();
-    buf.resize(len, 0);
-    let mut got = 0;
-    while got < len {
-        let n = reader.read(&mut buf[got..]).await?;
+    buf.bytes.clear();
+    while buf.bytes.len() < len {
+        let got = buf.bytes.len();
+        if buf.bytes.capacity() == got {
+            // Room for as much again as arrived (at least the first
+            // share): the buffer is at most about twice what the other
+            // side actually sent.
+            let extra = (len - got).min(got.max(FRAME_READ_FIRST_BYTES));
+            within(frame_deadline, slow(timeouts), buf.grow(extra)).await?;
+        }
+        let room = (len - got).min(buf.bytes.capacity() - got);
+        debug_assert!(room > 0);
+        buf.bytes.resize(got + room, 0);
+        let read = within(
+            frame_deadline,
+            slow(timeouts),
+            reader.read(&mut buf.bytes[got..]),
+        )
+        .await;
+        let n = match read {
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => {
+                buf.bytes.truncate(got);
+                return Err(e.into());
+            }
+            Err(e) => {
+                buf.bytes.truncate(got);
+                return Err(e);
+            }
+        };
+        buf.bytes.truncate(got + n);
         if n == 0 {
             return Err(FrameError::Truncated {
                 got: FRAME_HEADER_BYTES + got,
                 expected: FRAME_HEADER_BYTES + len,
             });
         }
-        got += n;
     }
-    let actual = crc32c::crc32c(buf);
+    debug_assert_eq!(buf.bytes.len(), len);
+    let actual = crc32c::crc32c(&buf.bytes);
     if actual != expected {
         return Err(FrameError::Checksum { expected, actual });
     }
     Ok(())
+}
+
+/// Reads one frame within `timeouts` into a budgeted buffer and decodes
+/// its payload as `T`.
+pub async fn read_value_timed<T, R>(
+    reader: &mut R,
+    buf: &mut FrameBuffer,
+    max_frame_bytes: usize,
+    timeouts: FrameTimeouts,
+) -> Result<T, FrameError>
+where
+    T: serde::de::DeserializeOwned,
+    R: AsyncRead + Unpin + ?Sized,
+{
+    read_frame_timed(reader, buf, max_frame_bytes, timeouts).await?;
+    Ok(codec::decode(buf.payload(), max_frame_bytes)?)
 }
 
 /// Reads one frame and decodes its payload as `T`.
@@ -181,6 +460,7 @@ mod tests {
 
     fn run<F: std::future::Future>(f: F) -> F::Output {
         tokio::runtime::Builder::new_current_thread()
+            .enable_time()
             .build()
             .unwrap()
             .block_on(f)
@@ -234,6 +514,112 @@ mod tests {
                 read_frame(&mut r, &mut buf, 1024).await,
                 Err(FrameError::Version { got: 9 })
             ));
+        });
+    }
+
+    fn header(len: u32) -> Vec<u8> {
+        let mut h = len.to_le_bytes().to_vec();
+        h.push(PROTOCOL_VERSION);
+        h.extend_from_slice(&0u32.to_le_bytes());
+        h
+    }
+
+    #[test]
+    fn a_buffer_grows_with_the_bytes_received_not_the_announced_length() {
+        let mut input = header(16 * 1024 * 1024 - 1);
+        input.extend_from_slice(&[7u8; 1024]);
+        run(async {
+            let mut buf = Vec::new();
+            let mut r: &[u8] = &input;
+            let got = read_frame(&mut r, &mut buf, DEFAULT_MAX_FRAME_BYTES).await;
+            assert!(
+                matches!(got, Err(FrameError::Truncated { got, .. }) if got == FRAME_HEADER_BYTES + 1024)
+            );
+            assert!(
+                buf.capacity() <= FRAME_READ_FIRST_BYTES,
+                "{}",
+                buf.capacity()
+            );
+        });
+        // A frame that does arrive whole is read whole, whatever its size,
+        // with the buffer at most twice the payload.
+        let payload = vec![3u8; 3 * 1024 * 1024 + 5];
+        let mut out = Vec::new();
+        encode_frame(&payload, &mut out).unwrap();
+        run(async {
+            let mut buf = Vec::new();
+            let mut r: &[u8] = &out;
+            let back: Vec<u8> = read_value(&mut r, &mut buf, DEFAULT_MAX_FRAME_BYTES)
+                .await
+                .unwrap();
+            assert_eq!(back, payload);
+            assert!(
+                buf.capacity() <= 2 * buf.len(),
+                "{} for {}",
+                buf.capacity(),
+                buf.len()
+            );
+        });
+    }
+
+    #[test]
+    fn a_budgeted_buffer_takes_from_the_budget_and_gives_it_back() {
+        let budget = std::sync::Arc::new(FrameBudget::new(1024 * 1024));
+        let payload = vec![9u8; 600 * 1024];
+        let mut out = Vec::new();
+        encode_frame(&payload, &mut out).unwrap();
+        let timeouts = FrameTimeouts {
+            idle: std::time::Duration::from_secs(60),
+            frame: std::time::Duration::from_millis(300),
+        };
+        run(async {
+            let mut first = FrameBuffer::with_budget(budget.clone());
+            let mut r: &[u8] = &out;
+            let back: Vec<u8> =
+                read_value_timed(&mut r, &mut first, DEFAULT_MAX_FRAME_BYTES, timeouts)
+                    .await
+                    .unwrap();
+            assert_eq!(back, payload);
+            let held = budget.bytes_max() - budget.available_bytes();
+            assert_eq!(held, first.capacity_bytes() - FRAME_BUFFER_FREE_BYTES);
+            // A second connection's frame of the same size does not fit in
+            // what is left: it waits, and gives up at its frame timeout.
+            let mut second = FrameBuffer::with_budget(budget.clone());
+            let mut r: &[u8] = &out;
+            let got =
+                read_frame_timed(&mut r, &mut second, DEFAULT_MAX_FRAME_BYTES, timeouts).await;
+            assert!(matches!(got, Err(FrameError::Slow { .. })), "{got:?}");
+            // Once the first lets go, the second's frame fits.
+            first.shrink_to(0);
+            assert!(budget.available_bytes() >= budget.bytes_max() - (second.capacity_bytes()));
+            let mut r: &[u8] = &out;
+            read_frame_timed(&mut r, &mut second, DEFAULT_MAX_FRAME_BYTES, timeouts)
+                .await
+                .unwrap();
+            drop(second);
+            drop(first);
+            assert_eq!(budget.available_bytes(), budget.bytes_max());
+        });
+    }
+
+    #[test]
+    fn a_silent_connection_is_idle_and_a_stalled_frame_is_slow() {
+        let timeouts = FrameTimeouts {
+            idle: std::time::Duration::from_millis(100),
+            frame: std::time::Duration::from_millis(100),
+        };
+        run(async {
+            let (mut near, far) = tokio::io::duplex(1024);
+            let mut buf = FrameBuffer::default();
+            let got = read_frame_timed(&mut near, &mut buf, 1024, timeouts).await;
+            assert!(matches!(got, Err(FrameError::Idle { .. })), "{got:?}");
+            let (mut near, mut far2) = tokio::io::duplex(1024);
+            use tokio::io::AsyncWriteExt;
+            far2.write_all(&header(100)).await.unwrap();
+            far2.write_all(&[1u8; 10]).await.unwrap();
+            let got = read_frame_timed(&mut near, &mut buf, 1024, timeouts).await;
+            assert!(matches!(got, Err(FrameError::Slow { .. })), "{got:?}");
+            drop(far);
         });
     }
 }

@@ -18,6 +18,13 @@
 //! client that simply goes away (a clean close, a reset, a broken pipe) is
 //! not bad input and is logged at debug level.
 //!
+//! Memory is bounded by what arrives, not by what is announced: a
+//! connection's receive buffer grows with the bytes received (see
+//! [`FrameBuffer`]), beyond a small share it draws on a node-wide budget
+//! (one for clients, one for peers), a frame begun must be finished
+//! within `frame_timeout` and a client connection with no request for
+//! `client_idle_timeout` is closed.
+//!
 //! A peer connection answers every keepalive and is closed once nothing at
 //! all arrived on it for `peer_idle_timeout`: its sender writes keepalives
 //! far more often, so such a connection is dead (a partition, a vanished
@@ -33,7 +40,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{Message, NodeId};
 
-use super::frame::{self, FrameError};
+use super::frame::{self, FrameBudget, FrameBuffer, FrameError, FrameTimeouts};
 use super::server::Event;
 use super::tls::{self, PeerIdentity, TlsConfig};
 use super::transport::BoxStream;
@@ -63,6 +70,17 @@ pub struct ListenerConfig {
     pub connections_max: usize,
     /// A peer connection on which nothing arrived for this long is closed.
     pub peer_idle_timeout: Duration,
+    /// A client connection on which no request began for this long is
+    /// closed (the client dials again when it has something to ask).
+    pub client_idle_timeout: Duration,
+    /// A frame begun (its first header byte arrived) but not finished
+    /// within this time closes its connection, peer or client.
+    pub frame_timeout: Duration,
+    /// Node-wide limit on the bytes client connections' receive buffers
+    /// hold beyond [`FRAME_BUFFER_FREE_BYTES`](frame::FRAME_BUFFER_FREE_BYTES)
+    /// each (see [`FrameBudget`]); peer connections have a second budget
+    /// of the same size, so clients cannot starve replication.
+    pub frame_buffer_bytes_max: usize,
     /// Mutual TLS: every connection must complete a TLS 1.3 handshake with
     /// a certificate from the cluster's CA naming what its `Hello` claims
     /// (see [`super::tls`]). `None` accepts plaintext.
@@ -73,6 +91,21 @@ pub struct ListenerConfig {
 /// of the transport's defaults.
 pub const PEER_IDLE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(2);
 
+/// Default [`ListenerConfig::client_idle_timeout`].
+pub const CLIENT_IDLE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(120);
+
+/// Default [`ListenerConfig::frame_timeout`]: a 16 MiB frame at under
+/// 2 MB/s is too slow to be anything but a stalled or hostile sender.
+pub const FRAME_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
+
+/// Default [`ListenerConfig::frame_buffer_bytes_max`]: 128 MiB, room for
+/// 32 commands of the 4 MiB limit at once on top of each connection's
+/// free share.
+pub const FRAME_BUFFER_BYTES_MAX_DEFAULT: usize = 128 * 1024 * 1024;
+
+/// What a client connection keeps of its receive buffer between requests.
+const CLIENT_BUFFER_KEEP_BYTES: usize = 16 * 1024;
+
 /// Counters of the accepting side.
 #[derive(Debug, Default)]
 pub struct ListenerCounters {
@@ -82,6 +115,9 @@ pub struct ListenerCounters {
     pub refused: AtomicU64,
     /// Connections closed because of bad input.
     pub bad_input: AtomicU64,
+    /// Connections closed because a frame was begun but not finished
+    /// within the frame timeout.
+    pub slow: AtomicU64,
     /// Connections currently open.
     pub open: AtomicUsize,
 }
@@ -96,6 +132,12 @@ pub async fn serve(
     counters: Arc<ListenerCounters>,
 ) {
     let config = Arc::new(config);
+    // Peers draw on a budget of their own: clients, however many and
+    // however hostile, cannot starve replication of buffer space.
+    let budgets = Budgets {
+        clients: Arc::new(FrameBudget::new(config.frame_buffer_bytes_max)),
+        peers: Arc::new(FrameBudget::new(config.frame_buffer_bytes_max)),
+    };
     loop {
         // Every `select!` in the runtime is `biased`: an unbiased one draws
         // its branch order from tokio's own thread-local generator, which
@@ -127,18 +169,26 @@ pub async fn serve(
         let events = events.clone();
         let counters = counters.clone();
         let shutdown = shutdown.clone();
+        let budgets = budgets.clone();
         tokio::spawn(async move {
             let remote = remote.to_string();
             let result = match secure(Box::new(stream), &config).await {
                 Ok((stream, identity)) => {
-                    handle(stream, identity, &remote, &config, events, shutdown).await
+                    handle(
+                        stream, identity, &remote, &config, events, shutdown, budgets,
+                    )
+                    .await
                 }
                 Err(refusal) => Err(refusal),
             };
             match result {
                 Ok(()) | Err(ConnError::Gone) => tracing::debug!(%remote, "connection closed"),
                 Err(ConnError::Idle(idle)) => {
-                    tracing::info!(%remote, ?idle, "closing silent peer connection")
+                    tracing::info!(%remote, ?idle, "closing silent connection")
+                }
+                Err(ConnError::Slow(timeout)) => {
+                    counters.slow.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%remote, ?timeout, "closing connection: a frame was begun but not finished in time");
                 }
                 Err(ConnError::Refused(reason)) => {
                     counters.refused.fetch_add(1, Ordering::Relaxed);
@@ -154,20 +204,32 @@ pub async fn serve(
     }
 }
 
+/// The node-wide frame buffer budgets.
+#[derive(Clone)]
+struct Budgets {
+    /// Of client connections and of every connection's handshake.
+    clients: Arc<FrameBudget>,
+    /// Of peer connections once their handshake was accepted.
+    peers: Arc<FrameBudget>,
+}
+
 enum ConnError {
     Refused(String),
     BadInput(String),
     /// The other side closed or reset the connection while we wrote.
     Gone,
-    /// A peer connection on which nothing arrived for the idle timeout.
+    /// A connection on which nothing arrived for the idle timeout.
     Idle(Duration),
+    /// A connection that began a frame and did not finish it in time.
+    Slow(Duration),
 }
 
 fn bad(e: FrameError) -> Result<(), ConnError> {
-    if went_away(&e) {
-        Ok(())
-    } else {
-        Err(ConnError::BadInput(e.to_string()))
+    match e {
+        e if went_away(&e) => Ok(()),
+        FrameError::Idle { timeout } => Err(ConnError::Idle(timeout)),
+        FrameError::Slow { timeout } => Err(ConnError::Slow(timeout)),
+        e => Err(ConnError::BadInput(e.to_string())),
     }
 }
 
@@ -261,15 +323,25 @@ async fn handle(
     config: &ListenerConfig,
     events: mpsc::Sender<Event>,
     mut shutdown: watch::Receiver<bool>,
+    budgets: Budgets,
 ) -> Result<(), ConnError> {
-    let mut buf = Vec::new();
+    let mut frame_buf = FrameBuffer::with_budget(budgets.clients.clone());
+    let handshake = FrameTimeouts {
+        idle: config.handshake_timeout,
+        frame: config.handshake_timeout,
+    };
     let hello: Hello = match tokio::time::timeout(
         config.handshake_timeout,
-        frame::read_value(&mut stream, &mut buf, config.max_frame_bytes.min(64 * 1024)),
+        frame::read_value_timed(
+            &mut stream,
+            &mut frame_buf,
+            config.max_frame_bytes.min(64 * 1024),
+            handshake,
+        ),
     )
     .await
     {
-        Err(_) => {
+        Err(_) | Ok(Err(FrameError::Idle { .. } | FrameError::Slow { .. })) => {
             return Err(ConnError::BadInput(
                 "no handshake within the timeout".to_string(),
             ))
@@ -278,6 +350,8 @@ async fn handle(
         Ok(Err(e)) => return Err(ConnError::BadInput(format!("bad handshake: {e}"))),
         Ok(Ok(hello)) => hello,
     };
+    // Replies are encoded here; requests are read into `frame_buf`.
+    let mut buf = Vec::new();
     let refusal =
         if hello.cluster_id.len() > CLUSTER_ID_MAX_BYTES || hello.cluster_id != config.cluster_id {
             Some(format!(
@@ -332,22 +406,31 @@ async fn handle(
         HelloRole::Peer { from, .. } => {
             tracing::debug!(%remote, peer = from, "peer connected");
             let mut reply = Vec::new();
+            let mut frame_buf = FrameBuffer::with_budget(budgets.peers);
+            // A peer's buffer keeps its size between frames: appends of
+            // similar size follow one another, and what it holds stays
+            // charged to the node's budget.
+            let timeouts = FrameTimeouts {
+                idle: config.peer_idle_timeout,
+                frame: config.frame_timeout,
+            };
             loop {
-                let read = tokio::time::timeout(
-                    config.peer_idle_timeout,
-                    frame::read_value(&mut stream, &mut buf, config.max_frame_bytes),
+                let read = frame::read_value_timed(
+                    &mut stream,
+                    &mut frame_buf,
+                    config.max_frame_bytes,
+                    timeouts,
                 );
                 let message: Message = tokio::select! {
                     biased;
                     _ = shutdown.changed() => return Ok(()),
                     read = read => match read {
-                        Err(_) => return Err(ConnError::Idle(config.peer_idle_timeout)),
-                        Ok(Ok(PeerFrame::Raft(message))) => message,
-                        Ok(Ok(PeerFrame::Keepalive)) => {
+                        Ok(PeerFrame::Raft(message)) => message,
+                        Ok(PeerFrame::Keepalive) => {
                             write_value(&mut stream, &mut reply, &PeerReply::KeepaliveAck).await?;
                             continue;
                         }
-                        Ok(Err(e)) => return bad(e),
+                        Err(e) => return bad(e),
                     },
                 };
                 if message.from != from {
@@ -362,14 +445,27 @@ async fn handle(
             }
         }
         HelloRole::Client => loop {
+            let timeouts = FrameTimeouts {
+                idle: config.client_idle_timeout,
+                frame: config.frame_timeout,
+            };
+            let read = frame::read_value_timed(
+                &mut stream,
+                &mut frame_buf,
+                config.max_frame_bytes,
+                timeouts,
+            );
             let request: ClientRequest = tokio::select! {
                 biased;
                 _ = shutdown.changed() => return Ok(()),
-                read = frame::read_value(&mut stream, &mut buf, config.max_frame_bytes) => match read {
+                read = read => match read {
                     Ok(request) => request,
                     Err(e) => return bad(e),
                 },
             };
+            // A large command's buffer is given back to the node's budget
+            // as soon as it is decoded.
+            frame_buf.shrink_to(CLIENT_BUFFER_KEEP_BYTES);
             let (reply_tx, reply_rx) = oneshot::channel();
             let event = match request {
                 ClientRequest::Command(command) => Event::Client {
