@@ -134,8 +134,9 @@ fn planted_quiesce_while_a_follower_is_behind_is_caught() {
         proposals_per_tick: 1,
         ..Options::new(3, 16)
     };
-    match multi_driver::first_catch(&options, bugs, 2000..2050) {
+    // Caught at seed 2011, the 12th.
+    match multi_driver::first_catch(&options, bugs, 2000..2025) {
         Some((seed, violation)) => eprintln!("caught at seed {seed}: {violation}"),
-        None => panic!("quiescing with a follower behind survived 50 seeds"),
+        None => panic!("quiescing with a follower behind survived 25 seeds"),
     }
 }

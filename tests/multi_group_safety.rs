@@ -42,8 +42,8 @@ fn every_group_keeps_raft_safety_under_faults_without_quiescence() {
     }
 }
 
-/// Seeds within which the planted mistakes below are caught (measured:
-/// see each test).
+/// Fails unless a run with `bugs` planted fails within the first `seeds`
+/// seeds (3 nodes, 12 groups, faults on).
 #[cfg(feature = "planted-bugs")]
 fn caught_within(bugs: multi_driver::Bugs, seeds: u64) -> u64 {
     let options = Options::new(3, 12);
@@ -63,7 +63,8 @@ fn planted_heartbeat_commit_past_a_followers_match_is_caught() {
         heartbeat_commit_uncapped: true,
         ..Default::default()
     };
-    caught_within(bugs, 50);
+    // Caught at seed 0 (a replica applies another entry at an index).
+    caught_within(bugs, 5);
 }
 
 #[cfg(feature = "planted-bugs")]
@@ -73,5 +74,6 @@ fn planted_ack_of_one_groups_entries_on_another_groups_fsync_is_caught() {
         persist_acks_later_batches: true,
         ..Default::default()
     };
-    caught_within(bugs, 50);
+    // Caught at seed 3 (a crash finds an acknowledged entry not on disk).
+    caught_within(bugs, 10);
 }

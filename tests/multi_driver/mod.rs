@@ -474,10 +474,8 @@ impl Driver {
                     }
                 }
             }
-            Action::ReadRefused { id: read, .. } => {
-                if self.reads.remove(&read).is_some() {
-                    self.reads_answered += 1;
-                }
+            Action::ReadRefused { id: read, .. } if self.reads.remove(&read).is_some() => {
+                self.reads_answered += 1;
             }
             Action::FollowerLogRegressed {
                 follower,
