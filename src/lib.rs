@@ -302,6 +302,7 @@ mod io;
 mod log;
 mod membership;
 mod message;
+pub mod multi;
 mod node;
 mod planted;
 mod progress;

@@ -418,6 +418,16 @@ impl Node {
         self.writes.len()
     }
 
+    /// Reads waiting here, on any path: for a confirmation round (and a
+    /// follower's requests a leader confirms for it), for the leader's
+    /// answer to a follower's request, or for the state machine to apply
+    /// their index. A host that stops ticking a node (the multi-group
+    /// layer's quiescence) must not while any wait: their retries and
+    /// timeouts run on ticks.
+    pub fn reads_pending(&self) -> usize {
+        self.reads.pending()
+    }
+
     /// Plants deliberate protocol mistakes in this node, and sets aside
     /// the core's own assertions that would report them directly (see
     /// `src/planted.rs`). For measuring the simulator only; never call it

@@ -1,0 +1,124 @@
+//! Node-level liveness: whether each peer node is up, judged from the
+//! frames it sends (at least one per `liveness_interval_ticks`, whether or
+//! not any of its groups speaks). It is what notices that the leader of
+//! groups that sleep — and so send nothing — has died, and what wakes the
+//! groups a returning peer must catch up in.
+
+use std::collections::BTreeMap;
+
+use crate::types::NodeId;
+
+/// What the layer learns about a peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PeerChange {
+    /// Not heard from for `liveness_timeout_ticks`.
+    Died,
+    /// Heard from again after it was taken for dead.
+    Returned,
+    /// Its frames carry a new incarnation: it restarted (perhaps too
+    /// quickly to be taken for dead) and forgot what it held in memory.
+    Restarted,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Peer {
+    last_heard_tick: u64,
+    incarnation: Option<u64>,
+    alive: bool,
+}
+
+/// The liveness of every configured peer.
+#[derive(Debug, Default)]
+pub(crate) struct Liveness {
+    peers: BTreeMap<NodeId, Peer>,
+}
+
+impl Liveness {
+    /// Peers start alive, as if just heard from: a node that starts does
+    /// not take its peers for dead before a timeout has passed.
+    pub(crate) fn new(peers: impl IntoIterator<Item = NodeId>, now_tick: u64) -> Self {
+        Liveness {
+            peers: peers
+                .into_iter()
+                .map(|id| {
+                    let peer = Peer {
+                        last_heard_tick: now_tick,
+                        incarnation: None,
+                        alive: true,
+                    };
+                    (id, peer)
+                })
+                .collect(),
+        }
+    }
+
+    pub(crate) fn add(&mut self, id: NodeId, now_tick: u64) -> bool {
+        if self.peers.contains_key(&id) {
+            return false;
+        }
+        let peer = Peer {
+            last_heard_tick: now_tick,
+            incarnation: None,
+            alive: true,
+        };
+        self.peers.insert(id, peer);
+        true
+    }
+
+    pub(crate) fn remove(&mut self, id: NodeId) -> bool {
+        self.peers.remove(&id).is_some()
+    }
+
+    pub(crate) fn is_peer(&self, id: NodeId) -> bool {
+        self.peers.contains_key(&id)
+    }
+
+    /// Whether `id` is taken for alive. A node that is not a configured
+    /// peer is never taken for dead (nothing watches it).
+    pub(crate) fn is_alive(&self, id: NodeId) -> bool {
+        self.peers.get(&id).is_none_or(|peer| peer.alive)
+    }
+
+    /// The tick `id` was last heard from (or added, or the layer started).
+    pub(crate) fn last_heard_tick(&self, id: NodeId) -> Option<u64> {
+        self.peers.get(&id).map(|peer| peer.last_heard_tick)
+    }
+
+    pub(crate) fn ids(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.peers.keys().copied()
+    }
+
+    /// A frame from `id` carrying `incarnation` arrived.
+    pub(crate) fn heard(
+        &mut self,
+        id: NodeId,
+        incarnation: u64,
+        now_tick: u64,
+    ) -> Option<PeerChange> {
+        let peer = self.peers.get_mut(&id)?;
+        peer.last_heard_tick = now_tick;
+        let restarted = peer.incarnation.is_some_and(|known| known != incarnation);
+        peer.incarnation = Some(incarnation);
+        let returned = !peer.alive;
+        peer.alive = true;
+        if restarted {
+            Some(PeerChange::Restarted)
+        } else if returned {
+            Some(PeerChange::Returned)
+        } else {
+            None
+        }
+    }
+
+    /// Time passed: the peers silent for `timeout_ticks` die, in id order.
+    pub(crate) fn tick(&mut self, now_tick: u64, timeout_ticks: u32, mut died: impl FnMut(NodeId)) {
+        for (id, peer) in &mut self.peers {
+            if peer.alive
+                && now_tick.saturating_sub(peer.last_heard_tick) >= u64::from(timeout_ticks)
+            {
+                peer.alive = false;
+                died(*id);
+            }
+        }
+    }
+}

@@ -1,0 +1,641 @@
+//! The multi-group node: many [`Node`]s, one per group, behind one
+//! sans-IO step function. It routes inputs to groups, batches their
+//! output across groups (one frame per peer and one persist batch per
+//! flush), ticks only the groups that are awake, and fans durability
+//! reports out to the groups they cover.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use thiserror::Error;
+
+use crate::config::ConfigError;
+use crate::io::{Action, Input};
+use crate::message::{Message, MessageBody};
+use crate::node::Node;
+use crate::types::{Index, LogPosition, NodeId};
+
+use super::config::{MultiConfig, MultiConfigError};
+use super::frame::{Frame, GroupId};
+use super::liveness::Liveness;
+use super::outbox::{Item, Outbox};
+use super::persist::{BatchId, PersistBatch, Persister};
+use super::planted::MultiPlantedBugs;
+use super::quiescence::{QuiesceAsked, QuiesceRound};
+use super::stats::MultiStats;
+use super::wake::{Sleep, SleepKind, Wake};
+
+/// An event the host feeds into [`MultiNode::step`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MultiInput {
+    /// One logical unit of time has passed. Ticks the awake groups only.
+    Tick,
+    /// A frame arrived from a peer.
+    Receive(Frame),
+    /// Every persist batch up to and including this one is durable (one
+    /// report for all the groups whose writes they held).
+    Persisted(BatchId),
+    /// An input for one group: a proposal, a read, a membership change, a
+    /// leadership transfer, a snapshot request, or the host's completion
+    /// of an action the group asked for (`Applied`, `Snapshotted`). Never
+    /// `Tick`, `Receive` or `Persisted`: the layer delivers those.
+    Group {
+        /// The group.
+        group: GroupId,
+        /// The input.
+        input: Input,
+    },
+    /// A snapshot chunk the host read for a group's
+    /// [`Action::SendSnapshotChunk`] (built with
+    /// [`SnapshotChunkToSend::cut_from`](crate::SnapshotChunkToSend::cut_from)
+    /// or `into_message`), to send in the next frame to its receiver.
+    SendSnapshotChunk {
+        /// The group.
+        group: GroupId,
+        /// The chunk's message.
+        message: Message,
+    },
+}
+
+/// Something the host must do on the layer's behalf.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MultiAction {
+    /// One group's action, as a lone node's host would execute it (never
+    /// `Send`, `Persist` or `PersistSnapshot`: those come batched).
+    /// Completions go back as [`MultiInput::Group`].
+    Group {
+        /// The group.
+        group: GroupId,
+        /// The action.
+        action: Action,
+    },
+    /// Deliver a frame to peer `frame.to` (best effort: loss is fine).
+    Send(Frame),
+    /// Execute these writes in order, after every earlier batch's, sync
+    /// them once, then report [`MultiInput::Persisted`].
+    Persist(PersistBatch),
+}
+
+/// Why the layer refused a host's request. Nothing was done.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum MultiError {
+    /// The configuration is unusable.
+    #[error("invalid multi-group configuration: {0}")]
+    Config(#[from] MultiConfigError),
+    /// A group's configuration is unusable.
+    #[error("group {group} cannot be built: {error}")]
+    GroupConfig {
+        /// The group.
+        group: GroupId,
+        /// Why.
+        error: ConfigError,
+    },
+    /// No group with this id is hosted here.
+    #[error("group {group} is not hosted on this node; create it first (or route the request to a node that hosts it)")]
+    UnknownGroup {
+        /// The group.
+        group: GroupId,
+    },
+    /// A group with this id is hosted already.
+    #[error("group {group} is already hosted on this node; group ids are never reused")]
+    GroupExists {
+        /// The group.
+        group: GroupId,
+    },
+    /// `groups_max` groups are hosted already.
+    #[error("this node hosts {max} groups already (`groups_max`); remove one or raise the limit")]
+    TooManyGroups {
+        /// The limit.
+        max: usize,
+    },
+    /// A group's configuration names another node as this one.
+    #[error("group {group} is configured for node {found}, but this is node {expected}")]
+    WrongNode {
+        /// The group.
+        group: GroupId,
+        /// This node's id.
+        expected: NodeId,
+        /// The id in the group's configuration.
+        found: NodeId,
+    },
+    /// A group's configuration names a node outside the cluster.
+    #[error("group {group} names node {node}, which is not a peer of this node; add it with `add_peer` first")]
+    UnknownMember {
+        /// The group.
+        group: GroupId,
+        /// The node.
+        node: NodeId,
+    },
+    /// An input the layer delivers itself was given for a group.
+    #[error("`{input}` is delivered by the layer; give it `MultiInput::{input}` instead")]
+    InputNotForGroup {
+        /// The kind of input.
+        input: &'static str,
+    },
+    /// A snapshot chunk to send is not an InstallSnapshot of this node.
+    #[error("the message to send for group {group} is not a snapshot chunk from this node")]
+    NotASnapshotChunk {
+        /// The group.
+        group: GroupId,
+    },
+}
+
+/// What a group's log looked like at its last tick, to tell idle groups.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Seen {
+    pub(crate) last: LogPosition,
+    pub(crate) commit: Index,
+    pub(crate) applied: Index,
+}
+
+impl Seen {
+    pub(crate) fn of(node: &Node) -> Seen {
+        Seen {
+            last: node.last_position(),
+            commit: node.commit_index(),
+            applied: node.applied_index(),
+        }
+    }
+}
+
+/// One hosted group: its node and the layer's state about it.
+#[derive(Debug)]
+pub(crate) struct Group {
+    pub(crate) node: Node,
+    /// Tells this group from an earlier one of the same id (a durability
+    /// report in flight across a removal is not handed to a new group).
+    pub(crate) generation: u64,
+    /// `None` while awake.
+    pub(crate) sleep: Option<Sleep>,
+    pub(crate) idle_ticks: u32,
+    pub(crate) seen: Seen,
+    /// Leader: the quiescence round under way.
+    pub(crate) round: Option<QuiesceRound>,
+    /// Follower: the quiescence request to answer at the next flush.
+    pub(crate) asked: Option<QuiesceAsked>,
+    /// Woken to elect at this tick, holding an election slot.
+    pub(crate) electing_since: Option<u64>,
+    /// In a wake queue (entries of groups woken otherwise are skipped).
+    pub(crate) queued: bool,
+}
+
+/// Where a group is, as seen from outside.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupSleep {
+    /// Ticked on every tick.
+    Awake,
+    /// Quiesced as leader.
+    Leading,
+    /// Quiesced as follower of `leader`.
+    Following {
+        /// The leader it follows.
+        leader: NodeId,
+    },
+    /// Asleep without a live leader, queued to wake and elect one.
+    Waiting,
+}
+
+/// Many Raft groups on one node, driven as one deterministic state
+/// machine: see the module documentation for the host loop.
+#[derive(Debug)]
+pub struct MultiNode {
+    pub(crate) config: MultiConfig,
+    pub(crate) now_ticks: u64,
+    pub(crate) next_generation: u64,
+    pub(crate) groups: BTreeMap<GroupId, Group>,
+    /// The groups ticked on every tick.
+    pub(crate) awake: BTreeSet<GroupId>,
+    /// Groups woken from the election queue, still without a leader.
+    pub(crate) electing: BTreeSet<GroupId>,
+    pub(crate) election_queue: VecDeque<GroupId>,
+    pub(crate) lead_queue: VecDeque<GroupId>,
+    /// Sleeping followers, by the leader they follow.
+    pub(crate) sleeping_followers: BTreeMap<NodeId, BTreeSet<GroupId>>,
+    /// Sleeping leaders, by each of their members.
+    pub(crate) sleeping_leaders: BTreeMap<NodeId, BTreeSet<GroupId>>,
+    /// Followers asked to quiesce, answered at the next flush.
+    pub(crate) answers_owed: BTreeSet<GroupId>,
+    pub(crate) liveness: Liveness,
+    pub(crate) outbox: Outbox,
+    pub(crate) persister: Persister,
+    pub(crate) stats: MultiStats,
+    /// Reused buffers.
+    pub(crate) actions: Vec<Action>,
+    pub(crate) scratch_groups: Vec<GroupId>,
+    #[cfg(feature = "planted-bugs")]
+    pub(crate) planted: MultiPlantedBugs,
+}
+
+impl MultiNode {
+    /// A node hosting no group yet.
+    pub fn new(config: MultiConfig) -> Result<MultiNode, MultiError> {
+        config.validate()?;
+        Ok(MultiNode {
+            liveness: Liveness::new(config.peers.iter().copied(), 0),
+            config,
+            now_ticks: 0,
+            next_generation: 1,
+            groups: BTreeMap::new(),
+            awake: BTreeSet::new(),
+            electing: BTreeSet::new(),
+            election_queue: VecDeque::new(),
+            lead_queue: VecDeque::new(),
+            sleeping_followers: BTreeMap::new(),
+            sleeping_leaders: BTreeMap::new(),
+            answers_owed: BTreeSet::new(),
+            outbox: Outbox::default(),
+            persister: Persister::new(),
+            stats: MultiStats::default(),
+            actions: Vec::new(),
+            scratch_groups: Vec::new(),
+            #[cfg(feature = "planted-bugs")]
+            planted: MultiPlantedBugs::NONE,
+        })
+    }
+
+    /// Feeds one input to the layer and appends what the host must do to
+    /// `out`, in order. Group messages and writes are held for the next
+    /// [`MultiNode::flush`]; everything else is appended at once.
+    ///
+    /// # Panics
+    ///
+    /// Only on a broken host contract (a durability report for a batch
+    /// never handed out, or one a group's node refuses) or a violated
+    /// invariant. Malformed or hostile frames never panic; they are
+    /// counted in [`MultiNode::stats`].
+    pub fn step(
+        &mut self,
+        input: MultiInput,
+        out: &mut Vec<MultiAction>,
+    ) -> Result<(), MultiError> {
+        match input {
+            MultiInput::Tick => self.tick(out),
+            MultiInput::Receive(frame) => self.receive(frame, out),
+            MultiInput::Persisted(id) => self.persisted(id, out),
+            MultiInput::Group { group, input } => return self.group_input(group, input, out),
+            MultiInput::SendSnapshotChunk { group, message } => {
+                if !self.groups.contains_key(&group) {
+                    return Err(MultiError::UnknownGroup { group });
+                }
+                let chunk = matches!(message.body, MessageBody::InstallSnapshot(_));
+                if !chunk || message.from != self.config.id || message.to == self.config.id {
+                    return Err(MultiError::NotASnapshotChunk { group });
+                }
+                let to = message.to;
+                self.push_item(to, Item::of(group, message));
+            }
+        }
+        self.check_invariants();
+        Ok(())
+    }
+
+    /// Ends a round of the host's loop: answers the quiescence requests of
+    /// the round (after the host executed its actions, so applies it
+    /// reported count), then hands out one frame per peer with something
+    /// to say (or owed a node-level heartbeat) and one persist batch with
+    /// every group's writes. Call it after executing the actions of every
+    /// input of the round, and at least once per tick.
+    pub fn flush(&mut self, out: &mut Vec<MultiAction>) {
+        self.answer_quiesce_requests(out);
+        self.outbox
+            .flush(&mut self.stats, |frame| out.push(MultiAction::Send(frame)));
+        self.persister.flush(
+            self.config.persist_batch_writes_max,
+            &mut self.stats,
+            |batch| out.push(MultiAction::Persist(batch)),
+        );
+        self.check_invariants();
+    }
+
+    fn tick(&mut self, out: &mut Vec<MultiAction>) {
+        self.now_ticks += 1;
+        self.stats.ticks += 1;
+        let mut died = Vec::new();
+        self.liveness
+            .tick(self.now_ticks, self.config.liveness_timeout_ticks, |peer| {
+                died.push(peer)
+            });
+        for peer in died {
+            self.peer_changed(peer, super::liveness::PeerChange::Died);
+        }
+        if self.now_ticks % u64::from(self.config.liveness_interval_ticks) == 0 {
+            let (id, incarnation) = (self.config.id, self.config.incarnation);
+            for peer in self.liveness.ids().collect::<Vec<_>>() {
+                self.outbox.owe_frame(id, peer, incarnation);
+            }
+        }
+        self.release_election_slots();
+        self.wake_from_queues(out);
+        // Only the awake groups: the work of a tick grows with them, not
+        // with every group hosted.
+        let mut ticking = std::mem::take(&mut self.scratch_groups);
+        ticking.clear();
+        ticking.extend(self.awake.iter().copied());
+        for &group in &ticking {
+            if !self.awake.contains(&group) {
+                continue;
+            }
+            self.stats.group_ticks += 1;
+            self.step_group(group, Input::Tick, out);
+            self.consider_quiescing(group);
+        }
+        self.scratch_groups = ticking;
+    }
+
+    fn receive(&mut self, frame: Frame, out: &mut Vec<MultiAction>) {
+        if frame.to != self.config.id
+            || frame.from == self.config.id
+            || frame.from == 0
+            || frame.items() > self.config.frame_items_max
+        {
+            self.stats.frames_refused += 1;
+            return;
+        }
+        self.stats.frames_received += 1;
+        let (from, to) = (frame.from, self.config.id);
+        if let Some(change) = self.liveness.heard(from, frame.incarnation, self.now_ticks) {
+            self.peer_changed(from, change);
+        }
+        for message in frame.messages {
+            let group = message.group;
+            let message = Message {
+                from,
+                to,
+                term: message.term,
+                body: message.body,
+            };
+            self.deliver(group, message, out);
+        }
+        for heartbeat in frame.heartbeats {
+            self.deliver(heartbeat.group, heartbeat.expand(from, to), out);
+        }
+        for answer in frame.heartbeat_answers {
+            self.deliver(answer.group, answer.expand(from, to), out);
+        }
+        for request in frame.quiesce {
+            self.quiesce_requested(from, request, out);
+        }
+        for answer in frame.quiesce_answers {
+            self.quiesce_answered(from, answer, out);
+        }
+    }
+
+    /// A group's message from a peer: a sleeping group wakes for it,
+    /// unless it is its leader's heartbeat telling it nothing new.
+    fn deliver(&mut self, group: GroupId, message: Message, out: &mut Vec<MultiAction>) {
+        let Some(state) = self.groups.get(&group) else {
+            self.stats.items_unknown_group += 1;
+            return;
+        };
+        if let Some(sleep) = &state.sleep {
+            if sleep.keeps_sleeping_on(&state.node, &message) {
+                self.step_group(group, Input::Receive(message), out);
+                self.recheck_sleep(group, out);
+                return;
+            }
+            let drops_read = self.planted().wake_drops_read
+                && matches!(message.body, MessageBody::ReadIndexRequest { .. });
+            self.wake(group, Wake::Message, out);
+            if drops_read {
+                // The planted mistake: the wake swallows the read.
+                return;
+            }
+        }
+        self.step_group(group, Input::Receive(message), out);
+    }
+
+    fn group_input(
+        &mut self,
+        group: GroupId,
+        input: Input,
+        out: &mut Vec<MultiAction>,
+    ) -> Result<(), MultiError> {
+        let refused = match input {
+            Input::Tick => Some("Tick"),
+            Input::Receive(_) => Some("Receive"),
+            Input::Persisted(_) => Some("Persisted"),
+            _ => None,
+        };
+        if let Some(input) = refused {
+            return Err(MultiError::InputNotForGroup { input });
+        }
+        let Some(state) = self.groups.get(&group) else {
+            return Err(MultiError::UnknownGroup { group });
+        };
+        if state.sleep.is_some() {
+            // The host completing an action asks nothing new of the group.
+            if matches!(input, Input::Applied(_) | Input::Snapshotted(_)) {
+                self.step_group(group, input, out);
+                self.recheck_sleep(group, out);
+                self.check_invariants();
+                return Ok(());
+            }
+            let drops_read = self.planted().wake_drops_read && matches!(input, Input::Read { .. });
+            self.wake(group, Wake::Local, out);
+            if drops_read {
+                // The planted mistake: the wake swallows the read.
+                return Ok(());
+            }
+        }
+        self.step_group(group, input, out);
+        self.check_invariants();
+        Ok(())
+    }
+
+    fn persisted(&mut self, id: BatchId, out: &mut Vec<MultiAction>) {
+        let mut durable = Vec::new();
+        self.persister.persisted(
+            id,
+            self.planted().persist_acks_later_batches,
+            |group, generation, write| durable.push((group, generation, write)),
+        );
+        for (group, generation, write) in durable {
+            let current = self
+                .groups
+                .get(&group)
+                .is_some_and(|state| state.generation == generation);
+            if !current {
+                continue;
+            }
+            self.step_group(group, Input::Persisted(write), out);
+            self.recheck_sleep(group, out);
+        }
+    }
+
+    /// Steps one group's node and routes what it asks for.
+    pub(crate) fn step_group(&mut self, group: GroupId, input: Input, out: &mut Vec<MultiAction>) {
+        let Some(state) = self.groups.get_mut(&group) else {
+            return;
+        };
+        let mut actions = std::mem::take(&mut self.actions);
+        state.node.step(input, &mut actions);
+        self.stats.node_steps += 1;
+        self.route(group, &mut actions, out);
+        self.actions = actions;
+    }
+
+    /// Sends go to the outbox, writes to the persist batch, the rest to
+    /// the host.
+    pub(crate) fn route(
+        &mut self,
+        group: GroupId,
+        actions: &mut Vec<Action>,
+        out: &mut Vec<MultiAction>,
+    ) {
+        let Some(state) = self.groups.get(&group) else {
+            actions.clear();
+            return;
+        };
+        let generation = state.generation;
+        let commit = state.node.commit_index();
+        let uncapped = self.planted().heartbeat_commit_uncapped;
+        for action in actions.drain(..) {
+            match action {
+                Action::Send { to, mut message } => {
+                    if uncapped {
+                        // The planted mistake: the group's commit index
+                        // instead of the one capped for this follower.
+                        if let MessageBody::Heartbeat { commit: sent, .. } = &mut message.body {
+                            *sent = commit;
+                        }
+                    }
+                    self.push_item(to, Item::of(group, message));
+                }
+                write @ (Action::Persist { .. } | Action::PersistSnapshot { .. }) => {
+                    self.persister.push(group, generation, write);
+                }
+                action => out.push(MultiAction::Group { group, action }),
+            }
+        }
+    }
+
+    pub(crate) fn push_item(&mut self, to: NodeId, item: Item) {
+        self.outbox.push(
+            self.config.id,
+            to,
+            self.config.incarnation,
+            item,
+            self.config.frame_items_max,
+            self.config.frame_bytes_max,
+        );
+    }
+
+    /// The planted mistakes (always none without the `planted-bugs`
+    /// feature, so the checks compile away).
+    #[inline]
+    pub(crate) fn planted(&self) -> MultiPlantedBugs {
+        #[cfg(feature = "planted-bugs")]
+        {
+            self.planted
+        }
+        #[cfg(not(feature = "planted-bugs"))]
+        {
+            MultiPlantedBugs::NONE
+        }
+    }
+
+    /// Plants deliberate mistakes in this layer (see
+    /// `src/multi/planted.rs`). For measuring tests only.
+    #[cfg(feature = "planted-bugs")]
+    #[doc(hidden)]
+    pub fn plant_bugs(&mut self, bugs: MultiPlantedBugs) {
+        self.planted = bugs;
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.config.id
+    }
+
+    /// The configuration the layer was built with (peers as changed since).
+    pub fn config(&self) -> &MultiConfig {
+        &self.config
+    }
+
+    /// Ticks seen since the layer started.
+    pub fn now_ticks(&self) -> u64 {
+        self.now_ticks
+    }
+
+    /// The node of `group`, if hosted here.
+    pub fn group(&self, group: GroupId) -> Option<&Node> {
+        self.groups.get(&group).map(|state| &state.node)
+    }
+
+    /// Every hosted group and its node, by id.
+    pub fn groups(&self) -> impl Iterator<Item = (GroupId, &Node)> + '_ {
+        self.groups.iter().map(|(id, state)| (*id, &state.node))
+    }
+
+    /// Number of groups hosted.
+    pub fn group_count(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Number of groups awake (ticked on every tick).
+    pub fn awake_count(&self) -> usize {
+        self.awake.len()
+    }
+
+    /// Whether `group` sleeps or is awake, if hosted here.
+    pub fn sleep_state(&self, group: GroupId) -> Option<GroupSleep> {
+        self.groups.get(&group).map(|state| match &state.sleep {
+            None => GroupSleep::Awake,
+            Some(sleep) => match sleep.kind {
+                SleepKind::Leading { .. } => GroupSleep::Leading,
+                SleepKind::Following { leader, .. } => GroupSleep::Following { leader },
+                SleepKind::Waiting => GroupSleep::Waiting,
+            },
+        })
+    }
+
+    /// Groups woken to elect and still without a leader (at most
+    /// `elections_concurrent_max`).
+    pub fn electing_count(&self) -> usize {
+        self.electing.len()
+    }
+
+    /// Whether peer `id` is taken for alive (`None` if not a peer).
+    pub fn peer_alive(&self, id: NodeId) -> Option<bool> {
+        self.liveness
+            .is_peer(id)
+            .then(|| self.liveness.is_alive(id))
+    }
+
+    /// Persist batches handed to the host and not yet reported durable.
+    pub fn persist_batches_in_flight(&self) -> usize {
+        self.persister.in_flight()
+    }
+
+    /// Counters of what the layer did.
+    pub fn stats(&self) -> &MultiStats {
+        &self.stats
+    }
+
+    /// Invariants between steps: cheap ones always, the walks over every
+    /// group in debug builds only when few groups are hosted.
+    fn check_invariants(&self) {
+        assert!(self.electing.len() <= self.config.elections_concurrent_max);
+        assert!(self.awake.len() <= self.groups.len());
+        if cfg!(debug_assertions) && self.groups.len() <= 64 {
+            for (id, state) in &self.groups {
+                assert_eq!(state.sleep.is_none(), self.awake.contains(id));
+                if self.electing.contains(id) {
+                    assert!(state.sleep.is_none() && state.electing_since.is_some());
+                }
+                if let Some(sleep) = &state.sleep {
+                    match &sleep.kind {
+                        // A sleeping follower's leader is alive, or it
+                        // would have been queued to elect.
+                        SleepKind::Following { leader, .. } => {
+                            assert!(self.liveness.is_alive(*leader));
+                            assert!(self.sleeping_followers[leader].contains(id));
+                        }
+                        SleepKind::Waiting => assert!(state.queued),
+                        SleepKind::Leading { .. } => {}
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! Batching across groups on the way out: every message any group sends
+//! to a peer during one flush goes into one frame to that peer (more only
+//! past the frame limits), and a leader's heartbeats and their answers go
+//! in their compact form.
+
+use std::collections::BTreeMap;
+
+use crate::message::{Message, MessageBody};
+use crate::types::NodeId;
+
+use super::frame::{
+    body_payload_bytes, Frame, GroupHeartbeat, GroupHeartbeatAnswer, GroupId, GroupMessage,
+    QuiesceAnswer, QuiesceRequest, FRAME_ITEM_OVERHEAD_BYTES,
+};
+use super::stats::MultiStats;
+
+/// One item to put in a frame.
+pub(crate) enum Item {
+    Message(GroupMessage),
+    Heartbeat(GroupHeartbeat),
+    HeartbeatAnswer(GroupHeartbeatAnswer),
+    Quiesce(QuiesceRequest),
+    QuiesceAnswer(QuiesceAnswer),
+}
+
+impl Item {
+    /// A group's message in the form it travels in: compact for
+    /// heartbeats and their answers, whole otherwise.
+    pub(crate) fn of(group: GroupId, message: Message) -> Item {
+        match message.body {
+            MessageBody::Heartbeat { commit, read_round } => Item::Heartbeat(GroupHeartbeat {
+                group,
+                term: message.term,
+                commit,
+                read_round,
+            }),
+            MessageBody::HeartbeatResponse { read_round } => {
+                Item::HeartbeatAnswer(GroupHeartbeatAnswer {
+                    group,
+                    term: message.term,
+                    read_round,
+                })
+            }
+            body => Item::Message(GroupMessage {
+                group,
+                term: message.term,
+                body,
+            }),
+        }
+    }
+
+    fn size_bytes(&self) -> usize {
+        FRAME_ITEM_OVERHEAD_BYTES
+            + match self {
+                Item::Message(message) => body_payload_bytes(&message.body),
+                _ => 0,
+            }
+    }
+}
+
+/// Frames being filled for the current flush, by peer. The last frame of
+/// each peer is the one being filled; earlier ones are full.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    open: BTreeMap<NodeId, Vec<(Frame, usize)>>,
+}
+
+impl Outbox {
+    /// Makes sure a frame goes to `to` in this flush, even an empty one:
+    /// the node-level heartbeat.
+    pub(crate) fn owe_frame(&mut self, from: NodeId, to: NodeId, incarnation: u64) {
+        self.open
+            .entry(to)
+            .or_insert_with(|| vec![(Frame::new(from, to, incarnation), 0)]);
+    }
+
+    /// Adds `item` to the frame for `to`, starting another once the one
+    /// being filled is at a limit.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn push(
+        &mut self,
+        from: NodeId,
+        to: NodeId,
+        incarnation: u64,
+        item: Item,
+        items_max: usize,
+        bytes_max: usize,
+    ) {
+        let frames = self
+            .open
+            .entry(to)
+            .or_insert_with(|| vec![(Frame::new(from, to, incarnation), 0)]);
+        let item_bytes = item.size_bytes();
+        let (frame, bytes) = frames.last().expect("never empty");
+        let full =
+            !frame.is_empty() && (frame.items() >= items_max || *bytes + item_bytes > bytes_max);
+        if full {
+            frames.push((Frame::new(from, to, incarnation), 0));
+        }
+        let (frame, bytes) = frames.last_mut().expect("never empty");
+        *bytes += item_bytes;
+        match item {
+            Item::Message(message) => frame.messages.push(message),
+            Item::Heartbeat(heartbeat) => frame.heartbeats.push(heartbeat),
+            Item::HeartbeatAnswer(answer) => frame.heartbeat_answers.push(answer),
+            Item::Quiesce(request) => frame.quiesce.push(request),
+            Item::QuiesceAnswer(answer) => frame.quiesce_answers.push(answer),
+        }
+        debug_assert!(frame.items() <= items_max || frame.items() == 1);
+    }
+
+    /// Hands every frame of this flush to `emit`, in peer order.
+    pub(crate) fn flush(&mut self, stats: &mut MultiStats, mut emit: impl FnMut(Frame)) {
+        for (_, frames) in std::mem::take(&mut self.open) {
+            for (frame, _) in frames {
+                stats.frames_sent += 1;
+                stats.frame_items_sent += frame.items() as u64;
+                stats.heartbeats_sent += frame.heartbeats.len() as u64;
+                stats.heartbeat_answers_sent += frame.heartbeat_answers.len() as u64;
+                emit(frame);
+            }
+        }
+    }
+}

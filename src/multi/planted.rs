@@ -1,0 +1,37 @@
+//! Deliberately planted mistakes of the multi-group layer, for measuring
+//! how quickly outside checks catch them (the layer's counterpart of
+//! `src/planted.rs`). Switched on only with the `planted-bugs` feature and
+//! the hidden `MultiNode::plant_bugs`; without the feature every check is
+//! constant `false` and compiles away.
+
+/// The planted mistakes. All off by default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct MultiPlantedBugs {
+    /// A leader quiesces while a live follower is behind: it neither
+    /// checks its followers' match indices nor waits for every live
+    /// follower's answer (a quorum of accepted answers will do, refusals
+    /// are ignored).
+    pub quiesce_follower_behind: bool,
+    /// The heartbeat coalescer sends each follower the group's commit
+    /// index rather than the one the leader's node capped at what that
+    /// follower is known to hold, so a follower whose log does not match
+    /// commits entries the leader never sent it.
+    pub heartbeat_commit_uncapped: bool,
+    /// Waking a sleeping group for a read (a local read, or a follower's
+    /// read-index request at its leader) drops the read that woke it.
+    pub wake_drops_read: bool,
+    /// A durability report for one persist batch also acknowledges the
+    /// writes of batches still being written: one group's entries are
+    /// acknowledged on the strength of another group's fsync.
+    pub persist_acks_later_batches: bool,
+}
+
+impl MultiPlantedBugs {
+    /// No bug.
+    pub const NONE: MultiPlantedBugs = MultiPlantedBugs {
+        quiesce_follower_behind: false,
+        heartbeat_commit_uncapped: false,
+        wake_drops_read: false,
+        persist_acks_later_batches: false,
+    };
+}

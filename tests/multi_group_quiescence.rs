@@ -1,0 +1,142 @@
+//! Quiescence: a quiesced follower never misses a committed entry, a
+//! quiesced group costs no message and no step per tick, and a tick's
+//! work grows with the awake groups, not with the groups hosted. Counted,
+//! never timed.
+
+mod multi_driver;
+
+use multi_driver::{Driver, Options};
+
+#[test]
+fn a_quiesced_follower_never_misses_a_committed_entry() {
+    // The driver checks after every tick that each sleeping leader's live
+    // followers hold its last entry, and at the end that every replica
+    // applied its leader's whole committed log.
+    let mut sleeps = 0;
+    for seed in 0..16 {
+        let options = Options {
+            proposals_per_tick: 1,
+            ..Options::new(3, 16)
+        };
+        let driver = Driver::run_checked(options, 2000 + seed)
+            .unwrap_or_else(|violation| panic!("{violation}"));
+        sleeps += driver.total(|stats| stats.sleeps);
+    }
+    assert!(
+        sleeps > 100,
+        "groups slept only {sleeps} times: quiescence was not exercised"
+    );
+}
+
+/// Frames, frame items and node steps over `ticks` ticks of an idle cluster.
+fn idle_cost(driver: &mut Driver, ticks: u64) -> (u64, u64, u64) {
+    let frames = driver.total(|stats| stats.frames_sent);
+    let items = driver.total(|stats| stats.frame_items_sent);
+    let steps = driver.total(|stats| stats.node_steps);
+    driver.run(ticks);
+    assert!(driver.violation.is_none(), "{:?}", driver.violation);
+    (
+        driver.total(|stats| stats.frames_sent) - frames,
+        driver.total(|stats| stats.frame_items_sent) - items,
+        driver.total(|stats| stats.node_steps) - steps,
+    )
+}
+
+#[test]
+fn a_quiesced_group_sends_no_message_and_takes_no_step_per_tick() {
+    let (nodes, groups, ticks) = (3, 100, 100);
+    let mut driver = Driver::new(Options::quiet(nodes, groups), 7);
+    let took = driver.run_until_asleep(400);
+    assert!(took.is_some(), "groups did not all quiesce in 400 ticks");
+    // Answers in flight when the last group fell asleep arrive first.
+    driver.run(10);
+    let (frames, items, steps) = idle_cost(&mut driver, ticks);
+    // Only the node-level heartbeat: one empty frame per node pair and
+    // direction per tick, whatever the number of groups.
+    assert_eq!(frames, nodes * (nodes - 1) * ticks);
+    assert_eq!(items, 0);
+    assert_eq!(steps, 0);
+
+    // The same cluster never quiescing: every group heartbeats.
+    let options = Options {
+        quiesce_after_idle_ticks: None,
+        ..Options::quiet(nodes, groups)
+    };
+    let mut awake = Driver::new(options, 7);
+    awake.run(200);
+    let (frames, items, steps) = idle_cost(&mut awake, ticks);
+    // One exchange per node pair per tick carries every group: the
+    // tick's frame (heartbeats) and the frame of answers to it.
+    assert!(
+        frames <= 2 * nodes * (nodes - 1) * ticks,
+        "{frames} frames for {groups} groups"
+    );
+    assert!(
+        items >= groups * ticks,
+        "{items} items: idle awake groups should heartbeat"
+    );
+    assert!(
+        steps >= groups * nodes * ticks,
+        "{steps} steps: every awake replica is ticked"
+    );
+}
+
+#[test]
+fn tick_work_grows_with_awake_groups_not_with_hosted_groups() {
+    let mut per_tick = Vec::new();
+    for groups in [100, 2000] {
+        let mut driver = Driver::new(Options::quiet(3, groups), 11);
+        assert!(
+            driver.run_until_asleep(1000).is_some(),
+            "{groups} groups did not quiesce"
+        );
+        let steps = driver.total(|stats| stats.node_steps);
+        let group_ticks = driver.total(|stats| stats.group_ticks);
+        // Keep the same 5 groups busy for 50 ticks.
+        for _ in 0..50 {
+            for group in 1..=5 {
+                if let Some(leader) = driver.leader_of(group) {
+                    driver.propose(leader, group);
+                }
+            }
+            driver.tick();
+        }
+        assert!(driver.violation.is_none(), "{:?}", driver.violation);
+        let steps = driver.total(|stats| stats.node_steps) - steps;
+        let group_ticks = driver.total(|stats| stats.group_ticks) - group_ticks;
+        // Only the 5 groups' 3 replicas were ticked: 50 ticks each, and
+        // at most a lease's worth (6) of missed ticks as each woke.
+        assert!(
+            group_ticks <= 5 * 3 * (50 + 6),
+            "{group_ticks} group ticks with {groups} groups hosted"
+        );
+        per_tick.push(steps);
+    }
+    // 20 times the groups, the same work (within 20 %: the 5 groups'
+    // leaders and terms differ between the two runs).
+    let (few, many) = (per_tick[0] as f64, per_tick[1] as f64);
+    assert!(
+        many <= few * 1.2 && few <= many * 1.2,
+        "node steps {} with 100 groups hosted, {} with 2,000",
+        per_tick[0],
+        per_tick[1]
+    );
+}
+
+#[cfg(feature = "planted-bugs")]
+#[test]
+fn planted_quiesce_while_a_follower_is_behind_is_caught() {
+    let bugs = multi_driver::Bugs {
+        quiesce_follower_behind: true,
+        ..Default::default()
+    };
+    let options = Options {
+        proposals_per_tick: 1,
+        ..Options::new(3, 16)
+    };
+    // Caught at seed 2011, the 12th.
+    match multi_driver::first_catch(&options, bugs, 2000..2025) {
+        Some((seed, violation)) => eprintln!("caught at seed {seed}: {violation}"),
+        None => panic!("quiescing with a follower behind survived 25 seeds"),
+    }
+}

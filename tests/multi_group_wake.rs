@@ -1,0 +1,192 @@
+//! Waking: after a node loss every group has a leader again within a
+//! bound, with a bounded number of elections at once; a leader that slept
+//! does not trust a lease from before; a follower woken by its leader's
+//! death votes no sooner than a lone follower would; the read or proposal
+//! that wakes a group is served.
+
+mod multi_driver;
+
+use concord::multi::GroupSleep;
+use concord::{NodeId, ReadPath};
+use multi_driver::{Driver, Options};
+
+/// The node leading the most groups.
+fn busiest_leader(driver: &Driver) -> NodeId {
+    let mut led = std::collections::BTreeMap::<NodeId, u64>::new();
+    for &group in driver.members.keys() {
+        if let Some(leader) = driver.leader_of(group) {
+            *led.entry(leader).or_default() += 1;
+        }
+    }
+    led.into_iter()
+        .max_by_key(|(id, count)| (*count, *id))
+        .expect("a leader")
+        .0
+}
+
+/// Ticks after killing the busiest leader until every group has a live
+/// leader, and the most groups electing at once on one node.
+pub fn leaderless_ticks_after_node_loss(groups: u64, seed: u64) -> (u64, usize, u64) {
+    let mut driver = Driver::new(Options::quiet(3, groups), seed);
+    assert!(
+        driver.run_until_asleep(2000).is_some(),
+        "groups did not quiesce"
+    );
+    let victim = busiest_leader(&driver);
+    let orphans = driver
+        .members
+        .keys()
+        .filter(|group| driver.leader_of(**group) == Some(victim))
+        .count() as u64;
+    driver.kill(victim);
+    driver.electing_max = 0;
+    for tick in 1..=2000 {
+        driver.tick();
+        assert!(driver.violation.is_none(), "{:?}", driver.violation);
+        let leaderless = driver
+            .members
+            .keys()
+            .any(|group| driver.leader_of(*group).is_none());
+        if !leaderless {
+            return (tick, driver.electing_max, orphans);
+        }
+    }
+    panic!("groups still leaderless 2,000 ticks after the node loss");
+}
+
+#[test]
+fn after_a_node_loss_every_group_has_a_leader_within_the_bound() {
+    let (ticks, electing_max, orphans) = leaderless_ticks_after_node_loss(1000, 3);
+    assert!(orphans > 200, "the lost node led only {orphans} groups");
+    // Liveness timeout (10) plus a few elections' worth of ticks for
+    // 1,000 groups at 256 elections at a time per node.
+    assert!(ticks <= 120, "{ticks} ticks until every group had a leader");
+    assert!(electing_max <= 256, "{electing_max} elections at once");
+    assert!(electing_max > 0);
+}
+
+#[test]
+fn elections_after_a_node_loss_run_a_bounded_number_at_a_time() {
+    // Fewer election slots than orphaned groups: the queue must be used.
+    let options = Options {
+        elections_concurrent_max: 8,
+        ..Options::quiet(3, 300)
+    };
+    let mut driver = Driver::new(options, 5);
+    assert!(driver.run_until_asleep(2000).is_some());
+    let victim = busiest_leader(&driver);
+    driver.kill(victim);
+    driver.electing_max = 0;
+    driver.run(400);
+    assert!(driver.violation.is_none(), "{:?}", driver.violation);
+    for &group in driver.members.keys() {
+        assert!(
+            driver.leader_of(group).is_some(),
+            "group {group} leaderless"
+        );
+    }
+    assert!(
+        driver.electing_max <= 8,
+        "{} elections at once",
+        driver.electing_max
+    );
+    assert!(driver.total(|stats| stats.wakes_to_elect) > 8);
+}
+
+#[test]
+fn a_leader_waking_does_not_trust_a_lease_from_before_it_slept() {
+    let mut driver = Driver::new(Options::quiet(3, 1), 1);
+    assert!(driver.run_until_asleep(400).is_some());
+    let leader = driver.leader_of(1).expect("a leader");
+    assert_eq!(
+        driver.multi(leader).sleep_state(1),
+        Some(GroupSleep::Leading)
+    );
+    driver.run(50);
+    let read = driver.read(leader, 1, ReadPath::Lease);
+    // Served only after a round trip: the lease it held when it fell
+    // asleep ran out while it slept.
+    assert!(
+        driver.read_pending(read),
+        "a lease from before the sleep served the read at once"
+    );
+    assert!(driver.total(|stats| stats.missed_ticks_delivered) > 0);
+    driver.run(5);
+    assert!(
+        !driver.read_pending(read),
+        "the read was not served after a round"
+    );
+    assert!(driver.violation.is_none(), "{:?}", driver.violation);
+}
+
+#[test]
+fn a_follower_woken_by_its_leaders_death_votes_no_sooner_than_a_lone_follower() {
+    // Node-level liveness notices the death in 4 ticks, well inside the
+    // 10-tick minimum election timeout: the followers must still wait out
+    // that timeout from the last frame they heard from the dead node.
+    for seed in 0..8 {
+        let options = Options {
+            liveness_timeout_ticks: 4,
+            ..Options::quiet(3, 4)
+        };
+        let mut driver = Driver::new(options, seed);
+        assert!(driver.run_until_asleep(400).is_some());
+        let victim = busiest_leader(&driver);
+        let last_heard = driver.now;
+        driver.kill(victim);
+        driver.run(100);
+        assert!(driver.violation.is_none(), "{:?}", driver.violation);
+        for (&(group, _term), &(leader, since)) in &driver.leaders {
+            if leader != victim && since > last_heard {
+                assert!(
+                    since >= last_heard + 10,
+                    "seed {seed}: group {group} elected node {leader} at tick {since}, {} ticks after it last heard the old leader",
+                    since - last_heard
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_read_that_wakes_a_group_is_served() {
+    let mut driver = Driver::new(Options::quiet(3, 6), 2);
+    assert!(driver.run_until_asleep(400).is_some());
+    let mut reads = Vec::new();
+    for group in 1..=6 {
+        let leader = driver.leader_of(group).expect("a leader");
+        reads.push(driver.read(leader, group, ReadPath::ReadIndex));
+        let follower = *driver.members[&group]
+            .iter()
+            .find(|id| **id != leader)
+            .expect("3 voters");
+        reads.push(driver.read(follower, group, ReadPath::Follower));
+    }
+    driver.run(30);
+    assert!(driver.violation.is_none(), "{:?}", driver.violation);
+    for read in reads {
+        assert!(!driver.read_pending(read), "read {read} was never answered");
+    }
+    assert_eq!(driver.reads_answered, 12);
+}
+
+#[cfg(feature = "planted-bugs")]
+#[test]
+fn planted_wake_that_forgets_the_read_is_caught() {
+    let options = Options {
+        bugs: multi_driver::Bugs {
+            wake_drops_read: true,
+            ..Default::default()
+        },
+        ..Options::quiet(3, 6)
+    };
+    let mut driver = Driver::new(options, 2);
+    assert!(driver.run_until_asleep(400).is_some());
+    let leader = driver.leader_of(1).expect("a leader");
+    let read = driver.read(leader, 1, ReadPath::ReadIndex);
+    driver.run(30);
+    assert!(
+        driver.read_pending(read),
+        "the planted mistake did not lose the read"
+    );
+}
