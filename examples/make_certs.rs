@@ -16,9 +16,9 @@
 #[path = "../tests/common/certs.rs"]
 mod certs;
 
-#[path = "support/output.rs"]
+// println! and friends that stop quietly at a closed pipe.
 #[macro_use]
-mod output;
+extern crate concord;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

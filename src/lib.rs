@@ -293,6 +293,7 @@ macro_rules! debug_assert_ne {
     };
 }
 
+pub mod cli_output;
 mod config;
 mod crc64;
 mod durability;

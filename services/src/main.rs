@@ -28,8 +28,9 @@
 //! (nothing was changed); 4 outcome unknown (the cluster did not answer in
 //! time: a write may or may not have been applied); 2 bad usage.
 
+// println! and friends that stop quietly at a closed pipe.
 #[macro_use]
-mod output;
+extern crate concord;
 
 use std::process::ExitCode;
 

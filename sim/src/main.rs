@@ -2,8 +2,9 @@
 //! seed with its timeline, shrink a failing seed's fault schedule, check a
 //! history recorded by any system for linearizability.
 
+// println! and friends that stop quietly at a closed pipe.
 #[macro_use]
-mod output;
+extern crate concord;
 
 use std::io::IsTerminal;
 use std::ops::Range;

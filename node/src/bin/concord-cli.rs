@@ -27,9 +27,9 @@
 //! to do), 2 bad arguments, 3 a membership change whose outcome is unknown
 //! (run `member list`).
 
-#[path = "../output.rs"]
+// println! and friends that stop quietly at a closed pipe.
 #[macro_use]
-mod output;
+extern crate concord;
 
 use std::process::ExitCode;
 
@@ -211,14 +211,14 @@ fn main() -> ExitCode {
             shell,
             &mut CliArgs::command(),
             "concord-cli",
-            &mut output::Stdout,
+            &mut concord::cli_output::Stdout,
         );
         return ExitCode::SUCCESS;
     }
     if let CliCommand::ForceRecover(recover) = &args.command {
         return match concord::tokio::recovery::force_recover(
             &recover.options(),
-            &mut output::Stdout,
+            &mut concord::cli_output::Stdout,
         ) {
             Ok(_) => ExitCode::SUCCESS,
             Err(error) => {

@@ -46,9 +46,9 @@
 //! Exit status: 0 stopped by a signal, 1 failed to start or serve, 2 bad
 //! flags or config file.
 
-#[path = "../output.rs"]
+// println! and friends that stop quietly at a closed pipe.
 #[macro_use]
-mod output;
+extern crate concord;
 
 use std::process::ExitCode;
 
@@ -65,7 +65,7 @@ fn main() -> ExitCode {
             shell,
             &mut NodeArgs::command(),
             "concord-node",
-            &mut output::Stdout,
+            &mut concord::cli_output::Stdout,
         );
         return ExitCode::SUCCESS;
     }

@@ -5,8 +5,11 @@
 //! stdout: Broken pipe", exit 101) as `println!` does. Any other write
 //! error still panics: output lost for another reason is a fault.
 //!
-//! The file's `println!`, `print!`, `eprintln!` and `eprint!` shadow the
-//! standard ones wherever this module is declared with `#[macro_use]`.
+//! The crate exports `println!`, `print!`, `eprintln!` and `eprint!` that
+//! follow this rule; a binary takes them in place of the standard ones with
+//! `#[macro_use] extern crate concord;`. The project's command-line tools
+//! (`concord-sim`, `concord-node`, `concord-cli`, `concord-services`, the
+//! examples) all print this way.
 
 use std::fmt;
 use std::io::{self, Write};
@@ -54,35 +57,34 @@ fn write_line(out: &mut impl Write, newline: bool, args: fmt::Arguments) -> io::
 }
 
 /// `println!` that stops quietly at a closed pipe.
-#[allow(unused_macros)]
+#[macro_export]
 macro_rules! println {
-    () => { $crate::output::write(false, true, format_args!("")) };
-    ($($arg:tt)*) => { $crate::output::write(false, true, format_args!($($arg)*)) };
+    () => { $crate::cli_output::write(false, true, format_args!("")) };
+    ($($arg:tt)*) => { $crate::cli_output::write(false, true, format_args!($($arg)*)) };
 }
 
 /// `print!` that stops quietly at a closed pipe.
-#[allow(unused_macros)]
+#[macro_export]
 macro_rules! print {
-    ($($arg:tt)*) => { $crate::output::write(false, false, format_args!($($arg)*)) };
+    ($($arg:tt)*) => { $crate::cli_output::write(false, false, format_args!($($arg)*)) };
 }
 
 /// `eprintln!` that stops quietly at a closed pipe.
-#[allow(unused_macros)]
+#[macro_export]
 macro_rules! eprintln {
-    () => { $crate::output::write(true, true, format_args!("")) };
-    ($($arg:tt)*) => { $crate::output::write(true, true, format_args!($($arg)*)) };
+    () => { $crate::cli_output::write(true, true, format_args!("")) };
+    ($($arg:tt)*) => { $crate::cli_output::write(true, true, format_args!($($arg)*)) };
 }
 
 /// `eprint!` that stops quietly at a closed pipe.
-#[allow(unused_macros)]
+#[macro_export]
 macro_rules! eprint {
-    ($($arg:tt)*) => { $crate::output::write(true, false, format_args!($($arg)*)) };
+    ($($arg:tt)*) => { $crate::cli_output::write(true, false, format_args!($($arg)*)) };
 }
 
 /// Standard output as a [`Write`] for code that takes a writer (shell
 /// completions, reports), with the same closed-pipe rule as the macros:
 /// once the reader is gone, writes are dropped and succeed.
-#[allow(dead_code)]
 pub struct Stdout;
 
 impl Write for Stdout {
