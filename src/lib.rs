@@ -314,6 +314,7 @@ pub mod recovery;
 mod replication;
 pub mod session;
 mod snapshot;
+mod state_hash;
 pub mod state_machine;
 mod stats;
 #[cfg(feature = "tokio")]

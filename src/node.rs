@@ -43,7 +43,12 @@ pub(crate) struct PendingWrite {
 
 /// One Raft replica: a deterministic state machine driven by [`Input`]s and
 /// answering with [`Action`]s. See the crate documentation for the host loop.
-#[derive(Debug)]
+///
+/// A clone is an independent replica in the same state (its log shares
+/// the original's entries until either appends): what a model checker
+/// needs to try several inputs from one state. Never run a clone and its
+/// original as two members of one cluster: they are the same member.
+#[derive(Clone, Debug)]
 pub struct Node {
     pub(crate) config: Config,
     pub(crate) role: Role,

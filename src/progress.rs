@@ -331,6 +331,19 @@ pub(crate) struct Inflights {
 }
 
 impl Inflights {
+    /// Feeds the window to a model checker's hash (see `state_hash.rs`).
+    pub(crate) fn hash_state(&self, h: &mut crate::state_hash::StateHasher<'_>) {
+        let Inflights {
+            last_indices,
+            capacity,
+        } = self;
+        h.u64(*capacity as u64);
+        h.u64(last_indices.len() as u64);
+        for index in last_indices {
+            h.u64(*index);
+        }
+    }
+
     pub(crate) fn new(capacity: usize) -> Self {
         assert!(capacity > 0);
         Inflights {

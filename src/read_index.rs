@@ -119,7 +119,7 @@ pub(crate) struct ForwardedRead {
 }
 
 /// Reads of one node, on every path, and the leader's confirmation rounds.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Reads {
     /// Leader: reads waiting for a round (in arrival order, so rounds are
     /// non-decreasing).

@@ -244,6 +244,30 @@ pub(crate) struct IncomingSnapshot {
     membership: Membership,
 }
 
+impl IncomingSnapshot {
+    /// Feeds the transfer to a model checker's hash (see `state_hash.rs`).
+    pub(crate) fn hash_state(&self, h: &mut crate::state_hash::StateHasher<'_>) {
+        let IncomingSnapshot {
+            leader,
+            term,
+            position,
+            size_bytes,
+            checksum,
+            received_bytes,
+            received_checksum,
+            membership,
+        } = self;
+        h.id(*leader);
+        h.u64(*term);
+        h.position(*position);
+        h.u64(*size_bytes);
+        h.u64(*checksum);
+        h.u64(*received_bytes);
+        h.u64(received_checksum.finish());
+        h.membership(membership);
+    }
+}
+
 impl Node {
     /// Counts the bytes of entries `from..=to`, just applied, toward the
     /// compaction threshold.

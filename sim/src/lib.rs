@@ -140,6 +140,7 @@ pub mod budgets;
 pub mod config;
 mod disk;
 pub mod engine;
+pub mod explore;
 pub mod faults;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;

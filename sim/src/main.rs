@@ -115,6 +115,11 @@ enum Command {
     /// unknown (a time or memory limit was reached; the limit is named);
     /// 3: malformed input (line number and reason) or bad arguments.
     Check(CheckArgs),
+    /// Explore every interleaving of a small scope with the real core
+    /// (model checking), or replay a saved trace. Exit 0: no violation;
+    /// 1: a violation (its shortest trace is written and replayed); 2:
+    /// bad arguments.
+    Explore(concord_sim::explore::cli::ExploreArgs),
 }
 
 /// Arguments of `check`.
@@ -579,6 +584,7 @@ fn execute(command: Command) -> Result<bool, String> {
             sim,
         } => shrink(seed, plan, out, max_runs, &sim),
         Command::Check(_) => unreachable!("handled in main"),
+        Command::Explore(args) => concord_sim::explore::cli::run(&args),
     }
 }
 

@@ -1,0 +1,254 @@
+//! `concord-sim explore`: the command line of the explorer. Kept in the
+//! library so that the binary only names the subcommand.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+use super::scope::{Scope, ScopeBugs};
+use super::search::Progress;
+use super::trace::{replay, Trace};
+
+/// `on` or `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    /// Turned on.
+    On,
+    /// Turned off.
+    Off,
+}
+
+impl Switch {
+    fn on(self) -> bool {
+        self == Switch::On
+    }
+}
+
+/// Arguments of `concord-sim explore`.
+#[derive(Args, Debug)]
+pub struct ExploreArgs {
+    /// Nodes of the cluster, all voters (1 to 5; at most 4 with symmetry
+    /// reduction).
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+    /// States where a term exceeds this are checked but not explored
+    /// further.
+    #[arg(long, default_value_t = 3)]
+    pub max_term: u64,
+    /// Client proposals over a whole run (each at a leader).
+    #[arg(long, default_value_t = 2)]
+    pub proposals: u32,
+    /// Crash-and-restarts over a whole run (unsynced writes lost).
+    #[arg(long, default_value_t = 1)]
+    pub crashes: u32,
+    /// Timer firings over a whole run (0: bounded by --depth only).
+    #[arg(long, default_value_t = 0)]
+    pub timeouts: u32,
+    /// Messages in flight may be lost.
+    #[arg(long, value_enum, default_value_t = Switch::On)]
+    pub loss: Switch,
+    /// Messages that may be delivered twice over a whole run (0: no
+    /// duplication).
+    #[arg(long, default_value_t = 1)]
+    pub duplicates: u32,
+    /// Most messages in flight at once.
+    #[arg(long, default_value_t = 4)]
+    pub network_max: usize,
+    /// Linearizable reads over a whole run (ReadIndex at a leader, a
+    /// follower read at a follower).
+    #[arg(long, default_value_t = 0)]
+    pub reads: u32,
+    /// One membership change (a leader removes one voter).
+    #[arg(long, value_enum, default_value_t = Switch::Off)]
+    pub membership: Switch,
+    /// One snapshot (a node snapshots and compacts its log; a follower
+    /// behind it is caught up by a transfer).
+    #[arg(long, value_enum, default_value_t = Switch::Off)]
+    pub snapshot: Switch,
+    /// Bytes per snapshot chunk.
+    #[arg(long, default_value_t = 16)]
+    pub snapshot_chunk_bytes: u64,
+    /// PreVote on every node.
+    #[arg(long, value_enum, default_value_t = Switch::On)]
+    pub pre_vote: Switch,
+    /// Most steps of one path.
+    #[arg(long, default_value_t = super::scope::DEPTH_MAX)]
+    pub depth: u32,
+    /// Count states that differ only by node names once.
+    #[arg(long, value_enum, default_value_t = Switch::On)]
+    pub symmetry: Switch,
+    /// Worker threads expanding each level (the result does not depend
+    /// on it).
+    #[arg(long, default_value_t = default_threads())]
+    pub threads: usize,
+    /// Where a violation's shortest trace is written.
+    #[arg(long, value_name = "FILE", default_value = "explore-trace.json")]
+    pub trace_out: PathBuf,
+    /// Replay a saved trace step by step instead of exploring (the scope
+    /// flags are then taken from the file).
+    #[arg(long, value_name = "FILE")]
+    pub replay: Option<PathBuf>,
+    /// No progress lines.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Planted core mistake (Raft's Figure 8): a leader commits an entry
+    /// of an earlier term by counting replicas.
+    #[arg(long)]
+    pub bug_figure_8: bool,
+    /// Planted core mistake: a vote grant is sent before it is durable.
+    #[arg(long)]
+    pub bug_vote_before_durable: bool,
+    /// Planted core mistake: a leader serves ReadIndex reads without a
+    /// heartbeat round.
+    #[arg(long)]
+    pub bug_read_index_without_round: bool,
+    /// Planted core mistake: a follower commits on a commit notice
+    /// without checking its log.
+    #[arg(long)]
+    pub bug_commit_notice_unchecked: bool,
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+impl ExploreArgs {
+    /// The scope these flags describe.
+    pub fn scope(&self) -> Scope {
+        Scope {
+            nodes: self.nodes,
+            max_term: self.max_term,
+            proposals: self.proposals,
+            crashes: self.crashes,
+            timeouts: self.timeouts,
+            loss: self.loss.on(),
+            duplicates: self.duplicates,
+            network_max: self.network_max,
+            reads: self.reads,
+            membership: self.membership.on(),
+            snapshot: self.snapshot.on(),
+            snapshot_chunk_bytes: self.snapshot_chunk_bytes,
+            pre_vote: self.pre_vote.on(),
+            depth: self.depth,
+            symmetry: self.symmetry.on(),
+            bugs: ScopeBugs {
+                figure_8_commit: self.bug_figure_8,
+                vote_before_durable: self.bug_vote_before_durable,
+                read_index_without_round: self.bug_read_index_without_round,
+                commit_notice_unchecked: self.bug_commit_notice_unchecked,
+            },
+        }
+    }
+}
+
+fn progress_line(progress: &Progress) {
+    let seconds = progress.elapsed.as_secs_f64().max(1e-9);
+    eprintln!(
+        "  level {}: {}/{} expanded; {} transitions, {} distinct states, {:.0} states/s, {:.0} s",
+        progress.level,
+        progress.expanded,
+        progress.frontier,
+        progress.counts.explored,
+        progress.counts.distinct,
+        progress.counts.explored as f64 / seconds,
+        seconds
+    );
+}
+
+/// Runs `concord-sim explore`: `Ok(true)` clean, `Ok(false)` a violation
+/// (exit 1), `Err` bad arguments or an unreadable file (exit 2).
+pub fn run(args: &ExploreArgs) -> Result<bool, String> {
+    super::world::quiet_core_panics();
+    if let Some(path) = &args.replay {
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| format!("cannot read trace {}: {error}", path.display()))?;
+        let trace: Trace = serde_json::from_str(&text)
+            .map_err(|error| format!("{} is not a trace: {error}", path.display()))?;
+        let stdout = std::io::stdout();
+        let mut out = stdout.lock();
+        let replayed = replay(&trace, &mut out)?;
+        return Ok(replayed.violation.is_none());
+    }
+    if args.threads == 0 || args.threads > 256 {
+        return Err(format!(
+            "--threads {} is out of range: 1 to 256",
+            args.threads
+        ));
+    }
+    let scope = args.scope();
+    scope.validate()?;
+    let flags = scope.flags();
+    println!(
+        "concord-sim explore: {} on {} threads",
+        if flags.is_empty() {
+            "the default scope".to_string()
+        } else {
+            flags.clone()
+        },
+        args.threads
+    );
+    let show_progress = !args.quiet;
+    let report = super::explore(&scope, args.threads, &|progress| {
+        if show_progress {
+            progress_line(progress);
+        }
+    })?;
+    let counts = &report.outcome.counts;
+    println!(
+        "  {} transitions explored, {} distinct states, depth {}, {:.0} states/s, {:.1} s",
+        counts.explored,
+        counts.distinct,
+        counts.depth,
+        report.states_per_second(),
+        report.outcome.wall.as_secs_f64()
+    );
+    println!(
+        "  {} states outside the scope (a term above {}, or a full network without loss): checked, not expanded",
+        counts.out_of_scope, scope.max_term
+    );
+    let levels: Vec<String> = counts.levels.iter().map(u64::to_string).collect();
+    println!("  new states per depth: {}", levels.join(" "));
+    let Some(trace) = &report.trace else {
+        if report.outcome.complete {
+            println!("  exhaustive: every state of the scope explored, no violation");
+        } else {
+            println!(
+                "  NOT exhaustive: {} states at the depth bound {} were not expanded; no violation up to it",
+                counts.at_depth_bound, scope.depth
+            );
+        }
+        return Ok(true);
+    };
+    let violation = trace
+        .violation
+        .as_ref()
+        .expect("a found trace names its violation");
+    println!(
+        "VIOLATION of {} after {} steps (a shortest path): {}",
+        violation.property,
+        trace.steps.len(),
+        violation.detail
+    );
+    let text = serde_json::to_string_pretty(trace)
+        .map_err(|error| format!("cannot encode the trace: {error}"))?;
+    std::fs::write(&args.trace_out, text + "\n").map_err(|error| {
+        format!(
+            "cannot write the trace to {}: {error}",
+            args.trace_out.display()
+        )
+    })?;
+    println!("  trace written to {}", args.trace_out.display());
+    println!(
+        "  replay: concord-sim explore --replay {}",
+        args.trace_out.display()
+    );
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    replay(trace, &mut out)?;
+    out.flush()
+        .map_err(|error| format!("cannot write the replay: {error}"))?;
+    Ok(false)
+}

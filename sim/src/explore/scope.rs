@@ -1,0 +1,275 @@
+//! The scope of an exploration: how many nodes, how high terms go, how
+//! many client proposals, reads, crashes, duplicates, timer firings, how
+//! many messages the network holds, and which faults and features are in.
+//! Every bound is explicit: the explorer visits every state the scope
+//! allows, so the scope is what a clean result speaks for.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::CoreBugs;
+
+/// Most nodes: symmetry reduction tries every order of nodes that look
+/// alike, and a cluster's state grows with each node.
+pub const NODES_MAX: usize = 5;
+
+/// Highest term bound accepted: each term is at least one election, and
+/// the explored depth grows with each.
+pub const TERM_MAX: u64 = 8;
+
+/// Most messages the network may hold at once.
+pub const NETWORK_MESSAGES_MAX: usize = 16;
+
+/// Most steps of one path (the depth bound when none is given is this).
+pub const DEPTH_MAX: u32 = 200;
+
+/// What the explorer is allowed to do. Every field is a bound on the
+/// search; the defaults are the small scope of issue 36 (3 nodes, terms up
+/// to 3, up to 2 proposals, loss, duplication, reordering, one crash).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scope {
+    /// Nodes of the cluster, all voters, ids `1..=nodes`.
+    pub nodes: usize,
+    /// States where some node's term exceeds this are checked but not
+    /// explored further.
+    pub max_term: u64,
+    /// Client proposals over a whole run, each proposed at a leader.
+    pub proposals: u32,
+    /// Crash-and-restarts over a whole run. A crash loses every write not
+    /// yet synced; the node is rebuilt by `Node::new` from exactly what
+    /// was durable.
+    pub crashes: u32,
+    /// Timer firings over a whole run (each "advance this node's clock
+    /// until its timer fires"). 0: no bound but `depth`.
+    pub timeouts: u32,
+    /// A message in flight may be lost.
+    pub loss: bool,
+    /// Messages that may be delivered twice (a copy delivered, the
+    /// original kept), over a whole run. 0 turns duplication off.
+    pub duplicates: u32,
+    /// Most messages in flight at once. A send into a full network is
+    /// lost (with `loss` on) or leaves the scope (the state is not
+    /// explored further).
+    pub network_max: usize,
+    /// Linearizable reads over a whole run: ReadIndex at a leader, a
+    /// follower read at a follower that knows its leader.
+    pub reads: u32,
+    /// One membership change (a leader asked to remove any one voter,
+    /// itself included), through a joint configuration.
+    pub membership: bool,
+    /// One snapshot: a node asked to snapshot what it applied, after which
+    /// it compacts its whole log, so a follower behind it is caught up by
+    /// a snapshot transfer.
+    pub snapshot: bool,
+    /// Bytes per snapshot chunk (so a snapshot of two commands takes one
+    /// chunk at 16, two at 8).
+    pub snapshot_chunk_bytes: u64,
+    /// PreVote on every node (the core's default).
+    pub pre_vote: bool,
+    /// Most steps of one path; the search stops there even if states
+    /// remain (then the result says so).
+    pub depth: u32,
+    /// Count states that differ only by node names once (symmetry
+    /// reduction; at most 4 nodes).
+    pub symmetry: bool,
+    /// Planted core mistakes (the core's `planted-bugs` feature).
+    #[serde(default)]
+    pub bugs: ScopeBugs,
+}
+
+impl Default for Scope {
+    fn default() -> Self {
+        Scope {
+            nodes: 3,
+            max_term: 3,
+            proposals: 2,
+            crashes: 1,
+            timeouts: 0,
+            loss: true,
+            duplicates: 1,
+            network_max: 4,
+            reads: 0,
+            membership: false,
+            snapshot: false,
+            snapshot_chunk_bytes: 16,
+            pre_vote: true,
+            depth: DEPTH_MAX,
+            symmetry: true,
+            bugs: ScopeBugs::default(),
+        }
+    }
+}
+
+/// The planted core mistakes an exploration can turn on (see the core's
+/// `src/planted.rs`): the safety mistakes, which the explorer's checks
+/// must find.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeBugs {
+    /// Raft's Figure 8: a leader commits an earlier term's entry by
+    /// counting replicas.
+    #[serde(default)]
+    pub figure_8_commit: bool,
+    /// A vote grant is sent before the vote is durable.
+    #[serde(default)]
+    pub vote_before_durable: bool,
+    /// A leader serves ReadIndex reads without a heartbeat round.
+    #[serde(default)]
+    pub read_index_without_round: bool,
+    /// A follower commits on a commit notice without checking its log.
+    #[serde(default)]
+    pub commit_notice_unchecked: bool,
+}
+
+impl ScopeBugs {
+    /// Whether any mistake is planted.
+    pub fn any(&self) -> bool {
+        self.figure_8_commit
+            || self.vote_before_durable
+            || self.read_index_without_round
+            || self.commit_notice_unchecked
+    }
+
+    /// The simulator's form of these mistakes.
+    pub fn core_bugs(&self) -> CoreBugs {
+        CoreBugs {
+            figure_8_commit: self.figure_8_commit,
+            vote_before_durable: self.vote_before_durable,
+            read_index_without_round: self.read_index_without_round,
+            commit_notice_unchecked: self.commit_notice_unchecked,
+            ..CoreBugs::default()
+        }
+    }
+
+    /// The command-line flags that plant these mistakes.
+    pub fn flags(&self) -> Vec<&'static str> {
+        let mut flags = Vec::new();
+        if self.figure_8_commit {
+            flags.push("--bug-figure-8");
+        }
+        if self.vote_before_durable {
+            flags.push("--bug-vote-before-durable");
+        }
+        if self.read_index_without_round {
+            flags.push("--bug-read-index-without-round");
+        }
+        if self.commit_notice_unchecked {
+            flags.push("--bug-commit-notice-unchecked");
+        }
+        flags
+    }
+}
+
+impl Scope {
+    /// Checks every bound, naming the flag to change.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=NODES_MAX).contains(&self.nodes) {
+            return Err(format!(
+                "--nodes {} is out of range: explore 1 to {NODES_MAX} nodes",
+                self.nodes
+            ));
+        }
+        if self.symmetry && self.nodes > 4 {
+            return Err(format!(
+                "symmetry reduction tries every order of {} nodes; use at most 4 nodes or --symmetry off",
+                self.nodes
+            ));
+        }
+        if !(1..=TERM_MAX).contains(&self.max_term) {
+            return Err(format!(
+                "--max-term {} is out of range: 1 to {TERM_MAX}",
+                self.max_term
+            ));
+        }
+        if !(1..=NETWORK_MESSAGES_MAX).contains(&self.network_max) {
+            return Err(format!(
+                "--network-max {} is out of range: 1 to {NETWORK_MESSAGES_MAX} messages",
+                self.network_max
+            ));
+        }
+        if !(1..=DEPTH_MAX).contains(&self.depth) {
+            return Err(format!(
+                "--depth {} is out of range: 1 to {DEPTH_MAX} steps",
+                self.depth
+            ));
+        }
+        if self.proposals > 8 || self.reads > 8 || self.crashes > 8 || self.duplicates > 8 {
+            return Err(
+                "--proposals, --reads, --crashes and --duplicates are at most 8 each".to_string(),
+            );
+        }
+        if self.timeouts > 64 {
+            return Err("--timeouts is at most 64 (0: bounded by --depth only)".to_string());
+        }
+        if self.snapshot_chunk_bytes == 0 || self.snapshot_chunk_bytes > 1 << 20 {
+            return Err("--snapshot-chunk-bytes must be 1 to 1048576".to_string());
+        }
+        if self.membership && self.nodes < 2 {
+            return Err("--membership needs at least 2 nodes (a voter to remove)".to_string());
+        }
+        if self.bugs.any() && !cfg!(feature = "planted-bugs") {
+            return Err(
+                "planted core mistakes need concord-sim's `planted-bugs` feature".to_string(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The flags that give this scope on the command line (only those
+    /// that differ from the defaults).
+    pub fn flags(&self) -> String {
+        let default = Scope::default();
+        let mut flags: Vec<String> = Vec::new();
+        let on_off = |value: bool| if value { "on" } else { "off" };
+        if self.nodes != default.nodes {
+            flags.push(format!("--nodes {}", self.nodes));
+        }
+        if self.max_term != default.max_term {
+            flags.push(format!("--max-term {}", self.max_term));
+        }
+        if self.proposals != default.proposals {
+            flags.push(format!("--proposals {}", self.proposals));
+        }
+        if self.crashes != default.crashes {
+            flags.push(format!("--crashes {}", self.crashes));
+        }
+        if self.timeouts != default.timeouts {
+            flags.push(format!("--timeouts {}", self.timeouts));
+        }
+        if self.loss != default.loss {
+            flags.push(format!("--loss {}", on_off(self.loss)));
+        }
+        if self.duplicates != default.duplicates {
+            flags.push(format!("--duplicates {}", self.duplicates));
+        }
+        if self.network_max != default.network_max {
+            flags.push(format!("--network-max {}", self.network_max));
+        }
+        if self.reads != default.reads {
+            flags.push(format!("--reads {}", self.reads));
+        }
+        if self.membership != default.membership {
+            flags.push(format!("--membership {}", on_off(self.membership)));
+        }
+        if self.snapshot != default.snapshot {
+            flags.push(format!("--snapshot {}", on_off(self.snapshot)));
+        }
+        if self.snapshot_chunk_bytes != default.snapshot_chunk_bytes {
+            flags.push(format!(
+                "--snapshot-chunk-bytes {}",
+                self.snapshot_chunk_bytes
+            ));
+        }
+        if self.pre_vote != default.pre_vote {
+            flags.push(format!("--pre-vote {}", on_off(self.pre_vote)));
+        }
+        if self.depth != default.depth {
+            flags.push(format!("--depth {}", self.depth));
+        }
+        if self.symmetry != default.symmetry {
+            flags.push(format!("--symmetry {}", on_off(self.symmetry)));
+        }
+        flags.extend(self.bugs.flags().into_iter().map(str::to_string));
+        flags.join(" ")
+    }
+}
