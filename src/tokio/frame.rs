@@ -307,9 +307,14 @@ async fn within<F: std::future::Future>(
 ) -> Result<F::Output, FrameError> {
     match deadline {
         None => Ok(f.await),
-        Some(deadline) => tokio::time::timeout_at(deadline, f)
-            .await
-            .map_err(|_| on_timeout()),
+        // `timeout`, not `timeout_at`: madsim's tokio has only the former,
+        // and the adapter must build under `--cfg madsim` too.
+        Some(deadline) => {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            tokio::time::timeout(left, f)
+                .await
+                .map_err(|_| on_timeout())
+        }
     }
 }
 
