@@ -3,7 +3,7 @@
 //! passes a scope whose state count is asserted above a floor (so that an
 //! explorer that silently explores nothing fails here).
 
-use concord_sim::explore::{explore, replay, Property, Scope, ScopeBugs, Trace};
+use concord_sim::explore::{explore, replay, Loss, Property, Scope, ScopeBugs, Trace};
 
 /// Explores `scope` on two threads, with no progress output.
 fn run(scope: &Scope) -> concord_sim::explore::Report {
@@ -18,7 +18,7 @@ fn vote_scope() -> Scope {
         max_term: 2,
         proposals: 0,
         timeouts: 2,
-        loss: false,
+        loss: Loss::Off,
         duplicates: 0,
         ..Scope::default()
     }
@@ -80,7 +80,7 @@ fn small_scope() -> Scope {
         proposals: 1,
         crashes: 0,
         timeouts: 1,
-        loss: false,
+        loss: Loss::Off,
         duplicates: 0,
         ..Scope::default()
     }
