@@ -770,11 +770,15 @@ impl World {
     /// Heartbeat, CommitNotice, InstallSnapshot, RequestVote), and
     /// `Removed`, which is taken from any term. So every other message
     /// whose term is below its receiver's durable term is ignored whenever
-    /// it arrives: delivering it changes nothing, now or later, which is
-    /// what losing it does. Keeping it would only split one state into
-    /// many that differ by which inert messages are in flight. (Debug
-    /// builds deliver each one to a copy of its receiver and assert that
-    /// nothing changes.)
+    /// it arrives. So is an answer of exactly that term (a vote, an append
+    /// or heartbeat or snapshot answer) to a node that is not, in that
+    /// term, the candidate or the leader it answers: such a node never
+    /// becomes one in that term (campaigning raises the term). Delivering
+    /// such a message changes nothing, now or later, which is what losing
+    /// it does; keeping it would only split one state into many that
+    /// differ by which inert messages are in flight. (Debug builds deliver
+    /// each one to a copy of its receiver and assert that nothing
+    /// changes.)
     fn discard_stale(&mut self, scope: &Scope, mut log: Option<&mut StepLog>) {
         let slots = &self.slots;
         let mut discarded = Vec::new();
@@ -783,18 +787,44 @@ impl World {
             let Some(receiver) = slots.get((message.to as usize).wrapping_sub(1)) else {
                 return true;
             };
-            if message.term >= receiver.disk.hard_state.term {
+            let durable_term = receiver.disk.hard_state.term;
+            if message.term > durable_term {
                 return true;
             }
-            let inert = !matches!(
-                message.body,
-                MessageBody::AppendEntries { .. }
-                    | MessageBody::Heartbeat { .. }
-                    | MessageBody::CommitNotice { .. }
-                    | MessageBody::InstallSnapshot(_)
-                    | MessageBody::RequestVote { .. }
-                    | MessageBody::Removed { .. }
-            );
+            let node = &receiver.node;
+            let inert = if message.term < durable_term {
+                !matches!(
+                    message.body,
+                    MessageBody::AppendEntries { .. }
+                        | MessageBody::Heartbeat { .. }
+                        | MessageBody::CommitNotice { .. }
+                        | MessageBody::InstallSnapshot(_)
+                        | MessageBody::RequestVote { .. }
+                        | MessageBody::Removed { .. }
+                )
+            } else {
+                // Of the receiver's durable term, which it stays in (or
+                // returns to after a restart) until its term rises:
+                // answers only a candidate (votes) or a leader (the rest)
+                // of that term acts on. A node that is neither in this
+                // term never becomes either in it (campaigning raises the
+                // term), except a candidate becoming leader.
+                let same_term = node.term() == message.term;
+                match message.body {
+                    MessageBody::RequestVoteResponse {
+                        pre_vote: false, ..
+                    } => !(same_term && node.role() == Role::Candidate),
+                    MessageBody::AppendEntriesResponse(_)
+                    | MessageBody::HeartbeatResponse { .. }
+                    | MessageBody::InstallSnapshotResponse { .. } => {
+                        !(same_term && matches!(node.role(), Role::Candidate | Role::Leader))
+                    }
+                    _ => false,
+                }
+            };
+            if message.term == durable_term && !inert {
+                return true;
+            }
             if inert && cfg!(debug_assertions) {
                 assert_inert(&receiver.node, message);
             }
