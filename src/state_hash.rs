@@ -8,6 +8,10 @@
 //! * [`Statistics`](crate::Statistics) and the quorum scratch buffer: they
 //!   are written, never read to decide anything.
 //! * The log's lookup hint: a cache checked before use.
+//! * The count of a follower's log regressions a leader keeps: shown in
+//!   the status, never read to decide anything.
+//! * The absolute value of write ids (`next_write_id`): pending writes are
+//!   hashed by their distance from the next id (see `Node::hash_state`).
 //! * The absolute reading of the node's clock (`now_ticks`): the node only
 //!   ever compares it with ticks it stored earlier (when a read round or a
 //!   follower's read request was sent), so those are hashed as their age
@@ -265,7 +269,7 @@ impl StateHasher<'_> {
             inflight,
             denials,
             denial_age_ticks,
-            log_regressions,
+            log_regressions: _,
             snapshot,
             read_round_acked,
             commit_owed,
@@ -278,7 +282,6 @@ impl StateHasher<'_> {
         inflight.hash_state(self);
         self.u64(u64::from(*denials));
         self.u64(u64::from(*denial_age_ticks));
-        self.u64(*log_regressions);
         self.bool(snapshot.is_some());
         if let Some(transfer) = snapshot {
             let SnapshotTransfer {
@@ -372,10 +375,12 @@ impl Node {
     /// (with the identity as `rename`) answer every sequence of inputs
     /// alike, so a state seen before need not be explored again. Left out
     /// are only what cannot change a node's behaviour: its
-    /// [`Statistics`](crate::Statistics), the absolute reading of its clock
-    /// (ticks it stored are hashed as their age), and the election-timeout
-    /// PRNG when the timeout range holds a single value (see the
-    /// `state_hash` module).
+    /// [`Statistics`](crate::Statistics) and the counters kept for its
+    /// status, the absolute reading of its clock (ticks it stored are
+    /// hashed as their age), the absolute value of write ids (pending
+    /// writes are hashed by their distance from the next id), and the
+    /// election-timeout PRNG when the timeout range holds a single value
+    /// (see the `state_hash` module).
     ///
     /// With a permutation of the cluster's ids as `rename`, the result is
     /// that of the node whose ids were renamed so: a checker that hashes
@@ -468,7 +473,11 @@ impl Node {
         h.by_id(progress.iter(), |h, progress| h.progress(progress));
         h.id_option(*transfer_target);
         h.u64(u64::from(*transfer_elapsed_ticks));
-        h.u64(*next_write_id);
+        // Write ids only name writes: the node compares them with each
+        // other and with the next id, never with anything else, and the
+        // host hands back only ids it was given. So only their distance
+        // from the next id is hashed: nodes that made different numbers of
+        // writes so far, with the same writes pending, do the same.
         h.u64(writes.len() as u64);
         for write in writes {
             let PendingWrite {
@@ -476,7 +485,7 @@ impl Node {
                 last_index,
                 hard_state,
             } = write;
-            h.u64(id.0);
+            h.u64(next_write_id - id.0);
             h.u64(*last_index);
             h.bool(hard_state.is_some());
             if let Some(hard_state) = hard_state {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
-use super::scope::{Scope, ScopeBugs};
+use super::scope::{Loss, Scope, ScopeBugs};
 use super::search::Progress;
 use super::trace::{replay, Trace};
 
@@ -23,6 +23,17 @@ impl Switch {
     fn on(self) -> bool {
         self == Switch::On
     }
+}
+
+/// How messages are lost (see [`Loss`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LossArg {
+    /// Any message may be lost, by a step of its own.
+    On,
+    /// A message is lost by never being delivered.
+    Implicit,
+    /// No loss.
+    Off,
 }
 
 /// Arguments of `concord-sim explore`.
@@ -45,9 +56,16 @@ pub struct ExploreArgs {
     /// Timer firings over a whole run (0: bounded by --depth only).
     #[arg(long, default_value_t = 0)]
     pub timeouts: u32,
-    /// Messages in flight may be lost.
-    #[arg(long, value_enum, default_value_t = Switch::On)]
-    pub loss: Switch,
+    /// Timer firings of each node over a whole run (0: no bound of its
+    /// own).
+    #[arg(long, default_value_t = 0)]
+    pub timeouts_per_node: u32,
+    /// Message loss: `on` (any message may be lost by a step of its own),
+    /// `implicit` (a message is lost by never being delivered; cheaper,
+    /// the same states while the messages sent and not delivered fit in
+    /// --network-max) or `off`.
+    #[arg(long, value_enum, default_value_t = LossArg::On)]
+    pub loss: LossArg,
     /// Messages that may be delivered twice over a whole run (0: no
     /// duplication).
     #[arg(long, default_value_t = 1)]
@@ -55,6 +73,14 @@ pub struct ExploreArgs {
     /// Most messages in flight at once.
     #[arg(long, default_value_t = 4)]
     pub network_max: usize,
+    /// Writes are durable as soon as the node asks for them (no sync
+    /// steps; a crash loses nothing).
+    #[arg(long, value_enum, default_value_t = Switch::Off)]
+    pub sync_at_once: Switch,
+    /// A message of a term below its receiver's durable term is lost at
+    /// once (needs loss).
+    #[arg(long, value_enum, default_value_t = Switch::Off)]
+    pub stale_lost: Switch,
     /// Linearizable reads over a whole run (ReadIndex at a leader, a
     /// follower read at a follower).
     #[arg(long, default_value_t = 0)]
@@ -72,6 +98,13 @@ pub struct ExploreArgs {
     /// PreVote on every node.
     #[arg(long, value_enum, default_value_t = Switch::On)]
     pub pre_vote: Switch,
+    /// CheckQuorum on every node.
+    #[arg(long, value_enum, default_value_t = Switch::On)]
+    pub check_quorum: Switch,
+    /// Most entries per AppendEntries (1: a leader backing up sends one
+    /// entry at a time).
+    #[arg(long, default_value_t = 1024)]
+    pub append_entries_max: u32,
     /// Most steps of one path.
     #[arg(long, default_value_t = super::scope::DEPTH_MAX)]
     pub depth: u32,
@@ -124,14 +157,23 @@ impl ExploreArgs {
             proposals: self.proposals,
             crashes: self.crashes,
             timeouts: self.timeouts,
-            loss: self.loss.on(),
+            timeouts_per_node: self.timeouts_per_node,
+            loss: match self.loss {
+                LossArg::On => Loss::On,
+                LossArg::Off => Loss::Off,
+                LossArg::Implicit => Loss::Implicit,
+            },
             duplicates: self.duplicates,
             network_max: self.network_max,
+            sync_at_once: self.sync_at_once.on(),
+            stale_lost: self.stale_lost.on(),
             reads: self.reads,
             membership: self.membership.on(),
             snapshot: self.snapshot.on(),
             snapshot_chunk_bytes: self.snapshot_chunk_bytes,
             pre_vote: self.pre_vote.on(),
+            check_quorum: self.check_quorum.on(),
+            append_entries_max: self.append_entries_max,
             depth: self.depth,
             symmetry: self.symmetry.on(),
             bugs: ScopeBugs {

@@ -102,7 +102,7 @@ mod world;
 
 pub use checks::{Property, Violation};
 pub use fingerprint::{Fingerprint, Fingerprinter};
-pub use scope::{Scope, ScopeBugs, DEPTH_MAX, NETWORK_MESSAGES_MAX, NODES_MAX, TERM_MAX};
+pub use scope::{Loss, Scope, ScopeBugs, DEPTH_MAX, NETWORK_MESSAGES_MAX, NODES_MAX, TERM_MAX};
 pub use search::{Counts, Found, Outcome, Progress};
 pub use trace::{replay, shows, Replayed, SavedStep, Trace, TRACE_FORMAT};
 pub use world::{describe_message, quiet_core_panics, Step, StepLog, World};

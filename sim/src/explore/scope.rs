@@ -42,15 +42,38 @@ pub struct Scope {
     /// Timer firings over a whole run (each "advance this node's clock
     /// until its timer fires"). 0: no bound but `depth`.
     pub timeouts: u32,
-    /// A message in flight may be lost.
-    pub loss: bool,
+    /// Timer firings of each node over a whole run. 0: no bound of its
+    /// own. A bound per node, unlike `timeouts`, never lets one node's
+    /// firings use up another's, so firings of different nodes stay
+    /// independent of each other.
+    #[serde(default)]
+    pub timeouts_per_node: u32,
+    /// How messages are lost.
+    pub loss: Loss,
     /// Messages that may be delivered twice (a copy delivered, the
     /// original kept), over a whole run. 0 turns duplication off.
     pub duplicates: u32,
     /// Most messages in flight at once. A send into a full network is
     /// lost (with `loss` on) or leaves the scope (the state is not
-    /// explored further).
+    /// explored further; with `loss` off or implicit).
     pub network_max: usize,
+    /// Every write is made durable and reported (`Input::Persisted`) as
+    /// soon as the node asks for it, within the step: no `Sync` steps,
+    /// and a crash loses nothing. For scopes about the protocol rather
+    /// than durability: a host that syncs at once is a real host, and
+    /// the durability checks still run, but the schedules in which a
+    /// write waits are not explored.
+    #[serde(default)]
+    pub sync_at_once: bool,
+    /// A message whose term is below its receiver's durable term is lost
+    /// at once, not kept to be delivered later (a network that loses what
+    /// it holds across a term change). Such a message is only ever
+    /// refused; a request's refusal tells its sender the newer term, so
+    /// the schedules in which a sender learns a term that way are not
+    /// explored. Needs loss. (Messages whose delivery could not change
+    /// anything are taken out in every scope, this one or not.)
+    #[serde(default)]
+    pub stale_lost: bool,
     /// Linearizable reads over a whole run: ReadIndex at a leader, a
     /// follower read at a follower that knows its leader.
     pub reads: u32,
@@ -66,6 +89,17 @@ pub struct Scope {
     pub snapshot_chunk_bytes: u64,
     /// PreVote on every node (the core's default).
     pub pre_vote: bool,
+    /// CheckQuorum on every node (the core's default): a leader that did
+    /// not hear from a majority within an election timeout steps down,
+    /// and a node that heard from a leader within one refuses votes.
+    #[serde(default = "on")]
+    pub check_quorum: bool,
+    /// Most entries per AppendEntries (the core's
+    /// `Config::append_entries_max`). At 1 a leader that backs up to a
+    /// follower sends an earlier term's entry without its own term's
+    /// entries after it, as Raft's Figure 8 needs.
+    #[serde(default = "append_entries_max_default")]
+    pub append_entries_max: u32,
     /// Most steps of one path; the search stops there even if states
     /// remain (then the result says so).
     pub depth: u32,
@@ -85,17 +119,62 @@ impl Default for Scope {
             proposals: 2,
             crashes: 1,
             timeouts: 0,
-            loss: true,
+            timeouts_per_node: 0,
+            loss: Loss::On,
             duplicates: 1,
             network_max: 4,
+            sync_at_once: false,
+            stale_lost: false,
             reads: 0,
             membership: false,
             snapshot: false,
             snapshot_chunk_bytes: 16,
             pre_vote: true,
+            check_quorum: true,
+            append_entries_max: append_entries_max_default(),
             depth: DEPTH_MAX,
             symmetry: true,
             bugs: ScopeBugs::default(),
+        }
+    }
+}
+
+fn on() -> bool {
+    true
+}
+
+/// The core's default of `Config::append_entries_max`.
+fn append_entries_max_default() -> u32 {
+    1024
+}
+
+/// How the network loses messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Loss {
+    /// No message is lost; a send into a full network leaves the scope.
+    Off,
+    /// A step may lose any message in flight; a send into a full network
+    /// is lost.
+    On,
+    /// A message is lost by never being delivered: no step loses one.
+    /// Nothing a node does depends on a message it never receives, so
+    /// every state a node, its host and the checks reach with `On` is
+    /// reached here too, by the same path without its loss steps, as long
+    /// as the messages sent and not yet delivered (lost ones included)
+    /// never exceed `network_max`; a send past that leaves the scope.
+    /// What is saved is every state that differs from another only by
+    /// which undelivered messages were dropped, and every loss step.
+    Implicit,
+}
+
+impl Loss {
+    /// The flag's value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Loss::Off => "off",
+            Loss::On => "on",
+            Loss::Implicit => "implicit",
         }
     }
 }
@@ -198,11 +277,20 @@ impl Scope {
                 "--proposals, --reads, --crashes and --duplicates are at most 8 each".to_string(),
             );
         }
-        if self.timeouts > 64 {
-            return Err("--timeouts is at most 64 (0: bounded by --depth only)".to_string());
+        if self.timeouts > 64 || self.timeouts_per_node > 64 {
+            return Err(
+                "--timeouts and --timeouts-per-node are at most 64 (0: no bound of their own)"
+                    .to_string(),
+            );
+        }
+        if !(1..=1024).contains(&self.append_entries_max) {
+            return Err("--append-entries-max must be 1 to 1024".to_string());
         }
         if self.snapshot_chunk_bytes == 0 || self.snapshot_chunk_bytes > 1 << 20 {
             return Err("--snapshot-chunk-bytes must be 1 to 1048576".to_string());
+        }
+        if self.stale_lost && self.loss == Loss::Off {
+            return Err("--stale-lost loses messages: it needs --loss on or implicit".to_string());
         }
         if self.membership && self.nodes < 2 {
             return Err("--membership needs at least 2 nodes (a voter to remove)".to_string());
@@ -236,14 +324,23 @@ impl Scope {
         if self.timeouts != default.timeouts {
             flags.push(format!("--timeouts {}", self.timeouts));
         }
+        if self.timeouts_per_node != default.timeouts_per_node {
+            flags.push(format!("--timeouts-per-node {}", self.timeouts_per_node));
+        }
         if self.loss != default.loss {
-            flags.push(format!("--loss {}", on_off(self.loss)));
+            flags.push(format!("--loss {}", self.loss.name()));
         }
         if self.duplicates != default.duplicates {
             flags.push(format!("--duplicates {}", self.duplicates));
         }
         if self.network_max != default.network_max {
             flags.push(format!("--network-max {}", self.network_max));
+        }
+        if self.sync_at_once != default.sync_at_once {
+            flags.push(format!("--sync-at-once {}", on_off(self.sync_at_once)));
+        }
+        if self.stale_lost != default.stale_lost {
+            flags.push(format!("--stale-lost {}", on_off(self.stale_lost)));
         }
         if self.reads != default.reads {
             flags.push(format!("--reads {}", self.reads));
@@ -262,6 +359,12 @@ impl Scope {
         }
         if self.pre_vote != default.pre_vote {
             flags.push(format!("--pre-vote {}", on_off(self.pre_vote)));
+        }
+        if self.check_quorum != default.check_quorum {
+            flags.push(format!("--check-quorum {}", on_off(self.check_quorum)));
+        }
+        if self.append_entries_max != default.append_entries_max {
+            flags.push(format!("--append-entries-max {}", self.append_entries_max));
         }
         if self.depth != default.depth {
             flags.push(format!("--depth {}", self.depth));

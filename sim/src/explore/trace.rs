@@ -15,7 +15,7 @@ use super::scope::Scope;
 use super::world::{Step, StepLog, World};
 
 /// The format tag of a trace file.
-pub const TRACE_FORMAT: &str = "concord-explore-trace/1";
+pub const TRACE_FORMAT: &str = "concord-explore-trace/2";
 
 /// A step as saved.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -26,7 +26,7 @@ use concord::{
 
 use super::checks::{logs_match, Ghost, GhostRead, Property, ReadOutcome, Violation};
 use super::fingerprint::{message_fingerprint, Fingerprint, Fingerprinter, Renamed};
-use super::scope::Scope;
+use super::scope::{Loss, Scope};
 
 /// Minimum election timeout of every explored node. The range holds one
 /// value (maximum = minimum + 1), so the timeout PRNG decides nothing and
@@ -230,6 +230,8 @@ pub(crate) struct Slot {
     pub(crate) host: Host,
     /// Starts so far (0 for the first), which seeds the node's config.
     pub(crate) incarnation: u32,
+    /// Timer firings of this node so far (for `Scope::timeouts_per_node`).
+    pub(crate) fired: u32,
 }
 
 /// Budgets of the scope spent so far.
@@ -271,7 +273,8 @@ pub(crate) fn node_config(scope: &Scope, id: NodeId, incarnation: u32) -> Config
     config.election_timeout_max_ticks = ELECTION_TIMEOUT_MIN_TICKS + 1;
     config.heartbeat_interval_ticks = 1;
     config.pre_vote = scope.pre_vote;
-    config.check_quorum = true;
+    config.check_quorum = scope.check_quorum;
+    config.append_entries_max = scope.append_entries_max as usize;
     // A fresh seed per start, as `Config::seed` asks; the same for every
     // node's n-th start, so that nodes differ only by their ids (symmetry).
     config.seed = u64::from(incarnation);
@@ -494,6 +497,7 @@ impl World {
                 disk: Disk::default(),
                 host: Host::default(),
                 incarnation: 0,
+                fired: 0,
             });
         }
         Ok(World {
@@ -523,7 +527,9 @@ impl World {
         for (index, slot) in self.slots.iter().enumerate() {
             let i = index as u8;
             let node = &slot.node;
-            if scope.timeouts == 0 || self.used.timeouts < scope.timeouts {
+            if (scope.timeouts == 0 || self.used.timeouts < scope.timeouts)
+                && (scope.timeouts_per_node == 0 || slot.fired < scope.timeouts_per_node)
+            {
                 steps.push(Step::Fire(i));
             }
             if !slot.disk.pending.is_empty() {
@@ -563,7 +569,7 @@ impl World {
             if self.used.duplicates < scope.duplicates {
                 steps.push(Step::Duplicate(k));
             }
-            if scope.loss {
+            if scope.loss == Loss::On {
                 steps.push(Step::Drop(k));
             }
         }
@@ -624,23 +630,19 @@ impl World {
                 if actions.is_empty() {
                     return Ok(false);
                 }
-                self.used.timeouts += 1;
+                // Counted only where bounded: an unbounded count would
+                // split states that behave alike.
+                if scope.timeouts > 0 {
+                    self.used.timeouts += 1;
+                }
+                if scope.timeouts_per_node > 0 {
+                    self.slots[i].fired += 1;
+                }
                 i
             }
             Step::Sync(i) => {
                 let i = i as usize;
-                let slot = &mut self.slots[i];
-                let write = slot
-                    .disk
-                    .pending
-                    .pop_front()
-                    .expect("offered with a write pending");
-                let id = write.id();
-                slot.disk.store(write);
-                let node = &mut slot.node;
-                guarded(i as NodeId + 1, || {
-                    node.step(Input::Persisted(id), &mut actions)
-                })?;
+                self.sync_oldest(i, &mut actions, None)?;
                 i
             }
             Step::Restart(i) => {
@@ -740,6 +742,7 @@ impl World {
         };
         self.execute(scope, target, actions, log.as_deref_mut())?;
         self.check(&commits_before, restarted)?;
+        self.discard_stale(scope, log.as_deref_mut());
         if let Some(log) = log {
             let node = &self.slots[target].node;
             log.lines.push(format!(
@@ -756,6 +759,111 @@ impl World {
         Ok(true)
     }
 
+    /// Takes out of the network the messages that can no longer change
+    /// anything (and, with `Scope::stale_lost`, every message of a term
+    /// below its receiver's durable term).
+    ///
+    /// A node's term never falls below its durable term (it only rises
+    /// while the node runs, and a restart reads it back), and a message of
+    /// a lower term than the receiver's is ignored, save for requests,
+    /// which are answered with the receiver's term (AppendEntries,
+    /// Heartbeat, CommitNotice, InstallSnapshot, RequestVote), and
+    /// `Removed`, which is taken from any term. So every other message
+    /// whose term is below its receiver's durable term is ignored whenever
+    /// it arrives. So is an answer of exactly that term (a vote, an append
+    /// or heartbeat or snapshot answer) to a node that is not, in that
+    /// term, the candidate or the leader it answers: such a node never
+    /// becomes one in that term (campaigning raises the term). Delivering
+    /// such a message changes nothing, now or later, which is what losing
+    /// it does; keeping it would only split one state into many that
+    /// differ by which inert messages are in flight. (Debug builds deliver
+    /// each one to a copy of its receiver and assert that nothing
+    /// changes.)
+    fn discard_stale(&mut self, scope: &Scope, mut log: Option<&mut StepLog>) {
+        let slots = &self.slots;
+        let mut discarded = Vec::new();
+        self.network.retain(|in_flight| {
+            let message = &in_flight.message;
+            let Some(receiver) = slots.get((message.to as usize).wrapping_sub(1)) else {
+                return true;
+            };
+            let durable_term = receiver.disk.hard_state.term;
+            if message.term > durable_term {
+                return true;
+            }
+            let node = &receiver.node;
+            let inert = if message.term < durable_term {
+                !matches!(
+                    message.body,
+                    MessageBody::AppendEntries { .. }
+                        | MessageBody::Heartbeat { .. }
+                        | MessageBody::CommitNotice { .. }
+                        | MessageBody::InstallSnapshot(_)
+                        | MessageBody::RequestVote { .. }
+                        | MessageBody::Removed { .. }
+                )
+            } else {
+                // Of the receiver's durable term, which it stays in (or
+                // returns to after a restart) until its term rises:
+                // answers only a candidate (votes) or a leader (the rest)
+                // of that term acts on. A node that is neither in this
+                // term never becomes either in it (campaigning raises the
+                // term), except a candidate becoming leader.
+                let same_term = node.term() == message.term;
+                match message.body {
+                    MessageBody::RequestVoteResponse {
+                        pre_vote: false, ..
+                    } => !(same_term && node.role() == Role::Candidate),
+                    MessageBody::AppendEntriesResponse(_)
+                    | MessageBody::HeartbeatResponse { .. }
+                    | MessageBody::InstallSnapshotResponse { .. } => {
+                        !(same_term && matches!(node.role(), Role::Candidate | Role::Leader))
+                    }
+                    _ => false,
+                }
+            };
+            if message.term == durable_term && !inert {
+                return true;
+            }
+            if inert && cfg!(debug_assertions) {
+                assert_inert(&receiver.node, message);
+            }
+            if inert || scope.stale_lost {
+                discarded.push(describe_message(message));
+                return false;
+            }
+            true
+        });
+        if let Some(log) = log.as_deref_mut() {
+            for message in discarded {
+                log.lines.push(format!("  stale, lost: {message}"));
+            }
+        }
+    }
+
+    /// The host of node `i` makes its oldest pending write durable and
+    /// reports it.
+    fn sync_oldest(
+        &mut self,
+        i: usize,
+        actions: &mut Vec<Action>,
+        log: Option<&mut StepLog>,
+    ) -> Result<(), Violation> {
+        let slot = &mut self.slots[i];
+        let write = slot
+            .disk
+            .pending
+            .pop_front()
+            .expect("synced with a write pending");
+        let id = write.id();
+        slot.disk.store(write);
+        if let Some(log) = log {
+            log.lines.push(format!("  write w{} durable", id.0));
+        }
+        let node = &mut slot.node;
+        guarded(i as NodeId + 1, || node.step(Input::Persisted(id), actions))
+    }
+
     /// The host of node `i` executes `actions` (and what they draw).
     fn execute(
         &mut self,
@@ -767,7 +875,21 @@ impl World {
         let id = i as NodeId + 1;
         let mut queue: VecDeque<Action> = actions.into();
         let mut executed = 0usize;
-        while let Some(action) = queue.pop_front() {
+        loop {
+            let Some(action) = queue.pop_front() else {
+                // A host that syncs at once makes each write durable once
+                // the node's step that asked for it is done (the actions
+                // of one step are executed before the node hears of the
+                // sync, as a real host that runs them in order would),
+                // and hears what the node does in answer.
+                if !scope.sync_at_once || self.slots[i].disk.pending.is_empty() {
+                    break;
+                }
+                let mut more = Vec::new();
+                self.sync_oldest(i, &mut more, log.as_deref_mut())?;
+                queue.extend(more);
+                continue;
+            };
             executed += 1;
             assert!(
                 executed <= STEP_ACTIONS_MAX,
@@ -1090,7 +1212,7 @@ impl World {
     /// Puts a message in flight.
     fn send(&mut self, scope: &Scope, message: Message) {
         if self.network.len() >= scope.network_max {
-            if !scope.loss {
+            if scope.loss != Loss::On {
                 self.overflowed = true;
             }
             return;
@@ -1317,11 +1439,30 @@ fn permute_run(
     }
 }
 
+/// Delivers `message` to a copy of `node` and panics unless that changes
+/// nothing: no action, the same state.
+fn assert_inert(node: &Node, message: &Message) {
+    let hash = |node: &Node| {
+        let mut state = Fingerprinter::new();
+        node.hash_state(|id| id, &mut state);
+        state.finish128()
+    };
+    let mut copy = node.clone();
+    let mut actions = Vec::new();
+    copy.step(Input::Receive(message.clone()), &mut actions);
+    assert!(
+        actions.is_empty() && hash(&copy) == hash(node),
+        "a stale message changed its receiver: {} gave {actions:?}",
+        describe_message(message)
+    );
+}
+
 /// One slot's node, disk and host, ids renamed.
 fn hash_slot(slot: &Slot, rename: &dyn Fn(NodeId) -> NodeId, state: &mut Fingerprinter) {
     slot.node.hash_state(rename, state);
     let mut h = Renamed { state, rename };
     h.u64(u64::from(slot.incarnation));
+    h.u64(u64::from(slot.fired));
     let disk = &slot.disk;
     h.hard_state(disk.hard_state);
     h.position(disk.base);
@@ -1343,17 +1484,19 @@ fn hash_slot(slot: &Slot, rename: &dyn Fn(NodeId) -> NodeId, state: &mut Fingerp
     if let Some(snapshot) = &disk.snapshot {
         hash_snapshot(&mut h, snapshot);
     }
+    // The pending writes are exactly the node's writes not yet reported
+    // durable, in the same order, under the same ids: the node hashes
+    // their ids (relative to its next one), so here they are left out.
     h.u64(disk.pending.len() as u64);
     for write in &disk.pending {
         match write {
             Write::Log {
-                id,
+                id: _,
                 hard_state,
                 truncate_after,
                 entries,
             } => {
                 h.u64(0);
-                h.u64(id.0);
                 h.bool(hard_state.is_some());
                 if let Some(hard_state) = hard_state {
                     h.hard_state(*hard_state);
@@ -1365,12 +1508,11 @@ fn hash_slot(slot: &Slot, rename: &dyn Fn(NodeId) -> NodeId, state: &mut Fingerp
                 }
             }
             Write::Snapshot {
-                id,
+                id: _,
                 snapshot,
                 discard_log,
             } => {
                 h.u64(1);
-                h.u64(id.0);
                 hash_snapshot(&mut h, snapshot);
                 h.bool(*discard_log);
             }
