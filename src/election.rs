@@ -430,7 +430,9 @@ impl Node {
                     if lease_applies && !transfer && self.in_leader_lease() {
                         return;
                     }
-                    if !pre_vote {
+                    if !pre_vote || self.planted().pre_vote_moves_term {
+                        // (With the planted mistake, a pre-vote moves the
+                        // term too.)
                         self.become_follower(message.term, None, actions);
                     }
                 }
@@ -455,7 +457,14 @@ impl Node {
                 }
                 MessageBody::Removed { .. } => unreachable!("handled above"),
             }
-        } else if message.term < self.term {
+        } else if message.term < self.term
+            && !(self.planted().stale_acceptance_counted
+                && matches!(
+                    message.body,
+                    MessageBody::AppendEntriesResponse(crate::message::AppendResponse::Accepted { .. })
+                ))
+        {
+            // (The planted mistake takes an older term's acceptance.)
             self.stats.messages_stale_term += 1;
             match message.body {
                 // A deposed leader learns the newer term from the answer.

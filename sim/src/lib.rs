@@ -152,6 +152,7 @@ mod nemesis;
 mod promises;
 pub mod report;
 pub mod runner;
+pub mod rules;
 mod safety;
 pub mod services;
 pub mod shrink;

@@ -215,6 +215,9 @@ impl Workload for NoIds {
     fn complete(&mut self, client: usize, now_ns: u64, result: OpResult<'_>) {
         self.0.complete(client, now_ns, result)
     }
+    fn failure_kind(&self) -> FailureKind {
+        self.0.failure_kind()
+    }
     fn finish(&mut self) -> WorkloadReport {
         self.0.finish()
     }
