@@ -88,6 +88,15 @@ pub struct PlantedBugs {
     /// A leader counts its whole log toward a commit, not only its durable
     /// part: an entry commits before the leader's own copy is on disk.
     pub leader_counts_unpersisted: bool,
+    /// A candidate grants a rival candidate's vote request of its own
+    /// term, casting a second vote in one term (and so cannot count its
+    /// own any more).
+    pub candidate_grants_rival: bool,
+    /// A read arriving at a leader while a confirmation round is out
+    /// joins that round instead of the next: the round may have been sent
+    /// before the read arrived, so its answers do not show that no newer
+    /// leader existed when the read began.
+    pub read_joins_sent_round: bool,
     /// A liveness mistake, not a safety one: a node removed from the
     /// voters keeps campaigning (it ignores both its own configuration and
     /// the peers' [`MessageBody::Removed`](crate::MessageBody::Removed)
@@ -128,6 +137,8 @@ impl PlantedBugs {
         heartbeat_commit_uncapped: false,
         truncate_after_prev: false,
         leader_counts_unpersisted: false,
+        candidate_grants_rival: false,
+        read_joins_sent_round: false,
         removed_node_campaigns: false,
         commit_notice_unchecked: false,
         owed_commit_forgotten: false,
@@ -145,6 +156,8 @@ impl PlantedBugs {
             || self.commit_past_append
             || self.heartbeat_commit_uncapped
             || self.leader_counts_unpersisted
+            || self.candidate_grants_rival
+            || self.read_joins_sent_round
             || self.membership_on_commit
             || self.witness_campaigns
             || self.commit_notice_unchecked

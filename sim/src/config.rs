@@ -137,6 +137,10 @@ pub struct CoreBugs {
     pub truncate_after_prev: bool,
     /// A leader counts its whole log toward a commit, durable or not (caught by the step rule `commit-leader`).
     pub leader_counts_unpersisted: bool,
+    /// A candidate grants a rival candidate's vote in its own term, voting twice (caught by the step rule `vote-once`).
+    pub candidate_grants_rival: bool,
+    /// A read arriving while a confirmation round is out joins that round, sent before it arrived (caught by the step rule `read-index`).
+    pub read_joins_sent_round: bool,
     /// A node removed from the voters keeps campaigning (caught by the
     /// stability checks under the final configuration).
     pub removed_node_campaigns: bool,
@@ -168,6 +172,8 @@ impl CoreBugs {
             || self.heartbeat_commit_uncapped
             || self.truncate_after_prev
             || self.leader_counts_unpersisted
+            || self.candidate_grants_rival
+            || self.read_joins_sent_round
             || self.removed_node_campaigns
             || self.commit_notice_unchecked
             || self.owed_commit_forgotten
@@ -193,6 +199,8 @@ impl CoreBugs {
             heartbeat_commit_uncapped: self.heartbeat_commit_uncapped,
             truncate_after_prev: self.truncate_after_prev,
             leader_counts_unpersisted: self.leader_counts_unpersisted,
+            candidate_grants_rival: self.candidate_grants_rival,
+            read_joins_sent_round: self.read_joins_sent_round,
             removed_node_campaigns: self.removed_node_campaigns,
             commit_notice_unchecked: self.commit_notice_unchecked,
             owed_commit_forgotten: self.owed_commit_forgotten,
@@ -845,6 +853,12 @@ impl SimConfig {
         }
         if self.core_bugs.leader_counts_unpersisted {
             flags += " --bug-leader-counts-unpersisted";
+        }
+        if self.core_bugs.candidate_grants_rival {
+            flags += " --bug-candidate-grants-rival";
+        }
+        if self.core_bugs.read_joins_sent_round {
+            flags += " --bug-read-joins-sent-round";
         }
         if self.core_bugs.removed_node_campaigns {
             flags += " --bug-removed-node-campaigns";

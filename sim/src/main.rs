@@ -292,6 +292,12 @@ struct SimArgs {
     /// Planted core mistake: a leader counts its whole log toward a commit, durable or not (caught by the step rule `commit-leader`).
     #[arg(long)]
     bug_leader_counts_unpersisted: bool,
+    /// Planted core mistake: a candidate grants a rival candidate's vote in its own term, voting twice (caught by the step rule `vote-once`).
+    #[arg(long)]
+    bug_candidate_grants_rival: bool,
+    /// Planted core mistake: a read arriving while a confirmation round is out joins that round, sent before it arrived (caught by the step rule `read-index`).
+    #[arg(long)]
+    bug_read_joins_sent_round: bool,
     /// Planted core mistake: during a joint configuration the leader
     /// commits with the new voters' majority alone.
     #[arg(long)]
@@ -454,6 +460,8 @@ impl SimArgs {
                 heartbeat_commit_uncapped: self.bug_heartbeat_commit_uncapped,
                 truncate_after_prev: self.bug_truncate_after_prev,
                 leader_counts_unpersisted: self.bug_leader_counts_unpersisted,
+                candidate_grants_rival: self.bug_candidate_grants_rival,
+                read_joins_sent_round: self.bug_read_joins_sent_round,
                 removed_node_campaigns: self.bug_removed_node_campaigns,
                 commit_notice_unchecked: self.bug_commit_notice_unchecked,
                 owed_commit_forgotten: self.bug_owed_commit_forgotten,

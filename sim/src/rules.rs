@@ -9,30 +9,9 @@
 //! every step of every node, on every seed, from the node's public
 //! accessors before and after the step, the input and the actions.
 //!
-//! The table (also in `sim/README.md`, section "Step rules"; a test keeps
-//! the two in step):
-//!
-//! | rule | input | what may change, and when |
-//! | --- | --- | --- |
-//! | `term-monotonic` | any | the term never decreases |
-//! | `term-source` | any | the term rises only to the higher term of a message taken from a peer (never by a pre-vote request, a granted pre-vote answer or a `Removed` notice), or by one when the node starts an election (it is then a candidate, or the leader of a one-voter cluster, voting for itself) |
-//! | `pre-vote-inert` | pre-vote request | never changes the receiver's role, term, vote, log or commit index |
-//! | `vote-once` | any | within a term a vote once cast never changes |
-//! | `vote-source` | vote request, tick, `TimeoutNow`, pre-vote answer | a vote is cast for the node itself only when it campaigns, for another node only on that node's vote request of the node's (new) term whose last entry is at least as up to date as the voter's log |
-//! | `log-writers` | any | a follower's log changes only on an append or a snapshot from the leader of its term; a leader appends only entries of its own term, commands and host records only on a proposal; candidates change nothing |
-//! | `log-append-matches` | append | the entries an append writes are the append's (index and term); a truncation cuts only entries above the commit index, at the first entry that conflicts with the append |
-//! | `log-terms` | any | along what a step wrote, terms never decrease and never exceed the node's term |
-//! | `snapshot-install` | snapshot chunk | after an install, the log's base is the snapshot's position, the commit index is at least its index, and the log continues from it with terms not below its term |
-//! | `compaction` | `Snapshotted` | the base moves up to the snapshot at most; term, vote, commit index and the entries above the base stay |
-//! | `commit-monotonic` | any | the commit index never decreases and never passes the last entry |
-//! | `commit-follower` | append, commit notice, heartbeat, snapshot chunk | a follower's commit index moves only on traffic from the leader of its term: on an append up to the append's last entry and its commit, on a commit notice only if the log holds the notice's last entry, on a heartbeat only over entries it acknowledged to that leader, on a snapshot up to the snapshot |
-//! | `commit-leader` | fsync report, answer | a leader's commit index moves only to an entry of its own term held durably by a majority of each half of its configuration: its own durable log and its followers' match indices |
-//! | `progress-answer` | append answer | a leader's match index for a follower rises only on that follower's acceptance of the leader's current term, to the index it names; it falls only when the leader reports the follower lost acknowledged entries |
-//! | `probe-per-term` | append refusal | after the outstanding probe is refused, the next probe follows the last entry of the leader's log at or below the hint whose term is at most the hint's term: one probe per divergent term |
-//! | `config-in-log` | any | the configuration in force changes only with the log: a configuration entry written in the step, a truncation, a snapshot installed or compacted |
-//! | `read-rounds` | any | the rounds a leader's heartbeats carry strictly increase within its term |
-//! | `read-index` | read | a read the leader releases on the ReadIndex path is released at an index at least the commit index it arrived at, after a quorum answered a round sent after it arrived |
-//! | `lease` | read | a lease read is served only if, when it arrived, a quorum had answered a round sent less than `lease_read_ticks` of the leader's ticks before |
+//! The rules, one per [`Rule`], are tabled in `sim/README.md` (section
+//! "Step rules": the rule, the input it judges, what may change and when;
+//! a test keeps the table listing every rule).
 //!
 //! Every rule compares a few integers per step (the progress of a
 //! leader's followers is copied into a buffer kept between steps); the
@@ -669,7 +648,10 @@ fn check_log(
     if let Seen::Snapshotted(position) = seen {
         let was = (before.term, before.vote, before.commit, before.last);
         let is = (term, node.voted_for(), node.commit_index(), last);
-        if base.index > position.index || base.index < before.base.index || was != is {
+        if base.index > position.index.max(before.base.index)
+            || base.index < before.base.index
+            || was != is
+        {
             return Err(Broken {
                 rule: Rule::Compaction,
                 detail: format!(
@@ -852,6 +834,26 @@ fn check_commit(
     }
     if commit == before.commit {
         return Ok(());
+    }
+    if before.role == Role::Leader && before.term == term && role != Role::Leader {
+        // A leader that committed and then stepped down in the same step
+        // (its new configuration, now committed, names it no voter): its
+        // progress is gone, so only the evidence is judged.
+        let evidence = matches!(seen, Seen::Persisted)
+            || matches!(
+                seen.message(),
+                Some((_, _, Body::Accepted { .. } | Body::HeartbeatResponse { .. } | Body::Other("InstallSnapshotResponse")))
+            );
+        if evidence && node.term_at(commit) == Some(term) {
+            return Ok(());
+        }
+        return broken(
+            Rule::CommitLeader,
+            format!(
+                "as leader of term {term} moved the commit index from {} to {commit} on {seen} and stepped down: a leader commits entries of its own term, on an fsync report or a follower's answer",
+                before.commit
+            ),
+        );
     }
     if role == Role::Leader {
         if before.role != Role::Leader || before.term != term {
@@ -1150,7 +1152,12 @@ impl NodeRules {
         let next_round = self.rounds_first + self.rounds_sent_ticks.len() as u64;
         if let Seen::Read { id, path } = seen {
             if was_leading && matches!(path, ReadPath::ReadIndex | ReadPath::Lease) {
-                let lease = *path == ReadPath::Lease && self.lease_holds(node);
+                // A one-voter leader's rounds send nothing to see: its
+                // lease is not judged.
+                let sole = node
+                    .membership_at(self.before.membership_index)
+                    .is_some_and(|membership| sole_voter_of(membership, node.id()));
+                let lease = *path == ReadPath::Lease && (sole || self.lease_holds(node));
                 self.reads.insert(
                     *id,
                     TrackedRead {
@@ -1287,8 +1294,16 @@ impl NodeRules {
         if self.reads.values().all(|read| read.confirmed) {
             return;
         }
-        let mut confirmed = self.confirmed_round(node, node.membership());
-        if let Some(earlier) = node.membership_at(self.before.membership_index) {
+        let earlier = node.membership_at(self.before.membership_index);
+        let sole = sole_voter_of(node.membership(), node.id())
+            || earlier.is_some_and(|membership| sole_voter_of(membership, node.id()));
+        // A one-voter leader confirms a read as it can serve it.
+        let mut confirmed = if sole {
+            u64::MAX
+        } else {
+            self.confirmed_round(node, node.membership())
+        };
+        if let Some(earlier) = earlier {
             confirmed = confirmed.max(self.confirmed_round(node, earlier));
         }
         for read in self.reads.values_mut() {
@@ -1321,10 +1336,14 @@ impl NodeRules {
 }
 
 fn sole_voter(node: &Node) -> bool {
-    let membership = node.membership();
+    sole_voter_of(node.membership(), node.id())
+}
+
+/// Whether `id` is the only voter of `membership`.
+fn sole_voter_of(membership: &Membership, id: NodeId) -> bool {
     membership.voters_outgoing.is_empty()
         && membership.voters.len() == 1
-        && membership.voters.contains(&node.id())
+        && membership.voters.contains(&id)
 }
 
 #[cfg(test)]
