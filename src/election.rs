@@ -467,7 +467,9 @@ impl Node {
             && !(self.planted().stale_acceptance_counted
                 && matches!(
                     message.body,
-                    MessageBody::AppendEntriesResponse(crate::message::AppendResponse::Accepted { .. })
+                    MessageBody::AppendEntriesResponse(
+                        crate::message::AppendResponse::Accepted { .. }
+                    )
                 ))
         {
             // (The planted mistake takes an older term's acceptance.)

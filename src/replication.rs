@@ -425,16 +425,15 @@ impl Node {
             }
             // The planted inefficiency cuts right after `prev` instead
             // (never below the commit index) and writes the whole append.
-            let first_new = if self.planted().truncate_after_prev
-                && first_new_index <= self.log.last_index()
-            {
-                entries
-                    .iter()
-                    .position(|entry| entry.index > self.log.commit_index())
-                    .unwrap_or(first_new)
-            } else {
-                first_new
-            };
+            let first_new =
+                if self.planted().truncate_after_prev && first_new_index <= self.log.last_index() {
+                    entries
+                        .iter()
+                        .position(|entry| entry.index > self.log.commit_index())
+                        .unwrap_or(first_new)
+                } else {
+                    first_new
+                };
             let first_new_index = entries[first_new].index;
             if first_new_index <= self.log.last_index() {
                 self.stats.entries_truncated += self.log.last_index() - first_new_index + 1;

@@ -247,11 +247,11 @@ impl Seen {
                         entries: entries.clone(),
                         leader_commit: *leader_commit,
                     },
-                    MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index }) => {
-                        Body::Accepted {
-                            match_index: *match_index,
-                        }
-                    }
+                    MessageBody::AppendEntriesResponse(AppendResponse::Accepted {
+                        match_index,
+                    }) => Body::Accepted {
+                        match_index: *match_index,
+                    },
                     MessageBody::AppendEntriesResponse(AppendResponse::Rejected {
                         rejected_index,
                         hint_index,
@@ -354,6 +354,7 @@ struct Before {
     role: Role,
     term: Term,
     vote: Option<NodeId>,
+    leader: Option<NodeId>,
     last: LogPosition,
     base: LogPosition,
     commit: Index,
@@ -373,6 +374,7 @@ impl Default for Before {
             role: Role::Follower,
             term: 0,
             vote: None,
+            leader: None,
             last: LogPosition::ZERO,
             base: LogPosition::ZERO,
             commit: 0,
@@ -400,10 +402,12 @@ struct TrackedRead {
 #[derive(Clone, Debug, Default)]
 struct NodeRules {
     before: Before,
-    /// The highest index this node accepted in an append answer, in the
-    /// term it names (kept across restarts: an acknowledged entry is
-    /// durable).
-    acked: (Term, Index),
+    /// The highest index this node accepted in an append answer, by the
+    /// term the answer names, for the newest [`ACKED_TERMS_MAX`] terms
+    /// (kept across restarts: an acknowledged entry is durable, though
+    /// the term it was acknowledged in may not be, so a node may come
+    /// back in an older term and hear that term's leader again).
+    acked: BTreeMap<Term, Index>,
     /// Ticks stepped in this incarnation (the node's clock).
     ticks: u64,
     /// As leader: the term, and the tick each round of it was sent at,
@@ -420,6 +424,10 @@ struct NodeRules {
 
 /// Rounds remembered per leader, as the core remembers them.
 const ROUNDS_REMEMBERED_MAX: usize = 4096;
+
+/// Terms whose acknowledgements are remembered per node; a heartbeat of
+/// an older term is not judged.
+const ACKED_TERMS_MAX: usize = 256;
 
 /// The rules' state for every node of a run.
 pub(crate) struct Rules {
@@ -454,6 +462,7 @@ impl Rules {
         before.role = node.role();
         before.term = node.term();
         before.vote = node.voted_for();
+        before.leader = node.leader();
         before.last = node.last_position();
         before.base = node.log_base();
         before.commit = node.commit_index();
@@ -490,12 +499,12 @@ impl Rules {
         let before = &rules.before;
         check_term_and_vote(before, node, seen)?;
         let written = check_log(before, node, seen, actions)?;
-        check_commit(before, node, seen, rules.acked)?;
+        check_commit(before, node, seen, &rules.acked)?;
         if before.role == Role::Leader && (node.role(), node.term()) == (Role::Leader, before.term)
         {
             check_progress(before, node, seen, actions)?;
         }
-        check_configuration(before, node, seen, actions, written)?;
+        check_configuration(before, node, seen, written)?;
         rules.note_acks(actions);
         rules.check_reads(node, seen, actions)
     }
@@ -514,14 +523,14 @@ fn check_term_and_vote(before: &Before, node: &Node, seen: &Seen) -> Result<(), 
     }
     let message = seen.message();
     if let Some((_, _, Body::VoteRequest { pre_vote: true, .. })) = message {
-        let was = (before.role, before.term, before.vote, before.last, before.commit);
-        let is = (
-            role,
-            term,
-            vote,
-            node.last_position(),
-            node.commit_index(),
+        let was = (
+            before.role,
+            before.term,
+            before.vote,
+            before.last,
+            before.commit,
         );
+        let is = (role, term, vote, node.last_position(), node.commit_index());
         if was != is {
             return broken(
                 Rule::PreVoteInert,
@@ -545,14 +554,28 @@ fn check_term_and_vote(before: &Before, node: &Node, seen: &Seen) -> Result<(), 
             );
             moves
                 && message_term > before.term
-                && (term == message_term || (campaigned && term == message_term + 1))
+                && (term == message_term
+                    || (campaigned
+                        && term == message_term + 1
+                        && matches!(body, Body::Other("TimeoutNow"))))
         });
-        let election = campaigned && term == before.term + 1;
+        // An election starts on a tick (a timeout), a won pre-vote, or a
+        // TimeoutNow from the leader of the node's term (or of a newer
+        // term, which it then follows).
+        let starts = match message {
+            None => matches!(seen, Seen::Tick),
+            Some((_, _, Body::VoteResponse { pre_vote: true, granted: true })) => true,
+            Some((from, message_term, Body::Other("TimeoutNow"))) => {
+                message_term > before.term || before.leader == Some(from)
+            }
+            Some(_) => false,
+        };
+        let election = campaigned && term == before.term + 1 && starts;
         if !from_message && !election {
             return broken(
                 Rule::TermSource,
                 format!(
-                    "the term went from {} to {term} (ending as {role:?} voting for {vote:?}) on {seen}: a term rises only to a message's higher term, or by one when the node campaigns",
+                    "the term went from {} to {term} (ending as {role:?} voting for {vote:?}) on {seen}: a term rises only to a message's higher term, or by one when the node campaigns on a tick, a won pre-vote or a TimeoutNow from its leader",
                     before.term
                 ),
             );
@@ -797,8 +820,8 @@ fn check_append_matches(
     let conflicts = message_term(at + 1).is_some()
         && before_term(at + 1).is_some()
         && before_term(at + 1) != message_term(at + 1);
-    let agreed_below =
-        (prev.index + 1..=at).all(|index| before_term(index).is_none_or(|t| Some(t) == message_term(index)));
+    let agreed_below = (prev.index + 1..=at)
+        .all(|index| before_term(index).is_none_or(|t| Some(t) == message_term(index)));
     if at < before.commit || !conflicts || !agreed_below {
         return broken(
             Rule::LogAppendMatches,
@@ -819,7 +842,7 @@ fn check_commit(
     before: &Before,
     node: &Node,
     seen: &Seen,
-    acked: (Term, Index),
+    acked: &BTreeMap<Term, Index>,
 ) -> Result<(), Broken> {
     let (commit, term, role) = (node.commit_index(), node.term(), node.role());
     if commit < before.commit || commit > node.last_index() {
@@ -842,7 +865,13 @@ fn check_commit(
         let evidence = matches!(seen, Seen::Persisted)
             || matches!(
                 seen.message(),
-                Some((_, _, Body::Accepted { .. } | Body::HeartbeatResponse { .. } | Body::Other("InstallSnapshotResponse")))
+                Some((
+                    _,
+                    _,
+                    Body::Accepted { .. }
+                        | Body::HeartbeatResponse { .. }
+                        | Body::Other("InstallSnapshotResponse")
+                ))
             );
         if evidence && node.term_at(commit) == Some(term) {
             return Ok(());
@@ -872,21 +901,30 @@ fn check_commit(
         *message_term == term && node.leader() == Some(*from) && role == Role::Follower
     });
     let limit = match message {
-        Some((_, _, Body::Append {
-            prev,
-            entries,
-            leader_commit,
-        })) => Some((
+        Some((
+            _,
+            _,
+            Body::Append {
+                prev,
+                entries,
+                leader_commit,
+            },
+        )) => Some((
             (*leader_commit).min(prev.index + entries.len() as Index),
             "the append's commit and its last entry",
         )),
         Some((_, _, Body::CommitNotice { last, commit })) => {
-            let holds = node.term_at(last.index) == Some(last.term)
-                || node.log_base() == *last;
+            let holds = node.term_at(last.index) == Some(last.term) || node.log_base() == *last;
             holds.then_some((*commit, "the notice's commit (its last entry held)"))
         }
         Some((_, _, Body::Heartbeat { commit })) => {
-            let acknowledged = if acked.0 == term { acked.1 } else { 0 };
+            let forgotten = acked.len() == ACKED_TERMS_MAX
+                && acked.first_key_value().is_some_and(|(oldest, _)| term < *oldest);
+            let acknowledged = if forgotten {
+                Index::MAX
+            } else {
+                acked.get(&term).copied().unwrap_or(0)
+            };
             Some((
                 (*commit).min(acknowledged.max(before.commit)),
                 "the heartbeat's commit and the entries this node acknowledged to the leader of the term",
@@ -1025,7 +1063,15 @@ fn check_progress(
         )) = message
         {
             if from == *id && message_term == term {
-                check_probe(node, seen, was, &is, *rejected_index, *hint_index, *hint_term)?;
+                check_probe(
+                    node,
+                    seen,
+                    was,
+                    &is,
+                    *rejected_index,
+                    *hint_index,
+                    *hint_term,
+                )?;
             }
         }
     }
@@ -1050,7 +1096,10 @@ fn check_probe(
     let denial = was.match_index > 0
         && rejected_index == was.match_index
         && was.next_index == was.match_index + 1;
-    if !answers_probe || denial || is.state != ProgressState::Probe || is.match_index != was.match_index
+    if !answers_probe
+        || denial
+        || is.state != ProgressState::Probe
+        || is.match_index != was.match_index
     {
         return Ok(());
     }
@@ -1059,9 +1108,7 @@ fn check_probe(
     } else {
         hint_index
     };
-    let expected = rejected_index
-        .min(conflict + 1)
-        .max(was.match_index + 1);
+    let expected = rejected_index.min(conflict + 1).max(was.match_index + 1);
     if is.next_index != expected {
         return broken(
             Rule::ProbePerTerm,
@@ -1083,11 +1130,11 @@ fn check_configuration(
     before: &Before,
     node: &Node,
     seen: &Seen,
-    _actions: &[Action],
     written: Written,
 ) -> Result<(), Broken> {
     let index = node.membership_index();
-    if index == before.membership_index || written.installed || matches!(seen, Seen::Snapshotted(_)) {
+    if index == before.membership_index || written.installed || matches!(seen, Seen::Snapshotted(_))
+    {
         return Ok(());
     }
     let wrote_it = index >= written.from
@@ -1115,14 +1162,14 @@ impl NodeRules {
     fn note_acks(&mut self, actions: &[Action]) {
         for action in actions {
             if let Action::Send { message, .. } = action {
-                if let MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index }) =
-                    message.body
+                if let MessageBody::AppendEntriesResponse(AppendResponse::Accepted {
+                    match_index,
+                }) = message.body
                 {
-                    if message.term > self.acked.0 {
-                        self.acked = (message.term, 0);
-                    }
-                    if message.term == self.acked.0 {
-                        self.acked.1 = self.acked.1.max(match_index);
+                    let acked = self.acked.entry(message.term).or_insert(0);
+                    *acked = (*acked).max(match_index);
+                    if self.acked.len() > ACKED_TERMS_MAX {
+                        self.acked.pop_first();
                     }
                 }
             }
@@ -1357,7 +1404,7 @@ mod tests {
         for rule in Rule::ALL {
             let row = format!("| `{}` |", rule.name());
             assert_eq!(
-                readme.matches(&row).count(),
+                readme.lines().filter(|line| line.starts_with(&row)).count(),
                 1,
                 "sim/README.md's table of step rules must have one row for {rule}"
             );

@@ -9,7 +9,6 @@
 //! hearing the leader must not depose it while the leader keeps a
 //! quorum).
 
-
 use concord::session;
 use concord::state_machine::StateMachine;
 use concord::{Index, Input, Membership, Node, NodeId, ProgressState, Role, Term};

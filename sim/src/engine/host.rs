@@ -27,8 +27,8 @@ use super::{Event, FailureKind, Simulation, MS, PAUSED_QUEUE_MAX};
 use crate::disk::{Disk, Record};
 use crate::faults::{FaultKind, Partition};
 use crate::nemesis::{self, Strike};
-use crate::safety::ApplyError;
 use crate::rules;
+use crate::safety::ApplyError;
 use crate::trace::hash_bytes;
 use crate::workload::Workload;
 

@@ -81,7 +81,12 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
     /// hold one canonical state. Returns the canonical state (the book
     /// wrapped in front when host entries are on), or `None` after a
     /// failure.
-    pub(super) fn judge_snapshot(&mut self, index: usize, at: Index, state: &[u8]) -> Option<Bytes> {
+    pub(super) fn judge_snapshot(
+        &mut self,
+        index: usize,
+        at: Index,
+        state: &[u8],
+    ) -> Option<Bytes> {
         let canonical = self.hosts[index].sm.canonical_state();
         let mut fresh = self.fresh_state_machine(index);
         let restored = match fresh.restore(state) {
@@ -183,7 +188,10 @@ mod tests {
         assert!(text.contains("byte 2 (0x63 on n1, 0x58 on n2"), "{text}");
         assert!(!text.contains("HashMap"), "{text}");
         let shorter = describe_difference(("n1", b"abc"), ("n2", b"ab"));
-        assert!(shorter.contains("byte 2 (0x63 on n1, its end on n2"), "{shorter}");
+        assert!(
+            shorter.contains("byte 2 (0x63 on n1, its end on n2"),
+            "{shorter}"
+        );
     }
 
     #[test]
