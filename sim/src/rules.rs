@@ -564,7 +564,14 @@ fn check_term_and_vote(before: &Before, node: &Node, seen: &Seen) -> Result<(), 
         // term, which it then follows).
         let starts = match message {
             None => matches!(seen, Seen::Tick),
-            Some((_, _, Body::VoteResponse { pre_vote: true, granted: true })) => true,
+            Some((
+                _,
+                _,
+                Body::VoteResponse {
+                    pre_vote: true,
+                    granted: true,
+                },
+            )) => true,
             Some((from, message_term, Body::Other("TimeoutNow"))) => {
                 message_term > before.term || before.leader == Some(from)
             }
@@ -919,7 +926,9 @@ fn check_commit(
         }
         Some((_, _, Body::Heartbeat { commit })) => {
             let forgotten = acked.len() == ACKED_TERMS_MAX
-                && acked.first_key_value().is_some_and(|(oldest, _)| term < *oldest);
+                && acked
+                    .first_key_value()
+                    .is_some_and(|(oldest, _)| term < *oldest);
             let acknowledged = if forgotten {
                 Index::MAX
             } else {
