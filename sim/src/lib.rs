@@ -105,6 +105,9 @@
 //! * **Clients** register a session, then issue commands from a
 //!   [`Workload`] with timeouts, retries under the same sequence number,
 //!   leader discovery through `NotLeader` hints, and redirects.
+//! * **Step rules** ([`rules`]): every step of every node against what
+//!   its input may change (term, vote, log, commit index, followers'
+//!   progress, read rounds and lease, configuration), failure `step-rule`.
 //! * **Checks** after every node step: one leader per term, committed
 //!   prefixes agree (log matching, no committed entry replaced), leader
 //!   completeness, state machine safety (same entry and same response at

@@ -1617,6 +1617,52 @@ fn check_read_passes_through(id: u64, answer: &Bytes, inner: Option<&Bytes>) -> 
     Ok(())
 }
 
+/// A client request as the workload describes its command (a session
+/// registration or an undecodable request as such).
+fn describe_request<W: Workload>(workload: &W, request: &[u8]) -> String {
+    match ClientRequest::decode(request) {
+        Ok(ClientRequest::Command {
+            client,
+            seq,
+            command,
+        }) => format!(
+            "command {} of session {client} #{seq}",
+            workload.describe(command)
+        ),
+        Ok(other) => format!("{other:?}"),
+        Err(_) => format!("an undecodable request of {} bytes", request.len()),
+    }
+}
+
+/// A state machine's response (as the session layer encodes it), readable:
+/// the session answer with the state machine's bytes escaped, at most 96
+/// of them.
+pub(super) fn show_response(response: Option<&Bytes>) -> String {
+    let Some(bytes) = response else {
+        return "none".to_string();
+    };
+    match concord::session::SessionResponse::decode(bytes) {
+        Ok(concord::session::SessionResponse::Ok(inner)) => format!("Ok({})", show_bytes(&inner)),
+        Ok(other) => format!("{other:?}"),
+        Err(_) => show_bytes(bytes),
+    }
+}
+
+/// Bytes as an escaped string literal, cut at 96 bytes.
+pub(crate) fn show_bytes(bytes: &[u8]) -> String {
+    const SHOWN_MAX: usize = 96;
+    let shown: String = bytes[..bytes.len().min(SHOWN_MAX)]
+        .iter()
+        .flat_map(|byte| std::ascii::escape_default(*byte))
+        .map(char::from)
+        .collect();
+    if bytes.len() > SHOWN_MAX {
+        format!("b\"{shown}\"... ({} bytes)", bytes.len())
+    } else {
+        format!("b\"{shown}\"")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1898,51 +1944,5 @@ mod tests {
             message.contains("the state machine it wraps None"),
             "{message}"
         );
-    }
-}
-
-/// A client request as the workload describes its command (a session
-/// registration or an undecodable request as such).
-fn describe_request<W: Workload>(workload: &W, request: &[u8]) -> String {
-    match ClientRequest::decode(request) {
-        Ok(ClientRequest::Command {
-            client,
-            seq,
-            command,
-        }) => format!(
-            "command {} of session {client} #{seq}",
-            workload.describe(command)
-        ),
-        Ok(other) => format!("{other:?}"),
-        Err(_) => format!("an undecodable request of {} bytes", request.len()),
-    }
-}
-
-/// A state machine's response (as the session layer encodes it), readable:
-/// the session answer with the state machine's bytes escaped, at most 96
-/// of them.
-pub(super) fn show_response(response: Option<&Bytes>) -> String {
-    let Some(bytes) = response else {
-        return "none".to_string();
-    };
-    match concord::session::SessionResponse::decode(bytes) {
-        Ok(concord::session::SessionResponse::Ok(inner)) => format!("Ok({})", show_bytes(&inner)),
-        Ok(other) => format!("{other:?}"),
-        Err(_) => show_bytes(bytes),
-    }
-}
-
-/// Bytes as an escaped string literal, cut at 96 bytes.
-pub(crate) fn show_bytes(bytes: &[u8]) -> String {
-    const SHOWN_MAX: usize = 96;
-    let shown: String = bytes[..bytes.len().min(SHOWN_MAX)]
-        .iter()
-        .flat_map(|byte| std::ascii::escape_default(*byte))
-        .map(char::from)
-        .collect();
-    if bytes.len() > SHOWN_MAX {
-        format!("b\"{shown}\"... ({} bytes)", bytes.len())
-    } else {
-        format!("b\"{shown}\"")
     }
 }
