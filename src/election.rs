@@ -278,14 +278,20 @@ impl Node {
         actions: &mut Vec<Action>,
     ) {
         let candidate = message.from;
+        // The planted mistake: a candidate votes for a rival too.
+        let rival = self.planted().candidate_grants_rival
+            && !pre_vote
+            && self.role == Role::Candidate
+            && self.voted_for == Some(self.config.id);
         let can_vote = self.voted_for == Some(candidate)
             || (self.voted_for.is_none() && self.leader.is_none())
-            || (pre_vote && message.term > self.term);
+            || (pre_vote && message.term > self.term)
+            || rival;
         let up_to_date = last_log.is_up_to_date_with(&self.log.last_position());
         let granted = can_vote && up_to_date;
         if granted && !pre_vote {
             debug_assert_eq!(message.term, self.term);
-            if self.voted_for.is_none() {
+            if self.voted_for.is_none() || rival {
                 self.voted_for = Some(candidate);
                 self.hard_state_dirty = true;
             }
@@ -430,7 +436,9 @@ impl Node {
                     if lease_applies && !transfer && self.in_leader_lease() {
                         return;
                     }
-                    if !pre_vote {
+                    if !pre_vote || self.planted().pre_vote_moves_term {
+                        // (With the planted mistake, a pre-vote moves the
+                        // term too.)
                         self.become_follower(message.term, None, actions);
                     }
                 }
@@ -455,7 +463,16 @@ impl Node {
                 }
                 MessageBody::Removed { .. } => unreachable!("handled above"),
             }
-        } else if message.term < self.term {
+        } else if message.term < self.term
+            && !(self.planted().stale_acceptance_counted
+                && matches!(
+                    message.body,
+                    MessageBody::AppendEntriesResponse(
+                        crate::message::AppendResponse::Accepted { .. }
+                    )
+                ))
+        {
+            // (The planted mistake takes an older term's acceptance.)
             self.stats.messages_stale_term += 1;
             match message.body {
                 // A deposed leader learns the newer term from the answer.

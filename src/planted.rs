@@ -51,6 +51,52 @@ pub struct PlantedBugs {
     /// the simulator's efficiency budgets can catch it; it breaks no
     /// invariant, so it sets no assertion aside (not in [`Self::any`]).
     pub probe_ignores_hint: bool,
+    // Mistakes the simulator's step rules (issue 46, `sim/src/rules.rs`)
+    // catch at the step that makes them; the outcome checks see them
+    // rarely or never.
+    /// A node that grants no pre-vote still moves to the higher term a
+    /// pre-vote request names (as if it were a vote request), disrupting
+    /// the leader it follows. Breaks no invariant (not in [`Self::any`]).
+    pub pre_vote_moves_term: bool,
+    /// A leader takes an append acceptance of an older term as if it
+    /// were of its own: the follower's log matched an older leader's up
+    /// to that index, not necessarily this one's.
+    pub stale_acceptance_counted: bool,
+    /// A follower commits up to the leader's commit index capped by its
+    /// own last entry, not by the last entry of the append: a suffix the
+    /// append did not vouch for commits.
+    pub commit_past_append: bool,
+    /// A leader refused with a hint probes next right after the hint's
+    /// index, ignoring the hint's term: one probe per divergent entry run
+    /// of the follower instead of per term. An inefficiency (not in
+    /// [`Self::any`]).
+    pub probe_ignores_hint_term: bool,
+    /// A leader refused while probing steps back to right after the
+    /// follower's match index, ignoring the hint: every entry since is
+    /// sent again. An inefficiency (not in [`Self::any`]).
+    pub probe_back_to_match: bool,
+    /// A leader's heartbeat tells each follower its whole commit index,
+    /// not capped at what the follower is known to hold: a follower
+    /// commits whatever it holds up to there, possibly a suffix of an
+    /// older term.
+    pub heartbeat_commit_uncapped: bool,
+    /// A follower that finds a conflict in an append truncates its log
+    /// right after the append's `prev`, not at the first conflicting
+    /// entry, and writes every entry of the append again. An
+    /// inefficiency (not in [`Self::any`]).
+    pub truncate_after_prev: bool,
+    /// A leader counts its whole log toward a commit, not only its durable
+    /// part: an entry commits before the leader's own copy is on disk.
+    pub leader_counts_unpersisted: bool,
+    /// A candidate grants a rival candidate's vote request of its own
+    /// term, casting a second vote in one term (and so cannot count its
+    /// own any more).
+    pub candidate_grants_rival: bool,
+    /// A read arriving at a leader while a confirmation round is out
+    /// joins that round instead of the next: the round may have been sent
+    /// before the read arrived, so its answers do not show that no newer
+    /// leader existed when the read began.
+    pub read_joins_sent_round: bool,
     /// A liveness mistake, not a safety one: a node removed from the
     /// voters keeps campaigning (it ignores both its own configuration and
     /// the peers' [`MessageBody::Removed`](crate::MessageBody::Removed)
@@ -83,6 +129,16 @@ impl PlantedBugs {
         membership_on_commit: false,
         witness_campaigns: false,
         probe_ignores_hint: false,
+        pre_vote_moves_term: false,
+        stale_acceptance_counted: false,
+        commit_past_append: false,
+        probe_ignores_hint_term: false,
+        probe_back_to_match: false,
+        heartbeat_commit_uncapped: false,
+        truncate_after_prev: false,
+        leader_counts_unpersisted: false,
+        candidate_grants_rival: false,
+        read_joins_sent_round: false,
         removed_node_campaigns: false,
         commit_notice_unchecked: false,
         owed_commit_forgotten: false,
@@ -96,6 +152,12 @@ impl PlantedBugs {
             || self.read_index_without_round
             || self.follower_read_before_apply
             || self.joint_new_quorum_only
+            || self.stale_acceptance_counted
+            || self.commit_past_append
+            || self.heartbeat_commit_uncapped
+            || self.leader_counts_unpersisted
+            || self.candidate_grants_rival
+            || self.read_joins_sent_round
             || self.membership_on_commit
             || self.witness_campaigns
             || self.commit_notice_unchecked

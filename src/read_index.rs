@@ -282,7 +282,13 @@ impl Node {
         // sent when the outstanding one is confirmed or at the next
         // heartbeat; so a burst of reads costs one round, not one each.
         let round_in_flight = !self.reads.unconfirmed.is_empty();
-        let round = self.reads.round_next;
+        let round = if round_in_flight && self.planted().read_joins_sent_round {
+            // The planted mistake: the round already out, sent before
+            // this read arrived.
+            self.reads.round_next.saturating_sub(1).max(1)
+        } else {
+            self.reads.round_next
+        };
         self.reads.unconfirmed.push_back(UnconfirmedRead {
             id,
             path,

@@ -271,8 +271,14 @@ impl Node {
         for (&peer, progress) in &self.progress {
             // Never tell a follower to commit past what it is known to
             // hold: its log beyond its match index may differ from ours.
+            let capped = if self.planted().heartbeat_commit_uncapped {
+                // The planted mistake: the whole commit index.
+                commit
+            } else {
+                commit.min(progress.match_index)
+            };
             let body = MessageBody::Heartbeat {
-                commit: commit.min(progress.match_index),
+                commit: capped,
                 read_round,
             };
             self.send(peer, body, actions);
@@ -417,6 +423,18 @@ impl Node {
                 self.stats.appends_dropped_backpressure += 1;
                 return false;
             }
+            // The planted inefficiency cuts right after `prev` instead
+            // (never below the commit index) and writes the whole append.
+            let first_new =
+                if self.planted().truncate_after_prev && first_new_index <= self.log.last_index() {
+                    entries
+                        .iter()
+                        .position(|entry| entry.index > self.log.commit_index())
+                        .unwrap_or(first_new)
+                } else {
+                    first_new
+                };
+            let first_new_index = entries[first_new].index;
             if first_new_index <= self.log.last_index() {
                 self.stats.entries_truncated += self.log.last_index() - first_new_index + 1;
                 self.truncate_log_after(first_new_index - 1);
@@ -430,7 +448,12 @@ impl Node {
             self.log.append_run(entries);
         }
         self.leader_match_index = self.leader_match_index.max(message_last);
-        let new_commit = leader_commit.min(message_last);
+        let new_commit = if self.planted().commit_past_append {
+            // The planted mistake: capped by our log, not by the append.
+            leader_commit.min(self.log.last_index())
+        } else {
+            leader_commit.min(message_last)
+        };
         if new_commit > self.log.commit_index() {
             self.log.commit_to(new_commit);
         }
@@ -584,7 +607,11 @@ impl Node {
                 let probe_from = if self.planted().probe_ignores_hint {
                     // The planted inefficiency: one entry back per refusal.
                     rejected_index.saturating_sub(1)
-                } else if hint_term > 0 {
+                } else if self.planted().probe_back_to_match {
+                    // The planted inefficiency: back to the match index.
+                    0
+                } else if hint_term > 0 && !self.planted().probe_ignores_hint_term {
+                    // (The planted `probe_ignores_hint_term` skips this.)
                     self.log.find_conflict_by_term(hint_index, hint_term).index
                 } else {
                     hint_index
@@ -634,7 +661,12 @@ impl Node {
         debug_assert_eq!(self.role, Role::Leader);
         let mut scratch = std::mem::take(&mut self.scratch_indices);
         let me = self.config.id;
-        let persisted_index = self.persisted_index;
+        let persisted_index = if self.planted().leader_counts_unpersisted {
+            // The planted mistake: the whole log counts, durable or not.
+            self.log.last_index()
+        } else {
+            self.persisted_index
+        };
         let progress = &self.progress;
         let match_of = |id: NodeId| {
             if id == me {

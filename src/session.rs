@@ -557,6 +557,43 @@ impl<S: StateMachine> WithSessions<S> {
     }
 }
 
+impl<S> WithSessions<S> {
+    /// The snapshot layout of [`StateMachine::snapshot`] around `inner`,
+    /// the wrapped state machine's bytes.
+    fn encode_with(&self, inner: &[u8]) -> Bytes {
+        // Sized exactly up front: the buffer never regrows while filling.
+        let sessions_bytes: usize = self
+            .table
+            .sessions
+            .values()
+            .map(|session| 8 * 3 + 1 + session.response.as_ref().map_or(0, |r| 4 + r.len()))
+            .sum();
+        let size_bytes = SNAPSHOT_HEADER_BYTES + 8 + sessions_bytes + 8 + inner.len();
+        let mut buffer = BytesMut::with_capacity(size_bytes);
+        buffer.put_u64_le(SNAPSHOT_MARKER);
+        buffer.put_u8(SNAPSHOT_VERSION);
+        buffer.put_u64_le(self.table.epoch);
+        buffer.put_u64_le(self.table.sessions.len() as u64);
+        for (client, session) in &self.table.sessions {
+            buffer.put_u64_le(*client);
+            buffer.put_u64_le(session.last_seq);
+            buffer.put_u64_le(session.last_used);
+            match &session.response {
+                None => buffer.put_u8(0),
+                Some(response) => {
+                    buffer.put_u8(1);
+                    buffer.put_u32_le(response.len() as u32);
+                    buffer.put_slice(response);
+                }
+            }
+        }
+        buffer.put_u64_le(self.table.evictions);
+        buffer.put_slice(inner);
+        debug_assert_eq!(buffer.len(), size_bytes);
+        buffer.freeze()
+    }
+}
+
 impl<S: StateMachine> StateMachine for WithSessions<S> {
     fn apply(&mut self, index: Index, command: &[u8]) -> Bytes {
         self.apply_request(index, command).response().encode()
@@ -585,37 +622,13 @@ impl<S: StateMachine> StateMachine for WithSessions<S> {
     /// count on, with no marker, version or epoch; it is still restored,
     /// with epoch 0.
     fn snapshot(&self) -> Bytes {
-        let inner = self.inner.snapshot();
-        // Sized exactly up front: the buffer never regrows while filling.
-        let sessions_bytes: usize = self
-            .table
-            .sessions
-            .values()
-            .map(|session| 8 * 3 + 1 + session.response.as_ref().map_or(0, |r| 4 + r.len()))
-            .sum();
-        let size_bytes = SNAPSHOT_HEADER_BYTES + 8 + sessions_bytes + 8 + inner.len();
-        let mut buffer = BytesMut::with_capacity(size_bytes);
-        buffer.put_u64_le(SNAPSHOT_MARKER);
-        buffer.put_u8(SNAPSHOT_VERSION);
-        buffer.put_u64_le(self.table.epoch);
-        buffer.put_u64_le(self.table.sessions.len() as u64);
-        for (client, session) in &self.table.sessions {
-            buffer.put_u64_le(*client);
-            buffer.put_u64_le(session.last_seq);
-            buffer.put_u64_le(session.last_used);
-            match &session.response {
-                None => buffer.put_u8(0),
-                Some(response) => {
-                    buffer.put_u8(1);
-                    buffer.put_u32_le(response.len() as u32);
-                    buffer.put_slice(response);
-                }
-            }
-        }
-        buffer.put_u64_le(self.table.evictions);
-        buffer.put_slice(&inner);
-        debug_assert_eq!(buffer.len(), size_bytes);
-        buffer.freeze()
+        self.encode_with(&self.inner.snapshot())
+    }
+
+    /// The session table (canonical: its maps are ordered) in front of
+    /// the wrapped state machine's canonical state.
+    fn canonical_state(&self) -> Bytes {
+        self.encode_with(&self.inner.canonical_state())
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {

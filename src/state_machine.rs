@@ -68,7 +68,31 @@ pub trait StateMachine {
 
     /// Serializes the whole state. Restoring it on a fresh instance must
     /// give a state machine that behaves identically from then on.
+    ///
+    /// The bytes need not be canonical (a `HashMap` may be written in
+    /// its iteration order), but then [`canonical_state`] must be
+    /// overridden: replicas are compared by it, never by these bytes.
+    ///
+    /// [`canonical_state`]: StateMachine::canonical_state
     fn snapshot(&self) -> Bytes;
+
+    /// The state in a canonical form, for comparing replicas: two state
+    /// machines that applied the same commands (or restored the same
+    /// snapshot) must return the same bytes, whatever order their
+    /// containers iterate in; different states should give different
+    /// bytes. Never stored or sent; a checker (the simulator) compares
+    /// the replicas' canonical states after snapshots and at the end of a
+    /// run, and a fresh instance restored from each snapshot with the
+    /// state it was taken from.
+    ///
+    /// The default is [`snapshot`](StateMachine::snapshot), which is right
+    /// when the snapshot is canonical (ordered containers such as a
+    /// `BTreeMap`, or entries sorted before writing). A state machine
+    /// whose snapshot iterates a `HashMap` or `HashSet` must override this,
+    /// for example by writing the same entries sorted by key.
+    fn canonical_state(&self) -> Bytes {
+        self.snapshot()
+    }
 
     /// Replaces the whole state with a snapshot taken by
     /// [`snapshot`](StateMachine::snapshot).
@@ -130,6 +154,10 @@ impl<S: StateMachine + ?Sized> StateMachine for Box<S> {
         (**self).snapshot()
     }
 
+    fn canonical_state(&self) -> Bytes {
+        (**self).canonical_state()
+    }
+
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {
         (**self).restore(snapshot)
     }
@@ -187,6 +215,7 @@ mod tests {
         let mut boxed: Box<dyn StateMachine> = Box::new(Concat::default());
         assert_eq!(&boxed.apply(1, b"ab")[..], b"ab");
         assert_eq!(&boxed.apply(2, b"c")[..], b"abc");
+        assert_eq!(boxed.canonical_state(), boxed.snapshot());
         let snapshot = boxed.snapshot();
         let mut other: Box<dyn StateMachine> = Box::new(Concat::default());
         other.restore(&snapshot).unwrap();

@@ -43,6 +43,8 @@ fn main() {
                         probe_ignores_hint: planted,
                         ..CoreBugs::default()
                     },
+                    // Budgets alone: the step rules stop a planted run.
+                    step_rules: !planted,
                     ..SimConfig::default()
                 };
                 let report = run_kv(&config, None).expect("valid configuration");

@@ -120,6 +120,27 @@ pub struct CoreBugs {
     /// append is refused and backs up one entry per refusal (caught by the
     /// efficiency budgets, `crate::budgets`).
     pub probe_ignores_hint: bool,
+    // Caught by the step rules (`crate::rules`, issue 46).
+    /// A node moves to the higher term of a pre-vote request it does not grant (caught by the step rule `pre-vote-inert`).
+    pub pre_vote_moves_term: bool,
+    /// A leader takes an append acceptance of an older term as its own (caught by the step rule `progress-answer`).
+    pub stale_acceptance_counted: bool,
+    /// A follower commits past the last entry of the append that told it the commit (caught by the step rule `commit-follower`).
+    pub commit_past_append: bool,
+    /// An inefficiency: a refused leader probes right after the hint's index, ignoring its term (caught by the step rule `probe-per-term`).
+    pub probe_ignores_hint_term: bool,
+    /// An inefficiency: a refused leader probes from right after the match index, ignoring the hint (caught by the step rule `probe-per-term`).
+    pub probe_back_to_match: bool,
+    /// A leader's heartbeats carry its whole commit index, not capped at what each follower holds (caught by the step rule `commit-follower`).
+    pub heartbeat_commit_uncapped: bool,
+    /// An inefficiency: a follower finding a conflict truncates right after the append's prev, not at the conflict (caught by the step rule `log-append-matches`).
+    pub truncate_after_prev: bool,
+    /// A leader counts its whole log toward a commit, durable or not (caught by the step rule `commit-leader`).
+    pub leader_counts_unpersisted: bool,
+    /// A candidate grants a rival candidate's vote in its own term, voting twice (caught by the step rule `vote-once`).
+    pub candidate_grants_rival: bool,
+    /// A read arriving while a confirmation round is out joins that round, sent before it arrived (caught by the step rule `read-index`).
+    pub read_joins_sent_round: bool,
     /// A node removed from the voters keeps campaigning (caught by the
     /// stability checks under the final configuration).
     pub removed_node_campaigns: bool,
@@ -143,6 +164,16 @@ impl CoreBugs {
             || self.membership_on_commit
             || self.witness_campaigns
             || self.probe_ignores_hint
+            || self.pre_vote_moves_term
+            || self.stale_acceptance_counted
+            || self.commit_past_append
+            || self.probe_ignores_hint_term
+            || self.probe_back_to_match
+            || self.heartbeat_commit_uncapped
+            || self.truncate_after_prev
+            || self.leader_counts_unpersisted
+            || self.candidate_grants_rival
+            || self.read_joins_sent_round
             || self.removed_node_campaigns
             || self.commit_notice_unchecked
             || self.owed_commit_forgotten
@@ -160,6 +191,16 @@ impl CoreBugs {
             membership_on_commit: self.membership_on_commit,
             witness_campaigns: self.witness_campaigns,
             probe_ignores_hint: self.probe_ignores_hint,
+            pre_vote_moves_term: self.pre_vote_moves_term,
+            stale_acceptance_counted: self.stale_acceptance_counted,
+            commit_past_append: self.commit_past_append,
+            probe_ignores_hint_term: self.probe_ignores_hint_term,
+            probe_back_to_match: self.probe_back_to_match,
+            heartbeat_commit_uncapped: self.heartbeat_commit_uncapped,
+            truncate_after_prev: self.truncate_after_prev,
+            leader_counts_unpersisted: self.leader_counts_unpersisted,
+            candidate_grants_rival: self.candidate_grants_rival,
+            read_joins_sent_round: self.read_joins_sent_round,
             removed_node_campaigns: self.removed_node_campaigns,
             commit_notice_unchecked: self.commit_notice_unchecked,
             owed_commit_forgotten: self.owed_commit_forgotten,
@@ -550,6 +591,10 @@ pub struct SimConfig {
     /// ([`crate::budgets::Expectation`]) instead of reporting it in a
     /// class of its own (`--strict-budgets`).
     pub strict_budgets: bool,
+    /// Check every step of every node against the step rules
+    /// ([`crate::rules`]; `--no-step-rules` turns them off, to measure
+    /// what the other checks catch without them).
+    pub step_rules: bool,
 }
 
 impl Default for SimConfig {
@@ -585,6 +630,7 @@ impl Default for SimConfig {
             service_bug: false,
             forced_recovery: ForcedRecoveryChoice::Swarm,
             strict_budgets: false,
+            step_rules: true,
         }
     }
 }
@@ -784,6 +830,36 @@ impl SimConfig {
         if self.core_bugs.probe_ignores_hint {
             flags += " --bug-probe-ignores-hint";
         }
+        if self.core_bugs.pre_vote_moves_term {
+            flags += " --bug-pre-vote-moves-term";
+        }
+        if self.core_bugs.stale_acceptance_counted {
+            flags += " --bug-stale-acceptance-counted";
+        }
+        if self.core_bugs.commit_past_append {
+            flags += " --bug-commit-past-append";
+        }
+        if self.core_bugs.probe_ignores_hint_term {
+            flags += " --bug-probe-ignores-hint-term";
+        }
+        if self.core_bugs.probe_back_to_match {
+            flags += " --bug-probe-back-to-match";
+        }
+        if self.core_bugs.heartbeat_commit_uncapped {
+            flags += " --bug-heartbeat-commit-uncapped";
+        }
+        if self.core_bugs.truncate_after_prev {
+            flags += " --bug-truncate-after-prev";
+        }
+        if self.core_bugs.leader_counts_unpersisted {
+            flags += " --bug-leader-counts-unpersisted";
+        }
+        if self.core_bugs.candidate_grants_rival {
+            flags += " --bug-candidate-grants-rival";
+        }
+        if self.core_bugs.read_joins_sent_round {
+            flags += " --bug-read-joins-sent-round";
+        }
         if self.core_bugs.removed_node_campaigns {
             flags += " --bug-removed-node-campaigns";
         }
@@ -809,6 +885,9 @@ impl SimConfig {
         }
         if self.strict_budgets {
             flags += " --strict-budgets";
+        }
+        if !self.step_rules {
+            flags += " --no-step-rules";
         }
         flags
     }

@@ -42,6 +42,7 @@ use crate::config::{CompactionOptions, NodeOptions, ReadOptions, SimConfig};
 use crate::faults::{exponential, Fault, FaultKind, FaultPlan, PlanLimits, Rates};
 use crate::nemesis::Nemesis;
 use crate::promises::Promises;
+use crate::rules::Rules;
 use crate::safety::Safety;
 use crate::trace::TraceHash;
 use crate::workload::{OpResult, Workload};
@@ -62,6 +63,7 @@ mod network;
 mod queue;
 mod sessions;
 mod split;
+mod states;
 
 use self::book::HostEntries;
 use self::calm::CalmPhase;
@@ -70,7 +72,8 @@ use self::churn::Churn;
 use self::client::{Client, ClientMessage, ClientProbes};
 use self::forced::{Forced, ForcedStep};
 pub use self::forced::{ForcedRecoveryReport, LostOperation};
-pub(crate) use self::host::CALM_FSYNC_NS;
+pub(crate) use self::hints::expected_hint as last_at_or_below;
+pub(crate) use self::host::{show_bytes, CALM_FSYNC_NS};
 use self::host::{Host, HostInput, Proposer};
 pub(crate) use self::network::MESSAGE_DELAY_MAX_NS;
 use self::network::{body_code, NetOdds, Slab};
@@ -114,6 +117,10 @@ pub enum FailureKind {
     /// A service's own invariant (`run --service ...`) failed: the
     /// message names the service and the check.
     ServiceInvariant,
+    /// A workload's own check failed ([`Workload::check_now`] during the
+    /// run, [`Workload::finish`] at its end), under the name the workload
+    /// gives it ([`Workload::failure_kind`]; `workload` by default).
+    Workload(&'static str),
     /// After faults healed, a new write did not commit and apply on every
     /// member of the final configuration in time, or a node outside it
     /// led.
@@ -192,6 +199,10 @@ pub enum FailureKind {
     /// it, without the commit index up to what the follower holds: the
     /// follower applies nothing until the next append or heartbeat.
     CommitUntold,
+    /// A node's step changed a part of its state its input may not
+    /// change (`crate::rules`: the message names the rule, the input and
+    /// the change).
+    StepRule,
 }
 
 impl FailureKind {
@@ -208,6 +219,7 @@ impl FailureKind {
             FailureKind::ExactlyOnce => "exactly-once",
             FailureKind::Linearizability => "linearizability",
             FailureKind::ServiceInvariant => "service-invariant",
+            FailureKind::Workload(name) => name,
             FailureKind::Liveness => "liveness",
             FailureKind::Panic => "panic",
             FailureKind::Recovery => "recovery",
@@ -232,6 +244,7 @@ impl FailureKind {
             FailureKind::NodeReport => "node-report",
             FailureKind::VoteUnanswered => "vote-unanswered",
             FailureKind::CommitUntold => "commit-untold",
+            FailureKind::StepRule => "step-rule",
         }
     }
 }
@@ -571,8 +584,9 @@ pub struct Simulation<S, W> {
     compaction: CompactionOptions,
     reads: ReadOptions,
     reads_served: [u64; 3],
-    /// Digest of the first snapshot taken at each index, by node.
-    snapshot_digests: BTreeMap<Index, (usize, u64)>,
+    /// The canonical state of the first snapshot taken at each index, by
+    /// node (`states`).
+    snapshot_states: BTreeMap<Index, (usize, bytes::Bytes)>,
     snapshots: SnapshotCounts,
     blocked: [u8; 8],
     healed: bool,
@@ -598,6 +612,8 @@ pub struct Simulation<S, W> {
     finished: bool,
     nemesis: Nemesis,
     promises: Promises,
+    /// The step rules' state (`crate::rules`).
+    rules: Rules,
     budgets: Budgets,
     /// The expectations exceeded so far, the first time each.
     expectations: Vec<ExpectationExceeded>,
@@ -787,7 +803,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             compaction: streams.compaction,
             reads: ReadOptions::for_choice(read_choice, streams.reads),
             reads_served: [0; 3],
-            snapshot_digests: BTreeMap::new(),
+            snapshot_states: BTreeMap::new(),
             snapshots: SnapshotCounts::default(),
             blocked: [0; 8],
             healed: false,
@@ -806,6 +822,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             finished: false,
             nemesis: Nemesis::new(seed),
             promises: Promises::new(nodes),
+            rules: Rules::new(nodes),
             budgets: Budgets::new(nodes),
             expectations: Vec::new(),
             network_generation: 0,
@@ -1284,17 +1301,24 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         let report = self.workload.finish();
         if self.failure.is_none() {
             if let Some(message) = report.failure {
-                match self.config.service {
-                    crate::services::Service::Builtin => {
-                        self.fail(FailureKind::Linearizability, None, message)
-                    }
-                    service => self.fail(
-                        FailureKind::ServiceInvariant,
-                        None,
-                        format!("service {}: {message}", service.name()),
-                    ),
-                }
+                self.workload_failed(message);
             }
+        }
+    }
+
+    /// The workload's check failed now: under the workload's own kind, or
+    /// a service's invariant for `--service` runs.
+    fn workload_failed(&mut self, message: String) {
+        match self.config.service {
+            crate::services::Service::Builtin => {
+                let kind = self.workload.failure_kind();
+                self.fail(kind, None, message)
+            }
+            service => self.fail(
+                FailureKind::ServiceInvariant,
+                None,
+                format!("service {}: {message}", service.name()),
+            ),
         }
     }
 }

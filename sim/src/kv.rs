@@ -489,6 +489,10 @@ impl Workload for KvWorkload {
         self.forced = Some((recovered_ns, lost_op_ids.clone()));
     }
 
+    fn failure_kind(&self) -> crate::engine::FailureKind {
+        crate::engine::FailureKind::Linearizability
+    }
+
     fn finish(&mut self) -> WorkloadReport {
         let operations_checked = self.history.len() as u64;
         if !self.check {

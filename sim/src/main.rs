@@ -268,6 +268,36 @@ struct SimArgs {
     /// when an append is refused, backing up one entry per round trip.
     #[arg(long)]
     bug_probe_ignores_hint: bool,
+    /// Planted core mistake: a node moves to the higher term of a pre-vote request it does not grant (caught by the step rule `pre-vote-inert`).
+    #[arg(long)]
+    bug_pre_vote_moves_term: bool,
+    /// Planted core mistake: a leader takes an append acceptance of an older term as its own (caught by the step rule `progress-answer`).
+    #[arg(long)]
+    bug_stale_acceptance_counted: bool,
+    /// Planted core mistake: a follower commits past the last entry of the append that told it the commit (caught by the step rule `commit-follower`).
+    #[arg(long)]
+    bug_commit_past_append: bool,
+    /// Planted core inefficiency: a refused leader probes right after the hint's index, ignoring its term (caught by the step rule `probe-per-term`).
+    #[arg(long)]
+    bug_probe_ignores_hint_term: bool,
+    /// Planted core inefficiency: a refused leader probes from right after the match index, ignoring the hint (caught by the step rule `probe-per-term`).
+    #[arg(long)]
+    bug_probe_back_to_match: bool,
+    /// Planted core mistake: a leader's heartbeats carry its whole commit index, not capped at what each follower holds (caught by the step rule `commit-follower`).
+    #[arg(long)]
+    bug_heartbeat_commit_uncapped: bool,
+    /// Planted core inefficiency: a follower finding a conflict truncates right after the append's prev, not at the conflict (caught by the step rule `log-append-matches`).
+    #[arg(long)]
+    bug_truncate_after_prev: bool,
+    /// Planted core mistake: a leader counts its whole log toward a commit, durable or not (caught by the step rule `commit-leader`).
+    #[arg(long)]
+    bug_leader_counts_unpersisted: bool,
+    /// Planted core mistake: a candidate grants a rival candidate's vote in its own term, voting twice (caught by the step rule `vote-once`).
+    #[arg(long)]
+    bug_candidate_grants_rival: bool,
+    /// Planted core mistake: a read arriving while a confirmation round is out joins that round, sent before it arrived (caught by the step rule `read-index`).
+    #[arg(long)]
+    bug_read_joins_sent_round: bool,
     /// Planted core mistake: during a joint configuration the leader
     /// commits with the new voters' majority alone.
     #[arg(long)]
@@ -305,6 +335,10 @@ struct SimArgs {
     /// fault schedule may exceed.
     #[arg(long)]
     strict_budgets: bool,
+    /// Do not check node steps against the step rules (`sim/src/rules.rs`):
+    /// measures what the outcome checks alone catch.
+    #[arg(long)]
+    no_step_rules: bool,
     /// Planted bug of the forced-recovery scenario: the survivor starts
     /// before the recovery's writes (new term, forced configuration) are
     /// synced, so a crash just after loses them.
@@ -418,6 +452,16 @@ impl SimArgs {
                 membership_on_commit: self.bug_membership_on_commit,
                 witness_campaigns: self.bug_witness_campaigns,
                 probe_ignores_hint: self.bug_probe_ignores_hint,
+                pre_vote_moves_term: self.bug_pre_vote_moves_term,
+                stale_acceptance_counted: self.bug_stale_acceptance_counted,
+                commit_past_append: self.bug_commit_past_append,
+                probe_ignores_hint_term: self.bug_probe_ignores_hint_term,
+                probe_back_to_match: self.bug_probe_back_to_match,
+                heartbeat_commit_uncapped: self.bug_heartbeat_commit_uncapped,
+                truncate_after_prev: self.bug_truncate_after_prev,
+                leader_counts_unpersisted: self.bug_leader_counts_unpersisted,
+                candidate_grants_rival: self.bug_candidate_grants_rival,
+                read_joins_sent_round: self.bug_read_joins_sent_round,
                 removed_node_campaigns: self.bug_removed_node_campaigns,
                 commit_notice_unchecked: self.bug_commit_notice_unchecked,
                 owed_commit_forgotten: self.bug_owed_commit_forgotten,
@@ -442,6 +486,7 @@ impl SimArgs {
                 ForcedRecoveryChoice::Off
             },
             strict_budgets: self.strict_budgets,
+            step_rules: !self.no_step_rules,
         };
         config.validate()?;
         Ok(config)

@@ -8,6 +8,8 @@
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
+
 use concord::{Entry, EntryPayload, Index, Node, Term};
 
 use crate::engine::FailureKind;
@@ -23,6 +25,19 @@ fn payload_hash(entry: &Entry) -> u64 {
     }
 }
 
+/// Why applying an entry failed the run.
+#[derive(Debug)]
+pub(crate) enum ApplyError {
+    /// A check failed (the message says which).
+    Violation(Violation),
+    /// Another node (`other`, by index) computed `other_response` at this
+    /// index: the caller names the command and both responses.
+    Diverged {
+        other: usize,
+        other_response: Option<Bytes>,
+    },
+}
+
 pub(crate) struct Safety {
     /// Leader of each term seen so far (node index).
     leaders: BTreeMap<Term, usize>,
@@ -32,8 +47,9 @@ pub(crate) struct Safety {
     /// `i` committed: the leader that committed it, whose term is the
     /// entry's commit term (followers learn of commits only from it).
     commit_terms: Vec<Term>,
-    /// `applied[i - 1]` = hash of the response computed at index `i`.
-    applied: Vec<Option<u64>>,
+    /// `applied[i - 1]` = the response computed at index `i` (if the
+    /// entry has one) and the first node that computed it.
+    applied: Vec<Option<(usize, Option<Bytes>)>>,
     /// Commit index last seen per node, within its current incarnation.
     last_commit: Vec<Index>,
 }
@@ -221,39 +237,40 @@ impl Safety {
 
     /// Applied entries are committed ones, and every node computes the same
     /// response at each index. (The entry's payload was compared with the
-    /// committed log when this node's commit index passed it.)
+    /// committed log when this node's commit index passed it.) Node
+    /// `index` computed `response` applying `entry`.
     pub(crate) fn on_apply(
         &mut self,
-        _index: usize,
+        index: usize,
         entry: &Entry,
-        response_hash: u64,
-    ) -> Result<(), Violation> {
+        response: Option<&Bytes>,
+    ) -> Result<(), ApplyError> {
         let i = entry.index;
         match self.committed.get(i as usize - 1) {
             Some((term, _)) if *term == entry.term => {}
             known => {
-                return Err((
+                return Err(ApplyError::Violation((
                     FailureKind::StateMachineSafety,
                     format!(
                         "applies entry {i} term {} that does not match the committed log ({:?})",
                         entry.term,
                         known.map(|(term, _)| term)
                     ),
-                ));
+                )));
             }
         }
         let slot = i as usize - 1;
         if self.applied.len() <= slot {
             self.applied.resize(slot + 1, None);
         }
-        match self.applied[slot] {
-            Some(known) if known != response_hash => Err((
-                FailureKind::StateMachineSafety,
-                format!("applying entry {i} gave a different response than on another node (non-deterministic state machine?)"),
-            )),
+        match &self.applied[slot] {
+            Some((other, known)) if known.as_ref() != response => Err(ApplyError::Diverged {
+                other: *other,
+                other_response: known.clone(),
+            }),
             Some(_) => Ok(()),
             None => {
-                self.applied[slot] = Some(response_hash);
+                self.applied[slot] = Some((index, response.cloned()));
                 Ok(())
             }
         }

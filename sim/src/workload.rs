@@ -11,6 +11,8 @@ use std::collections::BTreeSet;
 use bytes::Bytes;
 use rand_chacha::ChaCha8Rng;
 
+use crate::engine::FailureKind;
+
 /// How one command of a client ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OpResult<'a> {
@@ -82,6 +84,25 @@ pub trait Workload {
     /// hold: their effects may be absent from then on. Every other
     /// acknowledged operation survived.
     fn forced_recovery(&mut self, _recovered_ns: u64, _lost_op_ids: &BTreeSet<u64>) {}
+
+    /// Checks what was recorded so far; called after every
+    /// [`Workload::complete`]. An error fails the run at once, at this
+    /// virtual time (`now_ns`), with [`Workload::failure_kind`]: an
+    /// invariant a workload can judge as it goes ("money is conserved")
+    /// is reported when it broke, not at the end. The default checks
+    /// nothing.
+    fn check_now(&mut self, now_ns: u64) -> Result<(), String> {
+        let _ = now_ns;
+        Ok(())
+    }
+
+    /// The kind a failure of this workload's checks is reported under:
+    /// `workload` unless the workload names its own
+    /// (`FailureKind::Workload("bank")`); the built-in key-value workload
+    /// reports `linearizability`.
+    fn failure_kind(&self) -> FailureKind {
+        FailureKind::Workload("workload")
+    }
 
     /// Checks everything recorded; called once at the end of a run.
     fn finish(&mut self) -> WorkloadReport;

@@ -9,8 +9,6 @@
 //! hearing the leader must not depose it while the leader keeps a
 //! quorum).
 
-use std::collections::BTreeMap;
-
 use concord::session;
 use concord::state_machine::StateMachine;
 use concord::{Index, Input, Membership, Node, NodeId, ProgressState, Role, Term};
@@ -18,7 +16,6 @@ use concord::{Index, Input, Membership, Node, NodeId, ProgressState, Role, Term}
 use super::host::Proposer;
 use super::{format_time, Event, FailureKind, Simulation, MS, QUIET_PERIOD_NS};
 use crate::budgets::{Expectation, LATENCY_WRITES};
-use crate::trace::hash_bytes;
 use crate::workload::Workload;
 
 /// The liveness probe's progress: the writes it proposed after healing.
@@ -826,33 +823,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             }
         }
         // Replicas that applied the same prefix hold the same state.
-        let mut states: BTreeMap<Index, (usize, u64)> = BTreeMap::new();
-        for index in 0..self.hosts.len() {
-            let Some(node) = self.hosts[index].node.as_ref() else {
-                continue;
-            };
-            // A witness holds no state machine (the host fails the run if it
-            // is ever handed entries to apply).
-            if node.is_witness_node() {
-                continue;
-            }
-            let applied = node.applied_index();
-            let digest = hash_bytes(&self.hosts[index].sm.snapshot());
-            match states.get(&applied) {
-                Some((other, other_digest)) if *other_digest != digest => {
-                    let message = format!(
-                        "n{} and n{} both applied up to index {applied} but their state machines differ",
-                        other + 1,
-                        index + 1
-                    );
-                    self.fail(FailureKind::StateMachineSafety, Some(index), message);
-                    return;
-                }
-                _ => {
-                    states.insert(applied, (index, digest));
-                }
-            }
-        }
+        self.judge_final_states();
     }
 }
 

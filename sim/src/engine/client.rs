@@ -577,6 +577,11 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 });
             }
             self.workload.complete(client, self.now, result);
+            if self.failure.is_none() {
+                if let Err(message) = self.workload.check_now(self.now) {
+                    self.workload_failed(message);
+                }
+            }
         }
         let think = exponential(&mut self.client_rng, self.config.think_mean_ns);
         self.schedule(

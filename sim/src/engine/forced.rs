@@ -604,7 +604,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             .saturating_sub(diverged_at.saturating_sub(1));
         self.budgets.committed_forgotten(forgotten);
         self.safety.forget_from(diverged_at, forced_term);
-        let _ = self.snapshot_digests.split_off(&diverged_at);
+        let _ = self.snapshot_states.split_off(&diverged_at);
         if let Some(entries) = self.host_entries.as_mut() {
             entries.forget_from(diverged_at);
         }
@@ -809,6 +809,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         self.node_seeds.push(seed);
         self.safety.add_node();
         self.promises.add_node();
+        self.rules.add_node();
         let forced = self.forced.as_mut().expect("on");
         forced.fresh.push(index);
         forced.report.fresh_nodes.push(id);

@@ -17,8 +17,11 @@
 
 use concord::{Action, AppendResponse, Index, LogPosition, MessageBody, Node, Term};
 
-/// The hint the protocol asks of `node` for a refused `prev`.
-fn expected_hint(node: &Node, prev: LogPosition) -> (Index, Term) {
+/// The hint the protocol asks of `node` for a refused `prev`: the last
+/// index of its log at or below `prev.index` whose term is at most
+/// `prev.term`, with that term (also how a leader finds where to probe
+/// next from a follower's hint, `crate::rules`).
+pub(crate) fn expected_hint(node: &Node, prev: LogPosition) -> (Index, Term) {
     let base = node.log_base();
     let top = prev.index.min(node.last_index());
     if top <= base.index {

@@ -27,6 +27,8 @@ use super::{Event, FailureKind, Simulation, MS, PAUSED_QUEUE_MAX};
 use crate::disk::{Disk, Record};
 use crate::faults::{FaultKind, Partition};
 use crate::nemesis::{self, Strike};
+use crate::rules;
+use crate::safety::ApplyError;
 use crate::trace::hash_bytes;
 use crate::workload::Workload;
 
@@ -324,6 +326,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 host.incoming_snapshot = None;
                 host.applied_bytes.clear();
                 self.safety.on_restart(index);
+                self.rules.on_restart(index);
                 if let Some(node) = self.hosts[index].node.as_ref() {
                     if let Err((kind, message)) = self.promises.on_restart(index, node) {
                         self.fail(kind, Some(index), message);
@@ -486,6 +489,10 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         }
         let before = self.nemesis.watching().then(|| nemesis::observe(node));
         let reported = accounting::Before::of(node);
+        let seen = self.config.step_rules.then(|| rules::Seen::of(&input));
+        if let Some(seen) = &seen {
+            self.rules.before(index, node, seen);
+        }
         self.budgets.step_started(node.last_index());
         node.step(input, actions);
         if self.config.bugs.role_announcement_dropped {
@@ -545,14 +552,21 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             vote_answer,
             actions,
         );
+        let stability = cadence.and(concession).and_then(|()| {
+            campaign::check_sole_voter(reported.role_term(), node, kind.tick, actions)
+        });
+        let rule = match &seen {
+            Some(seen) => self.rules.check(index, node, seen, actions),
+            None => Ok(()),
+        };
         if let Err(message) = report {
             self.fail(FailureKind::NodeReport, Some(index), message);
         } else if let Err(message) = hint {
             self.fail(FailureKind::Efficiency, Some(index), message);
-        } else if let Err(message) = cadence.and(concession).and_then(|()| {
-            campaign::check_sole_voter(reported.role_term(), node, kind.tick, actions)
-        }) {
+        } else if let Err(message) = stability {
             self.fail(FailureKind::Stability, Some(index), message);
+        } else if let Err(broken) = rule {
+            self.fail(FailureKind::StepRule, Some(index), broken.to_string());
         }
         let host = &mut self.hosts[index];
         let Some(node) = host.node.as_mut() else {
@@ -1020,40 +1034,30 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             host.applied_position
         };
         let witness = node.is_witness_node();
+        let membership = node.membership_at(position.index).cloned();
         // A witness's snapshot only marks where its log starts: no state.
         let data = if witness {
             Bytes::new()
-        } else if self.host_entries.is_some() {
-            // The book travels in front of the state machine's bytes.
-            let book = if self.config.bugs.host_book_dropped_from_snapshots {
-                Book::new()
-            } else {
-                host.book.clone()
-            };
-            wrap_snapshot(&book, &host.sm.snapshot())
         } else {
-            host.sm.snapshot()
-        };
-        let membership = node.membership_at(position.index).cloned();
-        let digest = hash_bytes(&data);
-        match self.snapshot_digests.get(&position.index) {
-            _ if witness => {}
-            Some((other, other_digest)) if *other_digest != digest => {
-                let message = format!(
-                    "n{} and n{} took snapshots at index {} with different states",
-                    other + 1,
-                    index + 1,
-                    position.index
-                );
-                self.fail(FailureKind::StateMachineSafety, Some(index), message);
+            let state = host.sm.snapshot();
+            // Judged by the canonical state, never by these bytes.
+            let Some(canonical) = self.judge_snapshot(index, position.index, &state) else {
                 return;
+            };
+            self.trace.word(position.index);
+            self.trace.word(hash_bytes(&canonical));
+            if self.host_entries.is_some() {
+                // The book travels in front of the state machine's bytes.
+                let book = if self.config.bugs.host_book_dropped_from_snapshots {
+                    Book::new()
+                } else {
+                    self.hosts[index].book.clone()
+                };
+                wrap_snapshot(&book, &state)
+            } else {
+                state
             }
-            Some(_) => {}
-            None => {
-                self.snapshot_digests
-                    .insert(position.index, (index, digest));
-            }
-        }
+        };
         self.note(Some(index), || {
             format!(
                 "snapshot at index {} term {} ({} bytes)",
@@ -1182,10 +1186,38 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             }
             _ => None,
         };
+        // The trace covers what the state machine answered: a response
+        // that differs run to run (a clock, a global counter) changes
+        // the hash.
         let response_hash = response.as_ref().map_or(0, |bytes| hash_bytes(bytes));
-        if let Err((kind, message)) = self.safety.on_apply(index, entry, response_hash) {
-            self.fail(kind, Some(index), message);
-            return;
+        self.trace.word(entry.index);
+        self.trace.word(response_hash);
+        match self.safety.on_apply(index, entry, response.as_ref()) {
+            Ok(()) => {}
+            Err(ApplyError::Violation((kind, message))) => {
+                self.fail(kind, Some(index), message);
+                return;
+            }
+            Err(ApplyError::Diverged {
+                other,
+                other_response,
+            }) => {
+                let command = match &entry.payload {
+                    EntryPayload::Command(bytes) => describe_request(&self.workload, bytes),
+                    other => format!("{other:?}"),
+                };
+                let message = format!(
+                    "applying entry {} (term {}, {command}) gave n{} the response {} but n{} the response {} (non-deterministic state machine: a clock, randomness, global state or HashMap order in apply?)",
+                    entry.index,
+                    entry.term,
+                    other + 1,
+                    show_response(other_response.as_ref()),
+                    index + 1,
+                    show_response(response.as_ref()),
+                );
+                self.fail(FailureKind::StateMachineSafety, Some(index), message);
+                return;
+            }
         }
         if let Some(pending) = self.hosts[index].pending.remove(&entry.index) {
             let reply = match response {
@@ -1583,6 +1615,52 @@ fn check_read_passes_through(id: u64, answer: &Bytes, inner: Option<&Bytes>) -> 
         ));
     }
     Ok(())
+}
+
+/// A client request as the workload describes its command (a session
+/// registration or an undecodable request as such).
+fn describe_request<W: Workload>(workload: &W, request: &[u8]) -> String {
+    match ClientRequest::decode(request) {
+        Ok(ClientRequest::Command {
+            client,
+            seq,
+            command,
+        }) => format!(
+            "command {} of session {client} #{seq}",
+            workload.describe(command)
+        ),
+        Ok(other) => format!("{other:?}"),
+        Err(_) => format!("an undecodable request of {} bytes", request.len()),
+    }
+}
+
+/// A state machine's response (as the session layer encodes it), readable:
+/// the session answer with the state machine's bytes escaped, at most 96
+/// of them.
+pub(super) fn show_response(response: Option<&Bytes>) -> String {
+    let Some(bytes) = response else {
+        return "none".to_string();
+    };
+    match concord::session::SessionResponse::decode(bytes) {
+        Ok(concord::session::SessionResponse::Ok(inner)) => format!("Ok({})", show_bytes(&inner)),
+        Ok(other) => format!("{other:?}"),
+        Err(_) => show_bytes(bytes),
+    }
+}
+
+/// Bytes as an escaped string literal, cut at 96 bytes.
+pub(crate) fn show_bytes(bytes: &[u8]) -> String {
+    const SHOWN_MAX: usize = 96;
+    let shown: String = bytes[..bytes.len().min(SHOWN_MAX)]
+        .iter()
+        .flat_map(|byte| std::ascii::escape_default(*byte))
+        .map(char::from)
+        .collect();
+    if bytes.len() > SHOWN_MAX {
+        format!("b\"{shown}\"... ({} bytes)", bytes.len())
+    } else {
+        format!("b\"{shown}\"")
+    }
 }
 
 #[cfg(test)]

@@ -93,6 +93,7 @@
 //! shortest trace ([`Trace`]), which [`replay`] runs again step by step.
 
 mod checks;
+#[cfg(feature = "cli")]
 pub mod cli;
 mod fingerprint;
 mod scope;

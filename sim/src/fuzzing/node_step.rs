@@ -320,7 +320,22 @@ impl Cluster {
                     };
                     host.applied = entry.index;
                     last = Some(entry.index);
-                    let result = self.safety.on_apply(i, entry, response);
+                    let response = (response != 0)
+                        .then(|| bytes::Bytes::copy_from_slice(&response.to_le_bytes()));
+                    let result =
+                        self.safety
+                            .on_apply(i, entry, response.as_ref())
+                            .map_err(|error| match error {
+                                crate::safety::ApplyError::Violation(violation) => violation,
+                                crate::safety::ApplyError::Diverged { other, .. } => (
+                                    crate::engine::FailureKind::StateMachineSafety,
+                                    format!(
+                                        "applying entry {} gave another response than on n{}",
+                                        entry.index,
+                                        other + 1
+                                    ),
+                                ),
+                            });
                     self.check(result)?;
                 }
                 if let Some(index) = last {
