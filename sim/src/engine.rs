@@ -54,10 +54,12 @@ mod campaign;
 mod checks;
 mod churn;
 mod client;
+mod conflict;
 mod forced;
 mod hints;
 mod host;
 mod inject;
+mod lease;
 mod network;
 mod queue;
 mod sessions;
@@ -68,10 +70,12 @@ use self::calm::CalmPhase;
 use self::checks::{LatencyPhase, Probe};
 use self::churn::Churn;
 use self::client::{Client, ClientMessage, ClientProbes};
+use self::conflict::{ConflictNemesis, ConflictStep};
 use self::forced::{Forced, ForcedStep};
 pub use self::forced::{ForcedRecoveryReport, LostOperation};
 pub(crate) use self::host::CALM_FSYNC_NS;
 use self::host::{Host, HostInput, Proposer};
+use self::lease::{LeaseNemesis, LeaseStep};
 pub(crate) use self::network::MESSAGE_DELAY_MAX_NS;
 use self::network::{body_code, NetOdds, Slab};
 use self::queue::EventQueue;
@@ -502,6 +506,10 @@ enum Event {
     Membership,
     HostEntry,
     Forced(ForcedStep),
+    /// A timed step of the lease nemesis (`lease`).
+    Lease(LeaseStep),
+    /// A timed step of the snapshot-conflict nemesis (`conflict`).
+    Conflict(ConflictStep),
 }
 
 impl Event {
@@ -536,6 +544,8 @@ impl Event {
             Event::Membership => 19,
             Event::HostEntry => 20,
             Event::Forced(step) => 21 | (step.code() << 8),
+            Event::Lease(step) => 30 | (step.code() << 8),
+            Event::Conflict(step) => 31 | (step.code() << 8),
         }
     }
 }
@@ -631,6 +641,10 @@ pub struct Simulation<S, W> {
     forced: Option<Forced>,
     /// The network skew of a split vote under way (`split`).
     split_route: Option<SplitRoute>,
+    /// The lease nemeses (`lease`).
+    lease: LeaseNemesis,
+    /// The snapshot-conflict nemesis (`conflict`).
+    conflict: ConflictNemesis,
 }
 
 /// The random streams of a seed.
@@ -820,6 +834,8 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             probes,
             session_model,
             split_route: None,
+            lease: LeaseNemesis::new(seed),
+            conflict: ConflictNemesis::new(seed),
         };
         simulation.start()?;
         Ok(simulation)
@@ -1214,6 +1230,8 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             Event::Membership => self.membership_change(),
             Event::HostEntry => self.host_entry_tick(),
             Event::Forced(step) => self.forced_step(step),
+            Event::Lease(step) => self.lease_step(step),
+            Event::Conflict(step) => self.conflict_step(step),
             Event::Deadline => {
                 if self.probe.satisfied {
                     // In the quiet period, which ends on its own.

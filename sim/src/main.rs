@@ -321,6 +321,26 @@ struct SimArgs {
     /// back while appends were in flight to a follower.
     #[arg(long)]
     bug_owed_commit_forgotten: bool,
+    /// Planted core mistake: a leader counts its lease from when a round's
+    /// answers arrived, not from when it sent the round.
+    #[arg(long)]
+    bug_lease_from_answer: bool,
+    /// Planted core mistake: the lease ignores the declared clock drift
+    /// bound.
+    #[arg(long)]
+    bug_lease_ignores_drift: bool,
+    /// Planted core mistake: a leader keeps serving lease reads while it
+    /// transfers its leadership.
+    #[arg(long)]
+    bug_lease_during_transfer: bool,
+    /// Planted core mistake: a follower takes a snapshot its log reaches
+    /// (whatever the term there) for one it holds, and acknowledges it.
+    #[arg(long)]
+    bug_snapshot_held_by_index: bool,
+    /// Planted core mistake: a follower installs a snapshot its commit
+    /// index already passed.
+    #[arg(long)]
+    bug_stale_snapshot_installed: bool,
     /// Planted core mistake: a node removed from the voters keeps
     /// campaigning.
     #[arg(long)]
@@ -421,6 +441,11 @@ impl SimArgs {
                 removed_node_campaigns: self.bug_removed_node_campaigns,
                 commit_notice_unchecked: self.bug_commit_notice_unchecked,
                 owed_commit_forgotten: self.bug_owed_commit_forgotten,
+                lease_from_answer: self.bug_lease_from_answer,
+                lease_ignores_drift: self.bug_lease_ignores_drift,
+                lease_during_transfer: self.bug_lease_during_transfer,
+                snapshot_held_by_index: self.bug_snapshot_held_by_index,
+                stale_snapshot_installed: self.bug_stale_snapshot_installed,
             },
             reads: self.reads,
             lease_skew_beyond_bound: self.lease_skew_beyond_bound,

@@ -187,6 +187,10 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         if self.blocked[index] & (1 << target) != 0 {
             return;
         }
+        if self.lease_hold(index, target, &message) {
+            return;
+        }
+        self.conflict_on_send(index, &message);
         let (Some(delay), Some(bug_ns)) = (self.message_delay(), self.calm_bug_delay(&message))
         else {
             return;
