@@ -743,7 +743,11 @@ impl Node {
             discard_log: !keep_suffix,
             membership: Box::new(membership.clone()),
         });
+        // The state machine goes back to the snapshot, and so does what
+        // counts as applied and durable in the log kept.
         self.apply_emitted_index = position.index;
+        self.applied_index = self.applied_index.min(position.index);
+        self.persisted_index = self.persisted_index.min(self.log.last_index());
         if !self.is_witness_node() {
             actions.push(Action::RestoreSnapshot { snapshot });
         }

@@ -533,9 +533,11 @@ pub enum LeaseScenario {
     /// leader's slowest, the others' fastest: `--max-skew-ppm` apart
     /// each way), then as [`LeaseScenario::Isolate`].
     SkewAtBound,
-    /// At the leader's next step that sends a heartbeat round, pause it
-    /// (its answers queue up), then cut it off from the other servers;
-    /// it resumes (missed ticks first) once its lease is long over.
+    /// Clocks at the drift bound as in [`LeaseScenario::SkewAtBound`];
+    /// at the leader's next step that sends a heartbeat round, pause it
+    /// (its answers queue up), then cut it off from the other servers; it
+    /// resumes (missed ticks first) past its lease, short of an election
+    /// timeout.
     PauseAtExpiry,
     /// The host asks the leader to hand leadership to a caught-up voter;
     /// once it sends the target TimeoutNow, it hears no other server
@@ -976,13 +978,13 @@ fn draw_split_votes(rng: &mut ChaCha8Rng, chaos_ns: u64) -> Vec<TimedFault> {
     })
 }
 
-/// The lease schedule of a plan ([`Fault::Lease`]): every few hundred
-/// milliseconds to seconds of `0..chaos_ns`, one of the scenarios, undone
-/// 150 to 600 ms after it strikes.
+/// The lease schedule of a plan ([`Fault::Lease`]): every 100 ms to a
+/// second on average of `0..chaos_ns`, one of the scenarios, undone 100
+/// to 400 ms after it strikes.
 fn draw_lease(rng: &mut ChaCha8Rng, chaos_ns: u64) -> Vec<TimedFault> {
-    draw_schedule(rng, chaos_ns, 300..2_000, |rng| {
+    draw_schedule(rng, chaos_ns, 100..1_000, |rng| {
         let scenario = LeaseScenario::ALL[rng.gen_range(0..LeaseScenario::ALL.len())];
-        let length_ns = rng.gen_range(150_000_000..600_000_000);
+        let length_ns = rng.gen_range(100_000_000..400_000_000);
         // Busy until it has struck and healed, give or take.
         (
             Fault::Lease {

@@ -1020,6 +1020,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                         if let Some(delay) = self.nemesis.on_leader() {
                             self.schedule_depose(index, term, delay);
                         }
+                        self.lease_on_new_leader(index);
                     }
                 } else {
                     let pending = std::mem::take(&mut self.hosts[index].pending);

@@ -19,12 +19,14 @@
 //!   node's fastest (`tick × (1 − ρ)`, ρ = `--max-skew-ppm`), the worst
 //!   case the bound the nodes declare (`ReadOptions::apply`) must cover;
 //!   then as Isolate.
-//! * **PauseAtExpiry**: the leader is paused right after a step that
-//!   sends a heartbeat round, so the round's answers queue up behind the
-//!   pause; a few milliseconds later it is cut off from the other servers;
-//!   it resumes after its lease (and the followers' refusal to vote) is
-//!   long over, seeing its missed ticks first, then the answers, then the
-//!   clients' reads that queued meanwhile.
+//! * **PauseAtExpiry**: the clocks are set at the drift bound as in
+//!   SkewAtBound; the leader is paused right after a step that sends a
+//!   heartbeat round, so the round's answers queue up behind the pause; a
+//!   few milliseconds later it is cut off from the other servers; it
+//!   resumes one to three ticks short of a minimum election timeout (past
+//!   its lease, before its CheckQuorum would depose it), seeing its missed
+//!   ticks first, then the answers, then the clients' reads that queued
+//!   meanwhile.
 //! * **Transfer**: the host asks the leader to hand leadership to a
 //!   caught-up voter; from the step that sends the target TimeoutNow on,
 //!   the leader hears no other server (its own messages still go out),
@@ -226,7 +228,10 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             armed_ns: self.now,
         });
         self.note(Some(leader), || format!("lease nemesis armed: {scenario}"));
-        if scenario == LeaseScenario::SkewAtBound {
+        if matches!(
+            scenario,
+            LeaseScenario::SkewAtBound | LeaseScenario::PauseAtExpiry
+        ) {
             self.pin_clocks_at_bound(leader);
         }
         if let Some(target) = target {
@@ -253,6 +258,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         for (index, host) in self.hosts.iter_mut().enumerate() {
             host.tick_period_ns = if index == leader { slow } else { fast };
         }
+        // A cut-off leader's CheckQuorum deadline counts its ticks: set
+        // again at the new rates.
+        self.network_changed();
         self.note(Some(leader), || {
             format!("lease: clocks at the drift bound, the leader's tick {slow} ns, the others' {fast} ns")
         });
@@ -401,16 +409,35 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 self.schedule(STRIKE_DELAY_NS, Event::Lease(LeaseStep::Strike));
             }
             LeaseStrike::Pause => {
+                // Resumed around the end of its lease: past the lease, and
+                // short of a minimum election timeout (so that its
+                // CheckQuorum may not yet have deposed it when it takes the
+                // answers).
+                let Some(config) = self.hosts[index]
+                    .node
+                    .as_ref()
+                    .map(|node| node.config().clone())
+                else {
+                    return;
+                };
+                // The later it resumes, the longer a lease counted from the
+                // answers lasts past the followers' refusal to vote; one
+                // to three ticks short of a minimum election timeout.
+                let min = u64::from(config.election_timeout_min_ticks).max(4);
+                let ticks = min - self.lease.rng.gen_range(1..=3);
                 let host = &mut self.hosts[index];
+                let pause_ns = ticks * host.tick_period_ns;
                 host.paused = true;
                 host.pauses += 1;
                 self.note(Some(index), || {
-                    "lease: paused right after sending a heartbeat round".to_string()
+                    format!(
+                        "lease: paused right after sending a heartbeat round, for {ticks} ticks"
+                    )
                 });
                 self.retarget_clients(index);
                 self.schedule(PAUSE_CUT_DELAY_NS, Event::Lease(LeaseStep::CutPaused));
-                self.schedule(armed.length_ns, Event::Lease(LeaseStep::Resume));
-                self.schedule(armed.length_ns + 50 * MS, Event::Lease(LeaseStep::Undo));
+                self.schedule(pause_ns, Event::Lease(LeaseStep::Resume));
+                self.schedule(pause_ns + armed.length_ns, Event::Lease(LeaseStep::Undo));
             }
             LeaseStrike::TimeoutNowSent => {
                 let leader = armed.leader as NodeId + 1;
@@ -510,6 +537,38 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         }
     }
 
+    /// Node `index` just became leader: while a struck scenario keeps the
+    /// old leader cut off, half the clients waiting on the old leader give
+    /// up on it and retry at the new one (as clients that time out and
+    /// find the leader would), and half of those that believe the old
+    /// leader leads learn of the new one, so that writes reach the new
+    /// leader while the old one may still serve reads.
+    pub(super) fn lease_on_new_leader(&mut self, index: usize) {
+        let Some(armed) = self.lease.armed else {
+            return;
+        };
+        if armed.phase != Phase::Struck || armed.leader == index {
+            return;
+        }
+        let (old, new) = (armed.leader as NodeId + 1, index as NodeId + 1);
+        for client in 0..self.clients.len() {
+            let state = &self.clients[client];
+            let waiting =
+                state.op.as_ref().is_some_and(|op| !op.register) && state.last_target == old;
+            let believes = state.op.is_none() && state.leader == Some(old);
+            if !(waiting || believes) || !self.lease.rng.gen_bool(0.5) {
+                continue;
+            }
+            self.clients[client].leader = Some(new);
+            if waiting {
+                if let Some(op) = self.clients[client].op.as_mut() {
+                    op.maybe_applied = true;
+                }
+                self.client_retry(client);
+            }
+        }
+    }
+
     /// Holds back `message` (from node `from` to node `to`) if it is a
     /// vote request of a transfer the armed TransferGivenUp scenario
     /// watches. Returns whether it was held.
@@ -586,6 +645,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             for (host, period) in self.hosts.iter_mut().zip(periods) {
                 host.tick_period_ns = period;
             }
+            self.network_changed();
         }
     }
 
