@@ -41,6 +41,7 @@ use crate::budgets::{Budgets, Efficiency, Expectation, ExpectationExceeded};
 use crate::config::{CompactionOptions, NodeOptions, ReadOptions, SimConfig};
 use crate::faults::{exponential, Fault, FaultKind, FaultPlan, PlanLimits, Rates};
 use crate::nemesis::Nemesis;
+use crate::performance::{Cost, Performance};
 use crate::promises::Promises;
 use crate::safety::Safety;
 use crate::trace::TraceHash;
@@ -411,6 +412,8 @@ pub struct RunReport {
     pub forced_recovery: Option<ForcedRecoveryReport>,
     /// Session-contract probes and session evictions.
     pub sessions: SessionCounts,
+    /// What the run cost (`crate::performance`).
+    pub performance: Performance,
 }
 
 impl RunReport {
@@ -641,6 +644,13 @@ pub struct Simulation<S, W> {
     forced: Option<Forced>,
     /// The network skew of a split vote under way (`split`).
     split_route: Option<SplitRoute>,
+    /// Messages, bytes and fsyncs spent so far (`crate::performance`;
+    /// node steps are `node_steps`).
+    spent: Cost,
+    /// What had been spent, and when, as the quiet period began.
+    idle_from: Option<(Cost, u64)>,
+    /// What the quiet period cost, and how long it lasted.
+    idle: Option<(Cost, u64)>,
     /// The lease nemeses (`lease`).
     lease: LeaseNemesis,
     /// The snapshot-conflict nemesis (`conflict`).
@@ -834,6 +844,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             probes,
             session_model,
             split_route: None,
+            spent: Cost::default(),
+            idle_from: None,
+            idle: None,
             lease: LeaseNemesis::new(seed),
             conflict: ConflictNemesis::new(seed),
         };
@@ -997,6 +1010,13 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
     fn report(self) -> (RunReport, W) {
         let committed = self.safety.committed_len();
         let pressured = self.config.max_sessions < self.config.clients;
+        let (idle, idle_ns) = self.idle.unwrap_or_default();
+        let performance = Performance {
+            committed,
+            total: self.cost(),
+            idle,
+            idle_ns,
+        };
         let report = RunReport {
             config: self.config,
             plan: self.plan,
@@ -1026,8 +1046,17 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                     .map_or(0, |model| model.evictions()),
                 pressured_runs: u64::from(pressured),
             },
+            performance,
         };
         (report, self.workload)
+    }
+
+    /// Everything spent so far.
+    fn cost(&self) -> Cost {
+        Cost {
+            node_steps: self.node_steps,
+            ..self.spent
+        }
     }
 
     fn run_loop(&mut self) {

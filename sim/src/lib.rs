@@ -149,6 +149,7 @@ pub mod history;
 pub mod kv;
 pub mod linearizability;
 mod nemesis;
+pub mod performance;
 mod promises;
 pub mod report;
 pub mod runner;

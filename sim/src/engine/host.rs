@@ -1101,6 +1101,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         let snapshot = Snapshot::new(position, data).with_membership(membership);
         self.snapshots.taken += 1;
         self.hosts[index].disk.write_snapshot(snapshot.clone());
+        self.spent.fsyncs += 1;
         self.hosts[index].snapshot_outstanding = true;
         if self.config.bugs.snapshot_reported_before_sync {
             self.hosts[index].disk.drop_log_under(position);
@@ -1258,6 +1259,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             CALM_FSYNC_NS
         };
         let latency = self.split_vote_sync_ns(index, latency);
+        self.spent.fsyncs += 1;
         self.hosts[index].disk.syncing_through = Some(last);
         let incarnation = self.hosts[index].incarnation;
         self.schedule(

@@ -164,6 +164,8 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
 
     pub(super) fn send(&mut self, index: usize, to: NodeId, message: Message) {
         self.messages_handed += 1;
+        self.spent.messages += 1;
+        self.spent.bytes += crate::performance::message_bytes(&message);
         if to == 0 || to as usize > self.hosts.len() {
             return;
         }
