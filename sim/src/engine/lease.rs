@@ -386,14 +386,12 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         let Some(armed) = self.lease.armed else {
             return false;
         };
-        match (armed.phase, &message.body) {
-            (_, MessageBody::HeartbeatResponse { read_round }) => match armed.phase {
-                Phase::AwaitConfirm { round_min } => {
-                    round_min.is_some_and(|min| *read_round >= min)
-                }
-                _ => true,
-            },
-            _ => false,
+        let MessageBody::HeartbeatResponse { read_round } = message.body else {
+            return false;
+        };
+        match armed.phase {
+            Phase::AwaitConfirm { round_min } => round_min.is_some_and(|min| read_round >= min),
+            _ => true,
         }
     }
 
