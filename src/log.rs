@@ -417,6 +417,20 @@ impl RaftLog {
         assert_eq!(self.first_index(), snapshot.index + 1);
     }
 
+    /// The planted `stale_snapshot_installed` mistake: installs a snapshot
+    /// at or below the commit index, which goes back to it.
+    #[cfg(feature = "planted-bugs")]
+    pub(crate) fn install_stale_snapshot(&mut self, snapshot: LogPosition, keep_suffix: bool) {
+        if keep_suffix && snapshot.index > self.base.index {
+            self.release_to(snapshot.index);
+        } else if !keep_suffix {
+            self.runs.clear();
+            self.len = 0;
+        }
+        self.base = snapshot;
+        self.commit = snapshot.index;
+    }
+
     /// Raises the commit index. It never goes back, and never past the log.
     pub(crate) fn commit_to(&mut self, index: Index) {
         assert!(

@@ -116,6 +116,31 @@ pub struct PlantedBugs {
     /// follower with no append in flight has been told the commit up to
     /// what it holds); sets no assertion aside (not in [`Self::any`]).
     pub owed_commit_forgotten: bool,
+
+    // Leases and snapshots (issue 36): each caught by its own nemesis of
+    // the simulator (`lease`, `snapshot-conflict`).
+    /// A leader counts its lease from when a quorum's answer to a
+    /// heartbeat round arrived, not from when it sent the round: a round
+    /// whose answers were held up (a paused leader, a slow network) grants
+    /// a lease that outlives the followers' refusal to vote.
+    pub lease_from_answer: bool,
+    /// The lease ignores the declared clock drift bound: it lasts
+    /// `lease_read_ticks + clock_drift_bound_ticks` ticks, as if clocks
+    /// never drifted.
+    pub lease_ignores_drift: bool,
+    /// A leader keeps serving lease reads while it transfers its
+    /// leadership (the lease is not voided when the transfer starts),
+    /// though the target's election sets the voters' stickiness aside.
+    pub lease_during_transfer: bool,
+    /// A follower takes a snapshot whose last index its log reaches as one
+    /// it holds already (it compares indices, not the term there) and
+    /// acknowledges it without installing: the leader then has it commit
+    /// its own, conflicting, entries.
+    pub snapshot_held_by_index: bool,
+    /// A follower installs a complete snapshot even when its commit index
+    /// has passed the snapshot's last entry (a late copy of a transfer it
+    /// finished), taking its commit index back.
+    pub stale_snapshot_installed: bool,
 }
 
 impl PlantedBugs {
@@ -142,6 +167,11 @@ impl PlantedBugs {
         removed_node_campaigns: false,
         commit_notice_unchecked: false,
         owed_commit_forgotten: false,
+        lease_from_answer: false,
+        lease_ignores_drift: false,
+        lease_during_transfer: false,
+        snapshot_held_by_index: false,
+        stale_snapshot_installed: false,
     };
 
     /// Whether any safety mistake is on (the core's direct assertions are
@@ -161,5 +191,10 @@ impl PlantedBugs {
             || self.membership_on_commit
             || self.witness_campaigns
             || self.commit_notice_unchecked
+            || self.lease_from_answer
+            || self.lease_ignores_drift
+            || self.lease_during_transfer
+            || self.snapshot_held_by_index
+            || self.stale_snapshot_installed
     }
 }

@@ -22,9 +22,10 @@
 //! passed since sending a round a quorum answered, no other leader can
 //! exist, provided the clocks differ by less than `clock_drift_bound_ticks`
 //! over an election timeout (see [`Config::lease_read_ticks`]). A lease
-//! read is then served at the commit index without a round trip. Rounds
-//! sent before or during a leadership transfer never grant a lease: the
-//! transfer's election ignores stickiness.
+//! read is then served at the commit index without a round trip. Once a
+//! leader has started a leadership transfer, no round of its term grants
+//! a lease, not even after it gave the transfer up: the transfer's
+//! election ignores stickiness, and its messages may still be in flight.
 //!
 //! **Follower reads.** A follower asks its leader for a read index
 //! ([`MessageBody::ReadIndexRequest`]); the leader runs ReadIndex for it
@@ -144,8 +145,8 @@ pub(crate) struct Reads {
     /// remembered round, `round_first`.
     pub(crate) round_sent_ticks: VecDeque<u64>,
     pub(crate) round_first: u64,
-    /// Leader: rounds below this grant no lease (a transfer was started
-    /// or is under way when they were sent).
+    /// Leader: rounds below this grant no lease (`u64::MAX` once a
+    /// transfer started in this term).
     pub(crate) lease_round_min: u64,
 }
 
@@ -203,6 +204,16 @@ impl Reads {
         self.round_sent_ticks.get(offset as usize).copied()
     }
 
+    /// The planted `lease_from_answer` mistake: round `round` counts as
+    /// sent at `tick`, when an answer to it arrived.
+    fn restamp_round(&mut self, round: u64, tick: u64) {
+        if let Some(offset) = round.checked_sub(self.round_first) {
+            if let Some(sent) = self.round_sent_ticks.get_mut(offset as usize) {
+                *sent = tick;
+            }
+        }
+    }
+
     fn await_apply(&mut self, index: Index, id: u64, path: ReadPath) {
         self.sequence += 1;
         self.awaiting_apply
@@ -246,7 +257,13 @@ impl Node {
         actions: &mut Vec<Action>,
     ) {
         debug_assert_eq!(self.role, Role::Leader);
-        if let Some(target) = self.transfer_target {
+        // The planted `lease_during_transfer` mistake serves lease reads
+        // through a transfer.
+        let lease_through_transfer = self.planted().lease_during_transfer
+            && path == ReadPath::Lease
+            && for_follower.is_none()
+            && self.lease_holds();
+        if let Some(target) = self.transfer_target.filter(|_| !lease_through_transfer) {
             match for_follower {
                 None => self.refuse_read(id, ReadError::TransferInProgress { target }, actions),
                 Some(follower) => self.answer_forwarded_read(follower, id, None, actions),
@@ -303,15 +320,21 @@ impl Node {
     /// Whether a quorum answered a round sent within the lease.
     pub(crate) fn lease_holds(&mut self) -> bool {
         let lease_ticks = self.config.lease_read_ticks;
-        if lease_ticks == 0 || self.role != Role::Leader || self.transfer_target.is_some() {
+        let planted = self.planted();
+        let transferring = self.transfer_target.is_some() && !planted.lease_during_transfer;
+        if lease_ticks == 0 || self.role != Role::Leader || transferring {
             return false;
         }
         let round = self.confirmed_round();
         if round < self.reads.lease_round_min {
             return false;
         }
+        let mut lease_ticks = u64::from(lease_ticks);
+        if planted.lease_ignores_drift {
+            lease_ticks += u64::from(self.config.clock_drift_bound_ticks);
+        }
         match self.reads.round_sent_tick(round) {
-            Some(sent_tick) => self.now_ticks < sent_tick + u64::from(lease_ticks),
+            Some(sent_tick) => self.now_ticks < sent_tick + lease_ticks,
             None => false,
         }
     }
@@ -384,6 +407,10 @@ impl Node {
             return;
         }
         progress.read_round_acked = round;
+        if self.planted().lease_from_answer && self.confirmed_round() == round {
+            let now = self.now_ticks;
+            self.reads.restamp_round(round, now);
+        }
         self.release_confirmed_reads(actions);
     }
 
@@ -615,14 +642,20 @@ impl Node {
         }
     }
 
-    /// A transfer started: rounds sent so far grant no lease, and neither
-    /// do rounds sent until it ends (its election ignores stickiness).
+    /// A transfer started: no round of this term grants a lease any more,
+    /// whether sent before, during or after the transfer (`reset_rounds`
+    /// lifts this in the next term). The target's election sets the
+    /// voters' stickiness aside, and it may come late: TimeoutNow, or the
+    /// target's vote requests, can be delayed in the network past the
+    /// moment the leader gives the transfer up. A voter that answered a
+    /// round sent after the give-up would still grant such a request, and
+    /// a new leader could then commit writes while this one served lease
+    /// reads from that round (found by the simulator's lease nemesis,
+    /// `TransferGivenUp`). Until the next term, reads go through ReadIndex.
     pub(crate) fn suspend_lease(&mut self) {
+        if self.planted().lease_during_transfer {
+            return;
+        }
         self.reads.lease_round_min = u64::MAX;
-    }
-
-    /// A transfer was given up: only rounds sent from now on grant a lease.
-    pub(crate) fn resume_lease(&mut self) {
-        self.reads.lease_round_min = self.reads.round_next;
     }
 }

@@ -524,7 +524,16 @@ impl Node {
         actions: &mut Vec<Action>,
     ) {
         let position = chunk.snapshot;
-        if position.index <= self.log.commit_index() {
+        let planted = self.planted();
+        // The planted `snapshot_held_by_index` mistake takes a snapshot
+        // its log reaches for one it holds; `stale_snapshot_installed`
+        // forgets the check altogether.
+        let held_here = if planted.snapshot_held_by_index {
+            position.index <= self.log.last_index()
+        } else {
+            position.index <= self.log.commit_index()
+        };
+        if held_here && !planted.stale_snapshot_installed {
             // Everything it covers is committed here already (and so
             // matches the leader's log): acknowledge what we hold instead.
             self.incoming_snapshot = None;
@@ -645,6 +654,11 @@ impl Node {
     ) {
         let position = snapshot.position;
         let old_commit = self.log.commit_index();
+        #[cfg(feature = "planted-bugs")]
+        if position.index <= old_commit && self.planted().stale_snapshot_installed {
+            self.install_stale_snapshot(snapshot, membership, actions);
+            return;
+        }
         assert!(position.index > old_commit);
         let keep_suffix = self.log.matches(position);
         if !keep_suffix {
@@ -694,6 +708,54 @@ impl Node {
         self.stats.snapshots_installed += 1;
         assert!(self.log.commit_index() >= position.index);
         assert_eq!(self.log.base(), position);
+    }
+}
+
+#[cfg(feature = "planted-bugs")]
+impl Node {
+    /// The planted `stale_snapshot_installed` mistake: installs a snapshot
+    /// at or below the commit index as if it were new. The log restarts
+    /// at the snapshot (its entries after it kept where the log holds the
+    /// snapshot's last entry), the commit index goes back to it, and the
+    /// state machine is restored to it.
+    fn install_stale_snapshot(
+        &mut self,
+        snapshot: SnapshotMeta,
+        membership: Membership,
+        actions: &mut Vec<Action>,
+    ) {
+        let position = snapshot.position;
+        let keep_suffix = self.log.matches(position);
+        self.flush_persist(actions);
+        self.log.install_stale_snapshot(position, keep_suffix);
+        self.membership_installed(position.index, membership.clone(), keep_suffix);
+        self.emitted_index = self.log.last_index();
+        let id = WriteId(self.next_write_id);
+        self.next_write_id += 1;
+        self.writes.push_back(PendingWrite {
+            id,
+            last_index: self.log.last_index(),
+            hard_state: None,
+        });
+        actions.push(Action::PersistSnapshot {
+            id,
+            snapshot,
+            discard_log: !keep_suffix,
+            membership: Box::new(membership.clone()),
+        });
+        // The state machine goes back to the snapshot, and so does what
+        // counts as applied and durable in the log kept.
+        self.apply_emitted_index = position.index;
+        self.applied_index = self.applied_index.min(position.index);
+        self.persisted_index = self.persisted_index.min(self.log.last_index());
+        if !self.is_witness_node() {
+            actions.push(Action::RestoreSnapshot { snapshot });
+        }
+        self.snapshot = Some(snapshot);
+        self.snapshot_membership = membership;
+        self.snapshot_index = position.index;
+        self.applied_since_snapshot_bytes = 0;
+        self.stats.snapshots_installed += 1;
     }
 }
 

@@ -9,7 +9,9 @@
 //! aside for it). The hand-over is an ordinary election started early, so
 //! it cannot weaken safety. If the target has not taken over within
 //! `Config::transfer_timeout_ticks`, the leader gives up and serves again
-//! ([`TransferOutcome::TimedOut`]).
+//! ([`TransferOutcome::TimedOut`]), without leader leases for the rest of
+//! its term: the target's campaign, which voters let past their
+//! stickiness, may still be under way (see `read_index.rs`).
 
 use thiserror::Error;
 
@@ -238,7 +240,8 @@ impl Node {
                 "leadership transfer timed out; leading on"
             );
             self.transfer_target = None;
-            self.resume_lease();
+            // The lease stays void for the rest of the term: see
+            // `Node::suspend_lease`.
             actions.push(Action::Transfer {
                 target,
                 outcome: TransferOutcome::TimedOut,

@@ -302,6 +302,53 @@ fn lease_is_not_used_while_leadership_is_being_transferred() {
 }
 
 #[test]
+fn lease_stays_void_for_the_term_after_a_transfer_is_given_up() {
+    // Node 3 never hears the leader's TimeoutNow, and the leader gives
+    // the transfer up. Node 3 may still campaign (a TimeoutNow or a vote
+    // request of its campaign delayed in the network), and voters let
+    // such a campaign past their stickiness: a round answered after the
+    // give-up must not grant a lease (the simulator's lease nemesis,
+    // `TransferGivenUp`, found a stale read when it did).
+    let mut c = cluster_with(|config| {
+        config.lease_read_ticks = 5;
+        config.clock_drift_bound_ticks = 4;
+        config.priorities.insert(3, 1);
+    });
+    c.elect(1);
+    c.cut.insert((1, 3));
+    for _ in 0..2 {
+        c.tick(1);
+    }
+    c.deliver_all();
+    assert_eq!(c.node(1).transfer_target(), Some(3));
+    // The preferred node stays silent, so the leader does not start the
+    // transfer again once it gives up.
+    c.cut.insert((3, 1));
+    for _ in 0..10 {
+        c.tick(1);
+        c.deliver_all();
+    }
+    assert_eq!(c.node(1).transfer_target(), None, "the transfer timed out");
+    assert_eq!(c.node(1).role(), Role::Leader);
+    c.trace.clear();
+    // A read confirmed by a round sent after the give-up...
+    read(&mut c, 1, 9, ReadPath::Lease);
+    c.deliver_all();
+    // ...and one right after it: no lease either.
+    read(&mut c, 1, 10, ReadPath::Lease);
+    c.deliver_all();
+    let commit = c.node(1).commit_index();
+    assert_eq!(
+        read_answers(&c, 1),
+        vec![
+            (9, Ok((commit, ReadPath::ReadIndex))),
+            (10, Ok((commit, ReadPath::ReadIndex)))
+        ],
+        "a lease served after a given-up transfer"
+    );
+}
+
+#[test]
 fn lease_without_check_quorum_is_refused_by_validation() {
     let mut config = Config::new(1, [1, 2, 3]);
     config.check_quorum = false;

@@ -151,6 +151,22 @@ pub struct CoreBugs {
     /// in flight to a follower (caught by the `commit-untold` check,
     /// `crate::promises`).
     pub owed_commit_forgotten: bool,
+
+    // Leases and snapshots (issue 36; `lease` and `snapshot-conflict`
+    // nemeses).
+    /// A leader counts its lease from when a round's answers arrived, not
+    /// from when it sent the round.
+    pub lease_from_answer: bool,
+    /// The lease ignores the declared clock drift bound.
+    pub lease_ignores_drift: bool,
+    /// A leader keeps serving lease reads while it transfers its
+    /// leadership.
+    pub lease_during_transfer: bool,
+    /// A follower takes a snapshot its log reaches (by index, whatever the
+    /// term there) for one it holds, and acknowledges it uninstalled.
+    pub snapshot_held_by_index: bool,
+    /// A follower installs a snapshot its commit index already passed.
+    pub stale_snapshot_installed: bool,
 }
 
 impl CoreBugs {
@@ -177,6 +193,11 @@ impl CoreBugs {
             || self.removed_node_campaigns
             || self.commit_notice_unchecked
             || self.owed_commit_forgotten
+            || self.lease_from_answer
+            || self.lease_ignores_drift
+            || self.lease_during_transfer
+            || self.snapshot_held_by_index
+            || self.stale_snapshot_installed
     }
 
     /// The core's form of these bugs.
@@ -204,6 +225,11 @@ impl CoreBugs {
             removed_node_campaigns: self.removed_node_campaigns,
             commit_notice_unchecked: self.commit_notice_unchecked,
             owed_commit_forgotten: self.owed_commit_forgotten,
+            lease_from_answer: self.lease_from_answer,
+            lease_ignores_drift: self.lease_ignores_drift,
+            lease_during_transfer: self.lease_during_transfer,
+            snapshot_held_by_index: self.snapshot_held_by_index,
+            stale_snapshot_installed: self.stale_snapshot_installed,
         }
     }
 }
@@ -868,6 +894,30 @@ impl SimConfig {
         }
         if self.core_bugs.owed_commit_forgotten {
             flags += " --bug-owed-commit-forgotten";
+        }
+        // Leases and snapshots (issue 36).
+        for (on, flag) in [
+            (self.core_bugs.lease_from_answer, " --bug-lease-from-answer"),
+            (
+                self.core_bugs.lease_ignores_drift,
+                " --bug-lease-ignores-drift",
+            ),
+            (
+                self.core_bugs.lease_during_transfer,
+                " --bug-lease-during-transfer",
+            ),
+            (
+                self.core_bugs.snapshot_held_by_index,
+                " --bug-snapshot-held-by-index",
+            ),
+            (
+                self.core_bugs.stale_snapshot_installed,
+                " --bug-stale-snapshot-installed",
+            ),
+        ] {
+            if on {
+                flags += flag;
+            }
         }
         if self.service != crate::services::Service::Builtin {
             flags += &format!(" --service {}", self.service.name());

@@ -41,6 +41,7 @@ use crate::budgets::{Budgets, Efficiency, Expectation, ExpectationExceeded};
 use crate::config::{CompactionOptions, NodeOptions, ReadOptions, SimConfig};
 use crate::faults::{exponential, Fault, FaultKind, FaultPlan, PlanLimits, Rates};
 use crate::nemesis::Nemesis;
+use crate::performance::{Cost, Performance};
 use crate::promises::Promises;
 use crate::rules::Rules;
 use crate::safety::Safety;
@@ -55,10 +56,12 @@ mod campaign;
 mod checks;
 mod churn;
 mod client;
+mod conflict;
 mod forced;
 mod hints;
 mod host;
 mod inject;
+mod lease;
 mod network;
 mod queue;
 mod sessions;
@@ -70,11 +73,13 @@ use self::calm::CalmPhase;
 use self::checks::{LatencyPhase, Probe};
 use self::churn::Churn;
 use self::client::{Client, ClientMessage, ClientProbes};
+use self::conflict::{ConflictNemesis, ConflictStep};
 use self::forced::{Forced, ForcedStep};
 pub use self::forced::{ForcedRecoveryReport, LostOperation};
 pub(crate) use self::hints::expected_hint as last_at_or_below;
 pub(crate) use self::host::{show_bytes, CALM_FSYNC_NS};
 use self::host::{Host, HostInput, Proposer};
+use self::lease::{LeaseNemesis, LeaseStep};
 pub(crate) use self::network::MESSAGE_DELAY_MAX_NS;
 use self::network::{body_code, NetOdds, Slab};
 use self::queue::EventQueue;
@@ -420,6 +425,8 @@ pub struct RunReport {
     pub forced_recovery: Option<ForcedRecoveryReport>,
     /// Session-contract probes and session evictions.
     pub sessions: SessionCounts,
+    /// What the run cost (`crate::performance`).
+    pub performance: Performance,
 }
 
 impl RunReport {
@@ -515,6 +522,10 @@ enum Event {
     Membership,
     HostEntry,
     Forced(ForcedStep),
+    /// A timed step of the lease nemesis (`lease`).
+    Lease(LeaseStep),
+    /// A timed step of the snapshot-conflict nemesis (`conflict`).
+    Conflict(ConflictStep),
 }
 
 impl Event {
@@ -549,6 +560,8 @@ impl Event {
             Event::Membership => 19,
             Event::HostEntry => 20,
             Event::Forced(step) => 21 | (step.code() << 8),
+            Event::Lease(step) => 30 | (step.code() << 8),
+            Event::Conflict(step) => 31 | (step.code() << 8),
         }
     }
 }
@@ -647,6 +660,17 @@ pub struct Simulation<S, W> {
     forced: Option<Forced>,
     /// The network skew of a split vote under way (`split`).
     split_route: Option<SplitRoute>,
+    /// Messages, bytes and fsyncs spent so far (`crate::performance`;
+    /// node steps are `node_steps`).
+    spent: Cost,
+    /// What had been spent, and when, as the quiet period began.
+    idle_from: Option<(Cost, u64)>,
+    /// What the quiet period cost, and how long it lasted.
+    idle: Option<(Cost, u64)>,
+    /// The lease nemeses (`lease`).
+    lease: LeaseNemesis,
+    /// The snapshot-conflict nemesis (`conflict`).
+    conflict: ConflictNemesis,
 }
 
 /// The random streams of a seed.
@@ -837,6 +861,11 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             probes,
             session_model,
             split_route: None,
+            spent: Cost::default(),
+            idle_from: None,
+            idle: None,
+            lease: LeaseNemesis::new(seed),
+            conflict: ConflictNemesis::new(seed),
         };
         simulation.start()?;
         Ok(simulation)
@@ -998,6 +1027,13 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
     fn report(self) -> (RunReport, W) {
         let committed = self.safety.committed_len();
         let pressured = self.config.max_sessions < self.config.clients;
+        let (idle, idle_ns) = self.idle.unwrap_or_default();
+        let performance = Performance {
+            committed,
+            total: self.cost(),
+            idle,
+            idle_ns,
+        };
         let report = RunReport {
             config: self.config,
             plan: self.plan,
@@ -1027,8 +1063,17 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                     .map_or(0, |model| model.evictions()),
                 pressured_runs: u64::from(pressured),
             },
+            performance,
         };
         (report, self.workload)
+    }
+
+    /// Everything spent so far.
+    fn cost(&self) -> Cost {
+        Cost {
+            node_steps: self.node_steps,
+            ..self.spent
+        }
     }
 
     fn run_loop(&mut self) {
@@ -1231,6 +1276,8 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             Event::Membership => self.membership_change(),
             Event::HostEntry => self.host_entry_tick(),
             Event::Forced(step) => self.forced_step(step),
+            Event::Lease(step) => self.lease_step(step),
+            Event::Conflict(step) => self.conflict_step(step),
             Event::Deadline => {
                 if self.probe.satisfied {
                     // In the quiet period, which ends on its own.

@@ -77,11 +77,24 @@ pub enum FaultKind {
     /// after, before the first can announce a win. A voter must grant one
     /// vote per term.
     SplitVote,
+    /// Lease nemeses (`engine::lease`): a leader cut off from the other
+    /// servers right after a quorum renewed its lease, while clients still
+    /// reach it; the same with every clock at the declared drift bound; a
+    /// leader paused between sending a heartbeat round and hearing its
+    /// answers, past its lease; a leadership transfer with lease reads in
+    /// flight; a transfer given up after the target may have campaigned.
+    Lease,
+    /// The snapshot-conflict nemesis (`engine::conflict`): a follower takes
+    /// an uncommitted suffix of one term from a leader cut off with it, a
+    /// new leader commits other entries there and compacts past them, then
+    /// the follower gets the snapshot, with late copies of its chunks and,
+    /// sometimes, a change of leader in the middle of the transfer.
+    SnapshotConflict,
 }
 
 impl FaultKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [FaultKind; 18] = [
+    pub const ALL: [FaultKind; 20] = [
         FaultKind::Delay,
         FaultKind::Loss,
         FaultKind::Duplicate,
@@ -100,6 +113,8 @@ impl FaultKind {
         FaultKind::Forge,
         FaultKind::Malformed,
         FaultKind::SplitVote,
+        FaultKind::Lease,
+        FaultKind::SnapshotConflict,
     ];
 
     /// The name used on the command line.
@@ -123,6 +138,8 @@ impl FaultKind {
             FaultKind::Forge => "forged",
             FaultKind::Malformed => "malformed",
             FaultKind::SplitVote => "split-vote",
+            FaultKind::Lease => "lease",
+            FaultKind::SnapshotConflict => "snapshot-conflict",
         }
     }
 
@@ -475,6 +492,91 @@ pub enum Fault {
         /// How long the leader stays down.
         down_ns: u64,
     },
+    /// A lease nemesis ([`LeaseScenario`], `engine::lease`), aimed at
+    /// whichever node leads when it strikes; everything it did is undone
+    /// `length_ns` after it strikes (or at the heal).
+    Lease {
+        /// What it does.
+        scenario: LeaseScenario,
+        /// How long the partition (or pause) it causes lasts.
+        length_ns: u64,
+    },
+    /// The snapshot-conflict nemesis (`engine::conflict`): the leader and
+    /// one follower are cut off, the leader reaching only that follower,
+    /// for `feed_ns`; then the leader loses what it did not sync (it
+    /// crashes) and stays away while the others elect a leader that
+    /// commits other entries and compacts past them; then the follower
+    /// rejoins and gets the snapshot. With `late_chunks`, every chunk of
+    /// that transfer is delivered again `late_ns` later (after the
+    /// follower has moved on), and with `depose`, the leader sending the
+    /// snapshot is cut off after its first chunk.
+    SnapshotConflict {
+        /// How long the cut-off leader feeds the follower.
+        feed_ns: u64,
+        /// Deliver a late copy of every chunk of the transfer.
+        late_chunks: bool,
+        /// How late.
+        late_ns: u64,
+        /// Cut off the sending leader after its first chunk.
+        depose: bool,
+    },
+}
+
+/// What a [`Fault::Lease`] does (`engine::lease`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LeaseScenario {
+    /// At the leader's next step that takes a heartbeat answer (a lease
+    /// just renewed), cut it off from every other server; clients still
+    /// reach it, and half of those waiting on it give up and go elsewhere.
+    Isolate,
+    /// Every clock runs at the edge of the declared drift bound (the
+    /// leader's slowest, the others' fastest: `--max-skew-ppm` apart
+    /// each way), then as [`LeaseScenario::Isolate`].
+    SkewAtBound,
+    /// Clocks at the drift bound as in [`LeaseScenario::SkewAtBound`];
+    /// at the leader's next step that sends a heartbeat round, pause it
+    /// (its answers queue up), then cut it off from the other servers; it
+    /// resumes (missed ticks first) past its lease, short of an election
+    /// timeout.
+    PauseAtExpiry,
+    /// The host asks the leader to hand leadership to a caught-up voter;
+    /// once it sends the target TimeoutNow, it hears no other server
+    /// (one-way), while clients still reach it.
+    Transfer,
+    /// As [`LeaseScenario::Transfer`], but only the target goes unheard,
+    /// and the target's vote requests are held back until the leader has
+    /// given the transfer up and a quorum answered a heartbeat round sent
+    /// after; the leader is then cut off from every other server.
+    TransferGivenUp,
+}
+
+impl LeaseScenario {
+    /// Every scenario, in drawing order.
+    pub const ALL: [LeaseScenario; 5] = [
+        LeaseScenario::Isolate,
+        LeaseScenario::SkewAtBound,
+        LeaseScenario::PauseAtExpiry,
+        LeaseScenario::Transfer,
+        LeaseScenario::TransferGivenUp,
+    ];
+}
+
+impl fmt::Display for LeaseScenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LeaseScenario::Isolate => "cut the leader off right after its lease is renewed",
+            LeaseScenario::SkewAtBound => {
+                "clocks at the drift bound, then cut the leader off right after its lease is renewed"
+            }
+            LeaseScenario::PauseAtExpiry => {
+                "pause the leader between a heartbeat round and its answers"
+            }
+            LeaseScenario::Transfer => "transfer leadership with lease reads in flight",
+            LeaseScenario::TransferGivenUp => {
+                "transfer leadership, hold the target's campaign until the leader gave up"
+            }
+        })
+    }
 }
 
 /// The messages of [`Fault::Malformed`]: self-contradictory ones, and
@@ -720,6 +822,8 @@ impl Fault {
             Fault::Forge { .. } => Some(FaultKind::Forge),
             Fault::Malformed { .. } => Some(FaultKind::Malformed),
             Fault::SplitVote { .. } => Some(FaultKind::SplitVote),
+            Fault::Lease { .. } => Some(FaultKind::Lease),
+            Fault::SnapshotConflict { .. } => Some(FaultKind::SnapshotConflict),
             Fault::Pause { .. } => Some(FaultKind::Pause),
             Fault::Partition(partition) => Some(partition.kind()),
             Fault::Restart { .. } | Fault::Resume { .. } | Fault::HealNetwork => None,
@@ -782,6 +886,29 @@ impl fmt::Display for Fault {
                 "crash the leader for {} ms and split the next vote between two candidates",
                 down_ns / 1_000_000
             ),
+            Fault::Lease {
+                scenario,
+                length_ns,
+            } => write!(f, "lease: {scenario}, for {} ms", length_ns / 1_000_000),
+            Fault::SnapshotConflict {
+                feed_ns,
+                late_chunks,
+                late_ns,
+                depose,
+            } => {
+                write!(
+                    f,
+                    "snapshot conflict: a cut-off leader feeds one follower for {} ms",
+                    feed_ns / 1_000_000
+                )?;
+                if *late_chunks {
+                    write!(f, ", chunks again {} ms late", late_ns / 1_000_000)?;
+                }
+                if *depose {
+                    write!(f, ", the sender cut off after its first chunk")?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -851,6 +978,44 @@ fn draw_split_votes(rng: &mut ChaCha8Rng, chaos_ns: u64) -> Vec<TimedFault> {
     })
 }
 
+/// The lease schedule of a plan ([`Fault::Lease`]): every 100 ms to a
+/// second on average of `0..chaos_ns`, one of the scenarios, undone 100
+/// to 400 ms after it strikes.
+fn draw_lease(rng: &mut ChaCha8Rng, chaos_ns: u64) -> Vec<TimedFault> {
+    draw_schedule(rng, chaos_ns, 100..1_000, |rng| {
+        let scenario = LeaseScenario::ALL[rng.gen_range(0..LeaseScenario::ALL.len())];
+        let length_ns = rng.gen_range(100_000_000..400_000_000);
+        // Busy until it has struck and healed, give or take.
+        (
+            Fault::Lease {
+                scenario,
+                length_ns,
+            },
+            length_ns + 200_000_000,
+        )
+    })
+}
+
+/// The snapshot-conflict schedule of a plan ([`Fault::SnapshotConflict`]):
+/// one every couple of seconds of `0..chaos_ns`.
+fn draw_snapshot_conflicts(rng: &mut ChaCha8Rng, chaos_ns: u64) -> Vec<TimedFault> {
+    draw_schedule(rng, chaos_ns, 500..3_000, |rng| {
+        let feed_ns = rng.gen_range(30_000_000..400_000_000);
+        let late_chunks = rng.gen_bool(0.5);
+        let late_ns = rng.gen_range(20_000_000..300_000_000);
+        let depose = rng.gen_bool(0.3);
+        (
+            Fault::SnapshotConflict {
+                feed_ns,
+                late_chunks,
+                late_ns,
+                depose,
+            },
+            feed_ns + 1_500_000_000,
+        )
+    })
+}
+
 /// A fault at a virtual time.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimedFault {
@@ -909,7 +1074,9 @@ impl FaultPlan {
         let others = allowed
             .without(FaultKind::Forge)
             .without(FaultKind::Malformed)
-            .without(FaultKind::SplitVote);
+            .without(FaultKind::SplitVote)
+            .without(FaultKind::Lease)
+            .without(FaultKind::SnapshotConflict);
         let mut enabled = FaultSet::NONE;
         for kind in others.kinds() {
             if !swarm || rng.gen_bool(0.5) {
@@ -945,6 +1112,22 @@ impl FaultPlan {
             && (!swarm || rng.gen_bool(0.5));
         if split {
             plan.events.extend(draw_split_votes(rng, limits.chaos_ns));
+            plan.events.sort_by_key(|event| event.at_ns);
+        }
+        // The lease and snapshot-conflict nemeses come last of all, so a
+        // seed that draws neither runs as it did before they existed.
+        let lease =
+            allowed.contains(FaultKind::Lease) && limits.nodes > 2 && (!swarm || rng.gen_bool(0.5));
+        if lease {
+            plan.events.extend(draw_lease(rng, limits.chaos_ns));
+            plan.events.sort_by_key(|event| event.at_ns);
+        }
+        let conflict = allowed.contains(FaultKind::SnapshotConflict)
+            && limits.nodes > 2
+            && (!swarm || rng.gen_bool(0.5));
+        if conflict {
+            plan.events
+                .extend(draw_snapshot_conflicts(rng, limits.chaos_ns));
             plan.events.sort_by_key(|event| event.at_ns);
         }
         plan
@@ -1161,6 +1344,12 @@ impl FaultPlan {
         if on(FaultKind::SplitVote) && nodes > 2 {
             events.extend(draw_split_votes(rng, chaos_ns));
         }
+        if on(FaultKind::Lease) && nodes > 2 {
+            events.extend(draw_lease(rng, chaos_ns));
+        }
+        if on(FaultKind::SnapshotConflict) && nodes > 2 {
+            events.extend(draw_snapshot_conflicts(rng, chaos_ns));
+        }
         events.retain(|event| event.at_ns < chaos_ns);
         events.sort_by_key(|event| event.at_ns);
         FaultPlan {
@@ -1234,7 +1423,9 @@ impl FaultPlan {
                 | Fault::CrashVoter { .. }
                 | Fault::Forge { .. }
                 | Fault::Malformed { .. }
-                | Fault::SplitVote { .. } => Vec::new(),
+                | Fault::SplitVote { .. }
+                | Fault::Lease { .. }
+                | Fault::SnapshotConflict { .. } => Vec::new(),
             };
             if let Some(id) = ids.into_iter().find(|id| !valid(*id)) {
                 return Err(format!(

@@ -152,6 +152,7 @@ pub mod history;
 pub mod kv;
 pub mod linearizability;
 mod nemesis;
+pub mod performance;
 mod promises;
 pub mod report;
 pub mod rules;

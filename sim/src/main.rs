@@ -22,6 +22,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use concord_sim::engine::format_time;
+use concord_sim::performance::{PerformanceJson, SeedPerformance};
 use concord_sim::services::Service;
 use concord_sim::{
     run_kv, run_kv_with_history, run_seeds_watched, CoreBugs, FaultKind, FaultPlan, FaultSet,
@@ -58,6 +59,12 @@ enum Command {
         /// sweeps can be merged (`concord_sim::SweepJson::merge`).
         #[arg(long)]
         json: bool,
+        /// Report what each seed and the whole sweep cost: messages,
+        /// bytes, fsyncs and node steps per committed entry, and per
+        /// simulated second of the idle cluster after the heal (also in
+        /// `--json`). Deterministic, so runs compare exactly.
+        #[arg(long)]
+        performance: bool,
         /// A seed still running after this many seconds of wall-clock time
         /// is reported as hung, with its replay command, and the sweep
         /// exits with code 1 (a loop inside one step is beyond every budget
@@ -355,6 +362,26 @@ struct SimArgs {
     /// back while appends were in flight to a follower.
     #[arg(long)]
     bug_owed_commit_forgotten: bool,
+    /// Planted core mistake: a leader counts its lease from when a round's
+    /// answers arrived, not from when it sent the round.
+    #[arg(long)]
+    bug_lease_from_answer: bool,
+    /// Planted core mistake: the lease ignores the declared clock drift
+    /// bound.
+    #[arg(long)]
+    bug_lease_ignores_drift: bool,
+    /// Planted core mistake: a leader keeps serving lease reads while it
+    /// transfers its leadership.
+    #[arg(long)]
+    bug_lease_during_transfer: bool,
+    /// Planted core mistake: a follower takes a snapshot its log reaches
+    /// (whatever the term there) for one it holds, and acknowledges it.
+    #[arg(long)]
+    bug_snapshot_held_by_index: bool,
+    /// Planted core mistake: a follower installs a snapshot its commit
+    /// index already passed.
+    #[arg(long)]
+    bug_stale_snapshot_installed: bool,
     /// Planted core mistake: a node removed from the voters keeps
     /// campaigning.
     #[arg(long)]
@@ -465,6 +492,11 @@ impl SimArgs {
                 removed_node_campaigns: self.bug_removed_node_campaigns,
                 commit_notice_unchecked: self.bug_commit_notice_unchecked,
                 owed_commit_forgotten: self.bug_owed_commit_forgotten,
+                lease_from_answer: self.bug_lease_from_answer,
+                lease_ignores_drift: self.bug_lease_ignores_drift,
+                lease_during_transfer: self.bug_lease_during_transfer,
+                snapshot_held_by_index: self.bug_snapshot_held_by_index,
+                stale_snapshot_installed: self.bug_stale_snapshot_installed,
             },
             reads: self.reads,
             lease_skew_beyond_bound: self.lease_skew_beyond_bound,
@@ -602,10 +634,16 @@ fn execute(command: Command) -> Result<bool, String> {
             quiet,
             shrink: shrink_first,
             json,
+            performance,
             hang_after_s,
             sim,
         } => {
-            let passed = run(seeds, jobs, quiet, json, hang_after_s, &sim)?;
+            let output = Output {
+                quiet,
+                json,
+                performance,
+            };
+            let passed = run(seeds, jobs, output, hang_after_s, &sim)?;
             if let (false, true, Some(seed)) = (passed, shrink_first, FIRST_FAILURE.get()) {
                 println!();
                 shrink(*seed, None, None, 400, &sim)?;
@@ -792,15 +830,31 @@ mod check {
 /// The first failing seed of `run`, for `run --shrink`.
 static FIRST_FAILURE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
 
+/// What `run` prints.
+#[derive(Clone, Copy, Debug)]
+struct Output {
+    /// No progress bar.
+    quiet: bool,
+    /// One JSON object instead of text.
+    json: bool,
+    /// What each seed cost.
+    performance: bool,
+}
+
 fn run(
     seeds: Range<u64>,
     jobs: usize,
-    quiet: bool,
-    json: bool,
+    output: Output,
     hang_after_s: u64,
     sim: &SimArgs,
 ) -> Result<bool, String> {
+    let Output {
+        quiet,
+        json,
+        performance,
+    } = output;
     let template = sim.config(seeds.start)?;
+    let costs: std::sync::Mutex<Vec<SeedPerformance>> = std::sync::Mutex::new(Vec::new());
     quiet_panics();
     let bar = ProgressBar::new(seeds.end - seeds.start);
     if quiet || !std::io::stderr().is_terminal() {
@@ -825,6 +879,14 @@ fn run(
         on_hang: &on_hang,
     });
     let progress = |report: &RunReport| {
+        if performance {
+            if let Ok(mut costs) = costs.lock() {
+                costs.push(SeedPerformance {
+                    seed: report.config.seed,
+                    performance: report.performance,
+                });
+            }
+        }
         if !report.passed() {
             let count = failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             bar.set_message(format!("{count} failed"));
@@ -836,8 +898,16 @@ fn run(
     if let Some(report) = summary.failures.first() {
         let _ = FIRST_FAILURE.set(report.config.seed);
     }
+    let costs = performance.then(|| {
+        PerformanceJson::new(
+            costs
+                .into_inner()
+                .unwrap_or_else(|error| error.into_inner()),
+        )
+    });
     if json {
-        let sweep = SweepJson::new(&summary, seeds, &template);
+        let mut sweep = SweepJson::new(&summary, seeds, &template);
+        sweep.performance = costs;
         let text = serde_json::to_string(&sweep).map_err(|error| error.to_string())?;
         println!("{text}");
         return Ok(summary.failures.is_empty());
@@ -912,11 +982,47 @@ fn run(
             }
         }
     }
+    if let Some(costs) = &costs {
+        print_performance(costs);
+    }
     println!("  failures: {}", summary.failures.len());
     for report in &summary.failures {
         print_failure(report);
     }
     Ok(summary.failures.is_empty())
+}
+
+/// `run --performance`: each seed's cost, then the sweep's.
+fn print_performance(costs: &PerformanceJson) {
+    println!("  performance (per committed entry over the run; per simulated second of the idle cluster after the heal):");
+    println!(
+        "    {:>12} {:>8} {:>9} {:>9} {:>8} {:>9} | {:>6} {:>9} {:>10} {:>8} {:>9}",
+        "seed",
+        "entries",
+        "msgs/e",
+        "bytes/e",
+        "fsync/e",
+        "steps/e",
+        "idle s",
+        "msgs/s",
+        "bytes/s",
+        "fsync/s",
+        "steps/s"
+    );
+    let line = |label: String, cost: &concord_sim::performance::Performance| {
+        let [messages, bytes, fsyncs, steps] = cost.per_entry().map(|(_, ratio)| ratio);
+        let [idle_messages, idle_bytes, idle_fsyncs, idle_steps] =
+            cost.idle_per_second().map(|(_, rate)| rate);
+        println!(
+            "    {label:>12} {:>8} {messages:>9.2} {bytes:>9.1} {fsyncs:>8.2} {steps:>9.2} | {:>6.2} {idle_messages:>9.1} {idle_bytes:>10.1} {idle_fsyncs:>8.1} {idle_steps:>9.1}",
+            cost.committed,
+            cost.idle_ns as f64 / 1e9,
+        )
+    };
+    for seed in &costs.seeds {
+        line(seed.seed.to_string(), &seed.performance);
+    }
+    line("total".to_string(), &costs.total);
 }
 
 fn print_failure(report: &RunReport) {

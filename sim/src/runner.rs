@@ -14,6 +14,7 @@ use crate::engine::{
 use crate::faults::{FaultKind, FaultPlan};
 use crate::history::Operation;
 use crate::kv::{KvStateMachine, KvWorkload, KvWorkloadConfig};
+use crate::performance::PerformanceJson;
 use crate::watchdog::SeedWatch;
 use serde::{Deserialize, Serialize};
 
@@ -430,6 +431,10 @@ pub struct SweepJson {
     /// them, or the leader never became idle).
     #[serde(default)]
     pub calm_unjudged: u64,
+    /// What each seed cost, with `run --performance`
+    /// (`crate::performance`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub performance: Option<PerformanceJson>,
 }
 
 impl SweepJson {
@@ -538,6 +543,7 @@ impl SweepJson {
             expectations_exceeded,
             expectations_by_kind,
             calm_unjudged: summary.calm_unjudged,
+            performance: None,
         }
     }
 
@@ -590,6 +596,14 @@ impl SweepJson {
             *self.expectations_by_kind.entry(kind.clone()).or_insert(0) += count;
         }
         self.calm_unjudged += other.calm_unjudged;
+        self.performance = match (self.performance.take(), &other.performance) {
+            (Some(mine), Some(theirs)) => {
+                let mut seeds = mine.seeds;
+                seeds.extend(theirs.seeds.iter().cloned());
+                Some(PerformanceJson::new(seeds))
+            }
+            (mine, theirs) => mine.or_else(|| theirs.clone()),
+        };
         Ok(())
     }
 }

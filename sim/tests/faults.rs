@@ -113,13 +113,19 @@ fn liveness_bound_quadruples_only_without_prevote_under_wide_clock_skew() {
 }
 
 /// The faults added after the others (forged senders, then malformed
-/// messages, then split votes) are drawn after every other draw, in that
-/// order, so adding one left each seed's earlier draws as they were: with
-/// the later ones left out of both, the plan without a fault is the plan
-/// with it, minus its events.
+/// messages, split votes, the lease nemeses and snapshot conflicts) are
+/// drawn after every other draw, in that order, so adding one left each
+/// seed's earlier draws as they were: with the later ones left out of
+/// both, the plan without a fault is the plan with it, minus its events.
 #[test]
 fn late_faults_are_drawn_after_every_other_fault() {
-    let late = [FaultKind::Forge, FaultKind::Malformed, FaultKind::SplitVote];
+    let late = [
+        FaultKind::Forge,
+        FaultKind::Malformed,
+        FaultKind::SplitVote,
+        FaultKind::Lease,
+        FaultKind::SnapshotConflict,
+    ];
     for (position, kind) in late.iter().enumerate() {
         let later = late[position + 1..]
             .iter()

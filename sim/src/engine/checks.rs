@@ -508,6 +508,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             return;
         }
         self.quiet_start = Some(self.elections_started());
+        self.idle_from = Some((self.cost(), self.now));
         self.budgets.quiet_started();
         self.schedule(QUIET_PERIOD_NS, Event::QuietEnd);
     }
@@ -522,6 +523,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 );
                 self.fail(FailureKind::Stability, Some(outsider), message);
             }
+        }
+        if let Some((cost, since_ns)) = self.idle_from.take() {
+            self.idle = Some((self.cost().since(&cost), self.now - since_ns));
         }
         if let Some((elections, transfers)) = self.quiet_start.take() {
             let (elections_now, transfers_now) = self.elections_started();

@@ -23,6 +23,7 @@ use super::book::{wrap_snapshot, Book};
 use super::campaign;
 use super::client::Reply;
 use super::hints;
+use super::lease;
 use super::{Event, FailureKind, Simulation, MS, PAUSED_QUEUE_MAX};
 use crate::disk::{Disk, Record};
 use crate::faults::{FaultKind, Partition};
@@ -472,6 +473,15 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         work: &mut VecDeque<(Input, Option<Proposer>)>,
         actions: &mut Vec<Action>,
     ) -> bool {
+        // The lease and snapshot-conflict nemeses (`lease`, `conflict`).
+        let lease_watch = self.lease.watches(index);
+        let heard_answer = lease_watch
+            && matches!(&input, Input::Receive(message) if self.lease_answer_counts(message));
+        let conflict_last = if self.conflict.watches(index, self.hosts.len()) {
+            self.hosts[index].node.as_ref().map(Node::last_index)
+        } else {
+            None
+        };
         let host = &mut self.hosts[index];
         let Some(node) = host.node.as_mut() else {
             // The node is down: what was queued for it is lost with it,
@@ -624,8 +634,33 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             Strike::SplitVote { term } => self.split_vote_route(index, term),
             _ => None,
         };
+        let lease_strike = if lease_watch && !self.healed && self.failure.is_none() {
+            self.lease_after_step(index, heard_answer, actions)
+        } else {
+            lease::LeaseStrike::None
+        };
+        let conflict_crash = conflict_last.is_some_and(|last| {
+            let appended = self.hosts[index]
+                .node
+                .as_ref()
+                .is_some_and(|node| node.last_index() > last);
+            !self.healed && self.conflict_crash_after(index, appended)
+        });
         for action in actions.drain(..) {
             self.execute(index, action, proposer, work);
+        }
+        if lease_strike != lease::LeaseStrike::None {
+            self.lease_strike(index, lease_strike);
+        }
+        if conflict_crash && self.failure.is_none() {
+            // The leader dies with the entry it just sent the follower
+            // unsynced; it comes back once the Feed phase is over.
+            work.clear();
+            self.note(Some(index), || {
+                "snapshot conflict: the leader crashes after feeding the follower".to_string()
+            });
+            self.nemesis_crash(index, 20 * MS, false);
+            return false;
         }
         self.check_log_bound(index);
         self.check_vote_answered(index);
@@ -999,6 +1034,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                         if let Some(delay) = self.nemesis.on_leader() {
                             self.schedule_depose(index, term, delay);
                         }
+                        self.lease_on_new_leader(index);
                     }
                 } else {
                     let pending = std::mem::take(&mut self.hosts[index].pending);
@@ -1069,6 +1105,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         let snapshot = Snapshot::new(position, data).with_membership(membership);
         self.snapshots.taken += 1;
         self.hosts[index].disk.write_snapshot(snapshot.clone());
+        self.spent.fsyncs += 1;
         self.hosts[index].snapshot_outstanding = true;
         if self.config.bugs.snapshot_reported_before_sync {
             self.hosts[index].disk.drop_log_under(position);
@@ -1254,6 +1291,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             CALM_FSYNC_NS
         };
         let latency = self.split_vote_sync_ns(index, latency);
+        self.spent.fsyncs += 1;
         self.hosts[index].disk.syncing_through = Some(last);
         let incarnation = self.hosts[index].incarnation;
         self.schedule(

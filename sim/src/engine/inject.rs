@@ -104,6 +104,16 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 terms_ahead,
             } => self.forge(sender, terms_ahead),
             Fault::Malformed { message, pick } => self.hand_malformed(message, pick),
+            Fault::Lease {
+                scenario,
+                length_ns,
+            } => self.lease_fault(scenario, length_ns),
+            Fault::SnapshotConflict {
+                feed_ns,
+                late_chunks,
+                late_ns,
+                depose,
+            } => self.conflict_fault(feed_ns, late_chunks, late_ns, depose),
             Fault::CrashLeaderAfterAppend { .. }
             | Fault::LeaderChurn { .. }
             | Fault::CrashVoter { .. }
@@ -416,6 +426,8 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         });
         self.blocked = [0; 8];
         self.nemesis.disarm();
+        self.lease_heal();
+        self.conflict_heal();
         self.network_changed();
         let fsync_max_ns = 0;
         self.rates = Rates {

@@ -164,6 +164,8 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
 
     pub(super) fn send(&mut self, index: usize, to: NodeId, message: Message) {
         self.messages_handed += 1;
+        self.spent.messages += 1;
+        self.spent.bytes += crate::performance::message_bytes(&message);
         if to == 0 || to as usize > self.hosts.len() {
             return;
         }
@@ -187,6 +189,10 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         if self.blocked[index] & (1 << target) != 0 {
             return;
         }
+        if self.lease_hold(index, target, &message) {
+            return;
+        }
+        self.conflict_on_send(index, &message);
         let (Some(delay), Some(bug_ns)) = (self.message_delay(), self.calm_bug_delay(&message))
         else {
             return;
