@@ -137,6 +137,7 @@
 //! service; [`run_seeds`] runs many seeds on worker threads.
 #![deny(missing_docs)]
 pub mod budgets;
+pub mod check;
 pub mod config;
 mod disk;
 pub mod engine;
@@ -148,6 +149,7 @@ pub mod histgen;
 pub mod history;
 pub mod kv;
 pub mod linearizability;
+pub mod models;
 mod nemesis;
 mod promises;
 pub mod report;
