@@ -44,6 +44,7 @@
 //! what the stuck operation saw.
 
 pub mod brute;
+pub mod cli;
 pub mod jepsen;
 pub mod search;
 pub mod typed;
