@@ -145,6 +145,7 @@ pub mod explore;
 pub mod faults;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+pub mod harness;
 pub mod histgen;
 pub mod history;
 pub mod kv;

@@ -49,6 +49,7 @@ pub mod jepsen;
 pub mod search;
 pub mod typed;
 pub mod unambiguous;
+pub mod workload;
 
 use std::fmt;
 use std::fmt::Debug;
