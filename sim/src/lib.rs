@@ -140,6 +140,7 @@
 //! service; [`run_seeds`] runs many seeds on worker threads.
 #![deny(missing_docs)]
 pub mod budgets;
+pub mod check;
 pub mod config;
 mod disk;
 pub mod engine;
@@ -147,10 +148,12 @@ pub mod explore;
 pub mod faults;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+pub mod harness;
 pub mod histgen;
 pub mod history;
 pub mod kv;
 pub mod linearizability;
+pub mod models;
 mod nemesis;
 pub mod performance;
 mod promises;

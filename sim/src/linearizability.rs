@@ -222,6 +222,10 @@ pub struct CheckConfig {
     /// Step budget for computing and shrinking that sub-history; when it
     /// runs out the best sub-history found so far is reported.
     pub shrink_steps: u64,
+    /// Decide keys that only have `get`s and `put`s of distinct values as
+    /// registers, in O(n log n) (same verdict as the search; off only to
+    /// compare the two).
+    pub fast_path: bool,
 }
 
 impl Default for CheckConfig {
@@ -232,6 +236,7 @@ impl Default for CheckConfig {
             time_limit: None,
             shrink: true,
             shrink_steps: 50_000_000,
+            fast_path: true,
         }
     }
 }
@@ -503,6 +508,7 @@ pub fn check_history_with(ops: &[Operation], cfg: &CheckConfig) -> CheckResult {
         max_frontier: cfg.max_frontier,
         deadline,
         time_limit: cfg.time_limit,
+        fast_path: cfg.fast_path,
     };
     let mut first_unknown: Option<Exhausted> = None;
     for (key, idx) in &keys {
@@ -678,6 +684,7 @@ pub fn check_history_parallel(ops: &[Operation], cfg: &CheckConfig, threads: usi
                             max_frontier: cfg.max_frontier,
                             deadline,
                             time_limit: cfg.time_limit,
+                            fast_path: cfg.fast_path,
                         };
                         let started = Instant::now();
                         let outcome = check_key(ops, idx, Init::Empty, &mut budget);
@@ -788,7 +795,7 @@ impl Model {
 
     fn display(&self, s: u32) -> String {
         if s == OTHER {
-            "<other>".to_string()
+            OTHER_SHOWN.to_string()
         } else {
             self.strings[s as usize].clone()
         }
@@ -1000,6 +1007,8 @@ struct Budget {
     deadline: Option<Instant>,
     /// The wall-clock limit behind `deadline`, to name it.
     time_limit: Option<Duration>,
+    /// Whether keys of `get`s and `put`s may be decided as registers.
+    fast_path: bool,
 }
 
 impl Budget {
@@ -1092,7 +1101,173 @@ struct Sweep<'a> {
     regrouped: bool,
 }
 
+/// Checks one key: as a register in O(n log n) when it only has `get`s
+/// and `put`s and no value is written twice (the common shape of the
+/// simulator's histories, see `crate::check::unambiguous`); else by the
+/// search below; and where more operations are pending at once than its
+/// window of 128, by the generic search of `crate::check` with the
+/// key-value model (no such limit). All three give the same verdict.
 fn check_key(ops: &[Operation], idx: &[usize], init: Init, budget: &mut Budget) -> KeyOutcome {
+    if budget.fast_path {
+        if let Some(outcome) = register_fast_path(ops, idx) {
+            return outcome;
+        }
+    }
+    let outcome = search_key(ops, idx, init, budget);
+    let outcome = match outcome {
+        KeyOutcome::Exhausted(Limit::PendingOperations(_)) => generic_key(ops, idx, budget),
+        other => other,
+    };
+    match outcome {
+        KeyOutcome::Fail { stuck, values } if values.iter().any(|v| v == OTHER_SHOWN) => {
+            // Name the values the abstraction merged into one.
+            let values = concrete_values(ops, idx, stuck).unwrap_or(values);
+            KeyOutcome::Fail { stuck, values }
+        }
+        other => other,
+    }
+}
+
+/// How the search's merged state is shown when no concrete values can be
+/// computed.
+const OTHER_SHOWN: &str = "<other>";
+
+/// The key's operations as a typed history (for the generic search), and
+/// the history index of each.
+fn typed_key(
+    ops: &[Operation],
+    idx: &[usize],
+) -> Vec<crate::check::Op<crate::models::KvInput, Output>> {
+    let sub: Vec<Operation> = idx.iter().map(|&i| ops[i].clone()).collect();
+    crate::models::Kv::from_history(&sub)
+}
+
+/// The values the key could hold just before `stuck` returned, from the
+/// generic search with the key-value model (concrete strings, where the
+/// search above merges the values no later read observes).
+fn concrete_values(ops: &[Operation], idx: &[usize], stuck: usize) -> Option<Vec<String>> {
+    let typed = typed_key(ops, idx);
+    let local: Vec<usize> = (0..typed.len()).collect();
+    let at = idx.iter().position(|&i| i == stuck)?;
+    let states =
+        crate::check::search::raw_states_before(&crate::models::Kv, &typed, &local, at, 2_000_000)?;
+    let key = &ops[stuck].key;
+    let mut values: Vec<String> = states
+        .iter()
+        .map(|s| s.get(key).cloned().unwrap_or_default())
+        .collect();
+    values.sort();
+    values.dedup();
+    let n = values.len();
+    if n > 8 {
+        values.truncate(8);
+        values.push(format!("... ({} more)", n - 8));
+    }
+    Some(values)
+}
+
+/// The generic search on one key.
+fn generic_key(ops: &[Operation], idx: &[usize], budget: &mut Budget) -> KeyOutcome {
+    let typed = typed_key(ops, idx);
+    let local: Vec<usize> = (0..typed.len()).collect();
+    let mut b = crate::check::search::Budget::with(
+        budget.max_steps.saturating_sub(budget.steps),
+        budget.max_frontier,
+        budget.deadline,
+        budget.time_limit,
+    );
+    let r = crate::check::search::search_raw(&crate::models::Kv, &typed, &local, &mut b);
+    budget.steps += b.steps;
+    match r {
+        Ok(()) => KeyOutcome::Ok,
+        Err(Ok((stuck, states))) => {
+            let key = &typed[stuck].input.key;
+            let mut values: Vec<String> = states
+                .iter()
+                .map(|s| s.get(key).cloned().unwrap_or_default())
+                .collect();
+            values.sort();
+            values.dedup();
+            values.truncate(8);
+            KeyOutcome::Fail {
+                stuck: idx[stuck],
+                values,
+            }
+        }
+        Err(Err(limit)) => KeyOutcome::Exhausted(limit),
+    }
+}
+
+/// The register decision for a key with only `get`s and `put`s (failed
+/// operations and `get`s of unknown outcome do not count), if no value is
+/// written twice; `None` otherwise.
+fn register_fast_path(ops: &[Operation], idx: &[usize]) -> Option<KeyOutcome> {
+    use crate::check::unambiguous::{decide_register, RegOp};
+    use crate::check::Decision;
+    let mut rel: Vec<usize> = Vec::with_capacity(idx.len());
+    for &i in idx {
+        match (&ops[i].op, &ops[i].outcome) {
+            (_, Outcome::Failed) | (Op::Get, Outcome::Unknown) => {}
+            (Op::Get, _) | (Op::Put { .. }, _) => rel.push(i),
+            _ => return None,
+        }
+    }
+    // The order the search processes ties in.
+    rel.sort_by_key(|&i| (ops[i].call, i));
+    let mut ids: FxHashMap<&str, u32> = FxHashMap::default();
+    ids.insert("", 0);
+    let mut reg: Vec<RegOp> = Vec::with_capacity(rel.len());
+    for &i in &rel {
+        let o = &ops[i];
+        let (write, value) = match (&o.op, &o.outcome) {
+            (Op::Get, Outcome::Ok(Output::Value(v))) => (false, v.as_str()),
+            (Op::Put { value }, _) => (true, value.as_str()),
+            _ => return None,
+        };
+        let n = ids.len() as u32;
+        let value = *ids.entry(value).or_insert(n);
+        reg.push(RegOp {
+            write,
+            value,
+            call: o.call,
+            ret: match o.outcome {
+                Outcome::Ok(_) => o.ret,
+                _ => None,
+            },
+        });
+    }
+    Some(match decide_register(&reg, 0)? {
+        Decision::Linearizable => KeyOutcome::Ok,
+        Decision::Stuck(k) => {
+            let stuck = rel[k];
+            let values = concrete_values(ops, idx, stuck)
+                .unwrap_or_else(|| vec!["(not computed within the search budget)".to_string()]);
+            KeyOutcome::Fail { stuck, values }
+        }
+    })
+}
+
+/// Decides the history of one key (every operation of `ops`) for the
+/// key-value [`Model`](crate::check::Model): `None` if the search gave up.
+pub(crate) fn decide_key(ops: &[Operation]) -> Option<crate::check::Decision> {
+    let idx: Vec<usize> = (0..ops.len()).collect();
+    let cfg = CheckConfig::default();
+    let mut budget = Budget {
+        steps: 0,
+        max_steps: cfg.max_steps,
+        max_frontier: cfg.max_frontier,
+        deadline: None,
+        time_limit: None,
+        fast_path: true,
+    };
+    match check_key(ops, &idx, Init::Empty, &mut budget) {
+        KeyOutcome::Ok => Some(crate::check::Decision::Linearizable),
+        KeyOutcome::Fail { stuck, .. } => Some(crate::check::Decision::Stuck(stuck)),
+        KeyOutcome::Exhausted(_) => None,
+    }
+}
+
+fn search_key(ops: &[Operation], idx: &[usize], init: Init, budget: &mut Budget) -> KeyOutcome {
     let (model, mut cops) = compile(ops, idx);
     cops.sort_by_key(|c| (c.call, c.orig));
     let mut events: Vec<(u64, u8, u32)> = Vec::with_capacity(cops.len() * 2);
@@ -1939,6 +2114,7 @@ fn run_sub(ops: &[Operation], idx: &[usize], left: &mut u64) -> Option<Result<()
         max_frontier: 1_000_000,
         deadline: None,
         time_limit: None,
+        fast_path: true,
     };
     let r = check_key(ops, idx, Init::Empty, &mut b);
     *left = left.saturating_sub(b.steps + idx.len() as u64);

@@ -117,10 +117,12 @@ enum Command {
         #[command(flatten)]
         sim: SimArgs,
     },
-    /// Check a JSON-lines history recorded by any system for
-    /// linearizability. Exit 0: linearizable; 1: not linearizable; 2:
-    /// unknown (a time or memory limit was reached; the limit is named);
-    /// 3: malformed input (line number and reason) or bad arguments.
+    /// Check a history recorded by any system for linearizability against
+    /// a model (default: the key-value store). Exit 0: linearizable; 1: not
+    /// linearizable; 2: unknown (a time or memory limit was reached; the
+    /// limit is named); 3: malformed input (line number and reason) or bad
+    /// arguments; 4: empty (no operation, or none completed; see
+    /// --allow-empty).
     Check(CheckArgs),
     /// Explore every interleaving of a small scope with the real core
     /// (model checking), or replay a saved trace. Exit 0: no violation;
@@ -139,10 +141,34 @@ struct CheckArgs {
     /// reaching it gives exit code 2. No limit by default.
     #[arg(long, value_name = "SECONDS")]
     timeout: Option<f64>,
-    /// Threads checking keys in parallel (keys are independent). The
-    /// verdict and explanation do not depend on it.
-    #[arg(long, default_value_t = default_jobs())]
+    /// Threads checking keys (parts) in parallel; they are independent.
+    /// The verdict and explanation do not depend on it. At least 1.
+    #[arg(long, default_value_t = default_jobs(), value_parser = parse_threads)]
     threads: usize,
+    /// The model the history is checked against: kv (the format of
+    /// concord_sim::history), register, cas-register, set, queue, counter,
+    /// bank (see concord_sim::models for each one's operations).
+    #[arg(long, default_value = "kv")]
+    model: String,
+    /// The input format: jsonl, or jepsen (a Jepsen JSON history, as
+    /// elle-cli reads; register and cas-register only).
+    #[arg(long, default_value = "jsonl")]
+    format: String,
+    /// The bank model's accounts and opening balances, e.g. a=100,b=50.
+    #[arg(long)]
+    accounts: Option<String>,
+    /// Accept an empty history (no operation, or none completed) with
+    /// exit 0 instead of 4.
+    #[arg(long)]
+    allow_empty: bool,
+    /// Also write the history read as JSON lines (e.g. to convert a
+    /// Jepsen history).
+    #[arg(long, value_name = "FILE")]
+    write_jsonl: Option<PathBuf>,
+    /// Also write the history read as a Jepsen JSON history (register and
+    /// cas-register), for Jepsen's own tools.
+    #[arg(long, value_name = "FILE")]
+    write_jepsen: Option<PathBuf>,
     /// Memory limit: most search configurations alive at once on one key
     /// (a few dozen bytes each); reaching it gives exit code 2.
     #[arg(long, default_value_t = 4_000_000)]
@@ -572,6 +598,14 @@ fn ms_to_ns(ms: u64, flag: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{flag} {ms} is too large"))
 }
 
+fn parse_threads(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_string()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{text:?} is not a number of threads")),
+    }
+}
+
 fn default_jobs() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
@@ -677,6 +711,7 @@ mod check {
     use std::io::Read;
     use std::time::{Duration, Instant};
 
+    use concord_sim::check::cli::{self, Format, ModelArgs};
     use concord_sim::history::{parse_jsonl, HistoryError};
     use concord_sim::linearizability::{
         check_history_parallel, CheckConfig, CheckResult, KeyVerdict, Report,
@@ -706,18 +741,6 @@ mod check {
                 return MALFORMED;
             }
         };
-        let ops = match parse_jsonl(&text) {
-            Ok(ops) => ops,
-            Err(HistoryError::Malformed { line, message }) => {
-                eprintln!("error: {shown}: line {line}: {message}");
-                eprintln!("(the format is documented in concord_sim::history, sim/src/history.rs)");
-                return MALFORMED;
-            }
-            Err(error) => {
-                eprintln!("error: {shown}: {error}");
-                return MALFORMED;
-            }
-        };
         let time_limit = match args.timeout {
             None => None,
             Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
@@ -732,6 +755,70 @@ mod check {
             time_limit,
             ..CheckConfig::default()
         };
+        let format = match Format::parse(&args.format) {
+            Ok(format) => format,
+            Err(message) => {
+                eprintln!("error: --format: {message}");
+                return MALFORMED;
+            }
+        };
+        if args.model != "kv" || format != Format::Jsonl {
+            let out = cli::run(
+                &ModelArgs {
+                    model: args.model.clone(),
+                    format,
+                    accounts: args.accounts.clone(),
+                    allow_empty: args.allow_empty,
+                    cfg,
+                    threads: args.threads,
+                    write_jsonl: args.write_jsonl.clone(),
+                    write_jepsen: args.write_jepsen.clone(),
+                    html: args.html.clone(),
+                    shown: shown.clone(),
+                },
+                &text,
+            );
+            print!("{}", out.stdout);
+            eprint!("{}", out.stderr);
+            return out.code;
+        }
+        if args.write_jepsen.is_some() {
+            eprintln!("error: --write-jepsen writes register and cas-register histories only");
+            return MALFORMED;
+        }
+        let ops = match parse_jsonl(&text) {
+            Ok(ops) => ops,
+            Err(HistoryError::Malformed { line, message }) => {
+                eprintln!("error: {shown}: line {line}: {message}");
+                eprintln!("(the format is documented in concord_sim::history, sim/src/history.rs)");
+                return MALFORMED;
+            }
+            Err(error) => {
+                eprintln!("error: {shown}: {error}");
+                return MALFORMED;
+            }
+        };
+        if let Some(path) = &args.write_jsonl {
+            match std::fs::write(path, concord_sim::history::to_jsonl(&ops)) {
+                Ok(()) => println!("JSON lines written to {}", path.display()),
+                Err(error) => {
+                    eprintln!("error: cannot write {}: {error}", path.display());
+                    return MALFORMED;
+                }
+            }
+        }
+        let completed = ops
+            .iter()
+            .filter(|o| matches!(o.outcome, concord_sim::history::Outcome::Ok(_)))
+            .count();
+        if let Some(message) = cli::emptiness(ops.len(), completed) {
+            println!("{message}");
+            if args.allow_empty {
+                println!("accepted (--allow-empty)");
+                return LINEARIZABLE;
+            }
+            return cli::EMPTY;
+        }
         let started = Instant::now();
         let report = check_history_parallel(&ops, &cfg, args.threads);
         let wall = started.elapsed();

@@ -1,14 +1,16 @@
 //! Self-contained HTML reports: one file each, inline CSS and SVG, no
 //! scripts, nothing fetched from the network.
 //!
-//! * [`check_page`]: a non-linearizable history. The failing key's
-//!   operations on a time axis, one lane per client: the explanation (the
-//!   shrunk sub-history) and, below it, the latest operations before the
-//!   stuck return. Operations that returned before the stuck one form the
+//! * [`check_page`]: a non-linearizable history. The explanation (the
+//!   shrunk sub-history) one labelled row per operation on an ordinal time
+//!   axis ([`explanation_svg`]), and below it the failing key's latest
+//!   operations before the stuck return on a real time axis, one lane per
+//!   client. Operations that returned before the stuck one form the
 //!   longest prefix the checker could linearize (green); the operation that
 //!   cannot be placed is red; operations still pending then are grey,
 //!   unknown outcomes run to the right edge, failed ones are hatched.
 //! * [`verdict_page`]: any other verdict, with the per-key statistics.
+//! * [`model_page`]: any verdict of a check against a model.
 //! * [`timeline_page`]: one simulated run (`concord-sim replay --html`).
 //!   One lane per node (role and term over time, crashes, pauses, commit
 //!   indices), one for the network (partitions), one per client (its
@@ -279,7 +281,7 @@ fn client_chart(
         .iter()
         .map(|o| {
             let mut class = op_class(o, &failure.stuck_op, t).to_string();
-            if id == "context" && explanation.contains(o) {
+            if explanation.contains(o) {
                 class.push_str(" in-explanation");
             }
             let label = match &o.op {
@@ -325,6 +327,243 @@ fn client_chart(
     }
 }
 
+/// One operation of an explanation: its own row, labelled.
+pub struct ExplainedOp {
+    /// The label, drawn left of the row (the operation in words).
+    pub label: String,
+    /// The tooltip.
+    pub title: String,
+    /// Class of its group (`op stuck`, `op prefix`, ...).
+    pub class: String,
+    /// Call time.
+    pub call: u64,
+    /// Return time; `None` when the outcome is unknown (runs to the right).
+    pub ret: Option<u64>,
+}
+
+/// Width of one character of the SVG's 11 px font, rounded up: label
+/// boxes are laid out with it.
+pub const CHAR_W: f64 = 6.6;
+/// Height of one row of the explanation chart.
+pub const ROW_H: f64 = 20.0;
+/// Longest label drawn in full; longer ones end in "…" (the tooltip has
+/// all of it).
+const LABEL_CHARS_MAX: usize = 90;
+
+/// The explanation of a failure as an SVG: one row per operation, its
+/// label in a column of its own (so labels never overlap, whatever the
+/// times), its interval on an *ordinal* time axis: every distinct call or
+/// return time is one step, so an operation of a few nanoseconds next to
+/// one of seconds is as visible as the other. Ticks show real times.
+pub fn explanation_svg(id: &str, ops: &[ExplainedOp], stuck_at: Option<u64>) -> String {
+    let mut times: Vec<u64> = ops
+        .iter()
+        .flat_map(|o| std::iter::once(o.call).chain(o.ret))
+        .chain(stuck_at)
+        .collect();
+    times.sort_unstable();
+    times.dedup();
+    let rank = |t: u64| times.partition_point(|&x| x < t);
+    let steps = times.len().max(2) - 1;
+    let label = |o: &ExplainedOp| -> String {
+        if o.label.chars().count() > LABEL_CHARS_MAX {
+            let cut: String = o.label.chars().take(LABEL_CHARS_MAX - 1).collect();
+            format!("{cut}…")
+        } else {
+            o.label.clone()
+        }
+    };
+    let longest = ops
+        .iter()
+        .map(|o| label(o).chars().count())
+        .max()
+        .unwrap_or(0);
+    let label_w = 12.0 + CHAR_W * longest as f64;
+    // Wide enough for a time label per step where there are few steps.
+    let step_w = (900.0 / steps as f64).clamp(4.0, 70.0);
+    let plot_w = step_w * steps as f64 + 40.0;
+    let x = |t: u64| label_w + 20.0 + rank(t) as f64 * step_w;
+    let width = label_w + plot_w + 20.0;
+    let height = AXIS_H + ROW_H * ops.len() as f64 + 6.0;
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "<svg id=\"{id}\" class=\"explanation\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.0}\" height=\"{height:.0}\" viewBox=\"0 0 {width:.1} {height:.1}\" data-axis=\"ordinal\">{HATCH}"
+    );
+    // Ticks: real times, as many as fit without overlapping.
+    s.push_str("<g class=\"time-axis\">");
+    let tick_chars = times.iter().map(|t| t.to_string().len()).max().unwrap_or(1);
+    let every = ((CHAR_W * tick_chars as f64 + 8.0) / step_w)
+        .ceil()
+        .max(1.0) as usize;
+    for (i, &t) in times.iter().enumerate() {
+        let xt = x(t);
+        let _ = write!(
+            s,
+            "<line class=\"grid\" x1=\"{xt:.1}\" y1=\"{AXIS_H}\" x2=\"{xt:.1}\" y2=\"{height:.1}\"/>"
+        );
+        if i % every == 0 {
+            let _ = write!(
+                s,
+                "<text class=\"tick\" x=\"{xt:.1}\" y=\"14\" text-anchor=\"middle\">{t}</text>"
+            );
+        }
+    }
+    s.push_str("</g>");
+    for (i, o) in ops.iter().enumerate() {
+        let y = AXIS_H + ROW_H * i as f64;
+        let x0 = x(o.call);
+        let x1 = match o.ret {
+            Some(r) => x(r),
+            None => label_w + plot_w,
+        };
+        // A zero-length interval still gets a visible bar.
+        let (x0, x1) = if x1 - x0 < step_w * 0.5 {
+            (x0 - step_w * 0.25, x0 + step_w * 0.25)
+        } else {
+            (x0, x1)
+        };
+        let _ = write!(
+            s,
+            "<g class=\"{}\" data-row=\"{i}\"><title>{}</title><text class=\"op-label\" x=\"6\" y=\"{:.1}\">{}</text><rect x=\"{x0:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\"/></g>",
+            o.class,
+            escape(&o.title),
+            y + ROW_H / 2.0 + 4.0,
+            escape(&label(o)),
+            y + 3.0,
+            (x1 - x0).max(2.0),
+            ROW_H - 6.0
+        );
+    }
+    if let Some(t) = stuck_at {
+        let xt = x(t);
+        let _ = write!(
+            s,
+            "<line class=\"failure\" x1=\"{xt:.1}\" y1=\"{AXIS_H}\" x2=\"{xt:.1}\" y2=\"{height:.1}\"><title>stuck return at {t}</title></line>"
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+/// The explanation rows of a key-value failure.
+fn kv_explanation(failure: &Failure) -> Vec<ExplainedOp> {
+    let t = failure.stuck_op.ret.unwrap_or(failure.stuck_op.call);
+    failure
+        .sub_history
+        .iter()
+        .map(|o| ExplainedOp {
+            label: o.to_string(),
+            title: o.to_string(),
+            class: op_class(o, &failure.stuck_op, t).to_string(),
+            call: o.call,
+            ret: match o.outcome {
+                Outcome::Unknown => None,
+                _ => Some(o.ret.unwrap_or(o.call)),
+            },
+        })
+        .collect()
+}
+
+/// The report of a check against any [`Model`](crate::check::Model): the
+/// verdict, the explanation of a failure (one labelled row per operation
+/// on an ordinal time axis) and the per-part statistics.
+pub fn model_page<M: crate::check::Model>(
+    model: &M,
+    ops: &[crate::check::Op<M::Input, M::Output>],
+    report: &crate::check::ModelReport,
+) -> String {
+    use crate::check::{describe_op, Outcome as O, Verdict};
+    let mut body = String::new();
+    match &report.verdict {
+        Verdict::NotLinearizable(f) => {
+            let t = ops[f.stuck_index].ret.unwrap_or(ops[f.stuck_index].call);
+            let _ = write!(
+                body,
+                "<h1 class=\"verdict-bad\">NOT LINEARIZABLE ({} model){}</h1>\n<p>No valid order remains once this operation returns: <b id=\"stuck-op\">{}</b>. States the {} could be in just before: {}.</p>\n",
+                escape(&f.model),
+                if f.part.is_empty() { String::new() } else { escape(&format!(": part {:?}", f.part)) },
+                escape(&f.stuck),
+                escape(&f.model),
+                escape(&f.possible_states.join(", ")),
+            );
+            body.push_str(OP_LEGEND);
+            let rows: Vec<ExplainedOp> = f
+                .sub_history
+                .iter()
+                .map(|&i| {
+                    let o = &ops[i];
+                    let class = if i == f.stuck_index {
+                        "op stuck"
+                    } else {
+                        match (&o.outcome, o.ret) {
+                            (O::Failed, _) => "op failed",
+                            (O::Unknown, _) => "op unknown",
+                            (O::Ok(_), Some(r)) if r < t => "op prefix",
+                            _ => "op pending",
+                        }
+                    };
+                    let text = format!("#{i} {}", describe_op(model, o));
+                    ExplainedOp {
+                        label: text.clone(),
+                        title: text,
+                        class: class.to_string(),
+                        call: o.call,
+                        ret: match o.outcome {
+                            O::Unknown => None,
+                            _ => Some(o.ret.unwrap_or(o.call)),
+                        },
+                    }
+                })
+                .collect();
+            let _ = write!(
+                body,
+                "<h2>Explanation: {} operations</h2>\n<p>{} Time axis: ordinal (one step per distinct call or return time; real times at the ticks).</p>\n",
+                rows.len(),
+                if f.explained {
+                    "Not linearizable; without the stuck operation it is."
+                } else {
+                    "Unshrunk: everything of the part called before the stuck return."
+                }
+            );
+            body.push_str(&explanation_svg("explanation", &rows, Some(t)));
+        }
+        other => {
+            let class = if other.is_ok() {
+                "verdict-good"
+            } else {
+                "verdict-unknown"
+            };
+            let _ = writeln!(
+                body,
+                "<h1 class=\"{class}\">{} ({} model)</h1>",
+                escape(&other.to_string()),
+                escape(&model.name())
+            );
+        }
+    }
+    body.push_str("<h2>Parts</h2>\n<table><tr><th>part</th><th>ops</th><th>completed</th><th>unknown</th><th>failed</th><th>time (s)</th><th>verdict</th></tr>\n");
+    for p in &report.parts {
+        let _ = writeln!(
+            body,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{}</td></tr>",
+            escape(&p.part),
+            p.ops,
+            p.completed,
+            p.unknown,
+            p.failed,
+            p.elapsed.as_secs_f64(),
+            escape(&p.verdict)
+        );
+    }
+    body.push_str("</table>\n");
+    let title = match &report.verdict {
+        Verdict::NotLinearizable(_) => "NOT LINEARIZABLE".to_string(),
+        other => other.to_string(),
+    };
+    page(&title, &body)
+}
+
 const OP_LEGEND: &str = r#"<p class="legend"><span><i class="swatch" style="background:#9ed9a8"></i>returned before the stuck operation: the longest prefix that could be linearized</span><span><i class="swatch" style="background:#e53935"></i>the operation that cannot be placed</span><span><i class="swatch" style="background:#d0d0d0"></i>still pending then</span><span><i class="swatch" style="background:#e8e0c8"></i>unknown outcome (may take effect any time after its call)</span><span><i class="swatch" style="background:#eee"></i>failed</span><span>red line: the stuck return; bold outline: part of the explanation</span></p>"#;
 
 /// The report of a non-linearizable history: `ops` is the checked
@@ -340,20 +579,22 @@ pub fn check_page(ops: &[Operation], failure: &Failure) -> String {
         escape(&format!("{:?}", failure.possible_values)),
     );
     body.push_str(OP_LEGEND);
-    let explanation: Vec<&Operation> = failure.sub_history.iter().collect();
     let _ = write!(
         body,
         "<h2>Explanation: {} operations</h2>\n<p>{}</p>\n",
-        explanation.len(),
+        failure.sub_history.len(),
         if failure.explained {
             "Not linearizable; without the stuck operation it is, and it keeps every write the stuck operation could have seen."
         } else {
             "Unshrunk: everything on the key called before the stuck return. It is not linearizable, but no smaller sub-history that is linearizable without the stuck operation was found, so the other operations may contradict each other as well."
         }
     );
-    body.push_str(
-        &client_chart("explanation", &explanation, failure, &failure.sub_history).render(),
-    );
+    body.push_str("<p>Time axis: ordinal (one step per distinct call or return time; real times at the ticks), one row per operation.</p>\n");
+    body.push_str(&explanation_svg(
+        "explanation",
+        &kv_explanation(failure),
+        Some(t),
+    ));
     let mut context: Vec<&Operation> = ops
         .iter()
         .filter(|o| o.key == failure.key && o.call <= t)

@@ -1,0 +1,75 @@
+//! A brute-force linearizability checker for small histories: the
+//! reference the search and the direct decisions are tested against.
+//!
+//! It tries every order straight from the definition: the next operation
+//! may be any remaining one that no remaining completed operation
+//! precedes (returned strictly before its call); a completed one must be
+//! accepted by [`Model::step`]; an unknown one is either applied (to any
+//! state [`Model::step_unknown`] gives) or dropped for good. The history is
+//! linearizable when the completed operations run out. Exponential: keep
+//! histories to a dozen operations.
+
+use super::{Model, Op, Outcome};
+
+/// Whether `ops` is linearizable with respect to `model`, by exhaustive
+/// search. Failed operations are ignored; parts are not used (the whole
+/// history is one object), so it also checks [`Model::part`].
+pub fn linearizable<M: Model>(model: &M, ops: &[Op<M::Input, M::Output>]) -> bool {
+    let live: Vec<usize> = (0..ops.len())
+        .filter(|&i| !matches!(ops[i].outcome, Outcome::Failed))
+        .collect();
+    let mut remaining = vec![true; ops.len()];
+    for i in 0..ops.len() {
+        if !live.contains(&i) {
+            remaining[i] = false;
+        }
+    }
+    dfs(model, ops, &model.init(), &mut remaining)
+}
+
+fn dfs<M: Model>(
+    model: &M,
+    ops: &[Op<M::Input, M::Output>],
+    state: &M::State,
+    remaining: &mut [bool],
+) -> bool {
+    let completed_left =
+        (0..ops.len()).any(|i| remaining[i] && matches!(ops[i].outcome, Outcome::Ok(_)));
+    if !completed_left {
+        return true;
+    }
+    for x in 0..ops.len() {
+        if !remaining[x] {
+            continue;
+        }
+        // No remaining completed operation may precede x.
+        let blocked = (0..ops.len()).any(|y| {
+            y != x
+                && remaining[y]
+                && matches!(ops[y].outcome, Outcome::Ok(_))
+                && ops[y].ret.is_some_and(|r| r < ops[x].call)
+        });
+        if blocked {
+            continue;
+        }
+        remaining[x] = false;
+        let found = match &ops[x].outcome {
+            Outcome::Ok(out) => match model.step(state, &ops[x].input, out) {
+                Some(next) => dfs(model, ops, &next, remaining),
+                None => false,
+            },
+            // Leaving it out is never needed: the search ends when the
+            // completed operations run out.
+            Outcome::Unknown => model
+                .step_unknown(state, &ops[x].input)
+                .iter()
+                .any(|next| dfs(model, ops, next, remaining)),
+            Outcome::Failed => false,
+        };
+        remaining[x] = true;
+        if found {
+            return true;
+        }
+    }
+    false
+}

@@ -1,0 +1,843 @@
+//! The just-in-time linearization search, for any [`Model`].
+//!
+//! Call and return events of one part are swept in time order (a call at
+//! time `t` before a return at `t`: touching intervals are concurrent). A
+//! configuration is (model state, which pending completed operations are
+//! linearized, which operations of unknown outcome have been applied).
+//! At the return of operation `o`, every configuration that has not
+//! linearized `o` yet is extended by linearizing pending operations and
+//! applying unknown ones, one at a time, until `o` is linearized;
+//! configurations where that is impossible die. If none survives the
+//! history is not linearizable and `o` is where it got stuck.
+//!
+//! The rules that keep it small, each argued where it is applied:
+//!
+//! * **Memoisation**: configurations are deduplicated within a closure and
+//!   in the frontier (hash sets with a fixed-seed hasher: no iteration
+//!   order reaches the result).
+//! * **Symmetry** (`link_same_kind`): pending completed operations with
+//!   the same input and output are linearized in the order they return.
+//! * **Eager reads** (`closure`): a pending read-only operation that holds
+//!   in a configuration's state is linearized at once without branching.
+//! * **Unknown operations** are available from their call on, applied at
+//!   most once, only on the way to linearizing a completed one, and among
+//!   identical ones (same input) the earliest called first. Configurations
+//!   with the same state and linearized set whose applied set contains
+//!   another's are dropped (dominance, `prune`); an operation applied in
+//!   every configuration is retired.
+//! * **No pending limit**: the linearized set is a bitset as wide as the
+//!   part's largest number of pending operations.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasherDefault;
+use std::time::{Duration, Instant};
+
+use super::{describe_op, timeline, Model, ModelFailure, Op, Outcome, PartOutcome};
+use crate::linearizability::{CheckConfig, Limit};
+
+type FxBuild = BuildHasherDefault<Fx>;
+type FxHashMap<K, V> = HashMap<K, V, FxBuild>;
+type FxHashSet<K> = HashSet<K, FxBuild>;
+
+/// The Fx hash (fixed seed, deterministic across runs).
+#[derive(Default, Clone, Copy)]
+pub(crate) struct Fx(u64);
+
+impl std::hash::Hasher for Fx {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(w) ^ ((chunk.len() as u64) << 59));
+        }
+    }
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(i as u64);
+    }
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.write_u64(i as u64);
+    }
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// The limits of one part's search.
+pub(crate) struct Budget {
+    pub(crate) steps: u64,
+    max_steps: u64,
+    max_frontier: usize,
+    deadline: Option<Instant>,
+    time_limit: Option<Duration>,
+}
+
+impl Budget {
+    pub(crate) fn new(cfg: &CheckConfig, deadline: Option<Instant>) -> Budget {
+        Budget {
+            steps: 0,
+            max_steps: cfg.max_steps,
+            max_frontier: cfg.max_frontier,
+            deadline,
+            time_limit: cfg.time_limit,
+        }
+    }
+
+    /// A budget with these limits (`deadline` being when `time_limit`
+    /// runs out).
+    pub(crate) fn with(
+        max_steps: u64,
+        max_frontier: usize,
+        deadline: Option<Instant>,
+        time_limit: Option<Duration>,
+    ) -> Budget {
+        Budget {
+            steps: 0,
+            max_steps,
+            max_frontier,
+            deadline,
+            time_limit,
+        }
+    }
+
+    fn small(steps: u64) -> Budget {
+        Budget {
+            steps: 0,
+            max_steps: steps,
+            max_frontier: 200_000,
+            deadline: None,
+            time_limit: None,
+        }
+    }
+
+    #[inline]
+    fn step(&mut self) -> Result<(), Limit> {
+        self.steps += 1;
+        if self.steps > self.max_steps {
+            return Err(Limit::Steps(self.max_steps));
+        }
+        if self.steps % 4096 == 0 {
+            if let Some(d) = self.deadline {
+                if Instant::now() >= d {
+                    return Err(Limit::Time(self.time_limit.unwrap_or_default()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A fixed-width bitset over the slots of pending operations.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+struct Bits(Box<[u64]>);
+
+impl Bits {
+    fn new(words: usize) -> Bits {
+        Bits(vec![0; words].into_boxed_slice())
+    }
+    #[inline]
+    fn get(&self, i: usize) -> bool {
+        self.0[i / 64] >> (i % 64) & 1 == 1
+    }
+    #[inline]
+    fn set(&mut self, i: usize) {
+        self.0[i / 64] |= 1 << (i % 64);
+    }
+    #[inline]
+    fn clear(&mut self, i: usize) {
+        self.0[i / 64] &= !(1 << (i % 64));
+    }
+    #[inline]
+    fn subset_of(&self, other: &Bits) -> bool {
+        self.0.iter().zip(other.0.iter()).all(|(a, b)| a & !b == 0)
+    }
+    fn ones(&self) -> impl Iterator<Item = usize> + '_ {
+        self.0.iter().enumerate().flat_map(|(w, &word)| {
+            let mut bits = word;
+            std::iter::from_fn(move || {
+                if bits == 0 {
+                    return None;
+                }
+                let b = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                Some(w * 64 + b)
+            })
+        })
+    }
+}
+
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+struct Config<S> {
+    state: S,
+    lin: Bits,
+    /// Unknown operations applied (indices into the part's operations,
+    /// sorted), minus retired ones.
+    applied: Vec<u32>,
+}
+
+/// One operation of the part, prepared.
+struct POp<'a, M: Model> {
+    input: &'a M::Input,
+    output: Option<&'a M::Output>,
+    /// Index in the checked history.
+    orig: usize,
+    /// Symmetry class: same input and output (completed) or same input
+    /// (unknown).
+    kind: u32,
+    read_only: bool,
+}
+
+struct Group {
+    /// Members in call order (indices into the part's operations).
+    members: Vec<u32>,
+    /// Members before this one are retired (applied everywhere).
+    start: usize,
+}
+
+struct Search<'a, M: Model> {
+    model: &'a M,
+    ops: Vec<POp<'a, M>>,
+    words: usize,
+    /// Which operation occupies each slot.
+    slot_op: Vec<u32>,
+    /// Per slot: pending slots of the same kind that return earlier.
+    earlier: Vec<Bits>,
+    pending: Bits,
+    free: Vec<usize>,
+    groups: Vec<Group>,
+    group_of_kind: FxHashMap<u32, u32>,
+    /// Per operation: its group (unknown operations).
+    group_of_op: Vec<u32>,
+    frontier: Vec<Config<M::State>>,
+}
+
+/// The events of a part: (time, 0 = call / 1 = return, part-local index).
+/// Calls map to even and returns to odd times, so a call at `t` sorts
+/// before a return at `t`.
+fn events<I, O>(ops: &[Op<I, O>], idx: &[usize]) -> Vec<(u128, u32)> {
+    let mut ev: Vec<(u128, u32)> = Vec::with_capacity(idx.len() * 2);
+    for (j, &i) in idx.iter().enumerate() {
+        let o = &ops[i];
+        if matches!(o.outcome, Outcome::Failed) {
+            continue;
+        }
+        ev.push((2 * o.call as u128, j as u32));
+        if let (Outcome::Ok(_), Some(r)) = (&o.outcome, o.ret) {
+            ev.push((2 * r as u128 + 1, j as u32));
+        }
+    }
+    ev.sort_unstable();
+    ev
+}
+
+impl<'a, M: Model> Search<'a, M> {
+    fn new(model: &'a M, ops: &'a [Op<M::Input, M::Output>], idx: &[usize]) -> Self {
+        let mut kinds: FxHashMap<(&M::Input, Option<&M::Output>), u32> = FxHashMap::default();
+        let mut pops = Vec::with_capacity(idx.len());
+        for &i in idx {
+            let o = &ops[i];
+            let output = o.output();
+            let n = kinds.len() as u32;
+            let kind = *kinds.entry((&o.input, output)).or_insert(n);
+            pops.push(POp {
+                input: &o.input,
+                output,
+                orig: i,
+                kind,
+                read_only: output.is_some_and(|out| model.read_only(&o.input, out)),
+            });
+        }
+        // The widest the pending set gets.
+        let mut pending = 0usize;
+        let mut widest = 0usize;
+        for (t, _) in events(ops, idx) {
+            if t % 2 == 0 {
+                // Only completed operations take a slot; an unknown one
+                // counts too here, which only overestimates.
+                pending += 1;
+                widest = widest.max(pending);
+            } else {
+                pending -= 1;
+            }
+        }
+        let words = widest.div_ceil(64).max(1);
+        Search {
+            model,
+            group_of_op: vec![u32::MAX; pops.len()],
+            ops: pops,
+            words,
+            slot_op: vec![0; words * 64],
+            earlier: vec![Bits::new(words); words * 64],
+            pending: Bits::new(words),
+            free: (0..words * 64).rev().collect(),
+            groups: Vec::new(),
+            group_of_kind: FxHashMap::default(),
+            frontier: vec![Config {
+                state: model.init(),
+                lin: Bits::new(words),
+                applied: Vec::new(),
+            }],
+        }
+    }
+
+    /// Symmetry, when the completed operation in `slot` is called: two
+    /// pending completed operations `a`, `b` with the same input and output
+    /// (same precondition and effect in every state), `a` returning first,
+    /// are interchangeable: any valid order with `b` before `a` stays valid
+    /// with the two swapped (`a` moves earlier but not before its call,
+    /// both being pending; `b` moves later but not past `a`'s position,
+    /// which is before `a`'s return and so before `b`'s). So operations of
+    /// one kind are linearized in return order only.
+    fn link_same_kind(&mut self, slot: usize, rets: &[u128]) {
+        let i = self.slot_op[slot] as usize;
+        let kind = self.ops[i].kind;
+        self.earlier[slot] = Bits::new(self.words);
+        let others: Vec<usize> = self.pending.ones().filter(|&t| t != slot).collect();
+        for t in others {
+            let o = self.slot_op[t] as usize;
+            if self.ops[o].kind != kind {
+                continue;
+            }
+            if (rets[o], o) < (rets[i], i) {
+                self.earlier[slot].set(t);
+            } else {
+                self.earlier[t].set(slot);
+            }
+        }
+    }
+
+    fn unlink_same_kind(&mut self, slot: usize) {
+        let others: Vec<usize> = self.pending.ones().collect();
+        for t in others {
+            self.earlier[t].clear(slot);
+        }
+        self.earlier[slot] = Bits::new(self.words);
+    }
+
+    fn add_unknown(&mut self, j: u32) {
+        let kind = self.ops[j as usize].kind;
+        let next = self.groups.len() as u32;
+        let g = *self.group_of_kind.entry(kind).or_insert(next);
+        if g == next {
+            self.groups.push(Group {
+                members: Vec::new(),
+                start: 0,
+            });
+        }
+        self.groups[g as usize].members.push(j);
+        self.group_of_op[j as usize] = g;
+    }
+
+    /// Extends the frontier until the operation in `target` is linearized
+    /// in every configuration. `Ok(false)`: none survives.
+    fn closure(&mut self, target: usize, budget: &mut Budget) -> Result<bool, Limit> {
+        let model = self.model;
+        let mut visited: FxHashSet<Config<M::State>> = FxHashSet::default();
+        let mut next: Vec<Config<M::State>> = Vec::new();
+        let mut next_set: FxHashSet<Config<M::State>> = FxHashSet::default();
+        let mut stack: Vec<Config<M::State>> = Vec::new();
+        for c in &self.frontier {
+            if visited.insert(c.clone()) {
+                stack.push(c.clone());
+            }
+        }
+        let pending: Vec<usize> = self.pending.ones().collect();
+        let mut counts: FxHashMap<u32, usize> = FxHashMap::default();
+        while let Some(mut c) = stack.pop() {
+            if !c.lin.get(target) {
+                budget.step()?;
+                // Eager reads: linearizing now a read that holds now is
+                // never worse than later (it changes no state, and it is
+                // already called).
+                for &p in &pending {
+                    let op = &self.ops[self.slot_op[p] as usize];
+                    if op.read_only && !c.lin.get(p) {
+                        if let Some(out) = op.output {
+                            if model.step(&c.state, op.input, out).is_some() {
+                                c.lin.set(p);
+                            }
+                        }
+                    }
+                }
+            }
+            if c.lin.get(target) {
+                if next_set.insert(c.clone()) {
+                    next.push(c);
+                    if next.len() > budget.max_frontier {
+                        return Err(Limit::Configurations(budget.max_frontier));
+                    }
+                }
+                continue;
+            }
+            for &p in &pending {
+                if c.lin.get(p) || !self.earlier[p].subset_of(&c.lin) {
+                    continue;
+                }
+                let op = &self.ops[self.slot_op[p] as usize];
+                if op.read_only {
+                    // It does not hold here (else it was linearized above).
+                    continue;
+                }
+                let Some(out) = op.output else { continue };
+                if let Some(s2) = model.step(&c.state, op.input, out) {
+                    let mut lin = c.lin.clone();
+                    lin.set(p);
+                    let c2 = Config {
+                        state: s2,
+                        lin,
+                        applied: c.applied.clone(),
+                    };
+                    if visited.insert(c2.clone()) {
+                        stack.push(c2);
+                    }
+                }
+            }
+            if !self.groups.is_empty() {
+                counts.clear();
+                for &m in &c.applied {
+                    *counts.entry(self.group_of_op[m as usize]).or_default() += 1;
+                }
+                for (g, group) in self.groups.iter().enumerate() {
+                    let n = counts.get(&(g as u32)).copied().unwrap_or(0);
+                    let Some(&m) = group.members.get(group.start + n) else {
+                        continue;
+                    };
+                    let input = self.ops[m as usize].input;
+                    for s2 in model.step_unknown(&c.state, input) {
+                        if s2 == c.state {
+                            continue;
+                        }
+                        let mut applied = c.applied.clone();
+                        let at = applied.partition_point(|&x| x < m);
+                        applied.insert(at, m);
+                        let c2 = Config {
+                            state: s2,
+                            lin: c.lin.clone(),
+                            applied,
+                        };
+                        if visited.insert(c2.clone()) {
+                            stack.push(c2);
+                        }
+                    }
+                }
+            }
+            if visited.len() > budget.max_frontier.saturating_mul(4) {
+                return Err(Limit::Configurations(budget.max_frontier));
+            }
+        }
+        if next.is_empty() {
+            // The frontier stays as it was: its states are reported.
+            return Ok(false);
+        }
+        self.frontier = next;
+        Ok(true)
+    }
+
+    /// Retires unknown operations applied in every configuration (every
+    /// later configuration descends from one of these, so none can apply
+    /// them again) and drops dominated configurations: with equal state
+    /// and linearized set, one whose applied set contains another's can
+    /// do nothing the other cannot.
+    fn prune(&mut self) {
+        if self.frontier.iter().all(|c| c.applied.is_empty()) {
+            return;
+        }
+        let mut common = self.frontier[0].applied.clone();
+        for c in &self.frontier[1..] {
+            common.retain(|m| c.applied.binary_search(m).is_ok());
+            if common.is_empty() {
+                break;
+            }
+        }
+        if !common.is_empty() {
+            for c in &mut self.frontier {
+                c.applied.retain(|m| common.binary_search(m).is_err());
+            }
+            // Members are applied earliest first, so the retired ones are
+            // a prefix of each group.
+            for &m in &common {
+                let g = self.group_of_op[m as usize] as usize;
+                self.groups[g].start += 1;
+            }
+        }
+        let mut group_of: FxHashMap<(M::State, Bits), usize> = FxHashMap::default();
+        let mut grouped: Vec<Vec<Config<M::State>>> = Vec::new();
+        for c in self.frontier.drain(..) {
+            let n = grouped.len();
+            let g = *group_of
+                .entry((c.state.clone(), c.lin.clone()))
+                .or_insert(n);
+            if g == n {
+                grouped.push(Vec::new());
+            }
+            grouped[g].push(c);
+        }
+        for mut configs in grouped {
+            configs
+                .sort_by(|a, b| (a.applied.len(), &a.applied).cmp(&(b.applied.len(), &b.applied)));
+            let mut kept: Vec<Config<M::State>> = Vec::new();
+            for c in configs {
+                let dominated = kept.iter().any(|k| is_subset(&k.applied, &c.applied));
+                if !dominated {
+                    kept.push(c);
+                }
+            }
+            self.frontier.extend(kept);
+        }
+    }
+
+    /// The distinct states of the frontier, in frontier order.
+    fn raw_states(&self) -> Vec<M::State> {
+        let mut seen: FxHashSet<&M::State> = FxHashSet::default();
+        let mut out: Vec<M::State> = Vec::new();
+        for c in &self.frontier {
+            if seen.insert(&c.state) {
+                out.push(c.state.clone());
+            }
+        }
+        out
+    }
+}
+
+fn is_subset(a: &[u32], b: &[u32]) -> bool {
+    let mut j = 0;
+    for &x in a {
+        while j < b.len() && b[j] < x {
+            j += 1;
+        }
+        if j == b.len() || b[j] != x {
+            return false;
+        }
+        j += 1;
+    }
+    true
+}
+
+/// How far to run: to the end, or to just before the return of one
+/// operation (index into the history).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Until {
+    End,
+    Before(usize),
+}
+
+enum Ran<S> {
+    Done,
+    Stopped(Vec<S>),
+    Stuck { stuck: usize, states: Vec<S> },
+    Exhausted(Limit),
+}
+
+fn run<M: Model>(
+    model: &M,
+    ops: &[Op<M::Input, M::Output>],
+    idx: &[usize],
+    budget: &mut Budget,
+    until: Until,
+) -> Ran<M::State> {
+    let mut s = Search::new(model, ops, idx);
+    let rets: Vec<u128> = idx
+        .iter()
+        .map(|&i| ops[i].ret.map_or(u128::MAX, |r| 2 * r as u128 + 1))
+        .collect();
+    let mut slot_of: Vec<u32> = vec![u32::MAX; idx.len()];
+    for (t, j) in events(ops, idx) {
+        let op_index = s.ops[j as usize].orig;
+        let completed = s.ops[j as usize].output.is_some();
+        if t % 2 == 0 {
+            if completed {
+                let Some(slot) = s.free.pop() else {
+                    // Cannot happen: the width was computed from the
+                    // same events.
+                    return Ran::Exhausted(Limit::PendingOperations(s.words * 64));
+                };
+                s.slot_op[slot] = j;
+                s.pending.set(slot);
+                s.link_same_kind(slot, &rets);
+                slot_of[j as usize] = slot as u32;
+            } else {
+                s.add_unknown(j);
+            }
+            continue;
+        }
+        if until == Until::Before(op_index) {
+            return Ran::Stopped(s.raw_states());
+        }
+        let slot = slot_of[j as usize] as usize;
+        match s.closure(slot, budget) {
+            Err(limit) => return Ran::Exhausted(limit),
+            Ok(false) => {
+                return Ran::Stuck {
+                    stuck: op_index,
+                    states: s.raw_states(),
+                }
+            }
+            Ok(true) => {}
+        }
+        s.unlink_same_kind(slot);
+        s.pending.clear(slot);
+        for c in &mut s.frontier {
+            c.lin.clear(slot);
+        }
+        // Clearing the bit may make configurations equal.
+        let mut seen: FxHashSet<Config<M::State>> = FxHashSet::default();
+        s.frontier.retain(|c| seen.insert(c.clone()));
+        s.free.push(slot);
+        s.prune();
+    }
+    Ran::Done
+}
+
+/// Checks one part with the search.
+pub(crate) fn check_part<M: Model>(
+    model: &M,
+    ops: &[Op<M::Input, M::Output>],
+    idx: &[usize],
+    budget: &mut Budget,
+) -> PartOutcome {
+    match run(model, ops, idx, budget, Until::End) {
+        Ran::Done | Ran::Stopped(_) => PartOutcome::Ok,
+        Ran::Stuck { stuck, states } => PartOutcome::Fail {
+            stuck,
+            states: describe_states(model, &states),
+        },
+        Ran::Exhausted(limit) => PartOutcome::Exhausted(limit),
+    }
+}
+
+/// States described, sorted, at most 8 and a count of the rest.
+fn describe_states<M: Model>(model: &M, states: &[M::State]) -> Vec<String> {
+    let mut out: Vec<String> = states.iter().map(|s| model.describe_state(s)).collect();
+    out.sort();
+    out.dedup();
+    let n = out.len();
+    if n > 8 {
+        out.truncate(8);
+        out.push(format!("... ({} more)", n - 8));
+    }
+    out
+}
+
+/// The states the object could be in just before the return of `stuck`
+/// (an index into `ops`), from a search of at most `steps` steps; `None`
+/// if that was not enough.
+pub(crate) fn raw_states_before<M: Model>(
+    model: &M,
+    ops: &[Op<M::Input, M::Output>],
+    idx: &[usize],
+    stuck: usize,
+    steps: u64,
+) -> Option<Vec<M::State>> {
+    let mut budget = Budget::small(steps);
+    match run(model, ops, idx, &mut budget, Until::Before(stuck)) {
+        Ran::Stopped(states) | Ran::Stuck { states, .. } if !states.is_empty() => Some(states),
+        _ => None,
+    }
+}
+
+/// [`raw_states_before`], described.
+pub(crate) fn states_before<M: Model>(
+    model: &M,
+    ops: &[Op<M::Input, M::Output>],
+    idx: &[usize],
+    stuck: usize,
+    steps: u64,
+) -> Vec<String> {
+    match raw_states_before(model, ops, idx, stuck, steps) {
+        Some(states) => describe_states(model, &states),
+        None => vec!["(not computed within the search budget)".to_string()],
+    }
+}
+
+/// Runs the search on one part with an explicit budget: `Ok(())` if
+/// linearizable, `Err(Some((stuck, states)))` if not, `Err(None)` with the
+/// limit reached in `limit`.
+pub(crate) fn search_raw<M: Model>(
+    model: &M,
+    ops: &[Op<M::Input, M::Output>],
+    idx: &[usize],
+    budget: &mut Budget,
+) -> Result<(), Result<(usize, Vec<M::State>), Limit>> {
+    match run(model, ops, idx, budget, Until::End) {
+        Ran::Done | Ran::Stopped(_) => Ok(()),
+        Ran::Stuck { stuck, states } => Err(Ok((stuck, states))),
+        Ran::Exhausted(limit) => Err(Err(limit)),
+    }
+}
+
+/// Checks the sub-history `idx`: `None` if `left` steps ran out,
+/// `Some(Ok)` if linearizable, `Some(Err(stuck))` if not.
+fn run_sub<M: Model>(
+    model: &M,
+    ops: &[Op<M::Input, M::Output>],
+    idx: &[usize],
+    left: &mut u64,
+) -> Option<Result<(), usize>> {
+    if *left == 0 {
+        return None;
+    }
+    let mut budget = Budget::small(*left);
+    let mut direct = false;
+    let r = super::check_part(model, ops, idx, &mut budget, &mut direct);
+    *left = left.saturating_sub(budget.steps + idx.len() as u64);
+    match r {
+        PartOutcome::Ok => Some(Ok(())),
+        PartOutcome::Fail { stuck, .. } => Some(Err(stuck)),
+        PartOutcome::Exhausted(_) => None,
+    }
+}
+
+fn explains<M: Model>(
+    model: &M,
+    ops: &[Op<M::Input, M::Output>],
+    pinned: &[usize],
+    rest: &[usize],
+    stuck: usize,
+    left: &mut u64,
+) -> Option<bool> {
+    let mut with: Vec<usize> = pinned.iter().chain(rest).copied().collect();
+    with.sort_unstable();
+    if run_sub(model, ops, &with, left)?.is_err() {
+        return Some(false);
+    }
+    with.push(stuck);
+    with.sort_unstable();
+    Some(run_sub(model, ops, &with, left)?.is_err())
+}
+
+fn read_only_op<M: Model>(model: &M, o: &Op<M::Input, M::Output>) -> bool {
+    o.output().is_some_and(|out| model.read_only(&o.input, out))
+}
+
+/// Explains a failure: the stuck operation with the operations pinned by
+/// [`Model::pins`] and as few others as delta debugging finds within the
+/// shrink budget, such that without the stuck operation the sub-history
+/// is linearizable and with it not.
+pub(crate) fn explain<M: Model>(
+    model: &M,
+    ops: &[Op<M::Input, M::Output>],
+    part: &str,
+    idx: &[usize],
+    stuck: usize,
+    states: Vec<String>,
+    cfg: &CheckConfig,
+) -> ModelFailure {
+    let t = ops[stuck].ret.unwrap_or(ops[stuck].call);
+    let mut prefix: Vec<usize> = idx
+        .iter()
+        .copied()
+        .filter(|&i| i != stuck && ops[i].call <= t && !matches!(ops[i].outcome, Outcome::Failed))
+        .collect();
+    prefix.sort_by_key(|&i| (ops[i].call, i));
+    let stuck_out = ops[stuck].output();
+    let (pinned, others): (Vec<usize>, Vec<usize>) = prefix.iter().partition(|&&i| {
+        stuck_out.is_some_and(|out| model.pins(&ops[stuck].input, out, &ops[i].input))
+    });
+    let mut left = cfg.shrink_steps;
+    let mut found: Option<Vec<usize>> = None;
+    if cfg.shrink {
+        let mut window = 8usize;
+        loop {
+            let w = window.min(others.len());
+            let mut cand: Vec<usize> = others[others.len() - w..].to_vec();
+            let start = loop {
+                let mut with: Vec<usize> = pinned.iter().chain(&cand).copied().collect();
+                with.sort_unstable();
+                match run_sub(model, ops, &with, &mut left) {
+                    None => break None,
+                    Some(Ok(())) => break Some(cand.clone()),
+                    Some(Err(s2)) => {
+                        // A read that needs an operation from before the
+                        // window cannot be placed: leave it out.
+                        match cand.iter().position(|&i| i == s2) {
+                            Some(pos) if read_only_op(model, &ops[s2]) => {
+                                cand.remove(pos);
+                            }
+                            _ => break None,
+                        }
+                    }
+                }
+            };
+            if let Some(start) = start {
+                if explains(model, ops, &pinned, &start, stuck, &mut left) == Some(true) {
+                    found = Some(delta_debug(model, ops, &pinned, start, stuck, &mut left));
+                    break;
+                }
+            }
+            if w == others.len() || left == 0 {
+                break;
+            }
+            window = window.saturating_mul(4);
+        }
+    }
+    let (mut sub, explained) = match found {
+        Some(rest) => (
+            pinned.iter().chain(&rest).copied().collect::<Vec<_>>(),
+            true,
+        ),
+        None => (prefix, false),
+    };
+    sub.push(stuck);
+    sub.sort_by_key(|&i| (ops[i].call, ops[i].ret.unwrap_or(u64::MAX), i));
+    ModelFailure {
+        model: model.name(),
+        part: part.to_string(),
+        stuck_index: stuck,
+        stuck: describe_op(model, &ops[stuck]),
+        possible_states: states,
+        timeline: timeline(model, ops, &sub, Some(stuck)),
+        sub_history: sub,
+        explained,
+    }
+}
+
+fn delta_debug<M: Model>(
+    model: &M,
+    ops: &[Op<M::Input, M::Output>],
+    pinned: &[usize],
+    mut cur: Vec<usize>,
+    stuck: usize,
+    left: &mut u64,
+) -> Vec<usize> {
+    let mut n = 2usize;
+    loop {
+        if cur.is_empty() || *left == 0 {
+            return cur;
+        }
+        let n_eff = n.min(cur.len());
+        let chunk = cur.len().div_ceil(n_eff);
+        let mut reduced = false;
+        let mut lo = 0;
+        while lo < cur.len() {
+            let hi = (lo + chunk).min(cur.len());
+            let cand: Vec<usize> = cur[..lo].iter().chain(&cur[hi..]).copied().collect();
+            if explains(model, ops, pinned, &cand, stuck, left) == Some(true) {
+                cur = cand;
+                n = (n_eff - 1).max(2);
+                reduced = true;
+                break;
+            }
+            if *left == 0 {
+                return cur;
+            }
+            lo = hi;
+        }
+        if !reduced {
+            if n_eff >= cur.len() {
+                return cur;
+            }
+            n = (n_eff * 2).min(cur.len());
+        }
+    }
+}

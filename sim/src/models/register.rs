@@ -1,0 +1,339 @@
+//! A read/write register and a compare-and-set register.
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value};
+
+use crate::check::typed::{field_bool, field_value, JsonModel};
+use crate::check::unambiguous::{decide_register, RegOp};
+use crate::check::{Decision, Model, Op, Outcome};
+
+/// What a register client asks for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum RegisterInput {
+    /// Read the value.
+    Read,
+    /// Overwrite the value.
+    Write(String),
+    /// If the value is `from`, make it `to` (compare-and-set registers
+    /// only).
+    Cas {
+        /// Expected value.
+        from: String,
+        /// New value.
+        to: String,
+    },
+}
+
+/// What a register answered.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum RegisterOutput {
+    /// A read's value.
+    Value(String),
+    /// A write completed.
+    Done,
+    /// A compare-and-set completed; whether it swapped.
+    Swapped(bool),
+}
+
+/// A register holding a string, starting at `init`: `read` and `write`.
+/// JSON lines: `{"op":"write","value":V}`, `{"op":"read","value":V}` (the
+/// value read, when completed). Unambiguous histories (no value written
+/// twice, nor the initial one) are decided in O(n log n).
+#[derive(Clone, Debug, Default)]
+pub struct Register {
+    /// The value before any write (`""` by default).
+    pub init: String,
+}
+
+/// A register with compare-and-set: `read`, `write` and `cas`
+/// (`{"op":"cas","from":A,"to":B,"swapped":true}`). A history without a
+/// compare-and-set is decided like a [`Register`]'s.
+#[derive(Clone, Debug, Default)]
+pub struct CasRegister {
+    /// The value before any write (`""` by default).
+    pub init: String,
+}
+
+fn step(state: &String, input: &RegisterInput, output: &RegisterOutput) -> Option<String> {
+    match (input, output) {
+        (RegisterInput::Read, RegisterOutput::Value(v)) => (v == state).then(|| state.clone()),
+        (RegisterInput::Write(v), RegisterOutput::Done) => Some(v.clone()),
+        (RegisterInput::Cas { from, to }, RegisterOutput::Swapped(true)) => {
+            (from == state).then(|| to.clone())
+        }
+        (RegisterInput::Cas { from, .. }, RegisterOutput::Swapped(false)) => {
+            (from != state).then(|| state.clone())
+        }
+        _ => None,
+    }
+}
+
+fn step_unknown(state: &String, input: &RegisterInput) -> Vec<String> {
+    match input {
+        RegisterInput::Read => vec![state.clone()],
+        RegisterInput::Write(v) => vec![v.clone()],
+        RegisterInput::Cas { from, to } => {
+            vec![if from == state {
+                to.clone()
+            } else {
+                state.clone()
+            }]
+        }
+    }
+}
+
+fn read_only(input: &RegisterInput, output: &RegisterOutput) -> bool {
+    matches!(
+        (input, output),
+        (RegisterInput::Read, _) | (RegisterInput::Cas { .. }, RegisterOutput::Swapped(false))
+    )
+}
+
+fn pins(stuck: &RegisterInput, out: &RegisterOutput, other: &RegisterInput) -> bool {
+    let needed = match (stuck, out) {
+        (RegisterInput::Read, RegisterOutput::Value(v)) => v,
+        (RegisterInput::Cas { from, .. }, RegisterOutput::Swapped(true)) => from,
+        _ => return false,
+    };
+    match other {
+        RegisterInput::Write(v) | RegisterInput::Cas { to: v, .. } => v == needed,
+        RegisterInput::Read => false,
+    }
+}
+
+/// The register decision of `ops` if it has reads and writes only.
+fn decide<'a>(ops: &[&'a Op<RegisterInput, RegisterOutput>], init: &'a str) -> Option<Decision> {
+    let mut ids: HashMap<&'a str, u32, std::hash::BuildHasherDefault<crate::check::search::Fx>> =
+        HashMap::default();
+    let mut intern = |s: &'a str| -> u32 {
+        let n = ids.len() as u32;
+        *ids.entry(s).or_insert(n)
+    };
+    let init_id = intern(init);
+    let mut reg: Vec<RegOp> = Vec::with_capacity(ops.len());
+    let mut back: Vec<usize> = Vec::with_capacity(ops.len());
+    for (j, o) in ops.iter().enumerate() {
+        let (write, value) = match (&o.input, &o.outcome) {
+            (_, Outcome::Failed) => continue,
+            (RegisterInput::Read, Outcome::Ok(RegisterOutput::Value(v))) => (false, v),
+            (RegisterInput::Read, _) => continue,
+            (RegisterInput::Write(v), _) => (true, v),
+            (RegisterInput::Cas { .. }, _) => return None,
+        };
+        reg.push(RegOp {
+            write,
+            value: intern(value),
+            call: o.call,
+            ret: if matches!(o.outcome, Outcome::Ok(_)) {
+                o.ret
+            } else {
+                None
+            },
+        });
+        back.push(j);
+    }
+    match decide_register(&reg, init_id)? {
+        Decision::Linearizable => Some(Decision::Linearizable),
+        Decision::Stuck(k) => Some(Decision::Stuck(back[k])),
+    }
+}
+
+impl Model for Register {
+    type State = String;
+    type Input = RegisterInput;
+    type Output = RegisterOutput;
+
+    fn name(&self) -> String {
+        "register".into()
+    }
+    fn init(&self) -> String {
+        self.init.clone()
+    }
+    fn step(&self, s: &String, i: &RegisterInput, o: &RegisterOutput) -> Option<String> {
+        if matches!(i, RegisterInput::Cas { .. }) {
+            return None;
+        }
+        step(s, i, o)
+    }
+    fn step_unknown(&self, s: &String, i: &RegisterInput) -> Vec<String> {
+        if matches!(i, RegisterInput::Cas { .. }) {
+            return Vec::new();
+        }
+        step_unknown(s, i)
+    }
+    fn read_only(&self, i: &RegisterInput, o: &RegisterOutput) -> bool {
+        read_only(i, o)
+    }
+    fn pins(&self, s: &RegisterInput, o: &RegisterOutput, other: &RegisterInput) -> bool {
+        pins(s, o, other)
+    }
+    fn decide(&self, ops: &[&Op<RegisterInput, RegisterOutput>]) -> Option<Decision> {
+        decide(ops, &self.init)
+    }
+    fn describe_input(&self, i: &RegisterInput) -> String {
+        describe_input(i)
+    }
+    fn describe_output(&self, o: &RegisterOutput) -> String {
+        describe_output(o)
+    }
+    fn describe_state(&self, s: &String) -> String {
+        format!("{s:?}")
+    }
+}
+
+impl Model for CasRegister {
+    type State = String;
+    type Input = RegisterInput;
+    type Output = RegisterOutput;
+
+    fn name(&self) -> String {
+        "cas-register".into()
+    }
+    fn init(&self) -> String {
+        self.init.clone()
+    }
+    fn step(&self, s: &String, i: &RegisterInput, o: &RegisterOutput) -> Option<String> {
+        step(s, i, o)
+    }
+    fn step_unknown(&self, s: &String, i: &RegisterInput) -> Vec<String> {
+        step_unknown(s, i)
+    }
+    fn read_only(&self, i: &RegisterInput, o: &RegisterOutput) -> bool {
+        read_only(i, o)
+    }
+    fn pins(&self, s: &RegisterInput, o: &RegisterOutput, other: &RegisterInput) -> bool {
+        pins(s, o, other)
+    }
+    fn decide(&self, ops: &[&Op<RegisterInput, RegisterOutput>]) -> Option<Decision> {
+        decide(ops, &self.init)
+    }
+    fn describe_input(&self, i: &RegisterInput) -> String {
+        describe_input(i)
+    }
+    fn describe_output(&self, o: &RegisterOutput) -> String {
+        describe_output(o)
+    }
+    fn describe_state(&self, s: &String) -> String {
+        format!("{s:?}")
+    }
+}
+
+fn describe_input(i: &RegisterInput) -> String {
+    match i {
+        RegisterInput::Read => "read".into(),
+        RegisterInput::Write(v) => format!("write {v:?}"),
+        RegisterInput::Cas { from, to } => format!("cas {from:?}->{to:?}"),
+    }
+}
+
+fn describe_output(o: &RegisterOutput) -> String {
+    match o {
+        RegisterOutput::Value(v) => format!("{v:?}"),
+        RegisterOutput::Done => "ok".into(),
+        RegisterOutput::Swapped(s) => format!("swapped={s}"),
+    }
+}
+
+fn input_from_json(op: &str, line: &Map<String, Value>) -> Result<RegisterInput, String> {
+    Ok(match op {
+        "read" => RegisterInput::Read,
+        "write" => RegisterInput::Write(field_value(line, "value")?),
+        _ => RegisterInput::Cas {
+            from: field_value(line, "from")?,
+            to: field_value(line, "to")?,
+        },
+    })
+}
+
+fn output_from_json(
+    input: &RegisterInput,
+    line: &Map<String, Value>,
+) -> Result<RegisterOutput, String> {
+    Ok(match input {
+        RegisterInput::Read => RegisterOutput::Value(field_value(line, "value")?),
+        RegisterInput::Write(_) => RegisterOutput::Done,
+        RegisterInput::Cas { .. } => RegisterOutput::Swapped(field_bool(line, "swapped")?),
+    })
+}
+
+fn input_to_json(input: &RegisterInput, line: &mut Map<String, Value>) {
+    match input {
+        RegisterInput::Read => {
+            line.insert("op".into(), "read".into());
+        }
+        RegisterInput::Write(v) => {
+            line.insert("op".into(), "write".into());
+            line.insert("value".into(), v.clone().into());
+        }
+        RegisterInput::Cas { from, to } => {
+            line.insert("op".into(), "cas".into());
+            line.insert("from".into(), from.clone().into());
+            line.insert("to".into(), to.clone().into());
+        }
+    }
+}
+
+fn output_to_json(output: &RegisterOutput, line: &mut Map<String, Value>) {
+    match output {
+        RegisterOutput::Value(v) => {
+            line.insert("value".into(), v.clone().into());
+        }
+        RegisterOutput::Done => {}
+        RegisterOutput::Swapped(s) => {
+            line.insert("swapped".into(), (*s).into());
+        }
+    }
+}
+
+impl JsonModel for Register {
+    fn op_names(&self) -> &'static [&'static str] {
+        &["read", "write"]
+    }
+    fn input_from_json(
+        &self,
+        op: &str,
+        line: &Map<String, Value>,
+    ) -> Result<RegisterInput, String> {
+        input_from_json(op, line)
+    }
+    fn output_from_json(
+        &self,
+        i: &RegisterInput,
+        line: &Map<String, Value>,
+    ) -> Result<RegisterOutput, String> {
+        output_from_json(i, line)
+    }
+    fn input_to_json(&self, i: &RegisterInput, line: &mut Map<String, Value>) {
+        input_to_json(i, line)
+    }
+    fn output_to_json(&self, o: &RegisterOutput, line: &mut Map<String, Value>) {
+        output_to_json(o, line)
+    }
+}
+
+impl JsonModel for CasRegister {
+    fn op_names(&self) -> &'static [&'static str] {
+        &["read", "write", "cas"]
+    }
+    fn input_from_json(
+        &self,
+        op: &str,
+        line: &Map<String, Value>,
+    ) -> Result<RegisterInput, String> {
+        input_from_json(op, line)
+    }
+    fn output_from_json(
+        &self,
+        i: &RegisterInput,
+        line: &Map<String, Value>,
+    ) -> Result<RegisterOutput, String> {
+        output_from_json(i, line)
+    }
+    fn input_to_json(&self, i: &RegisterInput, line: &mut Map<String, Value>) {
+        input_to_json(i, line)
+    }
+    fn output_to_json(&self, o: &RegisterOutput, line: &mut Map<String, Value>) {
+        output_to_json(o, line)
+    }
+}
