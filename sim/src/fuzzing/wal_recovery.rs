@@ -544,8 +544,7 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
                 term: 1,
                 index: 7,
                 payload: EntryPayload::Command(Bytes::from_static(b"hostile")),
-            }]
-            .into(),
+            }],
         },
         &mut record,
     )
