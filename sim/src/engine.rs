@@ -192,6 +192,10 @@ pub enum FailureKind {
     /// it, without the commit index up to what the follower holds: the
     /// follower applies nothing until the next append or heartbeat.
     CommitUntold,
+    /// A client kept sending attempts to a server that was dark to it
+    /// (crashed, paused, or refusing reads as a removed node) beyond what
+    /// avoiding a failed server allows (`engine::client`).
+    ClientAvoidance,
 }
 
 impl FailureKind {
@@ -232,6 +236,7 @@ impl FailureKind {
             FailureKind::NodeReport => "node-report",
             FailureKind::VoteUnanswered => "vote-unanswered",
             FailureKind::CommitUntold => "commit-untold",
+            FailureKind::ClientAvoidance => "client-avoidance",
         }
     }
 }
@@ -374,6 +379,13 @@ pub struct RunReport {
     /// Reads served without the log, by path (ReadIndex, lease,
     /// follower), as the nodes reported them.
     pub reads_served: [u64; 3],
+    /// Client attempts sent to a server dark to clients (crashed, paused,
+    /// or for a follower read removed and aware of it), each checked by
+    /// the client-avoidance check.
+    pub client_dark_attempts: u64,
+    /// Reads a node refused at once because it knew it was no longer a
+    /// member.
+    pub reads_refused_not_member: u64,
     /// Snapshots the nodes took, installed from a leader, and snapshot
     /// chunks sent.
     pub snapshots: SnapshotCounts,
@@ -571,6 +583,8 @@ pub struct Simulation<S, W> {
     compaction: CompactionOptions,
     reads: ReadOptions,
     reads_served: [u64; 3],
+    client_dark_attempts: u64,
+    reads_refused_not_member: u64,
     /// Digest of the first snapshot taken at each index, by node.
     snapshot_digests: BTreeMap<Index, (usize, u64)>,
     snapshots: SnapshotCounts,
@@ -722,17 +736,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             hosts.push(Host::fresh(id, sm, tick_period_ns));
         }
         let clients = (0..config.clients)
-            .map(|_| Client {
-                session: None,
-                seq: 0,
-                leader: None,
-                op: None,
-                attempt: 0,
-                last_target: 0,
-                done: false,
-                registrations_sent: 0,
-                last_ok_seq: 0,
-            })
+            .map(|_| Client::new(config.nodes))
             .collect();
         let rates = plan.rates.clone();
         let config_vary = config.vary_node_options;
@@ -787,6 +791,8 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             compaction: streams.compaction,
             reads: ReadOptions::for_choice(read_choice, streams.reads),
             reads_served: [0; 3],
+            client_dark_attempts: 0,
+            reads_refused_not_member: 0,
             snapshot_digests: BTreeMap::new(),
             snapshots: SnapshotCounts::default(),
             blocked: [0; 8],
@@ -988,6 +994,8 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             compaction: self.compaction,
             reads: self.reads,
             reads_served: self.reads_served,
+            client_dark_attempts: self.client_dark_attempts,
+            reads_refused_not_member: self.reads_refused_not_member,
             snapshots: self.snapshots,
             trace_hash: self.trace.value(),
             node_steps: self.node_steps,
