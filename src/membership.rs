@@ -511,6 +511,27 @@ impl Node {
         &self.membership
     }
 
+    /// The index since which this node knows it is not a member of the
+    /// cluster, if it does: its configuration in force leaves it out, or
+    /// a peer reported ([`MessageBody::Removed`](crate::MessageBody::Removed))
+    /// a committed configuration that does not name it a voter and that
+    /// its log lacks (a removal it missed; for a node demoted to learner
+    /// this lasts until the leader's entries reach it). A node started
+    /// to join a cluster is not a member yet either, but was never one:
+    /// its configuration is the one it started with, at index 0. A host
+    /// shows it (a removed server says so, instead of a stale view).
+    pub fn not_member_since(&self) -> Option<Index> {
+        let me = self.config.id;
+        if !self.membership.contains(me) {
+            return (self.membership_index() > 0).then_some(self.membership_index());
+        }
+        // A notice older than the configuration in force was overtaken by
+        // it (the node was added again).
+        self.removed_notice
+            .filter(|notice| notice.index > self.membership_index())
+            .map(|notice| notice.index)
+    }
+
     /// Index of the entry holding the configuration in force (the log's
     /// base for an initial or snapshot configuration).
     pub fn membership_index(&self) -> Index {

@@ -129,9 +129,11 @@ async fn run_client(
             Ok(output) => operation.completed(ret.max(call), output),
             // Retries exhausted or session expired: the operation may or may
             // not have been applied.
-            Err(ClientError::RetriesExhausted { .. }) | Err(ClientError::SessionExpired) => {
-                operation
-            }
+            Err(
+                ClientError::RetriesExhausted { .. }
+                | ClientError::Unavailable { .. }
+                | ClientError::SessionExpired,
+            ) => operation,
             Err(e) => panic!("client {client_no}: unexpected error {e}"),
         };
         history.lock().unwrap().push(operation);

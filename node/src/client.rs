@@ -17,7 +17,10 @@ pub const TIMEOUT_MS_DEFAULT: u64 = 2000;
 
 const EXIT_STATUS: &str = "\
 Exit status: 0 done, 1 refused or failed (the message says why), 2 bad arguments,
-3 a membership change whose outcome is unknown (run `member list` before retrying).";
+3 the outcome is unknown: a request was sent and its answer lost (check before
+retrying; for a membership change run `member list`), 4 every server refused this
+client as configured (TLS on one side only, a certificate the server does not
+trust, another cluster's name; the message says which).";
 
 /// `concord-cli`: talks to a concord key-value cluster.
 #[derive(Debug, Parser)]

@@ -688,10 +688,14 @@ async fn record(
     let operation = Operation::new(client_no, key, op, call);
     let (operation, output) = match result {
         Ok(output) => (operation.completed(ret, output.clone()), Some(output)),
-        // The operation may or may not have been applied: unknown.
-        Err(ClientError::RetriesExhausted { .. }) | Err(ClientError::SessionExpired) => {
-            (operation, None)
-        }
+        // The operation may or may not have been applied: unknown. (Not
+        // taken by any server: recorded as unknown too, which is never
+        // wrong, only weaker.)
+        Err(
+            ClientError::RetriesExhausted { .. }
+            | ClientError::Unavailable { .. }
+            | ClientError::SessionExpired,
+        ) => (operation, None),
         Err(e) => panic!("client {client_no}: unexpected error on {key}: {e}"),
     };
     shared.history.lock().unwrap().push(operation);

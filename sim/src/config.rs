@@ -68,6 +68,11 @@ pub struct HostBugs {
     /// grants to the first candidate before they leave the node (caught
     /// by the vote-answer check).
     pub split_vote_grant_dropped: bool,
+    /// Clients forget that a server failed them: they keep sending
+    /// attempts to a crashed or paused server, or follower reads to a
+    /// removed one, on every turn (caught by the `client-avoidance`
+    /// check).
+    pub client_forgets_failures: bool,
 }
 
 impl HostBugs {
@@ -88,6 +93,7 @@ impl HostBugs {
             || self.calm_backlog_delayed
             || self.role_announcement_dropped
             || self.split_vote_grant_dropped
+            || self.client_forgets_failures
     }
 }
 
@@ -812,6 +818,9 @@ impl SimConfig {
         }
         if self.bugs.client_probes_well_formed {
             flags += " --bug-client-probes-well-formed";
+        }
+        if self.bugs.client_forgets_failures {
+            flags += " --bug-client-forgets-failures";
         }
         if self.bugs.session_table_one_larger {
             flags += " --bug-session-table-one-larger";

@@ -208,6 +208,10 @@ pub enum FailureKind {
     /// change (`crate::rules`: the message names the rule, the input and
     /// the change).
     StepRule,
+    /// A client kept sending attempts to a server that was dark to it
+    /// (crashed, paused, or refusing reads as a removed node) beyond what
+    /// avoiding a failed server allows (`engine::client`).
+    ClientAvoidance,
 }
 
 impl FailureKind {
@@ -250,6 +254,7 @@ impl FailureKind {
             FailureKind::VoteUnanswered => "vote-unanswered",
             FailureKind::CommitUntold => "commit-untold",
             FailureKind::StepRule => "step-rule",
+            FailureKind::ClientAvoidance => "client-avoidance",
         }
     }
 }
@@ -392,6 +397,13 @@ pub struct RunReport {
     /// Reads served without the log, by path (ReadIndex, lease,
     /// follower), as the nodes reported them.
     pub reads_served: [u64; 3],
+    /// Client attempts sent to a server dark to clients (crashed, paused,
+    /// or for a follower read removed and aware of it), each checked by
+    /// the client-avoidance check.
+    pub client_dark_attempts: u64,
+    /// Reads a node refused at once because it knew it was no longer a
+    /// member.
+    pub reads_refused_not_member: u64,
     /// Snapshots the nodes took, installed from a leader, and snapshot
     /// chunks sent.
     pub snapshots: SnapshotCounts,
@@ -600,6 +612,8 @@ pub struct Simulation<S, W> {
     /// The canonical state of the first snapshot taken at each index, by
     /// node (`states`).
     snapshot_states: BTreeMap<Index, (usize, bytes::Bytes)>,
+    client_dark_attempts: u64,
+    reads_refused_not_member: u64,
     snapshots: SnapshotCounts,
     blocked: [u8; 8],
     healed: bool,
@@ -762,17 +776,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             hosts.push(Host::fresh(id, sm, tick_period_ns));
         }
         let clients = (0..config.clients)
-            .map(|_| Client {
-                session: None,
-                seq: 0,
-                leader: None,
-                op: None,
-                attempt: 0,
-                last_target: 0,
-                done: false,
-                registrations_sent: 0,
-                last_ok_seq: 0,
-            })
+            .map(|_| Client::new(config.nodes))
             .collect();
         let rates = plan.rates.clone();
         let config_vary = config.vary_node_options;
@@ -828,6 +832,8 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             reads: ReadOptions::for_choice(read_choice, streams.reads),
             reads_served: [0; 3],
             snapshot_states: BTreeMap::new(),
+            client_dark_attempts: 0,
+            reads_refused_not_member: 0,
             snapshots: SnapshotCounts::default(),
             blocked: [0; 8],
             healed: false,
@@ -1041,6 +1047,8 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             compaction: self.compaction,
             reads: self.reads,
             reads_served: self.reads_served,
+            client_dark_attempts: self.client_dark_attempts,
+            reads_refused_not_member: self.reads_refused_not_member,
             snapshots: self.snapshots,
             trace_hash: self.trace.value(),
             node_steps: self.node_steps,

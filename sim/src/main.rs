@@ -275,6 +275,10 @@ struct SimArgs {
     /// trailing bytes).
     #[arg(long)]
     bug_client_probes_well_formed: bool,
+    /// Planted client bug: clients forget that a server failed them and
+    /// keep sending it attempts (caught by the client-avoidance check).
+    #[arg(long)]
+    bug_client_forgets_failures: bool,
     /// Planted host bug: session tables built at boot hold one session
     /// more than configured.
     #[arg(long)]
@@ -493,6 +497,7 @@ impl SimArgs {
                 role_announcement_dropped: self.bug_role_announcement_dropped,
                 split_vote_grant_dropped: self.bug_split_vote_grant_dropped,
                 client_probes_well_formed: self.bug_client_probes_well_formed,
+                client_forgets_failures: self.bug_client_forgets_failures,
                 session_table_one_larger: self.bug_session_table_one_larger,
                 ..HostBugs::default()
             },

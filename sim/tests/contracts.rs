@@ -203,3 +203,24 @@ fn a_transport_that_loses_vote_grants_in_a_split_vote_is_caught() {
         clean.failure
     );
 }
+
+/// The client-avoidance check has work in the swarm: clients do send
+/// attempts to crashed and paused servers (each one checked against the
+/// bound of learning from failure), and removed nodes that know it refuse
+/// reads at once, as the real server does, so that clients avoid them.
+#[test]
+fn clients_meet_dark_servers_and_removed_nodes_refuse_reads() {
+    let (mut dark, mut refused) = (0, 0);
+    for seed in 0..40 {
+        let report = run(&SimConfig {
+            seed,
+            ..SimConfig::default()
+        });
+        assert!(report.passed(), "seed {seed}: {:?}", report.failure);
+        dark += report.client_dark_attempts;
+        refused += report.reads_refused_not_member;
+    }
+    println!("40 seeds: {dark} attempts to dark servers, {refused} reads refused by removed nodes");
+    assert!(dark > 0, "no client attempt met a dark server");
+    assert!(refused > 0, "no removed node was asked for a read");
+}

@@ -3,11 +3,20 @@
 //! every crash once found and added there is checked on every `cargo
 //! test`, on the stable toolchain, without libFuzzer. A missing or empty
 //! corpus directory fails: the test cannot pass by finding nothing.
+//!
+//! The test binary's allocator notes the largest allocation of each
+//! decode, so the targets also check that no length field makes a decoder
+//! allocate beyond what its input holds (the `hostile-length-*` seeds
+//! announce 60 MiB in a few bytes).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 
 use concord_sim::fuzzing;
+use concord_sim::fuzzing::alloc::LargestAllocation;
+
+#[global_allocator]
+static ALLOCATOR: LargestAllocation = LargestAllocation;
 
 fn corpus_dir(target: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -18,6 +27,7 @@ fn corpus_dir(target: &str) -> PathBuf {
 /// Feeds every file of the target's corpus to the target; fails naming
 /// each file that panics or violates a property.
 fn replay(target: &str) {
+    LargestAllocation::installed();
     let dir = corpus_dir(target);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("corpus directory {} is missing: {e}", dir.display()))
@@ -139,4 +149,31 @@ fn node_step_seeds_commit_entries() {
     assert!(committed("crash-restart") >= 8);
     assert!(committed("five-read-transfer") >= 6);
     assert!(committed("snapshot-catch-up") >= 7);
+}
+
+/// The allocation check itself catches a decoder that trusts a length
+/// field: allocating what a hostile seed announces is a violation.
+#[test]
+fn an_allocation_from_an_announced_length_is_caught() {
+    LargestAllocation::installed();
+    let announced = 60usize << 20;
+    let caught = fuzzing::alloc::checked("codec", "a trusting decoder", 12, || {
+        std::hint::black_box(vec![0u8; announced]).len()
+    });
+    let message = caught
+        .expect_err("a 60 MiB allocation from 12 bytes")
+        .to_string();
+    assert!(message.contains("a length field was trusted"), "{message}");
+    let fine = fuzzing::alloc::checked("codec", "a careful decoder", 12, || {
+        std::hint::black_box(vec![0u8; 12]).len()
+    });
+    assert_eq!(fine, Ok(12));
+    // Every hostile seed is in the corpus the replays above run.
+    for target in ["codec", "session"] {
+        let hostile = fuzzing::corpus::seeds(target)
+            .into_iter()
+            .filter(|(name, _)| name.starts_with("hostile-length"))
+            .count();
+        assert!(hostile >= 3, "{target} has {hostile} hostile-length seeds");
+    }
 }

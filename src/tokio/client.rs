@@ -7,14 +7,39 @@
 //! so the state machine applies a retried command at most once (the
 //! session is registered through the log first, see [`crate::session`]).
 //! Retries are bounded; when they run out the call fails with
-//! [`ClientError::RetriesExhausted`] (the command may or may not have been
-//! applied) and the next operation uses the next sequence number.
+//! [`ClientError::RetriesExhausted`] if a request was sent and its answer
+//! lost (the command may or may not have been applied), or with
+//! [`ClientError::Unavailable`] if no server took it; the next operation
+//! uses the next sequence number.
+//!
+//! ## Learning from failure
+//!
+//! A server that refused the connection, reset it or did not answer in
+//! time is avoided for a while ([`ClientConfig::avoid_min`], doubling on
+//! each new failure up to [`ClientConfig::avoid_max`]): follower reads
+//! and leader discovery go to the other servers, and a redirect to an
+//! avoided server is not followed. Once the period ends the server is
+//! probed again by the next request that would go to it; one answer
+//! clears it. A connection is opened within
+//! [`ClientConfig::connect_timeout`], so probing a stopped server costs
+//! that, not a whole request timeout. When every server is avoided the
+//! one whose period ends first is tried.
+//!
+//! ## Errors that say what happened
+//!
+//! Every failure is [`ErrorClass::Transient`] (a server down, slow or
+//! busy: trying again, elsewhere or later, may work) or
+//! [`ErrorClass::Permanent`] (this client as configured is refused: TLS
+//! on one side only, a certificate the server does not trust, another
+//! cluster's name). A permanent failure on every server ends the call at
+//! once with [`ClientError::Rejected`], which names it.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use thiserror::Error;
 use tokio::io::AsyncWriteExt;
+use tokio::time::Instant;
 
 use super::codec;
 use super::frame::{self, DEFAULT_MAX_FRAME_BYTES};
@@ -22,8 +47,10 @@ use crate::session::{self, ClientId, SessionResponse};
 
 use super::kv::{KvOp, KvResult, COMMAND_BYTES_MAX};
 use super::status::NodeStatus;
-use super::transport::{connect, BoxStream};
-use super::wire::{AdminRequest, AdminResponse, ClientRequest, ClientResponse, Hello, HelloRole};
+use super::transport::{connect, BoxStream, ConnectError};
+use super::wire::{
+    AdminRequest, AdminResponse, ClientRequest, ClientResponse, Hello, HelloRole, Members,
+};
 
 /// Shortest time a [`Client::admin`] request is given for one attempt: a
 /// membership change waits for two or three commits (and a server answers
@@ -54,10 +81,19 @@ pub struct ClientConfig {
     /// Mutual TLS to the servers (a certificate naming
     /// `client.<cluster-id>`, see [`super::tls`]); `None`: plaintext.
     pub tls: Option<std::sync::Arc<super::tls::TlsConfig>>,
+    /// Time allowed to open a connection and complete its handshake
+    /// (capped by `request_timeout`): what probing a stopped server costs.
+    pub connect_timeout: Duration,
+    /// How long a server that failed (refused, reset, timed out) is
+    /// avoided after its first failure; each further failure doubles it.
+    pub avoid_min: Duration,
+    /// Longest time a failing server is avoided before it is probed again.
+    pub avoid_max: Duration,
 }
 
 impl ClientConfig {
-    /// Defaults: 2 s per attempt, 30 attempts, 50 ms backoff.
+    /// Defaults: 2 s per attempt, 1 s to connect, 30 attempts, 50 ms
+    /// backoff; a failed server is avoided for 1 s, doubling up to 30 s.
     pub fn new(servers: Vec<String>, cluster_id: impl Into<String>) -> Self {
         ClientConfig {
             servers,
@@ -67,22 +103,56 @@ impl ClientConfig {
             retry_backoff: Duration::from_millis(50),
             read_path: Some(crate::ReadPath::ReadIndex),
             tls: None,
+            connect_timeout: Duration::from_secs(1),
+            avoid_min: Duration::from_secs(1),
+            avoid_max: Duration::from_secs(30),
         }
     }
+}
+
+/// Whether trying again can help.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// A passing condition: a server down, restarting, slow or busy, an
+    /// answer lost. Trying again, elsewhere or later, may succeed.
+    Transient,
+    /// The servers refuse this client or this request as configured (TLS
+    /// on one side only, a certificate the server does not trust, another
+    /// cluster's name): trying again cannot help; the message says what
+    /// to change.
+    Permanent,
 }
 
 /// Why an operation failed.
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum ClientError {
-    /// No attempt succeeded. The operation may or may not have been
-    /// applied.
+    /// No attempt succeeded, and at least one sent the request and lost
+    /// its answer: the operation may or may not have been applied.
     #[error("gave up after {attempts} attempts; the operation may or may not have been applied (last problem: {last})")]
     RetriesExhausted {
         /// Attempts made.
         attempts: u32,
         /// What went wrong last.
         last: String,
+    },
+    /// No attempt succeeded and none left the outcome open: no server
+    /// took the request (unreachable, refused, no leader), or it was a
+    /// read, so nothing was applied.
+    #[error("gave up after {attempts} attempts; no server took the request, nothing was applied (last problem: {last})")]
+    Unavailable {
+        /// Attempts made.
+        attempts: u32,
+        /// What went wrong last.
+        last: String,
+    },
+    /// Every server refused this client as configured (see
+    /// [`ErrorClass::Permanent`]); nothing was sent.
+    #[error("{reason}")]
+    Rejected {
+        /// What the servers (the last one to refuse) said or showed, with
+        /// what to change.
+        reason: String,
     },
     /// The server refused the request for good.
     #[error("server error: {0}")]
@@ -99,10 +169,129 @@ pub enum ClientError {
     NoServers,
 }
 
+impl ClientError {
+    /// Whether trying the same call again can help.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            ClientError::RetriesExhausted { .. }
+            | ClientError::Unavailable { .. }
+            | ClientError::SessionExpired => ErrorClass::Transient,
+            ClientError::Rejected { .. }
+            | ClientError::Server(_)
+            | ClientError::Protocol(_)
+            | ClientError::NoServers => ErrorClass::Permanent,
+        }
+    }
+
+    /// Whether the operation may have been applied although the call
+    /// failed (a request was sent and its answer lost).
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(
+            self,
+            ClientError::RetriesExhausted { .. } | ClientError::SessionExpired
+        )
+    }
+}
+
+/// Why one attempt on one server failed.
+#[derive(Clone, Debug)]
+struct AttemptError {
+    class: ErrorClass,
+    message: String,
+    /// The request was written whole before the failure: the server may
+    /// have acted on it.
+    sent: bool,
+}
+
+impl From<ConnectError> for AttemptError {
+    fn from(e: ConnectError) -> Self {
+        AttemptError {
+            class: e.class,
+            message: e.message,
+            sent: false,
+        }
+    }
+}
+
+/// What the client remembers of one server's failures.
+#[derive(Clone, Copy, Debug, Default)]
+struct Health {
+    /// Not chosen before this time (unless every server is avoided).
+    avoid_until: Option<Instant>,
+    /// The period of the last avoidance (zero: the last attempt worked).
+    avoid: Duration,
+}
+
+/// What one call has seen so far, across its attempts.
+#[derive(Debug, Default)]
+struct CallState {
+    /// The last problem, for the error.
+    last: String,
+    /// An attempt sent the request and lost the answer.
+    sent: bool,
+    /// Servers that refused this client for good in this call, and the
+    /// last such refusal.
+    rejected: Vec<bool>,
+    rejection: Option<String>,
+    /// The request changes nothing (a read): never "may have been
+    /// applied".
+    read_only: bool,
+}
+
+impl CallState {
+    fn new(servers: usize) -> Self {
+        CallState {
+            rejected: vec![false; servers],
+            ..CallState::default()
+        }
+    }
+
+    /// Notes a failed attempt on `server`; returns the error to end the
+    /// call with when every server refused this client for good.
+    fn failed(&mut self, server: usize, e: AttemptError) -> Option<ClientError> {
+        self.sent |= e.sent && !self.read_only;
+        if e.class == ErrorClass::Permanent {
+            if server >= self.rejected.len() {
+                self.rejected.resize(server + 1, false);
+            }
+            self.rejected[server] = true;
+            self.rejection = Some(e.message.clone());
+        }
+        self.last = e.message;
+        if !self.sent && self.rejected.iter().all(|r| *r) {
+            return self
+                .rejection
+                .clone()
+                .map(|reason| ClientError::Rejected { reason });
+        }
+        None
+    }
+
+    /// The error of a call whose attempts ran out.
+    fn exhausted(self, attempts: u32) -> ClientError {
+        if self.sent {
+            ClientError::RetriesExhausted {
+                attempts,
+                last: self.last,
+            }
+        } else if let Some(reason) = self.rejection {
+            ClientError::Rejected { reason }
+        } else {
+            ClientError::Unavailable {
+                attempts,
+                last: self.last,
+            }
+        }
+    }
+}
+
 /// A client of the key-value service. One operation at a time.
 pub struct Client {
     config: ClientConfig,
     connections: Vec<Option<BoxStream>>,
+    health: Vec<Health>,
+    /// The attempt under way wrote its request whole.
+    request_written: bool,
     leader: Option<usize>,
     next_target: usize,
     session: Option<ClientId>,
@@ -127,6 +316,8 @@ impl Client {
     pub fn new(config: ClientConfig) -> Client {
         Client {
             connections: config.servers.iter().map(|_| None).collect(),
+            health: vec![Health::default(); config.servers.len()],
+            request_written: false,
             config,
             leader: None,
             next_target: 0,
@@ -336,7 +527,8 @@ impl Client {
     }
 
     /// Sends `request` until a server answers it, with bounded retries: to
-    /// the presumed leader, or with `any_server` to each server in turn.
+    /// the presumed leader, or with `any_server` to each server in turn,
+    /// avoiding servers that failed lately.
     async fn request(
         &mut self,
         request: &ClientRequest,
@@ -345,14 +537,16 @@ impl Client {
         if self.config.servers.is_empty() {
             return Err(ClientError::NoServers);
         }
-        let mut last = String::new();
+        let mut call = CallState::new(self.config.servers.len());
+        // A read changes nothing, so its outcome is never in doubt.
+        call.read_only = matches!(request, ClientRequest::Read { .. });
         for attempt in 0..self.config.attempts_max {
             if attempt > 0 {
                 self.retries += 1;
             }
             let target = match self.leader {
                 Some(leader) if !any_server => leader,
-                _ => self.next_target % self.config.servers.len(),
+                _ => self.pick().await,
             };
             if any_server {
                 // Spread reads over the servers.
@@ -360,24 +554,36 @@ impl Client {
             }
             match self.call(target, request).await {
                 Ok(ClientResponse::Done(bytes)) => {
+                    self.note_answer(target);
                     if !any_server {
                         self.leader = Some(target);
                     }
                     return Ok(bytes);
                 }
+                Ok(ClientResponse::NotLeader { .. }) if any_server => {
+                    // This server cannot serve reads now (no leader known,
+                    // or it is out of the configuration): the next one is
+                    // tried at once, and this one avoided for a while.
+                    call.last = format!("{} cannot serve reads now", self.config.servers[target]);
+                    self.note_failure(target, ErrorClass::Transient);
+                    if self.all_avoided(Instant::now()) {
+                        tokio::time::sleep(self.config.retry_backoff).await;
+                    }
+                }
                 Ok(ClientResponse::NotLeader {
                     leader_hint,
                     leader_addr,
                 }) => {
-                    last = format!(
+                    call.last = format!(
                         "{} is not the leader (hint: {leader_hint:?})",
                         self.config.servers[target]
                     );
-                    match leader_addr
+                    let redirect = leader_addr
                         .and_then(|addr| self.config.servers.iter().position(|s| *s == addr))
-                    {
-                        Some(index) if index != target && !any_server => self.leader = Some(index),
-                        _ => {
+                        .filter(|&index| index != target && !self.avoided(index, Instant::now()));
+                    match redirect {
+                        Some(index) => self.leader = Some(index),
+                        None => {
                             self.leader = None;
                             self.next_target = target + 1;
                             tokio::time::sleep(self.config.retry_backoff).await;
@@ -385,17 +591,21 @@ impl Client {
                     }
                 }
                 Ok(ClientResponse::Unknown) => {
-                    last = "outcome unknown (leadership changed)".to_string();
+                    self.note_answer(target);
+                    call.sent |= !call.read_only;
+                    call.last = "outcome unknown (leadership changed)".to_string();
                     self.leader = None;
                     self.next_target = target + 1;
                     tokio::time::sleep(self.config.retry_backoff).await;
                 }
                 Ok(ClientResponse::Busy) => {
-                    last = "server busy".to_string();
+                    self.note_answer(target);
+                    call.last = "server busy".to_string();
                     tokio::time::sleep(self.config.retry_backoff).await;
                 }
                 Ok(ClientResponse::Error(e)) => {
-                    last = e;
+                    self.note_answer(target);
+                    call.last = e;
                     self.leader = None;
                     self.next_target = target + 1;
                     tokio::time::sleep(self.config.retry_backoff).await;
@@ -406,17 +616,73 @@ impl Client {
                     ));
                 }
                 Err(e) => {
-                    last = e;
+                    if let Some(error) = call.failed(target, e) {
+                        return Err(error);
+                    }
                     self.leader = None;
                     self.next_target = target + 1;
-                    tokio::time::sleep(self.config.retry_backoff).await;
+                    // Another server is tried at once; a pause only when
+                    // every one failed lately.
+                    if self.all_avoided(Instant::now()) {
+                        tokio::time::sleep(self.config.retry_backoff).await;
+                    }
                 }
             }
         }
-        Err(ClientError::RetriesExhausted {
-            attempts: self.config.attempts_max,
-            last,
-        })
+        Err(call.exhausted(self.config.attempts_max))
+    }
+
+    /// Whether server `index` failed lately and is still avoided at `now`.
+    fn avoided(&self, index: usize, now: Instant) -> bool {
+        self.health
+            .get(index)
+            .and_then(|h| h.avoid_until)
+            .is_some_and(|until| until > now)
+    }
+
+    fn all_avoided(&self, now: Instant) -> bool {
+        (0..self.config.servers.len()).all(|i| self.avoided(i, now))
+    }
+
+    /// The next server to try in turn from `next_target`, skipping the
+    /// avoided ones; when every one is avoided, the one whose avoidance
+    /// ends first (a probe, rather than no attempt at all).
+    async fn pick(&mut self) -> usize {
+        let n = self.config.servers.len();
+        let now = Instant::now();
+        let start = self.next_target % n;
+        if let Some(index) = (0..n)
+            .map(|k| (start + k) % n)
+            .find(|&i| !self.avoided(i, now))
+        {
+            return index;
+        }
+        (0..n)
+            .map(|k| (start + k) % n)
+            .min_by_key(|&i| self.health[i].avoid_until)
+            .unwrap_or(start)
+    }
+
+    /// Server `index` failed: avoid it, twice as long as last time.
+    fn note_failure(&mut self, index: usize, class: ErrorClass) {
+        let config = &self.config;
+        let Some(health) = self.health.get_mut(index) else {
+            return;
+        };
+        health.avoid = match class {
+            // Only a change of configuration helps: no point probing soon.
+            ErrorClass::Permanent => config.avoid_max,
+            ErrorClass::Transient if health.avoid.is_zero() => config.avoid_min,
+            ErrorClass::Transient => (health.avoid * 2).min(config.avoid_max),
+        };
+        health.avoid_until = Some(Instant::now() + health.avoid);
+    }
+
+    /// Server `index` answered: no longer avoided.
+    fn note_answer(&mut self, index: usize) {
+        if let Some(health) = self.health.get_mut(index) {
+            *health = Health::default();
+        }
     }
 
     /// Sends a membership request (see [`AdminRequest`]) and returns the
@@ -425,7 +691,9 @@ impl Client {
     /// address was not in [`ClientConfig::servers`]), retrying only
     /// connection failures. [`AdminRequest::List`] is answered by the
     /// leader when one is known and reachable (only it knows the
-    /// followers' progress), otherwise by any server.
+    /// followers' progress and the latest configuration); a server that
+    /// knows no leader, or knows it is no longer a member, is not taken
+    /// at its word while another server can be asked.
     /// [`AdminResponse::Refused`] and [`AdminResponse::TimedOut`] are
     /// returned as they are: a timed-out change may still take effect, so
     /// it is never sent again blindly.
@@ -433,44 +701,47 @@ impl Client {
         if self.config.servers.is_empty() {
             return Err(ClientError::NoServers);
         }
+        if request == AdminRequest::List {
+            return self.list_members().await;
+        }
         let timeout = self.config.request_timeout.max(ADMIN_ATTEMPT_TIMEOUT_MIN);
-        let list = request == AdminRequest::List;
         let wire = ClientRequest::Admin(request);
-        let mut last = String::new();
-        let mut listed: Option<AdminResponse> = None;
+        let mut call = CallState::new(self.config.servers.len());
         for attempt in 0..self.config.attempts_max {
             if attempt > 0 {
                 self.retries += 1;
             }
             let target = match self.leader {
                 Some(leader) => leader,
-                None => self.next_target % self.config.servers.len(),
+                None => self.pick().await,
             };
-            let call_timeout = if list {
-                self.config.request_timeout
-            } else {
-                // A change is sent only over a connection that just
-                // answered: a server that cannot be reached is tried like
-                // any failed attempt, while one that took the change and
-                // then went silent leaves its outcome unknown.
-                if let Err(e) = self
-                    .call_within(target, &ClientRequest::Status, self.config.request_timeout)
-                    .await
-                {
-                    last = e;
-                    self.leader = None;
-                    self.next_target = target + 1;
-                    tokio::time::sleep(self.config.retry_backoff).await;
-                    continue;
+            // A change is sent only over a connection that just answered:
+            // a server that cannot be reached is tried like any failed
+            // attempt, while one that took the change and then went
+            // silent leaves its outcome unknown.
+            let answered = self
+                .call_within(target, &ClientRequest::Status, self.config.request_timeout)
+                .await;
+            if answered.is_ok() {
+                self.note_answer(target);
+            }
+            if let Err(e) = answered {
+                if let Some(error) = call.failed(target, AttemptError { sent: false, ..e }) {
+                    return Err(error);
                 }
-                timeout
-            };
-            match self.call_within(target, &wire, call_timeout).await {
+                self.leader = None;
+                self.next_target = target + 1;
+                if self.all_avoided(Instant::now()) {
+                    tokio::time::sleep(self.config.retry_backoff).await;
+                }
+                continue;
+            }
+            match self.call_within(target, &wire, timeout).await {
                 Ok(ClientResponse::Admin(AdminResponse::NotLeader {
                     leader_hint,
                     leader_addr,
                 })) => {
-                    last = format!(
+                    call.last = format!(
                         "{} is not the leader (hint: {leader_hint:?})",
                         self.config.servers[target]
                     );
@@ -483,30 +754,12 @@ impl Client {
                         }
                     }
                 }
-                Ok(ClientResponse::Admin(AdminResponse::Done(members))) if list => {
-                    // Ask the leader for its fuller view, once.
-                    let leader_addr = members
-                        .leader
-                        .filter(|leader| *leader != members.answered_by)
-                        .and_then(|leader| members.members.iter().find(|m| m.id == leader))
-                        .and_then(|m| m.addr.clone());
-                    if listed.is_some() {
-                        return Ok(AdminResponse::Done(members));
-                    }
-                    match leader_addr.and_then(|addr| self.server_index(&addr)) {
-                        Some(index) if index != target => {
-                            listed = Some(AdminResponse::Done(members));
-                            self.leader = Some(index);
-                        }
-                        _ => return Ok(AdminResponse::Done(members)),
-                    }
-                }
                 Ok(ClientResponse::Admin(answer)) => {
                     self.leader = Some(target);
                     return Ok(answer);
                 }
                 Ok(ClientResponse::Error(e)) => {
-                    last = e;
+                    call.last = e;
                     self.leader = None;
                     self.next_target = target + 1;
                     tokio::time::sleep(self.config.retry_backoff).await;
@@ -516,28 +769,111 @@ impl Client {
                         "unexpected answer to a membership request: {other:?}"
                     )))
                 }
+                Err(e) if e.sent => {
+                    // Sent, not answered: the change may be under way.
+                    return Ok(AdminResponse::TimedOut(format!(
+                        "{}; the change may or may not take effect: run `member list`",
+                        e.message
+                    )));
+                }
                 Err(e) => {
-                    if let Some(answer) = listed.take() {
-                        // The leader's view is out of reach: the first one.
-                        return Ok(answer);
+                    if let Some(error) = call.failed(target, e) {
+                        return Err(error);
                     }
-                    if !list && e.starts_with("no answer from") {
-                        // Sent, not answered: the change may be under way.
-                        return Ok(AdminResponse::TimedOut(format!(
-                            "{e}; the change may or may not take effect: run `member list`"
-                        )));
-                    }
-                    last = e;
                     self.leader = None;
                     self.next_target = target + 1;
                     tokio::time::sleep(self.config.retry_backoff).await;
                 }
             }
         }
-        Err(ClientError::RetriesExhausted {
-            attempts: self.config.attempts_max,
-            last,
-        })
+        Err(call.exhausted(self.config.attempts_max))
+    }
+
+    /// `member list`: the leader's answer when a leader can be reached.
+    /// A server's own answer names the leader it knows, which is then
+    /// asked; a server that knows no leader, or knows it was removed, is
+    /// set aside while the other servers are asked in turn. Without any
+    /// leader's answer the best one seen is returned: a member's over a
+    /// removed server's, the newest configuration first.
+    async fn list_members(&mut self) -> Result<AdminResponse, ClientError> {
+        let wire = ClientRequest::Admin(AdminRequest::List);
+        let mut call = CallState::new(self.config.servers.len());
+        let mut best: Option<Members> = None;
+        let mut asked = vec![false; self.config.servers.len()];
+        for attempt in 0..self.config.attempts_max {
+            if attempt > 0 {
+                self.retries += 1;
+            }
+            let target = match self
+                .leader
+                .filter(|&l| !asked.get(l).copied().unwrap_or(false))
+            {
+                Some(leader) => leader,
+                None => {
+                    let n = self.config.servers.len();
+                    let start = self.next_target % n;
+                    match (0..n).map(|k| (start + k) % n).find(|&i| !asked[i]) {
+                        Some(index) => index,
+                        // Everyone was asked: the best answer there is.
+                        None => break,
+                    }
+                }
+            };
+            if target >= asked.len() {
+                asked.resize(target + 1, false);
+            }
+            asked[target] = true;
+            self.next_target = target + 1;
+            let answered = self
+                .call_within(target, &wire, self.config.request_timeout)
+                .await;
+            if answered.is_ok() {
+                self.note_answer(target);
+            }
+            match answered {
+                Ok(ClientResponse::Admin(AdminResponse::Done(members))) => {
+                    if members.leader == Some(members.answered_by) {
+                        self.leader = Some(target);
+                        return Ok(AdminResponse::Done(members));
+                    }
+                    self.leader = members
+                        .leader
+                        .and_then(|leader| members.members.iter().find(|m| m.id == leader))
+                        .and_then(|m| m.addr.clone())
+                        .and_then(|addr| self.server_index(&addr));
+                    if self.leader.is_none() {
+                        // The members it knows of may know more: ask them
+                        // too (a removed server's list names the others).
+                        for addr in members.members.iter().filter_map(|m| m.addr.as_deref()) {
+                            self.server_index(addr);
+                        }
+                    }
+                    if asked.len() < self.config.servers.len() {
+                        asked.resize(self.config.servers.len(), false);
+                    }
+                    if best.as_ref().is_none_or(|b| better_view(&members, b)) {
+                        best = Some(members);
+                    }
+                }
+                Ok(ClientResponse::Admin(other)) => return Ok(other),
+                Ok(ClientResponse::Error(e)) => call.last = e,
+                Ok(other) => {
+                    return Err(ClientError::Protocol(format!(
+                        "unexpected answer to a membership request: {other:?}"
+                    )))
+                }
+                Err(e) => {
+                    self.leader = None;
+                    if let Some(error) = call.failed(target, e) {
+                        return Err(error);
+                    }
+                }
+            }
+        }
+        match best {
+            Some(members) => Ok(AdminResponse::Done(members)),
+            None => Err(call.exhausted(self.config.attempts_max)),
+        }
     }
 
     /// The index of `addr` in the server list, added (up to a bound) when
@@ -551,24 +887,34 @@ impl Client {
         }
         self.config.servers.push(addr.to_string());
         self.connections.push(None);
+        self.health.push(Health::default());
         Some(self.config.servers.len() - 1)
     }
 
-    /// Asks server number `server` (index in the list) for its status.
+    /// Asks server number `server` (index in the list) for its status,
+    /// once: [`ClientError::Unavailable`] if it cannot be reached,
+    /// [`ClientError::Rejected`] if it refuses this client as configured.
     pub async fn status(&mut self, server: usize) -> Result<NodeStatus, ClientError> {
         if server >= self.config.servers.len() {
             return Err(ClientError::NoServers);
         }
-        match self.call(server, &ClientRequest::Status).await {
+        let answered = self.call(server, &ClientRequest::Status).await;
+        if answered.is_ok() {
+            self.note_answer(server);
+        }
+        match answered {
             Ok(ClientResponse::Status(status)) => Ok(*status),
             Ok(other) => Err(ClientError::Protocol(format!(
                 "unexpected answer {other:?}"
             ))),
             Err(e) => {
                 self.connections[server] = None;
-                Err(ClientError::RetriesExhausted {
-                    attempts: 1,
-                    last: e,
+                Err(match e.class {
+                    ErrorClass::Permanent => ClientError::Rejected { reason: e.message },
+                    ErrorClass::Transient => ClientError::Unavailable {
+                        attempts: 1,
+                        last: e.message,
+                    },
                 })
             }
         }
@@ -578,38 +924,45 @@ impl Client {
         &mut self,
         target: usize,
         request: &ClientRequest,
-    ) -> Result<ClientResponse, String> {
+    ) -> Result<ClientResponse, AttemptError> {
         self.call_within(target, request, self.config.request_timeout)
             .await
     }
 
+    /// One attempt on server `target`: its answer, or why there is none
+    /// (the server is then avoided for a while).
     async fn call_within(
         &mut self,
         target: usize,
         request: &ClientRequest,
         timeout: Duration,
-    ) -> Result<ClientResponse, String> {
-        match tokio::time::timeout(timeout, self.call_inner(target, request)).await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) => {
-                self.connections[target] = None;
-                Err(e)
-            }
-            Err(_) => {
-                self.connections[target] = None;
-                Err(format!(
+    ) -> Result<ClientResponse, AttemptError> {
+        self.request_written = false;
+        let result = match tokio::time::timeout(timeout, self.call_inner(target, request)).await {
+            Ok(result) => result,
+            Err(_) => Err(AttemptError {
+                class: ErrorClass::Transient,
+                message: format!(
                     "no answer from {} within {timeout:?}",
                     self.config.servers[target]
-                ))
-            }
+                ),
+                sent: self.request_written,
+            }),
+        };
+        // An answer clears the server once the caller judged it (a
+        // refusal to serve may avoid it still).
+        if let Err(e) = &result {
+            self.connections[target] = None;
+            self.note_failure(target, e.class);
         }
+        result
     }
 
     async fn call_inner(
         &mut self,
         target: usize,
         request: &ClientRequest,
-    ) -> Result<ClientResponse, String> {
+    ) -> Result<ClientResponse, AttemptError> {
         if self.connections[target].is_none() {
             let hello = Hello {
                 cluster_id: self.config.cluster_id.clone(),
@@ -619,27 +972,52 @@ impl Client {
                 &self.config.servers[target],
                 &hello,
                 DEFAULT_MAX_FRAME_BYTES,
-                self.config.request_timeout,
+                self.config.connect_timeout.min(self.config.request_timeout),
                 self.config.tls.as_deref(),
             )
             .await?;
             self.connections[target] = Some(stream);
         }
+        let transient = |message: String, sent: bool| AttemptError {
+            class: ErrorClass::Transient,
+            message,
+            sent,
+        };
         let Some(stream) = self.connections[target].as_mut() else {
-            return Err("not connected".to_string());
+            return Err(transient("not connected".to_string(), false));
         };
         self.buf.clear();
-        frame::encode_frame(request, &mut self.buf).map_err(|e| e.to_string())?;
-        stream
-            .write_all(&self.buf)
+        frame::encode_frame(request, &mut self.buf).map_err(|e| AttemptError {
+            class: ErrorClass::Permanent,
+            message: e.to_string(),
+            sent: false,
+        })?;
+        // A frame written in part cannot be decoded, so a failed write
+        // leaves nothing that could be applied.
+        let written = async {
+            stream.write_all(&self.buf).await?;
+            stream.flush().await
+        };
+        written
             .await
-            .map_err(|e| format!("send failed: {e}"))?;
-        stream
-            .flush()
-            .await
-            .map_err(|e| format!("send failed: {e}"))?;
+            .map_err(|e| transient(format!("send failed: {e}"), false))?;
+        self.request_written = true;
         frame::read_value(stream, &mut self.buf, DEFAULT_MAX_FRAME_BYTES)
             .await
-            .map_err(|e| format!("{}: {e}", self.config.servers[target]))
+            .map_err(|e| transient(format!("{}: {e}", self.config.servers[target]), true))
     }
+}
+
+/// Whether `a` is a better `member list` answer than `b` when no leader
+/// answered: one that knows a leader, then a member's over a removed
+/// server's, then the newer configuration.
+fn better_view(a: &Members, b: &Members) -> bool {
+    let rank = |m: &Members| {
+        (
+            m.leader.is_some(),
+            m.not_member_since.is_none(),
+            m.configuration_index,
+        )
+    };
+    rank(a) > rank(b)
 }

@@ -2,9 +2,14 @@
 //!
 //! Everything the runtime puts on the wire or on disk is encoded here with
 //! `serde` + `bincode` 2.x (standard configuration: little-endian, variable
-//! length integers). Decoding is given untrusted bytes, so it runs with an
-//! explicit size limit (no length field can make it allocate more than the
-//! limit) and refuses trailing bytes.
+//! length integers). Decoding is given untrusted bytes, so it refuses
+//! trailing bytes and no length field can make it allocate more than a
+//! small multiple of the input: a byte string or string is allocated only
+//! once its length fits in 16 times the input's byte count, less what the
+//! value decoded so far was charged (a 20-byte command announcing a
+//! 60 MiB key allocates nothing of the kind). A sequence's first
+//! allocation is capped by serde at 1 MiB, and grows only with the
+//! elements actually decoded.
 //!
 //! Framing (length prefix, version byte, checksum) is layered on top of this
 //! in [`frame`](super::frame) for the network and in [`wal`](super::wal) for
@@ -97,23 +102,87 @@ pub fn decode_snapshot<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecErro
     decode_with(bytes, SNAPSHOT_DECODE_LIMIT_BYTES, snapshot_config())
 }
 
+/// Most bytes bincode charges a value per byte of its encoding (a `u128`
+/// from a one-byte varint): what a decode may allocate per input byte.
+const CHARGE_PER_BYTE_MAX: usize = 16;
+
+/// The input, read front to back; what is left of it says how many bytes
+/// were used.
+struct Input<'a> {
+    left: &'a [u8],
+}
+
+impl bincode::de::read::Reader for Input<'_> {
+    #[inline]
+    fn read(&mut self, out: &mut [u8]) -> Result<(), bincode::error::DecodeError> {
+        let head = self.take_bytes_inner(out.len())?;
+        out.copy_from_slice(head);
+        Ok(())
+    }
+
+    #[inline]
+    fn peek_read(&mut self, n: usize) -> Option<&[u8]> {
+        self.left.get(..n)
+    }
+
+    #[inline]
+    fn consume(&mut self, n: usize) {
+        self.left = self.left.get(n..).unwrap_or_default();
+    }
+}
+
+impl<'a> Input<'a> {
+    #[inline]
+    fn take_bytes_inner(&mut self, n: usize) -> Result<&'a [u8], bincode::error::DecodeError> {
+        if n > self.left.len() {
+            return Err(bincode::error::DecodeError::UnexpectedEnd {
+                additional: n - self.left.len(),
+            });
+        }
+        let (head, tail) = self.left.split_at(n);
+        self.left = tail;
+        Ok(head)
+    }
+}
+
+impl<'a> bincode::de::read::BorrowReader<'a> for Input<'a> {
+    #[inline]
+    fn take_bytes(&mut self, length: usize) -> Result<&'a [u8], bincode::error::DecodeError> {
+        self.take_bytes_inner(length)
+    }
+}
+
 fn decode_with<T: DeserializeOwned, C: bincode::config::Config>(
     bytes: &[u8],
     limit: usize,
     config: C,
 ) -> Result<T, CodecError> {
+    use bincode::de::{BorrowDecode, Decoder};
     if bytes.len() > limit {
         return Err(CodecError::TooLarge {
             len: bytes.len(),
             limit,
         });
     }
-    let (value, used) = bincode::serde::decode_from_slice::<T, _>(bytes, config)
+    let limit_bytes = bincode::config::Config::limit(&config).unwrap_or(usize::MAX);
+    let mut decoder = bincode::de::DecoderImpl::new(Input { left: bytes }, config, ());
+    // bincode charges against the configuration's limit, before reading
+    // or allocating, the bytes of every string and byte string and the
+    // in-memory size of every number (at most 16 bytes, for one input
+    // byte or more). A valid value is thus charged at most 16 times its
+    // encoding; charging all of the limit but that first leaves a length
+    // field no more to allocate from.
+    decoder
+        .claim_bytes_read(
+            limit_bytes.saturating_sub(bytes.len().saturating_mul(CHARGE_PER_BYTE_MAX)),
+        )
         .map_err(|e| CodecError::Decode(e.to_string()))?;
-    if used != bytes.len() {
-        return Err(CodecError::TrailingBytes {
-            trailing: bytes.len() - used,
-        });
+    let bincode::serde::BorrowCompat(value) =
+        bincode::serde::BorrowCompat::<T>::borrow_decode(&mut decoder)
+            .map_err(|e| CodecError::Decode(e.to_string()))?;
+    let trailing = decoder.reader().left.len();
+    if trailing != 0 {
+        return Err(CodecError::TrailingBytes { trailing });
     }
     Ok(value)
 }
@@ -237,5 +306,34 @@ mod tests {
         // A Vec length of ~2^62 followed by nothing.
         let bytes = [0xfdu8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x3f];
         assert!(decode::<Vec<u64>>(&bytes, 1 << 20).is_err());
+        // A byte string announcing 60 MiB in 6 bytes is refused by the
+        // charge, before its buffer is allocated (an allocation followed
+        // by a short read would fail as an unexpected end instead).
+        let mut bytes = vec![0xfcu8];
+        bytes.extend_from_slice(&(60u32 << 20).to_le_bytes());
+        bytes.push(b'x');
+        let error = decode::<Bytes>(&bytes, 1 << 20).unwrap_err().to_string();
+        assert!(error.contains("LimitExceeded"), "{error}");
+        let error = decode::<String>(&bytes, 1 << 20).unwrap_err().to_string();
+        assert!(error.contains("LimitExceeded"), "{error}");
+        // One just within what the input holds is read to its end.
+        bytes[1..5].copy_from_slice(&2u32.to_le_bytes());
+        let error = decode::<Bytes>(&bytes, 1 << 20).unwrap_err().to_string();
+        assert!(error.contains("UnexpectedEnd"), "{error}");
+    }
+
+    #[test]
+    fn values_of_the_smallest_encodings_still_decode() {
+        // Numbers charged at their size in memory, from one byte each.
+        let zeros = vec![0u128; 1000];
+        let back: Vec<u128> = decode(&encode(&zeros).unwrap(), 1 << 20).unwrap();
+        assert_eq!(back, zeros);
+        let mixed = (vec![0u64; 300], "s".repeat(300), vec![Some(0u32); 300], 'x');
+        let back: (Vec<u64>, String, Vec<Option<u32>>, char) =
+            decode(&encode(&mixed).unwrap(), 1 << 20).unwrap();
+        assert_eq!(back, mixed);
+        let back: (Vec<u64>, String, Vec<Option<u32>>, char) =
+            decode_snapshot(&encode(&mixed).unwrap()).unwrap();
+        assert_eq!(back, mixed);
     }
 }

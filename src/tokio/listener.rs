@@ -42,6 +42,7 @@ use crate::{Message, NodeId};
 
 use super::frame::{self, FrameBudget, FrameBuffer, FrameError, FrameTimeouts};
 use super::server::Event;
+use super::sniff;
 use super::tls::{self, PeerIdentity, TlsConfig};
 use super::transport::BoxStream;
 use super::wire::{
@@ -172,10 +173,12 @@ pub async fn serve(
         let budgets = budgets.clone();
         tokio::spawn(async move {
             let remote = remote.to_string();
+            // The first bytes name a TLS client dialling a plaintext server.
+            let (stream, seen) = sniff::FirstBytes::new(stream);
             let result = match secure(Box::new(stream), &config).await {
                 Ok((stream, identity)) => {
                     handle(
-                        stream, identity, &remote, &config, events, shutdown, budgets,
+                        stream, identity, &seen, &remote, &config, events, shutdown, budgets,
                     )
                     .await
                 }
@@ -267,6 +270,27 @@ async fn write_value<T: serde::Serialize>(
     }
 }
 
+/// Reads and drops what the other side still sends, for a moment, before
+/// a connection is closed after a refusal: closing with unread bytes
+/// would reset the connection, and a reset may destroy the refusal
+/// before the other side reads it.
+async fn linger(stream: &mut BoxStream) {
+    use tokio::io::AsyncReadExt;
+    const LINGER_BYTES_MAX: usize = 64 * 1024;
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let mut read = 0;
+    let drain = async {
+        while read < LINGER_BYTES_MAX {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => read += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_millis(500), drain).await;
+}
+
 /// The TLS handshake on a new connection when TLS is on (within the
 /// handshake timeout): the secured stream and what the other side's
 /// certificate names. Without TLS the stream as it is.
@@ -316,9 +340,11 @@ fn certificate_refusal(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn handle(
     mut stream: BoxStream,
     identity: Option<PeerIdentity>,
+    seen: &sniff::Seen,
     remote: &str,
     config: &ListenerConfig,
     events: mpsc::Sender<Event>,
@@ -347,6 +373,18 @@ async fn handle(
             ))
         }
         Ok(Err(FrameError::Closed)) => return Ok(()),
+        Ok(Err(_)) if config.tls.is_none() && sniff::is_tls_client_hello(&seen.bytes()) => {
+            // Told in plaintext, which the TLS client reads as such.
+            let reason = "this server does not use TLS (a TLS client dialled it)".to_string();
+            let mut buf = Vec::new();
+            let refused = Welcome::Refused {
+                reason: reason.clone(),
+            };
+            if write_value(&mut stream, &mut buf, &refused).await.is_ok() {
+                linger(&mut stream).await;
+            }
+            return Err(ConnError::Refused(reason));
+        }
         Ok(Err(e)) => return Err(ConnError::BadInput(format!("bad handshake: {e}"))),
         Ok(Ok(hello)) => hello,
     };

@@ -8,6 +8,7 @@
 //! | [`codec`] | serde + bincode encoding, size-limited decoding of untrusted bytes |
 //! | [`frame`] | length-prefixed, versioned, CRC32C-checked frames on a stream |
 //! | [`wire`] | handshake, client requests and responses |
+//! | [`sniff`] | the first bytes of a connection: naming a TLS/plaintext mismatch |
 //! | [`transport`] | the [`Transport`](transport::Transport) trait; TCP and in-memory implementations |
 //! | [`listener`] | the accepting side: handshake checks, peer and client connections |
 //! | [`storage`] | the [`Storage`](storage::Storage) trait; in-memory implementation |
@@ -38,6 +39,7 @@ pub mod listener;
 pub mod recovery;
 pub mod server;
 pub mod snapshot_file;
+pub mod sniff;
 pub mod status;
 pub mod storage;
 pub mod tls;

@@ -794,6 +794,12 @@ where
                 }
             }
             Event::Read { path, query, reply } => {
+                // A node out of the configuration applies nothing more:
+                // it sends the reader on at once rather than let it wait.
+                if self.node.not_member_since().is_some() {
+                    let _ = reply.send(self.not_leader(self.node.leader()));
+                    return;
+                }
                 // The ticks a stall missed come first: a leader must see
                 // its lease run out before it serves a read under it.
                 self.catch_up_ticks();
@@ -925,6 +931,7 @@ where
                     position.index, position.term
                 )
             }),
+            not_member_since: self.node.not_member_since(),
         }
     }
 

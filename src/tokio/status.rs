@@ -36,6 +36,10 @@ pub struct NodeStatus {
     pub peers: Vec<PeerStatus>,
     /// Counters kept by the server (not the core).
     pub server: ServerCounters,
+    /// Set when this node knows it is no longer a member (see
+    /// [`Node::not_member_since`]): the index of the configuration that
+    /// left it out. Its other answers are then stale: ask another server.
+    pub not_member_since: Option<Index>,
 }
 
 /// A leader's view of one follower.
@@ -158,6 +162,7 @@ impl NodeStatus {
             first_index: node.first_index(),
             peers,
             server,
+            not_member_since: node.not_member_since(),
         }
     }
 }

@@ -321,10 +321,10 @@ impl PeerIdentity {
 }
 
 #[cfg(not(madsim))]
-pub use real::{accept, dial, TlsConfig};
+pub use real::{accept, certificate_problem, dial, TlsConfig};
 
 #[cfg(madsim)]
-pub use simulated::{accept, dial, TlsConfig};
+pub use simulated::{accept, certificate_problem, dial, TlsConfig};
 
 #[cfg(not(madsim))]
 mod real {
@@ -600,7 +600,7 @@ mod real {
         tls: &TlsConfig,
         stream: BoxStream,
         node: Option<NodeId>,
-    ) -> Result<(BoxStream, PeerIdentity), String> {
+    ) -> Result<(BoxStream, PeerIdentity), std::io::Error> {
         let (config, name) = match node {
             Some(id) => (tls.dial.clone(), super::node_name(id, &tls.cluster_id)),
             None => (
@@ -608,13 +608,48 @@ mod real {
                 super::client_name(&tls.cluster_id),
             ),
         };
-        let name = ServerName::try_from(name).map_err(|e| e.to_string())?;
-        let stream = TlsConnector::from(config)
-            .connect(name, stream)
-            .await
-            .map_err(|e| format!("TLS handshake failed: {e}"))?;
+        let name = ServerName::try_from(name)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let stream = TlsConnector::from(config).connect(name, stream).await?;
         let identity = identity(stream.get_ref().1.peer_certificates());
         Ok((Box::new(stream), identity))
+    }
+
+    /// The rustls error inside an i/o error of a TLS stream, if any.
+    fn rustls_error(e: &std::io::Error) -> Option<&rustls::Error> {
+        e.get_ref()?.downcast_ref::<rustls::Error>()
+    }
+
+    /// A TLS failure that retrying cannot fix, in words for a person: the
+    /// server refused this side's certificate (it answered with an alert
+    /// about it), or this side does not trust the server's certificate.
+    pub fn certificate_problem(e: &std::io::Error) -> Option<String> {
+        use rustls::AlertDescription as Alert;
+        match rustls_error(e)? {
+            rustls::Error::AlertReceived(
+                alert @ (Alert::BadCertificate
+                | Alert::UnsupportedCertificate
+                | Alert::CertificateRevoked
+                | Alert::CertificateExpired
+                | Alert::CertificateUnknown
+                | Alert::UnknownCA
+                | Alert::AccessDenied
+                | Alert::CertificateRequired),
+            ) => Some(format!(
+                "certificate not trusted by the server (TLS alert {alert:?}): --tls-cert must be \
+                 signed by the cluster's CA and be valid now"
+            )),
+            rustls::Error::InvalidCertificate(reason) => Some(format!(
+                "the server's certificate is not trusted here ({reason:?}): --tls-ca must be \
+                 the CA that signed the cluster's certificates"
+            )),
+            // Only this module's verifier makes these during a handshake:
+            // a certificate of another cluster, or none naming a node.
+            rustls::Error::General(reason) => Some(format!(
+                "the server's certificate is not trusted here: {reason}"
+            )),
+            _ => None,
+        }
     }
 }
 
@@ -659,8 +694,13 @@ mod simulated {
         tls: &TlsConfig,
         _stream: BoxStream,
         _node: Option<NodeId>,
-    ) -> Result<(BoxStream, PeerIdentity), String> {
+    ) -> Result<(BoxStream, PeerIdentity), std::io::Error> {
         match tls.never {}
+    }
+
+    /// No TLS under madsim, so never a certificate problem.
+    pub fn certificate_problem(_e: &std::io::Error) -> Option<String> {
+        None
     }
 }
 

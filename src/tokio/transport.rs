@@ -44,8 +44,10 @@ use tokio::time::Instant;
 
 use crate::{Message, NodeId};
 
+use super::client::ErrorClass;
 use super::frame::{self, FrameError};
 use super::server::Event;
+use super::sniff;
 use super::tls::TlsConfig;
 use super::wire::{Hello, HelloRole, PeerFrameRef, PeerReply, Welcome};
 
@@ -312,23 +314,60 @@ struct PeerSender {
     counters: Arc<TransportCounters>,
 }
 
+/// Why [`connect`] failed: in words, and whether trying again can help.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ConnectError {
+    /// Whether another attempt may succeed (a server down or slow) or
+    /// not as configured (TLS on one side only, a certificate the other
+    /// side does not trust, a refused handshake).
+    pub class: ErrorClass,
+    /// What happened, naming the address.
+    pub message: String,
+}
+
+impl ConnectError {
+    fn transient(message: String) -> Self {
+        ConnectError {
+            class: ErrorClass::Transient,
+            message,
+        }
+    }
+
+    fn permanent(message: String) -> Self {
+        ConnectError {
+            class: ErrorClass::Permanent,
+            message,
+        }
+    }
+}
+
 /// Opens a connection (secured with `tls` when given) and performs the
 /// client side of the handshake. With TLS, a peer connection
 /// ([`HelloRole::Peer`]) requires the certificate of the node it names, and
 /// any connection requires that the node id the server answers with is the
 /// one its certificate names.
+///
+/// A mismatch that retrying cannot fix is [`ErrorClass::Permanent`] and
+/// named: a TLS server answering this plaintext side ("server expects
+/// TLS"), a plaintext server answering this TLS side ("server does not
+/// use TLS"), a certificate either side does not trust, a refused
+/// handshake (another cluster's name, a certificate naming someone else).
 pub async fn connect(
     addr: &str,
     hello: &Hello,
     max_frame_bytes: usize,
     timeout: Duration,
     tls: Option<&TlsConfig>,
-) -> Result<(BoxStream, NodeId), String> {
+) -> Result<(BoxStream, NodeId), ConnectError> {
     let attempt = async {
         let stream = tokio::net::TcpStream::connect(addr)
             .await
-            .map_err(|e| format!("connect to {addr}: {e}"))?;
+            .map_err(|e| ConnectError::transient(format!("connect to {addr}: {e}")))?;
         let _ = stream.set_nodelay(true);
+        // What the server sent first tells a TLS/plaintext mismatch from a
+        // server that went away.
+        let (stream, seen) = sniff::FirstBytes::new(stream);
         let (mut stream, identity) = match tls {
             None => (Box::new(stream) as BoxStream, None),
             Some(tls) => {
@@ -336,41 +375,86 @@ pub async fn connect(
                     HelloRole::Peer { to, .. } => Some(to),
                     HelloRole::Client => None,
                 };
-                let (stream, identity) = super::tls::dial(tls, Box::new(stream), node)
-                    .await
-                    .map_err(|e| format!("{addr}: {e}"))?;
-                (stream, Some(identity))
+                match super::tls::dial(tls, Box::new(stream), node).await {
+                    Ok((stream, identity)) => (stream, Some(identity)),
+                    Err(e) => return Err(tls_failure(addr, &e, &seen.bytes())),
+                }
             }
         };
         let mut buf = Vec::new();
-        frame::encode_frame(hello, &mut buf).map_err(|e| e.to_string())?;
-        stream
-            .write_all(&buf)
-            .await
-            .map_err(|e| format!("handshake with {addr}: {e}"))?;
-        stream
-            .flush()
-            .await
-            .map_err(|e| format!("handshake with {addr}: {e}"))?;
-        let welcome: Welcome = frame::read_value(&mut stream, &mut buf, max_frame_bytes)
-            .await
-            .map_err(|e| format!("handshake with {addr}: {e}"))?;
+        frame::encode_frame(hello, &mut buf).map_err(|e| ConnectError::permanent(e.to_string()))?;
+        let sent = async {
+            stream.write_all(&buf).await?;
+            stream.flush().await
+        };
+        if let Err(e) = sent.await {
+            return Err(answer_failure(
+                addr,
+                FrameError::Io(e),
+                tls.is_some(),
+                &seen.bytes(),
+            ));
+        }
+        let welcome: Welcome = match frame::read_value(&mut stream, &mut buf, max_frame_bytes).await
+        {
+            Ok(welcome) => welcome,
+            Err(e) => return Err(answer_failure(addr, e, tls.is_some(), &seen.bytes())),
+        };
         match welcome {
             Welcome::Accepted { node_id } => {
                 if let Some(identity) = identity {
                     identity
                         .check_node(node_id, &hello.cluster_id)
-                        .map_err(|e| format!("{addr} answered as node {node_id}: {e}"))?;
+                        .map_err(|e| {
+                            ConnectError::permanent(format!(
+                                "{addr} answered as node {node_id}: {e}"
+                            ))
+                        })?;
                 }
                 Ok((stream, node_id))
             }
-            Welcome::Refused { reason } => Err(format!("{addr} refused the connection: {reason}")),
+            Welcome::Refused { reason } => Err(ConnectError::permanent(format!(
+                "{addr} refused the connection: {reason}"
+            ))),
         }
     };
     match tokio::time::timeout(timeout, attempt).await {
         Ok(result) => result,
-        Err(_) => Err(format!("connecting to {addr} timed out after {timeout:?}")),
+        Err(_) => Err(ConnectError::transient(format!(
+            "connecting to {addr} timed out after {timeout:?}"
+        ))),
     }
+}
+
+/// Why this side's TLS handshake failed, given what the server sent.
+fn tls_failure(addr: &str, e: &std::io::Error, first: &[u8]) -> ConnectError {
+    if sniff::is_frame_header(first) {
+        return ConnectError::permanent(format!(
+            "{addr}: server does not use TLS (it answered the TLS handshake in plaintext); \
+             connect without --tls-ca, --tls-cert and --tls-key, or start the servers with them"
+        ));
+    }
+    match super::tls::certificate_problem(e) {
+        Some(problem) => ConnectError::permanent(format!("{addr}: {problem}")),
+        None => ConnectError::transient(format!("{addr}: TLS handshake failed: {e}")),
+    }
+}
+
+/// Why the server's answer to the handshake could not be read, given
+/// whether this side runs TLS and what the server sent.
+fn answer_failure(addr: &str, e: FrameError, tls: bool, first: &[u8]) -> ConnectError {
+    if !tls && sniff::is_tls_record(first) {
+        return ConnectError::permanent(format!(
+            "{addr}: server expects TLS (it answered with a TLS record); connect with \
+             --tls-ca, --tls-cert and --tls-key"
+        ));
+    }
+    if let FrameError::Io(io) = &e {
+        if let Some(problem) = super::tls::certificate_problem(io) {
+            return ConnectError::permanent(format!("{addr}: {problem}"));
+        }
+    }
+    ConnectError::transient(format!("handshake with {addr}: {e}"))
 }
 
 impl PeerSender {
@@ -438,9 +522,15 @@ impl PeerSender {
                         .connect_failures
                         .fetch_add(1, Ordering::Relaxed);
                     failures += 1;
-                    // Log the first failure and then every 32nd, not each retry.
+                    // Log the first failure and then every 32nd, not each
+                    // retry; loudly when only a change of configuration
+                    // can fix it.
                     if failures == 1 || failures % 32 == 0 {
-                        tracing::debug!(peer = self.peer, failures, reason = %reason, "cannot reach peer");
+                        if reason.class == ErrorClass::Permanent {
+                            tracing::warn!(peer = self.peer, failures, reason = %reason, "peer refuses this node's connection");
+                        } else {
+                            tracing::debug!(peer = self.peer, failures, reason = %reason, "cannot reach peer");
+                        }
                     }
                 }
             }

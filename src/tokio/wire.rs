@@ -189,6 +189,10 @@ pub struct Members {
     /// The latest forced recovery in the answering node's log, for a
     /// person: "forced recovery at index I, term T: ...".
     pub forced_recovery: Option<String>,
+    /// Set when the answering node knows it is no longer a member (see
+    /// [`NodeStatus::not_member_since`]): this view is stale, ask another
+    /// server.
+    pub not_member_since: Option<crate::Index>,
 }
 
 /// One member.

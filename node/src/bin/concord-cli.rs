@@ -24,8 +24,11 @@
 //! `concord_node::client`.
 //!
 //! Exit status: 0 done, 1 refused or failed (the message says why and what
-//! to do), 2 bad arguments, 3 a membership change whose outcome is unknown
-//! (run `member list`).
+//! to do), 2 bad arguments, 3 the outcome is unknown (a request was sent
+//! and its answer lost: check before retrying; for a membership change
+//! run `member list`), 4 every server refused this client as configured
+//! (TLS on one side only, a certificate the server does not trust,
+//! another cluster's name; the message says which).
 
 // println! and friends that stop quietly at a closed pipe.
 #[macro_use]
@@ -42,6 +45,13 @@ use concord_node::client::{CliArgs, CliCommand, MemberCommand};
 
 /// A table of the members, for a person.
 fn print_members(members: &Members) {
+    if let Some(index) = members.not_member_since {
+        println!(
+            "node {} is not a member since index {index}; ask another server (its view below \
+             is stale)",
+            members.answered_by
+        );
+    }
     let list = |ids: &[u64]| {
         if ids.is_empty() {
             "-".to_string()
@@ -114,17 +124,44 @@ fn print_members(members: &Members) {
     }
 }
 
-/// Why `run` failed: the message, and whether the outcome is unknown.
+/// How `run` ended badly, for the exit status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ending {
+    /// Refused or failed: exit 1.
+    Failed,
+    /// A request was sent and its answer lost: exit 3.
+    Unknown,
+    /// Every server refused this client as configured: exit 4.
+    Rejected,
+}
+
+/// Why `run` failed: the message, and how it ended.
 struct Failure {
     message: String,
-    unknown: bool,
+    ending: Ending,
 }
 
 impl From<String> for Failure {
     fn from(message: String) -> Self {
         Failure {
             message,
-            unknown: false,
+            ending: Ending::Failed,
+        }
+    }
+}
+
+impl From<ClientError> for Failure {
+    fn from(error: ClientError) -> Self {
+        let ending = if error.outcome_unknown() {
+            Ending::Unknown
+        } else if matches!(error, ClientError::Rejected { .. }) {
+            Ending::Rejected
+        } else {
+            Ending::Failed
+        };
+        Failure {
+            message: error.to_string(),
+            ending,
         }
     }
 }
@@ -170,11 +207,12 @@ async fn member(client: &mut Client, command: &MemberCommand) -> Result<(), Fail
         ),
     };
     let answer = client.admin(request).await.map_err(|e| match e {
-        ClientError::RetriesExhausted { attempts, last } => format!(
+        ClientError::RetriesExhausted { attempts, last }
+        | ClientError::Unavailable { attempts, last } => Failure::from(format!(
             "no leader answered after {attempts} attempts (last problem: {last}); check \
              --servers and --cluster-id, and that a majority of the voters runs"
-        ),
-        other => other.to_string(),
+        )),
+        other => Failure::from(other),
     })?;
     match answer {
         AdminResponse::Done(members) => {
@@ -187,7 +225,7 @@ async fn member(client: &mut Client, command: &MemberCommand) -> Result<(), Fail
         AdminResponse::Refused(reason) => Err(format!("refused: {reason}").into()),
         AdminResponse::TimedOut(reason) => Err(Failure {
             message: format!("outcome unknown: {reason}"),
-            unknown: true,
+            ending: Ending::Unknown,
         }),
         AdminResponse::NotLeader { leader_hint, .. } => Err(format!(
             "no leader could be reached (last hint: {leader_hint:?}); check that a majority of \
@@ -241,10 +279,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("concord-cli: {}", e.message);
-            if e.unknown {
-                ExitCode::from(3)
-            } else {
-                ExitCode::FAILURE
+            match e.ending {
+                Ending::Failed => ExitCode::FAILURE,
+                Ending::Unknown => ExitCode::from(3),
+                Ending::Rejected => ExitCode::from(4),
             }
         }
     }
@@ -267,22 +305,13 @@ async fn run(args: CliArgs) -> Result<(), Failure> {
     let mut client = Client::new(config);
     let bytes = |s: &str| Bytes::from(s.to_string().into_bytes());
     match &args.command {
-        CliCommand::Get { key } => println!(
-            "{}",
-            show(&client.get(bytes(key)).await.map_err(|e| e.to_string())?)
-        ),
+        CliCommand::Get { key } => println!("{}", show(&client.get(bytes(key)).await?)),
         CliCommand::Put { key, value } => {
-            client
-                .put(bytes(key), bytes(value))
-                .await
-                .map_err(|e| e.to_string())?;
+            client.put(bytes(key), bytes(value)).await?;
             println!("ok");
         }
         CliCommand::Append { key, value } => {
-            let value = client
-                .append(bytes(key), bytes(value))
-                .await
-                .map_err(|e| e.to_string())?;
+            let value = client.append(bytes(key), bytes(value)).await?;
             println!("{}", show(&Some(value)));
         }
         CliCommand::Cas(cas) => {
@@ -290,8 +319,7 @@ async fn run(args: CliArgs) -> Result<(), Failure> {
             let (expected, new) = cas.expected_and_new()?;
             let (swapped, current) = client
                 .cas(bytes(&cas.key), expected.as_deref().map(bytes), bytes(&new))
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             println!(
                 "{} (value now {})",
                 if swapped { "swapped" } else { "not swapped" },
@@ -301,7 +329,7 @@ async fn run(args: CliArgs) -> Result<(), Failure> {
                 return Err("compare-and-set did not match".into());
             }
         }
-        CliCommand::Status => status(&mut client, &connection.servers).await,
+        CliCommand::Status => status(&mut client, &connection.servers).await?,
         CliCommand::Member(command) => return member(&mut client, command).await,
         CliCommand::Completions { .. } | CliCommand::ForceRecover(_) => {}
     }
@@ -309,12 +337,24 @@ async fn run(args: CliArgs) -> Result<(), Failure> {
 }
 
 /// `status`: one row per server, with its followers as the leader sees
-/// them.
-async fn status(client: &mut Client, servers: &[String]) {
+/// them (an unreachable server is a row too). Fails (exit 4) only when no
+/// server answered and one refused this client as configured.
+async fn status(client: &mut Client, servers: &[String]) -> Result<(), Failure> {
     let mut rows = Vec::new();
     for (i, server) in servers.iter().enumerate() {
         rows.push((server.clone(), client.status(i).await));
     }
+    let failure = if rows.iter().any(|(_, r)| r.is_ok()) {
+        None
+    } else {
+        rows.iter()
+            .filter_map(|(_, r)| r.as_ref().err())
+            .find(|e| matches!(e, ClientError::Rejected { .. }))
+            .map(|e| Failure {
+                message: e.to_string(),
+                ending: Ending::Rejected,
+            })
+    };
     let max_commit = rows
         .iter()
         .filter_map(|(_, r)| r.as_ref().ok())
@@ -375,6 +415,12 @@ async fn status(client: &mut Client, servers: &[String]) {
                         }
                     );
                 }
+                if let Some(index) = s.not_member_since {
+                    println!(
+                        "    node {} is not a member since index {index}; ask another server",
+                        s.id
+                    );
+                }
                 if s.server.follower_log_regressions > 0 {
                     println!(
                             "    WARNING: {} follower log regression(s) seen while leading (a disk lost synced data; see this server's error log)",
@@ -382,7 +428,15 @@ async fn status(client: &mut Client, servers: &[String]) {
                         );
                 }
             }
+            Err(ClientError::Rejected { reason }) => println!("{server:<22} refused: {reason}"),
+            Err(ClientError::Unavailable { last, .. }) => {
+                println!("{server:<22} unreachable: {last}")
+            }
             Err(e) => println!("{server:<22} unreachable: {e}"),
         }
+    }
+    match failure {
+        Some(failure) => Err(failure),
+        None => Ok(()),
     }
 }

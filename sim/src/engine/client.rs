@@ -1,6 +1,17 @@
 //! The clients: each runs one operation of the workload at a time over the
 //! simulated network, with a session, timeouts, retries with backoff and
 //! leader discovery, and reports every call and return to the workload.
+//!
+//! Like the real client (`concord::tokio::client`), a client learns from
+//! failure: a server that did not answer an attempt in time, or refused a
+//! follower read, is avoided for a while (half the client timeout,
+//! doubling on each new failure up to [`AVOID_MAX_TIMEOUTS`] timeouts),
+//! then probed again; an answer clears it. A server that knows it is no
+//! longer a member refuses reads at once. The avoidance check: during a
+//! stretch in which a server is dark to clients (crashed, paused, or for
+//! follower reads removed and aware of it), a client sends it no more
+//! attempts than [`avoidance_bound`] allows, outside the probes it makes
+//! when every server is avoided.
 
 use bytes::Bytes;
 use rand::{Rng, SeedableRng};
@@ -204,6 +215,63 @@ pub(super) struct Client {
     /// none): the session table has executed it, so every lower number
     /// is expired.
     pub(super) last_ok_seq: u64,
+    /// Per server (index `id - 1`): not chosen before this time unless
+    /// every server is avoided.
+    pub(super) avoid_until_ns: Vec<u64>,
+    /// Per server: the last avoidance period (0: none since it answered).
+    pub(super) avoid_ns: Vec<u64>,
+    /// Per server: since when, and how many attempts, this client sent it
+    /// while it was dark to clients (the avoidance check).
+    pub(super) dark_streak: Vec<Option<(u64, u64)>>,
+}
+
+impl Client {
+    /// A client of `nodes` servers, with no session yet.
+    pub(super) fn new(nodes: usize) -> Client {
+        Client {
+            session: None,
+            seq: 0,
+            leader: None,
+            op: None,
+            attempt: 0,
+            last_target: 0,
+            done: false,
+            registrations_sent: 0,
+            last_ok_seq: 0,
+            avoid_until_ns: vec![0; nodes],
+            avoid_ns: vec![0; nodes],
+            dark_streak: vec![None; nodes],
+        }
+    }
+
+    /// Makes room for `nodes` servers (a forced recovery adds fresh ones
+    /// during the run).
+    fn fit(&mut self, nodes: usize) {
+        if self.avoid_ns.len() < nodes {
+            self.avoid_until_ns.resize(nodes, 0);
+            self.avoid_ns.resize(nodes, 0);
+            self.dark_streak.resize(nodes, None);
+        }
+    }
+
+    fn avoided(&self, id: NodeId, now_ns: u64) -> bool {
+        self.avoid_until_ns
+            .get(id as usize - 1)
+            .is_some_and(|until| *until > now_ns)
+    }
+}
+
+/// The longest avoidance of a failed server, in client timeouts (the real
+/// client's 30 s over its 2 s request timeout).
+pub(super) const AVOID_MAX_TIMEOUTS: u64 = 15;
+
+/// Most attempts a client that learns from failure sends a server during
+/// `dark_ns` of one dark stretch (from its first attempt in the stretch):
+/// the first, then one probe per avoidance period, the periods doubling
+/// from `avoid_min_ns` up to `avoid_max_ns`, and one of slack.
+pub(super) fn avoidance_bound(dark_ns: u64, avoid_min_ns: u64, avoid_max_ns: u64) -> u64 {
+    let periods = dark_ns as f64 / avoid_min_ns.max(1) as f64 + 1.0;
+    2 + periods.log2().ceil() as u64 + dark_ns / avoid_max_ns.max(1)
 }
 
 /// What a client reports for an operation it abandons: unknown if any
@@ -314,15 +382,19 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
 
     pub(super) fn client_send(&mut self, client: usize) {
         let nodes = self.hosts.len() as NodeId;
+        self.clients[client].fit(self.hosts.len());
         let follower_read = self.clients[client]
             .op
             .as_ref()
             .is_some_and(|op| op.read == Some(ReadPath::Follower));
-        let target = match self.clients[client].leader {
+        let (target, chosen) = match self.clients[client].leader {
             // A follower read goes to any server, spreading the load.
-            Some(leader) if leader >= 1 && leader <= nodes && !follower_read => leader,
-            _ => self.client_rng.gen_range(1..=nodes),
+            Some(leader) if leader >= 1 && leader <= nodes && !follower_read => (leader, true),
+            _ => self.client_pick(client),
         };
+        if chosen && !self.check_dark_attempt(client, target, follower_read) {
+            return;
+        }
         let without_sessions = self.config.bugs.client_without_sessions;
         let state = &mut self.clients[client];
         state.last_target = target;
@@ -371,6 +443,8 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             op.maybe_applied = true;
         }
         state.leader = None;
+        let target = state.last_target;
+        self.client_failed(client, target);
         self.client_retry(client);
     }
 
@@ -401,10 +475,21 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         if self.clients[client].attempt != attempt || self.clients[client].op.is_none() {
             return;
         }
+        let target = self.clients[client].last_target;
         match reply {
             Reply::Refused { hint } => {
+                let follower_read = self.clients[client]
+                    .op
+                    .as_ref()
+                    .is_some_and(|op| op.read == Some(ReadPath::Follower));
+                if follower_read {
+                    // It cannot serve reads now: avoided for a while.
+                    self.client_failed(client, target);
+                }
+                let now = self.now;
                 let state = &mut self.clients[client];
-                let redirect = hint.filter(|hint| *hint != state.last_target);
+                let redirect =
+                    hint.filter(|hint| *hint != state.last_target && !state.avoided(*hint, now));
                 state.leader = redirect;
                 let backoff = if redirect.is_some() {
                     MS
@@ -414,6 +499,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 self.client_retry_after_refusal(client, backoff);
             }
             Reply::Unknown => {
+                self.client_answered(client, target);
                 if let Some(op) = self.clients[client].op.as_mut() {
                     op.maybe_applied = true;
                 }
@@ -421,6 +507,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 self.client_retry_after_refusal(client, 5 * MS);
             }
             Reply::Read { bytes, path } => {
+                self.client_answered(client, target);
                 self.operations_ok += 1;
                 self.workload.served_by(client, path);
                 self.client_done(client, OpResult::Ok(&bytes));
@@ -431,6 +518,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 term,
                 sent_ns,
             } => {
+                self.client_answered(client, target);
                 let response = SessionResponse::decode(&bytes);
                 if let Err(message) = decoding_is_strict(&bytes, &response, SessionResponse::decode)
                 {
@@ -542,6 +630,100 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 attempt,
             },
         );
+    }
+
+    /// The server for an attempt without a known leader (or a follower
+    /// read): drawn at random, then redrawn among the servers the client
+    /// does not avoid; when it avoids them all, the one whose avoidance
+    /// ends first. Also whether it was chosen while another could have
+    /// been (not such a last-resort probe).
+    fn client_pick(&mut self, client: usize) -> (NodeId, bool) {
+        let nodes = self.hosts.len() as NodeId;
+        let drawn = self.client_rng.gen_range(1..=nodes);
+        let now = self.now;
+        let state = &self.clients[client];
+        if !state.avoided(drawn, now) {
+            return (drawn, true);
+        }
+        let open: Vec<NodeId> = (1..=nodes).filter(|id| !state.avoided(*id, now)).collect();
+        if open.is_empty() {
+            let earliest = (1..=nodes)
+                .min_by_key(|id| state.avoid_until_ns[*id as usize - 1])
+                .unwrap_or(drawn);
+            return (earliest, false);
+        }
+        (open[self.client_rng.gen_range(0..open.len())], true)
+    }
+
+    /// Server `target` failed this client (no answer in time, or a
+    /// refused follower read): avoided for twice as long as last time.
+    fn client_failed(&mut self, client: usize, target: NodeId) {
+        if target == 0 || self.config.bugs.client_forgets_failures {
+            return;
+        }
+        let avoid_min_ns = (self.config.client_timeout_ns / 2).max(1);
+        let avoid_max_ns = self.config.client_timeout_ns * AVOID_MAX_TIMEOUTS;
+        let now = self.now;
+        let nodes = self.hosts.len();
+        let state = &mut self.clients[client];
+        state.fit(nodes);
+        let i = target as usize - 1;
+        state.avoid_ns[i] = match state.avoid_ns[i] {
+            0 => avoid_min_ns,
+            last => (last * 2).min(avoid_max_ns),
+        };
+        state.avoid_until_ns[i] = now + state.avoid_ns[i];
+    }
+
+    /// Server `target` answered: no longer avoided (and any dark stretch
+    /// of it, as this client saw it, is over).
+    fn client_answered(&mut self, client: usize, target: NodeId) {
+        if target == 0 {
+            return;
+        }
+        let nodes = self.hosts.len();
+        let state = &mut self.clients[client];
+        state.fit(nodes);
+        let i = target as usize - 1;
+        state.avoid_ns[i] = 0;
+        state.avoid_until_ns[i] = 0;
+        state.dark_streak[i] = None;
+    }
+
+    /// The avoidance check, on an attempt about to go to `target`: while
+    /// it is dark to clients the client's attempts to it stay within
+    /// [`avoidance_bound`]. Returns false once the run has failed.
+    fn check_dark_attempt(&mut self, client: usize, target: NodeId, follower_read: bool) -> bool {
+        let i = target as usize - 1;
+        let host = &self.hosts[i];
+        let dark = match host.node.as_ref() {
+            None => true,
+            Some(_) if host.paused => true,
+            Some(node) => follower_read && node.not_member_since().is_some(),
+        };
+        let now = self.now;
+        if !dark {
+            self.clients[client].dark_streak[i] = None;
+            return true;
+        }
+        self.client_dark_attempts += 1;
+        let (since, attempts) = self.clients[client].dark_streak[i].get_or_insert((now, 0));
+        *attempts += 1;
+        let (since, attempts) = (*since, *attempts);
+        let avoid_min_ns = (self.config.client_timeout_ns / 2).max(1);
+        let avoid_max_ns = self.config.client_timeout_ns * AVOID_MAX_TIMEOUTS;
+        let bound = avoidance_bound(now - since, avoid_min_ns, avoid_max_ns);
+        if attempts > bound {
+            let message = format!(
+                "client {client} sent attempt {attempts} to n{target} while it was dark to clients (crashed, paused, or refusing reads as a removed node) for {} since the client's first attempt there; learning from failure allows {bound} (a failed server is avoided, the period doubling from {} to {})",
+                format_time(now - since),
+                format_time(avoid_min_ns),
+                format_time(avoid_max_ns),
+            );
+            self.fail(FailureKind::ClientAvoidance, Some(i), message);
+            return false;
+        }
+        true
     }
 
     pub(super) fn client_done(&mut self, client: usize, result: OpResult<'_>) {

@@ -416,6 +416,19 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 payload,
                 read: Some(path),
             } => {
+                // A node out of the configuration applies nothing more:
+                // like the real server it sends the reader on at once.
+                if let Some(node) = self.hosts[index].node.as_ref() {
+                    if node.not_member_since().is_some() {
+                        let hint = node.leader().filter(|l| *l != node.id());
+                        self.reads_refused_not_member += 1;
+                        self.note(Some(index), || {
+                            "refuses a read: not a member any more".to_string()
+                        });
+                        self.reply(client, attempt, Reply::Refused { hint });
+                        return;
+                    }
+                }
                 // A read carries the workload's command, not a session
                 // request: reads need no exactly-once.
                 let host = &mut self.hosts[index];

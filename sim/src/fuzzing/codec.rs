@@ -7,8 +7,12 @@
 //!
 //! Input layout: the whole input is the payload, decoded as every type.
 //!
-//! Checked: no panic, and every value that decodes survives a round trip:
-//! it encodes, and its encoding decodes back to an equal value.
+//! Checked: no panic; every value that decodes survives a round trip: it
+//! encodes, and its encoding decodes back to an equal value; and no decode
+//! asks for more memory at once than
+//! [`allocation_bound_bytes`](super::alloc::allocation_bound_bytes) of the
+//! input (when [`LargestAllocation`](super::alloc::LargestAllocation) is
+//! installed): a length field never outruns the bytes behind it.
 
 use std::fmt::Debug;
 
@@ -21,7 +25,7 @@ use concord::{HardState, Message};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::Violation;
+use super::{alloc, Violation};
 
 const TARGET: &str = "codec";
 
@@ -32,7 +36,10 @@ fn round_trip<T>(name: &str, bytes: &[u8], limit_bytes: usize) -> Result<(), Vio
 where
     T: Serialize + DeserializeOwned + PartialEq + Debug,
 {
-    let Ok(value) = codec::decode::<T>(bytes, limit_bytes) else {
+    let decoded = alloc::checked(TARGET, name, bytes.len(), || {
+        codec::decode::<T>(bytes, limit_bytes)
+    })?;
+    let Ok(value) = decoded else {
         return Ok(());
     };
     let encoded = codec::encode(&value).map_err(|error| {
@@ -72,7 +79,10 @@ pub fn run_payload(payload: &[u8], limit_bytes: usize) -> Result<(), Violation> 
     round_trip::<WalRecord>("WalRecord", payload, limit_bytes)?;
     round_trip::<HardState>("HardState", payload, 1024)?;
     // The key-value store's snapshot decoder (its own, larger limit).
-    if let Ok(store) = codec::decode_snapshot::<KvStore>(payload) {
+    let decoded = alloc::checked(TARGET, "a KvStore snapshot", payload.len(), || {
+        codec::decode_snapshot::<KvStore>(payload)
+    })?;
+    if let Ok(store) = decoded {
         let encoded = codec::encode(&store).map_err(|error| {
             Violation::new(
                 TARGET,

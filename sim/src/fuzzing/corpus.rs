@@ -263,7 +263,91 @@ pub fn sample_payloads() -> Vec<Seed> {
         }),
     );
     push("kvstore-empty".into(), codec::encode(&KvStore::new()));
+    out.extend(hostile_lengths());
     out
+}
+
+/// Bytes announced by the hostile length fields: far more than any seed
+/// holds, below the codec's 64 MiB limit.
+const ANNOUNCED_BYTES: u32 = 60 << 20;
+
+/// `encoded` with the one-byte length prefix of `content` (its first
+/// occurrence) replaced by one announcing `announced` bytes, and the
+/// content cut to its first byte: a length field that outruns its input.
+pub fn inflate_length(encoded: &[u8], content: &[u8], announced: u32) -> Vec<u8> {
+    let at = encoded
+        .windows(content.len())
+        .position(|w| w == content)
+        .expect("the content is in the encoding");
+    assert_eq!(
+        usize::from(encoded[at - 1]),
+        content.len(),
+        "a one-byte length prefix"
+    );
+    let mut out = encoded[..at - 1].to_vec();
+    // bincode's varint: 0xfc then a little-endian u32.
+    out.push(0xfc);
+    out.extend_from_slice(&announced.to_le_bytes());
+    out.push(content[0]);
+    out
+}
+
+/// Values whose byte string, string or key announces
+/// [`ANNOUNCED_BYTES`] in an input of a few bytes: decoding them must
+/// not allocate what they announce.
+fn hostile_lengths() -> Vec<Seed> {
+    let marker: &[u8] = b"hostile";
+    let encoded = |value: Result<Vec<u8>, codec::CodecError>| value.expect("encodes");
+    let bytes = || Bytes::from_static(b"hostile");
+    vec![
+        (
+            "hostile-length-command".to_string(),
+            encoded(codec::encode(&ClientRequest::Command(bytes()))),
+        ),
+        (
+            "hostile-length-hello".to_string(),
+            encoded(codec::encode(&Hello {
+                cluster_id: "hostile".to_string(),
+                role: HelloRole::Client,
+            })),
+        ),
+        (
+            "hostile-length-append".to_string(),
+            encoded(codec::encode(&PeerFrame::Raft(Message {
+                from: 1,
+                to: 2,
+                term: 3,
+                body: MessageBody::AppendEntries {
+                    prev: LogPosition::new(3, 2),
+                    entries: vec![entry(3, 4, b"hostile")].into(),
+                    leader_commit: 3,
+                },
+            }))),
+        ),
+        (
+            "hostile-length-kvop".to_string(),
+            encoded(codec::encode(&KvOp::Put {
+                key: bytes(),
+                value: Bytes::from_static(b"v"),
+            })),
+        ),
+        (
+            "hostile-length-kvstore".to_string(),
+            encoded(codec::encode(&{
+                use concord::state_machine::StateMachine;
+                let mut store = KvStore::new();
+                let put = KvOp::Put {
+                    key: bytes(),
+                    value: Bytes::from_static(b"v"),
+                };
+                store.apply(1, &encoded(codec::encode(&put)));
+                store
+            })),
+        ),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name, inflate_length(&value, marker, ANNOUNCED_BYTES)))
+    .collect()
 }
 
 /// Records of every kind, as the write-ahead log holds them.
@@ -375,6 +459,43 @@ fn session_seeds() -> Vec<Seed> {
         machine.apply(i as u64 + 1, request);
     }
     seeds.push(("snapshot-kv".to_string(), machine.snapshot().to_vec()));
+    // Length fields that outrun the input: a key-value operation (read as
+    // a query, and applied inside a command of a length-prefixed script)
+    // and a session snapshot whose key-value state does.
+    let op = codec::encode(&KvOp::Put {
+        key: Bytes::from_static(b"hostile"),
+        value: Bytes::from_static(b"v"),
+    })
+    .expect("encodes");
+    let op = inflate_length(&op, b"hostile", ANNOUNCED_BYTES);
+    seeds.push(("hostile-length-kvop".to_string(), op.clone()));
+    let command = encode_command(1, 1, &op);
+    let mut input = vec![encode_register().len() as u8];
+    input.extend_from_slice(&encode_register());
+    input.push(command.len() as u8);
+    input.extend_from_slice(&command);
+    seeds.push(("hostile-length-script".to_string(), input));
+    let mut machine = concord::tokio::kv::kv_state_machine();
+    let registered = SessionResponse::decode(&machine.apply(1, &encode_register()));
+    let Ok(SessionResponse::Registered { client }) = registered else {
+        panic!("a registration registers: {registered:?}");
+    };
+    machine.apply(
+        2,
+        &encode_command(
+            client,
+            1,
+            &codec::encode(&KvOp::Put {
+                key: Bytes::from_static(b"hostile"),
+                value: Bytes::from_static(b"v"),
+            })
+            .expect("encodes"),
+        ),
+    );
+    seeds.push((
+        "hostile-length-snapshot".to_string(),
+        inflate_length(&machine.snapshot(), b"hostile", ANNOUNCED_BYTES),
+    ));
     seeds
 }
 

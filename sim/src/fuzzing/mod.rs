@@ -26,6 +26,7 @@
 
 use std::fmt;
 
+pub mod alloc;
 pub mod codec;
 pub mod corpus;
 pub mod frame;

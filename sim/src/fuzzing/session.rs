@@ -14,7 +14,11 @@
 //! state machine gives decodes; applying the same requests to a second
 //! state machine gives the same responses (determinism); a snapshot
 //! restores to a state whose snapshot is the same bytes and which answers
-//! the next request as the original does.
+//! the next request as the original does; no decoder, restore or command
+//! asks for more memory at once than
+//! [`allocation_bound_bytes`](super::alloc::allocation_bound_bytes) of its
+//! input (when [`LargestAllocation`](super::alloc::LargestAllocation) is
+//! installed).
 
 use bytes::Bytes;
 use concord::session::{
@@ -23,7 +27,7 @@ use concord::session::{
 use concord::state_machine::StateMachine;
 use concord::tokio::kv::{kv_state_machine, KvStore};
 
-use super::Violation;
+use super::{alloc, Violation};
 
 const TARGET: &str = "session";
 
@@ -67,8 +71,13 @@ fn check_decoders(bytes: &[u8]) -> Result<(), Violation> {
         }
     }
     let mut machine = kv_state_machine();
-    let _ = machine.query(bytes);
-    if machine.restore(bytes).is_ok() {
+    alloc::checked(TARGET, "a key-value read", bytes.len(), || {
+        machine.query(bytes)
+    })?;
+    let restored = alloc::checked(TARGET, "a session table restore", bytes.len(), || {
+        machine.restore(bytes)
+    })?;
+    if restored.is_ok() {
         let snapshot = machine.snapshot();
         let mut again = kv_state_machine();
         again.restore(&snapshot).map_err(|error| {
@@ -108,7 +117,9 @@ fn apply_checked(
     index: u64,
     request: &[u8],
 ) -> Result<Bytes, Violation> {
-    let response = machine.apply(index, request);
+    let response = alloc::checked(TARGET, "a command", request.len(), || {
+        machine.apply(index, request)
+    })?;
     if let Err(error) = SessionResponse::decode(&response) {
         return Err(Violation::new(
             TARGET,

@@ -17,7 +17,11 @@
 //! one that was written at that index; recovering the directory again
 //! gives the same state with nothing left to truncate; and with no damage
 //! but garbage appended to the last segment, recovery must succeed with
-//! exactly the log that was written (a torn tail loses nothing real).
+//! exactly the log that was written (a torn tail loses nothing real); and
+//! recovery never asks for more memory at once than
+//! [`allocation_bound_bytes`](super::alloc::allocation_bound_bytes) of the
+//! directory's bytes (when
+//! [`LargestAllocation`](super::alloc::LargestAllocation) is installed).
 //! A checksum cannot tell a forged record from a real one, so when the
 //! input's raw bytes leave a valid record that the target did not write,
 //! only the structural checks apply.
@@ -35,7 +39,7 @@ use concord::tokio::wal::{
 };
 use concord::{Entry, EntryPayload, HardState, LogPosition, Membership, Snapshot};
 
-use super::{Cursor, Violation};
+use super::{alloc, Cursor, Violation};
 
 const TARGET: &str = "wal_recovery";
 
@@ -192,6 +196,21 @@ fn valid_records(bytes: &[u8]) -> Vec<&[u8]> {
         at += 1;
     }
     found
+}
+
+/// Bytes of every file under `dir`.
+fn directory_bytes(dir: &std::path::Path) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|entry| match entry.metadata() {
+            Ok(meta) if meta.is_dir() => directory_bytes(&entry.path()),
+            Ok(meta) => meta.len() as usize,
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 /// Runs the target on one input (see the [module documentation](self)).
@@ -370,7 +389,12 @@ pub fn run(data: &[u8]) -> Result<(), Violation> {
         accept_data_loss,
         ..WalOptions::default()
     };
-    let first = recover_dir(dir, &options);
+    // Recovery reads whole files; nothing in them may make it allocate
+    // beyond their bytes.
+    let files_bytes = directory_bytes(dir);
+    let first = alloc::checked(TARGET, "recovery", files_bytes, || {
+        recover_dir(dir, &options)
+    })?;
     let report = match first {
         Ok(report) => report,
         Err(error) => {
@@ -509,6 +533,34 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
     raw_snapshot.extend_from_slice(&[
         6, 0, 9, 1, 8, 0, b'C', b'N', b'C', b'D', b'S', b'N', b'A', b'P',
     ]);
-    seeds.push(("log-raw-snapshot".to_string(), raw_snapshot));
+    seeds.push(("log-raw-snapshot".to_string(), raw_snapshot.clone()));
+    // A record whose checksums hold but whose entry announces 60 MiB in a
+    // few bytes, appended to the last segment: recovery must not allocate
+    // what it announces.
+    let mut record = Vec::new();
+    encode_record(
+        &WalRecord::Append {
+            entries: vec![Entry {
+                term: 1,
+                index: 7,
+                payload: EntryPayload::Command(Bytes::from_static(b"hostile")),
+            }],
+        },
+        &mut record,
+    )
+    .expect("encodes");
+    let payload =
+        super::corpus::inflate_length(&record[RECORD_HEADER_BYTES..], b"hostile", 60 << 20);
+    let len_bytes = (payload.len() as u32).to_le_bytes();
+    let mut forged = len_bytes.to_vec();
+    forged.extend_from_slice(&(crc32c::crc32c(&len_bytes) ^ CHECKSUM_SALT).to_le_bytes());
+    let checksum = crc32c::crc32c_append(crc32c::crc32c(&len_bytes), &payload) ^ CHECKSUM_SALT;
+    forged.extend_from_slice(&checksum.to_le_bytes());
+    forged.extend_from_slice(&payload);
+    let mut hostile = raw_snapshot;
+    hostile.truncate(hostile.len() - 14);
+    hostile.extend_from_slice(&[2, 1, forged.len() as u8]);
+    hostile.extend_from_slice(&forged);
+    seeds.push(("log-hostile-length".to_string(), hostile));
     seeds
 }

@@ -1,0 +1,249 @@
+//! What the client does when servers fail, with real `concord-node`
+//! processes (issue 37):
+//!
+//! * follower reads avoid a SIGSTOPped and a SIGKILLed server instead of
+//!   hitting it on every turn (counted in retries, not timed);
+//! * "may or may not have been applied" only when a request was sent and
+//!   its answer lost (exit 3); nothing reachable is "nothing was applied"
+//!   (exit 1);
+//! * a removed server that keeps running says so in `status` and
+//!   `member list`, and `member list` asked of it alone prints the
+//!   leader's view.
+
+use std::time::{Duration, Instant};
+
+use concord::tokio::client::{Client, ClientConfig};
+use concord::ReadPath;
+
+#[path = "common/processes.rs"]
+mod processes;
+
+use processes::NodeProcesses;
+
+const CLUSTER: &str = "client-failures";
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Runs `concord-cli --servers <servers> --cluster-id CLUSTER <args>`:
+/// exit code, stdout, stderr.
+fn cli(servers: &[String], args: &[&str]) -> (i32, String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_concord-cli"))
+        .args(["--servers", &servers.join(","), "--cluster-id", CLUSTER])
+        .args(args)
+        .output()
+        .expect("run concord-cli");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).to_string(),
+        String::from_utf8_lossy(&output.stderr).to_string(),
+    )
+}
+
+/// Starts all three nodes and waits until a write goes through.
+async fn start_and_write(cluster: &mut NodeProcesses, keys: u64) -> Client {
+    for id in 1..=3 {
+        cluster.start(id);
+    }
+    let mut client = cluster.client();
+    for i in 0..keys {
+        client
+            .put(format!("key-{i}"), format!("value-{i}"))
+            .await
+            .expect("a write with every node up");
+    }
+    client
+}
+
+/// The leader's id, asked of every node until one leads.
+async fn leader(client: &mut Client) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(id) = processes::leader_id(client, 3).await {
+            return id;
+        }
+        assert!(Instant::now() < deadline, "no leader");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Most retries `reads` follower reads may take with one server down for
+/// `elapsed`, had the client learnt from failure: the first failure, then
+/// one probe per avoidance period, the periods doubling from `avoid_min`.
+fn retries_bound(elapsed: Duration, avoid_min: Duration) -> u64 {
+    let periods = elapsed.as_secs_f64() / avoid_min.as_secs_f64() + 1.0;
+    2 + periods.log2().ceil() as u64
+}
+
+/// Runs `reads` follower reads of the keys with a fresh client; returns
+/// its retries and the time taken. Stops early, once the retries are
+/// past any bound, so a client that does not learn fails quickly.
+async fn follower_reads(servers: Vec<String>, keys: u64, reads: u64) -> (u64, Duration) {
+    let mut config = ClientConfig::new(servers, CLUSTER);
+    config.request_timeout = Duration::from_millis(500);
+    config.read_path = Some(ReadPath::Follower);
+    let mut client = Client::new(config);
+    let started = Instant::now();
+    for i in 0..reads {
+        let key = format!("key-{}", i % keys);
+        let value = client.get(key.clone()).await.expect("a follower read");
+        assert_eq!(
+            value.as_deref(),
+            Some(format!("value-{}", i % keys).as_bytes())
+        );
+        if client.retries() > 50 {
+            break;
+        }
+    }
+    (client.retries(), started.elapsed())
+}
+
+#[test]
+fn follower_reads_avoid_a_stopped_and_a_killed_server() {
+    const KEYS: u64 = 20;
+    const READS: u64 = 300;
+    let mut cluster = NodeProcesses::on_loopback("avoid-dead", CLUSTER);
+    // The client's default first avoidance (`ClientConfig::avoid_min`).
+    let avoid_min = Duration::from_secs(1);
+    runtime().block_on(async {
+        let mut client = start_and_write(&mut cluster, KEYS).await;
+        let leader = leader(&mut client).await;
+        let follower = (1..=3).find(|id| *id != leader).unwrap();
+        // Every read may go to the stopped follower first: it is the
+        // first server of the list.
+        let mut servers = cluster.servers();
+        servers.rotate_left(follower as usize - 1);
+
+        cluster.signal(follower, libc::SIGSTOP);
+        let (retries, took) = follower_reads(servers.clone(), KEYS, READS).await;
+        let bound = retries_bound(took, avoid_min);
+        eprintln!("node {follower} SIGSTOPped: {READS} follower reads, {retries} retries in {took:?} (bound {bound})");
+        assert!(
+            retries <= bound,
+            "{retries} retries for {READS} reads in {took:?} with node {follower} stopped: the \
+             client kept going back to it (at most {bound} expected)"
+        );
+
+        cluster.signal(follower, libc::SIGCONT);
+        cluster.sigkill(follower);
+        let (retries, took) = follower_reads(servers, KEYS, READS).await;
+        let bound = retries_bound(took, avoid_min);
+        eprintln!("node {follower} SIGKILLed: {READS} follower reads, {retries} retries in {took:?} (bound {bound})");
+        assert!(
+            retries <= bound,
+            "{retries} retries for {READS} reads in {took:?} with node {follower} dead: the \
+             client kept going back to it (at most {bound} expected)"
+        );
+    });
+}
+
+#[test]
+fn maybe_applied_only_when_a_request_was_sent_and_its_answer_lost() {
+    // Nothing listens: nothing can have been applied.
+    let nowhere = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().to_string()
+    };
+    let (code, _, stderr) = cli(&[nowhere], &["--timeout-ms", "200", "put", "k", "v"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("nothing was applied"), "{stderr}");
+    assert!(!stderr.contains("may or may not"), "{stderr}");
+
+    // A leader whose followers are stopped takes the write and cannot
+    // commit it: sent, answer lost.
+    let mut cluster = NodeProcesses::on_loopback("maybe-applied", CLUSTER);
+    runtime().block_on(async {
+        let mut client = start_and_write(&mut cluster, 1).await;
+        let leader = leader(&mut client).await;
+        for id in (1..=3).filter(|id| *id != leader) {
+            cluster.signal(id, libc::SIGSTOP);
+        }
+        let (code, _, stderr) = cli(
+            &[cluster.addr(leader)],
+            &["--timeout-ms", "300", "put", "k", "v"],
+        );
+        assert_eq!(code, 3, "outcome unknown: {stderr}");
+        assert!(
+            stderr.contains("may or may not have been applied"),
+            "{stderr}"
+        );
+        for id in (1..=3).filter(|id| *id != leader) {
+            cluster.signal(id, libc::SIGCONT);
+        }
+    });
+}
+
+#[test]
+fn a_removed_server_says_so_and_member_list_prints_the_leaders_view() {
+    let mut cluster = NodeProcesses::on_loopback("removed", CLUSTER);
+    let new_addr = cluster.add_joining(4);
+    runtime().block_on(async {
+        let mut client = start_and_write(&mut cluster, 5).await;
+        let servers = cluster.servers();
+        cluster.start(4);
+        // Node 4 joins as a voter; node 1 is removed and keeps running.
+        let ok = |args: &[&str]| {
+            let mut last = String::new();
+            for _ in 0..20 {
+                let (code, stdout, stderr) = cli(&servers, args);
+                if code == 0 {
+                    return stdout;
+                }
+                last = format!("exit {code}: {stdout}{stderr}");
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            panic!("concord-cli {args:?} kept failing: {last}");
+        };
+        ok(&["member", "add", "4", &new_addr]);
+        ok(&["member", "remove", "1"]);
+        // A later change node 1 cannot know of: a learner that never runs.
+        let spare = cluster.add_joining(5);
+        ok(&["member", "add-learner", "5", &spare]);
+        client.put("after", "removal").await.expect("a write");
+
+        // Node 1 learns it is out (from its own log, or from a peer
+        // answering its election attempts) and says so in `status`.
+        let node1 = vec![cluster.addr(1)];
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let marker = "node 1 is not a member since index ";
+        let since: u64 = loop {
+            let (code, stdout, stderr) = cli(&node1, &["status"]);
+            assert_eq!(code, 0, "{stderr}");
+            if let Some(rest) = stdout.split(marker).nth(1) {
+                assert!(rest.contains("; ask another server"), "{stdout}");
+                break rest
+                    .split(';')
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .expect("an index");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node 1 never said it was removed:\n{stdout}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+
+        // `member list` asked of node 1 alone prints the leader's view:
+        // voters 2,3,4, learner 5, a configuration newer than node 1's.
+        let (code, stdout, stderr) = cli(&node1, &["member", "list"]);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(
+            stdout.contains("voters 2,3,4") && stdout.contains("learners 5"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("*leader"), "{stdout}");
+        let configuration: u64 = stdout
+            .split("configuration at index ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .expect("a configuration index");
+        assert!(configuration > since, "{stdout}");
+        assert!(!stdout.contains("answered by node 1"), "{stdout}");
+    });
+}
