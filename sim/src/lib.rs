@@ -129,6 +129,14 @@
 //!   and liveness: once faults heal a new write must commit and be
 //!   applied by every node within a bound.
 //!
+//! ## Many groups per node
+//!
+//! `run --groups swarm` (or `--groups N`) runs every seed with each
+//! simulated node a `concord::multi::MultiNode` hosting many Raft groups,
+//! under the same fault model, with per-group safety and linearizability
+//! and the multi-group layer's own checks (quiescence, leaders after a
+//! heal, idle cost); see [`multi`] and `docs/multi-group.md`.
+//!
 //! ## As a library
 //!
 //! [`Simulation::new`] runs any `concord::state_machine::StateMachine`
@@ -148,6 +156,7 @@ pub mod histgen;
 pub mod history;
 pub mod kv;
 pub mod linearizability;
+pub mod multi;
 mod nemesis;
 mod promises;
 pub mod report;
