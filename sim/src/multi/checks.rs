@@ -56,10 +56,9 @@ impl MultiSim {
                 continue;
             }
             let (term, last) = (node.term(), node.last_position());
-            let known = self
-                .sleeping_leaders
-                .get(&(index, group))
-                .is_some_and(|(known_term, known_last, _)| *known_term == term && *known_last == last);
+            let known = self.sleeping_leaders.get(&(index, group)).is_some_and(
+                |(known_term, known_last, _)| *known_term == term && *known_last == last,
+            );
             if known {
                 continue;
             }
@@ -96,7 +95,8 @@ impl MultiSim {
             if failure.is_some() {
                 break;
             }
-            self.sleeping_leaders.insert((index, group), (term, last, alive));
+            self.sleeping_leaders
+                .insert((index, group), (term, last, alive));
         }
         if let Some((check, group, message)) = failure {
             self.fail(check, Some(index), Some(group), message);
@@ -218,7 +218,10 @@ impl MultiSim {
                     .all(|(_, _, term, known)| *term == top && *known == Some(leader))
             });
             if !led {
-                return Some((group, format!("members (id, role, term, leader): {views:?}")));
+                return Some((
+                    group,
+                    format!("members (id, role, term, leader): {views:?}"),
+                ));
             }
         }
         None
@@ -377,11 +380,7 @@ impl MultiSim {
             }
             Phase::Quiescing { since_ns } => {
                 let quiescing = self.drawn.layer.quiesce_after_idle_ticks.is_some();
-                let asleep = if quiescing {
-                    self.awake_group()
-                } else {
-                    None
-                };
+                let asleep = if quiescing { self.awake_group() } else { None };
                 match asleep {
                     None => {
                         if quiescing {
@@ -412,7 +411,12 @@ impl MultiSim {
             } => {
                 if now - since_ns >= IDLE_WINDOW_NS {
                     if let Some((index, group, message)) = self.unanswered_read() {
-                        self.fail(MultiCheck::ReadUnanswered, Some(index), Some(group), message);
+                        self.fail(
+                            MultiCheck::ReadUnanswered,
+                            Some(index),
+                            Some(group),
+                            message,
+                        );
                         return;
                     }
                     if self.drawn.layer.quiesce_after_idle_ticks.is_some() {

@@ -68,7 +68,10 @@ impl MultiArgs {
             (sim.service_bug, "--bug-service"),
             (sim.reads != ReadChoice::Mix, "--reads"),
             (sim.lease_skew_beyond_bound, "--lease-skew-beyond-bound"),
-            (sim.forced_recovery == ForcedRecoveryChoice::Always, "--forced-recovery"),
+            (
+                sim.forced_recovery == ForcedRecoveryChoice::Always,
+                "--forced-recovery",
+            ),
             (sim.strict_budgets, "--strict-budgets"),
             (sim.max_sessions != default.max_sessions, "--max-sessions"),
         ];
@@ -106,7 +109,12 @@ pub fn run_sweep(
     Ok(summary.failures.is_empty())
 }
 
-fn print_summary(summary: &MultiSummary, seeds: &Range<u64>, template: &MultiSimConfig, jobs: usize) {
+fn print_summary(
+    summary: &MultiSummary,
+    seeds: &Range<u64>,
+    template: &MultiSimConfig,
+    jobs: usize,
+) {
     let wall = summary.wall.as_secs_f64();
     println!(
         "concord-sim: {} multi-group seeds ({}..{}) of {} nodes, groups {}, in {:.2}s with {} jobs",
@@ -178,7 +186,11 @@ fn print_failure(report: &MultiReport) {
         return;
     };
     println!();
-    println!("FAILED seed {} ({} groups): {failure}", report.config.seed, report.groups());
+    println!(
+        "FAILED seed {} ({} groups): {failure}",
+        report.config.seed,
+        report.groups()
+    );
     println!("  trace hash: {:016x}", report.trace_hash);
     println!("  replay:     {}", report.config.replay_command());
 }
@@ -286,6 +298,30 @@ pub enum MultiCommand {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// How fast the simulator runs a calm cluster of quiesced groups
+    /// with clients at work, for each group count: simulated seconds per
+    /// wall-clock second (the one figure that depends on the machine).
+    Speed {
+        /// Nodes.
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// Group counts, comma-separated.
+        #[arg(
+            long,
+            default_value = "100,1000,10000,30000,100000",
+            value_delimiter = ','
+        )]
+        groups: Vec<usize>,
+        /// Clients.
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        /// Simulated seconds measured per group count.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// The seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
     /// The node-loss wake storm: every group quiesced, the node leading
     /// the most groups dies; how long until every group has a leader, and
     /// how many elections ran at once.
@@ -316,7 +352,12 @@ pub fn run_command(command: &MultiCommand) -> Result<bool, String> {
             );
             println!(
                 "  {:<13} {:>12} {:>16} {:>16} {:>12} {:>10}",
-                "quiescence", "settled (s)", "messages/g/s", "group steps/g/s", "frames/s", "wall (s)"
+                "quiescence",
+                "settled (s)",
+                "messages/g/s",
+                "group steps/g/s",
+                "frames/s",
+                "wall (s)"
             );
             for quiesce in [true, false] {
                 let started = Instant::now();
@@ -333,7 +374,38 @@ pub fn run_command(command: &MultiCommand) -> Result<bool, String> {
             }
             Ok(true)
         }
-        MultiCommand::Storm { nodes, groups, seed } => {
+        MultiCommand::Speed {
+            nodes,
+            ref groups,
+            clients,
+            seconds,
+            seed,
+        } => {
+            println!(
+                "{nodes} nodes, quiesced groups, {clients} clients on a sixteenth of them, {seconds} simulated seconds each:"
+            );
+            println!(
+                "  {:>8} {:>12} {:>10} {:>20}",
+                "groups", "operations", "wall (s)", "simulated s / wall s"
+            );
+            for &count in groups {
+                let figures =
+                    super::scenarios::speed(nodes, count, clients, seconds * 1_000_000_000, seed)?;
+                println!(
+                    "  {:>8} {:>12} {:>10.2} {:>20.0}",
+                    count,
+                    figures.operations,
+                    figures.wall.as_secs_f64(),
+                    figures.speedup()
+                );
+            }
+            Ok(true)
+        }
+        MultiCommand::Storm {
+            nodes,
+            groups,
+            seed,
+        } => {
             let started = Instant::now();
             let figures = node_loss_storm(nodes, groups, seed)?;
             let wall = started.elapsed();

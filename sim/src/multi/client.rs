@@ -81,7 +81,13 @@ impl MultiSim {
         });
         self.send_request(client, seq, 0, target);
         let timeout = self.config.client_timeout_ns;
-        self.schedule(timeout, Event::ClientTimeout { client, op_seq: seq });
+        self.schedule(
+            timeout,
+            Event::ClientTimeout {
+                client,
+                op_seq: seq,
+            },
+        );
     }
 
     fn send_request(&mut self, client: usize, op_seq: u64, attempt: u32, node: NodeId) {
@@ -122,7 +128,13 @@ impl MultiSim {
     }
 
     /// Node `index` takes a client's request: a proposal, or a read.
-    pub(crate) fn client_request(&mut self, index: usize, client: usize, op_seq: u64, attempt: u32) {
+    pub(crate) fn client_request(
+        &mut self,
+        index: usize,
+        client: usize,
+        op_seq: u64,
+        attempt: u32,
+    ) {
         if !self.current(client, op_seq, attempt) {
             return;
         }
@@ -254,7 +266,13 @@ impl MultiSim {
     /// Entry `index` of `group` (of `term`) applied at some replica with
     /// `response`: the operation appended there, or the probe, learns its
     /// fate.
-    pub(crate) fn entry_applied(&mut self, group: GroupId, index: Index, term: Term, response: &Bytes) {
+    pub(crate) fn entry_applied(
+        &mut self,
+        group: GroupId,
+        index: Index,
+        term: Term,
+        response: &Bytes,
+    ) {
         let state = self.groups.get_mut(&group).expect("a hosted group");
         if let Some(pending) = state.pending.remove(&index) {
             let current = self.clients[pending.client].op_seq == pending.op_seq

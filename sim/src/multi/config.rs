@@ -182,7 +182,10 @@ impl MultiSimConfig {
             return Err("client timeout and attempts must be positive".to_string());
         }
         if self.clients > 1000 {
-            return Err(format!("--clients {} is too many (at most 1000)", self.clients));
+            return Err(format!(
+                "--clients {} is too many (at most 1000)",
+                self.clients
+            ));
         }
         if !(0..900_000).contains(&self.max_skew_ppm) {
             return Err(format!(
@@ -194,7 +197,10 @@ impl MultiSimConfig {
             return Err("--liveness-ms must be positive".to_string());
         }
         if self.bugs.any() && !cfg!(feature = "planted-bugs") {
-            return Err("planted multi-group mistakes need concord-sim's `planted-bugs` feature".to_string());
+            return Err(
+                "planted multi-group mistakes need concord-sim's `planted-bugs` feature"
+                    .to_string(),
+            );
         }
         Ok(())
     }
@@ -214,7 +220,10 @@ impl MultiSimConfig {
                 flags.push_str(&flag);
             }
         };
-        add(self.clients != default.clients, format!("--clients {}", self.clients));
+        add(
+            self.clients != default.clients,
+            format!("--clients {}", self.clients),
+        );
         add(self.keys != default.keys, format!("--keys {}", self.keys));
         add(
             self.chaos_ns != default.chaos_ns,
@@ -240,7 +249,10 @@ impl MultiSimConfig {
             self.client_max_attempts != default.client_max_attempts,
             format!("--client-attempts {}", self.client_max_attempts),
         );
-        add(self.faults != default.faults, format!("--faults {}", self.faults));
+        add(
+            self.faults != default.faults,
+            format!("--faults {}", self.faults),
+        );
         add(!self.swarm, "--no-swarm".to_string());
         add(
             self.max_skew_ppm != default.max_skew_ppm,
@@ -255,7 +267,10 @@ impl MultiSimConfig {
             self.bugs.heartbeat_commit_uncapped,
             "--bug-multi-heartbeat-uncapped".to_string(),
         );
-        add(self.bugs.wake_drops_read, "--bug-multi-wake-drops-read".to_string());
+        add(
+            self.bugs.wake_drops_read,
+            "--bug-multi-wake-drops-read".to_string(),
+        );
         add(
             self.bugs.persist_acks_later_batches,
             "--bug-multi-persist-acks-later".to_string(),
@@ -335,9 +350,12 @@ impl LayerOptions {
     /// or an election at a time, frames of a few items, batches of one
     /// write), a run in eight without quiescence.
     fn draw(rng: &mut ChaCha8Rng) -> LayerOptions {
-        let liveness_interval_ticks = if rng.gen_bool(0.75) { 1 } else { rng.gen_range(2..=3) };
-        let liveness_timeout_ticks =
-            liveness_interval_ticks + rng.gen_range(2..=25);
+        let liveness_interval_ticks = if rng.gen_bool(0.75) {
+            1
+        } else {
+            rng.gen_range(2..=3)
+        };
+        let liveness_timeout_ticks = liveness_interval_ticks + rng.gen_range(2..=25);
         let quiesce_after_idle_ticks = if rng.gen_bool(0.125) {
             None
         } else {

@@ -128,7 +128,9 @@ pub(crate) struct HostRead {
 pub(crate) enum Queued {
     Frame(Box<Frame>),
     Persisted(BatchId),
-    Snapshotted { group: GroupId },
+    Snapshotted {
+        group: GroupId,
+    },
     Request {
         client: usize,
         op_seq: u64,
@@ -235,7 +237,11 @@ pub(crate) enum Phase {
     /// Waiting for every group to sleep.
     Quiescing { since_ns: u64 },
     /// Every group sleeps: watching that nothing happens.
-    Idle { since_ns: u64, steps: u64, items: u64 },
+    Idle {
+        since_ns: u64,
+        steps: u64,
+        items: u64,
+    },
     /// Done.
     Done,
 }
@@ -314,7 +320,10 @@ impl MultiSim {
         let drawn = drawn.unwrap_or_else(|| Drawn::draw(&config, &mut draw_rng));
         if drawn.voters.len() != drawn.groups
             || drawn.voters.iter().any(|voters| {
-                voters.is_empty() || voters.iter().any(|id| *id == 0 || *id as usize > config.nodes)
+                voters.is_empty()
+                    || voters
+                        .iter()
+                        .any(|id| *id == 0 || *id as usize > config.nodes)
             })
         {
             return Err("every group needs voters among the cluster's nodes".to_string());
@@ -368,7 +377,11 @@ impl MultiSim {
                 },
             );
         }
-        let skewed = plan.clock_skew_ppm.iter().filter(|skew| **skew != 0).count();
+        let skewed = plan
+            .clock_skew_ppm
+            .iter()
+            .filter(|skew| **skew != 0)
+            .count();
         let mut faults = FaultCounts::default();
         faults.add(crate::faults::FaultKind::Skew, skewed as u64);
         Ok(MultiSim {
@@ -407,6 +420,11 @@ impl MultiSim {
             timeline: Vec::new(),
             config,
         })
+    }
+
+    /// What the seed drew (groups, voters, the layer's settings).
+    pub fn drawn(&self) -> &Drawn {
+        &self.drawn
     }
 
     /// Schedules `event` `delay_ns` from now.
@@ -466,7 +484,9 @@ impl MultiSim {
             self.schedule(delay, Event::Fault(at));
         }
         for client in 0..self.clients.len() {
-            let delay = self.client_rng.gen_range(0..self.config.think_mean_ns.max(1));
+            let delay = self
+                .client_rng
+                .gen_range(0..self.config.think_mean_ns.max(1));
             self.schedule(delay, Event::ClientNext { client });
         }
         let chaos = self.config.chaos_ns;
@@ -507,11 +527,13 @@ impl MultiSim {
         self.now_ns = at;
         self.events += 1;
         if self.events > self.config.max_events {
-            let message = format!(
-                "the run took more than {} events",
-                self.config.max_events
+            let message = format!("the run took more than {} events", self.config.max_events);
+            self.fail(
+                MultiCheck::Raft(FailureKind::EventBudget),
+                None,
+                None,
+                message,
             );
-            self.fail(MultiCheck::Raft(FailureKind::EventBudget), None, None, message);
             return false;
         }
         self.dispatch(event);

@@ -45,11 +45,14 @@ struct Touched {
 
 impl Touched {
     fn frame(&mut self, frame: &concord::multi::Frame) {
-        self.groups.extend(frame.messages.iter().map(|item| item.group));
-        self.groups.extend(frame.heartbeats.iter().map(|item| item.group));
+        self.groups
+            .extend(frame.messages.iter().map(|item| item.group));
+        self.groups
+            .extend(frame.heartbeats.iter().map(|item| item.group));
         self.groups
             .extend(frame.heartbeat_answers.iter().map(|item| item.group));
-        self.groups.extend(frame.quiesce.iter().map(|item| item.group));
+        self.groups
+            .extend(frame.quiesce.iter().map(|item| item.group));
         self.groups
             .extend(frame.quiesce_answers.iter().map(|item| item.group));
     }
@@ -102,7 +105,12 @@ impl MultiSim {
             Ok(multi) => multi,
             Err(error) => {
                 let message = format!("the layer refused its configuration: {error}");
-                self.fail(MultiCheck::Raft(FailureKind::Recovery), Some(index), None, message);
+                self.fail(
+                    MultiCheck::Raft(FailureKind::Recovery),
+                    Some(index),
+                    None,
+                    message,
+                );
                 return;
             }
         };
@@ -119,7 +127,12 @@ impl MultiSim {
                 Ok(recovered) => recovered,
                 Err(error) => {
                     let message = format!("group {group}: disk recovery: {}", error.0);
-                    self.fail(MultiCheck::Raft(FailureKind::HostContract), Some(index), Some(group), message);
+                    self.fail(
+                        MultiCheck::Raft(FailureKind::HostContract),
+                        Some(index),
+                        Some(group),
+                        message,
+                    );
                     return;
                 }
             };
@@ -153,18 +166,35 @@ impl MultiSim {
             if let Some(snapshot) = &snapshot {
                 if let Err(error) = sm.restore(&snapshot.data) {
                     let message = format!("group {group}: restoring the stored snapshot: {error}");
-                    self.fail(MultiCheck::Raft(FailureKind::Recovery), Some(index), Some(group), message);
+                    self.fail(
+                        MultiCheck::Raft(FailureKind::Recovery),
+                        Some(index),
+                        Some(group),
+                        message,
+                    );
                     return;
                 }
                 snapshot_bytes.insert(snapshot.position, snapshot.data.clone());
             } else if base.index > 0 {
-                let message = format!("group {group}: the log continues after {base:?} but no snapshot is stored");
-                self.fail(MultiCheck::Raft(FailureKind::Recovery), Some(index), Some(group), message);
+                let message = format!(
+                    "group {group}: the log continues after {base:?} but no snapshot is stored"
+                );
+                self.fail(
+                    MultiCheck::Raft(FailureKind::Recovery),
+                    Some(index),
+                    Some(group),
+                    message,
+                );
                 return;
             }
             if let Err(error) = multi.create_group(group, config, recovered) {
                 let message = format!("the layer refused group {group}: {error}");
-                self.fail(MultiCheck::Raft(FailureKind::Recovery), Some(index), Some(group), message);
+                self.fail(
+                    MultiCheck::Raft(FailureKind::Recovery),
+                    Some(index),
+                    Some(group),
+                    message,
+                );
                 return;
             }
             self.hosts[index].groups.insert(
@@ -285,7 +315,10 @@ impl MultiSim {
             self.step_node(index, MultiInput::Tick, None);
         }
         while let Some(queued) = self.hosts[index].paused_queue.pop_front() {
-            if self.hosts[index].multi.is_none() || self.hosts[index].paused || self.failure.is_some() {
+            if self.hosts[index].multi.is_none()
+                || self.hosts[index].paused
+                || self.failure.is_some()
+            {
                 break;
             }
             self.take_queued(index, queued);
@@ -326,7 +359,12 @@ impl MultiSim {
     /// to: the actions, the completions they feed back, and the flushes,
     /// until the node has nothing more to do. Then checks every group the
     /// step touched.
-    pub(crate) fn step_node(&mut self, index: usize, input: MultiInput, proposer: Option<Proposer>) {
+    pub(crate) fn step_node(
+        &mut self,
+        index: usize,
+        input: MultiInput,
+        proposer: Option<Proposer>,
+    ) {
         if self.hosts[index].multi.is_none() || self.failure.is_some() {
             return;
         }
@@ -340,7 +378,8 @@ impl MultiSim {
             while let Some((Work::Input(input), proposer)) = work.pop_front() {
                 match &input {
                     MultiInput::Receive(frame) => touched.frame(frame),
-                    MultiInput::Group { group, .. } | MultiInput::SendSnapshotChunk { group, .. } => {
+                    MultiInput::Group { group, .. }
+                    | MultiInput::SendSnapshotChunk { group, .. } => {
                         touched.groups.insert(*group);
                     }
                     _ => {}
@@ -350,7 +389,12 @@ impl MultiSim {
                 };
                 if let Err(error) = multi.step(input, &mut out) {
                     let message = format!("the layer refused an input of the host: {error}");
-                    self.fail(MultiCheck::Raft(FailureKind::HostContract), Some(index), None, message);
+                    self.fail(
+                        MultiCheck::Raft(FailureKind::HostContract),
+                        Some(index),
+                        None,
+                        message,
+                    );
                     return;
                 }
                 for action in out.drain(..).collect::<Vec<_>>() {
@@ -380,7 +424,12 @@ impl MultiSim {
             rounds += 1;
             if rounds > SETTLE_ROUNDS_MAX {
                 let message = format!("the node did not settle within {SETTLE_ROUNDS_MAX} flushes");
-                self.fail(MultiCheck::Raft(FailureKind::HostContract), Some(index), None, message);
+                self.fail(
+                    MultiCheck::Raft(FailureKind::HostContract),
+                    Some(index),
+                    None,
+                    message,
+                );
                 return;
             }
             for action in out.drain(..).collect::<Vec<_>>() {
@@ -428,15 +477,20 @@ impl MultiSim {
                             truncate_after,
                             entries,
                         } => {
-                            votes |= hard_state
-                                .is_some_and(|state| state.voted_for.is_some_and(|vote| vote != me));
-                            self.hosts[index].disks.entry(group).or_default().write(Record {
-                                id,
-                                hard_state,
-                                truncate_after,
-                                entries: entries.into_vec(),
-                                snapshot: None,
+                            votes |= hard_state.is_some_and(|state| {
+                                state.voted_for.is_some_and(|vote| vote != me)
                             });
+                            self.hosts[index]
+                                .disks
+                                .entry(group)
+                                .or_default()
+                                .write(Record {
+                                    id,
+                                    hard_state,
+                                    truncate_after,
+                                    entries: entries.into_vec(),
+                                    snapshot: None,
+                                });
                         }
                         Action::PersistSnapshot {
                             id,
@@ -458,7 +512,12 @@ impl MultiSim {
                                         "asked to store the snapshot at {:?} without having received it whole",
                                         snapshot.position
                                     );
-                                    self.fail(MultiCheck::Raft(FailureKind::HostContract), Some(index), Some(group), message);
+                                    self.fail(
+                                        MultiCheck::Raft(FailureKind::HostContract),
+                                        Some(index),
+                                        Some(group),
+                                        message,
+                                    );
                                     return;
                                 }
                             };
@@ -467,17 +526,26 @@ impl MultiSim {
                                 .insert(snapshot.position, received.clone());
                             let snapshot = Snapshot::new(snapshot.position, received)
                                 .with_membership(Some(*membership));
-                            self.hosts[index].disks.entry(group).or_default().write(Record {
-                                id,
-                                hard_state: None,
-                                truncate_after: None,
-                                entries: Vec::new(),
-                                snapshot: Some((snapshot, discard_log)),
-                            });
+                            self.hosts[index]
+                                .disks
+                                .entry(group)
+                                .or_default()
+                                .write(Record {
+                                    id,
+                                    hard_state: None,
+                                    truncate_after: None,
+                                    entries: Vec::new(),
+                                    snapshot: Some((snapshot, discard_log)),
+                                });
                         }
                         other => {
                             let message = format!("a persist batch held {other:?}");
-                            self.fail(MultiCheck::Raft(FailureKind::HostContract), Some(index), Some(group), message);
+                            self.fail(
+                                MultiCheck::Raft(FailureKind::HostContract),
+                                Some(index),
+                                Some(group),
+                                message,
+                            );
                             return;
                         }
                     }
@@ -497,7 +565,9 @@ impl MultiSim {
                     if let Some(down_ns) = self.crash_voter.take() {
                         // The vote is written, its sync not done: crash.
                         self.faults.add(FaultKind::VoteCrash, 1);
-                        self.note(Some(index), || "crashes before its vote is synced".to_string());
+                        self.note(Some(index), || {
+                            "crashes before its vote is synced".to_string()
+                        });
                         self.crash_after_step = Some((index, down_ns));
                     }
                 }
@@ -579,7 +649,9 @@ impl MultiSim {
                     if let Some(down_ns) = self.crash_after_append.take() {
                         // The nemesis: the leader dies before the entry it
                         // just appended reaches its disk or a follower.
-                        self.note(Some(index), || format!("crashes right after appending index {first_index}"));
+                        self.note(Some(index), || {
+                            format!("crashes right after appending index {first_index}")
+                        });
                         self.crash_after_step = Some((index, down_ns));
                     }
                     if current {
@@ -645,14 +717,19 @@ impl MultiSim {
             } => self.serve_read(index, group, id, read_index, path),
             Action::ReadRefused { id, error } => {
                 let Some(read) = self.hosts[index].reads.remove(&id) else {
-                    let message = format!("the node refused read {id}, which it was never asked for");
-                    self.fail(MultiCheck::Raft(FailureKind::HostContract), Some(index), Some(group), message);
+                    let message =
+                        format!("the node refused read {id}, which it was never asked for");
+                    self.fail(
+                        MultiCheck::Raft(FailureKind::HostContract),
+                        Some(index),
+                        Some(group),
+                        message,
+                    );
                     return;
                 };
                 let hint = match error {
-                    ReadError::NotLeader { leader_hint } | ReadError::LeadershipLost { leader_hint } => {
-                        leader_hint
-                    }
+                    ReadError::NotLeader { leader_hint }
+                    | ReadError::LeadershipLost { leader_hint } => leader_hint,
                     ReadError::TransferInProgress { target } => Some(target),
                     _ => None,
                 };
@@ -679,7 +756,12 @@ impl MultiSim {
                     .cloned();
                 let Some(bytes) = bytes else {
                     let message = format!("asked to send a chunk of the snapshot at {position:?}, which it was never given");
-                    self.fail(MultiCheck::Raft(FailureKind::HostContract), Some(index), Some(group), message);
+                    self.fail(
+                        MultiCheck::Raft(FailureKind::HostContract),
+                        Some(index),
+                        Some(group),
+                        message,
+                    );
                     return;
                 };
                 let message = chunk.cut_from(&bytes);
@@ -701,7 +783,12 @@ impl MultiSim {
                     }
                     _ => {
                         let message = format!("a snapshot chunk at offset {offset} of {:?} does not continue the snapshot being received", snapshot.position);
-                        self.fail(MultiCheck::Raft(FailureKind::HostContract), Some(index), Some(group), message);
+                        self.fail(
+                            MultiCheck::Raft(FailureKind::HostContract),
+                            Some(index),
+                            Some(group),
+                            message,
+                        );
                     }
                 }
             }
@@ -720,13 +807,25 @@ impl MultiSim {
                 });
                 let stored = host_group.snapshot_bytes.get(&position).cloned();
                 let Some(bytes) = stored.or(received) else {
-                    let message = format!("asked to restore the snapshot at {position:?}, which it does not hold");
-                    self.fail(MultiCheck::Raft(FailureKind::HostContract), Some(index), Some(group), message);
+                    let message = format!(
+                        "asked to restore the snapshot at {position:?}, which it does not hold"
+                    );
+                    self.fail(
+                        MultiCheck::Raft(FailureKind::HostContract),
+                        Some(index),
+                        Some(group),
+                        message,
+                    );
                     return;
                 };
                 if let Err(error) = host_group.sm.restore(&bytes) {
                     let message = format!("restoring the snapshot at {position:?}: {error}");
-                    self.fail(MultiCheck::Raft(FailureKind::StateMachineSafety), Some(index), Some(group), message);
+                    self.fail(
+                        MultiCheck::Raft(FailureKind::StateMachineSafety),
+                        Some(index),
+                        Some(group),
+                        message,
+                    );
                     return;
                 }
                 host_group.applied = position;
@@ -743,12 +842,19 @@ impl MultiSim {
                 reported_last_index,
             } => {
                 let message = format!("node {follower} acknowledged index {acknowledged_index} as durable but now holds only up to {reported_last_index}");
-                self.fail(MultiCheck::Raft(FailureKind::AcknowledgedEntriesLost), Some(index), Some(group), message);
+                self.fail(
+                    MultiCheck::Raft(FailureKind::AcknowledgedEntriesLost),
+                    Some(index),
+                    Some(group),
+                    message,
+                );
             }
             Action::RoleChanged { role, term } => {
                 self.trace
                     .word(0xabcd_0000 | ((index as u64) << 8) | (group << 20) | role as u64);
-                self.note(Some(index), || format!("group {group}: {role:?} in term {term}"));
+                self.note(Some(index), || {
+                    format!("group {group}: {role:?} in term {term}")
+                });
                 if role == Role::Leader {
                     let state = self.groups.get_mut(&group).expect("a hosted group");
                     state.leader_hint = Some(index as NodeId + 1);
@@ -764,9 +870,17 @@ impl MultiSim {
                 }
             }
             Action::Transfer { .. } => {}
-            other @ (Action::Send { .. } | Action::Persist { .. } | Action::PersistSnapshot { .. }) => {
-                let message = format!("the layer handed the host a group's {other:?} instead of batching it");
-                self.fail(MultiCheck::Raft(FailureKind::HostContract), Some(index), Some(group), message);
+            other @ (Action::Send { .. }
+            | Action::Persist { .. }
+            | Action::PersistSnapshot { .. }) => {
+                let message =
+                    format!("the layer handed the host a group's {other:?} instead of batching it");
+                self.fail(
+                    MultiCheck::Raft(FailureKind::HostContract),
+                    Some(index),
+                    Some(group),
+                    message,
+                );
             }
         }
     }
@@ -783,12 +897,25 @@ impl MultiSim {
     ) {
         let Some(read) = self.hosts[index].reads.remove(&id) else {
             let message = format!("the node released read {id}, which it was never asked for");
-            self.fail(MultiCheck::Raft(FailureKind::HostContract), Some(index), Some(group), message);
+            self.fail(
+                MultiCheck::Raft(FailureKind::HostContract),
+                Some(index),
+                Some(group),
+                message,
+            );
             return;
         };
         if read.group != group {
-            let message = format!("read {id} of group {} was released by group {group}", read.group);
-            self.fail(MultiCheck::Raft(FailureKind::HostContract), Some(index), Some(group), message);
+            let message = format!(
+                "read {id} of group {} was released by group {group}",
+                read.group
+            );
+            self.fail(
+                MultiCheck::Raft(FailureKind::HostContract),
+                Some(index),
+                Some(group),
+                message,
+            );
             return;
         }
         let Some(host_group) = self.hosts[index].groups.get(&group) else {
@@ -797,15 +924,26 @@ impl MultiSim {
         let applied = host_group.applied.index;
         if applied < read_index {
             let message = format!("read {id} ({path:?}) released at read index {read_index}, but the state machine has applied only up to {applied}");
-            self.fail(MultiCheck::Raft(FailureKind::HostContract), Some(index), Some(group), message);
+            self.fail(
+                MultiCheck::Raft(FailureKind::HostContract),
+                Some(index),
+                Some(group),
+                message,
+            );
             return;
         }
         let Some(bytes) = host_group.sm.query(&read.command) else {
             let message = format!("the state machine cannot answer read {id} without the log");
-            self.fail(MultiCheck::Raft(FailureKind::HostContract), Some(index), Some(group), message);
+            self.fail(
+                MultiCheck::Raft(FailureKind::HostContract),
+                Some(index),
+                Some(group),
+                message,
+            );
             return;
         };
-        self.trace.word(0x7ead_0000 | ((index as u64) << 8) | path as u64);
+        self.trace
+            .word(0x7ead_0000 | ((index as u64) << 8) | path as u64);
         if let Some((client, op_seq, attempt)) = read.client {
             self.client_read_served(client, op_seq, attempt, &bytes);
         }
@@ -833,7 +971,12 @@ impl MultiSim {
                     "two snapshots at index {} hold different states",
                     position.index
                 );
-                self.fail(MultiCheck::Raft(FailureKind::StateMachineSafety), Some(index), Some(group), message);
+                self.fail(
+                    MultiCheck::Raft(FailureKind::StateMachineSafety),
+                    Some(index),
+                    Some(group),
+                    message,
+                );
                 return;
             }
             Some(_) => {}
@@ -875,8 +1018,7 @@ impl MultiSim {
     }
 
     fn snapshot_synced(&mut self, index: usize, group: GroupId) {
-        let Some(snapshot) = self
-            .hosts[index]
+        let Some(snapshot) = self.hosts[index]
             .disks
             .get_mut(&group)
             .and_then(|disk| disk.sync_snapshot())
@@ -944,7 +1086,12 @@ impl MultiSim {
                     if let Err(error) = disk.complete_sync(*write) {
                         let message = error.0;
                         let group = *group;
-                        self.fail(MultiCheck::Raft(FailureKind::HostContract), Some(index), Some(group), message);
+                        self.fail(
+                            MultiCheck::Raft(FailureKind::HostContract),
+                            Some(index),
+                            Some(group),
+                            message,
+                        );
                         return;
                     }
                 }
@@ -955,7 +1102,8 @@ impl MultiSim {
             self.start_sync(index);
         }
         if let Some(id) = last {
-            if let Some(Queued::Persisted(id)) = self.queue_if_paused(index, Queued::Persisted(id)) {
+            if let Some(Queued::Persisted(id)) = self.queue_if_paused(index, Queued::Persisted(id))
+            {
                 self.step_node(index, MultiInput::Persisted(id), None);
             }
         }

@@ -45,8 +45,8 @@
 //! `scenarios.rs` measures what idle groups cost, quiesced and not, and
 //! the node-loss wake storm (`concord-sim multi idle|storm`).
 
-pub mod cli;
 mod checks;
+pub mod cli;
 mod client;
 pub mod config;
 mod engine;

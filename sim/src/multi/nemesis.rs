@@ -234,7 +234,8 @@ impl MultiSim {
             read_round: 0,
         });
         self.faults.add(FaultKind::Forge, 1);
-        let what = format!("a heartbeat for group {group} from {sender}, {terms_ahead} terms ahead");
+        let what =
+            format!("a heartbeat for group {group} from {sender}, {terms_ahead} terms ahead");
         self.hand_bad_frame(index, frame, true, &what);
     }
 

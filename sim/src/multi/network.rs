@@ -67,8 +67,7 @@ impl MultiSim {
         if self.cut(index, to as usize - 1) {
             return;
         }
-        let duplicate = self.rates.duplicate > 0.0
-            && self.net_rng.gen_bool(self.rates.duplicate);
+        let duplicate = self.rates.duplicate > 0.0 && self.net_rng.gen_bool(self.rates.duplicate);
         if duplicate {
             if let Some(delay) = self.frame_delay() {
                 self.faults.add(FaultKind::Duplicate, 1);

@@ -92,14 +92,20 @@ impl MultiSummary {
                 }
             }
         };
-        max(&mut self.leaders_after_heal_max, report.leaders_after_heal_ns);
+        max(
+            &mut self.leaders_after_heal_max,
+            report.leaders_after_heal_ns,
+        );
         max(
             &mut self.leaders_bound_per_mille_max,
             report
                 .leaders_after_heal_ns
                 .map(|ns| ns * 1000 / report.leaders_bound_ns.max(1)),
         );
-        max(&mut self.liveness_after_heal_max, report.liveness_after_heal_ns);
+        max(
+            &mut self.liveness_after_heal_max,
+            report.liveness_after_heal_ns,
+        );
         max(&mut self.quiesced_after_max, report.quiesced_after_ns);
         self.unquiesced_seeds += u64::from(report.drawn.layer.quiesce_after_idle_ticks.is_none());
         self.electing_max = self.electing_max.max(report.electing_max);

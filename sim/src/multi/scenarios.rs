@@ -19,11 +19,23 @@ use super::engine::{MultiSim, MS};
 /// (quiescence on or off), Raft's default options, no compaction, no
 /// client: the setting of every scenario.
 fn calm_cluster(nodes: usize, groups: usize, quiesce: bool, seed: u64) -> Result<MultiSim, String> {
+    calm_cluster_with_clients(nodes, groups, quiesce, seed, 0)
+}
+
+/// [`calm_cluster`] with `clients` clients working on a sixteenth of the
+/// groups (and 5 % of their operations on any group).
+fn calm_cluster_with_clients(
+    nodes: usize,
+    groups: usize,
+    quiesce: bool,
+    seed: u64,
+    clients: usize,
+) -> Result<MultiSim, String> {
     let config = MultiSimConfig {
         seed,
         nodes,
         groups: GroupsChoice::Fixed(groups),
-        clients: 0,
+        clients,
         faults: FaultSet::NONE,
         swarm: false,
         max_skew_ppm: 0,
@@ -56,8 +68,8 @@ fn calm_cluster(nodes: usize, groups: usize, quiesce: bool, seed: u64) -> Result
             weights: [1, 0, 0, 0],
             lease: false,
         },
-        hot: Vec::new(),
-        cold_per_mille: 0,
+        hot: (1..=groups.div_ceil(16) as u64).collect(),
+        cold_per_mille: 50,
     };
     let mut sim = MultiSim::with_drawn(config, None, Some(drawn))?;
     sim.phase = super::engine::Phase::Settling;
@@ -103,19 +115,17 @@ impl MultiSim {
                 }))
     }
 
-    /// Group steps, group items and frames sent so far, over the nodes
-    /// that run.
+    /// Group steps, group items and frames sent so far, over every node
+    /// and incarnation.
     fn layer_counts(&self) -> (u64, u64, u64) {
-        let mut counts = (0, 0, 0);
+        let mut totals = super::report::LayerTotals::default();
         for host in &self.hosts {
+            totals.merge(&host.totals);
             if let Some(multi) = &host.multi {
-                let stats = multi.stats();
-                counts.0 += stats.node_steps;
-                counts.1 += stats.frame_items_sent;
-                counts.2 += stats.frames_sent;
+                totals.add(multi.stats());
             }
         }
-        counts
+        (totals.group_steps, totals.items, totals.frames)
     }
 }
 
@@ -226,7 +236,9 @@ pub struct StormFigures {
 /// how long until every group has a leader again.
 pub fn node_loss_storm(nodes: usize, groups: usize, seed: u64) -> Result<StormFigures, String> {
     if nodes < 3 {
-        return Err("the wake storm needs 3 or more nodes (a group must survive a node)".to_string());
+        return Err(
+            "the wake storm needs 3 or more nodes (a group must survive a node)".to_string(),
+        );
     }
     let mut sim = calm_cluster(nodes, groups, true, seed)?;
     sim.run_until(600_000 * MS, |sim| sim.settled_asleep(true))?;
@@ -268,4 +280,71 @@ pub fn node_loss_storm(nodes: usize, groups: usize, seed: u64) -> Result<StormFi
         ));
     }
     Ok(figures)
+}
+
+/// How fast the simulator runs a calm cluster of `groups` quiesced
+/// groups with `clients` clients at work.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpeedFigures {
+    /// Groups.
+    pub groups: usize,
+    /// Simulated time measured (after every group was led and asleep).
+    pub simulated_ns: u64,
+    /// Wall-clock time it took.
+    pub wall: std::time::Duration,
+    /// Client operations completed in it.
+    pub operations: u64,
+}
+
+impl SpeedFigures {
+    /// Simulated seconds per wall-clock second.
+    pub fn speedup(&self) -> f64 {
+        self.simulated_ns as f64 / 1e9 / self.wall.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Starts `groups` groups on `nodes` nodes, waits until every group is
+/// led and asleep, then runs `clients` clients (one operation at a time
+/// each, 100 ms mean think time, on a sixteenth of the groups and now
+/// and then any group) for `simulated_ns` and measures the wall-clock
+/// time that took. The only figure here that is not deterministic.
+pub fn speed(
+    nodes: usize,
+    groups: usize,
+    clients: usize,
+    simulated_ns: u64,
+    seed: u64,
+) -> Result<SpeedFigures, String> {
+    let mut sim = calm_cluster_with_clients(nodes, groups, true, seed, clients)?;
+    sim.run_until(600_000 * MS, |sim| sim.settled_asleep(true))?;
+    sim.phase = super::engine::Phase::Chaos;
+    for client in 0..clients {
+        sim.schedule(
+            client as u64 * MS,
+            super::engine::Event::ClientNext { client },
+        );
+    }
+    let before: u64 = sim
+        .groups
+        .values()
+        .map(|group| group.workload.history().len() as u64)
+        .sum();
+    let started = std::time::Instant::now();
+    let end = sim.now_ns + simulated_ns;
+    sim.advance_to(end);
+    let wall = started.elapsed();
+    if let Some(failure) = &sim.failure {
+        return Err(failure.to_string());
+    }
+    let after: u64 = sim
+        .groups
+        .values()
+        .map(|group| group.workload.history().len() as u64)
+        .sum();
+    Ok(SpeedFigures {
+        groups,
+        simulated_ns,
+        wall,
+        operations: after - before,
+    })
 }
