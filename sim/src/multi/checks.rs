@@ -16,8 +16,11 @@
 //!   bound (`group-liveness`: a quiesced follower that missed a committed
 //!   entry fails it); once the clients are done, every group sleeps within
 //!   [`QUIESCE_BOUND_NS`] (`not-quiesced`), no read is left unanswered
-//!   (`read-unanswered`), and for [`IDLE_WINDOW_NS`] the nodes send no
+//!   (`read-unanswered`), every member has applied everything its group
+//!   committed (`quiescence`), and for [`IDLE_WINDOW_NS`] the nodes send no
 //!   group message and step no group (`idle-cost`).
+//! * **At every tick**: the tick ticked no more groups than were awake or
+//!   woke (`idle-cost`): its work grows with the awake groups only.
 //! * **At the end**: every group's history is linearizable.
 
 use std::collections::BTreeSet;
@@ -100,6 +103,31 @@ impl MultiSim {
         }
         if let Some((check, group, message)) = failure {
             self.fail(check, Some(index), Some(group), message);
+        }
+    }
+
+    /// A tick's work grows with the awake groups, not with every group
+    /// hosted: the groups a tick ticked (besides the missed ticks handed
+    /// to waking groups) were awake before it or woken by it.
+    pub(crate) fn check_tick_work(
+        &mut self,
+        index: usize,
+        awake_before: u64,
+        before: &concord::multi::MultiStats,
+    ) {
+        let Some(multi) = self.hosts[index].multi.as_ref() else {
+            return;
+        };
+        let after = multi.stats();
+        let ticked = (after.group_ticks - before.group_ticks)
+            - (after.missed_ticks_delivered - before.missed_ticks_delivered);
+        let woken = after.wakes - before.wakes;
+        if ticked > awake_before + woken {
+            let message = format!(
+                "a tick ticked {ticked} groups, but only {awake_before} were awake and {woken} woke (of {} hosted)",
+                multi.group_count()
+            );
+            self.fail(MultiCheck::IdleCost, Some(index), None, message);
         }
     }
 
@@ -296,6 +324,39 @@ impl MultiSim {
         None
     }
 
+    /// With every group asleep: the first member that has not applied
+    /// everything its group committed (a quiesced follower that missed a
+    /// committed entry: nothing would ever send it).
+    fn follower_behind(&self) -> Option<(usize, GroupId, String)> {
+        for (&group, state) in &self.groups {
+            let nodes: Vec<(usize, &concord::Node)> = state
+                .voters
+                .iter()
+                .filter_map(|voter| {
+                    let index = *voter as usize - 1;
+                    Some((index, self.hosts[index].multi.as_ref()?.group(group)?))
+                })
+                .collect();
+            let Some(commit) = nodes.iter().map(|(_, node)| node.commit_index()).max() else {
+                continue;
+            };
+            if let Some((index, node)) =
+                nodes.iter().find(|(_, node)| node.applied_index() < commit)
+            {
+                return Some((
+                    *index,
+                    group,
+                    format!(
+                        "every group sleeps, but this member applied only up to {} of the {commit} its group committed (last entry {:?})",
+                        node.applied_index(),
+                        node.last_position()
+                    ),
+                ));
+            }
+        }
+        None
+    }
+
     /// Group steps and group items sent so far, over every node.
     fn group_work(&self) -> (u64, u64) {
         let mut steps = 0;
@@ -385,6 +446,15 @@ impl MultiSim {
                     None => {
                         if quiescing {
                             self.quiesced_after_ns = Some(now - since_ns);
+                            if let Some((index, group, message)) = self.follower_behind() {
+                                self.fail(
+                                    MultiCheck::Quiescence,
+                                    Some(index),
+                                    Some(group),
+                                    message,
+                                );
+                                return;
+                            }
                         }
                         let (steps, items) = self.group_work();
                         self.phase = Phase::Idle {

@@ -598,7 +598,14 @@ impl MultiSim {
             return;
         }
         self.trace.word(0x7100_0000 | node as u64);
+        let before = self.hosts[node]
+            .multi
+            .as_ref()
+            .map(|multi| (multi.awake_count() as u64, *multi.stats()));
         self.step_node(node, concord::multi::MultiInput::Tick, None);
+        if let Some((awake, stats)) = before {
+            self.check_tick_work(node, awake, &stats);
+        }
         self.after_tick(node);
     }
 

@@ -36,7 +36,7 @@ pub enum MultiCheck {
     /// within the stated bound (quiescence on).
     NotQuiesced,
     /// With every group asleep, the nodes still sent group messages or
-    /// stepped groups.
+    /// stepped groups; or a tick ticked more groups than were awake.
     IdleCost,
     /// A read asked of a node that stayed up was never answered (served
     /// or refused).
