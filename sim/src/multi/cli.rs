@@ -385,18 +385,31 @@ pub fn run_command(command: &MultiCommand) -> Result<bool, String> {
                 "{nodes} nodes, quiesced groups, {clients} clients on a sixteenth of them, {seconds} simulated seconds each:"
             );
             println!(
-                "  {:>8} {:>12} {:>10} {:>20}",
-                "groups", "operations", "wall (s)", "simulated s / wall s"
+                "  {:>8} {:>12} {:>10} {:>20} {:>10} {:>20}",
+                "groups",
+                "operations",
+                "wall (s)",
+                "simulated s / wall s",
+                "CPU (s)",
+                "simulated s / CPU s"
             );
             for &count in groups {
                 let figures =
                     super::scenarios::speed(nodes, count, clients, seconds * 1_000_000_000, seed)?;
+                let cpu = figures
+                    .cpu
+                    .map_or("-".to_string(), |cpu| format!("{:.2}", cpu.as_secs_f64()));
+                let cpu_speedup = figures
+                    .cpu_speedup()
+                    .map_or("-".to_string(), |speedup| format!("{speedup:.0}"));
                 println!(
-                    "  {:>8} {:>12} {:>10.2} {:>20.0}",
+                    "  {:>8} {:>12} {:>10.2} {:>20.0} {:>10} {:>20}",
                     count,
                     figures.operations,
                     figures.wall.as_secs_f64(),
-                    figures.speedup()
+                    figures.speedup(),
+                    cpu,
+                    cpu_speedup
                 );
             }
             Ok(true)

@@ -633,7 +633,7 @@ impl MultiSim {
             node_steps: self.node_steps,
             simulated_ns: self.now_ns,
             operations,
-            faults: self.faults.clone(),
+            faults: self.faults,
             layer,
             snapshots_taken: self.snapshots_taken,
             snapshots_installed: self.snapshots_installed,

@@ -397,7 +397,7 @@ impl MultiSim {
                     );
                     return;
                 }
-                for action in out.drain(..).collect::<Vec<_>>() {
+                for action in std::mem::take(&mut out) {
                     self.execute(index, action, proposer, &mut work, &mut touched);
                     if self.failure.is_some() || self.hosts[index].multi.is_none() {
                         return;
@@ -432,7 +432,7 @@ impl MultiSim {
                 );
                 return;
             }
-            for action in out.drain(..).collect::<Vec<_>>() {
+            for action in std::mem::take(&mut out) {
                 self.execute(index, action, None, &mut work, &mut touched);
                 if self.failure.is_some() || self.hosts[index].multi.is_none() {
                     return;
@@ -1010,10 +1010,10 @@ impl MultiSim {
         if host.multi.is_none() || host.incarnation != incarnation {
             return;
         }
-        if let Some(queued) = self.queue_if_paused(index, Queued::Snapshotted { group }) {
-            if let Queued::Snapshotted { group } = queued {
-                self.snapshot_synced(index, group);
-            }
+        if let Some(Queued::Snapshotted { group }) =
+            self.queue_if_paused(index, Queued::Snapshotted { group })
+        {
+            self.snapshot_synced(index, group);
         }
     }
 
