@@ -132,6 +132,14 @@
 //!   and liveness: once faults heal a new write must commit and be
 //!   applied by every node within a bound.
 //!
+//! ## Many groups per node
+//!
+//! `run --groups swarm` (or `--groups N`) runs every seed with each
+//! simulated node a `concord::multi::MultiNode` hosting many Raft groups,
+//! under the same fault model, with per-group safety and linearizability
+//! and the multi-group layer's own checks (quiescence, leaders after a
+//! heal, idle cost); see [`multi`] and `docs/multi-group.md`.
+//!
 //! ## As a library
 //!
 //! [`Simulation::new`] runs any `concord::state_machine::StateMachine`
@@ -154,6 +162,7 @@ pub mod history;
 pub mod kv;
 pub mod linearizability;
 pub mod models;
+pub mod multi;
 mod nemesis;
 pub mod performance;
 mod promises;

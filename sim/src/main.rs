@@ -129,6 +129,10 @@ enum Command {
     /// 1: a violation (its shortest trace is written and replayed); 2:
     /// bad arguments.
     Explore(concord_sim::explore::cli::ExploreArgs),
+    /// Figures of the multi-group layer under the simulator
+    /// (docs/multi-group.md): idle cost, the node-loss wake storm.
+    #[command(subcommand)]
+    Multi(concord_sim::multi::cli::MultiCommand),
 }
 
 /// Arguments of `check`.
@@ -447,6 +451,9 @@ struct SimArgs {
     /// served as a read from a replica's state, marking nothing delivered).
     #[arg(long)]
     bug_service: bool,
+    /// Many groups per node (`--groups`) and their planted mistakes.
+    #[command(flatten)]
+    multi: concord_sim::multi::cli::MultiArgs,
 }
 
 fn parse_reads(text: &str) -> Result<ReadChoice, String> {
@@ -707,6 +714,7 @@ fn execute(command: Command) -> Result<bool, String> {
         } => shrink(seed, plan, out, max_runs, &sim),
         Command::Check(_) => unreachable!("handled in main"),
         Command::Explore(args) => concord_sim::explore::cli::run(&args),
+        Command::Multi(command) => concord_sim::multi::cli::run_command(&command),
     }
 }
 
@@ -948,6 +956,9 @@ fn run(
     let template = sim.config(seeds.start)?;
     let costs: std::sync::Mutex<Vec<SeedPerformance>> = std::sync::Mutex::new(Vec::new());
     quiet_panics();
+    if let Some(multi) = sim.multi.config(&template)? {
+        return run_multi(seeds, jobs, quiet, json, &multi);
+    }
     let bar = ProgressBar::new(seeds.end - seeds.start);
     if quiet || !std::io::stderr().is_terminal() {
         bar.set_draw_target(ProgressDrawTarget::hidden());
@@ -1117,6 +1128,31 @@ fn print_performance(costs: &PerformanceJson) {
     line("total".to_string(), &costs.total);
 }
 
+/// `run --groups ...`: the multi-group sweep, with the same progress bar.
+fn run_multi(
+    seeds: Range<u64>,
+    jobs: usize,
+    quiet: bool,
+    json: bool,
+    template: &concord_sim::multi::MultiSimConfig,
+) -> Result<bool, String> {
+    let bar = ProgressBar::new(seeds.end - seeds.start);
+    if quiet || !std::io::stderr().is_terminal() {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    let failures = std::sync::atomic::AtomicU64::new(0);
+    let progress = |report: &concord_sim::multi::MultiReport| {
+        if !report.passed() {
+            let count = failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            bar.set_message(format!("{count} failed"));
+        }
+        bar.inc(1);
+    };
+    let passed = concord_sim::multi::cli::run_sweep(template, seeds, jobs, json, &progress)?;
+    bar.finish_and_clear();
+    Ok(passed)
+}
+
 fn print_failure(report: &RunReport) {
     let Some(failure) = &report.failure else {
         return;
@@ -1151,6 +1187,13 @@ fn replay(
     sim: &SimArgs,
 ) -> Result<bool, String> {
     let mut config = sim.config(seed)?;
+    if let Some(multi) = sim.multi.config(&config)? {
+        if plan_path.is_some() || history.is_some() || html.is_some() || show_plan {
+            return Err("--plan, --history, --html and --show-plan are not there yet for multi-group replays".to_string());
+        }
+        quiet_panics();
+        return concord_sim::multi::cli::replay(&multi, node);
+    }
     let plan = plan_path.as_ref().map(read_plan).transpose()?;
     quiet_panics();
     config.timeline = true;

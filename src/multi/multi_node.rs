@@ -61,7 +61,11 @@ pub enum MultiInput {
 pub enum MultiAction {
     /// One group's action, as a lone node's host would execute it (never
     /// `Send`, `Persist` or `PersistSnapshot`: those come batched).
-    /// Completions go back as [`MultiInput::Group`].
+    /// Completions go back as [`MultiInput::Group`]. These come at once,
+    /// the writes at the flush: a group's `RestoreSnapshot` reaches the
+    /// host before the batch holding its `PersistSnapshot`, so restore
+    /// from the chunks received (`WriteSnapshotChunk`), which the write
+    /// then stores.
     Group {
         /// The group.
         group: GroupId,
@@ -343,9 +347,14 @@ impl MultiNode {
     }
 
     fn receive(&mut self, frame: Frame, out: &mut Vec<MultiAction>) {
+        // A frame from a node that is not a peer cannot come from a
+        // member of any group hosted here (every member is a peer): it is
+        // forged or misrouted, and its groups' messages must not reach
+        // the groups' nodes, whatever their own rules for strangers.
         if frame.to != self.config.id
             || frame.from == self.config.id
             || frame.from == 0
+            || !self.liveness.is_peer(frame.from)
             || frame.items() > self.config.frame_items_max
         {
             self.stats.frames_refused += 1;

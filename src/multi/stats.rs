@@ -28,8 +28,8 @@ pub struct MultiStats {
     pub quiesce_answers_sent: u64,
     /// Frames received and taken.
     pub frames_received: u64,
-    /// Frames refused: addressed to another node, from this node or node
-    /// 0, or larger than `frame_items_max`.
+    /// Frames refused: addressed to another node, from this node, node 0
+    /// or a node that is not a peer, or larger than `frame_items_max`.
     pub frames_refused: u64,
     /// Items for a group this node does not host, dropped.
     pub items_unknown_group: u64,

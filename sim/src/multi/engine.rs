@@ -1,0 +1,658 @@
+//! The multi-group engine: a virtual clock and one event queue, the nodes
+//! (each a [`MultiNode`] with its disk, its groups' state machines and
+//! its clock), the network of frames between them, the clients, the
+//! fault plan, and the checks.
+//!
+//! Everything random derives from the seed through ChaCha8 streams (the
+//! plan, the draws, the network, the disks, the clients, the nemeses);
+//! nothing reads the wall clock and every collection iterated is ordered.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use bytes::Bytes;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use concord::multi::{BatchId, Frame, GroupId, MultiNode};
+use concord::{Index, LogPosition, NodeId, ReadPath, SnapshotMeta, Term, WriteId};
+
+use crate::disk::Disk;
+use crate::engine::{FailureKind, FaultCounts};
+use crate::faults::{FaultPlan, PlanLimits};
+use crate::kv::{KvStateMachine, KvWorkload, KvWorkloadConfig};
+use crate::safety::Safety;
+use crate::trace::TraceHash;
+
+use super::config::{Drawn, MultiSimConfig};
+use super::report::{LayerTotals, MultiCheck, MultiFailure, MultiReport};
+
+pub(crate) const MS: u64 = 1_000_000;
+
+/// Most inputs queued for a paused node; later network input is dropped.
+pub(crate) const PAUSED_QUEUE_MAX: usize = 4096;
+
+/// After the workload ends and every group is led and caught up, every
+/// group must be asleep within this long (quiescence on): a few idle
+/// spells and quiescence rounds, with room for the wake limits.
+pub const QUIESCE_BOUND_NS: u64 = 3_000 * MS;
+
+/// Once every group sleeps, the nodes are watched this long: no group
+/// message may be sent and no group stepped.
+pub const IDLE_WINDOW_NS: u64 = 1_000 * MS;
+
+/// An event of the run.
+#[derive(Clone, Debug)]
+pub(crate) enum Event {
+    /// A node's clock ticks.
+    Tick { node: usize, incarnation: u64 },
+    /// A frame arrives at `frame.to`.
+    Deliver { frame: Box<Frame> },
+    /// A node's sync of the batches written when it started completes.
+    Sync { node: usize, incarnation: u64 },
+    /// A node's own snapshot file of a group is synced.
+    SnapshotSync {
+        node: usize,
+        incarnation: u64,
+        group: GroupId,
+    },
+    /// The plan's `index`th fault is due.
+    Fault(usize),
+    /// A nemesis restarts a node it crashed.
+    Restart { node: usize },
+    /// A round of leader churn.
+    ChurnRound { down_ns: u64 },
+    /// A nemesis heals the partition it made.
+    HealNetwork { generation: u64 },
+    /// A client starts its next operation.
+    ClientNext { client: usize },
+    /// A client's request reaches a node.
+    ClientArrive {
+        client: usize,
+        op_seq: u64,
+        attempt: u32,
+        node: NodeId,
+    },
+    /// A client hears its request was refused.
+    ClientRetry {
+        client: usize,
+        op_seq: u64,
+        attempt: u32,
+        hint: Option<NodeId>,
+    },
+    /// A client gives up on its operation.
+    ClientTimeout { client: usize, op_seq: u64 },
+    /// The liveness probe of a group tries (again).
+    ProbeTry { group: GroupId },
+    /// The faults end: everything heals.
+    Heal,
+    /// The checks after the heal look again.
+    Check,
+}
+
+/// Who proposed what a node is being stepped with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Proposer {
+    Client {
+        client: usize,
+        op_seq: u64,
+        attempt: u32,
+    },
+    Probe {
+        group: GroupId,
+    },
+}
+
+/// One group on one node: the host's side of it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct HostGroup {
+    pub(crate) sm: KvStateMachine,
+    /// Last entry the state machine applied (or restored).
+    pub(crate) applied: LogPosition,
+    /// Bytes of every snapshot the node may ask chunks of.
+    pub(crate) snapshot_bytes: BTreeMap<LogPosition, Bytes>,
+    /// A snapshot being received from a leader.
+    pub(crate) incoming: Option<(SnapshotMeta, Vec<u8>)>,
+}
+
+/// A read a node was asked for, not yet answered.
+#[derive(Clone, Debug)]
+pub(crate) struct HostRead {
+    pub(crate) group: GroupId,
+    pub(crate) client: Option<(usize, u64, u32)>,
+    pub(crate) command: Bytes,
+    pub(crate) asked_ns: u64,
+}
+
+/// What a paused node's queue holds.
+#[derive(Clone, Debug)]
+pub(crate) enum Queued {
+    Frame(Box<Frame>),
+    Persisted(BatchId),
+    Snapshotted {
+        group: GroupId,
+    },
+    Request {
+        client: usize,
+        op_seq: u64,
+        attempt: u32,
+    },
+    Probe {
+        group: GroupId,
+    },
+}
+
+/// A persist batch written to a node's log and not yet synced: the last
+/// write of each group it holds.
+#[derive(Clone, Debug)]
+pub(crate) struct WalBatch {
+    pub(crate) id: BatchId,
+    pub(crate) writes: Vec<(GroupId, WriteId)>,
+}
+
+/// One simulated node.
+pub(crate) struct Host {
+    pub(crate) multi: Option<MultiNode>,
+    pub(crate) incarnation: u64,
+    /// The node's log, as each group's part of it (records tagged by group
+    /// in one file: a crash loses every record not synced, and may tear
+    /// the first of them, in every group it held).
+    pub(crate) disks: BTreeMap<GroupId, Disk>,
+    /// Batches written and not synced, in order.
+    pub(crate) wal: VecDeque<WalBatch>,
+    /// Batches the sync under way covers (`None`: no sync under way).
+    pub(crate) syncing: Option<usize>,
+    pub(crate) groups: BTreeMap<GroupId, HostGroup>,
+    pub(crate) tick_period_ns: u64,
+    pub(crate) paused: bool,
+    pub(crate) paused_queue: VecDeque<Queued>,
+    pub(crate) missed_ticks: u64,
+    pub(crate) reads: BTreeMap<u64, HostRead>,
+    pub(crate) next_read_id: u64,
+    /// What each group was told is durable at the crash: checked against
+    /// the disk at the restart.
+    pub(crate) promised: BTreeMap<GroupId, (Index, Option<Term>)>,
+    /// Layer counters of earlier incarnations.
+    pub(crate) totals: LayerTotals,
+}
+
+/// A client's operation in flight.
+#[derive(Clone, Debug)]
+pub(crate) struct ClientOp {
+    pub(crate) group: GroupId,
+    pub(crate) command: Bytes,
+    /// `Some`: a get served without the log on this path.
+    pub(crate) path: Option<ReadPath>,
+    pub(crate) attempt: u32,
+    /// The command was appended to a leader's log: it may take effect.
+    pub(crate) accepted: bool,
+    pub(crate) target: NodeId,
+}
+
+/// A client.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Client {
+    pub(crate) op_seq: u64,
+    pub(crate) op: Option<ClientOp>,
+}
+
+/// An accepted proposal waiting for its entry to apply somewhere.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PendingOp {
+    pub(crate) client: usize,
+    pub(crate) op_seq: u64,
+    pub(crate) term: Term,
+}
+
+/// The liveness probe of a group after the heal.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Probe {
+    /// Entries it was accepted as: (index, term, when).
+    pub(crate) accepted: Vec<(Index, Term, u64)>,
+    /// The index it committed at.
+    pub(crate) committed: Option<Index>,
+    pub(crate) target: Option<NodeId>,
+    pub(crate) tries: u64,
+}
+
+/// One group, cluster-wide.
+pub(crate) struct GroupState {
+    pub(crate) voters: Vec<NodeId>,
+    pub(crate) safety: Safety,
+    pub(crate) workload: KvWorkload,
+    pub(crate) pending: BTreeMap<Index, PendingOp>,
+    pub(crate) leader_hint: Option<NodeId>,
+    /// Digest of the state machine snapshot taken at each index.
+    pub(crate) snapshot_digests: BTreeMap<Index, u64>,
+    pub(crate) probe: Probe,
+}
+
+/// Where the run is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Faults and workload.
+    Chaos,
+    /// Healed: waiting for every group to be led, to commit its probe
+    /// everywhere, and for the clients to finish.
+    Settling,
+    /// Waiting for every group to sleep.
+    Quiescing { since_ns: u64 },
+    /// Every group sleeps: watching that nothing happens.
+    Idle {
+        since_ns: u64,
+        steps: u64,
+        items: u64,
+    },
+    /// Done.
+    Done,
+}
+
+/// One multi-group run.
+pub struct MultiSim {
+    pub(crate) config: MultiSimConfig,
+    pub(crate) drawn: Drawn,
+    pub(crate) plan: FaultPlan,
+    /// The rates in force: the plan's until the heal, calm after.
+    pub(crate) rates: crate::faults::Rates,
+    pub(crate) now_ns: u64,
+    seq: u64,
+    queue: BTreeMap<(u64, u64), Event>,
+    pub(crate) hosts: Vec<Host>,
+    pub(crate) groups: BTreeMap<GroupId, GroupState>,
+    pub(crate) clients: Vec<Client>,
+    pub(crate) net_rng: ChaCha8Rng,
+    pub(crate) disk_rng: ChaCha8Rng,
+    pub(crate) client_rng: ChaCha8Rng,
+    pub(crate) nemesis_rng: ChaCha8Rng,
+    /// `blocked[from] & (1 << to)`: frames from node index `from` to `to`
+    /// are dropped.
+    pub(crate) blocked: [u8; 8],
+    /// Bumped by every partition, so a nemesis heal only undoes its own.
+    pub(crate) partition_generation: u64,
+    pub(crate) phase: Phase,
+    pub(crate) heal_ns: u64,
+    pub(crate) failure: Option<MultiFailure>,
+    pub(crate) trace: TraceHash,
+    pub(crate) faults: FaultCounts,
+    pub(crate) events: u64,
+    pub(crate) node_steps: u64,
+    pub(crate) snapshots_taken: u64,
+    pub(crate) snapshots_installed: u64,
+    pub(crate) leaders_after_heal_ns: Option<u64>,
+    pub(crate) liveness_after_heal_ns: Option<u64>,
+    pub(crate) quiesced_after_ns: Option<u64>,
+    pub(crate) electing_max: usize,
+    /// Armed nemeses.
+    pub(crate) crash_after_append: Option<u64>,
+    pub(crate) crash_voter: Option<u64>,
+    /// A crash a nemesis asked for at the end of the current step.
+    pub(crate) crash_after_step: Option<(usize, u64)>,
+    /// Sleeping leaders seen, by (node index, group): the term and last
+    /// entry they slept at, and the followers their node took for alive.
+    pub(crate) sleeping_leaders: BTreeMap<(usize, GroupId), (Term, LogPosition, Vec<NodeId>)>,
+    pub(crate) timeline: Vec<(u64, Option<NodeId>, String)>,
+}
+
+impl MultiSim {
+    /// A run of `config` with the seed's own fault plan (or `plan`).
+    pub fn new(config: MultiSimConfig, plan: Option<FaultPlan>) -> Result<MultiSim, String> {
+        MultiSim::with_drawn(config, plan, None)
+    }
+
+    /// [`MultiSim::new`] with the seed's draws replaced by `drawn` (for
+    /// the scenarios, which fix the groups and the layer's settings).
+    pub fn with_drawn(
+        config: MultiSimConfig,
+        plan: Option<FaultPlan>,
+        drawn: Option<Drawn>,
+    ) -> Result<MultiSim, String> {
+        config.validate()?;
+        let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+        let limits = PlanLimits {
+            nodes: config.nodes,
+            chaos_ns: config.chaos_ns,
+            max_skew_ppm: config.max_skew_ppm,
+        };
+        let mut plan_rng = ChaCha8Rng::seed_from_u64(rng.gen());
+        let generated = FaultPlan::generate(&mut plan_rng, config.faults, config.swarm, limits);
+        let plan = plan.unwrap_or(generated);
+        plan.validate(config.nodes)?;
+        let mut draw_rng = ChaCha8Rng::seed_from_u64(rng.gen());
+        let drawn = drawn.unwrap_or_else(|| Drawn::draw(&config, &mut draw_rng));
+        if drawn.voters.len() != drawn.groups
+            || drawn.voters.iter().any(|voters| {
+                voters.is_empty()
+                    || voters
+                        .iter()
+                        .any(|id| *id == 0 || *id as usize > config.nodes)
+            })
+        {
+            return Err("every group needs voters among the cluster's nodes".to_string());
+        }
+        let net_rng = ChaCha8Rng::seed_from_u64(rng.gen());
+        let disk_rng = ChaCha8Rng::seed_from_u64(rng.gen());
+        let client_rng = ChaCha8Rng::seed_from_u64(rng.gen());
+        let nemesis_rng = ChaCha8Rng::seed_from_u64(rng.gen());
+        let mut hosts = Vec::with_capacity(config.nodes);
+        for index in 0..config.nodes {
+            let skew = plan.clock_skew_ppm.get(index).copied().unwrap_or(0);
+            let period = (config.tick_ns as i128 * (1_000_000 + skew as i128) / 1_000_000) as u64;
+            hosts.push(Host {
+                multi: None,
+                incarnation: 0,
+                disks: BTreeMap::new(),
+                wal: VecDeque::new(),
+                syncing: None,
+                groups: BTreeMap::new(),
+                tick_period_ns: period.max(1),
+                paused: false,
+                paused_queue: VecDeque::new(),
+                missed_ticks: 0,
+                reads: BTreeMap::new(),
+                next_read_id: 0,
+                promised: BTreeMap::new(),
+                totals: LayerTotals::default(),
+            });
+        }
+        let clients = config.clients;
+        let mut groups = BTreeMap::new();
+        for group in 1..=drawn.groups as GroupId {
+            let voters: Vec<NodeId> = drawn.voters_of(group).iter().copied().collect();
+            let workload = KvWorkload::new(
+                KvWorkloadConfig {
+                    keys: config.keys,
+                    ..KvWorkloadConfig::default()
+                },
+                clients,
+            );
+            groups.insert(
+                group,
+                GroupState {
+                    voters,
+                    safety: Safety::new(config.nodes),
+                    workload,
+                    pending: BTreeMap::new(),
+                    leader_hint: None,
+                    snapshot_digests: BTreeMap::new(),
+                    probe: Probe::default(),
+                },
+            );
+        }
+        let skewed = plan
+            .clock_skew_ppm
+            .iter()
+            .filter(|skew| **skew != 0)
+            .count();
+        let mut faults = FaultCounts::default();
+        faults.add(crate::faults::FaultKind::Skew, skewed as u64);
+        Ok(MultiSim {
+            drawn,
+            rates: plan.rates.clone(),
+            plan,
+            now_ns: 0,
+            seq: 0,
+            queue: BTreeMap::new(),
+            hosts,
+            groups,
+            clients: vec![Client::default(); clients],
+            net_rng,
+            disk_rng,
+            client_rng,
+            nemesis_rng,
+            blocked: [0; 8],
+            partition_generation: 0,
+            phase: Phase::Chaos,
+            heal_ns: 0,
+            failure: None,
+            trace: TraceHash::new(),
+            faults,
+            events: 0,
+            node_steps: 0,
+            snapshots_taken: 0,
+            snapshots_installed: 0,
+            leaders_after_heal_ns: None,
+            liveness_after_heal_ns: None,
+            quiesced_after_ns: None,
+            electing_max: 0,
+            crash_after_append: None,
+            crash_voter: None,
+            crash_after_step: None,
+            sleeping_leaders: BTreeMap::new(),
+            timeline: Vec::new(),
+            config,
+        })
+    }
+
+    /// What the seed drew (groups, voters, the layer's settings).
+    pub fn drawn(&self) -> &Drawn {
+        &self.drawn
+    }
+
+    /// Schedules `event` `delay_ns` from now.
+    pub(crate) fn schedule(&mut self, delay_ns: u64, event: Event) {
+        self.seq += 1;
+        self.queue
+            .insert((self.now_ns.saturating_add(delay_ns), self.seq), event);
+    }
+
+    /// Records the first failed check (later ones are consequences).
+    pub(crate) fn fail(
+        &mut self,
+        check: MultiCheck,
+        node: Option<usize>,
+        group: Option<GroupId>,
+        message: String,
+    ) {
+        if self.failure.is_none() {
+            self.failure = Some(MultiFailure {
+                check,
+                time_ns: self.now_ns,
+                node: node.map(|index| index as NodeId + 1),
+                group,
+                message,
+            });
+        }
+    }
+
+    /// A line of the timeline, built only when one is recorded.
+    pub(crate) fn note(&mut self, node: Option<usize>, text: impl FnOnce() -> String) {
+        if self.config.timeline {
+            self.timeline
+                .push((self.now_ns, node.map(|index| index as NodeId + 1), text()));
+        }
+    }
+
+    /// Runs to the end and reports.
+    pub fn run(mut self) -> MultiReport {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.run_events();
+        }));
+        if let Err(payload) = outcome {
+            let message = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|text| text.to_string()))
+                .unwrap_or_else(|| "a panic without a message".to_string());
+            self.fail(MultiCheck::Raft(FailureKind::Panic), None, None, message);
+        }
+        self.report()
+    }
+
+    fn run_events(&mut self) {
+        self.boot_all();
+        for at in 0..self.plan.events.len() {
+            let delay = self.plan.events[at].at_ns;
+            self.schedule(delay, Event::Fault(at));
+        }
+        for client in 0..self.clients.len() {
+            let delay = self
+                .client_rng
+                .gen_range(0..self.config.think_mean_ns.max(1));
+            self.schedule(delay, Event::ClientNext { client });
+        }
+        let chaos = self.config.chaos_ns;
+        self.schedule(chaos, Event::Heal);
+        while self.failure.is_none() && self.phase != Phase::Done {
+            if !self.next_event(u64::MAX) {
+                break;
+            }
+        }
+        if self.failure.is_none() {
+            self.final_checks();
+        }
+    }
+
+    /// Starts every node.
+    pub(crate) fn boot_all(&mut self) {
+        for index in 0..self.hosts.len() {
+            self.boot(index);
+        }
+    }
+
+    /// Runs the next event if it is due by `until_ns`; false when none
+    /// is (or a check failed).
+    pub(crate) fn next_event(&mut self, until_ns: u64) -> bool {
+        if self.failure.is_some() {
+            return false;
+        }
+        let due = self
+            .queue
+            .first_key_value()
+            .is_some_and(|((at, _), _)| *at <= until_ns);
+        if !due {
+            return false;
+        }
+        let Some(((at, _), event)) = self.queue.pop_first() else {
+            return false;
+        };
+        self.now_ns = at;
+        self.events += 1;
+        if self.events > self.config.max_events {
+            let message = format!("the run took more than {} events", self.config.max_events);
+            self.fail(
+                MultiCheck::Raft(FailureKind::EventBudget),
+                None,
+                None,
+                message,
+            );
+            return false;
+        }
+        self.dispatch(event);
+        true
+    }
+
+    /// Runs every event due by `until_ns`, then sets the clock there.
+    pub(crate) fn advance_to(&mut self, until_ns: u64) {
+        while self.next_event(until_ns) {}
+        if self.failure.is_none() {
+            self.now_ns = self.now_ns.max(until_ns);
+        }
+    }
+
+    fn dispatch(&mut self, event: Event) {
+        match event {
+            Event::Tick { node, incarnation } => self.on_tick(node, incarnation),
+            Event::Deliver { frame } => self.on_deliver(frame),
+            Event::Sync { node, incarnation } => self.on_sync(node, incarnation),
+            Event::SnapshotSync {
+                node,
+                incarnation,
+                group,
+            } => self.on_snapshot_sync(node, incarnation, group),
+            Event::Fault(index) => self.on_fault(index),
+            Event::Restart { node } => self.restart(node),
+            Event::ChurnRound { down_ns } => self.churn_round(down_ns),
+            Event::HealNetwork { generation } => {
+                if generation == self.partition_generation {
+                    self.heal_network();
+                }
+            }
+            Event::ClientNext { client } => self.client_next(client),
+            Event::ClientArrive {
+                client,
+                op_seq,
+                attempt,
+                node,
+            } => self.client_arrive(client, op_seq, attempt, node),
+            Event::ClientRetry {
+                client,
+                op_seq,
+                attempt,
+                hint,
+            } => self.client_retry(client, op_seq, attempt, hint),
+            Event::ClientTimeout { client, op_seq } => self.client_timeout(client, op_seq),
+            Event::ProbeTry { group } => self.probe_try(group),
+            Event::Heal => self.heal(),
+            Event::Check => self.check_after_heal(),
+        }
+    }
+
+    fn on_tick(&mut self, node: usize, incarnation: u64) {
+        let host = &mut self.hosts[node];
+        if host.multi.is_none() || host.incarnation != incarnation {
+            return;
+        }
+        let period = host.tick_period_ns;
+        self.schedule(period, Event::Tick { node, incarnation });
+        if self.hosts[node].paused {
+            self.hosts[node].missed_ticks += 1;
+            return;
+        }
+        self.trace.word(0x7100_0000 | node as u64);
+        let before = self.hosts[node]
+            .multi
+            .as_ref()
+            .map(|multi| (multi.awake_count() as u64, *multi.stats()));
+        self.step_node(node, concord::multi::MultiInput::Tick, None);
+        if let Some((awake, stats)) = before {
+            self.check_tick_work(node, awake, &stats);
+        }
+        self.after_tick(node);
+    }
+
+    /// What the run reports.
+    fn report(&mut self) -> MultiReport {
+        let mut layer = LayerTotals::default();
+        for host in &self.hosts {
+            layer.merge(&host.totals);
+            if let Some(multi) = &host.multi {
+                layer.add(multi.stats());
+            }
+        }
+        let operations = self
+            .groups
+            .values()
+            .map(|group| group.workload.history().len() as u64)
+            .sum();
+        MultiReport {
+            config: self.config.clone(),
+            drawn: self.drawn.clone(),
+            plan: self.plan.clone(),
+            failure: self.failure.clone(),
+            trace_hash: self.trace.value(),
+            events: self.events,
+            node_steps: self.node_steps,
+            simulated_ns: self.now_ns,
+            operations,
+            faults: self.faults,
+            layer,
+            snapshots_taken: self.snapshots_taken,
+            snapshots_installed: self.snapshots_installed,
+            leaders_after_heal_ns: self.leaders_after_heal_ns,
+            leaders_bound_ns: self.leaders_bound_ns(),
+            liveness_after_heal_ns: self.liveness_after_heal_ns,
+            quiesced_after_ns: self.quiesced_after_ns,
+            electing_max: self.electing_max,
+            timeline: std::mem::take(&mut self.timeline),
+        }
+    }
+
+    /// The set of groups node `index` hosts (those whose voters name it).
+    pub(crate) fn groups_of(&self, index: usize) -> BTreeSet<GroupId> {
+        let id = index as NodeId + 1;
+        self.groups
+            .iter()
+            .filter(|(_, group)| group.voters.contains(&id))
+            .map(|(group, _)| *group)
+            .collect()
+    }
+}

@@ -1,0 +1,1146 @@
+//! A simulated node: its [`MultiNode`] driven through the layer's public
+//! API exactly as a real host drives it (step, execute the actions, feed
+//! completions back, flush), its disk (one log for every group, synced
+//! in batches), its groups' state machines, and crash, restart and pause.
+
+use std::collections::{BTreeSet, VecDeque};
+
+use bytes::Bytes;
+use rand::Rng;
+
+use concord::multi::{GroupId, MultiAction, MultiInput, MultiNode};
+use concord::state_machine::StateMachine;
+use concord::{
+    checksum64, Action, Config, EntryPayload, Input, LogPosition, NodeId, ProposeError, ReadError,
+    Role, Snapshot,
+};
+
+use crate::disk::Record;
+use crate::engine::FailureKind;
+use crate::faults::FaultKind;
+use crate::kv::KvStateMachine;
+use crate::trace::hash_bytes;
+
+use super::engine::{
+    Event, HostGroup, MultiSim, PendingOp, Proposer, Queued, WalBatch, MS, PAUSED_QUEUE_MAX,
+};
+use super::report::MultiCheck;
+
+/// fsync latency on a calm disk.
+const CALM_FSYNC_NS: u64 = 50_000;
+
+/// Most rounds of execute-and-flush one step may take.
+const SETTLE_ROUNDS_MAX: usize = 10_000;
+
+/// Work a step generates for the node itself.
+enum Work {
+    Input(MultiInput),
+}
+
+/// What one step touched, for the checks after it.
+#[derive(Default)]
+struct Touched {
+    groups: BTreeSet<GroupId>,
+}
+
+impl Touched {
+    fn frame(&mut self, frame: &concord::multi::Frame) {
+        self.groups
+            .extend(frame.messages.iter().map(|item| item.group));
+        self.groups
+            .extend(frame.heartbeats.iter().map(|item| item.group));
+        self.groups
+            .extend(frame.heartbeat_answers.iter().map(|item| item.group));
+        self.groups
+            .extend(frame.quiesce.iter().map(|item| item.group));
+        self.groups
+            .extend(frame.quiesce_answers.iter().map(|item| item.group));
+    }
+}
+
+impl MultiSim {
+    /// Group `group`'s configuration on node `index`.
+    pub(crate) fn group_config(&self, index: usize, group: GroupId) -> Config {
+        let id = index as NodeId + 1;
+        let voters = &self.groups[&group].voters;
+        let mut config = Config::new(id, voters.iter().copied());
+        let incarnation = self.hosts[index].incarnation;
+        config.seed = self
+            .config
+            .seed
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .wrapping_add(group.wrapping_mul(1_000_003))
+            .wrapping_add(id.wrapping_mul(7919))
+            .wrapping_add(incarnation.wrapping_mul(0x2545_f491_4f6c_dd1d));
+        let mut options = self.drawn.node_options;
+        let preferred = options.preferred_leader;
+        options.preferred_leader = false;
+        options.apply(&mut config, voters.len());
+        if preferred && voters.len() > 1 {
+            if let Some(highest) = voters.last() {
+                config.priorities.insert(*highest, 1);
+            }
+        }
+        if let Some(compaction) = &self.drawn.compaction {
+            compaction.apply(&mut config);
+        }
+        self.drawn
+            .reads
+            .apply(&mut config, self.config.max_skew_ppm, false);
+        config
+    }
+
+    /// Starts (or restarts) node `index` from its disk: every group it is
+    /// a voter of, recovered, with its state machine restored from the
+    /// group's snapshot.
+    pub(crate) fn boot(&mut self, index: usize) {
+        let incarnation = self.hosts[index].incarnation + 1;
+        self.hosts[index].incarnation = incarnation;
+        let config = self
+            .drawn
+            .layer
+            .config(index as NodeId + 1, self.config.nodes, incarnation);
+        #[allow(unused_mut)]
+        let mut multi = match MultiNode::new(config) {
+            Ok(multi) => multi,
+            Err(error) => {
+                let message = format!("the layer refused its configuration: {error}");
+                self.fail(
+                    MultiCheck::Raft(FailureKind::Recovery),
+                    Some(index),
+                    None,
+                    message,
+                );
+                return;
+            }
+        };
+        #[cfg(feature = "planted-bugs")]
+        if self.config.bugs.any() {
+            multi.plant_bugs(self.config.bugs.planted());
+        }
+        let mut snapshots = Vec::new();
+        for group in self.groups_of(index) {
+            let config = self.group_config(index, group);
+            let host = &mut self.hosts[index];
+            let disk = host.disks.entry(group).or_default();
+            let recovered = match disk.recover() {
+                Ok(recovered) => recovered,
+                Err(error) => {
+                    let message = format!("group {group}: disk recovery: {}", error.0);
+                    self.fail(
+                        MultiCheck::Raft(FailureKind::HostContract),
+                        Some(index),
+                        Some(group),
+                        message,
+                    );
+                    return;
+                }
+            };
+            let base = recovered.base;
+            let snapshot = disk.snapshot().cloned();
+            if let Some((index_promised, term)) = host.promised.remove(&group) {
+                let last = base.index + recovered.entries.len() as u64;
+                let held = if index_promised == 0 {
+                    true
+                } else if term.is_none() {
+                    // Below the node's own log: only the index is known.
+                    index_promised <= last
+                } else if index_promised <= base.index {
+                    index_promised < base.index || Some(base.term) == term
+                } else {
+                    recovered
+                        .entries
+                        .get((index_promised - base.index - 1) as usize)
+                        .is_some_and(|entry| Some(entry.term) == term)
+                };
+                if !held {
+                    let message = format!(
+                        "group {group} was told index {index_promised} (term {term:?}) is durable, but after the crash the disk holds only up to index {last} (base {base:?})"
+                    );
+                    self.fail(MultiCheck::Durability, Some(index), Some(group), message);
+                    return;
+                }
+            }
+            let mut sm = KvStateMachine::new();
+            let mut snapshot_bytes = std::collections::BTreeMap::new();
+            if let Some(snapshot) = &snapshot {
+                if let Err(error) = sm.restore(&snapshot.data) {
+                    let message = format!("group {group}: restoring the stored snapshot: {error}");
+                    self.fail(
+                        MultiCheck::Raft(FailureKind::Recovery),
+                        Some(index),
+                        Some(group),
+                        message,
+                    );
+                    return;
+                }
+                snapshot_bytes.insert(snapshot.position, snapshot.data.clone());
+            } else if base.index > 0 {
+                let message = format!(
+                    "group {group}: the log continues after {base:?} but no snapshot is stored"
+                );
+                self.fail(
+                    MultiCheck::Raft(FailureKind::Recovery),
+                    Some(index),
+                    Some(group),
+                    message,
+                );
+                return;
+            }
+            if let Err(error) = multi.create_group(group, config, recovered) {
+                let message = format!("the layer refused group {group}: {error}");
+                self.fail(
+                    MultiCheck::Raft(FailureKind::Recovery),
+                    Some(index),
+                    Some(group),
+                    message,
+                );
+                return;
+            }
+            self.hosts[index].groups.insert(
+                group,
+                HostGroup {
+                    sm,
+                    applied: base,
+                    snapshot_bytes,
+                    incoming: None,
+                },
+            );
+            if let Some(snapshot) = snapshot {
+                snapshots.push((group, snapshot.meta()));
+            }
+            self.groups
+                .get_mut(&group)
+                .expect("hosted groups exist")
+                .safety
+                .on_restart(index);
+        }
+        let host = &mut self.hosts[index];
+        host.multi = Some(multi);
+        host.paused = false;
+        host.paused_queue.clear();
+        host.missed_ticks = 0;
+        self.note(Some(index), || format!("boot (incarnation {incarnation})"));
+        for (group, meta) in snapshots {
+            // Hand each group the snapshot it can serve followers.
+            let input = MultiInput::Group {
+                group,
+                input: Input::Snapshotted(meta),
+            };
+            self.step_node(index, input, None);
+        }
+        let phase = self
+            .disk_rng
+            .gen_range(0..self.hosts[index].tick_period_ns.max(1));
+        self.schedule(
+            phase,
+            Event::Tick {
+                node: index,
+                incarnation,
+            },
+        );
+    }
+
+    /// Crashes node `index`: its memory and every unsynced write are gone
+    /// (the first of them perhaps torn).
+    pub(crate) fn crash(&mut self, index: usize) {
+        let Some(multi) = self.hosts[index].multi.take() else {
+            return;
+        };
+        let tear = self.rates.torn > 0.0 && self.disk_rng.gen_bool(self.rates.torn);
+        let first_batch: BTreeSet<GroupId> = self.hosts[index]
+            .wal
+            .front()
+            .map(|batch| batch.writes.iter().map(|(group, _)| *group).collect())
+            .unwrap_or_default();
+        let host = &mut self.hosts[index];
+        host.totals.add(multi.stats());
+        let mut torn = false;
+        for (group, node) in multi.groups() {
+            let term = node.term_at(node.persisted_index());
+            host.promised.insert(group, (node.persisted_index(), term));
+        }
+        for (group, disk) in host.disks.iter_mut() {
+            torn |= disk.crash(tear && first_batch.contains(group));
+        }
+        host.wal.clear();
+        host.syncing = None;
+        host.groups.clear();
+        host.reads.clear();
+        host.paused = false;
+        host.paused_queue.clear();
+        host.missed_ticks = 0;
+        if torn {
+            self.faults.add(FaultKind::Torn, 1);
+        }
+        self.faults.add(FaultKind::Crash, 1);
+        self.trace.word(0xc4a5_0000 | index as u64);
+        self.note(Some(index), || {
+            format!("CRASH{}", if torn { " (torn record)" } else { "" })
+        });
+    }
+
+    /// Restarts a crashed node.
+    pub(crate) fn restart(&mut self, index: usize) {
+        if self.hosts[index].multi.is_some() {
+            return;
+        }
+        self.note(Some(index), || "restart".to_string());
+        self.boot(index);
+    }
+
+    /// Stalls node `index`: its inputs queue and its ticks are counted.
+    pub(crate) fn pause(&mut self, index: usize) {
+        if self.hosts[index].multi.is_some() && !self.hosts[index].paused {
+            self.hosts[index].paused = true;
+            self.faults.add(FaultKind::Pause, 1);
+            self.note(Some(index), || "pause".to_string());
+        }
+    }
+
+    /// Resumes a paused node: the ticks it missed come first (a leader
+    /// must see its lease run out before it serves a read), then what
+    /// queued up.
+    pub(crate) fn resume(&mut self, index: usize) {
+        if !self.hosts[index].paused {
+            return;
+        }
+        self.hosts[index].paused = false;
+        let missed = std::mem::take(&mut self.hosts[index].missed_ticks);
+        self.note(Some(index), || format!("resume ({missed} ticks missed)"));
+        for _ in 0..missed {
+            if self.hosts[index].multi.is_none() || self.failure.is_some() {
+                return;
+            }
+            self.step_node(index, MultiInput::Tick, None);
+        }
+        while let Some(queued) = self.hosts[index].paused_queue.pop_front() {
+            if self.hosts[index].multi.is_none()
+                || self.hosts[index].paused
+                || self.failure.is_some()
+            {
+                break;
+            }
+            self.take_queued(index, queued);
+        }
+    }
+
+    /// Hands a queued input to a node that runs.
+    pub(crate) fn take_queued(&mut self, index: usize, queued: Queued) {
+        match queued {
+            Queued::Frame(frame) => self.step_node(index, MultiInput::Receive(*frame), None),
+            Queued::Persisted(id) => self.step_node(index, MultiInput::Persisted(id), None),
+            Queued::Snapshotted { group } => self.snapshot_synced(index, group),
+            Queued::Request {
+                client,
+                op_seq,
+                attempt,
+            } => self.client_request(index, client, op_seq, attempt),
+            Queued::Probe { group } => self.probe_request(index, group),
+        }
+    }
+
+    /// Queues `queued` for a paused node (network input only up to a
+    /// bound: a stalled process's socket buffers fill up). False if the
+    /// node runs.
+    pub(crate) fn queue_if_paused(&mut self, index: usize, queued: Queued) -> Option<Queued> {
+        let host = &mut self.hosts[index];
+        if !host.paused {
+            return Some(queued);
+        }
+        let local = matches!(queued, Queued::Persisted(_) | Queued::Snapshotted { .. });
+        if local || host.paused_queue.len() < PAUSED_QUEUE_MAX {
+            host.paused_queue.push_back(queued);
+        }
+        None
+    }
+
+    /// Steps node `index` with `input` and executes everything it leads
+    /// to: the actions, the completions they feed back, and the flushes,
+    /// until the node has nothing more to do. Then checks every group the
+    /// step touched.
+    pub(crate) fn step_node(
+        &mut self,
+        index: usize,
+        input: MultiInput,
+        proposer: Option<Proposer>,
+    ) {
+        if self.hosts[index].multi.is_none() || self.failure.is_some() {
+            return;
+        }
+        self.node_steps += 1;
+        let mut touched = Touched::default();
+        let mut work: VecDeque<(Work, Option<Proposer>)> = VecDeque::new();
+        work.push_back((Work::Input(input), proposer));
+        let mut out = Vec::new();
+        let mut rounds = 0;
+        'settle: loop {
+            while let Some((Work::Input(input), proposer)) = work.pop_front() {
+                match &input {
+                    MultiInput::Receive(frame) => touched.frame(frame),
+                    MultiInput::Group { group, .. }
+                    | MultiInput::SendSnapshotChunk { group, .. } => {
+                        touched.groups.insert(*group);
+                    }
+                    _ => {}
+                }
+                let Some(multi) = self.hosts[index].multi.as_mut() else {
+                    return;
+                };
+                if let Err(error) = multi.step(input, &mut out) {
+                    let message = format!("the layer refused an input of the host: {error}");
+                    self.fail(
+                        MultiCheck::Raft(FailureKind::HostContract),
+                        Some(index),
+                        None,
+                        message,
+                    );
+                    return;
+                }
+                for action in std::mem::take(&mut out) {
+                    self.execute(index, action, proposer, &mut work, &mut touched);
+                    if self.failure.is_some() || self.hosts[index].multi.is_none() {
+                        return;
+                    }
+                }
+                if let Some((node, down_ns)) = self.crash_after_step {
+                    if node == index {
+                        // The nemesis strikes before this step's sends and
+                        // writes leave the node.
+                        self.crash_after_step = None;
+                        self.crash(index);
+                        self.schedule(down_ns, Event::Restart { node: index });
+                        return;
+                    }
+                }
+            }
+            let Some(multi) = self.hosts[index].multi.as_mut() else {
+                return;
+            };
+            multi.flush(&mut out);
+            if out.is_empty() {
+                break 'settle;
+            }
+            rounds += 1;
+            if rounds > SETTLE_ROUNDS_MAX {
+                let message = format!("the node did not settle within {SETTLE_ROUNDS_MAX} flushes");
+                self.fail(
+                    MultiCheck::Raft(FailureKind::HostContract),
+                    Some(index),
+                    None,
+                    message,
+                );
+                return;
+            }
+            for action in std::mem::take(&mut out) {
+                self.execute(index, action, None, &mut work, &mut touched);
+                if self.failure.is_some() || self.hosts[index].multi.is_none() {
+                    return;
+                }
+            }
+        }
+        self.after_step(index, &touched.groups);
+        if let Some((node, down_ns)) = self.crash_after_step {
+            if node == index {
+                self.crash_after_step = None;
+                self.crash(index);
+                self.schedule(down_ns, Event::Restart { node: index });
+            }
+        }
+    }
+
+    fn execute(
+        &mut self,
+        index: usize,
+        action: MultiAction,
+        proposer: Option<Proposer>,
+        work: &mut VecDeque<(Work, Option<Proposer>)>,
+        touched: &mut Touched,
+    ) {
+        match action {
+            MultiAction::Send(frame) => {
+                touched.frame(&frame);
+                self.send_frame(index, frame);
+            }
+            MultiAction::Persist(batch) => {
+                let mut writes = Vec::new();
+                let mut votes = false;
+                let me = index as NodeId + 1;
+                for write in batch.writes {
+                    let group = write.group;
+                    touched.groups.insert(group);
+                    let id = write.write_id();
+                    match write.action {
+                        Action::Persist {
+                            id,
+                            hard_state,
+                            truncate_after,
+                            entries,
+                        } => {
+                            votes |= hard_state.is_some_and(|state| {
+                                state.voted_for.is_some_and(|vote| vote != me)
+                            });
+                            self.hosts[index]
+                                .disks
+                                .entry(group)
+                                .or_default()
+                                .write(Record {
+                                    id,
+                                    hard_state,
+                                    truncate_after,
+                                    entries: entries.into_vec(),
+                                    snapshot: None,
+                                });
+                        }
+                        Action::PersistSnapshot {
+                            id,
+                            snapshot,
+                            discard_log,
+                            membership,
+                        } => {
+                            let host_group = self.hosts[index].groups.entry(group).or_default();
+                            let received = match host_group.incoming.take() {
+                                Some((meta, bytes))
+                                    if meta == snapshot
+                                        && bytes.len() as u64 == meta.size_bytes
+                                        && checksum64(&bytes) == meta.checksum =>
+                                {
+                                    Bytes::from(bytes)
+                                }
+                                _ => {
+                                    let message = format!(
+                                        "asked to store the snapshot at {:?} without having received it whole",
+                                        snapshot.position
+                                    );
+                                    self.fail(
+                                        MultiCheck::Raft(FailureKind::HostContract),
+                                        Some(index),
+                                        Some(group),
+                                        message,
+                                    );
+                                    return;
+                                }
+                            };
+                            host_group
+                                .snapshot_bytes
+                                .insert(snapshot.position, received.clone());
+                            let snapshot = Snapshot::new(snapshot.position, received)
+                                .with_membership(Some(*membership));
+                            self.hosts[index]
+                                .disks
+                                .entry(group)
+                                .or_default()
+                                .write(Record {
+                                    id,
+                                    hard_state: None,
+                                    truncate_after: None,
+                                    entries: Vec::new(),
+                                    snapshot: Some((snapshot, discard_log)),
+                                });
+                        }
+                        other => {
+                            let message = format!("a persist batch held {other:?}");
+                            self.fail(
+                                MultiCheck::Raft(FailureKind::HostContract),
+                                Some(index),
+                                Some(group),
+                                message,
+                            );
+                            return;
+                        }
+                    }
+                    match writes.iter_mut().find(|(known, _)| *known == group) {
+                        Some((_, last)) => *last = id,
+                        None => writes.push((group, id)),
+                    }
+                }
+                self.hosts[index].wal.push_back(WalBatch {
+                    id: batch.id,
+                    writes,
+                });
+                if self.hosts[index].syncing.is_none() {
+                    self.start_sync(index);
+                }
+                if votes {
+                    if let Some(down_ns) = self.crash_voter.take() {
+                        // The vote is written, its sync not done: crash.
+                        self.faults.add(FaultKind::VoteCrash, 1);
+                        self.note(Some(index), || {
+                            "crashes before its vote is synced".to_string()
+                        });
+                        self.crash_after_step = Some((index, down_ns));
+                    }
+                }
+            }
+            MultiAction::Group { group, action } => {
+                touched.groups.insert(group);
+                self.group_action(index, group, action, proposer, work);
+            }
+        }
+    }
+
+    fn group_action(
+        &mut self,
+        index: usize,
+        group: GroupId,
+        action: Action,
+        proposer: Option<Proposer>,
+        work: &mut VecDeque<(Work, Option<Proposer>)>,
+    ) {
+        match action {
+            Action::Apply { entries } => {
+                let Some(last) = entries.last().map(|entry| entry.position()) else {
+                    return;
+                };
+                // The commit that handed these out is judged first (the
+                // per-step check comes after the whole step).
+                let node = self.hosts[index]
+                    .multi
+                    .as_ref()
+                    .and_then(|multi| multi.group(group));
+                if let Some(node) = node {
+                    let state = self.groups.get_mut(&group).expect("a hosted group");
+                    if let Err((kind, message)) = state.safety.after_step(index, node) {
+                        self.fail(MultiCheck::Raft(kind), Some(index), Some(group), message);
+                        return;
+                    }
+                }
+                for entry in entries.iter() {
+                    let response = {
+                        let Some(host_group) = self.hosts[index].groups.get_mut(&group) else {
+                            return;
+                        };
+                        match &entry.payload {
+                            EntryPayload::Command(bytes) => host_group.sm.apply(entry.index, bytes),
+                            _ => Bytes::new(),
+                        }
+                    };
+                    let state = self.groups.get_mut(&group).expect("a hosted group");
+                    if let Err((kind, message)) =
+                        state.safety.on_apply(index, entry, hash_bytes(&response))
+                    {
+                        self.fail(MultiCheck::Raft(kind), Some(index), Some(group), message);
+                        return;
+                    }
+                    self.entry_applied(group, entry.index, entry.term, &response);
+                }
+                if let Some(host_group) = self.hosts[index].groups.get_mut(&group) {
+                    host_group.applied = last;
+                }
+                let input = MultiInput::Group {
+                    group,
+                    input: Input::Applied(last.index),
+                };
+                work.push_back((Work::Input(input), None));
+            }
+            Action::ProposalAccepted {
+                term, first_index, ..
+            } => match proposer {
+                Some(Proposer::Client {
+                    client,
+                    op_seq,
+                    attempt,
+                }) => {
+                    let current = self.clients[client]
+                        .op
+                        .as_ref()
+                        .is_some_and(|op| op.attempt == attempt && op.group == group)
+                        && self.clients[client].op_seq == op_seq;
+                    if let Some(down_ns) = self.crash_after_append.take() {
+                        // The nemesis: the leader dies before the entry it
+                        // just appended reaches its disk or a follower.
+                        self.note(Some(index), || {
+                            format!("crashes right after appending index {first_index}")
+                        });
+                        self.crash_after_step = Some((index, down_ns));
+                    }
+                    if current {
+                        if let Some(op) = self.clients[client].op.as_mut() {
+                            op.accepted = true;
+                        }
+                        self.groups
+                            .get_mut(&group)
+                            .expect("a hosted group")
+                            .pending
+                            .insert(
+                                first_index,
+                                PendingOp {
+                                    client,
+                                    op_seq,
+                                    term,
+                                },
+                            );
+                    }
+                }
+                Some(Proposer::Probe { group: probed }) if probed == group => {
+                    let now = self.now_ns;
+                    let probe = &mut self.groups.get_mut(&group).expect("a hosted group").probe;
+                    probe.accepted.push((first_index, term, now));
+                }
+                _ => {}
+            },
+            Action::ProposalRefused { error, .. } => {
+                let hint = match error {
+                    ProposeError::NotLeader { leader_hint } => leader_hint,
+                    ProposeError::TransferInProgress { target } => Some(target),
+                    _ => None,
+                };
+                match proposer {
+                    Some(Proposer::Client {
+                        client,
+                        op_seq,
+                        attempt,
+                    }) => {
+                        let delay = self.reply_delay();
+                        self.schedule(
+                            delay,
+                            Event::ClientRetry {
+                                client,
+                                op_seq,
+                                attempt,
+                                hint,
+                            },
+                        );
+                    }
+                    Some(Proposer::Probe { group: probed }) if probed == group => {
+                        // The probe's own retry loop tries the hint next.
+                        let probe = &mut self.groups.get_mut(&group).expect("a hosted group").probe;
+                        probe.target = hint;
+                    }
+                    _ => {}
+                }
+            }
+            Action::ReadReady {
+                id,
+                index: read_index,
+                path,
+            } => self.serve_read(index, group, id, read_index, path),
+            Action::ReadRefused { id, error } => {
+                let Some(read) = self.hosts[index].reads.remove(&id) else {
+                    let message =
+                        format!("the node refused read {id}, which it was never asked for");
+                    self.fail(
+                        MultiCheck::Raft(FailureKind::HostContract),
+                        Some(index),
+                        Some(group),
+                        message,
+                    );
+                    return;
+                };
+                let hint = match error {
+                    ReadError::NotLeader { leader_hint }
+                    | ReadError::LeadershipLost { leader_hint } => leader_hint,
+                    ReadError::TransferInProgress { target } => Some(target),
+                    _ => None,
+                };
+                if let Some((client, op_seq, attempt)) = read.client {
+                    let delay = self.reply_delay();
+                    self.schedule(
+                        delay,
+                        Event::ClientRetry {
+                            client,
+                            op_seq,
+                            attempt,
+                            hint,
+                        },
+                    );
+                }
+            }
+            Action::TakeSnapshot => self.take_snapshot(index, group),
+            Action::SendSnapshotChunk(chunk) => {
+                let position = chunk.snapshot.position;
+                let bytes = self.hosts[index]
+                    .groups
+                    .get(&group)
+                    .and_then(|host_group| host_group.snapshot_bytes.get(&position))
+                    .cloned();
+                let Some(bytes) = bytes else {
+                    let message = format!("asked to send a chunk of the snapshot at {position:?}, which it was never given");
+                    self.fail(
+                        MultiCheck::Raft(FailureKind::HostContract),
+                        Some(index),
+                        Some(group),
+                        message,
+                    );
+                    return;
+                };
+                let message = chunk.cut_from(&bytes);
+                let input = MultiInput::SendSnapshotChunk { group, message };
+                work.push_back((Work::Input(input), None));
+            }
+            Action::WriteSnapshotChunk {
+                snapshot,
+                offset,
+                data,
+            } => {
+                let host_group = self.hosts[index].groups.entry(group).or_default();
+                if offset == 0 {
+                    host_group.incoming = Some((snapshot, Vec::new()));
+                }
+                match host_group.incoming.as_mut() {
+                    Some((meta, bytes)) if *meta == snapshot && bytes.len() as u64 == offset => {
+                        bytes.extend_from_slice(&data);
+                    }
+                    _ => {
+                        let message = format!("a snapshot chunk at offset {offset} of {:?} does not continue the snapshot being received", snapshot.position);
+                        self.fail(
+                            MultiCheck::Raft(FailureKind::HostContract),
+                            Some(index),
+                            Some(group),
+                            message,
+                        );
+                    }
+                }
+            }
+            Action::RestoreSnapshot { snapshot } => {
+                let position = snapshot.position;
+                let Some(host_group) = self.hosts[index].groups.get_mut(&group) else {
+                    return;
+                };
+                // The layer hands this out at once, and the group's
+                // `PersistSnapshot` in the next persist batch: restore
+                // from the bytes received (as the action's contract
+                // allows) when the snapshot is not stored yet.
+                let received = host_group.incoming.as_ref().and_then(|(meta, bytes)| {
+                    (*meta == snapshot && checksum64(bytes) == meta.checksum)
+                        .then(|| Bytes::copy_from_slice(bytes))
+                });
+                let stored = host_group.snapshot_bytes.get(&position).cloned();
+                let Some(bytes) = stored.or(received) else {
+                    let message = format!(
+                        "asked to restore the snapshot at {position:?}, which it does not hold"
+                    );
+                    self.fail(
+                        MultiCheck::Raft(FailureKind::HostContract),
+                        Some(index),
+                        Some(group),
+                        message,
+                    );
+                    return;
+                };
+                if let Err(error) = host_group.sm.restore(&bytes) {
+                    let message = format!("restoring the snapshot at {position:?}: {error}");
+                    self.fail(
+                        MultiCheck::Raft(FailureKind::StateMachineSafety),
+                        Some(index),
+                        Some(group),
+                        message,
+                    );
+                    return;
+                }
+                host_group.applied = position;
+                self.snapshots_installed += 1;
+                let input = MultiInput::Group {
+                    group,
+                    input: Input::Applied(position.index),
+                };
+                work.push_back((Work::Input(input), None));
+            }
+            Action::FollowerLogRegressed {
+                follower,
+                acknowledged_index,
+                reported_last_index,
+            } => {
+                let message = format!("node {follower} acknowledged index {acknowledged_index} as durable but now holds only up to {reported_last_index}");
+                self.fail(
+                    MultiCheck::Raft(FailureKind::AcknowledgedEntriesLost),
+                    Some(index),
+                    Some(group),
+                    message,
+                );
+            }
+            Action::RoleChanged { role, term } => {
+                self.trace
+                    .word(0xabcd_0000 | ((index as u64) << 8) | (group << 20) | role as u64);
+                self.note(Some(index), || {
+                    format!("group {group}: {role:?} in term {term}")
+                });
+                if role == Role::Leader {
+                    let state = self.groups.get_mut(&group).expect("a hosted group");
+                    state.leader_hint = Some(index as NodeId + 1);
+                    let node = self.hosts[index]
+                        .multi
+                        .as_ref()
+                        .and_then(|multi| multi.group(group));
+                    if let Some(node) = node {
+                        if let Err((kind, message)) = state.safety.on_leader(index, term, node) {
+                            self.fail(MultiCheck::Raft(kind), Some(index), Some(group), message);
+                        }
+                    }
+                }
+            }
+            Action::Transfer { .. } => {}
+            other @ (Action::Send { .. }
+            | Action::Persist { .. }
+            | Action::PersistSnapshot { .. }) => {
+                let message =
+                    format!("the layer handed the host a group's {other:?} instead of batching it");
+                self.fail(
+                    MultiCheck::Raft(FailureKind::HostContract),
+                    Some(index),
+                    Some(group),
+                    message,
+                );
+            }
+        }
+    }
+
+    /// A read the node released: served from the group's state machine,
+    /// after checking the contract (its index is applied here).
+    fn serve_read(
+        &mut self,
+        index: usize,
+        group: GroupId,
+        id: u64,
+        read_index: concord::Index,
+        path: concord::ReadPath,
+    ) {
+        let Some(read) = self.hosts[index].reads.remove(&id) else {
+            let message = format!("the node released read {id}, which it was never asked for");
+            self.fail(
+                MultiCheck::Raft(FailureKind::HostContract),
+                Some(index),
+                Some(group),
+                message,
+            );
+            return;
+        };
+        if read.group != group {
+            let message = format!(
+                "read {id} of group {} was released by group {group}",
+                read.group
+            );
+            self.fail(
+                MultiCheck::Raft(FailureKind::HostContract),
+                Some(index),
+                Some(group),
+                message,
+            );
+            return;
+        }
+        let Some(host_group) = self.hosts[index].groups.get(&group) else {
+            return;
+        };
+        let applied = host_group.applied.index;
+        if applied < read_index {
+            let message = format!("read {id} ({path:?}) released at read index {read_index}, but the state machine has applied only up to {applied}");
+            self.fail(
+                MultiCheck::Raft(FailureKind::HostContract),
+                Some(index),
+                Some(group),
+                message,
+            );
+            return;
+        }
+        let Some(bytes) = host_group.sm.query(&read.command) else {
+            let message = format!("the state machine cannot answer read {id} without the log");
+            self.fail(
+                MultiCheck::Raft(FailureKind::HostContract),
+                Some(index),
+                Some(group),
+                message,
+            );
+            return;
+        };
+        self.trace
+            .word(0x7ead_0000 | ((index as u64) << 8) | path as u64);
+        if let Some((client, op_seq, attempt)) = read.client {
+            self.client_read_served(client, op_seq, attempt, &bytes);
+        }
+    }
+
+    /// The node asked for a snapshot of a group: serialize its state
+    /// machine, compare it with any other snapshot at that index, write
+    /// the file and sync it after a disk latency.
+    fn take_snapshot(&mut self, index: usize, group: GroupId) {
+        let Some(host_group) = self.hosts[index].groups.get(&group) else {
+            return;
+        };
+        let position = host_group.applied;
+        let data = host_group.sm.snapshot();
+        let membership = self.hosts[index]
+            .multi
+            .as_ref()
+            .and_then(|multi| multi.group(group))
+            .and_then(|node| node.membership_at(position.index).cloned());
+        let digest = hash_bytes(&data);
+        let state = self.groups.get_mut(&group).expect("a hosted group");
+        match state.snapshot_digests.get(&position.index) {
+            Some(other) if *other != digest => {
+                let message = format!(
+                    "two snapshots at index {} hold different states",
+                    position.index
+                );
+                self.fail(
+                    MultiCheck::Raft(FailureKind::StateMachineSafety),
+                    Some(index),
+                    Some(group),
+                    message,
+                );
+                return;
+            }
+            Some(_) => {}
+            None => {
+                state.snapshot_digests.insert(position.index, digest);
+            }
+        }
+        let snapshot = Snapshot::new(position, data).with_membership(membership);
+        self.snapshots_taken += 1;
+        self.hosts[index]
+            .disks
+            .entry(group)
+            .or_default()
+            .write_snapshot(snapshot);
+        let latency = self
+            .disk_rng
+            .gen_range(20_000..self.rates.fsync_max_ns.max(200_001));
+        let incarnation = self.hosts[index].incarnation;
+        self.schedule(
+            latency,
+            Event::SnapshotSync {
+                node: index,
+                incarnation,
+                group,
+            },
+        );
+    }
+
+    pub(crate) fn on_snapshot_sync(&mut self, index: usize, incarnation: u64, group: GroupId) {
+        let host = &self.hosts[index];
+        if host.multi.is_none() || host.incarnation != incarnation {
+            return;
+        }
+        if let Some(Queued::Snapshotted { group }) =
+            self.queue_if_paused(index, Queued::Snapshotted { group })
+        {
+            self.snapshot_synced(index, group);
+        }
+    }
+
+    fn snapshot_synced(&mut self, index: usize, group: GroupId) {
+        let Some(snapshot) = self.hosts[index]
+            .disks
+            .get_mut(&group)
+            .and_then(|disk| disk.sync_snapshot())
+        else {
+            return;
+        };
+        let meta = snapshot.meta();
+        if let Some(host_group) = self.hosts[index].groups.get_mut(&group) {
+            host_group
+                .snapshot_bytes
+                .insert(snapshot.position, snapshot.data);
+        }
+        let input = MultiInput::Group {
+            group,
+            input: Input::Snapshotted(meta),
+        };
+        self.step_node(index, input, None);
+    }
+
+    /// Starts a sync of every batch written so far.
+    pub(crate) fn start_sync(&mut self, index: usize) {
+        let covered = self.hosts[index].wal.len();
+        if covered == 0 {
+            return;
+        }
+        let latency = if self.rates.fsync_max_ns > 0 {
+            let latency = self
+                .disk_rng
+                .gen_range(20_000..self.rates.fsync_max_ns.max(20_001));
+            if latency > MS {
+                self.faults.add(FaultKind::Fsync, 1);
+            }
+            latency
+        } else {
+            CALM_FSYNC_NS
+        };
+        self.hosts[index].syncing = Some(covered);
+        let incarnation = self.hosts[index].incarnation;
+        self.schedule(
+            latency,
+            Event::Sync {
+                node: index,
+                incarnation,
+            },
+        );
+    }
+
+    /// The sync under way completed: its batches are durable, reported
+    /// with one `Persisted` naming the last of them.
+    pub(crate) fn on_sync(&mut self, index: usize, incarnation: u64) {
+        let host = &mut self.hosts[index];
+        if host.multi.is_none() || host.incarnation != incarnation {
+            return;
+        }
+        let Some(covered) = host.syncing.take() else {
+            return;
+        };
+        let mut last = None;
+        for _ in 0..covered {
+            let Some(batch) = host.wal.pop_front() else {
+                break;
+            };
+            for (group, write) in &batch.writes {
+                if let Some(disk) = host.disks.get_mut(group) {
+                    if let Err(error) = disk.complete_sync(*write) {
+                        let message = error.0;
+                        let group = *group;
+                        self.fail(
+                            MultiCheck::Raft(FailureKind::HostContract),
+                            Some(index),
+                            Some(group),
+                            message,
+                        );
+                        return;
+                    }
+                }
+            }
+            last = Some(batch.id);
+        }
+        if !self.hosts[index].wal.is_empty() {
+            self.start_sync(index);
+        }
+        if let Some(id) = last {
+            if let Some(Queued::Persisted(id)) = self.queue_if_paused(index, Queued::Persisted(id))
+            {
+                self.step_node(index, MultiInput::Persisted(id), None);
+            }
+        }
+    }
+
+    /// A client's (or the probe's) answer takes this long to travel.
+    pub(crate) fn reply_delay(&mut self) -> u64 {
+        self.client_rng.gen_range(100_000..1_000_000)
+    }
+
+    /// Which node leads the most groups (highest term per group wins;
+    /// ties go to the lowest id): the "leader" the plan's leader-aimed
+    /// faults strike.
+    pub(crate) fn top_leader(&self) -> Option<usize> {
+        let mut counts = vec![0usize; self.hosts.len()];
+        for (index, host) in self.hosts.iter().enumerate() {
+            let Some(multi) = &host.multi else { continue };
+            if host.paused {
+                continue;
+            }
+            counts[index] = multi
+                .groups()
+                .filter(|(_, node)| node.role() == Role::Leader)
+                .count();
+        }
+        let best = counts.iter().copied().max().unwrap_or(0);
+        if best == 0 {
+            return None;
+        }
+        counts.iter().position(|count| *count == best)
+    }
+
+    /// `LogPosition` helper for checks.
+    pub(crate) fn holds(node: &concord::Node, position: LogPosition) -> bool {
+        let base = node.log_base();
+        position.index < base.index
+            || (position.index == base.index && base.term == position.term)
+            || node.term_at(position.index) == Some(position.term)
+    }
+}

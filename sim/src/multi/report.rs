@@ -1,0 +1,211 @@
+//! What a multi-group run reports: its failure (if any), what it drew,
+//! its counts and the figures the checks measured.
+
+use std::fmt;
+
+use concord::multi::MultiStats;
+use concord::NodeId;
+
+use crate::engine::{format_time, FailureKind, FaultCounts};
+use crate::faults::FaultPlan;
+
+use super::config::{Drawn, MultiSimConfig};
+
+/// Which check of a multi-group run failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum MultiCheck {
+    /// One of the single-group simulator's checks, run per group: election
+    /// safety, log matching on the committed prefix, leader completeness,
+    /// state machine safety, commit never going back, a follower losing
+    /// acknowledged entries, linearizability, a node or layer assertion
+    /// (panic), recovery, the host contract, the event budget.
+    Raft(FailureKind),
+    /// A group was told a write is durable that its node's disk does not
+    /// hold after a crash (one group acknowledged on another's sync).
+    Durability,
+    /// A group went to sleep as leader while a follower its node took for
+    /// alive lacked the leader's last entry: nothing would send it.
+    Quiescence,
+    /// After the heal, a group had no leader known to all its members
+    /// within the stated bound.
+    Leaderless,
+    /// After the heal, a write to some group did not commit, or a member
+    /// did not apply it, within the liveness bound.
+    Liveness,
+    /// After the heal and the workload, some group did not go to sleep
+    /// within the stated bound (quiescence on).
+    NotQuiesced,
+    /// With every group asleep, the nodes still sent group messages or
+    /// stepped groups; or a tick ticked more groups than were awake.
+    IdleCost,
+    /// A read asked of a node that stayed up was never answered (served
+    /// or refused).
+    ReadUnanswered,
+    /// A forged or malformed frame changed a group's state, or was not
+    /// counted where the layer's statistics say.
+    FrameRefusal,
+}
+
+impl MultiCheck {
+    /// A short name.
+    pub fn name(self) -> &'static str {
+        match self {
+            MultiCheck::Raft(kind) => kind.name(),
+            MultiCheck::Durability => "durability",
+            MultiCheck::Quiescence => "quiescence",
+            MultiCheck::Leaderless => "leaderless",
+            MultiCheck::Liveness => "group-liveness",
+            MultiCheck::NotQuiesced => "not-quiesced",
+            MultiCheck::IdleCost => "idle-cost",
+            MultiCheck::ReadUnanswered => "read-unanswered",
+            MultiCheck::FrameRefusal => "frame-refusal",
+        }
+    }
+}
+
+impl fmt::Display for MultiCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A failed check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MultiFailure {
+    /// Which check.
+    pub check: MultiCheck,
+    /// Virtual time it was detected, nanoseconds.
+    pub time_ns: u64,
+    /// The node concerned, if one is.
+    pub node: Option<NodeId>,
+    /// The group concerned, if one is.
+    pub group: Option<u64>,
+    /// What exactly is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for MultiFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at {}", self.check, format_time(self.time_ns))?;
+        if let Some(node) = self.node {
+            write!(f, " on n{node}")?;
+        }
+        if let Some(group) = self.group {
+            write!(f, " in group {group}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Counters of the layer summed over every node and incarnation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LayerTotals {
+    /// `Node::step` calls on any group.
+    pub group_steps: u64,
+    /// Frames sent.
+    pub frames: u64,
+    /// Items in them (group messages, coalesced heartbeats and answers,
+    /// quiescence requests and answers).
+    pub items: u64,
+    /// Persist batches.
+    pub batches: u64,
+    /// Writes in them.
+    pub writes: u64,
+    /// Groups put to sleep.
+    pub sleeps: u64,
+    /// Groups woken.
+    pub wakes: u64,
+    /// Of those, woken from the election queue.
+    pub wakes_to_elect: u64,
+    /// Election slots that expired.
+    pub slots_expired: u64,
+    /// Frames refused (forged or malformed).
+    pub frames_refused: u64,
+}
+
+impl LayerTotals {
+    pub(crate) fn add(&mut self, stats: &MultiStats) {
+        self.group_steps += stats.node_steps;
+        self.frames += stats.frames_sent;
+        self.items += stats.frame_items_sent;
+        self.batches += stats.persist_batches;
+        self.writes += stats.persist_writes;
+        self.sleeps += stats.sleeps;
+        self.wakes += stats.wakes;
+        self.wakes_to_elect += stats.wakes_to_elect;
+        self.slots_expired += stats.election_slots_expired;
+        self.frames_refused += stats.frames_refused;
+    }
+
+    /// Adds another run's totals.
+    pub fn merge(&mut self, other: &LayerTotals) {
+        self.group_steps += other.group_steps;
+        self.frames += other.frames;
+        self.items += other.items;
+        self.batches += other.batches;
+        self.writes += other.writes;
+        self.sleeps += other.sleeps;
+        self.wakes += other.wakes;
+        self.wakes_to_elect += other.wakes_to_elect;
+        self.slots_expired += other.slots_expired;
+        self.frames_refused += other.frames_refused;
+    }
+}
+
+/// Everything about one multi-group run.
+#[derive(Clone, Debug)]
+pub struct MultiReport {
+    /// The configuration run.
+    pub config: MultiSimConfig,
+    /// What the seed drew.
+    pub drawn: Drawn,
+    /// The fault plan run.
+    pub plan: FaultPlan,
+    /// The first failed check, if any.
+    pub failure: Option<MultiFailure>,
+    /// Fingerprint of every event (same seed, same hash).
+    pub trace_hash: u64,
+    /// Engine events.
+    pub events: u64,
+    /// `MultiNode::step` calls.
+    pub node_steps: u64,
+    /// Virtual time simulated, nanoseconds.
+    pub simulated_ns: u64,
+    /// Client operations checked for linearizability (all groups).
+    pub operations: u64,
+    /// Faults injected, by kind.
+    pub faults: FaultCounts,
+    /// The layer's counters over the run.
+    pub layer: LayerTotals,
+    /// Snapshots taken by state machines.
+    pub snapshots_taken: u64,
+    /// Snapshots installed from a leader.
+    pub snapshots_installed: u64,
+    /// Time from the heal until every group had a leader known to all its
+    /// members.
+    pub leaders_after_heal_ns: Option<u64>,
+    /// The bound that time was held to.
+    pub leaders_bound_ns: u64,
+    /// Time from the heal until every group committed a write and every
+    /// member applied it.
+    pub liveness_after_heal_ns: Option<u64>,
+    /// Time from the end of the workload until every group slept.
+    pub quiesced_after_ns: Option<u64>,
+    /// Most groups electing at once on one node (woken from the election
+    /// queue, without a leader).
+    pub electing_max: usize,
+    /// Timeline lines (with `timeline`).
+    pub timeline: Vec<(u64, Option<NodeId>, String)>,
+}
+
+impl MultiReport {
+    /// Whether every check passed.
+    pub fn passed(&self) -> bool {
+        self.failure.is_none()
+    }
+
+    /// Groups the run hosted.
+    pub fn groups(&self) -> usize {
+        self.drawn.groups
+    }
+}

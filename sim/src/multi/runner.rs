@@ -1,0 +1,240 @@
+//! Running multi-group seeds, one or many on worker threads, and their
+//! summary (text or the sweep JSON of `run --json`).
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::engine::FaultCounts;
+use crate::faults::{FaultKind, FaultPlan};
+use crate::runner::{FailureJson, SweepJson};
+
+use super::config::MultiSimConfig;
+use super::engine::MultiSim;
+use super::report::{LayerTotals, MultiReport};
+
+/// Runs one seed of `config` (with its own fault plan, or `plan`).
+pub fn run_multi(config: &MultiSimConfig, plan: Option<FaultPlan>) -> Result<MultiReport, String> {
+    Ok(MultiSim::new(config.clone(), plan)?.run())
+}
+
+/// Totals over many multi-group seeds.
+#[derive(Clone, Debug, Default)]
+pub struct MultiSummary {
+    /// Seeds run.
+    pub seeds: u64,
+    /// Reports of the failed seeds, in seed order.
+    pub failures: Vec<MultiReport>,
+    /// `(seed, trace hash)` of every seed, in seed order.
+    pub hashes: Vec<(u64, u64)>,
+    /// Groups over all seeds.
+    pub groups: u64,
+    /// The most groups one seed ran.
+    pub groups_max: usize,
+    /// `MultiNode::step` calls over all seeds.
+    pub node_steps: u64,
+    /// Engine events over all seeds.
+    pub events: u64,
+    /// Virtual time over all seeds, nanoseconds.
+    pub simulated_ns: u64,
+    /// Client operations checked.
+    pub operations: u64,
+    /// Faults injected.
+    pub faults: FaultCounts,
+    /// The layer's counters over all seeds.
+    pub layer: LayerTotals,
+    /// Snapshots taken and installed.
+    pub snapshots: (u64, u64),
+    /// The longest time from a heal to every group led, and its seed.
+    pub leaders_after_heal_max: Option<(u64, u64)>,
+    /// The largest share of its bound that time took, in per mille, and
+    /// its seed.
+    pub leaders_bound_per_mille_max: Option<(u64, u64)>,
+    /// The longest time from a heal to every group's write applied
+    /// everywhere, and its seed.
+    pub liveness_after_heal_max: Option<(u64, u64)>,
+    /// The longest time from the workload's end to every group asleep,
+    /// and its seed.
+    pub quiesced_after_max: Option<(u64, u64)>,
+    /// Seeds that ran without quiescence.
+    pub unquiesced_seeds: u64,
+    /// Most groups electing at once on one node, in any seed.
+    pub electing_max: usize,
+    /// Wall-clock time taken.
+    pub wall: Duration,
+}
+
+impl MultiSummary {
+    fn add(&mut self, report: MultiReport) {
+        let seed = report.config.seed;
+        self.seeds += 1;
+        self.groups += report.groups() as u64;
+        self.groups_max = self.groups_max.max(report.groups());
+        self.node_steps += report.node_steps;
+        self.events += report.events;
+        self.simulated_ns += report.simulated_ns;
+        self.operations += report.operations;
+        self.faults.merge(&report.faults);
+        self.layer.merge(&report.layer);
+        self.snapshots.0 += report.snapshots_taken;
+        self.snapshots.1 += report.snapshots_installed;
+        // The largest value, the lowest seed among equals: the same
+        // whatever order the workers finish in.
+        let max = |slot: &mut Option<(u64, u64)>, value: Option<u64>| {
+            if let Some(value) = value {
+                let better = slot.is_none_or(|(known, known_seed)| {
+                    value > known || (value == known && seed < known_seed)
+                });
+                if better {
+                    *slot = Some((value, seed));
+                }
+            }
+        };
+        max(
+            &mut self.leaders_after_heal_max,
+            report.leaders_after_heal_ns,
+        );
+        max(
+            &mut self.leaders_bound_per_mille_max,
+            report
+                .leaders_after_heal_ns
+                .map(|ns| ns * 1000 / report.leaders_bound_ns.max(1)),
+        );
+        max(
+            &mut self.liveness_after_heal_max,
+            report.liveness_after_heal_ns,
+        );
+        max(&mut self.quiesced_after_max, report.quiesced_after_ns);
+        self.unquiesced_seeds += u64::from(report.drawn.layer.quiesce_after_idle_ticks.is_none());
+        self.electing_max = self.electing_max.max(report.electing_max);
+        self.hashes.push((seed, report.trace_hash));
+        if !report.passed() {
+            self.failures.push(report);
+        }
+    }
+
+    /// Simulated seconds per wall-clock second.
+    pub fn speedup(&self) -> f64 {
+        self.simulated_ns as f64 / 1e9 / self.wall.as_secs_f64().max(1e-9)
+    }
+
+    /// The sweep's JSON summary (the format of `run --json`), for seeds
+    /// `seeds` of `template`.
+    pub fn json(&self, seeds: Range<u64>, template: &MultiSimConfig) -> SweepJson {
+        let failures: Vec<FailureJson> = self
+            .failures
+            .iter()
+            .filter_map(|report| {
+                let failure = report.failure.as_ref()?;
+                Some(FailureJson {
+                    seed: report.config.seed,
+                    kind: failure.check.name().to_string(),
+                    message: match failure.group {
+                        Some(group) => format!("group {group}: {}", failure.message),
+                        None => failure.message.clone(),
+                    },
+                    time_ns: failure.time_ns,
+                    node: failure.node,
+                    trace_hash: format!("{:016x}", report.trace_hash),
+                    replay: report.config.replay_command(),
+                })
+            })
+            .collect();
+        let mut failures_by_kind = BTreeMap::new();
+        for failure in &failures {
+            *failures_by_kind.entry(failure.kind.clone()).or_insert(0) += 1;
+        }
+        let faults = FaultKind::ALL
+            .iter()
+            .map(|kind| (kind.name().to_string(), self.faults.get(*kind)))
+            .collect();
+        let snapshots = [("taken", self.snapshots.0), ("installed", self.snapshots.1)]
+            .into_iter()
+            .map(|(name, count)| (name.to_string(), count))
+            .collect();
+        let flags = template
+            .cli_flags()
+            .split_once(&format!("--nodes {}", template.nodes))
+            .map_or(String::new(), |(_, rest)| rest.trim().to_string());
+        SweepJson {
+            ranges: vec![(seeds.start, seeds.end)],
+            nodes: template.nodes,
+            flags,
+            seeds: self.seeds,
+            passed: self.seeds - failures.len() as u64,
+            failed: failures.len() as u64,
+            failures,
+            failures_by_kind,
+            node_steps: self.node_steps,
+            events: self.events,
+            simulated_ns: self.simulated_ns,
+            operations: self.operations,
+            faults,
+            snapshots,
+            wall_ms: self.wall.as_millis() as u64,
+            forced_recoveries: 0,
+            lost_writes: 0,
+            forced: Vec::new(),
+            expectations_exceeded: Vec::new(),
+            expectations_by_kind: BTreeMap::new(),
+            calm_unjudged: 0,
+        }
+    }
+}
+
+/// Runs every seed of `seeds` with `template` (its seed replaced) on
+/// `jobs` worker threads. Results are merged in seed order, so the
+/// summary does not depend on scheduling. `progress` is called after each
+/// seed.
+pub fn run_multi_seeds(
+    template: &MultiSimConfig,
+    seeds: Range<u64>,
+    jobs: usize,
+    progress: &(dyn Fn(&MultiReport) + Sync),
+) -> Result<MultiSummary, String> {
+    template.validate()?;
+    let started = Instant::now();
+    let next = AtomicU64::new(seeds.start);
+    let summary: Mutex<MultiSummary> = Mutex::new(MultiSummary::default());
+    let error: Mutex<Option<String>> = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.clamp(1, 256) {
+            scope.spawn(|| loop {
+                let seed = next.fetch_add(1, Ordering::Relaxed);
+                if seed >= seeds.end {
+                    break;
+                }
+                let config = MultiSimConfig {
+                    seed,
+                    ..template.clone()
+                };
+                match run_multi(&config, None) {
+                    Ok(report) => {
+                        progress(&report);
+                        if let Ok(mut summary) = summary.lock() {
+                            summary.add(report);
+                        }
+                    }
+                    Err(message) => {
+                        if let Ok(mut error) = error.lock() {
+                            error.get_or_insert(message);
+                        }
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    if let Some(message) = error.into_inner().ok().flatten() {
+        return Err(message);
+    }
+    let mut summary = summary
+        .into_inner()
+        .map_err(|_| "a worker thread panicked".to_string())?;
+    summary.hashes.sort_unstable();
+    summary.failures.sort_by_key(|report| report.config.seed);
+    summary.wall = started.elapsed();
+    Ok(summary)
+}
