@@ -70,6 +70,13 @@ pub struct PlantedBugs {
     /// follower with no append in flight has been told the commit up to
     /// what it holds); sets no assertion aside (not in [`Self::any`]).
     pub owed_commit_forgotten: bool,
+    /// A liveness mistake, not a safety one: a follower whose log lacks
+    /// the index a heartbeat's commit names (it lost entries it
+    /// acknowledged) keeps quiet about it, so an idle leader goes on
+    /// believing it holds them until the next write. Caught by the
+    /// simulator's idle catch-up check; sets no assertion aside (not in
+    /// [`Self::any`]).
+    pub lost_entries_unreported: bool,
 }
 
 impl PlantedBugs {
@@ -86,6 +93,7 @@ impl PlantedBugs {
         removed_node_campaigns: false,
         commit_notice_unchecked: false,
         owed_commit_forgotten: false,
+        lost_entries_unreported: false,
     };
 
     /// Whether any safety mistake is on (the core's direct assertions are
