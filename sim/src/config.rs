@@ -130,6 +130,10 @@ pub struct CoreBugs {
     /// in flight to a follower (caught by the `commit-untold` check,
     /// `crate::promises`).
     pub owed_commit_forgotten: bool,
+    /// A follower that lost acknowledged entries does not say so when a
+    /// heartbeat names a commit past its log (caught by the idle catch-up
+    /// check, `engine::catchup`).
+    pub lost_entries_unreported: bool,
 }
 
 impl CoreBugs {
@@ -146,6 +150,7 @@ impl CoreBugs {
             || self.removed_node_campaigns
             || self.commit_notice_unchecked
             || self.owed_commit_forgotten
+            || self.lost_entries_unreported
     }
 
     /// The core's form of these bugs.
@@ -163,6 +168,7 @@ impl CoreBugs {
             removed_node_campaigns: self.removed_node_campaigns,
             commit_notice_unchecked: self.commit_notice_unchecked,
             owed_commit_forgotten: self.owed_commit_forgotten,
+            lost_entries_unreported: self.lost_entries_unreported,
         }
     }
 }
@@ -792,6 +798,9 @@ impl SimConfig {
         }
         if self.core_bugs.owed_commit_forgotten {
             flags += " --bug-owed-commit-forgotten";
+        }
+        if self.core_bugs.lost_entries_unreported {
+            flags += " --bug-lost-entries-unreported";
         }
         if self.service != crate::services::Service::Builtin {
             flags += &format!(" --service {}", self.service.name());

@@ -51,6 +51,7 @@ mod accounting;
 mod book;
 mod calm;
 mod campaign;
+mod catchup;
 mod checks;
 mod churn;
 mod client;
@@ -192,6 +193,10 @@ pub enum FailureKind {
     /// it, without the commit index up to what the follower holds: the
     /// follower applies nothing until the next append or heartbeat.
     CommitUntold,
+    /// A follower that lost synced entries on an idle cluster was not
+    /// repaired within its bound, or the leader did not report the loss
+    /// once (`engine::catchup`).
+    IdleCatchUp,
 }
 
 impl FailureKind {
@@ -232,6 +237,7 @@ impl FailureKind {
             FailureKind::NodeReport => "node-report",
             FailureKind::VoteUnanswered => "vote-unanswered",
             FailureKind::CommitUntold => "commit-untold",
+            FailureKind::IdleCatchUp => "idle-catch-up",
         }
     }
 }
@@ -499,6 +505,11 @@ enum Event {
         leader: u8,
         term: Term,
     },
+    /// The idle catch-up check crashes its follower once the leader is
+    /// idle (polled).
+    CatchUpStart,
+    /// The idle catch-up check looks whether the follower caught up.
+    CatchUpPoll,
     Membership,
     HostEntry,
     Forced(ForcedStep),
@@ -533,6 +544,8 @@ impl Event {
             Event::CalmReadsStart { round } => 28 | (u64::from(*round) << 8),
             Event::BacklogPropose => 29,
             Event::CalmDone { leader, .. } => 27 | (u64::from(*leader) << 8),
+            Event::CatchUpStart => 30,
+            Event::CatchUpPoll => 31,
             Event::Membership => 19,
             Event::HostEntry => 20,
             Event::Forced(step) => 21 | (step.code() << 8),
@@ -612,6 +625,9 @@ pub struct Simulation<S, W> {
     /// The reads and the backlog after the latency writes (`calm`), while
     /// under way.
     calm: Option<CalmPhase>,
+    /// The idle catch-up check after the calm phases (`catchup`), while
+    /// under way.
+    catch_up: Option<catchup::CatchUpCheck>,
     /// With `lease_skew_beyond_bound`: the cut-off leader whose clock runs
     /// slow, and its normal tick period, restored when the network heals.
     slowed_clock: Option<(usize, u64)>,
@@ -812,6 +828,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             quiet_start: None,
             latency: None,
             calm: None,
+            catch_up: None,
             slowed_clock: None,
             churn,
             witness,
@@ -1210,7 +1227,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             Event::CalmReadsStart { round } => self.start_read_round(round),
             Event::BacklogPropose => self.propose_backlog(),
             Event::BacklogTimeout => self.backlog_timeout(),
-            Event::CalmDone { leader, term } => self.start_rejoin_check(leader as usize, term),
+            Event::CalmDone { leader, term } => self.start_catch_up_check(leader as usize, term),
+            Event::CatchUpStart => self.catch_up_crash_when_idle(),
+            Event::CatchUpPoll => self.catch_up_poll(),
             Event::Membership => self.membership_change(),
             Event::HostEntry => self.host_entry_tick(),
             Event::Forced(step) => self.forced_step(step),

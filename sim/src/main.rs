@@ -321,6 +321,10 @@ struct SimArgs {
     /// back while appends were in flight to a follower.
     #[arg(long)]
     bug_owed_commit_forgotten: bool,
+    /// Planted core mistake: a follower that lost acknowledged entries
+    /// keeps quiet when a heartbeat names a commit past its log.
+    #[arg(long)]
+    bug_lost_entries_unreported: bool,
     /// Planted core mistake: a node removed from the voters keeps
     /// campaigning.
     #[arg(long)]
@@ -421,6 +425,7 @@ impl SimArgs {
                 removed_node_campaigns: self.bug_removed_node_campaigns,
                 commit_notice_unchecked: self.bug_commit_notice_unchecked,
                 owed_commit_forgotten: self.bug_owed_commit_forgotten,
+                lost_entries_unreported: self.bug_lost_entries_unreported,
             },
             reads: self.reads,
             lease_skew_beyond_bound: self.lease_skew_beyond_bound,
@@ -841,6 +846,11 @@ fn run(
     println!(
         "  calm measurements unjudged (a client's retry joined them, or the leader never became idle): {}",
         summary.calm_unjudged
+    );
+    println!(
+        "  idle catch-up: {} followers repaired after losing synced entries, the slowest in {:.2} heartbeat intervals",
+        summary.idle_catch_ups,
+        summary.idle_catch_up_centi_heartbeats_max as f64 / 100.0
     );
     print_expectations(&summary, &template);
     let faults: Vec<String> = FaultKind::ALL
