@@ -10,6 +10,7 @@
 //! | [`wire`] | handshake, client requests and responses |
 //! | [`transport`] | the [`Transport`](transport::Transport) trait; TCP and in-memory implementations |
 //! | [`listener`] | the accepting side: handshake checks, peer and client connections |
+//! | [`identity`] | whose a data directory is (cluster, node, incarnation, format) and its lock |
 //! | [`storage`] | the [`Storage`](storage::Storage) trait; in-memory implementation |
 //! | [`wal`] | the on-disk write-ahead log with group commit ([`FileStorage`](wal::FileStorage)) |
 //! | [`snapshot_file`] | snapshot files: atomic writes, verified loads |
@@ -33,6 +34,7 @@ pub mod cluster;
 pub mod codec;
 pub mod fault;
 pub mod frame;
+pub mod identity;
 pub mod kv;
 pub mod listener;
 pub mod recovery;

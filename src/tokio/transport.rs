@@ -45,6 +45,7 @@ use tokio::time::Instant;
 use crate::{Message, NodeId};
 
 use super::frame::{self, FrameError};
+use super::identity::IdentityHandle;
 use super::server::Event;
 use super::tls::TlsConfig;
 use super::wire::{Hello, HelloRole, PeerFrameRef, PeerReply, Welcome};
@@ -128,6 +129,10 @@ pub struct TcpTransportConfig {
     /// Mutual TLS on every peer connection (the peer's certificate must
     /// name the node dialled); `None` dials in plaintext.
     pub tls: Option<Arc<TlsConfig>>,
+    /// This node's data directory identity: its cluster incarnation goes
+    /// in every handshake, and a peer of another incarnation refuses the
+    /// connection (see [`super::identity`]). `None` sends none.
+    pub identity: Option<Arc<IdentityHandle>>,
 }
 
 impl TcpTransportConfig {
@@ -156,6 +161,7 @@ impl TcpTransportConfig {
             message_stale_after: Duration::from_secs(1),
             stream_wrapper: None,
             tls: None,
+            identity: None,
         }
     }
 }
@@ -376,18 +382,21 @@ pub async fn connect(
 impl PeerSender {
     async fn run(mut self) {
         let mut backoff = self.config.backoff_min;
-        let hello = Hello {
-            cluster_id: self.config.cluster_id.clone(),
-            role: HelloRole::Peer {
-                from: self.config.node_id,
-                to: self.peer,
-            },
-        };
         let mut failures = 0u64;
         loop {
             if *self.shutdown.borrow() {
                 return;
             }
+            // Built for each attempt: the incarnation may have been
+            // adopted since the last one.
+            let hello = Hello {
+                cluster_id: self.config.cluster_id.clone(),
+                role: HelloRole::Peer {
+                    from: self.config.node_id,
+                    to: self.peer,
+                    incarnation: self.config.identity.as_ref().and_then(|i| i.incarnation()),
+                },
+            };
             match connect(
                 &self.addr,
                 &hello,
