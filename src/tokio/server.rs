@@ -468,11 +468,16 @@ impl ServerHandle {
     }
 
     /// Waits until the server stops by itself (a storage failure).
+    /// Cancel-safe: a wait given up (a `select!` another branch of which
+    /// won) leaves the handle able to [`shutdown`](Self::shutdown) and
+    /// wait for the graceful stop.
     pub async fn wait(&mut self) -> Result<(), ServerError> {
-        match self.done.take() {
-            Some(done) => done.await.unwrap_or(Ok(())),
-            None => Ok(()),
-        }
+        let Some(done) = self.done.as_mut() else {
+            return Ok(());
+        };
+        let result = done.await.unwrap_or(Ok(()));
+        self.done = None;
+        result
     }
 }
 

@@ -97,6 +97,8 @@ For more information, try '--help'."
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes are for a person at a terminal, not a log file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = if settings.worker_threads == 1 {
         tokio::runtime::Builder::new_current_thread()
