@@ -647,6 +647,10 @@ pub struct Simulation<S, W> {
     forced: Option<Forced>,
     /// The network skew of a split vote under way (`split`).
     split_route: Option<SplitRoute>,
+    /// The latest time a message sent before the heal (delayed by the
+    /// faults, up to seconds) may be delivered: until then the network is
+    /// not calm, whatever the rates say (see `checks::end_rejoin_check`).
+    chaos_deliveries_until_ns: u64,
 }
 
 /// The random streams of a seed.
@@ -837,6 +841,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             probes,
             session_model,
             split_route: None,
+            chaos_deliveries_until_ns: 0,
         };
         simulation.start()?;
         Ok(simulation)

@@ -12,8 +12,9 @@
 //! intervals from the restart, the follower's log must hold the leader's
 //! last entry again and the leader must stream to it (replicate) with
 //! that entry as its match index; and the leader must have reported the
-//! loss ([`concord::Action::FollowerLogRegressed`]) for this follower
-//! exactly once. Then the rejoin check runs.
+//! loss ([`concord::Action::FollowerLogRegressed`]) for this follower at
+//! most once (not at all when an append the network still held gave the
+//! follower its entries back first). Then the rejoin check runs.
 //!
 //! The follower is a full voter other than the leader (not a witness),
 //! drawn by a hash of the seed (no random stream moves), in a simple
@@ -257,9 +258,12 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             .is_some_and(|f| f.last_index() >= last && f.term_at(last) == last_term);
         let elapsed_ns = self.now - restarted_ns;
         if streaming && holds {
-            if regressions != 1 {
+            // None is fine: an append the network still held (delayed or
+            // duplicated) may have given the follower its lost entries
+            // back before the leader saw any denial.
+            if regressions > 1 {
                 let message = format!(
-                    "idle catch-up: n{} caught up after losing synced entries past {new_last}, but the leader reported the regression of its log {regressions} times, not once",
+                    "idle catch-up: n{} caught up after losing synced entries past {new_last}, but the leader reported the regression of its log {regressions} times, not at most once",
                     follower + 1
                 );
                 self.fail(FailureKind::IdleCatchUp, Some(leader), message);
