@@ -141,6 +141,13 @@ pub struct PlantedBugs {
     /// has passed the snapshot's last entry (a late copy of a transfer it
     /// finished), taking its commit index back.
     pub stale_snapshot_installed: bool,
+    /// A liveness mistake, not a safety one: a follower whose log lacks
+    /// the index a heartbeat's commit names (it lost entries it
+    /// acknowledged) keeps quiet about it, so an idle leader goes on
+    /// believing it holds them until the next write. Caught by the
+    /// simulator's idle catch-up check; sets no assertion aside (not in
+    /// [`Self::any`]).
+    pub lost_entries_unreported: bool,
 }
 
 impl PlantedBugs {
@@ -172,6 +179,7 @@ impl PlantedBugs {
         lease_during_transfer: false,
         snapshot_held_by_index: false,
         stale_snapshot_installed: false,
+        lost_entries_unreported: false,
     };
 
     /// Whether any safety mistake is on (the core's direct assertions are

@@ -489,7 +489,28 @@ impl Node {
         read_round: u64,
         actions: &mut Vec<Action>,
     ) {
-        let commit = commit.min(self.log.last_index());
+        let last = self.log.last_position();
+        if commit > last.index && !self.planted().lost_entries_unreported {
+            // The leader caps a heartbeat's commit at the index we
+            // acknowledged as durable: one past our last entry means we
+            // lost entries we acknowledged (a disk that lost synced data,
+            // a restore from a backup). Say so now, as the refusal of an
+            // append after the entry at `commit`, with our last entry as
+            // the hint: an idle leader would otherwise go on believing we
+            // hold them until the next write (see `handle_append_response`
+            // for how the leader confirms the loss before it believes it).
+            let response = AppendResponse::Rejected {
+                rejected_index: commit,
+                hint_index: last.index,
+                hint_term: last.term,
+            };
+            self.send(
+                leader,
+                MessageBody::AppendEntriesResponse(response),
+                actions,
+            );
+        }
+        let commit = commit.min(last.index);
         if commit > self.log.commit_index() {
             self.log.commit_to(commit);
         }
@@ -527,10 +548,14 @@ impl Node {
         if progress.state == ProgressState::Replicate && progress.inflight.is_full() {
             progress.inflight.free_first();
         }
-        // A follower denying an acknowledged entry is probed again even when
+        // A follower denying an acknowledged entry, or one whose match the
+        // leader is checking (probe state), is probed again even when
         // nothing new is to be sent, so the denial is confirmed (or
         // cleared) on an idle cluster too.
-        if progress.match_index < last_index || progress.denials > 0 {
+        if progress.match_index < last_index
+            || progress.denials > 0
+            || progress.state == ProgressState::Probe
+        {
             self.send_append(from, true, actions);
         }
         // Freeing a slot of a full window may leave nothing in flight.
@@ -649,6 +674,18 @@ impl Node {
                     // match index and is probed back at once instead of at
                     // the next heartbeat; one that holds it commits.
                     self.send_commit_notice(from, actions);
+                } else if progress.state == ProgressState::Replicate && rejected_index > 0 {
+                    // A refusal at or below the match index with nothing
+                    // past it in flight: a stale refusal, or the follower
+                    // lost entries it acknowledged (it answers a heartbeat
+                    // whose commit it does not hold so, see
+                    // `handle_heartbeat`). Probe at the match index: the
+                    // answer confirms the match (streaming resumes) or
+                    // denies it, and denials are judged before the match
+                    // is forgotten (`Progress::note_denial`). An idle
+                    // follower costs one round trip for a stale refusal.
+                    progress.become_probe();
+                    self.send_append(from, true, actions);
                 }
             }
         }

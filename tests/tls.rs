@@ -260,7 +260,11 @@ fn bad_certificates_and_plaintext_are_refused_with_a_log_line_and_the_cluster_ke
         let addr = peers[&1].clone();
         let as_peer = |from| Hello {
             cluster_id: CLUSTER.to_string(),
-            role: HelloRole::Peer { from, to: 1 },
+            role: HelloRole::Peer {
+                from,
+                to: 1,
+                incarnation: None,
+            },
         };
         let as_client = Hello {
             cluster_id: CLUSTER.to_string(),

@@ -139,7 +139,11 @@ fn bad_frames_close_the_connection_with_a_logged_reason_and_the_node_keeps_servi
         };
         let peer_hello = Hello {
             cluster_id: "bad-input".to_string(),
-            role: HelloRole::Peer { from: 2, to: 1 },
+            role: HelloRole::Peer {
+                from: 2,
+                to: 1,
+                incarnation: None,
+            },
         };
 
         // 1. Garbage instead of a handshake.
@@ -187,11 +191,19 @@ fn bad_frames_close_the_connection_with_a_logged_reason_and_the_node_keeps_servi
             },
             Hello {
                 cluster_id: "bad-input".to_string(),
-                role: HelloRole::Peer { from: 99, to: 1 },
+                role: HelloRole::Peer {
+                    from: 99,
+                    to: 1,
+                    incarnation: None,
+                },
             },
             Hello {
                 cluster_id: "bad-input".to_string(),
-                role: HelloRole::Peer { from: 1, to: 1 },
+                role: HelloRole::Peer {
+                    from: 1,
+                    to: 1,
+                    incarnation: None,
+                },
             },
         ] {
             let mut frame = Vec::new();

@@ -20,7 +20,12 @@ Exit status: 0 done, 1 refused or failed (the message says why), 2 bad arguments
 3 the outcome is unknown: a request was sent and its answer lost (check before
 retrying; for a membership change run `member list`), 4 every server refused this
 client as configured (TLS on one side only, a certificate the server does not
-trust, another cluster's name; the message says which).";
+trust, another cluster's name; the message says which), 5 `get` of a key that is
+absent (nothing on stdout), 6 a command above the 4 MiB limit (nothing was sent).
+
+Limits: a command (key and value, encoded) is at most 4 MiB; a larger `put` is
+refused before anything is sent. Give a large value with --value-file PATH (or
+--value-file - for stdin) rather than on the command line.";
 
 /// `concord-cli`: talks to a concord key-value cluster.
 #[derive(Debug, Parser)]
@@ -126,17 +131,24 @@ impl ReadMode {
 /// `concord-cli`'s commands.
 #[derive(Debug, Subcommand)]
 pub enum CliCommand {
-    /// Print the value (or "(absent)"), read linearizably on --read's path.
+    /// Print the value, read linearizably on --read's path; a key that is
+    /// absent prints nothing and exits 5.
     Get {
         /// The key.
         key: String,
     },
-    /// Set a value.
+    /// Set a value, given as VALUE or read from --value-file (a command,
+    /// key and value encoded, is at most 4 MiB).
     Put {
         /// The key.
         key: String,
-        /// The new value.
-        value: String,
+        /// The new value (or give --value-file).
+        #[arg(required_unless_present = "value_file")]
+        value: Option<String>,
+        /// Read the new value from this file, byte for byte; `-` reads
+        /// standard input.
+        #[arg(long, value_name = "PATH", conflicts_with = "value")]
+        value_file: Option<PathBuf>,
     },
     /// Append to a value; print the result.
     Append {
@@ -149,7 +161,9 @@ pub enum CliCommand {
     /// `cas KEY --absent NEW` for "key not set".
     Cas(CasArgs),
     /// Role, term, leader, commit, applied, lag and snapshot of every
-    /// server.
+    /// member of the leader's configuration (and of any --servers that is
+    /// not one), each follower's progress and last contact as the leader
+    /// sees them.
     Status,
     /// Membership: one change at a time; a change answers once committed
     /// and final.
@@ -394,6 +408,32 @@ mod tests {
         assert!(with(&["member", "transfer-leader", "3"]).is_ok());
         assert!(with(&["member", "remove"]).is_err());
         assert!(with(&["member", "list"]).is_ok());
+    }
+
+    #[test]
+    fn put_takes_a_value_or_a_file_but_not_both() {
+        let s = ["--servers", "127.0.0.1:1"];
+        let with = |rest: &[&str]| parse(&[&s[..], rest].concat());
+        assert!(matches!(
+            with(&["put", "k", "v"]).unwrap().command,
+            CliCommand::Put {
+                value: Some(_),
+                value_file: None,
+                ..
+            }
+        ));
+        assert!(matches!(
+            with(&["put", "k", "--value-file", "-"]).unwrap().command,
+            CliCommand::Put {
+                value: None,
+                value_file: Some(_),
+                ..
+            }
+        ));
+        assert!(with(&["put", "k", "v", "--value-file", "f"])
+            .unwrap_err()
+            .contains("cannot be used with"));
+        assert!(with(&["put", "k"]).unwrap_err().contains("required"));
     }
 
     #[test]

@@ -57,6 +57,16 @@ impl Peers {
     pub fn insert(&mut self, id: &str, address: &str) -> Result<(), String> {
         let id = node_id(id)?;
         let address = addr(address)?;
+        if address.ends_with(":0") {
+            return Err(format!(
+                "node {id} at {address}: port 0 cannot be dialled; give the port it listens on"
+            ));
+        }
+        if let Some((other, _)) = self.0.iter().find(|(_, a)| **a == address) {
+            return Err(format!(
+                "nodes {other} and {id} are both at {address}; every node needs its own address"
+            ));
+        }
         if self.0.insert(id, address).is_some() {
             return Err(format!("node {id} is listed twice"));
         }
@@ -83,6 +93,11 @@ mod tests {
             .unwrap_err()
             .contains("node 1 is listed twice"));
         assert!(peers("1=nowhere").unwrap_err().contains("host:port"));
+        assert_eq!(
+            peers("1=127.0.0.1:7,2=127.0.0.1:7").unwrap_err(),
+            "nodes 1 and 2 are both at 127.0.0.1:7; every node needs its own address (in \"2=127.0.0.1:7\")"
+        );
+        assert!(peers("1=127.0.0.1:0").unwrap_err().contains("port 0"));
     }
 
     #[test]

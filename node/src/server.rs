@@ -77,7 +77,8 @@ pub struct ServerFlags {
     /// flags and CONCORD_* variables override its keys.
     #[arg(long, env = "CONCORD_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// This node's id (a positive integer, one of --peers).
+    /// This node's id (a positive integer, one of --peers; with --join,
+    /// not one of them).
     #[arg(long, env = "CONCORD_ID", value_name = "ID", value_parser = parse::node_id)]
     pub id: Option<NodeId>,
     /// Address to serve peers and clients on.
@@ -85,8 +86,9 @@ pub struct ServerFlags {
     pub listen: Option<String>,
     /// Every node of the cluster as id=host:port, comma separated.
     ///
-    /// This node may be included; it must then match --listen. With --join:
-    /// the voters of the cluster to join, without this node.
+    /// This node is one of them, at its --listen address; ids and
+    /// addresses are each listed once. With --join: the voters of the
+    /// cluster to join, without this node.
     #[arg(long, env = "CONCORD_PEERS", value_name = "ID=HOST:PORT,...", value_parser = parse::peers)]
     pub peers: Option<Peers>,
     /// Directory for the write-ahead log and snapshots (created if
@@ -540,7 +542,22 @@ impl ServerSettings {
                 )));
             }
             Some(_) => {}
+            None if !self.join => {
+                let listed: Vec<String> = self.peers.keys().map(NodeId::to_string).collect();
+                return Err(SettingsError::Inconsistent(format!(
+                    "--id {id} is not one of --peers (nodes {}): a server of a new cluster is \
+                     one of its voters, listed in --peers on every server; to add node {id} to \
+                     a running cluster, start it with --join",
+                    listed.join(", ")
+                )));
+            }
             None => {
+                if let Some((other, _)) = self.peers.iter().find(|(_, a)| *a == listen) {
+                    return Err(SettingsError::Inconsistent(format!(
+                        "--join: --listen {listen} is the address of node {other} in --peers; \
+                         a joining node needs an address of its own"
+                    )));
+                }
                 self.peers.insert(id, listen.clone());
             }
         }

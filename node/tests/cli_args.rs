@@ -192,6 +192,76 @@ fn node_flags_refused_with_a_clear_message() {
             &[&base[..], &["--data-dir", "/nonexistent/x", "--join"]].concat(),
             &["--join: node 1 is listed in --peers"],
         ),
+        // Issue 45: a server that is not one of --peers would campaign
+        // alone forever; two nodes at one address, or one no one can
+        // dial, never form a cluster.
+        (
+            &[
+                "--id",
+                "4",
+                "--listen",
+                "127.0.0.1:4",
+                "--peers",
+                "1=127.0.0.1:1,2=127.0.0.1:2,3=127.0.0.1:3",
+                "--data-dir",
+                "/nonexistent/x",
+                "--cluster-id",
+                "c",
+            ],
+            &[
+                "--id 4 is not one of --peers (nodes 1, 2, 3)",
+                "start it with --join",
+            ],
+        ),
+        (
+            &[
+                "--id",
+                "1",
+                "--listen",
+                "127.0.0.1:1",
+                "--peers",
+                "1=127.0.0.1:1,2=127.0.0.1:1",
+                "--data-dir",
+                "/nonexistent/x",
+                "--cluster-id",
+                "c",
+            ],
+            &[
+                "'--peers <ID=HOST:PORT,...>'",
+                "nodes 1 and 2 are both at 127.0.0.1:1",
+            ],
+        ),
+        (
+            &[
+                "--id",
+                "1",
+                "--listen",
+                "127.0.0.1:1",
+                "--peers",
+                "1=127.0.0.1:1,2=127.0.0.1:0",
+                "--data-dir",
+                "/nonexistent/x",
+                "--cluster-id",
+                "c",
+            ],
+            &["'--peers <ID=HOST:PORT,...>'", "port 0 cannot be dialled"],
+        ),
+        (
+            &[
+                "--id",
+                "4",
+                "--listen",
+                "127.0.0.1:2",
+                "--peers",
+                "1=127.0.0.1:1,2=127.0.0.1:2",
+                "--data-dir",
+                "/nonexistent/x",
+                "--cluster-id",
+                "c",
+                "--join",
+            ],
+            &["--listen 127.0.0.1:2 is the address of node 2 in --peers"],
+        ),
     ];
     for (args, expected) in cases {
         assert_refused(NODE, args, expected);

@@ -26,7 +26,8 @@
 //!
 //! Exit codes of the client commands: 0 done; 3 refused or invalid
 //! (nothing was changed); 4 outcome unknown (the cluster did not answer in
-//! time: a write may or may not have been applied); 2 bad usage.
+//! time: a write may or may not have been applied); 5 `kv get` of a key
+//! that is absent (nothing on stdout, as `concord-cli get`); 2 bad usage.
 
 // println! and friends that stop quietly at a closed pipe.
 #[macro_use]
@@ -420,6 +421,8 @@ fn init_logging() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes are for a person at a terminal, not a log file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 

@@ -224,6 +224,7 @@ impl CallError {
                 | CallError::Refused(_)
                 | CallError::Client(ClientError::NoServers)
                 | CallError::Client(ClientError::Server(_))
+                | CallError::Client(ClientError::CommandTooLarge { .. })
         )
     }
 }

@@ -69,7 +69,9 @@ fn options() -> Result<Options, String> {
 /// been applied, so it is unknown (see `concord_sim::history`).
 fn record_error(recorder: &Recorder, token: Token, error: &ClientError) {
     match error {
-        ClientError::Server(_) | ClientError::NoServers => recorder.fail(token),
+        ClientError::Server(_) | ClientError::NoServers | ClientError::CommandTooLarge { .. } => {
+            recorder.fail(token)
+        }
         _ => recorder.unknown(token),
     }
 }

@@ -326,6 +326,13 @@ pub struct Efficiency {
     /// (a client's retry), or the leader never became idle.
     #[serde(default)]
     pub calm_unjudged: u32,
+    /// Followers repaired by the idle catch-up check (0 or 1).
+    #[serde(default)]
+    pub idle_catch_ups: u32,
+    /// Time the repair took, from the follower's restart, in hundredths of
+    /// the leader's heartbeat interval.
+    #[serde(default)]
+    pub idle_catch_up_centi_heartbeats: u64,
 }
 
 /// A catch-up under way.
@@ -493,6 +500,13 @@ impl Budgets {
     /// A calm-phase measurement was left unjudged.
     pub(crate) fn calm_unjudged(&mut self) {
         self.spent.calm_unjudged += 1;
+    }
+
+    /// The idle catch-up check repaired its follower in
+    /// `centi_heartbeats` hundredths of a heartbeat interval.
+    pub(crate) fn idle_catch_up(&mut self, centi_heartbeats: u64) {
+        self.spent.idle_catch_ups += 1;
+        self.spent.idle_catch_up_centi_heartbeats = centi_heartbeats;
     }
 
     /// Starts counting the refusals of appends sent to `leader` in `term`.

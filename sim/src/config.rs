@@ -173,6 +173,10 @@ pub struct CoreBugs {
     pub snapshot_held_by_index: bool,
     /// A follower installs a snapshot its commit index already passed.
     pub stale_snapshot_installed: bool,
+    /// A follower that lost acknowledged entries does not say so when a
+    /// heartbeat names a commit past its log (caught by the idle catch-up
+    /// check, `engine::catchup`).
+    pub lost_entries_unreported: bool,
 }
 
 impl CoreBugs {
@@ -204,6 +208,7 @@ impl CoreBugs {
             || self.lease_during_transfer
             || self.snapshot_held_by_index
             || self.stale_snapshot_installed
+            || self.lost_entries_unreported
     }
 
     /// The core's form of these bugs.
@@ -236,6 +241,7 @@ impl CoreBugs {
             lease_during_transfer: self.lease_during_transfer,
             snapshot_held_by_index: self.snapshot_held_by_index,
             stale_snapshot_installed: self.stale_snapshot_installed,
+            lost_entries_unreported: self.lost_entries_unreported,
         }
     }
 }
@@ -927,6 +933,8 @@ impl SimConfig {
             if on {
                 flags += flag;
             }
+        if self.core_bugs.lost_entries_unreported {
+            flags += " --bug-lost-entries-unreported";
         }
         if self.service != crate::services::Service::Builtin {
             flags += &format!(" --service {}", self.service.name());

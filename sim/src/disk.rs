@@ -133,6 +133,24 @@ impl Disk {
         self.base.index + self.log.len() as Index
     }
 
+    /// Index of the durable log's base (the stored snapshot's last entry).
+    pub(crate) fn base_index(&self) -> Index {
+        self.base.index
+    }
+
+    /// The disk loses its last `entries` synced log entries (at most those
+    /// above the base), and with them whatever a crash left half-written
+    /// after them: a damaged disk a node restarted past with
+    /// `--accept-wal-data-loss`, or a restore from an older backup.
+    /// Returns the index the durable log now ends at.
+    pub(crate) fn lose_synced_tail(&mut self, entries: Index) -> Index {
+        let keep = (self.log.len() as Index).saturating_sub(entries);
+        self.log.truncate(keep as usize);
+        self.torn = None;
+        self.unsynced.clear();
+        self.last_index()
+    }
+
     /// The node's own snapshot, written to a file (not yet synced).
     pub(crate) fn write_snapshot(&mut self, snapshot: Snapshot) {
         self.pending_snapshot = Some(snapshot);

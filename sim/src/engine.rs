@@ -53,6 +53,7 @@ mod accounting;
 mod book;
 mod calm;
 mod campaign;
+mod catchup;
 mod checks;
 mod churn;
 mod client;
@@ -212,6 +213,10 @@ pub enum FailureKind {
     /// (crashed, paused, or refusing reads as a removed node) beyond what
     /// avoiding a failed server allows (`engine::client`).
     ClientAvoidance,
+    /// A follower that lost synced entries on an idle cluster was not
+    /// repaired within its bound, or the leader did not report the loss
+    /// once (`engine::catchup`).
+    IdleCatchUp,
 }
 
 impl FailureKind {
@@ -255,6 +260,7 @@ impl FailureKind {
             FailureKind::CommitUntold => "commit-untold",
             FailureKind::StepRule => "step-rule",
             FailureKind::ClientAvoidance => "client-avoidance",
+            FailureKind::IdleCatchUp => "idle-catch-up",
         }
     }
 }
@@ -531,6 +537,11 @@ enum Event {
         leader: u8,
         term: Term,
     },
+    /// The idle catch-up check crashes its follower once the leader is
+    /// idle (polled).
+    CatchUpStart,
+    /// The idle catch-up check looks whether the follower caught up.
+    CatchUpPoll,
     Membership,
     HostEntry,
     Forced(ForcedStep),
@@ -569,6 +580,8 @@ impl Event {
             Event::CalmReadsStart { round } => 28 | (u64::from(*round) << 8),
             Event::BacklogPropose => 29,
             Event::CalmDone { leader, .. } => 27 | (u64::from(*leader) << 8),
+            Event::CatchUpStart => 30,
+            Event::CatchUpPoll => 31,
             Event::Membership => 19,
             Event::HostEntry => 20,
             Event::Forced(step) => 21 | (step.code() << 8),
@@ -655,6 +668,9 @@ pub struct Simulation<S, W> {
     /// The reads and the backlog after the latency writes (`calm`), while
     /// under way.
     calm: Option<CalmPhase>,
+    /// The idle catch-up check after the calm phases (`catchup`), while
+    /// under way.
+    catch_up: Option<catchup::CatchUpCheck>,
     /// With `lease_skew_beyond_bound`: the cut-off leader whose clock runs
     /// slow, and its normal tick period, restored when the network heals.
     slowed_clock: Option<(usize, u64)>,
@@ -685,6 +701,10 @@ pub struct Simulation<S, W> {
     lease: LeaseNemesis,
     /// The snapshot-conflict nemesis (`conflict`).
     conflict: ConflictNemesis,
+    /// The latest time a message sent before the heal (delayed by the
+    /// faults, up to seconds) may be delivered: until then the network is
+    /// not calm, whatever the rates say (see `checks::end_rejoin_check`).
+    chaos_deliveries_until_ns: u64,
 }
 
 /// The random streams of a seed.
@@ -859,6 +879,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             quiet_start: None,
             latency: None,
             calm: None,
+            catch_up: None,
             slowed_clock: None,
             churn,
             witness,
@@ -872,6 +893,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             idle: None,
             lease: LeaseNemesis::new(seed),
             conflict: ConflictNemesis::new(seed),
+            chaos_deliveries_until_ns: 0,
         };
         simulation.start()?;
         Ok(simulation)
@@ -1280,7 +1302,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             Event::CalmReadsStart { round } => self.start_read_round(round),
             Event::BacklogPropose => self.propose_backlog(),
             Event::BacklogTimeout => self.backlog_timeout(),
-            Event::CalmDone { leader, term } => self.start_rejoin_check(leader as usize, term),
+            Event::CalmDone { leader, term } => self.start_catch_up_check(leader as usize, term),
+            Event::CatchUpStart => self.catch_up_crash_when_idle(),
+            Event::CatchUpPoll => self.catch_up_poll(),
             Event::Membership => self.membership_change(),
             Event::HostEntry => self.host_entry_tick(),
             Event::Forced(step) => self.forced_step(step),

@@ -416,6 +416,10 @@ struct SimArgs {
     /// index already passed.
     #[arg(long)]
     bug_stale_snapshot_installed: bool,
+    /// Planted core mistake: a follower that lost acknowledged entries
+    /// keeps quiet when a heartbeat names a commit past its log.
+    #[arg(long)]
+    bug_lost_entries_unreported: bool,
     /// Planted core mistake: a node removed from the voters keeps
     /// campaigning.
     #[arg(long)]
@@ -535,6 +539,7 @@ impl SimArgs {
                 lease_during_transfer: self.bug_lease_during_transfer,
                 snapshot_held_by_index: self.bug_snapshot_held_by_index,
                 stale_snapshot_installed: self.bug_stale_snapshot_installed,
+                lost_entries_unreported: self.bug_lost_entries_unreported,
             },
             reads: self.reads,
             lease_skew_beyond_bound: self.lease_skew_beyond_bound,
@@ -1059,6 +1064,11 @@ fn run(
     println!(
         "  calm measurements unjudged (a client's retry joined them, or the leader never became idle): {}",
         summary.calm_unjudged
+    );
+    println!(
+        "  idle catch-up: {} followers repaired after losing synced entries, the slowest in {:.2} heartbeat intervals",
+        summary.idle_catch_ups,
+        summary.idle_catch_up_centi_heartbeats_max as f64 / 100.0
     );
     print_expectations(&summary, &template);
     let faults: Vec<String> = FaultKind::ALL

@@ -222,6 +222,16 @@ impl Promises {
         promises.must_hold = [held(promises.acked_latest), held(promises.acked_highest)];
     }
 
+    /// Node `index`, crashed, lost synced entries on purpose (the idle
+    /// catch-up check, `engine::catchup`): what it acknowledged is no
+    /// longer promised.
+    pub(crate) fn accept_entry_loss(&mut self, index: usize) {
+        let promises = &mut self.nodes[index];
+        promises.must_hold = [None, None];
+        promises.acked_latest = None;
+        promises.acked_highest = None;
+    }
+
     /// Node `index` restarted into state `node`.
     pub(crate) fn on_restart(&mut self, index: usize, node: &Node) -> Result<(), Violation> {
         let promises = &mut self.nodes[index];

@@ -119,6 +119,11 @@ pub struct Summary {
     pub expectations: Vec<(u64, ExpectationExceeded)>,
     /// Calm-phase measurements left unjudged (`Efficiency::calm_unjudged`).
     pub calm_unjudged: u64,
+    /// Followers repaired by the idle catch-up check, over all seeds.
+    pub idle_catch_ups: u64,
+    /// The slowest of those repairs, in hundredths of a heartbeat
+    /// interval.
+    pub idle_catch_up_centi_heartbeats_max: u64,
     /// Wall-clock time taken.
     pub wall: Duration,
 }
@@ -149,6 +154,10 @@ impl Summary {
             .backlog_centi_round_trips_max
             .max(efficiency.backlog_centi_round_trips);
         self.calm_unjudged += u64::from(efficiency.calm_unjudged);
+        self.idle_catch_ups += u64::from(efficiency.idle_catch_ups);
+        self.idle_catch_up_centi_heartbeats_max = self
+            .idle_catch_up_centi_heartbeats_max
+            .max(efficiency.idle_catch_up_centi_heartbeats);
         let seed = report.config.seed;
         self.expectations.extend(
             report

@@ -78,7 +78,9 @@ fn dropped_tokens_and_calls_in_flight_are_unknown() {
 
 fn record_error(recorder: &Recorder, token: Token, error: &ClientError) {
     match error {
-        ClientError::Server(_) | ClientError::NoServers => recorder.fail(token),
+        ClientError::Server(_) | ClientError::NoServers | ClientError::CommandTooLarge { .. } => {
+            recorder.fail(token)
+        }
         _ => recorder.unknown(token),
     }
 }

@@ -161,6 +161,20 @@ pub enum ClientError {
     /// operation is unknown. The next operation registers a new session.
     #[error("session expired on the servers; the operation may or may not have been applied")]
     SessionExpired,
+    /// The command is larger than a server accepts
+    /// ([`COMMAND_BYTES_MAX`](super::kv::COMMAND_BYTES_MAX)); it was not
+    /// sent. Retrying cannot help.
+    #[error(
+        "the command is {bytes} bytes encoded, above the limit of {max} bytes ({} MiB) a command \
+         may have; nothing was sent",
+        max / (1024 * 1024)
+    )]
+    CommandTooLarge {
+        /// The command's encoded size.
+        bytes: usize,
+        /// The largest command accepted.
+        max: usize,
+    },
     /// A server answered something that could not be understood.
     #[error("bad answer from server: {0}")]
     Protocol(String),
@@ -487,10 +501,10 @@ impl Client {
         };
         let op = codec::encode(&op).map_err(|e| ClientError::Protocol(e.to_string()))?;
         if op.len() > COMMAND_BYTES_MAX {
-            return Err(ClientError::Server(format!(
-                "command of {} bytes exceeds {COMMAND_BYTES_MAX}",
-                op.len()
-            )));
+            return Err(ClientError::CommandTooLarge {
+                bytes: op.len(),
+                max: COMMAND_BYTES_MAX,
+            });
         }
         let seq = self.next_seq;
         // The next operation gets the next number whatever happens to this

@@ -99,6 +99,11 @@ pub struct NodeSettings {
     /// beyond a small share each
     /// ([`listener::FRAME_BUFFER_BYTES_MAX_DEFAULT`]).
     pub frame_buffer_bytes_max: usize,
+    /// The data directory's identity
+    /// ([`FileStorage::open_as`](super::wal::FileStorage::open_as)): peers
+    /// of another incarnation of the cluster are refused. `None`, the
+    /// default, checks no incarnation.
+    pub identity: Option<Arc<super::identity::IdentityHandle>>,
 }
 
 impl NodeSettings {
@@ -134,6 +139,7 @@ impl NodeSettings {
             client_idle_timeout: listener::CLIENT_IDLE_TIMEOUT_DEFAULT,
             frame_timeout: listener::FRAME_TIMEOUT_DEFAULT,
             frame_buffer_bytes_max: listener::FRAME_BUFFER_BYTES_MAX_DEFAULT,
+            identity: None,
         }
     }
 
@@ -254,6 +260,7 @@ where
     transport_config.peer_timeout = settings.peer_timeout;
     transport_config.stream_wrapper = settings.stream_wrapper.clone();
     transport_config.tls = settings.tls.clone();
+    transport_config.identity = settings.identity.clone();
     if settings.tls.is_none() {
         tracing::warn!(
             node = settings.id,
@@ -291,6 +298,7 @@ where
         frame_timeout: settings.frame_timeout,
         frame_buffer_bytes_max: settings.frame_buffer_bytes_max,
         tls: settings.tls.clone(),
+        identity: settings.identity.clone(),
     };
     tokio::spawn(listener::serve(
         listener,

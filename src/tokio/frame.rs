@@ -24,8 +24,10 @@ use super::codec::{self, CodecError};
 /// carry keepalives; version 3 adds the cluster configuration to
 /// snapshot chunks; version 4 adds the leader's one-way commit notice
 /// ([`MessageBody::CommitNotice`](crate::MessageBody::CommitNotice)),
-/// which a version 3 peer could not decode.
-pub const PROTOCOL_VERSION: u8 = 4;
+/// which a version 3 peer could not decode; version 5 adds the cluster's
+/// incarnation to the peer handshake
+/// ([`HelloRole::Peer`](super::wire::HelloRole::Peer)).
+pub const PROTOCOL_VERSION: u8 = 5;
 
 /// Bytes of header before the payload.
 pub const FRAME_HEADER_BYTES: usize = 9;

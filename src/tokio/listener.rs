@@ -41,6 +41,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::{Message, NodeId};
 
 use super::frame::{self, FrameBudget, FrameBuffer, FrameError, FrameTimeouts};
+use super::identity::IdentityHandle;
 use super::server::Event;
 use super::sniff;
 use super::tls::{self, PeerIdentity, TlsConfig};
@@ -86,6 +87,11 @@ pub struct ListenerConfig {
     /// a certificate from the cluster's CA naming what its `Hello` claims
     /// (see [`super::tls`]). `None` accepts plaintext.
     pub tls: Option<Arc<TlsConfig>>,
+    /// This node's data directory identity: a peer of another incarnation
+    /// of the cluster is refused, and the first one a peer shows is
+    /// adopted while ours is unknown (see [`super::identity`]). `None`
+    /// checks no incarnation.
+    pub identity: Option<Arc<IdentityHandle>>,
 }
 
 /// Default [`ListenerConfig::peer_idle_timeout`]: many keepalive intervals
@@ -420,6 +426,17 @@ async fn handle(
         identity
             .as_ref()
             .and_then(|identity| certificate_refusal(identity, &hello.role, &config.cluster_id))
+    });
+    // Last, once the peer is known to be who it says: its incarnation
+    // (which may be adopted and stored).
+    let refusal = refusal.or_else(|| match (hello.role, &config.identity) {
+        (
+            HelloRole::Peer {
+                from, incarnation, ..
+            },
+            Some(ours),
+        ) => ours.meet(from, incarnation).err(),
+        _ => None,
     });
     if let Some(reason) = refusal {
         let _ = write_value(

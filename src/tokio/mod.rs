@@ -11,6 +11,7 @@
 //! | [`sniff`] | the first bytes of a connection: naming a TLS/plaintext mismatch |
 //! | [`transport`] | the [`Transport`](transport::Transport) trait; TCP and in-memory implementations |
 //! | [`listener`] | the accepting side: handshake checks, peer and client connections |
+//! | [`identity`] | whose a data directory is (cluster, node, incarnation, format) and its lock |
 //! | [`storage`] | the [`Storage`](storage::Storage) trait; in-memory implementation |
 //! | [`wal`] | the on-disk write-ahead log with group commit ([`FileStorage`](wal::FileStorage)) |
 //! | [`snapshot_file`] | snapshot files: atomic writes, verified loads |
@@ -34,6 +35,7 @@ pub mod cluster;
 pub mod codec;
 pub mod fault;
 pub mod frame;
+pub mod identity;
 pub mod kv;
 pub mod listener;
 pub mod recovery;

@@ -468,11 +468,16 @@ impl ServerHandle {
     }
 
     /// Waits until the server stops by itself (a storage failure).
+    /// Cancel-safe: a wait given up (a `select!` another branch of which
+    /// won) leaves the handle able to [`shutdown`](Self::shutdown) and
+    /// wait for the graceful stop.
     pub async fn wait(&mut self) -> Result<(), ServerError> {
-        match self.done.take() {
-            Some(done) => done.await.unwrap_or(Ok(())),
-            None => Ok(()),
-        }
+        let Some(done) = self.done.as_mut() else {
+            return Ok(());
+        };
+        let result = done.await.unwrap_or(Ok(()));
+        self.done = None;
+        result
     }
 }
 
@@ -580,6 +585,7 @@ where
         removed_logged: false,
         was_member,
         role_conflict_logged_index: None,
+        last_heard: BTreeMap::new(),
     };
     if let Some(snapshot) = recovered_snapshot {
         // The node serves it to followers behind its log.
@@ -657,7 +663,14 @@ struct Server<S, St, T> {
     /// The configuration index at which a witness/full-server conflict
     /// was last logged.
     role_conflict_logged_index: Option<Index>,
+    /// When a Raft message last arrived from each peer, for `status`
+    /// (bounded: see [`PEERS_HEARD_MAX`]).
+    last_heard: BTreeMap<NodeId, tokio::time::Instant>,
 }
+
+/// Most peers whose last contact a server remembers (a cluster's members
+/// are far fewer; a flood of forged ids cannot grow it past this).
+const PEERS_HEARD_MAX: usize = 1024;
 
 impl<S, St, T> Server<S, St, T>
 where
@@ -779,6 +792,12 @@ where
         match event {
             Event::Peer(message) => {
                 self.counters.messages_received += 1;
+                let now = tokio::time::Instant::now();
+                if self.last_heard.len() < PEERS_HEARD_MAX
+                    || self.last_heard.contains_key(&message.from)
+                {
+                    self.last_heard.insert(message.from, now);
+                }
                 self.step(Input::Receive(message));
             }
             Event::Client { command, reply } => {
@@ -809,7 +828,14 @@ where
                 self.step(Input::Read { id, path });
             }
             Event::Status { reply } => {
-                let status = NodeStatus::of(&self.node, self.counters);
+                let mut status = NodeStatus::of(&self.node, self.counters);
+                let now = tokio::time::Instant::now();
+                for peer in &mut status.peers {
+                    peer.last_contact_ms = self
+                        .last_heard
+                        .get(&peer.id)
+                        .map(|at| now.duration_since(*at).as_millis() as u64);
+                }
                 let _ = reply.send(ClientResponse::Status(Box::new(status)));
             }
             Event::Admin { request, reply } => self.start_admin(request, reply),

@@ -47,7 +47,9 @@ pub struct NodeStatus {
 pub struct PeerStatus {
     /// The follower.
     pub id: NodeId,
-    /// Highest index known replicated there.
+    /// Highest index known replicated there: confirmed in `Replicate`
+    /// state; in `Probe` state the last one confirmed, which the leader is
+    /// checking (after a restart the follower may hold less).
     pub match_index: Index,
     /// Next index to send.
     pub next_index: Index,
@@ -58,6 +60,9 @@ pub struct PeerStatus {
     /// Times this follower was found holding less than it had acknowledged
     /// as durable while this node led (non-zero means a disk lost data).
     pub log_regressions: u64,
+    /// Milliseconds since a message from this follower last arrived
+    /// (`None`: none since this server started).
+    pub last_contact_ms: Option<u64>,
 }
 
 /// Counters kept by the server loop and transport.
@@ -138,6 +143,7 @@ impl NodeStatus {
                     next_index: p.next_index,
                     inflight_messages: p.inflight_messages,
                     log_regressions: p.log_regressions,
+                    last_contact_ms: None,
                     state: match p.state {
                         ProgressState::Probe => "Probe".to_string(),
                         ProgressState::Replicate => "Replicate".to_string(),

@@ -444,6 +444,10 @@ pub enum StorageError {
         /// Marked-durable bytes that are gone.
         lost_bytes: u64,
     },
+    /// The data directory is another cluster's or node's, or in use by
+    /// another process (see [`IdentityError`](super::identity::IdentityError)).
+    #[error(transparent)]
+    Identity(Box<super::identity::IdentityError>),
     /// A file is not in a format this build can read (an older, unversioned
     /// write-ahead log, a newer format version, or not a log file at all).
     #[error("write-ahead log file {file} has an unsupported format: {reason}")]

@@ -46,6 +46,7 @@ use crate::{Message, NodeId};
 
 use super::client::ErrorClass;
 use super::frame::{self, FrameError};
+use super::identity::IdentityHandle;
 use super::server::Event;
 use super::sniff;
 use super::tls::TlsConfig;
@@ -130,6 +131,10 @@ pub struct TcpTransportConfig {
     /// Mutual TLS on every peer connection (the peer's certificate must
     /// name the node dialled); `None` dials in plaintext.
     pub tls: Option<Arc<TlsConfig>>,
+    /// This node's data directory identity: its cluster incarnation goes
+    /// in every handshake, and a peer of another incarnation refuses the
+    /// connection (see [`super::identity`]). `None` sends none.
+    pub identity: Option<Arc<IdentityHandle>>,
 }
 
 impl TcpTransportConfig {
@@ -158,6 +163,7 @@ impl TcpTransportConfig {
             message_stale_after: Duration::from_secs(1),
             stream_wrapper: None,
             tls: None,
+            identity: None,
         }
     }
 }
@@ -460,18 +466,21 @@ fn answer_failure(addr: &str, e: FrameError, tls: bool, first: &[u8]) -> Connect
 impl PeerSender {
     async fn run(mut self) {
         let mut backoff = self.config.backoff_min;
-        let hello = Hello {
-            cluster_id: self.config.cluster_id.clone(),
-            role: HelloRole::Peer {
-                from: self.config.node_id,
-                to: self.peer,
-            },
-        };
         let mut failures = 0u64;
         loop {
             if *self.shutdown.borrow() {
                 return;
             }
+            // Built for each attempt: the incarnation may have been
+            // adopted since the last one.
+            let hello = Hello {
+                cluster_id: self.config.cluster_id.clone(),
+                role: HelloRole::Peer {
+                    from: self.config.node_id,
+                    to: self.peer,
+                    incarnation: self.config.identity.as_ref().and_then(|i| i.incarnation()),
+                },
+            };
             match connect(
                 &self.addr,
                 &hello,

@@ -5,6 +5,8 @@
 //! ## Layout of a data directory
 //!
 //! ```text
+//! <dir>/identity                        whose it is (see [`identity`]); `open_as` only
+//! <dir>/lock                            flock(2)ed while open; the holder's pid
 //! <dir>/hardstate                       term + vote: [crc32c u32][bincode]
 //! <dir>/wal/00000000000000000001.seg    segment header, then records, appended
 //! <dir>/wal/00000000000000000002.seg    next segment once the first is full
@@ -195,6 +197,7 @@ use crate::{
 };
 
 use super::codec;
+use super::identity::{self, DataDirLock, IdentityClaim, IdentityError, IdentityHandle};
 use super::snapshot_file::{self, SNAPSHOT_DIR_NAME};
 use super::storage::{
     PersistRequest, PersistedSender, ReceivedSnapshot, ReceivedTarget, SnapshotReader,
@@ -1104,6 +1107,8 @@ pub struct FileStorage {
     segment_max_indices: BTreeMap<u64, Index>,
     tx: Option<crossbeam_channel::Sender<WriterCommand>>,
     thread: Option<JoinHandle<()>>,
+    /// The directory's lock, held while this storage exists.
+    _lock: DataDirLock,
 }
 
 impl std::fmt::Debug for FileStorage {
@@ -1116,9 +1121,40 @@ impl std::fmt::Debug for FileStorage {
 
 impl FileStorage {
     /// Opens (creating if needed) the data directory and recovers it (see
-    /// [`recover_dir`] for the rule).
+    /// [`recover_dir`] for the rule). The directory is locked for as long
+    /// as the storage exists: a second open, in this process or another,
+    /// is refused ([`IdentityError::Locked`](super::identity::IdentityError::Locked)).
+    /// Its identity file is neither checked nor written: a server opens
+    /// its directory with [`FileStorage::open_as`].
     pub fn open(dir: impl AsRef<Path>, options: WalOptions) -> Result<FileStorage, StorageError> {
         let dir = dir.as_ref().to_path_buf();
+        let lock = identity::lock(&dir).map_err(identity_error)?;
+        FileStorage::open_locked(dir, options, lock)
+    }
+
+    /// Opens the data directory of the server `claim` names: locks it,
+    /// checks its identity against the claim (or records the claim as its
+    /// identity on a first start, or in a directory from before identity
+    /// files), and only then recovers it, so that a directory that is
+    /// another's is refused before anything in it changes. Returns the
+    /// handle the transport checks peers' incarnations with (see
+    /// [`identity`]).
+    pub fn open_as(
+        dir: impl AsRef<Path>,
+        options: WalOptions,
+        claim: &IdentityClaim,
+    ) -> Result<(FileStorage, Arc<IdentityHandle>), StorageError> {
+        let dir = dir.as_ref().to_path_buf();
+        let lock = identity::lock(&dir).map_err(identity_error)?;
+        let handle = identity::claim(&dir, &lock, claim).map_err(identity_error)?;
+        Ok((FileStorage::open_locked(dir, options, lock)?, handle))
+    }
+
+    fn open_locked(
+        dir: PathBuf,
+        options: WalOptions,
+        lock: DataDirLock,
+    ) -> Result<FileStorage, StorageError> {
         let wal_dir = dir.join("wal");
         fs::create_dir_all(&wal_dir).map_err(io_err(format!("creating {}", wal_dir.display())))?;
         let snapshot_dir = dir.join(SNAPSHOT_DIR_NAME);
@@ -1153,7 +1189,16 @@ impl FileStorage {
             segment_max_indices: report.segment_max_indices,
             tx: None,
             thread: None,
+            _lock: lock,
         })
+    }
+}
+
+/// An identity refusal as a storage error (an I/O error stays one).
+fn identity_error(error: IdentityError) -> StorageError {
+    match error {
+        IdentityError::Storage(error) => error,
+        other => StorageError::Identity(Box::new(other)),
     }
 }
 

@@ -14,6 +14,7 @@ use crate::{Message, NodeId};
 
 use bytes::Bytes;
 
+use super::identity::Incarnation;
 use super::status::NodeStatus;
 
 /// Longest cluster id accepted in a handshake.
@@ -37,6 +38,12 @@ pub enum HelloRole {
         from: NodeId,
         /// The node id the sender believes it reached.
         to: NodeId,
+        /// The sender's cluster incarnation, if it knows one (see
+        /// [`identity`](super::identity)): two clusters of one name are
+        /// told apart by it. The accepting side refuses another one, and
+        /// adopts it while it knows none, so every node learns it from
+        /// the first peer that dials it knowing it.
+        incarnation: Option<Incarnation>,
     },
     /// A client that will send requests.
     Client,

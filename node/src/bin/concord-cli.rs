@@ -28,7 +28,10 @@
 //! and its answer lost: check before retrying; for a membership change
 //! run `member list`), 4 every server refused this client as configured
 //! (TLS on one side only, a certificate the server does not trust,
-//! another cluster's name; the message says which).
+//! another cluster's name; the message says which), 5 `get` of an absent
+//! key (nothing on stdout), 6 a command above the 4 MiB limit (nothing
+//! was sent). `put` takes its value from `--value-file PATH` (`-` for
+//! stdin) as well as the command line.
 
 // println! and friends that stop quietly at a closed pipe.
 #[macro_use]
@@ -133,6 +136,10 @@ enum Ending {
     Unknown,
     /// Every server refused this client as configured: exit 4.
     Rejected,
+    /// `get` of an absent key: exit 5.
+    Absent,
+    /// A command above the size limit, not sent: exit 6.
+    TooLarge,
 }
 
 /// Why `run` failed: the message, and how it ended.
@@ -156,6 +163,8 @@ impl From<ClientError> for Failure {
             Ending::Unknown
         } else if matches!(error, ClientError::Rejected { .. }) {
             Ending::Rejected
+        } else if matches!(error, ClientError::CommandTooLarge { .. }) {
+            Ending::TooLarge
         } else {
             Ending::Failed
         };
@@ -283,9 +292,38 @@ fn main() -> ExitCode {
                 Ending::Failed => ExitCode::FAILURE,
                 Ending::Unknown => ExitCode::from(3),
                 Ending::Rejected => ExitCode::from(4),
+                Ending::Absent => ExitCode::from(5),
+                Ending::TooLarge => ExitCode::from(6),
             }
         }
     }
+}
+
+/// `put --value-file`'s value: the file's bytes, or standard input's for
+/// `-`. Read up to one byte past the command limit, so that a larger value
+/// is refused by its size without being held whole.
+fn read_value(path: &std::path::Path) -> Result<Bytes, Failure> {
+    use std::io::Read;
+    let limit = concord::tokio::kv::COMMAND_BYTES_MAX as u64 + 1;
+    let mut value = Vec::new();
+    let read = if path.as_os_str() == "-" {
+        std::io::stdin().lock().take(limit).read_to_end(&mut value)
+    } else {
+        std::fs::File::open(path).and_then(|file| file.take(limit).read_to_end(&mut value))
+    };
+    read.map_err(|e| format!("cannot read the value from {}: {e}", path.display()))?;
+    if value.len() as u64 >= limit {
+        return Err(Failure {
+            message: format!(
+                "the value in {} is larger than the limit of {} bytes (4 MiB) a command may have; \
+                 nothing was sent",
+                path.display(),
+                concord::tokio::kv::COMMAND_BYTES_MAX
+            ),
+            ending: Ending::TooLarge,
+        });
+    }
+    Ok(Bytes::from(value))
 }
 
 async fn run(args: CliArgs) -> Result<(), Failure> {
@@ -302,12 +340,39 @@ async fn run(args: CliArgs) -> Result<(), Failure> {
     config.tls = tls;
     config.request_timeout = connection.timeout();
     config.read_path = connection.read.read_path();
-    let mut client = Client::new(config);
+    let mut client = Client::new(config.clone());
     let bytes = |s: &str| Bytes::from(s.to_string().into_bytes());
     match &args.command {
-        CliCommand::Get { key } => println!("{}", show(&client.get(bytes(key)).await?)),
-        CliCommand::Put { key, value } => {
-            client.put(bytes(key), bytes(value)).await?;
+        CliCommand::Get { key } => match client.get(bytes(key)).await? {
+            Some(value) => {
+                // The bytes as stored (a value put from a file may be
+                // binary), then a newline.
+                use std::io::Write;
+                let mut out = concord::cli_output::Stdout;
+                let _ = out
+                    .write_all(&value)
+                    .and_then(|()| out.write_all(b"\n"))
+                    .and_then(|()| out.flush());
+            }
+            None => {
+                return Err(Failure {
+                    message: format!("key {key:?} is absent"),
+                    ending: Ending::Absent,
+                })
+            }
+        },
+        CliCommand::Put {
+            key,
+            value,
+            value_file,
+        } => {
+            let value = match (value, value_file) {
+                (Some(value), _) => bytes(value),
+                (None, Some(path)) => read_value(path)?,
+                // Checked by clap.
+                (None, None) => return Err("put needs VALUE or --value-file".into()),
+            };
+            client.put(bytes(key), value).await?;
             println!("ok");
         }
         CliCommand::Append { key, value } => {
@@ -329,26 +394,96 @@ async fn run(args: CliArgs) -> Result<(), Failure> {
                 return Err("compare-and-set did not match".into());
             }
         }
-        CliCommand::Status => status(&mut client, &connection.servers).await?,
+        CliCommand::Status => return status(&config).await,
         CliCommand::Member(command) => return member(&mut client, command).await,
         CliCommand::Completions { .. } | CliCommand::ForceRecover(_) => {}
     }
     Ok(())
 }
 
-/// `status`: one row per server, with its followers as the leader sees
-/// them (an unreachable server is a row too). Fails (exit 4) only when no
-/// server answered and one refused this client as configured.
-async fn status(client: &mut Client, servers: &[String]) -> Result<(), Failure> {
-    let mut rows = Vec::new();
-    for (i, server) in servers.iter().enumerate() {
-        rows.push((server.clone(), client.status(i).await));
+/// `status`: one row per member of the configuration the leader reports
+/// (so a removed server is not shown as a member and an added one is),
+/// each with its followers' progress and last contact as the leader sees
+/// them; then any of --servers that is not a member. Without a leader,
+/// the --servers only.
+async fn status(config: &ClientConfig) -> Result<(), Failure> {
+    let mut lister = Client::new(ClientConfig {
+        attempts_max: (2 * config.servers.len() as u32).max(2),
+        ..config.clone()
+    });
+    let members = match lister.admin(AdminRequest::List).await {
+        Ok(AdminResponse::Done(members)) if members.leader == Some(members.answered_by) => {
+            Some(members)
+        }
+        _ => None,
+    };
+    // (member id, its role in the configuration, address)
+    let mut targets: Vec<(Option<u64>, String, String)> = Vec::new();
+    if let Some(members) = &members {
+        for member in &members.members {
+            let addr = member.addr.clone().unwrap_or_default();
+            targets.push((Some(member.id), member.role.clone(), addr));
+        }
     }
-    let failure = if rows.iter().any(|(_, r)| r.is_ok()) {
+    for server in &config.servers {
+        if !targets.iter().any(|(_, _, addr)| addr == server) {
+            targets.push((None, String::new(), server.clone()));
+        }
+    }
+    let mut client = Client::new(ClientConfig {
+        servers: targets.iter().map(|(_, _, addr)| addr.clone()).collect(),
+        ..config.clone()
+    });
+    let mut rows = Vec::new();
+    for (i, (member, role, addr)) in targets.iter().enumerate() {
+        let answer = if addr.is_empty() {
+            Err("its address is not in the leader's address book".to_string())
+        } else {
+            client.status(i).await.map_err(|e| e.to_string())
+        };
+        rows.push((*member, role.clone(), addr.clone(), answer));
+    }
+    // A --servers address that answered as a member listed under another
+    // address is that member.
+    let member_ids: Vec<u64> = targets.iter().filter_map(|(id, _, _)| *id).collect();
+    rows.retain(|(member, _, _, answer)| {
+        member.is_some() || !matches!(answer, Ok(s) if member_ids.contains(&s.id))
+    });
+    match &members {
+        Some(members) => {
+            let ids = |ids: &[u64]| {
+                if ids.is_empty() {
+                    "-".to_string()
+                } else {
+                    ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+                }
+            };
+            println!(
+                "configuration at index {} ({}) from the leader, node {} in term {}: voters {}  learners {}{}",
+                members.configuration_index,
+                if members.configuration_committed {
+                    "committed"
+                } else {
+                    "not committed yet"
+                },
+                members.answered_by,
+                members.term,
+                ids(&members.voters),
+                ids(&members.learners),
+                if members.voters_outgoing.is_empty() {
+                    String::new()
+                } else {
+                    format!("  JOINT: outgoing voters {}", ids(&members.voters_outgoing))
+                }
+            );
+        }
+        None => println!("no leader answered: the --servers as given (members unknown)"),
+    }
+    let failure = if rows.iter().any(|(_, _, _, r)| r.is_ok()) {
         None
     } else {
         rows.iter()
-            .filter_map(|(_, r)| r.as_ref().err())
+            .filter_map(|(_, _, _, r)| r.as_ref().err())
             .find(|e| matches!(e, ClientError::Rejected { .. }))
             .map(|e| Failure {
                 message: e.to_string(),
@@ -357,14 +492,15 @@ async fn status(client: &mut Client, servers: &[String]) -> Result<(), Failure> 
     };
     let max_commit = rows
         .iter()
-        .filter_map(|(_, r)| r.as_ref().ok())
+        .filter_map(|(_, _, _, r)| r.as_ref().ok())
         .map(|s| s.commit_index)
         .max()
         .unwrap_or(0);
     println!(
-        "{:<22} {:>4} {:<12} {:>6} {:>7} {:>8} {:>8} {:>8} {:>6} {:>8} {:>11}",
+        "{:<22} {:>4} {:<8} {:<12} {:>6} {:>7} {:>8} {:>8} {:>8} {:>6} {:>8} {:>11}",
         "server",
         "id",
+        "member",
         "role",
         "term",
         "leader",
@@ -375,13 +511,26 @@ async fn status(client: &mut Client, servers: &[String]) -> Result<(), Failure> 
         "snapshot",
         "taken/inst."
     );
-    for (server, row) in rows {
+    let mut strangers_shown = false;
+    for (member, role, server, row) in rows {
+        if member.is_none() && members.is_some() && !strangers_shown {
+            println!("not members of the leader's configuration:");
+            strangers_shown = true;
+        }
+        let role = if member.is_some() {
+            role
+        } else if members.is_some() {
+            "NO".to_string()
+        } else {
+            "?".to_string()
+        };
         match row {
             Ok(s) => {
                 println!(
-                    "{:<22} {:>4} {:<12} {:>6} {:>7} {:>8} {:>8} {:>8} {:>6} {:>8} {:>11}",
+                    "{:<22} {:>4} {:<8} {:<12} {:>6} {:>7} {:>8} {:>8} {:>8} {:>6} {:>8} {:>11}",
                     server,
                     s.id,
+                    role,
                     s.role,
                     s.term,
                     s.leader
@@ -398,13 +547,26 @@ async fn status(client: &mut Client, servers: &[String]) -> Result<(), Failure> 
                     )
                 );
                 for p in &s.peers {
+                    // In probe state the match index is the last one the
+                    // follower confirmed, which the leader is checking: a
+                    // follower that restarted may hold less.
+                    let match_index = if p.state == "Probe" {
+                        format!("{}?", p.match_index)
+                    } else {
+                        p.match_index.to_string()
+                    };
+                    let heard = match p.last_contact_ms {
+                        Some(ms) => format!("heard {ms} ms ago"),
+                        None => "never heard".to_string(),
+                    };
                     println!(
-                        "    follower {:>3}: match {:>8} next {:>8} in-flight {:>4} {}{}",
+                        "    follower {:>3}: match {:>9} next {:>8} in-flight {:>4} {:<9} {}{}",
                         p.id,
-                        p.match_index,
+                        match_index,
                         p.next_index,
                         p.inflight_messages,
                         p.state,
+                        heard,
                         if p.log_regressions > 0 {
                             format!(
                                 "  LOST ACKNOWLEDGED ENTRIES {} time(s): check its disk",
@@ -428,11 +590,14 @@ async fn status(client: &mut Client, servers: &[String]) -> Result<(), Failure> 
                         );
                 }
             }
-            Err(ClientError::Rejected { reason }) => println!("{server:<22} refused: {reason}"),
-            Err(ClientError::Unavailable { last, .. }) => {
-                println!("{server:<22} unreachable: {last}")
-            }
-            Err(e) => println!("{server:<22} unreachable: {e}"),
+            Err(ClientError::Rejected { reason }) => println!(
+                "{server:<22} {:>4} {role:<8} refused: {reason}",
+                member.map_or("?".to_string(), |id| id.to_string())
+            ),
+            Err(e) => println!(
+                "{server:<22} {:>4} {role:<8} unreachable: {e}",
+                member.map_or("?".to_string(), |id| id.to_string())
+            ),
         }
     }
     match failure {

@@ -43,8 +43,17 @@
 //! write-ahead log segments the snapshot covers; a damaged snapshot file
 //! makes it refuse to start, naming the file.
 //!
+//! On its first start a node records in `<data-dir>/identity` the cluster
+//! (`--cluster-id`), its id (`--id`), the cluster's incarnation and the
+//! log's format version; every later start compares them with the flags
+//! and refuses a directory that is another's. While it runs the node
+//! holds a lock on `<data-dir>/lock`: a second process on the same
+//! directory is refused (see `concord::tokio::identity`).
+//!
 //! Exit status: 0 stopped by a signal, 1 failed to start or serve, 2 bad
-//! flags or config file.
+//! flags or config file, 3 the data directory belongs to another cluster
+//! or node (or a newer build), 4 the data directory is in use by another
+//! process.
 
 // println! and friends that stop quietly at a closed pipe.
 #[macro_use]
@@ -54,6 +63,8 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 use concord::tokio::cluster::start_kv_node;
+use concord::tokio::identity::IdentityClaim;
+use concord::tokio::storage::StorageError;
 use concord::tokio::tls;
 use concord::tokio::wal::{FileStorage, WalOptions};
 use concord_node::server::{NodeArgs, NodeCommand, ServerSettings};
@@ -86,6 +97,8 @@ For more information, try '--help'."
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes are for a person at a terminal, not a log file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = if settings.worker_threads == 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -107,25 +120,59 @@ For more information, try '--help'."
     match runtime.block_on(run(settings)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("concord-node: {e}");
-            ExitCode::FAILURE
+            eprintln!("concord-node: {}", e.message);
+            ExitCode::from(e.code)
         }
     }
 }
 
-async fn run(args: ServerSettings) -> Result<(), String> {
+/// Exit status: the data directory belongs to another cluster or node.
+const EXIT_FOREIGN_DATA_DIR: u8 = 3;
+/// Exit status: the data directory is in use by another process.
+const EXIT_DATA_DIR_IN_USE: u8 = 4;
+
+/// Why the node stopped, and its exit status.
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure { code: 1, message }
+    }
+}
+
+async fn run(args: ServerSettings) -> Result<(), Failure> {
     let options = WalOptions {
         sync: args.fsync,
         accept_data_loss: args.accept_wal_data_loss,
         ..WalOptions::default()
     };
-    let storage = FileStorage::open(&args.data_dir, options).map_err(|e| {
-        format!(
-            "cannot open the data directory {}: {e}",
-            args.data_dir.display()
-        )
-    })?;
+    let claim = IdentityClaim {
+        cluster_id: args.cluster_id.clone(),
+        node_id: args.id,
+        // The lowest id of a new cluster's voters draws its incarnation.
+        bootstrap: !args.join && args.peers.keys().next() == Some(&args.id),
+    };
+    let (storage, identity) =
+        FileStorage::open_as(&args.data_dir, options, &claim).map_err(|e| match e {
+            StorageError::Identity(refusal) => Failure {
+                code: if refusal.is_foreign() {
+                    EXIT_FOREIGN_DATA_DIR
+                } else {
+                    EXIT_DATA_DIR_IN_USE
+                },
+                message: refusal.to_string(),
+            },
+            other => format!(
+                "cannot open the data directory {}: {other}",
+                args.data_dir.display()
+            )
+            .into(),
+        })?;
     let mut settings = args.node_settings();
+    settings.identity = Some(identity);
     settings.tls = tls::load_from_flags(
         args.tls_ca.clone(),
         args.tls_cert.clone(),
@@ -156,7 +203,7 @@ async fn run(args: ServerSettings) -> Result<(), String> {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
         _ = sigterm.recv() => tracing::info!("SIGTERM: shutting down"),
-        result = node.server.wait() => return result.map_err(|e| e.to_string()),
+        result = node.server.wait() => return result.map_err(|e| e.to_string().into()),
     }
-    node.shutdown().await.map_err(|e| e.to_string())
+    node.shutdown().await.map_err(|e| e.to_string().into())
 }

@@ -17,6 +17,21 @@ use std::time::{Duration, Instant};
 use concord::tokio::client::{Client, ClientConfig};
 use concord::tokio::tls::{TlsConfig, TlsPaths, TlsRole};
 
+/// The `concord-node` binary the tests run: this package's, or the one
+/// `CONCORD_TEST_NODE_BIN` names (to run a suite against another build,
+/// such as the commit before a fix, and see its tests fail there).
+pub fn node_binary() -> String {
+    std::env::var("CONCORD_TEST_NODE_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_concord-node").to_string())
+}
+
+/// The `concord-cli` binary the tests run (`CONCORD_TEST_CLI_BIN`
+/// overrides it, as [`node_binary`]).
+pub fn cli_binary() -> String {
+    std::env::var("CONCORD_TEST_CLI_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_concord-cli").to_string())
+}
+
 /// The node processes of one cluster. Dropping it SIGKILLs every process
 /// still running; the data directory is removed unless the thread is
 /// panicking, in which case the last lines of every node's log are printed
@@ -166,14 +181,14 @@ impl NodeProcesses {
         let log_path = self.base.join(format!("node-{id}-{}.log", self.starts));
         let log = std::fs::File::create(&log_path).expect("create a node log");
         self.logs.insert(id, log_path);
-        let binary = env!("CARGO_BIN_EXE_concord-node");
+        let binary = node_binary();
         let mut command = match self.launchers.get(&id) {
             Some(prefix) if !prefix.is_empty() => {
                 let mut command = Command::new(&prefix[0]);
-                command.args(&prefix[1..]).arg(binary);
+                command.args(&prefix[1..]).arg(&binary);
                 command
             }
-            _ => Command::new(binary),
+            _ => Command::new(&binary),
         };
         // SAFETY: the closure runs in the forked child before exec and
         // only calls prctl(2), which is async-signal-safe. The node dies

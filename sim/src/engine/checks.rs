@@ -201,7 +201,10 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         );
     }
 
-    /// The end of the rejoin check: the leader must still lead its term.
+    /// The end of the rejoin check: the leader must still lead its term,
+    /// unless a message sent during the faults could still arrive during
+    /// the cut (then the deposing is unjudged: a stale pre-vote grant
+    /// counts for a candidate still in that term).
     pub(super) fn end_rejoin_check(&mut self, leader: usize, follower: usize, term: Term) {
         self.finished = true;
         let still_leads = self.hosts[leader]
@@ -209,6 +212,22 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             .as_ref()
             .is_some_and(|node| node.role() == Role::Leader && node.term() == term);
         if still_leads {
+            return;
+        }
+        if self.chaos_deliveries_until_ns > self.now.saturating_sub(REJOIN_CUT_NS) {
+            // A message sent during the faults was still in flight (a
+            // stale or tail-delayed one, seconds late): a pre-vote grant
+            // from back then counts for a candidate still campaigning in
+            // that term, so the lease was not all that stood in its way.
+            // Not calm: unjudged, as when the leader never became idle.
+            self.budgets.calm_unjudged();
+            let until = self.chaos_deliveries_until_ns;
+            self.note(Some(leader), || {
+                format!(
+                    "rejoin check unjudged: the leader was deposed while messages sent before the heal could still arrive (until {})",
+                    format_time(until)
+                )
+            });
             return;
         }
         let now_leads = self

@@ -164,7 +164,11 @@ pub fn sample_payloads() -> Vec<Seed> {
         "hello-peer".into(),
         codec::encode(&Hello {
             cluster_id: "demo".to_string(),
-            role: HelloRole::Peer { from: 1, to: 2 },
+            role: HelloRole::Peer {
+                from: 1,
+                to: 2,
+                incarnation: None,
+            },
         }),
     );
     push(
@@ -386,7 +390,11 @@ fn frame_seeds() -> Vec<Seed> {
     encode_frame(
         &Hello {
             cluster_id: "demo".to_string(),
-            role: HelloRole::Peer { from: 1, to: 2 },
+            role: HelloRole::Peer {
+                from: 1,
+                to: 2,
+                incarnation: None,
+            },
         },
         &mut stream,
     )
