@@ -933,6 +933,7 @@ impl SimConfig {
             if on {
                 flags += flag;
             }
+        }
         if self.core_bugs.lost_entries_unreported {
             flags += " --bug-lost-entries-unreported";
         }

@@ -91,10 +91,7 @@ fn proptest_shrinks_the_fault_plan_and_the_workload_together() {
     let result = runner.run(&scenario(3, 2_000_000_000, 6, 1u32..200), |s| {
         harness.check_scenario(
             &s,
-            |_| BankSm {
-                double_credit_above: Some(50),
-                ..BankSm::default()
-            },
+            |_| BankSm::double_crediting_above(50),
             |config, max_amount| Checked::new(ModelJudged::new(*max_amount), config.clients),
         )
     });

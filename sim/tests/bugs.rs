@@ -1062,6 +1062,9 @@ fn stale_snapshot_installed_is_caught() {
             seed + 1,
         );
         assert!(failure.message.contains("went back"), "{failure}");
+    }
+}
+
 /// Clients that forget a server failed them (the planted
 /// `client_forgets_failures`): they keep sending attempts to a crashed or
 /// paused server, and follower reads to a removed one, instead of
@@ -1093,6 +1096,9 @@ fn clients_forgetting_failed_servers_are_caught() {
         );
         // `assert_clean` runs the same seeds without the bug.
         assert_clean(&base, seed + 1);
+    }
+}
+
 /// The four planted mistakes of the multi-group layer
 /// (`concord::multi::MultiPlantedBugs`, issue 39), each caught by the
 /// multi-group simulator alone (`run --groups swarm`: groups drawn 1 to
@@ -1222,6 +1228,9 @@ mod multi_group {
         caught(bugs, |check| {
             check == MultiCheck::Durability || outside_safety(check)
         });
+    }
+}
+
 /// A follower that lost acknowledged entries keeps quiet when a
 /// heartbeat names a commit past its log (the planted
 /// `lost_entries_unreported`): an idle leader goes on believing it holds

@@ -193,6 +193,7 @@ impl ClientError {
             ClientError::Rejected { .. }
             | ClientError::Server(_)
             | ClientError::Protocol(_)
+            | ClientError::CommandTooLarge { .. }
             | ClientError::NoServers => ErrorClass::Permanent,
         }
     }

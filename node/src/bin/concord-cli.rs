@@ -435,11 +435,20 @@ async fn status(config: &ClientConfig) -> Result<(), Failure> {
         ..config.clone()
     });
     let mut rows = Vec::new();
+    // The last refusal of this client as configured (TLS, CA, cluster id).
+    let mut rejected = None;
     for (i, (member, role, addr)) in targets.iter().enumerate() {
         let answer = if addr.is_empty() {
-            Err("its address is not in the leader's address book".to_string())
+            Err("unreachable: its address is not in the leader's address book".to_string())
         } else {
-            client.status(i).await.map_err(|e| e.to_string())
+            client.status(i).await.map_err(|e| match e {
+                ClientError::Rejected { reason } => {
+                    let shown = format!("refused: {reason}");
+                    rejected = Some(ClientError::Rejected { reason });
+                    shown
+                }
+                other => format!("unreachable: {other}"),
+            })
         };
         rows.push((*member, role.clone(), addr.clone(), answer));
     }
@@ -479,16 +488,14 @@ async fn status(config: &ClientConfig) -> Result<(), Failure> {
         }
         None => println!("no leader answered: the --servers as given (members unknown)"),
     }
+    // Exit 4 only when no server answered and one refused this client.
     let failure = if rows.iter().any(|(_, _, _, r)| r.is_ok()) {
         None
     } else {
-        rows.iter()
-            .filter_map(|(_, _, _, r)| r.as_ref().err())
-            .find(|e| matches!(e, ClientError::Rejected { .. }))
-            .map(|e| Failure {
-                message: e.to_string(),
-                ending: Ending::Rejected,
-            })
+        rejected.map(|e| Failure {
+            message: e.to_string(),
+            ending: Ending::Rejected,
+        })
     };
     let max_commit = rows
         .iter()
@@ -590,12 +597,8 @@ async fn status(config: &ClientConfig) -> Result<(), Failure> {
                         );
                 }
             }
-            Err(ClientError::Rejected { reason }) => println!(
-                "{server:<22} {:>4} {role:<8} refused: {reason}",
-                member.map_or("?".to_string(), |id| id.to_string())
-            ),
             Err(e) => println!(
-                "{server:<22} {:>4} {role:<8} unreachable: {e}",
+                "{server:<22} {:>4} {role:<8} {e}",
                 member.map_or("?".to_string(), |id| id.to_string())
             ),
         }

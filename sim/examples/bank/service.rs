@@ -33,6 +33,19 @@ pub struct BankSm {
     pub double_credit_above: Option<i64>,
 }
 
+impl BankSm {
+    /// The bank with the planted mistake: a transfer of more than
+    /// `credits` credits the destination twice.
+    // Used by tests/bank.rs, which includes this file; not by the example.
+    #[allow(dead_code)]
+    pub fn double_crediting_above(credits: i64) -> Self {
+        BankSm {
+            double_credit_above: Some(credits),
+            ..BankSm::default()
+        }
+    }
+}
+
 impl Default for BankSm {
     fn default() -> Self {
         BankSm {

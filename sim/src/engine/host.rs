@@ -1691,7 +1691,7 @@ fn describe_request<W: Workload>(workload: &W, request: &[u8]) -> String {
 /// A state machine's response (as the session layer encodes it), readable:
 /// the session answer with the state machine's bytes escaped, at most 96
 /// of them.
-pub(super) fn show_response(response: Option<&Bytes>) -> String {
+pub(crate) fn show_response(response: Option<&Bytes>) -> String {
     let Some(bytes) = response else {
         return "none".to_string();
     };

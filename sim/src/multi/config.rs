@@ -157,7 +157,12 @@ impl MultiSimConfig {
             think_mean_ns: sim.think_mean_ns,
             client_timeout_ns: sim.client_timeout_ns,
             client_max_attempts: sim.client_max_attempts,
-            faults: sim.faults,
+            // The lease and snapshot-conflict nemeses aim at one group's
+            // leader and its log; the multi-group engine does not host them.
+            faults: sim
+                .faults
+                .without(crate::faults::FaultKind::Lease)
+                .without(crate::faults::FaultKind::SnapshotConflict),
             swarm: sim.swarm,
             max_skew_ppm: sim.max_skew_ppm,
             vary_node_options: sim.vary_node_options,

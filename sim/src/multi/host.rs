@@ -19,6 +19,7 @@ use crate::disk::Record;
 use crate::engine::FailureKind;
 use crate::faults::FaultKind;
 use crate::kv::KvStateMachine;
+use crate::safety::ApplyError;
 use crate::trace::hash_bytes;
 
 use super::engine::{
@@ -616,11 +617,33 @@ impl MultiSim {
                         }
                     };
                     let state = self.groups.get_mut(&group).expect("a hosted group");
-                    if let Err((kind, message)) =
-                        state.safety.on_apply(index, entry, hash_bytes(&response))
-                    {
-                        self.fail(MultiCheck::Raft(kind), Some(index), Some(group), message);
-                        return;
+                    match state.safety.on_apply(index, entry, Some(&response)) {
+                        Ok(()) => {}
+                        Err(ApplyError::Violation((kind, message))) => {
+                            self.fail(MultiCheck::Raft(kind), Some(index), Some(group), message);
+                            return;
+                        }
+                        Err(ApplyError::Diverged {
+                            other,
+                            other_response,
+                        }) => {
+                            let message = format!(
+                                "applying entry {} (term {}) gave n{} the response {} but n{} the response {}",
+                                entry.index,
+                                entry.term,
+                                other + 1,
+                                crate::engine::show_response(other_response.as_ref()),
+                                index + 1,
+                                crate::engine::show_response(Some(&response)),
+                            );
+                            self.fail(
+                                MultiCheck::Raft(FailureKind::StateMachineSafety),
+                                Some(index),
+                                Some(group),
+                                message,
+                            );
+                            return;
+                        }
                     }
                     self.entry_applied(group, entry.index, entry.term, &response);
                 }
