@@ -1,5 +1,5 @@
 //! A bank on concord, tested under the simulator with a model instead of
-//! a hand-written judge (see `service.rs` and docs/testing-your-service.md).
+//! a hand-written judge (see `service.rs`).
 //!
 //! ```text
 //! cargo run --release -p concord-sim --example bank                       # correct bank: every seed passes
@@ -19,8 +19,29 @@ extern crate concord;
 
 mod service;
 
+use concord::ReadPath;
 use concord_sim::check::workload::Checked;
 use concord_sim::harness::Harness;
+use concord_sim::{CoreBugs, FaultKind, FaultSet, ReadChoice, SimConfig};
+
+/// The simulator configuration of the example: reads through ReadIndex,
+/// network partitions as the faults, clients that give up on a silent
+/// server after 100 ms (and so find a new leader while the old one still
+/// answers), three nodes.
+pub fn config(planted_stale_read: bool) -> SimConfig {
+    SimConfig {
+        nodes: 3,
+        clients: 6,
+        reads: ReadChoice::Only(ReadPath::ReadIndex),
+        faults: FaultSet::NONE.with(FaultKind::Partition),
+        client_timeout_ns: 100_000_000,
+        core_bugs: CoreBugs {
+            read_index_without_round: planted_stale_read,
+            ..CoreBugs::default()
+        },
+        ..SimConfig::default()
+    }
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -42,7 +63,7 @@ fn main() {
         }
         None => 0..100,
     };
-    let harness = Harness::new(service::config(planted)).seeds(seeds.clone());
+    let harness = Harness::new(config(planted)).seeds(seeds.clone());
     let judge = if invariants {
         "invariants only"
     } else {

@@ -12,12 +12,9 @@
 
 use bytes::Bytes;
 use concord::state_machine::{RestoreError, StateMachine};
-use concord::ReadPath;
 use concord_sim::check::workload::ModelWorkload;
 use concord_sim::models::{Bank, BankInput, BankOutput};
-use concord_sim::{
-    CoreBugs, FaultKind, FaultSet, OpResult, ReadChoice, SimConfig, Workload, WorkloadReport,
-};
+use concord_sim::{OpResult, Workload, WorkloadReport};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -28,29 +25,12 @@ pub const ACCOUNTS: [(&str, i64); 4] =
 /// The replicated state machine: one balance per account.
 pub struct BankSm {
     balances: Vec<i64>,
-    /// A planted mistake for the proptest demonstration: a transfer of
-    /// more than this credits the destination twice.
-    pub double_credit_above: Option<i64>,
-}
-
-impl BankSm {
-    /// The bank with the planted mistake: a transfer of more than
-    /// `credits` credits the destination twice.
-    // Used by tests/bank.rs, which includes this file; not by the example.
-    #[allow(dead_code)]
-    pub fn double_crediting_above(credits: i64) -> Self {
-        BankSm {
-            double_credit_above: Some(credits),
-            ..BankSm::default()
-        }
-    }
 }
 
 impl Default for BankSm {
     fn default() -> Self {
         BankSm {
             balances: ACCOUNTS.iter().map(|(_, b)| *b).collect(),
-            double_credit_above: None,
         }
     }
 }
@@ -79,9 +59,6 @@ impl StateMachine for BankSm {
             }
             self.balances[from] -= amount;
             self.balances[to] += amount;
-            if self.double_credit_above.is_some_and(|limit| amount > limit) {
-                self.balances[to] += amount;
-            }
             return Bytes::from_static(&[1]);
         }
         // A read sent through the log answers like a query.
@@ -112,15 +89,15 @@ impl StateMachine for BankSm {
     }
 }
 
-/// Draws one operation: a transfer (of 1 to `max_amount`) half the time,
-/// else a balance or a total read.
-fn draw(rng: &mut ChaCha8Rng, max_amount: u32) -> (BankInput, Bytes) {
+/// Draws one operation: a transfer half the time, else a balance or a
+/// total read.
+fn draw(rng: &mut ChaCha8Rng) -> (BankInput, Bytes) {
     let account = |i: usize| ACCOUNTS[i].0.to_string();
     match rng.gen_range(0..20) {
         0..=9 => {
             let from = rng.gen_range(0..ACCOUNTS.len());
             let to = (from + rng.gen_range(1..ACCOUNTS.len())) % ACCOUNTS.len();
-            let amount: u32 = rng.gen_range(1..=max_amount.max(1));
+            let amount: u32 = rng.gen_range(1..80);
             let mut command = vec![0, from as u8, to as u8];
             command.extend_from_slice(&amount.to_le_bytes());
             (
@@ -151,22 +128,13 @@ fn is_read(command: &[u8]) -> bool {
 /// and answers to the model's inputs and outputs.
 pub struct ModelJudged {
     bank: Bank,
-    max_amount: u32,
-}
-
-impl ModelJudged {
-    /// Transfers of 1 to `max_amount`.
-    pub fn new(max_amount: u32) -> Self {
-        ModelJudged {
-            bank: Bank::new(ACCOUNTS),
-            max_amount,
-        }
-    }
 }
 
 impl Default for ModelJudged {
     fn default() -> Self {
-        ModelJudged::new(80)
+        ModelJudged {
+            bank: Bank::new(ACCOUNTS),
+        }
     }
 }
 
@@ -183,7 +151,7 @@ impl ModelWorkload for ModelJudged {
         _now_ns: u64,
         rng: &mut ChaCha8Rng,
     ) -> Option<(BankInput, Bytes)> {
-        Some(draw(rng, self.max_amount))
+        Some(draw(rng))
     }
 
     fn output(&self, input: &BankInput, response: &[u8]) -> Result<BankOutput, String> {
@@ -213,7 +181,7 @@ pub struct InvariantJudged {
 
 impl Workload for InvariantJudged {
     fn next_command(&mut self, client: usize, _now_ns: u64, rng: &mut ChaCha8Rng) -> Option<Bytes> {
-        let (_, command) = draw(rng, 80);
+        let (_, command) = draw(rng);
         if self.current.len() <= client {
             self.current.resize(client + 1, None);
         }
@@ -253,24 +221,5 @@ impl Workload for InvariantJudged {
             operations_checked: self.checked,
             failure: self.broken.clone(),
         }
-    }
-}
-
-/// The simulator configuration of the example: reads through ReadIndex,
-/// network partitions as the faults, clients that give up on a silent
-/// server after 100 ms (and so find a new leader while the old one still
-/// answers), three nodes.
-pub fn config(planted_stale_read: bool) -> SimConfig {
-    SimConfig {
-        nodes: 3,
-        clients: 6,
-        reads: ReadChoice::Only(ReadPath::ReadIndex),
-        faults: FaultSet::NONE.with(FaultKind::Partition),
-        client_timeout_ns: 100_000_000,
-        core_bugs: CoreBugs {
-            read_index_without_round: planted_stale_read,
-            ..CoreBugs::default()
-        },
-        ..SimConfig::default()
     }
 }
