@@ -151,8 +151,10 @@ pub const COMMIT_LATENCY_MAX_NS: u64 = CALM_ROUND_TRIP_NS;
 
 /// Most time from a latency write's commit at the leader to its apply on
 /// each voter that held it when it committed (the leader had its
-/// acknowledgement), when no other entry followed the write before it
-/// committed: one message delay, 1 ms.
+/// acknowledgement and streams to it), when no other entry followed the
+/// write before it committed: one message delay, 1 ms. A voter the leader
+/// probes instead (a stale refusal arrived, `concord::replication`) is
+/// owed no notice and is not judged.
 ///
 /// Why: such a voter has no append in flight past the commit (its last
 /// acknowledgement freed the window), so the leader's commit step sends

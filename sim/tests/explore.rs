@@ -185,12 +185,15 @@ fn real_core_passes_a_small_scope_exhaustively() {
     assert!(report.trace.is_none(), "{:?}", report.trace);
     assert!(report.outcome.complete, "{:?}", report.outcome.counts);
     let counts = &report.outcome.counts;
-    // Measured: 65,609 distinct states, 222,284 transitions, depth 34.
+    // Measured: 44,067 distinct states, 151,139 transitions, depth 33
+    // (65,609 before pending writes were hashed by their distance from
+    // the next write id and the status-only regression count left out:
+    // states that answer every input alike now count once).
     // The floor is below it so that a harmless change of the core's
     // message flow does not fail here, but an explorer that stops early
     // or merges states it should not does.
-    assert!(counts.distinct > 50_000, "{counts:?}");
-    assert!(counts.explored > 150_000, "{counts:?}");
+    assert!(counts.distinct > 35_000, "{counts:?}");
+    assert!(counts.explored > 120_000, "{counts:?}");
     assert!(counts.depth >= 25, "{counts:?}");
 }
 

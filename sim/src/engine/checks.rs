@@ -333,7 +333,15 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         } else {
             judged_voters(node.membership())
                 .into_iter()
-                .filter(|id| node.progress(*id).is_some_and(|p| p.match_index >= at))
+                // Streamed to (replicate) too: a voter the leader probes
+                // (after a stale refusal, see `handle_append_response`) is
+                // sent no commit notice; it learns the commit from the
+                // probe's answer, a round trip later.
+                .filter(|id| {
+                    node.progress(*id).is_some_and(|p| {
+                        p.match_index >= at && p.state == concord::ProgressState::Replicate
+                    })
+                })
                 .fold(0u64, |mask, id| mask | 1 << (id - 1))
         };
         phase.applied_seen = !judged;
