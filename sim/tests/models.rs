@@ -242,7 +242,7 @@ impl Gen for Queue {
     fn input(&self, rng: &mut ChaCha8Rng, n: usize) -> QueueInput {
         if rng.gen_bool(0.5) {
             // Distinct values half the time, repeated ones otherwise.
-            QueueInput::Enqueue(if n % 2 == 0 {
+            QueueInput::Enqueue(if n.is_multiple_of(2) {
                 format!("e{n}")
             } else {
                 val(rng)

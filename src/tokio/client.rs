@@ -162,7 +162,7 @@ pub enum ClientError {
     #[error("session expired on the servers; the operation may or may not have been applied")]
     SessionExpired,
     /// The command is larger than a server accepts
-    /// ([`COMMAND_BYTES_MAX`](super::kv::COMMAND_BYTES_MAX)); it was not
+    /// ([`COMMAND_BYTES_MAX`]); it was not
     /// sent. Retrying cannot help.
     #[error(
         "the command is {bytes} bytes encoded, above the limit of {max} bytes ({} MiB) a command \

@@ -1123,7 +1123,7 @@ impl FileStorage {
     /// Opens (creating if needed) the data directory and recovers it (see
     /// [`recover_dir`] for the rule). The directory is locked for as long
     /// as the storage exists: a second open, in this process or another,
-    /// is refused ([`IdentityError::Locked`](super::identity::IdentityError::Locked)).
+    /// is refused ([`IdentityError::Locked`]).
     /// Its identity file is neither checked nor written: a server opens
     /// its directory with [`FileStorage::open_as`].
     pub fn open(dir: impl AsRef<Path>, options: WalOptions) -> Result<FileStorage, StorageError> {

@@ -18,12 +18,7 @@ pub fn linearizable<M: Model>(model: &M, ops: &[Op<M::Input, M::Output>]) -> boo
     let live: Vec<usize> = (0..ops.len())
         .filter(|&i| !matches!(ops[i].outcome, Outcome::Failed))
         .collect();
-    let mut remaining = vec![true; ops.len()];
-    for i in 0..ops.len() {
-        if !live.contains(&i) {
-            remaining[i] = false;
-        }
-    }
+    let mut remaining: Vec<bool> = (0..ops.len()).map(|i| live.contains(&i)).collect();
     dfs(model, ops, &model.init(), &mut remaining)
 }
 

@@ -127,7 +127,7 @@ impl Budget {
         if self.steps > self.max_steps {
             return Err(Limit::Steps(self.max_steps));
         }
-        if self.steps % 4096 == 0 {
+        if self.steps.is_multiple_of(4096) {
             if let Some(d) = self.deadline {
                 if Instant::now() >= d {
                     return Err(Limit::Time(self.time_limit.unwrap_or_default()));
@@ -663,12 +663,16 @@ pub(crate) fn states_before<M: Model>(
 /// Runs the search on one part with an explicit budget: `Ok(())` if
 /// linearizable, `Err(Some((stuck, states)))` if not, `Err(None)` with the
 /// limit reached in `limit`.
+/// Where a search stopped short of linearizing everything: the deepest
+/// prefix length and the states there, or the limit it hit.
+pub(crate) type Stuck<S> = Result<(usize, Vec<S>), Limit>;
+
 pub(crate) fn search_raw<M: Model>(
     model: &M,
     ops: &[Op<M::Input, M::Output>],
     idx: &[usize],
     budget: &mut Budget,
-) -> Result<(), Result<(usize, Vec<M::State>), Limit>> {
+) -> Result<(), Stuck<M::State>> {
     match run(model, ops, idx, budget, Until::End) {
         Ran::Done | Ran::Stopped(_) => Ok(()),
         Ran::Stuck { stuck, states } => Err(Ok((stuck, states))),

@@ -95,10 +95,10 @@ pub fn value_text(v: &Value) -> Option<String> {
     }
 }
 
-fn parse_line<M: JsonModel>(
-    model: &M,
-    line: &str,
-) -> Result<Option<Op<M::Input, M::Output>>, String> {
+/// An operation of `M`'s history.
+type ModelOp<M> = Op<<M as Model>::Input, <M as Model>::Output>;
+
+fn parse_line<M: JsonModel>(model: &M, line: &str) -> Result<Option<ModelOp<M>>, String> {
     if line.trim().is_empty() {
         return Ok(None);
     }
@@ -160,10 +160,7 @@ fn parse_line<M: JsonModel>(
 }
 
 /// Parses a JSON-lines history of `model`'s operations.
-pub fn parse_jsonl<M: JsonModel>(
-    model: &M,
-    text: &str,
-) -> Result<Vec<Op<M::Input, M::Output>>, HistoryError> {
+pub fn parse_jsonl<M: JsonModel>(model: &M, text: &str) -> Result<Vec<ModelOp<M>>, HistoryError> {
     let mut ops = Vec::new();
     for (i, line) in text.lines().enumerate() {
         match parse_line(model, line) {

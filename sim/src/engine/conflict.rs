@@ -183,11 +183,11 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         // for the leader's messages to the follower.
         let nodes = self.hosts.len();
         let mut blocked = [0u8; 8];
-        for from in 0..nodes.min(8) {
+        for (from, row) in blocked.iter_mut().enumerate().take(nodes) {
             for to in 0..nodes.min(8) {
                 let touches = [from, to].iter().any(|i| *i == leader || *i == follower);
                 if from != to && touches && !(from == leader && to == follower) {
-                    blocked[from] |= 1 << to;
+                    *row |= 1 << to;
                 }
             }
         }
@@ -241,13 +241,13 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 }
                 // Each of `side` alone: cut off from everyone.
                 let mut blocked = [0u8; 8];
-                for from in 0..nodes.min(8) {
+                for (from, row) in blocked.iter_mut().enumerate().take(nodes) {
                     for to in 0..nodes.min(8) {
                         let cut = [from, to]
                             .iter()
                             .any(|i| side.contains(&(*i as concord::NodeId + 1)));
                         if from != to && cut {
-                            blocked[from] |= 1 << to;
+                            *row |= 1 << to;
                         }
                     }
                 }

@@ -779,7 +779,7 @@ impl World {
     /// differ by which inert messages are in flight. (Debug builds deliver
     /// each one to a copy of its receiver and assert that nothing
     /// changes.)
-    fn discard_stale(&mut self, scope: &Scope, mut log: Option<&mut StepLog>) {
+    fn discard_stale(&mut self, scope: &Scope, log: Option<&mut StepLog>) {
         let slots = &self.slots;
         let mut discarded = Vec::new();
         self.network.retain(|in_flight| {
@@ -834,7 +834,7 @@ impl World {
             }
             true
         });
-        if let Some(log) = log.as_deref_mut() {
+        if let Some(log) = log {
             for message in discarded {
                 log.lines.push(format!("  stale, lost: {message}"));
             }

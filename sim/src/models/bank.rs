@@ -56,8 +56,8 @@ impl Bank {
         let mut opening = Vec::new();
         for (name, balance) in accounts {
             let name = name.into();
-            if !map.contains_key(&name) {
-                map.insert(name, opening.len());
+            if let std::collections::btree_map::Entry::Vacant(slot) = map.entry(name) {
+                slot.insert(opening.len());
                 opening.push(balance);
             }
         }

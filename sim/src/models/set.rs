@@ -49,7 +49,7 @@ impl Model for Set {
     fn step(&self, s: &BTreeSet<String>, i: &SetInput, out: &bool) -> Option<BTreeSet<String>> {
         let present = s.contains(i.element());
         match i {
-            SetInput::Add(v) => (*out == !present).then(|| {
+            SetInput::Add(v) => (*out != present).then(|| {
                 let mut t = s.clone();
                 t.insert(v.clone());
                 t
