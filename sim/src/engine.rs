@@ -705,6 +705,10 @@ pub struct Simulation<S, W> {
     /// faults, up to seconds) may be delivered: until then the network is
     /// not calm, whatever the rates say (see `checks::end_rejoin_check`).
     chaos_deliveries_until_ns: u64,
+    /// The same for leadership hand-overs (`TimeoutNow`) sent before the
+    /// heal: one delivered late starts an election at its target in the
+    /// quiet period (see `checks::end_quiet_period`).
+    chaos_timeout_now_until_ns: u64,
 }
 
 /// The random streams of a seed.
@@ -894,6 +898,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             lease: LeaseNemesis::new(seed),
             conflict: ConflictNemesis::new(seed),
             chaos_deliveries_until_ns: 0,
+            chaos_timeout_now_until_ns: 0,
         };
         simulation.start()?;
         Ok(simulation)

@@ -198,14 +198,23 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             return;
         };
         let delay = delay + bug_ns + self.split_vote_delay(index, target, &message);
+        let hand_over = matches!(message.body, MessageBody::TimeoutNow);
         if !self.healed {
             self.chaos_deliveries_until_ns = self.chaos_deliveries_until_ns.max(self.now + delay);
+            if hand_over {
+                self.chaos_timeout_now_until_ns =
+                    self.chaos_timeout_now_until_ns.max(self.now + delay);
+            }
         }
         if self.flip(self.odds.duplicate) {
             if let Some(second_delay) = self.message_delay() {
                 if !self.healed {
                     self.chaos_deliveries_until_ns =
                         self.chaos_deliveries_until_ns.max(self.now + second_delay);
+                    if hand_over {
+                        self.chaos_timeout_now_until_ns =
+                            self.chaos_timeout_now_until_ns.max(self.now + second_delay);
+                    }
                 }
                 self.faults.add(FaultKind::Duplicate, 1);
                 let slot = self.messages.insert(message.clone());
