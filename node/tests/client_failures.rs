@@ -247,3 +247,34 @@ fn a_removed_server_says_so_and_member_list_prints_the_leaders_view() {
         assert!(!stdout.contains("answered by node 1"), "{stdout}");
     });
 }
+
+/// Another cluster's id (a forgotten `--cluster-id`) is refused by every
+/// server as configured: the CLI stops at once with exit 4 and names the
+/// cluster ids, instead of retrying and saying the operation "may or may
+/// not have been applied" (issue 45, item 5).
+#[test]
+fn a_wrong_cluster_id_is_refused_at_once_with_its_own_exit_code() {
+    let mut cluster = NodeProcesses::on_loopback("wrong-cluster-id", CLUSTER);
+    runtime().block_on(async {
+        start_and_write(&mut cluster, 1).await;
+    });
+    let servers: Vec<String> = (1..=3).map(|id| cluster.addr(id)).collect();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_concord-cli"))
+        .args([
+            "--servers",
+            &servers.join(","),
+            "--cluster-id",
+            "not-this-one",
+        ])
+        .args(["get", "key-0"])
+        .output()
+        .expect("run concord-cli");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("cluster id") && stderr.contains("not-this-one"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("may or may not"), "{stderr}");
+    assert!(!stderr.contains("attempts"), "retried: {stderr}");
+}
