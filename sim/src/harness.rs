@@ -38,6 +38,7 @@ use std::ops::Range;
 
 use concord::state_machine::StateMachine;
 use concord::NodeId;
+#[cfg(feature = "proptest")]
 use proptest::prelude::*;
 
 use crate::engine::{format_time, RunReport, Simulation};
@@ -260,10 +261,11 @@ impl Harness {
         }
     }
 
-    /// One proptest case: the run of `scenario` (its seed, fault plan and
-    /// workload parameters), a test failure with the replay data if it
-    /// fails. Use it with [`scenario`] so that proptest shrinks the fault
+    /// One proptest case (feature `proptest`): the run of `scenario` (its
+    /// seed, fault plan and workload parameters), a test failure with the
+    /// replay data if it fails. Use it with [`scenario`] so that proptest shrinks the fault
     /// plan and the workload together.
+    #[cfg(feature = "proptest")]
     pub fn check_scenario<S, W, P: fmt::Debug>(
         &self,
         scenario: &Scenario<P>,
@@ -311,6 +313,8 @@ pub struct Scenario<P> {
 /// faults in the first `chaos_ns`, and workload parameters from
 /// `workload`. On failure proptest shrinks both: fewer and milder faults,
 /// and a smaller workload (as far as `workload`'s own strategy shrinks).
+/// Feature `proptest`.
+#[cfg(feature = "proptest")]
 pub fn scenario<P: Strategy>(
     nodes: usize,
     chaos_ns: u64,

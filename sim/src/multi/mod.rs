@@ -46,6 +46,7 @@
 //! the node-loss wake storm (`concord-sim multi idle|storm`).
 
 mod checks;
+#[cfg(feature = "cli")]
 pub mod cli;
 mod client;
 pub mod config;
