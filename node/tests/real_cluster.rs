@@ -1000,10 +1000,23 @@ fn two_voters_and_a_witness_keep_serving_when_a_voter_dies() {
             "a witness applies nothing"
         );
         assert!(status.first_index > 1, "its log was compacted: {status:?}");
+        // A client that knows only the witness is redirected, not served.
+        // (The cluster's client remembers the leader and avoids servers
+        // that failed it, so it may never have asked the witness.)
+        let mut config =
+            concord::tokio::client::ClientConfig::new(vec![witness_addr.clone()], CLUSTER);
+        config.attempts_max = 2;
+        config.request_timeout = Duration::from_millis(500);
+        let _ = Client::new(config).put("asked-the-witness", "x").await;
+        let status = client
+            .status(index_of(witness))
+            .await
+            .expect("witness status");
         assert!(
             status.server.redirects > 0,
             "it redirected clients: {status:?}"
         );
+        assert_eq!(status.server.entries_applied, 0, "{status:?}");
 
         // SIGKILL the leader: the other full voter is elected with the
         // witness's vote, and the two of them acknowledge writes.
