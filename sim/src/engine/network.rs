@@ -162,6 +162,20 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         Some(delay)
     }
 
+    /// A message sent before the heal may arrive up to `delay` later: the
+    /// calm checks that a late delivery could disturb (`checks`) stay
+    /// unjudged until then.
+    fn note_chaos_delivery(&mut self, message: &Message, delay: u64) {
+        if self.healed {
+            return;
+        }
+        let until_ns = self.now + delay;
+        self.chaos_deliveries_until_ns = self.chaos_deliveries_until_ns.max(until_ns);
+        if matches!(message.body, MessageBody::TimeoutNow) {
+            self.chaos_timeout_now_until_ns = self.chaos_timeout_now_until_ns.max(until_ns);
+        }
+    }
+
     pub(super) fn send(&mut self, index: usize, to: NodeId, message: Message) {
         self.messages_handed += 1;
         self.spent.messages += 1;
@@ -198,24 +212,10 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             return;
         };
         let delay = delay + bug_ns + self.split_vote_delay(index, target, &message);
-        let hand_over = matches!(message.body, MessageBody::TimeoutNow);
-        if !self.healed {
-            self.chaos_deliveries_until_ns = self.chaos_deliveries_until_ns.max(self.now + delay);
-            if hand_over {
-                self.chaos_timeout_now_until_ns =
-                    self.chaos_timeout_now_until_ns.max(self.now + delay);
-            }
-        }
+        self.note_chaos_delivery(&message, delay);
         if self.flip(self.odds.duplicate) {
             if let Some(second_delay) = self.message_delay() {
-                if !self.healed {
-                    self.chaos_deliveries_until_ns =
-                        self.chaos_deliveries_until_ns.max(self.now + second_delay);
-                    if hand_over {
-                        self.chaos_timeout_now_until_ns =
-                            self.chaos_timeout_now_until_ns.max(self.now + second_delay);
-                    }
-                }
+                self.note_chaos_delivery(&message, second_delay);
                 self.faults.add(FaultKind::Duplicate, 1);
                 let slot = self.messages.insert(message.clone());
                 self.schedule(second_delay, Event::Deliver { slot });
