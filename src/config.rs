@@ -51,7 +51,9 @@ pub struct Config {
     pub pre_vote: bool,
     /// A leader steps down when it has not heard from a quorum for an
     /// election timeout, and followers that heard from a leader within the
-    /// minimum election timeout refuse to vote for anyone else.
+    /// minimum election timeout refuse to vote for anyone else. (A leader
+    /// that is not a voter in its own configuration, one removing itself,
+    /// steps down this way even when this is off.)
     pub check_quorum: bool,
     /// A leadership transfer the target has not completed within this
     /// many ticks is given up and the leader serves again. `None`:

@@ -370,7 +370,14 @@ impl Node {
         for progress in self.progress.values_mut() {
             progress.recent_active = false;
         }
-        if self.config.check_quorum && !quorum_active {
+        // A leader outside its own configuration checks even without
+        // CheckQuorum: it can commit nothing without those voters, and
+        // once they commit the configuration, elect a leader of their own
+        // and compact away every entry naming this node, they drop its
+        // messages unanswered (it is a stranger to them), so no higher
+        // term would ever reach it. Stepping down is always safe.
+        let must_check = self.config.check_quorum || !self.is_voter_here();
+        if must_check && !quorum_active {
             tracing::info!(
                 node = self.config.id,
                 term = self.term,

@@ -86,6 +86,43 @@ fn without_check_quorum_an_isolated_leader_stays() {
     assert_eq!(c.node(1).stats().check_quorum_step_downs, 0);
 }
 
+/// Even without CheckQuorum, a leader that removed itself and cannot
+/// reach the remaining voters steps down within two election timeouts:
+/// they may commit the change, elect a leader of their own and forget it,
+/// after which no higher term would ever reach it (seed 2205754155 of
+/// `concord-sim run --nodes 3 --service kv`).
+#[test]
+fn without_check_quorum_a_leader_outside_its_configuration_hearing_nobody_steps_down() {
+    let mut c = Cluster::configured(&[1, 2, 3], |c| {
+        c.pre_vote = false;
+        c.check_quorum = false;
+        c.auto_leave_joint = false;
+    });
+    c.elect(1);
+    // Removing the leader goes through a joint configuration; leaving it
+    // is the step that drops node 1, and it never commits here.
+    c.step(
+        1,
+        Input::ChangeMembership(concord::MembershipChange::Remove(1)),
+    );
+    c.tick_all(3);
+    assert!(c.node(1).membership().is_joint());
+    c.step(
+        1,
+        Input::ChangeMembership(concord::MembershipChange::LeaveJoint),
+    );
+    c.isolate(1);
+    assert!(!c.node(1).membership().is_voter(1));
+    assert_eq!(c.node(1).role(), Role::Leader);
+    let min = c.configs[&1].election_timeout_min_ticks;
+    for _ in 0..2 * min + 1 {
+        c.tick(1);
+    }
+    let n = c.node(1);
+    assert_eq!(n.role(), Role::Follower);
+    assert_eq!(n.stats().check_quorum_step_downs, 1);
+}
+
 /// A leader that hears from a majority (itself and one of two followers)
 /// stays leader in its term, however long that lasts.
 #[test]
