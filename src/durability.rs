@@ -52,6 +52,9 @@ impl Node {
         self.log.truncate_after(index);
         self.membership_truncated(index);
         self.persisted_index = self.persisted_index.min(index);
+        // Only a candidate's catch-up cuts below what it matched of a
+        // leader's log; an acknowledgement must not claim the lost part.
+        self.leader_match_index = self.leader_match_index.min(index);
         for write in &mut self.writes {
             write.last_index = write.last_index.min(index);
         }

@@ -314,6 +314,97 @@ impl Node {
         let term = if granted { message.term } else { self.term };
         let body = MessageBody::RequestVoteResponse { pre_vote, granted };
         self.send_with_term(candidate, term, body, actions);
+        // Only for a candidate our configuration lets lead: one it drops
+        // would merely campaign longer with our entries.
+        if !up_to_date && !self.may_campaign() && self.membership.is_voter(candidate) {
+            self.send_candidate_catch_up(candidate, last_log, actions);
+        }
+    }
+
+    /// Refusing `candidate` for a log behind ours while we can never lead
+    /// ourselves: hand it the entries it may lack, so that a voter able
+    /// to lead can become as up to date as we are. We send from the
+    /// candidate's last index, or from our commit index if that is lower
+    /// (what we know committed is what the candidate most likely shares),
+    /// one append's worth; the candidate checks the rest.
+    fn send_candidate_catch_up(
+        &mut self,
+        candidate: NodeId,
+        last_log: LogPosition,
+        actions: &mut Vec<Action>,
+    ) {
+        // Where that was compacted away here, from our base: a candidate
+        // holding the base entry can still take the rest.
+        let from = last_log
+            .index
+            .min(self.log.commit_index())
+            .max(self.log.base().index);
+        let Some(prev_term) = self.log.term_at(from) else {
+            return;
+        };
+        let entries = self.log.entries_from(
+            from + 1,
+            self.config.append_entries_max,
+            self.config.append_bytes_max,
+        );
+        if entries.is_empty() {
+            return;
+        }
+        self.stats.candidate_catch_ups_sent += 1;
+        let prev = LogPosition::new(from, prev_term);
+        self.send(
+            candidate,
+            MessageBody::CandidateCatchUp { prev, entries },
+            actions,
+        );
+    }
+
+    /// A refusing peer that cannot lead sent us the entries it holds after
+    /// `prev`. Taken while we campaign, only where `prev` matches our log
+    /// and the entries leave our log strictly more up to date (§5.4.1).
+    /// Then they are a prefix of the log of the leader that wrote the
+    /// last of them (log matching), every entry of ours they replace has
+    /// a lower term than that leader's and is absent from its log, so no
+    /// leader committed it (a committed entry is in every later leader's
+    /// log), and no newer leader's entry is replaced (our log holds none
+    /// newer than theirs). It is what that leader would have sent us;
+    /// only the term stays ours. The election under way ends; the next
+    /// one asks with the new log.
+    pub(crate) fn handle_candidate_catch_up(
+        &mut self,
+        message_term: Term,
+        prev: LogPosition,
+        entries: crate::entries::Entries,
+        actions: &mut Vec<Action>,
+    ) {
+        if !matches!(self.role, Role::PreCandidate | Role::Candidate) {
+            return;
+        }
+        let Some(last) = entries.last().map(|entry| entry.position()) else {
+            return;
+        };
+        if !crate::replication::entries_well_formed(prev, &entries, message_term) {
+            self.stats.messages_malformed += 1;
+            return;
+        }
+        // Entries of a term past ours wait until the sender's refusal, or
+        // a leader, has brought us to that term: a log never holds an
+        // entry newer than its node's term (our own entries, if we lead
+        // this term, must come after them).
+        let ours = self.log.last_position();
+        let newer = last.is_up_to_date_with(&ours) && last != ours;
+        if !newer || last.term > self.term || !self.log.matches(prev) {
+            return;
+        }
+        if self.append_after_match(entries) {
+            self.stats.candidate_catch_ups_taken += 1;
+            debug_assert_eq!(self.log.last_position(), last);
+            // The votes so far judged the old log (and may count under a
+            // configuration the new entries replace), and the sender
+            // refused us in this term: campaign afresh at the next
+            // timeout, asking with the new log.
+            self.become_follower(self.term, None, actions);
+        }
     }
 
     pub(crate) fn handle_vote_response(
@@ -430,6 +521,12 @@ impl Node {
             self.handle_removed(configuration, actions);
             return;
         }
+        if let MessageBody::CandidateCatchUp { prev, entries } = message.body {
+            // About logs, not terms: judged by the entries alone, from any
+            // term, and moves no term.
+            self.handle_candidate_catch_up(message.term, prev, entries, actions);
+            return;
+        }
         if message.term > self.term && self.is_answer_from_removed(&message) {
             self.stats.answers_from_removed += 1;
             return;
@@ -468,7 +565,9 @@ impl Node {
                 | MessageBody::ReadIndexResponse { .. } => {
                     self.become_follower(message.term, None, actions);
                 }
-                MessageBody::Removed { .. } => unreachable!("handled above"),
+                MessageBody::Removed { .. } | MessageBody::CandidateCatchUp { .. } => {
+                    unreachable!("handled above")
+                }
             }
         } else if message.term < self.term
             && !(self.planted().stale_acceptance_counted
@@ -564,7 +663,9 @@ impl Node {
             } => {
                 self.handle_snapshot_response(message.from, snapshot, next_offset, rewind, actions)
             }
-            MessageBody::Removed { .. } => unreachable!("handled above"),
+            MessageBody::Removed { .. } | MessageBody::CandidateCatchUp { .. } => {
+                unreachable!("handled above")
+            }
         }
     }
 

@@ -169,8 +169,12 @@
 //! a witness keeps its last entry's position durable for exactly that.
 //!
 //! **What a witness does not add: durability of the data.** A witness's
-//! copy of an entry can never be handed on: it never leads, so it never
-//! sends entries or snapshots. An entry committed by a leader with
+//! copy of a committed entry can never be handed on: it never leads, and
+//! it compacts what it knows committed. (What it does hand on is its log
+//! past that, to a candidate it refuses for being behind
+//! ([`MessageBody::CandidateCatchUp`]): otherwise a cluster whose newest
+//! entries live only on witnesses and learners could elect nobody.) An
+//! entry committed by a leader with
 //! witnesses' acknowledgements only is held by exactly one full voter,
 //! the leader. If that voter's disk is then lost for good, no full voter
 //! holds the entry, the witnesses refuse to elect any full voter that

@@ -136,6 +136,22 @@ pub enum MessageBody {
         /// The leader's commit index (at most `last.index`).
         commit: Index,
     },
+    /// Sent with the refusal of a vote (or pre-vote) whose candidate's log
+    /// is behind, by a node that can never campaign itself (a witness, a
+    /// learner, a node its configuration dropped): the entries it holds
+    /// after `prev`. Without them a cluster can stall for good when the
+    /// newest entries live only on such nodes: every voter that could
+    /// lead is refused for being behind, and nobody who holds the entries
+    /// may lead. A (pre-)candidate whose log holds `prev` takes them only
+    /// if they leave its log more up to date than before (§5.4.1): they
+    /// are then exactly what that entry's leader would have sent it, and
+    /// replace only entries no leader can have committed.
+    CandidateCatchUp {
+        /// The entry immediately preceding `entries`.
+        prev: LogPosition,
+        /// The sender's entries, contiguous, starting at `prev.index + 1`.
+        entries: Entries,
+    },
 }
 
 /// One chunk of a snapshot, in [`MessageBody::InstallSnapshot`].

@@ -410,6 +410,27 @@ impl Node {
         }
 
         let message_last = prev.index + entries.len() as Index;
+        if !self.append_after_match(entries) {
+            return false;
+        }
+        self.leader_match_index = self.leader_match_index.max(message_last);
+        let new_commit = if self.planted().commit_past_append {
+            // The planted mistake: capped by our log, not by the append.
+            leader_commit.min(self.log.last_index())
+        } else {
+            leader_commit.min(message_last)
+        };
+        if new_commit > self.log.commit_index() {
+            self.log.commit_to(new_commit);
+        }
+        message_last <= self.persisted_index
+    }
+
+    /// Appends what is new of `entries`, whose predecessor our log holds:
+    /// from the first entry our log does not hold on, cutting our log
+    /// there. Returns false, changing nothing, where that would cut a
+    /// committed entry or too many writes are unpersisted.
+    pub(crate) fn append_after_match(&mut self, mut entries: Entries) -> bool {
         let conflict = entries
             .iter()
             .position(|entry| !self.log.matches(entry.position()));
@@ -447,17 +468,7 @@ impl Node {
             }
             self.log.append_run(entries);
         }
-        self.leader_match_index = self.leader_match_index.max(message_last);
-        let new_commit = if self.planted().commit_past_append {
-            // The planted mistake: capped by our log, not by the append.
-            leader_commit.min(self.log.last_index())
-        } else {
-            leader_commit.min(message_last)
-        };
-        if new_commit > self.log.commit_index() {
-            self.log.commit_to(new_commit);
-        }
-        message_last <= self.persisted_index
+        true
     }
 
     /// Sends the leader the highest index that both matches its log and is
@@ -771,7 +782,11 @@ impl Node {
 /// Checks an AppendEntries is internally consistent: entries contiguous
 /// after `prev`, terms non-decreasing from `prev.term`, none above the
 /// message's term.
-fn entries_well_formed(prev: LogPosition, entries: &[Entry], message_term: Term) -> bool {
+pub(crate) fn entries_well_formed(
+    prev: LogPosition,
+    entries: &[Entry],
+    message_term: Term,
+) -> bool {
     let mut expected = prev;
     if prev.term > message_term {
         return false;

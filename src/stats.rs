@@ -10,6 +10,13 @@ pub struct Statistics {
     /// node's committed configuration and its log is behind (each
     /// answered with [`MessageBody::Removed`](crate::MessageBody::Removed)).
     pub vote_requests_from_removed: u64,
+    /// [`MessageBody::CandidateCatchUp`](crate::MessageBody::CandidateCatchUp)
+    /// messages sent: this node, unable to lead, refused a candidate
+    /// behind it and sent it its newer entries.
+    pub candidate_catch_ups_sent: u64,
+    /// [`MessageBody::CandidateCatchUp`](crate::MessageBody::CandidateCatchUp)
+    /// messages whose entries this (pre-)candidate took.
+    pub candidate_catch_ups_taken: u64,
     /// [`MessageBody::Removed`](crate::MessageBody::Removed) answers
     /// received: this node was told it is not a voter.
     pub removed_notices_received: u64,

@@ -32,7 +32,8 @@ pub fn message_bytes(message: &Message) -> u64 {
     let body = match &message.body {
         MessageBody::RequestVote { .. } => 3 * word,
         MessageBody::RequestVoteResponse { .. } => word,
-        MessageBody::AppendEntries { entries, .. } => {
+        MessageBody::AppendEntries { entries, .. }
+        | MessageBody::CandidateCatchUp { entries, .. } => {
             3 * word
                 + entries
                     .iter()

@@ -205,6 +205,10 @@ pub(crate) enum Body {
         position: LogPosition,
     },
     Removed,
+    CatchUp {
+        prev: LogPosition,
+        entries: Entries,
+    },
     /// Snapshot answers, `TimeoutNow`, read-index requests and answers.
     Other(&'static str),
 }
@@ -273,6 +277,10 @@ impl Seen {
                         position: chunk.snapshot,
                     },
                     MessageBody::Removed { .. } => Body::Removed,
+                    MessageBody::CandidateCatchUp { prev, entries } => Body::CatchUp {
+                        prev: *prev,
+                        entries: entries.clone(),
+                    },
                     MessageBody::TimeoutNow => Body::Other("TimeoutNow"),
                     MessageBody::InstallSnapshotResponse { .. } => {
                         Body::Other("InstallSnapshotResponse")
@@ -340,6 +348,10 @@ impl fmt::Display for Seen {
                     }
                     Body::Snapshot { position } => format!("a snapshot chunk of {position:?}"),
                     Body::Removed => "a Removed notice".to_string(),
+                    Body::CatchUp { prev, entries } => format!(
+                        "a candidate catch-up after {prev:?} with {} entries",
+                        entries.len()
+                    ),
                     Body::Other(name) => format!("a {name}"),
                 };
                 write!(f, "{what} from n{from} in term {term}")
@@ -473,7 +485,7 @@ impl Rules {
         }
         before.append_terms.clear();
         if let Seen::Message {
-            body: Body::Append { entries, .. },
+            body: Body::Append { entries, .. } | Body::CatchUp { entries, .. },
             ..
         } = seen
         {
@@ -716,8 +728,30 @@ fn check_log(
             && *message_term == term
             && node.leader() == Some(*from_node)
     });
+    // A (pre-)candidate takes a refusing peer's newer entries only if
+    // they leave its log strictly more up to date.
+    let catch_up = seen.message().filter(|(_, _, body)| {
+        matches!(body, Body::CatchUp { .. })
+            && matches!(before.role, Role::PreCandidate | Role::Candidate)
+    });
     match node.role() {
         Role::Follower if leader_traffic.is_some() => {}
+        // It ends its election: a follower of the same term, no leader.
+        Role::Follower if catch_up.is_some() => {
+            let newer = (last.term, last.index) > (before.last.term, before.last.index);
+            if !newer || installed.is_some() || term != before.term || node.leader().is_some() {
+                return Err(Broken {
+                    rule: Rule::LogWriters,
+                    detail: format!(
+                        "as {:?} of term {} took {seen}, moving its last entry from {:?} to {last:?} and ending in term {term} (leader {:?}): a candidate takes a catch-up only where it leaves its log more up to date, without a snapshot or a new term",
+                        before.role,
+                        before.term,
+                        before.last,
+                        node.leader()
+                    ),
+                });
+            }
+        }
         Role::Leader if installed.is_none() && truncated_after.is_none() => {
             for index in from..=last.index {
                 let Some(entry) = node.entry(index) else {
@@ -772,7 +806,9 @@ fn check_log(
         previous = entry_term;
     }
     // log-append-matches
-    if let Some((_, _, Body::Append { prev, entries, .. })) = leader_traffic {
+    if let Some((_, _, Body::Append { prev, entries, .. } | Body::CatchUp { prev, entries })) =
+        leader_traffic.or(catch_up)
+    {
         if installed.is_none() {
             check_append_matches(before, node, seen, *prev, entries, &written)?;
         }

@@ -57,12 +57,14 @@ use super::FailureKind;
 use crate::faults::MalformedMessage as Malformed;
 
 /// Number of counters in [`Statistics`].
-const COUNTERS: usize = 30;
+const COUNTERS: usize = 32;
 
 /// The names of the counters, in the order of [`counters`].
 const NAMES: [&str; COUNTERS] = [
     "messages_from_unknown_node",
     "vote_requests_from_removed",
+    "candidate_catch_ups_sent",
+    "candidate_catch_ups_taken",
     "removed_notices_received",
     "answers_from_removed",
     "messages_misaddressed",
@@ -100,6 +102,8 @@ fn counters(stats: &Statistics) -> [u64; COUNTERS] {
     let Statistics {
         messages_from_unknown_node,
         vote_requests_from_removed,
+        candidate_catch_ups_sent,
+        candidate_catch_ups_taken,
         removed_notices_received,
         answers_from_removed,
         messages_misaddressed,
@@ -132,6 +136,8 @@ fn counters(stats: &Statistics) -> [u64; COUNTERS] {
     [
         messages_from_unknown_node,
         vote_requests_from_removed,
+        candidate_catch_ups_sent,
+        candidate_catch_ups_taken,
         removed_notices_received,
         answers_from_removed,
         messages_misaddressed,

@@ -126,6 +126,9 @@ pub(super) fn body_code(body: &MessageBody) -> u64 {
         } => 10 | (u64::from(*rewind) << 4) | (snapshot.index << 8) | (next_offset << 32),
         MessageBody::Removed { configuration } => 11 | (configuration.index << 8),
         MessageBody::CommitNotice { last, commit } => 13 | (last.index << 8) | (commit << 36),
+        MessageBody::CandidateCatchUp { prev, entries } => {
+            14 | ((entries.len() as u64) << 4) | (prev.index << 16)
+        }
     }
 }
 

@@ -305,6 +305,14 @@ impl<H: Hasher> Renamed<'_, H> {
                 self.position(*last);
                 self.u64(*commit);
             }
+            MessageBody::CandidateCatchUp { prev, entries } => {
+                self.u64(14);
+                self.position(*prev);
+                self.u64(entries.len() as u64);
+                for entry in entries.iter() {
+                    self.entry(entry);
+                }
+            }
         }
     }
 }

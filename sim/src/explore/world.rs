@@ -445,6 +445,12 @@ pub fn describe_message(message: &Message) -> String {
                 last.index, last.term
             )
         }
+        MessageBody::CandidateCatchUp { prev, entries } => format!(
+            "CandidateCatchUp prev {}/t{} {}",
+            prev.index,
+            prev.term,
+            entries_text(entries)
+        ),
     };
     format!(
         "n{}->n{} t{} {body}",
@@ -768,7 +774,7 @@ impl World {
     /// a lower term than the receiver's is ignored, save for requests,
     /// which are answered with the receiver's term (AppendEntries,
     /// Heartbeat, CommitNotice, InstallSnapshot, RequestVote), and
-    /// `Removed`, which is taken from any term. So every other message
+    /// `Removed` and `CandidateCatchUp`, which are taken from any term. So every other message
     /// whose term is below its receiver's durable term is ignored whenever
     /// it arrives. So is an answer of exactly that term (a vote, an append
     /// or heartbeat or snapshot answer) to a node that is not, in that
@@ -801,6 +807,7 @@ impl World {
                         | MessageBody::InstallSnapshot(_)
                         | MessageBody::RequestVote { .. }
                         | MessageBody::Removed { .. }
+                        | MessageBody::CandidateCatchUp { .. }
                 )
             } else {
                 // Of the receiver's durable term, which it stays in (or
