@@ -584,6 +584,11 @@ impl Budgets {
                 return append_fills_its_batch(node, self.held_before_step, entries)
                     .map_err(|short| Overrun::Bound(FailureKind::Efficiency, short));
             }
+            // A catch-up is one append's worth of the sender's log.
+            MessageBody::CandidateCatchUp { entries, .. } => {
+                return append_within_limits(node.config(), entries)
+                    .map_err(|excess| Overrun::Bound(FailureKind::MessageBound, excess));
+            }
             MessageBody::AppendEntriesResponse(response) => response,
             _ => return Ok(()),
         };

@@ -93,7 +93,8 @@ impl Frame {
 /// Payload bytes of a message body beyond its fixed part.
 pub(crate) fn body_payload_bytes(body: &MessageBody) -> usize {
     match body {
-        MessageBody::AppendEntries { entries, .. } => {
+        MessageBody::AppendEntries { entries, .. }
+        | MessageBody::CandidateCatchUp { entries, .. } => {
             entries.iter().map(|entry| entry.size_bytes()).sum()
         }
         MessageBody::InstallSnapshot(chunk) => chunk.data.len() + chunk.membership.len_bytes(),
