@@ -380,6 +380,15 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             return;
         }
         phase.applied_seen |= 1 << index;
+        let follower_term = self.hosts[index].node.as_ref().map_or(0, Node::term);
+        if follower_term != phase.term {
+            // An election came between the commit and the apply (a
+            // TimeoutNow sent in the chaos phase may arrive this late):
+            // the commit reached the follower from the next leader, after
+            // its election, not on a calm network from a stable leader.
+            self.budgets.calm_unjudged();
+            return;
+        }
         let lag_ns = self.now - committed_ns;
         if let Err(message) = self
             .budgets

@@ -485,6 +485,17 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 if follower_read {
                     // It cannot serve reads now: avoided for a while.
                     self.client_failed(client, target);
+                } else if target != 0 {
+                    // It answered: however dark it was when the attempt
+                    // went out (a paused server answers on resuming), the
+                    // client has heard from it, so its dark stretch as
+                    // this client sees it is over.
+                    if let Some(streak) = self.clients[client]
+                        .dark_streak
+                        .get_mut(target as usize - 1)
+                    {
+                        *streak = None;
+                    }
                 }
                 let now = self.now;
                 let state = &mut self.clients[client];
