@@ -14,10 +14,13 @@
 //! * a restarted node holds every entry it acknowledged, unless a later
 //!   leader legitimately overwrote it: an acknowledged entry is required
 //!   after the restart only if the node still held it (same index and
-//!   term, above its log's base) when it crashed. An entry a newer
-//!   leader's append replaced in memory may come back either way (the
-//!   truncation may not have reached the disk); an entry compacted into a
-//!   snapshot is the snapshot checks' business.
+//!   term, above its log's base) when it crashed, and its log was not cut
+//!   below it since the acknowledgement. An entry a newer leader's append
+//!   replaced may come back either way: the truncation may not have reached
+//!   the disk, or a later leader may hand the same entry back in a write
+//!   the crash loses (the node then holds it again at the crash, but the
+//!   disk legitimately holds the newer leader's entries there). An entry
+//!   compacted into a snapshot is the snapshot checks' business.
 //!
 //! And within one incarnation, a vote is answered: once a node's vote for
 //! candidate `c` in term `t` is durable (every write it handed its host
@@ -207,6 +210,19 @@ impl Promises {
     pub(crate) fn on_leader(&mut self, index: usize, term: Term) {
         let promises = &mut self.nodes[index];
         promises.led = promises.led.max(term);
+    }
+
+    /// Node `index` writes a cut of its log after `after` (a newer
+    /// leader's conflicting append, a candidate catch-up, or a snapshot
+    /// that discards the log): an acknowledgement above `after` is
+    /// superseded. What the node acknowledged was its log as it stood; a
+    /// legitimate overwrite ends that promise, and an acknowledgement of
+    /// the same position made after the cut starts a new one.
+    pub(crate) fn on_truncate(&mut self, index: usize, after: Index) {
+        let promises = &mut self.nodes[index];
+        let kept = |position: Option<LogPosition>| position.filter(|p| p.index <= after);
+        promises.acked_latest = kept(promises.acked_latest);
+        promises.acked_highest = kept(promises.acked_highest);
     }
 
     /// Node `index` crashes in state `node`: which acknowledged entries it

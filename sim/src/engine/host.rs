@@ -800,6 +800,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 truncate_after,
                 entries,
             } => {
+                if let Some(after) = truncate_after {
+                    self.promises.on_truncate(index, after);
+                }
                 self.hosts[index].disk.write(Record {
                     id,
                     hard_state,
@@ -917,6 +920,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                         return;
                     }
                 };
+                if discard_log {
+                    self.promises.on_truncate(index, snapshot.position.index);
+                }
                 let snapshot =
                     Snapshot::new(snapshot.position, received).with_membership(Some(*membership));
                 self.hosts[index].keep_snapshot_bytes(snapshot.clone());
