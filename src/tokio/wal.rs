@@ -332,7 +332,7 @@ pub(crate) fn write_file_atomically(
     Ok(path)
 }
 
-fn u32_at(bytes: &[u8], at: usize) -> u32 {
+pub(crate) fn u32_at(bytes: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
 }
 
@@ -396,7 +396,13 @@ pub fn encode_record(record: &WalRecord, out: &mut Vec<u8>) -> Result<(), Storag
     encode_record_ref(&borrowed, out)
 }
 
-fn encode_record_ref(record: &WalRecordRef<'_>, out: &mut Vec<u8>) -> Result<(), StorageError> {
+/// Appends `record` encoded by the codec, framed as a record (header and
+/// payload), to `out`. Shared with the multi-group log
+/// ([`super::multi`]), whose records use the same framing.
+pub(crate) fn encode_record_ref<T: Serialize + ?Sized>(
+    record: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), StorageError> {
     let start = out.len();
     out.extend_from_slice(&[0u8; RECORD_HEADER_BYTES]);
     codec::encode_into(record, out).map_err(|e| StorageError::Misuse(e.to_string()))?;
@@ -586,7 +592,7 @@ pub struct RecoveryReport {
 
 /// Why reading stopped before the end of a segment.
 #[derive(Clone, Copy, Debug)]
-enum Damage {
+pub(crate) enum Damage {
     SegmentHeaderShort { bytes: usize },
     SegmentHeaderZeroed,
     SegmentHeaderChecksum,
@@ -631,7 +637,7 @@ impl std::fmt::Display for Damage {
 }
 
 /// The record at `offset` of a segment, or why there is none.
-fn parse_record_at(bytes: &[u8], offset: usize) -> Result<&[u8], Damage> {
+pub(crate) fn parse_record_at(bytes: &[u8], offset: usize) -> Result<&[u8], Damage> {
     let rest = &bytes[offset..];
     if rest.len() < RECORD_HEADER_BYTES {
         return Err(Damage::RecordHeaderShort { bytes: rest.len() });
@@ -659,7 +665,7 @@ fn parse_record_at(bytes: &[u8], offset: usize) -> Result<&[u8], Damage> {
 
 /// Offset of the first valid record starting at or after `from`. Linear:
 /// a position whose length fails its check costs O(1).
-fn next_valid_record(bytes: &[u8], from: usize) -> Option<usize> {
+pub(crate) fn next_valid_record(bytes: &[u8], from: usize) -> Option<usize> {
     (from..bytes.len()).find(|&at| parse_record_at(bytes, at).is_ok())
 }
 
@@ -982,7 +988,7 @@ pub fn recover_dir(dir: &Path, options: &WalOptions) -> Result<RecoveryReport, S
 /// The log as the write-ahead log's records rebuild it, kept only after
 /// `base` (the newest snapshot's position): entries up to it are covered by
 /// the snapshot, and the segments that held them may have been deleted.
-struct ReplayedLog {
+pub(crate) struct ReplayedLog {
     base: LogPosition,
     /// Where the log ends; `None` while unknown (replay began at a segment
     /// after deleted ones, and no record has told yet).
@@ -994,7 +1000,7 @@ struct ReplayedLog {
 }
 
 impl ReplayedLog {
-    fn new(base: LogPosition, starts_at_first_segment: bool) -> Self {
+    pub(crate) fn new(base: LogPosition, starts_at_first_segment: bool) -> Self {
         ReplayedLog {
             base,
             last: starts_at_first_segment.then_some(0),
@@ -1003,7 +1009,7 @@ impl ReplayedLog {
         }
     }
 
-    fn replay(&mut self, record: WalRecord) -> Result<(), String> {
+    pub(crate) fn replay(&mut self, record: WalRecord) -> Result<(), String> {
         let base = self.base.index;
         match record {
             WalRecord::Truncate { after } => {
@@ -1077,7 +1083,7 @@ impl ReplayedLog {
     /// The entries after the base, and how many were dropped because the
     /// log does not hold the base entry (log matching: only then do the
     /// entries after it continue the snapshot).
-    fn finish(self) -> (Vec<Entry>, u64) {
+    pub(crate) fn finish(self) -> (Vec<Entry>, u64) {
         if self.term_at_base == Some(self.base.term) {
             (self.entries, 0)
         } else {

@@ -1,0 +1,28 @@
+//! Many Raft groups per server: the tokio host of
+//! [`MultiNode`](crate::multi::MultiNode).
+//!
+//! | module | what |
+//! | --- | --- |
+//! | [`shared_log`] | one write-ahead log for every group of the node: records tagged by group, one sync per round, per-group compaction |
+//! | [`record`] | the shared log's segment header and records |
+//! | [`segment_files`] | the segment files behind a trait ([`DirSegments`](segment_files::DirSegments): real files) |
+//! | [`snapshot_store`] | the groups' snapshot files behind a trait ([`DirSnapshots`](snapshot_store::DirSnapshots): one directory per group) |
+//! | [`page_cache`] | a model of a disk behind a page cache, cut at any write, for crash tests |
+//! | `replay`, `pins` | recovery of every group; which segments each group still needs |
+//!
+//! ## Layout of a data directory
+//!
+//! ```text
+//! <dir>/log/<number:020>.seg                           segments of the shared log
+//! <dir>/groups/<group:020>/snapshot-<index>-<term>.snap  each group's newest snapshot
+//! ```
+
+pub mod page_cache;
+mod pins;
+pub mod record;
+mod replay;
+pub mod segment_files;
+pub mod shared_log;
+pub mod snapshot_store;
+
+pub use replay::{MultiRecovery, RecoveredGroup};
