@@ -988,7 +988,7 @@ pub fn recover_dir(dir: &Path, options: &WalOptions) -> Result<RecoveryReport, S
 /// The log as the write-ahead log's records rebuild it, kept only after
 /// `base` (the newest snapshot's position): entries up to it are covered by
 /// the snapshot, and the segments that held them may have been deleted.
-pub(crate) struct ReplayedLog {
+struct ReplayedLog {
     base: LogPosition,
     /// Where the log ends; `None` while unknown (replay began at a segment
     /// after deleted ones, and no record has told yet).
@@ -1000,7 +1000,7 @@ pub(crate) struct ReplayedLog {
 }
 
 impl ReplayedLog {
-    pub(crate) fn new(base: LogPosition, starts_at_first_segment: bool) -> Self {
+    fn new(base: LogPosition, starts_at_first_segment: bool) -> Self {
         ReplayedLog {
             base,
             last: starts_at_first_segment.then_some(0),
@@ -1009,7 +1009,7 @@ impl ReplayedLog {
         }
     }
 
-    pub(crate) fn replay(&mut self, record: WalRecord) -> Result<(), String> {
+    fn replay(&mut self, record: WalRecord) -> Result<(), String> {
         let base = self.base.index;
         match record {
             WalRecord::Truncate { after } => {
@@ -1083,7 +1083,7 @@ impl ReplayedLog {
     /// The entries after the base, and how many were dropped because the
     /// log does not hold the base entry (log matching: only then do the
     /// entries after it continue the snapshot).
-    pub(crate) fn finish(self) -> (Vec<Entry>, u64) {
+    fn finish(self) -> (Vec<Entry>, u64) {
         if self.term_at_base == Some(self.base.term) {
             (self.entries, 0)
         } else {

@@ -126,7 +126,11 @@ pub(crate) struct Pins {
 
 impl Pins {
     /// Changes group `group`'s track (created if new), keeping the index.
-    pub(crate) fn update<R>(&mut self, group: GroupId, change: impl FnOnce(&mut GroupTrack) -> R) -> R {
+    pub(crate) fn update<R>(
+        &mut self,
+        group: GroupId,
+        change: impl FnOnce(&mut GroupTrack) -> R,
+    ) -> R {
         let track = self.groups.entry(group).or_default();
         let before = track.pin();
         let result = change(track);
@@ -147,7 +151,10 @@ impl Pins {
             .by_segment
             .get_mut(&segment)
             .expect("a pinned segment is indexed");
-        assert!(set.remove(&group), "group {group} indexed at segment {segment}");
+        assert!(
+            set.remove(&group),
+            "group {group} indexed at segment {segment}"
+        );
         if set.is_empty() {
             self.by_segment.remove(&segment);
         }

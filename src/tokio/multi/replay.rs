@@ -13,18 +13,22 @@
 //!   [`StorageError::Corrupt`], naming the file, the byte offset and, when
 //!   the record could be read, the group.
 //!
-//! Each group's log is rebuilt by the single-group log's replay
-//! (`ReplayedLog` in `wal.rs`) from its newest snapshot file on: entries
-//! the snapshot covers are dropped, and the entries after it are kept only
-//! if the log holds the snapshot's last entry (log matching).
+//! Each group's log is rebuilt from its newest snapshot file on
+//! ([`GroupLog`]): entries the snapshot covers are dropped, and the entries
+//! after it are kept only if the log holds the snapshot's last entry (log
+//! matching). Unlike the single-group log's replay, a group's history
+//! below its snapshot may have been deleted (segments go once no group
+//! needs them), so only the entries after the snapshot must be
+//! contiguous: a gap there is corruption (a segment a group needed is
+//! gone).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::multi::GroupId;
 use crate::tokio::codec;
 use crate::tokio::storage::{SnapshotReader, StorageError};
-use crate::tokio::wal::{self, ReplayedLog, WalRecord, RECORD_BYTES_MAX, RECORD_HEADER_BYTES};
-use crate::{HardState, LogPosition, Recovered};
+use crate::tokio::wal::{self, RECORD_BYTES_MAX, RECORD_HEADER_BYTES};
+use crate::{Entry, HardState, Index, LogPosition, Recovered, Term};
 
 use super::pins::{GroupTrack, Pins};
 use super::record::{self, GroupRecord, SEGMENT_HEADER_BYTES};
@@ -65,7 +69,7 @@ pub struct MultiRecovery {
 
 /// One group during replay.
 struct GroupReplay {
-    log: ReplayedLog,
+    log: GroupLog,
     hard_state: HardState,
     snapshot: Option<SnapshotReader>,
 }
@@ -101,7 +105,6 @@ pub(crate) fn replay<S: SegmentFiles, T: SnapshotStore>(
             });
         }
     }
-    let starts_at_first_segment = numbers.first().is_none_or(|first| *first == 1);
     let mut groups: BTreeMap<GroupId, GroupReplay> = BTreeMap::new();
     let mut pins = Pins::default();
     let mut removed = BTreeSet::new();
@@ -112,7 +115,7 @@ pub(crate) fn replay<S: SegmentFiles, T: SnapshotStore>(
             groups.insert(
                 group,
                 GroupReplay {
-                    log: ReplayedLog::new(base, starts_at_first_segment),
+                    log: GroupLog::new(base),
                     hard_state: HardState::default(),
                     snapshot: Some(snapshot),
                 },
@@ -136,7 +139,7 @@ pub(crate) fn replay<S: SegmentFiles, T: SnapshotStore>(
                     reason: "empty segment that is not the last".to_string(),
                 });
             }
-        } else if let Some(d) = record::check_segment_header(&bytes, &file)? {
+        } else if let Some(d) = check_header(&bytes, &file, last_segment)? {
             damage = Some(d);
         } else {
             offset = SEGMENT_HEADER_BYTES;
@@ -162,15 +165,8 @@ pub(crate) fn replay<S: SegmentFiles, T: SnapshotStore>(
                          are never reused)"
                     )));
                 }
-                apply(
-                    record,
-                    number,
-                    starts_at_first_segment,
-                    &mut groups,
-                    &mut pins,
-                    &mut removed,
-                )
-                .map_err(|reason| corrupt(format!("group {group}: {reason}")))?;
+                apply(record, number, offset, &mut groups, &mut pins, &mut removed)
+                    .map_err(|reason| corrupt(format!("group {group}: {reason}")))?;
                 records += 1;
                 offset += RECORD_HEADER_BYTES + payload.len();
             }
@@ -224,7 +220,13 @@ pub(crate) fn replay<S: SegmentFiles, T: SnapshotStore>(
         let base = snapshot
             .as_ref()
             .map_or(LogPosition::ZERO, |snapshot| snapshot.meta().position);
-        let (entries, entries_dropped_after_snapshot) = log.finish();
+        let (entries, entries_dropped_after_snapshot) =
+            log.finish()
+                .map_err(|(segment, offset, reason)| StorageError::Corrupt {
+                    file: segments.describe(segment),
+                    offset: offset as u64,
+                    reason: format!("group {group}: {reason}"),
+                })?;
         if let Some(last) = entries.last() {
             if last.term > hard_state.term {
                 return Err(StorageError::Corrupt {
@@ -287,11 +289,39 @@ pub(crate) fn replay<S: SegmentFiles, T: SnapshotStore>(
     })
 }
 
+/// Most bytes a torn write of a new segment's header leaves (a page):
+/// a last segment this short whose header is not ours and that holds no
+/// valid record is a header torn by a crash, not a file of another format.
+const TORN_HEADER_BYTES_MAX: usize = 4096;
+
+/// Checks a segment's header (see `record::check_segment_header`). In the
+/// last segment a header that is not ours, in a file no longer than a
+/// page holding no valid record and not starting with the single-group
+/// log's magic, is a torn write: a crash between creating the segment
+/// and syncing its header may leave garbage there.
+fn check_header(
+    bytes: &[u8],
+    file: &str,
+    last_segment: bool,
+) -> Result<Option<wal::Damage>, StorageError> {
+    match record::check_segment_header(bytes, file) {
+        Err(StorageError::UnsupportedFormat { .. })
+            if last_segment
+                && bytes.len() <= TORN_HEADER_BYTES_MAX
+                && !bytes.starts_with(&wal::SEGMENT_MAGIC)
+                && wal::next_valid_record(bytes, 0).is_none() =>
+        {
+            Ok(Some(wal::Damage::SegmentHeaderChecksum))
+        }
+        other => other,
+    }
+}
+
 /// Replays one record into its group.
 fn apply(
     record: GroupRecord,
     segment: u64,
-    starts_at_first_segment: bool,
+    offset: usize,
     groups: &mut BTreeMap<GroupId, GroupReplay>,
     pins: &mut Pins,
     removed: &mut BTreeSet<GroupId>,
@@ -304,11 +334,11 @@ fn apply(
         return Ok(());
     }
     let replay = groups.entry(group).or_insert_with(|| GroupReplay {
-        log: ReplayedLog::new(LogPosition::ZERO, starts_at_first_segment),
+        log: GroupLog::new(LogPosition::ZERO),
         hard_state: HardState::default(),
         snapshot: None,
     });
-    let wal_record = match record {
+    match record {
         GroupRecord::HardState { hard_state, .. } => {
             if hard_state.term < replay.hard_state.term {
                 return Err(format!(
@@ -318,24 +348,27 @@ fn apply(
             }
             replay.hard_state = hard_state;
             pins.update(group, |track| track.note_hard_state(hard_state, segment));
-            return Ok(());
+            Ok(())
         }
         GroupRecord::Truncate { after, .. } => {
             pins.update(group, |track| track.note_truncate(after));
-            WalRecord::Truncate { after }
+            replay.log.truncate(after);
+            Ok(())
         }
         GroupRecord::Append { entries, .. } => {
-            if let (Some(first), Some(last)) = (entries.first(), entries.last()) {
-                let (first, last) = (first.index, last.index);
-                if first == 0 || last < first || last - first + 1 != entries.len() as u64 {
-                    return Err(format!(
-                        "an append of {} entries from index {first} to {last} is not contiguous",
-                        entries.len()
-                    ));
-                }
-                pins.update(group, |track| track.note_append(first, last, segment));
+            let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+                return Ok(());
+            };
+            let (first, last) = (first.index, last.index);
+            if first == 0 || last < first || last - first + 1 != entries.len() as u64 {
+                return Err(format!(
+                    "an append of {} entries from index {first} to {last} is not contiguous",
+                    entries.len()
+                ));
             }
-            WalRecord::Append { entries }
+            pins.update(group, |track| track.note_append(first, last, segment));
+            replay.log.append(entries, segment, offset);
+            Ok(())
         }
         GroupRecord::Snapshot {
             position,
@@ -345,12 +378,120 @@ fn apply(
             pins.update(group, |track: &mut GroupTrack| {
                 track.note_snapshot(position, discard_log, segment)
             });
-            WalRecord::Snapshot {
-                position,
-                discard_log,
-            }
+            replay.log.snapshot(position, discard_log)
         }
         GroupRecord::Removed { .. } => unreachable!("handled above"),
-    };
-    replay.log.replay(wal_record)
+    }
+}
+
+/// One group's log as its records rebuild it, kept only after `base` (its
+/// newest snapshot file's position). Entries are held by index, each with
+/// where its record is: a record of entries whose predecessors were in a
+/// deleted segment is fine as long as a later truncation cuts it, so gaps
+/// are judged at the end, on what is still live.
+struct GroupLog {
+    base: LogPosition,
+    /// The term the log holds at `base.index` (`None`: unknown or absent).
+    term_at_base: Option<Term>,
+    /// Entries after `base.index`, with the segment and byte offset of
+    /// the record that appended each.
+    entries: BTreeMap<Index, (Entry, u64, usize)>,
+}
+
+impl GroupLog {
+    fn new(base: LogPosition) -> Self {
+        GroupLog {
+            base,
+            term_at_base: (base.index == 0).then_some(0),
+            entries: BTreeMap::new(),
+        }
+    }
+
+    /// The log now ends at `after`.
+    fn truncate(&mut self, after: Index) {
+        if after < self.base.index {
+            self.entries.clear();
+            self.term_at_base = None;
+        } else {
+            self.entries.split_off(&(after + 1));
+        }
+    }
+
+    /// Entries appended by the record at `offset` of `segment`: each
+    /// replaces the log's suffix from its index.
+    fn append(&mut self, new: Vec<Entry>, segment: u64, offset: usize) {
+        let base = self.base.index;
+        for entry in new {
+            let index = entry.index;
+            if index <= base {
+                // Covered by the snapshot; the log now ends here.
+                self.entries.clear();
+                self.term_at_base = (index == base).then_some(entry.term);
+            } else {
+                self.entries.split_off(&index);
+                self.entries.insert(index, (entry, segment, offset));
+            }
+        }
+    }
+
+    /// A snapshot record: the log continues after `position` (with
+    /// `discard_log`, nothing after it is kept).
+    fn snapshot(&mut self, position: LogPosition, discard_log: bool) -> Result<(), String> {
+        let base = self.base;
+        if position.index > base.index {
+            return Err(format!(
+                "the log records a snapshot at index {} term {}, newer than the group's newest \
+                 snapshot file (index {}): a snapshot file is missing",
+                position.index, position.term, base.index
+            ));
+        }
+        if position.index == base.index && position.term != base.term {
+            return Err(format!(
+                "the log records a snapshot at index {} term {}, but the snapshot file at that \
+                 index has term {}",
+                position.index, position.term, base.term
+            ));
+        }
+        if discard_log {
+            self.entries.clear();
+        }
+        if position.index == base.index {
+            self.term_at_base = Some(position.term);
+        } else if discard_log {
+            // The log now ends below the base.
+            self.term_at_base = None;
+        }
+        Ok(())
+    }
+
+    /// The entries after the base, and how many were dropped because the
+    /// log does not hold the base entry (log matching). A live entry that
+    /// does not follow its predecessor is corruption: the segment, offset
+    /// and reason.
+    fn finish(self) -> Result<(Vec<Entry>, u64), (u64, usize, String)> {
+        let base = self.base.index;
+        let mut expected = base + 1;
+        let mut entries = Vec::with_capacity(self.entries.len());
+        for (index, (entry, segment, offset)) in self.entries {
+            if index != expected {
+                return Err((
+                    segment,
+                    offset,
+                    format!(
+                        "entry index {index} leaves a gap after index {} (the group's entries \
+                         after its snapshot at index {base} must all be in the log: a segment \
+                         it needed is gone)",
+                        expected - 1
+                    ),
+                ));
+            }
+            expected += 1;
+            entries.push(entry);
+        }
+        if self.term_at_base == Some(self.base.term) {
+            Ok((entries, 0))
+        } else {
+            Ok((Vec::new(), entries.len() as u64))
+        }
+    }
 }

@@ -249,7 +249,10 @@ impl<S: SegmentFiles, T: SnapshotStore> SharedLog<S, T> {
     }
 
     fn current(&self) -> u64 {
-        *self.on_disk.back().expect("the log always has a current segment")
+        *self
+            .on_disk
+            .back()
+            .expect("the log always has a current segment")
     }
 
     /// Counters.
@@ -298,7 +301,10 @@ impl<S: SegmentFiles, T: SnapshotStore> SharedLog<S, T> {
                             "group {group}'s term goes back to {}",
                             hard_state.term
                         );
-                        record::encode(&GroupRecordRef::HardState { group, hard_state }, &mut self.buf)?;
+                        record::encode(
+                            &GroupRecordRef::HardState { group, hard_state },
+                            &mut self.buf,
+                        )?;
                         self.pins
                             .update(group, |track| track.note_hard_state(hard_state, segment));
                     }
@@ -483,7 +489,10 @@ impl<S: SegmentFiles, T: SnapshotStore> SharedLog<S, T> {
             // Only its hard state or snapshot record: write them again.
             let (hard_state, snapshot) = (track.hard_state, track.snapshot);
             if track.hard_state_segment.is_some() {
-                record::encode(&GroupRecordRef::HardState { group, hard_state }, &mut self.buf)?;
+                record::encode(
+                    &GroupRecordRef::HardState { group, hard_state },
+                    &mut self.buf,
+                )?;
                 rewritten += 1;
             }
             if track.snapshot_record_segment.is_some() {
