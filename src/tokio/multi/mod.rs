@@ -8,6 +8,10 @@
 //! | [`segment_files`] | the segment files behind a trait ([`DirSegments`](segment_files::DirSegments): real files) |
 //! | [`snapshot_store`] | the groups' snapshot files behind a trait ([`DirSnapshots`](snapshot_store::DirSnapshots): one directory per group) |
 //! | [`page_cache`] | a model of a disk behind a page cache, cut at any write, for crash tests |
+//! | [`log_sink`] | how the server loop writes: [`WalThread`](log_sink::WalThread) (group commit on a thread) or [`InlineLog`](log_sink::InlineLog) |
+//! | [`host`] | the server loop: a `MultiNode`, a state machine per group, one log, one timer |
+//! | [`wire`] | peer frames and client requests naming their group |
+//! | [`mem_network`] | an in-process network of servers |
 //! | `replay`, `pins` | recovery of every group; which segments each group still needs |
 //!
 //! ## Layout of a data directory
@@ -17,6 +21,9 @@
 //! <dir>/groups/<group:020>/snapshot-<index>-<term>.snap  each group's newest snapshot
 //! ```
 
+pub mod host;
+pub mod log_sink;
+pub mod mem_network;
 pub mod page_cache;
 mod pins;
 pub mod record;
@@ -24,5 +31,6 @@ mod replay;
 pub mod segment_files;
 pub mod shared_log;
 pub mod snapshot_store;
+pub mod wire;
 
 pub use replay::{MultiRecovery, RecoveredGroup};
