@@ -1,7 +1,9 @@
 //! The multi-group server (`src/tokio/multi/`): three nodes in one
-//! process hosting 100 groups each, every node's groups in one shared
+//! process on loopback TCP (one connection per peer) hosting 100 groups
+//! each, every node's groups in one shared
 //! write-ahead log on real files (fsync on). Writes go to every group;
-//! one node is stopped (cut off from the network, its server dropped) and restarted from its shared log; afterwards every acknowledged
+//! the node leading the most groups is stopped (its server, listener and
+//! connections gone) and restarted from its shared log; afterwards every acknowledged
 //! write is present in every group, read through the group's leader and
 //! from the restarted node's own state machine, and every group has
 //! elected a leader known to all three nodes.
@@ -21,6 +23,8 @@ use concord::tokio::multi::log_sink::WalThread;
 use concord::tokio::multi::segment_files::DirSegments;
 use concord::tokio::multi::shared_log::{MultiWalOptions, SharedLog};
 use concord::tokio::multi::snapshot_store::DirSnapshots;
+use concord::tokio::multi::tcp_listener::{self, MultiListenerConfig};
+use concord::tokio::multi::tcp_sender::{TcpFrameConfig, TcpFrameSender};
 use concord::tokio::multi::wire::GroupOp;
 use concord::tokio::wire::ClientResponse;
 use concord::{Config, NodeId, ReadPath, Role};
@@ -178,22 +182,51 @@ async fn every_group_led(handles: &BTreeMap<NodeId, MultiServerHandle>) {
     }
 }
 
+/// Node `id` on loopback TCP: its listener on `addrs[id]`, one
+/// connection to each peer; stops (listener and links) with the server.
+fn start_tcp_node(
+    id: NodeId,
+    dir: &std::path::Path,
+    incarnation: u64,
+    addrs: &BTreeMap<NodeId, String>,
+) -> MultiServerHandle {
+    let peers: BTreeMap<NodeId, String> = addrs
+        .iter()
+        .filter(|(peer, _)| **peer != id)
+        .map(|(peer, addr)| (*peer, addr.clone()))
+        .collect();
+    let sender = TcpFrameSender::start(TcpFrameConfig::new(id, "multi-test", peers));
+    let inbox = host::inbox();
+    let events = inbox.0.clone();
+    let handle = start_node(id, dir, incarnation, sender, inbox);
+    let listener = std::net::TcpListener::bind(&addrs[&id]).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+    let config = MultiListenerConfig::new(id, "multi-test", NODES.into_iter().collect());
+    tokio::spawn(tcp_listener::serve(
+        listener,
+        config,
+        events,
+        handle.shutdown_signal(),
+    ));
+    handle
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn kill_and_restart_a_node_of_100_groups_every_acknowledged_write_survives() {
-    use concord::tokio::multi::mem_network::MemFrameNetwork;
     let dirs: BTreeMap<NodeId, TempDir> = NODES
         .iter()
         .map(|id| (*id, TempDir::new(&format!("multi-server-{id}"))))
         .collect();
-    let network = MemFrameNetwork::new();
+    let ports = common::free_ports(NODES.len());
+    let addrs: BTreeMap<NodeId, String> = NODES
+        .iter()
+        .zip(&ports)
+        .map(|(id, port)| (*id, format!("127.0.0.1:{port}")))
+        .collect();
     let mut handles = BTreeMap::new();
     for id in NODES {
-        let inbox = host::inbox();
-        network.register(id, inbox.0.clone());
-        handles.insert(
-            id,
-            start_node(id, &dirs[&id].0, 1, network.sender(id), inbox),
-        );
+        handles.insert(id, start_tcp_node(id, &dirs[&id].0, 1, &addrs));
     }
     every_group_led(&handles).await;
     let mut acked: Vec<(GroupId, String, String)> = Vec::new();
@@ -216,10 +249,9 @@ async fn kill_and_restart_a_node_of_100_groups_every_acknowledged_write_survives
     }
     let victim = most.0;
     assert!(most.1 > 0);
-    // Cut off first, so nothing reaches it while it stops; its loop ends
-    // and its log thread finishes what was queued (a stop in one process:
-    // the real-process SIGKILL test is the node binary's).
-    network.unregister(victim);
+    // Its loop ends, its listener and connections close, its log thread
+    // finishes what was queued (a stop in one process: the real-process
+    // SIGKILL test is the node binary's).
     handles.remove(&victim).unwrap().shutdown().await.unwrap();
     // The survivors elect new leaders for its groups and take more writes.
     for round in 6..9 {
@@ -230,12 +262,7 @@ async fn kill_and_restart_a_node_of_100_groups_every_acknowledged_write_survives
             acked.push((group, key, value));
         }
     }
-    let inbox = host::inbox();
-    network.register(victim, inbox.0.clone());
-    handles.insert(
-        victim,
-        start_node(victim, &dirs[&victim].0, 2, network.sender(victim), inbox),
-    );
+    handles.insert(victim, start_tcp_node(victim, &dirs[&victim].0, 2, &addrs));
     every_group_led(&handles).await;
     // One more write per group, then every acknowledged write, read
     // through the leader and from the restarted node's own copy.

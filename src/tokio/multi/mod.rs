@@ -11,6 +11,8 @@
 //! | [`log_sink`] | how the server loop writes: [`WalThread`](log_sink::WalThread) (group commit on a thread) or [`InlineLog`](log_sink::InlineLog) |
 //! | [`host`] | the server loop: a `MultiNode`, a state machine per group, one log, one timer |
 //! | [`wire`] | peer frames and client requests naming their group |
+//! | [`tcp_sender`] | one connection per peer carrying every group's frames (TLS optional) |
+//! | [`tcp_listener`] | the accepting side: peers' frames and clients' requests naming their group |
 //! | [`mem_network`] | an in-process network of servers |
 //! | `replay`, `pins` | recovery of every group; which segments each group still needs |
 //!
@@ -31,6 +33,8 @@ mod replay;
 pub mod segment_files;
 pub mod shared_log;
 pub mod snapshot_store;
+pub mod tcp_listener;
+pub mod tcp_sender;
 pub mod wire;
 
 pub use replay::{MultiRecovery, RecoveredGroup};
