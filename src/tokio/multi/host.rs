@@ -589,7 +589,7 @@ where
             groups_hosted: self.multi.group_count(),
             groups_awake: self.multi.awake_count(),
             groups_led: led,
-            layer: self.multi.stats().clone(),
+            layer: *self.multi.stats(),
             log: self.log.stats(),
             groups,
         }

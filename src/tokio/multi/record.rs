@@ -6,7 +6,7 @@
 //! (checksum = `crc32c(magic ‖ version) ^ CHECKSUM_SALT`), then records
 //! follow back to back, framed exactly as the single-group log frames its
 //! own (`[len: u32][len_check: u32][checksum: u32][payload]`, see
-//! [`wal`](crate::tokio::wal)): the same torn-tail and corruption rules
+//! [`crate::tokio::wal`]): the same torn-tail and corruption rules
 //! apply. The magic differs from the single-group log's, so neither log is
 //! ever read as the other.
 //!

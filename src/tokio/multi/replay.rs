@@ -470,9 +470,8 @@ impl GroupLog {
     /// and reason.
     fn finish(self) -> Result<(Vec<Entry>, u64), (u64, usize, String)> {
         let base = self.base.index;
-        let mut expected = base + 1;
         let mut entries = Vec::with_capacity(self.entries.len());
-        for (index, (entry, segment, offset)) in self.entries {
+        for (expected, (index, (entry, segment, offset))) in (base + 1..).zip(self.entries) {
             if index != expected {
                 return Err((
                     segment,
@@ -485,7 +484,6 @@ impl GroupLog {
                     ),
                 ));
             }
-            expected += 1;
             entries.push(entry);
         }
         if self.term_at_base == Some(self.base.term) {

@@ -7,7 +7,7 @@
 //!
 //! [`SharedLog`] is the synchronous core: [`open`](SharedLog::open)
 //! recovers every group (see `replay.rs`), [`write`](SharedLog::write)
-//! runs one round. [`WalThread`](super::wal_thread::WalThread) runs it on
+//! runs one round. [`WalThread`](super::log_sink::WalThread) runs it on
 //! a thread of its own for a server; tests drive it directly on a
 //! [`PageCacheDisk`](super::page_cache::PageCacheDisk) and crash it at
 //! every write.

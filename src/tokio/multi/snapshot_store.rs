@@ -1,6 +1,6 @@
 //! Where the groups' snapshots live: one directory per group holding its
 //! newest snapshot file ([`DirSnapshots`], the format and atomic write of
-//! [`snapshot_file`](crate::tokio::snapshot_file)), behind a trait so a
+//! [`crate::tokio::snapshot_file`]), behind a trait so a
 //! crash test can use a model of the disk instead
 //! ([`PageCacheDisk`](super::page_cache::PageCacheDisk)).
 //!
