@@ -525,3 +525,110 @@ fn dump(disk: &PageCacheDisk) {
         }
     }
 }
+
+/// Two groups' records in one segment, synced; returns the disk.
+fn two_groups_written() -> PageCacheDisk {
+    let disk = PageCacheDisk::new();
+    let (mut log, _) =
+        SharedLog::open(disk.clone(), disk.clone(), MultiWalOptions::default()).unwrap();
+    for round in 1..=3u64 {
+        let writes = [7u64, 8].map(|group| WalWrite::Log {
+            group,
+            hard_state: (round == 1).then_some(HardState {
+                term: 1,
+                voted_for: None,
+            }),
+            truncate_after: None,
+            entries: vec![Entry {
+                term: 1,
+                index: round,
+                payload: EntryPayload::Command(Bytes::from(format!("g{group} {round}"))),
+            }]
+            .into(),
+        });
+        log.write(writes).unwrap();
+    }
+    disk
+}
+
+#[test]
+fn damage_inside_the_log_refuses_to_start_naming_file_and_offset() {
+    let disk = two_groups_written();
+    let (number, mut bytes) = disk.segment_bytes().into_iter().next().unwrap();
+    // A byte in the middle of the first record's payload: records follow.
+    bytes[16 + 14] ^= 0x40;
+    disk.overwrite_segment(number, bytes);
+    let error = SharedLog::open(disk.clone(), disk, MultiWalOptions::default()).unwrap_err();
+    let text = error.to_string();
+    assert!(
+        text.contains("segment 1")
+            && text.contains("offset 16")
+            && text.contains("valid record follows"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_record_that_does_not_fit_its_group_names_the_group() {
+    use concord::tokio::multi::record::{encode_record, GroupRecord};
+    let disk = two_groups_written();
+    let (number, mut bytes) = disk.segment_bytes().into_iter().next().unwrap();
+    let offset = bytes.len();
+    // Group 8 jumps from index 3 to 9: a gap, well formed and checksummed.
+    let entry = Entry {
+        term: 1,
+        index: 9,
+        payload: EntryPayload::Command(Bytes::from_static(b"late")),
+    };
+    encode_record(
+        &GroupRecord::Append {
+            group: 8,
+            entries: vec![entry],
+        },
+        &mut bytes,
+    )
+    .unwrap();
+    disk.overwrite_segment(number, bytes);
+    let error = SharedLog::open(disk.clone(), disk, MultiWalOptions::default()).unwrap_err();
+    let text = error.to_string();
+    assert!(
+        text.contains("group 8")
+            && text.contains(&format!("offset {offset}"))
+            && text.contains("gap"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_torn_or_zero_filled_tail_is_cut_and_the_log_stays_writable() {
+    for tail in [vec![0u8; 4096], vec![0xAB; 7]] {
+        let disk = two_groups_written();
+        let (number, mut bytes) = disk.segment_bytes().into_iter().next().unwrap();
+        let good = bytes.len();
+        bytes.extend_from_slice(&tail);
+        disk.overwrite_segment(number, bytes);
+        let (mut log, recovery) =
+            SharedLog::open(disk.clone(), disk.clone(), MultiWalOptions::default()).unwrap();
+        assert_eq!(recovery.torn_bytes_truncated, tail.len() as u64);
+        assert_eq!(disk.segment_bytes()[&number].len(), good);
+        for group in [7, 8] {
+            assert_eq!(recovery.groups[&group].recovered.entries.len(), 3);
+        }
+        log.write([WalWrite::Log {
+            group: 7,
+            hard_state: None,
+            truncate_after: None,
+            entries: vec![Entry {
+                term: 1,
+                index: 4,
+                payload: EntryPayload::Command(Bytes::from_static(b"after")),
+            }]
+            .into(),
+        }])
+        .unwrap();
+        drop(log);
+        let (_, recovery) =
+            SharedLog::open(disk.clone(), disk, MultiWalOptions::default()).unwrap();
+        assert_eq!(recovery.groups[&7].recovered.entries.len(), 4);
+    }
+}
