@@ -18,11 +18,10 @@ use common::TempDir;
 
 use concord::multi::{GroupId, MultiConfig};
 use concord::state_machine::{RestoreError, StateMachine};
+use concord::tokio::multi::data_dir;
 use concord::tokio::multi::host::{self, FrameSender, MultiServerConfig, MultiServerHandle};
 use concord::tokio::multi::log_sink::WalThread;
-use concord::tokio::multi::segment_files::DirSegments;
-use concord::tokio::multi::shared_log::{MultiWalOptions, SharedLog};
-use concord::tokio::multi::snapshot_store::DirSnapshots;
+use concord::tokio::multi::shared_log::MultiWalOptions;
 use concord::tokio::multi::tcp_listener::{self, MultiListenerConfig};
 use concord::tokio::multi::tcp_sender::{TcpFrameConfig, TcpFrameSender};
 use concord::tokio::multi::wire::GroupOp;
@@ -94,9 +93,9 @@ fn start_node<N: FrameSender>(
         segments_max: 4,
         ..MultiWalOptions::default()
     };
-    let segments = DirSegments::new(dir.join("log")).unwrap();
-    let snapshots = DirSnapshots::new(dir.join("groups")).unwrap();
-    let (log, recovery) = SharedLog::open(segments, snapshots, options).unwrap();
+    let (log, recovery) = data_dir::open_data_dir(dir, options).unwrap();
+    // The directory is locked while its log is written.
+    assert!(data_dir::open_data_dir(dir, MultiWalOptions::default()).is_err());
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
     let log = WalThread::start(log, events_tx).unwrap();
     let mut multi = MultiConfig::new(id, NODES);

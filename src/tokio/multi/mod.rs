@@ -8,6 +8,7 @@
 //! | [`segment_files`] | the segment files behind a trait ([`DirSegments`](segment_files::DirSegments): real files) |
 //! | [`snapshot_store`] | the groups' snapshot files behind a trait ([`DirSnapshots`](snapshot_store::DirSnapshots): one directory per group) |
 //! | [`page_cache`] | a model of a disk behind a page cache, cut at any write, for crash tests |
+//! | [`data_dir`] | a node's data directory: locked, identity checked, recovered in one call |
 //! | [`log_sink`] | how the server loop writes: [`WalThread`](log_sink::WalThread) (group commit on a thread) or [`InlineLog`](log_sink::InlineLog) |
 //! | [`host`] | the server loop: a `MultiNode`, a state machine per group, one log, one timer |
 //! | [`wire`] | peer frames and client requests naming their group |
@@ -23,6 +24,7 @@
 //! <dir>/groups/<group:020>/snapshot-<index>-<term>.snap  each group's newest snapshot
 //! ```
 
+pub mod data_dir;
 pub mod host;
 pub mod log_sink;
 pub mod mem_network;

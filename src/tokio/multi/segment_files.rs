@@ -9,6 +9,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use crate::tokio::identity::DataDirLock;
 use crate::tokio::storage::StorageError;
 use crate::tokio::wal::{io_err, segment_name, sync_dir};
 
@@ -41,6 +42,9 @@ pub struct DirSegments {
     dir: PathBuf,
     /// The segment appended to last, open for appending.
     open: BTreeMap<u64, File>,
+    /// The data directory's lock, held as long as the segments are
+    /// written (see [`open_data_dir`](super::data_dir::open_data_dir)).
+    lock: Option<DataDirLock>,
 }
 
 impl DirSegments {
@@ -51,7 +55,19 @@ impl DirSegments {
         Ok(DirSegments {
             dir,
             open: BTreeMap::new(),
+            lock: None,
         })
+    }
+
+    /// Holds `lock` for as long as these segments exist.
+    pub fn holding(mut self, lock: DataDirLock) -> Self {
+        self.lock = Some(lock);
+        self
+    }
+
+    /// Whether a data directory lock is held with these segments.
+    pub fn holds_lock(&self) -> bool {
+        self.lock.is_some()
     }
 
     fn path(&self, number: u64) -> PathBuf {
