@@ -23,6 +23,7 @@
 //! | [`recovery`] | offline forced recovery of a stopped server's data directory (unsafe; `concord-cli force-recover`) |
 //! | [`cluster`] | wiring helpers: a TCP node from a few settings |
 //! | [`fault`] | connection-level fault injection for tests: links that go silent |
+//! | [`multi`] | many groups per server: one shared write-ahead log, one connection per peer, one timer |
 //!
 //! The same source builds against madsim (`RUSTFLAGS="--cfg madsim"`): the
 //! `tokio` dependency is `madsim-tokio`, which re-exports the simulator's
@@ -38,6 +39,7 @@ pub mod frame;
 pub mod identity;
 pub mod kv;
 pub mod listener;
+pub mod multi;
 pub mod recovery;
 pub mod server;
 pub mod snapshot_file;

@@ -332,7 +332,7 @@ pub(crate) fn write_file_atomically(
     Ok(path)
 }
 
-fn u32_at(bytes: &[u8], at: usize) -> u32 {
+pub(crate) fn u32_at(bytes: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
 }
 
@@ -396,7 +396,13 @@ pub fn encode_record(record: &WalRecord, out: &mut Vec<u8>) -> Result<(), Storag
     encode_record_ref(&borrowed, out)
 }
 
-fn encode_record_ref(record: &WalRecordRef<'_>, out: &mut Vec<u8>) -> Result<(), StorageError> {
+/// Appends `record` encoded by the codec, framed as a record (header and
+/// payload), to `out`. Shared with the multi-group log
+/// ([`super::multi`]), whose records use the same framing.
+pub(crate) fn encode_record_ref<T: Serialize + ?Sized>(
+    record: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), StorageError> {
     let start = out.len();
     out.extend_from_slice(&[0u8; RECORD_HEADER_BYTES]);
     codec::encode_into(record, out).map_err(|e| StorageError::Misuse(e.to_string()))?;
@@ -586,7 +592,7 @@ pub struct RecoveryReport {
 
 /// Why reading stopped before the end of a segment.
 #[derive(Clone, Copy, Debug)]
-enum Damage {
+pub(crate) enum Damage {
     SegmentHeaderShort { bytes: usize },
     SegmentHeaderZeroed,
     SegmentHeaderChecksum,
@@ -631,7 +637,7 @@ impl std::fmt::Display for Damage {
 }
 
 /// The record at `offset` of a segment, or why there is none.
-fn parse_record_at(bytes: &[u8], offset: usize) -> Result<&[u8], Damage> {
+pub(crate) fn parse_record_at(bytes: &[u8], offset: usize) -> Result<&[u8], Damage> {
     let rest = &bytes[offset..];
     if rest.len() < RECORD_HEADER_BYTES {
         return Err(Damage::RecordHeaderShort { bytes: rest.len() });
@@ -659,7 +665,7 @@ fn parse_record_at(bytes: &[u8], offset: usize) -> Result<&[u8], Damage> {
 
 /// Offset of the first valid record starting at or after `from`. Linear:
 /// a position whose length fails its check costs O(1).
-fn next_valid_record(bytes: &[u8], from: usize) -> Option<usize> {
+pub(crate) fn next_valid_record(bytes: &[u8], from: usize) -> Option<usize> {
     (from..bytes.len()).find(|&at| parse_record_at(bytes, at).is_ok())
 }
 

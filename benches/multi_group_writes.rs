@@ -1,0 +1,264 @@
+//! Aggregate writes per second of a 3-node loopback cluster hosting 1,024
+//! groups (issue 40), with 1, 16 and 64 of them active: one closed-loop
+//! client per active group writing 64-byte commands through the group's
+//! leader. Every node keeps all its groups in one shared write-ahead log
+//! on real files, synced (fsync on), and talks to each peer over one TCP
+//! connection. Prints writes/s and the shared logs' syncs per second per
+//! node, which must not grow with the number of active groups (one sync
+//! per round of the log, for all groups).
+//!
+//! ```text
+//! cargo bench --features tokio --bench multi_group_writes
+//! CONCORD_BENCH_SECS=10 CONCORD_BENCH_ACTIVE=1,16,64,256 CONCORD_BENCH_GROUPS=1024 \
+//!   cargo bench --features tokio --bench multi_group_writes
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use concord::multi::{GroupId, MultiConfig};
+use concord::state_machine::{RestoreError, StateMachine};
+use concord::tokio::multi::host::{self, MultiServerConfig, MultiServerHandle};
+use concord::tokio::multi::log_sink::WalThread;
+use concord::tokio::multi::segment_files::DirSegments;
+use concord::tokio::multi::shared_log::{MultiWalOptions, SharedLog};
+use concord::tokio::multi::snapshot_store::DirSnapshots;
+use concord::tokio::multi::tcp_listener::{self, MultiListenerConfig};
+use concord::tokio::multi::tcp_sender::{TcpFrameConfig, TcpFrameSender};
+use concord::tokio::multi::wire::GroupOp;
+use concord::tokio::wire::ClientResponse;
+use concord::{Config, NodeId, Role};
+
+#[path = "../tests/common/scratch.rs"]
+mod scratch;
+
+const NODES: [NodeId; 3] = [1, 2, 3];
+const COMMAND_BYTES: usize = 64;
+
+fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
+        .unwrap_or_else(|| default.to_vec())
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Counts commands; snapshots are the count.
+#[derive(Default)]
+struct Counter(u64);
+
+impl StateMachine for Counter {
+    fn apply(&mut self, _index: u64, _command: &[u8]) -> Bytes {
+        self.0 += 1;
+        Bytes::new()
+    }
+    fn snapshot(&self) -> Bytes {
+        Bytes::copy_from_slice(&self.0.to_le_bytes())
+    }
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {
+        let bytes: [u8; 8] = snapshot
+            .try_into()
+            .map_err(|_| RestoreError::new("want 8 bytes"))?;
+        self.0 = u64::from_le_bytes(bytes);
+        Ok(())
+    }
+}
+
+fn start_node(
+    id: NodeId,
+    dir: &Path,
+    groups: GroupId,
+    addrs: &BTreeMap<NodeId, String>,
+) -> MultiServerHandle {
+    let (log, recovery) = SharedLog::open(
+        DirSegments::new(dir.join("log")).unwrap(),
+        DirSnapshots::new(dir.join("groups")).unwrap(),
+        MultiWalOptions::default(),
+    )
+    .unwrap();
+    let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+    let log = WalThread::start(log, events_tx).unwrap();
+    let peers = addrs
+        .iter()
+        .filter(|(peer, _)| **peer != id)
+        .map(|(peer, addr)| (*peer, addr.clone()))
+        .collect();
+    let sender = TcpFrameSender::start(TcpFrameConfig::new(id, "bench", peers));
+    let mut multi = MultiConfig::new(id, NODES);
+    multi.incarnation = 1;
+    let configs = (1..=groups)
+        .map(|group| {
+            let mut config = Config::new(id, NODES);
+            config.seed = group * 7 + id;
+            config.compaction_threshold_entries = Some(10_000);
+            (group, config)
+        })
+        .collect();
+    let mut config = MultiServerConfig::new(multi, configs);
+    config.tick = Duration::from_millis(10);
+    let inbox = host::inbox();
+    let events = inbox.0.clone();
+    let handle = host::start(
+        config,
+        |_| Counter::default(),
+        recovery,
+        log,
+        events_rx,
+        sender,
+        inbox,
+    )
+    .unwrap();
+    let listener = std::net::TcpListener::bind(&addrs[&id]).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+    let listener_config = MultiListenerConfig::new(id, "bench", NODES.into_iter().collect());
+    tokio::spawn(tcp_listener::serve(
+        listener,
+        listener_config,
+        events,
+        handle.shutdown_signal(),
+    ));
+    handle
+}
+
+/// The leader of every group, once every group has one.
+async fn leaders(
+    handles: &BTreeMap<NodeId, Arc<MultiServerHandle>>,
+    groups: GroupId,
+) -> BTreeMap<GroupId, NodeId> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let mut led = BTreeMap::new();
+        for (id, handle) in handles {
+            for (group, status) in handle.status(true).await.unwrap().groups {
+                if status.role == Role::Leader {
+                    led.insert(group, *id);
+                }
+            }
+        }
+        if led.len() == groups as usize {
+            return led;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {groups} groups led",
+            led.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn log_syncs(handles: &BTreeMap<NodeId, Arc<MultiServerHandle>>) -> u64 {
+    let mut syncs = 0;
+    for handle in handles.values() {
+        syncs += handle.status(false).await.unwrap().log.syncs;
+    }
+    syncs
+}
+
+async fn run(groups: GroupId, active_counts: &[usize], secs: u64, root: &Path) {
+    let ports = scratch::free_ports(NODES.len());
+    let addrs: BTreeMap<NodeId, String> = NODES
+        .iter()
+        .zip(&ports)
+        .map(|(id, port)| (*id, format!("127.0.0.1:{port}")))
+        .collect();
+    let handles: BTreeMap<NodeId, Arc<MultiServerHandle>> = NODES
+        .iter()
+        .map(|id| {
+            let dir: PathBuf = root.join(format!("node-{id}"));
+            (*id, Arc::new(start_node(*id, &dir, groups, &addrs)))
+        })
+        .collect();
+    let started = Instant::now();
+    let led = leaders(&handles, groups).await;
+    println!(
+        "{groups} groups on 3 nodes led after {:.1} s (fsync on, one shared log per node)",
+        started.elapsed().as_secs_f64()
+    );
+    println!("active groups | writes/s | syncs/s per node | writes per sync");
+    for &active in active_counts {
+        let stop = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicU64::new(0));
+        let mut clients = Vec::new();
+        // Active groups spread over the id space.
+        let stride = (groups as usize / active.max(1)).max(1) as u64;
+        for k in 0..active as u64 {
+            let group = 1 + (k * stride) % groups;
+            let mut target = led[&group];
+            let (handles, stop, done) = (handles.clone(), stop.clone(), done.clone());
+            clients.push(tokio::spawn(async move {
+                let command = Bytes::from(vec![b'x'; COMMAND_BYTES]);
+                while !stop.load(Ordering::Relaxed) {
+                    match handles[&target]
+                        .call(group, GroupOp::Command(command.clone()))
+                        .await
+                    {
+                        ClientResponse::Done(_) => {
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
+                        ClientResponse::NotLeader {
+                            leader_hint: Some(hint),
+                            ..
+                        } => target = hint,
+                        _ => tokio::time::sleep(Duration::from_millis(1)).await,
+                    }
+                }
+            }));
+        }
+        // Warm up, then measure.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (writes_before, syncs_before, at) = (
+            done.load(Ordering::Relaxed),
+            log_syncs(&handles).await,
+            Instant::now(),
+        );
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+        let elapsed = at.elapsed().as_secs_f64();
+        let writes = done.load(Ordering::Relaxed) - writes_before;
+        let syncs = log_syncs(&handles).await - syncs_before;
+        stop.store(true, Ordering::Relaxed);
+        for client in clients {
+            let _ = client.await;
+        }
+        println!(
+            "{active:>13} | {:>8.0} | {:>16.0} | {:>15.2}",
+            writes as f64 / elapsed,
+            syncs as f64 / elapsed / NODES.len() as f64,
+            writes as f64 / (syncs as f64 / NODES.len() as f64).max(1.0)
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    for (_, handle) in handles {
+        if let Ok(handle) = Arc::try_unwrap(handle) {
+            let _ = handle.shutdown().await;
+        }
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a plain `cargo test --benches` run
+    // passes nothing and expects no work.
+    if !std::env::args().any(|arg| arg == "--bench") {
+        return;
+    }
+    let groups = env_u64("CONCORD_BENCH_GROUPS", 1024);
+    let active = env_list("CONCORD_BENCH_ACTIVE", &[1, 16, 64]);
+    let secs = env_u64("CONCORD_BENCH_SECS", 5);
+    let root = scratch::TempDir::new("multi-group-writes");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(run(groups, &active, secs, &root.0));
+}

@@ -1,0 +1,988 @@
+//! The server loop of a node hosting many groups: one
+//! [`MultiNode`], one state machine per group (any [`StateMachine`]), one
+//! shared log ([`LogSink`]), one [`FrameSender`] (one connection per
+//! peer), one timer.
+//!
+//! Everything reaches the loop through one bounded channel of
+//! [`HostEvent`]s (frames from peers, client requests naming their group,
+//! status queries) plus the log's channel of [`LogEvent`]s and the timer.
+//! A turn handles what arrived, proposes each group's queued commands as
+//! one batch, then settles the layer: flush, execute every action (frames
+//! to the network, the one persist batch to the log, group actions to the
+//! groups' state machines), feed completions back, flush again, until
+//! nothing is left. So one turn makes one persist batch and one frame per
+//! peer, whatever the number of groups that had something to do.
+//!
+//! The timer ticks the whole node: [`MultiInput::Tick`] for every tick of
+//! wall-clock time (the ticks a stall missed included), and the layer
+//! ticks only the groups that are awake.
+//!
+//! Snapshots are per group: a group's own ([`Action::TakeSnapshot`]) is
+//! serialized on the loop and written by the log, then reported; one from
+//! a leader is received into memory chunk by chunk (a group's state is
+//! expected to be small when a node hosts many), restored, and stored by
+//! the persist batch that holds its `PersistSnapshot`. The log may ask for
+//! a group's snapshot to free an old segment ([`LogEvent::ForceSnapshot`]).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use bytes::Bytes;
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::Instrument;
+
+use crate::multi::{
+    Frame, GroupId, MultiAction, MultiConfig, MultiError, MultiInput, MultiNode, MultiStats,
+};
+use crate::state_machine::{apply_entry, StateMachine};
+use crate::tokio::storage::{SnapshotReader, SnapshotSink, StorageError};
+use crate::tokio::wire::ClientResponse;
+use crate::{
+    Action, Config, Index, Input, LogPosition, NodeId, ProposeError, Role, Snapshot, Term,
+};
+
+use super::log_sink::{LogEvent, LogSink};
+use super::replay::MultiRecovery;
+use super::shared_log::{LogStats, WalWrite};
+use super::wire::GroupOp;
+
+/// Sends frames to peers. Best effort: a frame may be lost.
+pub trait FrameSender: Send + Sync + 'static {
+    /// Queues `frame` for node `frame.to` without waiting.
+    fn send(&self, frame: Frame);
+}
+
+/// Something for the loop to handle.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum HostEvent {
+    /// A frame from a peer.
+    Frame(Frame),
+    /// A client's request to a group.
+    Request {
+        /// The group.
+        group: GroupId,
+        /// What to do.
+        op: GroupOp,
+        /// Where the answer goes.
+        reply: oneshot::Sender<ClientResponse>,
+    },
+    /// A status query.
+    Status {
+        /// Whether to list every group (costly with many).
+        groups: bool,
+        /// Where the answer goes.
+        reply: oneshot::Sender<MultiStatus>,
+    },
+}
+
+/// Bounded capacity of a multi-group server's inbox.
+pub const INBOX_EVENTS_MAX: usize = 65_536;
+
+/// Makes the channel a server reads its events from.
+pub fn inbox() -> (mpsc::Sender<HostEvent>, mpsc::Receiver<HostEvent>) {
+    mpsc::channel(INBOX_EVENTS_MAX)
+}
+
+/// Settings of a multi-group server.
+#[derive(Clone, Debug)]
+pub struct MultiServerConfig {
+    /// The layer's configuration (its `incarnation` must differ at every
+    /// start of the node: draw it from a counter stored durably).
+    pub multi: MultiConfig,
+    /// The groups hosted from the start, each with its configuration
+    /// (`Config::id` this node).
+    pub groups: Vec<(GroupId, Config)>,
+    /// Wall-clock length of one tick.
+    pub tick: Duration,
+    /// Most commands proposed to one group in one batch.
+    pub proposal_batch_max: usize,
+    /// Most events handled between two looks at the timer and the log.
+    pub events_per_turn_max: usize,
+    /// Client address of each node, for redirects.
+    pub client_addrs: BTreeMap<NodeId, String>,
+}
+
+impl MultiServerConfig {
+    /// Defaults around `multi` and `groups`: 10 ms ticks, batches of up to
+    /// 4,096 commands, 8,192 events per turn.
+    pub fn new(multi: MultiConfig, groups: Vec<(GroupId, Config)>) -> Self {
+        MultiServerConfig {
+            multi,
+            groups,
+            tick: Duration::from_millis(10),
+            proposal_batch_max: 4096,
+            events_per_turn_max: 8192,
+            client_addrs: BTreeMap::new(),
+        }
+    }
+}
+
+/// Why a multi-group server could not start or had to stop.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum MultiServerError {
+    /// The layer refused its configuration or a group's.
+    #[error("{0}")]
+    Layer(#[from] MultiError),
+    /// The shared log failed.
+    #[error("shared write-ahead log failed: {0}")]
+    Storage(#[from] StorageError),
+    /// A group's state machine could not be restored from its snapshot.
+    #[error(
+        "group {group}: cannot restore the state machine from the snapshot at index {index}: \
+         {reason}; run the same state machine version on every node"
+    )]
+    Restore {
+        /// The group.
+        group: GroupId,
+        /// The snapshot's last index.
+        index: Index,
+        /// What the state machine reported.
+        reason: String,
+    },
+}
+
+/// One group as the server sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupStatus {
+    /// Its role here.
+    pub role: Role,
+    /// Its term here.
+    pub term: Term,
+    /// The leader it knows of.
+    pub leader: Option<NodeId>,
+    /// Its commit index here.
+    pub commit: Index,
+    /// Its applied index here.
+    pub applied: Index,
+}
+
+/// A multi-group server's status.
+#[derive(Clone, Debug)]
+pub struct MultiStatus {
+    /// The node.
+    pub id: NodeId,
+    /// Groups hosted.
+    pub groups_hosted: usize,
+    /// Groups awake (ticked every tick).
+    pub groups_awake: usize,
+    /// Groups this node leads.
+    pub groups_led: usize,
+    /// The layer's counters.
+    pub layer: MultiStats,
+    /// The shared log's counters.
+    pub log: LogStats,
+    /// Every group, when asked for.
+    pub groups: BTreeMap<GroupId, GroupStatus>,
+}
+
+/// A running multi-group server.
+#[derive(Debug)]
+pub struct MultiServerHandle {
+    id: NodeId,
+    events: mpsc::Sender<HostEvent>,
+    shutdown: watch::Sender<bool>,
+    done: Option<oneshot::Receiver<Result<(), MultiServerError>>>,
+}
+
+impl MultiServerHandle {
+    /// The node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The sender of the server's inbox (for a listener or a network).
+    pub fn events(&self) -> mpsc::Sender<HostEvent> {
+        self.events.clone()
+    }
+
+    /// Sends `op` to `group` and waits for the answer (in-process client).
+    pub async fn call(&self, group: GroupId, op: GroupOp) -> ClientResponse {
+        let (reply, rx) = oneshot::channel();
+        let event = HostEvent::Request { group, op, reply };
+        if self.events.send(event).await.is_err() {
+            return ClientResponse::Error("server stopped".to_string());
+        }
+        rx.await.unwrap_or(ClientResponse::Unknown)
+    }
+
+    /// The server's status (with every group's if `groups`), or `None`
+    /// if it stopped.
+    pub async fn status(&self, groups: bool) -> Option<MultiStatus> {
+        let (reply, rx) = oneshot::channel();
+        self.events
+            .send(HostEvent::Status { groups, reply })
+            .await
+            .ok()?;
+        rx.await.ok()
+    }
+
+    /// A receiver that flips to `true` when shutdown is asked for.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Stops the server: queued writes finish, waiting clients are told
+    /// the outcome is unknown. Returns how the loop ended.
+    pub async fn shutdown(mut self) -> Result<(), MultiServerError> {
+        let _ = self.shutdown.send(true);
+        match self.done.take() {
+            Some(done) => done.await.unwrap_or(Ok(())),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A reply waiting for its command's entry: (index, term, reply).
+type Waiting = VecDeque<(Index, Term, oneshot::Sender<ClientResponse>)>;
+
+/// One hosted group's host-side state.
+struct HostGroup<S> {
+    state_machine: S,
+    /// Commands received and not yet proposed, and their replies.
+    pending: Vec<Bytes>,
+    pending_replies: VecDeque<oneshot::Sender<ClientResponse>>,
+    /// Replies of the batch being proposed.
+    proposing: VecDeque<oneshot::Sender<ClientResponse>>,
+    waiting: Waiting,
+    /// The newest snapshot reported to the group: the one it serves.
+    served: Option<SnapshotReader>,
+    /// A snapshot being received from the leader.
+    incoming: Option<SnapshotSink>,
+    /// A snapshot received whole, until its `PersistSnapshot` stores it.
+    received: Option<SnapshotReader>,
+}
+
+impl<S> HostGroup<S> {
+    fn new(state_machine: S) -> Self {
+        HostGroup {
+            state_machine,
+            pending: Vec::new(),
+            pending_replies: VecDeque::new(),
+            proposing: VecDeque::new(),
+            waiting: VecDeque::new(),
+            served: None,
+            incoming: None,
+            received: None,
+        }
+    }
+
+    fn serve(&mut self, snapshot: &SnapshotReader) {
+        let index = snapshot.meta().position.index;
+        if self
+            .served
+            .as_ref()
+            .is_none_or(|served| served.meta().position.index < index)
+        {
+            self.served = Some(snapshot.clone());
+        }
+    }
+}
+
+/// Most rounds of executing and flushing one turn may take (each feeds
+/// completions back; a round that produces nothing ends the turn).
+const SETTLE_ROUNDS_MAX: usize = 10_000;
+
+/// Starts a multi-group server on the current runtime: creates every
+/// configured group from `recovery` (restoring its state machine, made by
+/// `make_state_machine`, from its snapshot), and spawns the loop.
+/// `log_events` is the channel `log` reports on.
+pub fn start<S, F, L, N>(
+    config: MultiServerConfig,
+    make_state_machine: F,
+    mut recovery: MultiRecovery,
+    log: L,
+    log_events: mpsc::UnboundedReceiver<LogEvent>,
+    network: N,
+    inbox: (mpsc::Sender<HostEvent>, mpsc::Receiver<HostEvent>),
+) -> Result<MultiServerHandle, MultiServerError>
+where
+    S: StateMachine + Send + 'static,
+    F: Fn(GroupId) -> S,
+    L: LogSink,
+    N: FrameSender,
+{
+    let id = config.multi.id;
+    let mut multi = MultiNode::new(config.multi.clone())?;
+    let mut groups = BTreeMap::new();
+    let mut snapshots = Vec::new();
+    for (group, group_config) in &config.groups {
+        let found = recovery.groups.remove(group);
+        let mut state_machine = make_state_machine(*group);
+        let (recovered, snapshot) = match found {
+            Some(found) => (found.recovered, found.snapshot),
+            None => (crate::Recovered::default(), None),
+        };
+        if let Some(snapshot) = &snapshot {
+            let index = snapshot.meta().position.index;
+            let data = snapshot.read_verified()?;
+            state_machine
+                .restore(&data)
+                .map_err(|e| MultiServerError::Restore {
+                    group: *group,
+                    index,
+                    reason: e.reason,
+                })?;
+        }
+        multi.create_group(*group, group_config.clone(), recovered)?;
+        let mut host_group = HostGroup::new(state_machine);
+        if let Some(snapshot) = snapshot {
+            host_group.serve(&snapshot);
+            snapshots.push((*group, snapshot.meta()));
+        }
+        groups.insert(*group, host_group);
+    }
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (done_tx, done_rx) = oneshot::channel();
+    let (events_tx, events_rx) = inbox;
+    let span = tracing::info_span!("multi-node", id);
+    span.in_scope(|| {
+        tracing::info!(
+            groups = groups.len(),
+            recovered = config.groups.len(),
+            "multi-group server starting"
+        )
+    });
+    let mut server = Server {
+        multi,
+        groups,
+        log,
+        network,
+        config,
+        out: Vec::new(),
+        work: VecDeque::new(),
+        reads: BTreeMap::new(),
+        next_read_id: 0,
+        clock_start: tokio::time::Instant::now(),
+        ticks_delivered: 0,
+        failed: None,
+    };
+    span.in_scope(|| {
+        for (group, meta) in snapshots {
+            // Each group serves its snapshot to followers behind its log.
+            server.input(MultiInput::Group {
+                group,
+                input: Input::Snapshotted(meta),
+            });
+        }
+        server.settle();
+    });
+    tokio::spawn(
+        async move {
+            let result = server.run(events_rx, log_events, shutdown_rx).await;
+            if let Err(e) = &result {
+                tracing::error!(error = %e, "multi-group server stopped with an error");
+            }
+            let _ = done_tx.send(result);
+        }
+        .instrument(span),
+    );
+    Ok(MultiServerHandle {
+        id,
+        events: events_tx,
+        shutdown: shutdown_tx,
+        done: Some(done_rx),
+    })
+}
+
+struct Server<S, L, N> {
+    multi: MultiNode,
+    groups: BTreeMap<GroupId, HostGroup<S>>,
+    log: L,
+    network: N,
+    config: MultiServerConfig,
+    out: Vec<MultiAction>,
+    /// Inputs the actions of this turn fed back.
+    work: VecDeque<MultiInput>,
+    /// Reads handed to groups, by read id: group, query, reply.
+    reads: BTreeMap<u64, (GroupId, Bytes, oneshot::Sender<ClientResponse>)>,
+    next_read_id: u64,
+    clock_start: tokio::time::Instant,
+    ticks_delivered: u64,
+    failed: Option<MultiServerError>,
+}
+
+impl<S, L, N> Server<S, L, N>
+where
+    S: StateMachine + Send + 'static,
+    L: LogSink,
+    N: FrameSender,
+{
+    async fn run(
+        mut self,
+        mut inbox: mpsc::Receiver<HostEvent>,
+        mut log_events: mpsc::UnboundedReceiver<LogEvent>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), MultiServerError> {
+        let mut ticker = tokio::time::interval(self.config.tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            // Biased, as every select of the runtime (madsim replays).
+            tokio::select! {
+                biased;
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        break;
+                    }
+                }
+                Some(event) = log_events.recv() => {
+                    self.log_event(event);
+                    let mut drained = 0;
+                    while drained < 1024 {
+                        let Ok(event) = log_events.try_recv() else { break };
+                        self.log_event(event);
+                        drained += 1;
+                    }
+                }
+                _ = ticker.tick() => self.catch_up_ticks(),
+                event = inbox.recv() => {
+                    let Some(event) = event else { break };
+                    self.handle(event);
+                    let mut handled = 1;
+                    while handled < self.config.events_per_turn_max {
+                        let Ok(event) = inbox.try_recv() else { break };
+                        self.handle(event);
+                        handled += 1;
+                    }
+                }
+            }
+            self.propose_pending();
+            self.settle();
+            if self.failed.is_some() {
+                break;
+            }
+        }
+        self.stop(&mut inbox);
+        match self.failed.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn stop(&mut self, inbox: &mut mpsc::Receiver<HostEvent>) {
+        inbox.close();
+        while let Ok(event) = inbox.try_recv() {
+            if let HostEvent::Request { reply, .. } = event {
+                let _ = reply.send(ClientResponse::Error("server is shutting down".to_string()));
+            }
+        }
+        for group in self.groups.values_mut() {
+            let replies = group
+                .pending_replies
+                .drain(..)
+                .chain(group.proposing.drain(..))
+                .chain(group.waiting.drain(..).map(|(_, _, reply)| reply));
+            for reply in replies {
+                let _ = reply.send(ClientResponse::Unknown);
+            }
+        }
+        for (_, (_, _, reply)) in std::mem::take(&mut self.reads) {
+            let _ = reply.send(ClientResponse::Unknown);
+        }
+        self.log.shutdown();
+        tracing::info!("multi-group server stopped");
+    }
+
+    fn log_event(&mut self, event: LogEvent) {
+        match event {
+            LogEvent::Persisted(batch) => self.input(MultiInput::Persisted(batch)),
+            LogEvent::Snapshotted { group, snapshot } => {
+                let Some(host_group) = self.groups.get_mut(&group) else {
+                    return;
+                };
+                host_group.serve(&snapshot);
+                self.input(MultiInput::Group {
+                    group,
+                    input: Input::Snapshotted(snapshot.meta()),
+                });
+            }
+            LogEvent::ForceSnapshot(groups) => {
+                tracing::debug!(
+                    groups = groups.len(),
+                    "the log asks for snapshots to free a segment"
+                );
+                for group in groups {
+                    if self.groups.contains_key(&group) {
+                        self.input(MultiInput::Group {
+                            group,
+                            input: Input::RequestSnapshot,
+                        });
+                    }
+                }
+            }
+            LogEvent::Failed(e) => self.failed = Some(e.into()),
+        }
+    }
+
+    /// Gives the node every tick due by the wall clock.
+    fn catch_up_ticks(&mut self) {
+        let tick_nanos = self.config.tick.as_nanos().max(1);
+        let due = (self.clock_start.elapsed().as_nanos() / tick_nanos) as u64;
+        while self.ticks_delivered < due {
+            self.ticks_delivered += 1;
+            self.input(MultiInput::Tick);
+        }
+    }
+
+    fn handle(&mut self, event: HostEvent) {
+        match event {
+            HostEvent::Frame(frame) => self.input(MultiInput::Receive(frame)),
+            HostEvent::Request { group, op, reply } => {
+                let Some(node) = self.multi.group(group) else {
+                    let _ = reply.send(ClientResponse::Error(format!(
+                        "group {group} is not hosted on node {}; ask a node that hosts it",
+                        self.multi.id()
+                    )));
+                    return;
+                };
+                match op {
+                    GroupOp::Command(command) => {
+                        if node.role() != Role::Leader {
+                            let _ = reply.send(self.not_leader(node.leader()));
+                            return;
+                        }
+                        let host_group = self.groups.get_mut(&group).expect("hosted");
+                        host_group.pending.push(command);
+                        host_group.pending_replies.push_back(reply);
+                    }
+                    GroupOp::Read { path, query } => {
+                        // The ticks a stall missed come first (leases).
+                        self.catch_up_ticks();
+                        self.next_read_id += 1;
+                        let id = self.next_read_id;
+                        self.reads.insert(id, (group, query, reply));
+                        self.input(MultiInput::Group {
+                            group,
+                            input: Input::Read { id, path },
+                        });
+                    }
+                }
+            }
+            HostEvent::Status { groups, reply } => {
+                let _ = reply.send(self.status(groups));
+            }
+        }
+    }
+
+    fn status(&self, with_groups: bool) -> MultiStatus {
+        let mut groups = BTreeMap::new();
+        let mut led = 0;
+        for (id, node) in self.multi.groups() {
+            led += usize::from(node.role() == Role::Leader);
+            if with_groups {
+                groups.insert(
+                    id,
+                    GroupStatus {
+                        role: node.role(),
+                        term: node.term(),
+                        leader: node.leader(),
+                        commit: node.commit_index(),
+                        applied: node.applied_index(),
+                    },
+                );
+            }
+        }
+        MultiStatus {
+            id: self.multi.id(),
+            groups_hosted: self.multi.group_count(),
+            groups_awake: self.multi.awake_count(),
+            groups_led: led,
+            layer: *self.multi.stats(),
+            log: self.log.stats(),
+            groups,
+        }
+    }
+
+    fn not_leader(&self, leader_hint: Option<NodeId>) -> ClientResponse {
+        let leader_hint = leader_hint.filter(|id| *id != self.multi.id());
+        ClientResponse::NotLeader {
+            leader_hint,
+            leader_addr: leader_hint.and_then(|id| self.config.client_addrs.get(&id).cloned()),
+        }
+    }
+
+    /// Proposes every group's queued commands, one batch per group.
+    fn propose_pending(&mut self) {
+        let ready: Vec<GroupId> = self
+            .groups
+            .iter()
+            .filter(|(_, group)| !group.pending.is_empty())
+            .map(|(id, _)| *id)
+            .collect();
+        for group in ready {
+            let host_group = self.groups.get_mut(&group).expect("listed above");
+            let take = host_group.pending.len().min(self.config.proposal_batch_max);
+            let commands: Vec<Bytes> = host_group.pending.drain(..take).collect();
+            debug_assert!(host_group.proposing.is_empty());
+            host_group.proposing = host_group.pending_replies.drain(..take).collect();
+            self.input(MultiInput::Group {
+                group,
+                input: Input::ProposeBatch(commands),
+            });
+            // The node answers a proposal at once; anything unanswered
+            // (never expected) is not left hanging.
+            let host_group = self.groups.get_mut(&group).expect("listed above");
+            for reply in host_group.proposing.drain(..) {
+                let _ = reply.send(ClientResponse::Unknown);
+            }
+        }
+    }
+
+    /// Steps the layer with `input` and executes what it asks at once.
+    fn input(&mut self, input: MultiInput) {
+        self.work.push_back(input);
+        self.drain_work();
+    }
+
+    fn drain_work(&mut self) {
+        while let Some(input) = self.work.pop_front() {
+            let mut out = std::mem::take(&mut self.out);
+            if let Err(e) = self.multi.step(input, &mut out) {
+                // Inputs come from this loop: a refusal is a host bug.
+                tracing::error!(error = %e, "the layer refused an input of the host");
+            }
+            for action in out.drain(..) {
+                self.execute(action);
+            }
+            self.out = out;
+        }
+    }
+
+    /// Flushes and executes until the layer has nothing more to say.
+    fn settle(&mut self) {
+        for _ in 0..SETTLE_ROUNDS_MAX {
+            let mut out = std::mem::take(&mut self.out);
+            self.multi.flush(&mut out);
+            if out.is_empty() {
+                self.out = out;
+                return;
+            }
+            for action in out.drain(..) {
+                self.execute(action);
+            }
+            self.out = out;
+            self.drain_work();
+        }
+        panic!("the layer did not settle within {SETTLE_ROUNDS_MAX} flushes");
+    }
+
+    fn execute(&mut self, action: MultiAction) {
+        match action {
+            MultiAction::Send(frame) => self.network.send(frame),
+            MultiAction::Persist(batch) => {
+                let mut writes = Vec::with_capacity(batch.writes.len());
+                for write in batch.writes {
+                    let group = write.group;
+                    match write.action {
+                        Action::Persist {
+                            hard_state,
+                            truncate_after,
+                            entries,
+                            ..
+                        } => writes.push(WalWrite::Log {
+                            group,
+                            hard_state,
+                            truncate_after,
+                            entries,
+                        }),
+                        Action::PersistSnapshot {
+                            snapshot,
+                            discard_log,
+                            membership,
+                            ..
+                        } => {
+                            let Some(data) = self.received_bytes(group, snapshot.position) else {
+                                self.failed =
+                                    Some(MultiServerError::Storage(StorageError::Misuse(format!(
+                                        "group {group} stores a snapshot at index {} it never \
+                                         received whole",
+                                        snapshot.position.index
+                                    ))));
+                                return;
+                            };
+                            if let Some(host_group) = self.groups.get_mut(&group) {
+                                host_group.received = None;
+                            }
+                            writes.push(WalWrite::Installed {
+                                group,
+                                snapshot: Snapshot::new(snapshot.position, data)
+                                    .with_membership(Some(*membership)),
+                                discard_log,
+                            });
+                        }
+                        other => unreachable!("a persist batch holds only writes, not {other:?}"),
+                    }
+                }
+                self.log.submit(Some(batch.id), writes);
+            }
+            MultiAction::Group { group, action } => self.group_action(group, action),
+        }
+    }
+
+    /// The bytes of the snapshot at `position` received by `group`
+    /// (finishing its sink), checksum verified.
+    fn received_bytes(&mut self, group: GroupId, position: LogPosition) -> Option<Bytes> {
+        let host_group = self.groups.get_mut(&group)?;
+        if host_group
+            .incoming
+            .as_ref()
+            .is_some_and(|sink| sink.meta().position == position)
+        {
+            let sink = host_group.incoming.take().expect("checked above");
+            if sink.written_bytes() != sink.meta().size_bytes {
+                return None;
+            }
+            let (_, reader) = sink.finish();
+            host_group.serve(&reader);
+            host_group.received = Some(reader);
+        }
+        let reader = host_group
+            .received
+            .as_ref()
+            .filter(|reader| reader.meta().position == position)?;
+        reader.read_verified().ok()
+    }
+
+    fn group_action(&mut self, group: GroupId, action: Action) {
+        match action {
+            Action::Apply { entries } => {
+                let Some(last) = entries.last().map(|entry| entry.index) else {
+                    return;
+                };
+                let Some(host_group) = self.groups.get_mut(&group) else {
+                    return;
+                };
+                for entry in entries.iter() {
+                    let response = apply_entry(&mut host_group.state_machine, entry);
+                    while host_group
+                        .waiting
+                        .front()
+                        .is_some_and(|(index, _, _)| *index <= entry.index)
+                    {
+                        let (index, term, reply) =
+                            host_group.waiting.pop_front().expect("checked above");
+                        let answer = match &response {
+                            Some(bytes) if index == entry.index && term == entry.term => {
+                                ClientResponse::Done(bytes.clone())
+                            }
+                            _ => ClientResponse::Unknown,
+                        };
+                        let _ = reply.send(answer);
+                    }
+                }
+                self.work.push_back(MultiInput::Group {
+                    group,
+                    input: Input::Applied(last),
+                });
+            }
+            Action::ProposalAccepted {
+                term,
+                first_index,
+                last_index,
+            } => {
+                let Some(host_group) = self.groups.get_mut(&group) else {
+                    return;
+                };
+                for index in first_index..=last_index {
+                    let Some(reply) = host_group.proposing.pop_front() else {
+                        break;
+                    };
+                    while host_group
+                        .waiting
+                        .back()
+                        .is_some_and(|(waiting, _, _)| *waiting >= index)
+                    {
+                        let (_, _, stale) = host_group.waiting.pop_back().expect("checked");
+                        let _ = stale.send(ClientResponse::Unknown);
+                    }
+                    host_group.waiting.push_back((index, term, reply));
+                }
+            }
+            Action::ProposalRefused { count, error } => {
+                let response = match error {
+                    ProposeError::NotLeader { leader_hint } => self.not_leader(leader_hint),
+                    ProposeError::Backpressure | ProposeError::TransferInProgress { .. } => {
+                        ClientResponse::Busy
+                    }
+                    other => ClientResponse::Error(other.to_string()),
+                };
+                let Some(host_group) = self.groups.get_mut(&group) else {
+                    return;
+                };
+                for _ in 0..count {
+                    let Some(reply) = host_group.proposing.pop_front() else {
+                        break;
+                    };
+                    let _ = reply.send(response.clone());
+                }
+            }
+            Action::ReadReady { id, .. } => {
+                let Some((read_group, query, reply)) = self.reads.remove(&id) else {
+                    tracing::error!(id, group, "a group released a read it was never given");
+                    return;
+                };
+                assert_eq!(read_group, group, "read {id} released by another group");
+                let Some(host_group) = self.groups.get(&group) else {
+                    return;
+                };
+                let response = match host_group.state_machine.query(&query) {
+                    Some(answer) => ClientResponse::Done(answer),
+                    None => ClientResponse::Error(
+                        "this state machine serves no reads without the log; send the read as \
+                         a command"
+                            .to_string(),
+                    ),
+                };
+                let _ = reply.send(response);
+            }
+            Action::ReadRefused { id, error } => {
+                let Some((_, _, reply)) = self.reads.remove(&id) else {
+                    return;
+                };
+                let response = match error {
+                    crate::ReadError::NotLeader { leader_hint } => self.not_leader(leader_hint),
+                    crate::ReadError::Backpressure => ClientResponse::Busy,
+                    _ => ClientResponse::Unknown,
+                };
+                let _ = reply.send(response);
+            }
+            Action::TakeSnapshot => self.take_snapshot(group),
+            Action::SendSnapshotChunk(chunk) => {
+                let Some(served) = self
+                    .groups
+                    .get(&group)
+                    .and_then(|host_group| host_group.served.as_ref())
+                    .filter(|served| served.meta() == chunk.snapshot)
+                else {
+                    tracing::warn!(
+                        group,
+                        "asked to send a chunk of a snapshot not served; dropped"
+                    );
+                    return;
+                };
+                match served.read_chunk(chunk.offset, chunk.length_bytes) {
+                    Ok(data) => self.work.push_back(MultiInput::SendSnapshotChunk {
+                        group,
+                        message: chunk.into_message(data),
+                    }),
+                    Err(e) => tracing::warn!(group, error = %e, "cannot read a snapshot chunk"),
+                }
+            }
+            Action::WriteSnapshotChunk {
+                snapshot,
+                offset,
+                data,
+            } => {
+                let Some(host_group) = self.groups.get_mut(&group) else {
+                    return;
+                };
+                if offset == 0 {
+                    host_group.incoming = Some(SnapshotSink::in_memory(snapshot));
+                }
+                match host_group.incoming.as_mut() {
+                    Some(sink) if sink.meta() == snapshot && sink.written_bytes() == offset => {
+                        if let Err(e) = sink.write(offset, &data) {
+                            self.failed = Some(e.into());
+                        }
+                    }
+                    _ => tracing::warn!(
+                        group,
+                        offset,
+                        "a snapshot chunk that does not continue the one received; dropped"
+                    ),
+                }
+            }
+            Action::RestoreSnapshot { snapshot } => {
+                let position = snapshot.position;
+                let Some(data) = self.received_bytes(group, position) else {
+                    self.failed = Some(MultiServerError::Restore {
+                        group,
+                        index: position.index,
+                        reason: "the snapshot was not received whole or fails its checksum"
+                            .to_string(),
+                    });
+                    return;
+                };
+                let host_group = self.groups.get_mut(&group).expect("received above");
+                if let Err(e) = host_group.state_machine.restore(&data) {
+                    self.failed = Some(MultiServerError::Restore {
+                        group,
+                        index: position.index,
+                        reason: e.reason,
+                    });
+                    return;
+                }
+                // Entries the snapshot covers are never applied here.
+                while host_group
+                    .waiting
+                    .front()
+                    .is_some_and(|(index, _, _)| *index <= position.index)
+                {
+                    let (_, _, reply) = host_group.waiting.pop_front().expect("checked");
+                    let _ = reply.send(ClientResponse::Unknown);
+                }
+                self.work.push_back(MultiInput::Group {
+                    group,
+                    input: Input::Applied(position.index),
+                });
+            }
+            Action::RoleChanged { role, term } => {
+                tracing::debug!(group, ?role, term, "role changed");
+                if role != Role::Leader {
+                    if let Some(host_group) = self.groups.get_mut(&group) {
+                        for (_, _, reply) in host_group.waiting.drain(..) {
+                            let _ = reply.send(ClientResponse::Unknown);
+                        }
+                    }
+                }
+            }
+            Action::FollowerLogRegressed {
+                follower,
+                acknowledged_index,
+                reported_last_index,
+            } => tracing::error!(
+                group,
+                follower,
+                acknowledged_index,
+                reported_last_index,
+                "a follower lost entries it had acknowledged as durable"
+            ),
+            Action::Transfer { target, outcome } => {
+                tracing::info!(group, target, ?outcome, "leadership transfer")
+            }
+            other @ (Action::Send { .. }
+            | Action::Persist { .. }
+            | Action::PersistSnapshot { .. }) => {
+                unreachable!("the layer batches {other:?}")
+            }
+        }
+    }
+
+    /// Serializes a group's state machine at its applied index and hands
+    /// it to the log, which reports it once durable.
+    fn take_snapshot(&mut self, group: GroupId) {
+        let Some(node) = self.multi.group(group) else {
+            return;
+        };
+        let index = node.applied_index();
+        let Some(term) = node.term_at(index) else {
+            tracing::error!(
+                group,
+                index,
+                "asked for a snapshot outside the log; ignored"
+            );
+            return;
+        };
+        let membership = node.membership_at(index).cloned();
+        let Some(host_group) = self.groups.get(&group) else {
+            return;
+        };
+        let data = host_group.state_machine.snapshot();
+        let snapshot =
+            Snapshot::new(LogPosition::new(index, term), data).with_membership(membership);
+        self.log
+            .submit(None, vec![WalWrite::Taken { group, snapshot }]);
+    }
+}

@@ -1,0 +1,220 @@
+//! The shared log's on-disk format: segment headers and the records every
+//! group's writes become, each tagged with its group.
+//!
+//! A segment starts with a 16-byte header
+//! `[magic "CNCDMWAL": 8][format version = 1: u32][checksum: u32]`
+//! (checksum = `crc32c(magic ‖ version) ^ CHECKSUM_SALT`), then records
+//! follow back to back, framed exactly as the single-group log frames its
+//! own (`[len: u32][len_check: u32][checksum: u32][payload]`, see
+//! [`crate::tokio::wal`]): the same torn-tail and corruption rules
+//! apply. The magic differs from the single-group log's, so neither log is
+//! ever read as the other.
+//!
+//! The payload is a codec-encoded [`GroupRecord`]. One group's
+//! [`Action::Persist`](crate::Action::Persist) becomes up to three records
+//! in this order: its hard state, its truncation, its entries. The hard
+//! state comes first, so that no prefix of the log holds entries of a term
+//! the hard state does not know yet.
+
+use serde::{Deserialize, Serialize};
+
+use crate::multi::GroupId;
+use crate::tokio::storage::StorageError;
+use crate::tokio::wal::{self, Damage, CHECKSUM_SALT};
+use crate::{Entry, HardState, Index, LogPosition};
+
+/// First bytes of every segment of a shared log.
+pub const SEGMENT_MAGIC: [u8; 8] = *b"CNCDMWAL";
+
+/// Version of the shared log's format written and read by this build.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Bytes of a segment header: magic, version, checksum.
+pub const SEGMENT_HEADER_BYTES: usize = 16;
+
+/// One record of the shared log: one change to one group's durable state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GroupRecord {
+    /// The group's term and vote are now `hard_state`.
+    HardState {
+        /// The group.
+        group: GroupId,
+        /// Its new hard state.
+        hard_state: HardState,
+    },
+    /// Drop every entry of the group after `after`.
+    Truncate {
+        /// The group.
+        group: GroupId,
+        /// Last index kept.
+        after: Index,
+    },
+    /// Append entries to the group's log (an overlap replaces its suffix).
+    Append {
+        /// The group.
+        group: GroupId,
+        /// The entries, contiguous.
+        entries: Vec<Entry>,
+    },
+    /// The group's snapshot at `position` is durable (its file was stored
+    /// before this record was written): its log continues after it. With
+    /// `discard_log` every later entry is dropped too.
+    Snapshot {
+        /// The group.
+        group: GroupId,
+        /// The snapshot's last entry.
+        position: LogPosition,
+        /// The log did not hold the snapshot's last entry: drop it all.
+        discard_log: bool,
+    },
+    /// The group was removed from this node: its earlier records are void.
+    Removed {
+        /// The group.
+        group: GroupId,
+    },
+}
+
+impl GroupRecord {
+    /// The group the record belongs to.
+    pub fn group(&self) -> GroupId {
+        match self {
+            GroupRecord::HardState { group, .. }
+            | GroupRecord::Truncate { group, .. }
+            | GroupRecord::Append { group, .. }
+            | GroupRecord::Snapshot { group, .. }
+            | GroupRecord::Removed { group } => *group,
+        }
+    }
+}
+
+/// [`GroupRecord`] borrowing its entries: encodes identically.
+#[derive(Serialize)]
+pub(crate) enum GroupRecordRef<'a> {
+    HardState {
+        group: GroupId,
+        hard_state: HardState,
+    },
+    Truncate {
+        group: GroupId,
+        after: Index,
+    },
+    Append {
+        group: GroupId,
+        entries: &'a [Entry],
+    },
+    Snapshot {
+        group: GroupId,
+        position: LogPosition,
+        discard_log: bool,
+    },
+    Removed {
+        group: GroupId,
+    },
+}
+
+/// Appends `record`, framed, to `out`.
+pub(crate) fn encode(record: &GroupRecordRef<'_>, out: &mut Vec<u8>) -> Result<(), StorageError> {
+    wal::encode_record_ref(record, out)
+}
+
+/// Appends `record`, framed, to `out` (tests and tools).
+pub fn encode_record(record: &GroupRecord, out: &mut Vec<u8>) -> Result<(), StorageError> {
+    wal::encode_record_ref(record, out)
+}
+
+/// The header every segment of a shared log starts with.
+pub fn segment_header() -> [u8; SEGMENT_HEADER_BYTES] {
+    let mut header = [0u8; SEGMENT_HEADER_BYTES];
+    header[..8].copy_from_slice(&SEGMENT_MAGIC);
+    header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    let checksum = crc32c::crc32c(&header[..12]) ^ CHECKSUM_SALT;
+    header[12..].copy_from_slice(&checksum.to_le_bytes());
+    header
+}
+
+/// Checks a segment's header: `Ok(None)` if valid, `Ok(Some(damage))` if
+/// damaged the way a torn or zeroed write leaves it (a prefix of the
+/// header, or zeros), an error if the file is in another format.
+pub(crate) fn check_segment_header(
+    bytes: &[u8],
+    file: &str,
+) -> Result<Option<Damage>, StorageError> {
+    let expected = segment_header();
+    let n = bytes.len().min(SEGMENT_HEADER_BYTES);
+    if bytes[..n] == expected[..n] {
+        return Ok((n < SEGMENT_HEADER_BYTES).then_some(Damage::SegmentHeaderShort { bytes: n }));
+    }
+    if bytes[..n].iter().all(|b| *b == 0) {
+        return Ok(Some(Damage::SegmentHeaderZeroed));
+    }
+    let unsupported = |reason: String| StorageError::UnsupportedFormat {
+        file: file.to_string(),
+        reason,
+    };
+    if n < 8 || bytes[..8] != SEGMENT_MAGIC {
+        return Err(unsupported(format!(
+            "it does not start with the shared-log segment magic {:?}: it is not a segment of \
+             a multi-group write-ahead log (a single-group log starts with \"CNCDWAL\\n\")",
+            String::from_utf8_lossy(&SEGMENT_MAGIC)
+        )));
+    }
+    if n < 12 {
+        return Ok(Some(Damage::SegmentHeaderShort { bytes: n }));
+    }
+    let version = wal::u32_at(bytes, 8);
+    if version != FORMAT_VERSION {
+        return Err(unsupported(format!(
+            "format version {version}; this build reads only version {FORMAT_VERSION}"
+        )));
+    }
+    Ok(Some(if n < SEGMENT_HEADER_BYTES {
+        Damage::SegmentHeaderShort { bytes: n }
+    } else {
+        Damage::SegmentHeaderChecksum
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::EntryPayload;
+
+    #[test]
+    fn borrowed_and_owned_records_encode_identically() {
+        let entries = vec![Entry {
+            term: 2,
+            index: 7,
+            payload: EntryPayload::Command(bytes::Bytes::from_static(b"x")),
+        }];
+        let mut owned = Vec::new();
+        encode_record(
+            &GroupRecord::Append {
+                group: 9,
+                entries: entries.clone(),
+            },
+            &mut owned,
+        )
+        .unwrap();
+        let mut borrowed = Vec::new();
+        encode(
+            &GroupRecordRef::Append {
+                group: 9,
+                entries: &entries,
+            },
+            &mut borrowed,
+        )
+        .unwrap();
+        assert_eq!(owned, borrowed);
+    }
+
+    #[test]
+    fn header_prefixes_and_zeros_are_torn_other_magic_is_refused() {
+        let header = segment_header();
+        assert!(check_segment_header(&header, "f").unwrap().is_none());
+        assert!(check_segment_header(&header[..5], "f").unwrap().is_some());
+        assert!(check_segment_header(&[0u8; 16], "f").unwrap().is_some());
+        let single = crate::tokio::wal::segment_header();
+        let error = check_segment_header(&single, "f").unwrap_err();
+        assert!(error.to_string().contains("not a segment of a multi-group"));
+    }
+}

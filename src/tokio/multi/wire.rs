@@ -1,0 +1,70 @@
+//! What travels on a multi-group server's connections, after the same
+//! handshake as a single-group server's ([`Hello`](crate::tokio::wire::Hello),
+//! [`Welcome`](crate::tokio::wire::Welcome), naming the cluster and both
+//! nodes): on a peer connection, one [`MultiPeerFrame`] per
+//! [`Frame`] (every group's messages for that peer in one flush) and
+//! keepalives, answered by [`PeerReply`](crate::tokio::wire::PeerReply);
+//! on a client connection, [`GroupRequest`]s answered by
+//! [`ClientResponse`](crate::tokio::wire::ClientResponse)s. A client's
+//! request names its group; a redirect
+//! ([`ClientResponse::NotLeader`](crate::tokio::wire::ClientResponse::NotLeader))
+//! names that group's leader.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::multi::{Frame, GroupId};
+
+/// What a node sends on its connection to a peer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MultiPeerFrame {
+    /// Everything for the peer from one flush, for every group.
+    Frame(Frame),
+    /// "Are you there?", answered with
+    /// [`PeerReply::KeepaliveAck`](crate::tokio::wire::PeerReply::KeepaliveAck).
+    Keepalive,
+}
+
+/// [`MultiPeerFrame`] borrowing its frame: encodes identically.
+#[derive(Serialize)]
+pub(crate) enum MultiPeerFrameRef<'a> {
+    Frame(&'a Frame),
+    Keepalive,
+}
+
+/// A client's request to one group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupRequest {
+    /// The group it is for.
+    pub group: GroupId,
+    /// What to do there.
+    pub request: GroupOp,
+}
+
+/// What a client asks of a group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GroupOp {
+    /// A state-machine command, replicated through the group's log.
+    Command(Bytes),
+    /// A linearizable read on `path`, answered by the group's
+    /// [`StateMachine::query`](crate::state_machine::StateMachine::query).
+    Read {
+        /// How the read is served.
+        path: crate::ReadPath,
+        /// The read request.
+        query: Bytes,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn borrowed_frames_encode_like_owned_ones() {
+        let frame = Frame::new(1, 2, 3);
+        let owned = crate::tokio::codec::encode(&MultiPeerFrame::Frame(frame.clone())).unwrap();
+        let borrowed = crate::tokio::codec::encode(&MultiPeerFrameRef::Frame(&frame)).unwrap();
+        assert_eq!(owned, borrowed);
+    }
+}

@@ -1,0 +1,307 @@
+//! The multi-group server (`src/tokio/multi/`): three nodes in one
+//! process on loopback TCP (one connection per peer) hosting 100 groups
+//! each, every node's groups in one shared
+//! write-ahead log on real files (fsync on). Writes go to every group;
+//! the node leading the most groups is stopped (its server, listener and
+//! connections gone) and restarted from its shared log; afterwards every acknowledged
+//! write is present in every group, read through the group's leader and
+//! from the restarted node's own state machine, and every group has
+//! elected a leader known to all three nodes.
+#![cfg(feature = "tokio")]
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::TempDir;
+
+use concord::multi::{GroupId, MultiConfig};
+use concord::state_machine::{RestoreError, StateMachine};
+use concord::tokio::multi::data_dir;
+use concord::tokio::multi::host::{self, FrameSender, MultiServerConfig, MultiServerHandle};
+use concord::tokio::multi::log_sink::WalThread;
+use concord::tokio::multi::shared_log::MultiWalOptions;
+use concord::tokio::multi::tcp_listener::{self, MultiListenerConfig};
+use concord::tokio::multi::tcp_sender::{TcpFrameConfig, TcpFrameSender};
+use concord::tokio::multi::wire::GroupOp;
+use concord::tokio::wire::ClientResponse;
+use concord::{Config, NodeId, ReadPath, Role};
+
+/// `key=value` commands into a map; a read is a key.
+#[derive(Default)]
+struct Map(BTreeMap<String, String>);
+
+impl StateMachine for Map {
+    fn apply(&mut self, _index: u64, command: &[u8]) -> Bytes {
+        let text = String::from_utf8_lossy(command);
+        match text.split_once('=') {
+            Some((key, value)) => {
+                self.0.insert(key.to_string(), value.to_string());
+                Bytes::from(value.to_string())
+            }
+            None => Bytes::from_static(b"?"),
+        }
+    }
+    fn snapshot(&self) -> Bytes {
+        let lines: Vec<String> = self.0.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        Bytes::from(lines.join("\n"))
+    }
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {
+        let text = std::str::from_utf8(snapshot).map_err(|e| RestoreError::new(e.to_string()))?;
+        self.0 = text
+            .lines()
+            .filter_map(|line| line.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Ok(())
+    }
+    fn query(&self, request: &[u8]) -> Option<Bytes> {
+        let key = String::from_utf8_lossy(request);
+        Some(Bytes::from(
+            self.0.get(key.as_ref()).cloned().unwrap_or_default(),
+        ))
+    }
+}
+
+const NODES: [NodeId; 3] = [1, 2, 3];
+const GROUPS: GroupId = 100;
+
+fn group_config(id: NodeId, group: GroupId, incarnation: u64) -> Config {
+    let mut config = Config::new(id, NODES);
+    config.seed = group * 1_000 + id * 10 + incarnation;
+    // Snapshots every few entries, so restarts recover from them and
+    // segments are freed by compaction.
+    config.compaction_threshold_entries = Some(8);
+    config.compaction_trailing_entries = 2;
+    config
+}
+
+/// Starts node `id` from its data directory.
+fn start_node<N: FrameSender>(
+    id: NodeId,
+    dir: &std::path::Path,
+    incarnation: u64,
+    network: N,
+    inbox: (
+        tokio::sync::mpsc::Sender<host::HostEvent>,
+        tokio::sync::mpsc::Receiver<host::HostEvent>,
+    ),
+) -> MultiServerHandle {
+    let options = MultiWalOptions {
+        segment_bytes_max: 64 * 1024,
+        segments_max: 4,
+        ..MultiWalOptions::default()
+    };
+    let (log, recovery) = data_dir::open_data_dir(dir, options).unwrap();
+    // The directory is locked while its log is written.
+    assert!(data_dir::open_data_dir(dir, MultiWalOptions::default()).is_err());
+    let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+    let log = WalThread::start(log, events_tx).unwrap();
+    let mut multi = MultiConfig::new(id, NODES);
+    multi.incarnation = incarnation;
+    let groups = (1..=GROUPS)
+        .map(|group| (group, group_config(id, group, incarnation)))
+        .collect();
+    let mut config = MultiServerConfig::new(multi, groups);
+    config.tick = Duration::from_millis(5);
+    host::start(
+        config,
+        |_| Map::default(),
+        recovery,
+        log,
+        events_rx,
+        network,
+        inbox,
+    )
+    .unwrap()
+}
+
+/// Sends `op` to `group`, following redirects, until it is answered
+/// `Done` (or the deadline passes).
+async fn call(handles: &BTreeMap<NodeId, MultiServerHandle>, group: GroupId, op: GroupOp) -> Bytes {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut target = *handles.keys().next().unwrap();
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "group {group}: no answer in time"
+        );
+        let answer = match handles.get(&target) {
+            Some(handle) => handle.call(group, op.clone()).await,
+            None => ClientResponse::NotLeader {
+                leader_hint: None,
+                leader_addr: None,
+            },
+        };
+        match answer {
+            ClientResponse::Done(bytes) => return bytes,
+            ClientResponse::NotLeader {
+                leader_hint: Some(hint),
+                ..
+            } if handles.contains_key(&hint) => target = hint,
+            _ => {
+                let ids: Vec<NodeId> = handles.keys().copied().collect();
+                target = ids[(ids.iter().position(|id| *id == target).unwrap() + 1) % ids.len()];
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+}
+
+/// Waits until every group has one leader that every running node knows.
+async fn every_group_led(handles: &BTreeMap<NodeId, MultiServerHandle>) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut leaders: BTreeMap<GroupId, Vec<Option<NodeId>>> = BTreeMap::new();
+        let mut led = BTreeMap::new();
+        for (id, handle) in handles {
+            let status = handle.status(true).await.expect("running");
+            for (group, group_status) in status.groups {
+                leaders.entry(group).or_default().push(group_status.leader);
+                if group_status.role == Role::Leader {
+                    led.insert(group, *id);
+                }
+            }
+        }
+        let agreed = leaders.len() == GROUPS as usize
+            && leaders.iter().all(|(group, seen)| {
+                led.get(group)
+                    .is_some_and(|leader| seen.iter().all(|s| *s == Some(*leader)))
+            });
+        if agreed {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not every group has a leader known to all: {} of {GROUPS} led",
+            led.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Node `id` on loopback TCP: its listener on `addrs[id]`, one
+/// connection to each peer; stops (listener and links) with the server.
+fn start_tcp_node(
+    id: NodeId,
+    dir: &std::path::Path,
+    incarnation: u64,
+    addrs: &BTreeMap<NodeId, String>,
+) -> MultiServerHandle {
+    let peers: BTreeMap<NodeId, String> = addrs
+        .iter()
+        .filter(|(peer, _)| **peer != id)
+        .map(|(peer, addr)| (*peer, addr.clone()))
+        .collect();
+    let sender = TcpFrameSender::start(TcpFrameConfig::new(id, "multi-test", peers));
+    let inbox = host::inbox();
+    let events = inbox.0.clone();
+    let handle = start_node(id, dir, incarnation, sender, inbox);
+    let listener = std::net::TcpListener::bind(&addrs[&id]).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+    let config = MultiListenerConfig::new(id, "multi-test", NODES.into_iter().collect());
+    tokio::spawn(tcp_listener::serve(
+        listener,
+        config,
+        events,
+        handle.shutdown_signal(),
+    ));
+    handle
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn kill_and_restart_a_node_of_100_groups_every_acknowledged_write_survives() {
+    let dirs: BTreeMap<NodeId, TempDir> = NODES
+        .iter()
+        .map(|id| (*id, TempDir::new(&format!("multi-server-{id}"))))
+        .collect();
+    let ports = common::free_ports(NODES.len());
+    let addrs: BTreeMap<NodeId, String> = NODES
+        .iter()
+        .zip(&ports)
+        .map(|(id, port)| (*id, format!("127.0.0.1:{port}")))
+        .collect();
+    let mut handles = BTreeMap::new();
+    for id in NODES {
+        handles.insert(id, start_tcp_node(id, &dirs[&id].0, 1, &addrs));
+    }
+    every_group_led(&handles).await;
+    let mut acked: Vec<(GroupId, String, String)> = Vec::new();
+    for round in 0..6 {
+        for group in 1..=GROUPS {
+            let (key, value) = (format!("k{round}"), format!("g{group}r{round}"));
+            let command = Bytes::from(format!("{key}={value}"));
+            let answer = call(&handles, group, GroupOp::Command(command)).await;
+            assert_eq!(answer, Bytes::from(value.clone()));
+            acked.push((group, key, value));
+        }
+    }
+    // Kill the node that leads the most groups.
+    let mut most = (0, 0);
+    for (id, handle) in &handles {
+        let led = handle.status(false).await.unwrap().groups_led;
+        if led > most.1 {
+            most = (*id, led);
+        }
+    }
+    let victim = most.0;
+    assert!(most.1 > 0);
+    // Its loop ends, its listener and connections close, its log thread
+    // finishes what was queued (a stop in one process: the real-process
+    // SIGKILL test is the node binary's).
+    handles.remove(&victim).unwrap().shutdown().await.unwrap();
+    // The survivors elect new leaders for its groups and take more writes.
+    for round in 6..9 {
+        for group in 1..=GROUPS {
+            let (key, value) = (format!("k{round}"), format!("g{group}r{round}"));
+            let command = Bytes::from(format!("{key}={value}"));
+            call(&handles, group, GroupOp::Command(command)).await;
+            acked.push((group, key, value));
+        }
+    }
+    handles.insert(victim, start_tcp_node(victim, &dirs[&victim].0, 2, &addrs));
+    every_group_led(&handles).await;
+    // One more write per group, then every acknowledged write, read
+    // through the leader and from the restarted node's own copy.
+    for group in 1..=GROUPS {
+        let command = Bytes::from(format!("last=g{group}"));
+        call(&handles, group, GroupOp::Command(command)).await;
+    }
+    for (group, key, value) in &acked {
+        let read = GroupOp::Read {
+            path: ReadPath::ReadIndex,
+            query: Bytes::from(key.clone()),
+        };
+        assert_eq!(
+            call(&handles, *group, read).await,
+            Bytes::from(value.clone())
+        );
+    }
+    let restarted = &handles[&victim];
+    for (group, key, value) in &acked {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let read = GroupOp::Read {
+                path: ReadPath::Follower,
+                query: Bytes::from(key.clone()),
+            };
+            match restarted.call(*group, read).await {
+                ClientResponse::Done(bytes) if bytes == *value => break,
+                other => {
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "group {group}: node {victim} answers {other:?} for {key}, want {value}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    }
+    let status = restarted.status(false).await.unwrap();
+    assert_eq!(status.groups_hosted, GROUPS as usize);
+    for (_, handle) in handles {
+        handle.shutdown().await.unwrap();
+    }
+}
