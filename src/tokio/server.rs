@@ -94,6 +94,7 @@ use crate::{
 };
 
 use super::addresses::{self, AddressRecord, HostRecord, SharedAddressBook};
+use super::metrics::{self, round_trip::RoundTrips};
 use super::status::{NodeStatus, ServerCounters};
 use super::storage::{
     PersistRequest, SnapshotReader, SnapshotSink, SnapshotStoredSender, SnapshotWrite, Storage,
@@ -586,6 +587,7 @@ where
         was_member,
         role_conflict_logged_index: None,
         last_heard: BTreeMap::new(),
+        round_trips: RoundTrips::new(),
     };
     if let Some(snapshot) = recovered_snapshot {
         // The node serves it to followers behind its log.
@@ -666,6 +668,8 @@ struct Server<S, St, T> {
     /// When a Raft message last arrived from each peer, for `status`
     /// (bounded: see [`PEERS_HEARD_MAX`]).
     last_heard: BTreeMap<NodeId, tokio::time::Instant>,
+    /// The timed append of each follower, for the round-trip histogram.
+    round_trips: RoundTrips,
 }
 
 /// Most peers whose last contact a server remembers (a cluster's members
@@ -797,6 +801,17 @@ where
                     || self.last_heard.contains_key(&message.from)
                 {
                     self.last_heard.insert(message.from, now);
+                }
+                if let crate::MessageBody::AppendEntriesResponse(
+                    crate::AppendResponse::Accepted { match_index },
+                ) = message.body
+                {
+                    if let Some(elapsed) =
+                        self.round_trips
+                            .acknowledged(message.from, match_index, now)
+                    {
+                        metrics::append_round_trip(message.from, elapsed);
+                    }
                 }
                 self.step(Input::Receive(message));
             }
@@ -1382,6 +1397,7 @@ where
             return;
         };
         self.counters.last_snapshot_receive_micros = started.elapsed().as_micros() as u64;
+        metrics::snapshot_received(started.elapsed());
         self.counters.snapshot_bytes_received += snapshot.size_bytes;
         assert_eq!(sink.meta(), snapshot, "the node stored another snapshot");
         let (received, reader) = sink.finish();
@@ -1447,6 +1463,7 @@ where
             }
         };
         self.counters.last_snapshot_restore_micros = started.elapsed().as_micros() as u64;
+        metrics::snapshot_restored(started.elapsed());
         tracing::info!(
             index = position.index,
             term = position.term,
@@ -1477,6 +1494,7 @@ where
         let commands = std::mem::take(&mut self.pending_commands);
         self.counters.proposals += commands.len() as u64;
         self.counters.proposal_batches += 1;
+        metrics::proposal_batch(commands.len());
         debug_assert!(self.proposing.is_empty());
         self.proposing = std::mem::take(&mut self.pending_replies);
         self.step(Input::ProposeBatch(commands));
@@ -1488,6 +1506,7 @@ where
     }
 
     fn step(&mut self, input: Input) {
+        let commit_before = self.node.commit_index();
         self.node.step(input, &mut self.actions);
         // Executing actions can step the node again (Applied), which can
         // produce more actions; bounded rounds.
@@ -1505,6 +1524,10 @@ where
                 self.more_actions = actions;
             }
         }
+        let commit_after = self.node.commit_index();
+        if commit_after > commit_before {
+            metrics::entries_committed(commit_after - commit_before);
+        }
     }
 
     fn execute(&mut self, action: Action) {
@@ -1513,6 +1536,12 @@ where
             Action::ReadRefused { id, error } => self.refuse_read(id, error),
             Action::Send { to, message } => {
                 self.counters.messages_sent += 1;
+                if let crate::MessageBody::AppendEntries { entries, .. } = &message.body {
+                    if let Some(last) = entries.last() {
+                        self.round_trips
+                            .sent(to, last.index, tokio::time::Instant::now());
+                    }
+                }
                 self.transport.send(to, message);
             }
             Action::Persist {
@@ -1566,6 +1595,9 @@ where
                     }
                 }
                 tracing::debug!(first, last, commit = self.node.commit_index(), "applied");
+                if let Some(sessions) = self.state_machine.sessions() {
+                    metrics::sessions(sessions);
+                }
                 self.node.step(Input::Applied(last), &mut self.more_actions);
             }
             Action::ProposalAccepted {
@@ -1668,6 +1700,7 @@ where
                 }
             }
             Action::RoleChanged { role, term } => {
+                self.round_trips.clear();
                 match role {
                     Role::Leader => tracing::info!(term, "became leader"),
                     Role::Candidate => tracing::info!(term, "starting an election"),
