@@ -8,9 +8,12 @@
 //! * a metrics address in use: exit status 2 at start, naming it, before
 //!   the data directory is touched;
 //! * a malformed `RUST_LOG`: a warning, and the server runs at `info`;
-//!   `--log-format json` writes JSON lines.
+//!   `--log-format json` writes JSON lines;
+//! * one write followed through the JSON logs of all three nodes by its
+//!   `client`, `seq` and `index` fields: proposed on the leader, committed
+//!   and applied on every node.
 //!
-//! About 5 s on 2 cores (the cluster test dominates).
+//! About 2 s on 2 cores (the two cluster tests dominate).
 
 #[path = "common/processes.rs"]
 mod processes;
@@ -402,4 +405,112 @@ fn a_malformed_rust_log_is_a_warning_and_json_logs_are_json() {
         events += 1;
     }
     assert!(events > 0, "{text}");
+}
+
+/// A number in a JSON log field (numbers or their text).
+fn number(value: &serde_json::Value) -> Option<u64> {
+    value
+        .as_u64()
+        .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
+}
+
+/// Node `id`'s JSON log events so far (the lines that parse).
+fn events(cluster: &NodeProcesses, id: u64) -> Vec<serde_json::Value> {
+    cluster
+        .log_text(id)
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
+#[test]
+fn a_write_can_be_followed_through_every_nodes_log() {
+    let mut cluster = NodeProcesses::on_loopback("trace", "trace-test");
+    for id in cluster.ids() {
+        // `env` overrides the RUST_LOG the harness sets for every node.
+        cluster.set_launcher(
+            id,
+            vec![
+                "env".to_string(),
+                "RUST_LOG=info,concord::tokio::server=debug".to_string(),
+            ],
+        );
+        cluster.start_with(id, &["--log-format", "json"]);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        cluster
+            .client()
+            .put("traced", "yes")
+            .await
+            .expect("the write");
+    });
+    // The one write's proposal on the leader names its request.
+    let deadline = Instant::now() + DEADLINE;
+    let (leader, index, client, seq) = loop {
+        let proposed: Vec<(u64, u64, u64, u64)> = cluster
+            .ids()
+            .into_iter()
+            .flat_map(|id| events(&cluster, id).into_iter().map(move |e| (id, e)))
+            .filter(|(_, e)| e["fields"]["message"] == "proposed")
+            .filter_map(|(id, e)| {
+                let f = &e["fields"];
+                Some((
+                    id,
+                    number(&f["index"])?,
+                    number(&f["client"])?,
+                    number(&f["seq"])?,
+                ))
+            })
+            .collect();
+        if let [one] = proposed[..] {
+            break one;
+        }
+        assert!(
+            proposed.len() <= 1,
+            "one write, proposed once: {proposed:?}"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "no `proposed` event with client and seq"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Every node commits and applies that index, in an `apply` span with
+    // the same request fields; the leader answers it there.
+    for id in cluster.ids() {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let events = events(&cluster, id);
+            let committed = events.iter().any(|e| {
+                e["fields"]["message"] == "committed"
+                    && number(&e["fields"]["first"]).is_some_and(|f| f <= index)
+                    && number(&e["fields"]["last"]).is_some_and(|l| l >= index)
+            });
+            let in_span = |message: &str| {
+                events.iter().any(|e| {
+                    let span = &e["span"];
+                    e["fields"]["message"] == message
+                        && span["name"] == "apply"
+                        && number(&span["index"]) == Some(index)
+                        && number(&span["client"]) == Some(client)
+                        && number(&span["seq"]) == Some(seq)
+                })
+            };
+            let answered = id != leader || in_span("answered");
+            if committed && in_span("applied") && answered {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {id} did not log the commit and apply of index {index} \
+                 (client {client}, seq {seq}):\n{}",
+                cluster.log_text(id)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }

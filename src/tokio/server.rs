@@ -95,6 +95,7 @@ use crate::{
 
 use super::addresses::{self, AddressRecord, HostRecord, SharedAddressBook};
 use super::metrics::{self, round_trip::RoundTrips};
+use super::request_trace;
 use super::status::{NodeStatus, ServerCounters};
 use super::storage::{
     PersistRequest, SnapshotReader, SnapshotSink, SnapshotStoredSender, SnapshotWrite, Storage,
@@ -568,6 +569,7 @@ where
         pending_commands: Vec::new(),
         pending_replies: VecDeque::new(),
         proposing: VecDeque::new(),
+        proposing_sessions: VecDeque::new(),
         waiting: VecDeque::new(),
         counters: ServerCounters::default(),
         failed: None,
@@ -626,6 +628,10 @@ struct Server<S, St, T> {
     pending_replies: VecDeque<oneshot::Sender<ClientResponse>>,
     /// Replies of the batch being proposed, matched to the node's answer.
     proposing: VecDeque<oneshot::Sender<ClientResponse>>,
+    /// The `(client, seq)` of each command of the batch being proposed,
+    /// for the `proposed` event; filled only while it is enabled (see
+    /// [`request_trace`]).
+    proposing_sessions: VecDeque<Option<(u64, u64)>>,
     /// Clients waiting for their entry: (index, term, reply), in index
     /// order (a leader's accepted indices only grow).
     waiting: VecDeque<(Index, Term, oneshot::Sender<ClientResponse>)>,
@@ -840,6 +846,7 @@ where
                 self.next_read_id += 1;
                 let id = self.next_read_id;
                 self.reads.insert(id, (query, reply));
+                tracing::debug!(read = id, ?path, "read started");
                 self.step(Input::Read { id, path });
             }
             Event::Status { reply } => {
@@ -873,6 +880,7 @@ where
             tracing::error!(id, "the node released a read it was never given");
             return;
         };
+        tracing::debug!(read = id, ?path, "read served");
         let response = match self.state_machine.query(&query) {
             Some(answer) => {
                 match path {
@@ -894,6 +902,7 @@ where
         let Some((_, reply)) = self.reads.remove(&id) else {
             return;
         };
+        tracing::debug!(read = id, ?error, "read refused");
         let response = match error {
             crate::ReadError::NotLeader { leader_hint } => {
                 self.counters.redirects += 1;
@@ -1497,7 +1506,14 @@ where
         metrics::proposal_batch(commands.len());
         debug_assert!(self.proposing.is_empty());
         self.proposing = std::mem::take(&mut self.pending_replies);
+        if request_trace::enabled() {
+            self.proposing_sessions = commands
+                .iter()
+                .map(|c| request_trace::session_of(c))
+                .collect();
+        }
         self.step(Input::ProposeBatch(commands));
+        self.proposing_sessions.clear();
         // Anything the node did not account for (should not happen) is
         // answered rather than left hanging.
         for reply in self.proposing.drain(..) {
@@ -1527,6 +1543,7 @@ where
         let commit_after = self.node.commit_index();
         if commit_after > commit_before {
             metrics::entries_committed(commit_after - commit_before);
+            tracing::debug!(first = commit_before + 1, last = commit_after, "committed");
         }
     }
 
@@ -1570,9 +1587,29 @@ where
                 };
                 let first = entries[0].index;
                 for entry in &entries {
+                    let span = tracing::debug_span!(
+                        "apply",
+                        index = entry.index,
+                        term = entry.term,
+                        client = tracing::field::Empty,
+                        seq = tracing::field::Empty,
+                        register = tracing::field::Empty,
+                    );
+                    if !span.is_disabled() {
+                        if let EntryPayload::Command(command) = &entry.payload {
+                            if let Some((client, seq)) = request_trace::session_of(command) {
+                                span.record("client", client);
+                                span.record("seq", seq);
+                            } else if request_trace::is_registration(command) {
+                                span.record("register", true);
+                            }
+                        }
+                    }
+                    let _entered = span.enter();
                     // Commands, and forced recoveries (the session layer
                     // expires what the lost servers may have handed out).
                     let response = apply_entry(&mut self.state_machine, entry);
+                    tracing::debug!("applied");
                     self.counters.entries_applied += 1;
                     while self
                         .waiting
@@ -1584,9 +1621,11 @@ where
                         };
                         let answer = match &response {
                             Some(bytes) if index == entry.index && term == entry.term => {
+                                tracing::debug!(outcome = "done", "answered");
                                 ClientResponse::Done(bytes.clone())
                             }
                             _ => {
+                                tracing::debug!(outcome = "unknown", waiting = index, "answered");
                                 self.counters.unknown_outcomes += 1;
                                 ClientResponse::Unknown
                             }
@@ -1620,6 +1659,13 @@ where
                 last_index,
             } => {
                 for index in first_index..=last_index {
+                    match self.proposing_sessions.pop_front() {
+                        Some(Some((client, seq))) => {
+                            tracing::debug!(index, term, client, seq, "proposed")
+                        }
+                        Some(None) => tracing::debug!(index, term, "proposed"),
+                        None => {}
+                    }
                     match self.proposing.pop_front() {
                         Some(reply) => {
                             // A new leader's indices continue after anything
