@@ -55,9 +55,9 @@
 //! writes one JSON object per log line.
 //!
 //! Exit status: 0 stopped by a signal, 1 failed to start or serve, 2 bad
-//! flags or config file (or a metrics address that cannot be bound), 3 the data directory belongs to another cluster
-//! or node (or a newer build), 4 the data directory is in use by another
-//! process.
+//! flags or config file (or a metrics address that cannot be bound), 3
+//! the data directory belongs to another cluster or node (or a newer
+//! build), 4 the data directory is in use by another process.
 
 // println! and friends that stop quietly at a closed pipe.
 #[macro_use]

@@ -8,7 +8,7 @@
 //! another. So a busy follower is sampled about once per round trip,
 //! which is what the histogram is for.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -23,7 +23,7 @@ pub const FOLLOWERS_MAX: usize = 1024;
 #[derive(Debug, Default)]
 pub struct RoundTrips {
     /// Follower → (last index of the timed append, when it was sent).
-    pending: HashMap<NodeId, (Index, Instant)>,
+    pending: BTreeMap<NodeId, (Index, Instant)>,
 }
 
 impl RoundTrips {
