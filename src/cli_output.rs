@@ -20,6 +20,12 @@ static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
 /// Whether the reader of standard error closed it.
 static STDERR_CLOSED: AtomicBool = AtomicBool::new(false);
 
+/// Whether the reader of standard output closed it (a refreshing command
+/// then stops).
+pub fn stdout_closed() -> bool {
+    STDOUT_CLOSED.load(Ordering::Relaxed)
+}
+
 /// Writes `args` (and a newline when `newline`) to standard output, or to
 /// standard error when `to_stderr`; nothing once its reader is gone.
 pub fn write(to_stderr: bool, newline: bool, args: fmt::Arguments) {

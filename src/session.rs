@@ -605,6 +605,10 @@ impl<S: StateMachine> StateMachine for WithSessions<S> {
         self.inner.query(request)
     }
 
+    fn sessions(&self) -> Option<usize> {
+        Some(self.table.len())
+    }
+
     /// Expires the sessions the lost servers may share ids with and starts
     /// the next id epoch ([`SessionTable::force_recovery`]), then passes
     /// the recovery on to the wrapped state machine.

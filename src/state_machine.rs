@@ -113,6 +113,13 @@ pub trait StateMachine {
         None
     }
 
+    /// Client sessions this state machine remembers, if it keeps any (the
+    /// session layer, [`crate::session::WithSessions`], does): a count the
+    /// tokio runtime exports as a metric. The default is `None`.
+    fn sessions(&self) -> Option<usize> {
+        None
+    }
+
     /// Learns that the cluster was rebuilt by a forced recovery whose entry
     /// is committed at `index` (see [`crate::recovery`]): state the lost
     /// servers may have handed out above `audit.commit_index_before` (ids,
@@ -164,6 +171,10 @@ impl<S: StateMachine + ?Sized> StateMachine for Box<S> {
 
     fn query(&self, request: &[u8]) -> Option<Bytes> {
         (**self).query(request)
+    }
+
+    fn sessions(&self) -> Option<usize> {
+        (**self).sessions()
     }
 
     fn apply_forced_recovery(&mut self, index: Index, audit: &ForcedRecovery) {

@@ -163,8 +163,8 @@ pub enum CliCommand {
     /// Role, term, leader, commit, applied, lag and snapshot of every
     /// member of the leader's configuration (and of any --servers that is
     /// not one), each follower's progress and last contact as the leader
-    /// sees them.
-    Status,
+    /// sees them. `--watch` refreshes it, `--json` prints JSON.
+    Status(crate::status_watch::StatusArgs),
     /// Membership: one change at a time; a change answers once committed
     /// and final.
     #[command(

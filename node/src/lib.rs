@@ -8,5 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod client;
+pub mod observability;
 pub mod parse;
 pub mod server;
+pub mod status_watch;

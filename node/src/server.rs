@@ -56,6 +56,9 @@ pub struct NodeArgs {
     /// The server's settings.
     #[command(flatten)]
     pub server: ServerFlags,
+    /// Logs and metrics.
+    #[command(flatten)]
+    pub observability: crate::observability::ObservabilityFlags,
 }
 
 /// `concord-node`'s subcommands; without one it serves.

@@ -46,3 +46,36 @@ fn shell_completions_exit_quietly_on_a_closed_pipe() {
         );
     }
 }
+
+/// `status --watch` without `--count` would refresh forever: a closed
+/// stdout ends it quietly after the round it could not print (a server
+/// that refuses connections is a row, so rounds are quick).
+#[test]
+fn status_watch_stops_on_a_closed_pipe() {
+    let mut child = Command::new(CLI)
+        .args(["--servers", "127.0.0.1:9", "--timeout-ms", "100", "status"])
+        .args(["--watch", "--interval-ms", "100"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runs");
+    drop(child.stdout.take());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("status --watch kept running with its stdout closed");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let output = child.wait_with_output().expect("waits");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+        "{stderr}"
+    );
+}

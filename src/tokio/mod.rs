@@ -20,6 +20,8 @@
 //! | [`kv`] | the key-value service and its exactly-once sessions |
 //! | [`tls`] | mutual TLS (rustls, TLS 1.3): certificates naming node ids, loading from PEM files |
 //! | [`status`] | status/metrics snapshot |
+//! | [`metrics`] | Prometheus metrics: names, recording hooks, the `/metrics` endpoint (feature `metrics`) |
+//! | [`request_trace`] | following one request through every node's logs (`debug` events with `client`, `seq`, `index`) |
 //! | [`recovery`] | offline forced recovery of a stopped server's data directory (unsafe; `concord-cli force-recover`) |
 //! | [`cluster`] | wiring helpers: a TCP node from a few settings |
 //! | [`fault`] | connection-level fault injection for tests: links that go silent |
@@ -39,8 +41,10 @@ pub mod frame;
 pub mod identity;
 pub mod kv;
 pub mod listener;
+pub mod metrics;
 pub mod multi;
 pub mod recovery;
+pub mod request_trace;
 pub mod server;
 pub mod snapshot_file;
 pub mod sniff;

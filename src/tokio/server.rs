@@ -94,6 +94,8 @@ use crate::{
 };
 
 use super::addresses::{self, AddressRecord, HostRecord, SharedAddressBook};
+use super::metrics::{self, round_trip::RoundTrips};
+use super::request_trace;
 use super::status::{NodeStatus, ServerCounters};
 use super::storage::{
     PersistRequest, SnapshotReader, SnapshotSink, SnapshotStoredSender, SnapshotWrite, Storage,
@@ -567,6 +569,7 @@ where
         pending_commands: Vec::new(),
         pending_replies: VecDeque::new(),
         proposing: VecDeque::new(),
+        proposing_sessions: VecDeque::new(),
         waiting: VecDeque::new(),
         counters: ServerCounters::default(),
         failed: None,
@@ -586,6 +589,7 @@ where
         was_member,
         role_conflict_logged_index: None,
         last_heard: BTreeMap::new(),
+        round_trips: RoundTrips::new(),
     };
     if let Some(snapshot) = recovered_snapshot {
         // The node serves it to followers behind its log.
@@ -624,6 +628,10 @@ struct Server<S, St, T> {
     pending_replies: VecDeque<oneshot::Sender<ClientResponse>>,
     /// Replies of the batch being proposed, matched to the node's answer.
     proposing: VecDeque<oneshot::Sender<ClientResponse>>,
+    /// The `(client, seq)` of each command of the batch being proposed,
+    /// for the `proposed` event; filled only while it is enabled (see
+    /// [`request_trace`]).
+    proposing_sessions: VecDeque<Option<(u64, u64)>>,
     /// Clients waiting for their entry: (index, term, reply), in index
     /// order (a leader's accepted indices only grow).
     waiting: VecDeque<(Index, Term, oneshot::Sender<ClientResponse>)>,
@@ -666,6 +674,8 @@ struct Server<S, St, T> {
     /// When a Raft message last arrived from each peer, for `status`
     /// (bounded: see [`PEERS_HEARD_MAX`]).
     last_heard: BTreeMap<NodeId, tokio::time::Instant>,
+    /// The timed append of each follower, for the round-trip histogram.
+    round_trips: RoundTrips,
 }
 
 /// Most peers whose last contact a server remembers (a cluster's members
@@ -798,6 +808,17 @@ where
                 {
                     self.last_heard.insert(message.from, now);
                 }
+                if let crate::MessageBody::AppendEntriesResponse(
+                    crate::AppendResponse::Accepted { match_index },
+                ) = message.body
+                {
+                    if let Some(elapsed) =
+                        self.round_trips
+                            .acknowledged(message.from, match_index, now)
+                    {
+                        metrics::append_round_trip(message.from, elapsed);
+                    }
+                }
                 self.step(Input::Receive(message));
             }
             Event::Client { command, reply } => {
@@ -825,6 +846,7 @@ where
                 self.next_read_id += 1;
                 let id = self.next_read_id;
                 self.reads.insert(id, (query, reply));
+                tracing::debug!(read = id, ?path, "read started");
                 self.step(Input::Read { id, path });
             }
             Event::Status { reply } => {
@@ -858,6 +880,7 @@ where
             tracing::error!(id, "the node released a read it was never given");
             return;
         };
+        tracing::debug!(read = id, ?path, "read served");
         let response = match self.state_machine.query(&query) {
             Some(answer) => {
                 match path {
@@ -879,6 +902,7 @@ where
         let Some((_, reply)) = self.reads.remove(&id) else {
             return;
         };
+        tracing::debug!(read = id, ?error, "read refused");
         let response = match error {
             crate::ReadError::NotLeader { leader_hint } => {
                 self.counters.redirects += 1;
@@ -1382,6 +1406,7 @@ where
             return;
         };
         self.counters.last_snapshot_receive_micros = started.elapsed().as_micros() as u64;
+        metrics::snapshot_received(started.elapsed());
         self.counters.snapshot_bytes_received += snapshot.size_bytes;
         assert_eq!(sink.meta(), snapshot, "the node stored another snapshot");
         let (received, reader) = sink.finish();
@@ -1447,6 +1472,7 @@ where
             }
         };
         self.counters.last_snapshot_restore_micros = started.elapsed().as_micros() as u64;
+        metrics::snapshot_restored(started.elapsed());
         tracing::info!(
             index = position.index,
             term = position.term,
@@ -1477,9 +1503,17 @@ where
         let commands = std::mem::take(&mut self.pending_commands);
         self.counters.proposals += commands.len() as u64;
         self.counters.proposal_batches += 1;
+        metrics::proposal_batch(commands.len());
         debug_assert!(self.proposing.is_empty());
         self.proposing = std::mem::take(&mut self.pending_replies);
+        if request_trace::enabled() {
+            self.proposing_sessions = commands
+                .iter()
+                .map(|c| request_trace::session_of(c))
+                .collect();
+        }
         self.step(Input::ProposeBatch(commands));
+        self.proposing_sessions.clear();
         // Anything the node did not account for (should not happen) is
         // answered rather than left hanging.
         for reply in self.proposing.drain(..) {
@@ -1488,6 +1522,7 @@ where
     }
 
     fn step(&mut self, input: Input) {
+        let commit_before = self.node.commit_index();
         self.node.step(input, &mut self.actions);
         // Executing actions can step the node again (Applied), which can
         // produce more actions; bounded rounds.
@@ -1505,6 +1540,11 @@ where
                 self.more_actions = actions;
             }
         }
+        let commit_after = self.node.commit_index();
+        if commit_after > commit_before {
+            metrics::entries_committed(commit_after - commit_before);
+            tracing::debug!(first = commit_before + 1, last = commit_after, "committed");
+        }
     }
 
     fn execute(&mut self, action: Action) {
@@ -1513,6 +1553,12 @@ where
             Action::ReadRefused { id, error } => self.refuse_read(id, error),
             Action::Send { to, message } => {
                 self.counters.messages_sent += 1;
+                if let crate::MessageBody::AppendEntries { entries, .. } = &message.body {
+                    if let Some(last) = entries.last() {
+                        self.round_trips
+                            .sent(to, last.index, tokio::time::Instant::now());
+                    }
+                }
                 self.transport.send(to, message);
             }
             Action::Persist {
@@ -1541,9 +1587,29 @@ where
                 };
                 let first = entries[0].index;
                 for entry in &entries {
+                    let span = tracing::debug_span!(
+                        "apply",
+                        index = entry.index,
+                        term = entry.term,
+                        client = tracing::field::Empty,
+                        seq = tracing::field::Empty,
+                        register = tracing::field::Empty,
+                    );
+                    if !span.is_disabled() {
+                        if let EntryPayload::Command(command) = &entry.payload {
+                            if let Some((client, seq)) = request_trace::session_of(command) {
+                                span.record("client", client);
+                                span.record("seq", seq);
+                            } else if request_trace::is_registration(command) {
+                                span.record("register", true);
+                            }
+                        }
+                    }
+                    let _entered = span.enter();
                     // Commands, and forced recoveries (the session layer
                     // expires what the lost servers may have handed out).
                     let response = apply_entry(&mut self.state_machine, entry);
+                    tracing::debug!("applied");
                     self.counters.entries_applied += 1;
                     while self
                         .waiting
@@ -1555,9 +1621,11 @@ where
                         };
                         let answer = match &response {
                             Some(bytes) if index == entry.index && term == entry.term => {
+                                tracing::debug!(outcome = "done", "answered");
                                 ClientResponse::Done(bytes.clone())
                             }
                             _ => {
+                                tracing::debug!(outcome = "unknown", waiting = index, "answered");
                                 self.counters.unknown_outcomes += 1;
                                 ClientResponse::Unknown
                             }
@@ -1566,6 +1634,9 @@ where
                     }
                 }
                 tracing::debug!(first, last, commit = self.node.commit_index(), "applied");
+                if let Some(sessions) = self.state_machine.sessions() {
+                    metrics::sessions(sessions);
+                }
                 self.node.step(Input::Applied(last), &mut self.more_actions);
             }
             Action::ProposalAccepted {
@@ -1588,6 +1659,13 @@ where
                 last_index,
             } => {
                 for index in first_index..=last_index {
+                    match self.proposing_sessions.pop_front() {
+                        Some(Some((client, seq))) => {
+                            tracing::debug!(index, term, client, seq, "proposed")
+                        }
+                        Some(None) => tracing::debug!(index, term, "proposed"),
+                        None => {}
+                    }
                     match self.proposing.pop_front() {
                         Some(reply) => {
                             // A new leader's indices continue after anything
@@ -1668,6 +1746,7 @@ where
                 }
             }
             Action::RoleChanged { role, term } => {
+                self.round_trips.clear();
                 match role {
                     Role::Leader => tracing::info!(term, "became leader"),
                     Role::Candidate => tracing::info!(term, "starting an election"),

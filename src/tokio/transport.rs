@@ -467,6 +467,7 @@ impl PeerSender {
     async fn run(mut self) {
         let mut backoff = self.config.backoff_min;
         let mut failures = 0u64;
+        super::metrics::peer_added(self.peer);
         loop {
             if *self.shutdown.borrow() {
                 return;
@@ -502,7 +503,10 @@ impl PeerSender {
                         Some(wrap) => (wrap.0)(self.peer, stream),
                         None => stream,
                     };
-                    match self.pump(stream).await {
+                    super::metrics::peer_connection(self.peer, true);
+                    let pumped = self.pump(stream).await;
+                    super::metrics::peer_connection(self.peer, false);
+                    match pumped {
                         Ok(()) => return,
                         Err(LinkError::Silent(silent)) => {
                             self.counters
@@ -523,6 +527,7 @@ impl PeerSender {
                     self.counters
                         .connect_failures
                         .fetch_add(1, Ordering::Relaxed);
+                    super::metrics::peer_connect_failed(self.peer);
                     tracing::warn!(peer = self.peer, addr = %self.addr, answered = node_id,
                         "address answered as another node id; check --peers");
                 }
@@ -530,6 +535,7 @@ impl PeerSender {
                     self.counters
                         .connect_failures
                         .fetch_add(1, Ordering::Relaxed);
+                    super::metrics::peer_connect_failed(self.peer);
                     failures += 1;
                     // Log the first failure and then every 32nd, not each
                     // retry; loudly when only a change of configuration

@@ -1381,8 +1381,10 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            let writes = batch.len();
             match self.write_batch(&mut batch) {
                 Ok(Some(id)) => {
+                    super::metrics::wal_batch(writes);
                     if notify.send(Ok(id)).is_err() {
                         return;
                     }
@@ -1506,9 +1508,11 @@ impl Writer {
             self.segment_max_indices
                 .insert(self.segment_number, segment_max_index);
             if self.options.sync {
+                let started = std::time::Instant::now();
                 self.file
                     .sync_data()
                     .map_err(io_err(format!("fdatasync {}", path.display())))?;
+                super::metrics::wal_fsync(started.elapsed());
                 // Only now, with the data durable, may the marker say so.
                 self.write_marker();
             }

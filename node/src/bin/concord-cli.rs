@@ -45,6 +45,7 @@ use concord::tokio::client::{Client, ClientConfig, ClientError};
 use concord::tokio::tls;
 use concord::tokio::wire::{AdminRequest, AdminResponse, Members};
 use concord_node::client::{CliArgs, CliCommand, MemberCommand};
+use concord_node::status_watch::{self, StatusArgs};
 
 /// A table of the members, for a person.
 fn print_members(members: &Members) {
@@ -394,217 +395,26 @@ async fn run(args: CliArgs) -> Result<(), Failure> {
                 return Err("compare-and-set did not match".into());
             }
         }
-        CliCommand::Status => return status(&config).await,
+        CliCommand::Status(status_args) => return status(&config, status_args).await,
         CliCommand::Member(command) => return member(&mut client, command).await,
         CliCommand::Completions { .. } | CliCommand::ForceRecover(_) => {}
     }
     Ok(())
 }
 
-/// `status`: one row per member of the configuration the leader reports
-/// (so a removed server is not shown as a member and an added one is),
-/// each with its followers' progress and last contact as the leader sees
-/// them; then any of --servers that is not a member. Without a leader,
-/// the --servers only.
-async fn status(config: &ClientConfig) -> Result<(), Failure> {
-    let mut lister = Client::new(ClientConfig {
-        attempts_max: (2 * config.servers.len() as u32).max(2),
-        ..config.clone()
-    });
-    let members = match lister.admin(AdminRequest::List).await {
-        Ok(AdminResponse::Done(members)) if members.leader == Some(members.answered_by) => {
-            Some(members)
+/// `status` (see `concord_node::status_watch`): exit 4 only when no
+/// server answered and one refused this client.
+async fn status(config: &ClientConfig, args: &StatusArgs) -> Result<(), Failure> {
+    // A terminal shows --watch as one table redrawn in place; a pipe or
+    // file gets every round, one after another.
+    let redraw = args.watch && !args.json && std::io::IsTerminal::is_terminal(&std::io::stdout());
+    status_watch::run(config, args, |text| {
+        if redraw {
+            print!("\x1b[2J\x1b[H");
         }
-        _ => None,
-    };
-    // (member id, its role in the configuration, address)
-    let mut targets: Vec<(Option<u64>, String, String)> = Vec::new();
-    if let Some(members) = &members {
-        for member in &members.members {
-            let addr = member.addr.clone().unwrap_or_default();
-            targets.push((Some(member.id), member.role.clone(), addr));
-        }
-    }
-    for server in &config.servers {
-        if !targets.iter().any(|(_, _, addr)| addr == server) {
-            targets.push((None, String::new(), server.clone()));
-        }
-    }
-    let mut client = Client::new(ClientConfig {
-        servers: targets.iter().map(|(_, _, addr)| addr.clone()).collect(),
-        ..config.clone()
-    });
-    let mut rows = Vec::new();
-    // The last refusal of this client as configured (TLS, CA, cluster id).
-    let mut rejected = None;
-    for (i, (member, role, addr)) in targets.iter().enumerate() {
-        let answer = if addr.is_empty() {
-            Err("unreachable: its address is not in the leader's address book".to_string())
-        } else {
-            client.status(i).await.map_err(|e| match e {
-                ClientError::Rejected { reason } => {
-                    let shown = format!("refused: {reason}");
-                    rejected = Some(ClientError::Rejected { reason });
-                    shown
-                }
-                other => format!("unreachable: {other}"),
-            })
-        };
-        rows.push((*member, role.clone(), addr.clone(), answer));
-    }
-    // A --servers address that answered as a member listed under another
-    // address is that member.
-    let member_ids: Vec<u64> = targets.iter().filter_map(|(id, _, _)| *id).collect();
-    rows.retain(|(member, _, _, answer)| {
-        member.is_some() || !matches!(answer, Ok(s) if member_ids.contains(&s.id))
-    });
-    match &members {
-        Some(members) => {
-            let ids = |ids: &[u64]| {
-                if ids.is_empty() {
-                    "-".to_string()
-                } else {
-                    ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
-                }
-            };
-            println!(
-                "configuration at index {} ({}) from the leader, node {} in term {}: voters {}  learners {}{}",
-                members.configuration_index,
-                if members.configuration_committed {
-                    "committed"
-                } else {
-                    "not committed yet"
-                },
-                members.answered_by,
-                members.term,
-                ids(&members.voters),
-                ids(&members.learners),
-                if members.voters_outgoing.is_empty() {
-                    String::new()
-                } else {
-                    format!("  JOINT: outgoing voters {}", ids(&members.voters_outgoing))
-                }
-            );
-        }
-        None => println!("no leader answered: the --servers as given (members unknown)"),
-    }
-    // Exit 4 only when no server answered and one refused this client.
-    let failure = if rows.iter().any(|(_, _, _, r)| r.is_ok()) {
-        None
-    } else {
-        rejected.map(|e| Failure {
-            message: e.to_string(),
-            ending: Ending::Rejected,
-        })
-    };
-    let max_commit = rows
-        .iter()
-        .filter_map(|(_, _, _, r)| r.as_ref().ok())
-        .map(|s| s.commit_index)
-        .max()
-        .unwrap_or(0);
-    println!(
-        "{:<22} {:>4} {:<8} {:<12} {:>6} {:>7} {:>8} {:>8} {:>8} {:>6} {:>8} {:>11}",
-        "server",
-        "id",
-        "member",
-        "role",
-        "term",
-        "leader",
-        "last",
-        "commit",
-        "applied",
-        "lag",
-        "snapshot",
-        "taken/inst."
-    );
-    let mut strangers_shown = false;
-    for (member, role, server, row) in rows {
-        if member.is_none() && members.is_some() && !strangers_shown {
-            println!("not members of the leader's configuration:");
-            strangers_shown = true;
-        }
-        let role = if member.is_some() {
-            role
-        } else if members.is_some() {
-            "NO".to_string()
-        } else {
-            "?".to_string()
-        };
-        match row {
-            Ok(s) => {
-                println!(
-                    "{:<22} {:>4} {:<8} {:<12} {:>6} {:>7} {:>8} {:>8} {:>8} {:>6} {:>8} {:>11}",
-                    server,
-                    s.id,
-                    role,
-                    s.role,
-                    s.term,
-                    s.leader
-                        .map(|l| l.to_string())
-                        .unwrap_or_else(|| "-".to_string()),
-                    s.last_index,
-                    s.commit_index,
-                    s.applied_index,
-                    max_commit.saturating_sub(s.applied_index),
-                    s.snapshot_index,
-                    format!(
-                        "{}/{}",
-                        s.server.snapshots_taken, s.server.snapshots_installed
-                    )
-                );
-                for p in &s.peers {
-                    // In probe state the match index is the last one the
-                    // follower confirmed, which the leader is checking: a
-                    // follower that restarted may hold less.
-                    let match_index = if p.state == "Probe" {
-                        format!("{}?", p.match_index)
-                    } else {
-                        p.match_index.to_string()
-                    };
-                    let heard = match p.last_contact_ms {
-                        Some(ms) => format!("heard {ms} ms ago"),
-                        None => "never heard".to_string(),
-                    };
-                    println!(
-                        "    follower {:>3}: match {:>9} next {:>8} in-flight {:>4} {:<9} {}{}",
-                        p.id,
-                        match_index,
-                        p.next_index,
-                        p.inflight_messages,
-                        p.state,
-                        heard,
-                        if p.log_regressions > 0 {
-                            format!(
-                                "  LOST ACKNOWLEDGED ENTRIES {} time(s): check its disk",
-                                p.log_regressions
-                            )
-                        } else {
-                            String::new()
-                        }
-                    );
-                }
-                if let Some(index) = s.not_member_since {
-                    println!(
-                        "    node {} is not a member since index {index}; ask another server",
-                        s.id
-                    );
-                }
-                if s.server.follower_log_regressions > 0 {
-                    println!(
-                            "    WARNING: {} follower log regression(s) seen while leading (a disk lost synced data; see this server's error log)",
-                            s.server.follower_log_regressions
-                        );
-                }
-            }
-            Err(e) => println!(
-                "{server:<22} {:>4} {role:<8} {e}",
-                member.map_or("?".to_string(), |id| id.to_string())
-            ),
-        }
-    }
-    match failure {
-        Some(failure) => Err(failure),
-        None => Ok(()),
-    }
+        println!("{text}");
+        !concord::cli_output::stdout_closed()
+    })
+    .await
+    .map_err(Failure::from)
 }

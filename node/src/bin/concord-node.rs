@@ -50,10 +50,14 @@
 //! holds a lock on `<data-dir>/lock`: a second process on the same
 //! directory is refused (see `concord::tokio::identity`).
 //!
+//! `--metrics-listen ADDR` serves Prometheus metrics on
+//! `http://ADDR/metrics` (docs/metrics.md lists them); `--log-format json`
+//! writes one JSON object per log line.
+//!
 //! Exit status: 0 stopped by a signal, 1 failed to start or serve, 2 bad
-//! flags or config file, 3 the data directory belongs to another cluster
-//! or node (or a newer build), 4 the data directory is in use by another
-//! process.
+//! flags or config file (or a metrics address that cannot be bound), 3
+//! the data directory belongs to another cluster or node (or a newer
+//! build), 4 the data directory is in use by another process.
 
 // println! and friends that stop quietly at a closed pipe.
 #[macro_use]
@@ -64,9 +68,11 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser};
 use concord::tokio::cluster::start_kv_node;
 use concord::tokio::identity::IdentityClaim;
+use concord::tokio::metrics::endpoint::MetricsEndpoint;
 use concord::tokio::storage::StorageError;
 use concord::tokio::tls;
 use concord::tokio::wal::{FileStorage, WalOptions};
+use concord_node::observability;
 use concord_node::server::{NodeArgs, NodeCommand, ServerSettings};
 
 fn main() -> ExitCode {
@@ -91,15 +97,7 @@ For more information, try '--help'."
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // Colour codes are for a person at a terminal, not a log file.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    observability::init_logging("concord-node", args.observability.log_format);
     let runtime = if settings.worker_threads == 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -117,7 +115,7 @@ For more information, try '--help'."
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(settings)) {
+    match runtime.block_on(run(settings, args.observability.metrics_listen)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("concord-node: {}", e.message);
@@ -126,6 +124,9 @@ For more information, try '--help'."
     }
 }
 
+/// Exit status: bad flags or config file (also a metrics address that
+/// cannot be bound).
+const EXIT_BAD_FLAGS: u8 = 2;
 /// Exit status: the data directory belongs to another cluster or node.
 const EXIT_FOREIGN_DATA_DIR: u8 = 3;
 /// Exit status: the data directory is in use by another process.
@@ -143,7 +144,15 @@ impl From<String> for Failure {
     }
 }
 
-async fn run(args: ServerSettings) -> Result<(), Failure> {
+async fn run(args: ServerSettings, metrics_listen: Option<String>) -> Result<(), Failure> {
+    // Bound before anything else: an address in use is a bad flag.
+    let metrics = match &metrics_listen {
+        Some(addr) => Some(MetricsEndpoint::bind(addr).await.map_err(|e| Failure {
+            code: EXIT_BAD_FLAGS,
+            message: e.to_string(),
+        })?),
+        None => None,
+    };
     let options = WalOptions {
         sync: args.fsync,
         accept_data_loss: args.accept_wal_data_loss,
@@ -190,6 +199,11 @@ async fn run(args: ServerSettings) -> Result<(), Failure> {
     let mut node = start_kv_node(settings, storage)
         .await
         .map_err(|e| e.to_string())?;
+    if let Some(metrics) = metrics {
+        let addr = metrics.local_addr().map_err(|e| e.to_string())?;
+        metrics.serve(node.server.events(), node.server.shutdown_signal());
+        tracing::info!(%addr, "serving metrics on http://{addr}/metrics");
+    }
     tracing::info!(id = args.id, listen = %node.local_addr, cluster = %args.cluster_id, join = args.join, tls = args.tls_ca.is_some(), "concord-node serving");
     if args.join {
         tracing::info!(

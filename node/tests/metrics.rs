@@ -1,0 +1,516 @@
+//! Prometheus metrics and logs of real `concord-node` processes:
+//! * a 3-node loopback cluster with `--metrics-listen`, scraped over HTTP
+//!   while it works: a leader shows in the role gauge, commit index and
+//!   `concord_entries_committed_total` grow by the writes made, fsyncs and
+//!   append round trips are counted; the scrape's metrics are exactly
+//!   those `docs/metrics.md` lists, and the Grafana dashboard names no
+//!   other;
+//! * a metrics address in use: exit status 2 at start, naming it, before
+//!   the data directory is touched;
+//! * a malformed `RUST_LOG`: a warning, and the server runs at `info`;
+//!   `--log-format json` writes JSON lines;
+//! * one write followed through the JSON logs of all three nodes by its
+//!   `client`, `seq` and `index` fields: proposed on the leader, committed
+//!   and applied on every node.
+//!
+//! About 2 s on 2 cores (the two cluster tests dominate).
+
+#[path = "common/processes.rs"]
+mod processes;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use concord::tokio::metrics::{Kind, CATALOGUE};
+use processes::{node_binary, NodeProcesses};
+
+/// Writes made while scraping.
+const WRITES: u64 = 20;
+/// Generous bound on anything the cluster must do (a loaded CI machine).
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// `GET path` on `addr` over a plain TCP connection: (status line, body).
+fn get(addr: &str, path: &str) -> Result<(String, String), String> {
+    let mut stream = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| format!("read from {addr}: {e}"))?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("no end of head in {response:?}"))?;
+    let status = head.lines().next().unwrap_or("").to_string();
+    Ok((status, body.to_string()))
+}
+
+/// One scrape of `/metrics`.
+struct Scrape {
+    text: String,
+}
+
+impl Scrape {
+    fn of(addr: &str) -> Result<Scrape, String> {
+        let (status, body) = get(addr, "/metrics")?;
+        if !status.contains(" 200 ") {
+            return Err(format!("{addr}: {status}"));
+        }
+        Ok(Scrape { text: body })
+    }
+
+    /// The value of one series, named exactly as exposed (`name` or
+    /// `name{label="v"}`).
+    fn value(&self, series: &str) -> Option<f64> {
+        self.text.lines().find_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().ok())?
+        })
+    }
+
+    fn at_least(&self, series: &str, bound: f64) -> bool {
+        self.value(series).is_some_and(|v| v >= bound)
+    }
+
+    /// Metric families by their `# TYPE` lines: name → kind.
+    fn families(&self) -> BTreeMap<String, String> {
+        self.text
+            .lines()
+            .filter_map(|line| {
+                let mut words = line.strip_prefix("# TYPE ")?.split_whitespace();
+                Some((words.next()?.to_string(), words.next()?.to_string()))
+            })
+            .collect()
+    }
+}
+
+fn kind_word(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Counter => "counter",
+        Kind::Gauge => "gauge",
+        Kind::Histogram => "histogram",
+    }
+}
+
+/// A loopback address free just now.
+fn free_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    listener.local_addr().expect("local addr").to_string()
+}
+
+/// Scrapes `addr` until `ready` holds for a scrape; that scrape.
+fn scrape_until(addr: &str, what: &str, ready: impl Fn(&Scrape) -> bool) -> Scrape {
+    let deadline = Instant::now() + DEADLINE;
+    let mut last;
+    loop {
+        match Scrape::of(addr) {
+            Ok(scrape) if ready(&scrape) => return scrape,
+            Ok(scrape) => last = scrape.text,
+            Err(e) => last = e,
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {DEADLINE:?}; last scrape of {addr}:\n{last}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The metric names `docs/metrics.md` lists in its table, with their kind.
+fn documented() -> BTreeMap<String, String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/metrics.md");
+    let text = std::fs::read_to_string(&path).expect("read docs/metrics.md");
+    text.lines()
+        .filter_map(|line| {
+            let mut cells = line.strip_prefix("| `")?.split('|');
+            let name = cells.next()?.trim().trim_end_matches('`').to_string();
+            Some((name, cells.next()?.trim().to_string()))
+        })
+        .collect()
+}
+
+/// Every `concord_*` name in the dashboard's queries, as its family's
+/// name (a histogram's `_bucket`, `_sum`, `_count` series are its own).
+fn dashboard_families(families: &BTreeMap<String, String>) -> BTreeSet<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/grafana-dashboard.json");
+    let text = std::fs::read_to_string(&path).expect("read the dashboard");
+    let dashboard: serde_json::Value = serde_json::from_str(&text).expect("the dashboard is JSON");
+    let mut names = BTreeSet::new();
+    let panels = dashboard["panels"].as_array().expect("panels");
+    assert!(!panels.is_empty());
+    for panel in panels {
+        let targets = panel["targets"]
+            .as_array()
+            .expect("every panel has targets");
+        for target in targets {
+            let expr = target["expr"].as_str().expect("a target's expr");
+            let mut rest = expr;
+            while let Some(at) = rest.find("concord_") {
+                let name: String = rest[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                rest = &rest[at + name.len()..];
+                let family = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|suffix| {
+                        let base = name.strip_suffix(suffix)?;
+                        (families.get(base).map(String::as_str) == Some("histogram"))
+                            .then(|| base.to_string())
+                    })
+                    .unwrap_or(name);
+                names.insert(family);
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn a_cluster_exports_metrics_that_move_as_it_works() {
+    let mut cluster = NodeProcesses::on_loopback("metrics", "metrics-test");
+    let metrics: BTreeMap<u64, String> = cluster
+        .ids()
+        .into_iter()
+        .map(|id| (id, free_addr()))
+        .collect();
+    for (id, addr) in &metrics {
+        cluster.start_with(*id, &["--metrics-listen", addr]);
+    }
+    // A leader, as its role gauge says; the others follow it.
+    let deadline = Instant::now() + DEADLINE;
+    let leader = loop {
+        let found = metrics.iter().find(|(_, addr)| {
+            Scrape::of(addr).is_ok_and(|s| s.value("concord_role{role=\"leader\"}") == Some(1.0))
+        });
+        if let Some((id, _)) = found {
+            break *id;
+        }
+        assert!(Instant::now() < deadline, "no node reported itself leader");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let before = Scrape::of(&metrics[&leader]).expect("scrape the leader");
+    assert_eq!(before.value("concord_node_id"), Some(leader as f64));
+    assert_eq!(before.value("concord_role{role=\"follower\"}"), Some(0.0));
+    let commit_before = before.value("concord_commit_index").expect("commit index");
+    let committed_before = before
+        .value("concord_entries_committed_total")
+        .expect("entries committed");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let mut client = cluster.client();
+        for i in 0..WRITES {
+            client
+                .put(format!("k{i}"), format!("v{i}"))
+                .await
+                .expect("a write");
+        }
+    });
+    // The leader's numbers moved by at least the writes (a session
+    // registration is one more entry).
+    let peers: Vec<u64> = cluster
+        .ids()
+        .into_iter()
+        .filter(|id| *id != leader)
+        .collect();
+    let after = scrape_until(
+        &metrics[&leader],
+        "the leader's metrics after the writes",
+        |s| {
+            s.at_least("concord_commit_index", commit_before + WRITES as f64)
+                && s.at_least("concord_applied_index", commit_before + WRITES as f64)
+                && s.at_least(
+                    "concord_entries_committed_total",
+                    committed_before + WRITES as f64,
+                )
+                && s.at_least("concord_proposals_total", WRITES as f64)
+                && s.at_least("concord_proposal_batch_entries_count", 1.0)
+                && s.at_least("concord_wal_fsync_duration_seconds_count", 1.0)
+                && s.at_least("concord_wal_batch_writes_count", 1.0)
+                && s.at_least("concord_sessions", 1.0)
+                && peers.iter().all(|p| {
+                    s.at_least(
+                        &format!("concord_append_round_trip_seconds_count{{peer=\"{p}\"}}"),
+                        1.0,
+                    ) && s.value(&format!("concord_peer_connected{{peer=\"{p}\"}}")) == Some(1.0)
+                        && s.value(&format!("concord_follower_lag_entries{{peer=\"{p}\"}}"))
+                            .is_some()
+                })
+        },
+    );
+    assert_eq!(after.value("concord_leader_id"), Some(leader as f64));
+    // Each follower applied the writes, fsynced, and names the leader.
+    for peer in &peers {
+        scrape_until(
+            &metrics[peer],
+            "a follower's metrics after the writes",
+            |s| {
+                s.value("concord_role{role=\"follower\"}") == Some(1.0)
+                    && s.value("concord_leader_id") == Some(leader as f64)
+                    && s.at_least("concord_commit_index", commit_before + WRITES as f64)
+                    && s.at_least("concord_wal_fsync_duration_seconds_count", 1.0)
+            },
+        );
+    }
+    // The catalogue, the doc and the scrape agree, name and kind.
+    let families = after.families();
+    let catalogue: BTreeMap<String, String> = CATALOGUE
+        .iter()
+        .map(|m| (m.name.to_string(), kind_word(m.kind).to_string()))
+        .collect();
+    assert_eq!(families, catalogue, "the scrape against the catalogue");
+    assert_eq!(documented(), families, "docs/metrics.md against a scrape");
+    for name in dashboard_families(&families) {
+        assert!(
+            families.contains_key(&name),
+            "the dashboard names {name}, which no scrape shows"
+        );
+    }
+    let (status, _) = get(&metrics[&leader], "/elsewhere").expect("GET /elsewhere");
+    assert!(status.contains(" 404 "), "{status}");
+}
+
+/// A scratch directory removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(label: &str) -> Scratch {
+        let dir =
+            std::env::temp_dir().join(format!("concord-metrics-{label}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch directory");
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A one-node cluster's `concord-node` with `extra` flags and `RUST_LOG`,
+/// its stderr to `log`.
+fn single_node(scratch: &Scratch, extra: &[&str], rust_log: &str, log: &Path) -> Child {
+    let listen = free_addr();
+    Command::new(node_binary())
+        .args([
+            "--id",
+            "1",
+            "--listen",
+            &listen,
+            "--peers",
+            &format!("1={listen}"),
+        ])
+        .arg("--data-dir")
+        .arg(scratch.0.join("data"))
+        .args(["--cluster-id", "metrics-bad-input"])
+        .args(extra)
+        .env("RUST_LOG", rust_log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).expect("log file"))
+        .spawn()
+        .expect("spawn concord-node")
+}
+
+/// Kills `child` when dropped (a failed assertion leaves no process).
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_metrics_address_in_use_is_refused_at_start_with_status_2() {
+    let scratch = Scratch::new("in-use");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let addr = taken.local_addr().expect("local addr").to_string();
+    let log = scratch.0.join("node.log");
+    let mut node = Killed(single_node(
+        &scratch,
+        &["--metrics-listen", &addr],
+        "info",
+        &log,
+    ));
+    let deadline = Instant::now() + DEADLINE;
+    let status = loop {
+        if let Some(status) = node.0.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the node did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stderr = std::fs::read_to_string(&log).expect("read the log");
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen for metrics on {addr}"))
+            && stderr.contains("in use"),
+        "{stderr}"
+    );
+    assert!(
+        !scratch.0.join("data").exists(),
+        "the data directory was touched before the flags were checked"
+    );
+}
+
+#[test]
+fn a_malformed_rust_log_is_a_warning_and_json_logs_are_json() {
+    let scratch = Scratch::new("rust-log");
+    let log = scratch.0.join("node.log");
+    let _node = Killed(single_node(
+        &scratch,
+        &["--log-format", "json"],
+        "concord=loudest",
+        &log,
+    ));
+    let deadline = Instant::now() + DEADLINE;
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("became leader") {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "the node did not lead:\n{text}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut lines = text.lines();
+    let warning = lines.next().expect("a first line");
+    assert!(
+        warning.starts_with("concord-node: warning: ignoring RUST_LOG=\"concord=loudest\""),
+        "{warning}"
+    );
+    // The rest is JSON at the default level: info events, no debug.
+    let mut events = 0;
+    for line in lines {
+        let event: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        let level = event["level"].as_str().expect("a level");
+        assert!(matches!(level, "INFO" | "WARN" | "ERROR"), "{line}");
+        events += 1;
+    }
+    assert!(events > 0, "{text}");
+}
+
+/// A number in a JSON log field (numbers or their text).
+fn number(value: &serde_json::Value) -> Option<u64> {
+    value
+        .as_u64()
+        .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
+}
+
+/// Node `id`'s JSON log events so far (the lines that parse).
+fn events(cluster: &NodeProcesses, id: u64) -> Vec<serde_json::Value> {
+    cluster
+        .log_text(id)
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
+#[test]
+fn a_write_can_be_followed_through_every_nodes_log() {
+    let mut cluster = NodeProcesses::on_loopback("trace", "trace-test");
+    for id in cluster.ids() {
+        // `env` overrides the RUST_LOG the harness sets for every node.
+        cluster.set_launcher(
+            id,
+            vec![
+                "env".to_string(),
+                "RUST_LOG=info,concord::tokio::server=debug".to_string(),
+            ],
+        );
+        cluster.start_with(id, &["--log-format", "json"]);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        cluster
+            .client()
+            .put("traced", "yes")
+            .await
+            .expect("the write");
+    });
+    // The one write's proposal on the leader names its request.
+    let deadline = Instant::now() + DEADLINE;
+    let (leader, index, client, seq) = loop {
+        let proposed: Vec<(u64, u64, u64, u64)> = cluster
+            .ids()
+            .into_iter()
+            .flat_map(|id| events(&cluster, id).into_iter().map(move |e| (id, e)))
+            .filter(|(_, e)| e["fields"]["message"] == "proposed")
+            .filter_map(|(id, e)| {
+                let f = &e["fields"];
+                Some((
+                    id,
+                    number(&f["index"])?,
+                    number(&f["client"])?,
+                    number(&f["seq"])?,
+                ))
+            })
+            .collect();
+        if let [one] = proposed[..] {
+            break one;
+        }
+        assert!(
+            proposed.len() <= 1,
+            "one write, proposed once: {proposed:?}"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "no `proposed` event with client and seq"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Every node commits and applies that index, in an `apply` span with
+    // the same request fields; the leader answers it there.
+    for id in cluster.ids() {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let events = events(&cluster, id);
+            let committed = events.iter().any(|e| {
+                e["fields"]["message"] == "committed"
+                    && number(&e["fields"]["first"]).is_some_and(|f| f <= index)
+                    && number(&e["fields"]["last"]).is_some_and(|l| l >= index)
+            });
+            let in_span = |message: &str| {
+                events.iter().any(|e| {
+                    let span = &e["span"];
+                    e["fields"]["message"] == message
+                        && span["name"] == "apply"
+                        && number(&span["index"]) == Some(index)
+                        && number(&span["client"]) == Some(client)
+                        && number(&span["seq"]) == Some(seq)
+                })
+            };
+            let answered = id != leader || in_span("answered");
+            if committed && in_span("applied") && answered {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {id} did not log the commit and apply of index {index} \
+                 (client {client}, seq {seq}):\n{}",
+                cluster.log_text(id)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
