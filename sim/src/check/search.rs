@@ -617,7 +617,7 @@ pub(crate) fn check_part<M: Model>(
 }
 
 /// States described, sorted, at most 8 and a count of the rest.
-fn describe_states<M: Model>(model: &M, states: &[M::State]) -> Vec<String> {
+pub(crate) fn describe_states<M: Model>(model: &M, states: &[M::State]) -> Vec<String> {
     let mut out: Vec<String> = states.iter().map(|s| model.describe_state(s)).collect();
     out.sort();
     out.dedup();
@@ -660,13 +660,12 @@ pub(crate) fn states_before<M: Model>(
     }
 }
 
-/// Runs the search on one part with an explicit budget: `Ok(())` if
-/// linearizable, `Err(Some((stuck, states)))` if not, `Err(None)` with the
-/// limit reached in `limit`.
-/// Where a search stopped short of linearizing everything: the deepest
-/// prefix length and the states there, or the limit it hit.
+/// Where a search stopped short of linearizing everything: the stuck
+/// operation and the states just before its return, or the limit it hit.
 pub(crate) type Stuck<S> = Result<(usize, Vec<S>), Limit>;
 
+/// Runs the search on one part with an explicit budget: `Ok(())` if
+/// linearizable, else where it got stuck or the limit it reached.
 pub(crate) fn search_raw<M: Model>(
     model: &M,
     ops: &[Op<M::Input, M::Output>],
@@ -693,7 +692,7 @@ fn run_sub<M: Model>(
     }
     let mut budget = Budget::small(*left);
     let mut direct = false;
-    let r = super::check_part(model, ops, idx, &mut budget, &mut direct);
+    let r = super::check_part(model, ops, idx, &mut budget, &mut direct, false);
     *left = left.saturating_sub(budget.steps + idx.len() as u64);
     match r {
         PartOutcome::Ok => Some(Ok(())),
