@@ -226,6 +226,10 @@ pub struct CheckConfig {
     /// registers, in O(n log n) (same verdict as the search; off only to
     /// compare the two).
     pub fast_path: bool,
+    /// Look for one valid order depth first before the return-by-return
+    /// search of [`crate::check::search`] (same verdict and stuck
+    /// operation; off only to compare the two).
+    pub depth_first: bool,
 }
 
 impl Default for CheckConfig {
@@ -237,6 +241,7 @@ impl Default for CheckConfig {
             shrink: true,
             shrink_steps: 50_000_000,
             fast_path: true,
+            depth_first: true,
         }
     }
 }
