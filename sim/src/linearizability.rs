@@ -226,6 +226,10 @@ pub struct CheckConfig {
     /// registers, in O(n log n) (same verdict as the search; off only to
     /// compare the two).
     pub fast_path: bool,
+    /// Look for one valid order depth first before the return-by-return
+    /// search of [`crate::check::search`] (same verdict and stuck
+    /// operation; off only to compare the two).
+    pub depth_first: bool,
 }
 
 impl Default for CheckConfig {
@@ -237,6 +241,7 @@ impl Default for CheckConfig {
             shrink: true,
             shrink_steps: 50_000_000,
             fast_path: true,
+            depth_first: true,
         }
     }
 }
@@ -509,6 +514,7 @@ pub fn check_history_with(ops: &[Operation], cfg: &CheckConfig) -> CheckResult {
         deadline,
         time_limit: cfg.time_limit,
         fast_path: cfg.fast_path,
+        values: true,
     };
     let mut first_unknown: Option<Exhausted> = None;
     for (key, idx) in &keys {
@@ -685,6 +691,7 @@ pub fn check_history_parallel(ops: &[Operation], cfg: &CheckConfig, threads: usi
                             deadline,
                             time_limit: cfg.time_limit,
                             fast_path: cfg.fast_path,
+                            values: true,
                         };
                         let started = Instant::now();
                         let outcome = check_key(ops, idx, Init::Empty, &mut budget);
@@ -1009,6 +1016,10 @@ struct Budget {
     time_limit: Option<Duration>,
     /// Whether keys of `get`s and `put`s may be decided as registers.
     fast_path: bool,
+    /// Whether a failure needs the values possible before the stuck
+    /// return (the sub-checks of an explanation need only the stuck
+    /// operation).
+    values: bool,
 }
 
 impl Budget {
@@ -1119,7 +1130,9 @@ fn check_key(ops: &[Operation], idx: &[usize], init: Init, budget: &mut Budget) 
         other => other,
     };
     match outcome {
-        KeyOutcome::Fail { stuck, values } if values.iter().any(|v| v == OTHER_SHOWN) => {
+        KeyOutcome::Fail { stuck, values }
+            if budget.values && values.iter().any(|v| v == OTHER_SHOWN) =>
+        {
             // Name the values the abstraction merged into one.
             let values = concrete_values(ops, idx, stuck).unwrap_or(values);
             KeyOutcome::Fail { stuck, values }
@@ -1158,11 +1171,6 @@ fn concrete_values(ops: &[Operation], idx: &[usize], stuck: usize) -> Option<Vec
         .collect();
     values.sort();
     values.dedup();
-    let n = values.len();
-    if n > 8 {
-        values.truncate(8);
-        values.push(format!("... ({} more)", n - 8));
-    }
     Some(values)
 }
 
@@ -1188,7 +1196,6 @@ fn generic_key(ops: &[Operation], idx: &[usize], budget: &mut Budget) -> KeyOutc
                 .collect();
             values.sort();
             values.dedup();
-            values.truncate(8);
             KeyOutcome::Fail {
                 stuck: idx[stuck],
                 values,
@@ -1200,10 +1207,10 @@ fn generic_key(ops: &[Operation], idx: &[usize], budget: &mut Budget) -> KeyOutc
 
 /// The register decision for a key with only `get`s and `put`s (failed
 /// operations and `get`s of unknown outcome do not count), if no value is
-/// written twice; `None` otherwise.
+/// written twice; `None` otherwise. A failure's possible values come from
+/// the same decision, without a search.
 fn register_fast_path(ops: &[Operation], idx: &[usize]) -> Option<KeyOutcome> {
-    use crate::check::unambiguous::{decide_register, RegOp};
-    use crate::check::Decision;
+    use crate::check::unambiguous::{decide_register, RegOp, RegisterDecision};
     let mut rel: Vec<usize> = Vec::with_capacity(idx.len());
     for &i in idx {
         match (&ops[i].op, &ops[i].outcome) {
@@ -1215,6 +1222,7 @@ fn register_fast_path(ops: &[Operation], idx: &[usize]) -> Option<KeyOutcome> {
     // The order the search processes ties in.
     rel.sort_by_key(|&i| (ops[i].call, i));
     let mut ids: FxHashMap<&str, u32> = FxHashMap::default();
+    let mut names: Vec<&str> = vec![""];
     ids.insert("", 0);
     let mut reg: Vec<RegOp> = Vec::with_capacity(rel.len());
     for &i in &rel {
@@ -1225,7 +1233,10 @@ fn register_fast_path(ops: &[Operation], idx: &[usize]) -> Option<KeyOutcome> {
             _ => return None,
         };
         let n = ids.len() as u32;
-        let value = *ids.entry(value).or_insert(n);
+        let value = *ids.entry(value).or_insert_with(|| {
+            names.push(value);
+            n
+        });
         reg.push(RegOp {
             write,
             value,
@@ -1237,19 +1248,34 @@ fn register_fast_path(ops: &[Operation], idx: &[usize]) -> Option<KeyOutcome> {
         });
     }
     Some(match decide_register(&reg, 0)? {
-        Decision::Linearizable => KeyOutcome::Ok,
-        Decision::Stuck(k) => {
-            let stuck = rel[k];
-            let values = concrete_values(ops, idx, stuck)
-                .unwrap_or_else(|| vec!["(not computed within the search budget)".to_string()]);
-            KeyOutcome::Fail { stuck, values }
-        }
+        RegisterDecision::Linearizable => KeyOutcome::Ok,
+        RegisterDecision::Stuck { index, values } => KeyOutcome::Fail {
+            stuck: rel[index],
+            values: values
+                .iter()
+                .map(|&v| names[v as usize].to_string())
+                .collect(),
+        },
     })
 }
 
+/// Values sorted, at most 8 and a count of the rest, for a report.
+fn shown_values(mut values: Vec<String>) -> Vec<String> {
+    values.sort();
+    values.dedup();
+    let n = values.len();
+    if n > 8 {
+        values.truncate(8);
+        values.push(format!("... ({} more)", n - 8));
+    }
+    values
+}
+
 /// Decides the history of one key (every operation of `ops`) for the
-/// key-value [`Model`](crate::check::Model): `None` if the search gave up.
-pub(crate) fn decide_key(ops: &[Operation]) -> Option<crate::check::Decision> {
+/// key-value [`Model`](crate::check::Model): `None` if the search gave
+/// up, else linearizable or the stuck operation and the values the key
+/// could hold before its return.
+pub(crate) fn decide_key(ops: &[Operation]) -> Option<Result<(), (usize, Vec<String>)>> {
     let idx: Vec<usize> = (0..ops.len()).collect();
     let cfg = CheckConfig::default();
     let mut budget = Budget {
@@ -1259,10 +1285,15 @@ pub(crate) fn decide_key(ops: &[Operation]) -> Option<crate::check::Decision> {
         deadline: None,
         time_limit: None,
         fast_path: true,
+        values: true,
     };
     match check_key(ops, &idx, Init::Empty, &mut budget) {
-        KeyOutcome::Ok => Some(crate::check::Decision::Linearizable),
-        KeyOutcome::Fail { stuck, .. } => Some(crate::check::Decision::Stuck(stuck)),
+        KeyOutcome::Ok => Some(Ok(())),
+        // The merged state is not a value: no values then.
+        KeyOutcome::Fail { stuck, values } if values.iter().any(|v| v == OTHER_SHOWN) => {
+            Some(Err((stuck, Vec::new())))
+        }
+        KeyOutcome::Fail { stuck, values } => Some(Err((stuck, values))),
         KeyOutcome::Exhausted(_) => None,
     }
 }
@@ -2115,6 +2146,7 @@ fn run_sub(ops: &[Operation], idx: &[usize], left: &mut u64) -> Option<Result<()
         deadline: None,
         time_limit: None,
         fast_path: true,
+        values: false,
     };
     let r = check_key(ops, idx, Init::Empty, &mut b);
     *left = left.saturating_sub(b.steps + idx.len() as u64);
@@ -2368,7 +2400,7 @@ fn explain(
         key: key.to_string(),
         stuck_index: stuck,
         stuck_op: ops[stuck].clone(),
-        possible_values: values,
+        possible_values: shown_values(values),
         sub_history: sub,
         minimal,
         explained,

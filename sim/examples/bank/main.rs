@@ -14,34 +14,13 @@
 //! catches it; `--invariants-only` judges the same runs by "the total is
 //! constant, no balance is negative", which a stale read never breaks.
 
-#[macro_use]
-extern crate concord;
-
+// The bug planted for sim/tests/bank.rs's proptest is not run here.
+#[allow(dead_code)]
 mod service;
 
-use concord::ReadPath;
 use concord_sim::check::workload::Checked;
 use concord_sim::harness::Harness;
-use concord_sim::{CoreBugs, FaultKind, FaultSet, ReadChoice, SimConfig};
-
-/// The simulator configuration of the example: reads through ReadIndex,
-/// network partitions as the faults, clients that give up on a silent
-/// server after 100 ms (and so find a new leader while the old one still
-/// answers), three nodes.
-pub fn config(planted_stale_read: bool) -> SimConfig {
-    SimConfig {
-        nodes: 3,
-        clients: 6,
-        reads: ReadChoice::Only(ReadPath::ReadIndex),
-        faults: FaultSet::NONE.with(FaultKind::Partition),
-        client_timeout_ns: 100_000_000,
-        core_bugs: CoreBugs {
-            read_index_without_round: planted_stale_read,
-            ..CoreBugs::default()
-        },
-        ..SimConfig::default()
-    }
-}
+use service::config;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

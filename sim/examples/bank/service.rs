@@ -12,11 +12,18 @@
 
 use bytes::Bytes;
 use concord::state_machine::{RestoreError, StateMachine};
+use concord::ReadPath;
 use concord_sim::check::workload::ModelWorkload;
+use concord_sim::linearizability::CheckConfig;
 use concord_sim::models::{Bank, BankInput, BankOutput};
-use concord_sim::{OpResult, Workload, WorkloadReport};
+use concord_sim::{
+    CoreBugs, FaultKind, FaultSet, OpResult, ReadChoice, SimConfig, Workload, WorkloadReport,
+};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
+
+/// The largest transfer unless told otherwise.
+const DEFAULT_MAX_AMOUNT: u32 = 79;
 
 /// The accounts and their opening balances.
 pub const ACCOUNTS: [(&str, i64); 4] =
@@ -25,17 +32,30 @@ pub const ACCOUNTS: [(&str, i64); 4] =
 /// The replicated state machine: one balance per account.
 pub struct BankSm {
     balances: Vec<i64>,
+    /// A planted bug for the proptest example: a transfer of more than
+    /// this many credits credits the receiver twice.
+    double_credit_above: Option<i64>,
 }
 
 impl Default for BankSm {
     fn default() -> Self {
         BankSm {
             balances: ACCOUNTS.iter().map(|(_, b)| *b).collect(),
+            double_credit_above: None,
         }
     }
 }
 
 impl BankSm {
+    /// The bank with a planted bug: a transfer of more than `limit`
+    /// credits credits the receiver twice.
+    pub fn double_crediting_above(limit: i64) -> Self {
+        BankSm {
+            double_credit_above: Some(limit),
+            ..BankSm::default()
+        }
+    }
+
     fn read(&self, command: &[u8]) -> Option<Bytes> {
         let amount = match command {
             [1, account] => *self.balances.get(*account as usize)?,
@@ -59,6 +79,9 @@ impl StateMachine for BankSm {
             }
             self.balances[from] -= amount;
             self.balances[to] += amount;
+            if self.double_credit_above.is_some_and(|limit| amount > limit) {
+                self.balances[to] += amount;
+            }
             return Bytes::from_static(&[1]);
         }
         // A read sent through the log answers like a query.
@@ -89,15 +112,15 @@ impl StateMachine for BankSm {
     }
 }
 
-/// Draws one operation: a transfer half the time, else a balance or a
-/// total read.
-fn draw(rng: &mut ChaCha8Rng) -> (BankInput, Bytes) {
+/// Draws one operation: a transfer of 1 to `max_amount` credits half the
+/// time, else a balance or a total read.
+fn draw(rng: &mut ChaCha8Rng, max_amount: u32) -> (BankInput, Bytes) {
     let account = |i: usize| ACCOUNTS[i].0.to_string();
     match rng.gen_range(0..20) {
         0..=9 => {
             let from = rng.gen_range(0..ACCOUNTS.len());
             let to = (from + rng.gen_range(1..ACCOUNTS.len())) % ACCOUNTS.len();
-            let amount: u32 = rng.gen_range(1..80);
+            let amount: u32 = rng.gen_range(1..=max_amount.max(1));
             let mut command = vec![0, from as u8, to as u8];
             command.extend_from_slice(&amount.to_le_bytes());
             (
@@ -128,13 +151,22 @@ fn is_read(command: &[u8]) -> bool {
 /// and answers to the model's inputs and outputs.
 pub struct ModelJudged {
     bank: Bank,
+    max_amount: u32,
+}
+
+impl ModelJudged {
+    /// Transfers of at most `max_amount` credits.
+    pub fn new(max_amount: u32) -> Self {
+        ModelJudged {
+            bank: Bank::new(ACCOUNTS),
+            max_amount,
+        }
+    }
 }
 
 impl Default for ModelJudged {
     fn default() -> Self {
-        ModelJudged {
-            bank: Bank::new(ACCOUNTS),
-        }
+        ModelJudged::new(DEFAULT_MAX_AMOUNT)
     }
 }
 
@@ -151,7 +183,7 @@ impl ModelWorkload for ModelJudged {
         _now_ns: u64,
         rng: &mut ChaCha8Rng,
     ) -> Option<(BankInput, Bytes)> {
-        Some(draw(rng))
+        Some(draw(rng, self.max_amount))
     }
 
     fn output(&self, input: &BankInput, response: &[u8]) -> Result<BankOutput, String> {
@@ -167,6 +199,19 @@ impl ModelWorkload for ModelJudged {
     fn is_read_only(&self, input: &BankInput) -> bool {
         !matches!(input, BankInput::Transfer { .. })
     }
+
+    /// At most 1,000,000 search steps: a run's history is decided in well
+    /// under that when it has few transfers of unknown outcome, but one
+    /// that is not linearizable with dozens of them (a partition that
+    /// times out many clients) may need minutes to rule out every order;
+    /// beyond the limit the verdict is "UNKNOWN (not a pass)".
+    fn check_config(&self) -> CheckConfig {
+        CheckConfig {
+            max_steps: 1_000_000,
+            shrink_steps: 1_000_000,
+            ..CheckConfig::default()
+        }
+    }
 }
 
 /// The same operations judged by invariants only: every total read is the
@@ -181,7 +226,7 @@ pub struct InvariantJudged {
 
 impl Workload for InvariantJudged {
     fn next_command(&mut self, client: usize, _now_ns: u64, rng: &mut ChaCha8Rng) -> Option<Bytes> {
-        let (_, command) = draw(rng);
+        let (_, command) = draw(rng, DEFAULT_MAX_AMOUNT);
         if self.current.len() <= client {
             self.current.resize(client + 1, None);
         }
@@ -221,5 +266,30 @@ impl Workload for InvariantJudged {
             operations_checked: self.checked,
             failure: self.broken.clone(),
         }
+    }
+}
+
+/// The simulator configuration of the example: three nodes, network
+/// partitions as the faults, reads through ReadIndex, clients that give
+/// up on a silent server after 100 ms (and so find a new leader while the
+/// old one still answers). `planted_stale_read` makes a leader answer
+/// reads from its local state without ReadIndex's heartbeat round (a
+/// mutation of concord's core), so that a deposed leader that does not
+/// know it yet answers old balances. The simulator's step rules, which
+/// would flag that mutation in concord's own steps, are off: the answers
+/// are judged by the workload alone, as a bug in your service would be.
+pub fn config(planted_stale_read: bool) -> SimConfig {
+    SimConfig {
+        nodes: 3,
+        clients: 6,
+        reads: ReadChoice::Only(ReadPath::ReadIndex),
+        faults: FaultSet::NONE.with(FaultKind::Partition),
+        client_timeout_ns: 100_000_000,
+        core_bugs: CoreBugs {
+            read_index_without_round: planted_stale_read,
+            ..CoreBugs::default()
+        },
+        step_rules: false,
+        ..SimConfig::default()
     }
 }

@@ -68,3 +68,82 @@ fn dfs<M: Model>(
     }
     false
 }
+
+/// The states the object can be in just before operation `stuck`
+/// returns, by exhaustive search: every state a valid order of the
+/// operations called by then (all but `stuck`) can end in, where those
+/// that returned strictly before it are completed and the others (those
+/// returning at the same instant too) may or may not have taken effect. The
+/// reference for [`super::Decision::Stuck`]'s states. Exponential, like
+/// [`linearizable`]; `stuck` must have a return time.
+pub fn states_before<M: Model>(
+    model: &M,
+    ops: &[Op<M::Input, M::Output>],
+    stuck: usize,
+) -> Vec<M::State> {
+    let Some(t) = ops[stuck].ret else {
+        return Vec::new();
+    };
+    // The history as of that instant.
+    let cut: Vec<Op<M::Input, M::Output>> = ops
+        .iter()
+        .enumerate()
+        .filter(|&(i, o)| i != stuck && o.call <= t && !matches!(o.outcome, Outcome::Failed))
+        .map(|(_, o)| {
+            let returned = o.ret.is_some_and(|r| r < t);
+            match (&o.outcome, returned) {
+                (Outcome::Ok(_), true) => o.clone(),
+                _ => Op::unknown(o.client, o.input.clone(), o.call),
+            }
+        })
+        .collect();
+    let mut remaining = vec![true; cut.len()];
+    let mut out: Vec<M::State> = Vec::new();
+    ends(model, &cut, &model.init(), &mut remaining, &mut out);
+    out
+}
+
+/// Collects into `out` every state a valid order of the remaining
+/// operations can stop in once no completed one is left.
+fn ends<M: Model>(
+    model: &M,
+    ops: &[Op<M::Input, M::Output>],
+    state: &M::State,
+    remaining: &mut [bool],
+    out: &mut Vec<M::State>,
+) {
+    let completed_left =
+        (0..ops.len()).any(|i| remaining[i] && matches!(ops[i].outcome, Outcome::Ok(_)));
+    if !completed_left && !out.contains(state) {
+        out.push(state.clone());
+    }
+    for x in 0..ops.len() {
+        if !remaining[x] {
+            continue;
+        }
+        let blocked = (0..ops.len()).any(|y| {
+            y != x
+                && remaining[y]
+                && matches!(ops[y].outcome, Outcome::Ok(_))
+                && ops[y].ret.is_some_and(|r| r < ops[x].call)
+        });
+        if blocked {
+            continue;
+        }
+        remaining[x] = false;
+        match &ops[x].outcome {
+            Outcome::Ok(o) => {
+                if let Some(next) = model.step(state, &ops[x].input, o) {
+                    ends(model, ops, &next, remaining, out);
+                }
+            }
+            Outcome::Unknown => {
+                for next in model.step_unknown(state, &ops[x].input) {
+                    ends(model, ops, &next, remaining, out);
+                }
+            }
+            Outcome::Failed => {}
+        }
+        remaining[x] = true;
+    }
+}

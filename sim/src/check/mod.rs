@@ -123,8 +123,8 @@ pub trait Model: Sync {
 
     /// Decides one part directly when the model knows a faster way, e.g.
     /// for unambiguous histories; `None` leaves it to the search. The
-    /// answer must be the search's.
-    fn decide(&self, _ops: &[&Op<Self::Input, Self::Output>]) -> Option<Decision> {
+    /// verdict and the stuck operation must be the search's.
+    fn decide(&self, _ops: &[&Op<Self::Input, Self::Output>]) -> Option<Decision<Self::State>> {
         None
     }
 
@@ -146,13 +146,20 @@ pub trait Model: Sync {
 
 /// What [`Model::decide`] found about a part.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Decision {
+pub enum Decision<S> {
     /// The part is linearizable.
     Linearizable,
-    /// The part is not linearizable; the search got stuck at the return
-    /// of the operation with this index (into the slice handed to
-    /// `decide`), the earliest return after which no valid order is left.
-    Stuck(usize),
+    /// The part is not linearizable.
+    Stuck {
+        /// The operation (index into the slice handed to `decide`) at
+        /// whose return the search gets stuck: the earliest return after
+        /// which no valid order is left.
+        index: usize,
+        /// States the object could be in just before that return, for
+        /// the report; empty if the model cannot tell cheaply (a bounded
+        /// search then finds some).
+        states: Vec<S>,
+    },
 }
 
 /// What became of an operation.
@@ -462,30 +469,46 @@ pub(crate) enum PartOutcome {
 }
 
 /// Checks one part (`idx` into `ops`): the model's own decision if it has
-/// one, else the search.
+/// one, else the search. `want_states`: a failure reports the states
+/// before the stuck return (the sub-checks of a failure's explanation
+/// need only the stuck operation).
 pub(crate) fn check_part<M: Model>(
     model: &M,
     ops: &[Op<M::Input, M::Output>],
     idx: &[usize],
     budget: &mut search::Budget,
     direct: &mut bool,
+    want_states: bool,
 ) -> PartOutcome {
     let sub: Vec<&Op<M::Input, M::Output>> = idx.iter().map(|&i| &ops[i]).collect();
     if let Some(d) = model.decide(&sub) {
         *direct = true;
         return match d {
             Decision::Linearizable => PartOutcome::Ok,
-            Decision::Stuck(j) => {
-                let stuck = idx[j];
-                // The states just before the stuck return: from the search
-                // on the history up to there, if it can tell cheaply.
-                let states = search::states_before(model, ops, idx, stuck, 200_000);
+            Decision::Stuck { index, states } => {
+                assert!(
+                    index < idx.len(),
+                    "decide named an operation it was not given"
+                );
+                let stuck = idx[index];
+                let states = if !want_states {
+                    Vec::new()
+                } else if states.is_empty() {
+                    // From a bounded search of the history up to there.
+                    search::states_before(model, ops, idx, stuck, STATES_SEARCH_STEPS)
+                } else {
+                    search::describe_states(model, &states)
+                };
                 PartOutcome::Fail { stuck, states }
             }
         };
     }
     search::check_part(model, ops, idx, budget)
 }
+
+/// The search steps spent finding the states before a stuck return that
+/// [`Model::decide`] did not give.
+const STATES_SEARCH_STEPS: u64 = 200_000;
 
 /// Checks `ops` against `model`, parts in parallel on up to `threads`
 /// threads (at least one). Each part has its own step and frontier
@@ -551,7 +574,7 @@ pub fn check_parallel<M: Model>(
                         let mut budget = search::Budget::new(cfg, deadline);
                         let started = Instant::now();
                         let mut direct = false;
-                        let outcome = check_part(model, ops, idx, &mut budget, &mut direct);
+                        let outcome = check_part(model, ops, idx, &mut budget, &mut direct, true);
                         stats.elapsed = started.elapsed();
                         stats.steps = budget.steps;
                         stats.decided_directly = direct;

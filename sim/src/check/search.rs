@@ -81,6 +81,8 @@ pub(crate) struct Budget {
     max_frontier: usize,
     deadline: Option<Instant>,
     time_limit: Option<Duration>,
+    /// [`CheckConfig::depth_first`].
+    depth_first: bool,
 }
 
 impl Budget {
@@ -91,6 +93,7 @@ impl Budget {
             max_frontier: cfg.max_frontier,
             deadline,
             time_limit: cfg.time_limit,
+            depth_first: cfg.depth_first,
         }
     }
 
@@ -108,6 +111,7 @@ impl Budget {
             max_frontier,
             deadline,
             time_limit,
+            depth_first: true,
         }
     }
 
@@ -118,6 +122,7 @@ impl Budget {
             max_frontier: 200_000,
             deadline: None,
             time_limit: None,
+            depth_first: true,
         }
     }
 
@@ -339,6 +344,95 @@ impl<'a, M: Model> Search<'a, M> {
         self.group_of_op[j as usize] = g;
     }
 
+    /// The configurations `c` leads to by applying one unknown operation:
+    /// of each group of identical ones, the earliest called not applied
+    /// yet, in each state it may lead to that differs from `c`'s.
+    fn unknown_successors(&self, c: &Config<M::State>, out: &mut Vec<Config<M::State>>) {
+        if self.groups.is_empty() {
+            return;
+        }
+        let mut counts: FxHashMap<u32, usize> = FxHashMap::default();
+        for &m in &c.applied {
+            *counts.entry(self.group_of_op[m as usize]).or_default() += 1;
+        }
+        for (g, group) in self.groups.iter().enumerate() {
+            let n = counts.get(&(g as u32)).copied().unwrap_or(0);
+            let Some(&m) = group.members.get(group.start + n) else {
+                continue;
+            };
+            let input = self.ops[m as usize].input;
+            for s2 in self.model.step_unknown(&c.state, input) {
+                if s2 == c.state {
+                    continue;
+                }
+                let mut applied = c.applied.clone();
+                let at = applied.partition_point(|&x| x < m);
+                applied.insert(at, m);
+                out.push(Config {
+                    state: s2,
+                    lin: c.lin.clone(),
+                    applied,
+                });
+            }
+        }
+    }
+
+    /// Applies one event (as [`run`] does, without the configurations).
+    fn apply_event(&mut self, (t, j): (u128, u32), slot_of: &mut [u32], rets: &[u128]) {
+        let completed = self.ops[j as usize].output.is_some();
+        if t % 2 == 0 {
+            if completed {
+                let slot = self
+                    .free
+                    .pop()
+                    .expect("the width was computed from these events");
+                self.slot_op[slot] = j;
+                self.pending.set(slot);
+                self.link_same_kind(slot, rets);
+                slot_of[j as usize] = slot as u32;
+            } else {
+                self.add_unknown(j);
+            }
+        } else {
+            let slot = slot_of[j as usize] as usize;
+            self.unlink_same_kind(slot);
+            self.pending.clear(slot);
+            self.free.push(slot);
+        }
+    }
+
+    /// Undoes [`Search::apply_event`] of the last event applied. The
+    /// free slots are a stack, so they come back as they were; a return
+    /// relinks its operation to the pending ones of its kind, which all
+    /// return later (those returning earlier already have).
+    fn undo_event(&mut self, (t, j): (u128, u32), slot_of: &[u32], rets: &[u128]) {
+        let completed = self.ops[j as usize].output.is_some();
+        if t % 2 == 0 {
+            if completed {
+                let slot = slot_of[j as usize] as usize;
+                self.unlink_same_kind(slot);
+                self.pending.clear(slot);
+                self.free.push(slot);
+            } else {
+                let g = self.group_of_op[j as usize] as usize;
+                let popped = self.groups[g].members.pop();
+                assert_eq!(popped, Some(j), "unknown calls are undone last first");
+            }
+        } else {
+            let slot = slot_of[j as usize] as usize;
+            let popped = self.free.pop();
+            assert_eq!(popped, Some(slot), "returns are undone last first");
+            // A later call may have taken the slot meanwhile.
+            self.slot_op[slot] = j;
+            self.pending.set(slot);
+            self.link_same_kind(slot, rets);
+            debug_assert!(
+                self.earlier[slot].ones().next().is_none(),
+                "nothing of its kind returning earlier is pending"
+            );
+        }
+    }
+
     /// Extends the frontier until the operation in `target` is linearized
     /// in every configuration. `Ok(false)`: none survives.
     fn closure(&mut self, target: usize, budget: &mut Budget) -> Result<bool, Limit> {
@@ -353,7 +447,7 @@ impl<'a, M: Model> Search<'a, M> {
             }
         }
         let pending: Vec<usize> = self.pending.ones().collect();
-        let mut counts: FxHashMap<u32, usize> = FxHashMap::default();
+        let mut unknown: Vec<Config<M::State>> = Vec::new();
         while let Some(mut c) = stack.pop() {
             if !c.lin.get(target) {
                 budget.step()?;
@@ -403,33 +497,11 @@ impl<'a, M: Model> Search<'a, M> {
                     }
                 }
             }
-            if !self.groups.is_empty() {
-                counts.clear();
-                for &m in &c.applied {
-                    *counts.entry(self.group_of_op[m as usize]).or_default() += 1;
-                }
-                for (g, group) in self.groups.iter().enumerate() {
-                    let n = counts.get(&(g as u32)).copied().unwrap_or(0);
-                    let Some(&m) = group.members.get(group.start + n) else {
-                        continue;
-                    };
-                    let input = self.ops[m as usize].input;
-                    for s2 in model.step_unknown(&c.state, input) {
-                        if s2 == c.state {
-                            continue;
-                        }
-                        let mut applied = c.applied.clone();
-                        let at = applied.partition_point(|&x| x < m);
-                        applied.insert(at, m);
-                        let c2 = Config {
-                            state: s2,
-                            lin: c.lin.clone(),
-                            applied,
-                        };
-                        if visited.insert(c2.clone()) {
-                            stack.push(c2);
-                        }
-                    }
+            unknown.clear();
+            self.unknown_successors(&c, &mut unknown);
+            for c2 in unknown.drain(..) {
+                if visited.insert(c2.clone()) {
+                    stack.push(c2);
                 }
             }
             if visited.len() > budget.max_frontier.saturating_mul(4) {
@@ -599,6 +671,179 @@ fn run<M: Model>(
     Ran::Done
 }
 
+/// What the depth-first pass found.
+enum Depth<S> {
+    /// A linearization.
+    Found,
+    /// None exists: every configuration was visited. Where the search
+    /// got stuck and the states just before, as [`run`] reports them.
+    Stuck { stuck: usize, states: Vec<S> },
+    /// It ran out of its steps or memory: nothing is known.
+    GaveUp,
+}
+
+/// One node of the depth-first pass: a configuration at a level (the
+/// number of returns passed).
+type Node<S> = (u32, Config<S>);
+
+/// The depth-first pass: the same configurations, transitions and rules
+/// as [`run`] (eager reads, symmetry, unknown operations earliest first
+/// among identical ones), explored depth first instead of one return at
+/// a time, completed operations tried before unknown ones are applied, and
+/// each (level, configuration) visited once. Why: the sweep keeps every
+/// configuration alive at each return, and operations of unknown outcome,
+/// which may take effect at any later instant or never, multiply them
+/// (a bank history of 317 operations, 36 of them unknown, took 34 s),
+/// while one valid order is usually found at once by trying the completed
+/// operations first and backtracking (the idea of Wing & Gong's search
+/// with Lowe's memoisation, as in porcupine). When it visits everything
+/// without finding one, the deepest level it reached is where the sweep
+/// gets stuck, and the configurations there are the sweep's (up to the
+/// sweep's dominance rule, which drops none of their states). At most
+/// `max_steps` steps and `max_visited` configurations; beyond, it gives up.
+fn depth_first<M: Model>(
+    model: &M,
+    ops: &[Op<M::Input, M::Output>],
+    idx: &[usize],
+    budget: &mut Budget,
+    max_steps: u64,
+    max_visited: usize,
+) -> Result<Depth<M::State>, Limit> {
+    let mut s = Search::new(model, ops, idx);
+    let rets: Vec<u128> = idx
+        .iter()
+        .map(|&i| ops[i].ret.map_or(u128::MAX, |r| 2 * r as u128 + 1))
+        .collect();
+    let ev = events(ops, idx);
+    // Level k: every event before the k-th return applied.
+    let returns: Vec<usize> = (0..ev.len()).filter(|&e| ev[e].0 % 2 == 1).collect();
+    let levels = returns.len();
+    let mut slot_of: Vec<u32> = vec![u32::MAX; idx.len()];
+    let mut applied_events = 0usize;
+    let mut visited: FxHashSet<Node<M::State>> = FxHashSet::default();
+    let mut stack: Vec<Node<M::State>> = vec![(0, s.frontier[0].clone())];
+    let mut deepest = 0usize;
+    let mut deepest_states: Vec<M::State> = Vec::new();
+    let mut steps = 0u64;
+    let mut successors: Vec<(u128, Config<M::State>)> = Vec::new();
+    while let Some((level, mut c)) = stack.pop() {
+        let level = level as usize;
+        if level == levels {
+            return Ok(Depth::Found);
+        }
+        budget.step()?;
+        steps += 1;
+        if steps > max_steps || visited.len() > max_visited {
+            return Ok(Depth::GaveUp);
+        }
+        // Bring the pending set to this level, forward or back.
+        let want = returns[level];
+        while applied_events < want {
+            s.apply_event(ev[applied_events], &mut slot_of, &rets);
+            applied_events += 1;
+        }
+        while applied_events > want {
+            applied_events -= 1;
+            s.undo_event(ev[applied_events], &slot_of, &rets);
+        }
+        let target = slot_of[ev[want].1 as usize] as usize;
+        // Eager reads, as in the sweep.
+        for p in s.pending.ones() {
+            let op = &s.ops[s.slot_op[p] as usize];
+            if op.read_only && !c.lin.get(p) {
+                if let Some(out) = op.output {
+                    if model.step(&c.state, op.input, out).is_some() {
+                        c.lin.set(p);
+                    }
+                }
+            }
+        }
+        if !visited.insert((level as u32, c.clone())) {
+            continue;
+        }
+        if level > deepest {
+            deepest = level;
+            deepest_states.clear();
+        }
+        if level == deepest && !deepest_states.contains(&c.state) {
+            deepest_states.push(c.state.clone());
+        }
+        if c.lin.get(target) {
+            c.lin.clear(target);
+            stack.push(((level + 1) as u32, c));
+            continue;
+        }
+        // Completed operations, earliest return first, then unknown ones;
+        // pushed in reverse so that the first is tried first.
+        successors.clear();
+        for p in s.pending.ones() {
+            if c.lin.get(p) || !s.earlier[p].subset_of(&c.lin) {
+                continue;
+            }
+            let j = s.slot_op[p] as usize;
+            let op = &s.ops[j];
+            if op.read_only {
+                continue;
+            }
+            let Some(out) = op.output else { continue };
+            if let Some(s2) = model.step(&c.state, op.input, out) {
+                let mut lin = c.lin.clone();
+                lin.set(p);
+                let c2 = Config {
+                    state: s2,
+                    lin,
+                    applied: c.applied.clone(),
+                };
+                successors.push((rets[j], c2));
+            }
+        }
+        successors.sort_by_key(|x| x.0);
+        let mut unknown: Vec<Config<M::State>> = Vec::new();
+        s.unknown_successors(&c, &mut unknown);
+        for c2 in unknown.into_iter().rev() {
+            stack.push((level as u32, c2));
+        }
+        for (_, c2) in successors.drain(..).rev() {
+            stack.push((level as u32, c2));
+        }
+    }
+    let stuck = s.ops[ev[returns[deepest]].1 as usize].orig;
+    Ok(Depth::Stuck {
+        stuck,
+        states: deepest_states,
+    })
+}
+
+/// The depth-first pass's share of a part's budget: at least 1,000,000
+/// steps, or 256 per operation, at most half of what is left (the sweep
+/// gets the rest when it gives up).
+fn depth_first_steps(ops: usize, budget: &Budget) -> u64 {
+    (ops as u64)
+        .saturating_mul(256)
+        .max(1_000_000)
+        .min(budget.max_steps.saturating_sub(budget.steps) / 2)
+}
+
+/// Checks one part: the depth-first pass, then the sweep if that gave up.
+fn search_part<M: Model>(
+    model: &M,
+    ops: &[Op<M::Input, M::Output>],
+    idx: &[usize],
+    budget: &mut Budget,
+) -> Ran<M::State> {
+    if !budget.depth_first {
+        return run(model, ops, idx, budget, Until::End);
+    }
+    let steps = depth_first_steps(idx.len(), budget);
+    let visited = budget.max_frontier.saturating_mul(4);
+    match depth_first(model, ops, idx, budget, steps, visited) {
+        Err(limit) => Ran::Exhausted(limit),
+        Ok(Depth::Found) => Ran::Done,
+        Ok(Depth::Stuck { stuck, states }) => Ran::Stuck { stuck, states },
+        Ok(Depth::GaveUp) => run(model, ops, idx, budget, Until::End),
+    }
+}
+
 /// Checks one part with the search.
 pub(crate) fn check_part<M: Model>(
     model: &M,
@@ -606,7 +851,7 @@ pub(crate) fn check_part<M: Model>(
     idx: &[usize],
     budget: &mut Budget,
 ) -> PartOutcome {
-    match run(model, ops, idx, budget, Until::End) {
+    match search_part(model, ops, idx, budget) {
         Ran::Done | Ran::Stopped(_) => PartOutcome::Ok,
         Ran::Stuck { stuck, states } => PartOutcome::Fail {
             stuck,
@@ -617,7 +862,7 @@ pub(crate) fn check_part<M: Model>(
 }
 
 /// States described, sorted, at most 8 and a count of the rest.
-fn describe_states<M: Model>(model: &M, states: &[M::State]) -> Vec<String> {
+pub(crate) fn describe_states<M: Model>(model: &M, states: &[M::State]) -> Vec<String> {
     let mut out: Vec<String> = states.iter().map(|s| model.describe_state(s)).collect();
     out.sort();
     out.dedup();
@@ -660,20 +905,19 @@ pub(crate) fn states_before<M: Model>(
     }
 }
 
-/// Runs the search on one part with an explicit budget: `Ok(())` if
-/// linearizable, `Err(Some((stuck, states)))` if not, `Err(None)` with the
-/// limit reached in `limit`.
-/// Where a search stopped short of linearizing everything: the deepest
-/// prefix length and the states there, or the limit it hit.
+/// Where a search stopped short of linearizing everything: the stuck
+/// operation and the states just before its return, or the limit it hit.
 pub(crate) type Stuck<S> = Result<(usize, Vec<S>), Limit>;
 
+/// Runs the search on one part with an explicit budget: `Ok(())` if
+/// linearizable, else where it got stuck or the limit it reached.
 pub(crate) fn search_raw<M: Model>(
     model: &M,
     ops: &[Op<M::Input, M::Output>],
     idx: &[usize],
     budget: &mut Budget,
 ) -> Result<(), Stuck<M::State>> {
-    match run(model, ops, idx, budget, Until::End) {
+    match search_part(model, ops, idx, budget) {
         Ran::Done | Ran::Stopped(_) => Ok(()),
         Ran::Stuck { stuck, states } => Err(Ok((stuck, states))),
         Ran::Exhausted(limit) => Err(Err(limit)),
@@ -693,7 +937,7 @@ fn run_sub<M: Model>(
     }
     let mut budget = Budget::small(*left);
     let mut direct = false;
-    let r = super::check_part(model, ops, idx, &mut budget, &mut direct);
+    let r = super::check_part(model, ops, idx, &mut budget, &mut direct, false);
     *left = left.saturating_sub(budget.steps + idx.len() as u64);
     match r {
         PartOutcome::Ok => Some(Ok(())),

@@ -144,8 +144,23 @@ impl Model for Kv {
             history::Op::Get => false,
         }
     }
-    fn decide(&self, ops: &[&Op<KvInput, Output>]) -> Option<Decision> {
-        crate::linearizability::decide_key(&Kv::to_history(ops))
+    fn decide(&self, ops: &[&Op<KvInput, Output>]) -> Option<Decision<KvState>> {
+        Some(
+            match crate::linearizability::decide_key(&Kv::to_history(ops))? {
+                Ok(()) => Decision::Linearizable,
+                Err((index, values)) => {
+                    // A part is one key: every operation has the stuck one's.
+                    let key = &ops[index].input.key;
+                    Decision::Stuck {
+                        index,
+                        states: values
+                            .into_iter()
+                            .map(|v| with(&KvState::new(), key, v))
+                            .collect(),
+                    }
+                }
+            },
+        )
     }
     fn describe_input(&self, i: &KvInput) -> String {
         match &i.op {

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use serde_json::{Map, Value};
 
 use crate::check::typed::{field_bool, field_value, JsonModel};
-use crate::check::unambiguous::{decide_register, RegOp};
+use crate::check::unambiguous::{decide_register, RegOp, RegisterDecision};
 use crate::check::{Decision, Model, Op, Outcome};
 
 /// What a register client asks for.
@@ -102,13 +102,21 @@ fn pins(stuck: &RegisterInput, out: &RegisterOutput, other: &RegisterInput) -> b
     }
 }
 
-/// The register decision of `ops` if it has reads and writes only.
-fn decide<'a>(ops: &[&'a Op<RegisterInput, RegisterOutput>], init: &'a str) -> Option<Decision> {
+/// The register decision of `ops` if it has reads and writes only, no
+/// value written twice and none writing `init`.
+fn decide<'a>(
+    ops: &[&'a Op<RegisterInput, RegisterOutput>],
+    init: &'a str,
+) -> Option<Decision<String>> {
     let mut ids: HashMap<&'a str, u32, std::hash::BuildHasherDefault<crate::check::search::Fx>> =
         HashMap::default();
+    let mut names: Vec<&'a str> = Vec::new();
     let mut intern = |s: &'a str| -> u32 {
-        let n = ids.len() as u32;
-        *ids.entry(s).or_insert(n)
+        let n = names.len() as u32;
+        *ids.entry(s).or_insert_with(|| {
+            names.push(s);
+            n
+        })
     };
     let init_id = intern(init);
     let mut reg: Vec<RegOp> = Vec::with_capacity(ops.len());
@@ -133,10 +141,16 @@ fn decide<'a>(ops: &[&'a Op<RegisterInput, RegisterOutput>], init: &'a str) -> O
         });
         back.push(j);
     }
-    match decide_register(&reg, init_id)? {
-        Decision::Linearizable => Some(Decision::Linearizable),
-        Decision::Stuck(k) => Some(Decision::Stuck(back[k])),
-    }
+    Some(match decide_register(&reg, init_id)? {
+        RegisterDecision::Linearizable => Decision::Linearizable,
+        RegisterDecision::Stuck { index, values } => Decision::Stuck {
+            index: back[index],
+            states: values
+                .into_iter()
+                .map(|v| names[v as usize].to_string())
+                .collect(),
+        },
+    })
 }
 
 impl Model for Register {
@@ -168,7 +182,7 @@ impl Model for Register {
     fn pins(&self, s: &RegisterInput, o: &RegisterOutput, other: &RegisterInput) -> bool {
         pins(s, o, other)
     }
-    fn decide(&self, ops: &[&Op<RegisterInput, RegisterOutput>]) -> Option<Decision> {
+    fn decide(&self, ops: &[&Op<RegisterInput, RegisterOutput>]) -> Option<Decision<String>> {
         decide(ops, &self.init)
     }
     fn describe_input(&self, i: &RegisterInput) -> String {
@@ -205,7 +219,7 @@ impl Model for CasRegister {
     fn pins(&self, s: &RegisterInput, o: &RegisterOutput, other: &RegisterInput) -> bool {
         pins(s, o, other)
     }
-    fn decide(&self, ops: &[&Op<RegisterInput, RegisterOutput>]) -> Option<Decision> {
+    fn decide(&self, ops: &[&Op<RegisterInput, RegisterOutput>]) -> Option<Decision<String>> {
         decide(ops, &self.init)
     }
     fn describe_input(&self, i: &RegisterInput) -> String {
