@@ -21,6 +21,7 @@ use concord::state_machine::{RestoreError, StateMachine};
 use concord::tokio::multi::data_dir;
 use concord::tokio::multi::host::{self, FrameSender, MultiServerConfig, MultiServerHandle};
 use concord::tokio::multi::log_sink::WalThread;
+use concord::tokio::multi::routing_client::{RoutingClient, RoutingConfig, RoutingError};
 use concord::tokio::multi::shared_log::MultiWalOptions;
 use concord::tokio::multi::tcp_listener::{self, MultiListenerConfig};
 use concord::tokio::multi::tcp_sender::{TcpFrameConfig, TcpFrameSender};
@@ -184,6 +185,20 @@ async fn every_group_led(handles: &BTreeMap<NodeId, MultiServerHandle>) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Each group's leader as its leader reports it.
+async fn leaders(handles: &BTreeMap<NodeId, MultiServerHandle>) -> BTreeMap<GroupId, NodeId> {
+    let mut leaders = BTreeMap::new();
+    for (id, handle) in handles {
+        let status = handle.status(true).await.expect("running");
+        for (group, group_status) in status.groups {
+            if group_status.role == Role::Leader {
+                leaders.insert(group, *id);
+            }
+        }
+    }
+    leaders
 }
 
 /// Node `id` on loopback TCP: its listener on `addrs[id]`, one
@@ -459,4 +474,122 @@ async fn a_group_that_cannot_apply_does_not_pin_old_segments() {
     let group = restarted.status(true).await.unwrap().groups[&1].clone();
     assert_eq!(group.last, stuck.last, "{group:?}");
     restarted.shutdown().await.unwrap();
+}
+
+/// The routing client over loopback TCP: with an empty cache it reaches
+/// each group's leader by redirect (one per group not led by the node it
+/// tries first), then sends straight to the cached leader; when a
+/// group's leadership moves, the old leader's redirect is followed and
+/// cached; reads come back; a group no node hosts is refused naming it;
+/// and with every node stopped a call ends with an error after its
+/// bounded attempts.
+#[tokio::test(flavor = "current_thread")]
+async fn routing_client_caches_leaders_and_follows_redirects() {
+    let dirs: BTreeMap<NodeId, TempDir> = NODES
+        .iter()
+        .map(|id| (*id, TempDir::new(&format!("multi-route-{id}"))))
+        .collect();
+    let ports = common::free_ports(NODES.len());
+    let addrs: BTreeMap<NodeId, String> = NODES
+        .iter()
+        .zip(&ports)
+        .map(|(id, port)| (*id, format!("127.0.0.1:{port}")))
+        .collect();
+    let mut handles = BTreeMap::new();
+    for id in NODES {
+        handles.insert(id, start_tcp_node(id, &dirs[&id].0, 1, &addrs));
+    }
+    every_group_led(&handles).await;
+    let first = *addrs.keys().next().unwrap();
+    let before = leaders(&handles).await;
+    let led_by_first = before.values().filter(|id| **id == first).count() as u64;
+    let mut client = RoutingClient::new(RoutingConfig::new("multi-test", addrs.clone())).unwrap();
+    // Cold: every group not led by the first node is one redirect.
+    for group in 1..=GROUPS {
+        let answer = client
+            .command(group, Bytes::from(format!("a=g{group}")))
+            .await
+            .unwrap();
+        assert_eq!(answer, Bytes::from(format!("g{group}")));
+    }
+    let cold = client.stats();
+    // Warm: one attempt per call, straight to the leader.
+    for group in 1..=GROUPS {
+        let command = Bytes::from(format!("b=h{group}"));
+        client.command(group, command).await.unwrap();
+    }
+    let warm = client.stats();
+    assert_eq!(cold.cache_hits, 0);
+    assert_eq!(cold.calls_done, GROUPS);
+    assert_eq!(warm.cache_hits, GROUPS);
+    assert!(warm.connects <= NODES.len() as u64, "{warm:?}");
+    // The exact counts hold when no group changed leader meanwhile (an
+    // election on a starved machine would add redirects).
+    if leaders(&handles).await == before {
+        for group in 1..=GROUPS {
+            assert_eq!(client.cached_leader(group), before.get(&group).copied());
+        }
+        assert_eq!(cold.redirects, GROUPS - led_by_first, "{cold:?}");
+        assert_eq!(warm.redirects, cold.redirects, "{warm:?}");
+        assert_eq!(warm.attempts - cold.attempts, GROUPS);
+    }
+    // Group 1's leadership moves: the cached leader redirects to the new.
+    let old = client.cached_leader(1).unwrap();
+    let new = NODES.into_iter().find(|id| *id != old).unwrap();
+    assert_eq!(
+        handles[&old].transfer(1, new).await,
+        Ok(concord::TransferOutcome::Started)
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    'known: loop {
+        let mut all = true;
+        for handle in handles.values() {
+            let status = handle.status(true).await.unwrap();
+            all &= status.groups.get(&1).is_some_and(|g| g.leader == Some(new));
+        }
+        if all {
+            break 'known;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "transfer not seen");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let answer = client.command(1, Bytes::from("c=moved")).await.unwrap();
+    assert_eq!(answer, Bytes::from("moved"));
+    let moved = client.stats();
+    assert_eq!(moved.redirects, warm.redirects + 1, "{moved:?}");
+    assert_eq!(moved.attempts, warm.attempts + 2);
+    assert_eq!(client.cached_leader(1), Some(new));
+    for group in 1..=GROUPS {
+        let read = GroupOp::Read {
+            path: ReadPath::ReadIndex,
+            query: Bytes::from("a"),
+        };
+        let answer = client.call(group, read).await.unwrap();
+        assert_eq!(answer, Bytes::from(format!("g{group}")));
+    }
+    // A group no node hosts: refused for good, naming the group.
+    let unknown = GROUPS + 1;
+    match client.command(unknown, Bytes::from("a=b")).await {
+        Err(RoutingError::Refused { group, message, .. }) => {
+            assert_eq!(group, unknown);
+            assert!(message.contains("not hosted"), "{message}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    for (_, handle) in handles {
+        handle.shutdown().await.unwrap();
+    }
+    // Every node gone: a bounded number of attempts, then an error.
+    let mut config = RoutingConfig::new("multi-test", addrs);
+    config.attempts_max = 3;
+    let mut client = RoutingClient::new(config).unwrap();
+    match client.command(1, Bytes::from("a=b")).await {
+        Err(RoutingError::Exhausted {
+            group, attempts, ..
+        }) => {
+            assert_eq!((group, attempts), (1, 3));
+        }
+        other => panic!("expected exhausted attempts, got {other:?}"),
+    }
+    assert_eq!(client.stats().attempts, 3);
 }
