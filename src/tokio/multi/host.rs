@@ -40,7 +40,7 @@
 //! then needed by nobody. The copy costs the group's unapplied entries,
 //! once per `segments_max` segments the node writes.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -433,6 +433,7 @@ where
         intake,
         stats: HostStats::default(),
         transfers: BTreeMap::new(),
+        proposals_pending: BTreeSet::new(),
         log,
         network,
         config,
@@ -480,6 +481,10 @@ struct Server<S, L, N> {
     stats: HostStats,
     /// Transfers asked for, by group, until their outcome.
     transfers: BTreeMap<GroupId, oneshot::Sender<Result<TransferOutcome, String>>>,
+    /// Groups with commands queued to propose: every turn of the loop
+    /// visits these, never every group hosted (an idle node's turns must
+    /// cost nothing per idle group).
+    proposals_pending: BTreeSet<GroupId>,
     log: L,
     network: N,
     config: MultiServerConfig,
@@ -644,6 +649,7 @@ where
                         let host_group = self.groups.get_mut(&group).expect("hosted");
                         host_group.pending.push(command);
                         host_group.pending_replies.push_back(reply);
+                        self.proposals_pending.insert(group);
                     }
                     GroupOp::Read { path, query } => {
                         // The ticks a stall missed come first (leases).
@@ -725,14 +731,14 @@ where
 
     /// Proposes every group's queued commands, one batch per group.
     fn propose_pending(&mut self) {
-        let ready: Vec<GroupId> = self
-            .groups
-            .iter()
-            .filter(|(_, group)| !group.pending.is_empty())
-            .map(|(id, _)| *id)
-            .collect();
+        let ready = std::mem::take(&mut self.proposals_pending);
         for group in ready {
-            let host_group = self.groups.get_mut(&group).expect("listed above");
+            let Some(host_group) = self.groups.get_mut(&group) else {
+                continue;
+            };
+            if host_group.pending.is_empty() {
+                continue;
+            }
             let take = host_group.pending.len().min(self.config.proposal_batch_max);
             let commands: Vec<Bytes> = host_group.pending.drain(..take).collect();
             debug_assert!(host_group.proposing.is_empty());
@@ -743,9 +749,15 @@ where
             });
             // The node answers a proposal at once; anything unanswered
             // (never expected) is not left hanging.
-            let host_group = self.groups.get_mut(&group).expect("listed above");
+            let Some(host_group) = self.groups.get_mut(&group) else {
+                continue;
+            };
             for reply in host_group.proposing.drain(..) {
                 let _ = reply.send(ClientResponse::Unknown);
+            }
+            // More than a batch queued: the rest next turn.
+            if !host_group.pending.is_empty() {
+                self.proposals_pending.insert(group);
             }
         }
     }
