@@ -147,7 +147,7 @@ pub enum WalWrite {
     },
     /// An [`Action::PersistSnapshot`](crate::Action::PersistSnapshot) of a
     /// snapshot received into a sink of the store's
-    /// [`SnapshotIntake`](super::snapshot_store::SnapshotIntake) (in
+    /// [`SnapshotIntake`] (in
     /// memory or in a file): stored as it is, without a copy in memory.
     Received {
         /// The group.
