@@ -1,11 +1,13 @@
 //! Aggregate writes per second of a 3-node loopback cluster hosting 1,024
-//! groups (issue 40), with 1, 16 and 64 of them active: one closed-loop
+//! groups (issue 40), with 1, 16, 64 and 256 of them active: one closed-loop
 //! client per active group writing 64-byte commands through the group's
 //! leader. Every node keeps all its groups in one shared write-ahead log
 //! on real files, synced (fsync on), and talks to each peer over one TCP
 //! connection. Prints writes/s and the shared logs' syncs per second per
 //! node, which must not grow with the number of active groups (one sync
-//! per round of the log, for all groups).
+//! per round of the log, for all groups). Then one group with 64
+//! clients, against 64 groups with one each: the ratio says what
+//! sharding costs (goal: at least 1.0).
 //!
 //! ```text
 //! cargo bench --features tokio --bench multi_group_writes
@@ -166,35 +168,20 @@ async fn log_syncs(handles: &BTreeMap<NodeId, Arc<MultiServerHandle>>) -> u64 {
     syncs
 }
 
-async fn run(groups: GroupId, active_counts: &[usize], secs: u64, root: &Path) {
-    let ports = scratch::free_ports(NODES.len());
-    let addrs: BTreeMap<NodeId, String> = NODES
-        .iter()
-        .zip(&ports)
-        .map(|(id, port)| (*id, format!("127.0.0.1:{port}")))
-        .collect();
-    let handles: BTreeMap<NodeId, Arc<MultiServerHandle>> = NODES
-        .iter()
-        .map(|id| {
-            let dir: PathBuf = root.join(format!("node-{id}"));
-            (*id, Arc::new(start_node(*id, &dir, groups, &addrs)))
-        })
-        .collect();
-    let started = Instant::now();
-    let led = leaders(&handles, groups).await;
-    println!(
-        "{groups} groups on 3 nodes led after {:.1} s (fsync on, one shared log per node)",
-        started.elapsed().as_secs_f64()
-    );
-    println!("active groups | writes/s | syncs/s per node | writes per sync");
-    for &active in active_counts {
-        let stop = Arc::new(AtomicBool::new(false));
-        let done = Arc::new(AtomicU64::new(0));
-        let mut clients = Vec::new();
-        // Active groups spread over the id space.
-        let stride = (groups as usize / active.max(1)).max(1) as u64;
-        for k in 0..active as u64 {
-            let group = 1 + (k * stride) % groups;
+/// Writes/s of closed-loop clients, `clients_per_group` on each group of
+/// `chosen`, over `secs` after a warm-up; prints a line with the syncs.
+async fn measure(
+    handles: &BTreeMap<NodeId, Arc<MultiServerHandle>>,
+    led: &BTreeMap<GroupId, NodeId>,
+    chosen: &[GroupId],
+    clients_per_group: usize,
+    secs: u64,
+) -> f64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let mut clients = Vec::new();
+    for &group in chosen {
+        for _ in 0..clients_per_group {
             let mut target = led[&group];
             let (handles, stop, done) = (handles.clone(), stop.clone(), done.clone());
             clients.push(tokio::spawn(async move {
@@ -216,28 +203,81 @@ async fn run(groups: GroupId, active_counts: &[usize], secs: u64, root: &Path) {
                 }
             }));
         }
-        // Warm up, then measure.
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let (writes_before, syncs_before, at) = (
-            done.load(Ordering::Relaxed),
-            log_syncs(&handles).await,
-            Instant::now(),
-        );
-        tokio::time::sleep(Duration::from_secs(secs)).await;
-        let elapsed = at.elapsed().as_secs_f64();
-        let writes = done.load(Ordering::Relaxed) - writes_before;
-        let syncs = log_syncs(&handles).await - syncs_before;
-        stop.store(true, Ordering::Relaxed);
-        for client in clients {
-            let _ = client.await;
+    }
+    // Warm up, then measure.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (writes_before, syncs_before, at) = (
+        done.load(Ordering::Relaxed),
+        log_syncs(handles).await,
+        Instant::now(),
+    );
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let elapsed = at.elapsed().as_secs_f64();
+    let writes = done.load(Ordering::Relaxed) - writes_before;
+    let syncs = log_syncs(handles).await - syncs_before;
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        let _ = client.await;
+    }
+    let per_second = writes as f64 / elapsed;
+    println!(
+        "{:>13} x {clients_per_group:>7} | {per_second:>8.0} | {:>16.0} | {:>15.2}",
+        chosen.len(),
+        syncs as f64 / elapsed / NODES.len() as f64,
+        writes as f64 / (syncs as f64 / NODES.len() as f64).max(1.0)
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    per_second
+}
+
+async fn run(
+    groups: GroupId,
+    active_counts: &[usize],
+    one_group_clients: usize,
+    secs: u64,
+    root: &Path,
+) {
+    let ports = scratch::free_ports(NODES.len());
+    let addrs: BTreeMap<NodeId, String> = NODES
+        .iter()
+        .zip(&ports)
+        .map(|(id, port)| (*id, format!("127.0.0.1:{port}")))
+        .collect();
+    let handles: BTreeMap<NodeId, Arc<MultiServerHandle>> = NODES
+        .iter()
+        .map(|id| {
+            let dir: PathBuf = root.join(format!("node-{id}"));
+            (*id, Arc::new(start_node(*id, &dir, groups, &addrs)))
+        })
+        .collect();
+    let started = Instant::now();
+    let led = leaders(&handles, groups).await;
+    println!(
+        "{groups} groups on 3 nodes led after {:.1} s (fsync on, one shared log per node)",
+        started.elapsed().as_secs_f64()
+    );
+    println!("active groups x clients | writes/s | syncs/s per node | writes per sync");
+    let mut by_active = BTreeMap::new();
+    for &active in active_counts {
+        // Active groups spread over the id space.
+        let stride = (groups as usize / active.max(1)).max(1) as u64;
+        let chosen: Vec<GroupId> = (0..active as u64)
+            .map(|k| 1 + (k * stride) % groups)
+            .collect();
+        let writes = measure(&handles, &led, &chosen, 1, secs).await;
+        by_active.insert(active, writes);
+    }
+    // Sharding's cost: as many clients on one group as there were
+    // active groups, one each.
+    if one_group_clients > 0 {
+        let one = measure(&handles, &led, &[1], one_group_clients, secs).await;
+        if let Some(many) = by_active.get(&one_group_clients) {
+            println!(
+                "{one_group_clients} groups x 1 client / 1 group x {one_group_clients} clients: \
+                 {:.2}",
+                many / one
+            );
         }
-        println!(
-            "{active:>13} | {:>8.0} | {:>16.0} | {:>15.2}",
-            writes as f64 / elapsed,
-            syncs as f64 / elapsed / NODES.len() as f64,
-            writes as f64 / (syncs as f64 / NODES.len() as f64).max(1.0)
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
     }
     for (_, handle) in handles {
         if let Ok(handle) = Arc::try_unwrap(handle) {
@@ -253,12 +293,13 @@ fn main() {
         return;
     }
     let groups = env_u64("CONCORD_BENCH_GROUPS", 1024);
-    let active = env_list("CONCORD_BENCH_ACTIVE", &[1, 16, 64]);
+    let active = env_list("CONCORD_BENCH_ACTIVE", &[1, 16, 64, 256]);
+    let one_group_clients = env_u64("CONCORD_BENCH_ONE_GROUP_CLIENTS", 64) as usize;
     let secs = env_u64("CONCORD_BENCH_SECS", 5);
     let root = scratch::TempDir::new("multi-group-writes");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(run(groups, &active, secs, &root.0));
+    runtime.block_on(run(groups, &active, one_group_clients, secs, &root.0));
 }

@@ -21,6 +21,7 @@ use concord::state_machine::{RestoreError, StateMachine};
 use concord::tokio::multi::data_dir;
 use concord::tokio::multi::host::{self, FrameSender, MultiServerConfig, MultiServerHandle};
 use concord::tokio::multi::log_sink::WalThread;
+use concord::tokio::multi::routing_client::{RoutingClient, RoutingConfig, RoutingError};
 use concord::tokio::multi::shared_log::MultiWalOptions;
 use concord::tokio::multi::tcp_listener::{self, MultiListenerConfig};
 use concord::tokio::multi::tcp_sender::{TcpFrameConfig, TcpFrameSender};
@@ -93,18 +94,23 @@ fn start_node<N: FrameSender>(
         segments_max: 4,
         ..MultiWalOptions::default()
     };
-    let (log, recovery) = data_dir::open_data_dir(dir, options).unwrap();
+    let opened = data_dir::open_data_dir(dir, options).unwrap();
+    // Every start of the node has its own incarnation, kept on disk.
+    assert_eq!(opened.incarnation, incarnation);
     // The directory is locked while its log is written.
     assert!(data_dir::open_data_dir(dir, MultiWalOptions::default()).is_err());
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
-    let log = WalThread::start(log, events_tx).unwrap();
+    let log = WalThread::start(opened.log, events_tx).unwrap();
+    let recovery = opened.recovery;
     let mut multi = MultiConfig::new(id, NODES);
-    multi.incarnation = incarnation;
+    multi.incarnation = opened.incarnation;
     let groups = (1..=GROUPS)
         .map(|group| (group, group_config(id, group, incarnation)))
         .collect();
     let mut config = MultiServerConfig::new(multi, groups);
     config.tick = Duration::from_millis(5);
+    // Every snapshot from a leader is received into a file as it arrives.
+    config.snapshot_in_memory_bytes_max = 0;
     host::start(
         config,
         |_| Map::default(),
@@ -181,6 +187,20 @@ async fn every_group_led(handles: &BTreeMap<NodeId, MultiServerHandle>) {
     }
 }
 
+/// Each group's leader as its leader reports it.
+async fn leaders(handles: &BTreeMap<NodeId, MultiServerHandle>) -> BTreeMap<GroupId, NodeId> {
+    let mut leaders = BTreeMap::new();
+    for (id, handle) in handles {
+        let status = handle.status(true).await.expect("running");
+        for (group, group_status) in status.groups {
+            if group_status.role == Role::Leader {
+                leaders.insert(group, *id);
+            }
+        }
+    }
+    leaders
+}
+
 /// Node `id` on loopback TCP: its listener on `addrs[id]`, one
 /// connection to each peer; stops (listener and links) with the server.
 fn start_tcp_node(
@@ -252,9 +272,11 @@ async fn kill_and_restart_a_node_of_100_groups_every_acknowledged_write_survives
     // finishes what was queued (a stop in one process: the real-process
     // SIGKILL test is the node binary's).
     handles.remove(&victim).unwrap().shutdown().await.unwrap();
-    // The survivors elect new leaders for its groups and take more writes.
-    for round in 6..9 {
-        for group in 1..=GROUPS {
+    // The survivors elect new leaders for its groups and take more writes:
+    // groups 1 to 10 so many that their leaders compact past what the
+    // stopped node holds (it catches up from snapshots).
+    for round in 6..21 {
+        for group in 1..=if round < 9 { GROUPS } else { 10 } {
             let (key, value) = (format!("k{round}"), format!("g{group}r{round}"));
             let command = Bytes::from(format!("{key}={value}"));
             call(&handles, group, GroupOp::Command(command)).await;
@@ -301,7 +323,273 @@ async fn kill_and_restart_a_node_of_100_groups_every_acknowledged_write_survives
     }
     let status = restarted.status(false).await.unwrap();
     assert_eq!(status.groups_hosted, GROUPS as usize);
+    // The restarted node was behind its leaders' snapshots: it caught up
+    // from snapshots received into files.
+    println!("host counters of the restarted node: {:?}", status.host);
+    assert!(
+        status.host.snapshots_received_to_files > 0,
+        "{:?}",
+        status.host
+    );
+    assert_eq!(status.host.snapshots_received_in_memory, 0);
     for (_, handle) in handles {
         handle.shutdown().await.unwrap();
     }
+}
+
+/// A group that cannot apply its last entries (its leader lost its
+/// quorum right after appending them) does not hold the shared log's old
+/// segments forever: when the log asks for its snapshot, the host writes
+/// those entries again into the current segment, so the segments on disk
+/// stay near `segments_max` while another group writes on; and a restart
+/// recovers the group's log with every one of them.
+#[tokio::test(flavor = "current_thread")]
+async fn a_group_that_cannot_apply_does_not_pin_old_segments() {
+    use concord::tokio::multi::mem_network::MemFrameNetwork;
+    const SEGMENTS_MAX: usize = 2;
+    let dirs: BTreeMap<NodeId, TempDir> = NODES
+        .iter()
+        .map(|id| (*id, TempDir::new(&format!("multi-pin-{id}"))))
+        .collect();
+    let network = MemFrameNetwork::new();
+    let start = |id: NodeId, incarnation: u64| {
+        let options = MultiWalOptions {
+            segment_bytes_max: 4096,
+            segments_max: SEGMENTS_MAX,
+            ..MultiWalOptions::default()
+        };
+        let opened = data_dir::open_data_dir(&dirs[&id].0, options).unwrap();
+        assert_eq!(opened.incarnation, incarnation);
+        let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+        let log = WalThread::start(opened.log, events_tx).unwrap();
+        let mut multi = MultiConfig::new(id, NODES);
+        multi.incarnation = opened.incarnation;
+        // Group 1 on all three nodes; group 2 on node 1 alone (it commits
+        // without the others).
+        let mut groups = vec![(1, group_config(id, 1, incarnation))];
+        if id == 1 {
+            let mut alone = Config::new(1, [1]);
+            alone.compaction_threshold_entries = Some(8);
+            alone.compaction_trailing_entries = 2;
+            groups.push((2, alone));
+        }
+        let mut config = MultiServerConfig::new(multi, groups);
+        config.tick = Duration::from_millis(5);
+        let inbox = host::inbox();
+        network.register(id, inbox.0.clone());
+        host::start(
+            config,
+            |_| Map::default(),
+            opened.recovery,
+            log,
+            events_rx,
+            network.sender(id),
+            inbox,
+        )
+        .unwrap()
+    };
+    let mut handles: BTreeMap<NodeId, MultiServerHandle> =
+        NODES.iter().map(|id| (*id, start(*id, 1))).collect();
+    // Node 1 leads group 1.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node 1 never led group 1"
+        );
+        let status = handles[&1].status(true).await.unwrap();
+        match status.groups[&1].leader {
+            Some(1) => break,
+            Some(leader) => {
+                let _ = handles[&leader].transfer(1, 1).await;
+            }
+            None => {}
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Its followers stop: what it appends now is never committed here.
+    for id in [2, 3] {
+        network.unregister(id);
+        handles.remove(&id).unwrap().shutdown().await.unwrap();
+    }
+    let node1 = std::sync::Arc::new(handles.remove(&1).unwrap());
+    let mut proposals = Vec::new();
+    for k in 0..10 {
+        let node1 = node1.clone();
+        proposals.push(tokio::spawn(async move {
+            let command = Bytes::from(format!("stuck{k}=x"));
+            node1.call(1, GroupOp::Command(command)).await
+        }));
+    }
+    let stuck = {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let group = node1.status(true).await.unwrap().groups[&1].clone();
+            if group.last > group.applied {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                break node1.status(true).await.unwrap().groups[&1].clone();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "nothing appended: {group:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    assert!(stuck.last > stuck.commit, "{stuck:?}");
+    // Group 2 writes some 25 segments' worth meanwhile.
+    let mut most_segments = 0;
+    for k in 0..800 {
+        let command = Bytes::from(format!("k{}={}", k % 50, "v".repeat(80)));
+        let answer = node1.call(2, GroupOp::Command(command)).await;
+        assert!(matches!(answer, ClientResponse::Done(_)), "{answer:?}");
+        if k % 20 == 0 {
+            let log = node1.status(false).await.unwrap().log;
+            most_segments = most_segments.max(log.segments_on_disk);
+        }
+    }
+    let status = node1.status(true).await.unwrap();
+    println!(
+        "log {:?}\nhost {:?}\nmost segments on disk {most_segments}",
+        status.log, status.host
+    );
+    assert!(status.log.segments_created >= 20, "{:?}", status.log);
+    assert!(status.host.groups_rewritten > 0, "{:?}", status.host);
+    assert!(
+        most_segments <= SEGMENTS_MAX as u64 + 2,
+        "{most_segments} segments on disk with segments_max {SEGMENTS_MAX}"
+    );
+    assert_eq!(
+        status.groups[&1].last, stuck.last,
+        "group 1 appended nothing more"
+    );
+    for proposal in proposals {
+        proposal.abort();
+    }
+    let node1 = std::sync::Arc::try_unwrap(node1).expect("proposals aborted");
+    node1.shutdown().await.unwrap();
+    // Restarted: group 1 still holds every entry it appended.
+    network.unregister(1);
+    let restarted = start(1, 2);
+    let group = restarted.status(true).await.unwrap().groups[&1].clone();
+    assert_eq!(group.last, stuck.last, "{group:?}");
+    restarted.shutdown().await.unwrap();
+}
+
+/// The routing client over loopback TCP: with an empty cache it reaches
+/// each group's leader by redirect (one per group not led by the node it
+/// tries first), then sends straight to the cached leader; when a
+/// group's leadership moves, the old leader's redirect is followed and
+/// cached; reads come back; a group no node hosts is refused naming it;
+/// and with every node stopped a call ends with an error after its
+/// bounded attempts.
+#[tokio::test(flavor = "current_thread")]
+async fn routing_client_caches_leaders_and_follows_redirects() {
+    let dirs: BTreeMap<NodeId, TempDir> = NODES
+        .iter()
+        .map(|id| (*id, TempDir::new(&format!("multi-route-{id}"))))
+        .collect();
+    let ports = common::free_ports(NODES.len());
+    let addrs: BTreeMap<NodeId, String> = NODES
+        .iter()
+        .zip(&ports)
+        .map(|(id, port)| (*id, format!("127.0.0.1:{port}")))
+        .collect();
+    let mut handles = BTreeMap::new();
+    for id in NODES {
+        handles.insert(id, start_tcp_node(id, &dirs[&id].0, 1, &addrs));
+    }
+    every_group_led(&handles).await;
+    let first = *addrs.keys().next().unwrap();
+    let before = leaders(&handles).await;
+    let led_by_first = before.values().filter(|id| **id == first).count() as u64;
+    let mut client = RoutingClient::new(RoutingConfig::new("multi-test", addrs.clone())).unwrap();
+    // Cold: every group not led by the first node is one redirect.
+    for group in 1..=GROUPS {
+        let answer = client
+            .command(group, Bytes::from(format!("a=g{group}")))
+            .await
+            .unwrap();
+        assert_eq!(answer, Bytes::from(format!("g{group}")));
+    }
+    let cold = client.stats();
+    // Warm: one attempt per call, straight to the leader.
+    for group in 1..=GROUPS {
+        let command = Bytes::from(format!("b=h{group}"));
+        client.command(group, command).await.unwrap();
+    }
+    let warm = client.stats();
+    assert_eq!(cold.cache_hits, 0);
+    assert_eq!(cold.calls_done, GROUPS);
+    assert_eq!(warm.cache_hits, GROUPS);
+    assert!(warm.connects <= NODES.len() as u64, "{warm:?}");
+    // The exact counts hold when no group changed leader meanwhile (an
+    // election on a starved machine would add redirects).
+    if leaders(&handles).await == before {
+        for group in 1..=GROUPS {
+            assert_eq!(client.cached_leader(group), before.get(&group).copied());
+        }
+        assert_eq!(cold.redirects, GROUPS - led_by_first, "{cold:?}");
+        assert_eq!(warm.redirects, cold.redirects, "{warm:?}");
+        assert_eq!(warm.attempts - cold.attempts, GROUPS);
+    }
+    // Group 1's leadership moves: the cached leader redirects to the new.
+    let old = client.cached_leader(1).unwrap();
+    let new = NODES.into_iter().find(|id| *id != old).unwrap();
+    assert_eq!(
+        handles[&old].transfer(1, new).await,
+        Ok(concord::TransferOutcome::Started)
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    'known: loop {
+        let mut all = true;
+        for handle in handles.values() {
+            let status = handle.status(true).await.unwrap();
+            all &= status.groups.get(&1).is_some_and(|g| g.leader == Some(new));
+        }
+        if all {
+            break 'known;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "transfer not seen");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let answer = client.command(1, Bytes::from("c=moved")).await.unwrap();
+    assert_eq!(answer, Bytes::from("moved"));
+    let moved = client.stats();
+    assert_eq!(moved.redirects, warm.redirects + 1, "{moved:?}");
+    assert_eq!(moved.attempts, warm.attempts + 2);
+    assert_eq!(client.cached_leader(1), Some(new));
+    for group in 1..=GROUPS {
+        let read = GroupOp::Read {
+            path: ReadPath::ReadIndex,
+            query: Bytes::from("a"),
+        };
+        let answer = client.call(group, read).await.unwrap();
+        assert_eq!(answer, Bytes::from(format!("g{group}")));
+    }
+    // A group no node hosts: refused for good, naming the group.
+    let unknown = GROUPS + 1;
+    match client.command(unknown, Bytes::from("a=b")).await {
+        Err(RoutingError::Refused { group, message, .. }) => {
+            assert_eq!(group, unknown);
+            assert!(message.contains("not hosted"), "{message}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    for (_, handle) in handles {
+        handle.shutdown().await.unwrap();
+    }
+    // Every node gone: a bounded number of attempts, then an error.
+    let mut config = RoutingConfig::new("multi-test", addrs);
+    config.attempts_max = 3;
+    let mut client = RoutingClient::new(config).unwrap();
+    match client.command(1, Bytes::from("a=b")).await {
+        Err(RoutingError::Exhausted {
+            group, attempts, ..
+        }) => {
+            assert_eq!((group, attempts), (1, 3));
+        }
+        other => panic!("expected exhausted attempts, got {other:?}"),
+    }
+    assert_eq!(client.stats().attempts, 3);
 }

@@ -444,6 +444,31 @@ pub enum StorageError {
         /// Marked-durable bytes that are gone.
         lost_bytes: u64,
     },
+    /// The shared write-ahead log of a multi-group node
+    /// ([`crate::tokio::multi`]) lost data it had made durable, as its
+    /// durable marker shows. Any of the node's groups may have
+    /// acknowledged those writes, so recovery refuses.
+    #[error(
+        "shared write-ahead log lost data it had made durable: {file} at byte offset {offset}: \
+         {reason}; everything up to byte offset {durable_offset} of that segment had been \
+         fsynced and may have been acknowledged by any group of this node, so starting with \
+         less ({lost_bytes} bytes fewer) could lose committed writes. Refusing to start. Find \
+         out what damaged the disk; then either restore the data directory, or start with \
+         MultiWalOptions::accept_data_loss to truncate the log there and rejoin every group \
+         with a shorter log"
+    )]
+    SharedLogDataLost {
+        /// The segment file that was marked durable.
+        file: String,
+        /// Byte offset in `file` where the readable log ends.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+        /// Byte offset of `file` up to which the marker says data was durable.
+        durable_offset: u64,
+        /// Marked-durable bytes that are gone.
+        lost_bytes: u64,
+    },
     /// The data directory is another cluster's or node's, or in use by
     /// another process (see [`IdentityError`](super::identity::IdentityError)).
     #[error(transparent)]

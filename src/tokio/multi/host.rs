@@ -19,12 +19,28 @@
 //!
 //! Snapshots are per group: a group's own ([`Action::TakeSnapshot`]) is
 //! serialized on the loop and written by the log, then reported; one from
-//! a leader is received into memory chunk by chunk (a group's state is
-//! expected to be small when a node hosts many), restored, and stored by
-//! the persist batch that holds its `PersistSnapshot`. The log may ask for
-//! a group's snapshot to free an old segment ([`LogEvent::ForceSnapshot`]).
+//! a leader is received chunk by chunk into a sink of the log's
+//! [`SnapshotIntake`] (in memory up to
+//! [`MultiServerConfig::snapshot_in_memory_bytes_max`], otherwise into a
+//! file next to the group's snapshots), restored, and stored as it is by
+//! the persist batch that holds its `PersistSnapshot`.
+//!
+//! ## Freeing old segments
+//!
+//! The log asks for the snapshots of the groups that hold its oldest
+//! segment back ([`LogEvent::ForceSnapshot`]). A snapshot covers only
+//! what the group applied, so a group that cannot apply its last entries
+//! (a leader without a quorum, a follower whose leader died before
+//! committing them) would keep its segment forever, and the disk would
+//! grow without bound behind one idle group. So once the snapshot is
+//! asked for, every entry of the group after the snapshot handed to the
+//! log is written again, as it stands in the group's log now, into the
+//! log's current segment (after every write the layer still held, so the
+//! copy is the group's log at that point of the log). The old segment is
+//! then needed by nobody. The copy costs the group's unapplied entries,
+//! once per `segments_max` segments the node writes.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -36,15 +52,17 @@ use crate::multi::{
     Frame, GroupId, MultiAction, MultiConfig, MultiError, MultiInput, MultiNode, MultiStats,
 };
 use crate::state_machine::{apply_entry, StateMachine};
-use crate::tokio::storage::{SnapshotReader, SnapshotSink, StorageError};
+use crate::tokio::storage::{ReceivedSnapshot, SnapshotReader, SnapshotSink, StorageError};
 use crate::tokio::wire::ClientResponse;
 use crate::{
     Action, Config, Index, Input, LogPosition, NodeId, ProposeError, Role, Snapshot, Term,
+    TransferOutcome,
 };
 
 use super::log_sink::{LogEvent, LogSink};
 use super::replay::MultiRecovery;
 use super::shared_log::{LogStats, WalWrite};
+use super::snapshot_store::{self, SnapshotIntake};
 use super::wire::GroupOp;
 
 /// Sends frames to peers. Best effort: a frame may be lost.
@@ -67,6 +85,17 @@ pub enum HostEvent {
         op: GroupOp,
         /// Where the answer goes.
         reply: oneshot::Sender<ClientResponse>,
+    },
+    /// Hand a group's leadership to another of its voters (at the
+    /// group's leader here).
+    Transfer {
+        /// The group.
+        group: GroupId,
+        /// The voter to hand it to.
+        target: NodeId,
+        /// Where the answer goes: the transfer's outcome, or why the
+        /// group could not be asked.
+        reply: oneshot::Sender<Result<TransferOutcome, String>>,
     },
     /// A status query.
     Status {
@@ -102,11 +131,16 @@ pub struct MultiServerConfig {
     pub events_per_turn_max: usize,
     /// Client address of each node, for redirects.
     pub client_addrs: BTreeMap<NodeId, String>,
+    /// A snapshot from a group's leader larger than this is received into
+    /// a file as it arrives, not into memory (when the log's store has
+    /// files).
+    pub snapshot_in_memory_bytes_max: u64,
 }
 
 impl MultiServerConfig {
     /// Defaults around `multi` and `groups`: 10 ms ticks, batches of up to
-    /// 4,096 commands, 8,192 events per turn.
+    /// 4,096 commands, 8,192 events per turn, snapshots over 1 MiB
+    /// received into files.
     pub fn new(multi: MultiConfig, groups: Vec<(GroupId, Config)>) -> Self {
         MultiServerConfig {
             multi,
@@ -115,6 +149,7 @@ impl MultiServerConfig {
             proposal_batch_max: 4096,
             events_per_turn_max: 8192,
             client_addrs: BTreeMap::new(),
+            snapshot_in_memory_bytes_max: 1024 * 1024,
         }
     }
 }
@@ -157,6 +192,22 @@ pub struct GroupStatus {
     pub commit: Index,
     /// Its applied index here.
     pub applied: Index,
+    /// Its last log index here (durable or not).
+    pub last: Index,
+}
+
+/// Counters of the server loop itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HostStats {
+    /// Snapshots from leaders received into memory.
+    pub snapshots_received_in_memory: u64,
+    /// Snapshots from leaders received into files as they arrived.
+    pub snapshots_received_to_files: u64,
+    /// Groups whose entries after their snapshot were written again to
+    /// free an old segment (see the [module documentation](self)).
+    pub groups_rewritten: u64,
+    /// Entries written again for them.
+    pub entries_rewritten: u64,
 }
 
 /// A multi-group server's status.
@@ -174,6 +225,8 @@ pub struct MultiStatus {
     pub layer: MultiStats,
     /// The shared log's counters.
     pub log: LogStats,
+    /// The loop's own counters.
+    pub host: HostStats,
     /// Every group, when asked for.
     pub groups: BTreeMap<GroupId, GroupStatus>,
 }
@@ -206,6 +259,27 @@ impl MultiServerHandle {
             return ClientResponse::Error("server stopped".to_string());
         }
         rx.await.unwrap_or(ClientResponse::Unknown)
+    }
+
+    /// Asks `group`'s leader here to hand its leadership to `target`:
+    /// the outcome ([`TransferOutcome::Started`] or why not), or why the
+    /// group could not be asked.
+    pub async fn transfer(
+        &self,
+        group: GroupId,
+        target: NodeId,
+    ) -> Result<TransferOutcome, String> {
+        let (reply, rx) = oneshot::channel();
+        let event = HostEvent::Transfer {
+            group,
+            target,
+            reply,
+        };
+        if self.events.send(event).await.is_err() {
+            return Err("server stopped".to_string());
+        }
+        rx.await
+            .unwrap_or_else(|_| Err("server stopped".to_string()))
     }
 
     /// The server's status (with every group's if `groups`), or `None`
@@ -251,8 +325,12 @@ struct HostGroup<S> {
     served: Option<SnapshotReader>,
     /// A snapshot being received from the leader.
     incoming: Option<SnapshotSink>,
-    /// A snapshot received whole, until its `PersistSnapshot` stores it.
-    received: Option<SnapshotReader>,
+    /// A snapshot received whole, until its `PersistSnapshot` stores it,
+    /// and a reader of it.
+    received: Option<(ReceivedSnapshot, SnapshotReader)>,
+    /// Index of the newest snapshot handed to the log (taken, installed
+    /// or recovered): where the group's log on disk continues from.
+    log_snapshot_index: Index,
 }
 
 impl<S> HostGroup<S> {
@@ -266,6 +344,7 @@ impl<S> HostGroup<S> {
             served: None,
             incoming: None,
             received: None,
+            log_snapshot_index: 0,
         }
     }
 
@@ -326,8 +405,10 @@ where
                     reason: e.reason,
                 })?;
         }
+        let base_index = recovered.base.index;
         multi.create_group(*group, group_config.clone(), recovered)?;
         let mut host_group = HostGroup::new(state_machine);
+        host_group.log_snapshot_index = base_index;
         if let Some(snapshot) = snapshot {
             host_group.serve(&snapshot);
             snapshots.push((*group, snapshot.meta()));
@@ -345,9 +426,14 @@ where
             "multi-group server starting"
         )
     });
+    let intake = log.snapshot_intake();
     let mut server = Server {
         multi,
         groups,
+        intake,
+        stats: HostStats::default(),
+        transfers: BTreeMap::new(),
+        proposals_pending: BTreeSet::new(),
         log,
         network,
         config,
@@ -390,6 +476,15 @@ where
 struct Server<S, L, N> {
     multi: MultiNode,
     groups: BTreeMap<GroupId, HostGroup<S>>,
+    /// Where snapshots from leaders are received.
+    intake: SnapshotIntake,
+    stats: HostStats,
+    /// Transfers asked for, by group, until their outcome.
+    transfers: BTreeMap<GroupId, oneshot::Sender<Result<TransferOutcome, String>>>,
+    /// Groups with commands queued to propose: every turn of the loop
+    /// visits these, never every group hosted (an idle node's turns must
+    /// cost nothing per idle group).
+    proposals_pending: BTreeSet<GroupId>,
     log: L,
     network: N,
     config: MultiServerConfig,
@@ -481,6 +576,9 @@ where
         for (_, (_, _, reply)) in std::mem::take(&mut self.reads) {
             let _ = reply.send(ClientResponse::Unknown);
         }
+        for (_, reply) in std::mem::take(&mut self.transfers) {
+            let _ = reply.send(Err("server is shutting down".to_string()));
+        }
         self.log.shutdown();
         tracing::info!("multi-group server stopped");
     }
@@ -504,12 +602,17 @@ where
                     "the log asks for snapshots to free a segment"
                 );
                 for group in groups {
-                    if self.groups.contains_key(&group) {
-                        self.input(MultiInput::Group {
-                            group,
-                            input: Input::RequestSnapshot,
-                        });
+                    if !self.groups.contains_key(&group) {
+                        continue;
                     }
+                    self.input(MultiInput::Group {
+                        group,
+                        input: Input::RequestSnapshot,
+                    });
+                    // Every write the layer holds reaches the log before
+                    // the copy below, which is the group's log after them.
+                    self.settle();
+                    self.rewrite_after_snapshot(group);
                 }
             }
             LogEvent::Failed(e) => self.failed = Some(e.into()),
@@ -546,6 +649,7 @@ where
                         let host_group = self.groups.get_mut(&group).expect("hosted");
                         host_group.pending.push(command);
                         host_group.pending_replies.push_back(reply);
+                        self.proposals_pending.insert(group);
                     }
                     GroupOp::Read { path, query } => {
                         // The ticks a stall missed come first (leases).
@@ -559,6 +663,26 @@ where
                         });
                     }
                 }
+            }
+            HostEvent::Transfer {
+                group,
+                target,
+                reply,
+            } => {
+                if self.multi.group(group).is_none() {
+                    let _ = reply.send(Err(format!(
+                        "group {group} is not hosted on node {}",
+                        self.multi.id()
+                    )));
+                    return;
+                }
+                if let Some(earlier) = self.transfers.insert(group, reply) {
+                    let _ = earlier.send(Err("superseded by a newer transfer".to_string()));
+                }
+                self.input(MultiInput::Group {
+                    group,
+                    input: Input::TransferLeadership(target),
+                });
             }
             HostEvent::Status { groups, reply } => {
                 let _ = reply.send(self.status(groups));
@@ -580,6 +704,7 @@ where
                         leader: node.leader(),
                         commit: node.commit_index(),
                         applied: node.applied_index(),
+                        last: node.last_index(),
                     },
                 );
             }
@@ -591,6 +716,7 @@ where
             groups_led: led,
             layer: *self.multi.stats(),
             log: self.log.stats(),
+            host: self.stats,
             groups,
         }
     }
@@ -605,14 +731,14 @@ where
 
     /// Proposes every group's queued commands, one batch per group.
     fn propose_pending(&mut self) {
-        let ready: Vec<GroupId> = self
-            .groups
-            .iter()
-            .filter(|(_, group)| !group.pending.is_empty())
-            .map(|(id, _)| *id)
-            .collect();
+        let ready = std::mem::take(&mut self.proposals_pending);
         for group in ready {
-            let host_group = self.groups.get_mut(&group).expect("listed above");
+            let Some(host_group) = self.groups.get_mut(&group) else {
+                continue;
+            };
+            if host_group.pending.is_empty() {
+                continue;
+            }
             let take = host_group.pending.len().min(self.config.proposal_batch_max);
             let commands: Vec<Bytes> = host_group.pending.drain(..take).collect();
             debug_assert!(host_group.proposing.is_empty());
@@ -623,9 +749,15 @@ where
             });
             // The node answers a proposal at once; anything unanswered
             // (never expected) is not left hanging.
-            let host_group = self.groups.get_mut(&group).expect("listed above");
+            let Some(host_group) = self.groups.get_mut(&group) else {
+                continue;
+            };
             for reply in host_group.proposing.drain(..) {
                 let _ = reply.send(ClientResponse::Unknown);
+            }
+            // More than a batch queued: the rest next turn.
+            if !host_group.pending.is_empty() {
+                self.proposals_pending.insert(group);
             }
         }
     }
@@ -693,22 +825,26 @@ where
                             membership,
                             ..
                         } => {
-                            let Some(data) = self.received_bytes(group, snapshot.position) else {
+                            let position = snapshot.position;
+                            let received = self.finish_received(group, position).and_then(|_| {
+                                let host_group = self.groups.get_mut(&group)?;
+                                host_group.log_snapshot_index =
+                                    host_group.log_snapshot_index.max(position.index);
+                                host_group.received.take().map(|(received, _)| received)
+                            });
+                            let Some(received) = received else {
                                 self.failed =
                                     Some(MultiServerError::Storage(StorageError::Misuse(format!(
                                         "group {group} stores a snapshot at index {} it never \
                                          received whole",
-                                        snapshot.position.index
+                                        position.index
                                     ))));
                                 return;
                             };
-                            if let Some(host_group) = self.groups.get_mut(&group) {
-                                host_group.received = None;
-                            }
-                            writes.push(WalWrite::Installed {
+                            writes.push(WalWrite::Received {
                                 group,
-                                snapshot: Snapshot::new(snapshot.position, data)
-                                    .with_membership(Some(*membership)),
+                                received,
+                                membership: *membership,
                                 discard_log,
                             });
                         }
@@ -721,9 +857,9 @@ where
         }
     }
 
-    /// The bytes of the snapshot at `position` received by `group`
-    /// (finishing its sink), checksum verified.
-    fn received_bytes(&mut self, group: GroupId, position: LogPosition) -> Option<Bytes> {
+    /// A reader of the snapshot at `position` that `group` received whole
+    /// (its sink finished on first use), or `None` if it did not.
+    fn finish_received(&mut self, group: GroupId, position: LogPosition) -> Option<SnapshotReader> {
         let host_group = self.groups.get_mut(&group)?;
         if host_group
             .incoming
@@ -734,15 +870,63 @@ where
             if sink.written_bytes() != sink.meta().size_bytes {
                 return None;
             }
-            let (_, reader) = sink.finish();
+            let (received, reader) = sink.finish();
             host_group.serve(&reader);
-            host_group.received = Some(reader);
+            // A previous one not stored (never expected) is dropped.
+            if let Some((stale, _)) = host_group.received.replace((received, reader)) {
+                snapshot_store::discard_received(stale);
+            }
         }
-        let reader = host_group
+        host_group
             .received
             .as_ref()
-            .filter(|reader| reader.meta().position == position)?;
-        reader.read_verified().ok()
+            .filter(|(received, _)| received.meta().position == position)
+            .map(|(_, reader)| reader.clone())
+    }
+
+    /// Writes again every entry of `group` after the snapshot handed to
+    /// the log, so that no old segment holds what the group still needs
+    /// (see the [module documentation](self)). Called with nothing of the
+    /// group's held back in the layer.
+    fn rewrite_after_snapshot(&mut self, group: GroupId) {
+        let (Some(node), Some(host_group)) = (self.multi.group(group), self.groups.get(&group))
+        else {
+            return;
+        };
+        let first = host_group.log_snapshot_index + 1;
+        let last = node.last_index();
+        if last < first {
+            return;
+        }
+        let entries: Option<Vec<crate::Entry>> = (first..=last)
+            .map(|index| node.entry(index).cloned())
+            .collect();
+        let Some(entries) = entries else {
+            tracing::warn!(
+                group,
+                first,
+                last,
+                "entries after the group's snapshot are not in memory; not written again"
+            );
+            return;
+        };
+        self.stats.groups_rewritten += 1;
+        self.stats.entries_rewritten += entries.len() as u64;
+        tracing::debug!(
+            group,
+            first,
+            last,
+            "writing the group's entries after its snapshot again to free an old segment"
+        );
+        self.log.submit(
+            None,
+            vec![WalWrite::Log {
+                group,
+                hard_state: None,
+                truncate_after: None,
+                entries: entries.into(),
+            }],
+        );
     }
 
     fn group_action(&mut self, group: GroupId, action: Action) {
@@ -879,7 +1063,26 @@ where
                     return;
                 };
                 if offset == 0 {
-                    host_group.incoming = Some(SnapshotSink::in_memory(snapshot));
+                    match self.intake.sink(
+                        group,
+                        snapshot,
+                        self.config.snapshot_in_memory_bytes_max,
+                    ) {
+                        Ok(sink) => {
+                            if self.intake.uses_files()
+                                && snapshot.size_bytes > self.config.snapshot_in_memory_bytes_max
+                            {
+                                self.stats.snapshots_received_to_files += 1;
+                            } else {
+                                self.stats.snapshots_received_in_memory += 1;
+                            }
+                            host_group.incoming = Some(sink);
+                        }
+                        Err(e) => {
+                            self.failed = Some(e.into());
+                            return;
+                        }
+                    }
                 }
                 match host_group.incoming.as_mut() {
                     Some(sink) if sink.meta() == snapshot && sink.written_bytes() == offset => {
@@ -896,7 +1099,12 @@ where
             }
             Action::RestoreSnapshot { snapshot } => {
                 let position = snapshot.position;
-                let Some(data) = self.received_bytes(group, position) else {
+                // The state machine restores from bytes: read back whole
+                // for the restore only, verified.
+                let data = self
+                    .finish_received(group, position)
+                    .and_then(|reader| reader.read_verified().ok());
+                let Some(data) = data else {
                     self.failed = Some(MultiServerError::Restore {
                         group,
                         index: position.index,
@@ -950,7 +1158,10 @@ where
                 "a follower lost entries it had acknowledged as durable"
             ),
             Action::Transfer { target, outcome } => {
-                tracing::info!(group, target, ?outcome, "leadership transfer")
+                tracing::info!(group, target, ?outcome, "leadership transfer");
+                if let Some(reply) = self.transfers.remove(&group) {
+                    let _ = reply.send(Ok(outcome));
+                }
             }
             other @ (Action::Send { .. }
             | Action::Persist { .. }
@@ -982,6 +1193,9 @@ where
         let data = host_group.state_machine.snapshot();
         let snapshot =
             Snapshot::new(LogPosition::new(index, term), data).with_membership(membership);
+        if let Some(host_group) = self.groups.get_mut(&group) {
+            host_group.log_snapshot_index = host_group.log_snapshot_index.max(index);
+        }
         self.log
             .submit(None, vec![WalWrite::Taken { group, snapshot }]);
     }

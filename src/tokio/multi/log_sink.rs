@@ -15,7 +15,7 @@ use crate::tokio::storage::{SnapshotReader, StorageError};
 
 use super::segment_files::SegmentFiles;
 use super::shared_log::{LogStats, RoundOutcome, SharedLog, WalWrite};
-use super::snapshot_store::SnapshotStore;
+use super::snapshot_store::{SnapshotIntake, SnapshotStore};
 
 /// What the log tells the server loop.
 #[derive(Debug)]
@@ -44,6 +44,8 @@ pub trait LogSink: Send + 'static {
     fn submit(&mut self, batch: Option<BatchId>, writes: Vec<WalWrite>);
     /// The log's counters so far.
     fn stats(&self) -> LogStats;
+    /// Where the host receives groups' snapshots for this log's store.
+    fn snapshot_intake(&self) -> SnapshotIntake;
     /// Finishes every queued round and stops. Idempotent.
     fn shutdown(&mut self);
 }
@@ -67,12 +69,14 @@ fn report(events: &UnboundedSender<LogEvent>, batch: Option<BatchId>, outcome: R
 pub struct InlineLog<S, T> {
     log: Option<SharedLog<S, T>>,
     events: UnboundedSender<LogEvent>,
+    intake: SnapshotIntake,
 }
 
 impl<S: SegmentFiles, T: SnapshotStore> InlineLog<S, T> {
     /// Writes `log` inline, reporting on `events`.
     pub fn new(log: SharedLog<S, T>, events: UnboundedSender<LogEvent>) -> Self {
         InlineLog {
+            intake: log.snapshot_intake(),
             log: Some(log),
             events,
         }
@@ -98,6 +102,10 @@ impl<S: SegmentFiles, T: SnapshotStore> LogSink for InlineLog<S, T> {
         self.log.as_ref().map(SharedLog::stats).unwrap_or_default()
     }
 
+    fn snapshot_intake(&self) -> SnapshotIntake {
+        self.intake.clone()
+    }
+
     fn shutdown(&mut self) {}
 }
 
@@ -114,6 +122,7 @@ pub struct WalThread {
     tx: Option<crossbeam_channel::Sender<Round>>,
     thread: Option<std::thread::JoinHandle<()>>,
     stats: Arc<Mutex<LogStats>>,
+    intake: SnapshotIntake,
 }
 
 impl WalThread {
@@ -124,6 +133,7 @@ impl WalThread {
     ) -> Result<WalThread, StorageError> {
         let (tx, rx) = crossbeam_channel::unbounded::<Round>();
         let stats = Arc::new(Mutex::new(log.stats()));
+        let intake = log.snapshot_intake();
         let shared = stats.clone();
         let thread = std::thread::Builder::new()
             .name("concord-multi-wal".to_string())
@@ -167,6 +177,7 @@ impl WalThread {
             tx: Some(tx),
             thread: Some(thread),
             stats,
+            intake,
         })
     }
 }
@@ -181,6 +192,10 @@ impl LogSink for WalThread {
 
     fn stats(&self) -> LogStats {
         *self.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn snapshot_intake(&self) -> SnapshotIntake {
+        self.intake.clone()
     }
 
     fn shutdown(&mut self) {

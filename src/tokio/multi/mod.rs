@@ -15,6 +15,7 @@
 //! | [`tcp_sender`] | one connection per peer carrying every group's frames (TLS optional) |
 //! | [`tcp_listener`] | the accepting side: peers' frames and clients' requests naming their group |
 //! | [`mem_network`] | an in-process network of servers |
+//! | [`routing_client`] | a client that sends each request to its group's leader: leader cache, redirects, bounded retries |
 //! | `replay`, `pins` | recovery of every group; which segments each group still needs |
 //!
 //! ## Layout of a data directory
@@ -32,6 +33,7 @@ pub mod page_cache;
 mod pins;
 pub mod record;
 mod replay;
+pub mod routing_client;
 pub mod segment_files;
 pub mod shared_log;
 pub mod snapshot_store;

@@ -5,6 +5,8 @@
 //! systems leave after a power failure). Creating, truncating and removing
 //! a file and storing a snapshot are durable at once, as the real
 //! implementations make them (they sync the file and its directory).
+//! The durable marker is overwritten in place: a crash keeps its synced
+//! bytes, its newest ones, or a torn mix of the two.
 //!
 //! A fuse stops the disk after a given number of operations: that one
 //! and every later one fail, as if the process died there. So a test can
@@ -19,11 +21,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::multi::GroupId;
-use crate::tokio::storage::{SnapshotReader, StorageError};
-use crate::{LogPosition, Snapshot};
+use crate::tokio::storage::{ReceivedSnapshot, SnapshotReader, StorageError};
+use crate::{LogPosition, Membership, Snapshot};
 
 use super::segment_files::SegmentFiles;
-use super::snapshot_store::SnapshotStore;
+use super::snapshot_store::{SnapshotIntake, SnapshotStore};
 
 /// One file: what the page cache shows and what is on the platter.
 #[derive(Clone, Debug, Default)]
@@ -36,6 +38,10 @@ struct CachedFile {
 struct DiskState {
     segments: BTreeMap<u64, CachedFile>,
     snapshots: BTreeMap<GroupId, BTreeMap<LogPosition, Snapshot>>,
+    /// The durable marker as the page cache shows it (`None`: no file).
+    marker: Option<Vec<u8>>,
+    /// The durable marker's bytes on the platter.
+    marker_durable: Option<Vec<u8>>,
     /// Operations (mutating ones) performed so far.
     operations: u64,
     /// Operations left before the fuse blows; `None`: never.
@@ -107,6 +113,24 @@ impl PageCacheDisk {
             .collect()
     }
 
+    /// Deletes segment `number`, durably (a test planting a lost file).
+    pub fn delete_segment(&self, number: u64) {
+        self.lock().segments.remove(&number);
+    }
+
+    /// The durable marker's bytes as the page cache shows them.
+    pub fn marker_bytes(&self) -> Option<Vec<u8>> {
+        self.lock().marker.clone()
+    }
+
+    /// Replaces the durable marker's bytes, durably (a test planting
+    /// damage; `None` deletes it).
+    pub fn overwrite_marker(&self, bytes: Option<Vec<u8>>) {
+        let mut state = self.lock();
+        state.marker = bytes.clone();
+        state.marker_durable = bytes;
+    }
+
     /// Replaces segment `number`'s bytes, durably (a test planting damage).
     pub fn overwrite_segment(&self, number: u64, bytes: Vec<u8>) {
         let mut state = self.lock();
@@ -150,6 +174,24 @@ impl PageCacheDisk {
             file.cached = bytes.clone();
             file.durable = bytes;
         }
+        // The marker: its synced bytes, its newest, or the newest torn
+        // over the synced ones (one small write, perhaps half done).
+        let marker = match (&state.marker, &state.marker_durable) {
+            (Some(new), old) if Some(new) != old.as_ref() => match draw.next() % 3 {
+                0 => old.clone(),
+                1 => Some(new.clone()),
+                _ => {
+                    let mut torn = old.clone().unwrap_or_default();
+                    let cut = draw.below(new.len() as u64 + 1) as usize;
+                    torn.resize(torn.len().max(new.len()), 0);
+                    torn[..cut].copy_from_slice(&new[..cut]);
+                    Some(torn)
+                }
+            },
+            (_, old) => old.clone(),
+        };
+        state.marker = marker.clone();
+        state.marker_durable = marker;
         state.fuse = None;
         state.blown = false;
         report
@@ -253,6 +295,37 @@ impl SegmentFiles for PageCacheDisk {
     fn describe(&self, number: u64) -> String {
         format!("page-cache disk segment {number}")
     }
+
+    fn read_marker(&mut self) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.lock().marker.clone())
+    }
+
+    fn write_marker(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
+        let mut state = self.lock();
+        PageCacheDisk::operation(&mut state, "writing the durable marker")?;
+        state.marker = Some(bytes.to_vec());
+        Ok(())
+    }
+
+    fn sync_marker(&mut self) -> Result<(), StorageError> {
+        let mut state = self.lock();
+        PageCacheDisk::operation(&mut state, "syncing the durable marker")?;
+        state.syncs += 1;
+        state.marker_durable = state.marker.clone();
+        Ok(())
+    }
+
+    fn remove_marker(&mut self) -> Result<(), StorageError> {
+        let mut state = self.lock();
+        PageCacheDisk::operation(&mut state, "removing the durable marker")?;
+        state.marker = None;
+        state.marker_durable = None;
+        Ok(())
+    }
+
+    fn describe_marker(&self) -> String {
+        "page-cache disk durable marker".to_string()
+    }
 }
 
 impl SnapshotStore for PageCacheDisk {
@@ -269,6 +342,23 @@ impl SnapshotStore for PageCacheDisk {
             .or_default()
             .insert(snapshot.position, snapshot.clone());
         Ok(SnapshotReader::from_memory(snapshot))
+    }
+
+    fn store_received(
+        &mut self,
+        group: GroupId,
+        received: ReceivedSnapshot,
+        membership: Membership,
+    ) -> Result<SnapshotReader, StorageError> {
+        let position = received.meta().position;
+        let data = super::snapshot_store::received_bytes(&received)?;
+        super::snapshot_store::discard_received(received);
+        let snapshot = Snapshot::new(position, data).with_membership(Some(membership));
+        self.store(group, &snapshot)
+    }
+
+    fn intake(&self) -> SnapshotIntake {
+        SnapshotIntake::memory()
     }
 
     fn newest(&mut self, group: GroupId) -> Result<Option<SnapshotReader>, StorageError> {

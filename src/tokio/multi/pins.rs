@@ -79,6 +79,10 @@ impl GroupTrack {
         for run in &mut self.runs {
             run.last = run.last.min(after);
         }
+        // What is left at or below the snapshot is not live (the snapshot
+        // covers it): a run cut down to that pins nothing.
+        let covered = self.snapshot.index;
+        self.runs.retain(|run| run.last > covered);
     }
 
     pub(crate) fn note_append(&mut self, first: Index, last: Index, segment: u64) {
@@ -228,6 +232,22 @@ mod tests {
         assert_eq!(pins.pinning(2), vec![8]);
         pins.remove(8);
         assert_eq!(pins.oldest_pinned(), Some(3));
+        pins.check();
+    }
+
+    #[test]
+    fn entries_written_again_after_a_snapshot_free_the_older_segments() {
+        let mut pins = Pins::default();
+        // Entries 1..=10 in segment 1, then a snapshot at 6 (its record in
+        // segment 2): 7..=10 still pin segment 1.
+        pins.update(3, |t| t.note_append(1, 10, 1));
+        pins.update(3, |t| t.note_snapshot(LogPosition::new(6, 1), false, 2));
+        assert_eq!(pins.get(3).unwrap().entries_pin(), Some(1));
+        // 7..=10 written again in segment 3: segment 1 holds only what the
+        // snapshot covers.
+        pins.update(3, |t| t.note_append(7, 10, 3));
+        assert_eq!(pins.get(3).unwrap().entries_pin(), Some(3));
+        assert_eq!(pins.oldest_pinned(), Some(2));
         pins.check();
     }
 }

@@ -15,6 +15,17 @@
 //! in this order: its hard state, its truncation, its entries. The hard
 //! state comes first, so that no prefix of the log holds entries of a term
 //! the hard state does not know yet.
+//!
+//! ## The durable marker
+//!
+//! Next to the segments, a 32-byte file `durable`
+//! `[magic "CNCDMMRK": 8][version = 1: u32][segment: u64][offset: u64][checksum: u32]`
+//! (checksum = `crc32c` of the first 28 bytes `^ CHECKSUM_SALT`) says
+//! "every byte of that segment before the offset, and every earlier
+//! segment, was synced". The log overwrites it in place after each sync,
+//! without syncing it (see `shared_log.rs`): it never claims more than is
+//! durable, so recovery can tell fsynced data that was lost (refused) from
+//! a torn tail that never was durable (cut).
 
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +42,72 @@ pub const FORMAT_VERSION: u32 = 1;
 
 /// Bytes of a segment header: magic, version, checksum.
 pub const SEGMENT_HEADER_BYTES: usize = 16;
+
+/// First bytes of the durable marker.
+pub const MARKER_MAGIC: [u8; 8] = *b"CNCDMMRK";
+
+/// Version of the durable marker's layout.
+pub const MARKER_VERSION: u32 = 1;
+
+/// Bytes of the durable marker.
+pub const MARKER_BYTES: usize = 32;
+
+/// "Every byte of segment `segment` before `offset_bytes`, and every
+/// earlier segment, is durable" (see the [module documentation](self)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DurableMarker {
+    /// The segment the offset is in.
+    pub segment: u64,
+    /// Bytes of that segment known durable.
+    pub offset_bytes: u64,
+}
+
+impl DurableMarker {
+    /// The marker's fixed-size encoding.
+    pub fn encode(&self) -> [u8; MARKER_BYTES] {
+        let mut bytes = [0u8; MARKER_BYTES];
+        bytes[..8].copy_from_slice(&MARKER_MAGIC);
+        bytes[8..12].copy_from_slice(&MARKER_VERSION.to_le_bytes());
+        bytes[12..20].copy_from_slice(&self.segment.to_le_bytes());
+        bytes[20..28].copy_from_slice(&self.offset_bytes.to_le_bytes());
+        let checksum = crc32c::crc32c(&bytes[..28]) ^ CHECKSUM_SALT;
+        bytes[28..].copy_from_slice(&checksum.to_le_bytes());
+        bytes
+    }
+
+    /// Decodes a marker, saying what is wrong if the bytes are not one.
+    pub fn decode(bytes: &[u8]) -> Result<DurableMarker, String> {
+        if bytes.len() != MARKER_BYTES {
+            return Err(format!("{} bytes, expected {MARKER_BYTES}", bytes.len()));
+        }
+        if bytes[..8] != MARKER_MAGIC {
+            return Err("bad magic".to_string());
+        }
+        let version = wal::u32_at(bytes, 8);
+        if version != MARKER_VERSION {
+            return Err(format!("version {version}, expected {MARKER_VERSION}"));
+        }
+        if crc32c::crc32c(&bytes[..28]) ^ CHECKSUM_SALT != wal::u32_at(bytes, 28) {
+            return Err("checksum mismatch".to_string());
+        }
+        let u64_at = |at: usize| {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&bytes[at..at + 8]);
+            u64::from_le_bytes(word)
+        };
+        let marker = DurableMarker {
+            segment: u64_at(12),
+            offset_bytes: u64_at(20),
+        };
+        if marker.segment == 0 || marker.offset_bytes < SEGMENT_HEADER_BYTES as u64 {
+            return Err(format!(
+                "segment {} offset {}: not a position after a segment header",
+                marker.segment, marker.offset_bytes
+            ));
+        }
+        Ok(marker)
+    }
+}
 
 /// One record of the shared log: one change to one group's durable state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -205,6 +282,31 @@ mod tests {
         )
         .unwrap();
         assert_eq!(owned, borrowed);
+    }
+
+    #[test]
+    fn markers_round_trip_and_damage_is_named() {
+        let marker = DurableMarker {
+            segment: 7,
+            offset_bytes: 4096,
+        };
+        let bytes = marker.encode();
+        assert_eq!(DurableMarker::decode(&bytes), Ok(marker));
+        let mut flipped = bytes;
+        flipped[21] ^= 1;
+        assert_eq!(
+            DurableMarker::decode(&flipped),
+            Err("checksum mismatch".to_string())
+        );
+        assert!(DurableMarker::decode(&bytes[..31]).is_err());
+        assert!(DurableMarker::decode(&[0u8; MARKER_BYTES]).is_err());
+        let inside_header = DurableMarker {
+            segment: 1,
+            offset_bytes: 3,
+        };
+        assert!(DurableMarker::decode(&inside_header.encode())
+            .unwrap_err()
+            .contains("not a position after a segment header"));
     }
 
     #[test]

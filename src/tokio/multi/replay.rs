@@ -12,6 +12,16 @@
 //!   group's hard state) refuses to start with
 //!   [`StorageError::Corrupt`], naming the file, the byte offset and, when
 //!   the record could be read, the group.
+//! * **Lost durable data.** The durable marker (`record.rs`) names a
+//!   segment and an offset up to which everything was synced. A torn
+//!   tail that starts before it, a marked segment shorter than it, or a
+//!   marked segment that is missing means data that was fsynced — and
+//!   may have been acknowledged — is gone: recovery refuses with
+//!   [`StorageError::SharedLogDataLost`]. With
+//!   [`MultiWalOptions::accept_data_loss`](super::shared_log::MultiWalOptions::accept_data_loss)
+//!   it logs the loss at error, deletes the marker (durably, before
+//!   anything is cut) and goes on by the torn-tail rule. A marker that
+//!   cannot be decoded is logged and ignored: it is evidence, not data.
 //!
 //! Each group's log is rebuilt from its newest snapshot file on
 //! ([`GroupLog`]): entries the snapshot covers are dropped, and the entries
@@ -31,7 +41,7 @@ use crate::tokio::wal::{self, RECORD_BYTES_MAX, RECORD_HEADER_BYTES};
 use crate::{Entry, HardState, Index, LogPosition, Recovered, Term};
 
 use super::pins::{GroupTrack, Pins};
-use super::record::{self, GroupRecord, SEGMENT_HEADER_BYTES};
+use super::record::{self, DurableMarker, GroupRecord, SEGMENT_HEADER_BYTES};
 use super::segment_files::SegmentFiles;
 use super::snapshot_store::SnapshotStore;
 
@@ -65,6 +75,11 @@ pub struct MultiRecovery {
     pub records: u64,
     /// Bytes cut off the end of the last segment (a torn tail).
     pub torn_bytes_truncated: u64,
+    /// The durable marker found, if a valid one was.
+    pub durable_marker: Option<DurableMarker>,
+    /// Marked-durable bytes found missing or damaged and dropped because
+    /// data loss was accepted (0 otherwise).
+    pub lost_durable_bytes: u64,
 }
 
 /// One group during replay.
@@ -84,12 +99,109 @@ pub(crate) struct Replayed {
     pub(crate) last_segment_bytes: u64,
 }
 
+/// The durable marker of `segments`, if there is a valid one (a damaged
+/// one is logged and ignored).
+fn read_marker<S: SegmentFiles>(segments: &mut S) -> Result<Option<DurableMarker>, StorageError> {
+    let Some(bytes) = segments.read_marker()? else {
+        return Ok(None);
+    };
+    if bytes.is_empty() {
+        // Created, never written: a crash right after the first open.
+        return Ok(None);
+    }
+    match DurableMarker::decode(&bytes) {
+        Ok(marker) => Ok(Some(marker)),
+        Err(reason) => {
+            tracing::warn!(
+                file = %segments.describe_marker(),
+                %reason,
+                "damaged durable marker of the shared write-ahead log; ignoring it (recovery \
+                 falls back to the torn-tail rule)"
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// What recovery does when the marked-durable data is not all there.
+struct MarkerCheck {
+    marker: Option<DurableMarker>,
+    accept_data_loss: bool,
+    lost_bytes: u64,
+}
+
+impl MarkerCheck {
+    /// Segment `number` (named `file`) holds valid bytes up to `valid_bytes`
+    /// only: an error if the marker says more of it was durable, unless
+    /// the loss is accepted (then the marker goes, durably).
+    fn check<S: SegmentFiles>(
+        &mut self,
+        segments: &mut S,
+        number: u64,
+        valid_bytes: u64,
+        reason: impl FnOnce() -> String,
+    ) -> Result<(), StorageError> {
+        let Some(marker) = self.marker else {
+            return Ok(());
+        };
+        if marker.segment != number || valid_bytes >= marker.offset_bytes {
+            return Ok(());
+        }
+        let file = segments.describe(number);
+        let reason = reason();
+        let lost_bytes = marker.offset_bytes - valid_bytes;
+        if !self.accept_data_loss {
+            return Err(StorageError::SharedLogDataLost {
+                file,
+                offset: valid_bytes,
+                reason,
+                durable_offset: marker.offset_bytes,
+                lost_bytes,
+            });
+        }
+        tracing::error!(
+            file = %file,
+            offset = valid_bytes,
+            durable_offset = marker.offset_bytes,
+            lost_bytes,
+            reason = %reason,
+            "ACCEPTING DATA LOSS (accept_data_loss is set): the shared write-ahead log lost \
+             {lost_bytes} bytes that had been fsynced and may have been acknowledged by any \
+             group; truncating and continuing with shorter logs"
+        );
+        // The marker over-claims now: it goes, durably, before anything is
+        // cut, so that it never describes the shorter files.
+        segments.remove_marker()?;
+        self.marker = None;
+        self.lost_bytes += lost_bytes;
+        Ok(())
+    }
+}
+
 /// Reads every segment and snapshot back (see the [module documentation](self)).
 pub(crate) fn replay<S: SegmentFiles, T: SnapshotStore>(
     segments: &mut S,
     snapshots: &mut T,
+    accept_data_loss: bool,
 ) -> Result<Replayed, StorageError> {
     let numbers = segments.list()?;
+    let durable_marker = read_marker(segments)?;
+    let mut marker = MarkerCheck {
+        marker: durable_marker,
+        accept_data_loss,
+        lost_bytes: 0,
+    };
+    if let Some(m) = durable_marker {
+        if !numbers.contains(&m.segment) {
+            let listed = match (numbers.first(), numbers.last()) {
+                (Some(first), Some(last)) => format!("segments {first} to {last} are present"),
+                _ => "no segment is present".to_string(),
+            };
+            marker.check(segments, m.segment, 0, || {
+                format!("the segment the durable marker names is missing ({listed})")
+            })?;
+        }
+    }
     // Deleting segments never leaves a gap: the oldest go first.
     for pair in numbers.windows(2) {
         if pair[1] != pair[0] + 1 {
@@ -122,6 +234,13 @@ pub(crate) fn replay<S: SegmentFiles, T: SnapshotStore>(
             );
         }
     }
+    // A record that does not fit its group's log is corruption, unless a
+    // later record removes the group: its snapshot files are deleted once
+    // the removal is durable, so its earlier records may name a snapshot
+    // that is gone. The first misfit of each group waits for the end.
+    let mut misfits: BTreeMap<GroupId, StorageError> = BTreeMap::new();
+    // The torn tail is cut only once the whole log is known to be sound.
+    let mut torn_cut: Option<(u64, u64)> = None;
     let mut records = 0u64;
     let mut torn_bytes_truncated = 0;
     let mut last_segment_bytes = 0;
@@ -165,14 +284,26 @@ pub(crate) fn replay<S: SegmentFiles, T: SnapshotStore>(
                          are never reused)"
                     )));
                 }
-                apply(record, number, offset, &mut groups, &mut pins, &mut removed)
-                    .map_err(|reason| corrupt(format!("group {group}: {reason}")))?;
+                if matches!(record, GroupRecord::Removed { .. }) {
+                    // Everything of the group before is void, misfits too.
+                    misfits.remove(&group);
+                }
+                if let std::collections::btree_map::Entry::Vacant(misfit) = misfits.entry(group) {
+                    if let Err(reason) =
+                        apply(record, number, offset, &mut groups, &mut pins, &mut removed)
+                    {
+                        misfit.insert(corrupt(format!("group {group}: {reason}")));
+                    }
+                }
                 records += 1;
                 offset += RECORD_HEADER_BYTES + payload.len();
             }
         }
         match damage {
             None => {
+                marker.check(segments, number, bytes.len() as u64, || {
+                    format!("the segment holds only {} bytes", bytes.len())
+                })?;
                 if last_segment {
                     last_segment_bytes = bytes.len() as u64;
                 }
@@ -195,20 +326,31 @@ pub(crate) fn replay<S: SegmentFiles, T: SnapshotStore>(
                         reason: format!("{d} in a segment that is not the last"),
                     });
                 }
+                marker.check(segments, number, offset as u64, || {
+                    format!("{d} at byte offset {offset}")
+                })?;
                 let cut = bytes.len() as u64 - offset as u64;
+                let what = if marker.lost_bytes == 0 {
+                    "not covered by the durable marker, so never reported durable"
+                } else {
+                    "including marked-durable data, as accept_data_loss allows"
+                };
                 tracing::warn!(
                     file = %file,
                     offset,
                     bytes = cut,
                     reason = %d,
                     "truncating a torn tail of the shared write-ahead log: {cut} bytes at byte \
-                     offset {offset} of {file}, never reported durable"
+                     offset {offset} of {file}, {what}"
                 );
-                segments.truncate(number, offset as u64)?;
+                torn_cut = Some((number, offset as u64));
                 torn_bytes_truncated = cut;
                 last_segment_bytes = offset as u64;
             }
         }
+    }
+    if let Some((_, error)) = misfits.into_iter().next() {
+        return Err(error);
     }
     let mut recovered_groups = BTreeMap::new();
     for (group, replay) in groups {
@@ -271,6 +413,10 @@ pub(crate) fn replay<S: SegmentFiles, T: SnapshotStore>(
             },
         );
     }
+    // Sound: now the torn tail goes (durably).
+    if let Some((number, offset)) = torn_cut {
+        segments.truncate(number, offset)?;
+    }
     // A removal durable before its group's snapshot files were deleted.
     for group in &removed {
         snapshots.remove_group(*group)?;
@@ -282,6 +428,8 @@ pub(crate) fn replay<S: SegmentFiles, T: SnapshotStore>(
             segments: numbers.len(),
             records,
             torn_bytes_truncated,
+            durable_marker,
+            lost_durable_bytes: marker.lost_bytes,
         },
         pins,
         segments: numbers,

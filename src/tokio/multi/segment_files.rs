@@ -3,6 +3,9 @@
 //! real files ([`DirSegments`]) and on a model of the page cache
 //! ([`PageCacheDisk`](super::page_cache::PageCacheDisk)) that a crash test
 //! can cut at any write.
+//!
+//! Next to the segments lives the durable marker (`record.rs`): one small
+//! file overwritten in place after every sync.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -33,7 +36,22 @@ pub trait SegmentFiles: Send + 'static {
     fn remove(&mut self, number: u64) -> Result<(), StorageError>;
     /// How errors name segment `number` (a path for real files).
     fn describe(&self, number: u64) -> String;
+    /// The durable marker's bytes; `None` when there is no marker.
+    fn read_marker(&mut self) -> Result<Option<Vec<u8>>, StorageError>;
+    /// Overwrites the durable marker in place (created if missing). Not
+    /// durable until [`sync_marker`](SegmentFiles::sync_marker): a crash
+    /// may leave the old bytes, the new ones or a torn mix.
+    fn write_marker(&mut self, bytes: &[u8]) -> Result<(), StorageError>;
+    /// Makes the marker's last write durable.
+    fn sync_marker(&mut self) -> Result<(), StorageError>;
+    /// Deletes the durable marker, durably (nothing if there is none).
+    fn remove_marker(&mut self) -> Result<(), StorageError>;
+    /// How errors name the durable marker.
+    fn describe_marker(&self) -> String;
 }
+
+/// File name of the durable marker among the segments.
+pub const MARKER_FILE_NAME: &str = "durable";
 
 /// Segments as files `<dir>/<number:020>.seg`. Keeps the segment being
 /// appended to open.
@@ -42,6 +60,8 @@ pub struct DirSegments {
     dir: PathBuf,
     /// The segment appended to last, open for appending.
     open: BTreeMap<u64, File>,
+    /// The durable marker, open once written.
+    marker: Option<File>,
     /// The data directory's lock, held as long as the segments are
     /// written (see [`open_data_dir`](super::data_dir::open_data_dir)).
     lock: Option<DataDirLock>,
@@ -55,6 +75,7 @@ impl DirSegments {
         Ok(DirSegments {
             dir,
             open: BTreeMap::new(),
+            marker: None,
             lock: None,
         })
     }
@@ -166,5 +187,58 @@ impl SegmentFiles for DirSegments {
 
     fn describe(&self, number: u64) -> String {
         self.path(number).display().to_string()
+    }
+
+    fn read_marker(&mut self) -> Result<Option<Vec<u8>>, StorageError> {
+        let path = self.dir.join(MARKER_FILE_NAME);
+        match fs::read(&path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(format!("reading {}", path.display()))(e)),
+        }
+    }
+
+    fn write_marker(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
+        let path = self.dir.join(MARKER_FILE_NAME);
+        if self.marker.is_none() {
+            let file = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(io_err(format!("opening {}", path.display())))?;
+            // The file's creation must not be what a crash loses once the
+            // marker is synced.
+            sync_dir(&self.dir)?;
+            self.marker = Some(file);
+        }
+        let file = self.marker.as_ref().expect("opened above");
+        // One positioned write of the whole marker; the file never grows.
+        std::os::unix::fs::FileExt::write_all_at(file, bytes, 0)
+            .map_err(io_err(format!("writing {}", path.display())))
+    }
+
+    fn sync_marker(&mut self) -> Result<(), StorageError> {
+        let path = self.dir.join(MARKER_FILE_NAME);
+        match &self.marker {
+            Some(file) => file
+                .sync_data()
+                .map_err(io_err(format!("fdatasync {}", path.display()))),
+            None => Ok(()),
+        }
+    }
+
+    fn remove_marker(&mut self) -> Result<(), StorageError> {
+        self.marker = None;
+        let path = self.dir.join(MARKER_FILE_NAME);
+        match fs::remove_file(&path) {
+            Ok(()) => sync_dir(&self.dir),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(format!("removing {}", path.display()))(e)),
+        }
+    }
+
+    fn describe_marker(&self) -> String {
+        self.dir.join(MARKER_FILE_NAME).display().to_string()
     }
 }

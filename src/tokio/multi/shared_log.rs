@@ -44,18 +44,34 @@
 //! snapshot has no record, gets one written (as the single-group log
 //! does): older records below the snapshot must not, replayed again, hide
 //! or drop the entries appended after it from then on.
+//!
+//! ## The durable marker
+//!
+//! After every sync of a segment the log overwrites the durable marker
+//! (`record.rs`) with "this segment is durable up to here", without
+//! syncing it: written only after the data it describes is durable, it
+//! never claims more than is, and if a power failure loses it the older
+//! marker claims less. So recovery can tell fsynced data that was lost
+//! (refused, see `replay.rs`) from a torn tail (cut). A new segment's
+//! header is synced before the marker moves to it, so the marker always
+//! names the current segment, which is never deleted; before deleting
+//! any segment the log syncs the marker, so no marker on disk ever names
+//! a deleted segment. Cost: one small write per round, and one marker
+//! sync per round that deletes segments. With
+//! [`MultiWalOptions::sync`] off there is no marker (one left from
+//! earlier runs is deleted at open).
 
 use std::collections::{BTreeMap, VecDeque};
 
 use crate::multi::GroupId;
-use crate::tokio::storage::{SnapshotReader, StorageError};
-use crate::{Entries, HardState, Index, LogPosition, Snapshot};
+use crate::tokio::storage::{ReceivedSnapshot, SnapshotReader, StorageError};
+use crate::{Entries, HardState, Index, LogPosition, Membership, Snapshot};
 
 use super::pins::Pins;
-use super::record::{self, GroupRecordRef, SEGMENT_HEADER_BYTES};
+use super::record::{self, DurableMarker, GroupRecordRef, SEGMENT_HEADER_BYTES};
 use super::replay::{self, MultiRecovery};
 use super::segment_files::SegmentFiles;
-use super::snapshot_store::SnapshotStore;
+use super::snapshot_store::{self, SnapshotIntake, SnapshotStore};
 
 /// Options of a [`SharedLog`].
 #[derive(Clone, Debug)]
@@ -69,12 +85,22 @@ pub struct MultiWalOptions {
     /// oldest one back are moved on (records written again, forced
     /// snapshots). At least 1.
     pub segments_max: usize,
+    /// When recovery finds that data the durable marker names as synced
+    /// is damaged or missing, truncate anyway (logging the loss at error
+    /// level) instead of refusing to start: every group then rejoins with
+    /// a log shorter than it may have acknowledged. Default: false.
+    pub accept_data_loss: bool,
     /// Planted mistake for measuring the crash property test: when more
     /// than `segments_max` segments are on disk, the oldest is deleted
     /// even though a group still needs entries in it.
     #[cfg(feature = "planted-bugs")]
     #[doc(hidden)]
     pub planted_delete_needed_segment: bool,
+    /// Planted mistake for measuring the crash property test: the durable
+    /// marker is written before the sync it describes, not after.
+    #[cfg(feature = "planted-bugs")]
+    #[doc(hidden)]
+    pub planted_marker_before_sync: bool,
 }
 
 impl Default for MultiWalOptions {
@@ -84,14 +110,17 @@ impl Default for MultiWalOptions {
             segment_bytes_max: 64 * 1024 * 1024,
             sync: true,
             segments_max: 8,
+            accept_data_loss: false,
             #[cfg(feature = "planted-bugs")]
             planted_delete_needed_segment: false,
+            #[cfg(feature = "planted-bugs")]
+            planted_marker_before_sync: false,
         }
     }
 }
 
 /// One write of one group, in a round.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub enum WalWrite {
     /// An [`Action::Persist`](crate::Action::Persist) of the group: store
     /// the hard state, drop entries after `truncate_after`, append.
@@ -113,6 +142,20 @@ pub enum WalWrite {
         group: GroupId,
         /// The snapshot.
         snapshot: Snapshot,
+        /// Drop every log entry, not only those the snapshot covers.
+        discard_log: bool,
+    },
+    /// An [`Action::PersistSnapshot`](crate::Action::PersistSnapshot) of a
+    /// snapshot received into a sink of the store's
+    /// [`SnapshotIntake`] (in
+    /// memory or in a file): stored as it is, without a copy in memory.
+    Received {
+        /// The group.
+        group: GroupId,
+        /// The snapshot's bytes, as received.
+        received: ReceivedSnapshot,
+        /// The configuration in force at its last entry.
+        membership: Membership,
         /// Drop every log entry, not only those the snapshot covers.
         discard_log: bool,
     },
@@ -164,6 +207,8 @@ pub struct LogStats {
     pub records_rewritten: u64,
     /// Forced snapshots asked for.
     pub forced_snapshots_asked: u64,
+    /// Segments on disk now (a gauge, not a counter).
+    pub segments_on_disk: u64,
 }
 
 /// The shared log (see the [module documentation](self)).
@@ -178,6 +223,8 @@ pub struct SharedLog<S, T> {
     pins: Pins,
     buf: Vec<u8>,
     stats: LogStats,
+    /// The durable marker on disk is the last one written (synced since).
+    marker_synced: bool,
 }
 
 impl<S: SegmentFiles, T: SnapshotStore> SharedLog<S, T> {
@@ -194,7 +241,12 @@ impl<S: SegmentFiles, T: SnapshotStore> SharedLog<S, T> {
                     .to_string(),
             ));
         }
-        let replayed = replay::replay(&mut segments, &mut snapshots)?;
+        let replayed = replay::replay(&mut segments, &mut snapshots, options.accept_data_loss)?;
+        if !options.sync {
+            // Nothing will be durable: a marker left from a synced run
+            // could name a segment this run deletes.
+            segments.remove_marker()?;
+        }
         let recovery = replayed.recovery;
         let mut log = SharedLog {
             segments,
@@ -205,6 +257,7 @@ impl<S: SegmentFiles, T: SnapshotStore> SharedLog<S, T> {
             pins: replayed.pins,
             buf: Vec::new(),
             stats: LogStats::default(),
+            marker_synced: true,
         };
         match log.on_disk.back().copied() {
             None => log.start_segment(1)?,
@@ -257,12 +310,20 @@ impl<S: SegmentFiles, T: SnapshotStore> SharedLog<S, T> {
 
     /// Counters.
     pub fn stats(&self) -> LogStats {
-        self.stats
+        LogStats {
+            segments_on_disk: self.on_disk.len() as u64,
+            ..self.stats
+        }
     }
 
     /// Segments on disk.
     pub fn segments_on_disk(&self) -> usize {
         self.on_disk.len()
+    }
+
+    /// Where the host receives groups' snapshots for this log's store.
+    pub fn snapshot_intake(&self) -> SnapshotIntake {
+        self.snapshots.intake()
     }
 
     /// The disk's segment files (a test looks at them).
@@ -341,6 +402,21 @@ impl<S: SegmentFiles, T: SnapshotStore> SharedLog<S, T> {
                         self.snapshots.store(group, &snapshot)?;
                         stored.insert(group, position);
                         self.record_snapshot(group, position, discard_log, segment)?;
+                    }
+                }
+                WalWrite::Received {
+                    group,
+                    received,
+                    membership,
+                    discard_log,
+                } => {
+                    let position = received.meta().position;
+                    if self.is_newer(group, position, &stored) {
+                        self.snapshots.store_received(group, received, membership)?;
+                        stored.insert(group, position);
+                        self.record_snapshot(group, position, discard_log, segment)?;
+                    } else {
+                        snapshot_store::discard_received(received);
                     }
                 }
                 WalWrite::Taken { group, snapshot } => {
@@ -426,10 +502,27 @@ impl<S: SegmentFiles, T: SnapshotStore> SharedLog<S, T> {
         self.current_bytes += self.buf.len() as u64;
         self.stats.bytes_written += self.buf.len() as u64;
         if self.options.sync {
+            if self.planted_marker_first() {
+                self.mark_durable(segment, self.current_bytes)?;
+            }
             self.segments.sync(segment)?;
             self.stats.syncs += 1;
+            self.mark_durable(segment, self.current_bytes)?;
         }
         self.buf.clear();
+        Ok(())
+    }
+
+    /// Records that segment `segment` is durable up to `offset_bytes`
+    /// (called right after its sync; see the module documentation).
+    fn mark_durable(&mut self, segment: u64, offset_bytes: u64) -> Result<(), StorageError> {
+        debug_assert_eq!(segment, self.current());
+        let marker = DurableMarker {
+            segment,
+            offset_bytes,
+        };
+        self.segments.write_marker(&marker.encode())?;
+        self.marker_synced = false;
         Ok(())
     }
 
@@ -449,10 +542,25 @@ impl<S: SegmentFiles, T: SnapshotStore> SharedLog<S, T> {
         self.segments.sync(number)?;
         self.stats.syncs += 1;
         self.current_bytes = SEGMENT_HEADER_BYTES as u64;
+        if self.options.sync {
+            self.mark_durable(number, self.current_bytes)?;
+        }
         Ok(())
     }
 
-    /// Whether the planted mistake is on.
+    /// Whether the planted marker mistake is on.
+    fn planted_marker_first(&self) -> bool {
+        #[cfg(feature = "planted-bugs")]
+        {
+            self.options.planted_marker_before_sync
+        }
+        #[cfg(not(feature = "planted-bugs"))]
+        {
+            false
+        }
+    }
+
+    /// Whether the planted deletion mistake is on.
     fn planted(&self) -> bool {
         #[cfg(feature = "planted-bugs")]
         {
@@ -538,6 +646,12 @@ impl<S: SegmentFiles, T: SnapshotStore> SharedLog<S, T> {
                     self.pins.oldest_pinned().is_none_or(|pin| pin > oldest),
                     "deleting segment {oldest}, which a group still needs"
                 );
+            }
+            if self.options.sync && !self.marker_synced {
+                // The marker on disk must name a segment that stays.
+                self.segments.sync_marker()?;
+                self.stats.syncs += 1;
+                self.marker_synced = true;
             }
             self.segments.remove(oldest)?;
             self.on_disk.pop_front();

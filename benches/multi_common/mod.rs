@@ -1,0 +1,274 @@
+//! What the multi-group benches share: a 3-node cluster in this process
+//! on loopback TCP, each node's groups in one shared write-ahead log on
+//! real files (fsync on), and the process's CPU time and resident memory.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use concord::multi::{GroupId, MultiConfig};
+use concord::state_machine::{RestoreError, StateMachine};
+use concord::tokio::multi::data_dir;
+use concord::tokio::multi::host::{self, MultiServerConfig, MultiServerHandle};
+use concord::tokio::multi::log_sink::WalThread;
+use concord::tokio::multi::shared_log::MultiWalOptions;
+use concord::tokio::multi::tcp_listener::{self, MultiListenerConfig};
+use concord::tokio::multi::tcp_sender::{TcpFrameConfig, TcpFrameSender};
+use concord::{Config, NodeId, Role};
+
+/// The cluster's nodes.
+pub const NODES: [NodeId; 3] = [1, 2, 3];
+
+/// A number from the environment, or `default`.
+pub fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A comma-separated list of numbers from the environment, or `default`.
+pub fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
+        .unwrap_or_else(|| default.to_vec())
+}
+
+/// Counts commands; snapshots are the count.
+#[derive(Default)]
+pub struct Counter(u64);
+
+impl StateMachine for Counter {
+    fn apply(&mut self, _index: u64, _command: &[u8]) -> Bytes {
+        self.0 += 1;
+        Bytes::new()
+    }
+
+    fn snapshot(&self) -> Bytes {
+        Bytes::copy_from_slice(&self.0.to_le_bytes())
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {
+        let bytes: [u8; 8] = snapshot
+            .try_into()
+            .map_err(|_| RestoreError::new("want 8 bytes"))?;
+        self.0 = u64::from_le_bytes(bytes);
+        Ok(())
+    }
+}
+
+/// How the cluster's nodes are configured.
+#[derive(Clone, Copy, Debug)]
+pub struct NodeOptions {
+    /// Groups 1..=groups on every node.
+    pub groups: GroupId,
+    /// Idle groups sleep (`MultiConfig::quiesce_after_idle_ticks`).
+    pub quiesce: bool,
+    /// The node's tick.
+    pub tick: Duration,
+}
+
+/// Addresses of the three nodes on free loopback ports.
+pub fn loopback_addrs(ports: &[u16]) -> BTreeMap<NodeId, String> {
+    NODES
+        .iter()
+        .zip(ports)
+        .map(|(id, port)| (*id, format!("127.0.0.1:{port}")))
+        .collect()
+}
+
+/// Starts node `id` from its data directory `dir` (created or recovered).
+pub fn start_node(
+    id: NodeId,
+    dir: &Path,
+    options: NodeOptions,
+    addrs: &BTreeMap<NodeId, String>,
+) -> MultiServerHandle {
+    let opened = data_dir::open_data_dir(dir, MultiWalOptions::default()).unwrap();
+    let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+    let log = WalThread::start(opened.log, events_tx).unwrap();
+    let peers = addrs
+        .iter()
+        .filter(|(peer, _)| **peer != id)
+        .map(|(peer, addr)| (*peer, addr.clone()))
+        .collect();
+    let sender = TcpFrameSender::start(TcpFrameConfig::new(id, "bench", peers));
+    let mut multi = MultiConfig::new(id, NODES);
+    multi.incarnation = opened.incarnation;
+    multi.groups_max = multi.groups_max.max(options.groups as usize);
+    if !options.quiesce {
+        multi.quiesce_after_idle_ticks = None;
+    }
+    let configs = (1..=options.groups)
+        .map(|group| {
+            let mut config = Config::new(id, NODES);
+            config.seed = group * 7 + id + 1_000 * opened.incarnation;
+            config.compaction_threshold_entries = Some(10_000);
+            (group, config)
+        })
+        .collect();
+    let mut config = MultiServerConfig::new(multi, configs);
+    config.tick = options.tick;
+    let inbox = host::inbox();
+    let events = inbox.0.clone();
+    let handle = host::start(
+        config,
+        |_| Counter::default(),
+        opened.recovery,
+        log,
+        events_rx,
+        sender,
+        inbox,
+    )
+    .unwrap();
+    let listener = std::net::TcpListener::bind(&addrs[&id]).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+    let listener_config = MultiListenerConfig::new(id, "bench", NODES.into_iter().collect());
+    tokio::spawn(tcp_listener::serve(
+        listener,
+        listener_config,
+        events,
+        handle.shutdown_signal(),
+    ));
+    handle
+}
+
+/// Groups led, summed over `handles` (cheap: no per-group status).
+pub async fn groups_led(handles: &BTreeMap<NodeId, Arc<MultiServerHandle>>) -> usize {
+    let mut led = 0;
+    for handle in handles.values() {
+        led += handle.status(false).await.unwrap().groups_led;
+    }
+    led
+}
+
+/// The layer's counters that explain idle work, summed over `handles`:
+/// (group ticks, wakes, wakes to elect, peers taken for dead, frames sent).
+pub async fn layer_counts(handles: &BTreeMap<NodeId, Arc<MultiServerHandle>>) -> [u64; 5] {
+    let mut counts = [0; 5];
+    for handle in handles.values() {
+        let layer = handle.status(false).await.unwrap().layer;
+        let each = [
+            layer.group_ticks,
+            layer.wakes,
+            layer.wakes_to_elect,
+            layer.peers_died,
+            layer.frames_sent,
+        ];
+        for (sum, one) in counts.iter_mut().zip(each) {
+            *sum += one;
+        }
+    }
+    counts
+}
+
+/// Groups awake, summed over `handles`.
+pub async fn groups_awake(handles: &BTreeMap<NodeId, Arc<MultiServerHandle>>) -> usize {
+    let mut awake = 0;
+    for handle in handles.values() {
+        awake += handle.status(false).await.unwrap().groups_awake;
+    }
+    awake
+}
+
+/// Each group's leader among `handles`, once every group of 1..=groups
+/// has exactly one there (polled every `poll`, up to `limit`).
+pub async fn leaders(
+    handles: &BTreeMap<NodeId, Arc<MultiServerHandle>>,
+    groups: GroupId,
+    poll: Duration,
+    limit: Duration,
+) -> BTreeMap<GroupId, NodeId> {
+    let deadline = Instant::now() + limit;
+    loop {
+        // The cheap count first; the per-group check once it adds up.
+        if groups_led(handles).await == groups as usize {
+            let mut led = BTreeMap::new();
+            let mut twice = false;
+            for (id, handle) in handles {
+                for (group, status) in handle.status(true).await.unwrap().groups {
+                    if status.role == Role::Leader {
+                        twice |= led.insert(group, *id).is_some();
+                    }
+                }
+            }
+            if !twice && led.len() == groups as usize {
+                return led;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every group led in {limit:?}"
+        );
+        tokio::time::sleep(poll).await;
+    }
+}
+
+/// Waits until no group of `handles` is awake (up to `limit`); false if
+/// some still are then.
+pub async fn all_asleep(
+    handles: &BTreeMap<NodeId, Arc<MultiServerHandle>>,
+    limit: Duration,
+) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if groups_awake(handles).await == 0 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// Stops every node.
+pub async fn shutdown(handles: BTreeMap<NodeId, Arc<MultiServerHandle>>) {
+    for (_, handle) in handles {
+        if let Ok(handle) = Arc::try_unwrap(handle) {
+            let _ = handle.shutdown().await;
+        }
+    }
+}
+
+/// This process's CPU time (user + system) so far, from
+/// `/proc/self/stat` (fields 14 and 15, in clock ticks of 1/100 s: the
+/// value of `CLK_TCK` on Linux).
+pub fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // The command name may hold spaces: fields count from after its ')'.
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10)
+}
+
+/// This process's resident memory, from `/proc/self/status` (`VmRSS`).
+pub fn resident_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .map(|kib| kib * 1024)
+        .unwrap()
+}
+
+/// The runtime the benches run the cluster on: one thread for the three
+/// nodes' loops and connections (each node's log writes on its own
+/// thread), as in `multi_group_writes`.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
