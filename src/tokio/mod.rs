@@ -5,7 +5,7 @@
 //! | module | what |
 //! | --- | --- |
 //! | [`addresses`] | the replicated address book: where every member listens, through the log and snapshots |
-//! | [`codec`] | serde + bincode encoding, size-limited decoding of untrusted bytes |
+//! | [`codec`] | serde + bincode encoding, size-limited decoding of untrusted bytes (re-exported [`crate::codec`]) |
 //! | [`frame`] | length-prefixed, versioned, CRC32C-checked frames on a stream |
 //! | [`wire`] | handshake, client requests and responses |
 //! | [`sniff`] | the first bytes of a connection: naming a TLS/plaintext mismatch |
@@ -32,7 +32,7 @@
 pub mod addresses;
 pub mod client;
 pub mod cluster;
-pub mod codec;
+pub use crate::codec;
 pub mod fault;
 pub mod frame;
 pub mod identity;

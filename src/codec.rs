@@ -12,8 +12,11 @@
 //! elements actually decoded.
 //!
 //! Framing (length prefix, version byte, checksum) is layered on top of this
-//! in [`frame`](super::frame) for the network and in [`wal`](super::wal) for
-//! the disk.
+//! by the tokio runtime (`concord::tokio::frame` for the network,
+//! `concord::tokio::wal` for the disk); the services crate puts its own
+//! version byte in front of every request, response and snapshot.
+//!
+//! Built with the `codec` feature (which `tokio` turns on).
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -152,11 +155,36 @@ impl<'a> bincode::de::read::BorrowReader<'a> for Input<'a> {
     }
 }
 
+/// Decodes one `T` from the front of untrusted `bytes` (at most
+/// `limit_bytes` long, itself capped at [`DECODE_LIMIT_BYTES`]) and
+/// returns it with the bytes after it: for a header whose contents say
+/// how to read the rest.
+pub fn decode_prefix<T: DeserializeOwned>(
+    bytes: &[u8],
+    limit_bytes: usize,
+) -> Result<(T, &[u8]), CodecError> {
+    decode_front(bytes, limit_bytes.min(DECODE_LIMIT_BYTES), config())
+}
+
 fn decode_with<T: DeserializeOwned, C: bincode::config::Config>(
     bytes: &[u8],
     limit: usize,
     config: C,
 ) -> Result<T, CodecError> {
+    let (value, rest) = decode_front(bytes, limit, config)?;
+    if !rest.is_empty() {
+        return Err(CodecError::TrailingBytes {
+            trailing: rest.len(),
+        });
+    }
+    Ok(value)
+}
+
+fn decode_front<T: DeserializeOwned, C: bincode::config::Config>(
+    bytes: &[u8],
+    limit: usize,
+    config: C,
+) -> Result<(T, &[u8]), CodecError> {
     use bincode::de::{BorrowDecode, Decoder};
     if bytes.len() > limit {
         return Err(CodecError::TooLarge {
@@ -180,11 +208,8 @@ fn decode_with<T: DeserializeOwned, C: bincode::config::Config>(
     let bincode::serde::BorrowCompat(value) =
         bincode::serde::BorrowCompat::<T>::borrow_decode(&mut decoder)
             .map_err(|e| CodecError::Decode(e.to_string()))?;
-    let trailing = decoder.reader().left.len();
-    if trailing != 0 {
-        return Err(CodecError::TrailingBytes { trailing });
-    }
-    Ok(value)
+    let rest = decoder.reader().left;
+    Ok((value, rest))
 }
 
 #[cfg(test)]
@@ -297,6 +322,24 @@ mod tests {
         ));
         assert!(matches!(
             decode::<u64>(&bytes, 1),
+            Err(CodecError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn a_prefix_decodes_and_leaves_the_rest() {
+        let mut bytes = encode(&("kv", 300u64)).unwrap();
+        let header_bytes = bytes.len();
+        bytes.extend_from_slice(&encode(&7u32).unwrap());
+        let ((name, number), rest): ((String, u64), &[u8]) =
+            decode_prefix(&bytes, 1 << 20).unwrap();
+        assert_eq!((name.as_str(), number), ("kv", 300));
+        assert_eq!(rest, &bytes[header_bytes..]);
+        assert_eq!(decode::<u32>(rest, 1 << 20).unwrap(), 7);
+        // A prefix cut short is an error, not a shorter value.
+        assert!(decode_prefix::<(String, u64)>(&bytes[..header_bytes - 1], 1 << 20).is_err());
+        assert!(matches!(
+            decode_prefix::<(String, u64)>(&bytes, 2),
             Err(CodecError::TooLarge { .. })
         ));
     }
