@@ -1,6 +1,9 @@
 //! The tokio runtime of concord (cargo feature `tokio`): a real server that
-//! hosts one [`Node`](crate::Node) over TCP with its state in a write-ahead
-//! log, and a client.
+//! hosts one [`Node`](crate::Node) and any
+//! [`StateMachine`](crate::state_machine::StateMachine) over TCP with its
+//! state in a write-ahead log, and a client. The services that run on it
+//! (the key-value store, ...) are the `concord-services` crate; the
+//! binaries `concord-node` and `concord-cli` the `concord-node` crate.
 //!
 //! | module | what |
 //! | --- | --- |
@@ -16,8 +19,8 @@
 //! | [`wal`] | the on-disk write-ahead log with group commit ([`FileStorage`](wal::FileStorage)) |
 //! | [`snapshot_file`] | snapshot files: atomic writes, verified loads |
 //! | [`server`] | the server loop |
-//! | [`client`] | [`Client`](client::Client): leader discovery, redirects, retries, typed KV API |
-//! | [`kv`] | the key-value service and its exactly-once sessions |
+//! | [`client`] | [`Client`](client::Client): leader discovery, redirects, retries, exactly-once writes |
+//! | [`null`] | a state machine that does nothing (benchmarks of replication alone) |
 //! | [`tls`] | mutual TLS (rustls, TLS 1.3): certificates naming node ids, loading from PEM files |
 //! | [`status`] | status/metrics snapshot |
 //! | [`recovery`] | offline forced recovery of a stopped server's data directory (unsafe; `concord-cli force-recover`) |
@@ -36,8 +39,8 @@ pub use crate::codec;
 pub mod fault;
 pub mod frame;
 pub mod identity;
-pub mod kv;
 pub mod listener;
+pub mod null;
 pub mod recovery;
 pub mod server;
 pub mod snapshot_file;

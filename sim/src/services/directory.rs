@@ -17,22 +17,21 @@
 
 use std::collections::BTreeMap;
 
-use bytes::Bytes;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use concord_services::directory::{DirectoryRequest, DirectoryResponse};
+use concord_services::directory::{Directory, DirectoryRequest, DirectoryResponse};
+use concord_services::Service;
 
+use super::workload::{Answer, ServiceWorkload, Violations};
 use crate::history::{Op, Operation, Output};
 use crate::linearizability::{check_history_with, CheckConfig, CheckResult};
-use crate::workload::{OpResult, Workload, WorkloadReport};
+use crate::workload::WorkloadReport;
 
 /// Users (`u0`..).
 pub const USERS: usize = 6;
 /// Most users one lookup names.
 pub const LOOKUP_BATCH_MAX: usize = 4;
-/// Violations kept for the report.
-const VIOLATIONS_MAX: usize = 8;
 
 /// The address of `client`'s `number`th operation: unique per
 /// (client, number) for fewer than 2^22 operations per client and 1024
@@ -60,7 +59,6 @@ struct Interval {
 
 #[derive(Clone, Debug)]
 struct InFlight {
-    request: DirectoryRequest,
     call_ns: u64,
     history: Vec<usize>,
 }
@@ -78,8 +76,7 @@ struct LookupSeen {
 pub struct DirectoryWorkload {
     history: Vec<Operation>,
     in_flight: Vec<Option<InFlight>>,
-    counters: Vec<u64>,
-    violations: Vec<String>,
+    violations: Violations,
     /// Every connect by address: its user and interval.
     connects: BTreeMap<String, (String, Interval)>,
     /// Acknowledged disconnects per user.
@@ -100,8 +97,7 @@ impl DirectoryWorkload {
         DirectoryWorkload {
             history: Vec::new(),
             in_flight: vec![None; clients],
-            counters: vec![0; clients],
-            violations: Vec::new(),
+            violations: Violations::default(),
             connects: BTreeMap::new(),
             disconnects: BTreeMap::new(),
             lookups: Vec::new(),
@@ -122,12 +118,6 @@ impl DirectoryWorkload {
     /// Sequence numbers handed out to completed calls.
     pub fn sequences_handed_out(&self) -> usize {
         self.sequences.len()
-    }
-
-    fn violation(&mut self, message: String) {
-        if self.violations.len() < VIOLATIONS_MAX {
-            self.violations.push(message);
-        }
     }
 
     fn pick(&self, client: usize, number: u64, rng: &mut ChaCha8Rng) -> DirectoryRequest {
@@ -170,7 +160,7 @@ impl DirectoryWorkload {
             }
         }
         for message in duplicates {
-            self.violation(message);
+            self.violations.push(message);
         }
         // Real-time order: sweep calls in call order, folding in every call
         // that returned strictly before.
@@ -198,7 +188,7 @@ impl DirectoryWorkload {
             }
         }
         for message in regressions {
-            self.violation(message);
+            self.violations.push(message);
         }
     }
 
@@ -247,20 +237,25 @@ impl DirectoryWorkload {
             }
         }
         for message in stale {
-            self.violation(message);
+            self.violations.push(message);
         }
     }
 }
 
-impl Workload for DirectoryWorkload {
-    fn next_command(&mut self, client: usize, now_ns: u64, rng: &mut ChaCha8Rng) -> Option<Bytes> {
+impl ServiceWorkload for DirectoryWorkload {
+    type Service = Directory;
+
+    fn next_request(
+        &mut self,
+        client: usize,
+        op_id: u64,
+        now_ns: u64,
+        rng: &mut ChaCha8Rng,
+    ) -> Option<DirectoryRequest> {
         if client >= self.in_flight.len() {
             return None;
         }
-        self.counters[client] += 1;
-        let number = self.counters[client];
-        let request = self.pick(client, number, rng);
-        debug_assert!(request.validate().is_ok());
+        let request = self.pick(client, op_id & ((1 << 40) - 1), rng);
         let projected: Vec<(String, Op)> = match &request {
             DirectoryRequest::Connect { user, address } => {
                 self.connects.insert(
@@ -297,17 +292,20 @@ impl Workload for DirectoryWorkload {
             self.history
                 .push(Operation::new(client as u64, user, op, now_ns));
         }
-        let op_id = ((client as u64) << 40) | number;
-        let command = request.encode(op_id);
         self.in_flight[client] = Some(InFlight {
-            request,
             call_ns: now_ns,
             history: indices,
         });
-        Some(command)
+        Some(request)
     }
 
-    fn complete(&mut self, client: usize, now_ns: u64, result: OpResult<'_>) {
+    fn completed(
+        &mut self,
+        client: usize,
+        now_ns: u64,
+        request: DirectoryRequest,
+        answer: Answer<DirectoryResponse>,
+    ) {
         let Some(op) = self.in_flight.get_mut(client).and_then(Option::take) else {
             return;
         };
@@ -315,14 +313,14 @@ impl Workload for DirectoryWorkload {
             call_ns: op.call_ns,
             return_ns: Some(now_ns),
         };
-        let bytes = match result {
-            OpResult::Ok(bytes) => bytes,
-            OpResult::Failed => {
+        let response = match answer {
+            Answer::Done(response) => response,
+            Answer::Failed => {
                 for index in &op.history {
                     let operation = &mut self.history[*index];
                     *operation = operation.clone().failed(now_ns);
                 }
-                if let DirectoryRequest::Connect { address, .. } = &op.request {
+                if let DirectoryRequest::Connect { address, .. } = &request {
                     // Never applied: nobody may see this address.
                     if let Some((_, connect)) = self.connects.get_mut(address) {
                         connect.return_ns = None;
@@ -330,18 +328,30 @@ impl Workload for DirectoryWorkload {
                 }
                 return;
             }
-            OpResult::Unknown => return,
+            Answer::Unknown => return,
+            Answer::Refused(reason) => {
+                let message =
+                    format!("client {client}'s valid request {request:?} was refused: {reason}");
+                self.violations.push(message);
+                return;
+            }
+            Answer::Undecodable(error) => {
+                let message = format!(
+                    "client {client}'s request {request:?} got an answer that does not decode: {error}"
+                );
+                self.violations.push(message);
+                return;
+            }
         };
-        let response = DirectoryResponse::decode(bytes);
-        match (&op.request, response) {
-            (DirectoryRequest::Connect { address, .. }, Ok(DirectoryResponse::Done)) => {
+        match (&request, response) {
+            (DirectoryRequest::Connect { address, .. }, DirectoryResponse::Done) => {
                 if let Some((_, connect)) = self.connects.get_mut(address) {
                     connect.return_ns = Some(now_ns);
                 }
                 let operation = &mut self.history[op.history[0]];
                 *operation = operation.clone().completed(now_ns, Output::Done);
             }
-            (DirectoryRequest::Disconnect { user }, Ok(DirectoryResponse::Done)) => {
+            (DirectoryRequest::Disconnect { user }, DirectoryResponse::Done) => {
                 self.disconnects
                     .entry(user.clone())
                     .or_default()
@@ -349,7 +359,7 @@ impl Workload for DirectoryWorkload {
                 let operation = &mut self.history[op.history[0]];
                 *operation = operation.clone().completed(now_ns, Output::Done);
             }
-            (DirectoryRequest::Lookup { users }, Ok(DirectoryResponse::Addresses(addresses)))
+            (DirectoryRequest::Lookup { users }, DirectoryResponse::Addresses(addresses))
                 if addresses.len() == users.len() =>
             {
                 for (index, address) in op.history.iter().zip(&addresses) {
@@ -364,45 +374,31 @@ impl Workload for DirectoryWorkload {
                     answers: users.iter().cloned().zip(addresses).collect(),
                 });
             }
-            (DirectoryRequest::NextSequence, Ok(DirectoryResponse::Sequence(number))) => {
+            (DirectoryRequest::NextSequence, DirectoryResponse::Sequence(number)) => {
                 self.sequences.push((op.call_ns, now_ns, number, client));
-            }
-            (request, Ok(DirectoryResponse::Refused(reason))) => {
-                let message =
-                    format!("client {client}'s valid request {request:?} was refused: {reason}");
-                self.violation(message);
             }
             (request, other) => {
                 let message = format!(
                     "client {client}'s request {request:?} got an answer that does not fit: {other:?}"
                 );
-                self.violation(message);
+                self.violations.push(message);
             }
         }
     }
 
-    fn command_id(&self, command: &[u8]) -> Option<u64> {
-        let bytes: [u8; 8] = command.get(..8)?.try_into().ok()?;
-        Some(u64::from_le_bytes(bytes))
-    }
-
-    fn is_read_only(&self, command: &[u8]) -> bool {
-        match DirectoryRequest::decode(command) {
-            Ok((_, DirectoryRequest::NextSequence)) => self.sequence_as_read,
-            Ok((_, request)) => request.is_read(),
-            Err(_) => false,
+    fn sends_as_read(&self, request: &DirectoryRequest) -> bool {
+        match request {
+            DirectoryRequest::NextSequence => self.sequence_as_read,
+            other => Directory::is_read(other),
         }
     }
 
-    fn describe(&self, command: &[u8]) -> String {
-        match DirectoryRequest::decode(command) {
-            Ok((_, DirectoryRequest::Connect { user, address })) => {
-                format!("connect {user} {address}")
-            }
-            Ok((_, DirectoryRequest::Disconnect { user })) => format!("disconnect {user}"),
-            Ok((_, DirectoryRequest::Lookup { users })) => format!("lookup {}", users.join(" ")),
-            Ok((_, DirectoryRequest::NextSequence)) => "next_sequence".to_string(),
-            Err(error) => format!("malformed request ({error})"),
+    fn describe(&self, request: &DirectoryRequest) -> String {
+        match request {
+            DirectoryRequest::Connect { user, address } => format!("connect {user} {address}"),
+            DirectoryRequest::Disconnect { user } => format!("disconnect {user}"),
+            DirectoryRequest::Lookup { users } => format!("lookup {}", users.join(" ")),
+            DirectoryRequest::NextSequence => "next_sequence".to_string(),
         }
     }
 
@@ -410,13 +406,7 @@ impl Workload for DirectoryWorkload {
         let operations_checked = self.history.len() as u64 + self.sequences.len() as u64;
         self.check_sequences();
         self.check_disconnects();
-        if let Some(first) = self.violations.first() {
-            let more = self.violations.len() - 1;
-            let failure = if more == 0 {
-                first.clone()
-            } else {
-                format!("{first} (and {more} more)")
-            };
+        if let Some(failure) = self.violations.failure() {
             return WorkloadReport {
                 operations_checked,
                 failure: Some(failure),
