@@ -327,7 +327,7 @@ mod tests {
 
     use concord_services::kv::command_line::KvCommand;
     use concord_services::kv::{Kv, KvRequest};
-    use concord_services::{CommandError, Service};
+    use concord_services::CommandError;
 
     fn kv(args: CliArgs) -> KvCommand {
         match args.command {
@@ -404,7 +404,7 @@ mod tests {
         let s = ["--servers", "127.0.0.1:1"];
         let request = |rest: &[&str]| {
             let args = parse(&[&s[..], &["kv"], rest].concat()).unwrap();
-            Kv::request_of(kv(args))
+            concord_services::request_of::<Kv>(kv(args))
         };
         let b = |text: &str| bytes::Bytes::copy_from_slice(text.as_bytes());
         assert_eq!(

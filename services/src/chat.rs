@@ -29,6 +29,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::service::{Applied, Service};
+#[cfg(feature = "cli")]
+use crate::service::{Out, Printed};
 
 /// Longest account name, bytes.
 pub const ACCOUNT_BYTES_MAX: usize = 64;
@@ -447,12 +449,7 @@ impl Service for Chat {
     }
 
     fn check_restored(&self) -> Result<(), String> {
-        if self.accounts.len() > ACCOUNTS_MAX {
-            return Err(format!(
-                "{} accounts, above the limit of {ACCOUNTS_MAX}",
-                self.accounts.len()
-            ));
-        }
+        crate::service::at_most("accounts", self.accounts.len(), ACCOUNTS_MAX)?;
         let mut messages = 0;
         for (name, mailbox) in &self.accounts {
             validate_account(name)?;
@@ -490,16 +487,7 @@ impl Service for Chat {
     type Command = ChatRequest;
 
     #[cfg(feature = "cli")]
-    fn request_of(command: ChatRequest) -> Result<ChatRequest, crate::CommandError> {
-        Ok(command)
-    }
-
-    #[cfg(feature = "cli")]
-    fn show(
-        _request: &ChatRequest,
-        response: ChatResponse,
-        out: &mut dyn std::io::Write,
-    ) -> std::io::Result<crate::Shown> {
+    fn show(_request: &Self::Request, response: Self::Response, out: &mut Out) -> Printed {
         let more = match response {
             ChatResponse::Accounts { names, truncated } => {
                 for name in names {
@@ -752,17 +740,11 @@ mod tests {
         send(&mut chat, "ann", "bob", "two").unwrap();
         fetch(&mut chat, "bob").unwrap();
         send(&mut chat, "bob", "ann", "three").unwrap();
-        let snapshot = chat.snapshot();
-        let mut copy = Machine::new();
-        copy.restore(&snapshot).unwrap();
-        assert_eq!(copy, chat);
+        let mut copy = crate::machine::testing::restored_copy(&chat);
         assert_eq!(
             send(&mut copy, "ann", "bob", "four"),
             Ok(ChatResponse::Sent(4))
         );
-        for cut in 0..snapshot.len() {
-            assert!(Machine::new().restore(&snapshot[..cut]).is_err());
-        }
         // A total that does not add up is refused.
         let mut lying = chat.state().clone();
         lying.messages += 1;

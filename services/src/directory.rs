@@ -12,6 +12,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::service::{Applied, Service};
+#[cfg(feature = "cli")]
+use crate::service::{Out, Printed};
 
 /// Most users one lookup asks about.
 pub const LOOKUP_USERS_MAX: usize = 256;
@@ -182,29 +184,14 @@ impl Service for Directory {
     }
 
     fn check_restored(&self) -> Result<(), String> {
-        if self.users.len() > USERS_MAX {
-            return Err(format!(
-                "{} users, above the limit of {USERS_MAX}",
-                self.users.len()
-            ));
-        }
-        Ok(())
+        crate::service::at_most("users", self.users.len(), USERS_MAX)
     }
 
     #[cfg(feature = "cli")]
     type Command = DirectoryRequest;
 
     #[cfg(feature = "cli")]
-    fn request_of(command: DirectoryRequest) -> Result<DirectoryRequest, crate::CommandError> {
-        Ok(command)
-    }
-
-    #[cfg(feature = "cli")]
-    fn show(
-        request: &DirectoryRequest,
-        response: DirectoryResponse,
-        out: &mut dyn std::io::Write,
-    ) -> std::io::Result<crate::Shown> {
+    fn show(request: &Self::Request, response: Self::Response, out: &mut Out) -> Printed {
         match (request, response) {
             (DirectoryRequest::Lookup { users }, DirectoryResponse::Addresses(addresses)) => {
                 for (user, address) in users.iter().zip(addresses) {
@@ -299,19 +286,11 @@ mod tests {
         };
         testing::apply(&mut directory, 1, &connect).unwrap();
         testing::apply(&mut directory, 2, &DirectoryRequest::NextSequence).unwrap();
-        let snapshot = directory.snapshot();
-        let mut copy = ServiceMachine::<Directory>::new();
-        copy.restore(&snapshot).unwrap();
-        assert_eq!(copy, directory);
+        let mut copy = testing::restored_copy(&directory);
         assert_eq!(
             testing::apply(&mut copy, 3, &DirectoryRequest::NextSequence),
             Ok(DirectoryResponse::Sequence(2))
         );
-        for cut in 0..snapshot.len() {
-            assert!(ServiceMachine::<Directory>::new()
-                .restore(&snapshot[..cut])
-                .is_err());
-        }
     }
 
     #[test]

@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::REQUEST_BYTES_MAX;
 use crate::service::{Applied, Service};
+#[cfg(feature = "cli")]
+use crate::service::{Out, Printed};
 
 /// Most keys one `get_many` reads.
 pub const GET_MANY_KEYS_MAX: usize = 64;
@@ -306,12 +308,7 @@ impl Service for Kv {
     }
 
     fn check_restored(&self) -> Result<(), String> {
-        if self.data.len() > KEYS_MAX {
-            return Err(format!(
-                "{} keys, above the limit of {KEYS_MAX}",
-                self.data.len()
-            ));
-        }
+        crate::service::at_most("keys", self.data.len(), KEYS_MAX)?;
         let mut bytes = 0u64;
         for (key, value) in &self.data {
             check_key(key)?;
@@ -324,29 +321,14 @@ impl Service for Kv {
                 self.stored_bytes
             ));
         }
-        if self.deferred.len() > PUT_MANY_PAIRS_MAX {
-            return Err(format!(
-                "{} deferred pairs, above the limit of {PUT_MANY_PAIRS_MAX}",
-                self.deferred.len()
-            ));
-        }
-        Ok(())
+        crate::service::at_most("deferred pairs", self.deferred.len(), PUT_MANY_PAIRS_MAX)
     }
 
     #[cfg(feature = "cli")]
     type Command = command_line::KvCommand;
 
     #[cfg(feature = "cli")]
-    fn request_of(command: command_line::KvCommand) -> Result<KvRequest, crate::CommandError> {
-        command.request()
-    }
-
-    #[cfg(feature = "cli")]
-    fn show(
-        request: &KvRequest,
-        response: KvResponse,
-        out: &mut dyn std::io::Write,
-    ) -> std::io::Result<crate::Shown> {
+    fn show(request: &Self::Request, response: Self::Response, out: &mut Out) -> Printed {
         command_line::show(request, response, out)
     }
 }
@@ -453,6 +435,14 @@ pub mod command_line {
             )));
         }
         Ok(Bytes::from(value))
+    }
+
+    impl TryFrom<KvCommand> for KvRequest {
+        type Error = CommandError;
+
+        fn try_from(command: KvCommand) -> Result<KvRequest, CommandError> {
+            command.request()
+        }
     }
 
     impl KvCommand {
@@ -730,21 +720,7 @@ mod tests {
             },
         )
         .unwrap();
-        let snapshot = kv.snapshot();
-        let mut copy = ServiceMachine::<Kv>::new();
-        copy.restore(&snapshot).unwrap();
-        assert_eq!(copy, kv);
-        for cut in 0..snapshot.len() {
-            assert!(ServiceMachine::<Kv>::new()
-                .restore(&snapshot[..cut])
-                .is_err());
-        }
-        let mut wrong_version = snapshot.to_vec();
-        wrong_version[0] = 9;
-        let error = ServiceMachine::<Kv>::new()
-            .restore(&wrong_version)
-            .unwrap_err();
-        assert!(error.to_string().contains("version 9"), "{error}");
+        crate::machine::testing::restored_copy(&kv);
         // A total that does not add up is refused.
         let mut lying = kv.state().clone();
         lying.stored_bytes += 1;

@@ -45,9 +45,9 @@ pub use client::{CallError, ServiceClient};
 #[cfg(feature = "runtime")]
 pub use kv_client::KvClient;
 pub use machine::{service_state_machine, ServiceMachine, SessionMachine};
-pub use service::{Applied, Service};
 #[cfg(feature = "cli")]
-pub use service::{CommandError, Shown};
+pub use service::{request_of, CommandError, Shown};
+pub use service::{Applied, Service};
 
 /// Declares the services: [`ServiceKind`] and [`ServiceKind::visit`],
 /// and with the `cli` feature [`ServiceCommand`] (every service's

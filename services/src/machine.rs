@@ -124,6 +124,34 @@ pub(crate) mod testing {
         codec::decode_answer::<S>(&answer).expect("an answer decodes")
     }
 
+    /// Snapshots `machine` and restores the snapshot into a fresh one,
+    /// which must equal it; every cut of the snapshot, and the snapshot
+    /// under another codec version, must be refused. Returns the copy.
+    pub fn restored_copy<S: Service + PartialEq + std::fmt::Debug>(
+        machine: &ServiceMachine<S>,
+    ) -> ServiceMachine<S> {
+        let snapshot = machine.snapshot();
+        let mut copy = ServiceMachine::<S>::new();
+        copy.restore(&snapshot).expect("a snapshot restores");
+        assert_eq!(&copy, machine);
+        for cut in 0..snapshot.len() {
+            let cut = ServiceMachine::<S>::new().restore(&snapshot[..cut]);
+            assert!(
+                cut.is_err(),
+                "{} bytes of a snapshot restored",
+                snapshot.len()
+            );
+        }
+        let mut other_version = snapshot.to_vec();
+        other_version[0] = codec::CODEC_VERSION + 1;
+        let error = ServiceMachine::<S>::new()
+            .restore(&other_version)
+            .unwrap_err();
+        let named = format!("version {}", codec::CODEC_VERSION + 1);
+        assert!(error.to_string().contains(&named), "{error}");
+        copy
+    }
+
     /// Serves `request` as a read; `None` when it is not one.
     pub fn query<S: Service>(
         machine: &ServiceMachine<S>,

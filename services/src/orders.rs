@@ -12,6 +12,8 @@ use concord::ReadPath;
 use serde::{Deserialize, Serialize};
 
 use crate::service::{Applied, Service};
+#[cfg(feature = "cli")]
+use crate::service::{Out, Printed};
 
 /// Longest customer name.
 pub const CUSTOMER_BYTES_MAX: usize = 256;
@@ -133,30 +135,15 @@ impl Service for Orders {
     }
 
     fn check_restored(&self) -> Result<(), String> {
-        if self.last.len() > CUSTOMERS_MAX {
-            return Err(format!(
-                "{} customers, above the limit of {CUSTOMERS_MAX}",
-                self.last.len()
-            ));
-        }
-        Ok(())
+        crate::service::at_most("customers", self.last.len(), CUSTOMERS_MAX)
     }
 
     #[cfg(feature = "cli")]
     type Command = OrdersRequest;
 
-    #[cfg(feature = "cli")]
-    fn request_of(command: OrdersRequest) -> Result<OrdersRequest, crate::CommandError> {
-        Ok(command)
-    }
-
     /// The order number.
     #[cfg(feature = "cli")]
-    fn show(
-        _request: &OrdersRequest,
-        response: OrdersResponse,
-        out: &mut dyn std::io::Write,
-    ) -> std::io::Result<crate::Shown> {
+    fn show(_request: &Self::Request, response: Self::Response, out: &mut Out) -> Printed {
         let (OrdersResponse::Placed(number) | OrdersResponse::Last(number)) = response;
         writeln!(out, "{number}")?;
         Ok(crate::Shown::Done)
@@ -199,15 +186,7 @@ mod tests {
         };
         assert_eq!(testing::query(&orders, &write), None);
         assert!(place(&mut orders, 4, "").is_err());
-        let snapshot = orders.snapshot();
-        let mut copy = ServiceMachine::<Orders>::new();
-        copy.restore(&snapshot).unwrap();
-        assert_eq!(copy, orders);
-        for cut in 0..snapshot.len() {
-            assert!(ServiceMachine::<Orders>::new()
-                .restore(&snapshot[..cut])
-                .is_err());
-        }
+        testing::restored_copy(&orders);
     }
 
     #[test]

@@ -91,23 +91,42 @@ pub trait Service: Default + Serialize + DeserializeOwned + Send + 'static {
 
     /// The service's commands on the command line (`concord-cli NAME
     /// ...`, feature `cli`): often the request enum itself, deriving
-    /// `clap::Subcommand` under the feature.
+    /// `clap::Subcommand` under the feature. The request a command asks
+    /// for is its `try_into()` ([`request_of`]).
     #[cfg(feature = "cli")]
-    type Command: clap::Subcommand + std::fmt::Debug;
-
-    /// The request a command line asks for.
-    #[cfg(feature = "cli")]
-    fn request_of(command: Self::Command) -> Result<Self::Request, CommandError>;
+    type Command: clap::Subcommand
+        + std::fmt::Debug
+        + TryInto<Self::Request, Error: Into<CommandError>>;
 
     /// Prints `response` to `request` for a person (or a script) on
     /// `out`; says whether the command did what it was asked.
     #[cfg(feature = "cli")]
-    fn show(
-        request: &Self::Request,
-        response: Self::Response,
-        out: &mut dyn std::io::Write,
-    ) -> std::io::Result<Shown>;
+    fn show(request: &Self::Request, response: Self::Response, out: &mut Out) -> Printed;
 }
+
+/// The request command line `command` asks for (feature `cli`).
+#[cfg(feature = "cli")]
+pub fn request_of<S: Service>(command: S::Command) -> Result<S::Request, CommandError> {
+    command.try_into().map_err(Into::into)
+}
+
+/// `Ok` when `count` of `what` stays within `max`; otherwise what a
+/// restored state breaks ([`Service::check_restored`]).
+pub fn at_most(what: &str, count: usize, max: usize) -> Result<(), String> {
+    if count > max {
+        return Err(format!("{count} {what}, above the limit of {max}"));
+    }
+    Ok(())
+}
+
+/// Where a command line's answer is printed (feature `cli`).
+#[cfg(feature = "cli")]
+pub type Out = dyn std::io::Write;
+
+/// What printing an answer gives (feature `cli`): how the command ended,
+/// or why the output could not be written.
+#[cfg(feature = "cli")]
+pub type Printed = std::io::Result<Shown>;
 
 /// How a command line's answer ends (feature `cli`): `concord-cli`'s exit
 /// status.
@@ -141,4 +160,12 @@ pub enum CommandError {
     /// sent: exit 6.
     #[error("{0}")]
     TooLarge(String),
+}
+
+/// A command that is its request cannot fail to be one.
+#[cfg(feature = "cli")]
+impl From<std::convert::Infallible> for CommandError {
+    fn from(never: std::convert::Infallible) -> Self {
+        match never {}
+    }
 }

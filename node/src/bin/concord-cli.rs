@@ -361,7 +361,7 @@ impl CommandVisitor for Call {
 
     fn visit<S: Service>(self, command: S::Command) -> Self::Output {
         Box::pin(async move {
-            let request = S::request_of(command)?;
+            let request = concord_services::request_of::<S>(command)?;
             let mut client = ServiceClient::<S>::new(self.config);
             if let Some(read) = self.read {
                 client.set_read_path(read.read_path());

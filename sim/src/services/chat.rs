@@ -33,7 +33,7 @@ use rand_chacha::ChaCha8Rng;
 use concord_services::chat::{glob_matches, Chat, ChatRequest, ChatResponse, Message};
 use concord_services::Service;
 
-use super::workload::{Answer, ServiceWorkload, Violations};
+use super::workload::{Answer, Call, Completed, ServiceWorkload, Violations};
 use crate::workload::WorkloadReport;
 
 /// Accounts (`a0`..).
@@ -87,12 +87,6 @@ impl Recorded {
     }
 }
 
-#[derive(Clone, Debug)]
-struct InFlight {
-    number: u64,
-    call_ns: u64,
-}
-
 /// One message a fetch returned: (the fetch's index in the record, the
 /// message id, the sending client's operation number).
 type Delivery = (usize, u64, u64);
@@ -100,7 +94,6 @@ type Delivery = (usize, u64, u64);
 /// Clients of the chat service; checks its invariants at the end.
 #[derive(Clone, Debug)]
 pub struct ChatWorkload {
-    in_flight: Vec<Option<InFlight>>,
     ops: Vec<Recorded>,
     /// Ids each account's fetches returned, for deleting them later.
     fetched_ids: BTreeMap<String, Vec<u64>>,
@@ -110,11 +103,10 @@ pub struct ChatWorkload {
 }
 
 impl ChatWorkload {
-    /// A workload for `clients` clients; `fetch_as_read` plants the
-    /// client half of the fetch bug.
-    pub fn new(clients: usize, fetch_as_read: bool) -> Self {
+    /// A workload; `fetch_as_read` plants the client half of the fetch
+    /// bug.
+    pub fn new(fetch_as_read: bool) -> Self {
         ChatWorkload {
-            in_flight: vec![None; clients],
             ops: Vec::new(),
             fetched_ids: BTreeMap::new(),
             violations: Violations::default(),
@@ -479,35 +471,21 @@ impl ChatWorkload {
 impl ServiceWorkload for ChatWorkload {
     type Service = Chat;
 
-    fn next_request(
-        &mut self,
-        client: usize,
-        op_id: u64,
-        now_ns: u64,
-        rng: &mut ChaCha8Rng,
-    ) -> Option<ChatRequest> {
-        if client >= self.in_flight.len() {
-            return None;
-        }
-        let number = op_id & ((1 << 40) - 1);
-        let request = self.pick(client, number, rng);
-        self.in_flight[client] = Some(InFlight {
-            number,
-            call_ns: now_ns,
-        });
-        Some(request)
+    type Pending = ();
+
+    fn next_request(&mut self, call: Call, rng: &mut ChaCha8Rng) -> Option<(ChatRequest, ())> {
+        Some((self.pick(call.client, call.number(), rng), ()))
     }
 
-    fn completed(
-        &mut self,
-        client: usize,
-        now_ns: u64,
-        request: ChatRequest,
-        answer: Answer<ChatResponse>,
-    ) {
-        let Some(op) = self.in_flight.get_mut(client).and_then(Option::take) else {
-            return;
-        };
+    fn completed(&mut self, done: Completed<Self>) {
+        let Completed {
+            call,
+            return_ns: now_ns,
+            request,
+            answer,
+            ..
+        } = done;
+        let client = call.client;
         let (outcome, return_ns) = match answer {
             Answer::Done(response) => (Outcome::Done(response), Some(now_ns)),
             Answer::Refused(reason) => (Outcome::Refused(reason), Some(now_ns)),
@@ -533,10 +511,10 @@ impl ServiceWorkload for ChatWorkload {
         }
         self.ops.push(Recorded {
             client,
-            number: op.number,
+            number: call.number(),
             request,
             interval: Interval {
-                call_ns: op.call_ns,
+                call_ns: call.call_ns,
                 return_ns,
             },
             outcome,
@@ -653,7 +631,7 @@ mod tests {
 
     /// Every violation found, joined (the report names only the first).
     fn verdict(ops: Vec<Recorded>) -> Option<String> {
-        let mut workload = ChatWorkload::new(1, false);
+        let mut workload = ChatWorkload::new(false);
         workload.ops = ops;
         let failure = workload.finish().failure;
         assert_eq!(failure.is_some(), !workload.violations.is_empty());

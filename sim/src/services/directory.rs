@@ -16,6 +16,7 @@
 //! * a valid request is never refused.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -23,9 +24,11 @@ use rand_chacha::ChaCha8Rng;
 use concord_services::directory::{Directory, DirectoryRequest, DirectoryResponse};
 use concord_services::Service;
 
-use super::workload::{Answer, ServiceWorkload, Violations};
+use super::workload::{
+    check_config, Answer, Call, Completed, KeyHistory, ServiceWorkload, Violations,
+};
 use crate::history::{Op, Operation, Output};
-use crate::linearizability::{check_history_with, CheckConfig, CheckResult};
+use crate::linearizability::CheckConfig;
 use crate::workload::WorkloadReport;
 
 /// Users (`u0`..).
@@ -57,12 +60,6 @@ struct Interval {
     return_ns: Option<u64>,
 }
 
-#[derive(Clone, Debug)]
-struct InFlight {
-    call_ns: u64,
-    history: Vec<usize>,
-}
-
 /// A lookup that completed: who it asked about and what it saw.
 #[derive(Clone, Debug)]
 struct LookupSeen {
@@ -74,8 +71,7 @@ struct LookupSeen {
 /// Clients of the directory; checks its invariants at the end.
 #[derive(Clone, Debug)]
 pub struct DirectoryWorkload {
-    history: Vec<Operation>,
-    in_flight: Vec<Option<InFlight>>,
+    history: KeyHistory,
     violations: Violations,
     /// Every connect by address: its user and interval.
     connects: BTreeMap<String, (String, Interval)>,
@@ -91,28 +87,24 @@ pub struct DirectoryWorkload {
 }
 
 impl DirectoryWorkload {
-    /// A workload for `clients` clients; `sequence_as_read` plants the
-    /// client half of the sequence bug.
-    pub fn new(clients: usize, sequence_as_read: bool) -> Self {
+    /// A workload; `sequence_as_read` plants the client half of the
+    /// sequence bug.
+    pub fn new(sequence_as_read: bool) -> Self {
         DirectoryWorkload {
-            history: Vec::new(),
-            in_flight: vec![None; clients],
+            history: KeyHistory::default(),
             violations: Violations::default(),
             connects: BTreeMap::new(),
             disconnects: BTreeMap::new(),
             lookups: Vec::new(),
             sequences: Vec::new(),
             sequence_as_read,
-            check_config: CheckConfig {
-                max_steps: 200_000_000,
-                ..CheckConfig::default()
-            },
+            check_config: check_config(),
         }
     }
 
     /// The per-user history of connects, disconnects and lookups.
     pub fn history(&self) -> &[Operation] {
-        &self.history
+        self.history.operations()
     }
 
     /// Sequence numbers handed out to completed calls.
@@ -244,145 +236,89 @@ impl DirectoryWorkload {
 
 impl ServiceWorkload for DirectoryWorkload {
     type Service = Directory;
+    type Pending = Range<usize>;
 
     fn next_request(
         &mut self,
-        client: usize,
-        op_id: u64,
-        now_ns: u64,
+        call: Call,
         rng: &mut ChaCha8Rng,
-    ) -> Option<DirectoryRequest> {
-        if client >= self.in_flight.len() {
-            return None;
-        }
-        let request = self.pick(client, op_id & ((1 << 40) - 1), rng);
+    ) -> Option<(DirectoryRequest, Range<usize>)> {
+        let request = self.pick(call.client, call.number(), rng);
+        let put = |user: &String, value: String| vec![(user.clone(), Op::Put { value })];
         let projected: Vec<(String, Op)> = match &request {
             DirectoryRequest::Connect { user, address } => {
-                self.connects.insert(
-                    address.clone(),
-                    (
-                        user.clone(),
-                        Interval {
-                            call_ns: now_ns,
-                            return_ns: None,
-                        },
-                    ),
-                );
-                vec![(
-                    user.clone(),
-                    Op::Put {
-                        value: address.clone(),
-                    },
-                )]
+                let interval = Interval {
+                    call_ns: call.call_ns,
+                    return_ns: None,
+                };
+                self.connects
+                    .insert(address.clone(), (user.clone(), interval));
+                put(user, address.clone())
             }
-            DirectoryRequest::Disconnect { user } => vec![(
-                user.clone(),
-                Op::Put {
-                    value: String::new(),
-                },
-            )],
+            DirectoryRequest::Disconnect { user } => put(user, String::new()),
             DirectoryRequest::Lookup { users } => {
                 users.iter().map(|user| (user.clone(), Op::Get)).collect()
             }
             DirectoryRequest::NextSequence => Vec::new(),
         };
-        let mut indices = Vec::with_capacity(projected.len());
-        for (user, op) in projected {
-            indices.push(self.history.len());
-            self.history
-                .push(Operation::new(client as u64, user, op, now_ns));
-        }
-        self.in_flight[client] = Some(InFlight {
-            call_ns: now_ns,
-            history: indices,
-        });
-        Some(request)
+        Some((request, self.history.call(call, projected)))
     }
 
-    fn completed(
-        &mut self,
-        client: usize,
-        now_ns: u64,
-        request: DirectoryRequest,
-        answer: Answer<DirectoryResponse>,
-    ) {
-        let Some(op) = self.in_flight.get_mut(client).and_then(Option::take) else {
-            return;
-        };
+    fn completed(&mut self, done: Completed<Self>) {
+        let Completed {
+            call,
+            return_ns,
+            request,
+            pending,
+            answer,
+        } = done;
         let interval = Interval {
-            call_ns: op.call_ns,
-            return_ns: Some(now_ns),
+            call_ns: call.call_ns,
+            return_ns: Some(return_ns),
         };
-        let response = match answer {
-            Answer::Done(response) => response,
-            Answer::Failed => {
-                for index in &op.history {
-                    let operation = &mut self.history[*index];
-                    *operation = operation.clone().failed(now_ns);
-                }
+        match (&request, answer) {
+            (_, Answer::Failed) => {
+                self.history.fail(pending, return_ns);
                 if let DirectoryRequest::Connect { address, .. } = &request {
                     // Never applied: nobody may see this address.
                     if let Some((_, connect)) = self.connects.get_mut(address) {
                         connect.return_ns = None;
                     }
                 }
-                return;
             }
-            Answer::Unknown => return,
-            Answer::Refused(reason) => {
-                let message =
-                    format!("client {client}'s valid request {request:?} was refused: {reason}");
-                self.violations.push(message);
-                return;
-            }
-            Answer::Undecodable(error) => {
-                let message = format!(
-                    "client {client}'s request {request:?} got an answer that does not decode: {error}"
-                );
-                self.violations.push(message);
-                return;
-            }
-        };
-        match (&request, response) {
-            (DirectoryRequest::Connect { address, .. }, DirectoryResponse::Done) => {
+            (_, Answer::Unknown) => {}
+            (DirectoryRequest::Connect { address, .. }, Answer::Done(DirectoryResponse::Done)) => {
                 if let Some((_, connect)) = self.connects.get_mut(address) {
-                    connect.return_ns = Some(now_ns);
+                    connect.return_ns = Some(return_ns);
                 }
-                let operation = &mut self.history[op.history[0]];
-                *operation = operation.clone().completed(now_ns, Output::Done);
+                self.history.done(pending, return_ns);
             }
-            (DirectoryRequest::Disconnect { user }, DirectoryResponse::Done) => {
+            (DirectoryRequest::Disconnect { user }, Answer::Done(DirectoryResponse::Done)) => {
                 self.disconnects
                     .entry(user.clone())
                     .or_default()
                     .push(interval);
-                let operation = &mut self.history[op.history[0]];
-                *operation = operation.clone().completed(now_ns, Output::Done);
+                self.history.done(pending, return_ns);
             }
-            (DirectoryRequest::Lookup { users }, DirectoryResponse::Addresses(addresses))
-                if addresses.len() == users.len() =>
-            {
-                for (index, address) in op.history.iter().zip(&addresses) {
-                    let operation = &mut self.history[*index];
-                    *operation = operation
-                        .clone()
-                        .completed(now_ns, Output::Value(address.clone().unwrap_or_default()));
-                }
+            (
+                DirectoryRequest::Lookup { users },
+                Answer::Done(DirectoryResponse::Addresses(addresses)),
+            ) if addresses.len() == users.len() => {
+                let outputs = addresses
+                    .iter()
+                    .map(|address| Output::Value(address.clone().unwrap_or_default()));
+                self.history.complete(pending, return_ns, outputs);
                 self.lookups.push(LookupSeen {
-                    client,
+                    client: call.client,
                     interval,
                     answers: users.iter().cloned().zip(addresses).collect(),
                 });
             }
-            (DirectoryRequest::NextSequence, DirectoryResponse::Sequence(number)) => {
-                self.sequences.push((op.call_ns, now_ns, number, client));
+            (DirectoryRequest::NextSequence, Answer::Done(DirectoryResponse::Sequence(number))) => {
+                self.sequences
+                    .push((call.call_ns, return_ns, number, call.client));
             }
-            (request, other) => {
-                let message = format!(
-                    "client {client}'s request {request:?} got an answer that does not fit: {other:?}"
-                );
-                self.violations.push(message);
-            }
+            (request, other) => self.violations.unexpected(call, request, &other),
         }
     }
 
@@ -403,23 +339,12 @@ impl ServiceWorkload for DirectoryWorkload {
     }
 
     fn finish(&mut self) -> WorkloadReport {
-        let operations_checked = self.history.len() as u64 + self.sequences.len() as u64;
+        let operations = self.history.operations().len() + self.sequences.len();
         self.check_sequences();
         self.check_disconnects();
-        if let Some(failure) = self.violations.failure() {
-            return WorkloadReport {
-                operations_checked,
-                failure: Some(failure),
-            };
-        }
-        let failure = match check_history_with(&self.history, &self.check_config) {
-            CheckResult::Ok => None,
-            other => Some(format!("directory: {other}")),
-        };
-        WorkloadReport {
-            operations_checked,
-            failure,
-        }
+        let (history, config) = (&self.history, &self.check_config);
+        self.violations
+            .report(operations as u64, || history.check("directory", config))
     }
 }
 
@@ -445,20 +370,20 @@ mod tests {
 
     #[test]
     fn sequence_check_catches_duplicates_and_regressions_only() {
-        let mut good = DirectoryWorkload::new(1, false);
+        let mut good = DirectoryWorkload::new(false);
         sequence(&mut good, 0, 10, 1);
         sequence(&mut good, 5, 20, 3); // concurrent with the first
         sequence(&mut good, 6, 30, 2); // concurrent with both
         sequence(&mut good, 31, 40, 4);
         assert_eq!(good.finish().failure, None);
 
-        let mut duplicate = DirectoryWorkload::new(1, false);
+        let mut duplicate = DirectoryWorkload::new(false);
         sequence(&mut duplicate, 0, 10, 1);
         sequence(&mut duplicate, 5, 20, 1);
         let failure = duplicate.finish().failure.unwrap();
         assert!(failure.contains("handed out twice"), "{failure}");
 
-        let mut regression = DirectoryWorkload::new(1, false);
+        let mut regression = DirectoryWorkload::new(false);
         sequence(&mut regression, 0, 10, 5);
         sequence(&mut regression, 11, 20, 4);
         let failure = regression.finish().failure.unwrap();
@@ -467,7 +392,7 @@ mod tests {
 
     #[test]
     fn a_lookup_after_an_acknowledged_disconnect_must_not_see_the_address() {
-        let mut workload = DirectoryWorkload::new(1, false);
+        let mut workload = DirectoryWorkload::new(false);
         let at = |call, ret| Interval {
             call_ns: call,
             return_ns: Some(ret),

@@ -14,7 +14,7 @@ use concord::state_machine::{RestoreError, StateMachine};
 use concord::Index;
 use concord_services::kv::{Kv, KvRequest, KvResponse};
 
-use super::workload::{Answer, ServiceWorkload, Typed};
+use super::workload::{check_config, Answer, Call, Completed, ServiceWorkload, Typed};
 use crate::history::{Op, Operation, Outcome, Output};
 use crate::linearizability::{check_history_with, CheckConfig, CheckResult};
 use crate::workload::WorkloadReport;
@@ -50,8 +50,6 @@ pub struct KvRegisters {
     /// Per operation of `history`: the read path that served it, for reads
     /// served without the log.
     read_paths: Vec<Option<concord::ReadPath>>,
-    /// Per client: index into `history` of the operation in flight.
-    in_flight: Vec<Option<usize>>,
     /// Per key, the last value read from or written to it.
     last_seen: BTreeMap<String, String>,
     check: bool,
@@ -65,15 +63,11 @@ pub struct KvRegisters {
 impl Typed<KvRegisters> {
     /// A workload for `clients` clients.
     pub fn new(config: KvWorkloadConfig, clients: usize) -> Self {
-        let check_config = CheckConfig {
-            max_steps: 200_000_000,
-            ..CheckConfig::default()
-        };
+        let check_config = check_config();
         let registers = KvRegisters {
             config,
             history: Vec::new(),
             read_paths: Vec::new(),
-            in_flight: vec![None; clients],
             last_seen: BTreeMap::new(),
             check: true,
             check_config,
@@ -155,15 +149,11 @@ fn output(op: &Op, response: KvResponse) -> Option<Output> {
 impl ServiceWorkload for KvRegisters {
     type Service = Kv;
 
-    fn next_request(
-        &mut self,
-        client: usize,
-        op_id: u64,
-        now_ns: u64,
-        rng: &mut ChaCha8Rng,
-    ) -> Option<KvRequest> {
-        let slot = self.in_flight.get_mut(client)?;
-        let number = op_id & ((1 << 40) - 1);
+    /// Where the request's operation is in the history.
+    type Pending = usize;
+
+    fn next_request(&mut self, call: Call, rng: &mut ChaCha8Rng) -> Option<(KvRequest, usize)> {
+        let (client, number) = (call.client, call.number());
         let key = format!("k{}", rng.gen_range(0..self.config.keys.max(1)));
         let total: u32 = self.config.weights.iter().sum::<u32>().max(1);
         let mut pick = rng.gen_range(0..total);
@@ -198,24 +188,21 @@ impl ServiceWorkload for KvRegisters {
             _ => {}
         }
         let request = request(&key, &op);
-        *slot = Some(self.history.len());
-        self.op_ids.push(op_id);
+        let index = self.history.len();
+        self.op_ids.push(call.op_id);
         self.history
-            .push(Operation::new(client as u64, key, op, now_ns));
+            .push(Operation::new(client as u64, key, op, call.call_ns));
         self.read_paths.push(None);
-        Some(request)
+        Some((request, index))
     }
 
-    fn completed(
-        &mut self,
-        client: usize,
-        now_ns: u64,
-        _request: KvRequest,
-        answer: Answer<KvResponse>,
-    ) {
-        let Some(index) = self.in_flight.get_mut(client).and_then(Option::take) else {
-            return;
-        };
+    fn completed(&mut self, done: Completed<Self>) {
+        let Completed {
+            return_ns: now_ns,
+            pending: index,
+            answer,
+            ..
+        } = done;
         let operation = &mut self.history[index];
         match answer {
             Answer::Done(response) => {
@@ -235,10 +222,8 @@ impl ServiceWorkload for KvRegisters {
         }
     }
 
-    fn served_by(&mut self, client: usize, path: concord::ReadPath) {
-        if let Some(Some(index)) = self.in_flight.get(client) {
-            self.read_paths[*index] = Some(path);
-        }
+    fn served_by(&mut self, index: &usize, path: concord::ReadPath) {
+        self.read_paths[*index] = Some(path);
     }
 
     fn describe(&self, request: &KvRequest) -> String {

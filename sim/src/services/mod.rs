@@ -92,23 +92,23 @@ pub fn run_service(
     match config.service {
         Service::Builtin => Err("the built-in workload is run by run_kv".to_string()),
         Service::Kv => {
-            let workload = strict_kv::StrictKvWorkload::new(config.clients);
+            let workload = strict_kv::StrictKvWorkload::new();
             let (report, workload) = simulate(config, plan, workload)?;
             Ok((report, workload.workload().history().to_vec()))
         }
         Service::Directory => {
-            let workload = directory::DirectoryWorkload::new(config.clients, planted);
+            let workload = directory::DirectoryWorkload::new(planted);
             let (report, workload) = simulate(config, plan, workload)?;
             Ok((report, workload.workload().history().to_vec()))
         }
         // Orders and chat keep no key-level history: their checks are
         // their own.
         Service::Orders => {
-            let workload = orders::OrdersWorkload::new(config.clients);
+            let workload = orders::OrdersWorkload::new();
             Ok((simulate(config, plan, workload)?.0, Vec::new()))
         }
         Service::Chat => {
-            let workload = chat::ChatWorkload::new(config.clients, planted);
+            let workload = chat::ChatWorkload::new(planted);
             Ok((simulate(config, plan, workload)?.0, Vec::new()))
         }
     }

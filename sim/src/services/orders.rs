@@ -22,42 +22,36 @@ use rand_chacha::ChaCha8Rng;
 
 use concord_services::orders::{Orders, OrdersRequest, OrdersResponse};
 
-use super::workload::{Answer, ServiceWorkload, Violations};
+use super::workload::{Answer, Call, Completed, ServiceWorkload, Violations};
 use crate::workload::WorkloadReport;
 
 /// Customers (`c0`..).
 pub const CUSTOMERS: usize = 4;
 
 /// A completed call: (call, return, number, client).
-type Completed = (u64, u64, u64, usize);
+type Seen = (u64, u64, u64, usize);
 
 #[derive(Clone, Debug, Default)]
 struct Customer {
     /// Completed place_orders.
-    placed: Vec<Completed>,
+    placed: Vec<Seen>,
     /// Call times of every place_order not known to have failed.
     may_apply: Vec<u64>,
     /// Completed last_orders.
-    reads: Vec<Completed>,
+    reads: Vec<Seen>,
 }
 
 /// Clients of the orders service; checks its invariants at the end.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct OrdersWorkload {
-    /// Per client, when its request in flight was called.
-    in_flight: Vec<Option<u64>>,
     customers: BTreeMap<String, Customer>,
     violations: Violations,
 }
 
 impl OrdersWorkload {
-    /// A workload for `clients` clients.
-    pub fn new(clients: usize) -> Self {
-        OrdersWorkload {
-            in_flight: vec![None; clients],
-            customers: BTreeMap::new(),
-            violations: Violations::default(),
-        }
+    /// A workload.
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// Orders placed and acknowledged.
@@ -72,7 +66,7 @@ impl OrdersWorkload {
             calls.sort_unstable();
             // Orders that may have been applied by time `t` (called before).
             let called_before = |t: u64| calls.partition_point(|&call| call < t) as u64;
-            let mut by_number: BTreeMap<u64, &Completed> = BTreeMap::new();
+            let mut by_number: BTreeMap<u64, &Seen> = BTreeMap::new();
             for placed in &customer.placed {
                 let &(call, ret, number, client) = placed;
                 if let Some(other) = by_number.insert(number, placed) {
@@ -125,17 +119,12 @@ impl OrdersWorkload {
 impl ServiceWorkload for OrdersWorkload {
     type Service = Orders;
 
-    fn next_request(
-        &mut self,
-        client: usize,
-        _op_id: u64,
-        now_ns: u64,
-        rng: &mut ChaCha8Rng,
-    ) -> Option<OrdersRequest> {
-        let slot = self.in_flight.get_mut(client)?;
-        *slot = Some(now_ns);
+    type Pending = ();
+
+    fn next_request(&mut self, call: Call, rng: &mut ChaCha8Rng) -> Option<(OrdersRequest, ())> {
+        let now_ns = call.call_ns;
         let customer = format!("c{}", rng.gen_range(0..CUSTOMERS));
-        Some(if rng.gen_range(0..10u32) < 6 {
+        let request = if rng.gen_range(0..10u32) < 6 {
             self.customers
                 .entry(customer.clone())
                 .or_default()
@@ -144,19 +133,19 @@ impl ServiceWorkload for OrdersWorkload {
             OrdersRequest::PlaceOrder { customer }
         } else {
             OrdersRequest::LastOrder { customer }
-        })
+        };
+        Some((request, ()))
     }
 
-    fn completed(
-        &mut self,
-        client: usize,
-        now_ns: u64,
-        request: OrdersRequest,
-        answer: Answer<OrdersResponse>,
-    ) {
-        let Some(call_ns) = self.in_flight.get_mut(client).and_then(Option::take) else {
-            return;
-        };
+    fn completed(&mut self, done: Completed<Self>) {
+        let Completed {
+            call,
+            return_ns: now_ns,
+            request,
+            answer,
+            ..
+        } = done;
+        let (client, call_ns) = (call.client, call.call_ns);
         let customer = self
             .customers
             .entry(request.customer().to_string())
@@ -176,10 +165,7 @@ impl ServiceWorkload for OrdersWorkload {
                 }
             }
             (_, Answer::Failed | Answer::Unknown) => {}
-            (request, other) => {
-                let message = format!("client {client}'s valid request {request:?} got {other:?}");
-                self.violations.push(message);
-            }
+            (request, other) => self.violations.unexpected(call, request, &other),
         }
     }
 
@@ -208,8 +194,8 @@ impl ServiceWorkload for OrdersWorkload {
 mod tests {
     use super::*;
 
-    fn workload(placed: &[Completed], may_apply: &[u64], reads: &[Completed]) -> OrdersWorkload {
-        let mut workload = OrdersWorkload::new(1);
+    fn workload(placed: &[Seen], may_apply: &[u64], reads: &[Seen]) -> OrdersWorkload {
+        let mut workload = OrdersWorkload::new();
         workload.customers.insert(
             "c0".into(),
             Customer {

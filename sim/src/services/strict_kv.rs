@@ -20,6 +20,8 @@
 //!   a linearizable history is linearizable).
 //! * a valid request is never refused.
 
+use std::ops::Range;
+
 use bytes::Bytes;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -27,9 +29,11 @@ use rand_chacha::ChaCha8Rng;
 use concord_services::kv::{Kv, KvRequest, KvResponse};
 use concord_services::Service;
 
-use super::workload::{Answer, ServiceWorkload, Violations};
+use super::workload::{
+    check_config, Answer, Call, Completed, KeyHistory, ServiceWorkload, Violations,
+};
 use crate::history::{Op, Operation, Output};
-use crate::linearizability::{check_history_with, CheckConfig, CheckResult};
+use crate::linearizability::CheckConfig;
 use crate::workload::WorkloadReport;
 
 /// Single keys (`s0`..).
@@ -52,43 +56,36 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// One client operation in flight: when it was called and the entries of
-/// the key-level history it projects to.
-#[derive(Clone, Debug)]
-struct InFlight {
-    call_ns: u64,
-    history: Vec<usize>,
-}
-
 /// Clients of the strict key-value store; records a key-level history and
 /// checks atomicity and linearizability at the end.
 #[derive(Clone, Debug)]
 pub struct StrictKvWorkload {
-    history: Vec<Operation>,
-    in_flight: Vec<Option<InFlight>>,
+    history: KeyHistory,
     violations: Violations,
     get_manys_checked: u64,
     check_config: CheckConfig,
 }
 
+impl Default for StrictKvWorkload {
+    fn default() -> Self {
+        StrictKvWorkload::new()
+    }
+}
+
 impl StrictKvWorkload {
-    /// A workload for `clients` clients.
-    pub fn new(clients: usize) -> Self {
+    /// A workload for the simulator's clients.
+    pub fn new() -> Self {
         StrictKvWorkload {
-            history: Vec::new(),
-            in_flight: vec![None; clients],
+            history: KeyHistory::default(),
             violations: Violations::default(),
             get_manys_checked: 0,
-            check_config: CheckConfig {
-                max_steps: 200_000_000,
-                ..CheckConfig::default()
-            },
+            check_config: check_config(),
         }
     }
 
     /// The key-level history recorded so far.
     pub fn history(&self) -> &[Operation] {
-        &self.history
+        self.history.operations()
     }
 
     /// Completed `get_many`s whose atomicity was checked.
@@ -149,50 +146,28 @@ fn request(picked: &[(String, Op)]) -> KvRequest {
 
 impl ServiceWorkload for StrictKvWorkload {
     type Service = Kv;
+    type Pending = Range<usize>;
 
     fn next_request(
         &mut self,
-        client: usize,
-        op_id: u64,
-        now_ns: u64,
+        call: Call,
         rng: &mut ChaCha8Rng,
-    ) -> Option<KvRequest> {
-        if client >= self.in_flight.len() {
-            return None;
-        }
-        let picked = self.pick(client, op_id & ((1 << 40) - 1), rng);
+    ) -> Option<(KvRequest, Range<usize>)> {
+        let picked = self.pick(call.client, call.number(), rng);
         let request = request(&picked);
-        let mut indices = Vec::with_capacity(picked.len());
-        for (key, op) in picked {
-            indices.push(self.history.len());
-            self.history
-                .push(Operation::new(client as u64, key, op, now_ns));
-        }
-        self.in_flight[client] = Some(InFlight {
-            call_ns: now_ns,
-            history: indices,
-        });
-        Some(request)
+        Some((request, self.history.call(call, picked)))
     }
 
-    fn completed(
-        &mut self,
-        client: usize,
-        now_ns: u64,
-        request: KvRequest,
-        answer: Answer<KvResponse>,
-    ) {
-        let Some(op) = self.in_flight.get_mut(client).and_then(Option::take) else {
-            return;
-        };
-        let mark = |history: &mut [Operation], outcome: &dyn Fn(Operation) -> Operation| {
-            for index in &op.history {
-                let operation = &mut history[*index];
-                *operation = outcome(operation.clone());
-            }
-        };
+    fn completed(&mut self, done: Completed<Self>) {
+        let Completed {
+            call,
+            return_ns,
+            request,
+            pending,
+            answer,
+        } = done;
         match answer {
-            Answer::Done(KvResponse::Values(values)) if values.len() == op.history.len() => {
+            Answer::Done(KvResponse::Values(values)) if values.len() == pending.len() => {
                 if let KvRequest::GetMany { keys } = &request {
                     self.get_manys_checked += 1;
                     if values.iter().any(|value| *value != values[0]) {
@@ -204,37 +179,31 @@ impl ServiceWorkload for StrictKvWorkload {
                             })
                             .collect();
                         self.violations.push(format!(
-                            "put_many atomicity: client {client}'s get_many (called at {} ns, returned at {now_ns} ns) saw part of a multi-key write: {}",
-                            op.call_ns,
+                            "put_many atomicity: client {}'s get_many (called at {} ns, returned at {return_ns} ns) saw part of a multi-key write: {}",
+                            call.client,
+                            call.call_ns,
                             seen.join(", ")
                         ));
                     }
                 }
-                for (index, value) in op.history.iter().zip(values) {
-                    let operation = &mut self.history[*index];
-                    let value = value.as_deref().map(text).unwrap_or_default();
-                    *operation = operation.clone().completed(now_ns, Output::Value(value));
-                }
+                let outputs = values
+                    .into_iter()
+                    .map(|value| Output::Value(value.as_deref().map(text).unwrap_or_default()));
+                self.history.complete(pending, return_ns, outputs);
             }
             Answer::Done(KvResponse::Written) if !Kv::is_read(&request) => {
-                mark(&mut self.history, &|o| o.completed(now_ns, Output::Done));
+                self.history.done(pending, return_ns);
             }
-            Answer::Refused(reason) => {
-                self.violations.push(format!(
-                    "client {client}'s valid request {request:?} was refused: {reason}"
-                ));
-                mark(&mut self.history, &|o| o.failed(now_ns));
+            Answer::Failed => self.history.fail(pending, return_ns),
+            // A refusal changed nothing; reported as a violation below.
+            Answer::Refused(_) => {
+                self.violations.unexpected(call, &request, &answer);
+                self.history.fail(pending, return_ns);
             }
-            Answer::Done(other) => self.violations.push(format!(
-                "client {client}'s request {request:?} got an answer that does not fit: {other:?}"
-            )),
-            Answer::Undecodable(error) => self.violations.push(format!(
-                "client {client}'s request {request:?} got an answer that does not decode: {error}"
-            )),
-            Answer::Failed => mark(&mut self.history, &|o| o.failed(now_ns)),
             // May take effect at any instant after the call, or never:
             // left open in the history.
             Answer::Unknown => {}
+            other => self.violations.unexpected(call, &request, &other),
         }
     }
 
@@ -258,21 +227,10 @@ impl ServiceWorkload for StrictKvWorkload {
     }
 
     fn finish(&mut self) -> WorkloadReport {
-        let operations_checked = self.history.len() as u64;
-        if let Some(failure) = self.violations.failure() {
-            return WorkloadReport {
-                operations_checked,
-                failure: Some(failure),
-            };
-        }
-        let failure = match check_history_with(&self.history, &self.check_config) {
-            CheckResult::Ok => None,
-            other => Some(format!("strict kv: {other}")),
-        };
-        WorkloadReport {
-            operations_checked,
-            failure,
-        }
+        let operations_checked = self.history.operations().len() as u64;
+        let (history, config) = (&self.history, &self.check_config);
+        self.violations
+            .report(operations_checked, || history.check("strict kv", config))
     }
 }
 
@@ -287,7 +245,7 @@ mod tests {
     type Clients = Typed<StrictKvWorkload>;
 
     fn clients() -> Clients {
-        Typed::with_clients(StrictKvWorkload::new(1), 1)
+        Typed::with_clients(StrictKvWorkload::new(), 1)
     }
 
     fn answer(response: KvResponse) -> Bytes {
