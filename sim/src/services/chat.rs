@@ -33,7 +33,7 @@ use rand_chacha::ChaCha8Rng;
 use concord_services::chat::{glob_matches, Chat, ChatRequest, ChatResponse, Message};
 use concord_services::Service;
 
-use super::workload::{Answer, Call, Completed, ServiceWorkload, Violations};
+use super::workload::{Answer, Call, Completed, Next, ServiceWorkload, Violations};
 use crate::workload::WorkloadReport;
 
 /// Accounts (`a0`..).
@@ -473,18 +473,13 @@ impl ServiceWorkload for ChatWorkload {
 
     type Pending = ();
 
-    fn next_request(&mut self, call: Call, rng: &mut ChaCha8Rng) -> Option<(ChatRequest, ())> {
+    fn next_request(&mut self, call: Call, rng: &mut ChaCha8Rng) -> Next<Self> {
         Some((self.pick(call.client, call.number(), rng), ()))
     }
 
     fn completed(&mut self, done: Completed<Self>) {
-        let Completed {
-            call,
-            return_ns: now_ns,
-            request,
-            answer,
-            ..
-        } = done;
+        let (call, now_ns, request, answer) =
+            (done.call, done.return_ns, done.request, done.answer);
         let client = call.client;
         let (outcome, return_ns) = match answer {
             Answer::Done(response) => (Outcome::Done(response), Some(now_ns)),

@@ -25,7 +25,7 @@ use concord_services::directory::{Directory, DirectoryRequest, DirectoryResponse
 use concord_services::Service;
 
 use super::workload::{
-    check_config, Answer, Call, Completed, KeyHistory, ServiceWorkload, Violations,
+    check_config, Answer, Call, Completed, KeyHistory, Next, ServiceWorkload, Violations,
 };
 use crate::history::{Op, Operation, Output};
 use crate::linearizability::CheckConfig;
@@ -238,11 +238,7 @@ impl ServiceWorkload for DirectoryWorkload {
     type Service = Directory;
     type Pending = Range<usize>;
 
-    fn next_request(
-        &mut self,
-        call: Call,
-        rng: &mut ChaCha8Rng,
-    ) -> Option<(DirectoryRequest, Range<usize>)> {
+    fn next_request(&mut self, call: Call, rng: &mut ChaCha8Rng) -> Next<Self> {
         let request = self.pick(call.client, call.number(), rng);
         let put = |user: &String, value: String| vec![(user.clone(), Op::Put { value })];
         let projected: Vec<(String, Op)> = match &request {
@@ -265,13 +261,8 @@ impl ServiceWorkload for DirectoryWorkload {
     }
 
     fn completed(&mut self, done: Completed<Self>) {
-        let Completed {
-            call,
-            return_ns,
-            request,
-            pending,
-            answer,
-        } = done;
+        let (call, return_ns, request) = (done.call, done.return_ns, done.request);
+        let (pending, answer) = (done.pending, done.answer);
         let interval = Interval {
             call_ns: call.call_ns,
             return_ns: Some(return_ns),

@@ -14,7 +14,7 @@ use concord::state_machine::{RestoreError, StateMachine};
 use concord::Index;
 use concord_services::kv::{Kv, KvRequest, KvResponse};
 
-use super::workload::{check_config, Answer, Call, Completed, ServiceWorkload, Typed};
+use super::workload::{check_config, Answer, Call, Completed, Next, ServiceWorkload, Typed};
 use crate::history::{Op, Operation, Outcome, Output};
 use crate::linearizability::{check_history_with, CheckConfig, CheckResult};
 use crate::workload::WorkloadReport;
@@ -152,7 +152,7 @@ impl ServiceWorkload for KvRegisters {
     /// Where the request's operation is in the history.
     type Pending = usize;
 
-    fn next_request(&mut self, call: Call, rng: &mut ChaCha8Rng) -> Option<(KvRequest, usize)> {
+    fn next_request(&mut self, call: Call, rng: &mut ChaCha8Rng) -> Next<Self> {
         let (client, number) = (call.client, call.number());
         let key = format!("k{}", rng.gen_range(0..self.config.keys.max(1)));
         let total: u32 = self.config.weights.iter().sum::<u32>().max(1);

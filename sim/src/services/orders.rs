@@ -22,7 +22,7 @@ use rand_chacha::ChaCha8Rng;
 
 use concord_services::orders::{Orders, OrdersRequest, OrdersResponse};
 
-use super::workload::{Answer, Call, Completed, ServiceWorkload, Violations};
+use super::workload::{Answer, Call, Completed, Next, ServiceWorkload, Violations};
 use crate::workload::WorkloadReport;
 
 /// Customers (`c0`..).
@@ -121,7 +121,7 @@ impl ServiceWorkload for OrdersWorkload {
 
     type Pending = ();
 
-    fn next_request(&mut self, call: Call, rng: &mut ChaCha8Rng) -> Option<(OrdersRequest, ())> {
+    fn next_request(&mut self, call: Call, rng: &mut ChaCha8Rng) -> Next<Self> {
         let now_ns = call.call_ns;
         let customer = format!("c{}", rng.gen_range(0..CUSTOMERS));
         let request = if rng.gen_range(0..10u32) < 6 {
@@ -138,13 +138,8 @@ impl ServiceWorkload for OrdersWorkload {
     }
 
     fn completed(&mut self, done: Completed<Self>) {
-        let Completed {
-            call,
-            return_ns: now_ns,
-            request,
-            answer,
-            ..
-        } = done;
+        let (call, now_ns, request, answer) =
+            (done.call, done.return_ns, done.request, done.answer);
         let (client, call_ns) = (call.client, call.call_ns);
         let customer = self
             .customers

@@ -30,7 +30,7 @@ use concord_services::kv::{Kv, KvRequest, KvResponse};
 use concord_services::Service;
 
 use super::workload::{
-    check_config, Answer, Call, Completed, KeyHistory, ServiceWorkload, Violations,
+    check_config, Answer, Call, Completed, KeyHistory, Next, ServiceWorkload, Violations,
 };
 use crate::history::{Op, Operation, Output};
 use crate::linearizability::CheckConfig;
@@ -148,24 +148,16 @@ impl ServiceWorkload for StrictKvWorkload {
     type Service = Kv;
     type Pending = Range<usize>;
 
-    fn next_request(
-        &mut self,
-        call: Call,
-        rng: &mut ChaCha8Rng,
-    ) -> Option<(KvRequest, Range<usize>)> {
+    fn next_request(&mut self, call: Call, rng: &mut ChaCha8Rng) -> Next<Self> {
         let picked = self.pick(call.client, call.number(), rng);
         let request = request(&picked);
         Some((request, self.history.call(call, picked)))
     }
 
     fn completed(&mut self, done: Completed<Self>) {
-        let Completed {
-            call,
-            return_ns,
-            request,
-            pending,
-            answer,
-        } = done;
+        let (call, return_ns, pending) = (done.call, done.return_ns, done.pending);
+        let request = done.request;
+        let answer = done.answer;
         match answer {
             Answer::Done(KvResponse::Values(values)) if values.len() == pending.len() => {
                 if let KvRequest::GetMany { keys } = &request {

@@ -23,6 +23,10 @@ pub type RequestOf<W> = <<W as ServiceWorkload>::Service as Service>::Request;
 /// A service's response.
 pub type ResponseOf<W> = <<W as ServiceWorkload>::Service as Service>::Response;
 
+/// A client's next request and what the workload keeps of it; `None`
+/// when the client is done.
+pub type Next<W> = Option<(RequestOf<W>, <W as ServiceWorkload>::Pending)>;
+
 /// Bits of an operation id that number a client's requests (the bits
 /// above name the client).
 const NUMBER_BITS: u32 = 40;
@@ -90,11 +94,7 @@ pub trait ServiceWorkload {
 
     /// The next request of `call.client`, and what to keep of it; `None`
     /// when the client is done.
-    fn next_request(
-        &mut self,
-        call: Call,
-        rng: &mut ChaCha8Rng,
-    ) -> Option<(RequestOf<Self>, Self::Pending)>;
+    fn next_request(&mut self, call: Call, rng: &mut ChaCha8Rng) -> Next<Self>;
 
     /// How a request ended.
     fn completed(&mut self, done: Completed<Self>);
