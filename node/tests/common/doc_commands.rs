@@ -1,7 +1,8 @@
-//! The commands of README.md and docs/*.md, read the way a person would
-//! type them: every line of a `sh` code block (`\` continues a line, `#`
-//! starts a comment, `NAME=value` alone sets a variable later lines use as
-//! `$NAME`), split into words and sorted by the program they run.
+//! The commands of README.md, bench/README.md and docs/*.md, read the
+//! way a person would type them: every line of a `sh` code block (`\`
+//! continues a line, `#` starts a comment, `NAME=value` alone sets a
+//! variable later lines use as `$NAME`), split into words and sorted by
+//! the program they run.
 //!
 //! Two tests share this file: `node/tests/doc_commands.rs` checks the
 //! command lines of `concord-cli` and `concord-node` against their real
@@ -65,10 +66,10 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
-/// README.md and every doc of docs/ not [`CHECKED_ELSEWHERE`], relative to
-/// the root.
+/// README.md, bench/README.md and every doc of docs/ not
+/// [`CHECKED_ELSEWHERE`], relative to the root.
 pub fn doc_files() -> Vec<String> {
-    let mut files = vec!["README.md".to_string()];
+    let mut files = vec!["README.md".to_string(), "bench/README.md".to_string()];
     let mut docs: Vec<String> = std::fs::read_dir(root().join("docs"))
         .expect("docs/ is readable")
         .map(|entry| format!("docs/{}", entry.unwrap().file_name().to_string_lossy()))
