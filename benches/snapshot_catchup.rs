@@ -20,13 +20,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use concord::session::{self, SessionResponse};
-use concord::tokio::cluster::{start_kv_node, NodeSettings, RunningNode};
-use concord::tokio::codec;
-use concord::tokio::kv::KvOp;
+use concord::tokio::cluster::{start_node, NodeSettings, RunningNode};
 use concord::tokio::server::ServerHandle;
 use concord::tokio::status::NodeStatus;
 use concord::tokio::wal::{FileStorage, WalOptions};
 use concord::tokio::wire::ClientResponse;
+use concord_services::codec::encode_request;
+use concord_services::kv::{Kv, KvRequest};
+use concord_services::service_state_machine;
 
 const VALUE_BYTES: usize = 100;
 const CLIENTS: usize = 256;
@@ -47,7 +48,9 @@ async fn start(id: u64, peers: &BTreeMap<u64, String>, dir: &TempDir) -> Running
     settings.tick = Duration::from_millis(10);
     let storage =
         FileStorage::open(dir.0.join(format!("n{id}")), WalOptions::default()).expect("storage");
-    start_kv_node(settings, storage).await.expect("node starts")
+    start_node(settings, service_state_machine::<Kv>(), storage)
+        .await
+        .expect("node starts")
 }
 
 async fn status(node: &RunningNode) -> NodeStatus {
@@ -83,11 +86,11 @@ async fn client(handle: Arc<ServerHandle>, first: u64, step: u64, puts: u64, don
     let mut n = first;
     while n < puts {
         seq += 1;
-        let op = KvOp::Put {
+        let put = KvRequest::Put {
             key: Bytes::from(format!("key-{n:010}")),
             value: value.clone(),
         };
-        let command = session::encode_command(client, seq, &codec::encode(&op).expect("encodes"));
+        let command = session::encode_command(client, seq, &encode_request::<Kv>(seq, &put));
         // Retried under the same sequence number until done: applied once.
         while !matches!(handle.call(command.clone()).await, ClientResponse::Done(_)) {
             tokio::time::sleep(Duration::from_millis(5)).await;

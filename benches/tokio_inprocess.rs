@@ -40,13 +40,16 @@ use concord::state_machine::{RestoreError, StateMachine};
 use concord::tokio::cluster::{
     COMPACTION_TRAILING_ENTRIES_DEFAULT, SNAPSHOT_EVERY_ENTRIES_DEFAULT,
 };
-use concord::tokio::codec;
-use concord::tokio::kv::{KvOp, KvStore, NullStateMachine, COMMAND_BYTES_MAX, SESSIONS_MAX};
+use concord::tokio::null::NullStateMachine;
 use concord::tokio::server::{self, ServerConfig, ServerHandle};
 use concord::tokio::storage::{MemDisk, MemStorage};
 use concord::tokio::transport::MemNetwork;
 use concord::tokio::wire::ClientResponse;
 use concord::{Config, Index};
+use concord_services::codec::{decode_request, encode_request};
+use concord_services::kv::{Kv, KvRequest};
+use concord_services::machine::SESSIONS_MAX;
+use concord_services::ServiceMachine;
 
 const VALUE_BYTES: usize = 128;
 
@@ -76,25 +79,26 @@ struct StateSize {
     snapshots: AtomicU64,
 }
 
-/// A [`KvStore`] that keeps [`StateSize`] current.
+/// The key-value store that keeps [`StateSize`] current.
 struct Accounted {
-    store: KvStore,
+    store: ServiceMachine<Kv>,
     size: Arc<StateSize>,
 }
 
 impl StateMachine for Accounted {
     fn apply(&mut self, index: Index, command: &[u8]) -> Bytes {
         // Only puts are issued here; other operations are not accounted.
-        let put = codec::decode::<KvOp>(command, COMMAND_BYTES_MAX)
+        let put = decode_request::<Kv>(command)
             .ok()
-            .and_then(|op| match op {
-                KvOp::Put { key, value } => Some((key, value)),
+            .and_then(|(_, request)| match request {
+                KvRequest::Put { key, value } => Some((key, value)),
                 _ => None,
             });
         if let Some((key, value)) = &put {
             let old = self
                 .store
-                .get(key)
+                .state()
+                .value(key)
                 .map_or(0, |old| (key.len() + old.len()) as u64);
             let new = (key.len() + value.len()) as u64;
             self.size.kv_bytes.fetch_add(new, Ordering::Relaxed);
@@ -159,7 +163,7 @@ async fn start_cluster(state: State, compaction: Option<u64>) -> Cluster {
                 let size = Arc::new(StateSize::default());
                 sizes.push(size.clone());
                 let machine = Accounted {
-                    store: KvStore::new(),
+                    store: ServiceMachine::new(),
                     size,
                 };
                 server::start(
@@ -245,12 +249,12 @@ impl Writer {
             State::Null => self.value.clone(),
             State::Kv => {
                 self.seq += 1;
-                let op = KvOp::Put {
+                let put = KvRequest::Put {
                     key: Bytes::from(format!("key-{}", n % self.keys)),
                     value: self.value.clone(),
                 };
-                let op = codec::encode(&op).expect("a put encodes");
-                session::encode_command(self.client, self.seq, &op)
+                let put = encode_request::<Kv>(self.seq, &put);
+                session::encode_command(self.client, self.seq, &put)
             }
         };
         matches!(self.handle.call(command).await, ClientResponse::Done(_))

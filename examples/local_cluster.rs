@@ -1,12 +1,13 @@
-//! Starts a local 3-node concord key-value cluster for trying it out:
-//! three servers on 127.0.0.1:7001..7003, each with a temporary data
-//! directory (removed on exit), the same server code as `concord-node`.
+//! Starts a local 3-node concord key-value cluster in one process: three
+//! servers on 127.0.0.1:7001..7003, each with a temporary data directory
+//! (removed on exit), the same server code as `concord-node --service kv`
+//! (whose `local-cluster` subcommand runs them as processes instead).
 //!
 //! ```text
 //! cargo run --release --features tokio --example local_cluster
 //! # in another terminal:
 //! cargo run --release -p concord-node --bin concord-cli -- \
-//!     --servers 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003 put greeting hello
+//!     --servers 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003 kv put greeting hello
 //! ```
 //!
 //! Optional argument: the first port (default 7001). Ctrl-C stops it.
@@ -18,9 +19,11 @@ extern crate concord;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use concord::tokio::client::{Client, ClientConfig};
-use concord::tokio::cluster::{start_kv_node, NodeSettings};
+use concord::tokio::client::ClientConfig;
+use concord::tokio::cluster::{start_node, NodeSettings};
 use concord::tokio::wal::{FileStorage, WalOptions};
+use concord_services::kv::Kv;
+use concord_services::{service_state_machine, KvClient};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
@@ -49,15 +52,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let dir = base.join(format!("node-{id}"));
             let storage = FileStorage::open(&dir, WalOptions::default())?;
             let settings = NodeSettings::new(id, addr.clone(), peers.clone(), "concord");
-            nodes.push(start_kv_node(settings, storage).await?);
+            nodes.push(start_node(settings, service_state_machine::<Kv>(), storage).await?);
             println!("node {id} listening on {addr}, data in {}", dir.display());
         }
         let servers: Vec<String> = peers.values().cloned().collect();
-        let mut client = Client::new(ClientConfig::new(servers.clone(), "concord"));
+        let mut client = KvClient::new(ClientConfig::new(servers.clone(), "concord"));
         client.put("hello", "world").await?;
         println!("\ncluster is up (a test put succeeded via {}).", client.leader().unwrap_or("?"));
-        println!("try:\n  cargo run --release -p concord-node --bin concord-cli -- --servers {} put greeting hello", servers.join(","));
-        println!("  cargo run --release -p concord-node --bin concord-cli -- --servers {} get greeting", servers.join(","));
+        println!("try:\n  cargo run --release -p concord-node --bin concord-cli -- --servers {} kv put greeting hello", servers.join(","));
+        println!("  cargo run --release -p concord-node --bin concord-cli -- --servers {} kv get greeting", servers.join(","));
         println!("  cargo run --release -p concord-node --bin concord-cli -- --servers {} status", servers.join(","));
         println!("Ctrl-C stops the cluster and removes {}.", base.display());
         tokio::signal::ctrl_c().await?;

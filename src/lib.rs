@@ -298,6 +298,8 @@ macro_rules! debug_assert_ne {
 }
 
 pub mod cli_output;
+#[cfg(feature = "codec")]
+pub mod codec;
 mod config;
 mod crc64;
 mod durability;

@@ -23,12 +23,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use certs::{client_name, node_name, Ca, Validity};
-use concord::tokio::client::{Client, ClientConfig};
-use concord::tokio::cluster::{start_kv_node, NodeSettings, RunningNode};
+use concord::tokio::client::ClientConfig;
+use concord::tokio::cluster::{start_node, NodeSettings, RunningNode};
 use concord::tokio::frame;
 use concord::tokio::storage::{MemDisk, MemStorage};
 use concord::tokio::tls::{TlsConfig, TlsPaths, TlsRole};
 use concord::tokio::wire::{Hello, HelloRole, Welcome};
+use concord_services::kv::Kv;
+use concord_services::{service_state_machine, KvClient};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use scratch::{free_ports, TempDir};
@@ -151,20 +153,24 @@ async fn tls_cluster(material: &Material) -> (Vec<RunningNode>, BTreeMap<u64, St
         let mut settings = NodeSettings::new(id, addr.clone(), peers.clone(), CLUSTER);
         settings.tls = Some(material.load(&format!("node-{id}"), TlsRole::Node(id)));
         nodes.push(
-            start_kv_node(settings, MemStorage::new(MemDisk::new()))
-                .await
-                .expect("start a TLS node"),
+            start_node(
+                settings,
+                service_state_machine::<Kv>(),
+                MemStorage::new(MemDisk::new()),
+            )
+            .await
+            .expect("start a TLS node"),
         );
     }
     (nodes, peers)
 }
 
-fn good_client(material: &Material, peers: &BTreeMap<u64, String>) -> Client {
+fn good_client(material: &Material, peers: &BTreeMap<u64, String>) -> KvClient {
     let mut config = ClientConfig::new(peers.values().cloned().collect(), CLUSTER);
     config.tls = Some(material.load("client", TlsRole::Client));
     config.request_timeout = Duration::from_millis(1500);
     config.attempts_max = 60;
-    Client::new(config)
+    KvClient::new(config)
 }
 
 /// One connection to `addr`: TLS with `tls` (as if to node 1) or plaintext,
@@ -414,13 +420,17 @@ fn a_client_refuses_a_server_whose_certificate_another_ca_signed() {
         let peers = BTreeMap::from([(1, addr.clone())]);
         let mut settings = NodeSettings::new(1, addr.clone(), peers.clone(), CLUSTER);
         settings.tls = Some(stranger.load("node-1", TlsRole::Node(1)));
-        let node = start_kv_node(settings, MemStorage::new(MemDisk::new()))
-            .await
-            .unwrap();
+        let node = start_node(
+            settings,
+            service_state_machine::<Kv>(),
+            MemStorage::new(MemDisk::new()),
+        )
+        .await
+        .unwrap();
         let mut config = ClientConfig::new(vec![addr], CLUSTER);
         config.tls = Some(material.load("client", TlsRole::Client));
         config.attempts_max = 2;
-        let error = Client::new(config).put("k", "v").await.unwrap_err();
+        let error = KvClient::new(config).put("k", "v").await.unwrap_err();
         // (The other CA has the same name as ours, so webpki finds it by
         // name and the signature does not verify.)
         assert!(

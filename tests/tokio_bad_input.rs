@@ -11,11 +11,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use concord::tokio::client::{Client, ClientConfig};
-use concord::tokio::cluster::{start_kv_node, NodeSettings, RunningNode};
+use concord::tokio::client::ClientConfig;
+use concord::tokio::cluster::{start_node, NodeSettings, RunningNode};
 use concord::tokio::frame::{encode_frame, FRAME_HEADER_BYTES, PROTOCOL_VERSION};
 use concord::tokio::storage::{MemDisk, MemStorage};
 use concord::tokio::wire::{ClientRequest, Hello, HelloRole, Welcome};
+use concord_services::kv::Kv;
+use concord_services::{service_state_machine, KvClient};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -55,9 +57,13 @@ async fn start_cluster(cluster_id: &str) -> (Vec<RunningNode>, BTreeMap<u64, Str
     for (&id, addr) in &peers {
         let settings = NodeSettings::new(id, addr.clone(), peers.clone(), cluster_id);
         nodes.push(
-            start_kv_node(settings, MemStorage::new(MemDisk::new()))
-                .await
-                .unwrap(),
+            start_node(
+                settings,
+                service_state_machine::<Kv>(),
+                MemStorage::new(MemDisk::new()),
+            )
+            .await
+            .unwrap(),
         );
     }
     (nodes, peers)
@@ -130,7 +136,7 @@ fn bad_frames_close_the_connection_with_a_logged_reason_and_the_node_keeps_servi
     runtime.block_on(async {
         let (nodes, peers) = start_cluster("bad-input").await;
         let servers: Vec<String> = peers.values().cloned().collect();
-        let mut client = Client::new(ClientConfig::new(servers.clone(), "bad-input"));
+        let mut client = KvClient::new(ClientConfig::new(servers.clone(), "bad-input"));
         client.put("before", "1").await.unwrap();
         let target = &peers[&1];
         let client_hello = Hello {

@@ -10,15 +10,17 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::{free_ports, runtime, TempDir};
-use concord::tokio::client::{Client, ClientConfig};
-use concord::tokio::cluster::{start_kv_node, NodeSettings};
-use concord::tokio::kv::NullStateMachine;
+use concord::tokio::client::ClientConfig;
+use concord::tokio::cluster::{start_node, NodeSettings};
+use concord::tokio::null::NullStateMachine;
 use concord::tokio::server::{self, ServerConfig};
 use concord::tokio::storage::{MemDisk, MemStorage, PersistRequest, Storage, StorageError};
 use concord::tokio::transport::MemNetwork;
 use concord::tokio::wal::{self, FileStorage, WalOptions};
 use concord::tokio::wire::ClientResponse;
 use concord::{Config, Entry, EntryPayload, HardState, WriteId};
+use concord_services::kv::Kv;
+use concord_services::{service_state_machine, KvClient};
 
 fn entry(term: u64, index: u64, payload: &str) -> Entry {
     Entry {
@@ -369,12 +371,16 @@ fn tcp_cluster_serves_the_typed_client_api() {
         for (&id, addr) in &peers {
             let settings = NodeSettings::new(id, addr.clone(), peers.clone(), "units");
             nodes.push(
-                start_kv_node(settings, MemStorage::new(MemDisk::new()))
-                    .await
-                    .unwrap(),
+                start_node(
+                    settings,
+                    service_state_machine::<Kv>(),
+                    MemStorage::new(MemDisk::new()),
+                )
+                .await
+                .unwrap(),
             );
         }
-        let mut client = Client::new(ClientConfig::new(
+        let mut client = KvClient::new(ClientConfig::new(
             peers.values().cloned().collect(),
             "units",
         ));
@@ -383,27 +389,22 @@ fn tcp_cluster_serves_the_typed_client_api() {
             client.get("k").await.unwrap(),
             Some(Bytes::from_static(b"v1"))
         );
+        client.append("k", "+").await.unwrap();
+        let nope = Some(Bytes::from_static(b"nope"));
+        assert!(!client.cas("k", nope, "x").await.unwrap());
+        let current = Some(Bytes::from_static(b"v1+"));
+        assert!(client.cas("k", current, "v2").await.unwrap());
         assert_eq!(
-            client.append("k", "+").await.unwrap(),
-            Bytes::from_static(b"v1+")
+            client.get_many(["k", "absent"]).await.unwrap(),
+            vec![Some(Bytes::from_static(b"v2")), None]
         );
+        client.put_many([("a", "1"), ("b", "2")]).await.unwrap();
         assert_eq!(
-            client
-                .cas("k", Some(Bytes::from_static(b"nope")), "x")
-                .await
-                .unwrap(),
-            (false, Some(Bytes::from_static(b"v1+")))
+            client.get_via("b", None).await.unwrap(),
+            Some(Bytes::from_static(b"2"))
         );
-        assert_eq!(
-            client
-                .cas("k", Some(Bytes::from_static(b"v1+")), "v2")
-                .await
-                .unwrap(),
-            (true, Some(Bytes::from_static(b"v2")))
-        );
-        assert_eq!(client.get("absent").await.unwrap(), None);
         // A client of another cluster is refused at the handshake.
-        let mut stranger = Client::new(ClientConfig {
+        let mut stranger = KvClient::new(ClientConfig {
             attempts_max: 2,
             ..ClientConfig::new(peers.values().cloned().collect(), "other")
         });

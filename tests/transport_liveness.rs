@@ -12,15 +12,17 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::{free_ports, runtime};
-use concord::tokio::client::{Client, ClientConfig};
-use concord::tokio::cluster::{start_kv_node, NodeSettings, RunningNode};
+use concord::tokio::client::ClientConfig;
+use concord::tokio::cluster::{start_node, NodeSettings, RunningNode};
 use concord::tokio::fault::LinkStaller;
 use concord::tokio::storage::{MemDisk, MemStorage};
+use concord_services::kv::Kv;
+use concord_services::{service_state_machine, KvClient};
 
 /// A client that gives up on an attempt quickly, so the time to the first
 /// successful write measures the cluster, not the client's patience.
-fn impatient_client(peers: &BTreeMap<u64, String>) -> Client {
-    Client::new(ClientConfig {
+fn impatient_client(peers: &BTreeMap<u64, String>) -> KvClient {
+    KvClient::new(ClientConfig {
         request_timeout: Duration::from_millis(200),
         attempts_max: 1,
         retry_backoff: Duration::from_millis(10),
@@ -43,16 +45,20 @@ async fn start_cluster(
         let mut settings = NodeSettings::new(id, addr.clone(), peers.clone(), "liveness");
         settings.peer_timeout = peer_timeout;
         settings.stream_wrapper = Some(staller.wrapper(id));
-        let node = start_kv_node(settings, MemStorage::new(MemDisk::new()))
-            .await
-            .unwrap();
+        let node = start_node(
+            settings,
+            service_state_machine::<Kv>(),
+            MemStorage::new(MemDisk::new()),
+        )
+        .await
+        .unwrap();
         nodes.insert(id, node);
     }
     (nodes, peers)
 }
 
 /// Writes until one succeeds or `within` passes; returns the time taken.
-async fn first_write(client: &mut Client, within: Duration) -> Option<Duration> {
+async fn first_write(client: &mut KvClient, within: Duration) -> Option<Duration> {
     let start = Instant::now();
     let mut attempt = 0u64;
     while start.elapsed() < within {

@@ -91,7 +91,7 @@ fn process_cpu_us() -> u64 {
 
 mod concord_side {
     use super::*;
-    use concord::tokio::kv::NullStateMachine;
+    use concord::tokio::null::NullStateMachine;
     use concord::tokio::server::{self, ServerConfig, ServerHandle};
     use concord::tokio::storage::{MemDisk, MemStorage};
     use concord::tokio::transport::MemNetwork;

@@ -25,10 +25,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use concord::tokio::client::{Client, ClientConfig, ClientError};
-use concord::tokio::cluster::{start_kv_node, NodeSettings};
+use concord::tokio::client::{ClientConfig, ClientError};
+use concord::tokio::cluster::{start_node, NodeSettings};
 use concord::tokio::storage::{MemDisk, MemStorage};
 use concord::ReadPath;
+use concord_services::kv::Kv;
+use concord_services::{service_state_machine, CallError, KvClient};
 use concord_sim::history::{Op, Operation, Output};
 use concord_sim::linearizability::{check_history, CheckResult};
 use madsim::rand::{thread_rng, Rng};
@@ -70,7 +72,7 @@ async fn run_client(
     config.request_timeout = Duration::from_millis(800);
     config.attempts_max = 12;
     config.retry_backoff = Duration::from_millis(30);
-    let mut client = Client::new(config);
+    let mut client = KvClient::new(config);
     for i in 0..OPS_PER_CLIENT_MAX {
         if stop.load(Ordering::Relaxed) {
             break;
@@ -97,10 +99,7 @@ async fn run_client(
                 // 0..3: ReadIndex, lease, follower; 3: through the log.
                 let slot = thread_rng().gen_range(0..4);
                 let paths = [ReadPath::ReadIndex, ReadPath::Lease, ReadPath::Follower];
-                let read = match paths.get(slot) {
-                    Some(path) => client.get_via(key, *path).await,
-                    None => client.get_through_log(key).await,
-                };
+                let read = client.get_via(key, paths.get(slot).copied()).await;
                 if read.is_ok() {
                     reads_by_path.lock().unwrap()[slot] += 1;
                 }
@@ -120,7 +119,7 @@ async fn run_client(
                 client
                     .cas(key, expected, to.clone())
                     .await
-                    .map(|(swapped, _)| Output::Swapped(swapped))
+                    .map(Output::Swapped)
             }
         };
         let ret = start.elapsed().as_nanos() as u64;
@@ -129,11 +128,11 @@ async fn run_client(
             Ok(output) => operation.completed(ret.max(call), output),
             // Retries exhausted or session expired: the operation may or may
             // not have been applied.
-            Err(
+            Err(CallError::Client(
                 ClientError::RetriesExhausted { .. }
                 | ClientError::Unavailable { .. }
                 | ClientError::SessionExpired,
-            ) => operation,
+            )) => operation,
             Err(e) => panic!("client {client_no}: unexpected error {e}"),
         };
         history.lock().unwrap().push(operation);
@@ -190,9 +189,13 @@ async fn run_cluster(compaction: Option<(u64, u64)>) -> u64 {
                     settings.compaction_trailing_entries = trailing;
                 }
                 async move {
-                    let node = start_kv_node(settings, MemStorage::new(disk))
-                        .await
-                        .expect("node starts");
+                    let node = start_node(
+                        settings,
+                        service_state_machine::<Kv>(),
+                        MemStorage::new(disk),
+                    )
+                    .await
+                    .expect("node starts");
                     // Serve until killed.
                     let mut server = node.server;
                     let _ = server.wait().await;
@@ -240,7 +243,7 @@ async fn run_cluster(compaction: Option<(u64, u64)>) -> u64 {
         let status_servers = servers.clone();
         installed = checker
             .spawn(async move {
-                let mut client = Client::new(ClientConfig::new(status_servers, CLUSTER));
+                let mut client = KvClient::new(ClientConfig::new(status_servers, CLUSTER));
                 match client.status(0).await {
                     Ok(status) => {
                         tracing::info!(

@@ -16,10 +16,12 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use bytes::Bytes;
-use concord::tokio::client::{Client, ClientConfig};
-use concord::tokio::cluster::{start_kv_node, NodeSettings};
+use concord::tokio::client::ClientConfig;
+use concord::tokio::cluster::{start_node, NodeSettings};
 use concord::tokio::storage::{MemDisk, MemStorage};
 use concord::tokio::wire::{AdminRequest, AdminResponse, Members};
+use concord_services::kv::Kv;
+use concord_services::{service_state_machine, KvClient};
 use madsim::runtime::Handle;
 use madsim::time::sleep;
 
@@ -34,16 +36,16 @@ fn addr(id: u64) -> String {
     format!("{}:{PORT}", node_ip(id))
 }
 
-fn client(servers: Vec<String>) -> Client {
+fn client(servers: Vec<String>) -> KvClient {
     let mut config = ClientConfig::new(servers, CLUSTER);
     config.request_timeout = Duration::from_millis(800);
     config.attempts_max = 40;
     config.retry_backoff = Duration::from_millis(50);
-    Client::new(config)
+    KvClient::new(config)
 }
 
 async fn put_keys(
-    client: &mut Client,
+    client: &mut KvClient,
     acked: &mut BTreeMap<String, String>,
     prefix: &str,
     count: u32,
@@ -55,7 +57,7 @@ async fn put_keys(
     }
 }
 
-async fn admin(client: &mut Client, request: AdminRequest) -> AdminResponse {
+async fn admin(client: &mut KvClient, request: AdminRequest) -> AdminResponse {
     client.admin(request).await.expect("admin request answered")
 }
 
@@ -85,7 +87,9 @@ async fn learner_added_and_promoted_under_partitions() {
                 settings.join = id == 4;
                 let storage = MemStorage::new(disk.clone());
                 async move {
-                    let node = start_kv_node(settings, storage).await.expect("node starts");
+                    let node = start_node(settings, service_state_machine::<Kv>(), storage)
+                        .await
+                        .expect("node starts");
                     let mut server = node.server;
                     let _ = server.wait().await;
                 }

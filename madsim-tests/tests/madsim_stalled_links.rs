@@ -21,10 +21,12 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use concord::tokio::client::{Client, ClientConfig};
-use concord::tokio::cluster::{start_kv_node, NodeSettings};
+use concord::tokio::client::ClientConfig;
+use concord::tokio::cluster::{start_node, NodeSettings};
 use concord::tokio::fault::LinkStaller;
 use concord::tokio::storage::{MemDisk, MemStorage};
+use concord_services::kv::Kv;
+use concord_services::{service_state_machine, KvClient};
 use madsim::runtime::Handle;
 use madsim::time::{sleep, Instant};
 
@@ -38,7 +40,7 @@ fn ip(cluster: u8, host: u8) -> IpAddr {
 }
 
 /// Writes until one succeeds or `within` passes; the time it took.
-async fn first_write(client: &mut Client, within: Duration) -> Option<Duration> {
+async fn first_write(client: &mut KvClient, within: Duration) -> Option<Duration> {
     let start = Instant::now();
     let mut attempt = 0u64;
     while start.elapsed() < within {
@@ -78,9 +80,13 @@ async fn heal_to_first_write(
                 settings.peer_timeout = peer_timeout;
                 settings.stream_wrapper = Some(staller.wrapper(id));
                 async move {
-                    let node = start_kv_node(settings, MemStorage::new(MemDisk::new()))
-                        .await
-                        .expect("node starts");
+                    let node = start_node(
+                        settings,
+                        service_state_machine::<Kv>(),
+                        MemStorage::new(MemDisk::new()),
+                    )
+                    .await
+                    .expect("node starts");
                     let mut server = node.server;
                     let _ = server.wait().await;
                 }
@@ -97,7 +103,7 @@ async fn heal_to_first_write(
     let result = client_node
         .spawn(async move {
             // Impatient, so the figure measures the cluster, not the client.
-            let mut client = Client::new(ClientConfig {
+            let mut client = KvClient::new(ClientConfig {
                 request_timeout: Duration::from_millis(200),
                 attempts_max: 1,
                 retry_backoff: Duration::from_millis(10),

@@ -22,8 +22,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use concord::tokio::client::{Client, ClientConfig};
+use concord::tokio::client::ClientConfig;
 use concord::ReadPath;
+use concord_services::KvClient;
 
 #[path = "support/node_cluster.rs"]
 mod node_cluster;
@@ -47,13 +48,13 @@ struct Samples {
 }
 
 async fn reader(servers: Vec<String>, seed: u64, stop: Arc<AtomicBool>) -> Samples {
-    let mut client = Client::new(config(servers));
+    let mut client = KvClient::new(config(servers));
     let mut rng = Rng::for_client(seed);
     let mut samples = Samples::default();
     while !stop.load(Ordering::Relaxed) {
         let k = key(rng.next() % KEYS);
         let started = Instant::now();
-        match client.get_via(k, ReadPath::Follower).await {
+        match client.get_via(k, Some(ReadPath::Follower)).await {
             Ok(Some(_)) => samples.read_us.push(started.elapsed().as_micros() as u64),
             Ok(None) | Err(_) => samples.errors += 1,
         }
@@ -88,7 +89,7 @@ async fn phase(servers: &[String], clients: usize, seconds: u64) -> (f64, u64, u
 }
 
 async fn preload(servers: &[String]) {
-    let mut client = Client::new(config(servers.to_vec()));
+    let mut client = KvClient::new(config(servers.to_vec()));
     let deadline = Instant::now() + Duration::from_secs(30);
     while client.put("warmup", "x").await.is_err() {
         assert!(Instant::now() < deadline, "the cluster did not come up");
@@ -100,7 +101,7 @@ async fn preload(servers: &[String]) {
 }
 
 async fn leader(servers: &[String]) -> usize {
-    let mut client = Client::new(config(servers.to_vec()));
+    let mut client = KvClient::new(config(servers.to_vec()));
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         for i in 0..servers.len() {

@@ -47,8 +47,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use concord::tokio::client::{Client, ClientConfig};
+use concord::tokio::client::ClientConfig;
 use concord::ReadPath;
+use concord_services::KvClient;
 
 #[path = "support/node_cluster.rs"]
 mod node_cluster;
@@ -232,7 +233,7 @@ fn concord_config(servers: Vec<String>) -> ClientConfig {
 }
 
 async fn concord_preload(servers: &[String]) {
-    let mut probe = Client::new(concord_config(servers.to_vec()));
+    let mut probe = KvClient::new(concord_config(servers.to_vec()));
     let deadline = Instant::now() + Duration::from_secs(30);
     while probe.put("warmup", "x").await.is_err() {
         assert!(Instant::now() < deadline, "concord cluster did not come up");
@@ -241,7 +242,7 @@ async fn concord_preload(servers: &[String]) {
         .map(|t| {
             let servers = servers.to_vec();
             tokio::spawn(async move {
-                let mut client = Client::new(concord_config(servers));
+                let mut client = KvClient::new(concord_config(servers));
                 let value = Bytes::from(vec![b'v'; VALUE_BYTES]);
                 for i in (t..KEYS).step_by(PRELOAD_CLIENTS as usize) {
                     client
@@ -260,7 +261,7 @@ async fn concord_preload(servers: &[String]) {
 /// Sum over the servers of (ReadIndex, lease, follower) reads served, and
 /// the highest last log index.
 async fn concord_counters(servers: &[String]) -> [u64; 4] {
-    let mut client = Client::new(concord_config(servers.to_vec()));
+    let mut client = KvClient::new(concord_config(servers.to_vec()));
     let mut sums = [0u64; 4];
     for i in 0..servers.len() {
         if let Ok(status) = client.status(i).await {
@@ -280,7 +281,7 @@ async fn concord_client(
     seed: u64,
     stop: Arc<AtomicBool>,
 ) -> Samples {
-    let mut client = Client::new(concord_config(servers));
+    let mut client = KvClient::new(concord_config(servers));
     let value = Bytes::from(vec![b'w'; VALUE_BYTES]);
     let mut rng = Rng::for_client(seed);
     let mut samples = Samples::default();
@@ -296,7 +297,7 @@ async fn concord_client(
                 Err(_) => samples.errors += 1,
             }
         } else {
-            match client.get_via(k, path).await {
+            match client.get_via(k, Some(path)).await {
                 Ok(Some(_)) => samples.read_us.push(t.elapsed().as_micros() as u64),
                 // A preloaded key that reads as absent is an error too.
                 Ok(None) | Err(_) => samples.errors += 1,

@@ -30,8 +30,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use concord::tokio::client::{Client, ClientConfig};
+use concord::tokio::client::ClientConfig;
 use concord::tokio::tls::{TlsConfig, TlsPaths, TlsRole};
+use concord_services::KvClient;
 
 #[path = "support/node_cluster.rs"]
 mod node_cluster;
@@ -125,7 +126,7 @@ fn run(
     };
     let rate = runtime.block_on(async move {
         // Wait for a leader: one put through a client.
-        let mut probe = Client::new(client_config(servers.clone()));
+        let mut probe = KvClient::new(client_config(servers.clone()));
         let deadline = Instant::now() + Duration::from_secs(20);
         while probe.put("warmup", "x").await.is_err() {
             assert!(Instant::now() < deadline, "cluster did not come up");
@@ -136,7 +137,7 @@ fn run(
         for c in 0..clients as u64 {
             let (config, stop) = (client_config(servers.clone()), stop.clone());
             tasks.push(tokio::spawn(async move {
-                let mut client = Client::new(config);
+                let mut client = KvClient::new(config);
                 let value = Bytes::from(vec![b'v'; 128]);
                 let mut latencies_us = Vec::new();
                 let mut errors = 0u64;

@@ -16,7 +16,7 @@
 //! talking to the **leader** (a put sent to a follower costs a forwarding
 //! hop; `CONCORD_BENCH_ETCD_TARGET=spread` spreads clients round-robin
 //! over the members instead, as the Go client's balancer does). concord's
-//! clients use `concord::tokio::client::Client` as shipped, which finds the
+//! clients use `concord_services::KvClient` as shipped, which finds the
 //! leader itself.
 //!
 //! Both run their servers on the same number of threads,
@@ -58,7 +58,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use concord::tokio::client::{Client, ClientConfig};
+use concord::tokio::client::ClientConfig;
+use concord_services::KvClient;
 
 #[path = "support/node_cluster.rs"]
 mod node_cluster;
@@ -100,7 +101,7 @@ impl System {
 /// One open client connection of either system.
 enum Conn {
     Etcd(Etcd),
-    Concord(Client),
+    Concord(KvClient),
 }
 
 impl Conn {
@@ -193,7 +194,9 @@ async fn open(system: System, clusters: &Clusters, clients: usize) -> Result<Vec
             .cloned();
         async move {
             let mut conn = match system {
-                System::Concord => Conn::Concord(Client::new(ClientConfig::new(servers, CLUSTER))),
+                System::Concord => {
+                    Conn::Concord(KvClient::new(ClientConfig::new(servers, CLUSTER)))
+                }
                 System::Etcd => {
                     let target = target.ok_or("no etcd cluster")?;
                     Conn::Etcd(Etcd::connect(&target).await?)
@@ -453,7 +456,7 @@ fn start_clusters(runtime: &tokio::runtime::Runtime, threads: Option<usize>) -> 
     let concord_pids = concord.processes.pids();
     let value = Bytes::from(vec![b'v'; VALUE_BYTES]);
     runtime.block_on(async {
-        let mut probe = Client::new(ClientConfig::new(concord.servers.clone(), CLUSTER));
+        let mut probe = KvClient::new(ClientConfig::new(concord.servers.clone(), CLUSTER));
         let deadline = Instant::now() + Duration::from_secs(30);
         while probe.put("warmup", "x").await.is_err() {
             assert!(Instant::now() < deadline, "concord cluster did not come up");
@@ -463,7 +466,7 @@ fn start_clusters(runtime: &tokio::runtime::Runtime, threads: Option<usize>) -> 
                 let servers = concord.servers.clone();
                 let value = value.clone();
                 tokio::spawn(async move {
-                    let mut client = Client::new(ClientConfig::new(servers, CLUSTER));
+                    let mut client = KvClient::new(ClientConfig::new(servers, CLUSTER));
                     for i in (t..KEYS).step_by(32) {
                         client
                             .put(key(i), value.clone())

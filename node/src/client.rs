@@ -9,6 +9,7 @@ use clap::error::ErrorKind;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use concord::NodeId;
 use concord::ReadPath;
+use concord_services::ServiceCommand;
 
 use crate::parse;
 
@@ -20,19 +21,21 @@ Exit status: 0 done, 1 refused or failed (the message says why), 2 bad arguments
 3 the outcome is unknown: a request was sent and its answer lost (check before
 retrying; for a membership change run `member list`), 4 every server refused this
 client as configured (TLS on one side only, a certificate the server does not
-trust, another cluster's name; the message says which), 5 `get` of a key that is
-absent (nothing on stdout), 6 a command above the 4 MiB limit (nothing was sent).
+trust, another cluster's name; the message says which), 5 `kv get` of a key that
+is absent (nothing on stdout), 6 a request above the 4 MiB limit (nothing was
+sent).
 
-Limits: a command (key and value, encoded) is at most 4 MiB; a larger `put` is
+Limits: a request (key and value, encoded) is at most 4 MiB; a larger `kv put` is
 refused before anything is sent. Give a large value with --value-file PATH (or
 --value-file - for stdin) rather than on the command line.";
 
-/// `concord-cli`: talks to a concord key-value cluster.
+/// `concord-cli`: talks to a concord cluster.
 #[derive(Debug, Parser)]
 #[command(
     name = "concord-cli",
     version,
-    about = "Talks to a concord key-value cluster",
+    about = "Talks to a concord cluster: a service's requests (kv, directory, orders, chat), \
+        status and membership",
     after_help = EXIT_STATUS
 )]
 pub struct CliArgs {
@@ -76,12 +79,17 @@ pub struct Connection {
         global = true
     )]
     pub timeout_ms: u64,
-    /// How `get` reads: index (the leader confirms it still leads with one
-    /// heartbeat round), lease (the leader, no round trip, if the cluster
-    /// runs leases), follower (any server, once it applied the leader's
-    /// read index) or log (a log entry).
-    #[arg(long, value_enum, value_name = "PATH", default_value_t = ReadMode::Index, global = true)]
-    pub read: ReadMode,
+    /// How a read (`kv get`, `orders last-order`, ...) goes: index (the
+    /// leader confirms it still leads with one heartbeat round), lease
+    /// (the leader, no round trip, if the cluster runs leases), follower
+    /// (any server, once it applied the leader's read index) or log (a log
+    /// entry) [default: the service's, index; follower for orders].
+    #[arg(long, value_enum, value_name = "PATH", global = true)]
+    pub read: Option<ReadMode>,
+    /// Return from a write only once every healthy server has applied it,
+    /// not just a majority.
+    #[arg(long, global = true)]
+    pub acknowledge_all: bool,
     /// Mutual TLS 1.3 to servers that run it: the cluster's CA certificate
     /// (PEM). All three --tls-* flags or none.
     #[arg(long, env = "CONCORD_TLS_CA", value_name = "PEM", global = true)]
@@ -131,35 +139,10 @@ impl ReadMode {
 /// `concord-cli`'s commands.
 #[derive(Debug, Subcommand)]
 pub enum CliCommand {
-    /// Print the value, read linearizably on --read's path; a key that is
-    /// absent prints nothing and exits 5.
-    Get {
-        /// The key.
-        key: String,
-    },
-    /// Set a value, given as VALUE or read from --value-file (a command,
-    /// key and value encoded, is at most 4 MiB).
-    Put {
-        /// The key.
-        key: String,
-        /// The new value (or give --value-file).
-        #[arg(required_unless_present = "value_file")]
-        value: Option<String>,
-        /// Read the new value from this file, byte for byte; `-` reads
-        /// standard input.
-        #[arg(long, value_name = "PATH", conflicts_with = "value")]
-        value_file: Option<PathBuf>,
-    },
-    /// Append to a value; print the result.
-    Append {
-        /// The key.
-        key: String,
-        /// What to append.
-        value: String,
-    },
-    /// Set NEW if the value is EXPECTED: `cas KEY EXPECTED NEW`, or
-    /// `cas KEY --absent NEW` for "key not set".
-    Cas(CasArgs),
+    /// A service's request: `concord-cli kv put k v`, `concord-cli chat
+    /// send ann bob hi`, ... (the cluster must run that service).
+    #[command(flatten)]
+    Service(ServiceCommand),
     /// Role, term, leader, commit, applied, lag and snapshot of every
     /// member of the leader's configuration (and of any --servers that is
     /// not one), each follower's progress and last contact as the leader
@@ -185,7 +168,15 @@ pub enum CliCommand {
         /// The shell to complete for.
         shell: clap_complete::Shell,
     },
+    /// The key-value commands before services: refused, naming `kv ...`.
+    #[command(external_subcommand)]
+    Moved(Vec<String>),
 }
+
+/// The key-value commands that moved under `kv` when the binary learned
+/// other services: a command line that still names one is refused with
+/// the new spelling, never read as something else.
+pub const MOVED_TO_KV: &[&str] = &["get", "put", "append", "cas", "get-many", "put-many"];
 
 /// `force-recover`'s arguments (see `concord::tokio::recovery`).
 #[derive(Clone, Debug, Args)]
@@ -217,38 +208,6 @@ impl ForceRecoverArgs {
             voters: self.voters.iter().copied().collect::<BTreeSet<NodeId>>(),
             reason: self.reason.clone(),
             confirmed: self.i_understand_acknowledged_writes_may_be_lost,
-        }
-    }
-}
-
-/// `cas`'s arguments as typed; [`CasArgs::expected_and_new`] sorts them.
-#[derive(Clone, Debug, Args)]
-pub struct CasArgs {
-    /// The key.
-    pub key: String,
-    /// The value expected (with --absent: the new value).
-    #[arg(value_name = "EXPECTED")]
-    pub expected: String,
-    /// The new value (not given with --absent).
-    #[arg(value_name = "NEW")]
-    pub new: Option<String>,
-    /// Expect the key not to be set (instead of EXPECTED).
-    #[arg(long)]
-    pub absent: bool,
-}
-
-impl CasArgs {
-    /// The expected value (`None`: absent) and the new one.
-    pub fn expected_and_new(&self) -> Result<(Option<String>, String), String> {
-        match (&self.new, self.absent) {
-            (Some(new), false) => Ok((Some(self.expected.clone()), new.clone())),
-            (None, true) => Ok((None, self.expected.clone())),
-            (Some(_), true) => {
-                Err("cas takes KEY --absent NEW (no EXPECTED value with --absent)".to_string())
-            }
-            (None, false) => {
-                Err("cas takes KEY EXPECTED NEW, or KEY --absent NEW for a key not set".to_string())
-            }
         }
     }
 }
@@ -326,19 +285,29 @@ impl CliArgs {
     }
 
     /// What clap cannot check by itself: the servers are required except
-    /// for `completions` and the offline `force-recover`, and `cas`'s
-    /// arguments.
+    /// for `completions` and the offline `force-recover`; a command that
+    /// moved under `kv` is named in its new place; an unknown one is
+    /// refused.
     pub fn check(&self) -> Result<(), String> {
-        if let CliCommand::Completions { .. } | CliCommand::ForceRecover(_) = self.command {
-            return Ok(());
+        match &self.command {
+            CliCommand::Completions { .. } | CliCommand::ForceRecover(_) => return Ok(()),
+            CliCommand::Moved(words) => {
+                let first = words.first().map(String::as_str).unwrap_or_default();
+                return Err(if MOVED_TO_KV.contains(&first) {
+                    format!(
+                        "`concord-cli {first}` is now `concord-cli kv {first}`: the key-value \
+                         store is one service of several (kv, directory, orders, chat)"
+                    )
+                } else {
+                    format!("unrecognized subcommand '{first}'; see --help for the commands")
+                });
+            }
+            _ => {}
         }
         if self.connection.servers.is_empty() {
             return Err(
                 "missing --servers (or CONCORD_SERVERS): give at least one host:port".to_string(),
             );
-        }
-        if let CliCommand::Cas(cas) = &self.command {
-            cas.expected_and_new()?;
         }
         Ok(())
     }
@@ -356,38 +325,112 @@ mod tests {
         Ok(args)
     }
 
+    use concord_services::kv::command_line::KvCommand;
+    use concord_services::kv::{Kv, KvRequest};
+    use concord_services::CommandError;
+
+    fn kv(args: CliArgs) -> KvCommand {
+        match args.command {
+            CliCommand::Service(ServiceCommand::Kv(command)) => command,
+            other => panic!("not a kv command: {other:?}"),
+        }
+    }
+
     #[test]
     fn connection_flags_go_before_or_after_the_command() {
-        let before = parse(&["--servers", "127.0.0.1:1", "--read", "follower", "get", "k"]);
-        let after = parse(&["get", "k", "--read", "follower", "--servers", "127.0.0.1:1"]);
+        let before = parse(&[
+            "--servers",
+            "127.0.0.1:1",
+            "--read",
+            "follower",
+            "kv",
+            "get",
+            "k",
+        ]);
+        let after = parse(&[
+            "kv",
+            "get",
+            "k",
+            "--read",
+            "follower",
+            "--servers",
+            "127.0.0.1:1",
+        ]);
         for args in [before.unwrap(), after.unwrap()] {
             assert_eq!(args.connection.servers, vec!["127.0.0.1:1"]);
-            assert_eq!(args.connection.read, ReadMode::Follower);
-            assert!(matches!(args.command, CliCommand::Get { ref key } if key == "k"));
+            assert_eq!(args.connection.read, Some(ReadMode::Follower));
+            assert!(matches!(kv(args), KvCommand::Get { ref key } if key == "k"));
         }
+    }
+
+    #[test]
+    fn every_service_has_its_commands() {
+        let s = ["--servers", "127.0.0.1:1"];
+        let with = |rest: &[&str]| parse(&[&s[..], rest].concat());
+        for (line, service) in [
+            (&["kv", "put-many", "a=1", "b=2"][..], "kv"),
+            (&["directory", "lookup", "ann", "bob"][..], "directory"),
+            (&["orders", "last-order", "acme"][..], "orders"),
+            (&["chat", "send", "ann", "bob", "hi"][..], "chat"),
+            (&["chat", "list-accounts"][..], "chat"),
+        ] {
+            match with(line).unwrap().command {
+                CliCommand::Service(command) => assert_eq!(command.kind().name(), service),
+                other => panic!("{line:?} parsed as {other:?}"),
+            }
+        }
+        assert!(with(&["chat", "send", "ann"]).is_err());
+        assert!(with(&["directory", "lookup"]).is_err());
+    }
+
+    #[test]
+    fn the_commands_that_moved_under_kv_say_where_they_went() {
+        let s = ["--servers", "127.0.0.1:1"];
+        let with = |rest: &[&str]| parse(&[&s[..], rest].concat());
+        for moved in ["get", "put", "append", "cas"] {
+            let error = with(&[moved, "k", "v"]).unwrap_err();
+            assert!(
+                error.contains(&format!("is now `concord-cli kv {moved}`")),
+                "{error}"
+            );
+        }
+        assert!(with(&["frobnicate"])
+            .unwrap_err()
+            .contains("unrecognized subcommand 'frobnicate'"));
     }
 
     #[test]
     fn cas_takes_expected_or_absent() {
         let s = ["--servers", "127.0.0.1:1"];
-        let with = |rest: &[&str]| parse(&[&s[..], rest].concat());
-        let CliCommand::Cas(cas) = with(&["cas", "k", "old", "new"]).unwrap().command else {
-            panic!("not cas");
+        let request = |rest: &[&str]| {
+            let args = parse(&[&s[..], &["kv"], rest].concat()).unwrap();
+            concord_services::request_of::<Kv>(kv(args))
         };
+        let b = |text: &str| bytes::Bytes::copy_from_slice(text.as_bytes());
         assert_eq!(
-            cas.expected_and_new(),
-            Ok((Some("old".to_string()), "new".to_string()))
+            request(&["cas", "k", "old", "new"]),
+            Ok(KvRequest::Cas {
+                key: b("k"),
+                expected: Some(b("old")),
+                new: b("new")
+            })
         );
-        let CliCommand::Cas(cas) = with(&["cas", "k", "--absent", "new"]).unwrap().command else {
-            panic!("not cas");
-        };
-        assert_eq!(cas.expected_and_new(), Ok((None, "new".to_string())));
-        assert!(with(&["cas", "k", "new"])
-            .unwrap_err()
-            .contains("KEY EXPECTED NEW"));
-        assert!(with(&["cas", "k", "--absent", "a", "b"])
-            .unwrap_err()
-            .contains("no EXPECTED value with --absent"));
+        assert_eq!(
+            request(&["cas", "k", "--absent", "new"]),
+            Ok(KvRequest::Cas {
+                key: b("k"),
+                expected: None,
+                new: b("new")
+            })
+        );
+        assert!(matches!(
+            request(&["cas", "k", "new"]),
+            Err(CommandError::Usage(reason)) if reason.contains("KEY EXPECTED NEW")
+        ));
+        assert!(matches!(
+            request(&["cas", "k", "--absent", "a", "b"]),
+            Err(CommandError::Usage(reason)) if reason.contains("no EXPECTED value with --absent")
+        ));
     }
 
     #[test]
@@ -412,19 +455,19 @@ mod tests {
 
     #[test]
     fn put_takes_a_value_or_a_file_but_not_both() {
-        let s = ["--servers", "127.0.0.1:1"];
+        let s = ["--servers", "127.0.0.1:1", "kv"];
         let with = |rest: &[&str]| parse(&[&s[..], rest].concat());
         assert!(matches!(
-            with(&["put", "k", "v"]).unwrap().command,
-            CliCommand::Put {
+            kv(with(&["put", "k", "v"]).unwrap()),
+            KvCommand::Put {
                 value: Some(_),
                 value_file: None,
                 ..
             }
         ));
         assert!(matches!(
-            with(&["put", "k", "--value-file", "-"]).unwrap().command,
-            CliCommand::Put {
+            kv(with(&["put", "k", "--value-file", "-"]).unwrap()),
+            KvCommand::Put {
                 value: None,
                 value_file: Some(_),
                 ..

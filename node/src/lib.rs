@@ -3,12 +3,16 @@
 //! needs neither clap nor toml.
 //!
 //! [`server`] holds `concord-node`'s flags, its TOML config file and the
-//! checked [`server::ServerSettings`] they merge into; [`client`] holds
-//! `concord-cli`'s commands; [`parse`] the value rules both share.
+//! checked [`server::ServerSettings`] they merge into; [`service_file`]
+//! which service a data directory holds; [`client`] holds `concord-cli`'s
+//! commands; [`parse`] the value rules both share; [`latency`] the
+//! statistics of the orders latency experiment (a benchmark).
 #![deny(missing_docs)]
 
 pub mod client;
+pub mod latency;
 pub mod observability;
 pub mod parse;
 pub mod server;
+pub mod service_file;
 pub mod status_watch;

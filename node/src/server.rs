@@ -16,6 +16,7 @@ use concord::tokio::cluster::{
     NodeSettings, COMPACTION_TRAILING_ENTRIES_DEFAULT, SNAPSHOT_EVERY_ENTRIES_DEFAULT,
 };
 use concord::NodeId;
+use concord_services::ServiceKind;
 use serde::Deserialize;
 
 use crate::parse::{self, Peers};
@@ -32,13 +33,14 @@ pub const WORKER_THREADS_DEFAULT: usize = 2;
 /// Most runtime worker threads a server accepts.
 pub const WORKER_THREADS_MAX: usize = 256;
 
-/// `concord-node`: runs one server of a concord key-value cluster.
+/// `concord-node`: runs one server of a concord cluster of one service.
 #[derive(Debug, Parser)]
 #[command(
     name = "concord-node",
     version,
-    about = "Runs one server of a concord key-value cluster",
-    long_about = "Runs one server of a concord key-value cluster.\n\n\
+    about = "Runs one server of a concord cluster (--service kv, directory, orders or chat)",
+    long_about = "Runs one server of a concord cluster of one service: the key-value store \
+        (--service kv, the default), directory, orders or chat.\n\n\
         Every setting can come from a flag, its CONCORD_* environment variable, or a key of \
         the TOML file named by --config (the key is the flag's name without the dashes, \
         e.g. `data-dir`; `fsync = false` for --no-fsync); a flag or variable overrides the \
@@ -46,7 +48,8 @@ pub const WORKER_THREADS_MAX: usize = 256;
         RUST_LOG=concord=debug) selects more.",
     after_help = "Example:\n  concord-node --id 1 --listen 127.0.0.1:7001 \\\n      \
         --peers 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003 \\\n      \
-        --data-dir /tmp/concord-1 --cluster-id demo\n  concord-node --config server.toml --id 2",
+        --data-dir /tmp/concord-1 --cluster-id demo\n  concord-node --config server.toml --id 2\n  \
+        concord-node local-cluster --service chat --nodes 3",
     args_conflicts_with_subcommands = true
 )]
 pub struct NodeArgs {
@@ -64,6 +67,9 @@ pub struct NodeArgs {
 /// `concord-node`'s subcommands; without one it serves.
 #[derive(Debug, Subcommand)]
 pub enum NodeCommand {
+    /// Run a whole cluster on this machine, one `concord-node` process per
+    /// server on 127.0.0.1, until Ctrl-C (data kept across restarts).
+    LocalCluster(LocalClusterArgs),
     /// Print a completion script for a shell to stdout (e.g.
     /// `concord-node completions bash > /etc/bash_completion.d/concord-node`).
     Completions {
@@ -72,10 +78,46 @@ pub enum NodeCommand {
     },
 }
 
+/// Most servers `local-cluster` starts.
+pub const LOCAL_CLUSTER_NODES_MAX: u16 = 7;
+
+/// Flags of `concord-node local-cluster`.
+#[derive(Clone, Debug, Args)]
+pub struct LocalClusterArgs {
+    /// The service the servers run.
+    #[arg(long, value_name = "NAME", default_value = "kv", value_parser = service_kind)]
+    pub service: ServiceKind,
+    /// Servers to run (1 to 7).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=LOCAL_CLUSTER_NODES_MAX as i64))]
+    pub nodes: u16,
+    /// Port of server 1; server N listens on BASE_PORT + N - 1 on
+    /// 127.0.0.1.
+    #[arg(long, default_value_t = 7001)]
+    pub base_port: u16,
+    /// Directory holding one data directory per server (created if
+    /// missing; kept, so a restart continues where it stopped).
+    #[arg(long, value_name = "DIR", default_value = "concord-data")]
+    pub data_dir: PathBuf,
+    /// Prefer the server with the highest id as leader whenever it is
+    /// healthy (the directory's deployment shape).
+    #[arg(long)]
+    pub prefer_highest_id: bool,
+}
+
+/// A `--service` name.
+pub fn service_kind(value: &str) -> Result<ServiceKind, String> {
+    ServiceKind::from_name(value)
+}
+
 /// The server flags, each optional here: a missing one may come from the
 /// config file or a default ([`ServerSettings::resolve`]).
 #[derive(Clone, Debug, Default, Args)]
 pub struct ServerFlags {
+    /// The service this server runs: kv (the key-value store, the
+    /// default), directory, orders or chat; every server of a cluster runs
+    /// the same one.
+    #[arg(long, env = "CONCORD_SERVICE", value_name = "NAME", value_parser = service_kind)]
+    pub service: Option<ServiceKind>,
     /// Read settings from this TOML file (see `node/examples/server.toml`);
     /// flags and CONCORD_* variables override its keys.
     #[arg(long, env = "CONCORD_CONFIG", value_name = "FILE")]
@@ -174,6 +216,11 @@ pub struct ServerFlags {
     /// timeout; the lease leaves room for it [default: 3].
     #[arg(long, env = "CONCORD_CLOCK_DRIFT_BOUND_TICKS", value_name = "N")]
     pub clock_drift_bound_ticks: Option<u32>,
+    /// Prefer this node as leader: while it is healthy and caught up, the
+    /// leader hands leadership to it (the core's priority election). Give
+    /// every server the same value.
+    #[arg(long, env = "CONCORD_PREFERRED_LEADER", value_name = "ID", value_parser = parse::node_id)]
+    pub preferred_leader: Option<NodeId>,
     /// Runtime worker threads, besides the WAL writer thread [default: 2;
     /// 1: a single-threaded runtime, which costs less CPU per write; use it
     /// where nodes share a machine's cores].
@@ -214,6 +261,8 @@ fn check_worker_threads(n: usize) -> Result<usize, String> {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ServerConfig {
+    /// `--service`.
+    pub service: Option<String>,
     /// `--id`.
     pub id: Option<u64>,
     /// `--listen`.
@@ -246,6 +295,8 @@ pub struct ServerConfig {
     pub clock_drift_bound_ticks: Option<u32>,
     /// `--worker-threads`.
     pub worker_threads: Option<usize>,
+    /// `--preferred-leader`.
+    pub preferred_leader: Option<u64>,
     /// `--tls-ca`.
     pub tls_ca: Option<PathBuf>,
     /// `--tls-cert`.
@@ -257,6 +308,7 @@ pub struct ServerConfig {
 /// Every key [`ServerConfig`] accepts, for the "did you mean" of an
 /// unknown key (a test checks it against the example config).
 pub const CONFIG_KEYS: &[&str] = &[
+    "service",
     "id",
     "listen",
     "peers",
@@ -273,6 +325,7 @@ pub const CONFIG_KEYS: &[&str] = &[
     "lease-ticks",
     "clock-drift-bound-ticks",
     "worker-threads",
+    "preferred-leader",
     "tls-ca",
     "tls-cert",
     "tls-key",
@@ -335,6 +388,8 @@ pub enum SettingsError {
 /// config file and the defaults, and checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerSettings {
+    /// The service this server runs.
+    pub service: ServiceKind,
     /// This node's id.
     pub id: NodeId,
     /// Address to serve peers and clients on.
@@ -369,6 +424,8 @@ pub struct ServerSettings {
     pub clock_drift_bound_ticks: u32,
     /// Runtime worker threads (1: a single-threaded runtime).
     pub worker_threads: usize,
+    /// The node preferred as leader, if any.
+    pub preferred_leader: Option<NodeId>,
     /// TLS files: the CA certificate, this node's certificate and key
     /// (checked and loaded when the server starts).
     pub tls_ca: Option<PathBuf>,
@@ -400,6 +457,11 @@ impl ServerSettings {
             file: path.to_path_buf(),
             key: key.to_string(),
             message,
+        };
+        let service = match (flags.service, &file.service) {
+            (Some(service), _) => service,
+            (None, Some(name)) => service_kind(name).map_err(|m| bad("service", m))?,
+            (None, None) => ServiceKind::default(),
         };
         let id = match (flags.id, file.id) {
             (Some(id), _) => id,
@@ -448,11 +510,19 @@ impl ServerSettings {
             }
             (None, None) => BTreeSet::new(),
         };
+        let preferred_leader = match (flags.preferred_leader, file.preferred_leader) {
+            (Some(id), _) => Some(id),
+            (None, Some(id)) => {
+                Some(parse::node_id(&id.to_string()).map_err(|m| bad("preferred-leader", m))?)
+            }
+            (None, None) => None,
+        };
         let snapshot_every_entries = flags
             .snapshot_every_entries
             .or(file.snapshot_every_entries)
             .unwrap_or(SNAPSHOT_EVERY_ENTRIES_DEFAULT);
         let settings = ServerSettings {
+            service,
             id,
             listen,
             peers: peers.0,
@@ -476,11 +546,27 @@ impl ServerSettings {
                 .or(file.clock_drift_bound_ticks)
                 .unwrap_or(CLOCK_DRIFT_BOUND_TICKS_DEFAULT),
             worker_threads,
+            preferred_leader,
             tls_ca: flags.tls_ca.clone().or_else(|| file.tls_ca.clone()),
             tls_cert: flags.tls_cert.clone().or_else(|| file.tls_cert.clone()),
             tls_key: flags.tls_key.clone().or_else(|| file.tls_key.clone()),
         };
-        settings.with_this_node_in_peers()?.with_witnesses_checked()
+        settings
+            .with_this_node_in_peers()?
+            .with_witnesses_checked()?
+            .with_preferred_leader_checked()
+    }
+
+    /// Checks that the preferred leader is one of the voters.
+    fn with_preferred_leader_checked(self) -> Result<ServerSettings, SettingsError> {
+        match self.preferred_leader {
+            Some(id) if !self.join && !self.peers.contains_key(&id) => {
+                Err(SettingsError::Inconsistent(format!(
+                    "--preferred-leader {id} is not one of --peers; prefer one of the voters"
+                )))
+            }
+            _ => Ok(self),
+        }
     }
 
     /// Checks `witness` and `witnesses` against `peers` and `join`.
@@ -572,7 +658,7 @@ impl ServerSettings {
         Ok(self)
     }
 
-    /// The library's settings for [`concord::tokio::cluster::start_kv_node`].
+    /// The library's settings for [`concord::tokio::cluster::start_node`].
     pub fn node_settings(&self) -> NodeSettings {
         let mut settings = NodeSettings::new(
             self.id,
@@ -588,6 +674,9 @@ impl ServerSettings {
         settings.compaction_trailing_entries = self.compaction_trailing_entries;
         settings.lease_read_ticks = self.lease_ticks;
         settings.clock_drift_bound_ticks = self.clock_drift_bound_ticks;
+        if let Some(preferred) = self.preferred_leader {
+            settings.priorities = BTreeMap::from([(preferred, 1)]);
+        }
         settings
     }
 }
@@ -745,7 +834,10 @@ cluster-id = "demo"
         let e = file("datadir = \"x\"\n").unwrap_err().to_string();
         assert!(e.contains("expected `data-dir`"), "{e}");
         let e = file("colour = \"blue\"\n").unwrap_err().to_string();
-        assert!(e.contains("expected one of: id, listen, peers"), "{e}");
+        assert!(
+            e.contains("expected one of: service, id, listen, peers"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -808,6 +900,39 @@ cluster-id = "demo"
         assert!(joining.join);
         assert_eq!(joining.peers[&4], "127.0.0.1:7004");
         assert_eq!(joining.peers.len(), 4);
+    }
+
+    #[test]
+    fn the_service_and_preferred_leader_come_from_a_flag_or_the_file() {
+        let config = file(FULL).unwrap();
+        let default = ServerSettings::merge(&flags(&[]), &config, None).unwrap();
+        assert_eq!(default.service, ServiceKind::Kv);
+        assert_eq!(default.preferred_leader, None);
+        let config = file(&format!("service = \"chat\"\npreferred-leader = 3\n{FULL}")).unwrap();
+        let from_file = ServerSettings::merge(&flags(&[]), &config, None).unwrap();
+        assert_eq!(from_file.service, ServiceKind::Chat);
+        assert_eq!(
+            from_file.node_settings().priorities,
+            BTreeMap::from([(3, 1)])
+        );
+        let overridden =
+            ServerSettings::merge(&flags(&["--service", "orders"]), &config, None).unwrap();
+        assert_eq!(overridden.service, ServiceKind::Orders);
+        let e = file("service = \"bank\"\n")
+            .map(|config| ServerSettings::merge(&flags(&[]), &config, Some(Path::new("s.toml"))));
+        let e = e.unwrap().unwrap_err().to_string();
+        assert!(
+            e.starts_with("key `service` in s.toml: no service named \"bank\""),
+            "{e}"
+        );
+        let config = file(&format!("preferred-leader = 9\n{FULL}")).unwrap();
+        let e = ServerSettings::merge(&flags(&[]), &config, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--preferred-leader 9 is not one of --peers"),
+            "{e}"
+        );
     }
 
     #[test]

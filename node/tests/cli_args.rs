@@ -398,7 +398,7 @@ fn cli_arguments_refused_with_a_clear_message() {
     };
     let cases: Vec<(Vec<String>, &[&str])> = vec![
         (
-            vec!["get".into(), "k".into()],
+            vec!["kv".into(), "get".into(), "k".into()],
             &["missing --servers (or CONCORD_SERVERS)"],
         ),
         (with(&[]), &["Usage:"]),
@@ -407,7 +407,7 @@ fn cli_arguments_refused_with_a_clear_message() {
             &["is not a host:port address"],
         ),
         (
-            with(&["put", "k"]),
+            with(&["kv", "put", "k"]),
             &["required arguments were not provided", "<VALUE>"],
         ),
         (
@@ -415,13 +415,30 @@ fn cli_arguments_refused_with_a_clear_message() {
             &["unrecognized subcommand 'frobnicate'"],
         ),
         (
-            with(&["get", "--read", "stale", "k"]),
+            with(&["kv", "get", "--read", "stale", "k"]),
             &[
                 "invalid value 'stale' for '--read <PATH>'",
                 "index, lease, follower, log",
             ],
         ),
-        (with(&["cas", "k", "v"]), &["cas takes KEY EXPECTED NEW"]),
+        (
+            with(&["kv", "cas", "k", "v"]),
+            &["cas takes KEY EXPECTED NEW"],
+        ),
+        (
+            with(&["get", "k"]),
+            &["`concord-cli get` is now `concord-cli kv get`"],
+        ),
+        (
+            with(&["put", "k", "v"]),
+            &["`concord-cli put` is now `concord-cli kv put`"],
+        ),
+        (with(&["kv"]), &["get-many", "put-many"]),
+        (with(&["chat", "send", "ann"]), &["<BODY>"]),
+        (
+            with(&["kv", "put-many", "novalue"]),
+            &["\"novalue\" is not KEY=VALUE"],
+        ),
         (with(&["member"]), &["add-learner", "transfer-leader"]),
         (with(&["member", "promote", "0"]), &["0 is reserved"]),
         (
@@ -455,7 +472,7 @@ fn cli_reaches_no_cluster_with_a_clear_error() {
     );
     let (code, _, stderr) = run(
         CLI,
-        &["get", "k"],
+        &["kv", "get", "k"],
         &[
             ("CONCORD_SERVERS", "127.0.0.1:9"),
             ("CONCORD_TIMEOUT_MS", "100"),

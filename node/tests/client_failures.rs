@@ -12,8 +12,9 @@
 
 use std::time::{Duration, Instant};
 
-use concord::tokio::client::{Client, ClientConfig};
+use concord::tokio::client::ClientConfig;
 use concord::ReadPath;
+use concord_services::KvClient;
 
 #[path = "common/processes.rs"]
 mod processes;
@@ -45,7 +46,7 @@ fn cli(servers: &[String], args: &[&str]) -> (i32, String, String) {
 }
 
 /// Starts all three nodes and waits until a write goes through.
-async fn start_and_write(cluster: &mut NodeProcesses, keys: u64) -> Client {
+async fn start_and_write(cluster: &mut NodeProcesses, keys: u64) -> KvClient {
     for id in 1..=3 {
         cluster.start(id);
     }
@@ -60,7 +61,7 @@ async fn start_and_write(cluster: &mut NodeProcesses, keys: u64) -> Client {
 }
 
 /// The leader's id, asked of every node until one leads.
-async fn leader(client: &mut Client) -> u64 {
+async fn leader(client: &mut KvClient) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Some(id) = processes::leader_id(client, 3).await {
@@ -85,8 +86,8 @@ fn retries_bound(elapsed: Duration, avoid_min: Duration) -> u64 {
 async fn follower_reads(servers: Vec<String>, keys: u64, reads: u64) -> (u64, Duration) {
     let mut config = ClientConfig::new(servers, CLUSTER);
     config.request_timeout = Duration::from_millis(500);
-    config.read_path = Some(ReadPath::Follower);
-    let mut client = Client::new(config);
+    let mut client = KvClient::new(config);
+    client.set_read_path(Some(ReadPath::Follower));
     let started = Instant::now();
     for i in 0..reads {
         let key = format!("key-{}", i % keys);
@@ -148,7 +149,7 @@ fn maybe_applied_only_when_a_request_was_sent_and_its_answer_lost() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().to_string()
     };
-    let (code, _, stderr) = cli(&[nowhere], &["--timeout-ms", "200", "put", "k", "v"]);
+    let (code, _, stderr) = cli(&[nowhere], &["--timeout-ms", "200", "kv", "put", "k", "v"]);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("nothing was applied"), "{stderr}");
     assert!(!stderr.contains("may or may not"), "{stderr}");
@@ -164,7 +165,7 @@ fn maybe_applied_only_when_a_request_was_sent_and_its_answer_lost() {
         }
         let (code, _, stderr) = cli(
             &[cluster.addr(leader)],
-            &["--timeout-ms", "300", "put", "k", "v"],
+            &["--timeout-ms", "300", "kv", "put", "k", "v"],
         );
         assert_eq!(code, 3, "outcome unknown: {stderr}");
         assert!(
@@ -266,7 +267,7 @@ fn a_wrong_cluster_id_is_refused_at_once_with_its_own_exit_code() {
             "--cluster-id",
             "not-this-one",
         ])
-        .args(["get", "key-0"])
+        .args(["kv", "get", "key-0"])
         .output()
         .expect("run concord-cli");
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -1,8 +1,17 @@
 //! `concord-node` and `concord-cli` on a closed standard output (`|
 //! head -1`): they exit quietly, never with a panic ("failed printing to
-//! stdout: Broken pipe", exit 101).
+//! stdout: Broken pipe", exit 101); a client command that prints its
+//! answer exits with the code of its outcome.
+
+#[path = "common/processes.rs"]
+mod processes;
+#[path = "common/services.rs"]
+mod services;
 
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use services::{cli, Cluster, Outcome};
 
 const NODE: &str = env!("CARGO_BIN_EXE_concord-node");
 const CLI: &str = env!("CARGO_BIN_EXE_concord-cli");
@@ -47,6 +56,44 @@ fn shell_completions_exit_quietly_on_a_closed_pipe() {
     }
 }
 
+/// A real one-server cluster on loopback: an answer printed to a closed
+/// pipe.
+#[test]
+fn a_client_answer_to_a_closed_pipe_exits_quietly() {
+    let mut cluster = Cluster::with_nodes("kv", "closed-pipe", 1);
+    cluster.start(1);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cluster.leader().is_none() {
+        assert!(Instant::now() < deadline, "no leader within 30 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let target = cluster.cli_target();
+    assert!(matches!(
+        cli(&target, &["put", "color", "blue"]),
+        Outcome::Ok(_)
+    ));
+    // The answer is printed: check it is there with a reader first.
+    match cli(&target, &["get", "color"]) {
+        Outcome::Ok(stdout) => assert_eq!(stdout, "blue\n"),
+        _ => panic!("get was not answered"),
+    }
+    let args = [
+        "--servers",
+        &cluster.servers(),
+        "--cluster-id",
+        "closed-pipe",
+        "kv",
+        "get",
+        "color",
+    ];
+    let (code, stderr) = with_stdout_closed(CLI, &args);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+        "{stderr}"
+    );
+}
+
 /// `status --watch` without `--count` would refresh forever: a closed
 /// stdout ends it quietly after the round it could not print (a server
 /// that refuses connections is a row, so rounds are quick).
@@ -60,16 +107,16 @@ fn status_watch_stops_on_a_closed_pipe() {
         .spawn()
         .expect("runs");
     drop(child.stdout.take());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(status) = child.try_wait().expect("try_wait") {
             break status;
         }
-        if std::time::Instant::now() > deadline {
+        if Instant::now() > deadline {
             let _ = child.kill();
             panic!("status --watch kept running with its stdout closed");
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(20));
     };
     let output = child.wait_with_output().expect("waits");
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -67,8 +67,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use concord::tokio::client::{Client, ClientConfig, ClientError};
+use concord::tokio::client::{ClientConfig, ClientError};
 use concord::tokio::status::NodeStatus;
+use concord_services::{CallError, KvClient};
 use concord_sim::history::{Op, Operation, Output};
 use concord_sim::linearizability::{check_history_with, CheckConfig};
 use processes::NodeProcesses;
@@ -496,7 +497,7 @@ impl NetCluster {
     fn statuses(&self) -> BTreeMap<u64, NodeStatus> {
         let config = self.config(300, 1);
         self.client.run(async move {
-            let mut client = Client::new(config);
+            let mut client = KvClient::new(config);
             let mut out = BTreeMap::new();
             for (i, id) in IDS.iter().enumerate() {
                 if let Ok(status) = client.status(i).await {
@@ -522,7 +523,7 @@ impl NetCluster {
             let config = self.config(500, 5);
             let wrote = self
                 .client
-                .run(async move { Client::new(config).put("ready", "yes").await.is_ok() });
+                .run(async move { KvClient::new(config).put("ready", "yes").await.is_ok() });
             if wrote {
                 if let Some(leader) = self.leader() {
                     return leader;
@@ -578,7 +579,7 @@ impl Writer {
         let config = cluster.config(300, 3);
         let (task_acks, task_stop) = (acks.clone(), stop.clone());
         let task = cluster.client.spawn(async move {
-            let mut client = Client::new(config);
+            let mut client = KvClient::new(config);
             let mut i = 0u64;
             while !task_stop.load(Ordering::Relaxed) {
                 i += 1;
@@ -657,7 +658,7 @@ struct Shared {
 /// Runs `op` on `key` through `client` and records it in the history.
 async fn record(
     shared: &Shared,
-    client: &mut Client,
+    client: &mut KvClient,
     client_no: u64,
     key: &str,
     op: Op,
@@ -681,7 +682,7 @@ async fn record(
             client
                 .cas(key.to_string(), expected, to.clone())
                 .await
-                .map(|(swapped, _)| Output::Swapped(swapped))
+                .map(Output::Swapped)
         }
     };
     let ret = nanos_since(shared.start).max(call);
@@ -691,11 +692,11 @@ async fn record(
         // The operation may or may not have been applied: unknown. (Not
         // taken by any server: recorded as unknown too, which is never
         // wrong, only weaker.)
-        Err(
+        Err(CallError::Client(
             ClientError::RetriesExhausted { .. }
             | ClientError::Unavailable { .. }
             | ClientError::SessionExpired,
-        ) => (operation, None),
+        )) => (operation, None),
         Err(e) => panic!("client {client_no}: unexpected error on {key}: {e}"),
     };
     shared.history.lock().unwrap().push(operation);
@@ -704,7 +705,7 @@ async fn record(
 
 async fn chaos_client(client_no: u64, seed: u64, config: ClientConfig, shared: Arc<Shared>) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (client_no << 32));
-    let mut client = Client::new(config);
+    let mut client = KvClient::new(config);
     let mut last_read: BTreeMap<&str, String> = BTreeMap::new();
     for i in 0..OPS_PER_CLIENT_MAX {
         if shared.stop.load(Ordering::Relaxed) {
@@ -925,7 +926,7 @@ fn chaos_history_is_linearizable_and_keeps_acked_writes() {
             .collect();
         let config = cluster.config(1000, 60);
         async move {
-            let mut client = Client::new(config);
+            let mut client = KvClient::new(config);
             let mut read = BTreeMap::new();
             for key in keys {
                 if let Some(Output::Value(v)) =

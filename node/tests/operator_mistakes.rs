@@ -4,8 +4,11 @@
 //! * a data directory of another cluster or another node is refused with
 //!   exit status 3, naming both values; a second process on a directory
 //!   in use with exit status 4; a lock left by a SIGKILLed node is not;
-//! * a data directory written before identity files is upgraded in place
-//!   (a fixture written by the build before them), every key kept;
+//! * a data directory written before identity files has its log upgraded
+//!   in place (a fixture written by the build before them), every entry
+//!   kept; being from before services too, it is refused by the server
+//!   with exit status 3 rather than served as if empty; a data directory
+//!   of another service is refused with exit status 3, both named;
 //! * a node of another incarnation of a cluster of the same name is
 //!   refused at the handshake, both incarnations named;
 //! * a follower restarted with `--accept-wal-data-loss` after losing
@@ -147,12 +150,12 @@ impl Cli {
     }
 
     fn put(&self, key: &str, value: &str) {
-        self.ok(&["--timeout-ms", "1000", "put", key, value]);
+        self.ok(&["--timeout-ms", "1000", "kv", "put", key, value]);
     }
 
     /// The value of `key` (its line on stdout).
     fn get(&self, key: &str) -> String {
-        let out = self.ok(&["--timeout-ms", "1000", "get", key]);
+        let out = self.ok(&["--timeout-ms", "1000", "kv", "get", key]);
         out.strip_suffix('\n').unwrap_or(&out).to_string()
     }
 
@@ -382,20 +385,32 @@ fn fixture() -> PathBuf {
 
 #[test]
 fn a_data_directory_of_the_previous_format_is_upgraded_without_loss() {
-    let mut cluster = single("upgrade", "fixture");
+    use concord::tokio::identity::IdentityClaim;
+    use concord::tokio::storage::Storage;
+    use concord::tokio::wal::{FileStorage, WalOptions};
+    let cluster = single("upgrade", "fixture");
     let dir = cluster.data_dir(1);
     copy_dir(&fixture(), &dir);
     assert!(!dir.join(identity::IDENTITY_FILE_NAME).exists());
-    cluster.start(1);
-    let cli = Cli::of(&cluster);
-    for i in [0, 1, 17, 48, 49] {
-        assert_eq!(cli.get(&format!("small-{i}")), format!("value-{i}"));
-    }
-    let large = cli.get("large");
-    assert_eq!(large.len(), 100_000);
-    assert!(large.bytes().all(|b| b == b'x'));
-    cli.put("after", "upgrade");
-    cluster.sigterm_all();
+    // The server refuses its key-value data, of the format before
+    // services, rather than serve it as an empty store.
+    let args = node_args(&cluster, 1, "fixture", &dir);
+    let (code, stderr) = node_run(&strs(&args), Duration::from_secs(10));
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(stderr.contains("from before services"), "{stderr}");
+    // Its log is upgraded in place, every entry kept.
+    let claim = IdentityClaim {
+        cluster_id: "fixture".to_string(),
+        node_id: 1,
+        bootstrap: true,
+    };
+    let (mut storage, _) =
+        FileStorage::open_as(&dir, WalOptions::default(), &claim).expect("the log opens");
+    let recovered = storage.recover().expect("the log recovers");
+    // 51 puts, each by its own concord-cli run (a session registration
+    // and the put), and the leader's no-op of term 1.
+    assert_eq!(recovered.entries.len(), 2 * 51 + 1, "{:?}", recovered.base);
+    drop(storage);
     let recorded = identity::read(&dir)
         .expect("readable")
         .expect("an identity was recorded");
@@ -406,17 +421,42 @@ fn a_data_directory_of_the_previous_format_is_upgraded_without_loss() {
         recorded.incarnation.is_some(),
         "the only node bootstraps the incarnation"
     );
-    // From now on a mismatch is refused.
-    let args = node_args(&cluster, 1, "another", &dir);
+}
+
+#[test]
+fn a_data_directory_of_another_service_is_refused_naming_both() {
+    let mut chat = single("other-service", CLUSTER);
+    chat.start_with(1, &["--service", "chat"]);
+    let cli = Cli::of(&chat);
+    // Once a leader answers, one account is created.
+    assert_eq!(
+        cli.ok(&["--timeout-ms", "1000", "chat", "list-accounts"]),
+        ""
+    );
+    let (code, _, stderr) = cli.run(&["--timeout-ms", "1000", "chat", "create-account", "ann"]);
+    assert_eq!(code, 0, "{stderr}");
+    // A key-value request to the chat server is refused by name.
+    let (code, _, stderr) = cli.run(&["--timeout-ms", "1000", "kv", "put", "k", "v"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("a request of the kv service reached a chat server"),
+        "{stderr}"
+    );
+    chat.sigterm_all();
+    // The chat server's directory, started as a key-value server.
+    let args = node_args(&chat, 1, CLUSTER, &chat.data_dir(1));
     let (code, stderr) = node_run(&strs(&args), Duration::from_secs(10));
     assert_eq!(code, Some(3), "{stderr}");
-    // And the right flags still serve everything.
-    cluster.start(1);
-    assert_eq!(cli.get("after"), "upgrade");
-    for i in 0..50 {
-        assert_eq!(cli.get(&format!("small-{i}")), format!("value-{i}"));
-    }
-    cluster.sigterm_all();
+    assert!(
+        stderr.contains("holds a chat cluster's data")
+            && stderr.contains("started with --service kv"),
+        "{stderr}"
+    );
+    // Its own service still serves it.
+    chat.start_with(1, &["--service", "chat"]);
+    let out = cli.ok(&["--timeout-ms", "1000", "chat", "list-accounts"]);
+    assert_eq!(out, "ann\n");
+    chat.sigterm_all();
 }
 
 #[test]
@@ -589,7 +629,7 @@ fn a_follower_that_lost_acknowledged_entries_is_repaired_on_an_idle_cluster() {
     // A follower read there is served at once.
     let started = Instant::now();
     let at_follower = Cli::new(vec![cluster.addr(follower)], CLUSTER);
-    let (code, stdout, stderr) = at_follower.run(&["--read", "follower", "get", "k-29"]);
+    let (code, stdout, stderr) = at_follower.run(&["--read", "follower", "kv", "get", "k-29"]);
     assert_eq!((code, stdout.trim()), (0, "v-29"), "{stderr}");
     assert!(started.elapsed() < Duration::from_secs(2));
     cluster.sigterm_all();
@@ -649,26 +689,26 @@ fn cli_missing_keys_large_values_and_values_from_files_or_stdin() {
     let cli = Cli::of(&cluster);
     cli.put("warm", "up");
     // A missing key: exit 5, nothing on stdout.
-    let (code, stdout, stderr) = cli.run(&["get", "nothing-here"]);
+    let (code, stdout, stderr) = cli.run(&["kv", "get", "nothing-here"]);
     assert_eq!(code, 5, "{stdout}{stderr}");
     assert_eq!(stdout, "");
     assert!(stderr.contains("\"nothing-here\" is absent"), "{stderr}");
     // A value of 300 kB, more than one command-line argument may hold,
     // from stdin and from a file.
     let big = vec![b'y'; 300_000];
-    let (code, stdout, stderr) = cli.run_with(&["put", "big", "--value-file", "-"], &big);
+    let (code, stdout, stderr) = cli.run_with(&["kv", "put", "big", "--value-file", "-"], &big);
     assert_eq!((code, stdout.trim()), (0, "ok"), "{stderr}");
     assert_eq!(cli.get("big").len(), 300_000);
     let file = cluster.base.join("value.bin");
     std::fs::write(&file, b"from a file").unwrap();
     let path = file.display().to_string();
-    let (code, _, stderr) = cli.run(&["put", "f", "--value-file", &path]);
+    let (code, _, stderr) = cli.run(&["kv", "put", "f", "--value-file", &path]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(cli.get("f"), "from a file");
     // Over the limit: refused at once, before sending, with its own code.
     std::fs::write(&file, vec![b'z'; 5 * 1024 * 1024]).unwrap();
     let started = Instant::now();
-    let (code, _, stderr) = cli.run(&["put", "huge", "--value-file", &path]);
+    let (code, _, stderr) = cli.run(&["kv", "put", "huge", "--value-file", &path]);
     assert_eq!(code, 6, "{stderr}");
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(
@@ -677,7 +717,7 @@ fn cli_missing_keys_large_values_and_values_from_files_or_stdin() {
     );
     assert!(!stderr.contains("may or may not"), "{stderr}");
     let (code, _, stderr) = cli.run_with(
-        &["put", "huge", "--value-file", "-"],
+        &["kv", "put", "huge", "--value-file", "-"],
         &vec![b'z'; 4 * 1024 * 1024],
     );
     assert_eq!(code, 6, "{stderr}");
@@ -687,7 +727,7 @@ fn cli_missing_keys_large_values_and_values_from_files_or_stdin() {
         help.contains("4 MiB") && help.contains("--value-file"),
         "{help}"
     );
-    let (code, _, _) = cli.run(&["get", "huge"]);
+    let (code, _, _) = cli.run(&["kv", "get", "huge"]);
     assert_eq!(code, 5, "nothing was written");
     cluster.sigterm_all();
 }

@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use concord::tokio::client::Client;
 use concord::tokio::wal;
+use concord_services::KvClient;
 use processes::{leader_id, NodeProcesses};
 
 const CLUSTER: &str = "real-test";
@@ -38,7 +38,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// Writes `count` keys starting at `from`, recording them in `acked`.
 async fn put_keys(
-    client: &mut Client,
+    client: &mut KvClient,
     acked: &mut BTreeMap<String, String>,
     prefix: &str,
     from: u32,
@@ -51,7 +51,7 @@ async fn put_keys(
     }
 }
 
-async fn find_leader(client: &mut Client) -> u64 {
+async fn find_leader(client: &mut KvClient) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if let Some(id) = leader_id(client, 3).await {
@@ -63,7 +63,7 @@ async fn find_leader(client: &mut Client) -> u64 {
 }
 
 /// Waits until node `id` has applied everything `leader` has committed.
-async fn wait_caught_up(client: &mut Client, leader: u64, id: u64, within: Duration) {
+async fn wait_caught_up(client: &mut KvClient, leader: u64, id: u64, within: Duration) {
     let target = client
         .status(leader as usize - 1)
         .await
@@ -84,7 +84,7 @@ async fn wait_caught_up(client: &mut Client, leader: u64, id: u64, within: Durat
     }
 }
 
-async fn read_all(client: &mut Client, acked: &BTreeMap<String, String>) {
+async fn read_all(client: &mut KvClient, acked: &BTreeMap<String, String>) {
     for (k, v) in acked {
         let got = client.get(k.clone()).await.expect("read");
         assert_eq!(got, Some(Bytes::from(v.clone())), "key {k}");
@@ -374,7 +374,7 @@ fn compacting_cluster(label: &str) -> NodeProcesses {
 /// Writes `count` keys and waits until every node applied them; returns
 /// the leader.
 async fn write_and_settle(
-    client: &mut Client,
+    client: &mut KvClient,
     acked: &mut BTreeMap<String, String>,
     prefix: &str,
     count: u32,
@@ -534,7 +534,7 @@ fn reads_on_every_path_return_acknowledged_writes_and_append_nothing() {
         for path in [ReadPath::ReadIndex, ReadPath::Lease, ReadPath::Follower] {
             for _ in 0..12 {
                 for (k, v) in &acked {
-                    let got = client.get_via(k.clone(), path).await.expect("read");
+                    let got = client.get_via(k.clone(), Some(path)).await.expect("read");
                     assert_eq!(got, Some(Bytes::from(v.clone())), "{path:?} read of {k}");
                 }
             }
@@ -570,7 +570,7 @@ fn reads_on_every_path_return_acknowledged_writes_and_append_nothing() {
         for path in [ReadPath::ReadIndex, ReadPath::Lease, ReadPath::Follower] {
             for (k, v) in &acked {
                 let got = client
-                    .get_via(k.clone(), path)
+                    .get_via(k.clone(), Some(path))
                     .await
                     .expect("read after the kill");
                 assert_eq!(got, Some(Bytes::from(v.clone())), "{path:?} read of {k}");
@@ -625,7 +625,7 @@ fn cli_ok(transcript: &mut String, servers: &[String], args: &[&str]) -> String 
 }
 
 /// The members as the leader sees them.
-async fn members(client: &mut Client) -> concord::tokio::wire::Members {
+async fn members(client: &mut KvClient) -> concord::tokio::wire::Members {
     match client
         .admin(concord::tokio::wire::AdminRequest::List)
         .await
@@ -637,7 +637,7 @@ async fn members(client: &mut Client) -> concord::tokio::wire::Members {
 }
 
 /// Polls a node's status until it reports itself leader.
-async fn wait_leads(client: &mut Client, server: usize, within: Duration) -> bool {
+async fn wait_leads(client: &mut KvClient, server: usize, within: Duration) -> bool {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
         if let Ok(status) = client.status(server).await {
@@ -650,12 +650,12 @@ async fn wait_leads(client: &mut Client, server: usize, within: Duration) -> boo
     false
 }
 
-fn patient_client(servers: Vec<String>) -> Client {
+fn patient_client(servers: Vec<String>) -> KvClient {
     let mut config = concord::tokio::client::ClientConfig::new(servers, CLUSTER);
     config.request_timeout = Duration::from_millis(1500);
     config.attempts_max = 100;
     config.retry_backoff = Duration::from_millis(50);
-    Client::new(config)
+    KvClient::new(config)
 }
 
 #[test]
@@ -1007,7 +1007,7 @@ fn two_voters_and_a_witness_keep_serving_when_a_voter_dies() {
             concord::tokio::client::ClientConfig::new(vec![witness_addr.clone()], CLUSTER);
         config.attempts_max = 2;
         config.request_timeout = Duration::from_millis(500);
-        let _ = Client::new(config).put("asked-the-witness", "x").await;
+        let _ = KvClient::new(config).put("asked-the-witness", "x").await;
         let status = client
             .status(index_of(witness))
             .await
@@ -1047,7 +1047,7 @@ fn two_voters_and_a_witness_keep_serving_when_a_voter_dies() {
         let mut at_restarted = patient_client(vec![cluster.addr(leader)]);
         for (k, v) in &acked {
             let got = at_restarted
-                .get_via(k.clone(), concord::ReadPath::Follower)
+                .get_via(k.clone(), Some(concord::ReadPath::Follower))
                 .await
                 .expect("follower read at the restarted voter");
             assert_eq!(got, Some(Bytes::from(v.clone())), "key {k}");
@@ -1083,7 +1083,11 @@ fn two_voters_and_a_witness_keep_serving_when_a_voter_dies() {
 
 /// The leader among `ids`, asked of each (`index_of` maps an id to its
 /// place in the client's server list).
-async fn find_leader_of(client: &mut Client, ids: &[u64], index_of: impl Fn(u64) -> usize) -> u64 {
+async fn find_leader_of(
+    client: &mut KvClient,
+    ids: &[u64],
+    index_of: impl Fn(u64) -> usize,
+) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         for id in ids {
@@ -1100,7 +1104,7 @@ async fn find_leader_of(client: &mut Client, ids: &[u64], index_of: impl Fn(u64)
 
 /// Waits until server `follower` (index in the client's list) applied
 /// what server `leader` has committed.
-async fn wait_caught_up_at(client: &mut Client, leader: usize, follower: usize) {
+async fn wait_caught_up_at(client: &mut KvClient, leader: usize, follower: usize) {
     let target = client
         .status(leader)
         .await
@@ -1132,6 +1136,7 @@ async fn wait_caught_up_at(client: &mut Client, leader: usize, follower: usize) 
 fn a_session_from_lost_servers_expires_and_is_never_given_to_a_new_client() {
     use concord::session::client_id_parts;
     use concord::tokio::client::ClientError;
+    use concord_services::CallError;
 
     let mut cluster = NodeProcesses::on_loopback("real-forced-sessions", CLUSTER);
     for id in 1..=3 {
@@ -1211,7 +1216,7 @@ fn a_session_from_lost_servers_expires_and_is_never_given_to_a_new_client() {
         assert!(
             fresh
                 .last()
-                .and_then(Client::session)
+                .and_then(KvClient::session)
                 .is_some_and(|id| client_id_parts(id).1 >= lost_index),
             "200 registrations did not reach index {lost_index}"
         );
@@ -1219,7 +1224,7 @@ fn a_session_from_lost_servers_expires_and_is_never_given_to_a_new_client() {
             .put("lost-key", "written with a lost session")
             .await
         {
-            Err(ClientError::SessionExpired) => {}
+            Err(CallError::Client(ClientError::SessionExpired)) => {}
             other => panic!("a lost session's command answered {other:?}"),
         }
         assert_eq!(reader.get("lost-key").await.expect("read"), None);

@@ -125,7 +125,7 @@ fn tls_and_plaintext_mismatches_are_named_at_connect_time() {
     // The cluster serves a well-configured client.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        let (code, stdout, stderr) = cli_with(&servers, good, &["put", "k", "v"]);
+        let (code, stdout, stderr) = cli_with(&servers, good, &["kv", "put", "k", "v"]);
         if code == 0 {
             break;
         }
@@ -137,7 +137,7 @@ fn tls_and_plaintext_mismatches_are_named_at_connect_time() {
 
     assert_named(
         "plaintext client, TLS servers",
-        || cli_with(&servers, None, &["put", "k", "v"]),
+        || cli_with(&servers, None, &["kv", "put", "k", "v"]),
         "server expects TLS",
     );
     assert_named(
@@ -151,7 +151,7 @@ fn tls_and_plaintext_mismatches_are_named_at_connect_time() {
             cli_with(
                 &servers,
                 Some((&dir, ["ca.pem", "other-client.pem", "other-client.key"])),
-                &["get", "k"],
+                &["kv", "get", "k"],
             )
         },
         "certificate not trusted by the server",
@@ -165,7 +165,7 @@ fn tls_and_plaintext_mismatches_are_named_at_connect_time() {
                     &dir,
                     ["other-ca.pem", "other-client.pem", "other-client.key"],
                 )),
-                &["get", "k"],
+                &["kv", "get", "k"],
             )
         },
         "the server's certificate is not trusted here",
@@ -182,7 +182,7 @@ fn tls_and_plaintext_mismatches_are_named_at_connect_time() {
     }
     assert_named(
         "TLS client, plaintext server",
-        || cli_with(&addr, good, &["get", "k"]),
+        || cli_with(&addr, good, &["kv", "get", "k"]),
         "server does not use TLS",
     );
     drop(plain);

@@ -23,19 +23,14 @@
 //!   never deleted this way, so nothing queued is lost unseen; it is
 //!   refused instead.
 //!
-//! Request layout: operation id (u64; chosen by the client, used only by
-//! the simulator's exactly-once check), a tag byte, then the fields
-//! ([`crate::codec`] strings and integers). Responses start with a tag
-//! byte; see [`ChatResponse::encode`].
 
 use std::collections::BTreeMap;
 
-use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 
-use concord::state_machine::{RestoreError, StateMachine};
-use concord::Index;
-
-use crate::codec::{DecodeError, Reader, SnapshotReader, Writer};
+use crate::service::{Applied, Service};
+#[cfg(feature = "cli")]
+use crate::service::{Out, Printed};
 
 /// Longest account name, bytes.
 pub const ACCOUNT_BYTES_MAX: usize = 64;
@@ -57,15 +52,6 @@ pub const FETCH_MESSAGES_MAX: usize = 256;
 pub const LIST_ACCOUNTS_MAX: usize = 1000;
 /// Most message ids one `delete_messages` names.
 pub const DELETE_IDS_MAX: usize = 1024;
-
-const TAG_CREATE: u8 = 0;
-const TAG_DELETE_ACCOUNT: u8 = 1;
-const TAG_LIST: u8 = 2;
-const TAG_SEND: u8 = 3;
-const TAG_FETCH: u8 = 4;
-const TAG_DELETE_MESSAGES: u8 = 5;
-
-const SNAPSHOT_VERSION: u8 = 1;
 
 /// Whether `name` is a valid account name: 1 to [`ACCOUNT_BYTES_MAX`]
 /// bytes of ASCII letters, digits, `_`, `.` and `-` (so no name holds a
@@ -117,8 +103,9 @@ pub fn glob_matches(pattern: &str, name: &str) -> bool {
     pattern[p..].iter().all(|&c| c == '*')
 }
 
-/// A request to the chat service.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A request to the chat service (and its command line).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::Subcommand))]
 pub enum ChatRequest {
     /// Create an account with an empty mailbox.
     CreateAccount {
@@ -130,12 +117,14 @@ pub enum ChatRequest {
         /// The account's name.
         account: String,
     },
-    /// The accounts whose name matches `pattern` (a glob of `*` and `?`).
+    /// The accounts whose name matches `pattern` (a glob of `*` and `?`),
+    /// one per line, sorted.
     ListAccounts {
         /// The glob.
+        #[cfg_attr(feature = "cli", arg(default_value = "*"))]
         pattern: String,
     },
-    /// Queue `body` in `recipient`'s mailbox.
+    /// Queue `body` in `recipient`'s mailbox; prints the message's id.
     Send {
         /// The sending account.
         sender: String,
@@ -145,13 +134,13 @@ pub enum ChatRequest {
         body: String,
     },
     /// Return the oldest undelivered messages of `account` and mark them
-    /// delivered.
+    /// delivered; prints `id<TAB>sender<TAB>body` for each, oldest first.
     Fetch {
         /// The account.
         account: String,
     },
     /// Remove delivered messages of `account` (every delivered one when
-    /// `ids` is empty).
+    /// `ids` is empty); prints how many were removed.
     DeleteMessages {
         /// The account.
         account: String,
@@ -161,12 +150,6 @@ pub enum ChatRequest {
 }
 
 impl ChatRequest {
-    /// Whether the request only reads (answered without a log entry).
-    /// Only `list_accounts`: a fetch marks what it returns as delivered.
-    pub fn is_read(&self) -> bool {
-        matches!(self, ChatRequest::ListAccounts { .. })
-    }
-
     /// The account the request is about (the recipient of a send; none
     /// for a listing).
     pub fn account(&self) -> Option<&str> {
@@ -179,123 +162,10 @@ impl ChatRequest {
             ChatRequest::ListAccounts { .. } => None,
         }
     }
-
-    /// Checks the limits; the error says what to change.
-    pub fn validate(&self) -> Result<(), String> {
-        match self {
-            ChatRequest::CreateAccount { account }
-            | ChatRequest::DeleteAccount { account }
-            | ChatRequest::Fetch { account } => validate_account(account),
-            ChatRequest::ListAccounts { pattern } => {
-                if pattern.is_empty() || pattern.len() > PATTERN_BYTES_MAX {
-                    return Err(format!(
-                        "a pattern has 1 to {PATTERN_BYTES_MAX} bytes, not {}",
-                        pattern.len()
-                    ));
-                }
-                Ok(())
-            }
-            ChatRequest::Send {
-                sender,
-                recipient,
-                body,
-            } => {
-                validate_account(sender)?;
-                validate_account(recipient)?;
-                if body.is_empty() || body.len() > BODY_BYTES_MAX {
-                    return Err(format!(
-                        "a message body has 1 to {BODY_BYTES_MAX} bytes, not {}",
-                        body.len()
-                    ));
-                }
-                Ok(())
-            }
-            ChatRequest::DeleteMessages { account, ids } => {
-                validate_account(account)?;
-                if ids.len() > DELETE_IDS_MAX {
-                    return Err(format!(
-                        "delete at most {DELETE_IDS_MAX} messages at once, not {}",
-                        ids.len()
-                    ));
-                }
-                Ok(())
-            }
-        }
-    }
-
-    /// Encodes the request with operation id `op_id`.
-    pub fn encode(&self, op_id: u64) -> Bytes {
-        let mut writer = Writer::new();
-        writer.u64(op_id);
-        match self {
-            ChatRequest::CreateAccount { account } => writer.u8(TAG_CREATE).str(account),
-            ChatRequest::DeleteAccount { account } => writer.u8(TAG_DELETE_ACCOUNT).str(account),
-            ChatRequest::ListAccounts { pattern } => writer.u8(TAG_LIST).str(pattern),
-            ChatRequest::Send {
-                sender,
-                recipient,
-                body,
-            } => writer.u8(TAG_SEND).str(sender).str(recipient).str(body),
-            ChatRequest::Fetch { account } => writer.u8(TAG_FETCH).str(account),
-            ChatRequest::DeleteMessages { account, ids } => {
-                writer
-                    .u8(TAG_DELETE_MESSAGES)
-                    .str(account)
-                    .u32(ids.len() as u32);
-                for id in ids {
-                    writer.u64(*id);
-                }
-                &mut writer
-            }
-        };
-        writer.finish()
-    }
-
-    /// Decodes a request and its operation id.
-    pub fn decode(bytes: &[u8]) -> Result<(u64, ChatRequest), DecodeError> {
-        let mut reader = Reader::new(bytes);
-        let op_id = reader.u64("operation id")?;
-        let request = match reader.u8("request tag")? {
-            TAG_CREATE => ChatRequest::CreateAccount {
-                account: reader.str("account")?.to_string(),
-            },
-            TAG_DELETE_ACCOUNT => ChatRequest::DeleteAccount {
-                account: reader.str("account")?.to_string(),
-            },
-            TAG_LIST => ChatRequest::ListAccounts {
-                pattern: reader.str("pattern")?.to_string(),
-            },
-            TAG_SEND => ChatRequest::Send {
-                sender: reader.str("sender")?.to_string(),
-                recipient: reader.str("recipient")?.to_string(),
-                body: reader.str("body")?.to_string(),
-            },
-            TAG_FETCH => ChatRequest::Fetch {
-                account: reader.str("account")?.to_string(),
-            },
-            TAG_DELETE_MESSAGES => {
-                let account = reader.str("account")?.to_string();
-                let count = reader.count("message ids", DELETE_IDS_MAX)?;
-                let mut ids = Vec::with_capacity(count);
-                for _ in 0..count {
-                    ids.push(reader.u64("message id")?);
-                }
-                ChatRequest::DeleteMessages { account, ids }
-            }
-            tag => {
-                return Err(DecodeError::UnknownTag {
-                    field: "request",
-                    tag,
-                })
-            }
-        };
-        reader.end()?;
-        Ok((op_id, request))
-    }
 }
 
 /// One message as a fetch returns it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     /// Cluster-wide id, increasing in the order messages were sent.
     pub id: u64,
@@ -306,7 +176,7 @@ pub struct Message {
 }
 
 /// The chat service's answer.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ChatResponse {
     /// The account was created or deleted.
     Done,
@@ -334,116 +204,18 @@ pub enum ChatResponse {
     NoSuchAccount(String),
     /// The named account already exists; nothing changed.
     AccountExists(String),
-    /// The request was refused and changed nothing.
-    Refused(String),
-}
-
-impl ChatResponse {
-    /// Encodes the response: a tag byte (0 done, 1 accounts, 2 sent, 3
-    /// fetched, 4 deleted, 5 no such account, 6 account exists, 7
-    /// refused), then its fields.
-    pub fn encode(&self) -> Bytes {
-        let mut writer = Writer::new();
-        match self {
-            ChatResponse::Done => writer.u8(0),
-            ChatResponse::Accounts { names, truncated } => {
-                writer.u8(1).u8(*truncated as u8).u32(names.len() as u32);
-                for name in names {
-                    writer.str(name);
-                }
-                &mut writer
-            }
-            ChatResponse::Sent(id) => writer.u8(2).u64(*id),
-            ChatResponse::Fetched { messages, more } => {
-                writer.u8(3).u8(*more as u8).u32(messages.len() as u32);
-                for message in messages {
-                    writer
-                        .u64(message.id)
-                        .str(&message.sender)
-                        .str(&message.body);
-                }
-                &mut writer
-            }
-            ChatResponse::Deleted(count) => writer.u8(4).u64(*count),
-            ChatResponse::NoSuchAccount(name) => writer.u8(5).str(name),
-            ChatResponse::AccountExists(name) => writer.u8(6).str(name),
-            ChatResponse::Refused(reason) => writer.u8(7).str(reason),
-        };
-        writer.finish()
-    }
-
-    /// Decodes a response.
-    pub fn decode(bytes: &[u8]) -> Result<ChatResponse, DecodeError> {
-        let mut reader = Reader::new(bytes);
-        let flag = |reader: &mut Reader<'_>, field| match reader.u8(field)? {
-            0 => Ok(false),
-            1 => Ok(true),
-            tag => Err(DecodeError::UnknownTag { field, tag }),
-        };
-        let response = match reader.u8("response tag")? {
-            0 => ChatResponse::Done,
-            1 => {
-                let truncated = flag(&mut reader, "truncated")?;
-                let count = reader.count("account names", LIST_ACCOUNTS_MAX)?;
-                let mut names = Vec::with_capacity(count);
-                for _ in 0..count {
-                    names.push(reader.str("account")?.to_string());
-                }
-                ChatResponse::Accounts { names, truncated }
-            }
-            2 => ChatResponse::Sent(reader.u64("message id")?),
-            3 => {
-                let more = flag(&mut reader, "more")?;
-                let count = reader.count("messages", FETCH_MESSAGES_MAX)?;
-                let mut messages = Vec::with_capacity(count);
-                for _ in 0..count {
-                    messages.push(Message {
-                        id: reader.u64("message id")?,
-                        sender: reader.str("sender")?.to_string(),
-                        body: reader.str("body")?.to_string(),
-                    });
-                }
-                ChatResponse::Fetched { messages, more }
-            }
-            4 => ChatResponse::Deleted(reader.u64("deleted count")?),
-            5 => ChatResponse::NoSuchAccount(reader.str("account")?.to_string()),
-            6 => ChatResponse::AccountExists(reader.str("account")?.to_string()),
-            7 => ChatResponse::Refused(reader.str("reason")?.to_string()),
-            tag => {
-                return Err(DecodeError::UnknownTag {
-                    field: "response",
-                    tag,
-                })
-            }
-        };
-        reader.end()?;
-        Ok(response)
-    }
-
-    /// The reason of a refusal (no such account, account exists, a limit),
-    /// as a person reads it; `None` for an answer that did something.
-    pub fn refusal(&self) -> Option<String> {
-        match self {
-            ChatResponse::NoSuchAccount(name) => Some(format!("no account named {name:?}")),
-            ChatResponse::AccountExists(name) => {
-                Some(format!("an account named {name:?} already exists"))
-            }
-            ChatResponse::Refused(reason) => Some(reason.clone()),
-            _ => None,
-        }
-    }
 }
 
 /// A message in a mailbox.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Stored {
     sender: String,
     body: String,
     delivered: bool,
 }
 
-/// The chat state machine.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// Accounts and their mailboxes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Chat {
     /// Account → its mailbox, message id → message (so oldest first).
     accounts: BTreeMap<String, BTreeMap<u64, Stored>>,
@@ -451,29 +223,9 @@ pub struct Chat {
     messages: usize,
     /// The last message id handed out (0: none yet).
     last_id: u64,
-    /// Planted bug: fetch is answered as a read, from this replica's own
-    /// state, and marks nothing.
-    fetch_as_read: bool,
 }
 
 impl Chat {
-    /// No accounts yet.
-    pub fn new() -> Self {
-        Chat::default()
-    }
-
-    /// Chat with a planted bug, for measuring the simulator's delivery
-    /// checks: `fetch` is served on the read path (no log entry) from the
-    /// answering replica's state, and marks nothing delivered, so the same
-    /// message is delivered again by the next fetch. Used together with a
-    /// client that sends `fetch` as a read.
-    pub fn with_fetch_as_read() -> Self {
-        Chat {
-            fetch_as_read: true,
-            ..Chat::default()
-        }
-    }
-
     /// Whether `account` exists.
     pub fn has_account(&self, account: &str) -> bool {
         self.accounts.contains_key(account)
@@ -525,23 +277,29 @@ impl Chat {
         ChatResponse::Fetched { messages, more }
     }
 
-    fn send(&mut self, sender: String, recipient: String, body: String) -> ChatResponse {
+    fn send(
+        &mut self,
+        sender: String,
+        recipient: String,
+        body: String,
+    ) -> Result<ChatResponse, String> {
         if !self.accounts.contains_key(&sender) {
-            return ChatResponse::NoSuchAccount(sender);
+            return Ok(ChatResponse::NoSuchAccount(sender));
         }
         if self.messages >= MESSAGES_MAX {
-            return ChatResponse::Refused(format!(
+            return Err(format!(
                 "the service holds its limit of {MESSAGES_MAX} messages; recipients must delete delivered ones"
             ));
         }
-        let Some(id) = self.last_id.checked_add(1) else {
-            return ChatResponse::Refused("message ids are exhausted".to_string());
-        };
+        let id = self
+            .last_id
+            .checked_add(1)
+            .ok_or("message ids are exhausted")?;
         let Some(mailbox) = self.accounts.get_mut(&recipient) else {
-            return ChatResponse::NoSuchAccount(recipient);
+            return Ok(ChatResponse::NoSuchAccount(recipient));
         };
         if mailbox.len() >= MAILBOX_MESSAGES_MAX {
-            return ChatResponse::Refused(format!(
+            return Err(format!(
                 "{recipient}'s mailbox holds its limit of {MAILBOX_MESSAGES_MAX} messages; {recipient} must delete delivered ones"
             ));
         }
@@ -555,18 +313,18 @@ impl Chat {
         );
         self.last_id = id;
         self.messages += 1;
-        ChatResponse::Sent(id)
+        Ok(ChatResponse::Sent(id))
     }
 
-    fn delete_messages(&mut self, account: &str, ids: &[u64]) -> ChatResponse {
+    fn delete_messages(&mut self, account: &str, ids: &[u64]) -> Result<ChatResponse, String> {
         let Some(mailbox) = self.accounts.get_mut(account) else {
-            return ChatResponse::NoSuchAccount(account.to_string());
+            return Ok(ChatResponse::NoSuchAccount(account.to_string()));
         };
         if let Some(id) = ids
             .iter()
             .find(|id| mailbox.get(id).is_some_and(|m| !m.delivered))
         {
-            return ChatResponse::Refused(format!(
+            return Err(format!(
                 "message {id} has not been delivered yet; fetch it before deleting it"
             ));
         }
@@ -580,280 +338,235 @@ impl Chat {
         }
         let deleted = before - mailbox.len();
         self.messages -= deleted;
-        ChatResponse::Deleted(deleted as u64)
+        Ok(ChatResponse::Deleted(deleted as u64))
+    }
+}
+
+impl Service for Chat {
+    const NAME: &'static str = "chat";
+    const ABOUT: &'static str =
+        "Chat: accounts, and messages queued until their recipient fetches them, each delivered once";
+
+    type Request = ChatRequest;
+    type Response = ChatResponse;
+
+    /// Only `list_accounts`: a fetch marks what it returns as delivered.
+    fn is_read(request: &ChatRequest) -> bool {
+        matches!(request, ChatRequest::ListAccounts { .. })
     }
 
-    fn execute(&mut self, request: ChatRequest) -> ChatResponse {
-        if let Err(reason) = request.validate() {
-            return ChatResponse::Refused(reason);
+    /// Checks the limits; the error says what to change.
+    fn validate(request: &ChatRequest) -> Result<(), String> {
+        match request {
+            ChatRequest::CreateAccount { account }
+            | ChatRequest::DeleteAccount { account }
+            | ChatRequest::Fetch { account } => validate_account(account),
+            ChatRequest::ListAccounts { pattern } => {
+                if pattern.is_empty() || pattern.len() > PATTERN_BYTES_MAX {
+                    return Err(format!(
+                        "a pattern has 1 to {PATTERN_BYTES_MAX} bytes, not {}",
+                        pattern.len()
+                    ));
+                }
+                Ok(())
+            }
+            ChatRequest::Send {
+                sender,
+                recipient,
+                body,
+            } => {
+                validate_account(sender)?;
+                validate_account(recipient)?;
+                if body.is_empty() || body.len() > BODY_BYTES_MAX {
+                    return Err(format!(
+                        "a message body has 1 to {BODY_BYTES_MAX} bytes, not {}",
+                        body.len()
+                    ));
+                }
+                Ok(())
+            }
+            ChatRequest::DeleteMessages { account, ids } => {
+                validate_account(account)?;
+                if ids.len() > DELETE_IDS_MAX {
+                    return Err(format!(
+                        "delete at most {DELETE_IDS_MAX} messages at once, not {}",
+                        ids.len()
+                    ));
+                }
+                Ok(())
+            }
         }
+    }
+
+    fn apply(&mut self, request: ChatRequest, _at: Applied) -> Result<ChatResponse, String> {
         match request {
             ChatRequest::CreateAccount { account } => {
                 if self.accounts.contains_key(&account) {
-                    return ChatResponse::AccountExists(account);
+                    return Ok(ChatResponse::AccountExists(account));
                 }
                 if self.accounts.len() >= ACCOUNTS_MAX {
-                    return ChatResponse::Refused(format!(
+                    return Err(format!(
                         "the service holds its limit of {ACCOUNTS_MAX} accounts; delete some first"
                     ));
                 }
                 self.accounts.insert(account, BTreeMap::new());
-                ChatResponse::Done
+                Ok(ChatResponse::Done)
             }
-            ChatRequest::DeleteAccount { account } => match self.accounts.remove(&account) {
+            ChatRequest::DeleteAccount { account } => Ok(match self.accounts.remove(&account) {
                 Some(mailbox) => {
                     self.messages -= mailbox.len();
                     ChatResponse::Done
                 }
                 None => ChatResponse::NoSuchAccount(account),
-            },
-            ChatRequest::ListAccounts { pattern } => self.list(&pattern),
+            }),
+            ChatRequest::ListAccounts { pattern } => Ok(self.list(&pattern)),
             ChatRequest::Send {
                 sender,
                 recipient,
                 body,
             } => self.send(sender, recipient, body),
-            ChatRequest::Fetch { account } => self.fetch(&account, true),
+            ChatRequest::Fetch { account } => Ok(self.fetch(&account, true)),
             ChatRequest::DeleteMessages { account, ids } => self.delete_messages(&account, &ids),
         }
     }
-}
 
-impl StateMachine for Chat {
-    fn apply(&mut self, _index: Index, command: &[u8]) -> Bytes {
-        match ChatRequest::decode(command) {
-            Ok((_, request)) => self.execute(request).encode(),
-            Err(error) => ChatResponse::Refused(format!("malformed request: {error}")).encode(),
-        }
-    }
-
-    fn query(&self, request: &[u8]) -> Option<Bytes> {
-        let (_, request) = ChatRequest::decode(request).ok()?;
-        if let Err(reason) = request.validate() {
-            return request
-                .is_read()
-                .then(|| ChatResponse::Refused(reason).encode());
-        }
+    /// The planted bug serves `fetch` as a read, from this replica's state
+    /// (a copy: a read changes nothing), and marks nothing delivered, so
+    /// the next fetch returns the same messages again (with a client that
+    /// sends `fetch` as a read).
+    fn read(
+        &self,
+        request: &ChatRequest,
+        planted_bug: bool,
+    ) -> Option<Result<ChatResponse, String>> {
         match request {
-            ChatRequest::ListAccounts { pattern } => Some(self.list(&pattern).encode()),
-            // The planted bug: this replica's undelivered messages, nothing
-            // marked (a clone, since a query cannot change the state).
-            ChatRequest::Fetch { account } if self.fetch_as_read => {
-                Some(self.clone().fetch(&account, false).encode())
+            ChatRequest::ListAccounts { pattern } => Some(Ok(self.list(pattern))),
+            ChatRequest::Fetch { account } if planted_bug => {
+                Some(Ok(self.clone().fetch(account, false)))
             }
             _ => None,
         }
     }
 
-    /// Layout: version byte, last message id (u64), account count (u64),
-    /// then each account's name, message count (u64) and messages (id
-    /// u64, sender, body, delivered byte).
-    fn snapshot(&self) -> Bytes {
-        let mut writer = Writer::new();
-        writer
-            .u8(SNAPSHOT_VERSION)
-            .u64(self.last_id)
-            .u64(self.accounts.len() as u64);
+    fn check_restored(&self) -> Result<(), String> {
+        crate::service::at_most("accounts", self.accounts.len(), ACCOUNTS_MAX)?;
+        let mut messages = 0;
         for (name, mailbox) in &self.accounts {
-            writer.str(name).u64(mailbox.len() as u64);
-            for (id, stored) in mailbox {
-                writer
-                    .u64(*id)
-                    .str(&stored.sender)
-                    .str(&stored.body)
-                    .u8(stored.delivered as u8);
+            validate_account(name)?;
+            if mailbox.len() > MAILBOX_MESSAGES_MAX {
+                return Err(format!(
+                    "{name}'s mailbox holds {} messages, above the limit of {MAILBOX_MESSAGES_MAX}",
+                    mailbox.len()
+                ));
             }
+            if let Some(id) = mailbox.keys().find(|&&id| id == 0 || id > self.last_id) {
+                return Err(format!("message id {id}, outside 1..={}", self.last_id));
+            }
+            messages += mailbox.len();
         }
-        writer.finish()
+        if messages != self.messages || messages > MESSAGES_MAX {
+            return Err(format!(
+                "it holds {messages} messages but says {} (limit {MESSAGES_MAX})",
+                self.messages
+            ));
+        }
+        Ok(())
     }
 
-    fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {
-        let mut snapshot = SnapshotReader::open(snapshot, "chat", SNAPSHOT_VERSION)?;
-        let last_id = snapshot
-            .reader
-            .u64("last message id")
-            .map_err(|e| snapshot.error(e))?;
-        let count = snapshot.count("account count", "accounts", ACCOUNTS_MAX)?;
-        let mut accounts = BTreeMap::new();
-        let mut messages = 0;
-        for _ in 0..count {
-            let name = snapshot.string("account")?;
-            let held = snapshot.count(
-                "message count",
-                "messages in a mailbox",
-                MAILBOX_MESSAGES_MAX,
-            )?;
-            messages += held;
-            if messages > MESSAGES_MAX {
-                return Err(RestoreError::new(format!(
-                    "chat snapshot holds more than the limit of {MESSAGES_MAX} messages"
-                )));
+    fn refusal(response: &ChatResponse) -> Option<String> {
+        match response {
+            ChatResponse::NoSuchAccount(name) => Some(format!("no account named {name:?}")),
+            ChatResponse::AccountExists(name) => {
+                Some(format!("an account named {name:?} already exists"))
             }
-            let mut mailbox = BTreeMap::new();
-            for _ in 0..held {
-                let id = snapshot
-                    .reader
-                    .u64("message id")
-                    .map_err(|e| snapshot.error(e))?;
-                let sender = snapshot.string("sender")?;
-                let body = snapshot.string("body")?;
-                let delivered = match snapshot
-                    .reader
-                    .u8("delivered")
-                    .map_err(|e| snapshot.error(e))?
-                {
-                    0 => false,
-                    1 => true,
-                    tag => {
-                        return Err(snapshot.error(DecodeError::UnknownTag {
-                            field: "delivered",
-                            tag,
-                        }))
-                    }
-                };
-                if id == 0 || id > last_id {
-                    return Err(RestoreError::new(format!(
-                        "chat snapshot holds message id {id}, outside 1..={last_id}"
-                    )));
-                }
-                mailbox.insert(
-                    id,
-                    Stored {
-                        sender,
-                        body,
-                        delivered,
-                    },
-                );
-            }
-            accounts.insert(name, mailbox);
+            _ => None,
         }
-        snapshot.end()?;
-        self.accounts = accounts;
-        self.messages = messages;
-        self.last_id = last_id;
-        Ok(())
+    }
+
+    #[cfg(feature = "cli")]
+    type Command = ChatRequest;
+
+    #[cfg(feature = "cli")]
+    fn show(_request: &Self::Request, response: Self::Response, out: &mut Out) -> Printed {
+        let more = match response {
+            ChatResponse::Accounts { names, truncated } => {
+                for name in names {
+                    writeln!(out, "{name}")?;
+                }
+                truncated.then_some("more accounts match; narrow the pattern")
+            }
+            ChatResponse::Sent(id) => {
+                writeln!(out, "{id}")?;
+                None
+            }
+            ChatResponse::Fetched { messages, more } => {
+                for message in messages {
+                    writeln!(out, "{}\t{}\t{}", message.id, message.sender, message.body)?;
+                }
+                more.then_some("more messages wait; fetch again")
+            }
+            ChatResponse::Deleted(count) => {
+                writeln!(out, "{count}")?;
+                None
+            }
+            // Refusals reach a client as errors (`refusal`).
+            ChatResponse::Done
+            | ChatResponse::NoSuchAccount(_)
+            | ChatResponse::AccountExists(_) => None,
+        };
+        Ok(more.map_or(crate::Shown::Done, |note| {
+            crate::Shown::Note(note.to_string())
+        }))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::machine::{testing, ServiceMachine};
+    use concord::state_machine::StateMachine;
 
-    fn apply(chat: &mut Chat, index: Index, request: ChatRequest) -> ChatResponse {
-        ChatResponse::decode(&chat.apply(index, &request.encode(index))).unwrap()
+    type Machine = ServiceMachine<Chat>;
+
+    fn apply(chat: &mut Machine, index: u64, request: ChatRequest) -> Result<ChatResponse, String> {
+        testing::apply(chat, index, &request)
     }
 
-    fn create(chat: &mut Chat, account: &str) -> ChatResponse {
-        apply(
-            chat,
-            0,
-            ChatRequest::CreateAccount {
-                account: account.into(),
-            },
-        )
+    fn create(chat: &mut Machine, account: &str) -> Result<ChatResponse, String> {
+        let account = account.into();
+        apply(chat, 0, ChatRequest::CreateAccount { account })
     }
 
-    fn send(chat: &mut Chat, sender: &str, recipient: &str, body: &str) -> ChatResponse {
+    fn send(
+        chat: &mut Machine,
+        sender: &str,
+        recipient: &str,
+        body: &str,
+    ) -> Result<ChatResponse, String> {
+        let (sender, recipient, body) = (sender.into(), recipient.into(), body.into());
         apply(
             chat,
             0,
             ChatRequest::Send {
-                sender: sender.into(),
-                recipient: recipient.into(),
-                body: body.into(),
+                sender,
+                recipient,
+                body,
             },
         )
     }
 
-    fn fetch(chat: &mut Chat, account: &str) -> ChatResponse {
-        apply(
-            chat,
-            0,
-            ChatRequest::Fetch {
-                account: account.into(),
-            },
-        )
+    fn fetch(chat: &mut Machine, account: &str) -> Result<ChatResponse, String> {
+        let account = account.into();
+        apply(chat, 0, ChatRequest::Fetch { account })
     }
 
-    fn bodies(response: &ChatResponse) -> Vec<&str> {
+    fn bodies(response: &Result<ChatResponse, String>) -> Vec<&str> {
         match response {
-            ChatResponse::Fetched { messages, .. } => {
+            Ok(ChatResponse::Fetched { messages, .. }) => {
                 messages.iter().map(|m| m.body.as_str()).collect()
             }
             other => panic!("expected messages, got {other:?}"),
         }
-    }
-
-    #[test]
-    fn requests_and_responses_round_trip_and_truncations_fail() {
-        let requests = [
-            ChatRequest::CreateAccount {
-                account: "ann".into(),
-            },
-            ChatRequest::DeleteAccount {
-                account: "ann".into(),
-            },
-            ChatRequest::ListAccounts {
-                pattern: "a*".into(),
-            },
-            ChatRequest::Send {
-                sender: "ann".into(),
-                recipient: "bob".into(),
-                body: "hi".into(),
-            },
-            ChatRequest::Fetch {
-                account: "bob".into(),
-            },
-            ChatRequest::DeleteMessages {
-                account: "bob".into(),
-                ids: vec![1, 7],
-            },
-        ];
-        for request in requests {
-            let bytes = request.encode(9);
-            assert_eq!(ChatRequest::decode(&bytes), Ok((9, request.clone())));
-            for cut in 0..bytes.len() {
-                assert!(ChatRequest::decode(&bytes[..cut]).is_err(), "{request:?}");
-            }
-        }
-        let responses = [
-            ChatResponse::Done,
-            ChatResponse::Accounts {
-                names: vec!["a".into(), "b".into()],
-                truncated: true,
-            },
-            ChatResponse::Sent(3),
-            ChatResponse::Fetched {
-                messages: vec![Message {
-                    id: 3,
-                    sender: "ann".into(),
-                    body: "hi".into(),
-                }],
-                more: false,
-            },
-            ChatResponse::Deleted(2),
-            ChatResponse::NoSuchAccount("x".into()),
-            ChatResponse::AccountExists("y".into()),
-            ChatResponse::Refused("no".into()),
-        ];
-        for response in responses {
-            let bytes = response.encode();
-            assert_eq!(ChatResponse::decode(&bytes), Ok(response.clone()));
-            for cut in 0..bytes.len() {
-                assert!(ChatResponse::decode(&bytes[..cut]).is_err());
-            }
-        }
-        // A count above its limit is refused before allocating.
-        let huge = Writer::new()
-            .u64(1)
-            .u8(TAG_DELETE_MESSAGES)
-            .str("bob")
-            .u32(u32::MAX)
-            .finish();
-        assert!(matches!(
-            ChatRequest::decode(&huge),
-            Err(DecodeError::TooLarge { .. })
-        ));
     }
 
     #[test]
@@ -877,49 +590,56 @@ mod tests {
 
     #[test]
     fn messages_queue_until_fetched_and_are_delivered_once_in_order() {
-        let mut chat = Chat::new();
-        assert_eq!(create(&mut chat, "ann"), ChatResponse::Done);
-        assert_eq!(create(&mut chat, "bob"), ChatResponse::Done);
+        let mut chat = Machine::new();
+        assert_eq!(create(&mut chat, "ann"), Ok(ChatResponse::Done));
+        assert_eq!(create(&mut chat, "bob"), Ok(ChatResponse::Done));
         assert_eq!(
             create(&mut chat, "bob"),
-            ChatResponse::AccountExists("bob".into())
+            Ok(ChatResponse::AccountExists("bob".into()))
         );
-        assert_eq!(send(&mut chat, "ann", "bob", "one"), ChatResponse::Sent(1));
-        assert_eq!(send(&mut chat, "ann", "bob", "two"), ChatResponse::Sent(2));
+        assert_eq!(
+            send(&mut chat, "ann", "bob", "one"),
+            Ok(ChatResponse::Sent(1))
+        );
+        assert_eq!(
+            send(&mut chat, "ann", "bob", "two"),
+            Ok(ChatResponse::Sent(2))
+        );
         assert_eq!(
             send(&mut chat, "ann", "eve", "x"),
-            ChatResponse::NoSuchAccount("eve".into())
+            Ok(ChatResponse::NoSuchAccount("eve".into()))
         );
         assert_eq!(
             send(&mut chat, "eve", "bob", "x"),
-            ChatResponse::NoSuchAccount("eve".into())
+            Ok(ChatResponse::NoSuchAccount("eve".into()))
         );
-        assert_eq!(chat.undelivered("bob"), 2);
+        assert_eq!(chat.state().undelivered("bob"), 2);
         assert_eq!(bodies(&fetch(&mut chat, "bob")), ["one", "two"]);
         assert!(bodies(&fetch(&mut chat, "bob")).is_empty());
         assert_eq!(
             send(&mut chat, "bob", "bob", "three"),
-            ChatResponse::Sent(3)
+            Ok(ChatResponse::Sent(3))
         );
         // An undelivered message cannot be deleted; delivered ones can.
         let delete = |ids: Vec<u64>| ChatRequest::DeleteMessages {
             account: "bob".into(),
             ids,
         };
-        assert!(matches!(
-            apply(&mut chat, 0, delete(vec![3])),
-            ChatResponse::Refused(_)
-        ));
+        let reason = apply(&mut chat, 0, delete(vec![3])).unwrap_err();
+        assert!(
+            reason.contains("message 3 has not been delivered"),
+            "{reason}"
+        );
         assert_eq!(
             apply(&mut chat, 0, delete(vec![1])),
-            ChatResponse::Deleted(1)
+            Ok(ChatResponse::Deleted(1))
         );
         assert_eq!(
             apply(&mut chat, 0, delete(vec![])),
-            ChatResponse::Deleted(1)
+            Ok(ChatResponse::Deleted(1))
         );
         assert_eq!(bodies(&fetch(&mut chat, "bob")), ["three"]);
-        assert_eq!(chat.messages, 1);
+        assert_eq!(chat.state().messages, 1);
         // Deleting an account drops its mailbox; it then receives nothing.
         assert_eq!(
             apply(
@@ -929,125 +649,121 @@ mod tests {
                     account: "bob".into()
                 }
             ),
-            ChatResponse::Done
+            Ok(ChatResponse::Done)
         );
-        assert_eq!(chat.messages, 0);
+        assert_eq!(chat.state().messages, 0);
         assert_eq!(
             send(&mut chat, "ann", "bob", "late"),
-            ChatResponse::NoSuchAccount("bob".into())
+            Ok(ChatResponse::NoSuchAccount("bob".into()))
         );
         assert_eq!(
             fetch(&mut chat, "bob"),
-            ChatResponse::NoSuchAccount("bob".into())
+            Ok(ChatResponse::NoSuchAccount("bob".into()))
         );
     }
 
     #[test]
     fn limits_are_refused_with_what_to_change() {
-        let mut chat = Chat::new();
+        let mut chat = Machine::new();
         for bad in ["", "a b", "a*", &"x".repeat(ACCOUNT_BYTES_MAX + 1)] {
             match create(&mut chat, bad) {
-                ChatResponse::Refused(reason) => assert!(reason.contains("account name")),
+                Err(reason) => assert!(reason.contains("account name")),
                 other => panic!("{bad:?} accepted: {other:?}"),
             }
         }
-        create(&mut chat, "ann");
+        create(&mut chat, "ann").unwrap();
         match send(&mut chat, "ann", "ann", &"x".repeat(BODY_BYTES_MAX + 1)) {
-            ChatResponse::Refused(reason) => assert!(reason.contains("body")),
+            Err(reason) => assert!(reason.contains("body")),
             other => panic!("oversized body accepted: {other:?}"),
         }
         for _ in 0..MAILBOX_MESSAGES_MAX {
             assert!(matches!(
                 send(&mut chat, "ann", "ann", "x"),
-                ChatResponse::Sent(_)
+                Ok(ChatResponse::Sent(_))
             ));
         }
         match send(&mut chat, "ann", "ann", "x") {
-            ChatResponse::Refused(reason) => assert!(reason.contains("mailbox")),
+            Err(reason) => assert!(reason.contains("mailbox")),
             other => panic!("a full mailbox accepted a message: {other:?}"),
         }
         // One fetch returns at most FETCH_MESSAGES_MAX and says more wait.
         match fetch(&mut chat, "ann") {
-            ChatResponse::Fetched { messages, more } => {
+            Ok(ChatResponse::Fetched { messages, more }) => {
                 assert_eq!(messages.len(), FETCH_MESSAGES_MAX);
                 assert!(more);
             }
             other => panic!("{other:?}"),
         }
         assert_eq!(
-            chat.undelivered("ann"),
+            chat.state().undelivered("ann"),
             MAILBOX_MESSAGES_MAX - FETCH_MESSAGES_MAX
         );
-        assert!(matches!(
-            apply(
-                &mut chat,
-                0,
-                ChatRequest::ListAccounts { pattern: "".into() }
-            ),
-            ChatResponse::Refused(_)
-        ));
-        assert!(matches!(
-            ChatResponse::decode(&chat.apply(0, b"junk")).unwrap(),
-            ChatResponse::Refused(_)
-        ));
+        let empty = ChatRequest::ListAccounts { pattern: "".into() };
+        let reason = apply(&mut chat, 0, empty).unwrap_err();
+        assert!(reason.contains("a pattern has 1 to"), "{reason}");
+        let junk = chat.apply(0, b"junk");
+        let reason = crate::codec::decode_answer::<Chat>(&junk)
+            .unwrap()
+            .unwrap_err();
+        assert!(reason.contains("version 106"), "{reason}");
     }
 
     #[test]
     fn list_is_a_read_and_fetch_is_not() {
-        let mut chat = Chat::new();
+        let mut chat = Machine::new();
         for name in ["ann", "anna", "bob"] {
-            create(&mut chat, name);
+            create(&mut chat, name).unwrap();
         }
         let list = ChatRequest::ListAccounts {
             pattern: "an*".into(),
         };
         assert_eq!(
-            ChatResponse::decode(&chat.query(&list.encode(0)).unwrap()).unwrap(),
-            ChatResponse::Accounts {
+            testing::query(&chat, &list),
+            Some(Ok(ChatResponse::Accounts {
                 names: vec!["ann".into(), "anna".into()],
                 truncated: false
-            }
+            }))
         );
         let fetch = ChatRequest::Fetch {
             account: "bob".into(),
         };
-        assert!(chat.query(&fetch.encode(0)).is_none());
-        assert!(!fetch.is_read());
+        assert_eq!(testing::query(&chat, &fetch), None);
+        assert!(!Chat::is_read(&fetch));
     }
 
     #[test]
     fn snapshots_restore_exactly_and_bad_ones_are_refused() {
-        let mut chat = Chat::new();
-        create(&mut chat, "ann");
-        create(&mut chat, "bob");
-        send(&mut chat, "ann", "bob", "one");
-        send(&mut chat, "ann", "bob", "two");
-        fetch(&mut chat, "bob");
-        send(&mut chat, "bob", "ann", "three");
-        let snapshot = chat.snapshot();
-        let mut copy = Chat::new();
-        copy.restore(&snapshot).unwrap();
-        assert_eq!(copy, chat);
-        assert_eq!(send(&mut copy, "ann", "bob", "four"), ChatResponse::Sent(4));
-        for cut in 0..snapshot.len() {
-            assert!(Chat::new().restore(&snapshot[..cut]).is_err());
-        }
-        let mut wrong_version = snapshot.to_vec();
-        wrong_version[0] = 9;
-        assert!(Chat::new().restore(&wrong_version).is_err());
+        let mut chat = Machine::new();
+        create(&mut chat, "ann").unwrap();
+        create(&mut chat, "bob").unwrap();
+        send(&mut chat, "ann", "bob", "one").unwrap();
+        send(&mut chat, "ann", "bob", "two").unwrap();
+        fetch(&mut chat, "bob").unwrap();
+        send(&mut chat, "bob", "ann", "three").unwrap();
+        let mut copy = crate::machine::testing::restored_copy(&chat);
+        assert_eq!(
+            send(&mut copy, "ann", "bob", "four"),
+            Ok(ChatResponse::Sent(4))
+        );
+        // A total that does not add up is refused.
+        let mut lying = chat.state().clone();
+        lying.messages += 1;
+        let error = Machine::new()
+            .restore(&crate::codec::encode_snapshot(&lying))
+            .unwrap_err();
+        assert!(error.to_string().contains("says 4"), "{error}");
     }
 
     #[test]
     fn the_planted_bug_fetches_without_marking() {
-        let mut chat = Chat::with_fetch_as_read();
-        create(&mut chat, "ann");
-        send(&mut chat, "ann", "ann", "one");
+        let mut chat = Machine::with_planted_bug();
+        create(&mut chat, "ann").unwrap();
+        send(&mut chat, "ann", "ann", "one").unwrap();
         let fetch = ChatRequest::Fetch {
             account: "ann".into(),
-        }
-        .encode(0);
-        let first = ChatResponse::decode(&chat.query(&fetch).unwrap()).unwrap();
-        let second = ChatResponse::decode(&chat.query(&fetch).unwrap()).unwrap();
+        };
+        let first = testing::query(&chat, &fetch).expect("served as a read");
+        let second = testing::query(&chat, &fetch).expect("served as a read");
         assert_eq!(bodies(&first), ["one"]);
         assert_eq!(first, second);
     }

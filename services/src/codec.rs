@@ -1,323 +1,209 @@
-//! The byte layout every service's requests and responses share: integers
-//! little-endian, strings as a u32 length then UTF-8, and a reader that
-//! checks every length against what is left and against a limit before it
-//! allocates, so a malformed or hostile command is an error, never a panic
-//! or a huge allocation.
+//! The bytes of every service's requests, answers and snapshots: a
+//! version byte, then serde values encoded with bincode by
+//! [`concord::codec`], whose decoding refuses trailing bytes and never
+//! allocates from a length field more than the input can hold.
+//!
+//! ```text
+//! request   [CODEC_VERSION] bincode(service name, operation id) bincode(S::Request)
+//! answer    [CODEC_VERSION] bincode(Result<S::Response, String>)
+//! snapshot  [CODEC_VERSION] bincode(service name) bincode(S)
+//! ```
+//!
+//! The operation id is the client's name for one logical operation; only
+//! the simulator looks at it (its exactly-once check). The service name
+//! makes a request sent to a server of another service an error that says
+//! so, instead of bytes that happen to decode as something else. A
+//! request, answer or snapshot of another codec version is refused with
+//! both versions named.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-/// Longest string (key, value, user name, address) any service accepts.
-pub const STRING_BYTES_MAX: usize = 64 * 1024;
+use concord::codec::{self, CodecError};
 
-/// Why bytes could not be decoded.
-#[derive(Clone, Debug, PartialEq, Eq, Error)]
-pub enum DecodeError {
-    /// The bytes end before the field does.
-    #[error("truncated: {field} needs {needed} more bytes, {left} left")]
-    Truncated {
-        /// The field being read.
-        field: &'static str,
-        /// Bytes the field needs.
-        needed: usize,
-        /// Bytes left.
-        left: usize,
+use crate::service::Service;
+
+/// The version this build writes and reads. Version 1: the layout above.
+pub const CODEC_VERSION: u8 = 1;
+
+/// Largest encoded request: 4 MiB (a client refuses to send a larger one,
+/// a server to decode it).
+pub const REQUEST_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// Largest encoded answer a client decodes: a request's limit, plus room
+/// for what an answer adds around the values it carries.
+pub const RESPONSE_BYTES_MAX: usize = REQUEST_BYTES_MAX + 64 * 1024;
+
+/// Longest service name (a request's and a snapshot's header carry it).
+pub const SERVICE_NAME_BYTES_MAX: usize = 32;
+
+/// Most bytes a header (name and operation id) takes: what the header
+/// decoder is given to look at, so it never reads into the body.
+const HEADER_BYTES_MAX: usize = 1 + SERVICE_NAME_BYTES_MAX + 9;
+
+/// Why bytes are not a request, answer or snapshot of this service.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ServiceCodecError {
+    /// No bytes at all.
+    #[error("empty {what}")]
+    Empty {
+        /// "request", "answer" or "snapshot".
+        what: &'static str,
     },
-    /// A string is not UTF-8.
-    #[error("{field} is not UTF-8")]
-    NotUtf8 {
-        /// The field being read.
-        field: &'static str,
+    /// Written by a build speaking another version.
+    #[error(
+        "{what} in service codec version {found}, but this build speaks version \
+         {CODEC_VERSION}: run clients and servers of one version"
+    )]
+    Version {
+        /// "request", "answer" or "snapshot".
+        what: &'static str,
+        /// The version byte found.
+        found: u8,
     },
-    /// A length or count is above its limit.
-    #[error("{field} is {actual}, above the limit of {limit}")]
-    TooLarge {
-        /// The field being read.
-        field: &'static str,
-        /// The value found.
-        actual: usize,
-        /// The limit.
-        limit: usize,
+    /// Meant for another service.
+    #[error("a {what} of the {found} service reached a {expected} server or client: check --service and the command")]
+    Service {
+        /// "request" or "snapshot".
+        what: &'static str,
+        /// The service named in the bytes.
+        found: String,
+        /// This side's service.
+        expected: &'static str,
     },
-    /// A tag byte names no known variant.
-    #[error("unknown {field} tag {tag}")]
-    UnknownTag {
-        /// The field being read.
-        field: &'static str,
-        /// The tag found.
-        tag: u8,
-    },
-    /// Bytes are left over after the message.
-    #[error("{left} bytes left over after the message")]
-    TrailingBytes {
-        /// Bytes left over.
-        left: usize,
+    /// Not a valid encoding.
+    #[error("malformed {what}: {error}")]
+    Malformed {
+        /// "request", "answer" or "snapshot".
+        what: &'static str,
+        /// What the decoder found wrong.
+        error: CodecError,
     },
 }
 
-/// Builds a message.
-#[derive(Debug, Default)]
-pub struct Writer {
-    buffer: BytesMut,
+#[derive(Serialize)]
+struct HeaderRef<'a> {
+    service: &'a str,
+    op_id: u64,
 }
 
-impl Writer {
-    /// An empty message.
-    pub fn new() -> Self {
-        Writer::default()
-    }
+#[derive(Deserialize)]
+struct Header {
+    service: String,
+    op_id: u64,
+}
 
-    /// Appends one byte.
-    pub fn u8(&mut self, value: u8) -> &mut Self {
-        self.buffer.put_u8(value);
-        self
-    }
-
-    /// Appends a u32, little-endian.
-    pub fn u32(&mut self, value: u32) -> &mut Self {
-        self.buffer.put_u32_le(value);
-        self
-    }
-
-    /// Appends a u64, little-endian.
-    pub fn u64(&mut self, value: u64) -> &mut Self {
-        self.buffer.put_u64_le(value);
-        self
-    }
-
-    /// Appends a string: u32 length, then its bytes.
-    ///
-    /// The caller keeps strings within [`STRING_BYTES_MAX`]; the reader
-    /// refuses longer ones.
-    pub fn str(&mut self, value: &str) -> &mut Self {
-        debug_assert!(value.len() <= u32::MAX as usize);
-        self.buffer.put_u32_le(value.len() as u32);
-        self.buffer.put_slice(value.as_bytes());
-        self
-    }
-
-    /// Appends an optional string: a presence byte, then the string.
-    pub fn opt_str(&mut self, value: Option<&str>) -> &mut Self {
-        match value {
-            Some(value) => self.u8(1).str(value),
-            None => self.u8(0),
-        }
-    }
-
-    /// The message.
-    pub fn finish(&mut self) -> Bytes {
-        std::mem::take(&mut self.buffer).freeze()
+/// The bytes after the version byte, once it is checked.
+fn body<'a>(bytes: &'a [u8], what: &'static str) -> Result<&'a [u8], ServiceCodecError> {
+    match bytes.split_first() {
+        None => Err(ServiceCodecError::Empty { what }),
+        Some((&CODEC_VERSION, body)) => Ok(body),
+        Some((&found, _)) => Err(ServiceCodecError::Version { what, found }),
     }
 }
 
-/// Reads a message, checking every length.
-#[derive(Debug)]
-pub struct Reader<'a> {
-    rest: &'a [u8],
+fn malformed(what: &'static str) -> impl Fn(CodecError) -> ServiceCodecError {
+    move |error| ServiceCodecError::Malformed { what, error }
 }
 
-impl<'a> Reader<'a> {
-    /// A reader over `bytes`.
-    pub fn new(bytes: &'a [u8]) -> Self {
-        Reader { rest: bytes }
-    }
+/// Reads the header at the front of `body` (only its first bytes are
+/// looked at) and returns it with the bytes after it.
+fn header<'a, T: serde::de::DeserializeOwned>(
+    body: &'a [u8],
+    what: &'static str,
+) -> Result<(T, &'a [u8]), ServiceCodecError> {
+    let window = &body[..body.len().min(HEADER_BYTES_MAX)];
+    let (header, rest) =
+        codec::decode_prefix::<T>(window, HEADER_BYTES_MAX).map_err(malformed(what))?;
+    let used = window.len() - rest.len();
+    Ok((header, &body[used..]))
+}
 
-    fn take(&mut self, field: &'static str, length: usize) -> Result<&'a [u8], DecodeError> {
-        if self.rest.len() < length {
-            return Err(DecodeError::Truncated {
-                field,
-                needed: length,
-                left: self.rest.len(),
-            });
-        }
-        let (head, tail) = self.rest.split_at(length);
-        self.rest = tail;
-        Ok(head)
-    }
-
-    /// Reads one byte.
-    pub fn u8(&mut self, field: &'static str) -> Result<u8, DecodeError> {
-        Ok(self.take(field, 1)?[0])
-    }
-
-    /// Reads a u32.
-    pub fn u32(&mut self, field: &'static str) -> Result<u32, DecodeError> {
-        let bytes = self.take(field, 4)?;
-        Ok(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
-    }
-
-    /// Reads a u64.
-    pub fn u64(&mut self, field: &'static str) -> Result<u64, DecodeError> {
-        let bytes = self.take(field, 8)?;
-        let mut array = [0u8; 8];
-        array.copy_from_slice(bytes);
-        Ok(u64::from_le_bytes(array))
-    }
-
-    /// Reads a count of items, refusing more than `limit`.
-    pub fn count(&mut self, field: &'static str, limit: usize) -> Result<usize, DecodeError> {
-        let count = self.u32(field)? as usize;
-        if count > limit {
-            return Err(DecodeError::TooLarge {
-                field,
-                actual: count,
-                limit,
-            });
-        }
-        Ok(count)
-    }
-
-    /// Reads a string of at most [`STRING_BYTES_MAX`] bytes, borrowed.
-    pub fn str(&mut self, field: &'static str) -> Result<&'a str, DecodeError> {
-        let length = self.u32(field)? as usize;
-        if length > STRING_BYTES_MAX {
-            return Err(DecodeError::TooLarge {
-                field,
-                actual: length,
-                limit: STRING_BYTES_MAX,
-            });
-        }
-        std::str::from_utf8(self.take(field, length)?).map_err(|_| DecodeError::NotUtf8 { field })
-    }
-
-    /// Reads an optional string written by [`Writer::opt_str`].
-    pub fn opt_str(&mut self, field: &'static str) -> Result<Option<&'a str>, DecodeError> {
-        match self.u8(field)? {
-            0 => Ok(None),
-            1 => Ok(Some(self.str(field)?)),
-            tag => Err(DecodeError::UnknownTag { field, tag }),
-        }
-    }
-
-    /// Checks that the whole message was read.
-    pub fn end(&self) -> Result<(), DecodeError> {
-        if self.rest.is_empty() {
-            Ok(())
-        } else {
-            Err(DecodeError::TrailingBytes {
-                left: self.rest.len(),
-            })
-        }
+fn check_service<S: Service>(found: String, what: &'static str) -> Result<(), ServiceCodecError> {
+    if found == S::NAME {
+        Ok(())
+    } else {
+        Err(ServiceCodecError::Service {
+            what,
+            found,
+            expected: S::NAME,
+        })
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn round_trip_and_every_truncation_is_an_error() {
-        let bytes = Writer::new()
-            .u8(7)
-            .u32(9)
-            .u64(u64::MAX)
-            .str("héllo")
-            .opt_str(None)
-            .opt_str(Some("x"))
-            .finish();
-        let read = |bytes: &[u8]| -> Result<(), DecodeError> {
-            let mut reader = Reader::new(bytes);
-            assert_eq!(reader.u8("a")?, 7);
-            assert_eq!(reader.u32("b")?, 9);
-            assert_eq!(reader.u64("c")?, u64::MAX);
-            assert_eq!(reader.str("d")?, "héllo");
-            assert_eq!(reader.opt_str("e")?, None);
-            assert_eq!(reader.opt_str("f")?, Some("x"));
-            reader.end()
-        };
-        assert_eq!(read(&bytes), Ok(()));
-        for cut in 0..bytes.len() {
-            assert!(read(&bytes[..cut]).is_err(), "cut at {cut} decoded");
-        }
-        let mut longer = bytes.to_vec();
-        longer.push(0);
-        assert_eq!(read(&longer), Err(DecodeError::TrailingBytes { left: 1 }));
-    }
-
-    #[test]
-    fn limits_are_checked_before_allocating() {
-        let huge = Writer::new().u32(u32::MAX).finish();
-        assert!(matches!(
-            Reader::new(&huge).str("key"),
-            Err(DecodeError::TooLarge { .. })
-        ));
-        assert!(matches!(
-            Reader::new(&huge).count("pairs", 64),
-            Err(DecodeError::TooLarge { .. })
-        ));
-        let bad_utf8 = Writer::new().u32(1).u8(0xff).finish();
-        assert_eq!(
-            Reader::new(&bad_utf8).str("key"),
-            Err(DecodeError::NotUtf8 { field: "key" })
-        );
-    }
+/// Encodes `request` of service `S` as operation `op_id`.
+pub fn encode_request<S: Service>(op_id: u64, request: &S::Request) -> Bytes {
+    debug_assert!(S::NAME.len() <= SERVICE_NAME_BYTES_MAX);
+    let mut out = vec![CODEC_VERSION];
+    let header = HeaderRef {
+        service: S::NAME,
+        op_id,
+    };
+    // Strings, integers, byte strings and enums of them always encode.
+    codec::encode_into(&header, &mut out).expect("a request header encodes");
+    codec::encode_into(request, &mut out).expect("a request encodes");
+    Bytes::from(out)
 }
 
-/// Reads a service's snapshot: checks its version byte and every count
-/// against the service's limit, and names the service in every error.
-#[derive(Debug)]
-pub struct SnapshotReader<'a> {
-    /// The fields after the version byte.
-    pub reader: Reader<'a>,
-    service: &'static str,
+/// Decodes a request of service `S` and its operation id, from untrusted
+/// bytes.
+pub fn decode_request<S: Service>(bytes: &[u8]) -> Result<(u64, S::Request), ServiceCodecError> {
+    const WHAT: &str = "request";
+    if bytes.len() > REQUEST_BYTES_MAX {
+        return Err(ServiceCodecError::Malformed {
+            what: WHAT,
+            error: CodecError::TooLarge {
+                len: bytes.len(),
+                limit: REQUEST_BYTES_MAX,
+            },
+        });
+    }
+    let (header, rest) = header::<Header>(body(bytes, WHAT)?, WHAT)?;
+    check_service::<S>(header.service, WHAT)?;
+    let request = codec::decode(rest, REQUEST_BYTES_MAX).map_err(malformed(WHAT))?;
+    Ok((header.op_id, request))
 }
 
-impl<'a> SnapshotReader<'a> {
-    /// Opens `snapshot` of `service`, refusing a version other than
-    /// `version` (the one this build writes).
-    pub fn open(
-        snapshot: &'a [u8],
-        service: &'static str,
-        version: u8,
-    ) -> Result<Self, concord::state_machine::RestoreError> {
-        let mut opened = SnapshotReader {
-            reader: Reader::new(snapshot),
-            service,
-        };
-        let found = opened.reader.u8("version").map_err(|e| opened.error(e))?;
-        if found != version {
-            return Err(concord::state_machine::RestoreError::new(format!(
-                "{service} snapshot version {found}, this build reads {version}"
-            )));
-        }
-        Ok(opened)
-    }
+/// The operation id of an encoded request of any service, if it has a
+/// readable header (the simulator's exactly-once check).
+pub fn request_op_id(bytes: &[u8]) -> Option<u64> {
+    let (header, _) = header::<Header>(body(bytes, "request").ok()?, "request").ok()?;
+    Some(header.op_id)
+}
 
-    /// The error for `error`, naming the service.
-    pub fn error(&self, error: DecodeError) -> concord::state_machine::RestoreError {
-        concord::state_machine::RestoreError::new(format!("{} snapshot: {error}", self.service))
-    }
+/// Encodes an answer of service `S`: the response, or why the request was
+/// refused.
+pub fn encode_answer<S: Service>(answer: &Result<S::Response, String>) -> Bytes {
+    let mut out = vec![CODEC_VERSION];
+    codec::encode_into(answer, &mut out).expect("an answer encodes");
+    Bytes::from(out)
+}
 
-    /// Reads a u64 count of `what`, refusing more than `limit`.
-    pub fn count(
-        &mut self,
-        field: &'static str,
-        what: &str,
-        limit: usize,
-    ) -> Result<usize, concord::state_machine::RestoreError> {
-        let count = self.reader.u64(field).map_err(|e| self.error(e))?;
-        if count > limit as u64 {
-            return Err(concord::state_machine::RestoreError::new(format!(
-                "{} snapshot holds {count} {what}, above the limit of {limit}",
-                self.service
-            )));
-        }
-        Ok(count as usize)
-    }
+/// Decodes an answer of service `S` from untrusted bytes.
+pub fn decode_answer<S: Service>(
+    bytes: &[u8],
+) -> Result<Result<S::Response, String>, ServiceCodecError> {
+    const WHAT: &str = "answer";
+    codec::decode(body(bytes, WHAT)?, RESPONSE_BYTES_MAX).map_err(malformed(WHAT))
+}
 
-    /// Reads a string, naming the service in the error.
-    pub fn string(
-        &mut self,
-        field: &'static str,
-    ) -> Result<String, concord::state_machine::RestoreError> {
-        match self.reader.str(field) {
-            Ok(value) => Ok(value.to_string()),
-            Err(e) => Err(self.error(e)),
-        }
-    }
+/// Encodes the whole state of service `S` for a snapshot.
+pub fn encode_snapshot<S: Service>(state: &S) -> Bytes {
+    let mut out = vec![CODEC_VERSION];
+    codec::encode_into(S::NAME, &mut out).expect("a service name encodes");
+    // Ordered maps of strings, byte strings and integers always encode;
+    // an empty snapshot in its place would silently drop the state.
+    codec::encode_into(state, &mut out).expect("a service's state encodes");
+    Bytes::from(out)
+}
 
-    /// Checks that the whole snapshot was read.
-    pub fn end(&self) -> Result<(), concord::state_machine::RestoreError> {
-        self.reader.end().map_err(|e| self.error(e))
-    }
+/// Decodes a snapshot of service `S` (up to
+/// [`concord::codec::SNAPSHOT_DECODE_LIMIT_BYTES`]).
+pub fn decode_snapshot<S: Service>(bytes: &[u8]) -> Result<S, ServiceCodecError> {
+    const WHAT: &str = "snapshot";
+    let (service, rest) = header::<String>(body(bytes, WHAT)?, WHAT)?;
+    check_service::<S>(service, WHAT)?;
+    codec::decode_snapshot(rest).map_err(malformed(WHAT))
 }

@@ -1,25 +1,23 @@
-//! Strict key-value store: `get`, `get_many`, `put`, `put_many`, every one
-//! linearizable. A `put_many` is one log entry applied in one step, so no
-//! read, on any replica, at any moment, sees some of its keys written and
-//! others not; a `put_many` in flight when the leader crashes is applied
-//! whole or not at all.
+//! The key-value store: `get`, `get_many`, `put`, `put_many`, `append`
+//! and compare-and-set, every one linearizable. A `put_many` is one log
+//! entry applied in one step, so no read, on any replica, at any moment,
+//! sees some of its keys written and others not; a `put_many` in flight
+//! when the leader crashes is applied whole or not at all.
 //!
-//! Request layout (inside the session envelope of [`concord::session`] for
-//! writes, bare for reads): operation id (u64; chosen by the client, used
-//! only by the simulator's exactly-once check), a tag byte (0 get, 1
-//! get_many, 2 put, 3 put_many), then the keys and values
-//! ([`crate::codec`] strings; counts as u32). Response: tag 0 + count +
-//! optional strings (values, `None` for a missing key), tag 1 (written),
-//! tag 2 + reason (refused, nothing changed).
+//! Keys and values are byte strings. `append` and `cas` are what the
+//! simulator's default workload runs, whose checker knows get, put,
+//! append and cas; `get_many` and `put_many` what its `--service kv`
+//! workload runs, checking atomicity besides.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 
-use concord::state_machine::{RestoreError, StateMachine};
-use concord::Index;
-
-use crate::codec::{DecodeError, Reader, SnapshotReader, Writer, STRING_BYTES_MAX};
+use crate::codec::REQUEST_BYTES_MAX;
+use crate::service::{Applied, Service};
+#[cfg(feature = "cli")]
+use crate::service::{Out, Printed};
 
 /// Most keys one `get_many` reads.
 pub const GET_MANY_KEYS_MAX: usize = 64;
@@ -27,268 +25,111 @@ pub const GET_MANY_KEYS_MAX: usize = 64;
 pub const PUT_MANY_PAIRS_MAX: usize = 64;
 /// Longest key.
 pub const KEY_BYTES_MAX: usize = 1024;
-/// Longest value.
-pub const VALUE_BYTES_MAX: usize = STRING_BYTES_MAX;
+/// Longest value, also one grown by `append`: what one request can carry.
+pub const VALUE_BYTES_MAX: usize = REQUEST_BYTES_MAX;
 /// Most keys the store holds; a write that would add more is refused.
 pub const KEYS_MAX: usize = 1 << 20;
-
-const TAG_GET: u8 = 0;
-const TAG_GET_MANY: u8 = 1;
-const TAG_PUT: u8 = 2;
-const TAG_PUT_MANY: u8 = 3;
-
-const SNAPSHOT_VERSION: u8 = 1;
+/// Most bytes of keys and values the store holds: its snapshot must stay
+/// well within what a replica decodes (1 GiB,
+/// [`concord::codec::SNAPSHOT_DECODE_LIMIT_BYTES`]).
+pub const STORE_BYTES_MAX: u64 = 512 * 1024 * 1024;
 
 /// A request to the store.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KvRequest {
     /// Read one key.
     Get {
         /// The key.
-        key: String,
+        key: Bytes,
     },
     /// Read several keys at one instant.
     GetMany {
         /// The keys, answered in this order.
-        keys: Vec<String>,
+        keys: Vec<Bytes>,
     },
     /// Write one key.
     Put {
         /// The key.
-        key: String,
+        key: Bytes,
         /// Its new value.
-        value: String,
+        value: Bytes,
     },
     /// Write several keys atomically.
     PutMany {
         /// Keys and their new values; keys distinct.
-        pairs: Vec<(String, String)>,
+        pairs: Vec<(Bytes, Bytes)>,
+    },
+    /// Append to a key's value (an absent key counts as empty).
+    Append {
+        /// The key.
+        key: Bytes,
+        /// What to append.
+        value: Bytes,
+    },
+    /// Set `key` to `new` only if its value is `expected` (`None`:
+    /// absent).
+    Cas {
+        /// The key.
+        key: Bytes,
+        /// The value the key must hold.
+        expected: Option<Bytes>,
+        /// The value to set.
+        new: Bytes,
     },
 }
 
-impl KvRequest {
-    /// Whether the request only reads (served through
-    /// [`StateMachine::query`] without a log entry).
-    pub fn is_read(&self) -> bool {
-        matches!(self, KvRequest::Get { .. } | KvRequest::GetMany { .. })
-    }
-
-    /// Checks the limits; the error says what to change.
-    pub fn validate(&self) -> Result<(), String> {
-        let key_ok = |key: &str| -> Result<(), String> {
-            if key.is_empty() {
-                return Err("a key must not be empty".to_string());
-            }
-            if key.len() > KEY_BYTES_MAX {
-                return Err(format!(
-                    "key of {} bytes is longer than {KEY_BYTES_MAX}",
-                    key.len()
-                ));
-            }
-            Ok(())
-        };
-        let value_ok = |value: &str| -> Result<(), String> {
-            if value.len() > VALUE_BYTES_MAX {
-                return Err(format!(
-                    "value of {} bytes is longer than {VALUE_BYTES_MAX}",
-                    value.len()
-                ));
-            }
-            Ok(())
-        };
-        match self {
-            KvRequest::Get { key } => key_ok(key),
-            KvRequest::GetMany { keys } => {
-                if keys.is_empty() || keys.len() > GET_MANY_KEYS_MAX {
-                    return Err(format!(
-                        "get_many reads 1 to {GET_MANY_KEYS_MAX} keys, not {}",
-                        keys.len()
-                    ));
-                }
-                keys.iter().try_for_each(|key| key_ok(key))
-            }
-            KvRequest::Put { key, value } => {
-                key_ok(key)?;
-                value_ok(value)
-            }
-            KvRequest::PutMany { pairs } => {
-                if pairs.is_empty() || pairs.len() > PUT_MANY_PAIRS_MAX {
-                    return Err(format!(
-                        "put_many writes 1 to {PUT_MANY_PAIRS_MAX} keys, not {}",
-                        pairs.len()
-                    ));
-                }
-                let mut seen = std::collections::BTreeSet::new();
-                for (key, value) in pairs {
-                    key_ok(key)?;
-                    value_ok(value)?;
-                    if !seen.insert(key.as_str()) {
-                        return Err(format!("put_many names key {key:?} twice"));
-                    }
-                }
-                Ok(())
-            }
-        }
-    }
-
-    /// Encodes the request with operation id `op_id`.
-    pub fn encode(&self, op_id: u64) -> Bytes {
-        let mut writer = Writer::new();
-        writer.u64(op_id);
-        match self {
-            KvRequest::Get { key } => {
-                writer.u8(TAG_GET).str(key);
-            }
-            KvRequest::GetMany { keys } => {
-                writer.u8(TAG_GET_MANY).u32(keys.len() as u32);
-                for key in keys {
-                    writer.str(key);
-                }
-            }
-            KvRequest::Put { key, value } => {
-                writer.u8(TAG_PUT).str(key).str(value);
-            }
-            KvRequest::PutMany { pairs } => {
-                writer.u8(TAG_PUT_MANY).u32(pairs.len() as u32);
-                for (key, value) in pairs {
-                    writer.str(key).str(value);
-                }
-            }
-        }
-        writer.finish()
-    }
-
-    /// Decodes a request and its operation id.
-    pub fn decode(bytes: &[u8]) -> Result<(u64, KvRequest), DecodeError> {
-        let mut reader = Reader::new(bytes);
-        let op_id = reader.u64("operation id")?;
-        let request = match reader.u8("request tag")? {
-            TAG_GET => KvRequest::Get {
-                key: reader.str("key")?.to_string(),
-            },
-            TAG_GET_MANY => {
-                let count = reader.count("key count", GET_MANY_KEYS_MAX)?;
-                let mut keys = Vec::with_capacity(count);
-                for _ in 0..count {
-                    keys.push(reader.str("key")?.to_string());
-                }
-                KvRequest::GetMany { keys }
-            }
-            TAG_PUT => KvRequest::Put {
-                key: reader.str("key")?.to_string(),
-                value: reader.str("value")?.to_string(),
-            },
-            TAG_PUT_MANY => {
-                let count = reader.count("pair count", PUT_MANY_PAIRS_MAX)?;
-                let mut pairs = Vec::with_capacity(count);
-                for _ in 0..count {
-                    let key = reader.str("key")?.to_string();
-                    pairs.push((key, reader.str("value")?.to_string()));
-                }
-                KvRequest::PutMany { pairs }
-            }
-            tag => {
-                return Err(DecodeError::UnknownTag {
-                    field: "request",
-                    tag,
-                })
-            }
-        };
-        reader.end()?;
-        Ok((op_id, request))
-    }
-}
-
 /// The store's answer.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KvResponse {
-    /// The values read, in the order of the keys asked (`None`: no such
-    /// key).
-    Values(Vec<Option<String>>),
-    /// The write was applied.
+    /// The values read, in the order of the keys asked (`None`: absent).
+    Values(Vec<Option<Bytes>>),
+    /// The `put`, `put_many` or `append` was applied. No write answers
+    /// with a value: the answer is kept in the writer's session (and so in
+    /// every snapshot) until its next write, and a value may be large.
     Written,
-    /// The request was refused and changed nothing.
-    Refused(String),
+    /// A `cas`: whether the value matched and was replaced.
+    Swapped(bool),
 }
 
-impl KvResponse {
-    /// Encodes the response.
-    pub fn encode(&self) -> Bytes {
-        let mut writer = Writer::new();
-        match self {
-            KvResponse::Values(values) => {
-                writer.u8(0).u32(values.len() as u32);
-                for value in values {
-                    writer.opt_str(value.as_deref());
-                }
-            }
-            KvResponse::Written => {
-                writer.u8(1);
-            }
-            KvResponse::Refused(reason) => {
-                writer.u8(2).str(reason);
-            }
-        }
-        writer.finish()
-    }
-
-    /// Decodes a response.
-    pub fn decode(bytes: &[u8]) -> Result<KvResponse, DecodeError> {
-        let mut reader = Reader::new(bytes);
-        let response = match reader.u8("response tag")? {
-            0 => {
-                let count = reader.count("value count", GET_MANY_KEYS_MAX)?;
-                let mut values = Vec::with_capacity(count);
-                for _ in 0..count {
-                    values.push(reader.opt_str("value")?.map(str::to_string));
-                }
-                KvResponse::Values(values)
-            }
-            1 => KvResponse::Written,
-            2 => KvResponse::Refused(reader.str("reason")?.to_string()),
-            tag => {
-                return Err(DecodeError::UnknownTag {
-                    field: "response",
-                    tag,
-                })
-            }
-        };
-        reader.end()?;
-        Ok(response)
-    }
-}
-
-/// The strict key-value state machine.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct StrictKv {
-    data: BTreeMap<String, String>,
+/// The store.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Kv {
+    data: BTreeMap<Bytes, Bytes>,
+    /// Bytes of keys and values held (kept, so a write is checked against
+    /// [`STORE_BYTES_MAX`] without a walk).
+    stored_bytes: u64,
     /// Planted bug only: pairs of a `put_many` not applied yet; they are
-    /// applied with the next log entry.
-    deferred: Vec<(String, String)>,
-    split_put_many: bool,
+    /// applied with the next log entry. Always empty otherwise.
+    deferred: Vec<(Bytes, Bytes)>,
 }
 
-impl StrictKv {
-    /// An empty store.
-    pub fn new() -> Self {
-        StrictKv::default()
+fn check_key(key: &[u8]) -> Result<(), String> {
+    if key.is_empty() {
+        return Err("a key must not be empty".to_string());
     }
-
-    /// A store with a planted bug, for measuring the simulator's
-    /// `put_many` atomicity check: a `put_many` is applied as two log
-    /// entries would be, its first pair now and the rest together with the
-    /// next command. Replicas still agree with each other; a read between
-    /// the two halves sees a partial write.
-    pub fn with_split_put_many() -> Self {
-        StrictKv {
-            split_put_many: true,
-            ..StrictKv::default()
-        }
+    if key.len() > KEY_BYTES_MAX {
+        return Err(format!(
+            "a key of {} bytes is longer than {KEY_BYTES_MAX}",
+            key.len()
+        ));
     }
+    Ok(())
+}
 
-    /// The value of `key`.
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.data.get(key).map(String::as_str)
+fn check_value(value: &[u8]) -> Result<(), String> {
+    if value.len() > VALUE_BYTES_MAX {
+        return Err(format!(
+            "a value of {} bytes is longer than {VALUE_BYTES_MAX}",
+            value.len()
+        ));
+    }
+    Ok(())
+}
+
+impl Kv {
+    /// The value of `key` (not linearizable: for tests and inspection).
+    pub fn value(&self, key: &[u8]) -> Option<&Bytes> {
+        self.data.get(key)
     }
 
     /// Number of keys stored.
@@ -301,222 +142,520 @@ impl StrictKv {
         self.data.is_empty()
     }
 
-    fn read(&self, keys: &[&str]) -> KvResponse {
+    fn values<'a>(&self, keys: impl IntoIterator<Item = &'a Bytes>) -> KvResponse {
         KvResponse::Values(
-            keys.iter()
-                .map(|key| self.data.get(*key).cloned())
+            keys.into_iter()
+                .map(|key| self.data.get(key).cloned())
                 .collect(),
         )
     }
 
-    /// New keys `pairs` would add, for the capacity check before any is
-    /// written.
-    fn new_keys(&self, pairs: &[(String, String)]) -> usize {
-        pairs
-            .iter()
-            .filter(|(key, _)| !self.data.contains_key(key))
-            .count()
-    }
-
-    fn write(&mut self, pairs: Vec<(String, String)>) -> KvResponse {
-        if self.data.len() + self.new_keys(&pairs) > KEYS_MAX {
-            return KvResponse::Refused(format!(
+    /// The bytes the store would hold after writing `pairs`, or why it
+    /// must not.
+    fn check_write(&self, pairs: &[(Bytes, Bytes)]) -> Result<u64, String> {
+        let mut keys = self.data.len();
+        let mut bytes = self.stored_bytes;
+        for (key, value) in pairs {
+            match self.data.get(key) {
+                Some(old) => bytes -= old.len() as u64,
+                None => {
+                    keys += 1;
+                    bytes += key.len() as u64;
+                }
+            }
+            bytes += value.len() as u64;
+        }
+        if keys > KEYS_MAX {
+            return Err(format!(
                 "the store holds its limit of {KEYS_MAX} keys; overwrite existing keys instead"
             ));
         }
-        let mut pairs = pairs;
-        if self.split_put_many && pairs.len() > 1 {
-            self.deferred = pairs.split_off(1);
+        if bytes > STORE_BYTES_MAX {
+            return Err(format!(
+                "the store would hold {bytes} bytes of keys and values, above its limit of \
+                 {STORE_BYTES_MAX}; delete or shorten values first"
+            ));
         }
-        for (key, value) in pairs {
-            self.data.insert(key, value);
-        }
-        KvResponse::Written
+        Ok(bytes)
     }
 
-    fn execute(&mut self, request: KvRequest) -> KvResponse {
-        if let Err(reason) = request.validate() {
-            return KvResponse::Refused(reason);
+    /// Writes one pair, already checked.
+    fn insert(&mut self, key: Bytes, value: Bytes) {
+        let (key_bytes, value_bytes) = (key.len() as u64, value.len() as u64);
+        match self.data.insert(key, value) {
+            Some(old) => self.stored_bytes = self.stored_bytes - old.len() as u64 + value_bytes,
+            None => self.stored_bytes += key_bytes + value_bytes,
         }
-        match request {
-            KvRequest::Get { key } => self.read(&[key.as_str()]),
-            KvRequest::GetMany { keys } => {
-                let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-                self.read(&keys)
-            }
-            KvRequest::Put { key, value } => self.write(vec![(key, value)]),
-            KvRequest::PutMany { pairs } => self.write(pairs),
+        debug_assert!(self.stored_bytes <= STORE_BYTES_MAX);
+    }
+
+    /// Writes every pair, or none when the store would exceed a limit.
+    fn write(&mut self, pairs: Vec<(Bytes, Bytes)>) -> Result<(), String> {
+        self.check_write(&pairs)?;
+        for (key, value) in pairs {
+            self.insert(key, value);
         }
+        Ok(())
     }
 }
 
-impl StateMachine for StrictKv {
-    fn apply(&mut self, _index: Index, command: &[u8]) -> Bytes {
+impl Service for Kv {
+    const NAME: &'static str = "kv";
+    const ABOUT: &'static str =
+        "Key-value store: get, put, append, cas, atomic get-many and put-many";
+
+    type Request = KvRequest;
+    type Response = KvResponse;
+
+    fn is_read(request: &KvRequest) -> bool {
+        matches!(request, KvRequest::Get { .. } | KvRequest::GetMany { .. })
+    }
+
+    fn validate(request: &KvRequest) -> Result<(), String> {
+        match request {
+            KvRequest::Get { key } => check_key(key),
+            KvRequest::GetMany { keys } => {
+                if keys.is_empty() || keys.len() > GET_MANY_KEYS_MAX {
+                    return Err(format!(
+                        "get_many reads 1 to {GET_MANY_KEYS_MAX} keys, not {}",
+                        keys.len()
+                    ));
+                }
+                keys.iter().try_for_each(|key| check_key(key))
+            }
+            KvRequest::Put { key, value } | KvRequest::Append { key, value } => {
+                check_key(key)?;
+                check_value(value)
+            }
+            KvRequest::Cas { key, expected, new } => {
+                check_key(key)?;
+                check_value(new)?;
+                expected.as_deref().map_or(Ok(()), check_value)
+            }
+            KvRequest::PutMany { pairs } => {
+                if pairs.is_empty() || pairs.len() > PUT_MANY_PAIRS_MAX {
+                    return Err(format!(
+                        "put_many writes 1 to {PUT_MANY_PAIRS_MAX} keys, not {}",
+                        pairs.len()
+                    ));
+                }
+                let mut seen = BTreeSet::new();
+                for (key, value) in pairs {
+                    check_key(key)?;
+                    check_value(value)?;
+                    if !seen.insert(key) {
+                        return Err(format!(
+                            "put_many names key {:?} twice",
+                            String::from_utf8_lossy(key)
+                        ));
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn apply(&mut self, request: KvRequest, at: Applied) -> Result<KvResponse, String> {
         // Planted bug only: the rest of the last put_many rides along
         // with this entry.
         for (key, value) in std::mem::take(&mut self.deferred) {
-            self.data.insert(key, value);
+            // Within the limits: the whole put_many was checked.
+            self.insert(key, value);
         }
-        match KvRequest::decode(command) {
-            Ok((_, request)) => self.execute(request).encode(),
-            Err(error) => KvResponse::Refused(format!("malformed request: {error}")).encode(),
-        }
-    }
-
-    fn query(&self, request: &[u8]) -> Option<Bytes> {
-        let (_, request) = KvRequest::decode(request).ok()?;
-        if !request.is_read() {
-            return None;
-        }
-        if let Err(reason) = request.validate() {
-            return Some(KvResponse::Refused(reason).encode());
-        }
-        Some(
-            match &request {
-                KvRequest::Get { key } => self.read(&[key.as_str()]),
-                KvRequest::GetMany { keys } => {
-                    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-                    self.read(&keys)
-                }
-                _ => return None,
+        match request {
+            KvRequest::Get { key } => Ok(self.values([&key])),
+            KvRequest::GetMany { keys } => Ok(self.values(&keys)),
+            KvRequest::Put { key, value } => {
+                self.write(vec![(key, value)])?;
+                Ok(KvResponse::Written)
             }
-            .encode(),
-        )
+            KvRequest::PutMany { mut pairs } => {
+                if at.planted_bug && pairs.len() > 1 {
+                    // Checked whole, applied in two halves.
+                    self.check_write(&pairs)?;
+                    self.deferred = pairs.split_off(1);
+                }
+                self.write(pairs)?;
+                Ok(KvResponse::Written)
+            }
+            KvRequest::Append { key, value } => {
+                let mut new = self
+                    .data
+                    .get(&key)
+                    .map(|old| old.to_vec())
+                    .unwrap_or_default();
+                new.extend_from_slice(&value);
+                check_value(&new)?;
+                self.write(vec![(key, Bytes::from(new))])?;
+                Ok(KvResponse::Written)
+            }
+            KvRequest::Cas { key, expected, new } => {
+                if self.data.get(&key) != expected.as_ref() {
+                    return Ok(KvResponse::Swapped(false));
+                }
+                self.write(vec![(key, new)])?;
+                Ok(KvResponse::Swapped(true))
+            }
+        }
     }
 
-    /// Layout: version byte, key count (u64), the pairs, then the count
-    /// and pairs of the deferred half-write (always empty without the
-    /// planted bug).
-    fn snapshot(&self) -> Bytes {
-        let mut writer = Writer::new();
-        writer.u8(SNAPSHOT_VERSION).u64(self.data.len() as u64);
+    fn read(&self, request: &KvRequest, _planted_bug: bool) -> Option<Result<KvResponse, String>> {
+        match request {
+            KvRequest::Get { key } => Some(Ok(self.values([key]))),
+            KvRequest::GetMany { keys } => Some(Ok(self.values(keys))),
+            _ => None,
+        }
+    }
+
+    fn check_restored(&self) -> Result<(), String> {
+        crate::service::at_most("keys", self.data.len(), KEYS_MAX)?;
+        let mut bytes = 0u64;
         for (key, value) in &self.data {
-            writer.str(key).str(value);
+            check_key(key)?;
+            check_value(value)?;
+            bytes += (key.len() + value.len()) as u64;
         }
-        writer.u32(self.deferred.len() as u32);
-        for (key, value) in &self.deferred {
-            writer.str(key).str(value);
+        if bytes != self.stored_bytes || bytes > STORE_BYTES_MAX {
+            return Err(format!(
+                "it holds {bytes} bytes of keys and values but says {} (limit {STORE_BYTES_MAX})",
+                self.stored_bytes
+            ));
         }
-        writer.finish()
+        crate::service::at_most("deferred pairs", self.deferred.len(), PUT_MANY_PAIRS_MAX)
     }
 
-    fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {
-        let mut snapshot = SnapshotReader::open(snapshot, "strict kv", SNAPSHOT_VERSION)?;
-        let count = snapshot.count("key count", "keys", KEYS_MAX)?;
-        let mut data = BTreeMap::new();
-        for _ in 0..count {
-            let key = snapshot.string("key")?;
-            data.insert(key, snapshot.string("value")?);
+    #[cfg(feature = "cli")]
+    type Command = command_line::KvCommand;
+
+    #[cfg(feature = "cli")]
+    fn show(request: &Self::Request, response: Self::Response, out: &mut Out) -> Printed {
+        command_line::show(request, response, out)
+    }
+}
+
+/// `concord-cli kv ...` (feature `cli`).
+#[cfg(feature = "cli")]
+pub mod command_line {
+    use std::io::Write;
+    use std::path::{Path, PathBuf};
+
+    use bytes::Bytes;
+
+    use super::{KvRequest, KvResponse, VALUE_BYTES_MAX};
+    use crate::{CommandError, Shown};
+
+    /// The key-value store's commands.
+    #[derive(Debug, clap::Subcommand)]
+    pub enum KvCommand {
+        /// Print the value (the bytes as stored, then a newline); a key that
+        /// is absent prints nothing and exits 5.
+        Get {
+            /// The key.
+            key: String,
+        },
+        /// Print KEY=VALUE (or KEY (absent)) for every key, all read at one
+        /// instant.
+        GetMany {
+            /// The keys (1 to 64).
+            #[arg(required = true)]
+            keys: Vec<String>,
+        },
+        /// Set a value, given as VALUE or read from --value-file (a request,
+        /// key and value encoded, is at most 4 MiB); prints ok.
+        Put {
+            /// The key.
+            key: String,
+            /// The new value (or give --value-file).
+            #[arg(required_unless_present = "value_file")]
+            value: Option<String>,
+            /// Read the new value from this file, byte for byte; `-` reads
+            /// standard input.
+            #[arg(long, value_name = "PATH", conflicts_with = "value")]
+            value_file: Option<PathBuf>,
+        },
+        /// Set every KEY=VALUE at once: no reader sees some set and others
+        /// not; prints ok.
+        PutMany {
+            /// The pairs (1 to 64), keys distinct.
+            #[arg(required = true, value_name = "KEY=VALUE")]
+            pairs: Vec<String>,
+        },
+        /// Append to a value (an absent key counts as empty); prints ok.
+        Append {
+            /// The key.
+            key: String,
+            /// What to append.
+            value: String,
+        },
+        /// Set NEW if the value is EXPECTED: `cas KEY EXPECTED NEW`, or
+        /// `cas KEY --absent NEW` for "key not set"; prints swapped, or not
+        /// swapped and exits 1.
+        Cas {
+            /// The key.
+            key: String,
+            /// The value expected (with --absent: the new value).
+            #[arg(value_name = "EXPECTED")]
+            expected: String,
+            /// The new value (not given with --absent).
+            #[arg(value_name = "NEW")]
+            new: Option<String>,
+            /// Expect the key not to be set (instead of EXPECTED).
+            #[arg(long)]
+            absent: bool,
+        },
+    }
+
+    fn bytes(text: String) -> Bytes {
+        Bytes::from(text.into_bytes())
+    }
+
+    /// `put --value-file`'s value: the file's bytes, or standard input's
+    /// for `-`. Read up to one byte past the limit, so that a larger value
+    /// is refused by its size without being held whole.
+    fn read_value(path: &Path) -> Result<Bytes, CommandError> {
+        use std::io::Read;
+        let limit = VALUE_BYTES_MAX as u64 + 1;
+        let mut value = Vec::new();
+        let read = if path.as_os_str() == "-" {
+            std::io::stdin().lock().take(limit).read_to_end(&mut value)
+        } else {
+            std::fs::File::open(path).and_then(|file| file.take(limit).read_to_end(&mut value))
+        };
+        read.map_err(|e| {
+            CommandError::Input(format!(
+                "cannot read the value from {}: {e}",
+                path.display()
+            ))
+        })?;
+        if value.len() as u64 >= limit {
+            return Err(CommandError::TooLarge(format!(
+                "the value in {} is larger than the limit of {VALUE_BYTES_MAX} bytes (4 MiB) a \
+                 request may have; nothing was sent",
+                path.display()
+            )));
         }
-        // The planted bug's deferred half-write (empty without it).
-        let deferred_count = snapshot
-            .reader
-            .count("deferred count", PUT_MANY_PAIRS_MAX)
-            .map_err(|e| snapshot.error(e))?;
-        let mut deferred = Vec::with_capacity(deferred_count);
-        for _ in 0..deferred_count {
-            let key = snapshot.string("key")?;
-            deferred.push((key, snapshot.string("value")?));
+        Ok(Bytes::from(value))
+    }
+
+    impl TryFrom<KvCommand> for KvRequest {
+        type Error = CommandError;
+
+        fn try_from(command: KvCommand) -> Result<KvRequest, CommandError> {
+            command.request()
         }
-        snapshot.end()?;
-        self.data = data;
-        self.deferred = deferred;
-        Ok(())
+    }
+
+    impl KvCommand {
+        /// The request it asks for.
+        pub fn request(self) -> Result<KvRequest, CommandError> {
+            Ok(match self {
+                KvCommand::Get { key } => KvRequest::Get { key: bytes(key) },
+                KvCommand::GetMany { keys } => KvRequest::GetMany {
+                    keys: keys.into_iter().map(bytes).collect(),
+                },
+                KvCommand::Put {
+                    key,
+                    value,
+                    value_file,
+                } => {
+                    let value = match (value, value_file) {
+                        (Some(value), _) => bytes(value),
+                        (None, Some(path)) => read_value(&path)?,
+                        // Checked by clap.
+                        (None, None) => {
+                            return Err(CommandError::Usage(
+                                "put needs VALUE or --value-file".to_string(),
+                            ))
+                        }
+                    };
+                    KvRequest::Put {
+                        key: bytes(key),
+                        value,
+                    }
+                }
+                KvCommand::PutMany { pairs } => {
+                    let mut split = Vec::with_capacity(pairs.len());
+                    for pair in pairs {
+                        let Some((key, value)) = pair.split_once('=') else {
+                            return Err(CommandError::Usage(format!("{pair:?} is not KEY=VALUE")));
+                        };
+                        split.push((bytes(key.to_string()), bytes(value.to_string())));
+                    }
+                    KvRequest::PutMany { pairs: split }
+                }
+                KvCommand::Append { key, value } => KvRequest::Append {
+                    key: bytes(key),
+                    value: bytes(value),
+                },
+                KvCommand::Cas {
+                    key,
+                    expected,
+                    new,
+                    absent,
+                } => {
+                    let (expected, new) =
+                        match (new, absent) {
+                            (Some(new), false) => (Some(bytes(expected)), bytes(new)),
+                            (None, true) => (None, bytes(expected)),
+                            (Some(_), true) => {
+                                return Err(CommandError::Usage(
+                                    "cas takes KEY --absent NEW (no EXPECTED value with --absent)"
+                                        .to_string(),
+                                ))
+                            }
+                            (None, false) => return Err(CommandError::Usage(
+                                "cas takes KEY EXPECTED NEW, or KEY --absent NEW for a key not set"
+                                    .to_string(),
+                            )),
+                        };
+                    KvRequest::Cas {
+                        key: bytes(key),
+                        expected,
+                        new,
+                    }
+                }
+            })
+        }
+    }
+
+    /// Prints `response` to `request`.
+    pub fn show(
+        request: &KvRequest,
+        response: KvResponse,
+        out: &mut dyn Write,
+    ) -> std::io::Result<Shown> {
+        match (request, response) {
+            (KvRequest::Get { key }, KvResponse::Values(mut values)) => {
+                match values.pop().flatten() {
+                    // The bytes as stored (a value put from a file may be
+                    // binary), then a newline.
+                    Some(value) => {
+                        out.write_all(&value)?;
+                        out.write_all(b"\n")?;
+                    }
+                    None => {
+                        let key = String::from_utf8_lossy(key);
+                        return Ok(Shown::Absent(format!("key {key:?} is absent")));
+                    }
+                }
+            }
+            (KvRequest::GetMany { keys }, KvResponse::Values(values)) => {
+                for (key, value) in keys.iter().zip(values) {
+                    let key = String::from_utf8_lossy(key);
+                    match value {
+                        Some(value) => writeln!(out, "{key}={}", String::from_utf8_lossy(&value))?,
+                        None => writeln!(out, "{key} (absent)")?,
+                    }
+                }
+            }
+            (_, KvResponse::Swapped(true)) => writeln!(out, "swapped")?,
+            (_, KvResponse::Swapped(false)) => {
+                writeln!(out, "not swapped")?;
+                return Ok(Shown::NotDone(
+                    "compare-and-set did not match: the value is not the one expected".to_string(),
+                ));
+            }
+            (_, KvResponse::Written) => writeln!(out, "ok")?,
+            (request, response) => {
+                return Ok(Shown::NotDone(format!(
+                    "the server answered {response:?} to {request:?}"
+                )))
+            }
+        }
+        Ok(Shown::Done)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec;
+    use crate::machine::{testing, ServiceMachine};
+    use concord::state_machine::StateMachine;
 
-    fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
-        items
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+    fn b(text: &str) -> Bytes {
+        Bytes::copy_from_slice(text.as_bytes())
     }
 
-    fn keys(items: &[&str]) -> Vec<String> {
-        items.iter().map(|k| k.to_string()).collect()
+    fn pairs(items: &[(&str, &str)]) -> Vec<(Bytes, Bytes)> {
+        items.iter().map(|(k, v)| (b(k), b(v))).collect()
     }
 
-    fn apply(kv: &mut StrictKv, index: Index, request: KvRequest) -> KvResponse {
-        KvResponse::decode(&kv.apply(index, &request.encode(index))).unwrap()
+    fn keys(items: &[&str]) -> Vec<Bytes> {
+        items.iter().map(|k| b(k)).collect()
     }
 
-    fn query(kv: &StrictKv, request: KvRequest) -> KvResponse {
-        KvResponse::decode(&kv.query(&request.encode(0)).unwrap()).unwrap()
+    fn apply(
+        kv: &mut ServiceMachine<Kv>,
+        index: u64,
+        request: KvRequest,
+    ) -> Result<KvResponse, String> {
+        testing::apply(kv, index, &request)
     }
 
-    #[test]
-    fn requests_and_responses_round_trip() {
-        for request in [
-            KvRequest::Get { key: "a".into() },
-            KvRequest::GetMany {
-                keys: keys(&["a", "b"]),
-            },
-            KvRequest::Put {
-                key: "a".into(),
-                value: "".into(),
-            },
-            KvRequest::PutMany {
-                pairs: pairs(&[("a", "1"), ("b", "2")]),
-            },
-        ] {
-            let bytes = request.encode(42);
-            assert_eq!(KvRequest::decode(&bytes), Ok((42, request.clone())));
-            for cut in 0..bytes.len() {
-                assert!(KvRequest::decode(&bytes[..cut]).is_err());
-            }
-        }
-        for response in [
-            KvResponse::Values(vec![Some("x".into()), None]),
-            KvResponse::Written,
-            KvResponse::Refused("no".into()),
-        ] {
-            assert_eq!(KvResponse::decode(&response.encode()), Ok(response));
-        }
+    fn query(kv: &ServiceMachine<Kv>, request: KvRequest) -> Result<KvResponse, String> {
+        testing::query(kv, &request).expect("a read")
     }
 
     #[test]
     fn put_many_is_applied_whole_and_reads_answer_like_apply() {
-        let mut kv = StrictKv::new();
-        assert_eq!(
-            apply(
-                &mut kv,
-                1,
-                KvRequest::PutMany {
-                    pairs: pairs(&[("a", "1"), ("b", "1"), ("c", "1")])
-                }
-            ),
-            KvResponse::Written
-        );
+        let mut kv = ServiceMachine::<Kv>::new();
+        let write = KvRequest::PutMany {
+            pairs: pairs(&[("a", "1"), ("b", "1"), ("c", "1")]),
+        };
+        assert_eq!(apply(&mut kv, 1, write), Ok(KvResponse::Written));
         let read = KvRequest::GetMany {
             keys: keys(&["a", "b", "c", "d"]),
         };
-        let expected = KvResponse::Values(vec![
-            Some("1".into()),
-            Some("1".into()),
-            Some("1".into()),
+        let expected = Ok(KvResponse::Values(vec![
+            Some(b("1")),
+            Some(b("1")),
+            Some(b("1")),
             None,
-        ]);
+        ]));
         assert_eq!(query(&kv, read.clone()), expected);
         assert_eq!(apply(&mut kv, 2, read), expected);
         // A write is not a query.
-        assert!(kv
-            .query(
-                &KvRequest::Put {
-                    key: "a".into(),
-                    value: "2".into()
-                }
-                .encode(0)
-            )
-            .is_none());
+        let put = KvRequest::Put {
+            key: b("a"),
+            value: b("2"),
+        };
+        assert!(testing::query(&kv, &put).is_none());
     }
 
     #[test]
-    fn invalid_requests_are_refused_and_change_nothing() {
-        let mut kv = StrictKv::new();
+    fn append_and_cas_change_what_they_say() {
+        let mut kv = ServiceMachine::<Kv>::new();
+        let append = |value: &str| KvRequest::Append {
+            key: b("k"),
+            value: b(value),
+        };
+        assert_eq!(apply(&mut kv, 1, append("x")), Ok(KvResponse::Written));
+        assert_eq!(apply(&mut kv, 2, append("y")), Ok(KvResponse::Written));
+        let cas = |expected: Option<&str>, new: &str| KvRequest::Cas {
+            key: b("k"),
+            expected: expected.map(b),
+            new: b(new),
+        };
+        assert_eq!(
+            apply(&mut kv, 3, cas(None, "z")),
+            Ok(KvResponse::Swapped(false))
+        );
+        assert_eq!(
+            apply(&mut kv, 4, cas(Some("x"), "z")),
+            Ok(KvResponse::Swapped(false))
+        );
+        assert_eq!(
+            apply(&mut kv, 5, cas(Some("xy"), "z")),
+            Ok(KvResponse::Swapped(true))
+        );
+        assert_eq!(kv.state().value(b"k"), Some(&b("z")));
+        assert_eq!(kv.state().stored_bytes, 2);
+    }
+
+    #[test]
+    fn invalid_and_foreign_requests_are_refused_and_change_nothing() {
+        let mut kv = ServiceMachine::<Kv>::new();
         let before = kv.snapshot();
         for request in [
             KvRequest::PutMany { pairs: vec![] },
@@ -524,77 +663,122 @@ mod tests {
                 pairs: pairs(&[("a", "1"), ("a", "2")]),
             },
             KvRequest::Put {
-                key: "".into(),
-                value: "v".into(),
+                key: b(""),
+                value: b("v"),
             },
             KvRequest::PutMany {
                 pairs: (0..=PUT_MANY_PAIRS_MAX)
-                    .map(|i| (format!("k{i}"), String::new()))
+                    .map(|i| (b(&format!("k{i}")), Bytes::new()))
                     .collect(),
             },
         ] {
-            assert!(matches!(apply(&mut kv, 1, request), KvResponse::Refused(_)));
+            assert!(apply(&mut kv, 1, request).is_err());
         }
-        assert!(matches!(
-            KvResponse::decode(&kv.apply(2, b"\x01\x02")).unwrap(),
-            KvResponse::Refused(_)
-        ));
+        let junk = kv.apply(2, b"\x01\x02");
+        let reason = codec::decode_answer::<Kv>(&junk).unwrap().unwrap_err();
+        assert!(reason.contains("malformed request"), "{reason}");
+        let mut other_version =
+            codec::encode_request::<Kv>(3, &KvRequest::Get { key: b("a") }).to_vec();
+        other_version[0] = 9;
+        let reason = codec::decode_answer::<Kv>(&kv.apply(3, &other_version))
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            reason.contains("version 9") && reason.contains("version 1"),
+            "{reason}"
+        );
         assert_eq!(kv.snapshot(), before);
     }
 
     #[test]
+    fn the_store_refuses_a_write_past_its_byte_limit() {
+        let mut kv = Kv::default();
+        let at = Applied {
+            index: 1,
+            planted_bug: false,
+        };
+        kv.stored_bytes = STORE_BYTES_MAX - 3;
+        let put = |value: &str| KvRequest::Put {
+            key: b("k"),
+            value: b(value),
+        };
+        let refused = kv.apply(put("vvv"), at).unwrap_err();
+        assert!(refused.contains("above its limit"), "{refused}");
+        assert_eq!(kv.stored_bytes, STORE_BYTES_MAX - 3);
+        assert_eq!(kv.apply(put("vv"), at), Ok(KvResponse::Written));
+        assert_eq!(kv.stored_bytes, STORE_BYTES_MAX);
+    }
+
+    #[test]
     fn snapshot_restores_the_same_store_and_rejects_damage() {
-        let mut kv = StrictKv::new();
+        let mut kv = ServiceMachine::<Kv>::new();
         apply(
             &mut kv,
             1,
             KvRequest::PutMany {
                 pairs: pairs(&[("a", "1"), ("b", "2")]),
             },
-        );
-        let snapshot = kv.snapshot();
-        let mut copy = StrictKv::new();
-        copy.restore(&snapshot).unwrap();
-        assert_eq!(copy, kv);
-        for cut in 0..snapshot.len() {
-            assert!(StrictKv::new().restore(&snapshot[..cut]).is_err());
+        )
+        .unwrap();
+        crate::machine::testing::restored_copy(&kv);
+        // A total that does not add up is refused.
+        let mut lying = kv.state().clone();
+        lying.stored_bytes += 1;
+        let error = ServiceMachine::<Kv>::new()
+            .restore(&codec::encode_snapshot(&lying))
+            .unwrap_err();
+        assert!(error.to_string().contains("says 5"), "{error}");
+    }
+
+    #[test]
+    fn a_state_larger_than_any_message_round_trips_through_a_snapshot() {
+        // 80 MiB: past the 64 MiB limit of message decoding, which once
+        // made such a state impossible to restore on a follower.
+        let mut kv = ServiceMachine::<Kv>::new();
+        for i in 0..80u32 {
+            let put = KvRequest::Put {
+                key: b(&format!("key-{i}")),
+                value: Bytes::from(vec![i as u8; 1 << 20]),
+            };
+            apply(&mut kv, u64::from(i) + 1, put).unwrap();
         }
-        let mut wrong_version = snapshot.to_vec();
-        wrong_version[0] = 9;
-        assert!(StrictKv::new().restore(&wrong_version).is_err());
+        let snapshot = kv.snapshot();
+        assert!(snapshot.len() > concord::codec::DECODE_LIMIT_BYTES);
+        let mut copy = ServiceMachine::<Kv>::new();
+        copy.restore(&snapshot).unwrap();
+        assert_eq!(copy.state().len(), 80);
+        assert_eq!(
+            copy.state().value(b"key-79"),
+            Some(&Bytes::from(vec![79u8; 1 << 20]))
+        );
     }
 
     #[test]
     fn the_planted_bug_exposes_a_half_applied_put_many() {
-        let mut kv = StrictKv::with_split_put_many();
+        let mut kv = ServiceMachine::<Kv>::with_planted_bug();
         apply(
             &mut kv,
             1,
             KvRequest::PutMany {
                 pairs: pairs(&[("a", "1"), ("b", "1")]),
             },
-        );
+        )
+        .unwrap();
         let read = KvRequest::GetMany {
             keys: keys(&["a", "b"]),
         };
         assert_eq!(
             query(&kv, read.clone()),
-            KvResponse::Values(vec![Some("1".into()), None])
+            Ok(KvResponse::Values(vec![Some(b("1")), None]))
         );
         // The snapshot carries the pending half, so replicas agree.
-        let mut copy = StrictKv::with_split_put_many();
+        let mut copy = ServiceMachine::<Kv>::with_planted_bug();
         copy.restore(&kv.snapshot()).unwrap();
         assert_eq!(copy, kv);
-        apply(
-            &mut kv,
-            2,
-            KvRequest::Get {
-                key: "zz".to_string(),
-            },
-        );
+        apply(&mut kv, 2, KvRequest::Get { key: b("zz") }).unwrap();
         assert_eq!(
             query(&kv, read),
-            KvResponse::Values(vec![Some("1".into()), Some("1".into())])
+            Ok(KvResponse::Values(vec![Some(b("1")), Some(b("1"))]))
         );
     }
 }

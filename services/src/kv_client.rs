@@ -1,125 +1,122 @@
-//! The typed client of the strict key-value store (feature `runtime`).
+//! The typed client of the key-value store (feature `runtime`): every
+//! call linearizable; writes applied exactly once even when retried.
+
+use bytes::Bytes;
 
 use concord::ReadPath;
 
-use crate::kv::{KvRequest, KvResponse};
-use crate::runtime::{CallError, ServiceClient, ServiceRequest};
+use crate::client::{CallError, ServiceClient};
+use crate::kv::{Kv, KvRequest, KvResponse};
 
-/// A client of a strict key-value cluster: every call is linearizable;
-/// writes are applied exactly once even when retried.
-#[derive(Debug)]
-pub struct KvClient {
-    inner: ServiceClient,
+/// A client of a key-value cluster.
+pub type KvClient = ServiceClient<Kv>;
+
+fn unexpected(what: &str, other: KvResponse) -> CallError {
+    CallError::Protocol(format!("expected {what}, got {other:?}"))
 }
 
-impl KvClient {
-    /// A client of the cluster at `servers` named `cluster_id`.
-    pub fn new(servers: Vec<String>, cluster_id: &str) -> Self {
-        KvClient {
-            inner: ServiceClient::new(servers, cluster_id),
-        }
-    }
-
-    /// Writes return only once every healthy server applied them (see
-    /// [`ServiceClient::set_acknowledge_all`]).
-    pub fn set_acknowledge_all(&mut self, enabled: bool) {
-        self.inner.set_acknowledge_all(enabled);
-    }
-
-    /// A client over an already configured [`ServiceClient`].
-    pub fn from_service_client(inner: ServiceClient) -> Self {
-        KvClient { inner }
-    }
-
-    async fn call(&mut self, request: KvRequest) -> Result<KvResponse, CallError> {
-        self.inner.call(request, ReadPath::ReadIndex).await
-    }
-
+impl ServiceClient<Kv> {
+    /// The values of `keys`, read at one instant on `path` (`None`:
+    /// through the log): a `get` for one key, a `get_many` for more.
     async fn values(
         &mut self,
-        request: KvRequest,
-        count: usize,
-    ) -> Result<Vec<Option<String>>, CallError> {
-        match self.call(request).await? {
+        keys: Vec<Bytes>,
+        path: Option<ReadPath>,
+    ) -> Result<Vec<Option<Bytes>>, CallError> {
+        let count = keys.len();
+        let request = if count == 1 {
+            KvRequest::Get {
+                key: keys.into_iter().next().unwrap_or_default(),
+            }
+        } else {
+            KvRequest::GetMany { keys }
+        };
+        match self.call_via(request, path).await? {
             KvResponse::Values(values) if values.len() == count => Ok(values),
-            other => Err(CallError::Protocol(format!(
-                "expected {count} values, got {other:?}"
-            ))),
+            other => Err(unexpected(&format!("{count} values"), other)),
         }
+    }
+
+    /// The value of `key` (`None`: absent), on the client's read path.
+    pub async fn get(&mut self, key: impl Into<Bytes>) -> Result<Option<Bytes>, CallError> {
+        let path = self.read_path();
+        self.get_via(key, path).await
+    }
+
+    /// The value of `key` read on `path` (`None`: through the log, a log
+    /// entry committed and applied like a write).
+    pub async fn get_via(
+        &mut self,
+        key: impl Into<Bytes>,
+        path: Option<ReadPath>,
+    ) -> Result<Option<Bytes>, CallError> {
+        let mut values = self.values(vec![key.into()], path).await?;
+        Ok(values.pop().flatten())
+    }
+
+    /// The values of `keys` (1 to [`crate::kv::GET_MANY_KEYS_MAX`]), all
+    /// read at one instant.
+    pub async fn get_many<K: Into<Bytes>>(
+        &mut self,
+        keys: impl IntoIterator<Item = K>,
+    ) -> Result<Vec<Option<Bytes>>, CallError> {
+        let keys: Vec<Bytes> = keys.into_iter().map(Into::into).collect();
+        let path = self.read_path();
+        self.values(keys, path).await
+    }
+
+    /// Sets `key` to `value`.
+    pub async fn put(
+        &mut self,
+        key: impl Into<Bytes>,
+        value: impl Into<Bytes>,
+    ) -> Result<(), CallError> {
+        let (key, value) = (key.into(), value.into());
+        self.written(KvRequest::Put { key, value }).await
+    }
+
+    /// Sets every key of `pairs` at once: no reader sees some set and
+    /// others not.
+    pub async fn put_many<K: Into<Bytes>, V: Into<Bytes>>(
+        &mut self,
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<(), CallError> {
+        let pairs = pairs
+            .into_iter()
+            .map(|(key, value)| (key.into(), value.into()))
+            .collect();
+        self.written(KvRequest::PutMany { pairs }).await
     }
 
     async fn written(&mut self, request: KvRequest) -> Result<(), CallError> {
         match self.call(request).await? {
             KvResponse::Written => Ok(()),
-            other => Err(CallError::Protocol(format!(
-                "expected written, got {other:?}"
-            ))),
+            other => Err(unexpected("written", other)),
         }
     }
 
-    /// The value of `key` (`None`: never written).
-    pub async fn get(&mut self, key: &str) -> Result<Option<String>, CallError> {
-        let mut values = self
-            .values(
-                KvRequest::Get {
-                    key: key.to_string(),
-                },
-                1,
-            )
-            .await?;
-        Ok(values.pop().flatten())
+    /// Appends `value` to `key`'s value (absent counts as empty).
+    pub async fn append(
+        &mut self,
+        key: impl Into<Bytes>,
+        value: impl Into<Bytes>,
+    ) -> Result<(), CallError> {
+        let (key, value) = (key.into(), value.into());
+        self.written(KvRequest::Append { key, value }).await
     }
 
-    /// The values of `keys`, all read at one instant.
-    pub async fn get_many(&mut self, keys: &[&str]) -> Result<Vec<Option<String>>, CallError> {
-        let keys: Vec<String> = keys.iter().map(|key| key.to_string()).collect();
-        let count = keys.len();
-        self.values(KvRequest::GetMany { keys }, count).await
-    }
-
-    /// Sets `key` to `value`.
-    pub async fn put(&mut self, key: &str, value: &str) -> Result<(), CallError> {
-        self.written(KvRequest::Put {
-            key: key.to_string(),
-            value: value.to_string(),
-        })
-        .await
-    }
-
-    /// Sets every key of `pairs` at once: no reader sees some set and
-    /// others not.
-    pub async fn put_many(&mut self, pairs: &[(&str, &str)]) -> Result<(), CallError> {
-        self.written(KvRequest::PutMany {
-            pairs: pairs
-                .iter()
-                .map(|(key, value)| (key.to_string(), value.to_string()))
-                .collect(),
-        })
-        .await
-    }
-}
-
-impl ServiceRequest for KvRequest {
-    type Response = KvResponse;
-
-    fn is_read(&self) -> bool {
-        KvRequest::is_read(self)
-    }
-
-    fn validate(&self) -> Result<(), String> {
-        KvRequest::validate(self)
-    }
-
-    fn encode(&self, op_id: u64) -> bytes::Bytes {
-        KvRequest::encode(self, op_id)
-    }
-
-    fn decode_response(
-        bytes: &[u8],
-    ) -> Result<Result<KvResponse, String>, crate::codec::DecodeError> {
-        Ok(match KvResponse::decode(bytes)? {
-            KvResponse::Refused(reason) => Err(reason),
-            response => Ok(response),
-        })
+    /// Sets `key` to `new` if it holds `expected` (`None`: absent);
+    /// returns whether it did.
+    pub async fn cas(
+        &mut self,
+        key: impl Into<Bytes>,
+        expected: Option<Bytes>,
+        new: impl Into<Bytes>,
+    ) -> Result<bool, CallError> {
+        let (key, new) = (key.into(), new.into());
+        match self.call(KvRequest::Cas { key, expected, new }).await? {
+            KvResponse::Swapped(swapped) => Ok(swapped),
+            other => Err(unexpected("a compare-and-set outcome", other)),
+        }
     }
 }

@@ -27,9 +27,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use bytes::Bytes;
-use concord::tokio::client::{Client, ClientConfig, ClientError};
-use concord::tokio::cluster::{start_kv_node, NodeSettings, RunningNode};
+use concord::tokio::client::ClientConfig;
+use concord::tokio::cluster::{start_node, NodeSettings, RunningNode};
 use concord::tokio::wal::{FileStorage, WalOptions};
+use concord_services::kv::Kv;
+use concord_services::{service_state_machine, CallError, KvClient};
 use concord_sim::history::{Op, Output, Recorder, Token};
 use concord_sim::linearizability::{check_history_parallel, CheckConfig, CheckResult};
 
@@ -67,12 +69,11 @@ fn options() -> Result<Options, String> {
 /// Records what concord's client reported for the operation of `token`:
 /// a refusal before sending is a definite failure; anything else may have
 /// been applied, so it is unknown (see `concord_sim::history`).
-fn record_error(recorder: &Recorder, token: Token, error: &ClientError) {
-    match error {
-        ClientError::Server(_) | ClientError::NoServers | ClientError::CommandTooLarge { .. } => {
-            recorder.fail(token)
-        }
-        _ => recorder.unknown(token),
+fn record_error(recorder: &Recorder, token: Token, error: &CallError) {
+    if error.definitely_not_applied() {
+        recorder.fail(token)
+    } else {
+        recorder.unknown(token)
     }
 }
 
@@ -81,7 +82,7 @@ async fn client_loop(recorder: Recorder, servers: Vec<String>, cluster: String, 
     let mut config = ClientConfig::new(servers, cluster);
     config.request_timeout = Duration::from_millis(500);
     config.attempts_max = 10;
-    let mut client = Client::new(config);
+    let mut client = KvClient::new(config);
     // The last value this client read per key.
     let mut last_seen: BTreeMap<String, String> = BTreeMap::new();
     for i in 0..ops {
@@ -143,7 +144,7 @@ async fn client_loop(recorder: Recorder, servers: Vec<String>, cluster: String, 
                 );
                 let expected = (!from.is_empty()).then(|| Bytes::from(from));
                 match client.cas(key, expected, to).await {
-                    Ok((swapped, _)) => recorder.ok(token, Output::Swapped(swapped)),
+                    Ok(swapped) => recorder.ok(token, Output::Swapped(swapped)),
                     Err(e) => record_error(&recorder, token, &e),
                 }
             }
@@ -169,7 +170,7 @@ async fn start_cluster(
     for (&id, addr) in &peers {
         let storage = FileStorage::open(base.join(format!("node-{id}")), WalOptions::default())?;
         let settings = NodeSettings::new(id, addr.clone(), peers.clone(), cluster);
-        nodes.push(start_kv_node(settings, storage).await?);
+        nodes.push(start_node(settings, service_state_machine::<Kv>(), storage).await?);
         println!("node {id} listening on {addr}");
     }
     Ok((peers.into_values().collect(), nodes))

@@ -6,14 +6,15 @@
 //!
 //! ```no_run
 //! use concord_sim::harness::Harness;
-//! use concord_sim::kv::{KvStateMachine, KvWorkload, KvWorkloadConfig};
+//! use concord_services::{kv::Kv, ServiceMachine};
+//! use concord_sim::services::kv::{KvWorkload, KvWorkloadConfig};
 //! use concord_sim::SimConfig;
 //!
 //! #[test]
 //! fn kv_survives_the_faults() {
 //!     Harness::new(SimConfig { nodes: 3, ..SimConfig::default() })
 //!         .seeds(0..50)
-//!         .run(|_| KvStateMachine::new(), |config| {
+//!         .run(|_| ServiceMachine::<Kv>::new(), |config| {
 //!             KvWorkload::new(KvWorkloadConfig::default(), config.clients)
 //!         });
 //! }

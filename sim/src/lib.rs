@@ -159,7 +159,6 @@ pub mod fuzzing;
 pub mod harness;
 pub mod histgen;
 pub mod history;
-pub mod kv;
 pub mod linearizability;
 pub mod models;
 pub mod multi;

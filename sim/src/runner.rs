@@ -13,9 +13,11 @@ use crate::engine::{
 };
 use crate::faults::{FaultKind, FaultPlan};
 use crate::history::Operation;
-use crate::kv::{KvStateMachine, KvWorkload, KvWorkloadConfig};
 use crate::performance::PerformanceJson;
+use crate::services::kv::{KvWorkload, KvWorkloadConfig, Nondeterministic};
 use crate::watchdog::SeedWatch;
+use concord_services::kv::Kv;
+use concord_services::ServiceMachine;
 use serde::{Deserialize, Serialize};
 
 /// Runs the key-value service under `config`, with the seed's own fault
@@ -54,16 +56,13 @@ fn run_kv_workload(
         },
         config.clients,
     );
+    // Every replica the same store; with the planted bug, each applies
+    // some commands twice, on indices its id picks.
+    let salt = move |id| nondeterministic.then_some(id);
     let simulation = Simulation::new(
         config.clone(),
         plan,
-        move |id| {
-            if nondeterministic {
-                KvStateMachine::nondeterministic(id)
-            } else {
-                KvStateMachine::new()
-            }
-        },
+        move |id| Nondeterministic::new(ServiceMachine::<Kv>::new(), salt(id)),
         workload,
     )?;
     Ok(simulation.run_with_workload())

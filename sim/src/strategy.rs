@@ -4,7 +4,8 @@
 //!
 //! ```no_run
 //! use concord_sim::strategy::fault_plan;
-//! use concord_sim::kv::{KvStateMachine, KvWorkload, KvWorkloadConfig};
+//! use concord_services::{kv::Kv, ServiceMachine};
+//! use concord_sim::services::kv::{KvWorkload, KvWorkloadConfig};
 //! use concord_sim::{SimConfig, Simulation};
 //! use proptest::prelude::*;
 //!
@@ -14,7 +15,7 @@
 //!     fn kv_survives_any_fault_plan(seed in any::<u64>(), plan in fault_plan(3, 3_000_000_000, 12)) {
 //!         let config = SimConfig { seed, nodes: 3, chaos_ns: 3_000_000_000, ..SimConfig::default() };
 //!         let workload = KvWorkload::new(KvWorkloadConfig::default(), config.clients);
-//!         let report = Simulation::new(config, Some(plan), |_| KvStateMachine::new(), workload)
+//!         let report = Simulation::new(config, Some(plan), |_| ServiceMachine::<Kv>::new(), workload)
 //!             .expect("valid configuration")
 //!             .run();
 //!         prop_assert!(report.passed(), "{:?}", report.failure);

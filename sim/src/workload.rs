@@ -4,7 +4,9 @@
 //! session, then repeatedly asks its [`Workload`] for a command, sends it
 //! (with retries, redirects and timeouts, under the same session sequence
 //! number), and reports the outcome back. A workload supplies the commands
-//! and judges the results; [`crate::kv::KvWorkload`] is the built-in one.
+//! and judges the results; [`crate::services::kv::KvWorkload`] is the
+//! default one, and every service's workload is written in its own
+//! requests and answers ([`crate::services::workload`]).
 
 use std::collections::BTreeSet;
 

@@ -3,7 +3,8 @@
 //! same seeds pass without the bug.
 
 use concord::ReadPath;
-use concord_sim::kv::{KvStateMachine, KvWorkload, KvWorkloadConfig};
+use concord_services::{kv::Kv, ServiceMachine};
+use concord_sim::services::kv::{KvWorkload, KvWorkloadConfig};
 use concord_sim::{
     run_kv, CoreBugs, FailureKind, FaultKind, FaultSet, ForcedRecoveryChoice, HostBugs, OpResult,
     ReadChoice, SimConfig, Simulation, Workload, WorkloadReport,
@@ -244,7 +245,7 @@ fn client_without_sessions_is_caught_by_linearizability_checker() {
             },
             config.clients,
         ));
-        let report = Simulation::new(config, None, |_| KvStateMachine::new(), workload)
+        let report = Simulation::new(config, None, |_| ServiceMachine::<Kv>::new(), workload)
             .unwrap()
             .run();
         report.failure.map(|failure| (seed, failure))

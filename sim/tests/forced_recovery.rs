@@ -10,8 +10,8 @@
 use std::collections::BTreeSet;
 
 use concord_sim::history::{Op, Operation, Outcome, Output};
-use concord_sim::kv::split_at_forced_recovery;
 use concord_sim::linearizability::{check_history, CheckResult};
+use concord_sim::services::kv::split_at_forced_recovery;
 use concord_sim::{
     run_kv, run_kv_with_history, ForcedRecoveryChoice, ForcedRecoveryReport, SimConfig,
 };

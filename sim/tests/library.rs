@@ -1,7 +1,8 @@
 //! The simulator as a library: shrinking a failing plan, replaying a saved
 //! plan, property tests over fault plans, and a user's own state machine.
 
-use concord_sim::kv::{KvStateMachine, KvWorkload, KvWorkloadConfig};
+use concord_services::{kv::Kv, ServiceMachine};
+use concord_sim::services::kv::{KvWorkload, KvWorkloadConfig};
 use concord_sim::shrink::shrink;
 use concord_sim::strategy::fault_plan;
 use concord_sim::{run_kv, FailureKind, FaultKind, FaultSet, HostBugs, SimConfig, Simulation};
@@ -95,7 +96,7 @@ proptest! {
     fn kv_service_survives_arbitrary_fault_plans(seed in any::<u64>(), plan in fault_plan(3, 3_000_000_000, 16)) {
         let config = SimConfig { seed, nodes: 3, clients: 4, chaos_ns: 3_000_000_000, ..SimConfig::default() };
         let workload = KvWorkload::new(KvWorkloadConfig::default(), config.clients);
-        let report = Simulation::new(config, Some(plan), |_| KvStateMachine::new(), workload).unwrap().run();
+        let report = Simulation::new(config, Some(plan), |_| ServiceMachine::<Kv>::new(), workload).unwrap().run();
         prop_assert!(report.passed(), "{:?}", report.failure);
     }
 }

@@ -6,9 +6,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use concord::tokio::client::{Client, ClientConfig, ClientError};
-use concord::tokio::cluster::{start_kv_node, NodeSettings};
+use concord::tokio::client::ClientConfig;
+use concord::tokio::cluster::{start_node, NodeSettings};
 use concord::tokio::storage::{MemDisk, MemStorage};
+use concord_services::kv::Kv;
+use concord_services::{service_state_machine, CallError, KvClient};
 use concord_sim::history::{parse_jsonl, Op, Outcome, Output, Recorder, Token};
 use concord_sim::linearizability::{check_history, check_history_parallel, CheckConfig};
 
@@ -76,12 +78,11 @@ fn dropped_tokens_and_calls_in_flight_are_unknown() {
     assert!(check_history(&history).is_ok());
 }
 
-fn record_error(recorder: &Recorder, token: Token, error: &ClientError) {
-    match error {
-        ClientError::Server(_) | ClientError::NoServers | ClientError::CommandTooLarge { .. } => {
-            recorder.fail(token)
-        }
-        _ => recorder.unknown(token),
+fn record_error(recorder: &Recorder, token: Token, error: &CallError) {
+    if error.definitely_not_applied() {
+        recorder.fail(token)
+    } else {
+        recorder.unknown(token)
     }
 }
 
@@ -107,9 +108,13 @@ fn history_recorded_from_a_real_tcp_cluster_is_linearizable() {
         for (&id, addr) in &peers {
             let settings = NodeSettings::new(id, addr.clone(), peers.clone(), "rec-test");
             nodes.push(
-                start_kv_node(settings, MemStorage::new(MemDisk::new()))
-                    .await
-                    .unwrap(),
+                start_node(
+                    settings,
+                    service_state_machine::<Kv>(),
+                    MemStorage::new(MemDisk::new()),
+                )
+                .await
+                .unwrap(),
             );
         }
         let servers: Vec<String> = peers.values().cloned().collect();
@@ -120,7 +125,7 @@ fn history_recorded_from_a_real_tcp_cluster_is_linearizable() {
                 tokio::spawn(async move {
                     let mut config = ClientConfig::new(servers, "rec-test");
                     config.request_timeout = Duration::from_millis(500);
-                    let mut client = Client::new(config);
+                    let mut client = KvClient::new(config);
                     for i in 0..30u64 {
                         let key = format!("k{}", i % 2);
                         if (id + i) % 2 == 0 {

@@ -1,4 +1,4 @@
-//! A client of a concord key-value cluster.
+//! A client of a concord cluster, for any state machine.
 //!
 //! [`Client`] is given the servers' addresses. It sends each command to the
 //! node it believes is the leader, follows `NotLeader` redirects and leader
@@ -41,11 +41,9 @@ use thiserror::Error;
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
-use super::codec;
 use super::frame::{self, DEFAULT_MAX_FRAME_BYTES};
 use crate::session::{self, ClientId, SessionResponse};
 
-use super::kv::{KvOp, KvResult, COMMAND_BYTES_MAX};
 use super::status::NodeStatus;
 use super::transport::{connect, BoxStream, ConnectError};
 use super::wire::{
@@ -74,10 +72,6 @@ pub struct ClientConfig {
     pub attempts_max: u32,
     /// Pause before retrying when no leader is known.
     pub retry_backoff: Duration,
-    /// How [`Client::get`] reads: without a log entry on this path
-    /// (`ReadIndex` by default; `Follower` reads go to every server in
-    /// turn), or through the log when `None`.
-    pub read_path: Option<crate::ReadPath>,
     /// Mutual TLS to the servers (a certificate naming
     /// `client.<cluster-id>`, see [`super::tls`]); `None`: plaintext.
     pub tls: Option<std::sync::Arc<super::tls::TlsConfig>>,
@@ -101,7 +95,6 @@ impl ClientConfig {
             request_timeout: Duration::from_secs(2),
             attempts_max: 30,
             retry_backoff: Duration::from_millis(50),
-            read_path: Some(crate::ReadPath::ReadIndex),
             tls: None,
             connect_timeout: Duration::from_secs(1),
             avoid_min: Duration::from_secs(1),
@@ -161,9 +154,8 @@ pub enum ClientError {
     /// operation is unknown. The next operation registers a new session.
     #[error("session expired on the servers; the operation may or may not have been applied")]
     SessionExpired,
-    /// The command is larger than a server accepts
-    /// ([`COMMAND_BYTES_MAX`]); it was not
-    /// sent. Retrying cannot help.
+    /// The command is larger than the service accepts (its client checks
+    /// before sending); it was not sent. Retrying cannot help.
     #[error(
         "the command is {bytes} bytes encoded, above the limit of {max} bytes ({} MiB) a command \
          may have; nothing was sent",
@@ -358,47 +350,14 @@ impl Client {
         self.leader.map(|i| self.config.servers[i].as_str())
     }
 
-    /// Reads `key`, linearizably, on the configured
-    /// [`ClientConfig::read_path`].
-    pub async fn get(&mut self, key: impl Into<Bytes>) -> Result<Option<Bytes>, ClientError> {
-        match self.config.read_path {
-            Some(path) => self.get_via(key, path).await,
-            None => self.get_through_log(key).await,
-        }
-    }
-
-    /// Reads `key` without a log entry, on `path`: at the leader after a
-    /// heartbeat round (`ReadIndex`), at the leader under its lease
-    /// (`Lease`; served as `ReadIndex` where leases are off), or at any
-    /// server once it has applied the leader's read index (`Follower`).
-    /// A read is retried freely: it changes nothing.
-    pub async fn get_via(
-        &mut self,
-        key: impl Into<Bytes>,
-        path: crate::ReadPath,
-    ) -> Result<Option<Bytes>, ClientError> {
-        let query = codec::encode(&KvOp::Get { key: key.into() })
-            .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let request = ClientRequest::Read {
-            path,
-            query: Bytes::from(query),
-        };
-        let any_server = path == crate::ReadPath::Follower;
-        let answer = self.request(&request, any_server).await?;
-        match codec::decode::<KvResult>(&answer, COMMAND_BYTES_MAX) {
-            Ok(KvResult::Value(value)) => Ok(value),
-            Ok(other) => Err(ClientError::Protocol(format!(
-                "unexpected result {other:?}"
-            ))),
-            Err(e) => Err(ClientError::Protocol(e.to_string())),
-        }
-    }
-
     /// Sends a state machine's own read request `query` without a log
     /// entry, on `path`, and returns its answer (from
-    /// [`StateMachine::query`](crate::state_machine::StateMachine::query)).
-    /// For services other than the built-in key-value store; retried
-    /// freely, as a read changes nothing.
+    /// [`StateMachine::query`](crate::state_machine::StateMachine::query)):
+    /// at the leader after a heartbeat round (`ReadIndex`), at the leader
+    /// under its lease (`Lease`; served as `ReadIndex` where leases are
+    /// off), or at any server once it has applied the leader's read index
+    /// (`Follower`, tried at each server in turn). Retried freely, as a
+    /// read changes nothing.
     pub async fn read(
         &mut self,
         query: Bytes,
@@ -409,79 +368,13 @@ impl Client {
         self.request(&request, any_server).await
     }
 
-    /// Reads `key` through the log: a log entry, committed and applied
-    /// like a write.
-    pub async fn get_through_log(
-        &mut self,
-        key: impl Into<Bytes>,
-    ) -> Result<Option<Bytes>, ClientError> {
-        match self.execute(KvOp::Get { key: key.into() }).await? {
-            KvResult::Value(value) => Ok(value),
-            other => Err(ClientError::Protocol(format!(
-                "unexpected result {other:?}"
-            ))),
-        }
-    }
-
-    /// Sets `key` to `value`.
-    pub async fn put(
-        &mut self,
-        key: impl Into<Bytes>,
-        value: impl Into<Bytes>,
-    ) -> Result<(), ClientError> {
-        self.execute(KvOp::Put {
-            key: key.into(),
-            value: value.into(),
-        })
-        .await
-        .map(|_| ())
-    }
-
-    /// Appends `value` to `key`'s value; returns the new value.
-    pub async fn append(
-        &mut self,
-        key: impl Into<Bytes>,
-        value: impl Into<Bytes>,
-    ) -> Result<Bytes, ClientError> {
-        match self
-            .execute(KvOp::Append {
-                key: key.into(),
-                value: value.into(),
-            })
-            .await?
-        {
-            KvResult::Value(Some(value)) => Ok(value),
-            other => Err(ClientError::Protocol(format!(
-                "unexpected result {other:?}"
-            ))),
-        }
-    }
-
-    /// Sets `key` to `new` if it holds `expected` (`None`: absent).
-    /// Returns whether it swapped and the value now stored.
-    pub async fn cas(
-        &mut self,
-        key: impl Into<Bytes>,
-        expected: Option<Bytes>,
-        new: impl Into<Bytes>,
-    ) -> Result<(bool, Option<Bytes>), ClientError> {
-        match self
-            .execute(KvOp::Cas {
-                key: key.into(),
-                expected,
-                new: new.into(),
-            })
-            .await?
-        {
-            KvResult::Cas { swapped, current } => Ok((swapped, current)),
-            other => Err(ClientError::Protocol(format!(
-                "unexpected result {other:?}"
-            ))),
-        }
-    }
-
-    /// Runs one operation with retries; exactly-once through the session.
-    pub async fn execute(&mut self, op: KvOp) -> Result<KvResult, ClientError> {
+    /// Sends `command`, a state machine's own request, through the log in
+    /// this client's session (registered on first use), with leader
+    /// discovery and bounded retries; returns the state machine's answer.
+    /// Every retry carries the same sequence number, so the command is
+    /// applied at most once; the next call uses the next number whatever
+    /// became of this one.
+    pub async fn write(&mut self, command: Bytes) -> Result<Bytes, ClientError> {
         let client = match self.session {
             Some(client) => client,
             None => {
@@ -500,30 +393,15 @@ impl Client {
                 }
             }
         };
-        let op = codec::encode(&op).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        if op.len() > COMMAND_BYTES_MAX {
-            return Err(ClientError::CommandTooLarge {
-                bytes: op.len(),
-                max: COMMAND_BYTES_MAX,
-            });
-        }
         let seq = self.next_seq;
         // The next operation gets the next number whatever happens to this
         // one: a number is never reused for a different operation.
         self.next_seq += 1;
         let answer = self
-            .submit(session::encode_command(client, seq, &op))
+            .submit(session::encode_command(client, seq, &command))
             .await?;
         match SessionResponse::decode(&answer) {
-            Ok(SessionResponse::Ok(bytes)) => {
-                match codec::decode::<KvResult>(&bytes, COMMAND_BYTES_MAX) {
-                    Ok(KvResult::Malformed) => Err(ClientError::Protocol(
-                        "server could not decode the operation".to_string(),
-                    )),
-                    Ok(result) => Ok(result),
-                    Err(e) => Err(ClientError::Protocol(e.to_string())),
-                }
-            }
+            Ok(SessionResponse::Ok(bytes)) => Ok(bytes),
             Ok(SessionResponse::SessionExpired) => {
                 self.session = None;
                 Err(ClientError::SessionExpired)

@@ -1,6 +1,6 @@
-//! Wiring: a TCP-served key-value node from a handful of settings. Used by
-//! the `concord-node` binary, the local-cluster example and the madsim
-//! tests, so they all run the same code.
+//! Wiring: a TCP-served node from a handful of settings. Used by the
+//! `concord-node` binary, the local-cluster example and the madsim tests,
+//! so they all run the same code.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -209,15 +209,6 @@ impl RunningNode {
     pub async fn shutdown(self) -> Result<(), ServerError> {
         self.server.shutdown().await
     }
-}
-
-/// Starts a key-value node: binds the listener, connects to peers, recovers
-/// `storage` and runs the server. Must be called inside a runtime.
-pub async fn start_kv_node<St: Storage>(
-    settings: NodeSettings,
-    storage: St,
-) -> Result<RunningNode, ServerError> {
-    start_node(settings, super::kv::kv_state_machine(), storage).await
 }
 
 /// Starts a node serving any `state_machine` (for a service with

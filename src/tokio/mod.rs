@@ -1,11 +1,14 @@
 //! The tokio runtime of concord (cargo feature `tokio`): a real server that
-//! hosts one [`Node`](crate::Node) over TCP with its state in a write-ahead
-//! log, and a client.
+//! hosts one [`Node`](crate::Node) and any
+//! [`StateMachine`](crate::state_machine::StateMachine) over TCP with its
+//! state in a write-ahead log, and a client. The services that run on it
+//! (the key-value store, ...) are the `concord-services` crate; the
+//! binaries `concord-node` and `concord-cli` the `concord-node` crate.
 //!
 //! | module | what |
 //! | --- | --- |
 //! | [`addresses`] | the replicated address book: where every member listens, through the log and snapshots |
-//! | [`codec`] | serde + bincode encoding, size-limited decoding of untrusted bytes |
+//! | [`codec`] | serde + bincode encoding, size-limited decoding of untrusted bytes (re-exported [`crate::codec`]) |
 //! | [`frame`] | length-prefixed, versioned, CRC32C-checked frames on a stream |
 //! | [`wire`] | handshake, client requests and responses |
 //! | [`sniff`] | the first bytes of a connection: naming a TLS/plaintext mismatch |
@@ -16,8 +19,8 @@
 //! | [`wal`] | the on-disk write-ahead log with group commit ([`FileStorage`](wal::FileStorage)) |
 //! | [`snapshot_file`] | snapshot files: atomic writes, verified loads |
 //! | [`server`] | the server loop |
-//! | [`client`] | [`Client`](client::Client): leader discovery, redirects, retries, typed KV API |
-//! | [`kv`] | the key-value service and its exactly-once sessions |
+//! | [`client`] | [`Client`](client::Client): leader discovery, redirects, retries, exactly-once writes |
+//! | [`null`] | a state machine that does nothing (benchmarks of replication alone) |
 //! | [`tls`] | mutual TLS (rustls, TLS 1.3): certificates naming node ids, loading from PEM files |
 //! | [`status`] | status/metrics snapshot |
 //! | [`metrics`] | Prometheus metrics: names, recording hooks, the `/metrics` endpoint (feature `metrics`) |
@@ -35,14 +38,14 @@
 pub mod addresses;
 pub mod client;
 pub mod cluster;
-pub mod codec;
+pub use crate::codec;
 pub mod fault;
 pub mod frame;
 pub mod identity;
-pub mod kv;
 pub mod listener;
 pub mod metrics;
 pub mod multi;
+pub mod null;
 pub mod recovery;
 pub mod request_trace;
 pub mod server;

@@ -68,19 +68,18 @@ pub enum Welcome {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ClientRequest {
     /// A state-machine command (opaque to the server), replicated through
-    /// the log. For the key-value service it is a session command
-    /// ([`encode_command`](crate::session::encode_command)) wrapping a
-    /// [`KvOp`](super::kv::KvOp): it carries the client's session and
-    /// sequence number for exactly-once application.
+    /// the log. For a service with exactly-once clients it is a session
+    /// command ([`encode_command`](crate::session::encode_command)) around
+    /// the service's request: it carries the client's session and sequence
+    /// number.
     Command(Bytes),
     /// Ask for this node's status (answered locally, not replicated).
     Status,
     /// A linearizable read, served without a log entry on `path`: the
     /// state machine's read request, answered by
-    /// [`StateMachine::query`](crate::state_machine::StateMachine::query).
-    /// For the key-value service, a [`KvOp::Get`](super::kv::KvOp::Get)
-    /// (bincode, no session: a read can be retried freely). `ReadIndex`
-    /// and `Lease` reads go to the leader; a `Follower` read to any node.
+    /// [`StateMachine::query`](crate::state_machine::StateMachine::query)
+    /// (no session: a read can be retried freely). `ReadIndex` and `Lease`
+    /// reads go to the leader; a `Follower` read to any node.
     Read {
         /// How the read is served.
         path: crate::ReadPath,

@@ -1,11 +1,16 @@
-//! `concord-cli`: talks to a concord key-value cluster.
+//! `concord-cli`: talks to a concord cluster: a service's requests, status
+//! and membership.
 //!
 //! ```text
-//! concord-cli --servers 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003 put greeting hello
-//! concord-cli --servers ... get greeting
-//! concord-cli --servers ... get --read follower greeting
-//! concord-cli --servers ... cas greeting hello bonjour
-//! concord-cli --servers ... cas greeting --absent hello
+//! concord-cli --servers 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003 kv put greeting hello
+//! concord-cli --servers ... kv get greeting
+//! concord-cli --servers ... kv get --read follower greeting
+//! concord-cli --servers ... kv cas greeting hello bonjour
+//! concord-cli --servers ... kv cas greeting --absent hello
+//! concord-cli --servers ... kv put-many color=blue size=L
+//! concord-cli --servers ... directory lookup ann bob
+//! concord-cli --servers ... orders place-order acme
+//! concord-cli --servers ... chat send ann bob "lunch at noon?"
 //! concord-cli --servers ... status
 //! concord-cli --servers ... member list
 //! concord-cli --servers ... member add-learner 4 127.0.0.1:7004
@@ -21,17 +26,19 @@
 //! `--servers`, `--cluster-id` and `--timeout-ms` fall back to
 //! `CONCORD_SERVERS`, `CONCORD_CLUSTER_ID` and `CONCORD_TIMEOUT_MS`; the
 //! flags go before or after the command. The command line is
-//! `concord_node::client`.
+//! `concord_node::client`; each service's commands are its own
+//! (`concord_services`). The key-value commands of old (`get`, `put`,
+//! `append`, `cas`) are refused with their new place, `kv ...`.
 //!
 //! Exit status: 0 done, 1 refused or failed (the message says why and what
 //! to do), 2 bad arguments, 3 the outcome is unknown (a request was sent
 //! and its answer lost: check before retrying; for a membership change
 //! run `member list`), 4 every server refused this client as configured
 //! (TLS on one side only, a certificate the server does not trust,
-//! another cluster's name; the message says which), 5 `get` of an absent
-//! key (nothing on stdout), 6 a command above the 4 MiB limit (nothing
-//! was sent). `put` takes its value from `--value-file PATH` (`-` for
-//! stdin) as well as the command line.
+//! another cluster's name; the message says which), 5 `kv get` of an
+//! absent key (nothing on stdout), 6 a request above the 4 MiB limit
+//! (nothing was sent). `kv put` takes its value from `--value-file PATH`
+//! (`-` for stdin) as well as the command line.
 
 // println! and friends that stop quietly at a closed pipe.
 #[macro_use]
@@ -39,12 +46,12 @@ extern crate concord;
 
 use std::process::ExitCode;
 
-use bytes::Bytes;
 use clap::CommandFactory;
 use concord::tokio::client::{Client, ClientConfig, ClientError};
 use concord::tokio::tls;
 use concord::tokio::wire::{AdminRequest, AdminResponse, Members};
-use concord_node::client::{CliArgs, CliCommand, MemberCommand};
+use concord_node::client::{CliArgs, CliCommand, MemberCommand, ReadMode};
+use concord_services::{CallError, CommandError, CommandVisitor, Service, ServiceClient, Shown};
 use concord_node::status_watch::{self, StatusArgs};
 
 /// A table of the members, for a person.
@@ -137,10 +144,12 @@ enum Ending {
     Unknown,
     /// Every server refused this client as configured: exit 4.
     Rejected,
-    /// `get` of an absent key: exit 5.
+    /// `kv get` of an absent key: exit 5.
     Absent,
-    /// A command above the size limit, not sent: exit 6.
+    /// A request above the size limit, not sent: exit 6.
     TooLarge,
+    /// Arguments that make no request: exit 2.
+    Usage,
 }
 
 /// Why `run` failed: the message, and how it ended.
@@ -176,9 +185,26 @@ impl From<ClientError> for Failure {
     }
 }
 
-impl From<&str> for Failure {
-    fn from(message: &str) -> Self {
-        message.to_string().into()
+impl From<CallError> for Failure {
+    fn from(error: CallError) -> Self {
+        match error {
+            CallError::Client(error) => error.into(),
+            other => other.to_string().into(),
+        }
+    }
+}
+
+impl From<CommandError> for Failure {
+    fn from(error: CommandError) -> Self {
+        let ending = match error {
+            CommandError::Usage(_) => Ending::Usage,
+            CommandError::Input(_) => Ending::Failed,
+            CommandError::TooLarge(_) => Ending::TooLarge,
+        };
+        Failure {
+            message: error.to_string(),
+            ending,
+        }
     }
 }
 
@@ -245,13 +271,6 @@ async fn member(client: &mut Client, command: &MemberCommand) -> Result<(), Fail
     }
 }
 
-fn show(value: &Option<Bytes>) -> String {
-    match value {
-        Some(v) => String::from_utf8_lossy(v).to_string(),
-        None => "(absent)".to_string(),
-    }
-}
-
 fn main() -> ExitCode {
     let args = CliArgs::parse_or_exit();
     if let CliCommand::Completions { shell } = args.command {
@@ -295,36 +314,10 @@ fn main() -> ExitCode {
                 Ending::Rejected => ExitCode::from(4),
                 Ending::Absent => ExitCode::from(5),
                 Ending::TooLarge => ExitCode::from(6),
+                Ending::Usage => ExitCode::from(2),
             }
         }
     }
-}
-
-/// `put --value-file`'s value: the file's bytes, or standard input's for
-/// `-`. Read up to one byte past the command limit, so that a larger value
-/// is refused by its size without being held whole.
-fn read_value(path: &std::path::Path) -> Result<Bytes, Failure> {
-    use std::io::Read;
-    let limit = concord::tokio::kv::COMMAND_BYTES_MAX as u64 + 1;
-    let mut value = Vec::new();
-    let read = if path.as_os_str() == "-" {
-        std::io::stdin().lock().take(limit).read_to_end(&mut value)
-    } else {
-        std::fs::File::open(path).and_then(|file| file.take(limit).read_to_end(&mut value))
-    };
-    read.map_err(|e| format!("cannot read the value from {}: {e}", path.display()))?;
-    if value.len() as u64 >= limit {
-        return Err(Failure {
-            message: format!(
-                "the value in {} is larger than the limit of {} bytes (4 MiB) a command may have; \
-                 nothing was sent",
-                path.display(),
-                concord::tokio::kv::COMMAND_BYTES_MAX
-            ),
-            ending: Ending::TooLarge,
-        });
-    }
-    Ok(Bytes::from(value))
 }
 
 async fn run(args: CliArgs) -> Result<(), Failure> {
@@ -340,66 +333,58 @@ async fn run(args: CliArgs) -> Result<(), Failure> {
     let mut config = ClientConfig::new(connection.servers.clone(), connection.cluster_id.clone());
     config.tls = tls;
     config.request_timeout = connection.timeout();
-    config.read_path = connection.read.read_path();
-    let mut client = Client::new(config.clone());
-    let bytes = |s: &str| Bytes::from(s.to_string().into_bytes());
-    match &args.command {
-        CliCommand::Get { key } => match client.get(bytes(key)).await? {
-            Some(value) => {
-                // The bytes as stored (a value put from a file may be
-                // binary), then a newline.
-                use std::io::Write;
-                let mut out = concord::cli_output::Stdout;
-                let _ = out
-                    .write_all(&value)
-                    .and_then(|()| out.write_all(b"\n"))
-                    .and_then(|()| out.flush());
-            }
-            None => {
-                return Err(Failure {
-                    message: format!("key {key:?} is absent"),
-                    ending: Ending::Absent,
-                })
-            }
-        },
-        CliCommand::Put {
-            key,
-            value,
-            value_file,
-        } => {
-            let value = match (value, value_file) {
-                (Some(value), _) => bytes(value),
-                (None, Some(path)) => read_value(path)?,
-                // Checked by clap.
-                (None, None) => return Err("put needs VALUE or --value-file".into()),
+    match args.command {
+        CliCommand::Service(command) => {
+            let call = Call {
+                config,
+                read: connection.read,
+                acknowledge_all: connection.acknowledge_all,
             };
-            client.put(bytes(key), value).await?;
-            println!("ok");
+            command.visit(call).await
         }
-        CliCommand::Append { key, value } => {
-            let value = client.append(bytes(key), bytes(value)).await?;
-            println!("{}", show(&Some(value)));
+        CliCommand::Status(status_args) => status(&config, &status_args).await,
+        CliCommand::Member(command) => member(&mut Client::new(config), &command).await,
+        CliCommand::Completions { .. } | CliCommand::ForceRecover(_) | CliCommand::Moved(_) => {
+            Ok(())
         }
-        CliCommand::Cas(cas) => {
-            // Checked by `CliArgs::parse_or_exit`.
-            let (expected, new) = cas.expected_and_new()?;
-            let (swapped, current) = client
-                .cas(bytes(&cas.key), expected.as_deref().map(bytes), bytes(&new))
-                .await?;
-            println!(
-                "{} (value now {})",
-                if swapped { "swapped" } else { "not swapped" },
-                show(&current)
-            );
-            if !swapped {
-                return Err("compare-and-set did not match".into());
-            }
-        }
-        CliCommand::Status(status_args) => return status(&config, status_args).await,
-        CliCommand::Member(command) => return member(&mut client, command).await,
-        CliCommand::Completions { .. } | CliCommand::ForceRecover(_) => {}
     }
-    Ok(())
+}
+
+/// One request of a service's command line: sent, answered, printed.
+struct Call {
+    config: ClientConfig,
+    read: Option<ReadMode>,
+    acknowledge_all: bool,
+}
+
+impl CommandVisitor for Call {
+    type Output = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Failure>>>>;
+
+    fn visit<S: Service>(self, command: S::Command) -> Self::Output {
+        Box::pin(async move {
+            let request = concord_services::request_of::<S>(command)?;
+            let mut client = ServiceClient::<S>::new(self.config);
+            if let Some(read) = self.read {
+                client.set_read_path(read.read_path());
+            }
+            client.set_acknowledge_all(self.acknowledge_all);
+            let response = client.call(request.clone()).await?;
+            let shown = S::show(&request, response, &mut concord::cli_output::Stdout)
+                .map_err(|e| format!("cannot print the answer: {e}"))?;
+            match shown {
+                Shown::Done => Ok(()),
+                Shown::Note(note) => {
+                    eprintln!("({note})");
+                    Ok(())
+                }
+                Shown::Absent(message) => Err(Failure {
+                    message,
+                    ending: Ending::Absent,
+                }),
+                Shown::NotDone(message) => Err(message.into()),
+            }
+        })
+    }
 }
 
 /// `status` (see `concord_node::status_watch`): exit 4 only when no

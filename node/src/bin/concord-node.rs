@@ -1,10 +1,14 @@
-//! `concord-node`: runs one server of a concord key-value cluster.
+//! `concord-node`: runs one server of a concord cluster of one service,
+//! the key-value store (`--service kv`, the default), the directory, orders
+//! or chat (`concord_services`).
 //!
 //! ```text
 //! concord-node --id 1 --listen 127.0.0.1:7001 \
 //!     --peers 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003 \
 //!     --data-dir /tmp/concord-1 --cluster-id demo
 //! concord-node --config server.toml          # the same settings from a file
+//! concord-node --service chat ...             # a chat server
+//! concord-node local-cluster --service orders # 3 servers on 127.0.0.1
 //! concord-node completions bash               # a shell completion script
 //! ```
 //!
@@ -50,14 +54,18 @@
 //! holds a lock on `<data-dir>/lock`: a second process on the same
 //! directory is refused (see `concord::tokio::identity`).
 //!
+//! A data directory holds one service's data (`<data-dir>/service`): a
+//! server started on it with another `--service` is refused.
+//!
 //! `--metrics-listen ADDR` serves Prometheus metrics on
 //! `http://ADDR/metrics` (docs/metrics.md lists them); `--log-format json`
 //! writes one JSON object per log line.
 //!
 //! Exit status: 0 stopped by a signal, 1 failed to start or serve, 2 bad
 //! flags or config file (or a metrics address that cannot be bound), 3
-//! the data directory belongs to another cluster or node (or a newer
-//! build), 4 the data directory is in use by another process.
+//! the data directory belongs to another cluster, node or service (or a
+//! newer build, or one from before services), 4 the data directory is in
+//! use by another process.
 
 // println! and friends that stop quietly at a closed pipe.
 #[macro_use]
@@ -66,25 +74,32 @@ extern crate concord;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
-use concord::tokio::cluster::start_kv_node;
+use concord::tokio::cluster::{start_node, NodeSettings, RunningNode};
 use concord::tokio::identity::IdentityClaim;
 use concord::tokio::metrics::endpoint::MetricsEndpoint;
+use concord::tokio::server::ServerError;
 use concord::tokio::storage::StorageError;
 use concord::tokio::tls;
 use concord::tokio::wal::{FileStorage, WalOptions};
 use concord_node::observability;
-use concord_node::server::{NodeArgs, NodeCommand, ServerSettings};
+use concord_node::server::{LocalClusterArgs, NodeArgs, NodeCommand, ServerSettings};
+use concord_node::service_file;
+use concord_services::{service_state_machine, Service, ServiceVisitor};
 
 fn main() -> ExitCode {
     let args = NodeArgs::parse();
-    if let Some(NodeCommand::Completions { shell }) = args.command {
-        clap_complete::generate(
-            shell,
-            &mut NodeArgs::command(),
-            "concord-node",
-            &mut concord::cli_output::Stdout,
-        );
-        return ExitCode::SUCCESS;
+    match args.command {
+        Some(NodeCommand::Completions { shell }) => {
+            clap_complete::generate(
+                shell,
+                &mut NodeArgs::command(),
+                "concord-node",
+                &mut concord::cli_output::Stdout,
+            );
+            return ExitCode::SUCCESS;
+        }
+        Some(NodeCommand::LocalCluster(cluster)) => return local_cluster(&cluster),
+        None => {}
     }
     let settings = match ServerSettings::resolve(&args.server) {
         Ok(settings) => settings,
@@ -158,6 +173,14 @@ async fn run(args: ServerSettings, metrics_listen: Option<String>) -> Result<(),
         accept_data_loss: args.accept_wal_data_loss,
         ..WalOptions::default()
     };
+    service_file::claim(&args.data_dir, args.service).map_err(|e| Failure {
+        code: if e.is_foreign() {
+            EXIT_FOREIGN_DATA_DIR
+        } else {
+            1
+        },
+        message: e.to_string(),
+    })?;
     let claim = IdentityClaim {
         cluster_id: args.cluster_id.clone(),
         node_id: args.id,
@@ -196,7 +219,9 @@ async fn run(args: ServerSettings, metrics_listen: Option<String>) -> Result<(),
         .raft_config()
         .validate()
         .map_err(|e| format!("invalid settings: {e}"))?;
-    let mut node = start_kv_node(settings, storage)
+    let mut node = args
+        .service
+        .visit(Start { settings, storage })
         .await
         .map_err(|e| e.to_string())?;
     if let Some(metrics) = metrics {
@@ -204,7 +229,7 @@ async fn run(args: ServerSettings, metrics_listen: Option<String>) -> Result<(),
         metrics.serve(node.server.events(), node.server.shutdown_signal());
         tracing::info!(%addr, "serving metrics on http://{addr}/metrics");
     }
-    tracing::info!(id = args.id, listen = %node.local_addr, cluster = %args.cluster_id, join = args.join, tls = args.tls_ca.is_some(), "concord-node serving");
+    tracing::info!(service = %args.service, id = args.id, listen = %node.local_addr, cluster = %args.cluster_id, join = args.join, tls = args.tls_ca.is_some(), "concord-node serving");
     if args.join {
         tracing::info!(
             "joining as a learner: add this node with `concord-cli member add-learner {} {}`",
@@ -220,4 +245,108 @@ async fn run(args: ServerSettings, metrics_listen: Option<String>) -> Result<(),
         result = node.server.wait() => return result.map_err(|e| e.to_string().into()),
     }
     node.shutdown().await.map_err(|e| e.to_string().into())
+}
+
+/// Starts the node of the chosen service: its state machine behind the
+/// session layer, served over TCP.
+struct Start {
+    settings: NodeSettings,
+    storage: FileStorage,
+}
+
+impl ServiceVisitor for Start {
+    type Output =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<RunningNode, ServerError>>>>;
+
+    fn visit<S: Service>(self) -> Self::Output {
+        Box::pin(start_node(
+            self.settings,
+            service_state_machine::<S>(),
+            self.storage,
+        ))
+    }
+}
+
+/// `local-cluster`: starts `nodes` servers of `service` as child processes
+/// of this binary, prints the `--servers` list, and stops them all on
+/// SIGINT (Ctrl-C) or SIGTERM.
+fn local_cluster(args: &LocalClusterArgs) -> ExitCode {
+    let Some(last_port) = args.base_port.checked_add(args.nodes - 1) else {
+        eprintln!(
+            "concord-node: --base-port {} leaves no room for {} servers",
+            args.base_port, args.nodes
+        );
+        return ExitCode::from(2);
+    };
+    let addrs: Vec<String> = (args.base_port..=last_port)
+        .map(|port| format!("127.0.0.1:{port}"))
+        .collect();
+    let peers: Vec<String> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| format!("{}={addr}", i + 1))
+        .collect();
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(error) => {
+            eprintln!("concord-node: cannot find this binary to start servers: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let service = args.service.name();
+    let mut children = Vec::new();
+    let stop = |children: Vec<std::process::Child>| {
+        for mut child in children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    };
+    for (i, addr) in addrs.iter().enumerate() {
+        let id = (i + 1).to_string();
+        let mut command = std::process::Command::new(&exe);
+        command
+            .args(["--service", service, "--cluster-id", "concord", "--id", &id])
+            .args(["--listen", addr, "--peers", &peers.join(",")])
+            .arg("--data-dir")
+            .arg(args.data_dir.join(format!("{service}-{id}")));
+        if args.prefer_highest_id {
+            command.args(["--preferred-leader", &args.nodes.to_string()]);
+        }
+        match command.spawn() {
+            Ok(child) => children.push(child),
+            Err(error) => {
+                eprintln!("concord-node: cannot start server {id}: {error}");
+                stop(children);
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    println!(
+        "{service} cluster of {} servers; Ctrl-C stops it. Clients:",
+        args.nodes
+    );
+    println!(
+        "  concord-cli --servers {} {service} <command>",
+        addrs.join(",")
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    if let Ok(runtime) = runtime {
+        runtime.block_on(async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut sigterm) => {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = sigterm.recv() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        });
+    }
+    stop(children);
+    ExitCode::SUCCESS
 }

@@ -14,8 +14,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use concord::tokio::client::{Client, ClientConfig};
+use concord::tokio::client::ClientConfig;
 use concord::tokio::tls::{TlsConfig, TlsPaths, TlsRole};
+use concord_services::KvClient;
 
 /// The `concord-node` binary the tests run: this package's, or the one
 /// `CONCORD_TEST_NODE_BIN` names (to run a suite against another build,
@@ -86,10 +87,15 @@ impl NodeProcesses {
 
     /// Three nodes on loopback ports the kernel handed out just now.
     pub fn on_loopback(label: &str, cluster_id: &str) -> NodeProcesses {
-        let listeners: Vec<_> = (0..3)
+        NodeProcesses::on_loopback_n(label, cluster_id, 3)
+    }
+
+    /// `nodes` nodes on loopback ports the kernel handed out just now.
+    pub fn on_loopback_n(label: &str, cluster_id: &str, nodes: u64) -> NodeProcesses {
+        let listeners: Vec<_> = (0..nodes)
             .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback"))
             .collect();
-        let addrs = (1..=3u64)
+        let addrs = (1..=nodes)
             .map(|id| {
                 let addr = listeners[id as usize - 1].local_addr().expect("local addr");
                 (id, addr.to_string())
@@ -339,12 +345,23 @@ impl NodeProcesses {
         }
     }
 
-    /// A client of this cluster with patient retries.
-    pub fn client(&self) -> Client {
-        let mut config = ClientConfig::new(self.servers(), self.cluster_id.clone());
-        config.request_timeout = Duration::from_millis(1500);
+    /// A client of this cluster's key-value store with patient retries.
+    pub fn client(&self) -> KvClient {
+        let mut config = self.client_config(Duration::from_millis(1500));
         config.attempts_max = 100;
         config.retry_backoff = Duration::from_millis(50);
+        KvClient::new(config)
+    }
+
+    /// A client whose every attempt gives up after `timeout` (for status
+    /// probes).
+    pub fn client_with_timeout(&self, timeout: Duration) -> KvClient {
+        KvClient::new(self.client_config(timeout))
+    }
+
+    fn client_config(&self, timeout: Duration) -> ClientConfig {
+        let mut config = ClientConfig::new(self.servers(), self.cluster_id.clone());
+        config.request_timeout = timeout;
         if let Some(dir) = &self.tls_dir {
             let paths = TlsPaths {
                 ca: dir.join("ca.pem"),
@@ -355,7 +372,7 @@ impl NodeProcesses {
                 .expect("load the client's TLS material");
             config.tls = Some(std::sync::Arc::new(tls));
         }
-        Client::new(config)
+        config
     }
 }
 
@@ -372,7 +389,7 @@ impl Drop for NodeProcesses {
 }
 
 /// The id of the node that reports itself leader, asked of every node.
-pub async fn leader_id(client: &mut Client, nodes: usize) -> Option<u64> {
+pub async fn leader_id(client: &mut KvClient, nodes: usize) -> Option<u64> {
     for i in 0..nodes {
         if let Ok(status) = client.status(i).await {
             if status.role == "Leader" {

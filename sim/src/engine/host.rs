@@ -1967,23 +1967,25 @@ mod tests {
     /// layer answering every read with empty bytes would) is caught.
     #[test]
     fn a_read_answered_differently_by_the_session_layer_is_caught() {
-        use crate::history::Op;
-        use crate::kv::{encode_command, KvStateMachine};
-        let mut sm = WithSessions::new(KvStateMachine::new(), 4);
+        use concord_services::codec::encode_request;
+        use concord_services::kv::{Kv, KvRequest};
+        let mut sm = WithSessions::new(concord_services::ServiceMachine::<Kv>::new(), 4);
         let SessionOutcome::Registered { client, .. } =
             sm.apply_request(1, &concord::session::encode_register())
         else {
             panic!("registration refused");
         };
-        let put = encode_command(
+        let key = Bytes::from_static(b"k");
+        let value = Bytes::from_static(b"v");
+        let put = encode_request::<Kv>(
             7,
-            "k",
-            &Op::Put {
-                value: "v".to_string(),
+            &KvRequest::Put {
+                key: key.clone(),
+                value,
             },
         );
         sm.apply_request(2, &concord::session::encode_command(client, 1, &put));
-        let get = encode_command(8, "k", &Op::Get);
+        let get = encode_request::<Kv>(8, &KvRequest::Get { key });
         let answer = sm.query(&get).expect("a get is a read");
         let inner = sm.inner().query(&get);
         assert_eq!(

@@ -1,9 +1,9 @@
 //! The `codec` target: arbitrary bytes through every decoder behind
-//! `concord::tokio::codec`: the handshake ([`Hello`], [`Welcome`]), peer
-//! traffic ([`PeerFrame`], [`PeerReply`], [`Message`]), client traffic
-//! ([`ClientRequest`], [`ClientResponse`], [`NodeStatus`]), the key-value
-//! commands ([`KvOp`], [`KvResult`]) and the disk records ([`WalRecord`],
-//! [`HardState`]).
+//! `concord::codec`: the handshake ([`Hello`], [`Welcome`]), peer traffic
+//! ([`PeerFrame`], [`PeerReply`], [`Message`]), client traffic
+//! ([`ClientRequest`], [`ClientResponse`], [`NodeStatus`]), the disk
+//! records ([`WalRecord`], [`HardState`]), and every service's requests,
+//! answers and snapshots (`concord_services::codec`).
 //!
 //! Input layout: the whole input is the payload, decoded as every type.
 //!
@@ -17,11 +17,12 @@
 use std::fmt::Debug;
 
 use concord::tokio::codec;
-use concord::tokio::kv::{KvOp, KvResult, KvStore, COMMAND_BYTES_MAX};
 use concord::tokio::status::NodeStatus;
 use concord::tokio::wal::WalRecord;
 use concord::tokio::wire::{ClientRequest, ClientResponse, Hello, PeerFrame, PeerReply, Welcome};
 use concord::{HardState, Message};
+use concord_services::codec as services;
+use concord_services::{Service, ServiceKind, ServiceVisitor};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -74,32 +75,70 @@ pub fn run_payload(payload: &[u8], limit_bytes: usize) -> Result<(), Violation> 
     round_trip::<ClientRequest>("ClientRequest", payload, limit_bytes)?;
     round_trip::<ClientResponse>("ClientResponse", payload, limit_bytes)?;
     round_trip::<NodeStatus>("NodeStatus", payload, limit_bytes)?;
-    round_trip::<KvOp>("KvOp", payload, COMMAND_BYTES_MAX.min(limit_bytes))?;
-    round_trip::<KvResult>("KvResult", payload, limit_bytes)?;
     round_trip::<WalRecord>("WalRecord", payload, limit_bytes)?;
     round_trip::<HardState>("HardState", payload, 1024)?;
-    // The key-value store's snapshot decoder (its own, larger limit).
-    let decoded = alloc::checked(TARGET, "a KvStore snapshot", payload.len(), || {
-        codec::decode_snapshot::<KvStore>(payload)
-    })?;
-    if let Ok(store) = decoded {
-        let encoded = codec::encode(&store).map_err(|error| {
-            Violation::new(
-                TARGET,
-                format!("a decoded KvStore does not encode again: {error}"),
-            )
-        })?;
-        let again = codec::decode_snapshot::<KvStore>(&encoded).map_err(|error| {
-            Violation::new(
-                TARGET,
-                format!("the re-encoding of a decoded KvStore does not decode: {error}"),
-            )
-        })?;
-        if codec::encode(&again).ok() != Some(encoded) {
-            return Err(Violation::new(TARGET, "a KvStore changed in a round trip"));
-        }
+    for &kind in ServiceKind::ALL {
+        kind.visit(ServiceDecoders { payload })?;
     }
     Ok(())
+}
+
+/// One service's request, answer and snapshot decoders on a payload.
+struct ServiceDecoders<'a> {
+    payload: &'a [u8],
+}
+
+impl ServiceVisitor for ServiceDecoders<'_> {
+    type Output = Result<(), Violation>;
+
+    fn visit<S: Service>(self) -> Result<(), Violation> {
+        let payload = self.payload;
+        let changed = |what: &str| {
+            Violation::new(
+                TARGET,
+                format!("a {} {what} changed in a round trip", S::NAME),
+            )
+        };
+        let what = format!("a {} request", S::NAME);
+        let request = alloc::checked(TARGET, &what, payload.len(), || {
+            services::decode_request::<S>(payload)
+        })?;
+        if let Ok((op_id, request)) = request {
+            let again =
+                services::decode_request::<S>(&services::encode_request::<S>(op_id, &request));
+            if again.ok() != Some((op_id, request)) {
+                return Err(changed("request"));
+            }
+        }
+        let what = format!("a {} answer", S::NAME);
+        let answer = alloc::checked(TARGET, &what, payload.len(), || {
+            services::decode_answer::<S>(payload)
+        })?;
+        if let Ok(answer) = answer {
+            let again = services::decode_answer::<S>(&services::encode_answer::<S>(&answer));
+            if again.ok() != Some(answer) {
+                return Err(changed("answer"));
+            }
+        }
+        // The snapshot decoder has its own, larger limit.
+        let what = format!("a {} snapshot", S::NAME);
+        let state = alloc::checked(TARGET, &what, payload.len(), || {
+            services::decode_snapshot::<S>(payload)
+        })?;
+        if let Ok(state) = state {
+            let encoded = services::encode_snapshot(&state);
+            let again = services::decode_snapshot::<S>(&encoded).map_err(|error| {
+                Violation::new(
+                    TARGET,
+                    format!("the re-encoding of a decoded {what} does not decode: {error}"),
+                )
+            })?;
+            if services::encode_snapshot(&again) != encoded {
+                return Err(changed("snapshot"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Runs the target on one input (see the [module documentation](self)).

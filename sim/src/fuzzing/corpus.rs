@@ -8,7 +8,6 @@ use bytes::Bytes;
 use concord::session::{encode_command, encode_register, SessionResponse};
 use concord::tokio::codec;
 use concord::tokio::frame::encode_frame;
-use concord::tokio::kv::{KvOp, KvResult, KvStore};
 use concord::tokio::status::{NodeStatus, PeerStatus};
 use concord::tokio::wal::WalRecord;
 use concord::tokio::wire::{
@@ -18,6 +17,12 @@ use concord::{
     AppendResponse, Entry, EntryPayload, HardState, LogPosition, Membership, Message, MessageBody,
     ReadPath, SnapshotChunk,
 };
+use concord_services::chat::{ChatRequest, ChatResponse, Message as ChatMessage};
+use concord_services::codec as services;
+use concord_services::directory::{DirectoryRequest, DirectoryResponse};
+use concord_services::kv::{Kv, KvRequest, KvResponse};
+use concord_services::orders::{OrdersRequest, OrdersResponse};
+use concord_services::{Service, ServiceMachine};
 
 /// One seed input: a file name (without directory) and its bytes.
 pub type Seed = (String, Vec<u8>);
@@ -132,25 +137,146 @@ fn sample_status() -> NodeStatus {
     }
 }
 
-fn kv_ops() -> Vec<KvOp> {
+fn b(text: &'static str) -> Bytes {
+    Bytes::from_static(text.as_bytes())
+}
+
+fn kv_requests() -> Vec<KvRequest> {
     vec![
-        KvOp::Get {
-            key: Bytes::from_static(b"k"),
+        KvRequest::Get { key: b("k") },
+        KvRequest::Put {
+            key: b("k"),
+            value: b("v1"),
         },
-        KvOp::Put {
-            key: Bytes::from_static(b"k"),
-            value: Bytes::from_static(b"v1"),
+        KvRequest::Append {
+            key: b("k"),
+            value: b("+2"),
         },
-        KvOp::Append {
-            key: Bytes::from_static(b"k"),
-            value: Bytes::from_static(b"+2"),
+        KvRequest::Cas {
+            key: b("k"),
+            expected: Some(b("v1+2")),
+            new: b("v3"),
         },
-        KvOp::Cas {
-            key: Bytes::from_static(b"k"),
-            expected: Some(Bytes::from_static(b"v1+2")),
-            new: Bytes::from_static(b"v3"),
+        KvRequest::PutMany {
+            pairs: vec![(b("a"), b("1")), (b("b"), b("2"))],
+        },
+        KvRequest::GetMany {
+            keys: vec![b("a"), b("b"), b("k")],
         },
     ]
+}
+
+/// One service's sample requests and answers, encoded, and the snapshot
+/// of a state that applied the requests, named `service-<name>-...`.
+fn service_samples<S: Service>(
+    requests: Vec<S::Request>,
+    answers: Vec<Result<S::Response, String>>,
+) -> Vec<Seed> {
+    use concord::state_machine::StateMachine;
+    let mut out = Vec::new();
+    let mut machine = ServiceMachine::<S>::new();
+    for (i, request) in requests.iter().enumerate() {
+        let bytes = services::encode_request::<S>(i as u64 + 1, request);
+        machine.apply(i as u64 + 1, &bytes);
+        out.push((format!("service-{}-request-{i}", S::NAME), bytes.to_vec()));
+    }
+    for (i, answer) in answers.iter().enumerate() {
+        let bytes = services::encode_answer::<S>(answer).to_vec();
+        out.push((format!("service-{}-answer-{i}", S::NAME), bytes));
+    }
+    out.push((
+        format!("service-{}-snapshot", S::NAME),
+        machine.snapshot().to_vec(),
+    ));
+    out
+}
+
+/// Every service's samples.
+fn services_samples() -> Vec<Seed> {
+    let text = |text: &str| text.to_string();
+    let mut out = service_samples::<Kv>(
+        kv_requests(),
+        vec![
+            Ok(KvResponse::Values(vec![Some(b("v")), None])),
+            Ok(KvResponse::Written),
+            Ok(KvResponse::Swapped(false)),
+            Err(text("refused")),
+        ],
+    );
+    out.extend(service_samples::<concord_services::directory::Directory>(
+        vec![
+            DirectoryRequest::Connect {
+                user: text("ann"),
+                address: text("10.0.0.7:5000"),
+            },
+            DirectoryRequest::Lookup {
+                users: vec![text("ann"), text("bob")],
+            },
+            DirectoryRequest::NextSequence,
+            DirectoryRequest::Disconnect { user: text("ann") },
+        ],
+        vec![
+            Ok(DirectoryResponse::Addresses(vec![
+                Some(text("10.0.0.7:5000")),
+                None,
+            ])),
+            Ok(DirectoryResponse::Done),
+            Ok(DirectoryResponse::Sequence(7)),
+        ],
+    ));
+    out.extend(service_samples::<concord_services::orders::Orders>(
+        vec![
+            OrdersRequest::PlaceOrder {
+                customer: text("acme"),
+            },
+            OrdersRequest::LastOrder {
+                customer: text("acme"),
+            },
+        ],
+        vec![Ok(OrdersResponse::Placed(1)), Ok(OrdersResponse::Last(1))],
+    ));
+    out.extend(service_samples::<concord_services::chat::Chat>(
+        vec![
+            ChatRequest::CreateAccount {
+                account: text("ann"),
+            },
+            ChatRequest::CreateAccount {
+                account: text("bob"),
+            },
+            ChatRequest::Send {
+                sender: text("ann"),
+                recipient: text("bob"),
+                body: text("hi"),
+            },
+            ChatRequest::Fetch {
+                account: text("bob"),
+            },
+            ChatRequest::ListAccounts { pattern: text("*") },
+            ChatRequest::DeleteMessages {
+                account: text("bob"),
+                ids: vec![1],
+            },
+            ChatRequest::DeleteAccount {
+                account: text("ann"),
+            },
+        ],
+        vec![
+            Ok(ChatResponse::Fetched {
+                messages: vec![ChatMessage {
+                    id: 1,
+                    sender: text("ann"),
+                    body: text("hi"),
+                }],
+                more: true,
+            }),
+            Ok(ChatResponse::Accounts {
+                names: vec![text("ann")],
+                truncated: false,
+            }),
+            Ok(ChatResponse::NoSuchAccount(text("eve"))),
+        ],
+    ));
+    out
 }
 
 /// Every value of every wire and disk type the samples cover, encoded,
@@ -203,9 +329,8 @@ pub fn sample_payloads() -> Vec<Seed> {
         "peerreply-ack".into(),
         codec::encode(&PeerReply::KeepaliveAck),
     );
-    for (i, op) in kv_ops().into_iter().enumerate() {
-        let op_bytes = codec::encode(&op).expect("sample values encode");
-        push(format!("kvop-{i}"), Ok(op_bytes.clone()));
+    for (i, request) in kv_requests().iter().enumerate() {
+        let op_bytes = services::encode_request::<Kv>(i as u64 + 1, request);
         push(
             format!("request-command-{i}"),
             codec::encode(&ClientRequest::Command(encode_command(
@@ -218,7 +343,7 @@ pub fn sample_payloads() -> Vec<Seed> {
             format!("request-read-{i}"),
             codec::encode(&ClientRequest::Read {
                 path: ReadPath::ReadIndex,
-                query: Bytes::from(op_bytes),
+                query: op_bytes,
             }),
         );
     }
@@ -245,17 +370,6 @@ pub fn sample_payloads() -> Vec<Seed> {
         push(format!("response-{i}"), codec::encode(&response));
     }
     push("status".into(), codec::encode(&sample_status()));
-    push(
-        "kvresult-value".into(),
-        codec::encode(&KvResult::Value(Some(Bytes::from_static(b"v")))),
-    );
-    push(
-        "kvresult-cas".into(),
-        codec::encode(&KvResult::Cas {
-            swapped: false,
-            current: None,
-        }),
-    );
     for (i, record) in sample_wal_records().into_iter().enumerate() {
         push(format!("walrecord-{i}"), codec::encode(&record));
     }
@@ -266,7 +380,7 @@ pub fn sample_payloads() -> Vec<Seed> {
             voted_for: Some(1),
         }),
     );
-    push("kvstore-empty".into(), codec::encode(&KvStore::new()));
+    out.extend(services_samples());
     out.extend(hostile_lengths());
     out
 }
@@ -329,29 +443,28 @@ fn hostile_lengths() -> Vec<Seed> {
             }))),
         ),
         (
-            "hostile-length-kvop".to_string(),
-            encoded(codec::encode(&KvOp::Put {
-                key: bytes(),
-                value: Bytes::from_static(b"v"),
-            })),
+            "hostile-length-kv-request".to_string(),
+            hostile_put().to_vec(),
         ),
-        (
-            "hostile-length-kvstore".to_string(),
-            encoded(codec::encode(&{
-                use concord::state_machine::StateMachine;
-                let mut store = KvStore::new();
-                let put = KvOp::Put {
-                    key: bytes(),
-                    value: Bytes::from_static(b"v"),
-                };
-                store.apply(1, &encoded(codec::encode(&put)));
-                store
-            })),
-        ),
+        ("hostile-length-kv-snapshot".to_string(), {
+            use concord::state_machine::StateMachine;
+            let mut store = ServiceMachine::<Kv>::new();
+            store.apply(1, &hostile_put());
+            store.snapshot().to_vec()
+        }),
     ]
     .into_iter()
     .map(|(name, value)| (name, inflate_length(&value, marker, ANNOUNCED_BYTES)))
     .collect()
+}
+
+/// A key-value put of the key `hostile`, encoded as a client sends it.
+fn hostile_put() -> Bytes {
+    let put = KvRequest::Put {
+        key: Bytes::from_static(b"hostile"),
+        value: Bytes::from_static(b"v"),
+    };
+    services::encode_request::<Kv>(1, &put)
 }
 
 /// Records of every kind, as the write-ahead log holds them.
@@ -423,12 +536,12 @@ fn frame_raw(payload: &[u8], out: &mut Vec<u8>) {
 fn session_seeds() -> Vec<Seed> {
     let mut seeds = Vec::new();
     seeds.push(("register".to_string(), encode_register().to_vec()));
-    for (i, op) in kv_ops().into_iter().enumerate() {
-        let op_bytes = codec::encode(&op).expect("encodes");
-        seeds.push((format!("kvop-{i}"), op_bytes.clone()));
+    for (i, request) in kv_requests().iter().enumerate() {
+        let request = services::encode_request::<Kv>(i as u64 + 1, request);
+        seeds.push((format!("kv-request-{i}"), request.to_vec()));
         seeds.push((
             format!("command-{i}"),
-            encode_command(1, i as u64 + 1, &op_bytes).to_vec(),
+            encode_command(1, i as u64 + 1, &request).to_vec(),
         ));
     }
     let responses = [
@@ -444,9 +557,9 @@ fn session_seeds() -> Vec<Seed> {
     // commands, a retry, a stale sequence number, more registrations than
     // the table holds (eviction), a command of an evicted session.
     let mut script: Vec<Bytes> = vec![encode_register()];
-    for (seq, op) in kv_ops().into_iter().enumerate() {
-        let op_bytes = codec::encode(&op).expect("encodes");
-        script.push(encode_command(1, seq as u64 + 1, &op_bytes));
+    for (seq, request) in kv_requests().iter().enumerate() {
+        let request = services::encode_request::<Kv>(seq as u64 + 1, request);
+        script.push(encode_command(1, seq as u64 + 1, &request));
     }
     script.push(script[script.len() - 1].clone());
     script.push(encode_command(1, 1, b"stale"));
@@ -461,45 +574,29 @@ fn session_seeds() -> Vec<Seed> {
     }
     seeds.push(("script-sessions".to_string(), input));
     // A session state machine's snapshot (restore decoder).
-    let mut machine = concord::tokio::kv::kv_state_machine();
+    let mut machine = concord_services::service_state_machine::<Kv>();
     use concord::state_machine::StateMachine;
     for (i, request) in script.iter().enumerate() {
         machine.apply(i as u64 + 1, request);
     }
     seeds.push(("snapshot-kv".to_string(), machine.snapshot().to_vec()));
-    // Length fields that outrun the input: a key-value operation (read as
+    // Length fields that outrun the input: a key-value request (read as
     // a query, and applied inside a command of a length-prefixed script)
     // and a session snapshot whose key-value state does.
-    let op = codec::encode(&KvOp::Put {
-        key: Bytes::from_static(b"hostile"),
-        value: Bytes::from_static(b"v"),
-    })
-    .expect("encodes");
-    let op = inflate_length(&op, b"hostile", ANNOUNCED_BYTES);
-    seeds.push(("hostile-length-kvop".to_string(), op.clone()));
+    let op = inflate_length(&hostile_put(), b"hostile", ANNOUNCED_BYTES);
+    seeds.push(("hostile-length-kv-request".to_string(), op.clone()));
     let command = encode_command(1, 1, &op);
     let mut input = vec![encode_register().len() as u8];
     input.extend_from_slice(&encode_register());
     input.push(command.len() as u8);
     input.extend_from_slice(&command);
     seeds.push(("hostile-length-script".to_string(), input));
-    let mut machine = concord::tokio::kv::kv_state_machine();
+    let mut machine = concord_services::service_state_machine::<Kv>();
     let registered = SessionResponse::decode(&machine.apply(1, &encode_register()));
     let Ok(SessionResponse::Registered { client }) = registered else {
         panic!("a registration registers: {registered:?}");
     };
-    machine.apply(
-        2,
-        &encode_command(
-            client,
-            1,
-            &codec::encode(&KvOp::Put {
-                key: Bytes::from_static(b"hostile"),
-                value: Bytes::from_static(b"v"),
-            })
-            .expect("encodes"),
-        ),
-    );
+    machine.apply(2, &encode_command(client, 1, &hostile_put()));
     seeds.push((
         "hostile-length-snapshot".to_string(),
         inflate_length(&machine.snapshot(), b"hostile", ANNOUNCED_BYTES),

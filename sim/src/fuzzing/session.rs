@@ -1,7 +1,8 @@
 //! The `session` target: the decoders of `concord::session` (client
 //! requests, session responses, the session table's snapshot) and the
-//! key-value service's commands, reads and snapshots
-//! (`concord::tokio::kv`) on arbitrary bytes.
+//! key-value store's commands, reads and snapshots
+//! (`concord_services::kv`, behind the session layer as every server runs
+//! it) on arbitrary bytes.
 //!
 //! Input layout: the whole input is decoded as a request, a response, a
 //! read and a snapshot of the key-value state machine; then it is cut into
@@ -25,7 +26,8 @@ use concord::session::{
     encode_command, encode_register, ClientRequest, SessionResponse, WithSessions,
 };
 use concord::state_machine::StateMachine;
-use concord::tokio::kv::{kv_state_machine, KvStore};
+use concord_services::kv::Kv;
+use concord_services::ServiceMachine;
 
 use super::{alloc, Violation};
 
@@ -37,6 +39,13 @@ pub const SESSIONS_MAX: usize = 4;
 
 /// Most requests applied per input.
 const REQUESTS_MAX: usize = 256;
+
+/// The state machine under test: the key-value store behind sessions.
+type Machine = WithSessions<ServiceMachine<Kv>>;
+
+fn machine() -> Machine {
+    WithSessions::new(ServiceMachine::new(), SESSIONS_MAX)
+}
 
 fn check_decoders(bytes: &[u8]) -> Result<(), Violation> {
     match ClientRequest::decode(bytes) {
@@ -70,16 +79,16 @@ fn check_decoders(bytes: &[u8]) -> Result<(), Violation> {
             ));
         }
     }
-    let mut machine = kv_state_machine();
+    let mut state = machine();
     alloc::checked(TARGET, "a key-value read", bytes.len(), || {
-        machine.query(bytes)
+        state.query(bytes)
     })?;
     let restored = alloc::checked(TARGET, "a session table restore", bytes.len(), || {
-        machine.restore(bytes)
+        state.restore(bytes)
     })?;
     if restored.is_ok() {
-        let snapshot = machine.snapshot();
-        let mut again = kv_state_machine();
+        let snapshot = state.snapshot();
+        let mut again = machine();
         again.restore(&snapshot).map_err(|error| {
             Violation::new(
                 TARGET,
@@ -92,7 +101,7 @@ fn check_decoders(bytes: &[u8]) -> Result<(), Violation> {
                 "a restored snapshot's state snapshots to different bytes",
             ));
         }
-        let _ = machine.query(bytes);
+        let _ = state.query(bytes);
     }
     Ok(())
 }
@@ -112,11 +121,7 @@ fn requests(data: &[u8]) -> Vec<&[u8]> {
     requests
 }
 
-fn apply_checked(
-    machine: &mut WithSessions<KvStore>,
-    index: u64,
-    request: &[u8],
-) -> Result<Bytes, Violation> {
+fn apply_checked(machine: &mut Machine, index: u64, request: &[u8]) -> Result<Bytes, Violation> {
     let response = alloc::checked(TARGET, "a command", request.len(), || {
         machine.apply(index, request)
     })?;
@@ -133,8 +138,8 @@ fn apply_checked(
 pub fn run(data: &[u8]) -> Result<(), Violation> {
     check_decoders(data)?;
     let requests = requests(data);
-    let mut first = WithSessions::new(KvStore::new(), SESSIONS_MAX);
-    let mut second = WithSessions::new(KvStore::new(), SESSIONS_MAX);
+    let mut first = machine();
+    let mut second = machine();
     let halfway = requests.len() / 2;
     let mut snapshot_halfway = None;
     for (i, request) in requests.iter().enumerate() {
@@ -155,7 +160,7 @@ pub fn run(data: &[u8]) -> Result<(), Violation> {
     // A replica restored from the snapshot taken halfway catches up by
     // applying the rest and must end in the same state.
     if let Some((at, snapshot)) = snapshot_halfway {
-        let mut restored = WithSessions::new(KvStore::new(), SESSIONS_MAX);
+        let mut restored = machine();
         restored.restore(&snapshot).map_err(|error| {
             Violation::new(
                 TARGET,

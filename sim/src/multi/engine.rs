@@ -19,9 +19,10 @@ use concord::{Index, LogPosition, NodeId, ReadPath, SnapshotMeta, Term, WriteId}
 use crate::disk::Disk;
 use crate::engine::{FailureKind, FaultCounts};
 use crate::faults::{FaultPlan, PlanLimits};
-use crate::kv::{KvStateMachine, KvWorkload, KvWorkloadConfig};
 use crate::safety::Safety;
+use crate::services::kv::{KvWorkload, KvWorkloadConfig};
 use crate::trace::TraceHash;
+use concord_services::{kv::Kv, ServiceMachine};
 
 use super::config::{Drawn, MultiSimConfig};
 use super::report::{LayerTotals, MultiCheck, MultiFailure, MultiReport};
@@ -105,7 +106,7 @@ pub(crate) enum Proposer {
 /// One group on one node: the host's side of it.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct HostGroup {
-    pub(crate) sm: KvStateMachine,
+    pub(crate) sm: ServiceMachine<Kv>,
     /// Last entry the state machine applied (or restored).
     pub(crate) applied: LogPosition,
     /// Bytes of every snapshot the node may ask chunks of.

@@ -18,9 +18,9 @@ use concord::{
 use crate::disk::Record;
 use crate::engine::FailureKind;
 use crate::faults::FaultKind;
-use crate::kv::KvStateMachine;
 use crate::safety::ApplyError;
 use crate::trace::hash_bytes;
+use concord_services::{kv::Kv, ServiceMachine};
 
 use super::engine::{
     Event, HostGroup, MultiSim, PendingOp, Proposer, Queued, WalBatch, MS, PAUSED_QUEUE_MAX,
@@ -162,7 +162,7 @@ impl MultiSim {
                     return;
                 }
             }
-            let mut sm = KvStateMachine::new();
+            let mut sm = ServiceMachine::<Kv>::new();
             let mut snapshot_bytes = std::collections::BTreeMap::new();
             if let Some(snapshot) = &snapshot {
                 if let Err(error) = sm.restore(&snapshot.data) {

@@ -2,7 +2,7 @@
 //! a [`concord::multi::MultiNode`] hosting the groups it is a voter of,
 //! driven through the layer's public API as a real host drives it, under
 //! the single-group simulator's fault model (`crate::faults`), with the
-//! key-value state machine and workload (`crate::kv`) per group, and the
+//! key-value store and its default workload (`crate::services::kv`) per group, and the
 //! single-group checks per group plus the layer's own.
 //!
 //! ```text

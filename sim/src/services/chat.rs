@@ -27,18 +27,17 @@
 
 use std::collections::BTreeMap;
 
-use bytes::Bytes;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use concord_services::chat::{glob_matches, ChatRequest, ChatResponse, Message};
+use concord_services::chat::{glob_matches, Chat, ChatRequest, ChatResponse, Message};
+use concord_services::Service;
 
-use crate::workload::{OpResult, Workload, WorkloadReport};
+use super::workload::{Answer, Call, Completed, Next, ServiceWorkload, Violations};
+use crate::workload::WorkloadReport;
 
 /// Accounts (`a0`..).
 pub const ACCOUNTS: usize = 4;
-/// Violations kept for the report.
-const VIOLATIONS_MAX: usize = 8;
 /// Patterns `list_accounts` draws from.
 const PATTERNS: [&str; 4] = ["*", "a?", "a1*", "*2"];
 
@@ -54,6 +53,9 @@ struct Interval {
 enum Outcome {
     /// It completed with this response.
     Done(ChatResponse),
+    /// Refused with this reason (a valid request: reported by the
+    /// response check); nothing changed.
+    Refused(String),
     /// Definitely not applied.
     Failed,
     /// Applied once or never.
@@ -75,7 +77,7 @@ impl Recorded {
     fn may_have(&self, done: impl Fn(&ChatResponse) -> bool) -> bool {
         match &self.outcome {
             Outcome::Done(response) => done(response),
-            Outcome::Failed => false,
+            Outcome::Refused(_) | Outcome::Failed => false,
             Outcome::Unknown => true,
         }
     }
@@ -85,13 +87,6 @@ impl Recorded {
     }
 }
 
-#[derive(Clone, Debug)]
-struct InFlight {
-    number: u64,
-    request: ChatRequest,
-    call_ns: u64,
-}
-
 /// One message a fetch returned: (the fetch's index in the record, the
 /// message id, the sending client's operation number).
 type Delivery = (usize, u64, u64);
@@ -99,26 +94,22 @@ type Delivery = (usize, u64, u64);
 /// Clients of the chat service; checks its invariants at the end.
 #[derive(Clone, Debug)]
 pub struct ChatWorkload {
-    in_flight: Vec<Option<InFlight>>,
-    counters: Vec<u64>,
     ops: Vec<Recorded>,
     /// Ids each account's fetches returned, for deleting them later.
     fetched_ids: BTreeMap<String, Vec<u64>>,
-    violations: Vec<String>,
+    violations: Violations,
     /// The planted client half of the fetch bug: send `fetch` as a read.
     fetch_as_read: bool,
 }
 
 impl ChatWorkload {
-    /// A workload for `clients` clients; `fetch_as_read` plants the
-    /// client half of the fetch bug.
-    pub fn new(clients: usize, fetch_as_read: bool) -> Self {
+    /// A workload; `fetch_as_read` plants the client half of the fetch
+    /// bug.
+    pub fn new(fetch_as_read: bool) -> Self {
         ChatWorkload {
-            in_flight: vec![None; clients],
-            counters: vec![0; clients],
             ops: Vec::new(),
             fetched_ids: BTreeMap::new(),
-            violations: Vec::new(),
+            violations: Violations::default(),
             fetch_as_read,
         }
     }
@@ -140,12 +131,6 @@ impl ChatWorkload {
                 _ => None,
             })
             .sum()
-    }
-
-    fn violation(&mut self, message: String) {
-        if self.violations.len() < VIOLATIONS_MAX {
-            self.violations.push(message);
-        }
     }
 
     fn pick(&mut self, client: usize, number: u64, rng: &mut ChaCha8Rng) -> ChatRequest {
@@ -437,8 +422,16 @@ impl ChatWorkload {
 
     fn check_responses(&self, found: &mut Vec<String>) {
         for op in &self.ops {
-            let Outcome::Done(response) = &op.outcome else {
-                continue;
+            let response = match &op.outcome {
+                Outcome::Done(response) => response,
+                Outcome::Refused(reason) => {
+                    found.push(format!(
+                        "unexpected answer: client {}'s valid request {:?} was refused: {reason}",
+                        op.client, op.request
+                    ));
+                    continue;
+                }
+                Outcome::Failed | Outcome::Unknown => continue,
             };
             let expected = match (&op.request, response) {
                 (_, ChatResponse::NoSuchAccount(_)) => !matches!(
@@ -475,47 +468,36 @@ impl ChatWorkload {
     }
 }
 
-impl Workload for ChatWorkload {
-    fn next_command(&mut self, client: usize, now_ns: u64, rng: &mut ChaCha8Rng) -> Option<Bytes> {
-        if client >= self.in_flight.len() {
-            return None;
-        }
-        self.counters[client] += 1;
-        let number = self.counters[client];
-        let request = self.pick(client, number, rng);
-        let op_id = ((client as u64) << 40) | number;
-        let command = request.encode(op_id);
-        self.in_flight[client] = Some(InFlight {
-            number,
-            request,
-            call_ns: now_ns,
-        });
-        Some(command)
+impl ServiceWorkload for ChatWorkload {
+    type Service = Chat;
+
+    type Pending = ();
+
+    fn next_request(&mut self, call: Call, rng: &mut ChaCha8Rng) -> Next<Self> {
+        Some((self.pick(call.client, call.number(), rng), ()))
     }
 
-    fn complete(&mut self, client: usize, now_ns: u64, result: OpResult<'_>) {
-        let Some(op) = self.in_flight.get_mut(client).and_then(Option::take) else {
-            return;
-        };
-        let (outcome, return_ns) = match result {
-            OpResult::Ok(bytes) => match ChatResponse::decode(bytes) {
-                Ok(response) => (Outcome::Done(response), Some(now_ns)),
-                Err(error) => {
-                    let message = format!(
-                        "unexpected answer: client {client}'s {:?} got undecodable bytes ({error})",
-                        op.request
-                    );
-                    self.violation(message);
-                    (Outcome::Unknown, None)
-                }
-            },
-            OpResult::Failed => (Outcome::Failed, None),
-            OpResult::Unknown => (Outcome::Unknown, None),
+    fn completed(&mut self, done: Completed<Self>) {
+        let (call, now_ns, request, answer) =
+            (done.call, done.return_ns, done.request, done.answer);
+        let client = call.client;
+        let (outcome, return_ns) = match answer {
+            Answer::Done(response) => (Outcome::Done(response), Some(now_ns)),
+            Answer::Refused(reason) => (Outcome::Refused(reason), Some(now_ns)),
+            Answer::Undecodable(error) => {
+                let message = format!(
+                    "unexpected answer: client {client}'s {request:?} got undecodable bytes ({error})"
+                );
+                self.violations.push(message);
+                (Outcome::Unknown, None)
+            }
+            Answer::Failed => (Outcome::Failed, None),
+            Answer::Unknown => (Outcome::Unknown, None),
         };
         if let (
             ChatRequest::Fetch { account },
             Outcome::Done(ChatResponse::Fetched { messages, .. }),
-        ) = (&op.request, &outcome)
+        ) = (&request, &outcome)
         {
             self.fetched_ids
                 .entry(account.clone())
@@ -524,47 +506,37 @@ impl Workload for ChatWorkload {
         }
         self.ops.push(Recorded {
             client,
-            number: op.number,
-            request: op.request,
+            number: call.number(),
+            request,
             interval: Interval {
-                call_ns: op.call_ns,
+                call_ns: call.call_ns,
                 return_ns,
             },
             outcome,
         });
     }
 
-    fn command_id(&self, command: &[u8]) -> Option<u64> {
-        let bytes: [u8; 8] = command.get(..8)?.try_into().ok()?;
-        Some(u64::from_le_bytes(bytes))
-    }
-
-    fn is_read_only(&self, command: &[u8]) -> bool {
-        match ChatRequest::decode(command) {
-            Ok((_, ChatRequest::Fetch { .. })) => self.fetch_as_read,
-            Ok((_, request)) => request.is_read(),
-            Err(_) => false,
+    fn sends_as_read(&self, request: &ChatRequest) -> bool {
+        match request {
+            ChatRequest::Fetch { .. } => self.fetch_as_read,
+            other => Chat::is_read(other),
         }
     }
 
-    fn describe(&self, command: &[u8]) -> String {
-        match ChatRequest::decode(command) {
-            Ok((_, ChatRequest::CreateAccount { account })) => format!("create_account {account}"),
-            Ok((_, ChatRequest::DeleteAccount { account })) => format!("delete_account {account}"),
-            Ok((_, ChatRequest::ListAccounts { pattern })) => format!("list_accounts {pattern}"),
-            Ok((
-                _,
-                ChatRequest::Send {
-                    sender,
-                    recipient,
-                    body,
-                },
-            )) => format!("send {sender}->{recipient} {body}"),
-            Ok((_, ChatRequest::Fetch { account })) => format!("fetch {account}"),
-            Ok((_, ChatRequest::DeleteMessages { account, ids })) => {
+    fn describe(&self, request: &ChatRequest) -> String {
+        match request {
+            ChatRequest::CreateAccount { account } => format!("create_account {account}"),
+            ChatRequest::DeleteAccount { account } => format!("delete_account {account}"),
+            ChatRequest::ListAccounts { pattern } => format!("list_accounts {pattern}"),
+            ChatRequest::Send {
+                sender,
+                recipient,
+                body,
+            } => format!("send {sender}->{recipient} {body}"),
+            ChatRequest::Fetch { account } => format!("fetch {account}"),
+            ChatRequest::DeleteMessages { account, ids } => {
                 format!("delete_messages {account} {ids:?}")
             }
-            Err(error) => format!("malformed request ({error})"),
         }
     }
 
@@ -581,19 +553,11 @@ impl Workload for ChatWorkload {
         self.check_deleted_receive_nothing(&mut found);
         self.check_responses(&mut found);
         for message in found {
-            self.violation(message);
+            self.violations.push(message);
         }
-        let failure = self.violations.first().map(|first| {
-            let more = self.violations.len() - 1;
-            if more == 0 {
-                first.clone()
-            } else {
-                format!("{first} (and {more} more)")
-            }
-        });
         WorkloadReport {
             operations_checked,
-            failure,
+            failure: self.violations.failure(),
         }
     }
 }
@@ -662,11 +626,11 @@ mod tests {
 
     /// Every violation found, joined (the report names only the first).
     fn verdict(ops: Vec<Recorded>) -> Option<String> {
-        let mut workload = ChatWorkload::new(1, false);
+        let mut workload = ChatWorkload::new(false);
         workload.ops = ops;
         let failure = workload.finish().failure;
         assert_eq!(failure.is_some(), !workload.violations.is_empty());
-        failure.map(|_| workload.violations.join("; "))
+        failure.map(|_| workload.violations.kept().join("; "))
     }
 
     #[test]

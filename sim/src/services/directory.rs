@@ -16,23 +16,25 @@
 //! * a valid request is never refused.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 
-use bytes::Bytes;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use concord_services::directory::{DirectoryRequest, DirectoryResponse};
+use concord_services::directory::{Directory, DirectoryRequest, DirectoryResponse};
+use concord_services::Service;
 
+use super::workload::{
+    check_config, Answer, Call, Completed, KeyHistory, Next, ServiceWorkload, Violations,
+};
 use crate::history::{Op, Operation, Output};
-use crate::linearizability::{check_history_with, CheckConfig, CheckResult};
-use crate::workload::{OpResult, Workload, WorkloadReport};
+use crate::linearizability::CheckConfig;
+use crate::workload::WorkloadReport;
 
 /// Users (`u0`..).
 pub const USERS: usize = 6;
 /// Most users one lookup names.
 pub const LOOKUP_BATCH_MAX: usize = 4;
-/// Violations kept for the report.
-const VIOLATIONS_MAX: usize = 8;
 
 /// The address of `client`'s `number`th operation: unique per
 /// (client, number) for fewer than 2^22 operations per client and 1024
@@ -58,13 +60,6 @@ struct Interval {
     return_ns: Option<u64>,
 }
 
-#[derive(Clone, Debug)]
-struct InFlight {
-    request: DirectoryRequest,
-    call_ns: u64,
-    history: Vec<usize>,
-}
-
 /// A lookup that completed: who it asked about and what it saw.
 #[derive(Clone, Debug)]
 struct LookupSeen {
@@ -76,10 +71,8 @@ struct LookupSeen {
 /// Clients of the directory; checks its invariants at the end.
 #[derive(Clone, Debug)]
 pub struct DirectoryWorkload {
-    history: Vec<Operation>,
-    in_flight: Vec<Option<InFlight>>,
-    counters: Vec<u64>,
-    violations: Vec<String>,
+    history: KeyHistory,
+    violations: Violations,
     /// Every connect by address: its user and interval.
     connects: BTreeMap<String, (String, Interval)>,
     /// Acknowledged disconnects per user.
@@ -94,40 +87,29 @@ pub struct DirectoryWorkload {
 }
 
 impl DirectoryWorkload {
-    /// A workload for `clients` clients; `sequence_as_read` plants the
-    /// client half of the sequence bug.
-    pub fn new(clients: usize, sequence_as_read: bool) -> Self {
+    /// A workload; `sequence_as_read` plants the client half of the
+    /// sequence bug.
+    pub fn new(sequence_as_read: bool) -> Self {
         DirectoryWorkload {
-            history: Vec::new(),
-            in_flight: vec![None; clients],
-            counters: vec![0; clients],
-            violations: Vec::new(),
+            history: KeyHistory::default(),
+            violations: Violations::default(),
             connects: BTreeMap::new(),
             disconnects: BTreeMap::new(),
             lookups: Vec::new(),
             sequences: Vec::new(),
             sequence_as_read,
-            check_config: CheckConfig {
-                max_steps: 200_000_000,
-                ..CheckConfig::default()
-            },
+            check_config: check_config(),
         }
     }
 
     /// The per-user history of connects, disconnects and lookups.
     pub fn history(&self) -> &[Operation] {
-        &self.history
+        self.history.operations()
     }
 
     /// Sequence numbers handed out to completed calls.
     pub fn sequences_handed_out(&self) -> usize {
         self.sequences.len()
-    }
-
-    fn violation(&mut self, message: String) {
-        if self.violations.len() < VIOLATIONS_MAX {
-            self.violations.push(message);
-        }
     }
 
     fn pick(&self, client: usize, number: u64, rng: &mut ChaCha8Rng) -> DirectoryRequest {
@@ -170,7 +152,7 @@ impl DirectoryWorkload {
             }
         }
         for message in duplicates {
-            self.violation(message);
+            self.violations.push(message);
         }
         // Real-time order: sweep calls in call order, folding in every call
         // that returned strictly before.
@@ -198,7 +180,7 @@ impl DirectoryWorkload {
             }
         }
         for message in regressions {
-            self.violation(message);
+            self.violations.push(message);
         }
     }
 
@@ -247,189 +229,113 @@ impl DirectoryWorkload {
             }
         }
         for message in stale {
-            self.violation(message);
+            self.violations.push(message);
         }
     }
 }
 
-impl Workload for DirectoryWorkload {
-    fn next_command(&mut self, client: usize, now_ns: u64, rng: &mut ChaCha8Rng) -> Option<Bytes> {
-        if client >= self.in_flight.len() {
-            return None;
-        }
-        self.counters[client] += 1;
-        let number = self.counters[client];
-        let request = self.pick(client, number, rng);
-        debug_assert!(request.validate().is_ok());
+impl ServiceWorkload for DirectoryWorkload {
+    type Service = Directory;
+    type Pending = Range<usize>;
+
+    fn next_request(&mut self, call: Call, rng: &mut ChaCha8Rng) -> Next<Self> {
+        let request = self.pick(call.client, call.number(), rng);
+        let put = |user: &String, value: String| vec![(user.clone(), Op::Put { value })];
         let projected: Vec<(String, Op)> = match &request {
             DirectoryRequest::Connect { user, address } => {
-                self.connects.insert(
-                    address.clone(),
-                    (
-                        user.clone(),
-                        Interval {
-                            call_ns: now_ns,
-                            return_ns: None,
-                        },
-                    ),
-                );
-                vec![(
-                    user.clone(),
-                    Op::Put {
-                        value: address.clone(),
-                    },
-                )]
+                let interval = Interval {
+                    call_ns: call.call_ns,
+                    return_ns: None,
+                };
+                self.connects
+                    .insert(address.clone(), (user.clone(), interval));
+                put(user, address.clone())
             }
-            DirectoryRequest::Disconnect { user } => vec![(
-                user.clone(),
-                Op::Put {
-                    value: String::new(),
-                },
-            )],
+            DirectoryRequest::Disconnect { user } => put(user, String::new()),
             DirectoryRequest::Lookup { users } => {
                 users.iter().map(|user| (user.clone(), Op::Get)).collect()
             }
             DirectoryRequest::NextSequence => Vec::new(),
         };
-        let mut indices = Vec::with_capacity(projected.len());
-        for (user, op) in projected {
-            indices.push(self.history.len());
-            self.history
-                .push(Operation::new(client as u64, user, op, now_ns));
-        }
-        let op_id = ((client as u64) << 40) | number;
-        let command = request.encode(op_id);
-        self.in_flight[client] = Some(InFlight {
-            request,
-            call_ns: now_ns,
-            history: indices,
-        });
-        Some(command)
+        Some((request, self.history.call(call, projected)))
     }
 
-    fn complete(&mut self, client: usize, now_ns: u64, result: OpResult<'_>) {
-        let Some(op) = self.in_flight.get_mut(client).and_then(Option::take) else {
-            return;
-        };
+    fn completed(&mut self, done: Completed<Self>) {
+        let (call, return_ns, request) = (done.call, done.return_ns, done.request);
+        let (pending, answer) = (done.pending, done.answer);
         let interval = Interval {
-            call_ns: op.call_ns,
-            return_ns: Some(now_ns),
+            call_ns: call.call_ns,
+            return_ns: Some(return_ns),
         };
-        let bytes = match result {
-            OpResult::Ok(bytes) => bytes,
-            OpResult::Failed => {
-                for index in &op.history {
-                    let operation = &mut self.history[*index];
-                    *operation = operation.clone().failed(now_ns);
-                }
-                if let DirectoryRequest::Connect { address, .. } = &op.request {
+        match (&request, answer) {
+            (_, Answer::Failed) => {
+                self.history.fail(pending, return_ns);
+                if let DirectoryRequest::Connect { address, .. } = &request {
                     // Never applied: nobody may see this address.
                     if let Some((_, connect)) = self.connects.get_mut(address) {
                         connect.return_ns = None;
                     }
                 }
-                return;
             }
-            OpResult::Unknown => return,
-        };
-        let response = DirectoryResponse::decode(bytes);
-        match (&op.request, response) {
-            (DirectoryRequest::Connect { address, .. }, Ok(DirectoryResponse::Done)) => {
+            (_, Answer::Unknown) => {}
+            (DirectoryRequest::Connect { address, .. }, Answer::Done(DirectoryResponse::Done)) => {
                 if let Some((_, connect)) = self.connects.get_mut(address) {
-                    connect.return_ns = Some(now_ns);
+                    connect.return_ns = Some(return_ns);
                 }
-                let operation = &mut self.history[op.history[0]];
-                *operation = operation.clone().completed(now_ns, Output::Done);
+                self.history.done(pending, return_ns);
             }
-            (DirectoryRequest::Disconnect { user }, Ok(DirectoryResponse::Done)) => {
+            (DirectoryRequest::Disconnect { user }, Answer::Done(DirectoryResponse::Done)) => {
                 self.disconnects
                     .entry(user.clone())
                     .or_default()
                     .push(interval);
-                let operation = &mut self.history[op.history[0]];
-                *operation = operation.clone().completed(now_ns, Output::Done);
+                self.history.done(pending, return_ns);
             }
-            (DirectoryRequest::Lookup { users }, Ok(DirectoryResponse::Addresses(addresses)))
-                if addresses.len() == users.len() =>
-            {
-                for (index, address) in op.history.iter().zip(&addresses) {
-                    let operation = &mut self.history[*index];
-                    *operation = operation
-                        .clone()
-                        .completed(now_ns, Output::Value(address.clone().unwrap_or_default()));
-                }
+            (
+                DirectoryRequest::Lookup { users },
+                Answer::Done(DirectoryResponse::Addresses(addresses)),
+            ) if addresses.len() == users.len() => {
+                let outputs = addresses
+                    .iter()
+                    .map(|address| Output::Value(address.clone().unwrap_or_default()));
+                self.history.complete(pending, return_ns, outputs);
                 self.lookups.push(LookupSeen {
-                    client,
+                    client: call.client,
                     interval,
                     answers: users.iter().cloned().zip(addresses).collect(),
                 });
             }
-            (DirectoryRequest::NextSequence, Ok(DirectoryResponse::Sequence(number))) => {
-                self.sequences.push((op.call_ns, now_ns, number, client));
+            (DirectoryRequest::NextSequence, Answer::Done(DirectoryResponse::Sequence(number))) => {
+                self.sequences
+                    .push((call.call_ns, return_ns, number, call.client));
             }
-            (request, Ok(DirectoryResponse::Refused(reason))) => {
-                let message =
-                    format!("client {client}'s valid request {request:?} was refused: {reason}");
-                self.violation(message);
-            }
-            (request, other) => {
-                let message = format!(
-                    "client {client}'s request {request:?} got an answer that does not fit: {other:?}"
-                );
-                self.violation(message);
-            }
+            (request, other) => self.violations.unexpected(call, request, &other),
         }
     }
 
-    fn command_id(&self, command: &[u8]) -> Option<u64> {
-        let bytes: [u8; 8] = command.get(..8)?.try_into().ok()?;
-        Some(u64::from_le_bytes(bytes))
-    }
-
-    fn is_read_only(&self, command: &[u8]) -> bool {
-        match DirectoryRequest::decode(command) {
-            Ok((_, DirectoryRequest::NextSequence)) => self.sequence_as_read,
-            Ok((_, request)) => request.is_read(),
-            Err(_) => false,
+    fn sends_as_read(&self, request: &DirectoryRequest) -> bool {
+        match request {
+            DirectoryRequest::NextSequence => self.sequence_as_read,
+            other => Directory::is_read(other),
         }
     }
 
-    fn describe(&self, command: &[u8]) -> String {
-        match DirectoryRequest::decode(command) {
-            Ok((_, DirectoryRequest::Connect { user, address })) => {
-                format!("connect {user} {address}")
-            }
-            Ok((_, DirectoryRequest::Disconnect { user })) => format!("disconnect {user}"),
-            Ok((_, DirectoryRequest::Lookup { users })) => format!("lookup {}", users.join(" ")),
-            Ok((_, DirectoryRequest::NextSequence)) => "next_sequence".to_string(),
-            Err(error) => format!("malformed request ({error})"),
+    fn describe(&self, request: &DirectoryRequest) -> String {
+        match request {
+            DirectoryRequest::Connect { user, address } => format!("connect {user} {address}"),
+            DirectoryRequest::Disconnect { user } => format!("disconnect {user}"),
+            DirectoryRequest::Lookup { users } => format!("lookup {}", users.join(" ")),
+            DirectoryRequest::NextSequence => "next_sequence".to_string(),
         }
     }
 
     fn finish(&mut self) -> WorkloadReport {
-        let operations_checked = self.history.len() as u64 + self.sequences.len() as u64;
+        let operations = self.history.operations().len() + self.sequences.len();
         self.check_sequences();
         self.check_disconnects();
-        if let Some(first) = self.violations.first() {
-            let more = self.violations.len() - 1;
-            let failure = if more == 0 {
-                first.clone()
-            } else {
-                format!("{first} (and {more} more)")
-            };
-            return WorkloadReport {
-                operations_checked,
-                failure: Some(failure),
-            };
-        }
-        let failure = match check_history_with(&self.history, &self.check_config) {
-            CheckResult::Ok => None,
-            other => Some(format!("directory: {other}")),
-        };
-        WorkloadReport {
-            operations_checked,
-            failure,
-        }
+        let (history, config) = (&self.history, &self.check_config);
+        self.violations
+            .report(operations as u64, || history.check("directory", config))
     }
 }
 
@@ -455,20 +361,20 @@ mod tests {
 
     #[test]
     fn sequence_check_catches_duplicates_and_regressions_only() {
-        let mut good = DirectoryWorkload::new(1, false);
+        let mut good = DirectoryWorkload::new(false);
         sequence(&mut good, 0, 10, 1);
         sequence(&mut good, 5, 20, 3); // concurrent with the first
         sequence(&mut good, 6, 30, 2); // concurrent with both
         sequence(&mut good, 31, 40, 4);
         assert_eq!(good.finish().failure, None);
 
-        let mut duplicate = DirectoryWorkload::new(1, false);
+        let mut duplicate = DirectoryWorkload::new(false);
         sequence(&mut duplicate, 0, 10, 1);
         sequence(&mut duplicate, 5, 20, 1);
         let failure = duplicate.finish().failure.unwrap();
         assert!(failure.contains("handed out twice"), "{failure}");
 
-        let mut regression = DirectoryWorkload::new(1, false);
+        let mut regression = DirectoryWorkload::new(false);
         sequence(&mut regression, 0, 10, 5);
         sequence(&mut regression, 11, 20, 4);
         let failure = regression.finish().failure.unwrap();
@@ -477,7 +383,7 @@ mod tests {
 
     #[test]
     fn a_lookup_after_an_acknowledged_disconnect_must_not_see_the_address() {
-        let mut workload = DirectoryWorkload::new(1, false);
+        let mut workload = DirectoryWorkload::new(false);
         let at = |call, ret| Interval {
             call_ns: call,
             return_ns: Some(ret),

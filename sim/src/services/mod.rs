@@ -1,11 +1,14 @@
-//! The services of `concord-services` under the simulator: `run --service
-//! kv` runs a service's own state machine (the same code a real cluster
-//! runs) with a workload that checks the service's own invariants on
-//! every seed, besides every check the simulator always makes.
+//! The services of `concord-services` under the simulator: each runs its
+//! own state machine (the same code a real server runs,
+//! [`concord_services::ServiceMachine`]) with a workload that checks the
+//! service's own invariants on every seed, besides every check the
+//! simulator always makes. Every workload is written in its service's
+//! requests and answers ([`workload::ServiceWorkload`]).
 //!
-//! | service | state machine | invariants |
+//! | `--service` | state | workload and invariants |
 //! | --- | --- | --- |
-//! | `kv` | [`concord_services::kv::StrictKv`] | linearizability of every get, get_many, put and put_many (projected on each key); `put_many` atomicity: no read sees part of a multi-key write |
+//! | (default) `builtin` | [`concord_services::kv::Kv`] | [`kv`]: get, put, append and cas on a few keys; linearizability, across a forced recovery too |
+//! | `kv` | [`concord_services::kv::Kv`] | [`strict_kv`]: linearizability of every get, get_many, put and put_many (projected on each key); `put_many` atomicity: no read sees part of a multi-key write |
 //! | `orders` | [`concord_services::orders::Orders`] | per customer: no order number twice, increasing in real-time order, gap-free; `last_order` (on any read path, follower reads included) within what was placed |
 //! | `directory` | [`concord_services::directory::Directory`] | sequence numbers unique and strictly increasing in real-time order; no lookup returns an address after its user's disconnect was acknowledged; linearizability per user |
 //! | `chat` | [`concord_services::chat::Chat`] | no acknowledged message lost or delivered twice; one sender's messages to one recipient delivered in the order sent; a deleted account receives nothing |
@@ -21,22 +24,27 @@
 
 pub mod chat;
 pub mod directory;
+pub mod kv;
 pub mod orders;
 pub mod strict_kv;
+pub mod workload;
+
+use concord_services::ServiceMachine;
 
 use crate::config::SimConfig;
 use crate::engine::{RunReport, Simulation};
 use crate::faults::FaultPlan;
 use crate::history::Operation;
+use workload::{ServiceWorkload, Typed};
 
 /// Which service a run drives.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Service {
-    /// The simulator's built-in key-value register workload
-    /// ([`crate::kv`]): get, put, append, cas.
+    /// The default workload on the key-value store ([`kv`]): get, put,
+    /// append, cas.
     #[default]
     Builtin,
-    /// The strict key-value store of `concord-services`.
+    /// The multi-key workload on the key-value store ([`strict_kv`]).
     Kv,
     /// The directory of `concord-services`.
     Directory,
@@ -84,66 +92,44 @@ pub fn run_service(
     match config.service {
         Service::Builtin => Err("the built-in workload is run by run_kv".to_string()),
         Service::Kv => {
-            let workload = strict_kv::StrictKvWorkload::new(config.clients);
-            let (report, workload) = simulate(config, plan, workload, move || {
-                if planted {
-                    concord_services::kv::StrictKv::with_split_put_many()
-                } else {
-                    concord_services::kv::StrictKv::new()
-                }
-            })?;
-            Ok((report, workload.history().to_vec()))
+            let workload = strict_kv::StrictKvWorkload::new();
+            let (report, workload) = simulate(config, plan, workload)?;
+            Ok((report, workload.workload().history().to_vec()))
         }
         Service::Directory => {
-            let workload = directory::DirectoryWorkload::new(config.clients, planted);
-            let (report, workload) = simulate(config, plan, workload, move || {
-                if planted {
-                    concord_services::directory::Directory::with_sequence_as_read()
-                } else {
-                    concord_services::directory::Directory::new()
-                }
-            })?;
-            Ok((report, workload.history().to_vec()))
+            let workload = directory::DirectoryWorkload::new(planted);
+            let (report, workload) = simulate(config, plan, workload)?;
+            Ok((report, workload.workload().history().to_vec()))
         }
+        // Orders and chat keep no key-level history: their checks are
+        // their own.
         Service::Orders => {
-            let workload = orders::OrdersWorkload::new(config.clients);
-            let (report, _) = simulate(config, plan, workload, move || {
-                if planted {
-                    concord_services::orders::Orders::with_log_index_numbers()
-                } else {
-                    concord_services::orders::Orders::new()
-                }
-            })?;
-            // Orders keep no key-level history: their checks are their own.
-            Ok((report, Vec::new()))
+            let workload = orders::OrdersWorkload::new();
+            Ok((simulate(config, plan, workload)?.0, Vec::new()))
         }
         Service::Chat => {
-            let workload = chat::ChatWorkload::new(config.clients, planted);
-            let (report, _) = simulate(config, plan, workload, move || {
-                if planted {
-                    concord_services::chat::Chat::with_fetch_as_read()
-                } else {
-                    concord_services::chat::Chat::new()
-                }
-            })?;
-            // Chat keeps no key-level history: its checks are its own.
-            Ok((report, Vec::new()))
+            let workload = chat::ChatWorkload::new(planted);
+            Ok((simulate(config, plan, workload)?.0, Vec::new()))
         }
     }
 }
 
-/// One service's run: every node gets a state machine from `make_sm` (the
-/// healthy one or the planted bug's), the clients run `workload`.
-fn simulate<S, W>(
+/// One service's run: every node runs the service's state machine (with
+/// its planted bug when the run asks for it), the clients `workload`.
+fn simulate<W: ServiceWorkload>(
     config: &SimConfig,
     plan: Option<FaultPlan>,
     workload: W,
-    make_sm: impl Fn() -> S + 'static,
-) -> Result<(RunReport, W), String>
-where
-    S: concord::state_machine::StateMachine,
-    W: crate::workload::Workload,
-{
-    let simulation = Simulation::new(config.clone(), plan, move |_| make_sm(), workload)?;
+) -> Result<(RunReport, Typed<W>), String> {
+    let planted = config.service_bug;
+    let workload = Typed::with_clients(workload, config.clients);
+    let make_sm = move |_| {
+        if planted {
+            ServiceMachine::<W::Service>::with_planted_bug()
+        } else {
+            ServiceMachine::<W::Service>::new()
+        }
+    };
+    let simulation = Simulation::new(config.clone(), plan, make_sm, workload)?;
     Ok(simulation.run_with_workload())
 }

@@ -17,67 +17,46 @@
 
 use std::collections::BTreeMap;
 
-use bytes::Bytes;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use concord_services::orders::{OrdersRequest, OrdersResponse};
+use concord_services::orders::{Orders, OrdersRequest, OrdersResponse};
 
-use crate::workload::{OpResult, Workload, WorkloadReport};
+use super::workload::{Answer, Call, Completed, Next, ServiceWorkload, Violations};
+use crate::workload::WorkloadReport;
 
 /// Customers (`c0`..).
 pub const CUSTOMERS: usize = 4;
-/// Violations kept for the report.
-const VIOLATIONS_MAX: usize = 8;
 
 /// A completed call: (call, return, number, client).
-type Completed = (u64, u64, u64, usize);
+type Seen = (u64, u64, u64, usize);
 
 #[derive(Clone, Debug, Default)]
 struct Customer {
     /// Completed place_orders.
-    placed: Vec<Completed>,
+    placed: Vec<Seen>,
     /// Call times of every place_order not known to have failed.
     may_apply: Vec<u64>,
     /// Completed last_orders.
-    reads: Vec<Completed>,
-}
-
-#[derive(Clone, Debug)]
-struct InFlight {
-    request: OrdersRequest,
-    call_ns: u64,
+    reads: Vec<Seen>,
 }
 
 /// Clients of the orders service; checks its invariants at the end.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct OrdersWorkload {
-    in_flight: Vec<Option<InFlight>>,
-    counters: Vec<u64>,
     customers: BTreeMap<String, Customer>,
-    violations: Vec<String>,
+    violations: Violations,
 }
 
 impl OrdersWorkload {
-    /// A workload for `clients` clients.
-    pub fn new(clients: usize) -> Self {
-        OrdersWorkload {
-            in_flight: vec![None; clients],
-            counters: vec![0; clients],
-            customers: BTreeMap::new(),
-            violations: Vec::new(),
-        }
+    /// A workload.
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// Orders placed and acknowledged.
     pub fn orders_placed(&self) -> usize {
         self.customers.values().map(|c| c.placed.len()).sum()
-    }
-
-    fn violation(&mut self, message: String) {
-        if self.violations.len() < VIOLATIONS_MAX {
-            self.violations.push(message);
-        }
     }
 
     fn check(&mut self) {
@@ -87,7 +66,7 @@ impl OrdersWorkload {
             calls.sort_unstable();
             // Orders that may have been applied by time `t` (called before).
             let called_before = |t: u64| calls.partition_point(|&call| call < t) as u64;
-            let mut by_number: BTreeMap<u64, &Completed> = BTreeMap::new();
+            let mut by_number: BTreeMap<u64, &Seen> = BTreeMap::new();
             for placed in &customer.placed {
                 let &(call, ret, number, client) = placed;
                 if let Some(other) = by_number.insert(number, placed) {
@@ -132,17 +111,18 @@ impl OrdersWorkload {
             }
         }
         for message in found {
-            self.violation(message);
+            self.violations.push(message);
         }
     }
 }
 
-impl Workload for OrdersWorkload {
-    fn next_command(&mut self, client: usize, now_ns: u64, rng: &mut ChaCha8Rng) -> Option<Bytes> {
-        if client >= self.in_flight.len() {
-            return None;
-        }
-        self.counters[client] += 1;
+impl ServiceWorkload for OrdersWorkload {
+    type Service = Orders;
+
+    type Pending = ();
+
+    fn next_request(&mut self, call: Call, rng: &mut ChaCha8Rng) -> Next<Self> {
+        let now_ns = call.call_ns;
         let customer = format!("c{}", rng.gen_range(0..CUSTOMERS));
         let request = if rng.gen_range(0..10u32) < 6 {
             self.customers
@@ -154,68 +134,40 @@ impl Workload for OrdersWorkload {
         } else {
             OrdersRequest::LastOrder { customer }
         };
-        let op_id = ((client as u64) << 40) | self.counters[client];
-        let command = request.encode(op_id);
-        self.in_flight[client] = Some(InFlight {
-            request,
-            call_ns: now_ns,
-        });
-        Some(command)
+        Some((request, ()))
     }
 
-    fn complete(&mut self, client: usize, now_ns: u64, result: OpResult<'_>) {
-        let Some(op) = self.in_flight.get_mut(client).and_then(Option::take) else {
-            return;
-        };
+    fn completed(&mut self, done: Completed<Self>) {
+        let (call, now_ns, request, answer) =
+            (done.call, done.return_ns, done.request, done.answer);
+        let (client, call_ns) = (call.client, call.call_ns);
         let customer = self
             .customers
-            .entry(op.request.customer().to_string())
+            .entry(request.customer().to_string())
             .or_default();
-        let bytes = match result {
-            OpResult::Ok(bytes) => bytes,
-            OpResult::Failed => {
-                if !op.request.is_read() {
-                    // Definitely not applied: it cannot explain a number.
-                    if let Some(position) = customer
-                        .may_apply
-                        .iter()
-                        .position(|&call| call == op.call_ns)
-                    {
-                        customer.may_apply.swap_remove(position);
-                    }
+        match (&request, answer) {
+            (OrdersRequest::PlaceOrder { .. }, Answer::Done(OrdersResponse::Placed(number))) => {
+                customer.placed.push((call_ns, now_ns, number, client));
+            }
+            (OrdersRequest::LastOrder { .. }, Answer::Done(OrdersResponse::Last(number))) => {
+                customer.reads.push((call_ns, now_ns, number, client));
+            }
+            (OrdersRequest::PlaceOrder { .. }, Answer::Failed) => {
+                // Definitely not applied: it cannot explain a number.
+                if let Some(position) = customer.may_apply.iter().position(|&call| call == call_ns)
+                {
+                    customer.may_apply.swap_remove(position);
                 }
-                return;
             }
-            OpResult::Unknown => return,
-        };
-        match (&op.request, OrdersResponse::decode(bytes)) {
-            (OrdersRequest::PlaceOrder { .. }, Ok(OrdersResponse::Placed(number))) => {
-                customer.placed.push((op.call_ns, now_ns, number, client));
-            }
-            (OrdersRequest::LastOrder { .. }, Ok(OrdersResponse::Last(number))) => {
-                customer.reads.push((op.call_ns, now_ns, number, client));
-            }
-            (request, other) => {
-                let message = format!("client {client}'s valid request {request:?} got {other:?}");
-                self.violation(message);
-            }
+            (_, Answer::Failed | Answer::Unknown) => {}
+            (request, other) => self.violations.unexpected(call, request, &other),
         }
     }
 
-    fn command_id(&self, command: &[u8]) -> Option<u64> {
-        let bytes: [u8; 8] = command.get(..8)?.try_into().ok()?;
-        Some(u64::from_le_bytes(bytes))
-    }
-
-    fn is_read_only(&self, command: &[u8]) -> bool {
-        OrdersRequest::decode(command).is_ok_and(|(_, request)| request.is_read())
-    }
-
-    fn describe(&self, command: &[u8]) -> String {
-        match OrdersRequest::decode(command) {
-            Ok((_, OrdersRequest::PlaceOrder { customer })) => format!("place_order {customer}"),
-            Ok((_, OrdersRequest::LastOrder { customer })) => format!("last_order {customer}"),
-            Err(error) => format!("malformed request ({error})"),
+    fn describe(&self, request: &OrdersRequest) -> String {
+        match request {
+            OrdersRequest::PlaceOrder { customer } => format!("place_order {customer}"),
+            OrdersRequest::LastOrder { customer } => format!("last_order {customer}"),
         }
     }
 
@@ -226,17 +178,9 @@ impl Workload for OrdersWorkload {
             .map(|c| (c.placed.len() + c.reads.len()) as u64)
             .sum();
         self.check();
-        let failure = self.violations.first().map(|first| {
-            let more = self.violations.len() - 1;
-            if more == 0 {
-                first.clone()
-            } else {
-                format!("{first} (and {more} more)")
-            }
-        });
         WorkloadReport {
             operations_checked,
-            failure,
+            failure: self.violations.failure(),
         }
     }
 }
@@ -245,8 +189,8 @@ impl Workload for OrdersWorkload {
 mod tests {
     use super::*;
 
-    fn workload(placed: &[Completed], may_apply: &[u64], reads: &[Completed]) -> OrdersWorkload {
-        let mut workload = OrdersWorkload::new(1);
+    fn workload(placed: &[Seen], may_apply: &[u64], reads: &[Seen]) -> OrdersWorkload {
+        let mut workload = OrdersWorkload::new();
         workload.customers.insert(
             "c0".into(),
             Customer {

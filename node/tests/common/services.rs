@@ -1,0 +1,133 @@
+//! A cluster of one service as real `concord-node --service NAME`
+//! processes, driven only through `concord-cli NAME ...`: the real-process
+//! tests of the services (`service_*.rs`).
+//!
+//! Included next to `processes.rs`:
+//! `#[path = "common/processes.rs"] mod processes;`
+//! `#[path = "common/services.rs"] mod services;`
+#![allow(dead_code)]
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::processes::{cli_binary, leader_id, NodeProcesses};
+
+/// The server processes of one service's cluster; SIGKILLed and their
+/// data removed on drop (kept, with the logs printed, when the test
+/// fails).
+pub struct Cluster {
+    service: &'static str,
+    nodes: NodeProcesses,
+}
+
+impl Cluster {
+    /// Three nodes of `service` on loopback ports the kernel handed out.
+    pub fn on_loopback(service: &'static str, cluster_id: &'static str) -> Cluster {
+        Cluster::with_nodes(service, cluster_id, 3)
+    }
+
+    /// `nodes` nodes of `service` on loopback ports the kernel handed out;
+    /// `cluster_id` also names the run's directory.
+    pub fn with_nodes(service: &'static str, cluster_id: &'static str, nodes: u64) -> Cluster {
+        Cluster {
+            service,
+            nodes: NodeProcesses::on_loopback_n(cluster_id, cluster_id, nodes),
+        }
+    }
+
+    /// Where the command-line client finds this cluster.
+    pub fn cli_target(&self) -> CliTarget {
+        CliTarget {
+            service: self.service,
+            servers: self.servers(),
+            cluster_id: self.nodes.cluster_id.clone(),
+        }
+    }
+
+    /// The servers as `--servers` takes them.
+    pub fn servers(&self) -> String {
+        self.nodes.servers().join(",")
+    }
+
+    /// Starts node `id`.
+    pub fn start(&mut self, id: u64) {
+        self.start_with(id, &[]);
+    }
+
+    /// Starts node `id` with `extra` server flags.
+    pub fn start_with(&mut self, id: u64, extra: &[&str]) {
+        let mut flags = vec!["--service", self.service];
+        flags.extend_from_slice(extra);
+        self.nodes.start_with(id, &flags);
+    }
+
+    /// SIGKILLs node `id`.
+    pub fn sigkill(&mut self, id: u64) {
+        self.nodes.sigkill(id);
+    }
+
+    /// Node `id`'s (commit index, applied index), if it answers.
+    pub fn indexes(&self, id: u64) -> Option<(u64, u64)> {
+        let index = self.nodes.ids().iter().position(|&node| node == id)?;
+        runtime().block_on(async {
+            let mut client = self.nodes.client_with_timeout(Duration::from_millis(500));
+            let status = client.status(index).await.ok()?;
+            Some((status.commit_index, status.applied_index))
+        })
+    }
+
+    /// The node that says it leads, asked of every node in turn.
+    pub fn leader(&self) -> Option<u64> {
+        let nodes = self.nodes.ids().len();
+        runtime().block_on(async {
+            let mut client = self.nodes.client_with_timeout(Duration::from_millis(500));
+            leader_id(&mut client, nodes).await
+        })
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// How a command-line call ended.
+pub enum Outcome {
+    /// Exit 0, with its standard output.
+    Ok(String),
+    /// Exit 1: refused, nothing changed.
+    NotApplied,
+    /// Exit 3: the outcome is not known.
+    Unknown,
+}
+
+/// What the command-line client needs to reach a cluster; cheap to clone
+/// into client threads.
+#[derive(Clone, Debug)]
+pub struct CliTarget {
+    service: &'static str,
+    servers: String,
+    cluster_id: String,
+}
+
+/// Runs `concord-cli --servers ... <service> <args>`.
+pub fn cli(target: &CliTarget, args: &[&str]) -> Outcome {
+    let output = Command::new(cli_binary())
+        .args(["--servers", &target.servers])
+        .args(["--cluster-id", &target.cluster_id])
+        .arg(target.service)
+        .args(args)
+        .output()
+        .expect("run the command-line client");
+    match output.status.code() {
+        Some(0) => Outcome::Ok(String::from_utf8(output.stdout).expect("UTF-8 output")),
+        Some(1) => Outcome::NotApplied,
+        Some(3) => Outcome::Unknown,
+        other => panic!(
+            "client {args:?} exited with {other:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    }
+}

@@ -1,0 +1,207 @@
+//! Every command of README.md and docs/ still means what the docs say:
+//!
+//! * `concord-cli` and `concord-node` command lines parse with the
+//!   binaries' own parsers (the real-process tests run what they do);
+//! * `cargo run --example`, `cargo bench --bench`, `cargo test --test` and
+//!   `cargo install --path` name targets that exist, and every variable set
+//!   in front of one is read by that target's code;
+//! * a script exists, is executable and parses (`bash -n`);
+//! * a `cargo test` line without `--test` is one `.ci/run` runs verbatim;
+//! * a `rust` block is a piece of a file under `examples/`, which `cargo
+//!   test` builds.
+//!
+//! `concord-sim` commands are run by `sim/tests/doc_commands.rs`. Benchmarks
+//! and examples are not run here: they take minutes or serve until Ctrl-C;
+//! their spelling is what rots between sittings, and it is checked here in
+//! well under a second.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use clap::Parser;
+use concord_node::client::CliArgs;
+use concord_node::server::NodeArgs;
+
+#[path = "common/doc_commands.rs"]
+mod doc_commands;
+use doc_commands::{all, blocks, doc_files, root, DocCommand, Program};
+
+/// Every file below `dir` (relative to the root), recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![root().join(dir)];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
+/// Whether some file of `files` mentions `word`.
+fn mentioned(files: &[PathBuf], word: &str) -> bool {
+    files.iter().any(|file| {
+        std::fs::read_to_string(file)
+            .map(|text| text.contains(word))
+            .unwrap_or(false)
+    })
+}
+
+/// Checks that every variable `command` sets is read by one of `files`.
+fn variables_read(command: &DocCommand, files: &[PathBuf]) -> Result<(), String> {
+    for (name, _) in &command.env {
+        if !mentioned(files, name) {
+            return Err(format!("sets {name}, which its target never reads"));
+        }
+    }
+    Ok(())
+}
+
+/// The target's sources: the file and any support directory beside it.
+fn target_files(package: &Path, kind: &str, name: &str) -> Result<Vec<PathBuf>, String> {
+    let single = root().join(package).join(kind).join(format!("{name}.rs"));
+    let dir = root().join(package).join(kind).join(name);
+    if !single.is_file() && !dir.join("main.rs").is_file() {
+        return Err(format!("no {kind} target {name} in {}", package.display()));
+    }
+    let mut files = files_under(&package.join(kind));
+    files.extend(files_under(&package.join("src")));
+    Ok(files)
+}
+
+/// Checks one command; the error says what is wrong.
+fn check(command: &DocCommand, ci: &str) -> Result<(), String> {
+    let words = |args: &[String]| args.to_vec();
+    match &command.program {
+        Program::Cli(args) => {
+            CliArgs::try_parse_from(std::iter::once("concord-cli".to_string()).chain(words(args)))
+                .map(drop)
+                .map_err(|e| e.to_string())
+        }
+        Program::Node(args) => {
+            NodeArgs::try_parse_from(std::iter::once("concord-node".to_string()).chain(words(args)))
+                .map(drop)
+                .map_err(|e| e.to_string())
+        }
+        Program::Sim(_) => Ok(()), // sim/tests/doc_commands.rs runs these
+        Program::Example { package, name } => {
+            variables_read(command, &target_files(package, "examples", name)?)
+        }
+        Program::Bench { package, name } => {
+            variables_read(command, &target_files(package, "benches", name)?)
+        }
+        Program::Test { package, args } => {
+            if ci.contains(&command.text) {
+                return Ok(());
+            }
+            let name = args
+                .iter()
+                .position(|w| w == "--test")
+                .and_then(|at| args.get(at + 1))
+                .ok_or("a cargo test that .ci/run does not run, and names no --test")?;
+            let files = target_files(package, "tests", name)?;
+            let filters = args
+                .iter()
+                .skip_while(|w| *w != "--")
+                .skip(1)
+                .filter(|w| !w.starts_with('-'));
+            for filter in filters {
+                if !mentioned(&files, &format!("fn {filter}")) {
+                    return Err(format!("no test {filter} in {name}"));
+                }
+            }
+            variables_read(command, &files)
+        }
+        Program::Install(path) => {
+            let manifest = root().join(path).join("Cargo.toml");
+            match std::fs::read_to_string(&manifest) {
+                Ok(_) if root().join(path).join("src/bin").is_dir() => Ok(()),
+                Ok(_) => Err(format!("{} has no binaries", path.display())),
+                Err(e) => Err(format!("{}: {e}", manifest.display())),
+            }
+        }
+        Program::Script(path) => {
+            let file = root().join(path);
+            let mode = std::os::unix::fs::PermissionsExt::mode(
+                &std::fs::metadata(&file)
+                    .map_err(|e| format!("{}: {e}", path.display()))?
+                    .permissions(),
+            );
+            if mode & 0o111 == 0 {
+                return Err(format!("{} is not executable", path.display()));
+            }
+            let parsed = Command::new("bash").arg("-n").arg(&file).status();
+            if !parsed.map(|s| s.success()).unwrap_or(false) {
+                return Err(format!("bash -n {} fails", path.display()));
+            }
+            variables_read(command, &[file])
+        }
+        Program::Unknown(words) => Err(format!(
+            "no test or .ci/run step checks {words:?}: teach node/tests/common/doc_commands.rs"
+        )),
+    }
+}
+
+#[test]
+fn every_doc_command_parses_and_names_what_exists() {
+    let ci = std::fs::read_to_string(root().join(".ci/run")).expect(".ci/run is readable");
+    let commands = all();
+    assert!(
+        commands.len() >= 40,
+        "only {} commands found",
+        commands.len()
+    );
+    let failures: Vec<String> = commands
+        .iter()
+        .filter_map(|command| {
+            check(command, &ci)
+                .err()
+                .map(|error| format!("{}: `{}`: {error}", command.place, command.text))
+        })
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn the_readme_starts_with_the_two_commands_and_ci_runs_the_second() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    assert!(
+        readme.lines().count() <= 200,
+        "README.md has grown past 200 lines"
+    );
+    let (_, first) = &blocks(&readme, "sh")[0];
+    let lines: Vec<&str> = first.lines().collect();
+    assert_eq!(lines.len(), 2, "{first}");
+    assert!(lines[0].starts_with("cargo run --release -p concord-sim -- run --seeds "));
+    let test = lines[1].split(" #").next().unwrap().trim();
+    let ci = std::fs::read_to_string(root().join(".ci/run")).unwrap();
+    assert!(
+        ci.lines().any(|line| line.trim() == test),
+        ".ci/run must run `{test}`"
+    );
+}
+
+#[test]
+fn every_rust_block_is_code_that_cargo_test_builds() {
+    let examples: Vec<String> = files_under(Path::new("examples"))
+        .iter()
+        .filter_map(|file| std::fs::read_to_string(file).ok())
+        .collect();
+    for file in doc_files() {
+        let text = std::fs::read_to_string(root().join(&file)).unwrap();
+        for (line, block) in blocks(&text, "rust") {
+            assert!(
+                examples.iter().any(|example| example.contains(&block)),
+                "{file}:{line}: a rust block that is no piece of examples/"
+            );
+        }
+    }
+}

@@ -1,0 +1,300 @@
+//! The directory as three real `concord-node --service directory`
+//! processes on loopback, driven only through its command-line client:
+//! two clients draw sequence numbers while a third connects, looks up and
+//! disconnects a user, and the leader is SIGKILLed part way. Checked on
+//! the results: sequence numbers are unique and strictly increasing in
+//! real-time order across the leader change; a lookup after an
+//! acknowledged disconnect never returns the old address (and after an
+//! acknowledged connect returns the new one); the per-user history is
+//! linearizable.
+
+#[path = "common/processes.rs"]
+mod processes;
+#[path = "common/services.rs"]
+mod services;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use concord_sim::history::{Op, Output, Recorder};
+use concord_sim::linearizability::{check_history, CheckResult};
+
+use services::{cli, CliTarget, Cluster, Outcome};
+
+const CLUSTER: &str = "real-directory-test";
+const SEQUENCES_PER_CLIENT: usize = 15;
+const KILL_AFTER_SEQUENCES: usize = 8;
+const ROUNDS: usize = 12;
+
+/// One `next-sequence` call that returned a number.
+#[derive(Clone, Copy, Debug)]
+struct Drawn {
+    call: Instant,
+    ret: Instant,
+    number: u64,
+}
+
+fn draw(target: &CliTarget, drawn: &AtomicUsize) -> Vec<Drawn> {
+    let mut numbers = Vec::new();
+    for _ in 0..SEQUENCES_PER_CLIENT {
+        let call = Instant::now();
+        let outcome = cli(target, &["next-sequence"]);
+        let ret = Instant::now();
+        if let Outcome::Ok(text) = outcome {
+            let number = text.trim().parse().expect("a sequence number");
+            numbers.push(Drawn { call, ret, number });
+        }
+        drawn.fetch_add(1, Ordering::SeqCst);
+    }
+    numbers
+}
+
+/// Parses `lookup` output: `user=address` or `user offline`.
+fn parse_lookup(text: &str) -> Vec<(String, Option<String>)> {
+    text.lines()
+        .map(|line| match line.split_once('=') {
+            Some((user, address)) => (user.to_string(), Some(address.to_string())),
+            None => (line.trim_end_matches(" offline").to_string(), None),
+        })
+        .collect()
+}
+
+#[test]
+fn sequence_and_lookups_stay_correct_across_a_leader_kill() {
+    let mut cluster = Cluster::on_loopback("directory", CLUSTER);
+    for id in 1..=3 {
+        cluster.start(id);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while cluster.leader().is_none() {
+        assert!(Instant::now() < deadline, "no leader within 20 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let target = cluster.cli_target();
+    let drawn = Arc::new(AtomicUsize::new(0));
+    let recorder = Recorder::new();
+
+    let drawers: Vec<_> = (0..2)
+        .map(|_| {
+            let (target, drawn) = (target.clone(), drawn.clone());
+            std::thread::spawn(move || draw(&target, &drawn))
+        })
+        .collect();
+
+    // A third client: connect ann at a new address, look her up,
+    // disconnect her, look her up again; each step checked against the
+    // acknowledged writes before it.
+    let presence = {
+        let (target, recorder) = (target.clone(), recorder.clone());
+        std::thread::spawn(move || {
+            let mut stale = Vec::new();
+            let mut connected: Option<String> = None;
+            for round in 0..ROUNDS {
+                let address = format!("10.0.0.{}:{}", round + 1, 5000 + round);
+                let token = recorder.call(
+                    3,
+                    "ann",
+                    Op::Put {
+                        value: address.clone(),
+                    },
+                );
+                match cli(&target, &["connect", "ann", &address]) {
+                    Outcome::Ok(_) => {
+                        recorder.ok(token, Output::Done);
+                        connected = Some(address.clone());
+                    }
+                    Outcome::NotApplied => recorder.fail(token),
+                    Outcome::Unknown => {
+                        recorder.unknown(token);
+                        connected = None;
+                    }
+                }
+                for _ in 0..2 {
+                    let users = ["ann", "bob"];
+                    let tokens: Vec<_> = users
+                        .iter()
+                        .map(|u| recorder.call(3, *u, Op::Get))
+                        .collect();
+                    let mut args = vec!["lookup"];
+                    args.extend(users);
+                    if let Outcome::Ok(text) = cli(&target, &args) {
+                        let seen = parse_lookup(&text);
+                        assert_eq!(seen.len(), 2, "lookup printed {text:?}");
+                        for (token, (_, address)) in tokens.into_iter().zip(&seen) {
+                            recorder.ok(token, Output::Value(address.clone().unwrap_or_default()));
+                        }
+                        if let Some(expected) = &connected {
+                            if seen[0].1.as_ref() != Some(expected) {
+                                stale.push(format!(
+                                    "round {round}: after connect {expected} was acknowledged, lookup said {:?}",
+                                    seen[0].1
+                                ));
+                            }
+                        }
+                    } else {
+                        tokens.into_iter().for_each(|t| recorder.fail(t));
+                    }
+                }
+                let token = recorder.call(
+                    3,
+                    "ann",
+                    Op::Put {
+                        value: String::new(),
+                    },
+                );
+                let disconnected = match cli(&target, &["disconnect", "ann"]) {
+                    Outcome::Ok(_) => {
+                        recorder.ok(token, Output::Done);
+                        true
+                    }
+                    Outcome::NotApplied => {
+                        recorder.fail(token);
+                        false
+                    }
+                    Outcome::Unknown => {
+                        recorder.unknown(token);
+                        false
+                    }
+                };
+                connected = None;
+                let token = recorder.call(3, "ann", Op::Get);
+                if let Outcome::Ok(text) = cli(&target, &["lookup", "ann"]) {
+                    let seen = parse_lookup(&text);
+                    recorder.ok(token, Output::Value(seen[0].1.clone().unwrap_or_default()));
+                    if disconnected && seen[0].1.is_some() {
+                        stale.push(format!(
+                            "round {round}: after the disconnect was acknowledged, lookup returned {:?}",
+                            seen[0].1
+                        ));
+                    }
+                } else {
+                    recorder.fail(token);
+                }
+            }
+            stale
+        })
+    };
+
+    while drawn.load(Ordering::SeqCst) < KILL_AFTER_SEQUENCES {
+        assert!(
+            drawers.iter().any(|d| !d.is_finished()),
+            "the clients stopped early"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let leader = cluster.leader().expect("a leader before the kill");
+    let killed_at = Instant::now();
+    cluster.sigkill(leader);
+
+    let mut numbers: Vec<Drawn> = drawers
+        .into_iter()
+        .flat_map(|d| d.join().expect("sequence client"))
+        .collect();
+    let stale = presence.join().expect("presence client");
+
+    assert!(stale.is_empty(), "stale lookups: {stale:#?}");
+    let after_kill = numbers.iter().filter(|d| d.call > killed_at).count();
+    assert!(
+        after_kill >= SEQUENCES_PER_CLIENT / 2,
+        "only {after_kill} numbers drawn after the leader was killed"
+    );
+    // Unique.
+    numbers.sort_by_key(|d| d.number);
+    for pair in numbers.windows(2) {
+        assert_ne!(pair[0].number, pair[1].number, "handed out twice: {pair:?}");
+    }
+    // Strictly increasing in real-time order.
+    for a in &numbers {
+        for b in &numbers {
+            if a.ret < b.call {
+                assert!(
+                    a.number < b.number,
+                    "{} returned before {} was called, yet is not smaller",
+                    a.number,
+                    b.number
+                );
+            }
+        }
+    }
+    let history = recorder.history();
+    eprintln!(
+        "leader {leader} killed; {} sequence numbers ({after_kill} drawn after the kill), {} presence operations",
+        numbers.len(),
+        history.len()
+    );
+    match check_history(&history) {
+        CheckResult::Ok => {}
+        other => panic!("the presence history is not linearizable: {other}"),
+    }
+}
+
+/// Waits until node `want` (or, with `None`, any node) says it leads.
+fn wait_for_leader(cluster: &Cluster, want: Option<u64>, within: Duration) -> u64 {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(leader) = cluster.leader() {
+            if want.is_none_or(|want| want == leader) {
+                return leader;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "leader {want:?} not in place within {within:?} (now {:?})",
+            cluster.leader()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The directory's deployment shape: four servers, the highest id
+/// preferred as leader whenever it is healthy; any one server may fail.
+#[test]
+fn four_servers_prefer_the_highest_id_and_survive_losing_it() {
+    let mut cluster = Cluster::with_nodes("directory", "real-directory-4", 4);
+    let prefer = ["--preferred-leader", "4"];
+    for id in 1..=4 {
+        cluster.start_with(id, &prefer);
+    }
+    let target = cluster.cli_target();
+    assert_eq!(
+        wait_for_leader(&cluster, Some(4), Duration::from_secs(20)),
+        4
+    );
+    let Outcome::Ok(first) = cli(&target, &["next-sequence"]) else {
+        panic!("next-sequence failed with every server up");
+    };
+    // The preferred leader fails: one of the other three leads and the
+    // directory keeps serving.
+    cluster.sigkill(4);
+    let interim = wait_for_leader(&cluster, None, Duration::from_secs(20));
+    assert_ne!(interim, 4);
+    assert!(matches!(
+        cli(&target, &["connect", "ann", "10.0.0.7:5000"]),
+        Outcome::Ok(_)
+    ));
+    let Outcome::Ok(second) = cli(&target, &["next-sequence"]) else {
+        panic!("next-sequence failed with node 4 down");
+    };
+    // It returns, catches up, and takes leadership back.
+    cluster.start_with(4, &prefer);
+    assert_eq!(
+        wait_for_leader(&cluster, Some(4), Duration::from_secs(30)),
+        4
+    );
+    let Outcome::Ok(third) = cli(&target, &["next-sequence"]) else {
+        panic!("next-sequence failed after node 4 returned");
+    };
+    let numbers: Vec<u64> = [first, second, third]
+        .iter()
+        .map(|text| text.trim().parse().expect("a sequence number"))
+        .collect();
+    assert!(
+        numbers.windows(2).all(|pair| pair[0] < pair[1]),
+        "sequence not increasing across leader changes: {numbers:?}"
+    );
+    let Outcome::Ok(text) = cli(&target, &["lookup", "ann"]) else {
+        panic!("lookup failed");
+    };
+    assert_eq!(text.trim(), "ann=10.0.0.7:5000");
+}

@@ -1,0 +1,244 @@
+//! The strict key-value store as three real `concord-node --service kv`
+//! processes on loopback, driven only through its command-line client: a
+//! writer runs `put-many` on a group of three keys while a reader runs
+//! `get-many` on the same group, and the leader is SIGKILLed part way.
+//! Every read must see the group whole (put_many atomicity), the history
+//! of both clients must be linearizable (checked per key by the
+//! simulator's checker), and writes must go on being acknowledged after
+//! the kill.
+
+#[path = "common/processes.rs"]
+mod processes;
+#[path = "common/services.rs"]
+mod services;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use concord_sim::history::{Op, Output, Recorder};
+use concord_sim::linearizability::{check_history, CheckResult};
+
+use services::{cli, Cluster, Outcome};
+
+const CLUSTER: &str = "real-kv-test";
+const GROUP: [&str; 3] = ["g.a", "g.b", "g.c"];
+const WRITES: usize = 30;
+const KILL_AFTER_WRITES: usize = 10;
+
+/// Parses `get-many` output: `key=value` or `key (absent)`.
+fn parse_values(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(|line| match line.split_once('=') {
+            Some((key, value)) => (key.to_string(), value.to_string()),
+            None => (
+                line.trim_end_matches(" (absent)").to_string(),
+                String::new(),
+            ),
+        })
+        .collect()
+}
+
+#[test]
+fn put_many_stays_atomic_and_linearizable_across_a_leader_kill() {
+    let mut cluster = Cluster::on_loopback("kv", CLUSTER);
+    for id in 1..=3 {
+        cluster.start(id);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while cluster.leader().is_none() {
+        assert!(Instant::now() < deadline, "no leader within 20 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let servers = cluster.cli_target();
+    let recorder = Recorder::new();
+    let writes_done = Arc::new(AtomicUsize::new(0));
+    let writer_finished = Arc::new(AtomicBool::new(false));
+
+    let writer = {
+        let (servers, recorder, writes_done, finished) = (
+            servers.clone(),
+            recorder.clone(),
+            writes_done.clone(),
+            writer_finished.clone(),
+        );
+        std::thread::spawn(move || {
+            let mut acked = Vec::new();
+            for i in 0..WRITES {
+                let value = format!("w{i}");
+                let tokens: Vec<_> = GROUP
+                    .iter()
+                    .map(|key| {
+                        recorder.call(
+                            1,
+                            *key,
+                            Op::Put {
+                                value: value.clone(),
+                            },
+                        )
+                    })
+                    .collect();
+                let pairs: Vec<String> = GROUP.iter().map(|key| format!("{key}={value}")).collect();
+                let mut args = vec!["put-many"];
+                args.extend(pairs.iter().map(String::as_str));
+                match cli(&servers, &args) {
+                    Outcome::Ok(_) => {
+                        tokens
+                            .into_iter()
+                            .for_each(|t| recorder.ok(t, Output::Done));
+                        acked.push(i);
+                    }
+                    Outcome::NotApplied => tokens.into_iter().for_each(|t| recorder.fail(t)),
+                    Outcome::Unknown => tokens.into_iter().for_each(|t| recorder.unknown(t)),
+                }
+                writes_done.fetch_add(1, Ordering::SeqCst);
+            }
+            finished.store(true, Ordering::SeqCst);
+            acked
+        })
+    };
+
+    let reader = {
+        let (servers, recorder, finished) =
+            (servers.clone(), recorder.clone(), writer_finished.clone());
+        std::thread::spawn(move || {
+            let mut reads = Vec::new();
+            while !finished.load(Ordering::SeqCst) {
+                let tokens: Vec<_> = GROUP
+                    .iter()
+                    .map(|key| recorder.call(2, *key, Op::Get))
+                    .collect();
+                let mut args = vec!["get-many"];
+                args.extend(GROUP);
+                match cli(&servers, &args) {
+                    Outcome::Ok(text) => {
+                        let values = parse_values(&text);
+                        assert_eq!(values.len(), GROUP.len(), "get-many printed {text:?}");
+                        for (token, (key, value)) in tokens.into_iter().zip(&values) {
+                            assert!(GROUP.contains(&key.as_str()), "{text:?}");
+                            recorder.ok(token, Output::Value(value.clone()));
+                        }
+                        reads.push(values);
+                    }
+                    // A read changes nothing: either way it is not applied.
+                    Outcome::NotApplied | Outcome::Unknown => {
+                        tokens.into_iter().for_each(|t| recorder.fail(t))
+                    }
+                }
+            }
+            reads
+        })
+    };
+
+    // SIGKILL the leader once a third of the writes are in.
+    while writes_done.load(Ordering::SeqCst) < KILL_AFTER_WRITES {
+        assert!(!writer.is_finished(), "the writer stopped early");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let leader = cluster.leader().expect("a leader before the kill");
+    cluster.sigkill(leader);
+    let writes_at_kill = writes_done.load(Ordering::SeqCst);
+
+    let acked = writer.join().expect("writer thread");
+    let reads = reader.join().expect("reader thread");
+
+    // Writes went on being acknowledged after the leader died.
+    let acked_after_kill = acked.iter().filter(|i| **i >= writes_at_kill).count();
+    assert!(
+        acked_after_kill >= (WRITES - writes_at_kill) / 2,
+        "only {acked_after_kill} of {} writes after the kill were acknowledged",
+        WRITES - writes_at_kill
+    );
+    // Atomicity: every read saw the group whole.
+    assert!(reads.len() >= 5, "only {} reads completed", reads.len());
+    for values in &reads {
+        assert!(
+            values.iter().all(|(_, value)| *value == values[0].1),
+            "a get-many saw part of a put-many: {values:?}"
+        );
+    }
+    // A final read sees the last acknowledged write (or a later one whose
+    // outcome the writer did not learn).
+    let last = *acked.last().expect("some write acknowledged");
+    let Outcome::Ok(text) = cli(&servers, &["get-many", "g.a", "g.b", "g.c"]) else {
+        panic!("the final read failed");
+    };
+    let values = parse_values(&text);
+    let seen: usize = values[0]
+        .1
+        .trim_start_matches('w')
+        .parse()
+        .expect("a written value");
+    assert!(
+        seen >= last,
+        "final read {values:?} is older than acknowledged write w{last}"
+    );
+    assert!(
+        values.iter().all(|(_, value)| *value == values[0].1),
+        "{values:?}"
+    );
+    // Linearizability of both clients' histories, per key.
+    let history = recorder.history();
+    eprintln!(
+        "leader {leader} killed after {writes_at_kill} writes; {} of {WRITES} writes acknowledged ({acked_after_kill} after the kill), {} reads, {} key-level operations checked",
+        acked.len(),
+        reads.len(),
+        history.len()
+    );
+    match check_history(&history) {
+        CheckResult::Ok => {}
+        other => panic!(
+            "the history of {} operations is not linearizable: {other}",
+            history.len()
+        ),
+    }
+}
+
+/// `--acknowledge-all`: when a write returns, every server has applied
+/// everything committed (with one client and no other writer, every
+/// server's applied index has reached the leader's commit index).
+#[test]
+fn acknowledge_all_returns_after_every_server_applied() {
+    let mut cluster = Cluster::with_nodes("kv", "real-kv-ack-all", 3);
+    for id in 1..=3 {
+        cluster.start(id);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while cluster.leader().is_none() {
+        assert!(Instant::now() < deadline, "no leader within 20 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let target = cluster.cli_target();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut status_client =
+        concord::tokio::client::Client::new(concord::tokio::client::ClientConfig::new(
+            cluster.servers().split(',').map(str::to_string).collect(),
+            "real-kv-ack-all",
+        ));
+    for i in 0..10 {
+        let value = format!("v{i}");
+        assert!(matches!(
+            cli(&target, &["--acknowledge-all", "put", "k", &value]),
+            Outcome::Ok(_)
+        ));
+        let statuses: Vec<_> = runtime.block_on(async {
+            let mut statuses = Vec::new();
+            for server in 0..3 {
+                statuses.push(status_client.status(server).await.expect("status"));
+            }
+            statuses
+        });
+        let commit = statuses.iter().map(|s| s.commit_index).max().unwrap_or(0);
+        for status in &statuses {
+            assert!(
+                status.applied_index >= commit,
+                "write {i} returned with node {} applied to {} of {commit}",
+                status.id,
+                status.applied_index
+            );
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! What a service is: its state, its requests and responses, and the
+//! domain logic between them. Everything else (the byte format, sessions,
+//! which path a read takes, snapshots, refusing bad input, the server and
+//! the client) is written once, for every service, in [`crate::machine`],
+//! [`crate::codec`] and the client.
+//!
+//! A new service is one file: a state type deriving `Serialize` and
+//! `Deserialize`, a request enum and a response enum (the same), and an
+//! `impl Service`; then one variant in [`crate::ServiceKind`] so the server
+//! (`concord-node --service`) and the command line (`concord-cli <name>`)
+//! know it.
+
+use std::fmt::Debug;
+
+use concord::{Index, ReadPath};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Where a request is executed through the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Applied {
+    /// The log index of the entry that carries the request.
+    pub index: Index,
+    /// The state machine runs this service's planted bug (see
+    /// [`crate::ServiceMachine::with_planted_bug`]): only for measuring
+    /// the simulator's checks, never in a real server.
+    pub planted_bug: bool,
+}
+
+/// A replicated service: a deterministic state and what requests do to it.
+///
+/// The state is serialized whole into a snapshot (serde, bincode, see
+/// [`crate::codec`]); use ordered containers (`BTreeMap`), so that every
+/// replica's snapshot of one state is the same bytes.
+pub trait Service: Default + Serialize + DeserializeOwned + Send + 'static {
+    /// The service's name: `concord-node --service NAME`, `concord-cli
+    /// NAME ...`; carried in every request and snapshot, so that a request
+    /// sent to a server of another service is refused, not misread.
+    const NAME: &'static str;
+
+    /// What the service does, in one line (the command line's help).
+    const ABOUT: &'static str;
+
+    /// The path a client reads on unless told otherwise.
+    const READ_PATH: ReadPath = ReadPath::ReadIndex;
+
+    /// A request.
+    type Request: Serialize + DeserializeOwned + Clone + Debug + PartialEq + Send + 'static;
+
+    /// An answer.
+    type Response: Serialize + DeserializeOwned + Clone + Debug + PartialEq + Send + 'static;
+
+    /// Whether a client sends `request` as a read: answered by
+    /// [`Service::read`] without a log entry. Everything else is a write,
+    /// sent through the log inside the client's session.
+    fn is_read(request: &Self::Request) -> bool;
+
+    /// Checks `request` against the service's limits; the error says what
+    /// to change. Called by the client before sending and by every replica
+    /// before executing, so [`Service::apply`] and [`Service::read`] only
+    /// ever see valid requests.
+    fn validate(request: &Self::Request) -> Result<(), String>;
+
+    /// Executes a valid request committed at `at` (a read sent through
+    /// the log too). `Err` refuses it: the state must then be unchanged.
+    fn apply(&mut self, request: Self::Request, at: Applied) -> Result<Self::Response, String>;
+
+    /// Answers a valid request without a log entry, from the state as it
+    /// is; `None` when the request is not a read. Must answer what
+    /// [`Service::apply`] would at this state.
+    fn read(
+        &self,
+        request: &Self::Request,
+        planted_bug: bool,
+    ) -> Option<Result<Self::Response, String>>;
+
+    /// Checks a state decoded from a snapshot against the limits the
+    /// service keeps while it runs (counts, sizes, derived totals); the
+    /// error names what is wrong. The default accepts every state.
+    fn check_restored(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// An answer that reports a failure in the service's own terms (chat's
+    /// "no such account"): its reason, for a client that treats it as an
+    /// error. The default: none.
+    fn refusal(response: &Self::Response) -> Option<String> {
+        let _ = response;
+        None
+    }
+
+    /// The service's commands on the command line (`concord-cli NAME
+    /// ...`, feature `cli`): often the request enum itself, deriving
+    /// `clap::Subcommand` under the feature. The request a command asks
+    /// for is its `try_into()` ([`request_of`]).
+    #[cfg(feature = "cli")]
+    type Command: clap::Subcommand
+        + std::fmt::Debug
+        + TryInto<Self::Request, Error: Into<CommandError>>;
+
+    /// Prints `response` to `request` for a person (or a script) on
+    /// `out`; says whether the command did what it was asked.
+    #[cfg(feature = "cli")]
+    fn show(request: &Self::Request, response: Self::Response, out: &mut Out) -> Printed;
+}
+
+/// The request command line `command` asks for (feature `cli`).
+#[cfg(feature = "cli")]
+pub fn request_of<S: Service>(command: S::Command) -> Result<S::Request, CommandError> {
+    command.try_into().map_err(Into::into)
+}
+
+/// `Ok` when `count` of `what` stays within `max`; otherwise what a
+/// restored state breaks ([`Service::check_restored`]).
+pub fn at_most(what: &str, count: usize, max: usize) -> Result<(), String> {
+    if count > max {
+        return Err(format!("{count} {what}, above the limit of {max}"));
+    }
+    Ok(())
+}
+
+/// Where a command line's answer is printed (feature `cli`).
+#[cfg(feature = "cli")]
+pub type Out = dyn std::io::Write;
+
+/// What printing an answer gives (feature `cli`): how the command ended,
+/// or why the output could not be written.
+#[cfg(feature = "cli")]
+pub type Printed = std::io::Result<Shown>;
+
+/// How a command line's answer ends (feature `cli`): `concord-cli`'s exit
+/// status.
+#[cfg(feature = "cli")]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Shown {
+    /// Done as asked: exit 0.
+    Done,
+    /// Done as asked, with a note for standard error (more results wait):
+    /// exit 0.
+    Note(String),
+    /// What was read is absent (`kv get` of a key never written): exit 5,
+    /// nothing on standard output, this on standard error.
+    Absent(String),
+    /// Answered, but not as asked (`kv cas` that did not swap): exit 1,
+    /// with this on standard error.
+    NotDone(String),
+}
+
+/// Why a command line asks for no request (feature `cli`).
+#[cfg(feature = "cli")]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// The arguments do not make a request: exit 2.
+    #[error("{0}")]
+    Usage(String),
+    /// An input the command reads (a file) could not be read: exit 1.
+    #[error("{0}")]
+    Input(String),
+    /// The request would be larger than a request may be; nothing was
+    /// sent: exit 6.
+    #[error("{0}")]
+    TooLarge(String),
+}
+
+/// A command that is its request cannot fail to be one.
+#[cfg(feature = "cli")]
+impl From<std::convert::Infallible> for CommandError {
+    fn from(never: std::convert::Infallible) -> Self {
+        match never {}
+    }
+}
