@@ -51,8 +51,8 @@ use concord::tokio::client::{Client, ClientConfig, ClientError};
 use concord::tokio::tls;
 use concord::tokio::wire::{AdminRequest, AdminResponse, Members};
 use concord_node::client::{CliArgs, CliCommand, MemberCommand, ReadMode};
-use concord_services::{CallError, CommandError, CommandVisitor, Service, ServiceClient, Shown};
 use concord_node::status_watch::{self, StatusArgs};
+use concord_services::{CallError, CommandError, CommandVisitor, Service, ServiceClient, Shown};
 
 /// A table of the members, for a person.
 fn print_members(members: &Members) {
