@@ -265,7 +265,18 @@ impl<S: SegmentFiles, T: SnapshotStore> SharedLog<S, T> {
                 // Created, or torn before its header was whole.
                 log.write_header(number)?;
             }
-            Some(_) => {}
+            Some(number) => {
+                if log.options.sync {
+                    // The marker on disk may name an older segment (a crash
+                    // can keep the previous marker), which this run may
+                    // delete: make the current segment durable as read and
+                    // move the marker to it, so the deletion rule (sync the
+                    // marker first) covers it.
+                    log.segments.sync(number)?;
+                    log.stats.syncs += 1;
+                    log.mark_durable(number, log.current_bytes)?;
+                }
+            }
         }
         // Snapshots the log must name again (see the module documentation).
         let mut marks = Vec::new();
