@@ -1221,7 +1221,7 @@ fn register_fast_path(ops: &[Operation], idx: &[usize]) -> Option<KeyOutcome> {
     }
     // The order the search processes ties in.
     rel.sort_by_key(|&i| (ops[i].call, i));
-    let mut ids: FxHashMap<&str, u32> = FxHashMap::default();
+    let mut ids: crate::check::search::StrMap<'_, u32> = Default::default();
     let mut names: Vec<&str> = vec![""];
     ids.insert("", 0);
     let mut reg: Vec<RegOp> = Vec::with_capacity(rel.len());

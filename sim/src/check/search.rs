@@ -74,6 +74,42 @@ impl std::hash::Hasher for Fx {
     }
 }
 
+/// [`Fx`] with a final avalanche (murmur3's `fmix64`), for maps keyed by
+/// strings that differ only in their later bytes (`"v1"`, ..., `"v999999"`).
+/// Fx's low bits, which pick the bucket, depend only on the low bits of
+/// each 8-byte word, so such keys crowd a few buckets: interning a million
+/// values took seconds. Fixed-seed and deterministic like `Fx`.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FxMixed(Fx);
+
+impl std::hash::Hasher for FxMixed {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.write(bytes);
+    }
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.0.write_u64(i);
+    }
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.0.write_u8(i);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        let mut h = self.0.finish();
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
+}
+
+/// A map keyed by strings, hashed with [`FxMixed`].
+pub(crate) type StrMap<'a, V> =
+    std::collections::HashMap<&'a str, V, std::hash::BuildHasherDefault<FxMixed>>;
+
 /// The limits of one part's search.
 pub(crate) struct Budget {
     pub(crate) steps: u64,

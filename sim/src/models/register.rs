@@ -1,7 +1,5 @@
 //! A read/write register and a compare-and-set register.
 
-use std::collections::HashMap;
-
 use serde_json::{Map, Value};
 
 use crate::check::typed::{field_bool, field_value, JsonModel};
@@ -108,8 +106,7 @@ fn decide<'a>(
     ops: &[&'a Op<RegisterInput, RegisterOutput>],
     init: &'a str,
 ) -> Option<Decision<String>> {
-    let mut ids: HashMap<&'a str, u32, std::hash::BuildHasherDefault<crate::check::search::Fx>> =
-        HashMap::default();
+    let mut ids: crate::check::search::StrMap<'a, u32> = Default::default();
     let mut names: Vec<&'a str> = Vec::new();
     let mut intern = |s: &'a str| -> u32 {
         let n = names.len() as u32;
