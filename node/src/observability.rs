@@ -20,7 +20,18 @@ pub enum LogFormat {
     Json,
 }
 
-/// The observability flags of `concord-node`.
+impl LogFormat {
+    /// The format a `log-format` config key names (`text` or `json`), or
+    /// why the name is refused.
+    pub fn from_name(name: &str) -> Result<LogFormat, String> {
+        <LogFormat as ValueEnum>::from_str(name, false)
+            .map_err(|_| format!("{name:?} is not a log format; expected text or json"))
+    }
+}
+
+/// The observability flags of `concord-node`, each optional here: a
+/// missing one may come from the config file (`metrics-listen`,
+/// `log-format`) or a default.
 #[derive(Clone, Debug, Default, Args)]
 pub struct ObservabilityFlags {
     /// Serve Prometheus metrics on `GET http://ADDR/metrics` (e.g.
@@ -28,14 +39,9 @@ pub struct ObservabilityFlags {
     /// stops the server at start with exit status 2.
     #[arg(long, env = "CONCORD_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<String>,
-    /// Log line format on stderr.
-    #[arg(
-        long,
-        env = "CONCORD_LOG_FORMAT",
-        value_enum,
-        default_value_t = LogFormat::Text
-    )]
-    pub log_format: LogFormat,
+    /// Log line format on stderr [default: text].
+    #[arg(long, env = "CONCORD_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
 }
 
 /// The log filter from `RUST_LOG`, or the default and a warning saying
@@ -111,5 +117,13 @@ mod tests {
         assert_eq!(filter, "info");
         let warning = warning.expect("a malformed filter is warned about");
         assert!(warning.contains("concord=loudest"), "{warning}");
+    }
+
+    #[test]
+    fn log_format_names_are_the_flag_values() {
+        assert_eq!(LogFormat::from_name("text"), Ok(LogFormat::Text));
+        assert_eq!(LogFormat::from_name("json"), Ok(LogFormat::Json));
+        let refusal = LogFormat::from_name("xml").unwrap_err();
+        assert!(refusal.contains("text or json"), "{refusal}");
     }
 }

@@ -19,6 +19,7 @@ use concord::NodeId;
 use concord_services::ServiceKind;
 use serde::Deserialize;
 
+use crate::observability::{LogFormat, ObservabilityFlags};
 use crate::parse::{self, Peers};
 
 /// Default length of one Raft tick.
@@ -56,12 +57,9 @@ pub struct NodeArgs {
     /// Something other than serving (shell completions).
     #[command(subcommand)]
     pub command: Option<NodeCommand>,
-    /// The server's settings.
+    /// The server's settings (logs and metrics among them).
     #[command(flatten)]
     pub server: ServerFlags,
-    /// Logs and metrics.
-    #[command(flatten)]
-    pub observability: crate::observability::ObservabilityFlags,
 }
 
 /// `concord-node`'s subcommands; without one it serves.
@@ -226,6 +224,9 @@ pub struct ServerFlags {
     /// where nodes share a machine's cores].
     #[arg(long, env = "CONCORD_NODE_THREADS", value_name = "N", value_parser = worker_threads_text)]
     pub worker_threads: Option<usize>,
+    /// Logs and metrics.
+    #[command(flatten)]
+    pub observability: ObservabilityFlags,
 }
 
 fn tick_ms_text(value: &str) -> Result<u64, String> {
@@ -303,6 +304,10 @@ pub struct ServerConfig {
     pub tls_cert: Option<PathBuf>,
     /// `--tls-key`.
     pub tls_key: Option<PathBuf>,
+    /// `--metrics-listen`.
+    pub metrics_listen: Option<String>,
+    /// `--log-format`: `text` or `json`.
+    pub log_format: Option<String>,
 }
 
 /// Every key [`ServerConfig`] accepts, for the "did you mean" of an
@@ -329,6 +334,8 @@ pub const CONFIG_KEYS: &[&str] = &[
     "tls-ca",
     "tls-cert",
     "tls-key",
+    "metrics-listen",
+    "log-format",
 ];
 
 /// Why `concord-node`'s settings were refused: each names the flag, or the
@@ -433,6 +440,11 @@ pub struct ServerSettings {
     pub tls_cert: Option<PathBuf>,
     /// See `tls_ca`.
     pub tls_key: Option<PathBuf>,
+    /// Address of the Prometheus endpoint, if any (bound when the server
+    /// starts).
+    pub metrics_listen: Option<String>,
+    /// Log line format on stderr.
+    pub log_format: LogFormat,
 }
 
 impl ServerSettings {
@@ -517,6 +529,11 @@ impl ServerSettings {
             }
             (None, None) => None,
         };
+        let log_format = match (flags.observability.log_format, &file.log_format) {
+            (Some(format), _) => format,
+            (None, Some(name)) => LogFormat::from_name(name).map_err(|m| bad("log-format", m))?,
+            (None, None) => LogFormat::default(),
+        };
         let snapshot_every_entries = flags
             .snapshot_every_entries
             .or(file.snapshot_every_entries)
@@ -550,6 +567,12 @@ impl ServerSettings {
             tls_ca: flags.tls_ca.clone().or_else(|| file.tls_ca.clone()),
             tls_cert: flags.tls_cert.clone().or_else(|| file.tls_cert.clone()),
             tls_key: flags.tls_key.clone().or_else(|| file.tls_key.clone()),
+            metrics_listen: flags
+                .observability
+                .metrics_listen
+                .clone()
+                .or_else(|| file.metrics_listen.clone()),
+            log_format,
         };
         settings
             .with_this_node_in_peers()?

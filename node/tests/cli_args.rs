@@ -608,3 +608,79 @@ fn witness_flags_keys_and_subcommand_parse_and_are_checked() {
         }) if addr == "127.0.0.1:7005"
     ));
 }
+
+#[test]
+fn log_format_and_metrics_listen_come_from_the_config_file_or_a_flag() {
+    use clap::Parser;
+    use concord_node::observability::LogFormat;
+    use concord_node::server::{parse_config, NodeArgs};
+    let merge = |extra: &[&str], file: &str| {
+        let mut argv = vec![
+            "concord-node",
+            "--id",
+            "1",
+            "--listen",
+            "127.0.0.1:1",
+            "--peers",
+            "1=127.0.0.1:1",
+            "--cluster-id",
+            "c",
+            "--data-dir",
+            "/nonexistent/x",
+        ];
+        argv.extend_from_slice(extra);
+        let flags = NodeArgs::try_parse_from(argv).expect("valid flags").server;
+        let config = parse_config(file, Path::new("s.toml")).expect("valid file");
+        ServerSettings::merge(&flags, &config, Some(Path::new("s.toml")))
+    };
+    // Neither: text logs, no endpoint.
+    let default = merge(&[], "").unwrap();
+    assert_eq!(default.log_format, LogFormat::Text);
+    assert_eq!(default.metrics_listen, None);
+    // The file's keys.
+    let file = "log-format = \"json\"\nmetrics-listen = \"127.0.0.1:9101\"\n";
+    let from_file = merge(&[], file).unwrap();
+    assert_eq!(from_file.log_format, LogFormat::Json);
+    assert_eq!(from_file.metrics_listen.as_deref(), Some("127.0.0.1:9101"));
+    // Flags override them.
+    let flags = merge(
+        &["--log-format", "text", "--metrics-listen", "127.0.0.1:9202"],
+        file,
+    )
+    .unwrap();
+    assert_eq!(flags.log_format, LogFormat::Text);
+    assert_eq!(flags.metrics_listen.as_deref(), Some("127.0.0.1:9202"));
+    // A format that does not exist names the key and the choices.
+    let refused = merge(&[], "log-format = \"xml\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("key `log-format` in s.toml")
+            && refused.contains("\"xml\" is not a log format; expected text or json"),
+        "{refused}"
+    );
+    let refused = parse_config("metrics-listen = 9101\n", Path::new("s.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("key `metrics-listen` in s.toml"),
+        "{refused}"
+    );
+}
+
+#[test]
+fn a_bad_log_format_key_stops_the_binary_with_status_2() {
+    let scratch = Scratch::new("log-format");
+    let file = scratch.file(
+        "server.toml",
+        "id = 1\nlisten = \"127.0.0.1:1\"\ndata-dir = \"/nonexistent/x\"\ncluster-id = \"c\"\n\
+         log-format = \"yaml\"\n[peers]\n1 = \"127.0.0.1:1\"\n",
+    );
+    assert_refused(
+        NODE,
+        &["--config", &file],
+        &[&format!(
+            "key `log-format` in {file}: \"yaml\" is not a log format; expected text or json"
+        )],
+    );
+}

@@ -9,6 +9,10 @@
 //!   the data directory is touched;
 //! * a malformed `RUST_LOG`: a warning, and the server runs at `info`;
 //!   `--log-format json` writes JSON lines;
+//! * the config file's `log-format` and `metrics-listen` keys do what the
+//!   flags do;
+//! * a follower that catches up by snapshot moves the leader's send and
+//!   its own receive duration histograms;
 //! * one write followed through the JSON logs of all three nodes by its
 //!   `client`, `seq` and `index` fields: proposed on the leader, committed
 //!   and applied on every node.
@@ -283,6 +287,85 @@ fn a_cluster_exports_metrics_that_move_as_it_works() {
     assert!(status.contains(" 404 "), "{status}");
 }
 
+#[test]
+fn a_snapshot_transfer_moves_the_send_and_receive_histograms() {
+    // Compacting often: a follower down for 150 writes comes back behind
+    // the leader's log and catches up by snapshot.
+    let compact = [
+        "--snapshot-every-entries",
+        "50",
+        "--compaction-trailing-entries",
+        "20",
+    ];
+    let mut cluster = NodeProcesses::on_loopback("metrics-snap", "metrics-snap");
+    let metrics: BTreeMap<u64, String> = cluster
+        .ids()
+        .into_iter()
+        .map(|id| (id, free_addr()))
+        .collect();
+    let flags = |id: u64| {
+        let mut flags = compact.to_vec();
+        flags.extend(["--metrics-listen", metrics[&id].as_str()]);
+        flags
+    };
+    for id in cluster.ids() {
+        cluster.start_with(id, &flags(id));
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut client = {
+        let _runtime = runtime.enter();
+        cluster.client()
+    };
+    runtime.block_on(async {
+        client.put("first", "write").await.expect("a write");
+    });
+    let leader = *metrics
+        .iter()
+        .find(|(_, addr)| {
+            Scrape::of(addr).is_ok_and(|s| s.value("concord_role{role=\"leader\"}") == Some(1.0))
+        })
+        .expect("a leader after a write")
+        .0;
+    let follower = cluster.ids().into_iter().find(|id| *id != leader).unwrap();
+    cluster.sigkill(follower);
+    runtime.block_on(async {
+        for i in 0..150 {
+            client
+                .put(format!("k{i}"), format!("v{i}"))
+                .await
+                .expect("a write");
+        }
+    });
+    cluster.start_with(follower, &flags(follower));
+    scrape_until(
+        &metrics[&follower],
+        "the follower's snapshot received",
+        |s| {
+            s.at_least("concord_snapshot_receive_duration_seconds_count", 1.0)
+                && s.at_least("concord_snapshot_received_bytes_total", 1.0)
+        },
+    );
+    // Sent by whichever node led when the follower came back.
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let sent: f64 = metrics
+            .iter()
+            .filter(|(id, _)| **id != follower)
+            .filter_map(|(_, addr)| Scrape::of(addr).ok())
+            .filter_map(|s| s.value("concord_snapshot_send_duration_seconds_count"))
+            .sum();
+        if sent >= 1.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no snapshot send was timed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    cluster.sigterm_all();
+}
+
 /// A scratch directory removed on drop.
 struct Scratch(PathBuf);
 
@@ -405,6 +488,40 @@ fn a_malformed_rust_log_is_a_warning_and_json_logs_are_json() {
         events += 1;
     }
     assert!(events > 0, "{text}");
+}
+
+#[test]
+fn the_config_file_keys_turn_on_json_logs_and_the_endpoint() {
+    let scratch = Scratch::new("config-keys");
+    let metrics = free_addr();
+    let config = scratch.0.join("server.toml");
+    std::fs::write(
+        &config,
+        format!("log-format = \"json\"\nmetrics-listen = \"{metrics}\"\n"),
+    )
+    .expect("write the config file");
+    let log = scratch.0.join("node.log");
+    let config = config.to_string_lossy().to_string();
+    let _node = Killed(single_node(&scratch, &["--config", &config], "info", &log));
+    // Served on the file's address once the node leads.
+    scrape_until(&metrics, "the file's metrics-listen serving", |scrape| {
+        scrape.at_least("concord_role{role=\"leader\"}", 1.0)
+    });
+    let deadline = Instant::now() + DEADLINE;
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("serving metrics") && text.contains("became leader") {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "no leader in the log:\n{text}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Every line is JSON: the file's log-format.
+    for line in text.lines() {
+        let event: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        assert!(event["level"].is_string(), "{line}");
+    }
 }
 
 /// A number in a JSON log field (numbers or their text).

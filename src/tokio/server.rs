@@ -576,6 +576,7 @@ where
         snapshots_stored: snapshots_tx,
         served_snapshot: None,
         incoming_snapshot: None,
+        outgoing_snapshots: BTreeMap::new(),
         received_snapshot: None,
         reads: BTreeMap::new(),
         next_read_id: 0,
@@ -645,6 +646,9 @@ struct Server<S, St, T> {
     /// The snapshot being received from the leader, and when its first
     /// chunk arrived.
     incoming_snapshot: Option<(SnapshotSink, std::time::Instant)>,
+    /// Snapshots being sent, by follower: which one, and when its first
+    /// chunk was handed to the transport (one entry per peer at most).
+    outgoing_snapshots: BTreeMap<NodeId, (LogPosition, std::time::Instant)>,
     /// The snapshot received whole and handed to storage, until restored.
     received_snapshot: Option<SnapshotReader>,
     /// Reads handed to the node, by read id: the query and the reply.
@@ -1347,10 +1351,41 @@ where
                 self.counters.messages_sent += 1;
                 self.counters.snapshot_bytes_sent += data.len() as u64;
                 let to = chunk.to;
-                self.transport.send(to, chunk.into_message(data));
+                let message = chunk.into_message(data);
+                if let crate::MessageBody::InstallSnapshot(sent) = &message.body {
+                    let end = sent.offset + sent.data.len() as u64;
+                    self.snapshot_chunk_sent(to, sent.snapshot, sent.offset, end, sent.size_bytes);
+                }
+                self.transport.send(to, message);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read a snapshot chunk; not sent");
+            }
+        }
+    }
+
+    /// Times a snapshot transfer to `to`, for
+    /// `concord_snapshot_send_duration_seconds`: from its chunk at offset
+    /// 0 (a rewound transfer starts again) to the chunk that ends at
+    /// `size_bytes`. The empty chunk a leader sends past the end to draw
+    /// an answer finds no transfer and is not counted twice.
+    fn snapshot_chunk_sent(
+        &mut self,
+        to: NodeId,
+        snapshot: LogPosition,
+        offset: u64,
+        end: u64,
+        size_bytes: u64,
+    ) {
+        let now = std::time::Instant::now();
+        if offset == 0 {
+            self.outgoing_snapshots.insert(to, (snapshot, now));
+        }
+        if end >= size_bytes {
+            if let Some((sending, started)) = self.outgoing_snapshots.remove(&to) {
+                if sending == snapshot {
+                    metrics::snapshot_sent(now.duration_since(started));
+                }
             }
         }
     }

@@ -112,7 +112,7 @@ For more information, try '--help'."
             return ExitCode::from(2);
         }
     };
-    observability::init_logging("concord-node", args.observability.log_format);
+    observability::init_logging("concord-node", settings.log_format);
     let runtime = if settings.worker_threads == 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -130,7 +130,7 @@ For more information, try '--help'."
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(settings, args.observability.metrics_listen)) {
+    match runtime.block_on(run(settings)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("concord-node: {}", e.message);
@@ -159,9 +159,9 @@ impl From<String> for Failure {
     }
 }
 
-async fn run(args: ServerSettings, metrics_listen: Option<String>) -> Result<(), Failure> {
+async fn run(args: ServerSettings) -> Result<(), Failure> {
     // Bound before anything else: an address in use is a bad flag.
-    let metrics = match &metrics_listen {
+    let metrics = match &args.metrics_listen {
         Some(addr) => Some(MetricsEndpoint::bind(addr).await.map_err(|e| Failure {
             code: EXIT_BAD_FLAGS,
             message: e.to_string(),

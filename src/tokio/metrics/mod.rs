@@ -127,6 +127,9 @@ pub const WAL_BATCH_WRITES: &str = "concord_wal_batch_writes";
 /// `concord_append_round_trip_seconds{peer}`: AppendEntries to its
 /// acknowledgement (the follower's fsync included).
 pub const APPEND_ROUND_TRIP_SECONDS: &str = "concord_append_round_trip_seconds";
+/// `concord_snapshot_send_duration_seconds`: leader only, a snapshot's
+/// first chunk to a follower handed to the transport until its last.
+pub const SNAPSHOT_SEND_DURATION_SECONDS: &str = "concord_snapshot_send_duration_seconds";
 /// `concord_snapshot_receive_duration_seconds`: first chunk to last.
 pub const SNAPSHOT_RECEIVE_DURATION_SECONDS: &str = "concord_snapshot_receive_duration_seconds";
 /// `concord_snapshot_restore_duration_seconds`: state machine restore.
@@ -171,6 +174,7 @@ pub const CATALOGUE: &[Metric] = &[
     Metric { name: WAL_FSYNC_DURATION_SECONDS, kind: Kind::Histogram, label: None, help: "Duration of one fdatasync of the write-ahead log" },
     Metric { name: WAL_BATCH_WRITES, kind: Kind::Histogram, label: None, help: "Writes made durable together by one write-ahead log batch (group commit)" },
     Metric { name: APPEND_ROUND_TRIP_SECONDS, kind: Kind::Histogram, label: Some("peer"), help: "Leader only: AppendEntries with entries sent to a follower (label peer) until it acknowledged them durable" },
+    Metric { name: SNAPSHOT_SEND_DURATION_SECONDS, kind: Kind::Histogram, label: None, help: "Leader only: sending a snapshot to a follower, its first chunk handed to the transport until its last" },
     Metric { name: SNAPSHOT_RECEIVE_DURATION_SECONDS, kind: Kind::Histogram, label: None, help: "Receiving a snapshot from a leader, first chunk to last" },
     Metric { name: SNAPSHOT_RESTORE_DURATION_SECONDS, kind: Kind::Histogram, label: None, help: "Restoring the state machine from a received snapshot" },
 ];
@@ -273,6 +277,12 @@ pub fn wal_batch(writes: usize) {
 pub fn append_round_trip(peer: NodeId, elapsed: Duration) {
     metrics::histogram!(APPEND_ROUND_TRIP_SECONDS, "peer" => peer.to_string())
         .record(elapsed.as_secs_f64());
+}
+
+/// The last chunk of a snapshot was handed to the transport for a
+/// follower, `elapsed` after its first.
+pub fn snapshot_sent(elapsed: Duration) {
+    metrics::histogram!(SNAPSHOT_SEND_DURATION_SECONDS).record(elapsed.as_secs_f64());
 }
 
 /// A snapshot from a leader arrived whole, `elapsed` after its first chunk.
