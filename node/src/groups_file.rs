@@ -1,4 +1,4 @@
-//! How many groups a data directory's cluster has: `<data-dir>/groups`,
+//! How many groups a data directory's cluster has: `<data-dir>/group-count`,
 //! written on the first start of a multi-group server (`--groups N`,
 //! N > 1) and checked on every later start. The group count decides
 //! which group each key belongs to, so a server restarted with another
@@ -14,7 +14,7 @@ use std::path::Path;
 use crate::service_file::SERVICE_FILE_NAME;
 
 /// File name of the group count inside a data directory.
-pub const GROUPS_FILE_NAME: &str = "groups";
+pub const GROUPS_FILE_NAME: &str = "group-count";
 
 /// Longest groups file read.
 const GROUPS_FILE_BYTES_MAX: u64 = 32;
