@@ -90,6 +90,18 @@ pub struct Connection {
     /// not just a majority.
     #[arg(long, global = true)]
     pub acknowledge_all: bool,
+    /// The cluster's group count, as given to its servers (`concord-node
+    /// --groups N`): N > 1 sends each `kv` request to the group of its
+    /// keys (a `put-many` or `get-many` across groups is refused).
+    #[arg(
+        long,
+        env = "CONCORD_GROUPS",
+        value_name = "N",
+        default_value_t = 1,
+        value_parser = groups,
+        global = true
+    )]
+    pub groups: u64,
     /// Mutual TLS 1.3 to servers that run it: the cluster's CA certificate
     /// (PEM). All three --tls-* flags or none.
     #[arg(long, env = "CONCORD_TLS_CA", value_name = "PEM", global = true)]
@@ -100,6 +112,15 @@ pub struct Connection {
     /// This client's private key (PEM).
     #[arg(long, env = "CONCORD_TLS_KEY", value_name = "PEM", global = true)]
     pub tls_key: Option<PathBuf>,
+}
+
+fn groups(value: &str) -> Result<u64, String> {
+    let n: u64 = value
+        .parse()
+        .map_err(|_| format!("{value:?} is not a number"))?;
+    concord_services::sharded_kv::ShardMap::new(n)
+        .map(|map| map.groups())
+        .map_err(|e| e.to_string())
 }
 
 impl Connection {

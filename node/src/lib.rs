@@ -4,13 +4,16 @@
 //!
 //! [`server`] holds `concord-node`'s flags, its TOML config file and the
 //! checked [`server::ServerSettings`] they merge into; [`service_file`]
-//! which service a data directory holds; [`client`] holds `concord-cli`'s
+//! which service a data directory holds; [`groups_file`] its group count;
+//! [`multi_node`] a server of many groups (`--groups N`); [`client`] holds `concord-cli`'s
 //! commands; [`parse`] the value rules both share; [`latency`] the
 //! statistics of the orders latency experiment (a benchmark).
 #![deny(missing_docs)]
 
 pub mod client;
+pub mod groups_file;
 pub mod latency;
+pub mod multi_node;
 pub mod observability;
 pub mod parse;
 pub mod server;

@@ -227,6 +227,30 @@ pub struct ServerFlags {
     /// Logs and metrics.
     #[command(flatten)]
     pub observability: ObservabilityFlags,
+    /// Raft groups this node hosts [default: 1, one group].
+    ///
+    /// N > 1 runs the sharded key-value store: keys hashed onto groups
+    /// 1..=N, every group on every node of --peers, one shared
+    /// write-ahead log and one connection per peer (docs/multi-group.md).
+    /// Every server of the cluster, and `concord-cli --groups`, must give
+    /// the same N, and a data directory keeps the N it was started with.
+    #[arg(long, env = "CONCORD_GROUPS", value_name = "N", value_parser = groups_text)]
+    pub groups: Option<u64>,
+}
+
+fn groups_text(value: &str) -> Result<u64, String> {
+    let n = value
+        .parse()
+        .map_err(|_| format!("{value:?} is not a number"))?;
+    check_groups(n)
+}
+
+fn check_groups(n: u64) -> Result<u64, String> {
+    let max = concord_services::sharded_kv::GROUPS_MAX;
+    if !(1..=max).contains(&n) {
+        return Err(format!("must be between 1 and {max}, not {n}"));
+    }
+    Ok(n)
 }
 
 fn tick_ms_text(value: &str) -> Result<u64, String> {
@@ -308,6 +332,8 @@ pub struct ServerConfig {
     pub metrics_listen: Option<String>,
     /// `--log-format`: `text` or `json`.
     pub log_format: Option<String>,
+    /// `--groups`.
+    pub groups: Option<u64>,
 }
 
 /// Every key [`ServerConfig`] accepts, for the "did you mean" of an
@@ -336,6 +362,7 @@ pub const CONFIG_KEYS: &[&str] = &[
     "tls-key",
     "metrics-listen",
     "log-format",
+    "groups",
 ];
 
 /// Why `concord-node`'s settings were refused: each names the flag, or the
@@ -445,6 +472,9 @@ pub struct ServerSettings {
     pub metrics_listen: Option<String>,
     /// Log line format on stderr.
     pub log_format: LogFormat,
+    /// Raft groups hosted: 1 is one group (a single-group server); more
+    /// runs the sharded key-value store on a multi-group host.
+    pub groups: u64,
 }
 
 impl ServerSettings {
@@ -534,6 +564,11 @@ impl ServerSettings {
             (None, Some(name)) => LogFormat::from_name(name).map_err(|m| bad("log-format", m))?,
             (None, None) => LogFormat::default(),
         };
+        let groups = match (flags.groups, file.groups) {
+            (Some(n), _) => n,
+            (None, Some(n)) => check_groups(n).map_err(|m| bad("groups", m))?,
+            (None, None) => 1,
+        };
         let snapshot_every_entries = flags
             .snapshot_every_entries
             .or(file.snapshot_every_entries)
@@ -573,11 +608,38 @@ impl ServerSettings {
                 .clone()
                 .or_else(|| file.metrics_listen.clone()),
             log_format,
+            groups,
         };
         settings
+            .with_groups_checked()?
             .with_this_node_in_peers()?
             .with_witnesses_checked()?
             .with_preferred_leader_checked()
+    }
+
+    /// Checks that a multi-group node (`groups` > 1) asks only for what
+    /// the multi-group host runs.
+    fn with_groups_checked(self) -> Result<ServerSettings, SettingsError> {
+        if self.groups == 1 {
+            return Ok(self);
+        }
+        let groups = self.groups;
+        let refuse = |what: &str| {
+            Err(SettingsError::Inconsistent(format!(
+                "--groups {groups} runs the sharded key-value store on a multi-group host, \
+                 which does not support {what}; use --groups 1 for it"
+            )))
+        };
+        if self.service != ServiceKind::Kv {
+            return refuse(&format!("--service {} (only kv is sharded)", self.service));
+        }
+        if self.join || self.witness || !self.witnesses.is_empty() {
+            return refuse("membership changes (--join, --witness, --witnesses)");
+        }
+        if self.lease_ticks > 0 || self.preferred_leader.is_some() {
+            return refuse("--lease-ticks or --preferred-leader");
+        }
+        Ok(self)
     }
 
     /// Checks that the preferred leader is one of the voters.

@@ -18,6 +18,8 @@
 //! | [`chat`] | accounts (glob listing), messages queued until fetched, each delivered once |
 //! | `client` (feature `runtime`) | [`ServiceClient`]: typed calls over concord's client |
 //! | `kv_client` (feature `runtime`) | the key-value store's typed methods on its client |
+//! | [`sharded_kv`] | the key-value store over many groups: keys to groups by a stable hash, each group's state machine |
+//! | `sharded_kv_client` (feature `runtime`) | its client: routes by group, leader cache, redirects; put_many within one group |
 //!
 //! The simulator (`concord-sim run`, `--service kv|directory|orders|chat`)
 //! depends on this crate without the `runtime` feature and runs the same
@@ -39,6 +41,9 @@ pub mod kv_client;
 pub mod machine;
 pub mod orders;
 pub mod service;
+pub mod sharded_kv;
+#[cfg(feature = "runtime")]
+pub mod sharded_kv_client;
 
 #[cfg(feature = "runtime")]
 pub use client::{CallError, ServiceClient};

@@ -23,6 +23,11 @@
 //! concord-cli completions bash
 //! ```
 //!
+//! `--groups N` (or `CONCORD_GROUPS`) talks to a multi-group cluster of
+//! the sharded key-value store (`concord-node --groups N`, the same N):
+//! each `kv` command goes to the group of its keys; `put-many` and
+//! `get-many` across groups are refused (exit 2), naming the groups.
+//!
 //! `--servers`, `--cluster-id` and `--timeout-ms` fall back to
 //! `CONCORD_SERVERS`, `CONCORD_CLUSTER_ID` and `CONCORD_TIMEOUT_MS`; the
 //! flags go before or after the command. The command line is
@@ -52,7 +57,17 @@ use concord::tokio::tls;
 use concord::tokio::wire::{AdminRequest, AdminResponse, Members};
 use concord_node::client::{CliArgs, CliCommand, MemberCommand, ReadMode};
 use concord_node::status_watch::{self, StatusArgs};
-use concord_services::{CallError, CommandError, CommandVisitor, Service, ServiceClient, Shown};
+use std::sync::Arc;
+
+use concord::tokio::multi::routing_client::{RoutingConfig, RoutingError};
+use concord::tokio::tls::TlsConfig;
+use concord::ReadPath;
+use concord_services::kv::Kv;
+use concord_services::sharded_kv::ShardMap;
+use concord_services::sharded_kv_client::{node_ids, ShardedKvClient, ShardedKvError};
+use concord_services::{
+    CallError, CommandError, CommandVisitor, Service, ServiceClient, ServiceCommand, Shown,
+};
 
 /// A table of the members, for a person.
 fn print_members(members: &Members) {
@@ -330,6 +345,9 @@ async fn run(args: CliArgs) -> Result<(), Failure> {
         tls::TlsRole::Client,
     )
     .map_err(|e| e.to_string())?;
+    if connection.groups > 1 {
+        return sharded(args, tls).await;
+    }
     let mut config = ClientConfig::new(connection.servers.clone(), connection.cluster_id.clone());
     config.tls = tls;
     config.request_timeout = connection.timeout();
@@ -384,6 +402,102 @@ impl CommandVisitor for Call {
                 Shown::NotDone(message) => Err(message.into()),
             }
         })
+    }
+}
+
+/// A `kv` command to a multi-group cluster (`--groups N`, N > 1): sent
+/// to the group of its keys, through each group's leader.
+async fn sharded(args: CliArgs, tls: Option<Arc<TlsConfig>>) -> Result<(), Failure> {
+    let connection = &args.connection;
+    let groups = connection.groups;
+    let command = match args.command {
+        CliCommand::Service(ServiceCommand::Kv(command)) => command,
+        CliCommand::Service(other) => {
+            return Err(Failure {
+                message: format!(
+                    "--groups {groups}: a multi-group cluster runs the sharded key-value store \
+                     only, not {}",
+                    other.kind()
+                ),
+                ending: Ending::Usage,
+            })
+        }
+        _ => {
+            return Err(Failure {
+                message: format!(
+                    "--groups {groups}: a multi-group cluster answers kv commands only (status \
+                     and membership are not served by it yet)"
+                ),
+                ending: Ending::Usage,
+            })
+        }
+    };
+    let request = concord_services::request_of::<Kv>(command)?;
+    let timeout = connection.timeout();
+    let servers = node_ids(
+        &connection.servers,
+        &connection.cluster_id,
+        tls.as_deref(),
+        timeout,
+    )
+    .await
+    .map_err(|e| Failure {
+        message: format!("{e}; check --servers and --cluster-id"),
+        ending: Ending::Failed,
+    })?;
+    let mut config = RoutingConfig::new(connection.cluster_id.clone(), servers);
+    config.tls = tls;
+    config.request_timeout = timeout;
+    config.connect_timeout = timeout;
+    let map = ShardMap::new(groups).map_err(|e| e.to_string())?;
+    let mut client = ShardedKvClient::new(map, config).map_err(|e| e.to_string())?;
+    match connection.read {
+        None => {}
+        Some(ReadMode::Index) => client.set_read_path(ReadPath::ReadIndex),
+        Some(ReadMode::Lease) => client.set_read_path(ReadPath::Lease),
+        Some(ReadMode::Follower) => client.set_read_path(ReadPath::Follower),
+        Some(ReadMode::Log) => {
+            return Err(Failure {
+                message: format!(
+                    "--groups {groups}: --read log is not offered by a multi-group cluster; \
+                     use index, lease or follower"
+                ),
+                ending: Ending::Usage,
+            })
+        }
+    }
+    let response = client.call(request.clone()).await.map_err(|e| {
+        let ending = match &e {
+            ShardedKvError::Shard(_) | ShardedKvError::Invalid(_) => Ending::Usage,
+            ShardedKvError::Routing(RoutingError::Unknown { .. }) => Ending::Unknown,
+            _ => Ending::Failed,
+        };
+        let hint = match &e {
+            ShardedKvError::Routing(RoutingError::Refused { message, .. })
+                if message.contains("not hosted") =>
+            {
+                format!(" (is --groups {groups} the servers' group count?)")
+            }
+            _ => String::new(),
+        };
+        Failure {
+            message: format!("{e}{hint}"),
+            ending,
+        }
+    })?;
+    let shown = Kv::show(&request, response, &mut concord::cli_output::Stdout)
+        .map_err(|e| format!("cannot print the answer: {e}"))?;
+    match shown {
+        Shown::Done => Ok(()),
+        Shown::Note(note) => {
+            eprintln!("({note})");
+            Ok(())
+        }
+        Shown::Absent(message) => Err(Failure {
+            message,
+            ending: Ending::Absent,
+        }),
+        Shown::NotDone(message) => Err(message.into()),
     }
 }
 

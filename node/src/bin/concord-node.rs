@@ -57,6 +57,11 @@
 //! A data directory holds one service's data (`<data-dir>/service`): a
 //! server started on it with another `--service` is refused.
 //!
+//! `--groups N` (N > 1, or `groups = N` in the config file) hosts N Raft
+//! groups of the sharded key-value store on one multi-group host
+//! (`concord_node::multi_node`, docs/multi-group.md); the default, 1, is
+//! the single-group server above. A data directory keeps its group count.
+//!
 //! `--metrics-listen ADDR` serves Prometheus metrics on
 //! `http://ADDR/metrics` (docs/metrics.md lists them); `--log-format json`
 //! writes one JSON object per log line.
@@ -83,7 +88,7 @@ use concord::tokio::tls;
 use concord::tokio::wal::{FileStorage, WalOptions};
 use concord_node::observability;
 use concord_node::server::{LocalClusterArgs, NodeArgs, NodeCommand, ServerSettings};
-use concord_node::service_file;
+use concord_node::{groups_file, multi_node, service_file};
 use concord_services::{service_state_machine, Service, ServiceVisitor};
 
 fn main() -> ExitCode {
@@ -160,6 +165,9 @@ impl From<String> for Failure {
 }
 
 async fn run(args: ServerSettings) -> Result<(), Failure> {
+    if args.groups > 1 {
+        return run_multi(&args).await;
+    }
     // Bound before anything else: an address in use is a bad flag.
     let metrics = match &args.metrics_listen {
         Some(addr) => Some(MetricsEndpoint::bind(addr).await.map_err(|e| Failure {
@@ -174,6 +182,15 @@ async fn run(args: ServerSettings) -> Result<(), Failure> {
         ..WalOptions::default()
     };
     service_file::claim(&args.data_dir, args.service).map_err(|e| Failure {
+        code: if e.is_foreign() {
+            EXIT_FOREIGN_DATA_DIR
+        } else {
+            1
+        },
+        message: e.to_string(),
+    })?;
+    // A multi-group cluster's directory is refused, naming its --groups.
+    groups_file::claim(&args.data_dir, 1).map_err(|e| Failure {
         code: if e.is_foreign() {
             EXIT_FOREIGN_DATA_DIR
         } else {
@@ -245,6 +262,29 @@ async fn run(args: ServerSettings) -> Result<(), Failure> {
         result = node.server.wait() => return result.map_err(|e| e.to_string().into()),
     }
     node.shutdown().await.map_err(|e| e.to_string().into())
+}
+
+/// `--groups N`, N > 1: the sharded key-value store on a multi-group
+/// host, until a signal.
+async fn run_multi(args: &ServerSettings) -> Result<(), Failure> {
+    if args.metrics_listen.is_some() {
+        return Err(Failure {
+            code: EXIT_BAD_FLAGS,
+            message: format!(
+                "--metrics-listen is not served by a multi-group node (--groups {}) yet; \
+                 leave it out",
+                args.groups
+            ),
+        });
+    }
+    let node = multi_node::start(args).await.map_err(|e| Failure {
+        code: e.code,
+        message: e.message,
+    })?;
+    tracing::info!(service = %args.service, groups = args.groups, id = args.id, listen = %node.local_addr, cluster = %args.cluster_id, tls = args.tls_ca.is_some(), "concord-node serving");
+    multi_node::serve_until_signal(node)
+        .await
+        .map_err(Failure::from)
 }
 
 /// Starts the node of the chosen service: its state machine behind the

@@ -1,0 +1,201 @@
+//! How many groups a data directory's cluster has: `<data-dir>/group-count`,
+//! written on the first start of a multi-group server (`--groups N`,
+//! N > 1) and checked on every later start. The group count decides
+//! which group each key belongs to, so a server restarted with another
+//! count would look for keys in the wrong groups; and a single-group
+//! server's data is not a multi-group server's (nor the reverse). Both
+//! are refused, naming the `--groups` to give.
+//!
+//! A directory without the file is a single-group server's (or new).
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::service_file::SERVICE_FILE_NAME;
+
+/// File name of the group count inside a data directory.
+pub const GROUPS_FILE_NAME: &str = "group-count";
+
+/// Longest groups file read.
+const GROUPS_FILE_BYTES_MAX: u64 = 32;
+
+/// Why a data directory is not this server's.
+#[derive(Debug, thiserror::Error)]
+pub enum GroupsFileError {
+    /// It holds a cluster of another group count.
+    #[error(
+        "the data directory {dir} holds a cluster of {found} groups, but this server was \
+         started with --groups {expected}: start it with --groups {found} (every server and \
+         client of a cluster gives the same count), or give it another data directory"
+    )]
+    OtherCount {
+        /// The directory.
+        dir: String,
+        /// The count its file names.
+        found: u64,
+        /// The count asked for.
+        expected: u64,
+    },
+    /// It holds a single-group server's data.
+    #[error(
+        "the data directory {dir} holds a single-group server's data, but this server was \
+         started with --groups {expected}: start it with --groups 1, or give it another \
+         (empty) data directory"
+    )]
+    SingleGroup {
+        /// The directory.
+        dir: String,
+        /// The count asked for.
+        expected: u64,
+    },
+    /// The file is not a count.
+    #[error("{path} does not hold a group count ({text:?}); it was damaged: restore it")]
+    Damaged {
+        /// The file.
+        path: String,
+        /// What it holds.
+        text: String,
+    },
+    /// The file could not be read or written.
+    #[error("cannot {action} {path}: {error}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file.
+        path: String,
+        /// What failed.
+        error: std::io::Error,
+    },
+}
+
+impl GroupsFileError {
+    /// Whether the directory is another's (not a failure of the disk).
+    pub fn is_foreign(&self) -> bool {
+        !matches!(self, GroupsFileError::Io { .. })
+    }
+}
+
+/// The group count `data_dir` records (`None`: no file).
+pub fn recorded(data_dir: &Path) -> Result<Option<u64>, GroupsFileError> {
+    let path = data_dir.join(GROUPS_FILE_NAME);
+    let io = |action, error| GroupsFileError::Io {
+        action,
+        path: path.display().to_string(),
+        error,
+    };
+    let file = match std::fs::File::open(&path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(io("read", error)),
+    };
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut std::io::Read::take(file, GROUPS_FILE_BYTES_MAX),
+        &mut text,
+    )
+    .map_err(|e| io("read", e))?;
+    match text.trim().parse::<u64>() {
+        Ok(count) if count > 1 => Ok(Some(count)),
+        _ => Err(GroupsFileError::Damaged {
+            path: path.display().to_string(),
+            text,
+        }),
+    }
+}
+
+/// Checks that `data_dir` holds a cluster of `groups` groups; a
+/// multi-group server (`groups` > 1) claims a directory that holds
+/// nothing but its service file, writing the count.
+pub fn claim(data_dir: &Path, groups: u64) -> Result<(), GroupsFileError> {
+    let dir = || data_dir.display().to_string();
+    match recorded(data_dir)? {
+        Some(found) if found == groups => return Ok(()),
+        Some(found) => {
+            return Err(GroupsFileError::OtherCount {
+                dir: dir(),
+                found,
+                expected: groups,
+            })
+        }
+        None if groups == 1 => return Ok(()),
+        None => {}
+    }
+    let path = data_dir.join(GROUPS_FILE_NAME);
+    let io = |action, error| GroupsFileError::Io {
+        action,
+        path: path.display().to_string(),
+        error,
+    };
+    std::fs::create_dir_all(data_dir).map_err(|e| io("create the directory of", e))?;
+    let entries = std::fs::read_dir(data_dir).map_err(|e| io("read the directory of", e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| io("read the directory of", e))?;
+        if entry.file_name() != SERVICE_FILE_NAME {
+            return Err(GroupsFileError::SingleGroup {
+                dir: dir(),
+                expected: groups,
+            });
+        }
+    }
+    let mut file = match std::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+    {
+        Ok(file) => file,
+        // Another server claimed it first: check its count.
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            return claim(data_dir, groups)
+        }
+        Err(error) => return Err(io("create", error)),
+    };
+    file.write_all(format!("{groups}\n").as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| io("write", e))?;
+    std::fs::File::open(data_dir)
+        .and_then(|dir| dir.sync_all())
+        .map_err(|e| io("sync the directory of", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_keeps_its_group_count() {
+        let dir = std::env::temp_dir().join(format!("groups-file-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        // New: a single-group server writes nothing.
+        claim(&dir, 1).unwrap();
+        assert_eq!(recorded(&dir).unwrap(), None);
+        // A multi-group server claims it (next to the service file).
+        std::fs::write(dir.join(SERVICE_FILE_NAME), b"kv\n").unwrap();
+        claim(&dir, 8).unwrap();
+        claim(&dir, 8).unwrap();
+        assert_eq!(recorded(&dir).unwrap(), Some(8));
+        for other in [1, 16] {
+            let error = claim(&dir, other).unwrap_err();
+            assert!(error.is_foreign());
+            let message = error.to_string();
+            assert!(
+                message.contains("holds a cluster of 8 groups")
+                    && message.contains("start it with --groups 8"),
+                "{message}"
+            );
+        }
+        std::fs::write(dir.join(GROUPS_FILE_NAME), b"many\n").unwrap();
+        assert!(matches!(
+            claim(&dir, 8),
+            Err(GroupsFileError::Damaged { .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+        // A single-group server's data is not claimed.
+        std::fs::create_dir_all(dir.join("wal")).unwrap();
+        let error = claim(&dir, 4).unwrap_err();
+        assert!(
+            error.to_string().contains("single-group server's data"),
+            "{error}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,214 @@
+//! `concord-node --groups N` (N > 1): a server hosting N Raft groups of
+//! the sharded key-value store (`concord_services::sharded_kv`) on the
+//! multi-group host (`concord::tokio::multi`): one shared write-ahead
+//! log in `<data-dir>/log/`, each group's snapshots in
+//! `<data-dir>/groups/`, one connection per peer carrying every group's
+//! messages, one timer. Peers and clients share `--listen`; a client
+//! names the group of each request (`concord-cli --groups N kv ...`
+//! routes by key).
+//!
+//! Every node of `--peers` hosts every group, each group's voters being
+//! all of them. The data directory records the service (kv), the group
+//! count ([`crate::groups_file`]) and the node's identity, like a
+//! single-group server's, and is refused to a server started otherwise.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use concord::multi::MultiConfig;
+use concord::tokio::identity::{IdentityClaim, IdentityHandle};
+use concord::tokio::multi::data_dir;
+use concord::tokio::multi::host::{self, MultiServerConfig, MultiServerHandle};
+use concord::tokio::multi::log_sink::WalThread;
+use concord::tokio::multi::shared_log::MultiWalOptions;
+use concord::tokio::multi::tcp_listener::{self, MultiListenerConfig};
+use concord::tokio::multi::tcp_sender::{TcpFrameConfig, TcpFrameSender};
+use concord::tokio::storage::StorageError;
+use concord::tokio::tls;
+use concord::Config;
+use concord_services::sharded_kv::{ShardMachine, ShardMap};
+use concord_services::ServiceKind;
+
+use crate::server::ServerSettings;
+use crate::{groups_file, service_file};
+
+/// Exit status: failed to start or serve.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit status: the data directory belongs to another cluster, node,
+/// service or group count.
+pub const EXIT_FOREIGN_DATA_DIR: u8 = 3;
+/// Exit status: the data directory is in use by another process.
+pub const EXIT_DATA_DIR_IN_USE: u8 = 4;
+
+/// Why a multi-group server did not start, and its exit status.
+#[derive(Debug)]
+pub struct StartFailure {
+    /// Exit status ([`EXIT_FAILED`], [`EXIT_FOREIGN_DATA_DIR`],
+    /// [`EXIT_DATA_DIR_IN_USE`]).
+    pub code: u8,
+    /// What went wrong and what to do.
+    pub message: String,
+}
+
+impl From<String> for StartFailure {
+    fn from(message: String) -> Self {
+        StartFailure {
+            code: EXIT_FAILED,
+            message,
+        }
+    }
+}
+
+/// A running multi-group server.
+pub struct RunningMultiNode {
+    /// The server loop.
+    pub handle: MultiServerHandle,
+    /// The address peers and clients reach it on.
+    pub local_addr: SocketAddr,
+    /// Its groups' key map.
+    pub map: ShardMap,
+    _identity: Arc<IdentityHandle>,
+}
+
+/// Starts the multi-group server `settings` describe (`settings.groups`
+/// > 1, service kv): claims and recovers the data directory, then serves.
+pub async fn start(settings: &ServerSettings) -> Result<RunningMultiNode, StartFailure> {
+    debug_assert_eq!(settings.service, ServiceKind::Kv);
+    let map = ShardMap::new(settings.groups).map_err(|e| e.to_string())?;
+    let foreign = |foreign: bool, message: String| StartFailure {
+        code: if foreign {
+            EXIT_FOREIGN_DATA_DIR
+        } else {
+            EXIT_FAILED
+        },
+        message,
+    };
+    service_file::claim(&settings.data_dir, settings.service)
+        .map_err(|e| foreign(e.is_foreign(), e.to_string()))?;
+    groups_file::claim(&settings.data_dir, settings.groups)
+        .map_err(|e| foreign(e.is_foreign(), e.to_string()))?;
+    let claim = IdentityClaim {
+        cluster_id: settings.cluster_id.clone(),
+        node_id: settings.id,
+        bootstrap: settings.peers.keys().next() == Some(&settings.id),
+    };
+    let options = MultiWalOptions {
+        sync: settings.fsync,
+        accept_data_loss: settings.accept_wal_data_loss,
+        ..MultiWalOptions::default()
+    };
+    let (opened, identity) = data_dir::open_data_dir_as(&settings.data_dir, options, &claim)
+        .map_err(|e| match e {
+            StorageError::Identity(refusal) => StartFailure {
+                code: if refusal.is_foreign() {
+                    EXIT_FOREIGN_DATA_DIR
+                } else {
+                    EXIT_DATA_DIR_IN_USE
+                },
+                message: refusal.to_string(),
+            },
+            other => format!(
+                "cannot open the data directory {}: {other}",
+                settings.data_dir.display()
+            )
+            .into(),
+        })?;
+    let tls = tls::load_from_flags(
+        settings.tls_ca.clone(),
+        settings.tls_cert.clone(),
+        settings.tls_key.clone(),
+        &settings.cluster_id,
+        tls::TlsRole::Node(settings.id),
+    )
+    .map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::bind(&settings.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the listening address: {e}"))?;
+
+    let id = settings.id;
+    let voters: BTreeSet<_> = settings.peers.keys().copied().collect();
+    let mut multi = MultiConfig::new(id, voters.iter().copied());
+    multi.incarnation = opened.incarnation;
+    let started_nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let groups = map
+        .group_ids()
+        .map(|group| {
+            let mut config = Config::new(id, voters.iter().copied());
+            config.compaction_threshold_entries = settings.snapshot_every_entries;
+            config.compaction_trailing_entries = settings.compaction_trailing_entries;
+            config.seed = id ^ started_nanos.rotate_left(17) ^ group.wrapping_mul(0x9e37_79b9);
+            (group, config)
+        })
+        .collect();
+    let mut config = MultiServerConfig::new(multi, groups);
+    config.tick = Duration::from_millis(settings.tick_ms);
+    config.client_addrs = settings.peers.clone();
+
+    let peers: BTreeMap<_, _> = settings
+        .peers
+        .iter()
+        .filter(|(peer, _)| **peer != id)
+        .map(|(peer, addr)| (*peer, addr.clone()))
+        .collect();
+    let mut frames = TcpFrameConfig::new(id, settings.cluster_id.clone(), peers);
+    frames.tls = tls.clone();
+    let sender = TcpFrameSender::start(frames);
+    let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+    let log = WalThread::start(opened.log, events_tx)
+        .map_err(|e| format!("cannot start the write-ahead log's thread: {e}"))?;
+    let inbox = host::inbox();
+    let events = inbox.0.clone();
+    let handle = host::start(
+        config,
+        |group| ShardMachine::new(map, group),
+        opened.recovery,
+        log,
+        events_rx,
+        sender,
+        inbox,
+    )
+    .map_err(|e| format!("cannot start the groups: {e}"))?;
+    let mut accept = MultiListenerConfig::new(id, settings.cluster_id.clone(), voters);
+    accept.tls = tls;
+    tokio::spawn(tcp_listener::serve(
+        listener,
+        accept,
+        events,
+        handle.shutdown_signal(),
+    ));
+    Ok(RunningMultiNode {
+        handle,
+        local_addr,
+        map,
+        _identity: identity,
+    })
+}
+
+/// Runs `node` until SIGINT or SIGTERM (then stops it gracefully) or
+/// until its loop stops by itself (a failed log); how it ended.
+pub async fn serve_until_signal(node: RunningMultiNode) -> Result<(), String> {
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| format!("cannot install a SIGTERM handler: {e}"))?;
+    let handle = node.handle;
+    let stopped = async {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if handle.status(false).await.is_none() {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        _ = sigterm.recv() => tracing::info!("SIGTERM: shutting down"),
+        () = stopped => tracing::error!("the server loop stopped"),
+    }
+    handle.shutdown().await.map_err(|e| e.to_string())
+}
