@@ -22,144 +22,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use concord::multi::{GroupId, MultiConfig};
-use concord::state_machine::{RestoreError, StateMachine};
-use concord::tokio::multi::host::{self, MultiServerConfig, MultiServerHandle};
-use concord::tokio::multi::log_sink::WalThread;
-use concord::tokio::multi::segment_files::DirSegments;
-use concord::tokio::multi::shared_log::{MultiWalOptions, SharedLog};
-use concord::tokio::multi::snapshot_store::DirSnapshots;
-use concord::tokio::multi::tcp_listener::{self, MultiListenerConfig};
-use concord::tokio::multi::tcp_sender::{TcpFrameConfig, TcpFrameSender};
+use concord::multi::GroupId;
+use concord::tokio::multi::host::MultiServerHandle;
 use concord::tokio::multi::wire::GroupOp;
 use concord::tokio::wire::ClientResponse;
-use concord::{Config, NodeId, Role};
+use concord::NodeId;
 
 #[path = "../tests/common/scratch.rs"]
 mod scratch;
 
-const NODES: [NodeId; 3] = [1, 2, 3];
+mod multi_common;
+use multi_common::*;
+
 const COMMAND_BYTES: usize = 64;
 
-fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
-    std::env::var(name)
-        .ok()
-        .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
-        .unwrap_or_else(|| default.to_vec())
-}
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
-
-/// Counts commands; snapshots are the count.
-#[derive(Default)]
-struct Counter(u64);
-
-impl StateMachine for Counter {
-    fn apply(&mut self, _index: u64, _command: &[u8]) -> Bytes {
-        self.0 += 1;
-        Bytes::new()
-    }
-    fn snapshot(&self) -> Bytes {
-        Bytes::copy_from_slice(&self.0.to_le_bytes())
-    }
-    fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {
-        let bytes: [u8; 8] = snapshot
-            .try_into()
-            .map_err(|_| RestoreError::new("want 8 bytes"))?;
-        self.0 = u64::from_le_bytes(bytes);
-        Ok(())
-    }
-}
-
-fn start_node(
-    id: NodeId,
-    dir: &Path,
-    groups: GroupId,
-    addrs: &BTreeMap<NodeId, String>,
-) -> MultiServerHandle {
-    let (log, recovery) = SharedLog::open(
-        DirSegments::new(dir.join("log")).unwrap(),
-        DirSnapshots::new(dir.join("groups")).unwrap(),
-        MultiWalOptions::default(),
-    )
-    .unwrap();
-    let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
-    let log = WalThread::start(log, events_tx).unwrap();
-    let peers = addrs
-        .iter()
-        .filter(|(peer, _)| **peer != id)
-        .map(|(peer, addr)| (*peer, addr.clone()))
-        .collect();
-    let sender = TcpFrameSender::start(TcpFrameConfig::new(id, "bench", peers));
-    let mut multi = MultiConfig::new(id, NODES);
-    multi.incarnation = 1;
-    let configs = (1..=groups)
-        .map(|group| {
-            let mut config = Config::new(id, NODES);
-            config.seed = group * 7 + id;
-            config.compaction_threshold_entries = Some(10_000);
-            (group, config)
-        })
-        .collect();
-    let mut config = MultiServerConfig::new(multi, configs);
-    config.tick = Duration::from_millis(10);
-    let inbox = host::inbox();
-    let events = inbox.0.clone();
-    let handle = host::start(
-        config,
-        |_| Counter::default(),
-        recovery,
-        log,
-        events_rx,
-        sender,
-        inbox,
-    )
-    .unwrap();
-    let listener = std::net::TcpListener::bind(&addrs[&id]).unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-    let listener_config = MultiListenerConfig::new(id, "bench", NODES.into_iter().collect());
-    tokio::spawn(tcp_listener::serve(
-        listener,
-        listener_config,
-        events,
-        handle.shutdown_signal(),
-    ));
-    handle
-}
-
-/// The leader of every group, once every group has one.
-async fn leaders(
-    handles: &BTreeMap<NodeId, Arc<MultiServerHandle>>,
-    groups: GroupId,
-) -> BTreeMap<GroupId, NodeId> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let mut led = BTreeMap::new();
-        for (id, handle) in handles {
-            for (group, status) in handle.status(true).await.unwrap().groups {
-                if status.role == Role::Leader {
-                    led.insert(group, *id);
-                }
-            }
-        }
-        if led.len() == groups as usize {
-            return led;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "only {} of {groups} groups led",
-            led.len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
+/// Syncs of the shared logs, summed over `handles`.
 async fn log_syncs(handles: &BTreeMap<NodeId, Arc<MultiServerHandle>>) -> u64 {
     let mut syncs = 0;
     for handle in handles.values() {
@@ -237,21 +114,27 @@ async fn run(
     secs: u64,
     root: &Path,
 ) {
-    let ports = scratch::free_ports(NODES.len());
-    let addrs: BTreeMap<NodeId, String> = NODES
-        .iter()
-        .zip(&ports)
-        .map(|(id, port)| (*id, format!("127.0.0.1:{port}")))
-        .collect();
+    let addrs = loopback_addrs(&scratch::free_ports(NODES.len()));
+    let options = NodeOptions {
+        groups,
+        quiesce: true,
+        tick: Duration::from_millis(10),
+    };
     let handles: BTreeMap<NodeId, Arc<MultiServerHandle>> = NODES
         .iter()
         .map(|id| {
             let dir: PathBuf = root.join(format!("node-{id}"));
-            (*id, Arc::new(start_node(*id, &dir, groups, &addrs)))
+            (*id, Arc::new(start_node(*id, &dir, options, &addrs)))
         })
         .collect();
     let started = Instant::now();
-    let led = leaders(&handles, groups).await;
+    let led = leaders(
+        &handles,
+        groups,
+        Duration::from_millis(50),
+        Duration::from_secs(120),
+    )
+    .await;
     println!(
         "{groups} groups on 3 nodes led after {:.1} s (fsync on, one shared log per node)",
         started.elapsed().as_secs_f64()
@@ -279,11 +162,7 @@ async fn run(
             );
         }
     }
-    for (_, handle) in handles {
-        if let Ok(handle) = Arc::try_unwrap(handle) {
-            let _ = handle.shutdown().await;
-        }
-    }
+    shutdown(handles).await;
 }
 
 fn main() {
@@ -297,9 +176,5 @@ fn main() {
     let one_group_clients = env_u64("CONCORD_BENCH_ONE_GROUP_CLIENTS", 64) as usize;
     let secs = env_u64("CONCORD_BENCH_SECS", 5);
     let root = scratch::TempDir::new("multi-group-writes");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(run(groups, &active, one_group_clients, secs, &root.0));
+    runtime().block_on(run(groups, &active, one_group_clients, secs, &root.0));
 }

@@ -12,6 +12,8 @@
 
 #[path = "common/certs.rs"]
 mod certs;
+#[path = "common/kv_nodes.rs"]
+mod kv_nodes;
 #[path = "common/scratch.rs"]
 mod scratch;
 
@@ -24,13 +26,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use certs::{client_name, node_name, Ca, Validity};
 use concord::tokio::client::ClientConfig;
-use concord::tokio::cluster::{start_node, NodeSettings, RunningNode};
+use concord::tokio::cluster::{NodeSettings, RunningNode};
 use concord::tokio::frame;
-use concord::tokio::storage::{MemDisk, MemStorage};
 use concord::tokio::tls::{TlsConfig, TlsPaths, TlsRole};
 use concord::tokio::wire::{Hello, HelloRole, Welcome};
-use concord_services::kv::Kv;
-use concord_services::{service_state_machine, KvClient};
+use concord_services::KvClient;
+use kv_nodes::{loopback_peers, start_kv_node};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use scratch::{free_ports, TempDir};
@@ -144,23 +145,12 @@ impl Material {
 
 /// Three in-process TLS nodes on loopback.
 async fn tls_cluster(material: &Material) -> (Vec<RunningNode>, BTreeMap<u64, String>) {
-    let ports = free_ports(3);
-    let peers: BTreeMap<u64, String> = (1..=3u64)
-        .map(|id| (id, format!("127.0.0.1:{}", ports[id as usize - 1])))
-        .collect();
+    let peers = loopback_peers(&free_ports(3));
     let mut nodes = Vec::new();
     for (&id, addr) in &peers {
         let mut settings = NodeSettings::new(id, addr.clone(), peers.clone(), CLUSTER);
         settings.tls = Some(material.load(&format!("node-{id}"), TlsRole::Node(id)));
-        nodes.push(
-            start_node(
-                settings,
-                service_state_machine::<Kv>(),
-                MemStorage::new(MemDisk::new()),
-            )
-            .await
-            .expect("start a TLS node"),
-        );
+        nodes.push(start_kv_node(settings).await.expect("start a TLS node"));
     }
     (nodes, peers)
 }
@@ -420,13 +410,7 @@ fn a_client_refuses_a_server_whose_certificate_another_ca_signed() {
         let peers = BTreeMap::from([(1, addr.clone())]);
         let mut settings = NodeSettings::new(1, addr.clone(), peers.clone(), CLUSTER);
         settings.tls = Some(stranger.load("node-1", TlsRole::Node(1)));
-        let node = start_node(
-            settings,
-            service_state_machine::<Kv>(),
-            MemStorage::new(MemDisk::new()),
-        )
-        .await
-        .unwrap();
+        let node = start_kv_node(settings).await.unwrap();
         let mut config = ClientConfig::new(vec![addr], CLUSTER);
         config.tls = Some(material.load("client", TlsRole::Client));
         config.attempts_max = 2;

@@ -5,6 +5,9 @@
 //! `node/tests/cli_args.rs`.)
 #![cfg(feature = "tokio")]
 
+#[path = "common/kv_nodes.rs"]
+mod kv_nodes;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -12,12 +15,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use concord::tokio::client::ClientConfig;
-use concord::tokio::cluster::{start_node, NodeSettings, RunningNode};
+use concord::tokio::cluster::{NodeSettings, RunningNode};
 use concord::tokio::frame::{encode_frame, FRAME_HEADER_BYTES, PROTOCOL_VERSION};
-use concord::tokio::storage::{MemDisk, MemStorage};
 use concord::tokio::wire::{ClientRequest, Hello, HelloRole, Welcome};
-use concord_services::kv::Kv;
-use concord_services::{service_state_machine, KvClient};
+use concord_services::KvClient;
+use kv_nodes::start_kv_node;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -56,15 +58,7 @@ async fn start_cluster(cluster_id: &str) -> (Vec<RunningNode>, BTreeMap<u64, Str
     let mut nodes = Vec::new();
     for (&id, addr) in &peers {
         let settings = NodeSettings::new(id, addr.clone(), peers.clone(), cluster_id);
-        nodes.push(
-            start_node(
-                settings,
-                service_state_machine::<Kv>(),
-                MemStorage::new(MemDisk::new()),
-            )
-            .await
-            .unwrap(),
-        );
+        nodes.push(start_kv_node(settings).await.unwrap());
     }
     (nodes, peers)
 }

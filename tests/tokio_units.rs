@@ -9,52 +9,23 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::kv_nodes::{loopback_peers, start_kv_node};
+use common::wal::entry;
 use common::{free_ports, runtime, TempDir};
 use concord::tokio::client::ClientConfig;
-use concord::tokio::cluster::{start_node, NodeSettings};
+use concord::tokio::cluster::NodeSettings;
 use concord::tokio::null::NullStateMachine;
 use concord::tokio::server::{self, ServerConfig};
 use concord::tokio::storage::{MemDisk, MemStorage, PersistRequest, Storage, StorageError};
 use concord::tokio::transport::MemNetwork;
 use concord::tokio::wal::{self, FileStorage, WalOptions};
 use concord::tokio::wire::ClientResponse;
-use concord::{Config, Entry, EntryPayload, HardState, WriteId};
-use concord_services::kv::Kv;
-use concord_services::{service_state_machine, KvClient};
-
-fn entry(term: u64, index: u64, payload: &str) -> Entry {
-    Entry {
-        term,
-        index,
-        payload: EntryPayload::Command(Bytes::from(payload.to_string())),
-    }
-}
+use concord::{Config, HardState, WriteId};
+use concord_services::KvClient;
 
 /// Submits writes to a started storage and waits until `last` is reported.
 fn write_all(storage: &mut FileStorage, writes: Vec<PersistRequest>) -> usize {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    storage.start(tx).unwrap();
-    let last = writes.last().unwrap().id;
-    for w in writes {
-        storage.submit(w);
-    }
-    let mut notifications = 0;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        assert!(Instant::now() < deadline, "WAL did not report in time");
-        match rx.try_recv() {
-            Ok(Ok(id)) => {
-                notifications += 1;
-                if id == last {
-                    break;
-                }
-            }
-            Ok(Err(e)) => panic!("storage failed: {e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(1)),
-        }
-    }
-    storage.shutdown();
-    notifications
+    common::wal::write_and_wait(storage, writes).len()
 }
 
 #[test]
@@ -363,22 +334,11 @@ async fn wait_for_leader(servers: &[Option<server::ServerHandle>]) -> u64 {
 #[test]
 fn tcp_cluster_serves_the_typed_client_api() {
     runtime().block_on(async {
-        let ports = free_ports(3);
-        let peers: BTreeMap<u64, String> = (1..=3u64)
-            .map(|id| (id, format!("127.0.0.1:{}", ports[id as usize - 1])))
-            .collect();
+        let peers = loopback_peers(&free_ports(3));
         let mut nodes = Vec::new();
         for (&id, addr) in &peers {
             let settings = NodeSettings::new(id, addr.clone(), peers.clone(), "units");
-            nodes.push(
-                start_node(
-                    settings,
-                    service_state_machine::<Kv>(),
-                    MemStorage::new(MemDisk::new()),
-                )
-                .await
-                .unwrap(),
-            );
+            nodes.push(start_kv_node(settings).await.unwrap());
         }
         let mut client = KvClient::new(ClientConfig::new(
             peers.values().cloned().collect(),

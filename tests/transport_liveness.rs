@@ -11,13 +11,12 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use common::kv_nodes::{loopback_peers, start_kv_node};
 use common::{free_ports, runtime};
 use concord::tokio::client::ClientConfig;
-use concord::tokio::cluster::{start_node, NodeSettings, RunningNode};
+use concord::tokio::cluster::{NodeSettings, RunningNode};
 use concord::tokio::fault::LinkStaller;
-use concord::tokio::storage::{MemDisk, MemStorage};
-use concord_services::kv::Kv;
-use concord_services::{service_state_machine, KvClient};
+use concord_services::KvClient;
 
 /// A client that gives up on an attempt quickly, so the time to the first
 /// successful write measures the cluster, not the client's patience.
@@ -36,22 +35,13 @@ async fn start_cluster(
     staller: &LinkStaller,
     peer_timeout: Option<Duration>,
 ) -> (BTreeMap<u64, RunningNode>, BTreeMap<u64, String>) {
-    let ports = free_ports(3);
-    let peers: BTreeMap<u64, String> = (1..=3u64)
-        .map(|id| (id, format!("127.0.0.1:{}", ports[id as usize - 1])))
-        .collect();
+    let peers = loopback_peers(&free_ports(3));
     let mut nodes = BTreeMap::new();
     for (&id, addr) in &peers {
         let mut settings = NodeSettings::new(id, addr.clone(), peers.clone(), "liveness");
         settings.peer_timeout = peer_timeout;
         settings.stream_wrapper = Some(staller.wrapper(id));
-        let node = start_node(
-            settings,
-            service_state_machine::<Kv>(),
-            MemStorage::new(MemDisk::new()),
-        )
-        .await
-        .unwrap();
+        let node = start_kv_node(settings).await.unwrap();
         nodes.insert(id, node);
     }
     (nodes, peers)

@@ -3,23 +3,15 @@
 #![cfg(feature = "tokio")]
 mod common;
 
+use common::wal::{entry, one_entry_write, reported_until, write_and_wait};
 use common::TempDir;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use concord::tokio::storage::{PersistRequest, Storage, StorageError};
 use concord::tokio::wal::{self, DurableMarker, FileStorage, WalOptions, WalRecord};
-use concord::{Entry, EntryPayload, HardState, WriteId};
-
-fn entry(term: u64, index: u64, payload: &str) -> Entry {
-    Entry {
-        term,
-        index,
-        payload: EntryPayload::Command(Bytes::from(payload.to_string())),
-    }
-}
+use concord::{Entry, HardState, WriteId};
 
 /// Opens `dir`, checks the recovered log has `expect_len` entries, writes
 /// `entries` (one write each, the first also setting the term) and waits
@@ -27,31 +19,11 @@ fn entry(term: u64, index: u64, payload: &str) -> Entry {
 fn append(dir: &Path, options: &WalOptions, expect_len: usize, entries: Vec<Entry>) {
     let mut storage = FileStorage::open(dir, options.clone()).unwrap();
     assert_eq!(storage.recover().unwrap().entries.len(), expect_len);
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    storage.start(tx).unwrap();
-    let count = entries.len() as u64;
-    for (i, e) in entries.into_iter().enumerate() {
-        storage.submit(PersistRequest {
-            id: WriteId(i as u64 + 1),
-            hard_state: (i == 0).then_some(HardState {
-                term: e.term,
-                voted_for: None,
-            }),
-            truncate_after: None,
-            entries: vec![e].into(),
-        });
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        assert!(Instant::now() < deadline, "WAL did not report in time");
-        match rx.try_recv() {
-            Ok(Ok(id)) if id == WriteId(count) => break,
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => panic!("storage failed: {e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(1)),
-        }
-    }
-    storage.shutdown();
+    let writes = entries
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| one_entry_write(i, e));
+    write_and_wait(&mut storage, writes.collect());
 }
 
 fn entries(term: u64, from: u64, to: u64) -> Vec<Entry> {
@@ -101,23 +73,7 @@ fn zero_filled_tail_of_4096_bytes_is_truncated_and_every_entry_survives() {
 fn write(dir: &Path, options: &WalOptions, writes: Vec<PersistRequest>) {
     let mut storage = FileStorage::open(dir, options.clone()).unwrap();
     storage.recover().unwrap();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    storage.start(tx).unwrap();
-    let last = writes.last().unwrap().id;
-    for w in writes {
-        storage.submit(w);
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        assert!(Instant::now() < deadline, "WAL did not report in time");
-        match rx.try_recv() {
-            Ok(Ok(id)) if id == last => break,
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => panic!("storage failed: {e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(1)),
-        }
-    }
-    storage.shutdown();
+    write_and_wait(&mut storage, writes);
 }
 
 /// `(offset, bytes)` of every record of a segment, read by the documented
@@ -501,26 +457,10 @@ fn append_each(dir: &Path, options: &WalOptions, entries: Vec<Entry>) {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     storage.start(tx).unwrap();
     for (i, e) in entries.into_iter().enumerate() {
-        let id = WriteId(i as u64 + 1);
-        storage.submit(PersistRequest {
-            id,
-            hard_state: (i == 0).then_some(HardState {
-                term: e.term,
-                voted_for: None,
-            }),
-            truncate_after: None,
-            entries: vec![e].into(),
-        });
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            assert!(Instant::now() < deadline, "WAL did not report in time");
-            match rx.try_recv() {
-                Ok(Ok(got)) if got == id => break,
-                Ok(Ok(got)) => panic!("unexpected completion {got:?}"),
-                Ok(Err(e)) => panic!("storage failed: {e}"),
-                Err(_) => std::thread::sleep(Duration::from_millis(1)),
-            }
-        }
+        let write = one_entry_write(i, e);
+        let id = write.id;
+        storage.submit(write);
+        assert_eq!(reported_until(&mut rx, id), [id], "unexpected completions");
     }
     storage.shutdown();
 }

@@ -19,29 +19,17 @@ use concord_services::KvClient;
 #[path = "common/processes.rs"]
 mod processes;
 
-use processes::NodeProcesses;
+use processes::{output_of, runtime, NodeProcesses};
 
 const CLUSTER: &str = "client-failures";
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// Runs `concord-cli --servers <servers> --cluster-id CLUSTER <args>`:
 /// exit code, stdout, stderr.
 fn cli(servers: &[String], args: &[&str]) -> (i32, String, String) {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_concord-cli"))
-        .args(["--servers", &servers.join(","), "--cluster-id", CLUSTER])
-        .args(args)
-        .output()
-        .expect("run concord-cli");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).to_string(),
-        String::from_utf8_lossy(&output.stderr).to_string(),
+    output_of(
+        std::process::Command::new(env!("CARGO_BIN_EXE_concord-cli"))
+            .args(["--servers", &servers.join(","), "--cluster-id", CLUSTER])
+            .args(args),
     )
 }
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use concord::tokio::frame::{self, FRAME_HEADER_BYTES, PROTOCOL_VERSION};
 use concord::tokio::listener::FRAME_TIMEOUT_DEFAULT;
 use concord::tokio::wire::{Hello, HelloRole, Welcome};
-use processes::{leader_id, NodeProcesses};
+use processes::{leader_id, runtime, NodeProcesses};
 
 const CLUSTER: &str = "hostile-test";
 
@@ -26,13 +26,6 @@ const ANNOUNCED_BYTES: u32 = 16 * 1024 * 1024 - 1;
 
 /// The bound the issue sets: resident memory above idle while attacked.
 const RSS_ABOVE_IDLE_MAX_BYTES: u64 = 100 * 1000 * 1000;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// Resident set size of process `pid` (from /proc).
 fn rss_bytes(pid: u32) -> u64 {

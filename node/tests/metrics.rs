@@ -30,7 +30,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use concord::tokio::metrics::{Kind, CATALOGUE};
-use processes::{node_binary, NodeProcesses};
+use processes::{node_binary, runtime, NodeProcesses};
 
 /// Writes made while scraping.
 const WRITES: u64 = 20;
@@ -210,10 +210,7 @@ fn a_cluster_exports_metrics_that_move_as_it_works() {
     let committed_before = before
         .value("concord_entries_committed_total")
         .expect("entries committed");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime();
     runtime.block_on(async {
         let mut client = cluster.client();
         for i in 0..WRITES {
@@ -554,10 +551,7 @@ fn a_write_can_be_followed_through_every_nodes_log() {
         );
         cluster.start_with(id, &["--log-format", "json"]);
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime();
     runtime.block_on(async {
         cluster
             .client()

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use concord::tokio::wal;
 use concord_services::KvClient;
-use processes::{leader_id, NodeProcesses};
+use processes::{leader_id, runtime, NodeProcesses};
 
 const CLUSTER: &str = "real-test";
 
@@ -27,13 +27,6 @@ const CLUSTER: &str = "real-test";
 fn three_processes_survive_sigkill_of_the_leader_and_full_restart() {
     let mut cluster = NodeProcesses::on_loopback("real", CLUSTER);
     processes::survive_sigkill_of_the_leader_and_full_restart(&mut cluster);
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// Writes `count` keys starting at `from`, recording them in `acked`.

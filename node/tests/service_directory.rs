@@ -20,22 +20,14 @@ use std::time::{Duration, Instant};
 use concord_sim::history::{Op, Output, Recorder};
 use concord_sim::linearizability::{check_history, CheckResult};
 
-use services::{cli, CliTarget, Cluster, Outcome};
+use services::{assert_unique_and_increasing, cli, CliTarget, Cluster, Numbered, Outcome};
 
 const CLUSTER: &str = "real-directory-test";
 const SEQUENCES_PER_CLIENT: usize = 15;
 const KILL_AFTER_SEQUENCES: usize = 8;
 const ROUNDS: usize = 12;
 
-/// One `next-sequence` call that returned a number.
-#[derive(Clone, Copy, Debug)]
-struct Drawn {
-    call: Instant,
-    ret: Instant,
-    number: u64,
-}
-
-fn draw(target: &CliTarget, drawn: &AtomicUsize) -> Vec<Drawn> {
+fn draw(target: &CliTarget, drawn: &AtomicUsize) -> Vec<Numbered> {
     let mut numbers = Vec::new();
     for _ in 0..SEQUENCES_PER_CLIENT {
         let call = Instant::now();
@@ -43,7 +35,7 @@ fn draw(target: &CliTarget, drawn: &AtomicUsize) -> Vec<Drawn> {
         let ret = Instant::now();
         if let Outcome::Ok(text) = outcome {
             let number = text.trim().parse().expect("a sequence number");
-            numbers.push(Drawn { call, ret, number });
+            numbers.push(Numbered { call, ret, number });
         }
         drawn.fetch_add(1, Ordering::SeqCst);
     }
@@ -63,14 +55,7 @@ fn parse_lookup(text: &str) -> Vec<(String, Option<String>)> {
 #[test]
 fn sequence_and_lookups_stay_correct_across_a_leader_kill() {
     let mut cluster = Cluster::on_loopback("directory", CLUSTER);
-    for id in 1..=3 {
-        cluster.start(id);
-    }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while cluster.leader().is_none() {
-        assert!(Instant::now() < deadline, "no leader within 20 s");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    cluster.start_all_and_await_leader();
     let target = cluster.cli_target();
     let drawn = Arc::new(AtomicUsize::new(0));
     let recorder = Recorder::new();
@@ -176,18 +161,9 @@ fn sequence_and_lookups_stay_correct_across_a_leader_kill() {
         })
     };
 
-    while drawn.load(Ordering::SeqCst) < KILL_AFTER_SEQUENCES {
-        assert!(
-            drawers.iter().any(|d| !d.is_finished()),
-            "the clients stopped early"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let leader = cluster.leader().expect("a leader before the kill");
-    let killed_at = Instant::now();
-    cluster.sigkill(leader);
+    let (leader, killed_at) = cluster.kill_leader_after(&drawn, KILL_AFTER_SEQUENCES, &drawers);
 
-    let mut numbers: Vec<Drawn> = drawers
+    let mut numbers: Vec<Numbered> = drawers
         .into_iter()
         .flat_map(|d| d.join().expect("sequence client"))
         .collect();
@@ -199,24 +175,7 @@ fn sequence_and_lookups_stay_correct_across_a_leader_kill() {
         after_kill >= SEQUENCES_PER_CLIENT / 2,
         "only {after_kill} numbers drawn after the leader was killed"
     );
-    // Unique.
-    numbers.sort_by_key(|d| d.number);
-    for pair in numbers.windows(2) {
-        assert_ne!(pair[0].number, pair[1].number, "handed out twice: {pair:?}");
-    }
-    // Strictly increasing in real-time order.
-    for a in &numbers {
-        for b in &numbers {
-            if a.ret < b.call {
-                assert!(
-                    a.number < b.number,
-                    "{} returned before {} was called, yet is not smaller",
-                    a.number,
-                    b.number
-                );
-            }
-        }
-    }
+    assert_unique_and_increasing(&mut numbers);
     let history = recorder.history();
     eprintln!(
         "leader {leader} killed; {} sequence numbers ({after_kill} drawn after the kill), {} presence operations",

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use concord_sim::history::{Op, Output, Recorder};
 use concord_sim::linearizability::{check_history, CheckResult};
 
+use processes::runtime;
 use services::{cli, Cluster, Outcome};
 
 const CLUSTER: &str = "real-kv-test";
@@ -42,14 +43,7 @@ fn parse_values(text: &str) -> Vec<(String, String)> {
 #[test]
 fn put_many_stays_atomic_and_linearizable_across_a_leader_kill() {
     let mut cluster = Cluster::on_loopback("kv", CLUSTER);
-    for id in 1..=3 {
-        cluster.start(id);
-    }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while cluster.leader().is_none() {
-        assert!(Instant::now() < deadline, "no leader within 20 s");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    cluster.start_all_and_await_leader();
     let servers = cluster.cli_target();
     let recorder = Recorder::new();
     let writes_done = Arc::new(AtomicUsize::new(0));
@@ -200,19 +194,9 @@ fn put_many_stays_atomic_and_linearizable_across_a_leader_kill() {
 #[test]
 fn acknowledge_all_returns_after_every_server_applied() {
     let mut cluster = Cluster::with_nodes("kv", "real-kv-ack-all", 3);
-    for id in 1..=3 {
-        cluster.start(id);
-    }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while cluster.leader().is_none() {
-        assert!(Instant::now() < deadline, "no leader within 20 s");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    cluster.start_all_and_await_leader();
     let target = cluster.cli_target();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime();
     let mut status_client =
         concord::tokio::client::Client::new(concord::tokio::client::ClientConfig::new(
             cluster.servers().split(',').map(str::to_string).collect(),

@@ -16,23 +16,16 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use services::{cli, CliTarget, Cluster, Outcome};
+use services::{assert_unique_and_increasing, cli, CliTarget, Cluster, Numbered, Outcome};
 
 const CLUSTER: &str = "real-orders-test";
 const CUSTOMER: &str = "acme";
 const ORDERS_PER_CLIENT: usize = 15;
 const KILL_AFTER_ORDERS: usize = 8;
 
-#[derive(Clone, Copy, Debug)]
-struct Timed {
-    call: Instant,
-    ret: Instant,
-    number: u64,
-}
-
 /// Places orders; returns the acknowledged ones and how many ended
 /// unknown.
-fn place(target: &CliTarget, placed: &AtomicUsize) -> (Vec<Timed>, usize) {
+fn place(target: &CliTarget, placed: &AtomicUsize) -> (Vec<Numbered>, usize) {
     let mut acked = Vec::new();
     let mut unknown = 0;
     for _ in 0..ORDERS_PER_CLIENT {
@@ -40,7 +33,7 @@ fn place(target: &CliTarget, placed: &AtomicUsize) -> (Vec<Timed>, usize) {
         let outcome = cli(target, &["place-order", CUSTOMER]);
         let ret = Instant::now();
         match outcome {
-            Outcome::Ok(text) => acked.push(Timed {
+            Outcome::Ok(text) => acked.push(Numbered {
                 call,
                 ret,
                 number: text.trim().parse().expect("an order number"),
@@ -56,14 +49,7 @@ fn place(target: &CliTarget, placed: &AtomicUsize) -> (Vec<Timed>, usize) {
 #[test]
 fn order_numbers_stay_gap_free_across_a_leader_kill() {
     let mut cluster = Cluster::on_loopback("orders", CLUSTER);
-    for id in 1..=3 {
-        cluster.start(id);
-    }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while cluster.leader().is_none() {
-        assert!(Instant::now() < deadline, "no leader within 20 s");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    cluster.start_all_and_await_leader();
     let target = cluster.cli_target();
     let placed = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicBool::new(false));
@@ -80,7 +66,7 @@ fn order_numbers_stay_gap_free_across_a_leader_kill() {
             while !done.load(Ordering::SeqCst) {
                 let call = Instant::now();
                 if let Outcome::Ok(text) = cli(&target, &["last-order", CUSTOMER]) {
-                    reads.push(Timed {
+                    reads.push(Numbered {
                         call,
                         ret: Instant::now(),
                         number: text.trim().parse().expect("an order number"),
@@ -91,16 +77,7 @@ fn order_numbers_stay_gap_free_across_a_leader_kill() {
         })
     };
 
-    while placed.load(Ordering::SeqCst) < KILL_AFTER_ORDERS {
-        assert!(
-            placers.iter().any(|p| !p.is_finished()),
-            "the clients stopped early"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let leader = cluster.leader().expect("a leader before the kill");
-    let killed_at = Instant::now();
-    cluster.sigkill(leader);
+    let (leader, killed_at) = cluster.kill_leader_after(&placed, KILL_AFTER_ORDERS, &placers);
 
     let mut acked = Vec::new();
     let mut unknown = 0;
@@ -117,26 +94,13 @@ fn order_numbers_stay_gap_free_across_a_leader_kill() {
         after_kill >= ORDERS_PER_CLIENT / 2,
         "only {after_kill} orders acknowledged after the leader was killed"
     );
-    acked.sort_by_key(|t| t.number);
-    for pair in acked.windows(2) {
-        assert_ne!(pair[0].number, pair[1].number, "handed out twice: {pair:?}");
-    }
+    assert_unique_and_increasing(&mut acked);
     let highest = acked.last().expect("orders acknowledged").number;
     assert!(
         highest as usize <= acked.len() + unknown,
         "gap: highest number {highest} but only {} acknowledged and {unknown} unknown orders",
         acked.len()
     );
-    for a in &acked {
-        for b in &acked {
-            if a.ret < b.call {
-                assert!(
-                    a.number < b.number,
-                    "{a:?} returned before {b:?} was called"
-                );
-            }
-        }
-    }
     for read in &reads {
         let floor = acked
             .iter()

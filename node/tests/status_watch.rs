@@ -12,24 +12,19 @@ mod processes;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use processes::{cli_binary, NodeProcesses};
+use processes::{cli_binary, output_of, runtime, NodeProcesses};
 
 /// Generous bound on the cluster settling after the kill.
 const DEADLINE: Duration = Duration::from_secs(60);
 
 /// `concord-cli --servers ... status <args>`: (exit code, stdout, stderr).
 fn status(cluster: &NodeProcesses, args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(cli_binary())
-        .args(["--servers", &cluster.servers().join(",")])
-        .args(["--cluster-id", &cluster.cluster_id])
-        .args(["--timeout-ms", "300", "status"])
-        .args(args)
-        .output()
-        .expect("run concord-cli");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
+    output_of(
+        Command::new(cli_binary())
+            .args(["--servers", &cluster.servers().join(",")])
+            .args(["--cluster-id", &cluster.cluster_id])
+            .args(["--timeout-ms", "300", "status"])
+            .args(args),
     )
 }
 
@@ -47,10 +42,7 @@ fn watch_and_json_show_a_stopped_node_as_unreachable() {
     for id in cluster.ids() {
         cluster.start(id);
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime();
     runtime.block_on(async {
         cluster
             .client()

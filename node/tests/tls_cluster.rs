@@ -16,6 +16,7 @@
 mod certs;
 #[path = "common/processes.rs"]
 mod processes;
+use processes::output_of;
 
 const CLUSTER: &str = "tls-test";
 
@@ -43,15 +44,7 @@ fn three_tls_processes_survive_sigkill_of_the_leader_and_full_restart() {
 
 /// Runs `concord-cli` with `args`: exit code, stdout, stderr.
 fn cli(args: &[&str]) -> (i32, String, String) {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_concord-cli"))
-        .args(args)
-        .output()
-        .expect("run concord-cli");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).to_string(),
-        String::from_utf8_lossy(&output.stderr).to_string(),
-    )
+    output_of(std::process::Command::new(env!("CARGO_BIN_EXE_concord-cli")).args(args))
 }
 
 /// `concord-cli --servers <servers> --cluster-id CLUSTER [--tls-* of

@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::service::{Applied, Service};
+use crate::service::{one_to, Applied, Outcome, Service, ServiceRequest};
 #[cfg(feature = "cli")]
 use crate::service::{Out, Printed};
 
@@ -57,12 +57,12 @@ pub const DELETE_IDS_MAX: usize = 1024;
 /// bytes of ASCII letters, digits, `_`, `.` and `-` (so no name holds a
 /// glob character).
 fn validate_account(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > ACCOUNT_BYTES_MAX {
-        return Err(format!(
-            "an account name has 1 to {ACCOUNT_BYTES_MAX} bytes, not {}",
-            name.len()
-        ));
-    }
+    one_to(
+        "an account name has",
+        name.len(),
+        ACCOUNT_BYTES_MAX,
+        "bytes",
+    )?;
     if let Some(bad) = name
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
@@ -160,6 +160,44 @@ impl ChatRequest {
             | ChatRequest::DeleteMessages { account, .. } => Some(account),
             ChatRequest::Send { recipient, .. } => Some(recipient),
             ChatRequest::ListAccounts { .. } => None,
+        }
+    }
+}
+
+impl ServiceRequest for ChatRequest {
+    /// Only `list_accounts`: a fetch marks what it returns as delivered.
+    fn is_read(&self) -> bool {
+        matches!(self, ChatRequest::ListAccounts { .. })
+    }
+
+    /// Checks the limits; the error says what to change.
+    fn validate(&self) -> Result<(), String> {
+        match self {
+            ChatRequest::CreateAccount { account }
+            | ChatRequest::DeleteAccount { account }
+            | ChatRequest::Fetch { account } => validate_account(account),
+            ChatRequest::ListAccounts { pattern } => {
+                one_to("a pattern has", pattern.len(), PATTERN_BYTES_MAX, "bytes")
+            }
+            ChatRequest::Send {
+                sender,
+                recipient,
+                body,
+            } => {
+                validate_account(sender)?;
+                validate_account(recipient)?;
+                one_to("a message body has", body.len(), BODY_BYTES_MAX, "bytes")
+            }
+            ChatRequest::DeleteMessages { account, ids } => {
+                validate_account(account)?;
+                if ids.len() > DELETE_IDS_MAX {
+                    return Err(format!(
+                        "delete at most {DELETE_IDS_MAX} messages at once, not {}",
+                        ids.len()
+                    ));
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -343,60 +381,8 @@ impl Chat {
 }
 
 impl Service for Chat {
-    const NAME: &'static str = "chat";
-    const ABOUT: &'static str =
-        "Chat: accounts, and messages queued until their recipient fetches them, each delivered once";
-
     type Request = ChatRequest;
     type Response = ChatResponse;
-
-    /// Only `list_accounts`: a fetch marks what it returns as delivered.
-    fn is_read(request: &ChatRequest) -> bool {
-        matches!(request, ChatRequest::ListAccounts { .. })
-    }
-
-    /// Checks the limits; the error says what to change.
-    fn validate(request: &ChatRequest) -> Result<(), String> {
-        match request {
-            ChatRequest::CreateAccount { account }
-            | ChatRequest::DeleteAccount { account }
-            | ChatRequest::Fetch { account } => validate_account(account),
-            ChatRequest::ListAccounts { pattern } => {
-                if pattern.is_empty() || pattern.len() > PATTERN_BYTES_MAX {
-                    return Err(format!(
-                        "a pattern has 1 to {PATTERN_BYTES_MAX} bytes, not {}",
-                        pattern.len()
-                    ));
-                }
-                Ok(())
-            }
-            ChatRequest::Send {
-                sender,
-                recipient,
-                body,
-            } => {
-                validate_account(sender)?;
-                validate_account(recipient)?;
-                if body.is_empty() || body.len() > BODY_BYTES_MAX {
-                    return Err(format!(
-                        "a message body has 1 to {BODY_BYTES_MAX} bytes, not {}",
-                        body.len()
-                    ));
-                }
-                Ok(())
-            }
-            ChatRequest::DeleteMessages { account, ids } => {
-                validate_account(account)?;
-                if ids.len() > DELETE_IDS_MAX {
-                    return Err(format!(
-                        "delete at most {DELETE_IDS_MAX} messages at once, not {}",
-                        ids.len()
-                    ));
-                }
-                Ok(())
-            }
-        }
-    }
 
     fn apply(&mut self, request: ChatRequest, _at: Applied) -> Result<ChatResponse, String> {
         match request {
@@ -434,11 +420,7 @@ impl Service for Chat {
     /// (a copy: a read changes nothing), and marks nothing delivered, so
     /// the next fetch returns the same messages again (with a client that
     /// sends `fetch` as a read).
-    fn read(
-        &self,
-        request: &ChatRequest,
-        planted_bug: bool,
-    ) -> Option<Result<ChatResponse, String>> {
+    fn read(&self, request: &ChatRequest, planted_bug: bool) -> Option<Outcome<Self>> {
         match request {
             ChatRequest::ListAccounts { pattern } => Some(Ok(self.list(pattern))),
             ChatRequest::Fetch { account } if planted_bug => {
@@ -728,7 +710,7 @@ mod tests {
             account: "bob".into(),
         };
         assert_eq!(testing::query(&chat, &fetch), None);
-        assert!(!Chat::is_read(&fetch));
+        assert!(!fetch.is_read());
     }
 
     #[test]

@@ -17,7 +17,7 @@ use concord::tokio::wire::{AdminRequest, AdminResponse};
 use concord::ReadPath;
 
 use crate::codec::{self, REQUEST_BYTES_MAX};
-use crate::service::Service;
+use crate::service::{Service, ServiceRequest};
 
 /// How long [`ServiceClient::set_acknowledge_all`] waits for a server to
 /// apply a write before counting it unhealthy for that write.
@@ -163,7 +163,7 @@ impl<S: Service> ServiceClient<S> {
         request: S::Request,
         path: Option<ReadPath>,
     ) -> Result<S::Response, CallError> {
-        S::validate(&request).map_err(CallError::Invalid)?;
+        request.validate().map_err(CallError::Invalid)?;
         // Unique within this client's session; only the simulator reads it.
         let op_id = (self.client.session().unwrap_or(0) << 32) | self.next_op_id;
         self.next_op_id += 1;
@@ -175,7 +175,7 @@ impl<S: Service> ServiceClient<S> {
             }));
         }
         let answer = match path {
-            Some(path) if S::is_read(&request) => self.client.read(bytes, path).await?,
+            Some(path) if request.is_read() => self.client.read(bytes, path).await?,
             _ => self.write(bytes).await?,
         };
         match codec::decode_answer::<S>(&answer) {

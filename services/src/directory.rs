@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::service::{Applied, Service};
+use crate::service::{one_to, Applied, Outcome, Service, ServiceRequest};
 #[cfg(feature = "cli")]
 use crate::service::{Out, Printed};
 
@@ -48,6 +48,35 @@ pub enum DirectoryRequest {
     },
     /// The next number of the cluster-wide sequence; prints it.
     NextSequence,
+}
+
+impl ServiceRequest for DirectoryRequest {
+    fn is_read(&self) -> bool {
+        matches!(self, DirectoryRequest::Lookup { .. })
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        match self {
+            DirectoryRequest::Connect { user, address } => {
+                check_user(user)?;
+                address.parse::<std::net::SocketAddr>().map_err(|_| {
+                    format!("{address:?} is not an ip:port address like 10.0.0.7:5000")
+                })?;
+                Ok(())
+            }
+            DirectoryRequest::Disconnect { user } => check_user(user),
+            DirectoryRequest::Lookup { users } => {
+                one_to(
+                    "a lookup asks about",
+                    users.len(),
+                    LOOKUP_USERS_MAX,
+                    "users",
+                )?;
+                users.iter().try_for_each(|user| check_user(user))
+            }
+            DirectoryRequest::NextSequence => Ok(()),
+        }
+    }
 }
 
 /// The directory's answer.
@@ -92,48 +121,12 @@ impl Directory {
 }
 
 fn check_user(user: &str) -> Result<(), String> {
-    if user.is_empty() || user.len() > USER_BYTES_MAX {
-        return Err(format!(
-            "a user name has 1 to {USER_BYTES_MAX} bytes, not {}",
-            user.len()
-        ));
-    }
-    Ok(())
+    one_to("a user name has", user.len(), USER_BYTES_MAX, "bytes")
 }
 
 impl Service for Directory {
-    const NAME: &'static str = "directory";
-    const ABOUT: &'static str = "Directory: user -> ip:port lookups and a cluster-wide sequence";
-
     type Request = DirectoryRequest;
     type Response = DirectoryResponse;
-
-    fn is_read(request: &DirectoryRequest) -> bool {
-        matches!(request, DirectoryRequest::Lookup { .. })
-    }
-
-    fn validate(request: &DirectoryRequest) -> Result<(), String> {
-        match request {
-            DirectoryRequest::Connect { user, address } => {
-                check_user(user)?;
-                address.parse::<std::net::SocketAddr>().map_err(|_| {
-                    format!("{address:?} is not an ip:port address like 10.0.0.7:5000")
-                })?;
-                Ok(())
-            }
-            DirectoryRequest::Disconnect { user } => check_user(user),
-            DirectoryRequest::Lookup { users } => {
-                if users.is_empty() || users.len() > LOOKUP_USERS_MAX {
-                    return Err(format!(
-                        "a lookup asks about 1 to {LOOKUP_USERS_MAX} users, not {}",
-                        users.len()
-                    ));
-                }
-                users.iter().try_for_each(|user| check_user(user))
-            }
-            DirectoryRequest::NextSequence => Ok(()),
-        }
-    }
 
     fn apply(
         &mut self,
@@ -169,11 +162,7 @@ impl Service for Directory {
     /// replica's counter with nothing recorded: two callers can get the
     /// same number, and a lagging replica an old one (with a client that
     /// sends `next_sequence` as a read).
-    fn read(
-        &self,
-        request: &DirectoryRequest,
-        planted_bug: bool,
-    ) -> Option<Result<DirectoryResponse, String>> {
+    fn read(&self, request: &DirectoryRequest, planted_bug: bool) -> Option<Outcome<Self>> {
         match request {
             DirectoryRequest::Lookup { users } => Some(Ok(self.lookup(users))),
             DirectoryRequest::NextSequence if planted_bug => {

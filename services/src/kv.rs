@@ -15,7 +15,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::REQUEST_BYTES_MAX;
-use crate::service::{Applied, Service};
+use crate::service::{one_to, Applied, Outcome, Service, ServiceRequest};
 #[cfg(feature = "cli")]
 use crate::service::{Out, Printed};
 
@@ -76,6 +76,46 @@ pub enum KvRequest {
         /// The value to set.
         new: Bytes,
     },
+}
+
+impl ServiceRequest for KvRequest {
+    fn is_read(&self) -> bool {
+        matches!(self, KvRequest::Get { .. } | KvRequest::GetMany { .. })
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        match self {
+            KvRequest::Get { key } => check_key(key),
+            KvRequest::GetMany { keys } => {
+                one_to("get_many reads", keys.len(), GET_MANY_KEYS_MAX, "keys")?;
+                keys.iter().try_for_each(|key| check_key(key))
+            }
+            KvRequest::Put { key, value } | KvRequest::Append { key, value } => {
+                check_key(key)?;
+                check_value(value)
+            }
+            KvRequest::Cas { key, expected, new } => {
+                check_key(key)?;
+                check_value(new)?;
+                expected.as_deref().map_or(Ok(()), check_value)
+            }
+            KvRequest::PutMany { pairs } => {
+                one_to("put_many writes", pairs.len(), PUT_MANY_PAIRS_MAX, "keys")?;
+                let mut seen = BTreeSet::new();
+                for (key, value) in pairs {
+                    check_key(key)?;
+                    check_value(value)?;
+                    if !seen.insert(key) {
+                        return Err(format!(
+                            "put_many names key {:?} twice",
+                            String::from_utf8_lossy(key)
+                        ));
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 /// The store's answer.
@@ -200,60 +240,8 @@ impl Kv {
 }
 
 impl Service for Kv {
-    const NAME: &'static str = "kv";
-    const ABOUT: &'static str =
-        "Key-value store: get, put, append, cas, atomic get-many and put-many";
-
     type Request = KvRequest;
     type Response = KvResponse;
-
-    fn is_read(request: &KvRequest) -> bool {
-        matches!(request, KvRequest::Get { .. } | KvRequest::GetMany { .. })
-    }
-
-    fn validate(request: &KvRequest) -> Result<(), String> {
-        match request {
-            KvRequest::Get { key } => check_key(key),
-            KvRequest::GetMany { keys } => {
-                if keys.is_empty() || keys.len() > GET_MANY_KEYS_MAX {
-                    return Err(format!(
-                        "get_many reads 1 to {GET_MANY_KEYS_MAX} keys, not {}",
-                        keys.len()
-                    ));
-                }
-                keys.iter().try_for_each(|key| check_key(key))
-            }
-            KvRequest::Put { key, value } | KvRequest::Append { key, value } => {
-                check_key(key)?;
-                check_value(value)
-            }
-            KvRequest::Cas { key, expected, new } => {
-                check_key(key)?;
-                check_value(new)?;
-                expected.as_deref().map_or(Ok(()), check_value)
-            }
-            KvRequest::PutMany { pairs } => {
-                if pairs.is_empty() || pairs.len() > PUT_MANY_PAIRS_MAX {
-                    return Err(format!(
-                        "put_many writes 1 to {PUT_MANY_PAIRS_MAX} keys, not {}",
-                        pairs.len()
-                    ));
-                }
-                let mut seen = BTreeSet::new();
-                for (key, value) in pairs {
-                    check_key(key)?;
-                    check_value(value)?;
-                    if !seen.insert(key) {
-                        return Err(format!(
-                            "put_many names key {:?} twice",
-                            String::from_utf8_lossy(key)
-                        ));
-                    }
-                }
-                Ok(())
-            }
-        }
-    }
 
     fn apply(&mut self, request: KvRequest, at: Applied) -> Result<KvResponse, String> {
         // Planted bug only: the rest of the last put_many rides along
@@ -299,7 +287,7 @@ impl Service for Kv {
         }
     }
 
-    fn read(&self, request: &KvRequest, _planted_bug: bool) -> Option<Result<KvResponse, String>> {
+    fn read(&self, request: &KvRequest, _planted_bug: bool) -> Option<Outcome<Self>> {
         match request {
             KvRequest::Get { key } => Some(Ok(self.values([key]))),
             KvRequest::GetMany { keys } => Some(Ok(self.values(keys))),

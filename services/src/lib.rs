@@ -52,13 +52,23 @@ pub use kv_client::KvClient;
 pub use machine::{service_state_machine, ServiceMachine, SessionMachine};
 #[cfg(feature = "cli")]
 pub use service::{request_of, CommandError, Shown};
-pub use service::{Applied, Service};
+pub use service::{Applied, Named, Outcome, Service, ServiceRequest};
 
 /// Declares the services: [`ServiceKind`] and [`ServiceKind::visit`],
 /// and with the `cli` feature [`ServiceCommand`] (every service's
 /// commands, `concord-cli NAME ...`). One line per service.
 macro_rules! services {
-    (default: $default:ident; $($(#[$doc:meta])* $kind:ident => $service:ty,)+) => {
+    (
+        default: $default:ident;
+        $($(#[$doc:meta])* $kind:ident => $service:ty { name: $name:literal, about: $about:literal $(,)? },)+
+    ) => {
+        $(
+            impl Named for $service {
+                const NAME: &'static str = $name;
+                const ABOUT: &'static str = $about;
+            }
+        )+
+
         /// Every service, by name: what `concord-node --service` and
         /// `concord-cli NAME` choose from.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -92,8 +102,8 @@ macro_rules! services {
             $(
                 $(#[$doc])*
                 #[command(
-                    name = <$service as Service>::NAME,
-                    about = <$service as Service>::ABOUT,
+                    name = <$service as Named>::NAME,
+                    about = <$service as Named>::ABOUT,
                     subcommand
                 )]
                 $kind(<$service as Service>::Command),
@@ -122,13 +132,26 @@ macro_rules! services {
 services! {
     default: Kv;
     /// [`kv::Kv`], the default.
-    Kv => kv::Kv,
+    Kv => kv::Kv {
+        name: "kv",
+        about: "Key-value store: get, put, append, cas, atomic get-many and put-many",
+    },
     /// [`directory::Directory`].
-    Directory => directory::Directory,
+    Directory => directory::Directory {
+        name: "directory",
+        about: "Directory: user -> ip:port lookups and a cluster-wide sequence",
+    },
     /// [`orders::Orders`].
-    Orders => orders::Orders,
+    Orders => orders::Orders {
+        name: "orders",
+        about: "Orders: gap-free order numbers per customer, last order read at any server",
+    },
     /// [`chat::Chat`].
-    Chat => chat::Chat,
+    Chat => chat::Chat {
+        name: "chat",
+        about: "Chat: accounts, and messages queued until their recipient fetches them, each \
+                delivered once",
+    },
 }
 
 /// Something done with a service's types: [`ServiceKind::visit`] calls it
@@ -151,7 +174,7 @@ pub trait CommandVisitor {
 }
 
 impl ServiceKind {
-    /// The service's name ([`Service::NAME`]).
+    /// The service's name ([`Named::NAME`]).
     pub fn name(self) -> &'static str {
         struct Name;
         impl ServiceVisitor for Name {

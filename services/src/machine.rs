@@ -12,7 +12,7 @@ use concord::state_machine::{RestoreError, StateMachine};
 use concord::Index;
 
 use crate::codec;
-use crate::service::{Applied, Service};
+use crate::service::{Applied, Service, ServiceRequest};
 
 /// Sessions a server remembers (the least recently used is evicted beyond
 /// it; its client then gets "session expired").
@@ -63,7 +63,7 @@ impl<S: Service> ServiceMachine<S> {
     /// Decodes and checks `command`, then executes it.
     fn execute(&mut self, index: Index, command: &[u8]) -> Result<S::Response, String> {
         let (_, request) = codec::decode_request::<S>(command).map_err(|e| e.to_string())?;
-        S::validate(&request)?;
+        request.validate()?;
         let at = Applied {
             index,
             planted_bug: self.planted_bug,
@@ -85,8 +85,8 @@ impl<S: Service> StateMachine for ServiceMachine<S> {
     fn query(&self, request: &[u8]) -> Option<Bytes> {
         let answer = match codec::decode_request::<S>(request) {
             Err(error) => Err(error.to_string()),
-            Ok((_, request)) => match S::validate(&request) {
-                Err(reason) => S::is_read(&request).then_some(Err(reason))?,
+            Ok((_, request)) => match request.validate() {
+                Err(reason) => request.is_read().then_some(Err(reason))?,
                 Ok(()) => self.state.read(&request, self.planted_bug)?,
             },
         };

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use concord::ReadPath;
 use serde::{Deserialize, Serialize};
 
-use crate::service::{Applied, Service};
+use crate::service::{one_to, Applied, Outcome, Service, ServiceRequest};
 #[cfg(feature = "cli")]
 use crate::service::{Out, Printed};
 
@@ -49,6 +49,22 @@ impl OrdersRequest {
     }
 }
 
+impl ServiceRequest for OrdersRequest {
+    fn is_read(&self) -> bool {
+        matches!(self, OrdersRequest::LastOrder { .. })
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let customer = self.customer();
+        one_to(
+            "a customer name has",
+            customer.len(),
+            CUSTOMER_BYTES_MAX,
+            "bytes",
+        )
+    }
+}
+
 /// The orders service's answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OrdersResponse {
@@ -72,28 +88,10 @@ impl Orders {
 }
 
 impl Service for Orders {
-    const NAME: &'static str = "orders";
-    const ABOUT: &'static str =
-        "Orders: gap-free order numbers per customer, last order read at any server";
     const READ_PATH: ReadPath = ReadPath::Follower;
 
     type Request = OrdersRequest;
     type Response = OrdersResponse;
-
-    fn is_read(request: &OrdersRequest) -> bool {
-        matches!(request, OrdersRequest::LastOrder { .. })
-    }
-
-    fn validate(request: &OrdersRequest) -> Result<(), String> {
-        let customer = request.customer();
-        if customer.is_empty() || customer.len() > CUSTOMER_BYTES_MAX {
-            return Err(format!(
-                "a customer name has 1 to {CUSTOMER_BYTES_MAX} bytes, not {}",
-                customer.len()
-            ));
-        }
-        Ok(())
-    }
 
     /// The planted bug numbers an order with the index of its log entry:
     /// unique and increasing, so it looks right, but a customer's numbers
@@ -121,11 +119,7 @@ impl Service for Orders {
         Ok(OrdersResponse::Placed(next))
     }
 
-    fn read(
-        &self,
-        request: &OrdersRequest,
-        _planted_bug: bool,
-    ) -> Option<Result<OrdersResponse, String>> {
+    fn read(&self, request: &OrdersRequest, _planted_bug: bool) -> Option<Outcome<Self>> {
         match request {
             OrdersRequest::LastOrder { customer } => {
                 Some(Ok(OrdersResponse::Last(self.last_order(customer))))

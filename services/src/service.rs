@@ -5,8 +5,9 @@
 //! [`crate::codec`] and the client.
 //!
 //! A new service is one file: a state type deriving `Serialize` and
-//! `Deserialize`, a request enum and a response enum (the same), and an
-//! `impl Service`; then one variant in [`crate::ServiceKind`] so the server
+//! `Deserialize`, a request enum (with an `impl ServiceRequest`) and a
+//! response enum, and an `impl Service`; then one line in the crate
+//! root's `services!` list, with its name and help line, so the server
 //! (`concord-node --service`) and the command line (`concord-cli <name>`)
 //! know it.
 
@@ -27,12 +28,10 @@ pub struct Applied {
     pub planted_bug: bool,
 }
 
-/// A replicated service: a deterministic state and what requests do to it.
-///
-/// The state is serialized whole into a snapshot (serde, bincode, see
-/// [`crate::codec`]); use ordered containers (`BTreeMap`), so that every
-/// replica's snapshot of one state is the same bytes.
-pub trait Service: Default + Serialize + DeserializeOwned + Send + 'static {
+/// A service's name and what it does: given where the services are listed
+/// (`services!` in the crate root, one line per service), so that every
+/// name stands in one place.
+pub trait Named {
     /// The service's name: `concord-node --service NAME`, `concord-cli
     /// NAME ...`; carried in every request and snapshot, so that a request
     /// sent to a server of another service is refused, not misread.
@@ -40,26 +39,43 @@ pub trait Service: Default + Serialize + DeserializeOwned + Send + 'static {
 
     /// What the service does, in one line (the command line's help).
     const ABOUT: &'static str;
+}
 
+/// A service's request: what it is and whether it is within the limits,
+/// answered from the request alone.
+pub trait ServiceRequest:
+    Serialize + DeserializeOwned + Clone + Debug + PartialEq + Send + 'static
+{
+    /// Whether a client sends the request as a read: answered by
+    /// [`Service::read`] without a log entry. Everything else is a write,
+    /// sent through the log inside the client's session.
+    fn is_read(&self) -> bool;
+
+    /// Checks the request against the service's limits; the error says
+    /// what to change. Called by the client before sending and by every
+    /// replica before executing, so [`Service::apply`] and
+    /// [`Service::read`] only ever see valid requests.
+    fn validate(&self) -> Result<(), String>;
+}
+
+/// What executing a request of service `S` gives: its answer, or why it
+/// was refused.
+pub type Outcome<S> = Result<<S as Service>::Response, String>;
+
+/// A replicated service: a deterministic state and what requests do to it.
+///
+/// The state is serialized whole into a snapshot (serde, bincode, see
+/// [`crate::codec`]); use ordered containers (`BTreeMap`), so that every
+/// replica's snapshot of one state is the same bytes.
+pub trait Service: Named + Default + Serialize + DeserializeOwned + Send + 'static {
     /// The path a client reads on unless told otherwise.
     const READ_PATH: ReadPath = ReadPath::ReadIndex;
 
     /// A request.
-    type Request: Serialize + DeserializeOwned + Clone + Debug + PartialEq + Send + 'static;
+    type Request: ServiceRequest;
 
     /// An answer.
     type Response: Serialize + DeserializeOwned + Clone + Debug + PartialEq + Send + 'static;
-
-    /// Whether a client sends `request` as a read: answered by
-    /// [`Service::read`] without a log entry. Everything else is a write,
-    /// sent through the log inside the client's session.
-    fn is_read(request: &Self::Request) -> bool;
-
-    /// Checks `request` against the service's limits; the error says what
-    /// to change. Called by the client before sending and by every replica
-    /// before executing, so [`Service::apply`] and [`Service::read`] only
-    /// ever see valid requests.
-    fn validate(request: &Self::Request) -> Result<(), String>;
 
     /// Executes a valid request committed at `at` (a read sent through
     /// the log too). `Err` refuses it: the state must then be unchanged.
@@ -68,11 +84,7 @@ pub trait Service: Default + Serialize + DeserializeOwned + Send + 'static {
     /// Answers a valid request without a log entry, from the state as it
     /// is; `None` when the request is not a read. Must answer what
     /// [`Service::apply`] would at this state.
-    fn read(
-        &self,
-        request: &Self::Request,
-        planted_bug: bool,
-    ) -> Option<Result<Self::Response, String>>;
+    fn read(&self, request: &Self::Request, planted_bug: bool) -> Option<Outcome<Self>>;
 
     /// Checks a state decoded from a snapshot against the limits the
     /// service keeps while it runs (counts, sizes, derived totals); the
@@ -108,6 +120,16 @@ pub trait Service: Default + Serialize + DeserializeOwned + Send + 'static {
 #[cfg(feature = "cli")]
 pub fn request_of<S: Service>(command: S::Command) -> Result<S::Request, CommandError> {
     command.try_into().map_err(Into::into)
+}
+
+/// `Ok` when `count` is 1 to `max`; otherwise the error says so in the
+/// request's terms: `one_to("a user name has", 300, 256, "bytes")` is
+/// "a user name has 1 to 256 bytes, not 300".
+pub fn one_to(what: &str, count: usize, max: usize, unit: &str) -> Result<(), String> {
+    if count == 0 || count > max {
+        return Err(format!("{what} 1 to {max} {unit}, not {count}"));
+    }
+    Ok(())
 }
 
 /// `Ok` when `count` of `what` stays within `max`; otherwise what a

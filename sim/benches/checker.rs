@@ -16,8 +16,6 @@
 //! the checker merged unknown writes of values nothing can observe any
 //! more); the default still leaves unknowns out.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use concord_sim::histgen::{generate, GenConfig};
@@ -25,39 +23,9 @@ use concord_sim::history::{Op, Operation, Output};
 use concord_sim::linearizability::{check_history, CheckResult};
 use criterion::{criterion_group, BenchmarkId, Criterion};
 
-/// Counts live and peak heap bytes.
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = System.alloc(layout);
-        if !p.is_null() {
-            let now = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(now, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout);
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = System.realloc(ptr, layout, new_size);
-        if !p.is_null() {
-            if new_size >= layout.size() {
-                let d = new_size - layout.size();
-                let now = LIVE.fetch_add(d, Ordering::Relaxed) + d;
-                PEAK.fetch_max(now, Ordering::Relaxed);
-            } else {
-                LIVE.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
-            }
-        }
-        p
-    }
-}
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::{peak_bytes_during, Counting};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -221,12 +189,9 @@ fn report_memory() {
     );
     for c in CASES.iter().filter(|c| selected(c)) {
         let h = history(c);
-        let base = LIVE.load(Ordering::Relaxed);
-        PEAK.store(base, Ordering::Relaxed);
         let t = Instant::now();
-        let r = check_history(&h);
+        let (r, peak) = peak_bytes_during(|| check_history(&h));
         let dt = t.elapsed();
-        let peak = PEAK.load(Ordering::Relaxed) - base;
         let verdict = match &r {
             CheckResult::Ok => "linearizable".to_string(),
             other => format!("UNEXPECTED: {other}"),

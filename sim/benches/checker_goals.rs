@@ -18,8 +18,6 @@
 //! `sim/benches/porcupine/main.go`), porcupine checks the same register
 //! history, given `PORCUPINE_TIMEOUT_S` seconds (default 60).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use concord_sim::check::typed::to_jsonl;
@@ -29,38 +27,9 @@ use concord_sim::history::{Op, Operation, Outcome, Output};
 use concord_sim::linearizability::{check_history_with, CheckConfig, CheckResult};
 use concord_sim::models::{Register, RegisterInput, RegisterOutput};
 
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = System.alloc(layout);
-        if !p.is_null() {
-            let now = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(now, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout);
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = System.realloc(ptr, layout, new_size);
-        if !p.is_null() {
-            if new_size >= layout.size() {
-                let d = new_size - layout.size();
-                let now = LIVE.fetch_add(d, Ordering::Relaxed) + d;
-                PEAK.fetch_max(now, Ordering::Relaxed);
-            } else {
-                LIVE.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
-            }
-        }
-        p
-    }
-}
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::{peak_bytes_during, Counting};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -185,12 +154,9 @@ fn as_register(h: &[Operation]) -> Vec<TOp<RegisterInput, RegisterOutput>> {
 }
 
 fn measure<T>(f: impl FnOnce() -> T) -> (T, Duration, f64) {
-    let base = LIVE.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
     let t = Instant::now();
-    let r = f();
+    let (r, peak) = peak_bytes_during(f);
     let dt = t.elapsed();
-    let peak = PEAK.load(Ordering::Relaxed).saturating_sub(base);
     (r, dt, peak as f64 / (1024.0 * 1024.0))
 }
 

@@ -2,6 +2,8 @@
 //! state machines, each caught within a bounded number of seeds, while the
 //! same seeds pass without the bug.
 
+mod common;
+
 use concord::ReadPath;
 use concord_services::{kv::Kv, ServiceMachine};
 use concord_sim::services::kv::{KvWorkload, KvWorkloadConfig};
@@ -54,18 +56,7 @@ fn assert_clean(base: &SimConfig, seeds: u64) {
 fn persisted_before_sync_is_caught() {
     // Crashes (including power loss of a majority) and slow fsyncs: a host
     // that acknowledges unsynced writes loses acknowledged log entries.
-    let base = SimConfig {
-        nodes: 3,
-        chaos_ns: 5_000_000_000,
-        faults: FaultSet::NONE.with(FaultKind::Crash).with(FaultKind::Fsync),
-        swarm: false,
-        max_node_steps: 300_000,
-        bugs: HostBugs {
-            persisted_before_sync: true,
-            ..HostBugs::default()
-        },
-        ..SimConfig::default()
-    };
+    let base = common::persisted_before_sync();
     // Some runs blow the step budget first (the node keeps re-probing a
     // follower whose "durable" log vanished); look for the first seed
     // where a safety check fires.

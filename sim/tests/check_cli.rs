@@ -3,31 +3,17 @@
 //! the per-key statistics, the explanation of issue 13's stale read, the
 //! same verdict whatever `--threads`, and the HTML report's structure.
 
+mod common;
+use common::concord_sim;
+
 use std::path::PathBuf;
-use std::process::Command;
 
 use concord_sim::histgen::{corrupt_stale_read, generate, GenConfig};
 use concord_sim::history::{parse_jsonl, to_jsonl, Op};
 
-fn concord_sim(args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_concord-sim"))
-        .args(args)
-        .output()
-        .expect("runs");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
 /// Writes `text` to a fresh file in the target's temporary directory.
 fn file(name: &str, text: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("check_cli");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
+    common::file_in("check_cli", name, text)
 }
 
 const STALE_READ: &str = r#"{"client":1,"op":"put","key":"k","value":"a","call":0,"return":10,"ok":true}

@@ -5,27 +5,15 @@
 //! explanation's layout (every operation labelled, no label overlapping
 //! another, an ordinal time axis).
 
+mod common;
+use common::concord_sim;
+
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-fn concord_sim(args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_concord-sim"))
-        .args(args)
-        .output()
-        .expect("runs");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
+/// Writes `text` to a fresh file in the target's temporary directory.
 fn file(name: &str, text: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("check_models_cli");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
+    common::file_in("check_models_cli", name, text)
 }
 
 fn check(model: &[&str], name: &str, text: &str) -> (i32, String, String) {

@@ -3,19 +3,8 @@
 //! clear error instead of a panic, and replay shows the same trace hash
 //! twice.
 
-use std::process::Command;
-
-fn concord_sim(args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_concord-sim"))
-        .args(args)
-        .output()
-        .expect("runs");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
+mod common;
+use common::concord_sim;
 
 #[test]
 fn passing_run_prints_a_summary_and_exits_0() {

@@ -1,27 +1,18 @@
 //! The simulator as a library: shrinking a failing plan, replaying a saved
 //! plan, property tests over fault plans, and a user's own state machine.
 
+mod common;
+
 use concord_services::{kv::Kv, ServiceMachine};
 use concord_sim::services::kv::{KvWorkload, KvWorkloadConfig};
 use concord_sim::shrink::shrink;
 use concord_sim::strategy::fault_plan;
-use concord_sim::{run_kv, FailureKind, FaultKind, FaultSet, HostBugs, SimConfig, Simulation};
+use concord_sim::{run_kv, FailureKind, SimConfig, Simulation};
 use proptest::prelude::*;
 
 #[test]
 fn shrink_finds_a_smaller_plan_that_still_fails_the_same_way() {
-    let base = SimConfig {
-        nodes: 3,
-        chaos_ns: 5_000_000_000,
-        faults: FaultSet::NONE.with(FaultKind::Crash).with(FaultKind::Fsync),
-        swarm: false,
-        max_node_steps: 300_000,
-        bugs: HostBugs {
-            persisted_before_sync: true,
-            ..HostBugs::default()
-        },
-        ..SimConfig::default()
-    };
+    let base = common::persisted_before_sync();
     // The first seed that fails (since the checks of term, vote and
     // acknowledged entries across restarts, usually one of those).
     let (failing, kind) = (0..30)

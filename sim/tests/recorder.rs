@@ -3,16 +3,18 @@
 //! servers with in-memory storage, concurrent clients) that checks as
 //! linearizable.
 
+#[path = "../../tests/common/kv_nodes.rs"]
+mod kv_nodes;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use concord::tokio::client::ClientConfig;
-use concord::tokio::cluster::{start_node, NodeSettings};
-use concord::tokio::storage::{MemDisk, MemStorage};
-use concord_services::kv::Kv;
-use concord_services::{service_state_machine, CallError, KvClient};
+use concord::tokio::cluster::NodeSettings;
+use concord_services::{CallError, KvClient};
 use concord_sim::history::{parse_jsonl, Op, Outcome, Output, Recorder, Token};
 use concord_sim::linearizability::{check_history, check_history_parallel, CheckConfig};
+use kv_nodes::start_kv_node;
 
 #[test]
 fn recorder_is_thread_safe_and_monotonic() {
@@ -107,15 +109,7 @@ fn history_recorded_from_a_real_tcp_cluster_is_linearizable() {
         let mut nodes = Vec::new();
         for (&id, addr) in &peers {
             let settings = NodeSettings::new(id, addr.clone(), peers.clone(), "rec-test");
-            nodes.push(
-                start_node(
-                    settings,
-                    service_state_machine::<Kv>(),
-                    MemStorage::new(MemDisk::new()),
-                )
-                .await
-                .unwrap(),
-            );
+            nodes.push(start_kv_node(settings).await.unwrap());
         }
         let servers: Vec<String> = peers.values().cloned().collect();
         let tasks: Vec<_> = (1..=4u64)

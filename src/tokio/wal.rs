@@ -232,7 +232,7 @@ pub const MARKER_FILE_NAME: &str = "durable";
 pub const MARKER_MAGIC: [u8; 8] = *b"CNCDMARK";
 
 /// Size of the durable marker file.
-pub const MARKER_BYTES: usize = 40;
+pub const MARKER_BYTES: usize = MarkerFrame::bytes(3);
 
 /// Options of a [`FileStorage`].
 #[derive(Clone, Debug)]
@@ -487,48 +487,90 @@ pub struct DurableMarker {
 }
 
 impl DurableMarker {
+    /// How the marker is framed: [`MARKER_MAGIC`], [`FORMAT_VERSION`].
+    const FRAME: MarkerFrame = MarkerFrame {
+        magic: MARKER_MAGIC,
+        version: FORMAT_VERSION,
+    };
+
     /// The marker's fixed-size encoding.
     pub fn encode(&self) -> [u8; MARKER_BYTES] {
-        let mut bytes = [0u8; MARKER_BYTES];
-        bytes[..8].copy_from_slice(&MARKER_MAGIC);
-        bytes[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-        bytes[12..20].copy_from_slice(&self.segment.to_le_bytes());
-        bytes[20..28].copy_from_slice(&self.offset_bytes.to_le_bytes());
-        bytes[28..36].copy_from_slice(&self.last_index.to_le_bytes());
-        let checksum = crc32c::crc32c(&bytes[..36]) ^ CHECKSUM_SALT;
-        bytes[36..].copy_from_slice(&checksum.to_le_bytes());
-        bytes
+        Self::FRAME.encode(&[self.segment, self.offset_bytes, self.last_index])
     }
 
     /// Decodes a marker, saying what is wrong if it is not one.
     pub fn decode(bytes: &[u8]) -> Result<DurableMarker, String> {
-        if bytes.len() != MARKER_BYTES {
-            return Err(format!("{} bytes, expected {MARKER_BYTES}", bytes.len()));
+        let [segment, offset_bytes, last_index] = Self::FRAME.decode(bytes)?;
+        if offset_bytes < SEGMENT_HEADER_BYTES as u64 {
+            return Err(format!(
+                "durable offset {offset_bytes} is inside the segment header"
+            ));
         }
-        if bytes[..8] != MARKER_MAGIC {
+        Ok(DurableMarker {
+            segment,
+            offset_bytes,
+            last_index,
+        })
+    }
+}
+
+/// The frame of a durable marker, shared by this log's [`DurableMarker`]
+/// and the multi-group shared log's
+/// ([`crate::tokio::multi::record::DurableMarker`]): `magic`, `version`
+/// as a little-endian `u32`, the marker's fields as little-endian `u64`
+/// words, then `crc32c` of everything before it `^ CHECKSUM_SALT`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MarkerFrame {
+    /// The first 8 bytes.
+    pub(crate) magic: [u8; 8],
+    /// The layout's version.
+    pub(crate) version: u32,
+}
+
+impl MarkerFrame {
+    /// Bytes of a frame of `words` words.
+    pub(crate) const fn bytes(words: usize) -> usize {
+        12 + 8 * words + 4
+    }
+
+    /// Frames `words`; `BYTES` must be [`MarkerFrame::bytes`] of their
+    /// count (each marker type fixes both).
+    pub(crate) fn encode<const BYTES: usize>(&self, words: &[u64]) -> [u8; BYTES] {
+        debug_assert_eq!(BYTES, Self::bytes(words.len()));
+        let mut bytes = [0u8; BYTES];
+        bytes[..8].copy_from_slice(&self.magic);
+        bytes[8..12].copy_from_slice(&self.version.to_le_bytes());
+        for (i, word) in words.iter().enumerate() {
+            bytes[12 + 8 * i..20 + 8 * i].copy_from_slice(&word.to_le_bytes());
+        }
+        let end = BYTES - 4;
+        let checksum = crc32c::crc32c(&bytes[..end]) ^ CHECKSUM_SALT;
+        bytes[end..].copy_from_slice(&checksum.to_le_bytes());
+        bytes
+    }
+
+    /// The `WORDS` words of a frame, after checking its size, magic,
+    /// version and checksum; the error says which is wrong.
+    pub(crate) fn decode<const WORDS: usize>(&self, bytes: &[u8]) -> Result<[u64; WORDS], String> {
+        let expected = Self::bytes(WORDS);
+        if bytes.len() != expected {
+            return Err(format!("{} bytes, expected {expected}", bytes.len()));
+        }
+        if bytes[..8] != self.magic {
             return Err("bad magic".to_string());
         }
         let version = u32_at(bytes, 8);
-        if version != FORMAT_VERSION {
+        if version != self.version {
             return Err(format!(
-                "format version {version}, expected {FORMAT_VERSION}"
+                "format version {version}, expected {}",
+                self.version
             ));
         }
-        if crc32c::crc32c(&bytes[..36]) ^ CHECKSUM_SALT != u32_at(bytes, 36) {
+        let end = expected - 4;
+        if crc32c::crc32c(&bytes[..end]) ^ CHECKSUM_SALT != u32_at(bytes, end) {
             return Err("checksum mismatch".to_string());
         }
-        let marker = DurableMarker {
-            segment: u64_at(bytes, 12),
-            offset_bytes: u64_at(bytes, 20),
-            last_index: u64_at(bytes, 28),
-        };
-        if marker.offset_bytes < SEGMENT_HEADER_BYTES as u64 {
-            return Err(format!(
-                "durable offset {} is inside the segment header",
-                marker.offset_bytes
-            ));
-        }
-        Ok(marker)
+        Ok(std::array::from_fn(|i| u64_at(bytes, 12 + 8 * i)))
     }
 }
 

@@ -4,6 +4,11 @@
 //! messages.
 #![allow(dead_code)]
 
+#[cfg(feature = "tokio")]
+pub mod kv_nodes;
+#[cfg(feature = "tokio")]
+pub mod wal;
+
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;

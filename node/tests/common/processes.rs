@@ -33,6 +33,25 @@ pub fn cli_binary() -> String {
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_concord-cli").to_string())
 }
 
+/// A current-thread runtime for a test's client calls.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Runs `command` (a `concord-cli` call) to its end: exit code (-1 when
+/// killed by a signal), standard output, standard error.
+pub fn output_of(command: &mut Command) -> (i32, String, String) {
+    let output = command.output().expect("run concord-cli");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 /// The node processes of one cluster. Dropping it SIGKILLs every process
 /// still running; the data directory is removed unless the thread is
 /// panicking, in which case the last lines of every node's log are printed
@@ -406,10 +425,7 @@ pub async fn leader_id(client: &mut KvClient, nodes: usize) -> Option<u64> {
 /// stop all three, restart all three, and read every acknowledged write
 /// back.
 pub fn survive_sigkill_of_the_leader_and_full_restart(cluster: &mut NodeProcesses) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     for id in 1..=3 {
         cluster.start(id);
     }

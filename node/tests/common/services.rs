@@ -8,9 +8,11 @@
 #![allow(dead_code)]
 
 use std::process::Command;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use crate::processes::{cli_binary, leader_id, NodeProcesses};
+use crate::processes::{cli_binary, leader_id, runtime, NodeProcesses};
 
 /// The server processes of one service's cluster; SIGKILLed and their
 /// data removed on drop (kept, with the logs printed, when the test
@@ -47,6 +49,39 @@ impl Cluster {
     /// The servers as `--servers` takes them.
     pub fn servers(&self) -> String {
         self.nodes.servers().join(",")
+    }
+
+    /// Starts every node and waits until one leads (up to 20 s).
+    pub fn start_all_and_await_leader(&mut self) {
+        for id in self.nodes.ids() {
+            self.start(id);
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.leader().is_none() {
+            assert!(Instant::now() < deadline, "no leader within 20 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Once `clients` (one still running) have made `calls` calls,
+    /// SIGKILLs the leader: its id and when it was killed.
+    pub fn kill_leader_after<T>(
+        &mut self,
+        made: &AtomicUsize,
+        calls: usize,
+        clients: &[JoinHandle<T>],
+    ) -> (u64, Instant) {
+        while made.load(Ordering::SeqCst) < calls {
+            assert!(
+                clients.iter().any(|c| !c.is_finished()),
+                "the clients stopped early"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let leader = self.leader().expect("a leader before the kill");
+        let killed_at = Instant::now();
+        self.sigkill(leader);
+        (leader, killed_at)
     }
 
     /// Starts node `id`.
@@ -86,11 +121,36 @@ impl Cluster {
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
+/// A number a command returned (a sequence number, an order number), and
+/// when it was called and returned.
+#[derive(Clone, Copy, Debug)]
+pub struct Numbered {
+    /// When the command was called.
+    pub call: Instant,
+    /// When it returned.
+    pub ret: Instant,
+    /// The number.
+    pub number: u64,
+}
+
+/// Checks numbers drawn from one sequence: none handed out twice, and
+/// strictly increasing in real-time order (one that returned before
+/// another was called is smaller). Sorts them by number.
+pub fn assert_unique_and_increasing(numbers: &mut [Numbered]) {
+    numbers.sort_by_key(|n| n.number);
+    for pair in numbers.windows(2) {
+        assert_ne!(pair[0].number, pair[1].number, "handed out twice: {pair:?}");
+    }
+    for a in numbers.iter() {
+        for b in numbers.iter() {
+            if a.ret < b.call {
+                assert!(
+                    a.number < b.number,
+                    "{a:?} returned before {b:?} was called, yet is not smaller"
+                );
+            }
+        }
+    }
 }
 
 /// How a command-line call ended.

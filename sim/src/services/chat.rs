@@ -31,7 +31,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use concord_services::chat::{glob_matches, Chat, ChatRequest, ChatResponse, Message};
-use concord_services::Service;
+use concord_services::ServiceRequest;
 
 use super::workload::{Answer, Call, Completed, Next, ServiceWorkload, Violations};
 use crate::workload::WorkloadReport;
@@ -519,7 +519,7 @@ impl ServiceWorkload for ChatWorkload {
     fn sends_as_read(&self, request: &ChatRequest) -> bool {
         match request {
             ChatRequest::Fetch { .. } => self.fetch_as_read,
-            other => Chat::is_read(other),
+            other => other.is_read(),
         }
     }
 

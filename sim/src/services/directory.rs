@@ -22,7 +22,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use concord_services::directory::{Directory, DirectoryRequest, DirectoryResponse};
-use concord_services::Service;
+use concord_services::ServiceRequest;
 
 use super::workload::{
     check_config, Answer, Call, Completed, KeyHistory, Next, ServiceWorkload, Violations,
@@ -316,7 +316,7 @@ impl ServiceWorkload for DirectoryWorkload {
     fn sends_as_read(&self, request: &DirectoryRequest) -> bool {
         match request {
             DirectoryRequest::NextSequence => self.sequence_as_read,
-            other => Directory::is_read(other),
+            other => other.is_read(),
         }
     }
 

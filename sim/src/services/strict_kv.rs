@@ -27,7 +27,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use concord_services::kv::{Kv, KvRequest, KvResponse};
-use concord_services::Service;
+use concord_services::ServiceRequest;
 
 use super::workload::{
     check_config, Answer, Call, Completed, KeyHistory, Next, ServiceWorkload, Violations,
@@ -183,7 +183,7 @@ impl ServiceWorkload for StrictKvWorkload {
                     .map(|value| Output::Value(value.as_deref().map(text).unwrap_or_default()));
                 self.history.complete(pending, return_ns, outputs);
             }
-            Answer::Done(KvResponse::Written) if !Kv::is_read(&request) => {
+            Answer::Done(KvResponse::Written) if !request.is_read() => {
                 self.history.done(pending, return_ns);
             }
             Answer::Failed => self.history.fail(pending, return_ns),

@@ -10,7 +10,7 @@ use std::ops::Range;
 use bytes::Bytes;
 use rand_chacha::ChaCha8Rng;
 
-use concord_services::{codec, Service};
+use concord_services::{codec, Service, ServiceRequest};
 
 use crate::history::{Op, Operation, Output};
 use crate::linearizability::{check_history_with, CheckConfig, CheckResult};
@@ -102,7 +102,7 @@ pub trait ServiceWorkload {
     /// Whether a client sends `request` as a read: the service's rule,
     /// unless a planted bug's client half says otherwise.
     fn sends_as_read(&self, request: &RequestOf<Self>) -> bool {
-        Self::Service::is_read(request)
+        request.is_read()
     }
 
     /// A short description of `request` for the timeline.
@@ -186,7 +186,7 @@ impl<W: ServiceWorkload> Workload for Typed<W> {
             call_ns: now_ns,
         };
         let (request, pending) = self.workload.next_request(call, rng)?;
-        debug_assert_eq!(W::Service::validate(&request), Ok(()));
+        debug_assert_eq!(request.validate(), Ok(()));
         let command = codec::encode_request::<W::Service>(call.op_id, &request);
         self.in_flight[client] = Some((call, request, pending));
         Some(command)

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::multi::GroupId;
 use crate::tokio::storage::StorageError;
-use crate::tokio::wal::{self, Damage, CHECKSUM_SALT};
+use crate::tokio::wal::{self, Damage, MarkerFrame, CHECKSUM_SALT};
 use crate::{Entry, HardState, Index, LogPosition};
 
 /// First bytes of every segment of a shared log.
@@ -50,7 +50,7 @@ pub const MARKER_MAGIC: [u8; 8] = *b"CNCDMMRK";
 pub const MARKER_VERSION: u32 = 1;
 
 /// Bytes of the durable marker.
-pub const MARKER_BYTES: usize = 32;
+pub const MARKER_BYTES: usize = MarkerFrame::bytes(2);
 
 /// "Every byte of segment `segment` before `offset_bytes`, and every
 /// earlier segment, is durable" (see the [module documentation](self)).
@@ -63,49 +63,29 @@ pub struct DurableMarker {
 }
 
 impl DurableMarker {
+    /// How the marker is framed: [`MARKER_MAGIC`], [`MARKER_VERSION`].
+    const FRAME: MarkerFrame = MarkerFrame {
+        magic: MARKER_MAGIC,
+        version: MARKER_VERSION,
+    };
+
     /// The marker's fixed-size encoding.
     pub fn encode(&self) -> [u8; MARKER_BYTES] {
-        let mut bytes = [0u8; MARKER_BYTES];
-        bytes[..8].copy_from_slice(&MARKER_MAGIC);
-        bytes[8..12].copy_from_slice(&MARKER_VERSION.to_le_bytes());
-        bytes[12..20].copy_from_slice(&self.segment.to_le_bytes());
-        bytes[20..28].copy_from_slice(&self.offset_bytes.to_le_bytes());
-        let checksum = crc32c::crc32c(&bytes[..28]) ^ CHECKSUM_SALT;
-        bytes[28..].copy_from_slice(&checksum.to_le_bytes());
-        bytes
+        Self::FRAME.encode(&[self.segment, self.offset_bytes])
     }
 
     /// Decodes a marker, saying what is wrong if the bytes are not one.
     pub fn decode(bytes: &[u8]) -> Result<DurableMarker, String> {
-        if bytes.len() != MARKER_BYTES {
-            return Err(format!("{} bytes, expected {MARKER_BYTES}", bytes.len()));
-        }
-        if bytes[..8] != MARKER_MAGIC {
-            return Err("bad magic".to_string());
-        }
-        let version = wal::u32_at(bytes, 8);
-        if version != MARKER_VERSION {
-            return Err(format!("version {version}, expected {MARKER_VERSION}"));
-        }
-        if crc32c::crc32c(&bytes[..28]) ^ CHECKSUM_SALT != wal::u32_at(bytes, 28) {
-            return Err("checksum mismatch".to_string());
-        }
-        let u64_at = |at: usize| {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(&bytes[at..at + 8]);
-            u64::from_le_bytes(word)
-        };
-        let marker = DurableMarker {
-            segment: u64_at(12),
-            offset_bytes: u64_at(20),
-        };
-        if marker.segment == 0 || marker.offset_bytes < SEGMENT_HEADER_BYTES as u64 {
+        let [segment, offset_bytes] = Self::FRAME.decode(bytes)?;
+        if segment == 0 || offset_bytes < SEGMENT_HEADER_BYTES as u64 {
             return Err(format!(
-                "segment {} offset {}: not a position after a segment header",
-                marker.segment, marker.offset_bytes
+                "segment {segment} offset {offset_bytes}: not a position after a segment header"
             ));
         }
-        Ok(marker)
+        Ok(DurableMarker {
+            segment,
+            offset_bytes,
+        })
     }
 }
 

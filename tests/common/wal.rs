@@ -1,0 +1,70 @@
+//! Driving a write-ahead log ([`FileStorage`]) from a test: entries,
+//! one-entry writes, and waiting until writes are reported durable.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use concord::tokio::storage::{PersistRequest, Storage, StorageError};
+use concord::tokio::wal::FileStorage;
+use concord::{Entry, EntryPayload, HardState, WriteId};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// An entry at `index` of `term` whose command is `payload`.
+pub fn entry(term: u64, index: u64, payload: &str) -> Entry {
+    Entry {
+        term,
+        index,
+        payload: EntryPayload::Command(Bytes::from(payload.to_string())),
+    }
+}
+
+/// Write `i` (from 0) of a run of one-entry writes: id `i + 1`, and the
+/// first also sets the term to the entry's.
+pub fn one_entry_write(i: usize, entry: Entry) -> PersistRequest {
+    PersistRequest {
+        id: WriteId(i as u64 + 1),
+        hard_state: (i == 0).then_some(HardState {
+            term: entry.term,
+            voted_for: None,
+        }),
+        truncate_after: None,
+        entries: vec![entry].into(),
+    }
+}
+
+/// Every write id `reported` names until `last` (included), in order;
+/// panics when the storage reports a failure or `last` takes over 10 s.
+pub fn reported_until(
+    reported: &mut UnboundedReceiver<Result<WriteId, StorageError>>,
+    last: WriteId,
+) -> Vec<WriteId> {
+    let mut ids = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(Instant::now() < deadline, "WAL did not report in time");
+        match reported.try_recv() {
+            Ok(Ok(id)) => {
+                ids.push(id);
+                if id == last {
+                    return ids;
+                }
+            }
+            Ok(Err(e)) => panic!("storage failed: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+}
+
+/// Starts the (recovered) `storage`, submits `writes`, waits until the
+/// last is reported durable and shuts it down; returns every id reported.
+pub fn write_and_wait(storage: &mut FileStorage, writes: Vec<PersistRequest>) -> Vec<WriteId> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    storage.start(tx).unwrap();
+    let last = writes.last().unwrap().id;
+    for w in writes {
+        storage.submit(w);
+    }
+    let ids = reported_until(&mut rx, last);
+    storage.shutdown();
+    ids
+}
