@@ -4,7 +4,6 @@
 #![cfg(feature = "tokio")]
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 

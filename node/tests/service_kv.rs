@@ -14,7 +14,7 @@ mod services;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use concord_sim::history::{Op, Output, Recorder};
 use concord_sim::linearizability::{check_history, CheckResult};

@@ -14,7 +14,7 @@ mod services;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use services::{assert_unique_and_increasing, cli, CliTarget, Cluster, Numbered, Outcome};
 

@@ -25,7 +25,7 @@ use concord::ReadPath;
 
 use crate::codec;
 use crate::kv::{Kv, KvRequest, KvResponse};
-use crate::service::Service;
+use crate::service::{Service, ServiceRequest};
 use crate::sharded_kv::{ShardError, ShardMap};
 
 /// Why a call of a [`ShardedKvClient`] did not do what it asked.
@@ -106,12 +106,12 @@ impl ShardedKvClient {
 
     /// Sends `request` to the group of its keys; the store's answer.
     pub async fn call(&mut self, request: KvRequest) -> Result<KvResponse, ShardedKvError> {
-        Kv::validate(&request).map_err(ShardedKvError::Invalid)?;
+        request.validate().map_err(ShardedKvError::Invalid)?;
         let group = self.map.group_of_request(&request)?;
         let op_id = self.next_op_id;
         self.next_op_id += 1;
         let bytes = codec::encode_request::<Kv>(op_id, &request);
-        let op = if Kv::is_read(&request) {
+        let op = if request.is_read() {
             GroupOp::Read {
                 path: self.read_path,
                 query: bytes,
