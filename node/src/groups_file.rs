@@ -165,6 +165,7 @@ mod tests {
     fn a_directory_keeps_its_group_count() {
         let dir = std::env::temp_dir().join(format!("groups-file-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
         // New: a single-group server writes nothing.
         claim(&dir, 1).unwrap();
         assert_eq!(recorded(&dir).unwrap(), None);
