@@ -1,6 +1,6 @@
 //! The key-value store sharded over many Raft groups: every key belongs
 //! to one group, each group's state machine is the one store
-//! ([`Kv`](crate::kv::Kv), as [`ServiceMachine<Kv>`]), and a client
+//! ([`Kv`], as [`ServiceMachine<Kv>`]), and a client
 //! ([`ShardedKvClient`](crate::sharded_kv_client::ShardedKvClient),
 //! feature `runtime`) sends each request to the group of its keys.
 //!
