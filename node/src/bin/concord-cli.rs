@@ -389,18 +389,7 @@ impl CommandVisitor for Call {
             let response = client.call(request.clone()).await?;
             let shown = S::show(&request, response, &mut concord::cli_output::Stdout)
                 .map_err(|e| format!("cannot print the answer: {e}"))?;
-            match shown {
-                Shown::Done => Ok(()),
-                Shown::Note(note) => {
-                    eprintln!("({note})");
-                    Ok(())
-                }
-                Shown::Absent(message) => Err(Failure {
-                    message,
-                    ending: Ending::Absent,
-                }),
-                Shown::NotDone(message) => Err(message.into()),
-            }
+            shown_ending(shown)
         })
     }
 }
@@ -487,18 +476,7 @@ async fn sharded(args: CliArgs, tls: Option<Arc<TlsConfig>>) -> Result<(), Failu
     })?;
     let shown = Kv::show(&request, response, &mut concord::cli_output::Stdout)
         .map_err(|e| format!("cannot print the answer: {e}"))?;
-    match shown {
-        Shown::Done => Ok(()),
-        Shown::Note(note) => {
-            eprintln!("({note})");
-            Ok(())
-        }
-        Shown::Absent(message) => Err(Failure {
-            message,
-            ending: Ending::Absent,
-        }),
-        Shown::NotDone(message) => Err(message.into()),
-    }
+    shown_ending(shown)
 }
 
 /// `status` (see `concord_node::status_watch`): exit 4 only when no
@@ -516,4 +494,21 @@ async fn status(config: &ClientConfig, args: &StatusArgs) -> Result<(), Failure>
     })
     .await
     .map_err(Failure::from)
+}
+
+/// How a printed answer ends the command: a note goes to stderr; an
+/// absent key and a refused command end with their own exit status.
+fn shown_ending(shown: Shown) -> Result<(), Failure> {
+    match shown {
+        Shown::Done => Ok(()),
+        Shown::Note(note) => {
+            eprintln!("({note})");
+            Ok(())
+        }
+        Shown::Absent(message) => Err(Failure {
+            message,
+            ending: Ending::Absent,
+        }),
+        Shown::NotDone(message) => Err(message.into()),
+    }
 }
