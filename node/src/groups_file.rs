@@ -8,7 +8,6 @@
 //!
 //! A directory without the file is a single-group server's (or new).
 
-use std::io::Write;
 use std::path::Path;
 
 use crate::service_file::SERVICE_FILE_NAME;
@@ -83,17 +82,11 @@ pub fn recorded(data_dir: &Path) -> Result<Option<u64>, GroupsFileError> {
         path: path.display().to_string(),
         error,
     };
-    let file = match std::fs::File::open(&path) {
-        Ok(file) => file,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(error) => return Err(io("read", error)),
+    let Some(text) =
+        crate::small_file::read_bounded(&path, GROUPS_FILE_BYTES_MAX).map_err(|e| io("read", e))?
+    else {
+        return Ok(None);
     };
-    let mut text = String::new();
-    std::io::Read::read_to_string(
-        &mut std::io::Read::take(file, GROUPS_FILE_BYTES_MAX),
-        &mut text,
-    )
-    .map_err(|e| io("read", e))?;
     match text.trim().parse::<u64>() {
         Ok(count) if count > 1 => Ok(Some(count)),
         _ => Err(GroupsFileError::Damaged {
@@ -137,24 +130,14 @@ pub fn claim(data_dir: &Path, groups: u64) -> Result<(), GroupsFileError> {
             });
         }
     }
-    let mut file = match std::fs::File::options()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-    {
-        Ok(file) => file,
+    let created =
+        crate::small_file::create_durably(data_dir, GROUPS_FILE_NAME, &format!("{groups}\n"))
+            .map_err(|(action, error)| io(action, error))?;
+    if !created {
         // Another server claimed it first: check its count.
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
-            return claim(data_dir, groups)
-        }
-        Err(error) => return Err(io("create", error)),
-    };
-    file.write_all(format!("{groups}\n").as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(|e| io("write", e))?;
-    std::fs::File::open(data_dir)
-        .and_then(|dir| dir.sync_all())
-        .map_err(|e| io("sync the directory of", e))
+        return claim(data_dir, groups);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

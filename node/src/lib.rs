@@ -18,4 +18,5 @@ pub mod observability;
 pub mod parse;
 pub mod server;
 pub mod service_file;
+mod small_file;
 pub mod status_watch;

@@ -9,7 +9,6 @@
 //! another format, which this one does not read. It is refused too,
 //! rather than served as if empty.
 
-use std::io::Write;
 use std::path::Path;
 
 use concord_services::ServiceKind;
@@ -91,36 +90,17 @@ pub fn claim(data_dir: &Path, service: ServiceKind) -> Result<(), ServiceFileErr
             }
             Err(error) => return Err(io("read", error)),
         }
-        match std::fs::File::options()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-        {
-            Ok(mut file) => {
-                file.write_all(format!("{service}\n").as_bytes())
-                    .and_then(|()| file.sync_all())
-                    .map_err(|e| io("write", e))?;
-                // The name must outlive a crash that keeps the identity
-                // written next.
-                std::fs::File::open(data_dir)
-                    .and_then(|dir| dir.sync_all())
-                    .map_err(|e| io("sync the directory of", e))?;
-                return Ok(());
-            }
-            // Another server claimed it first: check its name below.
-            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(error) => return Err(io("create", error)),
+        let created =
+            crate::small_file::create_durably(data_dir, SERVICE_FILE_NAME, &format!("{service}\n"))
+                .map_err(|(action, error)| io(action, error))?;
+        if created {
+            return Ok(());
         }
+        // Another server claimed it first: check its name below.
     }
-    let mut text = String::new();
-    std::io::Read::read_to_string(
-        &mut std::io::Read::take(
-            std::fs::File::open(&path).map_err(|e| io("read", e))?,
-            SERVICE_FILE_BYTES_MAX,
-        ),
-        &mut text,
-    )
-    .map_err(|e| io("read", e))?;
+    let text = crate::small_file::read_bounded(&path, SERVICE_FILE_BYTES_MAX)
+        .map_err(|e| io("read", e))?
+        .ok_or_else(|| io("read", std::io::ErrorKind::NotFound.into()))?;
     let found = text.trim();
     if found == service.name() {
         Ok(())
