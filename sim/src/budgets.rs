@@ -325,7 +325,8 @@ pub struct Efficiency {
     #[serde(default)]
     pub backlog_refusals: u64,
     /// Calm-phase measurements left unjudged: another entry joined them
-    /// (a client's retry), or the leader never became idle.
+    /// (a client's retry), the leader never became idle, or a leadership
+    /// hand-over sent before the heal could still arrive.
     #[serde(default)]
     pub calm_unjudged: u32,
     /// Followers repaired by the idle catch-up check (0 or 1).

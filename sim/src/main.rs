@@ -1062,7 +1062,7 @@ fn run(
         concord_sim::budgets::CALM_ROUND_TRIP_NS / 1_000
     );
     println!(
-        "  calm measurements unjudged (a client's retry joined them, or the leader never became idle): {}",
+        "  calm measurements unjudged (a client's retry joined them, the leader never became idle, or a hand-over sent before the heal was still in flight): {}",
         summary.calm_unjudged
     );
     println!(

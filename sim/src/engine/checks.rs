@@ -640,6 +640,26 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             }
             // The cluster stayed calm with one leader: measure how fast it
             // commits.
+            if self.failure.is_none() && self.chaos_timeout_now_until_ns >= self.now {
+                // A hand-over sent during the faults may still arrive: its
+                // target campaigns at once, whatever the network does now,
+                // and any calm measurement under way (a write's commit, a
+                // follower's read) sees leadership change for a reason the
+                // heal cannot remove. Unjudged, not failed (seed 3384630468
+                // on 5 nodes with forced recovery: a stale `TimeoutNow` of
+                // the lease nemesis, sent at 7.2 s, arrived at 11.1 s and
+                // deposed the leader under a follower read).
+                self.budgets.calm_unjudged();
+                let until = self.chaos_timeout_now_until_ns;
+                self.note(None, || {
+                    format!(
+                        "calm phases unjudged: a leadership hand-over sent before the heal could arrive until {}",
+                        format_time(until)
+                    )
+                });
+                self.finished = true;
+                return;
+            }
             let leader = self.current_leader();
             let term = leader.and_then(|index| self.hosts[index].node.as_ref().map(Node::term));
             if let (Some(leader), Some(term), None) = (leader, term, &self.failure) {
