@@ -190,3 +190,87 @@ fn planted_wake_that_forgets_the_read_is_caught() {
         "the planted mistake did not lose the read"
     );
 }
+
+/// A message of a term older than a sleeping group's changes nothing in
+/// Raft, so it must not wake the group: a follower woken while its leader
+/// sleeps hears no heartbeat and campaigns against that leader (a stale
+/// delivery did so in the simulator, seed 617244504 on 7 nodes with
+/// `--groups swarm`).
+#[test]
+fn a_stale_message_of_an_older_term_wakes_no_sleeping_group() {
+    use concord::multi::{Frame, GroupHeartbeatAnswer, MultiInput};
+
+    let term = |driver: &Driver, id: NodeId, group| {
+        driver.hosts[&id]
+            .multi
+            .as_ref()
+            .unwrap()
+            .group(group)
+            .unwrap()
+            .term()
+    };
+    // A group whose leader was elected past term 1, so that an older term
+    // exists to replay.
+    let (mut driver, group) = (0..20)
+        .find_map(|seed| {
+            // Faults for 200 ticks (crashes, partitions, loss), then
+            // quiet until every group sleeps.
+            let options = Options {
+                faults_until_tick: 200,
+                proposals_per_tick: 0,
+                reads_per_mille: 0,
+                ..Options::new(3, 16)
+            };
+            let mut driver = Driver::new(options, seed);
+            driver.run(200);
+            driver.run_until_asleep(1000)?;
+            let group = (1..=16).find(|group| {
+                driver
+                    .leader_of(*group)
+                    .is_some_and(|leader| term(&driver, leader, *group) > 1)
+            })?;
+            Some((driver, group))
+        })
+        .expect("some group elected past term 1 within 20 seeds");
+    let leader = driver.leader_of(group).expect("a leader");
+    let follower = *driver.members[&group]
+        .iter()
+        .find(|id| **id != leader)
+        .expect("3 voters");
+    let term_before = term(&driver, leader, group);
+    let incarnation = driver.hosts[&leader]
+        .multi
+        .as_ref()
+        .unwrap()
+        .config()
+        .incarnation;
+    let mut frame = Frame::new(leader, follower, incarnation);
+    frame.heartbeat_answers.push(GroupHeartbeatAnswer {
+        group,
+        term: term_before - 1,
+        read_round: 0,
+    });
+    let multi = driver
+        .hosts
+        .get_mut(&follower)
+        .unwrap()
+        .multi
+        .as_mut()
+        .unwrap();
+    let mut out = Vec::new();
+    multi.step(MultiInput::Receive(frame), &mut out).unwrap();
+    assert_eq!(
+        multi.sleep_state(group),
+        Some(GroupSleep::Following { leader }),
+        "a stale answer woke the follower"
+    );
+    // Long enough for any woken follower to have campaigned several times.
+    driver.run(300);
+    assert!(driver.violation.is_none(), "{:?}", driver.violation);
+    assert_eq!(
+        term(&driver, leader, group),
+        term_before,
+        "an election disturbed the group"
+    );
+    assert_eq!(driver.leader_of(group), Some(leader));
+}

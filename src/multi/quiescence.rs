@@ -28,7 +28,7 @@
 //! **What wakes a group.** A proposal, a read, a membership change or a
 //! transfer asked of it; any message for it (except its leader's
 //! heartbeat that tells a sleeping follower nothing new, which it answers
-//! asleep); the death or restart of its leader's node (it is queued to
+//! asleep, and a message of an older term, which Raft refuses or drops); the death or restart of its leader's node (it is queued to
 //! elect); the return or restart of a member's node (a sleeping leader is
 //! queued to heartbeat it). See `wake.rs` for what a waking group is told
 //! of the time it slept through.

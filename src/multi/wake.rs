@@ -97,8 +97,19 @@ impl Sleep {
     /// nothing else changes); for a leader, an answer to a heartbeat in
     /// its term, which arrives late when the leader fell asleep with it in
     /// flight (its node may send a follower it finds behind what it lacks,
-    /// which wakes it when the follower acknowledges).
+    /// which wakes it when the follower acknowledges). For either, any
+    /// message of a term older than the group's: Raft refuses or drops it
+    /// without changing its receiver's state, and a group woken for it
+    /// would only disturb its group (a follower woken while its leader
+    /// sleeps hears no heartbeat and campaigns against that leader: seed
+    /// 617244504 of `concord-sim run --nodes 7 --groups swarm`, a stale
+    /// answer of term 14 delivered to a follower sleeping in term 30). The
+    /// caller re-checks the sleep after the step, so a message that did
+    /// change something still wakes the group.
     pub(crate) fn keeps_sleeping_on(&self, node: &Node, message: &Message) -> bool {
+        if message.term < node.term() {
+            return true;
+        }
         match (&self.kind, &message.body) {
             (SleepKind::Following { leader, term, .. }, MessageBody::Heartbeat { commit, .. }) => {
                 message.from == *leader && message.term == *term && *commit <= node.commit_index()
