@@ -274,3 +274,49 @@ fn a_stale_message_of_an_older_term_wakes_no_sleeping_group() {
     );
     assert_eq!(driver.leader_of(group), Some(leader));
 }
+
+/// A host that stalls (its loop paused, its process stopped, its machine
+/// overloaded) is handed the ticks it missed in one burst before the
+/// frames that waited for it. Its peers were alive all along: it must not
+/// take them for dead and queue every group they lead to elect, which at
+/// scale keeps the loop stalled and repeats the storm. A peer that did
+/// die is still taken for dead once another peer is heard from.
+#[test]
+fn a_stalled_host_takes_no_live_peer_for_dead() {
+    use concord::multi::MultiInput;
+
+    let mut driver = Driver::new(Options::quiet(3, 30), 3);
+    assert!(driver.run_until_asleep(400).is_some());
+    let stalled: NodeId = 1;
+    let timeout_ticks = u64::from(driver.options.liveness_timeout_ticks);
+    let multi = driver
+        .hosts
+        .get_mut(&stalled)
+        .unwrap()
+        .multi
+        .as_mut()
+        .unwrap();
+    let died_before = multi.stats().peers_died;
+    let mut out = Vec::new();
+    for _ in 0..3 * timeout_ticks {
+        multi.step(MultiInput::Tick, &mut out).unwrap();
+    }
+    assert_eq!(
+        multi.stats().peers_died,
+        died_before,
+        "the stalled host took its live peers for dead"
+    );
+    assert_eq!(multi.electing_count(), 0, "groups woke to elect");
+    driver.run(50);
+    assert!(driver.violation.is_none(), "{:?}", driver.violation);
+
+    // The death of a peer the others outlive is still noticed.
+    let victim = busiest_leader(&driver);
+    driver.kill(victim);
+    let died_before: u64 = driver.total(|stats| stats.peers_died);
+    driver.run(3 * timeout_ticks);
+    assert!(
+        driver.total(|stats| stats.peers_died) >= died_before + 2,
+        "the two survivors did not take node {victim} for dead"
+    );
+}

@@ -110,11 +110,32 @@ impl Liveness {
         }
     }
 
-    /// Time passed: the peers silent for `timeout_ticks` die, in id order.
+    /// Time passed: the peers silent for `timeout_ticks` die, in id order
+    /// — but only while some other peer was heard from at least
+    /// `timeout_ticks` after them. Silence is judged against the others:
+    /// a host that stalled (a long pause of its loop, a stopped process,
+    /// an overloaded machine) is handed the ticks it missed in one burst
+    /// before the frames that waited for it, and would otherwise take
+    /// every peer for dead at once and queue every group they lead to
+    /// elect; that storm keeps the loop stalled, and the next burst does
+    /// it again (the cliff of the scale benchmark between 60,000 and
+    /// 90,000 groups per node). When every peer is silent alike the node
+    /// cannot tell its own stall from their deaths, and loses nothing by
+    /// waiting: without any peer it has no quorum to elect with. A peer
+    /// that did die is taken for dead at the first tick after another
+    /// peer's frame arrives `timeout_ticks` past its last one.
     pub(crate) fn tick(&mut self, now_tick: u64, timeout_ticks: u32, mut died: impl FnMut(NodeId)) {
+        let timeout_ticks = u64::from(timeout_ticks);
+        let heard_latest_tick = self
+            .peers
+            .values()
+            .map(|peer| peer.last_heard_tick)
+            .max()
+            .unwrap_or(0);
         for (id, peer) in &mut self.peers {
             if peer.alive
-                && now_tick.saturating_sub(peer.last_heard_tick) >= u64::from(timeout_ticks)
+                && now_tick.saturating_sub(peer.last_heard_tick) >= timeout_ticks
+                && heard_latest_tick.saturating_sub(peer.last_heard_tick) >= timeout_ticks
             {
                 peer.alive = false;
                 died(*id);
