@@ -117,9 +117,8 @@ impl Liveness {
     /// an overloaded machine) is handed the ticks it missed in one burst
     /// before the frames that waited for it, and would otherwise take
     /// every peer for dead at once and queue every group they lead to
-    /// elect; that storm keeps the loop stalled, and the next burst does
-    /// it again (the cliff of the scale benchmark between 60,000 and
-    /// 90,000 groups per node). When every peer is silent alike the node
+    /// elect; that work stalls the loop again, and the next burst repeats
+    /// it. When every peer is silent alike the node
     /// cannot tell its own stall from their deaths, and loses nothing by
     /// waiting: without any peer it has no quorum to elect with. A peer
     /// that did die is taken for dead at the first tick after another
