@@ -1119,9 +1119,18 @@ struct Sweep<'a> {
 /// window of 128, by the generic search of `crate::check` with the
 /// key-value model (no such limit). All three give the same verdict.
 fn check_key(ops: &[Operation], idx: &[usize], init: Init, budget: &mut Budget) -> KeyOutcome {
+    use crate::check::unambiguous_kv::{decide_kv, KvDecision};
+    let mut known_bad = false;
     if budget.fast_path {
         if let Some(outcome) = register_fast_path(ops, idx) {
             return outcome;
+        }
+        match decide_kv(ops, idx) {
+            Some(KvDecision::Linearizable) => return KeyOutcome::Ok,
+            // The search finds where it gets stuck and what was possible
+            // there: the report stays the search's.
+            Some(KvDecision::NotLinearizable) => known_bad = true,
+            None => {}
         }
     }
     let outcome = search_key(ops, idx, init, budget);
@@ -1129,6 +1138,10 @@ fn check_key(ops: &[Operation], idx: &[usize], init: Init, budget: &mut Budget) 
         KeyOutcome::Exhausted(Limit::PendingOperations(_)) => generic_key(ops, idx, budget),
         other => other,
     };
+    debug_assert!(
+        !(known_bad && matches!(outcome, KeyOutcome::Ok)),
+        "the direct decision and the search disagree"
+    );
     match outcome {
         KeyOutcome::Fail { stuck, values }
             if budget.values && values.iter().any(|v| v == OTHER_SHOWN) =>

@@ -49,6 +49,7 @@ pub mod jepsen;
 pub mod search;
 pub mod typed;
 pub mod unambiguous;
+pub mod unambiguous_kv;
 pub mod workload;
 
 use std::fmt;
