@@ -51,6 +51,9 @@
 //! and the caller falls back to the search. Everything is
 //! O(n log n) plus the lengths of the strings involved.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
 use crate::check::search::StrMap;
 use crate::history::{Op, Operation, Outcome, Output};
 
@@ -115,8 +118,6 @@ struct Block {
     /// Earliest return, latest call.
     lo: u64,
     hi: u64,
-    /// Position of the block in the sorted order.
-    key: u64,
 }
 
 struct Decider<'a> {
@@ -152,6 +153,70 @@ pub fn decide_kv(ops: &[Operation], idx: &[usize]) -> Option<KvDecision> {
         Err(Stop::Impossible) => Some(KvDecision::NotLinearizable),
         Err(Stop::Ambiguous) => None,
     }
+}
+
+/// A valid order of `blocks`: block `A` may come before `B` iff
+/// `hi(A) <= lo(B)`. Any block that may come before every other one can be
+/// taken first without losing a valid order of the rest (put it first in
+/// any valid order of all of them: still valid), so a greedy choice never
+/// fails where an order exists, and failing means none does. Among the
+/// blocks that may come next, the one whose first operation was called
+/// earliest is taken: the key then changes as early as real time allows,
+/// which leaves the most room for failed compare-and-sets.
+fn order_blocks(blocks: &[Block], seq_ops: &[u32], ops: &[Operation]) -> Result<Vec<u32>, Stop> {
+    let n = blocks.len();
+    let first = |b: usize| seq_ops[blocks[b].start as usize];
+    let start = |b: usize| call_of(&ops[first(b) as usize]);
+    let mut by_lo: BinaryHeap<Reverse<(u64, u32)>> =
+        (0..n).map(|b| Reverse((blocks[b].lo, b as u32))).collect();
+    let mut by_hi: Vec<u32> = (0..n as u32).collect();
+    by_hi.sort_unstable_by_key(|&b| blocks[b as usize].hi);
+    let mut next_hi = 0usize;
+    // Blocks whose latest call is at or before every other block's
+    // earliest return, by (first call, first operation).
+    let mut ready: BinaryHeap<Reverse<(u64, u32, u32)>> = BinaryHeap::new();
+    let mut taken = vec![false; n];
+    let mut order: Vec<u32> = Vec::with_capacity(n);
+    while order.len() < n {
+        let clean = |h: &mut BinaryHeap<Reverse<(u64, u32)>>, taken: &[bool]| {
+            while h.peek().is_some_and(|Reverse((_, b))| taken[*b as usize]) {
+                h.pop();
+            }
+        };
+        clean(&mut by_lo, &taken);
+        let Some(&Reverse((m1, arg))) = by_lo.peek() else {
+            break;
+        };
+        // The second earliest return: the bound for the block holding the
+        // earliest one.
+        by_lo.pop();
+        clean(&mut by_lo, &taken);
+        let m2 = by_lo.peek().map_or(INF, |Reverse((lo, _))| *lo);
+        by_lo.push(Reverse((m1, arg)));
+        while next_hi < n && blocks[by_hi[next_hi] as usize].hi <= m1 {
+            let b = by_hi[next_hi] as usize;
+            ready.push(Reverse((start(b), first(b), b as u32)));
+            next_hi += 1;
+        }
+        while ready
+            .peek()
+            .is_some_and(|Reverse((_, _, b))| taken[*b as usize])
+        {
+            ready.pop();
+        }
+        let special = (blocks[arg as usize].hi <= m2)
+            .then(|| (start(arg as usize), first(arg as usize), arg));
+        let pick = match (ready.peek().map(|r| r.0), special) {
+            (Some(r), Some(s)) => r.min(s),
+            (Some(r), None) => r,
+            (None, Some(s)) => s,
+            // No block may come first: no order exists.
+            (None, None) => return Err(Stop::Impossible),
+        };
+        taken[pick.2 as usize] = true;
+        order.push(pick.2);
+    }
+    Ok(order)
 }
 
 impl<'a> Decider<'a> {
@@ -420,13 +485,7 @@ impl<'a> Decider<'a> {
                 s = wr.produces;
             }
             let end = seq_ops.len() as u32;
-            let block = Block {
-                start,
-                end,
-                lo,
-                hi,
-                key: 0,
-            };
+            let block = Block { start, end, lo, hi };
             if head == 0 {
                 init_block = Some(block);
             } else {
@@ -445,7 +504,6 @@ impl<'a> Decider<'a> {
                     end: start + 1,
                     lo: ret_of(o),
                     hi: call_of(o),
-                    key: 0,
                 });
             }
         }
@@ -455,45 +513,12 @@ impl<'a> Decider<'a> {
                 return Err(Stop::Impossible);
             }
         }
-        // Forward blocks (lo < hi) must be current over [lo, hi]: no two
-        // may overlap, and no backward block may lie inside one.
-        let mut forward: Vec<(u64, u64)> = blocks
-            .iter()
-            .filter(|b| b.lo < b.hi)
-            .map(|b| (b.lo, b.hi))
-            .collect();
-        forward.sort_unstable();
-        for w in forward.windows(2) {
-            if w[1].0 < w[0].1 {
-                return Err(Stop::Impossible);
-            }
-        }
-        for b in &mut blocks {
-            if b.lo < b.hi {
-                b.key = b.hi;
-                continue;
-            }
-            b.key = b.hi;
-            // The forward block starting last before b's latest call.
-            let k = forward.partition_point(|f| f.0 < b.hi);
-            if k > 0 {
-                let (flo, fhi) = forward[k - 1];
-                debug_assert!(flo < b.hi);
-                if b.hi < fhi {
-                    // b cannot come first: it must come after, so it must
-                    // not return before that block's latest call.
-                    if b.lo < fhi {
-                        return Err(Stop::Impossible);
-                    }
-                    b.key = fhi;
-                }
-            }
-        }
-        // Forward blocks first at equal keys; then by first operation, for
-        // a deterministic order.
-        blocks.sort_unstable_by_key(|b| (b.key, b.lo >= b.hi, seq_ops[b.start as usize]));
+        let order = order_blocks(&blocks, &seq_ops, ops)?;
         let mut seq: Vec<u32> = Vec::with_capacity(seq_ops.len() + failed_cas.len());
-        for b in init_block.iter().chain(blocks.iter()) {
+        for b in init_block
+            .iter()
+            .chain(order.iter().map(|&k| &blocks[k as usize]))
+        {
             seq.extend_from_slice(&seq_ops[b.start as usize..b.end as usize]);
         }
         let mut read_zone: Vec<(u64, u64)> = vec![(INF, 0); self.states.len()];
@@ -558,8 +583,15 @@ impl<'a> Decider<'a> {
                 next_other[p + 1]
             };
         }
+        // In call order, each at or after the place of every failed
+        // compare-and-set that returned before its call (real time among
+        // themselves; at one place they go in call order).
+        let mut by_call: Vec<u32> = failed_cas.to_vec();
+        by_call.sort_unstable_by_key(|&f| (call_of(&ops[f as usize]), f));
+        let mut returned: BinaryHeap<Reverse<(u64, usize)>> = BinaryHeap::new();
+        let mut floor = 0usize;
         let mut placed: Vec<(usize, u64, u32)> = Vec::with_capacity(failed_cas.len());
-        for &f in failed_cas {
+        for &f in &by_call {
             let o = &ops[f as usize];
             let Op::Cas { from, .. } = &o.op else {
                 unreachable!("failed compare-and-sets only")
@@ -568,7 +600,14 @@ impl<'a> Decider<'a> {
                 return Err(Stop::Impossible);
             }
             let (c, r) = (call_of(o), ret_of(o));
-            let p_lo = suffix_ret.partition_point(|&x| x < c);
+            while let Some(&Reverse((ret, pos))) = returned.peek() {
+                if ret >= c {
+                    break;
+                }
+                floor = floor.max(pos);
+                returned.pop();
+            }
+            let p_lo = suffix_ret.partition_point(|&x| x < c).max(floor);
             let p_hi = prefix_call.partition_point(|&x| x <= r);
             if p_lo >= p_hi {
                 return Ok(false);
@@ -582,6 +621,7 @@ impl<'a> Decider<'a> {
                 return Ok(false);
             };
             placed.push((pos, c, f));
+            returned.push(Reverse((r, pos)));
         }
         placed.sort_unstable();
         let mut full: Vec<u32> = Vec::with_capacity(m + placed.len());
