@@ -360,7 +360,9 @@ pub struct Failure {
     pub stuck_op: Operation,
     /// Values the key could hold just before the stuck operation returned
     /// (at most 8; `<other>` stands for any value no read still to return
-    /// could observe).
+    /// could observe). Empty when the key was decided not linearizable
+    /// without a search and the search could not name them within its
+    /// report budget (20,000,000 steps).
     pub possible_values: Vec<String>,
     /// A small sub-history of the key, sorted by call time, that is itself
     /// not linearizable (from an empty key) and contains `stuck_op`. When
@@ -1119,29 +1121,49 @@ struct Sweep<'a> {
 /// window of 128, by the generic search of `crate::check` with the
 /// key-value model (no such limit). All three give the same verdict.
 fn check_key(ops: &[Operation], idx: &[usize], init: Init, budget: &mut Budget) -> KeyOutcome {
-    use crate::check::unambiguous_kv::{decide_kv, KvDecision};
-    let mut known_bad = false;
+    use crate::check::unambiguous_kv::{decide_kv, stuck_by_bisection, KvDecision};
+    // Decided not linearizable directly: the stuck operation by bisection,
+    // if every cut was decided directly too.
+    let mut known_bad: Option<Option<usize>> = None;
     if budget.fast_path {
         if let Some(outcome) = register_fast_path(ops, idx) {
             return outcome;
         }
         match decide_kv(ops, idx) {
             Some(KvDecision::Linearizable) => return KeyOutcome::Ok,
-            // The search finds where it gets stuck and what was possible
-            // there: the report stays the search's.
-            Some(KvDecision::NotLinearizable) => known_bad = true,
+            Some(KvDecision::NotLinearizable) => known_bad = Some(stuck_by_bisection(ops, idx)),
             None => {}
         }
+    }
+    // For a key known to be bad the search only writes the report (where
+    // it gets stuck, the values possible there), within a bounded budget
+    // when bisection already found the stuck operation.
+    let max_steps = budget.max_steps;
+    if let Some(Some(_)) = known_bad {
+        budget.max_steps = max_steps.min(budget.steps.saturating_add(REPORT_STEPS));
     }
     let outcome = search_key(ops, idx, init, budget);
     let outcome = match outcome {
         KeyOutcome::Exhausted(Limit::PendingOperations(_)) => generic_key(ops, idx, budget),
         other => other,
     };
-    debug_assert!(
-        !(known_bad && matches!(outcome, KeyOutcome::Ok)),
-        "the direct decision and the search disagree"
-    );
+    budget.max_steps = max_steps;
+    let outcome = match (outcome, known_bad) {
+        (KeyOutcome::Exhausted(_), Some(Some(stuck))) => KeyOutcome::Fail {
+            stuck,
+            values: Vec::new(),
+        },
+        (outcome, known_bad) => {
+            debug_assert!(
+                !(known_bad.is_some() && matches!(outcome, KeyOutcome::Ok)),
+                "the direct decision and the search disagree"
+            );
+            if let (KeyOutcome::Fail { stuck, .. }, Some(Some(b))) = (&outcome, known_bad) {
+                debug_assert_eq!(*stuck, b, "bisection and the search disagree");
+            }
+            outcome
+        }
+    };
     match outcome {
         KeyOutcome::Fail { stuck, values }
             if budget.values && values.iter().any(|v| v == OTHER_SHOWN) =>
@@ -1153,6 +1175,11 @@ fn check_key(ops: &[Operation], idx: &[usize], init: Init, budget: &mut Budget) 
         other => other,
     }
 }
+
+/// Search steps the report of a key already decided not linearizable may
+/// take before it falls back to the stuck operation found by bisection,
+/// without the values possible there.
+const REPORT_STEPS: u64 = 20_000_000;
 
 /// How the search's merged state is shown when no concrete values can be
 /// computed.

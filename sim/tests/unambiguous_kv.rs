@@ -5,7 +5,7 @@
 //! adversarial cases.
 
 use concord_sim::check::brute;
-use concord_sim::check::unambiguous_kv::{decide_kv, KvDecision};
+use concord_sim::check::unambiguous_kv::{decide_kv, stuck_by_bisection, KvDecision};
 use concord_sim::history::{Op, Operation, Outcome, Output};
 use concord_sim::linearizability::{check_history_with, CheckConfig};
 use concord_sim::models::Kv;
@@ -209,6 +209,16 @@ fn agree(ops: &[Operation]) -> (bool, bool) {
         "the checker and the search disagree on the stuck operation\n{}",
         show(ops)
     );
+    if direct == Some(KvDecision::NotLinearizable) {
+        if let Some(b) = stuck_by_bisection(ops, &idx) {
+            assert_eq!(
+                Some(b),
+                search.failure().map(|f| f.stuck_index),
+                "bisection and the search disagree on the stuck operation\n{}",
+                show(ops)
+            );
+        }
+    }
     let register_only = ops
         .iter()
         .all(|o| matches!(o.op, Op::Get | Op::Put { .. }) || matches!(o.outcome, Outcome::Failed));

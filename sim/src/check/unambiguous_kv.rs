@@ -219,6 +219,65 @@ fn order_blocks(blocks: &[Block], seq_ops: &[u32], ops: &[Operation]) -> Result<
     Ok(order)
 }
 
+/// The operation at whose return the search gets stuck on a key that is
+/// not linearizable, found by bisection over return events with the
+/// direct decision of [`decide_kv`]: the history cut just
+/// after a return (operations called by then; those not returned yet
+/// become writes of unknown outcome, or are dropped if they only read) is
+/// linearizable for every return before that one and for none after.
+/// `None` if some cut is not decided directly, or the whole is
+/// linearizable. Returns an index into `ops`.
+pub fn stuck_by_bisection(ops: &[Operation], idx: &[usize]) -> Option<usize> {
+    // Return events in the order the search processes them.
+    let mut rets: Vec<(u64, u64, usize)> = idx
+        .iter()
+        .filter(|&&i| matches!(ops[i].outcome, Outcome::Ok(_)))
+        .filter_map(|&i| ops[i].ret.map(|r| (r, ops[i].call, i)))
+        .collect();
+    rets.sort_unstable();
+    let bad_after = |k: usize| -> Option<bool> {
+        let (t, c, j) = rets[k];
+        let cut: Vec<Operation> = idx
+            .iter()
+            .filter_map(|&i| {
+                let o = &ops[i];
+                // Calls at the return's time come before it.
+                if o.call > t || matches!(o.outcome, Outcome::Failed) {
+                    return None;
+                }
+                let returned = matches!(o.outcome, Outcome::Ok(_))
+                    && o.ret.is_some_and(|r| (r, o.call, i) <= (t, c, j));
+                if returned {
+                    return Some(o.clone());
+                }
+                match (&o.op, &o.outcome) {
+                    (Op::Get, _) | (Op::Cas { .. }, Outcome::Ok(Output::Swapped(false))) => None,
+                    _ => Some(Operation {
+                        ret: None,
+                        outcome: Outcome::Unknown,
+                        ..o.clone()
+                    }),
+                }
+            })
+            .collect();
+        let all: Vec<usize> = (0..cut.len()).collect();
+        decide_kv(&cut, &all).map(|d| d == KvDecision::NotLinearizable)
+    };
+    if rets.is_empty() || !bad_after(rets.len() - 1)? {
+        return None;
+    }
+    let (mut lo, mut hi) = (0usize, rets.len() - 1);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if bad_after(mid)? {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    Some(rets[lo].2)
+}
+
 impl<'a> Decider<'a> {
     /// `Ok(true)`: linearizable; `Ok(false)`: undecided.
     fn run(ops: &'a [Operation], idx: &[usize]) -> Result<bool, Stop> {
