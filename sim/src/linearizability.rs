@@ -222,9 +222,10 @@ pub struct CheckConfig {
     /// Step budget for computing and shrinking that sub-history; when it
     /// runs out the best sub-history found so far is reported.
     pub shrink_steps: u64,
-    /// Decide keys that only have `get`s and `put`s of distinct values as
-    /// registers, in O(n log n) (same verdict as the search; off only to
-    /// compare the two).
+    /// Decide keys whose writes all write distinct values without a
+    /// search: `get`s and `put`s as registers, and with `append`s and
+    /// `cas`es too where `check::unambiguous_kv` can, in O(n log n) (same
+    /// verdict as the search; off only to compare the two).
     pub fast_path: bool,
     /// Look for one valid order depth first before the return-by-return
     /// search of [`crate::check::search`] (same verdict and stuck
@@ -1116,10 +1117,13 @@ struct Sweep<'a> {
 
 /// Checks one key: as a register in O(n log n) when it only has `get`s
 /// and `put`s and no value is written twice (the common shape of the
-/// simulator's histories, see `crate::check::unambiguous`); else by the
-/// search below; and where more operations are pending at once than its
-/// window of 128, by the generic search of `crate::check` with the
-/// key-value model (no such limit). All three give the same verdict.
+/// simulator's histories, see `crate::check::unambiguous`); with appends
+/// and compare-and-sets of unique values too, directly when
+/// `crate::check::unambiguous_kv` decides it (the search then only writes
+/// the report of a bad key); else by the search below; and where more
+/// operations are pending at once than its window of 128, by the generic
+/// search of `crate::check` with the key-value model (no such limit). All
+/// give the same verdict.
 fn check_key(ops: &[Operation], idx: &[usize], init: Init, budget: &mut Budget) -> KeyOutcome {
     use crate::check::unambiguous_kv::{decide_kv, stuck_by_bisection, KvDecision};
     // Decided not linearizable directly: the stuck operation by bisection,
