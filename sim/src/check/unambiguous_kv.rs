@@ -591,7 +591,7 @@ impl<'a> Decider<'a> {
 
     /// Places each failed compare-and-set at the first position of `seq`
     /// where real time allows it and the key does not hold its `from`,
-    /// then replays everything. `reads` as in [`Decider::from_pinned`].
+    /// then replays everything. `reads` as in [`Decider::pinned_from`].
     fn place_and_replay(
         &self,
         seq: Vec<u32>,
@@ -655,7 +655,7 @@ impl<'a> Decider<'a> {
             let Op::Cas { from, .. } = &o.op else {
                 unreachable!("failed compare-and-sets only")
             };
-            if self.from_pinned(o, from, reads) {
+            if self.pinned_from(o, from, reads) {
                 return Err(Stop::Impossible);
             }
             let (c, r) = (call_of(o), ret_of(o));
@@ -702,7 +702,7 @@ impl<'a> Decider<'a> {
     /// and still after its return (a read of it or its consumer was called
     /// after). `reads[s]` is (earliest return, latest call) of state `s`'s
     /// reads.
-    fn from_pinned(&self, o: &Operation, from: &str, reads: &[(u64, u64)]) -> bool {
+    fn pinned_from(&self, o: &Operation, from: &str, reads: &[(u64, u64)]) -> bool {
         let Some(&s) = self.ids.get(from) else {
             return false;
         };
