@@ -10,9 +10,11 @@
 //! Histories come from `concord_sim::histgen` (linearizable by
 //! construction, 2% failed and 1% unknown outcomes), one key. *Register*
 //! histories have gets and puts only, every put writing its own value, as
-//! the simulator's workloads do: the checker decides them without a
-//! search. *Mixed* ones add appends and compare-and-sets (the key-value
-//! search). Each line gives the wall-clock time of the check alone and the
+//! the simulator's workloads do. *Mixed* ones add appends and
+//! compare-and-sets, every write still unique. The checker decides both
+//! without a search (`check::unambiguous`, `check::unambiguous_kv`) unless
+//! a mixed history does not fit that decision, which then goes to the
+//! key-value search. Each line gives the wall-clock time of the check alone and the
 //! peak heap it allocated (the history excluded); `/usr/bin/time -v` gives
 //! the process's peak RSS. With `PORCUPINE_BIN` set (a build of
 //! `sim/benches/porcupine/main.go`), porcupine checks the same register
@@ -105,6 +107,13 @@ const CASES: &[Case] = &[
         name: "5k_mixed_64_clients",
         ops: 5_000,
         clients: 64,
+        register: false,
+        stale: false,
+    },
+    Case {
+        name: "1m_mixed_1000_clients",
+        ops: 1_000_000,
+        clients: 1000,
         register: false,
         stale: false,
     },

@@ -222,9 +222,10 @@ pub struct CheckConfig {
     /// Step budget for computing and shrinking that sub-history; when it
     /// runs out the best sub-history found so far is reported.
     pub shrink_steps: u64,
-    /// Decide keys that only have `get`s and `put`s of distinct values as
-    /// registers, in O(n log n) (same verdict as the search; off only to
-    /// compare the two).
+    /// Decide keys whose writes all write distinct values without a
+    /// search: `get`s and `put`s as registers, and with `append`s and
+    /// `cas`es too where `check::unambiguous_kv` can, in O(n log n) (same
+    /// verdict as the search; off only to compare the two).
     pub fast_path: bool,
     /// Look for one valid order depth first before the return-by-return
     /// search of [`crate::check::search`] (same verdict and stuck
@@ -360,7 +361,9 @@ pub struct Failure {
     pub stuck_op: Operation,
     /// Values the key could hold just before the stuck operation returned
     /// (at most 8; `<other>` stands for any value no read still to return
-    /// could observe).
+    /// could observe). Empty when the key was decided not linearizable
+    /// without a search and the search could not name them within its
+    /// report budget (20,000,000 steps).
     pub possible_values: Vec<String>,
     /// A small sub-history of the key, sorted by call time, that is itself
     /// not linearizable (from an empty key) and contains `stuck_op`. When
@@ -1114,20 +1117,56 @@ struct Sweep<'a> {
 
 /// Checks one key: as a register in O(n log n) when it only has `get`s
 /// and `put`s and no value is written twice (the common shape of the
-/// simulator's histories, see `crate::check::unambiguous`); else by the
-/// search below; and where more operations are pending at once than its
-/// window of 128, by the generic search of `crate::check` with the
-/// key-value model (no such limit). All three give the same verdict.
+/// simulator's histories, see `crate::check::unambiguous`); with appends
+/// and compare-and-sets of unique values too, directly when
+/// `crate::check::unambiguous_kv` decides it (the search then only writes
+/// the report of a bad key); else by the search below; and where more
+/// operations are pending at once than its window of 128, by the generic
+/// search of `crate::check` with the key-value model (no such limit). All
+/// give the same verdict.
 fn check_key(ops: &[Operation], idx: &[usize], init: Init, budget: &mut Budget) -> KeyOutcome {
+    use crate::check::unambiguous_kv::{decide_kv, stuck_by_bisection, KvDecision};
+    // Decided not linearizable directly: the stuck operation by bisection,
+    // if every cut was decided directly too.
+    let mut known_bad: Option<Option<usize>> = None;
     if budget.fast_path {
         if let Some(outcome) = register_fast_path(ops, idx) {
             return outcome;
         }
+        match decide_kv(ops, idx) {
+            Some(KvDecision::Linearizable) => return KeyOutcome::Ok,
+            Some(KvDecision::NotLinearizable) => known_bad = Some(stuck_by_bisection(ops, idx)),
+            None => {}
+        }
+    }
+    // For a key known to be bad the search only writes the report (where
+    // it gets stuck, the values possible there), within a bounded budget
+    // when bisection already found the stuck operation.
+    let max_steps = budget.max_steps;
+    if let Some(Some(_)) = known_bad {
+        budget.max_steps = max_steps.min(budget.steps.saturating_add(REPORT_STEPS));
     }
     let outcome = search_key(ops, idx, init, budget);
     let outcome = match outcome {
         KeyOutcome::Exhausted(Limit::PendingOperations(_)) => generic_key(ops, idx, budget),
         other => other,
+    };
+    budget.max_steps = max_steps;
+    let outcome = match (outcome, known_bad) {
+        (KeyOutcome::Exhausted(_), Some(Some(stuck))) => KeyOutcome::Fail {
+            stuck,
+            values: Vec::new(),
+        },
+        (outcome, known_bad) => {
+            debug_assert!(
+                !(known_bad.is_some() && matches!(outcome, KeyOutcome::Ok)),
+                "the direct decision and the search disagree"
+            );
+            if let (KeyOutcome::Fail { stuck, .. }, Some(Some(b))) = (&outcome, known_bad) {
+                debug_assert_eq!(*stuck, b, "bisection and the search disagree");
+            }
+            outcome
+        }
     };
     match outcome {
         KeyOutcome::Fail { stuck, values }
@@ -1140,6 +1179,11 @@ fn check_key(ops: &[Operation], idx: &[usize], init: Init, budget: &mut Budget) 
         other => other,
     }
 }
+
+/// Search steps the report of a key already decided not linearizable may
+/// take before it falls back to the stuck operation found by bisection,
+/// without the values possible there.
+const REPORT_STEPS: u64 = 20_000_000;
 
 /// How the search's merged state is shown when no concrete values can be
 /// computed.

@@ -329,8 +329,11 @@ fn budget_exhaustion_is_unknown_not_ok() {
         ops: 2000,
         ..GenConfig::default()
     });
+    // The search's budget: the direct decisions spend no steps (they
+    // decide this history).
     let cfg = CheckConfig {
         max_steps: 100,
+        fast_path: false,
         ..CheckConfig::default()
     };
     let r = check_history_with(&ops, &cfg);

@@ -22,7 +22,9 @@
 //!    [`check_parallel`]; the verdict does not depend on the pool.
 //! 2. For each part, [`Model::decide`] may decide it directly. The register
 //!    models do when the part is *unambiguous* (every write writes a value
-//!    no other write writes): in O(n log n) time ([`unambiguous`]).
+//!    no other write writes): in O(n log n) time ([`unambiguous`]); the
+//!    key-value model too for keys with appends and compare-and-sets whose
+//!    observed states each name one write ([`unambiguous_kv`]).
 //! 3. Otherwise the just-in-time search of [`search`] decides it: the same
 //!    algorithm as the key-value checker (Lowe's just-in-time
 //!    linearization, configurations memoised, identical pending operations
@@ -49,6 +51,7 @@ pub mod jepsen;
 pub mod search;
 pub mod typed;
 pub mod unambiguous;
+pub mod unambiguous_kv;
 pub mod workload;
 
 use std::fmt;
