@@ -432,6 +432,76 @@ impl Drop for Killed {
     }
 }
 
+/// Waits for `node` to exit by itself; its status and stderr.
+fn exit_of(node: &mut Killed, log: &Path) -> (Option<i32>, String) {
+    let deadline = Instant::now() + DEADLINE;
+    let status = loop {
+        if let Some(status) = node.0.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the node did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stderr = std::fs::read_to_string(log).expect("read the log");
+    (status.code(), stderr)
+}
+
+#[test]
+fn a_multi_group_node_refuses_a_metrics_address_in_use_with_status_2() {
+    let scratch = Scratch::new("multi-in-use");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let addr = taken.local_addr().expect("local addr").to_string();
+    let log = scratch.0.join("node.log");
+    let mut node = Killed(single_node(
+        &scratch,
+        &["--groups", "4", "--metrics-listen", &addr],
+        "info",
+        &log,
+    ));
+    let (code, stderr) = exit_of(&mut node, &log);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen for metrics on {addr}")),
+        "{stderr}"
+    );
+    assert!(
+        !scratch.0.join("data").exists(),
+        "the data directory was touched"
+    );
+}
+
+#[test]
+fn an_otlp_endpoint_this_build_cannot_serve_is_refused_with_status_2() {
+    // Without the `otel` feature any endpoint is refused, naming the
+    // feature; with it, one that is not plain http.
+    let (endpoint, expected) = if cfg!(feature = "otel") {
+        (
+            "https://127.0.0.1:4318/v1/traces",
+            "expected an http:// URL",
+        )
+    } else {
+        ("http://127.0.0.1:4318/v1/traces", "--features otel")
+    };
+    let scratch = Scratch::new("otlp");
+    let log = scratch.0.join("node.log");
+    let mut node = Killed(single_node(
+        &scratch,
+        &["--otlp-endpoint", endpoint],
+        "info",
+        &log,
+    ));
+    let (code, stderr) = exit_of(&mut node, &log);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(endpoint) && stderr.contains(expected),
+        "{stderr}"
+    );
+    assert!(
+        !scratch.0.join("data").exists(),
+        "the data directory was touched"
+    );
+}
+
 #[test]
 fn a_metrics_address_in_use_is_refused_at_start_with_status_2() {
     let scratch = Scratch::new("in-use");

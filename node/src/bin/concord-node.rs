@@ -62,6 +62,10 @@
 //! (`concord_node::multi_node`, docs/multi-group.md); the default, 1, is
 //! the single-group server above. A data directory keeps its group count.
 //!
+//! `--otlp-endpoint URL` (a build with `--features otel`) exports the
+//! request spans to an OpenTelemetry collector over OTLP/HTTP; without
+//! the feature the flag is refused with exit status 2.
+//!
 //! `--metrics-listen ADDR` serves Prometheus metrics on
 //! `http://ADDR/metrics` (docs/metrics.md lists them, for one group and
 //! for many); `--log-format json`
@@ -118,7 +122,17 @@ For more information, try '--help'."
             return ExitCode::from(2);
         }
     };
-    observability::init_logging("concord-node", settings.log_format);
+    let mut tracing = match observability::init(
+        "concord-node",
+        settings.log_format,
+        settings.otlp_endpoint.as_deref(),
+    ) {
+        Ok(tracing) => tracing,
+        Err(e) => {
+            eprintln!("concord-node: {e}");
+            return ExitCode::from(EXIT_BAD_FLAGS);
+        }
+    };
     let runtime = if settings.worker_threads == 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -136,7 +150,12 @@ For more information, try '--help'."
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(settings)) {
+    let result = runtime.block_on(run(settings));
+    // Outside the runtime: the exporter blocks while it sends what is
+    // queued.
+    drop(runtime);
+    tracing.shutdown();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("concord-node: {}", e.message);
