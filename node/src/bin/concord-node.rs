@@ -72,7 +72,8 @@
 //! writes one JSON object per log line.
 //!
 //! Exit status: 0 stopped by a signal, 1 failed to start or serve, 2 bad
-//! flags or config file (or a metrics address that cannot be bound), 3
+//! flags or config file (or a metrics address that cannot be bound, or an
+//! OTLP endpoint this build cannot serve), 3
 //! the data directory belongs to another cluster, node or service (or a
 //! newer build, or one from before services), 4 the data directory is in
 //! use by another process.
