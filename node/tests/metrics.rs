@@ -289,12 +289,22 @@ fn a_cluster_exports_metrics_that_move_as_it_works() {
         families,
         "docs/metrics.md against a scrape"
     );
-    for name in dashboard_families(&families) {
+    // The dashboard's panels are of either server: each name is in one
+    // of the two catalogues (the multi-group test checks its scrape).
+    let mut either = families.clone();
+    either.extend(
+        concord::tokio::metrics::multi::MULTI_CATALOGUE
+            .iter()
+            .map(|m| (m.name.to_string(), kind_word(m.kind).to_string())),
+    );
+    let panels = dashboard_families(&either);
+    for name in &panels {
         assert!(
-            families.contains_key(&name),
-            "the dashboard names {name}, which no scrape shows"
+            either.contains_key(name),
+            "the dashboard names {name}, which no catalogue holds"
         );
     }
+    assert!(panels.contains("concord_commit_index") && panels.contains("concord_groups_active"));
     let (status, _) = get(&metrics[&leader], "/elsewhere").expect("GET /elsewhere");
     assert!(status.contains(" 404 "), "{status}");
 }
@@ -902,5 +912,16 @@ fn a_multi_group_cluster_exports_group_counts_that_move_as_it_works() {
             families,
             "docs/metrics.md's section on many groups against a scrape"
         );
+        for name in [
+            "concord_groups_active",
+            "concord_groups_quiesced",
+            "concord_wal_batch_entries",
+            "concord_peer_sent_bytes_total",
+        ] {
+            assert!(
+                dashboard_families(&families).contains(name),
+                "the dashboard graphs {name}"
+            );
+        }
     }
 }
