@@ -332,6 +332,8 @@ pub struct ServerConfig {
     pub metrics_listen: Option<String>,
     /// `--log-format`: `text` or `json`.
     pub log_format: Option<String>,
+    /// `--otlp-endpoint`.
+    pub otlp_endpoint: Option<String>,
     /// `--groups`.
     pub groups: Option<u64>,
 }
@@ -362,6 +364,7 @@ pub const CONFIG_KEYS: &[&str] = &[
     "tls-key",
     "metrics-listen",
     "log-format",
+    "otlp-endpoint",
     "groups",
 ];
 
@@ -472,6 +475,9 @@ pub struct ServerSettings {
     pub metrics_listen: Option<String>,
     /// Log line format on stderr.
     pub log_format: LogFormat,
+    /// Where the request spans are exported over OTLP/HTTP, if anywhere
+    /// (feature `otel`; refused at start without it).
+    pub otlp_endpoint: Option<String>,
     /// Raft groups hosted: 1 is one group (a single-group server); more
     /// runs the sharded key-value store on a multi-group host.
     pub groups: u64,
@@ -608,6 +614,11 @@ impl ServerSettings {
                 .clone()
                 .or_else(|| file.metrics_listen.clone()),
             log_format,
+            otlp_endpoint: flags
+                .observability
+                .otlp_endpoint
+                .clone()
+                .or_else(|| file.otlp_endpoint.clone()),
             groups,
         };
         settings

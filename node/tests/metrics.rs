@@ -130,11 +130,22 @@ fn scrape_until(addr: &str, what: &str, ready: impl Fn(&Scrape) -> bool) -> Scra
     }
 }
 
-/// The metric names `docs/metrics.md` lists in its table, with their kind.
-fn documented() -> BTreeMap<String, String> {
+/// The heading of `docs/metrics.md`'s section on the multi-group server:
+/// the table before it lists the single-group server's metrics, the one
+/// after it the multi-group server's.
+const MULTI_SECTION: &str = "## Many groups per node";
+
+/// The metric names `docs/metrics.md` lists in the table of one server
+/// (`multi`: the multi-group one), with their kind.
+fn documented(multi: bool) -> BTreeMap<String, String> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/metrics.md");
     let text = std::fs::read_to_string(&path).expect("read docs/metrics.md");
-    text.lines()
+    let (single, rest) = text
+        .split_once(MULTI_SECTION)
+        .expect("docs/metrics.md has a section on many groups");
+    let section = if multi { rest } else { single };
+    section
+        .lines()
         .filter_map(|line| {
             let mut cells = line.strip_prefix("| `")?.split('|');
             let name = cells.next()?.trim().trim_end_matches('`').to_string();
@@ -273,13 +284,27 @@ fn a_cluster_exports_metrics_that_move_as_it_works() {
         .map(|m| (m.name.to_string(), kind_word(m.kind).to_string()))
         .collect();
     assert_eq!(families, catalogue, "the scrape against the catalogue");
-    assert_eq!(documented(), families, "docs/metrics.md against a scrape");
-    for name in dashboard_families(&families) {
+    assert_eq!(
+        documented(false),
+        families,
+        "docs/metrics.md against a scrape"
+    );
+    // The dashboard's panels are of either server: each name is in one
+    // of the two catalogues (the multi-group test checks its scrape).
+    let mut either = families.clone();
+    either.extend(
+        concord::tokio::metrics::multi::MULTI_CATALOGUE
+            .iter()
+            .map(|m| (m.name.to_string(), kind_word(m.kind).to_string())),
+    );
+    let panels = dashboard_families(&either);
+    for name in &panels {
         assert!(
-            families.contains_key(&name),
-            "the dashboard names {name}, which no scrape shows"
+            either.contains_key(name),
+            "the dashboard names {name}, which no catalogue holds"
         );
     }
+    assert!(panels.contains("concord_commit_index") && panels.contains("concord_groups_active"));
     let (status, _) = get(&metrics[&leader], "/elsewhere").expect("GET /elsewhere");
     assert!(status.contains(" 404 "), "{status}");
 }
@@ -415,6 +440,76 @@ impl Drop for Killed {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Waits for `node` to exit by itself; its status and stderr.
+fn exit_of(node: &mut Killed, log: &Path) -> (Option<i32>, String) {
+    let deadline = Instant::now() + DEADLINE;
+    let status = loop {
+        if let Some(status) = node.0.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the node did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stderr = std::fs::read_to_string(log).expect("read the log");
+    (status.code(), stderr)
+}
+
+#[test]
+fn a_multi_group_node_refuses_a_metrics_address_in_use_with_status_2() {
+    let scratch = Scratch::new("multi-in-use");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let addr = taken.local_addr().expect("local addr").to_string();
+    let log = scratch.0.join("node.log");
+    let mut node = Killed(single_node(
+        &scratch,
+        &["--groups", "4", "--metrics-listen", &addr],
+        "info",
+        &log,
+    ));
+    let (code, stderr) = exit_of(&mut node, &log);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen for metrics on {addr}")),
+        "{stderr}"
+    );
+    assert!(
+        !scratch.0.join("data").exists(),
+        "the data directory was touched"
+    );
+}
+
+#[test]
+fn an_otlp_endpoint_this_build_cannot_serve_is_refused_with_status_2() {
+    // Without the `otel` feature any endpoint is refused, naming the
+    // feature; with it, one that is not plain http.
+    let (endpoint, expected) = if cfg!(feature = "otel") {
+        (
+            "https://127.0.0.1:4318/v1/traces",
+            "expected an http:// URL",
+        )
+    } else {
+        ("http://127.0.0.1:4318/v1/traces", "--features otel")
+    };
+    let scratch = Scratch::new("otlp");
+    let log = scratch.0.join("node.log");
+    let mut node = Killed(single_node(
+        &scratch,
+        &["--otlp-endpoint", endpoint],
+        "info",
+        &log,
+    ));
+    let (code, stderr) = exit_of(&mut node, &log);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(endpoint) && stderr.contains(expected),
+        "{stderr}"
+    );
+    assert!(
+        !scratch.0.join("data").exists(),
+        "the data directory was touched"
+    );
 }
 
 #[test]
@@ -622,6 +717,211 @@ fn a_write_can_be_followed_through_every_nodes_log() {
                 cluster.log_text(id)
             );
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Groups of the multi-group cluster below.
+const MULTI_GROUPS: u64 = 64;
+
+/// A value summed over the scrapes of every node (a missing series
+/// counts 0).
+fn sum(scrapes: &[Scrape], series: &str) -> f64 {
+    scrapes.iter().filter_map(|s| s.value(series)).sum()
+}
+
+fn scrape_all(metrics: &BTreeMap<u64, String>) -> Result<Vec<Scrape>, String> {
+    metrics.values().map(|addr| Scrape::of(addr)).collect()
+}
+
+/// Scrapes every node until `ready` holds for the set; that set.
+fn scrape_all_until(
+    metrics: &BTreeMap<u64, String>,
+    what: &str,
+    ready: impl Fn(&[Scrape]) -> bool,
+) -> Vec<Scrape> {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let last = match scrape_all(metrics) {
+            Ok(scrapes) if ready(&scrapes) => return scrapes,
+            Ok(scrapes) => scrapes
+                .iter()
+                .map(|s| s.text.as_str())
+                .collect::<Vec<_>>()
+                .join("\n---\n"),
+            Err(e) => e,
+        };
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {DEADLINE:?}; last scrapes:\n{last}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Whether every node hosts all groups and has all of them asleep.
+fn all_quiesced(scrapes: &[Scrape]) -> bool {
+    let groups = MULTI_GROUPS as f64;
+    scrapes.iter().all(|s| {
+        s.value("concord_groups_hosted") == Some(groups)
+            && s.value("concord_groups_quiesced") == Some(groups)
+            && s.value("concord_groups_active") == Some(0.0)
+    })
+}
+
+#[test]
+fn a_multi_group_cluster_exports_group_counts_that_move_as_it_works() {
+    use concord::tokio::metrics::multi::MULTI_CATALOGUE;
+    use concord::tokio::multi::routing_client::RoutingConfig;
+    use concord_services::sharded_kv::ShardMap;
+    use concord_services::sharded_kv_client::ShardedKvClient;
+
+    let mut cluster = NodeProcesses::on_loopback("metrics-multi", "metrics-multi");
+    let metrics: BTreeMap<u64, String> = cluster
+        .ids()
+        .into_iter()
+        .map(|id| (id, free_addr()))
+        .collect();
+    let groups = MULTI_GROUPS.to_string();
+    for (id, addr) in &metrics {
+        cluster.start_with(*id, &["--groups", &groups, "--metrics-listen", addr]);
+    }
+    // Every group elects a leader, falls idle and sleeps on every node.
+    let idle = scrape_all_until(&metrics, "every group quiesced after start", |s| {
+        all_quiesced(s) && sum(s, "concord_groups_led") == MULTI_GROUPS as f64
+    });
+    let committed_before: Vec<f64> = idle
+        .iter()
+        .map(|s| s.value("concord_entries_committed_total").expect("commits"))
+        .collect();
+    let sleeps_before = sum(&idle, "concord_group_sleeps_total");
+    let proposals_before = sum(&idle, "concord_proposals_total");
+
+    // Writes to keys of many groups, scraping between batches: while they
+    // go on, some groups are awake and the commit counters move.
+    let runtime = runtime();
+    let mut config = RoutingConfig::new("metrics-multi", cluster.addrs.clone());
+    config.request_timeout = Duration::from_secs(5);
+    config.attempts_max = 16;
+    let map = ShardMap::new(MULTI_GROUPS).expect("a shard map");
+    let mut client = {
+        let _runtime = runtime.enter();
+        ShardedKvClient::new(map, config).expect("a client")
+    };
+    let keys: Vec<String> = (0..4 * MULTI_GROUPS).map(|i| format!("key-{i}")).collect();
+    let groups_written: BTreeSet<u64> = keys.iter().map(|k| map.group_of(k.as_bytes())).collect();
+    assert!(
+        groups_written.len() as u64 > MULTI_GROUPS / 2,
+        "{groups_written:?}"
+    );
+    let deadline = Instant::now() + DEADLINE;
+    let mut written = 0u64;
+    let mut seen_active = false;
+    let mut seen_committed = false;
+    for key in keys.iter().cycle() {
+        runtime
+            .block_on(client.put(key.clone(), format!("value-{written}")))
+            .expect("a write");
+        written += 1;
+        if written % 16 != 0 {
+            continue;
+        }
+        let scrapes = scrape_all(&metrics).expect("scrape while writing");
+        seen_active |= scrapes
+            .iter()
+            .any(|s| s.at_least("concord_groups_active", 1.0));
+        seen_committed |= scrapes
+            .iter()
+            .zip(&committed_before)
+            .all(|(s, before)| s.at_least("concord_entries_committed_total", before + 16.0));
+        if written >= keys.len() as u64 && seen_active && seen_committed {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after {written} writes: some group active {seen_active}, commits moved on every \
+             node {seen_committed}"
+        );
+    }
+    // Reads of every written key, served by read index at the leaders.
+    let reads = 8u64;
+    for key in keys.iter().take(reads as usize) {
+        let value = runtime.block_on(client.get(key.clone())).expect("a read");
+        assert!(value.is_some(), "{key} was written");
+    }
+
+    // Idle again: every group goes back to sleep, and the counters hold
+    // what the writes did.
+    let after = scrape_all_until(&metrics, "every group quiesced after the writes", |s| {
+        all_quiesced(s) && sum(s, "concord_group_sleeps_total") > sleeps_before
+    });
+    assert!(
+        sum(&after, "concord_proposals_total") >= proposals_before + written as f64,
+        "proposals summed over the nodes cover the {written} writes"
+    );
+    assert!(sum(&after, "concord_reads_total{path=\"read_index\"}") >= reads as f64);
+    assert_eq!(sum(&after, "concord_groups_led"), MULTI_GROUPS as f64);
+    for ((id, scrape), before) in metrics.keys().zip(&after).zip(&committed_before) {
+        assert_eq!(scrape.value("concord_node_id"), Some(*id as f64));
+        // Every node saw every write commit (each is one entry of its
+        // group on every replica).
+        assert!(
+            scrape.at_least("concord_entries_committed_total", before + written as f64),
+            "node {id}: {:?} committed, {before} before {written} writes",
+            scrape.value("concord_entries_committed_total")
+        );
+        assert!(scrape.at_least("concord_entries_applied_total", written as f64));
+        assert!(scrape.at_least("concord_wal_fsync_duration_seconds_count", 1.0));
+        assert!(scrape.at_least("concord_wal_batch_entries_count", 1.0));
+        assert!(scrape.at_least("concord_wal_batch_entries_sum", written as f64));
+        assert!(scrape.at_least("concord_wal_batch_bytes_sum", 1.0));
+        assert!(scrape.at_least("concord_frames_sent_total", 1.0));
+        assert!(scrape.at_least("concord_persist_batches_total", 1.0));
+        for peer in metrics.keys().filter(|peer| *peer != id) {
+            assert_eq!(
+                scrape.value(&format!("concord_peer_connected{{peer=\"{peer}\"}}")),
+                Some(1.0),
+                "node {id} to {peer}"
+            );
+            assert!(scrape.at_least(
+                &format!("concord_peer_frames_sent_total{{peer=\"{peer}\"}}"),
+                1.0
+            ));
+            assert!(scrape.at_least(
+                &format!("concord_peer_sent_bytes_total{{peer=\"{peer}\"}}"),
+                1.0
+            ));
+        }
+        // No series per group: its count does not grow with the groups.
+        assert!(
+            !scrape.text.contains("group=\""),
+            "node {id} exports a series per group"
+        );
+        // The catalogue, the doc's section and the scrape agree.
+        let families = scrape.families();
+        let catalogue: BTreeMap<String, String> = MULTI_CATALOGUE
+            .iter()
+            .map(|m| (m.name.to_string(), kind_word(m.kind).to_string()))
+            .collect();
+        assert_eq!(
+            families, catalogue,
+            "node {id}'s scrape against the catalogue"
+        );
+        assert_eq!(
+            documented(true),
+            families,
+            "docs/metrics.md's section on many groups against a scrape"
+        );
+        for name in [
+            "concord_groups_active",
+            "concord_groups_quiesced",
+            "concord_wal_batch_entries",
+            "concord_peer_sent_bytes_total",
+        ] {
+            assert!(
+                dashboard_families(&families).contains(name),
+                "the dashboard graphs {name}"
+            );
         }
     }
 }

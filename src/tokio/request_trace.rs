@@ -7,11 +7,18 @@
 //!
 //! | event | where | fields |
 //! | --- | --- | --- |
-//! | `proposed` | leader | `index`, `term`, `client`, `seq` |
-//! | `committed` | every node | `first`, `last` (an index range) |
+//! | `proposed`, in span `propose` | leader | `index`, `term`, `client`, `seq` |
+//! | `committed`, in span `commit` | every node | `first`, `last` (an index range) |
 //! | `applied`, in span `apply` | every node | span: `index`, `term`, `client`, `seq` |
 //! | `answered`, in span `apply` | leader | `outcome` |
-//! | `read started` / `read served` / `read refused` | the node serving it | `read`, `path` |
+//! | `read started` / `read refused` | the node serving it | `read`, `path` |
+//! | `read served`, in span `read` | the node serving it | `read`, `path` |
+//!
+//! The spans `propose`, `commit`, `apply` and `read` (target
+//! `concord::tokio::server`, level `debug`) are short: each ends with the
+//! step it names, so a tracing layer that exports spans (`concord-node
+//! --otlp-endpoint`, feature `otel`) sends them as they happen; the
+//! long-lived `node` span around them is not exported.
 //!
 //! So `RUST_LOG=concord::tokio::server=debug concord-node --log-format
 //! json ...` on every node, then a filter on `client` and `seq` (or on

@@ -884,6 +884,7 @@ where
             tracing::error!(id, "the node released a read it was never given");
             return;
         };
+        let _span = tracing::debug_span!("read", read = id, ?path).entered();
         tracing::debug!(read = id, ?path, "read served");
         let response = match self.state_machine.query(&query) {
             Some(answer) => {
@@ -1578,7 +1579,9 @@ where
         let commit_after = self.node.commit_index();
         if commit_after > commit_before {
             metrics::entries_committed(commit_after - commit_before);
-            tracing::debug!(first = commit_before + 1, last = commit_after, "committed");
+            let (first, last) = (commit_before + 1, commit_after);
+            tracing::debug_span!("commit", first, last)
+                .in_scope(|| tracing::debug!(first, last, "committed"));
         }
     }
 
@@ -1696,9 +1699,11 @@ where
                 for index in first_index..=last_index {
                     match self.proposing_sessions.pop_front() {
                         Some(Some((client, seq))) => {
-                            tracing::debug!(index, term, client, seq, "proposed")
+                            tracing::debug_span!("propose", index, term, client, seq)
+                                .in_scope(|| tracing::debug!(index, term, client, seq, "proposed"))
                         }
-                        Some(None) => tracing::debug!(index, term, "proposed"),
+                        Some(None) => tracing::debug_span!("propose", index, term)
+                            .in_scope(|| tracing::debug!(index, term, "proposed")),
                         None => {}
                     }
                     match self.proposing.pop_front() {

@@ -62,12 +62,18 @@
 //! (`concord_node::multi_node`, docs/multi-group.md); the default, 1, is
 //! the single-group server above. A data directory keeps its group count.
 //!
+//! `--otlp-endpoint URL` (a build with `--features otel`) exports the
+//! request spans to an OpenTelemetry collector over OTLP/HTTP; without
+//! the feature the flag is refused with exit status 2.
+//!
 //! `--metrics-listen ADDR` serves Prometheus metrics on
-//! `http://ADDR/metrics` (docs/metrics.md lists them); `--log-format json`
+//! `http://ADDR/metrics` (docs/metrics.md lists them, for one group and
+//! for many); `--log-format json`
 //! writes one JSON object per log line.
 //!
 //! Exit status: 0 stopped by a signal, 1 failed to start or serve, 2 bad
-//! flags or config file (or a metrics address that cannot be bound), 3
+//! flags or config file (or a metrics address that cannot be bound, or an
+//! OTLP endpoint this build cannot serve), 3
 //! the data directory belongs to another cluster, node or service (or a
 //! newer build, or one from before services), 4 the data directory is in
 //! use by another process.
@@ -117,7 +123,17 @@ For more information, try '--help'."
             return ExitCode::from(2);
         }
     };
-    observability::init_logging("concord-node", settings.log_format);
+    let mut tracing = match observability::init(
+        "concord-node",
+        settings.log_format,
+        settings.otlp_endpoint.as_deref(),
+    ) {
+        Ok(tracing) => tracing,
+        Err(e) => {
+            eprintln!("concord-node: {e}");
+            return ExitCode::from(EXIT_BAD_FLAGS);
+        }
+    };
     let runtime = if settings.worker_threads == 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -135,7 +151,12 @@ For more information, try '--help'."
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(settings)) {
+    let result = runtime.block_on(run(settings));
+    // Outside the runtime: the exporter blocks while it sends what is
+    // queued.
+    drop(runtime);
+    tracing.shutdown();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("concord-node: {}", e.message);
@@ -267,20 +288,29 @@ async fn run(args: ServerSettings) -> Result<(), Failure> {
 /// `--groups N`, N > 1: the sharded key-value store on a multi-group
 /// host, until a signal.
 async fn run_multi(args: &ServerSettings) -> Result<(), Failure> {
-    if args.metrics_listen.is_some() {
-        return Err(Failure {
-            code: EXIT_BAD_FLAGS,
-            message: format!(
-                "--metrics-listen is not served by a multi-group node (--groups {}) yet; \
-                 leave it out",
-                args.groups
-            ),
-        });
-    }
+    // Bound before anything else: an address in use is a bad flag. The
+    // recorder is installed before the groups start, so the transport's
+    // per-peer series exist from the first dial.
+    let metrics = match &args.metrics_listen {
+        Some(addr) => Some(
+            MetricsEndpoint::bind_multi(addr)
+                .await
+                .map_err(|e| Failure {
+                    code: EXIT_BAD_FLAGS,
+                    message: e.to_string(),
+                })?,
+        ),
+        None => None,
+    };
     let node = multi_node::start(args).await.map_err(|e| Failure {
         code: e.code,
         message: e.message,
     })?;
+    if let Some(metrics) = metrics {
+        let addr = metrics.local_addr().map_err(|e| e.to_string())?;
+        metrics.serve_multi(node.handle.events(), node.handle.shutdown_signal());
+        tracing::info!(%addr, "serving metrics on http://{addr}/metrics");
+    }
     tracing::info!(service = %args.service, groups = args.groups, id = args.id, listen = %node.local_addr, cluster = %args.cluster_id, tls = args.tls_ca.is_some(), "concord-node serving");
     multi_node::serve_until_signal(node)
         .await

@@ -16,6 +16,7 @@
 //! # }
 //! ```
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +27,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
-use super::{record_status, Kind, CATALOGUE, COUNT_BUCKETS, SECONDS_BUCKETS};
+use super::multi::{record_multi_status, MULTI_CATALOGUE};
+use super::{buckets_for, record_status, Kind, Metric, CATALOGUE};
+use crate::tokio::multi::host::{HostEvent, MultiStatus};
 use crate::tokio::server::Event;
 use crate::tokio::wire::ClientResponse;
 
@@ -71,6 +74,21 @@ impl MetricsEndpoint {
     /// the process's global one, with every metric of [`CATALOGUE`]
     /// described and its unlabeled series registered at zero.
     pub async fn bind(addr: &str) -> Result<MetricsEndpoint, MetricsError> {
+        Self::bind_catalogue(addr, CATALOGUE).await
+    }
+
+    /// [`bind`](Self::bind) for a server hosting many groups: the metrics
+    /// of [`MULTI_CATALOGUE`]. Serve it with
+    /// [`serve_multi`](Self::serve_multi).
+    pub async fn bind_multi(addr: &str) -> Result<MetricsEndpoint, MetricsError> {
+        Self::bind_catalogue(addr, MULTI_CATALOGUE).await
+    }
+
+    /// [`bind`](Self::bind) with the metrics of `catalogue`.
+    async fn bind_catalogue(
+        addr: &str,
+        catalogue: &'static [Metric],
+    ) -> Result<MetricsEndpoint, MetricsError> {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| MetricsError::Bind {
@@ -78,20 +96,18 @@ impl MetricsEndpoint {
                 source,
             })?;
         let mut builder = PrometheusBuilder::new();
-        for metric in CATALOGUE.iter().filter(|m| m.kind == Kind::Histogram) {
-            let buckets = if metric.name.ends_with("_seconds") {
-                SECONDS_BUCKETS
-            } else {
-                COUNT_BUCKETS
-            };
+        for metric in catalogue.iter().filter(|m| m.kind == Kind::Histogram) {
             builder = builder
-                .set_buckets_for_metric(Matcher::Full(metric.name.to_string()), buckets)
+                .set_buckets_for_metric(
+                    Matcher::Full(metric.name.to_string()),
+                    buckets_for(metric.name),
+                )
                 .map_err(|e| MetricsError::Recorder(e.to_string()))?;
         }
         let handle = builder
             .install_recorder()
             .map_err(|e| MetricsError::Recorder(e.to_string()))?;
-        for metric in CATALOGUE {
+        for metric in catalogue {
             let name = metric.name;
             let help = metric.help;
             match metric.kind {
@@ -121,9 +137,61 @@ impl MetricsEndpoint {
     pub fn serve(
         self,
         events: mpsc::Sender<Event>,
-        mut shutdown: watch::Receiver<bool>,
+        shutdown: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
+        self.serve_with(
+            move || {
+                let events = events.clone();
+                async move {
+                    if let Ok(Some(status)) =
+                        tokio::time::timeout(STATUS_TIMEOUT, status(&events)).await
+                    {
+                        record_status(&status);
+                    }
+                }
+            },
+            shutdown,
+        )
+    }
+
+    /// Serves scrapes of a multi-group server (bound with
+    /// [`bind_multi`](Self::bind_multi)) until `shutdown` turns true; each
+    /// reads the status of the server behind `events` first (without the
+    /// per-group list: a scrape costs one pass over the groups, and no
+    /// series is per group).
+    pub fn serve_multi(
+        self,
+        events: mpsc::Sender<HostEvent>,
+        shutdown: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        self.serve_with(
+            move || {
+                let events = events.clone();
+                async move {
+                    if let Ok(Some(status)) =
+                        tokio::time::timeout(STATUS_TIMEOUT, multi_status(&events)).await
+                    {
+                        record_multi_status(&status);
+                    }
+                }
+            },
+            shutdown,
+        )
+    }
+
+    /// Serves scrapes until `shutdown` turns true; each awaits `refresh`
+    /// (which records what is read at scrape time) before rendering.
+    fn serve_with<F, R>(
+        self,
+        refresh: F,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()>
+    where
+        F: Fn() -> R + Send + Sync + 'static,
+        R: Future<Output = ()> + Send + 'static,
+    {
         let MetricsEndpoint { listener, handle } = self;
+        let refresh = Arc::new(refresh);
         let slots = Arc::new(Semaphore::new(CONNECTIONS_MAX));
         tokio::spawn(async move {
             let mut upkeep = tokio::time::interval(UPKEEP_INTERVAL);
@@ -146,9 +214,9 @@ impl MetricsEndpoint {
                             continue;
                         };
                         let handle = handle.clone();
-                        let events = events.clone();
+                        let refresh = refresh.clone();
                         tokio::spawn(async move {
-                            let _ = answer(stream, &handle, &events).await;
+                            let _ = answer(stream, &handle, &*refresh).await;
                             drop(slot);
                         });
                     }
@@ -159,11 +227,15 @@ impl MetricsEndpoint {
 }
 
 /// Reads one request head and answers it.
-async fn answer(
+async fn answer<F, R>(
     mut stream: TcpStream,
     handle: &PrometheusHandle,
-    events: &mpsc::Sender<Event>,
-) -> std::io::Result<()> {
+    refresh: &F,
+) -> std::io::Result<()>
+where
+    F: Fn() -> R,
+    R: Future<Output = ()>,
+{
     let head = match tokio::time::timeout(REQUEST_TIMEOUT, read_head(&mut stream)).await {
         Ok(Ok(Some(head))) => head,
         Ok(Err(e)) => return Err(e),
@@ -180,9 +252,7 @@ async fn answer(
     if path != "/metrics" {
         return respond(&mut stream, "404 Not Found", "GET /metrics\n").await;
     }
-    if let Ok(Some(status)) = tokio::time::timeout(STATUS_TIMEOUT, status(events)).await {
-        record_status(&status);
-    }
+    refresh().await;
     let body = handle.render();
     respond(&mut stream, "200 OK", &body).await
 }
@@ -195,6 +265,19 @@ async fn status(events: &mpsc::Sender<Event>) -> Option<crate::tokio::status::No
         Ok(ClientResponse::Status(status)) => Some(*status),
         _ => None,
     }
+}
+
+/// A multi-group server's status, or `None` once it stopped.
+async fn multi_status(events: &mpsc::Sender<HostEvent>) -> Option<MultiStatus> {
+    let (reply, rx) = oneshot::channel();
+    events
+        .send(HostEvent::Status {
+            groups: false,
+            reply,
+        })
+        .await
+        .ok()?;
+    rx.await.ok()
 }
 
 /// The request line, once the whole head arrived; `None` if it is longer

@@ -19,6 +19,9 @@
 //!   fsync latency, append round trips, snapshot transfer times), entries
 //!   committed, peer connection state, session table size.
 //!
+//! A server hosting many groups exports its own set, [`multi::MULTI_CATALOGUE`]
+//! (no per-group series), through the same endpoint.
+//!
 //! One recorder per process: a process that runs several servers (tests)
 //! installs none, or shares one. Every metric is listed in [`CATALOGUE`];
 //! `docs/metrics.md` lists the same names (a test compares it with a
@@ -26,6 +29,7 @@
 
 #[cfg(all(feature = "metrics", not(madsim)))]
 pub mod endpoint;
+pub mod multi;
 pub mod round_trip;
 
 use std::time::Duration;
@@ -192,6 +196,33 @@ pub const SECONDS_BUCKETS: &[f64] = &[
 pub const COUNT_BUCKETS: &[f64] = &[
     1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
 ];
+
+/// Bucket bounds of the `_bytes` histograms: powers of four from 64 B to
+/// 64 MiB (a shared log's segment size).
+pub const BYTES_BUCKETS: &[f64] = &[
+    64.0,
+    256.0,
+    1024.0,
+    4096.0,
+    16_384.0,
+    65_536.0,
+    262_144.0,
+    1_048_576.0,
+    4_194_304.0,
+    16_777_216.0,
+    67_108_864.0,
+];
+
+/// The bucket bounds of a histogram, by its name's unit.
+pub fn buckets_for(name: &str) -> &'static [f64] {
+    if name.ends_with("_seconds") {
+        SECONDS_BUCKETS
+    } else if name.ends_with("_bytes") {
+        BYTES_BUCKETS
+    } else {
+        COUNT_BUCKETS
+    }
+}
 
 /// The `role` label of [`ROLE`] for a status role string.
 const ROLES: &[(&str, &str)] = &[

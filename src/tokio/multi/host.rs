@@ -208,6 +208,21 @@ pub struct HostStats {
     pub groups_rewritten: u64,
     /// Entries written again for them.
     pub entries_rewritten: u64,
+    /// Client commands proposed to groups this node leads (every group
+    /// summed; counted per proposed batch).
+    pub proposals: u64,
+    /// Entries applied to the groups' state machines (every group
+    /// summed; counted per applied batch).
+    pub entries_applied: u64,
+    /// Reads served without a log entry at the leader after a heartbeat
+    /// round (ReadIndex).
+    pub reads_read_index: u64,
+    /// Reads served at the leader under its lease.
+    pub reads_lease: u64,
+    /// Reads served at a follower.
+    pub reads_follower: u64,
+    /// Client requests answered with a redirect to the group's leader.
+    pub redirects: u64,
 }
 
 /// A multi-group server's status.
@@ -221,6 +236,10 @@ pub struct MultiStatus {
     pub groups_awake: usize,
     /// Groups this node leads.
     pub groups_led: usize,
+    /// Entries that became committed here since the server started,
+    /// every group summed (each group's commit index now less the one it
+    /// started with; never decreases while the same groups are hosted).
+    pub entries_committed: u64,
     /// The layer's counters.
     pub layer: MultiStats,
     /// The shared log's counters.
@@ -443,6 +462,7 @@ where
         next_read_id: 0,
         clock_start: tokio::time::Instant::now(),
         ticks_delivered: 0,
+        commit_at_start: 0,
         failed: None,
     };
     span.in_scope(|| {
@@ -455,6 +475,7 @@ where
         }
         server.settle();
     });
+    server.commit_at_start = server.commit_sum();
     tokio::spawn(
         async move {
             let result = server.run(events_rx, log_events, shutdown_rx).await;
@@ -496,6 +517,9 @@ struct Server<S, L, N> {
     next_read_id: u64,
     clock_start: tokio::time::Instant,
     ticks_delivered: u64,
+    /// Every hosted group's commit index at start, summed: the base of
+    /// [`MultiStatus::entries_committed`].
+    commit_at_start: u64,
     failed: Option<MultiServerError>,
 }
 
@@ -643,7 +667,8 @@ where
                 match op {
                     GroupOp::Command(command) => {
                         if node.role() != Role::Leader {
-                            let _ = reply.send(self.not_leader(node.leader()));
+                            let leader = node.leader();
+                            let _ = reply.send(self.not_leader(leader));
                             return;
                         }
                         let host_group = self.groups.get_mut(&group).expect("hosted");
@@ -690,11 +715,21 @@ where
         }
     }
 
+    /// Every hosted group's commit index, summed.
+    fn commit_sum(&self) -> u64 {
+        self.multi
+            .groups()
+            .map(|(_, node)| node.commit_index())
+            .fold(0u64, u64::saturating_add)
+    }
+
     fn status(&self, with_groups: bool) -> MultiStatus {
         let mut groups = BTreeMap::new();
         let mut led = 0;
+        let mut commit_sum = 0u64;
         for (id, node) in self.multi.groups() {
             led += usize::from(node.role() == Role::Leader);
+            commit_sum = commit_sum.saturating_add(node.commit_index());
             if with_groups {
                 groups.insert(
                     id,
@@ -714,6 +749,7 @@ where
             groups_hosted: self.multi.group_count(),
             groups_awake: self.multi.awake_count(),
             groups_led: led,
+            entries_committed: commit_sum.saturating_sub(self.commit_at_start),
             layer: *self.multi.stats(),
             log: self.log.stats(),
             host: self.stats,
@@ -721,7 +757,8 @@ where
         }
     }
 
-    fn not_leader(&self, leader_hint: Option<NodeId>) -> ClientResponse {
+    fn not_leader(&mut self, leader_hint: Option<NodeId>) -> ClientResponse {
+        self.stats.redirects += 1;
         let leader_hint = leader_hint.filter(|id| *id != self.multi.id());
         ClientResponse::NotLeader {
             leader_hint,
@@ -741,6 +778,8 @@ where
             }
             let take = host_group.pending.len().min(self.config.proposal_batch_max);
             let commands: Vec<Bytes> = host_group.pending.drain(..take).collect();
+            self.stats.proposals += commands.len() as u64;
+            super::super::metrics::proposal_batch(commands.len());
             debug_assert!(host_group.proposing.is_empty());
             host_group.proposing = host_group.pending_replies.drain(..take).collect();
             self.input(MultiInput::Group {
@@ -938,6 +977,7 @@ where
                 let Some(host_group) = self.groups.get_mut(&group) else {
                     return;
                 };
+                self.stats.entries_applied += entries.len() as u64;
                 for entry in entries.iter() {
                     let response = apply_entry(&mut host_group.state_machine, entry);
                     while host_group
@@ -1002,7 +1042,7 @@ where
                     let _ = reply.send(response.clone());
                 }
             }
-            Action::ReadReady { id, .. } => {
+            Action::ReadReady { id, path, .. } => {
                 let Some((read_group, query, reply)) = self.reads.remove(&id) else {
                     tracing::error!(id, group, "a group released a read it was never given");
                     return;
@@ -1012,7 +1052,14 @@ where
                     return;
                 };
                 let response = match host_group.state_machine.query(&query) {
-                    Some(answer) => ClientResponse::Done(answer),
+                    Some(answer) => {
+                        match path {
+                            crate::ReadPath::ReadIndex => self.stats.reads_read_index += 1,
+                            crate::ReadPath::Lease => self.stats.reads_lease += 1,
+                            crate::ReadPath::Follower => self.stats.reads_follower += 1,
+                        }
+                        ClientResponse::Done(answer)
+                    }
                     None => ClientResponse::Error(
                         "this state machine serves no reads without the log; send the read as \
                          a command"

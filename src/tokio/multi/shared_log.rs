@@ -356,6 +356,7 @@ impl<S: SegmentFiles, T: SnapshotStore> SharedLog<S, T> {
         let mut outcome = RoundOutcome::default();
         let mut stored: BTreeMap<GroupId, LogPosition> = BTreeMap::new();
         let mut removed = Vec::new();
+        let mut entries_written = 0u64;
         for write in writes {
             match write {
                 WalWrite::Log {
@@ -385,6 +386,7 @@ impl<S: SegmentFiles, T: SnapshotStore> SharedLog<S, T> {
                         self.pins.update(group, |track| track.note_truncate(after));
                     }
                     if let (Some(first), Some(last)) = (entries.first(), entries.last()) {
+                        entries_written += entries.len() as u64;
                         let (first, last) = (first.index, last.index);
                         assert_eq!(
                             last - first + 1,
@@ -450,7 +452,11 @@ impl<S: SegmentFiles, T: SnapshotStore> SharedLog<S, T> {
                 }
             }
         }
-        self.flush_buf()?;
+        let round_bytes = self.buf.len();
+        let synced = self.flush_buf()?;
+        if synced {
+            crate::tokio::metrics::multi::shared_wal_round(entries_written, round_bytes as u64);
+        }
         // Durable: what the round made obsolete can go.
         for group in removed {
             self.snapshots.remove_group(group)?;
@@ -503,10 +509,11 @@ impl<S: SegmentFiles, T: SnapshotStore> SharedLog<S, T> {
         Ok(())
     }
 
-    /// Appends the buffered records to the current segment and syncs.
-    fn flush_buf(&mut self) -> Result<(), StorageError> {
+    /// Appends the buffered records to the current segment and syncs;
+    /// whether it synced.
+    fn flush_buf(&mut self) -> Result<bool, StorageError> {
         if self.buf.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let segment = self.current();
         self.segments.append(segment, &self.buf)?;
@@ -516,12 +523,14 @@ impl<S: SegmentFiles, T: SnapshotStore> SharedLog<S, T> {
             if self.planted_marker_first() {
                 self.mark_durable(segment, self.current_bytes)?;
             }
+            let started = std::time::Instant::now();
             self.segments.sync(segment)?;
+            crate::tokio::metrics::wal_fsync(started.elapsed());
             self.stats.syncs += 1;
             self.mark_durable(segment, self.current_bytes)?;
         }
         self.buf.clear();
-        Ok(())
+        Ok(self.options.sync)
     }
 
     /// Records that segment `segment` is durable up to `offset_bytes`

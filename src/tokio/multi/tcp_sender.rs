@@ -21,6 +21,7 @@ use tokio::time::Instant;
 
 use crate::multi::Frame;
 use crate::tokio::frame::{self, FrameError};
+use crate::tokio::metrics::{self, multi::PeerSendCounters};
 use crate::tokio::tls::TlsConfig;
 use crate::tokio::transport::{connect, BoxStream};
 use crate::tokio::wire::{Hello, HelloRole, PeerReply};
@@ -97,7 +98,8 @@ pub struct TcpFrameCounters {
 /// [module documentation](self)). Its tasks stop when it is dropped.
 #[derive(Debug)]
 pub struct TcpFrameSender {
-    queues: BTreeMap<NodeId, mpsc::Sender<Frame>>,
+    /// Each peer's queue and its send-side metrics.
+    queues: BTreeMap<NodeId, (mpsc::Sender<Frame>, PeerSendCounters)>,
     counters: Arc<TcpFrameCounters>,
     _shutdown: watch::Sender<bool>,
 }
@@ -113,8 +115,11 @@ impl TcpFrameSender {
                 continue;
             }
             let (tx, rx) = mpsc::channel(config.queue_frames_max.max(1));
-            queues.insert(peer, tx);
+            let peer_metrics = PeerSendCounters::new(peer);
+            metrics::peer_added(peer);
+            queues.insert(peer, (tx, peer_metrics.clone()));
             let link = Link {
+                metrics: peer_metrics,
                 config: config.clone(),
                 peer,
                 addr: addr.clone(),
@@ -139,10 +144,16 @@ impl TcpFrameSender {
 
 impl FrameSender for TcpFrameSender {
     fn send(&self, frame: Frame) {
-        let sent = self
-            .queues
-            .get(&frame.to)
-            .is_some_and(|queue| queue.try_send(frame).is_ok());
+        let sent = match self.queues.get(&frame.to) {
+            Some((queue, peer_metrics)) => {
+                let sent = queue.try_send(frame).is_ok();
+                if !sent {
+                    peer_metrics.dropped(1);
+                }
+                sent
+            }
+            None => false,
+        };
         if !sent {
             self.counters.frames_dropped.fetch_add(1, Ordering::Relaxed);
         }
@@ -162,6 +173,8 @@ struct Link {
     rx: mpsc::Receiver<Frame>,
     shutdown: watch::Receiver<bool>,
     counters: Arc<TcpFrameCounters>,
+    /// This peer's send-side series.
+    metrics: PeerSendCounters,
 }
 
 impl Link {
@@ -190,8 +203,11 @@ impl Link {
             match connected {
                 Ok((stream, node)) if node == self.peer => {
                     self.counters.connects.fetch_add(1, Ordering::Relaxed);
+                    metrics::peer_connection(self.peer, true);
                     backoff = self.config.backoff_min;
-                    match self.pump(stream).await {
+                    let pumped = self.pump(stream).await;
+                    metrics::peer_connection(self.peer, false);
+                    match pumped {
                         Ok(()) => return,
                         Err(e) => {
                             tracing::debug!(peer = self.peer, error = %e, "peer connection lost; dialling again")
@@ -199,9 +215,13 @@ impl Link {
                     }
                 }
                 Ok((_, node)) => {
+                    metrics::peer_connect_failed(self.peer);
                     tracing::warn!(peer = self.peer, addr = %self.addr, answered = node, "address answered as another node")
                 }
-                Err(e) => tracing::debug!(peer = self.peer, error = %e, "cannot reach peer"),
+                Err(e) => {
+                    metrics::peer_connect_failed(self.peer);
+                    tracing::debug!(peer = self.peer, error = %e, "cannot reach peer")
+                }
             }
             // Frames queued while unreachable are stale: drop them.
             let mut dropped = 0u64;
@@ -215,6 +235,9 @@ impl Link {
             self.counters
                 .frames_dropped
                 .fetch_add(dropped, Ordering::Relaxed);
+            if dropped > 0 {
+                self.metrics.dropped(dropped);
+            }
             tokio::select! {
                 biased;
                 _ = self.shutdown.changed() => return,
@@ -251,6 +274,7 @@ impl Link {
             keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 buf.clear();
+                let frames_in_buf: u64;
                 tokio::select! {
                     biased;
                     _ = self.shutdown.changed() => return Ok(()),
@@ -267,6 +291,7 @@ impl Link {
                     }
                     _ = keepalive.tick() => {
                         frame::encode_frame(&MultiPeerFrameRef::Keepalive, &mut buf)?;
+                        frames_in_buf = 0;
                     }
                     queued = self.rx.recv() => {
                         let Some(first) = queued else { return Ok(()) };
@@ -280,6 +305,7 @@ impl Link {
                             }
                         }
                         self.counters.frames_sent.fetch_add(count, Ordering::Relaxed);
+                        frames_in_buf = count;
                     }
                 }
                 let write = async {
@@ -290,6 +316,7 @@ impl Link {
                     Ok(written) => written?,
                     Err(_) => return Err(FrameError::Idle { timeout: self.config.peer_timeout }),
                 }
+                self.metrics.written(frames_in_buf, buf.len() as u64);
             }
         }
         .await;
