@@ -191,17 +191,26 @@ fn dashboard_families(families: &BTreeMap<String, String>) -> BTreeSet<String> {
     names
 }
 
-#[test]
-fn a_cluster_exports_metrics_that_move_as_it_works() {
-    let mut cluster = NodeProcesses::on_loopback("metrics", "metrics-test");
+/// Starts every node of `cluster` with `flags` and its own
+/// `--metrics-listen` address on loopback; returns the addresses by id.
+fn start_with_metrics(cluster: &mut NodeProcesses, flags: &[&str]) -> BTreeMap<u64, String> {
     let metrics: BTreeMap<u64, String> = cluster
         .ids()
         .into_iter()
         .map(|id| (id, free_addr()))
         .collect();
     for (id, addr) in &metrics {
-        cluster.start_with(*id, &["--metrics-listen", addr]);
+        let mut args = flags.to_vec();
+        args.extend(["--metrics-listen", addr.as_str()]);
+        cluster.start_with(*id, &args);
     }
+    metrics
+}
+
+#[test]
+fn a_cluster_exports_metrics_that_move_as_it_works() {
+    let mut cluster = NodeProcesses::on_loopback("metrics", "metrics-test");
+    let metrics = start_with_metrics(&mut cluster, &[]);
     // A leader, as its role gauge says; the others follow it.
     let deadline = Instant::now() + DEADLINE;
     let leader = loop {
@@ -320,19 +329,7 @@ fn a_snapshot_transfer_moves_the_send_and_receive_histograms() {
         "20",
     ];
     let mut cluster = NodeProcesses::on_loopback("metrics-snap", "metrics-snap");
-    let metrics: BTreeMap<u64, String> = cluster
-        .ids()
-        .into_iter()
-        .map(|id| (id, free_addr()))
-        .collect();
-    let flags = |id: u64| {
-        let mut flags = compact.to_vec();
-        flags.extend(["--metrics-listen", metrics[&id].as_str()]);
-        flags
-    };
-    for id in cluster.ids() {
-        cluster.start_with(id, &flags(id));
-    }
+    let metrics = start_with_metrics(&mut cluster, &compact);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -361,7 +358,10 @@ fn a_snapshot_transfer_moves_the_send_and_receive_histograms() {
                 .expect("a write");
         }
     });
-    cluster.start_with(follower, &flags(follower));
+    // Restarted with the same flags and metrics address.
+    let mut flags = compact.to_vec();
+    flags.extend(["--metrics-listen", metrics[&follower].as_str()]);
+    cluster.start_with(follower, &flags);
     scrape_until(
         &metrics[&follower],
         "the follower's snapshot received",
@@ -777,15 +777,8 @@ fn a_multi_group_cluster_exports_group_counts_that_move_as_it_works() {
     use concord_services::sharded_kv_client::ShardedKvClient;
 
     let mut cluster = NodeProcesses::on_loopback("metrics-multi", "metrics-multi");
-    let metrics: BTreeMap<u64, String> = cluster
-        .ids()
-        .into_iter()
-        .map(|id| (id, free_addr()))
-        .collect();
     let groups = MULTI_GROUPS.to_string();
-    for (id, addr) in &metrics {
-        cluster.start_with(*id, &["--groups", &groups, "--metrics-listen", addr]);
-    }
+    let metrics = start_with_metrics(&mut cluster, &["--groups", &groups]);
     // Every group elects a leader, falls idle and sleeps on every node.
     let idle = scrape_all_until(&metrics, "every group quiesced after start", |s| {
         all_quiesced(s) && sum(s, "concord_groups_led") == MULTI_GROUPS as f64
