@@ -328,6 +328,9 @@ impl MultiServerHandle {
     }
 }
 
+/// A loop this many ticks behind its clock says so (a warning per turn).
+const BEHIND_WARN_TICKS: u64 = 50;
+
 /// A reply waiting for its command's entry: (index, term, reply).
 type Waiting = VecDeque<(Index, Term, oneshot::Sender<ClientResponse>)>;
 
@@ -535,6 +538,13 @@ where
         mut log_events: mpsc::UnboundedReceiver<LogEvent>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), MultiServerError> {
+        // The clock starts with the loop, not when the server was built:
+        // a loop spawned on a runtime busy elsewhere (building other
+        // servers' groups, say) would otherwise begin with every tick of
+        // that wait in one burst, and each of its elections would run out
+        // of time in it before it could hear an answer.
+        self.clock_start = tokio::time::Instant::now();
+        self.ticks_delivered = 0;
         let mut ticker = tokio::time::interval(self.config.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -555,16 +565,19 @@ where
                         drained += 1;
                     }
                 }
-                _ = ticker.tick() => self.catch_up_ticks(),
+                _ = ticker.tick() => {
+                    self.catch_up_ticks();
+                    // A loop slower than its tick would find the timer
+                    // due at every turn and, biased, never read its
+                    // inbox: no answer would reach an election and the
+                    // groups would time out again and again. So a tick
+                    // turn also takes what waits there.
+                    self.handle_waiting(&mut inbox, self.config.events_per_turn_max);
+                }
                 event = inbox.recv() => {
                     let Some(event) = event else { break };
                     self.handle(event);
-                    let mut handled = 1;
-                    while handled < self.config.events_per_turn_max {
-                        let Ok(event) = inbox.try_recv() else { break };
-                        self.handle(event);
-                        handled += 1;
-                    }
+                    self.handle_waiting(&mut inbox, self.config.events_per_turn_max.saturating_sub(1));
                 }
             }
             self.propose_pending();
@@ -643,10 +656,28 @@ where
         }
     }
 
+    /// Handles up to `events_max` events already in the inbox, without
+    /// waiting for more.
+    fn handle_waiting(&mut self, inbox: &mut mpsc::Receiver<HostEvent>, events_max: usize) {
+        for _ in 0..events_max {
+            let Ok(event) = inbox.try_recv() else { break };
+            self.handle(event);
+        }
+    }
+
     /// Gives the node every tick due by the wall clock.
     fn catch_up_ticks(&mut self) {
         let tick_nanos = self.config.tick.as_nanos().max(1);
         let due = (self.clock_start.elapsed().as_nanos() / tick_nanos) as u64;
+        let behind_ticks = due.saturating_sub(self.ticks_delivered);
+        if behind_ticks >= BEHIND_WARN_TICKS {
+            tracing::warn!(
+                behind_ticks,
+                groups_awake = self.multi.awake_count(),
+                groups_electing = self.multi.electing_count(),
+                "the loop fell behind its clock: the ticks it missed come in one burst"
+            );
+        }
         while self.ticks_delivered < due {
             self.ticks_delivered += 1;
             self.input(MultiInput::Tick);
