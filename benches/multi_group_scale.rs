@@ -89,6 +89,11 @@ fn main() {
     if !std::env::args().any(|arg| arg == "--bench") {
         return;
     }
+    // The servers' warnings (a loop falling behind its clock) on stderr.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::WARN)
+        .init();
     let counts = env_list("CONCORD_BENCH_GROUPS", &[10_000]);
     let runtime = runtime();
     for groups in counts {

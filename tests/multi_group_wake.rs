@@ -320,3 +320,39 @@ fn a_stalled_host_takes_no_live_peer_for_dead() {
         "the two survivors did not take node {victim} for dead"
     );
 }
+
+/// A host that stalled hands over the ticks it missed back to back, then
+/// flushes once: the wake queues are served once for the lot, not once
+/// per missed tick (which would wake ever more groups the slower the
+/// loop got), while the clock still takes every tick.
+#[test]
+fn ticks_back_to_back_serve_the_wake_queues_once() {
+    use concord::multi::{MultiConfig, MultiInput, MultiNode};
+    use concord::{Config, Recovered};
+
+    let mut config = MultiConfig::new(1, [1, 2, 3]);
+    config.wakes_per_tick_max = 2;
+    config.elections_concurrent_max = 1_000;
+    let mut multi = MultiNode::new(config).unwrap();
+    // Every group starts without a leader, queued to elect.
+    for group in 1..=100 {
+        multi
+            .create_group(group, Config::new(1, [1, 2, 3]), Recovered::default())
+            .unwrap();
+    }
+    let mut out = Vec::new();
+    for _ in 0..20 {
+        multi.step(MultiInput::Tick, &mut out).unwrap();
+    }
+    assert_eq!(multi.now_ticks(), 20, "the clock took every tick");
+    assert_eq!(
+        multi.stats().wakes_to_elect,
+        2,
+        "twenty ticks back to back woke more than one tick's worth"
+    );
+    assert_eq!(multi.stats().ticks_back_to_back, 19);
+    // After a flush, the next tick serves the queue again.
+    multi.flush(&mut out);
+    multi.step(MultiInput::Tick, &mut out).unwrap();
+    assert_eq!(multi.stats().wakes_to_elect, 4);
+}

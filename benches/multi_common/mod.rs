@@ -184,8 +184,14 @@ pub async fn leaders(
     poll: Duration,
     limit: Duration,
 ) -> BTreeMap<GroupId, NodeId> {
-    let deadline = Instant::now() + limit;
+    let started = Instant::now();
+    let deadline = started + limit;
+    let mut next_report = started + Duration::from_secs(10);
     loop {
+        if Instant::now() >= next_report {
+            next_report += Duration::from_secs(10);
+            report_progress(handles, started).await;
+        }
         // The cheap count first; the per-group check once it adds up.
         if groups_led(handles).await == groups as usize {
             let mut led = BTreeMap::new();
@@ -207,6 +213,29 @@ pub async fn leaders(
         );
         tokio::time::sleep(poll).await;
     }
+}
+
+/// A progress line per node for a long wait: led, awake, the layer's
+/// ticks against the wall clock's, elections started and given up.
+async fn report_progress(handles: &BTreeMap<NodeId, Arc<MultiServerHandle>>, started: Instant) {
+    let mut line = format!("  after {:.0} s:", started.elapsed().as_secs_f64());
+    for (id, handle) in handles {
+        let status = handle.status(false).await.unwrap();
+        let layer = &status.layer;
+        line.push_str(&format!(
+            " n{id} led {} awake {} ticks {} (back to back {}) wakes to elect {} to lead {} \
+             slots expired {} peers died {};",
+            status.groups_led,
+            status.groups_awake,
+            layer.ticks,
+            layer.ticks_back_to_back,
+            layer.wakes_to_elect,
+            layer.wakes_to_lead,
+            layer.election_slots_expired,
+            layer.peers_died,
+        ));
+    }
+    eprintln!("{line}");
 }
 
 /// Waits until no group of `handles` is awake (up to `limit`); false if
@@ -263,12 +292,21 @@ pub fn resident_bytes() -> u64 {
         .unwrap()
 }
 
-/// The runtime the benches run the cluster on: one thread for the three
-/// nodes' loops and connections (each node's log writes on its own
-/// thread), as in `multi_group_writes`.
+/// The runtime the benches run the cluster on: by default one thread for
+/// the three nodes' loops and connections (each node's log writes on its
+/// own thread), so a figure is the cost of the work, not of how it was
+/// spread; `CONCORD_BENCH_THREADS=N` (N > 1) runs them on N worker
+/// threads instead, as three separate servers would run.
 pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
+    match env_u64("CONCORD_BENCH_THREADS", 1) {
+        0 | 1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap(),
+        threads => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads as usize)
+            .enable_all()
+            .build()
+            .unwrap(),
+    }
 }

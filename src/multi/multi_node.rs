@@ -223,6 +223,9 @@ pub struct MultiNode {
     pub(crate) outbox: Outbox,
     pub(crate) persister: Persister,
     pub(crate) stats: MultiStats,
+    /// Whether [`MultiNode::flush`] ran since the last tick: ticks that
+    /// come back to back are a host catching up after a stall.
+    pub(crate) flushed_since_tick: bool,
     /// Reused buffers.
     pub(crate) actions: Vec<Action>,
     pub(crate) scratch_groups: Vec<GroupId>,
@@ -250,6 +253,7 @@ impl MultiNode {
             outbox: Outbox::default(),
             persister: Persister::new(),
             stats: MultiStats::default(),
+            flushed_since_tick: true,
             actions: Vec::new(),
             scratch_groups: Vec::new(),
             #[cfg(feature = "planted-bugs")]
@@ -298,8 +302,14 @@ impl MultiNode {
     /// reported count), then hands out one frame per peer with something
     /// to say (or owed a node-level heartbeat) and one persist batch with
     /// every group's writes. Call it after executing the actions of every
-    /// input of the round, and at least once per tick.
+    /// input of the round, and once per tick. A host that stalled may
+    /// hand over the ticks it missed back to back and flush once after
+    /// them: the groups' clocks take every one, but the queues of groups
+    /// to wake are served once for the lot (a stall must not wake
+    /// `wakes_per_tick_max` groups for each tick it missed, or a slow loop
+    /// would make itself slower), and election slots are judged then.
     pub fn flush(&mut self, out: &mut Vec<MultiAction>) {
+        self.flushed_since_tick = true;
         self.answer_quiesce_requests(out);
         self.outbox
             .flush(&mut self.stats, |frame| out.push(MultiAction::Send(frame)));
@@ -328,8 +338,12 @@ impl MultiNode {
                 self.outbox.owe_frame(id, peer, incarnation);
             }
         }
-        self.release_election_slots();
-        self.wake_from_queues(out);
+        if std::mem::replace(&mut self.flushed_since_tick, false) {
+            self.release_election_slots();
+            self.wake_from_queues(out);
+        } else {
+            self.stats.ticks_back_to_back += 1;
+        }
         // Only the awake groups: the work of a tick grows with them, not
         // with every group hosted.
         let mut ticking = std::mem::take(&mut self.scratch_groups);

@@ -47,6 +47,9 @@ pub struct MultiStats {
     pub wakes_to_lead: u64,
     /// Missed ticks handed to groups as they woke.
     pub missed_ticks_delivered: u64,
+    /// Ticks that came back to back, with no flush since the one before
+    /// (a host catching up after a stall): they served no wake queue.
+    pub ticks_back_to_back: u64,
     /// Groups woken to elect that found no leader in time and went back
     /// to sleep at the back of the queue.
     pub election_slots_expired: u64,
