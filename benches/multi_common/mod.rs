@@ -88,7 +88,13 @@ pub fn start_node(
     options: NodeOptions,
     addrs: &BTreeMap<NodeId, String>,
 ) -> MultiServerHandle {
-    let opened = data_dir::open_data_dir(dir, MultiWalOptions::default()).unwrap();
+    // `CONCORD_BENCH_SYNC=0` leaves the shared logs unsynced: only to
+    // tell what the syncs cost, never for a figure about durability.
+    let wal_options = MultiWalOptions {
+        sync: env_u64("CONCORD_BENCH_SYNC", 1) != 0,
+        ..MultiWalOptions::default()
+    };
+    let opened = data_dir::open_data_dir(dir, wal_options).unwrap();
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
     let log = WalThread::start(opened.log, events_tx).unwrap();
     let peers = addrs
