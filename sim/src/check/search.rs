@@ -596,7 +596,9 @@ impl<'a, M: Model> Search<'a, M> {
                 .sort_by(|a, b| (a.applied.len(), &a.applied).cmp(&(b.applied.len(), &b.applied)));
             let mut kept: Vec<Config<M::State>> = Vec::new();
             for c in configs {
-                let dominated = kept.iter().any(|k| is_subset(&k.applied, &c.applied));
+                let dominated = kept
+                    .iter()
+                    .any(|k| crate::linearizability::is_subset(&k.applied, &c.applied));
                 if !dominated {
                     kept.push(c);
                 }
@@ -616,20 +618,6 @@ impl<'a, M: Model> Search<'a, M> {
         }
         out
     }
-}
-
-fn is_subset(a: &[u32], b: &[u32]) -> bool {
-    let mut j = 0;
-    for &x in a {
-        while j < b.len() && b[j] < x {
-            j += 1;
-        }
-        if j == b.len() || b[j] != x {
-            return false;
-        }
-        j += 1;
-    }
-    true
 }
 
 /// How far to run: to the end, or to just before the return of one
