@@ -302,7 +302,11 @@ fn history(text: &str) -> Vec<Operation> {
                         from: value(from),
                         to: value(to),
                     },
-                    Output::Swapped(args.get(at + 1) == Some(&"ok")),
+                    Output::Swapped(match args.get(at + 1) {
+                        Some(&"ok") => true,
+                        Some(&"fail") => false,
+                        _ => panic!("no ok or fail after {spelled:?}"),
+                    }),
                 ),
                 _ => panic!("cannot read {spelled:?}"),
             };
