@@ -186,25 +186,7 @@ pub fn generate(cfg: &GenConfig) -> Vec<Operation> {
             1 => {
                 let k = key_of[idx];
                 let cur = &mut store[k];
-                let out = match &ops[idx].op {
-                    Op::Get => Output::Value(cur.clone()),
-                    Op::Put { value } => {
-                        *cur = value.clone();
-                        Output::Done
-                    }
-                    Op::Append { value } => {
-                        cur.push_str(value);
-                        Output::Done
-                    }
-                    Op::Cas { from, to } => {
-                        if cur == from {
-                            *cur = to.clone();
-                            Output::Swapped(true)
-                        } else {
-                            Output::Swapped(false)
-                        }
-                    }
-                };
+                let out = ops[idx].op.apply(cur);
                 if !matches!(ops[idx].op, Op::Get) {
                     let r = &mut recent[k];
                     if r.last() != Some(cur) {

@@ -119,6 +119,8 @@ use std::time::Instant;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::check::typed::{field, field_u64};
+
 /// The request part of an operation: what the client asked for.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Op {
@@ -144,6 +146,30 @@ pub enum Op {
 }
 
 impl Op {
+    /// Runs the request on a key holding `value` (a missing key holds
+    /// `""`), as the key-value store does: `value` becomes what the key
+    /// holds after it. What the store answers.
+    pub fn apply(&self, value: &mut String) -> Output {
+        match self {
+            Op::Get => Output::Value(value.clone()),
+            Op::Put { value: new } => {
+                value.clone_from(new);
+                Output::Done
+            }
+            Op::Append { value: suffix } => {
+                value.push_str(suffix);
+                Output::Done
+            }
+            Op::Cas { from, to } => {
+                let swapped = value == from;
+                if swapped {
+                    value.clone_from(to);
+                }
+                Output::Swapped(swapped)
+            }
+        }
+    }
+
     /// The `"op"` name used in JSON lines: `get`, `put`, `append` or `cas`.
     pub fn name(&self) -> &'static str {
         match self {
@@ -229,14 +255,7 @@ impl Operation {
     /// operation has a return time and a result of the right kind, an
     /// unknown one has no return time.
     pub fn validate(&self) -> Result<(), String> {
-        if let Some(ret) = self.ret {
-            if ret < self.call {
-                return Err(format!(
-                    "return time {ret} is before call time {}",
-                    self.call
-                ));
-            }
-        }
+        check_times(self.call, self.ret)?;
         match (&self.outcome, &self.op) {
             (Outcome::Ok(_), _) if self.ret.is_none() => {
                 Err("a completed operation needs a return time".to_string())
@@ -416,27 +435,24 @@ fn parse_line(line: &str, lineno: usize) -> Result<Option<Operation>, HistoryErr
     parse_object(obj).map(Some).map_err(err)
 }
 
-fn field_u64(obj: &Map<String, Value>, name: &str) -> Result<u64, String> {
-    match obj.get(name) {
-        None => Err(format!("missing field \"{name}\"")),
-        Some(v) => v
-            .as_u64()
-            .ok_or_else(|| format!("field \"{name}\" must be an unsigned integer, got {v}")),
-    }
-}
-
 fn field_str(obj: &Map<String, Value>, name: &str) -> Result<String, String> {
-    match obj.get(name) {
-        None => Err(format!("missing field \"{name}\"")),
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(v) => Err(format!("field \"{name}\" must be a string, got {v}")),
+    field(obj, name, "a string", |v| v.as_str().map(str::to_string))
+}
+
+/// That a return time, if any, is not before the call time.
+pub(crate) fn check_times(call: u64, ret: Option<u64>) -> Result<(), String> {
+    match ret {
+        Some(ret) if ret < call => Err(format!("return time {ret} is before call time {call}")),
+        _ => Ok(()),
     }
 }
 
-fn parse_object(obj: &Map<String, Value>) -> Result<Operation, String> {
-    let client = field_u64(obj, "client")?;
-    let key = field_str(obj, "key")?;
-    let call = field_u64(obj, "call")?;
+/// The fields of a JSON line that say how an operation ended: `"return"`
+/// (a time, or null when unknown; required) and `"ok"` (true, false,
+/// null or missing).
+pub(crate) fn return_and_ok(
+    obj: &Map<String, Value>,
+) -> Result<(Option<u64>, Option<bool>), String> {
     let ret = match obj.get("return") {
         None => return Err("missing field \"return\" (use null when unknown)".to_string()),
         Some(Value::Null) => None,
@@ -449,6 +465,14 @@ fn parse_object(obj: &Map<String, Value>) -> Result<Operation, String> {
         Some(Value::Bool(b)) => Some(*b),
         Some(v) => return Err(format!("field \"ok\" must be true, false or null, got {v}")),
     };
+    Ok((ret, ok))
+}
+
+fn parse_object(obj: &Map<String, Value>) -> Result<Operation, String> {
+    let client = field_u64(obj, "client")?;
+    let key = field_str(obj, "key")?;
+    let call = field_u64(obj, "call")?;
+    let (ret, ok) = return_and_ok(obj)?;
     let op_name = field_str(obj, "op")?;
     let op = match op_name.as_str() {
         "get" => Op::Get,

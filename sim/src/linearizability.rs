@@ -510,15 +510,7 @@ pub fn check_history_with(ops: &[Operation], cfg: &CheckConfig) -> CheckResult {
     }
     let keys = split_by_key(ops);
     let deadline = cfg.time_limit.map(|d| Instant::now() + d);
-    let mut budget = Budget {
-        steps: 0,
-        max_steps: cfg.max_steps,
-        max_frontier: cfg.max_frontier,
-        deadline,
-        time_limit: cfg.time_limit,
-        fast_path: cfg.fast_path,
-        values: true,
-    };
+    let mut budget = Budget::new(cfg, deadline);
     let mut first_unknown: Option<Exhausted> = None;
     for (key, idx) in &keys {
         match check_key(ops, idx, Init::Empty, &mut budget) {
@@ -640,7 +632,6 @@ pub struct Report {
 /// success. Per-key step limits make that deterministic; only
 /// [`CheckConfig::time_limit`] depends on the machine.
 pub fn check_history_parallel(ops: &[Operation], cfg: &CheckConfig, threads: usize) -> Report {
-    use std::sync::atomic::{AtomicUsize, Ordering};
     let keys = split_by_key(ops);
     let stats_of = |key: &str, idx: &[usize]| KeyStats {
         key: key.to_string(),
@@ -668,63 +659,34 @@ pub fn check_history_parallel(ops: &[Operation], cfg: &CheckConfig, threads: usi
         };
     }
     let deadline = cfg.time_limit.map(|d| Instant::now() + d);
-    let next = AtomicUsize::new(0);
-    let first_fail = AtomicUsize::new(usize::MAX);
-    let workers = threads.max(1).min(keys.len().max(1));
-    type Done = (usize, KeyStats, Option<KeyOutcome>);
-    let mut done: Vec<Done> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut mine: Vec<Done> = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some((key, idx)) = keys.get(i) else {
-                            break;
-                        };
-                        let mut stats = stats_of(key, idx);
-                        if i > first_fail.load(Ordering::Relaxed) {
-                            mine.push((i, stats, None));
-                            continue;
-                        }
-                        let mut budget = Budget {
-                            steps: 0,
-                            max_steps: cfg.max_steps,
-                            max_frontier: cfg.max_frontier,
-                            deadline,
-                            time_limit: cfg.time_limit,
-                            fast_path: cfg.fast_path,
-                            values: true,
-                        };
-                        let started = Instant::now();
-                        let outcome = check_key(ops, idx, Init::Empty, &mut budget);
-                        stats.elapsed = started.elapsed();
-                        stats.steps = budget.steps;
-                        stats.verdict = match &outcome {
-                            KeyOutcome::Ok => KeyVerdict::Linearizable,
-                            KeyOutcome::Fail { .. } => {
-                                first_fail.fetch_min(i, Ordering::Relaxed);
-                                KeyVerdict::NotLinearizable
-                            }
-                            KeyOutcome::Exhausted(limit) => KeyVerdict::GaveUp(limit.clone()),
-                        };
-                        mine.push((i, stats, Some(outcome)));
-                    }
-                    mine
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("checker thread panicked"))
-            .collect()
+    let checked = in_parallel(&keys, threads, |(key, idx)| {
+        let mut stats = stats_of(key, idx);
+        let mut budget = Budget::new(cfg, deadline);
+        let started = Instant::now();
+        let outcome = check_key(ops, idx, Init::Empty, &mut budget);
+        stats.elapsed = started.elapsed();
+        stats.steps = budget.steps;
+        stats.verdict = match &outcome {
+            KeyOutcome::Ok => KeyVerdict::Linearizable,
+            KeyOutcome::Fail { .. } => KeyVerdict::NotLinearizable,
+            KeyOutcome::Exhausted(limit) => KeyVerdict::GaveUp(limit.clone()),
+        };
+        let failed = matches!(outcome, KeyOutcome::Fail { .. });
+        ((stats, outcome), failed)
     });
-    done.sort_unstable_by_key(|d| d.0);
+    let mut done: Vec<(KeyStats, Option<KeyOutcome>)> = checked
+        .into_iter()
+        .zip(&keys)
+        .map(|(checked, (key, idx))| match checked {
+            Some((stats, outcome)) => (stats, Some(outcome)),
+            None => (stats_of(key, idx), None),
+        })
+        .collect();
     let mut result = CheckResult::Ok;
-    for (i, stats, outcome) in &mut done {
+    for (i, (stats, outcome)) in done.iter_mut().enumerate() {
         match outcome.take() {
             Some(KeyOutcome::Fail { stuck, values }) => {
-                let (key, idx) = &keys[*i];
+                let (key, idx) = &keys[i];
                 result = CheckResult::NotLinearizable(Box::new(explain(
                     ops, key, idx, stuck, values, cfg,
                 )));
@@ -743,8 +705,55 @@ pub fn check_history_parallel(ops: &[Operation], cfg: &CheckConfig, threads: usi
     }
     Report {
         result,
-        keys: done.into_iter().map(|d| d.1).collect(),
+        keys: done.into_iter().map(|d| d.0).collect(),
     }
+}
+
+/// Runs `check` on each of `parts` on up to `threads` threads (at least
+/// one), each thread taking the next part no thread has taken. `check`
+/// returns its result and whether the part failed; once one has, the
+/// parts after the earliest failed one that are not started yet are
+/// skipped (`None`). The results in the order of `parts`.
+pub(crate) fn in_parallel<P: Sync, R: Send>(
+    parts: &[P],
+    threads: usize,
+    check: impl Fn(&P) -> (R, bool) + Sync,
+) -> Vec<Option<R>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let first_fail = AtomicUsize::new(usize::MAX);
+    let workers = threads.max(1).min(parts.len().max(1));
+    let mut done: Vec<(usize, Option<R>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(part) = parts.get(i) else {
+                            break;
+                        };
+                        if i > first_fail.load(Ordering::Relaxed) {
+                            mine.push((i, None));
+                            continue;
+                        }
+                        let (result, failed) = check(part);
+                        if failed {
+                            first_fail.fetch_min(i, Ordering::Relaxed);
+                        }
+                        mine.push((i, Some(result)));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("checker thread panicked"))
+            .collect()
+    });
+    done.sort_unstable_by_key(|d| d.0);
+    done.into_iter().map(|d| d.1).collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -1026,6 +1035,19 @@ struct Budget {
 }
 
 impl Budget {
+    /// The limits of `cfg`, the wall clock's ending at `deadline`.
+    fn new(cfg: &CheckConfig, deadline: Option<Instant>) -> Budget {
+        Budget {
+            steps: 0,
+            max_steps: cfg.max_steps,
+            max_frontier: cfg.max_frontier,
+            deadline,
+            time_limit: cfg.time_limit,
+            fast_path: cfg.fast_path,
+            values: true,
+        }
+    }
+
     fn spent(&self) -> bool {
         self.steps >= self.max_steps || self.deadline.is_some_and(|d| Instant::now() >= d)
     }
@@ -1208,14 +1230,18 @@ fn concrete_values(ops: &[Operation], idx: &[usize], stuck: usize) -> Option<Vec
     let at = idx.iter().position(|&i| i == stuck)?;
     let states =
         crate::check::search::raw_states_before(&crate::models::Kv, &typed, &local, at, 2_000_000)?;
-    let key = &ops[stuck].key;
+    Some(values_of(&ops[stuck].key, &states))
+}
+
+/// The distinct values of `key` in `states`, sorted.
+fn values_of(key: &str, states: &[crate::models::KvState]) -> Vec<String> {
     let mut values: Vec<String> = states
         .iter()
         .map(|s| s.get(key).cloned().unwrap_or_default())
         .collect();
     values.sort();
     values.dedup();
-    Some(values)
+    values
 }
 
 /// The generic search on one key.
@@ -1232,19 +1258,10 @@ fn generic_key(ops: &[Operation], idx: &[usize], budget: &mut Budget) -> KeyOutc
     budget.steps += b.steps;
     match r {
         Ok(()) => KeyOutcome::Ok,
-        Err(Ok((stuck, states))) => {
-            let key = &typed[stuck].input.key;
-            let mut values: Vec<String> = states
-                .iter()
-                .map(|s| s.get(key).cloned().unwrap_or_default())
-                .collect();
-            values.sort();
-            values.dedup();
-            KeyOutcome::Fail {
-                stuck: idx[stuck],
-                values,
-            }
-        }
+        Err(Ok((stuck, states))) => KeyOutcome::Fail {
+            stuck: idx[stuck],
+            values: values_of(&typed[stuck].input.key, &states),
+        },
         Err(Err(limit)) => KeyOutcome::Exhausted(limit),
     }
 }
@@ -1322,15 +1339,7 @@ fn shown_values(mut values: Vec<String>) -> Vec<String> {
 pub(crate) fn decide_key(ops: &[Operation]) -> Option<Result<(), (usize, Vec<String>)>> {
     let idx: Vec<usize> = (0..ops.len()).collect();
     let cfg = CheckConfig::default();
-    let mut budget = Budget {
-        steps: 0,
-        max_steps: cfg.max_steps,
-        max_frontier: cfg.max_frontier,
-        deadline: None,
-        time_limit: None,
-        fast_path: true,
-        values: true,
-    };
+    let mut budget = Budget::new(&cfg, None);
     match check_key(ops, &idx, Init::Empty, &mut budget) {
         KeyOutcome::Ok => Some(Ok(())),
         // The merged state is not a value: no values then.
@@ -2155,7 +2164,7 @@ impl Sweep<'_> {
 }
 
 /// Is the sorted `a` a subset of the sorted `b`?
-fn is_subset(a: &[u32], b: &[u32]) -> bool {
+pub(crate) fn is_subset(a: &[u32], b: &[u32]) -> bool {
     if a.len() > b.len() {
         return false;
     }

@@ -542,21 +542,14 @@ pub fn model_page<M: crate::check::Model>(
             );
         }
     }
-    body.push_str("<h2>Parts</h2>\n<table><tr><th>part</th><th>ops</th><th>completed</th><th>unknown</th><th>failed</th><th>time (s)</th><th>verdict</th></tr>\n");
-    for p in &report.parts {
-        let _ = writeln!(
-            body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{}</td></tr>",
-            escape(&p.part),
-            p.ops,
-            p.completed,
-            p.unknown,
-            p.failed,
-            p.elapsed.as_secs_f64(),
-            escape(&p.verdict)
-        );
-    }
-    body.push_str("</table>\n");
+    body.push_str("<h2>Parts</h2>\n");
+    let rows = report.parts.iter().map(|p| PartRow {
+        name: &p.part,
+        counts: [p.ops, p.completed, p.unknown, p.failed],
+        elapsed: p.elapsed,
+        verdict: p.verdict.clone(),
+    });
+    statistics_table(&mut body, "part", rows);
     let title = match &report.verdict {
         Verdict::NotLinearizable(_) => "NOT LINEARIZABLE".to_string(),
         other => other.to_string(),
@@ -619,6 +612,35 @@ pub fn check_page(ops: &[Operation], failure: &Failure) -> String {
     page(&format!("NOT LINEARIZABLE: key {:?}", failure.key), &body)
 }
 
+/// One row of [`statistics_table`]: a part (or key) of a checked history.
+struct PartRow<'a> {
+    name: &'a str,
+    /// Operations, completed, unknown, failed.
+    counts: [usize; 4],
+    elapsed: std::time::Duration,
+    verdict: String,
+}
+
+/// Appends to `body` the table of the parts (or keys) of a checked
+/// history, the first column headed `what`.
+fn statistics_table<'a>(body: &mut String, what: &str, rows: impl Iterator<Item = PartRow<'a>>) {
+    let _ = writeln!(
+        body,
+        "<table><tr><th>{what}</th><th>ops</th><th>completed</th><th>unknown</th><th>failed</th><th>time (s)</th><th>verdict</th></tr>"
+    );
+    for row in rows {
+        let [ops, completed, unknown, failed] = row.counts;
+        let _ = writeln!(
+            body,
+            "<tr><td>{}</td><td>{ops}</td><td>{completed}</td><td>{unknown}</td><td>{failed}</td><td>{:.3}</td><td>{}</td></tr>",
+            escape(row.name),
+            row.elapsed.as_secs_f64(),
+            escape(&row.verdict)
+        );
+    }
+    body.push_str("</table>\n");
+}
+
 /// A page for any verdict other than a failure: the verdict and the
 /// per-key statistics.
 pub fn verdict_page(verdict: &str, report: &Report) -> String {
@@ -628,21 +650,13 @@ pub fn verdict_page(verdict: &str, report: &Report) -> String {
         "verdict-unknown"
     };
     let mut body = format!("<h1 class=\"{class}\">{}</h1>\n", escape(verdict));
-    body.push_str("<table><tr><th>key</th><th>ops</th><th>completed</th><th>unknown</th><th>failed</th><th>time (s)</th><th>verdict</th></tr>\n");
-    for k in &report.keys {
-        let _ = writeln!(
-            body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{}</td></tr>",
-            escape(&k.key),
-            k.ops,
-            k.completed,
-            k.unknown,
-            k.failed,
-            k.elapsed.as_secs_f64(),
-            escape(&k.verdict.to_string())
-        );
-    }
-    body.push_str("</table>\n");
+    let rows = report.keys.iter().map(|k| PartRow {
+        name: &k.key,
+        counts: [k.ops, k.completed, k.unknown, k.failed],
+        elapsed: k.elapsed,
+        verdict: k.verdict.to_string(),
+    });
+    statistics_table(&mut body, "key", rows);
     page(verdict, &body)
 }
 

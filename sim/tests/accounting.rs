@@ -5,31 +5,14 @@
 //! refused as promised, and the check fires on a planted host bug that
 //! loses a leader's announcement.
 
-use concord_sim::{run_kv, FailureKind, FaultKind, FaultSet, HostBugs, RunReport, SimConfig};
+mod common;
 
-fn run(config: &SimConfig) -> RunReport {
-    run_kv(config, None).unwrap()
-}
-
-fn malformed_only() -> SimConfig {
-    SimConfig {
-        faults: FaultSet::NONE.with(FaultKind::Malformed),
-        swarm: false,
-        ..SimConfig::default()
-    }
-}
+use common::{drawn, passing};
+use concord_sim::{run_kv, FailureKind, FaultKind, SimConfig};
 
 #[test]
 fn malformed_messages_are_refused_and_counted_as_promised() {
-    let mut applied = 0;
-    for seed in 0..6 {
-        let report = run(&SimConfig {
-            seed,
-            ..malformed_only()
-        });
-        assert!(report.passed(), "seed {seed}: {:?}", report.failure);
-        applied += report.faults.get(FaultKind::Malformed);
-    }
+    let applied = drawn(FaultKind::Malformed, 6);
     assert!(
         applied >= 30,
         "only {applied} malformed messages in 6 seeds"
@@ -45,13 +28,9 @@ fn a_host_that_loses_a_leader_announcement_is_caught_at_once() {
         seed,
         ..SimConfig::default()
     };
-    let buggy = run(&SimConfig {
-        bugs: HostBugs {
-            role_announcement_dropped: true,
-            ..HostBugs::default()
-        },
-        ..base.clone()
-    });
+    let mut buggy = base.clone();
+    buggy.bugs.role_announcement_dropped = true;
+    let buggy = run_kv(&buggy, None).unwrap();
     let failure = buggy.failure.expect("the lost announcement went unseen");
     assert_eq!(failure.kind, FailureKind::NodeReport, "{failure}");
     let message = failure.to_string();
@@ -59,6 +38,6 @@ fn a_host_that_loses_a_leader_announcement_is_caught_at_once() {
         message.contains("ended the step as Leader") && message.contains("RoleChanged"),
         "{message}"
     );
-    let clean = run(&base);
-    assert!(clean.passed(), "seed {seed}: {:?}", clean.failure);
+    // The same seed passes without the bug.
+    passing(&base);
 }

@@ -9,7 +9,7 @@
 mod service;
 
 use concord_sim::check::workload::Checked;
-use concord_sim::harness::{scenario, Harness};
+use concord_sim::harness::{scenario, Harness, SeedFailure};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestError, TestRunner};
 use std::process::Command;
@@ -34,16 +34,25 @@ fn bank_is_linearizable_under_partitions() {
 }
 // Guide, end of step 4.
 
-#[test]
-fn the_model_catches_a_stale_read_that_invariants_miss() {
-    let harness = Harness::new(config(true)).seeds(0..STALE_READ_SEEDS);
-    let caught = harness
+/// The seeds of the bank with the planted stale read.
+fn planted() -> Harness {
+    Harness::new(config(true)).seeds(0..STALE_READ_SEEDS)
+}
+
+/// The first of [`planted`]'s seeds the bank model fails.
+fn caught_by_the_model() -> SeedFailure {
+    planted()
         .first_failure(
             |_| BankSm::default(),
             |config| Checked::new(ModelJudged::default(), config.clients),
         )
         .expect("valid configuration")
-        .expect("the model catches the stale read");
+        .expect("the model catches the stale read")
+}
+
+#[test]
+fn the_model_catches_a_stale_read_that_invariants_miss() {
+    let caught = caught_by_the_model();
     let text = caught.to_string();
     assert!(text.contains("NOT LINEARIZABLE (bank model)"), "{text}");
     assert!(
@@ -63,7 +72,7 @@ fn the_model_catches_a_stale_read_that_invariants_miss() {
     );
     // The same runs judged by "money is conserved, no balance is
     // negative": every one passes.
-    let missed = harness
+    let missed = planted()
         .first_failure(|_| BankSm::default(), |_| InvariantJudged::default())
         .expect("valid configuration");
     assert!(missed.is_none(), "{}", missed.unwrap());
@@ -74,7 +83,7 @@ fn the_model_catches_a_stale_read_that_invariants_miss() {
 #[test]
 #[ignore = "fails on purpose; run by the_printed_command_replays_the_seed"]
 fn planted_stale_read() {
-    Harness::new(config(true)).seeds(0..STALE_READ_SEEDS).run(
+    planted().run(
         |_| BankSm::default(),
         |config| Checked::new(ModelJudged::default(), config.clients),
     );
@@ -86,14 +95,7 @@ fn planted_stale_read() {
 /// timeline.
 #[test]
 fn the_printed_command_replays_the_seed() {
-    let harness = Harness::new(config(true)).seeds(0..STALE_READ_SEEDS);
-    let caught = harness
-        .first_failure(
-            |_| BankSm::default(),
-            |config| Checked::new(ModelJudged::default(), config.clients),
-        )
-        .expect("valid configuration")
-        .expect("the model catches the stale read");
+    let caught = caught_by_the_model();
     let out = Command::new(std::env::current_exe().expect("the test binary"))
         .args(["planted_stale_read", "--exact", "--ignored", "--nocapture"])
         .env(concord_sim::harness::SEED_VAR, caught.seed.to_string())

@@ -23,6 +23,14 @@ fn check(model: &[&str], name: &str, text: &str) -> (i32, String, String) {
     concord_sim(&args)
 }
 
+/// Runs [`check`], which must refuse its input (exit code 3); what it
+/// printed on standard error.
+fn refused(model: &[&str], name: &str, text: &str) -> String {
+    let (code, stdout, stderr) = check(model, name, text);
+    assert_eq!(code, 3, "{stdout}{stderr}");
+    stderr
+}
+
 /// (model flags, linearizable history, non-linearizable history, what
 /// the failure report must say).
 fn cases() -> Vec<(Vec<&'static str>, &'static str, &'static str, &'static str)> {
@@ -111,8 +119,7 @@ fn every_model_passes_and_fails_with_its_exit_code() {
 }
 
 fn assert_malformed(flags: &[&str], text: &str, line: usize, reason: &str) {
-    let (code, stdout, stderr) = check(flags, "malformed.jsonl", text);
-    assert_eq!(code, 3, "{stdout}{stderr}");
+    let stderr = refused(flags, "malformed.jsonl", text);
     assert!(
         stderr.contains(&format!("line {line}: ")) && stderr.contains(reason),
         "want line {line} and {reason:?}:\n{stderr}"
@@ -157,17 +164,14 @@ fn bad_input_exits_3_with_the_line_and_the_reason() {
         "account \"z\" is not one of the bank's (a)",
     );
     // An unknown model, a bank without accounts, Jepsen for a queue.
-    let (code, _, stderr) = check(&["--model", "stack"], "m.jsonl", ok);
-    assert_eq!(code, 3);
+    let stderr = refused(&["--model", "stack"], "m.jsonl", ok);
     assert!(
         stderr.contains("unknown model \"stack\"; the models are register"),
         "{stderr}"
     );
-    let (code, _, stderr) = check(&["--model", "bank"], "m.jsonl", ok);
-    assert_eq!(code, 3);
+    let stderr = refused(&["--model", "bank"], "m.jsonl", ok);
     assert!(stderr.contains("--accounts"), "{stderr}");
-    let (code, _, stderr) = check(&["--model", "queue", "--format", "jepsen"], "m.jsonl", ok);
-    assert_eq!(code, 3);
+    let stderr = refused(&["--model", "queue", "--format", "jepsen"], "m.jsonl", ok);
     assert!(stderr.contains("register and cas-register"), "{stderr}");
 }
 
@@ -200,8 +204,7 @@ fn empty_history_is_not_a_pass_unless_allowed() {
 
 #[test]
 fn zero_threads_is_refused() {
-    let (code, _, stderr) = check(&["--threads", "0"], "t.jsonl", "");
-    assert_eq!(code, 3);
+    let stderr = refused(&["--threads", "0"], "t.jsonl", "");
     assert!(stderr.contains("must be at least 1"), "{stderr}");
 }
 
@@ -298,24 +301,15 @@ fn jepsen_histories_round_trip() {
         }
     }
     // A plain register refuses a cas, with the operation's index.
-    let (code, _, stderr) = check(
-        &["--model", "register", "--format", "jepsen"],
-        "reg.json",
-        JEPSEN,
-    );
-    assert_eq!(code, 3);
+    let jepsen_register = ["--model", "register", "--format", "jepsen"];
+    let stderr = refused(&jepsen_register, "reg.json", JEPSEN);
     assert!(
         stderr.contains("operation #2 is a compare-and-set"),
         "{stderr}"
     );
     // Broken Jepsen input: the event's position and the reason.
     let broken = r#"[{"process":0,"type":"ok","f":"read","value":1}]"#;
-    let (code, _, stderr) = check(
-        &["--model", "register", "--format", "jepsen"],
-        "broken.json",
-        broken,
-    );
-    assert_eq!(code, 3);
+    let stderr = refused(&jepsen_register, "broken.json", broken);
     assert!(
         stderr.contains("line 1: process 0 completes an operation it never invoked"),
         "{stderr}"

@@ -10,6 +10,17 @@
 use concord_sim::history::parse_jsonl;
 use concord_sim::linearizability::{check_history, CheckResult};
 
+/// The checker's verdict on a history of JSON lines.
+fn verdict(history: &str) -> CheckResult {
+    check_history(&parse_jsonl(history).expect("the history parses"))
+}
+
+/// The checker passes a history of JSON lines.
+fn assert_linearizable(history: &str) {
+    let result = verdict(history);
+    assert!(result.is_ok(), "{result}");
+}
+
 /// From `concord-sim run --seeds 0..10000` (seed 3432, 5 nodes, default
 /// flags), reduced by hand. Linearizable: put "0.5;" -> cas "0.5;"->"4.5;"
 /// -> append "6.6;" -> get reads "4.5;6.6;". The checker reports it not
@@ -19,15 +30,14 @@ use concord_sim::linearizability::{check_history, CheckResult};
 /// builds on it.
 #[test]
 fn cas_then_append_read_back_is_linearizable() {
-    let history = r#"
+    assert_linearizable(
+        r#"
 {"client":0,"op":"put","key":"k6","value":"0.5;","call":10,"return":null}
 {"client":4,"op":"cas","key":"k6","from":"0.5;","to":"4.5;","call":20,"return":null}
 {"client":6,"op":"append","key":"k6","value":"6.6;","call":100,"return":200,"ok":true}
 {"client":2,"op":"get","key":"k6","value":"4.5;6.6;","call":300,"return":400,"ok":true}
-"#;
-    let ops = parse_jsonl(history).unwrap();
-    let result = check_history(&ops);
-    assert!(result.is_ok(), "{result}");
+"#,
+    );
 }
 
 /// From `concord-sim run --seeds 0..4000 --nodes 3` (seed 149), reduced:
@@ -35,15 +45,14 @@ fn cas_then_append_read_back_is_linearizable() {
 /// get reads "2.12;4.6;4.9;". Linearizable in that order.
 #[test]
 fn unknown_put_then_appends_read_back_is_linearizable() {
-    let history = r#"
+    assert_linearizable(
+        r#"
 {"client":2,"op":"put","key":"k1","value":"2.12;","call":10,"return":null}
 {"client":4,"op":"append","key":"k1","value":"4.6;","call":20,"return":null}
 {"client":4,"op":"append","key":"k1","value":"4.9;","call":100,"return":200,"ok":true}
 {"client":6,"op":"get","key":"k1","value":"2.12;4.6;4.9;","call":300,"return":400,"ok":true}
-"#;
-    let ops = parse_jsonl(history).unwrap();
-    let result = check_history(&ops);
-    assert!(result.is_ok(), "{result}");
+"#,
+    );
 }
 
 /// From the madsim test suite (seed 6), the part of key "x" that the
@@ -61,17 +70,16 @@ fn two_unknown_appends_then_completed_appends_read_back() {
 {"client":1,"op":"append","key":"x","value":"c1.137;","call":8815721782,"return":8835325116,"ok":true}
 {"client":2,"op":"get","key":"x","value":"c3.129;c1.131;c3.131;c3.134;c1.137;","call":8871343574,"return":8889321867,"ok":true}
 "#;
-    let ops = parse_jsonl(history).unwrap();
-    let result = check_history(&ops);
-    assert!(result.is_ok(), "{result}");
+    // What the read read.
+    const READ: &str = "c3.129;c1.131;c3.131;c3.134;c1.137;";
+    assert_linearizable(history);
     // The unknown appends may also land in the other order, or later ...
     for read in [
         "c3.129;c3.131;c1.131;c3.134;c1.137;",
         "c3.129;c3.134;c1.131;c1.137;c3.131;",
         "c3.129;c3.134;c1.137;",
     ] {
-        let h = history.replace("c3.129;c1.131;c3.131;c3.134;c1.137;", read);
-        let r = check_history(&parse_jsonl(&h).unwrap());
+        let r = verdict(&history.replace(READ, read));
         assert!(r.is_ok(), "{read}: {r}");
     }
     // ... but the two completed appends stay in real-time order, and
@@ -81,8 +89,7 @@ fn two_unknown_appends_then_completed_appends_read_back() {
         "c3.129;c1.131;c3.131;c3.134;c1.137;c1.131;",
         "c3.129;c1.131;c3.134;c1.131;c1.137;",
     ] {
-        let h = history.replace("c3.129;c1.131;c3.131;c3.134;c1.137;", read);
-        let r = check_history(&parse_jsonl(&h).unwrap());
+        let r = verdict(&history.replace(READ, read));
         assert!(matches!(r, CheckResult::NotLinearizable(_)), "{read}: {r}");
     }
 }
@@ -94,8 +101,6 @@ fn two_unknown_appends_then_completed_appends_read_back() {
 #[test]
 fn madsim_seed6_history_is_linearizable() {
     let text = include_str!("data/madsim-seed6-history.jsonl");
-    let ops = parse_jsonl(text).unwrap();
-    assert_eq!(ops.len(), 1213);
-    let result = check_history(&ops);
-    assert!(result.is_ok(), "{result}");
+    assert_eq!(parse_jsonl(text).unwrap().len(), 1213);
+    assert_linearizable(text);
 }

@@ -3,11 +3,34 @@
 //! passes a scope whose state count is asserted above a floor (so that an
 //! explorer that silently explores nothing fails here).
 
-use concord_sim::explore::{explore, replay, Loss, Property, Scope, ScopeBugs, Trace};
+mod common;
+
+use common::concord_sim;
+use concord_sim::explore::{explore, replay, Loss, Property, Report, Scope, Trace, Violation};
 
 /// Explores `scope` on two threads, with no progress output.
-fn run(scope: &Scope) -> concord_sim::explore::Report {
+fn run(scope: &Scope) -> Report {
     explore(scope, 2, &|_| {}).expect("the scope is valid")
+}
+
+/// Explores `scope`, whose planted mistake must be found: the report, its
+/// trace and the violation the trace names.
+fn planted(scope: &Scope) -> (Report, Trace, Violation) {
+    let mut report = run(scope);
+    let trace = report.trace.take().expect("the planted mistake is found");
+    let violation = trace.violation.clone().expect("the trace names it");
+    (report, trace, violation)
+}
+
+/// The saved trace replays to `violation` at its last step, also after a
+/// round trip through JSON; what the replay printed.
+fn replays_through_json(trace: &Trace, violation: Violation) -> String {
+    let text = serde_json::to_string(trace).expect("a trace encodes");
+    let loaded: Trace = serde_json::from_str(&text).expect("a trace decodes");
+    let mut out = Vec::new();
+    let replayed = replay(&loaded, &mut out).expect("the trace replays");
+    assert_eq!(replayed.violation, Some((trace.steps.len(), violation)));
+    String::from_utf8(out).expect("utf-8")
 }
 
 /// The scope of the planted vote-before-durable mistake: 3 nodes, terms up
@@ -26,16 +49,9 @@ fn vote_scope() -> Scope {
 
 #[test]
 fn vote_grant_before_durable_is_found_with_its_shortest_trace() {
-    let scope = Scope {
-        bugs: ScopeBugs {
-            vote_before_durable: true,
-            ..ScopeBugs::default()
-        },
-        ..vote_scope()
-    };
-    let report = run(&scope);
-    let trace = report.trace.expect("the planted mistake is found");
-    let violation = trace.violation.clone().expect("the trace names it");
+    let mut scope = vote_scope();
+    scope.bugs.vote_before_durable = true;
+    let (_, trace, violation) = planted(&scope);
     assert_eq!(violation.property, Property::Durability, "{violation}");
     // Fire n1 (pre-candidate), its pre-vote request delivered and granted
     // (n1 becomes candidate), its vote request delivered: the grant goes
@@ -43,14 +59,7 @@ fn vote_grant_before_durable_is_found_with_its_shortest_trace() {
     // vote needs a candidate, and with PreVote a candidate needs one
     // pre-vote round trip first.
     assert_eq!(trace.steps.len(), 4, "{:#?}", trace.steps);
-    // The saved trace replays to the same violation at its last step,
-    // also after a round trip through JSON.
-    let text = serde_json::to_string(&trace).expect("a trace encodes");
-    let loaded: Trace = serde_json::from_str(&text).expect("a trace decodes");
-    let mut out = Vec::new();
-    let replayed = replay(&loaded, &mut out).expect("the trace replays");
-    assert_eq!(replayed.violation, Some((4, violation)));
-    let printed = String::from_utf8(out).expect("utf-8");
+    let printed = replays_through_json(&trace, violation);
     assert!(printed.contains("RequestVote"), "{printed}");
 }
 
@@ -105,16 +114,9 @@ const FIGURE_8_STEPS: usize = 18;
 
 #[test]
 fn figure_8_commit_is_found_with_its_shortest_trace() {
-    let scope = Scope {
-        bugs: ScopeBugs {
-            figure_8_commit: true,
-            ..ScopeBugs::default()
-        },
-        ..figure_8_scope()
-    };
-    let report = run(&scope);
-    let trace = report.trace.expect("the planted mistake is found");
-    let violation = trace.violation.clone().expect("the trace names it");
+    let mut scope = figure_8_scope();
+    scope.bugs.figure_8_commit = true;
+    let (report, trace, violation) = planted(&scope);
     // Caught when a leader of term 4 lacks the term-1 entry the leader of
     // term 3 committed by counting (whichever of the two happens last).
     assert_eq!(
@@ -136,12 +138,7 @@ fn figure_8_commit_is_found_with_its_shortest_trace() {
     // the length it reports.
     assert_eq!(trace.steps.len(), FIGURE_8_STEPS, "{:#?}", trace.steps);
     assert_eq!(report.outcome.counts.depth as usize, FIGURE_8_STEPS);
-    let text = serde_json::to_string(&trace).expect("a trace encodes");
-    let loaded: Trace = serde_json::from_str(&text).expect("a trace decodes");
-    let mut out = Vec::new();
-    let replayed = replay(&loaded, &mut out).expect("the trace replays");
-    assert_eq!(replayed.violation, Some((FIGURE_8_STEPS, violation)));
-    let printed = String::from_utf8(out).expect("utf-8");
+    let printed = replays_through_json(&trace, violation);
     assert!(printed.contains("[1/t1 noop]"), "{printed}");
 }
 
@@ -217,57 +214,42 @@ fn a_scope_out_of_bounds_is_refused() {
     assert!(explore(&scope, 1, &|_| {}).is_err());
 }
 
-fn concord_sim() -> std::process::Command {
-    std::process::Command::new(env!("CARGO_BIN_EXE_concord-sim"))
-}
-
 #[test]
 fn cli_exits_2_on_bad_arguments_and_1_on_a_violation_it_can_replay() {
-    let bad = concord_sim()
-        .args(["explore", "--nodes", "9", "--quiet"])
-        .output()
-        .expect("runs");
-    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+    let (code, _, stderr) = concord_sim(&["explore", "--nodes", "9", "--quiet"]);
+    assert_eq!(code, 2, "{stderr}");
 
     let dir = std::env::temp_dir().join(format!("concord-explore-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let trace = dir.join("trace.json");
-    let found = concord_sim()
-        .args([
-            "explore",
-            "--max-term",
-            "2",
-            "--proposals",
-            "0",
-            "--timeouts",
-            "2",
-            "--loss",
-            "off",
-            "--duplicates",
-            "0",
-            "--bug-vote-before-durable",
-            "--quiet",
-            "--threads",
-            "2",
-            "--trace-out",
-        ])
-        .arg(&trace)
-        .output()
-        .expect("runs");
-    let stdout = String::from_utf8_lossy(&found.stdout);
-    assert_eq!(found.status.code(), Some(1), "{stdout}");
+    let trace = trace.to_str().expect("a UTF-8 temporary path");
+    let (code, stdout, _) = concord_sim(&[
+        "explore",
+        "--max-term",
+        "2",
+        "--proposals",
+        "0",
+        "--timeouts",
+        "2",
+        "--loss",
+        "off",
+        "--duplicates",
+        "0",
+        "--bug-vote-before-durable",
+        "--quiet",
+        "--threads",
+        "2",
+        "--trace-out",
+        trace,
+    ]);
+    assert_eq!(code, 1, "{stdout}");
     assert!(
         stdout.contains("VIOLATION of durability after 4 steps"),
         "{stdout}"
     );
 
-    let replayed = concord_sim()
-        .args(["explore", "--replay"])
-        .arg(&trace)
-        .output()
-        .expect("runs");
-    let stdout = String::from_utf8_lossy(&replayed.stdout);
-    assert_eq!(replayed.status.code(), Some(1), "{stdout}");
+    let (code, stdout, _) = concord_sim(&["explore", "--replay", trace]);
+    assert_eq!(code, 1, "{stdout}");
     assert!(
         stdout.contains("VIOLATION at step 4: durability"),
         "{stdout}"

@@ -766,24 +766,7 @@ fn cross_check(seed: u64, cases: usize, mix: &Mix) -> [usize; 2] {
         let mut state = String::new();
         for &(_, i) in &lin {
             let o = &mut ops[i];
-            let out = match &o.op {
-                Op::Get => Output::Value(state.clone()),
-                Op::Put { value } => {
-                    state = value.clone();
-                    Output::Done
-                }
-                Op::Append { value } => {
-                    state.push_str(value);
-                    Output::Done
-                }
-                Op::Cas { from, to } => {
-                    let sw = *from == state;
-                    if sw {
-                        state = to.clone();
-                    }
-                    Output::Swapped(sw)
-                }
-            };
+            let out = o.op.apply(&mut state);
             if matches!(o.outcome, Outcome::Ok(_)) {
                 o.outcome = Outcome::Ok(out);
             }

@@ -19,10 +19,10 @@ use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// `M` without its direct decision: the search alone.
-struct SearchOnly<M>(M);
+/// The model `M` without its direct decision: the search alone.
+struct SearchOnly<'a, M>(&'a M);
 
-impl<M: Model> Model for SearchOnly<M> {
+impl<M: Model> Model for SearchOnly<'_, M> {
     type State = M::State;
     type Input = M::Input;
     type Output = M::Output;
@@ -535,13 +535,13 @@ fn agree<M: Gen>(model: &M, ops: &[Op<M::Input, M::Output>], exact_states: bool)
         .parts
         .iter()
         .all(|p| p.decided_directly || p.verdict.starts_with("not checked"));
-    let search = check_with(&SearchOnly(ModelRef(model)), ops, &small_cfg());
+    let search = check_with(&SearchOnly(model), ops, &small_cfg());
     // The return-by-return sweep alone, without the depth-first pass.
     let sweep_cfg = CheckConfig {
         depth_first: false,
         ..small_cfg()
     };
-    let sweep = check_with(&SearchOnly(ModelRef(model)), ops, &sweep_cfg);
+    let sweep = check_with(&SearchOnly(model), ops, &sweep_cfg);
     let show = || {
         ops.iter()
             .enumerate()
@@ -656,45 +656,6 @@ fn assert_states<M: Model>(
     }
 }
 
-/// Borrowing adapter so `SearchOnly` can wrap a reference.
-struct ModelRef<'a, M>(&'a M);
-
-impl<M: Model> Model for ModelRef<'_, M> {
-    type State = M::State;
-    type Input = M::Input;
-    type Output = M::Output;
-    fn name(&self) -> String {
-        self.0.name()
-    }
-    fn init(&self) -> M::State {
-        self.0.init()
-    }
-    fn step(&self, s: &M::State, i: &M::Input, o: &M::Output) -> Option<M::State> {
-        self.0.step(s, i, o)
-    }
-    fn step_unknown(&self, s: &M::State, i: &M::Input) -> Vec<M::State> {
-        self.0.step_unknown(s, i)
-    }
-    fn part(&self, i: &M::Input) -> Option<String> {
-        self.0.part(i)
-    }
-    fn read_only(&self, i: &M::Input, o: &M::Output) -> bool {
-        self.0.read_only(i, o)
-    }
-    fn pins(&self, s: &M::Input, o: &M::Output, other: &M::Input) -> bool {
-        self.0.pins(s, o, other)
-    }
-    fn describe_input(&self, i: &M::Input) -> String {
-        self.0.describe_input(i)
-    }
-    fn describe_output(&self, o: &M::Output) -> String {
-        self.0.describe_output(o)
-    }
-    fn describe_state(&self, s: &M::State) -> String {
-        self.0.describe_state(s)
-    }
-}
-
 /// Runs `cases` random histories of 2 to 8 operations (see [`agree`]);
 /// asserts both verdicts occur often. Returns how many histories were
 /// decided directly.
@@ -803,13 +764,13 @@ fn depth_first_agrees<M: Gen>(model: &M, seed0: u64, cases: u64, p_corrupt: f64)
     for seed in seed0..seed0 + cases {
         let n = 16 + (seed % 25) as usize;
         let ops = generate_over(model, seed, n, p_corrupt, n as u64 * 3 / 2);
-        let search = check_with(&SearchOnly(ModelRef(model)), &ops, &search_cfg);
+        let search = check_with(&SearchOnly(model), &ops, &search_cfg);
         assert!(
             !matches!(search, Verdict::Unknown { .. }),
             "{name} seed {seed}: {search}"
         );
         yes += u64::from(search.is_ok());
-        let sweep = check_with(&SearchOnly(ModelRef(model)), &ops, &sweep_cfg);
+        let sweep = check_with(&SearchOnly(model), &ops, &sweep_cfg);
         if matches!(sweep, Verdict::Unknown { .. }) {
             continue;
         }

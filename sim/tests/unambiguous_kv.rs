@@ -96,25 +96,7 @@ fn generate(seed: u64, n: usize, p_corrupt: f64, sp: &Spelling) -> Vec<Operation
         if plan[i].fate >= 2 {
             continue;
         }
-        let out = match &plan[i].op {
-            Op::Get => Output::Value(state.clone()),
-            Op::Put { value } => {
-                state = value.clone();
-                Output::Done
-            }
-            Op::Append { value } => {
-                state.push_str(value);
-                Output::Done
-            }
-            Op::Cas { from, to } => {
-                if *from == state {
-                    state = to.clone();
-                    Output::Swapped(true)
-                } else {
-                    Output::Swapped(false)
-                }
-            }
-        };
+        let out = plan[i].op.apply(&mut state);
         if !matches!(plan[i].op, Op::Get) && !seen.contains(&state) {
             seen.push(state.clone());
         }
@@ -235,7 +217,9 @@ fn agree(ops: &[Operation]) -> (bool, bool) {
     (expected, direct.is_some())
 }
 
-fn differential(seed0: u64, cases: u64, sp: &Spelling) -> (u64, u64) {
+/// Checks `cases` generated histories from seed `seed0` with [`agree`];
+/// how many of them the direct decision decided.
+fn differential(seed0: u64, cases: u64, sp: &Spelling) -> u64 {
     let (mut yes, mut direct) = (0, 0);
     for seed in seed0..seed0 + cases {
         let n = 2 + (seed % 8) as usize;
@@ -247,14 +231,14 @@ fn differential(seed0: u64, cases: u64, sp: &Spelling) -> (u64, u64) {
         yes * 5 >= cases && (cases - yes) * 10 >= cases,
         "{yes} linearizable of {cases}: the generator is lopsided"
     );
-    (yes, direct)
+    eprintln!("{yes} linearizable, {direct} decided directly of {cases}");
+    direct
 }
 
 #[test]
 fn agrees_with_brute_force_and_the_search_with_separated_tokens() {
     let cases = 4000;
-    let (yes, direct) = differential(0, cases, &Spelling { sep: true });
-    eprintln!("{yes} linearizable, {direct} decided directly of {cases}");
+    let direct = differential(0, cases, &Spelling { sep: true });
     // With separators nothing is ambiguous; only a failed compare-and-set
     // the built order leaves no room for goes to the search.
     assert!(
@@ -266,8 +250,7 @@ fn agrees_with_brute_force_and_the_search_with_separated_tokens() {
 #[test]
 fn agrees_with_brute_force_and_the_search_with_bare_tokens() {
     let cases = 4000;
-    let (yes, direct) = differential(100_000, cases, &Spelling { sep: false });
-    eprintln!("{yes} linearizable, {direct} decided directly of {cases}");
+    let direct = differential(100_000, cases, &Spelling { sep: false });
     assert!(
         direct * 2 >= cases,
         "only {direct} of {cases} decided directly"
@@ -285,184 +268,154 @@ proptest! {
 // ---------------------------------------------------------------------------
 // Adversarial cases.
 
-fn get(c: u64, v: &str, call: u64, ret: u64) -> Operation {
-    Operation::new(c, "k", Op::Get, call).completed(ret, Output::Value(v.into()))
-}
-fn put(c: u64, v: &str, call: u64, ret: u64) -> Operation {
-    Operation::new(c, "k", Op::Put { value: v.into() }, call).completed(ret, Output::Done)
-}
-fn app(c: u64, v: &str, call: u64, ret: u64) -> Operation {
-    Operation::new(c, "k", Op::Append { value: v.into() }, call).completed(ret, Output::Done)
-}
-fn app_unknown(c: u64, v: &str, call: u64) -> Operation {
-    Operation::new(c, "k", Op::Append { value: v.into() }, call)
-}
-fn cas(c: u64, from: &str, to: &str, call: u64, ret: u64, swapped: bool) -> Operation {
-    Operation::new(
-        c,
-        "k",
-        Op::Cas {
-            from: from.into(),
-            to: to.into(),
-        },
-        call,
-    )
-    .completed(ret, Output::Swapped(swapped))
-}
-
-/// Decided directly with this verdict, and brute force and the checker
-/// agree.
-fn decided(ops: &[Operation], expected: KvDecision) {
-    let idx: Vec<usize> = (0..ops.len()).collect();
-    assert_eq!(decide_kv(ops, &idx), Some(expected), "\n{}", show(ops));
-    agree(ops);
-}
-
-/// Left to the search, which agrees with brute force.
-fn undecided(ops: &[Operation]) {
-    let idx: Vec<usize> = (0..ops.len()).collect();
-    assert_eq!(decide_kv(ops, &idx), None, "\n{}", show(ops));
-    agree(ops);
-}
-
-#[test]
-fn append_chain_read_in_order_is_linearizable() {
-    decided(
-        &[
-            app(1, "a;", 0, 10),
-            app(2, "b;", 5, 20),
-            get(3, "a;", 11, 12),
-            get(4, "a;b;", 21, 22),
-        ],
-        KvDecision::Linearizable,
-    );
+/// A hand-made history on key `k`, written one operation after another,
+/// separated by commas; operation `i` (from 1) is client `i`'s:
+/// `get V C..R` (read V), `put V C..R`, `app V C..R` (append V),
+/// `cas F T C..R ok|fail`; `C..` without a return is still unknown. `""`
+/// is the empty value.
+fn history(text: &str) -> Vec<Operation> {
+    let value = |v: &str| {
+        if v == "\"\"" {
+            String::new()
+        } else {
+            v.to_string()
+        }
+    };
+    text.split(',')
+        .enumerate()
+        .map(|(i, spelled)| {
+            let words: Vec<&str> = spelled.split_whitespace().collect();
+            let (verb, args) = words.split_first().expect("an operation");
+            let at = args
+                .iter()
+                .position(|w| w.contains(".."))
+                .unwrap_or_else(|| panic!("no call..ret in {spelled:?}"));
+            let (call, ret) = args[at].split_once("..").unwrap();
+            let call: u64 = call.parse().expect("a call time");
+            let ret: Option<u64> = (!ret.is_empty()).then(|| ret.parse().expect("a return time"));
+            let (op, output) = match (*verb, &args[..at]) {
+                ("get", [v]) => (Op::Get, Output::Value(value(v))),
+                ("put", [v]) => (Op::Put { value: value(v) }, Output::Done),
+                ("app", [v]) => (Op::Append { value: value(v) }, Output::Done),
+                ("cas", [from, to]) => (
+                    Op::Cas {
+                        from: value(from),
+                        to: value(to),
+                    },
+                    Output::Swapped(match args.get(at + 1) {
+                        Some(&"ok") => true,
+                        Some(&"fail") => false,
+                        _ => panic!("no ok or fail after {spelled:?}"),
+                    }),
+                ),
+                _ => panic!("cannot read {spelled:?}"),
+            };
+            let operation = Operation::new(i as u64 + 1, "k", op, call);
+            match ret {
+                Some(ret) => operation.completed(ret, output),
+                None => operation,
+            }
+        })
+        .collect()
 }
 
 #[test]
-fn stale_read_after_an_append_is_caught() {
-    decided(
-        &[
-            put(1, "p;", 0, 1),
-            app(2, "a;", 2, 3),
-            get(3, "p;a;", 4, 5),
-            get(4, "p;", 6, 7),
-        ],
-        KvDecision::NotLinearizable,
-    );
+fn adversarial_cases_are_decided_as_expected() {
+    use KvDecision::{Linearizable, NotLinearizable};
+    // What the direct decision must say (`None`: left to the search);
+    // brute force, the search and the checker must agree either way.
+    let cases = [
+        (
+            "an append chain read in order is linearizable",
+            "app a; 0..10, app b; 5..20, get a; 11..12, get a;b; 21..22",
+            Some(Linearizable),
+        ),
+        (
+            "a stale read after an append is caught",
+            "put p; 0..1, app a; 2..3, get p;a; 4..5, get p; 6..7",
+            Some(NotLinearizable),
+        ),
+        (
+            "one append cannot have produced both p;a; and q;a;",
+            "put p; 0..1, app a; 0..10, put q; 0..10, get p;a; 2..12, get q;a; 2..12",
+            Some(NotLinearizable),
+        ),
+        (
+            "two successful compare-and-sets from one state are caught",
+            "put p; 0..1, cas p; c1; 2..10 ok, cas p; c2; 2..10 ok",
+            Some(NotLinearizable),
+        ),
+        (
+            "a cas cycle is caught",
+            "cas c1; c2; 0..10 ok, cas c2; c1; 0..10 ok",
+            Some(NotLinearizable),
+        ),
+        (
+            "an unknown append seen later took effect",
+            "put p; 0..1, app a; 2.., app b; 20..21, get p;a;b; 22..23",
+            Some(Linearizable),
+        ),
+        (
+            "an unknown append seen only after a read its real-time order rules out",
+            "put p; 0..1, app a; 2.., get p; 30..31, get p;a; 22..23",
+            Some(NotLinearizable),
+        ),
+        (
+            "an unobserved append overwritten by a put",
+            "put p; 0..1, app a; 2..3, put q; 4..5, get q; 6..7",
+            Some(Linearizable),
+        ),
+        (
+            "p; current from 1 to 10: a failed cas called at 3, returned at 5, saw it",
+            "put p; 0..1, cas p; c1; 3..5 fail, get p; 9..10",
+            Some(NotLinearizable),
+        ),
+        (
+            "a failed cas concurrent with the put may come first",
+            "put p; 0..4, cas p; c1; 3..5 fail, get p; 9..10",
+            Some(Linearizable),
+        ),
+        (
+            "a failed cas on the initial state while nothing else was written",
+            r#"cas "" c1; 0..5 fail, get "" 6..7"#,
+            Some(NotLinearizable),
+        ),
+        (
+            "xa1 could be the put of it or the append of a1 to x: left to the search",
+            "put x 0..1, put xa1 0..3, app a1 2..4, get xa1 5..6",
+            None,
+        ),
+        (
+            "two writes of one value are left to the search",
+            "put v 0..1, put v 2..3, get v 4..5",
+            None,
+        ),
+    ];
+    for (name, text, expected) in cases {
+        let ops = history(text);
+        let idx: Vec<usize> = (0..ops.len()).collect();
+        assert_eq!(decide_kv(&ops, &idx), expected, "{name}\n{}", show(&ops));
+        agree(&ops);
+    }
 }
 
 #[test]
-fn append_whose_token_appears_twice_is_caught() {
-    // One append cannot have produced both "p;a;" and "q;a;".
-    decided(
-        &[
-            put(1, "p;", 0, 1),
-            app(2, "a;", 0, 10),
-            put(3, "q;", 0, 10),
-            get(4, "p;a;", 2, 12),
-            get(5, "q;a;", 2, 12),
-        ],
-        KvDecision::NotLinearizable,
-    );
-}
-
-#[test]
-fn a_cas_chain_that_forks_is_caught() {
-    // Two successful compare-and-sets from one state.
-    decided(
-        &[
-            put(1, "p;", 0, 1),
-            cas(2, "p;", "c1;", 2, 10, true),
-            cas(3, "p;", "c2;", 2, 10, true),
-        ],
-        KvDecision::NotLinearizable,
-    );
-}
-
-#[test]
-fn a_cas_cycle_is_caught() {
-    decided(
-        &[
-            cas(1, "c1;", "c2;", 0, 10, true),
-            cas(2, "c2;", "c1;", 0, 10, true),
-        ],
-        KvDecision::NotLinearizable,
-    );
-}
-
-#[test]
-fn unknown_append_seen_later_took_effect() {
-    decided(
-        &[
-            put(1, "p;", 0, 1),
-            app_unknown(2, "a;", 2),
-            app(3, "b;", 20, 21),
-            get(4, "p;a;b;", 22, 23),
-        ],
-        KvDecision::Linearizable,
-    );
-    // Seen, but only after a read that its real-time order rules out.
-    decided(
-        &[
-            put(1, "p;", 0, 1),
-            app_unknown(2, "a;", 2),
-            get(3, "p;", 30, 31),
-            get(4, "p;a;", 22, 23),
-        ],
-        KvDecision::NotLinearizable,
-    );
-}
-
-#[test]
-fn unobserved_append_overwritten_by_a_put() {
-    decided(
-        &[
-            put(1, "p;", 0, 1),
-            app(2, "a;", 2, 3),
-            put(3, "q;", 4, 5),
-            get(4, "q;", 6, 7),
-        ],
-        KvDecision::Linearizable,
-    );
-}
-
-#[test]
-fn failed_cas_needs_a_moment_without_its_from() {
-    // "p;" current from 1 to 10 at least: a cas called at 3 and returned
-    // at 5 saw it.
-    decided(
-        &[
-            put(1, "p;", 0, 1),
-            cas(2, "p;", "c1;", 3, 5, false),
-            get(3, "p;", 9, 10),
-        ],
-        KvDecision::NotLinearizable,
-    );
-    // Concurrent with the put: it may come first.
-    decided(
-        &[
-            put(1, "p;", 0, 4),
-            cas(2, "p;", "c1;", 3, 5, false),
-            get(3, "p;", 9, 10),
-        ],
-        KvDecision::Linearizable,
-    );
-    // Failed on the initial state while nothing else was written.
-    decided(
-        &[cas(1, "", "c1;", 0, 5, false), get(2, "", 6, 7)],
-        KvDecision::NotLinearizable,
-    );
-}
-
-#[test]
-fn ambiguous_values_go_to_the_search() {
-    // "xa1" could be the put of it or the append of "a1" to "x".
-    undecided(&[
-        put(1, "x", 0, 1),
-        put(2, "xa1", 0, 3),
-        app(3, "a1", 2, 4),
-        get(4, "xa1", 5, 6),
-    ]);
-    // Two writes of one value.
-    undecided(&[put(1, "v", 0, 1), put(2, "v", 2, 3), get(3, "v", 4, 5)]);
+fn the_history_notation_reads_what_it_says() {
+    let ops = history(r#"get "" 0..1, put p; 2..3, app a; 4.., cas p; c1; 5..6 ok"#);
+    let expected = vec![
+        Operation::new(1, "k", Op::Get, 0).completed(1, Output::Value(String::new())),
+        Operation::new(2, "k", Op::Put { value: "p;".into() }, 2).completed(3, Output::Done),
+        Operation::new(3, "k", Op::Append { value: "a;".into() }, 4),
+        Operation::new(
+            4,
+            "k",
+            Op::Cas {
+                from: "p;".into(),
+                to: "c1;".into(),
+            },
+            5,
+        )
+        .completed(6, Output::Swapped(true)),
+    ];
+    assert_eq!(ops, expected);
 }

@@ -22,29 +22,35 @@ pub fn linearizable<M: Model>(model: &M, ops: &[Op<M::Input, M::Output>]) -> boo
     dfs(model, ops, &model.init(), &mut remaining)
 }
 
+/// Whether a completed operation remains: until none does, an order is
+/// not finished.
+fn completed_left<I, O>(ops: &[Op<I, O>], remaining: &[bool]) -> bool {
+    (0..ops.len()).any(|i| remaining[i] && matches!(ops[i].outcome, Outcome::Ok(_)))
+}
+
+/// Whether remaining operation `x` may go next: no remaining completed
+/// operation returned before its call.
+fn may_go_next<I, O>(ops: &[Op<I, O>], remaining: &[bool], x: usize) -> bool {
+    remaining[x]
+        && !(0..ops.len()).any(|y| {
+            y != x
+                && remaining[y]
+                && matches!(ops[y].outcome, Outcome::Ok(_))
+                && ops[y].ret.is_some_and(|r| r < ops[x].call)
+        })
+}
+
 fn dfs<M: Model>(
     model: &M,
     ops: &[Op<M::Input, M::Output>],
     state: &M::State,
     remaining: &mut [bool],
 ) -> bool {
-    let completed_left =
-        (0..ops.len()).any(|i| remaining[i] && matches!(ops[i].outcome, Outcome::Ok(_)));
-    if !completed_left {
+    if !completed_left(ops, remaining) {
         return true;
     }
     for x in 0..ops.len() {
-        if !remaining[x] {
-            continue;
-        }
-        // No remaining completed operation may precede x.
-        let blocked = (0..ops.len()).any(|y| {
-            y != x
-                && remaining[y]
-                && matches!(ops[y].outcome, Outcome::Ok(_))
-                && ops[y].ret.is_some_and(|r| r < ops[x].call)
-        });
-        if blocked {
+        if !may_go_next(ops, remaining, x) {
             continue;
         }
         remaining[x] = false;
@@ -112,22 +118,11 @@ fn ends<M: Model>(
     remaining: &mut [bool],
     out: &mut Vec<M::State>,
 ) {
-    let completed_left =
-        (0..ops.len()).any(|i| remaining[i] && matches!(ops[i].outcome, Outcome::Ok(_)));
-    if !completed_left && !out.contains(state) {
+    if !completed_left(ops, remaining) && !out.contains(state) {
         out.push(state.clone());
     }
     for x in 0..ops.len() {
-        if !remaining[x] {
-            continue;
-        }
-        let blocked = (0..ops.len()).any(|y| {
-            y != x
-                && remaining[y]
-                && matches!(ops[y].outcome, Outcome::Ok(_))
-                && ops[y].ret.is_some_and(|r| r < ops[x].call)
-        });
-        if blocked {
+        if !may_go_next(ops, remaining, x) {
             continue;
         }
         remaining[x] = false;

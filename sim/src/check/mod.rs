@@ -238,14 +238,7 @@ impl<I, O> Op<I, O> {
     /// Checks times and outcome agree: `call <= ret`, a completed
     /// operation has a return time, an unknown one has none.
     pub fn validate(&self) -> Result<(), String> {
-        if let Some(ret) = self.ret {
-            if ret < self.call {
-                return Err(format!(
-                    "return time {ret} is before call time {}",
-                    self.call
-                ));
-            }
-        }
+        crate::history::check_times(self.call, self.ret)?;
         match (&self.outcome, self.ret) {
             (Outcome::Ok(_), None) => Err("a completed operation needs a return time".into()),
             (Outcome::Unknown, Some(_)) => {
@@ -524,7 +517,6 @@ pub fn check_parallel<M: Model>(
     cfg: &CheckConfig,
     threads: usize,
 ) -> ModelReport {
-    use std::sync::atomic::{AtomicUsize, Ordering};
     let parts = split_parts(model, ops);
     let stats_of = |part: &str, idx: &[usize]| PartStats {
         part: part.to_string(),
@@ -555,57 +547,36 @@ pub fn check_parallel<M: Model>(
         }
     }
     let deadline = cfg.time_limit.map(|d| Instant::now() + d);
-    let next = AtomicUsize::new(0);
-    let first_fail = AtomicUsize::new(usize::MAX);
-    let workers = threads.max(1).min(parts.len().max(1));
-    type Done = (usize, PartStats, Option<PartOutcome>);
-    let mut done: Vec<Done> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut mine: Vec<Done> = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some((part, idx)) = parts.get(i) else {
-                            break;
-                        };
-                        let mut stats = stats_of(part, idx);
-                        if i > first_fail.load(Ordering::Relaxed) {
-                            mine.push((i, stats, None));
-                            continue;
-                        }
-                        let mut budget = search::Budget::new(cfg, deadline);
-                        let started = Instant::now();
-                        let mut direct = false;
-                        let outcome = check_part(model, ops, idx, &mut budget, &mut direct, true);
-                        stats.elapsed = started.elapsed();
-                        stats.steps = budget.steps;
-                        stats.decided_directly = direct;
-                        stats.verdict = match &outcome {
-                            PartOutcome::Ok => "linearizable".to_string(),
-                            PartOutcome::Fail { .. } => {
-                                first_fail.fetch_min(i, Ordering::Relaxed);
-                                "NOT linearizable".to_string()
-                            }
-                            PartOutcome::Exhausted(limit) => format!("unknown: {limit}"),
-                        };
-                        mine.push((i, stats, Some(outcome)));
-                    }
-                    mine
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("checker thread panicked"))
-            .collect()
+    let checked = crate::linearizability::in_parallel(&parts, threads, |(part, idx)| {
+        let mut stats = stats_of(part, idx);
+        let mut budget = search::Budget::new(cfg, deadline);
+        let started = Instant::now();
+        let mut direct = false;
+        let outcome = check_part(model, ops, idx, &mut budget, &mut direct, true);
+        stats.elapsed = started.elapsed();
+        stats.steps = budget.steps;
+        stats.decided_directly = direct;
+        stats.verdict = match &outcome {
+            PartOutcome::Ok => "linearizable".to_string(),
+            PartOutcome::Fail { .. } => "NOT linearizable".to_string(),
+            PartOutcome::Exhausted(limit) => format!("unknown: {limit}"),
+        };
+        let failed = matches!(outcome, PartOutcome::Fail { .. });
+        ((stats, outcome), failed)
     });
-    done.sort_unstable_by_key(|d| d.0);
+    let mut done: Vec<(PartStats, Option<PartOutcome>)> = checked
+        .into_iter()
+        .zip(&parts)
+        .map(|(checked, (part, idx))| match checked {
+            Some((stats, outcome)) => (stats, Some(outcome)),
+            None => (stats_of(part, idx), None),
+        })
+        .collect();
     let mut verdict = Verdict::Linearizable;
-    for (i, stats, outcome) in &mut done {
+    for (i, (stats, outcome)) in done.iter_mut().enumerate() {
         match outcome.take() {
             Some(PartOutcome::Fail { stuck, states }) => {
-                let (part, idx) = &parts[*i];
+                let (part, idx) = &parts[i];
                 verdict = Verdict::NotLinearizable(Box::new(search::explain(
                     model, ops, part, idx, stuck, states, cfg,
                 )));
@@ -623,7 +594,7 @@ pub fn check_parallel<M: Model>(
     }
     ModelReport {
         verdict,
-        parts: done.into_iter().map(|d| d.1).collect(),
+        parts: done.into_iter().map(|d| d.0).collect(),
     }
 }
 

@@ -471,6 +471,33 @@ impl<'a, M: Model> Search<'a, M> {
 
     /// Extends the frontier until the operation in `target` is linearized
     /// in every configuration. `Ok(false)`: none survives.
+    /// `c` with the completed operation in pending slot `p` linearized,
+    /// if it may go next (not linearized yet, every pending operation of
+    /// its kind that returns earlier is, not read-only) and the model
+    /// accepts it; with the index of that operation in the part.
+    fn linearized(&self, c: &Config<M::State>, p: usize) -> Option<(usize, Config<M::State>)> {
+        if c.lin.get(p) || !self.earlier[p].subset_of(&c.lin) {
+            return None;
+        }
+        let j = self.slot_op[p] as usize;
+        let op = &self.ops[j];
+        if op.read_only {
+            return None;
+        }
+        let state = self.model.step(&c.state, op.input, op.output?)?;
+        let mut lin = c.lin.clone();
+        lin.set(p);
+        let applied = c.applied.clone();
+        Some((
+            j,
+            Config {
+                state,
+                lin,
+                applied,
+            },
+        ))
+    }
+
     fn closure(&mut self, target: usize, budget: &mut Budget) -> Result<bool, Limit> {
         let model = self.model;
         let mut visited: FxHashSet<Config<M::State>> = FxHashSet::default();
@@ -510,24 +537,10 @@ impl<'a, M: Model> Search<'a, M> {
                 }
                 continue;
             }
+            // (A read-only one does not hold here, else it was linearized
+            // above.)
             for &p in &pending {
-                if c.lin.get(p) || !self.earlier[p].subset_of(&c.lin) {
-                    continue;
-                }
-                let op = &self.ops[self.slot_op[p] as usize];
-                if op.read_only {
-                    // It does not hold here (else it was linearized above).
-                    continue;
-                }
-                let Some(out) = op.output else { continue };
-                if let Some(s2) = model.step(&c.state, op.input, out) {
-                    let mut lin = c.lin.clone();
-                    lin.set(p);
-                    let c2 = Config {
-                        state: s2,
-                        lin,
-                        applied: c.applied.clone(),
-                    };
+                if let Some((_, c2)) = self.linearized(&c, p) {
                     if visited.insert(c2.clone()) {
                         stack.push(c2);
                     }
@@ -596,7 +609,9 @@ impl<'a, M: Model> Search<'a, M> {
                 .sort_by(|a, b| (a.applied.len(), &a.applied).cmp(&(b.applied.len(), &b.applied)));
             let mut kept: Vec<Config<M::State>> = Vec::new();
             for c in configs {
-                let dominated = kept.iter().any(|k| is_subset(&k.applied, &c.applied));
+                let dominated = kept
+                    .iter()
+                    .any(|k| crate::linearizability::is_subset(&k.applied, &c.applied));
                 if !dominated {
                     kept.push(c);
                 }
@@ -616,20 +631,6 @@ impl<'a, M: Model> Search<'a, M> {
         }
         out
     }
-}
-
-fn is_subset(a: &[u32], b: &[u32]) -> bool {
-    let mut j = 0;
-    for &x in a {
-        while j < b.len() && b[j] < x {
-            j += 1;
-        }
-        if j == b.len() || b[j] != x {
-            return false;
-        }
-        j += 1;
-    }
-    true
 }
 
 /// How far to run: to the end, or to just before the return of one
@@ -813,23 +814,7 @@ fn depth_first<M: Model>(
         // pushed in reverse so that the first is tried first.
         successors.clear();
         for p in s.pending.ones() {
-            if c.lin.get(p) || !s.earlier[p].subset_of(&c.lin) {
-                continue;
-            }
-            let j = s.slot_op[p] as usize;
-            let op = &s.ops[j];
-            if op.read_only {
-                continue;
-            }
-            let Some(out) = op.output else { continue };
-            if let Some(s2) = model.step(&c.state, op.input, out) {
-                let mut lin = c.lin.clone();
-                lin.set(p);
-                let c2 = Config {
-                    state: s2,
-                    lin,
-                    applied: c.applied.clone(),
-                };
+            if let Some((j, c2)) = s.linearized(&c, p) {
                 successors.push((rets[j], c2));
             }
         }

@@ -48,42 +48,38 @@ pub trait JsonModel: Model {
     fn output_to_json(&self, output: &Self::Output, line: &mut Map<String, Value>);
 }
 
+/// Field `name` of `line` as `read` takes it; an error names the field
+/// and says what it `must_be` when it is missing or `read` refuses it.
+pub(crate) fn field<T>(
+    line: &Map<String, Value>,
+    name: &str,
+    must_be: &str,
+    read: impl FnOnce(&Value) -> Option<T>,
+) -> Result<T, String> {
+    let v = line
+        .get(name)
+        .ok_or_else(|| format!("missing field \"{name}\""))?;
+    read(v).ok_or_else(|| format!("field \"{name}\" must be {must_be}, got {v}"))
+}
+
 /// A field that must be an unsigned integer.
 pub fn field_u64(line: &Map<String, Value>, name: &str) -> Result<u64, String> {
-    match line.get(name) {
-        None => Err(format!("missing field \"{name}\"")),
-        Some(v) => v
-            .as_u64()
-            .ok_or_else(|| format!("field \"{name}\" must be an unsigned integer, got {v}")),
-    }
+    field(line, name, "an unsigned integer", Value::as_u64)
 }
 
 /// A field that must be an integer.
 pub fn field_i64(line: &Map<String, Value>, name: &str) -> Result<i64, String> {
-    match line.get(name) {
-        None => Err(format!("missing field \"{name}\"")),
-        Some(v) => v
-            .as_i64()
-            .ok_or_else(|| format!("field \"{name}\" must be an integer, got {v}")),
-    }
+    field(line, name, "an integer", Value::as_i64)
 }
 
 /// A field that must be a boolean.
 pub fn field_bool(line: &Map<String, Value>, name: &str) -> Result<bool, String> {
-    match line.get(name) {
-        None => Err(format!("missing field \"{name}\"")),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(v) => Err(format!("field \"{name}\" must be true or false, got {v}")),
-    }
+    field(line, name, "true or false", Value::as_bool)
 }
 
 /// A value field: a string, or an integer taken as its decimal text.
 pub fn field_value(line: &Map<String, Value>, name: &str) -> Result<String, String> {
-    match line.get(name) {
-        None => Err(format!("missing field \"{name}\"")),
-        Some(v) => value_text(v)
-            .ok_or_else(|| format!("field \"{name}\" must be a string or an integer, got {v}")),
-    }
+    field(line, name, "a string or an integer", value_text)
 }
 
 /// A string or an integer as text.
@@ -106,18 +102,7 @@ fn parse_line<M: JsonModel>(model: &M, line: &str) -> Result<Option<ModelOp<M>>,
     let obj = v.as_object().ok_or("expected a JSON object")?;
     let client = field_u64(obj, "client")?;
     let call = field_u64(obj, "call")?;
-    let ret = match obj.get("return") {
-        None => return Err("missing field \"return\" (use null when unknown)".into()),
-        Some(Value::Null) => None,
-        Some(v) => Some(v.as_u64().ok_or_else(|| {
-            format!("field \"return\" must be an unsigned integer or null, got {v}")
-        })?),
-    };
-    let ok = match obj.get("ok") {
-        None | Some(Value::Null) => None,
-        Some(Value::Bool(b)) => Some(*b),
-        Some(v) => return Err(format!("field \"ok\" must be true, false or null, got {v}")),
-    };
+    let (ret, ok) = crate::history::return_and_ok(obj)?;
     let name = match obj.get("op") {
         Some(Value::String(s)) => s.as_str(),
         Some(v) => return Err(format!("field \"op\" must be a string, got {v}")),

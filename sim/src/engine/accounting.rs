@@ -56,118 +56,61 @@ use concord::{
 use super::FailureKind;
 use crate::faults::MalformedMessage as Malformed;
 
-/// Number of counters in [`Statistics`].
-const COUNTERS: usize = 32;
+/// One list of the counters of [`Statistics`] gives their number
+/// (`COUNTERS`), their names (`NAMES`) and [`counters`], whose pattern
+/// names every field: a counter added to [`Statistics`] must be added to
+/// the list, and the names cannot drift from the values.
+macro_rules! statistics_counters {
+    ($($field:ident),* $(,)?) => {
+        /// Number of counters in [`Statistics`].
+        const COUNTERS: usize = [$(stringify!($field)),*].len();
 
-/// The names of the counters, in the order of [`counters`].
-const NAMES: [&str; COUNTERS] = [
-    "messages_from_unknown_node",
-    "vote_requests_from_removed",
-    "candidate_catch_ups_sent",
-    "candidate_catch_ups_taken",
-    "removed_notices_received",
-    "answers_from_removed",
-    "messages_misaddressed",
-    "messages_stale_term",
-    "messages_malformed",
-    "messages_index_out_of_range",
-    "append_conflicts_with_commit",
-    "appends_dropped_backpressure",
-    "elections_started",
-    "pre_elections_started",
-    "leader_elected",
-    "check_quorum_step_downs",
-    "transfers_started",
-    "proposals_accepted",
-    "proposals_refused",
-    "entries_truncated",
-    "follower_log_regressions",
-    "snapshots_taken",
-    "snapshot_reports_stale",
-    "snapshot_transfers_started",
-    "snapshot_chunks_sent",
-    "snapshot_chunks_refused",
-    "snapshot_checksum_mismatches",
-    "snapshots_installed",
-    "reads_read_index",
-    "reads_lease",
-    "reads_follower",
-    "reads_refused",
-];
+        /// The names of the counters, in the order of [`counters`].
+        const NAMES: [&str; COUNTERS] = [$(stringify!($field)),*];
 
-/// Every counter of `stats`, in the order of [`NAMES`], on the stack. The
-/// pattern names every field, so a counter added to [`Statistics`] must be
-/// added here.
-fn counters(stats: &Statistics) -> [u64; COUNTERS] {
-    let Statistics {
-        messages_from_unknown_node,
-        vote_requests_from_removed,
-        candidate_catch_ups_sent,
-        candidate_catch_ups_taken,
-        removed_notices_received,
-        answers_from_removed,
-        messages_misaddressed,
-        messages_stale_term,
-        messages_malformed,
-        messages_index_out_of_range,
-        append_conflicts_with_commit,
-        appends_dropped_backpressure,
-        elections_started,
-        pre_elections_started,
-        leader_elected,
-        check_quorum_step_downs,
-        transfers_started,
-        proposals_accepted,
-        proposals_refused,
-        entries_truncated,
-        follower_log_regressions,
-        snapshots_taken,
-        snapshot_reports_stale,
-        snapshot_transfers_started,
-        snapshot_chunks_sent,
-        snapshot_chunks_refused,
-        snapshot_checksum_mismatches,
-        snapshots_installed,
-        reads_read_index,
-        reads_lease,
-        reads_follower,
-        reads_refused,
-    } = *stats;
-    [
-        messages_from_unknown_node,
-        vote_requests_from_removed,
-        candidate_catch_ups_sent,
-        candidate_catch_ups_taken,
-        removed_notices_received,
-        answers_from_removed,
-        messages_misaddressed,
-        messages_stale_term,
-        messages_malformed,
-        messages_index_out_of_range,
-        append_conflicts_with_commit,
-        appends_dropped_backpressure,
-        elections_started,
-        pre_elections_started,
-        leader_elected,
-        check_quorum_step_downs,
-        transfers_started,
-        proposals_accepted,
-        proposals_refused,
-        entries_truncated,
-        follower_log_regressions,
-        snapshots_taken,
-        snapshot_reports_stale,
-        snapshot_transfers_started,
-        snapshot_chunks_sent,
-        snapshot_chunks_refused,
-        snapshot_checksum_mismatches,
-        snapshots_installed,
-        reads_read_index,
-        reads_lease,
-        reads_follower,
-        reads_refused,
-    ]
+        /// Every counter of `stats`, in the order of [`NAMES`], on the
+        /// stack.
+        fn counters(stats: &Statistics) -> [u64; COUNTERS] {
+            let Statistics { $($field),* } = *stats;
+            [$($field),*]
+        }
+    };
 }
+
+statistics_counters!(
+    messages_from_unknown_node,
+    vote_requests_from_removed,
+    candidate_catch_ups_sent,
+    candidate_catch_ups_taken,
+    removed_notices_received,
+    answers_from_removed,
+    messages_misaddressed,
+    messages_stale_term,
+    messages_malformed,
+    messages_index_out_of_range,
+    append_conflicts_with_commit,
+    appends_dropped_backpressure,
+    elections_started,
+    pre_elections_started,
+    leader_elected,
+    check_quorum_step_downs,
+    transfers_started,
+    proposals_accepted,
+    proposals_refused,
+    entries_truncated,
+    follower_log_regressions,
+    snapshots_taken,
+    snapshot_reports_stale,
+    snapshot_transfers_started,
+    snapshot_chunks_sent,
+    snapshot_chunks_refused,
+    snapshot_checksum_mismatches,
+    snapshots_installed,
+    reads_read_index,
+    reads_lease,
+    reads_follower,
+    reads_refused,
+);
 
 /// What the check needs of a node from before its step: a copy of a few
 /// hundred bytes, no allocation.

@@ -25,7 +25,7 @@ pub use bank::{Bank, BankInput, BankOutput};
 pub use counter::{Counter, CounterInput, CounterOutput};
 pub use kv::{Kv, KvInput, KvState};
 pub use queue::{Queue, QueueInput, QueueOutput};
-pub use register::{CasRegister, Register, RegisterInput, RegisterOutput};
+pub use register::{CasRegister, Register, RegisterInput, RegisterModel, RegisterOutput};
 pub use set::{Set, SetInput};
 
 /// The names `concord-sim check --model` accepts.

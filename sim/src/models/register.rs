@@ -38,66 +38,20 @@ pub enum RegisterOutput {
 /// JSON lines: `{"op":"write","value":V}`, `{"op":"read","value":V}` (the
 /// value read, when completed). Unambiguous histories (no value written
 /// twice, nor the initial one) are decided in O(n log n).
-#[derive(Clone, Debug, Default)]
-pub struct Register {
-    /// The value before any write (`""` by default).
-    pub init: String,
-}
+pub type Register = RegisterModel<false>;
 
 /// A register with compare-and-set: `read`, `write` and `cas`
 /// (`{"op":"cas","from":A,"to":B,"swapped":true}`). A history without a
 /// compare-and-set is decided like a [`Register`]'s.
+pub type CasRegister = RegisterModel<true>;
+
+/// The register models: [`Register`] without compare-and-set (`CAS` false),
+/// [`CasRegister`] with it. One implementation serves both, so that they
+/// differ only where the operation set does.
 #[derive(Clone, Debug, Default)]
-pub struct CasRegister {
+pub struct RegisterModel<const CAS: bool> {
     /// The value before any write (`""` by default).
     pub init: String,
-}
-
-fn step(state: &String, input: &RegisterInput, output: &RegisterOutput) -> Option<String> {
-    match (input, output) {
-        (RegisterInput::Read, RegisterOutput::Value(v)) => (v == state).then(|| state.clone()),
-        (RegisterInput::Write(v), RegisterOutput::Done) => Some(v.clone()),
-        (RegisterInput::Cas { from, to }, RegisterOutput::Swapped(true)) => {
-            (from == state).then(|| to.clone())
-        }
-        (RegisterInput::Cas { from, .. }, RegisterOutput::Swapped(false)) => {
-            (from != state).then(|| state.clone())
-        }
-        _ => None,
-    }
-}
-
-fn step_unknown(state: &String, input: &RegisterInput) -> Vec<String> {
-    match input {
-        RegisterInput::Read => vec![state.clone()],
-        RegisterInput::Write(v) => vec![v.clone()],
-        RegisterInput::Cas { from, to } => {
-            vec![if from == state {
-                to.clone()
-            } else {
-                state.clone()
-            }]
-        }
-    }
-}
-
-fn read_only(input: &RegisterInput, output: &RegisterOutput) -> bool {
-    matches!(
-        (input, output),
-        (RegisterInput::Read, _) | (RegisterInput::Cas { .. }, RegisterOutput::Swapped(false))
-    )
-}
-
-fn pins(stuck: &RegisterInput, out: &RegisterOutput, other: &RegisterInput) -> bool {
-    let needed = match (stuck, out) {
-        (RegisterInput::Read, RegisterOutput::Value(v)) => v,
-        (RegisterInput::Cas { from, .. }, RegisterOutput::Swapped(true)) => from,
-        _ => return false,
-    };
-    match other {
-        RegisterInput::Write(v) | RegisterInput::Cas { to: v, .. } => v == needed,
-        RegisterInput::Read => false,
-    }
 }
 
 /// The register decision of `ops` if it has reads and writes only, no
@@ -150,99 +104,90 @@ fn decide<'a>(
     })
 }
 
-impl Model for Register {
+impl<const CAS: bool> Model for RegisterModel<CAS> {
     type State = String;
     type Input = RegisterInput;
     type Output = RegisterOutput;
 
     fn name(&self) -> String {
-        "register".into()
+        if CAS { "cas-register" } else { "register" }.into()
     }
     fn init(&self) -> String {
         self.init.clone()
     }
-    fn step(&self, s: &String, i: &RegisterInput, o: &RegisterOutput) -> Option<String> {
-        if matches!(i, RegisterInput::Cas { .. }) {
+    fn step(
+        &self,
+        state: &String,
+        input: &RegisterInput,
+        output: &RegisterOutput,
+    ) -> Option<String> {
+        if !CAS && matches!(input, RegisterInput::Cas { .. }) {
             return None;
         }
-        step(s, i, o)
+        match (input, output) {
+            (RegisterInput::Read, RegisterOutput::Value(v)) => (v == state).then(|| state.clone()),
+            (RegisterInput::Write(v), RegisterOutput::Done) => Some(v.clone()),
+            (RegisterInput::Cas { from, to }, RegisterOutput::Swapped(true)) => {
+                (from == state).then(|| to.clone())
+            }
+            (RegisterInput::Cas { from, .. }, RegisterOutput::Swapped(false)) => {
+                (from != state).then(|| state.clone())
+            }
+            _ => None,
+        }
     }
-    fn step_unknown(&self, s: &String, i: &RegisterInput) -> Vec<String> {
-        if matches!(i, RegisterInput::Cas { .. }) {
+    fn step_unknown(&self, state: &String, input: &RegisterInput) -> Vec<String> {
+        if !CAS && matches!(input, RegisterInput::Cas { .. }) {
             return Vec::new();
         }
-        step_unknown(s, i)
+        match input {
+            RegisterInput::Read => vec![state.clone()],
+            RegisterInput::Write(v) => vec![v.clone()],
+            RegisterInput::Cas { from, to } => {
+                vec![if from == state {
+                    to.clone()
+                } else {
+                    state.clone()
+                }]
+            }
+        }
     }
-    fn read_only(&self, i: &RegisterInput, o: &RegisterOutput) -> bool {
-        read_only(i, o)
+    fn read_only(&self, input: &RegisterInput, output: &RegisterOutput) -> bool {
+        matches!(
+            (input, output),
+            (RegisterInput::Read, _) | (RegisterInput::Cas { .. }, RegisterOutput::Swapped(false))
+        )
     }
-    fn pins(&self, s: &RegisterInput, o: &RegisterOutput, other: &RegisterInput) -> bool {
-        pins(s, o, other)
-    }
-    fn decide(&self, ops: &[&Op<RegisterInput, RegisterOutput>]) -> Option<Decision<String>> {
-        decide(ops, &self.init)
-    }
-    fn describe_input(&self, i: &RegisterInput) -> String {
-        describe_input(i)
-    }
-    fn describe_output(&self, o: &RegisterOutput) -> String {
-        describe_output(o)
-    }
-    fn describe_state(&self, s: &String) -> String {
-        format!("{s:?}")
-    }
-}
-
-impl Model for CasRegister {
-    type State = String;
-    type Input = RegisterInput;
-    type Output = RegisterOutput;
-
-    fn name(&self) -> String {
-        "cas-register".into()
-    }
-    fn init(&self) -> String {
-        self.init.clone()
-    }
-    fn step(&self, s: &String, i: &RegisterInput, o: &RegisterOutput) -> Option<String> {
-        step(s, i, o)
-    }
-    fn step_unknown(&self, s: &String, i: &RegisterInput) -> Vec<String> {
-        step_unknown(s, i)
-    }
-    fn read_only(&self, i: &RegisterInput, o: &RegisterOutput) -> bool {
-        read_only(i, o)
-    }
-    fn pins(&self, s: &RegisterInput, o: &RegisterOutput, other: &RegisterInput) -> bool {
-        pins(s, o, other)
+    fn pins(&self, stuck: &RegisterInput, out: &RegisterOutput, other: &RegisterInput) -> bool {
+        let needed = match (stuck, out) {
+            (RegisterInput::Read, RegisterOutput::Value(v)) => v,
+            (RegisterInput::Cas { from, .. }, RegisterOutput::Swapped(true)) => from,
+            _ => return false,
+        };
+        match other {
+            RegisterInput::Write(v) | RegisterInput::Cas { to: v, .. } => v == needed,
+            RegisterInput::Read => false,
+        }
     }
     fn decide(&self, ops: &[&Op<RegisterInput, RegisterOutput>]) -> Option<Decision<String>> {
         decide(ops, &self.init)
     }
     fn describe_input(&self, i: &RegisterInput) -> String {
-        describe_input(i)
+        match i {
+            RegisterInput::Read => "read".into(),
+            RegisterInput::Write(v) => format!("write {v:?}"),
+            RegisterInput::Cas { from, to } => format!("cas {from:?}->{to:?}"),
+        }
     }
     fn describe_output(&self, o: &RegisterOutput) -> String {
-        describe_output(o)
+        match o {
+            RegisterOutput::Value(v) => format!("{v:?}"),
+            RegisterOutput::Done => "ok".into(),
+            RegisterOutput::Swapped(s) => format!("swapped={s}"),
+        }
     }
     fn describe_state(&self, s: &String) -> String {
         format!("{s:?}")
-    }
-}
-
-fn describe_input(i: &RegisterInput) -> String {
-    match i {
-        RegisterInput::Read => "read".into(),
-        RegisterInput::Write(v) => format!("write {v:?}"),
-        RegisterInput::Cas { from, to } => format!("cas {from:?}->{to:?}"),
-    }
-}
-
-fn describe_output(o: &RegisterOutput) -> String {
-    match o {
-        RegisterOutput::Value(v) => format!("{v:?}"),
-        RegisterOutput::Done => "ok".into(),
-        RegisterOutput::Swapped(s) => format!("swapped={s}"),
     }
 }
 
@@ -297,35 +242,13 @@ fn output_to_json(output: &RegisterOutput, line: &mut Map<String, Value>) {
     }
 }
 
-impl JsonModel for Register {
+impl<const CAS: bool> JsonModel for RegisterModel<CAS> {
     fn op_names(&self) -> &'static [&'static str] {
-        &["read", "write"]
-    }
-    fn input_from_json(
-        &self,
-        op: &str,
-        line: &Map<String, Value>,
-    ) -> Result<RegisterInput, String> {
-        input_from_json(op, line)
-    }
-    fn output_from_json(
-        &self,
-        i: &RegisterInput,
-        line: &Map<String, Value>,
-    ) -> Result<RegisterOutput, String> {
-        output_from_json(i, line)
-    }
-    fn input_to_json(&self, i: &RegisterInput, line: &mut Map<String, Value>) {
-        input_to_json(i, line)
-    }
-    fn output_to_json(&self, o: &RegisterOutput, line: &mut Map<String, Value>) {
-        output_to_json(o, line)
-    }
-}
-
-impl JsonModel for CasRegister {
-    fn op_names(&self) -> &'static [&'static str] {
-        &["read", "write", "cas"]
+        if CAS {
+            &["read", "write", "cas"]
+        } else {
+            &["read", "write"]
+        }
     }
     fn input_from_json(
         &self,

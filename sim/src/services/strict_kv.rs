@@ -267,6 +267,23 @@ mod tests {
         panic!("no request of the wanted shape in 1000 draws");
     }
 
+    /// Issues commands until one is a `put_many`, called at 10 and
+    /// acknowledged at 20: its group and the value it wrote first.
+    fn put_many_acknowledged(workload: &mut Clients, rng: &mut ChaCha8Rng) -> (String, Bytes) {
+        let write = issue(
+            workload,
+            rng,
+            |r| matches!(r, KvRequest::PutMany { .. }),
+            10,
+        );
+        workload.complete(0, 20, OpResult::Ok(&written()));
+        let KvRequest::PutMany { pairs } = write else {
+            unreachable!()
+        };
+        let group = text(&pairs[0].0).split('.').next().unwrap().to_string();
+        (group, pairs[0].1.clone())
+    }
+
     /// Issues reads at `at` until one is a `get_many` of `group`, failing
     /// the others, and leaves that one in flight (for the caller to
     /// complete at a later time).
@@ -288,32 +305,33 @@ mod tests {
         }
     }
 
+    /// Issues a read of `group` at `at` (see [`read_group`]) and
+    /// completes it 10 later with `values`.
+    fn group_read_answered(
+        workload: &mut Clients,
+        rng: &mut ChaCha8Rng,
+        group: &str,
+        at: u64,
+        values: Vec<Option<Bytes>>,
+    ) {
+        read_group(workload, rng, group, at);
+        let answer = answer(KvResponse::Values(values));
+        workload.complete(0, at + 10, OpResult::Ok(&answer));
+    }
+
     #[test]
     fn a_partial_get_many_is_a_violation_and_a_whole_one_is_not() {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let mut workload = clients();
-        let write = issue(
-            &mut workload,
-            &mut rng,
-            |r| matches!(r, KvRequest::PutMany { .. }),
-            10,
-        );
-        workload.complete(0, 20, OpResult::Ok(&written()));
-        let KvRequest::PutMany { pairs } = write else {
-            unreachable!()
-        };
-        let value = pairs[0].1.clone();
-        let group = text(&pairs[0].0).split('.').next().unwrap().to_string();
+        let (group, value) = put_many_acknowledged(&mut workload, &mut rng);
         // A whole read of that group passes.
-        read_group(&mut workload, &mut rng, &group, 30);
-        let whole = answer(KvResponse::Values(vec![Some(value.clone()); GROUP_SIZE]));
-        workload.complete(0, 40, OpResult::Ok(&whole));
+        let whole = vec![Some(value.clone()); GROUP_SIZE];
+        group_read_answered(&mut workload, &mut rng, &group, 30, whole);
         assert_eq!(workload.clone().finish().failure, None);
         // A read that sees the write on one key only is caught.
-        read_group(&mut workload, &mut rng, &group, 50);
-        let mut values = vec![Some(value.clone()); GROUP_SIZE];
-        values[1] = None;
-        workload.complete(0, 60, OpResult::Ok(&answer(KvResponse::Values(values))));
+        let mut partial = vec![Some(value); GROUP_SIZE];
+        partial[1] = None;
+        group_read_answered(&mut workload, &mut rng, &group, 50, partial);
         let failure = workload.finish().failure.expect("partial read caught");
         assert!(failure.contains("put_many atomicity"), "{failure}");
     }
@@ -322,22 +340,11 @@ mod tests {
     fn a_stale_read_after_a_put_many_fails_linearizability() {
         let mut rng = ChaCha8Rng::seed_from_u64(2);
         let mut workload = clients();
-        let write = issue(
-            &mut workload,
-            &mut rng,
-            |r| matches!(r, KvRequest::PutMany { .. }),
-            10,
-        );
-        workload.complete(0, 20, OpResult::Ok(&written()));
-        let KvRequest::PutMany { pairs } = write else {
-            unreachable!()
-        };
-        let group = text(&pairs[0].0).split('.').next().unwrap().to_string();
-        read_group(&mut workload, &mut rng, &group, 30);
+        let (group, _) = put_many_acknowledged(&mut workload, &mut rng);
         // Consistent across the group, but older than an acknowledged
         // write: not linearizable.
-        let stale = answer(KvResponse::Values(vec![None; GROUP_SIZE]));
-        workload.complete(0, 40, OpResult::Ok(&stale));
+        let stale = vec![None; GROUP_SIZE];
+        group_read_answered(&mut workload, &mut rng, &group, 30, stale);
         let failure = workload.finish().failure.expect("stale read caught");
         assert!(failure.contains("strict kv"), "{failure}");
     }
