@@ -90,8 +90,16 @@ impl DurableMarker {
 }
 
 /// One record of the shared log: one change to one group's durable state.
+pub type GroupRecord = GroupRecordOf<Vec<Entry>>;
+
+/// [`GroupRecord`] borrowing its entries: encodes identically, without
+/// copying them.
+pub(crate) type GroupRecordRef<'a> = GroupRecordOf<&'a [Entry]>;
+
+/// A record of the shared log holding its entries as `E`: owned
+/// ([`GroupRecord`], decoded) or borrowed (written).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum GroupRecord {
+pub enum GroupRecordOf<E> {
     /// The group's term and vote are now `hard_state`.
     HardState {
         /// The group.
@@ -111,7 +119,7 @@ pub enum GroupRecord {
         /// The group.
         group: GroupId,
         /// The entries, contiguous.
-        entries: Vec<Entry>,
+        entries: E,
     },
     /// The group's snapshot at `position` is durable (its file was stored
     /// before this record was written): its log continues after it. With
@@ -131,42 +139,17 @@ pub enum GroupRecord {
     },
 }
 
-impl GroupRecord {
+impl<E> GroupRecordOf<E> {
     /// The group the record belongs to.
     pub fn group(&self) -> GroupId {
         match self {
-            GroupRecord::HardState { group, .. }
-            | GroupRecord::Truncate { group, .. }
-            | GroupRecord::Append { group, .. }
-            | GroupRecord::Snapshot { group, .. }
-            | GroupRecord::Removed { group } => *group,
+            GroupRecordOf::HardState { group, .. }
+            | GroupRecordOf::Truncate { group, .. }
+            | GroupRecordOf::Append { group, .. }
+            | GroupRecordOf::Snapshot { group, .. }
+            | GroupRecordOf::Removed { group } => *group,
         }
     }
-}
-
-/// [`GroupRecord`] borrowing its entries: encodes identically.
-#[derive(Serialize)]
-pub(crate) enum GroupRecordRef<'a> {
-    HardState {
-        group: GroupId,
-        hard_state: HardState,
-    },
-    Truncate {
-        group: GroupId,
-        after: Index,
-    },
-    Append {
-        group: GroupId,
-        entries: &'a [Entry],
-    },
-    Snapshot {
-        group: GroupId,
-        position: LogPosition,
-        discard_log: bool,
-    },
-    Removed {
-        group: GroupId,
-    },
 }
 
 /// Appends `record`, framed, to `out`.
