@@ -26,14 +26,20 @@ use thiserror::Error;
 /// are bounded well below this by their own limits.
 pub const DECODE_LIMIT_BYTES: usize = 64 * 1024 * 1024;
 
-type Config = bincode::config::Configuration<
+/// bincode's standard configuration (little-endian, varints) decoding
+/// at most `LIMIT_BYTES`.
+type Limited<const LIMIT_BYTES: usize> = bincode::config::Configuration<
     bincode::config::LittleEndian,
     bincode::config::Varint,
-    bincode::config::Limit<DECODE_LIMIT_BYTES>,
+    bincode::config::Limit<LIMIT_BYTES>,
 >;
 
-fn config() -> Config {
-    bincode::config::standard().with_limit::<DECODE_LIMIT_BYTES>()
+fn limited<const LIMIT_BYTES: usize>() -> Limited<LIMIT_BYTES> {
+    bincode::config::standard().with_limit::<LIMIT_BYTES>()
+}
+
+fn config() -> Limited<DECODE_LIMIT_BYTES> {
+    limited()
 }
 
 /// Largest state machine snapshot [`decode_snapshot`] will materialise:
@@ -42,14 +48,8 @@ fn config() -> Config {
 /// damaged or hostile length field can make it allocate).
 pub const SNAPSHOT_DECODE_LIMIT_BYTES: usize = 1024 * 1024 * 1024;
 
-type SnapshotConfig = bincode::config::Configuration<
-    bincode::config::LittleEndian,
-    bincode::config::Varint,
-    bincode::config::Limit<SNAPSHOT_DECODE_LIMIT_BYTES>,
->;
-
-fn snapshot_config() -> SnapshotConfig {
-    bincode::config::standard().with_limit::<SNAPSHOT_DECODE_LIMIT_BYTES>()
+fn snapshot_config() -> Limited<SNAPSHOT_DECODE_LIMIT_BYTES> {
+    limited()
 }
 
 /// Why bytes could not be decoded (or, rarely, a value encoded).

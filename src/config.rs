@@ -230,20 +230,22 @@ impl Config {
         {
             return Err(ConfigError::SelfNotVoter { id: self.id });
         }
-        if self.transfer_timeout_ticks == Some(0) {
-            return Err(ConfigError::Zero {
-                field: "transfer_timeout_ticks",
-            });
-        }
-        if self.election_timeout_min_ticks == 0 {
-            return Err(ConfigError::Zero {
-                field: "election_timeout_min_ticks",
-            });
-        }
-        if self.heartbeat_interval_ticks == 0 {
-            return Err(ConfigError::Zero {
-                field: "heartbeat_interval_ticks",
-            });
+        let zeros = [
+            (
+                "transfer_timeout_ticks",
+                self.transfer_timeout_ticks == Some(0),
+            ),
+            (
+                "election_timeout_min_ticks",
+                self.election_timeout_min_ticks == 0,
+            ),
+            (
+                "heartbeat_interval_ticks",
+                self.heartbeat_interval_ticks == 0,
+            ),
+        ];
+        if let Some((field, _)) = zeros.into_iter().find(|(_, zero)| *zero) {
+            return Err(ConfigError::Zero { field });
         }
         if self.election_timeout_max_ticks <= self.election_timeout_min_ticks {
             return Err(ConfigError::ElectionTimeoutRange {

@@ -5,7 +5,7 @@
 
 use crate::io::Action;
 use crate::node::{Node, PendingWrite, Role};
-use crate::types::{Index, WriteId};
+use crate::types::{HardState, Index, WriteId};
 
 impl Node {
     /// The host reports every write up to `id` durable.
@@ -122,14 +122,8 @@ impl Node {
         }
         let last_index = self.log.last_index();
         let entries = self.log.slice(self.emitted_index + 1, last_index);
-        let id = WriteId(self.next_write_id);
-        self.next_write_id += 1;
         let hard_state = self.hard_state_dirty.then(|| self.hard_state());
-        self.writes.push_back(PendingWrite {
-            id,
-            last_index,
-            hard_state,
-        });
+        let id = self.begin_write(last_index, hard_state);
         actions.push(Action::Persist {
             id,
             hard_state,
@@ -138,6 +132,25 @@ impl Node {
         });
         self.emitted_index = last_index;
         self.hard_state_dirty = false;
+    }
+
+    /// A new write's id, the write (the log up to `last_index`, and
+    /// `hard_state` if it changed) awaited until the host reports it
+    /// durable.
+    #[inline(always)]
+    pub(crate) fn begin_write(
+        &mut self,
+        last_index: Index,
+        hard_state: Option<HardState>,
+    ) -> WriteId {
+        let id = WriteId(self.next_write_id);
+        self.next_write_id += 1;
+        self.writes.push_back(PendingWrite {
+            id,
+            last_index,
+            hard_state,
+        });
+        id
     }
 
     /// Hands out committed entries that are durable here, in bounded

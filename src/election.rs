@@ -146,27 +146,9 @@ impl Node {
         let previous = (self.role, self.term);
         self.role = Role::PreCandidate;
         self.leader = None;
-        self.progress.clear();
-        self.votes.clear();
-        self.votes.insert(self.config.id, true);
-        self.reset_election_timer();
         self.stats.pre_elections_started += 1;
-        self.abandon_unconfirmed_reads(actions);
-        self.announce_role(previous, actions);
-        let last_log = self.log.last_position();
-        for i in 0..self.peer_count() {
-            let peer = self.peer(i);
-            if !self.membership.is_voter(peer) {
-                continue;
-            }
-            let body = MessageBody::RequestVote {
-                pre_vote: true,
-                last_log,
-                transfer: false,
-            };
-            self.send_with_term(peer, self.term + 1, body, actions);
-        }
-        self.poll_election(actions);
+        // Asks for votes in the term a real election would run in.
+        self.canvass(previous, self.term + 1, false, actions);
     }
 
     pub(crate) fn become_candidate(&mut self, transfer: bool, actions: &mut Vec<Action>) {
@@ -174,25 +156,39 @@ impl Node {
         self.set_term(self.term + 1);
         self.voted_for = Some(self.config.id);
         self.role = Role::Candidate;
+        self.stats.elections_started += 1;
+        self.canvass(previous, self.term, transfer, actions);
+    }
+
+    /// Runs a (pre-)election as the role just taken (`previous` is what
+    /// it was): our own vote counted, a fresh timer, a `RequestVote` in
+    /// `term` to every other voter, a pre-vote unless `term` is ours.
+    fn canvass(
+        &mut self,
+        previous: (Role, Term),
+        term: Term,
+        transfer: bool,
+        actions: &mut Vec<Action>,
+    ) {
         self.progress.clear();
         self.votes.clear();
         self.votes.insert(self.config.id, true);
         self.reset_election_timer();
-        self.stats.elections_started += 1;
         self.abandon_unconfirmed_reads(actions);
         self.announce_role(previous, actions);
         let last_log = self.log.last_position();
+        let pre_vote = term != self.term;
         for i in 0..self.peer_count() {
             let peer = self.peer(i);
             if !self.membership.is_voter(peer) {
                 continue;
             }
             let body = MessageBody::RequestVote {
-                pre_vote: false,
+                pre_vote,
                 last_log,
                 transfer,
             };
-            self.send(peer, body, actions);
+            self.send_with_term(peer, term, body, actions);
         }
         self.poll_election(actions);
     }

@@ -782,6 +782,31 @@ mod tests {
         }
     }
 
+    /// A table of `capacity` sessions holding two, registered at indices
+    /// 1 and 2.
+    fn two_sessions(capacity: usize) -> (WithSessions<Appender>, ClientId, ClientId) {
+        let mut sm = WithSessions::new(Appender::default(), capacity);
+        let a = register(&mut sm, 1);
+        let b = register(&mut sm, 2);
+        (sm, a, b)
+    }
+
+    /// Asserts that a registration at `index` (the new client's id) evicts
+    /// `evicted`.
+    fn assert_registration_evicts(
+        sm: &mut WithSessions<Appender>,
+        index: Index,
+        evicted: ClientId,
+    ) {
+        assert_eq!(
+            sm.apply_request(index, &encode_register()),
+            SessionOutcome::Registered {
+                client: index,
+                evicted: Some(evicted)
+            }
+        );
+    }
+
     #[test]
     fn request_encoding_round_trips() {
         assert_eq!(
@@ -900,19 +925,10 @@ mod tests {
 
     #[test]
     fn full_table_evicts_the_least_recently_used_session_by_log_index() {
-        let mut sm = WithSessions::new(Appender::default(), 2);
-        let a = register(&mut sm, 1);
-        let b = register(&mut sm, 2);
+        let (mut sm, a, b) = two_sessions(2);
         // `a` is used after `b` registered, so `b` is least recently used.
         sm.apply(3, &encode_command(a, 1, b"a1"));
-        let outcome = sm.apply_request(4, &encode_register());
-        assert_eq!(
-            outcome,
-            SessionOutcome::Registered {
-                client: 4,
-                evicted: Some(b)
-            }
-        );
+        assert_registration_evicts(&mut sm, 4, b);
         assert!(sm.sessions().contains(a));
         assert!(!sm.sessions().contains(b));
         assert_eq!(sm.sessions().evictions(), 1);
@@ -926,21 +942,12 @@ mod tests {
 
     #[test]
     fn a_cached_answer_refreshes_the_session() {
-        let mut sm = WithSessions::new(Appender::default(), 2);
-        let a = register(&mut sm, 1);
-        let b = register(&mut sm, 2);
+        let (mut sm, a, b) = two_sessions(2);
         sm.apply(3, &encode_command(a, 1, b"a1"));
         sm.apply(4, &encode_command(b, 1, b"b1"));
         // A retry of a's command at index 5 makes b the least recently used.
         sm.apply(5, &encode_command(a, 1, b"a1"));
-        let outcome = sm.apply_request(6, &encode_register());
-        assert_eq!(
-            outcome,
-            SessionOutcome::Registered {
-                client: 6,
-                evicted: Some(b)
-            }
-        );
+        assert_registration_evicts(&mut sm, 6, b);
     }
 
     #[test]
@@ -969,9 +976,7 @@ mod tests {
 
     #[test]
     fn snapshot_restores_sessions_and_inner_state() {
-        let mut sm = WithSessions::new(Appender::default(), 3);
-        let a = register(&mut sm, 1);
-        let b = register(&mut sm, 2);
+        let (mut sm, a, b) = two_sessions(3);
         sm.apply(3, &encode_command(a, 1, b"a1"));
         sm.apply(4, &encode_command(b, 1, b"b1"));
         let snapshot = sm.snapshot();

@@ -61,9 +61,9 @@ use bytes::Bytes;
 use crate::io::Action;
 use crate::membership::Membership;
 use crate::message::{Message, MessageBody, SnapshotChunk};
-use crate::node::{Node, PendingWrite, Role};
+use crate::node::{Node, Role};
 use crate::progress::ProgressState;
-use crate::types::{Index, LogPosition, NodeId, Term, WriteId};
+use crate::types::{Index, LogPosition, NodeId, Term};
 
 /// Snapshots past this index are refused as malformed: no real log gets
 /// near it, and installing one would let a hostile message push the log to
@@ -680,19 +680,7 @@ impl Node {
         self.membership_installed(position.index, membership.clone(), keep_suffix);
         self.emitted_index = self.log.last_index();
         self.leader_match_index = self.leader_match_index.max(position.index);
-        let id = WriteId(self.next_write_id);
-        self.next_write_id += 1;
-        self.writes.push_back(PendingWrite {
-            id,
-            last_index: self.log.last_index(),
-            hard_state: None,
-        });
-        actions.push(Action::PersistSnapshot {
-            id,
-            snapshot,
-            discard_log: !keep_suffix,
-            membership: Box::new(membership.clone()),
-        });
+        self.persist_snapshot(snapshot, keep_suffix, &membership, actions);
         self.apply_emitted_index = position.index;
         if self.is_witness_node() {
             // Nothing to restore: a witness's snapshot only marks where its
@@ -701,13 +689,39 @@ impl Node {
         } else {
             actions.push(Action::RestoreSnapshot { snapshot });
         }
-        self.snapshot = Some(snapshot);
-        self.snapshot_membership = membership;
-        self.snapshot_index = position.index;
-        self.applied_since_snapshot_bytes = 0;
-        self.stats.snapshots_installed += 1;
+        self.snapshot_installed(snapshot, membership);
         assert!(self.log.commit_index() >= position.index);
         assert_eq!(self.log.base(), position);
+    }
+}
+
+impl Node {
+    /// Hands the host the write of a received snapshot, in order after
+    /// every earlier write: the log is dropped unless `keep_suffix`.
+    fn persist_snapshot(
+        &mut self,
+        snapshot: SnapshotMeta,
+        keep_suffix: bool,
+        membership: &Membership,
+        actions: &mut Vec<Action>,
+    ) {
+        let id = self.begin_write(self.log.last_index(), None);
+        actions.push(Action::PersistSnapshot {
+            id,
+            snapshot,
+            discard_log: !keep_suffix,
+            membership: Box::new(membership.clone()),
+        });
+    }
+
+    /// `snapshot`, with `membership` at its last entry, is this node's
+    /// newest from now on.
+    fn snapshot_installed(&mut self, snapshot: SnapshotMeta, membership: Membership) {
+        self.snapshot = Some(snapshot);
+        self.snapshot_membership = membership;
+        self.snapshot_index = snapshot.position.index;
+        self.applied_since_snapshot_bytes = 0;
+        self.stats.snapshots_installed += 1;
     }
 }
 
@@ -730,19 +744,7 @@ impl Node {
         self.log.install_stale_snapshot(position, keep_suffix);
         self.membership_installed(position.index, membership.clone(), keep_suffix);
         self.emitted_index = self.log.last_index();
-        let id = WriteId(self.next_write_id);
-        self.next_write_id += 1;
-        self.writes.push_back(PendingWrite {
-            id,
-            last_index: self.log.last_index(),
-            hard_state: None,
-        });
-        actions.push(Action::PersistSnapshot {
-            id,
-            snapshot,
-            discard_log: !keep_suffix,
-            membership: Box::new(membership.clone()),
-        });
+        self.persist_snapshot(snapshot, keep_suffix, &membership, actions);
         // The state machine goes back to the snapshot, and so does what
         // counts as applied and durable in the log kept.
         self.apply_emitted_index = position.index;
@@ -751,11 +753,7 @@ impl Node {
         if !self.is_witness_node() {
             actions.push(Action::RestoreSnapshot { snapshot });
         }
-        self.snapshot = Some(snapshot);
-        self.snapshot_membership = membership;
-        self.snapshot_index = position.index;
-        self.applied_since_snapshot_bytes = 0;
-        self.stats.snapshots_installed += 1;
+        self.snapshot_installed(snapshot, membership);
     }
 }
 

@@ -96,13 +96,7 @@ impl Node {
         let outcome = match self.transfer_refusal(target) {
             Err(error) => TransferOutcome::Refused(error),
             Ok(()) => {
-                tracing::info!(
-                    node = self.config.id,
-                    term = self.term,
-                    target,
-                    "transferring leadership as asked"
-                );
-                self.start_transfer(target, actions);
+                self.start_transfer(target, "as asked", actions);
                 TransferOutcome::Started
             }
         };
@@ -149,7 +143,14 @@ impl Node {
 
     /// Starts handing leadership to `target`: proposals are refused from
     /// now on, its log is brought up to ours, then it is told to campaign.
-    fn start_transfer(&mut self, target: NodeId, actions: &mut Vec<Action>) {
+    /// `why` says why, for the log.
+    fn start_transfer(&mut self, target: NodeId, why: &str, actions: &mut Vec<Action>) {
+        tracing::info!(
+            node = self.config.id,
+            term = self.term,
+            target,
+            "transferring leadership {why}"
+        );
         self.transfer_target = Some(target);
         self.transfer_elapsed_ticks = 0;
         self.suspend_lease();
@@ -199,13 +200,7 @@ impl Node {
         if !progress.recent_active {
             return;
         }
-        tracing::info!(
-            node = self.config.id,
-            term = self.term,
-            target,
-            "transferring leadership to preferred node"
-        );
-        self.start_transfer(target, actions);
+        self.start_transfer(target, "to preferred node", actions);
     }
 
     /// Tells the transfer target to campaign once its log is complete.

@@ -29,6 +29,10 @@
 //! all arrived on it for `peer_idle_timeout`: its sender writes keepalives
 //! far more often, so such a connection is dead (a partition, a vanished
 //! host) and its sender has dialled a new one.
+//!
+//! The multi-group server ([`tcp_listener`](super::multi::tcp_listener))
+//! accepts through the same code: only what its connections carry and
+//! what its server loop receives differ (the crate-internal `Inbound`).
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -38,7 +42,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::{Message, NodeId};
+use crate::NodeId;
 
 use super::frame::{self, FrameBudget, FrameBuffer, FrameError, FrameTimeouts};
 use super::identity::IdentityHandle;
@@ -135,6 +139,65 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     config: ListenerConfig,
     events: mpsc::Sender<Event>,
+    shutdown: watch::Receiver<bool>,
+    counters: Arc<ListenerCounters>,
+) {
+    serve_for::<SingleGroup>(listener, config, events, shutdown, counters).await
+}
+
+/// What a listener hands on to its server: the one thing the single-group
+/// server and the multi-group host accept differently (peer frames, client
+/// requests and the server loop's events). Handshake, TLS, limits and
+/// error handling are [`serve_for`]'s, the same for both.
+pub(crate) trait Inbound: 'static {
+    /// What a peer connection carries: a keepalive or messages.
+    type PeerFrame: serde::de::DeserializeOwned + Send;
+    /// What a client connection carries.
+    type Request: serde::de::DeserializeOwned + Send;
+    /// What the server loop receives.
+    type Event: Send + 'static;
+    /// Said after "node N is not a member of this cluster": how a node
+    /// becomes one.
+    const STRANGER_HINT: &'static str;
+    /// The node a peer frame claims to come from and the event it
+    /// becomes; `None` for a keepalive.
+    fn from_peer(frame: Self::PeerFrame) -> Option<(NodeId, Self::Event)>;
+    /// The event a client request becomes, answered on `reply`.
+    fn from_client(request: Self::Request, reply: oneshot::Sender<ClientResponse>) -> Self::Event;
+}
+
+/// The single-group server's side of [`Inbound`].
+enum SingleGroup {}
+
+impl Inbound for SingleGroup {
+    type PeerFrame = PeerFrame;
+    type Request = ClientRequest;
+    type Event = Event;
+    const STRANGER_HINT: &'static str =
+        " (a new node is accepted once `concord-cli member add-learner` recorded its address)";
+
+    fn from_peer(frame: PeerFrame) -> Option<(NodeId, Event)> {
+        match frame {
+            PeerFrame::Raft(message) => Some((message.from, Event::Peer(message))),
+            PeerFrame::Keepalive => None,
+        }
+    }
+
+    fn from_client(request: ClientRequest, reply: oneshot::Sender<ClientResponse>) -> Event {
+        match request {
+            ClientRequest::Command(command) => Event::Client { command, reply },
+            ClientRequest::Status => Event::Status { reply },
+            ClientRequest::Read { path, query } => Event::Read { path, query, reply },
+            ClientRequest::Admin(request) => Event::Admin { request, reply },
+        }
+    }
+}
+
+/// [`serve`] for any server behind an [`Inbound`].
+pub(crate) async fn serve_for<I: Inbound>(
+    listener: tokio::net::TcpListener,
+    config: ListenerConfig,
+    events: mpsc::Sender<I::Event>,
     mut shutdown: watch::Receiver<bool>,
     counters: Arc<ListenerCounters>,
 ) {
@@ -183,7 +246,7 @@ pub async fn serve(
             let (stream, seen) = sniff::FirstBytes::new(stream);
             let result = match secure(Box::new(stream), &config).await {
                 Ok((stream, identity)) => {
-                    handle(
+                    handle::<I>(
                         stream, identity, &seen, &remote, &config, events, shutdown, budgets,
                     )
                     .await
@@ -233,9 +296,26 @@ enum ConnError {
     Slow(Duration),
 }
 
-fn bad(e: FrameError) -> Result<(), ConnError> {
+/// The next value on an accepted connection, or `None` once the server
+/// shuts down or the other side went away.
+async fn next_value<T: serde::de::DeserializeOwned>(
+    stream: &mut BoxStream,
+    frame_buf: &mut FrameBuffer,
+    config: &ListenerConfig,
+    timeouts: FrameTimeouts,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<Option<T>, ConnError> {
+    let read = frame::read_value_timed(stream, frame_buf, config.max_frame_bytes, timeouts);
+    let e = tokio::select! {
+        biased;
+        _ = shutdown.changed() => return Ok(None),
+        read = read => match read {
+            Ok(value) => return Ok(Some(value)),
+            Err(e) => e,
+        },
+    };
     match e {
-        e if went_away(&e) => Ok(()),
+        e if went_away(&e) => Ok(None),
         FrameError::Idle { timeout } => Err(ConnError::Idle(timeout)),
         FrameError::Slow { timeout } => Err(ConnError::Slow(timeout)),
         e => Err(ConnError::BadInput(e.to_string())),
@@ -347,13 +427,13 @@ fn certificate_refusal(
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn handle(
+async fn handle<I: Inbound>(
     mut stream: BoxStream,
     identity: Option<PeerIdentity>,
     seen: &sniff::Seen,
     remote: &str,
     config: &ListenerConfig,
-    events: mpsc::Sender<Event>,
+    events: mpsc::Sender<I::Event>,
     mut shutdown: watch::Receiver<bool>,
     budgets: Budgets,
 ) -> Result<(), ConnError> {
@@ -408,8 +488,8 @@ async fn handle(
                     if !config.voters.contains(&from) && !config.addresses.contains(from) =>
                 {
                     Some(format!(
-                        "node {from} is not a member of this cluster (a new node is accepted \
-                         once `concord-cli member add-learner` recorded its address)"
+                        "node {from} is not a member of this cluster{}",
+                        I::STRANGER_HINT
                     ))
                 }
                 HelloRole::Peer { from, .. } if from == config.node_id => {
@@ -470,31 +550,20 @@ async fn handle(
                 frame: config.frame_timeout,
             };
             loop {
-                let read = frame::read_value_timed(
-                    &mut stream,
-                    &mut frame_buf,
-                    config.max_frame_bytes,
-                    timeouts,
-                );
-                let message: Message = tokio::select! {
-                    biased;
-                    _ = shutdown.changed() => return Ok(()),
-                    read = read => match read {
-                        Ok(PeerFrame::Raft(message)) => message,
-                        Ok(PeerFrame::Keepalive) => {
-                            write_value(&mut stream, &mut reply, &PeerReply::KeepaliveAck).await?;
-                            continue;
-                        }
-                        Err(e) => return bad(e),
-                    },
+                let next = next_value(&mut stream, &mut frame_buf, config, timeouts, &mut shutdown);
+                let Some(frame) = next.await? else {
+                    return Ok(());
                 };
-                if message.from != from {
+                let Some((sender, event)) = I::from_peer(frame) else {
+                    write_value(&mut stream, &mut reply, &PeerReply::KeepaliveAck).await?;
+                    continue;
+                };
+                if sender != from {
                     return Err(ConnError::BadInput(format!(
-                        "message claims sender {} on node {from}'s connection",
-                        message.from
+                        "message claims sender {sender} on node {from}'s connection"
                     )));
                 }
-                if events.send(Event::Peer(message)).await.is_err() {
+                if events.send(event).await.is_err() {
                     return Ok(());
                 }
             }
@@ -504,40 +573,15 @@ async fn handle(
                 idle: config.client_idle_timeout,
                 frame: config.frame_timeout,
             };
-            let read = frame::read_value_timed(
-                &mut stream,
-                &mut frame_buf,
-                config.max_frame_bytes,
-                timeouts,
-            );
-            let request: ClientRequest = tokio::select! {
-                biased;
-                _ = shutdown.changed() => return Ok(()),
-                read = read => match read {
-                    Ok(request) => request,
-                    Err(e) => return bad(e),
-                },
+            let next = next_value(&mut stream, &mut frame_buf, config, timeouts, &mut shutdown);
+            let Some(request) = next.await? else {
+                return Ok(());
             };
             // A large command's buffer is given back to the node's budget
             // as soon as it is decoded.
             frame_buf.shrink_to(CLIENT_BUFFER_KEEP_BYTES);
             let (reply_tx, reply_rx) = oneshot::channel();
-            let event = match request {
-                ClientRequest::Command(command) => Event::Client {
-                    command,
-                    reply: reply_tx,
-                },
-                ClientRequest::Status => Event::Status { reply: reply_tx },
-                ClientRequest::Read { path, query } => Event::Read {
-                    path,
-                    query,
-                    reply: reply_tx,
-                },
-                ClientRequest::Admin(request) => Event::Admin {
-                    request,
-                    reply: reply_tx,
-                },
-            };
+            let event = I::from_client(request, reply_tx);
             let response = if events.send(event).await.is_err() {
                 ClientResponse::Error("server is shutting down".to_string())
             } else {

@@ -480,9 +480,14 @@ mod real {
                 WebPkiServerVerifier::builder_with_provider(roots.clone(), provider())
                     .build()
                     .map_err(|e| ca_problem(e.to_string()))?;
-            let dial = ClientConfig::builder_with_provider(provider())
-                .with_protocol_versions(&[&rustls::version::TLS13])
-                .map_err(|e| ca_problem(e.to_string()))?
+            // Both dialling configurations: TLS 1.3 only, this node's
+            // certificate; they differ in what they accept of the server.
+            let dialling = || {
+                ClientConfig::builder_with_provider(provider())
+                    .with_protocol_versions(&[&rustls::version::TLS13])
+                    .map_err(|e| ca_problem(e.to_string()))
+            };
+            let dial = dialling()?
                 .with_webpki_verifier(server_verifier.clone())
                 .with_client_auth_cert(chain.clone(), key.clone_key())
                 .map_err(key_problem)?;
@@ -490,9 +495,7 @@ mod real {
                 cluster_id: cluster_id.to_string(),
                 inner: server_verifier,
             });
-            let dial_any_node = ClientConfig::builder_with_provider(provider())
-                .with_protocol_versions(&[&rustls::version::TLS13])
-                .map_err(|e| ca_problem(e.to_string()))?
+            let dial_any_node = dialling()?
                 .dangerous()
                 .with_custom_certificate_verifier(any_node)
                 .with_client_auth_cert(chain, key)

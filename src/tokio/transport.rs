@@ -32,6 +32,10 @@
 //!
 //! Streams are handled as [`BoxStream`] trait objects after connecting, so
 //! a TLS wrapper can be slotted in without touching the framing.
+//!
+//! The multi-group server's peer links
+//! ([`tcp_sender`](super::multi::tcp_sender)) are the same sender tasks
+//! carrying frames instead of messages (the crate-internal `Outbound`).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -254,14 +258,11 @@ impl Transport for TcpTransport {
         }
         let (tx, rx) = mpsc::channel(self.config.queue_messages_max.max(1));
         queues.insert(to, (addr.to_string(), tx));
-        let task = PeerSender {
-            config: self.config.clone(),
-            peer: to,
-            addr: addr.to_string(),
-            rx,
-            shutdown: self.shutdown.clone(),
+        let messages = Messages {
+            stale_after: self.config.message_stale_after,
             counters: self.counters.clone(),
         };
+        let task = PeerSender::new(&self.config, to, addr, rx, self.shutdown.clone(), messages);
         tokio::spawn(task.run());
     }
 
@@ -288,8 +289,8 @@ impl Transport for TcpTransport {
     }
 }
 
-/// Most messages written per flush.
-const WRITE_BATCH_MESSAGES_MAX: usize = 1024;
+/// Most queued items (messages or frames) written per flush.
+const WRITE_BATCH_ITEMS_MAX: usize = 1024;
 /// Most bytes buffered per flush.
 const WRITE_BATCH_BYTES_MAX: usize = 4 * 1024 * 1024;
 
@@ -311,13 +312,87 @@ enum LinkError {
 /// Most keepalive answers buffered between the reader and the sender.
 const HEARD_QUEUE_MAX: usize = 64;
 
-struct PeerSender {
+/// What a peer connection carries and how it is counted: all the
+/// single-group transport's links and the multi-group server's differ in.
+/// Dialling, handshake, backoff, keepalives, silence and batching are
+/// [`PeerSender`]'s, the same for both.
+pub(crate) trait Outbound: Send + 'static {
+    /// What waits in a peer's queue.
+    type Item: Send + 'static;
+    /// Encodes `item` as one frame onto `buf`, or drops it (`false`)
+    /// because it waited too long to be worth sending at `now`.
+    fn encode(&self, item: Self::Item, now: Instant, buf: &mut Vec<u8>)
+        -> Result<bool, FrameError>;
+    /// Encodes a keepalive frame onto `buf`.
+    fn encode_keepalive(&self, buf: &mut Vec<u8>) -> Result<(), FrameError>;
+    /// Counts what happened on the link.
+    fn count(&self, event: LinkEvent);
+}
+
+/// What an [`Outbound`] counts.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum LinkEvent {
+    /// A connection was established.
+    Connected,
+    /// A connection attempt failed (connect, handshake or refusal).
+    ConnectFailed,
+    /// A connection was dropped: nothing heard for the peer timeout.
+    Silent,
+    /// Items dropped unsent: they waited too long, or were queued while
+    /// the peer was unreachable.
+    Dropped(u64),
+    /// One write went out.
+    Written {
+        /// Queued items in it (keepalives not counted).
+        items: u64,
+        /// Its bytes, keepalives included.
+        bytes: u64,
+    },
+}
+
+/// The single-group transport's side of [`Outbound`]: Raft messages,
+/// dropped once they waited longer than `stale_after`.
+struct Messages {
+    stale_after: Duration,
+    counters: Arc<TransportCounters>,
+}
+
+impl Outbound for Messages {
+    type Item = Queued;
+
+    fn encode(&self, queued: Queued, now: Instant, buf: &mut Vec<u8>) -> Result<bool, FrameError> {
+        if now.duration_since(queued.at) > self.stale_after {
+            return Ok(false);
+        }
+        frame::encode_frame(&PeerFrameRef::Raft(&queued.message), buf)?;
+        Ok(true)
+    }
+
+    fn encode_keepalive(&self, buf: &mut Vec<u8>) -> Result<(), FrameError> {
+        frame::encode_frame(&PeerFrameRef::Keepalive, buf)
+    }
+
+    fn count(&self, event: LinkEvent) {
+        let (counter, n) = match event {
+            LinkEvent::Connected => (&self.counters.connects, 1),
+            LinkEvent::ConnectFailed => (&self.counters.connect_failures, 1),
+            LinkEvent::Silent => (&self.counters.silent_connections_dropped, 1),
+            LinkEvent::Dropped(n) => (&self.counters.dropped_stale, n),
+            LinkEvent::Written { .. } => return,
+        };
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// One peer's sender task: dials the peer, shakes hands and writes its
+/// queue, keepalives in between, until the queue's sender is dropped.
+pub(crate) struct PeerSender<O: Outbound> {
     config: TcpTransportConfig,
     peer: NodeId,
     addr: String,
-    rx: mpsc::Receiver<Queued>,
+    rx: mpsc::Receiver<O::Item>,
     shutdown: watch::Receiver<bool>,
-    counters: Arc<TransportCounters>,
+    out: O,
 }
 
 /// Why [`connect`] failed: in words, and whether trying again can help.
@@ -463,8 +538,28 @@ fn answer_failure(addr: &str, e: FrameError, tls: bool, first: &[u8]) -> Connect
     ConnectError::transient(format!("handshake with {addr}: {e}"))
 }
 
-impl PeerSender {
-    async fn run(mut self) {
+impl<O: Outbound> PeerSender<O> {
+    /// A sender to `peer` at `addr`, fed by `rx`.
+    pub(crate) fn new(
+        config: &TcpTransportConfig,
+        peer: NodeId,
+        addr: &str,
+        rx: mpsc::Receiver<O::Item>,
+        shutdown: watch::Receiver<bool>,
+        out: O,
+    ) -> Self {
+        PeerSender {
+            config: config.clone(),
+            peer,
+            addr: addr.to_string(),
+            rx,
+            shutdown,
+            out,
+        }
+    }
+
+    /// Runs until the queue's sender is dropped or the shutdown flips.
+    pub(crate) async fn run(mut self) {
         let mut backoff = self.config.backoff_min;
         let mut failures = 0u64;
         super::metrics::peer_added(self.peer);
@@ -492,7 +587,7 @@ impl PeerSender {
             .await
             {
                 Ok((stream, node_id)) if node_id == self.peer => {
-                    self.counters.connects.fetch_add(1, Ordering::Relaxed);
+                    self.out.count(LinkEvent::Connected);
                     if failures > 0 {
                         tracing::info!(peer = self.peer, addr = %self.addr, failures, "reconnected to peer");
                     } else {
@@ -509,9 +604,7 @@ impl PeerSender {
                     match pumped {
                         Ok(()) => return,
                         Err(LinkError::Silent(silent)) => {
-                            self.counters
-                                .silent_connections_dropped
-                                .fetch_add(1, Ordering::Relaxed);
+                            self.out.count(LinkEvent::Silent);
                             tracing::warn!(peer = self.peer, addr = %self.addr, ?silent,
                                 "peer connection silent; dropping it and dialling again");
                         }
@@ -524,17 +617,13 @@ impl PeerSender {
                     failures = 1;
                 }
                 Ok((_, node_id)) => {
-                    self.counters
-                        .connect_failures
-                        .fetch_add(1, Ordering::Relaxed);
+                    self.out.count(LinkEvent::ConnectFailed);
                     super::metrics::peer_connect_failed(self.peer);
                     tracing::warn!(peer = self.peer, addr = %self.addr, answered = node_id,
                         "address answered as another node id; check --peers");
                 }
                 Err(reason) => {
-                    self.counters
-                        .connect_failures
-                        .fetch_add(1, Ordering::Relaxed);
+                    self.out.count(LinkEvent::ConnectFailed);
                     super::metrics::peer_connect_failed(self.peer);
                     failures += 1;
                     // Log the first failure and then every 32nd, not each
@@ -562,9 +651,9 @@ impl PeerSender {
                     Err(mpsc::error::TryRecvError::Empty) => break,
                 }
             }
-            self.counters
-                .dropped_stale
-                .fetch_add(dropped as u64, Ordering::Relaxed);
+            if dropped > 0 {
+                self.out.count(LinkEvent::Dropped(dropped as u64));
+            }
             tokio::select! {
                 biased;
                 _ = self.shutdown.changed() => return,
@@ -597,6 +686,7 @@ impl PeerSender {
         loop {
             let silent_at = self.silent_at(last_heard);
             buf.clear();
+            let items;
             // Biased (see `listener.rs`), in an order that starves nothing
             // that matters: an answer that arrived counts before the
             // silence deadline is judged, and the keepalive (ready once
@@ -614,11 +704,12 @@ impl PeerSender {
                     return Err(self.silent());
                 }
                 _ = keepalive.tick() => {
-                    frame::encode_frame(&PeerFrameRef::Keepalive, &mut buf)?;
+                    self.out.encode_keepalive(&mut buf)?;
+                    items = 0;
                 }
                 queued = self.rx.recv() => {
                     let Some(queued) = queued else { return Ok(()) };
-                    self.encode_batch(queued, &mut buf)?;
+                    items = self.encode_batch(queued, &mut buf)?;
                 }
             }
             if buf.is_empty() {
@@ -638,6 +729,8 @@ impl PeerSender {
                     _ = self.shutdown.changed() => return Ok(()),
                     written = &mut write => {
                         written.map_err(FrameError::from)?;
+                        let bytes = buf.len() as u64;
+                        self.out.count(LinkEvent::Written { items, bytes });
                         break;
                     }
                     answer = heard.recv() => last_heard = heard_at(answer)?,
@@ -661,29 +754,26 @@ impl PeerSender {
     }
 
     /// Encodes `first` and whatever else is queued (bounded), skipping
-    /// messages that waited too long.
-    fn encode_batch(&mut self, first: Queued, buf: &mut Vec<u8>) -> Result<(), FrameError> {
+    /// items that waited too long; how many it encoded.
+    fn encode_batch(&mut self, first: O::Item, buf: &mut Vec<u8>) -> Result<u64, FrameError> {
         let now = Instant::now();
         let mut stale = 0u64;
-        let mut count = 0;
+        let mut count = 0u64;
         let mut next = Some(first);
-        while let Some(queued) = next.take() {
-            if now.duration_since(queued.at) > self.config.message_stale_after {
-                stale += 1;
-            } else {
-                frame::encode_frame(&PeerFrameRef::Raft(&queued.message), buf)?;
+        while let Some(item) = next.take() {
+            if self.out.encode(item, now, buf)? {
                 count += 1;
+            } else {
+                stale += 1;
             }
-            if count < WRITE_BATCH_MESSAGES_MAX && buf.len() < WRITE_BATCH_BYTES_MAX {
+            if count < WRITE_BATCH_ITEMS_MAX as u64 && buf.len() < WRITE_BATCH_BYTES_MAX {
                 next = self.rx.try_recv().ok();
             }
         }
         if stale > 0 {
-            self.counters
-                .dropped_stale
-                .fetch_add(stale, Ordering::Relaxed);
+            self.out.count(LinkEvent::Dropped(stale));
         }
-        Ok(())
+        Ok(count)
     }
 }
 

@@ -356,12 +356,81 @@ fn record_checksum(len_bytes: &[u8], payload: &[u8]) -> u32 {
 
 /// The header every segment starts with.
 pub fn segment_header() -> [u8; SEGMENT_HEADER_BYTES] {
-    let mut header = [0u8; SEGMENT_HEADER_BYTES];
-    header[..8].copy_from_slice(&SEGMENT_MAGIC);
-    header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-    let checksum = crc32c::crc32c(&header[..12]) ^ CHECKSUM_SALT;
-    header[12..].copy_from_slice(&checksum.to_le_bytes());
-    header
+    SEGMENT_FORMAT.header()
+}
+
+/// This log's segments: [`SEGMENT_MAGIC`], [`FORMAT_VERSION`].
+const SEGMENT_FORMAT: SegmentFormat = SegmentFormat {
+    magic: SEGMENT_MAGIC,
+    version: FORMAT_VERSION,
+};
+
+/// A kind of segment file: the magic and format version its header
+/// starts with. The single-group log and the multi-group shared log lay
+/// out and check their segment headers alike (magic, version, salted
+/// checksum); only these differ.
+pub(crate) struct SegmentFormat {
+    /// The first eight bytes.
+    pub(crate) magic: [u8; 8],
+    /// The format version after them.
+    pub(crate) version: u32,
+}
+
+impl SegmentFormat {
+    /// A segment's header.
+    pub(crate) fn header(&self) -> [u8; SEGMENT_HEADER_BYTES] {
+        let mut header = [0u8; SEGMENT_HEADER_BYTES];
+        header[..8].copy_from_slice(&self.magic);
+        header[8..12].copy_from_slice(&self.version.to_le_bytes());
+        let checksum = crc32c::crc32c(&header[..12]) ^ CHECKSUM_SALT;
+        header[12..].copy_from_slice(&checksum.to_le_bytes());
+        header
+    }
+
+    /// Checks a segment's header: `Ok(None)` if valid, `Ok(Some(damage))`
+    /// if damaged the way a torn or zeroed write leaves it (a prefix of
+    /// the header, or zeros), an error if the file is in another format
+    /// (`other_magic` says what such a file may be).
+    pub(crate) fn check_header(
+        &self,
+        bytes: &[u8],
+        file: &str,
+        other_magic: impl FnOnce() -> String,
+    ) -> Result<Option<Damage>, StorageError> {
+        let expected = self.header();
+        let n = bytes.len().min(SEGMENT_HEADER_BYTES);
+        if bytes[..n] == expected[..n] || bytes[..n].iter().all(|b| *b == 0) {
+            return Ok(if n < SEGMENT_HEADER_BYTES {
+                Some(Damage::SegmentHeaderShort { bytes: n })
+            } else if bytes[..n] == expected[..] {
+                None
+            } else {
+                Some(Damage::SegmentHeaderZeroed)
+            });
+        }
+        let unsupported = |reason: String| StorageError::UnsupportedFormat {
+            file: file.to_string(),
+            reason,
+        };
+        if n < 8 || bytes[..8] != self.magic {
+            return Err(unsupported(other_magic()));
+        }
+        if n < 12 {
+            return Ok(Some(Damage::SegmentHeaderShort { bytes: n }));
+        }
+        let version = u32_at(bytes, 8);
+        if version != self.version {
+            return Err(unsupported(format!(
+                "format version {version}; this build reads only version {}",
+                self.version
+            )));
+        }
+        Ok(Some(if n < SEGMENT_HEADER_BYTES {
+            Damage::SegmentHeaderShort { bytes: n }
+        } else {
+            Damage::SegmentHeaderChecksum
+        }))
+    }
 }
 
 /// [`WalRecord`] borrowing its entries: encodes identically, without
@@ -456,20 +525,27 @@ fn read_hard_state(dir: &Path) -> Result<HardState, StorageError> {
 
 /// Segment files of `wal_dir`, sorted by number.
 fn list_segments(wal_dir: &Path) -> Result<Vec<(u64, PathBuf)>, StorageError> {
-    let mut segments = Vec::new();
-    let read = fs::read_dir(wal_dir).map_err(io_err(format!("listing {}", wal_dir.display())))?;
-    for item in read {
-        let item = item.map_err(io_err(format!("listing {}", wal_dir.display())))?;
-        let name = item.file_name().to_string_lossy().to_string();
-        if let Some(number) = name
-            .strip_suffix(".seg")
-            .and_then(|n| n.parse::<u64>().ok())
-        {
-            segments.push((number, item.path()));
+    numbered_files(wal_dir, ".seg")
+}
+
+/// The files (or directories) in `dir` whose name, less `suffix`, reads
+/// as a `T`, with their paths, ascending; other names are passed over.
+pub(crate) fn numbered_files<T: std::str::FromStr + Ord>(
+    dir: &Path,
+    suffix: &str,
+) -> Result<Vec<(T, PathBuf)>, StorageError> {
+    let listing = || format!("listing {}", dir.display());
+    let mut found = Vec::new();
+    for item in fs::read_dir(dir).map_err(io_err(listing()))? {
+        let item = item.map_err(io_err(listing()))?;
+        let name = item.file_name();
+        let number = name.to_str().and_then(|name| name.strip_suffix(suffix));
+        if let Some(number) = number.and_then(|n| n.parse::<T>().ok()) {
+            found.push((number, item.path()));
         }
     }
-    segments.sort();
-    Ok(segments)
+    found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    Ok(found)
 }
 
 /// "Every byte of segment `segment` before `offset_bytes` (and every
@@ -715,43 +791,14 @@ pub(crate) fn next_valid_record(bytes: &[u8], from: usize) -> Option<usize> {
 /// damaged the way a torn or zeroed write leaves it, an error if the file
 /// is in another format.
 fn check_segment_header(bytes: &[u8], file: &str) -> Result<Option<Damage>, StorageError> {
-    let expected = segment_header();
-    let n = bytes.len().min(SEGMENT_HEADER_BYTES);
-    if bytes[..n] == expected[..n] || bytes[..n].iter().all(|b| *b == 0) {
-        return Ok(if n < SEGMENT_HEADER_BYTES {
-            Some(Damage::SegmentHeaderShort { bytes: n })
-        } else if bytes[..n] == expected[..] {
-            None
-        } else {
-            Some(Damage::SegmentHeaderZeroed)
-        });
-    }
-    let unsupported = |reason: String| StorageError::UnsupportedFormat {
-        file: file.to_string(),
-        reason,
-    };
-    if n < 8 || bytes[..8] != SEGMENT_MAGIC {
-        return Err(unsupported(format!(
+    SEGMENT_FORMAT.check_header(bytes, file, || {
+        format!(
             "it does not start with the segment magic {:?}: it was written by a concord \
              older than format version {FORMAT_VERSION} (unversioned, not readable by this \
              build; start from an empty data directory) or is not a write-ahead log segment",
             String::from_utf8_lossy(&SEGMENT_MAGIC)
-        )));
-    }
-    if n < 12 {
-        return Ok(Some(Damage::SegmentHeaderShort { bytes: n }));
-    }
-    let version = u32_at(bytes, 8);
-    if version != FORMAT_VERSION {
-        return Err(unsupported(format!(
-            "format version {version}; this build reads only version {FORMAT_VERSION}"
-        )));
-    }
-    Ok(Some(if n < SEGMENT_HEADER_BYTES {
-        Damage::SegmentHeaderShort { bytes: n }
-    } else {
-        Damage::SegmentHeaderChecksum
-    }))
+        )
+    })
 }
 
 /// Damage at the end of the last segment, taken as a torn tail.

@@ -139,19 +139,7 @@ impl MetricsEndpoint {
         events: mpsc::Sender<Event>,
         shutdown: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
-        self.serve_with(
-            move || {
-                let events = events.clone();
-                async move {
-                    if let Ok(Some(status)) =
-                        tokio::time::timeout(STATUS_TIMEOUT, status(&events)).await
-                    {
-                        record_status(&status);
-                    }
-                }
-            },
-            shutdown,
-        )
+        self.serve_status(events, status, record_status, shutdown)
     }
 
     /// Serves scrapes of a multi-group server (bound with
@@ -164,14 +152,30 @@ impl MetricsEndpoint {
         events: mpsc::Sender<HostEvent>,
         shutdown: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
+        self.serve_status(events, multi_status, record_multi_status, shutdown)
+    }
+
+    /// Serves scrapes until `shutdown` turns true; each asks the server
+    /// behind `events` for its status with `fetch` (waiting at most
+    /// [`STATUS_TIMEOUT`]) and records it with `record` first.
+    fn serve_status<E, S, R>(
+        self,
+        events: mpsc::Sender<E>,
+        fetch: fn(mpsc::Sender<E>) -> R,
+        record: fn(&S),
+        shutdown: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()>
+    where
+        E: Send + 'static,
+        S: 'static,
+        R: Future<Output = Option<S>> + Send + 'static,
+    {
         self.serve_with(
             move || {
-                let events = events.clone();
+                let fetched = fetch(events.clone());
                 async move {
-                    if let Ok(Some(status)) =
-                        tokio::time::timeout(STATUS_TIMEOUT, multi_status(&events)).await
-                    {
-                        record_multi_status(&status);
+                    if let Ok(Some(status)) = tokio::time::timeout(STATUS_TIMEOUT, fetched).await {
+                        record(&status);
                     }
                 }
             },
@@ -258,7 +262,7 @@ where
 }
 
 /// The server's status, or `None` once it stopped.
-async fn status(events: &mpsc::Sender<Event>) -> Option<crate::tokio::status::NodeStatus> {
+async fn status(events: mpsc::Sender<Event>) -> Option<crate::tokio::status::NodeStatus> {
     let (reply, rx) = oneshot::channel();
     events.send(Event::Status { reply }).await.ok()?;
     match rx.await {
@@ -268,7 +272,7 @@ async fn status(events: &mpsc::Sender<Event>) -> Option<crate::tokio::status::No
 }
 
 /// A multi-group server's status, or `None` once it stopped.
-async fn multi_status(events: &mpsc::Sender<HostEvent>) -> Option<MultiStatus> {
+async fn multi_status(events: mpsc::Sender<HostEvent>) -> Option<MultiStatus> {
     let (reply, rx) = oneshot::channel();
     events
         .send(HostEvent::Status {

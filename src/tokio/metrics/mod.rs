@@ -272,14 +272,19 @@ pub fn record_status(status: &NodeStatus) {
         (SNAPSHOT_SENT_BYTES_TOTAL, s.snapshot_bytes_sent),
         (SNAPSHOT_RECEIVED_BYTES_TOTAL, s.snapshot_bytes_received),
     ];
-    for (name, value) in counters {
+    record_counters(
+        &counters,
+        [s.reads_read_index, s.reads_lease, s.reads_follower],
+    );
+}
+
+/// Sets counters read at scrape time: each `(name, value)` of `counters`,
+/// and [`READS_TOTAL`] by path from `reads` (ReadIndex, lease, follower).
+pub(crate) fn record_counters(counters: &[(&'static str, u64)], reads: [u64; 3]) {
+    for &(name, value) in counters {
         metrics::counter!(name).absolute(value);
     }
-    for (path, value) in [
-        ("read_index", s.reads_read_index),
-        ("lease", s.reads_lease),
-        ("follower", s.reads_follower),
-    ] {
+    for (path, value) in ["read_index", "lease", "follower"].into_iter().zip(reads) {
         metrics::counter!(READS_TOTAL, "path" => path).absolute(value);
     }
 }

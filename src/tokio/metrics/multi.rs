@@ -118,16 +118,8 @@ pub fn record_multi_status(status: &MultiStatus) {
         (PERSIST_BATCHES_TOTAL, status.layer.persist_batches),
         (WAL_WRITTEN_BYTES_TOTAL, status.log.bytes_written),
     ];
-    for (name, value) in counters {
-        metrics::counter!(name).absolute(value);
-    }
-    for (path, value) in [
-        ("read_index", host.reads_read_index),
-        ("lease", host.reads_lease),
-        ("follower", host.reads_follower),
-    ] {
-        metrics::counter!(READS_TOTAL, "path" => path).absolute(value);
-    }
+    let reads = [host.reads_read_index, host.reads_lease, host.reads_follower];
+    super::record_counters(&counters, reads);
 }
 
 /// One fsync of the shared log made `entries` entries in `bytes` record

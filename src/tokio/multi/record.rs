@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::multi::GroupId;
 use crate::tokio::storage::StorageError;
-use crate::tokio::wal::{self, Damage, MarkerFrame, CHECKSUM_SALT};
+use crate::tokio::wal::{self, Damage, MarkerFrame, SegmentFormat};
 use crate::{Entry, HardState, Index, LogPosition};
 
 /// First bytes of every segment of a shared log.
@@ -90,8 +90,16 @@ impl DurableMarker {
 }
 
 /// One record of the shared log: one change to one group's durable state.
+pub type GroupRecord = GroupRecordOf<Vec<Entry>>;
+
+/// [`GroupRecord`] borrowing its entries: encodes identically, without
+/// copying them.
+pub(crate) type GroupRecordRef<'a> = GroupRecordOf<&'a [Entry]>;
+
+/// A record of the shared log holding its entries as `E`: owned
+/// ([`GroupRecord`], decoded) or borrowed (written).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum GroupRecord {
+pub enum GroupRecordOf<E> {
     /// The group's term and vote are now `hard_state`.
     HardState {
         /// The group.
@@ -111,7 +119,7 @@ pub enum GroupRecord {
         /// The group.
         group: GroupId,
         /// The entries, contiguous.
-        entries: Vec<Entry>,
+        entries: E,
     },
     /// The group's snapshot at `position` is durable (its file was stored
     /// before this record was written): its log continues after it. With
@@ -131,42 +139,17 @@ pub enum GroupRecord {
     },
 }
 
-impl GroupRecord {
+impl<E> GroupRecordOf<E> {
     /// The group the record belongs to.
     pub fn group(&self) -> GroupId {
         match self {
-            GroupRecord::HardState { group, .. }
-            | GroupRecord::Truncate { group, .. }
-            | GroupRecord::Append { group, .. }
-            | GroupRecord::Snapshot { group, .. }
-            | GroupRecord::Removed { group } => *group,
+            GroupRecordOf::HardState { group, .. }
+            | GroupRecordOf::Truncate { group, .. }
+            | GroupRecordOf::Append { group, .. }
+            | GroupRecordOf::Snapshot { group, .. }
+            | GroupRecordOf::Removed { group } => *group,
         }
     }
-}
-
-/// [`GroupRecord`] borrowing its entries: encodes identically.
-#[derive(Serialize)]
-pub(crate) enum GroupRecordRef<'a> {
-    HardState {
-        group: GroupId,
-        hard_state: HardState,
-    },
-    Truncate {
-        group: GroupId,
-        after: Index,
-    },
-    Append {
-        group: GroupId,
-        entries: &'a [Entry],
-    },
-    Snapshot {
-        group: GroupId,
-        position: LogPosition,
-        discard_log: bool,
-    },
-    Removed {
-        group: GroupId,
-    },
 }
 
 /// Appends `record`, framed, to `out`.
@@ -181,13 +164,14 @@ pub fn encode_record(record: &GroupRecord, out: &mut Vec<u8>) -> Result<(), Stor
 
 /// The header every segment of a shared log starts with.
 pub fn segment_header() -> [u8; SEGMENT_HEADER_BYTES] {
-    let mut header = [0u8; SEGMENT_HEADER_BYTES];
-    header[..8].copy_from_slice(&SEGMENT_MAGIC);
-    header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-    let checksum = crc32c::crc32c(&header[..12]) ^ CHECKSUM_SALT;
-    header[12..].copy_from_slice(&checksum.to_le_bytes());
-    header
+    SEGMENT_FORMAT.header()
 }
+
+/// The shared log's segments: [`SEGMENT_MAGIC`], [`FORMAT_VERSION`].
+const SEGMENT_FORMAT: SegmentFormat = SegmentFormat {
+    magic: SEGMENT_MAGIC,
+    version: FORMAT_VERSION,
+};
 
 /// Checks a segment's header: `Ok(None)` if valid, `Ok(Some(damage))` if
 /// damaged the way a torn or zeroed write leaves it (a prefix of the
@@ -196,39 +180,13 @@ pub(crate) fn check_segment_header(
     bytes: &[u8],
     file: &str,
 ) -> Result<Option<Damage>, StorageError> {
-    let expected = segment_header();
-    let n = bytes.len().min(SEGMENT_HEADER_BYTES);
-    if bytes[..n] == expected[..n] {
-        return Ok((n < SEGMENT_HEADER_BYTES).then_some(Damage::SegmentHeaderShort { bytes: n }));
-    }
-    if bytes[..n].iter().all(|b| *b == 0) {
-        return Ok(Some(Damage::SegmentHeaderZeroed));
-    }
-    let unsupported = |reason: String| StorageError::UnsupportedFormat {
-        file: file.to_string(),
-        reason,
-    };
-    if n < 8 || bytes[..8] != SEGMENT_MAGIC {
-        return Err(unsupported(format!(
+    SEGMENT_FORMAT.check_header(bytes, file, || {
+        format!(
             "it does not start with the shared-log segment magic {:?}: it is not a segment of \
              a multi-group write-ahead log (a single-group log starts with \"CNCDWAL\\n\")",
             String::from_utf8_lossy(&SEGMENT_MAGIC)
-        )));
-    }
-    if n < 12 {
-        return Ok(Some(Damage::SegmentHeaderShort { bytes: n }));
-    }
-    let version = wal::u32_at(bytes, 8);
-    if version != FORMAT_VERSION {
-        return Err(unsupported(format!(
-            "format version {version}; this build reads only version {FORMAT_VERSION}"
-        )));
-    }
-    Ok(Some(if n < SEGMENT_HEADER_BYTES {
-        Damage::SegmentHeaderShort { bytes: n }
-    } else {
-        Damage::SegmentHeaderChecksum
-    }))
+        )
+    })
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use crate::tokio::identity::DataDirLock;
 use crate::tokio::storage::StorageError;
-use crate::tokio::wal::{io_err, segment_name, sync_dir};
+use crate::tokio::wal::{io_err, numbered_files, segment_name, sync_dir};
 
 /// The segment files of one shared log, by number. Every operation but
 /// [`append`](SegmentFiles::append) is durable when it returns; appended
@@ -113,21 +113,8 @@ impl DirSegments {
 
 impl SegmentFiles for DirSegments {
     fn list(&mut self) -> Result<Vec<u64>, StorageError> {
-        let mut numbers = Vec::new();
-        let listing =
-            fs::read_dir(&self.dir).map_err(io_err(format!("listing {}", self.dir.display())))?;
-        for item in listing {
-            let item = item.map_err(io_err(format!("listing {}", self.dir.display())))?;
-            let name = item.file_name().to_string_lossy().to_string();
-            if let Some(number) = name
-                .strip_suffix(".seg")
-                .and_then(|n| n.parse::<u64>().ok())
-            {
-                numbers.push(number);
-            }
-        }
-        numbers.sort_unstable();
-        Ok(numbers)
+        let segments = numbered_files(&self.dir, ".seg")?;
+        Ok(segments.into_iter().map(|(number, _)| number).collect())
     }
 
     fn read(&mut self, number: u64) -> Result<Vec<u8>, StorageError> {

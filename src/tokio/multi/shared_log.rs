@@ -294,17 +294,7 @@ impl<S: SegmentFiles, T: SnapshotStore> SharedLog<S, T> {
             log.buf.clear();
             let segment = log.current();
             for (group, position, discard_log) in marks {
-                record::encode(
-                    &GroupRecordRef::Snapshot {
-                        group,
-                        position,
-                        discard_log,
-                    },
-                    &mut log.buf,
-                )?;
-                log.pins.update(group, |track| {
-                    track.note_snapshot(position, discard_log, segment)
-                });
+                log.record_snapshot(group, position, discard_log, segment)?;
             }
             log.flush_buf()?;
         }

@@ -25,7 +25,7 @@ use crate::tokio::snapshot_file::{self, SNAPSHOT_HEADER_BYTES};
 use crate::tokio::storage::{
     ReceivedSnapshot, ReceivedTarget, SnapshotReader, SnapshotSink, StorageError,
 };
-use crate::tokio::wal::{io_err, sync_dir};
+use crate::tokio::wal::{io_err, numbered_files, sync_dir};
 use crate::{LogPosition, Membership, Snapshot, SnapshotMeta};
 
 /// Where the host receives a group's snapshot from its leader (see the
@@ -226,17 +226,8 @@ impl SnapshotStore for DirSnapshots {
     }
 
     fn groups(&mut self) -> Result<Vec<GroupId>, StorageError> {
-        let mut groups = Vec::new();
-        let listing =
-            fs::read_dir(&self.dir).map_err(io_err(format!("listing {}", self.dir.display())))?;
-        for item in listing {
-            let item = item.map_err(io_err(format!("listing {}", self.dir.display())))?;
-            if let Ok(group) = item.file_name().to_string_lossy().parse::<GroupId>() {
-                groups.push(group);
-            }
-        }
-        groups.sort_unstable();
-        Ok(groups)
+        let dirs = numbered_files(&self.dir, "")?;
+        Ok(dirs.into_iter().map(|(group, _)| group).collect())
     }
 
     fn delete_before(&mut self, group: GroupId, keep: LogPosition) -> Result<(), StorageError> {

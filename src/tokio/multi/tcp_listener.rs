@@ -10,19 +10,15 @@
 //! logged reason; the server keeps serving.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::tokio::frame::{self, FrameBudget, FrameBuffer, FrameError, FrameTimeouts};
-use crate::tokio::tls::{self, TlsConfig};
-use crate::tokio::transport::BoxStream;
-use crate::tokio::wire::{
-    ClientResponse, Hello, HelloRole, PeerReply, Welcome, CLUSTER_ID_MAX_BYTES,
-};
+use crate::tokio::frame;
+use crate::tokio::listener::{self, Inbound, ListenerConfig, ListenerCounters};
+use crate::tokio::tls::TlsConfig;
+use crate::tokio::wire::ClientResponse;
 use crate::NodeId;
 
 use super::host::HostEvent;
@@ -66,225 +62,81 @@ impl MultiListenerConfig {
             peers,
             max_frame_bytes: frame::DEFAULT_MAX_FRAME_BYTES,
             handshake_timeout: Duration::from_secs(2),
-            peer_idle_timeout: Duration::from_secs(2),
-            client_idle_timeout: Duration::from_secs(120),
-            frame_timeout: Duration::from_secs(10),
+            peer_idle_timeout: listener::PEER_IDLE_TIMEOUT_DEFAULT,
+            client_idle_timeout: listener::CLIENT_IDLE_TIMEOUT_DEFAULT,
+            frame_timeout: listener::FRAME_TIMEOUT_DEFAULT,
             connections_max: 1024,
-            frame_buffer_bytes_max: 128 * 1024 * 1024,
+            frame_buffer_bytes_max: listener::FRAME_BUFFER_BYTES_MAX_DEFAULT,
             tls: None,
         }
     }
 }
 
 /// Accepts connections on `listener` until `shutdown` flips, handing
-/// frames and client requests to the server's `events`.
+/// frames and client requests to the server's `events`: the single-group
+/// listener's code (handshake, TLS, limits, budgets, bad input) with this
+/// server's frames and requests.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     config: MultiListenerConfig,
     events: mpsc::Sender<HostEvent>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let config = Arc::new(config);
-    let budget = Arc::new(FrameBudget::new(config.frame_buffer_bytes_max));
-    let open = Arc::new(AtomicUsize::new(0));
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            _ = shutdown.changed() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, remote) = match accepted {
-            Ok(pair) => pair,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        if open.load(Ordering::Relaxed) >= config.connections_max {
-            tracing::warn!(%remote, "too many connections; closing the new one");
-            continue;
-        }
-        let _ = stream.set_nodelay(true);
-        open.fetch_add(1, Ordering::Relaxed);
-        let (config, events, shutdown, budget, open) = (
-            config.clone(),
-            events.clone(),
-            shutdown.clone(),
-            budget.clone(),
-            open.clone(),
-        );
-        tokio::spawn(async move {
-            match handle(Box::new(stream), &config, events, shutdown, budget).await {
-                Ok(()) => tracing::debug!(%remote, "connection closed"),
-                Err(reason) => tracing::warn!(%remote, %reason, "closing connection"),
-            }
-            open.fetch_sub(1, Ordering::Relaxed);
-        });
-    }
-}
-
-async fn write_value<T: serde::Serialize>(
-    stream: &mut BoxStream,
-    buf: &mut Vec<u8>,
-    value: &T,
-) -> Result<(), String> {
-    buf.clear();
-    frame::encode_frame(value, buf).map_err(|e| e.to_string())?;
-    stream.write_all(buf).await.map_err(|e| e.to_string())?;
-    stream.flush().await.map_err(|e| e.to_string())
-}
-
-/// Whether the error only says the other side went away.
-fn went_away(e: &FrameError) -> bool {
-    matches!(e, FrameError::Closed)
-        || matches!(e, FrameError::Io(io) if matches!(io.kind(),
-            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::BrokenPipe))
-}
-
-async fn handle(
-    stream: BoxStream,
-    config: &MultiListenerConfig,
-    events: mpsc::Sender<HostEvent>,
-    mut shutdown: watch::Receiver<bool>,
-    budget: Arc<FrameBudget>,
-) -> Result<(), String> {
-    let (mut stream, identity) = match &config.tls {
-        None => (stream, None),
-        Some(tls) => {
-            match tokio::time::timeout(config.handshake_timeout, tls::accept(tls, stream)).await {
-                Ok(Ok((stream, identity))) => (stream, Some(identity)),
-                Ok(Err(e)) => return Err(format!("TLS handshake failed: {e}")),
-                Err(_) => return Err("no TLS handshake in time".to_string()),
-            }
-        }
+    let MultiListenerConfig {
+        node_id,
+        cluster_id,
+        peers,
+        max_frame_bytes,
+        handshake_timeout,
+        peer_idle_timeout,
+        client_idle_timeout,
+        frame_timeout,
+        connections_max,
+        frame_buffer_bytes_max,
+        tls,
+    } = config;
+    let config = ListenerConfig {
+        node_id,
+        cluster_id,
+        // Groups' members are fixed peers: no address book, no
+        // incarnation.
+        voters: peers,
+        addresses: Default::default(),
+        max_frame_bytes,
+        handshake_timeout,
+        connections_max,
+        peer_idle_timeout,
+        client_idle_timeout,
+        frame_timeout,
+        frame_buffer_bytes_max,
+        tls,
+        identity: None,
     };
-    let mut frame_buf = FrameBuffer::with_budget(budget);
-    let handshake = FrameTimeouts {
-        idle: config.handshake_timeout,
-        frame: config.handshake_timeout,
-    };
-    let hello: Hello = frame::read_value_timed(&mut stream, &mut frame_buf, 64 * 1024, handshake)
-        .await
-        .map_err(|e| format!("bad handshake: {e}"))?;
-    let mut buf = Vec::new();
-    let refusal =
-        if hello.cluster_id.len() > CLUSTER_ID_MAX_BYTES || hello.cluster_id != config.cluster_id {
-            Some(format!(
-                "cluster id {:?} is not ours ({:?})",
-                hello.cluster_id, config.cluster_id
-            ))
-        } else {
-            match hello.role {
-                HelloRole::Peer { from, to, .. }
-                    if from == config.node_id || !config.peers.contains(&from) =>
-                {
-                    let _ = to;
-                    Some(format!(
-                        "node {from} is not a peer of node {}",
-                        config.node_id
-                    ))
-                }
-                HelloRole::Peer { to, .. } if to != config.node_id => Some(format!(
-                    "peer wanted node {to} but this is node {}",
-                    config.node_id
-                )),
-                HelloRole::Peer { from, .. } => identity
-                    .as_ref()
-                    .and_then(|identity| identity.check_node(from, &config.cluster_id).err()),
-                HelloRole::Client => identity
-                    .as_ref()
-                    .and_then(|identity| identity.check_client(&config.cluster_id).err()),
-            }
-        };
-    if let Some(reason) = refusal {
-        let _ = write_value(
-            &mut stream,
-            &mut buf,
-            &Welcome::Refused {
-                reason: reason.clone(),
-            },
-        )
-        .await;
-        return Err(format!("refused: {reason}"));
-    }
-    write_value(
-        &mut stream,
-        &mut buf,
-        &Welcome::Accepted {
-            node_id: config.node_id,
-        },
-    )
-    .await?;
-    match hello.role {
-        HelloRole::Peer { from, .. } => {
-            let timeouts = FrameTimeouts {
-                idle: config.peer_idle_timeout,
-                frame: config.frame_timeout,
-            };
-            loop {
-                let read = frame::read_value_timed(
-                    &mut stream,
-                    &mut frame_buf,
-                    config.max_frame_bytes,
-                    timeouts,
-                );
-                let frame = tokio::select! {
-                    biased;
-                    _ = shutdown.changed() => return Ok(()),
-                    read = read => match read {
-                        Ok(MultiPeerFrame::Frame(frame)) => frame,
-                        Ok(MultiPeerFrame::Keepalive) => {
-                            write_value(&mut stream, &mut buf, &PeerReply::KeepaliveAck).await?;
-                            continue;
-                        }
-                        Err(e) if went_away(&e) => return Ok(()),
-                        Err(e) => return Err(format!("bad input from node {from}: {e}")),
-                    },
-                };
-                if frame.from != from {
-                    return Err(format!(
-                        "a frame claims sender {} on node {from}'s connection",
-                        frame.from
-                    ));
-                }
-                if events.send(HostEvent::Frame(frame)).await.is_err() {
-                    return Ok(());
-                }
-            }
+    let counters = Arc::new(ListenerCounters::default());
+    listener::serve_for::<Groups>(listener, config, events, shutdown, counters).await
+}
+
+/// The multi-group host's side of [`Inbound`].
+enum Groups {}
+
+impl Inbound for Groups {
+    type PeerFrame = MultiPeerFrame;
+    type Request = GroupRequest;
+    type Event = HostEvent;
+    const STRANGER_HINT: &'static str = " (a multi-group server's peers are fixed at its start)";
+
+    fn from_peer(frame: MultiPeerFrame) -> Option<(NodeId, HostEvent)> {
+        match frame {
+            MultiPeerFrame::Frame(frame) => Some((frame.from, HostEvent::Frame(frame))),
+            MultiPeerFrame::Keepalive => None,
         }
-        HelloRole::Client => loop {
-            let timeouts = FrameTimeouts {
-                idle: config.client_idle_timeout,
-                frame: config.frame_timeout,
-            };
-            let read = frame::read_value_timed(
-                &mut stream,
-                &mut frame_buf,
-                config.max_frame_bytes,
-                timeouts,
-            );
-            let request: GroupRequest = tokio::select! {
-                biased;
-                _ = shutdown.changed() => return Ok(()),
-                read = read => match read {
-                    Ok(request) => request,
-                    Err(e) if went_away(&e) => return Ok(()),
-                    Err(e) => return Err(format!("bad client input: {e}")),
-                },
-            };
-            let (reply, answer) = oneshot::channel();
-            let event = HostEvent::Request {
-                group: request.group,
-                op: request.request,
-                reply,
-            };
-            let response = if events.send(event).await.is_err() {
-                ClientResponse::Error("server is shutting down".to_string())
-            } else {
-                answer.await.unwrap_or(ClientResponse::Unknown)
-            };
-            write_value(&mut stream, &mut buf, &response).await?;
-        },
+    }
+
+    fn from_client(request: GroupRequest, reply: oneshot::Sender<ClientResponse>) -> HostEvent {
+        HostEvent::Request {
+            group: request.group,
+            op: request.request,
+            reply,
+        }
     }
 }

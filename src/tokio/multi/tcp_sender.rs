@@ -15,16 +15,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::multi::Frame;
 use crate::tokio::frame::{self, FrameError};
-use crate::tokio::metrics::{self, multi::PeerSendCounters};
+use crate::tokio::metrics::multi::PeerSendCounters;
 use crate::tokio::tls::TlsConfig;
-use crate::tokio::transport::{connect, BoxStream};
-use crate::tokio::wire::{Hello, HelloRole, PeerReply};
+use crate::tokio::transport::{LinkEvent, Outbound, PeerSender, TcpTransportConfig};
 use crate::NodeId;
 
 use super::host::FrameSender;
@@ -105,10 +103,21 @@ pub struct TcpFrameSender {
 }
 
 impl TcpFrameSender {
-    /// Starts one connection task per peer (inside a runtime).
+    /// Starts one connection task per peer (inside a runtime): the
+    /// single-group transport's peer sender, carrying frames.
     pub fn start(config: TcpFrameConfig) -> TcpFrameSender {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let counters = Arc::new(TcpFrameCounters::default());
+        let mut link =
+            TcpTransportConfig::new(config.node_id, config.cluster_id.clone(), BTreeMap::new());
+        link.queue_messages_max = config.queue_frames_max;
+        link.max_frame_bytes = config.max_frame_bytes;
+        link.backoff_min = config.backoff_min;
+        link.backoff_max = config.backoff_max;
+        link.connect_timeout = config.connect_timeout;
+        link.keepalive_interval = config.keepalive_interval;
+        link.peer_timeout = Some(config.peer_timeout);
+        link.tls = config.tls.clone();
         let mut queues = BTreeMap::new();
         for (&peer, addr) in &config.peers {
             if peer == config.node_id {
@@ -116,18 +125,13 @@ impl TcpFrameSender {
             }
             let (tx, rx) = mpsc::channel(config.queue_frames_max.max(1));
             let peer_metrics = PeerSendCounters::new(peer);
-            metrics::peer_added(peer);
             queues.insert(peer, (tx, peer_metrics.clone()));
-            let link = Link {
+            let frames = Frames {
                 metrics: peer_metrics,
-                config: config.clone(),
-                peer,
-                addr: addr.clone(),
-                rx,
-                shutdown: shutdown_rx.clone(),
                 counters: counters.clone(),
             };
-            tokio::spawn(link.run());
+            let sender = PeerSender::new(&link, peer, addr, rx, shutdown_rx.clone(), frames);
+            tokio::spawn(sender.run());
         }
         TcpFrameSender {
             queues,
@@ -160,167 +164,44 @@ impl FrameSender for TcpFrameSender {
     }
 }
 
-/// Most frames written with one write.
-const WRITE_BATCH_FRAMES_MAX: usize = 256;
-/// Most bytes buffered for one write.
-const WRITE_BATCH_BYTES_MAX: usize = 4 * 1024 * 1024;
-
-/// One peer's connection task.
-struct Link {
-    config: TcpFrameConfig,
-    peer: NodeId,
-    addr: String,
-    rx: mpsc::Receiver<Frame>,
-    shutdown: watch::Receiver<bool>,
+/// The multi-group server's side of [`Outbound`]: frames, never stale
+/// (a frame holds every group's messages; Raft resends what is lost).
+struct Frames {
     counters: Arc<TcpFrameCounters>,
     /// This peer's send-side series.
     metrics: PeerSendCounters,
 }
 
-impl Link {
-    async fn run(mut self) {
-        let mut backoff = self.config.backoff_min;
-        loop {
-            if *self.shutdown.borrow() {
-                return;
-            }
-            let hello = Hello {
-                cluster_id: self.config.cluster_id.clone(),
-                role: HelloRole::Peer {
-                    from: self.config.node_id,
-                    to: self.peer,
-                    incarnation: None,
-                },
-            };
-            let connected = connect(
-                &self.addr,
-                &hello,
-                self.config.max_frame_bytes,
-                self.config.connect_timeout,
-                self.config.tls.as_deref(),
-            )
-            .await;
-            match connected {
-                Ok((stream, node)) if node == self.peer => {
-                    self.counters.connects.fetch_add(1, Ordering::Relaxed);
-                    metrics::peer_connection(self.peer, true);
-                    backoff = self.config.backoff_min;
-                    let pumped = self.pump(stream).await;
-                    metrics::peer_connection(self.peer, false);
-                    match pumped {
-                        Ok(()) => return,
-                        Err(e) => {
-                            tracing::debug!(peer = self.peer, error = %e, "peer connection lost; dialling again")
-                        }
-                    }
-                }
-                Ok((_, node)) => {
-                    metrics::peer_connect_failed(self.peer);
-                    tracing::warn!(peer = self.peer, addr = %self.addr, answered = node, "address answered as another node")
-                }
-                Err(e) => {
-                    metrics::peer_connect_failed(self.peer);
-                    tracing::debug!(peer = self.peer, error = %e, "cannot reach peer")
-                }
-            }
-            // Frames queued while unreachable are stale: drop them.
-            let mut dropped = 0u64;
-            loop {
-                match self.rx.try_recv() {
-                    Ok(_) => dropped += 1,
-                    Err(mpsc::error::TryRecvError::Empty) => break,
-                    Err(mpsc::error::TryRecvError::Disconnected) => return,
-                }
-            }
-            self.counters
-                .frames_dropped
-                .fetch_add(dropped, Ordering::Relaxed);
-            if dropped > 0 {
-                self.metrics.dropped(dropped);
-            }
-            tokio::select! {
-                biased;
-                _ = self.shutdown.changed() => return,
-                _ = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(self.config.backoff_max);
-        }
+impl Outbound for Frames {
+    type Item = Frame;
+
+    fn encode(&self, frame: Frame, _now: Instant, buf: &mut Vec<u8>) -> Result<bool, FrameError> {
+        frame::encode_frame(&MultiPeerFrameRef::Frame(&frame), buf)?;
+        Ok(true)
     }
 
-    /// Writes frames and keepalives until the connection breaks or falls
-    /// silent (`Err`) or the sender is dropped (`Ok`).
-    async fn pump(&mut self, stream: BoxStream) -> Result<(), FrameError> {
-        let (mut reader, mut writer) = tokio::io::split(stream);
-        let (heard_tx, mut heard) = mpsc::channel::<Result<(), FrameError>>(64);
-        let acks = tokio::spawn(async move {
-            let mut buf = Vec::new();
-            loop {
-                // Answers are tiny; a large frame here is bad input.
-                match frame::read_value::<PeerReply, _>(&mut reader, &mut buf, 1024).await {
-                    Ok(PeerReply::KeepaliveAck) => {
-                        let _ = heard_tx.try_send(Ok(()));
-                    }
-                    Err(e) => {
-                        let _ = heard_tx.send(Err(e)).await;
-                        return;
-                    }
-                }
+    fn encode_keepalive(&self, buf: &mut Vec<u8>) -> Result<(), FrameError> {
+        frame::encode_frame(&MultiPeerFrameRef::Keepalive, buf)
+    }
+
+    fn count(&self, event: LinkEvent) {
+        match event {
+            LinkEvent::Connected => {
+                self.counters.connects.fetch_add(1, Ordering::Relaxed);
             }
-        });
-        let result = async {
-            let mut buf = Vec::with_capacity(64 * 1024);
-            let mut last_heard = Instant::now();
-            let mut keepalive = tokio::time::interval(self.config.keepalive_interval);
-            keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                buf.clear();
-                let frames_in_buf: u64;
-                tokio::select! {
-                    biased;
-                    _ = self.shutdown.changed() => return Ok(()),
-                    answer = heard.recv() => {
-                        match answer {
-                            Some(Ok(())) => last_heard = Instant::now(),
-                            Some(Err(e)) => return Err(e),
-                            None => return Err(FrameError::Closed),
-                        }
-                        continue;
-                    }
-                    _ = tokio::time::sleep_until(last_heard + self.config.peer_timeout) => {
-                        return Err(FrameError::Idle { timeout: self.config.peer_timeout });
-                    }
-                    _ = keepalive.tick() => {
-                        frame::encode_frame(&MultiPeerFrameRef::Keepalive, &mut buf)?;
-                        frames_in_buf = 0;
-                    }
-                    queued = self.rx.recv() => {
-                        let Some(first) = queued else { return Ok(()) };
-                        let mut next = Some(first);
-                        let mut count = 0u64;
-                        while let Some(frame) = next.take() {
-                            frame::encode_frame(&MultiPeerFrameRef::Frame(&frame), &mut buf)?;
-                            count += 1;
-                            if count < WRITE_BATCH_FRAMES_MAX as u64 && buf.len() < WRITE_BATCH_BYTES_MAX {
-                                next = self.rx.try_recv().ok();
-                            }
-                        }
-                        self.counters.frames_sent.fetch_add(count, Ordering::Relaxed);
-                        frames_in_buf = count;
-                    }
-                }
-                let write = async {
-                    writer.write_all(&buf).await?;
-                    writer.flush().await
-                };
-                match tokio::time::timeout(self.config.peer_timeout, write).await {
-                    Ok(written) => written?,
-                    Err(_) => return Err(FrameError::Idle { timeout: self.config.peer_timeout }),
-                }
-                self.metrics.written(frames_in_buf, buf.len() as u64);
+            LinkEvent::Dropped(frames) => {
+                self.counters
+                    .frames_dropped
+                    .fetch_add(frames, Ordering::Relaxed);
+                self.metrics.dropped(frames);
             }
+            LinkEvent::Written { items, bytes } => {
+                self.counters
+                    .frames_sent
+                    .fetch_add(items, Ordering::Relaxed);
+                self.metrics.written(items, bytes);
+            }
+            LinkEvent::ConnectFailed | LinkEvent::Silent => {}
         }
-        .await;
-        acks.abort();
-        result
     }
 }
