@@ -1,2 +1,3 @@
-//! Nothing here: the suite is in `tests/madsim_cluster.rs` and only builds
+//! Nothing here: the suites are in `tests/` (the single-group cluster,
+//! membership, stalled links, and the multi-group host) and only build
 //! with `RUSTFLAGS="--cfg madsim"`.

@@ -1083,7 +1083,7 @@ fn clients_forgetting_failed_servers_are_caught() {
     }
 }
 
-/// The four planted mistakes of the multi-group layer
+/// The six planted mistakes of the multi-group layer
 /// (`concord::multi::MultiPlantedBugs`, issue 39), each caught by the
 /// multi-group simulator alone (`run --groups swarm`: groups drawn 1 to
 /// 256 per seed, every fault of the swarm), while the same seeds pass
@@ -1095,7 +1095,7 @@ mod multi_group {
     use concord_sim::FailureKind;
 
     /// Seeds each mistake must be caught within (every first catch is at
-    /// seed 0 or 1).
+    /// seed 0, 1 or 3).
     const MULTI_BUG_SEEDS: u64 = 10;
 
     /// The first seed below `MULTI_BUG_SEEDS` whose run with `bugs`
@@ -1212,6 +1212,42 @@ mod multi_group {
         caught(bugs, |check| {
             check == MultiCheck::Durability || outside_safety(check)
         });
+    }
+
+    /// A message of a term older than a sleeping group's wakes it (the
+    /// first rule of `Sleep::keeps_sleeping_on` skipped; the fault of
+    /// 9f75e8f, found as a leaderless group past its bound on 7 nodes,
+    /// seed 617244504). Caught by `stale-wake`, which watches every frame
+    /// a node takes. Measured with `run --groups swarm --seeds 0..100
+    /// --nodes 3 --bug-multi-stale-message-wakes`: first catch at seed 1,
+    /// 62 of 100 seeds (every one by `stale-wake`).
+    #[test]
+    fn a_stale_message_that_wakes_a_sleeping_group_is_caught() {
+        let bugs = MultiBugs {
+            stale_message_wakes: true,
+            ..MultiBugs::default()
+        };
+        let (_, failure) = caught(bugs, |check| check == MultiCheck::StaleWake);
+        assert!(failure.contains("older than its own woke it"), "{failure}");
+    }
+
+    /// Node-level liveness judges each peer's silence alone (the second
+    /// condition of `Liveness::tick` skipped; the fault of 4571901): a
+    /// node that stalls gets its missed ticks in one burst before the
+    /// frames that waited and takes every live peer for dead. Caught by
+    /// `stall-death` at the resume of a paused node; the swarm's other
+    /// checks did not see it (0 of 100 seeds). Measured with `run
+    /// --groups swarm --seeds 0..100 --nodes 3 --bug-multi-live-peer-dead`:
+    /// first catch at seed 3, 31 of 100 seeds (every one by
+    /// `stall-death`).
+    #[test]
+    fn a_stalled_host_taking_live_peers_for_dead_is_caught() {
+        let bugs = MultiBugs {
+            live_peer_taken_for_dead: true,
+            ..MultiBugs::default()
+        };
+        let (_, failure) = caught(bugs, |check| check == MultiCheck::StallDeath);
+        assert!(failure.contains("ticks its stall missed"), "{failure}");
     }
 }
 

@@ -123,7 +123,16 @@ impl Liveness {
     /// waiting: without any peer it has no quorum to elect with. A peer
     /// that did die is taken for dead at the first tick after another
     /// peer's frame arrives `timeout_ticks` past its last one.
-    pub(crate) fn tick(&mut self, now_tick: u64, timeout_ticks: u32, mut died: impl FnMut(NodeId)) {
+    ///
+    /// `silence_alone` is the planted mistake that judges each peer's
+    /// silence on its own (the second condition skipped).
+    pub(crate) fn tick(
+        &mut self,
+        now_tick: u64,
+        timeout_ticks: u32,
+        silence_alone: bool,
+        mut died: impl FnMut(NodeId),
+    ) {
         let timeout_ticks = u64::from(timeout_ticks);
         let heard_latest_tick = self
             .peers
@@ -134,7 +143,8 @@ impl Liveness {
         for (id, peer) in &mut self.peers {
             if peer.alive
                 && now_tick.saturating_sub(peer.last_heard_tick) >= timeout_ticks
-                && heard_latest_tick.saturating_sub(peer.last_heard_tick) >= timeout_ticks
+                && (silence_alone
+                    || heard_latest_tick.saturating_sub(peer.last_heard_tick) >= timeout_ticks)
             {
                 peer.alive = false;
                 died(*id);

@@ -325,10 +325,13 @@ impl MultiNode {
         self.now_ticks += 1;
         self.stats.ticks += 1;
         let mut died = Vec::new();
-        self.liveness
-            .tick(self.now_ticks, self.config.liveness_timeout_ticks, |peer| {
-                died.push(peer)
-            });
+        let alone = self.planted().live_peer_taken_for_dead;
+        self.liveness.tick(
+            self.now_ticks,
+            self.config.liveness_timeout_ticks,
+            alone,
+            |peer| died.push(peer),
+        );
         for peer in died {
             self.peer_changed(peer, super::liveness::PeerChange::Died);
         }
@@ -411,7 +414,8 @@ impl MultiNode {
             return;
         };
         if let Some(sleep) = &state.sleep {
-            if sleep.keeps_sleeping_on(&state.node, &message) {
+            let stale_wakes = self.planted().stale_message_wakes;
+            if sleep.keeps_sleeping_on(&state.node, &message, stale_wakes) {
                 self.step_group(group, Input::Receive(message), out);
                 self.recheck_sleep(group, out);
                 return;

@@ -24,6 +24,17 @@ pub struct MultiPlantedBugs {
     /// writes of batches still being written: one group's entries are
     /// acknowledged on the strength of another group's fsync.
     pub persist_acks_later_batches: bool,
+    /// A message of a term older than a sleeping group's wakes it: the
+    /// first rule of `Sleep::keeps_sleeping_on` is skipped (a stale
+    /// heartbeat answer wakes a follower whose leader sleeps; it hears no
+    /// heartbeat and campaigns against that leader).
+    pub stale_message_wakes: bool,
+    /// Node-level liveness takes a peer for dead on its own silence
+    /// alone, not only while another peer was heard from a timeout after
+    /// it: a host that stalls and then gets its missed ticks in one burst
+    /// takes every live peer for dead at once (and queues every group
+    /// they lead to elect).
+    pub live_peer_taken_for_dead: bool,
 }
 
 impl MultiPlantedBugs {
@@ -33,5 +44,7 @@ impl MultiPlantedBugs {
         heartbeat_commit_uncapped: false,
         wake_drops_read: false,
         persist_acks_later_batches: false,
+        stale_message_wakes: false,
+        live_peer_taken_for_dead: false,
     };
 }

@@ -105,9 +105,15 @@ impl Sleep {
     /// 617244504 of `concord-sim run --nodes 7 --groups swarm`, a stale
     /// answer of term 14 delivered to a follower sleeping in term 30). The
     /// caller re-checks the sleep after the step, so a message that did
-    /// change something still wakes the group.
-    pub(crate) fn keeps_sleeping_on(&self, node: &Node, message: &Message) -> bool {
-        if message.term < node.term() {
+    /// change something still wakes the group. `stale_wakes` is the
+    /// planted mistake that skips the rule on older terms.
+    pub(crate) fn keeps_sleeping_on(
+        &self,
+        node: &Node,
+        message: &Message,
+        stale_wakes: bool,
+    ) -> bool {
+        if message.term < node.term() && !stale_wakes {
             return true;
         }
         match (&self.kind, &message.body) {

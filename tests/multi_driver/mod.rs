@@ -919,6 +919,7 @@ fn plant(multi: &mut MultiNode, bugs: Bugs) {
         heartbeat_commit_uncapped: bugs.heartbeat_commit_uncapped,
         wake_drops_read: bugs.wake_drops_read,
         persist_acks_later_batches: bugs.persist_acks_later_batches,
+        ..concord::multi::MultiPlantedBugs::NONE
     });
 }
 

@@ -19,8 +19,15 @@
 //!   (`read-unanswered`), every member has applied everything its group
 //!   committed (`quiescence`), and for [`IDLE_WINDOW_NS`] the nodes send no
 //!   group message and step no group (`idle-cost`).
+//! * **At every frame a node takes**: a sleeping group for which the
+//!   frame holds only messages of older terms stays asleep (`stale-wake`:
+//!   Raft changes nothing for them).
 //! * **At every tick**: the tick ticked no more groups than were awake or
 //!   woke (`idle-cost`): its work grows with the awake groups only.
+//! * **At every resume of a stalled node**: the ticks it missed, handed
+//!   over in one burst before the frames that waited, take no peer for
+//!   dead that was up, heard from within the liveness timeout before the
+//!   stall, and whose frames wait for it (`stall-death`).
 //! * **At the end**: every group's history is linearizable.
 
 use std::collections::BTreeSet;

@@ -41,6 +41,15 @@ pub struct MultiArgs {
     /// acknowledges batches still being written.
     #[arg(long)]
     pub bug_multi_persist_acks_later: bool,
+    /// Planted multi-group mistake (with --groups): a message of an older
+    /// term wakes a sleeping group.
+    #[arg(long)]
+    pub bug_multi_stale_message_wakes: bool,
+    /// Planted multi-group mistake (with --groups): node-level liveness
+    /// judges each peer's silence alone, so a stalled host takes every
+    /// live peer for dead at once.
+    #[arg(long)]
+    pub bug_multi_live_peer_dead: bool,
 }
 
 impl MultiArgs {
@@ -53,6 +62,8 @@ impl MultiArgs {
             heartbeat_commit_uncapped: self.bug_multi_heartbeat_uncapped,
             wake_drops_read: self.bug_multi_wake_drops_read,
             persist_acks_later_batches: self.bug_multi_persist_acks_later,
+            stale_message_wakes: self.bug_multi_stale_message_wakes,
+            live_peer_taken_for_dead: self.bug_multi_live_peer_dead,
         };
         let Some(groups) = self.groups else {
             if bugs.any() {

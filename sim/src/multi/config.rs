@@ -57,7 +57,7 @@ impl fmt::Display for GroupsChoice {
     }
 }
 
-/// The four planted mistakes of the multi-group layer
+/// The six planted mistakes of the multi-group layer
 /// (`concord::multi::MultiPlantedBugs`), switched on in every node of a
 /// run. Needs concord-sim's `planted-bugs` feature (on by default).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -72,6 +72,11 @@ pub struct MultiBugs {
     /// A durability report acknowledges writes of batches still being
     /// written.
     pub persist_acks_later_batches: bool,
+    /// A message of a term older than a sleeping group's wakes it.
+    pub stale_message_wakes: bool,
+    /// Node-level liveness takes a peer for dead on its own silence, so a
+    /// host that stalls takes every live peer for dead at once.
+    pub live_peer_taken_for_dead: bool,
 }
 
 impl MultiBugs {
@@ -87,6 +92,8 @@ impl MultiBugs {
             heartbeat_commit_uncapped: self.heartbeat_commit_uncapped,
             wake_drops_read: self.wake_drops_read,
             persist_acks_later_batches: self.persist_acks_later_batches,
+            stale_message_wakes: self.stale_message_wakes,
+            live_peer_taken_for_dead: self.live_peer_taken_for_dead,
         }
     }
 }
@@ -279,6 +286,14 @@ impl MultiSimConfig {
         add(
             self.bugs.persist_acks_later_batches,
             "--bug-multi-persist-acks-later".to_string(),
+        );
+        add(
+            self.bugs.stale_message_wakes,
+            "--bug-multi-stale-message-wakes".to_string(),
+        );
+        add(
+            self.bugs.live_peer_taken_for_dead,
+            "--bug-multi-live-peer-dead".to_string(),
         );
         flags
     }

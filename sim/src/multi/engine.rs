@@ -167,6 +167,11 @@ pub(crate) struct Host {
     pub(crate) paused: bool,
     pub(crate) paused_queue: VecDeque<Queued>,
     pub(crate) missed_ticks: u64,
+    /// The layer's tick at which it last took a frame from each peer (as
+    /// its node-level liveness counts it: a frame it did not refuse); a
+    /// peer not heard from since the boot counts from tick 0, as the
+    /// layer does. For the `stall-death` check.
+    pub(crate) heard_tick: BTreeMap<NodeId, u64>,
     pub(crate) reads: BTreeMap<u64, HostRead>,
     pub(crate) next_read_id: u64,
     /// What each group was told is durable at the crash: checked against
@@ -348,6 +353,7 @@ impl MultiSim {
                 paused: false,
                 paused_queue: VecDeque::new(),
                 missed_ticks: 0,
+                heard_tick: BTreeMap::new(),
                 reads: BTreeMap::new(),
                 next_read_id: 0,
                 promised: BTreeMap::new(),

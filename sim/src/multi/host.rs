@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, VecDeque};
 use bytes::Bytes;
 use rand::Rng;
 
-use concord::multi::{GroupId, MultiAction, MultiInput, MultiNode};
+use concord::multi::{GroupId, GroupSleep, MultiAction, MultiInput, MultiNode};
 use concord::state_machine::StateMachine;
 use concord::{
     checksum64, Action, Config, EntryPayload, Input, LogPosition, NodeId, ProposeError, ReadError,
@@ -57,6 +57,36 @@ impl Touched {
         self.groups
             .extend(frame.quiesce_answers.iter().map(|item| item.group));
     }
+}
+
+/// The groups asleep on `multi` for which `frame` holds only messages of
+/// terms older than the group's own (no heartbeat, answer or quiescence
+/// item): stepping the frame must leave each of them asleep
+/// (`stale-wake`).
+fn asleep_with_stale_only(multi: &MultiNode, frame: &concord::multi::Frame) -> Vec<GroupId> {
+    let mut other: BTreeSet<GroupId> = BTreeSet::new();
+    other.extend(frame.heartbeats.iter().map(|item| item.group));
+    other.extend(frame.heartbeat_answers.iter().map(|item| item.group));
+    other.extend(frame.quiesce.iter().map(|item| item.group));
+    other.extend(frame.quiesce_answers.iter().map(|item| item.group));
+    let mut stale: BTreeSet<GroupId> = BTreeSet::new();
+    for item in &frame.messages {
+        let older = multi
+            .group(item.group)
+            .is_some_and(|node| item.term < node.term());
+        if older {
+            stale.insert(item.group);
+        } else {
+            other.insert(item.group);
+        }
+    }
+    stale
+        .into_iter()
+        .filter(|group| {
+            !other.contains(group)
+                && !matches!(multi.sleep_state(*group), None | Some(GroupSleep::Awake))
+        })
+        .collect()
 }
 
 impl MultiSim {
@@ -221,6 +251,7 @@ impl MultiSim {
         host.paused = false;
         host.paused_queue.clear();
         host.missed_ticks = 0;
+        host.heard_tick.clear();
         self.note(Some(index), || format!("boot (incarnation {incarnation})"));
         for (group, meta) in snapshots {
             // Hand each group the snapshot it can serve followers.
@@ -271,6 +302,7 @@ impl MultiSim {
         host.paused = false;
         host.paused_queue.clear();
         host.missed_ticks = 0;
+        host.heard_tick.clear();
         if torn {
             self.faults.add(FaultKind::Torn, 1);
         }
@@ -301,7 +333,8 @@ impl MultiSim {
 
     /// Resumes a paused node: the ticks it missed come first (a leader
     /// must see its lease run out before it serves a read), then what
-    /// queued up.
+    /// queued up. The missed ticks alone must take no live peer for dead
+    /// (`stall-death`, see [`MultiSim::stall_suspects`]).
     pub(crate) fn resume(&mut self, index: usize) {
         if !self.hosts[index].paused {
             return;
@@ -309,11 +342,15 @@ impl MultiSim {
         self.hosts[index].paused = false;
         let missed = std::mem::take(&mut self.hosts[index].missed_ticks);
         self.note(Some(index), || format!("resume ({missed} ticks missed)"));
+        let suspects = self.stall_suspects(index);
         for _ in 0..missed {
             if self.hosts[index].multi.is_none() || self.failure.is_some() {
                 return;
             }
             self.step_node(index, MultiInput::Tick, None);
+            if !suspects.is_empty() {
+                self.check_stall_deaths(index, &suspects, missed);
+            }
         }
         while let Some(queued) = self.hosts[index].paused_queue.pop_front() {
             if self.hosts[index].multi.is_none()
@@ -324,6 +361,64 @@ impl MultiSim {
             }
             self.take_queued(index, queued);
         }
+    }
+
+    /// The peers node `index` must still take for alive after the ticks
+    /// its stall missed, with the ticks it had not heard from each when
+    /// the stall began: every peer it took for alive, heard from less
+    /// than `liveness_timeout_ticks` before the stall, that is up (not
+    /// crashed) and whose frames wait for the node in its queue. Such a
+    /// peer was alive and speaking the whole time; only the node's own
+    /// clock ran on without it, and a host that stalls gets its missed
+    /// ticks in one burst before the frames that waited (as the tokio
+    /// host does). Taking it for dead would queue every group it leads
+    /// here to elect against a live leader.
+    pub(crate) fn stall_suspects(&self, index: usize) -> Vec<(NodeId, u64)> {
+        let host = &self.hosts[index];
+        let Some(multi) = &host.multi else {
+            return Vec::new();
+        };
+        let me = multi.id();
+        let now = multi.now_ticks();
+        let timeout = u64::from(multi.config().liveness_timeout_ticks);
+        multi
+            .config()
+            .peers
+            .iter()
+            .copied()
+            .filter(|peer| *peer != me && multi.peer_alive(*peer) == Some(true))
+            .filter_map(|peer| {
+                let silent = now - host.heard_tick.get(&peer).copied().unwrap_or(0).min(now);
+                let up = self
+                    .hosts
+                    .get(peer as usize - 1)
+                    .is_some_and(|other| other.multi.is_some());
+                let waiting = host.paused_queue.iter().any(|queued| {
+                    matches!(queued, Queued::Frame(frame) if frame.from == peer && frame.to == me)
+                });
+                (silent < timeout && up && waiting).then_some((peer, silent))
+            })
+            .collect()
+    }
+
+    /// After a missed tick of node `index`: fails `stall-death` if it took
+    /// one of `suspects` for dead.
+    fn check_stall_deaths(&mut self, index: usize, suspects: &[(NodeId, u64)], missed: u64) {
+        let Some(multi) = &self.hosts[index].multi else {
+            return;
+        };
+        let Some(&(peer, silent)) = suspects
+            .iter()
+            .find(|(peer, _)| multi.peer_alive(*peer) == Some(false))
+        else {
+            return;
+        };
+        let message = format!(
+            "n{} took n{peer} for dead in the {missed} ticks its stall missed: it had heard n{peer} {silent} ticks before the stall (liveness timeout {} ticks), and n{peer}, up, had sent it frames that waited for it",
+            multi.id(),
+            multi.config().liveness_timeout_ticks
+        );
+        self.fail(MultiCheck::StallDeath, Some(index), None, message);
     }
 
     /// Hands a queued input to a node that runs.
@@ -388,6 +483,15 @@ impl MultiSim {
                 let Some(multi) = self.hosts[index].multi.as_mut() else {
                     return;
                 };
+                let heard_from = match &input {
+                    MultiInput::Receive(frame) => Some(frame.from),
+                    _ => None,
+                };
+                let received = multi.stats().frames_received;
+                let stale_only = match &input {
+                    MultiInput::Receive(frame) => asleep_with_stale_only(multi, frame),
+                    _ => Vec::new(),
+                };
                 if let Err(error) = multi.step(input, &mut out) {
                     let message = format!("the layer refused an input of the host: {error}");
                     self.fail(
@@ -397,6 +501,25 @@ impl MultiSim {
                         message,
                     );
                     return;
+                }
+                if let Some(group) = stale_only
+                    .iter()
+                    .copied()
+                    .find(|group| multi.sleep_state(*group) == Some(GroupSleep::Awake))
+                {
+                    let term = multi.group(group).map_or(0, |node| node.term());
+                    let message = format!(
+                        "a frame from n{} whose only messages for group {group} were of terms older than its own woke it (asleep in term {term}): Raft changes nothing for such a message, and a follower woken while its leader sleeps hears no heartbeat and campaigns",
+                        heard_from.unwrap_or(0)
+                    );
+                    self.fail(MultiCheck::StaleWake, Some(index), Some(group), message);
+                    return;
+                }
+                if let Some(from) = heard_from {
+                    if multi.stats().frames_received > received {
+                        let now = multi.now_ticks();
+                        self.hosts[index].heard_tick.insert(from, now);
+                    }
                 }
                 for action in std::mem::take(&mut out) {
                     self.execute(index, action, proposer, &mut work, &mut touched);

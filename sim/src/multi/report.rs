@@ -44,6 +44,13 @@ pub enum MultiCheck {
     /// A forged or malformed frame changed a group's state, or was not
     /// counted where the layer's statistics say.
     FrameRefusal,
+    /// A node that stalled took for dead, in the ticks its stall missed,
+    /// a peer that was up, that it had heard from within the liveness
+    /// timeout before the stall, and whose frames waited for it.
+    StallDeath,
+    /// A frame whose only messages for a sleeping group were of terms
+    /// older than the group's woke it.
+    StaleWake,
 }
 
 impl MultiCheck {
@@ -59,6 +66,8 @@ impl MultiCheck {
             MultiCheck::IdleCost => "idle-cost",
             MultiCheck::ReadUnanswered => "read-unanswered",
             MultiCheck::FrameRefusal => "frame-refusal",
+            MultiCheck::StallDeath => "stall-death",
+            MultiCheck::StaleWake => "stale-wake",
         }
     }
 }
