@@ -32,16 +32,14 @@ use concord_services::service_state_machine;
 const VALUE_BYTES: usize = 100;
 const CLIENTS: usize = 256;
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 #[path = "../tests/common/scratch.rs"]
 mod scratch;
 use scratch::{free_ports, TempDir};
+
+#[path = "../bench/src/env.rs"]
+#[allow(dead_code)]
+mod env;
+use env::env_u64;
 
 async fn start(id: u64, peers: &BTreeMap<u64, String>, dir: &TempDir) -> RunningNode {
     let mut settings = NodeSettings::new(id, peers[&id].clone(), peers.clone(), "catchup-bench");

@@ -50,22 +50,12 @@ use concord_services::codec::{decode_request, encode_request};
 use concord_services::kv::{Kv, KvRequest};
 use concord_services::machine::SESSIONS_MAX;
 use concord_services::ServiceMachine;
+use env::{env_list, env_u64};
+
+#[path = "../bench/src/env.rs"]
+mod env;
 
 const VALUE_BYTES: usize = 128;
-
-fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
-    std::env::var(name)
-        .ok()
-        .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
-        .unwrap_or_else(|| default.to_vec())
-}
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
 
 /// The size of a replica's state, kept up to date by [`Accounted`] and
 /// read by the benchmark while the servers run.
@@ -386,21 +376,20 @@ fn memory_run(runtime: &tokio::runtime::Runtime, puts: u64, keys: u64, clients: 
         let report = |label: &str, count: u64, statuses: &[concord::tokio::status::NodeStatus]| {
             let elapsed = start.elapsed().as_secs_f64();
             let (peak, current) = rss_bytes();
-            let kv: u64 = cluster
-                .sizes
-                .iter()
-                .map(|s| s.kv_bytes.load(Ordering::Relaxed))
-                .sum();
+            let summed = |size: fn(&StateSize) -> &AtomicU64| -> u64 {
+                cluster
+                    .sizes
+                    .iter()
+                    .map(|s| size(s).load(Ordering::Relaxed))
+                    .sum()
+            };
+            let kv = summed(|s| &s.kv_bytes);
             let snapshots: Vec<String> = cluster
                 .sizes
                 .iter()
                 .map(|s| format!("{:.2}", mib(s.snapshot_bytes.load(Ordering::Relaxed))))
                 .collect();
-            let taken: u64 = cluster
-                .sizes
-                .iter()
-                .map(|s| s.snapshots.load(Ordering::Relaxed))
-                .sum();
+            let taken = summed(|s| &s.snapshots);
             let in_memory: Vec<String> = statuses
                 .iter()
                 .map(|s| (s.last_index + 1 - s.first_index).to_string())

@@ -8,7 +8,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use common::*;
 use concord::{
     AppendResponse, Config, ConfigError, Entry, EntryPayload, HardState, Input, Membership,
-    Message, MessageBody, Node, Recovered, Role, Statistics,
+    Message, MessageBody, Node, Recovered, Role, Statistics, Term,
 };
 
 /// Each invalid field yields its own error, whose message names the field
@@ -53,62 +53,6 @@ fn config_validate_rejects_each_invalid_field_with_a_message_naming_it() {
             &["election_timeout_max_ticks"],
         ),
         (
-            |c| c.election_timeout_min_ticks = 0,
-            ConfigError::Zero {
-                field: "election_timeout_min_ticks",
-            },
-            &["election_timeout_min_ticks"],
-        ),
-        (
-            |c| c.heartbeat_interval_ticks = 0,
-            ConfigError::Zero {
-                field: "heartbeat_interval_ticks",
-            },
-            &["heartbeat_interval_ticks"],
-        ),
-        (
-            |c| c.append_entries_max = 0,
-            ConfigError::Zero {
-                field: "append_entries_max",
-            },
-            &["append_entries_max"],
-        ),
-        (
-            |c| c.append_bytes_max = 0,
-            ConfigError::Zero {
-                field: "append_bytes_max",
-            },
-            &["append_bytes_max"],
-        ),
-        (
-            |c| c.inflight_messages_max = 0,
-            ConfigError::Zero {
-                field: "inflight_messages_max",
-            },
-            &["inflight_messages_max"],
-        ),
-        (
-            |c| c.uncommitted_entries_max = 0,
-            ConfigError::Zero {
-                field: "uncommitted_entries_max",
-            },
-            &["uncommitted_entries_max"],
-        ),
-        (
-            |c| c.apply_batch_entries_max = 0,
-            ConfigError::Zero {
-                field: "apply_batch_entries_max",
-            },
-            &["apply_batch_entries_max"],
-        ),
-        (
-            |c| c.unpersisted_writes_max = 0,
-            ConfigError::Zero {
-                field: "unpersisted_writes_max",
-            },
-            &["unpersisted_writes_max"],
-        ),
-        (
             |c| {
                 c.priorities.insert(9, 1);
             },
@@ -116,8 +60,23 @@ fn config_validate_rejects_each_invalid_field_with_a_message_naming_it() {
             &["priority", "node 9"],
         ),
     ];
+    // Fields that must not be zero, each refused naming itself.
+    let zero: [(&'static str, Mutation); 8] = [
+        ("election_timeout_min_ticks", |c| {
+            c.election_timeout_min_ticks = 0
+        }),
+        ("heartbeat_interval_ticks", |c| {
+            c.heartbeat_interval_ticks = 0
+        }),
+        ("append_entries_max", |c| c.append_entries_max = 0),
+        ("append_bytes_max", |c| c.append_bytes_max = 0),
+        ("inflight_messages_max", |c| c.inflight_messages_max = 0),
+        ("uncommitted_entries_max", |c| c.uncommitted_entries_max = 0),
+        ("apply_batch_entries_max", |c| c.apply_batch_entries_max = 0),
+        ("unpersisted_writes_max", |c| c.unpersisted_writes_max = 0),
+    ];
     assert_eq!(Config::new(1, [1, 2, 3]).validate(), Ok(()));
-    for (mutate, expected, mentions) in cases {
+    let check = |mutate: Mutation, expected: ConfigError, mentions: &[&str]| {
         let mut c = Config::new(1, [1, 2, 3]);
         mutate(&mut c);
         assert_eq!(c.validate(), Err(expected.clone()));
@@ -126,6 +85,12 @@ fn config_validate_rejects_each_invalid_field_with_a_message_naming_it() {
             assert!(text.contains(word), "{text:?} does not mention {word:?}");
         }
         assert_eq!(Node::new(c, Recovered::default()).err(), Some(expected));
+    };
+    for (mutate, expected, mentions) in cases {
+        check(mutate, expected, mentions);
+    }
+    for (field, mutate) in zero {
+        check(mutate, ConfigError::Zero { field }, &[field]);
     }
 }
 
@@ -184,6 +149,28 @@ fn running() -> Cluster {
     c.tick_all(2);
     assert_eq!((c.node(1).term(), c.node(2).commit_index()), (3, 4));
     c
+}
+
+/// [`running`] with nothing in flight; its term (every node's).
+fn quiet() -> (Cluster, Term) {
+    let mut c = running();
+    c.network.clear();
+    let term = c.node(1).term();
+    (c, term)
+}
+
+/// Each of `bodies`, sent by the leader (node 1) to node 2 in term `t`, is
+/// ignored and counted once by `counted`.
+fn appends_ignored(
+    c: &mut Cluster,
+    t: Term,
+    bodies: impl IntoIterator<Item = MessageBody>,
+    counted: fn(&Statistics) -> u64,
+) {
+    for body in bodies {
+        let grown = feed_ignored(c, 2, msg(1, 2, t, body.clone()));
+        assert_eq!(counted(&grown), 1, "{body:?}");
+    }
 }
 
 /// What a node's observable state is, to check bad input changed nothing.
@@ -253,9 +240,7 @@ fn messages_from_unknown_nodes_or_misaddressed_are_ignored_and_counted() {
 /// ignored and counted as malformed.
 #[test]
 fn malformed_append_entries_are_ignored_and_counted() {
-    let mut c = running();
-    c.network.clear();
-    let t = c.node(2).term();
+    let (mut c, t) = quiet();
     let cases = [
         append((4, t), vec![entry(5, t), entry(7, t)], 4),
         append((4, t), vec![entry(6, t)], 4),
@@ -263,10 +248,7 @@ fn malformed_append_entries_are_ignored_and_counted() {
         append((4, t + 1), vec![], 4),
         append((4, t), vec![entry(5, t), entry(6, t - 1)], 4),
     ];
-    for body in cases {
-        let grown = feed_ignored(&mut c, 2, msg(1, 2, t, body.clone()));
-        assert_eq!(grown.messages_malformed, 1, "{body:?}");
-    }
+    appends_ignored(&mut c, t, cases, |grown| grown.messages_malformed);
 }
 
 /// An AppendEntries carrying a configuration entry no leader can propose
@@ -276,9 +258,7 @@ fn malformed_append_entries_are_ignored_and_counted() {
 /// election tick panic counting votes among nobody.
 #[test]
 fn append_entries_carrying_an_invalid_configuration_are_ignored_and_counted() {
-    let mut c = running();
-    c.network.clear();
-    let t = c.node(2).term();
+    let (mut c, t) = quiet();
     let set = |ids: &[u64]| {
         ids.iter()
             .copied()
@@ -296,19 +276,15 @@ fn append_entries_carrying_an_invalid_configuration_are_ignored_and_counted() {
             ..Membership::default()
         },
     ];
-    for membership in invalid {
-        let body = append(
-            (4, t),
-            vec![Entry {
-                term: t,
-                index: 5,
-                payload: EntryPayload::Membership(Box::new(membership)),
-            }],
-            4,
-        );
-        let grown = feed_ignored(&mut c, 2, msg(1, 2, t, body.clone()));
-        assert_eq!(grown.messages_malformed, 1, "{body:?}");
-    }
+    let bodies = invalid.map(|membership| {
+        let entry = Entry {
+            term: t,
+            index: 5,
+            payload: EntryPayload::Membership(Box::new(membership)),
+        };
+        append((4, t), vec![entry], 4)
+    });
+    appends_ignored(&mut c, t, bodies, |grown| grown.messages_malformed);
     // Time passes without a panic and the cluster keeps its leader.
     c.tick_all(30);
     assert_eq!(c.node(2).leader(), Some(1));
@@ -318,19 +294,14 @@ fn append_entries_carrying_an_invalid_configuration_are_ignored_and_counted() {
 /// or malicious leader sends one) is refused and counted.
 #[test]
 fn append_contradicting_a_committed_entry_is_ignored_and_counted() {
-    let mut c = running();
-    c.network.clear();
-    let t = c.node(2).term();
+    let (mut c, t) = quiet();
     let cases = [
         // Entry 2 is committed with term 1.
         append((1, 1), vec![entry(2, 3), entry(3, 3)], 4),
         // Our committed entry 3 has term 2, not 1.
         append((3, 1), vec![entry(4, 3)], 4),
     ];
-    for body in cases {
-        let grown = feed_ignored(&mut c, 2, msg(1, 2, t, body.clone()));
-        assert_eq!(grown.append_conflicts_with_commit, 1, "{body:?}");
-    }
+    appends_ignored(&mut c, t, cases, |grown| grown.append_conflicts_with_commit);
 }
 
 /// A leader receives acknowledgements of indices it never sent (past its
@@ -338,9 +309,7 @@ fn append_contradicting_a_committed_entry_is_ignored_and_counted() {
 /// counted, with the follower's progress untouched.
 #[test]
 fn acks_beyond_the_log_are_ignored_and_counted() {
-    let mut c = running();
-    c.network.clear();
-    let t = c.node(1).term();
+    let (mut c, t) = quiet();
     let last = c.node(1).last_index();
     let progress = c.node(1).progress(2).unwrap();
     let cases = [
@@ -378,9 +347,7 @@ fn acks_beyond_the_log_are_ignored_and_counted() {
 /// refused and counted: they would otherwise break election safety.
 #[test]
 fn leader_messages_from_a_non_leader_are_ignored_and_counted() {
-    let mut c = running();
-    c.network.clear();
-    let t = c.node(2).term();
+    let (mut c, t) = quiet();
     let cases = [
         msg(3, 2, t, append((4, t), vec![entry(5, t)], 5)),
         msg(
@@ -406,9 +373,7 @@ fn leader_messages_from_a_non_leader_are_ignored_and_counted() {
 /// receives them, and never push the commit index past the log.
 #[test]
 fn extreme_indices_never_panic() {
-    let mut c = running();
-    c.network.clear();
-    let t = c.node(2).term();
+    let (mut c, t) = quiet();
     let huge = u64::MAX;
     let bodies = vec![
         append((huge, t), vec![], huge),
@@ -445,9 +410,7 @@ fn extreme_indices_never_panic() {
 /// counted as malformed.
 #[test]
 fn append_with_prev_index_at_u64_max_is_malformed_not_a_panic() {
-    let mut c = running();
-    c.network.clear();
-    let t = c.node(2).term();
+    let (mut c, t) = quiet();
     let entry = Entry {
         term: t,
         index: 0,

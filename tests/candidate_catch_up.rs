@@ -92,24 +92,29 @@ fn a_candidate_takes_entries_that_leave_its_log_more_up_to_date() {
     assert_eq!(node.node.stats().candidate_catch_ups_taken, 1);
 }
 
+/// Catch-ups a candidate refuses: each case sends two, as (previous
+/// position, entry), and the candidate's log stays as it was.
 #[test]
-fn a_candidate_refuses_entries_that_are_not_newer_than_its_log() {
-    let mut node = candidate();
-    let term = node.node.term();
-    // The same last entry, and an older one.
-    node.receive(msg(3, 1, term, catch_up((2, 1), vec![entry(3, 1)])));
-    node.receive(msg(3, 1, term, catch_up((1, 1), vec![entry(2, 1)])));
-    assert_eq!(terms(&node), vec![1, 1, 1]);
-    assert_eq!(node.node.stats().candidate_catch_ups_taken, 0);
-}
-
-#[test]
-fn a_candidate_refuses_entries_after_a_position_its_log_does_not_hold() {
-    let mut node = candidate();
-    let term = node.node.term();
-    node.receive(msg(3, 1, term, catch_up((2, 2), vec![entry(3, 2)])));
-    node.receive(msg(3, 1, term, catch_up((5, 1), vec![entry(6, 2)])));
-    assert_eq!(terms(&node), vec![1, 1, 1]);
+fn a_candidate_refuses_entries_that_do_not_leave_its_log_more_up_to_date() {
+    let cases = [
+        (
+            "not newer than its log: the same last entry, and an older one",
+            [((2, 1), entry(3, 1)), ((1, 1), entry(2, 1))],
+        ),
+        (
+            "after a position its log does not hold",
+            [((2, 2), entry(3, 2)), ((5, 1), entry(6, 2))],
+        ),
+    ];
+    for (case, sent) in cases {
+        let mut node = candidate();
+        let term = node.node.term();
+        for (prev, entry) in sent {
+            node.receive(msg(3, 1, term, catch_up(prev, vec![entry])));
+        }
+        assert_eq!(terms(&node), vec![1, 1, 1], "{case}");
+        assert_eq!(node.node.stats().candidate_catch_ups_taken, 0, "{case}");
+    }
 }
 
 #[test]

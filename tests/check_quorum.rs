@@ -4,13 +4,17 @@
 mod common;
 
 use common::*;
-use concord::{Action, HardState, Input, ProposeError, Role};
+use concord::{Action, HardState, Input, ProposeError, Role, Term};
 
-fn cluster(pre_vote: bool, check_quorum: bool) -> Cluster {
-    Cluster::configured(&[1, 2, 3], |c| {
-        c.pre_vote = pre_vote;
-        c.check_quorum = check_quorum;
-    })
+/// Node 2 voted for node 3 in `term`, durably, and its grant is on the
+/// way to node 3.
+fn assert_2_voted_for_3(c: &Cluster, term: Term) {
+    let vote = HardState {
+        term,
+        voted_for: Some(3),
+    };
+    assert_eq!(c.node(2).hard_state(), vote);
+    assert!(c.network.iter().any(|m| m.to == 3 && is_vote_grant(m)));
 }
 
 /// A leader cut off from every follower steps down, but not before a full
@@ -18,9 +22,8 @@ fn cluster(pre_vote: bool, check_quorum: bool) -> Cluster {
 /// from them in, then one silent window).
 #[test]
 fn leader_hearing_from_no_quorum_steps_down() {
-    let mut c = cluster(true, true);
-    c.elect(1);
-    let term = c.node(1).term();
+    let mut c = Cluster::guarded(true, true);
+    let term = c.elect(1);
     c.isolate(1);
     let min = c.configs[&1].election_timeout_min_ticks;
     for _ in 0..min - 1 {
@@ -46,7 +49,7 @@ fn leader_hearing_from_no_quorum_steps_down() {
 /// leading, in a loop).
 #[test]
 fn leader_that_steps_down_no_longer_names_itself_leader() {
-    let mut c = cluster(true, true);
+    let mut c = Cluster::guarded(true, true);
     c.elect(1);
     c.isolate(1);
     for _ in 0..3 * c.configs[&1].election_timeout_min_ticks {
@@ -76,7 +79,7 @@ fn leader_that_steps_down_no_longer_names_itself_leader() {
 /// Without CheckQuorum the same isolated leader keeps believing it leads.
 #[test]
 fn without_check_quorum_an_isolated_leader_stays() {
-    let mut c = cluster(true, false);
+    let mut c = Cluster::guarded(true, false);
     c.elect(1);
     c.isolate(1);
     for _ in 0..100 {
@@ -127,11 +130,7 @@ fn without_check_quorum_a_leader_outside_its_configuration_hearing_nobody_steps_
 /// stays leader in its term, however long that lasts.
 #[test]
 fn leader_hearing_from_a_quorum_stays() {
-    let mut c = cluster(true, true);
-    c.elect(1);
-    let term = c.node(1).term();
-    c.isolate(3);
-    c.tick_all(200);
+    let (mut c, term) = Cluster::guarded_with_3_cut_off(true, true, 200);
     let n = c.node(1);
     assert_eq!((n.role(), n.term()), (Role::Leader, term));
     assert_eq!(n.stats().check_quorum_step_downs, 0);
@@ -145,9 +144,8 @@ fn leader_hearing_from_a_quorum_stays() {
 /// answer. After the lease expires the same kind of request is granted.
 #[test]
 fn vote_request_ignored_inside_leader_lease_with_check_quorum() {
-    let mut c = cluster(false, true);
-    c.elect(1);
-    let term = c.node(1).term();
+    let mut c = Cluster::guarded(false, true);
+    let term = c.elect(1);
     let last = c.node(1).last_position();
     let request = |to, term| msg(3, to, term, vote_request((last.index + 5, last.term)));
 
@@ -173,14 +171,7 @@ fn vote_request_ignored_inside_leader_lease_with_check_quorum() {
     c.auto_sync.remove(&2);
     c.step(2, Input::Receive(request(2, term + 2)));
     c.sync(2);
-    assert_eq!(
-        c.node(2).hard_state(),
-        HardState {
-            term: term + 2,
-            voted_for: Some(3)
-        }
-    );
-    assert!(c.network.iter().any(|m| m.to == 3 && is_vote_grant(m)));
+    assert_2_voted_for_3(&c, term + 2);
 }
 
 /// The contrast: without CheckQuorum (and without PreVote) a follower has
@@ -188,20 +179,12 @@ fn vote_request_ignored_inside_leader_lease_with_check_quorum() {
 /// vote.
 #[test]
 fn without_check_quorum_a_vote_request_deposes_the_term() {
-    let mut c = cluster(false, false);
-    c.elect(1);
-    let term = c.node(1).term();
+    let mut c = Cluster::guarded(false, false);
+    let term = c.elect(1);
     let last = c.node(1).last_position();
     c.step(
         2,
         Input::Receive(msg(3, 2, term + 1, vote_request((last.index, last.term)))),
     );
-    assert_eq!(
-        c.node(2).hard_state(),
-        HardState {
-            term: term + 1,
-            voted_for: Some(3)
-        }
-    );
-    assert!(c.network.iter().any(|m| m.to == 3 && is_vote_grant(m)));
+    assert_2_voted_for_3(&c, term + 1);
 }

@@ -149,11 +149,7 @@ fn figure_8_older_term_entry_commits_with_one_of_the_current_term() {
 /// step with the cluster and the ids restarted in that step.
 fn chaos_runs(seeds: u64, steps: usize, mut check: impl FnMut(u64, &Cluster, Option<u64>)) {
     for seed in 0..seeds {
-        let voters: &[u64] = if seed % 2 == 0 {
-            &[1, 2, 3]
-        } else {
-            &[1, 2, 3, 4, 5]
-        };
+        let voters = voters_of_seed(seed);
         let mut chaos = Chaos::new(seed, voters, |config| {
             config.append_entries_max = 2;
             config.inflight_messages_max = 3;
@@ -297,8 +293,7 @@ fn commit_index_never_decreases() {
 /// nothing commits before its own write is durable.
 #[test]
 fn single_node_commits_only_after_persisting() {
-    let mut c = Cluster::new(&[1]);
-    c.elect(1);
+    let mut c = Cluster::elected(&[1], 1);
     assert_eq!(c.node(1).commit_index(), 1);
     c.auto_sync.remove(&1);
     c.propose(1, "x");
@@ -321,8 +316,7 @@ fn single_node_commits_only_after_persisting() {
 /// leader applies it only once it holds it durably itself.
 #[test]
 fn leader_counts_itself_toward_commit_only_once_persisted() {
-    let mut c = Cluster::new(&[1, 2, 3]);
-    c.elect(1);
+    let mut c = Cluster::elected(&[1, 2, 3], 1);
     c.tick_all(1);
     assert_eq!(c.node(1).commit_index(), 1);
     c.auto_sync.remove(&1);

@@ -6,7 +6,9 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 
 use common::*;
-use concord::{Action, EntryPayload, HardState, Input, MessageBody, Recovered, Role};
+use concord::{
+    Action, Config, EntryPayload, HardState, Input, MessageBody, NodeId, Recovered, Role,
+};
 
 /// Election Safety (Figure 3): at most one leader can be elected in a given
 /// term — checked over many seeded runs with crashes, partitions, lost and
@@ -15,11 +17,7 @@ use concord::{Action, EntryPayload, HardState, Input, MessageBody, Recovered, Ro
 fn election_safety_at_most_one_leader_per_term() {
     let mut terms_with_leader = 0;
     for seed in 0..40 {
-        let voters: &[u64] = if seed % 2 == 0 {
-            &[1, 2, 3]
-        } else {
-            &[1, 2, 3, 4, 5]
-        };
+        let voters = voters_of_seed(seed);
         let mut chaos = Chaos::new(seed, voters, |config| {
             // Without PreVote and CheckQuorum elections collide more often.
             config.pre_vote = seed % 4 < 2;
@@ -71,29 +69,24 @@ fn vote_is_granted_to_at_most_one_candidate_per_term() {
     );
 }
 
-/// §5.4.1: a voter denies its vote if its own log is more up-to-date: here
-/// the candidate's last entry has an older term, even though its log is
-/// longer.
+/// §5.4.1: a voter denies its vote if its own log is more up-to-date: a
+/// candidate whose last entry has an older term (even though its log is
+/// longer), or, with equal last terms, a shorter log. The candidate's
+/// higher term is still adopted (§5.1).
 #[test]
-fn vote_is_refused_to_a_candidate_whose_last_log_term_is_older() {
-    let mut n = Solo::new(config(1, &[1, 2, 3]), recovered(2, None, &[1, 1, 2]));
-    let mut actions = n.receive(msg(2, 1, 3, vote_request((5, 1))));
-    actions.extend(n.sync());
-    assert_eq!(vote_answers(&actions), vec![(2, 3, false)]);
-    assert_eq!(n.node.voted_for(), None);
-    // The candidate's higher term is still adopted (§5.1).
-    assert_eq!(n.node.term(), 3);
-}
-
-/// §5.4.1: with equal last terms, the longer log is more up-to-date, so a
-/// shorter candidate is refused.
-#[test]
-fn vote_is_refused_to_a_shorter_log_with_the_same_last_term() {
-    let mut n = Solo::new(config(1, &[1, 2, 3]), recovered(2, None, &[1, 1, 2]));
-    let mut actions = n.receive(msg(2, 1, 3, vote_request((2, 2))));
-    actions.extend(n.sync());
-    assert_eq!(vote_answers(&actions), vec![(2, 3, false)]);
-    assert_eq!(n.node.voted_for(), None);
+fn vote_is_refused_to_a_less_up_to_date_log() {
+    let cases = [
+        ("an older last term, a longer log", (5, 1)),
+        ("the same last term, a shorter log", (2, 2)),
+    ];
+    for (case, last) in cases {
+        let mut n = Solo::new(config(1, &[1, 2, 3]), recovered(2, None, &[1, 1, 2]));
+        let mut actions = n.receive(msg(2, 1, 3, vote_request(last)));
+        actions.extend(n.sync());
+        assert_eq!(vote_answers(&actions), vec![(2, 3, false)], "{case}");
+        assert_eq!(n.node.voted_for(), None, "{case}");
+        assert_eq!(n.node.term(), 3, "{case}");
+    }
 }
 
 /// §5.4.1: a candidate whose log is at least as up-to-date gets the vote:
@@ -145,18 +138,24 @@ fn vote_grant_is_not_sent_until_the_vote_is_persisted() {
     assert_eq!(vote_answers(&n.sync()), vec![(2, 1, true)]);
 }
 
-/// A candidate votes for itself, and that vote must be durable like any
-/// other before it is counted: a single node stays Candidate until then.
-#[test]
-fn single_node_candidate_waits_for_its_own_vote_to_persist() {
-    let mut n = Solo::new(config(1, &[1]), Recovered::default());
+/// Ticks a fresh node with `config` until it campaigns.
+fn campaigning(config: Config) -> Solo {
+    let mut n = Solo::new(config, Recovered::default());
     for _ in 0..30 {
         n.step(Input::Tick);
         if n.node.role() == Role::Candidate {
             break;
         }
     }
-    assert_eq!(n.node.role(), Role::Candidate);
+    assert_eq!((n.node.role(), n.node.term()), (Role::Candidate, 1));
+    n
+}
+
+/// A candidate votes for itself, and that vote must be durable like any
+/// other before it is counted: a single node stays Candidate until then.
+#[test]
+fn single_node_candidate_waits_for_its_own_vote_to_persist() {
+    let mut n = campaigning(config(1, &[1]));
     n.ticks(3);
     assert_ne!(n.node.role(), Role::Leader, "won on an unpersisted vote");
     n.sync();
@@ -165,65 +164,38 @@ fn single_node_candidate_waits_for_its_own_vote_to_persist() {
 }
 
 /// The same in a 3-node cluster: one peer's grant plus an unpersisted own
-/// vote is not a majority.
-#[test]
-fn candidate_does_not_count_its_own_vote_until_persisted() {
-    let mut cfg = config(1, &[1, 2, 3]);
-    cfg.pre_vote = false;
-    let mut n = Solo::new(cfg, Recovered::default());
-    for _ in 0..30 {
-        n.step(Input::Tick);
-        if n.node.role() == Role::Candidate {
-            break;
-        }
-    }
-    assert_eq!((n.node.role(), n.node.term()), (Role::Candidate, 1));
-    let grant = MessageBody::RequestVoteResponse {
-        pre_vote: false,
-        granted: true,
-    };
-    n.receive(msg(2, 1, 1, grant));
-    assert_eq!(
-        n.node.role(),
-        Role::Candidate,
-        "counted its unpersisted vote"
-    );
-    n.sync();
-    assert_eq!(n.node.role(), Role::Leader);
-}
-
-/// Even a majority of other voters' grants does not make a leader before
-/// its own vote (and so its term) is durable: a leader whose term a crash
-/// can take back could come back in the previous term, be elected again in
-/// the same term by the same voters, and write a different entry at an
-/// index and term its first incarnation already replicated. (Found by the
-/// simulator's check that a node restarts in at least the term it led.)
+/// vote is not a majority. And even a majority of other voters' grants
+/// does not make a leader before its own vote (and so its term) is
+/// durable: a leader whose term a crash can take back could come back in
+/// the previous term, be elected again in the same term by the same
+/// voters, and write a different entry at an index and term its first
+/// incarnation already replicated. (Found by the simulator's check that a
+/// node restarts in at least the term it led.)
 #[test]
 fn candidate_leads_only_once_its_own_vote_is_durable() {
-    let mut cfg = config(1, &[1, 2, 3]);
-    cfg.pre_vote = false;
-    let mut n = Solo::new(cfg, Recovered::default());
-    for _ in 0..30 {
-        n.step(Input::Tick);
-        if n.node.role() == Role::Candidate {
-            break;
+    let cases: [(&str, &[NodeId]); 2] = [
+        ("one peer's grant: counted its unpersisted vote", &[2]),
+        (
+            "both peers' grants: led before its term was durable",
+            &[2, 3],
+        ),
+    ];
+    for (case, granting) in cases {
+        let mut cfg = config(1, &[1, 2, 3]);
+        cfg.pre_vote = false;
+        let mut n = campaigning(cfg);
+        for from in granting {
+            let grant = MessageBody::RequestVoteResponse {
+                pre_vote: false,
+                granted: true,
+            };
+            n.receive(msg(*from, 1, 1, grant));
         }
+        assert_eq!(n.node.role(), Role::Candidate, "{case}");
+        n.sync();
+        assert_eq!(n.node.role(), Role::Leader, "{case}");
+        assert_eq!(n.disk.hard_state.term, 1, "{case}");
     }
-    assert_eq!((n.node.role(), n.node.term()), (Role::Candidate, 1));
-    let grant = MessageBody::RequestVoteResponse {
-        pre_vote: false,
-        granted: true,
-    };
-    n.receive(msg(2, 1, 1, grant.clone()));
-    n.receive(msg(3, 1, 1, grant));
-    assert_eq!(
-        n.node.role(),
-        Role::Candidate,
-        "led before its term was durable"
-    );
-    n.sync();
-    assert_eq!(n.node.role(), Role::Leader);
-    assert_eq!(n.disk.hard_state.term, 1);
 }
 
 /// A vote that was granted was durable, so a restart remembers it and a
@@ -281,8 +253,7 @@ fn higher_term_makes_a_leader_step_down() {
             })
             .collect();
         let mut c = Cluster::with_configs(configs);
-        c.elect(1);
-        let term = c.node(1).term();
+        let term = c.elect(1);
         let body = match body {
             MessageBody::RequestVote { .. } => vote_request((1, term)),
             other => other,
@@ -407,8 +378,7 @@ fn new_leader_appends_a_noop_entry_of_its_term() {
     for id in [1, 2, 3] {
         c.load(id, recovered(1, None, &[1, 1]));
     }
-    c.elect(1);
-    let term = c.node(1).term();
+    let term = c.elect(1);
     assert_eq!(term, 2);
     let noop = c.node(1).entry(3).expect("entry 3").clone();
     assert_eq!(

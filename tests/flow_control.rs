@@ -5,7 +5,7 @@ mod common;
 
 use bytes::Bytes;
 use common::*;
-use concord::{Config, Entry, Input, Message, MessageBody, ProgressState, Role};
+use concord::{Config, Entry, Input, Message, MessageBody, NodeId, ProgressState, Role};
 
 fn cluster(configure: impl Fn(&mut Config)) -> Cluster {
     let mut c = Cluster::configured(&[1, 2, 3], configure);
@@ -18,6 +18,23 @@ fn cluster(configure: impl Fn(&mut Config)) -> Cluster {
         );
     }
     c
+}
+
+/// [`cluster`] whose window to each follower holds `inflight_messages_max`
+/// AppendEntries of at most `append_entries_max` entries each.
+fn windowed(inflight_messages_max: usize, append_entries_max: usize) -> Cluster {
+    cluster(|c| {
+        c.inflight_messages_max = inflight_messages_max;
+        c.append_entries_max = append_entries_max;
+    })
+}
+
+/// How many AppendEntries node 1 sent to `to` since the trace began.
+fn appends_traced_to(c: &Cluster, to: NodeId) -> usize {
+    c.traced_sends(1)
+        .iter()
+        .filter(|m| m.to == to && matches!(m.body, MessageBody::AppendEntries { .. }))
+        .count()
 }
 
 /// The entries of each AppendEntries queued for `to`, in order.
@@ -44,13 +61,8 @@ fn queued(c: &Cluster) -> Vec<Message> {
 /// seeded runs with faults too.
 #[test]
 fn inflight_appends_never_exceed_the_window() {
-    let mut c = cluster(|c| {
-        c.inflight_messages_max = 3;
-        c.append_entries_max = 1;
-    });
-    for i in 0..20 {
-        c.propose(1, &format!("c{i}"));
-    }
+    let mut c = windowed(3, 1);
+    c.propose_numbered(1, "c", 20);
     for _ in 0..5 {
         c.tick(1);
     }
@@ -83,10 +95,7 @@ fn inflight_appends_never_exceed_the_window() {
 /// of 4 messages at once, covering consecutive ranges.
 #[test]
 fn pipelining_sends_several_batches_before_any_ack() {
-    let mut c = cluster(|c| {
-        c.inflight_messages_max = 4;
-        c.append_entries_max = 2;
-    });
+    let mut c = windowed(4, 2);
     let first = c.node(1).last_index() + 1;
     let commands: Vec<Bytes> = (0..10).map(|i| Bytes::from(format!("c{i}"))).collect();
     c.step(1, Input::ProposeBatch(commands));
@@ -224,13 +233,8 @@ fn probe_state_sends_one_message_then_waits() {
 /// replication resumes and the follower catches up.
 #[test]
 fn heartbeat_response_unblocks_a_full_window() {
-    let mut c = cluster(|c| {
-        c.inflight_messages_max = 2;
-        c.append_entries_max = 1;
-    });
-    for i in 0..5 {
-        c.propose(1, &format!("c{i}"));
-    }
+    let mut c = windowed(2, 1);
+    c.propose_numbered(1, "c", 5);
     // Every append to node 2 is lost.
     c.network
         .retain(|m| !(m.to == 2 && matches!(m.body, MessageBody::AppendEntries { .. })));
@@ -271,11 +275,8 @@ fn heartbeat_response_unblocks_a_full_window() {
 /// entries) is re-probed once per heartbeat, not in an immediate loop.
 #[test]
 fn probe_rejected_at_match_index_waits_for_heartbeat() {
-    let mut c = Cluster::new(&[1, 2, 3]);
-    c.elect(1);
-    for i in 0..5 {
-        c.propose(1, &format!("c{i}"));
-    }
+    let mut c = Cluster::elected(&[1, 2, 3], 1);
+    c.propose_numbered(1, "c", 5);
     c.deliver_all();
     let matched = c
         .node(1)
@@ -294,11 +295,7 @@ fn probe_rejected_at_match_index_waits_for_heartbeat() {
     // while delivering everything, with no ticks.
     c.propose(1, "after");
     c.deliver_all();
-    let appends_to_3 = c
-        .traced_sends(1)
-        .iter()
-        .filter(|m| m.to == 3 && matches!(m.body, MessageBody::AppendEntries { .. }))
-        .count();
+    let appends_to_3 = appends_traced_to(&c, 3);
     assert!(
         appends_to_3 <= 3,
         "leader sent {appends_to_3} appends to node 3 without a tick"
@@ -306,11 +303,7 @@ fn probe_rejected_at_match_index_waits_for_heartbeat() {
     // Each heartbeat round allows one more probe, so the leader keeps trying.
     c.trace.clear();
     c.tick_all(c.node(1).config().heartbeat_interval_ticks as usize);
-    let after_heartbeat = c
-        .traced_sends(1)
-        .iter()
-        .filter(|m| m.to == 3 && matches!(m.body, MessageBody::AppendEntries { .. }))
-        .count();
+    let after_heartbeat = appends_traced_to(&c, 3);
     assert!(
         (1..=3).contains(&after_heartbeat),
         "{after_heartbeat} appends to node 3 after a heartbeat"

@@ -52,16 +52,11 @@ fn lead_alone(c: &mut Cluster, id: NodeId) {
 /// it never received are exactly the ones reported lost.
 #[test]
 fn survivor_forced_alone_leads_commits_and_the_lost_writes_are_named() {
-    let mut c = Cluster::new(&[1, 2, 3]);
-    c.elect(1);
-    for i in 0..3 {
-        c.propose(1, &format!("a{i}"));
-    }
+    let mut c = Cluster::elected(&[1, 2, 3], 1);
+    c.propose_numbered(1, "a", 3);
     c.tick_all(3);
     c.isolate(3);
-    for i in 0..3 {
-        c.propose(1, &format!("b{i}"));
-    }
+    c.propose_numbered(1, "b", 3);
     c.deliver_all();
     c.tick_all(2);
     let committed_by_old_majority: Vec<Entry> = {
@@ -128,11 +123,8 @@ fn survivor_forced_alone_leads_commits_and_the_lost_writes_are_named() {
 /// past its known commit index are kept and committed.
 #[test]
 fn survivor_holding_everything_reports_zero_lost_writes() {
-    let mut c = Cluster::new(&[1, 2, 3]);
-    c.elect(1);
-    for i in 0..4 {
-        c.propose(1, &format!("w{i}"));
-    }
+    let mut c = Cluster::elected(&[1, 2, 3], 1);
+    c.propose_numbered(1, "w", 4);
     c.tick_all(3);
     let committed: Vec<Entry> = c.log(1);
     c.crash(1);

@@ -58,8 +58,7 @@ fn voters(m: &Membership) -> Vec<NodeId> {
 
 #[test]
 fn a_configuration_is_in_force_when_appended_not_when_committed() {
-    let mut c = Cluster::new(&[1, 2, 3]);
-    c.elect(1);
+    let mut c = Cluster::elected(&[1, 2, 3], 1);
     // Node 2 hears the leader but its answers are lost; node 3 hears
     // nothing: the entry cannot commit.
     c.cut.insert((2, 1));
@@ -79,8 +78,7 @@ fn a_configuration_is_in_force_when_appended_not_when_committed() {
 
 #[test]
 fn a_configuration_is_rolled_back_when_its_entry_is_truncated() {
-    let mut c = Cluster::new(&[1, 2, 3]);
-    c.elect(1);
+    let mut c = Cluster::elected(&[1, 2, 3], 1);
     c.isolate(1);
     change(&mut c, 1, MembershipChange::AddLearner(4)).unwrap();
     assert!(c.node(1).membership().is_learner(4));
@@ -95,8 +93,7 @@ fn a_configuration_is_rolled_back_when_its_entry_is_truncated() {
 
 #[test]
 fn the_joint_configuration_is_left_automatically_once_it_commits() {
-    let mut c = Cluster::new(&[1, 2, 3]);
-    c.elect(1);
+    let mut c = Cluster::elected(&[1, 2, 3], 1);
     join(&mut c, 4, &[1, 2, 3]);
     change(&mut c, 1, MembershipChange::AddVoter(4)).unwrap();
     c.tick_all(3);
@@ -115,8 +112,7 @@ fn the_joint_configuration_is_left_automatically_once_it_commits() {
 fn a_joint_configuration_decides_only_with_majorities_of_both() {
     // C_old = {1,2,3}, C_new = {1,2}: nodes 1 and 3 are a majority of C_old
     // but not of C_new.
-    let mut c = Cluster::new(&[1, 2, 3]);
-    c.elect(1);
+    let mut c = Cluster::elected(&[1, 2, 3], 1);
     c.isolate(2);
     let index = change(&mut c, 1, MembershipChange::Remove(3)).unwrap();
     c.tick_all(5);
@@ -130,8 +126,7 @@ fn a_joint_configuration_decides_only_with_majorities_of_both() {
 
 #[test]
 fn a_second_change_is_refused_while_one_is_in_progress() {
-    let mut c = Cluster::new(&[1, 2, 3]);
-    c.elect(1);
+    let mut c = Cluster::elected(&[1, 2, 3], 1);
     c.isolate(1);
     let index = change(&mut c, 1, MembershipChange::AddLearner(4)).unwrap();
     assert_eq!(
@@ -147,8 +142,7 @@ fn a_second_change_is_refused_while_one_is_in_progress() {
 
 #[test]
 fn invalid_changes_are_refused_with_an_actionable_error() {
-    let mut c = Cluster::new(&[1]);
-    c.elect(1);
+    let mut c = Cluster::elected(&[1], 1);
     assert_eq!(
         change(&mut c, 1, MembershipChange::Remove(1)),
         Err(ProposeError::Membership(
@@ -190,8 +184,7 @@ fn config_validation_names_the_problem() {
 
 #[test]
 fn a_learner_receives_the_log_but_never_counts_toward_commit() {
-    let mut c = Cluster::new(&[1, 2, 3]);
-    c.elect(1);
+    let mut c = Cluster::elected(&[1, 2, 3], 1);
     join(&mut c, 4, &[1, 2, 3]);
     change(&mut c, 1, MembershipChange::AddLearner(4)).unwrap();
     c.tick_all(3);
@@ -211,8 +204,7 @@ fn a_learner_receives_the_log_but_never_counts_toward_commit() {
 
 #[test]
 fn a_learner_never_campaigns() {
-    let mut c = Cluster::new(&[1, 2, 3]);
-    c.elect(1);
+    let mut c = Cluster::elected(&[1, 2, 3], 1);
     join(&mut c, 4, &[1, 2, 3]);
     change(&mut c, 1, MembershipChange::AddLearner(4)).unwrap();
     c.tick_all(3);
@@ -233,9 +225,7 @@ fn promotion_is_refused_until_the_learner_caught_up() {
     change(&mut c, 1, MembershipChange::AddLearner(4)).unwrap();
     c.tick_all(3);
     c.isolate(4);
-    for i in 0..10 {
-        c.propose(1, &format!("c{i}"));
-    }
+    c.propose_numbered(1, "c", 10);
     c.deliver_all();
     assert!(matches!(
         change(&mut c, 1, MembershipChange::PromoteLearner(4)),
@@ -254,8 +244,7 @@ fn promotion_is_refused_until_the_learner_caught_up() {
 
 #[test]
 fn a_removed_leader_steps_down_once_the_change_commits_and_stops_campaigning() {
-    let mut c = Cluster::new(&[1, 2, 3]);
-    c.elect(1);
+    let mut c = Cluster::elected(&[1, 2, 3], 1);
     change(&mut c, 1, MembershipChange::Remove(1)).unwrap();
     c.tick_all(3);
     assert_eq!(voters(c.node(2).membership()), vec![2, 3]);
@@ -275,8 +264,7 @@ fn a_removed_leader_steps_down_once_the_change_commits_and_stops_campaigning() {
 
 #[test]
 fn a_cluster_grows_from_one_to_five_and_shrinks_back() {
-    let mut c = Cluster::new(&[1]);
-    c.elect(1);
+    let mut c = Cluster::elected(&[1], 1);
     for id in 2..=5 {
         let current: Vec<NodeId> = voters(c.node(1).membership());
         join(&mut c, id, &current);
@@ -293,16 +281,13 @@ fn a_cluster_grows_from_one_to_five_and_shrinks_back() {
         c.tick_all(3);
     }
     assert_eq!(c.node(1).membership(), &Membership::new([1]));
-    c.propose(1, "alone again");
-    c.tick_all(2);
-    assert_eq!(c.applied_strings(1).last().unwrap(), "alone again");
+    c.assert_served(1, "alone again", 2, 1);
     c.assert_election_safety();
 }
 
 #[test]
 fn a_restarted_node_recovers_its_configuration_from_its_log() {
-    let mut c = Cluster::new(&[1, 2, 3]);
-    c.elect(1);
+    let mut c = Cluster::elected(&[1, 2, 3], 1);
     change(&mut c, 1, MembershipChange::Remove(3)).unwrap();
     c.tick_all(3);
     assert_eq!(voters(c.node(2).membership()), vec![1, 2]);
@@ -499,8 +484,7 @@ fn a_removed_node_told_so_campaigns_again_once_added_back() {
 
 #[test]
 fn a_voter_following_a_live_leader_ignores_leader_traffic_from_an_unknown_node() {
-    let mut c = Cluster::new(&[1, 2, 3]);
-    c.elect(1);
+    let mut c = Cluster::elected(&[1, 2, 3], 1);
     let term = c.node(2).term();
     let stray = common::msg(9, 2, term + 1, common::append((0, 0), Vec::new(), 0));
     c.step(2, Input::Receive(stray));
@@ -511,8 +495,7 @@ fn a_voter_following_a_live_leader_ignores_leader_traffic_from_an_unknown_node()
 
 #[test]
 fn a_joining_learner_follows_a_leader_it_does_not_know_yet() {
-    let mut c = Cluster::new(&[1, 2, 3]);
-    c.elect(1);
+    let mut c = Cluster::elected(&[1, 2, 3], 1);
     // Node 4 was built believing the voters are 2 and 3 only (the leader
     // joined after its configuration was written).
     join(&mut c, 4, &[2, 3]);
@@ -852,8 +835,7 @@ fn a_witness_is_a_voter_and_never_a_learner() {
 
 #[test]
 fn a_witness_joins_through_a_joint_configuration_and_counts_as_a_voter() {
-    let mut c = Cluster::new(&[1, 2, 3]);
-    c.elect(1);
+    let mut c = Cluster::elected(&[1, 2, 3], 1);
     join(&mut c, 4, &[1, 2, 3]);
     let mut cfg = c.configs[&4].clone();
     cfg.learners.clear();
@@ -948,8 +930,7 @@ fn a_witness_behind_the_leaders_log_gets_a_snapshot_of_no_bytes() {
 
 #[test]
 fn a_demoted_voter_votes_in_the_old_half_then_becomes_a_learner() {
-    let mut c = Cluster::new(&[1, 2, 3]);
-    c.elect(1);
+    let mut c = Cluster::elected(&[1, 2, 3], 1);
     c.tick_all(2);
     c.isolate(3);
     change(&mut c, 1, MembershipChange::Demote(3)).unwrap();

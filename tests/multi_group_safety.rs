@@ -56,24 +56,30 @@ fn caught_within(bugs: multi_driver::Bugs, seeds: u64) -> u64 {
     }
 }
 
+/// Each planted mistake, with the seeds it must be caught within: a
+/// heartbeat that carries the commit index past a follower's match
+/// (caught at seed 0: a replica applies another entry at an index), and
+/// one group's entries acknowledged on another group's fsync (caught at
+/// seed 3: a crash finds an acknowledged entry not on disk).
 #[cfg(feature = "planted-bugs")]
 #[test]
-fn planted_heartbeat_commit_past_a_followers_match_is_caught() {
-    let bugs = multi_driver::Bugs {
-        heartbeat_commit_uncapped: true,
-        ..Default::default()
-    };
-    // Caught at seed 0 (a replica applies another entry at an index).
-    caught_within(bugs, 5);
-}
-
-#[cfg(feature = "planted-bugs")]
-#[test]
-fn planted_ack_of_one_groups_entries_on_another_groups_fsync_is_caught() {
-    let bugs = multi_driver::Bugs {
-        persist_acks_later_batches: true,
-        ..Default::default()
-    };
-    // Caught at seed 3 (a crash finds an acknowledged entry not on disk).
-    caught_within(bugs, 10);
+fn planted_mistakes_of_the_multi_group_host_are_caught() {
+    for (seeds, bugs) in [
+        (
+            5,
+            multi_driver::Bugs {
+                heartbeat_commit_uncapped: true,
+                ..Default::default()
+            },
+        ),
+        (
+            10,
+            multi_driver::Bugs {
+                persist_acks_later_batches: true,
+                ..Default::default()
+            },
+        ),
+    ] {
+        caught_within(bugs, seeds);
+    }
 }

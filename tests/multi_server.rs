@@ -231,23 +231,46 @@ fn start_tcp_node(
     handle
 }
 
+/// Every node on loopback TCP ([`start_tcp_node`]), each with its own
+/// data directory, and every group led.
+struct TcpCluster {
+    dirs: BTreeMap<NodeId, TempDir>,
+    addrs: BTreeMap<NodeId, String>,
+    handles: BTreeMap<NodeId, MultiServerHandle>,
+}
+
+impl TcpCluster {
+    async fn start(label: &str) -> TcpCluster {
+        let dirs: BTreeMap<NodeId, TempDir> = NODES
+            .iter()
+            .map(|id| (*id, TempDir::new(&format!("{label}-{id}"))))
+            .collect();
+        let ports = common::free_ports(NODES.len());
+        let addrs: BTreeMap<NodeId, String> = NODES
+            .iter()
+            .zip(&ports)
+            .map(|(id, port)| (*id, format!("127.0.0.1:{port}")))
+            .collect();
+        let handles = NODES
+            .into_iter()
+            .map(|id| (id, start_tcp_node(id, &dirs[&id].0, 1, &addrs)))
+            .collect();
+        every_group_led(&handles).await;
+        TcpCluster {
+            dirs,
+            addrs,
+            handles,
+        }
+    }
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn kill_and_restart_a_node_of_100_groups_every_acknowledged_write_survives() {
-    let dirs: BTreeMap<NodeId, TempDir> = NODES
-        .iter()
-        .map(|id| (*id, TempDir::new(&format!("multi-server-{id}"))))
-        .collect();
-    let ports = common::free_ports(NODES.len());
-    let addrs: BTreeMap<NodeId, String> = NODES
-        .iter()
-        .zip(&ports)
-        .map(|(id, port)| (*id, format!("127.0.0.1:{port}")))
-        .collect();
-    let mut handles = BTreeMap::new();
-    for id in NODES {
-        handles.insert(id, start_tcp_node(id, &dirs[&id].0, 1, &addrs));
-    }
-    every_group_led(&handles).await;
+    let TcpCluster {
+        dirs,
+        addrs,
+        mut handles,
+    } = TcpCluster::start("multi-server").await;
     let mut acked: Vec<(GroupId, String, String)> = Vec::new();
     for round in 0..6 {
         for group in 1..=GROUPS {
@@ -485,21 +508,12 @@ async fn a_group_that_cannot_apply_does_not_pin_old_segments() {
 /// bounded attempts.
 #[tokio::test(flavor = "current_thread")]
 async fn routing_client_caches_leaders_and_follows_redirects() {
-    let dirs: BTreeMap<NodeId, TempDir> = NODES
-        .iter()
-        .map(|id| (*id, TempDir::new(&format!("multi-route-{id}"))))
-        .collect();
-    let ports = common::free_ports(NODES.len());
-    let addrs: BTreeMap<NodeId, String> = NODES
-        .iter()
-        .zip(&ports)
-        .map(|(id, port)| (*id, format!("127.0.0.1:{port}")))
-        .collect();
-    let mut handles = BTreeMap::new();
-    for id in NODES {
-        handles.insert(id, start_tcp_node(id, &dirs[&id].0, 1, &addrs));
-    }
-    every_group_led(&handles).await;
+    // The directories live as long as the test.
+    let TcpCluster {
+        dirs: _dirs,
+        addrs,
+        handles,
+    } = TcpCluster::start("multi-route").await;
     let first = *addrs.keys().next().unwrap();
     let before = leaders(&handles).await;
     let led_by_first = before.values().filter(|id| **id == first).count() as u64;

@@ -6,18 +6,11 @@ mod common;
 use common::*;
 use concord::{Input, MessageBody, Role};
 
-fn cluster(pre_vote: bool, check_quorum: bool) -> Cluster {
-    Cluster::configured(&[1, 2, 3], |c| {
-        c.pre_vote = pre_vote;
-        c.check_quorum = check_quorum;
-    })
-}
-
 /// A pre-election asks for votes in term + 1 without entering it: neither
 /// the pre-candidate nor the voters change term or vote.
 #[test]
 fn pre_election_does_not_increment_the_term() {
-    let mut c = cluster(true, true);
+    let mut c = Cluster::guarded(true, true);
     c.isolate(1);
     for _ in 0..60 {
         c.tick(1);
@@ -75,11 +68,7 @@ fn pre_election_does_not_increment_the_term() {
 /// stand.
 #[test]
 fn rejoining_partitioned_node_does_not_disrupt_a_healthy_leader() {
-    let mut c = cluster(true, true);
-    c.elect(1);
-    let term = c.node(1).term();
-    c.isolate(3);
-    c.tick_all(100);
+    let (mut c, term) = Cluster::guarded_with_3_cut_off(true, true, 100);
     assert!(c.node(3).stats().pre_elections_started >= 3);
     assert_eq!(c.node(3).term(), term, "the isolated node raised its term");
     c.heal();
@@ -102,11 +91,7 @@ fn rejoining_partitioned_node_does_not_disrupt_a_healthy_leader() {
 /// to step down.
 #[test]
 fn without_prevote_a_rejoining_node_disrupts_the_leader() {
-    let mut c = cluster(false, false);
-    c.elect(1);
-    let term = c.node(1).term();
-    c.isolate(3);
-    c.tick_all(100);
+    let (mut c, term) = Cluster::guarded_with_3_cut_off(false, false, 100);
     assert!(
         c.node(3).term() > term + 1,
         "the isolated node kept campaigning"
@@ -126,9 +111,8 @@ fn without_prevote_a_rejoining_node_disrupts_the_leader() {
 /// grants them.
 #[test]
 fn follower_within_leader_lease_ignores_pre_votes() {
-    let mut c = cluster(true, true);
-    c.elect(1);
-    let term = c.node(1).term();
+    let mut c = Cluster::guarded(true, true);
+    let term = c.elect(1);
     let last = c.node(3).last_position();
     let pre_vote = msg(3, 2, term + 1, pre_vote_request((last.index, last.term)));
 
@@ -172,9 +156,8 @@ fn follower_within_leader_lease_ignores_pre_votes() {
 /// is followed by a real election that it wins.
 #[test]
 fn leader_gone_pre_vote_then_vote_elects_a_new_leader() {
-    let mut c = cluster(true, true);
-    c.elect(1);
-    let term = c.node(1).term();
+    let mut c = Cluster::guarded(true, true);
+    let term = c.elect(1);
     c.crash(1);
     c.record_trace = true;
     let mut leader = None;

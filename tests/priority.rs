@@ -109,11 +109,7 @@ fn preferred_node_down_then_back_catches_up_and_takes_over() {
 fn leadership_transfer_never_produces_two_leaders_in_a_term() {
     let mut transfers = 0;
     for seed in 0..20 {
-        let voters: &[u64] = if seed % 2 == 0 {
-            &[1, 2, 3]
-        } else {
-            &[1, 2, 3, 4, 5]
-        };
+        let voters = voters_of_seed(seed);
         let preferred = *voters.last().unwrap() - (seed % 2);
         let mut chaos = Chaos::new(seed, voters, |c| {
             c.priorities.insert(preferred, 10);

@@ -17,11 +17,13 @@ fn cluster() -> Cluster {
 }
 
 /// Leases of 5 ticks with a drift bound of 4 (minimum election timeout 10).
+fn leases(config: &mut Config) {
+    config.lease_read_ticks = 5;
+    config.clock_drift_bound_ticks = 4;
+}
+
 fn lease_cluster() -> Cluster {
-    cluster_with(|config| {
-        config.lease_read_ticks = 5;
-        config.clock_drift_bound_ticks = 4;
-    })
+    cluster_with(leases)
 }
 
 /// A read's answer: its index and path, or why it was refused.
@@ -42,6 +44,64 @@ fn read_answers(c: &Cluster, node: u64) -> Vec<(u64, Answer)> {
 
 fn read(c: &mut Cluster, node: u64, id: u64, path: ReadPath) {
     c.step(node, Input::Read { id, path });
+}
+
+/// The leader (node 1) answered exactly the reads `served` (id, path),
+/// each at its current commit index.
+fn assert_served(c: &Cluster, served: &[(u64, ReadPath)], why: &str) {
+    let commit = c.node(1).commit_index();
+    let expected: Vec<(u64, Answer)> = served
+        .iter()
+        .map(|(id, path)| (*id, Ok((commit, *path))))
+        .collect();
+    assert_eq!(read_answers(c, 1), expected, "{why}");
+}
+
+/// [`lease_cluster`] preferring node 3 as leader, with node 1 elected:
+/// node 1 hands leadership over at its next heartbeat.
+fn lease_cluster_preferring_3() -> Cluster {
+    let mut c = cluster_with(|config| {
+        leases(config);
+        config.priorities.insert(3, 1);
+    });
+    c.elect(1);
+    c
+}
+
+/// Node 1 starts its transfer to node 3, which never hears the leader.
+fn transfer_to_3_unheard(c: &mut Cluster) {
+    c.cut.insert((1, 3));
+    for _ in 0..2 {
+        c.tick(1);
+    }
+    c.deliver_all();
+    assert_eq!(c.node(1).transfer_target(), Some(3));
+}
+
+/// Node 2 asks for follower read `id` with the link `cut` (from, to)
+/// cut, so the exchange with the leader stops half way.
+fn ask_held(c: &mut Cluster, cut: (u64, u64), id: u64) {
+    c.cut.insert(cut);
+    read(c, 2, id, ReadPath::Follower);
+    c.deliver_all();
+}
+
+/// [`ask_held`] on a [`settled`] cluster.
+fn follower_read_held(cut: (u64, u64), id: u64) -> Cluster {
+    let mut c = settled(cluster());
+    ask_held(&mut c, cut, id);
+    c
+}
+
+/// A [`settled`] cluster in which node `node` is asked for reads 1 to
+/// `reads` on `path` in one burst: the first goes out alone, the others
+/// arrive while it is out.
+fn burst_of_reads(node: u64, path: ReadPath, reads: u64) -> Cluster {
+    let mut c = settled(cluster());
+    for id in 1..=reads {
+        read(&mut c, node, id, path);
+    }
+    c
 }
 
 /// A leader with its first entry committed and applied everywhere.
@@ -74,11 +134,7 @@ fn read_index_waits_for_a_quorum_to_answer_a_round_sent_after_it() {
     c.deliver_one();
     assert!(read_answers(&c, 1).is_empty());
     c.deliver_one();
-    let commit = c.node(1).commit_index();
-    assert_eq!(
-        read_answers(&c, 1),
-        vec![(7, Ok((commit, ReadPath::ReadIndex)))]
-    );
+    assert_served(&c, &[(7, ReadPath::ReadIndex)], "a quorum with the leader");
 }
 
 #[test]
@@ -102,12 +158,8 @@ fn read_index_appends_nothing_to_the_log() {
 
 #[test]
 fn one_round_confirms_every_read_that_arrived_before_it() {
-    let mut c = settled(cluster());
-    read(&mut c, 1, 1, ReadPath::ReadIndex);
-    // These arrive while round 1 is out: they join the next round.
-    for id in 2..=20 {
-        read(&mut c, 1, id, ReadPath::ReadIndex);
-    }
+    // Reads 2 to 20 arrive while round 1 is out: they join the next round.
+    let mut c = burst_of_reads(1, ReadPath::ReadIndex, 20);
     let heartbeats = c
         .network
         .iter()
@@ -231,11 +283,7 @@ fn reads_beyond_the_pending_bound_are_refused() {
 fn lease_read_is_served_without_a_round_trip_while_a_quorum_answered_recently() {
     let mut c = settled(lease_cluster());
     read(&mut c, 1, 5, ReadPath::Lease);
-    let commit = c.node(1).commit_index();
-    assert_eq!(
-        read_answers(&c, 1),
-        vec![(5, Ok((commit, ReadPath::Lease)))]
-    );
+    assert_served(&c, &[(5, ReadPath::Lease)], "a read under the lease");
     assert!(c.network.is_empty(), "a lease read sends nothing");
 }
 
@@ -257,10 +305,10 @@ fn lease_lapses_lease_ticks_after_the_last_answered_round_was_sent() {
     // confirms it.
     c.heal();
     c.tick_all(2);
-    let commit = c.node(1).commit_index();
-    assert_eq!(
-        read_answers(&c, 1),
-        vec![(6, Ok((commit, ReadPath::ReadIndex)))]
+    assert_served(
+        &c,
+        &[(6, ReadPath::ReadIndex)],
+        "confirmed by the next round",
     );
 }
 
@@ -268,32 +316,18 @@ fn lease_lapses_lease_ticks_after_the_last_answered_round_was_sent() {
 fn lease_is_not_used_while_leadership_is_being_transferred() {
     // Node 3 is preferred: the leader hands over at its next heartbeat,
     // but node 3 never hears the leader's TimeoutNow.
-    let mut c = cluster_with(|config| {
-        config.lease_read_ticks = 5;
-        config.clock_drift_bound_ticks = 4;
-        config.priorities.insert(3, 1);
-    });
-    c.elect(1);
+    let mut c = lease_cluster_preferring_3();
     // The first read's round, once answered, starts the lease.
     read(&mut c, 1, 6, ReadPath::Lease);
     c.deliver_all();
     read(&mut c, 1, 7, ReadPath::Lease);
-    let commit = c.node(1).commit_index();
-    assert_eq!(
-        read_answers(&c, 1),
-        vec![
-            (6, Ok((commit, ReadPath::ReadIndex))),
-            (7, Ok((commit, ReadPath::Lease)))
-        ],
-        "the lease holds before the transfer"
+    assert_served(
+        &c,
+        &[(6, ReadPath::ReadIndex), (7, ReadPath::Lease)],
+        "the lease holds before the transfer",
     );
     c.trace.clear();
-    c.cut.insert((1, 3));
-    for _ in 0..2 {
-        c.tick(1);
-    }
-    c.deliver_all();
-    assert_eq!(c.node(1).transfer_target(), Some(3));
+    transfer_to_3_unheard(&mut c);
     read(&mut c, 1, 8, ReadPath::Lease);
     assert_eq!(
         read_answers(&c, 1),
@@ -309,18 +343,8 @@ fn lease_stays_void_for_the_term_after_a_transfer_is_given_up() {
     // such a campaign past their stickiness: a round answered after the
     // give-up must not grant a lease (the simulator's lease nemesis,
     // `TransferGivenUp`, found a stale read when it did).
-    let mut c = cluster_with(|config| {
-        config.lease_read_ticks = 5;
-        config.clock_drift_bound_ticks = 4;
-        config.priorities.insert(3, 1);
-    });
-    c.elect(1);
-    c.cut.insert((1, 3));
-    for _ in 0..2 {
-        c.tick(1);
-    }
-    c.deliver_all();
-    assert_eq!(c.node(1).transfer_target(), Some(3));
+    let mut c = lease_cluster_preferring_3();
+    transfer_to_3_unheard(&mut c);
     // The preferred node stays silent, so the leader does not start the
     // transfer again once it gives up.
     c.cut.insert((3, 1));
@@ -337,14 +361,10 @@ fn lease_stays_void_for_the_term_after_a_transfer_is_given_up() {
     // ...and one right after it: no lease either.
     read(&mut c, 1, 10, ReadPath::Lease);
     c.deliver_all();
-    let commit = c.node(1).commit_index();
-    assert_eq!(
-        read_answers(&c, 1),
-        vec![
-            (9, Ok((commit, ReadPath::ReadIndex))),
-            (10, Ok((commit, ReadPath::ReadIndex)))
-        ],
-        "a lease served after a given-up transfer"
+    assert_served(
+        &c,
+        &[(9, ReadPath::ReadIndex), (10, ReadPath::ReadIndex)],
+        "a lease served after a given-up transfer",
     );
 }
 
@@ -439,10 +459,7 @@ fn follower_read_is_served_once_the_follower_applied_the_leaders_read_index() {
 
 #[test]
 fn follower_read_is_refused_when_the_leader_changes_before_it_answers() {
-    let mut c = settled(cluster());
-    c.cut.insert((1, 2));
-    read(&mut c, 2, 12, ReadPath::Follower);
-    c.deliver_all();
+    let mut c = follower_read_held((1, 2), 12);
     // A newer term arrives before the leader's answer.
     let term = c.node(2).term();
     let heartbeat = concord::MessageBody::Heartbeat {
@@ -463,10 +480,7 @@ fn follower_read_is_refused_when_the_leader_changes_before_it_answers() {
 
 #[test]
 fn follower_read_unanswered_for_an_election_timeout_is_refused() {
-    let mut c = settled(cluster());
-    c.cut.insert((2, 1));
-    read(&mut c, 2, 13, ReadPath::Follower);
-    c.deliver_all();
+    let mut c = follower_read_held((2, 1), 13);
     let min = c.configs[&2].election_timeout_min_ticks;
     for _ in 0..min {
         c.tick(2);
@@ -476,11 +490,7 @@ fn follower_read_unanswered_for_an_election_timeout_is_refused() {
 
 #[test]
 fn follower_reads_arriving_while_a_request_is_out_share_the_next_request() {
-    let mut c = settled(cluster());
-    read(&mut c, 2, 1, ReadPath::Follower);
-    for id in 2..=6 {
-        read(&mut c, 2, id, ReadPath::Follower);
-    }
+    let mut c = burst_of_reads(2, ReadPath::Follower, 6);
     let requests = |c: &Cluster| {
         c.trace
             .iter()
@@ -505,11 +515,8 @@ fn follower_reads_arriving_while_a_request_is_out_share_the_next_request() {
 
 #[test]
 fn follower_read_ignores_an_answer_addressed_to_an_earlier_incarnation() {
-    let mut c = settled(cluster());
     // Node 2 asks; the leader's answer is held in the network.
-    c.cut.insert((1, 2));
-    read(&mut c, 2, 21, ReadPath::Follower);
-    c.deliver_all();
+    let mut c = follower_read_held((1, 2), 21);
     let old_request = c
         .trace
         .iter()
@@ -529,9 +536,7 @@ fn follower_read_ignores_an_answer_addressed_to_an_earlier_incarnation() {
     c.tick_all(3);
     c.deliver_all();
     c.trace.clear();
-    c.cut.insert((1, 2));
-    read(&mut c, 2, 22, ReadPath::Follower);
-    c.deliver_all();
+    ask_held(&mut c, (1, 2), 22);
     // The answer to the earlier incarnation's request arrives, in the
     // current term, with an index the new read must not be served at.
     let term = c.node(2).term();

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use concord::{Action, AppendResponse, Entry, Message, MessageBody, Recovered, Role};
+use concord::{Action, AppendResponse, Entry, Index, Message, MessageBody, Recovered, Role, Term};
 
 /// Follower 1 of a 3-node cluster whose leader is node 2.
 fn follower(recovered: Recovered) -> Solo {
@@ -57,20 +57,35 @@ fn assert_log_matching(c: &Cluster, seed: u64) {
     }
 }
 
+/// The only answer in `actions` refuses an append after `rejected_index`,
+/// hinting at the follower's entry `hint` (index, term).
+fn assert_rejected(actions: &[Action], rejected_index: Index, hint: (Index, Term)) {
+    assert_eq!(
+        append_answers(actions),
+        vec![AppendResponse::Rejected {
+            rejected_index,
+            hint_index: hint.0,
+            hint_term: hint.1
+        }]
+    );
+}
+
+/// Three nodes, node 1 elected and heard by both others, every message
+/// recorded from now on.
+fn traced_cluster() -> Cluster {
+    let mut c = Cluster::elected(&[1, 2, 3], 1);
+    c.deliver_all();
+    c.record_trace = true;
+    c
+}
+
 /// Figure 2, AppendEntries rule 2: reply false if the log has no entry at
 /// prevLogIndex. The hint points at the follower's last entry.
 #[test]
 fn append_is_rejected_when_prev_is_missing() {
     let mut n = follower(recovered(1, None, &[1, 1]));
     let actions = n.receive(msg(2, 1, 1, append((5, 1), vec![entry(6, 1)], 0)));
-    assert_eq!(
-        append_answers(&actions),
-        vec![AppendResponse::Rejected {
-            rejected_index: 5,
-            hint_index: 2,
-            hint_term: 1
-        }]
-    );
+    assert_rejected(&actions, 5, (2, 1));
     assert_eq!(n.node.last_index(), 2);
     assert_eq!(n.node.stats().messages_index_out_of_range, 1);
 }
@@ -82,14 +97,7 @@ fn append_is_rejected_when_prev_is_missing() {
 fn append_is_rejected_when_prev_term_mismatches() {
     let mut n = follower(recovered(2, None, &[1, 1, 2]));
     let actions = n.receive(msg(2, 1, 3, append((3, 3), vec![entry(4, 3)], 0)));
-    assert_eq!(
-        append_answers(&actions),
-        vec![AppendResponse::Rejected {
-            rejected_index: 3,
-            hint_index: 3,
-            hint_term: 2
-        }]
-    );
+    assert_rejected(&actions, 3, (3, 2));
     assert_eq!(n.node.last_index(), 3);
     assert_eq!(n.node.term_at(3), Some(2));
     assert_eq!(n.node.stats().entries_truncated, 0);
@@ -409,10 +417,7 @@ fn late_follower_learns_commit_without_heartbeat() {
 /// empty append it would have to answer; it commits and answers nothing.
 #[test]
 fn commit_reaches_caught_up_followers_as_an_unanswered_notice() {
-    let mut c = Cluster::new(&[1, 2, 3]);
-    c.elect(1);
-    c.deliver_all();
-    c.record_trace = true;
+    let mut c = traced_cluster();
     c.propose(1, "x");
     c.deliver_all();
     let last = c.node(1).last_index();
@@ -455,10 +460,7 @@ fn commit_reaches_caught_up_followers_as_an_unanswered_notice() {
 /// next append or, at the end of the stream, by one notice.
 #[test]
 fn commit_notice_waits_for_the_answer_to_the_append_in_flight() {
-    let mut c = Cluster::new(&[1, 2, 3]);
-    c.elect(1);
-    c.deliver_all();
-    c.record_trace = true;
+    let mut c = traced_cluster();
     c.propose(1, "a");
     let first = c.node(1).last_index();
     // The appends of "a" arrive and are answered; "b" goes out before the

@@ -11,11 +11,8 @@ use concord::{Action, AppendResponse, MessageBody, Recovered, Role};
 /// committed log from the start (its state machine restarted empty).
 #[test]
 fn restart_from_recovered_state_keeps_log_and_term() {
-    let mut c = Cluster::new(&[1, 2, 3]);
-    c.elect(1);
-    for i in 0..5 {
-        c.propose(1, &format!("c{i}"));
-    }
+    let mut c = Cluster::elected(&[1, 2, 3], 1);
+    c.propose_numbered(1, "c", 5);
     c.tick_all(3);
     let before = (c.node(2).hard_state(), c.log(2));
     assert_eq!(before.1.len(), 6);
@@ -64,8 +61,7 @@ fn restart_with_applied_index_does_not_reapply() {
 /// nothing committed is lost with them.
 #[test]
 fn unsynced_writes_are_lost_in_a_crash_and_were_never_acknowledged() {
-    let mut c = Cluster::new(&[1, 2, 3]);
-    c.elect(1);
+    let mut c = Cluster::elected(&[1, 2, 3], 1);
     c.propose(1, "kept");
     c.tick_all(3);
     let kept_index = c.node(1).last_index();
@@ -183,11 +179,8 @@ fn whole_cluster_restart_preserves_every_committed_command() {
 /// entries again.
 #[test]
 fn follower_that_lost_acknowledged_entries_is_reported_and_repaired() {
-    let mut c = Cluster::new(&[1, 2, 3]);
-    c.elect(1);
-    for i in 0..6 {
-        c.propose(1, &format!("c{i}"));
-    }
+    let mut c = Cluster::elected(&[1, 2, 3], 1);
+    c.propose_numbered(1, "c", 6);
     c.tick_all(3);
     let acknowledged = c.node(1).progress(2).expect("progress").match_index;
     assert_eq!(acknowledged, 7);
@@ -226,8 +219,7 @@ fn follower_that_lost_acknowledged_entries_is_reported_and_repaired() {
 /// lost data.
 #[test]
 fn duplicated_stale_rejections_at_the_match_index_are_not_a_regression() {
-    let mut c = Cluster::new(&[1, 2, 3]);
-    c.elect(1);
+    let mut c = Cluster::elected(&[1, 2, 3], 1);
     c.propose(1, "a");
     c.tick_all(3);
     let matched = c.node(1).progress(2).expect("progress").match_index;

@@ -4,8 +4,7 @@ use concord::Role;
 
 #[test]
 fn three_nodes_replicate() {
-    let mut c = Cluster::new(&[1, 2, 3]);
-    c.elect(1);
+    let mut c = Cluster::elected(&[1, 2, 3], 1);
     assert_eq!(c.node(1).role(), Role::Leader);
     for i in 0..10 {
         c.propose(1, &format!("c{i}"));

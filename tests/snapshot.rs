@@ -7,7 +7,7 @@ use bytes::Bytes;
 use common::{msg, Chaos, Cluster, Solo};
 use concord::{
     checksum64, Action, Config, Input, LogPosition, Membership, Message, MessageBody, NodeId, Role,
-    Snapshot, SnapshotChunk,
+    Snapshot, SnapshotChunk, Term,
 };
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
@@ -123,8 +123,7 @@ fn compaction_happens_at_the_bytes_threshold() {
 
 #[test]
 fn compaction_is_off_by_default_and_on_request() {
-    let mut c = Cluster::new(&[1]);
-    c.elect(1);
+    let mut c = Cluster::elected(&[1], 1);
     propose_many(&mut c, 1, 0, 50);
     assert_eq!(c.node(1).latest_snapshot_index(), 0);
     assert_eq!(c.node(1).log_len(), 51);
@@ -181,8 +180,7 @@ fn compaction_never_passes_the_applied_index() {
 #[test]
 #[should_panic(expected = "past the applied index")]
 fn a_host_reporting_a_snapshot_past_the_applied_index_is_a_broken_host() {
-    let mut c = Cluster::new(&[1]);
-    c.elect(1);
+    let mut c = Cluster::elected(&[1], 1);
     propose_many(&mut c, 1, 0, 3);
     let applied = c.node(1).applied_index();
     let snapshot = Snapshot::new(LogPosition::new(applied + 1, 1), Bytes::new());
@@ -314,10 +312,9 @@ fn a_chunk_that_skips_ahead_is_answered_with_a_rewind() {
     assert_identical_state(&c);
 }
 
-#[test]
-fn leader_change_mid_transfer_restarts_the_transfer_from_the_new_leader() {
-    let mut c = far_behind(30, 16);
-    // Node 3 receives a few chunks from node 1, then node 1 dies.
+/// Two of node 1's ticks in which node 3 receives its first three
+/// snapshot chunks and loses the rest; returns how many were sent.
+fn first_chunks_to_3(c: &mut Cluster) -> usize {
     let mut delivered = 0;
     for _ in 0..2 {
         c.tick(1);
@@ -331,7 +328,14 @@ fn leader_change_mid_transfer_restarts_the_transfer_from_the_new_leader() {
             Some(message)
         });
     }
-    assert!(delivered >= 3);
+    delivered
+}
+
+#[test]
+fn leader_change_mid_transfer_restarts_the_transfer_from_the_new_leader() {
+    let mut c = far_behind(30, 16);
+    // Node 3 receives a few chunks from node 1, then node 1 dies.
+    assert!(first_chunks_to_3(&mut c) >= 3);
     assert_eq!(c.node(3).stats().snapshots_installed, 0);
     c.crash(1);
     for _ in 0..200 {
@@ -358,19 +362,7 @@ fn leader_change_mid_transfer_restarts_the_transfer_from_the_new_leader() {
 #[test]
 fn follower_restart_mid_transfer_resumes_from_the_start() {
     let mut c = far_behind(30, 16);
-    let mut delivered = 0;
-    for _ in 0..2 {
-        c.tick(1);
-        c.deliver_mapped(|message| {
-            if is_chunk_to(&message, 3) {
-                delivered += 1;
-                if delivered > 3 {
-                    return None;
-                }
-            }
-            Some(message)
-        });
-    }
+    first_chunks_to_3(&mut c);
     c.crash(3);
     c.restart(3);
     catch_up(&mut c);
@@ -449,15 +441,26 @@ fn snapshot_is_acknowledged_only_once_durable() {
     assert_identical_state(&c);
 }
 
-#[test]
-fn a_matching_log_suffix_is_kept_on_install() {
+/// Node 2, recovered in `term` with a log of `terms`, receives from the
+/// leader of that term (node 1) a whole snapshot ending at `last`.
+fn installed_on_2(
+    term: Term,
+    terms: &[Term],
+    last: LogPosition,
+    data: Bytes,
+) -> (Solo, Vec<Action>) {
     let mut n = Solo::new(
         common::config(2, &[1, 2, 3]),
-        common::recovered(1, None, &[1, 1, 1, 1]),
+        common::recovered(term, None, terms),
     );
+    let actions = n.receive(msg(1, 2, term, whole_snapshot(last, data)));
+    (n, actions)
+}
+
+#[test]
+fn a_matching_log_suffix_is_kept_on_install() {
     let data = Bytes::from_static(b"state after entry 3");
-    let chunk = whole_snapshot(LogPosition::new(3, 1), data.clone());
-    let actions = n.receive(msg(1, 2, 1, chunk));
+    let (n, actions) = installed_on_2(1, &[1, 1, 1, 1], LogPosition::new(3, 1), data.clone());
     assert!(actions.iter().any(|a| matches!(
         a,
         Action::PersistSnapshot {
@@ -478,13 +481,8 @@ fn a_matching_log_suffix_is_kept_on_install() {
 
 #[test]
 fn a_conflicting_log_is_discarded_on_install() {
-    let mut n = Solo::new(
-        common::config(2, &[1, 2, 3]),
-        common::recovered(2, None, &[1, 1, 2, 2]),
-    );
     let data = Bytes::from_static(b"state");
-    let chunk = whole_snapshot(LogPosition::new(3, 1), data);
-    let actions = n.receive(msg(1, 2, 2, chunk));
+    let (mut n, actions) = installed_on_2(2, &[1, 1, 2, 2], LogPosition::new(3, 1), data);
     assert!(actions.iter().any(|a| matches!(
         a,
         Action::PersistSnapshot {
@@ -652,13 +650,8 @@ fn a_discarded_log_leaves_the_disk_only_with_the_snapshot_write() {
     // Node 2 holds entries 1..=4 (term 1), acknowledged as durable, and
     // commit 0; the leader's snapshot ends at entry 6 (term 2), which its
     // log does not hold, so the whole log is replaced.
-    let mut n = Solo::new(
-        common::config(2, &[1, 2, 3]),
-        common::recovered(2, None, &[1, 1, 1, 1]),
-    );
     let data = Bytes::from_static(b"state after entry 6");
-    let chunk = whole_snapshot(LogPosition::new(6, 2), data);
-    let actions = n.receive(msg(1, 2, 2, chunk));
+    let (mut n, actions) = installed_on_2(2, &[1, 1, 1, 1], LogPosition::new(6, 2), data);
     let snapshot_write = actions
         .iter()
         .position(|a| {

@@ -158,6 +158,61 @@ fn small_segments() -> WalOptions {
     }
 }
 
+/// Writes 1 to `last`, write `i` appending entry `i` of term 1.
+fn one_entry_writes(last: u64) -> Vec<Write> {
+    (1..=last).map(|i| append(i, 1, i, i)).collect()
+}
+
+/// Small segments in the new directory `dir`, holding entries 1 to
+/// `last` of term 1 (one a write) and a snapshot taken at `taken_at`;
+/// returns the options.
+fn compacted_small_segments(dir: &TempDir, last: u64, taken_at: u64) -> WalOptions {
+    let options = small_segments();
+    let mut writes = one_entry_writes(last);
+    writes.push(taken(taken_at, 1));
+    write_fresh(dir, &options, writes);
+    options
+}
+
+/// Opens the WAL of the new directory `dir` (nothing to recover).
+fn opened_empty(dir: &TempDir, options: &WalOptions) -> FileStorage {
+    let mut storage = FileStorage::open(&dir.0, options.clone()).unwrap();
+    storage.recover().unwrap();
+    storage
+}
+
+/// A new directory whose WAL (default options) ran `writes` and was
+/// closed; the directory and the options.
+fn written(label: &str, writes: Vec<Write>) -> (TempDir, WalOptions) {
+    let dir = TempDir::new(label);
+    let options = WalOptions::default();
+    write_fresh(&dir, &options, writes);
+    (dir, options)
+}
+
+/// Runs `writes` on the WAL of the new directory `dir`, then closes it.
+fn write_fresh(dir: &TempDir, options: &WalOptions, writes: Vec<Write>) {
+    run(&mut opened_empty(dir, options), writes);
+}
+
+/// Reopens `dir`, whose log holds nothing after its snapshot, and runs
+/// `write` (a node continuing after the snapshot); returns the snapshot's
+/// position as recovered.
+fn continue_after_snapshot(dir: &TempDir, options: &WalOptions, write: Write) -> LogPosition {
+    let (mut storage, recovered, _) = reopen(&dir.0, options);
+    assert!(recovered.entries.is_empty(), "{:?}", recovered.entries);
+    run(&mut storage, vec![write]);
+    recovered.base
+}
+
+/// Reopened, `dir`'s log starts after the snapshot at `base` (index,
+/// term) and holds the entries `entries` (index, term).
+fn assert_log_after(dir: &TempDir, options: &WalOptions, base: (u64, u64), entries: &[(u64, u64)]) {
+    let (_, recovered, _) = reopen(&dir.0, options);
+    assert_eq!(recovered.base, LogPosition::new(base.0, base.1));
+    assert_eq!(indices(&recovered.entries), entries);
+}
+
 /// Opens `dir`, returning its recovered state and snapshot.
 fn reopen(dir: &Path, options: &WalOptions) -> (FileStorage, concord::Recovered, Option<Snapshot>) {
     let mut storage = FileStorage::open(dir, options.clone()).unwrap();
@@ -225,12 +280,7 @@ fn torn_temporary_snapshot_file_is_ignored_and_removed() {
 
 #[test]
 fn corrupt_snapshot_is_a_startup_error_naming_the_file() {
-    let dir = TempDir::new("corrupt");
-    let options = WalOptions::default();
-    let mut storage = FileStorage::open(&dir.0, options.clone()).unwrap();
-    storage.recover().unwrap();
-    run(&mut storage, vec![append(1, 1, 1, 10), taken(8, 1)]);
-    drop(storage);
+    let (dir, options) = written("corrupt", vec![append(1, 1, 1, 10), taken(8, 1)]);
     let path = dir
         .0
         .join(SNAPSHOT_DIR_NAME)
@@ -264,13 +314,7 @@ fn corrupt_snapshot_is_a_startup_error_naming_the_file() {
 #[test]
 fn segments_below_the_snapshot_are_deleted_and_recovery_continues_after_it() {
     let dir = TempDir::new("segments");
-    let options = small_segments();
-    let mut storage = FileStorage::open(&dir.0, options.clone()).unwrap();
-    storage.recover().unwrap();
-    let mut writes: Vec<Write> = (1..=100).map(|i| append(i, 1, i, i)).collect();
-    writes.push(taken(80, 1));
-    run(&mut storage, writes);
-    drop(storage);
+    let options = compacted_small_segments(&dir, 100, 80);
     let segments = segment_numbers(&dir.0);
     assert!(segments[0] > 1, "covered segments deleted: {segments:?}");
     assert!(
@@ -311,22 +355,17 @@ fn segments_below_the_snapshot_are_deleted_and_recovery_continues_after_it() {
 
 #[test]
 fn installed_snapshot_with_discard_log_is_honoured_across_restart() {
-    let dir = TempDir::new("discard");
-    let options = WalOptions::default();
-    let mut storage = FileStorage::open(&dir.0, options.clone()).unwrap();
-    storage.recover().unwrap();
     // Entries 1..=10 of term 1, then a snapshot at (15, 2) whose last
     // entry this log does not hold: everything goes; then the leader's
     // entries after it.
-    run(
-        &mut storage,
+    let (dir, options) = written(
+        "discard",
         vec![
             append(1, 1, 1, 10),
             installed(2, 15, 2, true),
             append(3, 2, 16, 17),
         ],
     );
-    drop(storage);
     let (mut storage, recovered, recovered_snapshot) = reopen(&dir.0, &options);
     assert_eq!(recovered.base, LogPosition::new(15, 2));
     assert_eq!(recovered_snapshot, Some(snapshot(15, 2)));
@@ -345,21 +384,8 @@ fn installed_snapshot_with_discard_log_is_honoured_across_restart() {
 
 #[test]
 fn installed_snapshot_matching_the_log_keeps_the_entries_after_it() {
-    let dir = TempDir::new("keep");
-    let options = WalOptions::default();
-    let mut storage = FileStorage::open(&dir.0, options.clone()).unwrap();
-    storage.recover().unwrap();
-    run(
-        &mut storage,
-        vec![append(1, 1, 1, 10), installed(2, 6, 1, false)],
-    );
-    drop(storage);
-    let (_, recovered, _) = reopen(&dir.0, &options);
-    assert_eq!(recovered.base, LogPosition::new(6, 1));
-    assert_eq!(
-        indices(&recovered.entries),
-        (7..=10).map(|i| (i, 1)).collect::<Vec<_>>()
-    );
+    let (dir, options) = written("keep", vec![append(1, 1, 1, 10), installed(2, 6, 1, false)]);
+    assert_log_after(&dir, &options, (6, 1), &[(7, 1), (8, 1), (9, 1), (10, 1)]);
 }
 
 #[test]
@@ -368,12 +394,7 @@ fn snapshot_file_without_its_log_record_keeps_only_a_matching_log() {
     // it is: the log after the snapshot is kept only if it holds the
     // snapshot's last entry.
     for (term, expect_kept) in [(1, true), (2, false)] {
-        let dir = TempDir::new("no-record");
-        let options = WalOptions::default();
-        let mut storage = FileStorage::open(&dir.0, options.clone()).unwrap();
-        storage.recover().unwrap();
-        run(&mut storage, vec![append(1, 2, 1, 10)]);
-        drop(storage);
+        let (dir, options) = written("no-record", vec![append(1, 2, 1, 10)]);
         snapshot_file::write_snapshot_file(&dir.0.join(SNAPSHOT_DIR_NAME), &snapshot(8, term * 2))
             .unwrap();
         let report = wal::recover_dir(&dir.0, &options).unwrap();
@@ -388,13 +409,9 @@ fn snapshot_file_without_its_log_record_keeps_only_a_matching_log() {
         // The node continues after the snapshot; the entries it appends
         // survive the next restart (the divergent entry 8 still in the
         // segment must not make recovery drop them again).
-        let (mut storage, recovered, _) = reopen(&dir.0, &options);
-        assert!(recovered.entries.is_empty());
-        run(&mut storage, vec![append(1, 4, 9, 11)]);
-        drop(storage);
-        let (_, recovered, _) = reopen(&dir.0, &options);
-        assert_eq!(recovered.base, LogPosition::new(8, 4));
-        assert_eq!(indices(&recovered.entries), vec![(9, 4), (10, 4), (11, 4)]);
+        let base = continue_after_snapshot(&dir, &options, append(1, 4, 9, 11));
+        assert_eq!(base, LogPosition::new(8, 4));
+        assert_log_after(&dir, &options, (8, 4), &[(9, 4), (10, 4), (11, 4)]);
     }
 }
 
@@ -403,33 +420,18 @@ fn log_continuing_after_a_snapshot_past_its_end_survives_restarts() {
     // The log ends below the snapshot (it lost its tail, or the snapshot
     // came from a leader): the node continues after the snapshot, and the
     // next restart still finds those entries.
-    let dir = TempDir::new("past-end");
-    let options = WalOptions::default();
-    let mut storage = FileStorage::open(&dir.0, options.clone()).unwrap();
-    storage.recover().unwrap();
-    run(&mut storage, vec![append(1, 1, 1, 5)]);
-    drop(storage);
+    let (dir, options) = written("past-end", vec![append(1, 1, 1, 5)]);
     snapshot_file::write_snapshot_file(&dir.0.join(SNAPSHOT_DIR_NAME), &snapshot(9, 1)).unwrap();
-    let (mut storage, recovered, _) = reopen(&dir.0, &options);
-    assert_eq!(recovered.base, LogPosition::new(9, 1));
-    assert!(recovered.entries.is_empty());
-    run(&mut storage, vec![append(1, 1, 10, 12)]);
-    drop(storage);
+    let base = continue_after_snapshot(&dir, &options, append(1, 1, 10, 12));
+    assert_eq!(base, LogPosition::new(9, 1));
     for _ in 0..2 {
-        let (_, recovered, _) = reopen(&dir.0, &options);
-        assert_eq!(recovered.base, LogPosition::new(9, 1));
-        assert_eq!(indices(&recovered.entries), vec![(10, 1), (11, 1), (12, 1)]);
+        assert_log_after(&dir, &options, (9, 1), &[(10, 1), (11, 1), (12, 1)]);
     }
 }
 
 #[test]
 fn log_records_naming_a_missing_snapshot_file_are_an_error() {
-    let dir = TempDir::new("missing-file");
-    let options = WalOptions::default();
-    let mut storage = FileStorage::open(&dir.0, options.clone()).unwrap();
-    storage.recover().unwrap();
-    run(&mut storage, vec![append(1, 1, 1, 10), taken(8, 1)]);
-    drop(storage);
+    let (dir, options) = written("missing-file", vec![append(1, 1, 1, 10), taken(8, 1)]);
     std::fs::remove_dir_all(dir.0.join(SNAPSHOT_DIR_NAME)).unwrap();
     match FileStorage::open(&dir.0, options).unwrap_err() {
         StorageError::Corrupt { reason, .. } => {
@@ -442,13 +444,7 @@ fn log_records_naming_a_missing_snapshot_file_are_an_error() {
 #[test]
 fn deleted_segments_without_a_snapshot_are_an_error() {
     let dir = TempDir::new("no-snapshot");
-    let options = small_segments();
-    let mut storage = FileStorage::open(&dir.0, options.clone()).unwrap();
-    storage.recover().unwrap();
-    let mut writes: Vec<Write> = (1..=60).map(|i| append(i, 1, i, i)).collect();
-    writes.push(taken(50, 1));
-    run(&mut storage, writes);
-    drop(storage);
+    let options = compacted_small_segments(&dir, 60, 50);
     assert!(segment_numbers(&dir.0)[0] > 1);
     std::fs::remove_dir_all(dir.0.join(SNAPSHOT_DIR_NAME)).unwrap();
     let error = FileStorage::open(&dir.0, options).unwrap_err().to_string();
@@ -493,9 +489,8 @@ fn crash_midway_through_deleting_covered_segments_recovers_the_same_log() {
     // knowing where the log ended before it.
     let dir = TempDir::new("partial-delete");
     let options = small_segments();
-    let mut storage = FileStorage::open(&dir.0, options.clone()).unwrap();
-    storage.recover().unwrap();
-    let mut writes: Vec<Write> = (1..=60).map(|i| append(i, 1, i, i)).collect();
+    let mut storage = opened_empty(&dir, &options);
+    let mut writes = one_entry_writes(60);
     // A truncation and rewrite inside what the snapshot will cover.
     writes.push(Write::Log(PersistRequest {
         id: WriteId(61),
@@ -536,8 +531,7 @@ fn snapshot_received_half_way_is_removed_at_startup_and_the_old_one_kept() {
     let dir = TempDir::new("half-received");
     let options = WalOptions::default();
     {
-        let mut storage = FileStorage::open(&dir.0, options.clone()).unwrap();
-        storage.recover().unwrap();
+        let mut storage = opened_empty(&dir, &options);
         run(&mut storage, vec![append(1, 1, 1, 10), taken(8, 1)]);
         // A crash while a newer snapshot from the leader is half received.
         let newer = snapshot(30, 2);
@@ -626,8 +620,7 @@ fn the_configuration_is_stored_with_the_snapshot_and_recovered() {
     let mut membership = Membership::new([1, 2]);
     membership.voters_outgoing = [1, 2, 3].into();
     membership.learners.insert(4);
-    let mut storage = FileStorage::open(&dir.0, options.clone()).unwrap();
-    storage.recover().unwrap();
+    let mut storage = opened_empty(&dir, &options);
     let (stored, _) = tokio::sync::mpsc::unbounded_channel();
     run(
         &mut storage,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::kv_nodes::{loopback_peers, start_kv_node};
-use common::wal::entry;
+use common::wal::{entry, one_entry_write};
 use common::{free_ports, runtime, TempDir};
 use concord::tokio::client::ClientConfig;
 use concord::tokio::cluster::NodeSettings;
@@ -126,32 +126,12 @@ fn wal_rolls_segments_and_reads_them_all_back() {
 }
 
 fn write_two_records(dir: &TempDir) -> PathBuf {
-    let mut storage = FileStorage::open(&dir.0, WalOptions::default()).unwrap();
-    storage.recover().unwrap();
-    write_all(
-        &mut storage,
-        vec![PersistRequest {
-            id: WriteId(1),
-            hard_state: Some(HardState {
-                term: 1,
-                voted_for: None,
-            }),
-            truncate_after: None,
-            entries: vec![entry(1, 1, "a")].into(),
-        }],
-    );
-    drop(storage);
-    let mut storage = FileStorage::open(&dir.0, WalOptions::default()).unwrap();
-    storage.recover().unwrap();
-    write_all(
-        &mut storage,
-        vec![PersistRequest {
-            id: WriteId(1),
-            hard_state: None,
-            truncate_after: None,
-            entries: vec![entry(1, 2, "b")].into(),
-        }],
-    );
+    // Each in its own opening of the log.
+    for (i, entry) in [entry(1, 1, "a"), entry(1, 2, "b")].into_iter().enumerate() {
+        let mut storage = FileStorage::open(&dir.0, WalOptions::default()).unwrap();
+        storage.recover().unwrap();
+        write_all(&mut storage, vec![one_entry_write(i, entry)]);
+    }
     dir.0.join("wal").join(format!("{:020}.seg", 1))
 }
 
@@ -173,15 +153,7 @@ fn wal_truncates_a_torn_final_record() {
     // The file was truncated to the good prefix; appending works again.
     let mut storage = FileStorage::open(&dir.0, WalOptions::default()).unwrap();
     assert_eq!(storage.recover().unwrap().entries.len(), 1);
-    write_all(
-        &mut storage,
-        vec![PersistRequest {
-            id: WriteId(1),
-            hard_state: None,
-            truncate_after: None,
-            entries: vec![entry(1, 2, "c")].into(),
-        }],
-    );
+    write_all(&mut storage, vec![one_entry_write(1, entry(1, 2, "c"))]);
     drop(storage);
     let report = wal::recover_dir(&dir.0, &WalOptions::default()).unwrap();
     assert_eq!(
@@ -240,25 +212,34 @@ fn raft_config(id: u64) -> Config {
     config
 }
 
+/// Starts the server `config` names on `network` with a 5 ms tick, the
+/// null state machine and `disk`.
+fn start_in_memory(
+    config: Config,
+    disk: &MemDisk,
+    network: &MemNetwork,
+) -> Result<server::ServerHandle, server::ServerError> {
+    let id = config.id;
+    let inbox = server::inbox();
+    network.register(id, inbox.0.clone());
+    let mut config = ServerConfig::new(config);
+    config.tick = Duration::from_millis(5);
+    server::start(
+        config,
+        NullStateMachine,
+        MemStorage::new(disk.clone()),
+        network.transport(id),
+        inbox,
+    )
+}
+
 #[test]
 fn in_memory_cluster_commits_and_survives_leader_loss() {
     runtime().block_on(async {
         let network = MemNetwork::new();
         let disks: Vec<MemDisk> = (0..3).map(|_| MemDisk::new()).collect();
-        let start = |id: u64| {
-            let inbox = server::inbox();
-            network.register(id, inbox.0.clone());
-            let mut config = ServerConfig::new(raft_config(id));
-            config.tick = Duration::from_millis(5);
-            server::start(
-                config,
-                NullStateMachine,
-                MemStorage::new(disks[id as usize - 1].clone()),
-                network.transport(id),
-                inbox,
-            )
-            .unwrap()
-        };
+        let start =
+            |id: u64| start_in_memory(raft_config(id), &disks[id as usize - 1], &network).unwrap();
         let mut servers: Vec<Option<_>> = (1..=3).map(|id| Some(start(id))).collect();
         let leader = wait_for_leader(&servers).await;
         for i in 0..100u32 {
@@ -572,19 +553,7 @@ fn witness_servers_redirect_compact_restart_and_refuse_a_wrong_role() {
             config.compaction_trailing_entries = 2;
             config
         };
-        let start = |id: u64| {
-            let inbox = server::inbox();
-            network.register(id, inbox.0.clone());
-            let mut config = ServerConfig::new(config_of(id));
-            config.tick = Duration::from_millis(5);
-            server::start(
-                config,
-                NullStateMachine,
-                MemStorage::new(disks[id as usize - 1].clone()),
-                network.transport(id),
-                inbox,
-            )
-        };
+        let start = |id: u64| start_in_memory(config_of(id), &disks[id as usize - 1], &network);
         let mut servers: Vec<Option<_>> = (1..=3u64).map(|id| Some(start(id).unwrap())).collect();
         let leader = wait_for_leader(&servers).await;
         assert_ne!(leader, 3, "a witness never leads");

@@ -34,6 +34,15 @@ fn transfer(c: &mut Cluster, leader: NodeId, target: NodeId) -> TransferOutcome 
         .expect("the transfer was answered")
 }
 
+/// A transfer to `target` asked of `at` is refused with `error`.
+fn assert_refused(c: &mut Cluster, at: NodeId, target: NodeId, error: TransferError) {
+    assert_eq!(
+        transfer(c, at, target),
+        TransferOutcome::Refused(error),
+        "a transfer to {target} asked of {at}"
+    );
+}
+
 /// Ticks every node until the heartbeats have been answered.
 fn settle(c: &mut Cluster) {
     c.tick_all(3);
@@ -41,41 +50,35 @@ fn settle(c: &mut Cluster) {
 
 #[test]
 fn leadership_moves_to_the_named_voter() {
-    let mut c = Cluster::new(&[1, 2, 3]);
-    c.elect(1);
+    let mut c = Cluster::elected(&[1, 2, 3], 1);
     settle(&mut c);
     assert_eq!(transfer(&mut c, 1, 3), TransferOutcome::Started);
     c.deliver_all();
     c.tick_all(3);
     assert_eq!(c.leader(), Some(3));
     assert_eq!(c.node(1).role(), Role::Follower);
-    c.propose(3, "after the transfer");
-    c.tick_all(3);
-    assert_eq!(c.applied_strings(1).last().unwrap(), "after the transfer");
+    c.assert_served(3, "after the transfer", 3, 1);
     c.assert_election_safety();
 }
 
 #[test]
 fn a_transfer_is_refused_anywhere_but_at_the_leader_with_the_leader_named() {
-    let mut c = Cluster::new(&[1, 2, 3]);
-    c.elect(1);
+    let mut c = Cluster::elected(&[1, 2, 3], 1);
     settle(&mut c);
-    assert_eq!(
-        transfer(&mut c, 2, 3),
-        TransferOutcome::Refused(TransferError::NotLeader {
-            leader_hint: Some(1)
-        })
+    assert_refused(
+        &mut c,
+        2,
+        3,
+        TransferError::NotLeader {
+            leader_hint: Some(1),
+        },
     );
-    assert_eq!(
-        transfer(&mut c, 1, 1),
-        TransferOutcome::Refused(TransferError::AlreadyLeader { target: 1 })
-    );
+    assert_refused(&mut c, 1, 1, TransferError::AlreadyLeader { target: 1 });
 }
 
 #[test]
 fn a_transfer_to_a_learner_or_a_stranger_is_refused() {
-    let mut c = Cluster::new(&[1, 2, 3]);
-    c.elect(1);
+    let mut c = Cluster::elected(&[1, 2, 3], 1);
     let mut config = common::config(4, &[1, 2, 3]);
     config.learners = [4].into();
     c.nodes
@@ -87,14 +90,8 @@ fn a_transfer_to_a_learner_or_a_stranger_is_refused() {
     c.applied_position.insert(4, LogPosition::ZERO);
     c.step(1, Input::ChangeMembership(MembershipChange::AddLearner(4)));
     settle(&mut c);
-    assert_eq!(
-        transfer(&mut c, 1, 4),
-        TransferOutcome::Refused(TransferError::NotVoter { target: 4 })
-    );
-    assert_eq!(
-        transfer(&mut c, 1, 9),
-        TransferOutcome::Refused(TransferError::NotVoter { target: 9 })
-    );
+    assert_refused(&mut c, 1, 4, TransferError::NotVoter { target: 4 });
+    assert_refused(&mut c, 1, 9, TransferError::NotVoter { target: 9 });
     assert_eq!(c.node(1).transfer_target(), None);
 }
 
@@ -119,16 +116,12 @@ fn a_transfer_to_a_voter_that_is_behind_or_silent_is_refused() {
     }
     // After a CheckQuorum round without an answer it is unreachable.
     c.tick_all(25);
-    assert_eq!(
-        transfer(&mut c, 1, 3),
-        TransferOutcome::Refused(TransferError::Unreachable { target: 3 })
-    );
+    assert_refused(&mut c, 1, 3, TransferError::Unreachable { target: 3 });
 }
 
 #[test]
 fn proposals_and_changes_are_refused_while_a_transfer_is_under_way() {
-    let mut c = Cluster::new(&[1, 2, 3]);
-    c.elect(1);
+    let mut c = Cluster::elected(&[1, 2, 3], 1);
     settle(&mut c);
     // The target hears nothing from now on: the transfer cannot finish.
     c.partition(&[1, 2], &[3]);
@@ -153,10 +146,7 @@ fn proposals_and_changes_are_refused_while_a_transfer_is_under_way() {
             ..
         }
     )));
-    assert_eq!(
-        transfer(&mut c, 1, 2),
-        TransferOutcome::Refused(TransferError::InProgress { target: 3 })
-    );
+    assert_refused(&mut c, 1, 2, TransferError::InProgress { target: 3 });
 }
 
 #[test]
@@ -189,7 +179,5 @@ fn a_transfer_that_does_not_complete_times_out_and_the_leader_serves_again() {
     assert_eq!(timed_out, Some(6));
     assert_eq!(c.node(1).role(), Role::Leader);
     assert_eq!(c.node(1).transfer_target(), None);
-    c.propose(1, "served again");
-    c.tick_all(3);
-    assert_eq!(c.applied_strings(2).last().unwrap(), "served again");
+    c.assert_served(1, "served again", 3, 2);
 }

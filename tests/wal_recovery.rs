@@ -49,6 +49,24 @@ fn append_bytes(path: &Path, bytes: &[u8]) {
     file.write_all(bytes).unwrap();
 }
 
+/// A new log (default options) of entries 1 to 20 of term 1: its
+/// directory, options and newest segment.
+fn twenty_entries(label: &str) -> (TempDir, WalOptions, PathBuf) {
+    let dir = TempDir::new(label);
+    let options = WalOptions::default();
+    append(&dir.0, &options, 0, entries(1, 1, 20));
+    let segment = segments(&dir.0).pop().unwrap();
+    (dir, options, segment)
+}
+
+/// Segments of at most 200 bytes: a few entries each.
+fn small_segments() -> WalOptions {
+    WalOptions {
+        segment_bytes_max: 200,
+        ..WalOptions::default()
+    }
+}
+
 fn recovered_entries(dir: &Path, options: &WalOptions) -> Vec<Entry> {
     let mut storage = FileStorage::open(dir, options.clone()).unwrap();
     storage.recover().unwrap().entries
@@ -56,10 +74,7 @@ fn recovered_entries(dir: &Path, options: &WalOptions) -> Vec<Entry> {
 
 #[test]
 fn zero_filled_tail_of_4096_bytes_is_truncated_and_every_entry_survives() {
-    let dir = TempDir::new("zero-tail");
-    let options = WalOptions::default();
-    append(&dir.0, &options, 0, entries(1, 1, 20));
-    let segment = segments(&dir.0).pop().unwrap();
+    let (dir, options, segment) = twenty_entries("zero-tail");
     let good_bytes = std::fs::metadata(&segment).unwrap().len();
     append_bytes(&segment, &[0u8; 4096]);
     assert_eq!(recovered_entries(&dir.0, &options), entries(1, 1, 20));
@@ -166,10 +181,7 @@ fn line_with<'a>(logs: &'a str, needle: &str) -> &'a str {
 
 #[test]
 fn partially_zero_filled_final_record_is_a_torn_tail() {
-    let dir = TempDir::new("partial-zero");
-    let options = WalOptions::default();
-    append(&dir.0, &options, 0, entries(1, 1, 20));
-    let segment = segments(&dir.0).pop().unwrap();
+    let (dir, options, segment) = twenty_entries("partial-zero");
     let good_bytes = file_len(&segment);
     // A record whose write never completed (so never reported durable):
     // its header made it, the second half of its payload is zeros, and
@@ -240,10 +252,7 @@ fn zero_length_record_header_is_never_accepted() {
 
 #[test]
 fn torn_final_record_beyond_the_durable_marker_is_truncated_with_a_warning() {
-    let dir = TempDir::new("torn-unmarked");
-    let options = WalOptions::default();
-    append(&dir.0, &options, 0, entries(1, 1, 20));
-    let segment = segments(&dir.0).pop().unwrap();
+    let (dir, options, segment) = twenty_entries("torn-unmarked");
     let marker = read_marker(&dir.0);
     assert_eq!(marker.offset_bytes, file_len(&segment));
     assert_eq!(marker.last_index, 20);
@@ -479,21 +488,27 @@ fn append_request(entries: Vec<Entry>) -> PersistRequest {
     }
 }
 
-#[test]
-fn durable_marker_follows_segment_roll_over_and_truncate_records() {
-    let dir = TempDir::new("marker-roll");
-    let options = WalOptions {
-        segment_bytes_max: 200,
-        ..WalOptions::default()
-    };
-    append(&dir.0, &options, 0, entries(1, 1, 3));
-    let mut index = 3;
-    // Write until a roll-over leaves a new, header-only segment.
-    while file_len(segments(&dir.0).last().unwrap()) != wal::SEGMENT_HEADER_BYTES as u64 {
+/// A new log of [`small_segments`]: entries 1 to `first` of term 1 in one
+/// write, then one entry a write until a roll-over leaves a new,
+/// header-only segment. Its directory, options and last index.
+fn rolled_over(label: &str, first: u64) -> (TempDir, WalOptions, u64) {
+    let dir = TempDir::new(label);
+    let options = small_segments();
+    append(&dir.0, &options, 0, entries(1, 1, first));
+    let header_only =
+        |dir: &Path| file_len(segments(dir).last().unwrap()) == wal::SEGMENT_HEADER_BYTES as u64;
+    let mut index = first;
+    while segments(&dir.0).len() < 2 || !header_only(&dir.0) {
         index += 1;
         write_one(&dir.0, &options, append_request(entries(1, index, index)));
         assert!(index < 100, "no roll-over");
     }
+    (dir, options, index)
+}
+
+#[test]
+fn durable_marker_follows_segment_roll_over_and_truncate_records() {
+    let (dir, options, index) = rolled_over("marker-roll", 3);
     let all = segments(&dir.0);
     assert!(all.len() >= 2);
     // The marker still names the previous segment, at its full length: the
@@ -598,20 +613,7 @@ fn missing_or_short_marked_segment_refuses_to_start() {
 
 #[test]
 fn zero_filled_segment_after_roll_over_is_a_torn_tail() {
-    let dir = TempDir::new("zero-segment");
-    let options = WalOptions {
-        segment_bytes_max: 200,
-        ..WalOptions::default()
-    };
-    append(&dir.0, &options, 0, entries(1, 1, 1));
-    let mut index = 1;
-    while segments(&dir.0).len() < 2
-        || file_len(segments(&dir.0).last().unwrap()) != wal::SEGMENT_HEADER_BYTES as u64
-    {
-        index += 1;
-        write_one(&dir.0, &options, append_request(entries(1, index, index)));
-        assert!(index < 100, "no roll-over");
-    }
+    let (dir, options, index) = rolled_over("zero-segment", 1);
     // Power loss left the new segment's header as a zero block.
     let newest = segments(&dir.0).pop().unwrap();
     std::fs::write(&newest, [0u8; 4096]).unwrap();
@@ -661,10 +663,7 @@ fn old_format_or_unknown_version_is_refused_with_a_clear_error() {
 
 #[test]
 fn large_garbage_tail_is_a_torn_tail_found_in_linear_time() {
-    let dir = TempDir::new("garbage-tail");
-    let options = WalOptions::default();
-    append(&dir.0, &options, 0, entries(1, 1, 20));
-    let segment = segments(&dir.0).pop().unwrap();
+    let (dir, options, segment) = twenty_entries("garbage-tail");
     let good_bytes = file_len(&segment);
     // 8 MiB in which every fourth position reads as a plausible 1 MiB
     // record: checking each one's payload checksum would take terabytes of

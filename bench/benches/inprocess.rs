@@ -56,24 +56,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use concord_bench::env::{env_list, env_u64};
 use concord_bench::plot;
 
 const VALUE_BYTES: usize = 128;
 const WARMUP: Duration = Duration::from_secs(1);
-
-fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
-    std::env::var(name)
-        .ok()
-        .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
-        .unwrap_or_else(|| default.to_vec())
-}
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
 
 /// User + sys CPU time of this process, in microseconds.
 fn process_cpu_us() -> u64 {

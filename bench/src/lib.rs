@@ -15,6 +15,8 @@
 
 pub mod concord_loop;
 
+pub mod env;
+
 pub mod plot;
 
 #[cfg(feature = "raft-rs")]

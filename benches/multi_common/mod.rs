@@ -12,31 +12,21 @@ use bytes::Bytes;
 use concord::multi::{GroupId, MultiConfig};
 use concord::state_machine::{RestoreError, StateMachine};
 use concord::tokio::multi::data_dir;
-use concord::tokio::multi::host::{self, MultiServerConfig, MultiServerHandle};
+use concord::tokio::multi::host::{self, MultiServerConfig, MultiServerHandle, MultiStatus};
 use concord::tokio::multi::log_sink::WalThread;
 use concord::tokio::multi::shared_log::MultiWalOptions;
 use concord::tokio::multi::tcp_listener::{self, MultiListenerConfig};
 use concord::tokio::multi::tcp_sender::{TcpFrameConfig, TcpFrameSender};
 use concord::{Config, NodeId, Role};
 
+#[path = "../../bench/src/env.rs"]
+mod env;
+// Each bench that includes this module uses part of it.
+#[allow(unused_imports)]
+pub use env::{env_list, env_u64};
+
 /// The cluster's nodes.
 pub const NODES: [NodeId; 3] = [1, 2, 3];
-
-/// A number from the environment, or `default`.
-pub fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
-
-/// A comma-separated list of numbers from the environment, or `default`.
-pub fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
-    std::env::var(name)
-        .ok()
-        .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
-        .unwrap_or_else(|| default.to_vec())
-}
 
 /// Counts commands; snapshots are the count.
 #[derive(Default)]
@@ -144,13 +134,22 @@ pub fn start_node(
     handle
 }
 
-/// Groups led, summed over `handles` (cheap: no per-group status).
-pub async fn groups_led(handles: &BTreeMap<NodeId, Arc<MultiServerHandle>>) -> usize {
-    let mut led = 0;
+/// `count` of each node's status, summed over `handles` (cheap: no
+/// per-group status).
+async fn summed(
+    handles: &BTreeMap<NodeId, Arc<MultiServerHandle>>,
+    count: fn(&MultiStatus) -> usize,
+) -> usize {
+    let mut sum = 0;
     for handle in handles.values() {
-        led += handle.status(false).await.unwrap().groups_led;
+        sum += count(&handle.status(false).await.unwrap());
     }
-    led
+    sum
+}
+
+/// Groups led, summed over `handles`.
+pub async fn groups_led(handles: &BTreeMap<NodeId, Arc<MultiServerHandle>>) -> usize {
+    summed(handles, |status| status.groups_led).await
 }
 
 /// The layer's counters that explain idle work, summed over `handles`:
@@ -175,11 +174,7 @@ pub async fn layer_counts(handles: &BTreeMap<NodeId, Arc<MultiServerHandle>>) ->
 
 /// Groups awake, summed over `handles`.
 pub async fn groups_awake(handles: &BTreeMap<NodeId, Arc<MultiServerHandle>>) -> usize {
-    let mut awake = 0;
-    for handle in handles.values() {
-        awake += handle.status(false).await.unwrap().groups_awake;
-    }
-    awake
+    summed(handles, |status| status.groups_awake).await
 }
 
 /// Each group's leader among `handles`, once every group of 1..=groups

@@ -3,17 +3,9 @@
 //! reports as a crash and saves.
 #![no_main]
 
-use concord_sim::fuzzing::alloc::LargestAllocation;
-use libfuzzer_sys::fuzz_target;
+#[path = "largest_allocation.rs"]
+mod largest_allocation;
 
-// Lets the target check that no length field makes a decoder allocate
-// beyond what its input holds.
-#[global_allocator]
-static ALLOCATOR: LargestAllocation = LargestAllocation;
-
-fuzz_target!(|data: &[u8]| {
-    LargestAllocation::installed();
-    if let Err(violation) = concord_sim::fuzzing::codec::run(data) {
-        panic!("{violation}");
-    }
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    largest_allocation::check(data, concord_sim::fuzzing::codec::run);
 });

@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,7 +27,6 @@ use concord::tokio::multi::shared_log::MultiWalOptions;
 use concord::tokio::multi::tcp_listener::{self, MultiListenerConfig};
 use concord::tokio::multi::tcp_sender::{TcpFrameConfig, TcpFrameSender};
 use concord::tokio::storage::StorageError;
-use concord::tokio::tls;
 use concord::Config;
 use concord_services::sharded_kv::{ShardMachine, ShardMap};
 use concord_services::ServiceKind;
@@ -50,6 +50,43 @@ pub struct StartFailure {
     pub code: u8,
     /// What went wrong and what to do.
     pub message: String,
+}
+
+impl StartFailure {
+    /// A claim on the data directory refused: [`EXIT_FOREIGN_DATA_DIR`]
+    /// when it is another's (`foreign`), [`EXIT_FAILED`] when reading or
+    /// writing it failed.
+    pub fn claim_refused(foreign: bool, message: String) -> StartFailure {
+        StartFailure {
+            code: if foreign {
+                EXIT_FOREIGN_DATA_DIR
+            } else {
+                EXIT_FAILED
+            },
+            message,
+        }
+    }
+
+    /// The data directory `data_dir` could not be opened: refused for its
+    /// identity (another cluster's or node's: [`EXIT_FOREIGN_DATA_DIR`];
+    /// in use by another process: [`EXIT_DATA_DIR_IN_USE`]), or failed.
+    pub fn data_dir_unopened(error: StorageError, data_dir: &Path) -> StartFailure {
+        match error {
+            StorageError::Identity(refusal) => StartFailure {
+                code: if refusal.is_foreign() {
+                    EXIT_FOREIGN_DATA_DIR
+                } else {
+                    EXIT_DATA_DIR_IN_USE
+                },
+                message: refusal.to_string(),
+            },
+            other => format!(
+                "cannot open the data directory {}: {other}",
+                data_dir.display()
+            )
+            .into(),
+        }
+    }
 }
 
 impl From<String> for StartFailure {
@@ -77,18 +114,10 @@ pub struct RunningMultiNode {
 pub async fn start(settings: &ServerSettings) -> Result<RunningMultiNode, StartFailure> {
     debug_assert_eq!(settings.service, ServiceKind::Kv);
     let map = ShardMap::new(settings.groups).map_err(|e| e.to_string())?;
-    let foreign = |foreign: bool, message: String| StartFailure {
-        code: if foreign {
-            EXIT_FOREIGN_DATA_DIR
-        } else {
-            EXIT_FAILED
-        },
-        message,
-    };
     service_file::claim(&settings.data_dir, settings.service)
-        .map_err(|e| foreign(e.is_foreign(), e.to_string()))?;
+        .map_err(|e| StartFailure::claim_refused(e.is_foreign(), e.to_string()))?;
     groups_file::claim(&settings.data_dir, settings.groups)
-        .map_err(|e| foreign(e.is_foreign(), e.to_string()))?;
+        .map_err(|e| StartFailure::claim_refused(e.is_foreign(), e.to_string()))?;
     let claim = IdentityClaim {
         cluster_id: settings.cluster_id.clone(),
         node_id: settings.id,
@@ -100,29 +129,8 @@ pub async fn start(settings: &ServerSettings) -> Result<RunningMultiNode, StartF
         ..MultiWalOptions::default()
     };
     let (opened, identity) = data_dir::open_data_dir_as(&settings.data_dir, options, &claim)
-        .map_err(|e| match e {
-            StorageError::Identity(refusal) => StartFailure {
-                code: if refusal.is_foreign() {
-                    EXIT_FOREIGN_DATA_DIR
-                } else {
-                    EXIT_DATA_DIR_IN_USE
-                },
-                message: refusal.to_string(),
-            },
-            other => format!(
-                "cannot open the data directory {}: {other}",
-                settings.data_dir.display()
-            )
-            .into(),
-        })?;
-    let tls = tls::load_from_flags(
-        settings.tls_ca.clone(),
-        settings.tls_cert.clone(),
-        settings.tls_key.clone(),
-        &settings.cluster_id,
-        tls::TlsRole::Node(settings.id),
-    )
-    .map_err(|e| e.to_string())?;
+        .map_err(|e| StartFailure::data_dir_unopened(e, &settings.data_dir))?;
+    let tls = settings.node_tls()?;
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;

@@ -15,6 +15,7 @@ use clap::{Args, Parser, Subcommand};
 use concord::tokio::cluster::{
     NodeSettings, COMPACTION_TRAILING_ENTRIES_DEFAULT, SNAPSHOT_EVERY_ENTRIES_DEFAULT,
 };
+use concord::tokio::tls;
 use concord::NodeId;
 use concord_services::ServiceKind;
 use serde::Deserialize;
@@ -484,6 +485,19 @@ pub struct ServerSettings {
 }
 
 impl ServerSettings {
+    /// The node's TLS material from `--tls-ca`, `--tls-cert` and
+    /// `--tls-key` (`None` without them), loaded and checked.
+    pub fn node_tls(&self) -> Result<Option<std::sync::Arc<tls::TlsConfig>>, String> {
+        tls::load_from_flags(
+            self.tls_ca.clone(),
+            self.tls_cert.clone(),
+            self.tls_key.clone(),
+            &self.cluster_id,
+            tls::TlsRole::Node(self.id),
+        )
+        .map_err(|e| e.to_string())
+    }
+
     /// Reads `flags.config` if given and merges it under the flags.
     pub fn resolve(flags: &ServerFlags) -> Result<ServerSettings, SettingsError> {
         let file = match &flags.config {

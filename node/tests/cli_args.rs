@@ -4,10 +4,14 @@
 //! fallbacks and shell completions work; an unreachable cluster is a clear
 //! runtime error, not a hang.
 
+#[path = "common/processes.rs"]
+mod processes;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use concord_node::server::{load_config, ServerSettings, CONFIG_KEYS};
+use processes::Scratch;
 
 const NODE: &str = env!("CARGO_BIN_EXE_concord-node");
 const CLI: &str = env!("CARGO_BIN_EXE_concord-cli");
@@ -42,36 +46,6 @@ fn assert_refused(binary: &str, args: &[&str], expected: &[&str]) {
             stderr.contains(fragment),
             "{binary} {args:?}: {stderr:?} lacks {fragment:?}"
         );
-    }
-}
-
-/// A scratch directory for config files, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock after 1970")
-            .as_nanos();
-        let path = std::env::temp_dir().join(format!(
-            "concord-cli-args-{name}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&path).expect("create a scratch directory");
-        Scratch(path)
-    }
-
-    fn file(&self, name: &str, text: &str) -> String {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).expect("write a config file");
-        path.to_string_lossy().to_string()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -111,18 +85,20 @@ fn the_example_config_parses_and_sets_every_key() {
     assert_eq!(keys, known);
 }
 
+/// The flags of a valid one-node cluster (`--data-dir` aside).
+const ONE_NODE: [&str; 8] = [
+    "--id",
+    "1",
+    "--listen",
+    "127.0.0.1:1",
+    "--peers",
+    "1=127.0.0.1:1",
+    "--cluster-id",
+    "c",
+];
+
 #[test]
 fn node_flags_refused_with_a_clear_message() {
-    let base = [
-        "--id",
-        "1",
-        "--listen",
-        "127.0.0.1:1",
-        "--peers",
-        "1=127.0.0.1:1",
-        "--cluster-id",
-        "c",
-    ];
     let cases: &[(&[&str], &[&str])] = &[
         (
             &[],
@@ -187,9 +163,12 @@ fn node_flags_refused_with_a_clear_message() {
             ],
             &["missing --data-dir"],
         ),
-        (&[&base[..], &["--join"]].concat(), &["missing --data-dir"]),
         (
-            &[&base[..], &["--data-dir", "/nonexistent/x", "--join"]].concat(),
+            &[&ONE_NODE[..], &["--join"]].concat(),
+            &["missing --data-dir"],
+        ),
+        (
+            &[&ONE_NODE[..], &["--data-dir", "/nonexistent/x", "--join"]].concat(),
             &["--join: node 1 is listed in --peers"],
         ),
         // Issue 45: a server that is not one of --peers would campaign
@@ -615,19 +594,9 @@ fn log_format_and_metrics_listen_come_from_the_config_file_or_a_flag() {
     use concord_node::observability::LogFormat;
     use concord_node::server::{parse_config, NodeArgs};
     let merge = |extra: &[&str], file: &str| {
-        let mut argv = vec![
-            "concord-node",
-            "--id",
-            "1",
-            "--listen",
-            "127.0.0.1:1",
-            "--peers",
-            "1=127.0.0.1:1",
-            "--cluster-id",
-            "c",
-            "--data-dir",
-            "/nonexistent/x",
-        ];
+        let mut argv = vec!["concord-node"];
+        argv.extend(ONE_NODE);
+        argv.extend(["--data-dir", "/nonexistent/x"]);
         argv.extend_from_slice(extra);
         let flags = NodeArgs::try_parse_from(argv).expect("valid flags").server;
         let config = parse_config(file, Path::new("s.toml")).expect("valid file");

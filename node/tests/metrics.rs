@@ -25,12 +25,12 @@ mod processes;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use concord::tokio::metrics::{Kind, CATALOGUE};
-use processes::{node_binary, runtime, NodeProcesses};
+use processes::{free_addr, node_binary, put_keys, runtime, spawn_node, NodeProcesses, Scratch};
 
 /// Writes made while scraping.
 const WRITES: u64 = 20;
@@ -104,12 +104,6 @@ fn kind_word(kind: Kind) -> &'static str {
         Kind::Gauge => "gauge",
         Kind::Histogram => "histogram",
     }
-}
-
-/// A loopback address free just now.
-fn free_addr() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-    listener.local_addr().expect("local addr").to_string()
 }
 
 /// Scrapes `addr` until `ready` holds for a scrape; that scrape.
@@ -233,12 +227,7 @@ fn a_cluster_exports_metrics_that_move_as_it_works() {
     let runtime = runtime();
     runtime.block_on(async {
         let mut client = cluster.client();
-        for i in 0..WRITES {
-            client
-                .put(format!("k{i}"), format!("v{i}"))
-                .await
-                .expect("a write");
-        }
+        put_keys(&mut client, &mut BTreeMap::new(), "k", 0, WRITES as u32).await;
     });
     // The leader's numbers moved by at least the writes (a session
     // registration is one more entry).
@@ -388,48 +377,20 @@ fn a_snapshot_transfer_moves_the_send_and_receive_histograms() {
     cluster.sigterm_all();
 }
 
-/// A scratch directory removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(label: &str) -> Scratch {
-        let dir =
-            std::env::temp_dir().join(format!("concord-metrics-{label}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("scratch directory");
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// A one-node cluster's `concord-node` with `extra` flags and `RUST_LOG`,
 /// its stderr to `log`.
 fn single_node(scratch: &Scratch, extra: &[&str], rust_log: &str, log: &Path) -> Child {
     let listen = free_addr();
-    Command::new(node_binary())
-        .args([
-            "--id",
-            "1",
-            "--listen",
-            &listen,
-            "--peers",
-            &format!("1={listen}"),
-        ])
+    let mut command = Command::new(node_binary());
+    command
+        .args(["--id", "1", "--listen", &listen])
+        .args(["--peers", &format!("1={listen}")])
         .arg("--data-dir")
         .arg(scratch.0.join("data"))
         .args(["--cluster-id", "metrics-bad-input"])
         .args(extra)
-        .env("RUST_LOG", rust_log)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).expect("log file"))
-        .spawn()
-        .expect("spawn concord-node")
+        .env("RUST_LOG", rust_log);
+    spawn_node(&mut command, std::fs::File::create(log).expect("log file"))
 }
 
 /// Kills `child` when dropped (a failed assertion leaves no process).
@@ -456,33 +417,14 @@ fn exit_of(node: &mut Killed, log: &Path) -> (Option<i32>, String) {
     (status.code(), stderr)
 }
 
+/// Flags a node refuses at start, before it touches its data directory:
+/// exit status 2 and a message naming the problem.
 #[test]
-fn a_multi_group_node_refuses_a_metrics_address_in_use_with_status_2() {
-    let scratch = Scratch::new("multi-in-use");
+fn flags_the_node_cannot_serve_are_refused_at_start_with_status_2() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
     let addr = taken.local_addr().expect("local addr").to_string();
-    let log = scratch.0.join("node.log");
-    let mut node = Killed(single_node(
-        &scratch,
-        &["--groups", "4", "--metrics-listen", &addr],
-        "info",
-        &log,
-    ));
-    let (code, stderr) = exit_of(&mut node, &log);
-    assert_eq!(code, Some(2), "{stderr}");
-    assert!(
-        stderr.contains(&format!("cannot listen for metrics on {addr}")),
-        "{stderr}"
-    );
-    assert!(
-        !scratch.0.join("data").exists(),
-        "the data directory was touched"
-    );
-}
-
-#[test]
-fn an_otlp_endpoint_this_build_cannot_serve_is_refused_with_status_2() {
-    // Without the `otel` feature any endpoint is refused, naming the
+    let in_use = format!("cannot listen for metrics on {addr}");
+    // Without the `otel` feature any OTLP endpoint is refused, naming the
     // feature; with it, one that is not plain http.
     let (endpoint, expected) = if cfg!(feature = "otel") {
         (
@@ -492,57 +434,37 @@ fn an_otlp_endpoint_this_build_cannot_serve_is_refused_with_status_2() {
     } else {
         ("http://127.0.0.1:4318/v1/traces", "--features otel")
     };
-    let scratch = Scratch::new("otlp");
-    let log = scratch.0.join("node.log");
-    let mut node = Killed(single_node(
-        &scratch,
-        &["--otlp-endpoint", endpoint],
-        "info",
-        &log,
-    ));
-    let (code, stderr) = exit_of(&mut node, &log);
-    assert_eq!(code, Some(2), "{stderr}");
-    assert!(
-        stderr.contains(endpoint) && stderr.contains(expected),
-        "{stderr}"
-    );
-    assert!(
-        !scratch.0.join("data").exists(),
-        "the data directory was touched"
-    );
-}
-
-#[test]
-fn a_metrics_address_in_use_is_refused_at_start_with_status_2() {
-    let scratch = Scratch::new("in-use");
-    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-    let addr = taken.local_addr().expect("local addr").to_string();
-    let log = scratch.0.join("node.log");
-    let mut node = Killed(single_node(
-        &scratch,
-        &["--metrics-listen", &addr],
-        "info",
-        &log,
-    ));
-    let deadline = Instant::now() + DEADLINE;
-    let status = loop {
-        if let Some(status) = node.0.try_wait().expect("try_wait") {
-            break status;
+    let cases: [(&str, &[&str], &[&str]); 3] = [
+        (
+            "a metrics address in use",
+            &["--metrics-listen", &addr],
+            &[&in_use, "in use"],
+        ),
+        (
+            "a multi-group node's metrics address in use",
+            &["--groups", "4", "--metrics-listen", &addr],
+            &[&in_use],
+        ),
+        (
+            "an OTLP endpoint this build cannot serve",
+            &["--otlp-endpoint", endpoint],
+            &[endpoint, expected],
+        ),
+    ];
+    for (case, flags, needles) in cases {
+        let scratch = Scratch::new("refused-flags");
+        let log = scratch.0.join("node.log");
+        let mut node = Killed(single_node(&scratch, flags, "info", &log));
+        let (code, stderr) = exit_of(&mut node, &log);
+        assert_eq!(code, Some(2), "{case}: {stderr}");
+        for needle in needles {
+            assert!(stderr.contains(needle), "{case}: {needle:?} in {stderr}");
         }
-        assert!(Instant::now() < deadline, "the node did not stop");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let stderr = std::fs::read_to_string(&log).expect("read the log");
-    assert_eq!(status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains(&format!("cannot listen for metrics on {addr}"))
-            && stderr.contains("in use"),
-        "{stderr}"
-    );
-    assert!(
-        !scratch.0.join("data").exists(),
-        "the data directory was touched before the flags were checked"
-    );
+        assert!(
+            !scratch.0.join("data").exists(),
+            "{case}: the data directory was touched before the flags were checked"
+        );
+    }
 }
 
 #[test]
@@ -646,14 +568,9 @@ fn a_write_can_be_followed_through_every_nodes_log() {
         );
         cluster.start_with(id, &["--log-format", "json"]);
     }
-    let runtime = runtime();
-    runtime.block_on(async {
-        cluster
-            .client()
-            .put("traced", "yes")
-            .await
-            .expect("the write");
-    });
+    runtime()
+        .block_on(cluster.client().put("traced", "yes"))
+        .expect("the write");
     // The one write's proposal on the leader names its request.
     let deadline = Instant::now() + DEADLINE;
     let (leader, index, client, seq) = loop {

@@ -22,10 +22,12 @@
 //! `CONCORD_MULTI_SEED` sets the workload's seed (default: from the
 //! clock; printed, and printed again on failure).
 
+#[path = "common/processes.rs"]
+mod processes;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -37,6 +39,7 @@ use concord_services::sharded_kv::ShardMap;
 use concord_services::sharded_kv_client::{ShardedKvClient, ShardedKvError};
 use concord_sim::history::{Op, Operation, Output};
 use concord_sim::linearizability::{check_history_with, CheckConfig};
+use processes::{free_addr, node_binary, spawn_node};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::sync::watch;
@@ -49,16 +52,6 @@ const CLIENTS: u64 = 8;
 /// Keys most operations of the fault phase go to (so some keys see
 /// concurrent writers); the rest pick any key.
 const HOT_KEYS: usize = 16;
-
-fn node_binary() -> String {
-    std::env::var("CONCORD_TEST_NODE_BIN")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_concord-node").to_string())
-}
-
-fn free_addr() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-    listener.local_addr().expect("local addr").to_string()
-}
 
 /// The node processes. Dropping it SIGKILLs them; the directory is kept
 /// (and the logs' tails printed) when the test failed.
@@ -79,29 +72,14 @@ impl Processes {
         let log = self.base.join(format!("node-{id}-{}.log", self.starts));
         let file = std::fs::File::create(&log).expect("create a log");
         let mut command = Command::new(node_binary());
-        // SAFETY: prctl(2) is async-signal-safe; the node dies with the
-        // test's process even if the guard does not run.
-        unsafe {
-            command.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = command
+        command
             .args(["--id", &id.to_string(), "--listen", &self.listen[&id]])
             .args(["--peers", &self.peers[&id], "--cluster-id", CLUSTER])
             .args(["--groups", &GROUPS.to_string(), "--worker-threads", "1"])
             .arg("--data-dir")
             .arg(self.base.join(format!("node-{id}")))
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .expect("spawn concord-node");
-        self.children.insert(id, child);
+            .env("RUST_LOG", "warn");
+        self.children.insert(id, spawn_node(&mut command, file));
         self.logs.insert(id, log);
     }
 
@@ -639,24 +617,9 @@ fn the_documented_commands_run() {
                 let log =
                     std::fs::File::create(base.join(format!("node-{}.log", children.0.len())))
                         .unwrap();
-                let mut process = Command::new(node_binary());
-                // SAFETY: as in `Processes::start`.
-                unsafe {
-                    process.pre_exec(|| {
-                        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                            return Err(std::io::Error::last_os_error());
-                        }
-                        Ok(())
-                    });
-                }
-                let child = process
-                    .args(&args)
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(log)
-                    .spawn()
-                    .expect("spawn concord-node");
-                children.0.push(child);
+                children
+                    .0
+                    .push(spawn_node(Command::new(node_binary()).args(&args), log));
             }
             doc_commands::Program::Cli(args) => {
                 let args: Vec<String> = args.iter().map(localize).collect();

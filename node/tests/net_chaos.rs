@@ -1105,14 +1105,23 @@ const AVAILABLE_GAP_MAX: Duration = Duration::from_secs(1);
 /// that transport and leaves room for a loaded machine.
 const CATCH_UP_MAX: Duration = Duration::from_secs(3);
 
-/// Holds a fault (`apply` returns the node it cuts off) for 8 s with writes
-/// running; asserts writes never stopped for long, and that once healed
-/// the cut-off node catches up.
+/// The test `test`: on a fresh cluster in network namespaces (`label`),
+/// holds a fault (`apply` returns the node it cuts off) for 8 s with
+/// writes running; asserts writes never stopped for long, and that once
+/// healed the cut-off node catches up. Skipped where namespaces are not
+/// available.
 fn assert_available_under(
+    test: &str,
+    label: &str,
     name: &str,
-    cluster: &NetCluster,
     apply: impl FnOnce(&Topology, u64, u64) -> u64,
 ) {
+    let _serial = serial();
+    if !netns_available(test) {
+        return;
+    }
+    let cluster = &NetCluster::start(label);
+    cluster.wait_for_leader(Duration::from_secs(20));
     let writer = Writer::start(cluster);
     std::thread::sleep(Duration::from_secs(1));
     let leader = cluster.wait_for_leader(Duration::from_secs(10));
@@ -1146,17 +1155,12 @@ fn assert_available_under(
 
 #[test]
 fn one_way_partition_keeps_the_majority_leader_writable() {
-    let _serial = serial();
-    if !netns_available("one_way_partition_keeps_the_majority_leader_writable") {
-        return;
-    }
-    let cluster = NetCluster::start("netchaos-oneway");
-    cluster.wait_for_leader(Duration::from_secs(20));
     // The leader's packets to one follower vanish; that follower's packets
     // still reach the leader.
     assert_available_under(
+        "one_way_partition_keeps_the_majority_leader_writable",
+        "netchaos-oneway",
         "one-way leader→follower",
-        &cluster,
         |topology, leader, f1| {
             topology.block(leader, f1);
             f1
@@ -1166,17 +1170,12 @@ fn one_way_partition_keeps_the_majority_leader_writable() {
 
 #[test]
 fn bridge_partition_keeps_the_majority_leader_writable() {
-    let _serial = serial();
-    if !netns_available("bridge_partition_keeps_the_majority_leader_writable") {
-        return;
-    }
-    let cluster = NetCluster::start("netchaos-bridge");
-    cluster.wait_for_leader(Duration::from_secs(20));
     // The leader and one follower cannot talk; the other follower (the
     // bridge) talks to both.
     assert_available_under(
+        "bridge_partition_keeps_the_majority_leader_writable",
+        "netchaos-bridge",
         "bridge (leader and one follower cut, the other talks to both)",
-        &cluster,
         |topology, leader, f1| {
             topology.partition(&[leader], &[f1]);
             f1

@@ -38,15 +38,11 @@ use std::time::{Duration, Instant};
 
 use concord::tokio::identity;
 use concord::tokio::wal;
-use processes::{cli_binary, node_binary, NodeProcesses};
+use processes::{
+    cli_binary, cut_last_record_in_half, free_addr, newest_segment, node_binary, NodeProcesses,
+};
 
 const CLUSTER: &str = "mistakes";
-
-/// A free loopback address.
-fn free_addr() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-    listener.local_addr().expect("local addr").to_string()
-}
 
 /// A cluster of one node.
 fn single(label: &str, cluster_id: &str) -> NodeProcesses {
@@ -273,6 +269,26 @@ fn node_args(cluster: &NodeProcesses, id: u64, cluster_id: &str, data_dir: &Path
     ]
 }
 
+/// Three nodes started, and `count` keys `{prefix}-{i}` written through
+/// the client, each with the value `v-{i}`.
+fn started_with_writes(label: &str, prefix: &str, count: usize) -> (NodeProcesses, Cli) {
+    let mut cluster = NodeProcesses::on_loopback(label, CLUSTER);
+    cluster.start_all();
+    let cli = Cli::of(&cluster);
+    for i in 0..count {
+        cli.put(&format!("{prefix}-{i}"), &format!("v-{i}"));
+    }
+    (cluster, cli)
+}
+
+/// Runs `concord-node` with `args`, which it must refuse within 10 s with
+/// exit status 3 (a data directory that is another's); its stderr.
+fn refused_as_foreign(args: &[String]) -> String {
+    let (code, stderr) = node_run(&strs(args), Duration::from_secs(10));
+    assert_eq!(code, Some(3), "{stderr}");
+    stderr
+}
+
 fn strs(args: &[String]) -> Vec<&str> {
     args.iter().map(String::as_str).collect()
 }
@@ -303,8 +319,7 @@ fn a_data_directory_of_another_cluster_or_node_is_refused_naming_both() {
     let mut args = node_args(&other, 1, "other", &dir);
     args[1] = "2".into();
     args[5] = format!("2={}", other.addr(1));
-    let (code, stderr) = node_run(&strs(&args), Duration::from_secs(10));
-    assert_eq!(code, Some(3), "{stderr}");
+    let stderr = refused_as_foreign(&args);
     assert!(
         stderr.contains("belongs to node 1 of cluster \"other\"")
             && stderr.contains("started as node 2 (--id)"),
@@ -395,8 +410,7 @@ fn a_data_directory_of_the_previous_format_is_upgraded_without_loss() {
     // The server refuses its key-value data, of the format before
     // services, rather than serve it as an empty store.
     let args = node_args(&cluster, 1, "fixture", &dir);
-    let (code, stderr) = node_run(&strs(&args), Duration::from_secs(10));
-    assert_eq!(code, Some(3), "{stderr}");
+    let stderr = refused_as_foreign(&args);
     assert!(stderr.contains("from before services"), "{stderr}");
     // Its log is upgraded in place, every entry kept.
     let claim = IdentityClaim {
@@ -445,8 +459,7 @@ fn a_data_directory_of_another_service_is_refused_naming_both() {
     chat.sigterm_all();
     // The chat server's directory, started as a key-value server.
     let args = node_args(&chat, 1, CLUSTER, &chat.data_dir(1));
-    let (code, stderr) = node_run(&strs(&args), Duration::from_secs(10));
-    assert_eq!(code, Some(3), "{stderr}");
+    let stderr = refused_as_foreign(&args);
     assert!(
         stderr.contains("holds a chat cluster's data")
             && stderr.contains("started with --service kv"),
@@ -462,14 +475,7 @@ fn a_data_directory_of_another_service_is_refused_naming_both() {
 #[test]
 fn a_node_of_another_incarnation_of_the_cluster_is_refused_at_the_handshake() {
     // An earlier cluster "mistakes", torn down...
-    let mut earlier = NodeProcesses::on_loopback("incarnation-old", CLUSTER);
-    for id in 1..=3 {
-        earlier.start(id);
-    }
-    let cli = Cli::of(&earlier);
-    for i in 0..20 {
-        cli.put(&format!("old-{i}"), "old");
-    }
+    let (mut earlier, cli) = started_with_writes("incarnation-old", "old", 20);
     earlier.sigterm_all();
     // ...and a new one of the same name on the same addresses, where node
     // 2 is started on the earlier cluster's directory by mistake.
@@ -536,40 +542,9 @@ fn a_node_of_another_incarnation_of_the_cluster_is_refused_at_the_handshake() {
     cluster.sigterm_all();
 }
 
-fn newest_segment(data_dir: &Path) -> PathBuf {
-    let mut segments: Vec<PathBuf> = std::fs::read_dir(data_dir.join("wal"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .collect();
-    segments.sort();
-    segments.pop().expect("a WAL segment")
-}
-
-/// Offset and size of the last record of a segment, read by the documented
-/// format.
-fn last_record(segment: &Path) -> (u64, u64) {
-    let bytes = std::fs::read(segment).unwrap();
-    let mut at = wal::SEGMENT_HEADER_BYTES;
-    let mut last = None;
-    while at + wal::RECORD_HEADER_BYTES <= bytes.len() {
-        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-        last = Some((at as u64, (wal::RECORD_HEADER_BYTES + len) as u64));
-        at += wal::RECORD_HEADER_BYTES + len;
-    }
-    last.expect("a record in the newest segment")
-}
-
 #[test]
 fn a_follower_that_lost_acknowledged_entries_is_repaired_on_an_idle_cluster() {
-    let mut cluster = NodeProcesses::on_loopback("idle-repair", CLUSTER);
-    for id in 1..=3 {
-        cluster.start(id);
-    }
-    let cli = Cli::of(&cluster);
-    for i in 0..30 {
-        cli.put(&format!("k-{i}"), &format!("v-{i}"));
-    }
+    let (mut cluster, cli) = started_with_writes("idle-repair", "k", 30);
     let leader = cli.leader();
     let follower = (1..=3).find(|id| *id != leader).unwrap();
     // Every entry acknowledged by the follower, nothing in flight.
@@ -591,13 +566,7 @@ fn a_follower_that_lost_acknowledged_entries_is_repaired_on_an_idle_cluster() {
     cluster.sigkill(follower);
     // Its last record was fsynced and acknowledged; the disk loses it.
     let segment = newest_segment(&cluster.data_dir(follower));
-    let (at, bytes) = last_record(&segment);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&segment)
-        .unwrap()
-        .set_len(at + bytes / 2)
-        .unwrap();
+    cut_last_record_in_half(&segment);
     cluster.start_with(follower, &["--accept-wal-data-loss"]);
     let restarted = Instant::now();
     // No write anywhere: the leader must find and repair it alone.
@@ -638,9 +607,7 @@ fn a_follower_that_lost_acknowledged_entries_is_repaired_on_an_idle_cluster() {
 #[test]
 fn status_lists_the_leaders_configuration_and_when_each_follower_was_heard() {
     let mut cluster = NodeProcesses::on_loopback("status", CLUSTER);
-    for id in 1..=3 {
-        cluster.start(id);
-    }
+    cluster.start_all();
     let new_addr = cluster.add_joining(4);
     cluster.start(4);
     let cli = Cli::of(&cluster);
@@ -748,14 +715,7 @@ fn logs_to_a_file_carry_no_colour_codes() {
 
 #[test]
 fn sigterm_stops_a_node_within_200_ms_gracefully_with_its_log_synced() {
-    let mut cluster = NodeProcesses::on_loopback("sigterm", CLUSTER);
-    for id in 1..=3 {
-        cluster.start(id);
-    }
-    let cli = Cli::of(&cluster);
-    for i in 0..20 {
-        cli.put(&format!("k-{i}"), "v");
-    }
+    let (mut cluster, cli) = started_with_writes("sigterm", "k", 20);
     let leader = cli.leader();
     // A follower, then the leader, each with writes just before.
     let follower = (1..=3).find(|id| *id != leader).unwrap();

@@ -19,7 +19,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use processes::{runtime, NodeProcesses};
+use processes::{put_keys, runtime, NodeProcesses};
 
 /// Generous bound on anything the cluster must do (a loaded CI machine).
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -133,21 +133,13 @@ fn request_spans_reach_an_otlp_collector() {
     // arrive within a fraction of a second rather than 5 s.
     std::env::set_var("OTEL_BSP_SCHEDULE_DELAY", "100");
     let mut cluster = NodeProcesses::on_loopback("otel", "otel-test");
-    for id in cluster.ids() {
-        cluster.start_with(id, &["--otlp-endpoint", &endpoint]);
-    }
-    let runtime = runtime();
-    let writes = 5;
-    runtime.block_on(async {
+    cluster.start_all_with(&["--otlp-endpoint", &endpoint]);
+    runtime().block_on(async {
         let mut client = cluster.client();
-        for i in 0..writes {
-            client
-                .put(format!("k{i}"), format!("v{i}"))
-                .await
-                .expect("a write");
-        }
-        let value = client.get("k0").await.expect("a read");
-        assert_eq!(value.as_deref(), Some(&b"v0"[..]));
+        let mut acked = std::collections::BTreeMap::new();
+        put_keys(&mut client, &mut acked, "k", 0, 5).await;
+        let value = client.get("k-0").await.expect("a read");
+        assert_eq!(value.as_deref(), Some(&b"value-0"[..]));
     });
     let wanted = ["propose", "commit", "apply", "read"];
     let deadline = Instant::now() + DEADLINE;

@@ -19,7 +19,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use concord::tokio::wal;
 use concord_services::KvClient;
-use processes::{leader_id, runtime, NodeProcesses};
+use processes::{
+    cut_last_record_in_half, find_leader, newest_segment, put_keys, read_all, runtime,
+    status_once_up, wait_caught_up, wait_caught_up_at, write_to_a_follower, NodeProcesses,
+};
 
 const CLUSTER: &str = "real-test";
 
@@ -29,100 +32,14 @@ fn three_processes_survive_sigkill_of_the_leader_and_full_restart() {
     processes::survive_sigkill_of_the_leader_and_full_restart(&mut cluster);
 }
 
-/// Writes `count` keys starting at `from`, recording them in `acked`.
-async fn put_keys(
-    client: &mut KvClient,
-    acked: &mut BTreeMap<String, String>,
-    prefix: &str,
-    from: u32,
-    count: u32,
-) {
-    for i in from..from + count {
-        let (k, v) = (format!("{prefix}-{i}"), format!("value-{i}"));
-        client.put(k.clone(), v.clone()).await.expect("write");
-        acked.insert(k, v);
-    }
-}
-
-async fn find_leader(client: &mut KvClient) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(id) = leader_id(client, 3).await {
-            return id;
-        }
-        assert!(Instant::now() < deadline, "no leader found");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Waits until node `id` has applied everything `leader` has committed.
-async fn wait_caught_up(client: &mut KvClient, leader: u64, id: u64, within: Duration) {
-    let target = client
-        .status(leader as usize - 1)
-        .await
-        .expect("leader status")
-        .commit_index;
-    let deadline = Instant::now() + within;
-    loop {
-        if let Ok(status) = client.status(id as usize - 1).await {
-            if status.applied_index >= target {
-                return;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "node {id} did not catch up to index {target}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn read_all(client: &mut KvClient, acked: &BTreeMap<String, String>) {
-    for (k, v) in acked {
-        let got = client.get(k.clone()).await.expect("read");
-        assert_eq!(got, Some(Bytes::from(v.clone())), "key {k}");
-    }
-}
-
-/// The newest WAL segment of a data directory.
-fn newest_segment(data_dir: &Path) -> PathBuf {
-    let mut segments: Vec<PathBuf> = std::fs::read_dir(data_dir.join("wal"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .collect();
-    segments.sort();
-    segments.pop().expect("a WAL segment")
-}
-
-/// Offset and size of the last record of a segment, read by the documented
-/// format.
-fn last_record(segment: &Path) -> (u64, u64) {
-    let bytes = std::fs::read(segment).unwrap();
-    let mut at = wal::SEGMENT_HEADER_BYTES;
-    let mut last = None;
-    while at + wal::RECORD_HEADER_BYTES <= bytes.len() {
-        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-        last = Some((at as u64, (wal::RECORD_HEADER_BYTES + len) as u64));
-        at += wal::RECORD_HEADER_BYTES + len;
-    }
-    assert_eq!(at, bytes.len(), "segment ends on a record boundary");
-    last.expect("a record in the newest segment")
-}
-
 #[test]
 fn follower_restarts_past_a_zero_filled_wal_tail_and_catches_up() {
     let mut cluster = NodeProcesses::on_loopback("real-wal", CLUSTER);
-    for id in 1..=3 {
-        cluster.start(id);
-    }
+    cluster.start_all();
     runtime().block_on(async {
         let mut client = cluster.client();
         let mut acked = BTreeMap::new();
-        put_keys(&mut client, &mut acked, "zero", 0, 30).await;
-        let leader = find_leader(&mut client).await;
-        let follower = (1..=3).find(|id| *id != leader).unwrap();
-        wait_caught_up(&mut client, leader, follower, Duration::from_secs(10)).await;
+        let (_, follower) = write_to_a_follower(&mut client, &mut acked, "zero", 30).await;
         cluster.sigkill(follower);
         put_keys(&mut client, &mut acked, "zero", 30, 20).await;
 
@@ -154,16 +71,11 @@ fn follower_restarts_past_a_zero_filled_wal_tail_and_catches_up() {
 #[test]
 fn follower_with_a_cut_durable_wal_record_refuses_to_start_until_data_loss_is_accepted() {
     let mut cluster = NodeProcesses::on_loopback("real-wal", CLUSTER);
-    for id in 1..=3 {
-        cluster.start(id);
-    }
+    cluster.start_all();
     runtime().block_on(async {
         let mut client = cluster.client();
         let mut acked = BTreeMap::new();
-        put_keys(&mut client, &mut acked, "cut", 0, 30).await;
-        let leader = find_leader(&mut client).await;
-        let follower = (1..=3).find(|id| *id != leader).unwrap();
-        wait_caught_up(&mut client, leader, follower, Duration::from_secs(10)).await;
+        let (leader, follower) = write_to_a_follower(&mut client, &mut acked, "cut", 30).await;
         cluster.sigkill(follower);
 
         // Its final record was fsynced (and acknowledged): the durable
@@ -173,13 +85,7 @@ fn follower_with_a_cut_durable_wal_record_refuses_to_start_until_data_loss_is_ac
         let size = std::fs::metadata(&segment).unwrap().len();
         let marker = wal::read_durable_marker(&data_dir.join("wal")).expect("a durable marker");
         assert_eq!(marker.offset_bytes, size, "the marker covers the whole log");
-        let (at, bytes) = last_record(&segment);
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&segment)
-            .unwrap()
-            .set_len(at + bytes / 2)
-            .unwrap();
+        let at = cut_last_record_in_half(&segment);
 
         // Loud: it exits non-zero at once, naming the file and the way out.
         let started = Instant::now();
@@ -206,11 +112,7 @@ fn follower_with_a_cut_durable_wal_record_refuses_to_start_until_data_loss_is_ac
         // The operator accepts the loss: it starts, says what was lost,
         // and the cluster still serves every acknowledged write.
         cluster.start_with(follower, &["--accept-wal-data-loss"]);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while client.status(follower as usize - 1).await.is_err() {
-            assert!(Instant::now() < deadline, "node {follower} did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        status_once_up(&mut client, follower, Duration::from_secs(10)).await;
         let log = cluster.log_text(follower);
         assert!(
             log.contains("ERROR") && log.contains("ACCEPTING DATA LOSS"),
@@ -278,9 +180,7 @@ fn recorder_example_checks_a_history_recorded_from_concord_node_processes() {
         return;
     };
     let mut cluster = NodeProcesses::on_loopback("real-recorder", CLUSTER);
-    for id in 1..=3 {
-        cluster.start(id);
-    }
+    cluster.start_all();
     // The cluster serves before the recording starts, so the fault below
     // lands in the middle of it.
     runtime().block_on(async {
@@ -358,9 +258,7 @@ fn snapshot_files(data_dir: &Path) -> Vec<PathBuf> {
 /// Three nodes started with [`COMPACT_OFTEN`].
 fn compacting_cluster(label: &str) -> NodeProcesses {
     let mut cluster = NodeProcesses::on_loopback(label, CLUSTER);
-    for id in 1..=3 {
-        cluster.start_with(id, &COMPACT_OFTEN);
-    }
+    cluster.start_all_with(&COMPACT_OFTEN);
     cluster
 }
 
@@ -386,10 +284,7 @@ fn follower_killed_past_the_trailing_window_catches_up_by_snapshot() {
     runtime().block_on(async {
         let mut client = cluster.client();
         let mut acked = BTreeMap::new();
-        put_keys(&mut client, &mut acked, "before", 0, 120).await;
-        let leader = find_leader(&mut client).await;
-        let follower = (1..=3).find(|id| *id != leader).unwrap();
-        wait_caught_up(&mut client, leader, follower, Duration::from_secs(10)).await;
+        let (leader, follower) = write_to_a_follower(&mut client, &mut acked, "before", 120).await;
         let status = client.status(leader as usize - 1).await.unwrap();
         assert!(
             status.snapshot_index > 0 && status.server.snapshots_taken > 0,
@@ -446,14 +341,7 @@ fn all_three_restart_from_their_snapshots_with_state_intact() {
             cluster.start_with(id, &COMPACT_OFTEN);
         }
         for id in 1..=3 {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            let status = loop {
-                if let Ok(status) = client.status(id as usize - 1).await {
-                    break status;
-                }
-                assert!(Instant::now() < deadline, "node {id} did not come back");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            };
+            let status = status_once_up(&mut client, id, Duration::from_secs(10)).await;
             assert!(
                 status.snapshot_index > 0,
                 "node {id} restarted from a snapshot: {status:?}"
@@ -503,12 +391,7 @@ fn node_with_a_corrupt_snapshot_refuses_to_start_naming_the_file() {
 fn reads_on_every_path_return_acknowledged_writes_and_append_nothing() {
     use concord::ReadPath;
     let mut cluster = NodeProcesses::on_loopback("reads", CLUSTER);
-    for id in 1..=3 {
-        cluster.start_with(
-            id,
-            &["--lease-ticks", "8", "--clock-drift-bound-ticks", "4"],
-        );
-    }
+    cluster.start_all_with(&["--lease-ticks", "8", "--clock-drift-bound-ticks", "4"]);
     runtime().block_on(async {
         let mut client = cluster.client();
         let mut acked = BTreeMap::new();
@@ -643,14 +526,6 @@ async fn wait_leads(client: &mut KvClient, server: usize, within: Duration) -> b
     false
 }
 
-fn patient_client(servers: Vec<String>) -> KvClient {
-    let mut config = concord::tokio::client::ClientConfig::new(servers, CLUSTER);
-    config.request_timeout = Duration::from_millis(1500);
-    config.attempts_max = 100;
-    config.retry_backoff = Duration::from_millis(50);
-    KvClient::new(config)
-}
-
 #[test]
 fn replace_a_dead_voter_with_the_cli_transfer_leadership_and_restart_all() {
     let mut cluster = compacting_cluster("real-member");
@@ -715,7 +590,7 @@ fn replace_a_dead_voter_with_the_cli_transfer_leadership_and_restart_all() {
             .map(|id| cluster.addr(id))
             .collect();
         servers.push(new_addr.clone());
-        let mut client = patient_client(servers.clone());
+        let mut client = cluster.client_at(servers.clone());
         put_keys(&mut client, &mut acked, "after-kill", 0, 40).await;
         let out = cli_ok(
             &mut transcript,
@@ -786,7 +661,7 @@ fn replace_a_dead_voter_with_the_cli_transfer_leadership_and_restart_all() {
             "# SIGTERM every node; restart {expected:?} with their original flags \
              (--peers names 1,2,3; node 4 also --join); 10 more writes\n"
         ));
-        let mut client = patient_client(servers.clone());
+        let mut client = cluster.client_at(servers.clone());
         put_keys(&mut client, &mut acked, "after-restart", 0, 10).await;
         let m = members(&mut client).await;
         assert_eq!(m.voters, expected, "the configuration survived: {m:?}");
@@ -824,67 +699,94 @@ fn force_recover_cli(transcript: &mut String, args: &[&str]) -> (i32, String) {
     (code, stdout)
 }
 
+/// The flag that confirms a forced recovery.
+const CONFIRM_LOSS: &str = "--i-understand-acknowledged-writes-may-be-lost";
+
+/// The majority is lost for good: every node but `survivor` killed, its
+/// disk destroyed.
+fn lose_all_but(cluster: &mut NodeProcesses, survivor: u64) {
+    for id in cluster.ids().into_iter().filter(|id| *id != survivor) {
+        cluster.sigkill(id);
+        std::fs::remove_dir_all(cluster.data_dir(id)).expect("destroy a lost disk");
+    }
+}
+
+/// `concord-cli force-recover` of `survivor`'s data directory for
+/// `reason`, with `flags` added.
+fn force_recover_survivor(
+    transcript: &mut String,
+    cluster: &NodeProcesses,
+    survivor: u64,
+    reason: &str,
+    flags: &[&str],
+) -> (i32, String) {
+    let data_dir = cluster.data_dir(survivor).display().to_string();
+    let survivor = survivor.to_string();
+    let args = [
+        "--data-dir",
+        &data_dir,
+        "--node-id",
+        &survivor,
+        "--reason",
+        reason,
+    ];
+    force_recover_cli(transcript, &[&args[..], flags].concat())
+}
+
+/// A client of the forcibly recovered survivor (`servers`, itself alone),
+/// once it leads.
+async fn leading_alone(cluster: &NodeProcesses, servers: &[String], transcript: &str) -> KvClient {
+    let mut client = cluster.client_at(servers.to_vec());
+    assert!(
+        wait_leads(&mut client, 0, Duration::from_secs(20)).await,
+        "the survivor did not lead after the forced recovery:\n{transcript}"
+    );
+    client
+}
+
 #[test]
 fn forced_recovery_of_a_single_survivor_after_two_disks_are_destroyed() {
     let mut cluster = NodeProcesses::on_loopback("real-forced", CLUSTER);
-    for id in 1..=3 {
-        cluster.start(id);
-    }
+    cluster.start_all();
     let mut transcript = String::new();
     let runtime = runtime();
     let (survivor, acked) = runtime.block_on(async {
         let mut client = cluster.client();
         let mut acked = BTreeMap::new();
-        put_keys(&mut client, &mut acked, "before", 0, 40).await;
-        let leader = find_leader(&mut client).await;
         // The survivor is a follower that holds every acknowledged write.
-        let survivor = (1..=3).find(|id| *id != leader).expect("a follower");
-        wait_caught_up(&mut client, leader, survivor, Duration::from_secs(10)).await;
+        let (_, survivor) = write_to_a_follower(&mut client, &mut acked, "before", 40).await;
         (survivor, acked)
     });
     // The majority is lost for good: killed, disks destroyed.
-    for id in (1..=3).filter(|id| *id != survivor) {
-        cluster.sigkill(id);
-        std::fs::remove_dir_all(cluster.data_dir(id)).expect("destroy a lost disk");
-    }
+    lose_all_but(&mut cluster, survivor);
     cluster.sigkill(survivor);
-    let data_dir = cluster.data_dir(survivor).display().to_string();
-    let survivor_arg = survivor.to_string();
-    let base = [
-        "--data-dir",
-        data_dir.as_str(),
-        "--node-id",
-        survivor_arg.as_str(),
-        "--reason",
-        "nodes lost in the fire",
-    ];
+    let recover = |transcript: &mut String, flags: &[&str]| {
+        force_recover_survivor(
+            transcript,
+            &cluster,
+            survivor,
+            "nodes lost in the fire",
+            flags,
+        )
+    };
 
     // Without the confirmation: the plan is printed, nothing written.
-    let (code, stdout) = force_recover_cli(&mut transcript, &base);
+    let (code, stdout) = recover(&mut transcript, &[]);
     assert_eq!(code, 1, "refused without the flag:\n{transcript}");
     assert!(stdout.contains("FORCED RECOVERY (UNSAFE)"), "{transcript}");
     assert!(stdout.contains("MAY BE LOST"), "{transcript}");
-    let confirmed: Vec<&str> = base
-        .iter()
-        .copied()
-        .chain(["--i-understand-acknowledged-writes-may-be-lost"])
-        .collect();
-    let (code, stdout) = force_recover_cli(&mut transcript, &confirmed);
+    let (code, stdout) = recover(&mut transcript, &[CONFIRM_LOSS]);
     assert_eq!(code, 0, "{transcript}");
     assert!(stdout.contains("DONE"), "{transcript}");
     // Again: nothing more is written.
-    let (code, stdout) = force_recover_cli(&mut transcript, &confirmed);
+    let (code, stdout) = recover(&mut transcript, &[CONFIRM_LOSS]);
     assert_eq!(code, 0, "{transcript}");
     assert!(stdout.contains("nothing written"), "{transcript}");
 
     cluster.start(survivor);
     let servers = vec![cluster.addr(survivor)];
     runtime.block_on(async {
-        let mut client = patient_client(servers.clone());
-        assert!(
-            wait_leads(&mut client, 0, Duration::from_secs(20)).await,
-            "the survivor did not lead after the forced recovery:\n{transcript}"
-        );
+        let mut client = leading_alone(&cluster, &servers, &transcript).await;
         read_all(&mut client, &acked).await;
         client
             .put("after-recovery", "served")
@@ -923,24 +825,10 @@ fn snapshot_state_bytes(path: &Path) -> (usize, usize) {
 fn two_voters_and_a_witness_keep_serving_when_a_voter_dies() {
     // Two full voters are born; a third server starts empty as a witness
     // and is added with `member add-witness`.
-    let listeners: Vec<_> = (0..2)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback"))
-        .collect();
-    let addrs: BTreeMap<u64, String> = (1..=2u64)
-        .map(|id| {
-            (
-                id,
-                listeners[id as usize - 1].local_addr().unwrap().to_string(),
-            )
-        })
-        .collect();
-    drop(listeners);
-    let mut cluster = NodeProcesses::new("real-witness", CLUSTER, addrs);
+    let mut cluster = NodeProcesses::on_loopback_n("real-witness", CLUSTER, 2);
     let witness = 3;
     let witness_addr = cluster.add_joining(witness);
-    for id in 1..=2 {
-        cluster.start_with(id, &COMPACT_OFTEN);
-    }
+    cluster.start_all_with(&COMPACT_OFTEN);
     let witness_flags = [&COMPACT_OFTEN[..], &["--witness"]].concat();
     cluster.start_with(witness, &witness_flags);
     let mut transcript = String::new();
@@ -948,7 +836,7 @@ fn two_voters_and_a_witness_keep_serving_when_a_voter_dies() {
     let all = vec![witness_addr.clone(), cluster.addr(1), cluster.addr(2)];
     let index_of = |id: u64| if id == witness { 0 } else { id as usize };
     runtime().block_on(async {
-        let mut client = patient_client(all.clone());
+        let mut client = cluster.client_at(all.clone());
         let mut acked = BTreeMap::new();
         put_keys(&mut client, &mut acked, "before", 0, 20).await;
 
@@ -1018,7 +906,7 @@ fn two_voters_and_a_witness_keep_serving_when_a_voter_dies() {
         transcript.push_str(&format!(
             "# SIGKILL node {leader} (the leader); node {survivor} and witness 3 keep serving\n"
         ));
-        let mut client = patient_client(vec![witness_addr.clone(), cluster.addr(survivor)]);
+        let mut client = cluster.client_at(vec![witness_addr.clone(), cluster.addr(survivor)]);
         put_keys(&mut client, &mut acked, "voter-down", 0, 30).await;
         let status = client.status(1).await.expect("survivor status");
         assert_eq!(status.role, "Leader", "{status:?}");
@@ -1034,10 +922,16 @@ fn two_voters_and_a_witness_keep_serving_when_a_voter_dies() {
         // The dead voter restarts, catches up, and serves every
         // acknowledged write from its own state machine.
         cluster.start_with(leader, &COMPACT_OFTEN);
-        let mut client = patient_client(all.clone());
+        let mut client = cluster.client_at(all.clone());
         put_keys(&mut client, &mut acked, "voter-back", 0, 5).await;
-        wait_caught_up_at(&mut client, index_of(survivor), index_of(leader)).await;
-        let mut at_restarted = patient_client(vec![cluster.addr(leader)]);
+        wait_caught_up_at(
+            &mut client,
+            index_of(survivor),
+            index_of(leader),
+            Duration::from_secs(15),
+        )
+        .await;
+        let mut at_restarted = cluster.client_at(vec![cluster.addr(leader)]);
         for (k, v) in &acked {
             let got = at_restarted
                 .get_via(k.clone(), Some(concord::ReadPath::Follower))
@@ -1095,29 +989,6 @@ async fn find_leader_of(
     }
 }
 
-/// Waits until server `follower` (index in the client's list) applied
-/// what server `leader` has committed.
-async fn wait_caught_up_at(client: &mut KvClient, leader: usize, follower: usize) {
-    let target = client
-        .status(leader)
-        .await
-        .expect("leader status")
-        .commit_index;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Ok(status) = client.status(follower).await {
-            if status.applied_index >= target {
-                return;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "server {follower} never reached {target}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Client sessions across a forced recovery, on real processes: a client
 /// registers its session on the two servers that are then lost, while the
 /// survivor is down (so the survivor never holds that registration). After
@@ -1132,18 +1003,13 @@ fn a_session_from_lost_servers_expires_and_is_never_given_to_a_new_client() {
     use concord_services::CallError;
 
     let mut cluster = NodeProcesses::on_loopback("real-forced-sessions", CLUSTER);
-    for id in 1..=3 {
-        cluster.start(id);
-    }
+    cluster.start_all();
     let mut transcript = String::new();
     let runtime = runtime();
     let survivor = runtime.block_on(async {
         let mut client = cluster.client();
         let mut acked = BTreeMap::new();
-        put_keys(&mut client, &mut acked, "before", 0, 5).await;
-        let leader = find_leader(&mut client).await;
-        let survivor = (1..=3).find(|id| *id != leader).expect("a follower");
-        wait_caught_up(&mut client, leader, survivor, Duration::from_secs(10)).await;
+        let (_, survivor) = write_to_a_follower(&mut client, &mut acked, "before", 5).await;
         survivor
     });
     cluster.sigkill(survivor);
@@ -1155,40 +1021,26 @@ fn a_session_from_lost_servers_expires_and_is_never_given_to_a_new_client() {
             .expect("write on the two servers about to be lost");
         lost_client.session().expect("registered")
     });
-    for id in (1..=3).filter(|id| *id != survivor) {
-        cluster.sigkill(id);
-        std::fs::remove_dir_all(cluster.data_dir(id)).expect("destroy a lost disk");
-    }
-    let data_dir = cluster.data_dir(survivor).display().to_string();
-    let survivor_arg = survivor.to_string();
-    let (code, _) = force_recover_cli(
+    lose_all_but(&mut cluster, survivor);
+    let (code, _) = force_recover_survivor(
         &mut transcript,
-        &[
-            "--data-dir",
-            data_dir.as_str(),
-            "--node-id",
-            survivor_arg.as_str(),
-            "--reason",
-            "two servers lost",
-            "--i-understand-acknowledged-writes-may-be-lost",
-        ],
+        &cluster,
+        survivor,
+        "two servers lost",
+        &[CONFIRM_LOSS],
     );
     assert_eq!(code, 0, "{transcript}");
     cluster.start(survivor);
     let servers = vec![cluster.addr(survivor)];
     runtime.block_on(async {
-        let mut reader = patient_client(servers.clone());
-        assert!(
-            wait_leads(&mut reader, 0, Duration::from_secs(20)).await,
-            "the survivor did not lead after the forced recovery:\n{transcript}"
-        );
+        let mut reader = leading_alone(&cluster, &servers, &transcript).await;
         let (lost_epoch, lost_index) = client_id_parts(lost_session);
         assert_eq!(lost_epoch, 0);
         // Each new client registers (one entry) and writes (one more), so
         // the registrations walk the indices up past the lost session's.
         let mut fresh = Vec::new();
         for i in 0..200 {
-            let mut client = patient_client(servers.clone());
+            let mut client = cluster.client_at(servers.clone());
             client
                 .put(format!("after-{i}"), "new session")
                 .await

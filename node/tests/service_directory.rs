@@ -20,7 +20,10 @@ use std::time::{Duration, Instant};
 use concord_sim::history::{Op, Output, Recorder};
 use concord_sim::linearizability::{check_history, CheckResult};
 
-use services::{assert_unique_and_increasing, cli, CliTarget, Cluster, Numbered, Outcome};
+use services::{
+    assert_unique_and_increasing, cli, recorded_read, spawn_clients, CliTarget, Cluster, Numbered,
+    Outcome,
+};
 
 const CLUSTER: &str = "real-directory-test";
 const SEQUENCES_PER_CLIENT: usize = 15;
@@ -42,30 +45,13 @@ fn draw(target: &CliTarget, drawn: &AtomicUsize) -> Vec<Numbered> {
     numbers
 }
 
-/// Parses `lookup` output: `user=address` or `user offline`.
-fn parse_lookup(text: &str) -> Vec<(String, Option<String>)> {
-    text.lines()
-        .map(|line| match line.split_once('=') {
-            Some((user, address)) => (user.to_string(), Some(address.to_string())),
-            None => (line.trim_end_matches(" offline").to_string(), None),
-        })
-        .collect()
-}
-
 #[test]
 fn sequence_and_lookups_stay_correct_across_a_leader_kill() {
-    let mut cluster = Cluster::on_loopback("directory", CLUSTER);
-    cluster.start_all_and_await_leader();
+    let mut cluster = Cluster::started("directory", CLUSTER);
     let target = cluster.cli_target();
     let drawn = Arc::new(AtomicUsize::new(0));
     let recorder = Recorder::new();
-
-    let drawers: Vec<_> = (0..2)
-        .map(|_| {
-            let (target, drawn) = (target.clone(), drawn.clone());
-            std::thread::spawn(move || draw(&target, &drawn))
-        })
-        .collect();
+    let drawers = spawn_clients(2, &target, &drawn, draw);
 
     // A third client: connect ann at a new address, look her up,
     // disconnect her, look her up again; each step checked against the
@@ -96,19 +82,9 @@ fn sequence_and_lookups_stay_correct_across_a_leader_kill() {
                     }
                 }
                 for _ in 0..2 {
-                    let users = ["ann", "bob"];
-                    let tokens: Vec<_> = users
-                        .iter()
-                        .map(|u| recorder.call(3, *u, Op::Get))
-                        .collect();
-                    let mut args = vec!["lookup"];
-                    args.extend(users);
-                    if let Outcome::Ok(text) = cli(&target, &args) {
-                        let seen = parse_lookup(&text);
-                        assert_eq!(seen.len(), 2, "lookup printed {text:?}");
-                        for (token, (_, address)) in tokens.into_iter().zip(&seen) {
-                            recorder.ok(token, Output::Value(address.clone().unwrap_or_default()));
-                        }
+                    let seen =
+                        recorded_read(&target, &recorder, 3, "lookup", &["ann", "bob"], " offline");
+                    if let Some(seen) = seen {
                         if let Some(expected) = &connected {
                             if seen[0].1.as_ref() != Some(expected) {
                                 stale.push(format!(
@@ -117,8 +93,6 @@ fn sequence_and_lookups_stay_correct_across_a_leader_kill() {
                                 ));
                             }
                         }
-                    } else {
-                        tokens.into_iter().for_each(|t| recorder.fail(t));
                     }
                 }
                 let token = recorder.call(
@@ -143,18 +117,14 @@ fn sequence_and_lookups_stay_correct_across_a_leader_kill() {
                     }
                 };
                 connected = None;
-                let token = recorder.call(3, "ann", Op::Get);
-                if let Outcome::Ok(text) = cli(&target, &["lookup", "ann"]) {
-                    let seen = parse_lookup(&text);
-                    recorder.ok(token, Output::Value(seen[0].1.clone().unwrap_or_default()));
+                let seen = recorded_read(&target, &recorder, 3, "lookup", &["ann"], " offline");
+                if let Some(seen) = seen {
                     if disconnected && seen[0].1.is_some() {
                         stale.push(format!(
                             "round {round}: after the disconnect was acknowledged, lookup returned {:?}",
                             seen[0].1
                         ));
                     }
-                } else {
-                    recorder.fail(token);
                 }
             }
             stale

@@ -20,30 +20,30 @@ use concord_sim::history::{Op, Output, Recorder};
 use concord_sim::linearizability::{check_history, CheckResult};
 
 use processes::runtime;
-use services::{cli, Cluster, Outcome};
+use services::{cli, parse_pairs, recorded_read, Cluster, Outcome};
 
 const CLUSTER: &str = "real-kv-test";
 const GROUP: [&str; 3] = ["g.a", "g.b", "g.c"];
 const WRITES: usize = 30;
 const KILL_AFTER_WRITES: usize = 10;
 
-/// Parses `get-many` output: `key=value` or `key (absent)`.
+/// Parses `get-many` output: `key=value` or `key (absent)` (read as
+/// the empty value).
 fn parse_values(text: &str) -> Vec<(String, String)> {
-    text.lines()
-        .map(|line| match line.split_once('=') {
-            Some((key, value)) => (key.to_string(), value.to_string()),
-            None => (
-                line.trim_end_matches(" (absent)").to_string(),
-                String::new(),
-            ),
-        })
+    present_or_empty(parse_pairs(text, " (absent)"))
+}
+
+/// Pairs read, an absent key's value read as empty.
+fn present_or_empty(pairs: Vec<(String, Option<String>)>) -> Vec<(String, String)> {
+    pairs
+        .into_iter()
+        .map(|(key, value)| (key, value.unwrap_or_default()))
         .collect()
 }
 
 #[test]
 fn put_many_stays_atomic_and_linearizable_across_a_leader_kill() {
-    let mut cluster = Cluster::on_loopback("kv", CLUSTER);
-    cluster.start_all_and_await_leader();
+    let mut cluster = Cluster::started("kv", CLUSTER);
     let servers = cluster.cli_target();
     let recorder = Recorder::new();
     let writes_done = Arc::new(AtomicUsize::new(0));
@@ -98,26 +98,9 @@ fn put_many_stays_atomic_and_linearizable_across_a_leader_kill() {
         std::thread::spawn(move || {
             let mut reads = Vec::new();
             while !finished.load(Ordering::SeqCst) {
-                let tokens: Vec<_> = GROUP
-                    .iter()
-                    .map(|key| recorder.call(2, *key, Op::Get))
-                    .collect();
-                let mut args = vec!["get-many"];
-                args.extend(GROUP);
-                match cli(&servers, &args) {
-                    Outcome::Ok(text) => {
-                        let values = parse_values(&text);
-                        assert_eq!(values.len(), GROUP.len(), "get-many printed {text:?}");
-                        for (token, (key, value)) in tokens.into_iter().zip(&values) {
-                            assert!(GROUP.contains(&key.as_str()), "{text:?}");
-                            recorder.ok(token, Output::Value(value.clone()));
-                        }
-                        reads.push(values);
-                    }
-                    // A read changes nothing: either way it is not applied.
-                    Outcome::NotApplied | Outcome::Unknown => {
-                        tokens.into_iter().for_each(|t| recorder.fail(t))
-                    }
+                let read = recorded_read(&servers, &recorder, 2, "get-many", &GROUP, " (absent)");
+                if let Some(read) = read {
+                    reads.push(present_or_empty(read));
                 }
             }
             reads

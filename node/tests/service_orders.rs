@@ -16,7 +16,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use services::{assert_unique_and_increasing, cli, CliTarget, Cluster, Numbered, Outcome};
+use services::{
+    assert_unique_and_increasing, cli, spawn_clients, CliTarget, Cluster, Numbered, Outcome,
+};
 
 const CLUSTER: &str = "real-orders-test";
 const CUSTOMER: &str = "acme";
@@ -48,17 +50,11 @@ fn place(target: &CliTarget, placed: &AtomicUsize) -> (Vec<Numbered>, usize) {
 
 #[test]
 fn order_numbers_stay_gap_free_across_a_leader_kill() {
-    let mut cluster = Cluster::on_loopback("orders", CLUSTER);
-    cluster.start_all_and_await_leader();
+    let mut cluster = Cluster::started("orders", CLUSTER);
     let target = cluster.cli_target();
     let placed = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicBool::new(false));
-    let placers: Vec<_> = (0..2)
-        .map(|_| {
-            let (target, placed) = (target.clone(), placed.clone());
-            std::thread::spawn(move || place(&target, &placed))
-        })
-        .collect();
+    let placers = spawn_clients(2, &target, &placed, place);
     let reader = {
         let (target, done) = (target.clone(), done.clone());
         std::thread::spawn(move || {

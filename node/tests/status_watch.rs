@@ -39,17 +39,11 @@ fn row<'a>(round: &'a str, addr: &str) -> Option<Vec<&'a str>> {
 #[test]
 fn watch_and_json_show_a_stopped_node_as_unreachable() {
     let mut cluster = NodeProcesses::on_loopback("status-watch", "status-watch");
-    for id in cluster.ids() {
-        cluster.start(id);
-    }
+    cluster.start_all();
     let runtime = runtime();
-    runtime.block_on(async {
-        cluster
-            .client()
-            .put("k", "v")
-            .await
-            .expect("the cluster serves");
-    });
+    runtime
+        .block_on(cluster.client().put("k", "v"))
+        .expect("the cluster serves");
     cluster.sigkill(3);
     let stopped = cluster.addr(3);
     let header = "health";

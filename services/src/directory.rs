@@ -203,6 +203,13 @@ mod tests {
     use crate::machine::{testing, ServiceMachine};
     use concord::state_machine::StateMachine;
 
+    fn connect(user: &str, address: &str) -> DirectoryRequest {
+        DirectoryRequest::Connect {
+            user: user.into(),
+            address: address.into(),
+        }
+    }
+
     fn lookup(users: &[&str]) -> DirectoryRequest {
         DirectoryRequest::Lookup {
             users: users.iter().map(|u| u.to_string()).collect(),
@@ -212,10 +219,7 @@ mod tests {
     #[test]
     fn connect_lookup_disconnect_and_sequence() {
         let mut directory = ServiceMachine::<Directory>::new();
-        let connect = DirectoryRequest::Connect {
-            user: "ann".into(),
-            address: "10.0.0.1:5000".into(),
-        };
+        let connect = connect("ann", "10.0.0.1:5000");
         let mut apply = |index, request| testing::apply(&mut directory, index, &request);
         assert_eq!(apply(1, connect), Ok(DirectoryResponse::Done));
         let expected = Ok(DirectoryResponse::Addresses(vec![
@@ -251,14 +255,8 @@ mod tests {
         let mut directory = ServiceMachine::<Directory>::new();
         let before = directory.snapshot();
         for request in [
-            DirectoryRequest::Connect {
-                user: "ann".into(),
-                address: "not an address".into(),
-            },
-            DirectoryRequest::Connect {
-                user: "".into(),
-                address: "10.0.0.1:1".into(),
-            },
+            connect("ann", "not an address"),
+            connect("", "10.0.0.1:1"),
             lookup(&[]),
         ] {
             assert!(testing::apply(&mut directory, 1, &request).is_err());
@@ -269,10 +267,7 @@ mod tests {
     #[test]
     fn snapshot_keeps_users_and_the_sequence() {
         let mut directory = ServiceMachine::<Directory>::new();
-        let connect = DirectoryRequest::Connect {
-            user: "ann".into(),
-            address: "[::1]:7".into(),
-        };
+        let connect = connect("ann", "[::1]:7");
         testing::apply(&mut directory, 1, &connect).unwrap();
         testing::apply(&mut directory, 2, &DirectoryRequest::NextSequence).unwrap();
         let mut copy = testing::restored_copy(&directory);

@@ -569,6 +569,12 @@ mod tests {
         items.iter().map(|(k, v)| (b(k), b(v))).collect()
     }
 
+    fn put_many(items: &[(&str, &str)]) -> KvRequest {
+        KvRequest::PutMany {
+            pairs: pairs(items),
+        }
+    }
+
     fn keys(items: &[&str]) -> Vec<Bytes> {
         items.iter().map(|k| b(k)).collect()
     }
@@ -588,9 +594,7 @@ mod tests {
     #[test]
     fn put_many_is_applied_whole_and_reads_answer_like_apply() {
         let mut kv = ServiceMachine::<Kv>::new();
-        let write = KvRequest::PutMany {
-            pairs: pairs(&[("a", "1"), ("b", "1"), ("c", "1")]),
-        };
+        let write = put_many(&[("a", "1"), ("b", "1"), ("c", "1")]);
         assert_eq!(apply(&mut kv, 1, write), Ok(KvResponse::Written));
         let read = KvRequest::GetMany {
             keys: keys(&["a", "b", "c", "d"]),
@@ -647,9 +651,7 @@ mod tests {
         let before = kv.snapshot();
         for request in [
             KvRequest::PutMany { pairs: vec![] },
-            KvRequest::PutMany {
-                pairs: pairs(&[("a", "1"), ("a", "2")]),
-            },
+            put_many(&[("a", "1"), ("a", "2")]),
             KvRequest::Put {
                 key: b(""),
                 value: b("v"),
@@ -700,14 +702,7 @@ mod tests {
     #[test]
     fn snapshot_restores_the_same_store_and_rejects_damage() {
         let mut kv = ServiceMachine::<Kv>::new();
-        apply(
-            &mut kv,
-            1,
-            KvRequest::PutMany {
-                pairs: pairs(&[("a", "1"), ("b", "2")]),
-            },
-        )
-        .unwrap();
+        apply(&mut kv, 1, put_many(&[("a", "1"), ("b", "2")])).unwrap();
         crate::machine::testing::restored_copy(&kv);
         // A total that does not add up is refused.
         let mut lying = kv.state().clone();
@@ -744,14 +739,7 @@ mod tests {
     #[test]
     fn the_planted_bug_exposes_a_half_applied_put_many() {
         let mut kv = ServiceMachine::<Kv>::with_planted_bug();
-        apply(
-            &mut kv,
-            1,
-            KvRequest::PutMany {
-                pairs: pairs(&[("a", "1"), ("b", "1")]),
-            },
-        )
-        .unwrap();
+        apply(&mut kv, 1, put_many(&[("a", "1"), ("b", "1")])).unwrap();
         let read = KvRequest::GetMany {
             keys: keys(&["a", "b"]),
         };

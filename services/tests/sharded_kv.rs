@@ -51,6 +51,8 @@ struct Cluster {
     _dirs: Vec<TempDir>,
 }
 
+/// Every node on an in-memory network with a TCP listener for clients;
+/// returns once every group is led.
 async fn start_cluster(name: &str) -> Cluster {
     let network = MemFrameNetwork::new();
     let map = ShardMap::new(GROUPS).unwrap();
@@ -103,11 +105,13 @@ async fn start_cluster(name: &str) -> Cluster {
         handles.insert(id, handle);
         dirs.push(dir);
     }
-    Cluster {
+    let cluster = Cluster {
         handles,
         addrs,
         _dirs: dirs,
-    }
+    };
+    cluster.leaders().await;
+    cluster
 }
 
 impl Cluster {
@@ -160,7 +164,6 @@ impl Cluster {
 #[tokio::test(flavor = "current_thread")]
 async fn keys_are_routed_to_their_groups_and_read_back() {
     let cluster = start_cluster("shard-route").await;
-    cluster.leaders().await;
     let mut client = cluster.client(GROUPS);
     let map = *client.map();
     let keys: Vec<String> = (0..200).map(|i| format!("key-{i}")).collect();
@@ -267,7 +270,6 @@ async fn a_leader_change_is_followed_by_redirect() {
 #[tokio::test(flavor = "current_thread")]
 async fn put_many_is_atomic_within_a_group_and_refused_across() {
     let cluster = start_cluster("shard-batch").await;
-    cluster.leaders().await;
     let mut client = cluster.client(GROUPS);
     let map = *client.map();
 

@@ -186,6 +186,14 @@ impl Cluster {
         Self::with_configs(voters.iter().map(|id| config(*id, voters)).collect())
     }
 
+    /// A cluster of `voters` with the default test config in which
+    /// `leader` has been elected ([`Cluster::elect`]).
+    pub fn elected(voters: &[NodeId], leader: NodeId) -> Self {
+        let mut cluster = Self::new(voters);
+        cluster.elect(leader);
+        cluster
+    }
+
     /// A cluster of `voters` with the default test config, adjusted by
     /// `configure` on every node.
     pub fn configured(voters: &[NodeId], configure: impl Fn(&mut Config)) -> Self {
@@ -198,6 +206,30 @@ impl Cluster {
             })
             .collect();
         Self::with_configs(configs)
+    }
+
+    /// Three voters (1, 2, 3) with PreVote and CheckQuorum as given: the
+    /// two guards against a disruptive or stale leader.
+    pub fn guarded(pre_vote: bool, check_quorum: bool) -> Self {
+        Self::configured(&[1, 2, 3], |c| {
+            c.pre_vote = pre_vote;
+            c.check_quorum = check_quorum;
+        })
+    }
+
+    /// [`Cluster::guarded`] in which node 1 was elected and node 3 then
+    /// cut off for `ticks` rounds of [`Cluster::tick_all`]; returns it and
+    /// node 1's term.
+    pub fn guarded_with_3_cut_off(
+        pre_vote: bool,
+        check_quorum: bool,
+        ticks: usize,
+    ) -> (Self, Term) {
+        let mut cluster = Self::guarded(pre_vote, check_quorum);
+        let term = cluster.elect(1);
+        cluster.isolate(3);
+        cluster.tick_all(ticks);
+        (cluster, term)
     }
 
     pub fn with_configs(configs: Vec<Config>) -> Self {
@@ -450,14 +482,15 @@ impl Cluster {
     }
 
     /// Ticks only `id` until it becomes leader (others stay passive but
-    /// answer messages). Panics if it does not within a bound.
-    pub fn elect(&mut self, id: NodeId) {
+    /// answer messages); returns the term it leads in. Panics if it does
+    /// not within a bound.
+    pub fn elect(&mut self, id: NodeId) -> Term {
         for _ in 0..200 {
             self.tick(id);
             self.deliver_all();
             if self.node(id).role() == Role::Leader {
                 self.deliver_all();
-                return;
+                return self.node(id).term();
             }
         }
         panic!("node {id} did not become leader");
@@ -476,6 +509,25 @@ impl Cluster {
         self.step(
             id,
             Input::Propose(Bytes::copy_from_slice(command.as_bytes())),
+        );
+    }
+
+    /// Proposes `count` commands at `id`, named `{prefix}0`, `{prefix}1`, ...
+    pub fn propose_numbered(&mut self, id: NodeId, prefix: &str, count: usize) {
+        for i in 0..count {
+            self.propose(id, &format!("{prefix}{i}"));
+        }
+    }
+
+    /// Proposes `command` at `leader`, runs `ticks` rounds of
+    /// [`Cluster::tick_all`] and checks `id` applied it last.
+    pub fn assert_served(&mut self, leader: NodeId, command: &str, ticks: usize, id: NodeId) {
+        self.propose(leader, command);
+        self.tick_all(ticks);
+        assert_eq!(
+            self.applied_strings(id).last().map(String::as_str),
+            Some(command),
+            "node {id} applied {command:?} last"
         );
     }
 
@@ -554,6 +606,16 @@ impl Cluster {
         for (term, leaders) in &self.leaders {
             assert!(leaders.len() <= 1, "term {term} had leaders {leaders:?}");
         }
+    }
+}
+
+/// The voters of a seeded run: three for an even seed, five for an odd
+/// one (so a sweep over seeds covers both cluster sizes).
+pub fn voters_of_seed(seed: u64) -> &'static [NodeId] {
+    if seed % 2 == 0 {
+        &[1, 2, 3]
+    } else {
+        &[1, 2, 3, 4, 5]
     }
 }
 

@@ -9,6 +9,12 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+#[path = "../../../bench/src/env.rs"]
+mod env;
+// Each bench that includes this file uses part of it.
+#[allow(unused_imports)]
+pub use env::{env_list, env_u64};
+
 /// The cluster id every benchmark cluster is started with.
 pub const CLUSTER: &str = "bench";
 
@@ -38,22 +44,6 @@ impl Rng {
         self.0 = x;
         x
     }
-}
-
-/// A comma-separated list of numbers from the environment, or `default`.
-pub fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
-    std::env::var(name)
-        .ok()
-        .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
-        .unwrap_or_else(|| default.to_vec())
-}
-
-/// A number from the environment, or `default`.
-pub fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
 }
 
 /// The `p`th percentile (0..=100) of an ascending slice; 0 when empty.

@@ -89,12 +89,11 @@ use concord::tokio::cluster::{start_node, NodeSettings, RunningNode};
 use concord::tokio::identity::IdentityClaim;
 use concord::tokio::metrics::endpoint::MetricsEndpoint;
 use concord::tokio::server::ServerError;
-use concord::tokio::storage::StorageError;
-use concord::tokio::tls;
 use concord::tokio::wal::{FileStorage, WalOptions};
+use concord_node::multi_node::{self, StartFailure};
 use concord_node::observability;
 use concord_node::server::{LocalClusterArgs, NodeArgs, NodeCommand, ServerSettings};
-use concord_node::{groups_file, multi_node, service_file};
+use concord_node::{groups_file, service_file};
 use concord_services::{service_state_machine, Service, ServiceVisitor};
 
 fn main() -> ExitCode {
@@ -168,33 +167,22 @@ For more information, try '--help'."
 /// Exit status: bad flags or config file (also a metrics address that
 /// cannot be bound).
 const EXIT_BAD_FLAGS: u8 = 2;
-/// Exit status: the data directory belongs to another cluster or node.
-const EXIT_FOREIGN_DATA_DIR: u8 = 3;
-/// Exit status: the data directory is in use by another process.
-const EXIT_DATA_DIR_IN_USE: u8 = 4;
 
-/// Why the node stopped, and its exit status.
-struct Failure {
-    code: u8,
-    message: String,
-}
-
-impl From<String> for Failure {
-    fn from(message: String) -> Self {
-        Failure { code: 1, message }
+/// A flag refused once the node tried it (exit status [`EXIT_BAD_FLAGS`]).
+fn bad_flag(error: impl std::fmt::Display) -> StartFailure {
+    StartFailure {
+        code: EXIT_BAD_FLAGS,
+        message: error.to_string(),
     }
 }
 
-async fn run(args: ServerSettings) -> Result<(), Failure> {
+async fn run(args: ServerSettings) -> Result<(), StartFailure> {
     if args.groups > 1 {
         return run_multi(&args).await;
     }
     // Bound before anything else: an address in use is a bad flag.
     let metrics = match &args.metrics_listen {
-        Some(addr) => Some(MetricsEndpoint::bind(addr).await.map_err(|e| Failure {
-            code: EXIT_BAD_FLAGS,
-            message: e.to_string(),
-        })?),
+        Some(addr) => Some(MetricsEndpoint::bind(addr).await.map_err(bad_flag)?),
         None => None,
     };
     let options = WalOptions {
@@ -202,55 +190,22 @@ async fn run(args: ServerSettings) -> Result<(), Failure> {
         accept_data_loss: args.accept_wal_data_loss,
         ..WalOptions::default()
     };
-    service_file::claim(&args.data_dir, args.service).map_err(|e| Failure {
-        code: if e.is_foreign() {
-            EXIT_FOREIGN_DATA_DIR
-        } else {
-            1
-        },
-        message: e.to_string(),
-    })?;
+    service_file::claim(&args.data_dir, args.service)
+        .map_err(|e| StartFailure::claim_refused(e.is_foreign(), e.to_string()))?;
     // A multi-group cluster's directory is refused, naming its --groups.
-    groups_file::claim(&args.data_dir, 1).map_err(|e| Failure {
-        code: if e.is_foreign() {
-            EXIT_FOREIGN_DATA_DIR
-        } else {
-            1
-        },
-        message: e.to_string(),
-    })?;
+    groups_file::claim(&args.data_dir, 1)
+        .map_err(|e| StartFailure::claim_refused(e.is_foreign(), e.to_string()))?;
     let claim = IdentityClaim {
         cluster_id: args.cluster_id.clone(),
         node_id: args.id,
         // The lowest id of a new cluster's voters draws its incarnation.
         bootstrap: !args.join && args.peers.keys().next() == Some(&args.id),
     };
-    let (storage, identity) =
-        FileStorage::open_as(&args.data_dir, options, &claim).map_err(|e| match e {
-            StorageError::Identity(refusal) => Failure {
-                code: if refusal.is_foreign() {
-                    EXIT_FOREIGN_DATA_DIR
-                } else {
-                    EXIT_DATA_DIR_IN_USE
-                },
-                message: refusal.to_string(),
-            },
-            other => format!(
-                "cannot open the data directory {}: {other}",
-                args.data_dir.display()
-            )
-            .into(),
-        })?;
+    let (storage, identity) = FileStorage::open_as(&args.data_dir, options, &claim)
+        .map_err(|e| StartFailure::data_dir_unopened(e, &args.data_dir))?;
     let mut settings = args.node_settings();
     settings.identity = Some(identity);
-    settings.tls = tls::load_from_flags(
-        args.tls_ca.clone(),
-        args.tls_cert.clone(),
-        args.tls_key.clone(),
-        &args.cluster_id,
-        tls::TlsRole::Node(args.id),
-    )
-    .map_err(|e| e.to_string())?;
+    settings.tls = args.node_tls()?;
     // An invalid lease is refused here, with the reason, before the node
     // starts.
     settings
@@ -287,25 +242,15 @@ async fn run(args: ServerSettings) -> Result<(), Failure> {
 
 /// `--groups N`, N > 1: the sharded key-value store on a multi-group
 /// host, until a signal.
-async fn run_multi(args: &ServerSettings) -> Result<(), Failure> {
+async fn run_multi(args: &ServerSettings) -> Result<(), StartFailure> {
     // Bound before anything else: an address in use is a bad flag. The
     // recorder is installed before the groups start, so the transport's
     // per-peer series exist from the first dial.
     let metrics = match &args.metrics_listen {
-        Some(addr) => Some(
-            MetricsEndpoint::bind_multi(addr)
-                .await
-                .map_err(|e| Failure {
-                    code: EXIT_BAD_FLAGS,
-                    message: e.to_string(),
-                })?,
-        ),
+        Some(addr) => Some(MetricsEndpoint::bind_multi(addr).await.map_err(bad_flag)?),
         None => None,
     };
-    let node = multi_node::start(args).await.map_err(|e| Failure {
-        code: e.code,
-        message: e.message,
-    })?;
+    let node = multi_node::start(args).await?;
     if let Some(metrics) = metrics {
         let addr = metrics.local_addr().map_err(|e| e.to_string())?;
         metrics.serve_multi(node.handle.events(), node.handle.shutdown_signal());
@@ -314,7 +259,7 @@ async fn run_multi(args: &ServerSettings) -> Result<(), Failure> {
     tracing::info!(service = %args.service, groups = args.groups, id = args.id, listen = %node.local_addr, cluster = %args.cluster_id, tls = args.tls_ca.is_some(), "concord-node serving");
     multi_node::serve_until_signal(node)
         .await
-        .map_err(Failure::from)
+        .map_err(StartFailure::from)
 }
 
 /// Starts the node of the chosen service: its state machine behind the

@@ -10,12 +10,13 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use concord::tokio::client::ClientConfig;
 use concord::tokio::tls::{TlsConfig, TlsPaths, TlsRole};
+use concord::tokio::wal;
 use concord_services::KvClient;
 
 /// The `concord-node` binary the tests run: this package's, or the one
@@ -31,6 +32,40 @@ pub fn node_binary() -> String {
 pub fn cli_binary() -> String {
     std::env::var("CONCORD_TEST_CLI_BIN")
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_concord-cli").to_string())
+}
+
+/// A new, empty directory under the system's temporary directory, named
+/// after `label`, this process and a count of the directories it made.
+pub fn fresh_dir(label: &str) -> PathBuf {
+    static MADE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("concord-{label}-{}-{n}", std::process::id()));
+    // A left-over of an earlier process that had this pid.
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create a test directory");
+    dir
+}
+
+/// A directory of [`fresh_dir`], removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(label: &str) -> Scratch {
+        Scratch(fresh_dir(label))
+    }
+
+    /// Writes `text` to the file `name` in it; the file's path.
+    pub fn file(&self, name: &str, text: &str) -> String {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).expect("write a file");
+        path.to_string_lossy().to_string()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// A current-thread runtime for a test's client calls.
@@ -82,15 +117,7 @@ impl NodeProcesses {
     /// A cluster of the nodes in `addrs`, with a fresh data directory under
     /// the system's temporary directory named after `label` and the pid.
     pub fn new(label: &str, cluster_id: &str, addrs: BTreeMap<u64, String>) -> NodeProcesses {
-        let base = std::env::temp_dir().join(format!(
-            "concord-{label}-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .expect("clock after 1970")
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&base).expect("create the test's data directory");
+        let base = fresh_dir(label);
         NodeProcesses {
             base,
             cluster_id: cluster_id.to_string(),
@@ -194,6 +221,19 @@ impl NodeProcesses {
         self.start_with(id, &[]);
     }
 
+    /// Starts every node the cluster was born with.
+    pub fn start_all(&mut self) {
+        self.start_all_with(&[]);
+    }
+
+    /// Starts every node the cluster was born with, with extra
+    /// command-line flags.
+    pub fn start_all_with(&mut self, extra: &[&str]) {
+        for id in self.ids() {
+            self.start_with(id, extra);
+        }
+    }
+
     /// Node `id`'s data directory.
     pub fn data_dir(&self, id: u64) -> PathBuf {
         self.base.join(format!("node-{id}"))
@@ -215,20 +255,7 @@ impl NodeProcesses {
             }
             _ => Command::new(&binary),
         };
-        // SAFETY: the closure runs in the forked child before exec and
-        // only calls prctl(2), which is async-signal-safe. The node dies
-        // with the thread that started it (the test's thread), so a test
-        // process killed before its guards ran leaves no node behind; the
-        // setting survives the exec of `ip netns exec` and of the node.
-        unsafe {
-            command.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = command
+        let command = command
             .args([
                 "--id",
                 &id.to_string(),
@@ -247,13 +274,8 @@ impl NodeProcesses {
             .args(["--cluster-id", &self.cluster_id])
             .args(self.tls_args(id))
             .args(extra)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn concord-node");
-        self.children.insert(id, child);
+            .env("RUST_LOG", "info");
+        self.children.insert(id, spawn_node(command, log));
     }
 
     /// Waits up to `timeout` for node `id` to exit on its own; its exit
@@ -366,7 +388,13 @@ impl NodeProcesses {
 
     /// A client of this cluster's key-value store with patient retries.
     pub fn client(&self) -> KvClient {
-        let mut config = self.client_config(Duration::from_millis(1500));
+        self.client_at(self.servers())
+    }
+
+    /// A client with patient retries that knows only `servers` (in that
+    /// order: status calls name a server by its place in the list).
+    pub fn client_at(&self, servers: Vec<String>) -> KvClient {
+        let mut config = self.client_config(servers, Duration::from_millis(1500));
         config.attempts_max = 100;
         config.retry_backoff = Duration::from_millis(50);
         KvClient::new(config)
@@ -375,11 +403,11 @@ impl NodeProcesses {
     /// A client whose every attempt gives up after `timeout` (for status
     /// probes).
     pub fn client_with_timeout(&self, timeout: Duration) -> KvClient {
-        KvClient::new(self.client_config(timeout))
+        KvClient::new(self.client_config(self.servers(), timeout))
     }
 
-    fn client_config(&self, timeout: Duration) -> ClientConfig {
-        let mut config = ClientConfig::new(self.servers(), self.cluster_id.clone());
+    fn client_config(&self, servers: Vec<String>, timeout: Duration) -> ClientConfig {
+        let mut config = ClientConfig::new(servers, self.cluster_id.clone());
         config.request_timeout = timeout;
         if let Some(dir) = &self.tls_dir {
             let paths = TlsPaths {
@@ -407,6 +435,36 @@ impl Drop for NodeProcesses {
     }
 }
 
+/// Spawns `command` (a node, or a launcher of one) with no input, its
+/// standard output discarded and its standard error to `log`. It dies with
+/// the thread that started it (the test's thread), so a test process
+/// killed before its guards ran leaves no node behind; the setting
+/// survives the exec of `ip netns exec` and of the node.
+pub fn spawn_node(command: &mut Command, log: std::fs::File) -> Child {
+    // SAFETY: the closure runs in the forked child before exec and only
+    // calls prctl(2), which is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn concord-node")
+}
+
+/// A loopback address free when asked (the kernel's pick).
+pub fn free_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    listener.local_addr().expect("local addr").to_string()
+}
+
 /// The id of the node that reports itself leader, asked of every node.
 pub async fn leader_id(client: &mut KvClient, nodes: usize) -> Option<u64> {
     for i in 0..nodes {
@@ -419,6 +477,144 @@ pub async fn leader_id(client: &mut KvClient, nodes: usize) -> Option<u64> {
     None
 }
 
+/// The leader of a three-node cluster, asked of every node until one
+/// answers (within 10 s).
+pub async fn find_leader(client: &mut KvClient) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(id) = leader_id(client, 3).await {
+            return id;
+        }
+        assert!(Instant::now() < deadline, "no leader found");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Writes keys `{prefix}-{from}` .. (`count` of them, each with value
+/// `value-{i}`), recording them in `acked`.
+pub async fn put_keys(
+    client: &mut KvClient,
+    acked: &mut BTreeMap<String, String>,
+    prefix: &str,
+    from: u32,
+    count: u32,
+) {
+    for i in from..from + count {
+        let (k, v) = (format!("{prefix}-{i}"), format!("value-{i}"));
+        client.put(k.clone(), v.clone()).await.expect("write");
+        acked.insert(k, v);
+    }
+}
+
+/// Reads every key of `acked` back and checks its value.
+pub async fn read_all(client: &mut KvClient, acked: &BTreeMap<String, String>) {
+    for (k, v) in acked {
+        let got = client.get(k.clone()).await.expect("read");
+        assert_eq!(got, Some(bytes::Bytes::from(v.clone())), "key {k}");
+    }
+}
+
+/// Node `id`'s status once it answers (a client of every node, in id
+/// order), asked until `within` passes.
+pub async fn status_once_up(
+    client: &mut KvClient,
+    id: u64,
+    within: Duration,
+) -> concord::tokio::status::NodeStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(status) = client.status(id as usize - 1).await {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "node {id} did not answer");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits up to `within` until the server at place `follower` of the
+/// client's list has applied what the one at place `leader` has
+/// committed.
+pub async fn wait_caught_up_at(
+    client: &mut KvClient,
+    leader: usize,
+    follower: usize,
+    within: Duration,
+) {
+    let target = client
+        .status(leader)
+        .await
+        .expect("leader status")
+        .commit_index;
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(status) = client.status(follower).await {
+            if status.applied_index >= target {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "server {follower} did not catch up to index {target}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits up to `within` until node `id` has applied everything `leader`
+/// has committed (a client of every node, in id order).
+pub async fn wait_caught_up(client: &mut KvClient, leader: u64, id: u64, within: Duration) {
+    wait_caught_up_at(client, leader as usize - 1, id as usize - 1, within).await;
+}
+
+/// Writes `count` keys `{prefix}-0` ..., then waits until a follower has
+/// applied them; returns the leader and that follower.
+pub async fn write_to_a_follower(
+    client: &mut KvClient,
+    acked: &mut BTreeMap<String, String>,
+    prefix: &str,
+    count: u32,
+) -> (u64, u64) {
+    put_keys(client, acked, prefix, 0, count).await;
+    let leader = find_leader(client).await;
+    let follower = (1..=3).find(|id| *id != leader).expect("a follower");
+    wait_caught_up(client, leader, follower, Duration::from_secs(10)).await;
+    (leader, follower)
+}
+
+/// The newest WAL segment of a data directory.
+pub fn newest_segment(data_dir: &Path) -> PathBuf {
+    // Segment names are zero-padded numbers: the newest sorts last.
+    std::fs::read_dir(data_dir.join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .max()
+        .expect("a WAL segment")
+}
+
+/// Cuts the last record of `segment` in half (read by the documented
+/// format: what a disk that lost part of a synced write leaves); returns
+/// the record's offset.
+pub fn cut_last_record_in_half(segment: &Path) -> u64 {
+    let bytes = std::fs::read(segment).unwrap();
+    let mut at = wal::SEGMENT_HEADER_BYTES;
+    let mut last = None;
+    while at + wal::RECORD_HEADER_BYTES <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        last = Some((at as u64, (wal::RECORD_HEADER_BYTES + len) as u64));
+        at += wal::RECORD_HEADER_BYTES + len;
+    }
+    assert_eq!(at, bytes.len(), "segment ends on a record boundary");
+    let (at, len) = last.expect("a record in the newest segment");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(segment)
+        .unwrap()
+        .set_len(at + len / 2)
+        .unwrap();
+    at
+}
+
 /// The kill/restart scenario of `real_cluster.rs`, for any three-node
 /// `cluster` (plaintext or TLS): write, SIGKILL the leader, keep writing
 /// through the new leader, restart the dead node and see it catch up; then
@@ -426,63 +622,24 @@ pub async fn leader_id(client: &mut KvClient, nodes: usize) -> Option<u64> {
 /// back.
 pub fn survive_sigkill_of_the_leader_and_full_restart(cluster: &mut NodeProcesses) {
     let runtime = runtime();
-    for id in 1..=3 {
-        cluster.start(id);
-    }
+    cluster.start_all();
     runtime.block_on(async {
         let mut client = cluster.client();
         let mut acked: BTreeMap<String, String> = BTreeMap::new();
-        for i in 0..50 {
-            let (k, v) = (format!("key-{i}"), format!("value-{i}"));
-            client
-                .put(k.clone(), v.clone())
-                .await
-                .expect("write before the kill");
-            acked.insert(k, v);
-        }
+        put_keys(&mut client, &mut acked, "key", 0, 50).await;
 
         // SIGKILL the leader.
-        let mut leader = None;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while leader.is_none() {
-            assert!(Instant::now() < deadline, "no leader found");
-            leader = leader_id(&mut client, 3).await;
-        }
-        let leader = leader.unwrap();
+        let leader = find_leader(&mut client).await;
         cluster.sigkill(leader);
 
         // Keep writing through the new leader.
-        for i in 50..100 {
-            let (k, v) = (format!("key-{i}"), format!("value-{i}"));
-            client
-                .put(k.clone(), v.clone())
-                .await
-                .expect("write after the kill");
-            acked.insert(k, v);
-        }
+        put_keys(&mut client, &mut acked, "key", 50, 50).await;
         let new_leader = leader_id(&mut client, 3).await.expect("a new leader");
         assert_ne!(new_leader, leader);
 
         // Restart the dead node: it catches up from its own log plus the leader.
         cluster.start(leader);
-        let target = client
-            .status(new_leader as usize - 1)
-            .await
-            .unwrap()
-            .commit_index;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(status) = client.status(leader as usize - 1).await {
-                if status.applied_index >= target {
-                    break;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "restarted node {leader} did not catch up to {target}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_caught_up(&mut client, new_leader, leader, Duration::from_secs(20)).await;
         // Writes keep working with all three up.
         client.put("after-restart", "yes").await.unwrap();
         acked.insert("after-restart".to_string(), "yes".to_string());
@@ -490,17 +647,8 @@ pub fn survive_sigkill_of_the_leader_and_full_restart(cluster: &mut NodeProcesse
         // Stop all three, restart all three, read everything back.
         drop(client);
         cluster.sigterm_all();
-        for id in 1..=3 {
-            cluster.start(id);
-        }
-        let mut client = cluster.client();
-        for (k, v) in &acked {
-            let got = client
-                .get(k.clone())
-                .await
-                .expect("read after full restart");
-            assert_eq!(got, Some(bytes::Bytes::from(v.clone())), "key {k}");
-        }
+        cluster.start_all();
+        read_all(&mut cluster.client(), &acked).await;
     });
     cluster.sigterm_all();
 }

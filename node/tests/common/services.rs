@@ -9,8 +9,11 @@
 
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use concord_sim::history::{Op, Output, Recorder};
 
 use crate::processes::{cli_binary, leader_id, runtime, NodeProcesses};
 
@@ -26,6 +29,13 @@ impl Cluster {
     /// Three nodes of `service` on loopback ports the kernel handed out.
     pub fn on_loopback(service: &'static str, cluster_id: &'static str) -> Cluster {
         Cluster::with_nodes(service, cluster_id, 3)
+    }
+
+    /// [`Cluster::on_loopback`], every node started and one leading.
+    pub fn started(service: &'static str, cluster_id: &'static str) -> Cluster {
+        let mut cluster = Cluster::on_loopback(service, cluster_id);
+        cluster.start_all_and_await_leader();
+        cluster
     }
 
     /// `nodes` nodes of `service` on loopback ports the kernel handed out;
@@ -189,5 +199,70 @@ pub fn cli(target: &CliTarget, args: &[&str]) -> Outcome {
             "client {args:?} exited with {other:?}: {}",
             String::from_utf8_lossy(&output.stderr)
         ),
+    }
+}
+
+/// Starts `clients` client threads, each running `work` against `target`
+/// with the shared count of calls `made` (for
+/// [`Cluster::kill_leader_after`]).
+pub fn spawn_clients<T: Send + 'static>(
+    clients: usize,
+    target: &CliTarget,
+    made: &Arc<AtomicUsize>,
+    work: fn(&CliTarget, &AtomicUsize) -> T,
+) -> Vec<JoinHandle<T>> {
+    (0..clients)
+        .map(|_| {
+            let (target, made) = (target.clone(), made.clone());
+            std::thread::spawn(move || work(&target, &made))
+        })
+        .collect()
+}
+
+/// Parses lines `key=value`, or `key` followed by `absent_suffix` for a
+/// key without a value (as the clients print `lookup` and `get-many`).
+pub fn parse_pairs(text: &str, absent_suffix: &str) -> Vec<(String, Option<String>)> {
+    text.lines()
+        .map(|line| match line.split_once('=') {
+            Some((key, value)) => (key.to_string(), Some(value.to_string())),
+            None => (line.trim_end_matches(absent_suffix).to_string(), None),
+        })
+        .collect()
+}
+
+/// A multi-key read (`command keys...`, answered one line a key as
+/// [`parse_pairs`] reads with `absent_suffix`), recorded in `recorder` as
+/// a get of each key by `client`: each get returns the value read (absent:
+/// empty), or fails when the read was not answered. The pairs read, in
+/// the order of `keys`, if it was answered.
+pub fn recorded_read(
+    target: &CliTarget,
+    recorder: &Recorder,
+    client: u64,
+    command: &str,
+    keys: &[&str],
+    absent_suffix: &str,
+) -> Option<Vec<(String, Option<String>)>> {
+    let tokens: Vec<_> = keys
+        .iter()
+        .map(|key| recorder.call(client, *key, Op::Get))
+        .collect();
+    let mut args = vec![command];
+    args.extend(keys);
+    match cli(target, &args) {
+        Outcome::Ok(text) => {
+            let read = parse_pairs(&text, absent_suffix);
+            assert_eq!(read.len(), keys.len(), "{command} printed {text:?}");
+            for (token, (key, value)) in tokens.into_iter().zip(&read) {
+                assert!(keys.contains(&key.as_str()), "{command} printed {text:?}");
+                recorder.ok(token, Output::Value(value.clone().unwrap_or_default()));
+            }
+            Some(read)
+        }
+        // A read changes nothing: either way it is not applied.
+        Outcome::NotApplied | Outcome::Unknown => {
+            tokens.into_iter().for_each(|t| recorder.fail(t));
+            None
+        }
     }
 }
