@@ -19,11 +19,13 @@ pub struct MultiConfig {
     /// not any group has anything to say), and every member of a group
     /// created here must be one of them or this node.
     pub peers: BTreeSet<NodeId>,
-    /// Distinguishes this start of the node from every earlier one (the
-    /// host draws it from a counter it stores durably, or from the start
-    /// time). Frames carry it: a peer that sees it change knows this node
-    /// restarted and forgot every leadership and vote it held in memory,
-    /// even if the restart was too quick for `liveness_timeout_ticks`.
+    /// Distinguishes this start of the node from every earlier one, and
+    /// must be greater than theirs (the host draws it from a counter it
+    /// stores durably). Frames carry it: a peer that sees it grow knows
+    /// this node restarted and forgot every leadership and vote it held in
+    /// memory, even if the restart was too quick for
+    /// `liveness_timeout_ticks`; a frame carrying a smaller one was sent
+    /// before a restart and says nothing of the node now.
     pub incarnation: u64,
     /// Most groups hosted at once; `create_group` refuses more.
     pub groups_max: usize,

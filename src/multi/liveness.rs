@@ -96,6 +96,14 @@ impl Liveness {
         now_tick: u64,
     ) -> Option<PeerChange> {
         let peer = self.peers.get_mut(&id)?;
+        if peer.incarnation.is_some_and(|known| incarnation < known) {
+            // A frame the peer sent before its last restart, delayed: it
+            // says nothing of the peer now. Taken for a restart, it would
+            // orphan every group the peer leads here (they would elect
+            // against a live leader), and the next current frame would
+            // orphan them again.
+            return None;
+        }
         peer.last_heard_tick = now_tick;
         let restarted = peer.incarnation.is_some_and(|known| known != incarnation);
         peer.incarnation = Some(incarnation);
@@ -150,5 +158,24 @@ impl Liveness {
                 died(*id);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_from_an_earlier_incarnation_is_no_restart() {
+        let mut liveness = Liveness::default();
+        assert!(liveness.add(2, 0));
+        assert_eq!(liveness.heard(2, 5, 1), None);
+        assert_eq!(liveness.heard(2, 6, 2), Some(PeerChange::Restarted));
+        // Delayed from before the restart: no change, and the peer's
+        // current incarnation is still known.
+        assert_eq!(liveness.heard(2, 5, 3), None);
+        assert_eq!(liveness.last_heard_tick(2), Some(2));
+        assert_eq!(liveness.heard(2, 6, 4), None);
+        assert_eq!(liveness.heard(2, 7, 5), Some(PeerChange::Restarted));
     }
 }
