@@ -172,6 +172,10 @@ pub(crate) struct Host {
     /// peer not heard from since the boot counts from tick 0, as the
     /// layer does. For the `stall-death` check.
     pub(crate) heard_tick: BTreeMap<NodeId, u64>,
+    /// The newest incarnation heard from each peer: a frame of an older
+    /// one was sent before that peer restarted and, as for the layer,
+    /// is not hearing from it.
+    pub(crate) heard_incarnation: BTreeMap<NodeId, u64>,
     pub(crate) reads: BTreeMap<u64, HostRead>,
     pub(crate) next_read_id: u64,
     /// What each group was told is durable at the crash: checked against
@@ -354,6 +358,7 @@ impl MultiSim {
                 paused_queue: VecDeque::new(),
                 missed_ticks: 0,
                 heard_tick: BTreeMap::new(),
+                heard_incarnation: BTreeMap::new(),
                 reads: BTreeMap::new(),
                 next_read_id: 0,
                 promised: BTreeMap::new(),

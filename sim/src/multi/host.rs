@@ -252,6 +252,7 @@ impl MultiSim {
         host.paused_queue.clear();
         host.missed_ticks = 0;
         host.heard_tick.clear();
+        host.heard_incarnation.clear();
         self.note(Some(index), || format!("boot (incarnation {incarnation})"));
         for (group, meta) in snapshots {
             // Hand each group the snapshot it can serve followers.
@@ -303,6 +304,7 @@ impl MultiSim {
         host.paused_queue.clear();
         host.missed_ticks = 0;
         host.heard_tick.clear();
+        host.heard_incarnation.clear();
         if torn {
             self.faults.add(FaultKind::Torn, 1);
         }
@@ -484,7 +486,7 @@ impl MultiSim {
                     return;
                 };
                 let heard_from = match &input {
-                    MultiInput::Receive(frame) => Some(frame.from),
+                    MultiInput::Receive(frame) => Some((frame.from, frame.incarnation)),
                     _ => None,
                 };
                 let received = multi.stats().frames_received;
@@ -510,15 +512,22 @@ impl MultiSim {
                     let term = multi.group(group).map_or(0, |node| node.term());
                     let message = format!(
                         "a frame from n{} whose only messages for group {group} were of terms older than its own woke it (asleep in term {term}): Raft changes nothing for such a message, and a follower woken while its leader sleeps hears no heartbeat and campaigns",
-                        heard_from.unwrap_or(0)
+                        heard_from.map_or(0, |(from, _)| from)
                     );
                     self.fail(MultiCheck::StaleWake, Some(index), Some(group), message);
                     return;
                 }
-                if let Some(from) = heard_from {
-                    if multi.stats().frames_received > received {
-                        let now = multi.now_ticks();
-                        self.hosts[index].heard_tick.insert(from, now);
+                if let Some((from, incarnation)) = heard_from {
+                    let accepted = multi.stats().frames_received > received;
+                    let now = multi.now_ticks();
+                    let host = &mut self.hosts[index];
+                    let current = host
+                        .heard_incarnation
+                        .get(&from)
+                        .is_none_or(|known| incarnation >= *known);
+                    if accepted && current {
+                        host.heard_tick.insert(from, now);
+                        host.heard_incarnation.insert(from, incarnation);
                     }
                 }
                 for action in std::mem::take(&mut out) {
