@@ -36,13 +36,34 @@ use multi_common::*;
 
 const COMMAND_BYTES: usize = 64;
 
-/// Syncs of the shared logs, summed over `handles`.
-async fn log_syncs(handles: &BTreeMap<NodeId, Arc<MultiServerHandle>>) -> u64 {
-    let mut syncs = 0;
-    for handle in handles.values() {
-        syncs += handle.status(false).await.unwrap().log.syncs;
+/// Counters summed over every node: what one write costs in syncs,
+/// frames and steps of the groups' nodes.
+#[derive(Clone, Copy, Default)]
+struct Counters {
+    syncs: u64,
+    frames_sent: u64,
+    node_steps: u64,
+}
+
+impl Counters {
+    async fn read(handles: &BTreeMap<NodeId, Arc<MultiServerHandle>>) -> Counters {
+        let mut sum = Counters::default();
+        for handle in handles.values() {
+            let status = handle.status(false).await.unwrap();
+            sum.syncs += status.log.syncs;
+            sum.frames_sent += status.layer.frames_sent;
+            sum.node_steps += status.layer.node_steps;
+        }
+        sum
     }
-    syncs
+
+    fn since(self, before: Counters) -> Counters {
+        Counters {
+            syncs: self.syncs - before.syncs,
+            frames_sent: self.frames_sent - before.frames_sent,
+            node_steps: self.node_steps - before.node_steps,
+        }
+    }
 }
 
 /// Writes/s of closed-loop clients, `clients_per_group` on each group of
@@ -85,23 +106,26 @@ async fn measure(
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (writes_before, syncs_before, at) = (
         done.load(Ordering::Relaxed),
-        log_syncs(handles).await,
+        Counters::read(handles).await,
         Instant::now(),
     );
     tokio::time::sleep(Duration::from_secs(secs)).await;
     let elapsed = at.elapsed().as_secs_f64();
     let writes = done.load(Ordering::Relaxed) - writes_before;
-    let syncs = log_syncs(handles).await - syncs_before;
+    let counters = Counters::read(handles).await.since(syncs_before);
+    let syncs = counters.syncs;
     stop.store(true, Ordering::Relaxed);
     for client in clients {
         let _ = client.await;
     }
     let per_second = writes as f64 / elapsed;
     println!(
-        "{:>13} x {clients_per_group:>7} | {per_second:>8.0} | {:>16.0} | {:>15.2}",
+        "{:>13} x {clients_per_group:>7} | {per_second:>8.0} | {:>16.0} | {:>15.2} | {:>16.2} | {:>15.2}",
         chosen.len(),
         syncs as f64 / elapsed / NODES.len() as f64,
-        writes as f64 / (syncs as f64 / NODES.len() as f64).max(1.0)
+        writes as f64 / (syncs as f64 / NODES.len() as f64).max(1.0),
+        counters.frames_sent as f64 / writes.max(1) as f64,
+        counters.node_steps as f64 / writes.max(1) as f64,
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     per_second
@@ -139,7 +163,10 @@ async fn run(
         "{groups} groups on 3 nodes led after {:.1} s (fsync on, one shared log per node)",
         started.elapsed().as_secs_f64()
     );
-    println!("active groups x clients | writes/s | syncs/s per node | writes per sync");
+    println!(
+        "active groups x clients | writes/s | syncs/s per node | writes per sync | frames per write \
+         | steps per write"
+    );
     let mut by_active = BTreeMap::new();
     for &active in active_counts {
         // Active groups spread over the id space.
