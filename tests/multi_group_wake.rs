@@ -356,3 +356,91 @@ fn ticks_back_to_back_serve_the_wake_queues_once() {
     multi.step(MultiInput::Tick, &mut out).unwrap();
     assert_eq!(multi.stats().wakes_to_elect, 4);
 }
+
+/// A long stall's catch-up costs each awake group at most its minimum
+/// election timeout of steps, however many ticks the host missed: 1,000
+/// missed ticks with every group awake would otherwise be 1,000 steps of
+/// each, a stall of its own. The clock still takes every tick, and a
+/// leader comes out of the burst with every lease from before it run
+/// out (it took more than `lease_read_ticks` ticks).
+#[test]
+fn a_burst_hands_each_awake_group_at_most_its_minimum_election_timeout() {
+    use concord::multi::MultiInput;
+
+    let options = Options {
+        // Awake, so that every group is ticked.
+        quiesce_after_idle_ticks: None,
+        ..Options::quiet(3, 12)
+    };
+    let mut driver = Driver::new(options, 5);
+    driver.run(200);
+    let groups: Vec<u64> = driver.members.keys().copied().collect();
+    assert!(groups.iter().all(|&g| driver.leader_of(g).is_some()));
+    let stalled = busiest_leader(&driver);
+    let led: Vec<u64> = groups
+        .iter()
+        .copied()
+        .filter(|&g| driver.leader_of(g) == Some(stalled))
+        .collect();
+    // A lease read right now is served at once: the lease holds.
+    let read = driver.read(stalled, led[0], ReadPath::Lease);
+    assert!(!driver.read_pending(read), "no lease before the stall");
+
+    let multi = driver
+        .hosts
+        .get_mut(&stalled)
+        .unwrap()
+        .multi
+        .as_mut()
+        .unwrap();
+    let hosted: Vec<u64> = groups
+        .iter()
+        .copied()
+        .filter(|&g| multi.group(g).is_some())
+        .collect();
+    let timeout_min_ticks = u64::from(
+        multi
+            .group(hosted[0])
+            .unwrap()
+            .config()
+            .election_timeout_min_ticks,
+    );
+    assert!(hosted.iter().all(|&g| u64::from(
+        multi.group(g).unwrap().config().election_timeout_min_ticks
+    ) == timeout_min_ticks));
+    let (clock_before, stats_before) = (multi.now_ticks(), *multi.stats());
+    let mut out = Vec::new();
+    multi.flush(&mut out);
+    out.clear();
+    for _ in 0..1_000 {
+        multi.step(MultiInput::Tick, &mut out).unwrap();
+    }
+    let stats = multi.stats();
+    assert_eq!(
+        multi.now_ticks(),
+        clock_before + 1_000,
+        "the clock took every tick"
+    );
+    assert_eq!(
+        stats.group_ticks - stats_before.group_ticks,
+        hosted.len() as u64 * timeout_min_ticks,
+        "a group took more of the burst than its minimum election timeout"
+    );
+    assert_eq!(
+        stats.group_ticks_withheld - stats_before.group_ticks_withheld,
+        hosted.len() as u64 * (1_000 - timeout_min_ticks)
+    );
+    // The lease from before the stall ran out in the burst.
+    let read = driver.read(stalled, led[0], ReadPath::Lease);
+    assert!(
+        driver.read_pending(read),
+        "a lease from before the stall served a read after it"
+    );
+    driver.run(50);
+    assert!(
+        !driver.read_pending(read),
+        "the read was not served after a round"
+    );
+    assert!(driver.violation.is_none(), "{:?}", driver.violation);
+    assert!(groups.iter().all(|&g| driver.leader_of(g).is_some()));
+}

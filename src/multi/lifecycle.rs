@@ -58,8 +58,10 @@ impl MultiNode {
                 return Err(MultiError::UnknownMember { group, node });
             }
         }
+        let burst_ticks_max = u64::from(config.election_timeout_min_ticks);
         let node = Node::new(config, recovered)
             .map_err(|error| MultiError::GroupConfig { group, error })?;
+        self.burst_group_ticks_max = self.burst_group_ticks_max.max(burst_ticks_max);
         let generation = self.next_generation;
         self.next_generation += 1;
         self.groups.insert(

@@ -226,6 +226,15 @@ pub struct MultiNode {
     /// Whether [`MultiNode::flush`] ran since the last tick: ticks that
     /// come back to back are a host catching up after a stall.
     pub(crate) flushed_since_tick: bool,
+    /// Ticks since the last flush, this one included: the length of the
+    /// catch-up burst so far.
+    pub(crate) burst_ticks: u64,
+    /// The largest `election_timeout_min_ticks` of any group created: no
+    /// group takes more ticks of one burst than this.
+    pub(crate) burst_group_ticks_max: u64,
+    /// Ticks on which awake groups were ticked: the clock election slots
+    /// age by (a slot does not run out on ticks its group never got).
+    pub(crate) slot_clock_ticks: u64,
     /// Reused buffers.
     pub(crate) actions: Vec<Action>,
     pub(crate) scratch_groups: Vec<GroupId>,
@@ -254,6 +263,9 @@ impl MultiNode {
             persister: Persister::new(),
             stats: MultiStats::default(),
             flushed_since_tick: true,
+            burst_ticks: 0,
+            burst_group_ticks_max: 0,
+            slot_clock_ticks: 0,
             actions: Vec::new(),
             scratch_groups: Vec::new(),
             #[cfg(feature = "planted-bugs")]
@@ -342,18 +354,37 @@ impl MultiNode {
             }
         }
         if std::mem::replace(&mut self.flushed_since_tick, false) {
+            self.burst_ticks = 1;
             self.release_election_slots();
             self.wake_from_queues(out);
         } else {
+            self.burst_ticks += 1;
             self.stats.ticks_back_to_back += 1;
         }
+        // A burst hands each awake group at most its minimum election
+        // timeout of ticks (see `tick_is_withheld`): past the largest, the
+        // rest of the burst is the layer's clock alone, and a stall's
+        // catch-up costs the awake groups a bounded number of steps
+        // however long the stall was.
+        if self.burst_ticks > self.burst_group_ticks_max {
+            self.stats.group_ticks_withheld += self.awake.len() as u64;
+            return;
+        }
+        self.slot_clock_ticks += 1;
         // Only the awake groups: the work of a tick grows with them, not
         // with every group hosted.
         let mut ticking = std::mem::take(&mut self.scratch_groups);
         ticking.clear();
         ticking.extend(self.awake.iter().copied());
         for &group in &ticking {
-            if !self.awake.contains(&group) {
+            let Some(state) = self.groups.get(&group) else {
+                continue;
+            };
+            if state.sleep.is_some() {
+                continue;
+            }
+            if self.tick_is_withheld(state) {
+                self.stats.group_ticks_withheld += 1;
                 continue;
             }
             self.stats.group_ticks += 1;
@@ -361,6 +392,25 @@ impl MultiNode {
             self.consider_quiescing(group);
         }
         self.scratch_groups = ticking;
+    }
+
+    /// Whether the current tick of a burst is withheld from `group`: it
+    /// got `election_timeout_min_ticks` of the burst already.
+    ///
+    /// Why a group may be handed fewer ticks than its host missed (the
+    /// core asks a host that stalled for every one): the ticks a group
+    /// gets past that many change nothing that safety rests on, and each
+    /// costs a step of every awake group (a stall of 1,000 ticks with
+    /// 10,000 groups awake was 10 million steps, a stall of its own, and
+    /// the next catch-up longer still). A leader has then taken more
+    /// ticks than `lease_read_ticks` (validation keeps it below the
+    /// minimum timeout), so every lease it held before the stall has run
+    /// out, as when a sleeping leader wakes (`wake.rs`); it runs at most
+    /// one CheckQuorum in them. A follower or candidate whose clock lags
+    /// real time only refuses votes, and campaigns, later than it could:
+    /// the conservative side of every timing rule.
+    fn tick_is_withheld(&self, state: &Group) -> bool {
+        self.burst_ticks > u64::from(state.node.config().election_timeout_min_ticks)
     }
 
     fn receive(&mut self, frame: Frame, out: &mut Vec<MultiAction>) {
@@ -620,6 +670,24 @@ impl MultiNode {
     /// `elections_concurrent_max`).
     pub fn electing_count(&self) -> usize {
         self.electing.len()
+    }
+
+    /// Of the awake groups, how many this node leads, and how many of
+    /// those have a quiescence round out (for diagnosing a node whose
+    /// groups do not go back to sleep; walks the awake groups).
+    pub fn awake_leaders(&self) -> (usize, usize) {
+        let mut leading = 0;
+        let mut rounds = 0;
+        for group in &self.awake {
+            let Some(state) = self.groups.get(group) else {
+                continue;
+            };
+            if state.node.role() == crate::Role::Leader {
+                leading += 1;
+                rounds += usize::from(state.round.is_some());
+            }
+        }
+        (leading, rounds)
     }
 
     /// Whether peer `id` is taken for alive (`None` if not a peer).

@@ -50,6 +50,10 @@ pub struct MultiStats {
     /// Ticks that came back to back, with no flush since the one before
     /// (a host catching up after a stall): they served no wake queue.
     pub ticks_back_to_back: u64,
+    /// Ticks of such a burst not handed to an awake group, one per group
+    /// and tick: a group takes at most its `election_timeout_min_ticks`
+    /// of one burst.
+    pub group_ticks_withheld: u64,
     /// Groups woken to elect that found no leader in time and went back
     /// to sleep at the back of the queue.
     pub election_slots_expired: u64,

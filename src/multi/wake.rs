@@ -292,7 +292,7 @@ impl MultiNode {
         state.idle_ticks = 0;
         state.seen = Seen::of(&state.node);
         if cause == Wake::Elect {
-            state.electing_since = Some(self.now_ticks);
+            state.electing_since = Some(self.slot_clock_ticks);
             self.electing.insert(group);
         }
         self.awake.insert(group);
@@ -465,7 +465,7 @@ impl MultiNode {
             let since = state
                 .electing_since
                 .expect("an electing group holds a slot");
-            if self.now_ticks - since >= u64::from(self.config.election_slot_ticks) {
+            if self.slot_clock_ticks - since >= u64::from(self.config.election_slot_ticks) {
                 expired.insert(group);
             }
         }
