@@ -136,3 +136,55 @@ fn without_a_peer_timeout_silent_connections_stall_the_cluster() {
         );
     });
 }
+
+/// A connection is judged silent on what the peer sent, not on what this
+/// node had the time to read: after its own thread stalled (one busy task
+/// of a current-thread runtime, a paused process) the answers to its
+/// keepalives wait unread in the socket when the deadline comes due, and
+/// dropping the connection then would lose every frame in flight and, at
+/// scale, turn one long turn into a storm of re-sent work.
+#[test]
+fn a_node_that_stalled_itself_drops_no_live_connection() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("build a tokio runtime");
+    runtime.block_on(async {
+        let staller = LinkStaller::new();
+        let (nodes, peers) = start_cluster(&staller, Some(Duration::from_millis(500))).await;
+        let mut client = impatient_client(&peers);
+        assert!(
+            first_write(&mut client, Duration::from_secs(10))
+                .await
+                .is_some(),
+            "the cluster never accepted a first write"
+        );
+        let dropped = |nodes: &BTreeMap<u64, RunningNode>| -> u64 {
+            nodes
+                .values()
+                .map(|n| {
+                    n.transport_counters
+                        .silent_connections_dropped
+                        .load(Ordering::Relaxed)
+                })
+                .sum()
+        };
+        let before = dropped(&nodes);
+        // Keepalives go out and are answered while the cluster idles.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for _ in 0..3 {
+            // Every node of this runtime stops for three peer timeouts:
+            // no task reads, answers or sends.
+            std::thread::sleep(Duration::from_millis(1_500));
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        assert_eq!(
+            dropped(&nodes) - before,
+            0,
+            "a live connection was dropped as silent after this node's own stall"
+        );
+        for (_, node) in nodes {
+            node.shutdown().await.unwrap();
+        }
+    });
+}

@@ -680,11 +680,17 @@ impl<O: Outbound> PeerSender<O> {
         heard: &mut mpsc::Receiver<Result<(), FrameError>>,
     ) -> Result<(), LinkError> {
         let mut buf = Vec::with_capacity(64 * 1024);
-        let mut last_heard = Instant::now();
+        // The first keepalive written since the last answer: silence is
+        // counted from it. Counted from the last answer instead, a node
+        // whose own thread stalled (one busy task of a current-thread
+        // runtime, a paused process) would find the deadline passed when
+        // it ran again, though it had asked nothing in that time, and
+        // drop every live connection with the frames in flight.
+        let mut unanswered_since: Option<Instant> = None;
         let mut keepalive = tokio::time::interval(self.config.keepalive_interval);
         keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let silent_at = self.silent_at(last_heard);
+            let silent_at = self.silent_at(unanswered_since);
             buf.clear();
             let items;
             // Biased (see `listener.rs`), in an order that starves nothing
@@ -697,14 +703,19 @@ impl<O: Outbound> PeerSender<O> {
                 biased;
                 _ = self.shutdown.changed() => return Ok(()),
                 answer = heard.recv() => {
-                    last_heard = heard_at(answer)?;
+                    answered(answer)?;
+                    unanswered_since = None;
                     continue;
                 }
                 _ = tokio::time::sleep_until(silent_at) => {
-                    return Err(self.silent());
+                    let answer = answer_waiting(heard).await.ok_or_else(|| self.silent())?;
+                    answered(Some(answer))?;
+                    unanswered_since = None;
+                    continue;
                 }
                 _ = keepalive.tick() => {
                     self.out.encode_keepalive(&mut buf)?;
+                    unanswered_since.get_or_insert_with(Instant::now);
                     items = 0;
                 }
                 queued = self.rx.recv() => {
@@ -716,14 +727,16 @@ impl<O: Outbound> PeerSender<O> {
                 continue;
             }
             // A blocked write is watched like an idle connection: answers to
-            // keepalives written before it keep it alive, silence ends it.
+            // keepalives written before it keep it alive, silence ends it
+            // (counted from the write if nothing was asked before it).
+            let write_started = Instant::now();
             let write = async {
                 writer.write_all(&buf).await?;
                 writer.flush().await
             };
             tokio::pin!(write);
             loop {
-                let silent_at = self.silent_at(last_heard);
+                let silent_at = self.silent_at(Some(unanswered_since.unwrap_or(write_started)));
                 tokio::select! {
                     biased;
                     _ = self.shutdown.changed() => return Ok(()),
@@ -733,19 +746,28 @@ impl<O: Outbound> PeerSender<O> {
                         self.out.count(LinkEvent::Written { items, bytes });
                         break;
                     }
-                    answer = heard.recv() => last_heard = heard_at(answer)?,
-                    _ = tokio::time::sleep_until(silent_at) => return Err(self.silent()),
+                    answer = heard.recv() => {
+                        answered(answer)?;
+                        unanswered_since = None;
+                    }
+                    _ = tokio::time::sleep_until(silent_at) => {
+                        let answer = answer_waiting(heard).await.ok_or_else(|| self.silent())?;
+                        answered(Some(answer))?;
+                        unanswered_since = None;
+                    }
                 }
             }
         }
     }
 
-    /// When the connection counts as dead if nothing more is heard (far
-    /// away when there is no peer timeout).
-    fn silent_at(&self, last_heard: Instant) -> Instant {
-        match self.config.peer_timeout {
-            Some(timeout) => last_heard + timeout,
-            None => last_heard + Duration::from_secs(86_400 * 365),
+    /// When the connection counts as dead if nothing more is heard, for a
+    /// question asked at `asked_at` (far away when there is no peer
+    /// timeout, or nothing is asked).
+    fn silent_at(&self, asked_at: Option<Instant>) -> Instant {
+        let far = Instant::now() + Duration::from_secs(86_400 * 365);
+        match (self.config.peer_timeout, asked_at) {
+            (Some(timeout), Some(asked_at)) => asked_at + timeout,
+            _ => far,
         }
     }
 
@@ -779,9 +801,34 @@ impl<O: Outbound> PeerSender<O> {
 
 /// What an answer from the reader task means: the peer was heard now, or
 /// the connection ended.
-fn heard_at(answer: Option<Result<(), FrameError>>) -> Result<Instant, LinkError> {
+/// Turns of the scheduler an expiring silence deadline waits for an
+/// answer already on its way (the reader's, then the peer's, if it
+/// shares this runtime).
+const SILENCE_RECHECK_TURNS: usize = 8;
+
+/// An answer that arrived but was not yet read, looked for before a
+/// connection is judged silent. The deadline can expire right after a
+/// long stall of this thread (one busy task of a current-thread runtime,
+/// a paused process): the peer's answers then wait unread in the socket,
+/// and the reader task has had no turn to report them. Each yield lets
+/// the runtime poll its I/O driver and run the tasks it wakes first.
+async fn answer_waiting(
+    heard: &mut mpsc::Receiver<Result<(), FrameError>>,
+) -> Option<Result<(), FrameError>> {
+    for _ in 0..SILENCE_RECHECK_TURNS {
+        tokio::task::yield_now().await;
+        if let Ok(answer) = heard.try_recv() {
+            return Some(answer);
+        }
+    }
+    None
+}
+
+/// An answer's verdict on the connection: an error it carries, or the
+/// reader's end, breaks it.
+fn answered(answer: Option<Result<(), FrameError>>) -> Result<(), LinkError> {
     match answer {
-        Some(Ok(())) => Ok(Instant::now()),
+        Some(Ok(())) => Ok(()),
         Some(Err(e)) => Err(e.into()),
         None => Err(FrameError::Closed.into()),
     }
