@@ -671,9 +671,12 @@ where
         let due = (self.clock_start.elapsed().as_nanos() / tick_nanos) as u64;
         let behind_ticks = due.saturating_sub(self.ticks_delivered);
         if behind_ticks >= BEHIND_WARN_TICKS {
+            let (awake_leading, quiesce_rounds) = self.multi.awake_leaders();
             tracing::warn!(
                 behind_ticks,
                 groups_awake = self.multi.awake_count(),
+                awake_leading,
+                quiesce_rounds,
                 groups_electing = self.multi.electing_count(),
                 "the loop fell behind its clock: the ticks it missed come in one burst"
             );
