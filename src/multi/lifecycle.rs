@@ -58,10 +58,17 @@ impl MultiNode {
                 return Err(MultiError::UnknownMember { group, node });
             }
         }
-        let burst_ticks_max = u64::from(config.election_timeout_min_ticks);
         let node = Node::new(config, recovered)
             .map_err(|error| MultiError::GroupConfig { group, error })?;
-        self.burst_group_ticks_max = self.burst_group_ticks_max.max(burst_ticks_max);
+        // As a leader: the largest share of a burst the group can take.
+        let config = node.config();
+        let leader_share_ticks = config
+            .lease_read_ticks
+            .max(config.heartbeat_interval_ticks)
+            .max(1);
+        self.burst_group_ticks_max = self
+            .burst_group_ticks_max
+            .max(u64::from(leader_share_ticks));
         let generation = self.next_generation;
         self.next_generation += 1;
         self.groups.insert(

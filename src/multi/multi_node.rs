@@ -229,8 +229,8 @@ pub struct MultiNode {
     /// Ticks since the last flush, this one included: the length of the
     /// catch-up burst so far.
     pub(crate) burst_ticks: u64,
-    /// The largest `election_timeout_min_ticks` of any group created: no
-    /// group takes more ticks of one burst than this.
+    /// The largest [`burst_ticks_max`] of any group created: no group
+    /// takes more ticks of one burst than this.
     pub(crate) burst_group_ticks_max: u64,
     /// Ticks on which awake groups were ticked: the clock election slots
     /// age by (a slot does not run out on ticks its group never got).
@@ -361,8 +361,8 @@ impl MultiNode {
             self.burst_ticks += 1;
             self.stats.ticks_back_to_back += 1;
         }
-        // A burst hands each awake group at most its minimum election
-        // timeout of ticks (see `tick_is_withheld`): past the largest, the
+        // A burst hands each awake group at most a few ticks (see
+        // `burst_ticks_max`): past the largest share, the
         // rest of the burst is the layer's clock alone, and a stall's
         // catch-up costs the awake groups a bounded number of steps
         // however long the stall was.
@@ -395,22 +395,9 @@ impl MultiNode {
     }
 
     /// Whether the current tick of a burst is withheld from `group`: it
-    /// got `election_timeout_min_ticks` of the burst already.
-    ///
-    /// Why a group may be handed fewer ticks than its host missed (the
-    /// core asks a host that stalled for every one): the ticks a group
-    /// gets past that many change nothing that safety rests on, and each
-    /// costs a step of every awake group (a stall of 1,000 ticks with
-    /// 10,000 groups awake was 10 million steps, a stall of its own, and
-    /// the next catch-up longer still). A leader has then taken more
-    /// ticks than `lease_read_ticks` (validation keeps it below the
-    /// minimum timeout), so every lease it held before the stall has run
-    /// out, as when a sleeping leader wakes (`wake.rs`); it runs at most
-    /// one CheckQuorum in them. A follower or candidate whose clock lags
-    /// real time only refuses votes, and campaigns, later than it could:
-    /// the conservative side of every timing rule.
+    /// got its share of the burst already ([`burst_ticks_max`]).
     fn tick_is_withheld(&self, state: &Group) -> bool {
-        self.burst_ticks > u64::from(state.node.config().election_timeout_min_ticks)
+        self.burst_ticks > burst_ticks_max(&state.node)
     }
 
     fn receive(&mut self, frame: Frame, out: &mut Vec<MultiAction>) {
@@ -732,5 +719,36 @@ impl MultiNode {
                 }
             }
         }
+    }
+}
+
+/// Most ticks of one burst (ticks handed over back to back, a loop
+/// catching up after a stall) a group takes: a leader, its
+/// `lease_read_ticks` and at least a heartbeat interval; any other role,
+/// the burst's first tick only.
+///
+/// Why a group may be handed fewer ticks than its host missed (the core
+/// asks a host that stalled for every one): the ticks past these change
+/// nothing that safety rests on, and each costs a step of every awake
+/// group (a stall of 1,000 ticks with 10,000 groups awake was 10 million
+/// steps, a stall of its own, and the next catch-up longer still). A
+/// leader that took `lease_read_ticks` more ticks holds no lease from
+/// before the stall any more (as when a sleeping leader wakes,
+/// `wake.rs`), and its heartbeat still goes out at every turn. A follower
+/// or candidate whose clock lags real time only refuses votes, and
+/// campaigns, later than it could: the conservative side of every timing
+/// rule. Handed the whole burst before the frames that waited for it,
+/// every awake follower would also time out on heartbeats that sit
+/// unread in those frames, and campaign against a live leader.
+pub(crate) fn burst_ticks_max(node: &crate::Node) -> u64 {
+    let config = node.config();
+    match node.role() {
+        crate::Role::Leader => u64::from(
+            config
+                .lease_read_ticks
+                .max(config.heartbeat_interval_ticks)
+                .max(1),
+        ),
+        _ => 1,
     }
 }

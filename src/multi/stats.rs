@@ -51,8 +51,9 @@ pub struct MultiStats {
     /// (a host catching up after a stall): they served no wake queue.
     pub ticks_back_to_back: u64,
     /// Ticks of such a burst not handed to an awake group, one per group
-    /// and tick: a group takes at most its `election_timeout_min_ticks`
-    /// of one burst.
+    /// and tick: a leader takes at most its `lease_read_ticks` (and at
+    /// least a heartbeat interval) of one burst, any other role its first
+    /// tick.
     pub group_ticks_withheld: u64,
     /// Groups woken to elect that found no leader in time and went back
     /// to sleep at the back of the queue.
