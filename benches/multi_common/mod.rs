@@ -232,12 +232,14 @@ async fn report_progress(handles: &BTreeMap<NodeId, Arc<MultiServerHandle>>, sta
         let status = handle.status(false).await.unwrap();
         let layer = &status.layer;
         line.push_str(&format!(
-            " n{id} led {} awake {} ticks {} (back to back {}) wakes to elect {} to lead {} \
-             slots expired {} peers died {};",
+            " n{id} led {} awake {} ticks {} (back to back {}) wakes {} sleeps {} to elect {} \
+             to lead {} slots expired {} peers died {};",
             status.groups_led,
             status.groups_awake,
             layer.ticks,
             layer.ticks_back_to_back,
+            layer.wakes,
+            layer.sleeps,
             layer.wakes_to_elect,
             layer.wakes_to_lead,
             layer.election_slots_expired,
@@ -253,10 +255,16 @@ pub async fn all_asleep(
     handles: &BTreeMap<NodeId, Arc<MultiServerHandle>>,
     limit: Duration,
 ) -> bool {
-    let deadline = Instant::now() + limit;
+    let started = Instant::now();
+    let deadline = started + limit;
+    let mut next_report = started + Duration::from_secs(10);
     while Instant::now() < deadline {
         if groups_awake(handles).await == 0 {
             return true;
+        }
+        if Instant::now() >= next_report {
+            next_report += Duration::from_secs(10);
+            report_progress(handles, started).await;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -725,7 +725,7 @@ impl MultiNode {
 /// Most ticks of one burst (ticks handed over back to back, a loop
 /// catching up after a stall) a group takes: a leader, its
 /// `lease_read_ticks` and at least a heartbeat interval; any other role,
-/// the burst's first tick only.
+/// half its `election_timeout_min_ticks` (at least one).
 ///
 /// Why a group may be handed fewer ticks than its host missed (the core
 /// asks a host that stalled for every one): the ticks past these change
@@ -749,6 +749,9 @@ pub(crate) fn burst_ticks_max(node: &crate::Node) -> u64 {
                 .max(config.heartbeat_interval_ticks)
                 .max(1),
         ),
-        _ => 1,
+        // Half the minimum timeout: a follower still times out within a
+        // turn or two of a dead leader, and never on heartbeats of one
+        // turn that sit unread behind the burst.
+        _ => u64::from((config.election_timeout_min_ticks / 2).max(1)),
     }
 }

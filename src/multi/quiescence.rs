@@ -49,7 +49,13 @@ use super::wake::{Sleep, SleepKind, Wake};
 pub(crate) struct QuiesceRound {
     pub(crate) term: Term,
     pub(crate) last: LogPosition,
-    pub(crate) started_tick: u64,
+    /// The group's idle ticks when it started. A round is aged by the
+    /// ticks its group got, not by the node's clock: in a burst a leader
+    /// gets a few ticks of many, and a round aged by the clock would be
+    /// asked again at every turn, each time of followers that had
+    /// accepted the last one and fallen asleep (they refuse: only an
+    /// awake follower can accept), so the leader would never sleep.
+    pub(crate) started_idle_ticks: u32,
     /// The live followers asked.
     pub(crate) asked: Vec<NodeId>,
     pub(crate) accepted: BTreeSet<NodeId>,
@@ -70,7 +76,6 @@ impl MultiNode {
         let Some(idle_after_ticks) = self.config.quiesce_after_idle_ticks else {
             return;
         };
-        let now = self.now_ticks;
         let Some(state) = self.groups.get_mut(&group) else {
             return;
         };
@@ -85,11 +90,9 @@ impl MultiNode {
         if state.node.role() != Role::Leader || state.idle_ticks < idle_after_ticks {
             return;
         }
-        if state
-            .round
-            .as_ref()
-            .is_some_and(|round| now - round.started_tick < u64::from(idle_after_ticks))
-        {
+        if state.round.as_ref().is_some_and(|round| {
+            state.idle_ticks.saturating_sub(round.started_idle_ticks) < idle_after_ticks
+        }) {
             return;
         }
         let state = &self.groups[&group];
@@ -121,7 +124,7 @@ impl MultiNode {
         state.round = Some(QuiesceRound {
             term,
             last,
-            started_tick: now,
+            started_idle_ticks: state.idle_ticks,
             asked,
             accepted: BTreeSet::new(),
         });
