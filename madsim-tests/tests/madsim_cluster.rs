@@ -19,7 +19,7 @@
 #![cfg(madsim)]
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,10 +29,13 @@ use concord::tokio::client::{ClientConfig, ClientError};
 use concord::tokio::cluster::{start_node, NodeSettings};
 use concord::tokio::storage::{MemDisk, MemStorage};
 use concord::ReadPath;
+use concord_madsim_tests::{
+    assert_linearizable, completed_after_heal, ip, join_clients, run_faults, text, Fault,
+    FaultRounds,
+};
 use concord_services::kv::Kv;
 use concord_services::{service_state_machine, CallError, KvClient};
 use concord_sim::history::{Op, Operation, Output};
-use concord_sim::linearizability::{check_history, CheckResult};
 use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::Handle;
 use madsim::time::{sleep, Instant};
@@ -47,17 +50,11 @@ const KEYS: [&str; 3] = ["x", "y", "z"];
 const FAULT_ROUNDS: u32 = 12;
 
 fn node_ip(id: u64) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(10, 0, 0, id as u8))
+    ip(0, 0, id)
 }
 
 fn client_ip(i: u64) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(10, 0, 1, i as u8))
-}
-
-fn text(value: Option<Bytes>) -> String {
-    value
-        .map(|v| String::from_utf8_lossy(&v).to_string())
-        .unwrap_or_default()
+    ip(0, 1, i)
 }
 
 async fn run_client(
@@ -224,7 +221,6 @@ async fn run_cluster(compaction: Option<(u64, u64)>) -> u64 {
 
     // Faults, one at a time, each healed before the next.
     let net = madsim::net::NetSim::current();
-    let mut kills = 0;
     let isolated = nodes[&1].id();
     let mut installed = 0;
     if compaction.is_some() {
@@ -260,69 +256,25 @@ async fn run_cluster(compaction: Option<(u64, u64)>) -> u64 {
             .await
             .expect("status check ran");
     }
-    for _ in 0..FAULT_ROUNDS {
-        sleep(Duration::from_millis(thread_rng().gen_range(100..600))).await;
-        let victim = thread_rng().gen_range(1..=3u64);
-        let victim_node = nodes[&victim].id();
-        let hold = Duration::from_millis(thread_rng().gen_range(200..1500));
-        match thread_rng().gen_range(0..4) {
-            0 => {
-                tracing::info!(victim, "fault: kill and restart");
-                handle.kill(victim_node);
-                kills += 1;
-                sleep(hold).await;
-                handle.restart(victim_node);
-            }
-            1 => {
-                tracing::info!(victim, "fault: isolate");
-                net.clog_node(victim_node);
-                sleep(hold).await;
-                net.unclog_node(victim_node);
-            }
-            2 => {
-                let other = nodes[&(victim % 3 + 1)].id();
-                tracing::info!(victim, "fault: one-way link cut");
-                net.clog_link(victim_node, other);
-                sleep(hold).await;
-                net.unclog_link(victim_node, other);
-            }
-            _ => {
-                tracing::info!("fault: slow network");
-                net.update_config(|c| {
-                    c.send_latency = Duration::from_millis(5)..Duration::from_millis(60)
-                });
-                sleep(hold).await;
-                net.update_config(|c| {
-                    c.send_latency = Duration::from_millis(1)..Duration::from_millis(10)
-                });
-            }
-        }
-    }
+    let plan = FaultRounds {
+        rounds: FAULT_ROUNDS,
+        gap_ms: 100..600,
+        hold_ms: 200..1500,
+        kinds: vec![Fault::Kill, Fault::Isolate, Fault::OneWay, Fault::Slow],
+    };
+    let kills = run_faults(&nodes, &plan, |_| {}).await.kills;
 
     // Healed: the cluster must make progress again.
     let healed_at = start.elapsed().as_nanos() as u64;
     sleep(Duration::from_secs(3)).await;
     stop.store(true, Ordering::Relaxed);
-    for client in clients {
-        tokio::time::timeout(Duration::from_secs(300), client)
-            .await
-            .expect("clients finish")
-            .expect("client ran");
-    }
+    join_clients(clients).await;
     let history = history.lock().unwrap().clone();
-    let completed = history.iter().filter(|op| op.ret.is_some()).count();
+    let completed = completed_after_heal(&history, healed_at, CLIENTS as usize);
     assert!(
         completed * 2 >= history.len(),
         "too few operations completed: {completed} of {}",
         history.len()
-    );
-    let after_heal = history
-        .iter()
-        .filter(|op| op.ret.is_some() && op.call > healed_at)
-        .count();
-    assert!(
-        after_heal >= CLIENTS as usize,
-        "no progress after the faults healed: {after_heal} operations"
     );
     let unknown = history.len() - completed;
     eprintln!(
@@ -340,13 +292,6 @@ async fn run_cluster(compaction: Option<(u64, u64)>) -> u64 {
         reads.iter().all(|count| *count > 0),
         "a read path served nothing: {reads:?}"
     );
-    match check_history(&history) {
-        CheckResult::Ok => installed,
-        other => panic!(
-            "seed {}: history of {} operations ({completed} completed, {kills} kills) is not linearizable: {other:?}\n{}",
-            handle.seed(),
-            history.len(),
-            concord_sim::history::to_jsonl(&history)
-        ),
-    }
+    assert_linearizable(&history, &format!("{completed} completed, {kills} kills"));
+    installed
 }

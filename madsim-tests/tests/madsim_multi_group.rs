@@ -25,7 +25,7 @@
 #![cfg(madsim)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -40,10 +40,13 @@ use concord::tokio::multi::shared_log::{MultiWalOptions, SharedLog};
 use concord::tokio::multi::tcp_listener::{self, MultiListenerConfig};
 use concord::tokio::multi::tcp_sender::{TcpFrameConfig, TcpFrameSender};
 use concord::{Config, NodeId, Role};
+use concord_madsim_tests::{
+    assert_linearizable, completed_after_heal, ip, join_clients, run_faults, text, Fault,
+    FaultRounds,
+};
 use concord_services::sharded_kv::{ShardMachine, ShardMap};
 use concord_services::sharded_kv_client::ShardedKvClient;
 use concord_sim::history::{Op, Operation, Output};
-use concord_sim::linearizability::{check_history, CheckResult};
 use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::Handle;
 use madsim::time::{sleep, Instant};
@@ -63,11 +66,11 @@ const FAULT_ROUNDS: u32 = 8;
 const LED_WITHIN: Duration = Duration::from_secs(30);
 
 fn node_ip(id: NodeId) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(10, 1, 0, id as u8))
+    ip(1, 0, id)
 }
 
 fn client_ip(i: u64) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(10, 1, 1, i as u8))
+    ip(1, 1, i)
 }
 
 /// One key for each group: the first of `k0`, `k1`, ... the map sends
@@ -235,12 +238,6 @@ struct Record {
     appended: BTreeMap<String, Vec<String>>,
 }
 
-fn text(value: Option<Bytes>) -> String {
-    value
-        .map(|v| String::from_utf8_lossy(&v).to_string())
-        .unwrap_or_default()
-}
-
 fn routing(addrs: &BTreeMap<NodeId, String>) -> RoutingConfig {
     let mut config = RoutingConfig::new(CLUSTER, addrs.clone());
     config.attempts_max = 12;
@@ -392,55 +389,23 @@ async fn multi_group_hosts_under_kills_partitions_and_loss_are_linearizable() {
     }
 
     // Faults, one at a time, each healed before the next.
-    let net = madsim::net::NetSim::current();
-    let mut kills = 0;
-    let mut faults = Vec::new();
-    for _ in 0..FAULT_ROUNDS {
-        sleep(Duration::from_millis(thread_rng().gen_range(200..800))).await;
-        let victim = NODES[thread_rng().gen_range(0..NODES.len())];
-        let victim_node = nodes[&victim].id();
-        let hold = Duration::from_millis(thread_rng().gen_range(300..2000));
-        match thread_rng().gen_range(0..5) {
-            0 => {
-                faults.push(format!("kill n{victim}"));
-                inboxes.lock().unwrap().remove(&victim);
-                handle.kill(victim_node);
-                kills += 1;
-                sleep(hold).await;
-                handle.restart(victim_node);
-            }
-            1 => {
-                faults.push(format!("isolate n{victim}"));
-                net.clog_node(victim_node);
-                sleep(hold).await;
-                net.unclog_node(victim_node);
-            }
-            2 => {
-                let other = NODES[(victim as usize) % NODES.len()];
-                faults.push(format!("cut n{victim}->n{other}"));
-                let other_node = nodes[&other].id();
-                net.clog_link(victim_node, other_node);
-                sleep(hold).await;
-                net.unclog_link(victim_node, other_node);
-            }
-            3 => {
-                faults.push("slow network".to_string());
-                net.update_config(|c| {
-                    c.send_latency = Duration::from_millis(5)..Duration::from_millis(60)
-                });
-                sleep(hold).await;
-                net.update_config(|c| {
-                    c.send_latency = Duration::from_millis(1)..Duration::from_millis(10)
-                });
-            }
-            _ => {
-                faults.push("lossy network".to_string());
-                net.update_config(|c| c.packet_loss_rate = 0.2);
-                sleep(hold).await;
-                net.update_config(|c| c.packet_loss_rate = 0.0);
-            }
-        }
-    }
+    let plan = FaultRounds {
+        rounds: FAULT_ROUNDS,
+        gap_ms: 200..800,
+        hold_ms: 300..2000,
+        kinds: vec![
+            Fault::Kill,
+            Fault::Isolate,
+            Fault::OneWay,
+            Fault::Slow,
+            Fault::Lossy,
+        ],
+    };
+    let log = run_faults(&nodes, &plan, |victim| {
+        inboxes.lock().unwrap().remove(&victim);
+    })
+    .await;
+    let (kills, faults) = (log.kills, log.faults);
 
     // Healed: every group must be led again, and clients must get through.
     let healed_at = start.elapsed().as_nanos() as u64;
@@ -449,12 +414,7 @@ async fn multi_group_hosts_under_kills_partitions_and_loss_are_linearizable() {
         .unwrap_or_else(|e| panic!("seed {}: after the heal ({faults:?}): {e}", handle.seed()));
     sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::Relaxed);
-    for client in clients {
-        tokio::time::timeout(Duration::from_secs(300), client)
-            .await
-            .expect("clients finish")
-            .expect("client ran");
-    }
+    join_clients(clients).await;
 
     // Every acknowledged append is in its key's value, read through each
     // group's leader once the clients are done.
@@ -515,16 +475,7 @@ async fn multi_group_hosts_under_kills_partitions_and_loss_are_linearizable() {
         "seed {}: no append acknowledged",
         handle.seed()
     );
-    let completed = history.iter().filter(|op| op.ret.is_some()).count();
-    let after_heal = history
-        .iter()
-        .filter(|op| op.ret.is_some() && op.call > healed_at)
-        .count();
-    assert!(
-        after_heal >= CLIENTS as usize,
-        "seed {}: no progress after the faults healed: {after_heal} operations",
-        handle.seed()
-    );
+    let completed = completed_after_heal(&history, healed_at, CLIENTS as usize);
     let groups_written: BTreeSet<&str> = history
         .iter()
         .filter(|op| op.ret.is_some() && !matches!(op.op, Op::Get))
@@ -537,13 +488,8 @@ async fn multi_group_hosts_under_kills_partitions_and_loss_are_linearizable() {
         groups_written.len(),
         start.elapsed()
     );
-    match check_history(&history) {
-        CheckResult::Ok => {}
-        other => panic!(
-            "seed {}: history of {} operations ({completed} completed, {kills} kills, faults {faults:?}) is not linearizable: {other:?}\n{}",
-            handle.seed(),
-            history.len(),
-            concord_sim::history::to_jsonl(&history)
-        ),
-    }
+    assert_linearizable(
+        &history,
+        &format!("{completed} completed, {kills} kills, faults {faults:?}"),
+    );
 }

@@ -1083,8 +1083,8 @@ fn clients_forgetting_failed_servers_are_caught() {
     }
 }
 
-/// The six planted mistakes of the multi-group layer
-/// (`concord::multi::MultiPlantedBugs`, issue 39), each caught by the
+/// The eight planted mistakes of the multi-group layer
+/// (`concord::multi::MultiPlantedBugs`, issues 39 and 40), each caught by the
 /// multi-group simulator alone (`run --groups swarm`: groups drawn 1 to
 /// 256 per seed, every fault of the swarm), while the same seeds pass
 /// without it. Measured with `run --groups swarm --seeds 0..100 --nodes 3
@@ -1095,7 +1095,7 @@ mod multi_group {
     use concord_sim::FailureKind;
 
     /// Seeds each mistake must be caught within (every first catch is at
-    /// seed 0, 1 or 3).
+    /// seed 0 or 1).
     const MULTI_BUG_SEEDS: u64 = 10;
 
     /// The first seed below `MULTI_BUG_SEEDS` whose run with `bugs`
@@ -1175,7 +1175,7 @@ mod multi_group {
     /// one capped at what the follower holds: a follower whose log does
     /// not match commits entries the leader never sent it, and per-group
     /// log matching sees two committed entries at one index. Measured:
-    /// first catch at seed 0, 54 of 100 seeds.
+    /// first catch at seed 0, 49 of 100 seeds.
     #[test]
     fn an_uncapped_coalesced_heartbeat_is_caught() {
         let bugs = MultiBugs {
@@ -1187,7 +1187,7 @@ mod multi_group {
 
     /// Waking a sleeping group for a read drops the read: it is never
     /// answered, though its node stays up. Measured: first catch at seed
-    /// 0, 48 of 100 seeds.
+    /// 0, 43 of 100 seeds.
     #[test]
     fn a_wake_that_forgets_a_pending_read_is_caught() {
         let bugs = MultiBugs {
@@ -1220,7 +1220,7 @@ mod multi_group {
     /// seed 617244504). Caught by `stale-wake`, which watches every frame
     /// a node takes. Measured with `run --groups swarm --seeds 0..100
     /// --nodes 3 --bug-multi-stale-message-wakes`: first catch at seed 1,
-    /// 62 of 100 seeds (every one by `stale-wake`).
+    /// 66 of 100 seeds (every one by `stale-wake`).
     #[test]
     fn a_stale_message_that_wakes_a_sleeping_group_is_caught() {
         let bugs = MultiBugs {
@@ -1238,8 +1238,9 @@ mod multi_group {
     /// `stall-death` at the resume of a paused node; the swarm's other
     /// checks did not see it (0 of 100 seeds). Measured with `run
     /// --groups swarm --seeds 0..100 --nodes 3 --bug-multi-live-peer-dead`:
-    /// first catch at seed 3, 31 of 100 seeds (every one by
-    /// `stall-death`).
+    /// first catch at seed 1, 64 of 100 seeds (every one by
+    /// `stall-death`; 31, first at seed 3, before the swarm's stalls at
+    /// peer changes).
     #[test]
     fn a_stalled_host_taking_live_peers_for_dead_is_caught() {
         let bugs = MultiBugs {
@@ -1248,6 +1249,48 @@ mod multi_group {
         };
         let (_, failure) = caught(bugs, |check| check == MultiCheck::StallDeath);
         assert!(failure.contains("ticks its stall missed"), "{failure}");
+    }
+
+    /// Node-level liveness takes a frame of a peer's earlier incarnation,
+    /// delayed from before its restart, for a restart (the mistake fixed
+    /// in d252013): every group the peer leads here is orphaned and
+    /// elects against a live leader, and the next current frame orphans
+    /// them again. The swarm's other checks found it only rarely (a
+    /// `leaderless` failure, `--nodes 5` seed 4391028015 and `--nodes 7`
+    /// seed 4618404128). Caught by `restart-count`, which holds every
+    /// frame a node takes to the rule that a peer restarted exactly when
+    /// a frame carries a newer incarnation than any taken from it before.
+    /// Measured with `run --groups swarm --seeds 0..100 --nodes 3
+    /// --bug-multi-old-incarnation-restarts`: first catch at seed 0, 62 of
+    /// 100 seeds (every one by `restart-count`; the correct layer took
+    /// 897 frames of an earlier incarnation in 62 of those seeds).
+    #[test]
+    fn an_earlier_incarnation_taken_for_a_restart_is_caught() {
+        let bugs = MultiBugs {
+            old_incarnation_restarts: true,
+            ..MultiBugs::default()
+        };
+        let (_, failure) = caught(bugs, |check| check == MultiCheck::RestartCount);
+        assert!(failure.contains("did not restart since"), "{failure}");
+    }
+
+    /// The wake queues are served, and election slots judged, on every
+    /// tick, not once per flush: a host that hands the ticks its stall
+    /// missed back to back (as the tokio host does, and the swarm's
+    /// stall bursts do) wakes `wakes_per_tick_max` groups for each.
+    /// Caught by `wake-bound`, which counts what the queues woke between
+    /// two flushes. Measured with `run --groups swarm --seeds 0..100
+    /// --nodes 3 --bug-multi-tick-burst-wakes`: first catch at seed 1, 19
+    /// of 100 seeds (every one by `wake-bound`; 49 of the 100 seeds draw
+    /// stall bursts).
+    #[test]
+    fn wake_queues_served_on_every_tick_of_a_burst_is_caught() {
+        let bugs = MultiBugs {
+            tick_burst_wakes: true,
+            ..MultiBugs::default()
+        };
+        let (_, failure) = caught(bugs, |check| check == MultiCheck::WakeBound);
+        assert!(failure.contains("once per flush"), "{failure}");
     }
 }
 

@@ -89,14 +89,18 @@ impl Liveness {
     }
 
     /// A frame from `id` carrying `incarnation` arrived.
+    ///
+    /// `old_restarts` is the planted mistake that takes a smaller
+    /// incarnation for a restart too.
     pub(crate) fn heard(
         &mut self,
         id: NodeId,
         incarnation: u64,
         now_tick: u64,
+        old_restarts: bool,
     ) -> Option<PeerChange> {
         let peer = self.peers.get_mut(&id)?;
-        if peer.incarnation.is_some_and(|known| incarnation < known) {
+        if !old_restarts && peer.incarnation.is_some_and(|known| incarnation < known) {
             // A frame the peer sent before its last restart, delayed: it
             // says nothing of the peer now. Taken for a restart, it would
             // orphan every group the peer leads here (they would elect
@@ -169,13 +173,23 @@ mod tests {
     fn a_frame_from_an_earlier_incarnation_is_no_restart() {
         let mut liveness = Liveness::default();
         assert!(liveness.add(2, 0));
-        assert_eq!(liveness.heard(2, 5, 1), None);
-        assert_eq!(liveness.heard(2, 6, 2), Some(PeerChange::Restarted));
+        assert_eq!(liveness.heard(2, 5, 1, false), None);
+        assert_eq!(liveness.heard(2, 6, 2, false), Some(PeerChange::Restarted));
         // Delayed from before the restart: no change, and the peer's
         // current incarnation is still known.
-        assert_eq!(liveness.heard(2, 5, 3), None);
+        assert_eq!(liveness.heard(2, 5, 3, false), None);
         assert_eq!(liveness.last_heard_tick(2), Some(2));
-        assert_eq!(liveness.heard(2, 6, 4), None);
-        assert_eq!(liveness.heard(2, 7, 5), Some(PeerChange::Restarted));
+        assert_eq!(liveness.heard(2, 6, 4, false), None);
+        assert_eq!(liveness.heard(2, 7, 5, false), Some(PeerChange::Restarted));
+    }
+
+    #[test]
+    fn the_planted_mistake_takes_an_earlier_incarnation_for_a_restart() {
+        let mut liveness = Liveness::default();
+        assert!(liveness.add(2, 0));
+        assert_eq!(liveness.heard(2, 5, 1, true), None);
+        assert_eq!(liveness.heard(2, 6, 2, true), Some(PeerChange::Restarted));
+        assert_eq!(liveness.heard(2, 5, 3, true), Some(PeerChange::Restarted));
+        assert_eq!(liveness.heard(2, 6, 4, true), Some(PeerChange::Restarted));
     }
 }

@@ -360,6 +360,10 @@ impl MultiNode {
         } else {
             self.burst_ticks += 1;
             self.stats.ticks_back_to_back += 1;
+            if self.planted().tick_burst_wakes {
+                self.release_election_slots();
+                self.wake_from_queues(out);
+            }
         }
         // A burst hands each awake group at most a few ticks (see
         // `burst_ticks_max`): past the largest share, the
@@ -416,7 +420,11 @@ impl MultiNode {
         }
         self.stats.frames_received += 1;
         let (from, to) = (frame.from, self.config.id);
-        if let Some(change) = self.liveness.heard(from, frame.incarnation, self.now_ticks) {
+        let old_restarts = self.planted().old_incarnation_restarts;
+        let heard = self
+            .liveness
+            .heard(from, frame.incarnation, self.now_ticks, old_restarts);
+        if let Some(change) = heard {
             self.peer_changed(from, change);
         }
         for message in frame.messages {

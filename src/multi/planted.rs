@@ -35,6 +35,17 @@ pub struct MultiPlantedBugs {
     /// takes every live peer for dead at once (and queues every group
     /// they lead to elect).
     pub live_peer_taken_for_dead: bool,
+    /// Node-level liveness takes any change of a peer's incarnation for a
+    /// restart, a smaller one too: a frame delayed from before the peer's
+    /// restart orphans every group the peer leads here (queued to elect
+    /// against a live leader), and the next current frame does it again
+    /// (the mistake fixed in d252013).
+    pub old_incarnation_restarts: bool,
+    /// The wake queues are served, and election slots judged, on every
+    /// tick, not only on the first tick after a flush: a host that hands
+    /// the ticks it missed back to back wakes `wakes_per_tick_max` groups
+    /// for each of them, and the stalled loop stalls longer.
+    pub tick_burst_wakes: bool,
 }
 
 impl MultiPlantedBugs {
@@ -46,5 +57,7 @@ impl MultiPlantedBugs {
         persist_acks_later_batches: false,
         stale_message_wakes: false,
         live_peer_taken_for_dead: false,
+        old_incarnation_restarts: false,
+        tick_burst_wakes: false,
     };
 }

@@ -24,6 +24,13 @@
 //!   Raft changes nothing for them).
 //! * **At every tick**: the tick ticked no more groups than were awake or
 //!   woke (`idle-cost`): its work grows with the awake groups only.
+//! * **At every frame a node takes** (in `host.rs`): the layer takes the
+//!   sender for restarted exactly when the frame carries a newer
+//!   incarnation than any taken from it before (`restart-count`).
+//! * **At every tick** (in `host.rs`): since the last flush, the wake
+//!   queues were served on one tick at most, woke at most
+//!   `wakes_per_tick_max` groups, and election slots were judged on one
+//!   tick at most (`wake-bound`).
 //! * **At every resume of a stalled node**: the ticks it missed, handed
 //!   over in one burst before the frames that waited, take no peer for
 //!   dead that was up, heard from within the liveness timeout before the

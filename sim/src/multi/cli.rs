@@ -50,6 +50,15 @@ pub struct MultiArgs {
     /// live peer for dead at once.
     #[arg(long)]
     pub bug_multi_live_peer_dead: bool,
+    /// Planted multi-group mistake (with --groups): a frame of a peer's
+    /// earlier incarnation, delayed from before its restart, is taken for
+    /// a restart.
+    #[arg(long)]
+    pub bug_multi_old_incarnation_restarts: bool,
+    /// Planted multi-group mistake (with --groups): the wake queues are
+    /// served on every tick, also on ticks handed over back to back.
+    #[arg(long)]
+    pub bug_multi_tick_burst_wakes: bool,
 }
 
 impl MultiArgs {
@@ -64,6 +73,8 @@ impl MultiArgs {
             persist_acks_later_batches: self.bug_multi_persist_acks_later,
             stale_message_wakes: self.bug_multi_stale_message_wakes,
             live_peer_taken_for_dead: self.bug_multi_live_peer_dead,
+            old_incarnation_restarts: self.bug_multi_old_incarnation_restarts,
+            tick_burst_wakes: self.bug_multi_tick_burst_wakes,
         };
         let Some(groups) = self.groups else {
             if bugs.any() {
@@ -180,6 +191,13 @@ fn print_summary(
         "  every group asleep within {} of the workload's end ({} seeds ran without quiescence)",
         at(summary.quiesced_after_max),
         summary.unquiesced_seeds
+    );
+    println!(
+        "  stalls: {} seeds hand their missed ticks back to back ({} ticks in all); {} frames taken from a peer's earlier incarnation, in {} seeds",
+        summary.stall_burst_seeds,
+        summary.ticks_back_to_back,
+        summary.old_incarnation_frames,
+        summary.old_incarnation_seeds
     );
     let faults: Vec<String> = FaultKind::ALL
         .iter()

@@ -57,7 +57,7 @@ impl fmt::Display for GroupsChoice {
     }
 }
 
-/// The six planted mistakes of the multi-group layer
+/// The eight planted mistakes of the multi-group layer
 /// (`concord::multi::MultiPlantedBugs`), switched on in every node of a
 /// run. Needs concord-sim's `planted-bugs` feature (on by default).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -77,6 +77,13 @@ pub struct MultiBugs {
     /// Node-level liveness takes a peer for dead on its own silence, so a
     /// host that stalls takes every live peer for dead at once.
     pub live_peer_taken_for_dead: bool,
+    /// Node-level liveness takes a frame of a peer's earlier incarnation
+    /// (delayed from before its restart) for a restart.
+    pub old_incarnation_restarts: bool,
+    /// The wake queues are served on every tick, so a host that hands its
+    /// missed ticks back to back wakes `wakes_per_tick_max` groups for
+    /// each.
+    pub tick_burst_wakes: bool,
 }
 
 impl MultiBugs {
@@ -94,6 +101,8 @@ impl MultiBugs {
             persist_acks_later_batches: self.persist_acks_later_batches,
             stale_message_wakes: self.stale_message_wakes,
             live_peer_taken_for_dead: self.live_peer_taken_for_dead,
+            old_incarnation_restarts: self.old_incarnation_restarts,
+            tick_burst_wakes: self.tick_burst_wakes,
         }
     }
 }
@@ -294,6 +303,14 @@ impl MultiSimConfig {
         add(
             self.bugs.live_peer_taken_for_dead,
             "--bug-multi-live-peer-dead".to_string(),
+        );
+        add(
+            self.bugs.old_incarnation_restarts,
+            "--bug-multi-old-incarnation-restarts".to_string(),
+        );
+        add(
+            self.bugs.tick_burst_wakes,
+            "--bug-multi-tick-burst-wakes".to_string(),
         );
         flags
     }

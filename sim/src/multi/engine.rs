@@ -84,6 +84,9 @@ pub(crate) enum Event {
     ClientTimeout { client: usize, op_seq: u64 },
     /// The liveness probe of a group tries (again).
     ProbeTry { group: GroupId },
+    /// A stall that a peer change set off (`MultiSim::stall_bursts`)
+    /// ends, unless the node was resumed and paused again since.
+    StallEnd { node: usize, generation: u64 },
     /// The faults end: everything heals.
     Heal,
     /// The checks after the heal look again.
@@ -167,6 +170,10 @@ pub(crate) struct Host {
     pub(crate) paused: bool,
     pub(crate) paused_queue: VecDeque<Queued>,
     pub(crate) missed_ticks: u64,
+    /// Bumped by every pause, so a stall's end resumes only its own.
+    pub(crate) pause_generation: u64,
+    /// The wake-queue work since the node's last flush (`wake-bound`).
+    pub(crate) since_flush: FlushWindow,
     /// The layer's tick at which it last took a frame from each peer (as
     /// its node-level liveness counts it: a frame it did not refuse); a
     /// peer not heard from since the boot counts from tick 0, as the
@@ -183,6 +190,22 @@ pub(crate) struct Host {
     pub(crate) promised: BTreeMap<GroupId, (Index, Option<Term>)>,
     /// Layer counters of earlier incarnations.
     pub(crate) totals: LayerTotals,
+}
+
+/// What a node's ticks did from the wake queues since its last flush:
+/// the layer serves them, and judges election slots, on one tick per
+/// flush at most, waking at most `wakes_per_tick_max` groups
+/// (`wake-bound`).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct FlushWindow {
+    /// Ticks handed over since the flush.
+    pub(crate) ticks: u64,
+    /// Groups woken from the election and lead queues.
+    pub(crate) queue_wakes: u64,
+    /// Ticks that woke any group from the queues.
+    pub(crate) serving_ticks: u64,
+    /// Ticks that sent an election slot's group back to sleep.
+    pub(crate) expiring_ticks: u64,
 }
 
 /// A client's operation in flight.
@@ -273,6 +296,18 @@ pub struct MultiSim {
     pub(crate) disk_rng: ChaCha8Rng,
     pub(crate) client_rng: ChaCha8Rng,
     pub(crate) nemesis_rng: ChaCha8Rng,
+    /// Whether this seed's stalled hosts hand the ticks they missed back
+    /// to back, flushing once after the last (as the tokio host does), and
+    /// stall for a few ticks when their layer sees a peer die, return or
+    /// restart (the wake work that stalls a real loop).
+    pub(crate) stall_bursts: bool,
+    /// Draws of the stalls a peer change sets off.
+    pub(crate) stall_rng: ChaCha8Rng,
+    /// Ticks handed over back to back (no flush since the one before).
+    pub(crate) ticks_back_to_back: u64,
+    /// Frames nodes took from a peer's earlier incarnation (sent before
+    /// its restart, delayed past a frame of the new one).
+    pub(crate) old_incarnation_frames: u64,
     /// `blocked[from] & (1 << to)`: frames from node index `from` to `to`
     /// are dropped.
     pub(crate) blocked: [u8; 8],
@@ -342,6 +377,11 @@ impl MultiSim {
         let disk_rng = ChaCha8Rng::seed_from_u64(rng.gen());
         let client_rng = ChaCha8Rng::seed_from_u64(rng.gen());
         let nemesis_rng = ChaCha8Rng::seed_from_u64(rng.gen());
+        // Drawn after every other stream, so the draws above are the
+        // same as before stall bursts existed.
+        let mut stall_rng = ChaCha8Rng::seed_from_u64(rng.gen());
+        let stall_bursts = config.faults.contains(crate::faults::FaultKind::Pause)
+            && (!config.swarm || stall_rng.gen_bool(0.5));
         let mut hosts = Vec::with_capacity(config.nodes);
         for index in 0..config.nodes {
             let skew = plan.clock_skew_ppm.get(index).copied().unwrap_or(0);
@@ -357,6 +397,8 @@ impl MultiSim {
                 paused: false,
                 paused_queue: VecDeque::new(),
                 missed_ticks: 0,
+                pause_generation: 0,
+                since_flush: FlushWindow::default(),
                 heard_tick: BTreeMap::new(),
                 heard_incarnation: BTreeMap::new(),
                 reads: BTreeMap::new(),
@@ -410,6 +452,10 @@ impl MultiSim {
             disk_rng,
             client_rng,
             nemesis_rng,
+            stall_bursts,
+            stall_rng,
+            ticks_back_to_back: 0,
+            old_incarnation_frames: 0,
             blocked: [0; 8],
             partition_generation: 0,
             phase: Phase::Chaos,
@@ -593,6 +639,11 @@ impl MultiSim {
             } => self.client_retry(client, op_seq, attempt, hint),
             Event::ClientTimeout { client, op_seq } => self.client_timeout(client, op_seq),
             Event::ProbeTry { group } => self.probe_try(group),
+            Event::StallEnd { node, generation } => {
+                if self.hosts[node].pause_generation == generation {
+                    self.resume(node);
+                }
+            }
             Event::Heal => self.heal(),
             Event::Check => self.check_after_heal(),
         }
@@ -654,6 +705,9 @@ impl MultiSim {
             liveness_after_heal_ns: self.liveness_after_heal_ns,
             quiesced_after_ns: self.quiesced_after_ns,
             electing_max: self.electing_max,
+            stall_bursts: self.stall_bursts,
+            ticks_back_to_back: self.ticks_back_to_back,
+            old_incarnation_frames: self.old_incarnation_frames,
             timeline: std::mem::take(&mut self.timeline),
         }
     }

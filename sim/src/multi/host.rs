@@ -23,7 +23,8 @@ use crate::trace::hash_bytes;
 use concord_services::{kv::Kv, ServiceMachine};
 
 use super::engine::{
-    Event, HostGroup, MultiSim, PendingOp, Proposer, Queued, WalBatch, MS, PAUSED_QUEUE_MAX,
+    Event, FlushWindow, HostGroup, MultiSim, PendingOp, Proposer, Queued, WalBatch, MS,
+    PAUSED_QUEUE_MAX,
 };
 use super::report::MultiCheck;
 
@@ -251,6 +252,7 @@ impl MultiSim {
         host.paused = false;
         host.paused_queue.clear();
         host.missed_ticks = 0;
+        host.since_flush = FlushWindow::default();
         host.heard_tick.clear();
         host.heard_incarnation.clear();
         self.note(Some(index), || format!("boot (incarnation {incarnation})"));
@@ -303,6 +305,7 @@ impl MultiSim {
         host.paused = false;
         host.paused_queue.clear();
         host.missed_ticks = 0;
+        host.since_flush = FlushWindow::default();
         host.heard_tick.clear();
         host.heard_incarnation.clear();
         if torn {
@@ -328,6 +331,7 @@ impl MultiSim {
     pub(crate) fn pause(&mut self, index: usize) {
         if self.hosts[index].multi.is_some() && !self.hosts[index].paused {
             self.hosts[index].paused = true;
+            self.hosts[index].pause_generation += 1;
             self.faults.add(FaultKind::Pause, 1);
             self.note(Some(index), || "pause".to_string());
         }
@@ -336,7 +340,11 @@ impl MultiSim {
     /// Resumes a paused node: the ticks it missed come first (a leader
     /// must see its lease run out before it serves a read), then what
     /// queued up. The missed ticks alone must take no live peer for dead
-    /// (`stall-death`, see [`MultiSim::stall_suspects`]).
+    /// (`stall-death`, see [`MultiSim::stall_suspects`]). In a seed with
+    /// stall bursts they come back to back, the node flushed only after
+    /// the last, as the tokio host hands them over after a stall
+    /// (`wake-bound` bounds what the layer wakes meanwhile); otherwise
+    /// each is flushed.
     pub(crate) fn resume(&mut self, index: usize) {
         if !self.hosts[index].paused {
             return;
@@ -345,22 +353,29 @@ impl MultiSim {
         let missed = std::mem::take(&mut self.hosts[index].missed_ticks);
         self.note(Some(index), || format!("resume ({missed} ticks missed)"));
         let suspects = self.stall_suspects(index);
-        for _ in 0..missed {
+        for at in 0..missed {
             if self.hosts[index].multi.is_none() || self.failure.is_some() {
                 return;
             }
-            self.step_node(index, MultiInput::Tick, None);
+            if self.hosts[index].paused {
+                // Stalled again by what a tick set off: the ticks left
+                // wait for the next resume.
+                self.hosts[index].missed_ticks += missed - at;
+                break;
+            }
+            let flush = !self.stall_bursts || at + 1 == missed;
+            self.step_node_with(index, MultiInput::Tick, None, flush);
             if !suspects.is_empty() {
                 self.check_stall_deaths(index, &suspects, missed);
             }
         }
-        while let Some(queued) = self.hosts[index].paused_queue.pop_front() {
-            if self.hosts[index].multi.is_none()
-                || self.hosts[index].paused
-                || self.failure.is_some()
-            {
+        while self.hosts[index].multi.is_some()
+            && !self.hosts[index].paused
+            && self.failure.is_none()
+        {
+            let Some(queued) = self.hosts[index].paused_queue.pop_front() else {
                 break;
-            }
+            };
             self.take_queued(index, queued);
         }
     }
@@ -463,10 +478,31 @@ impl MultiSim {
         input: MultiInput,
         proposer: Option<Proposer>,
     ) {
+        self.step_node_with(index, input, proposer, true);
+    }
+
+    /// [`MultiSim::step_node`], without the flushes when `flush` is false
+    /// (a host handing over the ticks it missed back to back: the actions
+    /// are executed, the frames and writes wait for the flush after the
+    /// last tick).
+    pub(crate) fn step_node_with(
+        &mut self,
+        index: usize,
+        input: MultiInput,
+        proposer: Option<Proposer>,
+        flush: bool,
+    ) {
         if self.hosts[index].multi.is_none() || self.failure.is_some() {
             return;
         }
         self.node_steps += 1;
+        let peer_changes = |stats: &concord::multi::MultiStats| {
+            stats.peers_died + stats.peers_returned + stats.peers_restarted
+        };
+        let changes_before = self.hosts[index]
+            .multi
+            .as_ref()
+            .map_or(0, |multi| peer_changes(multi.stats()));
         let mut touched = Touched::default();
         let mut work: VecDeque<(Work, Option<Proposer>)> = VecDeque::new();
         work.push_back((Work::Input(input), proposer));
@@ -490,6 +526,15 @@ impl MultiSim {
                     _ => None,
                 };
                 let received = multi.stats().frames_received;
+                let restarts = multi.stats().peers_restarted;
+                let tick = matches!(input, MultiInput::Tick);
+                let queue_work = |stats: &concord::multi::MultiStats| {
+                    (
+                        stats.wakes_to_elect + stats.wakes_to_lead,
+                        stats.election_slots_expired,
+                    )
+                };
+                let queue_before = queue_work(multi.stats());
                 let stale_only = match &input {
                     MultiInput::Receive(frame) => asleep_with_stale_only(multi, frame),
                     _ => Vec::new(),
@@ -504,6 +549,25 @@ impl MultiSim {
                     );
                     return;
                 }
+                if tick {
+                    let (wakes, expired) = queue_work(multi.stats());
+                    let window = &mut self.hosts[index].since_flush;
+                    window.ticks += 1;
+                    if window.ticks > 1 {
+                        self.ticks_back_to_back += 1;
+                    }
+                    window.queue_wakes += wakes - queue_before.0;
+                    window.serving_ticks += u64::from(wakes > queue_before.0);
+                    window.expiring_ticks += u64::from(expired > queue_before.1);
+                    let window = *window;
+                    self.check_flush_window(index, &window);
+                    if self.failure.is_some() {
+                        return;
+                    }
+                }
+                let Some(multi) = self.hosts[index].multi.as_mut() else {
+                    return;
+                };
                 if let Some(group) = stale_only
                     .iter()
                     .copied()
@@ -519,12 +583,32 @@ impl MultiSim {
                 }
                 if let Some((from, incarnation)) = heard_from {
                     let accepted = multi.stats().frames_received > received;
+                    let restarts = multi.stats().peers_restarted - restarts;
                     let now = multi.now_ticks();
                     let host = &mut self.hosts[index];
-                    let current = host
-                        .heard_incarnation
-                        .get(&from)
-                        .is_none_or(|known| incarnation >= *known);
+                    let known = host.heard_incarnation.get(&from).copied();
+                    // The layer takes a peer for restarted exactly when a
+                    // frame it takes carries a newer incarnation than any
+                    // it took from that peer before (`restart-count`).
+                    let newer = accepted && known.is_some_and(|known| incarnation > known);
+                    if restarts != u64::from(newer) {
+                        let me = index as NodeId + 1;
+                        let message = match known {
+                            Some(known) if !newer => format!(
+                                "n{me} took n{from} for restarted on a frame of its incarnation {incarnation}, though it had taken one of incarnation {known}: n{from} did not restart since"
+                            ),
+                            _ => format!(
+                                "n{me} took a frame of n{from}'s incarnation {incarnation} (newest before: {known:?}) and counted {restarts} restarts of its peers"
+                            ),
+                        };
+                        self.fail(MultiCheck::RestartCount, Some(index), None, message);
+                        return;
+                    }
+                    let current = known.is_none_or(|known| incarnation >= known);
+                    if accepted && !current {
+                        self.old_incarnation_frames += 1;
+                    }
+                    let host = &mut self.hosts[index];
                     if accepted && current {
                         host.heard_tick.insert(from, now);
                         host.heard_incarnation.insert(from, incarnation);
@@ -547,10 +631,14 @@ impl MultiSim {
                     }
                 }
             }
+            if !flush {
+                break 'settle;
+            }
             let Some(multi) = self.hosts[index].multi.as_mut() else {
                 return;
             };
             multi.flush(&mut out);
+            self.hosts[index].since_flush = FlushWindow::default();
             if out.is_empty() {
                 break 'settle;
             }
@@ -578,8 +666,76 @@ impl MultiSim {
                 self.crash_after_step = None;
                 self.crash(index);
                 self.schedule(down_ns, Event::Restart { node: index });
+                return;
             }
         }
+        let changes_after = self.hosts[index]
+            .multi
+            .as_ref()
+            .map_or(0, |multi| peer_changes(multi.stats()));
+        if changes_after > changes_before {
+            self.maybe_stall_at_peer_change(index);
+        }
+    }
+
+    /// The layer of node `index` just saw a peer die, return or restart,
+    /// and queued the groups to wake for it: in a seed with stall bursts,
+    /// half the time its host stalls for 2 to 40 ticks right then (the
+    /// work of a wake storm is what stalls a real loop), so the ticks it
+    /// misses come back to back with the queues full.
+    fn maybe_stall_at_peer_change(&mut self, index: usize) {
+        if !self.stall_bursts
+            || self.phase != super::engine::Phase::Chaos
+            || self.hosts[index].paused
+            || self.failure.is_some()
+            || !self.stall_rng.gen_bool(0.5)
+        {
+            return;
+        }
+        let ticks = self.stall_rng.gen_range(2..=40u64);
+        let stall_ns = ticks * self.hosts[index].tick_period_ns;
+        self.pause(index);
+        let generation = self.hosts[index].pause_generation;
+        self.note(Some(index), || {
+            format!("stall of {ticks} ticks at a peer change")
+        });
+        self.schedule(
+            stall_ns,
+            Event::StallEnd {
+                node: index,
+                generation,
+            },
+        );
+    }
+
+    /// Between two flushes the layer serves its wake queues on one tick
+    /// at most, waking at most `wakes_per_tick_max` groups, and judges
+    /// election slots on one tick at most (`MultiNode::flush`): a host
+    /// that hands the ticks it missed back to back must not get a round
+    /// of wakes for each (`wake-bound`).
+    fn check_flush_window(&mut self, index: usize, window: &FlushWindow) {
+        let Some(multi) = &self.hosts[index].multi else {
+            return;
+        };
+        let max = multi.config().wakes_per_tick_max as u64;
+        let what = if window.queue_wakes > max {
+            format!(
+                "woke {} groups from its wake queues (wakes_per_tick_max {max})",
+                window.queue_wakes
+            )
+        } else if window.serving_ticks > 1 {
+            format!("served its wake queues on {} ticks", window.serving_ticks)
+        } else if window.expiring_ticks > 1 {
+            format!("expired election slots on {} ticks", window.expiring_ticks)
+        } else {
+            return;
+        };
+        let message = format!(
+            "in {} ticks handed over since its last flush, n{} {what}: the queues are served, and slots judged, once per flush",
+            window.ticks,
+            multi.id()
+        );
+        self.fail(MultiCheck::WakeBound, Some(index), None, message);
     }
 
     fn execute(

@@ -8,6 +8,7 @@
 //! | loss, duplicate, reorder, delay, stale | per frame |
 //! | fsync, torn | per sync of a node's log (one for every group's writes); a crash tears the first unsynced batch's records |
 //! | skew | per node's clock (every group on it) |
+//! | pause, in a seed with stall bursts (`MultiSim::stall_bursts`) | the missed ticks come back to back, one flush after the last; a node also stalls 2 to 40 ticks, half the time, when its layer sees a peer die, return or restart |
 //! | crash or isolate "the leader", with a minority | the node leading the most groups (the node-loss wake storm) |
 //! | crash the leader after it appends | the next node that appends a client's command as leader crashes before that step's writes and sends leave it |
 //! | leader churn | the node leading the most groups is deposed (crashed, or cut off) `rounds` times in a row |

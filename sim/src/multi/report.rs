@@ -51,6 +51,16 @@ pub enum MultiCheck {
     /// A frame whose only messages for a sleeping group were of terms
     /// older than the group's woke it.
     StaleWake,
+    /// Between two flushes, the layer served its wake queues on more than
+    /// one tick, woke more than `wakes_per_tick_max` groups from them, or
+    /// judged election slots on more than one tick: a host that hands the
+    /// ticks it missed back to back must not get a wake for each.
+    WakeBound,
+    /// A node took a peer for restarted on a frame that carried no newer
+    /// incarnation than one it had taken from that peer (a frame delayed
+    /// from before the peer's restart), or missed a restart a frame
+    /// showed.
+    RestartCount,
 }
 
 impl MultiCheck {
@@ -68,6 +78,8 @@ impl MultiCheck {
             MultiCheck::FrameRefusal => "frame-refusal",
             MultiCheck::StallDeath => "stall-death",
             MultiCheck::StaleWake => "stale-wake",
+            MultiCheck::RestartCount => "restart-count",
+            MultiCheck::WakeBound => "wake-bound",
         }
     }
 }
@@ -203,6 +215,15 @@ pub struct MultiReport {
     /// Most groups electing at once on one node (woken from the election
     /// queue, without a leader).
     pub electing_max: usize,
+    /// Whether the seed drew stall bursts: stalled hosts hand their
+    /// missed ticks back to back, and stall at a peer change.
+    pub stall_bursts: bool,
+    /// Ticks handed over back to back, with no flush since the one
+    /// before (a stalled host catching up).
+    pub ticks_back_to_back: u64,
+    /// Frames taken from a peer's earlier incarnation, delayed past a
+    /// frame of its new one.
+    pub old_incarnation_frames: u64,
     /// Timeline lines (with `timeline`).
     pub timeline: Vec<(u64, Option<NodeId>, String)>,
 }

@@ -62,6 +62,15 @@ pub struct MultiSummary {
     pub unquiesced_seeds: u64,
     /// Most groups electing at once on one node, in any seed.
     pub electing_max: usize,
+    /// Seeds that drew stall bursts (missed ticks handed over back to
+    /// back, stalls at peer changes).
+    pub stall_burst_seeds: u64,
+    /// Ticks handed over back to back, over all seeds.
+    pub ticks_back_to_back: u64,
+    /// Frames taken from a peer's earlier incarnation, over all seeds.
+    pub old_incarnation_frames: u64,
+    /// Seeds in which a node took at least one such frame.
+    pub old_incarnation_seeds: u64,
     /// Wall-clock time taken.
     pub wall: Duration,
 }
@@ -109,6 +118,10 @@ impl MultiSummary {
         max(&mut self.quiesced_after_max, report.quiesced_after_ns);
         self.unquiesced_seeds += u64::from(report.drawn.layer.quiesce_after_idle_ticks.is_none());
         self.electing_max = self.electing_max.max(report.electing_max);
+        self.stall_burst_seeds += u64::from(report.stall_bursts);
+        self.ticks_back_to_back += report.ticks_back_to_back;
+        self.old_incarnation_frames += report.old_incarnation_frames;
+        self.old_incarnation_seeds += u64::from(report.old_incarnation_frames > 0);
         self.hashes.push((seed, report.trace_hash));
         if !report.passed() {
             self.failures.push(report);

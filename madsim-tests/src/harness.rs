@@ -1,0 +1,188 @@
+//! See the crate documentation.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr};
+use std::ops::Range;
+use std::time::Duration;
+
+use bytes::Bytes;
+use concord_sim::history::Operation;
+use concord_sim::linearizability::{check_history, CheckResult};
+use madsim::rand::{thread_rng, Rng};
+use madsim::runtime::{Handle, NodeHandle};
+use madsim::time::sleep;
+
+/// The most a client may take to finish its last operation once told to
+/// stop.
+pub const CLIENT_FINISH_MAX: Duration = Duration::from_secs(300);
+
+/// The virtual address `10.net.host.id` (madsim simulates the network
+/// inside the process; no real socket is opened). Each suite takes its
+/// own `net`, nodes and clients their own `host`.
+pub fn ip(net: u8, host: u8, id: u64) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, net, host, id as u8))
+}
+
+/// A value read back as text (empty when absent).
+pub fn text(value: Option<Bytes>) -> String {
+    value
+        .map(|v| String::from_utf8_lossy(&v).to_string())
+        .unwrap_or_default()
+}
+
+/// One kind of fault of [`run_faults`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The victim is killed, then restarted from its disk.
+    Kill,
+    /// The victim is cut off from every other node.
+    Isolate,
+    /// The link from the victim to the next node is cut one way.
+    OneWay,
+    /// Every message takes 5 to 60 ms instead of 1 to 10 ms.
+    Slow,
+    /// A fifth of the packets are lost.
+    Lossy,
+}
+
+/// The rounds of faults a suite runs.
+#[derive(Clone, Debug)]
+pub struct FaultRounds {
+    /// How many faults, one after the other.
+    pub rounds: u32,
+    /// The calm before each fault, in milliseconds (drawn uniformly).
+    pub gap_ms: Range<u64>,
+    /// How long each fault lasts, in milliseconds (drawn uniformly).
+    pub hold_ms: Range<u64>,
+    /// The kinds drawn from, each as likely.
+    pub kinds: Vec<Fault>,
+}
+
+/// What [`run_faults`] did.
+#[derive(Clone, Debug, Default)]
+pub struct FaultLog {
+    /// Nodes killed (and restarted).
+    pub kills: u32,
+    /// Each fault, named, in order.
+    pub faults: Vec<String>,
+}
+
+/// Runs `plan` against `nodes` (by node id, ids `1..=nodes.len()`), one
+/// fault at a time, each healed before the next: the network's latency
+/// and loss are back to calm at the end. `before_kill` runs just before
+/// a node is killed (to forget what the suite reaches it through).
+pub async fn run_faults(
+    nodes: &BTreeMap<u64, NodeHandle>,
+    plan: &FaultRounds,
+    mut before_kill: impl FnMut(u64),
+) -> FaultLog {
+    let handle = Handle::current();
+    let net = madsim::net::NetSim::current();
+    let count = nodes.len() as u64;
+    let mut log = FaultLog::default();
+    if count == 0 || plan.kinds.is_empty() {
+        return log;
+    }
+    for _ in 0..plan.rounds {
+        sleep(Duration::from_millis(
+            thread_rng().gen_range(plan.gap_ms.clone()),
+        ))
+        .await;
+        let victim = thread_rng().gen_range(1..=count);
+        let victim_node = nodes[&victim].id();
+        let hold = Duration::from_millis(thread_rng().gen_range(plan.hold_ms.clone()));
+        let kind = plan.kinds[thread_rng().gen_range(0..plan.kinds.len())];
+        let name = match kind {
+            Fault::Kill => format!("kill n{victim}"),
+            Fault::Isolate => format!("isolate n{victim}"),
+            Fault::OneWay => format!("cut n{victim}->n{}", victim % count + 1),
+            Fault::Slow => "slow network".to_string(),
+            Fault::Lossy => "lossy network".to_string(),
+        };
+        tracing::info!(fault = %name, "fault");
+        log.faults.push(name);
+        match kind {
+            Fault::Kill => {
+                before_kill(victim);
+                handle.kill(victim_node);
+                log.kills += 1;
+                sleep(hold).await;
+                handle.restart(victim_node);
+            }
+            Fault::Isolate => {
+                net.clog_node(victim_node);
+                sleep(hold).await;
+                net.unclog_node(victim_node);
+            }
+            Fault::OneWay => {
+                let other = nodes[&(victim % count + 1)].id();
+                net.clog_link(victim_node, other);
+                sleep(hold).await;
+                net.unclog_link(victim_node, other);
+            }
+            Fault::Slow => {
+                net.update_config(|c| {
+                    c.send_latency = Duration::from_millis(5)..Duration::from_millis(60)
+                });
+                sleep(hold).await;
+                net.update_config(|c| {
+                    c.send_latency = Duration::from_millis(1)..Duration::from_millis(10)
+                });
+            }
+            Fault::Lossy => {
+                net.update_config(|c| c.packet_loss_rate = 0.2);
+                sleep(hold).await;
+                net.update_config(|c| c.packet_loss_rate = 0.0);
+            }
+        }
+    }
+    log
+}
+
+/// Waits for every client task to end (each within
+/// [`CLIENT_FINISH_MAX`]); a client that panicked fails the test.
+pub async fn join_clients<F, E>(clients: Vec<F>)
+where
+    F: Future<Output = Result<(), E>>,
+    E: Debug,
+{
+    for client in clients {
+        tokio::time::timeout(CLIENT_FINISH_MAX, client)
+            .await
+            .expect("clients finish")
+            .expect("client ran");
+    }
+}
+
+/// Operations of `history` that completed, checking that at least
+/// `at_least` of them were called after `healed_at_ns`: the cluster made
+/// progress once the faults healed.
+pub fn completed_after_heal(history: &[Operation], healed_at_ns: u64, at_least: usize) -> usize {
+    let completed = history.iter().filter(|op| op.ret.is_some()).count();
+    let after_heal = history
+        .iter()
+        .filter(|op| op.ret.is_some() && op.call > healed_at_ns)
+        .count();
+    assert!(
+        after_heal >= at_least,
+        "seed {}: no progress after the faults healed: {after_heal} operations",
+        Handle::current().seed()
+    );
+    completed
+}
+
+/// Fails the test, with the history as JSON lines, unless `history` is
+/// linearizable; `context` says what the run went through.
+pub fn assert_linearizable(history: &[Operation], context: &str) {
+    match check_history(history) {
+        CheckResult::Ok => {}
+        other => panic!(
+            "seed {}: history of {} operations ({context}) is not linearizable: {other:?}\n{}",
+            Handle::current().seed(),
+            history.len(),
+            concord_sim::history::to_jsonl(history)
+        ),
+    }
+}
