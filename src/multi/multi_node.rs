@@ -401,6 +401,9 @@ impl MultiNode {
     /// Whether the current tick of a burst is withheld from `group`: it
     /// got its share of the burst already ([`burst_ticks_max`]).
     fn tick_is_withheld(&self, state: &Group) -> bool {
+        if self.planted().burst_lease_kept && state.node.role() == crate::Role::Leader {
+            return self.burst_ticks > 1;
+        }
         self.burst_ticks > burst_ticks_max(&state.node)
     }
 

@@ -46,6 +46,11 @@ pub struct MultiPlantedBugs {
     /// the ticks it missed back to back wakes `wakes_per_tick_max` groups
     /// for each of them, and the stalled loop stalls longer.
     pub tick_burst_wakes: bool,
+    /// A leader takes one tick of a burst, not its `lease_read_ticks`: a
+    /// lease from before the stall still holds when the leader runs again,
+    /// and it serves lease reads although a new leader may have committed
+    /// writes while it stalled.
+    pub burst_lease_kept: bool,
 }
 
 impl MultiPlantedBugs {
@@ -59,5 +64,6 @@ impl MultiPlantedBugs {
         live_peer_taken_for_dead: false,
         old_incarnation_restarts: false,
         tick_burst_wakes: false,
+        burst_lease_kept: false,
     };
 }

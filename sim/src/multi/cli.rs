@@ -59,6 +59,10 @@ pub struct MultiArgs {
     /// served on every tick, also on ticks handed over back to back.
     #[arg(long)]
     pub bug_multi_tick_burst_wakes: bool,
+    /// Planted multi-group mistake (with --groups): a leader takes one
+    /// tick of a burst, so a lease from before the stall still holds.
+    #[arg(long)]
+    pub bug_multi_burst_lease_kept: bool,
 }
 
 impl MultiArgs {
@@ -75,6 +79,7 @@ impl MultiArgs {
             live_peer_taken_for_dead: self.bug_multi_live_peer_dead,
             old_incarnation_restarts: self.bug_multi_old_incarnation_restarts,
             tick_burst_wakes: self.bug_multi_tick_burst_wakes,
+            burst_lease_kept: self.bug_multi_burst_lease_kept,
         };
         let Some(groups) = self.groups else {
             if bugs.any() {

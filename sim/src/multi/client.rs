@@ -156,6 +156,7 @@ impl MultiSim {
                 self.step_node(index, input, proposer);
             }
             Some(path) => {
+                let committed_when_asked = self.committed_anywhere(group);
                 let host = &mut self.hosts[index];
                 host.next_read_id += 1;
                 let id = host.next_read_id;
@@ -166,6 +167,7 @@ impl MultiSim {
                         client: Some((client, op_seq, attempt)),
                         command: op.command,
                         asked_ns: self.now_ns,
+                        committed_when_asked,
                     },
                 );
                 let input = MultiInput::Group {

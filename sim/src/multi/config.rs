@@ -84,6 +84,9 @@ pub struct MultiBugs {
     /// missed ticks back to back wakes `wakes_per_tick_max` groups for
     /// each.
     pub tick_burst_wakes: bool,
+    /// A leader takes one tick of a burst, so a lease from before the
+    /// stall still holds when it runs again.
+    pub burst_lease_kept: bool,
 }
 
 impl MultiBugs {
@@ -103,6 +106,7 @@ impl MultiBugs {
             live_peer_taken_for_dead: self.live_peer_taken_for_dead,
             old_incarnation_restarts: self.old_incarnation_restarts,
             tick_burst_wakes: self.tick_burst_wakes,
+            burst_lease_kept: self.burst_lease_kept,
         }
     }
 }
@@ -311,6 +315,10 @@ impl MultiSimConfig {
         add(
             self.bugs.tick_burst_wakes,
             "--bug-multi-tick-burst-wakes".to_string(),
+        );
+        add(
+            self.bugs.burst_lease_kept,
+            "--bug-multi-burst-lease-kept".to_string(),
         );
         flags
     }

@@ -125,6 +125,10 @@ pub(crate) struct HostRead {
     pub(crate) client: Option<(usize, u64, u32)>,
     pub(crate) command: Bytes,
     pub(crate) asked_ns: u64,
+    /// The highest commit index any running node of the group had when
+    /// the read was asked: the read must reflect at least that much
+    /// (`read-fresh`).
+    pub(crate) committed_when_asked: concord::Index,
 }
 
 /// What a paused node's queue holds.

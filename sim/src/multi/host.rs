@@ -91,6 +91,16 @@ fn asleep_with_stale_only(multi: &MultiNode, frame: &concord::multi::Frame) -> V
 }
 
 impl MultiSim {
+    /// The highest commit index of `group` on any running node.
+    pub(crate) fn committed_anywhere(&self, group: GroupId) -> concord::Index {
+        self.hosts
+            .iter()
+            .filter_map(|host| host.multi.as_ref()?.group(group))
+            .map(|node| node.commit_index())
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Group `group`'s configuration on node `index`.
     pub(crate) fn group_config(&self, index: usize, group: GroupId) -> Config {
         let id = index as NodeId + 1;
@@ -1227,6 +1237,15 @@ impl MultiSim {
                 Some(group),
                 message,
             );
+            return;
+        }
+        if read_index < read.committed_when_asked {
+            let message = format!(
+                "read {id} ({path:?}) released at read index {read_index}, but index {} was \
+                 already committed when it was asked",
+                read.committed_when_asked
+            );
+            self.fail(MultiCheck::ReadFresh, Some(index), Some(group), message);
             return;
         }
         let Some(host_group) = self.hosts[index].groups.get(&group) else {

@@ -61,6 +61,12 @@ pub enum MultiCheck {
     /// from before the peer's restart), or missed a restart a frame
     /// showed.
     RestartCount,
+    /// A read was released at a read index below what some node of its
+    /// group had already seen committed when the read was asked: it could
+    /// miss a write acknowledged before it began (a leader that served
+    /// from a lease it no longer held, or a read index taken by a node
+    /// that was not leader).
+    ReadFresh,
 }
 
 impl MultiCheck {
@@ -80,6 +86,7 @@ impl MultiCheck {
             MultiCheck::StaleWake => "stale-wake",
             MultiCheck::RestartCount => "restart-count",
             MultiCheck::WakeBound => "wake-bound",
+            MultiCheck::ReadFresh => "read-fresh",
         }
     }
 }
