@@ -250,13 +250,7 @@ fn a_stale_message_of_an_older_term_wakes_no_sleeping_group() {
         term: term_before - 1,
         read_round: 0,
     });
-    let multi = driver
-        .hosts
-        .get_mut(&follower)
-        .unwrap()
-        .multi
-        .as_mut()
-        .unwrap();
+    let multi = driver.multi_mut(follower);
     let mut out = Vec::new();
     multi.step(MultiInput::Receive(frame), &mut out).unwrap();
     assert_eq!(
@@ -289,13 +283,7 @@ fn a_stalled_host_takes_no_live_peer_for_dead() {
     assert!(driver.run_until_asleep(400).is_some());
     let stalled: NodeId = 1;
     let timeout_ticks = u64::from(driver.options.liveness_timeout_ticks);
-    let multi = driver
-        .hosts
-        .get_mut(&stalled)
-        .unwrap()
-        .multi
-        .as_mut()
-        .unwrap();
+    let multi = driver.multi_mut(stalled);
     let died_before = multi.stats().peers_died;
     let mut out = Vec::new();
     for _ in 0..3 * timeout_ticks {
@@ -392,13 +380,7 @@ fn a_burst_hands_a_leader_its_lease_and_a_follower_half_a_timeout() {
     let read = driver.read(stalled, led[0], ReadPath::Lease);
     assert!(!driver.read_pending(read), "no lease before the stall");
 
-    let multi = driver
-        .hosts
-        .get_mut(&stalled)
-        .unwrap()
-        .multi
-        .as_mut()
-        .unwrap();
+    let multi = driver.multi_mut(stalled);
     // Each group's share of a burst, by its role now.
     let (mut leading, mut following, mut shares) = (0u64, 0u64, 0u64);
     for node in groups.iter().filter_map(|&g| multi.group(g)) {

@@ -47,6 +47,18 @@ async fn start_cluster(
     (nodes, peers)
 }
 
+/// Connections the nodes dropped as silent, summed.
+fn silent_dropped(nodes: &BTreeMap<u64, RunningNode>) -> u64 {
+    nodes
+        .values()
+        .map(|n| {
+            n.transport_counters
+                .silent_connections_dropped
+                .load(Ordering::Relaxed)
+        })
+        .sum()
+}
+
 /// Writes until one succeeds or `within` passes; returns the time taken.
 async fn first_write(client: &mut KvClient, within: Duration) -> Option<Duration> {
     let start = Instant::now();
@@ -87,18 +99,11 @@ async fn leader_and_silenced_follower_must_reconnect(
     );
     nodes.remove(&y).unwrap().shutdown().await.unwrap();
     let took = first_write(&mut client, within).await;
-    let silent_dropped: u64 = nodes
-        .values()
-        .map(|n| {
-            n.transport_counters
-                .silent_connections_dropped
-                .load(Ordering::Relaxed)
-        })
-        .sum();
+    let dropped = silent_dropped(&nodes);
     for (_, node) in nodes {
         node.shutdown().await.unwrap();
     }
-    (took, silent_dropped)
+    (took, dropped)
 }
 
 #[test]
@@ -159,17 +164,7 @@ fn a_node_that_stalled_itself_drops_no_live_connection() {
                 .is_some(),
             "the cluster never accepted a first write"
         );
-        let dropped = |nodes: &BTreeMap<u64, RunningNode>| -> u64 {
-            nodes
-                .values()
-                .map(|n| {
-                    n.transport_counters
-                        .silent_connections_dropped
-                        .load(Ordering::Relaxed)
-                })
-                .sum()
-        };
-        let before = dropped(&nodes);
+        let before = silent_dropped(&nodes);
         // Keepalives go out and are answered while the cluster idles.
         tokio::time::sleep(Duration::from_millis(300)).await;
         for _ in 0..3 {
@@ -179,7 +174,7 @@ fn a_node_that_stalled_itself_drops_no_live_connection() {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
         assert_eq!(
-            dropped(&nodes) - before,
+            silent_dropped(&nodes) - before,
             0,
             "a live connection was dropped as silent after this node's own stall"
         );

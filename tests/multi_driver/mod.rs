@@ -330,6 +330,14 @@ impl Driver {
         self.hosts[&id].multi.as_ref().expect("node is up")
     }
 
+    /// Node `id`'s layer, to step by hand (a host that stalls, say).
+    pub fn multi_mut(&mut self, id: NodeId) -> &mut MultiNode {
+        self.hosts
+            .get_mut(&id)
+            .and_then(|host| host.multi.as_mut())
+            .expect("node is up")
+    }
+
     /// Feeds one input and executes everything that follows, through
     /// flushes, until the node has nothing more to do.
     pub fn step(&mut self, id: NodeId, input: MultiInput) {
