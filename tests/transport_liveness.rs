@@ -47,6 +47,12 @@ async fn start_cluster(
     (nodes, peers)
 }
 
+/// A fresh cluster accepts a first write within 10 s.
+async fn first_write_within_10_s(client: &mut KvClient) {
+    let took = first_write(client, Duration::from_secs(10)).await;
+    assert!(took.is_some(), "the cluster never accepted a first write");
+}
+
 /// Connections the nodes dropped as silent, summed.
 fn silent_dropped(nodes: &BTreeMap<u64, RunningNode>) -> u64 {
     nodes
@@ -82,12 +88,7 @@ async fn leader_and_silenced_follower_must_reconnect(
     let staller = LinkStaller::new();
     let (mut nodes, peers) = start_cluster(&staller, peer_timeout).await;
     let mut client = impatient_client(&peers);
-    assert!(
-        first_write(&mut client, Duration::from_secs(10))
-            .await
-            .is_some(),
-        "the cluster never accepted a first write"
-    );
+    first_write_within_10_s(&mut client).await;
     let leader = client.status(0).await.unwrap().leader.expect("a leader");
     let x = (1..=3).find(|&id| id != leader).unwrap();
     let y = (1..=3).find(|&id| id != leader && id != x).unwrap();
@@ -158,12 +159,7 @@ fn a_node_that_stalled_itself_drops_no_live_connection() {
         let staller = LinkStaller::new();
         let (nodes, peers) = start_cluster(&staller, Some(Duration::from_millis(500))).await;
         let mut client = impatient_client(&peers);
-        assert!(
-            first_write(&mut client, Duration::from_secs(10))
-                .await
-                .is_some(),
-            "the cluster never accepted a first write"
-        );
+        first_write_within_10_s(&mut client).await;
         let before = silent_dropped(&nodes);
         // Keepalives go out and are answered while the cluster idles.
         tokio::time::sleep(Duration::from_millis(300)).await;
