@@ -1094,8 +1094,8 @@ mod multi_group {
     use concord_sim::multi::{run_multi, MultiBugs, MultiCheck, MultiSimConfig};
     use concord_sim::FailureKind;
 
-    /// Seeds each mistake must be caught within (every first catch is at
-    /// seed 0 or 1).
+    /// Seeds each mistake must be caught within (every first catch but
+    /// two is at seed 0 or 1; those two state their own bound).
     const MULTI_BUG_SEEDS: u64 = 10;
 
     /// The first seed below `MULTI_BUG_SEEDS` whose run with `bugs`
@@ -1169,7 +1169,7 @@ mod multi_group {
     /// A leader quiesces while a live follower lacks its last entry (a
     /// quorum of acceptances will do): the quiescence check sees the
     /// follower behind the moment the leader sleeps. Measured: first
-    /// catch at seed 0, 65 of 100 seeds.
+    /// catch at seed 0, 67 of 100 seeds.
     #[test]
     fn quiescing_while_a_follower_is_behind_is_caught() {
         let bugs = MultiBugs {
@@ -1184,7 +1184,7 @@ mod multi_group {
     /// one capped at what the follower holds: a follower whose log does
     /// not match commits entries the leader never sent it, and per-group
     /// log matching sees two committed entries at one index. Measured:
-    /// first catch at seed 0, 49 of 100 seeds.
+    /// first catch at seed 0, 59 of 100 seeds.
     #[test]
     fn an_uncapped_coalesced_heartbeat_is_caught() {
         let bugs = MultiBugs {
@@ -1196,7 +1196,7 @@ mod multi_group {
 
     /// Waking a sleeping group for a read drops the read: it is never
     /// answered, though its node stays up. Measured: first catch at seed
-    /// 0, 43 of 100 seeds.
+    /// 0, 48 of 100 seeds.
     #[test]
     fn a_wake_that_forgets_a_pending_read_is_caught() {
         let bugs = MultiBugs {
@@ -1211,7 +1211,7 @@ mod multi_group {
     /// writes of batches still being written (one group's entries on the
     /// strength of another group's fsync): after a crash the disk lacks
     /// what the group was told was durable. Measured: first catch at seed
-    /// 1, 31 of 100 seeds.
+    /// 1, 35 of 100 seeds.
     #[test]
     fn acknowledging_on_another_batchs_sync_is_caught() {
         let bugs = MultiBugs {
@@ -1229,7 +1229,7 @@ mod multi_group {
     /// seed 617244504). Caught by `stale-wake`, which watches every frame
     /// a node takes. Measured with `run --groups swarm --seeds 0..100
     /// --nodes 3 --bug-multi-stale-message-wakes`: first catch at seed 1,
-    /// 66 of 100 seeds (every one by `stale-wake`).
+    /// 63 of 100 seeds (every one by `stale-wake`).
     #[test]
     fn a_stale_message_that_wakes_a_sleeping_group_is_caught() {
         let bugs = MultiBugs {
@@ -1270,7 +1270,7 @@ mod multi_group {
     /// frame a node takes to the rule that a peer restarted exactly when
     /// a frame carries a newer incarnation than any taken from it before.
     /// Measured with `run --groups swarm --seeds 0..100 --nodes 3
-    /// --bug-multi-old-incarnation-restarts`: first catch at seed 0, 62 of
+    /// --bug-multi-old-incarnation-restarts`: first catch at seed 0, 61 of
     /// 100 seeds (every one by `restart-count`; the correct layer took
     /// 897 frames of an earlier incarnation in 62 of those seeds).
     #[test]
@@ -1283,15 +1283,6 @@ mod multi_group {
         assert!(failure.contains("did not restart since"), "{failure}");
     }
 
-    /// The wake queues are served, and election slots judged, on every
-    /// tick, not once per flush: a host that hands the ticks its stall
-    /// missed back to back (as the tokio host does, and the swarm's
-    /// stall bursts do) wakes `wakes_per_tick_max` groups for each.
-    /// Caught by `wake-bound`, which counts what the queues woke between
-    /// two flushes. Measured with `run --groups swarm --seeds 0..100
-    /// --nodes 3 --bug-multi-tick-burst-wakes`: first catch at seed 1, 19
-    /// of 100 seeds (every one by `wake-bound`; 49 of the 100 seeds draw
-    /// stall bursts).
     /// A leader takes one tick of a burst, not its `lease_read_ticks`: a
     /// lease from before its stall still holds when it runs again, and a
     /// lease read it serves before the frames that waited can miss writes
@@ -1313,13 +1304,24 @@ mod multi_group {
         assert!(failure.contains("already committed"), "{failure}");
     }
 
+    /// The wake queues are served, and election slots judged, on every
+    /// tick, not once per flush: a host that hands the ticks its stall
+    /// missed back to back (as the tokio host does, and the swarm's
+    /// stall bursts do) wakes `wakes_per_tick_max` groups for each.
+    /// Caught by `wake-bound`, which counts what the queues woke between
+    /// two flushes. Measured with `run --groups swarm --seeds 0..100
+    /// --nodes 3 --bug-multi-tick-burst-wakes`: first catch at seed 17, 9
+    /// of 100 seeds (every one by `wake-bound`; 49 of the 100 seeds draw
+    /// stall bursts). Before a burst handed groups only a share of its
+    /// ticks, the elections those ticks started kept the queues busier:
+    /// seed 1, 19 of 100.
     #[test]
     fn wake_queues_served_on_every_tick_of_a_burst_is_caught() {
         let bugs = MultiBugs {
             tick_burst_wakes: true,
             ..MultiBugs::default()
         };
-        let (_, failure) = caught(bugs, |check| check == MultiCheck::WakeBound);
+        let (_, failure) = caught_within(bugs, 30, |check| check == MultiCheck::WakeBound);
         assert!(failure.contains("once per flush"), "{failure}");
     }
 }
