@@ -25,6 +25,9 @@
 //!   process's CPU in that window in `dir/window-<clients>.txt`
 //!   (`bench/cpu/stages.py` splits the profile by stage).
 //!
+//! `CONCORD_BENCH_NODE_BIN=path` runs another build of `concord-node`
+//! (a before/after comparison alternates two builds, one run each).
+//!
 //! Each line carries the 1-minute load average when the window ended.
 //! strace and perf slow the servers down; on a loaded machine that can
 //! stall a leader past its election timeout, so `CONCORD_BENCH_TICK_MS`
@@ -534,6 +537,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    println!("server binary: {}", node_cluster::node_binary().display());
     println!(
         "cpu_breakdown: 3 concord-node processes, fsync on, --worker-threads {threads}; \
          {VALUE_BYTES}-byte puts over {KEYS} keys; {seconds}s windows; load generator: 2 tokio workers; \

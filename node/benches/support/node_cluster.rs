@@ -98,6 +98,15 @@ impl Drop for Processes {
     }
 }
 
+/// The `concord-node` binary the clusters run: this build's, or the one
+/// `CONCORD_BENCH_NODE_BIN` names (to compare two builds of the server
+/// in one sitting, alternating).
+pub fn node_binary() -> PathBuf {
+    std::env::var_os("CONCORD_BENCH_NODE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_concord-node")))
+}
+
 /// `nodes` `concord-node` processes with fsync on, ids 1..=nodes.
 pub struct NodeCluster {
     /// The processes; killed on drop.
@@ -149,7 +158,7 @@ impl NodeCluster {
             } else {
                 Stdio::inherit()
             };
-            let child = Command::new(env!("CARGO_BIN_EXE_concord-node"))
+            let child = Command::new(node_binary())
                 .args([
                     "--id",
                     &id.to_string(),
