@@ -5,7 +5,7 @@
 # first each round, so load from elsewhere on the machine hits both.
 #
 #   bench/cpu/ab.sh BEFORE_BINARY AFTER_BINARY [ROUNDS]
-#   CONCORD_BENCH_CLIENTS=64,256 CONCORD_BENCH_SECS=10 bench/cpu/ab.sh /tmp/a/concord-node target/release/concord-node 2
+#   CONCORD_BENCH_CLIENTS=64,256 CONCORD_BENCH_SECS=10 bench/cpu/ab.sh before/concord-node target/release/concord-node 2
 #
 # Copy the "before" binary out of target/ before building the "after"
 # (cargo overwrites target/release/concord-node).
