@@ -11,6 +11,8 @@
 #![deny(missing_docs)]
 
 pub mod client;
+#[cfg(feature = "count-alloc")]
+pub mod count_alloc;
 pub mod groups_file;
 pub mod latency;
 pub mod multi_node;

@@ -122,6 +122,17 @@ pub const FRAME_READ_FIRST_BYTES: usize = 16 * 1024;
 /// so small requests never wait on it.
 pub const FRAME_BUFFER_FREE_BYTES: usize = 64 * 1024;
 
+/// Bytes a connection's [`FrameBuffer`] (one made by
+/// [`FrameBuffer::with_budget`]) asks the stream for at once when it needs
+/// a header or the small rest of a frame: one read system call then
+/// usually brings a whole request, and whatever follows it (the next
+/// pipelined frame) waits in the buffer for the next read. A short read
+/// also tells tokio the socket is drained, so no read ends in
+/// `EWOULDBLOCK`. A fixed amount per connection, like a socket buffer,
+/// outside the [`FrameBudget`]; a frame's payload beyond it is read
+/// straight into the payload buffer, never ahead.
+pub const FRAME_READ_AHEAD_BYTES: usize = 4 * 1024;
+
 /// A node-wide limit on the bytes that connections' frame buffers hold
 /// beyond [`FRAME_BUFFER_FREE_BYTES`] each. A buffer that must grow past
 /// what is left waits for other connections to give bytes back (a
@@ -179,12 +190,23 @@ impl FrameBudget {
 /// what it holds beyond [`FRAME_BUFFER_FREE_BYTES`] is taken from a
 /// node-wide [`FrameBudget`] (if it has one) and given back when it
 /// shrinks or is dropped.
+///
+/// One made by [`with_budget`](Self::with_budget) also reads ahead (see
+/// [`FRAME_READ_AHEAD_BYTES`]): it belongs to one connection for the
+/// connection's life, since it may hold the beginning of the next frame.
 #[derive(Debug, Default)]
 pub struct FrameBuffer {
     bytes: Vec<u8>,
     budget: Option<std::sync::Arc<FrameBudget>>,
     /// Bytes taken from `budget`: the capacity beyond the free share.
     charged_bytes: usize,
+    /// Read ahead: `ahead[ahead_start..ahead_end]` arrived past the last
+    /// frame and is not consumed yet. Empty (and never allocated) when
+    /// the buffer does not read ahead.
+    ahead: Vec<u8>,
+    ahead_start: usize,
+    ahead_end: usize,
+    reads_ahead: bool,
 }
 
 impl FrameBuffer {
@@ -194,7 +216,61 @@ impl FrameBuffer {
             bytes: Vec::new(),
             budget: Some(budget),
             charged_bytes: 0,
+            ahead: Vec::new(),
+            ahead_start: 0,
+            ahead_end: 0,
+            reads_ahead: true,
         }
+    }
+
+    /// Charges `budget` instead of the current one from now on (a
+    /// connection that turned out to be a peer's), keeping what was read
+    /// ahead: the payload buffer is emptied and its charge given back.
+    pub fn move_to_budget(&mut self, budget: std::sync::Arc<FrameBudget>) {
+        self.shrink_to(0);
+        if let Some(old) = self.budget.take() {
+            old.give(self.charged_bytes);
+        }
+        self.charged_bytes = 0;
+        self.budget = Some(budget);
+        self.settle();
+    }
+
+    /// Bytes read ahead and not yet consumed.
+    fn ahead_len(&self) -> usize {
+        self.ahead_end - self.ahead_start
+    }
+
+    /// Moves up to `out.len()` read-ahead bytes into `out`; how many.
+    fn take_ahead(&mut self, out: &mut [u8]) -> usize {
+        let n = out.len().min(self.ahead_len());
+        out[..n].copy_from_slice(&self.ahead[self.ahead_start..self.ahead_start + n]);
+        self.ahead_start += n;
+        n
+    }
+
+    /// Forgets what was read ahead (after an error the stream's position
+    /// cannot be trusted; the connection is closed).
+    fn drop_ahead(&mut self) {
+        self.ahead_start = 0;
+        self.ahead_end = 0;
+    }
+
+    /// Reads once from `reader` into the (empty) read-ahead space; how
+    /// many bytes arrived (0: end of stream).
+    async fn read_ahead<R: AsyncRead + Unpin + ?Sized>(
+        &mut self,
+        reader: &mut R,
+    ) -> std::io::Result<usize> {
+        debug_assert_eq!(self.ahead_len(), 0);
+        if self.ahead.len() < FRAME_READ_AHEAD_BYTES {
+            self.ahead.resize(FRAME_READ_AHEAD_BYTES, 0);
+        }
+        self.ahead_start = 0;
+        self.ahead_end = 0;
+        let n = reader.read(&mut self.ahead).await?;
+        self.ahead_end = n;
+        Ok(n)
     }
 
     /// The payload of the last frame read.
@@ -280,10 +356,15 @@ pub async fn read_frame<R: AsyncRead + Unpin + ?Sized>(
     buf: &mut Vec<u8>,
     max_frame_bytes: usize,
 ) -> Result<(), FrameError> {
+    // No read ahead: the caller keeps only the payload between calls.
     let mut frame_buffer = FrameBuffer {
         bytes: std::mem::take(buf),
         budget: None,
         charged_bytes: 0,
+        ahead: Vec::new(),
+        ahead_start: 0,
+        ahead_end: 0,
+        reads_ahead: false,
     };
     let result = read_frame_into(reader, &mut frame_buffer, max_frame_bytes, None).await;
     *buf = std::mem::take(&mut frame_buffer.bytes);
@@ -326,6 +407,35 @@ async fn read_frame_into<R: AsyncRead + Unpin + ?Sized>(
     max_frame_bytes: usize,
     timeouts: Option<FrameTimeouts>,
 ) -> Result<(), FrameError> {
+    let result = read_frame_once(reader, buf, max_frame_bytes, timeouts).await;
+    if result.is_err() {
+        buf.drop_ahead();
+    }
+    result
+}
+
+/// Reads into `header[got..]`, from what was read ahead if there is any,
+/// else with one read (ahead, when the buffer reads ahead).
+async fn read_header_part<R: AsyncRead + Unpin + ?Sized>(
+    reader: &mut R,
+    buf: &mut FrameBuffer,
+    header: &mut [u8],
+) -> std::io::Result<usize> {
+    if !buf.reads_ahead {
+        return reader.read(header).await;
+    }
+    if buf.ahead_len() == 0 && buf.read_ahead(reader).await? == 0 {
+        return Ok(0);
+    }
+    Ok(buf.take_ahead(header))
+}
+
+async fn read_frame_once<R: AsyncRead + Unpin + ?Sized>(
+    reader: &mut R,
+    buf: &mut FrameBuffer,
+    max_frame_bytes: usize,
+    timeouts: Option<FrameTimeouts>,
+) -> Result<(), FrameError> {
     let mut header = [0u8; FRAME_HEADER_BYTES];
     let mut got = 0;
     let idle_deadline = timeouts.map(|t| tokio::time::Instant::now() + t.idle);
@@ -336,7 +446,7 @@ async fn read_frame_into<R: AsyncRead + Unpin + ?Sized>(
         }
     };
     while got < FRAME_HEADER_BYTES {
-        let read = reader.read(&mut header[got..]);
+        let read = read_header_part(reader, buf, &mut header[got..]);
         let read = if got == 0 {
             within(
                 idle_deadline,
@@ -397,6 +507,26 @@ async fn read_frame_into<R: AsyncRead + Unpin + ?Sized>(
         }
         let room = (len - got).min(buf.bytes.capacity() - got);
         debug_assert!(room > 0);
+        if buf.reads_ahead {
+            // The small rest of a frame is read ahead (with whatever
+            // follows it); a large one straight into the payload.
+            if buf.ahead_len() == 0 && room < FRAME_READ_AHEAD_BYTES {
+                let read = within(frame_deadline, slow(timeouts), buf.read_ahead(reader)).await?;
+                if read? == 0 {
+                    return Err(FrameError::Truncated {
+                        got: FRAME_HEADER_BYTES + got,
+                        expected: FRAME_HEADER_BYTES + len,
+                    });
+                }
+            }
+            if buf.ahead_len() > 0 {
+                let n = room.min(buf.ahead_len());
+                let start = buf.ahead_start;
+                buf.bytes.extend_from_slice(&buf.ahead[start..start + n]);
+                buf.ahead_start += n;
+                continue;
+            }
+        }
         buf.bytes.resize(got + room, 0);
         let read = within(
             frame_deadline,
@@ -606,6 +736,117 @@ mod tests {
             drop(second);
             drop(first);
             assert_eq!(budget.available_bytes(), budget.bytes_max());
+        });
+    }
+
+    /// A stream that hands out `chunks` one per read (less if the reader
+    /// asks for less), counting the reads that returned bytes.
+    struct Chunks {
+        chunks: std::collections::VecDeque<Vec<u8>>,
+        reads: usize,
+    }
+
+    impl tokio::io::AsyncRead for Chunks {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            out: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            if let Some(mut chunk) = self.chunks.pop_front() {
+                let n = chunk.len().min(out.remaining());
+                out.put_slice(&chunk[..n]);
+                if n < chunk.len() {
+                    self.chunks.push_front(chunk.split_off(n));
+                }
+                self.reads += 1;
+            }
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[test]
+    fn a_connection_buffer_reads_pipelined_frames_in_one_read() {
+        let timeouts = FrameTimeouts {
+            idle: std::time::Duration::from_secs(60),
+            frame: std::time::Duration::from_secs(60),
+        };
+        let mut out = Vec::new();
+        encode_frame(&(1u64, "first".to_string()), &mut out).unwrap();
+        encode_frame(&(2u64, "second".to_string()), &mut out).unwrap();
+        let third_at = out.len();
+        encode_frame(&(3u64, "x".repeat(300)), &mut out).unwrap();
+        // A large frame after them: read straight into the payload.
+        let large = vec![5u8; 3 * FRAME_READ_AHEAD_BYTES];
+        encode_frame(&large, &mut out).unwrap();
+        let budget = std::sync::Arc::new(FrameBudget::new(1024 * 1024));
+        run(async {
+            // The first chunk holds two frames and 3 bytes of the third.
+            let mut stream = Chunks {
+                chunks: [out[..third_at + 3].to_vec(), out[third_at + 3..].to_vec()].into(),
+                reads: 0,
+            };
+            let mut buf = FrameBuffer::with_budget(budget.clone());
+            for expected in [
+                (1, "first".to_string()),
+                (2, "second".to_string()),
+                (3, "x".repeat(300)),
+            ] {
+                let got: (u64, String) = read_value_timed(&mut stream, &mut buf, 1 << 20, timeouts)
+                    .await
+                    .unwrap();
+                assert_eq!(got, expected);
+            }
+            // Two frames from one read; the third's header from the first
+            // read and the second.
+            assert_eq!(stream.reads, 2);
+            let back: Vec<u8> = read_value_timed(&mut stream, &mut buf, 1 << 20, timeouts)
+                .await
+                .unwrap();
+            assert_eq!(back, large);
+            assert!(matches!(
+                read_frame_timed(&mut stream, &mut buf, 1 << 20, timeouts).await,
+                Err(FrameError::Closed)
+            ));
+        });
+        drop(budget);
+    }
+
+    #[test]
+    fn a_buffer_moved_to_another_budget_keeps_what_it_read_ahead() {
+        let timeouts = FrameTimeouts {
+            idle: std::time::Duration::from_secs(60),
+            frame: std::time::Duration::from_secs(60),
+        };
+        let clients = std::sync::Arc::new(FrameBudget::new(1024 * 1024));
+        let peers = std::sync::Arc::new(FrameBudget::new(1024 * 1024));
+        let mut out = Vec::new();
+        encode_frame(&"hello".to_string(), &mut out).unwrap();
+        encode_frame(&vec![1u8; 100 * 1024], &mut out).unwrap();
+        encode_frame(&7u32, &mut out).unwrap();
+        run(async {
+            let mut stream = Chunks {
+                chunks: [out.clone()].into(),
+                reads: 0,
+            };
+            let mut buf = FrameBuffer::with_budget(clients.clone());
+            let hello: String = read_value_timed(&mut stream, &mut buf, 1 << 20, timeouts)
+                .await
+                .unwrap();
+            assert_eq!(hello, "hello");
+            buf.move_to_budget(peers.clone());
+            assert_eq!(clients.available_bytes(), clients.bytes_max());
+            let big: Vec<u8> = read_value_timed(&mut stream, &mut buf, 1 << 20, timeouts)
+                .await
+                .unwrap();
+            assert_eq!(big, vec![1u8; 100 * 1024]);
+            assert!(peers.available_bytes() < peers.bytes_max());
+            assert_eq!(clients.available_bytes(), clients.bytes_max());
+            let seven: u32 = read_value_timed(&mut stream, &mut buf, 1 << 20, timeouts)
+                .await
+                .unwrap();
+            assert_eq!(seven, 7);
+            drop(buf);
+            assert_eq!(peers.available_bytes(), peers.bytes_max());
         });
     }
 

@@ -541,7 +541,9 @@ async fn handle<I: Inbound>(
         HelloRole::Peer { from, .. } => {
             tracing::debug!(%remote, peer = from, "peer connected");
             let mut reply = Vec::new();
-            let mut frame_buf = FrameBuffer::with_budget(budgets.peers);
+            // The handshake's buffer, charged to the peers' budget from
+            // now on: it may hold the beginning of the first frame.
+            frame_buf.move_to_budget(budgets.peers);
             // A peer's buffer keeps its size between frames: appends of
             // similar size follow one another, and what it holds stays
             // charged to the node's budget.

@@ -98,6 +98,15 @@ impl Drop for Processes {
     }
 }
 
+/// The `concord-node` binary the clusters run: this build's, or the one
+/// `CONCORD_BENCH_NODE_BIN` names (to compare two builds of the server
+/// in one sitting, alternating).
+pub fn node_binary() -> PathBuf {
+    std::env::var_os("CONCORD_BENCH_NODE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_concord-node")))
+}
+
 /// `nodes` `concord-node` processes with fsync on, ids 1..=nodes.
 pub struct NodeCluster {
     /// The processes; killed on drop.
@@ -117,6 +126,17 @@ impl NodeCluster {
     /// Starts the nodes, node `id` with `args_of(id)` after the common
     /// ones (per-node flags such as a node's TLS certificate).
     pub fn start_per_node(nodes: usize, args_of: impl Fn(u64) -> Vec<String>) -> NodeCluster {
+        NodeCluster::start_logged(nodes, args_of, false)
+    }
+
+    /// As [`start_per_node`](Self::start_per_node); with `stderr_to_files`
+    /// each node's stderr goes to `<base>/node-<id>.stderr` (see
+    /// [`stderr_file`](Self::stderr_file)) instead of this process's.
+    pub fn start_logged(
+        nodes: usize,
+        args_of: impl Fn(u64) -> Vec<String>,
+        stderr_to_files: bool,
+    ) -> NodeCluster {
         let addrs: BTreeMap<u64, String> =
             (1..=nodes as u64).zip(free_loopback_addrs(nodes)).collect();
         let peers = addrs
@@ -125,9 +145,20 @@ impl NodeCluster {
             .collect::<Vec<_>>()
             .join(",");
         let base = temp_base("concord");
+        if stderr_to_files {
+            std::fs::create_dir_all(&base).expect("create the cluster's directory");
+        }
         let mut children = Vec::new();
         for (id, addr) in &addrs {
-            let child = Command::new(env!("CARGO_BIN_EXE_concord-node"))
+            let stderr = if stderr_to_files {
+                Stdio::from(
+                    std::fs::File::create(base.join(format!("node-{id}.stderr")))
+                        .expect("create a node's stderr file"),
+                )
+            } else {
+                Stdio::inherit()
+            };
+            let child = Command::new(node_binary())
                 .args([
                     "--id",
                     &id.to_string(),
@@ -143,6 +174,7 @@ impl NodeCluster {
                 .args(args_of(*id))
                 .env("RUST_LOG", "warn")
                 .stdout(Stdio::null())
+                .stderr(stderr)
                 .spawn()
                 .expect("spawn concord-node");
             children.push(child);
@@ -151,5 +183,11 @@ impl NodeCluster {
             processes: Processes { children, base },
             servers: addrs.values().cloned().collect(),
         }
+    }
+
+    /// Where node `id` (1-based) writes its stderr when started with
+    /// [`start_logged`](Self::start_logged) and `stderr_to_files`.
+    pub fn stderr_file(&self, id: u64) -> PathBuf {
+        self.processes.base.join(format!("node-{id}.stderr"))
     }
 }

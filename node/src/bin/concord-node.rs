@@ -150,7 +150,11 @@ For more information, try '--help'."
             return ExitCode::FAILURE;
         }
     };
+    #[cfg(feature = "count-alloc")]
+    runtime.spawn(report_allocations_on_sigusr1());
     let result = runtime.block_on(run(settings));
+    #[cfg(feature = "count-alloc")]
+    eprintln!("{}", concord_node::count_alloc::AllocCounts::now().line());
     // Outside the runtime: the exporter blocks while it sends what is
     // queued.
     drop(runtime);
@@ -161,6 +165,30 @@ For more information, try '--help'."
             eprintln!("concord-node: {}", e.message);
             ExitCode::from(e.code)
         }
+    }
+}
+
+/// Feature `count-alloc`: every allocation of the process is counted.
+#[cfg(feature = "count-alloc")]
+#[global_allocator]
+static ALLOCATOR: concord_node::count_alloc::CountingAllocator =
+    concord_node::count_alloc::CountingAllocator;
+
+/// Feature `count-alloc`: prints the allocation counters to stderr on
+/// every `SIGUSR1` (`bench/cpu/breakdown.sh` reads them before and after
+/// a run).
+#[cfg(feature = "count-alloc")]
+async fn report_allocations_on_sigusr1() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut usr1 = match signal(SignalKind::user_defined1()) {
+        Ok(usr1) => usr1,
+        Err(e) => {
+            eprintln!("count-alloc: cannot install a SIGUSR1 handler: {e}");
+            return;
+        }
+    };
+    while usr1.recv().await.is_some() {
+        eprintln!("{}", concord_node::count_alloc::AllocCounts::now().line());
     }
 }
 
