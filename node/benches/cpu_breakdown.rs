@@ -139,31 +139,7 @@ impl Cluster {
         let nodes = NodeCluster::start_logged(3, |_| args.clone(), true);
         let pids = nodes.processes.pids();
         let value = Bytes::from(vec![b'v'; VALUE_BYTES]);
-        runtime.block_on(async {
-            let mut probe = KvClient::new(ClientConfig::new(nodes.servers.clone(), CLUSTER));
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while probe.put("warmup", "x").await.is_err() {
-                assert!(Instant::now() < deadline, "the cluster did not come up");
-            }
-            let tasks: Vec<_> = (0..32u64)
-                .map(|t| {
-                    let servers = nodes.servers.clone();
-                    let value = value.clone();
-                    tokio::spawn(async move {
-                        let mut client = KvClient::new(ClientConfig::new(servers, CLUSTER));
-                        for i in (t..KEYS).step_by(32) {
-                            client
-                                .put(key(i), value.clone())
-                                .await
-                                .expect("preload put");
-                        }
-                    })
-                })
-                .collect();
-            for task in tasks {
-                task.await.expect("preload task");
-            }
-        });
+        runtime.block_on(node_cluster::preload_keys(&nodes.servers, value.clone()));
         Cluster { nodes, pids }
     }
 

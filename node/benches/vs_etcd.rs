@@ -455,31 +455,7 @@ fn start_clusters(runtime: &tokio::runtime::Runtime, threads: Option<usize>) -> 
     let concord = NodeCluster::start(3, &concord_args);
     let concord_pids = concord.processes.pids();
     let value = Bytes::from(vec![b'v'; VALUE_BYTES]);
-    runtime.block_on(async {
-        let mut probe = KvClient::new(ClientConfig::new(concord.servers.clone(), CLUSTER));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while probe.put("warmup", "x").await.is_err() {
-            assert!(Instant::now() < deadline, "concord cluster did not come up");
-        }
-        let tasks: Vec<_> = (0..32u64)
-            .map(|t| {
-                let servers = concord.servers.clone();
-                let value = value.clone();
-                tokio::spawn(async move {
-                    let mut client = KvClient::new(ClientConfig::new(servers, CLUSTER));
-                    for i in (t..KEYS).step_by(32) {
-                        client
-                            .put(key(i), value.clone())
-                            .await
-                            .expect("preload put");
-                    }
-                })
-            })
-            .collect();
-        for task in tasks {
-            task.await.expect("preload task");
-        }
-    });
+    runtime.block_on(node_cluster::preload_keys(&concord.servers, value.clone()));
     let mut clusters = Clusters {
         concord,
         concord_pids,

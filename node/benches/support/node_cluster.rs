@@ -191,3 +191,36 @@ impl NodeCluster {
         self.processes.base.join(format!("node-{id}.stderr"))
     }
 }
+
+/// Waits up to 30 s for the cluster at `servers` to take a write, then
+/// puts every key of [`KEYS`] with `value`, 32 clients at a time, so
+/// that a timed run starts from the same 10,000 keys every time.
+pub async fn preload_keys(servers: &[String], value: bytes::Bytes) {
+    use concord::tokio::client::ClientConfig;
+    use concord_services::KvClient;
+    use std::time::{Duration, Instant};
+
+    let mut probe = KvClient::new(ClientConfig::new(servers.to_vec(), CLUSTER));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while probe.put("warmup", "x").await.is_err() {
+        assert!(Instant::now() < deadline, "the cluster did not come up");
+    }
+    let tasks: Vec<_> = (0..32u64)
+        .map(|t| {
+            let servers = servers.to_vec();
+            let value = value.clone();
+            tokio::spawn(async move {
+                let mut client = KvClient::new(ClientConfig::new(servers, CLUSTER));
+                for i in (t..KEYS).step_by(32) {
+                    client
+                        .put(key(i), value.clone())
+                        .await
+                        .expect("preload put");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("preload task");
+    }
+}
