@@ -60,14 +60,9 @@ impl MultiNode {
         }
         let node = Node::new(config, recovered)
             .map_err(|error| MultiError::GroupConfig { group, error })?;
-        // The largest share of a burst the group can take, in any role.
-        let config = node.config();
-        let share_ticks = config
-            .lease_read_ticks
-            .max(config.heartbeat_interval_ticks)
-            .max(config.election_timeout_min_ticks / 2)
-            .max(1);
-        self.burst_group_ticks_max = self.burst_group_ticks_max.max(u64::from(share_ticks));
+        self.burst_group_ticks_max = self
+            .burst_group_ticks_max
+            .max(super::multi_node::burst_ticks_max_any_role(node.config()));
         let generation = self.next_generation;
         self.next_generation += 1;
         self.groups.insert(

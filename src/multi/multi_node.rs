@@ -752,17 +752,29 @@ impl MultiNode {
 /// every awake follower would also time out on heartbeats that sit
 /// unread in those frames, and campaign against a live leader.
 pub(crate) fn burst_ticks_max(node: &crate::Node) -> u64 {
-    let config = node.config();
     match node.role() {
-        crate::Role::Leader => u64::from(
-            config
-                .lease_read_ticks
-                .max(config.heartbeat_interval_ticks)
-                .max(1),
-        ),
-        // Half the minimum timeout: a follower still times out within a
-        // turn or two of a dead leader, and never on heartbeats of one
-        // turn that sit unread behind the burst.
-        _ => u64::from((config.election_timeout_min_ticks / 2).max(1)),
+        crate::Role::Leader => leader_burst_ticks(node.config()),
+        _ => follower_burst_ticks(node.config()),
     }
+}
+
+/// The most ticks of one burst a group with `config` takes in any role.
+pub(crate) fn burst_ticks_max_any_role(config: &crate::Config) -> u64 {
+    leader_burst_ticks(config).max(follower_burst_ticks(config))
+}
+
+fn leader_burst_ticks(config: &crate::Config) -> u64 {
+    u64::from(
+        config
+            .lease_read_ticks
+            .max(config.heartbeat_interval_ticks)
+            .max(1),
+    )
+}
+
+/// Half the minimum timeout: a follower still times out within a turn
+/// or two of a dead leader, and never on heartbeats of one turn that sit
+/// unread behind the burst.
+fn follower_burst_ticks(config: &crate::Config) -> u64 {
+    u64::from((config.election_timeout_min_ticks / 2).max(1))
 }

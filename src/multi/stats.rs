@@ -52,8 +52,8 @@ pub struct MultiStats {
     pub ticks_back_to_back: u64,
     /// Ticks of such a burst not handed to an awake group, one per group
     /// and tick: a leader takes at most its `lease_read_ticks` (and at
-    /// least a heartbeat interval) of one burst, any other role its first
-    /// tick.
+    /// least a heartbeat interval) of one burst, any other role half its
+    /// `election_timeout_min_ticks`.
     pub group_ticks_withheld: u64,
     /// Groups woken to elect that found no leader in time and went back
     /// to sleep at the back of the queue.

@@ -708,8 +708,7 @@ impl<O: Outbound> PeerSender<O> {
                     continue;
                 }
                 _ = tokio::time::sleep_until(silent_at) => {
-                    let answer = answer_waiting(heard).await.ok_or_else(|| self.silent())?;
-                    answered(Some(answer))?;
+                    self.answer_or_silent(heard).await?;
                     unanswered_since = None;
                     continue;
                 }
@@ -751,8 +750,7 @@ impl<O: Outbound> PeerSender<O> {
                         unanswered_since = None;
                     }
                     _ = tokio::time::sleep_until(silent_at) => {
-                        let answer = answer_waiting(heard).await.ok_or_else(|| self.silent())?;
-                        answered(Some(answer))?;
+                        self.answer_or_silent(heard).await?;
                         unanswered_since = None;
                     }
                 }
@@ -764,11 +762,20 @@ impl<O: Outbound> PeerSender<O> {
     /// question asked at `asked_at` (far away when there is no peer
     /// timeout, or nothing is asked).
     fn silent_at(&self, asked_at: Option<Instant>) -> Instant {
-        let far = Instant::now() + Duration::from_secs(86_400 * 365);
         match (self.config.peer_timeout, asked_at) {
             (Some(timeout), Some(asked_at)) => asked_at + timeout,
-            _ => far,
+            _ => Instant::now() + Duration::from_secs(86_400 * 365),
         }
+    }
+
+    /// The silence deadline passed: an answer that arrived unread keeps
+    /// the connection, none ends it.
+    async fn answer_or_silent(
+        &self,
+        heard: &mut mpsc::Receiver<Result<(), FrameError>>,
+    ) -> Result<(), LinkError> {
+        let answer = answer_waiting(heard).await.ok_or_else(|| self.silent())?;
+        answered(Some(answer))
     }
 
     fn silent(&self) -> LinkError {
@@ -799,8 +806,6 @@ impl<O: Outbound> PeerSender<O> {
     }
 }
 
-/// What an answer from the reader task means: the peer was heard now, or
-/// the connection ended.
 /// Turns of the scheduler an expiring silence deadline waits for an
 /// answer already on its way (the reader's, then the peer's, if it
 /// shares this runtime).
@@ -824,8 +829,8 @@ async fn answer_waiting(
     None
 }
 
-/// An answer's verdict on the connection: an error it carries, or the
-/// reader's end, breaks it.
+/// What an answer from the reader task means: the peer was heard, or (an
+/// error it carries, the reader's end) the connection is broken.
 fn answered(answer: Option<Result<(), FrameError>>) -> Result<(), LinkError> {
     match answer {
         Some(Ok(())) => Ok(()),
