@@ -330,19 +330,34 @@ pub(crate) fn replay<S: SegmentFiles, T: SnapshotStore>(
                     format!("{d} at byte offset {offset}")
                 })?;
                 let cut = bytes.len() as u64 - offset as u64;
+                // Zeros only: most often the space the segment files fill
+                // ahead of their records (`segment_files.rs`), left by a
+                // process that stopped without cutting it.
+                let zeros_only = bytes[offset..].iter().all(|byte| *byte == 0);
                 let what = if marker.lost_bytes == 0 {
                     "not covered by the durable marker, so never reported durable"
                 } else {
                     "including marked-durable data, as accept_data_loss allows"
                 };
-                tracing::warn!(
-                    file = %file,
-                    offset,
-                    bytes = cut,
-                    reason = %d,
-                    "truncating a torn tail of the shared write-ahead log: {cut} bytes at byte \
-                     offset {offset} of {file}, {what}"
-                );
+                if zeros_only && marker.lost_bytes == 0 {
+                    tracing::info!(
+                        file = %file,
+                        offset,
+                        bytes = cut,
+                        "cutting {cut} zero bytes after the last record of {file} (space filled \
+                         ahead of the log, or a write a crash never completed; never reported \
+                         durable)"
+                    );
+                } else {
+                    tracing::warn!(
+                        file = %file,
+                        offset,
+                        bytes = cut,
+                        reason = %d,
+                        "truncating a torn tail of the shared write-ahead log: {cut} bytes at \
+                         byte offset {offset} of {file}, {what}"
+                    );
+                }
                 torn_cut = Some((number, offset as u64));
                 torn_bytes_truncated = cut;
                 last_segment_bytes = offset as u64;

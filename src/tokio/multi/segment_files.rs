@@ -7,9 +7,9 @@
 //! Next to the segments lives the durable marker (`record.rs`): one small
 //! file overwritten in place after every sync.
 
-use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Read;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::tokio::identity::DataDirLock;
@@ -53,13 +53,62 @@ pub trait SegmentFiles: Send + 'static {
 /// File name of the durable marker among the segments.
 pub const MARKER_FILE_NAME: &str = "durable";
 
+/// Least and most bytes [`DirSegments`] fills with zeros ahead of the
+/// segment it appends to, at a time: double what the segment holds,
+/// within these bounds.
+///
+/// Why: an append that grows a file changes its size, and ext4 makes a
+/// size change durable with a journal commit inside every `fdatasync`;
+/// measured here (2 KiB appends, each synced) 140 µs and 60 µs of CPU
+/// per sync, against 92 µs and 43 µs when the bytes overwrite zeros the
+/// file already holds. One zero fill, made durable by the next sync,
+/// pays the journal once per up to a MiB of log. The zeros after the last
+/// record are a torn tail to recovery, cut at the next start; a segment
+/// is cut to its records before the next one is created (recovery calls
+/// damage in a segment that is not the last corruption) and when the
+/// segments are dropped.
+pub const ZERO_AHEAD_BYTES_MIN: u64 = 64 * 1024;
+/// See [`ZERO_AHEAD_BYTES_MIN`].
+pub const ZERO_AHEAD_BYTES_MAX: u64 = 1024 * 1024;
+
+/// Zeros written ahead in one call.
+static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+
+/// The segment being appended to: where its records end and how far the
+/// file is filled with zeros beyond them.
+#[derive(Debug)]
+struct OpenSegment {
+    number: u64,
+    file: File,
+    end_bytes: u64,
+    zeroed_bytes: u64,
+}
+
+impl OpenSegment {
+    /// Cuts the zeros after the records, durably (nothing to do if there
+    /// are none).
+    fn seal(&mut self, path: &Path) -> Result<(), StorageError> {
+        assert!(self.end_bytes <= self.zeroed_bytes);
+        if self.zeroed_bytes == self.end_bytes {
+            return Ok(());
+        }
+        self.file
+            .set_len(self.end_bytes)
+            .and_then(|()| self.file.sync_all())
+            .map_err(io_err(format!("cutting {} to its records", path.display())))?;
+        self.zeroed_bytes = self.end_bytes;
+        Ok(())
+    }
+}
+
 /// Segments as files `<dir>/<number:020>.seg`. Keeps the segment being
-/// appended to open.
+/// appended to open, filled with zeros ahead of its records
+/// ([`ZERO_AHEAD_BYTES_MIN`] says why).
 #[derive(Debug)]
 pub struct DirSegments {
     dir: PathBuf,
-    /// The segment appended to last, open for appending.
-    open: BTreeMap<u64, File>,
+    /// The segment appended to last.
+    open: Option<OpenSegment>,
     /// The durable marker, open once written.
     marker: Option<File>,
     /// The data directory's lock, held as long as the segments are
@@ -74,7 +123,7 @@ impl DirSegments {
         fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
         Ok(DirSegments {
             dir,
-            open: BTreeMap::new(),
+            open: None,
             marker: None,
             lock: None,
         })
@@ -95,19 +144,49 @@ impl DirSegments {
         self.dir.join(segment_name(number))
     }
 
-    /// The open file of segment `number` (opened for appending if needed;
-    /// at most one is kept open).
-    fn file(&mut self, number: u64) -> Result<&mut File, StorageError> {
-        if !self.open.contains_key(&number) {
+    /// Segment `number`, open (opened if needed; at most one is kept
+    /// open, and the one it replaces is cut to its records first).
+    fn open_segment(&mut self, number: u64) -> Result<&mut OpenSegment, StorageError> {
+        if self.open.as_ref().is_none_or(|open| open.number != number) {
+            self.seal_open()?;
             let path = self.path(number);
             let file = OpenOptions::new()
-                .append(true)
+                .read(true)
+                .write(true)
                 .open(&path)
                 .map_err(io_err(format!("opening {}", path.display())))?;
-            self.open.clear();
-            self.open.insert(number, file);
+            // Opened after recovery cut any torn tail: the records end
+            // where the file does.
+            let length_bytes = file
+                .metadata()
+                .map_err(io_err(format!("reading the length of {}", path.display())))?
+                .len();
+            self.open = Some(OpenSegment {
+                number,
+                file,
+                end_bytes: length_bytes,
+                zeroed_bytes: length_bytes,
+            });
         }
-        Ok(self.open.get_mut(&number).expect("opened above"))
+        Ok(self.open.as_mut().expect("opened above"))
+    }
+
+    /// Cuts the open segment's zeros and closes it.
+    fn seal_open(&mut self) -> Result<(), StorageError> {
+        if let Some(mut open) = self.open.take() {
+            let path = self.path(open.number);
+            open.seal(&path)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for DirSegments {
+    fn drop(&mut self) {
+        // A failure leaves zeros that the next start cuts as a torn tail.
+        if let Err(e) = self.seal_open() {
+            tracing::warn!(error = %e, "could not cut the last segment to its records");
+        }
     }
 }
 
@@ -127,28 +206,58 @@ impl SegmentFiles for DirSegments {
     }
 
     fn create(&mut self, number: u64) -> Result<(), StorageError> {
+        // The segment before must not end in zeros once it is not the
+        // last.
+        self.seal_open()?;
         let path = self.path(number);
         let file = OpenOptions::new()
             .create_new(true)
-            .append(true)
+            .read(true)
+            .write(true)
             .open(&path)
             .map_err(io_err(format!("creating {}", path.display())))?;
         sync_dir(&self.dir)?;
-        self.open.clear();
-        self.open.insert(number, file);
+        self.open = Some(OpenSegment {
+            number,
+            file,
+            end_bytes: 0,
+            zeroed_bytes: 0,
+        });
         Ok(())
     }
 
     fn append(&mut self, number: u64, bytes: &[u8]) -> Result<(), StorageError> {
         let path = self.path(number);
-        self.file(number)?
-            .write_all(bytes)
-            .map_err(io_err(format!("appending to {}", path.display())))
+        let open = self.open_segment(number)?;
+        let end_bytes = open.end_bytes + bytes.len() as u64;
+        if end_bytes > open.zeroed_bytes {
+            let ahead_bytes = end_bytes.clamp(ZERO_AHEAD_BYTES_MIN, ZERO_AHEAD_BYTES_MAX);
+            let zeroed_bytes = end_bytes + ahead_bytes;
+            let mut at = open.zeroed_bytes;
+            while at < zeroed_bytes {
+                let piece = (zeroed_bytes - at).min(ZEROS.len() as u64) as usize;
+                open.file
+                    .write_all_at(&ZEROS[..piece], at)
+                    .map_err(io_err(format!(
+                        "filling {} with zeros ahead",
+                        path.display()
+                    )))?;
+                at += piece as u64;
+            }
+            open.zeroed_bytes = zeroed_bytes;
+        }
+        open.file
+            .write_all_at(bytes, open.end_bytes)
+            .map_err(io_err(format!("appending to {}", path.display())))?;
+        open.end_bytes = end_bytes;
+        assert!(open.end_bytes <= open.zeroed_bytes);
+        Ok(())
     }
 
     fn sync(&mut self, number: u64) -> Result<(), StorageError> {
         let path = self.path(number);
-        self.file(number)?
+        self.open_segment(number)?
+            .file
             .sync_data()
             .map_err(io_err(format!("fdatasync {}", path.display())))
     }
@@ -162,11 +271,18 @@ impl SegmentFiles for DirSegments {
         file.set_len(length_bytes)
             .map_err(io_err(format!("truncating {}", path.display())))?;
         file.sync_all()
-            .map_err(io_err(format!("syncing {}", path.display())))
+            .map_err(io_err(format!("syncing {}", path.display())))?;
+        if let Some(open) = self.open.as_mut().filter(|open| open.number == number) {
+            open.end_bytes = open.end_bytes.min(length_bytes);
+            open.zeroed_bytes = length_bytes;
+        }
+        Ok(())
     }
 
     fn remove(&mut self, number: u64) -> Result<(), StorageError> {
-        self.open.remove(&number);
+        if self.open.as_ref().is_some_and(|open| open.number == number) {
+            self.open = None;
+        }
         let path = self.path(number);
         fs::remove_file(&path).map_err(io_err(format!("removing {}", path.display())))?;
         sync_dir(&self.dir)
@@ -201,7 +317,7 @@ impl SegmentFiles for DirSegments {
         }
         let file = self.marker.as_ref().expect("opened above");
         // One positioned write of the whole marker; the file never grows.
-        std::os::unix::fs::FileExt::write_all_at(file, bytes, 0)
+        file.write_all_at(bytes, 0)
             .map_err(io_err(format!("writing {}", path.display())))
     }
 
