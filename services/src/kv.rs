@@ -9,6 +9,7 @@
 //! append and cas; `get_many` and `put_many` what its `--service kv`
 //! workload runs, checking atomicity besides.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
@@ -156,6 +157,23 @@ fn check_key(key: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether a store of `keys` keys holding `bytes` bytes of keys and
+/// values is within its limits, or why not.
+fn check_limits(keys: usize, bytes: u64) -> Result<(), String> {
+    if keys > KEYS_MAX {
+        return Err(format!(
+            "the store holds its limit of {KEYS_MAX} keys; overwrite existing keys instead"
+        ));
+    }
+    if bytes > STORE_BYTES_MAX {
+        return Err(format!(
+            "the store would hold {bytes} bytes of keys and values, above its limit of \
+             {STORE_BYTES_MAX}; delete or shorten values first"
+        ));
+    }
+    Ok(())
+}
+
 fn check_value(value: &[u8]) -> Result<(), String> {
     if value.len() > VALUE_BYTES_MAX {
         return Err(format!(
@@ -205,18 +223,30 @@ impl Kv {
             }
             bytes += value.len() as u64;
         }
-        if keys > KEYS_MAX {
-            return Err(format!(
-                "the store holds its limit of {KEYS_MAX} keys; overwrite existing keys instead"
-            ));
-        }
-        if bytes > STORE_BYTES_MAX {
-            return Err(format!(
-                "the store would hold {bytes} bytes of keys and values, above its limit of \
-                 {STORE_BYTES_MAX}; delete or shorten values first"
-            ));
-        }
+        check_limits(keys, bytes)?;
         Ok(bytes)
+    }
+
+    /// Writes one pair, unless the store would exceed a limit: one walk
+    /// of the map (a put is most of a store's writes).
+    fn put(&mut self, key: Bytes, value: Bytes) -> Result<(), String> {
+        let keys_before = self.data.len();
+        match self.data.entry(key) {
+            Entry::Occupied(mut slot) => {
+                let bytes = self.stored_bytes - slot.get().len() as u64 + value.len() as u64;
+                check_limits(keys_before, bytes)?;
+                slot.insert(value);
+                self.stored_bytes = bytes;
+            }
+            Entry::Vacant(slot) => {
+                let bytes = self.stored_bytes + slot.key().len() as u64 + value.len() as u64;
+                check_limits(keys_before + 1, bytes)?;
+                slot.insert(value);
+                self.stored_bytes = bytes;
+            }
+        }
+        debug_assert!(self.stored_bytes <= STORE_BYTES_MAX);
+        Ok(())
     }
 
     /// Writes one pair, already checked.
@@ -254,7 +284,7 @@ impl Service for Kv {
             KvRequest::Get { key } => Ok(self.values([&key])),
             KvRequest::GetMany { keys } => Ok(self.values(&keys)),
             KvRequest::Put { key, value } => {
-                self.write(vec![(key, value)])?;
+                self.put(key, value)?;
                 Ok(KvResponse::Written)
             }
             KvRequest::PutMany { mut pairs } => {
@@ -274,14 +304,14 @@ impl Service for Kv {
                     .unwrap_or_default();
                 new.extend_from_slice(&value);
                 check_value(&new)?;
-                self.write(vec![(key, Bytes::from(new))])?;
+                self.put(key, Bytes::from(new))?;
                 Ok(KvResponse::Written)
             }
             KvRequest::Cas { key, expected, new } => {
                 if self.data.get(&key) != expected.as_ref() {
                     return Ok(KvResponse::Swapped(false));
                 }
-                self.write(vec![(key, new)])?;
+                self.put(key, new)?;
                 Ok(KvResponse::Swapped(true))
             }
         }
@@ -697,6 +727,13 @@ mod tests {
         assert_eq!(kv.stored_bytes, STORE_BYTES_MAX - 3);
         assert_eq!(kv.apply(put("vv"), at), Ok(KvResponse::Written));
         assert_eq!(kv.stored_bytes, STORE_BYTES_MAX);
+        // An overwrite counts the old value out: one byte more is refused
+        // and leaves the value, one less frees a byte.
+        let refused = kv.apply(put("vvv"), at).unwrap_err();
+        assert!(refused.contains("above its limit"), "{refused}");
+        assert_eq!(kv.value(b"k").map(|v| &v[..]), Some(&b"vv"[..]));
+        assert_eq!(kv.apply(put("v"), at), Ok(KvResponse::Written));
+        assert_eq!(kv.stored_bytes, STORE_BYTES_MAX - 1);
     }
 
     #[test]
