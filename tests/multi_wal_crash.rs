@@ -26,6 +26,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use concord::multi::GroupId;
+mod common;
+use common::wal::group_entry_write;
+
 use concord::tokio::multi::page_cache::PageCacheDisk;
 use concord::tokio::multi::shared_log::{MultiWalOptions, SharedLog, WalWrite};
 use concord::tokio::multi::MultiRecovery;
@@ -790,21 +793,7 @@ fn a_missing_marked_segment_is_refused_a_damaged_marker_ignored() {
     };
     let (mut log, _) = SharedLog::open(disk.clone(), disk.clone(), options.clone()).unwrap();
     for index in 1..=20u64 {
-        log.write([WalWrite::Log {
-            group: 5,
-            hard_state: (index == 1).then_some(HardState {
-                term: 1,
-                voted_for: None,
-            }),
-            truncate_after: None,
-            entries: vec![Entry {
-                term: 1,
-                index,
-                payload: EntryPayload::Command(Bytes::from(vec![b'x'; 40])),
-            }]
-            .into(),
-        }])
-        .unwrap();
+        log.write([group_entry_write(5, index, b'x', 40)]).unwrap();
     }
     drop(log);
     let segments = disk.segment_bytes();

@@ -9,34 +9,20 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
 use concord::tokio::multi::data_dir::{open_data_dir, DirLog};
 use concord::tokio::multi::segment_files::ZERO_AHEAD_BYTES_MIN;
-use concord::tokio::multi::shared_log::{MultiWalOptions, WalWrite};
-use concord::{Entry, EntryPayload, HardState};
+use concord::tokio::multi::shared_log::MultiWalOptions;
 
 mod common;
+use common::wal::group_entry_write;
 use common::TempDir;
 
 /// Writes entries `first..first + count` of `group` (term 1), one round
 /// each.
 fn write_entries(log: &mut DirLog, group: u64, first: u64, count: u64) {
     for index in first..first + count {
-        log.write([WalWrite::Log {
-            group,
-            hard_state: (index == 1).then_some(HardState {
-                term: 1,
-                voted_for: None,
-            }),
-            truncate_after: None,
-            entries: vec![Entry {
-                term: 1,
-                index,
-                payload: EntryPayload::Command(Bytes::from(vec![b'v'; 200])),
-            }]
-            .into(),
-        }])
-        .unwrap();
+        log.write([group_entry_write(group, index, b'v', 200)])
+            .unwrap();
     }
 }
 

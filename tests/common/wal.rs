@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use concord::tokio::multi::shared_log::WalWrite;
 use concord::tokio::storage::{PersistRequest, Storage, StorageError};
 use concord::tokio::wal::FileStorage;
 use concord::{Entry, EntryPayload, HardState, WriteId};
@@ -29,6 +30,26 @@ pub fn one_entry_write(i: usize, entry: Entry) -> PersistRequest {
         }),
         truncate_after: None,
         entries: vec![entry].into(),
+    }
+}
+
+/// A shared-log write of one entry of `group` at `index` (term 1) whose
+/// command is `payload_bytes` bytes of `byte`; the group's first entry
+/// also sets its term.
+pub fn group_entry_write(group: u64, index: u64, byte: u8, payload_bytes: usize) -> WalWrite {
+    WalWrite::Log {
+        group,
+        hard_state: (index == 1).then_some(HardState {
+            term: 1,
+            voted_for: None,
+        }),
+        truncate_after: None,
+        entries: vec![Entry {
+            term: 1,
+            index,
+            payload: EntryPayload::Command(Bytes::from(vec![byte; payload_bytes])),
+        }]
+        .into(),
     }
 }
 
