@@ -1060,9 +1060,10 @@ pub fn recover_dir(dir: &Path, options: &WalOptions) -> Result<RecoveryReport, S
                 file = %file,
                 offset = t.offset,
                 bytes = torn_bytes_truncated,
-                "cutting {torn_bytes_truncated} zero bytes after the last record of {file} \
-                 (space filled ahead of the log, or a write a crash never completed; never \
-                 reported durable)"
+                "cutting {torn_bytes_truncated} zero bytes at byte offset {} of {file}, after \
+                 its last record (space filled ahead of the log, or a write a crash never \
+                 completed; never reported durable)",
+                t.offset
             );
         } else {
             tracing::warn!(
