@@ -6,14 +6,14 @@
 //! taken while it runs) recovers every record with only the zeros cut.
 #![cfg(feature = "tokio")]
 
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use concord::tokio::multi::data_dir::{open_data_dir, DirLog};
 use concord::tokio::multi::segment_files::ZERO_AHEAD_BYTES_MIN;
 use concord::tokio::multi::shared_log::MultiWalOptions;
 
 mod common;
+use common::crash_image::{copy_dir, segment_files, zero_tail_bytes};
 use common::wal::group_entry_write;
 use common::TempDir;
 
@@ -26,40 +26,10 @@ fn write_entries(log: &mut DirLog, group: u64, first: u64, count: u64) {
     }
 }
 
-/// The segment files of the data directory `dir`, by name, with their
-/// bytes.
+/// The segment files of the data directory `dir`, oldest first, by name,
+/// with their bytes.
 fn segments(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut found: Vec<(String, Vec<u8>)> = fs::read_dir(dir.join("log"))
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "seg"))
-        .map(|path| {
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            (name, fs::read(&path).unwrap())
-        })
-        .collect();
-    found.sort();
-    found
-}
-
-/// Copies the data directory `from` to `to` as a crash would leave it:
-/// every file with the bytes written so far (the lock file too, unlocked).
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target: PathBuf = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            copy_dir(&path, &target);
-        } else {
-            fs::copy(&path, &target).unwrap();
-        }
-    }
-}
-
-/// Bytes of zeros at the end of `bytes`.
-fn zero_tail_bytes(bytes: &[u8]) -> usize {
-    bytes.iter().rev().take_while(|byte| **byte == 0).count()
+    segment_files(&dir.join("log"))
 }
 
 #[test]

@@ -20,8 +20,8 @@ use bytes::Bytes;
 use concord::tokio::wal;
 use concord_services::KvClient;
 use processes::{
-    cut_last_record_in_half, find_leader, newest_segment, put_keys, read_all, runtime,
-    status_once_up, wait_caught_up, wait_caught_up_at, write_to_a_follower, NodeProcesses,
+    cut_last_record_in_half, find_leader, newest_segment, put_keys, read_all, records_end_bytes,
+    runtime, status_once_up, wait_caught_up, wait_caught_up_at, write_to_a_follower, NodeProcesses,
 };
 
 const CLUSTER: &str = "real-test";
@@ -45,7 +45,7 @@ fn follower_restarts_past_a_zero_filled_wal_tail_and_catches_up() {
 
         // What a torn write leaves after power loss on some filesystems.
         let segment = newest_segment(&cluster.data_dir(follower));
-        let good_bytes = std::fs::metadata(&segment).unwrap().len();
+        let good_bytes = records_end_bytes(&segment);
         let mut file = std::fs::OpenOptions::new()
             .append(true)
             .open(&segment)
@@ -59,7 +59,7 @@ fn follower_restarts_past_a_zero_filled_wal_tail_and_catches_up() {
         assert!(cluster.still_runs(follower), "the follower keeps running");
         let log = cluster.log_text(follower);
         assert!(
-            log.contains("torn tail") && log.contains(&format!("byte offset {good_bytes} of")),
+            log.contains("zero bytes") && log.contains(&format!("byte offset {good_bytes} of")),
             "the truncation is logged:\n{log}"
         );
         put_keys(&mut client, &mut acked, "zero", 50, 5).await;
@@ -82,9 +82,12 @@ fn follower_with_a_cut_durable_wal_record_refuses_to_start_until_data_loss_is_ac
         // marker covers it. Cut it in half.
         let data_dir = cluster.data_dir(follower);
         let segment = newest_segment(&data_dir);
-        let size = std::fs::metadata(&segment).unwrap().len();
+        let records_end = records_end_bytes(&segment);
         let marker = wal::read_durable_marker(&data_dir.join("wal")).expect("a durable marker");
-        assert_eq!(marker.offset_bytes, size, "the marker covers the whole log");
+        assert_eq!(
+            marker.offset_bytes, records_end,
+            "the marker covers the whole log (the zeros ahead of it left out)"
+        );
         let at = cut_last_record_in_half(&segment);
 
         // Loud: it exits non-zero at once, naming the file and the way out.

@@ -49,6 +49,17 @@
 //! syncing the directory. A new segment gets its header written and synced
 //! (and the directory synced) before any record goes into it.
 //!
+//! The batch is one positioned write at the end of the segment's records,
+//! not an `O_APPEND` write: the writer keeps the segment filled with zeros
+//! ahead of its records (64 KiB to 1 MiB at a time, double the segment's
+//! size; see [`ZERO_AHEAD_BYTES_MIN`](super::multi::segment_files::ZERO_AHEAD_BYTES_MIN)),
+//! so that the `fdatasync` of a batch overwrites space the file already
+//! has and ext4 need not commit its journal for a size change. The zeros
+//! are cut (`set_len`, then `fsync`) before the next segment is created,
+//! so only the last segment can ever end in zeros, and when the writer
+//! stops (the storage shut down or dropped). After a crash they are a
+//! torn tail to recovery (below).
+//!
 //! ## The durable marker
 //!
 //! After every successful `fdatasync` of a batch the writer overwrites
@@ -57,7 +68,9 @@
 //! `[durable byte offset in that segment: u64][last log index: u64][checksum: u32]`
 //! (checksum = `crc32c` of the first 36 bytes `^ CHECKSUM_SALT`). It means
 //! "every byte of that segment before the offset, and every earlier segment,
-//! is durable; the log then ended at that index". The marker itself is not
+//! is durable; the log then ended at that index". The offset is where the
+//! segment's records end, never the file's length with the zeros ahead, and
+//! recovery checks it against where the readable records end. The marker itself is not
 //! fsynced: it is written only after the data it describes is durable, so it
 //! can never claim more than is durable; if a power failure loses it, the
 //! older marker (or none) claims less, and recovery falls back to the
@@ -85,7 +98,10 @@
 //!   from the damage to the end of the file is truncated (and the file
 //!   synced), logged at warn with the file, offset and byte count, and
 //!   counted in [`RecoveryReport::torn_tails`] and
-//!   [`RecoveryReport::torn_bytes_truncated`].
+//!   [`RecoveryReport::torn_bytes_truncated`]. A tail of zeros only that
+//!   the durable marker does not cover (most often the zeros the writer
+//!   fills ahead, left by a process that did not stop cleanly) is logged at
+//!   info instead, and counted the same way.
 //! * **Corruption.** Damage followed by a valid record, damage in a segment
 //!   that is not the last, a missing segment number, a record that passes
 //!   its checksum but does not decode, or a record that does not fit the log
@@ -198,6 +214,7 @@ use crate::{
 
 use super::codec;
 use super::identity::{self, DataDirLock, IdentityClaim, IdentityError, IdentityHandle};
+use super::multi::segment_files::ZeroAheadFile;
 use super::snapshot_file::{self, SNAPSHOT_DIR_NAME};
 use super::storage::{
     PersistRequest, PersistedSender, ReceivedSnapshot, ReceivedTarget, SnapshotReader,
@@ -806,6 +823,10 @@ struct TornTail {
     offset: u64,
     file_bytes: u64,
     damage: Damage,
+    /// The tail holds zeros only: most often the space the writer fills
+    /// ahead of its records, left by a process that stopped without
+    /// cutting it.
+    zeros_only: bool,
 }
 
 /// Reads a data directory back, applying the recovery rule of the
@@ -924,6 +945,7 @@ pub fn recover_dir(dir: &Path, options: &WalOptions) -> Result<RecoveryReport, S
                     offset: offset as u64,
                     file_bytes: bytes.len() as u64,
                     damage: d,
+                    zeros_only: bytes[offset..].iter().all(|byte| *byte == 0),
                 });
             }
         }
@@ -1033,15 +1055,27 @@ pub fn recover_dir(dir: &Path, options: &WalOptions) -> Result<RecoveryReport, S
         } else {
             "including marked-durable data, as accept_data_loss allows"
         };
-        tracing::warn!(
-            file = %file,
-            offset = t.offset,
-            bytes = torn_bytes_truncated,
-            reason = %t.damage,
-            "truncating a torn tail of the write-ahead log: {torn_bytes_truncated} bytes at byte \
-             offset {} of {file}, {what}",
-            t.offset
-        );
+        if t.zeros_only && lost_durable_bytes == 0 {
+            tracing::info!(
+                file = %file,
+                offset = t.offset,
+                bytes = torn_bytes_truncated,
+                "cutting {torn_bytes_truncated} zero bytes at byte offset {} of {file}, after \
+                 its last record (space filled ahead of the log, or a write a crash never \
+                 completed; never reported durable)",
+                t.offset
+            );
+        } else {
+            tracing::warn!(
+                file = %file,
+                offset = t.offset,
+                bytes = torn_bytes_truncated,
+                reason = %t.damage,
+                "truncating a torn tail of the write-ahead log: {torn_bytes_truncated} bytes at \
+                 byte offset {} of {file}, {what}",
+                t.offset
+            );
+        }
         let f = OpenOptions::new()
             .write(true)
             .open(path)
@@ -1298,11 +1332,15 @@ fn identity_error(error: IdentityError) -> StorageError {
 }
 
 /// Opens segment `path` for appending, writing and syncing its header if
-/// it is new (or was truncated to nothing). Returns the file and its size.
-fn open_segment(wal_dir: &Path, path: &Path) -> Result<(File, u64), StorageError> {
-    let mut file = OpenOptions::new()
+/// it is new (or was truncated to nothing). Returns the file, appended to
+/// at its size (recovery cut any torn tail, zeros ahead included), with
+/// zeros filled ahead of its records from then on.
+fn open_segment(wal_dir: &Path, path: &Path) -> Result<ZeroAheadFile, StorageError> {
+    let file = OpenOptions::new()
         .create(true)
-        .append(true)
+        .read(true)
+        .write(true)
+        .truncate(false)
         .open(path)
         .map_err(io_err(format!("opening {}", path.display())))?;
     let mut size = file
@@ -1310,7 +1348,7 @@ fn open_segment(wal_dir: &Path, path: &Path) -> Result<(File, u64), StorageError
         .map_err(io_err(format!("stat {}", path.display())))?
         .len();
     if size == 0 {
-        file.write_all(&segment_header())
+        write_at_start(&file, &segment_header())
             .map_err(io_err(format!("writing the header of {}", path.display())))?;
         file.sync_data()
             .map_err(io_err(format!("fdatasync {}", path.display())))?;
@@ -1321,7 +1359,7 @@ fn open_segment(wal_dir: &Path, path: &Path) -> Result<(File, u64), StorageError
         size >= SEGMENT_HEADER_BYTES as u64,
         "recovery leaves a segment empty or with a whole header"
     );
-    Ok((file, size))
+    Ok(ZeroAheadFile::new(file, size))
 }
 
 impl Storage for FileStorage {
@@ -1356,7 +1394,7 @@ impl Storage for FileStorage {
             Some((n, p)) => (*n, p.clone()),
             None => (1, wal_dir.join(segment_name(1))),
         };
-        let (file, size) = open_segment(&wal_dir, &path)?;
+        let file = open_segment(&wal_dir, &path)?;
         let marker = if self.options.sync {
             let marker_path = wal_dir.join(MARKER_FILE_NAME);
             let file = OpenOptions::new()
@@ -1377,7 +1415,6 @@ impl Storage for FileStorage {
             options: self.options.clone(),
             file,
             segment_number: number,
-            segment_bytes: size,
             last_index: self.recovered_last_index,
             marker,
             marker_failed: false,
@@ -1425,10 +1462,10 @@ struct Writer {
     dir: PathBuf,
     wal_dir: PathBuf,
     options: WalOptions,
-    file: File,
+    /// The current segment, appended to at the end of its records (its
+    /// size, header included), with zeros written ahead.
+    file: ZeroAheadFile,
     segment_number: u64,
-    /// Size of the current segment, header included.
-    segment_bytes: u64,
     /// Last log index once everything written so far is replayed.
     last_index: Index,
     /// The durable marker (only when syncing).
@@ -1442,6 +1479,18 @@ struct Writer {
     /// Highest entry index appended to each segment still on disk (0 when
     /// none), the current one included.
     segment_max_indices: BTreeMap<u64, Index>,
+}
+
+impl Drop for Writer {
+    /// Cuts the zeros ahead of the current segment's records, so that a
+    /// clean stop (the storage dropped or shut down) leaves none. A failure
+    /// leaves zeros that the next start cuts as a torn tail.
+    fn drop(&mut self) {
+        let path = self.wal_dir.join(segment_name(self.segment_number));
+        if let Err(e) = self.file.seal(&path) {
+            tracing::warn!(error = %e, "could not cut the last WAL segment to its records");
+        }
+    }
 }
 
 /// Overwrites the start of `file` with `bytes` in one positioned write.
@@ -1589,16 +1638,14 @@ impl Writer {
         }
         if !self.buf.is_empty() {
             let path = self.wal_dir.join(segment_name(self.segment_number));
-            self.file
-                .write_all(&self.buf)
-                .map_err(io_err(format!("appending to {}", path.display())))?;
-            self.segment_bytes += self.buf.len() as u64;
+            self.file.append(&self.buf, &path)?;
             self.last_index = last_index;
             self.segment_max_indices
                 .insert(self.segment_number, segment_max_index);
             if self.options.sync {
                 let started = std::time::Instant::now();
                 self.file
+                    .file()
                     .sync_data()
                     .map_err(io_err(format!("fdatasync {}", path.display())))?;
                 super::metrics::wal_fsync(started.elapsed());
@@ -1612,7 +1659,7 @@ impl Writer {
             // that the next one can delete everything written up to this
             // one: recovery then reads at most one snapshot interval of
             // records the snapshot covers, not up to a whole segment.
-            if new_snapshot.is_some() || self.segment_bytes >= self.options.segment_bytes_max {
+            if new_snapshot.is_some() || self.file.end_bytes() >= self.options.segment_bytes_max {
                 self.roll_segment()?;
             }
         }
@@ -1703,11 +1750,9 @@ impl Writer {
             &mut self.buf,
         )?;
         let path = self.wal_dir.join(segment_name(self.segment_number));
+        self.file.append(&self.buf, &path)?;
         self.file
-            .write_all(&self.buf)
-            .map_err(io_err(format!("appending to {}", path.display())))?;
-        self.segment_bytes += self.buf.len() as u64;
-        self.file
+            .file()
             .sync_data()
             .map_err(io_err(format!("fdatasync {}", path.display())))?;
         self.last_index = position.index;
@@ -1783,7 +1828,8 @@ impl Writer {
         };
         let marker = DurableMarker {
             segment: self.segment_number,
-            offset_bytes: self.segment_bytes,
+            // Where the records end, not the file's length with zeros.
+            offset_bytes: self.file.end_bytes(),
             last_index: self.last_index,
         };
         if let Err(e) = write_at_start(file, &marker.encode()) {
@@ -1800,9 +1846,14 @@ impl Writer {
     }
 
     fn roll_segment(&mut self) -> Result<(), StorageError> {
+        // The segment must not end in zeros once it is not the last:
+        // recovery calls damage in a segment before the last corruption.
+        let current = self.wal_dir.join(segment_name(self.segment_number));
+        self.file.seal(&current)?;
         let number = self.segment_number + 1;
         let path = self.wal_dir.join(segment_name(number));
-        let (file, size) = open_segment(&self.wal_dir, &path)?;
+        let file = open_segment(&self.wal_dir, &path)?;
+        let size = file.end_bytes();
         if size != SEGMENT_HEADER_BYTES as u64 {
             return Err(StorageError::Corrupt {
                 file: path.display().to_string(),
@@ -1814,7 +1865,6 @@ impl Writer {
         // it moves to this one with the first durable batch written here.
         self.file = file;
         self.segment_number = number;
-        self.segment_bytes = size;
         self.segment_max_indices.insert(number, 0);
         tracing::debug!(segment = %path.display(), "started a new WAL segment");
         Ok(())

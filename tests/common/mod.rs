@@ -5,6 +5,8 @@
 #![allow(dead_code)]
 
 #[cfg(feature = "tokio")]
+pub mod crash_image;
+#[cfg(feature = "tokio")]
 pub mod kv_nodes;
 #[cfg(feature = "tokio")]
 pub mod wal;

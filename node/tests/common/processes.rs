@@ -592,19 +592,39 @@ pub fn newest_segment(data_dir: &Path) -> PathBuf {
         .expect("a WAL segment")
 }
 
-/// Cuts the last record of `segment` in half (read by the documented
-/// format: what a disk that lost part of a synced write leaves); returns
-/// the record's offset.
-pub fn cut_last_record_in_half(segment: &Path) -> u64 {
+/// Where the records of `segment` end, and the last one's offset and
+/// length (read by the documented format). A killed node leaves zeros
+/// after its records (the log fills them ahead); they are not records.
+fn records(segment: &Path) -> (u64, Option<(u64, u64)>) {
     let bytes = std::fs::read(segment).unwrap();
     let mut at = wal::SEGMENT_HEADER_BYTES;
     let mut last = None;
     while at + wal::RECORD_HEADER_BYTES <= bytes.len() {
         let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        if len == 0 {
+            break;
+        }
         last = Some((at as u64, (wal::RECORD_HEADER_BYTES + len) as u64));
         at += wal::RECORD_HEADER_BYTES + len;
     }
-    assert_eq!(at, bytes.len(), "segment ends on a record boundary");
+    assert!(
+        bytes[at..].iter().all(|byte| *byte == 0),
+        "segment ends on a record boundary, then zeros only"
+    );
+    (at as u64, last)
+}
+
+/// Bytes of `segment` that hold its header and records (the zeros after
+/// them left out).
+pub fn records_end_bytes(segment: &Path) -> u64 {
+    records(segment).0
+}
+
+/// Cuts the last record of `segment` in half (read by the documented
+/// format: what a disk that lost part of a synced write leaves), and the
+/// zeros after it; returns the record's offset.
+pub fn cut_last_record_in_half(segment: &Path) -> u64 {
+    let (_, last) = records(segment);
     let (at, len) = last.expect("a record in the newest segment");
     std::fs::OpenOptions::new()
         .write(true)

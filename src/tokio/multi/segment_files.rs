@@ -53,8 +53,9 @@ pub trait SegmentFiles: Send + 'static {
 /// File name of the durable marker among the segments.
 pub const MARKER_FILE_NAME: &str = "durable";
 
-/// Least and most bytes [`DirSegments`] fills with zeros ahead of the
-/// segment it appends to, at a time: double what the segment holds,
+/// Least and most bytes [`DirSegments`] (and the single-group log,
+/// [`FileStorage`](crate::tokio::wal::FileStorage)) fill with zeros ahead
+/// of the segment appended to, at a time: double what the segment holds,
 /// within these bounds.
 ///
 /// Why: an append that grows a file changes its size, and ext4 makes a
@@ -74,20 +75,78 @@ pub const ZERO_AHEAD_BYTES_MAX: u64 = 1024 * 1024;
 /// Zeros written ahead in one call.
 static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 
-/// The segment being appended to: where its records end and how far the
-/// file is filled with zeros beyond them.
+/// A file appended to by positioned writes at a tracked end, with zeros
+/// written ahead of that end ([`ZERO_AHEAD_BYTES_MIN`] says why). Used by
+/// [`DirSegments`] and by the single-group log's writer
+/// ([`wal`](crate::tokio::wal)).
 #[derive(Debug)]
-struct OpenSegment {
-    number: u64,
+pub(crate) struct ZeroAheadFile {
     file: File,
+    /// Where the records end: the next append goes here.
     end_bytes: u64,
+    /// How far the file holds zeros (or records); never below `end_bytes`.
     zeroed_bytes: u64,
 }
 
-impl OpenSegment {
+impl ZeroAheadFile {
+    /// `file`, whose records end where it does (`length_bytes`).
+    pub(crate) fn new(file: File, length_bytes: u64) -> ZeroAheadFile {
+        ZeroAheadFile {
+            file,
+            end_bytes: length_bytes,
+            zeroed_bytes: length_bytes,
+        }
+    }
+
+    /// The open file (to sync it).
+    pub(crate) fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Where the records end.
+    pub(crate) fn end_bytes(&self) -> u64 {
+        self.end_bytes
+    }
+
+    /// Writes `bytes` at the end of the records, filling zeros ahead
+    /// first when they would pass the zeros already written: double the
+    /// new end, within [`ZERO_AHEAD_BYTES_MIN`]..=[`ZERO_AHEAD_BYTES_MAX`].
+    /// `path` names the file in errors.
+    pub(crate) fn append(&mut self, bytes: &[u8], path: &Path) -> Result<(), StorageError> {
+        let end_bytes = self.end_bytes + bytes.len() as u64;
+        if end_bytes > self.zeroed_bytes {
+            let ahead_bytes = end_bytes.clamp(ZERO_AHEAD_BYTES_MIN, ZERO_AHEAD_BYTES_MAX);
+            let zeroed_bytes = end_bytes + ahead_bytes;
+            let mut at = self.zeroed_bytes;
+            while at < zeroed_bytes {
+                let piece = (zeroed_bytes - at).min(ZEROS.len() as u64) as usize;
+                self.file
+                    .write_all_at(&ZEROS[..piece], at)
+                    .map_err(io_err(format!(
+                        "filling {} with zeros ahead",
+                        path.display()
+                    )))?;
+                at += piece as u64;
+            }
+            self.zeroed_bytes = zeroed_bytes;
+        }
+        self.file
+            .write_all_at(bytes, self.end_bytes)
+            .map_err(io_err(format!("appending to {}", path.display())))?;
+        self.end_bytes = end_bytes;
+        assert!(self.end_bytes <= self.zeroed_bytes);
+        Ok(())
+    }
+
+    /// The file was truncated to `length_bytes` (and synced) from outside.
+    fn truncated(&mut self, length_bytes: u64) {
+        self.end_bytes = self.end_bytes.min(length_bytes);
+        self.zeroed_bytes = length_bytes;
+    }
+
     /// Cuts the zeros after the records, durably (nothing to do if there
-    /// are none).
-    fn seal(&mut self, path: &Path) -> Result<(), StorageError> {
+    /// are none). `path` names the file in errors.
+    pub(crate) fn seal(&mut self, path: &Path) -> Result<(), StorageError> {
         assert!(self.end_bytes <= self.zeroed_bytes);
         if self.zeroed_bytes == self.end_bytes {
             return Ok(());
@@ -99,6 +158,13 @@ impl OpenSegment {
         self.zeroed_bytes = self.end_bytes;
         Ok(())
     }
+}
+
+/// The segment being appended to.
+#[derive(Debug)]
+struct OpenSegment {
+    number: u64,
+    file: ZeroAheadFile,
 }
 
 /// Segments as files `<dir>/<number:020>.seg`. Keeps the segment being
@@ -163,9 +229,7 @@ impl DirSegments {
                 .len();
             self.open = Some(OpenSegment {
                 number,
-                file,
-                end_bytes: length_bytes,
-                zeroed_bytes: length_bytes,
+                file: ZeroAheadFile::new(file, length_bytes),
             });
         }
         Ok(self.open.as_mut().expect("opened above"))
@@ -175,7 +239,7 @@ impl DirSegments {
     fn seal_open(&mut self) -> Result<(), StorageError> {
         if let Some(mut open) = self.open.take() {
             let path = self.path(open.number);
-            open.seal(&path)?;
+            open.file.seal(&path)?;
         }
         Ok(())
     }
@@ -219,45 +283,21 @@ impl SegmentFiles for DirSegments {
         sync_dir(&self.dir)?;
         self.open = Some(OpenSegment {
             number,
-            file,
-            end_bytes: 0,
-            zeroed_bytes: 0,
+            file: ZeroAheadFile::new(file, 0),
         });
         Ok(())
     }
 
     fn append(&mut self, number: u64, bytes: &[u8]) -> Result<(), StorageError> {
         let path = self.path(number);
-        let open = self.open_segment(number)?;
-        let end_bytes = open.end_bytes + bytes.len() as u64;
-        if end_bytes > open.zeroed_bytes {
-            let ahead_bytes = end_bytes.clamp(ZERO_AHEAD_BYTES_MIN, ZERO_AHEAD_BYTES_MAX);
-            let zeroed_bytes = end_bytes + ahead_bytes;
-            let mut at = open.zeroed_bytes;
-            while at < zeroed_bytes {
-                let piece = (zeroed_bytes - at).min(ZEROS.len() as u64) as usize;
-                open.file
-                    .write_all_at(&ZEROS[..piece], at)
-                    .map_err(io_err(format!(
-                        "filling {} with zeros ahead",
-                        path.display()
-                    )))?;
-                at += piece as u64;
-            }
-            open.zeroed_bytes = zeroed_bytes;
-        }
-        open.file
-            .write_all_at(bytes, open.end_bytes)
-            .map_err(io_err(format!("appending to {}", path.display())))?;
-        open.end_bytes = end_bytes;
-        assert!(open.end_bytes <= open.zeroed_bytes);
-        Ok(())
+        self.open_segment(number)?.file.append(bytes, &path)
     }
 
     fn sync(&mut self, number: u64) -> Result<(), StorageError> {
         let path = self.path(number);
         self.open_segment(number)?
             .file
+            .file()
             .sync_data()
             .map_err(io_err(format!("fdatasync {}", path.display())))
     }
@@ -273,8 +313,7 @@ impl SegmentFiles for DirSegments {
         file.sync_all()
             .map_err(io_err(format!("syncing {}", path.display())))?;
         if let Some(open) = self.open.as_mut().filter(|open| open.number == number) {
-            open.end_bytes = open.end_bytes.min(length_bytes);
-            open.zeroed_bytes = length_bytes;
+            open.file.truncated(length_bytes);
         }
         Ok(())
     }
