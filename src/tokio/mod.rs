@@ -43,6 +43,7 @@ pub mod fault;
 pub mod frame;
 pub mod identity;
 pub mod listener;
+pub mod loop_handle;
 pub mod metrics;
 pub mod multi;
 pub mod null;

@@ -94,6 +94,7 @@ use crate::{
 };
 
 use super::addresses::{self, AddressRecord, HostRecord, SharedAddressBook};
+use super::loop_handle::{LoopHandle, Unanswered};
 use super::metrics::{self, round_trip::RoundTrips};
 use super::request_trace;
 use super::status::{NodeStatus, ServerCounters};
@@ -399,48 +400,22 @@ pub fn inbox() -> (mpsc::Sender<Event>, mpsc::Receiver<Event>) {
 }
 
 /// A running server: send it events, ask for status, shut it down.
-#[derive(Debug)]
-pub struct ServerHandle {
-    id: NodeId,
-    events: mpsc::Sender<Event>,
-    shutdown: watch::Sender<bool>,
-    done: Option<oneshot::Receiver<Result<(), ServerError>>>,
-}
+pub type ServerHandle = LoopHandle<Event, ServerError>;
 
-impl ServerHandle {
-    /// The node's id.
-    pub fn id(&self) -> NodeId {
-        self.id
-    }
-
-    /// The sender of the server's inbox.
-    pub fn events(&self) -> mpsc::Sender<Event> {
-        self.events.clone()
-    }
-
+impl LoopHandle<Event, ServerError> {
     /// Submits a command and waits for the answer (in-process client).
     pub async fn call(&self, command: Bytes) -> ClientResponse {
-        let (reply, rx) = oneshot::channel();
-        if self
-            .events
-            .send(Event::Client { command, reply })
-            .await
-            .is_err()
-        {
-            return ClientResponse::Error("server stopped".to_string());
+        match self.ask(|reply| Event::Client { command, reply }).await {
+            Ok(response) => response,
+            Err(Unanswered::Stopped) => ClientResponse::Error("server stopped".to_string()),
+            Err(Unanswered::Dropped) => ClientResponse::Unknown,
         }
-        rx.await.unwrap_or(ClientResponse::Unknown)
     }
 
     /// Sends a membership request (in-process admin client); `None` if the
     /// server stopped.
     pub async fn admin(&self, request: AdminRequest) -> Option<AdminResponse> {
-        let (reply, rx) = oneshot::channel();
-        self.events
-            .send(Event::Admin { request, reply })
-            .await
-            .ok()?;
-        match rx.await {
+        match self.ask(|reply| Event::Admin { request, reply }).await {
             Ok(ClientResponse::Admin(response)) => Some(response),
             _ => None,
         }
@@ -448,38 +423,10 @@ impl ServerHandle {
 
     /// The node's status, or `None` if the server stopped.
     pub async fn status(&self) -> Option<NodeStatus> {
-        let (reply, rx) = oneshot::channel();
-        self.events.send(Event::Status { reply }).await.ok()?;
-        match rx.await {
+        match self.ask(|reply| Event::Status { reply }).await {
             Ok(ClientResponse::Status(status)) => Some(*status),
             _ => None,
         }
-    }
-
-    /// A receiver that flips to `true` when shutdown is asked for (for the
-    /// listener and other tasks that should stop with the server).
-    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
-        self.shutdown.subscribe()
-    }
-
-    /// Stops the server gracefully: queued writes finish, waiting clients
-    /// are told the outcome is unknown. Returns how the loop ended.
-    pub async fn shutdown(mut self) -> Result<(), ServerError> {
-        let _ = self.shutdown.send(true);
-        self.wait().await
-    }
-
-    /// Waits until the server stops by itself (a storage failure).
-    /// Cancel-safe: a wait given up (a `select!` another branch of which
-    /// won) leaves the handle able to [`shutdown`](Self::shutdown) and
-    /// wait for the graceful stop.
-    pub async fn wait(&mut self) -> Result<(), ServerError> {
-        let Some(done) = self.done.as_mut() else {
-            return Ok(());
-        };
-        let result = done.await.unwrap_or(Ok(()));
-        self.done = None;
-        result
     }
 }
 
@@ -608,12 +555,7 @@ where
         }
         .instrument(span),
     );
-    Ok(ServerHandle {
-        id,
-        events: events_tx,
-        shutdown: shutdown_tx,
-        done: Some(done_rx),
-    })
+    Ok(ServerHandle::new(id, events_tx, shutdown_tx, done_rx))
 }
 
 struct Server<S, St, T> {

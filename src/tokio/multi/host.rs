@@ -52,6 +52,7 @@ use crate::multi::{
     Frame, GroupId, MultiAction, MultiConfig, MultiError, MultiInput, MultiNode, MultiStats,
 };
 use crate::state_machine::{apply_entry, StateMachine};
+use crate::tokio::loop_handle::{LoopHandle, Unanswered};
 use crate::tokio::storage::{ReceivedSnapshot, SnapshotReader, SnapshotSink, StorageError};
 use crate::tokio::wire::ClientResponse;
 use crate::{
@@ -251,33 +252,19 @@ pub struct MultiStatus {
 }
 
 /// A running multi-group server.
-#[derive(Debug)]
-pub struct MultiServerHandle {
-    id: NodeId,
-    events: mpsc::Sender<HostEvent>,
-    shutdown: watch::Sender<bool>,
-    done: Option<oneshot::Receiver<Result<(), MultiServerError>>>,
-}
+pub type MultiServerHandle = LoopHandle<HostEvent, MultiServerError>;
 
-impl MultiServerHandle {
-    /// The node's id.
-    pub fn id(&self) -> NodeId {
-        self.id
-    }
-
-    /// The sender of the server's inbox (for a listener or a network).
-    pub fn events(&self) -> mpsc::Sender<HostEvent> {
-        self.events.clone()
-    }
-
+impl LoopHandle<HostEvent, MultiServerError> {
     /// Sends `op` to `group` and waits for the answer (in-process client).
     pub async fn call(&self, group: GroupId, op: GroupOp) -> ClientResponse {
-        let (reply, rx) = oneshot::channel();
-        let event = HostEvent::Request { group, op, reply };
-        if self.events.send(event).await.is_err() {
-            return ClientResponse::Error("server stopped".to_string());
+        match self
+            .ask(|reply| HostEvent::Request { group, op, reply })
+            .await
+        {
+            Ok(response) => response,
+            Err(Unanswered::Stopped) => ClientResponse::Error("server stopped".to_string()),
+            Err(Unanswered::Dropped) => ClientResponse::Unknown,
         }
-        rx.await.unwrap_or(ClientResponse::Unknown)
     }
 
     /// Asks `group`'s leader here to hand its leadership to `target`:
@@ -288,43 +275,22 @@ impl MultiServerHandle {
         group: GroupId,
         target: NodeId,
     ) -> Result<TransferOutcome, String> {
-        let (reply, rx) = oneshot::channel();
-        let event = HostEvent::Transfer {
+        let transfer = |reply| HostEvent::Transfer {
             group,
             target,
             reply,
         };
-        if self.events.send(event).await.is_err() {
-            return Err("server stopped".to_string());
-        }
-        rx.await
+        self.ask(transfer)
+            .await
             .unwrap_or_else(|_| Err("server stopped".to_string()))
     }
 
     /// The server's status (with every group's if `groups`), or `None`
     /// if it stopped.
     pub async fn status(&self, groups: bool) -> Option<MultiStatus> {
-        let (reply, rx) = oneshot::channel();
-        self.events
-            .send(HostEvent::Status { groups, reply })
+        self.ask(|reply| HostEvent::Status { groups, reply })
             .await
-            .ok()?;
-        rx.await.ok()
-    }
-
-    /// A receiver that flips to `true` when shutdown is asked for.
-    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
-        self.shutdown.subscribe()
-    }
-
-    /// Stops the server: queued writes finish, waiting clients are told
-    /// the outcome is unknown. Returns how the loop ended.
-    pub async fn shutdown(mut self) -> Result<(), MultiServerError> {
-        let _ = self.shutdown.send(true);
-        match self.done.take() {
-            Some(done) => done.await.unwrap_or(Ok(())),
-            None => Ok(()),
-        }
+            .ok()
     }
 }
 
@@ -489,12 +455,7 @@ where
         }
         .instrument(span),
     );
-    Ok(MultiServerHandle {
-        id,
-        events: events_tx,
-        shutdown: shutdown_tx,
-        done: Some(done_rx),
-    })
+    Ok(MultiServerHandle::new(id, events_tx, shutdown_tx, done_rx))
 }
 
 struct Server<S, L, N> {
