@@ -8,6 +8,10 @@ use std::ops::Range;
 use std::time::Duration;
 
 use bytes::Bytes;
+use concord::tokio::cluster::{start_node, NodeSettings};
+use concord::tokio::storage::MemStorage;
+use concord_services::kv::Kv;
+use concord_services::service_state_machine;
 use concord_sim::history::Operation;
 use concord_sim::linearizability::{check_history, CheckResult};
 use madsim::rand::{thread_rng, Rng};
@@ -23,6 +27,22 @@ pub const CLIENT_FINISH_MAX: Duration = Duration::from_secs(300);
 /// own `net`, nodes and clients their own `host`.
 pub fn ip(net: u8, host: u8, id: u64) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, net, host, id as u8))
+}
+
+/// A node of the simulation named `name` at `ip`, running nothing yet
+/// (a client's, a driver's or a checker's).
+pub fn plain_node(handle: &Handle, name: impl Into<String>, ip: IpAddr) -> NodeHandle {
+    handle.create_node().name(name).ip(ip).build()
+}
+
+/// Starts a single-group node serving the key-value store on `storage`
+/// with `settings`, and serves until the node is killed.
+pub async fn serve_kv(settings: NodeSettings, storage: MemStorage) {
+    let node = start_node(settings, service_state_machine::<Kv>(), storage)
+        .await
+        .expect("node starts");
+    let mut server = node.server;
+    let _ = server.wait().await;
 }
 
 /// A value read back as text (empty when absent).

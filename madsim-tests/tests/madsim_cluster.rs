@@ -26,15 +26,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use concord::tokio::client::{ClientConfig, ClientError};
-use concord::tokio::cluster::{start_node, NodeSettings};
+use concord::tokio::cluster::NodeSettings;
 use concord::tokio::storage::{MemDisk, MemStorage};
 use concord::ReadPath;
 use concord_madsim_tests::{
-    assert_linearizable, completed_after_heal, ip, join_clients, run_faults, text, Fault,
-    FaultRounds,
+    assert_linearizable, completed_after_heal, ip, join_clients, plain_node, run_faults, serve_kv,
+    text, Fault, FaultRounds,
 };
-use concord_services::kv::Kv;
-use concord_services::{service_state_machine, CallError, KvClient};
+use concord_services::{CallError, KvClient};
 use concord_sim::history::{Op, Operation, Output};
 use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::Handle;
@@ -185,18 +184,7 @@ async fn run_cluster(compaction: Option<(u64, u64)>) -> u64 {
                     settings.snapshot_every_entries = Some(every);
                     settings.compaction_trailing_entries = trailing;
                 }
-                async move {
-                    let node = start_node(
-                        settings,
-                        service_state_machine::<Kv>(),
-                        MemStorage::new(disk),
-                    )
-                    .await
-                    .expect("node starts");
-                    // Serve until killed.
-                    let mut server = node.server;
-                    let _ = server.wait().await;
-                }
+                serve_kv(settings, MemStorage::new(disk))
             })
             .build();
         nodes.insert(id, node);
@@ -209,11 +197,7 @@ async fn run_cluster(compaction: Option<(u64, u64)>) -> u64 {
     let mut clients = Vec::new();
     let reads_by_path = Arc::new(Mutex::new([0u64; 4]));
     for c in 1..=CLIENTS {
-        let client_node = handle
-            .create_node()
-            .name(format!("client-{c}"))
-            .ip(client_ip(c))
-            .build();
+        let client_node = plain_node(&handle, format!("client-{c}"), client_ip(c));
         let (servers, history, stop) = (servers.clone(), history.clone(), stop.clone());
         let reads = reads_by_path.clone();
         clients.push(client_node.spawn(run_client(c, servers, start, history, stop, reads)));

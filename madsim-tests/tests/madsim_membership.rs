@@ -17,11 +17,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use concord::tokio::client::ClientConfig;
-use concord::tokio::cluster::{start_node, NodeSettings};
+use concord::tokio::cluster::NodeSettings;
 use concord::tokio::storage::{MemDisk, MemStorage};
 use concord::tokio::wire::{AdminRequest, AdminResponse, Members};
-use concord_services::kv::Kv;
-use concord_services::{service_state_machine, KvClient};
+use concord_madsim_tests::serve_kv;
+use concord_services::KvClient;
 use madsim::runtime::Handle;
 use madsim::time::sleep;
 
@@ -86,13 +86,7 @@ async fn learner_added_and_promoted_under_partitions() {
                 // Node 4 starts empty, as a learner of the voters 1..3.
                 settings.join = id == 4;
                 let storage = MemStorage::new(disk.clone());
-                async move {
-                    let node = start_node(settings, service_state_machine::<Kv>(), storage)
-                        .await
-                        .expect("node starts");
-                    let mut server = node.server;
-                    let _ = server.wait().await;
-                }
+                serve_kv(settings, storage)
             })
             .build();
         nodes.insert(id, node);

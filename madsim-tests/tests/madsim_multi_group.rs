@@ -41,8 +41,8 @@ use concord::tokio::multi::tcp_listener::{self, MultiListenerConfig};
 use concord::tokio::multi::tcp_sender::{TcpFrameConfig, TcpFrameSender};
 use concord::{Config, NodeId, Role};
 use concord_madsim_tests::{
-    assert_linearizable, completed_after_heal, ip, join_clients, run_faults, text, Fault,
-    FaultRounds,
+    assert_linearizable, completed_after_heal, ip, join_clients, plain_node, run_faults, text,
+    Fault, FaultRounds,
 };
 use concord_services::sharded_kv::{ShardMachine, ShardMap};
 use concord_services::sharded_kv_client::ShardedKvClient;
@@ -372,11 +372,7 @@ async fn multi_group_hosts_under_kills_partitions_and_loss_are_linearizable() {
     let key_list: Vec<String> = keys.values().cloned().collect();
     let mut clients = Vec::new();
     for c in 1..=CLIENTS {
-        let client_node = handle
-            .create_node()
-            .name(format!("client-{c}"))
-            .ip(client_ip(c))
-            .build();
+        let client_node = plain_node(&handle, format!("client-{c}"), client_ip(c));
         let task = run_client(
             c,
             addrs.clone(),

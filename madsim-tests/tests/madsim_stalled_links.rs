@@ -22,11 +22,11 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use concord::tokio::client::ClientConfig;
-use concord::tokio::cluster::{start_node, NodeSettings};
+use concord::tokio::cluster::NodeSettings;
 use concord::tokio::fault::LinkStaller;
 use concord::tokio::storage::{MemDisk, MemStorage};
-use concord_services::kv::Kv;
-use concord_services::{service_state_machine, KvClient};
+use concord_madsim_tests::serve_kv;
+use concord_services::KvClient;
 use madsim::runtime::Handle;
 use madsim::time::{sleep, Instant};
 
@@ -79,17 +79,7 @@ async fn heal_to_first_write(
                     NodeSettings::new(id, peers[&id].clone(), peers.clone(), CLUSTER);
                 settings.peer_timeout = peer_timeout;
                 settings.stream_wrapper = Some(staller.wrapper(id));
-                async move {
-                    let node = start_node(
-                        settings,
-                        service_state_machine::<Kv>(),
-                        MemStorage::new(MemDisk::new()),
-                    )
-                    .await
-                    .expect("node starts");
-                    let mut server = node.server;
-                    let _ = server.wait().await;
-                }
+                serve_kv(settings, MemStorage::new(MemDisk::new()))
             })
             .build();
         nodes.insert(id, node);

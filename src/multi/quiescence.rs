@@ -104,15 +104,7 @@ impl MultiNode {
         let last = state.node.last_position();
         if asked.is_empty() {
             // No live follower to ask (a group of one).
-            let members = self.other_members(state);
-            self.sleep(
-                group,
-                SleepKind::Leading {
-                    term,
-                    last,
-                    members,
-                },
-            );
+            self.sleep_leading(group, term, last);
             return;
         }
         for &peer in &asked {
@@ -172,6 +164,20 @@ impl MultiNode {
             }
         }
         Some(live)
+    }
+
+    /// Puts `group`, a leader at `term` whose log ends at `last`, to
+    /// sleep; it wakes if any other member of its configuration changes.
+    fn sleep_leading(&mut self, group: GroupId, term: Term, last: LogPosition) {
+        let members = self.other_members(&self.groups[&group]);
+        self.sleep(
+            group,
+            SleepKind::Leading {
+                term,
+                last,
+                members,
+            },
+        );
     }
 
     fn other_members(&self, state: &Group) -> Vec<NodeId> {
@@ -253,15 +259,7 @@ impl MultiNode {
             return;
         }
         let (term, last) = (round.term, round.last);
-        let members = self.other_members(state);
-        self.sleep(
-            group,
-            SleepKind::Leading {
-                term,
-                last,
-                members,
-            },
-        );
+        self.sleep_leading(group, term, last);
     }
 
     /// A leader asked this node's replica to quiesce (follower side): it

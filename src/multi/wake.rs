@@ -402,44 +402,49 @@ impl MultiNode {
         // Entries of groups woken otherwise since are skipped; they cost a
         // look each, bounded here too.
         let mut looks = wakes.saturating_mul(4);
-        while wakes > 0 && looks > 0 && self.electing.len() < self.config.elections_concurrent_max {
-            let Some(group) = self.election_queue.pop_front() else {
+        self.wake_from_queue(Wake::Elect, &mut wakes, &mut looks, out);
+        self.wake_from_queue(Wake::Lead, &mut wakes, &mut looks, out);
+    }
+
+    /// Wakes groups from the queue of `why` (`Elect`: waiting to elect,
+    /// only while election slots are free; `Lead`: sleeping leaders)
+    /// while `wakes` and `looks` last. An entry counts only if its group
+    /// is still queued and asleep the way that queue holds it.
+    fn wake_from_queue(
+        &mut self,
+        why: Wake,
+        wakes: &mut usize,
+        looks: &mut usize,
+        out: &mut Vec<MultiAction>,
+    ) {
+        let elect = matches!(why, Wake::Elect);
+        while *wakes > 0 && *looks > 0 {
+            if elect && self.electing.len() >= self.config.elections_concurrent_max {
                 break;
-            };
-            looks -= 1;
-            let due = self.groups.get(&group).is_some_and(|state| {
-                state.queued
-                    && matches!(
-                        &state.sleep,
-                        Some(Sleep {
-                            kind: SleepKind::Waiting,
-                            ..
-                        })
-                    )
-            });
-            if due {
-                self.wake(group, Wake::Elect, out);
-                wakes -= 1;
             }
-        }
-        while wakes > 0 && looks > 0 {
-            let Some(group) = self.lead_queue.pop_front() else {
+            let queue = if elect {
+                &mut self.election_queue
+            } else {
+                &mut self.lead_queue
+            };
+            let Some(group) = queue.pop_front() else {
                 break;
             };
-            looks -= 1;
+            *looks -= 1;
             let due = self.groups.get(&group).is_some_and(|state| {
                 state.queued
-                    && matches!(
-                        &state.sleep,
-                        Some(Sleep {
-                            kind: SleepKind::Leading { .. },
-                            ..
-                        })
-                    )
+                    && match &state.sleep {
+                        Some(Sleep { kind, .. }) => match kind {
+                            SleepKind::Waiting => elect,
+                            SleepKind::Leading { .. } => !elect,
+                            SleepKind::Following { .. } => false,
+                        },
+                        None => false,
+                    }
             });
             if due {
-                self.wake(group, Wake::Lead, out);
-                wakes -= 1;
+                self.wake(group, why, out);
+                *wakes -= 1;
             }
         }
     }

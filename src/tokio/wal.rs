@@ -804,6 +804,21 @@ pub(crate) fn next_valid_record(bytes: &[u8], from: usize) -> Option<usize> {
     (from..bytes.len()).find(|&at| parse_record_at(bytes, at).is_ok())
 }
 
+/// An empty segment file: one created whose header was not yet written
+/// when the process died, which only the last segment can be (a segment
+/// is created only once the one before it is sealed). Any other is
+/// corruption.
+pub(crate) fn refuse_empty_unless_last(file: &str, last_segment: bool) -> Result<(), StorageError> {
+    if last_segment {
+        return Ok(());
+    }
+    Err(StorageError::Corrupt {
+        file: file.to_string(),
+        offset: 0,
+        reason: "empty segment that is not the last".to_string(),
+    })
+}
+
 /// Checks a segment's header: `Ok(None)` if valid, `Ok(Some(damage))` if
 /// damaged the way a torn or zeroed write leaves it, an error if the file
 /// is in another format.
@@ -883,14 +898,7 @@ pub fn recover_dir(dir: &Path, options: &WalOptions) -> Result<RecoveryReport, S
             .map_err(io_err(format!("reading {file}")))?;
         let mut damage: Option<(usize, Damage)> = None;
         if bytes.is_empty() {
-            // Created, header not yet written: only possible for the last.
-            if !last_segment {
-                return Err(StorageError::Corrupt {
-                    file,
-                    offset: 0,
-                    reason: "empty segment that is not the last".to_string(),
-                });
-            }
+            refuse_empty_unless_last(&file, last_segment)?;
         } else if let Some(d) = check_segment_header(&bytes, &file)? {
             damage = Some((0, d));
         } else {

@@ -251,13 +251,7 @@ pub(crate) fn replay<S: SegmentFiles, T: SnapshotStore>(
         let mut damage = None;
         let mut offset = 0;
         if bytes.is_empty() {
-            if !last_segment {
-                return Err(StorageError::Corrupt {
-                    file,
-                    offset: 0,
-                    reason: "empty segment that is not the last".to_string(),
-                });
-            }
+            wal::refuse_empty_unless_last(&file, last_segment)?;
         } else if let Some(d) = check_header(&bytes, &file, last_segment)? {
             damage = Some(d);
         } else {
