@@ -240,44 +240,44 @@ pub struct ServerFlags {
 }
 
 fn groups_text(value: &str) -> Result<u64, String> {
-    let n = value
-        .parse()
-        .map_err(|_| format!("{value:?} is not a number"))?;
-    check_groups(n)
+    check_groups(parse_number(value)?)
 }
 
 fn check_groups(n: u64) -> Result<u64, String> {
-    let max = concord_services::sharded_kv::GROUPS_MAX;
-    if !(1..=max).contains(&n) {
-        return Err(format!("must be between 1 and {max}, not {n}"));
-    }
-    Ok(n)
+    check_within(n, concord_services::sharded_kv::GROUPS_MAX)
 }
 
 fn tick_ms_text(value: &str) -> Result<u64, String> {
-    let ms = value
-        .parse()
-        .map_err(|_| format!("{value:?} is not a number"))?;
-    check_tick_ms(ms)
+    check_tick_ms(parse_number(value)?)
 }
 
 fn check_tick_ms(ms: u64) -> Result<u64, String> {
-    if !(1..=TICK_MS_MAX).contains(&ms) {
-        return Err(format!("must be between 1 and {TICK_MS_MAX}"));
-    }
-    Ok(ms)
+    check_within(ms, TICK_MS_MAX)
 }
 
 fn worker_threads_text(value: &str) -> Result<usize, String> {
-    let n = value
-        .parse()
-        .map_err(|_| format!("{value:?} is not a number"))?;
-    check_worker_threads(n)
+    check_worker_threads(parse_number(value)?)
 }
 
 fn check_worker_threads(n: usize) -> Result<usize, String> {
-    if !(1..=WORKER_THREADS_MAX).contains(&n) {
-        return Err(format!("must be between 1 and {WORKER_THREADS_MAX}"));
+    check_within(n, WORKER_THREADS_MAX)
+}
+
+/// `value` as a number, or a message saying it is not one.
+fn parse_number<T: std::str::FromStr>(value: &str) -> Result<T, String> {
+    value
+        .parse()
+        .map_err(|_| format!("{value:?} is not a number"))
+}
+
+/// `n` if it is between 1 and `max` (both included), or a message naming
+/// the range and `n`.
+fn check_within<T>(n: T, max: T) -> Result<T, String>
+where
+    T: Copy + PartialOrd + From<u8> + std::fmt::Display,
+{
+    if n < T::from(1) || n > max {
+        return Err(format!("must be between 1 and {max}, not {n}"));
     }
     Ok(n)
 }
