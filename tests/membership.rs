@@ -562,14 +562,7 @@ fn membership_errors_say_what_to_do() {
         MembershipError::DuplicateId { id: 3 }.to_string(),
         MembershipError::VoterAndLearner { id: 3 }.to_string(),
     ];
-    for message in messages {
-        assert!(
-            ["keep", "add", "retry", "promote", "list"]
-                .iter()
-                .any(|verb| message.contains(verb)),
-            "no action in: {message}"
-        );
-    }
+    assert_each_names_an_action(&messages, &["keep", "add", "retry", "promote", "list"]);
 }
 
 #[test]
@@ -1090,14 +1083,7 @@ fn witness_and_demotion_errors_say_what_to_do() {
         ConfigError::WitnessLearner { id: 4 }.to_string(),
         ConfigError::WitnessNotVoter { id: 4 }.to_string(),
     ];
-    for message in messages {
-        assert!(
-            ["add", "remove", "list", "only", "nothing"]
-                .iter()
-                .any(|verb| message.contains(verb)),
-            "no action in: {message}"
-        );
-    }
+    assert_each_names_an_action(&messages, &["add", "remove", "list", "only", "nothing"]);
 }
 
 /// The configuration as it was serialized before witnesses existed.
@@ -1134,4 +1120,15 @@ fn a_configuration_stored_before_witnesses_reads_back_unchanged() {
     let bytes = encode(&witnessed).unwrap();
     let read: Membership = decode(&bytes, DECODE_LIMIT_BYTES).unwrap();
     assert_eq!(read, witnessed);
+}
+
+/// Every message of `messages` tells the user what to do: it holds one of
+/// `verbs`.
+fn assert_each_names_an_action(messages: &[String], verbs: &[&str]) {
+    for message in messages {
+        assert!(
+            verbs.iter().any(|verb| message.contains(verb)),
+            "no action in: {message}"
+        );
+    }
 }

@@ -518,23 +518,8 @@ fn fixed_seeds_crash_tear_compact_and_force_snapshots() {
 #[cfg(feature = "planted-bugs")]
 #[test]
 fn deleting_a_needed_segment_is_caught_within_the_first_cases() {
-    let mut caught = Vec::new();
-    for seed in 0..64 {
-        let mut case = Case::draw(seed);
-        case.options.planted_delete_needed_segment = true;
-        if run_case(&case).is_err() {
-            caught.push(seed);
-        }
-    }
-    println!(
-        "planted mistake caught by {} of 64 cases: {caught:?}",
-        caught.len()
-    );
-    assert!(
-        caught.first().is_some_and(|first| *first < 4),
-        "the first catch must come within 4 cases: {caught:?}"
-    );
-    assert!(caught.len() >= 16, "caught by {} of 64 cases", caught.len());
+    let caught = cases_catching(|options| options.planted_delete_needed_segment = true);
+    assert_caught("planted mistake", &caught, 16);
 }
 
 /// The planted marker mistake (the durable marker written before the
@@ -547,23 +532,41 @@ fn deleting_a_needed_segment_is_caught_within_the_first_cases() {
 #[cfg(feature = "planted-bugs")]
 #[test]
 fn a_marker_written_before_its_sync_is_caught_within_the_first_cases() {
+    let caught = cases_catching(|options| options.planted_marker_before_sync = true);
+    assert_caught("planted marker mistake", &caught, 2);
+}
+
+/// The fixed seeds 0..64 whose case fails with the mistake `plant` plants.
+#[cfg(feature = "planted-bugs")]
+fn cases_catching(plant: impl Fn(&mut MultiWalOptions)) -> Vec<u64> {
     let mut caught = Vec::new();
     for seed in 0..64 {
         let mut case = Case::draw(seed);
-        case.options.planted_marker_before_sync = true;
+        plant(&mut case.options);
         if run_case(&case).is_err() {
             caught.push(seed);
         }
     }
+    caught
+}
+
+/// A planted mistake must be caught within the first 4 cases and by at
+/// least `at_least` of the 64.
+#[cfg(feature = "planted-bugs")]
+fn assert_caught(mistake: &str, caught: &[u64], at_least: usize) {
     println!(
-        "planted marker mistake caught by {} of 64 cases: {caught:?}",
+        "{mistake} caught by {} of 64 cases: {caught:?}",
         caught.len()
     );
     assert!(
         caught.first().is_some_and(|first| *first < 4),
         "the first catch must come within 4 cases: {caught:?}"
     );
-    assert!(caught.len() >= 2, "caught by {} of 64 cases", caught.len());
+    assert!(
+        caught.len() >= at_least,
+        "caught by {} of 64 cases",
+        caught.len()
+    );
 }
 
 /// A crash that keeps the previous durable marker (naming the segment

@@ -430,43 +430,38 @@ fn a_client_refuses_a_server_whose_certificate_another_ca_signed() {
 #[test]
 fn unusable_tls_material_is_refused_at_load_naming_the_file() {
     let material = Material::new("tls-load");
-    let load = |paths: &TlsPaths, role| TlsConfig::load(paths, CLUSTER, role).unwrap_err();
+    // Refused, with a message holding every one of `needles`.
+    let refused = |paths: &TlsPaths, role, needles: &[&str]| {
+        let error = TlsConfig::load(paths, CLUSTER, role)
+            .unwrap_err()
+            .to_string();
+        assert!(needles.iter().all(|n| error.contains(n)), "{error}");
+    };
+    let node_1 = TlsRole::Node(1);
 
     // A missing file.
     let mut paths = material.paths("node-1");
     paths.ca = material.dir.0.join("absent.pem");
-    let error = load(&paths, TlsRole::Node(1)).to_string();
-    assert!(
-        error.contains("cannot read the TLS CA file") && error.contains("absent.pem"),
-        "{error}"
+    refused(
+        &paths,
+        node_1,
+        &["cannot read the TLS CA file", "absent.pem"],
     );
 
     // A key file given as the certificate.
     let mut paths = material.paths("node-1");
     paths.cert = material.dir.0.join("node-1.key");
-    let error = load(&paths, TlsRole::Node(1)).to_string();
-    assert!(
-        error.contains("node-1.key") && error.contains("holds no PEM certificate"),
-        "{error}"
-    );
+    refused(&paths, node_1, &["node-1.key", "holds no PEM certificate"]);
 
     // Another node's key.
     let mut paths = material.paths("node-1");
     paths.key = material.dir.0.join("node-2.key");
-    let error = load(&paths, TlsRole::Node(1)).to_string();
-    assert!(
-        error.contains("private key file") && error.contains("node-2.key"),
-        "{error}"
-    );
+    refused(&paths, node_1, &["private key file", "node-2.key"]);
 
     // A certificate for another node, and a node's for a client.
-    let error = load(&material.paths("node-2"), TlsRole::Node(1)).to_string();
-    assert!(
-        error.contains("node-2.pem") && error.contains("needs node-1.tls-test"),
-        "{error}"
-    );
-    let error = load(&material.paths("node-2"), TlsRole::Client).to_string();
-    assert!(error.contains("needs client.tls-test"), "{error}");
+    let other = material.paths("node-2");
+    refused(&other, node_1, &["node-2.pem", "needs node-1.tls-test"]);
+    refused(&other, TlsRole::Client, &["needs client.tls-test"]);
 
     // A cluster id that cannot be part of a DNS name.
     let error = TlsConfig::load(&material.paths("node-1"), "not a name", TlsRole::Node(1))
