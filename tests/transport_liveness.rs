@@ -9,9 +9,10 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::kv_nodes::{loopback_peers, start_kv_node};
+use common::kv_writes::first_write;
 use common::{free_ports, runtime};
 use concord::tokio::client::ClientConfig;
 use concord::tokio::cluster::{NodeSettings, RunningNode};
@@ -63,19 +64,6 @@ fn silent_dropped(nodes: &BTreeMap<u64, RunningNode>) -> u64 {
                 .load(Ordering::Relaxed)
         })
         .sum()
-}
-
-/// Writes until one succeeds or `within` passes; returns the time taken.
-async fn first_write(client: &mut KvClient, within: Duration) -> Option<Duration> {
-    let start = Instant::now();
-    let mut attempt = 0u64;
-    while start.elapsed() < within {
-        attempt += 1;
-        if client.put("k", format!("v{attempt}")).await.is_ok() {
-            return Some(start.elapsed());
-        }
-    }
-    None
 }
 
 /// The scenario: follower X's connections fall silent, the other

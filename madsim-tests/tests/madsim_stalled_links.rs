@@ -17,6 +17,9 @@
 //! ```
 #![cfg(madsim)]
 
+#[path = "../../tests/common/kv_writes.rs"]
+mod kv_writes;
+
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
@@ -27,8 +30,9 @@ use concord::tokio::fault::LinkStaller;
 use concord::tokio::storage::{MemDisk, MemStorage};
 use concord_madsim_tests::serve_kv;
 use concord_services::KvClient;
+use kv_writes::first_write;
 use madsim::runtime::Handle;
-use madsim::time::{sleep, Instant};
+use madsim::time::sleep;
 
 const CLUSTER: &str = "stalled";
 const PORT: u16 = 7000;
@@ -37,19 +41,6 @@ const PARTITIONS_SECS: [u64; 4] = [1, 20, 60, 120];
 
 fn ip(cluster: u8, host: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 20 + cluster, 0, host))
-}
-
-/// Writes until one succeeds or `within` passes; the time it took.
-async fn first_write(client: &mut KvClient, within: Duration) -> Option<Duration> {
-    let start = Instant::now();
-    let mut attempt = 0u64;
-    while start.elapsed() < within {
-        attempt += 1;
-        if client.put("k", format!("v{attempt}")).await.is_ok() {
-            return Some(start.elapsed());
-        }
-    }
-    None
 }
 
 /// Runs the scenario on a fresh cluster (numbered `cluster`, for its own

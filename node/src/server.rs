@@ -981,7 +981,10 @@ cluster-id = "demo"
         let e = ServerSettings::merge(&flags(&[]), &config, Some(Path::new("s.toml")))
             .unwrap_err()
             .to_string();
-        assert_eq!(e, "key `tick-ms` in s.toml: must be between 1 and 10000, not 0");
+        assert_eq!(
+            e,
+            "key `tick-ms` in s.toml: must be between 1 and 10000, not 0"
+        );
         let e = file("id = \n").unwrap_err().to_string();
         assert!(e.starts_with("server.toml is not valid TOML: "), "{e}");
         assert!(e.contains("line 1"), "{e}");

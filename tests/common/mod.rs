@@ -9,6 +9,8 @@ pub mod crash_image;
 #[cfg(feature = "tokio")]
 pub mod kv_nodes;
 #[cfg(feature = "tokio")]
+pub mod kv_writes;
+#[cfg(feature = "tokio")]
 pub mod wal;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
