@@ -18,17 +18,14 @@
 
 use std::time::{Duration, Instant};
 
-use concord_sim::histgen::{generate, GenConfig};
-use concord_sim::history::{Op, Operation, Output};
+use concord_sim::histgen::{concurrent_puts, generate, GenConfig};
+use concord_sim::history::Operation;
 use concord_sim::linearizability::{check_history, CheckResult};
 use criterion::{criterion_group, BenchmarkId, Criterion};
 
 #[path = "support/counting_alloc.rs"]
 mod counting_alloc;
-use counting_alloc::{peak_bytes_during, Counting};
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+use counting_alloc::peak_bytes_during;
 
 struct Case {
     name: &'static str,
@@ -126,31 +123,9 @@ const CASES: &[Case] = &[
     },
 ];
 
-/// `n` puts of distinct values to one key, every call before every return,
-/// then a read of one of them.
-fn concurrent_puts(n: usize) -> Vec<Operation> {
-    let mut ops: Vec<Operation> = (0..n as u64)
-        .map(|i| {
-            Operation::new(
-                i,
-                "k",
-                Op::Put {
-                    value: format!("v{i}"),
-                },
-                i,
-            )
-            .completed(1000 + i, Output::Done)
-        })
-        .collect();
-    ops.push(
-        Operation::new(n as u64, "k", Op::Get, 2000).completed(2010, Output::Value("v3".into())),
-    );
-    ops
-}
-
 fn history(c: &Case) -> Vec<Operation> {
     if c.clients == 0 {
-        return concurrent_puts(c.ops);
+        return concurrent_puts(c.ops as u64);
     }
     generate(&GenConfig {
         seed: 1,

@@ -31,10 +31,7 @@ use concord_sim::models::{Register, RegisterInput, RegisterOutput};
 
 #[path = "support/counting_alloc.rs"]
 mod counting_alloc;
-use counting_alloc::{peak_bytes_during, Counting};
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+use counting_alloc::peak_bytes_during;
 
 struct Case {
     name: &'static str,

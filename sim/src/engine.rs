@@ -78,7 +78,10 @@ use self::conflict::{ConflictNemesis, ConflictStep};
 use self::forced::{Forced, ForcedStep};
 pub use self::forced::{ForcedRecoveryReport, LostOperation};
 pub(crate) use self::hints::expected_hint as last_at_or_below;
-pub(crate) use self::host::{show_bytes, show_response, CALM_FSYNC_NS};
+pub(crate) use self::host::{
+    fsync_latency_ns, read_refusal_hint, receive_snapshot_chunk, received_snapshot, show_bytes,
+    show_response, CALM_FSYNC_NS,
+};
 use self::host::{Host, HostInput, Proposer};
 use self::lease::{LeaseNemesis, LeaseStep};
 pub(crate) use self::network::MESSAGE_DELAY_MAX_NS;

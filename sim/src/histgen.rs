@@ -218,6 +218,27 @@ pub fn generate(cfg: &GenConfig) -> Vec<Operation> {
     ops
 }
 
+/// `n` puts of distinct values (`v0`, `v1`, ...) to key `k`, every call
+/// before every return, then a read of `v3`: linearizable for `n > 3`,
+/// and the shape where the checker must not try every order of the puts.
+pub fn concurrent_puts(n: u64) -> Vec<Operation> {
+    let mut ops: Vec<Operation> = (0..n)
+        .map(|i| {
+            Operation::new(
+                i,
+                "k",
+                Op::Put {
+                    value: format!("v{i}"),
+                },
+                i,
+            )
+            .completed(1000 + i, Output::Done)
+        })
+        .collect();
+    ops.push(Operation::new(n, "k", Op::Get, 2000).completed(2010, Output::Value("v3".into())));
+    ops
+}
+
 /// Makes one completed `get` of `ops` read a stale value: a value that an
 /// earlier completed `get` read before a completed `put` to the same key
 /// overwrote it (the put returned before this get was called). With the

@@ -1289,16 +1289,7 @@ fn replay(
         report.operations_ok,
         report.committed
     );
-    println!("trace hash: {:016x}", report.trace_hash);
-    println!(
-        "trace hash of a second run: {:016x} ({})",
-        again.trace_hash,
-        if again.trace_hash == report.trace_hash {
-            "same: the run is deterministic"
-        } else {
-            "DIFFERENT: non-determinism"
-        }
-    );
+    let same = concord_sim::trace::print_trace_hashes(report.trace_hash, again.trace_hash);
     if let Some(path) = history {
         let (_, operations) = run_kv_with_history(&config, plan.clone())?;
         let file = std::fs::File::create(&path)
@@ -1320,17 +1311,9 @@ fn replay(
             .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
         println!("HTML timeline written to {}", path.display());
     }
-    match &report.failure {
-        Some(failure) => {
-            println!("FAILED: {failure}");
-            println!("replay: {}", config.replay_command());
-            Ok(false)
-        }
-        None => {
-            println!("passed");
-            Ok(again.trace_hash == report.trace_hash)
-        }
-    }
+    let passed =
+        concord_sim::trace::print_verdict(report.failure.as_ref(), || config.replay_command());
+    Ok(passed && same)
 }
 
 fn shrink(

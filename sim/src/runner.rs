@@ -237,47 +237,79 @@ pub fn run_seeds_watched(
 ) -> Result<Summary, String> {
     template.validate()?;
     let started = Instant::now();
+    let with_seed = |seed| SimConfig {
+        seed,
+        ..template.clone()
+    };
+    let on_hang = |seed, elapsed| {
+        if let Some(hang) = &hang {
+            (hang.on_hang)(&with_seed(seed), elapsed);
+        }
+    };
+    let mut summary = run_parallel(
+        seeds,
+        jobs,
+        hang.as_ref().map(|hang| hang.limit),
+        &on_hang,
+        &|seed| run_kv(&with_seed(seed), None),
+        progress,
+        Summary::add,
+    )?;
+    summary.hashes.sort_unstable();
+    summary.failures.sort_by_key(|report| report.config.seed);
+    summary.forced.sort_by_key(|(seed, _)| *seed);
+    summary.wall = started.elapsed();
+    Ok(summary)
+}
+
+/// Runs `run` on every seed of `seeds` on `jobs` worker threads (1 to
+/// 256), each taking whole seeds, and folds each result into the totals
+/// with `add` at once (sums do not depend on order; the caller sorts what
+/// does). `progress` is called after each seed (from worker threads). The
+/// first error of a run ends the sweep with it. With a `hang_limit`, a
+/// watch (see [`crate::watchdog`]) tells `on_hang` the seed that ran
+/// longer than that, and how long, and exits the process.
+pub(crate) fn run_parallel<R, S: Default + Send>(
+    seeds: Range<u64>,
+    jobs: usize,
+    hang_limit: Option<Duration>,
+    on_hang: &(dyn Fn(u64, Duration) + Sync),
+    run: &(dyn Fn(u64) -> Result<R, String> + Sync),
+    progress: &(dyn Fn(&R) + Sync),
+    add: fn(&mut S, R),
+) -> Result<S, String> {
     let next = AtomicU64::new(seeds.start);
-    // Passing seeds are folded into the totals at once (sums do not depend
-    // on order); only failures keep their whole report.
-    let summary: Mutex<Summary> = Mutex::new(Summary::default());
+    let totals: Mutex<S> = Mutex::new(S::default());
     let error: Mutex<Option<String>> = Mutex::new(None);
     let jobs = jobs.clamp(1, 256);
     let watch = SeedWatch::new(jobs);
     std::thread::scope(|scope| {
-        if let Some(hang) = &hang {
+        if let Some(limit) = hang_limit {
             let watch = &watch;
             scope.spawn(move || {
-                if let Some((seed, elapsed)) = watch.watch(hang.limit) {
-                    let config = SimConfig {
-                        seed,
-                        ..template.clone()
-                    };
-                    (hang.on_hang)(&config, elapsed);
+                if let Some((seed, elapsed)) = watch.watch(limit) {
+                    on_hang(seed, elapsed);
                     std::process::exit(1);
                 }
             });
         }
         let workers: Vec<_> = (0..jobs)
             .map(|worker| {
-                let (next, summary, error, watch) = (&next, &summary, &error, &watch);
+                let (next, totals, error, watch) = (&next, &totals, &error, &watch);
+                let seeds_end = seeds.end;
                 scope.spawn(move || loop {
                     let seed = next.fetch_add(1, Ordering::Relaxed);
-                    if seed >= seeds.end {
+                    if seed >= seeds_end {
                         break;
                     }
-                    let config = SimConfig {
-                        seed,
-                        ..template.clone()
-                    };
                     watch.start(worker, seed);
-                    let result = run_kv(&config, None);
+                    let result = run(seed);
                     watch.finish(worker);
                     match result {
                         Ok(report) => {
                             progress(&report);
-                            if let Ok(mut summary) = summary.lock() {
-                                summary.add(report);
+                            if let Ok(mut totals) = totals.lock() {
+                                add(&mut totals, report);
                             }
                         }
                         Err(message) => {
@@ -304,14 +336,9 @@ pub fn run_seeds_watched(
     if let Some(message) = error.into_inner().ok().flatten() {
         return Err(message);
     }
-    let mut summary = summary
+    totals
         .into_inner()
-        .map_err(|_| "a worker thread panicked".to_string())?;
-    summary.hashes.sort_unstable();
-    summary.failures.sort_by_key(|report| report.config.seed);
-    summary.forced.sort_by_key(|(seed, _)| *seed);
-    summary.wall = started.elapsed();
-    Ok(summary)
+        .map_err(|_| "a worker thread panicked".to_string())
 }
 
 /// One failed seed in a [`SweepJson`].

@@ -4,6 +4,42 @@
 //! sequence of events, so the same hash; any divergence (a `HashMap`
 //! iteration, a wall-clock read, a thread race) changes it.
 
+/// Prints the trace hash of a replayed run and of a second run of the
+/// same seed (`replay`), saying whether they agree; whether they do.
+pub fn print_trace_hashes(first: u64, again: u64) -> bool {
+    let same = again == first;
+    println!("trace hash: {first:016x}");
+    println!(
+        "trace hash of a second run: {again:016x} ({})",
+        if same {
+            "same: the run is deterministic"
+        } else {
+            "DIFFERENT: non-determinism"
+        }
+    );
+    same
+}
+
+/// Prints the verdict of a replayed run (`replay`): `FAILED:` with the
+/// failure and the command that replays it, or `passed`; whether it
+/// passed.
+pub fn print_verdict(
+    failure: Option<&impl std::fmt::Display>,
+    replay_command: impl FnOnce() -> String,
+) -> bool {
+    match failure {
+        Some(failure) => {
+            println!("FAILED: {failure}");
+            println!("replay: {}", replay_command());
+            false
+        }
+        None => {
+            println!("passed");
+            true
+        }
+    }
+}
+
 /// An FNV-1a-style hash folded over 64-bit words (one multiply per word,
 /// so hashing every event costs almost nothing).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -8,19 +8,21 @@ use concord::ReadPath;
 use concord_services::{kv::Kv, ServiceMachine};
 use concord_sim::services::kv::{KvWorkload, KvWorkloadConfig};
 use concord_sim::{
-    run_kv, CoreBugs, FailureKind, FaultKind, FaultSet, ForcedRecoveryChoice, HostBugs, OpResult,
-    ReadChoice, SimConfig, Simulation, Workload, WorkloadReport,
+    run_kv, CoreBugs, Failure, FailureKind, FaultKind, FaultSet, ForcedRecoveryChoice, HostBugs,
+    OpResult, ReadChoice, SimConfig, Simulation, Workload, WorkloadReport,
 };
 
 /// Seeds each of the original planted bugs must be caught within.
 const SEEDS: u64 = 50;
 
-/// The first of `SEEDS` seeds whose run fails with a kind `accept` takes.
+/// The first seed below `seeds` whose run under `base` fails with a kind
+/// `accept` takes, and its failure.
 fn first_failure(
     base: &SimConfig,
+    seeds: u64,
     accept: impl Fn(FailureKind) -> bool,
-) -> Option<(u64, FailureKind, String)> {
-    (0..SEEDS).find_map(|seed| {
+) -> Option<(u64, Failure)> {
+    (0..seeds).find_map(|seed| {
         let report = run_kv(
             &SimConfig {
                 seed,
@@ -32,15 +34,17 @@ fn first_failure(
         report
             .failure
             .filter(|failure| accept(failure.kind))
-            .map(|failure| (seed, failure.kind, failure.to_string()))
+            .map(|failure| (seed, failure))
     })
 }
 
+/// Seeds `0..seeds` of `base` pass with no planted mistake, host or core.
 fn assert_clean(base: &SimConfig, seeds: u64) {
     for seed in 0..seeds {
         let config = SimConfig {
             seed,
             bugs: HostBugs::default(),
+            core_bugs: CoreBugs::default(),
             ..base.clone()
         };
         let report = run_kv(&config, None).unwrap();
@@ -50,6 +54,21 @@ fn assert_clean(base: &SimConfig, seeds: u64) {
             report.failure
         );
     }
+}
+
+/// The first seed below `seeds` whose run under `base` fails with a kind
+/// `accept` takes (`what` says what must be caught), and its kind; then the
+/// same seeds pass without the mistake.
+fn caught_then_clean(
+    base: &SimConfig,
+    seeds: u64,
+    accept: impl Fn(FailureKind) -> bool,
+    what: &str,
+) -> FailureKind {
+    let (seed, failure) = first_failure(base, seeds, accept).expect(what);
+    println!("caught at seed {seed} ({}): {failure}", failure.kind);
+    assert_clean(base, seed + 1);
+    failure.kind
 }
 
 #[test]
@@ -74,31 +93,16 @@ fn persisted_before_sync_is_caught() {
                 | FailureKind::AckedEntryNotRecovered
         )
     };
-    let (seed, kind, message) = first_failure(&base, safety)
-        .expect("the ack-before-sync host must be caught by a safety check");
-    println!("caught at seed {seed} ({kind}): {message}");
-    assert_clean(&base, seed + 1);
+    caught_then_clean(
+        &base,
+        SEEDS,
+        safety,
+        "the ack-before-sync host must be caught by a safety check",
+    );
 }
 
 /// Seeds the snapshot bugs must be caught within.
 const SNAPSHOT_BUG_SEEDS: u64 = 50;
-
-/// The first of `seeds` seeds that fails at all.
-fn first_failure_within(base: &SimConfig, seeds: u64) -> Option<(u64, FailureKind, String)> {
-    (0..seeds).find_map(|seed| {
-        let report = run_kv(
-            &SimConfig {
-                seed,
-                ..base.clone()
-            },
-            None,
-        )
-        .unwrap();
-        report
-            .failure
-            .map(|failure| (seed, failure.kind, failure.to_string()))
-    })
-}
 
 #[test]
 fn snapshot_reported_before_sync_is_caught() {
@@ -121,10 +125,12 @@ fn snapshot_reported_before_sync_is_caught() {
         },
         ..SimConfig::default()
     };
-    let (seed, kind, message) = first_failure_within(&base, SNAPSHOT_BUG_SEEDS)
-        .expect("a host trusting unsynced snapshots must be caught");
-    println!("caught at seed {seed} ({kind}): {message}");
-    assert_clean(&base, seed + 1);
+    caught_then_clean(
+        &base,
+        SNAPSHOT_BUG_SEEDS,
+        |_| true,
+        "a host trusting unsynced snapshots must be caught",
+    );
 }
 
 #[test]
@@ -141,9 +147,12 @@ fn snapshot_past_the_applied_index_is_caught() {
         },
         ..SimConfig::default()
     };
-    let (seed, kind, message) = first_failure_within(&base, SNAPSHOT_BUG_SEEDS)
-        .expect("a host snapshotting past what it applied must be caught");
-    println!("caught at seed {seed} ({kind}): {message}");
+    let kind = caught_then_clean(
+        &base,
+        SNAPSHOT_BUG_SEEDS,
+        |_| true,
+        "a host snapshotting past what it applied must be caught",
+    );
     assert!(
         matches!(
             kind,
@@ -151,7 +160,6 @@ fn snapshot_past_the_applied_index_is_caught() {
         ),
         "caught as {kind}"
     );
-    assert_clean(&base, seed + 1);
 }
 
 #[test]
@@ -165,11 +173,13 @@ fn nondeterministic_state_machine_is_caught() {
         },
         ..SimConfig::default()
     };
-    let (seed, kind, message) =
-        first_failure(&base, |_| true).expect("a non-deterministic state machine must be caught");
-    println!("caught at seed {seed}: {message}");
+    let kind = caught_then_clean(
+        &base,
+        SEEDS,
+        |_| true,
+        "a non-deterministic state machine must be caught",
+    );
     assert_eq!(kind, FailureKind::StateMachineSafety);
-    assert_clean(&base, seed + 1);
 }
 
 #[test]
@@ -183,11 +193,13 @@ fn client_without_sessions_is_caught_by_exactly_once_check() {
         },
         ..SimConfig::default()
     };
-    let (seed, kind, message) =
-        first_failure(&base, |_| true).expect("retries without sessions must be caught");
-    println!("caught at seed {seed}: {message}");
+    let kind = caught_then_clean(
+        &base,
+        SEEDS,
+        |_| true,
+        "retries without sessions must be caught",
+    );
     assert_eq!(kind, FailureKind::ExactlyOnce);
-    assert_clean(&base, seed + 1);
 }
 
 /// The key-value workload without its operation ids: the exactly-once
@@ -272,28 +284,14 @@ fn first_catch(
     base: &SimConfig,
     bound: u64,
     accept: impl Fn(FailureKind) -> bool,
-) -> (u64, concord_sim::Failure) {
+) -> (u64, Failure) {
     // The step rules (issue 46) catch most planted mistakes at their first
     // step; a test that measures another check runs without them.
     let base = &SimConfig {
         step_rules: base.step_rules && accept(FailureKind::StepRule),
         ..base.clone()
     };
-    let found = (0..bound).find_map(|seed| {
-        let report = run_kv(
-            &SimConfig {
-                seed,
-                ..base.clone()
-            },
-            None,
-        )
-        .unwrap();
-        report
-            .failure
-            .filter(|failure| accept(failure.kind))
-            .map(|failure| (seed, failure))
-    });
-    let (seed, failure) = found.unwrap_or_else(|| {
+    let (seed, failure) = first_failure(base, bound, accept).unwrap_or_else(|| {
         panic!(
             "{:?} not caught within {bound} seeds on {} nodes",
             base.core_bugs, base.nodes
@@ -310,12 +308,35 @@ fn first_catch(
 /// safety check; then the same seeds without the bug must pass.
 fn caught_within(base: &SimConfig, bound: u64) -> (u64, FailureKind) {
     let (seed, failure) = first_catch(base, bound, outside_safety_check);
-    let correct = SimConfig {
-        core_bugs: CoreBugs::default(),
-        ..base.clone()
-    };
-    assert_clean(&correct, seed + 1);
+    assert_clean(base, seed + 1);
     (seed, failure.kind)
+}
+
+/// The first seed below `bound` whose run under `base` fails with `kind`,
+/// its message containing `needle`; then the same seeds pass without the
+/// mistake.
+fn caught_as(base: &SimConfig, bound: u64, kind: FailureKind, needle: &str) -> u64 {
+    let (seed, failure) = first_catch(base, bound, |caught| caught == kind);
+    assert!(failure.message.contains(needle), "seed {seed}: {failure}");
+    assert_clean(base, seed + 1);
+    seed
+}
+
+/// The default sweep on `nodes` nodes with the core mistakes `core_bugs`.
+fn planted(nodes: usize, core_bugs: CoreBugs) -> SimConfig {
+    SimConfig {
+        nodes,
+        core_bugs,
+        ..SimConfig::default()
+    }
+}
+
+/// [`caught_within`] on `nodes` nodes of the default sweep with the core
+/// mistakes `core_bugs`, the first catch below `bound`.
+fn caught_on(nodes: usize, core_bugs: CoreBugs, bound: u64) -> (u64, FailureKind) {
+    let (seed, kind) = caught_within(&planted(nodes, core_bugs), bound);
+    assert!(seed < bound, "{seed} {kind}");
+    (seed, kind)
 }
 
 /// Raft's Figure 8 mistake (a leader commits an entry of an earlier term
@@ -333,16 +354,11 @@ const FIGURE_8_SEEDS: u64 = 1_000;
 
 /// The Figure 8 commit on `nodes` nodes: caught within `FIGURE_8_SEEDS`.
 fn figure_8_commit_is_caught_on(nodes: usize) {
-    let base = SimConfig {
-        nodes,
-        core_bugs: CoreBugs {
-            figure_8_commit: true,
-            ..CoreBugs::default()
-        },
-        ..SimConfig::default()
+    let bugs = CoreBugs {
+        figure_8_commit: true,
+        ..CoreBugs::default()
     };
-    let (seed, kind) = caught_within(&base, FIGURE_8_SEEDS);
-    assert!(seed < FIGURE_8_SEEDS, "{seed} {kind}");
+    caught_on(nodes, bugs, FIGURE_8_SEEDS);
 }
 
 #[test]
@@ -364,17 +380,12 @@ const VOTE_SEEDS: u64 = 500;
 
 #[test]
 fn vote_before_durable_is_caught() {
+    let bugs = CoreBugs {
+        vote_before_durable: true,
+        ..CoreBugs::default()
+    };
     for nodes in [5, 3] {
-        let base = SimConfig {
-            nodes,
-            core_bugs: CoreBugs {
-                vote_before_durable: true,
-                ..CoreBugs::default()
-            },
-            ..SimConfig::default()
-        };
-        let (seed, kind) = caught_within(&base, VOTE_SEEDS);
-        assert!(seed < VOTE_SEEDS, "{seed} {kind}");
+        caught_on(nodes, bugs, VOTE_SEEDS);
     }
 }
 
@@ -395,16 +406,17 @@ const READ_SEEDS: u64 = 100;
 /// 1,000).
 #[test]
 fn read_index_without_a_heartbeat_round_is_caught() {
+    let bugs = CoreBugs {
+        read_index_without_round: true,
+        ..CoreBugs::default()
+    };
     for nodes in [5, 3] {
         let base = SimConfig {
             nodes,
             reads: ReadChoice::Only(ReadPath::ReadIndex),
             faults: FaultSet::NONE.with(FaultKind::Partition),
             client_timeout_ns: 100_000_000,
-            core_bugs: CoreBugs {
-                read_index_without_round: true,
-                ..CoreBugs::default()
-            },
+            core_bugs: bugs,
             ..SimConfig::default()
         };
         let (seed, kind) = caught_within(&base, READ_SEEDS);
@@ -420,24 +432,21 @@ fn read_index_without_a_heartbeat_round_is_caught() {
 /// on 3 nodes (85 and 87 of 100).
 #[test]
 fn follower_read_before_applying_the_read_index_is_caught() {
+    let bugs = CoreBugs {
+        follower_read_before_apply: true,
+        ..CoreBugs::default()
+    };
     for nodes in [5, 3] {
         let base = SimConfig {
             nodes,
             reads: ReadChoice::Only(ReadPath::Follower),
-            core_bugs: CoreBugs {
-                follower_read_before_apply: true,
-                ..CoreBugs::default()
-            },
+            core_bugs: bugs,
             ..SimConfig::default()
         };
         let (seed, _) = first_catch(&base, READ_SEEDS, |kind| {
             kind == FailureKind::HostContract || outside_safety_check(kind)
         });
-        let correct = SimConfig {
-            core_bugs: CoreBugs::default(),
-            ..base.clone()
-        };
-        assert_clean(&correct, seed + 1);
+        assert_clean(&base, seed + 1);
     }
 }
 
@@ -496,33 +505,23 @@ const MEMBERSHIP_SEEDS: u64 = 100;
 
 #[test]
 fn joint_new_quorum_only_is_caught() {
+    let bugs = CoreBugs {
+        joint_new_quorum_only: true,
+        ..CoreBugs::default()
+    };
     for nodes in [5, 3] {
-        let base = SimConfig {
-            nodes,
-            core_bugs: CoreBugs {
-                joint_new_quorum_only: true,
-                ..CoreBugs::default()
-            },
-            ..SimConfig::default()
-        };
-        let (seed, kind) = caught_within(&base, MEMBERSHIP_SEEDS);
-        assert!(seed < MEMBERSHIP_SEEDS, "{seed} {kind}");
+        caught_on(nodes, bugs, MEMBERSHIP_SEEDS);
     }
 }
 
 #[test]
 fn membership_on_commit_is_caught() {
+    let bugs = CoreBugs {
+        membership_on_commit: true,
+        ..CoreBugs::default()
+    };
     for nodes in [5, 3] {
-        let base = SimConfig {
-            nodes,
-            core_bugs: CoreBugs {
-                membership_on_commit: true,
-                ..CoreBugs::default()
-            },
-            ..SimConfig::default()
-        };
-        let (seed, kind) = caught_within(&base, MEMBERSHIP_SEEDS);
-        assert!(seed < MEMBERSHIP_SEEDS, "{seed} {kind}");
+        caught_on(nodes, bugs, MEMBERSHIP_SEEDS);
     }
 }
 
@@ -536,17 +535,12 @@ const WITNESS_SEEDS: u64 = 100;
 
 #[test]
 fn witness_campaigns_is_caught() {
+    let bugs = CoreBugs {
+        witness_campaigns: true,
+        ..CoreBugs::default()
+    };
     for nodes in [5, 3] {
-        let base = SimConfig {
-            nodes,
-            core_bugs: CoreBugs {
-                witness_campaigns: true,
-                ..CoreBugs::default()
-            },
-            ..SimConfig::default()
-        };
-        let (seed, kind) = caught_within(&base, WITNESS_SEEDS);
-        assert!(seed < WITNESS_SEEDS, "{seed} {kind}");
+        let (seed, kind) = caught_on(nodes, bugs, WITNESS_SEEDS);
         assert_eq!(kind, FailureKind::WitnessServed, "seed {seed}");
     }
 }
@@ -566,26 +560,17 @@ const REMOVED_SEEDS: u64 = 100;
 
 #[test]
 fn removed_node_campaigns_is_caught() {
+    let bugs = CoreBugs {
+        removed_node_campaigns: true,
+        ..CoreBugs::default()
+    };
     for nodes in [5, 3] {
-        let base = SimConfig {
-            nodes,
-            core_bugs: CoreBugs {
-                removed_node_campaigns: true,
-                ..CoreBugs::default()
-            },
-            ..SimConfig::default()
-        };
-        let (seed, failure) =
-            first_catch(&base, REMOVED_SEEDS, |kind| kind == FailureKind::Stability);
-        assert!(
-            failure.message.contains("outside the final configuration"),
-            "seed {seed}: {failure}"
+        caught_as(
+            &planted(nodes, bugs),
+            REMOVED_SEEDS,
+            FailureKind::Stability,
+            "outside the final configuration",
         );
-        let correct = SimConfig {
-            core_bugs: CoreBugs::default(),
-            ..base
-        };
-        assert_clean(&correct, seed + 1);
     }
 }
 
@@ -604,27 +589,17 @@ const COMMIT_NOTICE_SEEDS: u64 = 10;
 
 #[test]
 fn commit_notice_without_log_matching_is_caught() {
+    let bugs = CoreBugs {
+        commit_notice_unchecked: true,
+        ..CoreBugs::default()
+    };
     for nodes in [3, 5] {
-        let base = SimConfig {
-            nodes,
-            core_bugs: CoreBugs {
-                commit_notice_unchecked: true,
-                ..CoreBugs::default()
-            },
-            ..SimConfig::default()
-        };
-        let (seed, failure) = first_catch(&base, COMMIT_NOTICE_SEEDS, |kind| {
-            kind == FailureKind::StepRule
-        });
-        assert!(
-            failure.message.contains("rule commit-follower"),
-            "seed {seed}: {failure}"
+        caught_as(
+            &planted(nodes, bugs),
+            COMMIT_NOTICE_SEEDS,
+            FailureKind::StepRule,
+            "rule commit-follower",
         );
-        let correct = SimConfig {
-            core_bugs: CoreBugs::default(),
-            ..base
-        };
-        assert_clean(&correct, seed + 1);
     }
 }
 
@@ -640,27 +615,17 @@ const OWED_COMMIT_SEEDS: u64 = 10;
 
 #[test]
 fn owed_commit_forgotten_is_caught() {
+    let bugs = CoreBugs {
+        owed_commit_forgotten: true,
+        ..CoreBugs::default()
+    };
     for nodes in [5, 3] {
-        let base = SimConfig {
-            nodes,
-            core_bugs: CoreBugs {
-                owed_commit_forgotten: true,
-                ..CoreBugs::default()
-            },
-            ..SimConfig::default()
-        };
-        let (seed, failure) = first_catch(&base, OWED_COMMIT_SEEDS, |kind| {
-            kind == FailureKind::CommitUntold
-        });
-        assert!(
-            failure.message.contains("has no append in flight"),
-            "seed {seed}: {failure}"
+        caught_as(
+            &planted(nodes, bugs),
+            OWED_COMMIT_SEEDS,
+            FailureKind::CommitUntold,
+            "has no append in flight",
         );
-        let correct = SimConfig {
-            core_bugs: CoreBugs::default(),
-            ..base
-        };
-        assert_clean(&correct, seed + 1);
     }
 }
 
@@ -682,21 +647,13 @@ fn owed_commit_forgotten_is_caught() {
 /// seeds, and without the step rules every seed below `bound` passes
 /// with the mistake.
 fn caught_only_by_step_rules(bugs: CoreBugs, nodes: usize, bound: u64, rule: &str) -> u64 {
-    let base = SimConfig {
-        nodes,
-        core_bugs: bugs,
-        ..SimConfig::default()
-    };
+    let base = planted(nodes, bugs);
     let (seed, failure) = first_catch(&base, bound, |kind| kind == FailureKind::StepRule);
     assert!(
         failure.message.starts_with(&format!("rule {rule}: ")),
         "seed {seed} broke another rule than {rule}: {failure}"
     );
-    let correct = SimConfig {
-        core_bugs: CoreBugs::default(),
-        ..base.clone()
-    };
-    assert_clean(&correct, seed + 1);
+    assert_clean(&base, seed + 1);
     for blind_seed in 0..bound {
         let report = run_kv(
             &SimConfig {
@@ -854,23 +811,22 @@ const HOST_BOOK_SEEDS: u64 = 100;
 
 #[test]
 fn host_book_dropped_from_snapshots_is_caught() {
+    let bugs = HostBugs {
+        host_book_dropped_from_snapshots: true,
+        ..HostBugs::default()
+    };
     for nodes in [5, 3] {
         let base = SimConfig {
             nodes,
-            bugs: HostBugs {
-                host_book_dropped_from_snapshots: true,
-                ..HostBugs::default()
-            },
+            bugs,
             ..SimConfig::default()
         };
-        let (seed, failure) =
-            first_catch(&base, HOST_BOOK_SEEDS, |kind| kind == FailureKind::HostBook);
-        assert!(
-            failure.message.contains("address book"),
-            "seed {seed}: {failure}"
+        caught_as(
+            &base,
+            HOST_BOOK_SEEDS,
+            FailureKind::HostBook,
+            "address book",
         );
-        // `assert_clean` runs the same seeds without the host bug.
-        assert_clean(&base, seed + 1);
     }
 }
 
@@ -1037,15 +993,7 @@ fn stale_snapshot_installed_is_caught() {
     };
     for nodes in [5, 3] {
         let base = snapshot_conflict_base(nodes, bug);
-        let (seed, failure) = first_catch(&base, 20, |kind| kind == FailureKind::CommitRegressed);
-        assert_clean(
-            &SimConfig {
-                core_bugs: CoreBugs::default(),
-                ..base
-            },
-            seed + 1,
-        );
-        assert!(failure.message.contains("went back"), "{failure}");
+        caught_as(&base, 20, FailureKind::CommitRegressed, "went back");
     }
 }
 
@@ -1062,24 +1010,22 @@ const CLIENT_FORGETS_SEEDS: u64 = 20;
 
 #[test]
 fn clients_forgetting_failed_servers_are_caught() {
+    let bugs = HostBugs {
+        client_forgets_failures: true,
+        ..HostBugs::default()
+    };
     for nodes in [5, 3] {
         let base = SimConfig {
             nodes,
-            bugs: HostBugs {
-                client_forgets_failures: true,
-                ..HostBugs::default()
-            },
+            bugs,
             ..SimConfig::default()
         };
-        let (seed, failure) = first_catch(&base, CLIENT_FORGETS_SEEDS, |kind| {
-            kind == FailureKind::ClientAvoidance
-        });
-        assert!(
-            failure.message.contains("while it was dark to clients"),
-            "seed {seed}: {failure}"
+        caught_as(
+            &base,
+            CLIENT_FORGETS_SEEDS,
+            FailureKind::ClientAvoidance,
+            "while it was dark to clients",
         );
-        // `assert_clean` runs the same seeds without the bug.
-        assert_clean(&base, seed + 1);
     }
 }
 
@@ -1149,6 +1095,13 @@ mod multi_group {
         (seed, failure.to_string())
     }
 
+    /// [`caught_within`] `bound` seeds by `check`, the failure's message
+    /// containing `needle`.
+    fn caught_by(bugs: MultiBugs, bound: u64, check: MultiCheck, needle: &str) {
+        let (_, failure) = caught_within(bugs, bound, |caught| caught == check);
+        assert!(failure.contains(needle), "{failure}");
+    }
+
     /// Checks that watch what the groups' nodes do, from outside (not a
     /// node's or the layer's own assertion).
     fn outside_safety(check: MultiCheck) -> bool {
@@ -1176,8 +1129,12 @@ mod multi_group {
             quiesce_follower_behind: true,
             ..MultiBugs::default()
         };
-        let (_, failure) = caught(bugs, |check| check == MultiCheck::Quiescence);
-        assert!(failure.contains("went to sleep"), "{failure}");
+        caught_by(
+            bugs,
+            MULTI_BUG_SEEDS,
+            MultiCheck::Quiescence,
+            "went to sleep",
+        );
     }
 
     /// A coalesced heartbeat carries the group's commit index, not the
@@ -1203,8 +1160,12 @@ mod multi_group {
             wake_drops_read: true,
             ..MultiBugs::default()
         };
-        let (_, failure) = caught(bugs, |check| check == MultiCheck::ReadUnanswered);
-        assert!(failure.contains("never answered"), "{failure}");
+        caught_by(
+            bugs,
+            MULTI_BUG_SEEDS,
+            MultiCheck::ReadUnanswered,
+            "never answered",
+        );
     }
 
     /// A durability report for one persist batch also acknowledges the
@@ -1236,8 +1197,12 @@ mod multi_group {
             stale_message_wakes: true,
             ..MultiBugs::default()
         };
-        let (_, failure) = caught(bugs, |check| check == MultiCheck::StaleWake);
-        assert!(failure.contains("older than its own woke it"), "{failure}");
+        caught_by(
+            bugs,
+            MULTI_BUG_SEEDS,
+            MultiCheck::StaleWake,
+            "older than its own woke it",
+        );
     }
 
     /// Node-level liveness judges each peer's silence alone (the second
@@ -1256,8 +1221,12 @@ mod multi_group {
             live_peer_taken_for_dead: true,
             ..MultiBugs::default()
         };
-        let (_, failure) = caught(bugs, |check| check == MultiCheck::StallDeath);
-        assert!(failure.contains("ticks its stall missed"), "{failure}");
+        caught_by(
+            bugs,
+            MULTI_BUG_SEEDS,
+            MultiCheck::StallDeath,
+            "ticks its stall missed",
+        );
     }
 
     /// Node-level liveness takes a frame of a peer's earlier incarnation,
@@ -1279,8 +1248,12 @@ mod multi_group {
             old_incarnation_restarts: true,
             ..MultiBugs::default()
         };
-        let (_, failure) = caught(bugs, |check| check == MultiCheck::RestartCount);
-        assert!(failure.contains("did not restart since"), "{failure}");
+        caught_by(
+            bugs,
+            MULTI_BUG_SEEDS,
+            MultiCheck::RestartCount,
+            "did not restart since",
+        );
     }
 
     /// A leader takes one tick of a burst, not its `lease_read_ticks`: a
@@ -1300,8 +1273,7 @@ mod multi_group {
             burst_lease_kept: true,
             ..MultiBugs::default()
         };
-        let (_, failure) = caught_within(bugs, 50, |check| check == MultiCheck::ReadFresh);
-        assert!(failure.contains("already committed"), "{failure}");
+        caught_by(bugs, 50, MultiCheck::ReadFresh, "already committed");
     }
 
     /// The wake queues are served, and election slots judged, on every
@@ -1321,8 +1293,7 @@ mod multi_group {
             tick_burst_wakes: true,
             ..MultiBugs::default()
         };
-        let (_, failure) = caught_within(bugs, 30, |check| check == MultiCheck::WakeBound);
-        assert!(failure.contains("once per flush"), "{failure}");
+        caught_by(bugs, 30, MultiCheck::WakeBound, "once per flush");
     }
 }
 
@@ -1338,26 +1309,16 @@ const LOST_ENTRIES_SEEDS: u64 = 20;
 
 #[test]
 fn lost_entries_unreported_is_caught() {
+    let bugs = CoreBugs {
+        lost_entries_unreported: true,
+        ..CoreBugs::default()
+    };
     for nodes in [5, 3] {
-        let base = SimConfig {
-            nodes,
-            core_bugs: CoreBugs {
-                lost_entries_unreported: true,
-                ..CoreBugs::default()
-            },
-            ..SimConfig::default()
-        };
-        let (seed, failure) = first_catch(&base, LOST_ENTRIES_SEEDS, |kind| {
-            kind == FailureKind::IdleCatchUp
-        });
-        assert!(
-            failure.message.contains("on an idle cluster"),
-            "seed {seed}: {failure}"
+        caught_as(
+            &planted(nodes, bugs),
+            LOST_ENTRIES_SEEDS,
+            FailureKind::IdleCatchUp,
+            "on an idle cluster",
         );
-        let correct = SimConfig {
-            core_bugs: CoreBugs::default(),
-            ..base
-        };
-        assert_clean(&correct, seed + 1);
     }
 }

@@ -3,7 +3,7 @@
 //! The small histories are written by hand and their verdicts reasoned out
 //! in the comments, not copied from the checker's output.
 
-use concord_sim::histgen::{corrupt_stale_read, generate, GenConfig};
+use concord_sim::histgen::{concurrent_puts, corrupt_stale_read, generate, GenConfig};
 use concord_sim::history::{
     parse_jsonl, read_jsonl, to_jsonl, write_jsonl, HistoryError, Op, Operation, Outcome, Output,
 };
@@ -1050,22 +1050,7 @@ fn agrees_with_brute_force_on_concurrent_identical_operations() {
 #[test]
 fn many_concurrent_puts_then_a_read_are_fast() {
     for n in [20u64, 64, 120] {
-        let mut ops: Vec<Operation> = (0..n)
-            .map(|i| {
-                Operation::new(
-                    i,
-                    "k",
-                    Op::Put {
-                        value: format!("v{i}"),
-                    },
-                    i,
-                )
-                .completed(1000 + i, Output::Done)
-            })
-            .collect();
-        let read =
-            Operation::new(n, "k", Op::Get, 2000).completed(2010, Output::Value("v3".into()));
-        ops.push(read.clone());
+        let mut ops = concurrent_puts(n);
         let cfg = CheckConfig {
             max_steps: 1_000_000,
             ..CheckConfig::default()

@@ -1,13 +1,16 @@
 //! A global allocator that counts live and peak heap bytes, for the
-//! checker benches' memory figures. A bench installs it with
-//! `#[global_allocator] static GLOBAL: Counting = Counting;` and reads
-//! the peak of a run with [`peak_bytes_during`].
+//! checker benches' memory figures. A bench that includes this module
+//! (`#[path = "support/counting_alloc.rs"] mod counting_alloc;`) runs on
+//! it, and reads the peak of a run with [`peak_bytes_during`].
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Counts live and peak heap bytes.
 pub struct Counting;
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);

@@ -38,6 +38,83 @@ use crate::workload::Workload;
 /// from this).
 pub(crate) const CALM_FSYNC_NS: u64 = 50_000;
 
+/// Adds the chunk at `offset` of `snapshot` to the snapshot being
+/// received, `incoming` (a chunk at offset 0 starts it over); what is
+/// wrong if the chunk does not continue it.
+pub(crate) fn receive_snapshot_chunk(
+    incoming: &mut Option<(SnapshotMeta, Vec<u8>)>,
+    snapshot: SnapshotMeta,
+    offset: u64,
+    data: &[u8],
+) -> Result<(), String> {
+    if offset == 0 {
+        *incoming = Some((snapshot, Vec::new()));
+    }
+    match incoming.as_mut() {
+        Some((meta, bytes)) if *meta == snapshot && bytes.len() as u64 == offset => {
+            bytes.extend_from_slice(data);
+            Ok(())
+        }
+        _ => Err(format!(
+            "a snapshot chunk at offset {offset} of {:?} does not continue the snapshot being received",
+            snapshot.position
+        )),
+    }
+}
+
+/// The bytes of `snapshot`, taken from what was received (`incoming`),
+/// verified again as the host holds them: the same snapshot, whole, its
+/// checksum right; what is wrong if not.
+pub(crate) fn received_snapshot(
+    incoming: Option<(SnapshotMeta, Vec<u8>)>,
+    snapshot: &SnapshotMeta,
+) -> Result<Bytes, String> {
+    match incoming {
+        Some((meta, bytes))
+            if meta == *snapshot
+                && bytes.len() as u64 == meta.size_bytes
+                && checksum64(&bytes) == meta.checksum =>
+        {
+            Ok(Bytes::from(bytes))
+        }
+        _ => Err(format!(
+            "asked to store the snapshot at {:?} without having received it whole",
+            snapshot.position
+        )),
+    }
+}
+
+/// The node a client whose read was refused with `error` tries next, if
+/// the refusal names one.
+pub(crate) fn read_refusal_hint(error: &ReadError) -> Option<NodeId> {
+    match error {
+        ReadError::NotLeader { leader_hint } | ReadError::LeadershipLost { leader_hint } => {
+            *leader_hint
+        }
+        ReadError::TransferInProgress { target } => Some(*target),
+        _ => None,
+    }
+}
+
+/// How long one fsync takes under `rates`: drawn from 20 µs up to the
+/// plan's `fsync_max_ns` (a fault past a millisecond, counted in
+/// `faults`), or [`CALM_FSYNC_NS`] when the plan draws no slow ones.
+pub(crate) fn fsync_latency_ns(
+    rates: &crate::faults::Rates,
+    rng: &mut rand_chacha::ChaCha8Rng,
+    faults: &mut super::FaultCounts,
+) -> u64 {
+    if rates.fsync_max_ns > 0 {
+        let latency = rng.gen_range(20_000..rates.fsync_max_ns.max(20_001));
+        if latency > MS {
+            faults.add(FaultKind::Fsync, 1);
+        }
+        latency
+    } else {
+        CALM_FSYNC_NS
+    }
+}
+
 /// A client request a host proposed to its node and has not answered
 /// yet, by the log index it was proposed at.
 #[derive(Clone, Copy, Debug)]
@@ -777,21 +854,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 offset,
                 data,
             } => {
-                let host = &mut self.hosts[index];
-                if offset == 0 {
-                    host.incoming_snapshot = Some((snapshot, Vec::new()));
-                }
-                match host.incoming_snapshot.as_mut() {
-                    Some((meta, bytes)) if *meta == snapshot && bytes.len() as u64 == offset => {
-                        bytes.extend_from_slice(&data);
-                    }
-                    _ => {
-                        self.fail(
-                            FailureKind::HostContract,
-                            Some(index),
-                            format!("a snapshot chunk at offset {offset} of {:?} does not continue the snapshot being received", snapshot.position),
-                        );
-                    }
+                let incoming = &mut self.hosts[index].incoming_snapshot;
+                if let Err(message) = receive_snapshot_chunk(incoming, snapshot, offset, &data) {
+                    self.fail(FailureKind::HostContract, Some(index), message);
                 }
             }
             Action::Persist {
@@ -899,24 +964,11 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 discard_log,
                 membership,
             } => {
-                // Verified again on the bytes as the host holds them.
-                let received = match self.hosts[index].incoming_snapshot.take() {
-                    Some((meta, bytes))
-                        if meta == snapshot
-                            && bytes.len() as u64 == meta.size_bytes
-                            && checksum64(&bytes) == meta.checksum =>
-                    {
-                        Bytes::from(bytes)
-                    }
-                    _ => {
-                        self.fail(
-                            FailureKind::HostContract,
-                            Some(index),
-                            format!(
-                                "asked to store the snapshot at {:?} without having received it whole",
-                                snapshot.position
-                            ),
-                        );
+                let incoming = self.hosts[index].incoming_snapshot.take();
+                let received = match received_snapshot(incoming, &snapshot) {
+                    Ok(received) => received,
+                    Err(message) => {
+                        self.fail(FailureKind::HostContract, Some(index), message);
                         return;
                     }
                 };
@@ -1018,12 +1070,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                     self.fail(FailureKind::HostContract, Some(index), message);
                     return;
                 };
-                let hint = match error {
-                    ReadError::NotLeader { leader_hint }
-                    | ReadError::LeadershipLost { leader_hint } => leader_hint,
-                    ReadError::TransferInProgress { target } => Some(target),
-                    _ => None,
-                };
+                let hint = read_refusal_hint(&error);
                 self.note(Some(index), || format!("refuses read {id}: {error}"));
                 self.reply(read.client, read.attempt, Reply::Refused { hint });
             }
@@ -1301,17 +1348,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         let Some(last) = self.hosts[index].disk.last_written() else {
             return;
         };
-        let latency = if self.rates.fsync_max_ns > 0 {
-            let latency = self
-                .disk_rng
-                .gen_range(20_000..self.rates.fsync_max_ns.max(20_001));
-            if latency > MS {
-                self.faults.add(FaultKind::Fsync, 1);
-            }
-            latency
-        } else {
-            CALM_FSYNC_NS
-        };
+        let latency = fsync_latency_ns(&self.rates, &mut self.disk_rng, &mut self.faults);
         let latency = self.split_vote_sync_ns(index, latency);
         self.spent.fsyncs += 1;
         self.hosts[index].disk.syncing_through = Some(last);

@@ -288,28 +288,9 @@ pub fn replay(config: &MultiSimConfig, group: Option<u64>) -> Result<bool, Strin
             format_time(report.leaders_bound_ns)
         );
     }
-    println!("trace hash: {:016x}", report.trace_hash);
-    let same = again.trace_hash == report.trace_hash;
-    println!(
-        "trace hash of a second run: {:016x} ({})",
-        again.trace_hash,
-        if same {
-            "same: the run is deterministic"
-        } else {
-            "DIFFERENT: non-determinism"
-        }
-    );
-    match &report.failure {
-        Some(failure) => {
-            println!("FAILED: {failure}");
-            println!("replay: {}", config.replay_command());
-            Ok(false)
-        }
-        None => {
-            println!("passed");
-            Ok(same)
-        }
-    }
+    let same = crate::trace::print_trace_hashes(report.trace_hash, again.trace_hash);
+    let passed = crate::trace::print_verdict(report.failure.as_ref(), || config.replay_command());
+    Ok(passed && same)
 }
 
 /// `concord-sim multi ...`: the figures of docs/multi-group.md.

@@ -196,6 +196,20 @@ pub(crate) struct Host {
     pub(crate) totals: LayerTotals,
 }
 
+impl Host {
+    /// Forgets what the node's running incarnation left (at a boot or a
+    /// crash): no pause and its queue, no missed ticks, no flush window,
+    /// nothing heard from its peers.
+    pub(crate) fn clear_run(&mut self) {
+        self.paused = false;
+        self.paused_queue.clear();
+        self.missed_ticks = 0;
+        self.since_flush = FlushWindow::default();
+        self.heard_tick.clear();
+        self.heard_incarnation.clear();
+    }
+}
+
 /// What a node's ticks did from the wake queues since its last flush:
 /// the layer serves them, and judges election slots, on one tick per
 /// flush at most, waking at most `wakes_per_tick_max` groups

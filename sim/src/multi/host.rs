@@ -11,25 +11,24 @@ use rand::Rng;
 use concord::multi::{GroupId, GroupSleep, MultiAction, MultiInput, MultiNode};
 use concord::state_machine::StateMachine;
 use concord::{
-    checksum64, Action, Config, EntryPayload, Input, LogPosition, NodeId, ProposeError, ReadError,
-    Role, Snapshot,
+    checksum64, Action, Config, EntryPayload, Input, LogPosition, NodeId, ProposeError, Role,
+    Snapshot,
 };
 
 use crate::disk::Record;
-use crate::engine::FailureKind;
+use crate::engine::{
+    fsync_latency_ns, read_refusal_hint, receive_snapshot_chunk, received_snapshot, FailureKind,
+};
 use crate::faults::FaultKind;
 use crate::safety::ApplyError;
 use crate::trace::hash_bytes;
 use concord_services::{kv::Kv, ServiceMachine};
 
 use super::engine::{
-    Event, FlushWindow, HostGroup, MultiSim, PendingOp, Proposer, Queued, WalBatch, MS,
+    Event, FlushWindow, HostGroup, MultiSim, PendingOp, Proposer, Queued, WalBatch,
     PAUSED_QUEUE_MAX,
 };
 use super::report::MultiCheck;
-
-/// fsync latency on a calm disk.
-const CALM_FSYNC_NS: u64 = 50_000;
 
 /// Most rounds of execute-and-flush one step may take.
 const SETTLE_ROUNDS_MAX: usize = 10_000;
@@ -91,6 +90,18 @@ fn asleep_with_stale_only(multi: &MultiNode, frame: &concord::multi::Frame) -> V
 }
 
 impl MultiSim {
+    /// Fails the run by the Raft check `kind` at node `index` (and
+    /// `group`, if the failure is one group's).
+    fn fail_raft(
+        &mut self,
+        kind: FailureKind,
+        index: usize,
+        group: Option<GroupId>,
+        message: String,
+    ) {
+        self.fail(MultiCheck::Raft(kind), Some(index), group, message);
+    }
+
     /// The highest commit index of `group` on any running node.
     pub(crate) fn committed_anywhere(&self, group: GroupId) -> concord::Index {
         self.hosts
@@ -147,12 +158,7 @@ impl MultiSim {
             Ok(multi) => multi,
             Err(error) => {
                 let message = format!("the layer refused its configuration: {error}");
-                self.fail(
-                    MultiCheck::Raft(FailureKind::Recovery),
-                    Some(index),
-                    None,
-                    message,
-                );
+                self.fail_raft(FailureKind::Recovery, index, None, message);
                 return;
             }
         };
@@ -169,12 +175,7 @@ impl MultiSim {
                 Ok(recovered) => recovered,
                 Err(error) => {
                     let message = format!("group {group}: disk recovery: {}", error.0);
-                    self.fail(
-                        MultiCheck::Raft(FailureKind::HostContract),
-                        Some(index),
-                        Some(group),
-                        message,
-                    );
+                    self.fail_raft(FailureKind::HostContract, index, Some(group), message);
                     return;
                 }
             };
@@ -208,12 +209,7 @@ impl MultiSim {
             if let Some(snapshot) = &snapshot {
                 if let Err(error) = sm.restore(&snapshot.data) {
                     let message = format!("group {group}: restoring the stored snapshot: {error}");
-                    self.fail(
-                        MultiCheck::Raft(FailureKind::Recovery),
-                        Some(index),
-                        Some(group),
-                        message,
-                    );
+                    self.fail_raft(FailureKind::Recovery, index, Some(group), message);
                     return;
                 }
                 snapshot_bytes.insert(snapshot.position, snapshot.data.clone());
@@ -221,22 +217,12 @@ impl MultiSim {
                 let message = format!(
                     "group {group}: the log continues after {base:?} but no snapshot is stored"
                 );
-                self.fail(
-                    MultiCheck::Raft(FailureKind::Recovery),
-                    Some(index),
-                    Some(group),
-                    message,
-                );
+                self.fail_raft(FailureKind::Recovery, index, Some(group), message);
                 return;
             }
             if let Err(error) = multi.create_group(group, config, recovered) {
                 let message = format!("the layer refused group {group}: {error}");
-                self.fail(
-                    MultiCheck::Raft(FailureKind::Recovery),
-                    Some(index),
-                    Some(group),
-                    message,
-                );
+                self.fail_raft(FailureKind::Recovery, index, Some(group), message);
                 return;
             }
             self.hosts[index].groups.insert(
@@ -259,12 +245,7 @@ impl MultiSim {
         }
         let host = &mut self.hosts[index];
         host.multi = Some(multi);
-        host.paused = false;
-        host.paused_queue.clear();
-        host.missed_ticks = 0;
-        host.since_flush = FlushWindow::default();
-        host.heard_tick.clear();
-        host.heard_incarnation.clear();
+        host.clear_run();
         self.note(Some(index), || format!("boot (incarnation {incarnation})"));
         for (group, meta) in snapshots {
             // Hand each group the snapshot it can serve followers.
@@ -312,12 +293,7 @@ impl MultiSim {
         host.syncing = None;
         host.groups.clear();
         host.reads.clear();
-        host.paused = false;
-        host.paused_queue.clear();
-        host.missed_ticks = 0;
-        host.since_flush = FlushWindow::default();
-        host.heard_tick.clear();
-        host.heard_incarnation.clear();
+        host.clear_run();
         if torn {
             self.faults.add(FaultKind::Torn, 1);
         }
@@ -551,12 +527,7 @@ impl MultiSim {
                 };
                 if let Err(error) = multi.step(input, &mut out) {
                     let message = format!("the layer refused an input of the host: {error}");
-                    self.fail(
-                        MultiCheck::Raft(FailureKind::HostContract),
-                        Some(index),
-                        None,
-                        message,
-                    );
+                    self.fail_raft(FailureKind::HostContract, index, None, message);
                     return;
                 }
                 if tick {
@@ -624,21 +595,14 @@ impl MultiSim {
                         host.heard_incarnation.insert(from, incarnation);
                     }
                 }
-                for action in std::mem::take(&mut out) {
-                    self.execute(index, action, proposer, &mut work, &mut touched);
-                    if self.failure.is_some() || self.hosts[index].multi.is_none() {
-                        return;
-                    }
+                let actions = std::mem::take(&mut out);
+                if !self.execute_all(index, actions, proposer, &mut work, &mut touched) {
+                    return;
                 }
-                if let Some((node, down_ns)) = self.crash_after_step {
-                    if node == index {
-                        // The nemesis strikes before this step's sends and
-                        // writes leave the node.
-                        self.crash_after_step = None;
-                        self.crash(index);
-                        self.schedule(down_ns, Event::Restart { node: index });
-                        return;
-                    }
+                // The nemesis strikes before this step's sends and writes
+                // leave the node.
+                if self.crash_if_struck(index) {
+                    return;
                 }
             }
             if !flush {
@@ -655,29 +619,17 @@ impl MultiSim {
             rounds += 1;
             if rounds > SETTLE_ROUNDS_MAX {
                 let message = format!("the node did not settle within {SETTLE_ROUNDS_MAX} flushes");
-                self.fail(
-                    MultiCheck::Raft(FailureKind::HostContract),
-                    Some(index),
-                    None,
-                    message,
-                );
+                self.fail_raft(FailureKind::HostContract, index, None, message);
                 return;
             }
-            for action in std::mem::take(&mut out) {
-                self.execute(index, action, None, &mut work, &mut touched);
-                if self.failure.is_some() || self.hosts[index].multi.is_none() {
-                    return;
-                }
+            let actions = std::mem::take(&mut out);
+            if !self.execute_all(index, actions, None, &mut work, &mut touched) {
+                return;
             }
         }
         self.after_step(index, &touched.groups);
-        if let Some((node, down_ns)) = self.crash_after_step {
-            if node == index {
-                self.crash_after_step = None;
-                self.crash(index);
-                self.schedule(down_ns, Event::Restart { node: index });
-                return;
-            }
+        if self.crash_if_struck(index) {
+            return;
         }
         let changes_after = self.hosts[index]
             .multi
@@ -748,6 +700,39 @@ impl MultiSim {
         self.fail(MultiCheck::WakeBound, Some(index), None, message);
     }
 
+    /// Executes `actions` of node `index` in order: false, and the rest
+    /// left, once the run has failed or the node is down.
+    fn execute_all(
+        &mut self,
+        index: usize,
+        actions: Vec<MultiAction>,
+        proposer: Option<Proposer>,
+        work: &mut VecDeque<(Work, Option<Proposer>)>,
+        touched: &mut Touched,
+    ) -> bool {
+        for action in actions {
+            self.execute(index, action, proposer, work, touched);
+            if self.failure.is_some() || self.hosts[index].multi.is_none() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Crashes node `index` (and schedules its restart) if the nemesis
+    /// asked to crash it after its step; whether it did.
+    fn crash_if_struck(&mut self, index: usize) -> bool {
+        match self.crash_after_step {
+            Some((node, down_ns)) if node == index => {
+                self.crash_after_step = None;
+                self.crash(index);
+                self.schedule(down_ns, Event::Restart { node: index });
+                true
+            }
+            _ => false,
+        }
+    }
+
     fn execute(
         &mut self,
         index: usize,
@@ -798,28 +783,19 @@ impl MultiSim {
                             membership,
                         } => {
                             let host_group = self.hosts[index].groups.entry(group).or_default();
-                            let received = match host_group.incoming.take() {
-                                Some((meta, bytes))
-                                    if meta == snapshot
-                                        && bytes.len() as u64 == meta.size_bytes
-                                        && checksum64(&bytes) == meta.checksum =>
-                                {
-                                    Bytes::from(bytes)
-                                }
-                                _ => {
-                                    let message = format!(
-                                        "asked to store the snapshot at {:?} without having received it whole",
-                                        snapshot.position
-                                    );
-                                    self.fail(
-                                        MultiCheck::Raft(FailureKind::HostContract),
-                                        Some(index),
-                                        Some(group),
-                                        message,
-                                    );
-                                    return;
-                                }
-                            };
+                            let received =
+                                match received_snapshot(host_group.incoming.take(), &snapshot) {
+                                    Ok(received) => received,
+                                    Err(message) => {
+                                        self.fail_raft(
+                                            FailureKind::HostContract,
+                                            index,
+                                            Some(group),
+                                            message,
+                                        );
+                                        return;
+                                    }
+                                };
                             host_group
                                 .snapshot_bytes
                                 .insert(snapshot.position, received.clone());
@@ -839,12 +815,7 @@ impl MultiSim {
                         }
                         other => {
                             let message = format!("a persist batch held {other:?}");
-                            self.fail(
-                                MultiCheck::Raft(FailureKind::HostContract),
-                                Some(index),
-                                Some(group),
-                                message,
-                            );
+                            self.fail_raft(FailureKind::HostContract, index, Some(group), message);
                             return;
                         }
                     }
@@ -900,7 +871,7 @@ impl MultiSim {
                 if let Some(node) = node {
                     let state = self.groups.get_mut(&group).expect("a hosted group");
                     if let Err((kind, message)) = state.safety.after_step(index, node) {
-                        self.fail(MultiCheck::Raft(kind), Some(index), Some(group), message);
+                        self.fail_raft(kind, index, Some(group), message);
                         return;
                     }
                 }
@@ -918,7 +889,7 @@ impl MultiSim {
                     match state.safety.on_apply(index, entry, Some(&response)) {
                         Ok(()) => {}
                         Err(ApplyError::Violation((kind, message))) => {
-                            self.fail(MultiCheck::Raft(kind), Some(index), Some(group), message);
+                            self.fail_raft(kind, index, Some(group), message);
                             return;
                         }
                         Err(ApplyError::Diverged {
@@ -934,9 +905,9 @@ impl MultiSim {
                                 index + 1,
                                 crate::engine::show_response(Some(&response)),
                             );
-                            self.fail(
-                                MultiCheck::Raft(FailureKind::StateMachineSafety),
-                                Some(index),
+                            self.fail_raft(
+                                FailureKind::StateMachineSafety,
+                                index,
                                 Some(group),
                                 message,
                             );
@@ -1011,18 +982,7 @@ impl MultiSim {
                         client,
                         op_seq,
                         attempt,
-                    }) => {
-                        let delay = self.reply_delay();
-                        self.schedule(
-                            delay,
-                            Event::ClientRetry {
-                                client,
-                                op_seq,
-                                attempt,
-                                hint,
-                            },
-                        );
-                    }
+                    }) => self.retry_after_reply(client, op_seq, attempt, hint),
                     Some(Proposer::Probe { group: probed }) if probed == group => {
                         // The probe's own retry loop tries the hint next.
                         let probe = &mut self.groups.get_mut(&group).expect("a hosted group").probe;
@@ -1040,31 +1000,12 @@ impl MultiSim {
                 let Some(read) = self.hosts[index].reads.remove(&id) else {
                     let message =
                         format!("the node refused read {id}, which it was never asked for");
-                    self.fail(
-                        MultiCheck::Raft(FailureKind::HostContract),
-                        Some(index),
-                        Some(group),
-                        message,
-                    );
+                    self.fail_raft(FailureKind::HostContract, index, Some(group), message);
                     return;
                 };
-                let hint = match error {
-                    ReadError::NotLeader { leader_hint }
-                    | ReadError::LeadershipLost { leader_hint } => leader_hint,
-                    ReadError::TransferInProgress { target } => Some(target),
-                    _ => None,
-                };
+                let hint = read_refusal_hint(&error);
                 if let Some((client, op_seq, attempt)) = read.client {
-                    let delay = self.reply_delay();
-                    self.schedule(
-                        delay,
-                        Event::ClientRetry {
-                            client,
-                            op_seq,
-                            attempt,
-                            hint,
-                        },
-                    );
+                    self.retry_after_reply(client, op_seq, attempt, hint);
                 }
             }
             Action::TakeSnapshot => self.take_snapshot(index, group),
@@ -1077,12 +1018,7 @@ impl MultiSim {
                     .cloned();
                 let Some(bytes) = bytes else {
                     let message = format!("asked to send a chunk of the snapshot at {position:?}, which it was never given");
-                    self.fail(
-                        MultiCheck::Raft(FailureKind::HostContract),
-                        Some(index),
-                        Some(group),
-                        message,
-                    );
+                    self.fail_raft(FailureKind::HostContract, index, Some(group), message);
                     return;
                 };
                 let message = chunk.cut_from(&bytes);
@@ -1094,23 +1030,9 @@ impl MultiSim {
                 offset,
                 data,
             } => {
-                let host_group = self.hosts[index].groups.entry(group).or_default();
-                if offset == 0 {
-                    host_group.incoming = Some((snapshot, Vec::new()));
-                }
-                match host_group.incoming.as_mut() {
-                    Some((meta, bytes)) if *meta == snapshot && bytes.len() as u64 == offset => {
-                        bytes.extend_from_slice(&data);
-                    }
-                    _ => {
-                        let message = format!("a snapshot chunk at offset {offset} of {:?} does not continue the snapshot being received", snapshot.position);
-                        self.fail(
-                            MultiCheck::Raft(FailureKind::HostContract),
-                            Some(index),
-                            Some(group),
-                            message,
-                        );
-                    }
+                let incoming = &mut self.hosts[index].groups.entry(group).or_default().incoming;
+                if let Err(message) = receive_snapshot_chunk(incoming, snapshot, offset, &data) {
+                    self.fail_raft(FailureKind::HostContract, index, Some(group), message);
                 }
             }
             Action::RestoreSnapshot { snapshot } => {
@@ -1131,22 +1053,12 @@ impl MultiSim {
                     let message = format!(
                         "asked to restore the snapshot at {position:?}, which it does not hold"
                     );
-                    self.fail(
-                        MultiCheck::Raft(FailureKind::HostContract),
-                        Some(index),
-                        Some(group),
-                        message,
-                    );
+                    self.fail_raft(FailureKind::HostContract, index, Some(group), message);
                     return;
                 };
                 if let Err(error) = host_group.sm.restore(&bytes) {
                     let message = format!("restoring the snapshot at {position:?}: {error}");
-                    self.fail(
-                        MultiCheck::Raft(FailureKind::StateMachineSafety),
-                        Some(index),
-                        Some(group),
-                        message,
-                    );
+                    self.fail_raft(FailureKind::StateMachineSafety, index, Some(group), message);
                     return;
                 }
                 host_group.applied = position;
@@ -1163,9 +1075,9 @@ impl MultiSim {
                 reported_last_index,
             } => {
                 let message = format!("node {follower} acknowledged index {acknowledged_index} as durable but now holds only up to {reported_last_index}");
-                self.fail(
-                    MultiCheck::Raft(FailureKind::AcknowledgedEntriesLost),
-                    Some(index),
+                self.fail_raft(
+                    FailureKind::AcknowledgedEntriesLost,
+                    index,
                     Some(group),
                     message,
                 );
@@ -1185,7 +1097,7 @@ impl MultiSim {
                         .and_then(|multi| multi.group(group));
                     if let Some(node) = node {
                         if let Err((kind, message)) = state.safety.on_leader(index, term, node) {
-                            self.fail(MultiCheck::Raft(kind), Some(index), Some(group), message);
+                            self.fail_raft(kind, index, Some(group), message);
                         }
                     }
                 }
@@ -1196,12 +1108,7 @@ impl MultiSim {
             | Action::PersistSnapshot { .. }) => {
                 let message =
                     format!("the layer handed the host a group's {other:?} instead of batching it");
-                self.fail(
-                    MultiCheck::Raft(FailureKind::HostContract),
-                    Some(index),
-                    Some(group),
-                    message,
-                );
+                self.fail_raft(FailureKind::HostContract, index, Some(group), message);
             }
         }
     }
@@ -1218,12 +1125,7 @@ impl MultiSim {
     ) {
         let Some(read) = self.hosts[index].reads.remove(&id) else {
             let message = format!("the node released read {id}, which it was never asked for");
-            self.fail(
-                MultiCheck::Raft(FailureKind::HostContract),
-                Some(index),
-                Some(group),
-                message,
-            );
+            self.fail_raft(FailureKind::HostContract, index, Some(group), message);
             return;
         };
         if read.group != group {
@@ -1231,12 +1133,7 @@ impl MultiSim {
                 "read {id} of group {} was released by group {group}",
                 read.group
             );
-            self.fail(
-                MultiCheck::Raft(FailureKind::HostContract),
-                Some(index),
-                Some(group),
-                message,
-            );
+            self.fail_raft(FailureKind::HostContract, index, Some(group), message);
             return;
         }
         if read_index < read.committed_when_asked {
@@ -1254,22 +1151,12 @@ impl MultiSim {
         let applied = host_group.applied.index;
         if applied < read_index {
             let message = format!("read {id} ({path:?}) released at read index {read_index}, but the state machine has applied only up to {applied}");
-            self.fail(
-                MultiCheck::Raft(FailureKind::HostContract),
-                Some(index),
-                Some(group),
-                message,
-            );
+            self.fail_raft(FailureKind::HostContract, index, Some(group), message);
             return;
         }
         let Some(bytes) = host_group.sm.query(&read.command) else {
             let message = format!("the state machine cannot answer read {id} without the log");
-            self.fail(
-                MultiCheck::Raft(FailureKind::HostContract),
-                Some(index),
-                Some(group),
-                message,
-            );
+            self.fail_raft(FailureKind::HostContract, index, Some(group), message);
             return;
         };
         self.trace
@@ -1301,12 +1188,7 @@ impl MultiSim {
                     "two snapshots at index {} hold different states",
                     position.index
                 );
-                self.fail(
-                    MultiCheck::Raft(FailureKind::StateMachineSafety),
-                    Some(index),
-                    Some(group),
-                    message,
-                );
+                self.fail_raft(FailureKind::StateMachineSafety, index, Some(group), message);
                 return;
             }
             Some(_) => {}
@@ -1374,17 +1256,7 @@ impl MultiSim {
         if covered == 0 {
             return;
         }
-        let latency = if self.rates.fsync_max_ns > 0 {
-            let latency = self
-                .disk_rng
-                .gen_range(20_000..self.rates.fsync_max_ns.max(20_001));
-            if latency > MS {
-                self.faults.add(FaultKind::Fsync, 1);
-            }
-            latency
-        } else {
-            CALM_FSYNC_NS
-        };
+        let latency = fsync_latency_ns(&self.rates, &mut self.disk_rng, &mut self.faults);
         self.hosts[index].syncing = Some(covered);
         let incarnation = self.hosts[index].incarnation;
         self.schedule(
@@ -1416,12 +1288,7 @@ impl MultiSim {
                     if let Err(error) = disk.complete_sync(*write) {
                         let message = error.0;
                         let group = *group;
-                        self.fail(
-                            MultiCheck::Raft(FailureKind::HostContract),
-                            Some(index),
-                            Some(group),
-                            message,
-                        );
+                        self.fail_raft(FailureKind::HostContract, index, Some(group), message);
                         return;
                     }
                 }
@@ -1442,6 +1309,27 @@ impl MultiSim {
     /// A client's (or the probe's) answer takes this long to travel.
     pub(crate) fn reply_delay(&mut self) -> u64 {
         self.client_rng.gen_range(100_000..1_000_000)
+    }
+
+    /// The refusal of a client's attempt reaches it after a reply delay,
+    /// with the refusing node's leader hint.
+    fn retry_after_reply(
+        &mut self,
+        client: usize,
+        op_seq: u64,
+        attempt: u32,
+        hint: Option<NodeId>,
+    ) {
+        let delay = self.reply_delay();
+        self.schedule(
+            delay,
+            Event::ClientRetry {
+                client,
+                op_seq,
+                attempt,
+                hint,
+            },
+        );
     }
 
     /// Which node leads the most groups (highest term per group wins;

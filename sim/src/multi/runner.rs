@@ -3,13 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::engine::FaultCounts;
 use crate::faults::{FaultKind, FaultPlan};
-use crate::runner::{FailureJson, SweepJson};
+use crate::runner::{run_parallel, FailureJson, SweepJson};
 
 use super::config::MultiSimConfig;
 use super::engine::MultiSim;
@@ -210,43 +208,22 @@ pub fn run_multi_seeds(
 ) -> Result<MultiSummary, String> {
     template.validate()?;
     let started = Instant::now();
-    let next = AtomicU64::new(seeds.start);
-    let summary: Mutex<MultiSummary> = Mutex::new(MultiSummary::default());
-    let error: Mutex<Option<String>> = Mutex::new(None);
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.clamp(1, 256) {
-            scope.spawn(|| loop {
-                let seed = next.fetch_add(1, Ordering::Relaxed);
-                if seed >= seeds.end {
-                    break;
-                }
-                let config = MultiSimConfig {
-                    seed,
-                    ..template.clone()
-                };
-                match run_multi(&config, None) {
-                    Ok(report) => {
-                        progress(&report);
-                        if let Ok(mut summary) = summary.lock() {
-                            summary.add(report);
-                        }
-                    }
-                    Err(message) => {
-                        if let Ok(mut error) = error.lock() {
-                            error.get_or_insert(message);
-                        }
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    if let Some(message) = error.into_inner().ok().flatten() {
-        return Err(message);
-    }
-    let mut summary = summary
-        .into_inner()
-        .map_err(|_| "a worker thread panicked".to_string())?;
+    let run = |seed| {
+        let config = MultiSimConfig {
+            seed,
+            ..template.clone()
+        };
+        run_multi(&config, None)
+    };
+    let mut summary = run_parallel(
+        seeds,
+        jobs,
+        None,
+        &|_, _| {},
+        &run,
+        progress,
+        MultiSummary::add,
+    )?;
     summary.hashes.sort_unstable();
     summary.failures.sort_by_key(|report| report.config.seed);
     summary.wall = started.elapsed();
