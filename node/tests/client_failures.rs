@@ -195,7 +195,23 @@ fn a_removed_server_says_so_and_member_list_prints_the_leaders_view() {
         // A later change node 1 cannot know of: a learner that never runs.
         let spare = cluster.add_joining(5);
         ok(&["member", "add-learner", "5", &spare]);
-        client.put("after", "removal").await.expect("a write");
+        // Node 4 leads: the client, given only nodes 1 to 3, must learn
+        // its address from a follower's redirect to write at all.
+        let transfer = ["member", "transfer-leader", "4"];
+        let mut led_by_4 = false;
+        for _ in 0..20 {
+            let (code, _, stderr) = cli(&servers, &transfer);
+            if code == 0 || stderr.contains("already the leader") {
+                led_by_4 = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        assert!(led_by_4, "node 4 never took the leadership");
+        client
+            .put("after", "removal")
+            .await
+            .expect("a write through node 4, whose address came in a redirect");
 
         // Node 1 learns it is out (from its own log, or from a peer
         // answering its election attempts) and says so in `status`.

@@ -471,8 +471,13 @@ impl Client {
                         "{} is not the leader (hint: {leader_hint:?})",
                         self.config.servers[target]
                     );
+                    // A leader at an address this client was not given
+                    // (it joined after the client was configured) is
+                    // learned, as membership requests learn it: without
+                    // it, a cluster whose members all changed could never
+                    // be written to again.
                     let redirect = leader_addr
-                        .and_then(|addr| self.config.servers.iter().position(|s| *s == addr))
+                        .and_then(|addr| self.server_index(&addr))
                         .filter(|&index| index != target && !self.avoided(index, Instant::now()));
                     match redirect {
                         Some(index) => self.leader = Some(index),
