@@ -46,7 +46,9 @@ pub fn fresh_dir(label: &str) -> PathBuf {
     dir
 }
 
-/// A directory of [`fresh_dir`], removed on drop.
+/// A directory of [`fresh_dir`], removed on drop unless the test is
+/// failing: then it is kept (the nodes' logs are in it) and its path
+/// printed.
 pub struct Scratch(pub PathBuf);
 
 impl Scratch {
@@ -64,6 +66,13 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "kept {} (the failing test's nodes' data and logs)",
+                self.0.display()
+            );
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
