@@ -6,7 +6,10 @@
 //! connection. Prints writes/s and the shared logs' syncs per second per
 //! node, which must not grow with the number of active groups (one sync
 //! per round of the log, for all groups), and the process's CPU time per
-//! write (all three nodes, their logs' threads and the clients). Then one group with 64
+//! write (all three nodes, their logs' threads and the clients), the part
+//! of it outside the logs' threads (the nodes' loops and the clients, on
+//! the one runtime thread unless `CONCORD_BENCH_THREADS` says otherwise),
+//! and the logs' threads' CPU in cores (their syncs). Then one group with 64
 //! clients, against 64 groups with one each: the ratio says what
 //! sharding costs (goal: at least 1.0).
 //!
@@ -110,11 +113,12 @@ async fn measure(
         Counters::read(handles).await,
         Instant::now(),
     );
-    let cpu_before = process_cpu();
+    let (cpu_before, log_cpu_before) = (process_cpu(), log_threads_cpu());
     tokio::time::sleep(Duration::from_secs(secs)).await;
     let elapsed = at.elapsed().as_secs_f64();
     let writes = done.load(Ordering::Relaxed) - writes_before;
     let cpu = process_cpu() - cpu_before;
+    let log_cpu = log_threads_cpu() - log_cpu_before;
     let counters = Counters::read(handles).await.since(syncs_before);
     let syncs = counters.syncs;
     stop.store(true, Ordering::Relaxed);
@@ -123,13 +127,15 @@ async fn measure(
     }
     let per_second = writes as f64 / elapsed;
     println!(
-        "{:>13} x {clients_per_group:>7} | {per_second:>8.0} | {:>16.0} | {:>15.2} | {:>16.2} | {:>15.2} | {:>13.1}",
+        "{:>13} x {clients_per_group:>7} | {per_second:>8.0} | {:>16.0} | {:>15.2} | {:>16.2} | {:>15.2} | {:>13.1} | {:>18.1} | {:>15.2}",
         chosen.len(),
         syncs as f64 / elapsed / NODES.len() as f64,
         writes as f64 / (syncs as f64 / NODES.len() as f64).max(1.0),
         counters.frames_sent as f64 / writes.max(1) as f64,
         counters.node_steps as f64 / writes.max(1) as f64,
         cpu.as_secs_f64() * 1e6 / writes.max(1) as f64,
+        cpu.saturating_sub(log_cpu).as_secs_f64() * 1e6 / writes.max(1) as f64,
+        log_cpu.as_secs_f64() / elapsed,
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     per_second
@@ -169,7 +175,7 @@ async fn run(
     );
     println!(
         "active groups x clients | writes/s | syncs/s per node | writes per sync | frames per write \
-         | steps per write | CPU µs per write"
+         | steps per write | CPU µs per write | of it, not the logs | logs' cores"
     );
     let mut by_active = BTreeMap::new();
     for &active in active_counts {
