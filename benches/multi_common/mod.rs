@@ -13,7 +13,7 @@ use concord::multi::{GroupId, MultiConfig};
 use concord::state_machine::{RestoreError, StateMachine};
 use concord::tokio::multi::data_dir;
 use concord::tokio::multi::host::{self, MultiServerConfig, MultiServerHandle, MultiStatus};
-use concord::tokio::multi::log_sink::WalThread;
+use concord::tokio::multi::log_sink::{WalThread, WAL_THREAD_NAME};
 use concord::tokio::multi::shared_log::MultiWalOptions;
 use concord::tokio::multi::tcp_listener::{self, MultiListenerConfig};
 use concord::tokio::multi::tcp_sender::{TcpFrameConfig, TcpFrameSender};
@@ -287,7 +287,7 @@ pub fn process_cpu() -> Duration {
 }
 
 /// CPU time so far of this process's shared-log threads (named
-/// `concord-multi-wal`, which `/proc` cuts to 15 bytes as it does every
+/// [`WAL_THREAD_NAME`], which `/proc` cuts to 15 bytes as it does every
 /// thread name), summed: what the logs' writes and syncs cost, apart
 /// from the nodes' loops.
 pub fn log_threads_cpu() -> Duration {
@@ -301,7 +301,8 @@ pub fn log_threads_cpu() -> Duration {
         ) else {
             continue;
         };
-        if name.trim_end() == "concord-multi-w" {
+        let shown = &WAL_THREAD_NAME[..WAL_THREAD_NAME.len().min(15)];
+        if name.trim_end() == shown {
             sum += stat_cpu(&stat);
         }
     }

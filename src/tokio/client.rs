@@ -3,8 +3,8 @@
 //! [`Client`] is given the servers' addresses. It sends each command to the
 //! node it believes is the leader, follows `NotLeader` redirects and leader
 //! hints (a redirect to an address it was not given, a server that joined
-//! later, adds that address), and retries on timeouts, broken connections and "outcome
-//! unknown" answers — always with the same session id and sequence number,
+//! later, adds that address), and retries on timeouts, broken connections
+//! and "outcome unknown" answers — always with the same session id and sequence number,
 //! so the state machine applies a retried command at most once (the
 //! session is registered through the log first, see [`crate::session`]).
 //! Retries are bounded; when they run out the call fails with
