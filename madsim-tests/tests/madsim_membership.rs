@@ -2,8 +2,10 @@
 //! node starts empty as a learner (`NodeSettings::join`), is added with an
 //! admin request while an old voter is partitioned away, is refused
 //! promotion while it is itself partitioned and falls behind, is promoted
-//! once it caught up, and then stands in for a partitioned old voter:
-//! every acknowledged write stays readable through the new configuration.
+//! once it caught up, takes the leadership (a client given only the old
+//! voters' addresses writes through it, learning its address from a
+//! redirect), and then stands in for a partitioned old voter: every
+//! acknowledged write stays readable through the new configuration.
 //!
 //! ```text
 //! RUSTFLAGS="--cfg madsim" MADSIM_TEST_SEED=7 MADSIM_TEST_CHECK_DETERMINISM=1 \
@@ -152,6 +154,31 @@ async fn learner_added_and_promoted_under_partitions() {
             let members = promoted.expect("the learner caught up and was promoted");
             assert_eq!(members.voters, vec![1, 2, 3, 4]);
             assert!(members.learners.is_empty() && members.voters_outgoing.is_empty());
+
+            // Leadership moves to node 4: a client given only the first
+            // three addresses learns node 4's from a redirect and writes.
+            let mut old = client(voters.values().cloned().collect());
+            let mut transferred = false;
+            for _ in 0..100 {
+                match admin(&mut c, AdminRequest::TransferLeader { id: 4 }).await {
+                    AdminResponse::Done(members) => {
+                        assert_eq!(members.leader, Some(4));
+                        transferred = true;
+                        break;
+                    }
+                    AdminResponse::Refused(reason) if reason.contains("already the leader") => {
+                        transferred = true;
+                        break;
+                    }
+                    // Just back from its partition: not heard lately.
+                    AdminResponse::Refused(reason) if reason.contains("recently") => {
+                        sleep(Duration::from_millis(100)).await
+                    }
+                    other => panic!("transfer to node 4 answered {other:?}"),
+                }
+            }
+            assert!(transferred, "node 4 never took the leadership");
+            put_keys(&mut old, &mut acked, "led-by-4", 20).await;
 
             // Node 4 now counts: with 1 and 3 cut off, 2 and 4 are not a
             // majority of four, so remove 3 first (with 1, 2, 4 up), then
