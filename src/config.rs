@@ -142,6 +142,16 @@ pub struct Config {
     /// leader's answer, or for the state machine); more are refused with
     /// [`ReadError::Backpressure`](crate::ReadError::Backpressure).
     pub read_requests_pending_max: usize,
+    /// A node that starts with empty storage does not vote until enough
+    /// of its peers have told it what it may have promised before: empty
+    /// storage may be storage that was lost (a replaced disk), and a voter
+    /// that forgot its acknowledgements can elect a leader that lacks
+    /// committed entries. A new cluster, whose replicas all start empty,
+    /// finds that out from the same answers and votes at once. On by
+    /// default; turn it off only where storage cannot be lost on its own
+    /// (every replica in one process's memory, as in some tests).
+    /// See [`StorageRecovery`](crate::StorageRecovery).
+    pub recover_empty_storage: bool,
 }
 
 impl Config {
@@ -181,6 +191,7 @@ impl Config {
             lease_read_ticks: 0,
             clock_drift_bound_ticks: 2,
             read_requests_pending_max: 4096,
+            recover_empty_storage: true,
         }
     }
 

@@ -88,6 +88,9 @@ impl Node {
             Role::PreCandidate => {}
         }
         self.advance_membership(actions);
+        if self.recovery.is_recovering() {
+            self.maybe_finish_storage_recovery(actions);
+        }
         self.maybe_send_vote_grant(actions);
         if !self.reads.unconfirmed.is_empty() {
             self.release_confirmed_reads(actions);

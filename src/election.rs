@@ -5,7 +5,7 @@ use crate::io::Action;
 use crate::message::{Message, MessageBody};
 use crate::node::{Node, Role};
 use crate::quorum::{joint_tally, majority, VoteResult};
-use crate::types::{HardState, LogPosition, NodeId, Term};
+use crate::types::{LogPosition, NodeId, Term};
 
 /// Terms above this are refused as malformed: no real cluster gets near
 /// it, and accepting one would let a hostile message push the term to where
@@ -15,6 +15,7 @@ pub(crate) const TERM_MAX: Term = u64::MAX / 2;
 impl Node {
     pub(crate) fn tick(&mut self, actions: &mut Vec<Action>) {
         self.tick_reads(actions);
+        self.tick_storage_recovery(actions);
         match self.role {
             Role::Leader => self.tick_leader(actions),
             Role::Follower | Role::PreCandidate | Role::Candidate => self.tick_election(actions),
@@ -221,11 +222,8 @@ impl Node {
     /// vote for itself is durable, or a restart could let it vote again in
     /// the same term for someone else.
     fn own_vote_durable(&self) -> bool {
-        self.durable_hard_state
-            == HardState {
-                term: self.term,
-                voted_for: Some(self.config.id),
-            }
+        self.durable_hard_state.term == self.term
+            && self.durable_hard_state.voted_for == Some(self.config.id)
     }
 
     /// Counts votes and moves on when the election is decided.
@@ -284,7 +282,14 @@ impl Node {
             || (pre_vote && message.term > self.term)
             || rival;
         let up_to_date = last_log.is_up_to_date_with(&self.log.last_position());
-        let granted = can_vote && up_to_date;
+        // A node recovering from lost storage may have voted in this term
+        // already, or acknowledged entries the candidate lacks.
+        self.maybe_finish_storage_recovery(actions);
+        let recovered = self.recovery_allows_vote(message.term, last_log);
+        if can_vote && up_to_date && !recovered {
+            self.stats.votes_refused_recovering += 1;
+        }
+        let granted = can_vote && up_to_date && recovered;
         if granted && !pre_vote {
             debug_assert_eq!(message.term, self.term);
             if self.voted_for.is_none() || rival {
@@ -523,6 +528,19 @@ impl Node {
             self.handle_candidate_catch_up(message.term, prev, entries, actions);
             return;
         }
+        // About storage, not terms: answered and taken in any term, moving
+        // none (a recovering node must learn the terms, not follow them).
+        match message.body {
+            MessageBody::RecoveryQuery { nonce } => {
+                self.handle_recovery_query(message.from, nonce, actions);
+                return;
+            }
+            MessageBody::RecoveryReport(report) => {
+                self.handle_recovery_report(message.from, message.term, *report, actions);
+                return;
+            }
+            _ => {}
+        }
         if message.term > self.term && self.is_answer_from_removed(&message) {
             self.stats.answers_from_removed += 1;
             return;
@@ -550,6 +568,7 @@ impl Node {
                 | MessageBody::Heartbeat { .. }
                 | MessageBody::CommitNotice { .. }
                 | MessageBody::InstallSnapshot { .. }
+                | MessageBody::AcknowledgedEntryLost { .. }
                 | MessageBody::TimeoutNow => {
                     self.become_follower(message.term, Some(message.from), actions);
                 }
@@ -561,7 +580,10 @@ impl Node {
                 | MessageBody::ReadIndexResponse { .. } => {
                     self.become_follower(message.term, None, actions);
                 }
-                MessageBody::Removed { .. } | MessageBody::CandidateCatchUp { .. } => {
+                MessageBody::Removed { .. }
+                | MessageBody::CandidateCatchUp { .. }
+                | MessageBody::RecoveryQuery { .. }
+                | MessageBody::RecoveryReport(_) => {
                     unreachable!("handled above")
                 }
             }
@@ -647,6 +669,11 @@ impl Node {
                 self.handle_read_index_response(message.from, request, index, actions)
             }
             MessageBody::TimeoutNow => self.handle_timeout_now(message.from, actions),
+            MessageBody::AcknowledgedEntryLost { acknowledged } => {
+                if self.accept_leader(message.from, actions) {
+                    self.handle_acknowledged_entry_lost(message.from, acknowledged, actions);
+                }
+            }
             MessageBody::InstallSnapshot(chunk) => {
                 if self.accept_leader(message.from, actions) {
                     self.handle_snapshot_chunk(message.from, message.term, *chunk, actions);
@@ -659,7 +686,10 @@ impl Node {
             } => {
                 self.handle_snapshot_response(message.from, snapshot, next_offset, rewind, actions)
             }
-            MessageBody::Removed { .. } | MessageBody::CandidateCatchUp { .. } => {
+            MessageBody::Removed { .. }
+            | MessageBody::CandidateCatchUp { .. }
+            | MessageBody::RecoveryQuery { .. }
+            | MessageBody::RecoveryReport(_) => {
                 unreachable!("handled above")
             }
         }
@@ -705,6 +735,12 @@ impl Node {
             MessageBody::RequestVote { last_log, .. } => {
                 last_log.is_up_to_date_with(&self.log.last_position())
             }
+            // A question from a recovering node, and an answer to our own
+            // (its nonce is checked): a recovering node asks the members
+            // of the newest configuration it hears of, which may name
+            // nodes the asked one's log does not yet (or its own log does
+            // not). The answer only tells what we hold.
+            MessageBody::RecoveryQuery { .. } | MessageBody::RecoveryReport(_) => return true,
             _ => false,
         };
         may_be_newer && (!self.is_voter_here() || !self.in_leader_lease())

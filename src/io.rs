@@ -254,6 +254,21 @@ pub enum Action {
         /// What became of it.
         outcome: crate::transfer::TransferOutcome,
     },
+    /// This replica's recovery from lost storage moved on (see
+    /// [`StorageRecovery`](crate::StorageRecovery)). Hosts should log it:
+    /// an operator wants to know that a server started without the state
+    /// it had promised, and when it votes again.
+    /// (Boxed: rare, and larger than the common actions.)
+    StorageRecovery(Box<crate::storage_loss::StorageRecoveryEvent>),
+    /// This follower's committed log contradicts its leader's: one of the
+    /// two lost or changed an entry that was committed. Reached only
+    /// after a fault Raft does not survive (a majority that lost
+    /// storage, a disk that lied about a sync, a forced recovery that
+    /// dropped acknowledged writes). The node refuses every read from
+    /// now on (it cannot tell which log is right); hosts should log it at
+    /// error level and show it in their status. Repair is the operator's
+    /// decision (docs/operations.md).
+    LogDiverged(crate::storage_loss::Divergence),
     /// The node's role changed.
     RoleChanged {
         /// The new role.

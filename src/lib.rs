@@ -323,6 +323,7 @@ mod snapshot;
 mod state_hash;
 pub mod state_machine;
 mod stats;
+mod storage_loss;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 mod transfer;
@@ -332,7 +333,7 @@ pub use config::{Config, ConfigError};
 pub use entries::Entries;
 pub use io::{Action, Input, ProposeError};
 pub use membership::{Membership, MembershipChange, MembershipError};
-pub use message::{AppendResponse, Message, MessageBody, SnapshotChunk};
+pub use message::{AppendResponse, Message, MessageBody, RecoveryReport, SnapshotChunk};
 pub use node::{Node, Role};
 #[cfg(feature = "planted-bugs")]
 #[doc(hidden)]
@@ -346,7 +347,9 @@ pub use recovery::{
 };
 pub use snapshot::{checksum64, Checksum64, Snapshot, SnapshotChunkToSend, SnapshotMeta};
 pub use stats::Statistics;
+pub use storage_loss::{Divergence, StorageRecoveryEvent};
 pub use transfer::{TransferError, TransferOutcome};
 pub use types::{
-    Entry, EntryPayload, HardState, Index, LogPosition, NodeId, Term, WriteId, ENTRY_OVERHEAD_BYTES,
+    Entry, EntryPayload, HardState, Index, LogPosition, NodeId, StorageRecovery, Term, WriteId,
+    ENTRY_OVERHEAD_BYTES,
 };

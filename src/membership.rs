@@ -748,6 +748,10 @@ impl Node {
     /// as committed here.
     pub(crate) fn may_campaign(&self) -> bool {
         let me = self.config.id;
+        // A node recovering from lost storage would vote for itself.
+        if !self.recovery_allows_campaign(self.term + 1) {
+            return false;
+        }
         // A witness never leads, so it never campaigns (not even a
         // pre-vote, which would only ask for an election it must not win).
         if (self.is_witness_node() || self.membership.is_witness(me))

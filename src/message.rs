@@ -152,6 +152,50 @@ pub enum MessageBody {
         /// The sender's entries, contiguous, starting at `prev.index + 1`.
         entries: Entries,
     },
+    /// Sent by a replica recovering from lost storage
+    /// ([`StorageRecovery::AwaitingReports`](crate::StorageRecovery::AwaitingReports))
+    /// to every member of the newest configuration it knows: what do you
+    /// hold? Answered by any replica, in any term, with
+    /// [`MessageBody::RecoveryReport`]; moves no term.
+    RecoveryQuery {
+        /// Echoed in the report, so that only answers to this recovery's
+        /// questions count.
+        nonce: u64,
+    },
+    /// Answer to [`MessageBody::RecoveryQuery`]: the sender's log and
+    /// configuration (the message's term is the sender's term). Moves no
+    /// term.
+    RecoveryReport(Box<RecoveryReport>),
+    /// Sent by a leader to a follower that acknowledged `acknowledged` as
+    /// durable and now refuses it again and again: its storage lost what
+    /// it had promised (its host reported a write durable that was not,
+    /// or its disk lost synced data). A follower whose log indeed lacks
+    /// that entry starts recovering
+    /// ([`StorageRecovery::AwaitingReports`](crate::StorageRecovery::AwaitingReports)).
+    AcknowledgedEntryLost {
+        /// The entry the follower had acknowledged as durable.
+        acknowledged: LogPosition,
+    },
+}
+
+/// What a replica reports to one recovering from lost storage
+/// ([`MessageBody::RecoveryReport`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoveryReport {
+    /// The query answered.
+    pub nonce: u64,
+    /// The sender is recovering from lost storage itself and does not yet
+    /// hold what its lost storage promised: its log does not bound what
+    /// the cluster counted on (it is not one of the peers a recovery
+    /// waits for), though its emptiness tells of a new cluster.
+    pub recovering: bool,
+    /// The sender's last log entry (or its snapshot's, with an empty log).
+    pub last_log: LogPosition,
+    /// Where the sender's configuration in force comes from (its entry,
+    /// or the sender's log base when that was compacted away).
+    pub configuration: LogPosition,
+    /// The sender's configuration in force.
+    pub membership: Membership,
 }
 
 /// One chunk of a snapshot, in [`MessageBody::InstallSnapshot`].

@@ -145,6 +145,14 @@ pub struct Node {
     /// election timeout pass since it started: it refuses votes, as it may
     /// have answered a leader's heartbeat just before a restart.
     pub(crate) vote_hold_after_start: bool,
+    /// Where this node stands in recovering from lost storage (durable
+    /// with the hard state; see `storage_loss.rs`).
+    pub(crate) recovery: crate::types::StorageRecovery,
+    /// The questions of a recovery waiting for reports, and the answers.
+    pub(crate) recovery_questions: crate::storage_loss::RecoveryQuestions,
+    /// Set once an append contradicted our committed log: no read is
+    /// served from then on.
+    pub(crate) divergence: Option<crate::storage_loss::Divergence>,
     /// Deliberate mistakes (feature `planted-bugs` only).
     #[cfg(feature = "planted-bugs")]
     pub(crate) planted: PlantedBugs,
@@ -208,6 +216,9 @@ impl Node {
             now_ticks: 0,
             // A node that never saw a term never answered a heartbeat.
             vote_hold_after_start: config.lease_read_ticks > 0 && recovered.hard_state.term > 0,
+            recovery: recovered.hard_state.recovery,
+            recovery_questions: Default::default(),
+            divergence: None,
             #[cfg(feature = "planted-bugs")]
             planted: PlantedBugs::NONE,
             peer_ids: Vec::new(),
@@ -247,6 +258,22 @@ impl Node {
         }
         node.membership_changed();
         node.reset_randomized_election_timeout();
+        // Empty storage may be storage that was lost (a replaced disk):
+        // the node does not vote until it knows what it may have promised
+        // (`storage_loss.rs`). A recovery that was under way when the node
+        // stopped (or that its host started, having found its storage
+        // damaged) goes on, asking anew if it was still asking. Nothing
+        // is written for it now: an empty node's first write changes its
+        // term (no leader or candidate is in term 0) and carries the
+        // marker, and a recovery read back from disk is durable already.
+        let empty = recovered.hard_state == HardState::default()
+            && recovered.base == LogPosition::ZERO
+            && last_index == 0;
+        let asking = node.recovery == crate::types::StorageRecovery::AwaitingReports;
+        if (empty && node.config.recover_empty_storage) || asking {
+            node.begin_storage_recovery();
+            node.hard_state_dirty = false;
+        }
         Ok(node)
     }
 
@@ -325,6 +352,7 @@ impl Node {
         HardState {
             term: self.term,
             voted_for: self.voted_for,
+            recovery: self.recovery,
         }
     }
 
@@ -532,6 +560,7 @@ impl Node {
         if let Some(vote) = self.voted_for {
             assert_ne!(vote, 0);
         }
+        self.check_recovery_invariants();
         // The cached configuration is the latest known one. Release builds
         // check the index after each change of configuration
         // (`check_membership_index`); builds with debug assertions (the

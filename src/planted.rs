@@ -148,6 +148,12 @@ pub struct PlantedBugs {
     /// simulator's idle catch-up check; sets no assertion aside (not in
     /// [`Self::any`]).
     pub lost_entries_unreported: bool,
+    /// A node that lost its storage (it started empty, or its host found
+    /// it damaged) votes and campaigns at once, as if it remembered what
+    /// it promised: with a lagging peer it can elect a leader that lacks
+    /// entries the lost storage helped commit. Caught by the simulator's
+    /// disk-loss fault.
+    pub storage_loss_ignored: bool,
 }
 
 impl PlantedBugs {
@@ -180,6 +186,7 @@ impl PlantedBugs {
         snapshot_held_by_index: false,
         stale_snapshot_installed: false,
         lost_entries_unreported: false,
+        storage_loss_ignored: false,
     };
 
     /// Whether any safety mistake is on (the core's direct assertions are
@@ -204,5 +211,6 @@ impl PlantedBugs {
             || self.lease_during_transfer
             || self.snapshot_held_by_index
             || self.stale_snapshot_installed
+            || self.storage_loss_ignored
     }
 }

@@ -96,6 +96,14 @@ pub enum ReadError {
     /// timeout.
     #[error("the leader did not confirm a read index within an election timeout; retry")]
     Timeout,
+    /// This node's committed log contradicts its leader's (see
+    /// [`Action::LogDiverged`](crate::Action::LogDiverged)): it serves no
+    /// read, on any path, until an operator repairs it.
+    #[error("this server's committed log contradicts its leader's at index {index}; it serves no reads (see its log); retry at another server")]
+    Diverged {
+        /// The first index found in conflict.
+        index: Index,
+    },
 }
 
 /// A read waiting at the leader for its confirmation round.
@@ -224,6 +232,13 @@ impl Reads {
 impl Node {
     /// A host's read request, on any role.
     pub(crate) fn read(&mut self, id: u64, path: ReadPath, actions: &mut Vec<Action>) {
+        if let Some(divergence) = self.divergence {
+            let error = ReadError::Diverged {
+                index: divergence.index,
+            };
+            self.refuse_read(id, error, actions);
+            return;
+        }
         if self.reads.pending() >= self.config.read_requests_pending_max {
             self.refuse_read(id, ReadError::Backpressure, actions);
             return;
@@ -618,6 +633,23 @@ impl Node {
     /// refused (the new leader will confirm nothing for the old one);
     /// those waiting only for the state machine stay, their index is
     /// valid whoever leads.
+    /// Refuses every read waiting here, on every path, with `error`.
+    pub(crate) fn refuse_every_read(&mut self, error: ReadError, actions: &mut Vec<Action>) {
+        while let Some(read) = self.reads.unconfirmed.pop_front() {
+            if read.for_follower.is_none() {
+                self.refuse_read(read.id, error, actions);
+            }
+        }
+        self.reads.request_outstanding = None;
+        while let Some(read) = self.reads.forwarded.pop_front() {
+            self.refuse_read(read.id, error, actions);
+        }
+        let awaiting = std::mem::take(&mut self.reads.awaiting_apply);
+        for (id, _) in awaiting.into_values() {
+            self.refuse_read(id, error, actions);
+        }
+    }
+
     pub(crate) fn abandon_unconfirmed_reads(&mut self, actions: &mut Vec<Action>) {
         let leader_hint = self.leader.filter(|leader| *leader != self.config.id);
         while let Some(read) = self.reads.unconfirmed.pop_front() {

@@ -7,7 +7,16 @@ use crate::types::{Entry, HardState, Index, LogPosition};
 /// `Recovered::default()`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Recovered {
-    /// The last durable term and vote.
+    /// The last durable term and vote, and the recovery from lost storage
+    /// under way, if any. A host that finds its storage damaged (synced
+    /// data gone: a checksum that fails before the end, a durable marker
+    /// past what is left) may still start the node on what is left, if it
+    /// first stores [`StorageRecovery::AwaitingReports`] here durably: the
+    /// node then recovers as if its storage were empty (see
+    /// [`StorageRecovery`]).
+    ///
+    /// [`StorageRecovery`]: crate::StorageRecovery
+    /// [`StorageRecovery::AwaitingReports`]: crate::StorageRecovery::AwaitingReports
     pub hard_state: HardState,
     /// The last entry covered by the state machine's snapshot (ZERO when
     /// there is none). The log continues after it.

@@ -247,10 +247,7 @@ pub fn plan_forced_recovery(
         reason: request.reason.clone(),
     };
     Ok(ForcedRecoveryPlan {
-        hard_state: HardState {
-            term,
-            voted_for: None,
-        },
+        hard_state: HardState::new(term, None),
         entry: Entry {
             term,
             index: last_before.index + 1,

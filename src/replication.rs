@@ -362,13 +362,16 @@ impl Node {
                     .term_at(position.index)
                     .is_some_and(|term| term != position.term)
             };
-            if contradicts(prev)
-                || entries
-                    .iter()
-                    .take_while(|e| e.index <= commit)
-                    .any(|e| contradicts(e.position()))
-            {
-                self.stats.append_conflicts_with_commit += 1;
+            let conflict = std::iter::once(prev)
+                .chain(
+                    entries
+                        .iter()
+                        .take_while(|e| e.index <= commit)
+                        .map(|e| e.position()),
+                )
+                .find(|position| contradicts(*position));
+            if let Some(position) = conflict {
+                self.note_divergence(leader, position.index, position.term, actions);
                 return false;
             }
             let skip = entries.iter().take_while(|e| e.index <= commit).count();
@@ -389,7 +392,7 @@ impl Node {
         if !self.log.matches(prev) {
             if prev.index <= commit {
                 // Our committed entry at prev differs from the leader's.
-                self.stats.append_conflicts_with_commit += 1;
+                self.note_divergence(leader, prev.index, prev.term, actions);
                 return false;
             }
             if prev.index > self.log.last_index() {
@@ -521,7 +524,15 @@ impl Node {
                 actions,
             );
         }
-        let commit = commit.min(last.index);
+        let mut commit = commit.min(last.index);
+        if self.recovery.is_recovering() {
+            // The leader's cap may be what our lost storage acknowledged,
+            // not what we hold now: only what matched its appends this
+            // term is known to be its log. (Once the recovery ends our
+            // term is past every term our lost storage knew, and so past
+            // every leader that heard it.)
+            commit = commit.min(self.leader_match_index);
+        }
         if commit > self.log.commit_index() {
             self.log.commit_to(commit);
         }
@@ -663,6 +674,13 @@ impl Node {
                             acknowledged_index,
                             reported_last_index: hint_index,
                         });
+                        // Its votes could lose what it acknowledged: it
+                        // must recover before it votes again.
+                        if let Some(term) = self.log.term_at(acknowledged_index) {
+                            let acknowledged = LogPosition::new(acknowledged_index, term);
+                            let body = MessageBody::AcknowledgedEntryLost { acknowledged };
+                            self.send(from, body, actions);
+                        }
                         self.send_append(from, true, actions);
                     }
                     // Otherwise stay paused until the next heartbeat answer

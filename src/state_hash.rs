@@ -36,7 +36,8 @@ use crate::progress::{Progress, SnapshotTransfer};
 use crate::read_index::{ForwardedRead, ReadPath, Reads, UnconfirmedRead};
 use crate::recovery::ForcedRecovery;
 use crate::snapshot::SnapshotMeta;
-use crate::types::{Entry, EntryPayload, HardState, LogPosition, NodeId};
+use crate::storage_loss::{RecoveryQuestions, ReportSeen};
+use crate::types::{Entry, EntryPayload, HardState, LogPosition, NodeId, StorageRecovery};
 
 /// A [`Hasher`] and the renaming of node ids applied to every id fed to it.
 pub(crate) struct StateHasher<'a> {
@@ -112,9 +113,50 @@ impl StateHasher<'_> {
     }
 
     fn hard_state(&mut self, hard_state: HardState) {
-        let HardState { term, voted_for } = hard_state;
+        let HardState {
+            term,
+            voted_for,
+            recovery,
+        } = hard_state;
         self.u64(term);
         self.id_option(voted_for);
+        self.recovery(recovery);
+    }
+
+    fn recovery(&mut self, recovery: StorageRecovery) {
+        match recovery {
+            StorageRecovery::None => self.u64(0),
+            StorageRecovery::AwaitingReports => self.u64(1),
+            StorageRecovery::CatchingUp { floor, term } => {
+                self.u64(2);
+                self.position(floor);
+                self.u64(term);
+            }
+        }
+    }
+
+    fn recovery_questions(&mut self, questions: &RecoveryQuestions) {
+        let RecoveryQuestions {
+            nonce,
+            elapsed_ticks,
+            reports,
+        } = questions;
+        self.u64(*nonce);
+        self.u64(u64::from(*elapsed_ticks));
+        self.by_id(reports, |h, report| {
+            let ReportSeen {
+                recovering,
+                term,
+                last_log,
+                configuration,
+                membership,
+            } = report;
+            h.bool(*recovering);
+            h.u64(*term);
+            h.position(*last_log);
+            h.position(*configuration);
+            h.membership(membership);
+        });
     }
 
     pub(crate) fn membership(&mut self, membership: &Membership) {
@@ -227,6 +269,7 @@ impl StateHasher<'_> {
             lease_read_ticks,
             clock_drift_bound_ticks,
             read_requests_pending_max,
+            recover_empty_storage,
         } = config;
         self.id(*id);
         self.ids(voters);
@@ -257,6 +300,7 @@ impl StateHasher<'_> {
         self.u64(u64::from(*lease_read_ticks));
         self.u64(u64::from(*clock_drift_bound_ticks));
         self.u64(*read_requests_pending_max as u64);
+        self.bool(*recover_empty_storage);
     }
 
     fn progress(&mut self, progress: &Progress) {
@@ -446,6 +490,9 @@ impl Node {
             reads,
             now_ticks,
             vote_hold_after_start,
+            recovery,
+            recovery_questions,
+            divergence,
             #[cfg(feature = "planted-bugs")]
             planted,
         } = self;
@@ -534,6 +581,15 @@ impl Node {
         }
         h.reads(reads, *now_ticks);
         h.bool(*vote_hold_after_start);
+        h.recovery(*recovery);
+        h.recovery_questions(recovery_questions);
+        h.bool(divergence.is_some());
+        if let Some(divergence) = divergence {
+            h.u64(divergence.index);
+            h.u64(divergence.local_term);
+            h.u64(divergence.leader_term);
+            h.id(divergence.leader);
+        }
         #[cfg(feature = "planted-bugs")]
         {
             // Hashed as the bits of a plain struct of flags (see

@@ -82,4 +82,12 @@ pub struct Statistics {
     pub reads_follower: u64,
     /// Reads refused (the host was told why).
     pub reads_refused: u64,
+    /// Questions sent while recovering from lost storage
+    /// ([`MessageBody::RecoveryQuery`](crate::MessageBody::RecoveryQuery)).
+    pub recovery_queries_sent: u64,
+    /// Answers to them received.
+    pub recovery_reports_received: u64,
+    /// Votes (and pre-votes) refused because this node was recovering
+    /// from lost storage.
+    pub votes_refused_recovering: u64,
 }

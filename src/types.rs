@@ -133,16 +133,132 @@ impl Entry {
 pub const ENTRY_OVERHEAD_BYTES: usize = 24;
 
 /// The state a replica must make durable before it acts on it: the current
-/// term and the vote cast in that term.
+/// term, the vote cast in that term, and whether the replica is still
+/// recovering from lost storage.
 ///
-/// Losing either could let a replica vote twice in one term, which could
-/// elect two leaders in that term.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Losing the term or the vote could let a replica vote twice in one term,
+/// which could elect two leaders in that term; losing `recovery` could let
+/// a replica that forgot what it acknowledged vote before it caught up.
+///
+/// Encoded with serde (the tokio runtime's disk formats use the codec): a
+/// hard state written before `recovery` existed, which ends after
+/// `voted_for`, decodes with [`StorageRecovery::None`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
 pub struct HardState {
     /// The latest term this replica has seen.
     pub term: Term,
     /// The candidate this replica voted for in `term`, if any.
     pub voted_for: Option<NodeId>,
+    /// Where this replica stands in recovering from lost storage (see
+    /// [`StorageRecovery`]); [`StorageRecovery::None`] on a replica that
+    /// never lost any.
+    pub recovery: StorageRecovery,
+}
+
+impl HardState {
+    /// A hard state with no recovery under way.
+    pub fn new(term: Term, voted_for: Option<NodeId>) -> Self {
+        HardState {
+            term,
+            voted_for,
+            recovery: StorageRecovery::None,
+        }
+    }
+}
+
+/// A replica that may have lost durable state it had promised (it started
+/// with empty storage, or its host found storage damaged) neither votes
+/// nor campaigns until it has learned, from enough of its peers, what the
+/// cluster may have counted on it for, and holds at least that much again.
+/// Durable, in [`HardState::recovery`], so that a restart in the middle
+/// does not end the recovery. See the crate documentation, "Servers that
+/// lose their storage".
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum StorageRecovery {
+    /// Nothing lost, or the recovery is over: the replica votes.
+    #[default]
+    None,
+    /// Storage was lost (or may have been): the replica asks its peers
+    /// ([`MessageBody::RecoveryQuery`](crate::MessageBody::RecoveryQuery))
+    /// until enough have answered to bound what it may have promised.
+    AwaitingReports,
+    /// Enough peers answered: the replica votes again once its durable
+    /// log is at least as up to date as `floor` (the most up-to-date log
+    /// they reported, in Raft's order) and its term is past `term` (the
+    /// highest term they reported, in which it may already have voted).
+    CatchingUp {
+        /// The log position the durable log must reach.
+        floor: LogPosition,
+        /// The term the replica's term must pass.
+        term: Term,
+    },
+}
+
+impl StorageRecovery {
+    /// Whether a recovery is under way (the replica does not vote).
+    pub fn is_recovering(&self) -> bool {
+        *self != StorageRecovery::None
+    }
+}
+
+// Hand-written so that a hard state encoded before `recovery` existed
+// (two fields) still decodes: the third field is read only if present.
+// The codec refuses trailing bytes and every disk format frames a hard
+// state on its own (a file, or a length-prefixed record), so a missing
+// field can only mean the old layout.
+impl<'de> Deserialize<'de> for HardState {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = HardState;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a hard state (term, vote, recovery)")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<HardState, A::Error> {
+                use serde::de::Error;
+                let term = seq
+                    .next_element()?
+                    .ok_or_else(|| A::Error::invalid_length(0, &self))?;
+                let voted_for = seq
+                    .next_element()?
+                    .ok_or_else(|| A::Error::invalid_length(1, &self))?;
+                // Absent in the old layout: the sequence ends (self-describing
+                // formats), or the input does (bincode).
+                let recovery = seq.next_element().ok().flatten().unwrap_or_default();
+                Ok(HardState {
+                    term,
+                    voted_for,
+                    recovery,
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<HardState, A::Error> {
+                use serde::de::Error;
+                let (mut term, mut voted_for, mut recovery) = (None, None, None);
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "term" => term = Some(map.next_value()?),
+                        "voted_for" => voted_for = Some(map.next_value()?),
+                        "recovery" => recovery = Some(map.next_value()?),
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(HardState {
+                    term: term.ok_or_else(|| A::Error::missing_field("term"))?,
+                    voted_for: voted_for.unwrap_or_default(),
+                    recovery: recovery.unwrap_or_default(),
+                })
+            }
+        }
+        deserializer.deserialize_struct("HardState", &["term", "voted_for", "recovery"], Visitor)
+    }
 }
 
 /// Identifies one [`Action::Persist`](crate::Action::Persist) write.
@@ -158,6 +274,41 @@ pub struct WriteId(pub u64);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A hard state written before `recovery` existed (term and vote
+    /// only) still reads back, as one that never lost storage; the new
+    /// layout round-trips.
+    #[test]
+    #[cfg(feature = "codec")]
+    fn a_hard_state_of_the_old_layout_decodes() {
+        #[derive(Serialize)]
+        struct OldHardState {
+            term: Term,
+            voted_for: Option<NodeId>,
+        }
+        let old = crate::codec::encode(&OldHardState {
+            term: 7,
+            voted_for: Some(3),
+        })
+        .unwrap();
+        let decoded: HardState = crate::codec::decode(&old, 1024).unwrap();
+        assert_eq!(decoded, HardState::new(7, Some(3)));
+        let recovering = HardState {
+            term: 9,
+            voted_for: None,
+            recovery: StorageRecovery::CatchingUp {
+                floor: LogPosition::new(40, 3),
+                term: 9,
+            },
+        };
+        let bytes = crate::codec::encode(&recovering).unwrap();
+        let decoded: HardState = crate::codec::decode(&bytes, 1024).unwrap();
+        assert_eq!(decoded, recovering);
+        // A damaged third field is refused, not read as "no recovery".
+        let mut damaged = bytes.clone();
+        damaged.push(0xff);
+        assert!(crate::codec::decode::<HardState>(&damaged, 1024).is_err());
+    }
 
     /// The log, every write, every AppendEntries and every `Apply` move and
     /// clone entries: a rare variant must not widen them all (an inline

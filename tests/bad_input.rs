@@ -102,6 +102,7 @@ fn invalid_recovered_state_is_rejected() {
         hard_state: HardState {
             term: 1,
             voted_for: None,
+            ..Default::default()
         },
         entries: vec![entry(1, 1), entry(3, 1)],
         ..Recovered::default()

@@ -12,6 +12,7 @@ fn assert_2_voted_for_3(c: &Cluster, term: Term) {
     let vote = HardState {
         term,
         voted_for: Some(3),
+        ..Default::default()
     };
     assert_eq!(c.node(2).hard_state(), vote);
     assert!(c.network.iter().any(|m| m.to == 3 && is_vote_grant(m)));

@@ -107,7 +107,8 @@ fn vote_is_granted_to_an_at_least_as_up_to_date_log() {
             n.node.hard_state(),
             HardState {
                 term: 3,
-                voted_for: Some(2)
+                voted_for: Some(2),
+                ..Default::default()
             }
         );
     }
@@ -126,6 +127,7 @@ fn vote_grant_is_not_sent_until_the_vote_is_persisted() {
     let vote = HardState {
         term: 1,
         voted_for: Some(2),
+        ..Default::default()
     };
     assert!(
         actions
@@ -212,7 +214,8 @@ fn vote_survives_a_restart() {
         n.node.hard_state(),
         HardState {
             term: 1,
-            voted_for: Some(2)
+            voted_for: Some(2),
+            ..Default::default()
         }
     );
     let mut actions = n.receive(msg(3, 1, 1, vote_request((0, 0))));
@@ -311,7 +314,8 @@ fn stale_term_messages_are_ignored_and_counted() {
         n.node.hard_state(),
         HardState {
             term: 5,
-            voted_for: None
+            voted_for: None,
+            ..Default::default()
         }
     );
     assert_eq!(n.node.commit_index(), 0);

@@ -307,10 +307,7 @@ fn run_case(case: &Case) -> Result<Outcome, String> {
                     let mut term = state.hard_state.term.max(1);
                     if state.hard_state.term == 0 || rng.gen_bool(0.15) {
                         term = state.hard_state.term + 1;
-                        hard_state = Some(HardState {
-                            term,
-                            voted_for: Some(rng.gen_range(1..=3)),
-                        });
+                        hard_state = Some(HardState::new(term, Some(rng.gen_range(1..=3))));
                     }
                     let last = state.last().max(state.snapshot.index);
                     let mut truncate_after = None;
@@ -635,6 +632,7 @@ fn two_groups_written() -> PageCacheDisk {
             hard_state: (round == 1).then_some(HardState {
                 term: 1,
                 voted_for: None,
+                ..Default::default()
             }),
             truncate_after: None,
             entries: vec![Entry {

@@ -58,6 +58,7 @@ fn append(id: u64, term: u64, from: u64, to: u64) -> Write {
         hard_state: Some(HardState {
             term,
             voted_for: None,
+            ..Default::default()
         }),
         truncate_after: None,
         entries: (from..=to).map(|i| entry(term, i)).collect(),
@@ -497,6 +498,7 @@ fn crash_midway_through_deleting_covered_segments_recovers_the_same_log() {
         hard_state: Some(HardState {
             term: 2,
             voted_for: None,
+            ..Default::default()
         }),
         truncate_after: Some(30),
         entries: (31..=40).map(|i| entry(2, i)).collect(),

@@ -532,6 +532,7 @@ fn durable_marker_follows_segment_roll_over_and_truncate_records() {
             hard_state: Some(HardState {
                 term: 2,
                 voted_for: None,
+                ..Default::default()
             }),
             truncate_after: Some(2),
             entries: vec![entry(2, 3, "new")].into(),

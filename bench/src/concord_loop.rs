@@ -161,6 +161,9 @@ impl Cluster {
                 config.unpersisted_writes_max = 4096;
                 config.apply_batch_entries_max = 1 << 16;
                 config.compaction_threshold_entries = compaction_every;
+                // Every node starts together: no recovery round before the
+                // first election (what is measured is the steady state).
+                config.recover_empty_storage = false;
                 Node::new(config, Recovered::default()).expect("valid benchmark config")
             })
             .collect();
@@ -305,8 +308,15 @@ impl Cluster {
                     Action::FollowerLogRegressed { follower, .. } => {
                         panic!("node {follower} lost acknowledged entries in memory")
                     }
+                    Action::LogDiverged(divergence) => {
+                        panic!(
+                            "node {} found its committed log contradicted: {divergence:?}",
+                            i + 1
+                        )
+                    }
                     Action::ProposalAccepted { .. }
                     | Action::RoleChanged { .. }
+                    | Action::StorageRecovery(_)
                     | Action::Transfer { .. } => {}
                     // With compaction on: the state is the count of
                     // proposals applied; a snapshot of it is "durable" at

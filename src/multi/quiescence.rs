@@ -10,8 +10,9 @@
 //! entry (log matching decides whether it commits anything); at the next
 //! flush, after the host applied what that handed out, its layer accepts
 //! if the node follows that leader in that term, holds exactly that last
-//! entry, has committed and applied it, and has no write or read pending
-//! — and then sleeps. The leader sleeps once every live follower accepted
+//! entry, has committed and applied it, has no write or read pending and
+//! is not asking its peers what it lost (a recovery from lost storage,
+//! `storage_loss.rs`, asks on ticks) — and then sleeps. The leader sleeps once every live follower accepted
 //! and each counts as recently active for CheckQuorum; followers that
 //! live only in the leader's view as dead are left out, and are woken for
 //! when they return. A refusal ends the round; the leader asks again
@@ -342,7 +343,10 @@ impl MultiNode {
                 since_tick: self.now_ticks,
                 kind,
             };
-            let accepted = state.sleep.is_none() && sleep.holds(&state.node);
+            // A node still asking its peers what it lost (recovering from
+            // lost storage) needs its ticks to ask again: it stays awake.
+            let asking = state.node.storage_recovery() == crate::StorageRecovery::AwaitingReports;
+            let accepted = state.sleep.is_none() && !asking && sleep.holds(&state.node);
             self.answer(asked.leader, group, asked.term, asked.last, accepted);
             if accepted {
                 self.sleep(group, sleep.kind);

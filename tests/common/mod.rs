@@ -179,9 +179,13 @@ pub struct Cluster {
     pub incoming: BTreeMap<NodeId, (SnapshotMeta, Vec<u8>)>,
 }
 
+/// The test config of node `id`. Its storage is a map in this process,
+/// lost only when a test says so, so an empty one is a new node's: the
+/// recovery from lost storage is off (tests/storage_loss.rs turns it on).
 pub fn config(id: NodeId, voters: &[NodeId]) -> Config {
     let mut config = Config::new(id, voters.iter().copied());
     config.seed = 1000 + id;
+    config.recover_empty_storage = false;
     config
 }
 
@@ -665,7 +669,11 @@ pub fn log_of(terms: &[Term]) -> Vec<Entry> {
 /// Recovered state with the given hard state and log terms.
 pub fn recovered(term: Term, voted_for: Option<NodeId>, terms: &[Term]) -> Recovered {
     Recovered {
-        hard_state: HardState { term, voted_for },
+        hard_state: HardState {
+            term,
+            voted_for,
+            ..Default::default()
+        },
         entries: log_of(terms),
         ..Recovered::default()
     }

@@ -27,6 +27,7 @@ pub fn one_entry_write(i: usize, entry: Entry) -> PersistRequest {
         hard_state: (i == 0).then_some(HardState {
             term: entry.term,
             voted_for: None,
+            ..Default::default()
         }),
         truncate_after: None,
         entries: vec![entry].into(),
@@ -42,6 +43,7 @@ pub fn group_entry_write(group: u64, index: u64, byte: u8, payload_bytes: usize)
         hard_state: (index == 1).then_some(HardState {
             term: 1,
             voted_for: None,
+            ..Default::default()
         }),
         truncate_after: None,
         entries: vec![Entry {

@@ -1,0 +1,299 @@
+//! Servers that lose their storage (`src/storage_loss.rs`): a replica that
+//! may have forgotten what it promised neither votes nor campaigns until
+//! it holds what the cluster may have counted on; a follower whose
+//! committed log its leader contradicts serves no reads.
+
+mod common;
+
+use common::{Cluster, Disk};
+use concord::{
+    Action, AppendResponse, Config, Entries, Input, LogPosition, Message, MessageBody, NodeId,
+    ReadError, ReadPath, Role, StorageRecovery, StorageRecoveryEvent,
+};
+
+/// Three voters that recover empty storage, as every real host's do.
+fn recovering_cluster(voters: &[NodeId]) -> Cluster {
+    Cluster::configured(voters, |config: &mut Config| {
+        config.recover_empty_storage = true;
+    })
+}
+
+/// Ticks every node and delivers until `id` leads (bounded).
+fn run_until_leader(c: &mut Cluster, rounds: usize) -> Option<NodeId> {
+    for _ in 0..rounds {
+        c.tick_all(1);
+        if let Some(leader) = c.leader() {
+            return Some(leader);
+        }
+    }
+    None
+}
+
+/// Ticks every node and delivers until one of `among` leads (bounded).
+fn run_until_leader_among(c: &mut Cluster, among: &[NodeId], rounds: usize) -> Option<NodeId> {
+    for _ in 0..rounds {
+        c.tick_all(1);
+        if let Some(id) = among
+            .iter()
+            .copied()
+            .find(|id| c.node(*id).role() == Role::Leader)
+        {
+            return Some(id);
+        }
+    }
+    None
+}
+
+/// Node `id` loses its disk (a replacement) and starts again, empty.
+fn replace_disk(c: &mut Cluster, id: NodeId) {
+    c.crash(id);
+    *c.disks.get_mut(&id).expect("disk") = Disk::default();
+    c.restart(id);
+}
+
+#[test]
+fn a_new_cluster_elects_once_every_voter_reported_an_empty_log() {
+    let mut c = recovering_cluster(&[1, 2, 3]);
+    for id in [1, 2, 3] {
+        assert_eq!(
+            c.node(id).storage_recovery(),
+            StorageRecovery::AwaitingReports
+        );
+    }
+    let leader = run_until_leader(&mut c, 200).expect("a new cluster elects a leader");
+    c.propose(leader, "first");
+    c.tick_all(5);
+    for id in [1, 2, 3] {
+        assert_eq!(c.node(id).storage_recovery(), StorageRecovery::None);
+        assert_eq!(c.applied_strings(id), vec!["first"]);
+    }
+}
+
+/// A voter that never started (or never answered) could be one whose disk
+/// was replaced, next to one that lagged: a new cluster waits for it.
+#[test]
+fn a_new_cluster_missing_a_voter_does_not_elect() {
+    let mut c = recovering_cluster(&[1, 2, 3]);
+    c.isolate(3);
+    assert_eq!(run_until_leader(&mut c, 300), None);
+    for id in [1, 2] {
+        assert_eq!(
+            c.node(id).storage_recovery(),
+            StorageRecovery::AwaitingReports,
+            "node {id} saw only two empty logs of three"
+        );
+        assert_eq!(c.node(id).stats().elections_started, 0);
+    }
+    c.heal();
+    assert!(run_until_leader(&mut c, 300).is_some());
+}
+
+/// The sequence that lost acknowledged writes on real processes: node 2
+/// lags, writes commit on {1, 3}, node 3's disk is replaced, node 1 is cut
+/// off. Nodes 2 and 3 are a majority, but node 3 must not vote: the writes
+/// live only on node 1.
+#[test]
+fn a_server_with_a_new_disk_does_not_elect_a_peer_that_lacks_the_writes() {
+    let mut c = recovering_cluster(&[1, 2, 3]);
+    let leader = run_until_leader(&mut c, 200).expect("leader");
+    // The leader's followers: one lags (cut off), the other's disk is lost.
+    let others: Vec<NodeId> = [1, 2, 3].into_iter().filter(|id| *id != leader).collect();
+    let (lagging, victim) = (others[0], others[1]);
+    c.isolate(lagging);
+    c.propose_numbered(leader, "w", 5);
+    c.tick_all(3);
+    assert_eq!(c.node(leader).commit_index(), 6, "a no-op and 5 writes");
+    assert_eq!(c.node(lagging).commit_index(), 1);
+    replace_disk(&mut c, victim);
+    c.heal();
+    c.isolate(leader);
+    // (The old leader, cut off, may still think it leads.)
+    assert_eq!(
+        run_until_leader_among(&mut c, &[lagging, victim], 300),
+        None,
+        "the lagging node and the empty one elect no one"
+    );
+    assert!(c.node(victim).storage_recovery().is_recovering());
+    assert!(c.node(victim).stats().votes_refused_recovering > 0);
+    assert!(
+        c.node(victim).stats().recovery_queries_sent > 0,
+        "the empty node asked its peers what they hold"
+    );
+    // The old leader comes back: it (or a voter holding the writes) leads,
+    // the empty node catches up, and the writes are everywhere.
+    c.heal();
+    let leader_after = run_until_leader(&mut c, 400).expect("a leader once all are back");
+    assert_ne!(leader_after, lagging, "the lagging node lacks the writes");
+    c.propose(leader_after, "after");
+    c.tick_all(40);
+    let expected: Vec<String> = (0..5)
+        .map(|i| format!("w{i}"))
+        .chain(["after".to_string()])
+        .collect();
+    for id in [1, 2, 3] {
+        assert_eq!(c.applied_strings(id), expected, "node {id}");
+    }
+}
+
+/// The floor a recovering node learns is durable: a restart in the middle
+/// does not make it a voter.
+#[test]
+fn a_restart_in_the_middle_of_a_recovery_goes_on_recovering() {
+    let mut c = recovering_cluster(&[1, 2, 3]);
+    run_until_leader(&mut c, 200).expect("leader");
+    let leader = c.leader().expect("leader");
+    c.propose_numbered(leader, "w", 3);
+    c.tick_all(3);
+    let follower = [1, 2, 3].into_iter().find(|id| *id != leader).unwrap();
+    replace_disk(&mut c, follower);
+    // Answers arrive, the floor is learned and written with the hard
+    // state, the node catches up; the term has not moved past the floor's
+    // term, so the node is still recovering.
+    c.tick_all(10);
+    let recovery = c.node(follower).storage_recovery();
+    assert!(
+        matches!(recovery, StorageRecovery::CatchingUp { .. }),
+        "{recovery:?}"
+    );
+    assert_eq!(c.disks[&follower].hard_state.recovery, recovery);
+    c.crash(follower);
+    c.restart(follower);
+    assert_eq!(c.node(follower).storage_recovery(), recovery);
+    // A new election (a higher term) ends it: the node holds the floor.
+    c.crash(leader);
+    let new_leader = run_until_leader(&mut c, 400).expect("the other two elect");
+    assert_ne!(new_leader, leader);
+    c.tick_all(5);
+    assert_eq!(c.node(follower).storage_recovery(), StorageRecovery::None);
+}
+
+/// The second path: a follower whose disk lost synced entries without its
+/// host noticing is told so by its leader, and recovers.
+#[test]
+fn a_follower_that_lost_an_acknowledged_entry_is_told_to_recover() {
+    let mut c = Cluster::elected(&[1, 2, 3], 1);
+    c.propose_numbered(1, "c", 6);
+    c.tick_all(3);
+    c.crash(2);
+    c.disks.get_mut(&2).expect("disk").entries.truncate(4);
+    c.restart(2);
+    assert_eq!(c.node(2).storage_recovery(), StorageRecovery::None);
+    c.record_trace = true;
+    c.propose(1, "after");
+    c.tick_all(40);
+    let told = c.trace.iter().any(|(at, action)| {
+        *at == 2
+            && matches!(
+                action,
+                Action::StorageRecovery(event) if matches!(
+                    **event,
+                    StorageRecoveryEvent::AcknowledgedEntryLost { leader: 1, acknowledged }
+                        if acknowledged.index == 7
+                )
+            )
+    });
+    assert!(told, "node 2 was told it lost index 7");
+    assert!(c.node(2).storage_recovery().is_recovering());
+    assert_eq!(c.log(2), c.log(1), "and caught up all the same");
+}
+
+/// A follower whose committed entry its leader contradicts cannot tell
+/// which log is right: it reports it once and serves no read again.
+#[test]
+fn a_follower_whose_committed_log_is_contradicted_serves_no_reads() {
+    let mut c = Cluster::elected(&[1, 2, 3], 1);
+    c.propose_numbered(1, "c", 3);
+    c.tick_all(3);
+    let commit = c.node(2).commit_index();
+    let term = c.node(2).term();
+    let local_term = c.node(2).term_at(commit).expect("held");
+    assert!(commit >= 2 && local_term >= 1);
+    c.record_trace = true;
+    let contradicting = Message {
+        from: 1,
+        to: 2,
+        term,
+        body: MessageBody::AppendEntries {
+            prev: LogPosition::new(commit, local_term - 1),
+            entries: Entries::new(),
+            leader_commit: commit,
+        },
+    };
+    c.step(2, Input::Receive(contradicting));
+    let reported: Vec<_> = c
+        .trace
+        .iter()
+        .filter_map(|(at, action)| match action {
+            Action::LogDiverged(divergence) if *at == 2 => Some(*divergence),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reported.len(), 1);
+    assert_eq!(
+        (
+            reported[0].index,
+            reported[0].local_term,
+            reported[0].leader_term,
+            reported[0].leader
+        ),
+        (commit, local_term, local_term - 1, 1)
+    );
+    assert_eq!(c.node(2).divergence(), Some(reported[0]));
+    c.trace.clear();
+    c.step(
+        2,
+        Input::Read {
+            id: 7,
+            path: ReadPath::Follower,
+        },
+    );
+    let refused = c.trace.iter().any(|(at, action)| {
+        *at == 2
+            && matches!(
+                action,
+                Action::ReadRefused {
+                    id: 7,
+                    error: ReadError::Diverged { index }
+                } if *index == commit
+            )
+    });
+    assert!(refused, "{:?}", c.trace);
+    // An ordinary answer to the leader is unaffected: it is not a read.
+    assert_eq!(c.node(2).role(), Role::Follower);
+}
+
+/// A recovering node answers nothing it may not promise, but its own
+/// acknowledgements are real: it holds what it acknowledges.
+#[test]
+fn a_recovering_node_acknowledges_what_it_holds() {
+    let mut c = recovering_cluster(&[1, 2, 3]);
+    let leader = run_until_leader(&mut c, 200).expect("leader");
+    c.propose_numbered(leader, "w", 3);
+    c.tick_all(3);
+    let follower = [1, 2, 3].into_iter().find(|id| *id != leader).unwrap();
+    replace_disk(&mut c, follower);
+    c.record_trace = true;
+    // The leader believes the loss only after three refused probes over an
+    // election timeout (docs/operations.md), then re-replicates.
+    c.tick_all(60);
+    let last = c.node(leader).last_index();
+    let acknowledged = c.trace.iter().any(|(at, action)| {
+        *at == follower
+            && matches!(action, Action::Send { message: Message {
+                body: MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index }),
+                ..
+            }, .. } if *match_index == last)
+    });
+    assert!(
+        acknowledged,
+        "node {follower} never acknowledged index {last}: {:#?}",
+        c.trace
+            .iter()
+            .filter(|(at, action)| *at == follower && matches!(action, Action::Send { .. }))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        c.disks[&follower].entries.last().map(|e| e.index),
+        Some(last)
+    );
+}
