@@ -78,6 +78,26 @@ fn group_config(id: NodeId, group: GroupId, incarnation: u64) -> Config {
     config
 }
 
+/// Opens node `id`'s data directory for its `start`-th start (1 for the
+/// first), checking that each start has its own incarnation, one above
+/// the last: a new directory's counter starts at 0 here (in production it
+/// starts from the clock, above any directory that was lost before it).
+fn open_for_start(
+    dir: &std::path::Path,
+    start: u64,
+    options: MultiWalOptions,
+) -> data_dir::DataDir {
+    let counter = dir.join(data_dir::INCARNATION_FILE_NAME);
+    if start == 1 {
+        std::fs::create_dir_all(dir).unwrap();
+        assert!(!counter.exists(), "a first start finds no counter");
+        std::fs::write(&counter, data_dir::encode_incarnation(0)).unwrap();
+    }
+    let opened = data_dir::open_data_dir(dir, options).unwrap();
+    assert_eq!(opened.incarnation, start);
+    opened
+}
+
 /// Starts node `id` from its data directory.
 fn start_node<N: FrameSender>(
     id: NodeId,
@@ -94,9 +114,8 @@ fn start_node<N: FrameSender>(
         segments_max: 4,
         ..MultiWalOptions::default()
     };
-    let opened = data_dir::open_data_dir(dir, options).unwrap();
     // Every start of the node has its own incarnation, kept on disk.
-    assert_eq!(opened.incarnation, incarnation);
+    let opened = open_for_start(dir, incarnation, options);
     // The directory is locked while its log is written.
     assert!(data_dir::open_data_dir(dir, MultiWalOptions::default()).is_err());
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -381,8 +400,7 @@ async fn a_group_that_cannot_apply_does_not_pin_old_segments() {
             segments_max: SEGMENTS_MAX,
             ..MultiWalOptions::default()
         };
-        let opened = data_dir::open_data_dir(&dirs[&id].0, options).unwrap();
-        assert_eq!(opened.incarnation, incarnation);
+        let opened = open_for_start(&dirs[&id].0, incarnation, options);
         let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
         let log = WalThread::start(opened.log, events_tx).unwrap();
         let mut multi = MultiConfig::new(id, NODES);

@@ -37,6 +37,7 @@ fn wal_round_trips_truncations_and_hard_state_with_group_commit() {
         hard_state: Some(HardState {
             term: 1,
             voted_for: Some(1),
+            ..Default::default()
         }),
         truncate_after: None,
         entries: vec![].into(),
@@ -55,6 +56,7 @@ fn wal_round_trips_truncations_and_hard_state_with_group_commit() {
         hard_state: Some(HardState {
             term: 2,
             voted_for: None,
+            ..Default::default()
         }),
         truncate_after: Some(400),
         entries: vec![entry(2, 401, "new")].into(),
@@ -69,7 +71,8 @@ fn wal_round_trips_truncations_and_hard_state_with_group_commit() {
         recovered.hard_state,
         HardState {
             term: 2,
-            voted_for: None
+            voted_for: None,
+            ..Default::default()
         }
     );
     assert_eq!(recovered.entries.len(), 401);
@@ -94,6 +97,7 @@ fn wal_rolls_segments_and_reads_them_all_back() {
             hard_state: Some(HardState {
                 term: 3,
                 voted_for: None,
+                ..Default::default()
             }),
             truncate_after: None,
             entries: vec![].into(),

@@ -356,6 +356,12 @@ pub fn render_table(report: &StatusReport) -> String {
                 s.id
             );
         }
+        if let Some(recovery) = &s.storage_recovery {
+            let _ = writeln!(out, "    RECOVERING: {recovery}");
+        }
+        if let Some(divergence) = &s.divergence {
+            let _ = writeln!(out, "    DIVERGED: {divergence}");
+        }
         if s.server.follower_log_regressions > 0 {
             let _ = writeln!(
                 out,

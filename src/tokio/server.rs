@@ -504,6 +504,9 @@ where
             snapshot_term = base.term,
             "server starting"
         );
+        if node.storage_recovery().is_recovering() {
+            super::status::log_starting_recovery(1);
+        }
     });
     let mut server = Server {
         node,
@@ -1699,6 +1702,8 @@ where
                      write-ahead log lost synced data); replicating them to it again"
                 );
             }
+            Action::StorageRecovery(event) => super::status::log_storage_recovery(&event),
+            Action::LogDiverged(divergence) => super::status::log_divergence(&divergence),
             Action::TakeSnapshot => self.take_snapshot(),
             Action::SendSnapshotChunk(chunk) => self.send_snapshot_chunk(chunk),
             Action::WriteSnapshotChunk {

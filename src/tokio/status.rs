@@ -3,7 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Index, Node, NodeId, ProgressState, Role, Term};
+use crate::{
+    Divergence, Index, Node, NodeId, ProgressState, Role, StorageRecovery, StorageRecoveryEvent,
+    Term,
+};
 
 /// A snapshot of one server's Raft state and counters.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +43,123 @@ pub struct NodeStatus {
     /// [`Node::not_member_since`]): the index of the configuration that
     /// left it out. Its other answers are then stale: ask another server.
     pub not_member_since: Option<Index>,
+    /// Set while this server recovers from lost storage (it started empty,
+    /// or its leader saw it lose an entry it had acknowledged): what it
+    /// waits for before it votes again (see [`StorageRecovery`]).
+    #[serde(default)]
+    pub storage_recovery: Option<String>,
+    /// Set once this server's committed log was found contradicting its
+    /// leader's: where, and both terms. It serves no reads since.
+    #[serde(default)]
+    pub divergence: Option<String>,
+}
+
+/// What a recovery from lost storage waits for, for an operator.
+pub fn storage_recovery_text(node: &Node) -> Option<String> {
+    match node.storage_recovery() {
+        StorageRecovery::None => None,
+        StorageRecovery::AwaitingReports => {
+            let (reporters, needed) = node.recovery_reports();
+            Some(format!(
+                "lost storage (or new to a running cluster): not voting; waiting for {needed} \
+                 peer(s) to report what they hold, {} so far {:?} (a peer that cannot be \
+                 reached keeps it waiting: bring it back)",
+                reporters.len(),
+                reporters
+            ))
+        }
+        StorageRecovery::CatchingUp { floor, term } => Some(format!(
+            "lost storage: not voting until its durable log reaches index {} of term {} \
+             (now index {}) and its term passes {term} (now {})",
+            floor.index,
+            floor.term,
+            node.persisted_index(),
+            node.term()
+        )),
+    }
+}
+
+/// Logs a step of a recovery from lost storage, saying what it means and
+/// what to do (one line each; the runtime's loops call it for
+/// [`Action::StorageRecovery`](crate::Action::StorageRecovery)).
+pub fn log_storage_recovery(event: &StorageRecoveryEvent) {
+    match event {
+        StorageRecoveryEvent::NewCluster { empty } => tracing::info!(
+            ?empty,
+            "a new cluster: every voter started with empty storage; voting"
+        ),
+        StorageRecoveryEvent::FloorLearned {
+            floor,
+            term,
+            reporters,
+        } => tracing::warn!(
+            ?reporters,
+            floor_index = floor.index,
+            floor_term = floor.term,
+            term,
+            "this server started with empty or damaged storage in a running cluster: it \
+             will not vote until its durable log reaches the index and term its peers \
+             reported (it catches up from the leader on its own). If its disk was \
+             replaced, nothing else is needed"
+        ),
+        StorageRecoveryEvent::Recovered { durable } => tracing::info!(
+            index = durable.index,
+            term = durable.term,
+            "caught up after lost storage: this server votes again"
+        ),
+        StorageRecoveryEvent::AcknowledgedEntryLost {
+            acknowledged,
+            leader,
+        } => tracing::error!(
+            leader,
+            index = acknowledged.index,
+            term = acknowledged.term,
+            "this server lost a log entry it had acknowledged as durable (its disk or \
+             file system lost synced data: check it); not voting until it has caught up"
+        ),
+    }
+}
+
+/// Logs, at start, that `groups` groups (1 for a one-group server) start
+/// with empty storage or a recovery under way: what it means and what to
+/// do.
+pub fn log_starting_recovery(groups: usize) {
+    // Info, not a warning: most such starts are a new cluster's.
+    tracing::info!(
+        groups,
+        "this server starts with empty storage (a new cluster's server, one added to a \
+         running cluster, or one whose disk was lost): it asks its peers what it may have \
+         promised and does not vote until it holds that much. A new cluster elects once \
+         every voter has started; a running one needs a majority of the other voters to \
+         answer. `concord-cli status` shows what it waits for"
+    );
+}
+
+/// Logs a divergence at error level (for
+/// [`Action::LogDiverged`](crate::Action::LogDiverged)).
+pub fn log_divergence(divergence: &Divergence) {
+    tracing::error!(
+        leader = divergence.leader,
+        index = divergence.index,
+        local_term = divergence.local_term,
+        leader_term = divergence.leader_term,
+        "this server's committed log contradicts its leader's: one of them lost or changed \
+         a committed entry (more servers lost storage than Raft survives, or a forced \
+         recovery). Serving no reads from now on; see docs/operations.md, \"A diverged \
+         server\""
+    );
+}
+
+/// A divergence, for an operator.
+pub fn divergence_text(node: &Node) -> Option<String> {
+    node.divergence().map(|d| {
+        format!(
+            "committed log contradicts the leader's (node {}) at index {}: term {} here, \
+             term {} at the leader; serving no reads (docs/operations.md, \"A diverged \
+             server\")",
+            d.leader, d.index, d.local_term, d.leader_term
+        )
+    })
 }
 
 /// A leader's view of one follower.
@@ -169,6 +289,8 @@ impl NodeStatus {
             peers,
             server,
             not_member_since: node.not_member_since(),
+            storage_recovery: storage_recovery_text(node),
+            divergence: divergence_text(node),
         }
     }
 }

@@ -56,8 +56,8 @@ use crate::tokio::loop_handle::{LoopHandle, Unanswered};
 use crate::tokio::storage::{ReceivedSnapshot, SnapshotReader, SnapshotSink, StorageError};
 use crate::tokio::wire::ClientResponse;
 use crate::{
-    Action, Config, Index, Input, LogPosition, NodeId, ProposeError, Role, Snapshot, Term,
-    TransferOutcome,
+    Action, Config, Index, Input, LogPosition, NodeId, ProposeError, Role, Snapshot,
+    StorageRecoveryEvent, Term, TransferOutcome,
 };
 
 use super::log_sink::{LogEvent, LogSink};
@@ -224,6 +224,17 @@ pub struct HostStats {
     pub reads_follower: u64,
     /// Client requests answered with a redirect to the group's leader.
     pub redirects: u64,
+    /// Groups that learned, since this server started, that they must
+    /// catch up before they vote: this server started with empty or
+    /// damaged storage in a running cluster (see
+    /// [`StorageRecovery`](crate::StorageRecovery)).
+    pub groups_recovering_storage: u64,
+    /// Groups whose recovery from lost storage finished since this server
+    /// started.
+    pub groups_recovered_storage: u64,
+    /// Groups whose committed log was found contradicting their leader's
+    /// (each serves no reads since; logged at error level).
+    pub groups_diverged: u64,
 }
 
 /// A multi-group server's status.
@@ -407,12 +418,23 @@ where
     let (done_tx, done_rx) = oneshot::channel();
     let (events_tx, events_rx) = inbox;
     let span = tracing::info_span!("multi-node", id);
+    let asking = groups
+        .keys()
+        .filter(|group| {
+            multi
+                .group(**group)
+                .is_some_and(|node| node.storage_recovery().is_recovering())
+        })
+        .count();
     span.in_scope(|| {
         tracing::info!(
             groups = groups.len(),
             recovered = config.groups.len(),
             "multi-group server starting"
-        )
+        );
+        if asking > 0 {
+            crate::tokio::status::log_starting_recovery(asking);
+        }
     });
     let intake = log.snapshot_intake();
     let mut server = Server {
@@ -1199,6 +1221,12 @@ where
                 reported_last_index,
                 "a follower lost entries it had acknowledged as durable"
             ),
+            Action::StorageRecovery(event) => self.note_storage_recovery(group, *event),
+            Action::LogDiverged(divergence) => {
+                self.stats.groups_diverged += 1;
+                tracing::error!(group, "group diverged");
+                crate::tokio::status::log_divergence(&divergence);
+            }
             Action::Transfer { target, outcome } => {
                 tracing::info!(group, target, ?outcome, "leadership transfer");
                 if let Some(reply) = self.transfers.remove(&group) {
@@ -1211,6 +1239,41 @@ where
                 unreachable!("the layer batches {other:?}")
             }
         }
+    }
+
+    /// A group's recovery from lost storage moved on. With many groups a
+    /// line per group would bury the news: one line when the first group
+    /// learns it must catch up, one when the last such group caught up,
+    /// each group's own steps at debug level (errors always).
+    fn note_storage_recovery(&mut self, group: GroupId, event: StorageRecoveryEvent) {
+        match &event {
+            StorageRecoveryEvent::FloorLearned { .. } => {
+                self.stats.groups_recovering_storage += 1;
+                if self.stats.groups_recovering_storage == 1 {
+                    crate::tokio::status::log_storage_recovery(&event);
+                    tracing::warn!(
+                        group,
+                        "(that line is group {group}'s; every group this server hosts does the \
+                         same: `concord-cli status --groups` shows how many still catch up)"
+                    );
+                }
+            }
+            StorageRecoveryEvent::Recovered { .. } => {
+                self.stats.groups_recovered_storage += 1;
+                if self.stats.groups_recovered_storage == self.stats.groups_recovering_storage {
+                    tracing::info!(
+                        groups = self.stats.groups_recovered_storage,
+                        "every group that had to catch up after lost storage votes again"
+                    );
+                }
+            }
+            StorageRecoveryEvent::AcknowledgedEntryLost { .. } => {
+                tracing::error!(group, "a group of this server lost an acknowledged entry");
+                crate::tokio::status::log_storage_recovery(&event);
+            }
+            StorageRecoveryEvent::NewCluster { .. } => {}
+        }
+        tracing::debug!(group, ?event, "storage recovery");
     }
 
     /// Serializes a group's state machine at its applied index and hands
