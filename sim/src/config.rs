@@ -177,6 +177,10 @@ pub struct CoreBugs {
     /// heartbeat names a commit past its log (caught by the idle catch-up
     /// check, `engine::catchup`).
     pub lost_entries_unreported: bool,
+    /// A node that lost its storage votes at once, as if it remembered
+    /// what it promised (caught by the disk-loss fault's
+    /// `recovering-vote` rule, `engine::disk_loss`).
+    pub storage_loss_ignored: bool,
 }
 
 impl CoreBugs {
@@ -209,6 +213,7 @@ impl CoreBugs {
             || self.snapshot_held_by_index
             || self.stale_snapshot_installed
             || self.lost_entries_unreported
+            || self.storage_loss_ignored
     }
 
     /// The core's form of these bugs.
@@ -242,6 +247,7 @@ impl CoreBugs {
             snapshot_held_by_index: self.snapshot_held_by_index,
             stale_snapshot_installed: self.stale_snapshot_installed,
             lost_entries_unreported: self.lost_entries_unreported,
+            storage_loss_ignored: self.storage_loss_ignored,
         }
     }
 }
@@ -936,6 +942,9 @@ impl SimConfig {
         }
         if self.core_bugs.lost_entries_unreported {
             flags += " --bug-lost-entries-unreported";
+        }
+        if self.core_bugs.storage_loss_ignored {
+            flags += " --bug-storage-loss-ignored";
         }
         if self.service != crate::services::Service::Builtin {
             flags += &format!(" --service {}", self.service.name());

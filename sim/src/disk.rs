@@ -39,6 +39,7 @@ impl Record {
                 hash.word(1);
                 hash.word(hard_state.term);
                 hash.word(hard_state.voted_for.unwrap_or(0));
+                hash.word(u64::from(hard_state.recovery.is_recovering()));
             }
             None => hash.word(0),
         }
@@ -149,6 +150,23 @@ impl Disk {
         self.torn = None;
         self.unsynced.clear();
         self.last_index()
+    }
+
+    /// A disk that goes back in time (the disk-loss fault): loses its last
+    /// `entries` synced entries (as many as it holds past its snapshot at
+    /// most) and everything unsynced, and its term and vote go back to
+    /// the last entry left (a disk image restored, or one that lied about
+    /// its syncs), and its host, noticing, stores the recovery marker
+    /// ([`concord::StorageRecovery::AwaitingReports`]) before it starts
+    /// the node again. Returns the last position left.
+    pub(crate) fn roll_back(&mut self, entries: Index) -> LogPosition {
+        self.lose_synced_tail(entries);
+        let last = self.log.last().map_or(self.base, Entry::position);
+        if last.term < self.hard_state.term {
+            self.hard_state = HardState::new(last.term, None);
+        }
+        self.hard_state.recovery = concord::StorageRecovery::AwaitingReports;
+        last
     }
 
     /// The node's own snapshot, written to a file (not yet synced).
@@ -329,6 +347,7 @@ mod tests {
             hard_state: Some(HardState {
                 term: 1,
                 voted_for: Some(1),
+                ..Default::default()
             }),
             truncate_after: None,
             entries,

@@ -58,6 +58,7 @@ mod checks;
 mod churn;
 mod client;
 mod conflict;
+mod disk_loss;
 mod forced;
 mod hints;
 mod host;
@@ -75,6 +76,7 @@ use self::checks::{LatencyPhase, Probe};
 use self::churn::Churn;
 use self::client::{Client, ClientMessage, ClientProbes};
 use self::conflict::{ConflictNemesis, ConflictStep};
+use self::disk_loss::{DiskLossNemesis, DiskLossStep};
 use self::forced::{Forced, ForcedStep};
 pub use self::forced::{ForcedRecoveryReport, LostOperation};
 pub(crate) use self::hints::expected_hint as last_at_or_below;
@@ -204,6 +206,10 @@ pub enum FailureKind {
     /// never sent that candidate its grant (while still in that term with
     /// that vote): the candidate loses a vote it was given.
     VoteUnanswered,
+    /// A node whose storage was lost granted a vote (or pre-vote) before
+    /// its durable log held the entry committed when it lost it
+    /// (`engine::disk_loss`).
+    RecoveringVote,
     /// A leader left a follower it streams to, with no append in flight to
     /// it, without the commit index up to what the follower holds: the
     /// follower applies nothing until the next append or heartbeat.
@@ -260,6 +266,7 @@ impl FailureKind {
             FailureKind::SessionContract => "session-contract",
             FailureKind::NodeReport => "node-report",
             FailureKind::VoteUnanswered => "vote-unanswered",
+            FailureKind::RecoveringVote => "recovering-vote",
             FailureKind::CommitUntold => "commit-untold",
             FailureKind::StepRule => "step-rule",
             FailureKind::ClientAvoidance => "client-avoidance",
@@ -552,6 +559,8 @@ enum Event {
     Lease(LeaseStep),
     /// A timed step of the snapshot-conflict nemesis (`conflict`).
     Conflict(ConflictStep),
+    /// A timed step of the disk-loss nemesis (`disk_loss`).
+    DiskLoss(DiskLossStep),
 }
 
 impl Event {
@@ -590,6 +599,7 @@ impl Event {
             Event::Forced(step) => 21 | (step.code() << 8),
             Event::Lease(step) => 30 | (step.code() << 8),
             Event::Conflict(step) => 31 | (step.code() << 8),
+            Event::DiskLoss(step) => 32 | (step.code() << 8),
         }
     }
 }
@@ -704,6 +714,7 @@ pub struct Simulation<S, W> {
     lease: LeaseNemesis,
     /// The snapshot-conflict nemesis (`conflict`).
     conflict: ConflictNemesis,
+    disk_loss: DiskLossNemesis,
     /// The latest time a message sent before the heal (delayed by the
     /// faults, up to seconds) may be delivered: until then the network is
     /// not calm, whatever the rates say (see `checks::end_rejoin_check`).
@@ -900,6 +911,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             idle: None,
             lease: LeaseNemesis::new(seed),
             conflict: ConflictNemesis::new(seed),
+            disk_loss: DiskLossNemesis::new(seed),
             chaos_deliveries_until_ns: 0,
             chaos_timeout_now_until_ns: 0,
         };
@@ -1260,8 +1272,14 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                     if let Some(node) = self.hosts[index].node.as_ref() {
                         let membership = node.membership().clone();
                         let (last, commit) = (node.last_position(), node.commit_index());
+                        let recovery = node.storage_recovery();
                         self.note(Some(index), || {
-                            format!("at the heal: last {last:?}, commit {commit}, {membership:?}")
+                            let recovering = if recovery.is_recovering() {
+                                format!(", storage {recovery:?}")
+                            } else {
+                                String::new()
+                            };
+                            format!("at the heal: last {last:?}, commit {commit}, {membership:?}{recovering}")
                         });
                     }
                 }
@@ -1318,6 +1336,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             Event::Forced(step) => self.forced_step(step),
             Event::Lease(step) => self.lease_step(step),
             Event::Conflict(step) => self.conflict_step(step),
+            Event::DiskLoss(step) => self.disk_loss_step(step),
             Event::Deadline => {
                 if self.probe.satisfied {
                     // In the quiet period, which ends on its own.

@@ -90,11 +90,19 @@ pub enum FaultKind {
     /// the follower gets the snapshot, with late copies of its chunks and,
     /// sometimes, a change of leader in the middle of the transfer.
     SnapshotConflict,
+    /// Disk loss (`engine::disk_loss`): a server comes back with an empty
+    /// disk (replaced), or with one that lost its last synced writes (its
+    /// host notices and says so); and the aimed sequence that loses
+    /// acknowledged writes if such a server votes at once: a follower cut
+    /// off while writes commit, another follower's disk replaced, the
+    /// leader cut off, the two left to elect. At most a minority of the
+    /// voters is without its storage at once.
+    DiskLoss,
 }
 
 impl FaultKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [FaultKind; 20] = [
+    pub const ALL: [FaultKind; 21] = [
         FaultKind::Delay,
         FaultKind::Loss,
         FaultKind::Duplicate,
@@ -115,6 +123,7 @@ impl FaultKind {
         FaultKind::SplitVote,
         FaultKind::Lease,
         FaultKind::SnapshotConflict,
+        FaultKind::DiskLoss,
     ];
 
     /// The name used on the command line.
@@ -140,6 +149,7 @@ impl FaultKind {
             FaultKind::SplitVote => "split-vote",
             FaultKind::Lease => "lease",
             FaultKind::SnapshotConflict => "snapshot-conflict",
+            FaultKind::DiskLoss => "disk-loss",
         }
     }
 
@@ -520,6 +530,58 @@ pub enum Fault {
         /// Cut off the sending leader after its first chunk.
         depose: bool,
     },
+    /// The disk-loss fault ([`DiskLossScenario`], `engine::disk_loss`).
+    DiskLoss {
+        /// What it does.
+        scenario: DiskLossScenario,
+        /// How long the server stays down (and, aimed, how long the two
+        /// left alone are given to elect).
+        down_ns: u64,
+    },
+}
+
+/// What a [`Fault::DiskLoss`] does (`engine::disk_loss`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DiskLossScenario {
+    /// A running voter (not the leader) crashes and comes back with an
+    /// empty disk, as after a disk replacement.
+    Wipe,
+    /// A running voter crashes and its disk loses its last synced
+    /// entries, its term and its vote going back with them (a disk that
+    /// lied about a sync, or a restored backup); its host notices and
+    /// starts it recovering.
+    RollBack,
+    /// The sequence that loses acknowledged writes if a server with a new
+    /// disk votes at once: a minority of followers is cut off while the
+    /// leader commits writes with the others; one of those others crashes
+    /// and comes back with an empty disk, cut off together with the
+    /// lagging minority from everyone else (leader included), which would
+    /// be a majority if its vote counted; after `down_ns` the network
+    /// heals.
+    Aimed,
+}
+
+impl DiskLossScenario {
+    /// Every scenario, in drawing order.
+    pub const ALL: [DiskLossScenario; 3] = [
+        DiskLossScenario::Wipe,
+        DiskLossScenario::RollBack,
+        DiskLossScenario::Aimed,
+    ];
+}
+
+impl fmt::Display for DiskLossScenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DiskLossScenario::Wipe => "a follower comes back with an empty disk",
+            DiskLossScenario::RollBack => {
+                "a follower comes back with a disk that lost its last synced writes"
+            }
+            DiskLossScenario::Aimed => {
+                "a lagging minority and a follower with a new disk left alone to elect"
+            }
+        })
+    }
 }
 
 /// What a [`Fault::Lease`] does (`engine::lease`).
@@ -824,6 +886,7 @@ impl Fault {
             Fault::SplitVote { .. } => Some(FaultKind::SplitVote),
             Fault::Lease { .. } => Some(FaultKind::Lease),
             Fault::SnapshotConflict { .. } => Some(FaultKind::SnapshotConflict),
+            Fault::DiskLoss { .. } => Some(FaultKind::DiskLoss),
             Fault::Pause { .. } => Some(FaultKind::Pause),
             Fault::Partition(partition) => Some(partition.kind()),
             Fault::Restart { .. } | Fault::Resume { .. } | Fault::HealNetwork => None,
@@ -890,6 +953,9 @@ impl fmt::Display for Fault {
                 scenario,
                 length_ns,
             } => write!(f, "lease: {scenario}, for {} ms", length_ns / 1_000_000),
+            Fault::DiskLoss { scenario, down_ns } => {
+                write!(f, "disk loss: {scenario}, for {} ms", down_ns / 1_000_000)
+            }
             Fault::SnapshotConflict {
                 feed_ns,
                 late_chunks,
@@ -1016,6 +1082,25 @@ fn draw_snapshot_conflicts(rng: &mut ChaCha8Rng, chaos_ns: u64) -> Vec<TimedFaul
     })
 }
 
+/// The disk-loss schedule of a plan ([`Fault::DiskLoss`]): one every
+/// couple of seconds of `0..chaos_ns`, the aimed sequence half the time.
+fn draw_disk_losses(rng: &mut ChaCha8Rng, chaos_ns: u64) -> Vec<TimedFault> {
+    draw_schedule(rng, chaos_ns, 800..3_000, |rng| {
+        let scenario = if rng.gen_bool(0.5) {
+            DiskLossScenario::Aimed
+        } else if rng.gen_bool(0.5) {
+            DiskLossScenario::Wipe
+        } else {
+            DiskLossScenario::RollBack
+        };
+        let down_ns = rng.gen_range(100_000_000..1_500_000_000);
+        (
+            Fault::DiskLoss { scenario, down_ns },
+            down_ns + 1_000_000_000,
+        )
+    })
+}
+
 /// A fault at a virtual time.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimedFault {
@@ -1076,7 +1161,8 @@ impl FaultPlan {
             .without(FaultKind::Malformed)
             .without(FaultKind::SplitVote)
             .without(FaultKind::Lease)
-            .without(FaultKind::SnapshotConflict);
+            .without(FaultKind::SnapshotConflict)
+            .without(FaultKind::DiskLoss);
         let mut enabled = FaultSet::NONE;
         for kind in others.kinds() {
             if !swarm || rng.gen_bool(0.5) {
@@ -1128,6 +1214,14 @@ impl FaultPlan {
         if conflict {
             plan.events
                 .extend(draw_snapshot_conflicts(rng, limits.chaos_ns));
+            plan.events.sort_by_key(|event| event.at_ns);
+        }
+        // Disk loss after them, for the same reason.
+        let disk_loss = allowed.contains(FaultKind::DiskLoss)
+            && limits.nodes > 2
+            && (!swarm || rng.gen_bool(0.5));
+        if disk_loss {
+            plan.events.extend(draw_disk_losses(rng, limits.chaos_ns));
             plan.events.sort_by_key(|event| event.at_ns);
         }
         plan
@@ -1415,6 +1509,7 @@ impl FaultPlan {
                     .copied()
                     .collect(),
                 Fault::HealNetwork
+                | Fault::DiskLoss { .. }
                 | Fault::CrashLeader { .. }
                 | Fault::IsolateLeader { .. }
                 | Fault::IsolateLeaderWithMinority { .. }

@@ -420,6 +420,10 @@ struct SimArgs {
     /// keeps quiet when a heartbeat names a commit past its log.
     #[arg(long)]
     bug_lost_entries_unreported: bool,
+    /// Planted core mistake: a node that lost its storage votes at once,
+    /// as if it remembered what it promised.
+    #[arg(long)]
+    bug_storage_loss_ignored: bool,
     /// Planted core mistake: a node removed from the voters keeps
     /// campaigning.
     #[arg(long)]
@@ -540,6 +544,7 @@ impl SimArgs {
                 snapshot_held_by_index: self.bug_snapshot_held_by_index,
                 stale_snapshot_installed: self.bug_stale_snapshot_installed,
                 lost_entries_unreported: self.bug_lost_entries_unreported,
+                storage_loss_ignored: self.bug_storage_loss_ignored,
             },
             reads: self.reads,
             lease_skew_beyond_bound: self.lease_skew_beyond_bound,

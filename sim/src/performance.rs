@@ -46,6 +46,9 @@ pub fn message_bytes(message: &Message) -> u64 {
         MessageBody::ReadIndexRequest { .. } => word,
         MessageBody::ReadIndexResponse { .. } => 2 * word,
         MessageBody::TimeoutNow => 0,
+        MessageBody::RecoveryQuery { .. } => word,
+        MessageBody::RecoveryReport(report) => 6 * word + report.membership.len_bytes() as u64,
+        MessageBody::AcknowledgedEntryLost { .. } => 2 * word,
         MessageBody::InstallSnapshot(chunk) => {
             let members = chunk.membership.voters.len() + chunk.membership.learners.len();
             5 * word + members as u64 * word + chunk.data.len() as u64

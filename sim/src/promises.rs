@@ -69,6 +69,10 @@ struct NodePromises {
     /// `cast` came from the disk at a restart: answered or not before the
     /// crash, it is not this incarnation's to answer.
     cast_recovered: bool,
+    /// The node's storage was lost (the disk-loss fault) when this entry
+    /// was committed: until its durable log holds it, the node grants no
+    /// vote and no pre-vote to a candidate whose log lacks it.
+    owed_after_loss: Option<LogPosition>,
 }
 
 /// The promises of every node of one run.
@@ -246,6 +250,36 @@ impl Promises {
         promises.must_hold = [None, None];
         promises.acked_latest = None;
         promises.acked_highest = None;
+    }
+
+    /// The highest index node `index` acknowledged (and still promises).
+    pub(crate) fn acknowledged_highest(&self, index: usize) -> Index {
+        self.nodes[index]
+            .acked_highest
+            .map_or(0, |position| position.index)
+    }
+
+    /// Node `index`, crashed, lost its storage on purpose (the disk-loss
+    /// fault, `engine::disk_loss`) while `committed` was the highest entry
+    /// committed: nothing it promised survives, and it owes the cluster
+    /// that entry before it votes again.
+    pub(crate) fn accept_storage_loss(&mut self, index: usize, committed: Option<LogPosition>) {
+        self.nodes[index] = NodePromises {
+            owed_after_loss: committed,
+            cast_incarnation: self.nodes[index].cast_incarnation,
+            ..NodePromises::default()
+        };
+    }
+
+    /// The entry node `index` owes the cluster since it lost its storage
+    /// (see [`Promises::accept_storage_loss`]), until it holds it.
+    pub(crate) fn owed_after_loss(&self, index: usize) -> Option<LogPosition> {
+        self.nodes[index].owed_after_loss
+    }
+
+    /// Node `index` holds what it owed since its storage loss.
+    pub(crate) fn loss_repaid(&mut self, index: usize) {
+        self.nodes[index].owed_after_loss = None;
     }
 
     /// Node `index` restarted into state `node`.

@@ -209,6 +209,8 @@ pub(crate) enum Body {
         prev: LogPosition,
         entries: Entries,
     },
+    /// An answer to a recovering node's question (`src/storage_loss.rs`).
+    RecoveryReport,
     /// Snapshot answers, `TimeoutNow`, read-index requests and answers.
     Other(&'static str),
 }
@@ -287,6 +289,11 @@ impl Seen {
                     }
                     MessageBody::ReadIndexRequest { .. } => Body::Other("ReadIndexRequest"),
                     MessageBody::ReadIndexResponse { .. } => Body::Other("ReadIndexResponse"),
+                    MessageBody::RecoveryQuery { .. } => Body::Other("RecoveryQuery"),
+                    MessageBody::RecoveryReport(_) => Body::RecoveryReport,
+                    MessageBody::AcknowledgedEntryLost { .. } => {
+                        Body::Other("AcknowledgedEntryLost")
+                    }
                 },
             },
         }
@@ -352,6 +359,7 @@ impl fmt::Display for Seen {
                         "a candidate catch-up after {prev:?} with {} entries",
                         entries.len()
                     ),
+                    Body::RecoveryReport => "a RecoveryReport".to_string(),
                     Body::Other(name) => format!("a {name}"),
                 };
                 write!(f, "{what} from n{from} in term {term}")
@@ -432,6 +440,10 @@ struct NodeRules {
     rounds_answered: BTreeMap<NodeId, u64>,
     /// Reads that arrived while leading, by read id; lost at a restart.
     reads: BTreeMap<u64, TrackedRead>,
+    /// The highest term of the recovery reports this incarnation heard
+    /// (a node recovering from lost storage moves to the highest term its
+    /// peers report, `src/storage_loss.rs`).
+    reported_term_max: Term,
 }
 
 /// Rounds remembered per leader, as the core remembers them.
@@ -466,6 +478,13 @@ impl Rules {
         rules.rounds_term = 0;
         rules.rounds_sent_ticks.clear();
         rules.rounds_answered.clear();
+        rules.reported_term_max = 0;
+    }
+
+    /// Node `index` lost its storage (the disk-loss fault): what it
+    /// acknowledged is gone with it.
+    pub(crate) fn on_storage_loss(&mut self, index: usize) {
+        self.nodes[index].acked.clear();
     }
 
     /// Reads node `index` before a step with input `seen`.
@@ -508,8 +527,16 @@ impl Rules {
         if matches!(seen, Seen::Tick) {
             rules.ticks += 1;
         }
+        if let Seen::Message {
+            term,
+            body: Body::RecoveryReport,
+            ..
+        } = seen
+        {
+            rules.reported_term_max = rules.reported_term_max.max(*term);
+        }
         let before = &rules.before;
-        check_term_and_vote(before, node, seen)?;
+        check_term_and_vote(before, node, seen, rules.reported_term_max)?;
         let written = check_log(before, node, seen, actions)?;
         check_commit(before, node, seen, &rules.acked)?;
         if before.role == Role::Leader && (node.role(), node.term()) == (Role::Leader, before.term)
@@ -524,7 +551,12 @@ impl Rules {
 
 /// `term-monotonic`, `term-source`, `pre-vote-inert`, `vote-once`,
 /// `vote-source`.
-fn check_term_and_vote(before: &Before, node: &Node, seen: &Seen) -> Result<(), Broken> {
+fn check_term_and_vote(
+    before: &Before,
+    node: &Node,
+    seen: &Seen,
+    reported_term_max: Term,
+) -> Result<(), Broken> {
     let (term, vote, role) = (node.term(), node.voted_for(), node.role());
     let me = node.id();
     if term < before.term {
@@ -590,7 +622,14 @@ fn check_term_and_vote(before: &Before, node: &Node, seen: &Seen) -> Result<(), 
             Some(_) => false,
         };
         let election = campaigned && term == before.term + 1 && starts;
-        if !from_message && !election {
+        // A node recovering from lost storage, told enough, moves to the
+        // highest term it was told (it may have voted in any term up to
+        // it before it lost its storage).
+        let recovery = matches!(message, Some((_, _, Body::RecoveryReport)))
+            && term <= reported_term_max
+            && vote.is_none()
+            && role == Role::Follower;
+        if !from_message && !election && !recovery {
             return broken(
                 Rule::TermSource,
                 format!(

@@ -289,6 +289,7 @@ mod tests {
             hard_state: HardState {
                 term: 2,
                 voted_for: None,
+                ..Default::default()
             },
             base: LogPosition::new(4, 2),
             entries: Vec::new(),

@@ -19,10 +19,13 @@ use service::{config, BankSm, InvariantJudged, ModelJudged};
 /// Seeds the correct bank passes and within which the model must catch
 /// the planted stale read. Measured with `cargo run -p concord-sim
 /// --example bank -- --planted-stale-read --seeds 0..20`: first caught
-/// at seed 2 (of 0..20, seeds 2, 6 and 19 are caught, 16 is left
-/// undecided by the step limit, the rest pass); the 20 correct seeds
-/// take 2 s in debug.
-const STALE_READ_SEEDS: u64 = 20;
+/// at seed 2. Seed 16 of the correct bank is left undecided by the step
+/// limit (`--seeds 16..17`: still undecided at 8,000,000 steps; a
+/// partition times out dozens of transfers, whose unknown outcomes the
+/// search must order) since replicas recover from empty storage (a round
+/// of questions before the first election moved every schedule), so the
+/// range stops before it; the 16 correct seeds take 2 s in debug.
+const STALE_READ_SEEDS: u64 = 16;
 
 // Guide, step 4: the test.
 #[test]

@@ -125,6 +125,7 @@ fn late_faults_are_drawn_after_every_other_fault() {
         FaultKind::SplitVote,
         FaultKind::Lease,
         FaultKind::SnapshotConflict,
+        FaultKind::DiskLoss,
     ];
     for (position, kind) in late.iter().enumerate() {
         let later = late[position + 1..]

@@ -110,6 +110,9 @@ statistics_counters!(
     reads_lease,
     reads_follower,
     reads_refused,
+    recovery_queries_sent,
+    recovery_reports_received,
+    votes_refused_recovering,
 );
 
 /// What the check needs of a node from before its step: a copy of a few
@@ -265,6 +268,11 @@ pub(super) fn check_step(
         "count of Action::ProposalRefused"
     );
     exact!(reads_refused, seen.reads_refused, "Action::ReadRefused");
+    exact!(
+        recovery_queries_sent,
+        seen.recovery_queries,
+        "Action::Send of MessageBody::RecoveryQuery"
+    );
     exact!(
         entries_truncated,
         truncated,
@@ -444,6 +452,7 @@ struct Tally {
     accepted: u64,
     refused: u64,
     reads_refused: u64,
+    recovery_queries: u64,
     /// Entries of the step's `ProposalAccepted`, if any.
     accepted_batch: Option<u64>,
     /// Entries of the step's `ProposalRefused` for backpressure, if any.
@@ -463,6 +472,7 @@ fn tally(before: &Before, actions: &[Action]) -> Result<Tally, String> {
         accepted: 0,
         refused: 0,
         reads_refused: 0,
+        recovery_queries: 0,
         accepted_batch: None,
         backpressure_batch: None,
         restores: 0,
@@ -501,6 +511,14 @@ fn tally(before: &Before, actions: &[Action]) -> Result<Tally, String> {
                 }
             }
             Action::ReadRefused { .. } => seen.reads_refused += 1,
+            Action::Send {
+                message:
+                    Message {
+                        body: MessageBody::RecoveryQuery { .. },
+                        ..
+                    },
+                ..
+            } => seen.recovery_queries += 1,
             Action::RestoreSnapshot { .. } => seen.restores += 1,
             Action::TakeSnapshot => seen.take_snapshot = true,
             Action::Persist {
@@ -611,7 +629,31 @@ pub(super) fn check_refusal(
     actions: &[Action],
 ) -> Result<(), String> {
     let expected = refusal_counter(kind);
-    if let Some((name, was, is, delta)) = counted_only_in(&before.stats, node.stats(), expected) {
+    // A contradicted commit is a divergence: reported once, and every
+    // read waiting is refused (counted in reads_refused) from then on.
+    let diverges = matches!(
+        kind,
+        Malformed::ContradictsCommit | Malformed::EntryContradictsCommit
+    );
+    let refused_reads = actions
+        .iter()
+        .filter(|action| matches!(action, Action::ReadRefused { .. }))
+        .count() as u64;
+    let diverged_reports = actions
+        .iter()
+        .filter(|action| matches!(action, Action::LogDiverged(_)))
+        .count();
+    let mut stats_before = before.stats;
+    if diverges {
+        stats_before.reads_refused += refused_reads;
+        if node.divergence().is_none() || diverged_reports > 1 {
+            return Err(format!(
+                "handed {kind}, the node reported {diverged_reports} Action::LogDiverged and holds divergence {:?}: a committed entry contradicted by its leader must leave it diverged, reported once",
+                node.divergence()
+            ));
+        }
+    }
+    if let Some((name, was, is, delta)) = counted_only_in(&stats_before, node.stats(), expected) {
         return Err(format!(
             "handed {kind}, Statistics::{name} went from {was} to {is}; it must move by exactly {delta} ({}) (see the docs of concord::Statistics)",
             match expected {
@@ -643,8 +685,13 @@ pub(super) fn check_refusal(
         .iter()
         .filter(|action| matches!(action, Action::Send { .. }))
         .count();
+    let reports = if diverges {
+        refused_reads as usize + diverged_reports
+    } else {
+        0
+    };
     let allowed_sends = usize::from(answered(kind));
-    if actions.len() != sends || sends > allowed_sends {
+    if actions.len() != sends + reports || sends > allowed_sends {
         return Err(format!(
             "handed {kind}, the node emitted {} action(s) {:?}; it may at most send {allowed_sends} answer",
             actions.len(),

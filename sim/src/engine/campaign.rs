@@ -249,11 +249,11 @@ mod tests {
 
     /// A node of three voters ticked until it campaigns.
     fn campaigning() -> Node {
-        let mut node = Node::new(
-            concord::Config::new(1, [1, 2, 3]),
-            concord::Recovered::default(),
-        )
-        .expect("a valid configuration");
+        let mut config = concord::Config::new(1, [1, 2, 3]);
+        // A running cluster's node, not a new one waiting for its peers.
+        config.recover_empty_storage = false;
+        let mut node =
+            Node::new(config, concord::Recovered::default()).expect("a valid configuration");
         let mut actions = Vec::new();
         for _ in 0..1_000 {
             if matches!(node.role(), Role::PreCandidate | Role::Candidate) {

@@ -96,6 +96,7 @@ mod tests {
             hard_state: HardState {
                 term: 5,
                 voted_for: None,
+                ..Default::default()
             },
             base: LogPosition::new(4, 2),
             entries,

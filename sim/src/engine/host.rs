@@ -22,6 +22,7 @@ use super::accounting::{self, AppliedBytes};
 use super::book::{wrap_snapshot, Book};
 use super::campaign;
 use super::client::Reply;
+use super::disk_loss;
 use super::hints;
 use super::lease;
 use super::{Event, FailureKind, Simulation, MS, PAUSED_QUEUE_MAX};
@@ -216,6 +217,9 @@ pub(super) struct Host<S> {
     /// The host's own count of the bytes applied since the node's latest
     /// snapshot (`accounting`), kept when a byte threshold is configured.
     pub(super) applied_bytes: AppliedBytes,
+    /// Set from a loss of the node's storage (the disk-loss fault) until
+    /// the node reports its recovery done (`disk_loss`).
+    pub(super) storage_loss: Option<disk_loss::StorageLoss>,
 }
 
 impl<S> Host<S> {
@@ -245,6 +249,7 @@ impl<S> Host<S> {
             leader_commit_seen: None,
             book: Default::default(),
             applied_bytes: AppliedBytes::default(),
+            storage_loss: None,
             heartbeat_ticks: (0, 0),
             known_ids: (Index::MAX, 0),
             campaign: Default::default(),
@@ -313,6 +318,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             if churn_start_small && witness != index {
                 config.witnesses.clear();
             }
+        }
+        if self.hosts[index].storage_loss.is_some() {
+            self.current_members_into(index, &mut config);
         }
         config
     }
@@ -946,7 +954,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 acknowledged_index,
                 reported_last_index,
             } => {
-                if self.catch_up_expects_regression(index, follower) {
+                if self.catch_up_expects_regression(index, follower)
+                    || self.storage_loss_expects_regression(follower, acknowledged_index)
+                {
                     return;
                 }
                 self.fail(
@@ -957,6 +967,17 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                     ),
                 );
             }
+            Action::LogDiverged(divergence) => {
+                // The simulated disks lose nothing without telling their
+                // node, and at most a minority at once: no committed
+                // entry is ever contradicted.
+                self.fail(
+                    FailureKind::LogMatching,
+                    Some(index),
+                    format!("found its committed log contradicted by its leader: {divergence:?}"),
+                );
+            }
+            Action::StorageRecovery(event) => self.note_storage_recovery(index, *event),
             Action::TakeSnapshot => self.take_snapshot(index, work),
             Action::PersistSnapshot {
                 id,

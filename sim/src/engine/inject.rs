@@ -114,6 +114,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 late_ns,
                 depose,
             } => self.conflict_fault(feed_ns, late_chunks, late_ns, depose),
+            Fault::DiskLoss { scenario, down_ns } => self.disk_loss_fault(scenario, down_ns),
             Fault::CrashLeaderAfterAppend { .. }
             | Fault::LeaderChurn { .. }
             | Fault::CrashVoter { .. }
@@ -250,6 +251,18 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         // dropped, as if lost: nothing the host must carry out is lost.
         if let Err(message) = accounting::check_refusal(kind, &message, &reported, node, &actions) {
             self.fail(FailureKind::NodeReport, Some(index), message);
+            return;
+        }
+        // A committed entry contradicted by the leader leaves the node
+        // serving no reads (`Action::LogDiverged`) until an operator
+        // repairs it. This contradiction was forged, so the repair is a
+        // restart: the node finds its log intact.
+        if node.divergence().is_some() {
+            self.note(Some(index), || {
+                "diverged on a forged append: the operator restarts it".to_string()
+            });
+            self.crash(index);
+            self.restart(index);
         }
     }
 
@@ -428,6 +441,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         self.nemesis.disarm();
         self.lease_heal();
         self.conflict_heal();
+        self.disk_loss.heal();
         self.network_changed();
         let fsync_max_ns = 0;
         self.rates = Rates {

@@ -8,7 +8,7 @@ use rand::Rng;
 use concord::state_machine::StateMachine;
 use concord::{Message, MessageBody, NodeId, Role};
 
-use super::{Event, Simulation, MS};
+use super::{Event, FailureKind, Simulation, MS};
 use crate::budgets::Overrun;
 use crate::faults::{exponential, FaultKind, Rates};
 use crate::workload::Workload;
@@ -129,6 +129,13 @@ pub(super) fn body_code(body: &MessageBody) -> u64 {
         MessageBody::CandidateCatchUp { prev, entries } => {
             14 | ((entries.len() as u64) << 4) | (prev.index << 16)
         }
+        MessageBody::RecoveryQuery { nonce } => 15 | (nonce << 8),
+        MessageBody::RecoveryReport(report) => {
+            16 | (u64::from(report.recovering) << 4)
+                | (report.last_log.index << 8)
+                | (report.last_log.term << 40)
+        }
+        MessageBody::AcknowledgedEntryLost { acknowledged } => 17 | (acknowledged.index << 8),
     }
 }
 
@@ -190,6 +197,10 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             self.snapshots.chunks_sent += 1;
         }
         if self.split_vote_grant_lost(to, &message) {
+            return;
+        }
+        if let Some(text) = self.check_vote_after_loss(index, &message) {
+            self.fail(FailureKind::RecoveringVote, Some(index), text);
             return;
         }
         if let Some(node) = self.hosts[index].node.as_ref() {

@@ -313,6 +313,22 @@ impl<H: Hasher> Renamed<'_, H> {
                     self.entry(entry);
                 }
             }
+            MessageBody::RecoveryQuery { nonce } => {
+                self.u64(15);
+                self.u64(*nonce);
+            }
+            MessageBody::RecoveryReport(report) => {
+                self.u64(16);
+                self.u64(report.nonce);
+                self.bool(report.recovering);
+                self.position(report.last_log);
+                self.position(report.configuration);
+                self.membership(&report.membership);
+            }
+            MessageBody::AcknowledgedEntryLost { acknowledged } => {
+                self.u64(17);
+                self.position(*acknowledged);
+            }
         }
     }
 }

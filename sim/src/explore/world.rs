@@ -281,6 +281,11 @@ pub(crate) fn node_config(scope: &Scope, id: NodeId, incarnation: u32) -> Config
     config.compaction_threshold_entries = None;
     config.compaction_trailing_entries = 0;
     config.snapshot_chunk_bytes_max = scope.snapshot_chunk_bytes as usize;
+    // The model's disks are never lost (a crash keeps what was synced), so
+    // an empty log is a new cluster's: the recovery from lost storage would
+    // only add a round of questions to every state before the first
+    // election. The simulator's `disk-loss` fault covers that recovery.
+    config.recover_empty_storage = false;
     config
 }
 
@@ -450,6 +455,22 @@ pub fn describe_message(message: &Message) -> String {
             prev.index,
             prev.term,
             entries_text(entries)
+        ),
+        MessageBody::RecoveryQuery { nonce } => format!("RecoveryQuery {nonce:x}"),
+        MessageBody::RecoveryReport(report) => format!(
+            "RecoveryReport {:x}{} last {}/t{}",
+            report.nonce,
+            if report.recovering {
+                " (recovering)"
+            } else {
+                ""
+            },
+            report.last_log.index,
+            report.last_log.term
+        ),
+        MessageBody::AcknowledgedEntryLost { acknowledged } => format!(
+            "AcknowledgedEntryLost {}/t{}",
+            acknowledged.index, acknowledged.term
         ),
     };
     format!(
@@ -808,6 +829,9 @@ impl World {
                         | MessageBody::RequestVote { .. }
                         | MessageBody::Removed { .. }
                         | MessageBody::CandidateCatchUp { .. }
+                        | MessageBody::RecoveryQuery { .. }
+                        | MessageBody::RecoveryReport(_)
+                        | MessageBody::AcknowledgedEntryLost { .. }
                 )
             } else {
                 // Of the receiver's durable term, which it stays in (or
@@ -1163,6 +1187,16 @@ impl World {
                         ),
                     ));
                 }
+                // The explorer's disks lose nothing they synced, so no
+                // node recovers lost storage, and no committed entry is
+                // ever contradicted.
+                Action::LogDiverged(divergence) => {
+                    return Err(Violation::new(
+                        Property::Durability,
+                        format!("n{id} found its committed log contradicted: {divergence:?}"),
+                    ));
+                }
+                Action::StorageRecovery(_) => {}
                 Action::ProposalAccepted { .. }
                 | Action::ProposalRefused { .. }
                 | Action::Transfer { .. } => {}

@@ -375,10 +375,7 @@ pub fn sample_payloads() -> Vec<Seed> {
     }
     push(
         "hardstate".into(),
-        codec::encode(&HardState {
-            term: 3,
-            voted_for: Some(1),
-        }),
+        codec::encode(&HardState::new(3, Some(1))),
     );
     out.extend(services_samples());
     out.extend(hostile_lengths());

@@ -439,6 +439,8 @@ impl Cluster {
             Action::ProposalAccepted { .. }
             | Action::ProposalRefused { .. }
             | Action::FollowerLogRegressed { .. }
+            | Action::StorageRecovery(_)
+            | Action::LogDiverged(_)
             | Action::ReadReady { .. }
             | Action::ReadRefused { .. }
             | Action::Transfer { .. } => {}

@@ -252,14 +252,8 @@ pub fn run(data: &[u8]) -> Result<(), Violation> {
             false,
         ));
     }
-    write_hard_state(
-        dir,
-        &HardState {
-            term: max_term,
-            voted_for: Some(1),
-        },
-    )
-    .map_err(|e| Violation::new(TARGET, format!("writing the hard state: {e}")))?;
+    write_hard_state(dir, &HardState::new(max_term, Some(1)))
+        .map_err(|e| Violation::new(TARGET, format!("writing the hard state: {e}")))?;
 
     // The segments, as the writer lays them out.
     let mut segments: Vec<Vec<u8>> = vec![segment_header().to_vec()];

@@ -182,7 +182,8 @@ impl MultiSimConfig {
             faults: sim
                 .faults
                 .without(crate::faults::FaultKind::Lease)
-                .without(crate::faults::FaultKind::SnapshotConflict),
+                .without(crate::faults::FaultKind::SnapshotConflict)
+                .without(crate::faults::FaultKind::DiskLoss),
             swarm: sim.swarm,
             max_skew_ppm: sim.max_skew_ppm,
             vary_node_options: sim.vary_node_options,

@@ -1082,6 +1082,18 @@ impl MultiSim {
                     message,
                 );
             }
+            Action::LogDiverged(divergence) => {
+                let message = format!(
+                    "node {} found its committed log contradicted by its leader: {divergence:?}",
+                    index + 1
+                );
+                self.fail_raft(FailureKind::LogMatching, index, Some(group), message);
+            }
+            Action::StorageRecovery(event) => {
+                self.note(Some(index), || {
+                    format!("group {group}: storage recovery {event:?}")
+                });
+            }
             Action::RoleChanged { role, term } => {
                 self.trace
                     .word(0xabcd_0000 | ((index as u64) << 8) | (group << 20) | role as u64);

@@ -103,7 +103,7 @@ impl MultiSim {
             Fault::Malformed { message, pick } => self.malformed(message as u32, pick),
             // Not drawn for multi-group runs (`MultiSimConfig::from_sim`);
             // a plan given by hand that holds one is noted and skipped.
-            Fault::Lease { .. } | Fault::SnapshotConflict { .. } => {
+            Fault::Lease { .. } | Fault::SnapshotConflict { .. } | Fault::DiskLoss { .. } => {
                 self.note(None, || {
                     format!("{fault}: not a multi-group fault, skipped")
                 });
