@@ -18,13 +18,19 @@
 //! A server that refused the connection, reset it or did not answer in
 //! time is avoided for a while ([`ClientConfig::avoid_min`], doubling on
 //! each new failure up to [`ClientConfig::avoid_max`]): follower reads
-//! and leader discovery go to the other servers, and a redirect to an
-//! avoided server is not followed. Once the period ends the server is
-//! probed again by the next request that would go to it; one answer
-//! clears it. A connection is opened within
-//! [`ClientConfig::connect_timeout`], so probing a stopped server costs
-//! that, not a whole request timeout. When every server is avoided the
-//! one whose period ends first is tried.
+//! and leader discovery go to the other servers first. Avoidance only
+//! orders the servers this client picks by itself; it never refuses the
+//! one the cluster names. A `NotLeader` redirect from a server that knows
+//! the leader is followed at once, avoided or not, with one attempt: a
+//! leader the client could not reach while the servers could (a client
+//! cut from the leader alone) is written to as soon as the cut heals,
+//! not once its avoidance ends. If that attempt fails too, the client
+//! pauses [`ClientConfig::retry_backoff`] and asks the others again.
+//! Once its period ends an avoided server is probed again by the next
+//! request that would go to it; one answer clears it. A connection is
+//! opened within [`ClientConfig::connect_timeout`], so probing a stopped
+//! server costs that, not a whole request timeout. When every server is
+//! avoided the one whose period ends first is tried.
 //!
 //! ## Errors that say what happened
 //!
@@ -434,6 +440,9 @@ impl Client {
         let mut call = CallState::new(self.config.servers.len());
         // A read changes nothing, so its outcome is never in doubt.
         call.read_only = matches!(request, ClientRequest::Read { .. });
+        // The target of this attempt was named by a redirect while this
+        // client avoided it.
+        let mut probing_avoided = false;
         for attempt in 0..self.config.attempts_max {
             if attempt > 0 {
                 self.retries += 1;
@@ -446,6 +455,7 @@ impl Client {
                 // Spread reads over the servers.
                 self.next_target = target + 1;
             }
+            let probe = std::mem::take(&mut probing_avoided);
             match self.call(target, request).await {
                 Ok(ClientResponse::Done(bytes)) => {
                     self.note_answer(target);
@@ -476,12 +486,18 @@ impl Client {
                     // (it joined after the client was configured) is
                     // learned, as membership requests learn it: without
                     // it, a cluster whose members all changed could never
-                    // be written to again.
+                    // be written to again. The leader the cluster names
+                    // is tried next even if this client avoids it (one
+                    // attempt): the servers reach it, so this client's
+                    // own failures there may be over.
                     let redirect = leader_addr
                         .and_then(|addr| self.server_index(&addr))
-                        .filter(|&index| index != target && !self.avoided(index, Instant::now()));
+                        .filter(|&index| index != target);
                     match redirect {
-                        Some(index) => self.leader = Some(index),
+                        Some(index) => {
+                            probing_avoided = self.avoided(index, Instant::now());
+                            self.leader = Some(index);
+                        }
                         None => {
                             self.leader = None;
                             self.next_target = target + 1;
@@ -521,8 +537,10 @@ impl Client {
                     self.leader = None;
                     self.next_target = target + 1;
                     // Another server is tried at once; a pause only when
-                    // every one failed lately.
-                    if self.all_avoided(Instant::now()) {
+                    // every one failed lately, or when the leader a
+                    // redirect named failed again (the next server would
+                    // name it once more).
+                    if probe || self.all_avoided(Instant::now()) {
                         tokio::time::sleep(self.config.retry_backoff).await;
                     }
                 }
