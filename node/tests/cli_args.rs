@@ -438,13 +438,15 @@ fn cli_arguments_refused_with_a_clear_message() {
 #[test]
 fn cli_reaches_no_cluster_with_a_clear_error() {
     // An unreachable cluster is a clear runtime error (exit 1), not a hang;
-    // `status` prints a row per unreachable server and succeeds.
+    // `status` prints a row per unreachable server, then fails (issue 58:
+    // it exited 0 as if the cluster had answered).
     let (code, stdout, stderr) = run(
         CLI,
         &["--servers", "127.0.0.1:9", "--timeout-ms", "200", "status"],
         &[],
     );
-    assert_eq!(code, 0, "status prints unreachable rows: {stderr}");
+    assert_eq!(code, 1, "no server answered `status`: {stderr}");
+    assert!(stderr.contains("no server answered"), "{stderr}");
     assert!(
         stdout.contains("127.0.0.1:9") && stdout.contains("unreachable"),
         "{stdout}"
