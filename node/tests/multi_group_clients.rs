@@ -1,5 +1,5 @@
-//! Issue 58, item 3, on real `concord-node --groups` processes on
-//! loopback:
+//! Issue 58, items 3 and 4 (one part), on real `concord-node --groups`
+//! processes on loopback:
 //!
 //! * with node 1 stopped (SIGSTOP: its port still takes connections,
 //!   which then get no handshake, as a hung or unreachable host's would),
@@ -7,7 +7,10 @@
 //!   timeout once one request learnt node 1 is down: one failed connect
 //!   to node 1 in all, not one per group; and every `concord-cli --groups
 //!   N` command is answered well within one connect timeout (its
-//!   handshakes with the servers end once the fastest answered).
+//!   handshakes with the servers end once the fastest answered);
+//! * a single-group client's request (`concord-cli` without `--groups`)
+//!   to a multi-group server is answered "this server hosts N groups: use
+//!   --groups N", at once, and not logged as malformed input.
 //!
 //! ```text
 //! cargo test -p concord-node --test multi_group_clients -- --nocapture
@@ -157,4 +160,58 @@ fn with_node_1_stopped_the_first_request_per_group_waits_no_connect_timeout() {
         );
     }
     cluster.signal(1, libc::SIGCONT);
+}
+
+#[test]
+fn a_single_group_request_to_a_multi_group_server_names_the_group_count() {
+    let mut cluster = cluster("one-group-client");
+    // The cluster serves (a --groups client's write goes through).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (code, _, err, _) = cli(
+            &cluster,
+            &["--groups", &GROUPS.to_string(), "kv", "put", "k", "v"],
+        );
+        if code == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the cluster never served: {err}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let hint = format!("this server hosts {GROUPS} groups: use --groups {GROUPS}");
+    // A write (a session command) and a follower read decode as no
+    // request of a multi-group server: answered with the group count.
+    for args in [
+        &["kv", "put", "k", "v"][..],
+        &["--read", "follower", "kv", "get", "k"][..],
+    ] {
+        let (code, out, err, took) = cli(&cluster, args);
+        eprintln!("concord-cli {args:?} (no --groups): exit {code} in {took:?}: {err}");
+        assert_eq!(code, 1, "{out}{err}");
+        assert!(err.contains(&hint), "{err}");
+        assert!(!err.contains("may or may not"), "{err}");
+        // Answered by each server once, not retried for 30 attempts.
+        assert!(took < Duration::from_secs(1), "{took:?}: {err}");
+    }
+    // A ReadIndex read of key "k" has the very bytes of a command to
+    // group 2 (the wire cannot tell them apart): the group's store
+    // refuses it, the key being another group's, and names the flag.
+    let (code, out, err, _) = cli(&cluster, &["kv", "get", "k"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains(&format!("use --groups {GROUPS}")), "{err}");
+    // `status` and `member list` get the same answer from every server.
+    let (code, out, err, _) = cli(&cluster, &["status"]);
+    assert_eq!(code, 1, "no server answered with a status: {out}{err}");
+    assert!(out.contains(&hint), "{out}");
+    let (code, _, err, _) = cli(&cluster, &["member", "list"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains(&hint), "{err}");
+    cluster.sigterm_all();
+    for id in cluster.ids() {
+        let log = cluster.log_text(id);
+        assert!(
+            !log.contains("bad input"),
+            "node {id} logged a single-group request as bad input:\n{log}"
+        );
+    }
 }

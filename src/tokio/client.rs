@@ -154,7 +154,10 @@ pub enum ClientError {
         /// what to change.
         reason: String,
     },
-    /// The server refused the request for good.
+    /// Every server asked refused the request itself, not this client:
+    /// for good (a multi-group server asked a single-group request names
+    /// its group count), or all for one passing reason (every one
+    /// shutting down). The last one's words.
     #[error("server error: {0}")]
     Server(String),
     /// The session was forgotten by the servers; the outcome of the last
@@ -250,14 +253,33 @@ struct CallState {
     /// The request changes nothing (a read): never "may have been
     /// applied".
     read_only: bool,
+    /// Servers that answered this call with an error (refused the
+    /// request itself: shutting down, or a server of another kind).
+    errored: Vec<bool>,
 }
 
 impl CallState {
     fn new(servers: usize) -> Self {
         CallState {
             rejected: vec![false; servers],
+            errored: vec![false; servers],
             ..CallState::default()
         }
+    }
+
+    /// Notes `server`'s error answer `e`; returns the error to end the
+    /// call with once every server of `servers` answered one and no
+    /// attempt left the outcome open: asking again would only get the
+    /// same answers (a multi-group server's "use --groups N", every
+    /// server shutting down).
+    fn errored(&mut self, server: usize, servers: usize, e: String) -> Option<ClientError> {
+        if server >= self.errored.len() {
+            self.errored.resize(server + 1, false);
+        }
+        self.errored[server] = true;
+        self.last = e;
+        let everyone = self.errored.len() >= servers && self.errored.iter().all(|e| *e);
+        (everyone && !self.sent).then(|| ClientError::Server(self.last.clone()))
     }
 
     /// Notes a failed attempt on `server`; returns the error to end the
@@ -520,7 +542,10 @@ impl Client {
                 }
                 Ok(ClientResponse::Error(e)) => {
                     self.note_answer(target);
-                    call.last = e;
+                    let servers = self.config.servers.len();
+                    if let Some(error) = call.errored(target, servers, e) {
+                        return Err(error);
+                    }
                     self.leader = None;
                     self.next_target = target + 1;
                     tokio::time::sleep(self.config.retry_backoff).await;
@@ -676,7 +701,10 @@ impl Client {
                     return Ok(answer);
                 }
                 Ok(ClientResponse::Error(e)) => {
-                    call.last = e;
+                    let servers = self.config.servers.len();
+                    if let Some(error) = call.errored(target, servers, e) {
+                        return Err(error);
+                    }
                     self.leader = None;
                     self.next_target = target + 1;
                     tokio::time::sleep(self.config.retry_backoff).await;
@@ -773,7 +801,12 @@ impl Client {
                     }
                 }
                 Ok(ClientResponse::Admin(other)) => return Ok(other),
-                Ok(ClientResponse::Error(e)) => call.last = e,
+                Ok(ClientResponse::Error(e)) => {
+                    let servers = self.config.servers.len();
+                    if let Some(error) = call.errored(target, servers, e) {
+                        return Err(error);
+                    }
+                }
                 Ok(other) => {
                     return Err(ClientError::Protocol(format!(
                         "unexpected answer to a membership request: {other:?}"
@@ -821,6 +854,7 @@ impl Client {
         }
         match answered {
             Ok(ClientResponse::Status(status)) => Ok(*status),
+            Ok(ClientResponse::Error(e)) => Err(ClientError::Server(e)),
             Ok(other) => Err(ClientError::Protocol(format!(
                 "unexpected answer {other:?}"
             ))),

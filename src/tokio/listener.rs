@@ -44,6 +44,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::NodeId;
 
+use super::codec;
 use super::frame::{self, FrameBudget, FrameBuffer, FrameError, FrameTimeouts};
 use super::identity::IdentityHandle;
 use super::server::Event;
@@ -142,7 +143,7 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
     counters: Arc<ListenerCounters>,
 ) {
-    serve_for::<SingleGroup>(listener, config, events, shutdown, counters).await
+    serve_for::<SingleGroup>(listener, config, events, shutdown, counters, None).await
 }
 
 /// What a listener hands on to its server: the one thing the single-group
@@ -193,13 +194,17 @@ impl Inbound for SingleGroup {
     }
 }
 
-/// [`serve`] for any server behind an [`Inbound`].
+/// [`serve`] for any server behind an [`Inbound`]. `misdirected`: the
+/// answer to a client request that is not an `I::Request` but a
+/// single-group server's [`ClientRequest`] (a multi-group server names
+/// its group count); `None` closes such a connection as bad input.
 pub(crate) async fn serve_for<I: Inbound>(
     listener: tokio::net::TcpListener,
     config: ListenerConfig,
     events: mpsc::Sender<I::Event>,
     mut shutdown: watch::Receiver<bool>,
     counters: Arc<ListenerCounters>,
+    misdirected: Option<String>,
 ) {
     let config = Arc::new(config);
     // Peers draw on a budget of their own: clients, however many and
@@ -207,6 +212,7 @@ pub(crate) async fn serve_for<I: Inbound>(
     let budgets = Budgets {
         clients: Arc::new(FrameBudget::new(config.frame_buffer_bytes_max)),
         peers: Arc::new(FrameBudget::new(config.frame_buffer_bytes_max)),
+        misdirected: misdirected.map(Arc::from),
     };
     loop {
         // Every `select!` in the runtime is `biased`: an unbiased one draws
@@ -276,13 +282,17 @@ pub(crate) async fn serve_for<I: Inbound>(
     }
 }
 
-/// The node-wide frame buffer budgets.
+/// The node-wide frame buffer budgets, and what every connection's task
+/// shares besides.
 #[derive(Clone)]
 struct Budgets {
     /// Of client connections and of every connection's handshake.
     clients: Arc<FrameBudget>,
     /// Of peer connections once their handshake was accepted.
     peers: Arc<FrameBudget>,
+    /// What a client of the other kind of server is answered (see
+    /// [`serve_for`]).
+    misdirected: Option<Arc<str>>,
 }
 
 enum ConnError {
@@ -305,17 +315,34 @@ async fn next_value<T: serde::de::DeserializeOwned>(
     timeouts: FrameTimeouts,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<Option<T>, ConnError> {
-    let read = frame::read_value_timed(stream, frame_buf, config.max_frame_bytes, timeouts);
+    if !next_frame(stream, frame_buf, config, timeouts, shutdown).await? {
+        return Ok(None);
+    }
+    codec::decode(frame_buf.payload(), config.max_frame_bytes)
+        .map(Some)
+        .map_err(|e| ConnError::BadInput(FrameError::Codec(e).to_string()))
+}
+
+/// Reads the next frame of an accepted connection into `frame_buf`:
+/// `false` once the server shuts down or the other side went away.
+async fn next_frame(
+    stream: &mut BoxStream,
+    frame_buf: &mut FrameBuffer,
+    config: &ListenerConfig,
+    timeouts: FrameTimeouts,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<bool, ConnError> {
+    let read = frame::read_frame_timed(stream, frame_buf, config.max_frame_bytes, timeouts);
     let e = tokio::select! {
         biased;
-        _ = shutdown.changed() => return Ok(None),
+        _ = shutdown.changed() => return Ok(false),
         read = read => match read {
-            Ok(value) => return Ok(Some(value)),
+            Ok(()) => return Ok(true),
             Err(e) => e,
         },
     };
     match e {
-        e if went_away(&e) => Ok(None),
+        e if went_away(&e) => Ok(false),
         FrameError::Idle { timeout } => Err(ConnError::Idle(timeout)),
         FrameError::Slow { timeout } => Err(ConnError::Slow(timeout)),
         e => Err(ConnError::BadInput(e.to_string())),
@@ -575,9 +602,27 @@ async fn handle<I: Inbound>(
                 idle: config.client_idle_timeout,
                 frame: config.frame_timeout,
             };
-            let next = next_value(&mut stream, &mut frame_buf, config, timeouts, &mut shutdown);
-            let Some(request) = next.await? else {
+            let next = next_frame(&mut stream, &mut frame_buf, config, timeouts, &mut shutdown);
+            if !next.await? {
                 return Ok(());
+            }
+            let decoded = codec::decode::<I::Request>(frame_buf.payload(), config.max_frame_bytes);
+            let request = match decoded {
+                Ok(request) => request,
+                Err(e) => {
+                    let answer = budgets.misdirected.as_deref().filter(|_| {
+                        codec::decode::<ClientRequest>(frame_buf.payload(), config.max_frame_bytes)
+                            .is_ok()
+                    });
+                    let Some(answer) = answer else {
+                        return Err(ConnError::BadInput(FrameError::Codec(e).to_string()));
+                    };
+                    tracing::debug!(%remote, "a single-group client's request, answered with the group count");
+                    frame_buf.shrink_to(CLIENT_BUFFER_KEEP_BYTES);
+                    let response = ClientResponse::Error(answer.to_string());
+                    write_value(&mut stream, &mut buf, &response).await?;
+                    continue;
+                }
             };
             // A large command's buffer is given back to the node's budget
             // as soon as it is decoded.
