@@ -168,8 +168,10 @@ fn node_flags_refused_with_a_clear_message() {
             &["missing --data-dir"],
         ),
         (
+            // Listing itself is allowed with --join (a node that joined
+            // restarts with the current voters), not naming no voter.
             &[&ONE_NODE[..], &["--data-dir", "/nonexistent/x", "--join"]].concat(),
-            &["--join: node 1 is listed in --peers"],
+            &["--join: --peers must name the voters of the cluster to join"],
         ),
         // Issue 45: a server that is not one of --peers would campaign
         // alone forever; two nodes at one address, or one no one can
