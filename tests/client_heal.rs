@@ -25,7 +25,9 @@
 //! ```
 //!
 //! `CONCORD_HEAL_TRIALS=N` runs N trials and prints each heal→first
-//! answer; `CONCORD_HEAL_CUT_SECS` sets the cut's length (default 10).
+//! answer; `CONCORD_HEAL_CUT_SECS` sets the cut's length (default 10,
+//! plus up to 0.5 s drawn from the clock, so that the heal falls at
+//! another point of the client's attempts in every trial).
 #![cfg(feature = "tokio")]
 mod common;
 
@@ -287,6 +289,13 @@ fn a_client_cut_from_the_leader_alone_writes_within_1_s_of_the_heal() {
     );
     let runtime = runtime();
     for t in 1..=trials {
+        // The heal falls anywhere in the client's cycle of attempts (a
+        // cut of a fixed length would heal at about the same point of
+        // it every time): up to 0.5 s more, from the clock.
+        let jitter_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos() / 1_000_000 % 500);
+        let cut = cut + Duration::from_millis(u64::from(jitter_ms));
         let took = runtime.block_on(trial(cut));
         eprintln!(
             "trial {t}/{trials}: cut {cut:?}, heal → first answered write {:.3} s",
