@@ -340,7 +340,7 @@ impl RoutingClient {
     /// whose avoidance ends first.
     fn pick_from(&self, after: Option<NodeId>) -> NodeId {
         let servers = &self.config.servers;
-        let start = after.map_or(0, |node| node + 1);
+        let start = after.and_then(|node| node.checked_add(1)).unwrap_or(0);
         let order = servers.range(start..).chain(servers.range(..start));
         let now = tokio::time::Instant::now();
         let mut soonest: Option<(tokio::time::Instant, NodeId)> = None;
