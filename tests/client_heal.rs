@@ -294,7 +294,7 @@ fn a_client_cut_from_the_leader_alone_writes_within_1_s_of_the_heal() {
         // it every time): up to 0.5 s more, from the clock.
         let jitter_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos() / 1_000_000 % 500);
+            .map_or(0, |d| d.subsec_millis() % 500);
         let cut = cut + Duration::from_millis(u64::from(jitter_ms));
         let took = runtime.block_on(trial(cut));
         eprintln!(
