@@ -269,7 +269,8 @@ fn bad_frames_close_the_connection_with_a_logged_reason_and_the_node_keeps_servi
             "unsupported protocol version 77",
             "refused connection",
             "cluster id \"other-cluster\" is not ours",
-            "node 99 is not a member of this cluster",
+            "node 99 is not a member of this cluster as node 1 knows it (its --peers and its \
+             log name nodes 2, 3)",
             "peer claims our own id 1",
         ] {
             assert!(text.contains(expected), "log lacks {expected:?}:\n{text}");

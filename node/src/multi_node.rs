@@ -185,6 +185,7 @@ pub async fn start(settings: &ServerSettings) -> Result<RunningMultiNode, StartF
     .map_err(|e| format!("cannot start the groups: {e}"))?;
     let mut accept = MultiListenerConfig::new(id, settings.cluster_id.clone(), voters);
     accept.tls = tls;
+    accept.groups_hosted = Some(settings.groups);
     tokio::spawn(tcp_listener::serve(
         listener,
         accept,

@@ -442,6 +442,12 @@ pub struct ServerSettings {
     /// Start as a new, empty learner (or with `witness`, witness) of a
     /// running cluster.
     pub join: bool,
+    /// With `join`: `--peers` named this node too (at its `--listen`),
+    /// as the current voters of a cluster it already joined do. Allowed
+    /// only once its data directory holds the cluster's configuration,
+    /// checked when the node starts (the log's configuration is then in
+    /// force and `--join` is ignored).
+    pub join_lists_itself: bool,
     /// Run as a witness voter.
     pub witness: bool,
     /// The witnesses among `peers` of a new cluster.
@@ -601,6 +607,7 @@ impl ServerSettings {
             data_dir,
             cluster_id,
             join: flags.join || file.join.unwrap_or(false),
+            join_lists_itself: false,
             witness: flags.witness || file.witness.unwrap_or(false),
             witnesses,
             tick_ms,
@@ -734,12 +741,11 @@ impl ServerSettings {
                     "--peers lists node {id} at {addr} but --listen is {listen}"
                 )));
             }
-            Some(_) if self.join => {
-                return Err(SettingsError::Inconsistent(format!(
-                    "--join: node {id} is listed in --peers; list the cluster's voters only (a \
-                     joining node is not one of them yet)"
-                )));
-            }
+            // A node that joined already may be restarted with the
+            // current voters, itself among them: whether it joined is
+            // known once its data directory is open
+            // (`join_listed_itself_refusal`).
+            Some(_) if self.join => self.join_lists_itself = true,
             Some(_) => {}
             None if !self.join => {
                 let listed: Vec<String> = self.peers.keys().map(NodeId::to_string).collect();
@@ -766,6 +772,24 @@ impl ServerSettings {
             ));
         }
         Ok(self)
+    }
+
+    /// Why this node must not start: `--join` with `--peers` naming this
+    /// node, on a data directory whose log (`holds_configuration`: see
+    /// `FileStorage::holds_configuration`) holds no configuration yet, so
+    /// a new node, which is not one of the voters yet. `None` otherwise:
+    /// a node that joined already starts on its log's configuration,
+    /// `--join` ignored.
+    pub fn join_listed_itself_refusal(&self, holds_configuration: bool) -> Option<String> {
+        (self.join && self.join_lists_itself && !holds_configuration).then(|| {
+            format!(
+                "--join: node {} is listed in --peers, and its data directory holds no \
+                 configuration yet (it never joined): list the cluster's voters only (a joining \
+                 node is not one of them yet). Once it joined, --peers may name the current \
+                 voters, itself included",
+                self.id
+            )
+        })
     }
 
     /// The library's settings for [`concord::tokio::cluster::start_node`].
@@ -1000,9 +1024,13 @@ cluster-id = "demo"
             e,
             "--peers lists node 1 at 127.0.0.1:7001 but --listen is 127.0.0.1:9"
         );
-        let e = ServerSettings::merge(&flags(&["--join"]), &config, None)
-            .unwrap_err()
-            .to_string();
+        // --join naming this node in --peers: allowed once its log holds
+        // a configuration (a node that joined, restarted with the
+        // current voters), refused on a new data directory.
+        let listed = ServerSettings::merge(&flags(&["--join"]), &config, None).unwrap();
+        assert!(listed.join && listed.join_lists_itself);
+        assert_eq!(listed.join_listed_itself_refusal(true), None);
+        let e = listed.join_listed_itself_refusal(false).unwrap();
         assert!(e.contains("node 1 is listed in --peers"), "{e}");
         let joining = ServerSettings::merge(
             &flags(&["--join", "--id", "4", "--listen", "127.0.0.1:7004"]),

@@ -97,6 +97,23 @@ pub struct StatusReport {
     /// CA, cluster id), if no server answered with a status.
     #[serde(skip)]
     pub refused: Option<ClientError>,
+    /// Whether any server answered with its status.
+    #[serde(skip)]
+    pub answered: bool,
+}
+
+/// Why `status` ends with an error (after printing its table).
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    /// No server answered, and one refused this client as configured.
+    #[error(transparent)]
+    Refused(ClientError),
+    /// No server answered at all: every row says why.
+    #[error(
+        "no server answered (every one is unreachable, see the rows above): check --servers, \
+         --cluster-id, and that the servers run"
+    )]
+    NoAnswer,
 }
 
 /// The health word of an answering server.
@@ -204,6 +221,7 @@ pub async fn collect(config: &ClientConfig) -> StatusReport {
         servers,
         commit_index_max,
         refused: if answered { None } else { refused },
+        answered,
     }
 }
 
@@ -375,13 +393,13 @@ pub fn render_table(report: &StatusReport) -> String {
 
 /// Runs `status` with `args`, handing each round's text to `show` (which
 /// returns `false` to stop: stdout closed). The result is the last
-/// round's: the refusal of this client when no server answered and one
-/// refused it.
+/// round's: an error when no server answered (the refusal of this
+/// client, if one refused it).
 pub async fn run(
     config: &ClientConfig,
     args: &StatusArgs,
     mut show: impl FnMut(&str) -> bool,
-) -> Result<(), ClientError> {
+) -> Result<(), StatusError> {
     let mut shown = 0u64;
     loop {
         let started = tokio::time::Instant::now();
@@ -402,7 +420,8 @@ pub async fn run(
         let last = args.rounds().is_some_and(|rounds| shown >= rounds);
         if !show(&text) || last {
             return match report.refused {
-                Some(refusal) => Err(refusal),
+                Some(refusal) => Err(StatusError::Refused(refusal)),
+                None if !report.answered => Err(StatusError::NoAnswer),
                 None => Ok(()),
             };
         }

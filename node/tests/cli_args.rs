@@ -168,8 +168,10 @@ fn node_flags_refused_with_a_clear_message() {
             &["missing --data-dir"],
         ),
         (
+            // Listing itself is allowed with --join (a node that joined
+            // restarts with the current voters), not naming no voter.
             &[&ONE_NODE[..], &["--data-dir", "/nonexistent/x", "--join"]].concat(),
-            &["--join: node 1 is listed in --peers"],
+            &["--join: --peers must name the voters of the cluster to join"],
         ),
         // Issue 45: a server that is not one of --peers would campaign
         // alone forever; two nodes at one address, or one no one can
@@ -438,13 +440,15 @@ fn cli_arguments_refused_with_a_clear_message() {
 #[test]
 fn cli_reaches_no_cluster_with_a_clear_error() {
     // An unreachable cluster is a clear runtime error (exit 1), not a hang;
-    // `status` prints a row per unreachable server and succeeds.
+    // `status` prints a row per unreachable server, then fails (issue 58:
+    // it exited 0 as if the cluster had answered).
     let (code, stdout, stderr) = run(
         CLI,
         &["--servers", "127.0.0.1:9", "--timeout-ms", "200", "status"],
         &[],
     );
-    assert_eq!(code, 0, "status prints unreachable rows: {stderr}");
+    assert_eq!(code, 1, "no server answered `status`: {stderr}");
+    assert!(stderr.contains("no server answered"), "{stderr}");
     assert!(
         stdout.contains("127.0.0.1:9") && stdout.contains("unreachable"),
         "{stdout}"

@@ -27,7 +27,7 @@ const CLUSTER: &str = "client-failures";
 /// exit code, stdout, stderr.
 fn cli(servers: &[String], args: &[&str]) -> (i32, String, String) {
     output_of(
-        std::process::Command::new(env!("CARGO_BIN_EXE_concord-cli"))
+        std::process::Command::new(processes::cli_binary())
             .args(["--servers", &servers.join(","), "--cluster-id", CLUSTER])
             .args(args),
     )
@@ -267,7 +267,7 @@ fn a_wrong_cluster_id_is_refused_at_once_with_its_own_exit_code() {
         start_and_write(&mut cluster, 1).await;
     });
     let servers: Vec<String> = (1..=3).map(|id| cluster.addr(id)).collect();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_concord-cli"))
+    let output = std::process::Command::new(processes::cli_binary())
         .args([
             "--servers",
             &servers.join(","),
@@ -285,4 +285,44 @@ fn a_wrong_cluster_id_is_refused_at_once_with_its_own_exit_code() {
     );
     assert!(!stderr.contains("may or may not"), "{stderr}");
     assert!(!stderr.contains("attempts"), "retried: {stderr}");
+}
+
+/// `concord-cli status` with every server unreachable prints a row per
+/// server saying so and exits 1, naming what to check (issue 58, item
+/// 4): it used to exit 0, as if the cluster had answered.
+#[test]
+fn status_exits_1_when_no_server_answers() {
+    let nowhere: Vec<String> = (0..2)
+        .map(|_| {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().to_string()
+        })
+        .collect();
+    let (code, stdout, stderr) = cli(&nowhere, &["--timeout-ms", "300", "status"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    for addr in &nowhere {
+        let row = stdout
+            .lines()
+            .find(|line| line.starts_with(addr.as_str()))
+            .unwrap_or_else(|| panic!("no row for {addr}:\n{stdout}"));
+        assert!(row.contains("unreachable"), "{stdout}");
+    }
+    assert!(stderr.contains("no server answered"), "{stderr}");
+    // One server answering is enough for exit 0.
+    let mut cluster = NodeProcesses::on_loopback("status-one-up", CLUSTER);
+    cluster.start(1);
+    let mut servers = nowhere.clone();
+    servers.push(cluster.addr(1));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (code, stdout, stderr) = cli(&servers, &["--timeout-ms", "300", "status"]);
+        if code == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "status never exited 0 with node 1 up: {stdout}{stderr}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -244,11 +244,13 @@ impl ShardMachine {
             .find(|key| self.map.group_of(key) != self.group)?;
         let reason = format!(
             "key {:?} belongs to group {} of {}, not to group {}: the client's group count \
-             must be the cluster's ({})",
+             must be the cluster's ({}): use --groups {} (a client of a single-group cluster \
+             reads so too)",
             String::from_utf8_lossy(key),
             self.map.group_of(key),
             self.map.groups,
             self.group,
+            self.map.groups,
             self.map.groups,
         );
         Some(codec::encode_answer::<Kv>(&Err(reason)))

@@ -32,6 +32,7 @@
 //! replicated wins over the command line.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -100,46 +101,62 @@ pub fn validate_address(addr: &str) -> Result<(), String> {
 
 /// The address book shared by the server loop (which updates it), the
 /// transport (which dials it) and the listener (which accepts peers named
-/// in it).
+/// in it, and adds the address of a member it learnt of from another:
+/// see [`listener`](super::listener)).
 #[derive(Clone, Debug, Default)]
-pub struct SharedAddressBook(Arc<RwLock<AddressBook>>);
+pub struct SharedAddressBook(Arc<SharedBook>);
+
+#[derive(Debug, Default)]
+struct SharedBook {
+    book: RwLock<AddressBook>,
+    /// Changes made so far.
+    generation: AtomicU64,
+}
 
 impl SharedAddressBook {
     /// A book holding `initial`.
     pub fn new(initial: AddressBook) -> Self {
-        SharedAddressBook(Arc::new(RwLock::new(initial)))
+        SharedAddressBook(Arc::new(SharedBook {
+            book: RwLock::new(initial),
+            generation: AtomicU64::new(0),
+        }))
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, AddressBook> {
+        self.0.book.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A copy of the book.
     pub fn get(&self) -> AddressBook {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.read().clone()
     }
 
     /// The address of `id`, if known.
     pub fn address(&self, id: NodeId) -> Option<String> {
-        self.0
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&id)
-            .cloned()
+        self.read().get(&id).cloned()
     }
 
     /// Whether `id` has an address.
     pub fn contains(&self, id: NodeId) -> bool {
-        self.0
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(&id)
+        self.read().contains_key(&id)
     }
 
     /// Sets `id`'s address; returns whether it changed.
     pub fn set(&self, id: NodeId, addr: &str) -> bool {
-        let mut book = self.0.write().unwrap_or_else(|e| e.into_inner());
+        let mut book = self.0.book.write().unwrap_or_else(|e| e.into_inner());
         if book.get(&id).map(String::as_str) == Some(addr) {
             return false;
         }
         book.insert(id, addr.to_string());
+        self.0.generation.fetch_add(1, Ordering::Release);
         true
+    }
+
+    /// How many changes [`set`](Self::set) made so far: a holder that
+    /// copies the book elsewhere (the server into its transport) copies
+    /// it again when this moved.
+    pub fn generation(&self) -> u64 {
+        self.0.generation.load(Ordering::Acquire)
     }
 }
 

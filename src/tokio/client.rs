@@ -18,13 +18,19 @@
 //! A server that refused the connection, reset it or did not answer in
 //! time is avoided for a while ([`ClientConfig::avoid_min`], doubling on
 //! each new failure up to [`ClientConfig::avoid_max`]): follower reads
-//! and leader discovery go to the other servers, and a redirect to an
-//! avoided server is not followed. Once the period ends the server is
-//! probed again by the next request that would go to it; one answer
-//! clears it. A connection is opened within
-//! [`ClientConfig::connect_timeout`], so probing a stopped server costs
-//! that, not a whole request timeout. When every server is avoided the
-//! one whose period ends first is tried.
+//! and leader discovery go to the other servers first. Avoidance only
+//! orders the servers this client picks by itself; it never refuses the
+//! one the cluster names. A `NotLeader` redirect from a server that knows
+//! the leader is followed at once, avoided or not, with one attempt: a
+//! leader the client could not reach while the servers could (a client
+//! cut from the leader alone) is written to as soon as the cut heals,
+//! not once its avoidance ends. If that attempt fails too, the client
+//! pauses [`ClientConfig::retry_backoff`] and asks the others again.
+//! Once its period ends an avoided server is probed again by the next
+//! request that would go to it; one answer clears it. A connection is
+//! opened within [`ClientConfig::connect_timeout`], so probing a stopped
+//! server costs that, not a whole request timeout. When every server is
+//! avoided the one whose period ends first is tried.
 //!
 //! ## Errors that say what happened
 //!
@@ -148,7 +154,10 @@ pub enum ClientError {
         /// what to change.
         reason: String,
     },
-    /// The server refused the request for good.
+    /// Every server asked refused the request itself, not this client:
+    /// for good (a multi-group server asked a single-group request names
+    /// its group count), or all for one passing reason (every one
+    /// shutting down). The last one's words.
     #[error("server error: {0}")]
     Server(String),
     /// The session was forgotten by the servers; the outcome of the last
@@ -244,14 +253,33 @@ struct CallState {
     /// The request changes nothing (a read): never "may have been
     /// applied".
     read_only: bool,
+    /// Servers that answered this call with an error (refused the
+    /// request itself: shutting down, or a server of another kind).
+    errored: Vec<bool>,
 }
 
 impl CallState {
     fn new(servers: usize) -> Self {
         CallState {
             rejected: vec![false; servers],
+            errored: vec![false; servers],
             ..CallState::default()
         }
+    }
+
+    /// Notes `server`'s error answer `e`; returns the error to end the
+    /// call with once every server of `servers` answered one and no
+    /// attempt left the outcome open: asking again would only get the
+    /// same answers (a multi-group server's "use --groups N", every
+    /// server shutting down).
+    fn errored(&mut self, server: usize, servers: usize, e: String) -> Option<ClientError> {
+        if server >= self.errored.len() {
+            self.errored.resize(server + 1, false);
+        }
+        self.errored[server] = true;
+        self.last = e;
+        let everyone = self.errored.len() >= servers && self.errored.iter().all(|e| *e);
+        (everyone && !self.sent).then(|| ClientError::Server(self.last.clone()))
     }
 
     /// Notes a failed attempt on `server`; returns the error to end the
@@ -434,6 +462,9 @@ impl Client {
         let mut call = CallState::new(self.config.servers.len());
         // A read changes nothing, so its outcome is never in doubt.
         call.read_only = matches!(request, ClientRequest::Read { .. });
+        // The target of this attempt was named by a redirect while this
+        // client avoided it.
+        let mut probing_avoided = false;
         for attempt in 0..self.config.attempts_max {
             if attempt > 0 {
                 self.retries += 1;
@@ -446,6 +477,7 @@ impl Client {
                 // Spread reads over the servers.
                 self.next_target = target + 1;
             }
+            let probe = std::mem::take(&mut probing_avoided);
             match self.call(target, request).await {
                 Ok(ClientResponse::Done(bytes)) => {
                     self.note_answer(target);
@@ -476,12 +508,18 @@ impl Client {
                     // (it joined after the client was configured) is
                     // learned, as membership requests learn it: without
                     // it, a cluster whose members all changed could never
-                    // be written to again.
+                    // be written to again. The leader the cluster names
+                    // is tried next even if this client avoids it (one
+                    // attempt): the servers reach it, so this client's
+                    // own failures there may be over.
                     let redirect = leader_addr
                         .and_then(|addr| self.server_index(&addr))
-                        .filter(|&index| index != target && !self.avoided(index, Instant::now()));
+                        .filter(|&index| index != target);
                     match redirect {
-                        Some(index) => self.leader = Some(index),
+                        Some(index) => {
+                            probing_avoided = self.avoided(index, Instant::now());
+                            self.leader = Some(index);
+                        }
                         None => {
                             self.leader = None;
                             self.next_target = target + 1;
@@ -504,7 +542,10 @@ impl Client {
                 }
                 Ok(ClientResponse::Error(e)) => {
                     self.note_answer(target);
-                    call.last = e;
+                    let servers = self.config.servers.len();
+                    if let Some(error) = call.errored(target, servers, e) {
+                        return Err(error);
+                    }
                     self.leader = None;
                     self.next_target = target + 1;
                     tokio::time::sleep(self.config.retry_backoff).await;
@@ -521,8 +562,10 @@ impl Client {
                     self.leader = None;
                     self.next_target = target + 1;
                     // Another server is tried at once; a pause only when
-                    // every one failed lately.
-                    if self.all_avoided(Instant::now()) {
+                    // every one failed lately, or when the leader a
+                    // redirect named failed again (the next server would
+                    // name it once more).
+                    if probe || self.all_avoided(Instant::now()) {
                         tokio::time::sleep(self.config.retry_backoff).await;
                     }
                 }
@@ -658,7 +701,10 @@ impl Client {
                     return Ok(answer);
                 }
                 Ok(ClientResponse::Error(e)) => {
-                    call.last = e;
+                    let servers = self.config.servers.len();
+                    if let Some(error) = call.errored(target, servers, e) {
+                        return Err(error);
+                    }
                     self.leader = None;
                     self.next_target = target + 1;
                     tokio::time::sleep(self.config.retry_backoff).await;
@@ -755,7 +801,12 @@ impl Client {
                     }
                 }
                 Ok(ClientResponse::Admin(other)) => return Ok(other),
-                Ok(ClientResponse::Error(e)) => call.last = e,
+                Ok(ClientResponse::Error(e)) => {
+                    let servers = self.config.servers.len();
+                    if let Some(error) = call.errored(target, servers, e) {
+                        return Err(error);
+                    }
+                }
                 Ok(other) => {
                     return Err(ClientError::Protocol(format!(
                         "unexpected answer to a membership request: {other:?}"
@@ -803,6 +854,7 @@ impl Client {
         }
         match answered {
             Ok(ClientResponse::Status(status)) => Ok(*status),
+            Ok(ClientResponse::Error(e)) => Err(ClientError::Server(e)),
             Ok(other) => Err(ClientError::Protocol(format!(
                 "unexpected answer {other:?}"
             ))),

@@ -44,6 +44,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::NodeId;
 
+use super::codec;
 use super::frame::{self, FrameBudget, FrameBuffer, FrameError, FrameTimeouts};
 use super::identity::IdentityHandle;
 use super::server::Event;
@@ -142,7 +143,7 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
     counters: Arc<ListenerCounters>,
 ) {
-    serve_for::<SingleGroup>(listener, config, events, shutdown, counters).await
+    serve_for::<SingleGroup>(listener, config, events, shutdown, counters, None).await
 }
 
 /// What a listener hands on to its server: the one thing the single-group
@@ -174,7 +175,9 @@ impl Inbound for SingleGroup {
     type Request = ClientRequest;
     type Event = Event;
     const STRANGER_HINT: &'static str =
-        " (a new node is accepted once `concord-cli member add-learner` recorded its address)";
+        " (a new node is accepted once `concord-cli member add-learner` recorded its address; \
+         if it joined after this node's --peers were written, restart this node with --peers \
+         naming the cluster's current voters, see `concord-cli member list`)";
 
     fn from_peer(frame: PeerFrame) -> Option<(NodeId, Event)> {
         match frame {
@@ -193,13 +196,17 @@ impl Inbound for SingleGroup {
     }
 }
 
-/// [`serve`] for any server behind an [`Inbound`].
+/// [`serve`] for any server behind an [`Inbound`]. `misdirected`: the
+/// answer to a client request that is not an `I::Request` but a
+/// single-group server's [`ClientRequest`] (a multi-group server names
+/// its group count); `None` closes such a connection as bad input.
 pub(crate) async fn serve_for<I: Inbound>(
     listener: tokio::net::TcpListener,
     config: ListenerConfig,
     events: mpsc::Sender<I::Event>,
     mut shutdown: watch::Receiver<bool>,
     counters: Arc<ListenerCounters>,
+    misdirected: Option<String>,
 ) {
     let config = Arc::new(config);
     // Peers draw on a budget of their own: clients, however many and
@@ -207,6 +214,8 @@ pub(crate) async fn serve_for<I: Inbound>(
     let budgets = Budgets {
         clients: Arc::new(FrameBudget::new(config.frame_buffer_bytes_max)),
         peers: Arc::new(FrameBudget::new(config.frame_buffer_bytes_max)),
+        lookups: Arc::default(),
+        misdirected: misdirected.map(Arc::from),
     };
     loop {
         // Every `select!` in the runtime is `biased`: an unbiased one draws
@@ -276,13 +285,20 @@ pub(crate) async fn serve_for<I: Inbound>(
     }
 }
 
-/// The node-wide frame buffer budgets.
+/// The node-wide frame buffer budgets, and what every connection's task
+/// shares besides.
 #[derive(Clone)]
 struct Budgets {
     /// Of client connections and of every connection's handshake.
     clients: Arc<FrameBudget>,
     /// Of peer connections once their handshake was accepted.
     peers: Arc<FrameBudget>,
+    /// Members accepted without an address, whose address is being
+    /// asked of the others (see [`learn_address`]).
+    lookups: Arc<std::sync::Mutex<BTreeSet<NodeId>>>,
+    /// What a client of the other kind of server is answered (see
+    /// [`serve_for`]).
+    misdirected: Option<Arc<str>>,
 }
 
 enum ConnError {
@@ -305,17 +321,34 @@ async fn next_value<T: serde::de::DeserializeOwned>(
     timeouts: FrameTimeouts,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<Option<T>, ConnError> {
-    let read = frame::read_value_timed(stream, frame_buf, config.max_frame_bytes, timeouts);
+    if !next_frame(stream, frame_buf, config, timeouts, shutdown).await? {
+        return Ok(None);
+    }
+    codec::decode(frame_buf.payload(), config.max_frame_bytes)
+        .map(Some)
+        .map_err(|e| ConnError::BadInput(FrameError::Codec(e).to_string()))
+}
+
+/// Reads the next frame of an accepted connection into `frame_buf`:
+/// `false` once the server shuts down or the other side went away.
+async fn next_frame(
+    stream: &mut BoxStream,
+    frame_buf: &mut FrameBuffer,
+    config: &ListenerConfig,
+    timeouts: FrameTimeouts,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<bool, ConnError> {
+    let read = frame::read_frame_timed(stream, frame_buf, config.max_frame_bytes, timeouts);
     let e = tokio::select! {
         biased;
-        _ = shutdown.changed() => return Ok(None),
+        _ = shutdown.changed() => return Ok(false),
         read = read => match read {
-            Ok(value) => return Ok(Some(value)),
+            Ok(()) => return Ok(true),
             Err(e) => e,
         },
     };
     match e {
-        e if went_away(&e) => Ok(None),
+        e if went_away(&e) => Ok(false),
         FrameError::Idle { timeout } => Err(ConnError::Idle(timeout)),
         FrameError::Slow { timeout } => Err(ConnError::Slow(timeout)),
         e => Err(ConnError::BadInput(e.to_string())),
@@ -432,7 +465,7 @@ async fn handle<I: Inbound>(
     identity: Option<PeerIdentity>,
     seen: &sniff::Seen,
     remote: &str,
-    config: &ListenerConfig,
+    config: &Arc<ListenerConfig>,
     events: mpsc::Sender<I::Event>,
     mut shutdown: watch::Receiver<bool>,
     budgets: Budgets,
@@ -484,13 +517,13 @@ async fn handle<I: Inbound>(
             ))
         } else {
             match hello.role {
-                HelloRole::Peer { from, .. }
-                    if !config.voters.contains(&from) && !config.addresses.contains(from) =>
+                HelloRole::Peer {
+                    from, incarnation, ..
+                } if !config.voters.contains(&from)
+                    && !config.addresses.contains(from)
+                    && !member_of_our_incarnation(config, incarnation) =>
                 {
-                    Some(format!(
-                        "node {from} is not a member of this cluster{}",
-                        I::STRANGER_HINT
-                    ))
+                    Some(stranger_refusal(config, from, I::STRANGER_HINT))
                 }
                 HelloRole::Peer { from, .. } if from == config.node_id => {
                     Some(format!("peer claims our own id {from}"))
@@ -540,6 +573,11 @@ async fn handle<I: Inbound>(
     match hello.role {
         HelloRole::Peer { from, .. } => {
             tracing::debug!(%remote, peer = from, "peer connected");
+            if !config.voters.contains(&from) && !config.addresses.contains(from) {
+                // A member this node was not told of: answering it needs
+                // its address.
+                learn_address(from, config, &budgets, &shutdown);
+            }
             let mut reply = Vec::new();
             // The handshake's buffer, charged to the peers' budget from
             // now on: it may hold the beginning of the first frame.
@@ -575,9 +613,27 @@ async fn handle<I: Inbound>(
                 idle: config.client_idle_timeout,
                 frame: config.frame_timeout,
             };
-            let next = next_value(&mut stream, &mut frame_buf, config, timeouts, &mut shutdown);
-            let Some(request) = next.await? else {
+            let next = next_frame(&mut stream, &mut frame_buf, config, timeouts, &mut shutdown);
+            if !next.await? {
                 return Ok(());
+            }
+            let decoded = codec::decode::<I::Request>(frame_buf.payload(), config.max_frame_bytes);
+            let request = match decoded {
+                Ok(request) => request,
+                Err(e) => {
+                    let answer = budgets.misdirected.as_deref().filter(|_| {
+                        codec::decode::<ClientRequest>(frame_buf.payload(), config.max_frame_bytes)
+                            .is_ok()
+                    });
+                    let Some(answer) = answer else {
+                        return Err(ConnError::BadInput(FrameError::Codec(e).to_string()));
+                    };
+                    tracing::debug!(%remote, "a single-group client's request, answered with the group count");
+                    frame_buf.shrink_to(CLIENT_BUFFER_KEEP_BYTES);
+                    let response = ClientResponse::Error(answer.to_string());
+                    write_value(&mut stream, &mut buf, &response).await?;
+                    continue;
+                }
             };
             // A large command's buffer is given back to the node's budget
             // as soon as it is decoded.
@@ -591,5 +647,154 @@ async fn handle<I: Inbound>(
             };
             write_value(&mut stream, &mut buf, &response).await?;
         },
+    }
+}
+
+/// Whether a peer that neither this node's `--peers` nor its address
+/// book names is judged by its incarnation rather than refused as a
+/// stranger: when this node checks incarnations and the peer shows one.
+/// The incarnation check that follows accepts ours, or adopts it while
+/// this node knows none (a new learner), and refuses another one naming
+/// both. A peer showing the cluster's incarnation was handed it by the
+/// cluster: a member this node was not told of (added after this node's
+/// `--peers` were written, and leading now).
+fn member_of_our_incarnation(
+    config: &ListenerConfig,
+    theirs: Option<super::identity::Incarnation>,
+) -> bool {
+    config.identity.is_some() && theirs.is_some()
+}
+
+/// Why a peer named neither by this node's `--peers` nor by its address
+/// book is refused: naming the nodes it knows.
+fn stranger_refusal(config: &ListenerConfig, from: NodeId, hint: &str) -> String {
+    let mut known: BTreeSet<NodeId> = config.voters.clone();
+    known.extend(config.addresses.get().into_keys());
+    known.remove(&config.node_id);
+    let known: Vec<String> = known.iter().map(NodeId::to_string).collect();
+    format!(
+        "node {from} is not a member of this cluster as node {} knows it (its --peers and its \
+         log name nodes {}){hint}",
+        config.node_id,
+        if known.is_empty() {
+            "none".to_string()
+        } else {
+            known.join(", ")
+        }
+    )
+}
+
+/// Most time between two attempts of [`learn_address`].
+const ADDRESS_LOOKUP_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Starts asking the servers in this node's address book for `node`'s
+/// address, unless that is under way: a member that dialled this node
+/// but that its `--peers` do not name (it joined later) cannot be
+/// answered until its address is known, which otherwise comes only with
+/// the log it sends (a new learner's first answer comes before any).
+/// The address goes into the book, which the server hands to its
+/// transport. Asked again, less and less often, until found, the book
+/// has it from the log, or the server stops.
+fn learn_address(
+    node: NodeId,
+    config: &Arc<ListenerConfig>,
+    shared: &Budgets,
+    shutdown: &watch::Receiver<bool>,
+) {
+    {
+        let mut lookups = shared.lookups.lock().unwrap_or_else(|e| e.into_inner());
+        if !lookups.insert(node) {
+            return;
+        }
+    }
+    let (config, lookups, mut shutdown) =
+        (config.clone(), shared.lookups.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        let mut wait = Duration::from_secs(1);
+        let mut warned = false;
+        while !config.addresses.contains(node) && !*shutdown.borrow() {
+            match ask_address(node, &config).await {
+                Ok((addr, answered_by)) => {
+                    if config.addresses.set(node, &addr) {
+                        tracing::info!(
+                            peer = node,
+                            %addr,
+                            answered_by,
+                            "address book: node {node} is at {addr} (it is not in this node's \
+                             --peers; node {answered_by} told its address)"
+                        );
+                    }
+                    break;
+                }
+                Err(why) if !warned => {
+                    warned = true;
+                    tracing::warn!(
+                        peer = node,
+                        "node {node} dialled this node as a member of the cluster, but this \
+                         node's --peers do not name it and {why}: this node cannot answer it \
+                         (a learner cannot catch up) until the log brings its address; restart \
+                         this node with --peers naming the cluster's current voters (see \
+                         `concord-cli member list`)"
+                    );
+                }
+                Err(why) => tracing::debug!(peer = node, %why, "address of a member still unknown"),
+            }
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+            wait = (wait * 2).min(ADDRESS_LOOKUP_BACKOFF_MAX);
+        }
+        lookups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&node);
+    });
+}
+
+/// `node`'s address as the servers in this node's book know it (the
+/// leader's `member list` preferred), and the node that told it.
+async fn ask_address(node: NodeId, config: &ListenerConfig) -> Result<(String, NodeId), String> {
+    use super::client::{Client, ClientConfig};
+    use super::wire::{AdminRequest, AdminResponse};
+    if config.tls.is_some() {
+        // A node's certificate is not a client's: it cannot ask.
+        return Err("with TLS on it cannot ask the other servers for the address".to_string());
+    }
+    let servers: Vec<String> = config
+        .addresses
+        .get()
+        .into_iter()
+        .filter(|(id, _)| *id != config.node_id)
+        .map(|(_, addr)| addr)
+        .collect();
+    if servers.is_empty() {
+        return Err("this node knows no other server to ask for it".to_string());
+    }
+    let mut client_config = ClientConfig::new(servers.clone(), config.cluster_id.clone());
+    client_config.request_timeout = Duration::from_secs(2);
+    client_config.connect_timeout = Duration::from_millis(500);
+    client_config.attempts_max = 2 * servers.len() as u32;
+    let mut client = Client::new(client_config);
+    match client.admin(AdminRequest::List).await {
+        Ok(AdminResponse::Done(members)) => members
+            .members
+            .iter()
+            .find(|m| m.id == node)
+            .and_then(|m| m.addr.clone())
+            .filter(|addr| super::addresses::validate_address(addr).is_ok())
+            .map(|addr| (addr, members.answered_by))
+            .ok_or_else(|| {
+                format!(
+                    "node {} (asked for the members) names no address for it",
+                    members.answered_by
+                )
+            }),
+        Ok(other) => Err(format!("the servers of its --peers answered {other:?}")),
+        Err(e) => Err(format!(
+            "none of the servers of its --peers ({}) could be asked: {e}",
+            servers.join(", ")
+        )),
     }
 }

@@ -508,6 +508,8 @@ where
             super::status::log_starting_recovery(1);
         }
     });
+    // Every address so far was handed to the transport above.
+    let addresses_synced = config.addresses.generation();
     let mut server = Server {
         node,
         state_machine,
@@ -541,6 +543,7 @@ where
         role_conflict_logged_index: None,
         last_heard: BTreeMap::new(),
         round_trips: RoundTrips::new(),
+        addresses_synced,
     };
     if let Some(snapshot) = recovered_snapshot {
         // The node serves it to followers behind its log.
@@ -625,6 +628,8 @@ struct Server<S, St, T> {
     last_heard: BTreeMap<NodeId, tokio::time::Instant>,
     /// The timed append of each follower, for the round-trip histogram.
     round_trips: RoundTrips,
+    /// The address book's generation last handed to the transport.
+    addresses_synced: u64,
 }
 
 /// Most peers whose last contact a server remembers (a cluster's members
@@ -678,7 +683,10 @@ where
                     tracing::debug!(index = snapshot.meta().position.index, "snapshot durable");
                     self.snapshotted(snapshot);
                 }
-                _ = ticker.tick() => self.catch_up_ticks(),
+                _ = ticker.tick() => {
+                    self.sync_addresses();
+                    self.catch_up_ticks();
+                }
                 event = inbox.recv() => {
                     let Some(event) = event else { break };
                     self.handle_event(event);
@@ -810,6 +818,23 @@ where
                 let _ = reply.send(ClientResponse::Status(Box::new(status)));
             }
             Event::Admin { request, reply } => self.start_admin(request, reply),
+        }
+    }
+
+    /// Hands the transport the addresses the book gained from elsewhere
+    /// than this loop (the listener's, for a member this node's
+    /// `--peers` do not name): once per change of the book.
+    fn sync_addresses(&mut self) {
+        let generation = self.config.addresses.generation();
+        if generation == self.addresses_synced {
+            return;
+        }
+        self.addresses_synced = generation;
+        let me = self.node.id();
+        for (node, addr) in self.config.addresses.get() {
+            if node != me {
+                self.transport.set_peer_address(node, &addr);
+            }
         }
     }
 

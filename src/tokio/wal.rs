@@ -1287,6 +1287,24 @@ impl FileStorage {
         Ok((FileStorage::open_locked(dir, options, lock)?, handle))
     }
 
+    /// Whether the recovered log or snapshot holds a cluster
+    /// configuration (a node that joined a cluster or was born in one
+    /// and wrote its first entries): the one then in force, whatever the
+    /// node's settings say. `false` once [`recover`](Storage::recover)
+    /// handed the recovered state over.
+    pub fn holds_configuration(&self) -> bool {
+        self.recovered.as_ref().is_some_and(|recovered| {
+            recovered.membership.is_some()
+                || recovered.entries.iter().any(|entry| {
+                    matches!(
+                        entry.payload,
+                        crate::EntryPayload::Membership(_)
+                            | crate::EntryPayload::ForcedMembership(_)
+                    )
+                })
+        })
+    }
+
     fn open_locked(
         dir: PathBuf,
         options: WalOptions,

@@ -479,8 +479,8 @@ async fn sharded(args: CliArgs, tls: Option<Arc<TlsConfig>>) -> Result<(), Failu
     shown_ending(shown)
 }
 
-/// `status` (see `concord_node::status_watch`): exit 4 only when no
-/// server answered and one refused this client.
+/// `status` (see `concord_node::status_watch`): when no server
+/// answered, exit 4 if one refused this client, else 1.
 async fn status(config: &ClientConfig, args: &StatusArgs) -> Result<(), Failure> {
     // A terminal shows --watch as one table redrawn in place; a pipe or
     // file gets every round, one after another.
@@ -493,7 +493,10 @@ async fn status(config: &ClientConfig, args: &StatusArgs) -> Result<(), Failure>
         !concord::cli_output::stdout_closed()
     })
     .await
-    .map_err(Failure::from)
+    .map_err(|e| match e {
+        status_watch::StatusError::Refused(refusal) => Failure::from(refusal),
+        other => Failure::from(other.to_string()),
+    })
 }
 
 /// How a printed answer ends the command: a note goes to stderr; an

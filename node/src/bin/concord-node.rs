@@ -238,6 +238,16 @@ async fn run(args: ServerSettings) -> Result<(), StartFailure> {
     };
     let (storage, identity) = FileStorage::open_as(&args.data_dir, options, &claim)
         .map_err(|e| StartFailure::data_dir_unopened(e, &args.data_dir))?;
+    let holds_configuration = storage.holds_configuration();
+    if let Some(refusal) = args.join_listed_itself_refusal(holds_configuration) {
+        return Err(bad_flag(refusal));
+    }
+    if args.join && holds_configuration {
+        tracing::info!(
+            "--join is ignored: this node's log holds the cluster's configuration (it joined \
+             already)"
+        );
+    }
     let mut settings = args.node_settings();
     settings.identity = Some(identity);
     settings.tls = args.node_tls()?;
@@ -258,7 +268,7 @@ async fn run(args: ServerSettings) -> Result<(), StartFailure> {
         tracing::info!(%addr, "serving metrics on http://{addr}/metrics");
     }
     tracing::info!(service = %args.service, id = args.id, listen = %node.local_addr, cluster = %args.cluster_id, join = args.join, tls = args.tls_ca.is_some(), "concord-node serving");
-    if args.join {
+    if args.join && !holds_configuration {
         tracing::info!(
             "joining as a learner: add this node with `concord-cli member add-learner {} {}`",
             args.id,

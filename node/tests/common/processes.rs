@@ -250,6 +250,14 @@ impl NodeProcesses {
 
     /// Starts node `id` with extra command-line flags.
     pub fn start_with(&mut self, id: u64, extra: &[&str]) {
+        let peers = self.peers_arg();
+        self.start_with_peers(id, &peers, extra);
+    }
+
+    /// Starts node `id` with `peers` as its `--peers` (`id=host:port,...`)
+    /// instead of the nodes the cluster was born with, and extra flags;
+    /// `--join` if it was added with [`add_joining`](Self::add_joining).
+    pub fn start_with_peers(&mut self, id: u64, peers: &str, extra: &[&str]) {
         assert!(!self.children.contains_key(&id), "node {id} already runs");
         self.starts += 1;
         let log_path = self.base.join(format!("node-{id}-{}.log", self.starts));
@@ -271,7 +279,7 @@ impl NodeProcesses {
                 "--listen",
                 &self.addr(id),
                 "--peers",
-                &self.peers_arg(),
+                peers,
             ])
             .args(if self.joining.contains_key(&id) {
                 &["--join"][..]

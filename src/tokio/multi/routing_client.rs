@@ -9,6 +9,23 @@
 //! (a caller that wants many in flight runs many clients, as the benches
 //! do, one per active group).
 //!
+//! ## Learning from failure
+//!
+//! A node that could not be reached (no connection within
+//! `connect_timeout`, a broken or silent connection) is avoided for a
+//! while, for every group alike: from [`RoutingConfig::avoid_min`],
+//! doubling with each further failure up to [`RoutingConfig::avoid_max`],
+//! cleared by its next answer. A group with no leader cached is first
+//! sent to the lowest node id that is not avoided (when every node is,
+//! the one whose avoidance ends first), as is a group whose cached
+//! leader is avoided, and a retry goes to the next node in id order that
+//! is not avoided: so while node 1 is down only
+//! the first request of the client waits for its connect timeout, not
+//! the first request of every group. Avoidance only orders the nodes the
+//! client picks itself: a redirect naming a group's leader is followed
+//! at once, avoided or not. A redirect that also carries the leader's
+//! address teaches the client a node it was not given.
+//!
 //! ## What is retried
 //!
 //! A command carries no client session (the multi-group host applies
@@ -63,12 +80,18 @@ pub struct RoutingConfig {
     pub leaders_cached_max: usize,
     /// TLS, when the servers use it.
     pub tls: Option<Arc<TlsConfig>>,
+    /// How long a node that could not be reached is avoided after its
+    /// first failure, for every group; each further failure doubles it.
+    pub avoid_min: Duration,
+    /// Longest time a failing node is avoided before it is tried again.
+    pub avoid_max: Duration,
 }
 
 impl RoutingConfig {
     /// `servers` of cluster `cluster_id`, with 32 attempts per call,
-    /// backoff 5 ms to 200 ms, 2 s to connect, 10 s per answer, and up to
-    /// 1,000,000 leaders remembered.
+    /// backoff 5 ms to 200 ms, 2 s to connect, 10 s per answer, up to
+    /// 1,000,000 leaders remembered, and a node that failed avoided for
+    /// 1 s, doubling up to 30 s.
     pub fn new(cluster_id: impl Into<String>, servers: BTreeMap<NodeId, String>) -> Self {
         RoutingConfig {
             cluster_id: cluster_id.into(),
@@ -80,6 +103,8 @@ impl RoutingConfig {
             request_timeout: Duration::from_secs(10),
             leaders_cached_max: 1_000_000,
             tls: None,
+            avoid_min: Duration::from_secs(1),
+            avoid_max: Duration::from_secs(30),
         }
     }
 }
@@ -137,6 +162,21 @@ pub struct RoutingStats {
     pub cache_hits: u64,
     /// Connections opened.
     pub connects: u64,
+    /// Connection attempts that failed (no connection or no handshake
+    /// within `connect_timeout`, or a refusal).
+    pub connect_failures: u64,
+    /// Nodes learnt from a redirect's leader address (not given in
+    /// [`RoutingConfig::servers`]).
+    pub nodes_learnt: u64,
+}
+
+/// What the client remembers of one node's failures.
+#[derive(Clone, Copy, Debug, Default)]
+struct Health {
+    /// Not picked before this time (unless every node is avoided).
+    avoid_until: Option<tokio::time::Instant>,
+    /// The last avoidance period (zero: the last attempt was answered).
+    avoid: Duration,
 }
 
 /// Routes requests by group to the group's leader (see the
@@ -146,6 +186,8 @@ pub struct RoutingClient {
     /// The node that last answered as each group's leader.
     leaders: BTreeMap<GroupId, NodeId>,
     connections: BTreeMap<NodeId, BoxStream>,
+    /// Failures of the nodes that failed lately, for every group.
+    health: BTreeMap<NodeId, Health>,
     buf: Vec<u8>,
     stats: RoutingStats,
 }
@@ -153,8 +195,9 @@ pub struct RoutingClient {
 /// What one attempt found.
 enum Attempt {
     Done(Bytes),
-    /// Try `Some(node)` next, or any other node.
-    Elsewhere(Option<NodeId>, String),
+    /// Try `Some(node)` next (at the address, if the redirect named one),
+    /// or any other node.
+    Elsewhere(Option<(NodeId, Option<String>)>, String),
     /// Wait, then try again (the same node or another).
     Later(String),
     /// Sent; outcome unknown.
@@ -180,6 +223,7 @@ impl RoutingClient {
             config,
             leaders: BTreeMap::new(),
             connections: BTreeMap::new(),
+            health: BTreeMap::new(),
             buf: Vec::new(),
             stats: RoutingStats::default(),
         })
@@ -195,6 +239,12 @@ impl RoutingClient {
         self.leaders.get(&group).copied()
     }
 
+    /// Whether `node` failed lately and is still avoided (see the
+    /// [module documentation](self#learning-from-failure)).
+    pub fn avoids(&self, node: NodeId) -> bool {
+        self.avoided(node, tokio::time::Instant::now())
+    }
+
     /// Sends `command` to `group`'s leader; its state machine's answer.
     pub async fn command(&mut self, group: GroupId, command: Bytes) -> Result<Bytes, RoutingError> {
         self.call(group, GroupOp::Command(command)).await
@@ -205,12 +255,19 @@ impl RoutingClient {
     pub async fn call(&mut self, group: GroupId, op: GroupOp) -> Result<Bytes, RoutingError> {
         let retry_unknown = matches!(op, GroupOp::Read { .. });
         let request = GroupRequest { group, request: op };
-        let mut target = match self.leaders.get(&group) {
+        // A cached leader this client failed to reach lately is not
+        // tried first: the others name the group's leader now.
+        let cached = self
+            .leaders
+            .get(&group)
+            .copied()
+            .filter(|node| !self.avoids(*node));
+        let mut target = match cached {
             Some(node) => {
                 self.stats.cache_hits += 1;
-                *node
+                node
             }
-            None => *self.config.servers.keys().next().expect("servers checked"),
+            None => self.pick_from(None),
         };
         let mut backoff = self.config.backoff;
         let mut last = String::new();
@@ -242,9 +299,12 @@ impl RoutingClient {
                     self.leaders.remove(&group);
                     target = self.next_after(target);
                 }
-                Attempt::Elsewhere(Some(leader), reason) if leader != target => {
-                    // A redirect to a named leader is followed at once:
-                    // it costs no election wait.
+                Attempt::Elsewhere(Some((leader, addr)), reason)
+                    if leader != target && self.knows(leader, addr.as_deref()) =>
+                {
+                    // A redirect to a named leader is followed at once,
+                    // even to a node this client avoids (the servers
+                    // reach it): it costs no election wait.
                     last = reason;
                     self.stats.redirects += 1;
                     self.remember(group, leader);
@@ -269,15 +329,74 @@ impl RoutingClient {
         })
     }
 
-    /// The node after `node` in id order, wrapping.
+    /// The node after `node` in id order, wrapping, that is not avoided
+    /// (see [`pick_from`](Self::pick_from)).
     fn next_after(&self, node: NodeId) -> NodeId {
+        self.pick_from(Some(node))
+    }
+
+    /// The first node in id order after `after` (from the lowest without
+    /// it), wrapping, that is not avoided; when every node is, the one
+    /// whose avoidance ends first.
+    fn pick_from(&self, after: Option<NodeId>) -> NodeId {
         let servers = &self.config.servers;
-        servers
-            .range(node + 1..)
-            .next()
-            .or_else(|| servers.iter().next())
-            .map(|(id, _)| *id)
-            .expect("servers checked")
+        let start = after.and_then(|node| node.checked_add(1)).unwrap_or(0);
+        let order = servers.range(start..).chain(servers.range(..start));
+        let now = tokio::time::Instant::now();
+        let mut soonest: Option<(tokio::time::Instant, NodeId)> = None;
+        for (&node, _) in order {
+            match self.health.get(&node).and_then(|h| h.avoid_until) {
+                Some(until) if until > now => {
+                    if soonest.is_none_or(|(t, _)| until < t) {
+                        soonest = Some((until, node));
+                    }
+                }
+                _ => return node,
+            }
+        }
+        soonest.map(|(_, node)| node).expect("servers checked")
+    }
+
+    /// Whether `node` is avoided at `now`.
+    fn avoided(&self, node: NodeId, now: tokio::time::Instant) -> bool {
+        self.health
+            .get(&node)
+            .and_then(|h| h.avoid_until)
+            .is_some_and(|until| until > now)
+    }
+
+    /// Node `node` could not be reached: avoid it, twice as long as last
+    /// time.
+    fn note_failure(&mut self, node: NodeId) {
+        let (min, max) = (self.config.avoid_min, self.config.avoid_max);
+        let health = self.health.entry(node).or_default();
+        health.avoid = if health.avoid.is_zero() {
+            min
+        } else {
+            (health.avoid * 2).min(max)
+        };
+        health.avoid_until = Some(tokio::time::Instant::now() + health.avoid);
+    }
+
+    /// Node `node` answered: no longer avoided.
+    fn note_answer(&mut self, node: NodeId) {
+        self.health.remove(&node);
+    }
+
+    /// Whether `node` has an address: a known one, or `addr` from a
+    /// redirect (then learnt, up to [`SERVERS_MAX`] nodes).
+    fn knows(&mut self, node: NodeId, addr: Option<&str>) -> bool {
+        if self.config.servers.contains_key(&node) {
+            return true;
+        }
+        match addr {
+            Some(addr) if self.config.servers.len() < SERVERS_MAX => {
+                self.config.servers.insert(node, addr.to_string());
+                self.stats.nodes_learnt += 1;
+                true
+            }
+            _ => false,
+        }
     }
 
     fn remember(&mut self, group: GroupId, node: NodeId) {
@@ -308,12 +427,25 @@ impl RoutingClient {
             )
             .await;
             match connected {
-                Ok((stream, _)) => {
+                Ok((stream, answered_as)) if answered_as == node => {
                     self.stats.connects += 1;
                     self.connections.insert(node, stream);
                 }
-                Err(e) if e.class == ErrorClass::Permanent => return Attempt::Refused(e.message),
-                Err(e) => return Attempt::Later(e.message),
+                Ok((_, answered_as)) => {
+                    self.stats.connect_failures += 1;
+                    self.note_failure(node);
+                    return Attempt::Later(format!(
+                        "{addr}, the address of node {node}, answered as node {answered_as}"
+                    ));
+                }
+                Err(e) => {
+                    self.stats.connect_failures += 1;
+                    self.note_failure(node);
+                    if e.class == ErrorClass::Permanent {
+                        return Attempt::Refused(e.message);
+                    }
+                    return Attempt::Later(e.message);
+                }
             }
         }
         let stream = self.connections.get_mut(&node).expect("connected above");
@@ -330,6 +462,7 @@ impl RoutingClient {
         let sent = tokio::time::timeout(self.config.request_timeout, written).await;
         if !matches!(sent, Ok(Ok(()))) {
             self.connections.remove(&node);
+            self.note_failure(node);
             return Attempt::Later(format!("sending to node {node} at {addr} failed"));
         }
         let answer = tokio::time::timeout(
@@ -341,20 +474,26 @@ impl RoutingClient {
             Ok(Ok(response)) => response,
             Ok(Err(e)) => {
                 self.connections.remove(&node);
+                self.note_failure(node);
                 return Attempt::Unknown(format!("node {node} at {addr}: {e}"));
             }
             Err(_) => {
                 self.connections.remove(&node);
+                self.note_failure(node);
                 return Attempt::Unknown(format!(
                     "no answer from node {node} at {addr} within {:?}",
                     self.config.request_timeout
                 ));
             }
         };
+        self.note_answer(node);
         match response {
             ClientResponse::Done(answer) => Attempt::Done(answer),
-            ClientResponse::NotLeader { leader_hint, .. } => Attempt::Elsewhere(
+            ClientResponse::NotLeader {
                 leader_hint,
+                leader_addr,
+            } => Attempt::Elsewhere(
+                leader_hint.map(|leader| (leader, leader_addr)),
                 format!("node {node} is not the leader (hint {leader_hint:?})"),
             ),
             ClientResponse::Busy => Attempt::Later(format!("node {node} is busy")),

@@ -49,6 +49,10 @@ pub struct MultiListenerConfig {
     pub frame_buffer_bytes_max: usize,
     /// Mutual TLS; `None` accepts plaintext.
     pub tls: Option<Arc<TlsConfig>>,
+    /// The number of groups this server hosts, named in the answer to a
+    /// single-group client's request ("this server hosts N groups: use
+    /// --groups N"); `None` closes such a connection as bad input.
+    pub groups_hosted: Option<u64>,
 }
 
 impl MultiListenerConfig {
@@ -68,6 +72,7 @@ impl MultiListenerConfig {
             connections_max: 1024,
             frame_buffer_bytes_max: listener::FRAME_BUFFER_BYTES_MAX_DEFAULT,
             tls: None,
+            groups_hosted: None,
         }
     }
 }
@@ -94,7 +99,14 @@ pub async fn serve(
         connections_max,
         frame_buffer_bytes_max,
         tls,
+        groups_hosted,
     } = config;
+    let misdirected = groups_hosted.map(|groups| {
+        format!(
+            "this server hosts {groups} groups: use --groups {groups} (a client of a \
+             single-group cluster sent this request)"
+        )
+    });
     let config = ListenerConfig {
         node_id,
         cluster_id,
@@ -113,7 +125,7 @@ pub async fn serve(
         identity: None,
     };
     let counters = Arc::new(ListenerCounters::default());
-    listener::serve_for::<Groups>(listener, config, events, shutdown, counters).await
+    listener::serve_for::<Groups>(listener, config, events, shutdown, counters, misdirected).await
 }
 
 /// The multi-group host's side of [`Inbound`].
