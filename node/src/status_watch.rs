@@ -392,9 +392,9 @@ pub fn render_table(report: &StatusReport) -> String {
 }
 
 /// Runs `status` with `args`, handing each round's text to `show` (which
-/// returns `false` to stop: stdout closed). The result is the last
-/// round's: an error when no server answered (the refusal of this
-/// client, if one refused it).
+/// returns `false` to stop: stdout closed, which ends it with `Ok`). The
+/// result is the last round's: an error when no server answered (the
+/// refusal of this client, if one refused it).
 pub async fn run(
     config: &ClientConfig,
     args: &StatusArgs,
@@ -418,7 +418,12 @@ pub async fn run(
             render_table(&report).trim_end().to_string()
         };
         let last = args.rounds().is_some_and(|rounds| shown >= rounds);
-        if !show(&text) || last {
+        if !show(&text) {
+            // Stdout closed (`| head`): whoever reads is gone, and an exit
+            // status would only be noise in their pipeline.
+            return Ok(());
+        }
+        if last {
             return match report.refused {
                 Some(refusal) => Err(StatusError::Refused(refusal)),
                 None if !report.answered => Err(StatusError::NoAnswer),
