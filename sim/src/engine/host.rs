@@ -220,6 +220,10 @@ pub(super) struct Host<S> {
     /// Set from a loss of the node's storage (the disk-loss fault) until
     /// the node reports its recovery done (`disk_loss`).
     pub(super) storage_loss: Option<disk_loss::StorageLoss>,
+    /// The last storage loss's term bound and acknowledged index, kept
+    /// after the recovery: a leader of a term up to that bound may still
+    /// report the loss late (a paused leader's queued answers).
+    pub(super) past_storage_loss: Option<(concord::Term, concord::Index)>,
 }
 
 impl<S> Host<S> {
@@ -250,6 +254,7 @@ impl<S> Host<S> {
             book: Default::default(),
             applied_bytes: AppliedBytes::default(),
             storage_loss: None,
+            past_storage_loss: None,
             heartbeat_ticks: (0, 0),
             known_ids: (Index::MAX, 0),
             campaign: Default::default(),
@@ -955,7 +960,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 reported_last_index,
             } => {
                 if self.catch_up_expects_regression(index, follower)
-                    || self.storage_loss_expects_regression(follower, acknowledged_index)
+                    || self.storage_loss_expects_regression(index, follower, acknowledged_index)
                 {
                     return;
                 }
