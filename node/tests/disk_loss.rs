@@ -28,6 +28,25 @@ use processes::{runtime, NodeProcesses};
 
 const WRITES: u32 = 40;
 
+/// Writes `key` = `value` through `writer` (either client) until a write
+/// is acknowledged, within 30 s: a write whose answer was lost (a leader,
+/// of the cluster or of a group, just stopped) is simply written again.
+macro_rules! put_until_acknowledged {
+    ($writer:expr, $key:expr, $value:expr) => {{
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match $writer.put($key.clone(), $value.clone()).await {
+                Ok(_) => break,
+                Err(error) => assert!(
+                    Instant::now() < deadline,
+                    "{} never acknowledged by 1 and 3: {error:?}",
+                    $key
+                ),
+            }
+        }
+    }};
+}
+
 /// How long nodes 2 and 3 are left alone: many election timeouts.
 const ALONE: Duration = Duration::from_secs(4);
 
@@ -44,18 +63,7 @@ fn a_server_with_a_new_disk_does_not_lose_acknowledged_writes() {
         let mut acked = BTreeMap::new();
         for i in 0..WRITES {
             let (key, value) = (format!("key-{i}"), format!("value-{i}"));
-            // A write whose answer was lost (a leader just stopped) is
-            // simply written again.
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                match writer.put(key.clone(), value.clone()).await {
-                    Ok(_) => break,
-                    Err(error) => assert!(
-                        Instant::now() < deadline,
-                        "{key} never acknowledged by 1 and 3: {error:?}"
-                    ),
-                }
-            }
+            put_until_acknowledged!(writer, key, value);
             acked.insert(key, value);
         }
         cluster.sigkill(3);
@@ -125,18 +133,7 @@ fn a_server_of_many_groups_with_a_new_disk_does_not_lose_acknowledged_writes() {
         let mut acked = BTreeMap::new();
         for i in 0..WRITES {
             let (key, value) = (format!("key-{i}"), format!("value-{i}"));
-            // A group node 2 led answers once nodes 1 and 3 elect another
-            // leader; a write whose answer was lost is simply written again.
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                match writer.put(key.clone(), value.clone()).await {
-                    Ok(_) => break,
-                    Err(error) => assert!(
-                        Instant::now() < deadline,
-                        "{key} never acknowledged by 1 and 3: {error:?}"
-                    ),
-                }
-            }
+            put_until_acknowledged!(writer, key, value);
             acked.insert(key, value);
         }
         cluster.sigkill(3);
