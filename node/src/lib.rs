@@ -13,7 +13,9 @@
 pub mod client;
 #[cfg(feature = "count-alloc")]
 pub mod count_alloc;
+pub mod group_roles;
 pub mod groups_file;
+pub mod groups_status_view;
 pub mod latency;
 pub mod multi_node;
 pub mod observability;

@@ -8,7 +8,8 @@
 //! routes by key).
 //!
 //! Every node of `--peers` hosts every group, each group's voters being
-//! all of them. The data directory records the service (kv), the group
+//! all of them; leases, witnesses and the preferred leader apply to every
+//! group ([`crate::group_roles`]). The data directory records the service (kv), the group
 //! count ([`crate::groups_file`]) and the node's identity, like a
 //! single-group server's, and is refused to a server started otherwise.
 
@@ -27,10 +28,10 @@ use concord::tokio::multi::shared_log::MultiWalOptions;
 use concord::tokio::multi::tcp_listener::{self, MultiListenerConfig};
 use concord::tokio::multi::tcp_sender::{TcpFrameConfig, TcpFrameSender};
 use concord::tokio::storage::StorageError;
-use concord::Config;
 use concord_services::sharded_kv::{ShardMachine, ShardMap};
 use concord_services::ServiceKind;
 
+use crate::group_roles::{self, GroupMachine};
 use crate::server::ServerSettings;
 use crate::{groups_file, service_file};
 
@@ -145,14 +146,16 @@ pub async fn start(settings: &ServerSettings) -> Result<RunningMultiNode, StartF
     let started_nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
+    group_roles::check_group_config(settings, &voters)?;
+    let witness = settings.is_witness();
+    if let Some(conflict) = group_roles::witness_role_conflict(&opened.recovery, id, witness) {
+        return Err(StartFailure::claim_refused(true, conflict));
+    }
     let groups = map
         .group_ids()
         .map(|group| {
-            let mut config = Config::new(id, voters.iter().copied());
-            config.compaction_threshold_entries = settings.snapshot_every_entries;
-            config.compaction_trailing_entries = settings.compaction_trailing_entries;
-            config.seed = id ^ started_nanos.rotate_left(17) ^ group.wrapping_mul(0x9e37_79b9);
-            (group, config)
+            let seed = id ^ started_nanos.rotate_left(17) ^ group.wrapping_mul(0x9e37_79b9);
+            (group, group_roles::group_config(settings, &voters, group, seed))
         })
         .collect();
     let mut config = MultiServerConfig::new(multi, groups);
@@ -175,7 +178,14 @@ pub async fn start(settings: &ServerSettings) -> Result<RunningMultiNode, StartF
     let events = inbox.0.clone();
     let handle = host::start(
         config,
-        |group| ShardMachine::new(map, group),
+        |group| {
+            // A witness builds no state machine for any group.
+            if witness {
+                GroupMachine::Witness
+            } else {
+                GroupMachine::Full(ShardMachine::new(map, group))
+            }
+        },
         opened.recovery,
         log,
         events_rx,

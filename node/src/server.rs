@@ -207,7 +207,7 @@ pub struct ServerFlags {
     /// [default: 0, off].
     ///
     /// N plus the drift bound must stay below the minimum election timeout
-    /// (15 ticks). Assumes the hosts' clocks run at rates within the drift
+    /// (15 ticks; 10 with --groups N). Assumes the hosts' clocks run at rates within the drift
     /// bound of each other. Without leases, reads use a heartbeat round.
     #[arg(long, env = "CONCORD_LEASE_TICKS", value_name = "N")]
     pub lease_ticks: Option<u32>,
@@ -220,6 +220,13 @@ pub struct ServerFlags {
     /// every server the same value.
     #[arg(long, env = "CONCORD_PREFERRED_LEADER", value_name = "ID", value_parser = parse::node_id)]
     pub preferred_leader: Option<NodeId>,
+    /// With --groups N: each group prefers one of the full voters as
+    /// leader, chosen from the group id the same way on every server, so
+    /// leadership is balanced across them and handed back to a server
+    /// that restarted (docs/multi-group.md, "Leases, follower reads,
+    /// witnesses, preferred leader"). Give every server the same setting.
+    #[arg(long, env = "CONCORD_SPREAD_LEADERS", conflicts_with = "preferred_leader")]
+    pub spread_leaders: bool,
     /// Runtime worker threads, besides the WAL writer thread [default: 2;
     /// 1: a single-threaded runtime, which costs less CPU per write; use it
     /// where nodes share a machine's cores].
@@ -323,6 +330,8 @@ pub struct ServerConfig {
     pub worker_threads: Option<usize>,
     /// `--preferred-leader`.
     pub preferred_leader: Option<u64>,
+    /// `--spread-leaders`.
+    pub spread_leaders: Option<bool>,
     /// `--tls-ca`.
     pub tls_ca: Option<PathBuf>,
     /// `--tls-cert`.
@@ -360,6 +369,7 @@ pub const CONFIG_KEYS: &[&str] = &[
     "clock-drift-bound-ticks",
     "worker-threads",
     "preferred-leader",
+    "spread-leaders",
     "tls-ca",
     "tls-cert",
     "tls-key",
@@ -470,6 +480,9 @@ pub struct ServerSettings {
     pub worker_threads: usize,
     /// The node preferred as leader, if any.
     pub preferred_leader: Option<NodeId>,
+    /// With `groups` > 1: each group prefers a full voter chosen from its
+    /// id (see `group_roles`).
+    pub spread_leaders: bool,
     /// TLS files: the CA certificate, this node's certificate and key
     /// (checked and loaded when the server starts).
     pub tls_ca: Option<PathBuf>,
@@ -626,6 +639,7 @@ impl ServerSettings {
                 .unwrap_or(CLOCK_DRIFT_BOUND_TICKS_DEFAULT),
             worker_threads,
             preferred_leader,
+            spread_leaders: flags.spread_leaders || file.spread_leaders.unwrap_or(false),
             tls_ca: flags.tls_ca.clone().or_else(|| file.tls_ca.clone()),
             tls_cert: flags.tls_cert.clone().or_else(|| file.tls_cert.clone()),
             tls_key: flags.tls_key.clone().or_else(|| file.tls_key.clone()),
@@ -653,6 +667,13 @@ impl ServerSettings {
     /// the multi-group host runs.
     fn with_groups_checked(self) -> Result<ServerSettings, SettingsError> {
         if self.groups == 1 {
+            if self.spread_leaders {
+                return Err(SettingsError::Inconsistent(
+                    "--spread-leaders spreads the leaderships of many groups (--groups N); \
+                     a single-group server prefers one leader with --preferred-leader"
+                        .to_string(),
+                ));
+            }
             return Ok(self);
         }
         let groups = self.groups;
@@ -665,11 +686,15 @@ impl ServerSettings {
         if self.service != ServiceKind::Kv {
             return refuse(&format!("--service {} (only kv is sharded)", self.service));
         }
-        if self.join || self.witness || !self.witnesses.is_empty() {
-            return refuse("membership changes (--join, --witness, --witnesses)");
+        if self.join {
+            return refuse("membership changes (--join)");
         }
-        if self.lease_ticks > 0 || self.preferred_leader.is_some() {
-            return refuse("--lease-ticks or --preferred-leader");
+        if self.spread_leaders && self.preferred_leader.is_some() {
+            return Err(SettingsError::Inconsistent(
+                "--spread-leaders and --preferred-leader: each group prefers its own leader, \
+                 or every group prefers one; give one of them"
+                    .to_string(),
+            ));
         }
         Ok(self)
     }

@@ -45,6 +45,11 @@ pub struct StatusArgs {
     /// table.
     #[arg(long)]
     pub json: bool,
+    /// With --groups N: show group G as every server sees it (role, term,
+    /// leader, commit/applied, members) instead of each server's summary
+    /// of its groups.
+    #[arg(long, value_name = "G", value_parser = clap::value_parser!(u64).range(1..))]
+    pub group: Option<u64>,
 }
 
 impl StatusArgs {

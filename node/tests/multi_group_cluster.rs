@@ -7,13 +7,10 @@
 //! the simulator's checker.
 //!
 //! The partition needs no root: every peer connection goes through a
-//! proxy of this test (one per direction of each pair of nodes: node i
-//! dials node j at the address of proxy i→j). Cutting a node closes every
-//! proxied connection to and from it and refuses new ones, which is what
-//! a node sees of a partition on TCP; clients still reach every node
-//! directly, so they also talk to the cut-off minority. (The nftables
-//! partitions of `net_chaos.rs` need root and network namespaces; this
-//! one runs everywhere, so the test asserts everywhere.)
+//! proxy of this test (`common/multi_cluster.rs`, whose helpers the
+//! other multi-group tests share). (The nftables partitions of
+//! `net_chaos.rs` need root and network namespaces; this one runs
+//! everywhere, so the test asserts everywhere.)
 //!
 //! ```text
 //! cargo test -p concord-node --test multi_group_cluster -- --nocapture
@@ -24,25 +21,20 @@
 
 #[path = "common/processes.rs"]
 mod processes;
+#[path = "common/multi_cluster.rs"]
+mod multi_cluster;
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::{Child, Command};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use concord::multi::GroupId;
-use concord::tokio::multi::routing_client::{RoutingConfig, RoutingError};
 use concord_services::sharded_kv::ShardMap;
-use concord_services::sharded_kv_client::{ShardedKvClient, ShardedKvError};
-use concord_sim::history::{Op, Operation, Output};
-use concord_sim::linearizability::{check_history_with, CheckConfig};
+use multi_cluster::{client, get, keys_of_every_group, proxied_cluster, put, Recorder};
 use processes::{free_addr, node_binary, spawn_node};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use tokio::sync::watch;
 
 const CLUSTER: &str = "multi-chaos";
 const GROUPS: u64 = 1_000;
@@ -53,320 +45,21 @@ const CLIENTS: u64 = 8;
 /// concurrent writers); the rest pick any key.
 const HOT_KEYS: usize = 16;
 
-/// The node processes. Dropping it SIGKILLs them; the directory is kept
-/// (and the logs' tails printed) when the test failed.
-struct Processes {
-    base: PathBuf,
-    listen: BTreeMap<u64, String>,
-    /// Each node's `--peers`: itself at its listen address, every other
-    /// node at the proxy from it to that node.
-    peers: BTreeMap<u64, String>,
-    children: BTreeMap<u64, Child>,
-    logs: BTreeMap<u64, PathBuf>,
-    starts: u32,
-}
-
-impl Processes {
-    fn start(&mut self, id: u64) {
-        self.starts += 1;
-        let log = self.base.join(format!("node-{id}-{}.log", self.starts));
-        let file = std::fs::File::create(&log).expect("create a log");
-        let mut command = Command::new(node_binary());
-        command
-            .args(["--id", &id.to_string(), "--listen", &self.listen[&id]])
-            .args(["--peers", &self.peers[&id], "--cluster-id", CLUSTER])
-            .args(["--groups", &GROUPS.to_string(), "--worker-threads", "1"])
-            .arg("--data-dir")
-            .arg(self.base.join(format!("node-{id}")))
-            .env("RUST_LOG", "warn");
-        self.children.insert(id, spawn_node(&mut command, file));
-        self.logs.insert(id, log);
-    }
-
-    fn sigkill(&mut self, id: u64) {
-        let mut child = self.children.remove(&id).expect("node runs");
-        child.kill().expect("SIGKILL");
-        child.wait().expect("reap");
-    }
-
-    fn signal(&self, id: u64, signal: i32) {
-        let pid = self.children[&id].id();
-        // SAFETY: kill(2) on a child we own and have not reaped.
-        assert_eq!(unsafe { libc::kill(pid as libc::pid_t, signal) }, 0);
-    }
-
-    fn assert_running(&mut self) {
-        for (id, child) in &mut self.children {
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                panic!("node {id} exited: {status}");
-            }
-        }
-    }
-}
-
-impl Drop for Processes {
-    fn drop(&mut self) {
-        for (_, mut child) in std::mem::take(&mut self.children) {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if std::thread::panicking() {
-            for (id, log) in &self.logs {
-                let text = std::fs::read_to_string(log).unwrap_or_default();
-                let tail: Vec<&str> = text.lines().rev().take(20).collect();
-                eprintln!("--- node {id} ({}), last lines:", log.display());
-                for line in tail.into_iter().rev() {
-                    eprintln!("{line}");
-                }
-            }
-            eprintln!("data kept in {}", self.base.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.base);
-        }
-    }
-}
-
-/// One direction of one pair of nodes: a proxy the `from` node dials to
-/// reach `to`.
-struct Link {
-    from: u64,
-    to: u64,
-    blocked: Arc<AtomicBool>,
-    cut: watch::Sender<u64>,
-}
-
-/// Forwards connections accepted on `listener` to `target` unless
-/// blocked; closes them all when `cut` changes.
-async fn proxy(
-    listener: tokio::net::TcpListener,
-    target: String,
-    blocked: Arc<AtomicBool>,
-    cut: watch::Receiver<u64>,
-) {
-    loop {
-        let Ok((mut inbound, _)) = listener.accept().await else {
-            continue;
-        };
-        if blocked.load(Ordering::SeqCst) {
-            continue;
-        }
-        let (target, blocked, mut cut) = (target.clone(), blocked.clone(), cut.clone());
-        cut.borrow_and_update();
-        tokio::spawn(async move {
-            let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
-                return;
-            };
-            if blocked.load(Ordering::SeqCst) {
-                return;
-            }
-            let _ = inbound.set_nodelay(true);
-            let _ = outbound.set_nodelay(true);
-            tokio::select! {
-                _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                _ = cut.changed() => {}
-            }
-        });
-    }
-}
-
-/// The proxies between the nodes.
-struct Network {
-    links: Vec<Link>,
-}
-
-impl Network {
-    /// Cuts node `id` off from the others, both ways.
-    fn isolate(&self, id: u64) {
-        for link in self.links.iter().filter(|l| l.from == id || l.to == id) {
-            link.blocked.store(true, Ordering::SeqCst);
-            link.cut.send_modify(|n| *n += 1);
-        }
-    }
-
-    fn heal(&self) {
-        for link in &self.links {
-            link.blocked.store(false, Ordering::SeqCst);
-        }
-    }
-}
-
-/// The recorded history, with the time origin.
-struct Recorder {
-    start: Instant,
-    ops: Mutex<Vec<Operation>>,
-    next_client: AtomicU64,
-    acked_writes: AtomicU64,
-    unknown_writes: AtomicU64,
-}
-
-impl Recorder {
-    fn now(&self) -> u64 {
-        self.start.elapsed().as_micros() as u64
-    }
-
-    fn client_id(&self) -> u64 {
-        self.next_client.fetch_add(1, Ordering::SeqCst)
-    }
-
-    fn push(&self, op: Operation) {
-        self.ops.lock().unwrap().push(op);
-    }
-}
-
-fn client(servers: &BTreeMap<u64, String>) -> ShardedKvClient {
-    let mut config = RoutingConfig::new(CLUSTER, servers.clone());
-    config.request_timeout = Duration::from_secs(2);
-    config.connect_timeout = Duration::from_millis(500);
-    config.attempts_max = 16;
-    ShardedKvClient::new(ShardMap::new(GROUPS).unwrap(), config).unwrap()
-}
-
-fn text(value: Option<Bytes>) -> String {
-    value
-        .map(|v| String::from_utf8_lossy(&v).into_owned())
-        .unwrap_or_default()
-}
-
-/// Whether `error` leaves a write's outcome unknown.
-fn unknown(error: &ShardedKvError) -> bool {
-    matches!(error, ShardedKvError::Routing(RoutingError::Unknown { .. }))
-}
-
-/// One put, recorded; whether it was acknowledged. A put with an unknown
-/// outcome ends history client `*who` (it stays pending forever), so the
-/// caller continues as a new one.
-async fn put(
-    kv: &mut ShardedKvClient,
-    recorder: &Recorder,
-    who: &mut u64,
-    key: &str,
-    value: String,
-) -> bool {
-    let op = Op::Put {
-        value: value.clone(),
-    };
-    let call = recorder.now();
-    let result = kv.put(key.to_string(), value).await;
-    let entry = Operation::new(*who, key, op, call);
-    match result {
-        Ok(()) => {
-            recorder.acked_writes.fetch_add(1, Ordering::SeqCst);
-            recorder.push(entry.completed(recorder.now(), Output::Done));
-            true
-        }
-        Err(e) if unknown(&e) => {
-            recorder.unknown_writes.fetch_add(1, Ordering::SeqCst);
-            recorder.push(entry);
-            *who = recorder.client_id();
-            false
-        }
-        Err(ShardedKvError::Routing(RoutingError::Exhausted { .. })) => {
-            recorder.push(entry.failed(recorder.now()));
-            false
-        }
-        Err(other) => panic!("put {key}: {other}"),
-    }
-}
-
-/// One get, recorded; the value if answered.
-async fn get(
-    kv: &mut ShardedKvClient,
-    recorder: &Recorder,
-    who: u64,
-    key: &str,
-) -> Option<Option<Bytes>> {
-    let call = recorder.now();
-    let result = kv.get(key.to_string()).await;
-    let entry = Operation::new(who, key, Op::Get, call);
-    match result {
-        Ok(value) => {
-            recorder.push(entry.completed(recorder.now(), Output::Value(text(value.clone()))));
-            Some(value)
-        }
-        Err(ShardedKvError::Routing(_)) => None,
-        Err(other) => panic!("get {key}: {other}"),
-    }
-}
-
-/// One key of each group.
-fn keys_of_every_group(map: &ShardMap) -> Vec<String> {
-    map.group_ids()
-        .map(|group| {
-            (0..)
-                .map(|i| format!("g{group}-{i}"))
-                .find(|key| map.group_of(key.as_bytes()) == group)
-                .expect("some key hashes to every group")
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_groups_survive_kill_partition_and_pause() {
-    let seed: u64 = std::env::var("CONCORD_MULTI_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    eprintln!("CONCORD_MULTI_SEED={seed}");
+    let seed = multi_cluster::seed_from_env("CONCORD_MULTI_SEED");
     let test_start = Instant::now();
     let base =
         std::env::temp_dir().join(format!("concord-multi-chaos-{}-{seed}", std::process::id()));
-    std::fs::create_dir_all(&base).unwrap();
-
-    // Listen addresses, and one proxy per direction of each pair.
-    let listen: BTreeMap<u64, String> = NODES.iter().map(|id| (*id, free_addr())).collect();
-    let mut links = Vec::new();
-    let mut peers: BTreeMap<u64, Vec<String>> = NODES
-        .iter()
-        .map(|id| (*id, vec![format!("{id}={}", listen[id])]))
-        .collect();
-    for from in NODES {
-        for to in NODES.into_iter().filter(|to| *to != from) {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            peers.get_mut(&from).unwrap().push(format!("{to}={addr}"));
-            let blocked = Arc::new(AtomicBool::new(false));
-            let (cut, cut_rx) = watch::channel(0);
-            tokio::spawn(proxy(
-                listener,
-                listen[&to].clone(),
-                blocked.clone(),
-                cut_rx,
-            ));
-            links.push(Link {
-                from,
-                to,
-                blocked,
-                cut,
-            });
-        }
-    }
-    let network = Network { links };
-    let mut nodes = Processes {
-        base,
-        listen: listen.clone(),
-        peers: peers.into_iter().map(|(id, p)| (id, p.join(","))).collect(),
-        children: BTreeMap::new(),
-        logs: BTreeMap::new(),
-        starts: 0,
-    };
+    let (mut nodes, network) = proxied_cluster(base, CLUSTER, GROUPS, &NODES, &[]).await;
+    let listen = nodes.listen.clone();
     for id in NODES {
         nodes.start(id);
     }
 
     let map = ShardMap::new(GROUPS).unwrap();
     let keys = Arc::new(keys_of_every_group(&map));
-    let recorder = Arc::new(Recorder {
-        start: Instant::now(),
-        ops: Mutex::new(Vec::new()),
-        next_client: AtomicU64::new(1),
-        acked_writes: AtomicU64::new(0),
-        unknown_writes: AtomicU64::new(0),
-    });
+    let recorder = Arc::new(Recorder::new());
 
     // Every group takes a first write (so every group has a leader),
     // from CLIENTS clients each writing a share of the keys.
@@ -374,7 +67,7 @@ async fn a_thousand_groups_survive_kill_partition_and_pause() {
     for c in 0..CLIENTS {
         let (keys, recorder, listen) = (keys.clone(), recorder.clone(), listen.clone());
         tasks.push(tokio::spawn(async move {
-            let mut kv = client(&listen);
+            let mut kv = client(CLUSTER, GROUPS, &listen);
             let mut who = recorder.client_id();
             let deadline = Instant::now() + Duration::from_secs(120);
             for key in keys.iter().skip(c as usize).step_by(CLIENTS as usize) {
@@ -396,7 +89,7 @@ async fn a_thousand_groups_survive_kill_partition_and_pause() {
     let warm_up = test_start.elapsed();
     eprintln!(
         "all {GROUPS} groups written once after {warm_up:?} ({} acknowledged writes)",
-        recorder.acked_writes.load(Ordering::SeqCst)
+        recorder.acked()
     );
     nodes.assert_running();
 
@@ -408,7 +101,7 @@ async fn a_thousand_groups_survive_kill_partition_and_pause() {
             (keys.clone(), recorder.clone(), listen.clone(), stop.clone());
         workers.push(tokio::spawn(async move {
             let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (c + 1).wrapping_mul(0x9e37_79b9));
-            let mut kv = client(&listen);
+            let mut kv = client(CLUSTER, GROUPS, &listen);
             let mut who = recorder.client_id();
             let mut n = 0u64;
             while !stop.load(Ordering::SeqCst) {
@@ -426,7 +119,7 @@ async fn a_thousand_groups_survive_kill_partition_and_pause() {
             }
         }));
     }
-    let acked = || recorder.acked_writes.load(Ordering::SeqCst);
+    let acked = || recorder.acked();
     let mut phases = Vec::new();
     let mut phase = |name: &str, from: u64| {
         let now = acked();
@@ -475,75 +168,14 @@ async fn a_thousand_groups_survive_kill_partition_and_pause() {
         );
     }
 
-    // Every key read back: every group answers, and no acknowledged
-    // write is lost.
-    let reader = recorder.client_id();
-    let mut kv = client(&listen);
-    let mut finals = BTreeMap::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    for key in keys.iter() {
-        loop {
-            if let Some(value) = get(&mut kv, &recorder, reader, key).await {
-                finals.insert(key.clone(), text(value));
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{key}: not readable after the faults"
-            );
-        }
-    }
+    // Every key read back: every group answers, no acknowledged write is
+    // lost, and every group's history is linearizable.
+    let mut kv = client(CLUSTER, GROUPS, &listen);
+    let finals =
+        multi_cluster::read_back(&mut kv, &recorder, &keys, Duration::from_secs(60)).await;
+    assert_eq!(finals.len(), GROUPS as usize);
     let history = std::mem::take(&mut *recorder.ops.lock().unwrap());
-    let mut written: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-    let mut acked_keys = BTreeSet::new();
-    for op in &history {
-        if let Op::Put { value } = &op.op {
-            written.entry(&op.key).or_default().insert(value);
-            if op.ret.is_some() && matches!(op.outcome, concord_sim::history::Outcome::Ok(_)) {
-                acked_keys.insert(op.key.as_str());
-            }
-        }
-    }
-    assert_eq!(
-        acked_keys.len(),
-        keys.len(),
-        "every key has an acknowledged write"
-    );
-    for key in &acked_keys {
-        let value = finals[*key].as_str();
-        assert!(
-            written[key].contains(value),
-            "seed {seed}: {key} reads {value:?}, which no put wrote: an acknowledged write was lost"
-        );
-    }
-
-    // Every group's history is linearizable.
-    let mut by_group: BTreeMap<GroupId, Vec<Operation>> = BTreeMap::new();
-    for op in history {
-        by_group
-            .entry(map.group_of(op.key.as_bytes()))
-            .or_default()
-            .push(op);
-    }
-    assert_eq!(by_group.len(), GROUPS as usize);
-    let check = CheckConfig {
-        time_limit: Some(Duration::from_secs(30)),
-        ..CheckConfig::default()
-    };
-    let mut operations = 0;
-    for (group, ops) in &by_group {
-        operations += ops.len();
-        let verdict = check_history_with(ops, &check);
-        if !verdict.is_ok() {
-            if let Some(failure) = verdict.failure() {
-                eprintln!("{}", failure.timeline());
-            }
-            panic!(
-                "seed {seed}: group {group}'s history of {} operations: {verdict}",
-                ops.len()
-            );
-        }
-    }
+    let operations = multi_cluster::check_history(history, &finals, &map, seed);
     eprintln!(
         "{operations} operations on {GROUPS} groups linearizable ({} writes acknowledged, {} \
          unknown); whole test {:?}",

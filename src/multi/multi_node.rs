@@ -695,6 +695,19 @@ impl MultiNode {
             .then(|| self.liveness.is_alive(id))
     }
 
+    /// The peers node-level liveness watches, in id order.
+    pub fn peer_ids(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.liveness.ids()
+    }
+
+    /// Ticks since peer `id` was last heard from (or added, or the layer
+    /// started); `None` if not a peer.
+    pub fn peer_heard_ticks_ago(&self, id: NodeId) -> Option<u64> {
+        self.liveness
+            .last_heard_tick(id)
+            .map(|tick| self.now_ticks.saturating_sub(tick))
+    }
+
     /// Persist batches handed to the host and not yet reported durable.
     pub fn persist_batches_in_flight(&self) -> usize {
         self.persister.in_flight()

@@ -401,6 +401,7 @@ async fn sharded(args: CliArgs, tls: Option<Arc<TlsConfig>>) -> Result<(), Failu
     let groups = connection.groups;
     let command = match args.command {
         CliCommand::Service(ServiceCommand::Kv(command)) => command,
+        CliCommand::Status(status_args) => return groups_status(connection, tls, &status_args).await,
         CliCommand::Service(other) => {
             return Err(Failure {
                 message: format!(
@@ -414,8 +415,8 @@ async fn sharded(args: CliArgs, tls: Option<Arc<TlsConfig>>) -> Result<(), Failu
         _ => {
             return Err(Failure {
                 message: format!(
-                    "--groups {groups}: a multi-group cluster answers kv commands only (status \
-                     and membership are not served by it yet)"
+                    "--groups {groups}: a multi-group cluster answers kv commands and status \
+                     only (membership is not served by it yet)"
                 ),
                 ending: Ending::Usage,
             })
@@ -448,8 +449,9 @@ async fn sharded(args: CliArgs, tls: Option<Arc<TlsConfig>>) -> Result<(), Failu
         Some(ReadMode::Log) => {
             return Err(Failure {
                 message: format!(
-                    "--groups {groups}: --read log is not offered by a multi-group cluster; \
-                     use index, lease or follower"
+                    "--groups {groups}: --read log is not offered by a multi-group cluster: \
+                     its groups answer reads without log entries only; --read index is as \
+                     strict (linearizable) and costs no entry; lease and follower also work"
                 ),
                 ending: Ending::Usage,
             })
@@ -479,9 +481,56 @@ async fn sharded(args: CliArgs, tls: Option<Arc<TlsConfig>>) -> Result<(), Failu
     shown_ending(shown)
 }
 
+/// `status` of a multi-group cluster (see
+/// `concord_node::groups_status_view`).
+async fn groups_status(
+    connection: &concord_node::client::Connection,
+    tls: Option<Arc<TlsConfig>>,
+    args: &StatusArgs,
+) -> Result<(), Failure> {
+    let redraw = args.watch && !args.json && std::io::IsTerminal::is_terminal(&std::io::stdout());
+    concord_node::groups_status_view::run(
+        &connection.servers,
+        &connection.cluster_id,
+        tls,
+        connection.timeout(),
+        connection.groups,
+        args,
+        |text| {
+            if redraw {
+                print!("\x1b[2J\x1b[H");
+            }
+            println!("{text}");
+            !concord::cli_output::stdout_closed()
+        },
+    )
+    .await
+    .map_err(|e| {
+        let ending = match e {
+            concord_node::groups_status_view::GroupsStatusError::NoSuchGroup { .. } => {
+                Ending::Usage
+            }
+            _ => Ending::Failed,
+        };
+        Failure {
+            message: e.to_string(),
+            ending,
+        }
+    })
+}
+
 /// `status` (see `concord_node::status_watch`): when no server
 /// answered, exit 4 if one refused this client, else 1.
 async fn status(config: &ClientConfig, args: &StatusArgs) -> Result<(), Failure> {
+    if let Some(group) = args.group {
+        return Err(Failure {
+            message: format!(
+                "--group {group} shows one group of a multi-group cluster: give its group count \
+                 with --groups N"
+            ),
+            ending: Ending::Usage,
+        });
+    }
     // A terminal shows --watch as one table redrawn in place; a pipe or
     // file gets every round, one after another.
     let redraw = args.watch && !args.json && std::io::IsTerminal::is_terminal(&std::io::stdout());

@@ -673,6 +673,19 @@ where
     fn handle(&mut self, event: HostEvent) {
         match event {
             HostEvent::Frame(frame) => self.input(MultiInput::Receive(frame)),
+            HostEvent::Request {
+                op: GroupOp::Status(query),
+                reply,
+                ..
+            } => {
+                let tick_ms = self.config.tick.as_millis() as u64;
+                let answer = super::groups_status::answer(&self.multi, &self.stats, tick_ms, query);
+                let response = match crate::codec::encode(&answer) {
+                    Ok(bytes) => ClientResponse::Done(bytes.into()),
+                    Err(e) => ClientResponse::Error(format!("cannot encode the status: {e}")),
+                };
+                let _ = reply.send(response);
+            }
             HostEvent::Request { group, op, reply } => {
                 let Some(node) = self.multi.group(group) else {
                     let _ = reply.send(ClientResponse::Error(format!(
@@ -704,6 +717,7 @@ where
                             input: Input::Read { id, path },
                         });
                     }
+                    GroupOp::Status(_) => unreachable!("answered above"),
                 }
             }
             HostEvent::Transfer {
@@ -1292,10 +1306,16 @@ where
             return;
         };
         let membership = node.membership_at(index).cloned();
+        let witness = node.is_witness_node();
         let Some(host_group) = self.groups.get(&group) else {
             return;
         };
-        let data = host_group.state_machine.snapshot();
+        // A witness's snapshot only marks where its log starts: no state.
+        let data = if witness {
+            Bytes::new()
+        } else {
+            host_group.state_machine.snapshot()
+        };
         let snapshot =
             Snapshot::new(LogPosition::new(index, term), data).with_membership(membership);
         if let Some(host_group) = self.groups.get_mut(&group) {

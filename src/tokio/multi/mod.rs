@@ -11,6 +11,7 @@
 //! | [`data_dir`] | a node's data directory: locked, identity checked, recovered in one call |
 //! | [`log_sink`] | how the server loop writes: [`WalThread`](log_sink::WalThread) (group commit on a thread) or [`InlineLog`](log_sink::InlineLog) |
 //! | [`host`] | the server loop: a `MultiNode`, a state machine per group, one log, one timer |
+//! | [`groups_status`] | a server's status at any number of groups: a bounded summary, or one group |
 //! | [`wire`] | peer frames and client requests naming their group |
 //! | [`tcp_sender`] | one connection per peer carrying every group's frames (TLS optional) |
 //! | [`tcp_listener`] | the accepting side: peers' frames and clients' requests naming their group |
@@ -26,6 +27,7 @@
 //! ```
 
 pub mod data_dir;
+pub mod groups_status;
 pub mod host;
 pub mod log_sink;
 pub mod mem_network;

@@ -36,6 +36,15 @@
 //! [`RoutingError::Unknown`]: the caller, who knows whether its command
 //! may be applied twice, decides. Reads change nothing and are retried
 //! in every case.
+//!
+//! ## Follower reads
+//!
+//! A read on [`ReadPath::Follower`](crate::ReadPath::Follower) is served
+//! by any member that has applied its leader's read index, so it is not
+//! sent to the group's leader: each goes to the next node in id order
+//! after the one the previous follower read went to (not avoided), which
+//! spreads the reads over the servers. A node that cannot serve it (no
+//! leader known, a witness) redirects or refuses and the next is tried.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -190,6 +199,8 @@ pub struct RoutingClient {
     health: BTreeMap<NodeId, Health>,
     buf: Vec<u8>,
     stats: RoutingStats,
+    /// The node the last follower read went to first.
+    read_cursor: Option<NodeId>,
 }
 
 /// What one attempt found.
@@ -226,6 +237,7 @@ impl RoutingClient {
             health: BTreeMap::new(),
             buf: Vec::new(),
             stats: RoutingStats::default(),
+            read_cursor: None,
         })
     }
 
@@ -254,6 +266,13 @@ impl RoutingClient {
     /// the [module documentation](self) says.
     pub async fn call(&mut self, group: GroupId, op: GroupOp) -> Result<Bytes, RoutingError> {
         let retry_unknown = matches!(op, GroupOp::Read { .. });
+        let follower_read = matches!(
+            op,
+            GroupOp::Read {
+                path: crate::ReadPath::Follower,
+                ..
+            }
+        );
         let request = GroupRequest { group, request: op };
         // A cached leader this client failed to reach lately is not
         // tried first: the others name the group's leader now.
@@ -263,6 +282,11 @@ impl RoutingClient {
             .copied()
             .filter(|node| !self.avoids(*node));
         let mut target = match cached {
+            _ if follower_read => {
+                let node = self.pick_from(self.read_cursor);
+                self.read_cursor = Some(node);
+                node
+            }
             Some(node) => {
                 self.stats.cache_hits += 1;
                 node
@@ -275,7 +299,10 @@ impl RoutingClient {
             self.stats.attempts += 1;
             match self.attempt(target, &request).await {
                 Attempt::Done(answer) => {
-                    self.remember(group, target);
+                    // A follower read may be answered by a follower.
+                    if !follower_read {
+                        self.remember(group, target);
+                    }
                     self.stats.calls_done += 1;
                     return Ok(answer);
                 }

@@ -54,6 +54,11 @@ pub enum GroupOp {
         /// The read request.
         query: Bytes,
     },
+    /// The server's status: a summary of its groups, or one group (the
+    /// request's group is ignored); answered with a
+    /// [`StatusAnswer`](super::groups_status::StatusAnswer), encoded, in
+    /// [`ClientResponse::Done`](crate::tokio::wire::ClientResponse::Done).
+    Status(super::groups_status::StatusQuery),
 }
 
 #[cfg(test)]

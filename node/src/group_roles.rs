@@ -1,0 +1,283 @@
+//! What each group of a multi-group server (`concord-node --groups N`)
+//! is configured with besides its voters: lease reads (`--lease-ticks`),
+//! witnesses (`--witnesses`, `--witness`) and the preferred leader
+//! (`--preferred-leader`, `--spread-leaders`); and the state machine of
+//! a group on a witness, which holds none.
+//!
+//! ## The preferred leader of many groups
+//!
+//! A server of a multi-group cluster hosts every group, so "prefer this
+//! server" can mean two things, and both are offered:
+//!
+//! * `--preferred-leader ID`: **every group prefers server ID**, as the
+//!   one group of a single-group cluster does. The reasons an operator
+//!   names one server (it sits next to the clients, it has the faster
+//!   disk, the directory service's "highest id when healthy") hold for
+//!   every group alike, and a flag that meant something else with
+//!   `--groups` would surprise. The cost is said in the docs: that server
+//!   does every group's leader work.
+//! * `--spread-leaders`: **each group prefers one full voter, chosen from
+//!   the group id** ([`spread_leader`]: a hash of the id over the voters
+//!   in id order, the same on every server), so leadership is balanced,
+//!   within a few percent, across the full voters, and stays so: without a
+//!   preference, leadership stays where elections put it, and a server
+//!   that restarted leads nothing until another fails; with it, each
+//!   group hands leadership back to its own preferred server once that
+//!   server is healthy and caught up (the core's priority election), so a
+//!   restarted server gets its share back.
+//!
+//! Both use the core's priorities ([`Config::priorities`]): the preferred
+//! server has priority 1, every other 0. A group whose preferred server
+//! is down is led by another until it is back.
+
+use std::collections::BTreeSet;
+
+use bytes::Bytes;
+use concord::multi::GroupId;
+use concord::state_machine::{RestoreError, StateMachine};
+use concord::tokio::multi::MultiRecovery;
+use concord::{Config, Index, NodeId};
+
+use crate::server::ServerSettings;
+
+/// Which server each group prefers as its leader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaderPreference {
+    /// None: leadership stays where elections put it.
+    None,
+    /// Every group prefers this server (`--preferred-leader ID`).
+    Every(NodeId),
+    /// Each group prefers the full voter [`spread_leader`] picks
+    /// (`--spread-leaders`).
+    Spread,
+}
+
+impl LeaderPreference {
+    /// The preference `settings` ask for.
+    pub fn of(settings: &ServerSettings) -> LeaderPreference {
+        match (settings.preferred_leader, settings.spread_leaders) {
+            (Some(id), _) => LeaderPreference::Every(id),
+            (None, true) => LeaderPreference::Spread,
+            (None, false) => LeaderPreference::None,
+        }
+    }
+
+    /// The server `group` prefers among `full_voters` (the voters that
+    /// are not witnesses), if any.
+    pub fn of_group(self, group: GroupId, full_voters: &BTreeSet<NodeId>) -> Option<NodeId> {
+        match self {
+            LeaderPreference::None => None,
+            LeaderPreference::Every(id) => Some(id),
+            LeaderPreference::Spread => spread_leader(group, full_voters),
+        }
+    }
+}
+
+/// The full voter `group` prefers under `--spread-leaders`: the voters in
+/// id order, indexed by a hash of the group id (`None` without voters).
+/// Deterministic, so every server computes the same one; hashed rather
+/// than `group % n` so that groups 1..=N, whose keys are spread by a hash
+/// too, do not line up with a server by their numbering.
+pub fn spread_leader(group: GroupId, full_voters: &BTreeSet<NodeId>) -> Option<NodeId> {
+    if full_voters.is_empty() {
+        return None;
+    }
+    let at = mix(group) % full_voters.len() as u64;
+    full_voters.iter().nth(at as usize).copied()
+}
+
+/// SplitMix64's finaliser: a fixed, well-spread hash of a group id.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Group `group`'s configuration on the server `settings` describe, whose
+/// groups all have `voters` as voters; `seed` is the group's PRNG seed
+/// for this start. Leases, witnesses and the preferred leader are the
+/// server's, for every group alike.
+pub fn group_config(
+    settings: &ServerSettings,
+    voters: &BTreeSet<NodeId>,
+    group: GroupId,
+    seed: u64,
+) -> Config {
+    let mut config = Config::new(settings.id, voters.iter().copied());
+    config.compaction_threshold_entries = settings.snapshot_every_entries;
+    config.compaction_trailing_entries = settings.compaction_trailing_entries;
+    config.seed = seed;
+    config.lease_read_ticks = settings.lease_ticks;
+    config.clock_drift_bound_ticks = settings.clock_drift_bound_ticks;
+    config.witnesses = settings.witnesses.clone();
+    if settings.is_witness() {
+        config.witnesses.insert(settings.id);
+    }
+    let full_voters: BTreeSet<NodeId> = voters
+        .iter()
+        .copied()
+        .filter(|id| !config.witnesses.contains(id))
+        .collect();
+    if let Some(preferred) = LeaderPreference::of(settings).of_group(group, &full_voters) {
+        config.priorities.insert(preferred, 1);
+    }
+    config
+}
+
+/// Why the groups' configuration cannot work with these settings (a
+/// lease too long for the election timeout, say), naming the flag; the
+/// same for every group, so group 1's is checked.
+pub fn check_group_config(settings: &ServerSettings, voters: &BTreeSet<NodeId>) -> Result<(), String> {
+    group_config(settings, voters, 1, 0).validate().map_err(|e| {
+        let min = Config::new(settings.id, voters.iter().copied()).election_timeout_min_ticks;
+        format!(
+            "the groups' settings do not work together: {e} (a multi-group server's groups \
+             have a minimum election timeout of {min} ticks: --lease-ticks plus \
+             --clock-drift-bound-ticks must stay below it)"
+        )
+    })
+}
+
+/// A group's state machine on this server: the service's, or none on a
+/// witness, which stores the log's metadata and votes but never applies,
+/// snapshots or restores state (the core never asks it to; its snapshots
+/// carry no bytes).
+#[derive(Debug)]
+pub enum GroupMachine<S> {
+    /// A full member's state machine.
+    Full(S),
+    /// A witness: no state at all.
+    Witness,
+}
+
+impl<S: StateMachine> StateMachine for GroupMachine<S> {
+    fn apply(&mut self, index: Index, command: &[u8]) -> Bytes {
+        match self {
+            GroupMachine::Full(machine) => machine.apply(index, command),
+            // The core marks a witness's entries applied itself (see
+            // `Node::is_witness_node`): an Apply here is a core bug.
+            GroupMachine::Witness => panic!("a witness was asked to apply entry {index}"),
+        }
+    }
+
+    fn query(&self, request: &[u8]) -> Option<Bytes> {
+        match self {
+            GroupMachine::Full(machine) => machine.query(request),
+            // The core refuses reads at a witness before they get here.
+            GroupMachine::Witness => None,
+        }
+    }
+
+    fn snapshot(&self) -> Bytes {
+        match self {
+            GroupMachine::Full(machine) => machine.snapshot(),
+            GroupMachine::Witness => Bytes::new(),
+        }
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {
+        match self {
+            GroupMachine::Full(machine) => machine.restore(snapshot),
+            GroupMachine::Witness if snapshot.is_empty() => Ok(()),
+            // A witness's own snapshots and the ones a leader sends it
+            // are empty: state here is a full server's data directory.
+            GroupMachine::Witness => Err(RestoreError {
+                reason: format!(
+                    "this server runs as a witness, but its data directory holds a snapshot \
+                     of {} bytes of state, a full server's: start it without --witness (or \
+                     without its id in --witnesses)",
+                    snapshot.len()
+                ),
+            }),
+        }
+    }
+}
+
+/// Why this server must not start on what it recovered: its groups'
+/// configuration (the last one in a group's log, else its snapshot's)
+/// names it a witness while it starts as a full server, or a full voter
+/// while it starts as a witness (`witness`). Names the first such group
+/// and how many there are. A witness never held the data a full server
+/// serves, and a full server's data is not a witness's to drop.
+pub fn witness_role_conflict(
+    recovery: &MultiRecovery,
+    id: NodeId,
+    witness: bool,
+) -> Option<String> {
+    let mut first = None;
+    let mut count = 0u64;
+    for (group, found) in &recovery.groups {
+        let recovered = &found.recovered;
+        let membership = recovered
+            .entries
+            .iter()
+            .rev()
+            .find_map(|entry| entry.payload.membership())
+            .or(recovered.membership.as_ref());
+        let Some(membership) = membership else {
+            continue;
+        };
+        let conflict = if witness {
+            membership.is_full_voter(id)
+        } else {
+            membership.is_witness(id)
+        };
+        if conflict {
+            count += 1;
+            first.get_or_insert(*group);
+        }
+    }
+    let group = first?;
+    Some(if witness {
+        format!(
+            "node {id} is started as a witness (--witness or --witnesses), but the \
+             configuration of {count} of its groups (group {group} first) lists it as a full \
+             voter, which holds the data a witness never keeps: start it without --witness \
+             and with the --witnesses it was started with"
+        )
+    } else {
+        format!(
+            "node {id} is started as a full server, but the configuration of {count} of its \
+             groups (group {group} first) lists it as a witness, which holds no state: start \
+             it with the --witnesses (or --witness) it was started with"
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_balances_leadership_over_the_full_voters() {
+        let voters: BTreeSet<NodeId> = [1, 2, 3].into();
+        let mut led = std::collections::BTreeMap::new();
+        for group in 1..=30_000 {
+            let leader = spread_leader(group, &voters).unwrap();
+            assert!(voters.contains(&leader));
+            *led.entry(leader).or_insert(0u32) += 1;
+        }
+        // Each of 3 voters prefers about 10,000 groups: within 3 %.
+        for (voter, count) in &led {
+            assert!((9_700..=10_300).contains(count), "node {voter}: {count}");
+        }
+        // The same answer every time (every server must agree), and none
+        // without voters.
+        assert_eq!(spread_leader(17, &voters), spread_leader(17, &voters));
+        assert_eq!(spread_leader(17, &BTreeSet::new()), None);
+        // A witness is never preferred: only full voters are given.
+        let full: BTreeSet<NodeId> = [1, 2].into();
+        assert!((1..=1000).all(|g| spread_leader(g, &full) != Some(3)));
+    }
+
+    #[test]
+    fn a_witness_machine_holds_nothing_and_refuses_a_full_servers_snapshot() {
+        let mut witness = GroupMachine::<concord_services::sharded_kv::ShardMachine>::Witness;
+        assert!(witness.snapshot().is_empty());
+        assert_eq!(witness.query(b"anything"), None);
+        assert!(witness.restore(&[]).is_ok());
+        let e = witness.restore(b"state").unwrap_err();
+        assert!(e.reason.contains("runs as a witness"), "{}", e.reason);
+    }
+}

@@ -1,0 +1,452 @@
+//! A real multi-group cluster on loopback for the tests of `concord-node
+//! --groups N`: its processes (started with any extra flags, SIGKILLed,
+//! paused), a proxy per direction of each pair of nodes to partition them
+//! without root, sharded clients, and the recorded history of puts and
+//! gets checked by the simulator's linearizability checker, group by
+//! group.
+//!
+//! The partition needs no root: every peer connection goes through a
+//! proxy (one per direction of each pair of nodes: node i dials node j
+//! at the address of proxy i→j). Cutting a node closes every proxied
+//! connection to and from it and refuses new ones, which is what a node
+//! sees of a partition on TCP; clients still reach every node directly,
+//! so they also talk to the cut-off minority.
+//!
+//! Included with `#[path = "common/multi_cluster.rs"] mod multi_cluster;`
+//! after `#[path = "common/processes.rs"] mod processes;`.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use concord::multi::GroupId;
+use concord::tokio::multi::routing_client::{RoutingConfig, RoutingError};
+use concord_services::sharded_kv::ShardMap;
+use concord_services::sharded_kv_client::{ShardedKvClient, ShardedKvError};
+use concord_sim::history::{Op, Operation, Output};
+use concord_sim::linearizability::{check_history_with, CheckConfig};
+use tokio::sync::watch;
+
+use crate::processes::{free_addr, node_binary, spawn_node};
+
+/// The seed of a test's workload: `$var`, or the clock (printed either
+/// way, so a failure can be replayed).
+pub fn seed_from_env(var: &str) -> u64 {
+    let seed = std::env::var(var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    eprintln!("{var}={seed}");
+    seed
+}
+
+/// The node processes. Dropping it SIGKILLs them; the directory is kept
+/// (and the logs' tails printed) when the test failed.
+pub struct Processes {
+    pub base: PathBuf,
+    pub cluster: String,
+    pub groups: u64,
+    pub listen: BTreeMap<u64, String>,
+    /// Each node's `--peers`: itself at its listen address, every other
+    /// node at the proxy from it to that node.
+    pub peers: BTreeMap<u64, String>,
+    /// Flags every node is started with, besides the cluster's.
+    pub extra_args: Vec<String>,
+    children: BTreeMap<u64, Child>,
+    logs: BTreeMap<u64, PathBuf>,
+    starts: u32,
+}
+
+impl Processes {
+    pub fn start(&mut self, id: u64) {
+        self.starts += 1;
+        let log = self.base.join(format!("node-{id}-{}.log", self.starts));
+        let file = std::fs::File::create(&log).expect("create a log");
+        let mut command = Command::new(node_binary());
+        command
+            .args(["--id", &id.to_string(), "--listen", &self.listen[&id]])
+            .args(["--peers", &self.peers[&id], "--cluster-id", &self.cluster])
+            .args(["--groups", &self.groups.to_string(), "--worker-threads", "1"])
+            .args(&self.extra_args)
+            .arg("--data-dir")
+            .arg(self.base.join(format!("node-{id}")))
+            .env("RUST_LOG", "warn");
+        self.children.insert(id, spawn_node(&mut command, file));
+        self.logs.insert(id, log);
+    }
+
+    pub fn sigkill(&mut self, id: u64) {
+        let mut child = self.children.remove(&id).expect("node runs");
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+    }
+
+    pub fn signal(&self, id: u64, signal: i32) {
+        let pid = self.children[&id].id();
+        // SAFETY: kill(2) on a child we own and have not reaped.
+        assert_eq!(unsafe { libc::kill(pid as libc::pid_t, signal) }, 0);
+    }
+
+    pub fn assert_running(&mut self) {
+        for (id, child) in &mut self.children {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                panic!("node {id} exited: {status}");
+            }
+        }
+    }
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for (_, mut child) in std::mem::take(&mut self.children) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            for (id, log) in &self.logs {
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(20).collect();
+                eprintln!("--- node {id} ({}), last lines:", log.display());
+                for line in tail.into_iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
+            eprintln!("data kept in {}", self.base.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.base);
+        }
+    }
+}
+
+/// One direction of one pair of nodes: a proxy the `from` node dials to
+/// reach `to`.
+struct Link {
+    from: u64,
+    to: u64,
+    blocked: Arc<AtomicBool>,
+    cut: watch::Sender<u64>,
+}
+
+/// Forwards connections accepted on `listener` to `target` unless
+/// blocked; closes them all when `cut` changes.
+async fn proxy(
+    listener: tokio::net::TcpListener,
+    target: String,
+    blocked: Arc<AtomicBool>,
+    cut: watch::Receiver<u64>,
+) {
+    loop {
+        let Ok((mut inbound, _)) = listener.accept().await else {
+            continue;
+        };
+        if blocked.load(Ordering::SeqCst) {
+            continue;
+        }
+        let (target, blocked, mut cut) = (target.clone(), blocked.clone(), cut.clone());
+        cut.borrow_and_update();
+        tokio::spawn(async move {
+            let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+                return;
+            };
+            if blocked.load(Ordering::SeqCst) {
+                return;
+            }
+            let _ = inbound.set_nodelay(true);
+            let _ = outbound.set_nodelay(true);
+            tokio::select! {
+                _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                _ = cut.changed() => {}
+            }
+        });
+    }
+}
+
+/// The proxies between the nodes.
+pub struct Network {
+    links: Vec<Link>,
+}
+
+impl Network {
+    /// Cuts node `id` off from the others, both ways.
+    pub fn isolate(&self, id: u64) {
+        for link in self.links.iter().filter(|l| l.from == id || l.to == id) {
+            link.blocked.store(true, Ordering::SeqCst);
+            link.cut.send_modify(|n| *n += 1);
+        }
+    }
+
+    pub fn heal(&self) {
+        for link in &self.links {
+            link.blocked.store(false, Ordering::SeqCst);
+        }
+    }
+}
+
+/// The processes of `nodes` (not started) of cluster `cluster` with
+/// `groups` groups, in a fresh directory under `base`, their peer
+/// connections through proxies of this test (call from a tokio runtime:
+/// the proxies are its tasks).
+pub async fn proxied_cluster(
+    base: PathBuf,
+    cluster: &str,
+    groups: u64,
+    nodes: &[u64],
+    extra_args: &[&str],
+) -> (Processes, Network) {
+    std::fs::create_dir_all(&base).unwrap();
+    let listen: BTreeMap<u64, String> = nodes.iter().map(|id| (*id, free_addr())).collect();
+    let mut links = Vec::new();
+    let mut peers: BTreeMap<u64, Vec<String>> = nodes
+        .iter()
+        .map(|id| (*id, vec![format!("{id}={}", listen[id])]))
+        .collect();
+    for &from in nodes {
+        for &to in nodes.iter().filter(|to| **to != from) {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            peers.get_mut(&from).unwrap().push(format!("{to}={addr}"));
+            let blocked = Arc::new(AtomicBool::new(false));
+            let (cut, cut_rx) = watch::channel(0);
+            tokio::spawn(proxy(
+                listener,
+                listen[&to].clone(),
+                blocked.clone(),
+                cut_rx,
+            ));
+            links.push(Link {
+                from,
+                to,
+                blocked,
+                cut,
+            });
+        }
+    }
+    let processes = Processes {
+        base,
+        cluster: cluster.to_string(),
+        groups,
+        listen,
+        peers: peers.into_iter().map(|(id, p)| (id, p.join(","))).collect(),
+        extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+        children: BTreeMap::new(),
+        logs: BTreeMap::new(),
+        starts: 0,
+    };
+    (processes, Network { links })
+}
+
+/// The recorded history, with the time origin.
+pub struct Recorder {
+    pub start: Instant,
+    pub ops: Mutex<Vec<Operation>>,
+    next_client: AtomicU64,
+    pub acked_writes: AtomicU64,
+    pub unknown_writes: AtomicU64,
+}
+
+impl Recorder {
+    pub fn new() -> Recorder {
+        Recorder {
+            start: Instant::now(),
+            ops: Mutex::new(Vec::new()),
+            next_client: AtomicU64::new(1),
+            acked_writes: AtomicU64::new(0),
+            unknown_writes: AtomicU64::new(0),
+        }
+    }
+
+    pub fn now(&self) -> u64 {
+        self.start.elapsed().as_micros() as u64
+    }
+
+    pub fn client_id(&self) -> u64 {
+        self.next_client.fetch_add(1, Ordering::SeqCst)
+    }
+
+    pub fn push(&self, op: Operation) {
+        self.ops.lock().unwrap().push(op);
+    }
+
+    pub fn acked(&self) -> u64 {
+        self.acked_writes.load(Ordering::SeqCst)
+    }
+}
+
+/// A sharded client of `servers` with short timeouts.
+pub fn client(cluster: &str, groups: u64, servers: &BTreeMap<u64, String>) -> ShardedKvClient {
+    let mut config = RoutingConfig::new(cluster, servers.clone());
+    config.request_timeout = Duration::from_secs(2);
+    config.connect_timeout = Duration::from_millis(500);
+    config.attempts_max = 16;
+    ShardedKvClient::new(ShardMap::new(groups).unwrap(), config).unwrap()
+}
+
+pub fn text(value: Option<Bytes>) -> String {
+    value
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
+        .unwrap_or_default()
+}
+
+/// Whether `error` leaves a write's outcome unknown.
+pub fn unknown(error: &ShardedKvError) -> bool {
+    matches!(error, ShardedKvError::Routing(RoutingError::Unknown { .. }))
+}
+
+/// One put, recorded; whether it was acknowledged. A put with an unknown
+/// outcome ends history client `*who` (it stays pending forever), so the
+/// caller continues as a new one.
+pub async fn put(
+    kv: &mut ShardedKvClient,
+    recorder: &Recorder,
+    who: &mut u64,
+    key: &str,
+    value: String,
+) -> bool {
+    let op = Op::Put {
+        value: value.clone(),
+    };
+    let call = recorder.now();
+    let result = kv.put(key.to_string(), value).await;
+    let entry = Operation::new(*who, key, op, call);
+    match result {
+        Ok(()) => {
+            recorder.acked_writes.fetch_add(1, Ordering::SeqCst);
+            recorder.push(entry.completed(recorder.now(), Output::Done));
+            true
+        }
+        Err(e) if unknown(&e) => {
+            recorder.unknown_writes.fetch_add(1, Ordering::SeqCst);
+            recorder.push(entry);
+            *who = recorder.client_id();
+            false
+        }
+        Err(ShardedKvError::Routing(RoutingError::Exhausted { .. })) => {
+            recorder.push(entry.failed(recorder.now()));
+            false
+        }
+        Err(other) => panic!("put {key}: {other}"),
+    }
+}
+
+/// One get on the client's read path, recorded; the value if answered.
+pub async fn get(
+    kv: &mut ShardedKvClient,
+    recorder: &Recorder,
+    who: u64,
+    key: &str,
+) -> Option<Option<Bytes>> {
+    let call = recorder.now();
+    let result = kv.get(key.to_string()).await;
+    let entry = Operation::new(who, key, Op::Get, call);
+    match result {
+        Ok(value) => {
+            recorder.push(entry.completed(recorder.now(), Output::Value(text(value.clone()))));
+            Some(value)
+        }
+        Err(ShardedKvError::Routing(_)) => None,
+        Err(other) => panic!("get {key}: {other}"),
+    }
+}
+
+/// One key of each group.
+pub fn keys_of_every_group(map: &ShardMap) -> Vec<String> {
+    map.group_ids()
+        .map(|group| {
+            (0..)
+                .map(|i| format!("g{group}-{i}"))
+                .find(|key| map.group_of(key.as_bytes()) == group)
+                .expect("some key hashes to every group")
+        })
+        .collect()
+}
+
+/// Reads every key back (recorded, as client `reader`) until each
+/// answers, within `within`: each key's final value.
+pub async fn read_back(
+    kv: &mut ShardedKvClient,
+    recorder: &Recorder,
+    keys: &[String],
+    within: Duration,
+) -> BTreeMap<String, String> {
+    let reader = recorder.client_id();
+    let mut finals = BTreeMap::new();
+    let deadline = Instant::now() + within;
+    for key in keys {
+        loop {
+            if let Some(value) = get(kv, recorder, reader, key).await {
+                finals.insert(key.clone(), text(value));
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{key}: not readable after the faults"
+            );
+        }
+    }
+    finals
+}
+
+/// Checks that every key of `finals` has an acknowledged write and
+/// reads a value some put wrote (no acknowledged write is lost), then
+/// that every group's history is linearizable. The number of operations
+/// checked.
+pub fn check_history(history: Vec<Operation>, finals: &BTreeMap<String, String>, map: &ShardMap, seed: u64) -> usize {
+    let mut written: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    let mut acked_keys = BTreeSet::new();
+    for op in &history {
+        if let Op::Put { value } = &op.op {
+            written.entry(&op.key).or_default().insert(value);
+            if op.ret.is_some() && matches!(op.outcome, concord_sim::history::Outcome::Ok(_)) {
+                acked_keys.insert(op.key.as_str());
+            }
+        }
+    }
+    assert_eq!(
+        acked_keys.len(),
+        finals.len(),
+        "every key has an acknowledged write"
+    );
+    for key in &acked_keys {
+        let value = finals[*key].as_str();
+        assert!(
+            written[key].contains(value),
+            "seed {seed}: {key} reads {value:?}, which no put wrote: an acknowledged write was lost"
+        );
+    }
+    let mut by_group: BTreeMap<GroupId, Vec<Operation>> = BTreeMap::new();
+    for op in history {
+        by_group
+            .entry(map.group_of(op.key.as_bytes()))
+            .or_default()
+            .push(op);
+    }
+    let check = CheckConfig {
+        time_limit: Some(Duration::from_secs(30)),
+        ..CheckConfig::default()
+    };
+    let mut operations = 0;
+    for (group, ops) in &by_group {
+        operations += ops.len();
+        let verdict = check_history_with(ops, &check);
+        if !verdict.is_ok() {
+            if let Some(failure) = verdict.failure() {
+                eprintln!("{}", failure.timeline());
+            }
+            panic!(
+                "seed {seed}: group {group}'s history of {} operations: {verdict}",
+                ops.len()
+            );
+        }
+    }
+    operations
+}
