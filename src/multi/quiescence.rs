@@ -136,6 +136,15 @@ impl MultiNode {
         if !settled {
             return None;
         }
+        // A leader that is not its group's preferred one stays awake while
+        // the preferred one is alive: only its heartbeats hand leadership
+        // over (the core's priority election), and asleep it would lead
+        // on until the next failure.
+        if let Some(preferred) = node.preferred_leader() {
+            if preferred != node.id() && self.liveness.is_alive(preferred) {
+                return None;
+            }
+        }
         let planted = self.planted().quiesce_follower_behind;
         let mut live = Vec::new();
         for (peer, progress) in node.progress_all() {
