@@ -271,6 +271,99 @@ mod tests {
         assert!((1..=1000).all(|g| spread_leader(g, &full) != Some(3)));
     }
 
+    fn settings(extra: &[&str], file: &str) -> Result<ServerSettings, String> {
+        use clap::Parser;
+        let mut argv = vec![
+            "concord-node",
+            "--id",
+            "1",
+            "--listen",
+            "127.0.0.1:1",
+            "--peers",
+            "1=127.0.0.1:1,2=127.0.0.1:2,3=127.0.0.1:3",
+            "--cluster-id",
+            "c",
+            "--data-dir",
+            "d",
+        ];
+        argv.extend_from_slice(extra);
+        let flags = crate::server::NodeArgs::try_parse_from(argv)
+            .map_err(|e| e.to_string())?
+            .server;
+        let path = std::path::Path::new("s.toml");
+        let file = crate::server::parse_config(file, path).map_err(|e| e.to_string())?;
+        ServerSettings::merge(&flags, &file, Some(path)).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn every_group_gets_the_servers_lease_witnesses_and_preference() {
+        let voters: BTreeSet<NodeId> = [1, 2, 3].into();
+        let s = settings(
+            &["--groups", "64", "--lease-ticks", "5", "--witnesses", "3", "--spread-leaders"],
+            "",
+        )
+        .unwrap();
+        check_group_config(&s, &voters).unwrap();
+        for group in 1..=64 {
+            let config = group_config(&s, &voters, group, 7);
+            assert_eq!(config.lease_read_ticks, 5);
+            assert_eq!(config.witnesses, [3].into());
+            // The witness is never preferred; the full voters are.
+            let preferred = spread_leader(group, &[1, 2].into()).unwrap();
+            assert_eq!(config.priorities, [(preferred, 1)].into());
+            config.validate().unwrap();
+        }
+        // --preferred-leader: every group prefers that server.
+        let s = settings(&["--groups", "64", "--preferred-leader", "2"], "").unwrap();
+        assert!((1..=64).all(|g| group_config(&s, &voters, g, 7).priorities == [(2, 1)].into()));
+        // A lease too long for the groups' election timeout is refused at
+        // start, naming the flags.
+        let s = settings(&["--groups", "64", "--lease-ticks", "7"], "").unwrap();
+        let e = check_group_config(&s, &voters).unwrap_err();
+        assert!(e.contains("--lease-ticks plus --clock-drift-bound-ticks"), "{e}");
+    }
+
+    #[test]
+    fn what_groups_still_refuse_is_refused_by_name() {
+        let e = settings(&["--spread-leaders"], "").unwrap_err();
+        assert!(e.contains("a single-group server prefers one leader"), "{e}");
+        let e = settings(&["--groups", "8", "--spread-leaders"], "preferred-leader = 2\n")
+            .unwrap_err();
+        assert!(e.contains("give one of them"), "{e}");
+        let e = settings(&["--groups", "8", "--spread-leaders", "--preferred-leader", "2"], "")
+            .unwrap_err();
+        assert!(e.contains("cannot be used with"), "{e}");
+        let e = settings(&["--groups", "8", "--join"], "").unwrap_err();
+        assert!(e.contains("(--join)"), "{e}");
+        let s = settings(&["--groups", "8"], "spread-leaders = true\n").unwrap();
+        assert_eq!(LeaderPreference::of(&s), LeaderPreference::Spread);
+    }
+
+    #[test]
+    fn a_server_restarted_in_the_other_role_is_refused() {
+        use concord::Membership;
+        let mut recovery = MultiRecovery::default();
+        let membership = Membership::new([1, 2, 3]).try_with_witnesses(&[3]).unwrap();
+        for group in [5, 6] {
+            let recovered = concord::Recovered {
+                membership: Some(membership.clone()),
+                ..Default::default()
+            };
+            let found = concord::tokio::multi::RecoveredGroup {
+                recovered,
+                snapshot: None,
+                entries_dropped_after_snapshot: 0,
+            };
+            recovery.groups.insert(group, found);
+        }
+        assert_eq!(witness_role_conflict(&recovery, 3, true), None);
+        assert_eq!(witness_role_conflict(&recovery, 1, false), None);
+        let e = witness_role_conflict(&recovery, 3, false).unwrap();
+        assert!(e.contains("2 of its groups (group 5 first) lists it as a witness"), "{e}");
+        let e = witness_role_conflict(&recovery, 2, true).unwrap();
+        assert!(e.contains("lists it as a full voter"), "{e}");
+    }
+
     #[test]
     fn a_witness_machine_holds_nothing_and_refuses_a_full_servers_snapshot() {
         let mut witness = GroupMachine::<concord_services::sharded_kv::ShardMachine>::Witness;

@@ -26,7 +26,9 @@
 //! `--groups N` (or `CONCORD_GROUPS`) talks to a multi-group cluster of
 //! the sharded key-value store (`concord-node --groups N`, the same N):
 //! each `kv` command goes to the group of its keys; `put-many` and
-//! `get-many` across groups are refused (exit 2), naming the groups.
+//! `get-many` across groups are refused (exit 2), naming the groups;
+//! `status` summarises each server's groups, `status --group G` shows
+//! one group (`concord_node::groups_status_view`).
 //!
 //! `--servers`, `--cluster-id` and `--timeout-ms` fall back to
 //! `CONCORD_SERVERS`, `CONCORD_CLUSTER_ID` and `CONCORD_TIMEOUT_MS`; the
