@@ -128,15 +128,20 @@ pub fn group_config(
 /// Why the groups' configuration cannot work with these settings (a
 /// lease too long for the election timeout, say), naming the flag; the
 /// same for every group, so group 1's is checked.
-pub fn check_group_config(settings: &ServerSettings, voters: &BTreeSet<NodeId>) -> Result<(), String> {
-    group_config(settings, voters, 1, 0).validate().map_err(|e| {
-        let min = Config::new(settings.id, voters.iter().copied()).election_timeout_min_ticks;
-        format!(
-            "the groups' settings do not work together: {e} (a multi-group server's groups \
+pub fn check_group_config(
+    settings: &ServerSettings,
+    voters: &BTreeSet<NodeId>,
+) -> Result<(), String> {
+    group_config(settings, voters, 1, 0)
+        .validate()
+        .map_err(|e| {
+            let min = Config::new(settings.id, voters.iter().copied()).election_timeout_min_ticks;
+            format!(
+                "the groups' settings do not work together: {e} (a multi-group server's groups \
              have a minimum election timeout of {min} ticks: --lease-ticks plus \
              --clock-drift-bound-ticks must stay below it)"
-        )
-    })
+            )
+        })
 }
 
 /// A group's state machine on this server: the service's, or none on a
@@ -299,7 +304,15 @@ mod tests {
     fn every_group_gets_the_servers_lease_witnesses_and_preference() {
         let voters: BTreeSet<NodeId> = [1, 2, 3].into();
         let s = settings(
-            &["--groups", "64", "--lease-ticks", "5", "--witnesses", "3", "--spread-leaders"],
+            &[
+                "--groups",
+                "64",
+                "--lease-ticks",
+                "5",
+                "--witnesses",
+                "3",
+                "--spread-leaders",
+            ],
             "",
         )
         .unwrap();
@@ -320,18 +333,36 @@ mod tests {
         // start, naming the flags.
         let s = settings(&["--groups", "64", "--lease-ticks", "7"], "").unwrap();
         let e = check_group_config(&s, &voters).unwrap_err();
-        assert!(e.contains("--lease-ticks plus --clock-drift-bound-ticks"), "{e}");
+        assert!(
+            e.contains("--lease-ticks plus --clock-drift-bound-ticks"),
+            "{e}"
+        );
     }
 
     #[test]
     fn what_groups_still_refuse_is_refused_by_name() {
         let e = settings(&["--spread-leaders"], "").unwrap_err();
-        assert!(e.contains("a single-group server prefers one leader"), "{e}");
-        let e = settings(&["--groups", "8", "--spread-leaders"], "preferred-leader = 2\n")
-            .unwrap_err();
+        assert!(
+            e.contains("a single-group server prefers one leader"),
+            "{e}"
+        );
+        let e = settings(
+            &["--groups", "8", "--spread-leaders"],
+            "preferred-leader = 2\n",
+        )
+        .unwrap_err();
         assert!(e.contains("give one of them"), "{e}");
-        let e = settings(&["--groups", "8", "--spread-leaders", "--preferred-leader", "2"], "")
-            .unwrap_err();
+        let e = settings(
+            &[
+                "--groups",
+                "8",
+                "--spread-leaders",
+                "--preferred-leader",
+                "2",
+            ],
+            "",
+        )
+        .unwrap_err();
         assert!(e.contains("cannot be used with"), "{e}");
         let e = settings(&["--groups", "8", "--join"], "").unwrap_err();
         assert!(e.contains("(--join)"), "{e}");
@@ -359,7 +390,10 @@ mod tests {
         assert_eq!(witness_role_conflict(&recovery, 3, true), None);
         assert_eq!(witness_role_conflict(&recovery, 1, false), None);
         let e = witness_role_conflict(&recovery, 3, false).unwrap();
-        assert!(e.contains("2 of its groups (group 5 first) lists it as a witness"), "{e}");
+        assert!(
+            e.contains("2 of its groups (group 5 first) lists it as a witness"),
+            "{e}"
+        );
         let e = witness_role_conflict(&recovery, 2, true).unwrap();
         assert!(e.contains("lists it as a full voter"), "{e}");
     }

@@ -330,7 +330,10 @@ pub async fn run(
         let text = if args.json {
             serde_json::to_string(&answers).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
         } else if args.watch {
-            format!("--- round {shown} ---\n{}", render(&answers, groups).trim_end())
+            format!(
+                "--- round {shown} ---\n{}",
+                render(&answers, groups).trim_end()
+            )
         } else {
             render(&answers, groups).trim_end().to_string()
         };

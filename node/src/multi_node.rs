@@ -155,7 +155,10 @@ pub async fn start(settings: &ServerSettings) -> Result<RunningMultiNode, StartF
         .group_ids()
         .map(|group| {
             let seed = id ^ started_nanos.rotate_left(17) ^ group.wrapping_mul(0x9e37_79b9);
-            (group, group_roles::group_config(settings, &voters, group, seed))
+            (
+                group,
+                group_roles::group_config(settings, &voters, group, seed),
+            )
         })
         .collect();
     let mut config = MultiServerConfig::new(multi, groups);

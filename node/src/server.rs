@@ -225,7 +225,11 @@ pub struct ServerFlags {
     /// leadership is balanced across them and handed back to a server
     /// that restarted (docs/multi-group.md, "Leases, follower reads,
     /// witnesses, preferred leader"). Give every server the same setting.
-    #[arg(long, env = "CONCORD_SPREAD_LEADERS", conflicts_with = "preferred_leader")]
+    #[arg(
+        long,
+        env = "CONCORD_SPREAD_LEADERS",
+        conflicts_with = "preferred_leader"
+    )]
     pub spread_leaders: bool,
     /// Runtime worker threads, besides the WAL writer thread [default: 2;
     /// 1: a single-threaded runtime, which costs less CPU per write; use it

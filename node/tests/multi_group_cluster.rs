@@ -19,10 +19,10 @@
 //! `CONCORD_MULTI_SEED` sets the workload's seed (default: from the
 //! clock; printed, and printed again on failure).
 
-#[path = "common/processes.rs"]
-mod processes;
 #[path = "common/multi_cluster.rs"]
 mod multi_cluster;
+#[path = "common/processes.rs"]
+mod processes;
 
 use std::path::PathBuf;
 use std::process::{Child, Command};
@@ -171,8 +171,7 @@ async fn a_thousand_groups_survive_kill_partition_and_pause() {
     // Every key read back: every group answers, no acknowledged write is
     // lost, and every group's history is linearizable.
     let mut kv = client(CLUSTER, GROUPS, &listen);
-    let finals =
-        multi_cluster::read_back(&mut kv, &recorder, &keys, Duration::from_secs(60)).await;
+    let finals = multi_cluster::read_back(&mut kv, &recorder, &keys, Duration::from_secs(60)).await;
     assert_eq!(finals.len(), GROUPS as usize);
     let history = std::mem::take(&mut *recorder.ops.lock().unwrap());
     let operations = multi_cluster::check_history(history, &finals, &map, seed);

@@ -15,10 +15,10 @@
 //! `CONCORD_READS_SEED` sets the workload's seed (default: from the
 //! clock; printed).
 
-#[path = "common/processes.rs"]
-mod processes;
 #[path = "common/multi_cluster.rs"]
 mod multi_cluster;
+#[path = "common/processes.rs"]
+mod processes;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
@@ -59,10 +59,7 @@ async fn write_every_key(
     let deadline = Instant::now() + Duration::from_secs(120);
     for key in keys {
         while !put(&mut kv, recorder, &mut who, key, value.to_string()).await {
-            assert!(
-                Instant::now() < deadline,
-                "{key}: no write acknowledged"
-            );
+            assert!(Instant::now() < deadline, "{key}: no write acknowledged");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -191,8 +188,7 @@ async fn lease_and_follower_reads_stay_linearizable_under_kill_and_partition() {
     assert!(lease > 0 && follower > 0, "{seen:?}");
 
     let mut kv = client(CLUSTER, GROUPS, &listen);
-    let finals =
-        multi_cluster::read_back(&mut kv, &recorder, &keys, Duration::from_secs(60)).await;
+    let finals = multi_cluster::read_back(&mut kv, &recorder, &keys, Duration::from_secs(60)).await;
     let history = std::mem::take(&mut *recorder.ops.lock().unwrap());
     let gets = history
         .iter()
@@ -214,7 +210,11 @@ fn snapshot_sizes(data_dir: &std::path::Path) -> Vec<u64> {
         return sizes;
     };
     for group in groups.flatten() {
-        for file in std::fs::read_dir(group.path()).into_iter().flatten().flatten() {
+        for file in std::fs::read_dir(group.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let name = file.file_name().to_string_lossy().into_owned();
             if name.ends_with(".snap") {
                 sizes.push(file.metadata().unwrap().len());
@@ -245,9 +245,13 @@ async fn a_witness_keeps_every_group_serving_with_a_voter_killed() {
     for round in 0..10 {
         write_every_key(CLUSTER, &listen, &recorder, &keys, &value(round)).await;
     }
-    let seen = wait_for_summaries(CLUSTER, &listen, Duration::from_secs(30), "a summary", |s| {
-        s.len() == 3
-    })
+    let seen = wait_for_summaries(
+        CLUSTER,
+        &listen,
+        Duration::from_secs(30),
+        "a summary",
+        |s| s.len() == 3,
+    )
     .await;
     assert_eq!(seen[&3].groups_led, 0, "a witness never leads");
     assert_eq!(seen[&3].groups_witnessed, GROUPS);
@@ -266,7 +270,10 @@ async fn a_witness_keeps_every_group_serving_with_a_voter_killed() {
     );
     assert!(full_sizes.iter().any(|size| *size > 2048), "{full_sizes:?}");
     assert!(!witness_sizes.is_empty(), "the witness takes snapshots too");
-    assert!(witness_sizes.iter().all(|size| *size < 1024), "{witness_sizes:?}");
+    assert!(
+        witness_sizes.iter().all(|size| *size < 1024),
+        "{witness_sizes:?}"
+    );
 
     // A follower read sent to the witness is not served there: the
     // client is redirected and the read answered elsewhere.
@@ -282,8 +289,11 @@ async fn a_witness_keeps_every_group_serving_with_a_voter_killed() {
     // Node 1 killed: node 2 and the witness are a majority of every
     // group; every key takes a write and reads it back.
     nodes.sigkill(1);
-    let survivors: BTreeMap<u64, String> =
-        listen.iter().filter(|(id, _)| **id != 1).map(|(id, a)| (*id, a.clone())).collect();
+    let survivors: BTreeMap<u64, String> = listen
+        .iter()
+        .filter(|(id, _)| **id != 1)
+        .map(|(id, a)| (*id, a.clone()))
+        .collect();
     write_every_key(CLUSTER, &survivors, &recorder, &keys, "after").await;
     let mut kv = client(CLUSTER, GROUPS, &survivors);
     for key in &keys {
@@ -351,7 +361,14 @@ async fn spread_leaders_come_back_after_a_restart_and_status_shows_them() {
             .iter()
             .all(|id| seen.get(id).map(|s| s.groups_led) == Some(expected[id]))
     };
-    wait_for_summaries(CLUSTER, &listen, Duration::from_secs(60), "spread", balanced).await;
+    wait_for_summaries(
+        CLUSTER,
+        &listen,
+        Duration::from_secs(60),
+        "spread",
+        balanced,
+    )
+    .await;
 
     // `status`: one block per server; the led counts add up to the group
     // count, and each server's count is the one the spread gives it.
@@ -367,7 +384,9 @@ async fn spread_leaders_come_back_after_a_restart_and_status_shows_them() {
         assert!(line.contains(&want), "{line}");
     }
     assert!(
-        text.contains(&format!("groups led across the 3 server(s) that answered: {GROUPS} of {GROUPS}")),
+        text.contains(&format!(
+            "groups led across the 3 server(s) that answered: {GROUPS} of {GROUPS}"
+        )),
         "{text}"
     );
     assert!(text.lines().count() <= 24, "one screen:\n{text}");
@@ -376,7 +395,10 @@ async fn spread_leaders_come_back_after_a_restart_and_status_shows_them() {
     let group = map.group_of(key.as_bytes());
     let mut kv = client(CLUSTER, GROUPS, &listen);
     kv.put(key.clone(), "two".to_string()).await.unwrap();
-    let leader = kv.routing().cached_leader(group).expect("the writer knows the leader");
+    let leader = kv
+        .routing()
+        .cached_leader(group)
+        .expect("the writer knows the leader");
     assert_eq!(Some(leader), spread_leader(group, &NODES.into()));
     let (code, text) = cli_status(CLUSTER, &listen, &["--group", &group.to_string()]);
     eprintln!("{text}");
@@ -398,12 +420,19 @@ async fn spread_leaders_come_back_after_a_restart_and_status_shows_them() {
     // Node 2 killed: the others take its groups; restarted, it gets its
     // share back.
     nodes.sigkill(2);
-    let survivors: BTreeMap<u64, String> =
-        listen.iter().filter(|(id, _)| **id != 2).map(|(id, a)| (*id, a.clone())).collect();
+    let survivors: BTreeMap<u64, String> = listen
+        .iter()
+        .filter(|(id, _)| **id != 2)
+        .map(|(id, a)| (*id, a.clone()))
+        .collect();
     write_every_key(CLUSTER, &survivors, &recorder, &keys, "three").await;
-    wait_for_summaries(CLUSTER, &survivors, Duration::from_secs(60), "failover", |seen| {
-        seen.values().map(|s| s.groups_led).sum::<u64>() == GROUPS
-    })
+    wait_for_summaries(
+        CLUSTER,
+        &survivors,
+        Duration::from_secs(60),
+        "failover",
+        |seen| seen.values().map(|s| s.groups_led).sum::<u64>() == GROUPS,
+    )
     .await;
     let (code, text) = cli_status(CLUSTER, &listen, &[]);
     eprintln!("{text}");
@@ -412,7 +441,14 @@ async fn spread_leaders_come_back_after_a_restart_and_status_shows_them() {
     assert!(text.contains("DOWN"), "the others see node 2 down:\n{text}");
     nodes.start(2);
     let started = Instant::now();
-    wait_for_summaries(CLUSTER, &listen, Duration::from_secs(60), "handed back", balanced).await;
+    wait_for_summaries(
+        CLUSTER,
+        &listen,
+        Duration::from_secs(60),
+        "handed back",
+        balanced,
+    )
+    .await;
     eprintln!(
         "node 2 leads its {} groups again {:?} after its restart",
         expected[&2],

@@ -403,7 +403,9 @@ async fn sharded(args: CliArgs, tls: Option<Arc<TlsConfig>>) -> Result<(), Failu
     let groups = connection.groups;
     let command = match args.command {
         CliCommand::Service(ServiceCommand::Kv(command)) => command,
-        CliCommand::Status(status_args) => return groups_status(connection, tls, &status_args).await,
+        CliCommand::Status(status_args) => {
+            return groups_status(connection, tls, &status_args).await
+        }
         CliCommand::Service(other) => {
             return Err(Failure {
                 message: format!(

@@ -76,7 +76,12 @@ impl Processes {
         command
             .args(["--id", &id.to_string(), "--listen", &self.listen[&id]])
             .args(["--peers", &self.peers[&id], "--cluster-id", &self.cluster])
-            .args(["--groups", &self.groups.to_string(), "--worker-threads", "1"])
+            .args([
+                "--groups",
+                &self.groups.to_string(),
+                "--worker-threads",
+                "1",
+            ])
             .args(&self.extra_args)
             .arg("--data-dir")
             .arg(self.base.join(format!("node-{id}")))
@@ -400,7 +405,12 @@ pub async fn read_back(
 /// reads a value some put wrote (no acknowledged write is lost), then
 /// that every group's history is linearizable. The number of operations
 /// checked.
-pub fn check_history(history: Vec<Operation>, finals: &BTreeMap<String, String>, map: &ShardMap, seed: u64) -> usize {
+pub fn check_history(
+    history: Vec<Operation>,
+    finals: &BTreeMap<String, String>,
+    map: &ShardMap,
+    seed: u64,
+) -> usize {
     let mut written: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     let mut acked_keys = BTreeSet::new();
     for op in &history {

@@ -203,7 +203,12 @@ pub struct OneGroup {
 
 /// `query`'s answer from the node `multi`, whose loop counted `host` and
 /// ticks every `tick_ms` milliseconds.
-pub fn answer(multi: &MultiNode, host: &HostStats, tick_ms: u64, query: StatusQuery) -> StatusAnswer {
+pub fn answer(
+    multi: &MultiNode,
+    host: &HostStats,
+    tick_ms: u64,
+    query: StatusQuery,
+) -> StatusAnswer {
     match query {
         StatusQuery::Summary => StatusAnswer::Summary(summary(multi, host, tick_ms)),
         StatusQuery::Group(group) => match multi.group(group) {
@@ -268,11 +273,13 @@ fn summary(multi: &MultiNode, host: &HostStats, tick_ms: u64) -> GroupsSummary {
     }
     let mut worst: Vec<LaggingGroup> = worst
         .into_iter()
-        .map(|Reverse((lag_entries, Reverse(group), member))| LaggingGroup {
-            group,
-            member,
-            lag_entries,
-        })
+        .map(
+            |Reverse((lag_entries, Reverse(group), member))| LaggingGroup {
+                group,
+                member,
+                lag_entries,
+            },
+        )
         .collect();
     worst.sort_by_key(|lagging| (Reverse(lagging.lag_entries), lagging.group));
     let peers_total = multi.peer_ids().count() as u64;
@@ -457,14 +464,21 @@ mod tests {
         }
         let mut out = Vec::new();
         for _ in 0..40 {
-            multi.step(crate::multi::MultiInput::Tick, &mut out).unwrap();
+            multi
+                .step(crate::multi::MultiInput::Tick, &mut out)
+                .unwrap();
             drive(&mut multi, &mut out, None);
         }
         // Group 5 commits 150 entries and applies none of them.
-        let commands = (0..150).map(|i| bytes::Bytes::from(format!("c{i}"))).collect();
+        let commands = (0..150)
+            .map(|i| bytes::Bytes::from(format!("c{i}")))
+            .collect();
         let input = crate::Input::ProposeBatch(commands);
         multi
-            .step(crate::multi::MultiInput::Group { group: 5, input }, &mut out)
+            .step(
+                crate::multi::MultiInput::Group { group: 5, input },
+                &mut out,
+            )
             .unwrap();
         drive(&mut multi, &mut out, Some(5));
         let StatusAnswer::Summary(summary) =
@@ -484,7 +498,8 @@ mod tests {
                 lag_entries: 150
             }]
         );
-        let StatusAnswer::Group(one) = answer(&multi, &HostStats::default(), 10, StatusQuery::Group(5))
+        let StatusAnswer::Group(one) =
+            answer(&multi, &HostStats::default(), 10, StatusQuery::Group(5))
         else {
             panic!("group 5 is hosted");
         };
