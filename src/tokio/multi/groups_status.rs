@@ -240,6 +240,10 @@ fn lag(node: &Node) -> Option<(Option<NodeId>, u64)> {
     worst
 }
 
+/// A lagging group's place among the worst: its lag, then the lower
+/// group id first; and the member that trails.
+type WorstKey = (u64, Reverse<GroupId>, Option<NodeId>);
+
 fn summary(multi: &MultiNode, host: &HostStats, tick_ms: u64) -> GroupsSummary {
     let me = multi.id();
     let (mut led, mut followed, mut leaderless, mut witnessed) = (0u64, 0u64, 0u64, 0u64);
@@ -248,8 +252,7 @@ fn summary(multi: &MultiNode, host: &HostStats, tick_ms: u64) -> GroupsSummary {
     // The worst WORST_GROUPS_MAX seen so far, smallest on top: a group
     // enters only by pushing out a smaller lag (ties: the lower group id
     // stays), so memory is bounded whatever the number of groups.
-    let mut worst: BinaryHeap<Reverse<(u64, Reverse<GroupId>, Option<NodeId>)>> =
-        BinaryHeap::with_capacity(WORST_GROUPS_MAX + 1);
+    let mut worst: BinaryHeap<Reverse<WorstKey>> = BinaryHeap::with_capacity(WORST_GROUPS_MAX + 1);
     for (group, node) in multi.groups() {
         match (node.role(), node.leader()) {
             (Role::Leader, _) => led += 1,
