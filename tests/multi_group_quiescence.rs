@@ -140,3 +140,34 @@ fn planted_quiesce_while_a_follower_is_behind_is_caught() {
         None => panic!("quiescing with a follower behind survived 25 seeds"),
     }
 }
+
+#[test]
+fn a_preferred_leader_back_from_a_crash_leads_every_group_again_and_they_sleep() {
+    let groups = 32;
+    let options = Options {
+        preferred_leader: Some(3),
+        down_ticks: 150,
+        ..Options::quiet(3, groups)
+    };
+    let mut driver = Driver::new(options, 11);
+    assert!(driver.run_until_asleep(600).is_some(), "no quiescence");
+    let led_by = |driver: &Driver| -> Vec<Option<u64>> {
+        (1..=groups).map(|group| driver.leader_of(group)).collect()
+    };
+    assert!(led_by(&driver).iter().all(|leader| *leader == Some(3)));
+    // Node 3 down for 150 ticks: the others elect leaders.
+    driver.crash(3);
+    let mut ticks = 0;
+    while !led_by(&driver).iter().all(|leader| leader.is_some_and(|id| id != 3)) {
+        assert!(ticks < 140, "the others did not take over: {:?}", led_by(&driver));
+        driver.tick();
+        ticks += 1;
+    }
+    // Back: every group hands leadership to it, then sleeps (a leader
+    // that is not the preferred one must not sleep while it lives).
+    driver.run(150 - ticks + 1);
+    let took = driver.run_until_asleep(1_000);
+    assert!(took.is_some(), "groups did not all quiesce after node 3 came back");
+    assert!(driver.violation.is_none(), "{:?}", driver.violation);
+    assert_eq!(led_by(&driver), vec![Some(3); groups as usize]);
+}

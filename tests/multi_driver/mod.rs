@@ -76,6 +76,8 @@ pub struct Options {
     pub liveness_timeout_ticks: u32,
     pub elections_concurrent_max: usize,
     pub lease_read_ticks: u32,
+    /// Every group prefers this node as leader (the core's priorities).
+    pub preferred_leader: Option<NodeId>,
     pub bugs: Bugs,
     /// Most ticks a read may wait at a node that stays up.
     pub read_answer_ticks_max: u64,
@@ -102,6 +104,7 @@ impl Options {
             liveness_timeout_ticks: 10,
             elections_concurrent_max: 256,
             lease_read_ticks: 6,
+            preferred_leader: None,
             bugs: Bugs::default(),
             read_answer_ticks_max: 200,
         }
@@ -233,6 +236,9 @@ fn group_config(
     let mut config = Config::new(node, voters.iter().copied());
     config.seed = group.wrapping_mul(1_000_003) ^ node;
     config.lease_read_ticks = options.lease_read_ticks;
+    if let Some(preferred) = options.preferred_leader.filter(|id| voters.contains(id)) {
+        config.priorities.insert(preferred, 1);
+    }
     config
 }
 
