@@ -158,8 +158,15 @@ fn a_preferred_leader_back_from_a_crash_leads_every_group_again_and_they_sleep()
     // Node 3 down for 150 ticks: the others elect leaders.
     driver.crash(3);
     let mut ticks = 0;
-    while !led_by(&driver).iter().all(|leader| leader.is_some_and(|id| id != 3)) {
-        assert!(ticks < 140, "the others did not take over: {:?}", led_by(&driver));
+    while !led_by(&driver)
+        .iter()
+        .all(|leader| leader.is_some_and(|id| id != 3))
+    {
+        assert!(
+            ticks < 140,
+            "the others did not take over: {:?}",
+            led_by(&driver)
+        );
         driver.tick();
         ticks += 1;
     }
@@ -167,7 +174,10 @@ fn a_preferred_leader_back_from_a_crash_leads_every_group_again_and_they_sleep()
     // that is not the preferred one must not sleep while it lives).
     driver.run(150 - ticks + 1);
     let took = driver.run_until_asleep(1_000);
-    assert!(took.is_some(), "groups did not all quiesce after node 3 came back");
+    assert!(
+        took.is_some(),
+        "groups did not all quiesce after node 3 came back"
+    );
     assert!(driver.violation.is_none(), "{:?}", driver.violation);
     assert_eq!(led_by(&driver), vec![Some(3); groups as usize]);
 }
