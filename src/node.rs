@@ -206,7 +206,9 @@ impl Node {
             incoming_snapshot: None,
             reads: crate::read_index::Reads::new(config.seed),
             now_ticks: 0,
-            // A node that never saw a term never answered a heartbeat.
+            // A node that recovered no term never answered a heartbeat in
+            // a way a lease counts: an answer counts toward a round only
+            // once its term is durable (`handle_heartbeat`).
             vote_hold_after_start: config.lease_read_ticks > 0 && recovered.hard_state.term > 0,
             #[cfg(feature = "planted-bugs")]
             planted: PlantedBugs::NONE,

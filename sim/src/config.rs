@@ -177,6 +177,21 @@ pub struct CoreBugs {
     /// heartbeat names a commit past its log (caught by the idle catch-up
     /// check, `engine::catchup`).
     pub lost_entries_unreported: bool,
+
+    // Leases, forwarded reads and catch-ups (issue 61).
+    /// A new leader serves lease reads before an entry of its term is
+    /// committed (caught by the per-read freshness check, `read-fresh`).
+    pub lease_before_own_term_commit: bool,
+    /// A restarted node's vote hold lasts the lease, not a minimum
+    /// election timeout (caught by the step rule `vote-hold`).
+    pub restart_hold_lease_long: bool,
+    /// A follower serves a read arriving in the tick its last read index
+    /// came back at that index, without asking again (caught by the step
+    /// rule `read-forwarded`).
+    pub follower_read_index_reused: bool,
+    /// A candidate takes any matching catch-up, whatever its order
+    /// (caught by the step rule `catch-up-order`).
+    pub catch_up_unordered: bool,
 }
 
 impl CoreBugs {
@@ -209,6 +224,10 @@ impl CoreBugs {
             || self.snapshot_held_by_index
             || self.stale_snapshot_installed
             || self.lost_entries_unreported
+            || self.lease_before_own_term_commit
+            || self.restart_hold_lease_long
+            || self.follower_read_index_reused
+            || self.catch_up_unordered
     }
 
     /// The core's form of these bugs.
@@ -242,6 +261,10 @@ impl CoreBugs {
             snapshot_held_by_index: self.snapshot_held_by_index,
             stale_snapshot_installed: self.stale_snapshot_installed,
             lost_entries_unreported: self.lost_entries_unreported,
+            lease_before_own_term_commit: self.lease_before_own_term_commit,
+            restart_hold_lease_long: self.restart_hold_lease_long,
+            follower_read_index_reused: self.follower_read_index_reused,
+            catch_up_unordered: self.catch_up_unordered,
         }
     }
 }
@@ -936,6 +959,29 @@ impl SimConfig {
         }
         if self.core_bugs.lost_entries_unreported {
             flags += " --bug-lost-entries-unreported";
+        }
+        // Leases, forwarded reads and catch-ups (issue 61).
+        for (on, flag) in [
+            (
+                self.core_bugs.lease_before_own_term_commit,
+                " --bug-lease-before-own-term-commit",
+            ),
+            (
+                self.core_bugs.restart_hold_lease_long,
+                " --bug-restart-hold-lease-long",
+            ),
+            (
+                self.core_bugs.follower_read_index_reused,
+                " --bug-follower-read-index-reused",
+            ),
+            (
+                self.core_bugs.catch_up_unordered,
+                " --bug-catch-up-unordered",
+            ),
+        ] {
+            if on {
+                flags += flag;
+            }
         }
         if self.service != crate::services::Service::Builtin {
             flags += &format!(" --service {}", self.service.name());
