@@ -24,7 +24,14 @@ impl Node {
 
     fn tick_election(&mut self, actions: &mut Vec<Action>) {
         self.election_elapsed_ticks = self.election_elapsed_ticks.saturating_add(1);
-        if self.election_elapsed_ticks >= self.config.election_timeout_min_ticks {
+        // (The planted `restart_hold_lease_long` ends the hold at the
+        // lease's length.)
+        let hold_ticks = if self.planted().restart_hold_lease_long {
+            self.config.lease_read_ticks
+        } else {
+            self.config.election_timeout_min_ticks
+        };
+        if self.election_elapsed_ticks >= hold_ticks {
             self.vote_hold_after_start = false;
         }
         // The election timeout only keeps voters from disrupting a leader
@@ -277,8 +284,17 @@ impl Node {
             && !pre_vote
             && self.role == Role::Candidate
             && self.voted_for == Some(self.config.id);
+        // A node holding its votes (a promise to a leader that may still
+        // serve lease reads: after a restart, or carried into a newer term
+        // an answer told it of) refuses a first vote in its own term too,
+        // unless a leadership transfer asks for it.
+        let transfer = matches!(
+            message.body,
+            MessageBody::RequestVote { transfer: true, .. }
+        );
+        let held = !pre_vote && !transfer && self.vote_hold_after_start && self.in_leader_lease();
         let can_vote = self.voted_for == Some(candidate)
-            || (self.voted_for.is_none() && self.leader.is_none())
+            || (self.voted_for.is_none() && self.leader.is_none() && !held)
             || (pre_vote && message.term > self.term)
             || rival;
         let up_to_date = last_log.is_up_to_date_with(&self.log.last_position());
@@ -393,13 +409,15 @@ impl Node {
         // entry newer than its node's term (our own entries, if we lead
         // this term, must come after them).
         let ours = self.log.last_position();
-        let newer = last.is_up_to_date_with(&ours) && last != ours;
+        // (The planted `catch_up_unordered` leaves the order out.)
+        let newer =
+            (last.is_up_to_date_with(&ours) && last != ours) || self.planted().catch_up_unordered;
         if !newer || last.term > self.term || !self.log.matches(prev) {
             return;
         }
         if self.append_after_match(entries) {
             self.stats.candidate_catch_ups_taken += 1;
-            debug_assert_eq!(self.log.last_position(), last);
+            debug_assert!(self.planted().any() || self.log.last_position() == last);
             // The votes so far judged the old log (and may count under a
             // configuration the new entries replace), and the sender
             // refused us in this term: campaign afresh at the next
@@ -578,7 +596,16 @@ impl Node {
                 | MessageBody::HeartbeatResponse { .. }
                 | MessageBody::ReadIndexRequest { .. }
                 | MessageBody::ReadIndexResponse { .. } => {
+                    // A follower that promised its leader not to vote for
+                    // another (its leader lease) keeps the promise in the
+                    // newer term: an answer names a term, not a leader, and
+                    // the leader may still lead and serve lease reads on
+                    // the promise (found by the simulator's `vote-hold`).
+                    let promised = self.config.lease_read_ticks > 0
+                        && self.role == Role::Follower
+                        && self.in_leader_lease();
                     self.become_follower(message.term, None, actions);
+                    self.vote_hold_after_start |= promised;
                 }
                 MessageBody::Removed { .. }
                 | MessageBody::CandidateCatchUp { .. }

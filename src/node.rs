@@ -214,7 +214,9 @@ impl Node {
             incoming_snapshot: None,
             reads: crate::read_index::Reads::new(config.seed),
             now_ticks: 0,
-            // A node that never saw a term never answered a heartbeat.
+            // A node that recovered no term never answered a heartbeat in
+            // a way a lease counts: an answer counts toward a round only
+            // once its term is durable (`handle_heartbeat`).
             vote_hold_after_start: config.lease_read_ticks > 0 && recovered.hard_state.term > 0,
             recovery: recovered.hard_state.recovery,
             recovery_questions: Default::default(),
@@ -273,6 +275,10 @@ impl Node {
         if (empty && node.config.recover_empty_storage) || asking {
             node.begin_storage_recovery();
             node.hard_state_dirty = false;
+            // Lost storage may have held a promise to a leader that still
+            // serves lease reads counting on it; the term that made it
+            // durable is gone, so hold votes as a restart with a term does.
+            node.vote_hold_after_start = node.config.lease_read_ticks > 0;
         }
         Ok(node)
     }

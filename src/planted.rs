@@ -16,7 +16,9 @@
 //! * the hard state's term never going back when the host reports a write
 //!   durable (`durability.rs`);
 //! * "a witness never wins an election" in `become_leader`
-//!   (`election.rs`).
+//!   (`election.rs`);
+//! * a catch-up taken leaves the candidate's last entry at the
+//!   catch-up's (`election.rs`).
 //!
 //! Recovery validation (`Node::new`) runs before the bugs are planted and
 //! stays on: neither bug can produce a recovered state it refuses (a vote
@@ -154,6 +156,29 @@ pub struct PlantedBugs {
     /// entries the lost storage helped commit. Caught by the simulator's
     /// disk-loss fault.
     pub storage_loss_ignored: bool,
+
+    // Leases, forwarded reads and catch-ups (issue 61): each caught by
+    // the simulator's aimed nemeses, per-read freshness check or step
+    // rules (`sim/tests/bugs.rs`).
+    /// A new leader serves lease reads before an entry of its own term is
+    /// committed: its commit index may still lag entries an earlier
+    /// leader committed, so the read is served at a stale index.
+    pub lease_before_own_term_commit: bool,
+    /// A node's vote hold after a restart lasts `lease_read_ticks`, not a
+    /// minimum election timeout: the lease is what the hold protects, but
+    /// the promise the node made before it crashed ran for the election
+    /// timeout of its clock, past the lease by the drift allowance.
+    pub restart_hold_lease_long: bool,
+    /// A follower serves a follower read that arrives in the very tick
+    /// its last read index came back from the leader at that index,
+    /// without asking again: the index was confirmed before the read
+    /// arrived.
+    pub follower_read_index_reused: bool,
+    /// A (pre-)candidate takes any catch-up that matches its log and
+    /// holds no entry past its term, without asking whether it leaves the
+    /// log more up to date: a late catch-up of an older term replaces its
+    /// own newer entries.
+    pub catch_up_unordered: bool,
 }
 
 impl PlantedBugs {
@@ -187,6 +212,10 @@ impl PlantedBugs {
         stale_snapshot_installed: false,
         lost_entries_unreported: false,
         storage_loss_ignored: false,
+        lease_before_own_term_commit: false,
+        restart_hold_lease_long: false,
+        follower_read_index_reused: false,
+        catch_up_unordered: false,
     };
 
     /// Whether any safety mistake is on (the core's direct assertions are
@@ -212,5 +241,9 @@ impl PlantedBugs {
             || self.snapshot_held_by_index
             || self.stale_snapshot_installed
             || self.storage_loss_ignored
+            || self.lease_before_own_term_commit
+            || self.restart_hold_lease_long
+            || self.follower_read_index_reused
+            || self.catch_up_unordered
     }
 }

@@ -156,6 +156,10 @@ pub(crate) struct Reads {
     /// Leader: rounds below this grant no lease (`u64::MAX` once a
     /// transfer started in this term).
     pub(crate) lease_round_min: u64,
+    /// Follower: the last read index its leader answered, with the term
+    /// and the tick it came back in (for the planted
+    /// `follower_read_index_reused` mistake only).
+    pub(crate) last_answer: Option<(Index, Term, u64)>,
 }
 
 impl Reads {
@@ -285,10 +289,12 @@ impl Node {
             }
             return;
         }
+        // (The planted `lease_before_own_term_commit` skips the wait for
+        // an entry of this term to commit.)
         if path == ReadPath::Lease
             && for_follower.is_none()
             && self.lease_holds()
-            && self.own_term_committed()
+            && (self.own_term_committed() || self.planted().lease_before_own_term_commit)
         {
             self.stats.reads_lease += 1;
             let index = self.log.commit_index();
@@ -338,6 +344,14 @@ impl Node {
         let planted = self.planted();
         let transferring = self.transfer_target.is_some() && !planted.lease_during_transfer;
         if lease_ticks == 0 || self.role != Role::Leader || transferring {
+            return false;
+        }
+        // A leader that removed itself from the voters leads on until the
+        // configuration without it commits, and its rounds are answered by
+        // the new voters alone; a lone voter among them campaigns at its
+        // first tick, promising nothing. Such a leader serves no lease
+        // (found by the simulator's `read-fresh`).
+        if !self.is_voter_here() {
             return false;
         }
         let round = self.confirmed_round();
@@ -521,6 +535,17 @@ impl Node {
     /// Follower: the read waits for the next request to the leader, sent
     /// now unless one is outstanding.
     fn forward_read(&mut self, id: u64, actions: &mut Vec<Action>) {
+        if self.planted().follower_read_index_reused && self.reads.request_outstanding.is_none() {
+            // The planted mistake: an index that came back in this tick
+            // serves a read that arrived after it was confirmed.
+            if let Some((index, term, tick)) = self.reads.last_answer {
+                if term == self.term && tick == self.now_ticks {
+                    self.stats.reads_follower += 1;
+                    self.serve_when_applied(index, id, ReadPath::Follower, actions);
+                    return;
+                }
+            }
+        }
         self.reads.forwarded.push_back(ForwardedRead {
             id,
             term: self.term,
@@ -558,6 +583,9 @@ impl Node {
         actions: &mut Vec<Action>,
     ) {
         self.reads.request_outstanding = None;
+        if let Ok(index) = outcome {
+            self.reads.last_answer = Some((index, self.term, self.now_ticks));
+        }
         while let Some(read) = self.reads.forwarded.front().copied() {
             if read.request > request {
                 break;

@@ -536,6 +536,17 @@ impl Node {
         if commit > self.log.commit_index() {
             self.log.commit_to(commit);
         }
+        // The answer confirms the leader's round (ReadIndex, and its lease:
+        // a promise not to vote for another leader for an election
+        // timeout, kept across a restart by the vote hold after a start).
+        // A node that crashes before the term is durable may come back
+        // with no term, and no hold: until the term is durable, the answer
+        // confirms no round (found by the simulator's `vote-hold`).
+        let read_round = if self.durable_hard_state.term == self.term {
+            read_round
+        } else {
+            0
+        };
         self.send(
             leader,
             MessageBody::HeartbeatResponse { read_round },

@@ -362,6 +362,8 @@ impl StateHasher<'_> {
             round_sent_ticks,
             round_first,
             lease_round_min,
+            // Read only by a planted mistake (`follower_read_index_reused`).
+            last_answer: _,
         } = reads;
         self.u64(unconfirmed.len() as u64);
         for read in unconfirmed {

@@ -441,3 +441,65 @@ fn a_burst_hands_a_leader_its_lease_and_a_follower_half_a_timeout() {
         "the stalled node lost a leadership to its own stall"
     );
 }
+
+/// Found by the simulator's `vote-hold` step rule (issue 61, multi-group
+/// seeds 88 and 137 of `run --groups swarm --nodes 3`): a group woken
+/// from the election queue wakes inside a tick and is then ticked with
+/// the awake groups in that same tick, and its catch-up counted that tick
+/// too. Its node was a tick further along than a lone follower's clock,
+/// and voted a tick inside the promise it had given its leader.
+#[test]
+fn a_follower_woken_to_elect_takes_no_more_ticks_than_passed() {
+    use std::sync::{Arc, Mutex};
+
+    use concord::multi::{GroupId, GroupStepObserver};
+    use concord::{Action, Input, Node};
+
+    type Log = Arc<Mutex<Vec<(NodeId, GroupId, u64)>>>;
+    /// Records every tick a group's node takes, with the layer's clock.
+    struct Ticks(NodeId, Log);
+    impl GroupStepObserver for Ticks {
+        fn before(&mut self, group: GroupId, _: &Node, input: &Input, clock_ticks: u64) {
+            if matches!(input, Input::Tick) {
+                self.1.lock().unwrap().push((self.0, group, clock_ticks));
+            }
+        }
+        fn after(&mut self, _: GroupId, _: &Node, _: &[Action], _: u64) {}
+    }
+
+    for seed in 0..8 {
+        let options = Options {
+            liveness_timeout_ticks: 4,
+            ..Options::quiet(3, 4)
+        };
+        let mut driver = Driver::new(options, seed);
+        assert!(driver.run_until_asleep(400).is_some());
+        let victim = busiest_leader(&driver);
+        let last_heard = driver.now;
+        let log: Log = Arc::default();
+        for id in [1, 2, 3].into_iter().filter(|id| *id != victim) {
+            let observer = Box::new(Ticks(id, log.clone()));
+            driver.multi_mut(id).set_step_observer(observer);
+        }
+        driver.kill(victim);
+        driver.run(30);
+        assert!(driver.violation.is_none(), "{:?}", driver.violation);
+        let log = log.lock().unwrap();
+        let mut checked = 0;
+        for &(id, group, clock) in log.iter() {
+            // Ticks a group's node took by this clock reading (it slept,
+            // untouched, since it last heard the dead node).
+            let taken = log
+                .iter()
+                .filter(|(other, same, at)| *other == id && *same == group && *at <= clock)
+                .count() as u64;
+            assert!(
+                taken <= clock - last_heard,
+                "seed {seed}: group {group} on n{id} took {taken} ticks by tick {clock}, {} after it last heard n{victim}",
+                clock - last_heard
+            );
+            checked += 1;
+        }
+        assert!(checked > 0, "seed {seed}: no group woke on the survivors");
+    }
+}

@@ -550,3 +550,134 @@ fn follower_read_ignores_an_answer_addressed_to_an_earlier_incarnation() {
         "a read was served on an answer to a request this incarnation never sent"
     );
 }
+
+/// Found by the simulator's `vote-hold` rule (issue 61, multi-group seed
+/// 84 of `run --groups swarm --nodes 3`): a follower inside its leader
+/// lease that learns of a newer term from an answer (here a refused
+/// pre-vote) must keep refusing votes in that term until the promise it
+/// gave its leader runs out; before the fix it took the newer term with
+/// no leader and granted the next vote request at once, while its leader
+/// could still serve lease reads counting on it.
+#[test]
+fn with_leases_a_follower_keeps_its_promise_into_a_newer_term_an_answer_names() {
+    let mut c = settled(lease_cluster());
+    let term = c.node(2).term();
+    assert_eq!(c.node(2).leader(), Some(1));
+    // Node 3's refusal of a pre-vote node 2 never sent (a late answer of
+    // an earlier campaign) names term + 1.
+    let refusal = msg(
+        3,
+        2,
+        term + 1,
+        concord::MessageBody::RequestVoteResponse {
+            pre_vote: true,
+            granted: false,
+        },
+    );
+    c.step(2, Input::Receive(refusal));
+    assert_eq!(
+        c.node(2).term(),
+        term + 1,
+        "an answer's newer term is taken"
+    );
+    // Node 3 asks for node 2's vote in that term, inside node 2's promise.
+    let last = c.node(3).last_position();
+    let request = msg(3, 2, term + 1, vote_request((last.index, last.term)));
+    c.trace.clear();
+    c.step(2, Input::Receive(request));
+    c.sync(2);
+    assert_eq!(c.node(2).voted_for(), None, "no vote inside the promise");
+    assert!(c.network.iter().all(|m| !is_vote_grant(m)));
+    // Once an election timeout has passed, it votes again.
+    for _ in 0..10 {
+        c.tick(2);
+    }
+    let request = msg(3, 2, term + 1, vote_request((last.index, last.term)));
+    c.step(2, Input::Receive(request));
+    c.sync(2);
+    assert_eq!(c.node(2).voted_for(), Some(3), "the promise ran out");
+}
+
+/// Found by the simulator's `vote-hold` (issue 61, `run --groups 64
+/// --nodes 3`, seed 610124): a heartbeat was answered, its round
+/// confirmed, before the term it names was durable, so a node that
+/// crashed right after answering could recover no term at all, and with
+/// it no vote hold after the restart (a node that recovered no term holds
+/// nothing): it voted at once, inside the lease its answer gave the
+/// leader. An answer now confirms a round only once its term is durable.
+#[test]
+fn with_leases_a_heartbeat_answer_confirms_no_round_before_its_term_is_durable() {
+    let mut c = lease_cluster();
+    // Node 2 syncs only when told: its term stays in memory.
+    c.auto_sync.remove(&2);
+    let term = c.elect(1);
+    c.tick_all(3);
+    assert_eq!(c.node(2).term(), term);
+    let answers = |c: &Cluster| -> Vec<u64> {
+        c.trace
+            .iter()
+            .filter_map(|(id, action)| match action {
+                Action::Send { to: 1, message } if *id == 2 => match message.body {
+                    concord::MessageBody::HeartbeatResponse { read_round } => Some(read_round),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
+    };
+    let before = answers(&c);
+    assert!(
+        !before.is_empty(),
+        "node 2 answered the leader's heartbeats"
+    );
+    assert!(
+        before.iter().all(|round| *round == 0),
+        "answers before node 2's term is durable confirm no round: {before:?}"
+    );
+    // Crashed now, node 2 comes back with no term and holds no vote, and
+    // none of its answers counted.
+    c.sync(2);
+    c.trace.clear();
+    c.tick_all(3);
+    let after = answers(&c);
+    assert!(
+        after.iter().any(|round| *round > 0),
+        "once its term is durable, its answers confirm rounds: {after:?}"
+    );
+}
+
+/// Found by the simulator's `read-fresh` (issue 61, `run --nodes 5`, seed
+/// 610874): a leader that removed itself from the voters leads on until
+/// the configuration without it commits, its rounds answered by the new
+/// voters alone. When one voter is left, it campaigns at its first tick
+/// (a lone voter waits for no one) and commits in a newer term while the
+/// old leader's lease, counted on its answers, still ran: the old leader
+/// served a lease read at a stale index. A leader that is not a voter
+/// serves no lease.
+#[test]
+fn a_leader_that_removed_itself_serves_no_lease_read() {
+    let mut c = settled(lease_cluster());
+    c.step(
+        1,
+        Input::ChangeMembership(concord::MembershipChange::Remove(1)),
+    );
+    // The joint configuration commits and the leader leaves it; the
+    // entry leaving it is not yet committed when the read arrives.
+    for _ in 0..40 {
+        if !c.node(1).membership().is_joint() && !c.node(1).membership().is_voter(1) {
+            break;
+        }
+        c.deliver_one();
+    }
+    assert!(!c.node(1).membership().is_voter(1), "node 1 removed itself");
+    assert_eq!(c.node(1).role(), Role::Leader, "and still leads");
+    c.trace.clear();
+    read(&mut c, 1, 9, ReadPath::Lease);
+    assert!(
+        read_answers(&c, 1)
+            .iter()
+            .all(|(_, answer)| !matches!(answer, Ok((_, ReadPath::Lease)))),
+        "a lease read served by a leader outside the voters: {:?}",
+        read_answers(&c, 1)
+    );
+}

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Cluster, Disk};
+use common::{is_vote_grant, msg, vote_request, Cluster, Disk};
 use concord::{
     Action, AppendResponse, Config, Entries, Input, LogPosition, Message, MessageBody, NodeId,
     ReadError, ReadPath, Role, StorageRecovery, StorageRecoveryEvent,
@@ -295,5 +295,43 @@ fn a_recovering_node_acknowledges_what_it_holds() {
     assert_eq!(
         c.disks[&follower].entries.last().map(|e| e.index),
         Some(last)
+    );
+}
+
+/// A disk lost right after its server answered the leader's heartbeat may
+/// have held the promise that the leader's lease counts on, and the term
+/// that made the promise durable is gone with it: the server starts again
+/// holding its votes for a minimum election timeout, as a restart with a
+/// term does, though it asks and learns what the others hold at once.
+#[test]
+fn with_leases_a_server_with_a_new_disk_refuses_votes_for_a_minimum_election_timeout() {
+    let mut c = Cluster::configured(&[1, 2, 3], |config: &mut Config| {
+        config.recover_empty_storage = true;
+        config.lease_read_ticks = 5;
+        config.clock_drift_bound_ticks = 4;
+    });
+    let leader = run_until_leader(&mut c, 200).expect("leader");
+    c.propose(leader, "first");
+    c.tick_all(3);
+    let others: Vec<NodeId> = [1, 2, 3].into_iter().filter(|id| *id != leader).collect();
+    let (candidate, victim) = (others[0], others[1]);
+    replace_disk(&mut c, victim);
+    // The empty server asks at its first tick what the others hold.
+    c.step(victim, Input::Tick);
+    c.deliver_all();
+    assert!(c.node(victim).stats().recovery_queries_sent > 0);
+    let term = c.node(candidate).term();
+    let last = c.node(candidate).last_position();
+    let request = msg(
+        candidate,
+        victim,
+        term + 1,
+        vote_request((last.index, last.term)),
+    );
+    c.network.clear();
+    c.step(victim, Input::Receive(request));
+    assert!(
+        c.network.iter().all(|m| !is_vote_grant(m)),
+        "a vote inside the lease the lost disk may have promised"
     );
 }

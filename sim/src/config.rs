@@ -181,6 +181,21 @@ pub struct CoreBugs {
     /// what it promised (caught by the disk-loss fault's
     /// `recovering-vote` rule, `engine::disk_loss`).
     pub storage_loss_ignored: bool,
+
+    // Leases, forwarded reads and catch-ups (issue 61).
+    /// A new leader serves lease reads before an entry of its term is
+    /// committed (caught by the per-read freshness check, `read-fresh`).
+    pub lease_before_own_term_commit: bool,
+    /// A restarted node's vote hold lasts the lease, not a minimum
+    /// election timeout (caught by the step rule `vote-hold`).
+    pub restart_hold_lease_long: bool,
+    /// A follower serves a read arriving in the tick its last read index
+    /// came back at that index, without asking again (caught by the step
+    /// rule `read-forwarded`).
+    pub follower_read_index_reused: bool,
+    /// A candidate takes any matching catch-up, whatever its order
+    /// (caught by the step rule `catch-up-order`).
+    pub catch_up_unordered: bool,
 }
 
 impl CoreBugs {
@@ -214,6 +229,10 @@ impl CoreBugs {
             || self.stale_snapshot_installed
             || self.lost_entries_unreported
             || self.storage_loss_ignored
+            || self.lease_before_own_term_commit
+            || self.restart_hold_lease_long
+            || self.follower_read_index_reused
+            || self.catch_up_unordered
     }
 
     /// The core's form of these bugs.
@@ -248,6 +267,10 @@ impl CoreBugs {
             stale_snapshot_installed: self.stale_snapshot_installed,
             lost_entries_unreported: self.lost_entries_unreported,
             storage_loss_ignored: self.storage_loss_ignored,
+            lease_before_own_term_commit: self.lease_before_own_term_commit,
+            restart_hold_lease_long: self.restart_hold_lease_long,
+            follower_read_index_reused: self.follower_read_index_reused,
+            catch_up_unordered: self.catch_up_unordered,
         }
     }
 }
@@ -945,6 +968,29 @@ impl SimConfig {
         }
         if self.core_bugs.storage_loss_ignored {
             flags += " --bug-storage-loss-ignored";
+        }
+        // Leases, forwarded reads and catch-ups (issue 61).
+        for (on, flag) in [
+            (
+                self.core_bugs.lease_before_own_term_commit,
+                " --bug-lease-before-own-term-commit",
+            ),
+            (
+                self.core_bugs.restart_hold_lease_long,
+                " --bug-restart-hold-lease-long",
+            ),
+            (
+                self.core_bugs.follower_read_index_reused,
+                " --bug-follower-read-index-reused",
+            ),
+            (
+                self.core_bugs.catch_up_unordered,
+                " --bug-catch-up-unordered",
+            ),
+        ] {
+            if on {
+                flags += flag;
+            }
         }
         if self.service != crate::services::Service::Builtin {
             flags += &format!(" --service {}", self.service.name());

@@ -60,9 +60,11 @@ mod client;
 mod conflict;
 mod disk_loss;
 mod forced;
+mod fresh;
 mod hints;
 mod host;
 mod inject;
+mod late_catchup;
 mod lease;
 mod network;
 mod queue;
@@ -226,6 +228,10 @@ pub enum FailureKind {
     /// repaired within its bound, or the leader did not report the loss
     /// once (`engine::catchup`).
     IdleCatchUp,
+    /// A node released a read (ReadIndex, lease or follower) at an index
+    /// below one already committed somewhere when the read arrived
+    /// (`engine::fresh`).
+    ReadFresh,
 }
 
 impl FailureKind {
@@ -271,6 +277,7 @@ impl FailureKind {
             FailureKind::StepRule => "step-rule",
             FailureKind::ClientAvoidance => "client-avoidance",
             FailureKind::IdleCatchUp => "idle-catch-up",
+            FailureKind::ReadFresh => "read-fresh",
         }
     }
 }
@@ -723,6 +730,11 @@ pub struct Simulation<S, W> {
     /// heal: one delivered late starts an election at its target in the
     /// quiet period (see `checks::end_quiet_period`).
     chaos_timeout_now_until_ns: u64,
+    /// The highest commit index any node reached, for `read-fresh`
+    /// (`fresh`).
+    fresh: fresh::Freshness,
+    /// The late catch-up nemesis (`late_catchup`).
+    late_catch_ups: late_catchup::LateCatchUps,
 }
 
 /// The random streams of a seed.
@@ -817,6 +829,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             .map(|_| Client::new(config.nodes))
             .collect();
         let rates = plan.rates.clone();
+        let plan_rates = plan.rates.clone();
         let config_vary = config.vary_node_options;
         let read_choice = config.reads;
         let mut churn = Churn::draw(&config);
@@ -914,6 +927,8 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             disk_loss: DiskLossNemesis::new(seed),
             chaos_deliveries_until_ns: 0,
             chaos_timeout_now_until_ns: 0,
+            fresh: fresh::Freshness::default(),
+            late_catch_ups: late_catchup::LateCatchUps::new(&plan_rates),
         };
         simulation.start()?;
         Ok(simulation)

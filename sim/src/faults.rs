@@ -610,16 +610,36 @@ pub enum LeaseScenario {
     /// given the transfer up and a quorum answered a heartbeat round sent
     /// after; the leader is then cut off from every other server.
     TransferGivenUp,
+    /// As [`LeaseScenario::TransferGivenUp`], with the transfer retried
+    /// (to another caught-up voter when there is one) once the first is
+    /// given up, and given up again, while the nemesis reads at the leader
+    /// on the lease path throughout.
+    TransferRetried,
+    /// The leader cut off from a minority of the followers (who can then
+    /// elect a leader with one more vote); a tick or two short of their
+    /// election timeout, another follower is crashed right after it answers
+    /// the leader's heartbeat and restarted one to three ticks later, and
+    /// the leader is cut off from every server: the restarted follower
+    /// must keep refusing votes for the rest of its promise.
+    RestartAfterAnswer,
+    /// The leader's next read-index answer to a follower is held in the
+    /// network for a few milliseconds while the leader commits a write,
+    /// and the nemesis reads at that follower throughout and right after
+    /// the answer arrives (item 3 of issue 61: forwarded reads).
+    ForwardedAnswerHeld,
 }
 
 impl LeaseScenario {
     /// Every scenario, in drawing order.
-    pub const ALL: [LeaseScenario; 5] = [
+    pub const ALL: [LeaseScenario; 8] = [
         LeaseScenario::Isolate,
         LeaseScenario::SkewAtBound,
         LeaseScenario::PauseAtExpiry,
         LeaseScenario::Transfer,
         LeaseScenario::TransferGivenUp,
+        LeaseScenario::TransferRetried,
+        LeaseScenario::RestartAfterAnswer,
+        LeaseScenario::ForwardedAnswerHeld,
     ];
 }
 
@@ -636,6 +656,15 @@ impl fmt::Display for LeaseScenario {
             LeaseScenario::Transfer => "transfer leadership with lease reads in flight",
             LeaseScenario::TransferGivenUp => {
                 "transfer leadership, hold the target's campaign until the leader gave up"
+            }
+            LeaseScenario::TransferRetried => {
+                "transfer leadership, give it up, retry and give it up again, lease reads throughout"
+            }
+            LeaseScenario::RestartAfterAnswer => {
+                "restart a follower right after it answers the leader's heartbeat"
+            }
+            LeaseScenario::ForwardedAnswerHeld => {
+                "hold a read-index answer to a follower while a write commits"
             }
         })
     }

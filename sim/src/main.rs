@@ -424,6 +424,22 @@ struct SimArgs {
     /// as if it remembered what it promised.
     #[arg(long)]
     bug_storage_loss_ignored: bool,
+    /// Planted core mistake: a new leader serves lease reads before an
+    /// entry of its term is committed.
+    #[arg(long)]
+    bug_lease_before_own_term_commit: bool,
+    /// Planted core mistake: a restarted node's vote hold lasts the lease,
+    /// not a minimum election timeout.
+    #[arg(long)]
+    bug_restart_hold_lease_long: bool,
+    /// Planted core mistake: a follower serves a read arriving in the tick
+    /// its last read index came back at that index, without asking again.
+    #[arg(long)]
+    bug_follower_read_index_reused: bool,
+    /// Planted core mistake: a candidate takes any catch-up that matches
+    /// its log, without judging whether it leaves the log more up to date.
+    #[arg(long)]
+    bug_catch_up_unordered: bool,
     /// Planted core mistake: a node removed from the voters keeps
     /// campaigning.
     #[arg(long)]
@@ -545,6 +561,10 @@ impl SimArgs {
                 stale_snapshot_installed: self.bug_stale_snapshot_installed,
                 lost_entries_unreported: self.bug_lost_entries_unreported,
                 storage_loss_ignored: self.bug_storage_loss_ignored,
+                lease_before_own_term_commit: self.bug_lease_before_own_term_commit,
+                restart_hold_lease_long: self.bug_restart_hold_lease_long,
+                follower_read_index_reused: self.bug_follower_read_index_reused,
+                catch_up_unordered: self.bug_catch_up_unordered,
             },
             reads: self.reads,
             lease_skew_beyond_bound: self.lease_skew_beyond_bound,

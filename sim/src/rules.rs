@@ -23,6 +23,12 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 
+mod forwarded;
+mod promises;
+
+use forwarded::Forwarded;
+use promises::{Backing, Promise, Transfers};
+
 use concord::{
     Action, AppendResponse, Entries, EntryPayload, Index, Input, LogPosition, Membership,
     MessageBody, Node, NodeId, ProgressState, ProgressView, ReadPath, Role, Term,
@@ -69,11 +75,19 @@ pub enum Rule {
     ReadIndex,
     /// `lease`.
     Lease,
+    /// `lease-promise`.
+    LeasePromise,
+    /// `vote-hold`.
+    VoteHold,
+    /// `read-forwarded`.
+    ReadForwarded,
+    /// `catch-up-order`.
+    CatchUpOrder,
 }
 
 impl Rule {
     /// Every rule, in the order of the table.
-    pub const ALL: [Rule; 19] = [
+    pub const ALL: [Rule; 23] = [
         Rule::TermMonotonic,
         Rule::TermSource,
         Rule::PreVoteInert,
@@ -93,6 +107,10 @@ impl Rule {
         Rule::ReadRounds,
         Rule::ReadIndex,
         Rule::Lease,
+        Rule::LeasePromise,
+        Rule::VoteHold,
+        Rule::ReadForwarded,
+        Rule::CatchUpOrder,
     ];
 
     /// The rule's name in the table and in failures.
@@ -117,6 +135,10 @@ impl Rule {
             Rule::ReadRounds => "read-rounds",
             Rule::ReadIndex => "read-index",
             Rule::Lease => "lease",
+            Rule::LeasePromise => "lease-promise",
+            Rule::VoteHold => "vote-hold",
+            Rule::ReadForwarded => "read-forwarded",
+            Rule::CatchUpOrder => "catch-up-order",
         }
     }
 }
@@ -173,6 +195,8 @@ pub(crate) enum Body {
     VoteRequest {
         pre_vote: bool,
         last_log: LogPosition,
+        /// Asked for by a leadership transfer (`vote-hold` lets it pass).
+        transfer: bool,
     },
     VoteResponse {
         pre_vote: bool,
@@ -211,7 +235,12 @@ pub(crate) enum Body {
     },
     /// An answer to a recovering node's question (`src/storage_loss.rs`).
     RecoveryReport,
-    /// Snapshot answers, `TimeoutNow`, read-index requests and answers.
+    /// A leader's answer to a forwarded read.
+    ReadIndexResponse {
+        request: u64,
+        index: Option<Index>,
+    },
+    /// Snapshot answers, `TimeoutNow`, read-index requests.
     Other(&'static str),
 }
 
@@ -235,10 +264,13 @@ impl Seen {
                 term: message.term,
                 body: match &message.body {
                     MessageBody::RequestVote {
-                        pre_vote, last_log, ..
+                        pre_vote,
+                        last_log,
+                        transfer,
                     } => Body::VoteRequest {
                         pre_vote: *pre_vote,
                         last_log: *last_log,
+                        transfer: *transfer,
                     },
                     MessageBody::RequestVoteResponse { pre_vote, granted } => Body::VoteResponse {
                         pre_vote: *pre_vote,
@@ -288,12 +320,15 @@ impl Seen {
                         Body::Other("InstallSnapshotResponse")
                     }
                     MessageBody::ReadIndexRequest { .. } => Body::Other("ReadIndexRequest"),
-                    MessageBody::ReadIndexResponse { .. } => Body::Other("ReadIndexResponse"),
                     MessageBody::RecoveryQuery { .. } => Body::Other("RecoveryQuery"),
                     MessageBody::RecoveryReport(_) => Body::RecoveryReport,
                     MessageBody::AcknowledgedEntryLost { .. } => {
                         Body::Other("AcknowledgedEntryLost")
                     }
+                    MessageBody::ReadIndexResponse { request, index } => Body::ReadIndexResponse {
+                        request: *request,
+                        index: *index,
+                    },
                 },
             },
         }
@@ -320,7 +355,9 @@ impl fmt::Display for Seen {
             Seen::Other => f.write_str("a host request"),
             Seen::Message { from, term, body } => {
                 let what = match body {
-                    Body::VoteRequest { pre_vote, last_log } => format!(
+                    Body::VoteRequest {
+                        pre_vote, last_log, ..
+                    } => format!(
                         "{} request (last log {last_log:?})",
                         if *pre_vote { "a pre-vote" } else { "a vote" }
                     ),
@@ -360,6 +397,9 @@ impl fmt::Display for Seen {
                         entries.len()
                     ),
                     Body::RecoveryReport => "a RecoveryReport".to_string(),
+                    Body::ReadIndexResponse { request, index } => {
+                        format!("a read-index answer to request {request} (index {index:?})")
+                    }
                     Body::Other(name) => format!("a {name}"),
                 };
                 write!(f, "{what} from n{from} in term {term}")
@@ -406,7 +446,7 @@ impl Default for Before {
 }
 
 /// A read that arrived at a leader, as the read rules track it.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct TrackedRead {
     /// The commit index when it arrived.
     commit: Index,
@@ -416,6 +456,9 @@ struct TrackedRead {
     lease: bool,
     /// A quorum answered `round` or later (by the host's count).
     confirmed: bool,
+    /// For a lease read: why, when it arrived, the voters' promises did
+    /// not back the lease (`lease-promise`), if they did not.
+    unbacked: Option<String>,
 }
 
 /// What the rules keep of one node between steps.
@@ -444,6 +487,23 @@ struct NodeRules {
     /// (a node recovering from lost storage moves to the highest term its
     /// peers report, `src/storage_loss.rs`).
     reported_term_max: Term,
+    /// The node's clock as the promise rules count it: its ticks in this
+    /// incarnation, or the clock its host gave at its last step
+    /// ([`Rules::set_clock`]).
+    clock_ticks: u64,
+    /// Its promise not to vote for another leader (`vote-hold`), kept
+    /// across restarts.
+    promise: Option<Promise>,
+    /// Its forwarded reads, requests and answers (`read-forwarded`).
+    forwarded: Forwarded,
+    /// The term it leads after its last step, if it leads (none once it
+    /// crashed).
+    leading_term: Option<Term>,
+    /// It restarted and has not stepped since.
+    restarted: bool,
+    /// It lost its storage and has not stepped since: the promises it made
+    /// were durable when made, so they outlive the term it lost.
+    storage_lost: bool,
 }
 
 /// Rounds remembered per leader, as the core remembers them.
@@ -453,15 +513,41 @@ const ROUNDS_REMEMBERED_MAX: usize = 4096;
 /// an older term is not judged.
 const ACKED_TERMS_MAX: usize = 256;
 
-/// The rules' state for every node of a run.
+/// The rules' state for every node of a run (of one group, in the
+/// multi-group simulator).
 pub(crate) struct Rules {
     nodes: Vec<NodeRules>,
+    /// The leaders that started a transfer, by term (`lease-promise`,
+    /// `vote-hold`).
+    transfers: Transfers,
+    /// The nodes' clocks are given by the host ([`Rules::set_clock`])
+    /// rather than counted from the ticks each node takes.
+    host_clocks: bool,
 }
 
 impl Rules {
     pub(crate) fn new(nodes: usize) -> Rules {
         Rules {
             nodes: vec![NodeRules::default(); nodes],
+            transfers: Transfers::default(),
+            host_clocks: false,
+        }
+    }
+
+    /// Rules whose nodes' clocks the host gives ([`Rules::set_clock`]):
+    /// the multi-group simulator, where a group's node is not ticked while
+    /// it sleeps but the process holding its promises keeps time.
+    pub(crate) fn with_host_clocks(nodes: usize) -> Rules {
+        Rules {
+            host_clocks: true,
+            ..Rules::new(nodes)
+        }
+    }
+
+    /// Node `index`'s clock now reads `clock_ticks` (with host clocks).
+    pub(crate) fn set_clock(&mut self, index: usize, clock_ticks: u64) {
+        if self.host_clocks {
+            self.nodes[index].clock_ticks = clock_ticks;
         }
     }
 
@@ -470,9 +556,19 @@ impl Rules {
         self.nodes.push(NodeRules::default());
     }
 
-    /// Node `index` restarted: its clock and reads start afresh.
+    /// Node `index` restarted: its clock and reads start afresh; its
+    /// promise runs on for the ticks it had left (the time it was down
+    /// does not count: its clock did not run).
     pub(crate) fn on_restart(&mut self, index: usize) {
         let rules = &mut self.nodes[index];
+        let clock = rules.clock_ticks;
+        if let Some(promise) = &mut rules.promise {
+            promise.end_ticks = promise.end_ticks.saturating_sub(clock);
+        }
+        rules.clock_ticks = 0;
+        rules.restarted = true;
+        rules.leading_term = None;
+        rules.forwarded.clear();
         rules.ticks = 0;
         rules.reads.clear();
         rules.rounds_term = 0;
@@ -485,6 +581,7 @@ impl Rules {
     /// acknowledged is gone with it.
     pub(crate) fn on_storage_loss(&mut self, index: usize) {
         self.nodes[index].acked.clear();
+        self.nodes[index].storage_lost = true;
     }
 
     /// Reads node `index` before a step with input `seen`.
@@ -523,9 +620,29 @@ impl Rules {
         seen: &Seen,
         actions: &[Action],
     ) -> Result<(), Broken> {
+        let host_clocks = self.host_clocks;
         let rules = &mut self.nodes[index];
+        let storage_lost = std::mem::take(&mut rules.storage_lost);
+        if std::mem::take(&mut rules.restarted) {
+            // A promise of a term the node did not recover was never
+            // counted: a heartbeat answer confirms a round only once its
+            // term is durable. (The core holds its votes after a restart
+            // only if it recovered a term, or if it recovers from lost
+            // storage.) A node whose disk was lost did make its term
+            // durable: the promise stands.
+            if !storage_lost
+                && rules
+                    .promise
+                    .is_some_and(|promise| promise.term > rules.before.term)
+            {
+                rules.promise = None;
+            }
+        }
         if matches!(seen, Seen::Tick) {
             rules.ticks += 1;
+            if !host_clocks {
+                rules.clock_ticks = rules.ticks;
+            }
         }
         if let Seen::Message {
             term,
@@ -544,8 +661,128 @@ impl Rules {
             check_progress(before, node, seen, actions)?;
         }
         check_configuration(before, node, seen, written)?;
+        let vote_before = (before.term, before.vote);
         rules.note_acks(actions);
-        rules.check_reads(node, seen, actions)
+        rules.leading_term = (node.role() == Role::Leader).then_some(node.term());
+        let (promise, clock_ticks) = (rules.promise, rules.clock_ticks);
+        let nodes = &self.nodes;
+        let leads = |leader: NodeId, term: Term| {
+            nodes
+                .get((leader as usize).wrapping_sub(1))
+                .is_some_and(|rules| rules.leading_term == Some(term))
+        };
+        // A leadership transfer's election passes every promise (the
+        // voters grant its requests inside their leader lease, and its
+        // candidate campaigns on `TimeoutNow`): the transferring leader
+        // voided its own promises, and a promise to an older leader is
+        // judged at the voters that elected the transferring one.
+        let transfer_vote = matches!(
+            seen.message(),
+            Some((
+                _,
+                _,
+                Body::VoteRequest { transfer: true, .. } | Body::Other("TimeoutNow")
+            ))
+        );
+        if let Some(detail) = promises::check_vote_hold(
+            node,
+            vote_before,
+            transfer_vote,
+            promise,
+            &self.transfers,
+            clock_ticks,
+            leads,
+        ) {
+            return broken(Rule::VoteHold, detail);
+        }
+        let rules = &mut self.nodes[index];
+        rules.note_promise(node, seen);
+        let leading_before = rules.before.role == Role::Leader;
+        let read = match seen {
+            Seen::Read { id, path } => Some((*id, *path)),
+            _ => None,
+        };
+        let answer = match seen.message() {
+            Some((_, _, Body::ReadIndexResponse { request, index })) => Some((*request, *index)),
+            _ => None,
+        };
+        rules.forwarded.on_input(leading_before, read, answer);
+        if let Some(detail) = rules.forwarded.on_actions(actions) {
+            return broken(Rule::ReadForwarded, detail);
+        }
+        if promises::transfer_started(node, actions) {
+            self.transfers.note(node.term(), node.id());
+        }
+        let unbacked = match seen {
+            Seen::Read {
+                path: ReadPath::Lease,
+                ..
+            } => self.lease_unbacked(index, node),
+            _ => None,
+        };
+        self.nodes[index].check_reads(node, seen, actions, unbacked)
+    }
+
+    /// `lease-promise` for a lease read arriving at node `index` in this
+    /// step: why the voters' promises do not back the lease it holds by
+    /// the host's count, if they do not (`None` too when it holds no
+    /// lease: the `lease` rule judges that).
+    fn lease_unbacked(&self, index: usize, node: &Node) -> Option<String> {
+        let rules = &self.nodes[index];
+        let (term, me) = (node.term(), node.id());
+        let before = &rules.before;
+        if before.role != Role::Leader || before.term != term || rules.rounds_term != term {
+            return None;
+        }
+        let membership = node
+            .membership_at(before.membership_index)
+            .unwrap_or(node.membership());
+        if sole_voter_of(membership, me) {
+            return None;
+        }
+        let lease_left_ticks = rules.lease_left_ticks(node)?;
+        if !membership.is_joint()
+            && membership.voters.len() == 1
+            && !membership.voters.contains(&me)
+        {
+            return Some(format!(
+                "served it under a lease with {lease_left_ticks} ticks to run in term {term}, leading a configuration whose only voter, n{}, is another node: a lone voter campaigns at its first tick and promises no one anything",
+                membership.voters.first().copied().unwrap_or(0)
+            ));
+        }
+        if self.transfers.started(term, me) {
+            return Some(format!(
+                "served it under a lease with {lease_left_ticks} ticks to run in term {term}, in which it started a leadership transfer: the transfer's election sets every voter's promise aside"
+            ));
+        }
+        let backing: Vec<Backing> = membership
+            .voters
+            .iter()
+            .chain(membership.voters_outgoing.iter())
+            .filter(|id| **id != me)
+            .map(|id| {
+                let left_ticks = self
+                    .nodes
+                    .get((*id as usize).wrapping_sub(1))
+                    .and_then(|voter| {
+                        voter
+                            .promise
+                            .filter(|promise| promise.term == term && promise.leader == me)
+                            .map(|promise| promise.end_ticks.saturating_sub(voter.clock_ticks))
+                    })
+                    .unwrap_or(0);
+                Backing {
+                    id: *id,
+                    left_ticks,
+                }
+            })
+            .collect();
+        promises::check_lease_backed(
+            me,
+            [&membership.voters, &membership.voters_outgoing],
+            &backing,
+            lease_left_ticks,
+        )
     }
 }
 
@@ -659,7 +896,15 @@ fn check_term_and_vote(
     } else {
         matches!(
             message,
-            Some((from, message_term, Body::VoteRequest { pre_vote: false, last_log }))
+            Some((
+                from,
+                message_term,
+                Body::VoteRequest {
+                    pre_vote: false,
+                    last_log,
+                    ..
+                },
+            ))
                 if from == candidate && message_term == term && last_log.is_up_to_date_with(&before.last)
         )
     };
@@ -778,7 +1023,16 @@ fn check_log(
         // It ends its election: a follower of the same term, no leader.
         Role::Follower if catch_up.is_some() => {
             let newer = (last.term, last.index) > (before.last.term, before.last.index);
-            if !newer || installed.is_some() || term != before.term || node.leader().is_some() {
+            if !newer {
+                return Err(Broken {
+                    rule: Rule::CatchUpOrder,
+                    detail: format!(
+                        "as {:?} of term {} took {seen}, moving its last entry from {:?} to {last:?}: a catch-up is taken only where it leaves the log more up to date by Raft's order (the last entry's term first, then its index)",
+                        before.role, before.term, before.last
+                    ),
+                });
+            }
+            if installed.is_some() || term != before.term || node.leader().is_some() {
                 return Err(Broken {
                     rule: Rule::LogWriters,
                     detail: format!(
@@ -1242,6 +1496,34 @@ fn check_configuration(
 }
 
 impl NodeRules {
+    /// A follower that took a message from the leader of its term
+    /// promises not to vote for another leader for an election timeout of
+    /// its clock (`vote-hold`, `lease-promise`).
+    fn note_promise(&mut self, node: &Node, seen: &Seen) {
+        let Some((from, term, body)) = seen.message() else {
+            return;
+        };
+        let leader_traffic = matches!(
+            body,
+            Body::Append { .. }
+                | Body::Heartbeat { .. }
+                | Body::CommitNotice { .. }
+                | Body::Snapshot { .. }
+        );
+        if leader_traffic
+            && node.role() == Role::Follower
+            && node.term() == term
+            && node.leader() == Some(from)
+        {
+            let timeout_ticks = u64::from(node.config().election_timeout_min_ticks);
+            self.promise = Some(Promise {
+                term,
+                leader: from,
+                end_ticks: self.clock_ticks + timeout_ticks,
+            });
+        }
+    }
+
     /// Notes the acknowledgements the node sent.
     fn note_acks(&mut self, actions: &[Action]) {
         for action in actions {
@@ -1261,7 +1543,13 @@ impl NodeRules {
     }
 
     /// `read-rounds`, `read-index`, `lease`.
-    fn check_reads(&mut self, node: &Node, seen: &Seen, actions: &[Action]) -> Result<(), Broken> {
+    fn check_reads(
+        &mut self,
+        node: &Node,
+        seen: &Seen,
+        actions: &[Action],
+        unbacked: Option<String>,
+    ) -> Result<(), Broken> {
         let leading = node.role() == Role::Leader;
         let term = node.term();
         // A new term of leadership starts its rounds afresh (the core
@@ -1282,7 +1570,9 @@ impl NodeRules {
         }
         let next_round = self.rounds_first + self.rounds_sent_ticks.len() as u64;
         if let Seen::Read { id, path } = seen {
-            if was_leading && matches!(path, ReadPath::ReadIndex | ReadPath::Lease) {
+            // A follower read at the leader is confirmed as a ReadIndex
+            // one is.
+            if was_leading {
                 // A one-voter leader's rounds send nothing to see: its
                 // lease is not judged.
                 let sole = node
@@ -1296,6 +1586,7 @@ impl NodeRules {
                         round: next_round,
                         lease,
                         confirmed: false,
+                        unbacked,
                     },
                 );
             }
@@ -1366,7 +1657,15 @@ impl NodeRules {
                         ),
                     );
                 }
-                ReadPath::ReadIndex if !read.confirmed && !sole => {
+                ReadPath::Lease if !sole => {
+                    if let Some(detail) = read.unbacked {
+                        return broken(
+                            Rule::LeasePromise,
+                            format!("served read {id} under its lease at index {index}: {detail}"),
+                        );
+                    }
+                }
+                ReadPath::ReadIndex | ReadPath::Follower if !read.confirmed && !sole => {
                     return broken(
                         Rule::ReadIndex,
                         format!(
@@ -1448,20 +1747,27 @@ impl NodeRules {
     /// than `lease_read_ticks` ticks ago (a bound the core's own lease
     /// never exceeds: it also waits for rounds after a transfer).
     fn lease_holds(&self, node: &Node) -> bool {
+        self.lease_left_ticks(node).is_some()
+    }
+
+    /// The ticks the lease has to run by the host's count (the leader's
+    /// ticks until `lease_read_ticks` after the newest round a quorum
+    /// answered was sent), if it holds.
+    fn lease_left_ticks(&self, node: &Node) -> Option<u64> {
         let lease_ticks = u64::from(node.config().lease_read_ticks);
         if lease_ticks == 0 {
-            return false;
+            return None;
         }
         let membership = node
             .membership_at(self.before.membership_index)
             .unwrap_or(node.membership());
         let round = self.confirmed_round(node, membership);
-        let Some(offset) = round.checked_sub(self.rounds_first) else {
-            return false;
-        };
+        let offset = round.checked_sub(self.rounds_first)?;
         match self.rounds_sent_ticks.get(offset as usize) {
-            Some(&sent) if sent != u64::MAX => self.ticks < sent + lease_ticks,
-            _ => false,
+            Some(&sent) if sent != u64::MAX && self.ticks < sent + lease_ticks => {
+                Some(sent + lease_ticks - self.ticks)
+            }
+            _ => None,
         }
     }
 }

@@ -89,6 +89,7 @@ mod frame;
 mod lifecycle;
 mod liveness;
 mod multi_node;
+mod observer;
 mod outbox;
 mod persist;
 mod planted;
@@ -105,6 +106,7 @@ pub use frame::{
     QuiesceRequest, FRAME_ITEM_OVERHEAD_BYTES,
 };
 pub use multi_node::{GroupSleep, MultiAction, MultiError, MultiInput, MultiNode};
+pub use observer::GroupStepObserver;
 pub use persist::{BatchId, GroupWrite, PersistBatch};
 #[cfg(feature = "planted-bugs")]
 #[doc(hidden)]

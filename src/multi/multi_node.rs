@@ -17,6 +17,7 @@ use crate::types::{Index, LogPosition, NodeId};
 use super::config::{MultiConfig, MultiConfigError};
 use super::frame::{Frame, GroupId};
 use super::liveness::Liveness;
+use super::observer::{observed_step, Observer};
 use super::outbox::{Item, Outbox};
 use super::persist::{BatchId, PersistBatch, Persister};
 use super::planted::MultiPlantedBugs;
@@ -238,6 +239,8 @@ pub struct MultiNode {
     /// Reused buffers.
     pub(crate) actions: Vec<Action>,
     pub(crate) scratch_groups: Vec<GroupId>,
+    /// Sees every group step, if installed (`observer.rs`).
+    pub(crate) observer: Observer,
     #[cfg(feature = "planted-bugs")]
     pub(crate) planted: MultiPlantedBugs,
 }
@@ -268,6 +271,7 @@ impl MultiNode {
             slot_clock_ticks: 0,
             actions: Vec::new(),
             scratch_groups: Vec::new(),
+            observer: Observer::default(),
             #[cfg(feature = "planted-bugs")]
             planted: MultiPlantedBugs::NONE,
         })
@@ -464,6 +468,22 @@ impl MultiNode {
         if let Some(sleep) = &state.sleep {
             let stale_wakes = self.planted().stale_message_wakes;
             if sleep.keeps_sleeping_on(&state.node, &message, stale_wakes) {
+                if self.planted().sleeping_follower_answers_unstepped {
+                    // The planted mistake: the layer answers its leader's
+                    // heartbeat itself; the node never takes it.
+                    if let MessageBody::Heartbeat { read_round, .. } = message.body {
+                        if message.term == state.node.term() {
+                            let answer = Message {
+                                from: message.to,
+                                to: message.from,
+                                term: message.term,
+                                body: MessageBody::HeartbeatResponse { read_round },
+                            };
+                            self.push_item(answer.to, Item::of(group, answer));
+                            return;
+                        }
+                    }
+                }
                 self.step_group(group, Input::Receive(message), out);
                 self.recheck_sleep(group, out);
                 return;
@@ -543,7 +563,14 @@ impl MultiNode {
             return;
         };
         let mut actions = std::mem::take(&mut self.actions);
-        state.node.step(input, &mut actions);
+        observed_step(
+            &mut self.observer,
+            group,
+            &mut state.node,
+            input,
+            &mut actions,
+            self.now_ticks,
+        );
         self.stats.node_steps += 1;
         self.route(group, &mut actions, out);
         self.actions = actions;

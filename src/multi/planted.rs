@@ -51,6 +51,13 @@ pub struct MultiPlantedBugs {
     /// and it serves lease reads although a new leader may have committed
     /// writes while it stalled.
     pub burst_lease_kept: bool,
+    /// A sleeping follower's layer answers its leader's heartbeat itself
+    /// (the round it names, in the group's term) instead of stepping the
+    /// group's node with it: the node never took the heartbeat, so its
+    /// promise not to vote for another leader (counted from the last
+    /// leader message it took) is older than the answer the leader's
+    /// lease counts.
+    pub sleeping_follower_answers_unstepped: bool,
 }
 
 impl MultiPlantedBugs {
@@ -65,5 +72,6 @@ impl MultiPlantedBugs {
         old_incarnation_restarts: false,
         tick_burst_wakes: false,
         burst_lease_kept: false,
+        sleeping_follower_answers_unstepped: false,
     };
 }

@@ -47,6 +47,7 @@ use crate::types::{LogPosition, NodeId, Term};
 use super::frame::GroupId;
 use super::liveness::PeerChange;
 use super::multi_node::{MultiAction, MultiNode, Seen};
+use super::observer::observed_step;
 
 /// Why a group wakes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -283,7 +284,15 @@ impl MultiNode {
                         .and_then(|leader| self.liveness.last_heard_tick(leader))
                         .unwrap_or(0)
                         .max(sleep.since_tick);
-                    (self.now_ticks - heard).min(u64::from(config.election_timeout_min_ticks))
+                    // A group woken from the election queue wakes inside a
+                    // tick and is then ticked with the awake groups: that
+                    // tick is the last of the ones it missed, not one more
+                    // (handed one more, it would stop refusing votes a tick
+                    // inside its promise).
+                    let ticked_after = u64::from(cause == Wake::Elect);
+                    (self.now_ticks - heard)
+                        .saturating_sub(ticked_after)
+                        .min(u64::from(config.election_timeout_min_ticks))
                 } else {
                     0
                 }
@@ -317,7 +326,14 @@ impl MultiNode {
         };
         let mut actions = std::mem::take(&mut self.actions);
         for _ in 0..ticks {
-            state.node.step(Input::Tick, &mut actions);
+            observed_step(
+                &mut self.observer,
+                group,
+                &mut state.node,
+                Input::Tick,
+                &mut actions,
+                self.now_ticks,
+            );
         }
         self.stats.node_steps += ticks;
         self.stats.group_ticks += ticks;

@@ -464,6 +464,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         // The operator stops the process first: whatever it had not
         // synced is lost, as in any crash.
         self.crash(survivor);
+        // Committed entries of the lost nodes are given up: reads judge
+        // freshness afresh (`fresh`).
+        self.forget_commits_for_reads();
         let recovered = match self.hosts[survivor].disk.recover() {
             Ok(recovered) => recovered,
             Err(error) => {

@@ -145,6 +145,10 @@ pub(super) struct PendingRead {
     pub(super) attempt: u32,
     /// The workload's command (a read), answered by `StateMachine::query`.
     pub(super) command: Bytes,
+    /// The highest index committed anywhere when it arrived (`fresh`).
+    pub(super) committed_when_asked: Index,
+    /// A read of the lease nemeses, answered to no client (`fresh`).
+    pub(super) probe: bool,
 }
 
 /// Who proposed a command, so its result can be routed back.
@@ -521,6 +525,8 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 }
                 // A read carries the workload's command, not a session
                 // request: reads need no exactly-once.
+                self.lease.note_read_command(&payload);
+                let committed_when_asked = self.fresh.committed();
                 let host = &mut self.hosts[index];
                 host.next_read_id += 1;
                 let id = host.next_read_id;
@@ -530,6 +536,8 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                         client,
                         attempt,
                         command: payload,
+                        committed_when_asked,
+                        probe: false,
                     },
                 );
                 self.step(index, Input::Read { id, path }, None);
@@ -798,6 +806,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         let Some(node) = self.hosts[index].node.as_ref() else {
             return;
         };
+        self.fresh.note_commit(node.commit_index());
         if let Err((kind, message)) = self.safety.after_step(index, node) {
             self.fail(kind, Some(index), message);
             return;
@@ -1098,7 +1107,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 };
                 let hint = read_refusal_hint(&error);
                 self.note(Some(index), || format!("refuses read {id}: {error}"));
-                self.reply(read.client, read.attempt, Reply::Refused { hint });
+                if !read.probe {
+                    self.reply(read.client, read.attempt, Reply::Refused { hint });
+                }
             }
             Action::Transfer { target, outcome } => {
                 self.note(Some(index), || {
@@ -1444,6 +1455,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             self.fail(FailureKind::HostContract, Some(index), message);
             return;
         };
+        if !self.check_read_fresh(index, id, read_index, path, &read) {
+            return;
+        }
         let applied = self.hosts[index].applied_position.index;
         if applied < read_index {
             let message = format!(
@@ -1470,7 +1484,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         self.note(Some(index), || {
             format!("serves read {id} ({path:?}) at read index {read_index}, applied {applied}")
         });
-        self.reply(read.client, read.attempt, Reply::Read { bytes, path });
+        if !read.probe {
+            self.reply(read.client, read.attempt, Reply::Read { bytes, path });
+        }
     }
 
     pub(super) fn resume(&mut self, index: usize) {

@@ -217,6 +217,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         if self.blocked[index] & (1 << target) != 0 {
             return;
         }
+        self.late_catch_up_on_send(index, target, &message);
         if self.lease_hold(index, target, &message) {
             return;
         }

@@ -35,6 +35,11 @@
 //!   over in one burst before the frames that waited, take no peer for
 //!   dead that was up, heard from within the liveness timeout before the
 //!   stall, and whose frames wait for it (`stall-death`).
+//! * **At every step of every group's node** (in `rules.rs`): the step
+//!   rules of `crate::rules`, per group (`step-rule`).
+//! * **Every 50 ms** (in `commit_told.rs`): a follower holding an entry
+//!   its leader committed learns of the commit within a bound
+//!   (`commit-told`).
 //! * **At the end**: every group's history is linearizable.
 
 use std::collections::BTreeSet;
@@ -184,6 +189,7 @@ impl MultiSim {
         self.crash_after_append = None;
         self.crash_voter = None;
         self.crash_after_step = None;
+        self.lease_heal();
         self.heal_network();
         // Frames and syncs are calm from now on, and every clock ticks
         // at the nominal rate.

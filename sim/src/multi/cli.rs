@@ -63,6 +63,11 @@ pub struct MultiArgs {
     /// tick of a burst, so a lease from before the stall still holds.
     #[arg(long)]
     pub bug_multi_burst_lease_kept: bool,
+    /// Planted multi-group mistake (with --groups): a sleeping follower's
+    /// layer answers its leader's heartbeat without stepping the group's
+    /// node.
+    #[arg(long)]
+    pub bug_multi_sleeper_answers_unstepped: bool,
 }
 
 impl MultiArgs {
@@ -80,6 +85,7 @@ impl MultiArgs {
             old_incarnation_restarts: self.bug_multi_old_incarnation_restarts,
             tick_burst_wakes: self.bug_multi_tick_burst_wakes,
             burst_lease_kept: self.bug_multi_burst_lease_kept,
+            sleeping_follower_answers_unstepped: self.bug_multi_sleeper_answers_unstepped,
         };
         let Some(groups) = self.groups else {
             if bugs.any() {

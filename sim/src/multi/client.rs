@@ -156,6 +156,7 @@ impl MultiSim {
                 self.step_node(index, input, proposer);
             }
             Some(path) => {
+                self.lease.note_read_command(&op.command);
                 let committed_when_asked = self.committed_anywhere(group);
                 let host = &mut self.hosts[index];
                 host.next_read_id += 1;

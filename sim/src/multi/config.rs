@@ -57,7 +57,7 @@ impl fmt::Display for GroupsChoice {
     }
 }
 
-/// The eight planted mistakes of the multi-group layer
+/// The planted mistakes of the multi-group layer
 /// (`concord::multi::MultiPlantedBugs`), switched on in every node of a
 /// run. Needs concord-sim's `planted-bugs` feature (on by default).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -87,6 +87,10 @@ pub struct MultiBugs {
     /// A leader takes one tick of a burst, so a lease from before the
     /// stall still holds when it runs again.
     pub burst_lease_kept: bool,
+    /// A sleeping follower's layer answers its leader's heartbeat without
+    /// stepping the group's node (caught by the step rule
+    /// `lease-promise`).
+    pub sleeping_follower_answers_unstepped: bool,
 }
 
 impl MultiBugs {
@@ -107,6 +111,7 @@ impl MultiBugs {
             old_incarnation_restarts: self.old_incarnation_restarts,
             tick_burst_wakes: self.tick_burst_wakes,
             burst_lease_kept: self.burst_lease_kept,
+            sleeping_follower_answers_unstepped: self.sleeping_follower_answers_unstepped,
         }
     }
 }
@@ -149,6 +154,9 @@ pub struct MultiSimConfig {
     pub vary_node_options: bool,
     /// Planted mistakes of the layer.
     pub bugs: MultiBugs,
+    /// Check every step of every group's node against the step rules
+    /// ([`crate::rules`], `--no-step-rules` turns them off).
+    pub step_rules: bool,
     /// Engine events one run may take before it fails (`event-budget`).
     pub max_events: u64,
     /// Record a timeline (for `replay`).
@@ -177,17 +185,19 @@ impl MultiSimConfig {
             think_mean_ns: sim.think_mean_ns,
             client_timeout_ns: sim.client_timeout_ns,
             client_max_attempts: sim.client_max_attempts,
-            // The lease and snapshot-conflict nemeses aim at one group's
-            // leader and its log; the multi-group engine does not host them.
+            // The snapshot-conflict nemesis aims at one group's leader and
+            // its log; the multi-group engine does not host it, nor the
+            // disk-loss fault (yet). The lease nemeses it does
+            // (`lease.rs`).
             faults: sim
                 .faults
-                .without(crate::faults::FaultKind::Lease)
                 .without(crate::faults::FaultKind::SnapshotConflict)
                 .without(crate::faults::FaultKind::DiskLoss),
             swarm: sim.swarm,
             max_skew_ppm: sim.max_skew_ppm,
             vary_node_options: sim.vary_node_options,
             bugs: MultiBugs::default(),
+            step_rules: sim.step_rules,
             max_events: 50_000_000,
             timeline: false,
         }
@@ -285,6 +295,7 @@ impl MultiSimConfig {
             format!("--max-skew-ppm {}", self.max_skew_ppm),
         );
         add(!self.vary_node_options, "--fixed-node-options".to_string());
+        add(!self.step_rules, "--no-step-rules".to_string());
         add(
             self.bugs.quiesce_follower_behind,
             "--bug-multi-quiesce-behind".to_string(),
@@ -320,6 +331,10 @@ impl MultiSimConfig {
         add(
             self.bugs.burst_lease_kept,
             "--bug-multi-burst-lease-kept".to_string(),
+        );
+        add(
+            self.bugs.sleeping_follower_answers_unstepped,
+            "--bug-multi-sleeper-answers-unstepped".to_string(),
         );
         flags
     }

@@ -91,6 +91,10 @@ pub(crate) enum Event {
     Heal,
     /// The checks after the heal look again.
     Check,
+    /// A timed step of the lease nemesis (`lease.rs`).
+    Lease(super::lease::LeaseStep),
+    /// The `commit-told` check looks again (`commit_told.rs`).
+    CommitToldCheck,
 }
 
 /// Who proposed what a node is being stepped with.
@@ -353,6 +357,12 @@ pub struct MultiSim {
     /// entry they slept at, and the followers their node took for alive.
     pub(crate) sleeping_leaders: BTreeMap<(usize, GroupId), (Term, LogPosition, Vec<NodeId>)>,
     pub(crate) timeline: Vec<(u64, Option<NodeId>, String)>,
+    /// The step rules of every group (`rules.rs`), unless switched off.
+    pub(crate) rules: Option<super::rules::SharedRules>,
+    /// The lease nemeses (`lease.rs`).
+    pub(crate) lease: super::lease::MultiLease,
+    /// The followers owing a commit index (`commit_told.rs`).
+    pub(crate) commit_told: super::commit_told::CommitTold,
 }
 
 impl MultiSim {
@@ -494,6 +504,11 @@ impl MultiSim {
             crash_after_step: None,
             sleeping_leaders: BTreeMap::new(),
             timeline: Vec::new(),
+            rules: config
+                .step_rules
+                .then(|| super::rules::GroupRules::shared(config.nodes)),
+            lease: super::lease::MultiLease::new(config.seed),
+            commit_told: super::commit_told::CommitTold::default(),
             config,
         })
     }
@@ -567,6 +582,7 @@ impl MultiSim {
         }
         let chaos = self.config.chaos_ns;
         self.schedule(chaos, Event::Heal);
+        self.schedule(super::commit_told::CHECK_PERIOD_NS, Event::CommitToldCheck);
         while self.failure.is_none() && self.phase != Phase::Done {
             if !self.next_event(u64::MAX) {
                 break;
@@ -664,6 +680,8 @@ impl MultiSim {
             }
             Event::Heal => self.heal(),
             Event::Check => self.check_after_heal(),
+            Event::Lease(step) => self.lease_step(step),
+            Event::CommitToldCheck => self.check_commit_told(),
         }
     }
 

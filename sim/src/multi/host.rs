@@ -166,6 +166,14 @@ impl MultiSim {
         if self.config.bugs.any() {
             multi.plant_bugs(self.config.bugs.planted());
         }
+        if let Some(shared) = &self.rules {
+            shared
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .on_restart(index);
+            let observer = super::rules::HostObserver::new(index, shared.clone());
+            multi.set_step_observer(Box::new(observer));
+        }
         let mut snapshots = Vec::new();
         for group in self.groups_of(index) {
             let config = self.group_config(index, group);
@@ -530,6 +538,22 @@ impl MultiSim {
                     self.fail_raft(FailureKind::HostContract, index, None, message);
                     return;
                 }
+                if let Some(shared) = &self.rules {
+                    let mut rules = shared
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if tick {
+                        rules.set_clock(index, multi.now_ticks());
+                    }
+                    if let Some((node, group, message)) = rules.take_broken() {
+                        drop(rules);
+                        self.fail_raft(FailureKind::StepRule, node, Some(group), message);
+                        return;
+                    }
+                }
+                let Some(multi) = self.hosts[index].multi.as_mut() else {
+                    return;
+                };
                 if tick {
                     let (wakes, expired) = queue_work(multi.stats());
                     let window = &mut self.hosts[index].since_flush;

@@ -49,12 +49,15 @@ mod checks;
 #[cfg(feature = "cli")]
 pub mod cli;
 mod client;
+mod commit_told;
 pub mod config;
 mod engine;
 mod host;
+mod lease;
 mod nemesis;
 mod network;
 pub mod report;
+mod rules;
 pub mod runner;
 pub mod scenarios;
 

@@ -16,6 +16,7 @@
 //! | split vote | the node leading the most groups crashes: every group it led elects at once |
 //! | forged sender | the node leading the most groups is handed a frame claiming to come from itself, from node 0, or from a node outside the cluster, with a heartbeat a few terms ahead for a group it leads: refused, no group changes |
 //! | malformed | a node is handed a frame addressed to another node, or one with more items than `frame_items_max`, or one for a group it does not host: refused or dropped and counted, no group changes |
+//! | lease | aimed at the node leading the most sleeping groups: see `lease.rs` |
 
 use concord::multi::{Frame, GroupHeartbeat, GroupId, MultiInput};
 use concord::{HardState, Index, NodeId, Role, Term};
@@ -101,9 +102,13 @@ impl MultiSim {
                 terms_ahead,
             } => self.forge(sender, terms_ahead),
             Fault::Malformed { message, pick } => self.malformed(message as u32, pick),
+            Fault::Lease {
+                scenario,
+                length_ns,
+            } => self.lease_fault(scenario, length_ns),
             // Not drawn for multi-group runs (`MultiSimConfig::from_sim`);
             // a plan given by hand that holds one is noted and skipped.
-            Fault::Lease { .. } | Fault::SnapshotConflict { .. } | Fault::DiskLoss { .. } => {
+            Fault::SnapshotConflict { .. } | Fault::DiskLoss { .. } => {
                 self.note(None, || {
                     format!("{fault}: not a multi-group fault, skipped")
                 });

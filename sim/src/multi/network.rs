@@ -79,6 +79,7 @@ impl MultiSim {
                 );
             }
         }
+        let answers = !frame.heartbeat_answers.is_empty();
         if let Some(delay) = self.frame_delay() {
             self.schedule(
                 delay,
@@ -86,6 +87,9 @@ impl MultiSim {
                     frame: Box::new(frame),
                 },
             );
+        }
+        if answers {
+            self.lease_on_answer_frame(index, to as usize - 1);
         }
     }
 

@@ -67,6 +67,11 @@ pub enum MultiCheck {
     /// from a lease it no longer held, or a read index taken by a node
     /// that was not leader).
     ReadFresh,
+    /// A follower holding an entry its leader committed did not learn of
+    /// the commit (by an append, a heartbeat, a commit notice or a
+    /// quiescence round) within the stated bound, with both nodes up and
+    /// running and no partition changing (`commit_told.rs`).
+    CommitTold,
 }
 
 impl MultiCheck {
@@ -87,6 +92,7 @@ impl MultiCheck {
             MultiCheck::RestartCount => "restart-count",
             MultiCheck::WakeBound => "wake-bound",
             MultiCheck::ReadFresh => "read-fresh",
+            MultiCheck::CommitTold => "commit-told",
         }
     }
 }
