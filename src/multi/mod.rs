@@ -93,6 +93,7 @@ mod outbox;
 mod persist;
 mod planted;
 mod quiescence;
+pub mod sessions;
 mod stats;
 mod wake;
 
