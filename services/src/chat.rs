@@ -381,6 +381,34 @@ impl Chat {
 }
 
 impl Service for Chat {
+    /// By account, hashed on its name up to the first `.` (so that
+    /// `team7.ann` and `team7.bob` share a group: account names hold no
+    /// hash tag braces); a send's sender and recipient must be of one
+    /// group (the sender is checked and the recipient's mailbox written in
+    /// one entry); a listing would read every group.
+    fn placement(request: &ChatRequest) -> crate::sharded::Placement<'_> {
+        use crate::sharded::Placement;
+        fn home(account: &str) -> &[u8] {
+            account.split('.').next().unwrap_or(account).as_bytes()
+        }
+        match request {
+            ChatRequest::CreateAccount { account }
+            | ChatRequest::DeleteAccount { account }
+            | ChatRequest::Fetch { account }
+            | ChatRequest::DeleteMessages { account, .. } => Placement::Key(home(account)),
+            ChatRequest::Send {
+                sender, recipient, ..
+            } => Placement::Keys {
+                what: "send",
+                keys: vec![home(sender), home(recipient)],
+            },
+            ChatRequest::ListAccounts { .. } => Placement::Every {
+                what: "list_accounts",
+                why: "a listing reads the accounts of every group",
+            },
+        }
+    }
+
     type Request = ChatRequest;
     type Response = ChatResponse;
 

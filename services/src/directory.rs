@@ -125,6 +125,24 @@ fn check_user(user: &str) -> Result<(), String> {
 }
 
 impl Service for Directory {
+    /// Users by name; a lookup must name users of one group; the
+    /// sequence is one counter, on group 1.
+    fn placement(request: &DirectoryRequest) -> crate::sharded::Placement<'_> {
+        use crate::sharded::Placement;
+        match request {
+            DirectoryRequest::Connect { user, .. } | DirectoryRequest::Disconnect { user } => {
+                Placement::Key(user.as_bytes())
+            }
+            DirectoryRequest::Lookup { users } => Placement::Keys {
+                what: "lookup",
+                keys: users.iter().map(|u| u.as_bytes()).collect(),
+            },
+            DirectoryRequest::NextSequence => Placement::First {
+                why: "the cluster-wide sequence is one counter",
+            },
+        }
+    }
+
     type Request = DirectoryRequest;
     type Response = DirectoryResponse;
 

@@ -88,6 +88,11 @@ impl Orders {
 }
 
 impl Service for Orders {
+    /// By customer: a customer's order numbers are its own.
+    fn placement(request: &OrdersRequest) -> crate::sharded::Placement<'_> {
+        crate::sharded::Placement::Key(request.customer().as_bytes())
+    }
+
     const READ_PATH: ReadPath = ReadPath::Follower;
 
     type Request = OrdersRequest;
