@@ -16,6 +16,7 @@ pub mod count_alloc;
 pub mod groups_file;
 pub mod latency;
 pub mod multi_node;
+pub mod multi_service;
 pub mod observability;
 pub mod parse;
 pub mod server;
