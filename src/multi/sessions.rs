@@ -364,12 +364,9 @@ mod tests {
         }
     }
 
-    /// The figure of docs/multi-group.md: bytes of a group's session
-    /// table per session, and per group at its bounds.
-    ///
-    /// ```text
-    /// cargo test -p concord --lib multi::sessions::tests::session_table_bytes -- --nocapture
-    /// ```
+    /// Bytes of a group's session table per session, and per group at
+    /// its bound (the figure of docs/multi-group.md is
+    /// `services/tests/session_table_bytes.rs`, with the real store).
     #[test]
     fn session_table_bytes() {
         // Each session's cached answer is the Appender's, 8 bytes (a
