@@ -1,6 +1,13 @@
 //! Chat: accounts, and messages between them queued in the recipient's
 //! mailbox until the recipient fetches them.
 //!
+//! On many groups (`--groups N`, [`crate::sharded`]) an account lives in
+//! the group of its name up to the first `.` (`team7.ann`, `team7.bob`
+//! share one); a `send` between accounts of two groups is refused (the
+//! sender's account is checked and the recipient's mailbox written in one
+//! log entry of one group), as is `list_accounts` (it would read every
+//! group); message ids then increase within a group, not across groups.
+//!
 //! * `create_account(name)` / `delete_account(name)`: deleting an account
 //!   drops its mailbox, delivered and undelivered messages alike; a later
 //!   `create_account` of the same name starts an empty mailbox.

@@ -6,6 +6,13 @@
 //! instant; `next_sequence()` hands out 1, 2, 3, ...: unique, and strictly
 //! increasing in real-time order, across leader changes (the counter is
 //! replicated state, bumped by a log entry).
+//!
+//! On many groups (`--groups N`, [`crate::sharded`]) `connect` and
+//! `disconnect` run in the user's group, a `lookup` must name users of one
+//! group (refused otherwise: it answers at one instant, which one group's
+//! log gives; users given a shared hash tag, `{team7}.ann`, are in one),
+//! and `next_sequence` runs on group 1 alone: the sequence is one counter
+//! for the cluster.
 
 use std::collections::BTreeMap;
 
