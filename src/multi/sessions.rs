@@ -32,13 +32,14 @@
 //! evicted: expiry is decided by the log alone, so every replica evicts
 //! the same sessions at the same index, whatever its clock. A client
 //! whose session was evicted is answered
-//! [`SessionResponse::SessionExpired`] and nothing is applied.
+//! [`SessionResponse::SessionExpired`](crate::session::SessionResponse::SessionExpired)
+//! and nothing is applied.
 //!
 //! ## Bytes
 //!
 //! A command of a session travels as [`SESSION_TAG`] followed by the
 //! session layer's request ([`session::encode_command`]) and is answered
-//! with a [`SessionResponse`], encoded. Bytes that do not start with
+//! with a [`SessionResponse`](crate::session::SessionResponse), encoded. Bytes that do not start with
 //! [`SESSION_TAG`] are the group's own commands without a session, applied
 //! as they are and answered by the wrapped state machine: the entries of
 //! logs written before sessions existed (and clients of that time) keep
