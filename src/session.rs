@@ -310,7 +310,18 @@ pub struct SessionTable<R> {
     evictions: u64,
     /// Forced recoveries applied: the high bits of the next ids.
     epoch: u64,
+    /// Most [`SessionTable::bytes`] held after a command is recorded
+    /// (`usize::MAX`: no bound but the session count).
+    bytes_max: usize,
+    /// Bytes of the cached responses held, summed.
+    response_bytes: usize,
 }
+
+/// What one session is counted for in [`SessionTable::bytes`], besides its
+/// cached response: its entry in the table's two ordered maps (id, last
+/// sequence number, last use, the response's handle; the LRU index), with
+/// the maps' node overhead.
+pub const SESSION_ENTRY_BYTES: usize = 96;
 
 impl<R> SessionTable<R> {
     /// A table holding at most `capacity` sessions (at least 1).
@@ -321,7 +332,34 @@ impl<R> SessionTable<R> {
             capacity: capacity.max(1),
             evictions: 0,
             epoch: 0,
+            bytes_max: usize::MAX,
+            response_bytes: 0,
         }
+    }
+
+    /// A table holding at most `capacity` sessions (at least 1) and, after
+    /// each recorded command, at most `bytes_max` [`bytes`](Self::bytes):
+    /// past it the least recently used sessions other than the one just
+    /// used are evicted, as for a registration into a full table. One
+    /// session whose response alone is over `bytes_max` is kept (its
+    /// client must be able to read its answer); the bound is then that
+    /// response.
+    pub fn with_bytes_max(capacity: usize, bytes_max: usize) -> Self {
+        let mut table = SessionTable::new(capacity);
+        table.bytes_max = bytes_max;
+        table
+    }
+
+    /// The bytes the table is counted for: [`SESSION_ENTRY_BYTES`] per
+    /// session plus every cached response's bytes.
+    pub fn bytes(&self) -> usize {
+        self.sessions.len() * SESSION_ENTRY_BYTES + self.response_bytes
+    }
+
+    /// The bound on [`bytes`](Self::bytes) (see
+    /// [`with_bytes_max`](Self::with_bytes_max)).
+    pub fn bytes_max(&self) -> usize {
+        self.bytes_max
     }
 
     /// The id epoch: forced recoveries applied so far. New sessions' ids
@@ -354,6 +392,36 @@ impl<R> SessionTable<R> {
     pub fn evictions(&self) -> u64 {
         self.evictions
     }
+}
+
+impl<R: AsRef<[u8]>> SessionTable<R> {
+    /// Removes session `client` (evicted or expired), keeping the byte
+    /// count.
+    fn drop_session(&mut self, client: ClientId) -> bool {
+        match self.sessions.remove(&client) {
+            Some(session) => {
+                self.by_last_use.remove(&(session.last_used, client));
+                self.response_bytes -= session.response.as_ref().map_or(0, |r| r.as_ref().len());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Evicts least recently used sessions other than `keep` while the
+    /// table is over its byte bound; the evicted ids.
+    fn evict_over_bytes(&mut self, keep: ClientId) -> Vec<ClientId> {
+        let mut evicted = Vec::new();
+        while self.bytes() > self.bytes_max {
+            let Some(&(_, client)) = self.by_last_use.iter().find(|(_, c)| *c != keep) else {
+                break;
+            };
+            self.drop_session(client);
+            self.evictions += 1;
+            evicted.push(client);
+        }
+        evicted
+    }
 
     /// Opens a session for the registration committed at `index`; its id is
     /// [`client_id`] of the table's epoch and `index`. Evicts the least
@@ -364,16 +432,12 @@ impl<R> SessionTable<R> {
     pub fn register(&mut self, index: Index) -> Option<(ClientId, Option<ClientId>)> {
         let id = client_id(self.epoch, index)?;
         let mut evicted = None;
-        if let Some(old) = self.sessions.get(&id) {
-            // Registering twice at one index cannot happen with a real log;
-            // keep the table consistent anyway.
-            self.by_last_use.remove(&(old.last_used, id));
-            self.sessions.remove(&id);
-        }
+        // Registering twice at one index cannot happen with a real log;
+        // keep the table consistent anyway.
+        self.drop_session(id);
         if self.sessions.len() >= self.capacity {
-            if let Some(&(last_used, client)) = self.by_last_use.iter().next() {
-                self.by_last_use.remove(&(last_used, client));
-                self.sessions.remove(&client);
+            if let Some(&(_, client)) = self.by_last_use.iter().next() {
+                self.drop_session(client);
                 self.evictions += 1;
                 evicted = Some(client);
             }
@@ -403,9 +467,7 @@ impl<R> SessionTable<R> {
             .filter(|client| client_id_parts(*client).1 > commit_index_before)
             .collect();
         for client in &expired {
-            if let Some(session) = self.sessions.remove(client) {
-                self.by_last_use.remove(&(session.last_used, *client));
-            }
+            self.drop_session(*client);
         }
         // Saturating: past the last epoch registrations are refused (see
         // `register`), so the top epoch is never shared either.
@@ -434,8 +496,13 @@ impl<R> SessionTable<R> {
             self.by_last_use.remove(&(session.last_used, client));
             session.last_used = session.last_used.max(index);
             session.last_seq = seq;
+            let old = session.response.as_ref().map_or(0, |r| r.as_ref().len());
+            self.response_bytes = self.response_bytes - old + response.as_ref().len();
             session.response = Some(response);
             self.by_last_use.insert((session.last_used, client));
+            if self.bytes_max != usize::MAX {
+                self.evict_over_bytes(client);
+            }
         }
     }
 
@@ -510,6 +577,15 @@ impl<S: StateMachine> WithSessions<S> {
         WithSessions {
             inner,
             table: SessionTable::new(max_sessions),
+        }
+    }
+
+    /// Wraps `inner` with a session table of at most `max_sessions`
+    /// sessions and `bytes_max` bytes (see [`SessionTable::with_bytes_max`]).
+    pub fn with_limits(inner: S, max_sessions: usize, bytes_max: usize) -> Self {
+        WithSessions {
+            inner,
+            table: SessionTable::with_bytes_max(max_sessions, bytes_max),
         }
     }
 
@@ -651,7 +727,7 @@ impl<S: StateMachine> StateMachine for WithSessions<S> {
             epoch = reader.u64()?;
             count = reader.u64()?;
         }
-        let mut table = SessionTable::new(self.table.capacity);
+        let mut table = SessionTable::with_bytes_max(self.table.capacity, self.table.bytes_max);
         table.epoch = epoch;
         for _ in 0..count {
             let client = reader.u64()?;
@@ -672,6 +748,7 @@ impl<S: StateMachine> StateMachine for WithSessions<S> {
                 _ => return Err(RestoreError::new("bad response flag in session snapshot")),
             };
             table.by_last_use.insert((last_used, client));
+            table.response_bytes += response.as_ref().map_or(0, Bytes::len);
             table.sessions.insert(
                 client,
                 Session {
@@ -910,6 +987,44 @@ mod tests {
             SessionResponse::decode(&sm.apply(2, &encode_command(99, 1, b"a"))),
             Ok(SessionResponse::SessionExpired)
         );
+    }
+
+    #[test]
+    fn a_table_over_its_byte_bound_evicts_the_least_recently_used_other_session() {
+        // Appender answers 8 bytes: each session with a response counts
+        // SESSION_ENTRY_BYTES + 8.
+        let per_session = SESSION_ENTRY_BYTES + 8;
+        let mut sm = WithSessions::with_limits(Appender::default(), 16, 2 * per_session);
+        let a = register(&mut sm, 1);
+        let b = register(&mut sm, 2);
+        let c = register(&mut sm, 3);
+        // Three sessions without responses fit (3 * 96 < 2 * 104 is false:
+        // the bound is only enforced when a command is recorded).
+        assert_eq!(sm.sessions().bytes(), 3 * SESSION_ENTRY_BYTES);
+        sm.apply(4, &encode_command(c, 1, b"c1"));
+        // 3 * 96 + 8 = 296 > 208: the least recently used (a, then b)
+        // go until the table fits; c, just used, stays.
+        assert!(!sm.sessions().contains(a));
+        assert!(sm.sessions().contains(b) && sm.sessions().contains(c));
+        assert_eq!(sm.sessions().bytes(), SESSION_ENTRY_BYTES + per_session);
+        assert!(sm.sessions().bytes() <= sm.sessions().bytes_max());
+        assert_eq!(sm.sessions().evictions(), 1);
+        // The evicted session's retry is refused, not applied again.
+        assert_eq!(
+            sm.apply_request(5, &encode_command(a, 1, b"a1")),
+            SessionOutcome::Expired
+        );
+        // A response alone over the bound keeps its session.
+        let mut tiny = WithSessions::with_limits(Appender::default(), 16, 1);
+        let only = register(&mut tiny, 1);
+        tiny.apply(2, &encode_command(only, 1, b"x"));
+        assert!(tiny.sessions().contains(only));
+        assert_eq!(tiny.sessions().bytes(), per_session);
+        // The byte count survives a snapshot.
+        let mut restored = WithSessions::with_limits(Appender::default(), 16, 2 * per_session);
+        restored.restore(&sm.snapshot()).unwrap();
+        assert_eq!(restored.sessions(), sm.sessions());
+        assert_eq!(restored.sessions().bytes(), sm.sessions().bytes());
     }
 
     #[test]

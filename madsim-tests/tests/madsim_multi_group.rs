@@ -31,6 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use concord::multi::sessions::GroupSessions;
 use concord::multi::{GroupId, MultiConfig};
 use concord::tokio::multi::host::{self, HostEvent, MultiServerConfig, MultiStatus};
 use concord::tokio::multi::log_sink::InlineLog;
@@ -145,7 +146,7 @@ async fn serve(
     let events = inbox.0.clone();
     let handle = host::start(
         config,
-        |group| ShardMachine::new(map, group),
+        |group| GroupSessions::new(ShardMachine::new(map, group)),
         recovery,
         log,
         log_rx,

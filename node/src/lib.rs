@@ -18,6 +18,7 @@ pub mod groups_file;
 pub mod groups_status_view;
 pub mod latency;
 pub mod multi_node;
+pub mod multi_service;
 pub mod observability;
 pub mod parse;
 pub mod server;

@@ -1,15 +1,17 @@
 //! `concord-node --groups N` (N > 1): a server hosting N Raft groups of
-//! the sharded key-value store (`concord_services::sharded_kv`) on the
-//! multi-group host (`concord::tokio::multi`): one shared write-ahead
+//! a sharded service (the key-value store, `concord_services::sharded_kv`,
+//! or any other: `crate::multi_service`), with a client session table in
+//! every group, on the multi-group host (`concord::tokio::multi`): one shared write-ahead
 //! log in `<data-dir>/log/`, each group's snapshots in
 //! `<data-dir>/groups/`, one connection per peer carrying every group's
 //! messages, one timer. Peers and clients share `--listen`; a client
-//! names the group of each request (`concord-cli --groups N kv ...`
-//! routes by key).
+//! names the group of each request (`concord-cli --groups N <service>
+//! ...` routes by key).
 //!
 //! Every node of `--peers` hosts every group, each group's voters being
 //! all of them; leases, witnesses and the preferred leader apply to every
-//! group ([`crate::group_roles`]). The data directory records the service (kv), the group
+//! group ([`crate::group_roles`]). The data directory records the
+//! service, the group
 //! count ([`crate::groups_file`]) and the node's identity, like a
 //! single-group server's, and is refused to a server started otherwise.
 
@@ -28,10 +30,9 @@ use concord::tokio::multi::shared_log::MultiWalOptions;
 use concord::tokio::multi::tcp_listener::{self, MultiListenerConfig};
 use concord::tokio::multi::tcp_sender::{TcpFrameConfig, TcpFrameSender};
 use concord::tokio::storage::StorageError;
-use concord_services::sharded_kv::{ShardMachine, ShardMap};
-use concord_services::ServiceKind;
+use concord_services::sharded_kv::ShardMap;
 
-use crate::group_roles::{self, GroupMachine};
+use crate::group_roles;
 use crate::server::ServerSettings;
 use crate::{groups_file, service_file};
 
@@ -110,10 +111,10 @@ pub struct RunningMultiNode {
     _identity: Arc<IdentityHandle>,
 }
 
-/// Starts the multi-group server `settings` describe (`settings.groups`
-/// > 1, service kv): claims and recovers the data directory, then serves.
+/// Starts the multi-group server `settings` describe (more than one
+/// group, any service: [`crate::multi_service`]): claims and recovers
+/// the data directory, then serves.
 pub async fn start(settings: &ServerSettings) -> Result<RunningMultiNode, StartFailure> {
-    debug_assert_eq!(settings.service, ServiceKind::Kv);
     let map = ShardMap::new(settings.groups).map_err(|e| e.to_string())?;
     service_file::claim(&settings.data_dir, settings.service)
         .map_err(|e| StartFailure::claim_refused(e.is_foreign(), e.to_string()))?;
@@ -179,23 +180,17 @@ pub async fn start(settings: &ServerSettings) -> Result<RunningMultiNode, StartF
         .map_err(|e| format!("cannot start the write-ahead log's thread: {e}"))?;
     let inbox = host::inbox();
     let events = inbox.0.clone();
-    let handle = host::start(
+    let parts = crate::multi_service::HostParts {
         config,
-        |group| {
-            // A witness builds no state machine for any group.
-            if witness {
-                GroupMachine::Witness
-            } else {
-                GroupMachine::Full(ShardMachine::new(map, group))
-            }
-        },
-        opened.recovery,
+        recovery: opened.recovery,
         log,
-        events_rx,
-        sender,
+        log_events: events_rx,
+        network: sender,
         inbox,
-    )
-    .map_err(|e| format!("cannot start the groups: {e}"))?;
+    };
+    // A witness builds no state machine for any group.
+    let handle = crate::multi_service::start_host(settings.service, map, witness, parts)
+        .map_err(|e| format!("cannot start the groups: {e}"))?;
     let mut accept = MultiListenerConfig::new(id, settings.cluster_id.clone(), voters);
     accept.tls = tls;
     accept.groups_hosted = Some(settings.groups);

@@ -241,8 +241,9 @@ pub struct ServerFlags {
     pub observability: ObservabilityFlags,
     /// Raft groups this node hosts [default: 1, one group].
     ///
-    /// N > 1 runs the sharded key-value store: keys hashed onto groups
-    /// 1..=N, every group on every node of --peers, one shared
+    /// N > 1 runs the service sharded: keys (kv keys, users, customers,
+    /// accounts) hashed onto groups 1..=N, every group on every node of
+    /// --peers, a client session table in every group, one shared
     /// write-ahead log and one connection per peer (docs/multi-group.md).
     /// Every server of the cluster, and `concord-cli --groups`, must give
     /// the same N, and a data directory keeps the N it was started with.
@@ -683,13 +684,10 @@ impl ServerSettings {
         let groups = self.groups;
         let refuse = |what: &str| {
             Err(SettingsError::Inconsistent(format!(
-                "--groups {groups} runs the sharded key-value store on a multi-group host, \
-                 which does not support {what}; use --groups 1 for it"
+                "--groups {groups} runs the service on a multi-group host, \
+                 which does not support {what} yet; use --groups 1 for it"
             )))
         };
-        if self.service != ServiceKind::Kv {
-            return refuse(&format!("--service {} (only kv is sharded)", self.service));
-        }
         if self.join {
             return refuse("membership changes (--join)");
         }

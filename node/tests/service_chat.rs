@@ -304,3 +304,54 @@ fn chat_loses_two_leaders_in_a_row_and_a_full_restart_without_losing_a_message()
         drained.len()
     );
 }
+
+/// `--groups 4`: accounts are sharded; a send between accounts of one
+/// group (one name before the first `.`) is delivered once; a send across groups and
+/// a listing of every group's accounts are refused naming why.
+#[test]
+fn chat_on_four_groups_delivers_within_a_group_and_refuses_across() {
+    let map = concord_services::sharded_kv::ShardMap::new(4).unwrap();
+    let (ann, bob) = ("team.ann", "team.bob");
+    let carl = (0..)
+        .map(|i| format!("carl-{i}"))
+        .find(|name| map.group_of(name.as_bytes()) != map.group_of(b"team"))
+        .unwrap();
+    let probes: [&[&str]; 2] = [&["fetch", ann], &["fetch", &carl]];
+    let cluster = Cluster::started_with_groups("chat", "real-chat-groups", 4, &probes);
+    let target = cluster.cli_target();
+    for account in [ann, bob, &carl] {
+        assert!(matches!(
+            cli(&target, &["create-account", account]),
+            Outcome::Ok(_)
+        ));
+    }
+    for body in ["one", "two"] {
+        assert!(matches!(
+            cli(&target, &["send", ann, bob, body]),
+            Outcome::Ok(_)
+        ));
+    }
+    match cli(&target, &["fetch", bob]) {
+        Outcome::Ok(text) => {
+            let bodies: Vec<&str> = text
+                .lines()
+                .map(|line| line.rsplit('\t').next().unwrap())
+                .collect();
+            assert_eq!(bodies, vec!["one", "two"], "{text}");
+        }
+        other => panic!("fetch: {other:?}"),
+    }
+    match cli(&target, &["fetch", bob]) {
+        Outcome::Ok(text) => assert!(text.trim().is_empty(), "delivered twice: {text}"),
+        other => panic!("fetch: {other:?}"),
+    }
+    let (code, _, err) = services::cli_output(&target, &["send", ann, &carl, "hi"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("send names keys of groups"), "{err}");
+    let (code, _, err) = services::cli_output(&target, &["list-accounts"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("list_accounts is refused on a multi-group cluster"),
+        "{err}"
+    );
+}

@@ -227,3 +227,64 @@ fn four_servers_prefer_the_highest_id_and_survive_losing_it() {
     };
     assert_eq!(text.trim(), "ann=10.0.0.7:5000");
 }
+
+/// Users of two different groups of `groups`.
+fn users_apart(groups: u64) -> (String, String) {
+    let map = concord_services::sharded_kv::ShardMap::new(groups).unwrap();
+    let first = "user-0".to_string();
+    let other = (1..)
+        .map(|i| format!("user-{i}"))
+        .find(|user| map.group_of(user.as_bytes()) != map.group_of(first.as_bytes()))
+        .unwrap();
+    (first, other)
+}
+
+/// `--groups 4`: users are sharded by name, the sequence lives on group
+/// 1; a lookup of users of two groups is refused naming them.
+#[test]
+fn directory_on_four_groups_shards_users_and_keeps_one_sequence() {
+    let (ann, bob) = users_apart(4);
+    let lookup = |user: &str| ["lookup".to_string(), user.to_string()];
+    let probe_ann = lookup(&ann);
+    let probe_bob = lookup(&bob);
+    let probes: [&[&str]; 3] = [
+        &[&probe_ann[0], &probe_ann[1]],
+        &[&probe_bob[0], &probe_bob[1]],
+        &["next-sequence"],
+    ];
+    let cluster = Cluster::started_with_groups("directory", "real-directory-groups", 4, &probes);
+    let target = cluster.cli_target();
+    for (user, address) in [(&ann, "10.0.0.1:5000"), (&bob, "10.0.0.2:6000")] {
+        assert!(matches!(
+            cli(&target, &["connect", user, address]),
+            Outcome::Ok(_)
+        ));
+    }
+    match cli(&target, &["lookup", &ann]) {
+        Outcome::Ok(text) => assert_eq!(text.trim(), format!("{ann}=10.0.0.1:5000")),
+        other => panic!("lookup {ann}: {other:?}"),
+    }
+    assert!(matches!(
+        cli(&target, &["disconnect", &bob]),
+        Outcome::Ok(_)
+    ));
+    match cli(&target, &["lookup", &bob]) {
+        Outcome::Ok(text) => assert_eq!(text.trim(), format!("{bob} offline")),
+        other => panic!("lookup {bob}: {other:?}"),
+    }
+    // One sequence for the cluster: 1, 2, 3, ... (the probe drew 1).
+    let mut numbers = Vec::new();
+    for _ in 0..5 {
+        match cli(&target, &["next-sequence"]) {
+            Outcome::Ok(text) => numbers.push(text.trim().parse::<u64>().unwrap()),
+            other => panic!("next-sequence: {other:?}"),
+        }
+    }
+    assert_eq!(numbers, vec![2, 3, 4, 5, 6]);
+    let (code, out, err) = services::cli_output(&target, &["lookup", &ann, &bob]);
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(
+        err.contains("lookup names keys of groups") && err.contains("no cross-group"),
+        "{err}"
+    );
+}

@@ -121,3 +121,43 @@ fn order_numbers_stay_gap_free_across_a_leader_kill() {
         reads.len()
     );
 }
+
+/// `--groups 4`: customers are sharded; each customer's numbers are
+/// 1, 2, 3, ... whatever the group, read back at its group.
+#[test]
+fn orders_on_four_groups_number_each_customer_from_one() {
+    let map = concord_services::sharded_kv::ShardMap::new(4).unwrap();
+    let mut customers: Vec<String> = Vec::new();
+    let mut groups = std::collections::BTreeSet::new();
+    for i in 0.. {
+        let customer = format!("customer-{i}");
+        if groups.insert(map.group_of(customer.as_bytes())) {
+            customers.push(customer);
+        }
+        if groups.len() == 3 {
+            break;
+        }
+    }
+    let probes: Vec<[&str; 2]> = customers
+        .iter()
+        .map(|c| ["last-order", c.as_str()])
+        .collect();
+    let probes: Vec<&[&str]> = probes.iter().map(|p| &p[..]).collect();
+    let cluster =
+        services::Cluster::started_with_groups("orders", "real-orders-groups", 4, &probes);
+    let target = cluster.cli_target();
+    for round in 1..=4u64 {
+        for customer in &customers {
+            match services::cli(&target, &["place-order", customer]) {
+                Outcome::Ok(text) => assert_eq!(text.trim(), round.to_string(), "{customer}"),
+                other => panic!("place-order {customer}: {other:?}"),
+            }
+        }
+    }
+    for customer in &customers {
+        match services::cli(&target, &["--read", "index", "last-order", customer]) {
+            Outcome::Ok(text) => assert_eq!(text.trim(), "4", "{customer}"),
+            other => panic!("last-order {customer}: {other:?}"),
+        }
+    }
+}

@@ -1,6 +1,13 @@
 //! Chat: accounts, and messages between them queued in the recipient's
 //! mailbox until the recipient fetches them.
 //!
+//! On many groups (`--groups N`, [`crate::sharded`]) an account lives in
+//! the group of its name up to the first `.` (`team7.ann`, `team7.bob`
+//! share one); a `send` between accounts of two groups is refused (the
+//! sender's account is checked and the recipient's mailbox written in one
+//! log entry of one group), as is `list_accounts` (it would read every
+//! group); message ids then increase within a group, not across groups.
+//!
 //! * `create_account(name)` / `delete_account(name)`: deleting an account
 //!   drops its mailbox, delivered and undelivered messages alike; a later
 //!   `create_account` of the same name starts an empty mailbox.
@@ -381,6 +388,34 @@ impl Chat {
 }
 
 impl Service for Chat {
+    /// By account, hashed on its name up to the first `.` (so that
+    /// `team7.ann` and `team7.bob` share a group: account names hold no
+    /// hash tag braces); a send's sender and recipient must be of one
+    /// group (the sender is checked and the recipient's mailbox written in
+    /// one entry); a listing would read every group.
+    fn placement(request: &ChatRequest) -> crate::sharded::Placement<'_> {
+        use crate::sharded::Placement;
+        fn home(account: &str) -> &[u8] {
+            account.split('.').next().unwrap_or(account).as_bytes()
+        }
+        match request {
+            ChatRequest::CreateAccount { account }
+            | ChatRequest::DeleteAccount { account }
+            | ChatRequest::Fetch { account }
+            | ChatRequest::DeleteMessages { account, .. } => Placement::Key(home(account)),
+            ChatRequest::Send {
+                sender, recipient, ..
+            } => Placement::Keys {
+                what: "send",
+                keys: vec![home(sender), home(recipient)],
+            },
+            ChatRequest::ListAccounts { .. } => Placement::Every {
+                what: "list_accounts",
+                why: "a listing reads the accounts of every group",
+            },
+        }
+    }
+
     type Request = ChatRequest;
     type Response = ChatResponse;
 

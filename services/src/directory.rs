@@ -6,6 +6,13 @@
 //! instant; `next_sequence()` hands out 1, 2, 3, ...: unique, and strictly
 //! increasing in real-time order, across leader changes (the counter is
 //! replicated state, bumped by a log entry).
+//!
+//! On many groups (`--groups N`, [`crate::sharded`]) `connect` and
+//! `disconnect` run in the user's group, a `lookup` must name users of one
+//! group (refused otherwise: it answers at one instant, which one group's
+//! log gives; users given a shared hash tag, `{team7}.ann`, are in one),
+//! and `next_sequence` runs on group 1 alone: the sequence is one counter
+//! for the cluster.
 
 use std::collections::BTreeMap;
 
@@ -125,6 +132,24 @@ fn check_user(user: &str) -> Result<(), String> {
 }
 
 impl Service for Directory {
+    /// Users by name; a lookup must name users of one group; the
+    /// sequence is one counter, on group 1.
+    fn placement(request: &DirectoryRequest) -> crate::sharded::Placement<'_> {
+        use crate::sharded::Placement;
+        match request {
+            DirectoryRequest::Connect { user, .. } | DirectoryRequest::Disconnect { user } => {
+                Placement::Key(user.as_bytes())
+            }
+            DirectoryRequest::Lookup { users } => Placement::Keys {
+                what: "lookup",
+                keys: users.iter().map(|u| u.as_bytes()).collect(),
+            },
+            DirectoryRequest::NextSequence => Placement::First {
+                why: "the cluster-wide sequence is one counter",
+            },
+        }
+    }
+
     type Request = DirectoryRequest;
     type Response = DirectoryResponse;
 

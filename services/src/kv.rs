@@ -270,6 +270,25 @@ impl Kv {
 }
 
 impl Service for Kv {
+    /// By key, as [`ShardMap::group_of_request`](crate::sharded_kv::ShardMap::group_of_request).
+    fn placement(request: &KvRequest) -> crate::sharded::Placement<'_> {
+        use crate::sharded::Placement;
+        match request {
+            KvRequest::Get { key }
+            | KvRequest::Put { key, .. }
+            | KvRequest::Append { key, .. }
+            | KvRequest::Cas { key, .. } => Placement::Key(key),
+            KvRequest::GetMany { keys } => Placement::Keys {
+                what: "get_many",
+                keys: keys.iter().map(|k| k.as_ref()).collect(),
+            },
+            KvRequest::PutMany { pairs } => Placement::Keys {
+                what: "put_many",
+                keys: pairs.iter().map(|(k, _)| k.as_ref()).collect(),
+            },
+        }
+    }
+
     type Request = KvRequest;
     type Response = KvResponse;
 

@@ -18,6 +18,8 @@
 //! | [`chat`] | accounts (glob listing), messages queued until fetched, each delivered once |
 //! | `client` (feature `runtime`) | [`ServiceClient`]: typed calls over concord's client |
 //! | `kv_client` (feature `runtime`) | the key-value store's typed methods on its client |
+//! | [`sharded`] | any service over many groups: which group each request runs in, each group's state machine |
+//! | `sharded_client` (feature `runtime`) | a client of any service over many groups: routed by group, writes in sessions |
 //! | [`sharded_kv`] | the key-value store over many groups: keys to groups by a stable hash, each group's state machine |
 //! | `sharded_kv_client` (feature `runtime`) | its client: routes by group, leader cache, redirects; put_many within one group |
 //!
@@ -41,6 +43,9 @@ pub mod kv_client;
 pub mod machine;
 pub mod orders;
 pub mod service;
+pub mod sharded;
+#[cfg(feature = "runtime")]
+pub mod sharded_client;
 pub mod sharded_kv;
 #[cfg(feature = "runtime")]
 pub mod sharded_kv_client;

@@ -5,6 +5,10 @@
 //! (a follower read: the server first learns the leader's commit index,
 //! then answers once it has applied that far, so the answer is still
 //! linearizable).
+//!
+//! On many groups (`--groups N`, [`crate::sharded`]) every request runs
+//! in its customer's group: a customer's numbers are its own, so nothing
+//! spans groups.
 
 use std::collections::BTreeMap;
 
@@ -88,6 +92,11 @@ impl Orders {
 }
 
 impl Service for Orders {
+    /// By customer: a customer's order numbers are its own.
+    fn placement(request: &OrdersRequest) -> crate::sharded::Placement<'_> {
+        crate::sharded::Placement::Key(request.customer().as_bytes())
+    }
+
     const READ_PATH: ReadPath = ReadPath::Follower;
 
     type Request = OrdersRequest;

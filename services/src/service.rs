@@ -93,6 +93,17 @@ pub trait Service: Named + Default + Serialize + DeserializeOwned + Send + 'stat
         Ok(())
     }
 
+    /// Where `request` runs on a multi-group cluster (`concord-node
+    /// --groups N`, see [`crate::sharded`]): in the group of its key, or
+    /// on group 1 alone, or nowhere (refused, it would span groups). The
+    /// default: group 1 alone, the whole service in one group.
+    fn placement(request: &Self::Request) -> crate::sharded::Placement<'_> {
+        let _ = request;
+        crate::sharded::Placement::First {
+            why: "the service is not sharded",
+        }
+    }
+
     /// An answer that reports a failure in the service's own terms (chat's
     /// "no such account"): its reason, for a client that treats it as an
     /// error. The default: none.

@@ -85,6 +85,16 @@ pub enum ShardError {
     /// A request with no key.
     #[error("{0} names no key")]
     NoKey(&'static str),
+    /// A request that would need every group's state at one instant.
+    #[error(
+        "{what} is refused on a multi-group cluster: {why}; there are no cross-group requests"
+    )]
+    AllGroups {
+        /// The request.
+        what: &'static str,
+        /// What it would need.
+        why: &'static str,
+    },
 }
 
 fn list(groups: &[GroupId]) -> String {
@@ -200,9 +210,10 @@ impl ShardMap {
 
 /// One group's state machine in a sharded store: the one store
 /// ([`ServiceMachine<Kv>`]), refusing requests naming keys of other
-/// groups (see the [module documentation](self)). Commands carry no
-/// client session: a sharded client does not retry a write whose outcome
-/// is unknown, it reports it.
+/// groups (see the [module documentation](self)). A server runs it behind
+/// the group's session table
+/// ([`GroupSessions`](concord::multi::sessions::GroupSessions)), so a
+/// sharded client's retried write is applied once.
 #[derive(Clone, Debug)]
 pub struct ShardMachine {
     map: ShardMap,

@@ -5,9 +5,12 @@
 //!
 //! A multi-key request (`put_many`, `get_many`) whose keys span several
 //! groups is refused before anything is sent ([`ShardError::CrossGroup`]).
-//! Commands carry no session: a write whose answer was lost is not sent
-//! again (it might be applied twice) but reported as
-//! [`RoutingError::Unknown`]; reads are retried freely.
+//! Writes carry the client's session in their group ([`SessionClient`]):
+//! a write whose answer was lost is sent again with the same sequence
+//! number and applied once. Its outcome is reported unknown
+//! ([`ShardedKvError::definitely_not_applied`] false) only when the group
+//! expired the session before a retry reached it, or no retry was
+//! answered ([`SessionError`]). Reads are retried freely.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -16,6 +19,7 @@ use bytes::Bytes;
 use concord::multi::GroupId;
 use concord::tokio::frame::DEFAULT_MAX_FRAME_BYTES;
 use concord::tokio::multi::routing_client::{RoutingClient, RoutingConfig, RoutingError};
+use concord::tokio::multi::session_client::{SessionClient, SessionConfig, SessionError};
 use concord::tokio::multi::wire::GroupOp;
 use concord::tokio::tls::TlsConfig;
 use concord::tokio::transport;
@@ -42,6 +46,10 @@ pub enum ShardedKvError {
     /// write may or may not be applied).
     #[error(transparent)]
     Routing(#[from] RoutingError),
+    /// A write's session could not give its outcome (see
+    /// [`SessionError::outcome_unknown`]).
+    #[error(transparent)]
+    Session(SessionError),
     /// The group's store refused the request.
     #[error("group {group} refused the request: {reason}")]
     Refused {
@@ -65,7 +73,20 @@ impl ShardedKvError {
     /// refused, never sent, or answered). `false` for a write whose
     /// outcome is unknown.
     pub fn definitely_not_applied(&self) -> bool {
-        !matches!(self, ShardedKvError::Routing(RoutingError::Unknown { .. }))
+        match self {
+            ShardedKvError::Routing(RoutingError::Unknown { .. }) => false,
+            ShardedKvError::Session(error) => !error.outcome_unknown(),
+            _ => true,
+        }
+    }
+}
+
+impl From<SessionError> for ShardedKvError {
+    fn from(error: SessionError) -> Self {
+        match error {
+            SessionError::Routing(error) => ShardedKvError::Routing(error),
+            other => ShardedKvError::Session(other),
+        }
     }
 }
 
@@ -73,7 +94,7 @@ impl ShardedKvError {
 /// [module documentation](self)).
 pub struct ShardedKvClient {
     map: ShardMap,
-    routing: RoutingClient,
+    sessions: SessionClient,
     read_path: ReadPath,
     next_op_id: u64,
 }
@@ -81,9 +102,18 @@ pub struct ShardedKvClient {
 impl ShardedKvClient {
     /// A client of the groups of `map` served by `config.servers`.
     pub fn new(map: ShardMap, config: RoutingConfig) -> Result<Self, ShardedKvError> {
+        ShardedKvClient::with_sessions(map, config, SessionConfig::default())
+    }
+
+    /// [`new`](Self::new), with `sessions` for how writes are retried.
+    pub fn with_sessions(
+        map: ShardMap,
+        config: RoutingConfig,
+        sessions: SessionConfig,
+    ) -> Result<Self, ShardedKvError> {
         Ok(ShardedKvClient {
             map,
-            routing: RoutingClient::new(config)?,
+            sessions: SessionClient::new(RoutingClient::new(config)?, sessions),
             read_path: Kv::READ_PATH,
             next_op_id: 1,
         })
@@ -96,7 +126,12 @@ impl ShardedKvClient {
 
     /// The routing client underneath (its counters, its leader cache).
     pub fn routing(&self) -> &RoutingClient {
-        &self.routing
+        self.sessions.routing()
+    }
+
+    /// The session client underneath (its counters, its sessions).
+    pub fn sessions(&self) -> &SessionClient {
+        &self.sessions
     }
 
     /// Sets the path reads are served on (default: read-index).
@@ -111,15 +146,15 @@ impl ShardedKvClient {
         let op_id = self.next_op_id;
         self.next_op_id += 1;
         let bytes = codec::encode_request::<Kv>(op_id, &request);
-        let op = if request.is_read() {
-            GroupOp::Read {
+        let answer = if request.is_read() {
+            let op = GroupOp::Read {
                 path: self.read_path,
                 query: bytes,
-            }
+            };
+            self.sessions.call(group, op).await?
         } else {
-            GroupOp::Command(bytes)
+            self.sessions.command(group, &bytes).await?
         };
-        let answer = self.routing.call(group, op).await?;
         match codec::decode_answer::<Kv>(&answer) {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(reason)) => Err(ShardedKvError::Refused { group, reason }),

@@ -1,7 +1,7 @@
 //! The sharded key-value store on an in-process cluster: three
 //! multi-group servers linked by the in-process frame network, each with
 //! a loopback listener for clients, every group's state machine the one
-//! store ([`ShardMachine`]). Checks routing by key, redirects after a
+//! store ([`ShardMachine`]) behind the group's session table. Checks routing by key, redirects after a
 //! leader change, the refusal of a `put_many` across groups, the
 //! atomicity of one within a group, and the guard against a client with
 //! another group count.
@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
+use concord::multi::sessions::GroupSessions;
 use concord::multi::{GroupId, MultiConfig};
 use concord::tokio::multi::data_dir;
 use concord::tokio::multi::host::{self, MultiServerConfig, MultiServerHandle};
@@ -85,7 +86,7 @@ async fn start_cluster(name: &str) -> Cluster {
         let events = inbox.0.clone();
         let handle = host::start(
             config,
-            |group| ShardMachine::new(map, group),
+            |group| GroupSessions::new(ShardMachine::new(map, group)),
             opened.recovery,
             log,
             events_rx,

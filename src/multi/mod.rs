@@ -94,6 +94,7 @@ mod outbox;
 mod persist;
 mod planted;
 mod quiescence;
+pub mod sessions;
 mod stats;
 mod wake;
 

@@ -23,10 +23,14 @@
 //! concord-cli completions bash
 //! ```
 //!
-//! `--groups N` (or `CONCORD_GROUPS`) talks to a multi-group cluster of
-//! the sharded key-value store (`concord-node --groups N`, the same N):
-//! each `kv` command goes to the group of its keys; `put-many` and
-//! `get-many` across groups are refused (exit 2), naming the groups;
+//! `--groups N` (or `CONCORD_GROUPS`) talks to a multi-group cluster
+//! (`concord-node --groups N`, the same N) of any service: each command
+//! goes to the group of its key (`concord_services::sharded`); a request
+//! spanning groups (`kv put-many` or `get-many`, `directory lookup`,
+//! `chat send` across groups, `chat list-accounts`) is refused (exit 2),
+//! naming them. A write whose answer was lost is sent again in the
+//! client's session of its group and applied once; exit 3 only when that
+//! session expired meanwhile or no copy was answered.
 //! `status` summarises each server's groups, `status --group G` shows
 //! one group (`concord_node::groups_status_view`).
 //!
@@ -64,12 +68,10 @@ use std::sync::Arc;
 use concord::tokio::multi::routing_client::{RoutingConfig, RoutingError};
 use concord::tokio::tls::TlsConfig;
 use concord::ReadPath;
-use concord_services::kv::Kv;
+use concord_services::sharded_client::ShardedClient;
 use concord_services::sharded_kv::ShardMap;
-use concord_services::sharded_kv_client::{node_ids, ShardedKvClient, ShardedKvError};
-use concord_services::{
-    CallError, CommandError, CommandVisitor, Service, ServiceClient, ServiceCommand, Shown,
-};
+use concord_services::sharded_kv_client::{node_ids, ShardedKvError};
+use concord_services::{CallError, CommandError, CommandVisitor, Service, ServiceClient, Shown};
 
 /// A table of the members, for a person.
 fn print_members(members: &Members) {
@@ -396,60 +398,32 @@ impl CommandVisitor for Call {
     }
 }
 
-/// A `kv` command to a multi-group cluster (`--groups N`, N > 1): sent
-/// to the group of its keys, through each group's leader.
+/// A service's command to a multi-group cluster (`--groups N`, N > 1):
+/// sent to the group of its key (`concord_services::sharded`), through
+/// each group's leader, a write inside the client's session there.
 async fn sharded(args: CliArgs, tls: Option<Arc<TlsConfig>>) -> Result<(), Failure> {
     let connection = &args.connection;
     let groups = connection.groups;
     let command = match args.command {
-        CliCommand::Service(ServiceCommand::Kv(command)) => command,
+        CliCommand::Service(command) => command,
         CliCommand::Status(status_args) => {
             return groups_status(connection, tls, &status_args).await
-        }
-        CliCommand::Service(other) => {
-            return Err(Failure {
-                message: format!(
-                    "--groups {groups}: a multi-group cluster runs the sharded key-value store \
-                     only, not {}",
-                    other.kind()
-                ),
-                ending: Ending::Usage,
-            })
         }
         _ => {
             return Err(Failure {
                 message: format!(
-                    "--groups {groups}: a multi-group cluster answers kv commands and status \
-                     only (membership is not served by it yet)"
+                    "--groups {groups}: a multi-group cluster answers service commands and \
+                     status only (membership is not served by it yet)"
                 ),
                 ending: Ending::Usage,
             })
         }
     };
-    let request = concord_services::request_of::<Kv>(command)?;
-    let timeout = connection.timeout();
-    let servers = node_ids(
-        &connection.servers,
-        &connection.cluster_id,
-        tls.as_deref(),
-        timeout,
-    )
-    .await
-    .map_err(|e| Failure {
-        message: format!("{e}; check --servers and --cluster-id"),
-        ending: Ending::Failed,
-    })?;
-    let mut config = RoutingConfig::new(connection.cluster_id.clone(), servers);
-    config.tls = tls;
-    config.request_timeout = timeout;
-    config.connect_timeout = timeout;
-    let map = ShardMap::new(groups).map_err(|e| e.to_string())?;
-    let mut client = ShardedKvClient::new(map, config).map_err(|e| e.to_string())?;
-    match connection.read {
-        None => {}
-        Some(ReadMode::Index) => client.set_read_path(ReadPath::ReadIndex),
-        Some(ReadMode::Lease) => client.set_read_path(ReadPath::Lease),
-        Some(ReadMode::Follower) => client.set_read_path(ReadPath::Follower),
+    let read_path = match connection.read {
+        None => None,
+        Some(ReadMode::Index) => Some(ReadPath::ReadIndex),
+        Some(ReadMode::Lease) => Some(ReadPath::Lease),
+        Some(ReadMode::Follower) => Some(ReadPath::Follower),
         Some(ReadMode::Log) => {
             return Err(Failure {
                 message: format!(
@@ -460,29 +434,93 @@ async fn sharded(args: CliArgs, tls: Option<Arc<TlsConfig>>) -> Result<(), Failu
                 ending: Ending::Usage,
             })
         }
-    }
-    let response = client.call(request.clone()).await.map_err(|e| {
-        let ending = match &e {
-            ShardedKvError::Shard(_) | ShardedKvError::Invalid(_) => Ending::Usage,
-            ShardedKvError::Routing(RoutingError::Unknown { .. }) => Ending::Unknown,
-            _ => Ending::Failed,
-        };
-        let hint = match &e {
-            ShardedKvError::Routing(RoutingError::Refused { message, .. })
-                if message.contains("not hosted") =>
-            {
-                format!(" (is --groups {groups} the servers' group count?)")
+    };
+    let call = ShardedCall {
+        servers: connection.servers.clone(),
+        cluster_id: connection.cluster_id.clone(),
+        timeout: connection.timeout(),
+        tls,
+        groups,
+        read_path,
+    };
+    command.visit(call).await
+}
+
+/// One request of a service's command line to a multi-group cluster.
+struct ShardedCall {
+    servers: Vec<String>,
+    cluster_id: String,
+    timeout: std::time::Duration,
+    tls: Option<Arc<TlsConfig>>,
+    groups: u64,
+    read_path: Option<ReadPath>,
+}
+
+impl CommandVisitor for ShardedCall {
+    type Output = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Failure>>>>;
+
+    fn visit<S: Service>(self, command: S::Command) -> Self::Output {
+        Box::pin(async move {
+            let groups = self.groups;
+            let request = concord_services::request_of::<S>(command)?;
+            let map = ShardMap::new(groups).map_err(|e| e.to_string())?;
+            // Refused before any server is asked: it spans groups.
+            if let Err(e) = concord_services::sharded::group_of::<S>(&map, &request) {
+                return Err(Failure {
+                    message: e.to_string(),
+                    ending: Ending::Usage,
+                });
             }
-            _ => String::new(),
-        };
-        Failure {
-            message: format!("{e}{hint}"),
-            ending,
+            let servers = node_ids(
+                &self.servers,
+                &self.cluster_id,
+                self.tls.as_deref(),
+                self.timeout,
+            )
+            .await
+            .map_err(|e| Failure {
+                message: format!("{e}; check --servers and --cluster-id"),
+                ending: Ending::Failed,
+            })?;
+            let mut config = RoutingConfig::new(self.cluster_id.clone(), servers);
+            config.tls = self.tls;
+            config.request_timeout = self.timeout;
+            config.connect_timeout = self.timeout;
+            let mut client = ShardedClient::<S>::new(map, config).map_err(|e| e.to_string())?;
+            if let Some(path) = self.read_path {
+                client.set_read_path(path);
+            }
+            let response = client
+                .call(request.clone())
+                .await
+                .map_err(|e| sharded_failure(e, groups))?;
+            let shown = S::show(&request, response, &mut concord::cli_output::Stdout)
+                .map_err(|e| format!("cannot print the answer: {e}"))?;
+            shown_ending(shown)
+        })
+    }
+}
+
+/// How a multi-group call's error ends `concord-cli`.
+fn sharded_failure(e: ShardedKvError, groups: u64) -> Failure {
+    let ending = match &e {
+        ShardedKvError::Shard(_) | ShardedKvError::Invalid(_) => Ending::Usage,
+        ShardedKvError::Routing(RoutingError::Unknown { .. }) => Ending::Unknown,
+        ShardedKvError::Session(session) if session.outcome_unknown() => Ending::Unknown,
+        _ => Ending::Failed,
+    };
+    let hint = match &e {
+        ShardedKvError::Routing(RoutingError::Refused { message, .. })
+            if message.contains("not hosted") =>
+        {
+            format!(" (is --groups {groups} the servers' group count?)")
         }
-    })?;
-    let shown = Kv::show(&request, response, &mut concord::cli_output::Stdout)
-        .map_err(|e| format!("cannot print the answer: {e}"))?;
-    shown_ending(shown)
+        _ => String::new(),
+    };
+    Failure {
+        message: format!("{e}{hint}"),
+        ending,
+    }
 }
 
 /// `status` of a multi-group cluster (see

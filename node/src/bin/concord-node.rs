@@ -58,8 +58,9 @@
 //! server started on it with another `--service` is refused.
 //!
 //! `--groups N` (N > 1, or `groups = N` in the config file) hosts N Raft
-//! groups of the sharded key-value store on one multi-group host
-//! (`concord_node::multi_node`, docs/multi-group.md); the default, 1, is
+//! groups of the service, sharded by key, on one multi-group host, with
+//! a client session table in every group (`concord_node::multi_node`,
+//! `concord_node::multi_service`, docs/multi-group.md); the default, 1, is
 //! the single-group server above. A data directory keeps its group count.
 //!
 //! `--otlp-endpoint URL` (a build with `--features otel`) exports the
@@ -285,8 +286,8 @@ async fn run(args: ServerSettings) -> Result<(), StartFailure> {
     node.shutdown().await.map_err(|e| e.to_string().into())
 }
 
-/// `--groups N`, N > 1: the sharded key-value store on a multi-group
-/// host, until a signal.
+/// `--groups N`, N > 1: the service sharded on a multi-group host,
+/// until a signal.
 async fn run_multi(args: &ServerSettings) -> Result<(), StartFailure> {
     // Bound before anything else: an address in use is a bad flag. The
     // recorder is installed before the groups start, so the transport's

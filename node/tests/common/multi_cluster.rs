@@ -304,7 +304,7 @@ pub fn text(value: Option<Bytes>) -> String {
 
 /// Whether `error` leaves a write's outcome unknown.
 pub fn unknown(error: &ShardedKvError) -> bool {
-    matches!(error, ShardedKvError::Routing(RoutingError::Unknown { .. }))
+    !error.definitely_not_applied()
 }
 
 /// One put, recorded; whether it was acknowledged. A put with an unknown

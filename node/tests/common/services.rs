@@ -23,6 +23,8 @@ use crate::processes::{cli_binary, leader_id, runtime, NodeProcesses};
 pub struct Cluster {
     service: &'static str,
     nodes: NodeProcesses,
+    /// `--groups N` of every server and client (`None`: one group).
+    groups: Option<u64>,
 }
 
 impl Cluster {
@@ -44,7 +46,40 @@ impl Cluster {
         Cluster {
             service,
             nodes: NodeProcesses::on_loopback_n(cluster_id, cluster_id, nodes),
+            groups: None,
         }
+    }
+
+    /// Three nodes of `service` hosting `groups` groups each (`--groups`),
+    /// started, with the groups of `probes` serving: each probe (a
+    /// request) answered, done or refused by the service.
+    pub fn started_with_groups(
+        service: &'static str,
+        cluster_id: &'static str,
+        groups: u64,
+        probes: &[&[&str]],
+    ) -> Cluster {
+        let mut cluster = Cluster::on_loopback(service, cluster_id);
+        cluster.groups = Some(groups);
+        for id in cluster.nodes.ids() {
+            cluster.start(id);
+        }
+        let target = cluster.cli_target();
+        for probe in probes {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let (code, _, err) = cli_output(&target, probe);
+                if code == Some(0) || (code == Some(1) && err.contains("refused the request")) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{probe:?} not answered in 30 s: exit {code:?}: {err}"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        cluster
     }
 
     /// Where the command-line client finds this cluster.
@@ -53,6 +88,7 @@ impl Cluster {
             service: self.service,
             servers: self.servers(),
             cluster_id: self.nodes.cluster_id.clone(),
+            groups: self.groups,
         }
     }
 
@@ -102,6 +138,10 @@ impl Cluster {
     /// Starts node `id` with `extra` server flags.
     pub fn start_with(&mut self, id: u64, extra: &[&str]) {
         let mut flags = vec!["--service", self.service];
+        let groups = self.groups.map(|n| n.to_string());
+        if let Some(groups) = &groups {
+            flags.extend_from_slice(&["--groups", groups]);
+        }
         flags.extend_from_slice(extra);
         self.nodes.start_with(id, &flags);
     }
@@ -164,6 +204,7 @@ pub fn assert_unique_and_increasing(numbers: &mut [Numbered]) {
 }
 
 /// How a command-line call ended.
+#[derive(Debug)]
 pub enum Outcome {
     /// Exit 0, with its standard output.
     Ok(String),
@@ -180,17 +221,39 @@ pub struct CliTarget {
     service: &'static str,
     servers: String,
     cluster_id: String,
+    groups: Option<u64>,
+}
+
+/// Runs `concord-cli --servers ... [--groups N] <service> <args>`.
+fn cli_command(target: &CliTarget, args: &[&str]) -> std::process::Output {
+    let mut command = Command::new(cli_binary());
+    command
+        .args(["--servers", &target.servers])
+        .args(["--cluster-id", &target.cluster_id]);
+    if let Some(groups) = target.groups {
+        command.args(["--groups", &groups.to_string()]);
+    }
+    command
+        .arg(target.service)
+        .args(args)
+        .output()
+        .expect("run the command-line client")
+}
+
+/// Runs `concord-cli ... <service> <args>`: its exit status, standard
+/// output and standard error.
+pub fn cli_output(target: &CliTarget, args: &[&str]) -> (Option<i32>, String, String) {
+    let output = cli_command(target, args);
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 /// Runs `concord-cli --servers ... <service> <args>`.
 pub fn cli(target: &CliTarget, args: &[&str]) -> Outcome {
-    let output = Command::new(cli_binary())
-        .args(["--servers", &target.servers])
-        .args(["--cluster-id", &target.cluster_id])
-        .arg(target.service)
-        .args(args)
-        .output()
-        .expect("run the command-line client");
+    let output = cli_command(target, args);
     match output.status.code() {
         Some(0) => Outcome::Ok(String::from_utf8(output.stdout).expect("UTF-8 output")),
         Some(1) => Outcome::NotApplied,

@@ -17,6 +17,7 @@
 //! | [`tcp_listener`] | the accepting side: peers' frames and clients' requests naming their group |
 //! | [`mem_network`] | an in-process network of servers |
 //! | [`routing_client`] | a client that sends each request to its group's leader: leader cache, redirects, bounded retries |
+//! | [`session_client`] | writes applied exactly once: a session per group, a write whose answer was lost sent again |
 //! | `replay`, `pins` | recovery of every group; which segments each group still needs |
 //!
 //! ## Layout of a data directory
@@ -37,6 +38,7 @@ pub mod record;
 mod replay;
 pub mod routing_client;
 pub mod segment_files;
+pub mod session_client;
 pub mod shared_log;
 pub mod snapshot_store;
 pub mod tcp_listener;

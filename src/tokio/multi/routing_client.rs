@@ -28,8 +28,9 @@
 //!
 //! ## What is retried
 //!
-//! A command carries no client session (the multi-group host applies
-//! `GroupOp::Command` bytes as they are), so a command is retried only
+//! A command sent here carries no client session (the host hands
+//! `GroupOp::Command` bytes to the group's state machine as they are;
+//! [`super::session_client`] adds one), so a command is retried only
 //! when it was certainly not applied: refused as not the leader or busy,
 //! or not written to any connection. A command written whose answer was
 //! lost, or answered [`ClientResponse::Unknown`], ends the call with
