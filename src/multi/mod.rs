@@ -27,6 +27,10 @@
 //!   new leaders a bounded number at a time (`liveness.rs`, `wake.rs`).
 //! * **Lifecycle.** Groups are created and removed while the node runs
 //!   (`lifecycle.rs`), as a replicated [`Catalog`] decides (`catalog.rs`).
+//! * **Replacing a server.** [`ReplacePlan`] decides, from each group's
+//!   configuration alone, the next change that moves it from a dead
+//!   server to a new one, a bounded number of groups at a time
+//!   (`replace.rs`).
 //!
 //! ## The host loop
 //!
@@ -93,6 +97,7 @@ mod outbox;
 mod persist;
 mod planted;
 mod quiescence;
+mod replace;
 mod stats;
 mod wake;
 
@@ -109,4 +114,8 @@ pub use persist::{BatchId, GroupWrite, PersistBatch};
 #[cfg(feature = "planted-bugs")]
 #[doc(hidden)]
 pub use planted::MultiPlantedBugs;
+pub use replace::{
+    ReplaceError, ReplaceGroup, ReplacePlan, ReplaceProgress, ReplaceRound, ReplaceStep,
+    WaitReason, REPLACE_GROUPS_IN_FLIGHT_MAX,
+};
 pub use stats::MultiStats;

@@ -51,6 +51,11 @@ pub struct MultiPlantedBugs {
     /// and it serves lease reads although a new leader may have committed
     /// writes while it stalled.
     pub burst_lease_kept: bool,
+    /// The replace planner (`ReplacePlan`) removes OLD from a group as
+    /// soon as NEW is in it as a learner, not once NEW is a voter: while
+    /// NEW catches up, the group runs on one fewer voter able to hold its
+    /// log (two of three, one of them maybe dead).
+    pub replace_removes_old_early: bool,
 }
 
 impl MultiPlantedBugs {
@@ -65,5 +70,6 @@ impl MultiPlantedBugs {
         old_incarnation_restarts: false,
         tick_burst_wakes: false,
         burst_lease_kept: false,
+        replace_removes_old_early: false,
     };
 }

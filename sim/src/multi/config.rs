@@ -107,6 +107,7 @@ impl MultiBugs {
             old_incarnation_restarts: self.old_incarnation_restarts,
             tick_burst_wakes: self.tick_burst_wakes,
             burst_lease_kept: self.burst_lease_kept,
+            replace_removes_old_early: false,
         }
     }
 }
