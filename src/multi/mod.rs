@@ -102,7 +102,8 @@ mod stats;
 mod wake;
 
 pub use catalog::{
-    Catalog, CatalogChange, CatalogCommand, CatalogError, CATALOG_GROUP, CATALOG_VOTERS_MAX,
+    Catalog, CatalogChange, CatalogCommand, CatalogError, CATALOG_ADDR_BYTES_MAX,
+    CATALOG_ASSIGN_GROUPS_MAX, CATALOG_GROUP, CATALOG_SERVERS_MAX, CATALOG_VOTERS_MAX,
 };
 pub use config::{MultiConfig, MultiConfigError};
 pub use frame::{
