@@ -666,7 +666,9 @@ impl Catalog {
                     command @ (CatalogCommand::AddServer { .. }
                     | CatalogCommand::Assign { .. }
                     | CatalogCommand::StartReplace { .. }) => {
-                        catalog.apply(&command.encode()).map_err(|_| malformed.clone())?;
+                        catalog
+                            .apply(&command.encode())
+                            .map_err(|_| malformed.clone())?;
                     }
                     _ => return Err(malformed),
                 }
@@ -752,7 +754,10 @@ mod tests {
                 id,
                 addr: addr.to_string(),
             };
-            assert_eq!(CatalogCommand::decode(&command.encode()), Ok(command.clone()));
+            assert_eq!(
+                CatalogCommand::decode(&command.encode()),
+                Ok(command.clone())
+            );
             catalog.apply(&command.encode()).unwrap();
         }
         let assign = CatalogCommand::Assign {
@@ -780,7 +785,10 @@ mod tests {
             node: 4,
             groups: vec![9],
         };
-        assert_eq!(CatalogCommand::decode(&unassign.encode()), Ok(unassign.clone()));
+        assert_eq!(
+            CatalogCommand::decode(&unassign.encode()),
+            Ok(unassign.clone())
+        );
         catalog.apply(&unassign.encode()).unwrap();
         assert_eq!(catalog.hosted_by(4).collect::<Vec<_>>(), vec![1]);
         catalog

@@ -81,7 +81,9 @@ pub enum ReplaceError {
         max: usize,
     },
     /// The groups were not given in strictly ascending id order.
-    #[error("group {group} was given after group {previous}: give every group once, in ascending id")]
+    #[error(
+        "group {group} was given after group {previous}: give every group once, in ascending id"
+    )]
     GroupsOutOfOrder {
         /// The group out of place.
         group: GroupId,

@@ -12,6 +12,7 @@
 //! | [`log_sink`] | how the server loop writes: [`WalThread`](log_sink::WalThread) (group commit on a thread) or [`InlineLog`](log_sink::InlineLog) |
 //! | [`host`] | the server loop: a `MultiNode`, a state machine per group, one log, one timer |
 //! | [`wire`] | peer frames and client requests naming their group |
+//! | [`admin`] | membership requests of a group, and of a whole server (replace, drain) |
 //! | [`tcp_sender`] | one connection per peer carrying every group's frames (TLS optional) |
 //! | [`tcp_listener`] | the accepting side: peers' frames and clients' requests naming their group |
 //! | [`mem_network`] | an in-process network of servers |
@@ -25,6 +26,7 @@
 //! <dir>/groups/<group:020>/snapshot-<index>-<term>.snap  each group's newest snapshot
 //! ```
 
+pub mod admin;
 pub mod data_dir;
 pub mod host;
 pub mod log_sink;

@@ -54,6 +54,8 @@ pub enum GroupOp {
         /// The read request.
         query: Bytes,
     },
+    /// A membership request (see [`admin`](super::admin)).
+    Admin(super::admin::AdminRequest),
 }
 
 #[cfg(test)]
