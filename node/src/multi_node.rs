@@ -8,7 +8,13 @@
 //! routes by key).
 //!
 //! Every node of `--peers` hosts every group, each group's voters being
-//! all of them. The data directory records the service (kv), the group
+//! all of them at the start; group 0 is the catalog
+//! ([`concord::multi::Catalog`]): the servers added since and their
+//! addresses, and the groups assigned to them. A server started with
+//! `--join` hosts only the catalog, as a learner, until the catalog
+//! assigns it groups (`concord-cli member replace`, `member add-learner
+//! --group G`). Membership changes of each group go through its own
+//! log (`concord-cli member ... --group G`). The data directory records the service (kv), the group
 //! count ([`crate::groups_file`]) and the node's identity, like a
 //! single-group server's, and is refused to a server started otherwise.
 
@@ -18,7 +24,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use concord::multi::MultiConfig;
+use concord::multi::{MultiConfig, CATALOG_GROUP};
+use concord::tokio::addresses::SharedAddressBook;
 use concord::tokio::identity::{IdentityClaim, IdentityHandle};
 use concord::tokio::multi::data_dir;
 use concord::tokio::multi::host::{self, MultiServerConfig, MultiServerHandle};
@@ -121,7 +128,7 @@ pub async fn start(settings: &ServerSettings) -> Result<RunningMultiNode, StartF
     let claim = IdentityClaim {
         cluster_id: settings.cluster_id.clone(),
         node_id: settings.id,
-        bootstrap: settings.peers.keys().next() == Some(&settings.id),
+        bootstrap: !settings.join && settings.peers.keys().next() == Some(&settings.id),
     };
     let options = MultiWalOptions {
         sync: settings.fsync,
@@ -145,10 +152,34 @@ pub async fn start(settings: &ServerSettings) -> Result<RunningMultiNode, StartF
     let started_nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
-    let groups = map
-        .group_ids()
+    // A joining server follows the catalog as a learner of the servers it
+    // was told of, and hosts what the catalog assigns it.
+    let catalog_voters: BTreeSet<_> = if settings.join {
+        voters
+            .iter()
+            .copied()
+            .filter(|voter| *voter != id)
+            .collect()
+    } else {
+        voters.clone()
+    };
+    let data_groups = if settings.join {
+        None
+    } else {
+        Some(map.group_ids())
+    };
+    let groups = std::iter::once(CATALOG_GROUP)
+        .chain(data_groups.into_iter().flatten())
         .map(|group| {
-            let mut config = Config::new(id, voters.iter().copied());
+            let group_voters = if group == CATALOG_GROUP {
+                &catalog_voters
+            } else {
+                &voters
+            };
+            let mut config = Config::new(id, group_voters.iter().copied());
+            if !group_voters.contains(&id) {
+                config.learners.insert(id);
+            }
             config.compaction_threshold_entries = settings.snapshot_every_entries;
             config.compaction_trailing_entries = settings.compaction_trailing_entries;
             config.seed = id ^ started_nanos.rotate_left(17) ^ group.wrapping_mul(0x9e37_79b9);
@@ -165,17 +196,19 @@ pub async fn start(settings: &ServerSettings) -> Result<RunningMultiNode, StartF
         .filter(|(peer, _)| **peer != id)
         .map(|(peer, addr)| (*peer, addr.clone()))
         .collect();
+    let addresses = SharedAddressBook::default();
     let mut frames = TcpFrameConfig::new(id, settings.cluster_id.clone(), peers);
     frames.tls = tls.clone();
+    frames.addresses = Some(addresses.clone());
     let sender = TcpFrameSender::start(frames);
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
     let log = WalThread::start(opened.log, events_tx)
         .map_err(|e| format!("cannot start the write-ahead log's thread: {e}"))?;
     let inbox = host::inbox();
     let events = inbox.0.clone();
-    let handle = host::start(
+    let handle = host::start_with_catalog(
         config,
-        |group| ShardMachine::new(map, group),
+        move |group| ShardMachine::new(map, group),
         opened.recovery,
         log,
         events_rx,
@@ -186,6 +219,7 @@ pub async fn start(settings: &ServerSettings) -> Result<RunningMultiNode, StartF
     let mut accept = MultiListenerConfig::new(id, settings.cluster_id.clone(), voters);
     accept.tls = tls;
     accept.groups_hosted = Some(settings.groups);
+    accept.addresses = addresses;
     tokio::spawn(tcp_listener::serve(
         listener,
         accept,

@@ -665,8 +665,8 @@ impl ServerSettings {
         if self.service != ServiceKind::Kv {
             return refuse(&format!("--service {} (only kv is sharded)", self.service));
         }
-        if self.join || self.witness || !self.witnesses.is_empty() {
-            return refuse("membership changes (--join, --witness, --witnesses)");
+        if self.witness || !self.witnesses.is_empty() {
+            return refuse("witnesses (--witness, --witnesses)");
         }
         if self.lease_ticks > 0 || self.preferred_leader.is_some() {
             return refuse("--lease-ticks or --preferred-leader");
