@@ -275,6 +275,29 @@ async fn memberships(
     seen
 }
 
+/// Waits until the replace writing to `out` reports some groups done
+/// but not all (it is in the middle); how many.
+async fn wait_partly_done(out: &PathBuf) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let printed = std::fs::read_to_string(out).unwrap_or_default();
+        let done = printed
+            .lines()
+            .filter_map(|line| line.split(": ").nth(1)?.split(' ').next()?.parse().ok())
+            .max()
+            .unwrap_or(0usize);
+        if done > 0 {
+            assert!(
+                done < GROUPS as usize + 1,
+                "the replace ended before the fault: {printed}"
+            );
+            return done;
+        }
+        assert!(Instant::now() < deadline, "no progress: {printed}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Waits until server `id` answers an admin request (it listens).
 async fn wait_answers(id: u64, addr: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -376,13 +399,15 @@ async fn replace_a_dead_server(variant: Variant) {
     match variant {
         Variant::Plain => {}
         Variant::LeaderKilled => {
-            tokio::time::sleep(Duration::from_secs(2)).await;
+            let done = wait_partly_done(&out).await;
+            eprintln!("SIGKILL server 1 with {done} groups done");
             nodes.sigkill(1);
             tokio::time::sleep(Duration::from_secs(3)).await;
             nodes.start(1, false);
         }
         Variant::CommandKilled => {
-            tokio::time::sleep(Duration::from_secs(3)).await;
+            let done = wait_partly_done(&out).await;
+            eprintln!("SIGKILL the replace command with {done} groups done");
             command.kill().unwrap();
             command.wait().unwrap();
             let printed = std::fs::read_to_string(&out).unwrap();
