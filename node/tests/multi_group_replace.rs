@@ -39,7 +39,15 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 const CLUSTER: &str = "multi-replace";
-const GROUPS: u64 = 1_000;
+/// Groups of the cluster: 1,000, or `CONCORD_REPLACE_GROUPS` (1 to
+/// 100,000; the figures of docs/multi-group.md use 10,000 too).
+fn groups() -> u64 {
+    std::env::var("CONCORD_REPLACE_GROUPS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1_000u64)
+        .clamp(1, 100_000)
+}
 const CLIENTS: u64 = 4;
 
 /// What else goes wrong during the replace.
@@ -80,7 +88,7 @@ impl Processes {
         command
             .args(["--id", &id.to_string(), "--listen", &self.listen[&id]])
             .args(["--peers", &self.peers(id), "--cluster-id", CLUSTER])
-            .args(["--groups", &GROUPS.to_string(), "--worker-threads", "1"])
+            .args(["--groups", &groups().to_string(), "--worker-threads", "1"])
             .arg("--data-dir")
             .arg(self.base.join(format!("node-{id}")))
             .env("RUST_LOG", "warn");
@@ -113,7 +121,7 @@ impl Processes {
         let err = file.try_clone().unwrap();
         let child = Command::new(cli_binary())
             .args(["--servers", &servers.join(","), "--cluster-id", CLUSTER])
-            .args(["--groups", &GROUPS.to_string(), "--timeout-ms", "2000"])
+            .args(["--groups", &groups().to_string(), "--timeout-ms", "2000"])
             .args(["member", "replace", "3", "4", &self.listen[&4]])
             .args(["--groups-in-flight", "200"])
             .stdin(Stdio::null())
@@ -153,6 +161,9 @@ struct Recorder {
     next_client: AtomicU64,
     acked_writes: AtomicU64,
     unknown_writes: AtomicU64,
+    /// Each acknowledged put: when it ended and how long it took (µs
+    /// since `start`).
+    latencies: Mutex<Vec<(u64, u64)>>,
 }
 
 impl Recorder {
@@ -174,7 +185,7 @@ fn kv_client(servers: &BTreeMap<u64, String>) -> ShardedKvClient {
     config.request_timeout = Duration::from_secs(2);
     config.connect_timeout = Duration::from_millis(500);
     config.attempts_max = 16;
-    ShardedKvClient::new(ShardMap::new(GROUPS).unwrap(), config).unwrap()
+    ShardedKvClient::new(ShardMap::new(groups()).unwrap(), config).unwrap()
 }
 
 fn text(value: Option<Bytes>) -> String {
@@ -199,7 +210,9 @@ async fn put(
     match result {
         Ok(()) => {
             recorder.acked_writes.fetch_add(1, Ordering::SeqCst);
-            recorder.push(entry.completed(recorder.now(), Output::Done));
+            let end = recorder.now();
+            recorder.latencies.lock().unwrap().push((end, end - call));
+            recorder.push(entry.completed(end, Output::Done));
             true
         }
         Err(ShardedKvError::Routing(RoutingError::Unknown { .. })) => {
@@ -288,7 +301,7 @@ async fn wait_partly_done(out: &PathBuf) -> usize {
             .unwrap_or(0usize);
         if done > 0 {
             assert!(
-                done < GROUPS as usize + 1,
+                done < groups() as usize + 1,
                 "the replace ended before the fault: {printed}"
             );
             return done;
@@ -336,7 +349,7 @@ async fn replace_a_dead_server(variant: Variant) {
     for id in 1..=3 {
         nodes.start(id, false);
     }
-    let map = ShardMap::new(GROUPS).unwrap();
+    let map = ShardMap::new(groups()).unwrap();
     let keys = Arc::new(keys_of_every_group(&map));
     let recorder = Arc::new(Recorder {
         start: Instant::now(),
@@ -344,6 +357,7 @@ async fn replace_a_dead_server(variant: Variant) {
         next_client: AtomicU64::new(1),
         acked_writes: AtomicU64::new(0),
         unknown_writes: AtomicU64::new(0),
+        latencies: Mutex::new(Vec::new()),
     });
     // Every group takes a first write.
     let mut tasks = Vec::new();
@@ -390,7 +404,9 @@ async fn replace_a_dead_server(variant: Variant) {
             }
         }));
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let clients_start = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let kill_at = Instant::now();
     nodes.sigkill(3);
     nodes.start(4, true);
     wait_answers(4, &listen[&4]).await;
@@ -431,7 +447,38 @@ async fn replace_a_dead_server(variant: Variant) {
     let printed = std::fs::read_to_string(&last_out).unwrap();
     eprintln!("{printed}");
     assert!(status.success(), "member replace failed: {printed}");
-    eprintln!("{variant:?}: replaced server 3 by server 4 in {GROUPS} groups in {replace_time:?}");
+    eprintln!(
+        "{variant:?}: replaced server 3 by server 4 in {} groups in {replace_time:?}",
+        groups()
+    );
+    let p99 = |from: Duration, to: Duration| {
+        let from = from.as_micros() as u64;
+        let to = to.as_micros() as u64;
+        let mut latencies: Vec<u64> = recorder
+            .latencies
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(end, _)| (from..to).contains(end))
+            .map(|(_, latency)| *latency)
+            .collect();
+        latencies.sort_unstable();
+        let at = (latencies.len() * 99 / 100).min(latencies.len().saturating_sub(1));
+        (latencies.get(at).copied().unwrap_or(0), latencies.len())
+    };
+    let since_start = |at: Instant| at.duration_since(recorder.start);
+    let (before, before_count) = p99(since_start(clients_start), since_start(kill_at));
+    let (during, during_count) = p99(
+        since_start(replace_start),
+        since_start(replace_start) + replace_time,
+    );
+    eprintln!(
+        "{variant:?}: client put p99 before the kill {:.1} ms ({before_count} puts), during the \
+         replace {:.1} ms ({during_count} puts): {:.2}x",
+        before as f64 / 1000.0,
+        during as f64 / 1000.0,
+        during as f64 / before.max(1) as f64
+    );
     nodes.assert_running();
 
     // Every group on {1, 2, 4}.
@@ -450,7 +497,7 @@ async fn replace_a_dead_server(variant: Variant) {
             })
             .collect();
         assert!(wrong.is_empty(), "groups not on {{1, 2, 4}}: {wrong:?}");
-        if seen.len() == GROUPS as usize + 1 {
+        if seen.len() == groups() as usize + 1 {
             break;
         }
         assert!(
