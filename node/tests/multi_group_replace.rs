@@ -311,6 +311,51 @@ async fn wait_partly_done(out: &PathBuf) -> usize {
     }
 }
 
+/// `concord-cli --groups N ARGS` against `servers`: exit status, stdout,
+/// stderr.
+fn cli(servers: &BTreeMap<u64, String>, args: &[&str]) -> (i32, String, String) {
+    let servers: Vec<String> = servers.values().cloned().collect();
+    let output = Command::new(cli_binary())
+        .args(["--servers", &servers.join(","), "--cluster-id", CLUSTER])
+        .args(["--groups", &groups().to_string()])
+        .args(args)
+        .output()
+        .expect("run concord-cli");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// One group's members, bad input, and draining a server, through the
+/// command line after the replace.
+fn operator_commands(servers: &BTreeMap<u64, String>) {
+    let (code, out, err) = cli(servers, &["member", "list", "--group", "7"]);
+    assert_eq!(code, 0, "member list --group 7: {err}");
+    assert!(out.contains("voters: 1,2,4  learners: \n"), "{out}");
+    let missing = (groups() + 1).to_string();
+    let (code, _, err) = cli(servers, &["member", "list", "--group", &missing]);
+    assert_eq!(code, 1, "a group that does not exist: {err}");
+    assert!(err.contains("does not exist"), "{err}");
+    let (code, _, err) = cli(servers, &["member", "list"]);
+    assert_eq!(code, 1, "no --group: {err}");
+    assert!(err.contains("--group G"), "{err}");
+    let (code, _, err) = cli(servers, &["member", "promote", "3", "--group", "7"]);
+    assert_eq!(code, 1, "promote a server that is not a member: {err}");
+    assert!(err.contains("not a member"), "{err}");
+    let unreachable = free_addr();
+    let (code, _, err) = cli(servers, &["member", "replace", "2", "5", &unreachable]);
+    assert_eq!(code, 1, "replace toward a server that does not run: {err}");
+    assert!(err.contains("does not answer"), "{err}");
+    let (code, out, err) = cli(servers, &["member", "drain", "2"]);
+    assert_eq!(code, 0, "drain 2: {out}{err}");
+    assert!(
+        out.trim_end().ends_with("drain 2: 0 groups led") || out.contains(": 0 groups led"),
+        "{out}"
+    );
+}
+
 /// Waits until server `id` answers an admin request (it listens).
 async fn wait_answers(id: u64, addr: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -506,6 +551,10 @@ async fn replace_a_dead_server(variant: Variant) {
             seen.len()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    if variant == Variant::Plain {
+        operator_commands(&survivors);
     }
 
     stop.store(true, Ordering::SeqCst);
