@@ -134,14 +134,14 @@ where
             AdminRequest::ReplaceView { old, new } => Ok(AdminAnswer::Views(self.views(old, new))),
             AdminRequest::ChangeBatch(changes) => {
                 if changes.len() > ADMIN_BATCH_CHANGES_MAX {
-                    Err(ClientResponse::Error(format!(
+                    Err(Box::new(ClientResponse::Error(format!(
                         "a batch of {} changes; send at most {ADMIN_BATCH_CHANGES_MAX}",
                         changes.len()
-                    )))
+                    ))))
                 } else {
                     let mut results = Vec::with_capacity(changes.len());
                     for (group, change) in changes {
-                        let result = match self.propose_change(group, change) {
+                        let result = match self.propose_change(group, change).map_err(|e| *e) {
                             Ok(_) => None,
                             Err(ClientResponse::Error(reason)) => Some(reason),
                             Err(_) => Some(format!(
@@ -171,7 +171,7 @@ where
         };
         let response = match answer {
             Ok(answer) => ClientResponse::Done(answer.encode()),
-            Err(response) => response,
+            Err(response) => *response,
         };
         let _ = reply.send(response);
     }
@@ -218,8 +218,8 @@ where
         &mut self,
         group: GroupId,
         change: MembershipChange,
-    ) -> Result<crate::Index, ClientResponse> {
-        let refuse = |reason: String| Err(ClientResponse::Error(reason));
+    ) -> Result<crate::Index, Box<ClientResponse>> {
+        let refuse = |reason: String| Err(Box::new(ClientResponse::Error(reason)));
         let Some(node) = self.multi.group(group) else {
             return refuse(format!(
                 "group {group} is not hosted on node {}; ask a server that hosts it",
@@ -228,7 +228,7 @@ where
         };
         if node.role() != Role::Leader {
             let leader = node.leader();
-            return Err(self.not_leader(leader));
+            return Err(Box::new(self.not_leader(leader)));
         }
         if let Some(index) = node.membership_change_pending() {
             return refuse(format!(
@@ -288,21 +288,21 @@ where
         &mut self,
         group: GroupId,
         target: NodeId,
-    ) -> Result<AdminAnswer, ClientResponse> {
+    ) -> Result<AdminAnswer, Box<ClientResponse>> {
         let Some(node) = self.multi.group(group) else {
-            return Err(ClientResponse::Error(format!(
+            return Err(Box::new(ClientResponse::Error(format!(
                 "group {group} is not hosted on node {}",
                 self.multi.id()
-            )));
+            ))));
         };
         if node.role() != Role::Leader {
             let leader = node.leader();
-            return Err(self.not_leader(leader));
+            return Err(Box::new(self.not_leader(leader)));
         }
         if !node.membership().is_full_voter(target) {
-            return Err(ClientResponse::Error(format!(
+            return Err(Box::new(ClientResponse::Error(format!(
                 "node {target} is not a voter of group {group} that may lead"
-            )));
+            ))));
         }
         self.input(MultiInput::Group {
             group,
