@@ -102,6 +102,10 @@ pub struct Connection {
         global = true
     )]
     pub groups: u64,
+    /// With --groups N: the group a `member` command is for (0 is the
+    /// catalog).
+    #[arg(long, value_name = "G", global = true)]
+    pub group: Option<u64>,
     /// Mutual TLS 1.3 to servers that run it: the cluster's CA certificate
     /// (PEM). All three --tls-* flags or none.
     #[arg(long, env = "CONCORD_TLS_CA", value_name = "PEM", global = true)]
@@ -289,6 +293,42 @@ pub enum MemberCommand {
         /// The voter's id.
         #[arg(value_parser = parse::node_id)]
         id: NodeId,
+    },
+    /// Multi-group clusters (--groups N): replace server OLD by the new,
+    /// empty server NEW (start it first with `concord-node --join`) in
+    /// every group naming OLD: NEW joins as a learner, catches up, is
+    /// promoted, then OLD is removed, a bounded number of groups at once.
+    /// Progress is printed; run it again after any crash to continue.
+    Replace {
+        /// The server replaced (dead or alive).
+        #[arg(value_parser = parse::node_id)]
+        old: NodeId,
+        /// The new server's id.
+        #[arg(value_parser = parse::node_id)]
+        new: NodeId,
+        /// The address the new server listens on.
+        #[arg(value_name = "HOST:PORT", value_parser = parse::addr)]
+        addr: String,
+        /// Most groups moving at once.
+        #[arg(long, value_name = "N", default_value_t = crate::multi_admin::GROUPS_IN_FLIGHT_DEFAULT)]
+        groups_in_flight: usize,
+    },
+    /// Multi-group clusters: hand every group server ID leads to another
+    /// of its voters (before stopping it for maintenance).
+    Drain {
+        /// The server.
+        #[arg(value_parser = parse::node_id)]
+        id: NodeId,
+    },
+    /// Multi-group clusters: remove server ID from every group naming it,
+    /// then from the catalog.
+    RemoveNode {
+        /// The server.
+        #[arg(value_parser = parse::node_id)]
+        id: NodeId,
+        /// Most groups changing at once.
+        #[arg(long, value_name = "N", default_value_t = crate::multi_admin::GROUPS_IN_FLIGHT_DEFAULT)]
+        groups_in_flight: usize,
     },
 }
 

@@ -212,7 +212,12 @@ pub fn witness_role_conflict(
 ) -> Option<String> {
     let mut first = None;
     let mut count = 0u64;
-    for (group, found) in &recovery.groups {
+    // The catalog (group 0) has every server as a full member.
+    for (group, found) in recovery
+        .groups
+        .iter()
+        .filter(|(group, _)| **group != concord::multi::CATALOG_GROUP)
+    {
         let recovered = &found.recovered;
         let membership = recovered
             .entries

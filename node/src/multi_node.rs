@@ -9,9 +9,15 @@
 //! ...` routes by key).
 //!
 //! Every node of `--peers` hosts every group, each group's voters being
-//! all of them; leases, witnesses and the preferred leader apply to every
-//! group ([`crate::group_roles`]). The data directory records the
-//! service, the group
+//! all of them at the start; group 0 is the catalog
+//! ([`concord::multi::Catalog`]): the servers added since and their
+//! addresses, and the groups assigned to them. A server started with
+//! `--join` hosts only the catalog, as a learner, until the catalog
+//! assigns it groups (`concord-cli member replace`, `member add-learner
+//! --group G`). Membership changes of each group go through its own
+//! log (`concord-cli member ... --group G`). Leases, witnesses and the preferred leader apply to
+//! every data group ([`crate::group_roles`]). The data directory records
+//! the service, the group
 //! count ([`crate::groups_file`]) and the node's identity, like a
 //! single-group server's, and is refused to a server started otherwise.
 
@@ -21,7 +27,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use concord::multi::MultiConfig;
+use concord::multi::{MultiConfig, CATALOG_GROUP};
+use concord::tokio::addresses::SharedAddressBook;
 use concord::tokio::identity::{IdentityClaim, IdentityHandle};
 use concord::tokio::multi::data_dir;
 use concord::tokio::multi::host::{self, MultiServerConfig, MultiServerHandle};
@@ -30,6 +37,7 @@ use concord::tokio::multi::shared_log::MultiWalOptions;
 use concord::tokio::multi::tcp_listener::{self, MultiListenerConfig};
 use concord::tokio::multi::tcp_sender::{TcpFrameConfig, TcpFrameSender};
 use concord::tokio::storage::StorageError;
+use concord::Config;
 use concord_services::sharded_kv::ShardMap;
 
 use crate::group_roles;
@@ -123,7 +131,7 @@ pub async fn start(settings: &ServerSettings) -> Result<RunningMultiNode, StartF
     let claim = IdentityClaim {
         cluster_id: settings.cluster_id.clone(),
         node_id: settings.id,
-        bootstrap: settings.peers.keys().next() == Some(&settings.id),
+        bootstrap: !settings.join && settings.peers.keys().next() == Some(&settings.id),
     };
     let options = MultiWalOptions {
         sync: settings.fsync,
@@ -152,14 +160,42 @@ pub async fn start(settings: &ServerSettings) -> Result<RunningMultiNode, StartF
     if let Some(conflict) = group_roles::witness_role_conflict(&opened.recovery, id, witness) {
         return Err(StartFailure::claim_refused(true, conflict));
     }
-    let groups = map
-        .group_ids()
+    // A joining server follows the catalog as a learner of the servers it
+    // was told of, and hosts what the catalog assigns it.
+    let catalog_voters: BTreeSet<_> = if settings.join {
+        voters
+            .iter()
+            .copied()
+            .filter(|voter| *voter != id)
+            .collect()
+    } else {
+        voters.clone()
+    };
+    let data_groups = if settings.join {
+        None
+    } else {
+        Some(map.group_ids())
+    };
+    let groups = std::iter::once(CATALOG_GROUP)
+        .chain(data_groups.into_iter().flatten())
         .map(|group| {
             let seed = id ^ started_nanos.rotate_left(17) ^ group.wrapping_mul(0x9e37_79b9);
-            (
-                group,
-                group_roles::group_config(settings, &voters, group, seed),
-            )
+            if group != CATALOG_GROUP {
+                return (
+                    group,
+                    group_roles::group_config(settings, &voters, group, seed),
+                );
+            }
+            // The catalog is every server's to keep in full, a witness's
+            // too: it says what each server hosts.
+            let mut config = Config::new(id, catalog_voters.iter().copied());
+            if !catalog_voters.contains(&id) {
+                config.learners.insert(id);
+            }
+            config.compaction_threshold_entries = settings.snapshot_every_entries;
+            config.compaction_trailing_entries = settings.compaction_trailing_entries;
+            config.seed = seed;
+            (group, config)
         })
         .collect();
     let mut config = MultiServerConfig::new(multi, groups);
@@ -172,8 +208,10 @@ pub async fn start(settings: &ServerSettings) -> Result<RunningMultiNode, StartF
         .filter(|(peer, _)| **peer != id)
         .map(|(peer, addr)| (*peer, addr.clone()))
         .collect();
+    let addresses = SharedAddressBook::default();
     let mut frames = TcpFrameConfig::new(id, settings.cluster_id.clone(), peers);
     frames.tls = tls.clone();
+    frames.addresses = Some(addresses.clone());
     let sender = TcpFrameSender::start(frames);
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
     let log = WalThread::start(opened.log, events_tx)
@@ -194,6 +232,7 @@ pub async fn start(settings: &ServerSettings) -> Result<RunningMultiNode, StartF
     let mut accept = MultiListenerConfig::new(id, settings.cluster_id.clone(), voters);
     accept.tls = tls;
     accept.groups_hosted = Some(settings.groups);
+    accept.addresses = addresses;
     tokio::spawn(tcp_listener::serve(
         listener,
         accept,

@@ -6,7 +6,7 @@
 //! key-value store runs its own [`ShardMachine`], as it always did.
 
 use concord::multi::sessions::GroupSessions;
-use concord::multi::GroupId;
+use concord::multi::{GroupId, CATALOG_GROUP};
 use concord::tokio::multi::host::{self, HostEvent, MultiServerConfig, MultiServerHandle};
 use concord::tokio::multi::log_sink::{LogEvent, WalThread};
 use concord::tokio::multi::tcp_sender::TcpFrameSender;
@@ -74,12 +74,13 @@ fn start_with<S, F>(
 ) -> Result<MultiServerHandle, host::MultiServerError>
 where
     S: concord::state_machine::StateMachine + Send + 'static,
-    F: Fn(GroupId) -> S,
+    F: Fn(GroupId) -> S + Send + 'static,
 {
-    host::start(
+    host::start_with_catalog(
         parts.config,
-        |group| {
-            if witness {
+        move |group| {
+            // The catalog is kept in full on a witness too.
+            if witness && group != CATALOG_GROUP {
                 GroupMachine::Witness
             } else {
                 GroupMachine::Full(GroupSessions::new(make(group)))

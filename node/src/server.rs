@@ -148,6 +148,9 @@ pub struct ServerFlags {
     /// This node is not one of --peers; add it with `concord-cli member
     /// add-learner <ID> <HOST:PORT>` and promote it once caught up. Ignored
     /// once the node's log holds a configuration (after it was added).
+    /// With --groups N: a new, empty server of a multi-group cluster; it
+    /// follows the catalog (group 0) and hosts the groups it is given
+    /// (`concord-cli --groups N member replace OLD <ID> <HOST:PORT>`).
     #[arg(long, env = "CONCORD_JOIN")]
     pub join: bool,
     /// Run as a witness voter: store the log and vote, but keep no state
@@ -680,16 +683,6 @@ impl ServerSettings {
                 ));
             }
             return Ok(self);
-        }
-        let groups = self.groups;
-        let refuse = |what: &str| {
-            Err(SettingsError::Inconsistent(format!(
-                "--groups {groups} runs the service on a multi-group host, \
-                 which does not support {what} yet; use --groups 1 for it"
-            )))
-        };
-        if self.join {
-            return refuse("membership changes (--join)");
         }
         if self.spread_leaders && self.preferred_leader.is_some() {
             return Err(SettingsError::Inconsistent(

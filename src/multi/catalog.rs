@@ -8,6 +8,13 @@
 //! coordination, a group id is never handed out twice, and a restarted
 //! node learns what to host from its own disk.
 //!
+//! The catalog also records the cluster's servers (id and address: how a
+//! server added to groups reaches, and is reached by, every other),
+//! which server was assigned which groups beyond their first voters (a
+//! server that a group adds creates the group when it applies the
+//! assignment, and learns it again from the catalog after a restart),
+//! and the replaces of a server under way (at most one per server).
+//!
 //! The catalog only starts and stops groups. A group's own membership
 //! then changes through the group's log ([`MembershipChange`]); a node
 //! that a group adds creates the group (as a learner of its current
@@ -31,6 +38,17 @@ pub const CATALOG_GROUP: GroupId = 0;
 /// Most voters a group may be created with.
 pub const CATALOG_VOTERS_MAX: usize = 64;
 
+/// Most groups one [`CatalogCommand::Assign`] or
+/// [`CatalogCommand::Unassign`] names (a replace assigns at most its
+/// groups in flight at once).
+pub const CATALOG_ASSIGN_GROUPS_MAX: usize = 4096;
+
+/// Longest server address the catalog records, `host:port`.
+pub const CATALOG_ADDR_BYTES_MAX: usize = 256;
+
+/// Most servers the catalog records.
+pub const CATALOG_SERVERS_MAX: usize = 1024;
+
 /// A change to the catalog, proposed to [`CATALOG_GROUP`] as the bytes of
 /// [`CatalogCommand::encode`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,10 +66,63 @@ pub enum CatalogCommand {
         /// The group.
         group: GroupId,
     },
+    /// Record server `id` and the address its peers and clients reach it
+    /// on (replacing an address recorded before).
+    AddServer {
+        /// The server.
+        id: NodeId,
+        /// Where it listens, `host:port`.
+        addr: String,
+    },
+    /// Forget server `id` (once no group names it).
+    RemoveServer {
+        /// The server.
+        id: NodeId,
+    },
+    /// Server `node` hosts these groups, joining each as a learner of the
+    /// voters given (its configuration until the group's log or snapshot
+    /// tells it the one in force).
+    Assign {
+        /// The server.
+        node: NodeId,
+        /// Each group and the voters it joins.
+        groups: Vec<(GroupId, BTreeSet<NodeId>)>,
+    },
+    /// Server `node` no longer hosts these groups (it was removed from
+    /// them).
+    Unassign {
+        /// The server.
+        node: NodeId,
+        /// The groups.
+        groups: Vec<GroupId>,
+    },
+    /// A replace of server `old` by server `new` starts. Refused while
+    /// another replace of `old` (by another server) is recorded; the same
+    /// replace again is a no-op (a re-run resumes it).
+    StartReplace {
+        /// The server replaced.
+        old: NodeId,
+        /// The server taking its place (recorded with `AddServer` first).
+        new: NodeId,
+    },
+    /// The replace of `old` ended (every group moved, or given up).
+    FinishReplace {
+        /// The server replaced.
+        old: NodeId,
+    },
 }
 
 const TAG_CREATE: u8 = 1;
 const TAG_REMOVE: u8 = 2;
+const TAG_ADD_SERVER: u8 = 3;
+const TAG_REMOVE_SERVER: u8 = 4;
+const TAG_ASSIGN: u8 = 5;
+const TAG_UNASSIGN: u8 = 6;
+const TAG_START_REPLACE: u8 = 7;
+const TAG_FINISH_REPLACE: u8 = 8;
+/// In a snapshot: a length (u32) and a command of another kind than
+/// `Create` follow.
+const TAG_FRAMED: u8 = 0x7f;
 
 impl CatalogCommand {
     /// The command's bytes, as proposed.
@@ -69,6 +140,45 @@ impl CatalogCommand {
             CatalogCommand::Remove { group } => {
                 out.push(TAG_REMOVE);
                 out.extend_from_slice(&group.to_le_bytes());
+            }
+            CatalogCommand::AddServer { id, addr } => {
+                out.push(TAG_ADD_SERVER);
+                out.extend_from_slice(&id.to_le_bytes());
+                out.extend_from_slice(&(addr.len() as u32).to_le_bytes());
+                out.extend_from_slice(addr.as_bytes());
+            }
+            CatalogCommand::RemoveServer { id } => {
+                out.push(TAG_REMOVE_SERVER);
+                out.extend_from_slice(&id.to_le_bytes());
+            }
+            CatalogCommand::Assign { node, groups } => {
+                out.push(TAG_ASSIGN);
+                out.extend_from_slice(&node.to_le_bytes());
+                out.extend_from_slice(&(groups.len() as u32).to_le_bytes());
+                for (group, voters) in groups {
+                    out.extend_from_slice(&group.to_le_bytes());
+                    out.extend_from_slice(&(voters.len() as u32).to_le_bytes());
+                    for voter in voters {
+                        out.extend_from_slice(&voter.to_le_bytes());
+                    }
+                }
+            }
+            CatalogCommand::Unassign { node, groups } => {
+                out.push(TAG_UNASSIGN);
+                out.extend_from_slice(&node.to_le_bytes());
+                out.extend_from_slice(&(groups.len() as u32).to_le_bytes());
+                for group in groups {
+                    out.extend_from_slice(&group.to_le_bytes());
+                }
+            }
+            CatalogCommand::StartReplace { old, new } => {
+                out.push(TAG_START_REPLACE);
+                out.extend_from_slice(&old.to_le_bytes());
+                out.extend_from_slice(&new.to_le_bytes());
+            }
+            CatalogCommand::FinishReplace { old } => {
+                out.push(TAG_FINISH_REPLACE);
+                out.extend_from_slice(&old.to_le_bytes());
             }
         }
         Bytes::from(out)
@@ -104,8 +214,109 @@ impl CatalogCommand {
             Some(&TAG_REMOVE) if bytes.len() == 9 => {
                 Ok(CatalogCommand::Remove { group: u64_at(1)? })
             }
+            Some(&TAG_REMOVE_SERVER) if bytes.len() == 9 => {
+                Ok(CatalogCommand::RemoveServer { id: u64_at(1)? })
+            }
+            Some(&TAG_FINISH_REPLACE) if bytes.len() == 9 => {
+                Ok(CatalogCommand::FinishReplace { old: u64_at(1)? })
+            }
+            Some(&TAG_START_REPLACE) if bytes.len() == 17 => Ok(CatalogCommand::StartReplace {
+                old: u64_at(1)?,
+                new: u64_at(9)?,
+            }),
+            Some(&TAG_ADD_SERVER) => {
+                let mut reader = Reader::new(bytes, 1);
+                let id = reader.u64().ok_or_else(malformed)?;
+                let length = reader.u32().ok_or_else(malformed)? as usize;
+                if length > CATALOG_ADDR_BYTES_MAX {
+                    return Err(malformed());
+                }
+                let addr = reader.bytes(length).ok_or_else(malformed)?;
+                let addr = std::str::from_utf8(addr).map_err(|_| malformed())?;
+                if !reader.is_done() {
+                    return Err(malformed());
+                }
+                Ok(CatalogCommand::AddServer {
+                    id,
+                    addr: addr.to_string(),
+                })
+            }
+            Some(&TAG_ASSIGN) => {
+                let mut reader = Reader::new(bytes, 1);
+                let node = reader.u64().ok_or_else(malformed)?;
+                let count = reader.u32().ok_or_else(malformed)? as usize;
+                if count > CATALOG_ASSIGN_GROUPS_MAX {
+                    return Err(malformed());
+                }
+                let mut groups = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let group = reader.u64().ok_or_else(malformed)?;
+                    let voters_count = reader.u32().ok_or_else(malformed)? as usize;
+                    if voters_count > CATALOG_VOTERS_MAX {
+                        return Err(malformed());
+                    }
+                    let mut voters = BTreeSet::new();
+                    for _ in 0..voters_count {
+                        voters.insert(reader.u64().ok_or_else(malformed)?);
+                    }
+                    groups.push((group, voters));
+                }
+                if !reader.is_done() {
+                    return Err(malformed());
+                }
+                Ok(CatalogCommand::Assign { node, groups })
+            }
+            Some(&TAG_UNASSIGN) => {
+                let mut reader = Reader::new(bytes, 1);
+                let node = reader.u64().ok_or_else(malformed)?;
+                let count = reader.u32().ok_or_else(malformed)? as usize;
+                if count > CATALOG_ASSIGN_GROUPS_MAX {
+                    return Err(malformed());
+                }
+                let mut groups = Vec::with_capacity(count);
+                for _ in 0..count {
+                    groups.push(reader.u64().ok_or_else(malformed)?);
+                }
+                if !reader.is_done() {
+                    return Err(malformed());
+                }
+                Ok(CatalogCommand::Unassign { node, groups })
+            }
             _ => Err(malformed()),
         }
+    }
+}
+
+/// Reads little-endian numbers off a command, never past its end.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn new(bytes: &'a [u8], at: usize) -> Self {
+        Reader { bytes, at }
+    }
+
+    fn bytes(&mut self, length: usize) -> Option<&'a [u8]> {
+        let end = self.at.checked_add(length)?;
+        let slice = self.bytes.get(self.at..end)?;
+        self.at = end;
+        Some(slice)
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        let slice = self.bytes(8)?;
+        Some(u64::from_le_bytes(slice.try_into().expect("8 bytes")))
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        let slice = self.bytes(4)?;
+        Some(u32::from_le_bytes(slice.try_into().expect("4 bytes")))
+    }
+
+    fn is_done(&self) -> bool {
+        self.at == self.bytes.len()
     }
 }
 
@@ -125,6 +336,46 @@ pub enum CatalogChange {
         group: GroupId,
         /// Its voters as the catalog knew them.
         voters: BTreeSet<NodeId>,
+    },
+    /// Server `id` is reachable at `addr` (every server adds it to its
+    /// peers).
+    ServerAdded {
+        /// The server.
+        id: NodeId,
+        /// Its address.
+        addr: String,
+    },
+    /// Server `id` is forgotten.
+    ServerRemoved {
+        /// The server.
+        id: NodeId,
+    },
+    /// Server `node` hosts these groups from now on (it creates each not
+    /// hosted yet, as a learner of the voters given).
+    Assigned {
+        /// The server.
+        node: NodeId,
+        /// Each group and the voters it joins.
+        groups: Vec<(GroupId, BTreeSet<NodeId>)>,
+    },
+    /// Server `node` no longer hosts these groups.
+    Unassigned {
+        /// The server.
+        node: NodeId,
+        /// The groups.
+        groups: Vec<GroupId>,
+    },
+    /// A replace started, or the same replace was asked again.
+    ReplaceStarted {
+        /// The server replaced.
+        old: NodeId,
+        /// The server taking its place.
+        new: NodeId,
+    },
+    /// A replace ended.
+    ReplaceFinished {
+        /// The server replaced.
+        old: NodeId,
     },
 }
 
@@ -156,14 +407,52 @@ pub enum CatalogError {
     /// A group needs voters, none of them node 0.
     #[error("a group needs between 1 and {CATALOG_VOTERS_MAX} voters, none of them node 0")]
     BadVoters,
+    /// Node id 0 is reserved, or an address is empty.
+    #[error("server {id} with address {addr:?}: give an id of 1 or more and a host:port address")]
+    BadServer {
+        /// The id given.
+        id: NodeId,
+        /// The address given.
+        addr: String,
+    },
+    /// The catalog records [`CATALOG_SERVERS_MAX`] servers already.
+    #[error("the catalog records {CATALOG_SERVERS_MAX} servers already; remove one first")]
+    TooManyServers,
+    /// The server is not recorded.
+    #[error("server {id} is not a server of this cluster (add it with its address first)")]
+    UnknownServer {
+        /// The server.
+        id: NodeId,
+    },
+    /// Another replace of the same server is under way.
+    #[error("server {old} is being replaced by server {new} already; finish that replace (re-run it) before replacing {old} by another")]
+    ReplaceUnderWay {
+        /// The server replaced.
+        old: NodeId,
+        /// The server taking its place in the replace under way.
+        new: NodeId,
+    },
+    /// No replace of this server is under way.
+    #[error("no replace of server {old} is under way")]
+    NoReplace {
+        /// The server.
+        old: NodeId,
+    },
 }
 
-/// The catalog's state: every existing group and its first voters.
+/// The catalog's state: every existing group and its first voters, the
+/// servers, the groups assigned to servers since, and the replaces under
+/// way.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Catalog {
     groups: BTreeMap<GroupId, BTreeSet<NodeId>>,
     /// The lowest id that may still be created.
     next: GroupId,
+    servers: BTreeMap<NodeId, String>,
+    /// (server, group) -> the voters it joined as a learner of.
+    assigned: BTreeMap<(NodeId, GroupId), BTreeSet<NodeId>>,
+    /// old -> new.
+    replaces: BTreeMap<NodeId, NodeId>,
 }
 
 impl Default for Catalog {
@@ -171,6 +460,9 @@ impl Default for Catalog {
         Catalog {
             groups: BTreeMap::new(),
             next: CATALOG_GROUP + 1,
+            servers: BTreeMap::new(),
+            assigned: BTreeMap::new(),
+            replaces: BTreeMap::new(),
         }
     }
 }
@@ -199,10 +491,97 @@ impl Catalog {
                 Ok(CatalogChange::Created { group, voters })
             }
             CatalogCommand::Remove { group } => match self.groups.remove(&group) {
-                Some(voters) => Ok(CatalogChange::Removed { group, voters }),
+                Some(voters) => {
+                    self.assigned.retain(|(_, assigned), _| *assigned != group);
+                    Ok(CatalogChange::Removed { group, voters })
+                }
                 None => Err(CatalogError::UnknownGroup { group }),
             },
+            CatalogCommand::AddServer { id, addr } => {
+                if id == 0 || addr.is_empty() || addr.len() > CATALOG_ADDR_BYTES_MAX {
+                    return Err(CatalogError::BadServer { id, addr });
+                }
+                if !self.servers.contains_key(&id) && self.servers.len() >= CATALOG_SERVERS_MAX {
+                    return Err(CatalogError::TooManyServers);
+                }
+                self.servers.insert(id, addr.clone());
+                Ok(CatalogChange::ServerAdded { id, addr })
+            }
+            CatalogCommand::RemoveServer { id } => match self.servers.remove(&id) {
+                Some(_) => {
+                    self.assigned.retain(|(node, _), _| *node != id);
+                    Ok(CatalogChange::ServerRemoved { id })
+                }
+                None => Err(CatalogError::UnknownServer { id }),
+            },
+            CatalogCommand::Assign { node, groups } => {
+                if !self.servers.contains_key(&node) {
+                    return Err(CatalogError::UnknownServer { id: node });
+                }
+                if groups
+                    .iter()
+                    .any(|(_, voters)| voters.is_empty() || voters.contains(&0))
+                {
+                    return Err(CatalogError::BadVoters);
+                }
+                for (group, voters) in &groups {
+                    self.assigned.insert((node, *group), voters.clone());
+                }
+                Ok(CatalogChange::Assigned { node, groups })
+            }
+            CatalogCommand::Unassign { node, groups } => {
+                for group in &groups {
+                    self.assigned.remove(&(node, *group));
+                }
+                Ok(CatalogChange::Unassigned { node, groups })
+            }
+            CatalogCommand::StartReplace { old, new } => {
+                if !self.servers.contains_key(&new) {
+                    return Err(CatalogError::UnknownServer { id: new });
+                }
+                match self.replaces.get(&old) {
+                    Some(under_way) if *under_way != new => Err(CatalogError::ReplaceUnderWay {
+                        old,
+                        new: *under_way,
+                    }),
+                    _ => {
+                        self.replaces.insert(old, new);
+                        Ok(CatalogChange::ReplaceStarted { old, new })
+                    }
+                }
+            }
+            CatalogCommand::FinishReplace { old } => match self.replaces.remove(&old) {
+                Some(_) => Ok(CatalogChange::ReplaceFinished { old }),
+                None => Err(CatalogError::NoReplace { old }),
+            },
         }
+    }
+
+    /// Every recorded server and its address.
+    pub fn servers(&self) -> impl Iterator<Item = (NodeId, &str)> + '_ {
+        self.servers.iter().map(|(id, addr)| (*id, addr.as_str()))
+    }
+
+    /// The groups assigned to `node` since they were created, each with
+    /// the voters it joined as a learner of.
+    pub fn assigned_to(
+        &self,
+        node: NodeId,
+    ) -> impl Iterator<Item = (GroupId, &BTreeSet<NodeId>)> + '_ {
+        self.assigned
+            .range((node, 0)..=(node, GroupId::MAX))
+            .map(|((_, group), voters)| (*group, voters))
+    }
+
+    /// The replace of `old` under way, if any: the server taking its
+    /// place.
+    pub fn replace_of(&self, old: NodeId) -> Option<NodeId> {
+        self.replaces.get(&old).copied()
+    }
+
+    /// Every replace under way, old -> new.
+    pub fn replaces(&self) -> impl Iterator<Item = (NodeId, NodeId)> + '_ {
+        self.replaces.iter().map(|(old, new)| (*old, *new))
     }
 
     /// The lowest id a new group may take.
@@ -215,12 +594,18 @@ impl Catalog {
         self.groups.iter().map(|(group, voters)| (*group, voters))
     }
 
-    /// The groups `node` hosts.
+    /// The groups `node` hosts: those created with it as a voter, and
+    /// those assigned to it since (in ascending id, each once).
     pub fn hosted_by(&self, node: NodeId) -> impl Iterator<Item = GroupId> + '_ {
-        self.groups
+        let created = self
+            .groups
             .iter()
             .filter(move |(_, voters)| voters.contains(&node))
-            .map(|(group, _)| *group)
+            .map(|(group, _)| *group);
+        let assigned: BTreeSet<GroupId> = self.assigned_to(node).map(|(group, _)| group).collect();
+        let mut all: BTreeSet<GroupId> = created.collect();
+        all.extend(assigned);
+        all.into_iter()
     }
 
     /// The catalog's bytes, for a snapshot of the metadata group.
@@ -236,6 +621,30 @@ impl Catalog {
                 .encode(),
             );
         }
+        let mut framed = |command: CatalogCommand| {
+            let bytes = command.encode();
+            out.push(TAG_FRAMED);
+            out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+            out.extend_from_slice(&bytes);
+        };
+        for (id, addr) in &self.servers {
+            framed(CatalogCommand::AddServer {
+                id: *id,
+                addr: addr.clone(),
+            });
+        }
+        for ((node, group), voters) in &self.assigned {
+            framed(CatalogCommand::Assign {
+                node: *node,
+                groups: vec![(*group, voters.clone())],
+            });
+        }
+        for (old, new) in &self.replaces {
+            framed(CatalogCommand::StartReplace {
+                old: *old,
+                new: *new,
+            });
+        }
         Bytes::from(out)
     }
 
@@ -249,6 +658,23 @@ impl Catalog {
         let mut catalog = Catalog::new();
         let mut rest = &bytes[8..];
         while !rest.is_empty() {
+            if rest[0] == TAG_FRAMED {
+                let length_bytes = rest.get(1..5).ok_or(malformed.clone())?;
+                let length = u32::from_le_bytes(length_bytes.try_into().expect("4 bytes")) as usize;
+                let record = rest.get(5..5 + length).ok_or(malformed.clone())?;
+                match CatalogCommand::decode(record)? {
+                    command @ (CatalogCommand::AddServer { .. }
+                    | CatalogCommand::Assign { .. }
+                    | CatalogCommand::StartReplace { .. }) => {
+                        catalog
+                            .apply(&command.encode())
+                            .map_err(|_| malformed.clone())?;
+                    }
+                    _ => return Err(malformed),
+                }
+                rest = &rest[5 + length..];
+                continue;
+            }
             let count_bytes = rest.get(9..13).ok_or(malformed.clone())?;
             let count = u32::from_le_bytes(count_bytes.try_into().expect("4 bytes")) as usize;
             let length = 13usize
@@ -316,6 +742,66 @@ mod tests {
     }
 
     #[test]
+    fn servers_assignments_and_replaces_survive_a_snapshot() {
+        let mut catalog = Catalog::new();
+        let create = CatalogCommand::Create {
+            group: 1,
+            voters: [1, 2, 3].into(),
+        };
+        catalog.apply(&create.encode()).unwrap();
+        for (id, addr) in [(1, "127.0.0.1:7001"), (4, "127.0.0.1:7004")] {
+            let command = CatalogCommand::AddServer {
+                id,
+                addr: addr.to_string(),
+            };
+            assert_eq!(
+                CatalogCommand::decode(&command.encode()),
+                Ok(command.clone())
+            );
+            catalog.apply(&command.encode()).unwrap();
+        }
+        let assign = CatalogCommand::Assign {
+            node: 4,
+            groups: vec![(1, [1, 2, 3].into()), (9, [1, 2].into())],
+        };
+        assert_eq!(CatalogCommand::decode(&assign.encode()), Ok(assign.clone()));
+        catalog.apply(&assign.encode()).unwrap();
+        let start = CatalogCommand::StartReplace { old: 3, new: 4 };
+        catalog.apply(&start.encode()).unwrap();
+        // The same replace again resumes it; another of 3 is refused.
+        assert!(catalog.apply(&start.encode()).is_ok());
+        assert_eq!(
+            catalog.apply(&CatalogCommand::StartReplace { old: 3, new: 1 }.encode()),
+            Err(CatalogError::ReplaceUnderWay { old: 3, new: 4 })
+        );
+        assert_eq!(
+            catalog.apply(&CatalogCommand::StartReplace { old: 2, new: 5 }.encode()),
+            Err(CatalogError::UnknownServer { id: 5 })
+        );
+        assert_eq!(catalog.hosted_by(4).collect::<Vec<_>>(), vec![1, 9]);
+        let restored = Catalog::restore(&catalog.snapshot()).unwrap();
+        assert_eq!(restored, catalog);
+        let unassign = CatalogCommand::Unassign {
+            node: 4,
+            groups: vec![9],
+        };
+        assert_eq!(
+            CatalogCommand::decode(&unassign.encode()),
+            Ok(unassign.clone())
+        );
+        catalog.apply(&unassign.encode()).unwrap();
+        assert_eq!(catalog.hosted_by(4).collect::<Vec<_>>(), vec![1]);
+        catalog
+            .apply(&CatalogCommand::FinishReplace { old: 3 }.encode())
+            .unwrap();
+        assert_eq!(catalog.replace_of(3), None);
+        assert_eq!(
+            catalog.apply(&CatalogCommand::FinishReplace { old: 3 }.encode()),
+            Err(CatalogError::NoReplace { old: 3 })
+        );
+    }
+
+    #[test]
     fn malformed_commands_and_snapshots_are_errors_not_panics() {
         for length in 0..40 {
             let bytes: Vec<u8> = (0..length).map(|i| (i * 37 + 1) as u8).collect();
@@ -323,6 +809,13 @@ mod tests {
             let _ = Catalog::restore(&bytes);
             let mut catalog = Catalog::new();
             let _ = catalog.apply(&bytes);
+        }
+        for tag in [TAG_ADD_SERVER, TAG_ASSIGN, TAG_UNASSIGN, TAG_FRAMED] {
+            let mut huge = vec![tag];
+            huge.extend_from_slice(&9u64.to_le_bytes());
+            huge.extend_from_slice(&u32::MAX.to_le_bytes());
+            assert!(CatalogCommand::decode(&huge).is_err());
+            let _ = Catalog::restore(&huge);
         }
         let mut huge = vec![TAG_CREATE];
         huge.extend_from_slice(&9u64.to_le_bytes());

@@ -27,6 +27,10 @@
 //!   new leaders a bounded number at a time (`liveness.rs`, `wake.rs`).
 //! * **Lifecycle.** Groups are created and removed while the node runs
 //!   (`lifecycle.rs`), as a replicated [`Catalog`] decides (`catalog.rs`).
+//! * **Replacing a server.** [`ReplacePlan`] decides, from each group's
+//!   configuration alone, the next change that moves it from a dead
+//!   server to a new one, a bounded number of groups at a time
+//!   (`replace.rs`).
 //!
 //! ## The host loop
 //!
@@ -95,11 +99,13 @@ mod persist;
 mod planted;
 mod quiescence;
 pub mod sessions;
+mod replace;
 mod stats;
 mod wake;
 
 pub use catalog::{
-    Catalog, CatalogChange, CatalogCommand, CatalogError, CATALOG_GROUP, CATALOG_VOTERS_MAX,
+    Catalog, CatalogChange, CatalogCommand, CatalogError, CATALOG_ADDR_BYTES_MAX,
+    CATALOG_ASSIGN_GROUPS_MAX, CATALOG_GROUP, CATALOG_SERVERS_MAX, CATALOG_VOTERS_MAX,
 };
 pub use config::{MultiConfig, MultiConfigError};
 pub use frame::{
@@ -112,4 +118,8 @@ pub use persist::{BatchId, GroupWrite, PersistBatch};
 #[cfg(feature = "planted-bugs")]
 #[doc(hidden)]
 pub use planted::MultiPlantedBugs;
+pub use replace::{
+    ReplaceError, ReplaceGroup, ReplacePlan, ReplaceProgress, ReplaceRound, ReplaceStep,
+    WaitReason, REPLACE_GROUPS_IN_FLIGHT_MAX,
+};
 pub use stats::MultiStats;

@@ -58,6 +58,11 @@ pub struct MultiPlantedBugs {
     /// leader message it took) is older than the answer the leader's
     /// lease counts.
     pub sleeping_follower_answers_unstepped: bool,
+    /// The replace planner (`ReplacePlan`) removes OLD from a group as
+    /// soon as NEW is in it as a learner, not once NEW is a voter: while
+    /// NEW catches up, the group runs on one fewer voter able to hold its
+    /// log (two of three, one of them maybe dead).
+    pub replace_removes_old_early: bool,
 }
 
 impl MultiPlantedBugs {
@@ -73,5 +78,6 @@ impl MultiPlantedBugs {
         tick_burst_wakes: false,
         burst_lease_kept: false,
         sleeping_follower_answers_unstepped: false,
+        replace_removes_old_early: false,
     };
 }

@@ -260,6 +260,16 @@ async fn member(client: &mut Client, command: &MemberCommand) -> Result<(), Fail
             AdminRequest::TransferLeader { id },
             format!("node {id} is the leader now"),
         ),
+        MemberCommand::Replace { .. }
+        | MemberCommand::Drain { .. }
+        | MemberCommand::RemoveNode { .. } => {
+            return Err(Failure {
+                message: "replace, drain and remove-node act on every group of a multi-group \
+                          cluster: give its group count with --groups N"
+                    .to_string(),
+                ending: Ending::Usage,
+            })
+        }
     };
     let answer = client.admin(request).await.map_err(|e| match e {
         ClientError::RetriesExhausted { attempts, last }
@@ -409,11 +419,12 @@ async fn sharded(args: CliArgs, tls: Option<Arc<TlsConfig>>) -> Result<(), Failu
         CliCommand::Status(status_args) => {
             return groups_status(connection, tls, &status_args).await
         }
+        CliCommand::Member(command) => return multi_member(&args.connection, tls, &command).await,
         _ => {
             return Err(Failure {
                 message: format!(
-                    "--groups {groups}: a multi-group cluster answers service commands and \
-                     status only (membership is not served by it yet)"
+                    "--groups {groups}: a multi-group cluster answers service, status and \
+                     member commands only"
                 ),
                 ending: Ending::Usage,
             })
@@ -559,6 +570,44 @@ async fn groups_status(
             ending,
         }
     })
+}
+
+/// `member ...` against a multi-group cluster (see
+/// `concord_node::multi_admin`).
+async fn multi_member(
+    connection: &concord_node::client::Connection,
+    tls: Option<Arc<TlsConfig>>,
+    command: &MemberCommand,
+) -> Result<(), Failure> {
+    let timeout = connection.timeout();
+    let servers = node_ids(
+        &connection.servers,
+        &connection.cluster_id,
+        tls.as_deref(),
+        timeout,
+    )
+    .await
+    .map_err(|e| Failure {
+        message: format!("{e}; check --servers and --cluster-id"),
+        ending: Ending::Failed,
+    })?;
+    let cluster = concord_node::multi_admin::Cluster {
+        cluster_id: connection.cluster_id.clone(),
+        servers,
+        groups: connection.groups,
+        tls,
+        timeout,
+    };
+    concord_node::multi_admin::member(&cluster, connection.group, command)
+        .await
+        .map_err(|failure| Failure {
+            message: failure.message,
+            ending: if failure.unknown {
+                Ending::Unknown
+            } else {
+                Ending::Failed
+            },
+        })
 }
 
 /// `status` (see `concord_node::status_watch`): when no server

@@ -112,6 +112,7 @@ impl MultiBugs {
             tick_burst_wakes: self.tick_burst_wakes,
             burst_lease_kept: self.burst_lease_kept,
             sleeping_follower_answers_unstepped: self.sleeping_follower_answers_unstepped,
+            replace_removes_old_early: false,
         }
     }
 }

@@ -50,6 +50,7 @@ use tracing::Instrument;
 
 use crate::multi::{
     Frame, GroupId, MultiAction, MultiConfig, MultiError, MultiInput, MultiNode, MultiStats,
+    CATALOG_GROUP,
 };
 use crate::state_machine::{apply_entry, StateMachine};
 use crate::tokio::loop_handle::{LoopHandle, Unanswered};
@@ -66,10 +67,19 @@ use super::shared_log::{LogStats, WalWrite};
 use super::snapshot_store::{self, SnapshotIntake};
 use super::wire::GroupOp;
 
+mod members;
+
 /// Sends frames to peers. Best effort: a frame may be lost.
 pub trait FrameSender: Send + Sync + 'static {
     /// Queues `frame` for node `frame.to` without waiting.
     fn send(&self, frame: Frame);
+
+    /// Learns (or updates) the address of peer `peer`, recorded in the
+    /// catalog while the server runs. Senders of a fixed set of peers
+    /// ignore it (the default).
+    fn add_peer(&self, peer: NodeId, addr: &str) {
+        let _ = (peer, addr);
+    }
 }
 
 /// Something for the loop to handle.
@@ -136,6 +146,11 @@ pub struct MultiServerConfig {
     /// a file as it arrives, not into memory (when the log's store has
     /// files).
     pub snapshot_in_memory_bytes_max: u64,
+    /// Group [`CATALOG_GROUP`](crate::multi::CATALOG_GROUP) is the
+    /// catalog ([`crate::multi::Catalog`]), not a group of the state
+    /// machine: the servers, their addresses and assigned groups (see
+    /// [`start_with_catalog`]). Off by default.
+    pub catalog: bool,
 }
 
 impl MultiServerConfig {
@@ -151,6 +166,7 @@ impl MultiServerConfig {
             events_per_turn_max: 8192,
             client_addrs: BTreeMap::new(),
             snapshot_in_memory_bytes_max: 1024 * 1024,
+            catalog: false,
         }
     }
 }
@@ -370,7 +386,7 @@ const SETTLE_ROUNDS_MAX: usize = 10_000;
 pub fn start<S, F, L, N>(
     config: MultiServerConfig,
     make_state_machine: F,
-    mut recovery: MultiRecovery,
+    recovery: MultiRecovery,
     log: L,
     log_events: mpsc::UnboundedReceiver<LogEvent>,
     network: N,
@@ -382,10 +398,63 @@ where
     L: LogSink,
     N: FrameSender,
 {
+    let server = build(config, &make_state_machine, recovery, log, network)?;
+    Ok(launch(server, log_events, inbox))
+}
+
+/// [`start`] with group [`CATALOG_GROUP`](crate::multi::CATALOG_GROUP)
+/// as the catalog (`config.catalog` is set here): the server also hosts
+/// every group found in `recovery` (assigned to it since the cluster
+/// started), creates the groups the catalog assigns to it while it runs
+/// (with state machines from `make_state_machine`), stops hosting and
+/// deletes those it unassigns, and adds the servers it records to the
+/// layer's peers and to `network` ([`FrameSender::add_peer`]).
+pub fn start_with_catalog<S, F, L, N>(
+    mut config: MultiServerConfig,
+    make_state_machine: F,
+    recovery: MultiRecovery,
+    log: L,
+    log_events: mpsc::UnboundedReceiver<LogEvent>,
+    network: N,
+    inbox: (mpsc::Sender<HostEvent>, mpsc::Receiver<HostEvent>),
+) -> Result<MultiServerHandle, MultiServerError>
+where
+    S: StateMachine + Send + 'static,
+    F: Fn(GroupId) -> S + Send + 'static,
+    L: LogSink,
+    N: FrameSender,
+{
+    config.catalog = true;
+    let mut server = build(config, &make_state_machine, recovery, log, network)?;
+    server.make = Some(Box::new(make_state_machine));
+    // The groups a restored catalog assigns here, and its servers.
+    server.catalog_sync();
+    server.settle();
+    Ok(launch(server, log_events, inbox))
+}
+
+/// Builds the server loop's state: every group created and restored.
+fn build<S, L, N>(
+    mut config: MultiServerConfig,
+    make_state_machine: &dyn Fn(GroupId) -> S,
+    mut recovery: MultiRecovery,
+    log: L,
+    network: N,
+) -> Result<Server<S, L, N>, MultiServerError>
+where
+    S: StateMachine + Send + 'static,
+    L: LogSink,
+    N: FrameSender,
+{
     let id = config.multi.id;
     let mut multi = MultiNode::new(config.multi.clone())?;
     let mut groups = BTreeMap::new();
     let mut snapshots = Vec::new();
+    let mut catalog = None;
+    if config.catalog {
+        members::host_recovered_groups(&mut config, &mut multi, &recovery);
+        catalog = Some(crate::multi::Catalog::new());
+    }
     for (group, group_config) in &config.groups {
         let found = recovery.groups.remove(group);
         let mut state_machine = make_state_machine(*group);
@@ -396,13 +465,15 @@ where
         if let Some(snapshot) = &snapshot {
             let index = snapshot.meta().position.index;
             let data = snapshot.read_verified()?;
-            state_machine
-                .restore(&data)
-                .map_err(|e| MultiServerError::Restore {
-                    group: *group,
-                    index,
-                    reason: e.reason,
-                })?;
+            let restored = match catalog.as_mut().filter(|_| *group == CATALOG_GROUP) {
+                Some(catalog) => members::restore_catalog(catalog, &data),
+                None => state_machine.restore(&data).map_err(|e| e.reason),
+            };
+            restored.map_err(|reason| MultiServerError::Restore {
+                group: *group,
+                index,
+                reason,
+            })?;
         }
         let base_index = recovered.base.index;
         multi.create_group(*group, group_config.clone(), recovered)?;
@@ -414,9 +485,6 @@ where
         }
         groups.insert(*group, host_group);
     }
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let (done_tx, done_rx) = oneshot::channel();
-    let (events_tx, events_rx) = inbox;
     let span = tracing::info_span!("multi-node", id);
     let asking = groups
         .keys()
@@ -447,6 +515,9 @@ where
         log,
         network,
         config,
+        catalog,
+        catalog_changes: Vec::new(),
+        make: None,
         out: Vec::new(),
         work: VecDeque::new(),
         reads: BTreeMap::new(),
@@ -467,6 +538,25 @@ where
         server.settle();
     });
     server.commit_at_start = server.commit_sum();
+    Ok(server)
+}
+
+/// Spawns the loop of a built server.
+fn launch<S, L, N>(
+    server: Server<S, L, N>,
+    log_events: mpsc::UnboundedReceiver<LogEvent>,
+    inbox: (mpsc::Sender<HostEvent>, mpsc::Receiver<HostEvent>),
+) -> MultiServerHandle
+where
+    S: StateMachine + Send + 'static,
+    L: LogSink,
+    N: FrameSender,
+{
+    let id = server.multi.id();
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (done_tx, done_rx) = oneshot::channel();
+    let (events_tx, events_rx) = inbox;
+    let span = tracing::info_span!("multi-node", id);
     tokio::spawn(
         async move {
             let result = server.run(events_rx, log_events, shutdown_rx).await;
@@ -477,7 +567,7 @@ where
         }
         .instrument(span),
     );
-    Ok(MultiServerHandle::new(id, events_tx, shutdown_tx, done_rx))
+    MultiServerHandle::new(id, events_tx, shutdown_tx, done_rx)
 }
 
 struct Server<S, L, N> {
@@ -507,6 +597,12 @@ struct Server<S, L, N> {
     /// [`MultiStatus::entries_committed`].
     commit_at_start: u64,
     failed: Option<MultiServerError>,
+    /// The catalog, when group 0 is one (`MultiServerConfig::catalog`).
+    catalog: Option<crate::multi::Catalog>,
+    /// Changes the catalog applied and the server has yet to carry out.
+    catalog_changes: Vec<crate::multi::CatalogChange>,
+    /// Makes the state machine of a group created while running.
+    make: Option<Box<dyn Fn(GroupId) -> S + Send>>,
 }
 
 impl<S, L, N> Server<S, L, N>
@@ -706,6 +802,7 @@ where
                         host_group.pending_replies.push_back(reply);
                         self.proposals_pending.insert(group);
                     }
+                    GroupOp::Admin(request) => self.admin(group, request, reply),
                     GroupOp::Read { path, query } => {
                         // The ticks a stall missed come first (leases).
                         self.catch_up_ticks();
@@ -1010,7 +1107,12 @@ where
                 };
                 self.stats.entries_applied += entries.len() as u64;
                 for entry in entries.iter() {
-                    let response = apply_entry(&mut host_group.state_machine, entry);
+                    let response = match self.catalog.as_mut().filter(|_| group == CATALOG_GROUP) {
+                        Some(catalog) => {
+                            members::apply_catalog(catalog, entry, &mut self.catalog_changes)
+                        }
+                        None => apply_entry(&mut host_group.state_machine, entry),
+                    };
                     while host_group
                         .waiting
                         .front()
@@ -1031,6 +1133,7 @@ where
                     group,
                     input: Input::Applied(last),
                 });
+                self.catalog_carry_out();
             }
             Action::ProposalAccepted {
                 term,
@@ -1192,14 +1295,27 @@ where
                     return;
                 };
                 let host_group = self.groups.get_mut(&group).expect("received above");
-                if let Err(e) = host_group.state_machine.restore(&data) {
+                let restored = match self.catalog.as_mut().filter(|_| group == CATALOG_GROUP) {
+                    Some(catalog) => members::restore_catalog(catalog, &data),
+                    None => host_group
+                        .state_machine
+                        .restore(&data)
+                        .map_err(|e| e.reason),
+                };
+                if let Err(reason) = restored {
                     self.failed = Some(MultiServerError::Restore {
                         group,
                         index: position.index,
-                        reason: e.reason,
+                        reason,
                     });
                     return;
                 }
+                if group == CATALOG_GROUP {
+                    self.catalog_sync();
+                }
+                let Some(host_group) = self.groups.get_mut(&group) else {
+                    return;
+                };
                 // Entries the snapshot covers are never applied here.
                 while host_group
                     .waiting
@@ -1310,11 +1426,12 @@ where
         let Some(host_group) = self.groups.get(&group) else {
             return;
         };
-        // A witness's snapshot only marks where its log starts: no state.
-        let data = if witness {
-            Bytes::new()
-        } else {
-            host_group.state_machine.snapshot()
+        // A witness's snapshot only marks where its log starts: no state
+        // (the catalog is every server's to keep, witness or not).
+        let data = match self.catalog.as_ref().filter(|_| group == CATALOG_GROUP) {
+            Some(catalog) => catalog.snapshot(),
+            None if witness => Bytes::new(),
+            None => host_group.state_machine.snapshot(),
         };
         let snapshot =
             Snapshot::new(LogPosition::new(index, term), data).with_membership(membership);

@@ -13,6 +13,7 @@
 //! | [`host`] | the server loop: a `MultiNode`, a state machine per group, one log, one timer |
 //! | [`groups_status`] | a server's status at any number of groups: a bounded summary, or one group |
 //! | [`wire`] | peer frames and client requests naming their group |
+//! | [`admin`] | membership requests of a group, and of a whole server (replace, drain) |
 //! | [`tcp_sender`] | one connection per peer carrying every group's frames (TLS optional) |
 //! | [`tcp_listener`] | the accepting side: peers' frames and clients' requests naming their group |
 //! | [`mem_network`] | an in-process network of servers |
@@ -27,6 +28,7 @@
 //! <dir>/groups/<group:020>/snapshot-<index>-<term>.snap  each group's newest snapshot
 //! ```
 
+pub mod admin;
 pub mod data_dir;
 pub mod groups_status;
 pub mod host;

@@ -53,6 +53,10 @@ pub struct MultiListenerConfig {
     /// single-group client's request ("this server hosts N groups: use
     /// --groups N"); `None` closes such a connection as bad input.
     pub groups_hosted: Option<u64>,
+    /// Peers learnt while running (the catalog's servers), accepted
+    /// besides `peers`: the book a [`TcpFrameSender`](super::tcp_sender::TcpFrameSender)
+    /// writes them to.
+    pub addresses: crate::tokio::addresses::SharedAddressBook,
 }
 
 impl MultiListenerConfig {
@@ -73,6 +77,7 @@ impl MultiListenerConfig {
             frame_buffer_bytes_max: listener::FRAME_BUFFER_BYTES_MAX_DEFAULT,
             tls: None,
             groups_hosted: None,
+            addresses: Default::default(),
         }
     }
 }
@@ -100,6 +105,7 @@ pub async fn serve(
         frame_buffer_bytes_max,
         tls,
         groups_hosted,
+        addresses,
     } = config;
     let misdirected = groups_hosted.map(|groups| {
         format!(
@@ -110,10 +116,10 @@ pub async fn serve(
     let config = ListenerConfig {
         node_id,
         cluster_id,
-        // Groups' members are fixed peers: no address book, no
+        // Peers of the start, and those the catalog recorded since; no
         // incarnation.
         voters: peers,
-        addresses: Default::default(),
+        addresses,
         max_frame_bytes,
         handshake_timeout,
         connections_max,

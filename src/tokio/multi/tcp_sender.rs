@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -53,6 +53,9 @@ pub struct TcpFrameConfig {
     pub peer_timeout: Duration,
     /// Mutual TLS on every connection; `None` dials in plaintext.
     pub tls: Option<Arc<TlsConfig>>,
+    /// Where peers learnt while running ([`FrameSender::add_peer`]) are
+    /// written too, for the listener to accept their connections.
+    pub addresses: Option<crate::tokio::addresses::SharedAddressBook>,
 }
 
 impl TcpFrameConfig {
@@ -76,6 +79,7 @@ impl TcpFrameConfig {
             keepalive_interval: Duration::from_millis(100),
             peer_timeout: Duration::from_millis(500),
             tls: None,
+            addresses: None,
         }
     }
 }
@@ -96,9 +100,15 @@ pub struct TcpFrameCounters {
 /// [module documentation](self)). Its tasks stop when it is dropped.
 #[derive(Debug)]
 pub struct TcpFrameSender {
-    /// Each peer's queue and its send-side metrics.
-    queues: BTreeMap<NodeId, (mpsc::Sender<Frame>, PeerSendCounters)>,
+    /// Each peer's queue and its send-side metrics (peers are added
+    /// while running, never removed: at most `CATALOG_SERVERS_MAX`).
+    queues: Mutex<BTreeMap<NodeId, (mpsc::Sender<Frame>, PeerSendCounters)>>,
     counters: Arc<TcpFrameCounters>,
+    /// How a connection to a peer added later is made.
+    link: TcpTransportConfig,
+    queue_frames_max: usize,
+    addresses: Option<crate::tokio::addresses::SharedAddressBook>,
+    shutdown_rx: watch::Receiver<bool>,
     _shutdown: watch::Sender<bool>,
 }
 
@@ -118,26 +128,39 @@ impl TcpFrameSender {
         link.keepalive_interval = config.keepalive_interval;
         link.peer_timeout = Some(config.peer_timeout);
         link.tls = config.tls.clone();
-        let mut queues = BTreeMap::new();
+        let sender = TcpFrameSender {
+            queues: Mutex::new(BTreeMap::new()),
+            counters,
+            link,
+            queue_frames_max: config.queue_frames_max,
+            addresses: config.addresses.clone(),
+            shutdown_rx,
+            _shutdown: shutdown_tx,
+        };
         for (&peer, addr) in &config.peers {
             if peer == config.node_id {
                 continue;
             }
-            let (tx, rx) = mpsc::channel(config.queue_frames_max.max(1));
-            let peer_metrics = PeerSendCounters::new(peer);
-            queues.insert(peer, (tx, peer_metrics.clone()));
-            let frames = Frames {
-                metrics: peer_metrics,
-                counters: counters.clone(),
-            };
-            let sender = PeerSender::new(&link, peer, addr, rx, shutdown_rx.clone(), frames);
-            tokio::spawn(sender.run());
+            sender.connect(peer, addr);
         }
-        TcpFrameSender {
-            queues,
-            counters,
-            _shutdown: shutdown_tx,
+        sender
+    }
+
+    /// Starts the connection task of `peer` unless it has one.
+    fn connect(&self, peer: NodeId, addr: &str) {
+        let mut queues = self.queues.lock().expect("no panic while held");
+        if queues.contains_key(&peer) {
+            return;
         }
+        let (tx, rx) = mpsc::channel(self.queue_frames_max.max(1));
+        let peer_metrics = PeerSendCounters::new(peer);
+        queues.insert(peer, (tx, peer_metrics.clone()));
+        let frames = Frames {
+            metrics: peer_metrics,
+            counters: self.counters.clone(),
+        };
+        let sender = PeerSender::new(&self.link, peer, addr, rx, self.shutdown_rx.clone(), frames);
+        tokio::spawn(sender.run());
     }
 
     /// The counters.
@@ -148,7 +171,8 @@ impl TcpFrameSender {
 
 impl FrameSender for TcpFrameSender {
     fn send(&self, frame: Frame) {
-        let sent = match self.queues.get(&frame.to) {
+        let queues = self.queues.lock().expect("no panic while held");
+        let sent = match queues.get(&frame.to) {
             Some((queue, peer_metrics)) => {
                 let sent = queue.try_send(frame).is_ok();
                 if !sent {
@@ -161,6 +185,16 @@ impl FrameSender for TcpFrameSender {
         if !sent {
             self.counters.frames_dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    fn add_peer(&self, peer: NodeId, addr: &str) {
+        if peer == self.link.node_id {
+            return;
+        }
+        if let Some(book) = &self.addresses {
+            book.set(peer, addr);
+        }
+        self.connect(peer, addr);
     }
 }
 

@@ -59,6 +59,8 @@ pub enum GroupOp {
     /// [`StatusAnswer`](super::groups_status::StatusAnswer), encoded, in
     /// [`ClientResponse::Done`](crate::tokio::wire::ClientResponse::Done).
     Status(super::groups_status::StatusQuery),
+    /// A membership request (see [`admin`](super::admin)).
+    Admin(super::admin::AdminRequest),
 }
 
 #[cfg(test)]

@@ -1,0 +1,730 @@
+//! `concord-cli member ...` against a multi-group cluster (`--groups N`):
+//! one group's membership (`--group G`), and the node-level operations
+//! over every group a server is in: `replace`, `drain`, `remove-node`.
+//!
+//! Every operation is driven from here, by the command, from what the
+//! servers report each round: nothing but the catalog and the groups'
+//! own configurations holds its progress, so a command killed at any
+//! point and run again continues where the cluster stands. Each round
+//! asks every server for the groups it leads that the operation
+//! concerns, plans each group's next change
+//! ([`concord::multi::ReplacePlan`]), and sends each server the changes
+//! of the groups it leads in one request.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use concord::multi::{
+    CatalogCommand, GroupId, ReplaceGroup, ReplacePlan, ReplaceProgress, CATALOG_ASSIGN_GROUPS_MAX,
+    CATALOG_GROUP,
+};
+use concord::tokio::multi::admin::{
+    catalog_result, AdminAnswer, AdminRequest, GroupMembers, GroupView, ADMIN_BATCH_CHANGES_MAX,
+};
+use concord::tokio::multi::routing_client::{RoutingClient, RoutingConfig, RoutingError};
+use concord::tokio::multi::wire::GroupOp;
+use concord::tokio::tls::TlsConfig;
+use concord::{MembershipChange, NodeId};
+
+use crate::client::MemberCommand;
+
+/// Groups a replace or remove-node moves at once unless told otherwise.
+pub const GROUPS_IN_FLIGHT_DEFAULT: usize = 256;
+
+/// Longest a node-level operation runs before it gives up (it can be
+/// run again: it resumes).
+pub const OPERATION_TIME_MAX: Duration = Duration::from_secs(3600);
+
+/// Longest one group's change is waited for.
+const CHANGE_WAIT_MAX: Duration = Duration::from_secs(60);
+
+/// Pause between two rounds of a node-level operation.
+const ROUND_PAUSE: Duration = Duration::from_millis(50);
+
+/// Why a membership command failed.
+#[derive(Debug)]
+pub struct AdminFailure {
+    /// What went wrong and what to do.
+    pub message: String,
+    /// Whether the outcome is unknown (a change sent whose answer was
+    /// lost).
+    pub unknown: bool,
+}
+
+impl From<String> for AdminFailure {
+    fn from(message: String) -> Self {
+        AdminFailure {
+            message,
+            unknown: false,
+        }
+    }
+}
+
+/// How to reach the cluster.
+pub struct Cluster {
+    /// The cluster's name.
+    pub cluster_id: String,
+    /// Each server's id and address (from `--servers`).
+    pub servers: BTreeMap<NodeId, String>,
+    /// The cluster's group count (`--groups`): its groups are 0 (the
+    /// catalog) to N.
+    pub groups: u64,
+    /// TLS to the servers.
+    pub tls: Option<Arc<TlsConfig>>,
+    /// Timeout of one request.
+    pub timeout: Duration,
+}
+
+impl Cluster {
+    fn config(&self, servers: BTreeMap<NodeId, String>) -> RoutingConfig {
+        let mut config = RoutingConfig::new(self.cluster_id.clone(), servers);
+        config.tls = self.tls.clone();
+        config.request_timeout = self.timeout;
+        config.connect_timeout = self.timeout;
+        config
+    }
+
+    fn client(&self, servers: BTreeMap<NodeId, String>) -> Result<RoutingClient, AdminFailure> {
+        RoutingClient::new(self.config(servers)).map_err(|e| AdminFailure::from(e.to_string()))
+    }
+
+    /// A client of server `id` alone, which gives up soon: a dead server
+    /// must not hold a round up.
+    fn one(&self, id: NodeId, addr: &str) -> Result<RoutingClient, AdminFailure> {
+        let mut config = self.config([(id, addr.to_string())].into());
+        config.attempts_max = 2;
+        RoutingClient::new(config).map_err(|e| AdminFailure::from(e.to_string()))
+    }
+}
+
+async fn admin(
+    client: &mut RoutingClient,
+    group: GroupId,
+    request: AdminRequest,
+) -> Result<AdminAnswer, RoutingError> {
+    let bytes = client.call(group, GroupOp::Admin(request)).await?;
+    AdminAnswer::decode(&bytes).map_err(|message| RoutingError::Refused {
+        group,
+        node: 0,
+        message,
+    })
+}
+
+/// Proposes `command` to the catalog; idempotent commands only, so an
+/// unknown outcome is retried.
+async fn catalog(client: &mut RoutingClient, command: CatalogCommand) -> Result<(), AdminFailure> {
+    let mut last = String::new();
+    for _ in 0..5 {
+        match client.command(CATALOG_GROUP, command.encode()).await {
+            Ok(answer) => {
+                return catalog_result(&answer)
+                    .map_err(|reason| AdminFailure::from(format!("the catalog refused: {reason}")))
+            }
+            Err(RoutingError::Unknown { reason, .. }) => last = reason,
+            Err(e) => return Err(format!("the catalog (group 0) did not answer: {e}").into()),
+        }
+    }
+    Err(format!("the catalog's answer was lost five times (last: {last}); run again").into())
+}
+
+async fn members(client: &mut RoutingClient, group: GroupId) -> Result<GroupMembers, AdminFailure> {
+    match admin(client, group, AdminRequest::List).await {
+        Ok(AdminAnswer::Members(members)) => Ok(*members),
+        Ok(other) => Err(format!("an unexpected answer {other:?}").into()),
+        Err(e) => Err(format!("group {group}: {e}").into()),
+    }
+}
+
+fn print_members(members: &GroupMembers) {
+    let m = &members.membership;
+    let list =
+        |ids: &BTreeSet<NodeId>| ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+    println!(
+        "group {}: configuration at index {} ({}), term {}, leader {}, as node {} sees it",
+        members.group,
+        members.configuration_index,
+        if members.configuration_committed {
+            "committed"
+        } else {
+            "not committed yet"
+        },
+        members.term,
+        members
+            .leader
+            .map_or_else(|| "unknown".to_string(), |id| id.to_string()),
+        members.answered_by
+    );
+    println!(
+        "voters: {}  learners: {}",
+        list(&m.voters),
+        list(&m.learners)
+    );
+    if m.is_joint() {
+        println!("outgoing voters (joint): {}", list(&m.voters_outgoing));
+    }
+    if !m.witnesses.is_empty() {
+        println!("witnesses: {}", list(&m.witnesses));
+    }
+    let addrs: BTreeMap<NodeId, &String> = members.addrs.iter().map(|(id, a)| (*id, a)).collect();
+    let progress: BTreeMap<NodeId, (u64, u64)> = members
+        .progress
+        .iter()
+        .map(|(id, matched, lag)| (*id, (*matched, *lag)))
+        .collect();
+    println!(
+        "{:<6} {:<10} {:<22} {:>10} {:>8}",
+        "id", "role", "address", "match", "lag"
+    );
+    for id in m.members() {
+        let role = if Some(id) == members.leader {
+            "leader"
+        } else if m.is_witness(id) {
+            "witness"
+        } else if m.is_voter(id) {
+            "voter"
+        } else {
+            "learner"
+        };
+        let (matched, lag) = progress
+            .get(&id)
+            .map_or(("-".to_string(), "-".to_string()), |(m, l)| {
+                (m.to_string(), l.to_string())
+            });
+        println!(
+            "{:<6} {:<10} {:<22} {:>10} {:>8}",
+            id,
+            role,
+            addrs.get(&id).map_or("-", |a| a.as_str()),
+            matched,
+            lag
+        );
+    }
+}
+
+/// Runs `command` against a multi-group cluster: one group's membership
+/// (`group`), or a node-level operation.
+pub async fn member(
+    cluster: &Cluster,
+    group: Option<GroupId>,
+    command: &MemberCommand,
+) -> Result<(), AdminFailure> {
+    let in_range = |group: GroupId| -> Result<GroupId, AdminFailure> {
+        if group > cluster.groups {
+            return Err(format!(
+                "group {group} does not exist: the cluster's groups are 0 (the catalog) to {}",
+                cluster.groups
+            )
+            .into());
+        }
+        Ok(group)
+    };
+    let need_group = || -> Result<GroupId, AdminFailure> {
+        match group {
+            Some(group) => in_range(group),
+            None => Err(AdminFailure::from(
+                "a multi-group cluster: name the group with --group G (0 is the catalog), or \
+                 use replace, drain or remove-node for a whole server"
+                    .to_string(),
+            )),
+        }
+    };
+    let mut client = cluster.client(cluster.servers.clone())?;
+    match command {
+        MemberCommand::List => {
+            let group = need_group()?;
+            print_members(&members(&mut client, group).await?);
+            Ok(())
+        }
+        MemberCommand::AddLearner { id, addr } => {
+            add(
+                &mut client,
+                need_group()?,
+                MembershipChange::AddLearner(*id),
+                addr,
+            )
+            .await
+        }
+        MemberCommand::Add { id, addr } => {
+            add(
+                &mut client,
+                need_group()?,
+                MembershipChange::AddVoter(*id),
+                addr,
+            )
+            .await
+        }
+        MemberCommand::AddWitness { id, addr } => {
+            add(
+                &mut client,
+                need_group()?,
+                MembershipChange::AddWitness(*id),
+                addr,
+            )
+            .await
+        }
+        MemberCommand::Promote { id } => {
+            change_once(
+                &mut client,
+                need_group()?,
+                MembershipChange::PromoteLearner(*id),
+            )
+            .await
+        }
+        MemberCommand::Remove { id } => {
+            let group = need_group()?;
+            change_once(&mut client, group, MembershipChange::Remove(*id)).await?;
+            catalog(
+                &mut client,
+                CatalogCommand::Unassign {
+                    node: *id,
+                    groups: vec![group],
+                },
+            )
+            .await
+        }
+        MemberCommand::TransferLeader { id } => {
+            let group = need_group()?;
+            transfer(&mut client, group, *id).await
+        }
+        MemberCommand::Replace {
+            old,
+            new,
+            addr,
+            groups_in_flight,
+        } => replace(cluster, &mut client, *old, *new, addr, *groups_in_flight).await,
+        MemberCommand::Drain { id } => drain(cluster, *id).await,
+        MemberCommand::RemoveNode {
+            id,
+            groups_in_flight,
+        } => remove_node(cluster, &mut client, *id, *groups_in_flight).await,
+    }
+}
+
+/// Adds server `change`'s node to `group`: its address and assignment go
+/// to the catalog first (so that every server reaches it and it creates
+/// the group), then the change to the group.
+async fn add(
+    client: &mut RoutingClient,
+    group: GroupId,
+    change: MembershipChange,
+    addr: &str,
+) -> Result<(), AdminFailure> {
+    let (MembershipChange::AddLearner(id)
+    | MembershipChange::AddVoter(id)
+    | MembershipChange::AddWitness(id)) = change
+    else {
+        unreachable!("only additions come here");
+    };
+    let before = members(client, group).await?;
+    if before.membership.contains(id) {
+        return Err(format!("server {id} is a member of group {group} already").into());
+    }
+    catalog(
+        client,
+        CatalogCommand::AddServer {
+            id,
+            addr: addr.to_string(),
+        },
+    )
+    .await?;
+    if group != CATALOG_GROUP {
+        catalog(
+            client,
+            CatalogCommand::Assign {
+                node: id,
+                groups: vec![(group, before.membership.voters.clone())],
+            },
+        )
+        .await?;
+    }
+    change_once(client, group, change).await
+}
+
+/// Proposes one change and waits until it is committed and final.
+async fn change_once(
+    client: &mut RoutingClient,
+    group: GroupId,
+    change: MembershipChange,
+) -> Result<(), AdminFailure> {
+    match admin(client, group, AdminRequest::Change(change)).await {
+        Ok(AdminAnswer::Proposed { index }) => {
+            let started = Instant::now();
+            loop {
+                let now = members(client, group).await?;
+                let applied_or_gone = now.configuration_index > index
+                    || (now.configuration_index == index
+                        && now.configuration_committed
+                        && !now.membership.is_joint());
+                if applied_or_gone && !now.membership.is_joint() && now.configuration_committed {
+                    println!("group {group}: {change:?} done");
+                    print_members(&now);
+                    return Ok(());
+                }
+                if started.elapsed() > CHANGE_WAIT_MAX {
+                    return Err(AdminFailure {
+                        message: format!(
+                            "group {group}: {change:?} was proposed at index {index} but is not \
+                             final after {CHANGE_WAIT_MAX:?}; run `member list --group {group}`"
+                        ),
+                        unknown: true,
+                    });
+                }
+                tokio::time::sleep(ROUND_PAUSE).await;
+            }
+        }
+        Ok(other) => Err(format!("an unexpected answer {other:?}").into()),
+        Err(RoutingError::Refused { message, .. }) => Err(format!("refused: {message}").into()),
+        Err(e @ RoutingError::Unknown { .. }) => Err(AdminFailure {
+            message: format!("outcome unknown: {e}; run `member list --group {group}`"),
+            unknown: true,
+        }),
+        Err(e) => Err(format!("group {group}: {e}").into()),
+    }
+}
+
+async fn transfer(
+    client: &mut RoutingClient,
+    group: GroupId,
+    target: NodeId,
+) -> Result<(), AdminFailure> {
+    match admin(client, group, AdminRequest::Transfer(target)).await {
+        Ok(_) => {}
+        Err(RoutingError::Refused { message, .. }) => {
+            return Err(format!("refused: {message}").into())
+        }
+        Err(e) => return Err(format!("group {group}: {e}").into()),
+    }
+    let started = Instant::now();
+    while started.elapsed() < CHANGE_WAIT_MAX {
+        let now = members(client, group).await?;
+        if now.leader == Some(target) {
+            println!("group {group}: node {target} leads now");
+            return Ok(());
+        }
+        tokio::time::sleep(ROUND_PAUSE).await;
+    }
+    Err(format!("group {group}: node {target} does not lead after {CHANGE_WAIT_MAX:?}").into())
+}
+
+/// Every group some server leads that names `old` or `new`, by group
+/// (the view of the highest term when two servers claim one), and the
+/// servers that answered.
+async fn views(
+    cluster: &Cluster,
+    old: NodeId,
+    new: NodeId,
+    servers: &BTreeMap<NodeId, String>,
+) -> (BTreeMap<GroupId, (NodeId, GroupView)>, usize) {
+    let mut by_group: BTreeMap<GroupId, (NodeId, GroupView)> = BTreeMap::new();
+    let mut answered = 0;
+    for (id, addr) in servers {
+        let Ok(mut client) = cluster.one(*id, addr) else {
+            continue;
+        };
+        let Ok(AdminAnswer::Views(views)) = admin(
+            &mut client,
+            CATALOG_GROUP,
+            AdminRequest::ReplaceView { old, new },
+        )
+        .await
+        else {
+            continue;
+        };
+        answered += 1;
+        for view in views {
+            let newer = by_group
+                .get(&view.group)
+                .is_none_or(|(_, known)| known.term < view.term);
+            if newer {
+                by_group.insert(view.group, (*id, view));
+            }
+        }
+    }
+    (by_group, answered)
+}
+
+/// Sends each leader its groups' changes, in batches.
+async fn send_changes(
+    cluster: &Cluster,
+    servers: &BTreeMap<NodeId, String>,
+    by_leader: BTreeMap<NodeId, Vec<(GroupId, MembershipChange)>>,
+) -> usize {
+    let mut refused = 0;
+    for (leader, changes) in by_leader {
+        let Some(addr) = servers.get(&leader) else {
+            continue;
+        };
+        let Ok(mut client) = cluster.one(leader, addr) else {
+            continue;
+        };
+        for chunk in changes.chunks(ADMIN_BATCH_CHANGES_MAX) {
+            let request = AdminRequest::ChangeBatch(chunk.to_vec());
+            if let Ok(AdminAnswer::Batch(results)) =
+                admin(&mut client, CATALOG_GROUP, request).await
+            {
+                refused += results.iter().filter(|(_, why)| why.is_some()).count();
+            }
+        }
+    }
+    refused
+}
+
+/// The servers to ask: `--servers`, and the addresses the catalog
+/// records, but never `skip`.
+fn servers_but(cluster: &Cluster, skip: NodeId) -> BTreeMap<NodeId, String> {
+    let mut servers = cluster.servers.clone();
+    servers.remove(&skip);
+    servers
+}
+
+async fn replace(
+    cluster: &Cluster,
+    client: &mut RoutingClient,
+    old: NodeId,
+    new: NodeId,
+    addr: &str,
+    groups_in_flight: usize,
+) -> Result<(), AdminFailure> {
+    let plan = ReplacePlan::new(old, new, groups_in_flight).map_err(|e| e.to_string())?;
+    // The new server must run (started with --join) before anything is
+    // recorded: a replace toward a server that cannot answer would leave
+    // every group waiting.
+    let mut probe = cluster.one(new, addr)?;
+    match admin(
+        &mut probe,
+        CATALOG_GROUP,
+        AdminRequest::Led { groups_max: 0 },
+    )
+    .await
+    {
+        Ok(_) => {}
+        Err(e) => {
+            return Err(format!(
+                "the new server {new} at {addr} does not answer ({e}); start it first with \
+                 `concord-node --join --id {new} --listen {addr} --groups {} ...` and run again",
+                cluster.groups
+            )
+            .into())
+        }
+    }
+    catalog(
+        client,
+        CatalogCommand::AddServer {
+            id: new,
+            addr: addr.to_string(),
+        },
+    )
+    .await?;
+    catalog(client, CatalogCommand::StartReplace { old, new }).await?;
+    let mut servers = servers_but(cluster, old);
+    servers.insert(new, addr.to_string());
+    let started = Instant::now();
+    let all_groups: Vec<GroupId> = (0..=cluster.groups).collect();
+    let mut shown: Option<(ReplaceProgress, usize)> = None;
+    let mut assigned: BTreeSet<GroupId> = BTreeSet::new();
+    loop {
+        if started.elapsed() > OPERATION_TIME_MAX {
+            return Err(format!(
+                "the replace of {old} by {new} did not finish in {OPERATION_TIME_MAX:?}; run \
+                 the same command again to continue"
+            )
+            .into());
+        }
+        let (by_group, _) = views(cluster, old, new, &servers).await;
+        let leaderless = all_groups
+            .iter()
+            .filter(|group| !by_group.contains_key(group))
+            .count();
+        let groups: Vec<ReplaceGroup<'_>> = by_group
+            .values()
+            .map(|(_, view)| ReplaceGroup {
+                group: view.group,
+                membership: &view.membership,
+                change_pending: view.change_pending,
+                new_caught_up: view.new_caught_up,
+            })
+            .collect();
+        let round = plan.plan(groups).map_err(|e| e.to_string())?;
+        if shown != Some((round.progress, leaderless)) {
+            println!(
+                "replace {old} -> {new}: {}{} ({:.1} s)",
+                round.progress,
+                if leaderless > 0 {
+                    format!(", {leaderless} groups without a leader seen (or not naming {old})")
+                } else {
+                    String::new()
+                },
+                started.elapsed().as_secs_f64()
+            );
+            shown = Some((round.progress, leaderless));
+        }
+        // Done once every group that names OLD or NEW is done and every
+        // group was seen led (none with OLD left unseen).
+        if round.progress.is_complete() && leaderless == 0 {
+            break;
+        }
+        // New groups for NEW: assigned in the catalog before the group
+        // adds it, so that NEW creates them.
+        let to_assign: Vec<(GroupId, BTreeSet<NodeId>)> = round
+            .proposals()
+            .filter(|(group, change)| {
+                *group != CATALOG_GROUP
+                    && matches!(
+                        change,
+                        MembershipChange::AddLearner(_) | MembershipChange::AddWitness(_)
+                    )
+                    && !assigned.contains(group)
+            })
+            .map(|(group, _)| (group, by_group[&group].1.membership.voters.clone()))
+            .collect();
+        for chunk in to_assign.chunks(CATALOG_ASSIGN_GROUPS_MAX) {
+            catalog(
+                client,
+                CatalogCommand::Assign {
+                    node: new,
+                    groups: chunk.to_vec(),
+                },
+            )
+            .await?;
+            assigned.extend(chunk.iter().map(|(group, _)| *group));
+        }
+        let mut by_leader: BTreeMap<NodeId, Vec<(GroupId, MembershipChange)>> = BTreeMap::new();
+        for (group, change) in round.proposals() {
+            let leader = by_group[&group].0;
+            by_leader.entry(leader).or_default().push((group, change));
+        }
+        send_changes(cluster, &servers, by_leader).await;
+        tokio::time::sleep(ROUND_PAUSE).await;
+    }
+    let groups: Vec<GroupId> = all_groups;
+    for chunk in groups.chunks(CATALOG_ASSIGN_GROUPS_MAX) {
+        catalog(
+            client,
+            CatalogCommand::Unassign {
+                node: old,
+                groups: chunk.to_vec(),
+            },
+        )
+        .await?;
+    }
+    catalog(client, CatalogCommand::FinishReplace { old }).await?;
+    println!(
+        "replaced server {old} by server {new} in every group in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn drain(cluster: &Cluster, id: NodeId) -> Result<(), AdminFailure> {
+    let Some(addr) = cluster.servers.get(&id) else {
+        return Err(format!("server {id} is not in --servers; list its address there").into());
+    };
+    let mut client = cluster.one(id, addr)?;
+    let started = Instant::now();
+    loop {
+        let views = match admin(
+            &mut client,
+            CATALOG_GROUP,
+            AdminRequest::ReplaceView { old: id, new: id },
+        )
+        .await
+        {
+            Ok(AdminAnswer::Views(views)) => views,
+            Ok(other) => return Err(format!("an unexpected answer {other:?}").into()),
+            Err(e) => return Err(format!("server {id} did not answer: {e}").into()),
+        };
+        println!(
+            "drain {id}: {} groups led ({:.1} s)",
+            views.len(),
+            started.elapsed().as_secs_f64()
+        );
+        if views.is_empty() {
+            return Ok(());
+        }
+        if started.elapsed() > CHANGE_WAIT_MAX {
+            return Err(format!(
+                "server {id} still leads {} groups after {CHANGE_WAIT_MAX:?} (groups with no \
+                 other voter caught up cannot move); run again",
+                views.len()
+            )
+            .into());
+        }
+        for view in views {
+            let Some(target) = view
+                .membership
+                .voters
+                .iter()
+                .copied()
+                .find(|voter| *voter != id && view.membership.is_full_voter(*voter))
+            else {
+                continue;
+            };
+            let _ = admin(&mut client, view.group, AdminRequest::Transfer(target)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn remove_node(
+    cluster: &Cluster,
+    client: &mut RoutingClient,
+    id: NodeId,
+    groups_in_flight: usize,
+) -> Result<(), AdminFailure> {
+    let servers = servers_but(cluster, id);
+    let started = Instant::now();
+    loop {
+        let (by_group, _) = views(cluster, id, id, &servers).await;
+        if by_group.is_empty() {
+            break;
+        }
+        if started.elapsed() > OPERATION_TIME_MAX {
+            return Err(format!(
+                "server {id} is still in {} groups; run the same command again",
+                by_group.len()
+            )
+            .into());
+        }
+        println!(
+            "remove-node {id}: {} groups still name it ({:.1} s)",
+            by_group.len(),
+            started.elapsed().as_secs_f64()
+        );
+        let mut by_leader: BTreeMap<NodeId, Vec<(GroupId, MembershipChange)>> = BTreeMap::new();
+        for (group, (leader, view)) in by_group.iter().take(groups_in_flight.max(1)) {
+            if view.change_pending || view.membership.is_joint() {
+                continue;
+            }
+            if view.membership.voters.len() == 1 && view.membership.is_voter(id) {
+                return Err(format!(
+                    "server {id} is the only voter of group {group}: add another first"
+                )
+                .into());
+            }
+            by_leader
+                .entry(*leader)
+                .or_default()
+                .push((*group, MembershipChange::Remove(id)));
+        }
+        send_changes(cluster, &servers, by_leader).await;
+        tokio::time::sleep(ROUND_PAUSE).await;
+    }
+    let groups: Vec<GroupId> = (0..=cluster.groups).collect();
+    for chunk in groups.chunks(CATALOG_ASSIGN_GROUPS_MAX) {
+        catalog(
+            client,
+            CatalogCommand::Unassign {
+                node: id,
+                groups: chunk.to_vec(),
+            },
+        )
+        .await?;
+    }
+    let _ = catalog(client, CatalogCommand::RemoveServer { id }).await;
+    println!(
+        "server {id} is in no group any more ({:.1} s); stop it and delete its data directory",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

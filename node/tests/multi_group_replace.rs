@@ -1,0 +1,653 @@
+//! Replacing a dead server of a multi-group cluster, on real processes:
+//! three `concord-node --groups 1000` on loopback, clients writing and
+//! reading keys of every group throughout; server 3 is SIGKILLed for
+//! good and `concord-cli member replace 3 4 ADDR` moves every group to
+//! an empty server 4 (started with `--join`). Every group must end on
+//! voters {1, 2, 4}, no acknowledged write may be lost, and every
+//! group's history (unknown outcomes included) must be linearizable by
+//! the simulator's checker. The time the replace took is printed.
+//!
+//! Two variants: server 1 (leading many groups) is SIGKILLed during the
+//! replace and restarted; the replace command itself is killed and run
+//! again (it resumes from what the groups' configurations say).
+//!
+//! ```text
+//! cargo test -p concord-node --test multi_group_replace -- --nocapture
+//! ```
+
+#[path = "common/processes.rs"]
+mod processes;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use concord::multi::GroupId;
+use concord::tokio::multi::admin::{AdminAnswer, AdminRequest};
+use concord::tokio::multi::routing_client::{RoutingClient, RoutingConfig, RoutingError};
+use concord::tokio::multi::wire::GroupOp;
+use concord_services::sharded_kv::ShardMap;
+use concord_services::sharded_kv_client::{ShardedKvClient, ShardedKvError};
+use concord_sim::history::{Op, Operation, Output};
+use concord_sim::linearizability::{check_history_with, CheckConfig};
+use processes::{cli_binary, free_addr, node_binary, spawn_node};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+const CLUSTER: &str = "multi-replace";
+/// Groups of the cluster: 1,000, or `CONCORD_REPLACE_GROUPS` (1 to
+/// 100,000; the figures of docs/multi-group.md use 10,000 too).
+fn groups() -> u64 {
+    std::env::var("CONCORD_REPLACE_GROUPS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1_000u64)
+        .clamp(1, 100_000)
+}
+const CLIENTS: u64 = 4;
+
+/// What else goes wrong during the replace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Variant {
+    /// Nothing.
+    Plain,
+    /// Server 1 is SIGKILLed during the replace, restarted 3 s later.
+    LeaderKilled,
+    /// The replace command is SIGKILLed during the replace and run again.
+    CommandKilled,
+}
+
+struct Processes {
+    base: PathBuf,
+    listen: BTreeMap<u64, String>,
+    children: BTreeMap<u64, Child>,
+    logs: Vec<PathBuf>,
+}
+
+impl Processes {
+    /// Servers 1 to 3 know of each other only; server 4 (joining) of
+    /// them and itself: it reaches them, and they learn its address from
+    /// the catalog.
+    fn peers(&self, id: u64) -> String {
+        self.listen
+            .iter()
+            .filter(|(peer, _)| **peer <= 3 || **peer == id)
+            .map(|(id, addr)| format!("{id}={addr}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn start(&mut self, id: u64, join: bool) {
+        let log = self.base.join(format!("node-{id}-{}.log", self.logs.len()));
+        let file = std::fs::File::create(&log).expect("create a log");
+        let mut command = Command::new(node_binary());
+        command
+            .args(["--id", &id.to_string(), "--listen", &self.listen[&id]])
+            .args(["--peers", &self.peers(id), "--cluster-id", CLUSTER])
+            .args(["--groups", &groups().to_string(), "--worker-threads", "1"])
+            .arg("--data-dir")
+            .arg(self.base.join(format!("node-{id}")))
+            .env("RUST_LOG", "warn");
+        if join {
+            command.arg("--join");
+        }
+        self.children.insert(id, spawn_node(&mut command, file));
+        self.logs.push(log);
+    }
+
+    fn sigkill(&mut self, id: u64) {
+        let mut child = self.children.remove(&id).expect("node runs");
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+    }
+
+    fn assert_running(&mut self) {
+        for (id, child) in &mut self.children {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                panic!("node {id} exited: {status}");
+            }
+        }
+    }
+
+    /// `concord-cli member replace 3 4 ADDR`, its output to a file.
+    fn replace_command(&self, run: u32) -> (Child, PathBuf) {
+        let servers: Vec<String> = [1, 2, 4].iter().map(|id| self.listen[id].clone()).collect();
+        let out = self.base.join(format!("replace-{run}.out"));
+        let file = std::fs::File::create(&out).unwrap();
+        let err = file.try_clone().unwrap();
+        let child = Command::new(cli_binary())
+            .args(["--servers", &servers.join(","), "--cluster-id", CLUSTER])
+            .args(["--groups", &groups().to_string(), "--timeout-ms", "2000"])
+            .args(["member", "replace", "3", "4", &self.listen[&4]])
+            .args(["--groups-in-flight", "200"])
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(err)
+            .spawn()
+            .expect("run concord-cli");
+        (child, out)
+    }
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for (_, mut child) in std::mem::take(&mut self.children) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            for log in &self.logs {
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(15).collect();
+                eprintln!("--- {}, last lines:", log.display());
+                for line in tail.into_iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
+            eprintln!("data kept in {}", self.base.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.base);
+        }
+    }
+}
+
+struct Recorder {
+    start: Instant,
+    ops: Mutex<Vec<Operation>>,
+    next_client: AtomicU64,
+    acked_writes: AtomicU64,
+    unknown_writes: AtomicU64,
+    /// Each acknowledged put: when it ended and how long it took (µs
+    /// since `start`).
+    latencies: Mutex<Vec<(u64, u64)>>,
+}
+
+impl Recorder {
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_micros() as u64
+    }
+
+    fn client_id(&self) -> u64 {
+        self.next_client.fetch_add(1, Ordering::SeqCst)
+    }
+
+    fn push(&self, op: Operation) {
+        self.ops.lock().unwrap().push(op);
+    }
+}
+
+fn kv_client(servers: &BTreeMap<u64, String>) -> ShardedKvClient {
+    let mut config = RoutingConfig::new(CLUSTER, servers.clone());
+    config.request_timeout = Duration::from_secs(2);
+    config.connect_timeout = Duration::from_millis(500);
+    config.attempts_max = 16;
+    ShardedKvClient::new(ShardMap::new(groups()).unwrap(), config).unwrap()
+}
+
+fn text(value: Option<Bytes>) -> String {
+    value
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
+        .unwrap_or_default()
+}
+
+async fn put(
+    kv: &mut ShardedKvClient,
+    recorder: &Recorder,
+    who: &mut u64,
+    key: &str,
+    value: String,
+) -> bool {
+    let op = Op::Put {
+        value: value.clone(),
+    };
+    let call = recorder.now();
+    let result = kv.put(key.to_string(), value).await;
+    let entry = Operation::new(*who, key, op, call);
+    match result {
+        Ok(()) => {
+            recorder.acked_writes.fetch_add(1, Ordering::SeqCst);
+            let end = recorder.now();
+            recorder.latencies.lock().unwrap().push((end, end - call));
+            recorder.push(entry.completed(end, Output::Done));
+            true
+        }
+        Err(ShardedKvError::Routing(RoutingError::Unknown { .. })) => {
+            recorder.unknown_writes.fetch_add(1, Ordering::SeqCst);
+            recorder.push(entry);
+            *who = recorder.client_id();
+            false
+        }
+        Err(ShardedKvError::Routing(_)) => {
+            recorder.push(entry.failed(recorder.now()));
+            false
+        }
+        Err(other) => panic!("put {key}: {other}"),
+    }
+}
+
+async fn get(
+    kv: &mut ShardedKvClient,
+    recorder: &Recorder,
+    who: u64,
+    key: &str,
+) -> Option<Option<Bytes>> {
+    let call = recorder.now();
+    let result = kv.get(key.to_string()).await;
+    let entry = Operation::new(who, key, Op::Get, call);
+    match result {
+        Ok(value) => {
+            recorder.push(entry.completed(recorder.now(), Output::Value(text(value.clone()))));
+            Some(value)
+        }
+        Err(ShardedKvError::Routing(_)) => None,
+        Err(other) => panic!("get {key}: {other}"),
+    }
+}
+
+fn keys_of_every_group(map: &ShardMap) -> Vec<String> {
+    map.group_ids()
+        .map(|group| {
+            (0..)
+                .map(|i| format!("g{group}-{i}"))
+                .find(|key| map.group_of(key.as_bytes()) == group)
+                .expect("some key hashes to every group")
+        })
+        .collect()
+}
+
+/// Each group's voters and learners as its leader reports them, asked of
+/// every server in `servers` (groups without a leader are missing).
+async fn memberships(
+    servers: &BTreeMap<u64, String>,
+) -> BTreeMap<GroupId, (BTreeSet<u64>, BTreeSet<u64>, bool)> {
+    let mut seen = BTreeMap::new();
+    for (id, addr) in servers {
+        let mut config = RoutingConfig::new(CLUSTER, [(*id, addr.clone())].into());
+        config.attempts_max = 2;
+        config.request_timeout = Duration::from_secs(2);
+        let mut client = RoutingClient::new(config).unwrap();
+        let request = GroupOp::Admin(AdminRequest::ReplaceView { old: 3, new: 4 });
+        let Ok(bytes) = client.call(0, request).await else {
+            continue;
+        };
+        let Ok(AdminAnswer::Views(views)) = AdminAnswer::decode(&bytes) else {
+            panic!("a malformed answer");
+        };
+        for view in views {
+            let m = view.membership;
+            seen.insert(
+                view.group,
+                (m.voters.clone(), m.learners.clone(), m.is_joint()),
+            );
+        }
+    }
+    seen
+}
+
+/// Waits until the replace writing to `out` reports some groups done
+/// but not all (it is in the middle); how many.
+async fn wait_partly_done(out: &PathBuf) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let printed = std::fs::read_to_string(out).unwrap_or_default();
+        let done = printed
+            .lines()
+            .filter_map(|line| line.split(": ").nth(1)?.split(' ').next()?.parse().ok())
+            .max()
+            .unwrap_or(0usize);
+        if done > 0 {
+            assert!(
+                done < groups() as usize + 1,
+                "the replace ended before the fault: {printed}"
+            );
+            return done;
+        }
+        assert!(Instant::now() < deadline, "no progress: {printed}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// `concord-cli --groups N ARGS` against `servers`: exit status, stdout,
+/// stderr.
+fn cli(servers: &BTreeMap<u64, String>, args: &[&str]) -> (i32, String, String) {
+    let servers: Vec<String> = servers.values().cloned().collect();
+    let output = Command::new(cli_binary())
+        .args(["--servers", &servers.join(","), "--cluster-id", CLUSTER])
+        .args(["--groups", &groups().to_string()])
+        .args(args)
+        .output()
+        .expect("run concord-cli");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// One group's members, bad input, and draining a server, through the
+/// command line after the replace.
+fn operator_commands(servers: &BTreeMap<u64, String>) {
+    let (code, out, err) = cli(servers, &["member", "list", "--group", "7"]);
+    assert_eq!(code, 0, "member list --group 7: {err}");
+    assert!(out.contains("voters: 1,2,4  learners: \n"), "{out}");
+    let missing = (groups() + 1).to_string();
+    let (code, _, err) = cli(servers, &["member", "list", "--group", &missing]);
+    assert_eq!(code, 1, "a group that does not exist: {err}");
+    assert!(err.contains("does not exist"), "{err}");
+    let (code, _, err) = cli(servers, &["member", "list"]);
+    assert_eq!(code, 1, "no --group: {err}");
+    assert!(err.contains("--group G"), "{err}");
+    let (code, _, err) = cli(servers, &["member", "promote", "3", "--group", "7"]);
+    assert_eq!(code, 1, "promote a server that is not a member: {err}");
+    assert!(err.contains("not a member"), "{err}");
+    let unreachable = free_addr();
+    let (code, _, err) = cli(servers, &["member", "replace", "2", "5", &unreachable]);
+    assert_eq!(code, 1, "replace toward a server that does not run: {err}");
+    assert!(err.contains("does not answer"), "{err}");
+    let (code, out, err) = cli(servers, &["member", "drain", "2"]);
+    assert_eq!(code, 0, "drain 2: {out}{err}");
+    assert!(
+        out.trim_end().ends_with("drain 2: 0 groups led") || out.contains(": 0 groups led"),
+        "{out}"
+    );
+}
+
+/// Waits until server `id` answers an admin request (it listens).
+async fn wait_answers(id: u64, addr: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut config = RoutingConfig::new(CLUSTER, [(id, addr.to_string())].into());
+        config.attempts_max = 1;
+        let mut client = RoutingClient::new(config).unwrap();
+        let request = GroupOp::Admin(AdminRequest::Led { groups_max: 0 });
+        if client.call(0, request).await.is_ok() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "server {id} does not answer");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn replace_a_dead_server(variant: Variant) {
+    let seed: u64 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("{variant:?}: seed {seed}");
+    let test_start = Instant::now();
+    let base = std::env::temp_dir().join(format!(
+        "concord-multi-replace-{}-{variant:?}-{seed}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&base).unwrap();
+    let listen: BTreeMap<u64, String> = (1..=4).map(|id| (id, free_addr())).collect();
+    let mut nodes = Processes {
+        base,
+        listen: listen.clone(),
+        children: BTreeMap::new(),
+        logs: Vec::new(),
+    };
+    for id in 1..=3 {
+        nodes.start(id, false);
+    }
+    let map = ShardMap::new(groups()).unwrap();
+    let keys = Arc::new(keys_of_every_group(&map));
+    let recorder = Arc::new(Recorder {
+        start: Instant::now(),
+        ops: Mutex::new(Vec::new()),
+        next_client: AtomicU64::new(1),
+        acked_writes: AtomicU64::new(0),
+        unknown_writes: AtomicU64::new(0),
+        latencies: Mutex::new(Vec::new()),
+    });
+    // Every group takes a first write.
+    let mut tasks = Vec::new();
+    for c in 0..CLIENTS {
+        let (keys, recorder, listen) = (keys.clone(), recorder.clone(), listen.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut kv = kv_client(&listen);
+            let mut who = recorder.client_id();
+            let deadline = Instant::now() + Duration::from_secs(120);
+            for key in keys.iter().skip(c as usize).step_by(CLIENTS as usize) {
+                let mut attempt = 0;
+                while !put(&mut kv, &recorder, &mut who, key, format!("init-{attempt}")).await {
+                    attempt += 1;
+                    assert!(Instant::now() < deadline, "{key}: no first write");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    eprintln!("every group written once after {:?}", test_start.elapsed());
+
+    // Clients run throughout.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for c in 0..CLIENTS {
+        let (keys, recorder, listen, stop) =
+            (keys.clone(), recorder.clone(), listen.clone(), stop.clone());
+        workers.push(tokio::spawn(async move {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (c + 1).wrapping_mul(0x9e37_79b9));
+            let mut kv = kv_client(&listen);
+            let mut who = recorder.client_id();
+            let mut n = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                let key = &keys[rng.gen_range(0..keys.len())];
+                if rng.gen_bool(0.6) {
+                    n += 1;
+                    put(&mut kv, &recorder, &mut who, key, format!("c{c}-{n}")).await;
+                } else {
+                    get(&mut kv, &recorder, who, key).await;
+                }
+            }
+        }));
+    }
+    let clients_start = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let kill_at = Instant::now();
+    nodes.sigkill(3);
+    nodes.start(4, true);
+    wait_answers(4, &listen[&4]).await;
+    let replace_start = Instant::now();
+    let (mut command, out) = nodes.replace_command(1);
+    match variant {
+        Variant::Plain => {}
+        Variant::LeaderKilled => {
+            let done = wait_partly_done(&out).await;
+            eprintln!("SIGKILL server 1 with {done} groups done");
+            nodes.sigkill(1);
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            nodes.start(1, false);
+        }
+        Variant::CommandKilled => {
+            let done = wait_partly_done(&out).await;
+            eprintln!("SIGKILL the replace command with {done} groups done");
+            command.kill().unwrap();
+            command.wait().unwrap();
+            let printed = std::fs::read_to_string(&out).unwrap();
+            eprintln!("replace command killed; it had printed:\n{printed}");
+            command = nodes.replace_command(2).0;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let status = loop {
+        if let Some(status) = command.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the replace did not finish");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let replace_time = replace_start.elapsed();
+    let last_out = nodes.base.join(match variant {
+        Variant::CommandKilled => "replace-2.out",
+        _ => "replace-1.out",
+    });
+    let printed = std::fs::read_to_string(&last_out).unwrap();
+    eprintln!("{printed}");
+    assert!(status.success(), "member replace failed: {printed}");
+    eprintln!(
+        "{variant:?}: replaced server 3 by server 4 in {} groups in {replace_time:?}",
+        groups()
+    );
+    let p99 = |from: Duration, to: Duration| {
+        let from = from.as_micros() as u64;
+        let to = to.as_micros() as u64;
+        let mut latencies: Vec<u64> = recorder
+            .latencies
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(end, _)| (from..to).contains(end))
+            .map(|(_, latency)| *latency)
+            .collect();
+        latencies.sort_unstable();
+        let at = (latencies.len() * 99 / 100).min(latencies.len().saturating_sub(1));
+        (latencies.get(at).copied().unwrap_or(0), latencies.len())
+    };
+    let since_start = |at: Instant| at.duration_since(recorder.start);
+    let (before, before_count) = p99(since_start(clients_start), since_start(kill_at));
+    let (during, during_count) = p99(
+        since_start(replace_start),
+        since_start(replace_start) + replace_time,
+    );
+    eprintln!(
+        "{variant:?}: client put p99 before the kill {:.1} ms ({before_count} puts), during the \
+         replace {:.1} ms ({during_count} puts): {:.2}x",
+        before as f64 / 1000.0,
+        during as f64 / 1000.0,
+        during as f64 / before.max(1) as f64
+    );
+    nodes.assert_running();
+
+    // Every group on {1, 2, 4}.
+    let survivors: BTreeMap<u64, String> = [1, 2, 4]
+        .iter()
+        .map(|id| (*id, listen[id].clone()))
+        .collect();
+    let want: BTreeSet<u64> = [1, 2, 4].into();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let seen = memberships(&survivors).await;
+        let wrong: Vec<_> = seen
+            .iter()
+            .filter(|(_, (voters, learners, joint))| {
+                *voters != want || !learners.is_empty() || *joint
+            })
+            .collect();
+        assert!(wrong.is_empty(), "groups not on {{1, 2, 4}}: {wrong:?}");
+        if seen.len() == groups() as usize + 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} groups seen led",
+            seen.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    if variant == Variant::Plain {
+        operator_commands(&survivors);
+    }
+
+    stop.store(true, Ordering::SeqCst);
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    // Every key read back; no acknowledged write lost.
+    let reader = recorder.client_id();
+    let mut kv = kv_client(&survivors);
+    let mut finals = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for key in keys.iter() {
+        loop {
+            if let Some(value) = get(&mut kv, &recorder, reader, key).await {
+                finals.insert(key.clone(), text(value));
+                break;
+            }
+            assert!(Instant::now() < deadline, "{key}: not readable");
+        }
+    }
+    let history = std::mem::take(&mut *recorder.ops.lock().unwrap());
+    let mut written: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for op in &history {
+        if let Op::Put { value } = &op.op {
+            written.entry(&op.key).or_default().insert(value);
+        }
+    }
+    for key in keys.iter() {
+        let value = finals[key].as_str();
+        assert!(
+            written[key.as_str()].contains(value),
+            "{key} reads {value:?}, which no put wrote"
+        );
+    }
+    let mut by_group: BTreeMap<GroupId, Vec<Operation>> = BTreeMap::new();
+    for op in history {
+        by_group
+            .entry(map.group_of(op.key.as_bytes()))
+            .or_default()
+            .push(op);
+    }
+    let check = CheckConfig {
+        time_limit: Some(Duration::from_secs(30)),
+        ..CheckConfig::default()
+    };
+    let mut operations = 0;
+    for (group, ops) in &by_group {
+        operations += ops.len();
+        let verdict = check_history_with(ops, &check);
+        if !verdict.is_ok() {
+            if let Some(failure) = verdict.failure() {
+                eprintln!("{}", failure.timeline());
+            }
+            panic!(
+                "group {group}'s history of {} operations: {verdict}",
+                ops.len()
+            );
+        }
+    }
+    eprintln!(
+        "{variant:?}: {operations} operations linearizable ({} writes acknowledged, {} unknown); \
+         replace {replace_time:?}; whole test {:?}",
+        recorder.acked_writes.load(Ordering::SeqCst),
+        recorder.unknown_writes.load(Ordering::SeqCst),
+        test_start.elapsed()
+    );
+}
+
+/// The three tests run one at a time: each runs four servers of 1,000
+/// groups, and the machine they run on may have two cores.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn run(variant: Variant) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(replace_a_dead_server(variant));
+}
+
+#[test]
+fn a_dead_server_of_a_thousand_groups_is_replaced() {
+    run(Variant::Plain);
+}
+
+#[test]
+fn the_replace_survives_the_death_of_a_leading_server() {
+    run(Variant::LeaderKilled);
+}
+
+#[test]
+fn a_killed_replace_command_resumes_when_run_again() {
+    run(Variant::CommandKilled);
+}
