@@ -44,7 +44,7 @@ pub fn start_host(
     parts: HostParts,
 ) -> Result<MultiServerHandle, host::MultiServerError> {
     if service == ServiceKind::Kv {
-        return start_with(parts, witness, |group| ShardMachine::new(map, group));
+        return start_with(parts, witness, move |group| ShardMachine::new(map, group));
     }
     struct Start {
         map: ShardMap,
@@ -55,7 +55,7 @@ pub fn start_host(
         type Output = Result<MultiServerHandle, host::MultiServerError>;
         fn visit<S: Service>(self) -> Self::Output {
             let map = self.map;
-            start_with(self.parts, self.witness, |group| {
+            start_with(self.parts, self.witness, move |group| {
                 ShardedMachine::<S>::new(map, group)
             })
         }

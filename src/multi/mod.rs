@@ -98,8 +98,8 @@ mod outbox;
 mod persist;
 mod planted;
 mod quiescence;
-pub mod sessions;
 mod replace;
+pub mod sessions;
 mod stats;
 mod wake;
 
