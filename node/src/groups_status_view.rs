@@ -158,7 +158,7 @@ fn render_summary(out: &mut String, address: &str, s: &GroupsSummary) {
     let _ = writeln!(
         out,
         "node {} at {address}: {} groups: {} led, {} followed, {} without a leader, {} asleep, \
-         {} behind (trailing by >= {} entries){}",
+         {} behind (trailing by >= {} entries){}{}",
         s.id,
         s.groups_hosted,
         s.groups_led,
@@ -171,6 +171,11 @@ fn render_summary(out: &mut String, address: &str, s: &GroupsSummary) {
             format!(", witness of {}", s.groups_witnessed)
         } else {
             String::new()
+        },
+        match s.catalog_leader {
+            Some(leader) if leader == s.id => "; leads the catalog".to_string(),
+            Some(leader) => format!("; catalog led by {leader}"),
+            None => String::new(),
         }
     );
     let _ = writeln!(

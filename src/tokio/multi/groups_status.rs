@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, BinaryHeap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::multi::{GroupId, GroupSleep, MultiNode};
+use crate::multi::{GroupId, GroupSleep, MultiNode, CATALOG_GROUP};
 use crate::{Index, Node, NodeId, Role, Term};
 
 use super::host::HostStats;
@@ -105,8 +105,13 @@ pub struct PeerLink {
 pub struct GroupsSummary {
     /// The node.
     pub id: NodeId,
-    /// Groups hosted.
+    /// Data groups hosted (the catalog, group
+    /// [`CATALOG_GROUP`](crate::multi::CATALOG_GROUP), is not
+    /// counted in this or in any other count of groups).
     pub groups_hosted: u64,
+    /// The catalog's leader as known here (`None`: no catalog hosted here,
+    /// or its leader is not known).
+    pub catalog_leader: Option<NodeId>,
     /// Groups this node leads.
     pub groups_led: u64,
     /// Groups in which this node follows a known leader.
@@ -253,7 +258,18 @@ fn summary(multi: &MultiNode, host: &HostStats, tick_ms: u64) -> GroupsSummary {
     // enters only by pushing out a smaller lag (ties: the lower group id
     // stays), so memory is bounded whatever the number of groups.
     let mut worst: BinaryHeap<Reverse<WorstKey>> = BinaryHeap::with_capacity(WORST_GROUPS_MAX + 1);
+    let mut catalog_leader = None;
+    let mut catalog_hosted = 0u64;
     for (group, node) in multi.groups() {
+        if group == CATALOG_GROUP {
+            catalog_hosted = 1;
+            catalog_leader = if node.role() == Role::Leader {
+                Some(me)
+            } else {
+                node.leader()
+            };
+            continue;
+        }
         match (node.role(), node.leader()) {
             (Role::Leader, _) => led += 1,
             (_, Some(leader)) if leader != me => {
@@ -301,7 +317,8 @@ fn summary(multi: &MultiNode, host: &HostStats, tick_ms: u64) -> GroupsSummary {
         .collect();
     let summary = GroupsSummary {
         id: me,
-        groups_hosted: multi.group_count() as u64,
+        groups_hosted: multi.group_count() as u64 - catalog_hosted,
+        catalog_leader,
         groups_led: led,
         groups_followed: followed,
         groups_without_leader: leaderless,
@@ -388,6 +405,7 @@ mod tests {
         let summary = GroupsSummary {
             id: big,
             groups_hosted: big,
+            catalog_leader: Some(big),
             groups_led: big,
             groups_followed: big,
             groups_without_leader: big,
