@@ -662,6 +662,11 @@ pub struct SimConfig {
     /// ([`crate::rules`]; `--no-step-rules` turns them off, to measure
     /// what the other checks catch without them).
     pub step_rules: bool,
+    /// Judge every read served without the log as it is released
+    /// (`read-fresh`, against the highest index committed anywhere when
+    /// it arrived); `--no-read-fresh` turns it off, to see what the history
+    /// checker (or a service's model) catches alone.
+    pub read_fresh: bool,
 }
 
 impl Default for SimConfig {
@@ -698,6 +703,7 @@ impl Default for SimConfig {
             forced_recovery: ForcedRecoveryChoice::Swarm,
             strict_budgets: false,
             step_rules: true,
+            read_fresh: true,
         }
     }
 }
@@ -1011,6 +1017,9 @@ impl SimConfig {
         }
         if !self.step_rules {
             flags += " --no-step-rules";
+        }
+        if !self.read_fresh {
+            flags += " --no-read-fresh";
         }
         flags
     }

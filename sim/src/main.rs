@@ -380,6 +380,10 @@ struct SimArgs {
     /// measures what the outcome checks alone catch.
     #[arg(long)]
     no_step_rules: bool,
+    /// Do not judge reads served without the log as they are released
+    /// (`read-fresh`): measures what the history checker alone catches.
+    #[arg(long)]
+    no_read_fresh: bool,
     /// Planted bug of the forced-recovery scenario: the survivor starts
     /// before the recovery's writes (new term, forced configuration) are
     /// synced, so a crash just after loses them.
@@ -587,6 +591,7 @@ impl SimArgs {
             },
             strict_budgets: self.strict_budgets,
             step_rules: !self.no_step_rules,
+            read_fresh: !self.no_read_fresh,
         };
         config.validate()?;
         Ok(config)

@@ -290,6 +290,7 @@ pub fn config(planted_stale_read: bool) -> SimConfig {
             ..CoreBugs::default()
         },
         step_rules: false,
+        read_fresh: false,
         ..SimConfig::default()
     }
 }

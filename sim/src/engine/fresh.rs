@@ -73,7 +73,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         path: ReadPath,
         read: &PendingRead,
     ) -> bool {
-        if read_index >= read.committed_when_asked {
+        if !self.config.read_fresh || read_index >= read.committed_when_asked {
             return true;
         }
         let message = format!(
