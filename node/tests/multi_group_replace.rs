@@ -215,13 +215,15 @@ async fn put(
             recorder.push(entry.completed(end, Output::Done));
             true
         }
-        Err(ShardedKvError::Routing(RoutingError::Unknown { .. })) => {
+        // Unanswered (its session kept, so applied at most once) or lost
+        // without a session: the checker takes it as maybe applied.
+        Err(e) if !e.definitely_not_applied() => {
             recorder.unknown_writes.fetch_add(1, Ordering::SeqCst);
             recorder.push(entry);
             *who = recorder.client_id();
             false
         }
-        Err(ShardedKvError::Routing(_)) => {
+        Err(ShardedKvError::Routing(_) | ShardedKvError::Session(_)) => {
             recorder.push(entry.failed(recorder.now()));
             false
         }
