@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use concord::multi::GroupId;
 use concord::tokio::multi::admin::{AdminAnswer, AdminRequest};
-use concord::tokio::multi::routing_client::{RoutingClient, RoutingConfig, RoutingError};
+use concord::tokio::multi::routing_client::{RoutingClient, RoutingConfig};
 use concord::tokio::multi::wire::GroupOp;
 use concord_services::sharded_kv::ShardMap;
 use concord_services::sharded_kv_client::{ShardedKvClient, ShardedKvError};
