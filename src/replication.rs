@@ -525,12 +525,17 @@ impl Node {
             );
         }
         let mut commit = commit.min(last.index);
-        if self.recovery.is_recovering() {
+        if self.recovery.is_recovering() && self.log.term_at(commit) != Some(self.term) {
             // The leader's cap may be what our lost storage acknowledged,
             // not what we hold now: only what matched its appends this
             // term is known to be its log. (Once the recovery ends our
             // term is past every term our lost storage knew, and so past
-            // every leader that heard it.)
+            // every leader that heard it.) An entry of this term is known
+            // too: only this term's leader made one, and log matching
+            // makes our log its log up to there. Without that, a follower
+            // restarted during its recovery, whose leader has nothing new
+            // to send, would never learn the commit of what it holds
+            // (found by the simulator's `commit-told`).
             commit = commit.min(self.leader_match_index);
         }
         if commit > self.log.commit_index() {

@@ -1263,10 +1263,25 @@ fn check_commit(
             } else {
                 acked.get(&term).copied().unwrap_or(0)
             };
-            Some((
-                (*commit).min(acknowledged.max(before.commit)),
-                "the heartbeat's commit and the entries this node acknowledged to the leader of the term",
-            ))
+            // A node recovering from lost storage (or restarted while it
+            // recovers) may hold entries of the term it has not
+            // acknowledged yet: an entry of the leader's term is the
+            // leader's (log matching), so the heartbeat's commit covers
+            // it up to there (`handle_heartbeat`).
+            let own_term_held = (*commit).min(node.last_index());
+            let own_term = node.storage_recovery().is_recovering()
+                && holds_entry_of_term(node, own_term_held, term);
+            Some(if own_term {
+                (
+                    own_term_held,
+                    "the heartbeat's commit and the entries of the leader's term this recovering node holds",
+                )
+            } else {
+                (
+                    (*commit).min(acknowledged.max(before.commit)),
+                    "the heartbeat's commit and the entries this node acknowledged to the leader of the term",
+                )
+            })
         }
         Some((_, _, Body::Snapshot { position })) => {
             Some((position.index, "the snapshot's last entry"))
@@ -1291,6 +1306,11 @@ fn check_commit(
             ),
         ),
     }
+}
+
+/// Whether `node` holds an entry of `term` at `index`.
+fn holds_entry_of_term(node: &Node, index: Index, term: Term) -> bool {
+    node.term_at(index) == Some(term)
 }
 
 /// `commit-leader` for a leader of one term throughout the step whose
