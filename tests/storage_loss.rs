@@ -51,6 +51,18 @@ fn replace_disk(c: &mut Cluster, id: NodeId) {
     c.restart(id);
 }
 
+/// Three voters that elect and commit three writes; then a follower's
+/// disk is replaced. Returns the cluster, the leader and that follower.
+fn three_writes_then_a_follower_disk_replaced() -> (Cluster, NodeId, NodeId) {
+    let mut c = recovering_cluster(&[1, 2, 3]);
+    let leader = run_until_leader(&mut c, 200).expect("leader");
+    c.propose_numbered(leader, "w", 3);
+    c.tick_all(3);
+    let follower = [1, 2, 3].into_iter().find(|id| *id != leader).unwrap();
+    replace_disk(&mut c, follower);
+    (c, leader, follower)
+}
+
 #[test]
 fn a_new_cluster_elects_once_every_voter_reported_an_empty_log() {
     let mut c = recovering_cluster(&[1, 2, 3]);
@@ -266,12 +278,7 @@ fn a_follower_whose_committed_log_is_contradicted_serves_no_reads() {
 /// acknowledgements are real: it holds what it acknowledges.
 #[test]
 fn a_recovering_node_acknowledges_what_it_holds() {
-    let mut c = recovering_cluster(&[1, 2, 3]);
-    let leader = run_until_leader(&mut c, 200).expect("leader");
-    c.propose_numbered(leader, "w", 3);
-    c.tick_all(3);
-    let follower = [1, 2, 3].into_iter().find(|id| *id != leader).unwrap();
-    replace_disk(&mut c, follower);
+    let (mut c, leader, follower) = three_writes_then_a_follower_disk_replaced();
     c.record_trace = true;
     // The leader believes the loss only after three refused probes over an
     // election timeout (docs/operations.md), then re-replicates.
@@ -343,12 +350,7 @@ fn with_leases_a_server_with_a_new_disk_refuses_votes_for_a_minimum_election_tim
 /// `commit-told`, `--groups swarm` seed 101 on 5 nodes).
 #[test]
 fn a_follower_restarted_while_recovering_learns_the_commit_from_heartbeats() {
-    let mut c = recovering_cluster(&[1, 2, 3]);
-    let leader = run_until_leader(&mut c, 200).expect("leader");
-    c.propose_numbered(leader, "w", 3);
-    c.tick_all(3);
-    let follower = [1, 2, 3].into_iter().find(|id| *id != leader).unwrap();
-    replace_disk(&mut c, follower);
+    let (mut c, leader, follower) = three_writes_then_a_follower_disk_replaced();
     // The leader believes the loss after an election timeout of refused
     // probes, then re-replicates.
     c.tick_all(60);
