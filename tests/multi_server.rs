@@ -524,6 +524,70 @@ async fn a_group_that_cannot_apply_does_not_pin_old_segments() {
 /// cached; reads come back; a group no node hosts is refused naming it;
 /// and with every node stopped a call ends with an error after its
 /// bounded attempts.
+/// A server that hosts no group (one that joined and has yet to be
+/// given any, or the new server of a replace before its groups arrive)
+/// refuses each request as not hosted there: the routing client asks the
+/// next server instead of giving up. Before, the refusal ended the call,
+/// and a session's retry during a replace reported its write unknown.
+#[tokio::test(flavor = "current_thread")]
+async fn a_server_that_does_not_host_the_group_sends_the_client_on() {
+    let TcpCluster {
+        dirs: _dirs,
+        mut addrs,
+        handles,
+    } = TcpCluster::start("multi-not-hosted").await;
+    // Node 0 sorts first, so a client with no leader cached asks it
+    // first: a listener whose host answers every request "not hosted".
+    let port = common::free_ports(1)[0];
+    addrs.insert(0, format!("127.0.0.1:{port}"));
+    let listener = tokio::net::TcpListener::bind(&addrs[&0]).await.unwrap();
+    let (events, mut requests) = host::inbox();
+    let mut members: Vec<NodeId> = NODES.to_vec();
+    members.push(0);
+    let config = MultiListenerConfig::new(0, "multi-test", members.into_iter().collect());
+    tokio::spawn(tcp_listener::serve(
+        listener,
+        config,
+        events,
+        handles[&1].shutdown_signal(),
+    ));
+    let refusals = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = refusals.clone();
+    tokio::spawn(async move {
+        while let Some(event) = requests.recv().await {
+            if let host::HostEvent::Request { group, reply, .. } = event {
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let _ = reply.send(ClientResponse::Error(format!(
+                    "group {group} is not hosted on node 0; ask a node that hosts it"
+                )));
+            }
+        }
+    });
+    let mut client = RoutingClient::new(RoutingConfig::new("multi-test", addrs.clone())).unwrap();
+    for group in 1..=GROUPS {
+        let answer = client
+            .command(group, Bytes::from(format!("a=g{group}")))
+            .await
+            .unwrap_or_else(|e| panic!("group {group}: {e}"));
+        assert_eq!(answer, Bytes::from(format!("g{group}")));
+    }
+    // Every group was asked of node 0 first (no leader cached) and was
+    // sent on from there (more, if an election sent a retry round).
+    let refused = refusals.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(refused >= GROUPS, "{refused} refusals for {GROUPS} groups");
+    // A group that no server hosts is still refused, once every server
+    // said so.
+    match client.command(GROUPS + 1, Bytes::from("a=b")).await {
+        Err(RoutingError::Refused { message, .. }) => {
+            assert!(message.contains("not hosted"), "{message}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    for (_, handle) in handles {
+        handle.shutdown().await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn routing_client_caches_leaders_and_follows_redirects() {
     // The directories live as long as the test.

@@ -784,9 +784,9 @@ where
             }
             HostEvent::Request { group, op, reply } => {
                 let Some(node) = self.multi.group(group) else {
-                    let _ = reply.send(ClientResponse::Error(format!(
-                        "group {group} is not hosted on node {}; ask a node that hosts it",
-                        self.multi.id()
+                    let _ = reply.send(ClientResponse::Error(super::wire::not_hosted_message(
+                        group,
+                        self.multi.id(),
                     )));
                     return;
                 };

@@ -38,6 +38,12 @@
 //! may be applied twice, decides. Reads change nothing and are retried
 //! in every case.
 //!
+//! A server that does not host the group asked for (a server that joined
+//! later, or one a replace is moving the group to or from) refuses it;
+//! the next server is tried, and only when every server refused so is
+//! the call refused ([`RoutingError::Refused`]: the group exists
+//! nowhere this client knows).
+//!
 //! ## Follower reads
 //!
 //! A read on [`ReadPath::Follower`](crate::ReadPath::Follower) is served
@@ -47,7 +53,7 @@
 //! spreads the reads over the servers. A node that cannot serve it (no
 //! leader known, a witness) redirects or refuses and the next is tried.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,7 +68,7 @@ use crate::tokio::transport::{self, BoxStream};
 use crate::tokio::wire::{ClientResponse, Hello, HelloRole};
 use crate::NodeId;
 
-use super::wire::{GroupOp, GroupRequest};
+use super::wire::{is_not_hosted, GroupOp, GroupRequest};
 
 /// Most nodes a [`RoutingClient`] may be given.
 pub const SERVERS_MAX: usize = 1_024;
@@ -296,6 +302,7 @@ impl RoutingClient {
         };
         let mut backoff = self.config.backoff;
         let mut last = String::new();
+        let mut not_hosting: BTreeSet<NodeId> = BTreeSet::new();
         for attempt in 1..=self.config.attempts_max {
             self.stats.attempts += 1;
             match self.attempt(target, &request).await {
@@ -306,6 +313,24 @@ impl RoutingClient {
                     }
                     self.stats.calls_done += 1;
                     return Ok(answer);
+                }
+                Attempt::Refused(message)
+                    if is_not_hosted(&message)
+                        && self
+                            .config
+                            .servers
+                            .keys()
+                            .any(|node| *node != target && !not_hosting.contains(node)) =>
+                {
+                    // Another server may host it: try the next, without
+                    // the backoff (this one answered at once).
+                    not_hosting.insert(target);
+                    last = message;
+                    if self.leaders.get(&group) == Some(&target) {
+                        self.leaders.remove(&group);
+                    }
+                    target = self.next_after(target);
+                    continue;
                 }
                 Attempt::Refused(message) => {
                     return Err(RoutingError::Refused {
