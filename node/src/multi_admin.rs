@@ -42,6 +42,11 @@ const CHANGE_WAIT_MAX: Duration = Duration::from_secs(60);
 /// Pause between two rounds of a node-level operation.
 const ROUND_PAUSE: Duration = Duration::from_millis(50);
 
+/// How long `remove-node` must see no group naming the server before it
+/// is done: longer than the elections of the groups it led, should it
+/// have died just before (their leaders answer for them again after).
+const REMOVE_SETTLE: Duration = Duration::from_secs(3);
+
 /// Why a membership command failed.
 #[derive(Debug)]
 pub struct AdminFailure {
@@ -487,6 +492,25 @@ async fn replace(
     groups_in_flight: usize,
 ) -> Result<(), AdminFailure> {
     let plan = ReplacePlan::new(old, new, groups_in_flight).map_err(|e| e.to_string())?;
+    // Another replace of OLD is refused before anything is recorded (the
+    // catalog would refuse it too, but only after NEW's address).
+    match admin(client, CATALOG_GROUP, AdminRequest::Replaces).await {
+        Ok(AdminAnswer::Replaces(replaces)) => {
+            if let Some((_, under_way)) = replaces
+                .iter()
+                .find(|(from, to)| *from == old && *to != new)
+            {
+                return Err(format!(
+                    "server {old} is being replaced by server {under_way} already (the catalog \
+                     records that replace); run `member replace {old} {under_way} ...` again to \
+                     finish it"
+                )
+                .into());
+            }
+        }
+        Ok(other) => return Err(format!("an unexpected answer {other:?}").into()),
+        Err(e) => return Err(format!("cannot read the replaces under way: {e}").into()),
+    }
     // The new server must run (started with --join) before anything is
     // recorded: a replace toward a server that cannot answer would leave
     // every group waiting.
@@ -672,13 +696,25 @@ async fn remove_node(
     id: NodeId,
     groups_in_flight: usize,
 ) -> Result<(), AdminFailure> {
-    let servers = servers_but(cluster, id);
+    // ID itself is asked too: the groups it leads are seen only there
+    // (a leader may remove itself; it steps down once that commits).
+    let servers = cluster.servers.clone();
     let started = Instant::now();
+    let mut none_seen_since: Option<Instant> = None;
     loop {
         let (by_group, _) = views(cluster, id, id, &servers).await;
         if by_group.is_empty() {
-            break;
+            // A group that names ID but has no leader right now (ID led
+            // it and just died) is seen by nobody: done only once none
+            // is seen for longer than an election takes.
+            let since = *none_seen_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= REMOVE_SETTLE {
+                break;
+            }
+            tokio::time::sleep(ROUND_PAUSE * 4).await;
+            continue;
         }
+        none_seen_since = None;
         if started.elapsed() > OPERATION_TIME_MAX {
             return Err(format!(
                 "server {id} is still in {} groups; run the same command again",

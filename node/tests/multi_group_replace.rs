@@ -356,6 +356,19 @@ fn operator_commands(servers: &BTreeMap<u64, String>) {
         out.trim_end().ends_with("drain 2: 0 groups led") || out.contains(": 0 groups led"),
         "{out}"
     );
+    // Server 2 leaves every group (clients still writing): the groups go
+    // on with servers 1 and 4, and server 2 drops them.
+    let (code, out, err) = cli(servers, &["member", "remove-node", "2"]);
+    assert_eq!(code, 0, "remove-node 2: {out}{err}");
+    assert!(out.contains("server 2 is in no group any more"), "{out}");
+    for group in ["0", "7", &groups().to_string()] {
+        let (code, out, err) = cli(servers, &["member", "list", "--group", group]);
+        assert_eq!(code, 0, "member list --group {group}: {err}");
+        assert!(
+            out.contains("voters: 1,4  learners: \n"),
+            "group {group}: {out}"
+        );
+    }
 }
 
 /// Waits until server `id` answers an admin request (it listens).
@@ -475,6 +488,19 @@ async fn replace_a_dead_server(variant: Variant) {
             command.wait().unwrap();
             let printed = std::fs::read_to_string(&out).unwrap();
             eprintln!("replace command killed; it had printed:\n{printed}");
+            // A second replace of server 3, by another server, is refused
+            // while the first is under way, naming it, before anything is
+            // recorded (server 5 does not even run).
+            let servers: BTreeMap<u64, String> = [1, 2, 4]
+                .iter()
+                .map(|id| (*id, listen[id].clone()))
+                .collect();
+            let (code, out2, err) = cli(&servers, &["member", "replace", "3", "5", &free_addr()]);
+            assert_eq!(code, 1, "a second replace of server 3: {out2}{err}");
+            assert!(
+                err.contains("server 3 is being replaced by server 4 already"),
+                "{err}"
+            );
             command = nodes.replace_command(2).0;
         }
     }

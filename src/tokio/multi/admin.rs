@@ -55,6 +55,9 @@ pub enum AdminRequest {
         /// Most groups listed.
         groups_max: usize,
     },
+    /// The replaces of servers under way that the catalog records (asked
+    /// of the catalog group's leader; any other server redirects).
+    Replaces,
 }
 
 /// One group's configuration as its leader sees it, for the replace
@@ -124,6 +127,9 @@ pub enum AdminAnswer {
         /// Groups led in all.
         total: usize,
     },
+    /// Each replace under way, old server -> new server
+    /// ([`AdminRequest::Replaces`]).
+    Replaces(Vec<(NodeId, NodeId)>),
 }
 
 impl AdminAnswer {

@@ -168,6 +168,7 @@ where
                     .collect();
                 Ok(AdminAnswer::Led { groups, total })
             }
+            AdminRequest::Replaces => self.replaces_under_way(group),
         };
         let response = match answer {
             Ok(answer) => ClientResponse::Done(answer.encode()),
@@ -351,6 +352,29 @@ where
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// The replaces the catalog records, answered by the catalog group's
+    /// leader only: a follower's copy may lag a replace just started.
+    fn replaces_under_way(&mut self, group: GroupId) -> Result<AdminAnswer, Box<ClientResponse>> {
+        let Some(catalog) = self.catalog.as_ref().filter(|_| group == CATALOG_GROUP) else {
+            return Err(Box::new(ClientResponse::Error(format!(
+                "group {group} is not the catalog (group {CATALOG_GROUP}); ask group \
+                 {CATALOG_GROUP} for the replaces under way"
+            ))));
+        };
+        let replaces = catalog.replaces().collect();
+        match self.multi.group(CATALOG_GROUP) {
+            Some(node) if node.role() == Role::Leader => Ok(AdminAnswer::Replaces(replaces)),
+            Some(node) => {
+                let leader = node.leader();
+                Err(Box::new(self.not_leader(leader)))
+            }
+            None => Err(Box::new(ClientResponse::Error(format!(
+                "node {} does not host the catalog",
+                self.multi.id()
+            )))),
         }
     }
 
