@@ -183,6 +183,13 @@ fn render_summary(out: &mut String, address: &str, s: &GroupsSummary) {
         "    reads: {} read-index, {} lease, {} follower; {} redirects",
         s.reads_read_index, s.reads_lease, s.reads_follower, s.redirects
     );
+    for (old, new) in &s.replaces {
+        let _ = writeln!(
+            out,
+            "    replace under way: server {old} -> server {new} (recorded in the catalog; \
+             `concord-cli --groups N member replace {old} {new} HOST:PORT` finishes it)"
+        );
+    }
     if s.groups_recovering_storage > 0 {
         let _ = writeln!(
             out,

@@ -501,6 +501,13 @@ async fn replace_a_dead_server(variant: Variant) {
                 err.contains("server 3 is being replaced by server 4 already"),
                 "{err}"
             );
+            // The replace left half done is shown by `status`.
+            let (code, status, err) = cli(&servers, &["status"]);
+            assert_eq!(code, 0, "status: {status}{err}");
+            assert!(
+                status.contains("replace under way: server 3 -> server 4"),
+                "{status}"
+            );
             command = nodes.replace_command(2).0;
         }
     }

@@ -48,6 +48,10 @@ pub const MEMBERS_SHOWN_MAX: usize = 64;
 /// possible answers against this).
 pub const STATUS_ANSWER_BYTES_MAX: usize = 16 * 1024;
 
+/// Most replaces under way a summary lists (the catalog holds one per
+/// replaced server).
+pub const REPLACES_SHOWN_MAX: usize = 16;
+
 /// What a client asks a multi-group server's status for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StatusQuery {
@@ -149,6 +153,10 @@ pub struct GroupsSummary {
     /// Groups whose committed log was found contradicting their leader's
     /// (each serves no reads since).
     pub groups_diverged: u64,
+    /// Replaces of a server under way (old, new), as this server's copy
+    /// of the catalog records them: at most [`REPLACES_SHOWN_MAX`]. A
+    /// replace whose command died stays here until run again.
+    pub replaces: Vec<(NodeId, NodeId)>,
 }
 
 /// A follower's progress, as its leader (this node) tracks it.
@@ -337,6 +345,7 @@ fn summary(multi: &MultiNode, host: &HostStats, tick_ms: u64) -> GroupsSummary {
             .groups_recovering_storage
             .saturating_sub(host.groups_recovered_storage),
         groups_diverged: host.groups_diverged,
+        replaces: Vec::new(),
     };
     assert_eq!(led + followed + leaderless, summary.groups_hosted);
     assert!(summary.worst.len() <= WORST_GROUPS_MAX && summary.peers.len() <= PEERS_SHOWN_MAX);
@@ -437,6 +446,7 @@ mod tests {
             redirects: big,
             groups_recovering_storage: big,
             groups_diverged: big,
+            replaces: vec![(big, big); REPLACES_SHOWN_MAX],
         };
         let ids = vec![big; MEMBERS_SHOWN_MAX];
         let group = OneGroup {

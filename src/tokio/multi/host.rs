@@ -775,7 +775,16 @@ where
                 ..
             } => {
                 let tick_ms = self.config.tick.as_millis() as u64;
-                let answer = super::groups_status::answer(&self.multi, &self.stats, tick_ms, query);
+                let mut answer =
+                    super::groups_status::answer(&self.multi, &self.stats, tick_ms, query);
+                if let (super::groups_status::StatusAnswer::Summary(summary), Some(catalog)) =
+                    (&mut answer, &self.catalog)
+                {
+                    summary.replaces = catalog
+                        .replaces()
+                        .take(super::groups_status::REPLACES_SHOWN_MAX)
+                        .collect();
+                }
                 let response = match crate::codec::encode(&answer) {
                     Ok(bytes) => ClientResponse::Done(bytes.into()),
                     Err(e) => ClientResponse::Error(format!("cannot encode the status: {e}")),
