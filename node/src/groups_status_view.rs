@@ -7,7 +7,7 @@
 //! `--watch` repeats, as the single-group status does.
 //!
 //! Each server is asked once per round with a
-//! [`GroupOp::Status`](concord::tokio::multi::wire::GroupOp::Status) on a
+//! [`GroupOp::Status`] on a
 //! client connection; its answer is at most
 //! [`STATUS_ANSWER_BYTES_MAX`] bytes. A server that does not answer is a
 //! line saying why, never an error that stops the rest.

@@ -110,7 +110,7 @@ pub struct GroupsSummary {
     /// The node.
     pub id: NodeId,
     /// Data groups hosted (the catalog, group
-    /// [`CATALOG_GROUP`](crate::multi::CATALOG_GROUP), is not
+    /// [`CATALOG_GROUP`], is not
     /// counted in this or in any other count of groups).
     pub groups_hosted: u64,
     /// The catalog's leader as known here (`None`: no catalog hosted here,

@@ -146,7 +146,7 @@ pub struct MultiServerConfig {
     /// a file as it arrives, not into memory (when the log's store has
     /// files).
     pub snapshot_in_memory_bytes_max: u64,
-    /// Group [`CATALOG_GROUP`](crate::multi::CATALOG_GROUP) is the
+    /// Group [`CATALOG_GROUP`] is the
     /// catalog ([`crate::multi::Catalog`]), not a group of the state
     /// machine: the servers, their addresses and assigned groups (see
     /// [`start_with_catalog`]). Off by default.
@@ -402,7 +402,7 @@ where
     Ok(launch(server, log_events, inbox))
 }
 
-/// [`start`] with group [`CATALOG_GROUP`](crate::multi::CATALOG_GROUP)
+/// [`start`] with group [`CATALOG_GROUP`]
 /// as the catalog (`config.catalog` is set here): the server also hosts
 /// every group found in `recovery` (assigned to it since the cluster
 /// started), creates the groups the catalog assigns to it while it runs
