@@ -15,6 +15,8 @@
 //! cargo test -p concord-node --test multi_group_replace -- --nocapture
 //! ```
 
+#[path = "common/multi_cluster.rs"]
+mod multi_cluster;
 #[path = "common/processes.rs"]
 mod processes;
 
@@ -33,7 +35,6 @@ use concord::tokio::multi::wire::GroupOp;
 use concord_services::sharded_kv::ShardMap;
 use concord_services::sharded_kv_client::{ShardedKvClient, ShardedKvError};
 use concord_sim::history::{Op, Operation, Output};
-use concord_sim::linearizability::{check_history_with, CheckConfig};
 use processes::{cli_binary, free_addr, node_binary, spawn_node};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -611,44 +612,7 @@ async fn replace_a_dead_server(variant: Variant) {
         }
     }
     let history = std::mem::take(&mut *recorder.ops.lock().unwrap());
-    let mut written: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-    for op in &history {
-        if let Op::Put { value } = &op.op {
-            written.entry(&op.key).or_default().insert(value);
-        }
-    }
-    for key in keys.iter() {
-        let value = finals[key].as_str();
-        assert!(
-            written[key.as_str()].contains(value),
-            "{key} reads {value:?}, which no put wrote"
-        );
-    }
-    let mut by_group: BTreeMap<GroupId, Vec<Operation>> = BTreeMap::new();
-    for op in history {
-        by_group
-            .entry(map.group_of(op.key.as_bytes()))
-            .or_default()
-            .push(op);
-    }
-    let check = CheckConfig {
-        time_limit: Some(Duration::from_secs(30)),
-        ..CheckConfig::default()
-    };
-    let mut operations = 0;
-    for (group, ops) in &by_group {
-        operations += ops.len();
-        let verdict = check_history_with(ops, &check);
-        if !verdict.is_ok() {
-            if let Some(failure) = verdict.failure() {
-                eprintln!("{}", failure.timeline());
-            }
-            panic!(
-                "group {group}'s history of {} operations: {verdict}",
-                ops.len()
-            );
-        }
-    }
+    let operations = multi_cluster::check_history(history, &finals, &map, seed);
     eprintln!(
         "{variant:?}: {operations} operations linearizable ({} writes acknowledged, {} unknown); \
          replace {replace_time:?}; whole test {:?}",
