@@ -63,6 +63,18 @@ pub enum GroupOp {
     Admin(super::admin::AdminRequest),
 }
 
+/// What a server answers for a group it does not host. The routing client
+/// recognises it ([`is_not_hosted`]) and asks another server: the
+/// `ClientResponse::Error` it travels in stays readable to any client.
+pub(crate) fn not_hosted_message(group: GroupId, node: crate::NodeId) -> String {
+    format!("group {group} is not hosted on node {node}; ask a node that hosts it")
+}
+
+/// Whether `message` is a [`not_hosted_message`].
+pub(crate) fn is_not_hosted(message: &str) -> bool {
+    message.starts_with("group ") && message.contains(" is not hosted on node ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,16 +86,4 @@ mod tests {
         let borrowed = crate::tokio::codec::encode(&MultiPeerFrameRef::Frame(&frame)).unwrap();
         assert_eq!(owned, borrowed);
     }
-}
-
-/// What a server answers for a group it does not host. The routing client
-/// recognises it ([`is_not_hosted`]) and asks another server: the
-/// `ClientResponse::Error` it travels in stays readable to any client.
-pub(crate) fn not_hosted_message(group: GroupId, node: crate::NodeId) -> String {
-    format!("group {group} is not hosted on node {node}; ask a node that hosts it")
-}
-
-/// Whether `message` is a [`not_hosted_message`].
-pub(crate) fn is_not_hosted(message: &str) -> bool {
-    message.starts_with("group ") && message.contains(" is not hosted on node ")
 }
