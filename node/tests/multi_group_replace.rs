@@ -181,20 +181,6 @@ impl Recorder {
     }
 }
 
-fn kv_client(servers: &BTreeMap<u64, String>) -> ShardedKvClient {
-    let mut config = RoutingConfig::new(CLUSTER, servers.clone());
-    config.request_timeout = Duration::from_secs(2);
-    config.connect_timeout = Duration::from_millis(500);
-    config.attempts_max = 16;
-    ShardedKvClient::new(ShardMap::new(groups()).unwrap(), config).unwrap()
-}
-
-fn text(value: Option<Bytes>) -> String {
-    value
-        .map(|v| String::from_utf8_lossy(&v).into_owned())
-        .unwrap_or_default()
-}
-
 async fn put(
     kv: &mut ShardedKvClient,
     recorder: &Recorder,
@@ -243,23 +229,15 @@ async fn get(
     let entry = Operation::new(who, key, Op::Get, call);
     match result {
         Ok(value) => {
-            recorder.push(entry.completed(recorder.now(), Output::Value(text(value.clone()))));
+            recorder.push(entry.completed(
+                recorder.now(),
+                Output::Value(multi_cluster::text(value.clone())),
+            ));
             Some(value)
         }
         Err(ShardedKvError::Routing(_)) => None,
         Err(other) => panic!("get {key}: {other}"),
     }
-}
-
-fn keys_of_every_group(map: &ShardMap) -> Vec<String> {
-    map.group_ids()
-        .map(|group| {
-            (0..)
-                .map(|i| format!("g{group}-{i}"))
-                .find(|key| map.group_of(key.as_bytes()) == group)
-                .expect("some key hashes to every group")
-        })
-        .collect()
 }
 
 /// Each group's voters and learners as its leader reports them, asked of
@@ -411,7 +389,7 @@ async fn replace_a_dead_server(variant: Variant) {
         nodes.start(id, false);
     }
     let map = ShardMap::new(groups()).unwrap();
-    let keys = Arc::new(keys_of_every_group(&map));
+    let keys = Arc::new(multi_cluster::keys_of_every_group(&map));
     let recorder = Arc::new(Recorder {
         start: Instant::now(),
         ops: Mutex::new(Vec::new()),
@@ -425,7 +403,7 @@ async fn replace_a_dead_server(variant: Variant) {
     for c in 0..CLIENTS {
         let (keys, recorder, listen) = (keys.clone(), recorder.clone(), listen.clone());
         tasks.push(tokio::spawn(async move {
-            let mut kv = kv_client(&listen);
+            let mut kv = multi_cluster::client(CLUSTER, groups(), &listen);
             let mut who = recorder.client_id();
             let deadline = Instant::now() + Duration::from_secs(120);
             for key in keys.iter().skip(c as usize).step_by(CLIENTS as usize) {
@@ -451,7 +429,7 @@ async fn replace_a_dead_server(variant: Variant) {
             (keys.clone(), recorder.clone(), listen.clone(), stop.clone());
         workers.push(tokio::spawn(async move {
             let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (c + 1).wrapping_mul(0x9e37_79b9));
-            let mut kv = kv_client(&listen);
+            let mut kv = multi_cluster::client(CLUSTER, groups(), &listen);
             let mut who = recorder.client_id();
             let mut n = 0u64;
             while !stop.load(Ordering::SeqCst) {
@@ -599,13 +577,13 @@ async fn replace_a_dead_server(variant: Variant) {
     }
     // Every key read back; no acknowledged write lost.
     let reader = recorder.client_id();
-    let mut kv = kv_client(&survivors);
+    let mut kv = multi_cluster::client(CLUSTER, groups(), &survivors);
     let mut finals = BTreeMap::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     for key in keys.iter() {
         loop {
             if let Some(value) = get(&mut kv, &recorder, reader, key).await {
-                finals.insert(key.clone(), text(value));
+                finals.insert(key.clone(), multi_cluster::text(value));
                 break;
             }
             assert!(Instant::now() < deadline, "{key}: not readable");
