@@ -329,6 +329,12 @@ pub struct Efficiency {
     /// hand-over sent before the heal could still arrive.
     #[serde(default)]
     pub calm_unjudged: u32,
+    /// Runs whose liveness was not owed (0 or 1): a server back with
+    /// empty storage recovers until its log reaches what its peers
+    /// reported, and only a witness held that (see
+    /// `Simulation::liveness_unowed`).
+    #[serde(default)]
+    pub liveness_unowed: u32,
     /// Followers repaired by the idle catch-up check (0 or 1).
     #[serde(default)]
     pub idle_catch_ups: u32,
@@ -501,6 +507,10 @@ impl Budgets {
     }
 
     /// A calm-phase measurement was left unjudged.
+    pub(crate) fn liveness_unowed(&mut self) {
+        self.spent.liveness_unowed += 1;
+    }
+
     pub(crate) fn calm_unjudged(&mut self) {
         self.spent.calm_unjudged += 1;
     }

@@ -1357,6 +1357,14 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                     // In the quiet period, which ends on its own.
                     return;
                 }
+                if self.probe.committed.is_none() {
+                    if let Some(reason) = self.liveness_unowed() {
+                        self.budgets.liveness_unowed();
+                        self.note(None, || format!("liveness not owed: {reason}"));
+                        self.finished = true;
+                        return;
+                    }
+                }
                 if !self.probe.satisfied {
                     let message = match self.probe.committed {
                         None => format!(

@@ -1095,6 +1095,12 @@ fn run(
         "  calm measurements unjudged (a client's retry joined them, the leader never became idle, or a hand-over sent before the heal was still in flight): {}",
         summary.calm_unjudged
     );
+    if summary.liveness_unowed > 0 {
+        println!(
+            "  liveness not owed (a server back with empty storage whose recovery floor only a witness holds; the cluster waits for a forced recovery): {}",
+            summary.liveness_unowed
+        );
+    }
     println!(
         "  idle catch-up: {} followers repaired after losing synced entries, the slowest in {:.2} heartbeat intervals",
         summary.idle_catch_ups,

@@ -118,6 +118,8 @@ pub struct Summary {
     pub expectations: Vec<(u64, ExpectationExceeded)>,
     /// Calm-phase measurements left unjudged (`Efficiency::calm_unjudged`).
     pub calm_unjudged: u64,
+    /// Runs whose liveness was not owed (`Efficiency::liveness_unowed`).
+    pub liveness_unowed: u64,
     /// Followers repaired by the idle catch-up check, over all seeds.
     pub idle_catch_ups: u64,
     /// The slowest of those repairs, in hundredths of a heartbeat
@@ -153,6 +155,7 @@ impl Summary {
             .backlog_centi_round_trips_max
             .max(efficiency.backlog_centi_round_trips);
         self.calm_unjudged += u64::from(efficiency.calm_unjudged);
+        self.liveness_unowed += u64::from(efficiency.liveness_unowed);
         self.idle_catch_ups += u64::from(efficiency.idle_catch_ups);
         self.idle_catch_up_centi_heartbeats_max = self
             .idle_catch_up_centi_heartbeats_max
@@ -466,6 +469,9 @@ pub struct SweepJson {
     /// them, or the leader never became idle).
     #[serde(default)]
     pub calm_unjudged: u64,
+    /// Seeds whose liveness was not owed (`Efficiency::liveness_unowed`).
+    #[serde(default)]
+    pub liveness_unowed: u64,
     /// What each seed cost, with `run --performance`
     /// (`crate::performance`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -578,6 +584,7 @@ impl SweepJson {
             expectations_exceeded,
             expectations_by_kind,
             calm_unjudged: summary.calm_unjudged,
+            liveness_unowed: summary.liveness_unowed,
             performance: None,
         }
     }
@@ -631,6 +638,7 @@ impl SweepJson {
             *self.expectations_by_kind.entry(kind.clone()).or_insert(0) += count;
         }
         self.calm_unjudged += other.calm_unjudged;
+        self.liveness_unowed += other.liveness_unowed;
         self.performance = match (self.performance.take(), &other.performance) {
             (Some(mine), Some(theirs)) => {
                 let mut seeds = mine.seeds;

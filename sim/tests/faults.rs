@@ -150,3 +150,24 @@ fn late_faults_are_drawn_after_every_other_fault() {
         }
     }
 }
+
+/// A server whose first writes never reached its disk comes back empty,
+/// which it cannot tell from a replaced disk, so it recovers
+/// (`src/storage_loss.rs`): it votes only for a log at least as up to date
+/// as the most up-to-date one its peers report. In seed 1034944930 of the
+/// chat service on 3 nodes (a CI sweep's failure) only the witness holds
+/// that log and the other full replica is one entry behind it, so no
+/// replica can ever be elected: the run passes with its liveness marked
+/// not owed.
+#[test]
+fn liveness_is_not_owed_when_only_a_witness_holds_a_recovering_servers_floor() {
+    let config = SimConfig {
+        seed: 1034944930,
+        nodes: 3,
+        service: concord_sim::services::Service::Chat,
+        ..SimConfig::default()
+    };
+    let report = run_kv(&config, None).unwrap();
+    assert!(report.passed(), "{:?}", report.failure);
+    assert_eq!(report.efficiency.liveness_unowed, 1);
+}

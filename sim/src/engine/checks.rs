@@ -11,7 +11,7 @@
 
 use concord::session;
 use concord::state_machine::StateMachine;
-use concord::{Index, Input, Membership, Node, NodeId, ProgressState, Role, Term};
+use concord::{Index, Input, Membership, Node, NodeId, ProgressState, Role, StorageRecovery, Term};
 
 use super::host::Proposer;
 use super::{format_time, Event, FailureKind, Simulation, MS, QUIET_PERIOD_NS};
@@ -792,6 +792,49 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             }
         }
         self.schedule(20 * MS, Event::Probe);
+    }
+
+    /// Why no write is owed after the heal, if none is: a server that came
+    /// back with empty storage (a crash before its first write was synced
+    /// looks the same as a replaced disk) does not vote until its durable
+    /// log reaches the most up-to-date log its peers reported
+    /// (`storage_loss.rs`). When only a witness holds that log, no full
+    /// replica can ever be elected: the entries past every full replica's
+    /// log may have been committed with the lost storage's acknowledgement,
+    /// their contents live nowhere, and electing a replica without them
+    /// would drop them silently. The cluster waits for an operator (a
+    /// forced recovery). The disk-loss nemesis loses no disk while there
+    /// are witnesses for that reason; a server whose first writes never
+    /// reached its disk gets there on its own (seed 1034944930 on 3
+    /// nodes).
+    pub(super) fn liveness_unowed(&self) -> Option<String> {
+        let live = || self.hosts.iter().filter_map(|host| host.node.as_ref());
+        for recovering in live() {
+            let StorageRecovery::CatchingUp { floor, .. } = recovering.storage_recovery() else {
+                continue;
+            };
+            let membership = recovering.membership();
+            let holds_floor = |id: NodeId| {
+                live().any(|node| {
+                    node.id() == id
+                        && !node.storage_recovery().is_recovering()
+                        && node.last_position().is_up_to_date_with(&floor)
+                })
+            };
+            let full_holds = membership
+                .voters
+                .iter()
+                .chain(membership.voters_outgoing.iter())
+                .any(|id| !membership.is_witness(*id) && holds_floor(*id));
+            let witness_holds = membership.witnesses.iter().any(|id| holds_floor(*id));
+            if witness_holds && !full_holds {
+                return Some(format!(
+                    "n{} recovers its storage until its log reaches {floor:?}, which only a witness holds",
+                    recovering.id()
+                ));
+            }
+        }
+        None
     }
 
     /// The configuration liveness is judged under: the current leader's,

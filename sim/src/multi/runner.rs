@@ -191,6 +191,7 @@ impl MultiSummary {
             expectations_exceeded: Vec::new(),
             expectations_by_kind: BTreeMap::new(),
             calm_unjudged: 0,
+            liveness_unowed: 0,
             performance: None,
         }
     }
