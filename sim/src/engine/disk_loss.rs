@@ -300,6 +300,18 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             .node
             .as_ref()
             .map_or(0, |node| node.last_index());
+        let members_at_loss = self
+            .hosts
+            .iter()
+            .filter_map(|host| host.node.as_ref())
+            .max_by_key(|node| (node.membership_index(), node.term()))
+            .map(|node| {
+                (
+                    node.membership_index(),
+                    node.term(),
+                    node.membership().clone(),
+                )
+            });
         self.crash(index);
         let acknowledged_before = self
             .promises
@@ -324,6 +336,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         host.storage_loss = Some(StorageLoss {
             acknowledged_before,
         });
+        host.members_at_loss = members_at_loss;
         // Every leader up to the highest term now may hold acknowledgements
         // from before the loss.
         let term_at_loss = self
@@ -352,19 +365,29 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
     /// the running node with the newest configuration), not those the
     /// cluster was created with, which may no longer lead it to anyone
     /// who remembers (a cluster grown from one server would find itself
-    /// alone, and new).
+    /// alone, and new). With no member running, it is told the newest
+    /// configuration known when its storage was lost (seed 5200002516 on
+    /// 3 nodes: a cluster grown from n1 restarted n1's replaced disk while
+    /// the others were down, and n1 elected itself alone as a new
+    /// cluster).
     pub(super) fn current_members_into(&self, index: usize, config: &mut concord::Config) {
-        let newest = self
+        let running = self
             .hosts
             .iter()
             .enumerate()
             .filter(|(other, _)| *other != index)
             .filter_map(|(_, host)| host.node.as_ref())
-            .max_by_key(|node| (node.membership_index(), node.term()));
-        let Some(node) = newest else {
+            .map(|node| (node.membership_index(), node.term(), node.membership()));
+        let at_loss = self.hosts[index]
+            .members_at_loss
+            .as_ref()
+            .map(|(at, term, membership)| (*at, *term, membership));
+        let newest = running
+            .chain(at_loss)
+            .max_by_key(|(at, term, _)| (*at, *term));
+        let Some((_, _, membership)) = newest else {
             return;
         };
-        let membership = node.membership();
         let id = index as NodeId + 1;
         config.voters = membership
             .voters

@@ -228,6 +228,11 @@ pub(super) struct Host<S> {
     /// after the recovery: a leader of a term up to that bound may still
     /// report the loss late (a paused leader's queued answers).
     pub(super) past_storage_loss: Option<(concord::Term, concord::Index)>,
+    /// The newest configuration any running node knew when this node's
+    /// storage was lost (the node itself among them), by configuration
+    /// index and term: what an operator tells the replaced server when
+    /// no member is running at its restart (`current_members_into`).
+    pub(super) members_at_loss: Option<(concord::Index, concord::Term, concord::Membership)>,
 }
 
 impl<S> Host<S> {
@@ -259,6 +264,7 @@ impl<S> Host<S> {
             applied_bytes: AppliedBytes::default(),
             storage_loss: None,
             past_storage_loss: None,
+            members_at_loss: None,
             heartbeat_ticks: (0, 0),
             known_ids: (Index::MAX, 0),
             campaign: Default::default(),
