@@ -171,3 +171,21 @@ fn liveness_is_not_owed_when_only_a_witness_holds_a_recovering_servers_floor() {
     assert!(report.passed(), "{:?}", report.failure);
     assert_eq!(report.efficiency.liveness_unowed, 1);
 }
+
+/// A server whose disk is replaced while every other server is down is
+/// told the newest configuration known when its disk was lost, not the
+/// one the cluster was created with. Seed 5200002516 of the chat service
+/// on 3 nodes: the cluster was grown from n1, and n1's replaced disk,
+/// started as a one-voter cluster, elected itself alone and committed a
+/// second entry at index 2 (a log-matching failure).
+#[test]
+fn a_replaced_disk_started_with_no_member_running_learns_the_newest_members() {
+    let config = SimConfig {
+        seed: 5200002516,
+        nodes: 3,
+        service: concord_sim::services::Service::Chat,
+        ..SimConfig::default()
+    };
+    let report = run_kv(&config, None).unwrap();
+    assert!(report.passed(), "{:?}", report.failure);
+}
