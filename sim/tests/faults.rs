@@ -161,15 +161,20 @@ fn late_faults_are_drawn_after_every_other_fault() {
 /// not owed.
 #[test]
 fn liveness_is_not_owed_when_only_a_witness_holds_a_recovering_servers_floor() {
+    let report = chat_on_3_nodes(1034944930);
+    assert!(report.passed(), "{:?}", report.failure);
+    assert_eq!(report.efficiency.liveness_unowed, 1);
+}
+
+/// One seed of the chat service on 3 nodes, with every default.
+fn chat_on_3_nodes(seed: u64) -> concord_sim::RunReport {
     let config = SimConfig {
-        seed: 1034944930,
+        seed,
         nodes: 3,
         service: concord_sim::services::Service::Chat,
         ..SimConfig::default()
     };
-    let report = run_kv(&config, None).unwrap();
-    assert!(report.passed(), "{:?}", report.failure);
-    assert_eq!(report.efficiency.liveness_unowed, 1);
+    run_kv(&config, None).unwrap()
 }
 
 /// A server whose disk is replaced while every other server is down is
@@ -180,12 +185,6 @@ fn liveness_is_not_owed_when_only_a_witness_holds_a_recovering_servers_floor() {
 /// second entry at index 2 (a log-matching failure).
 #[test]
 fn a_replaced_disk_started_with_no_member_running_learns_the_newest_members() {
-    let config = SimConfig {
-        seed: 5200002516,
-        nodes: 3,
-        service: concord_sim::services::Service::Chat,
-        ..SimConfig::default()
-    };
-    let report = run_kv(&config, None).unwrap();
+    let report = chat_on_3_nodes(5200002516);
     assert!(report.passed(), "{:?}", report.failure);
 }
