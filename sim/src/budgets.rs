@@ -506,11 +506,12 @@ impl Budgets {
         Ok(())
     }
 
-    /// A calm-phase measurement was left unjudged.
+    /// The run's liveness was not owed (`Simulation::liveness_unowed`).
     pub(crate) fn liveness_unowed(&mut self) {
         self.spent.liveness_unowed += 1;
     }
 
+    /// A calm-phase measurement was left unjudged.
     pub(crate) fn calm_unjudged(&mut self) {
         self.spent.calm_unjudged += 1;
     }

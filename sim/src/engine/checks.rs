@@ -808,18 +808,19 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
     /// reached its disk gets there on its own (seed 1034944930 on 3
     /// nodes).
     pub(super) fn liveness_unowed(&self) -> Option<String> {
-        let live = || self.hosts.iter().filter_map(|host| host.node.as_ref());
-        for recovering in live() {
+        for recovering in self.hosts.iter().filter_map(|host| host.node.as_ref()) {
             let StorageRecovery::CatchingUp { floor, .. } = recovering.storage_recovery() else {
                 continue;
             };
             let membership = recovering.membership();
             let holds_floor = |id: NodeId| {
-                live().any(|node| {
-                    node.id() == id
-                        && !node.storage_recovery().is_recovering()
-                        && node.last_position().is_up_to_date_with(&floor)
-                })
+                self.hosts
+                    .get(id as usize - 1)
+                    .and_then(|host| host.node.as_ref())
+                    .is_some_and(|node| {
+                        !node.storage_recovery().is_recovering()
+                            && node.last_position().is_up_to_date_with(&floor)
+                    })
             };
             let full_holds = membership
                 .voters
