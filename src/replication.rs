@@ -8,7 +8,7 @@ use crate::message::{AppendResponse, MessageBody};
 use crate::node::{Node, Role};
 use crate::progress::{Progress, ProgressState};
 use crate::quorum::{joint_committed_index, majority, quorum_index};
-use crate::types::{Entry, EntryPayload, Index, LogPosition, NodeId, Term};
+use crate::types::{Entry, EntryPayload, Index, LogPosition, NodeId, StorageRecovery, Term};
 
 impl Node {
     pub(crate) fn tick_leader(&mut self, actions: &mut Vec<Action>) {
@@ -547,7 +547,19 @@ impl Node {
         // A node that crashes before the term is durable may come back
         // with no term, and no hold: until the term is durable, the answer
         // confirms no round (found by the simulator's `vote-hold`).
-        let read_round = if self.durable_hard_state.term == self.term {
+        // Nor does a node recovering from lost storage confirm a leader of
+        // a term its lost storage may have known a successor of: it may
+        // have voted in a later term and forgotten it, and the majority
+        // that elected the later leader would then answer an older one's
+        // round (seed 5600004625 on 3 nodes, chat: a disk rolled back from
+        // term 11 to 10 confirmed the term-10 leader's ReadIndex round,
+        // which missed an entry committed in term 11).
+        let recovery_allows = match self.recovery {
+            StorageRecovery::AwaitingReports => false,
+            StorageRecovery::CatchingUp { term, .. } => self.term > term,
+            _ => true,
+        };
+        let read_round = if self.durable_hard_state.term == self.term && recovery_allows {
             read_round
         } else {
             0
