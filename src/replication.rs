@@ -556,7 +556,9 @@ impl Node {
         // which missed an entry committed in term 11).
         let recovery_allows = match self.recovery {
             StorageRecovery::AwaitingReports => false,
-            StorageRecovery::CatchingUp { term, .. } => self.term > term,
+            // The floor's term bounds every term its lost storage knew (a
+            // later election needed a voter among those that reported).
+            StorageRecovery::CatchingUp { term, .. } => self.term >= term,
             _ => true,
         };
         let read_round = if self.durable_hard_state.term == self.term && recovery_allows {
