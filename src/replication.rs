@@ -474,11 +474,36 @@ impl Node {
         true
     }
 
+    /// Whether a recovery from lost storage lets this node's answers to a
+    /// leader of `term` count (its acknowledgements toward a commit, its
+    /// heartbeat answers toward a read round): not while it waits for
+    /// reports, and only for a term at least its floor's term, which
+    /// bounds every term the lost storage knew (a later election needed a
+    /// voter among those that reported).
+    pub(crate) fn recovery_lets_me_answer(&self, term: Term) -> bool {
+        match self.recovery {
+            StorageRecovery::AwaitingReports => false,
+            StorageRecovery::CatchingUp {
+                term: floor_term, ..
+            } => term >= floor_term,
+            _ => true,
+        }
+    }
+
     /// Sends the leader the highest index that both matches its log and is
     /// durable here, whenever that grows or a message is owed an answer.
     pub(crate) fn maybe_send_append_ack(&mut self, actions: &mut Vec<Action>) {
         let Some(leader) = self.leader else { return };
         if self.role != Role::Follower {
+            return;
+        }
+        // A node that lost its storage may have voted in a later term than
+        // this leader's and forgotten it: its acknowledgement would let an
+        // older leader commit over a newer one's log (seed 5710002841 on
+        // 3 nodes, chat: a replaced disk acknowledged a stale term-7
+        // leader's entries after voting in term 8, and the term-9 leader
+        // lacked them). The answer waits until the recovery bounds it.
+        if !self.recovery_lets_me_answer(self.term) {
             return;
         }
         let durable_match = self.persisted_index.min(self.leader_match_index);
@@ -554,14 +579,9 @@ impl Node {
         // round (seed 5600004625 on 3 nodes, chat: a disk rolled back from
         // term 11 to 10 confirmed the term-10 leader's ReadIndex round,
         // which missed an entry committed in term 11).
-        let recovery_allows = match self.recovery {
-            StorageRecovery::AwaitingReports => false,
-            // The floor's term bounds every term its lost storage knew (a
-            // later election needed a voter among those that reported).
-            StorageRecovery::CatchingUp { term, .. } => self.term >= term,
-            _ => true,
-        };
-        let read_round = if self.durable_hard_state.term == self.term && recovery_allows {
+        let read_round = if self.durable_hard_state.term == self.term
+            && self.recovery_lets_me_answer(self.term)
+        {
             read_round
         } else {
             0
