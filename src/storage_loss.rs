@@ -26,7 +26,10 @@
 //!    every entry the floor's holder holds that a majority committed
 //!    (Raft's log comparison, §5.4.1). It campaigns once its own durable
 //!    log reaches the floor. It follows a leader meanwhile and
-//!    acknowledges what it really holds, which is safe to count. The
+//!    acknowledges what it really holds, to a leader of the floor's term
+//!    or later only (an older one may be a leader its lost storage voted
+//!    past; while it awaits reports it acknowledges nothing, and confirms
+//!    no read round on the same terms). The
 //!    recovery ends once its durable log reaches the floor and its term
 //!    has passed the floor's term.
 //!
