@@ -31,7 +31,7 @@ use promises::{Backing, Promise, Transfers};
 
 use concord::{
     Action, AppendResponse, Entries, EntryPayload, Index, Input, LogPosition, Membership,
-    MessageBody, Node, NodeId, ProgressState, ProgressView, ReadPath, Role, Term,
+    MessageBody, Node, NodeId, ProgressState, ProgressView, ReadPath, Role, StorageRecovery, Term,
 };
 
 /// One rule of the table.
@@ -494,6 +494,12 @@ struct NodeRules {
     /// Its promise not to vote for another leader (`vote-hold`), kept
     /// across restarts.
     promise: Option<Promise>,
+    /// A promise of a later term than its own, set aside when a message
+    /// of an older leader made a new one: only a node whose storage was
+    /// lost goes back in term, and the core's hold after such a start
+    /// still keeps the earlier promise (the new leader's message restarts
+    /// the hold; it does not end it).
+    carried: Option<Promise>,
     /// Its forwarded reads, requests and answers (`read-forwarded`).
     forwarded: Forwarded,
     /// The term it leads after its last step, if it leads (none once it
@@ -562,7 +568,7 @@ impl Rules {
     pub(crate) fn on_restart(&mut self, index: usize) {
         let rules = &mut self.nodes[index];
         let clock = rules.clock_ticks;
-        if let Some(promise) = &mut rules.promise {
+        for promise in [&mut rules.promise, &mut rules.carried].into_iter().flatten() {
             promise.end_ticks = promise.end_ticks.saturating_sub(clock);
         }
         rules.clock_ticks = 0;
@@ -630,12 +636,13 @@ impl Rules {
             // only if it recovered a term, or if it recovers from lost
             // storage.) A node whose disk was lost did make its term
             // durable: the promise stands.
-            if !storage_lost
-                && rules
-                    .promise
-                    .is_some_and(|promise| promise.term > rules.before.term)
-            {
-                rules.promise = None;
+            if !storage_lost {
+                let term = rules.before.term;
+                for promise in [&mut rules.promise, &mut rules.carried] {
+                    if promise.is_some_and(|promise| promise.term > term) {
+                        *promise = None;
+                    }
+                }
             }
         }
         if matches!(seen, Seen::Tick) {
@@ -664,7 +671,7 @@ impl Rules {
         let vote_before = (before.term, before.vote);
         rules.note_acks(actions);
         rules.leading_term = (node.role() == Role::Leader).then_some(node.term());
-        let (promise, clock_ticks) = (rules.promise, rules.clock_ticks);
+        let (promises_held, clock_ticks) = ([rules.promise, rules.carried], rules.clock_ticks);
         let nodes = &self.nodes;
         let leads = |leader: NodeId, term: Term| {
             nodes
@@ -684,16 +691,18 @@ impl Rules {
                 Body::VoteRequest { transfer: true, .. } | Body::Other("TimeoutNow")
             ))
         );
-        if let Some(detail) = promises::check_vote_hold(
-            node,
-            vote_before,
-            transfer_vote,
-            promise,
-            &self.transfers,
-            clock_ticks,
-            leads,
-        ) {
-            return broken(Rule::VoteHold, detail);
+        for promise in promises_held.into_iter().flatten() {
+            if let Some(detail) = promises::check_vote_hold(
+                node,
+                vote_before,
+                transfer_vote,
+                Some(promise),
+                &self.transfers,
+                clock_ticks,
+                &leads,
+            ) {
+                return broken(Rule::VoteHold, detail);
+            }
         }
         let rules = &mut self.nodes[index];
         rules.note_promise(node, seen);
@@ -765,10 +774,12 @@ impl Rules {
                     .nodes
                     .get((*id as usize).wrapping_sub(1))
                     .and_then(|voter| {
-                        voter
-                            .promise
+                        [voter.promise, voter.carried]
+                            .into_iter()
+                            .flatten()
                             .filter(|promise| promise.term == term && promise.leader == me)
                             .map(|promise| promise.end_ticks.saturating_sub(voter.clock_ticks))
+                            .max()
                     })
                     .unwrap_or(0);
                 Backing {
@@ -1530,12 +1541,35 @@ impl NodeRules {
                 | Body::CommitNotice { .. }
                 | Body::Snapshot { .. }
         );
+        // A node recovering from lost storage answers no leader of a term
+        // it may have passed (while it waits for reports, or below the
+        // highest term reported to it): no lease counts such a promise,
+        // and the core does not keep it (seed 9280234874 on 5 nodes).
+        let answer_counts = match node.storage_recovery() {
+            StorageRecovery::AwaitingReports => false,
+            StorageRecovery::CatchingUp {
+                term: reported_term,
+                ..
+            } => term >= reported_term,
+            _ => true,
+        };
         if leader_traffic
+            && answer_counts
             && node.role() == Role::Follower
             && node.term() == term
             && node.leader() == Some(from)
         {
             let timeout_ticks = u64::from(node.config().election_timeout_min_ticks);
+            if let Some(held) = self.promise.filter(|held| {
+                held.term > term
+                    && held.end_ticks > self.clock_ticks
+                    && self.carried.is_none_or(|carried| held.term >= carried.term)
+            }) {
+                self.carried = Some(held);
+            }
+            if self.carried.is_some_and(|carried| carried.term <= term) {
+                self.carried = None;
+            }
             self.promise = Some(Promise {
                 term,
                 leader: from,

@@ -25,7 +25,12 @@
 //!   later term is judged where it voted. A promise is carried across a
 //!   restart only if the node recovered the promise's term: a heartbeat
 //!   answer confirms a leader's round only once its term is durable, so a
-//!   node that lost the term gave no promise any lease counted.
+//!   node that lost the term gave no promise any lease counted. A node
+//!   whose storage was lost starts again in term 0 and may follow an
+//!   older leader before it learns its own past; the promise of the later
+//!   term it made before the loss is kept beside the new one and judged
+//!   too (the core's hold after such a start runs on from the older
+//!   leader's message).
 //! * `lease-promise`, at every lease read a leader serves: when the read
 //!   arrived, a quorum of each half of the configuration (the leader
 //!   itself counting) held a promise to this leader in this term that is
