@@ -568,7 +568,10 @@ impl Rules {
     pub(crate) fn on_restart(&mut self, index: usize) {
         let rules = &mut self.nodes[index];
         let clock = rules.clock_ticks;
-        for promise in [&mut rules.promise, &mut rules.carried].into_iter().flatten() {
+        for promise in [&mut rules.promise, &mut rules.carried]
+            .into_iter()
+            .flatten()
+        {
             promise.end_ticks = promise.end_ticks.saturating_sub(clock);
         }
         rules.clock_ticks = 0;
