@@ -188,3 +188,19 @@ fn a_replaced_disk_started_with_no_member_running_learns_the_newest_members() {
     let report = chat_on_3_nodes(5200002516);
     assert!(report.passed(), "{:?}", report.failure);
 }
+
+/// A server recovering from lost storage does not campaign before it
+/// holds its floor, even when a snapshot brought back a configuration in
+/// which it is the only voter. Seed 5840003001 of the directory service on
+/// 3 nodes: the stability check required the campaign at its first tick.
+#[test]
+fn a_recovering_server_restored_to_a_one_voter_configuration_waits() {
+    let config = SimConfig {
+        seed: 5840003001,
+        nodes: 3,
+        service: concord_sim::services::Service::Directory,
+        ..SimConfig::default()
+    };
+    let report = run_kv(&config, None).unwrap();
+    assert!(report.passed(), "{:?}", report.failure);
+}

@@ -183,7 +183,8 @@ fn judge(
 /// restarted one-node cluster (or the survivor of a forced recovery) serves
 /// again at once instead of after a whole election timeout. Checked on a
 /// tick of a follower whose configuration, not joint, has itself as its
-/// only voter and not as a witness, and that was never told it is removed.
+/// only voter and not as a witness, that was never told it is removed,
+/// and that is not recovering from lost storage.
 ///
 /// Only a follower's tick is judged; that test is inline, the rest a call.
 #[inline]
@@ -208,7 +209,12 @@ fn judge_sole_voter(node: &Node, actions: &[Action]) -> Result<(), String> {
         && membership.voters.contains(&id)
         && !membership.witnesses.contains(&id)
         && !node.is_witness_node()
-        && node.stats().removed_notices_received == 0;
+        && node.stats().removed_notices_received == 0
+        // A node recovering from lost storage campaigns only once it
+        // holds its floor: the configuration it holds meanwhile may be an
+        // old one a snapshot brought back (seed 5840003001 on 3 nodes,
+        // directory: restored to a one-voter configuration of index 192).
+        && !node.storage_recovery().is_recovering();
     let campaigned = node.role() != Role::Follower
         || actions
             .iter()
