@@ -702,7 +702,7 @@ impl Rules {
                 Some(promise),
                 &self.transfers,
                 clock_ticks,
-                &leads,
+                leads,
             ) {
                 return broken(Rule::VoteHold, detail);
             }
