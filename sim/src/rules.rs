@@ -1547,7 +1547,7 @@ impl NodeRules {
         // A node recovering from lost storage answers no leader of a term
         // it may have passed (while it waits for reports, or below the
         // highest term reported to it): no lease counts such a promise,
-        // and the core does not keep it (seed 9280234874 on 5 nodes).
+        // so it binds nothing (seed 9280234874 on 5 nodes).
         let answer_counts = match node.storage_recovery() {
             StorageRecovery::AwaitingReports => false,
             StorageRecovery::CatchingUp {
