@@ -401,3 +401,42 @@ fn a_node_awaiting_reports_acknowledges_no_entry() {
         .collect();
     assert!(acknowledged.is_empty(), "acknowledged {acknowledged:?}");
 }
+
+/// The read side of the same rule: while it waits for its peers' reports,
+/// a node that lost its storage answers a leader's heartbeat without
+/// confirming its read round, so that a stale leader cannot count it
+/// toward a ReadIndex or lease read (`concord-sim` seed 5600004625 on 3
+/// nodes, chat: a stale read).
+#[test]
+fn a_node_awaiting_reports_confirms_no_read_round() {
+    let mut config = common::config(1, &[1, 2, 3]);
+    config.recover_empty_storage = true;
+    let mut solo = common::Solo::new(config, concord::Recovered::default());
+    let heartbeat = |read_round| MessageBody::Heartbeat {
+        commit: 0,
+        read_round,
+    };
+    // The first heartbeat makes the term durable; only an answer given
+    // after that could confirm a round.
+    solo.step(Input::Receive(msg(2, 1, 7, heartbeat(5))));
+    if let Some(write) = solo.disk.sync() {
+        solo.step(Input::Persisted(write));
+    }
+    assert_eq!(solo.disk.hard_state.term, 7, "the term is durable");
+    let actions = solo.step(Input::Receive(msg(2, 1, 7, heartbeat(6))));
+    let rounds: Vec<u64> = actions
+        .iter()
+        .filter_map(|action| match action {
+            Action::Send { message, .. } => match message.body {
+                MessageBody::HeartbeatResponse { read_round } => Some(read_round),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert!(!rounds.is_empty(), "the heartbeat is answered: {actions:?}");
+    assert!(
+        rounds.iter().all(|round| *round == 0),
+        "confirmed {rounds:?}"
+    );
+}

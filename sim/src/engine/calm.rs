@@ -66,11 +66,10 @@ struct Backlog {
 pub(super) struct CalmPhase {
     leader: usize,
     term: Term,
-    /// Reads not answered yet: (host, read id) -> (requested at, path).
-    reads: BTreeMap<(usize, u64), (u64, ReadPath)>,
-    /// Follower reads queued behind a client's read already waiting at
-    /// that follower: not judged (see [`Simulation::start_read_round`]).
-    queued: std::collections::BTreeSet<(usize, u64)>,
+    /// Reads not answered yet: (host, read id) -> (requested at, path,
+    /// queued behind a client's read already waiting at that follower:
+    /// then not judged, see [`Simulation::start_read_round`]).
+    reads: BTreeMap<(usize, u64), (u64, ReadPath, bool)>,
     /// The leader's last index when the read round under way started: a
     /// read is judged only while no entry was appended since (a client's
     /// retry; see `crate::budgets::READ_LATENCY_MAX_NS`).
@@ -89,7 +88,6 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             leader,
             term,
             reads: BTreeMap::new(),
-            queued: std::collections::BTreeSet::new(),
             round_last: 0,
             idle_wait_ns: 0,
             backlog: None,
@@ -206,10 +204,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                     .as_ref()
                     .is_some_and(|node| node.reads_pending() > 0);
             if let Some(phase) = self.calm.as_mut() {
-                phase.reads.insert((index, id), (self.now, path));
-                if queued {
-                    phase.queued.insert((index, id));
-                }
+                phase.reads.insert((index, id), (self.now, path, queued));
             }
             self.step(index, Input::Read { id, path }, None);
             if self.failure.is_some() {
@@ -230,11 +225,11 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         let Some(phase) = self.calm.as_mut() else {
             return false;
         };
-        let Some((requested_ns, path)) = phase.reads.remove(&(index, id)) else {
+        let Some((requested_ns, path, queued)) = phase.reads.remove(&(index, id)) else {
             return false;
         };
         let node = index as NodeId + 1;
-        if phase.queued.remove(&(index, id)) || self.appended_since_round() {
+        if queued || self.appended_since_round() {
             self.budgets.calm_unjudged();
             return true;
         }
@@ -266,7 +261,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             self.finished = true;
             return;
         }
-        if let Some((&(index, _), &(requested_ns, path))) = phase.reads.iter().next() {
+        if let Some((&(index, _), &(requested_ns, path, _))) = phase.reads.iter().next() {
             let message = format!(
                 "a {path:?} read at n{} on a calm network with a stable leader was not answered within {} of its request (read latency budget {} us)",
                 index + 1,
