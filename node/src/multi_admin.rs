@@ -420,9 +420,9 @@ async fn views(
     old: NodeId,
     new: NodeId,
     servers: &BTreeMap<NodeId, String>,
-) -> (BTreeMap<GroupId, (NodeId, GroupView)>, usize) {
+) -> (BTreeMap<GroupId, (NodeId, GroupView)>, BTreeSet<NodeId>) {
     let mut by_group: BTreeMap<GroupId, (NodeId, GroupView)> = BTreeMap::new();
-    let mut answered = 0;
+    let mut answered = BTreeSet::new();
     for (id, addr) in servers {
         let Ok(mut client) = cluster.one(*id, addr) else {
             continue;
@@ -436,7 +436,7 @@ async fn views(
         else {
             continue;
         };
-        answered += 1;
+        answered.insert(*id);
         for view in views {
             let newer = by_group
                 .get(&view.group)
@@ -702,7 +702,7 @@ async fn remove_node(
     let started = Instant::now();
     let mut none_seen_since: Option<Instant> = None;
     loop {
-        let (by_group, _) = views(cluster, id, id, &servers).await;
+        let (by_group, _answered) = views(cluster, id, id, &servers).await;
         if by_group.is_empty() {
             // A group that names ID but has no leader right now (ID led
             // it and just died) is seen by nobody: done only once none
