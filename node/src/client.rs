@@ -312,6 +312,17 @@ pub enum MemberCommand {
         /// Most groups moving at once.
         #[arg(long, value_name = "N", default_value_t = crate::multi_admin::GROUPS_IN_FLIGHT_DEFAULT)]
         groups_in_flight: usize,
+        /// Stop with an error once the new server has not answered for
+        /// this long (1 to 3600 s): the replace stays recorded in the
+        /// catalog; restart the new server and run the command again.
+        #[arg(
+            long,
+            value_name = "SECS",
+            default_value_t = crate::multi_admin::NEW_SILENCE_MAX_DEFAULT.as_secs(),
+            value_parser = clap::value_parser!(u64)
+                .range(1..=crate::multi_admin::OPERATION_TIME_MAX.as_secs())
+        )]
+        new_silence_max_secs: u64,
     },
     /// Multi-group clusters: hand every group server ID leads to another
     /// of its voters (before stopping it for maintenance).

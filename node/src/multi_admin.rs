@@ -36,6 +36,14 @@ pub const GROUPS_IN_FLIGHT_DEFAULT: usize = 256;
 /// run again: it resumes).
 pub const OPERATION_TIME_MAX: Duration = Duration::from_secs(3600);
 
+/// How long the new server of a replace may go without answering
+/// before the replace stops, unless `--new-silence-max-secs` says
+/// otherwise. Longer than a restart of it, or than a pause of its
+/// answers while it takes in a burst of snapshots (a few seconds), so
+/// that neither stops a replace; far below [`OPERATION_TIME_MAX`],
+/// which a replace toward a dead server used to wait out in silence.
+pub const NEW_SILENCE_MAX_DEFAULT: Duration = Duration::from_secs(30);
+
 /// Longest one group's change is waited for.
 const CHANGE_WAIT_MAX: Duration = Duration::from_secs(60);
 
@@ -297,7 +305,20 @@ pub async fn member(
             new,
             addr,
             groups_in_flight,
-        } => replace(cluster, &mut client, *old, *new, addr, *groups_in_flight).await,
+            new_silence_max_secs,
+        } => {
+            let new_silence_max = Duration::from_secs(*new_silence_max_secs);
+            replace(
+                cluster,
+                &mut client,
+                *old,
+                *new,
+                addr,
+                *groups_in_flight,
+                new_silence_max,
+            )
+            .await
+        }
         MemberCommand::Drain { id } => drain(cluster, *id).await,
         MemberCommand::RemoveNode {
             id,
@@ -483,6 +504,18 @@ fn servers_but(cluster: &Cluster, skip: NodeId) -> BTreeMap<NodeId, String> {
     servers
 }
 
+/// How long NEW has been silent at `now`, when that is longer than
+/// `new_silence_max`: the replace cannot finish without it, and an
+/// operator watching a command that prints nothing new cannot tell why.
+fn new_silent_too_long(
+    last_heard: Instant,
+    now: Instant,
+    new_silence_max: Duration,
+) -> Option<Duration> {
+    let silent = now.saturating_duration_since(last_heard);
+    (silent > new_silence_max).then_some(silent)
+}
+
 async fn replace(
     cluster: &Cluster,
     client: &mut RoutingClient,
@@ -490,6 +523,7 @@ async fn replace(
     new: NodeId,
     addr: &str,
     groups_in_flight: usize,
+    new_silence_max: Duration,
 ) -> Result<(), AdminFailure> {
     let plan = ReplacePlan::new(old, new, groups_in_flight).map_err(|e| e.to_string())?;
     // Another replace of OLD is refused before anything is recorded (the
@@ -515,6 +549,10 @@ async fn replace(
     // recorded: a replace toward a server that cannot answer would leave
     // every group waiting.
     let mut probe = cluster.one(new, addr)?;
+    let restart_new = format!(
+        "concord-node --join --id {new} --listen {addr} --groups {} ...",
+        cluster.groups
+    );
     match admin(
         &mut probe,
         CATALOG_GROUP,
@@ -526,8 +564,7 @@ async fn replace(
         Err(e) => {
             return Err(format!(
                 "the new server {new} at {addr} does not answer ({e}); start it first with \
-                 `concord-node --join --id {new} --listen {addr} --groups {} ...` and run again",
-                cluster.groups
+                 `{restart_new}` and run again"
             )
             .into())
         }
@@ -546,7 +583,10 @@ async fn replace(
     let started = Instant::now();
     let all_groups: Vec<GroupId> = (0..=cluster.groups).collect();
     let mut shown: Option<(ReplaceProgress, usize)> = None;
+    let mut shown_line = String::new();
     let mut assigned: BTreeSet<GroupId> = BTreeSet::new();
+    // NEW answered the probe just now.
+    let mut new_heard = Instant::now();
     loop {
         if started.elapsed() > OPERATION_TIME_MAX {
             return Err(format!(
@@ -555,7 +595,10 @@ async fn replace(
             )
             .into());
         }
-        let (by_group, _) = views(cluster, old, new, &servers).await;
+        let (by_group, answered) = views(cluster, old, new, &servers).await;
+        if answered.contains(&new) {
+            new_heard = Instant::now();
+        }
         let leaderless = all_groups
             .iter()
             .filter(|group| !by_group.contains_key(group))
@@ -571,7 +614,7 @@ async fn replace(
             .collect();
         let round = plan.plan(groups).map_err(|e| e.to_string())?;
         if shown != Some((round.progress, leaderless)) {
-            println!(
+            shown_line = format!(
                 "replace {old} -> {new}: {}{} ({:.1} s)",
                 round.progress,
                 if leaderless > 0 {
@@ -581,12 +624,29 @@ async fn replace(
                 },
                 started.elapsed().as_secs_f64()
             );
+            println!("{shown_line}");
             shown = Some((round.progress, leaderless));
         }
         // Done once every group that names OLD or NEW is done and every
         // group was seen led (none with OLD left unseen).
         if round.progress.is_complete() && leaderless == 0 {
             break;
+        }
+        // Without NEW no group gets further, and groups in which it votes
+        // beside a dead OLD have no majority: say so rather than wait.
+        if let Some(silent) = new_silent_too_long(new_heard, Instant::now(), new_silence_max) {
+            return Err(format!(
+                "the new server {new} at {addr} has not answered for {:.1} s (more than \
+                 --new-silence-max-secs {}): the replace of {old} by {new} stopped at \
+                 \"{shown_line}\". It stays recorded in the catalog (`concord-cli status` shows \
+                 it under way) and groups that took in server {new} keep it; groups in which \
+                 it votes may lack a majority while it is down. Restart server {new} with the \
+                 same --id, --listen and data directory (`{restart_new}`), then run the same \
+                 command again: it continues where the groups stand",
+                silent.as_secs_f64(),
+                new_silence_max.as_secs()
+            )
+            .into());
         }
         // New groups for NEW: assigned in the catalog before the group
         // adds it, so that NEW creates them.
@@ -763,4 +823,22 @@ async fn remove_node(
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_is_too_silent_only_past_the_bound() {
+        let heard = Instant::now();
+        let max = Duration::from_secs(30);
+        assert_eq!(new_silent_too_long(heard, heard, max), None);
+        assert_eq!(new_silent_too_long(heard, heard + max, max), None);
+        let past = max + Duration::from_millis(1);
+        assert_eq!(new_silent_too_long(heard, heard + past, max), Some(past));
+        // An answer stamped after `now` (clocks read out of order) is no
+        // silence.
+        assert_eq!(new_silent_too_long(heard + max, heard, max), None);
+    }
 }
