@@ -65,11 +65,30 @@ enum Variant {
 struct Processes {
     base: PathBuf,
     listen: BTreeMap<u64, String>,
+    /// The cluster's group count (`--groups`).
+    groups: u64,
     children: BTreeMap<u64, Child>,
     logs: Vec<PathBuf>,
 }
 
 impl Processes {
+    /// Servers 1 to 4 of `groups` groups, none running yet, their data
+    /// in a fresh directory named after `name`.
+    fn new(name: &str, groups: u64) -> Processes {
+        let base = std::env::temp_dir().join(format!(
+            "concord-multi-replace-{}-{name}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&base).unwrap();
+        Processes {
+            base,
+            listen: (1..=4).map(|id| (id, free_addr())).collect(),
+            groups,
+            children: BTreeMap::new(),
+            logs: Vec::new(),
+        }
+    }
+
     /// Servers 1 to 3 know of each other only; server 4 (joining) of
     /// them and itself: it reaches them, and they learn its address from
     /// the catalog.
@@ -85,11 +104,12 @@ impl Processes {
     fn start(&mut self, id: u64, join: bool) {
         let log = self.base.join(format!("node-{id}-{}.log", self.logs.len()));
         let file = std::fs::File::create(&log).expect("create a log");
+        let groups = self.groups.to_string();
         let mut command = Command::new(node_binary());
         command
             .args(["--id", &id.to_string(), "--listen", &self.listen[&id]])
             .args(["--peers", &self.peers(id), "--cluster-id", CLUSTER])
-            .args(["--groups", &groups().to_string(), "--worker-threads", "1"])
+            .args(["--groups", &groups, "--worker-threads", "1"])
             .arg("--data-dir")
             .arg(self.base.join(format!("node-{id}")))
             .env("RUST_LOG", "warn");
@@ -114,17 +134,18 @@ impl Processes {
         }
     }
 
-    /// `concord-cli member replace 3 4 ADDR`, its output to a file.
-    fn replace_command(&self, run: u32) -> (Child, PathBuf) {
+    /// `concord-cli member replace 3 4 ADDR OPTIONS`, its output (stdout
+    /// and stderr) to a file.
+    fn replace_command(&self, run: u32, options: &[&str]) -> (Child, PathBuf) {
         let servers: Vec<String> = [1, 2, 4].iter().map(|id| self.listen[id].clone()).collect();
         let out = self.base.join(format!("replace-{run}.out"));
         let file = std::fs::File::create(&out).unwrap();
         let err = file.try_clone().unwrap();
         let child = Command::new(cli_binary())
             .args(["--servers", &servers.join(","), "--cluster-id", CLUSTER])
-            .args(["--groups", &groups().to_string(), "--timeout-ms", "2000"])
+            .args(["--groups", &self.groups.to_string(), "--timeout-ms", "2000"])
             .args(["member", "replace", "3", "4", &self.listen[&4]])
-            .args(["--groups-in-flight", "200"])
+            .args(options)
             .stdin(Stdio::null())
             .stdout(file)
             .stderr(err)
@@ -269,9 +290,34 @@ async fn memberships(
     seen
 }
 
-/// Waits until the replace writing to `out` reports some groups done
-/// but not all (it is in the middle); how many.
-async fn wait_partly_done(out: &PathBuf) -> usize {
+/// Waits until every group of `groups` is seen led on `want` (no
+/// learner, not joint) by `servers`; any group seen otherwise fails.
+async fn wait_every_group_on(servers: &BTreeMap<u64, String>, groups: u64, want: &BTreeSet<u64>) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let seen = memberships(servers).await;
+        let wrong: Vec<_> = seen
+            .iter()
+            .filter(|(_, (voters, learners, joint))| {
+                voters != want || !learners.is_empty() || *joint
+            })
+            .collect();
+        assert!(wrong.is_empty(), "groups not on {want:?}: {wrong:?}");
+        if seen.len() == groups as usize + 1 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} groups seen led",
+            seen.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until the replace writing to `out` reports some of `groups`
+/// groups done but not all (it is in the middle); how many.
+async fn wait_partly_done(out: &PathBuf, groups: u64) -> usize {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let printed = std::fs::read_to_string(out).unwrap_or_default();
@@ -282,7 +328,7 @@ async fn wait_partly_done(out: &PathBuf) -> usize {
             .unwrap_or(0usize);
         if done > 0 {
             assert!(
-                done < groups() as usize + 1,
+                done < groups as usize + 1,
                 "the replace ended before the fault: {printed}"
             );
             return done;
@@ -373,18 +419,8 @@ async fn replace_a_dead_server(variant: Variant) {
         .as_nanos() as u64;
     eprintln!("{variant:?}: seed {seed}");
     let test_start = Instant::now();
-    let base = std::env::temp_dir().join(format!(
-        "concord-multi-replace-{}-{variant:?}-{seed}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&base).unwrap();
-    let listen: BTreeMap<u64, String> = (1..=4).map(|id| (id, free_addr())).collect();
-    let mut nodes = Processes {
-        base,
-        listen: listen.clone(),
-        children: BTreeMap::new(),
-        logs: Vec::new(),
-    };
+    let mut nodes = Processes::new(&format!("{variant:?}-{seed}"), groups());
+    let listen = nodes.listen.clone();
     for id in 1..=3 {
         nodes.start(id, false);
     }
@@ -450,18 +486,19 @@ async fn replace_a_dead_server(variant: Variant) {
     nodes.start(4, true);
     wait_answers(4, &listen[&4]).await;
     let replace_start = Instant::now();
-    let (mut command, out) = nodes.replace_command(1);
+    let options = ["--groups-in-flight", "200"];
+    let (mut command, out) = nodes.replace_command(1, &options);
     match variant {
         Variant::Plain => {}
         Variant::LeaderKilled => {
-            let done = wait_partly_done(&out).await;
+            let done = wait_partly_done(&out, groups()).await;
             eprintln!("SIGKILL server 1 with {done} groups done");
             nodes.sigkill(1);
             tokio::time::sleep(Duration::from_secs(3)).await;
             nodes.start(1, false);
         }
         Variant::CommandKilled => {
-            let done = wait_partly_done(&out).await;
+            let done = wait_partly_done(&out, groups()).await;
             eprintln!("SIGKILL the replace command with {done} groups done");
             command.kill().unwrap();
             command.wait().unwrap();
@@ -487,7 +524,7 @@ async fn replace_a_dead_server(variant: Variant) {
                 status.contains("replace under way: server 3 -> server 4"),
                 "{status}"
             );
-            command = nodes.replace_command(2).0;
+            command = nodes.replace_command(2, &options).0;
         }
     }
     let deadline = Instant::now() + Duration::from_secs(240);
@@ -545,27 +582,7 @@ async fn replace_a_dead_server(variant: Variant) {
         .iter()
         .map(|id| (*id, listen[id].clone()))
         .collect();
-    let want: BTreeSet<u64> = [1, 2, 4].into();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let seen = memberships(&survivors).await;
-        let wrong: Vec<_> = seen
-            .iter()
-            .filter(|(_, (voters, learners, joint))| {
-                *voters != want || !learners.is_empty() || *joint
-            })
-            .collect();
-        assert!(wrong.is_empty(), "groups not on {{1, 2, 4}}: {wrong:?}");
-        if seen.len() == groups() as usize + 1 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "only {} groups seen led",
-            seen.len()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_every_group_on(&survivors, groups(), &[1, 2, 4].into()).await;
 
     if variant == Variant::Plain {
         operator_commands(&survivors);
@@ -600,18 +617,22 @@ async fn replace_a_dead_server(variant: Variant) {
     );
 }
 
-/// The three tests run one at a time: each runs four servers of 1,000
+/// The tests run one at a time: each runs four servers of up to 1,000
 /// groups, and the machine they run on may have two cores.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn run(variant: Variant) {
+fn serially(test: impl std::future::Future<Output = ()>) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap()
-        .block_on(replace_a_dead_server(variant));
+        .block_on(test);
+}
+
+fn run(variant: Variant) {
+    serially(replace_a_dead_server(variant));
 }
 
 #[test]
