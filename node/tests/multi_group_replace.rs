@@ -9,7 +9,9 @@
 //!
 //! Two variants: server 1 (leading many groups) is SIGKILLed during the
 //! replace and restarted; the replace command itself is killed and run
-//! again (it resumes from what the groups' configurations say).
+//! again (it resumes from what the groups' configurations say). Apart,
+//! on 200 groups without clients: the new server is SIGKILLed during
+//! the replace, which must stop with an error naming it.
 //!
 //! ```text
 //! cargo test -p concord-node --test multi_group_replace -- --nocapture
@@ -21,8 +23,8 @@ mod multi_cluster;
 mod processes;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -341,10 +343,15 @@ async fn wait_partly_done(out: &PathBuf, groups: u64) -> usize {
 /// `concord-cli --groups N ARGS` against `servers`: exit status, stdout,
 /// stderr.
 fn cli(servers: &BTreeMap<u64, String>, args: &[&str]) -> (i32, String, String) {
+    cli_of(groups(), servers, args)
+}
+
+/// [`cli`] on a cluster of `groups` groups.
+fn cli_of(groups: u64, servers: &BTreeMap<u64, String>, args: &[&str]) -> (i32, String, String) {
     let servers: Vec<String> = servers.values().cloned().collect();
     let output = Command::new(cli_binary())
         .args(["--servers", &servers.join(","), "--cluster-id", CLUSTER])
-        .args(["--groups", &groups().to_string()])
+        .args(["--groups", &groups.to_string()])
         .args(args)
         .output()
         .expect("run concord-cli");
@@ -617,6 +624,122 @@ async fn replace_a_dead_server(variant: Variant) {
     );
 }
 
+/// Waits until `command` (writing to `out`) exits, at most `bound` (then
+/// kills it and fails): its status and what it printed.
+async fn wait_exit(command: &mut Child, out: &Path, bound: Duration) -> (ExitStatus, String) {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = command.try_wait().unwrap() {
+            return (status, std::fs::read_to_string(out).unwrap());
+        }
+        if started.elapsed() > bound {
+            // Not left running for the hour it may wait.
+            let _ = command.kill();
+            let _ = command.wait();
+            let printed = std::fs::read_to_string(out).unwrap_or_default();
+            panic!("the command still ran after {bound:?}: {printed}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A replace whose new server dies part-way: the command stops with an
+/// error naming it once it has been silent for `--new-silence-max-secs`
+/// (it used to wait out OPERATION_TIME_MAX, an hour, printing nothing),
+/// `status` shows the replace still under way, and once the server is
+/// back the same command finishes it.
+async fn replace_toward_a_dying_server() {
+    const GROUPS: u64 = 200;
+    let test_start = Instant::now();
+    let mut nodes = Processes::new("new-dies", GROUPS);
+    let listen = nodes.listen.clone();
+    let servers = |ids: &[u64]| -> BTreeMap<u64, String> {
+        ids.iter().map(|id| (*id, listen[id].clone())).collect()
+    };
+    for id in 1..=3 {
+        nodes.start(id, false);
+    }
+    wait_every_group_on(&servers(&[1, 2, 3]), GROUPS, &[1, 2, 3].into()).await;
+    nodes.sigkill(3);
+    nodes.start(4, true);
+    wait_answers(4, &listen[&4]).await;
+    // Few groups in flight: the replace is far from done when server 4
+    // dies.
+    let (mut command, out) = nodes.replace_command(
+        1,
+        &["--groups-in-flight", "10", "--new-silence-max-secs", "3"],
+    );
+    wait_partly_done(&out, GROUPS).await;
+    // The catalog (group 0, first in line) is moved before server 4 dies:
+    // were it left with 3 and 4 among its voters, both dead, the command
+    // could stop on the catalog's silence first (assigning the groups
+    // that start next) and not on server 4's.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let seen = memberships(&servers(&[1, 2, 4])).await;
+        if seen.get(&0) == Some(&([1, 2, 4].into(), BTreeSet::new(), false)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "group 0 not moved: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    nodes.sigkill(4);
+    let killed = Instant::now();
+    // Not a timing test: a bound on a hang.
+    let (status, printed) = wait_exit(&mut command, &out, Duration::from_secs(60)).await;
+    eprintln!(
+        "the replace exited {status} {:?} after server 4 died:\n{printed}",
+        killed.elapsed()
+    );
+    assert_eq!(status.code(), Some(1), "{printed}");
+    let error = printed
+        .lines()
+        .find(|line| line.starts_with("concord-cli: "))
+        .unwrap_or_else(|| panic!("no error printed: {printed}"));
+    for said in [
+        &format!("the new server 4 at {} has not answered for", listen[&4]),
+        "--new-silence-max-secs 3",
+        " groups done, ",
+        "`concord-cli status` shows it under way",
+        &format!("--join --id 4 --listen {}", listen[&4]),
+        "run the same command again",
+    ] {
+        assert!(error.contains(said), "{said:?} not in {error}");
+    }
+    let (_, shown, err) = cli_of(GROUPS, &servers(&[1, 2, 4]), &["status"]);
+    assert!(
+        shown.contains("replace under way: server 3 -> server 4"),
+        "{shown}{err}"
+    );
+
+    // As the error says: server 4 back, the same command again.
+    nodes.start(4, true);
+    wait_answers(4, &listen[&4]).await;
+    let again = Instant::now();
+    let (mut command, out) = nodes.replace_command(
+        2,
+        &["--groups-in-flight", "10", "--new-silence-max-secs", "3"],
+    );
+    let (status, printed) = wait_exit(&mut command, &out, Duration::from_secs(120)).await;
+    assert!(status.success(), "the replace run again failed: {printed}");
+    wait_every_group_on(&servers(&[1, 2, 4]), GROUPS, &[1, 2, 4].into()).await;
+    // Each server shows its own copy of the catalog: one may lag.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, shown, err) = cli_of(GROUPS, &servers(&[1, 2, 4]), &["status"]);
+        if !shown.contains("replace under way") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{shown}{err}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!(
+        "finished when run again in {:?}; whole test {:?}",
+        again.elapsed(),
+        test_start.elapsed()
+    );
+}
+
 /// The tests run one at a time: each runs four servers of up to 1,000
 /// groups, and the machine they run on may have two cores.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -648,4 +771,9 @@ fn the_replace_survives_the_death_of_a_leading_server() {
 #[test]
 fn a_killed_replace_command_resumes_when_run_again() {
     run(Variant::CommandKilled);
+}
+
+#[test]
+fn a_replace_whose_new_server_dies_exits_naming_it() {
+    serially(replace_toward_a_dying_server());
 }
