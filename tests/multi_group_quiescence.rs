@@ -181,3 +181,54 @@ fn a_preferred_leader_back_from_a_crash_leads_every_group_again_and_they_sleep()
     assert!(driver.violation.is_none(), "{:?}", driver.violation);
     assert_eq!(led_by(&driver), vec![Some(3); groups as usize]);
 }
+
+/// A quiesce request from before the round a follower slept on (delayed
+/// or duplicated) asks nothing of it: its leader waits for no answer to
+/// it. Woken by it, the follower would sit awake beside a sleeping
+/// leader; a learner, which never campaigns, would stay so for good.
+#[test]
+fn a_stale_quiesce_request_leaves_a_sleeping_follower_asleep() {
+    use concord::multi::{Frame, GroupSleep, MultiInput, QuiesceRequest};
+    use concord::LogPosition;
+
+    let mut driver = Driver::new(Options::quiet(3, 1), 11);
+    driver.run_until_asleep(5_000).expect("the group sleeps");
+    let group = 1;
+    let leader = driver.leader_of(group).expect("a leader");
+    // A write, so that a round older than the last one exists.
+    driver.propose(leader, group);
+    driver
+        .run_until_asleep(5_000)
+        .expect("the group sleeps again");
+    let follower = (1..=3).find(|id| *id != leader).expect("a follower");
+    let node = driver.multi(follower).group(group).expect("hosted");
+    let (term, last) = (node.term(), node.last_position());
+    assert!(last.index > 1, "the group wrote entries: {last:?}");
+    assert_eq!(
+        driver.multi(follower).sleep_state(group),
+        Some(GroupSleep::Following { leader })
+    );
+    let incarnation = driver.incarnation(leader);
+    let stale = [
+        LogPosition {
+            index: last.index - 1,
+            term: node.term_at(last.index - 1).unwrap_or(term),
+        },
+        last,
+    ];
+    for (at, request_last) in stale.into_iter().enumerate() {
+        let request_term = if at == 0 { term } else { term - 1 };
+        let mut frame = Frame::new(leader, follower, incarnation);
+        frame.quiesce.push(QuiesceRequest {
+            group,
+            term: request_term,
+            last: request_last,
+        });
+        driver.step(follower, MultiInput::Receive(frame));
+        assert_eq!(
+            driver.multi(follower).sleep_state(group),
+            Some(GroupSleep::Following { leader }),
+            "a request of term {request_term} at {request_last:?} woke the follower asleep in term {term} at {last:?}"
+        );
+    }
+}

@@ -490,13 +490,42 @@ impl MultiNode {
             }
             let drops_read = self.planted().wake_drops_read
                 && matches!(message.body, MessageBody::ReadIndexRequest { .. });
+            let following =
+                matches!(sleep.kind, SleepKind::Following { .. }).then(|| sleep.kind.clone());
             self.wake(group, Wake::Message, out);
             if drops_read {
                 // The planted mistake: the wake swallows the read.
                 return;
             }
+            self.step_group(group, Input::Receive(message), out);
+            if let Some(kind) = following {
+                self.maybe_sleep_again(group, kind);
+            }
+            return;
         }
         self.step_group(group, Input::Receive(message), out);
+    }
+
+    /// A sleeping learner woken by a message that changed nothing (a
+    /// duplicate or a late copy of what it holds) sleeps again as it
+    /// slept: its leader sleeps on and would never send the heartbeat that
+    /// puts it back to sleep, and a learner never campaigns (which would
+    /// wake the leader), so it would stay awake for good. A voter is left
+    /// awake: its election timer is what notices a leader gone.
+    fn maybe_sleep_again(&mut self, group: GroupId, kind: SleepKind) {
+        let Some(state) = self.groups.get(&group) else {
+            return;
+        };
+        if state.node.membership().is_voter(state.node.id()) {
+            return;
+        }
+        let sleep = Sleep {
+            since_tick: self.now_ticks,
+            kind,
+        };
+        if state.sleep.is_none() && state.round.is_none() && sleep.holds(&state.node) {
+            self.sleep(group, sleep.kind);
+        }
     }
 
     fn group_input(
@@ -689,6 +718,17 @@ impl MultiNode {
                 SleepKind::Waiting => GroupSleep::Waiting,
             },
         })
+    }
+
+    /// Whether `group` sleeps queued to wake: a member it sleeps with
+    /// returned or restarted (a sleeping leader wakes to heartbeat it), or
+    /// it waits to elect. The queues are served within the wake limits, so
+    /// such a group may sleep on for a few ticks in a state its members no
+    /// longer match.
+    pub fn wake_queued(&self, group: GroupId) -> bool {
+        self.groups
+            .get(&group)
+            .is_some_and(|state| state.sleep.is_some() && state.queued)
     }
 
     /// Groups woken to elect and still without a leader (at most

@@ -296,6 +296,16 @@ impl MultiNode {
                 self.answer(from, group, request.term, request.last, true);
                 return;
             }
+            let stale = request.term < *term
+                || (*leader == from && request.term == *term && request.last.index < last.index);
+            if stale {
+                // A request from before the round this replica slept on
+                // (delayed, duplicated): its leader no longer waits for an
+                // answer to it. Waking for it would leave this replica
+                // awake beside a sleeping leader, which a learner (it
+                // never campaigns) would stay for good.
+                return;
+            }
         }
         if state.sleep.is_some() {
             self.wake(group, Wake::Message, out);

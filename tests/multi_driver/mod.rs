@@ -328,6 +328,11 @@ impl Driver {
         }
     }
 
+    /// The incarnation node `id` runs in (its frames carry it).
+    pub fn incarnation(&self, id: NodeId) -> u64 {
+        self.hosts[&id].incarnation
+    }
+
     pub fn is_up(&self, id: NodeId) -> bool {
         self.hosts[&id].multi.is_some()
     }
