@@ -586,6 +586,17 @@ impl Rules {
         rules.reported_term_max = 0;
     }
 
+    /// Node `index` left the group (its replica and records deleted) or
+    /// joins it afresh, empty: nothing the earlier replica promised,
+    /// acknowledged or read binds it. Its clock keeps running.
+    pub(crate) fn forget_node(&mut self, index: usize) {
+        let clock_ticks = self.nodes[index].clock_ticks;
+        self.nodes[index] = NodeRules {
+            clock_ticks,
+            ..NodeRules::default()
+        };
+    }
+
     /// Node `index` lost its storage (the disk-loss fault): what it
     /// acknowledged is gone with it.
     pub(crate) fn on_storage_loss(&mut self, index: usize) {

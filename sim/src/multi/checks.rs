@@ -40,6 +40,11 @@
 //! * **Every 50 ms** (in `commit_told.rs`): a follower holding an entry
 //!   its leader committed learns of the commit within a bound
 //!   (`commit-told`).
+//! * **Every membership round** (in `membership.rs`, seeds that draw
+//!   membership): a node being replaced leaves a group it voted in only
+//!   once its replacement votes there (`replace-rule`); after the heal,
+//!   the replacement ends and who hosts a group follows its
+//!   configuration (`membership-liveness`).
 //! * **At the end**: every group's history is linearizable.
 
 use std::collections::BTreeSet;
@@ -81,7 +86,11 @@ impl MultiSim {
             let known = self.sleeping_leaders.get(&(index, group)).is_some_and(
                 |(known_term, known_last, _)| *known_term == term && *known_last == last,
             );
-            if known {
+            // A group queued to wake sleeps in a state its members may no
+            // longer match (a follower that was dead when it went to sleep
+            // returned): the wake heartbeats them. It is judged when it
+            // sleeps again.
+            if known || multi.wake_queued(group) {
                 continue;
             }
             // It just went to sleep: every follower it takes for alive
@@ -90,7 +99,11 @@ impl MultiSim {
                 .voters
                 .iter()
                 .copied()
-                .filter(|peer| *peer != me && multi.peer_alive(*peer) == Some(true))
+                .filter(|peer| {
+                    *peer != me
+                        && node.membership().contains(*peer)
+                        && multi.peer_alive(*peer) == Some(true)
+                })
                 .collect();
             for &peer in &alive {
                 let follower = self.hosts[peer as usize - 1]
@@ -186,6 +199,7 @@ impl MultiSim {
     pub(crate) fn heal(&mut self) {
         self.phase = Phase::Settling;
         self.heal_ns = self.now_ns;
+        self.membership.release_hold();
         self.crash_after_append = None;
         self.crash_voter = None;
         self.crash_after_step = None;
@@ -289,6 +303,11 @@ impl MultiSim {
                 ));
             };
             for &voter in &state.voters {
+                if self.membership.held_down() == Some(voter as usize - 1) {
+                    // Down until its replacement ends: not a member to
+                    // wait for.
+                    continue;
+                }
                 let node = self.hosts[voter as usize - 1]
                     .multi
                     .as_ref()
@@ -453,6 +472,7 @@ impl MultiSim {
                 // idle cost is judged once none can.
                 let settled = self.leaders_after_heal_ns.is_some()
                     && self.liveness_after_heal_ns.is_some()
+                    && self.membership_settled()
                     && self.clients_idle()
                     && since_heal >= self.longest_delay_ns();
                 if settled {
@@ -484,9 +504,27 @@ impl MultiSim {
                         };
                     }
                     Some((index, group, why)) if now - since_ns > QUIESCE_BOUND_NS => {
+                        let others: Vec<String> = self
+                            .hosts
+                            .iter()
+                            .enumerate()
+                            .filter_map(|(other, host)| {
+                                let multi = host.multi.as_ref()?;
+                                let node = multi.group(group)?;
+                                Some(format!(
+                                    "n{}: {:?} {:?} term {} (queued to wake: {})",
+                                    other + 1,
+                                    multi.sleep_state(group),
+                                    node.role(),
+                                    node.term(),
+                                    multi.wake_queued(group)
+                                ))
+                            })
+                            .collect();
                         let message = format!(
-                            "still awake {} after the workload ended and every group was led and caught up: {why}",
-                            crate::engine::format_time(now - since_ns)
+                            "still awake {} after the workload ended and every group was led and caught up: {why}; the group's replicas: {}",
+                            crate::engine::format_time(now - since_ns),
+                            others.join(", ")
                         );
                         self.fail(MultiCheck::NotQuiesced, Some(index), Some(group), message);
                         return;

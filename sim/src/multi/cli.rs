@@ -68,6 +68,14 @@ pub struct MultiArgs {
     /// node.
     #[arg(long)]
     pub bug_multi_sleeper_answers_unstepped: bool,
+    /// Planted multi-group mistake (with --groups): replacing a node
+    /// removes it from a group while its replacement is still a learner.
+    #[arg(long)]
+    pub bug_multi_replace_removes_old_early: bool,
+    /// Multi-group runs (--groups) draw no membership changes and no node
+    /// replacement (half the seeds of a swarm draw them otherwise).
+    #[arg(long)]
+    pub no_membership: bool,
 }
 
 impl MultiArgs {
@@ -86,8 +94,12 @@ impl MultiArgs {
             tick_burst_wakes: self.bug_multi_tick_burst_wakes,
             burst_lease_kept: self.bug_multi_burst_lease_kept,
             sleeping_follower_answers_unstepped: self.bug_multi_sleeper_answers_unstepped,
+            replace_removes_old_early: self.bug_multi_replace_removes_old_early,
         };
         let Some(groups) = self.groups else {
+            if self.no_membership {
+                return Err("--no-membership is a setting of multi-group runs: add --groups swarm (or a count)".to_string());
+            }
             if bugs.any() {
                 return Err("the --bug-multi-* mistakes are planted in multi-group runs: add --groups swarm (or a count)".to_string());
             }
@@ -115,6 +127,7 @@ impl MultiArgs {
         }
         let config = MultiSimConfig {
             bugs,
+            membership: !self.no_membership,
             ..MultiSimConfig::from_sim(sim, groups)
         };
         config.validate()?;
@@ -209,6 +222,15 @@ fn print_summary(
         summary.ticks_back_to_back,
         summary.old_incarnation_frames,
         summary.old_incarnation_seeds
+    );
+    println!(
+        "  membership: {} seeds drew changes ({} proposed); {} replaced a node ({} finished, {} with the old node down), {} groups in all",
+        summary.membership_seeds,
+        summary.membership_changes,
+        summary.replaces.0,
+        summary.replaces.1,
+        summary.replaces.2,
+        summary.replace_groups
     );
     let faults: Vec<String> = FaultKind::ALL
         .iter()

@@ -147,6 +147,16 @@ impl MultiSim {
             attempt,
         });
         let group = op.group;
+        let hosted = self.hosts[index]
+            .multi
+            .as_ref()
+            .is_some_and(|multi| multi.group(group).is_some());
+        if !hosted {
+            // It left the group since the client picked it (`membership.rs`):
+            // refused as a real host refuses a group it does not host.
+            self.retry_after_reply(client, op_seq, attempt, None);
+            return;
+        }
         match op.path {
             None => {
                 let input = MultiInput::Group {
@@ -338,6 +348,15 @@ impl MultiSim {
 
     /// Node `index` is asked to append `group`'s probe.
     pub(crate) fn probe_request(&mut self, index: usize, group: GroupId) {
+        let hosted = self.hosts[index]
+            .multi
+            .as_ref()
+            .is_some_and(|multi| multi.group(group).is_some());
+        if !hosted {
+            // It left the group since the probe picked it: the probe tries
+            // again.
+            return;
+        }
         let input = MultiInput::Group {
             group,
             input: Input::Propose(Bytes::from_static(b"liveness probe")),

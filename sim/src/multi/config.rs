@@ -91,6 +91,9 @@ pub struct MultiBugs {
     /// stepping the group's node (caught by the step rule
     /// `lease-promise`).
     pub sleeping_follower_answers_unstepped: bool,
+    /// The replace planner removes the old node from a group while the
+    /// new one is still a learner (caught by `replace-rule`).
+    pub replace_removes_old_early: bool,
 }
 
 impl MultiBugs {
@@ -112,7 +115,7 @@ impl MultiBugs {
             tick_burst_wakes: self.tick_burst_wakes,
             burst_lease_kept: self.burst_lease_kept,
             sleeping_follower_answers_unstepped: self.sleeping_follower_answers_unstepped,
-            replace_removes_old_early: false,
+            replace_removes_old_early: self.replace_removes_old_early,
         }
     }
 }
@@ -155,6 +158,9 @@ pub struct MultiSimConfig {
     pub vary_node_options: bool,
     /// Planted mistakes of the layer.
     pub bugs: MultiBugs,
+    /// Membership changes and node replacement drawn under the faults
+    /// (half the seeds of a swarm; `--no-membership` turns them off).
+    pub membership: bool,
     /// Check every step of every group's node against the step rules
     /// ([`crate::rules`], `--no-step-rules` turns them off).
     pub step_rules: bool,
@@ -198,6 +204,7 @@ impl MultiSimConfig {
             max_skew_ppm: sim.max_skew_ppm,
             vary_node_options: sim.vary_node_options,
             bugs: MultiBugs::default(),
+            membership: true,
             step_rules: sim.step_rules,
             max_events: 50_000_000,
             timeline: false,
@@ -337,6 +344,11 @@ impl MultiSimConfig {
             self.bugs.sleeping_follower_answers_unstepped,
             "--bug-multi-sleeper-answers-unstepped".to_string(),
         );
+        add(
+            self.bugs.replace_removes_old_early,
+            "--bug-multi-replace-removes-old-early".to_string(),
+        );
+        add(!self.membership, "--no-membership".to_string());
         flags
     }
 

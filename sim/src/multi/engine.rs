@@ -95,6 +95,8 @@ pub(crate) enum Event {
     Lease(super::lease::LeaseStep),
     /// The `commit-told` check looks again (`commit_told.rs`).
     CommitToldCheck,
+    /// A step of the membership driver (`membership.rs`).
+    Membership(super::membership::MembershipStep),
 }
 
 /// Who proposed what a node is being stepped with.
@@ -271,7 +273,15 @@ pub(crate) struct Probe {
 
 /// One group, cluster-wide.
 pub(crate) struct GroupState {
+    /// The nodes hosting the group, in id order: its drawn voters, then
+    /// as membership changes make them (`membership.rs`).
     pub(crate) voters: Vec<NodeId>,
+    /// The voters drawn: the configuration every node hosting the group
+    /// from the start boots with (its log says what came after).
+    pub(crate) initial: Vec<NodeId>,
+    /// The nodes that joined later, with the voters of the moment they
+    /// joined: they boot as an empty learner of those.
+    pub(crate) joined: BTreeMap<NodeId, Vec<NodeId>>,
     pub(crate) safety: Safety,
     pub(crate) workload: KvWorkload,
     pub(crate) pending: BTreeMap<Index, PendingOp>,
@@ -363,6 +373,8 @@ pub struct MultiSim {
     pub(crate) lease: super::lease::MultiLease,
     /// The followers owing a commit index (`commit_told.rs`).
     pub(crate) commit_told: super::commit_told::CommitTold,
+    /// Membership changes and node replacement (`membership.rs`).
+    pub(crate) membership: super::membership::MembershipFault,
 }
 
 impl MultiSim {
@@ -410,6 +422,9 @@ impl MultiSim {
         let mut stall_rng = ChaCha8Rng::seed_from_u64(rng.gen());
         let stall_bursts = config.faults.contains(crate::faults::FaultKind::Pause)
             && (!config.swarm || stall_rng.gen_bool(0.5));
+        // Drawn after the stall bursts, for the same reason.
+        let membership =
+            super::membership::MembershipFault::draw(&config, ChaCha8Rng::seed_from_u64(rng.gen()));
         let mut hosts = Vec::with_capacity(config.nodes);
         for index in 0..config.nodes {
             let skew = plan.clock_skew_ppm.get(index).copied().unwrap_or(0);
@@ -449,6 +464,8 @@ impl MultiSim {
             groups.insert(
                 group,
                 GroupState {
+                    initial: voters.clone(),
+                    joined: BTreeMap::new(),
                     voters,
                     safety: Safety::new(config.nodes),
                     workload,
@@ -509,6 +526,7 @@ impl MultiSim {
                 .then(|| super::rules::GroupRules::shared(config.nodes)),
             lease: super::lease::MultiLease::new(config.seed),
             commit_told: super::commit_told::CommitTold::default(),
+            membership,
             config,
         })
     }
@@ -583,6 +601,7 @@ impl MultiSim {
         let chaos = self.config.chaos_ns;
         self.schedule(chaos, Event::Heal);
         self.schedule(super::commit_told::CHECK_PERIOD_NS, Event::CommitToldCheck);
+        self.schedule_membership();
         while self.failure.is_none() && self.phase != Phase::Done {
             if !self.next_event(u64::MAX) {
                 break;
@@ -682,6 +701,7 @@ impl MultiSim {
             Event::Check => self.check_after_heal(),
             Event::Lease(step) => self.lease_step(step),
             Event::CommitToldCheck => self.check_commit_told(),
+            Event::Membership(step) => self.membership_step(step),
         }
     }
 
@@ -744,11 +764,12 @@ impl MultiSim {
             stall_bursts: self.stall_bursts,
             ticks_back_to_back: self.ticks_back_to_back,
             old_incarnation_frames: self.old_incarnation_frames,
+            membership: self.membership.figures(),
             timeline: std::mem::take(&mut self.timeline),
         }
     }
 
-    /// The set of groups node `index` hosts (those whose voters name it).
+    /// The set of groups node `index` hosts.
     pub(crate) fn groups_of(&self, index: usize) -> BTreeSet<GroupId> {
         let id = index as NodeId + 1;
         self.groups

@@ -115,8 +115,15 @@ impl MultiSim {
     /// Group `group`'s configuration on node `index`.
     pub(crate) fn group_config(&self, index: usize, group: GroupId) -> Config {
         let id = index as NodeId + 1;
-        let voters = &self.groups[&group].voters;
+        let state = &self.groups[&group];
+        let (voters, joining) = match state.joined.get(&id) {
+            Some(voters) => (voters, true),
+            None => (&state.initial, false),
+        };
         let mut config = Config::new(id, voters.iter().copied());
+        if joining {
+            config.learners = [id].into();
+        }
         let incarnation = self.hosts[index].incarnation;
         config.seed = self
             .config
@@ -129,8 +136,12 @@ impl MultiSim {
         let preferred = options.preferred_leader;
         options.preferred_leader = false;
         options.apply(&mut config, voters.len());
-        if preferred && voters.len() > 1 {
-            if let Some(highest) = voters.last() {
+        // Every member prefers the same node: the highest drawn voter (a
+        // node that joins later prefers it too, or none when it is not a
+        // voter of what the joiner starts from). Members preferring
+        // different nodes would hand leadership back and forth for good.
+        if preferred && state.initial.len() > 1 {
+            if let Some(highest) = state.initial.last().filter(|id| voters.contains(id)) {
                 config.priorities.insert(*highest, 1);
             }
         }
@@ -315,6 +326,12 @@ impl MultiSim {
     /// Restarts a crashed node.
     pub(crate) fn restart(&mut self, index: usize) {
         if self.hosts[index].multi.is_some() {
+            return;
+        }
+        if self.membership.held_down() == Some(index) {
+            self.note(Some(index), || {
+                "restart: kept down (being replaced)".to_string()
+            });
             return;
         }
         self.note(Some(index), || "restart".to_string());
@@ -533,8 +550,14 @@ impl MultiSim {
                     MultiInput::Receive(frame) => asleep_with_stale_only(multi, frame),
                     _ => Vec::new(),
                 };
+                let what = match &input {
+                    MultiInput::Group { input, .. } => format!("{input:?}"),
+                    other => format!("{other:?}"),
+                };
                 if let Err(error) = multi.step(input, &mut out) {
-                    let message = format!("the layer refused an input of the host: {error}");
+                    let what: String = what.chars().take(80).collect();
+                    let message =
+                        format!("the layer refused an input of the host ({what}): {error}");
                     self.fail_raft(FailureKind::HostContract, index, None, message);
                     return;
                 }
@@ -1349,7 +1372,7 @@ impl MultiSim {
 
     /// The refusal of a client's attempt reaches it after a reply delay,
     /// with the refusing node's leader hint.
-    fn retry_after_reply(
+    pub(crate) fn retry_after_reply(
         &mut self,
         client: usize,
         op_seq: u64,

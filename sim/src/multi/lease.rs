@@ -400,7 +400,13 @@ impl MultiSim {
         }
         let group = armed.groups[armed.reads as usize % armed.groups.len()];
         let committed_when_asked = self.committed_anywhere(group);
-        if self.hosts[armed.node].paused {
+        let hosted = host
+            .multi
+            .as_ref()
+            .is_some_and(|multi| multi.group(group).is_some());
+        if self.hosts[armed.node].paused || !hosted {
+            // Paused, or it left the group since the nemesis armed
+            // (`membership.rs`).
             return;
         }
         let host = &mut self.hosts[armed.node];

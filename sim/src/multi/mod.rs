@@ -38,6 +38,8 @@
 //!   ("the leader" is the node leading the most groups).
 //! * **Clients** run one operation at a time on one group and record it in
 //!   that group's history; see `client.rs`.
+//! * **Membership**: half the seeds change groups' members and replace
+//!   a whole node under the faults; see `membership.rs`.
 //! * **Checks**: see `checks.rs`.
 //!
 //! ## Scenarios
@@ -54,6 +56,7 @@ pub mod config;
 mod engine;
 mod host;
 mod lease;
+mod membership;
 mod nemesis;
 mod network;
 pub mod report;
@@ -63,5 +66,5 @@ pub mod scenarios;
 
 pub use config::{Drawn, GroupsChoice, LayerOptions, MultiBugs, MultiSimConfig, SWARM_GROUPS_MAX};
 pub use engine::{MultiSim, IDLE_WINDOW_NS, QUIESCE_BOUND_NS};
-pub use report::{LayerTotals, MultiCheck, MultiFailure, MultiReport};
+pub use report::{LayerTotals, MembershipFigures, MultiCheck, MultiFailure, MultiReport};
 pub use runner::{run_multi, run_multi_seeds, MultiSummary};

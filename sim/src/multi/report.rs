@@ -72,6 +72,13 @@ pub enum MultiCheck {
     /// quiescence round) within the stated bound, with both nodes up and
     /// running and no partition changing (`commit_told.rs`).
     CommitTold,
+    /// A node being replaced was removed from a group it voted in while
+    /// its replacement was not a voter of it (`membership.rs`).
+    ReplaceRule,
+    /// After the heal, a node's replacement did not finish, or who hosts a
+    /// group did not come in line with its configuration, with nothing
+    /// moving for the liveness bound (`membership.rs`).
+    MembershipLiveness,
 }
 
 impl MultiCheck {
@@ -93,6 +100,8 @@ impl MultiCheck {
             MultiCheck::WakeBound => "wake-bound",
             MultiCheck::ReadFresh => "read-fresh",
             MultiCheck::CommitTold => "commit-told",
+            MultiCheck::ReplaceRule => "replace-rule",
+            MultiCheck::MembershipLiveness => "membership-liveness",
         }
     }
 }
@@ -237,8 +246,28 @@ pub struct MultiReport {
     /// Frames taken from a peer's earlier incarnation, delayed past a
     /// frame of its new one.
     pub old_incarnation_frames: u64,
+    /// The membership the seed drew and what came of it.
+    pub membership: MembershipFigures,
     /// Timeline lines (with `timeline`).
     pub timeline: Vec<(u64, Option<NodeId>, String)>,
+}
+
+/// What a seed's membership fault did (`membership.rs`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MembershipFigures {
+    /// The seed drew membership changes (half the seeds of a swarm).
+    pub drawn: bool,
+    /// Changes proposed at a group's leader: the per-group ones and the
+    /// replace's.
+    pub changes_proposed: u64,
+    /// The seed drew a replace of a whole node and it started.
+    pub replace_started: bool,
+    /// The replace finished.
+    pub replace_done: bool,
+    /// The node replaced was kept down during the replace.
+    pub old_kept_down: bool,
+    /// Groups the replace concerned.
+    pub replace_groups: u64,
 }
 
 impl MultiReport {

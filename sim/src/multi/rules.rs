@@ -61,6 +61,14 @@ impl GroupRules {
         self.clocks_ticks[index] = 0;
     }
 
+    /// Node `index` stopped hosting `group`, or hosts it afresh and
+    /// empty: nothing its earlier replica of the group did binds it.
+    pub(crate) fn forget(&mut self, index: usize, group: GroupId) {
+        if let Some(rules) = self.groups.get_mut(&group) {
+            rules.forget_node(index);
+        }
+    }
+
     /// Takes the first broken rule, if any.
     pub(crate) fn take_broken(&mut self) -> Option<GroupBroken> {
         self.broken.take()

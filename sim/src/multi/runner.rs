@@ -69,6 +69,15 @@ pub struct MultiSummary {
     pub old_incarnation_frames: u64,
     /// Seeds in which a node took at least one such frame.
     pub old_incarnation_seeds: u64,
+    /// Seeds that drew membership changes.
+    pub membership_seeds: u64,
+    /// Membership changes proposed, over all seeds.
+    pub membership_changes: u64,
+    /// Replaces of a whole node started, finished, and run with the old
+    /// node down, over all seeds.
+    pub replaces: (u64, u64, u64),
+    /// Groups the replaces concerned, over all seeds.
+    pub replace_groups: u64,
     /// Wall-clock time taken.
     pub wall: Duration,
 }
@@ -120,6 +129,13 @@ impl MultiSummary {
         self.ticks_back_to_back += report.ticks_back_to_back;
         self.old_incarnation_frames += report.old_incarnation_frames;
         self.old_incarnation_seeds += u64::from(report.old_incarnation_frames > 0);
+        let membership = report.membership;
+        self.membership_seeds += u64::from(membership.drawn);
+        self.membership_changes += membership.changes_proposed;
+        self.replaces.0 += u64::from(membership.replace_started);
+        self.replaces.1 += u64::from(membership.replace_done);
+        self.replaces.2 += u64::from(membership.old_kept_down);
+        self.replace_groups += membership.replace_groups;
         self.hashes.push((seed, report.trace_hash));
         if !report.passed() {
             self.failures.push(report);
