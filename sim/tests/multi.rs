@@ -159,3 +159,54 @@ fn the_command_line_runs_multi_group_seeds_and_refuses_single_group_settings() {
         "{text}"
     );
 }
+
+/// Half the seeds of a swarm change groups' members and replace a whole
+/// node under the faults; the replace finishes, every node ends hosting
+/// what the configurations say (or the run fails `membership-liveness`),
+/// and `--no-membership` turns it off.
+#[test]
+fn swarm_seeds_change_members_and_replace_a_node() {
+    let mut drawn = 0;
+    let mut replaced = 0;
+    for seed in 0..16 {
+        let report = run_multi(&swarm(5, seed), None).unwrap();
+        assert!(report.passed(), "seed {seed}: {:?}", report.failure);
+        let membership = report.membership;
+        drawn += u64::from(membership.drawn);
+        if membership.replace_started {
+            assert!(membership.replace_done, "seed {seed}: {membership:?}");
+            replaced += 1;
+        }
+        let off = MultiSimConfig {
+            membership: false,
+            ..swarm(5, seed)
+        };
+        let report = run_multi(&off, None).unwrap();
+        assert!(!report.membership.drawn);
+        assert_eq!(report.membership.changes_proposed, 0);
+    }
+    assert!(
+        drawn >= 4 && replaced >= 2,
+        "{drawn} seeds drew membership, {replaced} replaced a node"
+    );
+}
+
+/// Seeds in which a learner, asleep beside its sleeping leader, was woken
+/// by a message that changed nothing (a duplicate or a late copy): it must
+/// sleep again, or it stays awake for good (a learner never campaigns,
+/// so nothing wakes its leader) and fails `not-quiesced`. Found by the
+/// membership fault; each failed before the layer put such a learner back
+/// to sleep.
+#[test]
+fn a_learner_woken_by_a_message_that_changed_nothing_sleeps_again() {
+    for (nodes, seed) in [(5, 1201), (3, 1560), (3, 1577), (3, 1590)] {
+        let report = run_multi(&swarm(nodes, seed), None).unwrap();
+        assert!(report.membership.drawn, "seed {seed} drew no membership");
+        assert!(
+            report.passed(),
+            "seed {seed} on {nodes} nodes: {:?}",
+            report.failure
+        );
+        assert!(report.quiesced_after_ns.is_some(), "seed {seed}");
+    }
+}
