@@ -210,6 +210,14 @@ fn change_pending(node: &concord::Node) -> bool {
     node.membership_index() > node.commit_index() || node.membership().is_joint()
 }
 
+/// `group`'s leader (as [`leader_of`] picks it) and its replica, when the
+/// configuration it holds is final.
+fn settled_leader(sim: &MultiSim, group: GroupId) -> Option<(usize, &concord::Node)> {
+    let leader = leader_of(sim, group)?;
+    let node = sim.hosts[leader].multi.as_ref()?.group(group)?;
+    (!change_pending(node)).then_some((leader, node))
+}
+
 /// The running, unpaused node leading `group` in the highest term any of
 /// its replicas was seen leading in, as the views of a replace command pick it.
 /// A leader of an older term (cut off, or a newer one paused or down)
@@ -334,19 +342,9 @@ impl MultiSim {
 
     /// Group `group`'s hosting matches its leader's final configuration.
     fn hosting_matches(&self, group: GroupId) -> bool {
-        let Some(leader) = leader_of(self, group) else {
+        let Some((_, node)) = settled_leader(self, group) else {
             return false;
         };
-        let Some(node) = self.hosts[leader]
-            .multi
-            .as_ref()
-            .and_then(|multi| multi.group(group))
-        else {
-            return false;
-        };
-        if change_pending(node) {
-            return false;
-        }
         let members = node.membership().members();
         let hosting: BTreeSet<NodeId> = self.groups[&group].voters.iter().copied().collect();
         members == hosting
@@ -359,19 +357,9 @@ impl MultiSim {
         }
         let groups = self.groups.len() as u64;
         let group = self.membership.rng.gen_range(1..=groups) as GroupId;
-        let Some(leader) = leader_of(self, group) else {
+        let Some((leader, node)) = settled_leader(self, group) else {
             return;
         };
-        let Some(node) = self.hosts[leader]
-            .multi
-            .as_ref()
-            .and_then(|multi| multi.group(group))
-        else {
-            return;
-        };
-        if change_pending(node) {
-            return;
-        }
         let membership = node.membership().clone();
         let replacing = self.membership.replacing();
         if replacing.is_some_and(|(old, new)| membership.contains(old) || membership.contains(new))
@@ -666,19 +654,9 @@ impl MultiSim {
     fn sync_hosting(&mut self) {
         let groups: Vec<GroupId> = self.groups.keys().copied().collect();
         for group in groups {
-            let Some(leader) = leader_of(self, group) else {
+            let Some((_, node)) = settled_leader(self, group) else {
                 continue;
             };
-            let Some(node) = self.hosts[leader]
-                .multi
-                .as_ref()
-                .and_then(|multi| multi.group(group))
-            else {
-                continue;
-            };
-            if change_pending(node) {
-                continue;
-            }
             let membership = node.membership().clone();
             let hosting = self.groups[&group].voters.clone();
             for id in hosting {
