@@ -578,8 +578,17 @@ async fn replace(
     )
     .await?;
     catalog(client, CatalogCommand::StartReplace { old, new }).await?;
+    // OLD is asked too while it answers: a live OLD (replaced while it
+    // runs) leads groups that only it can show, and the replace could not
+    // finish without seeing them. Once it fails to answer it is taken for
+    // dead and not asked again, so a dead OLD costs one failed request,
+    // not one per round.
     let mut servers = servers_but(cluster, old);
     servers.insert(new, addr.to_string());
+    let mut old_addr = cluster.servers.get(&old).cloned();
+    if let Some(old_addr) = &old_addr {
+        servers.insert(old, old_addr.clone());
+    }
     let started = Instant::now();
     let all_groups: Vec<GroupId> = (0..=cluster.groups).collect();
     let mut shown: Option<(ReplaceProgress, usize)> = None;
@@ -596,6 +605,14 @@ async fn replace(
             .into());
         }
         let (by_group, answered) = views(cluster, old, new, &servers).await;
+        if old_addr.is_some() && !answered.contains(&old) {
+            servers.remove(&old);
+            old_addr = None;
+            println!(
+                "replace {old} -> {new}: server {old} does not answer; taken for dead, its groups \
+                 are seen at their other members"
+            );
+        }
         if answered.contains(&new) {
             new_heard = Instant::now();
         }

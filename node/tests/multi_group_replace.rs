@@ -62,6 +62,9 @@ enum Variant {
     LeaderKilled,
     /// The replace command is SIGKILLed during the replace and run again.
     CommandKilled,
+    /// Server 3 is not killed: a live server is replaced (it leads groups
+    /// that only it can show the command).
+    OldAlive,
 }
 
 struct Processes {
@@ -139,7 +142,12 @@ impl Processes {
     /// `concord-cli member replace 3 4 ADDR OPTIONS`, its output (stdout
     /// and stderr) to a file.
     fn replace_command(&self, run: u32, options: &[&str]) -> (Child, PathBuf) {
-        let servers: Vec<String> = [1, 2, 4].iter().map(|id| self.listen[id].clone()).collect();
+        self.replace_command_via(run, &[1, 2, 4], options)
+    }
+
+    /// [`Processes::replace_command`] with `servers` as `--servers`.
+    fn replace_command_via(&self, run: u32, servers: &[u64], options: &[&str]) -> (Child, PathBuf) {
+        let servers: Vec<String> = servers.iter().map(|id| self.listen[id].clone()).collect();
         let out = self.base.join(format!("replace-{run}.out"));
         let file = std::fs::File::create(&out).unwrap();
         let err = file.try_clone().unwrap();
@@ -489,14 +497,20 @@ async fn replace_a_dead_server(variant: Variant) {
     let clients_start = Instant::now();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let kill_at = Instant::now();
-    nodes.sigkill(3);
+    if variant != Variant::OldAlive {
+        nodes.sigkill(3);
+    }
     nodes.start(4, true);
     wait_answers(4, &listen[&4]).await;
     let replace_start = Instant::now();
     let options = ["--groups-in-flight", "200"];
-    let (mut command, out) = nodes.replace_command(1, &options);
+    let (mut command, out) = if variant == Variant::OldAlive {
+        nodes.replace_command_via(1, &[1, 2, 3, 4], &options)
+    } else {
+        nodes.replace_command(1, &options)
+    };
     match variant {
-        Variant::Plain => {}
+        Variant::Plain | Variant::OldAlive => {}
         Variant::LeaderKilled => {
             let done = wait_partly_done(&out, groups()).await;
             eprintln!("SIGKILL server 1 with {done} groups done");
@@ -771,6 +785,13 @@ fn the_replace_survives_the_death_of_a_leading_server() {
 #[test]
 fn a_killed_replace_command_resumes_when_run_again() {
     run(Variant::CommandKilled);
+}
+
+/// A live server (it leads some groups, which only it can show) is
+/// replaced: the command asks it too while it answers.
+#[test]
+fn a_live_server_is_replaced() {
+    run(Variant::OldAlive);
 }
 
 #[test]
