@@ -9,10 +9,10 @@
 //!   host drives ([`concord::multi::ReplacePlan`], with a drawn bound on
 //!   groups in flight): NEW joins a group as a learner, catches up (by
 //!   snapshot when compaction is on), is promoted, and only then is OLD
-//!   removed. A group NEW already votes in only loses OLD. Half the time
-//!   OLD is crashed when the replace starts and kept down until it ends or
-//!   the heal (a dead server replaced), where every group naming it can
-//!   lose it; the plan's restarts leave it down.
+//!   removed. A group NEW already votes in only loses OLD. Half the seeds
+//!   crash OLD (a dead server replaced) at the first membership round at
+//!   which every group naming it can lose it, and keep it down until the
+//!   replace ends or the heal; the plan's restarts leave it down.
 //! * **up to six per-group changes** at random times: add a learner,
 //!   promote a caught-up learner, remove a learner or a voter (never the
 //!   leader, never the last voter), on a random group the replace does
@@ -75,8 +75,11 @@ pub(crate) struct ReplaceRun {
     plan: ReplacePlan,
     old: NodeId,
     new: NodeId,
-    /// OLD is down from the start of the replace to its end (or the heal).
+    /// OLD is kept down now, until the replace ends (or the heal).
     hold_down: bool,
+    /// The seed wants OLD kept down (from the first round at which every
+    /// group naming it can lose it).
+    hold_wanted: bool,
     /// OLD was kept down.
     held_down_ever: bool,
     started: bool,
@@ -147,7 +150,8 @@ impl MembershipFault {
                 plan,
                 old,
                 new,
-                hold_down: rng.gen_bool(0.5),
+                hold_down: false,
+                hold_wanted: rng.gen_bool(0.5),
                 held_down_ever: false,
                 started: false,
                 done: false,
@@ -169,6 +173,7 @@ impl MembershipFault {
     pub(crate) fn release_hold(&mut self) {
         if let Some(run) = self.replace.as_mut() {
             run.hold_down = false;
+            run.hold_wanted = false;
         }
     }
 
@@ -290,37 +295,43 @@ impl MultiSim {
         run.started = true;
         let (old, new) = (run.old, run.new);
         self.membership.last_progress_ns = self.now_ns;
-        // OLD may be kept down only where every group naming it keeps a
-        // majority without it (a group OLD alone or with one other node
-        // votes in could never be led again).
+        self.note(None, || format!("membership: replace n{old} by n{new}"));
+        self.maybe_hold_old();
+    }
+
+    /// Crashes OLD, to keep it down until the replace ends (or the heal),
+    /// if the seed wants that and every group naming OLD keeps a majority
+    /// without it now (a group OLD alone or with one other node votes in
+    /// could never be led again). Tried at every round of the chaos until
+    /// it happens once.
+    fn maybe_hold_old(&mut self) {
+        let Some(run) = self.membership.replace.as_ref() else {
+            return;
+        };
+        let wanted = run.hold_wanted && !run.held_down_ever && run.started && !run.done;
+        if !wanted || self.phase != Phase::Chaos {
+            return;
+        }
+        let old = run.old;
         let losable = self.groups.iter().all(|(group, state)| {
             if !state.voters.contains(&old) {
                 return true;
             }
-            leader_of(self, *group)
-                .and_then(|leader| self.hosts[leader].multi.as_ref()?.group(*group))
-                .is_some_and(|node| {
-                    let voters = &node.membership().voters;
-                    !change_pending(node) && (!voters.contains(&old) || voters.len() >= 3)
-                })
+            settled_leader(self, *group).is_some_and(|(_, node)| {
+                let voters = &node.membership().voters;
+                !voters.contains(&old) || voters.len() >= 3
+            })
         });
-        let run = self.membership.replace.as_mut().expect("just set");
-        run.hold_down &= losable;
-        run.held_down_ever = run.hold_down;
-        let hold = run.hold_down;
-        self.note(None, || {
-            format!(
-                "membership: replace n{old} by n{new}{}",
-                if hold {
-                    format!(" (n{old} down until done)")
-                } else {
-                    String::new()
-                }
-            )
-        });
-        if hold {
-            self.crash(old as usize - 1);
+        if !losable {
+            return;
         }
+        let run = self.membership.replace.as_mut().expect("checked");
+        run.hold_down = true;
+        run.held_down_ever = true;
+        self.note(None, || {
+            format!("membership: n{old} down until its replace ends")
+        });
+        self.crash(old as usize - 1);
     }
 
     /// Whether every replace is done and every node hosts exactly the
@@ -445,6 +456,7 @@ impl MultiSim {
             }
         }
         if self.membership.replacing().is_some() {
+            self.maybe_hold_old();
             self.replace_round();
             if self.failure.is_some() {
                 return;
