@@ -97,7 +97,6 @@ pub(crate) struct MembershipFault {
     start_ns: u64,
     changes_ns: Vec<u64>,
     rng: ChaCha8Rng,
-    rounds_scheduled: bool,
     /// When the driver last saw the configurations or the hosting move.
     last_progress_ns: u64,
     /// Changes proposed (per-group and the replace's), for the report.
@@ -117,7 +116,6 @@ impl MembershipFault {
             start_ns: 0,
             changes_ns: Vec::new(),
             rng: ChaCha8Rng::from_seed([0; 32]),
-            rounds_scheduled: false,
             last_progress_ns: 0,
             changes_proposed: 0,
             term_seen: BTreeMap::new(),
@@ -263,7 +261,6 @@ impl MultiSim {
         for at in self.membership.changes_ns.clone() {
             self.schedule(at, Event::Membership(MembershipStep::GroupChange));
         }
-        self.membership.rounds_scheduled = true;
         self.schedule(ROUND_NS, Event::Membership(MembershipStep::Round));
     }
 
@@ -278,8 +275,6 @@ impl MultiSim {
                 self.membership_round();
                 if self.phase == Phase::Chaos || !self.membership_settled() {
                     self.schedule(ROUND_NS, Event::Membership(MembershipStep::Round));
-                } else {
-                    self.membership.rounds_scheduled = false;
                 }
             }
         }
