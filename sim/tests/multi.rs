@@ -191,7 +191,7 @@ fn swarm_seeds_change_members_and_replace_a_node() {
     );
 }
 
-/// Seeds in which a learner, asleep beside its sleeping leader, was woken
+/// Seeds in which a learner, asleep beside its sleeping leader, is woken
 /// by a message that changed nothing (a duplicate or a late copy): it must
 /// sleep again, or it stays awake for good (a learner never campaigns,
 /// so nothing wakes its leader) and fails `not-quiesced`. Found by the
@@ -199,7 +199,7 @@ fn swarm_seeds_change_members_and_replace_a_node() {
 /// to sleep.
 #[test]
 fn a_learner_woken_by_a_message_that_changed_nothing_sleeps_again() {
-    for (nodes, seed) in [(5, 1201), (3, 1560), (3, 1577), (3, 1590)] {
+    for (nodes, seed) in [(5, 1201), (3, 1577), (3, 1590)] {
         let report = run_multi(&swarm(nodes, seed), None).unwrap();
         assert!(report.membership.drawn, "seed {seed} drew no membership");
         assert!(
