@@ -496,14 +496,6 @@ async fn send_changes(
     refused
 }
 
-/// The servers to ask: `--servers`, and the addresses the catalog
-/// records, but never `skip`.
-fn servers_but(cluster: &Cluster, skip: NodeId) -> BTreeMap<NodeId, String> {
-    let mut servers = cluster.servers.clone();
-    servers.remove(&skip);
-    servers
-}
-
 /// How long NEW has been silent at `now`, when that is longer than
 /// `new_silence_max`: the replace cannot finish without it, and an
 /// operator watching a command that prints nothing new cannot tell why.
@@ -583,12 +575,8 @@ async fn replace(
     // finish without seeing them. Once it fails to answer it is taken for
     // dead and not asked again, so a dead OLD costs one failed request,
     // not one per round.
-    let mut servers = servers_but(cluster, old);
+    let mut servers = cluster.servers.clone();
     servers.insert(new, addr.to_string());
-    let mut old_addr = cluster.servers.get(&old).cloned();
-    if let Some(old_addr) = &old_addr {
-        servers.insert(old, old_addr.clone());
-    }
     let started = Instant::now();
     let all_groups: Vec<GroupId> = (0..=cluster.groups).collect();
     let mut shown: Option<(ReplaceProgress, usize)> = None;
@@ -605,9 +593,8 @@ async fn replace(
             .into());
         }
         let (by_group, answered) = views(cluster, old, new, &servers).await;
-        if old_addr.is_some() && !answered.contains(&old) {
+        if servers.contains_key(&old) && !answered.contains(&old) {
             servers.remove(&old);
-            old_addr = None;
             println!(
                 "replace {old} -> {new}: server {old} does not answer; taken for dead, its groups \
                  are seen at their other members"

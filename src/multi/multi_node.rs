@@ -465,6 +465,9 @@ impl MultiNode {
             self.stats.items_unknown_group += 1;
             return;
         };
+        // The sleep a follower woke from, to go back to if the message
+        // changed nothing (`maybe_sleep_again`).
+        let mut following = None;
         if let Some(sleep) = &state.sleep {
             let stale_wakes = self.planted().stale_message_wakes;
             if sleep.keeps_sleeping_on(&state.node, &message, stale_wakes) {
@@ -490,20 +493,18 @@ impl MultiNode {
             }
             let drops_read = self.planted().wake_drops_read
                 && matches!(message.body, MessageBody::ReadIndexRequest { .. });
-            let following =
+            following =
                 matches!(sleep.kind, SleepKind::Following { .. }).then(|| sleep.kind.clone());
             self.wake(group, Wake::Message, out);
             if drops_read {
                 // The planted mistake: the wake swallows the read.
                 return;
             }
-            self.step_group(group, Input::Receive(message), out);
-            if let Some(kind) = following {
-                self.maybe_sleep_again(group, kind);
-            }
-            return;
         }
         self.step_group(group, Input::Receive(message), out);
+        if let Some(kind) = following {
+            self.maybe_sleep_again(group, kind);
+        }
     }
 
     /// A sleeping learner woken by a message that changed nothing (a

@@ -147,13 +147,8 @@ impl MultiSim {
             attempt,
         });
         let group = op.group;
-        let hosted = self.hosts[index]
-            .multi
-            .as_ref()
-            .is_some_and(|multi| multi.group(group).is_some());
-        if !hosted {
-            // It left the group since the client picked it (`membership.rs`):
-            // refused as a real host refuses a group it does not host.
+        if !self.hosts_group(index, group) {
+            // Refused as a real host refuses a group it does not host.
             self.retry_after_reply(client, op_seq, attempt, None);
             return;
         }
@@ -348,13 +343,8 @@ impl MultiSim {
 
     /// Node `index` is asked to append `group`'s probe.
     pub(crate) fn probe_request(&mut self, index: usize, group: GroupId) {
-        let hosted = self.hosts[index]
-            .multi
-            .as_ref()
-            .is_some_and(|multi| multi.group(group).is_some());
-        if !hosted {
-            // It left the group since the probe picked it: the probe tries
-            // again.
+        if !self.hosts_group(index, group) {
+            // The probe tries again.
             return;
         }
         let input = MultiInput::Group {

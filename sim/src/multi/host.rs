@@ -550,14 +550,8 @@ impl MultiSim {
                     MultiInput::Receive(frame) => asleep_with_stale_only(multi, frame),
                     _ => Vec::new(),
                 };
-                let what = match &input {
-                    MultiInput::Group { input, .. } => format!("{input:?}"),
-                    other => format!("{other:?}"),
-                };
                 if let Err(error) = multi.step(input, &mut out) {
-                    let what: String = what.chars().take(80).collect();
-                    let message =
-                        format!("the layer refused an input of the host ({what}): {error}");
+                    let message = format!("the layer refused an input of the host: {error}");
                     self.fail_raft(FailureKind::HostContract, index, None, message);
                     return;
                 }
@@ -1368,6 +1362,16 @@ impl MultiSim {
     /// A client's (or the probe's) answer takes this long to travel.
     pub(crate) fn reply_delay(&mut self) -> u64 {
         self.client_rng.gen_range(100_000..1_000_000)
+    }
+
+    /// Whether node `index` runs and hosts `group` (it may have left the
+    /// group since a client, the probe or a nemesis picked it:
+    /// `membership.rs`).
+    pub(crate) fn hosts_group(&self, index: usize, group: GroupId) -> bool {
+        self.hosts[index]
+            .multi
+            .as_ref()
+            .is_some_and(|multi| multi.group(group).is_some())
     }
 
     /// The refusal of a client's attempt reaches it after a reply delay,

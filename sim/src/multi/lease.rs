@@ -400,13 +400,7 @@ impl MultiSim {
         }
         let group = armed.groups[armed.reads as usize % armed.groups.len()];
         let committed_when_asked = self.committed_anywhere(group);
-        let hosted = host
-            .multi
-            .as_ref()
-            .is_some_and(|multi| multi.group(group).is_some());
-        if self.hosts[armed.node].paused || !hosted {
-            // Paused, or it left the group since the nemesis armed
-            // (`membership.rs`).
+        if self.hosts[armed.node].paused || !self.hosts_group(armed.node, group) {
             return;
         }
         let host = &mut self.hosts[armed.node];
