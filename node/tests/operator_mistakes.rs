@@ -437,6 +437,69 @@ fn a_data_directory_of_the_previous_format_is_upgraded_without_loss() {
     );
 }
 
+/// What `node/tests/data/make-single-group-fixture.sh` wrote into the
+/// fixture `single-group-v2`, by the script's own rules (not read from
+/// the fixture): every acknowledged write's final value.
+fn single_group_v2_writes() -> BTreeMap<String, String> {
+    let mut writes: BTreeMap<String, String> = (0..60)
+        .map(|i| (format!("small-{i}"), format!("value-{i}")))
+        .collect();
+    writes.insert("large".into(), "x".repeat(10_000));
+    writes.insert("small-7".into(), "seven-again".into());
+    writes.insert("log".into(), "abc".into());
+    writes
+}
+
+/// `node/tests/data/single-group-v2`: the three data directories of a
+/// key-value cluster of today's single-group server (log and snapshot
+/// format 2, a snapshot on disk). Issue 60 retires that server; this
+/// test holds every acknowledged write of such a directory readable,
+/// today by the server that wrote it, after the retirement by the one
+/// runtime's upgrade.
+#[test]
+fn a_single_group_servers_data_directories_serve_every_acknowledged_write() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/single-group-v2");
+    // The servers listen where the fixture's servers did: the address
+    // book replicated in its snapshot names those ports, and what was
+    // replicated wins over `--peers` (src/tokio/addresses.rs).
+    let addrs = (1..=3)
+        .map(|id| (id, format!("127.0.0.1:{}", 7410 + id)))
+        .collect();
+    let mut cluster = NodeProcesses::new("single-group-v2", "fixture-v2", addrs);
+    for id in cluster.ids() {
+        let dir = cluster.data_dir(id);
+        copy_dir(&fixture.join(format!("node-{id}")), &dir);
+        assert!(
+            dir.join("snapshots").read_dir().unwrap().next().is_some(),
+            "the fixture holds a snapshot"
+        );
+    }
+    cluster.start_all();
+    let cli = Cli::of(&cluster);
+    let writes = single_group_v2_writes();
+    for (key, value) in &writes {
+        assert_eq!(&cli.get(key), value, "key {key}");
+    }
+    // A read at each server alone: every replica kept every write.
+    for server in cluster.servers() {
+        let one = Cli::new(vec![server.clone()], "fixture-v2");
+        let out = one.ok(&[
+            "--timeout-ms",
+            "1000",
+            "--read",
+            "follower",
+            "kv",
+            "get",
+            "log",
+        ]);
+        assert_eq!(out.trim_end(), "abc", "at {server}");
+    }
+    // And it still takes writes.
+    cli.put("after-upgrade", "yes");
+    assert_eq!(cli.get("after-upgrade"), "yes");
+    cluster.sigterm_all();
+}
+
 #[test]
 fn a_data_directory_of_another_service_is_refused_naming_both() {
     let mut chat = single("other-service", CLUSTER);
