@@ -13,9 +13,9 @@
 //!    and the process's CPU time meanwhile.
 //!
 //! ```text
-//! cargo bench --features tokio --bench multi_group_idle
-//! CONCORD_BENCH_QUIESCE=0 cargo bench --features tokio --bench multi_group_idle
-//! CONCORD_BENCH_GROUPS=10000 CONCORD_BENCH_SECS=20 cargo bench --features tokio --bench multi_group_idle
+//! cargo bench --bench multi_group_idle
+//! CONCORD_BENCH_QUIESCE=0 cargo bench --bench multi_group_idle
+//! CONCORD_BENCH_GROUPS=10000 CONCORD_BENCH_SECS=20 cargo bench --bench multi_group_idle
 //! ```
 
 use std::collections::BTreeMap;
@@ -23,8 +23,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use concord::multi::GroupId;
-use concord::tokio::multi::host::MultiServerHandle;
 use concord::NodeId;
+use concord_tokio::multi::host::MultiServerHandle;
 
 #[path = "../tests/common/scratch.rs"]
 mod scratch;

@@ -7,8 +7,8 @@
 //! recover and start the three nodes, and until every group is led again.
 //!
 //! ```text
-//! cargo bench --features tokio --bench multi_group_scale
-//! CONCORD_BENCH_GROUPS=10000,30000,100000 cargo bench --features tokio --bench multi_group_scale
+//! cargo bench --bench multi_group_scale
+//! CONCORD_BENCH_GROUPS=10000,30000,100000 cargo bench --bench multi_group_scale
 //! ```
 
 use std::collections::BTreeMap;
@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use concord::multi::GroupId;
-use concord::tokio::multi::host::MultiServerHandle;
 use concord::NodeId;
+use concord_tokio::multi::host::MultiServerHandle;
 
 #[path = "../tests/common/scratch.rs"]
 mod scratch;

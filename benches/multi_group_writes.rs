@@ -14,9 +14,9 @@
 //! sharding costs (goal: at least 1.0).
 //!
 //! ```text
-//! cargo bench --features tokio --bench multi_group_writes
+//! cargo bench --bench multi_group_writes
 //! CONCORD_BENCH_SECS=10 CONCORD_BENCH_ACTIVE=1,16,64,256 CONCORD_BENCH_GROUPS=1024 \
-//!   cargo bench --features tokio --bench multi_group_writes
+//!   cargo bench --bench multi_group_writes
 //! ```
 
 use std::collections::BTreeMap;
@@ -27,10 +27,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use concord::multi::GroupId;
-use concord::tokio::multi::host::MultiServerHandle;
-use concord::tokio::multi::wire::GroupOp;
-use concord::tokio::wire::ClientResponse;
 use concord::NodeId;
+use concord_tokio::multi::host::MultiServerHandle;
+use concord_tokio::multi::wire::GroupOp;
+use concord_tokio::wire::ClientResponse;
 
 #[path = "../tests/common/scratch.rs"]
 mod scratch;

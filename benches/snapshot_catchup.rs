@@ -9,8 +9,8 @@
 //! the restart to the snapshot being installed.
 //!
 //! ```text
-//! cargo bench --features tokio --bench snapshot_catchup
-//! CONCORD_CATCHUP_PUTS=200000 cargo bench --features tokio --bench snapshot_catchup
+//! cargo bench --bench snapshot_catchup
+//! CONCORD_CATCHUP_PUTS=200000 cargo bench --bench snapshot_catchup
 //! ```
 
 use std::collections::BTreeMap;
@@ -20,14 +20,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use concord::session::{self, SessionResponse};
-use concord::tokio::cluster::{start_node, NodeSettings, RunningNode};
-use concord::tokio::server::ServerHandle;
-use concord::tokio::status::NodeStatus;
-use concord::tokio::wal::{FileStorage, WalOptions};
-use concord::tokio::wire::ClientResponse;
 use concord_services::codec::encode_request;
 use concord_services::kv::{Kv, KvRequest};
 use concord_services::service_state_machine;
+use concord_tokio::cluster::{start_node, NodeSettings, RunningNode};
+use concord_tokio::server::ServerHandle;
+use concord_tokio::status::NodeStatus;
+use concord_tokio::wal::{FileStorage, WalOptions};
+use concord_tokio::wire::ClientResponse;
 
 const VALUE_BYTES: usize = 100;
 const CLIENTS: usize = 256;

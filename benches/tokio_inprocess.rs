@@ -24,10 +24,10 @@
 //! the newest snapshot's size per replica) and peak RSS minus that state.
 //!
 //! ```text
-//! cargo bench --features tokio --bench tokio_inprocess
-//! CONCORD_BENCH_SECS=5 CONCORD_BENCH_CLIENTS=1,64,256 cargo bench --features tokio --bench tokio_inprocess
-//! CONCORD_BENCH_COMPACTION=both CONCORD_BENCH_ROUNDS=3 cargo bench --features tokio --bench tokio_inprocess
-//! CONCORD_BENCH_PUTS=10000000 CONCORD_BENCH_KEYS=10000 cargo bench --features tokio --bench tokio_inprocess
+//! cargo bench --bench tokio_inprocess
+//! CONCORD_BENCH_SECS=5 CONCORD_BENCH_CLIENTS=1,64,256 cargo bench --bench tokio_inprocess
+//! CONCORD_BENCH_COMPACTION=both CONCORD_BENCH_ROUNDS=3 cargo bench --bench tokio_inprocess
+//! CONCORD_BENCH_PUTS=10000000 CONCORD_BENCH_KEYS=10000 cargo bench --bench tokio_inprocess
 //! ```
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -37,19 +37,17 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use concord::session::{self, SessionResponse, WithSessions};
 use concord::state_machine::{RestoreError, StateMachine};
-use concord::tokio::cluster::{
-    COMPACTION_TRAILING_ENTRIES_DEFAULT, SNAPSHOT_EVERY_ENTRIES_DEFAULT,
-};
-use concord::tokio::null::NullStateMachine;
-use concord::tokio::server::{self, ServerConfig, ServerHandle};
-use concord::tokio::storage::{MemDisk, MemStorage};
-use concord::tokio::transport::MemNetwork;
-use concord::tokio::wire::ClientResponse;
 use concord::{Config, Index};
 use concord_services::codec::{decode_request, encode_request};
 use concord_services::kv::{Kv, KvRequest};
 use concord_services::machine::SESSIONS_MAX;
 use concord_services::ServiceMachine;
+use concord_tokio::cluster::{COMPACTION_TRAILING_ENTRIES_DEFAULT, SNAPSHOT_EVERY_ENTRIES_DEFAULT};
+use concord_tokio::null::NullStateMachine;
+use concord_tokio::server::{self, ServerConfig, ServerHandle};
+use concord_tokio::storage::{MemDisk, MemStorage};
+use concord_tokio::transport::MemNetwork;
+use concord_tokio::wire::ClientResponse;
 use env::{env_list, env_u64};
 
 #[path = "../bench/src/env.rs"]
@@ -373,7 +371,7 @@ fn memory_run(runtime: &tokio::runtime::Runtime, puts: u64, keys: u64, clients: 
         let start = Instant::now();
         let step = (puts / 10).max(1);
         let mut next_report = step;
-        let report = |label: &str, count: u64, statuses: &[concord::tokio::status::NodeStatus]| {
+        let report = |label: &str, count: u64, statuses: &[concord_tokio::status::NodeStatus]| {
             let elapsed = start.elapsed().as_secs_f64();
             let (peak, current) = rss_bytes();
             let summed = |size: fn(&StateSize) -> &AtomicU64| -> u64 {

@@ -3,17 +3,17 @@
 //! memory), written once through the log and read back linearizably.
 //!
 //! ```text
-//! cargo run --features tokio --example counter_cluster
+//! cargo run --example counter_cluster
 //! ```
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use concord::session::WithSessions;
 use concord::state_machine::{RestoreError, StateMachine};
-use concord::tokio::client::{Client, ClientConfig};
-use concord::tokio::cluster::{start_node, NodeSettings};
-use concord::tokio::storage::{MemDisk, MemStorage};
 use concord::{Index, ReadPath};
+use concord_tokio::client::{Client, ClientConfig};
+use concord_tokio::cluster::{start_node, NodeSettings};
+use concord_tokio::storage::{MemDisk, MemStorage};
 
 /// Counts the bytes of every command applied.
 #[derive(Default)]

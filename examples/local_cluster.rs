@@ -4,7 +4,7 @@
 //! (whose `local-cluster` subcommand runs them as processes instead).
 //!
 //! ```text
-//! cargo run --release --features tokio --example local_cluster
+//! cargo run --release --example local_cluster
 //! # in another terminal:
 //! cargo run --release -p concord-node --bin concord-cli -- \
 //!     --servers 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003 kv put greeting hello
@@ -14,16 +14,16 @@
 
 // println! and friends that stop quietly at a closed pipe.
 #[macro_use]
-extern crate concord;
+extern crate concord_cli_output;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use concord::tokio::client::ClientConfig;
-use concord::tokio::cluster::{start_node, NodeSettings};
-use concord::tokio::wal::{FileStorage, WalOptions};
 use concord_services::kv::Kv;
 use concord_services::{service_state_machine, KvClient};
+use concord_tokio::client::ClientConfig;
+use concord_tokio::cluster::{start_node, NodeSettings};
+use concord_tokio::wal::{FileStorage, WalOptions};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()

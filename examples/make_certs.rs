@@ -3,7 +3,7 @@
 //! `concord-cli --tls-ca/--tls-cert/--tls-key`:
 //!
 //! ```text
-//! cargo run --example make_certs --features tokio -- --cluster-id demo --nodes 3 --out certs
+//! cargo run --example make_certs -- --cluster-id demo --nodes 3 --out certs
 //! ```
 //!
 //! writes `ca.pem` and `ca.key` (keep the CA key to issue more
@@ -18,7 +18,7 @@ mod certs;
 
 // println! and friends that stop quietly at a closed pipe.
 #[macro_use]
-extern crate concord;
+extern crate concord_cli_output;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -12,11 +12,12 @@
 //! elements actually decoded.
 //!
 //! Framing (length prefix, version byte, checksum) is layered on top of this
-//! by the tokio runtime (`concord::tokio::frame` for the network,
-//! `concord::tokio::wal` for the disk); the services crate puts its own
+//! by the tokio runtime (`concord_tokio::frame` for the network,
+//! `concord_tokio::wal` for the disk); the services crate puts its own
 //! version byte in front of every request, response and snapshot.
 //!
-//! Built with the `codec` feature (which `tokio` turns on).
+//! Built with the `codec` feature (which the runtime crate, `concord-tokio`,
+//! turns on).
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;

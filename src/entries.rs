@@ -610,7 +610,7 @@ mod tests {
     }
 
     /// The wire format of the tokio runtime must not change with the type.
-    #[cfg(feature = "tokio")]
+    #[cfg(feature = "codec")]
     #[test]
     fn serialized_like_a_vec_of_entries() {
         let config = bincode::config::standard();

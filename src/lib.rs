@@ -297,7 +297,6 @@ macro_rules! debug_assert_ne {
     };
 }
 
-pub mod cli_output;
 #[cfg(feature = "codec")]
 pub mod codec;
 mod config;
@@ -324,8 +323,6 @@ mod state_hash;
 pub mod state_machine;
 mod stats;
 mod storage_loss;
-#[cfg(feature = "tokio")]
-pub mod tokio;
 mod transfer;
 mod types;
 

@@ -572,7 +572,7 @@ impl Node {
 
     /// The index of a configuration entry that is not final yet — not
     /// committed, or a joint configuration not yet left — if any.
-    pub(crate) fn membership_change_pending(&self) -> Option<Index> {
+    pub fn membership_change_pending(&self) -> Option<Index> {
         let index = self.membership_index();
         (index > self.log.commit_index() || self.membership.is_joint()).then_some(index)
     }

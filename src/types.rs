@@ -67,7 +67,7 @@ pub enum EntryPayload {
     /// replicated and committed like a command, proposed with
     /// [`Input::ProposeHost`](crate::Input::ProposeHost). The tokio
     /// runtime keeps its replicated address book in them (see
-    /// `concord::tokio::addresses`). Hosts that propose none never see one.
+    /// `concord_tokio::addresses`). Hosts that propose none never see one.
     Host(Bytes),
     /// A configuration forced on one surviving server by an operator after
     /// a majority was lost for good, with its audit record (see

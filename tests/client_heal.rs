@@ -21,14 +21,13 @@
 //! with every failed probe, up to 30 s): seconds after the heal.
 //!
 //! ```text
-//! cargo test --features tokio --test client_heal -- --nocapture
+//! cargo test --test client_heal -- --nocapture
 //! ```
 //!
 //! `CONCORD_HEAL_TRIALS=N` runs N trials and prints each heal→first
 //! answer; `CONCORD_HEAL_CUT_SECS` sets the cut's length (default 10,
 //! plus up to 0.5 s drawn from the clock, so that the heal falls at
 //! another point of the client's attempts in every trial).
-#![cfg(feature = "tokio")]
 mod common;
 
 use std::collections::BTreeMap;
@@ -38,11 +37,11 @@ use std::time::{Duration, Instant};
 
 use common::kv_nodes::start_kv_node;
 use common::{free_ports, runtime};
-use concord::tokio::client::ClientConfig;
-use concord::tokio::cluster::{NodeSettings, RunningNode};
-use concord::tokio::frame::{self, DEFAULT_MAX_FRAME_BYTES};
-use concord::tokio::wire::{Hello, HelloRole};
 use concord_services::KvClient;
+use concord_tokio::client::ClientConfig;
+use concord_tokio::cluster::{NodeSettings, RunningNode};
+use concord_tokio::frame::{self, DEFAULT_MAX_FRAME_BYTES};
+use concord_tokio::wire::{Hello, HelloRole};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

@@ -1087,7 +1087,6 @@ fn witness_and_demotion_errors_say_what_to_do() {
 }
 
 /// The configuration as it was serialized before witnesses existed.
-#[cfg(feature = "tokio")]
 #[derive(serde::Serialize)]
 struct MembershipBeforeWitnesses {
     voters: std::collections::BTreeSet<NodeId>,
@@ -1095,10 +1094,9 @@ struct MembershipBeforeWitnesses {
     learners: std::collections::BTreeSet<NodeId>,
 }
 
-#[cfg(feature = "tokio")]
 #[test]
 fn a_configuration_stored_before_witnesses_reads_back_unchanged() {
-    use concord::tokio::codec::{decode, encode, DECODE_LIMIT_BYTES};
+    use concord_tokio::codec::{decode, encode, DECODE_LIMIT_BYTES};
     let old = MembershipBeforeWitnesses {
         voters: [1, 2, 4].into(),
         voters_outgoing: [1, 2, 3].into(),

@@ -1,4 +1,4 @@
-//! The multi-group server (`src/tokio/multi/`): three nodes in one
+//! The multi-group server (`runtime/src/multi/`): three nodes in one
 //! process on loopback TCP (one connection per peer) hosting 100 groups
 //! each, every node's groups in one shared
 //! write-ahead log on real files (fsync on). Writes go to every group;
@@ -7,7 +7,6 @@
 //! write is present in every group, read through the group's leader and
 //! from the restarted node's own state machine, and every group has
 //! elected a leader known to all three nodes.
-#![cfg(feature = "tokio")]
 mod common;
 
 use std::collections::BTreeMap;
@@ -18,16 +17,16 @@ use common::TempDir;
 
 use concord::multi::{GroupId, MultiConfig};
 use concord::state_machine::{RestoreError, StateMachine};
-use concord::tokio::multi::data_dir;
-use concord::tokio::multi::host::{self, FrameSender, MultiServerConfig, MultiServerHandle};
-use concord::tokio::multi::log_sink::WalThread;
-use concord::tokio::multi::routing_client::{RoutingClient, RoutingConfig, RoutingError};
-use concord::tokio::multi::shared_log::MultiWalOptions;
-use concord::tokio::multi::tcp_listener::{self, MultiListenerConfig};
-use concord::tokio::multi::tcp_sender::{TcpFrameConfig, TcpFrameSender};
-use concord::tokio::multi::wire::GroupOp;
-use concord::tokio::wire::ClientResponse;
 use concord::{Config, NodeId, ReadPath, Role};
+use concord_tokio::multi::data_dir;
+use concord_tokio::multi::host::{self, FrameSender, MultiServerConfig, MultiServerHandle};
+use concord_tokio::multi::log_sink::WalThread;
+use concord_tokio::multi::routing_client::{RoutingClient, RoutingConfig, RoutingError};
+use concord_tokio::multi::shared_log::MultiWalOptions;
+use concord_tokio::multi::tcp_listener::{self, MultiListenerConfig};
+use concord_tokio::multi::tcp_sender::{TcpFrameConfig, TcpFrameSender};
+use concord_tokio::multi::wire::GroupOp;
+use concord_tokio::wire::ClientResponse;
 
 /// `key=value` commands into a map; a read is a key.
 #[derive(Default)]
@@ -387,7 +386,7 @@ async fn kill_and_restart_a_node_of_100_groups_every_acknowledged_write_survives
 /// recovers the group's log with every one of them.
 #[tokio::test(flavor = "current_thread")]
 async fn a_group_that_cannot_apply_does_not_pin_old_segments() {
-    use concord::tokio::multi::mem_network::MemFrameNetwork;
+    use concord_tokio::multi::mem_network::MemFrameNetwork;
     const SEGMENTS_MAX: usize = 2;
     let dirs: BTreeMap<NodeId, TempDir> = NODES
         .iter()

@@ -1,4 +1,4 @@
-//! The shared write-ahead log of many groups (`src/tokio/multi/`) under
+//! The shared write-ahead log of many groups (`runtime/src/multi/`) under
 //! crashes at every write boundary, tested like the core: random
 //! multi-group workloads (appends, truncations, new terms and votes,
 //! snapshots taken and received, forced snapshots, groups removed and new
@@ -16,7 +16,6 @@
 //! With the `planted-bugs` feature, `planted_delete_needed_segment` makes
 //! the log delete a segment some group still needs; the last test measures
 //! how many cases the property needs to catch it.
-#![cfg(feature = "tokio")]
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -29,10 +28,10 @@ use concord::multi::GroupId;
 mod common;
 use common::wal::group_entry_write;
 
-use concord::tokio::multi::page_cache::PageCacheDisk;
-use concord::tokio::multi::shared_log::{MultiWalOptions, SharedLog, WalWrite};
-use concord::tokio::multi::MultiRecovery;
 use concord::{Entry, EntryPayload, HardState, Index, LogPosition, Snapshot, Term};
+use concord_tokio::multi::page_cache::PageCacheDisk;
+use concord_tokio::multi::shared_log::{MultiWalOptions, SharedLog, WalWrite};
+use concord_tokio::multi::MultiRecovery;
 
 /// One group as the records written so far make it (no compaction: the
 /// whole log, entries at or below a received snapshot replaced by the
@@ -581,7 +580,7 @@ fn a_restart_moves_the_marker_before_deleting_its_segment() {
 
 /// Replays the seed a failure printed, with every record written and on
 /// disk at each crash when `DEBUG` is set:
-/// `SEED=<seed> DEBUG=1 cargo test --features tokio --test multi_wal_crash replay_seed -- --ignored --nocapture`.
+/// `SEED=<seed> DEBUG=1 cargo test --test multi_wal_crash replay_seed -- --ignored --nocapture`.
 #[test]
 #[ignore = "replays the seed in $SEED"]
 fn replay_seed() {
@@ -597,7 +596,7 @@ fn replay_seed() {
 }
 
 fn dump(disk: &PageCacheDisk) {
-    use concord::tokio::multi::record::GroupRecord;
+    use concord_tokio::multi::record::GroupRecord;
     for (number, bytes) in disk.segment_bytes() {
         println!("segment {number}: {} bytes", bytes.len());
         let mut at = 16;
@@ -606,7 +605,7 @@ fn dump(disk: &PageCacheDisk) {
             if len == 0 || at + 12 + len > bytes.len() {
                 break;
             }
-            match concord::tokio::codec::decode::<GroupRecord>(
+            match concord_tokio::codec::decode::<GroupRecord>(
                 &bytes[at + 12..at + 12 + len],
                 1 << 20,
             ) {
@@ -666,7 +665,7 @@ fn damage_inside_the_log_refuses_to_start_naming_file_and_offset() {
 
 #[test]
 fn a_record_that_does_not_fit_its_group_names_the_group() {
-    use concord::tokio::multi::record::{encode_record, GroupRecord};
+    use concord_tokio::multi::record::{encode_record, GroupRecord};
     let disk = two_groups_written();
     let (number, mut bytes) = disk.segment_bytes().into_iter().next().unwrap();
     let offset = bytes.len();
@@ -736,7 +735,7 @@ fn a_torn_or_zero_filled_tail_is_cut_and_the_log_stays_writable() {
 /// stays usable.
 #[test]
 fn synced_bytes_lost_are_refused_unless_the_loss_is_accepted() {
-    use concord::tokio::multi::record::DurableMarker;
+    use concord_tokio::multi::record::DurableMarker;
     let disk = two_groups_written();
     let marker = DurableMarker::decode(&disk.marker_bytes().expect("a marker")).unwrap();
     let (number, bytes) = disk.segment_bytes().into_iter().next().unwrap();

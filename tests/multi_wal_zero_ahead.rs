@@ -4,13 +4,12 @@
 //! is dropped and before the next segment is created, and a log that
 //! stopped without cutting them (a crash; here, a copy of its directory
 //! taken while it runs) recovers every record with only the zeros cut.
-#![cfg(feature = "tokio")]
 
 use std::path::Path;
 
-use concord::tokio::multi::data_dir::{open_data_dir, DirLog};
-use concord::tokio::multi::segment_files::ZERO_AHEAD_BYTES_MIN;
-use concord::tokio::multi::shared_log::MultiWalOptions;
+use concord_tokio::multi::data_dir::{open_data_dir, DirLog};
+use concord_tokio::multi::segment_files::ZERO_AHEAD_BYTES_MIN;
+use concord_tokio::multi::shared_log::MultiWalOptions;
 
 mod common;
 use common::crash_image::{copy_dir, segment_files, zero_tail_bytes};

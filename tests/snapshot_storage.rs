@@ -1,10 +1,9 @@
-//! Snapshots in storage (`src/tokio/snapshot_file.rs`, `src/tokio/wal.rs`,
+//! Snapshots in storage (`runtime/src/snapshot_file.rs`, `runtime/src/wal.rs`,
 //! `MemStorage`): snapshot files round trip and are written atomically,
 //! damage is a startup error naming the file, the WAL segments a snapshot
 //! covers are deleted and recovery continues after the snapshot, and a
 //! snapshot installed from a leader with `discard_log` leaves exactly the
 //! log the core expects after a restart.
-#![cfg(feature = "tokio")]
 mod common;
 
 use common::TempDir;
@@ -12,12 +11,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use concord::tokio::snapshot_file::{self, SNAPSHOT_DIR_NAME, SNAPSHOT_HEADER_BYTES};
-use concord::tokio::storage::{
+use concord::{Entry, EntryPayload, HardState, LogPosition, Membership, Snapshot, WriteId};
+use concord_tokio::snapshot_file::{self, SNAPSHOT_DIR_NAME, SNAPSHOT_HEADER_BYTES};
+use concord_tokio::storage::{
     MemDisk, MemStorage, PersistRequest, SnapshotReader, SnapshotWrite, Storage, StorageError,
 };
-use concord::tokio::wal::{self, FileStorage, WalOptions};
-use concord::{Entry, EntryPayload, HardState, LogPosition, Membership, Snapshot, WriteId};
+use concord_tokio::wal::{self, FileStorage, WalOptions};
 
 fn entry(term: u64, index: u64) -> Entry {
     Entry {
@@ -691,7 +690,7 @@ fn a_version_1_snapshot_file_is_read_without_a_configuration() {
     let bytes = std::fs::read(&path).unwrap();
     let mut v1 = bytes[..SNAPSHOT_HEADER_BYTES + original.data.len()].to_vec();
     v1[8..12].copy_from_slice(&1u32.to_le_bytes());
-    let check = crc32c::crc32c(&v1[..44]) ^ concord::tokio::wal::CHECKSUM_SALT;
+    let check = crc32c::crc32c(&v1[..44]) ^ concord_tokio::wal::CHECKSUM_SALT;
     v1[44..48].copy_from_slice(&check.to_le_bytes());
     std::fs::write(&path, &v1).unwrap();
     let read = snapshot_file::read_snapshot_file(&path).unwrap();

@@ -8,7 +8,6 @@
 //! passing the kill/restart scenario: `node/tests/tls_cluster.rs`.)
 //!
 //! Certificates are made at run time with rcgen into a temporary directory.
-#![cfg(feature = "tokio")]
 
 #[path = "common/certs.rs"]
 mod certs;
@@ -25,12 +24,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use certs::{client_name, node_name, Ca, Validity};
-use concord::tokio::client::ClientConfig;
-use concord::tokio::cluster::{NodeSettings, RunningNode};
-use concord::tokio::frame;
-use concord::tokio::tls::{TlsConfig, TlsPaths, TlsRole};
-use concord::tokio::wire::{Hello, HelloRole, Welcome};
 use concord_services::KvClient;
+use concord_tokio::client::ClientConfig;
+use concord_tokio::cluster::{NodeSettings, RunningNode};
+use concord_tokio::frame;
+use concord_tokio::tls::{TlsConfig, TlsPaths, TlsRole};
+use concord_tokio::wire::{Hello, HelloRole, Welcome};
 use kv_nodes::{loopback_peers, start_kv_node};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -174,7 +173,7 @@ async fn attempt(
     let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let local = stream.local_addr().expect("local address").to_string();
     let result = async {
-        let mut stream: Box<dyn concord::tokio::transport::AsyncStream> = match tls {
+        let mut stream: Box<dyn concord_tokio::transport::AsyncStream> = match tls {
             None => Box::new(stream),
             Some(config) => {
                 let name = ServerName::try_from(node_name(1, CLUSTER)).unwrap();

@@ -3,7 +3,6 @@
 //! its connection with a logged reason while the node keeps serving.
 //! (The binaries' own bad command lines and config files are tested in
 //! `node/tests/cli_args.rs`.)
-#![cfg(feature = "tokio")]
 
 #[path = "common/kv_nodes.rs"]
 mod kv_nodes;
@@ -14,11 +13,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use concord::tokio::client::ClientConfig;
-use concord::tokio::cluster::{NodeSettings, RunningNode};
-use concord::tokio::frame::{encode_frame, FRAME_HEADER_BYTES, PROTOCOL_VERSION};
-use concord::tokio::wire::{ClientRequest, Hello, HelloRole, Welcome};
 use concord_services::KvClient;
+use concord_tokio::client::ClientConfig;
+use concord_tokio::cluster::{NodeSettings, RunningNode};
+use concord_tokio::frame::{encode_frame, FRAME_HEADER_BYTES, PROTOCOL_VERSION};
+use concord_tokio::wire::{ClientRequest, Hello, HelloRole, Welcome};
 use kv_nodes::start_kv_node;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -100,7 +99,7 @@ async fn handshake(mut stream: TcpStream, hello: Hello) -> TcpStream {
     let len = u32::from_le_bytes(header[..4].try_into().unwrap()) as usize;
     let mut payload = vec![0u8; len];
     stream.read_exact(&mut payload).await.unwrap();
-    let welcome: Welcome = concord::tokio::codec::decode(&payload, 1024).unwrap();
+    let welcome: Welcome = concord_tokio::codec::decode(&payload, 1024).unwrap();
     assert!(matches!(welcome, Welcome::Accepted { .. }), "{welcome:?}");
     stream
 }

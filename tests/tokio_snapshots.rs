@@ -2,7 +2,6 @@
 //! `MemStorage`, then `FileStorage`): the cluster compacts, a follower that
 //! was down past the trailing window is caught up by a snapshot, and nodes
 //! restart from their snapshots with the state machine intact.
-#![cfg(feature = "tokio")]
 mod common;
 
 use common::runtime;
@@ -13,13 +12,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use concord::state_machine::{RestoreError, StateMachine};
-use concord::tokio::server::{self, ServerConfig, ServerHandle};
-use concord::tokio::status::NodeStatus;
-use concord::tokio::storage::{MemDisk, MemStorage, Storage};
-use concord::tokio::transport::MemNetwork;
-use concord::tokio::wal::{FileStorage, WalOptions};
-use concord::tokio::wire::ClientResponse;
 use concord::{Config, Index};
+use concord_tokio::server::{self, ServerConfig, ServerHandle};
+use concord_tokio::status::NodeStatus;
+use concord_tokio::storage::{MemDisk, MemStorage, Storage};
+use concord_tokio::transport::MemNetwork;
+use concord_tokio::wal::{FileStorage, WalOptions};
+use concord_tokio::wire::ClientResponse;
 
 /// A state machine whose state the test can read: the commands applied,
 /// by index.
@@ -336,7 +335,7 @@ impl StateMachine for TimedRecorder {
 }
 
 /// Restart time of a compacted node (a figure, not a check; run with
-/// `cargo test --release --features tokio --test tokio_snapshots -- --ignored --nocapture`).
+/// `cargo test --release --test tokio_snapshots -- --ignored --nocapture`).
 /// A one-node cluster on `FileStorage` applies `CONCORD_RESTART_WRITES`
 /// (default 250 000) commands of 100 bytes, snapshotting every 100 000
 /// entries (the `concord-node` default); it is stopped, and the time to
@@ -424,7 +423,7 @@ fn restart_time_of_a_compacted_node() {
         let (wal_files, wal_bytes) = file_bytes("wal");
         let t = Instant::now();
         let snapshot =
-            concord::tokio::snapshot_file::load_newest_snapshot(&dir.join("snapshots")).unwrap();
+            concord_tokio::snapshot_file::load_newest_snapshot(&dir.join("snapshots")).unwrap();
         let snapshot_load = t.elapsed();
         let snapshot_bytes = snapshot.as_ref().map_or(0, |s| s.meta().size_bytes);
         let t = Instant::now();

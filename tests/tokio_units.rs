@@ -1,7 +1,6 @@
 //! Tests of the tokio runtime's parts: the write-ahead log (group commit,
 //! recovery, torn tails, corruption), an in-process cluster over the
 //! in-memory transport, and a TCP cluster driven by the real client.
-#![cfg(feature = "tokio")]
 mod common;
 
 use std::path::PathBuf;
@@ -11,16 +10,16 @@ use bytes::Bytes;
 use common::kv_nodes::{loopback_peers, start_kv_node};
 use common::wal::{entry, one_entry_write};
 use common::{free_ports, runtime, TempDir};
-use concord::tokio::client::ClientConfig;
-use concord::tokio::cluster::NodeSettings;
-use concord::tokio::null::NullStateMachine;
-use concord::tokio::server::{self, ServerConfig};
-use concord::tokio::storage::{MemDisk, MemStorage, PersistRequest, Storage, StorageError};
-use concord::tokio::transport::MemNetwork;
-use concord::tokio::wal::{self, FileStorage, WalOptions};
-use concord::tokio::wire::ClientResponse;
 use concord::{Config, HardState, WriteId};
 use concord_services::KvClient;
+use concord_tokio::client::ClientConfig;
+use concord_tokio::cluster::NodeSettings;
+use concord_tokio::null::NullStateMachine;
+use concord_tokio::server::{self, ServerConfig};
+use concord_tokio::storage::{MemDisk, MemStorage, PersistRequest, Storage, StorageError};
+use concord_tokio::transport::MemNetwork;
+use concord_tokio::wal::{self, FileStorage, WalOptions};
+use concord_tokio::wire::ClientResponse;
 
 /// Submits writes to a started storage and waits until `last` is reported.
 fn write_all(storage: &mut FileStorage, writes: Vec<PersistRequest>) -> usize {
@@ -372,7 +371,7 @@ fn tcp_cluster_serves_the_typed_client_api() {
 /// every outcome a request can have short of a timeout.
 #[test]
 fn admin_requests_are_answered_with_typed_outcomes() {
-    use concord::tokio::wire::{AdminRequest, AdminResponse};
+    use concord_tokio::wire::{AdminRequest, AdminResponse};
     runtime().block_on(async {
         let network = MemNetwork::new();
         let servers: Vec<Option<_>> = (1..=3u64)
@@ -535,8 +534,8 @@ fn admin_requests_are_answered_with_typed_outcomes() {
 /// in its log refuses to start, saying what to do.
 #[test]
 fn witness_servers_redirect_compact_restart_and_refuse_a_wrong_role() {
-    use concord::tokio::server::ServerError;
-    use concord::tokio::wire::{AdminRequest, AdminResponse};
+    use concord_tokio::server::ServerError;
+    use concord_tokio::wire::{AdminRequest, AdminResponse};
     runtime().block_on(async {
         let network = MemNetwork::new();
         let disks: Vec<MemDisk> = (0..4).map(|_| MemDisk::new()).collect();

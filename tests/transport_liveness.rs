@@ -4,7 +4,6 @@
 //! dropped; the cluster must notice, dial again and serve writes within a
 //! bound, and must not when the peer timeout is switched off (proof that
 //! the fault is the one that matters).
-#![cfg(feature = "tokio")]
 mod common;
 
 use std::collections::BTreeMap;
@@ -14,10 +13,10 @@ use std::time::Duration;
 use common::kv_nodes::{loopback_peers, start_kv_node};
 use common::kv_writes::first_write;
 use common::{free_ports, runtime};
-use concord::tokio::client::ClientConfig;
-use concord::tokio::cluster::{NodeSettings, RunningNode};
-use concord::tokio::fault::LinkStaller;
 use concord_services::KvClient;
+use concord_tokio::client::ClientConfig;
+use concord_tokio::cluster::{NodeSettings, RunningNode};
+use concord_tokio::fault::LinkStaller;
 
 /// A client that gives up on an attempt quickly, so the time to the first
 /// successful write measures the cluster, not the client's patience.

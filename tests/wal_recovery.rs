@@ -1,6 +1,5 @@
-//! Recovery of the write-ahead log (`src/tokio/wal.rs`): torn tails are
+//! Recovery of the write-ahead log (`runtime/src/wal.rs`): torn tails are
 //! truncated, corruption and lost durable data are loud.
-#![cfg(feature = "tokio")]
 mod common;
 
 use common::wal::{entry, one_entry_write, reported_until, write_and_wait};
@@ -9,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use concord::tokio::storage::{PersistRequest, Storage, StorageError};
-use concord::tokio::wal::{self, DurableMarker, FileStorage, WalOptions, WalRecord};
 use concord::{Entry, HardState, WriteId};
+use concord_tokio::storage::{PersistRequest, Storage, StorageError};
+use concord_tokio::wal::{self, DurableMarker, FileStorage, WalOptions, WalRecord};
 
 /// Opens `dir`, checks the recovered log has `expect_len` entries, writes
 /// `entries` (one write each, the first also setting the term) and waits
@@ -698,7 +697,7 @@ fn large_garbage_tail_is_a_torn_tail_found_in_linear_time() {
 /// forced entry durably with it, and writes nothing more when run again.
 #[test]
 fn force_recover_writes_the_forced_configuration_once_and_only_when_confirmed() {
-    use concord::tokio::recovery::{
+    use concord_tokio::recovery::{
         force_recover, ForceRecoverError, ForceRecoverOptions, ForceRecoverOutcome,
     };
     let tmp = TempDir::new("force-recover");

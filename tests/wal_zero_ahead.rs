@@ -4,7 +4,6 @@
 //! storage stops and before the next segment is created, and a log that
 //! stopped without cutting them (a crash; here, a copy of its directory
 //! taken while it runs) recovers every entry with only the zeros cut.
-#![cfg(feature = "tokio")]
 mod common;
 
 use std::path::Path;
@@ -12,10 +11,10 @@ use std::path::Path;
 use common::crash_image::{copy_dir, segment_files, zero_tail_bytes};
 use common::wal::{entry, one_entry_write, reported_until};
 use common::TempDir;
-use concord::tokio::multi::segment_files::ZERO_AHEAD_BYTES_MIN;
-use concord::tokio::storage::Storage;
-use concord::tokio::wal::{self, FileStorage, WalOptions};
 use concord::Entry;
+use concord_tokio::multi::segment_files::ZERO_AHEAD_BYTES_MIN;
+use concord_tokio::storage::Storage;
+use concord_tokio::wal::{self, FileStorage, WalOptions};
 
 /// Entries `from..=to` of term 1.
 fn entries(from: u64, to: u64) -> Vec<Entry> {

@@ -1,7 +1,7 @@
 //! Issue 15, item 2: three servers in one process, concord against
 //! openraft 0.9, side by side in one run, on the same tokio runtime.
 //!
-//! **concord**: `concord::tokio::server` over the in-memory transport
+//! **concord**: `concord_tokio::server` over the in-memory transport
 //! (`MemNetwork`) and in-memory storage (`MemStorage`), an empty state
 //! machine (`NullStateMachine`), the same shape as the root crate's
 //! `benches/tokio_inprocess.rs`; a snapshot every 5,000 applied entries
@@ -78,12 +78,12 @@ fn process_cpu_us() -> u64 {
 
 mod concord_side {
     use super::*;
-    use concord::tokio::null::NullStateMachine;
-    use concord::tokio::server::{self, ServerConfig, ServerHandle};
-    use concord::tokio::storage::{MemDisk, MemStorage};
-    use concord::tokio::transport::MemNetwork;
-    use concord::tokio::wire::ClientResponse;
     use concord::Config;
+    use concord_tokio::null::NullStateMachine;
+    use concord_tokio::server::{self, ServerConfig, ServerHandle};
+    use concord_tokio::storage::{MemDisk, MemStorage};
+    use concord_tokio::transport::MemNetwork;
+    use concord_tokio::wire::ClientResponse;
 
     /// A started cluster and which server leads, as far as the clients
     /// have learnt.

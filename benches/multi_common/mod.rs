@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use concord::multi::{GroupId, MultiConfig};
 use concord::state_machine::{RestoreError, StateMachine};
-use concord::tokio::multi::data_dir;
-use concord::tokio::multi::host::{self, MultiServerConfig, MultiServerHandle, MultiStatus};
-use concord::tokio::multi::log_sink::{WalThread, WAL_THREAD_NAME};
-use concord::tokio::multi::shared_log::MultiWalOptions;
-use concord::tokio::multi::tcp_listener::{self, MultiListenerConfig};
-use concord::tokio::multi::tcp_sender::{TcpFrameConfig, TcpFrameSender};
 use concord::{Config, NodeId, Role};
+use concord_tokio::multi::data_dir;
+use concord_tokio::multi::host::{self, MultiServerConfig, MultiServerHandle, MultiStatus};
+use concord_tokio::multi::log_sink::{WalThread, WAL_THREAD_NAME};
+use concord_tokio::multi::shared_log::MultiWalOptions;
+use concord_tokio::multi::tcp_listener::{self, MultiListenerConfig};
+use concord_tokio::multi::tcp_sender::{TcpFrameConfig, TcpFrameSender};
 
 #[path = "../../bench/src/env.rs"]
 mod env;

@@ -8,12 +8,12 @@ use std::ops::Range;
 use std::time::Duration;
 
 use bytes::Bytes;
-use concord::tokio::cluster::{start_node, NodeSettings};
-use concord::tokio::storage::MemStorage;
 use concord_services::kv::Kv;
 use concord_services::service_state_machine;
 use concord_sim::history::Operation;
 use concord_sim::linearizability::{check_history, CheckResult};
+use concord_tokio::cluster::{start_node, NodeSettings};
+use concord_tokio::storage::MemStorage;
 use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::{Handle, NodeHandle};
 use madsim::time::sleep;

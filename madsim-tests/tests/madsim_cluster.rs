@@ -25,9 +25,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use concord::tokio::client::{ClientConfig, ClientError};
-use concord::tokio::cluster::NodeSettings;
-use concord::tokio::storage::{MemDisk, MemStorage};
 use concord::ReadPath;
 use concord_madsim_tests::{
     assert_linearizable, completed_after_heal, ip, join_clients, plain_node, run_faults, serve_kv,
@@ -35,6 +32,9 @@ use concord_madsim_tests::{
 };
 use concord_services::{CallError, KvClient};
 use concord_sim::history::{Op, Operation, Output};
+use concord_tokio::client::{ClientConfig, ClientError};
+use concord_tokio::cluster::NodeSettings;
+use concord_tokio::storage::{MemDisk, MemStorage};
 use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::Handle;
 use madsim::time::{sleep, Instant};

@@ -18,12 +18,12 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use bytes::Bytes;
-use concord::tokio::client::ClientConfig;
-use concord::tokio::cluster::NodeSettings;
-use concord::tokio::storage::{MemDisk, MemStorage};
-use concord::tokio::wire::{AdminRequest, AdminResponse, Members};
 use concord_madsim_tests::serve_kv;
 use concord_services::KvClient;
+use concord_tokio::client::ClientConfig;
+use concord_tokio::cluster::NodeSettings;
+use concord_tokio::storage::{MemDisk, MemStorage};
+use concord_tokio::wire::{AdminRequest, AdminResponse, Members};
 use madsim::runtime::Handle;
 use madsim::time::sleep;
 

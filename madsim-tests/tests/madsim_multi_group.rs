@@ -1,4 +1,4 @@
-//! The tokio multi-group host (`concord::tokio::multi::host`, the server
+//! The tokio multi-group host (`concord_tokio::multi::host`, the server
 //! loop of `concord-node --groups N`) run as a 3-node cluster of 64
 //! groups under madsim: each node the real loop with its shared
 //! write-ahead log (written inline, on the page-cache disk model, which a
@@ -33,13 +33,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use concord::multi::sessions::GroupSessions;
 use concord::multi::{GroupId, MultiConfig};
-use concord::tokio::multi::host::{self, HostEvent, MultiServerConfig, MultiStatus};
-use concord::tokio::multi::log_sink::InlineLog;
-use concord::tokio::multi::page_cache::PageCacheDisk;
-use concord::tokio::multi::routing_client::RoutingConfig;
-use concord::tokio::multi::shared_log::{MultiWalOptions, SharedLog};
-use concord::tokio::multi::tcp_listener::{self, MultiListenerConfig};
-use concord::tokio::multi::tcp_sender::{TcpFrameConfig, TcpFrameSender};
 use concord::{Config, NodeId, Role};
 use concord_madsim_tests::{
     assert_linearizable, completed_after_heal, ip, join_clients, plain_node, run_faults, text,
@@ -48,6 +41,13 @@ use concord_madsim_tests::{
 use concord_services::sharded_kv::{ShardMachine, ShardMap};
 use concord_services::sharded_kv_client::ShardedKvClient;
 use concord_sim::history::{Op, Operation, Output};
+use concord_tokio::multi::host::{self, HostEvent, MultiServerConfig, MultiStatus};
+use concord_tokio::multi::log_sink::InlineLog;
+use concord_tokio::multi::page_cache::PageCacheDisk;
+use concord_tokio::multi::routing_client::RoutingConfig;
+use concord_tokio::multi::shared_log::{MultiWalOptions, SharedLog};
+use concord_tokio::multi::tcp_listener::{self, MultiListenerConfig};
+use concord_tokio::multi::tcp_sender::{TcpFrameConfig, TcpFrameSender};
 use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::Handle;
 use madsim::time::{sleep, Instant};

@@ -24,12 +24,12 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use concord::tokio::client::ClientConfig;
-use concord::tokio::cluster::NodeSettings;
-use concord::tokio::fault::LinkStaller;
-use concord::tokio::storage::{MemDisk, MemStorage};
 use concord_madsim_tests::serve_kv;
 use concord_services::KvClient;
+use concord_tokio::client::ClientConfig;
+use concord_tokio::cluster::NodeSettings;
+use concord_tokio::fault::LinkStaller;
+use concord_tokio::storage::{MemDisk, MemStorage};
 use kv_writes::first_write;
 use madsim::runtime::Handle;
 use madsim::time::sleep;

@@ -48,8 +48,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use concord::tokio::client::{Client, ClientConfig};
 use concord_services::KvClient;
+use concord_tokio::client::{Client, ClientConfig};
 
 #[path = "support/node_cluster.rs"]
 mod node_cluster;

@@ -19,10 +19,10 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use concord::tokio::client::ClientConfig;
 use concord_node::latency::{svg, table, SizeResult, Stats};
 use concord_services::orders::{Orders, OrdersRequest};
 use concord_services::ServiceClient;
+use concord_tokio::client::ClientConfig;
 
 #[path = "support/node_cluster.rs"]
 mod node_cluster;

@@ -47,9 +47,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use concord::tokio::client::ClientConfig;
 use concord::ReadPath;
 use concord_services::KvClient;
+use concord_tokio::client::ClientConfig;
 
 #[path = "support/node_cluster.rs"]
 mod node_cluster;

@@ -30,9 +30,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use concord::tokio::client::ClientConfig;
-use concord::tokio::tls::{TlsConfig, TlsPaths, TlsRole};
 use concord_services::KvClient;
+use concord_tokio::client::ClientConfig;
+use concord_tokio::tls::{TlsConfig, TlsPaths, TlsRole};
 
 #[path = "support/node_cluster.rs"]
 mod node_cluster;

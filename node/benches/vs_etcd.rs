@@ -58,8 +58,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use concord::tokio::client::ClientConfig;
 use concord_services::KvClient;
+use concord_tokio::client::ClientConfig;
 
 #[path = "support/node_cluster.rs"]
 mod node_cluster;

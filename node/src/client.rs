@@ -185,7 +185,7 @@ pub enum CliCommand {
     Member(MemberCommand),
     /// UNSAFE, offline, on a stopped server's data directory: make it the
     /// only voter after a majority of the voters is lost for good.
-    #[command(after_help = concord::tokio::recovery::FORCE_RECOVER_USAGE)]
+    #[command(after_help = concord_tokio::recovery::FORCE_RECOVER_USAGE)]
     ForceRecover(ForceRecoverArgs),
     /// Print a completion script for a shell to stdout (e.g.
     /// `concord-cli completions zsh > ~/.zfunc/_concord-cli`).
@@ -203,7 +203,7 @@ pub enum CliCommand {
 /// the new spelling, never read as something else.
 pub const MOVED_TO_KV: &[&str] = &["get", "put", "append", "cas", "get-many", "put-many"];
 
-/// `force-recover`'s arguments (see `concord::tokio::recovery`).
+/// `force-recover`'s arguments (see `concord_tokio::recovery`).
 #[derive(Clone, Debug, Args)]
 pub struct ForceRecoverArgs {
     /// The stopped server's data directory.
@@ -226,8 +226,8 @@ pub struct ForceRecoverArgs {
 
 impl ForceRecoverArgs {
     /// The library's options for these arguments.
-    pub fn options(&self) -> concord::tokio::recovery::ForceRecoverOptions {
-        concord::tokio::recovery::ForceRecoverOptions {
+    pub fn options(&self) -> concord_tokio::recovery::ForceRecoverOptions {
+        concord_tokio::recovery::ForceRecoverOptions {
             data_dir: self.data_dir.clone(),
             node_id: self.node_id,
             voters: self.voters.iter().copied().collect::<BTreeSet<NodeId>>(),

@@ -35,8 +35,8 @@ use std::collections::BTreeSet;
 use bytes::Bytes;
 use concord::multi::GroupId;
 use concord::state_machine::{RestoreError, StateMachine};
-use concord::tokio::multi::MultiRecovery;
 use concord::{Config, Index, NodeId};
+use concord_tokio::multi::MultiRecovery;
 
 use crate::server::ServerSettings;
 
@@ -385,7 +385,7 @@ mod tests {
                 membership: Some(membership.clone()),
                 ..Default::default()
             };
-            let found = concord::tokio::multi::RecoveredGroup {
+            let found = concord_tokio::multi::RecoveredGroup {
                 recovered,
                 snapshot: None,
                 entries_dropped_after_snapshot: 0,

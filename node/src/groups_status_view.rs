@@ -17,14 +17,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use concord::multi::GroupId;
-use concord::tokio::frame::{self, DEFAULT_MAX_FRAME_BYTES};
-use concord::tokio::multi::groups_status::{
+use concord_tokio::frame::{self, DEFAULT_MAX_FRAME_BYTES};
+use concord_tokio::multi::groups_status::{
     GroupsSummary, OneGroup, StatusAnswer, StatusQuery, STATUS_ANSWER_BYTES_MAX,
 };
-use concord::tokio::multi::wire::{GroupOp, GroupRequest};
-use concord::tokio::tls::TlsConfig;
-use concord::tokio::transport;
-use concord::tokio::wire::{ClientResponse, Hello, HelloRole};
+use concord_tokio::multi::wire::{GroupOp, GroupRequest};
+use concord_tokio::tls::TlsConfig;
+use concord_tokio::transport;
+use concord_tokio::wire::{ClientResponse, Hello, HelloRole};
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 

@@ -19,13 +19,13 @@ use concord::multi::{
     CatalogCommand, GroupId, ReplaceGroup, ReplacePlan, ReplaceProgress, CATALOG_ASSIGN_GROUPS_MAX,
     CATALOG_GROUP,
 };
-use concord::tokio::multi::admin::{
+use concord::{MembershipChange, NodeId};
+use concord_tokio::multi::admin::{
     catalog_result, AdminAnswer, AdminRequest, GroupMembers, GroupView, ADMIN_BATCH_CHANGES_MAX,
 };
-use concord::tokio::multi::routing_client::{RoutingClient, RoutingConfig, RoutingError};
-use concord::tokio::multi::wire::GroupOp;
-use concord::tokio::tls::TlsConfig;
-use concord::{MembershipChange, NodeId};
+use concord_tokio::multi::routing_client::{RoutingClient, RoutingConfig, RoutingError};
+use concord_tokio::multi::wire::GroupOp;
+use concord_tokio::tls::TlsConfig;
 
 use crate::client::MemberCommand;
 

@@ -1,7 +1,7 @@
 //! `concord-node --groups N` (N > 1): a server hosting N Raft groups of
 //! a sharded service (the key-value store, `concord_services::sharded_kv`,
 //! or any other: `crate::multi_service`), with a client session table in
-//! every group, on the multi-group host (`concord::tokio::multi`): one shared write-ahead
+//! every group, on the multi-group host (`concord_tokio::multi`): one shared write-ahead
 //! log in `<data-dir>/log/`, each group's snapshots in
 //! `<data-dir>/groups/`, one connection per peer carrying every group's
 //! messages, one timer. Peers and clients share `--listen`; a client
@@ -28,17 +28,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use concord::multi::{MultiConfig, CATALOG_GROUP};
-use concord::tokio::addresses::SharedAddressBook;
-use concord::tokio::identity::{IdentityClaim, IdentityHandle};
-use concord::tokio::multi::data_dir;
-use concord::tokio::multi::host::{self, MultiServerConfig, MultiServerHandle};
-use concord::tokio::multi::log_sink::WalThread;
-use concord::tokio::multi::shared_log::MultiWalOptions;
-use concord::tokio::multi::tcp_listener::{self, MultiListenerConfig};
-use concord::tokio::multi::tcp_sender::{TcpFrameConfig, TcpFrameSender};
-use concord::tokio::storage::StorageError;
 use concord::Config;
 use concord_services::sharded_kv::ShardMap;
+use concord_tokio::addresses::SharedAddressBook;
+use concord_tokio::identity::{IdentityClaim, IdentityHandle};
+use concord_tokio::multi::data_dir;
+use concord_tokio::multi::host::{self, MultiServerConfig, MultiServerHandle};
+use concord_tokio::multi::log_sink::WalThread;
+use concord_tokio::multi::shared_log::MultiWalOptions;
+use concord_tokio::multi::tcp_listener::{self, MultiListenerConfig};
+use concord_tokio::multi::tcp_sender::{TcpFrameConfig, TcpFrameSender};
+use concord_tokio::storage::StorageError;
 
 use crate::group_roles;
 use crate::server::ServerSettings;

@@ -7,13 +7,13 @@
 
 use concord::multi::sessions::GroupSessions;
 use concord::multi::{GroupId, CATALOG_GROUP};
-use concord::tokio::multi::host::{self, HostEvent, MultiServerConfig, MultiServerHandle};
-use concord::tokio::multi::log_sink::{LogEvent, WalThread};
-use concord::tokio::multi::tcp_sender::TcpFrameSender;
-use concord::tokio::multi::MultiRecovery;
 use concord_services::sharded::ShardedMachine;
 use concord_services::sharded_kv::{ShardMachine, ShardMap};
 use concord_services::{Service, ServiceKind, ServiceVisitor};
+use concord_tokio::multi::host::{self, HostEvent, MultiServerConfig, MultiServerHandle};
+use concord_tokio::multi::log_sink::{LogEvent, WalThread};
+use concord_tokio::multi::tcp_sender::TcpFrameSender;
+use concord_tokio::multi::MultiRecovery;
 use tokio::sync::mpsc;
 
 use crate::group_roles::GroupMachine;

@@ -80,7 +80,7 @@ pub fn log_filter(rust_log: Option<&std::ffi::OsStr>) -> (String, Option<String>
 }
 
 /// Spans exported over OTLP (`--otlp-endpoint`): the short request
-/// spans of the server (`concord::tokio::request_trace`). The long-lived
+/// spans of the server (`concord_tokio::request_trace`). The long-lived
 /// `node` span is left out: a span is exported when it ends, and every
 /// event inside a span is kept with it until then.
 pub const EXPORTED_SPANS: &[&str] = &["propose", "commit", "apply", "read"];

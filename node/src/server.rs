@@ -12,12 +12,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use concord::tokio::cluster::{
-    NodeSettings, COMPACTION_TRAILING_ENTRIES_DEFAULT, SNAPSHOT_EVERY_ENTRIES_DEFAULT,
-};
-use concord::tokio::tls;
 use concord::NodeId;
 use concord_services::ServiceKind;
+use concord_tokio::cluster::{
+    NodeSettings, COMPACTION_TRAILING_ENTRIES_DEFAULT, SNAPSHOT_EVERY_ENTRIES_DEFAULT,
+};
+use concord_tokio::tls;
 use serde::Deserialize;
 
 use crate::observability::{LogFormat, ObservabilityFlags};
@@ -189,7 +189,7 @@ pub struct ServerFlags {
     #[arg(long, env = "CONCORD_TLS_CA", value_name = "PEM")]
     pub tls_ca: Option<PathBuf>,
     /// This node's certificate (PEM), naming `node-<ID>.<CLUSTER-ID>`
-    /// (`cargo run --features tokio --example make_certs` makes them for a
+    /// (`cargo run --example make_certs` makes them for a
     /// test cluster).
     #[arg(long, env = "CONCORD_TLS_CERT", value_name = "PEM")]
     pub tls_cert: Option<PathBuf>,
@@ -812,7 +812,7 @@ impl ServerSettings {
         })
     }
 
-    /// The library's settings for [`concord::tokio::cluster::start_node`].
+    /// The library's settings for [`concord_tokio::cluster::start_node`].
     pub fn node_settings(&self) -> NodeSettings {
         let mut settings = NodeSettings::new(
             self.id,

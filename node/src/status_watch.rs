@@ -10,10 +10,10 @@
 use std::time::Duration;
 
 use clap::Args;
-use concord::tokio::client::{Client, ClientConfig, ClientError};
-use concord::tokio::status::NodeStatus;
-use concord::tokio::wire::{AdminRequest, AdminResponse, Members};
 use concord::NodeId;
+use concord_tokio::client::{Client, ClientConfig, ClientError};
+use concord_tokio::status::NodeStatus;
+use concord_tokio::wire::{AdminRequest, AdminResponse, Members};
 use serde::Serialize;
 
 /// Default refresh interval of `--watch`.

@@ -12,9 +12,9 @@
 
 use std::time::{Duration, Instant};
 
-use concord::tokio::client::ClientConfig;
 use concord::ReadPath;
 use concord_services::KvClient;
+use concord_tokio::client::ClientConfig;
 
 #[path = "common/processes.rs"]
 mod processes;

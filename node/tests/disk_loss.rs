@@ -115,7 +115,7 @@ fn a_server_of_many_groups_with_a_new_disk_does_not_lose_acknowledged_writes() {
     cluster.start_all_with(&["--groups", &groups]);
     let sharded = |servers: BTreeMap<u64, String>| {
         let mut config =
-            concord::tokio::multi::routing_client::RoutingConfig::new("disk-loss-multi", servers);
+            concord_tokio::multi::routing_client::RoutingConfig::new("disk-loss-multi", servers);
         config.request_timeout = Duration::from_millis(1500);
         config.attempts_max = 100;
         ShardedKvClient::new(ShardMap::new(GROUPS).expect("groups"), config).expect("client")

@@ -11,9 +11,9 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use concord::tokio::frame::{self, FRAME_HEADER_BYTES, PROTOCOL_VERSION};
-use concord::tokio::listener::FRAME_TIMEOUT_DEFAULT;
-use concord::tokio::wire::{Hello, HelloRole, Welcome};
+use concord_tokio::frame::{self, FRAME_HEADER_BYTES, PROTOCOL_VERSION};
+use concord_tokio::listener::FRAME_TIMEOUT_DEFAULT;
+use concord_tokio::wire::{Hello, HelloRole, Welcome};
 use processes::{leader_id, runtime, NodeProcesses};
 
 const CLUSTER: &str = "hostile-test";
@@ -64,7 +64,7 @@ fn hostile_connection(addr: &str) -> TcpStream {
     let len = u32::from_le_bytes(header[..4].try_into().unwrap()) as usize;
     let mut payload = vec![0u8; len];
     stream.read_exact(&mut payload).expect("welcome payload");
-    let welcome: Welcome = concord::tokio::codec::decode(&payload, 1 << 16).expect("a welcome");
+    let welcome: Welcome = concord_tokio::codec::decode(&payload, 1 << 16).expect("a welcome");
     assert!(matches!(welcome, Welcome::Accepted { .. }), "{welcome:?}");
     let mut attack = ANNOUNCED_BYTES.to_le_bytes().to_vec();
     attack.push(PROTOCOL_VERSION);

@@ -29,7 +29,7 @@ use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use concord::tokio::metrics::{Kind, CATALOGUE};
+use concord_tokio::metrics::{Kind, CATALOGUE};
 use processes::{free_addr, node_binary, put_keys, runtime, spawn_node, NodeProcesses, Scratch};
 
 /// Writes made while scraping.
@@ -291,7 +291,7 @@ fn a_cluster_exports_metrics_that_move_as_it_works() {
     // of the two catalogues (the multi-group test checks its scrape).
     let mut either = families.clone();
     either.extend(
-        concord::tokio::metrics::multi::MULTI_CATALOGUE
+        concord_tokio::metrics::multi::MULTI_CATALOGUE
             .iter()
             .map(|m| (m.name.to_string(), kind_word(m.kind).to_string())),
     );
@@ -563,7 +563,7 @@ fn a_write_can_be_followed_through_every_nodes_log() {
             id,
             vec![
                 "env".to_string(),
-                "RUST_LOG=info,concord::tokio::server=debug".to_string(),
+                "RUST_LOG=info,concord_tokio::server=debug".to_string(),
             ],
         );
         cluster.start_with(id, &["--log-format", "json"]);
@@ -690,10 +690,10 @@ fn all_quiesced(scrapes: &[Scrape]) -> bool {
 
 #[test]
 fn a_multi_group_cluster_exports_group_counts_that_move_as_it_works() {
-    use concord::tokio::metrics::multi::MULTI_CATALOGUE;
-    use concord::tokio::multi::routing_client::RoutingConfig;
     use concord_services::sharded_kv::ShardMap;
     use concord_services::sharded_kv_client::ShardedKvClient;
+    use concord_tokio::metrics::multi::MULTI_CATALOGUE;
+    use concord_tokio::multi::routing_client::RoutingConfig;
 
     let mut cluster = NodeProcesses::on_loopback("metrics-multi", "metrics-multi");
     let groups = MULTI_GROUPS.to_string();

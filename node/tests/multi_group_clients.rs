@@ -23,9 +23,9 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use concord::tokio::multi::routing_client::RoutingConfig;
 use concord_services::sharded_kv::ShardMap;
 use concord_services::sharded_kv_client::ShardedKvClient;
+use concord_tokio::multi::routing_client::RoutingConfig;
 use processes::{cli_binary, output_of, NodeProcesses};
 
 const CLUSTER: &str = "multi-clients";

@@ -26,10 +26,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use concord::tokio::multi::groups_status::{GroupsSummary, StatusAnswer, StatusQuery};
 use concord::ReadPath;
 use concord_node::group_roles::spread_leader;
 use concord_services::sharded_kv::ShardMap;
+use concord_tokio::multi::groups_status::{GroupsSummary, StatusAnswer, StatusQuery};
 use multi_cluster::{client, get, keys_of_every_group, proxied_cluster, put, Recorder};
 use processes::cli_binary;
 use rand::{Rng, SeedableRng};

@@ -31,12 +31,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use concord::multi::GroupId;
-use concord::tokio::multi::admin::{AdminAnswer, AdminRequest};
-use concord::tokio::multi::routing_client::{RoutingClient, RoutingConfig};
-use concord::tokio::multi::wire::GroupOp;
 use concord_services::sharded_kv::ShardMap;
 use concord_services::sharded_kv_client::{ShardedKvClient, ShardedKvError};
 use concord_sim::history::{Op, Operation, Output};
+use concord_tokio::multi::admin::{AdminAnswer, AdminRequest};
+use concord_tokio::multi::routing_client::{RoutingClient, RoutingConfig};
+use concord_tokio::multi::wire::GroupOp;
 use processes::{cli_binary, free_addr, node_binary, spawn_node};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -25,9 +25,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use concord::tokio::multi::routing_client::RoutingConfig;
 use concord_services::sharded_kv::ShardMap;
 use concord_services::sharded_kv_client::ShardedKvClient;
+use concord_tokio::multi::routing_client::RoutingConfig;
 use processes::{cli_binary, output_of, NodeProcesses};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -67,11 +67,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use concord::tokio::client::{ClientConfig, ClientError};
-use concord::tokio::status::NodeStatus;
 use concord_services::{CallError, KvClient};
 use concord_sim::history::{Op, Operation, Output};
 use concord_sim::linearizability::{check_history_with, CheckConfig};
+use concord_tokio::client::{ClientConfig, ClientError};
+use concord_tokio::status::NodeStatus;
 use processes::NodeProcesses;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -36,8 +36,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use concord::tokio::identity;
-use concord::tokio::wal;
+use concord_tokio::identity;
+use concord_tokio::wal;
 use processes::{
     cli_binary, cut_last_record_in_half, free_addr, newest_segment, node_binary, NodeProcesses,
 };
@@ -400,9 +400,9 @@ fn fixture() -> PathBuf {
 
 #[test]
 fn a_data_directory_of_the_previous_format_is_upgraded_without_loss() {
-    use concord::tokio::identity::IdentityClaim;
-    use concord::tokio::storage::Storage;
-    use concord::tokio::wal::{FileStorage, WalOptions};
+    use concord_tokio::identity::IdentityClaim;
+    use concord_tokio::storage::Storage;
+    use concord_tokio::wal::{FileStorage, WalOptions};
     let cluster = single("upgrade", "fixture");
     let dir = cluster.data_dir(1);
     copy_dir(&fixture(), &dir);
@@ -461,7 +461,7 @@ fn a_single_group_servers_data_directories_serve_every_acknowledged_write() {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/single-group-v2");
     // The servers listen where the fixture's servers did: the address
     // book replicated in its snapshot names those ports, and what was
-    // replicated wins over `--peers` (src/tokio/addresses.rs).
+    // replicated wins over `--peers` (runtime/src/addresses.rs).
     let addrs = (1..=3)
         .map(|id| (id, format!("127.0.0.1:{}", 7410 + id)))
         .collect();

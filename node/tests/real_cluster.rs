@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use concord::tokio::wal;
 use concord_services::KvClient;
+use concord_tokio::wal;
 use processes::{
     cut_last_record_in_half, find_leader, newest_segment, put_keys, read_all, records_end_bytes,
     runtime, status_once_up, wait_caught_up, wait_caught_up_at, write_to_a_follower, NodeProcesses,
@@ -177,7 +177,7 @@ fn recorder_example_checks_a_history_recorded_from_concord_node_processes() {
     let Some(example) = recorder_example() else {
         eprintln!(
             "SKIPPED recorder_example_checks_a_history_recorded_from_concord_node_processes: \
-             the example is not built; `cargo test --workspace --features concord/tokio` builds it \
+             the example is not built; `cargo test --workspace` builds it \
              (or `cargo build -p concord-sim --example record_real_cluster`)"
         );
         return;
@@ -403,7 +403,7 @@ fn reads_on_every_path_return_acknowledged_writes_and_append_nothing() {
         for id in 1..=3 {
             wait_caught_up(&mut client, leader, id, Duration::from_secs(10)).await;
         }
-        let commits = |statuses: &[concord::tokio::status::NodeStatus]| {
+        let commits = |statuses: &[concord_tokio::status::NodeStatus]| {
             statuses.iter().map(|s| s.commit_index).collect::<Vec<_>>()
         };
         let mut before = Vec::new();
@@ -504,13 +504,13 @@ fn cli_ok(transcript: &mut String, servers: &[String], args: &[&str]) -> String 
 }
 
 /// The members as the leader sees them.
-async fn members(client: &mut KvClient) -> concord::tokio::wire::Members {
+async fn members(client: &mut KvClient) -> concord_tokio::wire::Members {
     match client
-        .admin(concord::tokio::wire::AdminRequest::List)
+        .admin(concord_tokio::wire::AdminRequest::List)
         .await
         .expect("member list")
     {
-        concord::tokio::wire::AdminResponse::Done(members) => members,
+        concord_tokio::wire::AdminResponse::Done(members) => members,
         other => panic!("member list answered {other:?}"),
     }
 }
@@ -818,9 +818,9 @@ fn forced_recovery_of_a_single_survivor_after_two_disks_are_destroyed() {
 /// The state-machine bytes of a snapshot file (what follows the address
 /// book the runtime keeps in front of them).
 fn snapshot_state_bytes(path: &Path) -> (usize, usize) {
-    let snapshot = concord::tokio::snapshot_file::read_snapshot_file(path).expect("readable");
+    let snapshot = concord_tokio::snapshot_file::read_snapshot_file(path).expect("readable");
     let (book, state) =
-        concord::tokio::addresses::unwrap_snapshot(snapshot.data).expect("an address book");
+        concord_tokio::addresses::unwrap_snapshot(snapshot.data).expect("an address book");
     (book.len(), state.len())
 }
 
@@ -852,7 +852,7 @@ fn two_voters_and_a_witness_keep_serving_when_a_voter_dies() {
         assert!(out.contains("added node 3"), "{out}");
         let m = members(&mut client).await;
         assert_eq!(m.voters, vec![1, 2, 3], "{m:?}");
-        let role = |m: &concord::tokio::wire::Members, id: u64| {
+        let role = |m: &concord_tokio::wire::Members, id: u64| {
             m.members.iter().find(|x| x.id == id).unwrap().role.clone()
         };
         assert_eq!(role(&m, witness), "witness");
@@ -888,7 +888,7 @@ fn two_voters_and_a_witness_keep_serving_when_a_voter_dies() {
         // (The cluster's client remembers the leader and avoids servers
         // that failed it, so it may never have asked the witness.)
         let mut config =
-            concord::tokio::client::ClientConfig::new(vec![witness_addr.clone()], CLUSTER);
+            concord_tokio::client::ClientConfig::new(vec![witness_addr.clone()], CLUSTER);
         config.attempts_max = 2;
         config.request_timeout = Duration::from_millis(500);
         let _ = KvClient::new(config).put("asked-the-witness", "x").await;
@@ -1002,8 +1002,8 @@ async fn find_leader_of(
 #[test]
 fn a_session_from_lost_servers_expires_and_is_never_given_to_a_new_client() {
     use concord::session::client_id_parts;
-    use concord::tokio::client::ClientError;
     use concord_services::CallError;
+    use concord_tokio::client::ClientError;
 
     let mut cluster = NodeProcesses::on_loopback("real-forced-sessions", CLUSTER);
     cluster.start_all();

@@ -181,7 +181,7 @@ fn acknowledge_all_returns_after_every_server_applied() {
     let target = cluster.cli_target();
     let runtime = runtime();
     let mut status_client =
-        concord::tokio::client::Client::new(concord::tokio::client::ClientConfig::new(
+        concord_tokio::client::Client::new(concord_tokio::client::ClientConfig::new(
             cluster.servers().split(',').map(str::to_string).collect(),
             "real-kv-ack-all",
         ));

@@ -11,10 +11,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use thiserror::Error;
 
-use concord::tokio::client::{Client, ClientConfig, ClientError};
-use concord::tokio::status::NodeStatus;
-use concord::tokio::wire::{AdminRequest, AdminResponse};
 use concord::ReadPath;
+use concord_tokio::client::{Client, ClientConfig, ClientError};
+use concord_tokio::status::NodeStatus;
+use concord_tokio::wire::{AdminRequest, AdminResponse};
 
 use crate::codec::{self, REQUEST_BYTES_MAX};
 use crate::service::{Service, ServiceRequest};

@@ -9,10 +9,10 @@
 use std::marker::PhantomData;
 
 use concord::multi::GroupId;
-use concord::tokio::multi::routing_client::{RoutingClient, RoutingConfig};
-use concord::tokio::multi::session_client::{SessionClient, SessionConfig};
-use concord::tokio::multi::wire::GroupOp;
 use concord::ReadPath;
+use concord_tokio::multi::routing_client::{RoutingClient, RoutingConfig};
+use concord_tokio::multi::session_client::{SessionClient, SessionConfig};
+use concord_tokio::multi::wire::GroupOp;
 
 use crate::codec;
 use crate::service::{Service, ServiceRequest};

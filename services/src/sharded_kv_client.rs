@@ -17,15 +17,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use concord::multi::GroupId;
-use concord::tokio::frame::DEFAULT_MAX_FRAME_BYTES;
-use concord::tokio::multi::routing_client::{RoutingClient, RoutingConfig, RoutingError};
-use concord::tokio::multi::session_client::{SessionClient, SessionConfig, SessionError};
-use concord::tokio::multi::wire::GroupOp;
-use concord::tokio::tls::TlsConfig;
-use concord::tokio::transport;
-use concord::tokio::wire::{Hello, HelloRole};
 use concord::NodeId;
 use concord::ReadPath;
+use concord_tokio::frame::DEFAULT_MAX_FRAME_BYTES;
+use concord_tokio::multi::routing_client::{RoutingClient, RoutingConfig, RoutingError};
+use concord_tokio::multi::session_client::{SessionClient, SessionConfig, SessionError};
+use concord_tokio::multi::wire::GroupOp;
+use concord_tokio::tls::TlsConfig;
+use concord_tokio::transport;
+use concord_tokio::wire::{Hello, HelloRole};
 
 use crate::codec;
 use crate::kv::{Kv, KvRequest, KvResponse};

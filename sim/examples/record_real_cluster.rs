@@ -27,13 +27,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use bytes::Bytes;
-use concord::tokio::client::ClientConfig;
-use concord::tokio::cluster::{start_node, NodeSettings, RunningNode};
-use concord::tokio::wal::{FileStorage, WalOptions};
 use concord_services::kv::Kv;
 use concord_services::{service_state_machine, CallError, KvClient};
 use concord_sim::history::{Op, Output, Recorder, Token};
 use concord_sim::linearizability::{check_history_parallel, CheckConfig, CheckResult};
+use concord_tokio::client::ClientConfig;
+use concord_tokio::cluster::{start_node, NodeSettings, RunningNode};
+use concord_tokio::wal::{FileStorage, WalOptions};
 
 struct Options {
     servers: Option<Vec<String>>,

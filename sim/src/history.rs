@@ -105,7 +105,7 @@
 //! without an outcome, and an operation still in flight when
 //! [`Recorder::history`] is taken, are recorded as unknown.
 //!
-//! For concord's own client (`concord::tokio::client::Client`): `Ok` is
+//! For concord's own client (`concord_tokio::client::Client`): `Ok` is
 //! `ok`; `ClientError::RetriesExhausted`, `SessionExpired` and `Protocol`
 //! are `unknown`; `Server` (refused before sending, e.g. a command too
 //! large) and `NoServers` are `fail`. A key that does not exist reads as

@@ -4,7 +4,7 @@
 
 // println! and friends that stop quietly at a closed pipe.
 #[macro_use]
-extern crate concord;
+extern crate concord_cli_output;
 
 use std::io::IsTerminal;
 use std::ops::Range;

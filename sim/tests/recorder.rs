@@ -9,11 +9,11 @@ mod kv_nodes;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use concord::tokio::client::ClientConfig;
-use concord::tokio::cluster::NodeSettings;
 use concord_services::{CallError, KvClient};
 use concord_sim::history::{parse_jsonl, Op, Outcome, Output, Recorder, Token};
 use concord_sim::linearizability::{check_history, check_history_parallel, CheckConfig};
+use concord_tokio::client::ClientConfig;
+use concord_tokio::cluster::NodeSettings;
 use kv_nodes::start_kv_node;
 
 #[test]

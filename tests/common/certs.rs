@@ -1,6 +1,6 @@
 //! Certificates for a concord cluster, made with rcgen: a CA, one
 //! certificate per node (`node-<id>.<cluster-id>`) and a client certificate
-//! (`client.<cluster-id>`), as `src/tokio/tls.rs` expects them. Shared by
+//! (`client.<cluster-id>`), as `runtime/src/tls.rs` expects them. Shared by
 //! `examples/make_certs.rs` (for a local test cluster) and `tests/tls.rs`
 //! (which also makes the bad ones: expired, from another CA, naming
 //! someone else).
@@ -111,12 +111,12 @@ impl Ca {
     }
 }
 
-/// `node-<id>.<cluster-id>`, as `concord::tokio::tls::node_name`.
+/// `node-<id>.<cluster-id>`, as `concord_tokio::tls::node_name`.
 pub fn node_name(id: u64, cluster_id: &str) -> String {
     format!("node-{id}.{cluster_id}")
 }
 
-/// `client.<cluster-id>`, as `concord::tokio::tls::client_name`.
+/// `client.<cluster-id>`, as `concord_tokio::tls::client_name`.
 pub fn client_name(cluster_id: &str) -> String {
     format!("client.{cluster_id}")
 }

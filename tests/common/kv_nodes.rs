@@ -4,11 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use concord::tokio::cluster::{start_node, NodeSettings, RunningNode};
-use concord::tokio::server::ServerError;
-use concord::tokio::storage::{MemDisk, MemStorage};
 use concord_services::kv::Kv;
 use concord_services::service_state_machine;
+use concord_tokio::cluster::{start_node, NodeSettings, RunningNode};
+use concord_tokio::server::ServerError;
+use concord_tokio::storage::{MemDisk, MemStorage};
 
 /// Nodes 1, 2, ... at the loopback `ports`, in order.
 pub fn loopback_peers(ports: &[u16]) -> BTreeMap<u64, String> {

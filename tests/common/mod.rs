@@ -4,13 +4,9 @@
 //! messages.
 #![allow(dead_code)]
 
-#[cfg(feature = "tokio")]
 pub mod crash_image;
-#[cfg(feature = "tokio")]
 pub mod kv_nodes;
-#[cfg(feature = "tokio")]
 pub mod kv_writes;
-#[cfg(feature = "tokio")]
 pub mod wal;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -1064,7 +1060,6 @@ mod scratch;
 pub use scratch::{free_ports, TempDir};
 
 /// A two-thread tokio runtime for the runtime's tests.
-#[cfg(feature = "tokio")]
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -4,10 +4,10 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use concord::tokio::multi::shared_log::WalWrite;
-use concord::tokio::storage::{PersistRequest, Storage, StorageError};
-use concord::tokio::wal::FileStorage;
 use concord::{Entry, EntryPayload, HardState, WriteId};
+use concord_tokio::multi::shared_log::WalWrite;
+use concord_tokio::storage::{PersistRequest, Storage, StorageError};
+use concord_tokio::wal::FileStorage;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 /// An entry at `index` of `term` whose command is `payload`.

@@ -196,8 +196,8 @@ impl NodeCluster {
 /// puts every key of [`KEYS`] with `value`, 32 clients at a time, so
 /// that a timed run starts from the same 10,000 keys every time.
 pub async fn preload_keys(servers: &[String], value: bytes::Bytes) {
-    use concord::tokio::client::ClientConfig;
     use concord_services::KvClient;
+    use concord_tokio::client::ClientConfig;
     use std::time::{Duration, Instant};
 
     let mut probe = KvClient::new(ClientConfig::new(servers.to_vec(), CLUSTER));

@@ -53,25 +53,25 @@
 
 // println! and friends that stop quietly at a closed pipe.
 #[macro_use]
-extern crate concord;
+extern crate concord_cli_output;
 
 use std::process::ExitCode;
 
 use clap::CommandFactory;
-use concord::tokio::client::{Client, ClientConfig, ClientError};
-use concord::tokio::tls;
-use concord::tokio::wire::{AdminRequest, AdminResponse, Members};
 use concord_node::client::{CliArgs, CliCommand, MemberCommand, ReadMode};
 use concord_node::status_watch::{self, StatusArgs};
+use concord_tokio::client::{Client, ClientConfig, ClientError};
+use concord_tokio::tls;
+use concord_tokio::wire::{AdminRequest, AdminResponse, Members};
 use std::sync::Arc;
 
-use concord::tokio::multi::routing_client::{RoutingConfig, RoutingError};
-use concord::tokio::tls::TlsConfig;
 use concord::ReadPath;
 use concord_services::sharded_client::ShardedClient;
 use concord_services::sharded_kv::ShardMap;
 use concord_services::sharded_kv_client::{node_ids, ShardedKvError};
 use concord_services::{CallError, CommandError, CommandVisitor, Service, ServiceClient, Shown};
+use concord_tokio::multi::routing_client::{RoutingConfig, RoutingError};
+use concord_tokio::tls::TlsConfig;
 
 /// A table of the members, for a person.
 fn print_members(members: &Members) {
@@ -307,14 +307,14 @@ fn main() -> ExitCode {
             shell,
             &mut CliArgs::command(),
             "concord-cli",
-            &mut concord::cli_output::Stdout,
+            &mut concord_cli_output::Stdout,
         );
         return ExitCode::SUCCESS;
     }
     if let CliCommand::ForceRecover(recover) = &args.command {
-        return match concord::tokio::recovery::force_recover(
+        return match concord_tokio::recovery::force_recover(
             &recover.options(),
-            &mut concord::cli_output::Stdout,
+            &mut concord_cli_output::Stdout,
         ) {
             Ok(_) => ExitCode::SUCCESS,
             Err(error) => {
@@ -401,7 +401,7 @@ impl CommandVisitor for Call {
             }
             client.set_acknowledge_all(self.acknowledge_all);
             let response = client.call(request.clone()).await?;
-            let shown = S::show(&request, response, &mut concord::cli_output::Stdout)
+            let shown = S::show(&request, response, &mut concord_cli_output::Stdout)
                 .map_err(|e| format!("cannot print the answer: {e}"))?;
             shown_ending(shown)
         })
@@ -505,7 +505,7 @@ impl CommandVisitor for ShardedCall {
                 .call(request.clone())
                 .await
                 .map_err(|e| sharded_failure(e, groups))?;
-            let shown = S::show(&request, response, &mut concord::cli_output::Stdout)
+            let shown = S::show(&request, response, &mut concord_cli_output::Stdout)
                 .map_err(|e| format!("cannot print the answer: {e}"))?;
             shown_ending(shown)
         })
@@ -554,7 +554,7 @@ async fn groups_status(
                 print!("\x1b[2J\x1b[H");
             }
             println!("{text}");
-            !concord::cli_output::stdout_closed()
+            !concord_cli_output::stdout_closed()
         },
     )
     .await
@@ -630,7 +630,7 @@ async fn status(config: &ClientConfig, args: &StatusArgs) -> Result<(), Failure>
             print!("\x1b[2J\x1b[H");
         }
         println!("{text}");
-        !concord::cli_output::stdout_closed()
+        !concord_cli_output::stdout_closed()
     })
     .await
     .map_err(|e| match e {

@@ -23,7 +23,7 @@
 //! `CONCORD_NODE_THREADS=N`) changes that (1: a single-threaded runtime).
 //!
 //! If the write-ahead log lost records it had already fsynced (see
-//! `concord::tokio::wal`), the node refuses to start and exits non-zero
+//! `concord_tokio::wal`), the node refuses to start and exits non-zero
 //! with an error naming the file and offset; `--accept-wal-data-loss`
 //! truncates the log there instead and rejoins with a shorter log.
 //!
@@ -52,7 +52,7 @@
 //! log's format version; every later start compares them with the flags
 //! and refuses a directory that is another's. While it runs the node
 //! holds a lock on `<data-dir>/lock`: a second process on the same
-//! directory is refused (see `concord::tokio::identity`).
+//! directory is refused (see `concord_tokio::identity`).
 //!
 //! A data directory holds one service's data (`<data-dir>/service`): a
 //! server started on it with another `--service` is refused.
@@ -81,21 +81,21 @@
 
 // println! and friends that stop quietly at a closed pipe.
 #[macro_use]
-extern crate concord;
+extern crate concord_cli_output;
 
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
-use concord::tokio::cluster::{start_node, NodeSettings, RunningNode};
-use concord::tokio::identity::IdentityClaim;
-use concord::tokio::metrics::endpoint::MetricsEndpoint;
-use concord::tokio::server::ServerError;
-use concord::tokio::wal::{FileStorage, WalOptions};
 use concord_node::multi_node::{self, StartFailure};
 use concord_node::observability;
 use concord_node::server::{LocalClusterArgs, NodeArgs, NodeCommand, ServerSettings};
 use concord_node::{groups_file, service_file};
 use concord_services::{service_state_machine, Service, ServiceVisitor};
+use concord_tokio::cluster::{start_node, NodeSettings, RunningNode};
+use concord_tokio::identity::IdentityClaim;
+use concord_tokio::metrics::endpoint::MetricsEndpoint;
+use concord_tokio::server::ServerError;
+use concord_tokio::wal::{FileStorage, WalOptions};
 
 fn main() -> ExitCode {
     let args = NodeArgs::parse();
@@ -105,7 +105,7 @@ fn main() -> ExitCode {
                 shell,
                 &mut NodeArgs::command(),
                 "concord-node",
-                &mut concord::cli_output::Stdout,
+                &mut concord_cli_output::Stdout,
             );
             return ExitCode::SUCCESS;
         }

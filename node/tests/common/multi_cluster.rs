@@ -25,11 +25,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use concord::multi::GroupId;
-use concord::tokio::multi::routing_client::{RoutingConfig, RoutingError};
 use concord_services::sharded_kv::ShardMap;
 use concord_services::sharded_kv_client::{ShardedKvClient, ShardedKvError};
 use concord_sim::history::{Op, Operation, Output};
 use concord_sim::linearizability::{check_history_with, CheckConfig};
+use concord_tokio::multi::routing_client::{RoutingConfig, RoutingError};
 use tokio::sync::watch;
 
 use crate::processes::{free_addr, node_binary, spawn_node};

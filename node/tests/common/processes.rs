@@ -14,10 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use concord::tokio::client::ClientConfig;
-use concord::tokio::tls::{TlsConfig, TlsPaths, TlsRole};
-use concord::tokio::wal;
 use concord_services::KvClient;
+use concord_tokio::client::ClientConfig;
+use concord_tokio::tls::{TlsConfig, TlsPaths, TlsRole};
+use concord_tokio::wal;
 
 /// The `concord-node` binary the tests run: this package's, or the one
 /// `CONCORD_TEST_NODE_BIN` names (to run a suite against another build,
@@ -537,7 +537,7 @@ pub async fn status_once_up(
     client: &mut KvClient,
     id: u64,
     within: Duration,
-) -> concord::tokio::status::NodeStatus {
+) -> concord_tokio::status::NodeStatus {
     let deadline = Instant::now() + within;
     loop {
         if let Ok(status) = client.status(id as usize - 1).await {

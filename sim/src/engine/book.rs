@@ -1,7 +1,7 @@
 //! Host entries: the simulated host's own replicated records, proposed with
 //! [`Input::ProposeHost`] and handed back in `Apply` as
 //! [`EntryPayload::Host`](concord::EntryPayload::Host), the way the tokio
-//! runtime keeps its address book (`concord::tokio::addresses`).
+//! runtime keeps its address book (`concord_tokio::addresses`).
 //!
 //! In the seeds that draw them, the leader is asked now and then to append
 //! an address record (node id → a value standing for its address), and

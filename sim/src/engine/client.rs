@@ -2,7 +2,7 @@
 //! simulated network, with a session, timeouts, retries with backoff and
 //! leader discovery, and reports every call and return to the workload.
 //!
-//! Like the real client (`concord::tokio::client`), a client learns from
+//! Like the real client (`concord_tokio::client`), a client learns from
 //! failure: a server that did not answer an attempt in time, or refused a
 //! follower read, is avoided for a while (half the client timeout,
 //! doubling on each new failure up to [`AVOID_MAX_TIMEOUTS`] timeouts),

@@ -16,13 +16,13 @@
 
 use std::fmt::Debug;
 
-use concord::tokio::codec;
-use concord::tokio::status::NodeStatus;
-use concord::tokio::wal::WalRecord;
-use concord::tokio::wire::{ClientRequest, ClientResponse, Hello, PeerFrame, PeerReply, Welcome};
 use concord::{HardState, Message};
 use concord_services::codec as services;
 use concord_services::{Service, ServiceKind, ServiceVisitor};
+use concord_tokio::codec;
+use concord_tokio::status::NodeStatus;
+use concord_tokio::wal::WalRecord;
+use concord_tokio::wire::{ClientRequest, ClientResponse, Hello, PeerFrame, PeerReply, Welcome};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -31,7 +31,7 @@ use super::{alloc, Violation};
 const TARGET: &str = "codec";
 
 /// The limit decodes run with: the runtime's default frame limit.
-pub const DECODE_BYTES_MAX: usize = concord::tokio::frame::DEFAULT_MAX_FRAME_BYTES;
+pub const DECODE_BYTES_MAX: usize = concord_tokio::frame::DEFAULT_MAX_FRAME_BYTES;
 
 fn round_trip<T>(name: &str, bytes: &[u8], limit_bytes: usize) -> Result<(), Violation>
 where

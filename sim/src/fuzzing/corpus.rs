@@ -6,13 +6,6 @@
 
 use bytes::Bytes;
 use concord::session::{encode_command, encode_register, SessionResponse};
-use concord::tokio::codec;
-use concord::tokio::frame::encode_frame;
-use concord::tokio::status::{NodeStatus, PeerStatus};
-use concord::tokio::wal::WalRecord;
-use concord::tokio::wire::{
-    ClientRequest, ClientResponse, Hello, HelloRole, PeerFrame, PeerReply, Welcome,
-};
 use concord::{
     AppendResponse, Entry, EntryPayload, HardState, LogPosition, Membership, Message, MessageBody,
     ReadPath, SnapshotChunk,
@@ -23,6 +16,13 @@ use concord_services::directory::{DirectoryRequest, DirectoryResponse};
 use concord_services::kv::{Kv, KvRequest, KvResponse};
 use concord_services::orders::{OrdersRequest, OrdersResponse};
 use concord_services::{Service, ServiceMachine};
+use concord_tokio::codec;
+use concord_tokio::frame::encode_frame;
+use concord_tokio::status::{NodeStatus, PeerStatus};
+use concord_tokio::wal::WalRecord;
+use concord_tokio::wire::{
+    ClientRequest, ClientResponse, Hello, HelloRole, PeerFrame, PeerReply, Welcome,
+};
 
 /// One seed input: a file name (without directory) and its bytes.
 pub type Seed = (String, Vec<u8>);
@@ -525,7 +525,7 @@ fn frame_seeds() -> Vec<Seed> {
 /// Frames `payload` as `encode_frame` frames an encoded value.
 fn frame_raw(payload: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.push(concord::tokio::frame::PROTOCOL_VERSION);
+    out.push(concord_tokio::frame::PROTOCOL_VERSION);
     out.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
     out.extend_from_slice(payload);
 }

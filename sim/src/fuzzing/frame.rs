@@ -16,7 +16,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
-use concord::tokio::frame::{read_frame, FrameError, FRAME_HEADER_BYTES};
+use concord_tokio::frame::{read_frame, FrameError, FRAME_HEADER_BYTES};
 use tokio::io::{AsyncRead, ReadBuf};
 
 use super::Violation;

@@ -32,12 +32,12 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use concord::tokio::snapshot_file::{snapshot_file_name, write_snapshot_file, SNAPSHOT_DIR_NAME};
-use concord::tokio::wal::{
+use concord::{Entry, EntryPayload, HardState, LogPosition, Membership, Snapshot};
+use concord_tokio::snapshot_file::{snapshot_file_name, write_snapshot_file, SNAPSHOT_DIR_NAME};
+use concord_tokio::wal::{
     encode_record, recover_dir, segment_header, segment_name, write_hard_state, DurableMarker,
     WalOptions, WalRecord, CHECKSUM_SALT, MARKER_FILE_NAME, RECORD_HEADER_BYTES,
 };
-use concord::{Entry, EntryPayload, HardState, LogPosition, Membership, Snapshot};
 
 use super::{alloc, Cursor, Violation};
 

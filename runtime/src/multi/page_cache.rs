@@ -1,0 +1,452 @@
+//! A model of a disk behind a page cache, for crash tests of the shared
+//! log: appended bytes sit in the cache until a sync makes them durable,
+//! and a crash keeps only what was synced, plus perhaps a torn prefix of
+//! what was not (followed, perhaps, by zeros or garbage, as some file
+//! systems leave after a power failure). Creating, truncating and removing
+//! a file and storing a snapshot are durable at once, as the real
+//! implementations make them (they sync the file and its directory).
+//! The durable marker is overwritten in place: a crash keeps its synced
+//! bytes, its newest ones, or a torn mix of the two.
+//!
+//! A fuse stops the disk after a given number of operations: that one
+//! and every later one fail, as if the process died there. So a test can
+//! crash the log at every write boundary: run, blow the fuse after `n`
+//! operations, [`crash`](PageCacheDisk::crash), reopen.
+//!
+//! One [`PageCacheDisk`] is both [`SegmentFiles`] and [`SnapshotStore`];
+//! clones share the same disk (so the disk outlives the log that wrote it).
+//! Deterministic: the crash draws from the seed it is given.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::storage::{ReceivedSnapshot, SnapshotReader, StorageError};
+use concord::multi::GroupId;
+use concord::{LogPosition, Membership, Snapshot};
+
+use super::segment_files::SegmentFiles;
+use super::snapshot_store::{SnapshotIntake, SnapshotStore};
+
+/// One file: what the page cache shows and what is on the platter.
+#[derive(Clone, Debug, Default)]
+struct CachedFile {
+    cached: Vec<u8>,
+    durable: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+struct DiskState {
+    segments: BTreeMap<u64, CachedFile>,
+    snapshots: BTreeMap<GroupId, BTreeMap<LogPosition, Snapshot>>,
+    /// The durable marker as the page cache shows it (`None`: no file).
+    marker: Option<Vec<u8>>,
+    /// The durable marker's bytes on the platter.
+    marker_durable: Option<Vec<u8>>,
+    /// Operations (mutating ones) performed so far.
+    operations: u64,
+    /// Operations left before the fuse blows; `None`: never.
+    fuse: Option<u64>,
+    /// The fuse blew: every operation fails until the next crash.
+    blown: bool,
+    /// Syncs performed (the count a benchmark of fsyncs would read).
+    syncs: u64,
+}
+
+/// What a crash kept of the unsynced bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CrashReport {
+    /// Unsynced bytes lost, over every file.
+    pub lost_bytes: u64,
+    /// Unsynced bytes kept (a torn prefix of what was written).
+    pub kept_unsynced_bytes: u64,
+    /// Bytes of zeros or garbage left after a kept prefix.
+    pub junk_bytes: u64,
+}
+
+/// A disk behind a page cache (see the [module documentation](self)).
+#[derive(Clone, Debug, Default)]
+pub struct PageCacheDisk {
+    state: Arc<Mutex<DiskState>>,
+}
+
+/// Longest run of zeros or garbage a crash leaves after a torn prefix.
+const JUNK_BYTES_MAX: u64 = 64;
+
+impl PageCacheDisk {
+    /// An empty disk.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, DiskState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Lets `operations` more operations succeed; the next one fails, and
+    /// so does every one after it until [`crash`](Self::crash).
+    pub fn set_fuse(&self, operations: u64) {
+        self.lock().fuse = Some(operations);
+    }
+
+    /// Whether the fuse blew.
+    pub fn blown(&self) -> bool {
+        self.lock().blown
+    }
+
+    /// Mutating operations performed so far.
+    pub fn operations(&self) -> u64 {
+        self.lock().operations
+    }
+
+    /// Syncs performed so far.
+    pub fn syncs(&self) -> u64 {
+        self.lock().syncs
+    }
+
+    /// Bytes of every segment file as the page cache shows them.
+    pub fn segment_bytes(&self) -> BTreeMap<u64, Vec<u8>> {
+        let state = self.lock();
+        state
+            .segments
+            .iter()
+            .map(|(number, file)| (*number, file.cached.clone()))
+            .collect()
+    }
+
+    /// Deletes segment `number`, durably (a test planting a lost file).
+    pub fn delete_segment(&self, number: u64) {
+        self.lock().segments.remove(&number);
+    }
+
+    /// The durable marker's bytes as the page cache shows them.
+    pub fn marker_bytes(&self) -> Option<Vec<u8>> {
+        self.lock().marker.clone()
+    }
+
+    /// Replaces the durable marker's bytes, durably (a test planting
+    /// damage; `None` deletes it).
+    pub fn overwrite_marker(&self, bytes: Option<Vec<u8>>) {
+        let mut state = self.lock();
+        state.marker = bytes.clone();
+        state.marker_durable = bytes;
+    }
+
+    /// Replaces segment `number`'s bytes, durably (a test planting damage).
+    pub fn overwrite_segment(&self, number: u64, bytes: Vec<u8>) {
+        let mut state = self.lock();
+        state.segments.insert(
+            number,
+            CachedFile {
+                cached: bytes.clone(),
+                durable: bytes,
+            },
+        );
+    }
+
+    /// The process dies: each file keeps its durable bytes plus, drawn
+    /// from `seed`, a prefix of its unsynced ones, perhaps followed by
+    /// zeros or garbage. The fuse is reset.
+    pub fn crash(&self, seed: u64) -> CrashReport {
+        let mut state = self.lock();
+        let mut draw = SplitMix(seed);
+        let mut report = CrashReport::default();
+        for file in state.segments.values_mut() {
+            let durable = file.durable.len();
+            debug_assert!(file.cached.starts_with(&file.durable));
+            let unsynced = (file.cached.len() - durable) as u64;
+            let kept = match draw.next() % 3 {
+                0 => 0,
+                1 => unsynced,
+                _ => draw.below(unsynced + 1),
+            };
+            let mut bytes = file.cached[..durable + kept as usize].to_vec();
+            report.kept_unsynced_bytes += kept;
+            report.lost_bytes += unsynced - kept;
+            if unsynced > 0 {
+                let junk = draw.below(JUNK_BYTES_MAX + 1);
+                match draw.next() % 3 {
+                    0 => {}
+                    1 => bytes.extend(std::iter::repeat_n(0u8, junk as usize)),
+                    _ => bytes.extend((0..junk).map(|_| draw.next() as u8)),
+                }
+                report.junk_bytes += (bytes.len() - durable) as u64 - kept;
+            }
+            file.cached = bytes.clone();
+            file.durable = bytes;
+        }
+        // The marker: its synced bytes, its newest, or the newest torn
+        // over the synced ones (one small write, perhaps half done).
+        let marker = match (&state.marker, &state.marker_durable) {
+            (Some(new), old) if Some(new) != old.as_ref() => match draw.next() % 3 {
+                0 => old.clone(),
+                1 => Some(new.clone()),
+                _ => {
+                    let mut torn = old.clone().unwrap_or_default();
+                    let cut = draw.below(new.len() as u64 + 1) as usize;
+                    torn.resize(torn.len().max(new.len()), 0);
+                    torn[..cut].copy_from_slice(&new[..cut]);
+                    Some(torn)
+                }
+            },
+            (_, old) => old.clone(),
+        };
+        state.marker = marker.clone();
+        state.marker_durable = marker;
+        state.fuse = None;
+        state.blown = false;
+        report
+    }
+
+    /// Counts one mutating operation, failing it if the fuse blew.
+    fn operation(state: &mut DiskState, what: &str) -> Result<(), StorageError> {
+        if state.blown {
+            return Err(crashed(what));
+        }
+        if let Some(left) = state.fuse.as_mut() {
+            if *left == 0 {
+                state.blown = true;
+                return Err(crashed(what));
+            }
+            *left -= 1;
+        }
+        state.operations += 1;
+        Ok(())
+    }
+}
+
+fn crashed(what: &str) -> StorageError {
+    StorageError::Io {
+        context: format!("{what} (simulated crash)"),
+        source: std::io::Error::other("the disk's fuse blew"),
+    }
+}
+
+fn missing(number: u64) -> StorageError {
+    StorageError::Io {
+        context: format!("segment {number}"),
+        source: std::io::Error::from(std::io::ErrorKind::NotFound),
+    }
+}
+
+impl SegmentFiles for PageCacheDisk {
+    fn list(&mut self) -> Result<Vec<u64>, StorageError> {
+        Ok(self.lock().segments.keys().copied().collect())
+    }
+
+    fn read(&mut self, number: u64) -> Result<Vec<u8>, StorageError> {
+        let state = self.lock();
+        let file = state.segments.get(&number).ok_or_else(|| missing(number))?;
+        Ok(file.cached.clone())
+    }
+
+    fn create(&mut self, number: u64) -> Result<(), StorageError> {
+        let mut state = self.lock();
+        PageCacheDisk::operation(&mut state, "creating a segment")?;
+        assert!(
+            !state.segments.contains_key(&number),
+            "segment {number} created twice"
+        );
+        state.segments.insert(number, CachedFile::default());
+        Ok(())
+    }
+
+    fn append(&mut self, number: u64, bytes: &[u8]) -> Result<(), StorageError> {
+        let mut state = self.lock();
+        PageCacheDisk::operation(&mut state, "appending to a segment")?;
+        let file = state
+            .segments
+            .get_mut(&number)
+            .ok_or_else(|| missing(number))?;
+        file.cached.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn sync(&mut self, number: u64) -> Result<(), StorageError> {
+        let mut state = self.lock();
+        PageCacheDisk::operation(&mut state, "syncing a segment")?;
+        state.syncs += 1;
+        let file = state
+            .segments
+            .get_mut(&number)
+            .ok_or_else(|| missing(number))?;
+        file.durable = file.cached.clone();
+        Ok(())
+    }
+
+    fn truncate(&mut self, number: u64, length_bytes: u64) -> Result<(), StorageError> {
+        let mut state = self.lock();
+        PageCacheDisk::operation(&mut state, "truncating a segment")?;
+        let file = state
+            .segments
+            .get_mut(&number)
+            .ok_or_else(|| missing(number))?;
+        file.cached.truncate(length_bytes as usize);
+        file.durable = file.cached.clone();
+        Ok(())
+    }
+
+    fn remove(&mut self, number: u64) -> Result<(), StorageError> {
+        let mut state = self.lock();
+        PageCacheDisk::operation(&mut state, "removing a segment")?;
+        state.segments.remove(&number);
+        Ok(())
+    }
+
+    fn describe(&self, number: u64) -> String {
+        format!("page-cache disk segment {number}")
+    }
+
+    fn read_marker(&mut self) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.lock().marker.clone())
+    }
+
+    fn write_marker(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
+        let mut state = self.lock();
+        PageCacheDisk::operation(&mut state, "writing the durable marker")?;
+        state.marker = Some(bytes.to_vec());
+        Ok(())
+    }
+
+    fn sync_marker(&mut self) -> Result<(), StorageError> {
+        let mut state = self.lock();
+        PageCacheDisk::operation(&mut state, "syncing the durable marker")?;
+        state.syncs += 1;
+        state.marker_durable = state.marker.clone();
+        Ok(())
+    }
+
+    fn remove_marker(&mut self) -> Result<(), StorageError> {
+        let mut state = self.lock();
+        PageCacheDisk::operation(&mut state, "removing the durable marker")?;
+        state.marker = None;
+        state.marker_durable = None;
+        Ok(())
+    }
+
+    fn describe_marker(&self) -> String {
+        "page-cache disk durable marker".to_string()
+    }
+}
+
+impl SnapshotStore for PageCacheDisk {
+    fn store(
+        &mut self,
+        group: GroupId,
+        snapshot: &Snapshot,
+    ) -> Result<SnapshotReader, StorageError> {
+        let mut state = self.lock();
+        PageCacheDisk::operation(&mut state, "storing a snapshot")?;
+        state
+            .snapshots
+            .entry(group)
+            .or_default()
+            .insert(snapshot.position, snapshot.clone());
+        Ok(SnapshotReader::from_memory(snapshot))
+    }
+
+    fn store_received(
+        &mut self,
+        group: GroupId,
+        received: ReceivedSnapshot,
+        membership: Membership,
+    ) -> Result<SnapshotReader, StorageError> {
+        let position = received.meta().position;
+        let data = super::snapshot_store::received_bytes(&received)?;
+        super::snapshot_store::discard_received(received);
+        let snapshot = Snapshot::new(position, data).with_membership(Some(membership));
+        self.store(group, &snapshot)
+    }
+
+    fn intake(&self) -> SnapshotIntake {
+        SnapshotIntake::memory()
+    }
+
+    fn newest(&mut self, group: GroupId) -> Result<Option<SnapshotReader>, StorageError> {
+        let state = self.lock();
+        Ok(state
+            .snapshots
+            .get(&group)
+            .and_then(|snapshots| snapshots.values().max_by_key(|s| s.position.index))
+            .map(SnapshotReader::from_memory))
+    }
+
+    fn groups(&mut self) -> Result<Vec<GroupId>, StorageError> {
+        Ok(self.lock().snapshots.keys().copied().collect())
+    }
+
+    fn delete_before(&mut self, group: GroupId, keep: LogPosition) -> Result<(), StorageError> {
+        let mut state = self.lock();
+        PageCacheDisk::operation(&mut state, "deleting old snapshots")?;
+        if let Some(snapshots) = state.snapshots.get_mut(&group) {
+            snapshots.retain(|position, _| position.index >= keep.index);
+        }
+        Ok(())
+    }
+
+    fn remove_group(&mut self, group: GroupId) -> Result<(), StorageError> {
+        let mut state = self.lock();
+        PageCacheDisk::operation(&mut state, "removing a group's snapshots")?;
+        state.snapshots.remove(&group);
+        Ok(())
+    }
+}
+
+/// A small deterministic generator (SplitMix64) for the crash's draws.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A draw in `0..bound` (`bound` > 0).
+    fn below(&mut self, bound: u64) -> u64 {
+        self.next() % bound.max(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_crash_keeps_synced_bytes_and_never_more_than_was_written() {
+        for seed in 0..200 {
+            let mut disk = PageCacheDisk::new();
+            disk.create(1).unwrap();
+            disk.append(1, b"synced").unwrap();
+            disk.sync(1).unwrap();
+            disk.append(1, b"unsynced").unwrap();
+            let report = disk.crash(seed);
+            let bytes = disk.read(1).unwrap();
+            assert!(bytes.starts_with(b"synced"));
+            let kept = report.kept_unsynced_bytes as usize;
+            assert_eq!(&bytes[6..6 + kept], &b"unsynced"[..kept]);
+            assert_eq!(bytes.len(), 6 + kept + report.junk_bytes as usize);
+        }
+    }
+
+    #[test]
+    fn a_blown_fuse_fails_that_operation_and_every_later_one() {
+        let mut disk = PageCacheDisk::new();
+        disk.set_fuse(2);
+        disk.create(1).unwrap();
+        disk.append(1, b"a").unwrap();
+        assert!(disk.sync(1).is_err());
+        assert!(disk.append(1, b"b").is_err());
+        assert!(disk.blown());
+        let report = disk.crash(1);
+        // Nothing was synced: only a torn prefix of "a" and junk remain.
+        let kept = disk.read(1).unwrap();
+        assert_eq!(
+            kept.len() as u64,
+            report.kept_unsynced_bytes + report.junk_bytes
+        );
+        assert!(report.kept_unsynced_bytes <= 1);
+        disk.append(1, b"c").unwrap();
+    }
+}

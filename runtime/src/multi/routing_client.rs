@@ -1,0 +1,560 @@
+//! A client of a multi-group cluster that routes each request to its
+//! group's leader.
+//!
+//! It keeps, per group, the node that last answered as its leader (a
+//! bounded cache), sends there first, follows the redirects
+//! ([`ClientResponse::NotLeader`]) the servers answer with, and retries a
+//! bounded number of times. One connection per node, opened on first use
+//! and dropped after a failure; requests on a client are one at a time
+//! (a caller that wants many in flight runs many clients, as the benches
+//! do, one per active group).
+//!
+//! ## Learning from failure
+//!
+//! A node that could not be reached (no connection within
+//! `connect_timeout`, a broken or silent connection) is avoided for a
+//! while, for every group alike: from [`RoutingConfig::avoid_min`],
+//! doubling with each further failure up to [`RoutingConfig::avoid_max`],
+//! cleared by its next answer. A group with no leader cached is first
+//! sent to the lowest node id that is not avoided (when every node is,
+//! the one whose avoidance ends first), as is a group whose cached
+//! leader is avoided, and a retry goes to the next node in id order that
+//! is not avoided: so while node 1 is down only
+//! the first request of the client waits for its connect timeout, not
+//! the first request of every group. Avoidance only orders the nodes the
+//! client picks itself: a redirect naming a group's leader is followed
+//! at once, avoided or not. A redirect that also carries the leader's
+//! address teaches the client a node it was not given.
+//!
+//! ## What is retried
+//!
+//! A command sent here carries no client session (the host hands
+//! `GroupOp::Command` bytes to the group's state machine as they are;
+//! [`super::session_client`] adds one), so a command is retried only
+//! when it was certainly not applied: refused as not the leader or busy,
+//! or not written to any connection. A command written whose answer was
+//! lost, or answered [`ClientResponse::Unknown`], ends the call with
+//! [`RoutingError::Unknown`]: the caller, who knows whether its command
+//! may be applied twice, decides. Reads change nothing and are retried
+//! in every case.
+//!
+//! A server that does not host the group asked for (a server that joined
+//! later, or one a replace is moving the group to or from) refuses it;
+//! the next server is tried, and only when every server refused so is
+//! the call refused ([`RoutingError::Refused`]: the group exists
+//! nowhere this client knows).
+//!
+//! ## Follower reads
+//!
+//! A read on [`ReadPath::Follower`](concord::ReadPath::Follower) is served
+//! by any member that has applied its leader's read index, so it is not
+//! sent to the group's leader: each goes to the next node in id order
+//! after the one the previous follower read went to (not avoided), which
+//! spreads the reads over the servers. A node that cannot serve it (no
+//! leader known, a witness) redirects or refuses and the next is tried.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::AsyncWriteExt;
+
+use crate::client::ErrorClass;
+use crate::frame::{self, DEFAULT_MAX_FRAME_BYTES};
+use crate::tls::TlsConfig;
+use crate::transport::{self, BoxStream};
+use crate::wire::{ClientResponse, Hello, HelloRole};
+use concord::multi::GroupId;
+use concord::NodeId;
+
+use super::wire::{is_not_hosted, GroupOp, GroupRequest};
+
+/// Most nodes a [`RoutingClient`] may be given.
+pub const SERVERS_MAX: usize = 1_024;
+
+/// Options of a [`RoutingClient`].
+#[derive(Clone, Debug)]
+pub struct RoutingConfig {
+    /// The cluster's name, checked by every server in the handshake.
+    pub cluster_id: String,
+    /// Every node's client address (at most [`SERVERS_MAX`]).
+    pub servers: BTreeMap<NodeId, String>,
+    /// Most attempts per call, redirects included. At least 1.
+    pub attempts_max: u32,
+    /// Wait after an attempt that found no leader, doubled after each
+    /// such attempt up to `backoff_max`: an election takes a few ticks.
+    pub backoff: Duration,
+    /// Longest wait between attempts.
+    pub backoff_max: Duration,
+    /// Longest wait for a connection and its handshake.
+    pub connect_timeout: Duration,
+    /// Longest wait for one answer.
+    pub request_timeout: Duration,
+    /// Most groups whose leader is remembered; past it, the lowest
+    /// group's entry is forgotten (the cache is a hint, never needed).
+    pub leaders_cached_max: usize,
+    /// TLS, when the servers use it.
+    pub tls: Option<Arc<TlsConfig>>,
+    /// How long a node that could not be reached is avoided after its
+    /// first failure, for every group; each further failure doubles it.
+    pub avoid_min: Duration,
+    /// Longest time a failing node is avoided before it is tried again.
+    pub avoid_max: Duration,
+}
+
+impl RoutingConfig {
+    /// `servers` of cluster `cluster_id`, with 32 attempts per call,
+    /// backoff 5 ms to 200 ms, 2 s to connect, 10 s per answer, up to
+    /// 1,000,000 leaders remembered, and a node that failed avoided for
+    /// 1 s, doubling up to 30 s.
+    pub fn new(cluster_id: impl Into<String>, servers: BTreeMap<NodeId, String>) -> Self {
+        RoutingConfig {
+            cluster_id: cluster_id.into(),
+            servers,
+            attempts_max: 32,
+            backoff: Duration::from_millis(5),
+            backoff_max: Duration::from_millis(200),
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(10),
+            leaders_cached_max: 1_000_000,
+            tls: None,
+            avoid_min: Duration::from_secs(1),
+            avoid_max: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why a [`RoutingClient`] call did not get an answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoutingError {
+    /// The configuration cannot work.
+    #[error("routing client misconfigured: {0}")]
+    Config(String),
+    /// Every attempt failed or found no leader.
+    #[error("group {group}: no answer after {attempts} attempts; last: {last}")]
+    Exhausted {
+        /// The group.
+        group: GroupId,
+        /// Attempts made.
+        attempts: u32,
+        /// What the last attempt found.
+        last: String,
+    },
+    /// A command was sent but whether it was applied is unknown (its
+    /// answer was lost, or the leader changed while it was in flight).
+    #[error("group {group}: outcome of the command sent to node {node} is unknown: {reason}")]
+    Unknown {
+        /// The group.
+        group: GroupId,
+        /// The node it was sent to.
+        node: NodeId,
+        /// What happened.
+        reason: String,
+    },
+    /// A server refused the request for good (a group it does not host,
+    /// another cluster's name, TLS on one side only).
+    #[error("group {group}: refused by node {node}: {message}")]
+    Refused {
+        /// The group.
+        group: GroupId,
+        /// The node that refused.
+        node: NodeId,
+        /// Its reason.
+        message: String,
+    },
+}
+
+/// Counters of a [`RoutingClient`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RoutingStats {
+    /// Calls answered.
+    pub calls_done: u64,
+    /// Attempts made (each call makes at least one).
+    pub attempts: u64,
+    /// Redirects followed to a named leader.
+    pub redirects: u64,
+    /// Calls sent first to a leader from the cache.
+    pub cache_hits: u64,
+    /// Connections opened.
+    pub connects: u64,
+    /// Connection attempts that failed (no connection or no handshake
+    /// within `connect_timeout`, or a refusal).
+    pub connect_failures: u64,
+    /// Nodes learnt from a redirect's leader address (not given in
+    /// [`RoutingConfig::servers`]).
+    pub nodes_learnt: u64,
+}
+
+/// What the client remembers of one node's failures.
+#[derive(Clone, Copy, Debug, Default)]
+struct Health {
+    /// Not picked before this time (unless every node is avoided).
+    avoid_until: Option<tokio::time::Instant>,
+    /// The last avoidance period (zero: the last attempt was answered).
+    avoid: Duration,
+}
+
+/// Routes requests by group to the group's leader (see the
+/// [module documentation](self)).
+pub struct RoutingClient {
+    config: RoutingConfig,
+    /// The node that last answered as each group's leader.
+    leaders: BTreeMap<GroupId, NodeId>,
+    connections: BTreeMap<NodeId, BoxStream>,
+    /// Failures of the nodes that failed lately, for every group.
+    health: BTreeMap<NodeId, Health>,
+    buf: Vec<u8>,
+    stats: RoutingStats,
+    /// The node the last follower read went to first.
+    read_cursor: Option<NodeId>,
+}
+
+/// What one attempt found.
+enum Attempt {
+    Done(Bytes),
+    /// Try `Some(node)` next (at the address, if the redirect named one),
+    /// or any other node.
+    Elsewhere(Option<(NodeId, Option<String>)>, String),
+    /// Wait, then try again (the same node or another).
+    Later(String),
+    /// Sent; outcome unknown.
+    Unknown(String),
+    Refused(String),
+}
+
+impl RoutingClient {
+    /// A client of `config.servers`; connects on first use.
+    pub fn new(config: RoutingConfig) -> Result<Self, RoutingError> {
+        if config.servers.is_empty() || config.servers.len() > SERVERS_MAX {
+            return Err(RoutingError::Config(format!(
+                "{} servers given; 1 to {SERVERS_MAX} expected",
+                config.servers.len()
+            )));
+        }
+        if config.attempts_max == 0 || config.leaders_cached_max == 0 {
+            return Err(RoutingError::Config(
+                "attempts_max and leaders_cached_max must be at least 1".to_string(),
+            ));
+        }
+        Ok(RoutingClient {
+            config,
+            leaders: BTreeMap::new(),
+            connections: BTreeMap::new(),
+            health: BTreeMap::new(),
+            buf: Vec::new(),
+            stats: RoutingStats::default(),
+            read_cursor: None,
+        })
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> RoutingStats {
+        self.stats
+    }
+
+    /// The node remembered as `group`'s leader.
+    pub fn cached_leader(&self, group: GroupId) -> Option<NodeId> {
+        self.leaders.get(&group).copied()
+    }
+
+    /// Whether `node` failed lately and is still avoided (see the
+    /// [module documentation](self#learning-from-failure)).
+    pub fn avoids(&self, node: NodeId) -> bool {
+        self.avoided(node, tokio::time::Instant::now())
+    }
+
+    /// Sends `command` to `group`'s leader; its state machine's answer.
+    pub async fn command(&mut self, group: GroupId, command: Bytes) -> Result<Bytes, RoutingError> {
+        self.call(group, GroupOp::Command(command)).await
+    }
+
+    /// Sends `op` to `group`'s leader, following redirects, retrying as
+    /// the [module documentation](self) says.
+    pub async fn call(&mut self, group: GroupId, op: GroupOp) -> Result<Bytes, RoutingError> {
+        let retry_unknown = matches!(op, GroupOp::Read { .. });
+        let follower_read = matches!(
+            op,
+            GroupOp::Read {
+                path: concord::ReadPath::Follower,
+                ..
+            }
+        );
+        let request = GroupRequest { group, request: op };
+        // A cached leader this client failed to reach lately is not
+        // tried first: the others name the group's leader now.
+        let cached = self
+            .leaders
+            .get(&group)
+            .copied()
+            .filter(|node| !self.avoids(*node));
+        let mut target = match cached {
+            _ if follower_read => {
+                let node = self.pick_from(self.read_cursor);
+                self.read_cursor = Some(node);
+                node
+            }
+            Some(node) => {
+                self.stats.cache_hits += 1;
+                node
+            }
+            None => self.pick_from(None),
+        };
+        let mut backoff = self.config.backoff;
+        let mut last = String::new();
+        let mut not_hosting: BTreeSet<NodeId> = BTreeSet::new();
+        for attempt in 1..=self.config.attempts_max {
+            self.stats.attempts += 1;
+            match self.attempt(target, &request).await {
+                Attempt::Done(answer) => {
+                    // A follower read may be answered by a follower.
+                    if !follower_read {
+                        self.remember(group, target);
+                    }
+                    self.stats.calls_done += 1;
+                    return Ok(answer);
+                }
+                Attempt::Refused(message)
+                    if is_not_hosted(&message)
+                        && self
+                            .config
+                            .servers
+                            .keys()
+                            .any(|node| *node != target && !not_hosting.contains(node)) =>
+                {
+                    // Another server may host it: try the next, without
+                    // the backoff (this one answered at once).
+                    not_hosting.insert(target);
+                    last = message;
+                    if self.leaders.get(&group) == Some(&target) {
+                        self.leaders.remove(&group);
+                    }
+                    target = self.next_after(target);
+                    continue;
+                }
+                Attempt::Refused(message) => {
+                    return Err(RoutingError::Refused {
+                        group,
+                        node: target,
+                        message,
+                    })
+                }
+                Attempt::Unknown(reason) if !retry_unknown => {
+                    self.leaders.remove(&group);
+                    return Err(RoutingError::Unknown {
+                        group,
+                        node: target,
+                        reason,
+                    });
+                }
+                Attempt::Unknown(reason) | Attempt::Later(reason) => {
+                    last = reason;
+                    self.leaders.remove(&group);
+                    target = self.next_after(target);
+                }
+                Attempt::Elsewhere(Some((leader, addr)), reason)
+                    if leader != target && self.knows(leader, addr.as_deref()) =>
+                {
+                    // A redirect to a named leader is followed at once,
+                    // even to a node this client avoids (the servers
+                    // reach it): it costs no election wait.
+                    last = reason;
+                    self.stats.redirects += 1;
+                    self.remember(group, leader);
+                    target = leader;
+                    continue;
+                }
+                Attempt::Elsewhere(_, reason) => {
+                    last = reason;
+                    self.leaders.remove(&group);
+                    target = self.next_after(target);
+                }
+            }
+            if attempt < self.config.attempts_max {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(self.config.backoff_max);
+            }
+        }
+        Err(RoutingError::Exhausted {
+            group,
+            attempts: self.config.attempts_max,
+            last,
+        })
+    }
+
+    /// The node after `node` in id order, wrapping, that is not avoided
+    /// (see [`pick_from`](Self::pick_from)).
+    fn next_after(&self, node: NodeId) -> NodeId {
+        self.pick_from(Some(node))
+    }
+
+    /// The first node in id order after `after` (from the lowest without
+    /// it), wrapping, that is not avoided; when every node is, the one
+    /// whose avoidance ends first.
+    fn pick_from(&self, after: Option<NodeId>) -> NodeId {
+        let servers = &self.config.servers;
+        let start = after.and_then(|node| node.checked_add(1)).unwrap_or(0);
+        let order = servers.range(start..).chain(servers.range(..start));
+        let now = tokio::time::Instant::now();
+        let mut soonest: Option<(tokio::time::Instant, NodeId)> = None;
+        for (&node, _) in order {
+            match self.health.get(&node).and_then(|h| h.avoid_until) {
+                Some(until) if until > now => {
+                    if soonest.is_none_or(|(t, _)| until < t) {
+                        soonest = Some((until, node));
+                    }
+                }
+                _ => return node,
+            }
+        }
+        soonest.map(|(_, node)| node).expect("servers checked")
+    }
+
+    /// Whether `node` is avoided at `now`.
+    fn avoided(&self, node: NodeId, now: tokio::time::Instant) -> bool {
+        self.health
+            .get(&node)
+            .and_then(|h| h.avoid_until)
+            .is_some_and(|until| until > now)
+    }
+
+    /// Node `node` could not be reached: avoid it, twice as long as last
+    /// time.
+    fn note_failure(&mut self, node: NodeId) {
+        let (min, max) = (self.config.avoid_min, self.config.avoid_max);
+        let health = self.health.entry(node).or_default();
+        health.avoid = if health.avoid.is_zero() {
+            min
+        } else {
+            (health.avoid * 2).min(max)
+        };
+        health.avoid_until = Some(tokio::time::Instant::now() + health.avoid);
+    }
+
+    /// Node `node` answered: no longer avoided.
+    fn note_answer(&mut self, node: NodeId) {
+        self.health.remove(&node);
+    }
+
+    /// Whether `node` has an address: a known one, or `addr` from a
+    /// redirect (then learnt, up to [`SERVERS_MAX`] nodes).
+    fn knows(&mut self, node: NodeId, addr: Option<&str>) -> bool {
+        if self.config.servers.contains_key(&node) {
+            return true;
+        }
+        match addr {
+            Some(addr) if self.config.servers.len() < SERVERS_MAX => {
+                self.config.servers.insert(node, addr.to_string());
+                self.stats.nodes_learnt += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn remember(&mut self, group: GroupId, node: NodeId) {
+        if !self.leaders.contains_key(&group)
+            && self.leaders.len() >= self.config.leaders_cached_max
+        {
+            self.leaders.pop_first();
+        }
+        self.leaders.insert(group, node);
+        assert!(self.leaders.len() <= self.config.leaders_cached_max);
+    }
+
+    async fn attempt(&mut self, node: NodeId, request: &GroupRequest) -> Attempt {
+        let Some(addr) = self.config.servers.get(&node).cloned() else {
+            return Attempt::Elsewhere(None, format!("node {node} has no known address"));
+        };
+        if !self.connections.contains_key(&node) {
+            let hello = Hello {
+                cluster_id: self.config.cluster_id.clone(),
+                role: HelloRole::Client,
+            };
+            let connected = transport::connect(
+                &addr,
+                &hello,
+                DEFAULT_MAX_FRAME_BYTES,
+                self.config.connect_timeout,
+                self.config.tls.as_deref(),
+            )
+            .await;
+            match connected {
+                Ok((stream, answered_as)) if answered_as == node => {
+                    self.stats.connects += 1;
+                    self.connections.insert(node, stream);
+                }
+                Ok((_, answered_as)) => {
+                    self.stats.connect_failures += 1;
+                    self.note_failure(node);
+                    return Attempt::Later(format!(
+                        "{addr}, the address of node {node}, answered as node {answered_as}"
+                    ));
+                }
+                Err(e) => {
+                    self.stats.connect_failures += 1;
+                    self.note_failure(node);
+                    if e.class == ErrorClass::Permanent {
+                        return Attempt::Refused(e.message);
+                    }
+                    return Attempt::Later(e.message);
+                }
+            }
+        }
+        let stream = self.connections.get_mut(&node).expect("connected above");
+        self.buf.clear();
+        if let Err(e) = frame::encode_frame(request, &mut self.buf) {
+            return Attempt::Refused(format!("request cannot be encoded: {e}"));
+        }
+        // A frame written in part cannot be decoded by the server, so a
+        // failed write applied nothing.
+        let written = async {
+            stream.write_all(&self.buf).await?;
+            stream.flush().await
+        };
+        let sent = tokio::time::timeout(self.config.request_timeout, written).await;
+        if !matches!(sent, Ok(Ok(()))) {
+            self.connections.remove(&node);
+            self.note_failure(node);
+            return Attempt::Later(format!("sending to node {node} at {addr} failed"));
+        }
+        let answer = tokio::time::timeout(
+            self.config.request_timeout,
+            frame::read_value::<ClientResponse, _>(stream, &mut self.buf, DEFAULT_MAX_FRAME_BYTES),
+        )
+        .await;
+        let response = match answer {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => {
+                self.connections.remove(&node);
+                self.note_failure(node);
+                return Attempt::Unknown(format!("node {node} at {addr}: {e}"));
+            }
+            Err(_) => {
+                self.connections.remove(&node);
+                self.note_failure(node);
+                return Attempt::Unknown(format!(
+                    "no answer from node {node} at {addr} within {:?}",
+                    self.config.request_timeout
+                ));
+            }
+        };
+        self.note_answer(node);
+        match response {
+            ClientResponse::Done(answer) => Attempt::Done(answer),
+            ClientResponse::NotLeader {
+                leader_hint,
+                leader_addr,
+            } => Attempt::Elsewhere(
+                leader_hint.map(|leader| (leader, leader_addr)),
+                format!("node {node} is not the leader (hint {leader_hint:?})"),
+            ),
+            ClientResponse::Busy => Attempt::Later(format!("node {node} is busy")),
+            ClientResponse::Unknown => Attempt::Unknown(format!(
+                "node {node} lost track of it (leadership changed in flight)"
+            )),
+            ClientResponse::Error(message) => Attempt::Refused(message),
+            other => Attempt::Refused(format!("unexpected answer {other:?}")),
+        }
+    }
+}

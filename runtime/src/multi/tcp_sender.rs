@@ -1,0 +1,241 @@
+//! One TCP connection per peer, carrying every group's messages: the
+//! layer hands out one [`Frame`] per peer per flush, and
+//! [`TcpFrameSender`] queues it (bounded; a full queue drops it, Raft
+//! resends) for that peer's one connection, opened with the runtime's
+//! handshake naming the cluster and both nodes (mutual TLS when
+//! configured), re-opened with backoff. Frames travel in the runtime's
+//! framing (length, version, CRC32C) as [`MultiPeerFrame`]s, keepalives
+//! between them; a connection on which nothing was heard for
+//! `peer_timeout` is dropped and dialled again.
+//!
+//! [`MultiPeerFrame`]: super::wire::MultiPeerFrame
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::frame::{self, FrameError};
+use crate::metrics::multi::PeerSendCounters;
+use crate::tls::TlsConfig;
+use crate::transport::{LinkEvent, Outbound, PeerSender, TcpTransportConfig};
+use concord::multi::Frame;
+use concord::NodeId;
+
+use super::host::FrameSender;
+use super::wire::MultiPeerFrameRef;
+
+/// Settings of a [`TcpFrameSender`].
+#[derive(Clone, Debug)]
+pub struct TcpFrameConfig {
+    /// This node.
+    pub node_id: NodeId,
+    /// The cluster's name, checked by every handshake.
+    pub cluster_id: String,
+    /// Address of every peer.
+    pub peers: BTreeMap<NodeId, String>,
+    /// Frames queued per peer before new ones are dropped.
+    pub queue_frames_max: usize,
+    /// Largest frame written.
+    pub max_frame_bytes: usize,
+    /// First reconnection delay.
+    pub backoff_min: Duration,
+    /// Longest reconnection delay.
+    pub backoff_max: Duration,
+    /// Time allowed to connect and complete the handshake.
+    pub connect_timeout: Duration,
+    /// How often a keepalive is written.
+    pub keepalive_interval: Duration,
+    /// A connection on which nothing was heard for this long is dropped.
+    pub peer_timeout: Duration,
+    /// Mutual TLS on every connection; `None` dials in plaintext.
+    pub tls: Option<Arc<TlsConfig>>,
+    /// Where peers learnt while running ([`FrameSender::add_peer`]) are
+    /// written too, for the listener to accept their connections.
+    pub addresses: Option<crate::addresses::SharedAddressBook>,
+}
+
+impl TcpFrameConfig {
+    /// Defaults: 1,024 queued frames per peer, 16 MiB frames, backoff
+    /// from 20 ms to 100 ms, 250 ms to connect, a keepalive every 100 ms,
+    /// silent for 500 ms is dead.
+    pub fn new(
+        node_id: NodeId,
+        cluster_id: impl Into<String>,
+        peers: BTreeMap<NodeId, String>,
+    ) -> Self {
+        TcpFrameConfig {
+            node_id,
+            cluster_id: cluster_id.into(),
+            peers,
+            queue_frames_max: 1024,
+            max_frame_bytes: frame::DEFAULT_MAX_FRAME_BYTES,
+            backoff_min: Duration::from_millis(20),
+            backoff_max: Duration::from_millis(100),
+            connect_timeout: Duration::from_millis(250),
+            keepalive_interval: Duration::from_millis(100),
+            peer_timeout: Duration::from_millis(500),
+            tls: None,
+            addresses: None,
+        }
+    }
+}
+
+/// Counters of a [`TcpFrameSender`].
+#[derive(Debug, Default)]
+pub struct TcpFrameCounters {
+    /// Frames written.
+    pub frames_sent: AtomicU64,
+    /// Frames dropped: a full queue, an unknown peer, or queued while the
+    /// peer was unreachable.
+    pub frames_dropped: AtomicU64,
+    /// Connections established.
+    pub connects: AtomicU64,
+}
+
+/// Sends frames over one connection per peer (see the
+/// [module documentation](self)). Its tasks stop when it is dropped.
+#[derive(Debug)]
+pub struct TcpFrameSender {
+    /// Each peer's queue and its send-side metrics (peers are added
+    /// while running, never removed: at most `CATALOG_SERVERS_MAX`).
+    queues: Mutex<BTreeMap<NodeId, (mpsc::Sender<Frame>, PeerSendCounters)>>,
+    counters: Arc<TcpFrameCounters>,
+    /// How a connection to a peer added later is made.
+    link: TcpTransportConfig,
+    queue_frames_max: usize,
+    addresses: Option<crate::addresses::SharedAddressBook>,
+    shutdown_rx: watch::Receiver<bool>,
+    _shutdown: watch::Sender<bool>,
+}
+
+impl TcpFrameSender {
+    /// Starts one connection task per peer (inside a runtime): the
+    /// single-group transport's peer sender, carrying frames.
+    pub fn start(config: TcpFrameConfig) -> TcpFrameSender {
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let counters = Arc::new(TcpFrameCounters::default());
+        let mut link =
+            TcpTransportConfig::new(config.node_id, config.cluster_id.clone(), BTreeMap::new());
+        link.queue_messages_max = config.queue_frames_max;
+        link.max_frame_bytes = config.max_frame_bytes;
+        link.backoff_min = config.backoff_min;
+        link.backoff_max = config.backoff_max;
+        link.connect_timeout = config.connect_timeout;
+        link.keepalive_interval = config.keepalive_interval;
+        link.peer_timeout = Some(config.peer_timeout);
+        link.tls = config.tls.clone();
+        let sender = TcpFrameSender {
+            queues: Mutex::new(BTreeMap::new()),
+            counters,
+            link,
+            queue_frames_max: config.queue_frames_max,
+            addresses: config.addresses.clone(),
+            shutdown_rx,
+            _shutdown: shutdown_tx,
+        };
+        for (&peer, addr) in &config.peers {
+            if peer == config.node_id {
+                continue;
+            }
+            sender.connect(peer, addr);
+        }
+        sender
+    }
+
+    /// Starts the connection task of `peer` unless it has one.
+    fn connect(&self, peer: NodeId, addr: &str) {
+        let mut queues = self.queues.lock().expect("no panic while held");
+        if queues.contains_key(&peer) {
+            return;
+        }
+        let (tx, rx) = mpsc::channel(self.queue_frames_max.max(1));
+        let peer_metrics = PeerSendCounters::new(peer);
+        queues.insert(peer, (tx, peer_metrics.clone()));
+        let frames = Frames {
+            metrics: peer_metrics,
+            counters: self.counters.clone(),
+        };
+        let sender = PeerSender::new(&self.link, peer, addr, rx, self.shutdown_rx.clone(), frames);
+        tokio::spawn(sender.run());
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> Arc<TcpFrameCounters> {
+        self.counters.clone()
+    }
+}
+
+impl FrameSender for TcpFrameSender {
+    fn send(&self, frame: Frame) {
+        let queues = self.queues.lock().expect("no panic while held");
+        let sent = match queues.get(&frame.to) {
+            Some((queue, peer_metrics)) => {
+                let sent = queue.try_send(frame).is_ok();
+                if !sent {
+                    peer_metrics.dropped(1);
+                }
+                sent
+            }
+            None => false,
+        };
+        if !sent {
+            self.counters.frames_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn add_peer(&self, peer: NodeId, addr: &str) {
+        if peer == self.link.node_id {
+            return;
+        }
+        if let Some(book) = &self.addresses {
+            book.set(peer, addr);
+        }
+        self.connect(peer, addr);
+    }
+}
+
+/// The multi-group server's side of [`Outbound`]: frames, never stale
+/// (a frame holds every group's messages; Raft resends what is lost).
+struct Frames {
+    counters: Arc<TcpFrameCounters>,
+    /// This peer's send-side series.
+    metrics: PeerSendCounters,
+}
+
+impl Outbound for Frames {
+    type Item = Frame;
+
+    fn encode(&self, frame: Frame, _now: Instant, buf: &mut Vec<u8>) -> Result<bool, FrameError> {
+        frame::encode_frame(&MultiPeerFrameRef::Frame(&frame), buf)?;
+        Ok(true)
+    }
+
+    fn encode_keepalive(&self, buf: &mut Vec<u8>) -> Result<(), FrameError> {
+        frame::encode_frame(&MultiPeerFrameRef::Keepalive, buf)
+    }
+
+    fn count(&self, event: LinkEvent) {
+        match event {
+            LinkEvent::Connected => {
+                self.counters.connects.fetch_add(1, Ordering::Relaxed);
+            }
+            LinkEvent::Dropped(frames) => {
+                self.counters
+                    .frames_dropped
+                    .fetch_add(frames, Ordering::Relaxed);
+                self.metrics.dropped(frames);
+            }
+            LinkEvent::Written { items, bytes } => {
+                self.counters
+                    .frames_sent
+                    .fetch_add(items, Ordering::Relaxed);
+                self.metrics.written(items, bytes);
+            }
+            LinkEvent::ConnectFailed | LinkEvent::Silent => {}
+        }
+    }
+}

@@ -1,0 +1,1898 @@
+//! The write-ahead log on disk: segmented files of checksummed records, a
+//! dedicated writer thread with group commit, an atomically replaced
+//! hard-state file, and a durable marker that makes lost fsynced data loud.
+//!
+//! ## Layout of a data directory
+//!
+//! ```text
+//! <dir>/identity                        whose it is (see [`identity`]); `open_as` only
+//! <dir>/lock                            flock(2)ed while open; the holder's pid
+//! <dir>/hardstate                       term + vote: [crc32c u32][bincode]
+//! <dir>/wal/00000000000000000001.seg    segment header, then records, appended
+//! <dir>/wal/00000000000000000002.seg    next segment once the first is full
+//! <dir>/wal/durable                     the durable marker (40 bytes)
+//! <dir>/snapshots/snapshot-<index>-<term>.snap   the newest snapshot
+//! ```
+//!
+//! ## Format (version 2; all integers little-endian)
+//!
+//! A segment starts with a 16-byte header:
+//! `[magic "CNCDWAL\n": 8][format version = 2: u32][checksum: u32]`, where the
+//! checksum is `crc32c(magic ‖ version) ^ CHECKSUM_SALT`. A file whose first
+//! bytes are not the magic (such as a log written by concord before format
+//! version 2, which had no header) or whose version is not 2 is refused with
+//! [`StorageError::UnsupportedFormat`]; there is no compatibility with the
+//! unversioned format.
+//!
+//! Then records follow back to back, each
+//! `[len: u32][len_check: u32][checksum: u32][payload: len bytes]` with
+//! `len_check = crc32c(len as 4 bytes) ^ CHECKSUM_SALT` and
+//! `checksum = crc32c(len as 4 bytes ‖ payload) ^ CHECKSUM_SALT`. The payload
+//! is a bincode [`WalRecord`]: "truncate after index i", "append these
+//! entries" or "the snapshot at this position is stored". A length of 0 is invalid (every encoded record has at least one
+//! byte), so a run of zero bytes never reads as a record, whatever its
+//! checksums; and because of the non-zero salt a header whose check fields
+//! were zeroed passes only by a 2^-32 coincidence per field. The length check makes a record header verifiable on
+//! its own, so the search for a valid record after damage (below) rejects
+//! almost every position in constant time: recovery stays linear in the
+//! size of the log even over a large garbage tail. Replaying the records in
+//! order rebuilds the log.
+//!
+//! ## Writes
+//!
+//! [`FileStorage::submit`] sends the write to the writer thread over a
+//! `crossbeam-channel`. The thread takes everything queued (up to a bound),
+//! writes it with one `write`, calls `fdatasync` once for the whole batch
+//! (group commit), records the durable marker (below) and then reports the
+//! highest write id. A changed hard state is written first, to a temporary
+//! file that is synced, renamed over `hardstate`, and made durable by
+//! syncing the directory. A new segment gets its header written and synced
+//! (and the directory synced) before any record goes into it.
+//!
+//! The batch is one positioned write at the end of the segment's records,
+//! not an `O_APPEND` write: the writer keeps the segment filled with zeros
+//! ahead of its records (64 KiB to 1 MiB at a time, double the segment's
+//! size; see [`ZERO_AHEAD_BYTES_MIN`](super::multi::segment_files::ZERO_AHEAD_BYTES_MIN)),
+//! so that the `fdatasync` of a batch overwrites space the file already
+//! has and ext4 need not commit its journal for a size change. The zeros
+//! are cut (`set_len`, then `fsync`) before the next segment is created,
+//! so only the last segment can ever end in zeros, and when the writer
+//! stops (the storage shut down or dropped). After a crash they are a
+//! torn tail to recovery (below).
+//!
+//! ## The durable marker
+//!
+//! After every successful `fdatasync` of a batch the writer overwrites
+//! `wal/durable` in place with one positioned 40-byte write:
+//! `[magic "CNCDMARK": 8][version = 2: u32][segment number: u64]`
+//! `[durable byte offset in that segment: u64][last log index: u64][checksum: u32]`
+//! (checksum = `crc32c` of the first 36 bytes `^ CHECKSUM_SALT`). It means
+//! "every byte of that segment before the offset, and every earlier segment,
+//! is durable; the log then ended at that index". The offset is where the
+//! segment's records end, never the file's length with the zeros ahead, and
+//! recovery checks it against where the readable records end. The marker itself is not
+//! fsynced: it is written only after the data it describes is durable, so it
+//! can never claim more than is durable; if a power failure loses it, the
+//! older marker (or none) claims less, and recovery falls back to the
+//! torn-tail rule. Cost: one small write per group commit, no extra fsync.
+//! `Truncate` records are appended like any other record, so offsets only
+//! grow within a segment; after a roll-over the marker keeps naming the old
+//! segment (at its full length) until a batch in the new segment is durable.
+//! With [`WalOptions::sync`] off nothing is durable and no marker is
+//! written. A marker that cannot be read or fails its checksum is logged at
+//! warn and ignored: it is evidence, not data.
+//!
+//! ## Recovery
+//!
+//! [`FileStorage::open`] (through [`recover_dir`]) reads every segment in
+//! order. Reading a segment stops at the first *damage*: a segment header
+//! that is missing, short, zeroed or fails its checksum, a record header cut
+//! short, a record length of 0, failing its length check or above
+//! [`RECORD_BYTES_MAX`], a record extending past the end of the file, or a
+//! record failing its checksum.
+//!
+//! * **Torn tail.** Damage in the *last* segment with no valid record
+//!   (one passing the length and checksum tests) starting anywhere after it
+//!   is a torn write — a crash in the middle of an append, or the zero-filled
+//!   or garbage blocks some filesystems leave after power loss. Everything
+//!   from the damage to the end of the file is truncated (and the file
+//!   synced), logged at warn with the file, offset and byte count, and
+//!   counted in [`RecoveryReport::torn_tails`] and
+//!   [`RecoveryReport::torn_bytes_truncated`]. A tail of zeros only that
+//!   the durable marker does not cover (most often the zeros the writer
+//!   fills ahead, left by a process that did not stop cleanly) is logged at
+//!   info instead, and counted the same way.
+//! * **Corruption.** Damage followed by a valid record, damage in a segment
+//!   that is not the last, a missing segment number, a record that passes
+//!   its checksum but does not decode, or a record that does not fit the log
+//!   (a gap in indices) is [`StorageError::Corrupt`] naming the file and
+//!   byte offset. Damaged data is never skipped and never applied.
+//! * **Lost durable data.** If the marker names a segment that is missing,
+//!   or the readable part of the marked segment ends before the marked
+//!   offset (a torn tail that starts before it, or a file shorter than it),
+//!   data that was fsynced — and so may have been acknowledged to the leader
+//!   — is gone. Recovery refuses with [`StorageError::DurableDataLost`]
+//!   naming the file, offset, marked durable offset and last durable index.
+//!   With [`WalOptions::accept_data_loss`] (`concord-node
+//!   --accept-wal-data-loss`) it instead logs at error how many durable bytes
+//!   and entries are lost, deletes the marker, truncates the tail and
+//!   starts with the shorter log.
+//!
+//! What is guaranteed, as long as the filesystem honours `fdatasync`:
+//!
+//! * Damaged data is never applied, and records after damage are never
+//!   silently skipped.
+//! * Every record that was reported durable and is covered by the marker
+//!   found on disk is recovered, or recovery fails loudly (unless the
+//!   operator accepted the loss). After a process crash (SIGKILL, panic)
+//!   that marker is the latest one, since its write sits in the page cache;
+//!   after a power failure it is at least as old as the last one the kernel
+//!   wrote back, and damage past it falls under the torn-tail rule.
+//! * After a process crash, a torn tail not covered by the marker held only
+//!   writes that were never reported durable, so no node was told about
+//!   them and truncating them is safe. (After a power failure, fsynced data
+//!   is not torn by the power failure itself.)
+//!
+//! The one thing the rule cannot tell apart from corruption is a torn final
+//! record whose partial payload happens to contain a whole valid record (for
+//! instance a value that is itself a WAL file): recovery then refuses, which
+//! is loud, not lossy.
+//!
+//! ## Snapshots and compaction
+//!
+//! Snapshot files live in `<dir>/snapshots/` (format, atomic write and
+//! verification in [`snapshot_file`]). A snapshot write
+//! ([`Storage::submit_snapshot`]) goes through the writer thread in
+//! order with the log writes: the writer writes and syncs the snapshot file
+//! (temporary file, fsync, rename, directory fsync), then appends a
+//! [`WalRecord::Snapshot`] naming its position (and `discard_log`) to the
+//! batch, which the batch's `fdatasync` makes durable; only then is the
+//! snapshot reported (a snapshot from the leader by its write id, the
+//! node's own on its channel). A snapshot at or below the stored one's
+//! index is not written.
+//!
+//! Once the record is durable the writer deletes the older snapshot files
+//! and then, oldest first, each segment before the current one whose
+//! entries — and every earlier segment's — all lie at or below the
+//! snapshot's index (asserted before each deletion), syncing the directory
+//! after each. It never deletes the current segment, which holds the
+//! snapshot's record and is the one the durable marker names after that
+//! batch; the marker file is fsynced before the first deletion so that no
+//! marker on disk can name a deleted segment (and when a marker write has
+//! failed, nothing is deleted). Deleting oldest first keeps the remaining
+//! segments numbered without gaps whenever a crash interrupts it.
+//! Then the writer starts a new segment, as when one is full: the
+//! segment that ends with this snapshot's record is deleted by the next
+//! snapshot (unless it holds entries past that one), so a restart reads at
+//! most about one snapshot interval of records the snapshot already
+//! covers, whatever `segment_bytes_max` is. The cost is one more segment
+//! file (a header write, an fsync and a directory fsync) per snapshot.
+//!
+//! Recovery reads the newest snapshot file first (damage there is
+//! [`StorageError::CorruptSnapshot`] naming the file; there is no fallback
+//! to an older one) and takes its position as the log's base: entries at
+//! or below it are skipped, `Truncate`s below it drop everything after it.
+//! When the first segment is not number 1 there must be a snapshot (else
+//! [`StorageError::Corrupt`]: the log lost its beginning); the replay then
+//! starts without knowing where the log ended before that segment, which
+//! is sound because a deleted segment held only entries the snapshot
+//! covers. A [`WalRecord::Snapshot`] newer than the newest snapshot file is
+//! corruption (a snapshot file was lost). Finally the entries after the
+//! base are kept only if the replayed log holds the base entry itself
+//! (same index and term, from an entry or a snapshot record), by Raft's log
+//! matching rule; otherwise they are dropped and counted in
+//! [`RecoveryReport::entries_dropped_after_snapshot`]. That covers the one
+//! crash window the order above leaves: a snapshot file from the leader is
+//! durable but its record (which might have discarded the log) is not. The
+//! recovered state is `Recovered { base: snapshot position, applied_index:
+//! base index, entries after it }`, and [`Storage::recovered_snapshot`]
+//! returns the snapshot the host restores and hands to the node.
+//! When the recovered log ends at the snapshot (it held nothing after it,
+//! ended below it, or diverged from it), [`FileStorage::start`] first
+//! appends and syncs a [`WalRecord::Snapshot`] with `discard_log` naming the
+//! base, so that the next recovery does not let those older records hide
+//! or drop the entries appended after the snapshot from then on.
+//!
+//! The snapshot record is a new [`WalRecord`] variant in format version 2:
+//! logs without snapshots are unchanged, and a build from before snapshots
+//! refuses a log that holds one as a record it cannot decode.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use serde::{Deserialize, Serialize};
+
+use std::collections::BTreeMap;
+
+use concord::{
+    Entry, HardState, Index, LogPosition, Membership, Recovered, Snapshot, SnapshotMeta, Term,
+    WriteId,
+};
+
+use super::codec;
+use super::identity::{self, DataDirLock, IdentityClaim, IdentityError, IdentityHandle};
+use super::multi::segment_files::ZeroAheadFile;
+use super::snapshot_file::{self, SNAPSHOT_DIR_NAME};
+use super::storage::{
+    PersistRequest, PersistedSender, ReceivedSnapshot, ReceivedTarget, SnapshotReader,
+    SnapshotSink, SnapshotWrite, Storage, StorageError,
+};
+
+/// Version of the on-disk format written and read by this build.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// First bytes of every segment file.
+pub const SEGMENT_MAGIC: [u8; 8] = *b"CNCDWAL\n";
+
+/// Bytes of a segment header: magic, version, checksum.
+pub const SEGMENT_HEADER_BYTES: usize = 16;
+
+/// Bytes of a record header: length, length check, checksum.
+pub const RECORD_HEADER_BYTES: usize = 12;
+
+/// Largest record payload accepted on recovery.
+pub const RECORD_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// Xor'd into every checksum of this format (non-zero), so that a zero
+/// checksum field only verifies if crc32c happens to equal this constant;
+/// together with "a record length of 0 is invalid", zero-filled bytes never
+/// read as a record or a header.
+pub const CHECKSUM_SALT: u32 = 0x5EED_C0DE;
+
+/// File name of the durable marker inside the `wal` directory.
+pub const MARKER_FILE_NAME: &str = "durable";
+
+/// First bytes of the durable marker.
+pub const MARKER_MAGIC: [u8; 8] = *b"CNCDMARK";
+
+/// Size of the durable marker file.
+pub const MARKER_BYTES: usize = MarkerFrame::bytes(3);
+
+/// Options of a [`FileStorage`].
+#[derive(Clone, Debug)]
+pub struct WalOptions {
+    /// Start a new segment once the current one reaches this size.
+    pub segment_bytes_max: u64,
+    /// Most writes taken into one group commit.
+    pub batch_writes_max: usize,
+    /// Call `fdatasync` (turn off only for experiments: a crash may then
+    /// lose acknowledged writes). Without it no durable marker is written.
+    pub sync: bool,
+    /// When recovery finds that data the durable marker names as fsynced
+    /// is damaged or missing, truncate anyway (logging the loss at error
+    /// level) instead of refusing to start. The node then rejoins with a
+    /// shorter log than it may have acknowledged. Default: false.
+    pub accept_data_loss: bool,
+}
+
+impl Default for WalOptions {
+    fn default() -> Self {
+        WalOptions {
+            segment_bytes_max: 64 * 1024 * 1024,
+            batch_writes_max: 4096,
+            sync: true,
+            accept_data_loss: false,
+        }
+    }
+}
+
+/// One record of the log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WalRecord {
+    /// Drop every entry after this index.
+    Truncate {
+        /// Last index kept.
+        after: Index,
+    },
+    /// Append these entries (contiguous; an overlap replaces the suffix).
+    Append {
+        /// The entries.
+        entries: Vec<Entry>,
+    },
+    /// The snapshot at `position` is durable (its file was written and
+    /// synced before this record): the log now continues after it. Entries
+    /// up to `position.index` are covered by it; with `discard_log` every
+    /// later entry is dropped too. Written for snapshots taken
+    /// (`discard_log` false) and installed from a leader.
+    Snapshot {
+        /// The snapshot's last entry.
+        position: LogPosition,
+        /// The log did not hold the snapshot's last entry: drop it all.
+        discard_log: bool,
+    },
+}
+
+pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StorageError {
+    let context = context.into();
+    move |source| StorageError::Io { context, source }
+}
+
+/// File name of segment `number`.
+pub fn segment_name(number: u64) -> String {
+    format!("{number:020}.seg")
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(format!("syncing directory {}", dir.display())))
+}
+
+/// Replaces `dir/name` with `parts` (concatenated) so that a crash leaves
+/// either the old file or the new one, complete and durable: a temporary
+/// file written and fsynced, renamed over `name`, then the directory
+/// fsynced. Returns the file's path.
+pub(crate) fn write_file_atomically(
+    dir: &Path,
+    name: &str,
+    parts: &[&[u8]],
+) -> Result<PathBuf, StorageError> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let path = dir.join(name);
+    let mut file = File::create(&tmp).map_err(io_err(format!("creating {}", tmp.display())))?;
+    for part in parts {
+        file.write_all(part)
+            .map_err(io_err(format!("writing {}", tmp.display())))?;
+    }
+    file.sync_all()
+        .map_err(io_err(format!("syncing {}", tmp.display())))?;
+    drop(file);
+    fs::rename(&tmp, &path).map_err(io_err(format!(
+        "renaming {} to {}",
+        tmp.display(),
+        path.display()
+    )))?;
+    sync_dir(dir)?;
+    Ok(path)
+}
+
+pub(crate) fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(b)
+}
+
+/// The check of a record's length field alone.
+fn length_check(len_bytes: &[u8]) -> u32 {
+    debug_assert_eq!(len_bytes.len(), 4);
+    crc32c::crc32c(len_bytes) ^ CHECKSUM_SALT
+}
+
+/// The checksum of a record: covers the length field and the payload.
+fn record_checksum(len_bytes: &[u8], payload: &[u8]) -> u32 {
+    debug_assert_eq!(len_bytes.len(), 4);
+    crc32c::crc32c_append(crc32c::crc32c(len_bytes), payload) ^ CHECKSUM_SALT
+}
+
+/// The header every segment starts with.
+pub fn segment_header() -> [u8; SEGMENT_HEADER_BYTES] {
+    SEGMENT_FORMAT.header()
+}
+
+/// This log's segments: [`SEGMENT_MAGIC`], [`FORMAT_VERSION`].
+const SEGMENT_FORMAT: SegmentFormat = SegmentFormat {
+    magic: SEGMENT_MAGIC,
+    version: FORMAT_VERSION,
+};
+
+/// A kind of segment file: the magic and format version its header
+/// starts with. The single-group log and the multi-group shared log lay
+/// out and check their segment headers alike (magic, version, salted
+/// checksum); only these differ.
+pub(crate) struct SegmentFormat {
+    /// The first eight bytes.
+    pub(crate) magic: [u8; 8],
+    /// The format version after them.
+    pub(crate) version: u32,
+}
+
+impl SegmentFormat {
+    /// A segment's header.
+    pub(crate) fn header(&self) -> [u8; SEGMENT_HEADER_BYTES] {
+        let mut header = [0u8; SEGMENT_HEADER_BYTES];
+        header[..8].copy_from_slice(&self.magic);
+        header[8..12].copy_from_slice(&self.version.to_le_bytes());
+        let checksum = crc32c::crc32c(&header[..12]) ^ CHECKSUM_SALT;
+        header[12..].copy_from_slice(&checksum.to_le_bytes());
+        header
+    }
+
+    /// Checks a segment's header: `Ok(None)` if valid, `Ok(Some(damage))`
+    /// if damaged the way a torn or zeroed write leaves it (a prefix of
+    /// the header, or zeros), an error if the file is in another format
+    /// (`other_magic` says what such a file may be).
+    pub(crate) fn check_header(
+        &self,
+        bytes: &[u8],
+        file: &str,
+        other_magic: impl FnOnce() -> String,
+    ) -> Result<Option<Damage>, StorageError> {
+        let expected = self.header();
+        let n = bytes.len().min(SEGMENT_HEADER_BYTES);
+        if bytes[..n] == expected[..n] || bytes[..n].iter().all(|b| *b == 0) {
+            return Ok(if n < SEGMENT_HEADER_BYTES {
+                Some(Damage::SegmentHeaderShort { bytes: n })
+            } else if bytes[..n] == expected[..] {
+                None
+            } else {
+                Some(Damage::SegmentHeaderZeroed)
+            });
+        }
+        let unsupported = |reason: String| StorageError::UnsupportedFormat {
+            file: file.to_string(),
+            reason,
+        };
+        if n < 8 || bytes[..8] != self.magic {
+            return Err(unsupported(other_magic()));
+        }
+        if n < 12 {
+            return Ok(Some(Damage::SegmentHeaderShort { bytes: n }));
+        }
+        let version = u32_at(bytes, 8);
+        if version != self.version {
+            return Err(unsupported(format!(
+                "format version {version}; this build reads only version {}",
+                self.version
+            )));
+        }
+        Ok(Some(if n < SEGMENT_HEADER_BYTES {
+            Damage::SegmentHeaderShort { bytes: n }
+        } else {
+            Damage::SegmentHeaderChecksum
+        }))
+    }
+}
+
+/// [`WalRecord`] borrowing its entries: encodes identically, without
+/// cloning them.
+#[derive(Serialize)]
+enum WalRecordRef<'a> {
+    Truncate {
+        after: Index,
+    },
+    Append {
+        entries: &'a [Entry],
+    },
+    Snapshot {
+        position: LogPosition,
+        discard_log: bool,
+    },
+}
+
+/// Appends one encoded record (header and payload) to `out`.
+pub fn encode_record(record: &WalRecord, out: &mut Vec<u8>) -> Result<(), StorageError> {
+    let borrowed = match record {
+        WalRecord::Truncate { after } => WalRecordRef::Truncate { after: *after },
+        WalRecord::Append { entries } => WalRecordRef::Append { entries },
+        WalRecord::Snapshot {
+            position,
+            discard_log,
+        } => WalRecordRef::Snapshot {
+            position: *position,
+            discard_log: *discard_log,
+        },
+    };
+    encode_record_ref(&borrowed, out)
+}
+
+/// Appends `record` encoded by the codec, framed as a record (header and
+/// payload), to `out`. Shared with the multi-group log
+/// ([`super::multi`]), whose records use the same framing.
+pub(crate) fn encode_record_ref<T: Serialize + ?Sized>(
+    record: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), StorageError> {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; RECORD_HEADER_BYTES]);
+    codec::encode_into(record, out).map_err(|e| StorageError::Misuse(e.to_string()))?;
+    let len = out.len() - start - RECORD_HEADER_BYTES;
+    if len == 0 || len > RECORD_BYTES_MAX {
+        out.truncate(start);
+        return Err(StorageError::Misuse(format!(
+            "a WAL record of {len} bytes is outside 1..={RECORD_BYTES_MAX}"
+        )));
+    }
+    let len_bytes = (len as u32).to_le_bytes();
+    let checksum = record_checksum(&len_bytes, &out[start + RECORD_HEADER_BYTES..]);
+    out[start..start + 4].copy_from_slice(&len_bytes);
+    out[start + 4..start + 8].copy_from_slice(&length_check(&len_bytes).to_le_bytes());
+    out[start + 8..start + 12].copy_from_slice(&checksum.to_le_bytes());
+    Ok(())
+}
+
+/// Writes the hard state atomically: temp file, fsync, rename, fsync dir.
+pub fn write_hard_state(dir: &Path, hard_state: &HardState) -> Result<(), StorageError> {
+    let payload = codec::encode(hard_state).map_err(|e| StorageError::Misuse(e.to_string()))?;
+    let mut bytes = crc32c::crc32c(&payload).to_le_bytes().to_vec();
+    bytes.extend_from_slice(&payload);
+    write_file_atomically(dir, "hardstate", &[&bytes]).map(|_| ())
+}
+
+fn read_hard_state(dir: &Path) -> Result<HardState, StorageError> {
+    let path = dir.join("hardstate");
+    let bytes = match fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HardState::default()),
+        Err(e) => return Err(io_err(format!("reading {}", path.display()))(e)),
+    };
+    let corrupt = |reason: String| StorageError::Corrupt {
+        file: path.display().to_string(),
+        offset: 0,
+        reason,
+    };
+    if bytes.len() < 4 {
+        return Err(corrupt(format!(
+            "{} bytes is too short for a hard state",
+            bytes.len()
+        )));
+    }
+    let crc = u32_at(&bytes, 0);
+    if crc32c::crc32c(&bytes[4..]) != crc {
+        return Err(corrupt("checksum mismatch".to_string()));
+    }
+    codec::decode(&bytes[4..], 1024).map_err(|e| corrupt(e.to_string()))
+}
+
+/// Segment files of `wal_dir`, sorted by number.
+fn list_segments(wal_dir: &Path) -> Result<Vec<(u64, PathBuf)>, StorageError> {
+    numbered_files(wal_dir, ".seg")
+}
+
+/// The files (or directories) in `dir` whose name, less `suffix`, reads
+/// as a `T`, with their paths, ascending; other names are passed over.
+pub(crate) fn numbered_files<T: std::str::FromStr + Ord>(
+    dir: &Path,
+    suffix: &str,
+) -> Result<Vec<(T, PathBuf)>, StorageError> {
+    let listing = || format!("listing {}", dir.display());
+    let mut found = Vec::new();
+    for item in fs::read_dir(dir).map_err(io_err(listing()))? {
+        let item = item.map_err(io_err(listing()))?;
+        let name = item.file_name();
+        let number = name.to_str().and_then(|name| name.strip_suffix(suffix));
+        if let Some(number) = number.and_then(|n| n.parse::<T>().ok()) {
+            found.push((number, item.path()));
+        }
+    }
+    found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    Ok(found)
+}
+
+/// "Every byte of segment `segment` before `offset_bytes` (and every
+/// earlier segment) is durable; the log then ended at `last_index`": what
+/// the writer records after each `fdatasync`. See the
+/// [module documentation](self).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DurableMarker {
+    /// Number of the segment the offset is in.
+    pub segment: u64,
+    /// Byte offset in that segment up to which everything is durable.
+    pub offset_bytes: u64,
+    /// Last log index once those bytes are replayed.
+    pub last_index: Index,
+}
+
+impl DurableMarker {
+    /// How the marker is framed: [`MARKER_MAGIC`], [`FORMAT_VERSION`].
+    const FRAME: MarkerFrame = MarkerFrame {
+        magic: MARKER_MAGIC,
+        version: FORMAT_VERSION,
+    };
+
+    /// The marker's fixed-size encoding.
+    pub fn encode(&self) -> [u8; MARKER_BYTES] {
+        Self::FRAME.encode(&[self.segment, self.offset_bytes, self.last_index])
+    }
+
+    /// Decodes a marker, saying what is wrong if it is not one.
+    pub fn decode(bytes: &[u8]) -> Result<DurableMarker, String> {
+        let [segment, offset_bytes, last_index] = Self::FRAME.decode(bytes)?;
+        if offset_bytes < SEGMENT_HEADER_BYTES as u64 {
+            return Err(format!(
+                "durable offset {offset_bytes} is inside the segment header"
+            ));
+        }
+        Ok(DurableMarker {
+            segment,
+            offset_bytes,
+            last_index,
+        })
+    }
+}
+
+/// The frame of a durable marker, shared by this log's [`DurableMarker`]
+/// and the multi-group shared log's
+/// ([`crate::multi::record::DurableMarker`]): `magic`, `version`
+/// as a little-endian `u32`, the marker's fields as little-endian `u64`
+/// words, then `crc32c` of everything before it `^ CHECKSUM_SALT`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MarkerFrame {
+    /// The first 8 bytes.
+    pub(crate) magic: [u8; 8],
+    /// The layout's version.
+    pub(crate) version: u32,
+}
+
+impl MarkerFrame {
+    /// Bytes of a frame of `words` words.
+    pub(crate) const fn bytes(words: usize) -> usize {
+        12 + 8 * words + 4
+    }
+
+    /// Frames `words`; `BYTES` must be [`MarkerFrame::bytes`] of their
+    /// count (each marker type fixes both).
+    pub(crate) fn encode<const BYTES: usize>(&self, words: &[u64]) -> [u8; BYTES] {
+        debug_assert_eq!(BYTES, Self::bytes(words.len()));
+        let mut bytes = [0u8; BYTES];
+        bytes[..8].copy_from_slice(&self.magic);
+        bytes[8..12].copy_from_slice(&self.version.to_le_bytes());
+        for (i, word) in words.iter().enumerate() {
+            bytes[12 + 8 * i..20 + 8 * i].copy_from_slice(&word.to_le_bytes());
+        }
+        let end = BYTES - 4;
+        let checksum = crc32c::crc32c(&bytes[..end]) ^ CHECKSUM_SALT;
+        bytes[end..].copy_from_slice(&checksum.to_le_bytes());
+        bytes
+    }
+
+    /// The `WORDS` words of a frame, after checking its size, magic,
+    /// version and checksum; the error says which is wrong.
+    pub(crate) fn decode<const WORDS: usize>(&self, bytes: &[u8]) -> Result<[u64; WORDS], String> {
+        let expected = Self::bytes(WORDS);
+        if bytes.len() != expected {
+            return Err(format!("{} bytes, expected {expected}", bytes.len()));
+        }
+        if bytes[..8] != self.magic {
+            return Err("bad magic".to_string());
+        }
+        let version = u32_at(bytes, 8);
+        if version != self.version {
+            return Err(format!(
+                "format version {version}, expected {}",
+                self.version
+            ));
+        }
+        let end = expected - 4;
+        if crc32c::crc32c(&bytes[..end]) ^ CHECKSUM_SALT != u32_at(bytes, end) {
+            return Err("checksum mismatch".to_string());
+        }
+        Ok(std::array::from_fn(|i| u64_at(bytes, 12 + 8 * i)))
+    }
+}
+
+/// Reads the durable marker of `wal_dir`: `None` when there is none, or
+/// (logged at warn) when it cannot be read or is damaged.
+pub fn read_durable_marker(wal_dir: &Path) -> Option<DurableMarker> {
+    let path = wal_dir.join(MARKER_FILE_NAME);
+    let bytes = match fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "cannot read the durable marker; ignoring it (recovery falls back to the torn-tail rule)");
+            return None;
+        }
+    };
+    // A marker file created but never written (crash right after start).
+    if bytes.is_empty() {
+        return None;
+    }
+    match DurableMarker::decode(&bytes) {
+        Ok(marker) => Some(marker),
+        Err(reason) => {
+            tracing::warn!(file = %path.display(), reason = %reason, "damaged durable marker; ignoring it (recovery falls back to the torn-tail rule)");
+            None
+        }
+    }
+}
+
+/// What recovery found.
+#[derive(Debug)]
+pub struct RecoveryReport {
+    /// The recovered state.
+    pub recovered: Recovered,
+    /// Torn tails truncated from the end of the last segment (0 or 1).
+    pub torn_tails: u64,
+    /// Bytes dropped from the end of the last segment (a torn tail).
+    pub torn_bytes_truncated: u64,
+    /// The durable marker found, if a valid one was.
+    pub durable_marker: Option<DurableMarker>,
+    /// Marked-durable bytes that were missing or damaged and were dropped
+    /// because [`WalOptions::accept_data_loss`] was set (0 otherwise).
+    pub lost_durable_bytes: u64,
+    /// Marked-durable log entries dropped with them: the marker's last index
+    /// minus the recovered last index.
+    pub lost_durable_entries: u64,
+    /// Segment files read.
+    pub segments: usize,
+    /// Records replayed.
+    pub records: u64,
+    /// A reader of the newest snapshot (verified), whose position is the
+    /// recovered log's base.
+    pub snapshot: Option<SnapshotReader>,
+    /// Log entries dropped after the snapshot because the log did not hold
+    /// the snapshot's last entry (a crash between storing a snapshot
+    /// installed from a leader and recording it in the log).
+    pub entries_dropped_after_snapshot: u64,
+    /// Highest entry index appended in each segment (0 when none), by
+    /// segment number: what deciding which segments a snapshot covers needs.
+    pub segment_max_indices: BTreeMap<u64, Index>,
+}
+
+/// Why reading stopped before the end of a segment.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Damage {
+    SegmentHeaderShort { bytes: usize },
+    SegmentHeaderZeroed,
+    SegmentHeaderChecksum,
+    RecordHeaderShort { bytes: usize },
+    ZeroLength,
+    LengthCheck,
+    TooLong { len: usize },
+    PastEnd { len: usize, left: usize },
+    Checksum,
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Damage::SegmentHeaderShort { bytes } => {
+                write!(
+                    f,
+                    "segment header cut short ({bytes} of {SEGMENT_HEADER_BYTES} bytes)"
+                )
+            }
+            Damage::SegmentHeaderZeroed => write!(f, "segment header is all zeros"),
+            Damage::SegmentHeaderChecksum => write!(f, "segment header fails its checksum"),
+            Damage::RecordHeaderShort { bytes } => write!(
+                f,
+                "record header cut short ({bytes} of {RECORD_HEADER_BYTES} bytes left)"
+            ),
+            Damage::ZeroLength => write!(f, "record length 0 (zeroed or damaged header)"),
+            Damage::LengthCheck => write!(f, "record length fails its check (damaged header)"),
+            Damage::TooLong { len } => {
+                write!(
+                    f,
+                    "record length {len} exceeds the maximum {RECORD_BYTES_MAX}"
+                )
+            }
+            Damage::PastEnd { len, left } => write!(
+                f,
+                "record of {len} bytes extends past the end of the file ({left} bytes left)"
+            ),
+            Damage::Checksum => write!(f, "record fails its checksum"),
+        }
+    }
+}
+
+/// The record at `offset` of a segment, or why there is none.
+pub(crate) fn parse_record_at(bytes: &[u8], offset: usize) -> Result<&[u8], Damage> {
+    let rest = &bytes[offset..];
+    if rest.len() < RECORD_HEADER_BYTES {
+        return Err(Damage::RecordHeaderShort { bytes: rest.len() });
+    }
+    let len = u32_at(rest, 0) as usize;
+    if len == 0 {
+        return Err(Damage::ZeroLength);
+    }
+    if length_check(&rest[..4]) != u32_at(rest, 4) {
+        return Err(Damage::LengthCheck);
+    }
+    if len > RECORD_BYTES_MAX {
+        return Err(Damage::TooLong { len });
+    }
+    let left = rest.len() - RECORD_HEADER_BYTES;
+    if len > left {
+        return Err(Damage::PastEnd { len, left });
+    }
+    let payload = &rest[RECORD_HEADER_BYTES..RECORD_HEADER_BYTES + len];
+    if record_checksum(&rest[..4], payload) != u32_at(rest, 8) {
+        return Err(Damage::Checksum);
+    }
+    Ok(payload)
+}
+
+/// Offset of the first valid record starting at or after `from`. Linear:
+/// a position whose length fails its check costs O(1).
+pub(crate) fn next_valid_record(bytes: &[u8], from: usize) -> Option<usize> {
+    (from..bytes.len()).find(|&at| parse_record_at(bytes, at).is_ok())
+}
+
+/// An empty segment file: one created whose header was not yet written
+/// when the process died, which only the last segment can be (a segment
+/// is created only once the one before it is sealed). Any other is
+/// corruption.
+pub(crate) fn refuse_empty_unless_last(file: &str, last_segment: bool) -> Result<(), StorageError> {
+    if last_segment {
+        return Ok(());
+    }
+    Err(StorageError::Corrupt {
+        file: file.to_string(),
+        offset: 0,
+        reason: "empty segment that is not the last".to_string(),
+    })
+}
+
+/// Checks a segment's header: `Ok(None)` if valid, `Ok(Some(damage))` if
+/// damaged the way a torn or zeroed write leaves it, an error if the file
+/// is in another format.
+fn check_segment_header(bytes: &[u8], file: &str) -> Result<Option<Damage>, StorageError> {
+    SEGMENT_FORMAT.check_header(bytes, file, || {
+        format!(
+            "it does not start with the segment magic {:?}: it was written by a concord \
+             older than format version {FORMAT_VERSION} (unversioned, not readable by this \
+             build; start from an empty data directory) or is not a write-ahead log segment",
+            String::from_utf8_lossy(&SEGMENT_MAGIC)
+        )
+    })
+}
+
+/// Damage at the end of the last segment, taken as a torn tail.
+struct TornTail {
+    offset: u64,
+    file_bytes: u64,
+    damage: Damage,
+    /// The tail holds zeros only: most often the space the writer fills
+    /// ahead of its records, left by a process that stopped without
+    /// cutting it.
+    zeros_only: bool,
+}
+
+/// Reads a data directory back, applying the recovery rule of the
+/// [module documentation](self): torn tails are truncated, corruption and
+/// lost durable data are errors (the latter truncated and reported instead
+/// when `options.accept_data_loss` is set).
+pub fn recover_dir(dir: &Path, options: &WalOptions) -> Result<RecoveryReport, StorageError> {
+    let hard_state = read_hard_state(dir)?;
+    let snapshot = snapshot_file::load_newest_snapshot(&dir.join(SNAPSHOT_DIR_NAME))?;
+    let base = snapshot
+        .as_ref()
+        .map_or(LogPosition::ZERO, |snapshot| snapshot.meta().position);
+    let wal_dir = dir.join("wal");
+    let marker = read_durable_marker(&wal_dir);
+    let segments = list_segments(&wal_dir)?;
+    if let Some((first, path)) = segments.first() {
+        if *first > 1 && base.index == 0 {
+            return Err(StorageError::Corrupt {
+                file: path.display().to_string(),
+                offset: 0,
+                reason: format!(
+                    "segments 1 to {} are missing and no snapshot in {} covers them",
+                    first - 1,
+                    dir.join(SNAPSHOT_DIR_NAME).display()
+                ),
+            });
+        }
+    }
+    let starts_at_first_segment = segments.first().is_none_or(|(first, _)| *first == 1);
+    let mut log = ReplayedLog::new(base, starts_at_first_segment);
+    let mut segment_max_indices = BTreeMap::new();
+    let mut records = 0u64;
+    // Bytes of each segment that hold valid records (all of it, except at
+    // a torn tail of the last one).
+    let mut valid_bytes: Vec<u64> = Vec::with_capacity(segments.len());
+    let mut torn: Option<TornTail> = None;
+    for (i, (number, path)) in segments.iter().enumerate() {
+        let last_segment = i + 1 == segments.len();
+        let file = path.display().to_string();
+        if i > 0 && *number != segments[i - 1].0 + 1 {
+            return Err(StorageError::Corrupt {
+                file,
+                offset: 0,
+                reason: format!(
+                    "segment {} is missing (found {} and then {number})",
+                    segments[i - 1].0 + 1,
+                    segments[i - 1].0
+                ),
+            });
+        }
+        let mut bytes = Vec::new();
+        File::open(path)
+            .and_then(|mut f| f.read_to_end(&mut bytes))
+            .map_err(io_err(format!("reading {file}")))?;
+        let mut damage: Option<(usize, Damage)> = None;
+        if bytes.is_empty() {
+            refuse_empty_unless_last(&file, last_segment)?;
+        } else if let Some(d) = check_segment_header(&bytes, &file)? {
+            damage = Some((0, d));
+        } else {
+            let mut offset = SEGMENT_HEADER_BYTES;
+            while offset < bytes.len() {
+                let corrupt = |reason: String| StorageError::Corrupt {
+                    file: file.clone(),
+                    offset: offset as u64,
+                    reason,
+                };
+                match parse_record_at(&bytes, offset) {
+                    Ok(payload) => {
+                        let record: WalRecord = codec::decode(payload, RECORD_BYTES_MAX)
+                            .map_err(|e| corrupt(format!("record passes its checksum but {e}")))?;
+                        if let WalRecord::Append { entries } = &record {
+                            let max = segment_max_indices.entry(*number).or_insert(0);
+                            *max = entries.iter().map(|e| e.index).fold(*max, Index::max);
+                        }
+                        log.replay(record).map_err(corrupt)?;
+                        records += 1;
+                        offset += RECORD_HEADER_BYTES + payload.len();
+                    }
+                    Err(d) => {
+                        damage = Some((offset, d));
+                        break;
+                    }
+                }
+            }
+        }
+        match damage {
+            None => valid_bytes.push(bytes.len() as u64),
+            Some((offset, d)) => {
+                if let Some(next) = next_valid_record(&bytes, offset + 1) {
+                    return Err(StorageError::Corrupt {
+                        file,
+                        offset: offset as u64,
+                        reason: format!(
+                            "{d}, but a valid record follows at byte offset {next}: \
+                             damage inside the log, not a torn write"
+                        ),
+                    });
+                }
+                if !last_segment {
+                    return Err(StorageError::Corrupt {
+                        file,
+                        offset: offset as u64,
+                        reason: format!("{d} in a segment that is not the last"),
+                    });
+                }
+                valid_bytes.push(offset as u64);
+                torn = Some(TornTail {
+                    offset: offset as u64,
+                    file_bytes: bytes.len() as u64,
+                    damage: d,
+                    zeros_only: bytes[offset..].iter().all(|byte| *byte == 0),
+                });
+            }
+        }
+    }
+    debug_assert_eq!(valid_bytes.len(), segments.len());
+    for (number, _) in &segments {
+        segment_max_indices.entry(*number).or_insert(0);
+    }
+    let (entries, entries_dropped_after_snapshot) = log.finish();
+    if entries_dropped_after_snapshot > 0 {
+        tracing::info!(
+            snapshot_index = base.index,
+            snapshot_term = base.term,
+            dropped = entries_dropped_after_snapshot,
+            "the write-ahead log does not hold the snapshot's last entry (a crash right after \
+             storing a snapshot from the leader): dropping the {entries_dropped_after_snapshot} \
+             log entries after it, as installing the snapshot does"
+        );
+    }
+    let last_index = entries.last().map_or(base.index, |e| e.index);
+    // Every check that can refuse comes before the first change on disk.
+    if let Some(last) = entries.last() {
+        if last.term > hard_state.term {
+            return Err(StorageError::Corrupt {
+                file: dir.join("hardstate").display().to_string(),
+                offset: 0,
+                reason: format!(
+                    "log holds term {} but the hard state only term {}",
+                    last.term, hard_state.term
+                ),
+            });
+        }
+    }
+
+    // Did the marked-durable data survive?
+    let mut lost_durable_bytes = 0;
+    let mut lost_durable_entries = 0;
+    if let Some(m) = marker {
+        let found = segments.iter().position(|(n, _)| *n == m.segment);
+        let file = wal_dir.join(segment_name(m.segment)).display().to_string();
+        let loss = match found {
+            None => Some((
+                0,
+                "the segment the durable marker names is missing".to_string(),
+            )),
+            Some(i) if valid_bytes[i] < m.offset_bytes => {
+                let reason = match &torn {
+                    Some(t) if i + 1 == segments.len() => {
+                        format!("{} at byte offset {}", t.damage, t.offset)
+                    }
+                    _ => format!("the segment holds only {} bytes", valid_bytes[i]),
+                };
+                Some((valid_bytes[i], reason))
+            }
+            Some(_) => None,
+        };
+        if let Some((offset, reason)) = loss {
+            lost_durable_bytes = m.offset_bytes - offset;
+            lost_durable_entries = m.last_index.saturating_sub(last_index);
+            if !options.accept_data_loss {
+                return Err(StorageError::DurableDataLost {
+                    file,
+                    offset,
+                    reason,
+                    durable_offset: m.offset_bytes,
+                    durable_index: m.last_index,
+                    lost_bytes: lost_durable_bytes,
+                });
+            }
+            tracing::error!(
+                file = %file,
+                offset,
+                durable_offset = m.offset_bytes,
+                durable_index = m.last_index,
+                recovered_last_index = last_index,
+                lost_bytes = lost_durable_bytes,
+                lost_entries = lost_durable_entries,
+                reason = %reason,
+                "ACCEPTING DATA LOSS (accept_data_loss is set): the write-ahead log lost \
+                 {lost_durable_bytes} bytes and {lost_durable_entries} entries that had been \
+                 fsynced and may have been acknowledged; truncating and continuing with a \
+                 shorter log"
+            );
+            // The marker over-claims now: remove it (durably) before the
+            // truncation, so it can never describe the shorter files. The
+            // writer records a fresh one after its first durable batch.
+            let marker_path = wal_dir.join(MARKER_FILE_NAME);
+            fs::remove_file(&marker_path)
+                .map_err(io_err(format!("removing {}", marker_path.display())))?;
+            sync_dir(&wal_dir)?;
+        }
+    }
+
+    let mut torn_tails = 0;
+    let mut torn_bytes_truncated = 0;
+    if let Some(t) = &torn {
+        let (_, path) = segments.last().expect("a torn tail is in a segment");
+        let file = path.display().to_string();
+        assert!(
+            t.file_bytes > t.offset,
+            "a torn tail holds at least one byte"
+        );
+        torn_bytes_truncated = t.file_bytes - t.offset;
+        torn_tails = 1;
+        let what = if lost_durable_bytes == 0 {
+            "not covered by the durable marker, so never reported durable"
+        } else {
+            "including marked-durable data, as accept_data_loss allows"
+        };
+        if t.zeros_only && lost_durable_bytes == 0 {
+            tracing::info!(
+                file = %file,
+                offset = t.offset,
+                bytes = torn_bytes_truncated,
+                "cutting {torn_bytes_truncated} zero bytes at byte offset {} of {file}, after \
+                 its last record (space filled ahead of the log, or a write a crash never \
+                 completed; never reported durable)",
+                t.offset
+            );
+        } else {
+            tracing::warn!(
+                file = %file,
+                offset = t.offset,
+                bytes = torn_bytes_truncated,
+                reason = %t.damage,
+                "truncating a torn tail of the write-ahead log: {torn_bytes_truncated} bytes at \
+                 byte offset {} of {file}, {what}",
+                t.offset
+            );
+        }
+        let f = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(io_err(format!("opening {file}")))?;
+        f.set_len(t.offset)
+            .map_err(io_err(format!("truncating {file}")))?;
+        f.sync_all().map_err(io_err(format!("syncing {file}")))?;
+    }
+    Ok(RecoveryReport {
+        recovered: Recovered {
+            hard_state,
+            base,
+            entries,
+            // The host restores its state machine from the snapshot.
+            applied_index: base.index,
+            membership: snapshot
+                .as_ref()
+                .and_then(|snapshot| snapshot.membership().cloned()),
+        },
+        torn_tails,
+        torn_bytes_truncated,
+        durable_marker: marker,
+        lost_durable_bytes,
+        lost_durable_entries,
+        segments: segments.len(),
+        records,
+        snapshot,
+        entries_dropped_after_snapshot,
+        segment_max_indices,
+    })
+}
+
+/// The log as the write-ahead log's records rebuild it, kept only after
+/// `base` (the newest snapshot's position): entries up to it are covered by
+/// the snapshot, and the segments that held them may have been deleted.
+struct ReplayedLog {
+    base: LogPosition,
+    /// Where the log ends; `None` while unknown (replay began at a segment
+    /// after deleted ones, and no record has told yet).
+    last: Option<Index>,
+    /// The term the log holds at `base.index` (`None`: unknown or absent).
+    term_at_base: Option<Term>,
+    /// Entries `base.index + 1 ..`, contiguous.
+    entries: Vec<Entry>,
+}
+
+impl ReplayedLog {
+    fn new(base: LogPosition, starts_at_first_segment: bool) -> Self {
+        ReplayedLog {
+            base,
+            last: starts_at_first_segment.then_some(0),
+            term_at_base: (base.index == 0).then_some(0),
+            entries: Vec::new(),
+        }
+    }
+
+    fn replay(&mut self, record: WalRecord) -> Result<(), String> {
+        let base = self.base.index;
+        match record {
+            WalRecord::Truncate { after } => {
+                self.last = self.last.map(|last| last.min(after));
+                if after < base {
+                    self.entries.clear();
+                    self.term_at_base = None;
+                } else {
+                    self.entries
+                        .truncate(usize::try_from(after - base).unwrap_or(usize::MAX));
+                }
+            }
+            WalRecord::Append { entries: new } => {
+                for entry in new {
+                    let index = entry.index;
+                    let held_last = base + self.entries.len() as Index;
+                    let gap = index == 0
+                        || self.last.is_some_and(|last| index > last + 1)
+                        || (index > base + 1 && index > held_last + 1);
+                    if gap {
+                        return Err(format!(
+                            "entry index {index} leaves a gap after index {}",
+                            self.last.unwrap_or(held_last)
+                        ));
+                    }
+                    if index <= base {
+                        // Covered by the snapshot; it drops every later entry.
+                        self.entries.clear();
+                        self.term_at_base = (index == base).then_some(entry.term);
+                    } else {
+                        self.entries.truncate((index - base - 1) as usize);
+                        self.entries.push(entry);
+                    }
+                    self.last = Some(index);
+                }
+            }
+            WalRecord::Snapshot {
+                position,
+                discard_log,
+            } => {
+                if position.index > base {
+                    return Err(format!(
+                        "the log records a snapshot at index {} term {}, newer than the newest \
+                         snapshot file (index {base}): a snapshot file is missing",
+                        position.index, position.term
+                    ));
+                }
+                if position.index == base && position.term != self.base.term {
+                    return Err(format!(
+                        "the log records a snapshot at index {} term {}, but the snapshot file \
+                         at that index has term {}",
+                        position.index, position.term, self.base.term
+                    ));
+                }
+                if discard_log {
+                    self.entries.clear();
+                    self.last = Some(position.index);
+                } else {
+                    self.last = Some(self.last.map_or(position.index, |l| l.max(position.index)));
+                }
+                if position.index == base {
+                    self.term_at_base = Some(position.term);
+                } else if discard_log {
+                    self.term_at_base = None;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The entries after the base, and how many were dropped because the
+    /// log does not hold the base entry (log matching: only then do the
+    /// entries after it continue the snapshot).
+    fn finish(self) -> (Vec<Entry>, u64) {
+        if self.term_at_base == Some(self.base.term) {
+            (self.entries, 0)
+        } else {
+            let dropped = self.entries.len() as u64;
+            (Vec::new(), dropped)
+        }
+    }
+}
+
+enum WriterCommand {
+    Write(PersistRequest),
+    Snapshot(SnapshotWrite),
+}
+
+/// Storage in a data directory, written by a dedicated thread with group
+/// commit. See the [module documentation](self).
+pub struct FileStorage {
+    dir: PathBuf,
+    options: WalOptions,
+    recovered: Option<Recovered>,
+    recovered_snapshot: Option<SnapshotReader>,
+    /// Last log index after recovery: where the writer's count starts.
+    recovered_last_index: Index,
+    /// Position of the newest stored snapshot after recovery.
+    snapshot_position: LogPosition,
+    /// Highest entry index of each segment after recovery.
+    segment_max_indices: BTreeMap<u64, Index>,
+    tx: Option<crossbeam_channel::Sender<WriterCommand>>,
+    thread: Option<JoinHandle<()>>,
+    /// The directory's lock, held while this storage exists.
+    _lock: DataDirLock,
+}
+
+impl std::fmt::Debug for FileStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileStorage")
+            .field("dir", &self.dir)
+            .finish()
+    }
+}
+
+impl FileStorage {
+    /// Opens (creating if needed) the data directory and recovers it (see
+    /// [`recover_dir`] for the rule). The directory is locked for as long
+    /// as the storage exists: a second open, in this process or another,
+    /// is refused ([`IdentityError::Locked`]).
+    /// Its identity file is neither checked nor written: a server opens
+    /// its directory with [`FileStorage::open_as`].
+    pub fn open(dir: impl AsRef<Path>, options: WalOptions) -> Result<FileStorage, StorageError> {
+        let dir = dir.as_ref().to_path_buf();
+        let lock = identity::lock(&dir).map_err(identity_error)?;
+        FileStorage::open_locked(dir, options, lock)
+    }
+
+    /// Opens the data directory of the server `claim` names: locks it,
+    /// checks its identity against the claim (or records the claim as its
+    /// identity on a first start, or in a directory from before identity
+    /// files), and only then recovers it, so that a directory that is
+    /// another's is refused before anything in it changes. Returns the
+    /// handle the transport checks peers' incarnations with (see
+    /// [`identity`]).
+    pub fn open_as(
+        dir: impl AsRef<Path>,
+        options: WalOptions,
+        claim: &IdentityClaim,
+    ) -> Result<(FileStorage, Arc<IdentityHandle>), StorageError> {
+        let dir = dir.as_ref().to_path_buf();
+        let lock = identity::lock(&dir).map_err(identity_error)?;
+        let handle = identity::claim(&dir, &lock, claim).map_err(identity_error)?;
+        Ok((FileStorage::open_locked(dir, options, lock)?, handle))
+    }
+
+    /// Whether the recovered log or snapshot holds a cluster
+    /// configuration (a node that joined a cluster or was born in one
+    /// and wrote its first entries): the one then in force, whatever the
+    /// node's settings say. `false` once [`recover`](Storage::recover)
+    /// handed the recovered state over.
+    pub fn holds_configuration(&self) -> bool {
+        self.recovered.as_ref().is_some_and(|recovered| {
+            recovered.membership.is_some()
+                || recovered.entries.iter().any(|entry| {
+                    matches!(
+                        entry.payload,
+                        concord::EntryPayload::Membership(_)
+                            | concord::EntryPayload::ForcedMembership(_)
+                    )
+                })
+        })
+    }
+
+    fn open_locked(
+        dir: PathBuf,
+        options: WalOptions,
+        lock: DataDirLock,
+    ) -> Result<FileStorage, StorageError> {
+        let wal_dir = dir.join("wal");
+        fs::create_dir_all(&wal_dir).map_err(io_err(format!("creating {}", wal_dir.display())))?;
+        let snapshot_dir = dir.join(SNAPSHOT_DIR_NAME);
+        fs::create_dir_all(&snapshot_dir)
+            .map_err(io_err(format!("creating {}", snapshot_dir.display())))?;
+        let report = recover_dir(&dir, &options)?;
+        tracing::info!(
+            dir = %dir.display(),
+            segments = report.segments,
+            records = report.records,
+            entries = report.recovered.entries.len(),
+            term = report.recovered.hard_state.term,
+            torn_bytes = report.torn_bytes_truncated,
+            lost_durable_entries = report.lost_durable_entries,
+            snapshot_index = report.recovered.base.index,
+            snapshot_term = report.recovered.base.term,
+            "recovered write-ahead log"
+        );
+        let snapshot_position = report.recovered.base;
+        let recovered_last_index = report
+            .recovered
+            .entries
+            .last()
+            .map_or(snapshot_position.index, |e| e.index);
+        Ok(FileStorage {
+            dir,
+            options,
+            recovered: Some(report.recovered),
+            recovered_snapshot: report.snapshot,
+            recovered_last_index,
+            snapshot_position,
+            segment_max_indices: report.segment_max_indices,
+            tx: None,
+            thread: None,
+            _lock: lock,
+        })
+    }
+}
+
+/// An identity refusal as a storage error (an I/O error stays one).
+fn identity_error(error: IdentityError) -> StorageError {
+    match error {
+        IdentityError::Storage(error) => error,
+        other => StorageError::Identity(Box::new(other)),
+    }
+}
+
+/// Opens segment `path` for appending, writing and syncing its header if
+/// it is new (or was truncated to nothing). Returns the file, appended to
+/// at its size (recovery cut any torn tail, zeros ahead included), with
+/// zeros filled ahead of its records from then on.
+fn open_segment(wal_dir: &Path, path: &Path) -> Result<ZeroAheadFile, StorageError> {
+    let file = OpenOptions::new()
+        .create(true)
+        .read(true)
+        .write(true)
+        .truncate(false)
+        .open(path)
+        .map_err(io_err(format!("opening {}", path.display())))?;
+    let mut size = file
+        .metadata()
+        .map_err(io_err(format!("stat {}", path.display())))?
+        .len();
+    if size == 0 {
+        write_at_start(&file, &segment_header())
+            .map_err(io_err(format!("writing the header of {}", path.display())))?;
+        file.sync_data()
+            .map_err(io_err(format!("fdatasync {}", path.display())))?;
+        size = SEGMENT_HEADER_BYTES as u64;
+    }
+    sync_dir(wal_dir)?;
+    assert!(
+        size >= SEGMENT_HEADER_BYTES as u64,
+        "recovery leaves a segment empty or with a whole header"
+    );
+    Ok(ZeroAheadFile::new(file, size))
+}
+
+impl Storage for FileStorage {
+    fn recover(&mut self) -> Result<Recovered, StorageError> {
+        self.recovered
+            .take()
+            .ok_or_else(|| StorageError::Misuse("recover called twice".to_string()))
+    }
+
+    fn recovered_snapshot(&mut self) -> Option<SnapshotReader> {
+        self.recovered_snapshot.take()
+    }
+
+    fn receive_snapshot(&mut self, meta: SnapshotMeta) -> Result<SnapshotSink, StorageError> {
+        snapshot_file::create_receiving_file(&self.dir.join(SNAPSHOT_DIR_NAME), meta)
+    }
+
+    fn submit_snapshot(&mut self, write: SnapshotWrite) {
+        if let Some(tx) = &self.tx {
+            // The thread only stops on an error it has already reported.
+            let _ = tx.send(WriterCommand::Snapshot(write));
+        }
+    }
+
+    fn start(&mut self, notify: PersistedSender) -> Result<(), StorageError> {
+        if self.tx.is_some() {
+            return Err(StorageError::Misuse("start called twice".to_string()));
+        }
+        let wal_dir = self.dir.join("wal");
+        let segments = list_segments(&wal_dir)?;
+        let (number, path) = match segments.last() {
+            Some((n, p)) => (*n, p.clone()),
+            None => (1, wal_dir.join(segment_name(1))),
+        };
+        let file = open_segment(&wal_dir, &path)?;
+        let marker = if self.options.sync {
+            let marker_path = wal_dir.join(MARKER_FILE_NAME);
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&marker_path)
+                .map_err(io_err(format!("opening {}", marker_path.display())))?;
+            Some(file)
+        } else {
+            None
+        };
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut writer = Writer {
+            dir: self.dir.clone(),
+            wal_dir,
+            options: self.options.clone(),
+            file,
+            segment_number: number,
+            last_index: self.recovered_last_index,
+            marker,
+            marker_failed: false,
+            buf: Vec::new(),
+            snapshot_dir: self.dir.join(SNAPSHOT_DIR_NAME),
+            snapshot_position: self.snapshot_position,
+            segment_max_indices: std::mem::take(&mut self.segment_max_indices),
+        };
+        if self.snapshot_position.index > 0
+            && self.recovered_last_index == self.snapshot_position.index
+        {
+            writer.record_empty_log_after_snapshot()?;
+        }
+        let thread = std::thread::Builder::new()
+            .name("concord-wal".to_string())
+            .spawn(move || writer.run(rx, notify))
+            .map_err(io_err("spawning the WAL writer thread"))?;
+        self.tx = Some(tx);
+        self.thread = Some(thread);
+        Ok(())
+    }
+
+    fn submit(&mut self, write: PersistRequest) {
+        if let Some(tx) = &self.tx {
+            // The thread only stops on an error it has already reported.
+            let _ = tx.send(WriterCommand::Write(write));
+        }
+    }
+
+    fn shutdown(&mut self) {
+        self.tx = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for FileStorage {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+struct Writer {
+    dir: PathBuf,
+    wal_dir: PathBuf,
+    options: WalOptions,
+    /// The current segment, appended to at the end of its records (its
+    /// size, header included), with zeros written ahead.
+    file: ZeroAheadFile,
+    segment_number: u64,
+    /// Last log index once everything written so far is replayed.
+    last_index: Index,
+    /// The durable marker (only when syncing).
+    marker: Option<File>,
+    /// A marker write failed (warned once; the old marker under-claims).
+    marker_failed: bool,
+    buf: Vec<u8>,
+    snapshot_dir: PathBuf,
+    /// Position of the newest snapshot stored.
+    snapshot_position: LogPosition,
+    /// Highest entry index appended to each segment still on disk (0 when
+    /// none), the current one included.
+    segment_max_indices: BTreeMap<u64, Index>,
+}
+
+impl Drop for Writer {
+    /// Cuts the zeros ahead of the current segment's records, so that a
+    /// clean stop (the storage dropped or shut down) leaves none. A failure
+    /// leaves zeros that the next start cuts as a torn tail.
+    fn drop(&mut self) {
+        let path = self.wal_dir.join(segment_name(self.segment_number));
+        if let Err(e) = self.file.seal(&path) {
+            tracing::warn!(error = %e, "could not cut the last WAL segment to its records");
+        }
+    }
+}
+
+/// Overwrites the start of `file` with `bytes` in one positioned write.
+#[cfg(unix)]
+fn write_at_start(file: &File, bytes: &[u8]) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(file, bytes, 0)
+}
+
+/// Overwrites the start of `file` with `bytes`.
+#[cfg(not(unix))]
+fn write_at_start(mut file: &File, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::{Seek, SeekFrom};
+    file.seek(SeekFrom::Start(0))?;
+    file.write_all(bytes)
+}
+
+impl Writer {
+    fn run(&mut self, rx: crossbeam_channel::Receiver<WriterCommand>, notify: PersistedSender) {
+        let mut batch = Vec::new();
+        while let Ok(first) = rx.recv() {
+            batch.clear();
+            batch.push(first);
+            while batch.len() < self.options.batch_writes_max {
+                match rx.try_recv() {
+                    Ok(cmd) => batch.push(cmd),
+                    Err(_) => break,
+                }
+            }
+            let writes = batch.len();
+            match self.write_batch(&mut batch) {
+                Ok(Some(id)) => {
+                    super::metrics::wal_batch(writes);
+                    if notify.send(Ok(id)).is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "write-ahead log failed; the node must stop");
+                    let _ = notify.send(Err(e));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn write_batch(
+        &mut self,
+        batch: &mut Vec<WriterCommand>,
+    ) -> Result<Option<WriteId>, StorageError> {
+        self.buf.clear();
+        let mut hard_state = None;
+        let mut last_id = None;
+        let mut last_index = self.last_index;
+        let mut segment_max_index = self
+            .segment_max_indices
+            .get(&self.segment_number)
+            .copied()
+            .unwrap_or(0);
+        // Own snapshots to report once this batch is durable.
+        let mut taken = Vec::new();
+        let mut new_snapshot = None;
+        for command in batch.drain(..) {
+            match command {
+                WriterCommand::Write(write) => {
+                    if let Some(after) = write.truncate_after {
+                        encode_record(&WalRecord::Truncate { after }, &mut self.buf)?;
+                        last_index = last_index.min(after);
+                    }
+                    if let Some(last) = write.entries.last() {
+                        encode_record_ref(
+                            &WalRecordRef::Append {
+                                entries: &write.entries,
+                            },
+                            &mut self.buf,
+                        )?;
+                        assert!(
+                            last.index <= last_index + write.entries.len() as u64,
+                            "appended entries must not leave a gap in the log"
+                        );
+                        last_index = last.index;
+                        segment_max_index = segment_max_index.max(last.index);
+                    }
+                    if write.hard_state.is_some() {
+                        hard_state = write.hard_state;
+                    }
+                    last_id = Some(write.id);
+                }
+                WriterCommand::Snapshot(write) => {
+                    let (position, discard_log) = match &write {
+                        SnapshotWrite::Taken { snapshot, .. } => (snapshot.position, false),
+                        SnapshotWrite::Installed {
+                            received,
+                            discard_log,
+                            ..
+                        } => (received.meta().position, *discard_log),
+                    };
+                    let newer = position.index > self.snapshot_position.index;
+                    // The file is durable before the record naming it.
+                    let reader = match &write {
+                        SnapshotWrite::Taken { snapshot, .. } => {
+                            Some(self.store_taken_snapshot(snapshot, newer)?)
+                        }
+                        SnapshotWrite::Installed {
+                            received,
+                            membership,
+                            ..
+                        } => {
+                            self.store_received_snapshot(received, membership, newer)?;
+                            None
+                        }
+                    };
+                    if newer {
+                        self.snapshot_position = position;
+                        new_snapshot = Some(position);
+                        encode_record(
+                            &WalRecord::Snapshot {
+                                position,
+                                discard_log,
+                            },
+                            &mut self.buf,
+                        )?;
+                        last_index = if discard_log {
+                            position.index
+                        } else {
+                            last_index.max(position.index)
+                        };
+                    }
+                    match (write, reader) {
+                        (SnapshotWrite::Taken { stored, .. }, Some(reader)) => {
+                            taken.push((stored, reader))
+                        }
+                        (SnapshotWrite::Installed { id, .. }, _) => last_id = Some(id),
+                        (SnapshotWrite::Taken { .. }, None) => {
+                            unreachable!("a reader per taken snapshot")
+                        }
+                    }
+                }
+            }
+        }
+        // Hard state first: entries of a new term must never be durable
+        // while the hard state still names an older term.
+        if let Some(hs) = hard_state {
+            write_hard_state(&self.dir, &hs)?;
+        }
+        if !self.buf.is_empty() {
+            let path = self.wal_dir.join(segment_name(self.segment_number));
+            self.file.append(&self.buf, &path)?;
+            self.last_index = last_index;
+            self.segment_max_indices
+                .insert(self.segment_number, segment_max_index);
+            if self.options.sync {
+                let started = std::time::Instant::now();
+                self.file
+                    .file()
+                    .sync_data()
+                    .map_err(io_err(format!("fdatasync {}", path.display())))?;
+                super::metrics::wal_fsync(started.elapsed());
+                // Only now, with the data durable, may the marker say so.
+                self.write_marker();
+            }
+            if let Some(position) = new_snapshot {
+                self.compact(position);
+            }
+            // A new segment also starts after every stored snapshot, so
+            // that the next one can delete everything written up to this
+            // one: recovery then reads at most one snapshot interval of
+            // records the snapshot covers, not up to a whole segment.
+            if new_snapshot.is_some() || self.file.end_bytes() >= self.options.segment_bytes_max {
+                self.roll_segment()?;
+            }
+        }
+        for (stored, reader) in taken {
+            let _ = stored.send(reader);
+        }
+        Ok(last_id)
+    }
+
+    /// Writes the node's own snapshot to its file (durably, atomically)
+    /// when it is `newer` than the stored one, and returns a reader of it.
+    /// One that is not newer is not written; its reader reads the bytes in
+    /// memory (the node ignores it as stale anyway).
+    fn store_taken_snapshot(
+        &mut self,
+        snapshot: &Snapshot,
+        newer: bool,
+    ) -> Result<SnapshotReader, StorageError> {
+        if !newer {
+            return Ok(SnapshotReader::from_memory(snapshot));
+        }
+        let meta = snapshot.meta();
+        let path =
+            snapshot_file::write_snapshot_file_with_meta(&self.snapshot_dir, snapshot, &meta)?;
+        let file = File::open(&path).map_err(io_err(format!("opening {}", path.display())))?;
+        Ok(SnapshotReader::from_file(
+            meta,
+            snapshot.membership.clone(),
+            Arc::new(file),
+            snapshot_file::SNAPSHOT_HEADER_BYTES as u64,
+            path,
+        ))
+    }
+
+    /// Makes a snapshot received from the leader durable under its final
+    /// name when it is `newer` than the stored one; removes it otherwise.
+    fn store_received_snapshot(
+        &mut self,
+        received: &ReceivedSnapshot,
+        membership: &Membership,
+        newer: bool,
+    ) -> Result<(), StorageError> {
+        match &received.target {
+            ReceivedTarget::File {
+                file,
+                path,
+                final_path,
+            } => {
+                if newer {
+                    snapshot_file::make_received_durable(
+                        file,
+                        path,
+                        final_path,
+                        received.meta().size_bytes,
+                        membership,
+                    )
+                } else {
+                    fs::remove_file(path).map_err(io_err(format!("removing {}", path.display())))
+                }
+            }
+            ReceivedTarget::Memory(data) => {
+                // A sink from another storage; written like a taken one.
+                if newer {
+                    let snapshot = Snapshot::new(received.meta().position, data.clone())
+                        .with_membership(Some(membership.clone()));
+                    snapshot_file::write_snapshot_file(&self.snapshot_dir, &snapshot)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The node starts with a log that ends at the snapshot: record that
+    /// (a [`WalRecord::Snapshot`] with `discard_log`), durably, before any
+    /// write. Otherwise whatever the segments still hold at or below the
+    /// snapshot (a log that ended below it, or one that diverged from it,
+    /// whose entries recovery dropped) would, replayed again at the next
+    /// start, hide or drop the entries appended after the snapshot from now
+    /// on.
+    fn record_empty_log_after_snapshot(&mut self) -> Result<(), StorageError> {
+        let position = self.snapshot_position;
+        self.buf.clear();
+        encode_record(
+            &WalRecord::Snapshot {
+                position,
+                discard_log: true,
+            },
+            &mut self.buf,
+        )?;
+        let path = self.wal_dir.join(segment_name(self.segment_number));
+        self.file.append(&self.buf, &path)?;
+        self.file
+            .file()
+            .sync_data()
+            .map_err(io_err(format!("fdatasync {}", path.display())))?;
+        self.last_index = position.index;
+        if self.options.sync {
+            self.write_marker();
+        }
+        Ok(())
+    }
+
+    /// The snapshot at `position` and the record naming it are durable:
+    /// delete older snapshot files and the oldest segments whose entries it
+    /// all covers. A failure here loses nothing (the files are only kept
+    /// longer), so it is logged, not fatal.
+    fn compact(&mut self, position: LogPosition) {
+        if let Err(e) = snapshot_file::delete_snapshots_before(&self.snapshot_dir, position) {
+            tracing::warn!(error = %e, "cannot delete superseded snapshot files; they are kept");
+        }
+        if let Err(e) = self.delete_covered_segments(position.index) {
+            tracing::warn!(error = %e, "cannot delete write-ahead log segments covered by a snapshot; they are kept");
+        }
+    }
+
+    /// Deletes, oldest first, the segments before the current one whose
+    /// entries (and every earlier segment's) all lie at or below
+    /// `snapshot_index`. The current segment holds the snapshot's record
+    /// and is what the durable marker names, so it is never deleted; the
+    /// marker is synced first so that no marker on disk names a deleted
+    /// segment. Deleting the oldest first keeps the remaining segments
+    /// numbered without gaps at every moment.
+    fn delete_covered_segments(&mut self, snapshot_index: Index) -> Result<(), StorageError> {
+        let deletable: Vec<u64> = self
+            .segment_max_indices
+            .iter()
+            .take_while(|(number, max)| **number < self.segment_number && **max <= snapshot_index)
+            .map(|(number, _)| *number)
+            .collect();
+        if deletable.is_empty() {
+            return Ok(());
+        }
+        if self.options.sync {
+            if self.marker_failed {
+                // The marker on disk may name an old segment: keep them all.
+                return Ok(());
+            }
+            let marker_path = self.wal_dir.join(MARKER_FILE_NAME);
+            if let Some(marker) = &self.marker {
+                marker
+                    .sync_data()
+                    .map_err(io_err(format!("fdatasync {}", marker_path.display())))?;
+            }
+        }
+        for number in deletable {
+            let max = self.segment_max_indices[&number];
+            assert!(
+                number < self.segment_number && max <= snapshot_index,
+                "deleting segment {number} holding entries up to {max}, not covered by the \
+                 snapshot at {snapshot_index}"
+            );
+            let path = self.wal_dir.join(segment_name(number));
+            fs::remove_file(&path).map_err(io_err(format!("removing {}", path.display())))?;
+            sync_dir(&self.wal_dir)?;
+            self.segment_max_indices.remove(&number);
+            tracing::debug!(segment = %path.display(), snapshot_index, "deleted a WAL segment covered by a snapshot");
+        }
+        Ok(())
+    }
+
+    /// Records "everything up to the end of the current segment is durable".
+    /// Called only right after a successful `fdatasync` of that segment.
+    fn write_marker(&mut self) {
+        let Some(file) = &self.marker else {
+            return;
+        };
+        let marker = DurableMarker {
+            segment: self.segment_number,
+            // Where the records end, not the file's length with zeros.
+            offset_bytes: self.file.end_bytes(),
+            last_index: self.last_index,
+        };
+        if let Err(e) = write_at_start(file, &marker.encode()) {
+            if !self.marker_failed {
+                self.marker_failed = true;
+                tracing::warn!(
+                    file = %self.wal_dir.join(MARKER_FILE_NAME).display(),
+                    error = %e,
+                    "cannot update the durable marker; lost durable data may then go unnoticed \
+                     at recovery (the log itself is unaffected)"
+                );
+            }
+        }
+    }
+
+    fn roll_segment(&mut self) -> Result<(), StorageError> {
+        // The segment must not end in zeros once it is not the last:
+        // recovery calls damage in a segment before the last corruption.
+        let current = self.wal_dir.join(segment_name(self.segment_number));
+        self.file.seal(&current)?;
+        let number = self.segment_number + 1;
+        let path = self.wal_dir.join(segment_name(number));
+        let file = open_segment(&self.wal_dir, &path)?;
+        let size = file.end_bytes();
+        if size != SEGMENT_HEADER_BYTES as u64 {
+            return Err(StorageError::Corrupt {
+                file: path.display().to_string(),
+                offset: 0,
+                reason: format!("a new segment already holds {size} bytes"),
+            });
+        }
+        // The marker still names the previous segment at its full length;
+        // it moves to this one with the first durable batch written here.
+        self.file = file;
+        self.segment_number = number;
+        self.segment_max_indices.insert(number, 0);
+        tracing::debug!(segment = %path.display(), "started a new WAL segment");
+        Ok(())
+    }
+}
