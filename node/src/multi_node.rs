@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use concord::multi::{MultiConfig, CATALOG_GROUP};
-use concord::Config;
+use concord::{Config, NodeId};
 use concord_services::sharded_kv::ShardMap;
 use concord_tokio::addresses::SharedAddressBook;
 use concord_tokio::identity::{IdentityClaim, IdentityHandle};
@@ -150,7 +150,7 @@ pub async fn start(settings: &ServerSettings) -> Result<RunningMultiNode, StartF
 
     let id = settings.id;
     let voters: BTreeSet<_> = settings.peers.keys().copied().collect();
-    let mut multi = MultiConfig::new(id, voters.iter().copied());
+    let mut multi = node_config(id, &voters);
     multi.incarnation = opened.incarnation;
     let started_nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -267,4 +267,34 @@ pub async fn serve_until_signal(node: RunningMultiNode) -> Result<(), String> {
         () = stopped => tracing::error!("the server loop stopped"),
     }
     handle.shutdown().await.map_err(|e| e.to_string())
+}
+
+/// The node-level configuration of server `id` of `voters`: room for
+/// every data group `--groups` allows and the catalog beside them (with
+/// the layer's default, `--groups 100000` was refused at start).
+fn node_config(id: NodeId, voters: &BTreeSet<NodeId>) -> MultiConfig {
+    let mut multi = MultiConfig::new(id, voters.iter().copied());
+    multi.groups_max = concord_services::sharded_kv::GROUPS_MAX as usize + 1;
+    multi
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use concord::multi::MultiNode;
+
+    /// `--groups` at its most, 100,000 data groups, and the catalog:
+    /// every one is created.
+    #[test]
+    fn a_node_hosts_the_most_groups_the_flag_allows_and_the_catalog() {
+        let voters: BTreeSet<NodeId> = [1, 2, 3].into();
+        let mut node = MultiNode::new(node_config(1, &voters)).unwrap();
+        let groups = concord_services::sharded_kv::GROUPS_MAX;
+        for group in std::iter::once(CATALOG_GROUP).chain(1..=groups) {
+            let config = Config::new(1, voters.iter().copied());
+            node.create_group(group, config, concord::Recovered::default())
+                .unwrap_or_else(|e| panic!("group {group}: {e}"));
+        }
+        assert_eq!(node.group_count() as u64, groups + 1);
+    }
 }
