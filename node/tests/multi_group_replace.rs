@@ -77,7 +77,7 @@ struct Processes {
 }
 
 impl Processes {
-    /// Servers 1 to 4 of `groups` groups, none running yet, their data
+    /// Servers 1 to 5 of `groups` groups, none running yet, their data
     /// in a fresh directory named after `name`.
     fn new(name: &str, groups: u64) -> Processes {
         let base = std::env::temp_dir().join(format!(
@@ -87,7 +87,7 @@ impl Processes {
         std::fs::create_dir_all(&base).unwrap();
         Processes {
             base,
-            listen: (1..=4).map(|id| (id, free_addr())).collect(),
+            listen: (1..=5).map(|id| (id, free_addr())).collect(),
             groups,
             children: BTreeMap::new(),
             logs: Vec::new(),
@@ -107,6 +107,10 @@ impl Processes {
     }
 
     fn start(&mut self, id: u64, join: bool) {
+        self.start_with(id, join, &[]);
+    }
+
+    fn start_with(&mut self, id: u64, join: bool, extra: &[&str]) {
         let log = self.base.join(format!("node-{id}-{}.log", self.logs.len()));
         let file = std::fs::File::create(&log).expect("create a log");
         let groups = self.groups.to_string();
@@ -121,6 +125,7 @@ impl Processes {
         if join {
             command.arg("--join");
         }
+        command.args(extra);
         self.children.insert(id, spawn_node(&mut command, file));
         self.logs.push(log);
     }
@@ -370,6 +375,74 @@ fn cli_of(groups: u64, servers: &BTreeMap<u64, String>, args: &[&str]) -> (i32, 
     )
 }
 
+/// `concord-cli --groups N member ARGS`, run until it succeeds (a change
+/// may be refused while the previous one settles, a promotion until the
+/// learner caught up); its stdout.
+fn cli_ok_within(servers: &BTreeMap<u64, String>, args: &[&str]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (code, out, err) = cli(servers, args);
+        if code == 0 {
+            return out;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{args:?} kept failing ({code}): {out}{err}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Group `group`'s members as `member list --group` prints them.
+fn members_of(servers: &BTreeMap<u64, String>, group: &str) -> String {
+    cli_ok_within(servers, &["member", "list", "--group", group])
+}
+
+/// Group 7's members changed one at a time through the command line, as
+/// an operator of one group would: leadership moved to 4, 4 removed, 4
+/// added back as a learner, then promoted.
+fn one_groups_members_changed(servers: &BTreeMap<u64, String>) {
+    let out = cli_ok_within(servers, &["member", "transfer-leader", "4", "--group", "7"]);
+    assert!(out.contains("group 7: node 4 leads now"), "{out}");
+    assert!(members_of(servers, "7").contains(", leader 4,"));
+    cli_ok_within(servers, &["member", "remove", "4", "--group", "7"]);
+    let out = members_of(servers, "7");
+    assert!(out.contains("voters: 1,2  learners: \n"), "{out}");
+    let addr4 = &servers[&4];
+    cli_ok_within(
+        servers,
+        &["member", "add-learner", "4", addr4, "--group", "7"],
+    );
+    let out = members_of(servers, "7");
+    assert!(out.contains("voters: 1,2  learners: 4\n"), "{out}");
+    cli_ok_within(servers, &["member", "promote", "4", "--group", "7"]);
+    let out = members_of(servers, "7");
+    assert!(out.contains("voters: 1,2,4  learners: \n"), "{out}");
+}
+
+/// Server 5 started as a witness (`--join --witness`) and added to group
+/// 7 of `voters` with `member add-witness`: the group lists it as a
+/// witness, and its other groups are left alone.
+async fn add_a_witness_to_one_group(nodes: &mut Processes, voters: &[u64]) {
+    nodes.start_with(5, true, &["--witness"]);
+    let addr5 = nodes.listen[&5].clone();
+    wait_answers(5, &addr5).await;
+    let servers: BTreeMap<u64, String> = voters
+        .iter()
+        .map(|id| (*id, nodes.listen[id].clone()))
+        .collect();
+    cli_ok_within(
+        &servers,
+        &["member", "add-witness", "5", &addr5, "--group", "7"],
+    );
+    let out = members_of(&servers, "7");
+    assert!(out.contains("voters: 1,4,5  learners: \n"), "{out}");
+    assert!(out.contains("witnesses: 5\n"), "{out}");
+    let out = members_of(&servers, "8");
+    assert!(out.contains("voters: 1,4  learners: \n"), "{out}");
+    assert!(!out.contains("witnesses"), "{out}");
+}
+
 /// One group's members, bad input, and draining a server, through the
 /// command line after the replace.
 fn operator_commands(servers: &BTreeMap<u64, String>) {
@@ -390,6 +463,7 @@ fn operator_commands(servers: &BTreeMap<u64, String>) {
     let (code, _, err) = cli(servers, &["member", "replace", "2", "5", &unreachable]);
     assert_eq!(code, 1, "replace toward a server that does not run: {err}");
     assert!(err.contains("does not answer"), "{err}");
+    one_groups_members_changed(servers);
     let (code, out, err) = cli(servers, &["member", "drain", "2"]);
     assert_eq!(code, 0, "drain 2: {out}{err}");
     assert!(
@@ -607,6 +681,7 @@ async fn replace_a_dead_server(variant: Variant) {
 
     if variant == Variant::Plain {
         operator_commands(&survivors);
+        add_a_witness_to_one_group(&mut nodes, &[1, 4]).await;
     }
 
     stop.store(true, Ordering::SeqCst);
