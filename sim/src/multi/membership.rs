@@ -69,19 +69,29 @@ pub(crate) enum MembershipStep {
     Round,
 }
 
+/// Keeping the replaced node down during its replace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Hold {
+    /// Not in this seed, or released at the heal before it began.
+    Never,
+    /// The seed wants OLD kept down, from the first round at which every
+    /// group naming it can lose it.
+    Wanted,
+    /// OLD is down now, until the replace ends (or the heal).
+    Held,
+    /// OLD was kept down, and is no longer (the replace ended, or the
+    /// heal came).
+    Released,
+}
+
 /// A replace of a whole node.
 #[derive(Clone, Debug)]
 pub(crate) struct ReplaceRun {
     plan: ReplacePlan,
     old: NodeId,
     new: NodeId,
-    /// OLD is kept down now, until the replace ends (or the heal).
-    hold_down: bool,
-    /// The seed wants OLD kept down (from the first round at which every
-    /// group naming it can lose it).
-    hold_wanted: bool,
-    /// OLD was kept down.
-    held_down_ever: bool,
+    /// Whether OLD is kept down, was, or will be.
+    hold: Hold,
     started: bool,
     done: bool,
     /// Groups whose leader showed OLD a member, and whether OLD was a
@@ -148,9 +158,11 @@ impl MembershipFault {
                 plan,
                 old,
                 new,
-                hold_down: false,
-                hold_wanted: rng.gen_bool(0.5),
-                held_down_ever: false,
+                hold: if rng.gen_bool(0.5) {
+                    Hold::Wanted
+                } else {
+                    Hold::Never
+                },
                 started: false,
                 done: false,
                 named: BTreeMap::new(),
@@ -170,8 +182,10 @@ impl MembershipFault {
     /// no view showed when the replace started.
     pub(crate) fn release_hold(&mut self) {
         if let Some(run) = self.replace.as_mut() {
-            run.hold_down = false;
-            run.hold_wanted = false;
+            run.hold = match run.hold {
+                Hold::Never | Hold::Wanted => Hold::Never,
+                Hold::Held | Hold::Released => Hold::Released,
+            };
         }
     }
 
@@ -183,7 +197,7 @@ impl MembershipFault {
             changes_proposed: self.changes_proposed,
             replace_started: run.is_some(),
             replace_done: run.is_some_and(|run| run.done),
-            old_kept_down: run.is_some_and(|run| run.held_down_ever),
+            old_kept_down: run.is_some_and(|run| matches!(run.hold, Hold::Held | Hold::Released)),
             replace_groups: run
                 .and_then(|run| run.progress)
                 .map_or(0, |progress| progress.total as u64),
@@ -194,7 +208,7 @@ impl MembershipFault {
     pub(crate) fn held_down(&self) -> Option<usize> {
         self.replace
             .as_ref()
-            .filter(|run| run.hold_down && run.started && !run.done)
+            .filter(|run| run.hold == Hold::Held && run.started && !run.done)
             .map(|run| run.old as usize - 1)
     }
 
@@ -303,7 +317,7 @@ impl MultiSim {
         let Some(run) = self.membership.replace.as_ref() else {
             return;
         };
-        let wanted = run.hold_wanted && !run.held_down_ever && run.started && !run.done;
+        let wanted = run.hold == Hold::Wanted && run.started && !run.done;
         if !wanted || self.phase != Phase::Chaos {
             return;
         }
@@ -321,8 +335,7 @@ impl MultiSim {
             return;
         }
         let run = self.membership.replace.as_mut().expect("checked");
-        run.hold_down = true;
-        run.held_down_ever = true;
+        run.hold = Hold::Held;
         self.note(None, || {
             format!("membership: n{old} down until its replace ends")
         });
@@ -480,7 +493,10 @@ impl MultiSim {
             if complete && !old_hosts_named && !unseen {
                 let run = self.membership.replace.as_mut().expect("replacing");
                 run.done = true;
-                let hold = run.hold_down;
+                let hold = run.hold == Hold::Held;
+                if hold {
+                    run.hold = Hold::Released;
+                }
                 self.membership.last_progress_ns = self.now_ns;
                 self.note(None, || format!("membership: replace of n{old} done"));
                 if hold && self.phase != Phase::Chaos {
