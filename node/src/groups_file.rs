@@ -1,12 +1,16 @@
 //! How many groups a data directory's cluster has: `<data-dir>/group-count`,
-//! written on the first start of a multi-group server (`--groups N`,
-//! N > 1) and checked on every later start. The group count decides
-//! which group each key belongs to, so a server restarted with another
-//! count would look for keys in the wrong groups; and a single-group
-//! server's data is not a multi-group server's (nor the reverse). Both
-//! are refused, naming the `--groups` to give.
+//! written on a server's first start (`--groups N`, 1 without the flag)
+//! and checked on every later start. The group count decides which
+//! group each key belongs to, so a server restarted with another count
+//! would look for keys in the wrong groups: it is refused, naming the
+//! `--groups` to give.
 //!
-//! A directory without the file is a single-group server's (or new).
+//! A directory without the file is new, or a single-group server's of
+//! before the one runtime (or a server of one group's, written before
+//! the file was kept for one group): a server of one group claims it
+//! (and upgrades a single-group server's data,
+//! `concord_tokio::multi::upgrade`); a server of more groups refuses
+//! data it finds there.
 
 use std::path::Path;
 
@@ -38,8 +42,8 @@ pub enum GroupsFileError {
     /// It holds a single-group server's data.
     #[error(
         "the data directory {dir} holds a single-group server's data, but this server was \
-         started with --groups {expected}: start it with --groups 1, or give it another \
-         (empty) data directory"
+         started with --groups {expected}: start it without --groups (its data is then \
+         upgraded to one group of the shared log), or give it another (empty) data directory"
     )]
     SingleGroup {
         /// The directory.
@@ -88,7 +92,7 @@ pub fn recorded(data_dir: &Path) -> Result<Option<u64>, GroupsFileError> {
         return Ok(None);
     };
     match text.trim().parse::<u64>() {
-        Ok(count) if count > 1 => Ok(Some(count)),
+        Ok(count) if count >= 1 => Ok(Some(count)),
         _ => Err(GroupsFileError::Damaged {
             path: path.display().to_string(),
             text,
@@ -110,7 +114,6 @@ pub fn claim(data_dir: &Path, groups: u64) -> Result<(), GroupsFileError> {
                 expected: groups,
             })
         }
-        None if groups == 1 => return Ok(()),
         None => {}
     }
     let path = data_dir.join(GROUPS_FILE_NAME);
@@ -121,13 +124,18 @@ pub fn claim(data_dir: &Path, groups: u64) -> Result<(), GroupsFileError> {
     };
     std::fs::create_dir_all(data_dir).map_err(|e| io("create the directory of", e))?;
     let entries = std::fs::read_dir(data_dir).map_err(|e| io("read the directory of", e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| io("read the directory of", e))?;
-        if entry.file_name() != SERVICE_FILE_NAME {
-            return Err(GroupsFileError::SingleGroup {
-                dir: dir(),
-                expected: groups,
-            });
+    // A single-group server's data is one group's: it is claimed by a
+    // server of one group, which upgrades it in place when it starts
+    // (`concord_tokio::multi::upgrade`), and by no other.
+    if groups > 1 {
+        for entry in entries {
+            let entry = entry.map_err(|e| io("read the directory of", e))?;
+            if entry.file_name() != SERVICE_FILE_NAME {
+                return Err(GroupsFileError::SingleGroup {
+                    dir: dir(),
+                    expected: groups,
+                });
+            }
         }
     }
     let created =
@@ -149,9 +157,14 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("groups-file-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        // New: a single-group server writes nothing.
+        // A server of one group claims a new directory too.
         claim(&dir, 1).unwrap();
-        assert_eq!(recorded(&dir).unwrap(), None);
+        assert_eq!(recorded(&dir).unwrap(), Some(1));
+        assert!(claim(&dir, 8)
+            .unwrap_err()
+            .to_string()
+            .contains("--groups 1"));
+        std::fs::remove_file(dir.join(GROUPS_FILE_NAME)).unwrap();
         // A multi-group server claims it (next to the service file).
         std::fs::write(dir.join(SERVICE_FILE_NAME), b"kv\n").unwrap();
         claim(&dir, 8).unwrap();
@@ -173,13 +186,17 @@ mod tests {
             Err(GroupsFileError::Damaged { .. })
         ));
         std::fs::remove_dir_all(&dir).unwrap();
-        // A single-group server's data is not claimed.
+        // A single-group server's data is claimed by a server of one
+        // group only.
         std::fs::create_dir_all(dir.join("wal")).unwrap();
         let error = claim(&dir, 4).unwrap_err();
         assert!(
-            error.to_string().contains("single-group server's data"),
+            error.to_string().contains("single-group server's data")
+                && error.to_string().contains("without --groups"),
             "{error}"
         );
+        claim(&dir, 1).unwrap();
+        assert_eq!(recorded(&dir).unwrap(), Some(1));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -38,6 +38,7 @@ use concord_tokio::multi::log_sink::WalThread;
 use concord_tokio::multi::shared_log::MultiWalOptions;
 use concord_tokio::multi::tcp_listener::{self, MultiListenerConfig};
 use concord_tokio::multi::tcp_sender::{TcpFrameConfig, TcpFrameSender};
+use concord_tokio::multi::upgrade::{UpgradeOutcome, Upgraded};
 use concord_tokio::storage::StorageError;
 
 use crate::group_roles;
@@ -138,8 +139,19 @@ pub async fn start(settings: &ServerSettings) -> Result<RunningMultiNode, StartF
         accept_data_loss: settings.accept_wal_data_loss,
         ..MultiWalOptions::default()
     };
-    let (opened, identity) = data_dir::open_data_dir_as(&settings.data_dir, options, &claim)
-        .map_err(|e| StartFailure::data_dir_unopened(e, &settings.data_dir))?;
+    let (opened, identity) = if map.groups() == 1 {
+        let group = *map.group_ids().start();
+        let (opened, identity, outcome) =
+            data_dir::open_one_group_data_dir_as(&settings.data_dir, options, &claim, group)
+                .map_err(|e| StartFailure::data_dir_unopened(e, &settings.data_dir))?;
+        if let UpgradeOutcome::Upgraded(upgraded) = &outcome {
+            warn_of_unlisted_addresses(settings, upgraded);
+        }
+        (opened, identity)
+    } else {
+        data_dir::open_data_dir_as(&settings.data_dir, options, &claim)
+            .map_err(|e| StartFailure::data_dir_unopened(e, &settings.data_dir))?
+    };
     let tls = settings.node_tls()?;
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
@@ -247,6 +259,31 @@ pub async fn start(settings: &ServerSettings) -> Result<RunningMultiNode, StartF
     })
 }
 
+/// A single-group server's directory was upgraded
+/// ([`concord_tokio::multi::upgrade`]): its replicated address book is
+/// not kept (`--peers` and the catalog are the addresses now), so a
+/// server it names that `--peers` does not is named in a warning.
+fn warn_of_unlisted_addresses(settings: &ServerSettings, upgraded: &Upgraded) {
+    tracing::info!(
+        group = upgraded.group,
+        entries = upgraded.entries,
+        snapshot_index = upgraded.snapshot.index,
+        last_index = upgraded.last_index,
+        "upgraded this single-group server's data directory to one group of the shared log"
+    );
+    for (id, addr) in &upgraded.addresses {
+        if !settings.peers.contains_key(id) {
+            tracing::warn!(
+                id,
+                %addr,
+                "the upgraded log's address book names server {id} at {addr}, which --peers \
+                 does not list: if it is still a member, add {id}={addr} to --peers of every \
+                 server"
+            );
+        }
+    }
+}
+
 /// Runs `node` until SIGINT or SIGTERM (then stops it gracefully) or
 /// until its loop stops by itself (a failed log); how it ended.
 pub async fn serve_until_signal(node: RunningMultiNode) -> Result<(), String> {
@@ -296,5 +333,228 @@ mod tests {
                 .unwrap_or_else(|e| panic!("group {group}: {e}"));
         }
         assert_eq!(node.group_count() as u64, groups + 1);
+    }
+}
+
+/// The upgrade of a single-group server's data directory
+/// (`concord_tokio::multi::upgrade`) on the committed fixture of such a
+/// cluster (`node/tests/data/single-group-v2`, written by the binaries
+/// of before the one runtime; its README says what it holds).
+#[cfg(test)]
+mod upgrade_tests {
+    use std::path::{Path, PathBuf};
+
+    use concord::multi::sessions::GroupSessions;
+    use concord::state_machine::StateMachine;
+    use concord::{EntryPayload, Recovered};
+    use concord_services::sharded_kv::{ShardMachine, ShardMap};
+    use concord_tokio::identity::IdentityClaim;
+    use concord_tokio::multi::data_dir::{self, DataDir};
+    use concord_tokio::multi::shared_log::MultiWalOptions;
+    use concord_tokio::multi::upgrade::{
+        self, UpgradeOptions, UpgradeOutcome, UpgradeStep, UPGRADE_DIR_NAME,
+    };
+    use concord_tokio::wal::{self, WalOptions};
+
+    use crate::multi_service::SessionLimits;
+
+    const GROUP: u64 = 1;
+
+    fn fixture(node: u64) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/single-group-v2")
+            .join(format!("node-{node}"))
+    }
+
+    /// A copy of the fixture's directory of `node` to change.
+    fn copy_of(node: u64, name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "concord-upgrade-{name}-{node}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        copy_dir(&fixture(node), &dir);
+        dir
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy_dir(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), &target).unwrap();
+            }
+        }
+    }
+
+    fn open(dir: &Path, node: u64) -> (DataDir, UpgradeOutcome) {
+        let claim = IdentityClaim {
+            cluster_id: "fixture-v2".to_string(),
+            node_id: node,
+            bootstrap: false,
+        };
+        let (opened, _identity, outcome) =
+            data_dir::open_one_group_data_dir_as(dir, MultiWalOptions::default(), &claim, GROUP)
+                .unwrap();
+        (opened, outcome)
+    }
+
+    /// The group's state machine as a server of one group runs it,
+    /// restored from the recovered snapshot and every recovered entry
+    /// applied.
+    fn replay(opened: &DataDir) -> GroupSessions<ShardMachine> {
+        let map = ShardMap::new(1).unwrap();
+        let limits = SessionLimits::of(&map);
+        let mut machine = GroupSessions::with_limits(
+            ShardMachine::new(map, GROUP),
+            limits.sessions_max,
+            limits.bytes_max,
+        );
+        let group = &opened.recovery.groups[&GROUP];
+        if let Some(snapshot) = &group.snapshot {
+            machine.restore(&snapshot.read_verified().unwrap()).unwrap();
+        }
+        for entry in &group.recovered.entries {
+            concord::state_machine::apply_entry(&mut machine, entry);
+        }
+        machine
+    }
+
+    /// What `make-single-group-fixture.sh` wrote, key by value.
+    fn written() -> Vec<(String, Vec<u8>)> {
+        let mut writes: Vec<(String, Vec<u8>)> = (0..60)
+            .map(|i| (format!("small-{i}"), format!("value-{i}").into_bytes()))
+            .collect();
+        writes[7].1 = b"seven-again".to_vec();
+        writes.push(("large".to_string(), vec![b'x'; 10_000]));
+        writes.push(("log".to_string(), b"abc".to_vec()));
+        writes
+    }
+
+    /// The old directory's state as the single-group server recovered it.
+    fn old_state(dir: &Path) -> (Recovered, Option<concord::LogPosition>) {
+        let report = wal::recover_dir(dir, &WalOptions::default()).unwrap();
+        let position = report.snapshot.as_ref().map(|s| s.meta().position);
+        (report.recovered, position)
+    }
+
+    /// Every write the fixture's cluster acknowledged is in the upgraded
+    /// directory of each of its three servers, with the hard state, the
+    /// snapshot's position and every entry's index and term kept.
+    #[test]
+    fn an_upgraded_directory_holds_every_acknowledged_write_and_the_same_log() {
+        for node in 1..=3 {
+            let dir = copy_of(node, "whole");
+            let (old, old_snapshot) = old_state(&dir);
+            let (opened, outcome) = open(&dir, node);
+            let UpgradeOutcome::Upgraded(upgraded) = outcome else {
+                panic!("node {node}: {outcome:?}");
+            };
+            assert_eq!(upgraded.entries, old.entries.len() as u64);
+            assert!(
+                !upgrade::holds_single_group_data(&dir) && !dir.join("wal").exists(),
+                "node {node}: old files left"
+            );
+            let group = &opened.recovery.groups[&GROUP];
+            let new = &group.recovered;
+            assert_eq!(new.hard_state, old.hard_state, "node {node}");
+            assert_eq!(new.base, old.base, "node {node}");
+            assert_eq!(
+                group.snapshot.as_ref().map(|s| s.meta().position),
+                old_snapshot,
+                "node {node}"
+            );
+            assert!(
+                old_snapshot.is_some_and(|p| p.index > 0),
+                "the fixture has a snapshot"
+            );
+            assert_eq!(new.entries.len(), old.entries.len(), "node {node}");
+            for (new, old) in new.entries.iter().zip(&old.entries) {
+                assert_eq!((new.index, new.term), (old.index, old.term));
+                match (&new.payload, &old.payload) {
+                    (EntryPayload::Command(new), EntryPayload::Command(old)) => {
+                        assert_eq!(new[0], concord::multi::sessions::SESSION_TAG);
+                        assert_eq!(&new[1..], &old[..]);
+                    }
+                    (new, old) => assert_eq!(new, old),
+                }
+            }
+            let machine = replay(&opened);
+            for (key, value) in written() {
+                assert_eq!(
+                    machine
+                        .inner()
+                        .store()
+                        .value(key.as_bytes())
+                        .map(|v| v.to_vec()),
+                    Some(value),
+                    "node {node}: key {key}"
+                );
+            }
+            // The fixture's clients each wrote in a session; their table
+            // came along.
+            assert!(!machine.table().is_empty(), "node {node}: no sessions");
+            drop(opened);
+            // A second start finds nothing to upgrade.
+            let (_, outcome) = open(&dir, node);
+            assert_eq!(outcome, UpgradeOutcome::NotNeeded);
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+
+    /// A crash after any step of the upgrade leaves a directory that
+    /// starts, as the old one (upgraded again) or the new one, and holds
+    /// the same log and state either way.
+    #[test]
+    fn a_crash_at_any_step_of_the_upgrade_leaves_a_directory_that_starts() {
+        let reference_dir = copy_of(2, "reference");
+        let (reference, _) = open(&reference_dir, 2);
+        let expected = reference.recovery.groups[&GROUP].recovered.clone();
+        let expected_state = replay(&reference).canonical_state();
+        drop(reference);
+        for step in UpgradeStep::ALL {
+            let dir = copy_of(2, "crash");
+            let stopped = upgrade::upgrade_single_group(
+                &dir,
+                GROUP,
+                &UpgradeOptions {
+                    stop_after: Some(step),
+                    ..UpgradeOptions::default()
+                },
+            );
+            assert!(stopped.is_err(), "{step:?}: {stopped:?}");
+            let committed = step >= UpgradeStep::Committed;
+            assert_eq!(dir.join("log").exists(), committed, "{step:?}");
+            assert_eq!(
+                upgrade::holds_single_group_data(&dir),
+                !committed,
+                "{step:?}"
+            );
+            let (opened, outcome) = open(&dir, 2);
+            match (committed, &outcome) {
+                (false, UpgradeOutcome::Upgraded(_)) => {}
+                (true, UpgradeOutcome::Finished) if step < UpgradeStep::Cleaned => {}
+                (true, UpgradeOutcome::NotNeeded) if step == UpgradeStep::Cleaned => {}
+                _ => panic!("{step:?}: {outcome:?}"),
+            }
+            assert_eq!(
+                opened.recovery.groups[&GROUP].recovered, expected,
+                "{step:?}"
+            );
+            assert_eq!(
+                replay(&opened).canonical_state(),
+                expected_state,
+                "{step:?}"
+            );
+            for old in ["wal", "snapshots", "hardstate", UPGRADE_DIR_NAME] {
+                assert!(!dir.join(old).exists(), "{step:?}: {old} left");
+            }
+            drop(opened);
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+        std::fs::remove_dir_all(&reference_dir).unwrap();
     }
 }

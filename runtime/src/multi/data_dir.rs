@@ -37,6 +37,7 @@ use super::replay::MultiRecovery;
 use super::segment_files::DirSegments;
 use super::shared_log::{MultiWalOptions, SharedLog};
 use super::snapshot_store::DirSnapshots;
+use super::upgrade::{upgrade_single_group, UpgradeOptions, UpgradeOutcome};
 
 /// The shared log of a data directory on real files.
 pub type DirLog = SharedLog<DirSegments, DirSnapshots>;
@@ -209,6 +210,28 @@ pub fn open_data_dir_as(
     let handle = identity::claim(dir, &lock, claim).map_err(identity_error)?;
     let opened = open_locked(dir, lock, options)?;
     Ok((opened, handle))
+}
+
+/// [`open_data_dir_as`] for the server of a cluster of one data group,
+/// `group`: a single-group server's directory is upgraded in place to
+/// the shared log first ([`upgrade`](super::upgrade)), with the
+/// directory locked and its identity checked.
+pub fn open_one_group_data_dir_as(
+    dir: impl AsRef<Path>,
+    options: MultiWalOptions,
+    claim: &IdentityClaim,
+    group: concord::multi::GroupId,
+) -> Result<(DataDir, Arc<IdentityHandle>, UpgradeOutcome), StorageError> {
+    let dir = dir.as_ref();
+    let lock = identity::lock(dir).map_err(identity_error)?;
+    let handle = identity::claim(dir, &lock, claim).map_err(identity_error)?;
+    let upgrade = UpgradeOptions {
+        accept_data_loss: options.accept_data_loss,
+        ..UpgradeOptions::default()
+    };
+    let outcome = upgrade_single_group(dir, group, &upgrade)?;
+    let opened = open_locked(dir, lock, options)?;
+    Ok((opened, handle, outcome))
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@
 //! | [`mem_network`] | an in-process network of servers |
 //! | [`routing_client`] | a client that sends each request to its group's leader: leader cache, redirects, bounded retries |
 //! | [`session_client`] | writes applied exactly once: a session per group, a write whose answer was lost sent again |
+//! | [`upgrade`] | a single-group server's data directory turned into the shared log's, in place, crash-safe |
 //! | `replay`, `pins` | recovery of every group; which segments each group still needs |
 //!
 //! ## Layout of a data directory
@@ -45,6 +46,7 @@ pub mod shared_log;
 pub mod snapshot_store;
 pub mod tcp_listener;
 pub mod tcp_sender;
+pub mod upgrade;
 pub mod wire;
 
 pub use replay::{MultiRecovery, RecoveredGroup};
