@@ -101,6 +101,10 @@ pub struct LocalClusterArgs {
     /// healthy (the directory's deployment shape).
     #[arg(long)]
     pub prefer_highest_id: bool,
+    /// Serve each server's Prometheus metrics: server N on
+    /// `http://HOST:(PORT + N - 1)/metrics`.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// A `--service` name.

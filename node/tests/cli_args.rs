@@ -657,3 +657,152 @@ fn a_bad_log_format_key_stops_the_binary_with_status_2() {
         )],
     );
 }
+
+/// `count` consecutive ports of 127.0.0.1 that nothing listens on now.
+fn free_ports(count: u16) -> u16 {
+    for _ in 0..100 {
+        let first = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if first.checked_add(count).is_none() {
+            continue;
+        }
+        let held: Vec<_> = (first..first + count)
+            .map(|port| std::net::TcpListener::bind(("127.0.0.1", port)))
+            .collect();
+        if held.iter().all(Result::is_ok) {
+            return first;
+        }
+    }
+    panic!("no {count} consecutive free ports");
+}
+
+/// The body of `GET /metrics` at `addr`.
+fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the metrics port");
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text
+}
+
+/// `local-cluster` refuses a port in use before it starts anything (it
+/// used to announce a cluster of servers that had all exited), serves
+/// each server's metrics on its own port with `--metrics-listen`,
+/// reports a server that exits, and stops on SIGTERM.
+#[test]
+fn local_cluster_refuses_a_busy_port_serves_metrics_and_reports_an_exited_server() {
+    use std::io::BufRead;
+    let scratch = Scratch::new("local-cluster");
+    let data_dir = scratch.0.to_string_lossy().to_string();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_port = busy.local_addr().unwrap().port().to_string();
+    let (code, stdout, stderr) = run(
+        NODE,
+        &[
+            "local-cluster",
+            "--nodes",
+            "1",
+            "--base-port",
+            &busy_port,
+            "--data-dir",
+            &data_dir,
+        ],
+        &[],
+    );
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on 127.0.0.1:{busy_port}"))
+            && stderr.contains("no server started"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("cluster of"), "{stdout}");
+    drop(busy);
+
+    let base = free_ports(3);
+    let metrics = free_ports(3);
+    let mut child = Command::new(NODE)
+        .args(["local-cluster", "--nodes", "3", "--data-dir", &data_dir])
+        .args(["--base-port", &base.to_string()])
+        .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let stderr_tx = lines_tx.clone();
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines_tx.send(line);
+        }
+    });
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = stderr_tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let wait_for = |seen: &mut Vec<String>, what: &dyn Fn(&str) -> bool| -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if let Ok(line) = lines.recv_timeout(std::time::Duration::from_millis(200)) {
+                seen.push(line.clone());
+                if what(&line) {
+                    return line;
+                }
+            }
+        }
+        panic!("not within 30 s; output so far:\n{}", seen.join("\n"));
+    };
+    wait_for(&mut seen, &|line| {
+        line.starts_with("kv cluster of 3 of 3 servers")
+    });
+    let server_2 = wait_for(&mut seen, &|line| {
+        line.trim_start().starts_with("server 2:")
+    });
+    let pid: u32 = server_2
+        .split("pid ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {server_2:?}"));
+    for port in metrics..metrics + 3 {
+        let text = scrape(&format!("127.0.0.1:{port}"));
+        // README.md's one-liner greps this metric.
+        assert!(
+            text.contains("200 OK") && text.contains("\nconcord_commit_index"),
+            "port {port}: {text}"
+        );
+    }
+    let killed = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    wait_for(&mut seen, &|line| {
+        line.contains("local-cluster: server 2 (") && line.contains("exited")
+    });
+    let stopped = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}: {}", seen.join("\n"));
+}

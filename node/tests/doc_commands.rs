@@ -144,6 +144,22 @@ fn check(command: &DocCommand, ci: &str) -> Result<(), String> {
             }
             variables_read(command, &[file])
         }
+        // A real-process test scrapes the metric (cli_args.rs's
+        // local-cluster test makes the README's scrape), and the
+        // metrics doc lists it.
+        Program::Scrape { metric } => {
+            let metrics_doc = root().join("docs/metrics.md");
+            if !mentioned(&[metrics_doc], metric) {
+                return Err(format!("docs/metrics.md does not list {metric}"));
+            }
+            if !mentioned(
+                &files_under(Path::new("node/tests")),
+                &format!("\\n{metric}"),
+            ) {
+                return Err(format!("no test of node/tests scrapes {metric}"));
+            }
+            Ok(())
+        }
         Program::Unknown(words) => Err(format!(
             "no test or .ci/run step checks {words:?}: teach node/tests/common/doc_commands.rs"
         )),

@@ -329,15 +329,34 @@ impl ServiceVisitor for Start {
 }
 
 /// `local-cluster`: starts `nodes` servers of `service` as child processes
-/// of this binary, prints the `--servers` list, and stops them all on
-/// SIGINT (Ctrl-C) or SIGTERM.
+/// of this binary, waits until each listens (or exits), prints the
+/// `--servers` list, reports any server that exits, and stops them all on
+/// SIGINT (Ctrl-C) or SIGTERM. Exits 1 when no server started, or when
+/// every server has exited.
 fn local_cluster(args: &LocalClusterArgs) -> ExitCode {
     let Some(last_port) = args.base_port.checked_add(args.nodes - 1) else {
         eprintln!(
             "concord-node: --base-port {} leaves no room for {} servers",
             args.base_port, args.nodes
         );
-        return ExitCode::from(2);
+        return ExitCode::from(EXIT_BAD_FLAGS);
+    };
+    let metrics: Option<Vec<std::net::SocketAddr>> = match args.metrics_listen {
+        None => None,
+        Some(first) => {
+            let Some(last) = first.port().checked_add(args.nodes - 1) else {
+                eprintln!(
+                    "concord-node: --metrics-listen {first} leaves no room for {} servers",
+                    args.nodes
+                );
+                return ExitCode::from(EXIT_BAD_FLAGS);
+            };
+            Some(
+                (first.port()..=last)
+                    .map(|port| std::net::SocketAddr::new(first.ip(), port))
+                    .collect(),
+            )
+        }
     };
     let addrs: Vec<String> = (args.base_port..=last_port)
         .map(|port| format!("127.0.0.1:{port}"))
@@ -354,38 +373,86 @@ fn local_cluster(args: &LocalClusterArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let service = args.service.name();
-    let mut children = Vec::new();
-    let stop = |children: Vec<std::process::Child>| {
-        for mut child in children {
-            let _ = child.kill();
-            let _ = child.wait();
+    // A port another process listens on would pass for a server that
+    // listens: refused before anything starts.
+    let wanted = addrs
+        .iter()
+        .map(|addr| (addr.clone(), "--base-port"))
+        .chain(
+            metrics
+                .iter()
+                .flatten()
+                .map(|addr| (addr.to_string(), "--metrics-listen")),
+        );
+    for (addr, flag) in wanted {
+        if let Err(error) = std::net::TcpListener::bind(&addr) {
+            eprintln!(
+                "concord-node local-cluster: cannot listen on {addr} ({error}): no server \
+                 started; pick another {flag}"
+            );
+            return ExitCode::FAILURE;
         }
-    };
+    }
+    let service = args.service.name();
+    let mut servers: Vec<LocalServer> = Vec::new();
     for (i, addr) in addrs.iter().enumerate() {
-        let id = (i + 1).to_string();
+        let id = i + 1;
         let mut command = std::process::Command::new(&exe);
         command
-            .args(["--service", service, "--cluster-id", "concord", "--id", &id])
+            .args(["--service", service, "--cluster-id", "concord"])
+            .args(["--id", &id.to_string()])
             .args(["--listen", addr, "--peers", &peers.join(",")])
             .arg("--data-dir")
             .arg(args.data_dir.join(format!("{service}-{id}")));
         if args.prefer_highest_id {
             command.args(["--preferred-leader", &args.nodes.to_string()]);
         }
+        let metrics = metrics.as_ref().map(|all| all[i]);
+        if let Some(metrics) = metrics {
+            command.args(["--metrics-listen", &metrics.to_string()]);
+        }
         match command.spawn() {
-            Ok(child) => children.push(child),
+            Ok(child) => servers.push(LocalServer {
+                id,
+                addr: addr.clone(),
+                metrics,
+                child,
+                exited: None,
+            }),
             Err(error) => {
                 eprintln!("concord-node: cannot start server {id}: {error}");
-                stop(children);
+                stop_local_servers(&mut servers);
                 return ExitCode::FAILURE;
             }
         }
     }
+    let listening = wait_until_listening(&mut servers);
+    if listening == 0 {
+        eprintln!(
+            "concord-node local-cluster: no server started (each exited; its messages are \
+             above): check that ports {}..={last_port} are free and {} is writable",
+            args.base_port,
+            args.data_dir.display()
+        );
+        stop_local_servers(&mut servers);
+        return ExitCode::FAILURE;
+    }
     println!(
-        "{service} cluster of {} servers; Ctrl-C stops it. Clients:",
+        "{service} cluster of {listening} of {} servers; Ctrl-C stops it.",
         args.nodes
     );
+    for server in &servers {
+        let state = match &server.exited {
+            Some(status) => format!("exited ({status})"),
+            None => format!("pid {}", server.child.id()),
+        };
+        let metrics = server
+            .metrics
+            .map(|addr| format!(", metrics http://{addr}/metrics"))
+            .unwrap_or_default();
+        println!("  server {}: {} ({state}){metrics}", server.id, server.addr);
+    }
+    println!("Clients:");
     println!(
         "  concord-cli --servers {} {service} <command>",
         addrs.join(",")
@@ -393,21 +460,132 @@ fn local_cluster(args: &LocalClusterArgs) -> ExitCode {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build();
+    let mut all_exited = false;
     if let Ok(runtime) = runtime {
-        runtime.block_on(async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut sigterm) => {
-                    tokio::select! {
-                        _ = tokio::signal::ctrl_c() => {}
-                        _ = sigterm.recv() => {}
+        all_exited = runtime.block_on(serve_local_cluster(&mut servers));
+    }
+    stop_local_servers(&mut servers);
+    if all_exited {
+        eprintln!("concord-node local-cluster: every server has exited");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+/// One server of `local-cluster`.
+struct LocalServer {
+    id: usize,
+    addr: String,
+    metrics: Option<std::net::SocketAddr>,
+    child: std::process::Child,
+    /// How it ended, once it did.
+    exited: Option<std::process::ExitStatus>,
+}
+
+impl LocalServer {
+    /// Notes (and reports) that the server exited, if it did since the
+    /// last look.
+    fn look(&mut self) -> bool {
+        if self.exited.is_some() {
+            return true;
+        }
+        match self.child.try_wait() {
+            Ok(Some(status)) => {
+                eprintln!(
+                    "concord-node local-cluster: server {} ({}, pid {}) exited: {status}",
+                    self.id,
+                    self.addr,
+                    self.child.id()
+                );
+                self.exited = Some(status);
+                true
+            }
+            Ok(None) | Err(_) => false,
+        }
+    }
+}
+
+/// How long `local-cluster` waits for its servers to listen.
+const LOCAL_CLUSTER_START_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Waits until every server accepts connections or has exited, for at
+/// most [`LOCAL_CLUSTER_START_WAIT`]; how many listen.
+fn wait_until_listening(servers: &mut [LocalServer]) -> usize {
+    let deadline = std::time::Instant::now() + LOCAL_CLUSTER_START_WAIT;
+    let mut listening = vec![false; servers.len()];
+    loop {
+        for (server, up) in servers.iter_mut().zip(listening.iter_mut()) {
+            if *up || server.look() {
+                continue;
+            }
+            let Ok(addr) = server.addr.parse() else {
+                continue;
+            };
+            let timeout = std::time::Duration::from_millis(100);
+            *up = std::net::TcpStream::connect_timeout(&addr, timeout).is_ok();
+        }
+        let decided = servers
+            .iter()
+            .zip(&listening)
+            .all(|(server, up)| *up || server.exited.is_some());
+        if decided || std::time::Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    for (server, up) in servers.iter().zip(&listening) {
+        if !up && server.exited.is_none() {
+            eprintln!(
+                "concord-node local-cluster: server {} ({}) does not listen after {:?}; \
+                 still waiting for it",
+                server.id, server.addr, LOCAL_CLUSTER_START_WAIT
+            );
+        }
+    }
+    listening
+        .iter()
+        .zip(servers.iter())
+        .filter(|(up, server)| **up && server.exited.is_none())
+        .count()
+}
+
+/// Serves until SIGINT or SIGTERM (false) or until every server has
+/// exited (true), reporting each that exits.
+async fn serve_local_cluster(servers: &mut [LocalServer]) -> bool {
+    let mut sigterm = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    {
+        Ok(sigterm) => Some(sigterm),
+        Err(_) => None,
+    };
+    let mut every = tokio::time::interval(std::time::Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return false,
+            Some(()) = async {
+                match sigterm.as_mut() {
+                    Some(sigterm) => sigterm.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => return false,
+            _ = every.tick() => {
+                let mut exited = 0;
+                for server in servers.iter_mut() {
+                    if server.look() {
+                        exited += 1;
                     }
                 }
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
+                if exited == servers.len() {
+                    return true;
                 }
             }
-        });
+        }
     }
-    stop(children);
-    ExitCode::SUCCESS
+}
+
+/// Stops every server still running.
+fn stop_local_servers(servers: &mut [LocalServer]) {
+    for server in servers.iter_mut().filter(|server| server.exited.is_none()) {
+        let _ = server.child.kill();
+        let _ = server.child.wait();
+    }
 }

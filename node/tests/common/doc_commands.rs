@@ -54,6 +54,9 @@ pub enum Program {
     Install(PathBuf),
     /// A script of the repository, by its path.
     Script(PathBuf),
+    /// `curl -s http://ADDR/metrics | grep '^NAME'`: a scrape of a
+    /// server's metrics for NAME.
+    Scrape { metric: String },
     /// Nothing this file knows.
     Unknown(Vec<String>),
 }
@@ -230,10 +233,27 @@ fn flag_value(words: &[String], flag: &str) -> Option<String> {
 
 /// What `words` (a command without its leading assignments) runs.
 pub fn program(words: &[String]) -> Program {
+    // `COMMAND &` runs COMMAND in the background: the same command.
+    let words = match words.split_last() {
+        Some((last, rest)) if last == "&" => rest,
+        _ => words,
+    };
     let unknown = || Program::Unknown(words.to_vec());
     let Some(first) = words.first() else {
         return unknown();
     };
+    if first == "curl" {
+        let scrape = words.iter().any(|w| w.ends_with("/metrics"))
+            && words
+                .windows(2)
+                .any(|pair| pair[0] == "|" && pair[1] == "grep");
+        return match words.last().and_then(|w| w.strip_prefix('^')) {
+            Some(metric) if scrape => Program::Scrape {
+                metric: metric.to_string(),
+            },
+            _ => unknown(),
+        };
+    }
     let args = || words[1..].to_vec();
     match first.as_str() {
         "concord-sim" => return Program::Sim(args()),
