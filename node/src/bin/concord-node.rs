@@ -552,11 +552,8 @@ fn wait_until_listening(servers: &mut [LocalServer]) -> usize {
 /// Serves until SIGINT or SIGTERM (false) or until every server has
 /// exited (true), reporting each that exits.
 async fn serve_local_cluster(servers: &mut [LocalServer]) -> bool {
-    let mut sigterm = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-    {
-        Ok(sigterm) => Some(sigterm),
-        Err(_) => None,
-    };
+    let mut sigterm =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     let mut every = tokio::time::interval(std::time::Duration::from_millis(200));
     loop {
         tokio::select! {
