@@ -24,7 +24,7 @@
 //!
 //! ```text
 //! seed 7 failed: linearizability at 4.211s: NOT LINEARIZABLE ...
-//! replay it: CONCORD_SIM_SEED=7 cargo test -p bank kv_survives_the_faults -- --exact --nocapture
+//! replay it: CONCORD_SIM_SEED=7 cargo test -p bank --test kv kv_survives_the_faults -- --exact --include-ignored --nocapture
 //! timeline of seed 7 (last 300 of 5120 events; all of them when replayed):
 //! ...
 //! ```
@@ -83,12 +83,9 @@ impl fmt::Display for SeedFailure {
             .as_ref()
             .map_or("(no failure)".to_string(), |x| x.to_string());
         writeln!(f, "seed {} failed: {failure}", self.seed)?;
+        // Only the test's own command: `concord-sim replay` would run the
+        // built-in workload and state machine, not the test's.
         writeln!(f, "replay it: {}", self.replay)?;
-        writeln!(
-            f,
-            "also: {} (the simulator's own replay of this configuration)",
-            self.report.config.replay_command()
-        )?;
         write_timeline(f, &self.report, self.full_timeline)
     }
 }
@@ -123,7 +120,11 @@ fn write_timeline(f: &mut impl fmt::Write, report: &RunReport, full: bool) -> fm
     Ok(())
 }
 
-/// The `cargo test` command that runs the current test with `seed` alone.
+/// The `cargo test` command that runs the current test with `seed` alone:
+/// its package, its test target (`--test NAME` for an integration test,
+/// `--lib` for a unit test of the library), its name, and
+/// `--include-ignored`, so that it runs an `#[ignore]`d test too (and any
+/// other the same way).
 pub fn replay_command(seed: u64) -> String {
     let package = std::env::var("CARGO_PKG_NAME").unwrap_or_else(|_| "<package>".to_string());
     let test = std::thread::current()
@@ -131,7 +132,30 @@ pub fn replay_command(seed: u64) -> String {
         .filter(|name| *name != "main")
         .map(str::to_string)
         .unwrap_or_else(|| "<test name>".to_string());
-    format!("{SEED_VAR}={seed} cargo test -p {package} {test} -- --exact --nocapture")
+    let target = std::env::current_exe()
+        .ok()
+        .and_then(|exe| test_target(&package, &exe))
+        .map(|target| format!(" {target}"))
+        .unwrap_or_default();
+    format!(
+        "{SEED_VAR}={seed} cargo test -p {package}{target} {test} -- --exact --include-ignored --nocapture"
+    )
+}
+
+/// The `cargo test` target flag of the test binary `exe` of `package`:
+/// cargo names it `<target>-<16 hex digits>`, the library's target being
+/// the package's name with `_` for `-`.
+fn test_target(package: &str, exe: &std::path::Path) -> Option<String> {
+    let stem = exe.file_stem()?.to_str()?;
+    let (name, hash) = stem.rsplit_once('-')?;
+    if hash.len() != 16 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    if name == package.replace('-', "_") {
+        Some("--lib".to_string())
+    } else {
+        Some(format!("--test {name}"))
+    }
 }
 
 fn parse_range(text: &str) -> Result<Range<u64>, String> {
@@ -290,7 +314,7 @@ impl Harness {
         match &report.failure {
             None => Ok(()),
             Some(failure) => Err(TestCaseError::fail(format!(
-                "{failure}\nworkload: {:?}\nfault plan ({} events; save it as JSON and replay with `concord-sim replay --plan FILE`):\n{}",
+                "{failure}\nworkload: {:?}\nfault plan ({} events; to replay it, read it with serde_json into a FaultPlan and run Harness::check_scenario on this seed, plan and workload):\n{}",
                 scenario.workload,
                 scenario.plan.events.len(),
                 serde_json::to_string(&scenario.plan).unwrap_or_default()

@@ -1124,6 +1124,7 @@ fn run(
             summary.forced.len(),
             summary.lost_writes()
         );
+        println!("    (not failures: a forced recovery is an operator's override after a majority is lost for good, and it drops the writes only the lost servers held, by design)");
         for (seed, forced) in &summary.forced {
             if forced.lost_writes().next().is_some() {
                 // All of them: `replay` (and `--json`).

@@ -92,31 +92,73 @@ fn planted_stale_read() {
     );
 }
 
-/// The printed command (`CONCORD_SIM_SEED=N cargo test ... NAME`) run as
-/// cargo would run it: this test binary, the seed in the environment, one
-/// test by name. It fails on that seed alone and prints its whole
-/// timeline.
+/// The command a failure prints is run as cargo would run it: the
+/// ignored test fails on the harness's seeds and prints `replay it:
+/// CONCORD_SIM_SEED=N cargo test -p concord-sim --test bank
+/// planted_stale_read -- --exact --include-ignored --nocapture`; that
+/// command's test arguments, run on this test binary with the seed in
+/// the environment, fail on that seed alone with the whole timeline.
 #[test]
 fn the_printed_command_replays_the_seed() {
-    let caught = caught_by_the_model();
-    let out = Command::new(std::env::current_exe().expect("the test binary"))
+    let exe = std::env::current_exe().expect("the test binary");
+    let first = Command::new(&exe)
         .args(["planted_stale_read", "--exact", "--ignored", "--nocapture"])
-        .env(concord_sim::harness::SEED_VAR, caught.seed.to_string())
+        .env_remove(concord_sim::harness::SEED_VAR)
         .env_remove(concord_sim::harness::SEEDS_VAR)
         .output()
         .expect("runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert!(!first.status.success(), "{stderr}");
+    let printed = stderr
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("replay it: "))
+        .unwrap_or_else(|| panic!("no replay command: {stderr}"))
+        .to_string();
     assert!(
-        stderr.contains(&format!("seed {} failed: ", caught.seed)),
+        !stderr.contains("concord-sim replay"),
+        "a user's test is not replayed by the simulator's built-in workload: {stderr}"
+    );
+    let words: Vec<&str> = printed.split_whitespace().collect();
+    let seed: u64 = words[0]
+        .strip_prefix(&format!("{}=", concord_sim::harness::SEED_VAR))
+        .and_then(|seed| seed.parse().ok())
+        .unwrap_or_else(|| panic!("no seed in {printed:?}"));
+    assert_eq!(seed, caught_by_the_model().seed, "{printed}");
+    let dashes = words
+        .iter()
+        .position(|w| *w == "--")
+        .expect("test arguments");
+    assert_eq!(
+        &words[1..dashes],
+        [
+            "cargo",
+            "test",
+            "-p",
+            "concord-sim",
+            "--test",
+            "bank",
+            "planted_stale_read"
+        ],
+        "{printed}"
+    );
+    let test_args = &words[dashes + 1..];
+    assert!(test_args.contains(&"--include-ignored"), "{printed}");
+    let replayed = Command::new(&exe)
+        .arg("planted_stale_read")
+        .args(test_args)
+        .env(concord_sim::harness::SEED_VAR, seed.to_string())
+        .env_remove(concord_sim::harness::SEEDS_VAR)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&replayed.stderr);
+    assert!(!replayed.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("seed {seed} failed: ")),
         "{stderr}"
     );
-    let events = caught.report.timeline.len();
+    let events = caught_by_the_model().report.timeline.len();
     assert!(
-        stderr.contains(&format!(
-            "timeline of seed {} ({events} events):",
-            caught.seed
-        )),
+        stderr.contains(&format!("timeline of seed {seed} ({events} events):")),
         "the whole timeline: {stderr}"
     );
 }

@@ -304,3 +304,40 @@ fn the_default_swarm_draws_forced_recoveries() {
     assert!(run_kv(&off, None).unwrap().forced_recovery.is_none());
     assert!(off.replay_command().contains("--no-forced-recovery"));
 }
+
+/// A passing sweep with forced recoveries lists the acknowledged writes
+/// they reported lost, and says in one line that this is their design,
+/// not a failure (a user reading "writes lost" in a green run would
+/// otherwise believe the library lost them).
+#[cfg(feature = "cli")]
+#[test]
+fn a_passing_sweep_says_forced_recoveries_lose_writes_by_design() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_concord-sim"))
+        .args([
+            "run",
+            "--seeds",
+            "0..6",
+            "--nodes",
+            "5",
+            "--forced-recovery",
+        ])
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    let at = lines
+        .iter()
+        .position(|line| line.contains("forced recoveries: 6 seeds"))
+        .unwrap_or_else(|| panic!("no forced recovery summary:\n{stdout}"));
+    assert!(
+        lines[at].contains("acknowledged writes reported lost"),
+        "{stdout}"
+    );
+    assert!(
+        lines[at + 1].contains("not failures")
+            && lines[at + 1].contains("operator's override")
+            && lines[at + 1].contains("by design"),
+        "{stdout}"
+    );
+}
