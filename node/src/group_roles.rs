@@ -94,6 +94,16 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Election timeout range of a cluster of one group, in ticks: the
+/// single-group server's (many groups take the core's shorter default:
+/// their heartbeats are batched per peer, and a sleeping group sends
+/// none).
+pub const ONE_GROUP_ELECTION_TICKS: (u32, u32) = (15, 30);
+
+/// Heartbeat interval of a cluster of one group, in ticks: the
+/// single-group server's.
+pub const ONE_GROUP_HEARTBEAT_TICKS: u32 = 3;
+
 /// Group `group`'s configuration on the server `settings` describe, whose
 /// groups all have `voters` as voters; `seed` is the group's PRNG seed
 /// for this start. Leases, witnesses and the preferred leader are the
@@ -105,6 +115,16 @@ pub fn group_config(
     seed: u64,
 ) -> Config {
     let mut config = Config::new(settings.id, voters.iter().copied());
+    if settings.groups == 1 {
+        // One group keeps the single-group server's timing, so that
+        // every --lease-ticks and --clock-drift-bound-ticks it took is
+        // taken.
+        (
+            config.election_timeout_min_ticks,
+            config.election_timeout_max_ticks,
+        ) = ONE_GROUP_ELECTION_TICKS;
+        config.heartbeat_interval_ticks = ONE_GROUP_HEARTBEAT_TICKS;
+    }
     config.compaction_threshold_entries = settings.snapshot_every_entries;
     config.compaction_trailing_entries = settings.compaction_trailing_entries;
     config.seed = seed;
@@ -135,9 +155,9 @@ pub fn check_group_config(
     group_config(settings, voters, 1, 0)
         .validate()
         .map_err(|e| {
-            let min = Config::new(settings.id, voters.iter().copied()).election_timeout_min_ticks;
+            let min = group_config(settings, voters, 1, 0).election_timeout_min_ticks;
             format!(
-                "the groups' settings do not work together: {e} (a multi-group server's groups \
+                "the groups' settings do not work together: {e} (this server's groups \
              have a minimum election timeout of {min} ticks: --lease-ticks plus \
              --clock-drift-bound-ticks must stay below it)"
             )
@@ -339,9 +359,26 @@ mod tests {
         let s = settings(&["--groups", "64", "--lease-ticks", "7"], "").unwrap();
         let e = check_group_config(&s, &voters).unwrap_err();
         assert!(
-            e.contains("--lease-ticks plus --clock-drift-bound-ticks"),
+            e.contains("--lease-ticks plus --clock-drift-bound-ticks")
+                && e.contains("minimum election timeout of 10 ticks"),
             "{e}"
         );
+        // One group keeps the single-group server's timing: the lease it
+        // took is taken, and one past its bound is refused naming 15.
+        let s = settings(&["--lease-ticks", "7"], "").unwrap();
+        check_group_config(&s, &voters).unwrap();
+        let config = group_config(&s, &voters, 1, 7);
+        assert_eq!(
+            (
+                config.election_timeout_min_ticks,
+                config.election_timeout_max_ticks,
+                config.heartbeat_interval_ticks
+            ),
+            (15, 30, 3)
+        );
+        let s = settings(&["--lease-ticks", "12"], "").unwrap();
+        let e = check_group_config(&s, &voters).unwrap_err();
+        assert!(e.contains("minimum election timeout of 15 ticks"), "{e}");
     }
 
     #[test]

@@ -235,6 +235,8 @@ pub async fn member(
     let need_group = || -> Result<GroupId, AdminFailure> {
         match group {
             Some(group) => in_range(group),
+            // A cluster of one group: that group.
+            None if cluster.groups == 1 => Ok(1),
             None => Err(AdminFailure::from(
                 "a multi-group cluster: name the group with --group G (0 is the catalog), or \
                  use replace, drain or remove-node for a whole server"
