@@ -222,7 +222,15 @@ fn parse_and_finish<M: JsonModel>(args: &ModelArgs, model: &M, text: &str) -> Cl
     }
 }
 
-fn finish<M: JsonModel>(args: &ModelArgs, model: &M, ops: &[Op<M::Input, M::Output>]) -> CliOutput {
+/// Checks `ops` against `model` and renders what `concord-sim check`
+/// prints for it, with its exit code; `args.model`, `args.format`,
+/// `args.accounts` and `args.write_jepsen` are not read. The one path of
+/// every JSON-lines model, built-in or a user's ([`super::shell`]).
+pub fn finish<M: JsonModel>(
+    args: &ModelArgs,
+    model: &M,
+    ops: &[Op<M::Input, M::Output>],
+) -> CliOutput {
     let mut out = CliOutput::default();
     if let Some(path) = &args.write_jsonl {
         if let Err(e) = std::fs::write(path, to_jsonl(model, ops)) {

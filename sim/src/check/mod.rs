@@ -49,6 +49,7 @@ pub mod brute;
 pub mod cli;
 pub mod jepsen;
 pub mod search;
+pub mod shell;
 pub mod typed;
 pub mod unambiguous;
 pub mod unambiguous_kv;
@@ -60,6 +61,7 @@ use std::hash::Hash;
 use std::time::{Duration, Instant};
 
 pub use crate::linearizability::{CheckConfig, Limit};
+pub use shell::{main_with, run_with};
 
 /// A sequential specification of a data type.
 ///
