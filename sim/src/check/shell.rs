@@ -135,9 +135,11 @@ where
     I: IntoIterator<Item = S>,
     S: Into<OsString>,
 {
+    // The program's name, and one argument past the bound to tell that
+    // the bound was passed.
     let args: Vec<OsString> = args
         .into_iter()
-        .take(ARGS_MAX + 1)
+        .take(ARGS_MAX + 2)
         .map(Into::into)
         .collect();
     let program = args
@@ -462,6 +464,10 @@ mod tests {
             (
                 &["--frobnicate", "-"][..],
                 "unexpected argument \"--frobnicate\"",
+            ),
+            (
+                &["--allow-empty"; ARGS_MAX + 1][..],
+                "more than 256 arguments",
             ),
         ] {
             let out = run(args, LINEARIZABLE_HISTORY);
