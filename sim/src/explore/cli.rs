@@ -6,9 +6,24 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
+use super::reach::Unreached;
 use super::scope::{Loss, Scope, ScopeBugs};
 use super::search::Progress;
 use super::trace::{replay, Trace};
+
+/// Exit status: no violation, and the scope reached a leader and, when it
+/// proposes, a committed command (or `--allow-vacuous`).
+pub const EXIT_CLEAN: u8 = 0;
+/// Exit status: a violation (its shortest trace is written and replayed).
+pub const EXIT_VIOLATION: u8 = 1;
+/// Exit status: bad arguments or an unreadable file.
+pub const EXIT_BAD_ARGUMENTS: u8 = 2;
+/// Exit status: no violation, but the scope proved nothing: no state had a
+/// leader, or the scope proposes and no command was ever committed.
+pub const EXIT_VACUOUS: u8 = 3;
+
+/// The exit statuses, as `--help` shows them.
+const EXIT_STATUSES: &str = "Exit status: 0 no violation, and the scope elected a leader and (when it proposes) committed a command; 1 a violation (its shortest trace is written and replayed); 2 bad arguments or an unreadable file; 3 vacuous: no violation, but no leader was ever elected, or no proposed command ever committed, so the result proves nothing (the warning names what to change; --allow-vacuous makes it 0).";
 
 /// `on` or `off`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -38,6 +53,7 @@ pub enum LossArg {
 
 /// Arguments of `concord-sim explore`.
 #[derive(Args, Debug)]
+#[command(after_help = EXIT_STATUSES)]
 pub struct ExploreArgs {
     /// Nodes of the cluster, all voters (1 to 5; at most 4 with symmetry
     /// reduction).
@@ -70,9 +86,11 @@ pub struct ExploreArgs {
     /// duplication).
     #[arg(long, default_value_t = 1)]
     pub duplicates: u32,
-    /// Most messages in flight at once.
-    #[arg(long, default_value_t = 4)]
-    pub network_max: usize,
+    /// Most messages in flight at once [default: nodes + 1, room for one
+    /// election's requests and answers with none lost: 4 for 3 nodes, 6
+    /// for 5].
+    #[arg(long, value_name = "MESSAGES")]
+    pub network_max: Option<usize>,
     /// Writes are durable as soon as the node asks for them (no sync
     /// steps; a crash loses nothing).
     #[arg(long, value_enum, default_value_t = Switch::Off)]
@@ -125,6 +143,10 @@ pub struct ExploreArgs {
     /// No progress lines.
     #[arg(long)]
     pub quiet: bool,
+    /// Exit 0 even if no leader was ever elected or no proposed command
+    /// committed (for scopes meant to check only elections, or less).
+    #[arg(long)]
+    pub allow_vacuous: bool,
     /// Planted core mistake (Raft's Figure 8): a leader commits an entry
     /// of an earlier term by counting replicas.
     #[arg(long)]
@@ -164,7 +186,9 @@ impl ExploreArgs {
                 LossArg::Implicit => Loss::Implicit,
             },
             duplicates: self.duplicates,
-            network_max: self.network_max,
+            network_max: self
+                .network_max
+                .unwrap_or(Scope::network_max_default(self.nodes)),
             sync_at_once: self.sync_at_once.on(),
             stale_lost: self.stale_lost.on(),
             reads: self.reads,
@@ -200,9 +224,51 @@ fn progress_line(progress: &Progress) {
     );
 }
 
-/// Runs `concord-sim explore`: `Ok(true)` clean, `Ok(false)` a violation
-/// (exit 1), `Err` bad arguments or an unreadable file (exit 2).
+/// How `concord-sim explore` ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// No violation; the scope reached a leader and, when it proposes, a
+    /// committed command (or vacuity was allowed).
+    Clean,
+    /// A violation, or a replayed trace that still violates.
+    Violation,
+    /// No violation, but these were never reached: the result proves
+    /// nothing about them.
+    Vacuous(Vec<Unreached>),
+}
+
+impl Verdict {
+    /// The process exit status of this verdict.
+    pub fn exit_status(&self) -> u8 {
+        match self {
+            Verdict::Clean => EXIT_CLEAN,
+            Verdict::Violation => EXIT_VIOLATION,
+            Verdict::Vacuous(_) => EXIT_VACUOUS,
+        }
+    }
+}
+
+/// Runs `concord-sim explore` for the binary: `Ok(true)` clean (exit 0),
+/// `Ok(false)` a violation (exit 1), `Err` bad arguments or an unreadable
+/// file (exit 2). A vacuous scope ends the process here with
+/// [`EXIT_VACUOUS`], a status the subcommands' common `Result<bool, _>`
+/// cannot carry; [`run_verdict`] returns it instead.
 pub fn run(args: &ExploreArgs) -> Result<bool, String> {
+    match run_verdict(args)? {
+        Verdict::Clean => Ok(true),
+        Verdict::Violation => Ok(false),
+        Verdict::Vacuous(_) => {
+            let _ = std::io::stdout().flush();
+            let _ = std::io::stderr().flush();
+            std::process::exit(i32::from(EXIT_VACUOUS));
+        }
+    }
+}
+
+/// Runs `concord-sim explore`, printing its summary to stdout and a
+/// vacuous scope's warning to stderr, and returns the verdict; `Err`: bad
+/// arguments or an unreadable file.
+pub fn run_verdict(args: &ExploreArgs) -> Result<Verdict, String> {
     super::world::quiet_core_panics();
     if let Some(path) = &args.replay {
         let text = std::fs::read_to_string(path)
@@ -212,7 +278,11 @@ pub fn run(args: &ExploreArgs) -> Result<bool, String> {
         let stdout = std::io::stdout();
         let mut out = stdout.lock();
         let replayed = replay(&trace, &mut out)?;
-        return Ok(replayed.violation.is_none());
+        return Ok(if replayed.violation.is_none() {
+            Verdict::Clean
+        } else {
+            Verdict::Violation
+        });
     }
     if args.threads == 0 || args.threads > 256 {
         return Err(format!(
@@ -253,7 +323,9 @@ pub fn run(args: &ExploreArgs) -> Result<bool, String> {
     );
     let levels: Vec<String> = counts.levels.iter().map(u64::to_string).collect();
     println!("  new states per depth: {}", levels.join(" "));
+    let reached = &report.outcome.reached;
     let Some(trace) = &report.trace else {
+        println!("  {}", reached.summary());
         if report.outcome.complete {
             println!("  exhaustive: every state of the scope explored, no violation");
         } else {
@@ -262,7 +334,25 @@ pub fn run(args: &ExploreArgs) -> Result<bool, String> {
                 counts.at_depth_bound, scope.depth
             );
         }
-        return Ok(true);
+        let unreached = reached.vacuous(&scope);
+        if unreached.is_empty() {
+            return Ok(Verdict::Clean);
+        }
+        let what: Vec<&str> = unreached.iter().map(|unreached| unreached.name()).collect();
+        if args.allow_vacuous {
+            println!("  vacuous, allowed by --allow-vacuous: {}", what.join(", "));
+            return Ok(Verdict::Clean);
+        }
+        eprintln!(
+            "warning: VACUOUS SCOPE: {} in {} distinct states, so \"no violation\" proves nothing about them (exit {EXIT_VACUOUS})",
+            what.join(" and "),
+            counts.distinct
+        );
+        eprintln!(
+            "  to fix: {}",
+            reached.advice(&scope, counts.at_depth_bound)
+        );
+        return Ok(Verdict::Vacuous(unreached));
     };
     let violation = trace
         .violation
@@ -292,5 +382,5 @@ pub fn run(args: &ExploreArgs) -> Result<bool, String> {
     replay(trace, &mut out)?;
     out.flush()
         .map_err(|error| format!("cannot write the replay: {error}"))?;
-    Ok(false)
+    Ok(Verdict::Violation)
 }

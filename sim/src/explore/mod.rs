@@ -89,13 +89,17 @@
 //! # Output
 //!
 //! [`explore`] returns the counts (transitions explored, distinct states,
-//! depth), whether the scope was exhausted, and for a violation its
-//! shortest trace ([`Trace`]), which [`replay`] runs again step by step.
+//! depth), whether the scope was exhausted, what its states reached
+//! ([`Reached`]: leaders, commits, crashes, terms; a scope that never
+//! elects a leader or never commits a proposal is vacuous, and the command
+//! line says so), and for a violation its shortest trace ([`Trace`]),
+//! which [`replay`] runs again step by step.
 
 mod checks;
 #[cfg(feature = "cli")]
 pub mod cli;
 mod fingerprint;
+mod reach;
 mod scope;
 mod search;
 mod trace;
@@ -103,6 +107,7 @@ mod world;
 
 pub use checks::{Property, Violation};
 pub use fingerprint::{Fingerprint, Fingerprinter};
+pub use reach::{Reached, Unreached};
 pub use scope::{Loss, Scope, ScopeBugs, DEPTH_MAX, NETWORK_MESSAGES_MAX, NODES_MAX, TERM_MAX};
 pub use search::{Counts, Found, Outcome, Progress};
 pub use trace::{replay, shows, Replayed, SavedStep, Trace, TRACE_FORMAT};

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use super::checks::Violation;
 use super::fingerprint::Fingerprint;
+use super::reach::{Reached, Sighting};
 use super::scope::Scope;
 use super::world::{Step, World};
 
@@ -54,6 +55,7 @@ struct Successor {
     step: Step,
     expand: bool,
     in_scope: bool,
+    sighting: Sighting,
     violation: Option<Box<Violation>>,
 }
 
@@ -117,6 +119,9 @@ pub struct Outcome {
     /// Every state of the scope was explored (no depth bound reached, no
     /// violation stopped the search).
     pub complete: bool,
+    /// What the distinct states reached (leaders, commits, crashes,
+    /// terms): whether a clean result proves anything.
+    pub reached: Reached,
     /// Wall-clock time of the search (reporting only: nothing depends on
     /// it).
     pub wall: Duration,
@@ -192,6 +197,7 @@ impl Search<'_> {
                             step: *step,
                             expand: in_scope && next_depth < self.scope.depth,
                             in_scope,
+                            sighting: child.sighting(),
                             violation: None,
                         });
                     }
@@ -201,6 +207,7 @@ impl Search<'_> {
                         step: *step,
                         expand: false,
                         in_scope: false,
+                        sighting: Sighting::default(),
                         violation: Some(Box::new(violation)),
                     }),
                 }
@@ -236,6 +243,10 @@ pub fn search(
     let initial = World::initial(scope).map_err(|violation| violation.to_string())?;
     let mut visited = FingerprintSet::default();
     visited.insert(initial.fingerprint(scope));
+    // Counted once per distinct state, in merge order: the same with any
+    // number of threads.
+    let mut reached = Reached::default();
+    reached.add(&initial.sighting());
     let mut search = Search {
         scope,
         initial,
@@ -309,6 +320,7 @@ pub fn search(
                         }
                         if visited.insert(successor.fingerprint) {
                             counts.distinct += 1;
+                            reached.add(&successor.sighting);
                             new_states += 1;
                             if successor.expand {
                                 next.push(Record {
@@ -353,6 +365,7 @@ pub fn search(
         counts,
         found,
         complete,
+        reached,
         wall: started.elapsed(),
     })
 }

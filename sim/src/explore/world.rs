@@ -26,6 +26,7 @@ use concord::{
 
 use super::checks::{logs_match, Ghost, GhostRead, Property, ReadOutcome, Violation};
 use super::fingerprint::{message_fingerprint, Fingerprint, Fingerprinter, Renamed};
+use super::reach::Sighting;
 use super::scope::{Loss, Scope};
 
 /// Minimum election timeout of every explored node. The range holds one
@@ -534,6 +535,33 @@ impl World {
             ghost: Ghost::default(),
             overflowed: false,
         })
+    }
+
+    /// What this state shows of the scope's reach (see `reach.rs`).
+    pub(crate) fn sighting(&self) -> Sighting {
+        let mut sighting = Sighting {
+            crashes: self.used.crashes,
+            overflowed: self.overflowed,
+            ..Sighting::default()
+        };
+        for slot in &self.slots {
+            let node = &slot.node;
+            sighting.leader_now |= node.role() == Role::Leader;
+            sighting.committed_entries_max =
+                sighting.committed_entries_max.max(node.commit_index());
+            sighting.term_max = sighting.term_max.max(node.term());
+        }
+        for term in self.ghost.leaders.keys() {
+            sighting.leader_terms_mask |= Sighting::leader_term_bit(*term);
+        }
+        let commands = self
+            .ghost
+            .committed
+            .iter()
+            .filter(|committed| matches!(committed.entry.payload, EntryPayload::Command(_)))
+            .count();
+        sighting.committed_commands = u32::try_from(commands).expect("a scope commits few entries");
+        sighting
     }
 
     /// Whether the search goes on from this state: every term within the
