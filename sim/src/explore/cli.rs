@@ -384,3 +384,73 @@ pub fn run_verdict(args: &ExploreArgs) -> Result<Verdict, String> {
         .map_err(|error| format!("cannot write the replay: {error}"))?;
     Ok(Verdict::Violation)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        explore: ExploreArgs,
+    }
+
+    fn args(flags: &str) -> ExploreArgs {
+        let words = std::iter::once("explore").chain(flags.split_whitespace());
+        Command::try_parse_from(words)
+            .expect("the flags parse")
+            .explore
+    }
+
+    /// The CI scope's flags (see `.ci/run`), without the nodes.
+    const CI: &str = "--max-term 1 --proposals 1 --crashes 0 --timeouts 1 --loss off \
+                      --duplicates 0 --threads 2 --quiet";
+
+    #[test]
+    fn five_nodes_in_a_four_message_network_are_flagged_vacuous() {
+        let small = args(&format!("--nodes 5 --symmetry off --network-max 4 {CI}"));
+        let verdict = run_verdict(&small).expect("a valid scope");
+        assert_eq!(
+            verdict,
+            Verdict::Vacuous(vec![Unreached::Leader, Unreached::CommittedCommand])
+        );
+        assert_eq!(verdict.exit_status(), EXIT_VACUOUS);
+        let allowed = args(&format!(
+            "--nodes 5 --symmetry off --network-max 4 --allow-vacuous {CI}"
+        ));
+        assert_eq!(run_verdict(&allowed), Ok(Verdict::Clean));
+    }
+
+    #[test]
+    fn the_network_default_grows_with_the_nodes_and_a_flag_wins() {
+        assert_eq!(args("").scope().network_max, 4);
+        assert_eq!(args("--nodes 5").scope().network_max, 6);
+        assert_eq!(args("--nodes 5 --network-max 4").scope().network_max, 4);
+    }
+
+    #[test]
+    fn default_networks_of_three_and_five_nodes_elect_and_three_commit() {
+        // 3 nodes: a command commits by depth 18 (0.2 s in debug). 5
+        // nodes: the first commit is some 25 steps deep, out of reach of
+        // a breadth-first debug test, so this explores to depth 10 with
+        // writes durable at once (a leader, 0.8 s) and `reach.rs` shows a
+        // path to a commit within the same network.
+        let three = args(&format!("--depth 18 {CI}"));
+        let report = super::super::explore(&three.scope(), 2, &|_| {}).expect("valid");
+        let reached = &report.outcome.reached;
+        assert!(reached.leader_states > 0, "{reached:?}");
+        assert!(reached.committed_commands_max >= 1, "{reached:?}");
+        assert!(reached.committed_entries_max >= 2, "{reached:?}");
+        assert_eq!(run_verdict(&three), Ok(Verdict::Clean));
+
+        let five = args(&format!(
+            "--nodes 5 --symmetry off --sync-at-once on --depth 10 {CI}"
+        ));
+        let report = super::super::explore(&five.scope(), 2, &|_| {}).expect("valid");
+        let reached = &report.outcome.reached;
+        assert_eq!(reached.leader_terms, 1, "{reached:?}");
+        assert!(reached.leader_states > 0, "{reached:?}");
+    }
+}
