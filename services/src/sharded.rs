@@ -12,7 +12,8 @@
 //! * [`Placement::First`]: group 1 alone, for state that is one thing and
 //!   not per key (a cluster-wide sequence);
 //! * [`Placement::Every`]: refused ([`ShardError::AllGroups`]): the
-//!   request would need every group's state at one instant.
+//!   request would need every group's state at one instant; on a cluster
+//!   of one group, that group, which holds it all.
 //!
 //! Which request goes where, per service:
 //!
@@ -75,6 +76,8 @@ pub fn group_of<S: Service>(map: &ShardMap, request: &S::Request) -> Result<Grou
         Placement::Key(key) => Ok(map.group_of(key)),
         Placement::Keys { what, keys } => map.group_of_all(what, keys),
         Placement::First { .. } => Ok(1),
+        // One group holds every group's state: nothing spans.
+        Placement::Every { .. } if map.groups() == 1 => Ok(1),
         Placement::Every { what, why } => Err(ShardError::AllGroups { what, why }),
     }
 }
@@ -272,6 +275,28 @@ mod tests {
         assert_eq!(
             codec::decode_answer::<Chat>(&home.apply(2, &create)).unwrap(),
             Ok(ChatResponse::Done)
+        );
+        // One group holds every account: the listing is served, and
+        // every request of every service is that group's.
+        let one = ShardMap::new(1).unwrap();
+        let mut only = ShardedMachine::<Chat>::new(one, 1);
+        assert_eq!(
+            codec::decode_answer::<Chat>(&only.apply(1, &create)).unwrap(),
+            Ok(ChatResponse::Done)
+        );
+        let answer = codec::decode_answer::<Chat>(&only.query(&list).unwrap()).unwrap();
+        assert!(
+            matches!(&answer, Ok(ChatResponse::Accounts { names, truncated: false }) if names == &["t.x"]),
+            "{answer:?}"
+        );
+        assert_eq!(
+            group_of::<Chat>(
+                &one,
+                &ChatRequest::ListAccounts {
+                    pattern: "*".into()
+                }
+            ),
+            Ok(1)
         );
     }
 }

@@ -127,7 +127,8 @@ enum Command {
     /// Explore every interleaving of a small scope with the real core
     /// (model checking), or replay a saved trace. Exit 0: no violation;
     /// 1: a violation (its shortest trace is written and replayed); 2:
-    /// bad arguments.
+    /// bad arguments; 3: a vacuous scope (no leader, or no committed
+    /// command, was ever reached: see --allow-vacuous).
     Explore(concord_sim::explore::cli::ExploreArgs),
     /// Figures of the multi-group layer under the simulator
     /// (docs/multi-group.md): idle cost, the node-loss wake storm.
@@ -692,6 +693,16 @@ fn main() -> ExitCode {
     if let Command::Check(args) = &cli.command {
         return ExitCode::from(check::run(args));
     }
+    // Explore has a fourth ending, a vacuous scope (exit 3).
+    if let Command::Explore(args) = &cli.command {
+        return match concord_sim::explore::cli::run_verdict(args) {
+            Ok(verdict) => ExitCode::from(verdict.exit_status()),
+            Err(message) => {
+                eprintln!("error: {message}");
+                ExitCode::from(2)
+            }
+        };
+    }
     match execute(cli.command) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
@@ -748,7 +759,7 @@ fn execute(command: Command) -> Result<bool, String> {
             sim,
         } => shrink(seed, plan, out, max_runs, &sim),
         Command::Check(_) => unreachable!("handled in main"),
-        Command::Explore(args) => concord_sim::explore::cli::run(&args),
+        Command::Explore(_) => unreachable!("handled in main"),
         Command::Multi(command) => concord_sim::multi::cli::run_command(&command),
     }
 }

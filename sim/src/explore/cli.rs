@@ -248,23 +248,6 @@ impl Verdict {
     }
 }
 
-/// Runs `concord-sim explore` for the binary: `Ok(true)` clean (exit 0),
-/// `Ok(false)` a violation (exit 1), `Err` bad arguments or an unreadable
-/// file (exit 2). A vacuous scope ends the process here with
-/// [`EXIT_VACUOUS`], a status the subcommands' common `Result<bool, _>`
-/// cannot carry; [`run_verdict`] returns it instead.
-pub fn run(args: &ExploreArgs) -> Result<bool, String> {
-    match run_verdict(args)? {
-        Verdict::Clean => Ok(true),
-        Verdict::Violation => Ok(false),
-        Verdict::Vacuous(_) => {
-            let _ = std::io::stdout().flush();
-            let _ = std::io::stderr().flush();
-            std::process::exit(i32::from(EXIT_VACUOUS));
-        }
-    }
-}
-
 /// Runs `concord-sim explore`, printing its summary to stdout and a
 /// vacuous scope's warning to stderr, and returns the verdict; `Err`: bad
 /// arguments or an unreadable file.
