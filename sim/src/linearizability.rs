@@ -211,9 +211,23 @@ pub struct CheckConfig {
     /// whole history; deterministic. When exceeded the result is
     /// [`CheckResult::Unknown`].
     pub max_steps: u64,
-    /// Maximum number of configurations alive at one point of one key (a
-    /// memory bound); exceeding it gives [`CheckResult::Unknown`].
+    /// Maximum number of configurations alive at one point of one key;
+    /// exceeding it gives [`CheckResult::Unknown`]. A count, not a memory
+    /// bound: a configuration takes from about 100 bytes (the key-value
+    /// sweep) to several KB (the generic search, whose configurations hold
+    /// a model state and a bitset of the pending operations); the memory
+    /// bound is [`CheckConfig::max_memory_bytes`].
     pub max_frontier: usize,
+    /// Most bytes the search's configurations may take at once (counted,
+    /// not measured: the visited sets, frontiers and stacks with each
+    /// configuration's heap, see [`crate::check::memory`]), shared by the
+    /// threads of [`check_history_parallel`] and
+    /// [`crate::check::check_parallel`]: each of `n` threads searching at
+    /// once gets `1/n` of it. Reaching it gives [`Limit::Memory`], an
+    /// unknown verdict. Default [`crate::check::memory::MEMORY_BYTES_DEFAULT`]
+    /// (1 GiB) on every machine; the command line defaults to a quarter of
+    /// the machine's memory.
+    pub max_memory_bytes: u64,
     /// Optional wall-clock limit (not deterministic: the same history may
     /// pass on a fast machine and be `Unknown` on a slow one).
     pub time_limit: Option<Duration>,
@@ -238,6 +252,7 @@ impl Default for CheckConfig {
         CheckConfig {
             max_steps: 2_000_000_000,
             max_frontier: 4_000_000,
+            max_memory_bytes: crate::check::memory::MEMORY_BYTES_DEFAULT,
             time_limit: None,
             shrink: true,
             shrink_steps: 50_000_000,
@@ -300,8 +315,17 @@ pub enum Limit {
     /// [`CheckConfig::max_steps`] search steps (deterministic).
     Steps(u64),
     /// [`CheckConfig::max_frontier`] configurations alive at one point of
-    /// one key: the memory limit (each takes a few dozen bytes).
+    /// one key (a count; the bound in bytes is [`Limit::Memory`]).
     Configurations(usize),
+    /// [`CheckConfig::max_memory_bytes`] (this thread's share of it) taken
+    /// by the search's configurations (deterministic: counted, not
+    /// measured).
+    Memory {
+        /// The bound that was reached, in bytes.
+        bytes_max: u64,
+        /// Configurations the search held when it stopped.
+        configs: u64,
+    },
     /// [`CheckConfig::time_limit`] of wall-clock time.
     Time(Duration),
     /// More operations pending at once on one key than the search can
@@ -315,7 +339,16 @@ impl fmt::Display for Limit {
             Limit::Steps(n) => write!(f, "step limit of {n} search steps reached"),
             Limit::Configurations(n) => write!(
                 f,
-                "memory limit reached: more than {n} configurations alive at one point"
+                "configuration limit reached: more than {n} configurations alive at one point"
+            ),
+            Limit::Memory { bytes_max, configs } => write!(
+                f,
+                "gave up at the memory bound of {} (--max-memory, CheckConfig::max_memory_bytes) \
+                 after {configs} configurations; \
+                 split the history (fewer concurrent operations per key) or check fewer \
+                 operations at once: the search grows exponentially with the operations \
+                 pending at once, so a larger bound rarely decides it",
+                crate::check::memory::show_bytes(*bytes_max)
             ),
             Limit::Time(d) => write!(f, "time limit of {:.3} s reached", d.as_secs_f64()),
             Limit::PendingOperations(n) => write!(
@@ -510,7 +543,7 @@ pub fn check_history_with(ops: &[Operation], cfg: &CheckConfig) -> CheckResult {
     }
     let keys = split_by_key(ops);
     let deadline = cfg.time_limit.map(|d| Instant::now() + d);
-    let mut budget = Budget::new(cfg, deadline);
+    let mut budget = Budget::new(cfg, cfg.max_memory_bytes, deadline);
     let mut first_unknown: Option<Exhausted> = None;
     for (key, idx) in &keys {
         match check_key(ops, idx, Init::Empty, &mut budget) {
@@ -659,9 +692,10 @@ pub fn check_history_parallel(ops: &[Operation], cfg: &CheckConfig, threads: usi
         };
     }
     let deadline = cfg.time_limit.map(|d| Instant::now() + d);
+    let memory_bytes = memory_share(cfg, threads, keys.len());
     let checked = in_parallel(&keys, threads, |(key, idx)| {
         let mut stats = stats_of(key, idx);
-        let mut budget = Budget::new(cfg, deadline);
+        let mut budget = Budget::new(cfg, memory_bytes, deadline);
         let started = Instant::now();
         let outcome = check_key(ops, idx, Init::Empty, &mut budget);
         stats.elapsed = started.elapsed();
@@ -707,6 +741,16 @@ pub fn check_history_parallel(ops: &[Operation], cfg: &CheckConfig, threads: usi
         result,
         keys: done.into_iter().map(|d| d.0).collect(),
     }
+}
+
+/// Each part's share of [`CheckConfig::max_memory_bytes`] when `parts`
+/// are checked on up to `threads` threads (as [`in_parallel`] runs them):
+/// the threads search at once, so each gets an equal share, and the bound
+/// holds for the whole check. The share, unlike the thread count, can
+/// change a verdict, but only to or from [`Limit::Memory`].
+pub(crate) fn memory_share(cfg: &CheckConfig, threads: usize, parts: usize) -> u64 {
+    let workers = threads.max(1).min(parts.max(1)) as u64;
+    (cfg.max_memory_bytes / workers).max(1)
 }
 
 /// Runs `check` on each of `parts` on up to `threads` threads (at least
@@ -1019,10 +1063,17 @@ struct Config {
 /// unknowns and `run` flag.
 type Seen = (Vec<u32>, bool);
 
+/// The heap an applied list holds.
+fn applied_bytes(applied: &Vec<u32>) -> usize {
+    crate::check::memory::alloc_bytes(applied.capacity() * std::mem::size_of::<u32>())
+}
+
 struct Budget {
     steps: u64,
     max_steps: u64,
     max_frontier: usize,
+    /// This key's share of [`CheckConfig::max_memory_bytes`].
+    memory_bytes_max: u64,
     deadline: Option<Instant>,
     /// The wall-clock limit behind `deadline`, to name it.
     time_limit: Option<Duration>,
@@ -1035,12 +1086,15 @@ struct Budget {
 }
 
 impl Budget {
-    /// The limits of `cfg`, the wall clock's ending at `deadline`.
-    fn new(cfg: &CheckConfig, deadline: Option<Instant>) -> Budget {
+    /// The limits of `cfg`, the memory's being `memory_bytes_max` (this
+    /// thread's share), the wall clock's ending at `deadline`.
+    fn new(cfg: &CheckConfig, memory_bytes_max: u64, deadline: Option<Instant>) -> Budget {
+        assert!(memory_bytes_max > 0, "a search needs some memory");
         Budget {
             steps: 0,
             max_steps: cfg.max_steps,
             max_frontier: cfg.max_frontier,
+            memory_bytes_max,
             deadline,
             time_limit: cfg.time_limit,
             fast_path: cfg.fast_path,
@@ -1135,6 +1189,10 @@ struct Sweep<'a> {
     /// Some group was merged into the `Put(OTHER)` group since applied
     /// sets were last made canonical.
     regrouped: bool,
+    /// The heap bytes of the configurations the current closure holds
+    /// (their applied lists), for the memory bound; inline sizes are
+    /// counted from the collections' capacities by `held_bytes`.
+    heap_bytes: usize,
 }
 
 /// Checks one key: as a register in O(n log n) when it only has `get`s
@@ -1251,6 +1309,7 @@ fn generic_key(ops: &[Operation], idx: &[usize], budget: &mut Budget) -> KeyOutc
     let mut b = crate::check::search::Budget::with(
         budget.max_steps.saturating_sub(budget.steps),
         budget.max_frontier,
+        budget.memory_bytes_max,
         budget.deadline,
         budget.time_limit,
     );
@@ -1339,7 +1398,7 @@ fn shown_values(mut values: Vec<String>) -> Vec<String> {
 pub(crate) fn decide_key(ops: &[Operation]) -> Option<Result<(), (usize, Vec<String>)>> {
     let idx: Vec<usize> = (0..ops.len()).collect();
     let cfg = CheckConfig::default();
-    let mut budget = Budget::new(&cfg, None);
+    let mut budget = Budget::new(&cfg, cfg.max_memory_bytes, None);
     match check_key(ops, &idx, Init::Empty, &mut budget) {
         KeyOutcome::Ok => Some(Ok(())),
         // The merged state is not a value: no values then.
@@ -1404,6 +1463,7 @@ fn search_key(ops: &[Operation], idx: &[usize], init: Init, budget: &mut Budget)
         member_group: vec![0; cops.len()],
         remapped: false,
         regrouped: false,
+        heap_bytes: 0,
     };
     sw.init_liveness();
     sw.settle();
@@ -1782,9 +1842,27 @@ impl Sweep<'_> {
 
     fn push_next(&mut self, c: Config) {
         if !self.next_set.contains(&c) {
+            self.heap_bytes += 2 * applied_bytes(&c.applied);
             self.next_set.insert(c.clone());
             self.next.push(c);
         }
+    }
+
+    /// The bytes the configurations of the current closure take: the
+    /// collections' slots (at their peak by the next insertion) and each
+    /// configuration's heap.
+    fn held_bytes(&self) -> usize {
+        use crate::check::memory::{table_peak_bytes, vec_peak_bytes};
+        let config = std::mem::size_of::<Config>();
+        let key = std::mem::size_of::<(u32, u128)>();
+        let seen = std::mem::size_of::<((u32, u128), Vec<Seen>)>();
+        self.heap_bytes
+            + vec_peak_bytes(self.frontier.len(), self.frontier.capacity(), config)
+            + vec_peak_bytes(self.next.len(), self.next.capacity(), config)
+            + vec_peak_bytes(self.stack.len(), self.stack.capacity(), config)
+            + table_peak_bytes(self.next_set.len(), self.next_set.capacity(), config)
+            + table_peak_bytes(self.visited_plain.len(), self.visited_plain.capacity(), key)
+            + table_peak_bytes(self.visited.len(), self.visited.capacity(), seen)
     }
 
     /// Queues `c` for expansion in the current closure unless a
@@ -1801,6 +1879,7 @@ impl Sweep<'_> {
             // Only a plain configuration dominates a plain one.
             self.visited_plain.insert(key);
             self.visited_len += 1;
+            self.heap_bytes += applied_bytes(&c.applied);
             self.stack.push(c);
             return;
         }
@@ -1811,6 +1890,8 @@ impl Sweep<'_> {
         {
             return;
         }
+        // A list of seen sets grows by doubling: two slots per entry.
+        self.heap_bytes += applied_bytes(&c.applied) * 2 + 2 * std::mem::size_of::<Seen>();
         seen.push((c.applied.clone(), c.run));
         self.visited_len += 1;
         self.stack.push(c);
@@ -1826,6 +1907,11 @@ impl Sweep<'_> {
         self.visited_plain.clear();
         self.visited_len = 0;
         self.stack.clear();
+        self.heap_bytes = self
+            .frontier
+            .iter()
+            .map(|c| applied_bytes(&c.applied))
+            .sum();
         for i in 0..self.frontier.len() {
             let c = self.frontier[i].clone();
             if c.lin & tbit != 0 {
@@ -1837,6 +1923,9 @@ impl Sweep<'_> {
             }
         }
         while let Some(c) = self.stack.pop() {
+            let popped_bytes = applied_bytes(&c.applied);
+            assert!(self.heap_bytes >= popped_bytes, "counted when pushed");
+            self.heap_bytes -= popped_bytes;
             budget.steps += 1;
             if budget.steps >= budget.max_steps {
                 return Err(Limit::Steps(budget.max_steps));
@@ -1850,6 +1939,12 @@ impl Sweep<'_> {
             }
             if self.visited_len + self.next.len() > budget.max_frontier {
                 return Err(Limit::Configurations(budget.max_frontier));
+            }
+            if self.held_bytes() as u64 > budget.memory_bytes_max {
+                return Err(Limit::Memory {
+                    bytes_max: budget.memory_bytes_max,
+                    configs: (self.visited_len + self.next.len() + self.frontier.len()) as u64,
+                });
             }
             let mut avail = self.pending & !c.lin;
             // Rule E: a pending read-only operation (get, unsuccessful cas)
@@ -2196,6 +2291,7 @@ fn run_sub(ops: &[Operation], idx: &[usize], left: &mut u64) -> Option<Result<()
         steps: 0,
         max_steps: *left,
         max_frontier: 1_000_000,
+        memory_bytes_max: crate::check::search::SMALL_MEMORY_BYTES_MAX,
         deadline: None,
         time_limit: None,
         fast_path: true,

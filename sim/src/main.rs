@@ -174,10 +174,19 @@ struct CheckArgs {
     /// cas-register), for Jepsen's own tools.
     #[arg(long, value_name = "FILE")]
     write_jepsen: Option<PathBuf>,
-    /// Memory limit: most search configurations alive at once on one key
-    /// (a few dozen bytes each); reaching it gives exit code 2.
+    /// Most search configurations alive at once on one key, a count, not
+    /// the memory bound: one takes from about 100 bytes (the key-value
+    /// search) to several KB (the generic search, when more than 128
+    /// operations are pending at once); reaching it gives exit code 2.
     #[arg(long, default_value_t = 4_000_000)]
     max_configs: usize,
+    /// Memory bound of the search, in bytes (suffixes K, M, G, T: powers
+    /// of 1024): the bytes its configurations take, counted (visited sets,
+    /// frontiers, stacks), shared equally by the threads. Reaching it gives
+    /// exit code 2 (UNKNOWN). Default: a quarter of the machine's memory
+    /// (MemTotal in /proc/meminfo), 1G if that cannot be read.
+    #[arg(long, value_name = "BYTES", value_parser = concord_sim::check::memory::parse_bytes)]
+    max_memory: Option<u64>,
     /// Search step limit per key (deterministic); reaching it gives exit
     /// code 2.
     #[arg(long, default_value_t = 2_000_000_000)]
@@ -811,6 +820,9 @@ mod check {
         let cfg = CheckConfig {
             max_steps: args.max_steps,
             max_frontier: args.max_configs,
+            max_memory_bytes: args
+                .max_memory
+                .unwrap_or_else(concord_sim::check::memory::memory_bytes_default),
             time_limit,
             ..CheckConfig::default()
         };
@@ -959,8 +971,9 @@ mod check {
                 let flag = match exhausted.limit {
                     concord_sim::linearizability::Limit::Time(_) => " (raise --timeout)",
                     concord_sim::linearizability::Limit::Configurations(_) => {
-                        " (raise --max-configs, if memory allows)"
+                        " (--max-configs; the bound that matters is --max-memory)"
                     }
+                    concord_sim::linearizability::Limit::Memory { .. } => "",
                     concord_sim::linearizability::Limit::Steps(_) => " (raise --max-steps)",
                     concord_sim::linearizability::Limit::PendingOperations(_) => "",
                 };

@@ -360,7 +360,10 @@ fn print_report<M: JsonModel>(
         Verdict::Unknown { limit, .. } => {
             let flag = match limit {
                 super::Limit::Time(_) => " (raise --timeout)",
-                super::Limit::Configurations(_) => " (raise --max-configs, if memory allows)",
+                super::Limit::Configurations(_) => {
+                    " (--max-configs; the bound that matters is --max-memory)"
+                }
+                super::Limit::Memory { .. } => "",
                 super::Limit::Steps(_) => " (raise --max-steps)",
                 super::Limit::PendingOperations(_) => "",
             };

@@ -48,6 +48,7 @@
 pub mod brute;
 pub mod cli;
 pub mod jepsen;
+pub mod memory;
 pub mod search;
 pub mod shell;
 pub mod typed;
@@ -146,6 +147,15 @@ pub trait Model: Sync {
     /// A state in words, for reports.
     fn describe_state(&self, state: &Self::State) -> String {
         format!("{state:?}")
+    }
+
+    /// The heap bytes `state` holds beyond `size_of::<Self::State>()`
+    /// (its strings', vectors', trees' allocations, see
+    /// [`memory`]), for the search's memory bound. The default, 0, is
+    /// right only for states that do not allocate: a model whose states
+    /// do must count them, or the bound undercounts.
+    fn state_heap_bytes(&self, _state: &Self::State) -> usize {
+        0
     }
 }
 
@@ -510,7 +520,8 @@ const STATES_SEARCH_STEPS: u64 = 200_000;
 
 /// Checks `ops` against `model`, parts in parallel on up to `threads`
 /// threads (at least one). Each part has its own step and frontier
-/// limits; the wall-clock limit is shared. The verdict names the first
+/// limits; the wall-clock limit is shared, and so is the memory bound
+/// ([`CheckConfig::max_memory_bytes`], an equal share per thread). The verdict names the first
 /// part in sorted order that is not linearizable, else the first that
 /// gave up, else success.
 pub fn check_parallel<M: Model>(
@@ -549,9 +560,10 @@ pub fn check_parallel<M: Model>(
         }
     }
     let deadline = cfg.time_limit.map(|d| Instant::now() + d);
+    let memory_bytes = crate::linearizability::memory_share(cfg, threads, parts.len());
     let checked = crate::linearizability::in_parallel(&parts, threads, |(part, idx)| {
         let mut stats = stats_of(part, idx);
-        let mut budget = search::Budget::new(cfg, deadline);
+        let mut budget = search::Budget::new(cfg, memory_bytes, deadline);
         let started = Instant::now();
         let mut direct = false;
         let outcome = check_part(model, ops, idx, &mut budget, &mut direct, true);

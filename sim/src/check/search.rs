@@ -32,6 +32,7 @@ use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasherDefault;
 use std::time::{Duration, Instant};
 
+use super::memory::{alloc_bytes, table_peak_bytes, vec_peak_bytes};
 use super::{describe_op, timeline, Model, ModelFailure, Op, Outcome, PartOutcome};
 use crate::linearizability::{CheckConfig, Limit};
 
@@ -113,8 +114,12 @@ pub(crate) type StrMap<'a, V> =
 /// The limits of one part's search.
 pub(crate) struct Budget {
     pub(crate) steps: u64,
+    /// The most bytes the search held, as counted for the memory bound.
+    pub(crate) memory_bytes_peak: u64,
     max_steps: u64,
     max_frontier: usize,
+    /// This part's share of [`CheckConfig::max_memory_bytes`].
+    memory_bytes_max: u64,
     deadline: Option<Instant>,
     time_limit: Option<Duration>,
     /// [`CheckConfig::depth_first`].
@@ -122,11 +127,20 @@ pub(crate) struct Budget {
 }
 
 impl Budget {
-    pub(crate) fn new(cfg: &CheckConfig, deadline: Option<Instant>) -> Budget {
+    /// The limits of `cfg` for one part, which may take `memory_bytes_max`
+    /// (its thread's share of `cfg.max_memory_bytes`).
+    pub(crate) fn new(
+        cfg: &CheckConfig,
+        memory_bytes_max: u64,
+        deadline: Option<Instant>,
+    ) -> Budget {
+        assert!(memory_bytes_max > 0, "a search needs some memory");
         Budget {
             steps: 0,
+            memory_bytes_peak: 0,
             max_steps: cfg.max_steps,
             max_frontier: cfg.max_frontier,
+            memory_bytes_max,
             deadline,
             time_limit: cfg.time_limit,
             depth_first: cfg.depth_first,
@@ -138,13 +152,17 @@ impl Budget {
     pub(crate) fn with(
         max_steps: u64,
         max_frontier: usize,
+        memory_bytes_max: u64,
         deadline: Option<Instant>,
         time_limit: Option<Duration>,
     ) -> Budget {
+        assert!(memory_bytes_max > 0, "a search needs some memory");
         Budget {
             steps: 0,
+            memory_bytes_peak: 0,
             max_steps,
             max_frontier,
+            memory_bytes_max,
             deadline,
             time_limit,
             depth_first: true,
@@ -154,12 +172,29 @@ impl Budget {
     fn small(steps: u64) -> Budget {
         Budget {
             steps: 0,
+            memory_bytes_peak: 0,
             max_steps: steps,
             max_frontier: 200_000,
+            memory_bytes_max: SMALL_MEMORY_BYTES_MAX,
             deadline: None,
             time_limit: None,
             depth_first: true,
         }
+    }
+
+    /// Records that the search holds `bytes` in `configs` configurations:
+    /// `Err(Limit::Memory)` if that passed `bytes_max`.
+    #[inline]
+    fn memory(&mut self, bytes: usize, bytes_max: u64, configs: usize) -> Result<(), Limit> {
+        let bytes = bytes as u64;
+        if bytes > bytes_max {
+            return Err(Limit::Memory {
+                bytes_max,
+                configs: configs as u64,
+            });
+        }
+        self.memory_bytes_peak = self.memory_bytes_peak.max(bytes);
+        Ok(())
     }
 
     #[inline]
@@ -178,6 +213,11 @@ impl Budget {
         Ok(())
     }
 }
+
+/// The memory bound of the small searches that explain a failure and
+/// find the states before a stuck return (each runs alone, after the
+/// check proper has freed its memory).
+pub(crate) const SMALL_MEMORY_BYTES_MAX: u64 = 256 << 20;
 
 /// A fixed-width bitset over the slots of pending operations.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
@@ -225,6 +265,14 @@ struct Config<S> {
     /// Unknown operations applied (indices into the part's operations,
     /// sorted), minus retired ones.
     applied: Vec<u32>,
+}
+
+/// The heap bytes of `c`: its bitset, its applied list and what its
+/// state holds (its inline size is counted where it is stored).
+fn config_heap_bytes<M: Model>(model: &M, c: &Config<M::State>) -> usize {
+    alloc_bytes(std::mem::size_of_val::<[u64]>(&c.lin.0))
+        + alloc_bytes(c.applied.capacity() * std::mem::size_of::<u32>())
+        + model.state_heap_bytes(&c.state)
 }
 
 /// One operation of the part, prepared.
@@ -500,18 +548,50 @@ impl<'a, M: Model> Search<'a, M> {
 
     fn closure(&mut self, target: usize, budget: &mut Budget) -> Result<bool, Limit> {
         let model = self.model;
+        let entry_bytes = std::mem::size_of::<Config<M::State>>();
         let mut visited: FxHashSet<Config<M::State>> = FxHashSet::default();
         let mut next: Vec<Config<M::State>> = Vec::new();
         let mut next_set: FxHashSet<Config<M::State>> = FxHashSet::default();
         let mut stack: Vec<Config<M::State>> = Vec::new();
+        // The heap of every configuration held (the frontier's, which
+        // lives on through the closure, and the copies in the four
+        // collections); their inline sizes are counted from capacities.
+        let frontier_bytes = self
+            .frontier
+            .iter()
+            .map(|c| config_heap_bytes(model, c))
+            .sum::<usize>()
+            + alloc_bytes(self.frontier.capacity() * entry_bytes);
+        let mut heap_bytes = 0usize;
+        let held_bytes = |heap_bytes: usize,
+                          visited: &FxHashSet<Config<M::State>>,
+                          next: &Vec<Config<M::State>>,
+                          next_set: &FxHashSet<Config<M::State>>,
+                          stack: &Vec<Config<M::State>>| {
+            frontier_bytes
+                + heap_bytes
+                + table_peak_bytes(visited.len(), visited.capacity(), entry_bytes)
+                + table_peak_bytes(next_set.len(), next_set.capacity(), entry_bytes)
+                + vec_peak_bytes(next.len(), next.capacity(), entry_bytes)
+                + vec_peak_bytes(stack.len(), stack.capacity(), entry_bytes)
+        };
         for c in &self.frontier {
             if visited.insert(c.clone()) {
+                heap_bytes += 2 * config_heap_bytes(model, c);
                 stack.push(c.clone());
             }
         }
         let pending: Vec<usize> = self.pending.ones().collect();
         let mut unknown: Vec<Config<M::State>> = Vec::new();
         while let Some(mut c) = stack.pop() {
+            let popped_bytes = config_heap_bytes(model, &c);
+            assert!(heap_bytes >= popped_bytes, "counted when pushed");
+            heap_bytes -= popped_bytes;
+            budget.memory(
+                held_bytes(heap_bytes, &visited, &next, &next_set, &stack),
+                budget.memory_bytes_max,
+                visited.len() + next.len() + self.frontier.len(),
+            )?;
             if !c.lin.get(target) {
                 budget.step()?;
                 // Eager reads: linearizing now a read that holds now is
@@ -529,7 +609,11 @@ impl<'a, M: Model> Search<'a, M> {
                 }
             }
             if c.lin.get(target) {
-                if next_set.insert(c.clone()) {
+                let c_bytes = config_heap_bytes(model, &c);
+                let copy = c.clone();
+                let copy_bytes = config_heap_bytes(model, &copy);
+                if next_set.insert(copy) {
+                    heap_bytes += c_bytes + copy_bytes;
                     next.push(c);
                     if next.len() > budget.max_frontier {
                         return Err(Limit::Configurations(budget.max_frontier));
@@ -541,7 +625,9 @@ impl<'a, M: Model> Search<'a, M> {
             // above.)
             for &p in &pending {
                 if let Some((_, c2)) = self.linearized(&c, p) {
+                    let c2_bytes = config_heap_bytes(model, &c2);
                     if visited.insert(c2.clone()) {
+                        heap_bytes += 2 * c2_bytes;
                         stack.push(c2);
                     }
                 }
@@ -549,7 +635,9 @@ impl<'a, M: Model> Search<'a, M> {
             unknown.clear();
             self.unknown_successors(&c, &mut unknown);
             for c2 in unknown.drain(..) {
+                let c2_bytes = config_heap_bytes(model, &c2);
                 if visited.insert(c2.clone()) {
+                    heap_bytes += 2 * c2_bytes;
                     stack.push(c2);
                 }
             }
@@ -737,7 +825,8 @@ type Node<S> = (u32, Config<S>);
 /// without finding one, the deepest level it reached is where the sweep
 /// gets stuck, and the configurations there are the sweep's (up to the
 /// sweep's dominance rule, which drops none of their states). At most
-/// `max_steps` steps and `max_visited` configurations; beyond, it gives up.
+/// `max_steps` steps, `max_visited` configurations and `memory_bytes_max`
+/// bytes (counted as the sweep counts them); beyond, it gives up.
 fn depth_first<M: Model>(
     model: &M,
     ops: &[Op<M::Input, M::Output>],
@@ -745,6 +834,7 @@ fn depth_first<M: Model>(
     budget: &mut Budget,
     max_steps: u64,
     max_visited: usize,
+    memory_bytes_max: u64,
 ) -> Result<Depth<M::State>, Limit> {
     let mut s = Search::new(model, ops, idx);
     let rets: Vec<u128> = idx
@@ -763,7 +853,15 @@ fn depth_first<M: Model>(
     let mut deepest_states: Vec<M::State> = Vec::new();
     let mut steps = 0u64;
     let mut successors: Vec<(u128, Config<M::State>)> = Vec::new();
+    let node_bytes = std::mem::size_of::<Node<M::State>>();
+    let state_bytes = std::mem::size_of::<M::State>();
+    // The heap of the configurations in `visited`, `stack` and
+    // `deepest_states`; their inline sizes are counted from capacities.
+    let mut heap_bytes = config_heap_bytes(model, &stack[0].1);
     while let Some((level, mut c)) = stack.pop() {
+        let popped_bytes = config_heap_bytes(model, &c);
+        assert!(heap_bytes >= popped_bytes, "counted when pushed");
+        heap_bytes -= popped_bytes;
         let level = level as usize;
         if level == levels {
             return Ok(Depth::Found);
@@ -771,6 +869,16 @@ fn depth_first<M: Model>(
         budget.step()?;
         steps += 1;
         if steps > max_steps || visited.len() > max_visited {
+            return Ok(Depth::GaveUp);
+        }
+        let held_bytes = heap_bytes
+            + table_peak_bytes(visited.len(), visited.capacity(), node_bytes)
+            + vec_peak_bytes(stack.len(), stack.capacity(), node_bytes)
+            + vec_peak_bytes(deepest_states.len(), deepest_states.capacity(), state_bytes);
+        if budget
+            .memory(held_bytes, memory_bytes_max, visited.len() + stack.len())
+            .is_err()
+        {
             return Ok(Depth::GaveUp);
         }
         // Bring the pending set to this level, forward or back.
@@ -795,18 +903,28 @@ fn depth_first<M: Model>(
                 }
             }
         }
-        if !visited.insert((level as u32, c.clone())) {
+        let copy = c.clone();
+        let copy_bytes = config_heap_bytes(model, &copy);
+        if !visited.insert((level as u32, copy)) {
             continue;
         }
+        heap_bytes += copy_bytes;
         if level > deepest {
             deepest = level;
+            heap_bytes -= deepest_states
+                .iter()
+                .map(|s| model.state_heap_bytes(s))
+                .sum::<usize>();
             deepest_states.clear();
         }
         if level == deepest && !deepest_states.contains(&c.state) {
-            deepest_states.push(c.state.clone());
+            let state = c.state.clone();
+            heap_bytes += model.state_heap_bytes(&state);
+            deepest_states.push(state);
         }
         if c.lin.get(target) {
             c.lin.clear(target);
+            heap_bytes += config_heap_bytes(model, &c);
             stack.push(((level + 1) as u32, c));
             continue;
         }
@@ -822,9 +940,11 @@ fn depth_first<M: Model>(
         let mut unknown: Vec<Config<M::State>> = Vec::new();
         s.unknown_successors(&c, &mut unknown);
         for c2 in unknown.into_iter().rev() {
+            heap_bytes += config_heap_bytes(model, &c2);
             stack.push((level as u32, c2));
         }
         for (_, c2) in successors.drain(..).rev() {
+            heap_bytes += config_heap_bytes(model, &c2);
             stack.push((level as u32, c2));
         }
     }
@@ -857,7 +977,11 @@ fn search_part<M: Model>(
     }
     let steps = depth_first_steps(idx.len(), budget);
     let visited = budget.max_frontier.saturating_mul(4);
-    match depth_first(model, ops, idx, budget, steps, visited) {
+    // Half the memory: a pass that fills it gives up to the sweep, which
+    // keeps one return's configurations instead of every level's, and
+    // starts once this pass's memory is freed.
+    let memory_bytes = (budget.memory_bytes_max / 2).max(1);
+    match depth_first(model, ops, idx, budget, steps, visited, memory_bytes) {
         Err(limit) => Ran::Exhausted(limit),
         Ok(Depth::Found) => Ran::Done,
         Ok(Depth::Stuck { stuck, states }) => Ran::Stuck { stuck, states },
@@ -1108,5 +1232,127 @@ fn delta_debug<M: Model>(
             }
             n = (n_eff * 2).min(cur.len());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::memory::counting;
+    use crate::history::{Op as KvOp, Operation, Output};
+    use crate::models::{Kv, KvState};
+
+    /// The bytes a clone of `c` asks the allocator for, and in how many
+    /// allocations.
+    fn asked_by_clone<S: Clone>(c: &Config<S>) -> (usize, usize, Config<S>) {
+        let before = counting::asked();
+        let copy = c.clone();
+        let after = counting::asked();
+        (after.0 - before.0, after.1 - before.1, copy)
+    }
+
+    #[test]
+    fn config_accounting_matches_what_a_config_allocates() {
+        let mut state = KvState::new();
+        state.insert("k".to_string(), "v3".to_string());
+        let words = 2000usize.div_ceil(64);
+        let mut lin = Bits::new(words);
+        lin.set(7);
+        for (state, applied) in [
+            (state.clone(), vec![]),
+            (state, vec![1u32, 5, 9]),
+            (
+                (0..40)
+                    .map(|i| (format!("key{i}"), format!("value-{i:04}")))
+                    .collect(),
+                vec![2],
+            ),
+        ] {
+            let c = Config {
+                state,
+                lin: lin.clone(),
+                applied,
+            };
+            let (asked, allocs, copy) = asked_by_clone(&c);
+            let counted = config_heap_bytes(&Kv, &copy);
+            // At least what was asked plus the allocator's header, at most
+            // its rounding and a B-tree's emptier nodes.
+            assert!(
+                counted >= asked + 8 * allocs,
+                "counted {counted} < asked {asked} in {allocs} allocations"
+            );
+            assert!(
+                counted <= asked * 2 + 32 * allocs,
+                "counted {counted} far over asked {asked} in {allocs} allocations"
+            );
+        }
+        // One configuration of the history below: a key, a value, a
+        // bitset of 32 words; its inline size is stored in the tables.
+        assert_eq!(std::mem::size_of::<Config<KvState>>(), 64);
+    }
+
+    /// 2,000 puts of five repeating values, all concurrent, then a read of
+    /// the initial value: not linearizable, but deciding it needs every
+    /// order of the puts up to symmetry, far beyond any memory.
+    fn concurrent_puts_and_a_stale_read(puts: u64) -> Vec<Operation> {
+        let mut ops: Vec<Operation> = (0..puts)
+            .map(|i| Operation {
+                client: i,
+                key: "k".to_string(),
+                op: KvOp::Put {
+                    value: format!("v{}", i % 5),
+                },
+                call: i,
+                ret: Some(puts + i),
+                outcome: crate::history::Outcome::Ok(Output::Done),
+            })
+            .collect();
+        ops.push(Operation {
+            client: puts,
+            key: "k".to_string(),
+            op: KvOp::Get,
+            call: 3 * puts,
+            ret: Some(3 * puts + 1),
+            outcome: crate::history::Outcome::Ok(Output::Value(String::new())),
+        });
+        ops
+    }
+
+    #[test]
+    fn search_gives_up_at_the_memory_bound() {
+        const MEMORY_BYTES: u64 = 64 << 20;
+        let history = concurrent_puts_and_a_stale_read(2000);
+        let typed = Kv::from_history(&history);
+        let idx: Vec<usize> = (0..typed.len()).collect();
+        let cfg = CheckConfig {
+            max_memory_bytes: MEMORY_BYTES,
+            ..CheckConfig::default()
+        };
+        let mut budget = Budget::new(&cfg, cfg.max_memory_bytes, None);
+        let outcome = check_part(&Kv, &typed, &idx, &mut budget);
+        let PartOutcome::Exhausted(Limit::Memory { bytes_max, configs }) = outcome else {
+            panic!("expected the memory bound");
+        };
+        assert_eq!(bytes_max, MEMORY_BYTES);
+        assert!(configs > 10_000, "{configs} configurations");
+        assert!(budget.memory_bytes_peak <= MEMORY_BYTES);
+        assert!(
+            budget.memory_bytes_peak > MEMORY_BYTES / 2,
+            "filled only {} bytes",
+            budget.memory_bytes_peak
+        );
+
+        // The same through the key-value checker, which hands keys with
+        // more than 128 operations pending to this search: an unknown
+        // verdict that names the bound and what to do.
+        let result = crate::linearizability::check_history_with(&history, &cfg);
+        let crate::linearizability::CheckResult::Unknown(exhausted) = &result else {
+            panic!("expected UNKNOWN, got {result}");
+        };
+        assert!(matches!(exhausted.limit, Limit::Memory { .. }));
+        let text = result.to_string();
+        assert!(text.starts_with("UNKNOWN"), "{text}");
+        assert!(text.contains("memory bound of 64.0 MiB"), "{text}");
+        assert!(text.contains("split the history"), "{text}");
     }
 }

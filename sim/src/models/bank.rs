@@ -184,6 +184,9 @@ impl Model for Bank {
             .collect();
         format!("{{{}}}", parts.join(", "))
     }
+    fn state_heap_bytes(&self, s: &Vec<i64>) -> usize {
+        crate::check::memory::alloc_bytes(s.capacity() * std::mem::size_of::<i64>())
+    }
 }
 
 impl JsonModel for Bank {

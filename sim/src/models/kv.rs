@@ -185,6 +185,15 @@ impl Model for Kv {
             _ => format!("{s:?}"),
         }
     }
+    fn state_heap_bytes(&self, s: &KvState) -> usize {
+        crate::check::memory::btree_map_bytes::<String, String>(s.len())
+            + s.iter()
+                .map(|(k, v)| {
+                    crate::check::memory::string_bytes(k, k.capacity())
+                        + crate::check::memory::string_bytes(v, v.capacity())
+                })
+                .sum::<usize>()
+    }
 }
 
 impl JsonModel for Kv {

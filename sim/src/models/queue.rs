@@ -100,6 +100,12 @@ impl Model for Queue {
     fn describe_state(&self, s: &VecDeque<String>) -> String {
         format!("{:?}", s.iter().collect::<Vec<_>>())
     }
+    fn state_heap_bytes(&self, s: &VecDeque<String>) -> usize {
+        crate::check::memory::alloc_bytes(s.capacity() * std::mem::size_of::<String>())
+            + s.iter()
+                .map(|v| crate::check::memory::string_bytes(v, v.capacity()))
+                .sum::<usize>()
+    }
 }
 
 impl JsonModel for Queue {

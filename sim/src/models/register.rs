@@ -189,6 +189,9 @@ impl<const CAS: bool> Model for RegisterModel<CAS> {
     fn describe_state(&self, s: &String) -> String {
         format!("{s:?}")
     }
+    fn state_heap_bytes(&self, s: &String) -> usize {
+        crate::check::memory::string_bytes(s, s.capacity())
+    }
 }
 
 fn input_from_json(op: &str, line: &Map<String, Value>) -> Result<RegisterInput, String> {

@@ -107,6 +107,12 @@ impl Model for Set {
     fn describe_state(&self, s: &BTreeSet<String>) -> String {
         format!("{s:?}")
     }
+    fn state_heap_bytes(&self, s: &BTreeSet<String>) -> usize {
+        crate::check::memory::btree_set_bytes::<String>(s.len())
+            + s.iter()
+                .map(|v| crate::check::memory::string_bytes(v, v.capacity()))
+                .sum::<usize>()
+    }
 }
 
 impl JsonModel for Set {
