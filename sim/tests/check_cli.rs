@@ -138,8 +138,22 @@ fn hard_history_exits_2_and_names_the_limit() {
         concord_sim(&["check", path.to_str().unwrap(), "--max-configs", "10"]);
     assert_eq!(code, 2, "{stdout}{stderr}");
     assert!(stdout.contains("UNKNOWN (not a pass)"), "{stdout}");
-    assert!(stdout.contains("memory limit"), "{stdout}");
+    assert!(stdout.contains("configuration limit"), "{stdout}");
     assert!(stdout.contains("--max-configs"), "{stdout}");
+    // The bound in bytes: an unknown verdict that names it and says what
+    // to do instead of raising it.
+    let (code, stdout, stderr) =
+        concord_sim(&["check", path.to_str().unwrap(), "--max-memory", "1K"]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(stdout.contains("UNKNOWN (not a pass)"), "{stdout}");
+    assert!(
+        stdout.contains("memory bound of 1.0 KiB (--max-memory"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("split the history"), "{stdout}");
+    let (code, _, stderr) = concord_sim(&["check", path.to_str().unwrap(), "--max-memory", "1X"]);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("unknown suffix"), "{stderr}");
     let (code, stdout, _) = concord_sim(&["check", path.to_str().unwrap(), "--max-steps", "5"]);
     assert_eq!(code, 2, "{stdout}");
     assert!(stdout.contains("step limit of 5"), "{stdout}");
