@@ -191,6 +191,9 @@ where
         cfg: CheckConfig {
             max_steps: flags.max_steps,
             max_frontier: flags.max_configs,
+            max_memory_bytes: flags
+                .max_memory_bytes
+                .unwrap_or_else(super::memory::memory_bytes_default),
             time_limit: flags.timeout,
             ..CheckConfig::default()
         },
@@ -220,6 +223,9 @@ struct Flags {
     html: Option<PathBuf>,
     /// Most search configurations alive at once on one part.
     max_configs: usize,
+    /// Memory bound of the search in bytes (`None`: a quarter of the
+    /// machine's memory, as `concord-sim check`).
+    max_memory_bytes: Option<u64>,
     /// Search step limit per part.
     max_steps: u64,
 }
@@ -265,6 +271,7 @@ fn parse_flags(model_name: &str, args: &[OsString]) -> Result<Parsed, String> {
         write_jsonl: None,
         html: None,
         max_configs: defaults.max_frontier,
+        max_memory_bytes: None,
         max_steps: defaults.max_steps,
     };
     let mut history: Option<PathBuf> = None;
@@ -300,6 +307,12 @@ fn parse_flags(model_name: &str, args: &[OsString]) -> Result<Parsed, String> {
             "--timeout" => flags.timeout = Some(parse_timeout(&value("SECONDS")?)?),
             "--threads" => flags.threads = parse_threads(&value("N")?)?,
             "--max-configs" => flags.max_configs = parse_number(&name, &value("N")?)?,
+            "--max-memory" => {
+                let text = value("BYTES")?;
+                let bytes = super::memory::parse_bytes(&text)
+                    .map_err(|e| format!("invalid value {text:?} for {name}: {e}"))?;
+                flags.max_memory_bytes = Some(bytes);
+            }
             "--max-steps" => flags.max_steps = parse_number(&name, &value("N")?)?,
             "--write-jsonl" => flags.write_jsonl = Some(PathBuf::from(value("FILE")?)),
             "--html" => flags.html = Some(PathBuf::from(value("FILE")?)),
@@ -380,8 +393,11 @@ fn help(program: &str, model_name: &str) -> String {
          on it. At least 1 [default: the available cores]\n\
          \x20     --allow-empty        Accept an empty history with exit 0 instead of 4\n\
          \x20     --write-jsonl <FILE> Also write the history read as JSON lines\n\
-         \x20     --max-configs <N>    Most search configurations alive at once on one part; \
-         reaching it gives exit code 2 [default: {}]\n\
+         \x20     --max-configs <N>    Most search configurations alive at once on one part \
+         (a count: --max-memory bounds memory); reaching it gives exit code 2 [default: {}]\n\
+         \x20     --max-memory <BYTES> Memory bound of the search, counted, in bytes (suffixes \
+         K, M, G, T); reaching it gives exit code 2 [default: a quarter of the machine's \
+         memory]\n\
          \x20     --max-steps <N>      Search step limit per part; reaching it gives exit code \
          2 [default: {}]\n\
          \x20     --html <FILE>        Write the failing part's operations as an HTML page\n\
@@ -488,6 +504,8 @@ mod tests {
             "jsonl",
             "--max-configs",
             "10",
+            "--max-memory",
+            "64M",
             "--max-steps=20",
             "--html",
             "r.html",
@@ -512,6 +530,7 @@ mod tests {
                 write_jsonl: Some(PathBuf::from("w.jsonl")),
                 html: Some(PathBuf::from("r.html")),
                 max_configs: 10,
+                max_memory_bytes: Some(64 << 20),
                 max_steps: 20,
             }
         );
