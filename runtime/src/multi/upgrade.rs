@@ -17,11 +17,9 @@
 //! * **The bytes the state machine sees change their frame, not their
 //!   meaning**: a single-group server applied every command through its
 //!   session layer directly; a group of the one runtime applies a command
-//!   of a session when it starts with
-//!   [`SESSION_TAG`](concord::multi::sessions::SESSION_TAG), and the
-//!   session layer's snapshot behind
-//!   [`SNAPSHOT_MAGIC`](concord::multi::sessions::SNAPSHOT_MAGIC). So each
-//!   command gains the tag and the snapshot the magic, and every server of
+//!   of a session when it starts with [`SESSION_TAG`], and the session
+//!   layer's snapshot behind [`SNAPSHOT_MAGIC`]. So each command gains
+//!   the tag and the snapshot the magic, and every server of
 //!   the cluster, converting its own copy, applies the same commands to
 //!   the same state. The replicated address book that led the old
 //!   snapshot is taken off it and reported ([`Upgraded::addresses`]): the
