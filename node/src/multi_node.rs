@@ -264,13 +264,7 @@ pub async fn start(settings: &ServerSettings) -> Result<RunningMultiNode, StartF
 /// not kept (`--peers` and the catalog are the addresses now), so a
 /// server it names that `--peers` does not is named in a warning.
 fn warn_of_unlisted_addresses(settings: &ServerSettings, upgraded: &Upgraded) {
-    tracing::info!(
-        group = upgraded.group,
-        entries = upgraded.entries,
-        snapshot_index = upgraded.snapshot.index,
-        last_index = upgraded.last_index,
-        "upgraded this single-group server's data directory to one group of the shared log"
-    );
+    // The upgrade itself is logged where it happens (`upgrade.rs`).
     for (id, addr) in &upgraded.addresses {
         if !settings.peers.contains_key(id) {
             tracing::warn!(
