@@ -121,6 +121,15 @@ fn check(command: &DocCommand, ci: &str) -> Result<(), String> {
             variables_read(command, &files)
         }
         Program::Install(path) => {
+            // Without --locked, cargo install resolves every dependency
+            // afresh and builds versions this tree never tested.
+            if !command
+                .text
+                .split_whitespace()
+                .any(|word| word == "--locked")
+            {
+                return Err("a cargo install without --locked".to_string());
+            }
             let manifest = root().join(path).join("Cargo.toml");
             match std::fs::read_to_string(&manifest) {
                 Ok(_) if root().join(path).join("src/bin").is_dir() => Ok(()),

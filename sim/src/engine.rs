@@ -645,6 +645,10 @@ pub struct Simulation<S, W> {
     /// The canonical state of the first snapshot taken at each index, by
     /// node (`states`).
     snapshot_states: BTreeMap<Index, (usize, bytes::Bytes)>,
+    /// Reads the clients issued, kept to compare two states by
+    /// what they answer rather than by their snapshot bytes (`states`);
+    /// at most `states::READ_PROBES_MAX`.
+    read_probes: std::collections::BTreeSet<bytes::Bytes>,
     client_dark_attempts: u64,
     reads_refused_not_member: u64,
     snapshots: SnapshotCounts,
@@ -883,6 +887,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             reads: ReadOptions::for_choice(read_choice, streams.reads),
             reads_served: [0; 3],
             snapshot_states: BTreeMap::new(),
+            read_probes: std::collections::BTreeSet::new(),
             client_dark_attempts: 0,
             reads_refused_not_member: 0,
             snapshots: SnapshotCounts::default(),

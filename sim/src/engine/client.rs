@@ -347,6 +347,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 };
                 self.operations += 1;
                 let read = if self.workload.is_read_only(&command) {
+                    self.remember_read_probe(&command);
                     self.reads.pick(&mut self.client_rng)
                 } else {
                     None

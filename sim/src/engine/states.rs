@@ -14,6 +14,15 @@
 //!   canonical state;
 //! * `replica-agreement` (end of the run): replicas that applied the same
 //!   prefix hold one canonical state.
+//!
+//! The canonical state defaults to the snapshot bytes, so a mistake in
+//! `snapshot()` itself (a balance written twice, two fields swapped) is
+//! compared with itself and can pass, or be blamed on the wrong part of
+//! the state. So the first two rules also ask both states the reads the
+//! run has served (`read_probes`, through `StateMachine::query`), an
+//! answer derived from the state itself and not from its snapshot bytes,
+//! and a failure names the first read, in the workload's words, that the
+//! two answer differently.
 
 use bytes::Bytes;
 
@@ -68,7 +77,44 @@ pub(crate) fn describe_difference(
     text
 }
 
+/// The most distinct reads kept to compare states by their answers: each
+/// snapshot costs two queries per read kept.
+pub(crate) const READ_PROBES_MAX: usize = 64;
+
 impl<S: StateMachine, W: Workload> Simulation<S, W> {
+    /// Keeps `command`, a read a client issued (whatever path serves it),
+    /// to ask states the simulator later compares (the first `READ_PROBES_MAX` distinct ones).
+    pub(super) fn remember_read_probe(&mut self, command: &Bytes) {
+        if self.read_probes.len() < READ_PROBES_MAX {
+            self.read_probes.insert(command.clone());
+        }
+        debug_assert!(self.read_probes.len() <= READ_PROBES_MAX);
+    }
+
+    /// The first remembered read that `left` and `right` answer
+    /// differently, described in the workload's words with both answers.
+    fn first_read_difference(
+        &self,
+        (left_name, left): (&str, &WithSessions<S>),
+        (right_name, right): (&str, &WithSessions<S>),
+    ) -> Option<String> {
+        let show = |answer: Option<Bytes>| match answer {
+            Some(bytes) => crate::engine::show_bytes(&bytes),
+            None => "no answer".to_string(),
+        };
+        self.read_probes.iter().find_map(|command| {
+            let (a, b) = (left.query(command), right.query(command));
+            (a != b).then(|| {
+                format!(
+                    "the read {} answers {} on {left_name} and {} on {right_name}",
+                    self.workload.describe(command),
+                    show(a),
+                    show(b)
+                )
+            })
+        })
+    }
+
     /// A fresh state machine for node `index`, as a restart builds one.
     fn fresh_state_machine(&mut self, index: usize) -> WithSessions<S> {
         let id = index as NodeId + 1;
@@ -100,16 +146,32 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 return None;
             }
         };
-        if restored != canonical {
-            let node = format!("n{}", index + 1);
-            let message = format!(
-                "rule snapshot-round-trip: n{}'s snapshot at index {at}, restored into a fresh state machine, gives another state than the one it was taken from (compared by StateMachine::canonical_state, by default the snapshot bytes): {}",
-                index + 1,
-                describe_difference(
-                    (&format!("{node} before"), &canonical),
-                    ("the restored copy", &restored)
-                )
+        let node = format!("n{}", index + 1);
+        let answers = self.first_read_difference(
+            (&node, &self.hosts[index].sm),
+            ("the restored copy", &fresh),
+        );
+        if restored != canonical || answers.is_some() {
+            let mut message = format!(
+                "rule snapshot-round-trip: {node}'s snapshot at index {at}, restored into a fresh state machine, gives another state than the one it was taken from"
             );
+            if let Some(answers) = answers {
+                // The answers come from the states, not from snapshot
+                // bytes: they name the part of the state that was lost
+                // even when `snapshot()` is the mistake.
+                message.push_str(&format!(
+                    ": {answers} (answers of StateMachine::query, independent of the snapshot bytes: snapshot() or restore() loses or moves this part of the state)"
+                ));
+            }
+            if restored != canonical {
+                message.push_str(&format!(
+                    "; compared by StateMachine::canonical_state (by default the snapshot bytes): {}",
+                    describe_difference(
+                        (&format!("{node} before"), &canonical),
+                        ("the restored copy", &restored)
+                    )
+                ));
+            }
             self.fail(FailureKind::StateMachineSafety, Some(index), message);
             return None;
         }
@@ -155,24 +217,32 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             }
             let applied = node.applied_index();
             let state = self.hosts[index].sm.canonical_state();
-            match states.get(&applied) {
-                Some((other, other_state)) if *other_state != state => {
-                    let message = format!(
-                        "rule replica-agreement: n{} and n{} both applied up to index {applied} but their state machines differ (compared by StateMachine::canonical_state, by default the snapshot bytes): {}",
-                        other + 1,
-                        index + 1,
-                        describe_difference(
-                            (&format!("n{}", other + 1), other_state),
-                            (&format!("n{}", index + 1), &state)
-                        )
-                    );
-                    self.fail(FailureKind::StateMachineSafety, Some(index), message);
-                    return;
+            let Some((other, other_state)) = states.get(&applied) else {
+                states.insert(applied, (index, state));
+                continue;
+            };
+            let (left, right) = (format!("n{}", other + 1), format!("n{}", index + 1));
+            let answers = self.first_read_difference(
+                (&left, &self.hosts[*other].sm),
+                (&right, &self.hosts[index].sm),
+            );
+            if *other_state != state || answers.is_some() {
+                let mut message = format!(
+                    "rule replica-agreement: {left} and {right} both applied up to index {applied} but their state machines differ"
+                );
+                if let Some(answers) = answers {
+                    message.push_str(&format!(
+                        ": {answers} (answers of StateMachine::query, independent of the snapshot bytes)"
+                    ));
                 }
-                Some(_) => {}
-                None => {
-                    states.insert(applied, (index, state));
+                if *other_state != state {
+                    message.push_str(&format!(
+                        "; compared by StateMachine::canonical_state (by default the snapshot bytes): {}",
+                        describe_difference((&left, other_state), (&right, &state))
+                    ));
                 }
+                self.fail(FailureKind::StateMachineSafety, Some(index), message);
+                return;
             }
         }
     }
