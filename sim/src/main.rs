@@ -846,6 +846,7 @@ mod check {
                     write_jepsen: args.write_jepsen.clone(),
                     html: args.html.clone(),
                     shown: shown.clone(),
+                    program: "concord-sim check".to_string(),
                 },
                 &text,
             );

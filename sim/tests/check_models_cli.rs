@@ -108,6 +108,7 @@ fn every_model_passes_and_fails_with_its_exit_code() {
         let (code, stdout, stderr) = check(&flags, &format!("good{i}.jsonl"), good);
         assert_eq!(code, 0, "{flags:?}: {stdout}{stderr}");
         assert!(stdout.contains("LINEARIZABLE"), "{stdout}");
+        assert!(stdout.starts_with("concord-sim check: "), "{stdout}");
         let (code, stdout, stderr) = check(&flags, &format!("bad{i}.jsonl"), bad);
         assert_eq!(code, 1, "{flags:?}: {stdout}{stderr}");
         assert!(stdout.contains("NOT LINEARIZABLE"), "{stdout}");

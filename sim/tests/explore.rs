@@ -242,6 +242,11 @@ fn cli_exits_3_on_a_scope_that_never_elects_and_names_the_fix() {
     let (code, stdout, stderr) = concord_sim(&vacuous);
     assert_eq!(code, 3, "{stdout}{stderr}");
     assert!(stdout.contains("0 states with a leader"), "{stdout}");
+    // stdout alone never reads as a proof.
+    assert!(
+        stdout.contains("no violation (VACUOUS: no leader was ever elected"),
+        "{stdout}"
+    );
     assert!(stderr.contains("VACUOUS"), "{stderr}");
     assert!(stderr.contains("no leader was ever elected"), "{stderr}");
     assert!(stderr.contains("--network-max 4 to at least 6"), "{stderr}");

@@ -19,7 +19,8 @@ fn data(name: &str) -> String {
 }
 
 fn check(args: &[&str], stdin: &str) -> CliOutput {
-    let argv = std::iter::once("own_model_check").chain(args.iter().copied());
+    // As a shell passes it: the binary's path.
+    let argv = std::iter::once("target/debug/examples/own_model_check").chain(args.iter().copied());
     run_with(&Lock, argv, &mut stdin.as_bytes())
 }
 
@@ -30,7 +31,7 @@ fn a_linearizable_lock_history_exits_0() {
     assert_eq!(out.code, LINEARIZABLE, "{out:?}");
     assert!(
         out.stdout
-            .starts_with("concord-sim check: 8 operations against the lock model"),
+            .starts_with("own_model_check: 8 operations against the lock model"),
         "{}",
         out.stdout
     );

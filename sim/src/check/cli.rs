@@ -68,6 +68,10 @@ pub struct ModelArgs {
     pub html: Option<PathBuf>,
     /// The history's name in messages.
     pub shown: String,
+    /// What the report's first line names as the checker:
+    /// "concord-sim check", or a user's own binary
+    /// ([`super::shell::main_with`]).
+    pub program: String,
 }
 
 /// What to print and the exit code.
@@ -257,14 +261,7 @@ pub fn finish<M: JsonModel>(
     let started = Instant::now();
     let report = check_parallel(model, ops, &args.cfg, args.threads);
     let wall = started.elapsed();
-    print_report(
-        &mut out.stdout,
-        model,
-        &report,
-        ops.len(),
-        args.threads,
-        wall,
-    );
+    print_report(&mut out.stdout, args, model, &report, ops.len(), wall);
     if let Some(path) = &args.html {
         let page = crate::report::model_page(model, ops, &report);
         match std::fs::write(path, page) {
@@ -287,17 +284,19 @@ pub fn finish<M: JsonModel>(
 
 fn print_report<M: JsonModel>(
     s: &mut String,
+    args: &ModelArgs,
     model: &M,
     report: &ModelReport,
     ops: usize,
-    threads: usize,
     wall: std::time::Duration,
 ) {
+    let threads = args.threads;
     use std::fmt::Write as _;
     let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
     let _ = writeln!(
         s,
-        "concord-sim check: {} against the {} model, {}, {}, {:.3} s",
+        "{}: {} against the {} model, {}, {}, {:.3} s",
+        args.program,
         plural(ops, "operation"),
         model.name(),
         plural(report.parts.len(), "part"),

@@ -202,6 +202,12 @@ where
         write_jepsen: None,
         html: flags.html,
         shown,
+        // The binary's own name, not its path: the report reads like
+        // `concord-sim check`'s, under the user's program.
+        program: std::path::Path::new(&program).file_name().map_or_else(
+            || program.clone(),
+            |name| name.to_string_lossy().into_owned(),
+        ),
     };
     finish(&args, model, &ops)
 }

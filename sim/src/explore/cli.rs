@@ -309,19 +309,26 @@ pub fn run_verdict(args: &ExploreArgs) -> Result<Verdict, String> {
     let reached = &report.outcome.reached;
     let Some(trace) = &report.trace else {
         println!("  {}", reached.summary());
+        let unreached = reached.vacuous(&scope);
+        let what: Vec<&str> = unreached.iter().map(|unreached| unreached.name()).collect();
+        // A vacuous scope's "no violation" is qualified on the line
+        // itself: a reader of stdout alone must not take it for a proof.
+        let qualifier = if unreached.is_empty() {
+            String::new()
+        } else {
+            format!(" (VACUOUS: {})", what.join(", "))
+        };
         if report.outcome.complete {
-            println!("  exhaustive: every state of the scope explored, no violation");
+            println!("  exhaustive: every state of the scope explored, no violation{qualifier}");
         } else {
             println!(
-                "  NOT exhaustive: {} states at the depth bound {} were not expanded; no violation up to it",
+                "  NOT exhaustive: {} states at the depth bound {} were not expanded; no violation up to it{qualifier}",
                 counts.at_depth_bound, scope.depth
             );
         }
-        let unreached = reached.vacuous(&scope);
         if unreached.is_empty() {
             return Ok(Verdict::Clean);
         }
-        let what: Vec<&str> = unreached.iter().map(|unreached| unreached.name()).collect();
         if args.allow_vacuous {
             println!("  vacuous, allowed by --allow-vacuous: {}", what.join(", "));
             return Ok(Verdict::Clean);
