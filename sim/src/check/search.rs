@@ -308,6 +308,8 @@ struct Search<'a, M: Model> {
     group_of_kind: FxHashMap<u32, u32>,
     /// Per operation: its group (unknown operations).
     group_of_op: Vec<u32>,
+    /// The unknown operations called so far, in call order.
+    unknown_order: Vec<u32>,
     frontier: Vec<Config<M::State>>,
 }
 
@@ -364,6 +366,7 @@ impl<'a, M: Model> Search<'a, M> {
         Search {
             model,
             group_of_op: vec![u32::MAX; pops.len()],
+            unknown_order: Vec::new(),
             ops: pops,
             words,
             slot_op: vec![0; words * 64],
@@ -426,6 +429,29 @@ impl<'a, M: Model> Search<'a, M> {
         }
         self.groups[g as usize].members.push(j);
         self.group_of_op[j as usize] = g;
+        self.unknown_order.push(j);
+    }
+
+    /// The ordered pass's successors of `c` by one unknown operation: its
+    /// `applied` is one number, how many unknown operations (in call
+    /// order) are decided; any undecided one may take effect, deciding
+    /// every one called before it as never taking effect. Configurations
+    /// then forget which ones took effect, so that equal states merge.
+    fn ordered_unknown_successors(&self, c: &Config<M::State>, out: &mut Vec<Config<M::State>>) {
+        let decided = c.applied.first().map_or(0, |&n| n as usize);
+        assert!(decided <= self.unknown_order.len(), "decided only called ones");
+        for (k, &m) in self.unknown_order.iter().enumerate().skip(decided) {
+            let input = self.ops[m as usize].input;
+            for s2 in self.model.step_unknown(&c.state, input) {
+                if s2 != c.state {
+                    out.push(Config {
+                        state: s2,
+                        lin: c.lin.clone(),
+                        applied: vec![k as u32 + 1],
+                    });
+                }
+            }
+        }
     }
 
     /// The configurations `c` leads to by applying one unknown operation:
@@ -500,6 +526,8 @@ impl<'a, M: Model> Search<'a, M> {
             } else {
                 let g = self.group_of_op[j as usize] as usize;
                 let popped = self.groups[g].members.pop();
+                assert_eq!(popped, Some(j), "unknown calls are undone last first");
+                let popped = self.unknown_order.pop();
                 assert_eq!(popped, Some(j), "unknown calls are undone last first");
             }
         } else {
@@ -835,6 +863,7 @@ fn depth_first<M: Model>(
     max_steps: u64,
     max_visited: usize,
     memory_bytes_max: u64,
+    ordered: bool,
 ) -> Result<Depth<M::State>, Limit> {
     let mut s = Search::new(model, ops, idx);
     let rets: Vec<u128> = idx
@@ -851,6 +880,7 @@ fn depth_first<M: Model>(
     let mut stack: Vec<Node<M::State>> = vec![(0, s.frontier[0].clone())];
     let mut deepest = 0usize;
     let mut deepest_states: Vec<M::State> = Vec::new();
+    let mut deepest_seen: FxHashSet<M::State> = FxHashSet::default();
     let mut steps = 0u64;
     let mut successors: Vec<(u128, Config<M::State>)> = Vec::new();
     let node_bytes = std::mem::size_of::<Node<M::State>>();
@@ -874,7 +904,8 @@ fn depth_first<M: Model>(
         let held_bytes = heap_bytes
             + table_peak_bytes(visited.len(), visited.capacity(), node_bytes)
             + vec_peak_bytes(stack.len(), stack.capacity(), node_bytes)
-            + vec_peak_bytes(deepest_states.len(), deepest_states.capacity(), state_bytes);
+            + vec_peak_bytes(deepest_states.len(), deepest_states.capacity(), state_bytes)
+            + table_peak_bytes(deepest_seen.len(), deepest_seen.capacity(), state_bytes);
         if budget
             .memory(held_bytes, memory_bytes_max, visited.len() + stack.len())
             .is_err()
@@ -911,15 +942,20 @@ fn depth_first<M: Model>(
         heap_bytes += copy_bytes;
         if level > deepest {
             deepest = level;
-            heap_bytes -= deepest_states
+            heap_bytes -= 2 * deepest_states
                 .iter()
                 .map(|s| model.state_heap_bytes(s))
                 .sum::<usize>();
             deepest_states.clear();
+            deepest_seen.clear();
         }
-        if level == deepest && !deepest_states.contains(&c.state) {
+        // A set beside the list: a linear `contains` made each step cost
+        // as many comparisons as the deepest level had states (seconds
+        // per thousand steps on a history with dozens of unknown
+        // operations).
+        if level == deepest && deepest_seen.insert(c.state.clone()) {
             let state = c.state.clone();
-            heap_bytes += model.state_heap_bytes(&state);
+            heap_bytes += 2 * model.state_heap_bytes(&state);
             deepest_states.push(state);
         }
         if c.lin.get(target) {
@@ -938,7 +974,11 @@ fn depth_first<M: Model>(
         }
         successors.sort_by_key(|x| x.0);
         let mut unknown: Vec<Config<M::State>> = Vec::new();
-        s.unknown_successors(&c, &mut unknown);
+        if ordered {
+            s.ordered_unknown_successors(&c, &mut unknown);
+        } else {
+            s.unknown_successors(&c, &mut unknown);
+        }
         for c2 in unknown.into_iter().rev() {
             heap_bytes += config_heap_bytes(model, &c2);
             stack.push((level as u32, c2));
@@ -975,13 +1015,21 @@ fn search_part<M: Model>(
     if !budget.depth_first {
         return run(model, ops, idx, budget, Until::End);
     }
-    let steps = depth_first_steps(idx.len(), budget);
     let visited = budget.max_frontier.saturating_mul(4);
     // Half the memory: a pass that fills it gives up to the sweep, which
     // keeps one return's configurations instead of every level's, and
     // starts once this pass's memory is freed.
     let memory_bytes = (budget.memory_bytes_max / 2).max(1);
-    match depth_first(model, ops, idx, budget, steps, visited, memory_bytes) {
+    // The ordered pass first: it finds the orders of most histories with
+    // many unknown operations in a fraction of the others' steps.
+    let steps = depth_first_steps(idx.len(), budget);
+    match depth_first(model, ops, idx, budget, steps, visited, memory_bytes, true) {
+        Err(limit) => return Ran::Exhausted(limit),
+        Ok(Depth::Found) => return Ran::Done,
+        Ok(Depth::Stuck { .. } | Depth::GaveUp) => {}
+    }
+    let steps = depth_first_steps(idx.len(), budget);
+    match depth_first(model, ops, idx, budget, steps, visited, memory_bytes, false) {
         Err(limit) => Ran::Exhausted(limit),
         Ok(Depth::Found) => Ran::Done,
         Ok(Depth::Stuck { stuck, states }) => Ran::Stuck { stuck, states },
@@ -1091,12 +1139,18 @@ fn run_sub<M: Model>(
     }
 }
 
+/// Whether `pinned` and `rest` explain the stuck operation: linearizable
+/// without it, not with it, and, when `sources` is set, linearizable with
+/// it taking effect at any instant ([`relaxed_holds`]): then the
+/// sub-history keeps the operations that produced what the stuck one saw,
+/// and is not linearizable only because of when that happened.
 fn explains<M: Model>(
     model: &M,
     ops: &[Op<M::Input, M::Output>],
     pinned: &[usize],
     rest: &[usize],
     stuck: usize,
+    sources: bool,
     left: &mut u64,
 ) -> Option<bool> {
     let mut with: Vec<usize> = pinned.iter().chain(rest).copied().collect();
@@ -1104,9 +1158,41 @@ fn explains<M: Model>(
     if run_sub(model, ops, &with, left)?.is_err() {
         return Some(false);
     }
+    if sources && !relaxed_holds(model, ops, &with, stuck, left)? {
+        return Some(false);
+    }
     with.push(stuck);
     with.sort_unstable();
     Some(run_sub(model, ops, &with, left)?.is_err())
+}
+
+/// Whether the sub-history `with` plus the stuck operation, its interval
+/// stretched over the whole sub-history, is linearizable: whether some
+/// state these operations lead to accepts what the stuck operation saw.
+/// A stale read passes with the writes that produced the old value; alone
+/// (from the initial state) it does not.
+fn relaxed_holds<M: Model>(
+    model: &M,
+    ops: &[Op<M::Input, M::Output>],
+    with: &[usize],
+    stuck: usize,
+    left: &mut u64,
+) -> Option<bool> {
+    let mut local: Vec<Op<M::Input, M::Output>> = with.iter().map(|&i| ops[i].clone()).collect();
+    let last = local
+        .iter()
+        .map(|o| o.ret.unwrap_or(o.call))
+        .chain(ops[stuck].ret)
+        .max()
+        .unwrap_or(0);
+    let mut relaxed = ops[stuck].clone();
+    relaxed.call = 0;
+    if relaxed.ret.is_some() {
+        relaxed.ret = Some(last.saturating_add(1));
+    }
+    local.push(relaxed);
+    let idx: Vec<usize> = (0..local.len()).collect();
+    Some(run_sub(model, &local, &idx, left)?.is_ok())
 }
 
 fn read_only_op<M: Model>(model: &M, o: &Op<M::Input, M::Output>) -> bool {
@@ -1140,38 +1226,13 @@ pub(crate) fn explain<M: Model>(
     let mut left = cfg.shrink_steps;
     let mut found: Option<Vec<usize>> = None;
     if cfg.shrink {
-        let mut window = 8usize;
-        loop {
-            let w = window.min(others.len());
-            let mut cand: Vec<usize> = others[others.len() - w..].to_vec();
-            let start = loop {
-                let mut with: Vec<usize> = pinned.iter().chain(&cand).copied().collect();
-                with.sort_unstable();
-                match run_sub(model, ops, &with, &mut left) {
-                    None => break None,
-                    Some(Ok(())) => break Some(cand.clone()),
-                    Some(Err(s2)) => {
-                        // A read that needs an operation from before the
-                        // window cannot be placed: leave it out.
-                        match cand.iter().position(|&i| i == s2) {
-                            Some(pos) if read_only_op(model, &ops[s2]) => {
-                                cand.remove(pos);
-                            }
-                            _ => break None,
-                        }
-                    }
-                }
-            };
-            if let Some(start) = start {
-                if explains(model, ops, &pinned, &start, stuck, &mut left) == Some(true) {
-                    found = Some(delta_debug(model, ops, &pinned, start, stuck, &mut left));
-                    break;
-                }
-            }
-            if w == others.len() || left == 0 {
+        // First keeping what the stuck operation saw; a read of a value
+        // no operation before it produced has no such sub-history.
+        for sources in [true, false] {
+            found = shrink(model, ops, &pinned, &others, stuck, sources, &mut left);
+            if found.is_some() || left == 0 {
                 break;
             }
-            window = window.saturating_mul(4);
         }
     }
     let (mut sub, explained) = match found {
@@ -1195,12 +1256,60 @@ pub(crate) fn explain<M: Model>(
     }
 }
 
+/// The shrinking of [`explain`]: windows of the latest `others` (8, 32,
+/// ...) until one explains the stuck operation with `pinned`, then delta
+/// debugging; `None` if none does within `left` steps.
+fn shrink<M: Model>(
+    model: &M,
+    ops: &[Op<M::Input, M::Output>],
+    pinned: &[usize],
+    others: &[usize],
+    stuck: usize,
+    sources: bool,
+    left: &mut u64,
+) -> Option<Vec<usize>> {
+    let mut window = 8usize;
+    loop {
+        let w = window.min(others.len());
+        let mut cand: Vec<usize> = others[others.len() - w..].to_vec();
+        let start = loop {
+            let mut with: Vec<usize> = pinned.iter().chain(&cand).copied().collect();
+            with.sort_unstable();
+            match run_sub(model, ops, &with, left) {
+                None => break None,
+                Some(Ok(())) => break Some(cand.clone()),
+                Some(Err(s2)) => {
+                    // A read that needs an operation from before the
+                    // window cannot be placed: leave it out.
+                    match cand.iter().position(|&i| i == s2) {
+                        Some(pos) if read_only_op(model, &ops[s2]) => {
+                            cand.remove(pos);
+                        }
+                        _ => break None,
+                    }
+                }
+            }
+        };
+        if let Some(start) = start {
+            if explains(model, ops, pinned, &start, stuck, sources, left) == Some(true) {
+                return Some(delta_debug(model, ops, pinned, start, stuck, sources, left));
+            }
+        }
+        if w == others.len() || *left == 0 {
+            break;
+        }
+        window = window.saturating_mul(4);
+    }
+    None
+}
+
 fn delta_debug<M: Model>(
     model: &M,
     ops: &[Op<M::Input, M::Output>],
     pinned: &[usize],
     mut cur: Vec<usize>,
     stuck: usize,
+    sources: bool,
     left: &mut u64,
 ) -> Vec<usize> {
     let mut n = 2usize;
@@ -1215,7 +1324,7 @@ fn delta_debug<M: Model>(
         while lo < cur.len() {
             let hi = (lo + chunk).min(cur.len());
             let cand: Vec<usize> = cur[..lo].iter().chain(&cur[hi..]).copied().collect();
-            if explains(model, ops, pinned, &cand, stuck, left) == Some(true) {
+            if explains(model, ops, pinned, &cand, stuck, sources, left) == Some(true) {
                 cur = cand;
                 n = (n_eff - 1).max(2);
                 reduced = true;
