@@ -73,8 +73,11 @@ fn a_stale_read_is_explained_with_the_writes_that_made_it_stale() {
     );
     assert_eq!(failure.sub_history.len(), 3, "{failure}");
     // And the sub-history printed is itself not linearizable.
-    let sub: Vec<Op<Option<u32>, u32>> =
-        failure.sub_history.iter().map(|&i| ops[i].clone()).collect();
+    let sub: Vec<Op<Option<u32>, u32>> = failure
+        .sub_history
+        .iter()
+        .map(|&i| ops[i].clone())
+        .collect();
     assert!(!check(&Cell, &sub).is_ok());
 }
 

@@ -25,7 +25,10 @@
 //!    no other write writes): in O(n log n) time ([`unambiguous`]); the
 //!    key-value model too for keys with appends and compare-and-sets whose
 //!    observed states each name one write ([`unambiguous_kv`]).
-//! 3. Otherwise the just-in-time search of [`search`] decides it: the same
+//! 3. Otherwise the just-in-time search of [`search`] decides it, after a
+//!    first pass that only looks for an order with unknown operations
+//!    taking effect in call order (most histories with dozens of them are
+//!    decided there in thousands of steps): the same
 //!    algorithm as the key-value checker (Lowe's just-in-time
 //!    linearization, configurations memoised, identical pending operations
 //!    linearized in return order, read-only operations linearized eagerly,
@@ -42,8 +45,10 @@
 //! ([`ModelFailure`]): the operation at whose return no linearization was
 //! left, the states the object could be in just before, and a small
 //! sub-history that is not linearizable but is without that operation,
-//! keeping every operation [`Model::pins`] names as a possible source of
-//! what the stuck operation saw.
+//! and in which that operation would pass at some instant (so it keeps
+//! what produced the value the operation saw, whatever the model),
+//! keeping too every operation [`Model::pins`] names as a possible source
+//! of what the stuck operation saw.
 
 pub mod brute;
 pub mod cli;
@@ -117,7 +122,10 @@ pub trait Model: Sync {
     /// Whether operation `other` could have given the object a state in
     /// which the stuck operation (`stuck_input`, `stuck_output`) is
     /// accepted: a failure's explanation never drops such operations.
-    /// The default pins nothing.
+    /// The default pins nothing; the explanation then still keeps
+    /// operations that produced what the stuck one saw (it shrinks only
+    /// to sub-histories in which the stuck operation passes at some
+    /// instant), found by trial, which costs more shrink steps.
     fn pins(
         &self,
         _stuck_input: &Self::Input,

@@ -10,6 +10,14 @@
 //! configurations where that is impossible die. If none survives the
 //! history is not linearizable and `o` is where it got stuck.
 //!
+//! Before it, a depth-first pass ([`depth_first`] with `ordered`) looks
+//! for one valid order only, with unknown operations taking effect in
+//! call order: a configuration's applied set is then one number (how
+//! many unknown operations are decided), so configurations that reach the
+//! same state by different subsets merge, a subset-sum table instead of
+//! a tree of subsets. Incomplete (a log may apply them in another order),
+//! so when it finds nothing the complete passes below run.
+//!
 //! The rules that keep it small, each argued where it is applied:
 //!
 //! * **Memoisation**: configurations are deduplicated within a closure and
@@ -439,7 +447,10 @@ impl<'a, M: Model> Search<'a, M> {
     /// then forget which ones took effect, so that equal states merge.
     fn ordered_unknown_successors(&self, c: &Config<M::State>, out: &mut Vec<Config<M::State>>) {
         let decided = c.applied.first().map_or(0, |&n| n as usize);
-        assert!(decided <= self.unknown_order.len(), "decided only called ones");
+        assert!(
+            decided <= self.unknown_order.len(),
+            "decided only called ones"
+        );
         for (k, &m) in self.unknown_order.iter().enumerate().skip(decided) {
             let input = self.ops[m as usize].input;
             for s2 in self.model.step_unknown(&c.state, input) {
@@ -855,6 +866,11 @@ type Node<S> = (u32, Config<S>);
 /// sweep's dominance rule, which drops none of their states). At most
 /// `max_steps` steps, `max_visited` configurations and `memory_bytes_max`
 /// bytes (counted as the sweep counts them); beyond, it gives up.
+///
+/// `ordered`: unknown operations take effect in call order only
+/// ([`Search::ordered_unknown_successors`]); then only `Found` means
+/// anything (the caller treats `Stuck` as giving up).
+#[allow(clippy::too_many_arguments)]
 fn depth_first<M: Model>(
     model: &M,
     ops: &[Op<M::Input, M::Output>],
