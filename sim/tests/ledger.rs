@@ -148,7 +148,7 @@ fn ledger_sweep() {
 /// The history of `seed`, checked again with `LEDGER_STEPS` steps (default
 /// 100,000,000) and a 60 s limit: how hard it is, part by part.
 #[test]
-#[ignore = "a measurement run by hand in release: LEDGER_SEEDS=16..17"]
+#[ignore = "a measurement run by hand in release: LEDGER_SEEDS=35,108"]
 fn ledger_hard_seeds() {
     let steps: u64 =
         std::env::var("LEDGER_STEPS").map_or(100_000_000, |s| s.parse().expect("steps"));
@@ -159,24 +159,21 @@ fn ledger_hard_seeds() {
             .expect("valid configuration");
         let (_, workload) = sim.run_with_workload();
         let history = workload.history();
-        for depth_first in [true] {
-            let cfg = concord_sim::check::CheckConfig {
-                max_steps: steps,
-                shrink_steps: 1_000_000,
-                time_limit: Some(std::time::Duration::from_secs(60)),
-                depth_first,
-                ..Default::default()
-            };
-            let started = Instant::now();
-            let report = concord_sim::check::check_parallel(&Ledger, history, &cfg, 1);
-            let verdict = report.verdict.to_string();
-            println!(
-                "seed {seed} depth_first {depth_first}: {} in {:.2} s, {} steps",
-                verdict.lines().next().unwrap_or(""),
-                started.elapsed().as_secs_f64(),
-                report.parts.iter().map(|p| p.steps).sum::<u64>()
-            );
-        }
+        let cfg = concord_sim::check::CheckConfig {
+            max_steps: steps,
+            shrink_steps: 1_000_000,
+            time_limit: Some(std::time::Duration::from_secs(60)),
+            ..Default::default()
+        };
+        let started = Instant::now();
+        let report = concord_sim::check::check_parallel(&Ledger, history, &cfg, 1);
+        let verdict = report.verdict.to_string();
+        println!(
+            "seed {seed}: {} in {:.2} s, {} steps",
+            verdict.lines().next().unwrap_or(""),
+            started.elapsed().as_secs_f64(),
+            report.parts.iter().map(|p| p.steps).sum::<u64>()
+        );
     }
 }
 
