@@ -1044,6 +1044,263 @@ fn compile(ops: &[Operation], idx: &[usize]) -> (Model, Vec<COp>) {
 }
 
 // ---------------------------------------------------------------------------
+// Rule P: pinned sources
+
+/// Most (observed state, token prefix) pairs rule P keeps; beyond it the
+/// rule is off (it only prunes, so the verdict is the same without it).
+const PIN_PAIRS_MAX: usize = 4_000_000;
+
+/// Rule P (pinned sources), the bookkeeping behind `Pins::doomed`.
+///
+/// A state `w` that some completed get reads (or a successful cas compares
+/// with) can only be current at an instant if it was produced: by a put
+/// or cas writing a *token prefix* `u` of `w` (`w` is `u` followed by
+/// append tokens of the key) and appends after it, or, with no write in
+/// between, from a current state that is such a `u`. The writes of token
+/// prefixes of `w` are its *sources*.
+///
+/// A configuration (state, linearized set) at some instant is *doomed*
+/// when an observer of `w` is still to be linearized (called later, or
+/// pending and not in the set), every source of `w` has been linearized
+/// in it (returned, or pending and in the set; sources of unknown
+/// outcome never count as used), and its state is not a token prefix of
+/// `w`: whatever comes next, the key never holds `w` again, so the
+/// observer can never be linearized. Dropping doomed configurations loses
+/// no linearization. Appends are assumed always available (an
+/// over-approximation, so the rule may keep a doomed configuration but
+/// never drops a live one).
+///
+/// This is what a read naming a unique value buys: once the one put of
+/// `p17` is linearized and overwritten, every configuration that did so
+/// dies at once if a later get reads `p17` or `p17xy`, instead of living
+/// on with every order of the other pending writes.
+struct Pins {
+    /// Off when the history has more token-prefix pairs than
+    /// `PIN_PAIRS_MAX`.
+    on: bool,
+    /// Per state: its token prefixes (sorted state ids) if some completed
+    /// operation observes it, else empty.
+    tok_pre: Vec<Vec<u32>>,
+    /// Per written value `u`: the observed states it is a token prefix of.
+    sourced: FxHashMap<u32, Vec<u32>>,
+    /// Per observed state: completed sources / observers not called yet.
+    future_sources: Vec<u32>,
+    future_observers: Vec<u32>,
+    /// Per observed state: the slots of its pending sources / observers.
+    pending_sources: Vec<u128>,
+    pending_observers: Vec<u128>,
+    /// Per observed state: some write of unknown outcome is a source, so
+    /// it can always be produced again.
+    unknown_source: Vec<bool>,
+    /// States with no source left to call, of unknown outcome or not,
+    /// whose observers have not all returned: the ones `doomed` looks at.
+    watch: Vec<u32>,
+    watched: Vec<bool>,
+    /// Some configuration was dropped as doomed (then the search may stop
+    /// at an earlier return than the exact one, see `check_key`).
+    pruned: bool,
+}
+
+impl Pins {
+    /// The bookkeeping for `ops` (compiled, in call order); `on` false
+    /// gives a rule that drops nothing.
+    fn new(model: &Model, ops: &[COp], on: bool) -> Pins {
+        let n = if on { model.strings.len() } else { 0 };
+        let mut pins = Pins {
+            on,
+            tok_pre: vec![Vec::new(); n],
+            sourced: FxHashMap::default(),
+            future_sources: vec![0; n],
+            future_observers: vec![0; n],
+            pending_sources: vec![0; n],
+            pending_observers: vec![0; n],
+            unknown_source: vec![false; n],
+            watch: Vec::new(),
+            watched: vec![false; n],
+            pruned: false,
+        };
+        let mut tok_lens: Vec<usize> = model
+            .tokens
+            .iter()
+            .map(|t| t.len())
+            .filter(|&l| l > 0)
+            .collect();
+        tok_lens.sort_unstable();
+        tok_lens.dedup();
+        if !on {
+            return pins;
+        }
+        let mut pairs = 0usize;
+        for c in ops {
+            let Some(w) = Self::needs(c) else { continue };
+            pins.future_observers[w as usize] += 1;
+            if pins.tok_pre[w as usize].is_empty() {
+                let pre = token_prefixes(model, &tok_lens, w);
+                pairs += pre.len();
+                if pairs > PIN_PAIRS_MAX {
+                    return Pins { on: false, ..pins };
+                }
+                for &u in &pre {
+                    pins.sourced.entry(u).or_default().push(w);
+                }
+                pins.tok_pre[w as usize] = pre;
+            }
+        }
+        for c in ops {
+            let Some(u) = Self::writes(c.kind) else {
+                continue;
+            };
+            let Some(ws) = pins.sourced.get(&u) else {
+                continue;
+            };
+            for &w in ws {
+                match c.ret {
+                    Some(_) => pins.future_sources[w as usize] += 1,
+                    None => pins.unknown_source[w as usize] = true,
+                }
+            }
+        }
+        for w in 0..n as u32 {
+            pins.refresh(w);
+        }
+        pins
+    }
+
+    /// The state a completed operation needs to be linearized (a get's
+    /// value, a successful cas's `from`), if it is not `OTHER`.
+    fn needs(c: &COp) -> Option<u32> {
+        c.ret?;
+        match c.kind {
+            Kind::Get(w) | Kind::CasOk(w, _) => (w != OTHER).then_some(w),
+            _ => None,
+        }
+    }
+
+    /// The value an operation may write other than by appending.
+    fn writes(kind: Kind) -> Option<u32> {
+        match kind {
+            Kind::Put(u) | Kind::CasOk(_, u) | Kind::CasMaybe(_, u) => (u != OTHER).then_some(u),
+            _ => None,
+        }
+    }
+
+    /// The completed operation `c` was called into `slot`.
+    fn on_call(&mut self, c: &COp, slot: usize) {
+        if !self.on {
+            return;
+        }
+        debug_assert!(c.ret.is_some(), "unknown operations take no slot");
+        let bit = 1u128 << slot;
+        if let Some(w) = Self::needs(c) {
+            assert!(self.future_observers[w as usize] > 0, "counted observer");
+            self.future_observers[w as usize] -= 1;
+            self.pending_observers[w as usize] |= bit;
+            self.refresh(w);
+        }
+        let Some(u) = Self::writes(c.kind) else {
+            return;
+        };
+        let Some(ws) = self.sourced.get(&u) else {
+            return;
+        };
+        for w in ws.clone() {
+            assert!(self.future_sources[w as usize] > 0, "counted source");
+            self.future_sources[w as usize] -= 1;
+            self.pending_sources[w as usize] |= bit;
+            self.refresh(w);
+        }
+    }
+
+    /// The completed operation `c` in `slot` returned (and is linearized
+    /// in every configuration).
+    fn on_return(&mut self, c: &COp, slot: usize) {
+        if !self.on {
+            return;
+        }
+        let bit = 1u128 << slot;
+        if let Some(w) = Self::needs(c) {
+            self.pending_observers[w as usize] &= !bit;
+            self.refresh(w);
+        }
+        let Some(u) = Self::writes(c.kind) else {
+            return;
+        };
+        let Some(ws) = self.sourced.get(&u) else {
+            return;
+        };
+        for w in ws.clone() {
+            self.pending_sources[w as usize] &= !bit;
+        }
+    }
+
+    /// Keeps `w` in the watch list iff no source of it is left to call
+    /// and some observer of it has not returned.
+    fn refresh(&mut self, w: u32) {
+        let i = w as usize;
+        let watch = !self.tok_pre[i].is_empty()
+            && !self.unknown_source[i]
+            && self.future_sources[i] == 0
+            && (self.future_observers[i] > 0 || self.pending_observers[i] != 0);
+        if watch != self.watched[i] {
+            self.watched[i] = watch;
+            if watch {
+                self.watch.push(w);
+            } else {
+                self.watch.retain(|&x| x != w);
+            }
+        }
+    }
+
+    /// Rule P: can a configuration in `state` with the pending operations
+    /// of `lin` linearized never linearize some observer still to come?
+    fn doomed(&mut self, state: u32, lin: u128) -> bool {
+        for &w in &self.watch {
+            let i = w as usize;
+            let waiting = self.future_observers[i] > 0 || self.pending_observers[i] & !lin != 0;
+            if waiting
+                && self.pending_sources[i] & !lin == 0
+                && self.tok_pre[i].binary_search(&state).is_err()
+            {
+                self.pruned = true;
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// The token prefixes of the observed state `w`, sorted: the states `u`
+/// (prefixes of `w`, so interned) such that `w` is `u` followed by
+/// non-empty append tokens of the key, `w` itself included.
+fn token_prefixes(model: &Model, tok_lens: &[usize], w: u32) -> Vec<u32> {
+    let ws = &model.strings[w as usize];
+    let len = ws.len();
+    // `tail[i]`: `ws[i..]` is a sequence of tokens.
+    let mut tail = vec![false; len + 1];
+    tail[len] = true;
+    for i in (0..len).rev() {
+        if !ws.is_char_boundary(i) {
+            continue;
+        }
+        let rest = &ws[i..];
+        tail[i] = tok_lens.iter().any(|&l| {
+            l <= rest.len()
+                && rest.is_char_boundary(l)
+                && tail[i + l]
+                && model.token_ids.contains_key(&rest[..l])
+        });
+    }
+    let mut pre: Vec<u32> = (0..=len)
+        .filter(|&i| tail[i])
+        .map(|i| model.state_of(&ws[..i]))
+        .collect();
+    debug_assert!(pre.iter().all(|&u| u != OTHER), "prefixes are interned");
+    pre.sort_unstable();
+    pre.dedup();
+    pre
+}
+
+// ---------------------------------------------------------------------------
 // The search
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -1083,6 +1340,9 @@ struct Budget {
     /// return (the sub-checks of an explanation need only the stuck
     /// operation).
     values: bool,
+    /// Whether the search drops doomed configurations (rule P, `Pins`);
+    /// off only to find the exact values before a stuck return.
+    pins: bool,
 }
 
 impl Budget {
@@ -1099,6 +1359,7 @@ impl Budget {
             time_limit: cfg.time_limit,
             fast_path: cfg.fast_path,
             values: true,
+            pins: true,
         }
     }
 
@@ -1135,6 +1396,8 @@ struct Sweep<'a> {
     model: Model,
     ops: &'a [COp],
     slot_op: [u32; 128],
+    /// Per slot: the rule S class of its operation (`Sweep::class_of`).
+    slot_class: [Kind; 128],
     /// Per slot: the pending slots holding a completed operation of the
     /// same kind that returns earlier (rule S).
     earlier: [u128; 128],
@@ -1193,6 +1456,8 @@ struct Sweep<'a> {
     /// (their applied lists), for the memory bound; inline sizes are
     /// counted from the collections' capacities by `held_bytes`.
     heap_bytes: usize,
+    /// Rule P.
+    pins: Pins,
 }
 
 /// Checks one key: as a register in O(n log n) when it only has `get`s
@@ -1226,10 +1491,10 @@ fn check_key(ops: &[Operation], idx: &[usize], init: Init, budget: &mut Budget) 
     if let Some(Some(_)) = known_bad {
         budget.max_steps = max_steps.min(budget.steps.saturating_add(REPORT_STEPS));
     }
-    let outcome = search_key(ops, idx, init, budget);
-    let outcome = match outcome {
-        KeyOutcome::Exhausted(Limit::PendingOperations(_)) => generic_key(ops, idx, budget),
-        other => other,
+    let outcome = match search_key(ops, idx, init, budget) {
+        (KeyOutcome::Fail { stuck, .. }, true) => exact_failure(ops, idx, stuck, init, budget),
+        (KeyOutcome::Exhausted(Limit::PendingOperations(_)), _) => generic_key(ops, idx, budget),
+        (other, _) => other,
     };
     budget.max_steps = max_steps;
     let outcome = match (outcome, known_bad) {
@@ -1258,6 +1523,74 @@ fn check_key(ops: &[Operation], idx: &[usize], init: Init, budget: &mut Budget) 
         }
         other => other,
     }
+}
+
+/// The failure of a key on which the search got stuck at the return of
+/// `early` after rule P dropped configurations: not linearizable for
+/// certain (rule P only drops configurations that cannot finish), but the
+/// search without rule P, whose stuck operation the report names (and
+/// the explanation and the other checkers expect), may get stuck at a
+/// later return. That one is the first return after which the history cut
+/// there (`cut_after_return`) is not linearizable: found by galloping
+/// from `early` (no earlier cut fails, since the search survived those
+/// returns) and bisection, each cut decided by the search with rule P.
+/// If the budget runs out first, `early` is reported, without values.
+fn exact_failure(
+    ops: &[Operation],
+    idx: &[usize],
+    early: usize,
+    init: Init,
+    budget: &mut Budget,
+) -> KeyOutcome {
+    use crate::check::unambiguous_kv::{cut_after_return, returns_in_order};
+    let rets = returns_in_order(ops, idx);
+    let first = rets
+        .iter()
+        .position(|r| r.2 == early)
+        .expect("the search gets stuck at a return");
+    let bad = |k: usize, budget: &mut Budget| -> Option<bool> {
+        let cut = cut_after_return(ops, idx, rets[k]);
+        let all: Vec<usize> = (0..cut.len()).collect();
+        match search_key(&cut, &all, init, budget).0 {
+            KeyOutcome::Ok => Some(false),
+            KeyOutcome::Fail { .. } => Some(true),
+            KeyOutcome::Exhausted(_) => None,
+        }
+    };
+    let inexact = KeyOutcome::Fail {
+        stuck: early,
+        values: Vec::new(),
+    };
+    // The whole history fails: the last cut is bad.
+    let (mut lo, mut hi) = (first, rets.len() - 1);
+    let mut step = 1usize;
+    while lo < hi {
+        let probe = (first + step - 1).min(hi);
+        match bad(probe, budget) {
+            None => return inexact,
+            Some(true) => hi = probe,
+            Some(false) => lo = probe + 1,
+        }
+        if hi == probe {
+            break;
+        }
+        step = step.saturating_mul(2);
+    }
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        match bad(mid, budget) {
+            None => return inexact,
+            Some(true) => hi = mid,
+            Some(false) => lo = mid + 1,
+        }
+    }
+    let stuck = rets[lo].2;
+    let values = if budget.values {
+        concrete_values(ops, idx, stuck).unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    KeyOutcome::Fail { stuck, values }
 }
 
 /// Search steps the report of a key already decided not linearizable may
@@ -1410,9 +1743,31 @@ pub(crate) fn decide_key(ops: &[Operation]) -> Option<Result<(), (usize, Vec<Str
     }
 }
 
-fn search_key(ops: &[Operation], idx: &[usize], init: Init, budget: &mut Budget) -> KeyOutcome {
+/// The search on one key, and whether rule P dropped any configuration
+/// (then a failure may be found at an earlier return than the exact one).
+fn search_key(
+    ops: &[Operation],
+    idx: &[usize],
+    init: Init,
+    budget: &mut Budget,
+) -> (KeyOutcome, bool) {
+    let mut pruned = false;
+    let outcome = sweep_key(ops, idx, init, budget, &mut pruned);
+    (outcome, pruned)
+}
+
+/// `search_key`, with whether rule P dropped a configuration in `pruned`
+/// when it fails.
+fn sweep_key(
+    ops: &[Operation],
+    idx: &[usize],
+    init: Init,
+    budget: &mut Budget,
+    pruned: &mut bool,
+) -> KeyOutcome {
     let (model, mut cops) = compile(ops, idx);
     cops.sort_by_key(|c| (c.call, c.orig));
+    let pins = Pins::new(&model, &cops, budget.pins);
     let mut events: Vec<(u64, u8, u32)> = Vec::with_capacity(cops.len() * 2);
     for (i, c) in cops.iter().enumerate() {
         events.push((c.call, 0, i as u32));
@@ -1433,6 +1788,7 @@ fn search_key(ops: &[Operation], idx: &[usize], init: Init, budget: &mut Budget)
         model,
         ops: &cops,
         slot_op: [0; 128],
+        slot_class: [Kind::Put(OTHER); 128],
         earlier: [0; 128],
         pending: 0,
         groups: Vec::new(),
@@ -1464,6 +1820,7 @@ fn search_key(ops: &[Operation], idx: &[usize], init: Init, budget: &mut Budget)
         remapped: false,
         regrouped: false,
         heap_bytes: 0,
+        pins,
     };
     sw.init_liveness();
     sw.settle();
@@ -1480,6 +1837,7 @@ fn search_key(ops: &[Operation], idx: &[usize], init: Init, budget: &mut Budget)
                 sw.pending |= 1u128 << slot;
                 sw.slot_op[slot] = i;
                 sw.link_same_kind(slot);
+                sw.pins.on_call(&c, slot);
                 slot_of[i as usize] = slot as u8;
             } else {
                 sw.add_unknown(i);
@@ -1499,6 +1857,7 @@ fn search_key(ops: &[Operation], idx: &[usize], init: Init, budget: &mut Budget)
                         .map(|s| sw.model.display(s))
                         .collect();
                     values.sort();
+                    *pruned = sw.pins.pruned;
                     return KeyOutcome::Fail {
                         stuck: c.orig,
                         values,
@@ -1507,8 +1866,12 @@ fn search_key(ops: &[Operation], idx: &[usize], init: Init, budget: &mut Budget)
                 Ok(true) => {}
             }
             sw.pending &= !(1u128 << slot);
+            sw.pins.on_return(&c, slot);
             sw.unlink_same_kind(slot);
             sw.retire_observer(i);
+            if sw.remapped {
+                sw.relink_dead_writes();
+            }
             let remapped = sw.remapped;
             sw.settle();
             if sw.any_unknown || remapped {
@@ -1541,6 +1904,8 @@ impl Sweep<'_> {
     fn link_same_kind(&mut self, slot: usize) {
         let i = self.slot_op[slot] as usize;
         let me = self.ops[i];
+        let my_class = self.class_of(i);
+        self.slot_class[slot] = my_class;
         let key = |c: &COp, idx: usize| (c.ret, idx);
         self.earlier[slot] = 0;
         let mut others = self.pending & !(1u128 << slot);
@@ -1548,7 +1913,7 @@ impl Sweep<'_> {
             let t = others.trailing_zeros() as usize;
             others &= others - 1;
             let o = self.slot_op[t] as usize;
-            if self.ops[o].kind != me.kind {
+            if self.slot_class[t] != my_class {
                 continue;
             }
             if key(&self.ops[o], o) < key(&me, i) {
@@ -1557,6 +1922,54 @@ impl Sweep<'_> {
                 self.earlier[t] |= 1u128 << slot;
             }
         }
+    }
+
+    /// Rule S's kind of the completed operation `i`: its kind, a written
+    /// value that died (rule R) replaced by `OTHER`. Writes of dead
+    /// values have the same effect in every state from then on (the
+    /// model maps dead states to `OTHER`), and dead states stay dead.
+    fn class_of(&self, i: usize) -> Kind {
+        let dead = |v: u32| v != OTHER && self.model.dead[v as usize];
+        match self.ops[i].kind {
+            Kind::Put(v) if dead(v) => Kind::Put(OTHER),
+            Kind::CasOk(f, v) if dead(v) => Kind::CasOk(f, OTHER),
+            k => k,
+        }
+    }
+
+    /// Rule S after states died (rule R): pending writes of values that
+    /// died join the class of writes of `OTHER`, and the relation
+    /// "returns earlier within the class" is rebuilt for every pending
+    /// operation. Sound from now on by the argument of `link_same_kind`:
+    /// two unlinearized pending members of a class have the same effect
+    /// and precondition for the rest of the history, so a valid order
+    /// that linearizes the later-returning one first can swap them.
+    /// Configurations that already linearized a later-returning member
+    /// stay as they are; rule S only ever holds back a member while an
+    /// earlier-returning one is unlinearized, never the earliest.
+    fn relink_dead_writes(&mut self) {
+        let mut changed = false;
+        let mut scan = self.pending;
+        while scan != 0 {
+            let s = scan.trailing_zeros() as usize;
+            scan &= scan - 1;
+            let class = self.class_of(self.slot_op[s] as usize);
+            changed |= class != self.slot_class[s];
+            self.slot_class[s] = class;
+        }
+        if !changed {
+            return;
+        }
+        let pending = self.pending;
+        self.pending = 0;
+        let mut scan = pending;
+        while scan != 0 {
+            let s = scan.trailing_zeros() as usize;
+            scan &= scan - 1;
+            self.pending |= 1u128 << s;
+            self.link_same_kind(s);
+        }
+        debug_assert_eq!(self.pending, pending, "relinked every pending slot");
     }
 
     /// Rule S: the operation in `slot` returned; forget it.
@@ -1840,6 +2253,19 @@ impl Sweep<'_> {
         }
     }
 
+    /// `c` linearized the returning operation (bit `tbit`): it goes to
+    /// the next frontier, with that bit forgotten, unless rule P dooms it
+    /// (judged before the bit is cleared: the returning operation is
+    /// linearized in it).
+    fn finish(&mut self, mut c: Config, tbit: u128) {
+        debug_assert!(c.lin & tbit != 0, "the returning operation is linearized");
+        if self.pins.doomed(c.state, c.lin) {
+            return;
+        }
+        c.lin &= !tbit;
+        self.push_next(c);
+    }
+
     fn push_next(&mut self, c: Config) {
         if !self.next_set.contains(&c) {
             self.heap_bytes += 2 * applied_bytes(&c.applied);
@@ -1871,6 +2297,9 @@ impl Sweep<'_> {
     /// more restricted by rule U5. Everything reachable from `c` is then
     /// reachable from that one (up to swapping interchangeable unknowns).
     fn explore(&mut self, c: Config) {
+        if self.pins.doomed(c.state, c.lin) {
+            return;
+        }
         let key = (c.state, c.lin);
         if self.visited_plain.contains(&key) {
             return;
@@ -1915,9 +2344,7 @@ impl Sweep<'_> {
         for i in 0..self.frontier.len() {
             let c = self.frontier[i].clone();
             if c.lin & tbit != 0 {
-                let mut c = c;
-                c.lin &= !tbit;
-                self.push_next(c);
+                self.finish(c, tbit);
             } else {
                 self.explore(c);
             }
@@ -1965,15 +2392,14 @@ impl Sweep<'_> {
                 }
             }
             if ro != 0 {
-                let mut nc = Config {
+                let nc = Config {
                     state: c.state,
                     lin: c.lin | ro,
                     applied: c.applied,
                     run: false,
                 };
                 if ro & tbit != 0 {
-                    nc.lin &= !tbit;
-                    self.push_next(nc);
+                    self.finish(nc, tbit);
                 } else {
                     self.explore(nc);
                 }
@@ -2004,9 +2430,7 @@ impl Sweep<'_> {
                             run: false,
                         };
                         if j == slot {
-                            let mut nc = nc;
-                            nc.lin &= !tbit;
-                            self.push_next(nc);
+                            self.finish(nc, tbit);
                         } else {
                             self.explore(nc);
                         }
@@ -2296,6 +2720,7 @@ fn run_sub(ops: &[Operation], idx: &[usize], left: &mut u64) -> Option<Result<()
         time_limit: None,
         fast_path: true,
         values: false,
+        pins: true,
     };
     let r = check_key(ops, idx, Init::Empty, &mut b);
     *left = left.saturating_sub(b.steps + idx.len() as u64);

@@ -228,38 +228,9 @@ fn order_blocks(blocks: &[Block], seq_ops: &[u32], ops: &[Operation]) -> Result<
 /// `None` if some cut is not decided directly, or the whole is
 /// linearizable. Returns an index into `ops`.
 pub fn stuck_by_bisection(ops: &[Operation], idx: &[usize]) -> Option<usize> {
-    // Return events in the order the search processes them.
-    let mut rets: Vec<(u64, u64, usize)> = idx
-        .iter()
-        .filter(|&&i| matches!(ops[i].outcome, Outcome::Ok(_)))
-        .filter_map(|&i| ops[i].ret.map(|r| (r, ops[i].call, i)))
-        .collect();
-    rets.sort_unstable();
+    let rets = returns_in_order(ops, idx);
     let bad_after = |k: usize| -> Option<bool> {
-        let (t, c, j) = rets[k];
-        let cut: Vec<Operation> = idx
-            .iter()
-            .filter_map(|&i| {
-                let o = &ops[i];
-                // Calls at the return's time come before it.
-                if o.call > t || matches!(o.outcome, Outcome::Failed) {
-                    return None;
-                }
-                let returned = matches!(o.outcome, Outcome::Ok(_))
-                    && o.ret.is_some_and(|r| (r, o.call, i) <= (t, c, j));
-                if returned {
-                    return Some(o.clone());
-                }
-                match (&o.op, &o.outcome) {
-                    (Op::Get, _) | (Op::Cas { .. }, Outcome::Ok(Output::Swapped(false))) => None,
-                    _ => Some(Operation {
-                        ret: None,
-                        outcome: Outcome::Unknown,
-                        ..o.clone()
-                    }),
-                }
-            })
-            .collect();
+        let cut = cut_after_return(ops, idx, rets[k]);
         let all: Vec<usize> = (0..cut.len()).collect();
         decide_kv(&cut, &all).map(|d| d == KvDecision::NotLinearizable)
     };
@@ -276,6 +247,58 @@ pub fn stuck_by_bisection(ops: &[Operation], idx: &[usize]) -> Option<usize> {
         }
     }
     Some(rets[lo].2)
+}
+
+/// A return event: (return time, call time, index into the operations),
+/// ordered as the search processes returns.
+pub(crate) type ReturnEvent = (u64, u64, usize);
+
+/// The returns of the completed operations of `idx`, in the order the
+/// search processes them.
+pub(crate) fn returns_in_order(ops: &[Operation], idx: &[usize]) -> Vec<ReturnEvent> {
+    let mut rets: Vec<ReturnEvent> = idx
+        .iter()
+        .filter(|&&i| matches!(ops[i].outcome, Outcome::Ok(_)))
+        .filter_map(|&i| ops[i].ret.map(|r| (r, ops[i].call, i)))
+        .collect();
+    rets.sort_unstable();
+    rets
+}
+
+/// The history of `idx` cut just after the return `at`: the operations
+/// called by then, those not returned yet turned into writes of unknown
+/// outcome (dropped if they only read). It is linearizable iff the search
+/// of the whole history still has a configuration after processing `at`
+/// (a pending write may or may not have been linearized by then, a
+/// pending read changes nothing).
+pub(crate) fn cut_after_return(
+    ops: &[Operation],
+    idx: &[usize],
+    at: ReturnEvent,
+) -> Vec<Operation> {
+    let (t, c, j) = at;
+    idx.iter()
+        .filter_map(|&i| {
+            let o = &ops[i];
+            // Calls at the return's time come before it.
+            if o.call > t || matches!(o.outcome, Outcome::Failed) {
+                return None;
+            }
+            let returned = matches!(o.outcome, Outcome::Ok(_))
+                && o.ret.is_some_and(|r| (r, o.call, i) <= (t, c, j));
+            if returned {
+                return Some(o.clone());
+            }
+            match (&o.op, &o.outcome) {
+                (Op::Get, _) | (Op::Cas { .. }, Outcome::Ok(Output::Swapped(false))) => None,
+                _ => Some(Operation {
+                    ret: None,
+                    outcome: Outcome::Unknown,
+                    ..o.clone()
+                }),
+            }
+        })
+        .collect()
 }
 
 impl<'a> Decider<'a> {
