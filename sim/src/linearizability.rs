@@ -71,6 +71,19 @@
 //!   this, every unknown write ever called stayed a separate branch
 //!   before every append, and the work grew with the square of the
 //!   history.
+//! * **Pinned sources** (rule P, argued in `Pins`). A state that a get
+//!   still to be linearized reads can only come back through a put or cas
+//!   of one of its *token prefixes* (the state minus append tokens of the
+//!   key). A configuration that has linearized every such write, and whose
+//!   state is not such a prefix, can never finish: it is dropped. With
+//!   unique put values this is what a read naming its write buys: the
+//!   configurations that linearized `put p17` and then overwrote it die at
+//!   once if a later get reads `p17xy`. A failure found this way may come
+//!   at an earlier return than the search without the rule would reach;
+//!   the report names that exact return, found by cutting the history.
+//! * **Dead writes** (rule S over rule R). A pending put or cas whose
+//!   value died is a write of *other*: it joins the symmetry class of the
+//!   other writes of *other*, so `n` of them give `n + 1` configurations.
 //! * Failed operations (`"ok": false`) and `get`s with unknown outcome have
 //!   no effect and are dropped up front.
 //!
@@ -1491,10 +1504,18 @@ fn check_key(ops: &[Operation], idx: &[usize], init: Init, budget: &mut Budget) 
     if let Some(Some(_)) = known_bad {
         budget.max_steps = max_steps.min(budget.steps.saturating_add(REPORT_STEPS));
     }
-    let outcome = match search_key(ops, idx, init, budget) {
-        (KeyOutcome::Fail { stuck, .. }, true) => exact_failure(ops, idx, stuck, init, budget),
-        (KeyOutcome::Exhausted(Limit::PendingOperations(_)), _) => generic_key(ops, idx, budget),
-        (other, _) => other,
+    let outcome = match (search_key(ops, idx, init, budget), known_bad) {
+        // Rule P stopped early, and bisection already has the exact
+        // return: no cuts to search.
+        ((KeyOutcome::Fail { .. }, true), Some(Some(stuck))) => KeyOutcome::Fail {
+            stuck,
+            values: values_before(ops, idx, stuck, init, budget),
+        },
+        ((KeyOutcome::Fail { stuck, .. }, true), _) => exact_failure(ops, idx, stuck, init, budget),
+        ((KeyOutcome::Exhausted(Limit::PendingOperations(_)), _), _) => {
+            generic_key(ops, idx, budget)
+        }
+        ((other, _), _) => other,
     };
     budget.max_steps = max_steps;
     let outcome = match (outcome, known_bad) {
@@ -1585,18 +1606,44 @@ fn exact_failure(
         }
     }
     let stuck = rets[lo].2;
-    let values = if budget.values {
-        concrete_values(ops, idx, stuck).unwrap_or_default()
-    } else {
-        Vec::new()
-    };
+    let values = values_before(ops, idx, stuck, init, budget);
     KeyOutcome::Fail { stuck, values }
+}
+
+/// The values the key could hold just before `stuck` returned, when the
+/// report wants them: from the search without rule P (whose frontier
+/// there is every state a valid order reaches), within `VALUES_STEPS`;
+/// none if it runs out or stops elsewhere.
+fn values_before(
+    ops: &[Operation],
+    idx: &[usize],
+    stuck: usize,
+    init: Init,
+    budget: &mut Budget,
+) -> Vec<String> {
+    if !budget.values {
+        return Vec::new();
+    }
+    let max_steps = budget.max_steps;
+    budget.max_steps = max_steps.min(budget.steps.saturating_add(VALUES_STEPS));
+    budget.pins = false;
+    let outcome = search_key(ops, idx, init, budget).0;
+    budget.pins = true;
+    budget.max_steps = max_steps;
+    match outcome {
+        KeyOutcome::Fail { stuck: s, values } if s == stuck => values,
+        _ => Vec::new(),
+    }
 }
 
 /// Search steps the report of a key already decided not linearizable may
 /// take before it falls back to the stuck operation found by bisection,
 /// without the values possible there.
 const REPORT_STEPS: u64 = 20_000_000;
+
+/// Search steps the values before a return found with rule P may take
+/// (`values_before`): without rule P the search may not finish at all.
+const VALUES_STEPS: u64 = 2_000_000;
 
 /// How the search's merged state is shown when no concrete values can be
 /// computed.
