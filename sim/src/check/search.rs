@@ -10,7 +10,7 @@
 //! configurations where that is impossible die. If none survives the
 //! history is not linearizable and `o` is where it got stuck.
 //!
-//! Before it, a depth-first pass ([`depth_first`] with `ordered`) looks
+//! Before it, a depth-first pass (`depth_first` with `ordered`) looks
 //! for one valid order only, with unknown operations taking effect in
 //! call order: a configuration's applied set is then one number (how
 //! many unknown operations are decided), so configurations that reach the
