@@ -1132,6 +1132,9 @@ impl Pins {
             watched: vec![false; n],
             pruned: false,
         };
+        if !on {
+            return pins;
+        }
         let mut tok_lens: Vec<usize> = model
             .tokens
             .iter()
@@ -1140,9 +1143,6 @@ impl Pins {
             .collect();
         tok_lens.sort_unstable();
         tok_lens.dedup();
-        if !on {
-            return pins;
-        }
         let mut pairs = 0usize;
         for c in ops {
             let Some(w) = Self::needs(c) else { continue };

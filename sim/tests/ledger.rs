@@ -145,6 +145,16 @@ fn ledger_sweep() {
     assert_eq!(undecided, 0);
 }
 
+/// Runs `seed` under the test's configuration; its workload holds the
+/// history.
+fn ledger_run(seed: u64) -> Checked<LedgerJudged<Ledger>> {
+    let config = config(seed);
+    let workload = Checked::new(LedgerJudged::new(Ledger), config.clients);
+    let sim = Simulation::new(config, None, |_| LedgerSm::default(), workload)
+        .expect("valid configuration");
+    sim.run_with_workload().1
+}
+
 /// The history of `seed`, checked again with `LEDGER_STEPS` steps (default
 /// 100,000,000) and a 60 s limit: how hard it is, part by part.
 #[test]
@@ -153,11 +163,7 @@ fn ledger_hard_seeds() {
     let steps: u64 =
         std::env::var("LEDGER_STEPS").map_or(100_000_000, |s| s.parse().expect("steps"));
     for seed in seeds_from_env() {
-        let config = config(seed);
-        let workload = Checked::new(LedgerJudged::new(Ledger), config.clients);
-        let sim = Simulation::new(config, None, |_| LedgerSm::default(), workload)
-            .expect("valid configuration");
-        let (_, workload) = sim.run_with_workload();
+        let workload = ledger_run(seed);
         let history = workload.history();
         let cfg = concord_sim::check::CheckConfig {
             max_steps: steps,
@@ -182,11 +188,7 @@ fn ledger_hard_seeds() {
 #[ignore = "for reading a history by hand"]
 fn ledger_print_history() {
     for seed in seeds_from_env() {
-        let config = config(seed);
-        let workload = Checked::new(LedgerJudged::new(Ledger), config.clients);
-        let sim = Simulation::new(config, None, |_| LedgerSm::default(), workload)
-            .expect("valid configuration");
-        let (_, workload) = sim.run_with_workload();
+        let workload = ledger_run(seed);
         for (i, op) in workload.history().iter().enumerate() {
             println!("#{i} {}", concord_sim::check::describe_op(&Ledger, op));
         }
