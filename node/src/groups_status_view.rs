@@ -59,7 +59,7 @@ pub async fn ask(
             .map_err(|e| e.message)?;
     let request = GroupRequest {
         group: match query {
-            StatusQuery::Group(group) => group,
+            StatusQuery::Group(group) | StatusQuery::Node(group) => group,
             StatusQuery::Summary => 0,
         },
         request: GroupOp::Status(query),
@@ -120,6 +120,19 @@ pub fn render(answers: &[ServerAnswer], groups: u64) -> String {
                 render_summary(&mut out, &server.address, summary);
             }
             (Some(StatusAnswer::Group(group)), _) => render_group(&mut out, &server.address, group),
+            (Some(StatusAnswer::Node(status)), _) => {
+                let _ = writeln!(
+                    out,
+                    "{}: node {} {} in term {}, leader {:?}, commit {}, applied {}",
+                    server.address,
+                    status.id,
+                    status.role,
+                    status.term,
+                    status.leader,
+                    status.commit_index,
+                    status.applied_index
+                );
+            }
             (Some(StatusAnswer::NotHosted { group, node }), _) => {
                 let _ = writeln!(
                     out,

@@ -19,13 +19,10 @@ use bytes::Bytes;
 use concord::multi::GroupId;
 use concord::NodeId;
 use concord::ReadPath;
-use concord_tokio::frame::DEFAULT_MAX_FRAME_BYTES;
 use concord_tokio::multi::routing_client::{RoutingClient, RoutingConfig, RoutingError};
 use concord_tokio::multi::session_client::{SessionClient, SessionConfig, SessionError};
 use concord_tokio::multi::wire::GroupOp;
 use concord_tokio::tls::TlsConfig;
-use concord_tokio::transport;
-use concord_tokio::wire::{Hello, HelloRole};
 
 use crate::codec;
 use crate::kv::{Kv, KvRequest, KvResponse};
@@ -261,100 +258,18 @@ impl ShardedKvClient {
 
 /// Least time [`node_ids`] waits for the other servers once the first
 /// answered.
-pub const NODE_IDS_GRACE_MIN: Duration = Duration::from_millis(50);
+pub use concord_tokio::multi::routing_client::NODE_IDS_GRACE_MIN;
 
-/// The node id of each server in `addrs` that answers the handshake
-/// (a multi-group cluster's client addresses, as a person lists them),
-/// for a [`RoutingConfig`]: redirects name nodes by id.
-///
-/// Every server is asked at once. Once the fastest has answered, after
-/// `t`, the others get as long again, and at least
-/// [`NODE_IDS_GRACE_MIN`]: so one stopped or unreachable server costs
-/// that, not `timeout` (within which the first answer must come). A
-/// server left out is still reached when a redirect names it (the
-/// redirect carries its address). An error when none answers, or two
-/// addresses answer as one node.
+/// The node id of each server in `addrs` that answers the handshake, for
+/// a [`RoutingConfig`]: [`concord_tokio::multi::routing_client::node_ids`]
+/// with its error as text.
 pub async fn node_ids(
     addrs: &[String],
     cluster_id: &str,
     tls: Option<&TlsConfig>,
     timeout: Duration,
 ) -> Result<BTreeMap<NodeId, String>, String> {
-    type Handshake<'a> =
-        std::pin::Pin<Box<dyn std::future::Future<Output = Result<NodeId, String>> + 'a>>;
-    let hello = Hello {
-        cluster_id: cluster_id.to_string(),
-        role: HelloRole::Client,
-    };
-    let hello = &hello;
-    let started = tokio::time::Instant::now();
-    let mut pending: Vec<Option<Handshake<'_>>> = addrs
-        .iter()
-        .map(|addr| {
-            let handshake = async move {
-                transport::connect(addr, hello, DEFAULT_MAX_FRAME_BYTES, timeout, tls)
-                    .await
-                    .map(|(_, id)| id)
-                    .map_err(|e| e.message)
-            };
-            Some(Box::pin(handshake) as Handshake<'_>)
-        })
-        .collect();
-    let mut results: Vec<Option<Result<NodeId, String>>> = vec![None; addrs.len()];
-    // Set once a server answered: when the others stop being waited for.
-    let mut deadline: Option<tokio::time::Instant> = None;
-    while pending.iter().any(Option::is_some) {
-        // Polls every handshake still under way; ready once one ended.
-        let progress = std::future::poll_fn(|cx| {
-            let mut ended = false;
-            for (slot, result) in pending.iter_mut().zip(results.iter_mut()) {
-                if let Some(handshake) = slot {
-                    if let std::task::Poll::Ready(outcome) = handshake.as_mut().poll(cx) {
-                        *result = Some(outcome);
-                        *slot = None;
-                        ended = true;
-                    }
-                }
-            }
-            if ended {
-                std::task::Poll::Ready(())
-            } else {
-                std::task::Poll::Pending
-            }
-        });
-        match deadline {
-            Some(deadline) => {
-                // `timeout`, not `timeout_at`: madsim's tokio has only the
-                // former.
-                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                if tokio::time::timeout(left, progress).await.is_err() {
-                    break;
-                }
-            }
-            None => progress.await,
-        }
-        if deadline.is_none() && results.iter().flatten().any(Result::is_ok) {
-            let fastest = started.elapsed();
-            deadline = Some(tokio::time::Instant::now() + fastest.max(NODE_IDS_GRACE_MIN));
-        }
-    }
-    let mut ids = BTreeMap::new();
-    let mut problems = Vec::new();
-    for (addr, result) in addrs.iter().zip(results) {
-        match result {
-            Some(Ok(id)) => {
-                if let Some(other) = ids.insert(id, addr.clone()) {
-                    return Err(format!(
-                        "{other} and {addr} both answer as node {id}; list each server once"
-                    ));
-                }
-            }
-            Some(Err(message)) => problems.push(format!("{addr}: {message}")),
-            None => problems.push(format!("{addr}: slower than the others to answer")),
-        }
-    }
-    if ids.is_empty() {
-        return Err(format!("no server answered: {}", problems.join("; ")));
-    }
-    Ok(ids)
+    concord_tokio::multi::routing_client::node_ids(addrs, cluster_id, tls, timeout)
+        .await
+        .map_err(|e| e.to_string())
 }

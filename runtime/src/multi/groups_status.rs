@@ -30,6 +30,7 @@ use concord::multi::{GroupId, GroupSleep, MultiNode, CATALOG_GROUP};
 use concord::{Index, Node, NodeId, Role, Term};
 
 use super::host::HostStats;
+use crate::status::{NodeStatus, ServerCounters};
 
 /// A group trailing by at least this many entries is behind (see the
 /// [module documentation](self)).
@@ -59,6 +60,11 @@ pub enum StatusQuery {
     Summary,
     /// One group.
     Group(GroupId),
+    /// One group, as a single-group server's status showed it
+    /// ([`NodeStatus`]: persisted index, first index, the server's
+    /// counters, recovery and divergence notes): what
+    /// [`Client::status`](crate::client::Client::status) asks.
+    Node(GroupId),
 }
 
 /// The answer to a [`StatusQuery`].
@@ -68,6 +74,9 @@ pub enum StatusAnswer {
     Summary(GroupsSummary),
     /// The group asked for.
     Group(OneGroup),
+    /// The group asked for with [`StatusQuery::Node`] (its followers
+    /// listed up to [`MEMBERS_SHOWN_MAX`]).
+    Node(Box<NodeStatus>),
     /// The group asked for is not hosted on this node.
     NotHosted {
         /// The group.
@@ -231,7 +240,37 @@ pub fn answer(
                 node: multi.id(),
             },
         },
+        StatusQuery::Node(group) => match multi.group(group) {
+            Some(node) => StatusAnswer::Node(Box::new(node_status(multi, host, tick_ms, node))),
+            None => StatusAnswer::NotHosted {
+                group,
+                node: multi.id(),
+            },
+        },
     }
+}
+
+/// `node`'s status as a single-group server showed it: the server's
+/// counters are this host's (every group summed; with one group, that
+/// group's), a follower's last contact is the node-level one.
+fn node_status(multi: &MultiNode, host: &HostStats, tick_ms: u64, node: &Node) -> NodeStatus {
+    let counters = ServerCounters {
+        proposals: host.proposals,
+        entries_applied: host.entries_applied,
+        redirects: host.redirects,
+        reads_read_index: host.reads_read_index,
+        reads_lease: host.reads_lease,
+        reads_follower: host.reads_follower,
+        ..ServerCounters::default()
+    };
+    let mut status = NodeStatus::of(node, counters);
+    status.peers.truncate(MEMBERS_SHOWN_MAX);
+    for peer in &mut status.peers {
+        peer.last_contact_ms = multi
+            .peer_heard_ticks_ago(peer.id)
+            .map(|ticks| ticks.saturating_mul(tick_ms));
+    }
+    status
 }
 
 /// The worst lag of `node`'s group as this node sees it: (member, lag).
@@ -539,6 +578,27 @@ mod tests {
         assert_eq!(one.voters, vec![1]);
         assert_eq!(
             answer(&multi, &HostStats::default(), 10, StatusQuery::Group(9)),
+            StatusAnswer::NotHosted { group: 9, node: 1 }
+        );
+        // The single-group view of the same group: the core's indexes and
+        // the host's counters.
+        let host = HostStats {
+            proposals: 150,
+            reads_lease: 7,
+            ..HostStats::default()
+        };
+        let StatusAnswer::Node(node) = answer(&multi, &host, 10, StatusQuery::Node(5)) else {
+            panic!("group 5 is hosted");
+        };
+        assert_eq!(
+            (node.id, node.role.as_str(), node.leader),
+            (1, "Leader", Some(1))
+        );
+        assert_eq!(node.commit_index - node.applied_index, 150);
+        assert_eq!(node.persisted_index, node.last_index);
+        assert_eq!((node.server.proposals, node.server.reads_lease), (150, 7));
+        assert_eq!(
+            answer(&multi, &host, 10, StatusQuery::Node(9)),
             StatusAnswer::NotHosted { group: 9, node: 1 }
         );
     }

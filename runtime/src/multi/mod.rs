@@ -19,6 +19,7 @@
 //! | [`mem_network`] | an in-process network of servers |
 //! | [`routing_client`] | a client that sends each request to its group's leader: leader cache, redirects, bounded retries |
 //! | [`session_client`] | writes applied exactly once: a session per group, a write whose answer was lost sent again |
+//! | [`one_group_client`] | the client of a one-group cluster on this wire: given addresses, writes once, reads, a server's status |
 //! | [`upgrade`] | a single-group server's data directory turned into the shared log's, in place, crash-safe |
 //! | `replay`, `pins` | recovery of every group; which segments each group still needs |
 //!
@@ -35,6 +36,7 @@ pub mod groups_status;
 pub mod host;
 pub mod log_sink;
 pub mod mem_network;
+pub mod one_group_client;
 pub mod page_cache;
 mod pins;
 pub mod record;

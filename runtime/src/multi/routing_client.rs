@@ -152,8 +152,18 @@ pub enum RoutingError {
         /// What happened.
         reason: String,
     },
+    /// The servers refuse this client as configured (another cluster's
+    /// name, TLS on one side only, a certificate they do not trust):
+    /// nothing was sent, and trying again cannot help.
+    #[error("{reason}")]
+    Rejected {
+        /// The node that refused.
+        node: NodeId,
+        /// What it said or showed, with what to change.
+        reason: String,
+    },
     /// A server refused the request for good (a group it does not host,
-    /// another cluster's name, TLS on one side only).
+    /// a request it cannot serve).
     #[error("group {group}: refused by node {node}: {message}")]
     Refused {
         /// The group.
@@ -221,6 +231,8 @@ enum Attempt {
     /// Sent; outcome unknown.
     Unknown(String),
     Refused(String),
+    /// The node refuses this client as configured (nothing sent).
+    Rejected(String),
 }
 
 impl RoutingClient {
@@ -339,6 +351,12 @@ impl RoutingClient {
                         message,
                     })
                 }
+                Attempt::Rejected(reason) => {
+                    return Err(RoutingError::Rejected {
+                        node: target,
+                        reason,
+                    })
+                }
                 Attempt::Unknown(reason) if !retry_unknown => {
                     self.leaders.remove(&group);
                     return Err(RoutingError::Unknown {
@@ -380,6 +398,54 @@ impl RoutingClient {
             attempts: self.config.attempts_max,
             last,
         })
+    }
+
+    /// Sends `op` (a status query, a read) to `node` itself, once: no
+    /// redirect followed, no retry. A node that cannot be reached is
+    /// avoided as after any failure.
+    pub async fn call_node(
+        &mut self,
+        node: NodeId,
+        group: GroupId,
+        op: GroupOp,
+    ) -> Result<Bytes, RoutingError> {
+        let request = GroupRequest { group, request: op };
+        self.stats.attempts += 1;
+        match self.attempt(node, &request).await {
+            Attempt::Done(answer) => {
+                self.stats.calls_done += 1;
+                Ok(answer)
+            }
+            Attempt::Refused(message) => Err(RoutingError::Refused {
+                group,
+                node,
+                message,
+            }),
+            Attempt::Rejected(reason) => Err(RoutingError::Rejected { node, reason }),
+            Attempt::Unknown(reason) | Attempt::Later(reason) | Attempt::Elsewhere(_, reason) => {
+                Err(RoutingError::Exhausted {
+                    group,
+                    attempts: 1,
+                    last: reason,
+                })
+            }
+        }
+    }
+
+    /// The client address of `node`, given or learnt from a redirect.
+    pub fn address(&self, node: NodeId) -> Option<&str> {
+        self.config.servers.get(&node).map(String::as_str)
+    }
+
+    /// Teaches this client `node`'s address (kept if it knows one
+    /// already); false when it holds [`SERVERS_MAX`] nodes.
+    pub fn learn(&mut self, node: NodeId, addr: &str) -> bool {
+        self.knows(node, Some(addr))
+    }
+
+    /// The nodes this client knows, with their addresses, in id order.
+    pub fn servers(&self) -> &BTreeMap<NodeId, String> {
+        &self.config.servers
     }
 
     /// The node after `node` in id order, wrapping, that is not avoided
@@ -495,7 +561,7 @@ impl RoutingClient {
                     self.stats.connect_failures += 1;
                     self.note_failure(node);
                     if e.class == ErrorClass::Permanent {
-                        return Attempt::Refused(e.message);
+                        return Attempt::Rejected(e.message);
                     }
                     return Attempt::Later(e.message);
                 }
@@ -557,4 +623,149 @@ impl RoutingClient {
             other => Attempt::Refused(format!("unexpected answer {other:?}")),
         }
     }
+}
+
+/// Least time [`node_ids`] waits for the other servers once the first
+/// answered.
+pub const NODE_IDS_GRACE_MIN: Duration = Duration::from_millis(50);
+
+/// The node id of each server in `addrs` that answers the handshake
+/// (a cluster's client addresses, as a person lists them),
+/// for a [`RoutingConfig`]: redirects name nodes by id.
+///
+/// Every server is asked at once. Once the fastest has answered, after
+/// `t`, the others get as long again, and at least
+/// [`NODE_IDS_GRACE_MIN`]: so one stopped or unreachable server costs
+/// that, not `timeout` (within which the first answer must come). A
+/// server left out is still reached when a redirect names it (the
+/// redirect carries its address). An error when none answers, or two
+/// addresses answer as one node.
+///
+/// Lives with the routing client because every client of a cluster needs
+/// it: a person gives addresses, redirects name node ids.
+pub async fn node_ids(
+    addrs: &[String],
+    cluster_id: &str,
+    tls: Option<&TlsConfig>,
+    timeout: Duration,
+) -> Result<BTreeMap<NodeId, String>, NodeIdsError> {
+    type Handshake<'a> = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<NodeId, transport::ConnectError>> + 'a>,
+    >;
+    let hello = Hello {
+        cluster_id: cluster_id.to_string(),
+        role: HelloRole::Client,
+    };
+    let hello = &hello;
+    let started = tokio::time::Instant::now();
+    let mut pending: Vec<Option<Handshake<'_>>> = addrs
+        .iter()
+        .map(|addr| {
+            let handshake = async move {
+                transport::connect(addr, hello, DEFAULT_MAX_FRAME_BYTES, timeout, tls)
+                    .await
+                    .map(|(_, id)| id)
+            };
+            Some(Box::pin(handshake) as Handshake<'_>)
+        })
+        .collect();
+    let mut results: Vec<Option<Result<NodeId, transport::ConnectError>>> = vec![None; addrs.len()];
+    // Set once a server answered: when the others stop being waited for.
+    let mut deadline: Option<tokio::time::Instant> = None;
+    while pending.iter().any(Option::is_some) {
+        // Polls every handshake still under way; ready once one ended.
+        let progress = std::future::poll_fn(|cx| {
+            let mut ended = false;
+            for (slot, result) in pending.iter_mut().zip(results.iter_mut()) {
+                if let Some(handshake) = slot {
+                    if let std::task::Poll::Ready(outcome) = handshake.as_mut().poll(cx) {
+                        *result = Some(outcome);
+                        *slot = None;
+                        ended = true;
+                    }
+                }
+            }
+            if ended {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        });
+        match deadline {
+            Some(deadline) => {
+                // `timeout`, not `timeout_at`: madsim's tokio has only the
+                // former.
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if tokio::time::timeout(left, progress).await.is_err() {
+                    break;
+                }
+            }
+            None => progress.await,
+        }
+        if deadline.is_none() && results.iter().flatten().any(Result::is_ok) {
+            let fastest = started.elapsed();
+            deadline = Some(tokio::time::Instant::now() + fastest.max(NODE_IDS_GRACE_MIN));
+        }
+    }
+    let mut ids = BTreeMap::new();
+    let mut problems = Vec::new();
+    // Every server refused this client as configured: nothing else can
+    // answer it.
+    let mut rejection: Option<String> = None;
+    let mut every_refusal_permanent = true;
+    for (addr, result) in addrs.iter().zip(results) {
+        match result {
+            Some(Ok(id)) => {
+                if let Some(other) = ids.insert(id, addr.clone()) {
+                    return Err(NodeIdsError::Duplicate(format!(
+                        "{other} and {addr} both answer as node {id}; list each server once"
+                    )));
+                }
+            }
+            Some(Err(error)) => {
+                if error.class == ErrorClass::Permanent {
+                    rejection = Some(error.message.clone());
+                } else {
+                    every_refusal_permanent = false;
+                }
+                problems.push(format!("{addr}: {}", error.message));
+            }
+            None => {
+                every_refusal_permanent = false;
+                problems.push(format!("{addr}: slower than the others to answer"));
+            }
+        }
+    }
+    if ids.is_empty() {
+        return Err(match rejection {
+            Some(reason) if every_refusal_permanent => NodeIdsError::Rejected(reason),
+            _ => NodeIdsError::Unreachable {
+                problems: format!("no server answered: {}", problems.join("; ")),
+                rejection,
+            },
+        });
+    }
+    Ok(ids)
+}
+
+/// Why [`node_ids`] learnt no node id.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NodeIdsError {
+    /// Every server refused this client as configured (TLS on one side
+    /// only, another cluster's name, an untrusted certificate): the
+    /// last one's words, with what to change.
+    #[error("{0}")]
+    Rejected(String),
+    /// No server answered in time (each one's problem listed).
+    #[error("{problems}")]
+    Unreachable {
+        /// Each server's problem.
+        problems: String,
+        /// A refusal of this client as configured by one of them, while
+        /// the others could not be reached.
+        rejection: Option<String>,
+    },
+    /// Two addresses answered as one node.
+    #[error("{0}")]
+    Duplicate(String),
 }

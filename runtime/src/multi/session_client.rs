@@ -186,6 +186,12 @@ impl SessionClient {
         &self.routing
     }
 
+    /// The routing client underneath, to send a request to one node
+    /// ([`RoutingClient::call_node`]) or teach it one.
+    pub fn routing_mut(&mut self) -> &mut RoutingClient {
+        &mut self.routing
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> SessionStats {
         self.stats
