@@ -66,6 +66,45 @@ pub struct DataDir {
     pub incarnation: u64,
 }
 
+/// Which layout a data directory holds, told by its files (see
+/// [`layout`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataDirLayout {
+    /// The shared log of the one runtime: `log/` (and `groups/`), one
+    /// group or many. An upgrade that committed but did not finish
+    /// deleting the old files counts here, as a start finishes it.
+    SharedLog,
+    /// A single-group server's write-ahead log not yet upgraded: `wal/`,
+    /// `hardstate` or `snapshots/`, and no `log/`.
+    SingleGroup,
+    /// Neither: a missing or empty directory, or one that holds no log.
+    Neither,
+}
+
+impl std::fmt::Display for DataDirLayout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DataDirLayout::SharedLog => "the shared log of a multi-group server (log/, groups/)",
+            DataDirLayout::SingleGroup => {
+                "the write-ahead log of a single-group server (wal/, hardstate, snapshots/)"
+            }
+            DataDirLayout::Neither => "no write-ahead log (no log/, no wal/)",
+        })
+    }
+}
+
+/// The layout `dir` holds, read from the names of its files only
+/// (nothing is opened, locked or changed).
+pub fn layout(dir: &Path) -> DataDirLayout {
+    if dir.join("log").is_dir() {
+        DataDirLayout::SharedLog
+    } else if super::upgrade::holds_single_group_data(dir) {
+        DataDirLayout::SingleGroup
+    } else {
+        DataDirLayout::Neither
+    }
+}
+
 /// An identity refusal as a storage error (an I/O error stays one).
 fn identity_error(error: IdentityError) -> StorageError {
     match error {
@@ -301,6 +340,22 @@ mod tests {
         );
         drop(opened);
         let _ = fs::remove_dir_all(&replaced);
+    }
+
+    #[test]
+    fn the_layout_is_told_by_the_files() {
+        let dir = scratch("layout");
+        assert_eq!(layout(&dir), DataDirLayout::Neither);
+        assert_eq!(layout(&dir.join("missing")), DataDirLayout::Neither);
+        fs::create_dir_all(dir.join("wal")).unwrap();
+        assert_eq!(layout(&dir), DataDirLayout::SingleGroup);
+        // An upgrade that committed (log/ in place) and left old files.
+        drop(open_data_dir(&dir, MultiWalOptions::default()).unwrap());
+        assert_eq!(layout(&dir), DataDirLayout::SharedLog);
+        fs::remove_dir_all(dir.join("wal")).unwrap();
+        assert_eq!(layout(&dir), DataDirLayout::SharedLog);
+        assert!(DataDirLayout::SingleGroup.to_string().contains("wal/"));
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]

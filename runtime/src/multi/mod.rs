@@ -20,6 +20,7 @@
 //! | [`routing_client`] | a client that sends each request to its group's leader: leader cache, redirects, bounded retries |
 //! | [`session_client`] | writes applied exactly once: a session per group, a write whose answer was lost sent again |
 //! | [`one_group_client`] | the client of a one-group cluster on this wire: given addresses, writes once, reads, a server's status |
+//! | [`recovery`] | offline forced recovery of one group of a stopped server's data directory (unsafe; `concord-cli force-recover`) |
 //! | [`upgrade`] | a single-group server's data directory turned into the shared log's, in place, crash-safe |
 //! | `replay`, `pins` | recovery of every group; which segments each group still needs |
 //!
@@ -40,6 +41,7 @@ pub mod one_group_client;
 pub mod page_cache;
 mod pins;
 pub mod record;
+pub mod recovery;
 mod replay;
 pub mod routing_client;
 pub mod segment_files;
