@@ -203,7 +203,10 @@ pub enum CliCommand {
 /// the new spelling, never read as something else.
 pub const MOVED_TO_KV: &[&str] = &["get", "put", "append", "cas", "get-many", "put-many"];
 
-/// `force-recover`'s arguments (see `concord_tokio::recovery`).
+/// `force-recover`'s arguments (see `concord_tokio::multi::recovery` for
+/// a multi-group server's data directory, `concord_tokio::recovery` for
+/// a single-group server's); `--group G` (the global flag) picks the
+/// group of a multi-group one.
 #[derive(Clone, Debug, Args)]
 pub struct ForceRecoverArgs {
     /// The stopped server's data directory.
@@ -225,7 +228,52 @@ pub struct ForceRecoverArgs {
 }
 
 impl ForceRecoverArgs {
-    /// The library's options for these arguments.
+    /// Runs the forced recovery on `--data-dir`, by its layout: a
+    /// multi-group server's shared log (`log/`) is recovered for group
+    /// `group` (`--group G`; default
+    /// [`DEFAULT_GROUP`](concord_tokio::multi::recovery::DEFAULT_GROUP))
+    /// by `concord_tokio::multi::recovery`, a single-group server's
+    /// write-ahead log (`wal/`) by `concord_tokio::recovery`. Prints the
+    /// plan and the outcome to `out`; the error is the message for stderr.
+    pub fn run(&self, group: Option<u64>, out: &mut dyn std::io::Write) -> Result<(), String> {
+        use concord_tokio::multi::data_dir::{layout, DataDirLayout};
+        use concord_tokio::multi::recovery;
+        let found = layout(&self.data_dir);
+        match found {
+            DataDirLayout::SharedLog => {
+                let options = recovery::ForceRecoverOptions {
+                    data_dir: self.data_dir.clone(),
+                    group: group.unwrap_or(recovery::DEFAULT_GROUP),
+                    node_id: self.node_id,
+                    voters: self.voters.iter().copied().collect(),
+                    reason: self.reason.clone(),
+                    confirmed: self.i_understand_acknowledged_writes_may_be_lost,
+                    stop_after: None,
+                };
+                recovery::force_recover_group(&options, out)
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            }
+            DataDirLayout::SingleGroup => match group {
+                Some(group) => Err(format!(
+                    "--group {group}: {} holds {found}, which has one group and no group \
+                     numbers; leave --group out",
+                    self.data_dir.display()
+                )),
+                None => concord_tokio::recovery::force_recover(&self.options(), out)
+                    .map(drop)
+                    .map_err(|e| e.to_string()),
+            },
+            DataDirLayout::Neither => Err(format!(
+                "{} holds {found}: neither a multi-group server's shared log nor a \
+                 single-group server's write-ahead log; name the data directory the stopped \
+                 server was started with (--data-dir)",
+                self.data_dir.display()
+            )),
+        }
+    }
+
+    /// The single-group library's options for these arguments.
     pub fn options(&self) -> concord_tokio::recovery::ForceRecoverOptions {
         concord_tokio::recovery::ForceRecoverOptions {
             data_dir: self.data_dir.clone(),

@@ -251,4 +251,9 @@ recorded in the log (`concord-cli member list` shows it). Wipe the lost
 servers' data directories before any of them comes back, then add servers
 with `member add-learner` and `member promote`.
 
+On a multi-group server's data directory (`log/`, `concord-node --groups N`)
+it recovers one group: --group G (default 1); recover each group that lost
+its majority the same way, the catalog with --group 0. Two running copies
+are refused: the server holds the directory's lock.
+
 Exit status: 0 done (or already done: nothing written), 1 refused or failed.";

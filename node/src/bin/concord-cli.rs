@@ -312,11 +312,8 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if let CliCommand::ForceRecover(recover) = &args.command {
-        return match concord_tokio::recovery::force_recover(
-            &recover.options(),
-            &mut concord_cli_output::Stdout,
-        ) {
-            Ok(_) => ExitCode::SUCCESS,
+        return match recover.run(args.connection.group, &mut concord_cli_output::Stdout) {
+            Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("concord-cli force-recover: {error}");
                 ExitCode::FAILURE
