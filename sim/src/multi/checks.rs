@@ -582,6 +582,7 @@ impl MultiSim {
                 return;
             }
         }
+        self.finish_forced();
         let groups: Vec<GroupId> = self.groups.keys().copied().collect();
         for group in groups {
             let report = self

@@ -113,10 +113,6 @@ impl MultiArgs {
             (sim.service_bug, "--bug-service"),
             (sim.reads != ReadChoice::Mix, "--reads"),
             (sim.lease_skew_beyond_bound, "--lease-skew-beyond-bound"),
-            (
-                sim.forced_recovery == ForcedRecoveryChoice::Always,
-                "--forced-recovery",
-            ),
             (sim.strict_budgets, "--strict-budgets"),
             (sim.max_sessions != default.max_sessions, "--max-sessions"),
         ];
@@ -125,9 +121,13 @@ impl MultiArgs {
                 "{flag} is a setting of single-group runs; multi-group runs (--groups) do not take it"
             ));
         }
+        // `--forced-recovery` runs the scenario in every seed; the swarm
+        // default of single-group runs does not draw it here.
+        let forced_recovery = sim.forced_recovery == ForcedRecoveryChoice::Always;
         let config = MultiSimConfig {
             bugs,
-            membership: !self.no_membership,
+            membership: !self.no_membership && !forced_recovery,
+            forced_recovery,
             ..MultiSimConfig::from_sim(sim, groups)
         };
         config.validate()?;
@@ -232,6 +232,17 @@ fn print_summary(
         summary.replaces.2,
         summary.replace_groups
     );
+    if template.forced_recovery {
+        println!(
+            "  forced recovery: {} seeds rebuilt from one survivor, {} groups forced, {} acknowledged writes lost by design",
+            summary.forced_recoveries, summary.forced_groups, summary.forced_lost_writes
+        );
+        println!("    (not failures: a forced recovery is an operator's override after a majority is lost for good, and it drops the writes only the lost servers held, by design)");
+        for (seed, forced) in &summary.forced_lost {
+            // All of them: `replay`.
+            println!("    seed {seed}: {}", forced.describe(4));
+        }
+    }
     let faults: Vec<String> = FaultKind::ALL
         .iter()
         .map(|kind| format!("{}={}", kind.name(), summary.faults.get(*kind)))
@@ -253,6 +264,9 @@ fn print_failure(report: &MultiReport) {
         report.config.seed,
         report.groups()
     );
+    if let Some(forced) = report.forced_recovery.as_ref().filter(|f| f.recovered()) {
+        println!("  {}", forced.describe(10));
+    }
     println!("  trace hash: {:016x}", report.trace_hash);
     println!("  replay:     {}", report.config.replay_command());
 }
@@ -315,6 +329,9 @@ pub fn replay(config: &MultiSimConfig, group: Option<u64>) -> Result<bool, Strin
             format_time(ns),
             format_time(report.leaders_bound_ns)
         );
+    }
+    if let Some(forced) = &report.forced_recovery {
+        println!("{forced}");
     }
     let same = crate::trace::print_trace_hashes(report.trace_hash, again.trace_hash);
     let passed = crate::trace::print_verdict(report.failure.as_ref(), || config.replay_command());

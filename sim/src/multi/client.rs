@@ -289,6 +289,12 @@ impl MultiSim {
                     .as_ref()
                     .is_some_and(|op| op.group == group && op.accepted);
             if current {
+                // Judged again at a forced recovery (`forced.rs`).
+                if let Some(op) = self.clients[pending.client].op.as_ref() {
+                    let command = op.command.clone();
+                    let failed = pending.term != term;
+                    self.record_forced_outcome(group, index, pending.term, &command, failed);
+                }
                 if pending.term == term {
                     let response = response.clone();
                     self.complete(pending.client, OpResult::Ok(&response));

@@ -164,6 +164,11 @@ pub struct MultiSimConfig {
     /// Check every step of every group's node against the step rules
     /// ([`crate::rules`], `--no-step-rules` turns them off).
     pub step_rules: bool,
+    /// Every seed runs the forced-recovery scenario (`--forced-recovery`,
+    /// see `forced.rs`): every node but one is lost for good and every
+    /// group that lost its majority is forced onto the survivor.
+    /// Membership changes are off in such a run.
+    pub forced_recovery: bool,
     /// Engine events one run may take before it fails (`event-budget`).
     pub max_events: u64,
     /// Record a timeline (for `replay`).
@@ -206,6 +211,7 @@ impl MultiSimConfig {
             bugs: MultiBugs::default(),
             membership: true,
             step_rules: sim.step_rules,
+            forced_recovery: false,
             max_events: 50_000_000,
             timeline: false,
         }
@@ -349,6 +355,7 @@ impl MultiSimConfig {
             "--bug-multi-replace-removes-old-early".to_string(),
         );
         add(!self.membership, "--no-membership".to_string());
+        add(self.forced_recovery, "--forced-recovery".to_string());
         flags
     }
 

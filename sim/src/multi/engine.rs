@@ -97,6 +97,8 @@ pub(crate) enum Event {
     CommitToldCheck,
     /// A step of the membership driver (`membership.rs`).
     Membership(super::membership::MembershipStep),
+    /// A step of the forced-recovery scenario (`forced.rs`).
+    Forced(super::forced::ForcedStep),
 }
 
 /// Who proposed what a node is being stepped with.
@@ -375,6 +377,8 @@ pub struct MultiSim {
     pub(crate) commit_told: super::commit_told::CommitTold,
     /// Membership changes and node replacement (`membership.rs`).
     pub(crate) membership: super::membership::MembershipFault,
+    /// The forced-recovery scenario, in seeds that run it (`forced.rs`).
+    pub(crate) forced: Option<super::forced::MultiForced>,
 }
 
 impl MultiSim {
@@ -402,7 +406,12 @@ impl MultiSim {
         let plan = plan.unwrap_or(generated);
         plan.validate(config.nodes)?;
         let mut draw_rng = ChaCha8Rng::seed_from_u64(rng.gen());
-        let drawn = drawn.unwrap_or_else(|| Drawn::draw(&config, &mut draw_rng));
+        let mut drawn = drawn.unwrap_or_else(|| Drawn::draw(&config, &mut draw_rng));
+        // Its own stream: the draws of seeds without it are unchanged.
+        let forced = super::forced::MultiForced::draw(&config);
+        if let Some(forced) = &forced {
+            forced.adjust(&mut drawn);
+        }
         if drawn.voters.len() != drawn.groups
             || drawn.voters.iter().any(|voters| {
                 voters.is_empty()
@@ -527,6 +536,7 @@ impl MultiSim {
             lease: super::lease::MultiLease::new(config.seed),
             commit_told: super::commit_told::CommitTold::default(),
             membership,
+            forced,
             config,
         })
     }
@@ -602,6 +612,9 @@ impl MultiSim {
         self.schedule(chaos, Event::Heal);
         self.schedule(super::commit_told::CHECK_PERIOD_NS, Event::CommitToldCheck);
         self.schedule_membership();
+        if let Some(at) = self.forced.as_ref().map(|forced| forced.lose_at_ns()) {
+            self.schedule(at, Event::Forced(super::forced::ForcedStep::Lose));
+        }
         while self.failure.is_none() && self.phase != Phase::Done {
             if !self.next_event(u64::MAX) {
                 break;
@@ -702,6 +715,7 @@ impl MultiSim {
             Event::Lease(step) => self.lease_step(step),
             Event::CommitToldCheck => self.check_commit_told(),
             Event::Membership(step) => self.membership_step(step),
+            Event::Forced(step) => self.forced_step(step),
         }
     }
 
@@ -765,6 +779,7 @@ impl MultiSim {
             ticks_back_to_back: self.ticks_back_to_back,
             old_incarnation_frames: self.old_incarnation_frames,
             membership: self.membership.figures(),
+            forced_recovery: self.forced.as_ref().map(|forced| forced.report.clone()),
             timeline: std::mem::take(&mut self.timeline),
         }
     }

@@ -92,7 +92,7 @@ fn asleep_with_stale_only(multi: &MultiNode, frame: &concord::multi::Frame) -> V
 impl MultiSim {
     /// Fails the run by the Raft check `kind` at node `index` (and
     /// `group`, if the failure is one group's).
-    fn fail_raft(
+    pub(crate) fn fail_raft(
         &mut self,
         kind: FailureKind,
         index: usize,
@@ -326,6 +326,10 @@ impl MultiSim {
     /// Restarts a crashed node.
     pub(crate) fn restart(&mut self, index: usize) {
         if self.hosts[index].multi.is_some() {
+            return;
+        }
+        if self.is_lost(index) {
+            // Destroyed for good (`forced.rs`): never comes back.
             return;
         }
         if self.membership.held_down() == Some(index) {
@@ -923,6 +927,11 @@ impl MultiSim {
                         };
                         match &entry.payload {
                             EntryPayload::Command(bytes) => host_group.sm.apply(entry.index, bytes),
+                            EntryPayload::ForcedMembership(audit) => {
+                                // As a real host does (`apply_entry`).
+                                host_group.sm.apply_forced_recovery(entry.index, audit);
+                                Bytes::new()
+                            }
                             _ => Bytes::new(),
                         }
                     };

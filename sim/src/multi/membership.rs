@@ -130,7 +130,8 @@ impl MembershipFault {
             changes_proposed: 0,
             term_seen: BTreeMap::new(),
         };
-        let wanted = config.membership && config.nodes >= 2;
+        // Off in forced-recovery runs (`forced.rs`).
+        let wanted = config.membership && !config.forced_recovery && config.nodes >= 2;
         if !wanted || (config.swarm && !rng.gen_bool(0.5)) {
             return fault;
         }

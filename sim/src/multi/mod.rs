@@ -40,6 +40,9 @@
 //!   that group's history; see `client.rs`.
 //! * **Membership**: half the seeds change groups' members and replace
 //!   a whole node under the faults; see `membership.rs`.
+//! * **Forced recovery** (`--forced-recovery`): every node but one is
+//!   lost for good and every group that lost its majority is forced onto
+//!   the survivor; see `forced.rs`.
 //! * **Checks**: see `checks.rs`.
 //!
 //! ## Scenarios
@@ -54,6 +57,7 @@ mod client;
 mod commit_told;
 pub mod config;
 mod engine;
+pub mod forced;
 mod host;
 mod lease;
 mod membership;
@@ -66,5 +70,6 @@ pub mod scenarios;
 
 pub use config::{Drawn, GroupsChoice, LayerOptions, MultiBugs, MultiSimConfig, SWARM_GROUPS_MAX};
 pub use engine::{MultiSim, IDLE_WINDOW_NS, QUIESCE_BOUND_NS};
+pub use forced::{ForcedGroup, MultiForcedReport, MultiLostOperation};
 pub use report::{LayerTotals, MembershipFigures, MultiCheck, MultiFailure, MultiReport};
 pub use runner::{run_multi, run_multi_seeds, MultiSummary};

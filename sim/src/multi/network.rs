@@ -104,6 +104,10 @@ impl MultiSim {
         if from >= 1 && from <= self.hosts.len() && self.cut(from - 1, to) {
             return;
         }
+        if self.is_fenced(frame.from) {
+            // A lost node's frame still in the network (`forced.rs`).
+            return;
+        }
         if let Some(Queued::Frame(frame)) = self.queue_if_paused(to, Queued::Frame(frame)) {
             self.step_node(to, MultiInput::Receive(*frame), None);
         }

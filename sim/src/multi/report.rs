@@ -248,6 +248,9 @@ pub struct MultiReport {
     pub old_incarnation_frames: u64,
     /// The membership the seed drew and what came of it.
     pub membership: MembershipFigures,
+    /// The forced recovery of a `--forced-recovery` run: what it forced
+    /// and the acknowledged operations it lost by design.
+    pub forced_recovery: Option<super::forced::MultiForcedReport>,
     /// Timeline lines (with `timeline`).
     pub timeline: Vec<(u64, Option<NodeId>, String)>,
 }

@@ -78,6 +78,15 @@ pub struct MultiSummary {
     pub replaces: (u64, u64, u64),
     /// Groups the replaces concerned, over all seeds.
     pub replace_groups: u64,
+    /// Seeds whose forced recovery ran (`--forced-recovery`).
+    pub forced_recoveries: u64,
+    /// Groups forced, over all seeds.
+    pub forced_groups: u64,
+    /// Acknowledged writes lost by design in forced recoveries, over all
+    /// seeds.
+    pub forced_lost_writes: u64,
+    /// The forced recoveries that lost acknowledged writes, by seed.
+    pub forced_lost: BTreeMap<u64, super::forced::MultiForcedReport>,
     /// Wall-clock time taken.
     pub wall: Duration,
 }
@@ -136,6 +145,14 @@ impl MultiSummary {
         self.replaces.1 += u64::from(membership.replace_done);
         self.replaces.2 += u64::from(membership.old_kept_down);
         self.replace_groups += membership.replace_groups;
+        if let Some(forced) = report.forced_recovery.as_ref().filter(|f| f.recovered()) {
+            self.forced_recoveries += 1;
+            self.forced_groups += forced.groups.len() as u64;
+            self.forced_lost_writes += forced.lost_writes().count() as u64;
+            if forced.lost_writes().next().is_some() {
+                self.forced_lost.insert(seed, forced.clone());
+            }
+        }
         self.hashes.push((seed, report.trace_hash));
         if !report.passed() {
             self.failures.push(report);
