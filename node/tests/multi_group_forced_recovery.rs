@@ -231,3 +231,33 @@ async fn forced_recovery_of_both_groups_of_a_survivor_after_two_disks_are_destro
     }
     println!("{transcript}");
 }
+
+/// The layout decides: a directory holding neither log, and `--group`
+/// on a single-group server's directory, are refused naming what the
+/// directory holds; nothing is created in them.
+#[test]
+fn force_recover_names_the_layout_it_refuses() {
+    let base = processes::fresh_dir("multi-forced-layout");
+    let mut transcript = String::new();
+    let (code, printed) = force_recover(&mut transcript, &base, 1, &[CONFIRM_LOSS]);
+    assert_eq!(code, 1, "{transcript}");
+    assert!(
+        printed.contains("holds no write-ahead log (no log/, no wal/)"),
+        "{transcript}"
+    );
+    assert!(printed.contains("--data-dir"), "{transcript}");
+    std::fs::create_dir_all(base.join("wal")).unwrap();
+    let (code, printed) = force_recover(&mut transcript, &base, 1, &["--group", "1", CONFIRM_LOSS]);
+    assert_eq!(code, 1, "{transcript}");
+    assert!(
+        printed.contains("the write-ahead log of a single-group server")
+            && printed.contains("leave --group out"),
+        "{transcript}"
+    );
+    let names: Vec<_> = std::fs::read_dir(&base)
+        .unwrap()
+        .map(|item| item.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["wal"], "{transcript}");
+    let _ = std::fs::remove_dir_all(&base);
+}
