@@ -2,8 +2,9 @@
 //! --groups 2` processes take acknowledged writes in both groups, all
 //! three are killed, two data directories are destroyed, `concord-cli
 //! force-recover --group G` makes the survivor the only voter of each
-//! group (offline, on its shared log), and the survivor started alone
-//! reads back every acknowledged write and takes new ones.
+//! group, the catalog (group 0) too (offline, on its shared log), and
+//! the survivor started alone reads back every acknowledged write and
+//! takes new ones.
 //!
 //! ```text
 //! cargo test -p concord-node --test multi_group_forced_recovery -- --nocapture
@@ -91,7 +92,7 @@ async fn read(kv: &mut concord_services::sharded_kv_client::ShardedKvClient, key
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forced_recovery_of_both_groups_of_a_survivor_after_two_disks_are_destroyed() {
+async fn forced_recovery_of_every_group_of_a_survivor_after_two_disks_are_destroyed() {
     let base = processes::fresh_dir("multi-forced");
     let (mut nodes, _network) = proxied_cluster(base.clone(), CLUSTER, GROUPS, &NODES, &[]).await;
     for id in NODES {
@@ -164,10 +165,9 @@ async fn forced_recovery_of_both_groups_of_a_survivor_after_two_disks_are_destro
     );
     assert_eq!(code, 1, "{transcript}");
     assert!(printed.contains("no state of group 9"), "{transcript}");
-    // Group 1 by default, then group 2; each twice (the second writes
-    // nothing).
-    let mut forced_terms = Vec::new();
-    for group in [None, Some("2")] {
+    // Group 1 by default, then group 2 and the catalog (group 0); each
+    // twice (the second writes nothing).
+    for group in [None, Some("2"), Some("0")] {
         let mut args = vec![CONFIRM_LOSS];
         if let Some(group) = group {
             args.extend(["--group", group]);
@@ -182,7 +182,6 @@ async fn forced_recovery_of_both_groups_of_a_survivor_after_two_disks_are_destro
             )),
             "{transcript}"
         );
-        forced_terms.push(printed);
         let (code, printed) = force_recover(&mut transcript, &survivor_dir, SURVIVOR, &args);
         assert_eq!(code, 0, "{transcript}");
         assert!(printed.contains("nothing written"), "{transcript}");
@@ -207,8 +206,9 @@ async fn forced_recovery_of_both_groups_of_a_survivor_after_two_disks_are_destro
         assert_eq!(read(&mut kv, key).await, format!("after-{i}"));
     }
     nodes.assert_running();
-    // Each group's members, as the survivor's log now says.
-    for group in ["1", "2"] {
+    // Each group's members, as the survivor's log now says (the catalog,
+    // group 0, too).
+    for group in ["1", "2", "0"] {
         let output = Command::new(cli_binary())
             .args(["--servers", &alone[&SURVIVOR], "--cluster-id", CLUSTER])
             .args(["--groups", &GROUPS.to_string()])
