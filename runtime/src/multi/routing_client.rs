@@ -650,7 +650,7 @@ pub async fn node_ids(
     timeout: Duration,
 ) -> Result<BTreeMap<NodeId, String>, NodeIdsError> {
     type Handshake<'a> = std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<NodeId, transport::ConnectError>> + 'a>,
+        Box<dyn std::future::Future<Output = Result<NodeId, transport::ConnectError>> + Send + 'a>,
     >;
     let hello = Hello {
         cluster_id: cluster_id.to_string(),
