@@ -649,6 +649,10 @@ pub struct Simulation<S, W> {
     /// what they answer rather than by their snapshot bytes (`states`);
     /// at most `states::READ_PROBES_MAX`.
     read_probes: std::collections::BTreeSet<bytes::Bytes>,
+    /// The workload commands sent through the log and not executed yet,
+    /// by (session, sequence number): which client's how-manyth command
+    /// each is, for [`Workload::took_effect`].
+    effects: BTreeMap<(u64, u64), (u32, u64)>,
     client_dark_attempts: u64,
     reads_refused_not_member: u64,
     snapshots: SnapshotCounts,
@@ -888,6 +892,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             reads_served: [0; 3],
             snapshot_states: BTreeMap::new(),
             read_probes: std::collections::BTreeSet::new(),
+            effects: BTreeMap::new(),
             client_dark_attempts: 0,
             reads_refused_not_member: 0,
             snapshots: SnapshotCounts::default(),

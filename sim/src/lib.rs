@@ -193,4 +193,4 @@ pub use runner::{
     run_kv, run_kv_with_history, run_seeds, run_seeds_watched, FailureJson, ForcedJson, HangWatch,
     LostWriteJson, Summary, SweepJson,
 };
-pub use workload::{OpResult, Workload, WorkloadReport};
+pub use workload::{OpResult, TookEffect, Workload, WorkloadReport};

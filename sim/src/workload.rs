@@ -26,6 +26,40 @@ pub enum OpResult<'a> {
     Unknown,
 }
 
+/// Where a client's command took effect, as the simulator saw it: a
+/// witness a checker may use to try the system's own order first
+/// ([`crate::check::check_hinted`]). Never a proof: a checker must verify
+/// any order it is steered to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TookEffect {
+    /// Executed by a state machine as the log entry at `index` (the first
+    /// server to apply it; a retry answered from the session cache is not
+    /// executed again).
+    Entry {
+        /// The entry's log index.
+        index: u64,
+    },
+    /// A read served without a log entry (read index, lease or follower
+    /// read), answered by a state machine that had applied the log up to
+    /// `applied`.
+    Read {
+        /// The applied index the answer reflects.
+        applied: u64,
+    },
+}
+
+impl TookEffect {
+    /// A key that orders effects as the log does: the entry at index `i`
+    /// is `2 i`, a read at applied index `a` is `2 a + 1` (after entry
+    /// `a`, before entry `a + 1`).
+    pub fn order_key(self) -> u64 {
+        match self {
+            TookEffect::Entry { index } => index.saturating_mul(2),
+            TookEffect::Read { applied } => applied.saturating_mul(2).saturating_add(1),
+        }
+    }
+}
+
 /// A workload's verdict at the end of a run.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WorkloadReport {
@@ -71,6 +105,14 @@ pub trait Workload {
     /// `client`'s current command, a read, was served on `path` (called
     /// just before [`Workload::complete`]), so the history can record it.
     fn served_by(&mut self, _client: usize, _path: concord::ReadPath) {}
+
+    /// `client`'s command number `nth` (0-based, counting every command
+    /// [`Workload::next_command`] gave that client) took effect at
+    /// `effect`; called at most once per command, possibly after the
+    /// client gave up on it. A workload may hand these to its checker as
+    /// hints ([`crate::check::workload::Checked`] does); the default
+    /// ignores them.
+    fn took_effect(&mut self, _client: usize, _nth: u64, _effect: TookEffect) {}
 
     /// Whether this workload's check accounts for a forced recovery
     /// ([`Workload::forced_recovery`]). The simulator draws the

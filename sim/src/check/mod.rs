@@ -25,7 +25,10 @@
 //!    no other write writes): in O(n log n) time ([`unambiguous`]); the
 //!    key-value model too for keys with appends and compare-and-sets whose
 //!    observed states each name one write ([`unambiguous_kv`]).
-//! 3. Otherwise the just-in-time search of [`search`] decides it, after a
+//! 3. Otherwise the just-in-time search of [`search`] decides it, after
+//!    trying the order of a witness if the caller has one
+//!    ([`check_hinted`]: where each operation took effect, as the
+//!    simulator records it), and a
 //!    first pass that only looks for an order with unknown operations
 //!    taking effect in call order (most histories with dozens of them are
 //!    decided there in thousands of steps): the same
@@ -495,6 +498,7 @@ pub(crate) fn check_part<M: Model>(
     budget: &mut search::Budget,
     direct: &mut bool,
     want_states: bool,
+    hints: &[Option<u64>],
 ) -> PartOutcome {
     let sub: Vec<&Op<M::Input, M::Output>> = idx.iter().map(|&i| &ops[i]).collect();
     if let Some(d) = model.decide(&sub) {
@@ -519,7 +523,7 @@ pub(crate) fn check_part<M: Model>(
             }
         };
     }
-    search::check_part(model, ops, idx, budget)
+    search::check_part(model, ops, idx, budget, hints)
 }
 
 /// The search steps spent finding the states before a stuck return that
@@ -538,6 +542,56 @@ pub fn check_parallel<M: Model>(
     cfg: &CheckConfig,
     threads: usize,
 ) -> ModelReport {
+    check_parallel_hinted(model, ops, &[], cfg, threads)
+}
+
+/// Checks `ops` against `model` with the given limits, trying first the
+/// order a witness names: `hints[i]` is where operation `i` took effect in
+/// the system's own order (e.g. [`crate::TookEffect::order_key`]: its log
+/// index), `None` where not known; an operation of unknown outcome without
+/// one is tried as never having taken effect. An empty `hints` is no
+/// witness. [`Checked`](workload::Checked) passes what the simulator saw.
+///
+/// Hints only steer: the search first tries the completed operations and
+/// the hinted unknown ones in key order (a few steps per operation when
+/// the witness is right: the subset-sum over which unknown operations took
+/// effect is then one path), and accepts only an order it built itself,
+/// each operation placed between its call and return and accepted by the
+/// model. When that order does not hold, the witness is forgotten and the
+/// search runs as [`check_with`] does; a wrong witness (a service that
+/// reports one order and answers by another) never turns a failure into
+/// a pass, it only costs that first try's steps.
+///
+/// # Panics
+///
+/// If `hints` is neither empty nor as long as `ops`.
+pub fn check_hinted<M: Model>(
+    model: &M,
+    ops: &[Op<M::Input, M::Output>],
+    hints: &[Option<u64>],
+    cfg: &CheckConfig,
+) -> Verdict {
+    check_parallel_hinted(model, ops, hints, cfg, 1).verdict
+}
+
+/// [`check_parallel`] with a witness's hints ([`check_hinted`]).
+///
+/// # Panics
+///
+/// If `hints` is neither empty nor as long as `ops`.
+pub fn check_parallel_hinted<M: Model>(
+    model: &M,
+    ops: &[Op<M::Input, M::Output>],
+    hints: &[Option<u64>],
+    cfg: &CheckConfig,
+    threads: usize,
+) -> ModelReport {
+    assert!(
+        hints.is_empty() || hints.len() == ops.len(),
+        "{} hints for {} operations",
+        hints.len(),
+        ops.len()
+    );
     let parts = split_parts(model, ops);
     let stats_of = |part: &str, idx: &[usize]| PartStats {
         part: part.to_string(),
@@ -574,7 +628,7 @@ pub fn check_parallel<M: Model>(
         let mut budget = search::Budget::new(cfg, memory_bytes, deadline);
         let started = Instant::now();
         let mut direct = false;
-        let outcome = check_part(model, ops, idx, &mut budget, &mut direct, true);
+        let outcome = check_part(model, ops, idx, &mut budget, &mut direct, true, hints);
         stats.elapsed = started.elapsed();
         stats.steps = budget.steps;
         stats.decided_directly = direct;

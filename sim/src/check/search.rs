@@ -18,6 +18,15 @@
 //! a tree of subsets. Incomplete (a log may apply them in another order),
 //! so when it finds nothing the complete passes below run.
 //!
+//! Before that, when the caller has a witness (`hints`: where each
+//! operation took effect in the system's own order, a log index), a
+//! depth-first pass tries that order first (`Pass::Hinted`): unknown
+//! operations with a key take effect in key order, those without never,
+//! and each step tries the operations in key order. Like the ordered
+//! pass it only ever finds an order the search built (each operation
+//! between its call and return, every output accepted by the model), so a
+//! wrong witness costs its steps and nothing else.
+//!
 //! The rules that keep it small, each argued where it is applied:
 //!
 //! * **Memoisation**: configurations are deduplicated within a closure and
@@ -465,6 +474,37 @@ impl<'a, M: Model> Search<'a, M> {
         }
     }
 
+    /// The hinted pass's successors of `c` by one unknown operation: its
+    /// `applied` is one number `n`, how many of the hinted ones
+    /// (`hinted`, in the order of their keys) have taken effect; only the
+    /// next one may, once called (`called`), in each state it may lead
+    /// to (an unchanged state too: it still counts as taken effect).
+    fn hinted_unknown_successors(
+        &self,
+        c: &Config<M::State>,
+        hinted: &[u32],
+        called: impl Fn(u32) -> bool,
+        out: &mut Vec<Config<M::State>>,
+    ) {
+        let n = c.applied.first().map_or(0, |&n| n as usize);
+        let Some(&m) = hinted.get(n) else {
+            return;
+        };
+        if !called(m) {
+            return;
+        }
+        for s2 in self
+            .model
+            .step_unknown(&c.state, self.ops[m as usize].input)
+        {
+            out.push(Config {
+                state: s2,
+                lin: c.lin.clone(),
+                applied: vec![n as u32 + 1],
+            });
+        }
+    }
+
     /// The configurations `c` leads to by applying one unknown operation:
     /// of each group of identical ones, the earliest called not applied
     /// yet, in each state it may lead to that differs from `c`'s.
@@ -563,7 +603,20 @@ impl<'a, M: Model> Search<'a, M> {
     /// its kind that returns earlier is, not read-only) and the model
     /// accepts it; with the index of that operation in the part.
     fn linearized(&self, c: &Config<M::State>, p: usize) -> Option<(usize, Config<M::State>)> {
-        if c.lin.get(p) || !self.earlier[p].subset_of(&c.lin) {
+        self.linearized_as(c, p, true)
+    }
+
+    /// [`Search::linearized`], with the symmetry rule (`link_same_kind`)
+    /// or, `symmetric` false, without it: any pending operation may go
+    /// next, whatever its kind's return order (more orders, each still
+    /// valid).
+    fn linearized_as(
+        &self,
+        c: &Config<M::State>,
+        p: usize,
+        symmetric: bool,
+    ) -> Option<(usize, Config<M::State>)> {
+        if c.lin.get(p) || symmetric && !self.earlier[p].subset_of(&c.lin) {
             return None;
         }
         let j = self.slot_op[p] as usize;
@@ -835,6 +888,21 @@ fn run<M: Model>(
     Ran::Done
 }
 
+/// Which orders a depth-first pass tries.
+#[derive(Clone, Copy)]
+enum Pass<'h> {
+    /// Only the witness's: unknown operations with a key take effect in
+    /// key order, each one (those without never), and every step tries
+    /// the operations in key order first, with no symmetry rule
+    /// (`hints[i]`: the key of operation `i` of the history).
+    Hinted(&'h [Option<u64>]),
+    /// Unknown operations take effect in call order only
+    /// ([`Search::ordered_unknown_successors`]).
+    Ordered,
+    /// Every order, up to the search's rules.
+    Free,
+}
+
 /// What the depth-first pass found.
 enum Depth<S> {
     /// A linearization.
@@ -849,6 +917,10 @@ enum Depth<S> {
 /// One node of the depth-first pass: a configuration at a level (the
 /// number of returns passed).
 type Node<S> = (u32, Config<S>);
+
+/// A successor of a depth-first node and the order it is tried in:
+/// (witness key, return), smallest first.
+type Successor<S> = ((u128, u128), Config<S>);
 
 /// The depth-first pass: the same configurations, transitions and rules
 /// as [`run`] (eager reads, symmetry, unknown operations earliest first
@@ -867,9 +939,9 @@ type Node<S> = (u32, Config<S>);
 /// `max_steps` steps, `max_visited` configurations and `memory_bytes_max`
 /// bytes (counted as the sweep counts them); beyond, it gives up.
 ///
-/// `ordered`: unknown operations take effect in call order only
-/// ([`Search::ordered_unknown_successors`]); then only `Found` means
-/// anything (the caller treats `Stuck` as giving up).
+/// `pass`: which orders it tries ([`Pass`]); in the ordered and hinted
+/// passes only `Found` means anything (the caller treats `Stuck` as
+/// giving up).
 #[allow(clippy::too_many_arguments)]
 fn depth_first<M: Model>(
     model: &M,
@@ -879,7 +951,7 @@ fn depth_first<M: Model>(
     max_steps: u64,
     max_visited: usize,
     memory_bytes_max: u64,
-    ordered: bool,
+    pass: Pass<'_>,
 ) -> Result<Depth<M::State>, Limit> {
     let mut s = Search::new(model, ops, idx);
     let rets: Vec<u128> = idx
@@ -887,6 +959,29 @@ fn depth_first<M: Model>(
         .map(|&i| ops[i].ret.map_or(u128::MAX, |r| 2 * r as u128 + 1))
         .collect();
     let ev = events(ops, idx);
+    // The hinted pass: each operation's key (part-local), the unknown
+    // operations with one in key order, and when each is called.
+    let keys: Vec<u64> = match pass {
+        Pass::Hinted(hints) => idx
+            .iter()
+            .map(|&i| hints.get(i).copied().flatten().unwrap_or(u64::MAX))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mut hinted: Vec<u32> = Vec::new();
+    let mut call_event: Vec<usize> = Vec::new();
+    if let Pass::Hinted(_) = pass {
+        call_event = vec![usize::MAX; idx.len()];
+        for (e, &(t, j)) in ev.iter().enumerate() {
+            if t % 2 == 0 {
+                call_event[j as usize] = e;
+                if s.ops[j as usize].output.is_none() && keys[j as usize] != u64::MAX {
+                    hinted.push(j);
+                }
+            }
+        }
+        hinted.sort_by_key(|&j| (keys[j as usize], call_event[j as usize]));
+    }
     // Level k: every event before the k-th return applied.
     let returns: Vec<usize> = (0..ev.len()).filter(|&e| ev[e].0 % 2 == 1).collect();
     let levels = returns.len();
@@ -898,7 +993,7 @@ fn depth_first<M: Model>(
     let mut deepest_states: Vec<M::State> = Vec::new();
     let mut deepest_seen: FxHashSet<M::State> = FxHashSet::default();
     let mut steps = 0u64;
-    let mut successors: Vec<(u128, Config<M::State>)> = Vec::new();
+    let mut successors: Vec<Successor<M::State>> = Vec::new();
     let node_bytes = std::mem::size_of::<Node<M::State>>();
     let state_bytes = std::mem::size_of::<M::State>();
     // The heap of the configurations in `visited`, `stack` and
@@ -981,20 +1076,31 @@ fn depth_first<M: Model>(
             continue;
         }
         // Completed operations, earliest return first, then unknown ones;
-        // pushed in reverse so that the first is tried first.
+        // pushed in reverse so that the first is tried first. The hinted
+        // pass tries them all in the order of their keys.
         successors.clear();
+        let hinted_pass = matches!(pass, Pass::Hinted(_));
         for p in s.pending.ones() {
-            if let Some((j, c2)) = s.linearized(&c, p) {
-                successors.push((rets[j], c2));
+            if let Some((j, c2)) = s.linearized_as(&c, p, !hinted_pass) {
+                let first = if hinted_pass { keys[j] as u128 } else { 0 };
+                successors.push(((first, rets[j]), c2));
             }
         }
-        successors.sort_by_key(|x| x.0);
         let mut unknown: Vec<Config<M::State>> = Vec::new();
-        if ordered {
-            s.ordered_unknown_successors(&c, &mut unknown);
-        } else {
-            s.unknown_successors(&c, &mut unknown);
+        match pass {
+            Pass::Hinted(_) => {
+                let called = |m: u32| call_event[m as usize] < applied_events;
+                s.hinted_unknown_successors(&c, &hinted, called, &mut unknown);
+                let n = c.applied.first().map_or(0, |&n| n as usize);
+                for c2 in unknown.drain(..) {
+                    let key = keys[hinted[n] as usize] as u128;
+                    successors.push(((key, u128::MAX), c2));
+                }
+            }
+            Pass::Ordered => s.ordered_unknown_successors(&c, &mut unknown),
+            Pass::Free => s.unknown_successors(&c, &mut unknown),
         }
+        successors.sort_by_key(|x| x.0);
         for c2 in unknown.into_iter().rev() {
             heap_bytes += config_heap_bytes(model, &c2);
             stack.push((level as u32, c2));
@@ -1021,12 +1127,25 @@ fn depth_first_steps(ops: usize, budget: &Budget) -> u64 {
         .min(budget.max_steps.saturating_sub(budget.steps) / 2)
 }
 
-/// Checks one part: the depth-first pass, then the sweep if that gave up.
+/// The hinted pass's share of a part's budget: 64 steps per operation
+/// (a right witness needs about 3), at least 10,000, at most a quarter of
+/// what is left: a wrong witness costs little.
+fn hinted_steps(ops: usize, budget: &Budget) -> u64 {
+    (ops as u64)
+        .saturating_mul(64)
+        .max(10_000)
+        .min(budget.max_steps.saturating_sub(budget.steps) / 4)
+}
+
+/// Checks one part: the hinted pass if `hints` name an order, the
+/// ordered and then the complete depth-first pass, then the sweep if
+/// those gave up.
 fn search_part<M: Model>(
     model: &M,
     ops: &[Op<M::Input, M::Output>],
     idx: &[usize],
     budget: &mut Budget,
+    hints: &[Option<u64>],
 ) -> Ran<M::State> {
     if !budget.depth_first {
         return run(model, ops, idx, budget, Until::End);
@@ -1036,16 +1155,49 @@ fn search_part<M: Model>(
     // keeps one return's configurations instead of every level's, and
     // starts once this pass's memory is freed.
     let memory_bytes = (budget.memory_bytes_max / 2).max(1);
+    // The witness's order first, when there is one: a `Found` is an order
+    // this search built and the model accepted, as in any pass; anything
+    // else is forgotten (a wrong witness only costs its steps).
+    if idx
+        .iter()
+        .any(|&i| hints.get(i).is_some_and(|h| h.is_some()))
+    {
+        let steps = hinted_steps(idx.len(), budget);
+        let pass = Pass::Hinted(hints);
+        match depth_first(model, ops, idx, budget, steps, visited, memory_bytes, pass) {
+            Err(limit) => return Ran::Exhausted(limit),
+            Ok(Depth::Found) => return Ran::Done,
+            Ok(Depth::Stuck { .. } | Depth::GaveUp) => {}
+        }
+    }
     // The ordered pass first: it finds the orders of most histories with
     // many unknown operations in a fraction of the others' steps.
     let steps = depth_first_steps(idx.len(), budget);
-    match depth_first(model, ops, idx, budget, steps, visited, memory_bytes, true) {
+    match depth_first(
+        model,
+        ops,
+        idx,
+        budget,
+        steps,
+        visited,
+        memory_bytes,
+        Pass::Ordered,
+    ) {
         Err(limit) => return Ran::Exhausted(limit),
         Ok(Depth::Found) => return Ran::Done,
         Ok(Depth::Stuck { .. } | Depth::GaveUp) => {}
     }
     let steps = depth_first_steps(idx.len(), budget);
-    match depth_first(model, ops, idx, budget, steps, visited, memory_bytes, false) {
+    match depth_first(
+        model,
+        ops,
+        idx,
+        budget,
+        steps,
+        visited,
+        memory_bytes,
+        Pass::Free,
+    ) {
         Err(limit) => Ran::Exhausted(limit),
         Ok(Depth::Found) => Ran::Done,
         Ok(Depth::Stuck { stuck, states }) => Ran::Stuck { stuck, states },
@@ -1053,14 +1205,16 @@ fn search_part<M: Model>(
     }
 }
 
-/// Checks one part with the search.
+/// Checks one part with the search, trying first the order `hints`
+/// name (empty: none; see [`super::check_hinted`]).
 pub(crate) fn check_part<M: Model>(
     model: &M,
     ops: &[Op<M::Input, M::Output>],
     idx: &[usize],
     budget: &mut Budget,
+    hints: &[Option<u64>],
 ) -> PartOutcome {
-    match search_part(model, ops, idx, budget) {
+    match search_part(model, ops, idx, budget, hints) {
         Ran::Done | Ran::Stopped(_) => PartOutcome::Ok,
         Ran::Stuck { stuck, states } => PartOutcome::Fail {
             stuck,
@@ -1126,7 +1280,7 @@ pub(crate) fn search_raw<M: Model>(
     idx: &[usize],
     budget: &mut Budget,
 ) -> Result<(), Stuck<M::State>> {
-    match search_part(model, ops, idx, budget) {
+    match search_part(model, ops, idx, budget, &[]) {
         Ran::Done | Ran::Stopped(_) => Ok(()),
         Ran::Stuck { stuck, states } => Err(Ok((stuck, states))),
         Ran::Exhausted(limit) => Err(Err(limit)),
@@ -1146,7 +1300,7 @@ fn run_sub<M: Model>(
     }
     let mut budget = Budget::small(*left);
     let mut direct = false;
-    let r = super::check_part(model, ops, idx, &mut budget, &mut direct, false);
+    let r = super::check_part(model, ops, idx, &mut budget, &mut direct, false, &[]);
     *left = left.saturating_sub(budget.steps + idx.len() as u64);
     match r {
         PartOutcome::Ok => Some(Ok(())),
@@ -1364,6 +1518,121 @@ fn delta_debug<M: Model>(
 mod tests {
     use super::*;
     use crate::check::memory::counting;
+    use crate::check::{check_hinted, check_with, Verdict};
+    use crate::models::{Counter, CounterInput as In, CounterOutput as Out};
+
+    /// The counter with reads that are not `read_only`: the search places
+    /// them like writes, so a hint steers them too.
+    struct CounterNoEagerReads;
+
+    impl Model for CounterNoEagerReads {
+        type State = i64;
+        type Input = In;
+        type Output = Out;
+        fn name(&self) -> String {
+            "counter".into()
+        }
+        fn init(&self) -> i64 {
+            0
+        }
+        fn step(&self, s: &i64, i: &In, o: &Out) -> Option<i64> {
+            Counter.step(s, i, o)
+        }
+        fn step_unknown(&self, s: &i64, i: &In) -> Vec<i64> {
+            Counter.step_unknown(s, i)
+        }
+    }
+
+    /// Both counters' verdicts with `hints`, and without.
+    fn verdicts(ops: &[Op<In, Out>], hints: &[Option<u64>]) -> Vec<Verdict> {
+        let cfg = CheckConfig::default();
+        vec![
+            check_hinted(&Counter, ops, hints, &cfg),
+            check_hinted(&CounterNoEagerReads, ops, hints, &cfg),
+            check_with(&CounterNoEagerReads, ops, &cfg),
+        ]
+    }
+
+    #[test]
+    fn a_wrong_witness_never_turns_a_failure_into_a_pass() {
+        // A stale read: add 1 returns before the read of 0 is called. The
+        // witness puts the read first, as a service that served it from
+        // an old state would report it.
+        let stale = vec![
+            Op::ok(1, In::Add(1), 0, 10, Out::Done),
+            Op::ok(2, In::Read, 20, 30, Out::Value(0)),
+        ];
+        for verdict in verdicts(&stale, &[Some(4), Some(2)]) {
+            let failure = verdict.failure().expect("not linearizable");
+            assert_eq!(failure.stuck_index, 1, "{failure}");
+        }
+        // An add of unknown outcome seen, then unseen: no order fits,
+        // whatever the witness says (here: applied between the two reads
+        // in the reverse of their real-time order).
+        let flicker = vec![
+            Op::unknown(1, In::Add(5), 0),
+            Op::ok(2, In::Read, 10, 20, Out::Value(5)),
+            Op::ok(3, In::Read, 30, 40, Out::Value(0)),
+        ];
+        for hints in [
+            vec![Some(4), Some(6), Some(2)],
+            vec![None, Some(6), Some(2)],
+            vec![Some(0), Some(1), Some(2)],
+        ] {
+            for verdict in verdicts(&flicker, &hints) {
+                let failure = verdict.failure().expect("not linearizable");
+                assert_eq!(failure.stuck_index, 2, "{hints:?}: {failure}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_wrong_witness_never_turns_a_pass_into_a_failure() {
+        // The add of unknown outcome took effect (the read saw it), but the
+        // witness says it did not, and puts the reads in the wrong order.
+        let seen = vec![
+            Op::unknown(1, In::Add(5), 0),
+            Op::ok(2, In::Read, 10, 20, Out::Value(0)),
+            Op::ok(3, In::Read, 30, 40, Out::Value(5)),
+        ];
+        for hints in [
+            vec![None, Some(7), Some(3)],
+            vec![Some(9), Some(2), Some(1)],
+        ] {
+            for verdict in verdicts(&seen, &hints) {
+                assert!(verdict.is_ok(), "{hints:?}: {verdict}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_right_witness_decides_in_a_few_steps_per_operation() {
+        // 40 adds of unknown outcome, each 1 << k so that every subset
+        // makes a different total, then a read of the total of those with
+        // an odd k: the ordered pass would try subsets in call order; the
+        // witness names the odd ones.
+        let mut ops: Vec<Op<In, Out>> = (0..40)
+            .map(|k| Op::unknown(k, In::Add(1 << k), k))
+            .collect();
+        let total: i64 = (0..40).filter(|k| k % 2 == 1).map(|k| 1i64 << k).sum();
+        ops.push(Op::ok(40, In::Read, 100, 110, Out::Value(total)));
+        let mut hints: Vec<Option<u64>> = (0..40).map(|k| (k % 2 == 1).then_some(k)).collect();
+        hints.push(Some(100));
+        let cfg = CheckConfig {
+            max_steps: 20_000,
+            ..CheckConfig::default()
+        };
+        let idx: Vec<usize> = (0..ops.len()).collect();
+        let mut budget = Budget::new(&cfg, cfg.max_memory_bytes, None);
+        assert!(matches!(
+            check_part(&CounterNoEagerReads, &ops, &idx, &mut budget, &hints),
+            PartOutcome::Ok
+        ));
+        assert!(budget.steps < 200, "{} steps", budget.steps);
+        // Without it, the same limits give up.
+        let verdict = check_with(&CounterNoEagerReads, &ops, &cfg);
+        assert!(matches!(verdict, Verdict::Unknown { .. }), "{verdict}");
+    }
     use crate::history::{Op as KvOp, Operation, Output};
     use crate::models::{Kv, KvState};
 
@@ -1454,7 +1723,7 @@ mod tests {
             ..CheckConfig::default()
         };
         let mut budget = Budget::new(&cfg, cfg.max_memory_bytes, None);
-        let outcome = check_part(&Kv, &typed, &idx, &mut budget);
+        let outcome = check_part(&Kv, &typed, &idx, &mut budget, &[]);
         let PartOutcome::Exhausted(Limit::Memory { bytes_max, configs }) = outcome else {
             panic!("expected the memory bound");
         };

@@ -46,8 +46,8 @@
 use bytes::Bytes;
 use rand_chacha::ChaCha8Rng;
 
-use super::{check_with, CheckConfig, Model, Op, Outcome, Verdict};
-use crate::workload::{OpResult, Workload, WorkloadReport};
+use super::{check_hinted, CheckConfig, Model, Op, Outcome, Verdict};
+use crate::workload::{OpResult, TookEffect, Workload, WorkloadReport};
 
 /// A workload whose operations are a model's.
 pub trait ModelWorkload {
@@ -103,9 +103,21 @@ type ModelOp<W> = Op<
 
 /// A [`ModelWorkload`] as a simulator [`Workload`]: records the history
 /// and checks it against the model when the run ends.
+///
+/// It also records where the simulator saw each command take effect
+/// ([`Workload::took_effect`]: its log index, or the applied index a read
+/// served without the log reflects) and hands that to the check as a
+/// witness ([`check_hinted`]): the check tries that order first, so a
+/// history with dozens of operations of unknown outcome is decided in a
+/// few steps per operation, and still accepts only an order it verified
+/// itself.
 pub struct Checked<W: ModelWorkload> {
     workload: W,
     ops: Vec<ModelOp<W>>,
+    /// Per operation: where it took effect ([`TookEffect::order_key`]).
+    hints: Vec<Option<u64>>,
+    /// Per client: its operations (indices into `ops`), in issue order.
+    issued: Vec<Vec<usize>>,
     /// Per client: its operation in flight (index into `ops`) and command.
     current: Vec<Option<(usize, Bytes)>>,
     /// The command just issued and whether it only reads.
@@ -121,6 +133,8 @@ impl<W: ModelWorkload> Checked<W> {
         Checked {
             workload,
             ops: Vec::new(),
+            hints: Vec::new(),
+            issued: Vec::new(),
             current: vec![None; clients],
             last: None,
             bad_response: None,
@@ -131,6 +145,14 @@ impl<W: ModelWorkload> Checked<W> {
     /// The history recorded so far.
     pub fn history(&self) -> &[ModelOp<W>] {
         &self.ops
+    }
+
+    /// Per operation of [`Checked::history`]: where the simulator saw it
+    /// take effect ([`TookEffect::order_key`]), `None` where it did not
+    /// (never executed, or not reported): the witness the check is
+    /// handed.
+    pub fn hints(&self) -> &[Option<u64>] {
+        &self.hints
     }
 
     /// The wrapped workload.
@@ -156,7 +178,12 @@ impl<W: ModelWorkload> Workload for Checked<W> {
         let (input, command) = self.workload.next_operation(client, now_ns, rng)?;
         let read_only = self.workload.is_read_only(&input);
         self.ops.push(Op::unknown(client as u64, input, now_ns));
+        self.hints.push(None);
         let index = self.ops.len() - 1;
+        if client >= self.issued.len() {
+            self.issued.resize(client + 1, Vec::new());
+        }
+        self.issued[client].push(index);
         *self.slot(client) = Some((index, command.clone()));
         self.last = Some((command.clone(), read_only));
         Some(command)
@@ -198,6 +225,16 @@ impl<W: ModelWorkload> Workload for Checked<W> {
         self.workload.command_id(command)
     }
 
+    fn took_effect(&mut self, client: usize, nth: u64, effect: TookEffect) {
+        let index = self
+            .issued
+            .get(client)
+            .and_then(|ops| ops.get(usize::try_from(nth).ok()?));
+        if let Some(&index) = index {
+            self.hints[index].get_or_insert(effect.order_key());
+        }
+    }
+
     fn describe(&self, command: &[u8]) -> String {
         self.current
             .iter()
@@ -224,7 +261,7 @@ impl<W: ModelWorkload> Workload for Checked<W> {
                 failure: Some(bad.clone()),
             };
         }
-        let verdict = check_with(model, &self.ops, &self.workload.check_config());
+        let verdict = check_hinted(model, &self.ops, &self.hints, &self.workload.check_config());
         let failure = match &verdict {
             Verdict::Linearizable => None,
             Verdict::NotLinearizable(f) => Some(f.to_string()),

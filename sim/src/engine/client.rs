@@ -24,7 +24,7 @@ use concord::{Index, NodeId, ReadPath, Term};
 use super::{format_time, Event, FailureKind, Simulation, MS};
 use crate::config::SimConfig;
 use crate::faults::exponential;
-use crate::workload::{OpResult, Workload};
+use crate::workload::{OpResult, TookEffect, Workload};
 
 /// A server's answer to a client request.
 #[derive(Clone, Debug)]
@@ -45,6 +45,8 @@ pub(super) enum Reply {
     Read {
         bytes: Bytes,
         path: ReadPath,
+        /// The serving state machine's applied index.
+        applied: Index,
     },
 }
 
@@ -76,6 +78,9 @@ pub(super) struct ClientOp {
     pub(super) read: Option<ReadPath>,
     /// A session-contract probe, not a workload command.
     pub(super) probe: Option<Probe>,
+    /// Which of the client's workload commands this is (0-based; 0 for
+    /// registrations and probes), for [`Workload::took_effect`].
+    pub(super) nth: u64,
 }
 
 /// A request that tests the session contract instead of running a
@@ -204,6 +209,8 @@ fn framed(rng: &mut ChaCha8Rng, tag: u8, len: usize) -> Bytes {
 pub(super) struct Client {
     pub(super) session: Option<ClientId>,
     pub(super) seq: u64,
+    /// Workload commands issued so far.
+    pub(super) commands: u64,
     pub(super) leader: Option<NodeId>,
     pub(super) op: Option<ClientOp>,
     pub(super) attempt: u32,
@@ -231,6 +238,7 @@ impl Client {
         Client {
             session: None,
             seq: 0,
+            commands: 0,
             leader: None,
             op: None,
             attempt: 0,
@@ -314,6 +322,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 maybe_applied: false,
                 read: None,
                 probe: None,
+                nth: 0,
             },
             Some(session_id) => {
                 let last_ok_seq = self.clients[client].last_ok_seq;
@@ -334,6 +343,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                         maybe_applied: false,
                         read: None,
                         probe: Some(probe),
+                        nth: 0,
                     });
                     self.client_send(client);
                     return;
@@ -357,9 +367,16 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                     self.clients[client].seq += 1;
                 }
                 let seq = self.clients[client].seq;
+                let nth = self.clients[client].commands;
+                self.clients[client].commands += 1;
                 let payload = match read {
                     Some(_) => command.clone(),
-                    None => session::encode_command(session_id, seq, &command),
+                    None => {
+                        // Where it takes effect is reported when a state
+                        // machine first executes it.
+                        self.effects.insert((session_id, seq), (client as u32, nth));
+                        session::encode_command(session_id, seq, &command)
+                    }
                 };
                 if self.timeline.is_some() {
                     let what = self.workload.describe(&command);
@@ -374,6 +391,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                     maybe_applied: false,
                     read,
                     probe: None,
+                    nth,
                 }
             }
         };
@@ -518,10 +536,21 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 self.clients[client].leader = None;
                 self.client_retry_after_refusal(client, 5 * MS);
             }
-            Reply::Read { bytes, path } => {
+            Reply::Read {
+                bytes,
+                path,
+                applied,
+            } => {
                 self.client_answered(client, target);
                 self.operations_ok += 1;
                 self.workload.served_by(client, path);
+                if let Some(op) = self.clients[client].op.as_ref() {
+                    if op.probe.is_none() && !op.register {
+                        let nth = op.nth;
+                        self.workload
+                            .took_effect(client, nth, TookEffect::Read { applied });
+                    }
+                }
                 self.client_done(client, OpResult::Ok(&bytes));
             }
             Reply::Response {

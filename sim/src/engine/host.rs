@@ -32,7 +32,7 @@ use crate::nemesis::{self, Strike};
 use crate::rules;
 use crate::safety::ApplyError;
 use crate::trace::hash_bytes;
-use crate::workload::Workload;
+use crate::workload::{TookEffect, Workload};
 
 /// How long an fsync takes when the plan draws no slow ones (and on the
 /// calm disk after the heal: `crate::budgets` derives its calm bounds
@@ -1289,8 +1289,19 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 }
                 let host = &mut self.hosts[index];
                 if let SessionOutcome::Executed(_) = &outcome {
-                    if let Ok(ClientRequest::Command { command, .. }) = ClientRequest::decode(bytes)
+                    if let Ok(ClientRequest::Command {
+                        command,
+                        client: session_id,
+                        seq,
+                    }) = ClientRequest::decode(bytes)
                     {
+                        if let Some((client, nth)) = self.effects.remove(&(session_id, seq)) {
+                            self.workload.took_effect(
+                                client as usize,
+                                nth,
+                                TookEffect::Entry { index: entry.index },
+                            );
+                        }
                         if let Some(id) = self.workload.command_id(command) {
                             if !host.executed.insert(id) {
                                 let message = format!(
@@ -1491,7 +1502,15 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             format!("serves read {id} ({path:?}) at read index {read_index}, applied {applied}")
         });
         if !read.probe {
-            self.reply(read.client, read.attempt, Reply::Read { bytes, path });
+            self.reply(
+                read.client,
+                read.attempt,
+                Reply::Read {
+                    bytes,
+                    path,
+                    applied,
+                },
+            );
         }
     }
 
