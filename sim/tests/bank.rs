@@ -19,12 +19,10 @@ use service::{config, BankSm, InvariantJudged, ModelJudged};
 /// Seeds the correct bank passes and within which the model must catch
 /// the planted stale read. Measured with `cargo run -p concord-sim
 /// --example bank -- --planted-stale-read --seeds 0..20`: first caught
-/// at seed 2. Seed 16 of the correct bank is left undecided by the step
-/// limit (`--seeds 16..17`: still undecided at 8,000,000 steps; a
-/// partition times out dozens of transfers, whose unknown outcomes the
-/// search must order) since replicas recover from empty storage (a round
-/// of questions before the first election moved every schedule), so the
-/// range stops before it; the 16 correct seeds take 2 s in debug.
+/// at seed 2. The correct bank passes seeds 0..100 (`--seeds 0..100`,
+/// 1 s in release; seed 16, whose partition times out dozens of
+/// transfers, was UNKNOWN before the check tried the simulator's witness
+/// first); the 16 correct seeds take 2 s in debug.
 const STALE_READ_SEEDS: u64 = 16;
 
 // Guide, step 4: the test.
