@@ -92,7 +92,15 @@
 //! The search is exponential in the worst case. [`CheckConfig`] bounds it by
 //! a deterministic step count (and optionally wall-clock time and frontier
 //! size); when a bound is hit the result is [`CheckResult::Unknown`], which
-//! is *not* a pass.
+//! is *not* a pass. A key's search also keeps a pace
+//! ([`CheckConfig::max_steps_per_return`], [`Limit::Pace`]): at most one
+//! frontier limit's worth of steps plus a fixed number per return passed.
+//! Rule P lets searches that will give up anyway go on for many returns
+//! with closures just under the frontier limit (5,000 operations on one
+//! key at 64 clients: 60 to 100 million steps before the frontier limit);
+//! the pace stops them at the cost the frontier limit had before rule P,
+//! while deciding searches stay far below it (at most 1,000 steps per
+//! return on the hot-key family of `docs/checker.md`).
 //!
 //! # Failures
 //!
@@ -258,6 +266,15 @@ pub struct CheckConfig {
     /// search of [`crate::check::search`] (same verdict and stuck
     /// operation; off only to compare the two).
     pub depth_first: bool,
+    /// The key-value search's pace limit: a key's search gives up
+    /// ([`Limit::Pace`]) once it has taken more steps than `max_frontier`
+    /// (one full closure's worth) plus this many per return it has
+    /// passed. A search that outruns its history like that is one whose
+    /// closures hover just under the configuration limit return after
+    /// return, and ends UNKNOWN anyway, at a far higher cost; searches
+    /// that decide take a few hundred steps per return (at most 1,000 on
+    /// the hot-key histories of `docs/checker.md`). 0: no pace limit.
+    pub max_steps_per_return: u64,
 }
 
 impl Default for CheckConfig {
@@ -271,9 +288,13 @@ impl Default for CheckConfig {
             shrink_steps: 50_000_000,
             fast_path: true,
             depth_first: true,
+            max_steps_per_return: STEPS_PER_RETURN_DEFAULT,
         }
     }
 }
+
+/// [`CheckConfig::max_steps_per_return`] by default.
+pub const STEPS_PER_RETURN_DEFAULT: u64 = 2_000;
 
 /// The verdict of [`check_history`].
 #[derive(Clone, Debug)]
@@ -344,6 +365,19 @@ pub enum Limit {
     /// More operations pending at once on one key than the search can
     /// represent (a fixed limit of 128).
     PendingOperations(usize),
+    /// The key-value search's pace limit
+    /// ([`CheckConfig::max_steps_per_return`]): more steps than
+    /// `allowance` plus `per_return` for each return passed.
+    Pace {
+        /// Steps the key's search had taken.
+        steps: u64,
+        /// Returns it had passed.
+        returns: u64,
+        /// Steps allowed before any return ([`CheckConfig::max_frontier`]).
+        allowance: u64,
+        /// Steps allowed per return.
+        per_return: u64,
+    },
 }
 
 impl fmt::Display for Limit {
@@ -367,6 +401,19 @@ impl fmt::Display for Limit {
             Limit::PendingOperations(n) => write!(
                 f,
                 "more than {n} operations pending at once on one key (the search's fixed limit)"
+            ),
+            Limit::Pace {
+                steps,
+                returns,
+                allowance,
+                per_return,
+            } => write!(
+                f,
+                "pace limit reached: {steps} search steps after {returns} returns, more than \
+                 {allowance} plus {per_return} per return (--max-steps-per-return, \
+                 CheckConfig::max_steps_per_return); the search grows faster than the \
+                 history, as it does when too many operations are pending at once on a key: \
+                 split the history or check fewer operations at once"
             ),
         }
     }
@@ -1356,6 +1403,12 @@ struct Budget {
     /// Whether the search drops doomed configurations (rule P, `Pins`);
     /// off only to find the exact values before a stuck return.
     pins: bool,
+    /// [`CheckConfig::max_steps_per_return`].
+    steps_per_return: u64,
+    /// The pace limit's count of the current sweep: `steps` when it
+    /// started, and the returns it has passed.
+    sweep_start: u64,
+    sweep_returns: u64,
 }
 
 impl Budget {
@@ -1373,7 +1426,31 @@ impl Budget {
             fast_path: cfg.fast_path,
             values: true,
             pins: true,
+            steps_per_return: cfg.max_steps_per_return,
+            sweep_start: 0,
+            sweep_returns: 0,
         }
+    }
+
+    /// The pace limit, if the current sweep has passed it.
+    #[inline]
+    fn pace(&self) -> Result<(), Limit> {
+        if self.steps_per_return == 0 {
+            return Ok(());
+        }
+        let steps = self.steps - self.sweep_start;
+        let allowance = self.max_frontier as u64;
+        let allowed =
+            allowance.saturating_add(self.steps_per_return.saturating_mul(self.sweep_returns));
+        if steps > allowed {
+            return Err(Limit::Pace {
+                steps,
+                returns: self.sweep_returns,
+                allowance,
+                per_return: self.steps_per_return,
+            });
+        }
+        Ok(())
     }
 
     fn spent(&self) -> bool {
@@ -1812,6 +1889,8 @@ fn sweep_key(
     budget: &mut Budget,
     pruned: &mut bool,
 ) -> KeyOutcome {
+    budget.sweep_start = budget.steps;
+    budget.sweep_returns = 0;
     let (model, mut cops) = compile(ops, idx);
     cops.sort_by_key(|c| (c.call, c.orig));
     let pins = Pins::new(&model, &cops, budget.pins);
@@ -1891,6 +1970,7 @@ fn sweep_key(
             }
         } else {
             let slot = slot_of[i as usize] as usize;
+            budget.sweep_returns += 1;
             match sw.closure(slot, budget) {
                 Err(reason) => return KeyOutcome::Exhausted(reason),
                 Ok(false) => {
@@ -2414,6 +2494,7 @@ impl Sweep<'_> {
             if self.visited_len + self.next.len() > budget.max_frontier {
                 return Err(Limit::Configurations(budget.max_frontier));
             }
+            budget.pace()?;
             if self.held_bytes() as u64 > budget.memory_bytes_max {
                 return Err(Limit::Memory {
                     bytes_max: budget.memory_bytes_max,
@@ -2768,6 +2849,10 @@ fn run_sub(ops: &[Operation], idx: &[usize], left: &mut u64) -> Option<Result<()
         fast_path: true,
         values: false,
         pins: true,
+        // The shrink budget bounds these.
+        steps_per_return: 0,
+        sweep_start: 0,
+        sweep_returns: 0,
     };
     let r = check_key(ops, idx, Init::Empty, &mut b);
     *left = left.saturating_sub(b.steps + idx.len() as u64);

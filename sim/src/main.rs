@@ -191,6 +191,12 @@ struct CheckArgs {
     /// code 2.
     #[arg(long, default_value_t = 2_000_000_000)]
     max_steps: u64,
+    /// The key-value search's pace limit: a key's search gives up (exit
+    /// code 2, UNKNOWN) once it has taken more steps than --max-configs
+    /// plus this many per return it has passed, as searches that end
+    /// UNKNOWN anyway do, long before their other limits; 0 for none.
+    #[arg(long, default_value_t = concord_sim::linearizability::STEPS_PER_RETURN_DEFAULT)]
+    max_steps_per_return: u64,
     /// Rows of the per-key table (the slowest keys first when there are
     /// more keys).
     #[arg(long, default_value_t = 20)]
@@ -820,6 +826,7 @@ mod check {
         let cfg = CheckConfig {
             max_steps: args.max_steps,
             max_frontier: args.max_configs,
+            max_steps_per_return: args.max_steps_per_return,
             max_memory_bytes: args
                 .max_memory
                 .unwrap_or_else(concord_sim::check::memory::memory_bytes_default),
@@ -977,6 +984,7 @@ mod check {
                     concord_sim::linearizability::Limit::Memory { .. } => "",
                     concord_sim::linearizability::Limit::Steps(_) => " (raise --max-steps)",
                     concord_sim::linearizability::Limit::PendingOperations(_) => "",
+                    concord_sim::linearizability::Limit::Pace { .. } => "",
                 };
                 println!("{exhausted}{flag}");
             }

@@ -11,7 +11,9 @@ mod hot_key_gen;
 
 use concord_sim::check::brute;
 use concord_sim::history::{Op, Operation, Outcome, Output};
-use concord_sim::linearizability::{check_history, check_history_with, CheckConfig, CheckResult};
+use concord_sim::linearizability::{
+    check_history, check_history_with, CheckConfig, CheckResult, Limit,
+};
 use concord_sim::models::Kv;
 use hot_key_gen::{generate, make_stale};
 
@@ -34,6 +36,51 @@ fn hot_key_32_clients_is_decided_within_a_small_frontier() {
     let ops = generate(1_000, 32, 3);
     let result = check_history_with(&ops, &small_frontier());
     assert!(result.is_ok(), "{result}");
+}
+
+/// 1,000 operations, 64 clients, seed 1, the configuration limit at
+/// 100,000: a search that ends UNKNOWN whatever it does. The pace limit
+/// (`CheckConfig::max_steps_per_return`) stops it after 128,001 steps, at
+/// the 14th return, naming itself; without it, the configuration limit
+/// stops it after 328,518 steps. (5,000 operations at 64 clients: 4 to 6
+/// CPU s instead of 70 to more than 300; benches/results.)
+#[test]
+fn hot_key_64_clients_gives_up_at_its_pace() {
+    let ops = generate(1_000, 64, 1);
+    let steps_of = |result: &CheckResult| match result {
+        CheckResult::Unknown(exhausted) => exhausted.steps,
+        other => panic!("expected UNKNOWN, got {other}"),
+    };
+    let paced = check_history_with(&ops, &small_frontier());
+    let CheckResult::Unknown(exhausted) = &paced else {
+        panic!("expected UNKNOWN, got {paced}");
+    };
+    let Limit::Pace {
+        steps,
+        returns,
+        allowance,
+        per_return,
+    } = exhausted.limit
+    else {
+        panic!("expected the pace limit, got {paced}");
+    };
+    assert_eq!((allowance, per_return), (FRONTIER_MAX as u64, 2_000));
+    assert_eq!(steps, allowance + per_return * returns + 1, "{paced}");
+    assert!(
+        paced.to_string().contains("--max-steps-per-return"),
+        "{paced}"
+    );
+    let unpaced = check_history_with(
+        &ops,
+        &CheckConfig {
+            max_steps_per_return: 0,
+            ..small_frontier()
+        },
+    );
+    assert!(
+        steps_of(&paced) * 2 < steps_of(&unpaced),
+        "{paced} / {unpaced}"
+    );
 }
 
 /// The same history with one stale read: found, and the stuck operation

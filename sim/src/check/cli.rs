@@ -365,6 +365,7 @@ fn print_report<M: JsonModel>(
                 super::Limit::Memory { .. } => "",
                 super::Limit::Steps(_) => " (raise --max-steps)",
                 super::Limit::PendingOperations(_) => "",
+                super::Limit::Pace { .. } => "",
             };
             let _ = writeln!(s, "{}{flag}", report.verdict);
         }
