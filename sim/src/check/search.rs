@@ -1155,49 +1155,29 @@ fn search_part<M: Model>(
     // keeps one return's configurations instead of every level's, and
     // starts once this pass's memory is freed.
     let memory_bytes = (budget.memory_bytes_max / 2).max(1);
-    // The witness's order first, when there is one: a `Found` is an order
-    // this search built and the model accepted, as in any pass; anything
-    // else is forgotten (a wrong witness only costs its steps).
-    if idx
+    // The witness's order first, when there is one, then the ordered
+    // pass (it finds the orders of most histories with many unknown
+    // operations in a fraction of the others' steps): a `Found` is an
+    // order this search built and the model accepted, as in any pass;
+    // anything else is forgotten (a wrong witness only costs its steps).
+    let hinted = idx
         .iter()
-        .any(|&i| hints.get(i).is_some_and(|h| h.is_some()))
-    {
-        let steps = hinted_steps(idx.len(), budget);
-        let pass = Pass::Hinted(hints);
+        .any(|&i| hints.get(i).is_some_and(|h| h.is_some()));
+    let first = hinted.then_some(Pass::Hinted(hints));
+    for pass in first.into_iter().chain([Pass::Ordered]) {
+        let steps = match pass {
+            Pass::Hinted(_) => hinted_steps(idx.len(), budget),
+            _ => depth_first_steps(idx.len(), budget),
+        };
         match depth_first(model, ops, idx, budget, steps, visited, memory_bytes, pass) {
             Err(limit) => return Ran::Exhausted(limit),
             Ok(Depth::Found) => return Ran::Done,
             Ok(Depth::Stuck { .. } | Depth::GaveUp) => {}
         }
     }
-    // The ordered pass first: it finds the orders of most histories with
-    // many unknown operations in a fraction of the others' steps.
     let steps = depth_first_steps(idx.len(), budget);
-    match depth_first(
-        model,
-        ops,
-        idx,
-        budget,
-        steps,
-        visited,
-        memory_bytes,
-        Pass::Ordered,
-    ) {
-        Err(limit) => return Ran::Exhausted(limit),
-        Ok(Depth::Found) => return Ran::Done,
-        Ok(Depth::Stuck { .. } | Depth::GaveUp) => {}
-    }
-    let steps = depth_first_steps(idx.len(), budget);
-    match depth_first(
-        model,
-        ops,
-        idx,
-        budget,
-        steps,
-        visited,
-        memory_bytes,
-        Pass::Free,
-    ) {
+    let pass = Pass::Free;
+    match depth_first(model, ops, idx, budget, steps, visited, memory_bytes, pass) {
         Err(limit) => Ran::Exhausted(limit),
         Ok(Depth::Found) => Ran::Done,
         Ok(Depth::Stuck { stuck, states }) => Ran::Stuck { stuck, states },
