@@ -157,7 +157,7 @@ pub fn check_group_config(
         .map_err(|e| {
             let min = group_config(settings, voters, 1, 0).election_timeout_min_ticks;
             format!(
-                "the groups' settings do not work together: {e} (this server's groups \
+                "invalid settings: the groups' settings do not work together: {e} (this server's groups \
              have a minimum election timeout of {min} ticks: --lease-ticks plus \
              --clock-drift-bound-ticks must stay below it)"
             )

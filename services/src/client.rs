@@ -1,5 +1,5 @@
 //! A client of any service (feature `runtime`): concord's
-//! [`Client`] (leader discovery, redirects, bounded retries, exactly-once
+//! [`OneGroupClient`] (leader discovery, redirects, bounded retries, exactly-once
 //! sessions) carrying the service's typed requests. Reads go on the
 //! service's read path ([`Service::READ_PATH`], or the one set) without a
 //! log entry; writes through the log in the client's session, so a write
@@ -12,9 +12,9 @@ use bytes::Bytes;
 use thiserror::Error;
 
 use concord::ReadPath;
-use concord_tokio::client::{Client, ClientConfig, ClientError};
+use concord_tokio::client::{ClientConfig, ClientError};
+use concord_tokio::multi::one_group_client::OneGroupClient;
 use concord_tokio::status::NodeStatus;
-use concord_tokio::wire::{AdminRequest, AdminResponse};
 
 use crate::codec::{self, REQUEST_BYTES_MAX};
 use crate::service::{Service, ServiceRequest};
@@ -68,7 +68,7 @@ impl CallError {
 /// A client of a cluster running service `S`.
 #[derive(Debug)]
 pub struct ServiceClient<S> {
-    client: Client,
+    client: OneGroupClient,
     servers: usize,
     /// Where reads go; `None`: through the log, like a write.
     read_path: Option<ReadPath>,
@@ -88,7 +88,7 @@ impl<S: Service> ServiceClient<S> {
     pub fn new(config: ClientConfig) -> Self {
         ServiceClient {
             servers: config.servers.len(),
-            client: Client::new(config),
+            client: OneGroupClient::new(config),
             read_path: Some(S::READ_PATH),
             next_op_id: 1,
             acknowledge_all: false,
@@ -119,19 +119,14 @@ impl<S: Service> ServiceClient<S> {
     }
 
     /// The connection client underneath.
-    pub fn client(&mut self) -> &mut Client {
+    pub fn client(&mut self) -> &mut OneGroupClient {
         &mut self.client
     }
 
     /// The status of server number `server` (an index into the servers
-    /// given): [`Client::status`].
+    /// given): [`OneGroupClient::status`].
     pub async fn status(&mut self, server: usize) -> Result<NodeStatus, ClientError> {
         self.client.status(server).await
-    }
-
-    /// A membership request to the leader: [`Client::admin`].
-    pub async fn admin(&mut self, request: AdminRequest) -> Result<AdminResponse, ClientError> {
-        self.client.admin(request).await
     }
 
     /// The server currently believed to lead.

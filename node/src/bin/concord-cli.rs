@@ -59,10 +59,9 @@ use std::process::ExitCode;
 
 use clap::CommandFactory;
 use concord_node::client::{CliArgs, CliCommand, MemberCommand, ReadMode};
-use concord_node::status_watch::{self, StatusArgs};
-use concord_tokio::client::{Client, ClientConfig, ClientError};
+use concord_node::status_watch::StatusArgs;
+use concord_tokio::client::{ClientConfig, ClientError};
 use concord_tokio::tls;
-use concord_tokio::wire::{AdminRequest, AdminResponse, Members};
 use std::sync::Arc;
 
 use concord::ReadPath;
@@ -73,86 +72,6 @@ use concord_services::{CallError, CommandError, CommandVisitor, Service, Service
 use concord_tokio::multi::routing_client::{RoutingConfig, RoutingError};
 use concord_tokio::tls::TlsConfig;
 
-/// A table of the members, for a person.
-fn print_members(members: &Members) {
-    if let Some(index) = members.not_member_since {
-        println!(
-            "node {} is not a member since index {index}; ask another server (its view below \
-             is stale)",
-            members.answered_by
-        );
-    }
-    let list = |ids: &[u64]| {
-        if ids.is_empty() {
-            "-".to_string()
-        } else {
-            ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
-        }
-    };
-    println!(
-        "configuration at index {} ({}), term {}, leader {}, answered by node {}",
-        members.configuration_index,
-        if members.configuration_committed {
-            "committed"
-        } else {
-            "not committed yet"
-        },
-        members.term,
-        members
-            .leader
-            .map(|l| l.to_string())
-            .unwrap_or_else(|| "unknown".to_string()),
-        members.answered_by
-    );
-    let witnesses: Vec<u64> = members
-        .members
-        .iter()
-        .filter(|m| m.role.ends_with("witness"))
-        .map(|m| m.id)
-        .collect();
-    print!(
-        "voters {}  witnesses {}  learners {}",
-        list(&members.voters),
-        list(&witnesses),
-        list(&members.learners)
-    );
-    if !members.voters_outgoing.is_empty() {
-        print!(
-            "  JOINT: outgoing voters {} (a change of voters is under way)",
-            list(&members.voters_outgoing)
-        );
-    }
-    println!();
-    if let Some(forced) = &members.forced_recovery {
-        println!("AUDIT: {forced}");
-    }
-    println!(
-        "{:>4}  {:<15} {:<22} {:>8} {:>8}",
-        "id", "role", "address", "match", "lag"
-    );
-    for m in &members.members {
-        let role = if Some(m.id) == members.leader {
-            format!("{} *leader", m.role)
-        } else {
-            m.role.clone()
-        };
-        let or_dash = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".to_string());
-        println!(
-            "{:>4}  {:<15} {:<22} {:>8} {:>8}",
-            m.id,
-            role,
-            m.addr.as_deref().unwrap_or("(unknown)"),
-            or_dash(m.match_index),
-            or_dash(m.lag_entries)
-        );
-    }
-    if members.members.iter().all(|m| m.match_index.is_none()) {
-        println!(
-            "(match and lag are known to the leader only; node {} answered)",
-            members.answered_by
-        );
-    }
-}
 
 /// How `run` ended badly, for the exit status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -227,78 +146,6 @@ impl From<CommandError> for Failure {
     }
 }
 
-async fn member(client: &mut Client, command: &MemberCommand) -> Result<(), Failure> {
-    let (request, done) = match command.clone() {
-        MemberCommand::List => (AdminRequest::List, String::new()),
-        MemberCommand::AddLearner { id, addr } => (
-            AdminRequest::AddLearner {
-                id,
-                addr: addr.clone(),
-            },
-            format!("added node {id} ({addr}) as a learner"),
-        ),
-        MemberCommand::Add { id, addr } => (
-            AdminRequest::AddVoter {
-                id,
-                addr: addr.clone(),
-            },
-            format!("added node {id} ({addr}) as a voter"),
-        ),
-        MemberCommand::AddWitness { id, addr } => (
-            AdminRequest::AddWitness {
-                id,
-                addr: addr.clone(),
-            },
-            format!("added node {id} ({addr}) as a witness"),
-        ),
-        MemberCommand::Promote { id } => (
-            AdminRequest::Promote { id },
-            format!("promoted node {id} to voter"),
-        ),
-        MemberCommand::Remove { id } => (AdminRequest::Remove { id }, format!("removed node {id}")),
-        MemberCommand::TransferLeader { id } => (
-            AdminRequest::TransferLeader { id },
-            format!("node {id} is the leader now"),
-        ),
-        MemberCommand::Replace { .. }
-        | MemberCommand::Drain { .. }
-        | MemberCommand::RemoveNode { .. } => {
-            return Err(Failure {
-                message: "replace, drain and remove-node act on every group of a multi-group \
-                          cluster: give its group count with --groups N"
-                    .to_string(),
-                ending: Ending::Usage,
-            })
-        }
-    };
-    let answer = client.admin(request).await.map_err(|e| match e {
-        ClientError::RetriesExhausted { attempts, last }
-        | ClientError::Unavailable { attempts, last } => Failure::from(format!(
-            "no leader answered after {attempts} attempts (last problem: {last}); check \
-             --servers and --cluster-id, and that a majority of the voters runs"
-        )),
-        other => Failure::from(other),
-    })?;
-    match answer {
-        AdminResponse::Done(members) => {
-            if !done.is_empty() {
-                println!("{done}");
-            }
-            print_members(&members);
-            Ok(())
-        }
-        AdminResponse::Refused(reason) => Err(format!("refused: {reason}").into()),
-        AdminResponse::TimedOut(reason) => Err(Failure {
-            message: format!("outcome unknown: {reason}"),
-            ending: Ending::Unknown,
-        }),
-        AdminResponse::NotLeader { leader_hint, .. } => Err(format!(
-            "no leader could be reached (last hint: {leader_hint:?}); check that a majority of \
-             the voters runs, and list every server in --servers"
-        )
-        .into()),
-    }
-}
 
 fn main() -> ExitCode {
     let args = CliArgs::parse_or_exit();
@@ -360,7 +207,7 @@ async fn run(args: CliArgs) -> Result<(), Failure> {
         return sharded(args, tls).await;
     }
     let mut config = ClientConfig::new(connection.servers.clone(), connection.cluster_id.clone());
-    config.tls = tls;
+    config.tls = tls.clone();
     config.request_timeout = connection.timeout();
     match args.command {
         CliCommand::Service(command) => {
@@ -371,8 +218,8 @@ async fn run(args: CliArgs) -> Result<(), Failure> {
             };
             command.visit(call).await
         }
-        CliCommand::Status(status_args) => status(&config, &status_args).await,
-        CliCommand::Member(command) => member(&mut Client::new(config), &command).await,
+        CliCommand::Status(status_args) => groups_status(connection, tls, &status_args).await,
+        CliCommand::Member(command) => multi_member(connection, tls, &command).await,
         CliCommand::Completions { .. } | CliCommand::ForceRecover(_) | CliCommand::Moved(_) => {
             Ok(())
         }
@@ -607,34 +454,6 @@ async fn multi_member(
         })
 }
 
-/// `status` (see `concord_node::status_watch`): when no server
-/// answered, exit 4 if one refused this client, else 1.
-async fn status(config: &ClientConfig, args: &StatusArgs) -> Result<(), Failure> {
-    if let Some(group) = args.group {
-        return Err(Failure {
-            message: format!(
-                "--group {group} shows one group of a multi-group cluster: give its group count \
-                 with --groups N"
-            ),
-            ending: Ending::Usage,
-        });
-    }
-    // A terminal shows --watch as one table redrawn in place; a pipe or
-    // file gets every round, one after another.
-    let redraw = args.watch && !args.json && std::io::IsTerminal::is_terminal(&std::io::stdout());
-    status_watch::run(config, args, |text| {
-        if redraw {
-            print!("\x1b[2J\x1b[H");
-        }
-        println!("{text}");
-        !concord_cli_output::stdout_closed()
-    })
-    .await
-    .map_err(|e| match e {
-        status_watch::StatusError::Refused(refusal) => Failure::from(refusal),
-        other => Failure::from(other.to_string()),
-    })
-}
 
 /// How a printed answer ends the command: a note goes to stderr; an
 /// absent key and a refused command end with their own exit status.

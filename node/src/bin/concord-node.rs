@@ -89,13 +89,7 @@ use clap::{CommandFactory, Parser};
 use concord_node::multi_node::{self, StartFailure};
 use concord_node::observability;
 use concord_node::server::{LocalClusterArgs, NodeArgs, NodeCommand, ServerSettings};
-use concord_node::{groups_file, service_file};
-use concord_services::{service_state_machine, Service, ServiceVisitor};
-use concord_tokio::cluster::{start_node, NodeSettings, RunningNode};
-use concord_tokio::identity::IdentityClaim;
 use concord_tokio::metrics::endpoint::MetricsEndpoint;
-use concord_tokio::server::ServerError;
-use concord_tokio::wal::{FileStorage, WalOptions};
 
 fn main() -> ExitCode {
     let args = NodeArgs::parse();
@@ -213,93 +207,33 @@ fn bad_flag(error: impl std::fmt::Display) -> StartFailure {
 }
 
 async fn run(args: ServerSettings) -> Result<(), StartFailure> {
-    if args.groups > 1 {
-        return run_multi(&args).await;
-    }
-    // Bound before anything else: an address in use is a bad flag.
-    let metrics = match &args.metrics_listen {
-        Some(addr) => Some(MetricsEndpoint::bind(addr).await.map_err(bad_flag)?),
-        None => None,
-    };
-    let options = WalOptions {
-        sync: args.fsync,
-        accept_data_loss: args.accept_wal_data_loss,
-        ..WalOptions::default()
-    };
-    service_file::claim(&args.data_dir, args.service)
-        .map_err(|e| StartFailure::claim_refused(e.is_foreign(), e.to_string()))?;
-    // A multi-group cluster's directory is refused, naming its --groups.
-    groups_file::claim(&args.data_dir, 1)
-        .map_err(|e| StartFailure::claim_refused(e.is_foreign(), e.to_string()))?;
-    let claim = IdentityClaim {
-        cluster_id: args.cluster_id.clone(),
-        node_id: args.id,
-        // The lowest id of a new cluster's voters draws its incarnation.
-        bootstrap: !args.join && args.peers.keys().next() == Some(&args.id),
-    };
-    let (storage, identity) = FileStorage::open_as(&args.data_dir, options, &claim)
-        .map_err(|e| StartFailure::data_dir_unopened(e, &args.data_dir))?;
-    let holds_configuration = storage.holds_configuration();
-    if let Some(refusal) = args.join_listed_itself_refusal(holds_configuration) {
-        return Err(bad_flag(refusal));
-    }
-    if args.join && holds_configuration {
-        tracing::info!(
-            "--join is ignored: this node's log holds the cluster's configuration (it joined \
-             already)"
-        );
-    }
-    let mut settings = args.node_settings();
-    settings.identity = Some(identity);
-    settings.tls = args.node_tls()?;
-    // An invalid lease is refused here, with the reason, before the node
-    // starts.
-    settings
-        .raft_config()
-        .validate()
-        .map_err(|e| format!("invalid settings: {e}"))?;
-    let mut node = args
-        .service
-        .visit(Start { settings, storage })
-        .await
-        .map_err(|e| e.to_string())?;
-    if let Some(metrics) = metrics {
-        let addr = metrics.local_addr().map_err(|e| e.to_string())?;
-        metrics.serve(node.server.events(), node.server.shutdown_signal());
-        tracing::info!(%addr, "serving metrics on http://{addr}/metrics");
-    }
-    tracing::info!(service = %args.service, id = args.id, listen = %node.local_addr, cluster = %args.cluster_id, join = args.join, tls = args.tls_ca.is_some(), "concord-node serving");
-    if args.join && !holds_configuration {
-        tracing::info!(
-            "joining as a learner: add this node with `concord-cli member add-learner {} {}`",
-            args.id,
-            args.listen
-        );
-    }
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| format!("cannot install a SIGTERM handler: {e}"))?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
-        _ = sigterm.recv() => tracing::info!("SIGTERM: shutting down"),
-        result = node.server.wait() => return result.map_err(|e| e.to_string().into()),
-    }
-    node.shutdown().await.map_err(|e| e.to_string().into())
+    run_multi(&args).await
 }
 
-/// `--groups N`, N > 1: the service sharded on a multi-group host,
-/// until a signal.
+/// The service on the multi-group host, with one group (no `--groups`)
+/// or sharded over `--groups N`, until a signal.
 async fn run_multi(args: &ServerSettings) -> Result<(), StartFailure> {
     // Bound before anything else: an address in use is a bad flag. The
     // recorder is installed before the groups start, so the transport's
     // per-peer series exist from the first dial.
     let metrics = match &args.metrics_listen {
+        Some(addr) if args.groups == 1 => Some(
+            MetricsEndpoint::bind_one_group(addr)
+                .await
+                .map_err(bad_flag)?,
+        ),
         Some(addr) => Some(MetricsEndpoint::bind_multi(addr).await.map_err(bad_flag)?),
         None => None,
     };
     let node = multi_node::start(args).await?;
     if let Some(metrics) = metrics {
         let addr = metrics.local_addr().map_err(|e| e.to_string())?;
-        metrics.serve_multi(node.handle.events(), node.handle.shutdown_signal());
+        let (events, shutdown) = (node.handle.events(), node.handle.shutdown_signal());
+        if args.groups == 1 {
+            metrics.serve_one_group(events, shutdown);
+        } else {
+            metrics.serve_multi(events, shutdown);
+        }
         tracing::info!(%addr, "serving metrics on http://{addr}/metrics");
     }
     tracing::info!(service = %args.service, groups = args.groups, id = args.id, listen = %node.local_addr, cluster = %args.cluster_id, tls = args.tls_ca.is_some(), "concord-node serving");
@@ -308,25 +242,6 @@ async fn run_multi(args: &ServerSettings) -> Result<(), StartFailure> {
         .map_err(StartFailure::from)
 }
 
-/// Starts the node of the chosen service: its state machine behind the
-/// session layer, served over TCP.
-struct Start {
-    settings: NodeSettings,
-    storage: FileStorage,
-}
-
-impl ServiceVisitor for Start {
-    type Output =
-        std::pin::Pin<Box<dyn std::future::Future<Output = Result<RunningNode, ServerError>>>>;
-
-    fn visit<S: Service>(self) -> Self::Output {
-        Box::pin(start_node(
-            self.settings,
-            service_state_machine::<S>(),
-            self.storage,
-        ))
-    }
-}
 
 /// `local-cluster`: starts `nodes` servers of `service` as child processes
 /// of this binary, waits until each listens (or exits), prints the

@@ -29,7 +29,9 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 use super::multi::{record_multi_status, MULTI_CATALOGUE};
 use super::{buckets_for, record_status, Kind, Metric, CATALOGUE};
+use crate::multi::groups_status::{StatusAnswer, StatusQuery};
 use crate::multi::host::{HostEvent, MultiStatus};
+use crate::multi::wire::GroupOp;
 use crate::server::Event;
 use crate::wire::ClientResponse;
 
@@ -74,20 +76,36 @@ impl MetricsEndpoint {
     /// the process's global one, with every metric of [`CATALOGUE`]
     /// described and its unlabeled series registered at zero.
     pub async fn bind(addr: &str) -> Result<MetricsEndpoint, MetricsError> {
-        Self::bind_catalogue(addr, CATALOGUE).await
+        Self::bind_catalogue(addr, CATALOGUE.iter().collect()).await
     }
 
     /// [`bind`](Self::bind) for a server hosting many groups: the metrics
     /// of [`MULTI_CATALOGUE`]. Serve it with
     /// [`serve_multi`](Self::serve_multi).
     pub async fn bind_multi(addr: &str) -> Result<MetricsEndpoint, MetricsError> {
-        Self::bind_catalogue(addr, MULTI_CATALOGUE).await
+        Self::bind_catalogue(addr, MULTI_CATALOGUE.iter().collect()).await
+    }
+
+    /// [`bind_multi`](Self::bind_multi) for a server of one group
+    /// (`concord-node` without `--groups`): the metrics of
+    /// [`MULTI_CATALOGUE`] and, for its one group, those of [`CATALOGUE`]
+    /// a single-group server exported, so dashboards and alerts written
+    /// for it keep working. Serve it with
+    /// [`serve_one_group`](Self::serve_one_group).
+    pub async fn bind_one_group(addr: &str) -> Result<MetricsEndpoint, MetricsError> {
+        let mut catalogue: Vec<&'static Metric> = MULTI_CATALOGUE.iter().collect();
+        for metric in CATALOGUE {
+            if !catalogue.iter().any(|m| m.name == metric.name) {
+                catalogue.push(metric);
+            }
+        }
+        Self::bind_catalogue(addr, catalogue).await
     }
 
     /// [`bind`](Self::bind) with the metrics of `catalogue`.
     async fn bind_catalogue(
         addr: &str,
-        catalogue: &'static [Metric],
+        catalogue: Vec<&'static Metric>,
     ) -> Result<MetricsEndpoint, MetricsError> {
         let listener = TcpListener::bind(addr)
             .await
@@ -107,7 +125,7 @@ impl MetricsEndpoint {
         let handle = builder
             .install_recorder()
             .map_err(|e| MetricsError::Recorder(e.to_string()))?;
-        for metric in catalogue {
+        for metric in catalogue.iter().copied() {
             let name = metric.name;
             let help = metric.help;
             match metric.kind {
@@ -153,6 +171,20 @@ impl MetricsEndpoint {
         shutdown: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
         self.serve_status(events, multi_status, record_multi_status, shutdown)
+    }
+
+    /// Serves scrapes of a one-group server (bound with
+    /// [`bind_one_group`](Self::bind_one_group)) until `shutdown` turns
+    /// true: the host's series as [`serve_multi`](Self::serve_multi)
+    /// records them, then its group's as a single-group server's
+    /// ([`record_status`]), so a series both name (proposals, reads, ...)
+    /// counts the data group alone, as it did.
+    pub fn serve_one_group(
+        self,
+        events: mpsc::Sender<HostEvent>,
+        shutdown: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        self.serve_status(events, one_group_status, record_one_group_status, shutdown)
     }
 
     /// Serves scrapes until `shutdown` turns true; each asks the server
@@ -282,6 +314,38 @@ async fn multi_status(events: mpsc::Sender<HostEvent>) -> Option<MultiStatus> {
         .await
         .ok()?;
     rx.await.ok()
+}
+
+/// A one-group server's status: the host's, and its group's as a
+/// single-group server's; `None` once it stopped.
+async fn one_group_status(
+    events: mpsc::Sender<HostEvent>,
+) -> Option<(MultiStatus, Option<crate::status::NodeStatus>)> {
+    let multi = multi_status(events.clone()).await?;
+    let (reply, rx) = oneshot::channel();
+    let group = crate::multi::one_group_client::GROUP;
+    let request = HostEvent::Request {
+        group,
+        op: GroupOp::Status(StatusQuery::Node(group)),
+        reply,
+    };
+    events.send(request).await.ok()?;
+    let node = match rx.await {
+        Ok(ClientResponse::Done(bytes)) => match concord::codec::decode(&bytes, bytes.len()) {
+            Ok(StatusAnswer::Node(node)) => Some(*node),
+            _ => None,
+        },
+        _ => None,
+    };
+    Some((multi, node))
+}
+
+/// Records [`one_group_status`]'s answer: the group's series last.
+fn record_one_group_status(status: &(MultiStatus, Option<crate::status::NodeStatus>)) {
+    record_multi_status(&status.0);
+    if let Some(node) = &status.1 {
+        record_status(node);
+    }
 }
 
 /// The request line, once the whole head arrived; `None` if it is longer

@@ -22,6 +22,7 @@ use concord::multi::GroupId;
 use concord::session::ClientId;
 use concord::ReadPath;
 
+use super::admin::{AdminAnswer, AdminRequest, GroupMembers};
 use super::groups_status::{StatusAnswer, StatusQuery};
 use super::routing_client::{node_ids, NodeIdsError, RoutingClient, RoutingConfig, RoutingError};
 use super::session_client::{SessionClient, SessionConfig, SessionError};
@@ -103,6 +104,28 @@ impl OneGroupClient {
         let answer = sessions.command(GROUP, &command).await;
         self.count_retries(before);
         answer.map_err(from_session)
+    }
+
+    /// The group's members as its leader sees them (any server that
+    /// hosts the group answers when no leader is known): the
+    /// configuration in force, whether it is committed, each member's
+    /// progress and address.
+    pub async fn members(&mut self) -> Result<GroupMembers, ClientError> {
+        let sessions = self.connected().await?;
+        let before = sessions.routing().stats().attempts;
+        let answer = sessions
+            .routing_mut()
+            .call(GROUP, GroupOp::Admin(AdminRequest::List))
+            .await;
+        self.count_retries(before);
+        let bytes = answer.map_err(|e| from_routing(e, true))?;
+        match AdminAnswer::decode(&bytes) {
+            Ok(AdminAnswer::Members(members)) => Ok(*members),
+            Ok(other) => Err(ClientError::Server(format!(
+                "a member list answered {other:?}"
+            ))),
+            Err(reason) => Err(ClientError::Server(reason)),
+        }
     }
 
     /// Asks server number `server` (index in [`ClientConfig::servers`])
