@@ -245,6 +245,9 @@ pub async fn member(
         }
     };
     let mut client = cluster.client(cluster.servers.clone())?;
+    if cluster.groups == 1 && group.is_none() {
+        return one_group_member(&mut client, command).await;
+    }
     match command {
         MemberCommand::List => {
             let group = need_group()?;
@@ -369,11 +372,172 @@ async fn add(
     change_once(client, group, change).await
 }
 
+/// A membership command of a cluster of one group (no `--groups`, no
+/// `--group`): the cluster has one set of servers, as a single-group
+/// server's had, so every change of the data group (1) is made to the
+/// catalog (group 0) too, which tells each server what it hosts. The
+/// catalog goes first on the way in (a new server must follow it to
+/// learn that it hosts group 1) and last on the way out. Each step is
+/// skipped when already done, so a command refused half-way (a learner
+/// not caught up yet) is simply run again. Prints what
+/// a single-group server's command printed, then the data group's view.
+async fn one_group_member(
+    client: &mut RoutingClient,
+    command: &MemberCommand,
+) -> Result<(), AdminFailure> {
+    const DATA: GroupId = 1;
+    let done = match command {
+        MemberCommand::List => {
+            let now = members(client, DATA).await?;
+            print_one_group_summary(&now);
+            print_members(&now);
+            return Ok(());
+        }
+        MemberCommand::AddLearner { id, addr }
+        | MemberCommand::Add { id, addr }
+        | MemberCommand::AddWitness { id, addr } => {
+            let (change, catalog_change, kind) = match command {
+                MemberCommand::AddLearner { .. } => (
+                    MembershipChange::AddLearner(*id),
+                    MembershipChange::AddLearner(*id),
+                    "a learner",
+                ),
+                MemberCommand::Add { .. } => (
+                    MembershipChange::AddVoter(*id),
+                    MembershipChange::AddVoter(*id),
+                    "a voter",
+                ),
+                // A witness keeps the catalog in full: a voter of it.
+                _ => (
+                    MembershipChange::AddWitness(*id),
+                    MembershipChange::AddVoter(*id),
+                    "a witness",
+                ),
+            };
+            if members(client, DATA).await?.membership.contains(*id) {
+                return Err(format!("node {id} is already a member of the cluster").into());
+            }
+            catalog(
+                client,
+                CatalogCommand::AddServer {
+                    id: *id,
+                    addr: addr.to_string(),
+                },
+            )
+            .await?;
+            if !members(client, CATALOG_GROUP)
+                .await?
+                .membership
+                .contains(*id)
+            {
+                change_quietly(client, CATALOG_GROUP, catalog_change).await?;
+            }
+            add(client, DATA, change, addr).await?;
+            format!("added node {id} ({addr}) as {kind}")
+        }
+        MemberCommand::Promote { id } => {
+            let data = members(client, DATA).await?.membership;
+            if !data.contains(*id) {
+                return Err(format!("node {id} is not a member of the cluster").into());
+            }
+            if members(client, CATALOG_GROUP)
+                .await?
+                .membership
+                .is_learner(*id)
+            {
+                change_quietly(client, CATALOG_GROUP, MembershipChange::PromoteLearner(*id))
+                    .await?;
+            }
+            if data.is_learner(*id) {
+                change_once(client, DATA, MembershipChange::PromoteLearner(*id)).await?;
+            }
+            format!("promoted node {id} to voter")
+        }
+        MemberCommand::Remove { id } => {
+            if members(client, DATA).await?.membership.contains(*id) {
+                change_once(client, DATA, MembershipChange::Remove(*id)).await?;
+            }
+            catalog(
+                client,
+                CatalogCommand::Unassign {
+                    node: *id,
+                    groups: vec![DATA],
+                },
+            )
+            .await?;
+            if members(client, CATALOG_GROUP)
+                .await?
+                .membership
+                .contains(*id)
+            {
+                change_quietly(client, CATALOG_GROUP, MembershipChange::Remove(*id)).await?;
+            }
+            format!("removed node {id}")
+        }
+        MemberCommand::TransferLeader { id } => {
+            transfer(client, DATA, *id).await?;
+            format!("node {id} is the leader now")
+        }
+        MemberCommand::Replace { .. }
+        | MemberCommand::Drain { .. }
+        | MemberCommand::RemoveNode { .. } => {
+            return Err(AdminFailure::from(
+                "replace, drain and remove-node move every group of a server; a cluster of \
+                 one group changes its members one by one: add-learner, promote, remove"
+                    .to_string(),
+            ))
+        }
+    };
+    println!("{done}");
+    print_one_group_summary(&members(client, DATA).await?);
+    Ok(())
+}
+
+/// [`change_once`] without its printout (the catalog's part of a
+/// one-group change).
+async fn change_quietly(
+    client: &mut RoutingClient,
+    group: GroupId,
+    change: MembershipChange,
+) -> Result<(), AdminFailure> {
+    change_once_printing(client, group, change, false).await
+}
+
+/// The line a single-group server's `member` command printed: the
+/// voters, witnesses and learners.
+fn print_one_group_summary(members: &GroupMembers) {
+    let m = &members.membership;
+    let list = |ids: &mut dyn Iterator<Item = &NodeId>| {
+        let ids: Vec<String> = ids.map(u64::to_string).collect();
+        if ids.is_empty() {
+            "-".to_string()
+        } else {
+            ids.join(",")
+        }
+    };
+    println!(
+        "voters {}  witnesses {}  learners {}",
+        list(&mut m.voters.iter()),
+        list(&mut m.witnesses.iter()),
+        list(&mut m.learners.iter())
+    );
+}
+
 /// Proposes one change and waits until it is committed and final.
 async fn change_once(
     client: &mut RoutingClient,
     group: GroupId,
     change: MembershipChange,
+) -> Result<(), AdminFailure> {
+    change_once_printing(client, group, change, true).await
+}
+
+/// [`change_once`], printing the outcome if `print`.
+async fn change_once_printing(
+    client: &mut RoutingClient,
+    group: GroupId,
+    change: MembershipChange,
+    print: bool,
 ) -> Result<(), AdminFailure> {
     match admin(client, group, AdminRequest::Change(change)).await {
         Ok(AdminAnswer::Proposed { index }) => {
@@ -385,8 +549,10 @@ async fn change_once(
                         && now.configuration_committed
                         && !now.membership.is_joint());
                 if applied_or_gone && !now.membership.is_joint() && now.configuration_committed {
-                    println!("group {group}: {change:?} done");
-                    print_members(&now);
+                    if print {
+                        println!("group {group}: {change:?} done");
+                        print_members(&now);
+                    }
                     return Ok(());
                 }
                 if started.elapsed() > CHANGE_WAIT_MAX {

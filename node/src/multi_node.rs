@@ -47,6 +47,8 @@ use crate::{groups_file, service_file};
 
 /// Exit status: failed to start or serve.
 pub const EXIT_FAILED: u8 = 1;
+/// Exit status: flags that cannot work together on this data directory.
+pub const EXIT_BAD_FLAGS: u8 = 2;
 /// Exit status: the data directory belongs to another cluster, node,
 /// service or group count.
 pub const EXIT_FOREIGN_DATA_DIR: u8 = 3;
@@ -152,6 +154,24 @@ pub async fn start(settings: &ServerSettings) -> Result<RunningMultiNode, StartF
         data_dir::open_data_dir_as(&settings.data_dir, options, &claim)
             .map_err(|e| StartFailure::data_dir_unopened(e, &settings.data_dir))?
     };
+    // A server that joined holds the cluster's log (the catalog's at
+    // least): its configuration is in force, whatever --join says.
+    let holds_configuration =
+        opened.recovery.groups.values().any(|group| {
+            !group.recovered.entries.is_empty() || group.recovered.membership.is_some()
+        });
+    if let Some(refusal) = settings.join_listed_itself_refusal(holds_configuration) {
+        return Err(StartFailure {
+            code: EXIT_BAD_FLAGS,
+            message: refusal,
+        });
+    }
+    if settings.join && holds_configuration {
+        tracing::info!(
+            "--join is ignored: this node's log holds the cluster's configuration (it joined \
+             already)"
+        );
+    }
     let tls = settings.node_tls()?;
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await

@@ -32,7 +32,10 @@
 //! client's session of its group and applied once; exit 3 only when that
 //! session expired meanwhile or no copy was answered.
 //! `status` summarises each server's groups, `status --group G` shows
-//! one group (`concord_node::groups_status_view`).
+//! one group (`concord_node::groups_status_view`); `member` commands
+//! change group 1 unless `--group G` names another
+//! (`concord_node::multi_admin`). Without `--groups` the cluster has one
+//! group, and every command reaches it.
 //!
 //! `--servers`, `--cluster-id` and `--timeout-ms` fall back to
 //! `CONCORD_SERVERS`, `CONCORD_CLUSTER_ID` and `CONCORD_TIMEOUT_MS`; the
@@ -71,7 +74,6 @@ use concord_services::sharded_kv_client::{node_ids, ShardedKvError};
 use concord_services::{CallError, CommandError, CommandVisitor, Service, ServiceClient, Shown};
 use concord_tokio::multi::routing_client::{RoutingConfig, RoutingError};
 use concord_tokio::tls::TlsConfig;
-
 
 /// How `run` ended badly, for the exit status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -145,7 +147,6 @@ impl From<CommandError> for Failure {
         }
     }
 }
-
 
 fn main() -> ExitCode {
     let args = CliArgs::parse_or_exit();
@@ -453,7 +454,6 @@ async fn multi_member(
             },
         })
 }
-
 
 /// How a printed answer ends the command: a note goes to stderr; an
 /// absent key and a refused command end with their own exit status.

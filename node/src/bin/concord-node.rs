@@ -22,10 +22,19 @@
 //! threads (plus the WAL writer thread); `--worker-threads N` (or
 //! `CONCORD_NODE_THREADS=N`) changes that (1: a single-threaded runtime).
 //!
+//! Every server runs the one runtime, the multi-group host
+//! (`concord_node::multi_node`): without `--groups` it hosts one group of
+//! the service (group 1) beside the catalog (group 0), with the same
+//! loop, shared write-ahead log, transport and client as a sharded
+//! cluster. A data directory written by the single-group server of
+//! earlier releases (`wal/`, `hardstate`, `snapshots/`) is upgraded in
+//! place on its first start (`concord_tokio::multi::upgrade`).
+//!
 //! If the write-ahead log lost records it had already fsynced (see
-//! `concord_tokio::wal`), the node refuses to start and exits non-zero
-//! with an error naming the file and offset; `--accept-wal-data-loss`
-//! truncates the log there instead and rejoins with a shorter log.
+//! `concord_tokio::multi::shared_log`), the node refuses to start and
+//! exits non-zero with an error naming the file and offset;
+//! `--accept-wal-data-loss` truncates the log there instead and rejoins
+//! with a shorter log.
 //!
 //! A new server joins a running cluster empty, as a learner: start it with
 //! `--join` and `--peers` naming the cluster's voters, then add it with
@@ -43,9 +52,9 @@
 //! change.
 //!
 //! Every `--snapshot-every-entries` applied entries (default 100000) the
-//! node snapshots its state into `<data-dir>/snapshots/` and deletes the
-//! write-ahead log segments the snapshot covers; a damaged snapshot file
-//! makes it refuse to start, naming the file.
+//! node snapshots a group's state into `<data-dir>/groups/<group>/` and
+//! deletes the write-ahead log segments no group needs any more; a
+//! damaged snapshot file makes it refuse to start, naming the file.
 //!
 //! On its first start a node records in `<data-dir>/identity` the cluster
 //! (`--cluster-id`), its id (`--id`), the cluster's incarnation and the
@@ -60,8 +69,8 @@
 //! `--groups N` (N > 1, or `groups = N` in the config file) hosts N Raft
 //! groups of the service, sharded by key, on one multi-group host, with
 //! a client session table in every group (`concord_node::multi_node`,
-//! `concord_node::multi_service`, docs/multi-group.md); the default, 1, is
-//! the single-group server above. A data directory keeps its group count.
+//! `concord_node::multi_service`, docs/multi-group.md); the default, 1,
+//! hosts one. A data directory keeps its group count.
 //!
 //! `--otlp-endpoint URL` (a build with `--features otel`) exports the
 //! request spans to an OpenTelemetry collector over OTLP/HTTP; without
@@ -241,7 +250,6 @@ async fn run_multi(args: &ServerSettings) -> Result<(), StartFailure> {
         .await
         .map_err(StartFailure::from)
 }
-
 
 /// `local-cluster`: starts `nodes` servers of `service` as child processes
 /// of this binary, waits until each listens (or exits), prints the

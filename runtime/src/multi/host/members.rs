@@ -78,7 +78,20 @@ pub(super) fn host_recovered_groups(
         if configured.contains(group) {
             continue;
         }
-        let Some(membership) = found.recovered.membership.as_ref() else {
+        // The newest configuration durable here: its log's last one, else
+        // its snapshot's. A group a server joined keeps no snapshot until
+        // it compacts, yet its log holds every configuration it saw.
+        let logged = found
+            .recovered
+            .entries
+            .iter()
+            .rev()
+            .find_map(|entry| match &entry.payload {
+                EntryPayload::Membership(membership) => Some(&**membership),
+                EntryPayload::ForcedMembership(forced) => Some(&forced.membership),
+                _ => None,
+            });
+        let Some(membership) = logged.or(found.recovered.membership.as_ref()) else {
             // No configuration stored: nothing says which voters to
             // follow; the catalog's assignment creates it again.
             continue;
