@@ -107,6 +107,27 @@ pub async fn collect(
     answers
 }
 
+/// How a server that hosts more groups than `--groups` says is shown.
+const MORE_GROUPS: &str = "this server hosts ";
+
+/// A server whose summary shows more groups than the client was told
+/// (`--groups`, 1 when absent) serves another cluster than the one meant:
+/// its answer becomes an error naming the flag, as a request would get.
+fn refuse_more_groups(answers: &mut [ServerAnswer], groups: u64) {
+    for server in answers {
+        if let Some(StatusAnswer::Summary(summary)) = &server.answer {
+            let hosted = summary.groups_hosted;
+            if hosted > groups {
+                server.answer = None;
+                server.error = Some(format!(
+                    "{MORE_GROUPS}{hosted} groups: use --groups {hosted} (the client was told \
+                     {groups})"
+                ));
+            }
+        }
+    }
+}
+
 /// The round as text: a block per server, then the totals across them.
 pub fn render(answers: &[ServerAnswer], groups: u64) -> String {
     let mut out = String::new();
@@ -140,6 +161,9 @@ pub fn render(answers: &[ServerAnswer], groups: u64) -> String {
                      1..={groups})",
                     server.address
                 );
+            }
+            (None, Some(error)) if error.starts_with(MORE_GROUPS) => {
+                let _ = writeln!(out, "{}: {error}", server.address);
             }
             (None, error) => {
                 let _ = writeln!(
@@ -350,7 +374,8 @@ pub async fn run(
     let mut shown = 0u64;
     loop {
         let started = tokio::time::Instant::now();
-        let answers = collect(servers, cluster_id, tls.as_deref(), timeout, query).await;
+        let mut answers = collect(servers, cluster_id, tls.as_deref(), timeout, query).await;
+        refuse_more_groups(&mut answers, groups);
         shown += 1;
         let text = if args.json {
             serde_json::to_string(&answers).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))

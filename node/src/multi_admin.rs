@@ -23,6 +23,7 @@ use concord::{MembershipChange, NodeId};
 use concord_tokio::multi::admin::{
     catalog_result, AdminAnswer, AdminRequest, GroupMembers, GroupView, ADMIN_BATCH_CHANGES_MAX,
 };
+use concord_tokio::multi::groups_status::{StatusAnswer, StatusQuery, STATUS_ANSWER_BYTES_MAX};
 use concord_tokio::multi::routing_client::{RoutingClient, RoutingConfig, RoutingError};
 use concord_tokio::multi::wire::GroupOp;
 use concord_tokio::tls::TlsConfig;
@@ -386,6 +387,7 @@ async fn one_group_member(
     command: &MemberCommand,
 ) -> Result<(), AdminFailure> {
     const DATA: GroupId = 1;
+    refuse_more_groups(client).await?;
     let done = match command {
         MemberCommand::List => {
             let now = members(client, DATA).await?;
@@ -490,6 +492,28 @@ async fn one_group_member(
     };
     println!("{done}");
     print_one_group_summary(&members(client, DATA).await?);
+    Ok(())
+}
+
+/// Refuses a cluster of more than one data group (a `--groups` was
+/// forgotten): its group 1 is one shard, not the cluster.
+async fn refuse_more_groups(client: &mut RoutingClient) -> Result<(), AdminFailure> {
+    let answer = client
+        .call(1, GroupOp::Status(StatusQuery::Summary))
+        .await
+        .map_err(|e| AdminFailure::from(format!("no server answered: {e}")))?;
+    if let Ok(StatusAnswer::Summary(summary)) =
+        concord::codec::decode::<StatusAnswer>(&answer, STATUS_ANSWER_BYTES_MAX)
+    {
+        let hosted = summary.groups_hosted;
+        if hosted > 1 {
+            return Err(format!(
+                "this server hosts {hosted} groups: use --groups {hosted} (and --group G for \
+                 one group's members)"
+            )
+            .into());
+        }
+    }
     Ok(())
 }
 

@@ -20,6 +20,7 @@
 use bytes::Bytes;
 use concord::multi::GroupId;
 use concord::session::ClientId;
+use concord::NodeId;
 use concord::ReadPath;
 
 use super::admin::{AdminAnswer, AdminRequest, GroupMembers};
@@ -245,8 +246,12 @@ impl OneGroupClient {
                     },
                 });
             };
-            let routing =
+            let first = ids.keys().next().copied();
+            let mut routing =
                 RoutingClient::new(self.routing_config(ids)).map_err(|e| from_routing(e, true))?;
+            if let Some(node) = first {
+                refuse_many_groups(&mut routing, node).await?;
+            }
             self.sessions = Some(SessionClient::new(routing, SessionConfig::default()));
         }
         Ok(self.sessions.as_mut().expect("built above"))
@@ -280,6 +285,30 @@ impl OneGroupClient {
             let attempts = sessions.routing().stats().attempts - before;
             self.retries += attempts.saturating_sub(1);
         }
+    }
+}
+
+/// Refuses a cluster of more than one data group before anything is
+/// sent to it: group 1 of a sharded cluster holds only the keys mapped to
+/// it, so a one-group client would write the others where no sharded
+/// client looks. Asked of one server (`node`), once; a server that does
+/// not answer lets the client go on (a request then finds out).
+async fn refuse_many_groups(routing: &mut RoutingClient, node: NodeId) -> Result<(), ClientError> {
+    let Ok(bytes) = routing
+        .call_node(node, GROUP, GroupOp::Status(StatusQuery::Summary))
+        .await
+    else {
+        return Ok(());
+    };
+    match concord::codec::decode(&bytes, super::groups_status::STATUS_ANSWER_BYTES_MAX) {
+        Ok(StatusAnswer::Summary(summary)) if summary.groups_hosted > 1 => {
+            let groups = summary.groups_hosted;
+            Err(ClientError::Server(format!(
+                "this server hosts {groups} groups: use --groups {groups} (a client of a \
+                 one-group cluster sent this request)"
+            )))
+        }
+        _ => Ok(()),
     }
 }
 
