@@ -160,7 +160,13 @@ pub async fn start(settings: &ServerSettings) -> Result<RunningMultiNode, StartF
         opened.recovery.groups.values().any(|group| {
             !group.recovered.entries.is_empty() || group.recovered.membership.is_some()
         });
-    if let Some(refusal) = settings.join_listed_itself_refusal(holds_configuration) {
+    // A cluster of one group keeps the single-group server's rule (a new
+    // node lists the voters it joins, not itself); a sharded cluster's
+    // new server may list itself: its catalog leaves it out.
+    let refusal = settings
+        .join_listed_itself_refusal(holds_configuration)
+        .filter(|_| settings.groups == 1);
+    if let Some(refusal) = refusal {
         return Err(StartFailure {
             code: EXIT_BAD_FLAGS,
             message: refusal,

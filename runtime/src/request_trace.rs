@@ -44,6 +44,24 @@ pub fn is_registration(command: &[u8]) -> bool {
     matches!(ClientRequest::decode(command), Ok(ClientRequest::Register))
 }
 
+/// [`session_of`] for a command of a group of the one runtime, which
+/// carries the session layer's request behind
+/// [`SESSION_TAG`](concord::multi::sessions::SESSION_TAG).
+pub fn session_of_tagged(command: &[u8]) -> Option<(ClientId, SequenceNumber)> {
+    match command.split_first() {
+        Some((&concord::multi::sessions::SESSION_TAG, request)) => session_of(request),
+        _ => None,
+    }
+}
+
+/// [`is_registration`] for a command of a group of the one runtime.
+pub fn is_registration_tagged(command: &[u8]) -> bool {
+    match command.split_first() {
+        Some((&concord::multi::sessions::SESSION_TAG, request)) => is_registration(request),
+        _ => false,
+    }
+}
+
 /// Whether the server's request events are enabled (decoding entries is
 /// skipped otherwise).
 pub fn enabled() -> bool {

@@ -28,7 +28,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 use super::multi::{record_multi_status, MULTI_CATALOGUE};
-use super::{buckets_for, record_status, Kind, Metric, CATALOGUE};
+use super::{
+    buckets_for, record_group_state, record_status, Kind, Metric, CATALOGUE, ONE_GROUP_STATE,
+};
 use crate::multi::groups_status::{StatusAnswer, StatusQuery};
 use crate::multi::host::{HostEvent, MultiStatus};
 use crate::multi::wire::GroupOp;
@@ -88,17 +90,17 @@ impl MetricsEndpoint {
 
     /// [`bind_multi`](Self::bind_multi) for a server of one group
     /// (`concord-node` without `--groups`): the metrics of
-    /// [`MULTI_CATALOGUE`] and, for its one group, those of [`CATALOGUE`]
-    /// a single-group server exported, so dashboards and alerts written
-    /// for it keep working. Serve it with
+    /// [`MULTI_CATALOGUE`] and its group's Raft state under the names a
+    /// single-group server used ([`ONE_GROUP_STATE`]), so dashboards and
+    /// alerts on them keep working. Serve it with
     /// [`serve_one_group`](Self::serve_one_group).
     pub async fn bind_one_group(addr: &str) -> Result<MetricsEndpoint, MetricsError> {
         let mut catalogue: Vec<&'static Metric> = MULTI_CATALOGUE.iter().collect();
-        for metric in CATALOGUE {
-            if !catalogue.iter().any(|m| m.name == metric.name) {
-                catalogue.push(metric);
-            }
-        }
+        catalogue.extend(
+            CATALOGUE
+                .iter()
+                .filter(|m| ONE_GROUP_STATE.contains(&m.name)),
+        );
         Self::bind_catalogue(addr, catalogue).await
     }
 
@@ -176,9 +178,7 @@ impl MetricsEndpoint {
     /// Serves scrapes of a one-group server (bound with
     /// [`bind_one_group`](Self::bind_one_group)) until `shutdown` turns
     /// true: the host's series as [`serve_multi`](Self::serve_multi)
-    /// records them, then its group's as a single-group server's
-    /// ([`record_status`]), so a series both name (proposals, reads, ...)
-    /// counts the data group alone, as it did.
+    /// records them, and its group's state ([`record_group_state`]).
     pub fn serve_one_group(
         self,
         events: mpsc::Sender<HostEvent>,
@@ -340,11 +340,11 @@ async fn one_group_status(
     Some((multi, node))
 }
 
-/// Records [`one_group_status`]'s answer: the group's series last.
+/// Records [`one_group_status`]'s answer.
 fn record_one_group_status(status: &(MultiStatus, Option<crate::status::NodeStatus>)) {
     record_multi_status(&status.0);
     if let Some(node) = &status.1 {
-        record_status(node);
+        record_group_state(node);
     }
 }
 

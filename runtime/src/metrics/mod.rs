@@ -232,29 +232,29 @@ const ROLES: &[(&str, &str)] = &[
     ("Leader", "leader"),
 ];
 
+/// The metrics of [`CATALOGUE`] a server of one group (the multi-group
+/// host with one data group, `concord-node` without `--groups`) exports
+/// beside [`multi::MULTI_CATALOGUE`]: its group's Raft state, as
+/// [`record_group_state`] sets it. The other single-group names have a
+/// replacement in the multi-group catalogue (docs/metrics.md).
+pub const ONE_GROUP_STATE: &[&str] = &[
+    ROLE,
+    TERM,
+    LEADER_ID,
+    LAST_INDEX,
+    PERSISTED_INDEX,
+    COMMIT_INDEX,
+    APPLIED_INDEX,
+    SNAPSHOT_INDEX,
+    FOLLOWER_LAG_ENTRIES,
+    FOLLOWER_LAST_CONTACT_SECONDS,
+];
+
 /// Sets the state gauges and server counters from a status snapshot (at
 /// scrape time).
 pub fn record_status(status: &NodeStatus) {
-    for (shown, label) in ROLES {
-        let value = if status.role == *shown { 1.0 } else { 0.0 };
-        metrics::gauge!(ROLE, "role" => *label).set(value);
-    }
+    record_group_state(status);
     metrics::gauge!(NODE_ID).set(status.id as f64);
-    metrics::gauge!(TERM).set(status.term as f64);
-    metrics::gauge!(LEADER_ID).set(status.leader.unwrap_or(0) as f64);
-    metrics::gauge!(LAST_INDEX).set(status.last_index as f64);
-    metrics::gauge!(PERSISTED_INDEX).set(status.persisted_index as f64);
-    metrics::gauge!(COMMIT_INDEX).set(status.commit_index as f64);
-    metrics::gauge!(APPLIED_INDEX).set(status.applied_index as f64);
-    metrics::gauge!(SNAPSHOT_INDEX).set(status.snapshot_index as f64);
-    for peer in &status.peers {
-        let id = peer.id.to_string();
-        let lag = status.last_index.saturating_sub(peer.match_index);
-        metrics::gauge!(FOLLOWER_LAG_ENTRIES, "peer" => id.clone()).set(lag as f64);
-        if let Some(ms) = peer.last_contact_ms {
-            metrics::gauge!(FOLLOWER_LAST_CONTACT_SECONDS, "peer" => id).set(ms as f64 / 1000.0);
-        }
-    }
     let s = &status.server;
     let counters = [
         (PROPOSALS_TOTAL, s.proposals),
@@ -276,6 +276,30 @@ pub fn record_status(status: &NodeStatus) {
         &counters,
         [s.reads_read_index, s.reads_lease, s.reads_follower],
     );
+}
+
+/// Sets the Raft state of one group from its status snapshot (at scrape
+/// time): the series of [`ONE_GROUP_STATE`].
+pub fn record_group_state(status: &NodeStatus) {
+    for (shown, label) in ROLES {
+        let value = if status.role == *shown { 1.0 } else { 0.0 };
+        metrics::gauge!(ROLE, "role" => *label).set(value);
+    }
+    metrics::gauge!(TERM).set(status.term as f64);
+    metrics::gauge!(LEADER_ID).set(status.leader.unwrap_or(0) as f64);
+    metrics::gauge!(LAST_INDEX).set(status.last_index as f64);
+    metrics::gauge!(PERSISTED_INDEX).set(status.persisted_index as f64);
+    metrics::gauge!(COMMIT_INDEX).set(status.commit_index as f64);
+    metrics::gauge!(APPLIED_INDEX).set(status.applied_index as f64);
+    metrics::gauge!(SNAPSHOT_INDEX).set(status.snapshot_index as f64);
+    for peer in &status.peers {
+        let id = peer.id.to_string();
+        let lag = status.last_index.saturating_sub(peer.match_index);
+        metrics::gauge!(FOLLOWER_LAG_ENTRIES, "peer" => id.clone()).set(lag as f64);
+        if let Some(ms) = peer.last_contact_ms {
+            metrics::gauge!(FOLLOWER_LAST_CONTACT_SECONDS, "peer" => id).set(ms as f64 / 1000.0);
+        }
+    }
 }
 
 /// Sets counters read at scrape time: each `(name, value)` of `counters`,

@@ -327,6 +327,37 @@ const BEHIND_WARN_TICKS: u64 = 50;
 /// A reply waiting for its command's entry: (index, term, reply).
 type Waiting = VecDeque<(Index, Term, oneshot::Sender<ClientResponse>)>;
 
+/// Target of the request trace's spans and events
+/// ([`crate::request_trace`]): the one a single-group server used, so
+/// `RUST_LOG=concord_tokio::server=debug` still turns them on.
+const TRACE: &str = "concord_tokio::server";
+
+/// The `apply` span of one entry of `group`, naming the request it
+/// carries while the trace is on.
+fn apply_span(group: GroupId, entry: &concord::Entry) -> tracing::Span {
+    let span = tracing::debug_span!(
+        target: TRACE,
+        "apply",
+        group,
+        index = entry.index,
+        term = entry.term,
+        client = tracing::field::Empty,
+        seq = tracing::field::Empty,
+        register = tracing::field::Empty,
+    );
+    if !span.is_disabled() {
+        if let concord::EntryPayload::Command(command) = &entry.payload {
+            if let Some((client, seq)) = crate::request_trace::session_of_tagged(command) {
+                span.record("client", client);
+                span.record("seq", seq);
+            } else if crate::request_trace::is_registration_tagged(command) {
+                span.record("register", true);
+            }
+        }
+    }
+    span
+}
+
 /// One hosted group's host-side state.
 struct HostGroup<S> {
     state_machine: S,
@@ -335,6 +366,9 @@ struct HostGroup<S> {
     pending_replies: VecDeque<oneshot::Sender<ClientResponse>>,
     /// Replies of the batch being proposed.
     proposing: VecDeque<oneshot::Sender<ClientResponse>>,
+    /// The session fields of the batch being proposed, while request
+    /// events are enabled ([`crate::request_trace`]).
+    proposing_sessions: VecDeque<Option<(u64, u64)>>,
     waiting: Waiting,
     /// The newest snapshot reported to the group: the one it serves.
     served: Option<SnapshotReader>,
@@ -355,6 +389,7 @@ impl<S> HostGroup<S> {
             pending: Vec::new(),
             pending_replies: VecDeque::new(),
             proposing: VecDeque::new(),
+            proposing_sessions: VecDeque::new(),
             waiting: VecDeque::new(),
             served: None,
             incoming: None,
@@ -818,6 +853,7 @@ where
                         self.next_read_id += 1;
                         let id = self.next_read_id;
                         self.reads.insert(id, (group, query, reply));
+                        tracing::debug!(target: TRACE, group, read = id, ?path, "read started");
                         self.input(MultiInput::Group {
                             group,
                             input: Input::Read { id, path },
@@ -919,6 +955,12 @@ where
             super::super::metrics::proposal_batch(commands.len());
             debug_assert!(host_group.proposing.is_empty());
             host_group.proposing = host_group.pending_replies.drain(..take).collect();
+            if crate::request_trace::enabled() {
+                host_group.proposing_sessions = commands
+                    .iter()
+                    .map(|c| crate::request_trace::session_of_tagged(c))
+                    .collect();
+            }
             self.input(MultiInput::Group {
                 group,
                 input: Input::ProposeBatch(commands),
@@ -931,6 +973,7 @@ where
             for reply in host_group.proposing.drain(..) {
                 let _ = reply.send(ClientResponse::Unknown);
             }
+            host_group.proposing_sessions.clear();
             // More than a batch queued: the rest next turn.
             if !host_group.pending.is_empty() {
                 self.proposals_pending.insert(group);
@@ -1115,7 +1158,14 @@ where
                     return;
                 };
                 self.stats.entries_applied += entries.len() as u64;
+                let first = entries[0].index;
+                // Applied entries are committed: the event of the
+                // request trace, once per batch.
+                tracing::debug_span!(target: TRACE, "commit", group, first, last)
+                    .in_scope(|| tracing::debug!(target: TRACE, first, last, "committed"));
                 for entry in entries.iter() {
+                    let span = apply_span(group, entry);
+                    let _entered = span.enter();
                     let response = match self.catalog.as_mut().filter(|_| group == CATALOG_GROUP) {
                         Some(catalog) => {
                             members::apply_catalog(catalog, entry, &mut self.catalog_changes)
@@ -1131,12 +1181,22 @@ where
                             host_group.waiting.pop_front().expect("checked above");
                         let answer = match &response {
                             Some(bytes) if index == entry.index && term == entry.term => {
+                                tracing::debug!(target: TRACE, outcome = "done", "answered");
                                 ClientResponse::Done(bytes.clone())
                             }
-                            _ => ClientResponse::Unknown,
+                            _ => {
+                                tracing::debug!(
+                                    target: TRACE,
+                                    outcome = "unknown",
+                                    waiting = index,
+                                    "answered"
+                                );
+                                ClientResponse::Unknown
+                            }
                         };
                         let _ = reply.send(answer);
                     }
+                    tracing::debug!(target: TRACE, "applied");
                 }
                 self.work.push_back(MultiInput::Group {
                     group,
@@ -1153,6 +1213,17 @@ where
                     return;
                 };
                 for index in first_index..=last_index {
+                    match host_group.proposing_sessions.pop_front() {
+                        Some(Some((client, seq))) => {
+                            tracing::debug_span!(target: TRACE, "propose", group, index, term, client, seq)
+                                .in_scope(|| {
+                                    tracing::debug!(target: TRACE, index, term, client, seq, "proposed")
+                                })
+                        }
+                        Some(None) => tracing::debug_span!(target: TRACE, "propose", group, index, term)
+                            .in_scope(|| tracing::debug!(target: TRACE, index, term, "proposed")),
+                        None => {}
+                    }
                     let Some(reply) = host_group.proposing.pop_front() else {
                         break;
                     };
@@ -1194,8 +1265,11 @@ where
                 let Some(host_group) = self.groups.get(&group) else {
                     return;
                 };
+                let _span =
+                    tracing::debug_span!(target: TRACE, "read", group, read = id, ?path).entered();
                 let response = match host_group.state_machine.query(&query) {
                     Some(answer) => {
+                        tracing::debug!(target: TRACE, read = id, ?path, "read served");
                         match path {
                             concord::ReadPath::ReadIndex => self.stats.reads_read_index += 1,
                             concord::ReadPath::Lease => self.stats.reads_lease += 1,
@@ -1215,6 +1289,7 @@ where
                 let Some((_, _, reply)) = self.reads.remove(&id) else {
                     return;
                 };
+                tracing::debug!(target: TRACE, group, read = id, ?error, "read refused");
                 let response = match error {
                     concord::ReadError::NotLeader { leader_hint } => self.not_leader(leader_hint),
                     concord::ReadError::Backpressure => ClientResponse::Busy,
