@@ -1,6 +1,6 @@
 //! The client of a one-group cluster on the multi-group wire
 //! (`concord_tokio::multi::one_group_client`) against three real
-//! `concord-node --groups 2` servers (their group 1) on loopback: writes in a session,
+//! `concord-node` servers (one group, no `--groups`) on loopback: writes in a session,
 //! reads on every path, each server's status, the leader's address, a
 //! leader killed under it, a stopped server's status, and a wrong cluster
 //! name refused at once.
@@ -18,7 +18,6 @@ use bytes::Bytes;
 use concord::ReadPath;
 use concord_services::codec;
 use concord_services::kv::{Kv, KvRequest, KvResponse};
-use concord_services::sharded_kv::ShardMap;
 use concord_tokio::client::{ClientConfig, ClientError, ErrorClass};
 use concord_tokio::multi::one_group_client::OneGroupClient;
 use processes::{runtime, NodeProcesses};
@@ -53,14 +52,9 @@ fn value(bytes: &[u8]) -> Option<Bytes> {
     }
 }
 
-/// The first `n` keys with `prefix` that the two-group map puts in group 1.
+/// `n` keys with `prefix` (a one-group cluster holds every key).
 fn keys(prefix: &str, n: usize) -> Vec<String> {
-    let map = ShardMap::new(2).expect("two groups");
-    (0..)
-        .map(|i| format!("{prefix}{i}"))
-        .filter(|key| map.group_of(key.as_bytes()) == 1)
-        .take(n)
-        .collect()
+    (0..n).map(|i| format!("{prefix}{i}")).collect()
 }
 
 fn new_client(servers: Vec<String>, cluster: &str) -> OneGroupClient {
@@ -95,9 +89,7 @@ async fn settled_leader(client: &mut OneGroupClient, servers: usize) -> usize {
 #[test]
 fn writes_reads_status_and_a_killed_leader_through_the_one_group_client() {
     let mut nodes = NodeProcesses::on_loopback("one-group-client", CLUSTER);
-    // Group 1 of a two-group host: `--groups 1` still starts the
-    // single-group server until the one runtime replaces it.
-    nodes.start_all_with(&["--groups", "2"]);
+    nodes.start_all();
     let servers = nodes.servers();
     runtime().block_on(async {
         let mut client = new_client(servers.clone(), CLUSTER);
