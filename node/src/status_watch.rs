@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use clap::Args;
 use concord::NodeId;
-use concord_tokio::client::{Client, ClientConfig, ClientError};
+use concord_tokio::client::{ClientConfig, ClientError};
+use concord_tokio::multi::one_group_client::OneGroupClient;
 use concord_tokio::status::NodeStatus;
-use concord_tokio::wire::{AdminRequest, AdminResponse, Members};
+use concord_tokio::wire::Members;
 use serde::Serialize;
 
 /// Default refresh interval of `--watch`.
@@ -140,14 +141,12 @@ fn health(status: &NodeStatus, commit_index_max: u64) -> &'static str {
 
 /// One round: the leader's configuration, then every server's status.
 pub async fn collect(config: &ClientConfig) -> StatusReport {
-    let mut lister = Client::new(ClientConfig {
+    let mut lister = OneGroupClient::new(ClientConfig {
         attempts_max: (2 * config.servers.len() as u32).max(2),
         ..config.clone()
     });
-    let members = match lister.admin(AdminRequest::List).await {
-        Ok(AdminResponse::Done(members)) if members.leader == Some(members.answered_by) => {
-            Some(members)
-        }
+    let members = match lister.members().await {
+        Ok(members) if members.leader == Some(members.answered_by) => Some(members.to_members()),
         _ => None,
     };
     // (member id, its role in the configuration, address)
@@ -163,7 +162,7 @@ pub async fn collect(config: &ClientConfig) -> StatusReport {
             targets.push((None, String::new(), server.clone()));
         }
     }
-    let mut client = Client::new(ClientConfig {
+    let mut client = OneGroupClient::new(ClientConfig {
         servers: targets.iter().map(|(_, _, addr)| addr.clone()).collect(),
         ..config.clone()
     });

@@ -62,7 +62,7 @@ use std::process::ExitCode;
 
 use clap::CommandFactory;
 use concord_node::client::{CliArgs, CliCommand, MemberCommand, ReadMode};
-use concord_node::status_watch::StatusArgs;
+use concord_node::status_watch::{self, StatusArgs};
 use concord_tokio::client::{ClientConfig, ClientError};
 use concord_tokio::tls;
 use std::sync::Arc;
@@ -219,7 +219,7 @@ async fn run(args: CliArgs) -> Result<(), Failure> {
             };
             command.visit(call).await
         }
-        CliCommand::Status(status_args) => groups_status(connection, tls, &status_args).await,
+        CliCommand::Status(status_args) => status(&config, &status_args).await,
         CliCommand::Member(command) => multi_member(connection, tls, &command).await,
         CliCommand::Completions { .. } | CliCommand::ForceRecover(_) | CliCommand::Moved(_) => {
             Ok(())
@@ -453,6 +453,35 @@ async fn multi_member(
                 Ending::Failed
             },
         })
+}
+
+/// `status` (see `concord_node::status_watch`): when no server
+/// answered, exit 4 if one refused this client, else 1.
+async fn status(config: &ClientConfig, args: &StatusArgs) -> Result<(), Failure> {
+    if let Some(group) = args.group {
+        return Err(Failure {
+            message: format!(
+                "--group {group} shows one group of a multi-group cluster: give its group count \
+                 with --groups N"
+            ),
+            ending: Ending::Usage,
+        });
+    }
+    // A terminal shows --watch as one table redrawn in place; a pipe or
+    // file gets every round, one after another.
+    let redraw = args.watch && !args.json && std::io::IsTerminal::is_terminal(&std::io::stdout());
+    status_watch::run(config, args, |text| {
+        if redraw {
+            print!("\x1b[2J\x1b[H");
+        }
+        println!("{text}");
+        !concord_cli_output::stdout_closed()
+    })
+    .await
+    .map_err(|e| match e {
+        status_watch::StatusError::Refused(refusal) => Failure::from(refusal),
+        other => Failure::from(other.to_string()),
+    })
 }
 
 /// How a printed answer ends the command: a note goes to stderr; an

@@ -102,6 +102,61 @@ pub struct GroupMembers {
     pub addrs: Vec<(NodeId, String)>,
 }
 
+impl GroupMembers {
+    /// This view as a single-group server answered `member list`
+    /// ([`crate::wire::Members`]): roles as words, each member's address,
+    /// match index and lag (known at the leader only). No forced recovery
+    /// is named (the group's view does not carry it).
+    pub fn to_members(&self) -> crate::wire::Members {
+        let m = &self.membership;
+        let progress: std::collections::BTreeMap<NodeId, (Index, u64)> = self
+            .progress
+            .iter()
+            .map(|(id, matched, lag)| (*id, (*matched, *lag)))
+            .collect();
+        let members = m
+            .members()
+            .into_iter()
+            .map(|id| {
+                let incoming = m.voters.contains(&id);
+                let kind = if m.is_witness(id) { "witness" } else { "voter" };
+                let role = if m.is_learner(id) {
+                    "learner".to_string()
+                } else if incoming {
+                    kind.to_string()
+                } else {
+                    format!("outgoing {kind}")
+                };
+                crate::wire::MemberInfo {
+                    id,
+                    role,
+                    addr: self
+                        .addrs
+                        .iter()
+                        .find(|(node, _)| *node == id)
+                        .map(|(_, addr)| addr.clone()),
+                    match_index: progress.get(&id).map(|(matched, _)| *matched),
+                    lag_entries: progress.get(&id).map(|(_, lag)| *lag),
+                }
+            })
+            .collect();
+        crate::wire::Members {
+            answered_by: self.answered_by,
+            term: self.term,
+            leader: self.leader,
+            commit_index: self.commit_index,
+            configuration_index: self.configuration_index,
+            configuration_committed: self.configuration_committed,
+            voters: m.voters.iter().copied().collect(),
+            voters_outgoing: m.voters_outgoing.iter().copied().collect(),
+            learners: m.learners.iter().copied().collect(),
+            members,
+            forced_recovery: None,
+            not_member_since: None,
+        }
+    }
+}
+
 /// The answer to an [`AdminRequest`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AdminAnswer {

@@ -107,26 +107,30 @@ impl OneGroupClient {
         answer.map_err(from_session)
     }
 
-    /// The group's members as its leader sees them (any server that
-    /// hosts the group answers when no leader is known): the
+    /// The group's members as its leader sees them (as the server that
+    /// answered sees them when the leader it names does not answer): the
     /// configuration in force, whether it is committed, each member's
-    /// progress and address.
+    /// progress (known at the leader) and address.
     pub async fn members(&mut self) -> Result<GroupMembers, ClientError> {
         let sessions = self.connected().await?;
         let before = sessions.routing().stats().attempts;
-        let answer = sessions
-            .routing_mut()
-            .call(GROUP, GroupOp::Admin(AdminRequest::List))
-            .await;
-        self.count_retries(before);
-        let bytes = answer.map_err(|e| from_routing(e, true))?;
-        match AdminAnswer::decode(&bytes) {
-            Ok(AdminAnswer::Members(members)) => Ok(*members),
-            Ok(other) => Err(ClientError::Server(format!(
-                "a member list answered {other:?}"
-            ))),
-            Err(reason) => Err(ClientError::Server(reason)),
+        let list = GroupOp::Admin(AdminRequest::List);
+        let answer = sessions.routing_mut().call(GROUP, list.clone()).await;
+        let mut members = answer
+            .map_err(|e| from_routing(e, true))
+            .and_then(|bytes| decode_members(&bytes))?;
+        // Any server that hosts the group answers; the leader's view is
+        // the one with the members' progress.
+        if let Some(leader) = members.leader.filter(|l| *l != members.answered_by) {
+            let routing = sessions.routing_mut();
+            if let Ok(bytes) = routing.call_node(leader, GROUP, list).await {
+                if let Ok(at_leader) = decode_members(&bytes) {
+                    members = at_leader;
+                }
+            }
         }
+        self.count_retries(before);
+        Ok(members)
     }
 
     /// Asks server number `server` (index in [`ClientConfig::servers`])
@@ -175,6 +179,7 @@ impl OneGroupClient {
                 let servers = [(node, addr.clone())].into_iter().collect();
                 let mut routing = RoutingClient::new(self.routing_config(servers))
                     .map_err(|e| from_routing(e, true))?;
+                refuse_many_groups(&mut routing, node).await?;
                 routing
                     .call_node(node, GROUP, GroupOp::Status(StatusQuery::Node(GROUP)))
                     .await
@@ -285,6 +290,17 @@ impl OneGroupClient {
             let attempts = sessions.routing().stats().attempts - before;
             self.retries += attempts.saturating_sub(1);
         }
+    }
+}
+
+/// A member list's answer.
+fn decode_members(bytes: &[u8]) -> Result<GroupMembers, ClientError> {
+    match AdminAnswer::decode(bytes) {
+        Ok(AdminAnswer::Members(members)) => Ok(*members),
+        Ok(other) => Err(ClientError::Server(format!(
+            "a member list answered {other:?}"
+        ))),
+        Err(reason) => Err(ClientError::Server(reason)),
     }
 }
 
