@@ -250,6 +250,7 @@ pub async fn start(settings: &ServerSettings) -> Result<RunningMultiNode, StartF
     let mut frames = TcpFrameConfig::new(id, settings.cluster_id.clone(), peers);
     frames.tls = tls.clone();
     frames.addresses = Some(addresses.clone());
+    frames.identity = Some(identity.clone());
     let sender = TcpFrameSender::start(frames);
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
     let log = WalThread::start(opened.log, events_tx)
@@ -271,6 +272,7 @@ pub async fn start(settings: &ServerSettings) -> Result<RunningMultiNode, StartF
     accept.tls = tls;
     accept.groups_hosted = Some(settings.groups);
     accept.addresses = addresses;
+    accept.identity = Some(identity.clone());
     tokio::spawn(tcp_listener::serve(
         listener,
         accept,

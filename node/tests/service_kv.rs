@@ -180,11 +180,12 @@ fn acknowledge_all_returns_after_every_server_applied() {
     cluster.start_all_and_await_leader();
     let target = cluster.cli_target();
     let runtime = runtime();
-    let mut status_client =
-        concord_tokio::client::Client::new(concord_tokio::client::ClientConfig::new(
+    let mut status_client = concord_tokio::multi::one_group_client::OneGroupClient::new(
+        concord_tokio::client::ClientConfig::new(
             cluster.servers().split(',').map(str::to_string).collect(),
             "real-kv-ack-all",
-        ));
+        ),
+    );
     for i in 0..10 {
         let value = format!("v{i}");
         assert!(matches!(

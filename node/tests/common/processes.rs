@@ -598,10 +598,10 @@ pub async fn write_to_a_follower(
     (leader, follower)
 }
 
-/// The newest WAL segment of a data directory.
+/// The newest segment of a data directory's shared log (`log/`).
 pub fn newest_segment(data_dir: &Path) -> PathBuf {
     // Segment names are zero-padded numbers: the newest sorts last.
-    std::fs::read_dir(data_dir.join("wal"))
+    std::fs::read_dir(data_dir.join("log"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "seg"))
@@ -614,7 +614,7 @@ pub fn newest_segment(data_dir: &Path) -> PathBuf {
 /// after its records (the log fills them ahead); they are not records.
 fn records(segment: &Path) -> (u64, Option<(u64, u64)>) {
     let bytes = std::fs::read(segment).unwrap();
-    let mut at = wal::SEGMENT_HEADER_BYTES;
+    let mut at = concord_tokio::multi::record::SEGMENT_HEADER_BYTES;
     let mut last = None;
     while at + wal::RECORD_HEADER_BYTES <= bytes.len() {
         let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;

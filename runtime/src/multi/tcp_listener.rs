@@ -57,6 +57,12 @@ pub struct MultiListenerConfig {
     /// besides `peers`: the book a [`TcpFrameSender`](super::tcp_sender::TcpFrameSender)
     /// writes them to.
     pub addresses: crate::addresses::SharedAddressBook,
+    /// This node's data directory identity: a peer showing another
+    /// incarnation of the cluster is refused, one showing ours is
+    /// accepted though neither `peers` nor `addresses` name it yet (a
+    /// member added since), and ours is adopted while unknown (see
+    /// [`crate::identity`]). `None` checks none.
+    pub identity: Option<Arc<crate::identity::IdentityHandle>>,
 }
 
 impl MultiListenerConfig {
@@ -78,6 +84,7 @@ impl MultiListenerConfig {
             tls: None,
             groups_hosted: None,
             addresses: Default::default(),
+            identity: None,
         }
     }
 }
@@ -106,6 +113,7 @@ pub async fn serve(
         tls,
         groups_hosted,
         addresses,
+        identity,
     } = config;
     let misdirected = groups_hosted.map(|groups| {
         format!(
@@ -128,7 +136,7 @@ pub async fn serve(
         frame_timeout,
         frame_buffer_bytes_max,
         tls,
-        identity: None,
+        identity,
     };
     let counters = Arc::new(ListenerCounters::default());
     listener::serve_for::<Groups>(listener, config, events, shutdown, counters, misdirected).await

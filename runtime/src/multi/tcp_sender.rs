@@ -56,6 +56,11 @@ pub struct TcpFrameConfig {
     /// Where peers learnt while running ([`FrameSender::add_peer`]) are
     /// written too, for the listener to accept their connections.
     pub addresses: Option<crate::addresses::SharedAddressBook>,
+    /// This node's data directory identity: its cluster incarnation goes
+    /// in every handshake, so a peer of another incarnation of the
+    /// cluster (an earlier one of the same name and addresses) refuses
+    /// it (see [`crate::identity`]). `None` shows none.
+    pub identity: Option<Arc<crate::identity::IdentityHandle>>,
 }
 
 impl TcpFrameConfig {
@@ -80,6 +85,7 @@ impl TcpFrameConfig {
             peer_timeout: Duration::from_millis(500),
             tls: None,
             addresses: None,
+            identity: None,
         }
     }
 }
@@ -128,6 +134,7 @@ impl TcpFrameSender {
         link.keepalive_interval = config.keepalive_interval;
         link.peer_timeout = Some(config.peer_timeout);
         link.tls = config.tls.clone();
+        link.identity = config.identity.clone();
         let sender = TcpFrameSender {
             queues: Mutex::new(BTreeMap::new()),
             counters,
