@@ -318,11 +318,29 @@ where
                 "node {target} is not a voter of group {group} that may lead"
             ))));
         }
+        // The group answers at once (`Action::Transfer`, carried out
+        // within `input`): a refusal (the target unreachable or behind,
+        // another transfer under way) is the answer, not "started", so
+        // that the command does not wait for a hand-over that never
+        // begins.
+        let (reply, mut outcome) = oneshot::channel();
+        if let Some(earlier) = self.transfers.insert(group, reply) {
+            let _ = earlier.send(Err("superseded by a newer transfer".to_string()));
+        }
         self.input(MultiInput::Group {
             group,
             input: Input::TransferLeadership(target),
         });
-        Ok(AdminAnswer::TransferStarted)
+        match outcome.try_recv() {
+            Ok(Ok(concord::TransferOutcome::Refused(error))) => {
+                Err(Box::new(ClientResponse::Error(error.to_string())))
+            }
+            Ok(Err(reason)) => Err(Box::new(ClientResponse::Error(reason))),
+            _ => {
+                self.transfers.remove(&group);
+                Ok(AdminAnswer::TransferStarted)
+            }
+        }
     }
 
     /// Every group led here that names `old` or `new`.
