@@ -150,6 +150,36 @@ async fn members(client: &mut RoutingClient, group: GroupId) -> Result<GroupMemb
     }
 }
 
+/// Teaches `client` every server of the catalog (group 0) and its
+/// address, as the catalog's members list them; nothing if none answers.
+async fn learn_catalog_servers(client: &mut RoutingClient) {
+    if let Ok(catalog) = members(client, CATALOG_GROUP).await {
+        for (id, addr) in &catalog.addrs {
+            client.learn(*id, addr);
+        }
+    }
+}
+
+/// The group's members as its leader sees them (the configuration in
+/// force, each member's progress) when `list` came from another member
+/// that names a leader with a known address; `list` otherwise (no
+/// leader known, or it did not answer).
+async fn leaders_view(client: &mut RoutingClient, list: GroupMembers) -> GroupMembers {
+    let Some(leader) = list.leader.filter(|leader| *leader != list.answered_by) else {
+        return list;
+    };
+    if let Some((_, addr)) = list.addrs.iter().find(|(id, _)| *id == leader) {
+        client.learn(leader, addr);
+    }
+    let answer = client
+        .call_node(leader, list.group, GroupOp::Admin(AdminRequest::List))
+        .await;
+    match answer.ok().map(|bytes| AdminAnswer::decode(&bytes)) {
+        Some(Ok(AdminAnswer::Members(members))) => *members,
+        _ => list,
+    }
+}
+
 fn print_members(members: &GroupMembers) {
     let m = &members.membership;
     let list =
@@ -252,7 +282,17 @@ pub async fn member(
     match command {
         MemberCommand::List => {
             let group = need_group()?;
-            print_members(&members(&mut client, group).await?);
+            let list = match members(&mut client, group).await {
+                // No server given hosts the group (one removed from it,
+                // asked alone): the servers the catalog records, which
+                // every server hosts, are asked too.
+                Err(failure) if failure.message.contains(" is not hosted on node ") => {
+                    learn_catalog_servers(&mut client).await;
+                    members(&mut client, group).await?
+                }
+                other => other?,
+            };
+            print_members(&leaders_view(&mut client, list).await);
             Ok(())
         }
         MemberCommand::AddLearner { id, addr } => {
@@ -361,6 +401,15 @@ async fn add(
     )
     .await?;
     if group != CATALOG_GROUP {
+        // A server started with --join hosts only the catalog and learns
+        // what it hosts from the catalog's log, which reaches it only as
+        // a member of group 0: a server new to the catalog joins it as a
+        // learner first, or it would never create the group it is added
+        // to (a voter that never answers).
+        let catalog_members = members(client, CATALOG_GROUP).await?;
+        if !catalog_members.membership.contains(id) {
+            change_once(client, CATALOG_GROUP, MembershipChange::AddLearner(id)).await?;
+        }
         catalog(
             client,
             CatalogCommand::Assign {
