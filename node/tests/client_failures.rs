@@ -4,16 +4,17 @@
 //! * follower reads avoid a SIGSTOPped and a SIGKILLed server instead of
 //!   hitting it on every turn (counted in retries, not timed);
 //! * "may or may not have been applied" only when a request was sent and
-//!   its answer lost (exit 3); nothing reachable is "nothing was applied"
+//!   its answer lost (exit 3); nothing reachable, or a write never sent
+//!   (its client session never registered), is "nothing was applied"
 //!   (exit 1);
-//! * a removed server that keeps running says so in `status` and
-//!   `member list`, and `member list` asked of it alone prints the
-//!   leader's view.
+//! * a removed server that keeps running says so in `status --group 1`
+//!   (it no longer hosts the group), and `member list` asked of it alone
+//!   prints the leader's view.
 
 use std::time::{Duration, Instant};
 
 use concord::ReadPath;
-use concord_services::KvClient;
+use concord_services::{CallError, KvClient};
 use concord_tokio::client::ClientConfig;
 
 #[path = "common/processes.rs"]
@@ -145,28 +146,71 @@ fn maybe_applied_only_when_a_request_was_sent_and_its_answer_lost() {
     assert!(stderr.contains("nothing was applied"), "{stderr}");
     assert!(!stderr.contains("may or may not"), "{stderr}");
 
-    // A leader whose followers are stopped takes the write and cannot
-    // commit it: sent, answer lost.
+    // A leader whose followers are stopped cannot commit anything.
     let mut cluster = NodeProcesses::on_loopback("maybe-applied", CLUSTER);
     runtime().block_on(async {
         let mut client = start_and_write(&mut cluster, 1).await;
         let leader = leader(&mut client).await;
+        // A client whose session is registered while every node is up:
+        // its next write is sent at once.
+        let mut config = ClientConfig::new(vec![cluster.addr(leader)], CLUSTER);
+        config.request_timeout = Duration::from_millis(300);
+        config.attempts_max = 3;
+        let mut registered = KvClient::new(config);
+        registered
+            .put("k", "before")
+            .await
+            .expect("a write with every node up");
         for id in (1..=3).filter(|id| *id != leader) {
             cluster.signal(id, libc::SIGSTOP);
         }
+        // The leader takes the write of a client whose session is
+        // registered and cannot commit it: sent, answer lost. The error is the one
+        // `concord-cli` ends with exit 3 on (`ClientError::outcome_unknown`),
+        // worded as it prints it.
+        let error = registered
+            .put("k", "v")
+            .await
+            .expect_err("a write no majority can commit");
+        match &error {
+            CallError::Client(client_error) => {
+                assert!(client_error.outcome_unknown(), "{error}")
+            }
+            other => panic!("not a client error: {other}"),
+        }
+        assert!(!error.definitely_not_applied(), "{error}");
+        assert!(
+            error
+                .to_string()
+                .contains("may or may not have been applied"),
+            "{error}"
+        );
+
         let (code, _, stderr) = cli(
             &[cluster.addr(leader)],
             &["--timeout-ms", "300", "kv", "put", "k", "v"],
         );
-        assert_eq!(code, 3, "outcome unknown: {stderr}");
-        assert!(
-            stderr.contains("may or may not have been applied"),
-            "{stderr}"
-        );
+        // A fresh `concord-cli` process registers its client session (an
+        // entry of the log) before it sends the write: the registration
+        // is never answered (and the leader steps down meanwhile), the
+        // write is never sent: nothing was applied (exit 1).
+        assert_eq!(code, 1, "no write was sent: {stderr}");
+        assert!(stderr.contains("nothing was applied"), "{stderr}");
+        assert!(!stderr.contains("may or may not"), "{stderr}");
         for id in (1..=3).filter(|id| *id != leader) {
             cluster.signal(id, libc::SIGCONT);
         }
     });
+}
+
+/// The configuration index of a group's member list as `concord-cli
+/// member ...` prints it ("group G: configuration at index N ...").
+fn configuration_index(list: &str) -> u64 {
+    list.split("configuration at index ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no configuration index in:\n{list}"))
 }
 
 #[test]
@@ -191,7 +235,8 @@ fn a_removed_server_says_so_and_member_list_prints_the_leaders_view() {
             panic!("concord-cli {args:?} kept failing: {last}");
         };
         ok(&["member", "add", "4", &new_addr]);
-        ok(&["member", "remove", "1"]);
+        // The configuration without node 1, as `member remove` prints it.
+        let removed_at = configuration_index(&ok(&["member", "remove", "1"]));
         // A later change node 1 cannot know of: a learner that never runs.
         let spare = cluster.add_joining(5);
         ok(&["member", "add-learner", "5", &spare]);
@@ -213,46 +258,32 @@ fn a_removed_server_says_so_and_member_list_prints_the_leaders_view() {
             .await
             .expect("a write through node 4, whose address came in a redirect");
 
-        // Node 1 learns it is out (from its own log, or from a peer
-        // answering its election attempts) and says so in `status`.
+        // Node 1 learns it is out (the catalog no longer assigns it group
+        // 1: it stops hosting the group) and says so in `status --group 1`.
         let node1 = vec![cluster.addr(1)];
         let deadline = Instant::now() + Duration::from_secs(30);
-        let marker = "node 1 is not a member since index ";
-        let since: u64 = loop {
-            let (code, stdout, stderr) = cli(&node1, &["status"]);
+        loop {
+            let (code, stdout, stderr) = cli(&node1, &["status", "--group", "1"]);
             assert_eq!(code, 0, "{stderr}");
-            if let Some(rest) = stdout.split(marker).nth(1) {
-                assert!(rest.contains("; ask another server"), "{stdout}");
-                break rest
-                    .split(';')
-                    .next()
-                    .and_then(|n| n.parse().ok())
-                    .expect("an index");
+            if stdout.contains("node 1 does not host group 1") {
+                break;
             }
             assert!(
                 Instant::now() < deadline,
                 "node 1 never said it was removed:\n{stdout}"
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
-        };
+        }
 
         // `member list` asked of node 1 alone prints the leader's view:
-        // voters 2,3,4, learner 5, a configuration newer than node 1's.
+        // voters 2,3,4, learner 5, a configuration at least as new as the
+        // removal of node 1.
         let (code, stdout, stderr) = cli(&node1, &["member", "list"]);
         assert_eq!(code, 0, "{stderr}");
-        assert!(
-            stdout.contains("voters 2,3,4") && stdout.contains("learners 5"),
-            "{stdout}"
-        );
-        assert!(stdout.contains("*leader"), "{stdout}");
-        let configuration: u64 = stdout
-            .split("configuration at index ")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .expect("a configuration index");
-        assert!(configuration >= since, "{stdout}");
-        assert!(!stdout.contains("answered by node 1"), "{stdout}");
+        assert!(stdout.contains("voters: 2,3,4  learners: 5\n"), "{stdout}");
+        assert!(stdout.contains(", leader 4, as node 4 sees it"), "{stdout}");
+        assert!(configuration_index(&stdout) >= removed_at, "{stdout}");
+        assert!(!stdout.contains("as node 1 sees it"), "{stdout}");
     });
 }
 
