@@ -439,7 +439,16 @@ async fn one_group_member(
     refuse_more_groups(client).await?;
     let done = match command {
         MemberCommand::List => {
-            let now = members(client, DATA).await?;
+            let now = match members(client, DATA).await {
+                // A server removed from the group, asked alone: the
+                // servers the catalog records are asked too.
+                Err(failure) if failure.message.contains(" is not hosted on node ") => {
+                    learn_catalog_servers(client).await;
+                    members(client, DATA).await?
+                }
+                other => other?,
+            };
+            let now = leaders_view(client, now).await;
             print_one_group_summary(&now);
             print_members(&now);
             return Ok(());

@@ -77,6 +77,9 @@ pub struct ServerRow {
     /// Its id in the leader's configuration (`None`: not a member, or no
     /// leader answered).
     pub member: Option<NodeId>,
+    /// Its node id as it said it (its status, or its refusal of a group
+    /// it does not host), if it answered.
+    pub id: Option<NodeId>,
     /// Its role in the configuration (`voter`, `learner`, ...; empty when
     /// not a member).
     pub member_role: String,
@@ -173,15 +176,21 @@ pub async fn collect(config: &ClientConfig) -> StatusReport {
             Err((
                 "unreachable",
                 "unreachable: its address is not in the leader's address book".to_string(),
+                None,
             ))
         } else {
             client.status(i).await.map_err(|e| match e {
+                ClientError::NotHosted { node, .. } => (
+                    "removed",
+                    "not a member: it does not host the cluster's group".to_string(),
+                    Some(node),
+                ),
                 ClientError::Rejected { reason } => {
                     let shown = format!("refused: {reason}");
                     refused = Some(ClientError::Rejected { reason });
-                    ("refused", shown)
+                    ("refused", shown, None)
                 }
-                other => ("unreachable", format!("unreachable: {other}")),
+                other => ("unreachable", format!("unreachable: {other}"), None),
             })
         };
         answers.push((*member, role.clone(), addr.clone(), answer));
@@ -198,11 +207,15 @@ pub async fn collect(config: &ClientConfig) -> StatusReport {
         .map(|s| s.commit_index)
         .max()
         .unwrap_or(0);
-    let answered = answers.iter().any(|(_, _, _, r)| r.is_ok());
+    // A server that said it is not a member answered too.
+    let answered = answers
+        .iter()
+        .any(|(_, _, _, r)| matches!(r, Ok(_) | Err(("removed", _, _))));
     let servers = answers
         .into_iter()
         .map(|(member, member_role, address, answer)| match answer {
             Ok(status) => ServerRow {
+                id: Some(status.id),
                 address,
                 member,
                 member_role,
@@ -210,7 +223,8 @@ pub async fn collect(config: &ClientConfig) -> StatusReport {
                 status: Some(status),
                 error: None,
             },
-            Err((health, error)) => ServerRow {
+            Err((health, error, id)) => ServerRow {
+                id,
                 address,
                 member,
                 member_role,
@@ -312,7 +326,9 @@ pub fn render_table(report: &StatusReport) -> String {
             let _ = writeln!(
                 out,
                 "{server:<22} {:>4} {role:<8} {}",
-                row.member.map_or("?".to_string(), |id| id.to_string()),
+                row.id
+                    .or(row.member)
+                    .map_or("?".to_string(), |id| id.to_string()),
                 row.error.as_deref().unwrap_or("unreachable")
             );
             continue;

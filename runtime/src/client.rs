@@ -160,6 +160,19 @@ pub enum ClientError {
     /// shutting down). The last one's words.
     #[error("server error: {0}")]
     Server(String),
+    /// The server asked for its status of a group does not host it: it
+    /// was removed from the group (and stopped hosting it), or it serves
+    /// another cluster's groups.
+    #[error(
+        "node {node} does not host group {group}: removed from it, or a server of a \
+         multi-group cluster (--groups N)"
+    )]
+    NotHosted {
+        /// The server's node id.
+        node: concord::NodeId,
+        /// The group asked for.
+        group: u64,
+    },
     /// The session was forgotten by the servers; the outcome of the last
     /// operation is unknown. The next operation registers a new session.
     #[error("session expired on the servers; the operation may or may not have been applied")]
@@ -194,6 +207,7 @@ impl ClientError {
             | ClientError::SessionExpired => ErrorClass::Transient,
             ClientError::Rejected { .. }
             | ClientError::Server(_)
+            | ClientError::NotHosted { .. }
             | ClientError::Protocol(_)
             | ClientError::CommandTooLarge { .. }
             | ClientError::NoServers => ErrorClass::Permanent,

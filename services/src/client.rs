@@ -56,6 +56,7 @@ impl CallError {
                 error,
                 ClientError::NoServers
                     | ClientError::Server(_)
+                    | ClientError::NotHosted { .. }
                     | ClientError::CommandTooLarge { .. }
                     | ClientError::Unavailable { .. }
                     | ClientError::Rejected { .. }

@@ -192,10 +192,7 @@ impl OneGroupClient {
             )?;
         match answer {
             StatusAnswer::Node(status) => Ok(*status),
-            StatusAnswer::NotHosted { group, node } => Err(ClientError::Server(format!(
-                "node {node} at {addr} does not host group {group}: is it a server of a \
-                 multi-group cluster (--groups N)?"
-            ))),
+            StatusAnswer::NotHosted { group, node } => Err(ClientError::NotHosted { node, group }),
             other => Err(ClientError::Protocol(format!(
                 "{addr} answered a status of another kind: {other:?}"
             ))),
