@@ -56,7 +56,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!("node {id} listening on {addr}, data in {}", dir.display());
         }
         let servers: Vec<String> = peers.values().cloned().collect();
-        let mut client = KvClient::new(ClientConfig::new(servers.clone(), "concord"));
+        let mut client = KvClient::single_group(ClientConfig::new(servers.clone(), "concord"));
         client.put("hello", "world").await?;
         println!("\ncluster is up (a test put succeeded via {}).", client.leader().unwrap_or("?"));
         println!("try:\n  cargo run --release -p concord-node --bin concord-cli -- --servers {} kv put greeting hello", servers.join(","));

@@ -207,7 +207,7 @@ async fn trial(cut: Duration) -> Duration {
     // Every other setting is the default: 2 s per attempt, 30 attempts,
     // 50 ms backoff, avoidance from 1 s doubling to 30 s.
     config.connect_timeout = CONNECT_TIMEOUT;
-    let mut client = KvClient::new(config);
+    let mut client = KvClient::single_group(config);
     client
         .put("warm", "up")
         .await

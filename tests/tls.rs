@@ -159,7 +159,7 @@ fn good_client(material: &Material, peers: &BTreeMap<u64, String>) -> KvClient {
     config.tls = Some(material.load("client", TlsRole::Client));
     config.request_timeout = Duration::from_millis(1500);
     config.attempts_max = 60;
-    KvClient::new(config)
+    KvClient::single_group(config)
 }
 
 /// One connection to `addr`: TLS with `tls` (as if to node 1) or plaintext,
@@ -413,7 +413,10 @@ fn a_client_refuses_a_server_whose_certificate_another_ca_signed() {
         let mut config = ClientConfig::new(vec![addr], CLUSTER);
         config.tls = Some(material.load("client", TlsRole::Client));
         config.attempts_max = 2;
-        let error = KvClient::new(config).put("k", "v").await.unwrap_err();
+        let error = KvClient::single_group(config)
+            .put("k", "v")
+            .await
+            .unwrap_err();
         // (The other CA has the same name as ours, so webpki finds it by
         // name and the signature does not verify.)
         assert!(

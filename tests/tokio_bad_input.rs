@@ -129,7 +129,7 @@ fn bad_frames_close_the_connection_with_a_logged_reason_and_the_node_keeps_servi
     runtime.block_on(async {
         let (nodes, peers) = start_cluster("bad-input").await;
         let servers: Vec<String> = peers.values().cloned().collect();
-        let mut client = KvClient::new(ClientConfig::new(servers.clone(), "bad-input"));
+        let mut client = KvClient::single_group(ClientConfig::new(servers.clone(), "bad-input"));
         client.put("before", "1").await.unwrap();
         let target = &peers[&1];
         let client_hello = Hello {

@@ -323,7 +323,7 @@ fn tcp_cluster_serves_the_typed_client_api() {
             let settings = NodeSettings::new(id, addr.clone(), peers.clone(), "units");
             nodes.push(start_kv_node(settings).await.unwrap());
         }
-        let mut client = KvClient::new(ClientConfig::new(
+        let mut client = KvClient::single_group(ClientConfig::new(
             peers.values().cloned().collect(),
             "units",
         ));
@@ -347,7 +347,7 @@ fn tcp_cluster_serves_the_typed_client_api() {
             Some(Bytes::from_static(b"2"))
         );
         // A client of another cluster is refused at the handshake.
-        let mut stranger = KvClient::new(ClientConfig {
+        let mut stranger = KvClient::single_group(ClientConfig {
             attempts_max: 2,
             ..ClientConfig::new(peers.values().cloned().collect(), "other")
         });

@@ -21,7 +21,7 @@ use concord_tokio::fault::LinkStaller;
 /// A client that gives up on an attempt quickly, so the time to the first
 /// successful write measures the cluster, not the client's patience.
 fn impatient_client(peers: &BTreeMap<u64, String>) -> KvClient {
-    KvClient::new(ClientConfig {
+    KvClient::single_group(ClientConfig {
         request_timeout: Duration::from_millis(200),
         attempts_max: 1,
         retry_backoff: Duration::from_millis(10),

@@ -68,7 +68,7 @@ async fn run_client(
     config.request_timeout = Duration::from_millis(800);
     config.attempts_max = 12;
     config.retry_backoff = Duration::from_millis(30);
-    let mut client = KvClient::new(config);
+    let mut client = KvClient::single_group(config);
     for i in 0..OPS_PER_CLIENT_MAX {
         if stop.load(Ordering::Relaxed) {
             break;
@@ -227,7 +227,7 @@ async fn run_cluster(compaction: Option<(u64, u64)>) -> u64 {
         let status_servers = servers.clone();
         installed = checker
             .spawn(async move {
-                let mut client = KvClient::new(ClientConfig::new(status_servers, CLUSTER));
+                let mut client = KvClient::single_group(ClientConfig::new(status_servers, CLUSTER));
                 match client.status(0).await {
                     Ok(status) => {
                         tracing::info!(

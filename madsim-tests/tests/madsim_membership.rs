@@ -43,7 +43,7 @@ fn client(servers: Vec<String>) -> KvClient {
     config.request_timeout = Duration::from_millis(800);
     config.attempts_max = 40;
     config.retry_backoff = Duration::from_millis(50);
-    KvClient::new(config)
+    KvClient::single_group(config)
 }
 
 async fn put_keys(

@@ -84,7 +84,7 @@ async fn heal_to_first_write(
     let result = client_node
         .spawn(async move {
             // Impatient, so the figure measures the cluster, not the client.
-            let mut client = KvClient::new(ClientConfig {
+            let mut client = KvClient::single_group(ClientConfig {
                 request_timeout: Duration::from_millis(200),
                 attempts_max: 1,
                 retry_backoff: Duration::from_millis(10),

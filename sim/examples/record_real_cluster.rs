@@ -82,7 +82,7 @@ async fn client_loop(recorder: Recorder, servers: Vec<String>, cluster: String, 
     let mut config = ClientConfig::new(servers, cluster);
     config.request_timeout = Duration::from_millis(500);
     config.attempts_max = 10;
-    let mut client = KvClient::new(config);
+    let mut client = KvClient::single_group(config);
     // The last value this client read per key.
     let mut last_seen: BTreeMap<String, String> = BTreeMap::new();
     for i in 0..ops {

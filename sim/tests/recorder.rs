@@ -119,7 +119,7 @@ fn history_recorded_from_a_real_tcp_cluster_is_linearizable() {
                 tokio::spawn(async move {
                     let mut config = ClientConfig::new(servers, "rec-test");
                     config.request_timeout = Duration::from_millis(500);
-                    let mut client = KvClient::new(config);
+                    let mut client = KvClient::single_group(config);
                     for i in 0..30u64 {
                         let key = format!("k{}", i % 2);
                         if (id + i) % 2 == 0 {
