@@ -453,9 +453,9 @@ pub enum StorageError {
          {reason}; everything up to byte offset {durable_offset} of that segment had been \
          fsynced and may have been acknowledged by any group of this node, so starting with \
          less ({lost_bytes} bytes fewer) could lose committed writes. Refusing to start. Find \
-         out what damaged the disk; then either restore the data directory, or start with \
-         MultiWalOptions::accept_data_loss to truncate the log there and rejoin every group \
-         with a shorter log"
+         out what damaged the disk; then either restore the data directory, or restart with \
+         --accept-wal-data-loss (MultiWalOptions::accept_data_loss) to truncate the log there \
+         and rejoin every group with a shorter log"
     )]
     SharedLogDataLost {
         /// The segment file that was marked durable.
