@@ -261,6 +261,9 @@ fn node_status(multi: &MultiNode, host: &HostStats, tick_ms: u64, node: &Node) -
         reads_read_index: host.reads_read_index,
         reads_lease: host.reads_lease,
         reads_follower: host.reads_follower,
+        // The group's own count (the single-group server counted the
+        // same `FollowerLogRegressed` actions).
+        follower_log_regressions: node.stats().follower_log_regressions,
         ..ServerCounters::default()
     };
     let mut status = NodeStatus::of(node, counters);
