@@ -18,13 +18,43 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use concord_services::KvClient;
-use concord_tokio::wal;
+use concord_tokio::multi::record::DurableMarker;
 use processes::{
-    cut_last_record_in_half, find_leader, newest_segment, put_keys, read_all, records_end_bytes,
-    runtime, status_once_up, wait_caught_up, wait_caught_up_at, write_to_a_follower, NodeProcesses,
+    cut_last_record_in_half, find_leader, put_keys, read_all, records_end_bytes, runtime,
+    status_once_up, wait_caught_up, wait_caught_up_at, write_to_a_follower, NodeProcesses,
 };
 
 const CLUSTER: &str = "real-test";
+
+/// The newest segment of a node's shared write-ahead log
+/// (`<dir>/log/<number:020>.seg`). Its records are framed as the
+/// single-group log's (`[len][len_check][checksum][payload]` after a
+/// 16-byte header), so `records_end_bytes` and `cut_last_record_in_half`
+/// read it by the documented format.
+fn newest_log_segment(data_dir: &Path) -> PathBuf {
+    // Segment names are zero-padded numbers: the newest sorts last.
+    std::fs::read_dir(data_dir.join("log"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .max()
+        .expect("a segment of the shared log")
+}
+
+/// The shared log's durable marker (`<dir>/log/durable`), if valid.
+fn durable_marker(data_dir: &Path) -> Option<DurableMarker> {
+    let bytes = std::fs::read(data_dir.join("log").join("durable")).ok()?;
+    DurableMarker::decode(&bytes).ok()
+}
+
+/// The number of a segment file (its zero-padded name).
+fn segment_number(segment: &Path) -> u64 {
+    segment
+        .file_stem()
+        .and_then(|stem| stem.to_str())
+        .and_then(|stem| stem.parse().ok())
+        .expect("a numbered segment")
+}
 
 #[test]
 fn three_processes_survive_sigkill_of_the_leader_and_full_restart() {
@@ -44,7 +74,7 @@ fn follower_restarts_past_a_zero_filled_wal_tail_and_catches_up() {
         put_keys(&mut client, &mut acked, "zero", 30, 20).await;
 
         // What a torn write leaves after power loss on some filesystems.
-        let segment = newest_segment(&cluster.data_dir(follower));
+        let segment = newest_log_segment(&cluster.data_dir(follower));
         let good_bytes = records_end_bytes(&segment);
         let mut file = std::fs::OpenOptions::new()
             .append(true)
@@ -57,9 +87,14 @@ fn follower_restarts_past_a_zero_filled_wal_tail_and_catches_up() {
         let leader = find_leader(&mut client).await;
         wait_caught_up(&mut client, leader, follower, Duration::from_secs(15)).await;
         assert!(cluster.still_runs(follower), "the follower keeps running");
+        // The shared log names the cut in the message ("cutting N zero
+        // bytes after the last record of <file>") and its offset as a field.
         let log = cluster.log_text(follower);
+        let segment_name = segment.file_name().unwrap().to_str().unwrap();
         assert!(
-            log.contains("zero bytes") && log.contains(&format!("byte offset {good_bytes} of")),
+            log.contains("zero bytes")
+                && log.contains(segment_name)
+                && log.contains(&format!("offset={good_bytes}")),
             "the truncation is logged:\n{log}"
         );
         put_keys(&mut client, &mut acked, "zero", 50, 5).await;
@@ -81,9 +116,10 @@ fn follower_with_a_cut_durable_wal_record_refuses_to_start_until_data_loss_is_ac
         // Its final record was fsynced (and acknowledged): the durable
         // marker covers it. Cut it in half.
         let data_dir = cluster.data_dir(follower);
-        let segment = newest_segment(&data_dir);
+        let segment = newest_log_segment(&data_dir);
         let records_end = records_end_bytes(&segment);
-        let marker = wal::read_durable_marker(&data_dir.join("wal")).expect("a durable marker");
+        let marker = durable_marker(&data_dir).expect("a durable marker");
+        assert_eq!(marker.segment, segment_number(&segment), "{marker:?}");
         assert_eq!(
             marker.offset_bytes, records_end,
             "the marker covers the whole log (the zeros ahead of it left out)"
@@ -143,7 +179,8 @@ fn follower_with_a_cut_durable_wal_record_refuses_to_start_until_data_loss_is_ac
             assert!(status.server.follower_log_regressions >= 1, "{status:?}");
             let log = cluster.log_text(leader);
             assert!(
-                log.contains("follower lost log entries it had acknowledged"),
+                log.contains("ERROR")
+                    && log.contains("a follower lost entries it had acknowledged as durable"),
                 "the leader did not log the lost entries at error level:\n{log}"
             );
         } else {
@@ -247,9 +284,10 @@ const COMPACT_OFTEN: [&str; 4] = [
     "20",
 ];
 
-/// Snapshot files in a node's data directory.
+/// Snapshot files of the data group (group 1) in a node's data
+/// directory (`<dir>/groups/00000000000000000001/`).
 fn snapshot_files(data_dir: &Path) -> Vec<PathBuf> {
-    match std::fs::read_dir(data_dir.join("snapshots")) {
+    match std::fs::read_dir(data_dir.join("groups").join(format!("{:020}", 1))) {
         Ok(listing) => listing
             .map(|e| e.unwrap().path())
             .filter(|p| p.extension().is_some_and(|e| e == "snap"))
@@ -503,15 +541,60 @@ fn cli_ok(transcript: &mut String, servers: &[String], args: &[&str]) -> String 
     panic!("concord-cli {args:?} kept failing; transcript:\n{transcript}");
 }
 
+/// One member of the data group, as the leader lists it.
+#[derive(Debug)]
+struct Member {
+    id: u64,
+    /// "voter", "learner" or "witness".
+    role: &'static str,
+    /// Its address, as the catalog records it.
+    addr: Option<String>,
+    /// Entries it trails the leader by (known at the leader only).
+    lag_entries: Option<u64>,
+}
+
+/// The data group's members as the leader sees them (from
+/// `OneGroupClient::members`, the one runtime's `GroupMembers`).
+#[derive(Debug)]
+struct Members {
+    voters: Vec<u64>,
+    learners: Vec<u64>,
+    voters_outgoing: Vec<u64>,
+    leader: Option<u64>,
+    members: Vec<Member>,
+}
+
 /// The members as the leader sees them.
-async fn members(client: &mut KvClient) -> concord_tokio::wire::Members {
-    match client
-        .admin(concord_tokio::wire::AdminRequest::List)
-        .await
-        .expect("member list")
-    {
-        concord_tokio::wire::AdminResponse::Done(members) => members,
-        other => panic!("member list answered {other:?}"),
+async fn members(client: &mut KvClient) -> Members {
+    let group = client.client().members().await.expect("member list");
+    let m = &group.membership;
+    let addrs: BTreeMap<u64, String> = group.addrs.iter().cloned().collect();
+    let lags: BTreeMap<u64, u64> = group
+        .progress
+        .iter()
+        .map(|(id, _, lag)| (*id, *lag))
+        .collect();
+    Members {
+        voters: m.voters.iter().copied().collect(),
+        learners: m.learners.iter().copied().collect(),
+        voters_outgoing: m.voters_outgoing.iter().copied().collect(),
+        leader: group.leader,
+        members: m
+            .members()
+            .into_iter()
+            .map(|id| Member {
+                id,
+                role: if m.is_witness(id) {
+                    "witness"
+                } else if m.is_voter(id) {
+                    "voter"
+                } else {
+                    "learner"
+                },
+                addr: addrs.get(&id).cloned(),
+                lag_entries: lags.get(&id).copied(),
+            })
+            .collect(),
     }
 }
 
@@ -551,7 +634,7 @@ fn replace_a_dead_voter_with_the_cli_transfer_leadership_and_restart_all() {
             &old,
             &["member", "add-learner", "4", &new_addr],
         );
-        assert!(out.contains("added node 4"), "{out}");
+        assert!(out.contains("group 1: AddLearner(4) done"), "{out}");
         // A second add of the same node is refused with the core's reason.
         let (code, _) = cli(
             &mut transcript,
@@ -559,7 +642,10 @@ fn replace_a_dead_voter_with_the_cli_transfer_leadership_and_restart_all() {
             &["member", "add-learner", "4", &new_addr],
         );
         assert_eq!(code, 1, "a duplicate add is refused");
-        assert!(transcript.contains("already a member"), "{transcript}");
+        assert!(
+            transcript.contains("server 4 is a member of group 1 already"),
+            "{transcript}"
+        );
 
         // Wait for the learner to catch up (lag as the leader sees it).
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -576,7 +662,7 @@ fn replace_a_dead_voter_with_the_cli_transfer_leadership_and_restart_all() {
         }
         cli_ok(&mut transcript, &old, &["member", "list"]);
         let out = cli_ok(&mut transcript, &old, &["member", "promote", "4"]);
-        assert!(out.contains("promoted node 4"), "{out}");
+        assert!(out.contains("group 1: PromoteLearner(4) done"), "{out}");
         let m = members(&mut client).await;
         assert_eq!(m.voters, vec![1, 2, 3, 4]);
         assert!(m.learners.is_empty() && m.voters_outgoing.is_empty());
@@ -600,7 +686,10 @@ fn replace_a_dead_voter_with_the_cli_transfer_leadership_and_restart_all() {
             &servers,
             &["member", "remove", &dead.to_string()],
         );
-        assert!(out.contains(&format!("removed node {dead}")), "{out}");
+        assert!(
+            out.contains(&format!("group 1: Remove({dead}) done")),
+            "{out}"
+        );
         let m = members(&mut client).await;
         let mut expected: Vec<u64> = (1..=4).filter(|id| *id != dead).collect();
         expected.sort();
@@ -608,13 +697,14 @@ fn replace_a_dead_voter_with_the_cli_transfer_leadership_and_restart_all() {
         put_keys(&mut client, &mut acked, "after-remove", 0, 40).await;
         read_all(&mut client, &acked).await;
 
-        // The removed node, started again, is told it was removed: it
-        // stops campaigning and says so.
+        // The removed node, started again, is told it was removed: the
+        // catalog no longer assigns it the group, so it stops hosting it
+        // (no campaigning in it) and says so.
         cluster.start_with(dead, &COMPACT_OFTEN);
         let deadline = Instant::now() + Duration::from_secs(15);
         while !cluster
             .log_text(dead)
-            .contains("removed from the cluster's configuration")
+            .contains("no longer hosting a group removed from this server")
         {
             assert!(
                 Instant::now() < deadline,
@@ -623,8 +713,8 @@ fn replace_a_dead_voter_with_the_cli_transfer_leadership_and_restart_all() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         transcript.push_str(&format!(
-            "# node {dead} restarted after its removal logs: this node was removed from the \
-             cluster's configuration ...\n"
+            "# node {dead} restarted after its removal logs: no longer hosting a group removed \
+             from this server\n"
         ));
         put_keys(&mut client, &mut acked, "removed-node-up", 0, 10).await;
         assert_eq!(members(&mut client).await.voters, expected);
@@ -639,7 +729,7 @@ fn replace_a_dead_voter_with_the_cli_transfer_leadership_and_restart_all() {
             &["member", "transfer-leader", &target.to_string()],
         );
         assert!(
-            out.contains(&format!("node {target} is the leader now")),
+            out.contains(&format!("group 1: node {target} leads now")),
             "{out}"
         );
         let index = servers
@@ -802,26 +892,39 @@ fn forced_recovery_of_a_single_survivor_after_two_disks_are_destroyed() {
         assert_eq!(got, Some(Bytes::from("served")));
         let members = members(&mut client).await;
         assert_eq!(members.voters, vec![survivor]);
-        let audit = members.forced_recovery.expect("the audit record is shown");
-        assert!(audit.contains("forced recovery at index"), "{audit}");
-        assert!(audit.contains("nodes lost in the fire"), "{audit}");
+        assert!(members.learners.is_empty() && members.voters_outgoing.is_empty());
+        assert_eq!(members.leader, Some(survivor));
+        // The one runtime's member list (`GroupMembers`) carries no audit
+        // record of the forced recovery (the single-group `Members` had
+        // `forced_recovery`): what it shows is the forced configuration.
     });
+    // The plan printed what the forced entry records: the reason.
+    assert!(
+        transcript.contains("reason \"nodes lost in the fire\""),
+        "{transcript}"
+    );
     let listing = cli_ok(&mut transcript, &servers, &["member", "list"]);
     assert!(
-        listing.contains("AUDIT: forced recovery at index"),
+        listing.contains(&format!("voters: {survivor}  learners"))
+            && listing.contains(&format!("leader {survivor}")),
         "{transcript}"
     );
     println!("{transcript}");
     cluster.sigterm_all();
 }
 
-/// The state-machine bytes of a snapshot file (what follows the address
-/// book the runtime keeps in front of them).
+/// Of a data-group snapshot file: the members of the configuration it
+/// stores, and its state-machine bytes. (On the one runtime the address
+/// book lives in the catalog, group 0, which every server keeps, witness
+/// or not; a data group's snapshot holds only its state and its
+/// configuration.)
 fn snapshot_state_bytes(path: &Path) -> (usize, usize) {
     let snapshot = concord_tokio::snapshot_file::read_snapshot_file(path).expect("readable");
-    let (book, state) =
-        concord_tokio::addresses::unwrap_snapshot(snapshot.data).expect("an address book");
-    (book.len(), state.len())
+    let members = snapshot
+        .membership
+        .as_ref()
+        .map_or(0, |membership| membership.members().len());
+    (members, snapshot.data.len())
 }
 
 #[test]
@@ -849,16 +952,14 @@ fn two_voters_and_a_witness_keep_serving_when_a_voter_dies() {
             &voters,
             &["member", "add-witness", "3", &witness_addr],
         );
-        assert!(out.contains("added node 3"), "{out}");
+        assert!(out.contains("group 1: AddWitness(3) done"), "{out}");
         let m = members(&mut client).await;
         assert_eq!(m.voters, vec![1, 2, 3], "{m:?}");
-        let role = |m: &concord_tokio::wire::Members, id: u64| {
-            m.members.iter().find(|x| x.id == id).unwrap().role.clone()
-        };
+        let role = |m: &Members, id: u64| m.members.iter().find(|x| x.id == id).unwrap().role;
         assert_eq!(role(&m, witness), "witness");
         assert_eq!(role(&m, 1), "voter");
         let out = cli_ok(&mut transcript, &voters, &["member", "list"]);
-        assert!(out.contains("witnesses 3"), "{out}");
+        assert!(out.contains("witnesses: 3"), "{out}");
 
         // Past two snapshot intervals: the witness compacts its log too.
         put_keys(&mut client, &mut acked, "with-witness", 0, 120).await;
@@ -948,7 +1049,7 @@ fn two_voters_and_a_witness_keep_serving_when_a_voter_dies() {
         assert_eq!(status.server.elections_started, 0);
     });
     cluster.sigterm_all();
-    // Its snapshots hold the address book and no state-machine data.
+    // Its snapshots hold the configuration and no state-machine data.
     let files = snapshot_files(&cluster.data_dir(witness));
     assert!(!files.is_empty(), "the witness compacted its log");
     for file in &files {
@@ -961,7 +1062,7 @@ fn two_voters_and_a_witness_keep_serving_when_a_voter_dies() {
         );
         assert!(
             book_entries >= 3,
-            "{} keeps the address book",
+            "{} keeps the configuration",
             file.display()
         );
     }
