@@ -34,6 +34,7 @@ use std::collections::BTreeSet;
 
 use bytes::Bytes;
 use concord::multi::GroupId;
+use concord::recovery::ForcedRecovery;
 use concord::state_machine::{RestoreError, StateMachine};
 use concord::{Config, Index, NodeId};
 use concord_tokio::multi::MultiRecovery;
@@ -198,6 +199,29 @@ impl<S: StateMachine> StateMachine for GroupMachine<S> {
         match self {
             GroupMachine::Full(machine) => machine.snapshot(),
             GroupMachine::Witness => Bytes::new(),
+        }
+    }
+
+    fn canonical_state(&self) -> Bytes {
+        match self {
+            GroupMachine::Full(machine) => machine.canonical_state(),
+            GroupMachine::Witness => Bytes::new(),
+        }
+    }
+
+    fn sessions(&self) -> Option<usize> {
+        match self {
+            GroupMachine::Full(machine) => machine.sessions(),
+            GroupMachine::Witness => None,
+        }
+    }
+
+    /// A full member's machine learns of the forced recovery (its
+    /// sessions expire what the lost servers may share ids with and start
+    /// the next id epoch); a witness holds no state to change.
+    fn apply_forced_recovery(&mut self, index: Index, audit: &ForcedRecovery) {
+        if let GroupMachine::Full(machine) = self {
+            machine.apply_forced_recovery(index, audit);
         }
     }
 
