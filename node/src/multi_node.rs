@@ -237,6 +237,7 @@ pub async fn start(settings: &ServerSettings) -> Result<RunningMultiNode, StartF
         })
         .collect();
     let mut config = MultiServerConfig::new(multi, groups);
+    config.witness = witness;
     config.tick = Duration::from_millis(settings.tick_ms);
     config.client_addrs = settings.peers.clone();
 

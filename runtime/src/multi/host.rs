@@ -151,6 +151,11 @@ pub struct MultiServerConfig {
     /// machine: the servers, their addresses and assigned groups (see
     /// [`start_with_catalog`]). Off by default.
     pub catalog: bool,
+    /// This server is a witness (`concord-node --witness`): every data
+    /// group it comes to host from the catalog (assigned, or found on
+    /// disk) is built as a witness node, which never applies entries;
+    /// the catalog itself is kept in full. Off by default.
+    pub witness: bool,
 }
 
 impl MultiServerConfig {
@@ -167,6 +172,7 @@ impl MultiServerConfig {
             client_addrs: BTreeMap::new(),
             snapshot_in_memory_bytes_max: 1024 * 1024,
             catalog: false,
+            witness: false,
         }
     }
 }

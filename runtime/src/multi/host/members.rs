@@ -58,6 +58,7 @@ pub(super) fn host_recovered_groups(
     recovery: &MultiRecovery,
 ) {
     let id = config.multi.id;
+    let witness = config.witness;
     let template = config
         .groups
         .iter()
@@ -98,7 +99,7 @@ pub(super) fn host_recovered_groups(
         };
         config.groups.push((
             *group,
-            joining_config(&template, id, *group, &membership.voters),
+            joining_config(&template, id, *group, &membership.voters, witness),
         ));
     }
     config.groups.sort_by_key(|(group, _)| *group);
@@ -111,16 +112,24 @@ fn joining_config(
     id: NodeId,
     group: GroupId,
     voters: &std::collections::BTreeSet<NodeId>,
+    witness: bool,
 ) -> concord::Config {
     let mut config = template.clone();
     config.id = id;
     config.voters = voters.clone();
-    config.learners = if voters.contains(&id) {
+    // A witness server hosts every data group as a witness (it has no
+    // state machine to apply to): listed alone among the witnesses, as
+    // one joining a running group is, never as a learner.
+    config.learners = if voters.contains(&id) || witness {
         Default::default()
     } else {
         [id].into()
     };
-    config.witnesses = Default::default();
+    config.witnesses = if witness {
+        [id].into()
+    } else {
+        Default::default()
+    };
     config.seed = template.seed ^ group.wrapping_mul(0x9e37_79b9_7f4a_7c15);
     config
 }
@@ -464,7 +473,13 @@ where
             return;
         };
         let state_machine = make(group);
-        let config = joining_config(&template, self.multi.id(), group, voters);
+        let config = joining_config(
+            &template,
+            self.multi.id(),
+            group,
+            voters,
+            self.config.witness,
+        );
         for voter in voters {
             self.multi.add_peer(*voter);
         }
