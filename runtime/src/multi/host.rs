@@ -1163,7 +1163,12 @@ where
                 let Some(host_group) = self.groups.get_mut(&group) else {
                     return;
                 };
-                self.stats.entries_applied += entries.len() as u64;
+                // The catalog is no group's state machine: its entries are
+                // not counted (a one-group server's status shows them as a
+                // single-group server's, where a witness applied none).
+                if self.catalog.is_none() || group != CATALOG_GROUP {
+                    self.stats.entries_applied += entries.len() as u64;
+                }
                 let first = entries[0].index;
                 // Applied entries are committed: the event of the
                 // request trace, once per batch.
