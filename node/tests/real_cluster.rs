@@ -1098,8 +1098,12 @@ async fn find_leader_of(
 /// survivor is down (so the survivor never holds that registration). After
 /// the forced recovery new clients register until the survivor's log is
 /// past the lost session's index: none is given the lost session's id
-/// (their ids carry the new id epoch), and the lost session's holder is
-/// told its session expired, its command not executed in anyone's session.
+/// (their ids carry the new id epoch), and the lost session's command is
+/// never executed in it: the group answers the session expired. The one
+/// runtime's session client, told so before any copy could have been
+/// applied, opens a new session (of the new epoch) and applies the
+/// command once in that; told so after an unknown outcome, it returns
+/// `SessionExpired` and nothing is applied.
 #[test]
 fn a_session_from_lost_servers_expires_and_is_never_given_to_a_new_client() {
     use concord::session::client_id_parts;
@@ -1116,8 +1120,15 @@ fn a_session_from_lost_servers_expires_and_is_never_given_to_a_new_client() {
         let (_, survivor) = write_to_a_follower(&mut client, &mut acked, "before", 5).await;
         survivor
     });
-    cluster.sigkill(survivor);
+    // The lost session's holder learns every server's id while all three
+    // answer (a read opens no session): the one runtime's client reaches
+    // only servers that told it their id, or that a redirect names.
     let mut lost_client = cluster.client();
+    runtime.block_on(async {
+        lost_client.get("before-0").await.expect("a read");
+    });
+    assert!(lost_client.session().is_none(), "a read opened a session");
+    cluster.sigkill(survivor);
     let lost_session = runtime.block_on(async {
         lost_client
             .put("lost-key", "from the lost servers")
@@ -1173,10 +1184,26 @@ fn a_session_from_lost_servers_expires_and_is_never_given_to_a_new_client() {
             .put("lost-key", "written with a lost session")
             .await
         {
-            Err(CallError::Client(ClientError::SessionExpired)) => {}
+            Err(CallError::Client(ClientError::SessionExpired)) => {
+                assert_eq!(reader.get("lost-key").await.expect("read"), None);
+            }
+            Ok(_) => {
+                // Reopened: a new session of the new epoch, never the
+                // lost one's id, and the command applied once in it.
+                let id = lost_client.session().expect("a new session");
+                assert_ne!(id, lost_session, "the lost session's id was used again");
+                assert_eq!(
+                    client_id_parts(id).0,
+                    1,
+                    "session {id:#x} is not of epoch 1"
+                );
+                assert_eq!(
+                    reader.get("lost-key").await.expect("read"),
+                    Some(Bytes::from("written with a lost session"))
+                );
+            }
             other => panic!("a lost session's command answered {other:?}"),
         }
-        assert_eq!(reader.get("lost-key").await.expect("read"), None);
         // The new sessions are intact: each writes again, exactly once.
         for (i, client) in fresh.iter_mut().enumerate() {
             client
