@@ -247,7 +247,12 @@ pub async fn start(settings: &ServerSettings) -> Result<RunningMultiNode, StartF
         .filter(|(peer, _)| **peer != id)
         .map(|(peer, addr)| (*peer, addr.clone()))
         .collect();
+    // The servers of --peers are the first the listener asks for the
+    // address of a member it was not told of (the catalog records it).
     let addresses = SharedAddressBook::default();
+    for (peer, addr) in &peers {
+        addresses.set(*peer, addr);
+    }
     let mut frames = TcpFrameConfig::new(id, settings.cluster_id.clone(), peers);
     frames.tls = tls.clone();
     frames.addresses = Some(addresses.clone());

@@ -290,6 +290,7 @@ where
         frame_buffer_bytes_max: settings.frame_buffer_bytes_max,
         tls: settings.tls.clone(),
         identity: settings.identity.clone(),
+        address_lookup: super::listener::AddressLookup::SingleGroup,
     };
     tokio::spawn(listener::serve(
         listener,

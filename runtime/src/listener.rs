@@ -34,7 +34,7 @@
 //! accepts through the same code: only what its connections carry and
 //! what its server loop receives differ (the crate-internal `Inbound`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -97,6 +97,21 @@ pub struct ListenerConfig {
     /// adopted while ours is unknown (see [`super::identity`]). `None`
     /// checks no incarnation.
     pub identity: Option<Arc<IdentityHandle>>,
+    /// Where a member this node was not told of is looked up: the
+    /// single-group servers' member list, or the multi-group catalog's.
+    pub address_lookup: AddressLookup,
+}
+
+/// How [`ListenerConfig::address_lookup`] asks the servers in the
+/// address book for a member's address.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AddressLookup {
+    /// A single-group server's member list ([`super::wire::AdminRequest::List`]).
+    #[default]
+    SingleGroup,
+    /// The catalog's member list (group 0) of a multi-group server, which
+    /// records every server's address.
+    Catalog,
 }
 
 /// Default [`ListenerConfig::peer_idle_timeout`]: many keepalive intervals
@@ -684,6 +699,60 @@ fn stranger_refusal(config: &ListenerConfig, from: NodeId, hint: &str) -> String
     )
 }
 
+/// [`ask_address`] of a multi-group server: the catalog's member list,
+/// asked of the servers in the address book, names every server's
+/// address.
+async fn ask_catalog_address(
+    node: NodeId,
+    config: &ListenerConfig,
+) -> Result<(String, NodeId), String> {
+    use super::multi::admin::{AdminAnswer, AdminRequest};
+    use super::multi::routing_client::{RoutingClient, RoutingConfig};
+    use super::multi::wire::GroupOp;
+    let servers: BTreeMap<NodeId, String> = config
+        .addresses
+        .get()
+        .into_iter()
+        .filter(|(id, _)| *id != config.node_id)
+        .collect();
+    if servers.is_empty() {
+        return Err("this node knows no other server to ask for it".to_string());
+    }
+    let shown: Vec<String> = servers.values().cloned().collect();
+    let mut routing = RoutingConfig::new(config.cluster_id.clone(), servers);
+    routing.request_timeout = Duration::from_secs(2);
+    routing.connect_timeout = Duration::from_millis(500);
+    routing.attempts_max = 2 * shown.len() as u32;
+    let mut client = RoutingClient::new(routing).map_err(|e| e.to_string())?;
+    let catalog = concord::multi::CATALOG_GROUP;
+    let answer = client
+        .call(catalog, GroupOp::Admin(AdminRequest::List))
+        .await
+        .map_err(|e| {
+            format!(
+                "none of the servers it knows ({}) could be asked: {e}",
+                shown.join(", ")
+            )
+        })?;
+    match AdminAnswer::decode(&answer) {
+        Ok(AdminAnswer::Members(members)) => members
+            .addrs
+            .iter()
+            .find(|(id, _)| *id == node)
+            .map(|(_, addr)| addr.clone())
+            .filter(|addr| super::addresses::validate_address(addr).is_ok())
+            .map(|addr| (addr, members.answered_by))
+            .ok_or_else(|| {
+                format!(
+                    "node {} (asked for the catalog's members) names no address for it",
+                    members.answered_by
+                )
+            }),
+        Ok(other) => Err(format!("the catalog answered {other:?}")),
+        Err(e) => Err(format!("the catalog's answer does not decode: {e}")),
+    }
+}
+
 /// Most time between two attempts of [`learn_address`].
 const ADDRESS_LOOKUP_BACKOFF_MAX: Duration = Duration::from_secs(30);
 
@@ -761,6 +830,9 @@ async fn ask_address(node: NodeId, config: &ListenerConfig) -> Result<(String, N
     if config.tls.is_some() {
         // A node's certificate is not a client's: it cannot ask.
         return Err("with TLS on it cannot ask the other servers for the address".to_string());
+    }
+    if config.address_lookup == AddressLookup::Catalog {
+        return ask_catalog_address(node, config).await;
     }
     let servers: Vec<String> = config
         .addresses

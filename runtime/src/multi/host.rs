@@ -80,6 +80,14 @@ pub trait FrameSender: Send + Sync + 'static {
     fn add_peer(&self, peer: NodeId, addr: &str) {
         let _ = (peer, addr);
     }
+
+    /// The address of `peer` if this sender learned it outside the
+    /// catalog (its listener looked up a member that dialled it); `None`
+    /// by default.
+    fn learned_address(&self, peer: NodeId) -> Option<String> {
+        let _ = peer;
+        None
+    }
 }
 
 /// Something for the loop to handle.
@@ -809,7 +817,20 @@ where
 
     fn handle(&mut self, event: HostEvent) {
         match event {
-            HostEvent::Frame(frame) => self.input(MultiInput::Receive(frame)),
+            HostEvent::Frame(frame) => {
+                // A member this server was not told of (its listener
+                // accepted it by the cluster's incarnation and looked its
+                // address up): a peer from now on, so its groups' messages
+                // reach the groups and the answers reach it.
+                let from = frame.from;
+                if from != self.multi.id() && !self.multi.config().peers.contains(&from) {
+                    if let Some(addr) = self.network.learned_address(from) {
+                        self.multi.add_peer(from);
+                        self.network.add_peer(from, &addr);
+                    }
+                }
+                self.input(MultiInput::Receive(frame))
+            }
             HostEvent::Request {
                 op: GroupOp::Status(query),
                 reply,

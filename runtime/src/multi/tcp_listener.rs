@@ -137,6 +137,7 @@ pub async fn serve(
         frame_buffer_bytes_max,
         tls,
         identity,
+        address_lookup: listener::AddressLookup::Catalog,
     };
     let counters = Arc::new(ListenerCounters::default());
     listener::serve_for::<Groups>(listener, config, events, shutdown, counters, misdirected).await

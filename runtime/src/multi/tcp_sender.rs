@@ -194,6 +194,10 @@ impl FrameSender for TcpFrameSender {
         }
     }
 
+    fn learned_address(&self, peer: NodeId) -> Option<String> {
+        self.addresses.as_ref()?.address(peer)
+    }
+
     fn add_peer(&self, peer: NodeId, addr: &str) {
         if peer == self.link.node_id {
             return;
