@@ -78,11 +78,24 @@ fn record_error(recorder: &Recorder, token: Token, error: &CallError) {
 }
 
 /// One client's workload: `ops` operations on three keys, each recorded.
-async fn client_loop(recorder: Recorder, servers: Vec<String>, cluster: String, id: u64, ops: u64) {
+/// `single_group`: the servers were started here (`start_node`, which
+/// still runs the single-group server); else they are `concord-node`s.
+async fn client_loop(
+    recorder: Recorder,
+    servers: Vec<String>,
+    single_group: bool,
+    cluster: String,
+    id: u64,
+    ops: u64,
+) {
     let mut config = ClientConfig::new(servers, cluster);
     config.request_timeout = Duration::from_millis(500);
     config.attempts_max = 10;
-    let mut client = KvClient::single_group(config);
+    let mut client = if single_group {
+        KvClient::single_group(config)
+    } else {
+        KvClient::new(config)
+    };
     // The last value this client read per key.
     let mut last_seen: BTreeMap<String, String> = BTreeMap::new();
     for i in 0..ops {
@@ -210,6 +223,7 @@ fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
                 tokio::spawn(client_loop(
                     recorder.clone(),
                     servers.clone(),
+                    o.servers.is_none(),
                     o.cluster.clone(),
                     id,
                     o.ops,
