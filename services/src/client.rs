@@ -70,11 +70,11 @@ impl CallError {
 #[derive(Debug)]
 enum Connection {
     /// A `concord-node` server (the one runtime).
-    OneGroup(OneGroupClient),
+    OneGroup(Box<OneGroupClient>),
     /// A server of [`concord_tokio::cluster::start_node`], which still runs
     /// the single-group server (until issue 60 moves it onto the one
     /// runtime).
-    SingleGroup(Client),
+    SingleGroup(Box<Client>),
 }
 
 impl Connection {
@@ -145,7 +145,7 @@ impl<S: Service> ServiceClient<S> {
     pub fn new(config: ClientConfig) -> Self {
         Self::on(
             config.servers.len(),
-            Connection::OneGroup(OneGroupClient::new(config)),
+            Connection::OneGroup(Box::new(OneGroupClient::new(config))),
         )
     }
 
@@ -156,7 +156,7 @@ impl<S: Service> ServiceClient<S> {
     pub fn single_group(config: ClientConfig) -> Self {
         Self::on(
             config.servers.len(),
-            Connection::SingleGroup(Client::new(config)),
+            Connection::SingleGroup(Box::new(Client::new(config))),
         )
     }
 
@@ -203,7 +203,7 @@ impl<S: Service> ServiceClient<S> {
     /// [`single_group`](Self::single_group) client).
     pub fn one_group(&mut self) -> Option<&mut OneGroupClient> {
         match &mut self.client {
-            Connection::OneGroup(client) => Some(client),
+            Connection::OneGroup(client) => Some(&mut **client),
             Connection::SingleGroup(_) => None,
         }
     }
