@@ -207,6 +207,9 @@ fn print_members(members: &GroupMembers) {
     if m.is_joint() {
         println!("outgoing voters (joint): {}", list(&m.voters_outgoing));
     }
+    if let Some(forced) = &members.forced_recovery {
+        println!("AUDIT: {forced}");
+    }
     if !m.witnesses.is_empty() {
         println!("witnesses: {}", list(&m.witnesses));
     }

@@ -562,6 +562,7 @@ struct Members {
     voters_outgoing: Vec<u64>,
     leader: Option<u64>,
     members: Vec<Member>,
+    forced_recovery: Option<String>,
 }
 
 /// The members as the leader sees them.
@@ -584,6 +585,7 @@ async fn members(client: &mut KvClient) -> Members {
         learners: m.learners.iter().copied().collect(),
         voters_outgoing: m.voters_outgoing.iter().copied().collect(),
         leader: group.leader,
+        forced_recovery: group.forced_recovery.clone(),
         members: m
             .members()
             .into_iter()
@@ -898,9 +900,9 @@ fn forced_recovery_of_a_single_survivor_after_two_disks_are_destroyed() {
         assert_eq!(members.voters, vec![survivor]);
         assert!(members.learners.is_empty() && members.voters_outgoing.is_empty());
         assert_eq!(members.leader, Some(survivor));
-        // The one runtime's member list (`GroupMembers`) carries no audit
-        // record of the forced recovery (the single-group `Members` had
-        // `forced_recovery`): what it shows is the forced configuration.
+        let audit = members.forced_recovery.expect("the audit record is shown");
+        assert!(audit.contains("forced recovery at index"), "{audit}");
+        assert!(audit.contains("nodes lost in the fire"), "{audit}");
     });
     // The plan printed what the forced entry records: the reason.
     assert!(
@@ -910,7 +912,8 @@ fn forced_recovery_of_a_single_survivor_after_two_disks_are_destroyed() {
     let listing = cli_ok(&mut transcript, &servers, &["member", "list"]);
     assert!(
         listing.contains(&format!("voters: {survivor}  learners"))
-            && listing.contains(&format!("leader {survivor}")),
+            && listing.contains(&format!("leader {survivor}"))
+            && listing.contains("AUDIT: forced recovery at index"),
         "{transcript}"
     );
     println!("{transcript}");

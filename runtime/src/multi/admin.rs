@@ -100,13 +100,16 @@ pub struct GroupMembers {
     pub progress: Vec<(NodeId, Index, u64)>,
     /// Each member's address, as the catalog records it.
     pub addrs: Vec<(NodeId, String)>,
+    /// The latest forced recovery in the answering server's log of the
+    /// group, for a person: "forced recovery at index I, term T: ...".
+    pub forced_recovery: Option<String>,
 }
 
 impl GroupMembers {
     /// This view as a single-group server answered `member list`
     /// ([`crate::wire::Members`]): roles as words, each member's address,
-    /// match index and lag (known at the leader only). No forced recovery
-    /// is named (the group's view does not carry it).
+    /// match index and lag (known at the leader only), the audit record
+    /// of the latest forced recovery.
     pub fn to_members(&self) -> crate::wire::Members {
         let m = &self.membership;
         let progress: std::collections::BTreeMap<NodeId, (Index, u64)> = self
@@ -151,7 +154,7 @@ impl GroupMembers {
             voters_outgoing: m.voters_outgoing.iter().copied().collect(),
             learners: m.learners.iter().copied().collect(),
             members,
-            forced_recovery: None,
+            forced_recovery: self.forced_recovery.clone(),
             not_member_since: None,
         }
     }

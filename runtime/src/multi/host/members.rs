@@ -231,6 +231,12 @@ where
             membership,
             progress,
             addrs,
+            forced_recovery: node.last_forced_recovery().map(|(position, audit)| {
+                format!(
+                    "forced recovery at index {}, term {}: {audit}",
+                    position.index, position.term
+                )
+            }),
         }
     }
 
