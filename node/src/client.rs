@@ -231,8 +231,9 @@ impl ForceRecoverArgs {
     /// Runs the forced recovery on `--data-dir`, by its layout: a
     /// multi-group server's shared log (`log/`) is recovered for group
     /// `group` (`--group G`; default
-    /// [`DEFAULT_GROUP`](concord_tokio::multi::recovery::DEFAULT_GROUP))
-    /// by `concord_tokio::multi::recovery`, a single-group server's
+    /// [`DEFAULT_GROUP`](concord_tokio::multi::recovery::DEFAULT_GROUP),
+    /// and the catalog with it on a server of one group) by
+    /// `concord_tokio::multi::recovery`, a single-group server's
     /// write-ahead log (`wal/`) by `concord_tokio::recovery`. Prints the
     /// plan and the outcome to `out`; the error is the message for stderr.
     pub fn run(&self, group: Option<u64>, out: &mut dyn std::io::Write) -> Result<(), String> {
@@ -241,18 +242,41 @@ impl ForceRecoverArgs {
         let found = layout(&self.data_dir);
         match found {
             DataDirLayout::SharedLog => {
-                let options = recovery::ForceRecoverOptions {
-                    data_dir: self.data_dir.clone(),
-                    group: group.unwrap_or(recovery::DEFAULT_GROUP),
-                    node_id: self.node_id,
-                    voters: self.voters.iter().copied().collect(),
-                    reason: self.reason.clone(),
-                    confirmed: self.i_understand_acknowledged_writes_may_be_lost,
-                    stop_after: None,
+                // A server of one group (no --groups): its group and the
+                // catalog, which says what each server hosts and must
+                // take new servers again, are forced together.
+                let one_group = crate::groups_file::recorded(&self.data_dir)
+                    .ok()
+                    .flatten()
+                    .is_none_or(|groups| groups == 1);
+                let groups = match group {
+                    Some(group) => vec![group],
+                    None if one_group => {
+                        vec![concord::multi::CATALOG_GROUP, recovery::DEFAULT_GROUP]
+                    }
+                    None => vec![recovery::DEFAULT_GROUP],
                 };
-                recovery::force_recover_group(&options, out)
-                    .map(drop)
-                    .map_err(|e| e.to_string())
+                let mut unconfirmed = None;
+                for group in groups {
+                    let options = recovery::ForceRecoverOptions {
+                        data_dir: self.data_dir.clone(),
+                        group,
+                        node_id: self.node_id,
+                        voters: self.voters.iter().copied().collect(),
+                        reason: self.reason.clone(),
+                        confirmed: self.i_understand_acknowledged_writes_may_be_lost,
+                        stop_after: None,
+                    };
+                    match recovery::force_recover_group(&options, out) {
+                        Ok(_) => {}
+                        // Every group's plan is printed before the refusal.
+                        Err(e @ recovery::ForceRecoverError::NotConfirmed) => {
+                            unconfirmed = Some(e.to_string())
+                        }
+                        Err(e) => return Err(e.to_string()),
+                    }
+                }
+                unconfirmed.map_or(Ok(()), Err)
             }
             DataDirLayout::SingleGroup => match group {
                 Some(group) => Err(format!(

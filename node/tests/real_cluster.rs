@@ -916,6 +916,21 @@ fn forced_recovery_of_a_single_survivor_after_two_disks_are_destroyed() {
             && listing.contains("AUDIT: forced recovery at index"),
         "{transcript}"
     );
+    // The cluster grows back with a fresh server: the catalog was forced
+    // with the group, so it takes the new server and assigns it the group.
+    let new_addr = cluster.add_joining(4);
+    cluster.start(4);
+    cli_ok(
+        &mut transcript,
+        &servers,
+        &["member", "add-learner", "4", &new_addr],
+    );
+    let promoted = cli_ok(&mut transcript, &servers, &["member", "promote", "4"]);
+    assert!(
+        promoted.contains(&format!("voters {survivor},4"))
+            || promoted.contains(&format!("voters 4,{survivor}")),
+        "{transcript}"
+    );
     println!("{transcript}");
     cluster.sigterm_all();
 }
