@@ -177,6 +177,12 @@ pub async fn start(settings: &ServerSettings) -> Result<RunningMultiNode, StartF
             "--join is ignored: this node's log holds the cluster's configuration (it joined \
              already)"
         );
+    } else if settings.join && settings.groups == 1 {
+        tracing::info!(
+            "joining as a learner: add this node with `concord-cli member add-learner {} {}`",
+            settings.id,
+            settings.listen
+        );
     }
     let tls = settings.node_tls()?;
     let listener = tokio::net::TcpListener::bind(&settings.listen)

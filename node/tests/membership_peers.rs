@@ -124,6 +124,10 @@ fn a_learner_with_stale_peers_catches_up_and_a_joined_node_restarts_with_the_vot
     // its listener asks them when node 4 (the catalog's leader) dials it
     // with the cluster's incarnation, or the catalog's entry naming node 4
     // reaches it first.
+    assert!(
+        log5.contains("joining as a learner: add this node with `concord-cli member add-learner 5"),
+        "node 5 did not say how to add it:\n{log5}"
+    );
     let learned = format!("node 4 is at {addr4}");
     let from_catalog = format!("a new server of the cluster peer=4 addr=\"{addr4}\"");
     assert!(
