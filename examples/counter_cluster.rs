@@ -1,6 +1,7 @@
 //! The README's example: your own state machine replicated by three
-//! concord servers in this process (TCP on 127.0.0.1:7101..7103, logs in
-//! memory), written once through the log and read back linearizably.
+//! concord servers in this process (TCP on 127.0.0.1:7101..7103, logs on
+//! a simulated disk in memory), written once through the log and read
+//! back linearizably.
 //!
 //! ```text
 //! cargo run --example counter_cluster
@@ -8,12 +9,12 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use concord::session::WithSessions;
 use concord::state_machine::{RestoreError, StateMachine};
 use concord::{Index, ReadPath};
-use concord_tokio::client::{Client, ClientConfig};
-use concord_tokio::cluster::{start_node, NodeSettings};
-use concord_tokio::storage::{MemDisk, MemStorage};
+use concord_tokio::client::ClientConfig;
+use concord_tokio::cluster::{start_node, NodeSettings, NodeStorage};
+use concord_tokio::multi::one_group_client::OneGroupClient;
+use concord_tokio::multi::page_cache::PageCacheDisk;
 
 /// Counts the bytes of every command applied.
 #[derive(Default)]
@@ -47,10 +48,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut nodes = Vec::new();
     for (&id, addr) in &peers {
         let settings = NodeSettings::new(id, addr.clone(), peers.clone(), "demo");
-        let machine = WithSessions::new(Counter::default(), 1024); // exactly-once writes
-        nodes.push(start_node(settings, machine, MemStorage::new(MemDisk::new())).await?);
+        let disk = NodeStorage::memory(PageCacheDisk::new(), 1); // or NodeStorage::dir(path)
+        nodes.push(start_node(settings, Counter::default, disk).await?);
     }
-    let mut client = Client::new(ClientConfig::new(peers.into_values().collect(), "demo"));
+    let servers = peers.into_values().collect();
+    let mut client = OneGroupClient::new(ClientConfig::new(servers, "demo")); // exactly once
     client.write(Bytes::from("hello")).await?; // committed by a majority, applied once
     let total = client.read(Bytes::new(), ReadPath::ReadIndex).await?; // no log entry
     println!("counted {} bytes", String::from_utf8_lossy(&total));

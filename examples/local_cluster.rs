@@ -20,10 +20,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use concord_services::kv::Kv;
-use concord_services::{service_state_machine, KvClient};
+
+use concord_services::{KvClient, ServiceMachine};
 use concord_tokio::client::ClientConfig;
-use concord_tokio::cluster::{start_node, NodeSettings};
-use concord_tokio::wal::{FileStorage, WalOptions};
+use concord_tokio::cluster::{start_node, NodeSettings, NodeStorage};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
@@ -50,13 +50,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut nodes = Vec::new();
         for (&id, addr) in &peers {
             let dir = base.join(format!("node-{id}"));
-            let storage = FileStorage::open(&dir, WalOptions::default())?;
             let settings = NodeSettings::new(id, addr.clone(), peers.clone(), "concord");
-            nodes.push(start_node(settings, service_state_machine::<Kv>(), storage).await?);
+            let storage = NodeStorage::dir(&dir);
+            nodes.push(start_node(settings, ServiceMachine::<Kv>::new, storage).await?);
             println!("node {id} listening on {addr}, data in {}", dir.display());
         }
         let servers: Vec<String> = peers.values().cloned().collect();
-        let mut client = KvClient::single_group(ClientConfig::new(servers.clone(), "concord"));
+        let mut client = KvClient::new(ClientConfig::new(servers.clone(), "concord"));
         client.put("hello", "world").await?;
         println!("\ncluster is up (a test put succeeded via {}).", client.leader().unwrap_or("?"));
         println!("try:\n  cargo run --release -p concord-node --bin concord-cli -- --servers {} kv put greeting hello", servers.join(","));

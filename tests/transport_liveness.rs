@@ -15,7 +15,8 @@ use common::kv_writes::first_write;
 use common::{free_ports, runtime};
 use concord_services::KvClient;
 use concord_tokio::client::ClientConfig;
-use concord_tokio::cluster::{NodeSettings, RunningNode};
+use concord_tokio::cluster::single_group::RunningNode;
+use concord_tokio::cluster::NodeSettings;
 use concord_tokio::fault::LinkStaller;
 
 /// A client that gives up on an attempt quickly, so the time to the first

@@ -1,19 +1,63 @@
-//! Wiring: a TCP-served node from a handful of settings. Used by the
-//! `concord-node` binary, the local-cluster example and the madsim tests,
-//! so they all run the same code.
+//! Wiring: a TCP-served node of a one-group cluster from a handful of
+//! settings, on the one runtime (the multi-group host, [`crate::multi`],
+//! hosting group [`GROUP`] beside the catalog): the same loop, shared
+//! log, wire and data directory as `concord-node`. Used by the examples,
+//! the in-process tests and the madsim suite.
+//!
+//! The state machine is built by a closure, once for the group and once
+//! for the catalog's slot (which the host keeps itself and never hands to
+//! it; see [`start_node`]). Exactly-once writes are the runtime's: every
+//! group runs behind a session table
+//! ([`GroupSessions`](concord::multi::sessions::GroupSessions)), so the
+//! state machine given here has none of its own.
 
-use std::collections::BTreeMap;
+pub mod single_group;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use concord::multi::sessions::GroupSessions;
+use concord::multi::{GroupId, MultiConfig, CATALOG_GROUP};
+use concord::state_machine::StateMachine;
 use concord::{Config, NodeId};
 
-use super::frame::DEFAULT_MAX_FRAME_BYTES;
-use super::listener::{self, ListenerConfig, ListenerCounters};
-use super::server::{self, ServerConfig, ServerError, ServerHandle};
-use super::storage::Storage;
-use super::tls::TlsConfig;
-use super::transport::{StreamWrapper, TcpTransport, TcpTransportConfig, TransportCounters};
+use crate::addresses::SharedAddressBook;
+use crate::identity::{IdentityClaim, IdentityHandle};
+use crate::multi::data_dir;
+use crate::multi::groups_status::{StatusAnswer, StatusQuery};
+use crate::multi::host::{self, MultiServerConfig, MultiServerError, MultiServerHandle};
+use crate::multi::log_sink::{InlineLog, WalThread};
+use crate::multi::page_cache::PageCacheDisk;
+use crate::multi::shared_log::{MultiWalOptions, SharedLog};
+use crate::multi::tcp_listener::{self, MultiListenerConfig};
+use crate::multi::tcp_sender::{TcpFrameConfig, TcpFrameCounters, TcpFrameSender};
+use crate::multi::wire::GroupOp;
+use crate::multi::MultiRecovery;
+use crate::status::NodeStatus;
+use crate::storage::StorageError;
+use crate::tls::TlsConfig;
+use crate::transport::StreamWrapper;
+use crate::wire::ClientResponse;
+
+/// The data group of a one-group cluster (group [`CATALOG_GROUP`] is the
+/// catalog beside it), as `concord-node` without `--groups` hosts it.
+pub const GROUP: GroupId = 1;
+
+/// Most client sessions the group keeps: the single-group server's bound
+/// (its data directories are upgraded with their tables whole).
+pub const SESSIONS_MAX: usize = 65_536;
+
+/// A peer connection silent this long is dropped and dialled again, by
+/// default.
+pub const PEER_TIMEOUT_DEFAULT: Duration = Duration::from_millis(500);
+
+/// A silent peer connection is kept this long when
+/// [`NodeSettings::peer_timeout`] is `None` (TCP's own retransmission
+/// gives up well before).
+const PEER_TIMEOUT_NONE: Duration = Duration::from_secs(24 * 3600);
 
 /// Entries applied between two snapshots, by default.
 pub const SNAPSHOT_EVERY_ENTRIES_DEFAULT: u64 = 100_000;
@@ -65,7 +109,7 @@ pub struct NodeSettings {
     /// Heartbeat interval in ticks.
     pub heartbeat_ticks: u32,
     /// Drop a peer connection silent for this long and dial again (see
-    /// [`TcpTransportConfig::peer_timeout`]; `None` waits for TCP itself).
+    /// [`TcpFrameConfig::peer_timeout`]; `None` waits for TCP itself).
     pub peer_timeout: Option<Duration>,
     /// Applied to every outgoing peer connection (fault injection in tests).
     pub stream_wrapper: Option<StreamWrapper>,
@@ -85,25 +129,20 @@ pub struct NodeSettings {
     /// default, prefers no node). Every node must be given the same map.
     pub priorities: BTreeMap<NodeId, u32>,
     /// Mutual TLS on every peer and client connection (load it with
-    /// [`TlsConfig::load`] for [`TlsRole::Node`](super::tls::TlsRole::Node)
+    /// [`TlsConfig::load`] for [`TlsRole::Node`](crate::tls::TlsRole::Node)
     /// of this node); `None`, the default, serves plaintext and says so
     /// loudly in the log.
     pub tls: Option<Arc<TlsConfig>>,
     /// A client connection on which no request began for this long is
-    /// closed ([`listener::CLIENT_IDLE_TIMEOUT_DEFAULT`]).
+    /// closed ([`crate::listener::CLIENT_IDLE_TIMEOUT_DEFAULT`]).
     pub client_idle_timeout: Duration,
     /// A frame begun but not finished within this time closes its
-    /// connection ([`listener::FRAME_TIMEOUT_DEFAULT`]).
+    /// connection ([`crate::listener::FRAME_TIMEOUT_DEFAULT`]).
     pub frame_timeout: Duration,
     /// Node-wide limit on bytes held by connections' receive buffers
     /// beyond a small share each
-    /// ([`listener::FRAME_BUFFER_BYTES_MAX_DEFAULT`]).
+    /// ([`crate::listener::FRAME_BUFFER_BYTES_MAX_DEFAULT`]).
     pub frame_buffer_bytes_max: usize,
-    /// The data directory's identity
-    /// ([`FileStorage::open_as`](super::wal::FileStorage::open_as)): peers
-    /// of another incarnation of the cluster are refused. `None`, the
-    /// default, checks no incarnation.
-    pub identity: Option<Arc<super::identity::IdentityHandle>>,
 }
 
 impl NodeSettings {
@@ -128,7 +167,7 @@ impl NodeSettings {
             tick: Duration::from_millis(10),
             election_ticks: (15, 30),
             heartbeat_ticks: 3,
-            peer_timeout: TcpTransportConfig::new(id, "", BTreeMap::new()).peer_timeout,
+            peer_timeout: Some(PEER_TIMEOUT_DEFAULT),
             stream_wrapper: None,
             snapshot_every_entries: Some(SNAPSHOT_EVERY_ENTRIES_DEFAULT),
             compaction_trailing_entries: COMPACTION_TRAILING_ENTRIES_DEFAULT,
@@ -136,10 +175,9 @@ impl NodeSettings {
             clock_drift_bound_ticks: 3,
             priorities: BTreeMap::new(),
             tls: None,
-            client_idle_timeout: listener::CLIENT_IDLE_TIMEOUT_DEFAULT,
-            frame_timeout: listener::FRAME_TIMEOUT_DEFAULT,
-            frame_buffer_bytes_max: listener::FRAME_BUFFER_BYTES_MAX_DEFAULT,
-            identity: None,
+            client_idle_timeout: crate::listener::CLIENT_IDLE_TIMEOUT_DEFAULT,
+            frame_timeout: crate::listener::FRAME_TIMEOUT_DEFAULT,
+            frame_buffer_bytes_max: crate::listener::FRAME_BUFFER_BYTES_MAX_DEFAULT,
         }
     }
 
@@ -190,120 +228,325 @@ impl NodeSettings {
     }
 }
 
-/// A running node: its server and the tasks around it.
+/// Where a node keeps its log and snapshots.
+#[derive(Clone, Debug)]
+pub enum NodeStorage {
+    /// A data directory, as `concord-node --data-dir` keeps it: the shared
+    /// log in `<path>/log/`, snapshots in `<path>/groups/`, written by the
+    /// log's own thread with group commit. It is locked for this process
+    /// and claimed for this cluster and node (another's is refused); a
+    /// single-group server's directory is upgraded in place
+    /// ([`crate::multi::upgrade`]).
+    Dir {
+        /// The directory (created if missing).
+        path: PathBuf,
+        /// How the log writes (`sync: false` skips fsync: tests and
+        /// benchmarks only).
+        options: MultiWalOptions,
+    },
+    /// A simulated disk in memory ([`PageCacheDisk`]), written on the
+    /// server loop: what was not synced is lost at
+    /// [`PageCacheDisk::crash`]. For madsim (which has no threads or
+    /// files) and in-process tests and benchmarks.
+    Memory {
+        /// The disk; give the same one back to restart the node on it.
+        disk: PageCacheDisk,
+        /// This start's incarnation: must grow at every start on the same
+        /// disk ([`MultiConfig::incarnation`]).
+        incarnation: u64,
+        /// How the log writes.
+        options: MultiWalOptions,
+    },
+}
+
+impl NodeStorage {
+    /// The data directory `path`, fsync on.
+    pub fn dir(path: impl Into<PathBuf>) -> NodeStorage {
+        NodeStorage::Dir {
+            path: path.into(),
+            options: MultiWalOptions::default(),
+        }
+    }
+
+    /// The memory disk `disk`, in its start number `incarnation` (1 or
+    /// more, growing at every restart on it).
+    pub fn memory(disk: PageCacheDisk, incarnation: u64) -> NodeStorage {
+        NodeStorage::Memory {
+            disk,
+            incarnation,
+            options: MultiWalOptions::default(),
+        }
+    }
+}
+
+/// Why [`start_node`] could not start the node.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The settings cannot work: what to change.
+    #[error("{0}")]
+    Settings(String),
+    /// Binding the listener or starting a thread failed.
+    #[error("{0}")]
+    Io(String),
+    /// The storage could not be opened or recovered (another cluster's or
+    /// node's data directory, one in use, a damaged log).
+    #[error("{0}")]
+    Storage(#[from] StorageError),
+    /// The server loop refused its configuration or a snapshot.
+    #[error("{0}")]
+    Server(#[from] MultiServerError),
+}
+
+/// A running node of a one-group cluster.
 #[derive(Debug)]
 pub struct RunningNode {
-    /// The server.
-    pub server: ServerHandle,
+    /// The server loop (send it [`GroupOp`]s of [`GROUP`] with
+    /// [`call`](MultiServerHandle::call): an in-process client).
+    pub server: MultiServerHandle,
     /// The address actually bound.
-    pub local_addr: std::net::SocketAddr,
-    /// Connection counters of the listener.
-    pub listener_counters: Arc<ListenerCounters>,
+    pub local_addr: SocketAddr,
     /// Counters of the outgoing peer connections.
-    pub transport_counters: Arc<TransportCounters>,
-    _transport: Arc<TcpTransport>,
+    pub sender_counters: Arc<TcpFrameCounters>,
+    /// The data directory's identity, held while the node runs (`None` in
+    /// memory).
+    _identity: Option<Arc<IdentityHandle>>,
 }
 
 impl RunningNode {
-    /// Stops the node gracefully.
-    pub async fn shutdown(self) -> Result<(), ServerError> {
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.server.id()
+    }
+
+    /// The group's status here, as `concord-cli status` shows it, or
+    /// `None` once the node stopped or if it does not host the group (a
+    /// node that joined and was not added yet, or was removed).
+    pub async fn status(&self) -> Option<NodeStatus> {
+        let op = GroupOp::Status(StatusQuery::Node(GROUP));
+        let ClientResponse::Done(bytes) = self.server.call(GROUP, op).await else {
+            return None;
+        };
+        match concord::codec::decode(&bytes, crate::multi::groups_status::STATUS_ANSWER_BYTES_MAX) {
+            Ok(StatusAnswer::Node(status)) => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Stops the node gracefully: queued writes finish, waiting clients
+    /// are told the outcome is unknown. How the loop ended.
+    pub async fn shutdown(self) -> Result<(), MultiServerError> {
         self.server.shutdown().await
     }
 }
 
-/// Starts a node serving any `state_machine` (for a service with
-/// exactly-once clients, wrapped in
-/// [`WithSessions`](concord::session::WithSessions)): binds the listener,
-/// connects to peers, recovers `storage` and runs the server. Must be
-/// called inside a runtime.
-pub async fn start_node<S, St>(
+/// Starts a node of a one-group cluster serving the state machine
+/// `make_state_machine` builds: opens (or creates) `storage`, binds the
+/// listener, connects to peers and runs the server loop. Must be called
+/// inside a runtime.
+///
+/// `make_state_machine` is called for group [`GROUP`] (again if the group
+/// is removed from this node and added back) and once for the catalog's
+/// slot, whose machine the host never uses (it applies the catalog
+/// itself). Each runs behind a session table of [`SESSIONS_MAX`]
+/// sessions: give a state machine without sessions of its own.
+pub async fn start_node<S, F>(
     settings: NodeSettings,
-    state_machine: S,
-    storage: St,
-) -> Result<RunningNode, ServerError>
+    make_state_machine: F,
+    storage: NodeStorage,
+) -> Result<RunningNode, StartError>
 where
-    S: concord::state_machine::StateMachine + Send + 'static,
-    St: Storage,
+    S: StateMachine + Send + 'static,
+    F: Fn() -> S + Send + 'static,
 {
     if let Some(tls) = &settings.tls {
         // Certificates name nodes of one cluster: material loaded for
         // another would refuse every peer.
         if tls.cluster_id() != settings.cluster_id {
-            return Err(ServerError::Io(format!(
+            return Err(StartError::Settings(format!(
                 "the TLS material was loaded for cluster {:?} but this node is in cluster {:?}",
                 tls.cluster_id(),
                 settings.cluster_id
             )));
         }
     }
+    let id = settings.id;
+    // A joining node is not among the voters it joins.
+    let voters: BTreeSet<NodeId> = settings
+        .peers
+        .keys()
+        .copied()
+        .filter(|peer| !settings.join || *peer != id)
+        .chain((!settings.join).then_some(id))
+        .collect();
+    let (opened, identity) = open_storage(&settings, storage)?;
+    // A node that joined holds the cluster's log (the catalog's at
+    // least): its configuration is in force, whatever `join` says.
+    let holds_configuration =
+        opened.recovery.groups.values().any(|group| {
+            !group.recovered.entries.is_empty() || group.recovered.membership.is_some()
+        });
+    let join = settings.join && !holds_configuration;
+    if let Some(conflict) =
+        crate::multi::witness_role_conflict(&opened.recovery, id, settings.is_witness())
+    {
+        return Err(StartError::Settings(conflict));
+    }
     let listener = tokio::net::TcpListener::bind(settings.listen.as_str())
         .await
-        .map_err(|e| ServerError::Io(format!("cannot listen on {}: {e}", settings.listen)))?;
+        .map_err(|e| StartError::Io(format!("cannot listen on {}: {e}", settings.listen)))?;
     let local_addr = listener
         .local_addr()
-        .map_err(|e| ServerError::Io(e.to_string()))?;
-    let raft = settings.raft_config();
-    let voters = raft.voters.clone();
-    let mut peers = settings.peers.clone();
-    peers.remove(&settings.id);
-    let mut transport_config =
-        TcpTransportConfig::new(settings.id, settings.cluster_id.clone(), peers);
-    transport_config.peer_timeout = settings.peer_timeout;
-    transport_config.stream_wrapper = settings.stream_wrapper.clone();
-    transport_config.tls = settings.tls.clone();
-    transport_config.identity = settings.identity.clone();
+        .map_err(|e| StartError::Io(format!("cannot read the listening address: {e}")))?;
     if settings.tls.is_none() {
         tracing::warn!(
-            node = settings.id,
+            node = id,
             listen = %local_addr,
             "TLS is off: peers and clients connect in plaintext and are not authenticated; \
              give the node a CA, certificate and key (concord-node --tls-ca/--tls-cert/--tls-key) \
              on any network you do not fully trust"
         );
     }
-    let transport = Arc::new(TcpTransport::start(transport_config));
-    let mut server_config = ServerConfig::new(raft);
-    server_config.tick = settings.tick;
-    server_config.client_addrs = settings.peers.clone();
-    let addresses = server_config.addresses.clone();
-    let inbox = server::inbox();
+    let config = server_config(&settings, &voters, join, opened.incarnation);
+
+    let peers: BTreeMap<NodeId, String> = settings
+        .peers
+        .iter()
+        .filter(|(peer, _)| **peer != id)
+        .map(|(peer, addr)| (*peer, addr.clone()))
+        .collect();
+    // The listener asks the servers it was told of for the address of a
+    // member it does not know (the catalog records it).
+    let addresses = SharedAddressBook::default();
+    for (peer, addr) in &peers {
+        addresses.set(*peer, addr);
+    }
+    let mut frames = TcpFrameConfig::new(id, settings.cluster_id.clone(), peers);
+    frames.tls = settings.tls.clone();
+    frames.addresses = Some(addresses.clone());
+    frames.identity = identity.clone();
+    frames.peer_timeout = settings.peer_timeout.unwrap_or(PEER_TIMEOUT_NONE);
+    frames.stream_wrapper = settings.stream_wrapper.clone();
+    let sender = TcpFrameSender::start(frames);
+    let sender_counters = sender.counters();
+    let inbox = host::inbox();
     let events = inbox.0.clone();
-    let server = server::start(
-        server_config,
-        state_machine,
-        storage,
-        transport.clone(),
-        inbox,
-    )?;
-    let counters = Arc::new(ListenerCounters::default());
-    let listener_config = ListenerConfig {
-        node_id: settings.id,
-        cluster_id: settings.cluster_id.clone(),
-        voters,
-        addresses: addresses.clone(),
-        max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
-        handshake_timeout: Duration::from_secs(5),
-        connections_max: 4096,
-        peer_idle_timeout: listener::PEER_IDLE_TIMEOUT_DEFAULT,
-        client_idle_timeout: settings.client_idle_timeout,
-        frame_timeout: settings.frame_timeout,
-        frame_buffer_bytes_max: settings.frame_buffer_bytes_max,
-        tls: settings.tls.clone(),
-        identity: settings.identity.clone(),
-        address_lookup: super::listener::AddressLookup::SingleGroup,
+    let make = move |_group: GroupId| {
+        GroupSessions::with_limits(make_state_machine(), SESSIONS_MAX, usize::MAX)
     };
-    tokio::spawn(listener::serve(
+    let (log_tx, log_rx) = tokio::sync::mpsc::unbounded_channel();
+    let server = match opened.log {
+        OpenedLog::Dir(log) => {
+            let log = WalThread::start(log, log_tx).map_err(|e| {
+                StartError::Io(format!("cannot start the write-ahead log's thread: {e}"))
+            })?;
+            host::start_with_catalog(config, make, opened.recovery, log, log_rx, sender, inbox)?
+        }
+        OpenedLog::Memory(log) => {
+            let log = InlineLog::new(log, log_tx);
+            host::start_with_catalog(config, make, opened.recovery, log, log_rx, sender, inbox)?
+        }
+    };
+    let mut accept = MultiListenerConfig::new(id, settings.cluster_id.clone(), voters);
+    accept.tls = settings.tls.clone();
+    accept.groups_hosted = Some(1);
+    accept.addresses = addresses;
+    accept.identity = identity.clone();
+    accept.client_idle_timeout = settings.client_idle_timeout;
+    accept.frame_timeout = settings.frame_timeout;
+    accept.frame_buffer_bytes_max = settings.frame_buffer_bytes_max;
+    tokio::spawn(tcp_listener::serve(
         listener,
-        listener_config,
+        accept,
         events,
         server.shutdown_signal(),
-        counters.clone(),
     ));
     Ok(RunningNode {
         server,
         local_addr,
-        listener_counters: counters,
-        transport_counters: transport.counters(),
-        _transport: transport,
+        sender_counters,
+        _identity: identity,
     })
+}
+
+/// The log [`open_storage`] opened.
+enum OpenedLog {
+    Dir(data_dir::DirLog),
+    Memory(SharedLog<PageCacheDisk, PageCacheDisk>),
+}
+
+/// What [`open_storage`] found.
+struct Opened {
+    log: OpenedLog,
+    recovery: MultiRecovery,
+    incarnation: u64,
+}
+
+/// Opens and recovers `storage`; with a data directory, its identity.
+fn open_storage(
+    settings: &NodeSettings,
+    storage: NodeStorage,
+) -> Result<(Opened, Option<Arc<IdentityHandle>>), StartError> {
+    match storage {
+        NodeStorage::Dir { path, options } => {
+            let claim = IdentityClaim {
+                cluster_id: settings.cluster_id.clone(),
+                node_id: settings.id,
+                bootstrap: !settings.join && settings.peers.keys().next() == Some(&settings.id),
+            };
+            let (opened, identity, _) =
+                data_dir::open_one_group_data_dir_as(&path, options, &claim, GROUP)?;
+            let opened = Opened {
+                log: OpenedLog::Dir(opened.log),
+                recovery: opened.recovery,
+                incarnation: opened.incarnation,
+            };
+            Ok((opened, Some(identity)))
+        }
+        NodeStorage::Memory {
+            disk,
+            incarnation,
+            options,
+        } => {
+            let (log, recovery) = SharedLog::open(disk.clone(), disk, options)?;
+            let opened = Opened {
+                log: OpenedLog::Memory(log),
+                recovery,
+                incarnation,
+            };
+            Ok((opened, None))
+        }
+    }
+}
+
+/// The host's settings for `settings`: the catalog and, unless the node
+/// joins, group [`GROUP`], both with `voters`.
+fn server_config(
+    settings: &NodeSettings,
+    voters: &BTreeSet<NodeId>,
+    join: bool,
+    incarnation: u64,
+) -> MultiServerConfig {
+    let id = settings.id;
+    let mut multi = MultiConfig::new(id, settings.peers.keys().copied().chain([id]));
+    multi.incarnation = incarnation;
+    let group = settings.raft_config();
+    let seed = group.seed;
+    // A joining node follows the catalog as a learner of the voters it
+    // was told of, and hosts the group once it is added to it.
+    let mut catalog = Config::new(id, voters.iter().copied());
+    if join {
+        catalog.learners.insert(id);
+    }
+    catalog.compaction_threshold_entries = settings.snapshot_every_entries;
+    catalog.compaction_trailing_entries = settings.compaction_trailing_entries;
+    catalog.seed = seed.rotate_left(29) ^ 0x9e37_79b9;
+    let mut groups = vec![(CATALOG_GROUP, catalog)];
+    if !join {
+        groups.push((GROUP, group));
+    }
+    let mut config = MultiServerConfig::new(multi, groups);
+    config.witness = settings.is_witness();
+    config.tick = settings.tick;
+    config.client_addrs = settings.peers.clone();
+    config
 }

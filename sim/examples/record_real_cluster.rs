@@ -32,7 +32,8 @@ use concord_services::{service_state_machine, CallError, KvClient};
 use concord_sim::history::{Op, Output, Recorder, Token};
 use concord_sim::linearizability::{check_history_parallel, CheckConfig, CheckResult};
 use concord_tokio::client::ClientConfig;
-use concord_tokio::cluster::{start_node, NodeSettings, RunningNode};
+use concord_tokio::cluster::single_group::{start_node, RunningNode};
+use concord_tokio::cluster::NodeSettings;
 use concord_tokio::wal::{FileStorage, WalOptions};
 
 struct Options {

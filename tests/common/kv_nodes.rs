@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use concord_services::kv::Kv;
 use concord_services::service_state_machine;
-use concord_tokio::cluster::{start_node, NodeSettings, RunningNode};
+use concord_tokio::cluster::single_group::{start_node, RunningNode};
+use concord_tokio::cluster::NodeSettings;
 use concord_tokio::server::ServerError;
 use concord_tokio::storage::{MemDisk, MemStorage};
 

@@ -53,4 +53,4 @@ pub mod tcp_sender;
 pub mod upgrade;
 pub mod wire;
 
-pub use replay::{MultiRecovery, RecoveredGroup};
+pub use replay::{witness_role_conflict, MultiRecovery, RecoveredGroup};

@@ -650,3 +650,59 @@ impl GroupLog {
         }
     }
 }
+
+/// Why this server must not start on what it recovered: its groups'
+/// configuration (the last one in a group's log, else its snapshot's)
+/// names it a witness while it starts as a full server, or a full voter
+/// while it starts as a witness (`witness`). Names the first such group
+/// and how many there are. A witness never held the data a full server
+/// serves, and a full server's data is not a witness's to drop.
+pub fn witness_role_conflict(
+    recovery: &MultiRecovery,
+    id: concord::NodeId,
+    witness: bool,
+) -> Option<String> {
+    let mut first = None;
+    let mut count = 0u64;
+    // The catalog (group 0) has every server as a full member.
+    for (group, found) in recovery
+        .groups
+        .iter()
+        .filter(|(group, _)| **group != concord::multi::CATALOG_GROUP)
+    {
+        let recovered = &found.recovered;
+        let membership = recovered
+            .entries
+            .iter()
+            .rev()
+            .find_map(|entry| entry.payload.membership())
+            .or(recovered.membership.as_ref());
+        let Some(membership) = membership else {
+            continue;
+        };
+        let conflict = if witness {
+            membership.is_full_voter(id)
+        } else {
+            membership.is_witness(id)
+        };
+        if conflict {
+            count += 1;
+            first.get_or_insert(*group);
+        }
+    }
+    let group = first?;
+    Some(if witness {
+        format!(
+            "node {id} is started as a witness (--witness or --witnesses), but the \
+             configuration of {count} of its groups (group {group} first) lists it as a full \
+             voter, which holds the data a witness never keeps: start it without --witness \
+             and with the --witnesses it was started with"
+        )
+    } else {
+        format!(
+            "node {id} is started as a full server, but the configuration of {count} of its \
+             groups (group {group} first) lists it as a witness, which holds no state: start \
+             it with the --witnesses (or --witness) it was started with"
+        )
+    })
+}

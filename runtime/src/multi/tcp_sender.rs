@@ -61,6 +61,9 @@ pub struct TcpFrameConfig {
     /// cluster (an earlier one of the same name and addresses) refuses
     /// it (see [`crate::identity`]). `None` shows none.
     pub identity: Option<Arc<crate::identity::IdentityHandle>>,
+    /// Applied to every connection after its handshake (fault injection
+    /// in tests: [`crate::fault`]).
+    pub stream_wrapper: Option<crate::transport::StreamWrapper>,
 }
 
 impl TcpFrameConfig {
@@ -86,6 +89,7 @@ impl TcpFrameConfig {
             tls: None,
             addresses: None,
             identity: None,
+            stream_wrapper: None,
         }
     }
 }
@@ -135,6 +139,7 @@ impl TcpFrameSender {
         link.peer_timeout = Some(config.peer_timeout);
         link.tls = config.tls.clone();
         link.identity = config.identity.clone();
+        link.stream_wrapper = config.stream_wrapper.clone();
         let sender = TcpFrameSender {
             queues: Mutex::new(BTreeMap::new()),
             counters,
