@@ -1,12 +1,13 @@
 //! Catch-up by snapshot, measured (issue 8): three key-value nodes over TCP
-//! on loopback, each on `FileStorage` (fsync on); node 3 is stopped, the
+//! on loopback, each on the one runtime's data directory (the shared log,
+//! fsync on; `concord_tokio::cluster::start_node`); node 3 is stopped, the
 //! others apply `CONCORD_CATCHUP_PUTS` puts of distinct keys (1 M by
 //! default, 100-byte values: a state of more than 100 MB), compacting as
 //! `concord-node` does by default (a snapshot every 100 000 entries).
 //! Node 3 is restarted and the benchmark prints how long it took to be
-//! caught up (its applied index at the leader's commit index), how many
-//! snapshot bytes the leader sent, and the transfer's rate in MB/s from
-//! the restart to the snapshot being installed.
+//! caught up (its applied index at the leader's commit index), how large
+//! the snapshot it installed is (its file in node 3's `groups/`), and the
+//! rate in MB/s from the restart to the snapshot being installed.
 //!
 //! ```text
 //! cargo bench --bench snapshot_catchup
@@ -19,15 +20,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use concord::session::{self, SessionResponse};
+use concord::multi::sessions;
+use concord::session::SessionResponse;
 use concord_services::codec::encode_request;
 use concord_services::kv::{Kv, KvRequest};
-use concord_services::service_state_machine;
-use concord_tokio::cluster::single_group::{start_node, RunningNode};
-use concord_tokio::cluster::NodeSettings;
-use concord_tokio::server::ServerHandle;
+use concord_services::ServiceMachine;
+use concord_tokio::cluster::{start_node, NodeSettings, NodeStorage, RunningNode, GROUP};
+use concord_tokio::multi::wire::GroupOp;
 use concord_tokio::status::NodeStatus;
-use concord_tokio::wal::{FileStorage, WalOptions};
 use concord_tokio::wire::ClientResponse;
 
 const VALUE_BYTES: usize = 100;
@@ -45,15 +45,14 @@ use env::env_u64;
 async fn start(id: u64, peers: &BTreeMap<u64, String>, dir: &TempDir) -> RunningNode {
     let mut settings = NodeSettings::new(id, peers[&id].clone(), peers.clone(), "catchup-bench");
     settings.tick = Duration::from_millis(10);
-    let storage =
-        FileStorage::open(dir.0.join(format!("n{id}")), WalOptions::default()).expect("storage");
-    start_node(settings, service_state_machine::<Kv>(), storage)
+    let storage = NodeStorage::dir(dir.0.join(format!("n{id}")));
+    start_node(settings, ServiceMachine::<Kv>::new, storage)
         .await
         .expect("node starts")
 }
 
 async fn status(node: &RunningNode) -> NodeStatus {
-    node.server.status().await.expect("node answers")
+    node.status().await.expect("node answers")
 }
 
 async fn leader_of(nodes: &[&RunningNode]) -> usize {
@@ -71,9 +70,10 @@ async fn leader_of(nodes: &[&RunningNode]) -> usize {
 
 /// Registers a session, then puts keys `first, first + step, ...` below
 /// `puts`.
-async fn client(handle: Arc<ServerHandle>, first: u64, step: u64, puts: u64, done: Arc<AtomicU64>) {
+async fn client(handle: Arc<RunningNode>, first: u64, step: u64, puts: u64, done: Arc<AtomicU64>) {
+    let call = |command: Bytes| handle.server.call(GROUP, GroupOp::Command(command));
     let client = loop {
-        if let ClientResponse::Done(reply) = handle.call(session::encode_register()).await {
+        if let ClientResponse::Done(reply) = call(sessions::encode_register()).await {
             if let Ok(SessionResponse::Registered { client }) = SessionResponse::decode(&reply) {
                 break client;
             }
@@ -89,9 +89,9 @@ async fn client(handle: Arc<ServerHandle>, first: u64, step: u64, puts: u64, don
             key: Bytes::from(format!("key-{n:010}")),
             value: value.clone(),
         };
-        let command = session::encode_command(client, seq, &encode_request::<Kv>(seq, &put));
+        let command = sessions::encode_command(client, seq, &encode_request::<Kv>(seq, &put));
         // Retried under the same sequence number until done: applied once.
-        while !matches!(handle.call(command.clone()).await, ClientResponse::Done(_)) {
+        while !matches!(call(command.clone()).await, ClientResponse::Done(_)) {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         done.fetch_add(1, Ordering::Relaxed);
@@ -127,7 +127,7 @@ fn main() {
         n3.shutdown().await.expect("node 3 stops");
         let leader = leader_of(&[&n1, &n2]).await;
         let (leader, other) = if leader == 0 { (n1, n2) } else { (n2, n1) };
-        let leader_handle = Arc::new(leader.server);
+        let leader_handle = Arc::new(leader);
 
         let started = Instant::now();
         let done = Arc::new(AtomicU64::new(0));
@@ -158,7 +158,7 @@ fn main() {
             client.await.expect("client task");
         }
         let write_secs = started.elapsed().as_secs_f64();
-        let before = leader_handle.status().await.expect("leader answers");
+        let before = status(&leader_handle).await;
         println!(
             "snapshot_catchup: {puts} puts of {VALUE_BYTES}-byte values in {write_secs:.1} s \
              ({:.0} puts/s) with node 3 down; leader commit {} snapshot at {} first index {}",
@@ -196,24 +196,17 @@ fn main() {
             assert!(Instant::now() < deadline, "node 3 did not catch up: {s:?}");
             tokio::time::sleep(Duration::from_millis(5)).await;
         };
-        let after = leader_handle.status().await.expect("leader answers");
         let s3 = status(&n3).await;
-        let sent_bytes = after.server.snapshot_bytes_sent - before.server.snapshot_bytes_sent;
         let installed_after = installed_after.unwrap_or(caught_up_after);
-        let snapshot_bytes = s3.server.snapshot_bytes_received;
-        let receive_secs = s3.server.last_snapshot_receive_micros as f64 / 1e6;
+        let snapshot_bytes = snapshot_file_bytes(&dir.0.join("n3"));
         println!(
             "snapshot_catchup: node 3 restarted {target} entries behind; snapshots installed {}; \
-             snapshot of {:.1} MB received in {receive_secs:.3} s ({:.0} MB/s, first chunk to \
-             last); leader sent {:.1} MB (resent {:.1} MB); restore {:.3} s; installed and \
-             restored {:.3} s after the restart; caught up to index {target} after {:.3} s",
+             its snapshot file {:.1} MB; installed and restored {:.3} s after the restart \
+             ({:.0} MB/s); caught up to index {target} after {:.3} s",
             s3.server.snapshots_installed,
             snapshot_bytes as f64 / 1e6,
-            snapshot_bytes as f64 / 1e6 / receive_secs,
-            sent_bytes as f64 / 1e6,
-            sent_bytes.saturating_sub(snapshot_bytes) as f64 / 1e6,
-            s3.server.last_snapshot_restore_micros as f64 / 1e6,
             installed_after.as_secs_f64(),
+            snapshot_bytes as f64 / 1e6 / installed_after.as_secs_f64(),
             caught_up_after.as_secs_f64(),
         );
         assert!(
@@ -222,8 +215,24 @@ fn main() {
         );
         n3.shutdown().await.ok();
         other.shutdown().await.ok();
-        if let Ok(handle) = Arc::try_unwrap(leader_handle) {
-            handle.shutdown().await.ok();
+        if let Ok(node) = Arc::try_unwrap(leader_handle) {
+            node.shutdown().await.ok();
         }
     });
+}
+
+/// Bytes of the newest snapshot file of group [`GROUP`] in the data
+/// directory `dir` (`groups/<group:020>/snapshot-*.snap`), 0 if none.
+fn snapshot_file_bytes(dir: &std::path::Path) -> u64 {
+    let group_dir = dir.join("groups").join(format!("{GROUP:020}"));
+    let Ok(entries) = std::fs::read_dir(group_dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with("snapshot-"))
+        .filter_map(|entry| entry.metadata().ok())
+        .map(|metadata| metadata.len())
+        .max()
+        .unwrap_or(0)
 }

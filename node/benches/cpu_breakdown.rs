@@ -49,7 +49,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use concord_services::KvClient;
-use concord_tokio::client::{Client, ClientConfig};
+use concord_tokio::client::ClientConfig;
+use concord_tokio::multi::one_group_client::OneGroupClient;
 
 #[path = "support/node_cluster.rs"]
 mod node_cluster;
@@ -146,7 +147,8 @@ impl Cluster {
     /// The index (0-based, id order) of the server that says it leads.
     fn leader(&self, runtime: &tokio::runtime::Runtime) -> Option<usize> {
         runtime.block_on(async {
-            let mut client = Client::new(ClientConfig::new(self.nodes.servers.clone(), CLUSTER));
+            let mut client =
+                OneGroupClient::new(ClientConfig::new(self.nodes.servers.clone(), CLUSTER));
             for server in 0..self.nodes.servers.len() {
                 if let Ok(status) = client.status(server).await {
                     if status.role == "Leader" {
