@@ -1,6 +1,7 @@
-//! Benchmark 10(b): three servers in one process over the in-memory
-//! transport with in-memory storage (the same server code as the TCP
-//! nodes).
+//! Benchmark 10(b): three servers in one process over the in-process
+//! network, each with its shared log on the in-memory disk model (the
+//! same server loop as the TCP nodes: the one runtime,
+//! `concord_tokio::cluster::start_in_process_node`).
 //!
 //! **Throughput** (the default): 1, 64 and 256 concurrent clients writing
 //! 128-byte commands to an empty state machine, printing operations per
@@ -35,18 +36,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use concord::session::{self, SessionResponse, WithSessions};
+use concord::multi::sessions;
+use concord::session::SessionResponse;
 use concord::state_machine::{RestoreError, StateMachine};
-use concord::{Config, Index};
+use concord::Index;
 use concord_services::codec::{decode_request, encode_request};
 use concord_services::kv::{Kv, KvRequest};
-use concord_services::machine::SESSIONS_MAX;
 use concord_services::ServiceMachine;
-use concord_tokio::cluster::{COMPACTION_TRAILING_ENTRIES_DEFAULT, SNAPSHOT_EVERY_ENTRIES_DEFAULT};
+use concord_tokio::cluster::{
+    group_status, start_in_process_node, NodeSettings, StartError,
+    COMPACTION_TRAILING_ENTRIES_DEFAULT, GROUP, SNAPSHOT_EVERY_ENTRIES_DEFAULT,
+};
+use concord_tokio::multi::host::MultiServerHandle;
+use concord_tokio::multi::mem_network::MemFrameNetwork;
+use concord_tokio::multi::page_cache::PageCacheDisk;
+use concord_tokio::multi::wire::GroupOp;
 use concord_tokio::null::NullStateMachine;
-use concord_tokio::server::{self, ServerConfig, ServerHandle};
-use concord_tokio::storage::{MemDisk, MemStorage};
-use concord_tokio::transport::MemNetwork;
 use concord_tokio::wire::ClientResponse;
 use env::{env_list, env_u64};
 
@@ -118,58 +123,52 @@ enum State {
     Kv,
 }
 
-/// Compaction policy of one run.
-fn raft_config(id: u64, compaction: Option<u64>) -> Config {
-    let mut raft = Config::new(id, [1, 2, 3]);
-    raft.seed = id;
-    raft.uncommitted_entries_max = 1 << 20;
-    raft.compaction_threshold_entries = compaction;
-    raft.compaction_trailing_entries = COMPACTION_TRAILING_ENTRIES_DEFAULT;
-    raft
+/// Node `id`'s settings under the compaction policy of one run.
+fn settings(id: u64, compaction: Option<u64>) -> NodeSettings {
+    let peers = (1..=3u64).map(|id| (id, format!("mem:{id}"))).collect();
+    let mut settings = NodeSettings::new(id, format!("mem:{id}"), peers, "bench");
+    settings.snapshot_every_entries = compaction;
+    settings.compaction_trailing_entries = COMPACTION_TRAILING_ENTRIES_DEFAULT;
+    settings.tick = Duration::from_millis(10);
+    settings
 }
 
 struct Cluster {
-    handles: Vec<Arc<ServerHandle>>,
+    handles: Vec<Arc<MultiServerHandle>>,
     leader: usize,
     sizes: Vec<Arc<StateSize>>,
 }
 
 async fn start_cluster(state: State, compaction: Option<u64>) -> Cluster {
-    let network = MemNetwork::new();
+    let network = MemFrameNetwork::new();
     let mut handles = Vec::new();
     let mut sizes = Vec::new();
     for id in 1..=3u64 {
-        let inbox = server::inbox();
-        network.register(id, inbox.0.clone());
-        let mut config = ServerConfig::new(raft_config(id, compaction));
-        config.tick = Duration::from_millis(10);
-        let storage = MemStorage::new(MemDisk::new());
-        let transport = network.transport(id);
-        let handle = match state {
-            State::Null => server::start(config, NullStateMachine, storage, transport, inbox),
+        let settings = settings(id, compaction);
+        let started: Result<MultiServerHandle, StartError> = match state {
+            State::Null => start_in_process_node(
+                settings,
+                || NullStateMachine,
+                PageCacheDisk::new(),
+                1,
+                &network,
+            ),
             State::Kv => {
                 let size = Arc::new(StateSize::default());
                 sizes.push(size.clone());
-                let machine = Accounted {
+                let machine = move || Accounted {
                     store: ServiceMachine::new(),
-                    size,
+                    size: size.clone(),
                 };
-                server::start(
-                    config,
-                    WithSessions::new(machine, SESSIONS_MAX),
-                    storage,
-                    transport,
-                    inbox,
-                )
+                start_in_process_node(settings, machine, PageCacheDisk::new(), 1, &network)
             }
-        }
-        .expect("server starts");
-        handles.push(Arc::new(handle));
+        };
+        handles.push(Arc::new(started.expect("server starts")));
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         for (i, handle) in handles.iter().enumerate() {
-            if let Some(status) = handle.status().await {
+            if let Some(status) = group_status(handle).await {
                 if status.role == "Leader" {
                     return Cluster {
                         handles,
@@ -197,7 +196,7 @@ impl Cluster {
 /// One client: a session (for the key-value state machine) and the
 /// commands it sends.
 struct Writer {
-    handle: Arc<ServerHandle>,
+    handle: Arc<MultiServerHandle>,
     state: State,
     client: u64,
     seq: u64,
@@ -206,11 +205,12 @@ struct Writer {
 }
 
 impl Writer {
-    async fn new(handle: Arc<ServerHandle>, state: State, keys: u64) -> Writer {
+    async fn new(handle: Arc<MultiServerHandle>, state: State, keys: u64) -> Writer {
         let mut client = 0;
         if state == State::Kv {
             loop {
-                if let ClientResponse::Done(reply) = handle.call(session::encode_register()).await {
+                let register = GroupOp::Command(sessions::encode_register());
+                if let ClientResponse::Done(reply) = handle.call(GROUP, register).await {
                     if let Ok(SessionResponse::Registered { client: id }) =
                         SessionResponse::decode(&reply)
                     {
@@ -242,10 +242,14 @@ impl Writer {
                     value: self.value.clone(),
                 };
                 let put = encode_request::<Kv>(self.seq, &put);
-                session::encode_command(self.client, self.seq, &put)
+                sessions::encode_command(self.client, self.seq, &put)
             }
         };
-        matches!(self.handle.call(command).await, ClientResponse::Done(_))
+        let write = GroupOp::Command(command);
+        matches!(
+            self.handle.call(GROUP, write).await,
+            ClientResponse::Done(_)
+        )
     }
 }
 
@@ -310,7 +314,7 @@ fn throughput_run(
         for task in tasks {
             let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
         }
-        let snapshot_index = match cluster.handles[cluster.leader].status().await {
+        let snapshot_index = match group_status(&cluster.handles[cluster.leader]).await {
             Some(status) => status.snapshot_index,
             None => 0,
         };
@@ -409,7 +413,7 @@ fn memory_run(runtime: &tokio::runtime::Runtime, puts: u64, keys: u64, clients: 
             if count >= next_report || count >= puts {
                 let mut statuses = Vec::new();
                 for handle in &cluster.handles {
-                    if let Some(status) = handle.status().await {
+                    if let Some(status) = group_status(handle).await {
                         statuses.push(status);
                     }
                 }

@@ -1,10 +1,13 @@
 //! Issue 15, item 2: three servers in one process, concord against
 //! openraft 0.9, side by side in one run, on the same tokio runtime.
 //!
-//! **concord**: `concord_tokio::server` over the in-memory transport
-//! (`MemNetwork`) and in-memory storage (`MemStorage`), an empty state
-//! machine (`NullStateMachine`), the same shape as the root crate's
-//! `benches/tokio_inprocess.rs`; a snapshot every 5,000 applied entries
+//! **concord**: the one runtime's server loop (`concord-node`'s: the
+//! multi-group host with group 1 beside the catalog,
+//! `concord_tokio::cluster::start_in_process_node`) over the in-process
+//! network (`MemFrameNetwork`), its shared log on the in-memory disk model
+//! (`PageCacheDisk`), an empty state machine (`NullStateMachine`), the
+//! same shape as the root crate's `benches/tokio_inprocess.rs`; a
+//! snapshot every 5,000 applied entries
 //! keeping the 1,000 before it (`compaction_threshold_entries`,
 //! `compaction_trailing_entries`), which is openraft's default policy
 //! below. Without it concord's log, and the in-memory disk's copy of it,
@@ -24,7 +27,7 @@
 //!
 //! Both: 3 voters, clients are tasks on the same runtime as the servers,
 //! each with one 128-byte write in flight on the leader
-//! (`ServerHandle::call` / `Raft::client_write`), counted when the leader
+//! (`MultiServerHandle::call` / `Raft::client_write`), counted when the leader
 //! answers (applied). A redirected write (the node no longer leads) sends
 //! the client's next write to the node named; any other failure (no leader
 //! known, overloaded) makes the client wait 1 ms, so that a cluster without
@@ -78,44 +81,40 @@ fn process_cpu_us() -> u64 {
 
 mod concord_side {
     use super::*;
-    use concord::Config;
+    use concord_tokio::cluster::{group_status, start_in_process_node, NodeSettings, GROUP};
+    use concord_tokio::multi::host::MultiServerHandle;
+    use concord_tokio::multi::mem_network::MemFrameNetwork;
+    use concord_tokio::multi::page_cache::PageCacheDisk;
+    use concord_tokio::multi::wire::GroupOp;
     use concord_tokio::null::NullStateMachine;
-    use concord_tokio::server::{self, ServerConfig, ServerHandle};
-    use concord_tokio::storage::{MemDisk, MemStorage};
-    use concord_tokio::transport::MemNetwork;
     use concord_tokio::wire::ClientResponse;
 
     /// A started cluster and which server leads, as far as the clients
     /// have learnt.
     pub struct Cluster {
-        handles: Vec<Arc<ServerHandle>>,
+        handles: Vec<Arc<MultiServerHandle>>,
         leader: AtomicUsize,
         /// The first failure's answer, for the run's line.
         pub first_failure: Mutex<Option<String>>,
     }
 
     pub async fn start() -> Arc<Cluster> {
-        let network = MemNetwork::new();
+        let network = MemFrameNetwork::new();
+        let peers: BTreeMap<u64, String> = (1..=3u64).map(|id| (id, format!("mem:{id}"))).collect();
         let mut handles = Vec::new();
         for id in 1..=3u64 {
-            let inbox = server::inbox();
-            network.register(id, inbox.0.clone());
-            let mut raft = Config::new(id, [1, 2, 3]);
-            raft.seed = id;
-            raft.uncommitted_entries_max = 1 << 20;
+            let mut settings = NodeSettings::new(id, format!("mem:{id}"), peers.clone(), "bench");
             // openraft's defaults: a snapshot every 5,000 entries,
             // keeping 1,000 entries below it.
-            raft.compaction_threshold_entries = Some(5_000);
-            raft.compaction_trailing_entries = 1_000;
-            let mut config = ServerConfig::new(raft);
-            config.tick = Duration::from_millis(10);
-            let storage = MemStorage::new(MemDisk::new());
-            let handle = server::start(
-                config,
-                NullStateMachine,
-                storage,
-                network.transport(id),
-                inbox,
+            settings.snapshot_every_entries = Some(5_000);
+            settings.compaction_trailing_entries = 1_000;
+            settings.tick = Duration::from_millis(10);
+            let handle = start_in_process_node(
+                settings,
+                || NullStateMachine,
+                PageCacheDisk::new(),
+                1,
+                &network,
             )
             .expect("concord server starts");
             handles.push(Arc::new(handle));
@@ -123,7 +122,7 @@ mod concord_side {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             for (i, handle) in handles.iter().enumerate() {
-                if let Some(status) = handle.status().await {
+                if let Some(status) = group_status(handle).await {
                     if status.role == "Leader" {
                         let leader = AtomicUsize::new(i);
                         let first_failure = Mutex::new(None);
@@ -145,7 +144,8 @@ mod concord_side {
         /// hint is believed for the next write.
         pub async fn write(&self, value: &Bytes) -> Outcome {
             let leader = self.leader.load(Ordering::Relaxed);
-            match self.handles[leader].call(value.clone()).await {
+            let write = GroupOp::Command(value.clone());
+            match self.handles[leader].call(GROUP, write).await {
                 ClientResponse::Done(_) => Outcome::Done,
                 ClientResponse::NotLeader {
                     leader_hint: Some(id),
@@ -162,27 +162,27 @@ mod concord_side {
             }
         }
 
-        /// How the leader batched the run's writes: proposals per batch,
-        /// and the messages and storage writes every node made per write,
-        /// over the whole run (warm-up included).
+        /// How the leader batched the run's writes: proposals per log
+        /// round, and the frames every node received and log rounds it
+        /// wrote per write, over the whole run (warm-up included).
         pub async fn batching(&self) -> String {
             let leader = self.leader.load(Ordering::Relaxed);
             let mut line = String::new();
-            let Some(lead) = self.handles[leader].status().await else {
+            let Some(lead) = self.handles[leader].status(false).await else {
                 return line;
             };
-            let proposals = lead.server.proposals.max(1) as f64;
+            let proposals = lead.host.proposals.max(1) as f64;
             line.push_str(&format!(
-                "{:.1} writes per batch",
-                proposals / lead.server.proposal_batches.max(1) as f64
+                "{:.1} writes per leader log round",
+                proposals / lead.log.rounds.max(1) as f64
             ));
             for handle in &self.handles {
-                if let Some(status) = handle.status().await {
+                if let Some(status) = handle.status(false).await {
                     line.push_str(&format!(
-                        "; node {}: {:.3} messages received, {:.3} storage writes per write",
+                        "; node {}: {:.3} frames received, {:.3} log rounds per write",
                         status.id,
-                        status.server.messages_received as f64 / proposals,
-                        status.server.writes_submitted as f64 / proposals
+                        status.layer.frames_received as f64 / proposals,
+                        status.log.rounds as f64 / proposals
                     ));
                 }
             }

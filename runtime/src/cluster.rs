@@ -30,6 +30,7 @@ use crate::multi::data_dir;
 use crate::multi::groups_status::{StatusAnswer, StatusQuery};
 use crate::multi::host::{self, MultiServerConfig, MultiServerError, MultiServerHandle};
 use crate::multi::log_sink::{InlineLog, WalThread};
+use crate::multi::mem_network::MemFrameNetwork;
 use crate::multi::page_cache::PageCacheDisk;
 use crate::multi::shared_log::{MultiWalOptions, SharedLog};
 use crate::multi::tcp_listener::{self, MultiListenerConfig};
@@ -339,6 +340,70 @@ impl RunningNode {
     }
 }
 
+/// Group [`GROUP`]'s status at the server `server`, as `concord-cli
+/// status` shows it, or `None` once the server stopped or if it does not
+/// host the group.
+pub async fn group_status(server: &MultiServerHandle) -> Option<NodeStatus> {
+    let op = GroupOp::Status(StatusQuery::Node(GROUP));
+    let ClientResponse::Done(bytes) = server.call(GROUP, op).await else {
+        return None;
+    };
+    match concord::codec::decode(&bytes, crate::multi::groups_status::STATUS_ANSWER_BYTES_MAX) {
+        Ok(StatusAnswer::Node(status)) => Some(*status),
+        _ => None,
+    }
+}
+
+/// Starts node `settings.id` of a one-group cluster in this process, on
+/// `network` instead of sockets (`settings.listen` and the peers'
+/// addresses are only names; TLS and the listener's settings do not
+/// apply), storing on `disk` in its start number `incarnation`: the same
+/// server loop as [`start_node`], for benchmarks and tests of the loop
+/// alone. Must be called inside a runtime.
+pub fn start_in_process_node<S, F>(
+    settings: NodeSettings,
+    make_state_machine: F,
+    disk: PageCacheDisk,
+    incarnation: u64,
+    network: &MemFrameNetwork,
+) -> Result<MultiServerHandle, StartError>
+where
+    S: StateMachine + Send + 'static,
+    F: Fn() -> S + Send + 'static,
+{
+    let (log, recovery) = SharedLog::open(disk.clone(), disk, MultiWalOptions::default())?;
+    let holds_configuration = recovery
+        .groups
+        .values()
+        .any(|group| !group.recovered.entries.is_empty() || group.recovered.membership.is_some());
+    let join = settings.join && !holds_configuration;
+    let voters = voters_of(&settings);
+    let config = server_config(&settings, &voters, join, incarnation);
+    let inbox = host::inbox();
+    network.register(settings.id, inbox.0.clone());
+    let (log_tx, log_rx) = tokio::sync::mpsc::unbounded_channel();
+    let log = InlineLog::new(log, log_tx);
+    let make = move |_group: GroupId| {
+        GroupSessions::with_limits(make_state_machine(), SESSIONS_MAX, usize::MAX)
+    };
+    let sender = network.sender(settings.id);
+    Ok(host::start_with_catalog(
+        config, make, recovery, log, log_rx, sender, inbox,
+    )?)
+}
+
+/// The voters of a new cluster `settings` describe: the peers and this
+/// node, or the peers alone when it joins.
+fn voters_of(settings: &NodeSettings) -> BTreeSet<NodeId> {
+    settings
+        .peers
+        .keys()
+        .copied()
+        .filter(|peer| !settings.join || *peer != settings.id)
+        .chain((!settings.join).then_some(settings.id))
+        .collect()
+}
+
 /// Starts a node of a one-group cluster serving the state machine
 /// `make_state_machine` builds: opens (or creates) `storage`, binds the
 /// listener, connects to peers and runs the server loop. Must be called
@@ -371,13 +436,7 @@ where
     }
     let id = settings.id;
     // A joining node is not among the voters it joins.
-    let voters: BTreeSet<NodeId> = settings
-        .peers
-        .keys()
-        .copied()
-        .filter(|peer| !settings.join || *peer != id)
-        .chain((!settings.join).then_some(id))
-        .collect();
+    let voters = voters_of(&settings);
     let (opened, identity) = open_storage(&settings, storage)?;
     // A node that joined holds the cluster's log (the catalog's at
     // least): its configuration is in force, whatever `join` says.

@@ -27,11 +27,14 @@ use concord::{LogPosition, Membership, Snapshot};
 use super::segment_files::SegmentFiles;
 use super::snapshot_store::{SnapshotIntake, SnapshotStore};
 
-/// One file: what the page cache shows and what is on the platter.
+/// One file: what the page cache shows, and how much of it is on the
+/// platter. Appends only extend a file and a truncation is durable at
+/// once, so the durable bytes are always a prefix of the cached ones: a
+/// length says which, and a sync costs nothing however long the file.
 #[derive(Clone, Debug, Default)]
 struct CachedFile {
     cached: Vec<u8>,
-    durable: Vec<u8>,
+    durable_bytes: usize,
 }
 
 #[derive(Debug, Default)]
@@ -137,8 +140,8 @@ impl PageCacheDisk {
         state.segments.insert(
             number,
             CachedFile {
-                cached: bytes.clone(),
-                durable: bytes,
+                durable_bytes: bytes.len(),
+                cached: bytes,
             },
         );
     }
@@ -151,8 +154,8 @@ impl PageCacheDisk {
         let mut draw = SplitMix(seed);
         let mut report = CrashReport::default();
         for file in state.segments.values_mut() {
-            let durable = file.durable.len();
-            debug_assert!(file.cached.starts_with(&file.durable));
+            let durable = file.durable_bytes;
+            assert!(durable <= file.cached.len(), "durable bytes past the file");
             let unsynced = (file.cached.len() - durable) as u64;
             let kept = match draw.next() % 3 {
                 0 => 0,
@@ -171,8 +174,8 @@ impl PageCacheDisk {
                 }
                 report.junk_bytes += (bytes.len() - durable) as u64 - kept;
             }
-            file.cached = bytes.clone();
-            file.durable = bytes;
+            file.durable_bytes = bytes.len();
+            file.cached = bytes;
         }
         // The marker: its synced bytes, its newest, or the newest torn
         // over the synced ones (one small write, perhaps half done).
@@ -269,7 +272,7 @@ impl SegmentFiles for PageCacheDisk {
             .segments
             .get_mut(&number)
             .ok_or_else(|| missing(number))?;
-        file.durable = file.cached.clone();
+        file.durable_bytes = file.cached.len();
         Ok(())
     }
 
@@ -281,7 +284,7 @@ impl SegmentFiles for PageCacheDisk {
             .get_mut(&number)
             .ok_or_else(|| missing(number))?;
         file.cached.truncate(length_bytes as usize);
-        file.durable = file.cached.clone();
+        file.durable_bytes = file.cached.len();
         Ok(())
     }
 
