@@ -1,7 +1,6 @@
 //! `concord-cli`'s command line (clap, with `CONCORD_*` environment
 //! fallbacks for the connection flags).
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -256,6 +255,9 @@ impl ForceRecoverArgs {
                     }
                     None => vec![recovery::DEFAULT_GROUP],
                 };
+                // Asked for no group on a server of one group: the catalog
+                // goes with group 1 where it exists.
+                let catalog_optional = one_group && group.is_none();
                 let mut unconfirmed = None;
                 for group in groups {
                     let options = recovery::ForceRecoverOptions {
@@ -269,6 +271,20 @@ impl ForceRecoverArgs {
                     };
                     match recovery::force_recover_group(&options, out) {
                         Ok(_) => {}
+                        // A single-group server's directory, upgraded and
+                        // not started since, has no catalog yet: the
+                        // server writes it at its next start.
+                        Err(recovery::ForceRecoverError::NoGroup {
+                            group: concord::multi::CATALOG_GROUP,
+                            ..
+                        }) if catalog_optional => {
+                            let _ = writeln!(
+                                out,
+                                "no catalog (group 0) here yet: the server writes it at its \
+                                 next start; group {} alone is recovered",
+                                recovery::DEFAULT_GROUP
+                            );
+                        }
                         // Every group's plan is printed before the refusal.
                         Err(e @ recovery::ForceRecoverError::NotConfirmed) => {
                             unconfirmed = Some(e.to_string())
@@ -278,16 +294,21 @@ impl ForceRecoverArgs {
                 }
                 unconfirmed.map_or(Ok(()), Err)
             }
-            DataDirLayout::SingleGroup => match group {
-                Some(group) => Err(format!(
-                    "--group {group}: {} holds {found}, which has one group and no group \
-                     numbers; leave --group out",
-                    self.data_dir.display()
-                )),
-                None => concord_tokio::recovery::force_recover(&self.options(), out)
-                    .map(drop)
-                    .map_err(|e| e.to_string()),
-            },
+            DataDirLayout::SingleGroup => {
+                if let Some(group) = group {
+                    return Err(format!(
+                        "--group {group}: {} holds {found}, which has one group and no group \
+                         numbers; leave --group out",
+                        self.data_dir.display()
+                    ));
+                }
+                // The one runtime reads the shared log only: the
+                // directory is upgraded first, as `concord-node` does at
+                // its first start (crash-safe, the log's content kept),
+                // then recovered as any one-group server's.
+                self.upgrade_single_group(out)?;
+                self.run(None, out)
+            }
             DataDirLayout::Neither => Err(format!(
                 "{} holds {found}: neither a multi-group server's shared log nor a \
                  single-group server's write-ahead log; name the data directory the stopped \
@@ -297,15 +318,34 @@ impl ForceRecoverArgs {
         }
     }
 
-    /// The single-group library's options for these arguments.
-    pub fn options(&self) -> concord_tokio::recovery::ForceRecoverOptions {
-        concord_tokio::recovery::ForceRecoverOptions {
-            data_dir: self.data_dir.clone(),
-            node_id: self.node_id,
-            voters: self.voters.iter().copied().collect::<BTreeSet<NodeId>>(),
-            reason: self.reason.clone(),
-            confirmed: self.i_understand_acknowledged_writes_may_be_lost,
+    /// Upgrades a single-group server's directory to the shared log in
+    /// place (`concord_tokio::multi::upgrade`), holding its lock.
+    fn upgrade_single_group(&self, out: &mut dyn std::io::Write) -> Result<(), String> {
+        use concord_tokio::multi::upgrade::{self, UpgradeOptions, UpgradeOutcome};
+        let lock = concord_tokio::identity::lock(&self.data_dir).map_err(|e| e.to_string())?;
+        let outcome = upgrade::upgrade_single_group(
+            &self.data_dir,
+            concord_tokio::multi::recovery::DEFAULT_GROUP,
+            &UpgradeOptions::default(),
+        )
+        .map_err(|e| {
+            format!(
+                "cannot upgrade {} to the shared log before recovering it: {e}",
+                self.data_dir.display()
+            )
+        })?;
+        drop(lock);
+        if let UpgradeOutcome::Upgraded(upgraded) = outcome {
+            let _ = writeln!(
+                out,
+                "upgraded {} from the single-group server's layout to the shared log (as \
+                 concord-node does at its first start): {} entries up to index {} kept",
+                self.data_dir.display(),
+                upgraded.entries,
+                upgraded.last_index
+            );
         }
+        Ok(())
     }
 }
 

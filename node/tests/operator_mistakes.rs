@@ -501,6 +501,59 @@ fn a_single_group_servers_data_directories_serve_every_acknowledged_write() {
     cluster.sigterm_all();
 }
 
+/// A survivor of a single-group cluster that lost its majority, never
+/// started on the one runtime: `concord-cli force-recover` upgrades its
+/// directory to the shared log first, then forces group 1 to voters
+/// {1}; started alone, it serves every acknowledged write of the
+/// fixture and takes new ones.
+#[test]
+fn force_recover_upgrades_a_single_group_survivor_which_then_serves_alone() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/single-group-v2/node-1");
+    let mut cluster = single("force-recover-v2", "fixture-v2");
+    let dir = cluster.data_dir(1);
+    copy_dir(&fixture, &dir);
+    let force = |confirm: bool| {
+        let mut command = Command::new(cli_binary());
+        command
+            .args(["force-recover", "--data-dir"])
+            .arg(&dir)
+            .args(["--node-id", "1", "--reason", "lost nodes 2 and 3"]);
+        if confirm {
+            command.arg("--i-understand-acknowledged-writes-may-be-lost");
+        }
+        let out = command.output().expect("run concord-cli force-recover");
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code(), text)
+    };
+    // The plan alone: the directory is upgraded, the log not forced.
+    let (code, text) = force(false);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("from the single-group server's layout to the shared log"),
+        "{text}"
+    );
+    assert!(text.contains("no catalog (group 0) here yet"), "{text}");
+    assert!(
+        dir.join("log").is_dir() && !dir.join("wal").exists(),
+        "{text}"
+    );
+    let (code, text) = force(true);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("DONE: group 1's forced configuration"),
+        "{text}"
+    );
+    cluster.start_all();
+    let cli = Cli::of(&cluster);
+    for (key, value) in &single_group_v2_writes() {
+        assert_eq!(&cli.get(key), value, "key {key}");
+    }
+    cli.put("after-recovery", "yes");
+    assert_eq!(cli.get("after-recovery"), "yes");
+    cluster.sigterm_all();
+}
+
 #[test]
 fn a_data_directory_of_another_service_is_refused_naming_both() {
     let mut chat = single("other-service", CLUSTER);
