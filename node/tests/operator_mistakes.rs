@@ -402,8 +402,8 @@ fn fixture() -> PathBuf {
 #[test]
 fn a_data_directory_of_the_previous_format_is_upgraded_without_loss() {
     use concord_tokio::identity::IdentityClaim;
-    use concord_tokio::storage::Storage;
-    use concord_tokio::wal::{FileStorage, WalOptions};
+    use concord_tokio::multi::data_dir;
+    use concord_tokio::multi::shared_log::MultiWalOptions;
     let cluster = single("upgrade", "fixture");
     let dir = cluster.data_dir(1);
     copy_dir(&fixture(), &dir);
@@ -413,19 +413,20 @@ fn a_data_directory_of_the_previous_format_is_upgraded_without_loss() {
     let args = node_args(&cluster, 1, "fixture", &dir);
     let stderr = refused_as_foreign(&args);
     assert!(stderr.contains("from before services"), "{stderr}");
-    // Its log is upgraded in place, every entry kept.
+    // Its log is upgraded in place to the shared log, every entry kept.
     let claim = IdentityClaim {
         cluster_id: "fixture".to_string(),
         node_id: 1,
         bootstrap: true,
     };
-    let (mut storage, _) =
-        FileStorage::open_as(&dir, WalOptions::default(), &claim).expect("the log opens");
-    let recovered = storage.recover().expect("the log recovers");
+    let (opened, _, _) =
+        data_dir::open_one_group_data_dir_as(&dir, MultiWalOptions::default(), &claim, 1)
+            .expect("the log opens");
+    let recovered = &opened.recovery.groups[&1].recovered;
     // 51 puts, each by its own concord-cli run (a session registration
     // and the put), and the leader's no-op of term 1.
     assert_eq!(recovered.entries.len(), 2 * 51 + 1, "{:?}", recovered.base);
-    drop(storage);
+    drop(opened);
     let recorded = identity::read(&dir)
         .expect("readable")
         .expect("an identity was recorded");
