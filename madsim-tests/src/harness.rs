@@ -5,16 +5,17 @@ use std::fmt::Debug;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use concord_services::kv::Kv;
-use concord_services::service_state_machine;
+use concord_services::ServiceMachine;
 use concord_sim::history::Operation;
 use concord_sim::linearizability::{check_history, CheckResult};
-use concord_tokio::cluster::single_group::start_node;
-use concord_tokio::cluster::NodeSettings;
-use concord_tokio::storage::MemStorage;
+use concord_tokio::cluster::{start_node, NodeSettings, NodeStorage};
+use concord_tokio::multi::page_cache::PageCacheDisk;
 use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::{Handle, NodeHandle};
 use madsim::time::sleep;
@@ -36,14 +37,55 @@ pub fn plain_node(handle: &Handle, name: impl Into<String>, ip: IpAddr) -> NodeH
     handle.create_node().name(name).ip(ip).build()
 }
 
-/// Starts a single-group node serving the key-value store on `storage`
-/// with `settings`, and serves until the node is killed.
-pub async fn serve_kv(settings: NodeSettings, storage: MemStorage) {
-    let node = start_node(settings, service_state_machine::<Kv>(), storage)
+/// One node's disk, kept across its kills, and the number of times the
+/// node started on it (its incarnation). Clones share both.
+#[derive(Clone, Debug, Default)]
+pub struct NodeDisk {
+    disk: PageCacheDisk,
+    starts: Arc<AtomicU64>,
+}
+
+impl NodeDisk {
+    /// An empty disk on which no node started yet.
+    pub fn new() -> NodeDisk {
+        NodeDisk::default()
+    }
+
+    /// How many times a node started on this disk.
+    pub fn starts(&self) -> u64 {
+        self.starts.load(Ordering::Relaxed)
+    }
+
+    /// The storage of the next start: its incarnation is one more than
+    /// the last start's. A start after the first follows a kill, which
+    /// stopped the process wherever it was: the page cache is lost, and
+    /// of what was written since the last sync only what the crash draw
+    /// keeps (perhaps a torn prefix) is on the disk the node reads back.
+    fn next_start(&self) -> NodeStorage {
+        let incarnation = self.starts.fetch_add(1, Ordering::Relaxed) + 1;
+        if incarnation > 1 {
+            let report = self.disk.crash(thread_rng().gen());
+            tracing::info!(
+                incarnation,
+                ?report,
+                "restart after a kill: the disk crashed"
+            );
+        }
+        NodeStorage::memory(self.disk.clone(), incarnation)
+    }
+}
+
+/// Starts a node of a one-group cluster on the one runtime
+/// ([`start_node`]: the multi-group host's loop hosting the key-value
+/// store as group 1 beside the catalog, its shared log on `disk`), and
+/// serves until the node is killed. Each call is a new start on `disk`
+/// (see [`NodeDisk`]); give it as a madsim node's `init` so that a
+/// restart after a kill starts again on what the disk kept.
+pub async fn serve_kv(settings: NodeSettings, disk: NodeDisk) {
+    let mut node = start_node(settings, ServiceMachine::<Kv>::new, disk.next_start())
         .await
         .expect("node starts");
-    let mut server = node.server;
-    let _ = server.wait().await;
+    let _ = node.server.wait().await;
 }
 
 /// A value read back as text (empty when absent).

@@ -1,17 +1,27 @@
-//! The real tokio adapter (TCP transport, listener, server loop, client,
-//! in-memory storage) run as a 3-node cluster under madsim, with node kills
-//! and restarts, partitions and network delays, and a client workload whose
-//! history is checked by the simulator's linearizability checker. A second
-//! run compacts every few entries and first isolates one node long enough
-//! that the others compact past it, so that it is caught up by a snapshot
-//! install under the same faults. Gets take each read path in turn
-//! (ReadIndex, lease, follower read, through the log), chosen at random
-//! per operation, with leases on; every path must serve reads in every run.
+//! A 3-node cluster of the one runtime (`concord_tokio::cluster::start_node`:
+//! the multi-group host's loop serving the key-value store as group 1
+//! beside the catalog, its shared log written inline on the page-cache
+//! disk model, one TCP connection per peer on madsim's simulated TCP)
+//! under node kills and restarts, partitions (a node cut off, a link cut
+//! one way) and a slow network, with clients (`KvClient::new`, the
+//! one-group client) whose history is checked by the simulator's
+//! linearizability checker. A killed node restarts on what its disk
+//! kept: the kill loses the page cache (what was not synced, perhaps
+//! leaving a torn tail), and the node starts again with a larger
+//! incarnation.
+//!
+//! A second run compacts every few entries and first isolates one node
+//! long enough that the others compact past it, so that it is caught up
+//! by a snapshot install under the same faults. Gets take each read path
+//! in turn (ReadIndex, lease, follower read, through the log), chosen at
+//! random per operation, with leases on; every path must serve reads in
+//! every run.
 //!
 //! ```text
-//! cd madsim-tests
-//! RUSTFLAGS="--cfg madsim" MADSIM_TEST_SEED=1 MADSIM_TEST_NUM=8 cargo test --release
-//! RUSTFLAGS="--cfg madsim" MADSIM_TEST_CHECK_DETERMINISM=1 cargo test --release
+//! RUSTFLAGS="--cfg madsim" MADSIM_TEST_SEED=1 MADSIM_TEST_NUM=8 cargo test \
+//!     -p concord-madsim-tests --target-dir target/madsim --test madsim_cluster
+//! RUSTFLAGS="--cfg madsim" MADSIM_TEST_CHECK_DETERMINISM=1 cargo test \
+//!     -p concord-madsim-tests --target-dir target/madsim --test madsim_cluster
 //! ```
 //!
 //! The IP addresses below are madsim's virtual addresses: madsim simulates
@@ -28,13 +38,12 @@ use bytes::Bytes;
 use concord::ReadPath;
 use concord_madsim_tests::{
     assert_linearizable, completed_after_heal, ip, join_clients, plain_node, run_faults, serve_kv,
-    text, Fault, FaultRounds,
+    text, Fault, FaultRounds, NodeDisk,
 };
 use concord_services::{CallError, KvClient};
 use concord_sim::history::{Op, Operation, Output};
 use concord_tokio::client::{ClientConfig, ClientError};
 use concord_tokio::cluster::NodeSettings;
-use concord_tokio::storage::{MemDisk, MemStorage};
 use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::Handle;
 use madsim::time::{sleep, Instant};
@@ -68,7 +77,7 @@ async fn run_client(
     config.request_timeout = Duration::from_millis(800);
     config.attempts_max = 12;
     config.retry_backoff = Duration::from_millis(30);
-    let mut client = KvClient::single_group(config);
+    let mut client = KvClient::new(config);
     for i in 0..OPS_PER_CLIENT_MAX {
         if stop.load(Ordering::Relaxed) {
             break;
@@ -163,7 +172,7 @@ async fn run_cluster(compaction: Option<(u64, u64)>) -> u64 {
     let peers: BTreeMap<u64, String> = (1..=3)
         .map(|id| (id, format!("{}:{PORT}", node_ip(id))))
         .collect();
-    let disks: BTreeMap<u64, MemDisk> = (1..=3).map(|id| (id, MemDisk::new())).collect();
+    let disks: BTreeMap<u64, NodeDisk> = (1..=3).map(|id| (id, NodeDisk::new())).collect();
     let mut nodes = BTreeMap::new();
     for id in 1..=3u64 {
         let disk = disks[&id].clone();
@@ -173,7 +182,6 @@ async fn run_cluster(compaction: Option<(u64, u64)>) -> u64 {
             .name(format!("node-{id}"))
             .ip(node_ip(id))
             .init(move || {
-                let disk = disk.clone();
                 let mut settings =
                     NodeSettings::new(id, peers[&id].clone(), peers.clone(), CLUSTER);
                 settings.tick = Duration::from_millis(10);
@@ -184,7 +192,7 @@ async fn run_cluster(compaction: Option<(u64, u64)>) -> u64 {
                     settings.snapshot_every_entries = Some(every);
                     settings.compaction_trailing_entries = trailing;
                 }
-                serve_kv(settings, MemStorage::new(disk))
+                serve_kv(settings, disk.clone())
             })
             .build();
         nodes.insert(id, node);
@@ -227,7 +235,7 @@ async fn run_cluster(compaction: Option<(u64, u64)>) -> u64 {
         let status_servers = servers.clone();
         installed = checker
             .spawn(async move {
-                let mut client = KvClient::single_group(ClientConfig::new(status_servers, CLUSTER));
+                let mut client = KvClient::new(ClientConfig::new(status_servers, CLUSTER));
                 match client.status(0).await {
                     Ok(status) => {
                         tracing::info!(

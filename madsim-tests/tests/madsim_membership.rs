@@ -1,11 +1,24 @@
-//! Membership change through the real tokio adapter under madsim: a fourth
-//! node starts empty as a learner (`NodeSettings::join`), is added with an
-//! admin request while an old voter is partitioned away, is refused
-//! promotion while it is itself partitioned and falls behind, is promoted
-//! once it caught up, takes the leadership (a client given only the old
-//! voters' addresses writes through it, learning its address from a
-//! redirect), and then stands in for a partitioned old voter: every
-//! acknowledged write stays readable through the new configuration.
+//! Membership change on the one runtime under madsim: three nodes of
+//! `concord_tokio::cluster::start_node` (the multi-group host's loop
+//! serving the key-value store as group 1 beside the catalog, group 0,
+//! shared logs on the page-cache disk model, madsim's TCP), and a fourth
+//! that starts empty with `NodeSettings::join`, following the catalog
+//! as a learner. Membership goes through the one runtime's admin
+//! requests as `concord-cli member` sends them to a cluster of one group
+//! (`node/src/multi_admin.rs`, `one_group_member`): the catalog first on
+//! the way in (the server's address, then the server itself, then the
+//! group assigned to it), the data group's change, the catalog last on
+//! the way out; the data group's members are read with
+//! `OneGroupClient::members`.
+//!
+//! The fourth node is added as a learner while an old voter is cut off
+//! (madsim `clog`), is refused promotion while it is itself cut off and
+//! falls behind, is promoted once it caught up, takes the leadership (a
+//! client given only the old voters' addresses writes through it,
+//! learning its address from a redirect), and then stands in for an old
+//! voter that is removed while cut off, and for another one cut off
+//! afterwards: every acknowledged write stays readable through the new
+//! configuration. No node is killed.
 //!
 //! ```text
 //! RUSTFLAGS="--cfg madsim" MADSIM_TEST_SEED=7 MADSIM_TEST_CHECK_DETERMINISM=1 \
@@ -13,22 +26,29 @@
 //! ```
 #![cfg(madsim)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use bytes::Bytes;
-use concord_madsim_tests::serve_kv;
+use concord::multi::{CatalogCommand, GroupId, CATALOG_GROUP};
+use concord::{Membership, MembershipChange, NodeId};
+use concord_madsim_tests::{serve_kv, NodeDisk};
 use concord_services::KvClient;
 use concord_tokio::client::ClientConfig;
-use concord_tokio::cluster::NodeSettings;
-use concord_tokio::storage::{MemDisk, MemStorage};
-use concord_tokio::wire::{AdminRequest, AdminResponse, Members};
+use concord_tokio::cluster::{NodeSettings, GROUP};
+use concord_tokio::multi::admin::{catalog_result, AdminAnswer, AdminRequest, GroupMembers};
+use concord_tokio::multi::routing_client::{RoutingClient, RoutingConfig, RoutingError};
+use concord_tokio::multi::wire::GroupOp;
 use madsim::runtime::Handle;
 use madsim::time::sleep;
 
 const CLUSTER: &str = "madsim-member";
 const PORT: u16 = 7000;
+/// Rounds of an admin step before the test gives up on it (each round
+/// waits [`ROUND_PAUSE`] at least).
+const ROUNDS_MAX: u32 = 100;
+const ROUND_PAUSE: Duration = Duration::from_millis(100);
 
 fn node_ip(id: u64) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 0, 0, id as u8))
@@ -43,7 +63,7 @@ fn client(servers: Vec<String>) -> KvClient {
     config.request_timeout = Duration::from_millis(800);
     config.attempts_max = 40;
     config.retry_backoff = Duration::from_millis(50);
-    KvClient::single_group(config)
+    KvClient::new(config)
 }
 
 async fn put_keys(
@@ -59,14 +79,192 @@ async fn put_keys(
     }
 }
 
-async fn admin(client: &mut KvClient, request: AdminRequest) -> AdminResponse {
-    client.admin(request).await.expect("admin request answered")
+fn ids(ids: &BTreeSet<NodeId>) -> Vec<NodeId> {
+    ids.iter().copied().collect()
 }
 
-fn done(response: AdminResponse) -> Members {
-    match response {
-        AdminResponse::Done(members) => members,
-        other => panic!("expected done, got {other:?}"),
+/// Whether `change` is in force in `membership`.
+fn in_force(change: MembershipChange, membership: &Membership) -> bool {
+    match change {
+        MembershipChange::AddLearner(id) => membership.is_learner(id),
+        MembershipChange::PromoteLearner(id) | MembershipChange::AddVoter(id) => {
+            membership.voters.contains(&id) && !membership.is_learner(id)
+        }
+        MembershipChange::Remove(id) => !membership.contains(id),
+        other => panic!("the test makes no {other:?}"),
+    }
+}
+
+/// The one runtime's membership requests for a cluster of one group, as
+/// `concord-cli member` makes them: admin requests and catalog commands
+/// through a routing client, the data group's members through the
+/// one-group client.
+struct Admin {
+    routing: RoutingClient,
+    data: KvClient,
+}
+
+impl Admin {
+    fn new(servers: &BTreeMap<NodeId, String>) -> Admin {
+        let mut config = RoutingConfig::new(CLUSTER, servers.clone());
+        config.attempts_max = 40;
+        config.request_timeout = Duration::from_millis(800);
+        config.connect_timeout = Duration::from_millis(300);
+        config.backoff = Duration::from_millis(50);
+        Admin {
+            routing: RoutingClient::new(config).expect("routing client"),
+            data: client(servers.values().cloned().collect()),
+        }
+    }
+
+    /// `group`'s members as its leader sees them (the data group's
+    /// through `OneGroupClient::members`).
+    async fn members(&mut self, group: GroupId) -> GroupMembers {
+        for _ in 0..ROUNDS_MAX {
+            let members = if group == GROUP {
+                let one_group = self.data.one_group().expect("a one-group client");
+                one_group.members().await.map_err(|e| e.to_string())
+            } else {
+                match self.request(group, AdminRequest::List).await {
+                    Ok(AdminAnswer::Members(members)) => Ok(*members),
+                    Ok(other) => panic!("a member list answered {other:?}"),
+                    Err(e) => Err(e.to_string()),
+                }
+            };
+            match members {
+                Ok(members) => return members,
+                Err(e) => tracing::info!(group, error = %e, "members not listed yet"),
+            }
+            sleep(ROUND_PAUSE).await;
+        }
+        panic!("group {group}'s members could not be listed");
+    }
+
+    async fn request(
+        &mut self,
+        group: GroupId,
+        request: AdminRequest,
+    ) -> Result<AdminAnswer, RoutingError> {
+        let bytes = self.routing.call(group, GroupOp::Admin(request)).await?;
+        Ok(AdminAnswer::decode(&bytes).expect("an admin answer"))
+    }
+
+    /// Applies `command` to the catalog (idempotent: sent again while its
+    /// outcome is unknown); the catalog must not refuse it.
+    async fn catalog(&mut self, command: CatalogCommand) {
+        for _ in 0..ROUNDS_MAX {
+            match self.routing.command(CATALOG_GROUP, command.encode()).await {
+                Ok(answer) => {
+                    return catalog_result(&answer)
+                        .unwrap_or_else(|e| panic!("the catalog refused {command:?}: {e}"))
+                }
+                Err(e @ (RoutingError::Unknown { .. } | RoutingError::Exhausted { .. })) => {
+                    tracing::info!(error = %e, ?command, "catalog command sent again");
+                    sleep(ROUND_PAUSE).await;
+                }
+                Err(e) => panic!("the catalog did not take {command:?}: {e}"),
+            }
+        }
+        panic!("the catalog never took {command:?}");
+    }
+
+    /// Puts `change` in force in `group`: proposes it at the leader and
+    /// waits until its configuration is committed and not joint. Skipped
+    /// when already in force, and proposed again while a lost answer
+    /// leaves it unknown or another change is under way; the leader's
+    /// refusal is the error.
+    async fn change(&mut self, group: GroupId, change: MembershipChange) -> Result<(), String> {
+        for _ in 0..ROUNDS_MAX {
+            let now = self.members(group).await;
+            if now.configuration_committed && !now.membership.is_joint() {
+                if in_force(change, &now.membership) {
+                    return Ok(());
+                }
+                match self.request(group, AdminRequest::Change(change)).await {
+                    Ok(AdminAnswer::Proposed { index }) => {
+                        tracing::info!(group, ?change, index, "membership change proposed")
+                    }
+                    Ok(other) => panic!("{change:?} answered {other:?}"),
+                    Err(RoutingError::Refused { message, .. }) if message.contains("under way") => {
+                    }
+                    Err(RoutingError::Refused { message, .. }) => return Err(message),
+                    Err(e) => tracing::info!(group, ?change, error = %e, "change sent again"),
+                }
+            }
+            sleep(ROUND_PAUSE).await;
+        }
+        Err(format!(
+            "group {group}: {change:?} not in force after {ROUNDS_MAX} rounds"
+        ))
+    }
+
+    /// `concord-cli member add-learner ID ADDR`: the server's address in
+    /// the catalog, the server a learner of the catalog, group 1 assigned
+    /// to it, then a learner of group 1.
+    async fn add_learner(&mut self, id: NodeId, addr: &str) -> Result<(), String> {
+        let server = CatalogCommand::AddServer {
+            id,
+            addr: addr.to_string(),
+        };
+        self.catalog(server).await;
+        self.change(CATALOG_GROUP, MembershipChange::AddLearner(id))
+            .await?;
+        let voters = self.members(GROUP).await.membership.voters;
+        self.catalog(CatalogCommand::Assign {
+            node: id,
+            groups: vec![(GROUP, voters)],
+        })
+        .await;
+        self.change(GROUP, MembershipChange::AddLearner(id)).await
+    }
+
+    /// `concord-cli member promote ID`: in the catalog, then in group 1.
+    async fn promote(&mut self, id: NodeId) -> Result<(), String> {
+        if self.members(CATALOG_GROUP).await.membership.is_learner(id) {
+            self.change(CATALOG_GROUP, MembershipChange::PromoteLearner(id))
+                .await?;
+        }
+        self.change(GROUP, MembershipChange::PromoteLearner(id))
+            .await
+    }
+
+    /// `concord-cli member remove ID`: from group 1, then group 1
+    /// unassigned from it in the catalog, then from the catalog.
+    async fn remove(&mut self, id: NodeId) -> Result<(), String> {
+        self.change(GROUP, MembershipChange::Remove(id)).await?;
+        self.catalog(CatalogCommand::Unassign {
+            node: id,
+            groups: vec![GROUP],
+        })
+        .await;
+        self.change(CATALOG_GROUP, MembershipChange::Remove(id))
+            .await
+    }
+
+    /// `concord-cli member transfer-leader ID`, retried while the target
+    /// is not ready (just back from a partition); true once it leads.
+    async fn transfer_leader(&mut self, id: NodeId) -> bool {
+        for _ in 0..ROUNDS_MAX {
+            if self.members(GROUP).await.leader == Some(id) {
+                return true;
+            }
+            match self.request(GROUP, AdminRequest::Transfer(id)).await {
+                Ok(AdminAnswer::TransferStarted) => {}
+                Ok(other) => panic!("a transfer answered {other:?}"),
+                Err(RoutingError::Refused { message, .. })
+                    if message.contains("recently")
+                        || message.contains("behind")
+                        || message.contains("already being transferred") => {}
+                Err(RoutingError::Refused { message, .. })
+                    if message.contains("already the leader") =>
+                {
+                    return true
+                }
+                Err(e) => panic!("the transfer to node {id} answered {e}"),
+            }
+            sleep(ROUND_PAUSE).await;
+        }
+        false
     }
 }
 
@@ -76,7 +274,7 @@ async fn learner_added_and_promoted_under_partitions() {
     let voters: BTreeMap<u64, String> = (1..=3).map(|id| (id, addr(id))).collect();
     let mut nodes = BTreeMap::new();
     for id in 1..=4u64 {
-        let disk = MemDisk::new();
+        let disk = NodeDisk::new();
         let mut peers = voters.clone();
         peers.insert(id, addr(id));
         let node = handle
@@ -87,8 +285,7 @@ async fn learner_added_and_promoted_under_partitions() {
                 let mut settings = NodeSettings::new(id, addr(id), peers.clone(), CLUSTER);
                 // Node 4 starts empty, as a learner of the voters 1..3.
                 settings.join = id == 4;
-                let storage = MemStorage::new(disk.clone());
-                serve_kv(settings, storage)
+                serve_kv(settings, disk.clone())
             })
             .build();
         nodes.insert(id, node);
@@ -104,88 +301,92 @@ async fn learner_added_and_promoted_under_partitions() {
     driver
         .spawn(async move {
             let mut c = client(voters.values().cloned().collect());
+            let mut admin = Admin::new(&voters);
             let mut acked = BTreeMap::new();
             put_keys(&mut c, &mut acked, "before", 20).await;
 
             // Add the learner while old voter 3 is cut off: the address
-            // record and the change commit with voters 1 and 2.
+            // record and the changes commit with voters 1 and 2.
             net.clog_node(node3);
-            let members = done(
-                admin(
-                    &mut c,
-                    AdminRequest::AddLearner {
-                        id: 4,
-                        addr: addr(4),
-                    },
-                )
-                .await,
-            );
-            assert_eq!(members.learners, vec![4]);
-            assert_eq!(members.voters, vec![1, 2, 3]);
+            admin
+                .add_learner(4, &addr(4))
+                .await
+                .expect("node 4 added as a learner");
+            let members = admin.members(GROUP).await;
+            assert_eq!(ids(&members.membership.learners), vec![4]);
+            assert_eq!(ids(&members.membership.voters), vec![1, 2, 3]);
+            let catalog = admin.members(CATALOG_GROUP).await;
+            assert_eq!(ids(&catalog.membership.learners), vec![4]);
             put_keys(&mut c, &mut acked, "learner-added", 20).await;
             net.unclog_node(node3);
 
             // The learner is partitioned and falls behind: promotion is
-            // refused with the core's reason.
+            // refused with the leader's reason.
             net.clog_node(node4);
             put_keys(&mut c, &mut acked, "learner-cut-off", 100).await;
-            match admin(&mut c, AdminRequest::Promote { id: 4 }).await {
-                AdminResponse::Refused(reason) => {
-                    assert!(reason.contains("behind"), "refused for lag: {reason}")
+            match admin.promote(4).await {
+                Err(reason) => {
+                    eprintln!("promotion of the lagging learner refused: {reason}");
+                    assert!(
+                        reason.contains("group 1") && reason.contains("behind"),
+                        "refused for lag: {reason}"
+                    )
                 }
-                other => panic!("promotion of a lagging learner answered {other:?}"),
+                Ok(()) => panic!("a lagging learner was promoted"),
             }
+            assert!(
+                admin.members(GROUP).await.membership.is_learner(4),
+                "the refused promotion left node 4 a learner"
+            );
+            // The catalog goes first (as `concord-cli member promote`
+            // does), and its log did not move while node 4 was away.
+            let catalog = admin.members(CATALOG_GROUP).await.membership;
+            eprintln!(
+                "after the refusal the catalog has voters {:?}, learners {:?}",
+                catalog.voters, catalog.learners
+            );
             net.unclog_node(node4);
 
             // Once it caught up the promotion goes through.
-            let mut promoted = None;
-            for _ in 0..100 {
-                match admin(&mut c, AdminRequest::Promote { id: 4 }).await {
-                    AdminResponse::Done(members) => {
-                        promoted = Some(members);
+            let mut promoted = false;
+            for _ in 0..ROUNDS_MAX {
+                match admin.promote(4).await {
+                    Ok(()) => {
+                        promoted = true;
                         break;
                     }
-                    AdminResponse::Refused(reason) if reason.contains("behind") => {
-                        sleep(Duration::from_millis(100)).await
-                    }
-                    other => panic!("promotion answered {other:?}"),
+                    Err(reason) if reason.contains("behind") => sleep(ROUND_PAUSE).await,
+                    Err(reason) => panic!("promotion refused: {reason}"),
                 }
             }
-            let members = promoted.expect("the learner caught up and was promoted");
-            assert_eq!(members.voters, vec![1, 2, 3, 4]);
-            assert!(members.learners.is_empty() && members.voters_outgoing.is_empty());
+            assert!(promoted, "the learner caught up and was promoted");
+            let members = admin.members(GROUP).await;
+            assert_eq!(ids(&members.membership.voters), vec![1, 2, 3, 4]);
+            assert!(members.membership.learners.is_empty() && !members.membership.is_joint());
+            let catalog = admin.members(CATALOG_GROUP).await;
+            assert_eq!(ids(&catalog.membership.voters), vec![1, 2, 3, 4]);
 
             // Leadership moves to node 4: a client given only the first
             // three addresses learns node 4's from a redirect and writes.
+            assert!(
+                admin.transfer_leader(4).await,
+                "node 4 never took the leadership"
+            );
             let mut old = client(voters.values().cloned().collect());
-            let mut transferred = false;
-            for _ in 0..100 {
-                match admin(&mut c, AdminRequest::TransferLeader { id: 4 }).await {
-                    AdminResponse::Done(members) => {
-                        assert_eq!(members.leader, Some(4));
-                        transferred = true;
-                        break;
-                    }
-                    AdminResponse::Refused(reason) if reason.contains("already the leader") => {
-                        transferred = true;
-                        break;
-                    }
-                    // Just back from its partition: not heard lately.
-                    AdminResponse::Refused(reason) if reason.contains("recently") => {
-                        sleep(Duration::from_millis(100)).await
-                    }
-                    other => panic!("transfer to node 4 answered {other:?}"),
-                }
-            }
-            assert!(transferred, "node 4 never took the leadership");
             put_keys(&mut old, &mut acked, "led-by-4", 20).await;
+            assert_eq!(
+                old.leader(),
+                Some(addr(4).as_str()),
+                "the client of the old voters found node 4 leading"
+            );
 
             // Node 4 now counts: with 1 and 3 cut off, 2 and 4 are not a
             // majority of four, so remove 3 first (with 1, 2, 4 up), then
             // cut 1 off: 2 and 4 are a majority of {1, 2, 4}.
             net.clog_node(node3);
-            let members = done(admin(&mut c, AdminRequest::Remove { id: 3 }).await);
-            assert_eq!(members.voters, vec![1, 2, 4]);
+            admin.remove(3).await.expect("node 3 removed");
+            let members = admin.members(GROUP).await;
+            assert_eq!(ids(&members.membership.voters), vec![1, 2, 4]);
             let mut c = client(all.clone());
             put_keys(&mut c, &mut acked, "node3-removed", 20).await;
             net.clog_node(node1);
@@ -195,16 +396,19 @@ async fn learner_added_and_promoted_under_partitions() {
                 assert_eq!(got, Some(Bytes::from(v.clone())), "key {k}");
             }
             net.unclog_node(node1);
-            let members = done(admin(&mut c, AdminRequest::List).await);
-            assert_eq!(members.voters, vec![1, 2, 4]);
+            let members = admin.members(GROUP).await;
+            assert_eq!(ids(&members.membership.voters), vec![1, 2, 4]);
+            assert!(members.membership.learners.is_empty());
             assert_eq!(
                 members
-                    .members
+                    .addrs
                     .iter()
-                    .find(|m| m.id == 4)
-                    .and_then(|m| m.addr.clone()),
+                    .find(|(id, _)| *id == 4)
+                    .map(|(_, a)| a.clone()),
                 Some(addr(4))
             );
+            let catalog = admin.members(CATALOG_GROUP).await;
+            assert_eq!(ids(&catalog.membership.voters), vec![1, 2, 4]);
         })
         .await
         .expect("driver ran");

@@ -1,15 +1,23 @@
-//! Deterministic reproduction of the partition-heal stall of the real TCP
-//! transport: three nodes; follower X is cut off (madsim `clog`) and every
-//! connection it had falls silent ([`LinkStaller`]: the connection stays
-//! open and swallows everything, as a TCP connection into a partition
-//! does until the kernel's backed-off retransmission); the other follower
-//! Y is killed; then the partition heals and the leader and X must find
-//! each other again.
+//! Deterministic reproduction of the partition-heal stall of real TCP
+//! peer connections, on the one runtime: three nodes of
+//! `concord_tokio::cluster::start_node` (the multi-group host's loop
+//! serving the key-value store as group 1 beside the catalog, shared
+//! logs on the page-cache disk model, one connection per peer from its
+//! `TcpFrameSender`, on madsim's TCP). Follower X is cut off (madsim
+//! `clog`) and every connection it had falls silent ([`LinkStaller`],
+//! applied by the sender to every connection it dials, through
+//! `NodeSettings::stream_wrapper`: the connection stays open and
+//! swallows everything, as a TCP connection into a partition does until
+//! the kernel's backed-off retransmission); the other follower Y is
+//! killed; then the partition heals and the leader and X must find each
+//! other again.
 //!
-//! With the transport's peer timeout the first write after the heal lands
+//! With the sender's peer timeout the first write after the heal lands
 //! within a second for every partition length; with the peer timeout
-//! switched off (the transport before keepalives) no write lands at all,
-//! which is the liveness failure seen on real processes.
+//! switched off (`NodeSettings::peer_timeout = None`: a silent
+//! connection is kept 24 hours, as a transport without keepalives keeps
+//! it) no write lands at all, which is the liveness failure seen on real
+//! processes.
 //!
 //! ```text
 //! RUSTFLAGS="--cfg madsim" MADSIM_TEST_SEED=1 cargo test -p concord-madsim-tests \
@@ -24,12 +32,11 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use concord_madsim_tests::serve_kv;
+use concord_madsim_tests::{serve_kv, NodeDisk};
 use concord_services::KvClient;
 use concord_tokio::client::ClientConfig;
 use concord_tokio::cluster::NodeSettings;
 use concord_tokio::fault::LinkStaller;
-use concord_tokio::storage::{MemDisk, MemStorage};
 use kv_writes::first_write;
 use madsim::runtime::Handle;
 use madsim::time::sleep;
@@ -60,7 +67,7 @@ async fn heal_to_first_write(
         .collect();
     let mut nodes = BTreeMap::new();
     for id in 1..=3u64 {
-        let (peers, staller) = (peers.clone(), staller.clone());
+        let (peers, staller, disk) = (peers.clone(), staller.clone(), NodeDisk::new());
         let node = handle
             .create_node()
             .name(format!("c{cluster}-node-{id}"))
@@ -70,7 +77,7 @@ async fn heal_to_first_write(
                     NodeSettings::new(id, peers[&id].clone(), peers.clone(), CLUSTER);
                 settings.peer_timeout = peer_timeout;
                 settings.stream_wrapper = Some(staller.wrapper(id));
-                serve_kv(settings, MemStorage::new(MemDisk::new()))
+                serve_kv(settings, disk.clone())
             })
             .build();
         nodes.insert(id, node);
@@ -84,7 +91,7 @@ async fn heal_to_first_write(
     let result = client_node
         .spawn(async move {
             // Impatient, so the figure measures the cluster, not the client.
-            let mut client = KvClient::single_group(ClientConfig {
+            let mut client = KvClient::new(ClientConfig {
                 request_timeout: Duration::from_millis(200),
                 attempts_max: 1,
                 retry_backoff: Duration::from_millis(10),
