@@ -8,14 +8,18 @@
 //! linearizability checker. A killed node restarts on what its disk
 //! kept: the kill loses the page cache (what was not synced, perhaps
 //! leaving a torn tail), and the node starts again with a larger
-//! incarnation.
+//! incarnation. After the clients stop, every key is read once more and
+//! the read joins the history, so an acknowledged write that the cluster
+//! lost shows as a history that is not linearizable.
 //!
 //! A second run compacts every few entries and first isolates one node
 //! long enough that the others compact past it, so that it is caught up
 //! by a snapshot install under the same faults. Gets take each read path
 //! in turn (ReadIndex, lease, follower read, through the log), chosen at
 //! random per operation, with leases on; every path must serve reads in
-//! every run.
+//! every run, and the servers must have served some reads under a lease
+//! (a lease read the leader cannot serve under its lease is served by
+//! ReadIndex instead, so the client's count alone would not show it).
 //!
 //! ```text
 //! RUSTFLAGS="--cfg madsim" MADSIM_TEST_SEED=1 MADSIM_TEST_NUM=8 cargo test \
@@ -56,6 +60,8 @@ const CLIENTS: u64 = 3;
 const OPS_PER_CLIENT_MAX: u64 = 2000;
 const KEYS: [&str; 3] = ["x", "y", "z"];
 const FAULT_ROUNDS: u32 = 12;
+/// Attempts at each final read (the cluster healed seconds before).
+const FINAL_READ_ATTEMPTS: u32 = 50;
 
 fn node_ip(id: u64) -> IpAddr {
     ip(0, 0, id)
@@ -265,14 +271,57 @@ async fn run_cluster(compaction: Option<(u64, u64)>) -> u64 {
     sleep(Duration::from_secs(3)).await;
     stop.store(true, Ordering::Relaxed);
     join_clients(clients).await;
-    let history = history.lock().unwrap().clone();
+
+    // Every key read once more, now that the clients are done: the value
+    // joins the history, so that an acknowledged write the cluster lost
+    // makes it not linearizable. Lease reads first, then each node's
+    // count of reads served under a lease (since its last start).
+    let reader = plain_node(&handle, "final-reader", client_ip(CLIENTS + 2));
+    let final_servers = servers.clone();
+    let (finals, lease_reads_served) = reader
+        .spawn(async move {
+            let mut config = ClientConfig::new(final_servers, CLUSTER);
+            config.request_timeout = Duration::from_millis(800);
+            config.attempts_max = 12;
+            let mut client = KvClient::new(config);
+            let mut finals = BTreeMap::new();
+            for key in KEYS {
+                let mut value = None;
+                for _ in 0..FINAL_READ_ATTEMPTS {
+                    match client.get_via(key, Some(ReadPath::Lease)).await {
+                        Ok(read) => {
+                            value = Some(text(read));
+                            break;
+                        }
+                        Err(_) => sleep(Duration::from_millis(100)).await,
+                    }
+                }
+                let value = value.unwrap_or_else(|| panic!("key {key} could not be read"));
+                finals.insert(key, value);
+            }
+            let mut lease_reads = 0;
+            for server in 0..3 {
+                if let Ok(status) = client.status(server).await {
+                    lease_reads += status.server.reads_lease;
+                }
+            }
+            (finals, lease_reads)
+        })
+        .await
+        .expect("final reads ran");
+    let mut history = history.lock().unwrap().clone();
     let completed = completed_after_heal(&history, healed_at, CLIENTS as usize);
     assert!(
         completed * 2 >= history.len(),
         "too few operations completed: {completed} of {}",
         history.len()
     );
-    let unknown = history.len() - completed;
+    let end = start.elapsed().as_nanos() as u64;
+    for (key, value) in &finals {
+        let read = Operation::new(CLIENTS + 2, *key, Op::Get, end);
+        history.push(read.completed(end, Output::Value(value.clone())));
+    }
+    let unknown = history.len() - finals.len() - completed;
     eprintln!(
         "seed {}: {} operations, {completed} completed, {unknown} unknown, {kills} kills, {installed} snapshot installs checked, {:?} virtual time",
         handle.seed(),
@@ -281,12 +330,17 @@ async fn run_cluster(compaction: Option<(u64, u64)>) -> u64 {
     );
     let reads = *reads_by_path.lock().unwrap();
     eprintln!(
-        "reads completed, by the path asked: {} ReadIndex, {} lease, {} follower, {} through the log",
+        "reads completed, by the path asked: {} ReadIndex, {} lease, {} follower, {} through the log; {lease_reads_served} served under a lease by the nodes since their last start",
         reads[0], reads[1], reads[2], reads[3]
     );
     assert!(
         reads.iter().all(|count| *count > 0),
         "a read path served nothing: {reads:?}"
+    );
+    assert!(
+        lease_reads_served > 0,
+        "seed {}: no server served a read under its lease: leases are off",
+        handle.seed()
     );
     assert_linearizable(&history, &format!("{completed} completed, {kills} kills"));
     installed
