@@ -90,7 +90,10 @@ fn key_per_group(map: &ShardMap) -> BTreeMap<GroupId, String> {
 /// The keys of even groups only ever take appends (and reads): every
 /// acknowledged append must be in their final value.
 fn is_append_only(key: &str) -> bool {
-    ShardMap::new(GROUPS).unwrap().group_of(key.as_bytes()) % 2 == 0
+    ShardMap::new(GROUPS)
+        .unwrap()
+        .group_of(key.as_bytes())
+        .is_multiple_of(2)
 }
 
 /// Where the test reaches each running node's loop (replaced at every
