@@ -118,7 +118,8 @@ impl Admin {
     }
 
     /// `group`'s members as its leader sees them (the data group's
-    /// through `OneGroupClient::members`).
+    /// through `OneGroupClient::members`), so that a change is judged in
+    /// force or not where it is proposed.
     async fn members(&mut self, group: GroupId) -> GroupMembers {
         for _ in 0..ROUNDS_MAX {
             let members = if group == GROUP {
@@ -126,7 +127,7 @@ impl Admin {
                 one_group.members().await.map_err(|e| e.to_string())
             } else {
                 match self.request(group, AdminRequest::List).await {
-                    Ok(AdminAnswer::Members(members)) => Ok(*members),
+                    Ok(AdminAnswer::Members(members)) => Ok(self.leaders_view(*members).await),
                     Ok(other) => panic!("a member list answered {other:?}"),
                     Err(e) => Err(e.to_string()),
                 }
@@ -138,6 +139,25 @@ impl Admin {
             sleep(ROUND_PAUSE).await;
         }
         panic!("group {group}'s members could not be listed");
+    }
+
+    /// `list` as the leader it names sees it, when another server
+    /// answered and the leader does (as `concord-cli member list`).
+    async fn leaders_view(&mut self, list: GroupMembers) -> GroupMembers {
+        let Some(leader) = list.leader.filter(|leader| *leader != list.answered_by) else {
+            return list;
+        };
+        if let Some((_, addr)) = list.addrs.iter().find(|(id, _)| *id == leader) {
+            self.routing.learn(leader, addr);
+        }
+        let op = GroupOp::Admin(AdminRequest::List);
+        match self.routing.call_node(leader, list.group, op).await {
+            Ok(bytes) => match AdminAnswer::decode(&bytes) {
+                Ok(AdminAnswer::Members(members)) => *members,
+                _ => list,
+            },
+            Err(_) => list,
+        }
     }
 
     async fn request(
