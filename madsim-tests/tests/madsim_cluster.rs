@@ -271,6 +271,9 @@ async fn run_cluster(compaction: Option<(u64, u64)>) -> u64 {
     sleep(Duration::from_secs(3)).await;
     stop.store(true, Ordering::Relaxed);
     join_clients(clients).await;
+    // Every kill was followed by a start on the crashed disk.
+    let starts: u64 = disks.values().map(NodeDisk::starts).sum();
+    assert_eq!(starts, 3 + u64::from(kills), "starts after {kills} kills");
 
     // Every key read once more, now that the clients are done: the value
     // joins the history, so that an acknowledged write the cluster lost
