@@ -104,6 +104,9 @@ pub struct TcpFrameCounters {
     pub frames_dropped: AtomicU64,
     /// Connections established.
     pub connects: AtomicU64,
+    /// Connections dropped because nothing was heard on them for the
+    /// peer timeout (then dialled again).
+    pub silent_connections_dropped: AtomicU64,
 }
 
 /// Sends frames over one connection per peer (see the
@@ -251,7 +254,12 @@ impl Outbound for Frames {
                     .fetch_add(items, Ordering::Relaxed);
                 self.metrics.written(items, bytes);
             }
-            LinkEvent::ConnectFailed | LinkEvent::Silent => {}
+            LinkEvent::Silent => {
+                self.counters
+                    .silent_connections_dropped
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            LinkEvent::ConnectFailed => {}
         }
     }
 }
