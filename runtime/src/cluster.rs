@@ -26,6 +26,7 @@ use concord::{Config, NodeId};
 
 use crate::addresses::SharedAddressBook;
 use crate::identity::{IdentityClaim, IdentityHandle};
+use crate::listener::ListenerCounters;
 use crate::multi::data_dir;
 use crate::multi::groups_status::{StatusAnswer, StatusQuery};
 use crate::multi::host::{self, MultiServerConfig, MultiServerError, MultiServerHandle};
@@ -308,6 +309,9 @@ pub struct RunningNode {
     pub local_addr: SocketAddr,
     /// Counters of the outgoing peer connections.
     pub sender_counters: Arc<TcpFrameCounters>,
+    /// Counters of the incoming connections (accepted, refused at the
+    /// handshake, closed for bad input).
+    pub listener_counters: Arc<ListenerCounters>,
     /// The data directory's identity, held while the node runs (`None` in
     /// memory).
     _identity: Option<Arc<IdentityHandle>>,
@@ -513,6 +517,7 @@ where
     accept.client_idle_timeout = settings.client_idle_timeout;
     accept.frame_timeout = settings.frame_timeout;
     accept.frame_buffer_bytes_max = settings.frame_buffer_bytes_max;
+    let listener_counters = accept.counters.clone();
     tokio::spawn(tcp_listener::serve(
         listener,
         accept,
@@ -523,6 +528,7 @@ where
         server,
         local_addr,
         sender_counters,
+        listener_counters,
         _identity: identity,
     })
 }

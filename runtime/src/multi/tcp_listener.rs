@@ -63,6 +63,10 @@ pub struct MultiListenerConfig {
     /// member added since), and ours is adopted while unknown (see
     /// [`crate::identity`]). `None` checks none.
     pub identity: Option<Arc<crate::identity::IdentityHandle>>,
+    /// Where the listener counts the connections it accepted, refused
+    /// and closed for bad input: share it to read them while it runs
+    /// (a test that a refusal was counted, a metrics exporter).
+    pub counters: Arc<ListenerCounters>,
 }
 
 impl MultiListenerConfig {
@@ -85,6 +89,7 @@ impl MultiListenerConfig {
             groups_hosted: None,
             addresses: Default::default(),
             identity: None,
+            counters: Arc::default(),
         }
     }
 }
@@ -114,6 +119,7 @@ pub async fn serve(
         groups_hosted,
         addresses,
         identity,
+        counters,
     } = config;
     let misdirected = groups_hosted.map(|groups| {
         format!(
@@ -139,7 +145,6 @@ pub async fn serve(
         identity,
         address_lookup: listener::AddressLookup::Catalog,
     };
-    let counters = Arc::new(ListenerCounters::default());
     listener::serve_for::<Groups>(listener, config, events, shutdown, counters, misdirected).await
 }
 
