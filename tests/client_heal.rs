@@ -2,7 +2,8 @@
 //! still connected) writes again within 1 s of the cut healing, however
 //! long the cut lasted.
 //!
-//! Three in-process servers of the key-value store on loopback, each
+//! Three in-process servers of the key-value store on loopback (the one
+//! runtime, `concord_tokio::cluster::start_node`), each
 //! behind a TCP proxy this test owns: every connection to node N, from a
 //! peer or from the client, goes through N's proxy, whose address is the
 //! one in `--peers` (so the redirects the servers answer with name the
@@ -39,8 +40,7 @@ use common::kv_nodes::start_kv_node;
 use common::{free_ports, runtime};
 use concord_services::KvClient;
 use concord_tokio::client::ClientConfig;
-use concord_tokio::cluster::single_group::RunningNode;
-use concord_tokio::cluster::NodeSettings;
+use concord_tokio::cluster::{NodeSettings, RunningNode};
 use concord_tokio::frame::{self, DEFAULT_MAX_FRAME_BYTES};
 use concord_tokio::wire::{Hello, HelloRole};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -180,7 +180,7 @@ async fn start_cluster() -> (Vec<RunningNode>, BTreeMap<u64, Arc<Proxy>>, Vec<St
 /// proxies).
 async fn leader_of(nodes: &[RunningNode]) -> Option<u64> {
     for node in nodes {
-        if let Some(status) = node.server.status().await {
+        if let Some(status) = node.status().await {
             if status.role == "Leader" {
                 return Some(status.id);
             }
@@ -208,7 +208,7 @@ async fn trial(cut: Duration) -> Duration {
     // Every other setting is the default: 2 s per attempt, 30 attempts,
     // 50 ms backoff, avoidance from 1 s doubling to 30 s.
     config.connect_timeout = CONNECT_TIMEOUT;
-    let mut client = KvClient::single_group(config);
+    let mut client = KvClient::new(config);
     client
         .put("warm", "up")
         .await

@@ -1,15 +1,14 @@
-//! Nodes of the key-value service in this process: loopback addresses
-//! and in-memory storage. Included by path where a test has no `common`.
+//! Nodes of the key-value service in this process, on the one runtime:
+//! loopback addresses and a simulated disk in memory. Included by path
+//! where a test has no `common`.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
 
 use concord_services::kv::Kv;
-use concord_services::service_state_machine;
-use concord_tokio::cluster::single_group::{start_node, RunningNode};
-use concord_tokio::cluster::NodeSettings;
-use concord_tokio::server::ServerError;
-use concord_tokio::storage::{MemDisk, MemStorage};
+use concord_services::ServiceMachine;
+use concord_tokio::cluster::{start_node, NodeSettings, NodeStorage, RunningNode, StartError};
+use concord_tokio::multi::page_cache::PageCacheDisk;
 
 /// Nodes 1, 2, ... at the loopback `ports`, in order.
 pub fn loopback_peers(ports: &[u16]) -> BTreeMap<u64, String> {
@@ -19,13 +18,17 @@ pub fn loopback_peers(ports: &[u16]) -> BTreeMap<u64, String> {
         .collect()
 }
 
-/// Starts a node of the key-value service with `settings`, on in-memory
-/// storage.
-pub async fn start_kv_node(settings: NodeSettings) -> Result<RunningNode, ServerError> {
-    start_node(
-        settings,
-        service_state_machine::<Kv>(),
-        MemStorage::new(MemDisk::new()),
-    )
-    .await
+/// Starts a node of the key-value service with `settings`, on a new disk
+/// in memory.
+pub async fn start_kv_node(settings: NodeSettings) -> Result<RunningNode, StartError> {
+    start_kv_node_on(settings, NodeStorage::memory(PageCacheDisk::new(), 1)).await
+}
+
+/// Starts a node of the key-value service with `settings` on `storage`
+/// (give the same disk or directory back to restart it).
+pub async fn start_kv_node_on(
+    settings: NodeSettings,
+    storage: NodeStorage,
+) -> Result<RunningNode, StartError> {
+    start_node(settings, ServiceMachine::<Kv>::new, storage).await
 }
