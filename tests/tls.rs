@@ -4,7 +4,8 @@
 //! certificate used by a client, a plaintext client), each with a log line
 //! naming the remote address and the reason, and keeps serving a good
 //! client afterwards; TLS material that cannot be used is refused at load
-//! time naming the file. (Three real `concord-node` processes with TLS
+//! time naming the file. The nodes run the one runtime
+//! (`concord_tokio::cluster::start_node`). (Three real `concord-node` processes with TLS
 //! passing the kill/restart scenario: `node/tests/tls_cluster.rs`.)
 //!
 //! Certificates are made at run time with rcgen into a temporary directory.
@@ -26,8 +27,7 @@ use bytes::Bytes;
 use certs::{client_name, node_name, Ca, Validity};
 use concord_services::KvClient;
 use concord_tokio::client::ClientConfig;
-use concord_tokio::cluster::single_group::RunningNode;
-use concord_tokio::cluster::NodeSettings;
+use concord_tokio::cluster::{NodeSettings, RunningNode};
 use concord_tokio::frame;
 use concord_tokio::tls::{TlsConfig, TlsPaths, TlsRole};
 use concord_tokio::wire::{Hello, HelloRole, Welcome};
@@ -35,7 +35,7 @@ use kv_nodes::{loopback_peers, start_kv_node};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use scratch::{free_ports, TempDir};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::rustls;
 
 const CLUSTER: &str = "tls-test";
@@ -160,8 +160,12 @@ fn good_client(material: &Material, peers: &BTreeMap<u64, String>) -> KvClient {
     config.tls = Some(material.load("client", TlsRole::Client));
     config.request_timeout = Duration::from_millis(1500);
     config.attempts_max = 60;
-    KvClient::single_group(config)
+    KvClient::new(config)
 }
+
+/// A connection, plaintext or TLS.
+trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
 
 /// One connection to `addr`: TLS with `tls` (as if to node 1) or plaintext,
 /// then `hello`. Returns the local address (what the server logs as
@@ -174,7 +178,7 @@ async fn attempt(
     let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let local = stream.local_addr().expect("local address").to_string();
     let result = async {
-        let mut stream: Box<dyn concord_tokio::transport::AsyncStream> = match tls {
+        let mut stream: Box<dyn Stream> = match tls {
             None => Box::new(stream),
             Some(config) => {
                 let name = ServerName::try_from(node_name(1, CLUSTER)).unwrap();
@@ -414,7 +418,7 @@ fn a_client_refuses_a_server_whose_certificate_another_ca_signed() {
         let mut config = ClientConfig::new(vec![addr], CLUSTER);
         config.tls = Some(material.load("client", TlsRole::Client));
         config.attempts_max = 2;
-        let error = KvClient::single_group(config)
+        let error = KvClient::new(config)
             .put("k", "v")
             .await
             .unwrap_err();
