@@ -1,6 +1,7 @@
 //! Bad input: garbage, truncated and oversized frames, bad checksums,
 //! strangers at the handshake, on peer and client connections. Each closes
 //! its connection with a logged reason while the node keeps serving.
+//! The nodes run the one runtime (`concord_tokio::cluster::start_node`).
 //! (The binaries' own bad command lines and config files are tested in
 //! `node/tests/cli_args.rs`.)
 
@@ -15,10 +16,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use concord_services::KvClient;
 use concord_tokio::client::ClientConfig;
-use concord_tokio::cluster::single_group::RunningNode;
-use concord_tokio::cluster::NodeSettings;
+use concord_tokio::cluster::{NodeSettings, RunningNode, GROUP};
 use concord_tokio::frame::{encode_frame, FRAME_HEADER_BYTES, PROTOCOL_VERSION};
-use concord_tokio::wire::{ClientRequest, Hello, HelloRole, Welcome};
+use concord_tokio::multi::groups_status::StatusQuery;
+use concord_tokio::multi::wire::{GroupOp, GroupRequest};
+use concord_tokio::wire::{Hello, HelloRole, Welcome};
 use kv_nodes::start_kv_node;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -105,6 +107,14 @@ async fn handshake(mut stream: TcpStream, hello: Hello) -> TcpStream {
     stream
 }
 
+/// A client's status request, as the one-group client sends it.
+fn status_request() -> GroupRequest {
+    GroupRequest {
+        group: GROUP,
+        request: GroupOp::Status(StatusQuery::Node(GROUP)),
+    }
+}
+
 fn header(len: u32, version: u8, crc: u32) -> Vec<u8> {
     let mut h = len.to_le_bytes().to_vec();
     h.push(version);
@@ -130,7 +140,7 @@ fn bad_frames_close_the_connection_with_a_logged_reason_and_the_node_keeps_servi
     runtime.block_on(async {
         let (nodes, peers) = start_cluster("bad-input").await;
         let servers: Vec<String> = peers.values().cloned().collect();
-        let mut client = KvClient::single_group(ClientConfig::new(servers.clone(), "bad-input"));
+        let mut client = KvClient::new(ClientConfig::new(servers.clone(), "bad-input"));
         client.put("before", "1").await.unwrap();
         let target = &peers[&1];
         let client_hello = Hello {
@@ -162,7 +172,7 @@ fn bad_frames_close_the_connection_with_a_logged_reason_and_the_node_keeps_servi
         .await;
         // 4. Bad checksum on the client port.
         let mut request = Vec::new();
-        encode_frame(&ClientRequest::Status, &mut request).unwrap();
+        encode_frame(&status_request(), &mut request).unwrap();
         request[5] ^= 0xff;
         expect_closed(target, Some(client_hello.clone()), &request, false).await;
         // 5. Truncated frame on the peer port.
@@ -222,7 +232,7 @@ fn bad_frames_close_the_connection_with_a_logged_reason_and_the_node_keeps_servi
             let stream = TcpStream::connect(target.as_str()).await.unwrap();
             let mut stream = handshake(stream, client_hello.clone()).await;
             let mut request = Vec::new();
-            encode_frame(&ClientRequest::Status, &mut request).unwrap();
+            encode_frame(&status_request(), &mut request).unwrap();
             stream.write_all(&request).await.unwrap();
             // Linger zero makes the close a reset; it cannot block.
             #[allow(deprecated)]
