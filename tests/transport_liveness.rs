@@ -1,4 +1,5 @@
-//! The TCP transport under connections that go silent: the failure a
+//! The one runtime's peer connections (`multi/tcp_sender.rs`, one per
+//! peer) under connections that go silent: the failure a
 //! network partition leaves behind. A silenced connection accepts writes
 //! and never answers, exactly like a TCP connection whose packets are
 //! dropped; the cluster must notice, dial again and serve writes within a
@@ -15,14 +16,13 @@ use common::kv_writes::first_write;
 use common::{free_ports, runtime};
 use concord_services::KvClient;
 use concord_tokio::client::ClientConfig;
-use concord_tokio::cluster::single_group::RunningNode;
-use concord_tokio::cluster::NodeSettings;
+use concord_tokio::cluster::{NodeSettings, RunningNode};
 use concord_tokio::fault::LinkStaller;
 
 /// A client that gives up on an attempt quickly, so the time to the first
 /// successful write measures the cluster, not the client's patience.
 fn impatient_client(peers: &BTreeMap<u64, String>) -> KvClient {
-    KvClient::single_group(ClientConfig {
+    KvClient::new(ClientConfig {
         request_timeout: Duration::from_millis(200),
         attempts_max: 1,
         retry_backoff: Duration::from_millis(10),
@@ -59,7 +59,7 @@ fn silent_dropped(nodes: &BTreeMap<u64, RunningNode>) -> u64 {
     nodes
         .values()
         .map(|n| {
-            n.transport_counters
+            n.sender_counters
                 .silent_connections_dropped
                 .load(Ordering::Relaxed)
         })
