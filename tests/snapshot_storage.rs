@@ -7,8 +7,8 @@
 //! configuration is stored with a snapshot and recovered, and a snapshot
 //! received half way is removed at the next start.
 //!
-//! (The single-group log's own snapshot tests, `FileStorage` and
-//! `MemStorage`, went with it. Installs with and without the log, a
+//! (The single-group log's own snapshot tests, of its file and memory
+//! storages, went with it. Installs with and without the log, a
 //! snapshot file whose record a crash lost, a log continuing past a
 //! snapshot and a crash between deleting covered segments are drawn by
 //! `tests/multi_wal_crash.rs`'s crash property on the shared log.)

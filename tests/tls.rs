@@ -418,10 +418,7 @@ fn a_client_refuses_a_server_whose_certificate_another_ca_signed() {
         let mut config = ClientConfig::new(vec![addr], CLUSTER);
         config.tls = Some(material.load("client", TlsRole::Client));
         config.attempts_max = 2;
-        let error = KvClient::new(config)
-            .put("k", "v")
-            .await
-            .unwrap_err();
+        let error = KvClient::new(config).put("k", "v").await.unwrap_err();
         // (The other CA has the same name as ours, so webpki finds it by
         // name and the signature does not verify.)
         assert!(

@@ -7,8 +7,8 @@
 //! after the last record. On a [`PageCacheDisk`], which keeps segments as
 //! the log wrote them.
 //!
-//! (These were the single-group log's tests, `FileStorage`, which is gone
-//! with the single-group server; the shared log frames its records the
+//! (These were the single-group log's tests, whose writer is gone with
+//! the single-group server; the shared log frames its records the
 //! same way and follows the same rules.)
 mod common;
 
