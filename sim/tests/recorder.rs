@@ -1,7 +1,7 @@
 //! `history::Recorder`: thread-safe recording with a monotonic clock, and a
 //! history recorded from a real in-process TCP cluster (three concord
-//! servers with in-memory storage, concurrent clients) that checks as
-//! linearizable.
+//! servers of the one runtime on disks in memory, concurrent clients)
+//! that checks as linearizable.
 
 #[path = "../../tests/common/kv_nodes.rs"]
 mod kv_nodes;
@@ -119,7 +119,7 @@ fn history_recorded_from_a_real_tcp_cluster_is_linearizable() {
                 tokio::spawn(async move {
                     let mut config = ClientConfig::new(servers, "rec-test");
                     config.request_timeout = Duration::from_millis(500);
-                    let mut client = KvClient::single_group(config);
+                    let mut client = KvClient::new(config);
                     for i in 0..30u64 {
                         let key = format!("k{}", i % 2);
                         if (id + i) % 2 == 0 {
