@@ -162,6 +162,43 @@ pub fn encode_record(record: &GroupRecord, out: &mut Vec<u8>) -> Result<(), Stor
     wal::encode_record_ref(record, out)
 }
 
+/// Bytes of a record's frame before its payload: length, length check,
+/// checksum (the single-group log's framing, see [`crate::wal`]).
+pub const RECORD_HEADER_BYTES: usize = wal::RECORD_HEADER_BYTES;
+
+/// Appends `payload`, framed as a record of the shared log whatever its
+/// bytes, to `out`: its checksums hold, so recovery decodes it. For tools
+/// and fuzzing, which need records that are framed right but hold
+/// anything (the log itself frames only the records it encodes); refuses
+/// an empty payload or one over the record size limit, as recovery would.
+pub fn frame_payload(payload: &[u8], out: &mut Vec<u8>) -> Result<(), StorageError> {
+    if payload.is_empty() || payload.len() > wal::RECORD_BYTES_MAX {
+        return Err(StorageError::Misuse(format!(
+            "a record of {} bytes is outside 1..={}",
+            payload.len(),
+            wal::RECORD_BYTES_MAX
+        )));
+    }
+    let len_bytes = (payload.len() as u32).to_le_bytes();
+    let length_check = crc32c::crc32c(&len_bytes) ^ wal::CHECKSUM_SALT;
+    let checksum = crc32c::crc32c_append(crc32c::crc32c(&len_bytes), payload) ^ wal::CHECKSUM_SALT;
+    out.extend_from_slice(&len_bytes);
+    out.extend_from_slice(&length_check.to_le_bytes());
+    out.extend_from_slice(&checksum.to_le_bytes());
+    out.extend_from_slice(payload);
+    Ok(())
+}
+
+/// The payload of the record framed at byte `offset` of a segment's
+/// bytes, if a whole record whose checksums hold starts there (what
+/// recovery reads there; the payload may still not decode).
+pub fn record_payload_at(bytes: &[u8], offset: usize) -> Option<&[u8]> {
+    if offset > bytes.len() {
+        return None;
+    }
+    wal::parse_record_at(bytes, offset).ok()
+}
+
 /// The header every segment of a shared log starts with.
 pub fn segment_header() -> [u8; SEGMENT_HEADER_BYTES] {
     SEGMENT_FORMAT.header()
@@ -220,6 +257,31 @@ mod tests {
         )
         .unwrap();
         assert_eq!(owned, borrowed);
+    }
+
+    #[test]
+    fn raw_framing_is_the_logs_own() {
+        let record = GroupRecord::Truncate {
+            group: 3,
+            after: 11,
+        };
+        let mut encoded = Vec::new();
+        encode_record(&record, &mut encoded).unwrap();
+        let payload = record_payload_at(&encoded, 0).expect("a whole record");
+        assert_eq!(payload, &encoded[RECORD_HEADER_BYTES..]);
+        let mut framed = Vec::new();
+        frame_payload(payload, &mut framed).unwrap();
+        assert_eq!(framed, encoded);
+        // Any bytes frame; what does not frame is named.
+        let mut garbage = Vec::new();
+        frame_payload(b"\xffnot a record", &mut garbage).unwrap();
+        assert_eq!(
+            record_payload_at(&garbage, 0),
+            Some(&b"\xffnot a record"[..])
+        );
+        assert_eq!(record_payload_at(&garbage, 1), None);
+        assert_eq!(record_payload_at(&garbage, garbage.len() + 1), None);
+        assert!(frame_payload(b"", &mut garbage).is_err());
     }
 
     #[test]
