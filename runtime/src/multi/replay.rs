@@ -223,6 +223,19 @@ pub(crate) fn replay<S: SegmentFiles, T: SnapshotStore>(
     for group in snapshots.groups()? {
         if let Some(snapshot) = snapshots.newest(group)? {
             let base = snapshot.meta().position;
+            if base.index == 0 && base.term != 0 {
+                // No entry has index 0: such a file was never written by
+                // a log, and a base there would make every entry after it
+                // fail log matching at the next start.
+                return Err(StorageError::Corrupt {
+                    file: format!("group {group}'s newest snapshot"),
+                    offset: 0,
+                    reason: format!(
+                        "a snapshot at index 0 with term {}: no entry has index 0",
+                        base.term
+                    ),
+                });
+            }
             pins.update(group, |track| track.snapshot = base);
             groups.insert(
                 group,
@@ -705,4 +718,34 @@ pub fn witness_role_conflict(
              it with the --witnesses (or --witness) it was started with"
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::page_cache::PageCacheDisk;
+    use super::super::shared_log::{MultiWalOptions, SharedLog};
+    use super::*;
+    use concord::Snapshot;
+
+    /// Found by the `wal_recovery` fuzz target: a snapshot file at index 0
+    /// with a term recovered as a base that the next start's log matching
+    /// then cut every later entry of the group after.
+    #[test]
+    fn a_snapshot_at_index_zero_with_a_term_is_refused() {
+        let disk = PageCacheDisk::new();
+        let mut store = disk.clone();
+        store
+            .store(
+                6,
+                &Snapshot::new(LogPosition::new(0, 1), bytes::Bytes::new()),
+            )
+            .unwrap();
+        let error = SharedLog::open(disk.clone(), disk, MultiWalOptions::default())
+            .map(|_| ())
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("no entry has index 0"),
+            "{error}"
+        );
+    }
 }
