@@ -27,11 +27,12 @@ cd "$(dirname "$0")"
 if [ $# -gt 0 ]; then
     targets=("$@")
 else
-    targets=(frame codec wal_recovery session node_step)
+    targets=(frame codec wal_recovery legacy_upgrade session node_step)
 fi
 
-# wal_recovery writes and fsyncs a scratch data directory per input in
-# the temporary directory: on a RAM-backed one it runs many times faster.
+# wal_recovery (its snapshot files) and legacy_upgrade write and fsync a
+# scratch directory per input in the temporary directory: on a
+# RAM-backed one they run many times faster.
 if [ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then
     export TMPDIR=/dev/shm
 fi

@@ -1,5 +1,5 @@
 //! What the targets whose decoders take a length from their input share
-//! (`codec`, `session`, `wal_recovery`): the allocator that records the
+//! (`codec`, `session`, `wal_recovery`, `legacy_upgrade`): the allocator that records the
 //! largest allocation, so a target can check that no length field makes
 //! a decoder allocate beyond what its input holds.
 //!

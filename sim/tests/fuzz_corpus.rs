@@ -77,6 +77,11 @@ fn wal_recovery_corpus_replays() {
 }
 
 #[test]
+fn legacy_upgrade_corpus_replays() {
+    replay("legacy_upgrade");
+}
+
+#[test]
 fn session_corpus_replays() {
     replay("session");
 }
@@ -151,6 +156,69 @@ fn node_step_seeds_commit_entries() {
     assert!(committed("snapshot-catch-up") >= 7);
 }
 
+/// The shared-log seeds are real logs that recover, and their damaged
+/// copies are refused or recovered as the shared log's rules say: the
+/// target sees what a server would.
+#[test]
+fn wal_recovery_seeds_recover_or_refuse_as_the_rules_say() {
+    use fuzzing::wal_recovery::{outcome, Outcome};
+    let seeds = fuzzing::corpus::seeds("wal_recovery");
+    let outcome_of = |name: &str| {
+        let (_, bytes) = seeds
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no seed {name}"));
+        let found = outcome(bytes).expect("a seed passes its checks");
+        eprintln!("{name}: {found:?}");
+        found
+    };
+    // Three groups of 16 entries, but group 2 overwrote its entry 10 and
+    // holds 15; compacted, group 1's snapshot at 14 leaves it 2 entries
+    // and group 3 is removed.
+    let whole = outcome_of("log-framed");
+    assert_eq!(
+        whole,
+        Outcome::Recovered {
+            groups: 2,
+            entries: 17
+        }
+    );
+    assert_eq!(outcome_of("log-raw"), whole);
+    assert_eq!(
+        outcome_of("log-plain"),
+        Outcome::Recovered {
+            groups: 3,
+            entries: 47
+        }
+    );
+    // A torn tail loses nothing real; an undecodable marker is ignored.
+    assert_eq!(outcome_of("log-torn-tail"), whole);
+    assert_eq!(outcome_of("log-zero-tail"), whole);
+    assert_eq!(outcome_of("log-garbage-marker"), whole);
+    // Damage before valid records, lost synced data, a missing segment
+    // and records that pass their checksums but do not fit are refused.
+    for refused in [
+        "log-flipped-byte",
+        "log-marker-past-end",
+        "log-missing-segment",
+        "log-forged-gap",
+        "log-forged-term",
+        "log-undecodable-record",
+        "log-hostile-length",
+    ] {
+        assert_eq!(outcome_of(refused), Outcome::Refused, "{refused}");
+    }
+    // Unless the loss is accepted.
+    assert!(matches!(
+        outcome_of("log-accepted-loss"),
+        Outcome::Recovered { groups: 2, .. }
+    ));
+    assert!(matches!(
+        outcome_of("empty"),
+        Outcome::Recovered { groups: 0, .. }
+    ));
+}
+
 /// The allocation check itself catches a decoder that trusts a length
 /// field: allocating what a hostile seed announces is a violation.
 #[test]
@@ -169,11 +237,19 @@ fn an_allocation_from_an_announced_length_is_caught() {
     });
     assert_eq!(fine, Ok(12));
     // Every hostile seed is in the corpus the replays above run.
-    for target in ["codec", "session"] {
+    for target in ["codec", "session", "wal_recovery", "legacy_upgrade"] {
         let hostile = fuzzing::corpus::seeds(target)
             .into_iter()
-            .filter(|(name, _)| name.starts_with("hostile-length"))
+            .filter(|(name, _)| name.contains("hostile-length"))
             .count();
-        assert!(hostile >= 3, "{target} has {hostile} hostile-length seeds");
+        let needed = if target.ends_with("upgrade") || target.starts_with("wal") {
+            1
+        } else {
+            3
+        };
+        assert!(
+            hostile >= needed,
+            "{target} has {hostile} hostile-length seeds"
+        );
     }
 }

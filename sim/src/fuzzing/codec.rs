@@ -1,9 +1,21 @@
-//! The `codec` target: arbitrary bytes through every decoder behind
-//! `concord::codec`: the handshake ([`Hello`], [`Welcome`]), peer traffic
-//! ([`PeerFrame`], [`PeerReply`], [`Message`]), client traffic
-//! ([`ClientRequest`], [`ClientResponse`], [`NodeStatus`]), the disk
-//! records ([`WalRecord`], [`HardState`]), and every service's requests,
-//! answers and snapshots (`concord_services::codec`).
+//! The `codec` target: arbitrary bytes through every decoder the one
+//! runtime runs on bytes it did not make:
+//!
+//! * the handshake ([`Hello`], [`Welcome`], [`PeerReply`]);
+//! * peer traffic ([`MultiPeerFrame`]: every group's messages for a peer
+//!   in one [`Frame`](concord::multi::Frame));
+//! * client traffic ([`GroupRequest`], [`ClientResponse`],
+//!   [`StatusAnswer`], [`AdminAnswer`]), and [`ClientRequest`], which the
+//!   listener decodes only to tell a single-group client's request from
+//!   garbage (and answer it with the group count);
+//! * the disk: the shared log's records ([`GroupRecord`]) and durable
+//!   marker ([`DurableMarker`]), the data directory's identity file
+//!   ([`identity::decode`]);
+//! * the catalog's commands ([`CatalogCommand`], group 0's log entries);
+//! * what the legacy reader decodes when it upgrades a single-group
+//!   server's directory ([`WalRecord`], [`HardState`], [`HostRecord`]);
+//! * every service's requests, answers and snapshots
+//!   (`concord_services::codec`).
 //!
 //! Input layout: the whole input is the payload, decoded as every type.
 //!
@@ -16,13 +28,20 @@
 
 use std::fmt::Debug;
 
-use concord::{HardState, Message};
+use concord::multi::CatalogCommand;
+use concord::HardState;
 use concord_services::codec as services;
 use concord_services::{Service, ServiceKind, ServiceVisitor};
+use concord_tokio::addresses::HostRecord;
 use concord_tokio::codec;
-use concord_tokio::status::NodeStatus;
+use concord_tokio::identity::{self, DataDirIdentity};
+use concord_tokio::multi::admin::AdminAnswer;
+use concord_tokio::multi::groups_status::{StatusAnswer, STATUS_ANSWER_BYTES_MAX};
+use concord_tokio::multi::record::{DurableMarker, GroupRecord};
+use concord_tokio::multi::wire::{GroupRequest, MultiPeerFrame};
+// The legacy format, read only to upgrade a single-group directory.
 use concord_tokio::wal::WalRecord;
-use concord_tokio::wire::{ClientRequest, ClientResponse, Hello, PeerFrame, PeerReply, Welcome};
+use concord_tokio::wire::{ClientRequest, ClientResponse, Hello, PeerReply, Welcome};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -64,19 +83,70 @@ where
     Ok(())
 }
 
+/// A round trip through a type's own decoder and encoder (not the
+/// codec's): what decodes encodes to bytes that decode to it again.
+fn own_round_trip<T, E>(
+    name: &str,
+    bytes: &[u8],
+    decode: impl Fn(&[u8]) -> Result<T, E>,
+    encode: impl Fn(&T) -> Vec<u8>,
+) -> Result<(), Violation>
+where
+    T: PartialEq + Debug,
+{
+    let decoded = alloc::checked(TARGET, name, bytes.len(), || decode(bytes))?;
+    let Ok(value) = decoded else {
+        return Ok(());
+    };
+    match decode(&encode(&value)) {
+        Ok(again) if again == value => Ok(()),
+        Ok(again) => Err(Violation::new(
+            TARGET,
+            format!("a {name} changed in a round trip: {value:?} became {again:?}"),
+        )),
+        Err(_) => Err(Violation::new(
+            TARGET,
+            format!("the re-encoding of a decoded {name} does not decode"),
+        )),
+    }
+}
+
 /// Decodes `payload` (at most `limit_bytes` long, as a frame reader would
 /// pass it) as every wire and disk type, round-tripping what decodes.
 pub fn run_payload(payload: &[u8], limit_bytes: usize) -> Result<(), Violation> {
     round_trip::<Hello>("Hello", payload, limit_bytes)?;
     round_trip::<Welcome>("Welcome", payload, limit_bytes)?;
-    round_trip::<PeerFrame>("PeerFrame", payload, limit_bytes)?;
     round_trip::<PeerReply>("PeerReply", payload, limit_bytes)?;
-    round_trip::<Message>("Message", payload, limit_bytes)?;
+    round_trip::<MultiPeerFrame>("MultiPeerFrame", payload, limit_bytes)?;
+    round_trip::<GroupRequest>("GroupRequest", payload, limit_bytes)?;
     round_trip::<ClientRequest>("ClientRequest", payload, limit_bytes)?;
     round_trip::<ClientResponse>("ClientResponse", payload, limit_bytes)?;
-    round_trip::<NodeStatus>("NodeStatus", payload, limit_bytes)?;
-    round_trip::<WalRecord>("WalRecord", payload, limit_bytes)?;
-    round_trip::<HardState>("HardState", payload, 1024)?;
+    round_trip::<StatusAnswer>("StatusAnswer", payload, STATUS_ANSWER_BYTES_MAX)?;
+    own_round_trip("AdminAnswer", payload, AdminAnswer::decode, |answer| {
+        answer.encode().to_vec()
+    })?;
+    round_trip::<GroupRecord>("GroupRecord", payload, limit_bytes)?;
+    own_round_trip("DurableMarker", payload, DurableMarker::decode, |marker| {
+        marker.encode().to_vec()
+    })?;
+    round_trip::<DataDirIdentity>("DataDirIdentity", payload, limit_bytes)?;
+    own_round_trip("identity file", payload, identity::decode, |identity| {
+        identity::encode(identity).expect("a decoded identity encodes")
+    })?;
+    own_round_trip(
+        "CatalogCommand",
+        payload,
+        CatalogCommand::decode,
+        |command| command.encode().to_vec(),
+    )?;
+    round_trip::<WalRecord>("legacy WalRecord", payload, limit_bytes)?;
+    round_trip::<HardState>("legacy HardState", payload, 1024)?;
+    own_round_trip("legacy HostRecord", payload, HostRecord::decode, |record| {
+        record
+            .encode()
+            .expect("a decoded host record encodes")
+            .to_vec()
+    })?;
     for &kind in ServiceKind::ALL {
         kind.visit(ServiceDecoders { payload })?;
     }

@@ -1,14 +1,20 @@
 //! The seed corpus: real encoded data for every target, made by the
-//! runtime's own encoders (frames, messages, WAL segments, session
-//! commands) and by scripted schedules of the `node_step` cluster. The
-//! committed files in `fuzz/corpus/<target>/` are this function's output,
-//! written by `cargo run -p concord-sim --example fuzz_seed_corpus`.
+//! runtime's own encoders (frames, peer frames, client requests, shared
+//! logs written by the shared log itself, legacy single-group
+//! directories, session commands) and by scripted schedules of the
+//! `node_step` cluster. Deterministic: the committed files in
+//! `fuzz/corpus/<target>/` are this module's output, written by
+//! `cargo run -p concord-sim --example fuzz_seed_corpus`, and a test
+//! (`sim/tests/fuzz_corpus.rs`) checks they still are.
+
+use std::collections::BTreeSet;
 
 use bytes::Bytes;
+use concord::multi::{CatalogCommand, Frame, GroupMessage};
 use concord::session::{encode_command, encode_register, SessionResponse};
 use concord::{
-    AppendResponse, Entry, EntryPayload, HardState, LogPosition, Membership, Message, MessageBody,
-    ReadPath, SnapshotChunk,
+    AppendResponse, Entry, EntryPayload, HardState, LogPosition, Membership, MembershipChange,
+    Message, MessageBody, ReadPath, SnapshotChunk,
 };
 use concord_services::chat::{ChatRequest, ChatResponse, Message as ChatMessage};
 use concord_services::codec as services;
@@ -16,13 +22,18 @@ use concord_services::directory::{DirectoryRequest, DirectoryResponse};
 use concord_services::kv::{Kv, KvRequest, KvResponse};
 use concord_services::orders::{OrdersRequest, OrdersResponse};
 use concord_services::{Service, ServiceMachine};
+use concord_tokio::addresses::{AddressRecord, HostRecord};
 use concord_tokio::codec;
 use concord_tokio::frame::encode_frame;
+use concord_tokio::identity::{self, DataDirIdentity, Incarnation};
+use concord_tokio::multi::admin::{AdminAnswer, AdminRequest};
+use concord_tokio::multi::groups_status::{StatusAnswer, StatusQuery};
+use concord_tokio::multi::record::{DurableMarker, GroupRecord};
+use concord_tokio::multi::wire::{GroupOp, GroupRequest, MultiPeerFrame};
 use concord_tokio::status::{NodeStatus, PeerStatus};
+// The legacy format, read only to upgrade a single-group directory.
 use concord_tokio::wal::WalRecord;
-use concord_tokio::wire::{
-    ClientRequest, ClientResponse, Hello, HelloRole, PeerFrame, PeerReply, Welcome,
-};
+use concord_tokio::wire::{ClientRequest, ClientResponse, Hello, HelloRole, PeerReply, Welcome};
 
 /// One seed input: a file name (without directory) and its bytes.
 pub type Seed = (String, Vec<u8>);
@@ -279,6 +290,20 @@ fn services_samples() -> Vec<Seed> {
     out
 }
 
+/// `messages` as one peer frame of the one runtime: each as a message of
+/// group `1 + i % 3`.
+fn sample_frame(messages: Vec<Message>) -> Frame {
+    let mut frame = Frame::new(1, 2, 7);
+    for (i, message) in messages.into_iter().enumerate() {
+        frame.messages.push(GroupMessage {
+            group: 1 + i as u64 % 3,
+            term: message.term,
+            body: message.body,
+        });
+    }
+    frame
+}
+
 /// Every value of every wire and disk type the samples cover, encoded,
 /// with a name for each.
 pub fn sample_payloads() -> Vec<Seed> {
@@ -286,6 +311,7 @@ pub fn sample_payloads() -> Vec<Seed> {
     let mut push = |name: String, bytes: Result<Vec<u8>, codec::CodecError>| {
         out.push((name, bytes.expect("sample values encode")));
     };
+    // The handshake.
     push(
         "hello-peer".into(),
         codec::encode(&Hello {
@@ -293,7 +319,7 @@ pub fn sample_payloads() -> Vec<Seed> {
             role: HelloRole::Peer {
                 from: 1,
                 to: 2,
-                incarnation: None,
+                incarnation: Some(Incarnation([7; 16])),
             },
         }),
     );
@@ -314,46 +340,79 @@ pub fn sample_payloads() -> Vec<Seed> {
             reason: "wrong cluster".to_string(),
         }),
     );
-    for (i, message) in sample_messages().into_iter().enumerate() {
-        push(
-            format!("peerframe-raft-{i:02}"),
-            codec::encode(&PeerFrame::Raft(message.clone())),
-        );
-        push(format!("message-{i:02}"), codec::encode(&message));
-    }
-    push(
-        "peerframe-keepalive".into(),
-        codec::encode(&PeerFrame::Keepalive),
-    );
     push(
         "peerreply-ack".into(),
         codec::encode(&PeerReply::KeepaliveAck),
     );
+    // Peer frames: each message alone, then all of them with compact
+    // heartbeats in one frame.
+    for (i, message) in sample_messages().into_iter().enumerate() {
+        push(
+            format!("multi-peerframe-{i:02}"),
+            codec::encode(&MultiPeerFrame::Frame(sample_frame(vec![message]))),
+        );
+    }
+    let mut busy = sample_frame(sample_messages());
+    busy.heartbeats.push(concord::multi::GroupHeartbeat {
+        group: 2,
+        term: 3,
+        commit: 6,
+        read_round: 1,
+    });
+    push(
+        "multi-peerframe-all".into(),
+        codec::encode(&MultiPeerFrame::Frame(busy)),
+    );
+    push(
+        "multi-peerframe-keepalive".into(),
+        codec::encode(&MultiPeerFrame::Keepalive),
+    );
+    // Client requests to a group, and their answers.
     for (i, request) in kv_requests().iter().enumerate() {
         let op_bytes = services::encode_request::<Kv>(i as u64 + 1, request);
         push(
-            format!("request-command-{i}"),
-            codec::encode(&ClientRequest::Command(encode_command(
-                7,
-                i as u64 + 1,
-                &op_bytes,
-            ))),
+            format!("group-request-command-{i}"),
+            codec::encode(&GroupRequest {
+                group: 1,
+                request: GroupOp::Command(encode_command(7, i as u64 + 1, &op_bytes)),
+            }),
         );
         push(
-            format!("request-read-{i}"),
-            codec::encode(&ClientRequest::Read {
-                path: ReadPath::ReadIndex,
-                query: op_bytes,
+            format!("group-request-read-{i}"),
+            codec::encode(&GroupRequest {
+                group: 1,
+                request: GroupOp::Read {
+                    path: ReadPath::ReadIndex,
+                    query: op_bytes,
+                },
             }),
         );
     }
+    let ops = [
+        GroupOp::Command(encode_register()),
+        GroupOp::Status(StatusQuery::Summary),
+        GroupOp::Status(StatusQuery::Node(1)),
+        GroupOp::Admin(AdminRequest::List),
+        GroupOp::Admin(AdminRequest::Change(MembershipChange::AddLearner(4))),
+        GroupOp::Admin(AdminRequest::ChangeBatch(vec![(
+            2,
+            MembershipChange::Remove(3),
+        )])),
+        GroupOp::Admin(AdminRequest::Led { groups_max: 10 }),
+    ];
+    for (i, op) in ops.into_iter().enumerate() {
+        push(
+            format!("group-request-op-{i}"),
+            codec::encode(&GroupRequest {
+                group: 1,
+                request: op,
+            }),
+        );
+    }
+    // A single-group client's request, which the listener recognises.
     push(
-        "request-register".into(),
+        "single-group-client-request".into(),
         codec::encode(&ClientRequest::Command(encode_register())),
-    );
-    push(
-        "request-status".into(),
-        codec::encode(&ClientRequest::Status),
     );
     let responses = vec![
         ClientResponse::Done(SessionResponse::Ok(Bytes::from_static(b"ok")).encode()),
@@ -364,22 +423,123 @@ pub fn sample_payloads() -> Vec<Seed> {
         ClientResponse::Unknown,
         ClientResponse::Busy,
         ClientResponse::Error("refused".to_string()),
-        ClientResponse::Status(Box::new(sample_status())),
     ];
     for (i, response) in responses.into_iter().enumerate() {
         push(format!("response-{i}"), codec::encode(&response));
     }
-    push("status".into(), codec::encode(&sample_status()));
-    for (i, record) in sample_wal_records().into_iter().enumerate() {
-        push(format!("walrecord-{i}"), codec::encode(&record));
+    push(
+        "status-answer-node".into(),
+        codec::encode(&StatusAnswer::Node(Box::new(sample_status()))),
+    );
+    push(
+        "status-answer-not-hosted".into(),
+        codec::encode(&StatusAnswer::NotHosted { group: 9, node: 2 }),
+    );
+    let answers = [
+        AdminAnswer::Proposed { index: 12 },
+        AdminAnswer::TransferStarted,
+        AdminAnswer::Batch(vec![(2, None), (3, Some("not the leader".to_string()))]),
+        AdminAnswer::Led {
+            groups: vec![1, 2],
+            total: 2,
+        },
+        AdminAnswer::Replaces(vec![(2, 4)]),
+    ];
+    for (i, answer) in answers.iter().enumerate() {
+        push(format!("admin-answer-{i}"), Ok(answer.encode().to_vec()));
+    }
+    // The disk: shared-log records, the durable marker, the identity.
+    for (i, record) in sample_group_records().into_iter().enumerate() {
+        push(format!("group-record-{i}"), codec::encode(&record));
     }
     push(
-        "hardstate".into(),
+        "durable-marker".into(),
+        Ok(DurableMarker {
+            segment: 3,
+            offset_bytes: 4096,
+        }
+        .encode()
+        .to_vec()),
+    );
+    let identity = DataDirIdentity {
+        cluster_id: "demo".to_string(),
+        node_id: 2,
+        incarnation: Some(Incarnation([7; 16])),
+        storage_format: 1,
+    };
+    push(
+        "identity-file".into(),
+        Ok(identity::encode(&identity).expect("the identity encodes")),
+    );
+    push("identity".into(), codec::encode(&identity));
+    // The catalog's commands (group 0's entries).
+    let catalog = [
+        CatalogCommand::Create {
+            group: 5,
+            voters: BTreeSet::from([1, 2, 3]),
+        },
+        CatalogCommand::AddServer {
+            id: 4,
+            addr: "127.0.0.1:7004".to_string(),
+        },
+        CatalogCommand::Assign {
+            node: 4,
+            groups: vec![(5, BTreeSet::from([1, 2, 3]))],
+        },
+        CatalogCommand::Unassign {
+            node: 3,
+            groups: vec![5],
+        },
+    ];
+    for (i, command) in catalog.iter().enumerate() {
+        push(
+            format!("catalog-command-{i}"),
+            Ok(command.encode().to_vec()),
+        );
+    }
+    // What the legacy reader decodes when it upgrades a single-group
+    // directory.
+    for (i, record) in sample_wal_records().into_iter().enumerate() {
+        push(format!("legacy-walrecord-{i}"), codec::encode(&record));
+    }
+    push(
+        "legacy-hardstate".into(),
         codec::encode(&HardState::new(3, Some(1))),
+    );
+    push(
+        "legacy-hostrecord".into(),
+        Ok(HostRecord::Address(AddressRecord {
+            id: 2,
+            addr: "127.0.0.1:7002".to_string(),
+        })
+        .encode()
+        .expect("a host record encodes")
+        .to_vec()),
     );
     out.extend(services_samples());
     out.extend(hostile_lengths());
     out
+}
+
+/// One record of every kind, as the shared log holds them.
+pub fn sample_group_records() -> Vec<GroupRecord> {
+    vec![
+        GroupRecord::HardState {
+            group: 1,
+            hard_state: HardState::new(3, Some(1)),
+        },
+        GroupRecord::Append {
+            group: 1,
+            entries: vec![entry(3, 4, b"a"), entry(3, 5, b"bb")],
+        },
+        GroupRecord::Truncate { group: 2, after: 4 },
+        GroupRecord::Snapshot {
+            group: 1,
+            position: LogPosition::new(5, 3),
+            discard_log: false,
+        },
+        GroupRecord::Removed { group: 3 },
+    ]
 }
 
 /// Bytes announced by the hostile length fields: far more than any seed
@@ -414,10 +574,23 @@ fn hostile_lengths() -> Vec<Seed> {
     let marker: &[u8] = b"hostile";
     let encoded = |value: Result<Vec<u8>, codec::CodecError>| value.expect("encodes");
     let bytes = || Bytes::from_static(b"hostile");
+    let append = Message {
+        from: 1,
+        to: 2,
+        term: 3,
+        body: MessageBody::AppendEntries {
+            prev: LogPosition::new(3, 2),
+            entries: vec![entry(3, 4, b"hostile")].into(),
+            leader_commit: 3,
+        },
+    };
     vec![
         (
             "hostile-length-command".to_string(),
-            encoded(codec::encode(&ClientRequest::Command(bytes()))),
+            encoded(codec::encode(&GroupRequest {
+                group: 1,
+                request: GroupOp::Command(bytes()),
+            })),
         ),
         (
             "hostile-length-hello".to_string(),
@@ -428,16 +601,16 @@ fn hostile_lengths() -> Vec<Seed> {
         ),
         (
             "hostile-length-append".to_string(),
-            encoded(codec::encode(&PeerFrame::Raft(Message {
-                from: 1,
-                to: 2,
-                term: 3,
-                body: MessageBody::AppendEntries {
-                    prev: LogPosition::new(3, 2),
-                    entries: vec![entry(3, 4, b"hostile")].into(),
-                    leader_commit: 3,
-                },
-            }))),
+            encoded(codec::encode(&MultiPeerFrame::Frame(sample_frame(vec![
+                append,
+            ])))),
+        ),
+        (
+            "hostile-length-group-record".to_string(),
+            encoded(codec::encode(&GroupRecord::Append {
+                group: 1,
+                entries: vec![entry(3, 4, b"hostile")],
+            })),
         ),
         (
             "hostile-length-kv-request".to_string(),
@@ -464,7 +637,8 @@ fn hostile_put() -> Bytes {
     services::encode_request::<Kv>(1, &put)
 }
 
-/// Records of every kind, as the write-ahead log holds them.
+/// Records of every kind, as the legacy single-group write-ahead log
+/// holds them (read only to upgrade such a directory).
 pub fn sample_wal_records() -> Vec<WalRecord> {
     vec![
         WalRecord::Append {
@@ -503,16 +677,20 @@ fn frame_seeds() -> Vec<Seed> {
             role: HelloRole::Peer {
                 from: 1,
                 to: 2,
-                incarnation: None,
+                incarnation: Some(Incarnation([7; 16])),
             },
         },
         &mut stream,
     )
     .expect("encodes");
     for message in sample_messages() {
-        encode_frame(&PeerFrame::Raft(message), &mut stream).expect("encodes");
+        encode_frame(
+            &MultiPeerFrame::Frame(sample_frame(vec![message])),
+            &mut stream,
+        )
+        .expect("encodes");
     }
-    encode_frame(&PeerFrame::Keepalive, &mut stream).expect("encodes");
+    encode_frame(&MultiPeerFrame::Keepalive, &mut stream).expect("encodes");
     for split in splits {
         let mut input = vec![split.len() as u8 - 1];
         input.extend_from_slice(split);
@@ -608,6 +786,7 @@ pub fn seeds(name: &str) -> Vec<Seed> {
         "codec" => sample_payloads(),
         "session" => session_seeds(),
         "wal_recovery" => super::wal_recovery::seeds(),
+        "legacy_upgrade" => super::legacy_upgrade::seeds(),
         "node_step" => super::node_step::seeds(),
         _ => Vec::new(),
     }

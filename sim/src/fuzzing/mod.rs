@@ -19,8 +19,9 @@
 //! | target | what it feeds |
 //! | --- | --- |
 //! | [`frame`] | the transport frame reader, on whole streams and on arbitrary splits of them |
-//! | [`codec`] | every message, handshake, client request/response and disk record type through the codec |
-//! | [`wal_recovery`] | damaged write-ahead logs, hard-state, marker and snapshot files to recovery |
+//! | [`codec`] | every handshake, peer frame, client request/answer, disk record and catalog command the one runtime decodes |
+//! | [`wal_recovery`] | damaged shared-log segments, durable markers and snapshot files to the shared log's recovery |
+//! | [`legacy_upgrade`] | damaged single-group data directories to the upgrade's legacy reader |
 //! | [`session`] | the session request/response/snapshot decoders and the key-value commands |
 //! | [`node_step`] | a cluster of `Node`s driven by an arbitrary schedule, safety-checked after every step |
 
@@ -30,6 +31,7 @@ pub mod alloc;
 pub mod codec;
 pub mod corpus;
 pub mod frame;
+pub mod legacy_upgrade;
 pub mod node_step;
 pub mod session;
 pub mod wal_recovery;
@@ -62,7 +64,14 @@ impl std::error::Error for Violation {}
 
 /// Names of every target, as used for `fuzz/fuzz_targets/<name>.rs` and
 /// `fuzz/corpus/<name>/`.
-pub const TARGETS: [&str; 5] = ["frame", "codec", "wal_recovery", "session", "node_step"];
+pub const TARGETS: [&str; 6] = [
+    "frame",
+    "codec",
+    "wal_recovery",
+    "legacy_upgrade",
+    "session",
+    "node_step",
+];
 
 /// Runs target `name` on `data`; `None` when there is no such target.
 pub fn run(name: &str, data: &[u8]) -> Option<Result<(), Violation>> {
@@ -70,6 +79,7 @@ pub fn run(name: &str, data: &[u8]) -> Option<Result<(), Violation>> {
         "frame" => frame::run(data),
         "codec" => codec::run(data),
         "wal_recovery" => wal_recovery::run(data),
+        "legacy_upgrade" => legacy_upgrade::run(data),
         "session" => session::run(data),
         "node_step" => node_step::run(data),
         _ => return None,
