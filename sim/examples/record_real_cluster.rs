@@ -1,7 +1,9 @@
 //! Recording a history from a real cluster and checking it.
 //!
-//! Starts three concord key-value servers on 127.0.0.1 (the same server
-//! code as `concord-node`, with write-ahead logs in a temporary directory),
+//! Starts three concord key-value servers on 127.0.0.1 (the one runtime,
+//! as `concord-node` runs it: [`start_node`] hosting the store as group 1
+//! beside the catalog, each with its data directory in a temporary
+//! directory),
 //! or connects to a running cluster with `--servers`; runs a short
 //! workload of gets, puts, appends and compare-and-sets from several
 //! concurrent clients through the typed client, recording every operation
@@ -28,13 +30,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use concord_services::kv::Kv;
-use concord_services::{service_state_machine, CallError, KvClient};
+use concord_services::{CallError, KvClient, ServiceMachine};
 use concord_sim::history::{Op, Output, Recorder, Token};
 use concord_sim::linearizability::{check_history_parallel, CheckConfig, CheckResult};
 use concord_tokio::client::ClientConfig;
-use concord_tokio::cluster::single_group::{start_node, RunningNode};
-use concord_tokio::cluster::NodeSettings;
-use concord_tokio::wal::{FileStorage, WalOptions};
+use concord_tokio::cluster::{start_node, NodeSettings, NodeStorage, RunningNode};
 
 struct Options {
     servers: Option<Vec<String>>,
@@ -79,24 +79,11 @@ fn record_error(recorder: &Recorder, token: Token, error: &CallError) {
 }
 
 /// One client's workload: `ops` operations on three keys, each recorded.
-/// `single_group`: the servers were started here (`start_node`, which
-/// still runs the single-group server); else they are `concord-node`s.
-async fn client_loop(
-    recorder: Recorder,
-    servers: Vec<String>,
-    single_group: bool,
-    cluster: String,
-    id: u64,
-    ops: u64,
-) {
+async fn client_loop(recorder: Recorder, servers: Vec<String>, cluster: String, id: u64, ops: u64) {
     let mut config = ClientConfig::new(servers, cluster);
     config.request_timeout = Duration::from_millis(500);
     config.attempts_max = 10;
-    let mut client = if single_group {
-        KvClient::single_group(config)
-    } else {
-        KvClient::new(config)
-    };
+    let mut client = KvClient::new(config);
     // The last value this client read per key.
     let mut last_seen: BTreeMap<String, String> = BTreeMap::new();
     for i in 0..ops {
@@ -166,7 +153,7 @@ async fn client_loop(
     }
 }
 
-/// Three servers on free loopback ports, write-ahead logs under `base`.
+/// Three servers on free loopback ports, data directories under `base`.
 async fn start_cluster(
     base: &std::path::Path,
     cluster: &str,
@@ -182,9 +169,9 @@ async fn start_cluster(
     drop(listeners);
     let mut nodes = Vec::new();
     for (&id, addr) in &peers {
-        let storage = FileStorage::open(base.join(format!("node-{id}")), WalOptions::default())?;
+        let storage = NodeStorage::dir(base.join(format!("node-{id}")));
         let settings = NodeSettings::new(id, addr.clone(), peers.clone(), cluster);
-        nodes.push(start_node(settings, service_state_machine::<Kv>(), storage).await?);
+        nodes.push(start_node(settings, ServiceMachine::<Kv>::new, storage).await?);
         println!("node {id} listening on {addr}");
     }
     Ok((peers.into_values().collect(), nodes))
@@ -224,7 +211,6 @@ fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
                 tokio::spawn(client_loop(
                     recorder.clone(),
                     servers.clone(),
-                    o.servers.is_none(),
                     o.cluster.clone(),
                     id,
                     o.ops,

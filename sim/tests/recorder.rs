@@ -1,20 +1,18 @@
 //! `history::Recorder`: thread-safe recording with a monotonic clock, and a
-//! history recorded from a real in-process TCP cluster (three concord
-//! servers of the one runtime on disks in memory, concurrent clients)
-//! that checks as linearizable.
-
-#[path = "../../tests/common/kv_nodes.rs"]
-mod kv_nodes;
+//! history recorded from a real in-process TCP cluster (three servers of
+//! the one runtime serving the key-value store, on in-memory disks,
+//! concurrent clients) that checks as linearizable.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use concord_services::{CallError, KvClient};
+use concord_services::kv::Kv;
+use concord_services::{CallError, KvClient, ServiceMachine};
 use concord_sim::history::{parse_jsonl, Op, Outcome, Output, Recorder, Token};
 use concord_sim::linearizability::{check_history, check_history_parallel, CheckConfig};
 use concord_tokio::client::ClientConfig;
-use concord_tokio::cluster::NodeSettings;
-use kv_nodes::start_kv_node;
+use concord_tokio::cluster::{start_node, NodeSettings, NodeStorage};
+use concord_tokio::multi::page_cache::PageCacheDisk;
 
 #[test]
 fn recorder_is_thread_safe_and_monotonic() {
@@ -109,7 +107,12 @@ fn history_recorded_from_a_real_tcp_cluster_is_linearizable() {
         let mut nodes = Vec::new();
         for (&id, addr) in &peers {
             let settings = NodeSettings::new(id, addr.clone(), peers.clone(), "rec-test");
-            nodes.push(start_kv_node(settings).await.unwrap());
+            let storage = NodeStorage::memory(PageCacheDisk::new(), 1);
+            nodes.push(
+                start_node(settings, ServiceMachine::<Kv>::new, storage)
+                    .await
+                    .unwrap(),
+            );
         }
         let servers: Vec<String> = peers.values().cloned().collect();
         let tasks: Vec<_> = (1..=4u64)
