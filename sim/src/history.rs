@@ -105,11 +105,14 @@
 //! without an outcome, and an operation still in flight when
 //! [`Recorder::history`] is taken, are recorded as unknown.
 //!
-//! For concord's own client (`concord_tokio::client::Client`): `Ok` is
-//! `ok`; `ClientError::RetriesExhausted`, `SessionExpired` and `Protocol`
-//! are `unknown`; `Server` (refused before sending, e.g. a command too
-//! large) and `NoServers` are `fail`. A key that does not exist reads as
-//! `""`. See `sim/examples/record_real_cluster.rs`.
+//! For concord's own client of a one-group cluster
+//! (`concord_tokio::multi::one_group_client::OneGroupClient`, under the
+//! services' `KvClient`): `Ok` is `ok`; `ClientError::RetriesExhausted`,
+//! `SessionExpired` and `Protocol` are `unknown`; `Server` (refused
+//! before sending, e.g. a command too large), `NoServers` and `Rejected`
+//! are `fail` (`CallError::definitely_not_applied` says which). A key
+//! that does not exist reads as `""`. See
+//! `sim/examples/record_real_cluster.rs`.
 
 use std::fmt;
 use std::io::{BufRead, Write};

@@ -2,8 +2,10 @@
 //! simulated network, with a session, timeouts, retries with backoff and
 //! leader discovery, and reports every call and return to the workload.
 //!
-//! Like the real client (`concord_tokio::client`), a client learns from
-//! failure: a server that did not answer an attempt in time, or refused a
+//! Like the real client (the one runtime's
+//! `concord_tokio::multi::one_group_client::OneGroupClient`, whose
+//! routing client avoids failing nodes the same way), a client learns
+//! from failure: a server that did not answer an attempt in time, or refused a
 //! follower read, is avoided for a while (half the client timeout,
 //! doubling on each new failure up to [`AVOID_MAX_TIMEOUTS`] timeouts),
 //! then probed again; an answer clears it. A server that knows it is no
