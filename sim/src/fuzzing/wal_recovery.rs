@@ -25,7 +25,9 @@
 //! * `[snapshot count]` (modulo [`SNAPSHOTS_MAX`] + 1), then per snapshot
 //!   `[group][kind][index][term]` and either a real snapshot `[len][data]`
 //!   stored by [`DirSnapshots`], or raw file bytes `[len: u16][bytes]`
-//!   under that position's file name.
+//!   under that position's file name;
+//! * `[pick]`: which recovered group the continuation check appends to
+//!   (modulo their count plus one: the last is a new group).
 //!
 //! Checked: no panic; recovery never asks for more memory at once than
 //! [`allocation_bound_bytes`](super::alloc::allocation_bound_bytes) of
@@ -320,6 +322,7 @@ struct Built {
     accept_data_loss: bool,
     provenance: Provenance,
     files_bytes: usize,
+    pick: u8,
 }
 
 fn build(data: &[u8]) -> Result<Built, Violation> {
@@ -411,6 +414,7 @@ fn build(data: &[u8]) -> Result<Built, Violation> {
         accept_data_loss,
         provenance,
         files_bytes,
+        pick: cursor.u8(),
     })
 }
 
@@ -543,10 +547,11 @@ pub fn outcome(data: &[u8]) -> Result<Outcome, Violation> {
             .sum(),
     };
 
-    // The log keeps working: one entry more for a group.
-    let group = first.groups.keys().next().copied().unwrap_or_else(|| {
+    // The log keeps working: one entry more for a group, or a new one.
+    let pick = usize::from(built.pick) % (first.groups.len() + 1);
+    let group = first.groups.keys().nth(pick).copied().unwrap_or_else(|| {
         (1..)
-            .find(|g| !first.removed.contains(g))
+            .find(|g| !first.groups.contains_key(g) && !first.removed.contains(g))
             .expect("a free id")
     });
     let (hard_state, last) =
@@ -880,8 +885,16 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
         bytes: b"group 2 state".to_vec(),
     });
     seeds.push(("log-unrecorded-snapshot".to_string(), unrecorded));
-    seeds
+    let mut seeds: Vec<(String, Vec<u8>)> = seeds
         .into_iter()
         .map(|(name, layout)| (name, layout.encode()))
-        .collect()
+        .collect();
+    // The continuation check on the second group, and on a new one.
+    let mut second = framed.encode();
+    second.push(1);
+    seeds.push(("log-framed-append-second-group".to_string(), second));
+    let mut new_group = framed.encode();
+    new_group.push(2);
+    seeds.push(("log-framed-append-new-group".to_string(), new_group));
+    seeds
 }
