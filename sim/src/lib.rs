@@ -73,7 +73,8 @@
 //! * **Host entries** (half the seeds; `--no-host-entries` turns them
 //!   off): the leader appends address records (`Input::ProposeHost`) now
 //!   and then and before every change that adds or promotes a node, the
-//!   way the tokio runtime keeps its address book; hosts keep the book in
+//!   way the single-group tokio server kept its address book; hosts keep
+//!   the book in
 //!   front of the state machine in their snapshots, and every node's book
 //!   must be the committed prefix's after each record applied and each
 //!   snapshot restored (`host-book`). In half the other runs (3 or more nodes) the highest id is a

@@ -1,7 +1,10 @@
 //! Host entries: the simulated host's own replicated records, proposed with
 //! [`Input::ProposeHost`] and handed back in `Apply` as
-//! [`EntryPayload::Host`](concord::EntryPayload::Host), the way the tokio
-//! runtime keeps its address book (`concord_tokio::addresses`).
+//! [`EntryPayload::Host`](concord::EntryPayload::Host), the way the
+//! single-group tokio server kept its address book
+//! (`concord_tokio::addresses`; the one runtime reads such entries only
+//! when it upgrades that server's data directory, and keeps addresses in
+//! its catalog).
 //!
 //! In the seeds that draw them, the leader is asked now and then to append
 //! an address record (node id → a value standing for its address), and
