@@ -46,8 +46,10 @@
 //! * no group both recovered and removed;
 //!
 //! and the recovered log keeps working: one more entry appended to a
-//! group and the log opened again gives back every group as it was, plus
-//! that entry, with nothing left to truncate.
+//! group and the log opened again gives back every group that has
+//! durable state as it was, plus that entry, with nothing left to
+//! truncate, and no removed group (though a removal's record may have
+//! been compacted away).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -613,11 +615,17 @@ fn check_reopened(
             again.torn_bytes_truncated
         ));
     }
-    if again.removed != first.removed {
+    // A removal's record pins no segment and may be compacted away with
+    // the group's other records; no removal may appear, and no removed
+    // group come back.
+    if !again.removed.is_subset(&first.removed) {
         return fail(format!(
             "the removed groups changed from {:?} to {:?}",
             first.removed, again.removed
         ));
+    }
+    if let Some(back) = first.removed.iter().find(|g| again.groups.contains_key(g)) {
+        return fail(format!("removed group {back} is recovered again"));
     }
     // A group recovered with nothing (its only records, say a truncation,
     // pinned no segment, which compaction then deleted) is one that is
