@@ -184,7 +184,7 @@ pub enum CliCommand {
     Member(MemberCommand),
     /// UNSAFE, offline, on a stopped server's data directory: make it the
     /// only voter after a majority of the voters is lost for good.
-    #[command(after_help = concord_tokio::recovery::FORCE_RECOVER_USAGE)]
+    #[command(after_help = concord_tokio::multi::recovery::FORCE_RECOVER_USAGE)]
     ForceRecover(ForceRecoverArgs),
     /// Print a completion script for a shell to stdout (e.g.
     /// `concord-cli completions zsh > ~/.zfunc/_concord-cli`).
@@ -202,10 +202,8 @@ pub enum CliCommand {
 /// the new spelling, never read as something else.
 pub const MOVED_TO_KV: &[&str] = &["get", "put", "append", "cas", "get-many", "put-many"];
 
-/// `force-recover`'s arguments (see `concord_tokio::multi::recovery` for
-/// a multi-group server's data directory, `concord_tokio::recovery` for
-/// a single-group server's); `--group G` (the global flag) picks the
-/// group of a multi-group one.
+/// `force-recover`'s arguments (see `concord_tokio::multi::recovery`);
+/// `--group G` (the global flag) picks the group.
 #[derive(Clone, Debug, Args)]
 pub struct ForceRecoverArgs {
     /// The stopped server's data directory.
@@ -232,8 +230,9 @@ impl ForceRecoverArgs {
     /// `group` (`--group G`; default
     /// [`DEFAULT_GROUP`](concord_tokio::multi::recovery::DEFAULT_GROUP),
     /// and the catalog with it on a server of one group) by
-    /// `concord_tokio::multi::recovery`, a single-group server's
-    /// write-ahead log (`wal/`) by `concord_tokio::recovery`. Prints the
+    /// `concord_tokio::multi::recovery`; a single-group server's
+    /// write-ahead log (`wal/`) is upgraded to the shared log first
+    /// (`concord_tokio::multi::upgrade`). Prints the
     /// plan and the outcome to `out`; the error is the message for stderr.
     pub fn run(&self, group: Option<u64>, out: &mut dyn std::io::Write) -> Result<(), String> {
         use concord_tokio::multi::data_dir::{layout, DataDirLayout};

@@ -8,10 +8,8 @@
 //! for the catalog's slot (which the host keeps itself and never hands to
 //! it; see [`start_node`]). Exactly-once writes are the runtime's: every
 //! group runs behind a session table
-//! ([`GroupSessions`](concord::multi::sessions::GroupSessions)), so the
+//! ([`GroupSessions`]), so the
 //! state machine given here has none of its own.
-
-pub mod single_group;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -93,9 +91,8 @@ pub struct NodeSettings {
     /// joining a running cluster ([`join`](Self::join)) is added with
     /// `concord-cli member add-witness`. A node's kind must match the
     /// replicated configuration: a server that its stored configuration
-    /// lists otherwise refuses to start
-    /// ([`ServerError::WitnessListedAsFullVoter`],
-    /// [`ServerError::FullServerListedAsWitness`]).
+    /// lists otherwise refuses to start ([`StartError::Settings`], naming
+    /// the flag to give).
     pub witness: bool,
     /// The witnesses among the voters a new cluster is born with
     /// ([`Config::witnesses`]); give every node the same set. A node

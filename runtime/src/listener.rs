@@ -47,13 +47,11 @@ use concord::NodeId;
 use super::codec;
 use super::frame::{self, FrameBudget, FrameBuffer, FrameError, FrameTimeouts};
 use super::identity::IdentityHandle;
-use super::server::Event;
 use super::sniff;
 use super::tls::{self, PeerIdentity, TlsConfig};
 use super::transport::BoxStream;
 use super::wire::{
-    ClientRequest, ClientResponse, Hello, HelloRole, PeerFrame, PeerReply, Welcome,
-    CLUSTER_ID_MAX_BYTES,
+    ClientRequest, ClientResponse, Hello, HelloRole, PeerReply, Welcome, CLUSTER_ID_MAX_BYTES,
 };
 
 /// Settings of the accepting side.
@@ -97,21 +95,6 @@ pub struct ListenerConfig {
     /// adopted while ours is unknown (see [`super::identity`]). `None`
     /// checks no incarnation.
     pub identity: Option<Arc<IdentityHandle>>,
-    /// Where a member this node was not told of is looked up: the
-    /// single-group servers' member list, or the multi-group catalog's.
-    pub address_lookup: AddressLookup,
-}
-
-/// How [`ListenerConfig::address_lookup`] asks the servers in the
-/// address book for a member's address.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum AddressLookup {
-    /// A single-group server's member list ([`super::wire::AdminRequest::List`]).
-    #[default]
-    SingleGroup,
-    /// The catalog's member list (group 0) of a multi-group server, which
-    /// records every server's address.
-    Catalog,
 }
 
 /// Default [`ListenerConfig::peer_idle_timeout`]: many keepalive intervals
@@ -149,18 +132,6 @@ pub struct ListenerCounters {
     pub open: AtomicUsize,
 }
 
-/// Accepts connections on `listener` until `shutdown` flips, handing peer
-/// messages and client requests to the server's `events` channel.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    config: ListenerConfig,
-    events: mpsc::Sender<Event>,
-    shutdown: watch::Receiver<bool>,
-    counters: Arc<ListenerCounters>,
-) {
-    serve_for::<SingleGroup>(listener, config, events, shutdown, counters, None).await
-}
-
 /// What a listener hands on to its server: the one thing the single-group
 /// server and the multi-group host accept differently (peer frames, client
 /// requests and the server loop's events). Handshake, TLS, limits and
@@ -182,36 +153,8 @@ pub(crate) trait Inbound: 'static {
     fn from_client(request: Self::Request, reply: oneshot::Sender<ClientResponse>) -> Self::Event;
 }
 
-/// The single-group server's side of [`Inbound`].
-enum SingleGroup {}
-
-impl Inbound for SingleGroup {
-    type PeerFrame = PeerFrame;
-    type Request = ClientRequest;
-    type Event = Event;
-    const STRANGER_HINT: &'static str =
-        " (a new node is accepted once `concord-cli member add-learner` recorded its address; \
-         if it joined after this node's --peers were written, restart this node with --peers \
-         naming the cluster's current voters, see `concord-cli member list`)";
-
-    fn from_peer(frame: PeerFrame) -> Option<(NodeId, Event)> {
-        match frame {
-            PeerFrame::Raft(message) => Some((message.from, Event::Peer(message))),
-            PeerFrame::Keepalive => None,
-        }
-    }
-
-    fn from_client(request: ClientRequest, reply: oneshot::Sender<ClientResponse>) -> Event {
-        match request {
-            ClientRequest::Command(command) => Event::Client { command, reply },
-            ClientRequest::Status => Event::Status { reply },
-            ClientRequest::Read { path, query } => Event::Read { path, query, reply },
-            ClientRequest::Admin(request) => Event::Admin { request, reply },
-        }
-    }
-}
-
-/// [`serve`] for any server behind an [`Inbound`]. `misdirected`: the
+/// Accepts connections on `listener` until `shutdown` flips, for the
+/// server behind an [`Inbound`]. `misdirected`: the
 /// answer to a client request that is not an `I::Request` but a
 /// single-group server's [`ClientRequest`] (a multi-group server names
 /// its group count); `None` closes such a connection as bad input.
@@ -699,60 +642,6 @@ fn stranger_refusal(config: &ListenerConfig, from: NodeId, hint: &str) -> String
     )
 }
 
-/// [`ask_address`] of a multi-group server: the catalog's member list,
-/// asked of the servers in the address book, names every server's
-/// address.
-async fn ask_catalog_address(
-    node: NodeId,
-    config: &ListenerConfig,
-) -> Result<(String, NodeId), String> {
-    use super::multi::admin::{AdminAnswer, AdminRequest};
-    use super::multi::routing_client::{RoutingClient, RoutingConfig};
-    use super::multi::wire::GroupOp;
-    let servers: BTreeMap<NodeId, String> = config
-        .addresses
-        .get()
-        .into_iter()
-        .filter(|(id, _)| *id != config.node_id)
-        .collect();
-    if servers.is_empty() {
-        return Err("this node knows no other server to ask for it".to_string());
-    }
-    let shown: Vec<String> = servers.values().cloned().collect();
-    let mut routing = RoutingConfig::new(config.cluster_id.clone(), servers);
-    routing.request_timeout = Duration::from_secs(2);
-    routing.connect_timeout = Duration::from_millis(500);
-    routing.attempts_max = 2 * shown.len() as u32;
-    let mut client = RoutingClient::new(routing).map_err(|e| e.to_string())?;
-    let catalog = concord::multi::CATALOG_GROUP;
-    let answer = client
-        .call(catalog, GroupOp::Admin(AdminRequest::List))
-        .await
-        .map_err(|e| {
-            format!(
-                "none of the servers it knows ({}) could be asked: {e}",
-                shown.join(", ")
-            )
-        })?;
-    match AdminAnswer::decode(&answer) {
-        Ok(AdminAnswer::Members(members)) => members
-            .addrs
-            .iter()
-            .find(|(id, _)| *id == node)
-            .map(|(_, addr)| addr.clone())
-            .filter(|addr| super::addresses::validate_address(addr).is_ok())
-            .map(|addr| (addr, members.answered_by))
-            .ok_or_else(|| {
-                format!(
-                    "node {} (asked for the catalog's members) names no address for it",
-                    members.answered_by
-                )
-            }),
-        Ok(other) => Err(format!("the catalog answered {other:?}")),
-        Err(e) => Err(format!("the catalog's answer does not decode: {e}")),
-    }
-}
-
 /// Most time between two attempts of [`learn_address`].
 const ADDRESS_LOOKUP_BACKOFF_MAX: Duration = Duration::from_secs(30);
 
@@ -822,51 +711,57 @@ fn learn_address(
     });
 }
 
-/// `node`'s address as the servers in this node's book know it (the
-/// leader's `member list` preferred), and the node that told it.
+/// `node`'s address as the servers in this node's book know it: the
+/// catalog's member list (group 0) names every server's address; and the
+/// node that told it.
 async fn ask_address(node: NodeId, config: &ListenerConfig) -> Result<(String, NodeId), String> {
-    use super::client::{Client, ClientConfig};
-    use super::wire::{AdminRequest, AdminResponse};
     if config.tls.is_some() {
         // A node's certificate is not a client's: it cannot ask.
         return Err("with TLS on it cannot ask the other servers for the address".to_string());
     }
-    if config.address_lookup == AddressLookup::Catalog {
-        return ask_catalog_address(node, config).await;
-    }
-    let servers: Vec<String> = config
+    use super::multi::admin::{AdminAnswer, AdminRequest};
+    use super::multi::routing_client::{RoutingClient, RoutingConfig};
+    use super::multi::wire::GroupOp;
+    let servers: BTreeMap<NodeId, String> = config
         .addresses
         .get()
         .into_iter()
         .filter(|(id, _)| *id != config.node_id)
-        .map(|(_, addr)| addr)
         .collect();
     if servers.is_empty() {
         return Err("this node knows no other server to ask for it".to_string());
     }
-    let mut client_config = ClientConfig::new(servers.clone(), config.cluster_id.clone());
-    client_config.request_timeout = Duration::from_secs(2);
-    client_config.connect_timeout = Duration::from_millis(500);
-    client_config.attempts_max = 2 * servers.len() as u32;
-    let mut client = Client::new(client_config);
-    match client.admin(AdminRequest::List).await {
-        Ok(AdminResponse::Done(members)) => members
-            .members
+    let shown: Vec<String> = servers.values().cloned().collect();
+    let mut routing = RoutingConfig::new(config.cluster_id.clone(), servers);
+    routing.request_timeout = Duration::from_secs(2);
+    routing.connect_timeout = Duration::from_millis(500);
+    routing.attempts_max = 2 * shown.len() as u32;
+    let mut client = RoutingClient::new(routing).map_err(|e| e.to_string())?;
+    let catalog = concord::multi::CATALOG_GROUP;
+    let answer = client
+        .call(catalog, GroupOp::Admin(AdminRequest::List))
+        .await
+        .map_err(|e| {
+            format!(
+                "none of the servers it knows ({}) could be asked: {e}",
+                shown.join(", ")
+            )
+        })?;
+    match AdminAnswer::decode(&answer) {
+        Ok(AdminAnswer::Members(members)) => members
+            .addrs
             .iter()
-            .find(|m| m.id == node)
-            .and_then(|m| m.addr.clone())
+            .find(|(id, _)| *id == node)
+            .map(|(_, addr)| addr.clone())
             .filter(|addr| super::addresses::validate_address(addr).is_ok())
             .map(|addr| (addr, members.answered_by))
             .ok_or_else(|| {
                 format!(
-                    "node {} (asked for the members) names no address for it",
+                    "node {} (asked for the catalog's members) names no address for it",
                     members.answered_by
                 )
             }),
-        Ok(other) => Err(format!("the servers of its --peers answered {other:?}")),
-        Err(e) => Err(format!(
-            "none of the servers of its --peers ({}) could be asked: {e}",
-            servers.join(", ")
-        )),
+        Ok(other) => Err(format!("the catalog answered {other:?}")),
+        Err(e) => Err(format!("the catalog's answer does not decode: {e}")),
     }
 }

@@ -1,9 +1,8 @@
-//! The handle of a running server loop, one type for the single-group
-//! server ([`ServerHandle`](crate::server::ServerHandle)) and the
-//! multi-group one
-//! ([`MultiServerHandle`](crate::multi::host::MultiServerHandle)):
-//! send the loop events, ask it questions, stop it and learn how it
-//! ended. Each server adds its own requests as methods on its instance.
+//! The handle of a running server loop
+//! ([`MultiServerHandle`](crate::multi::host::MultiServerHandle) is the
+//! one runtime's): send the loop events, ask it questions, stop it and
+//! learn how it ended. A server adds its own requests as methods on its
+//! instance.
 
 use tokio::sync::{mpsc, oneshot, watch};
 

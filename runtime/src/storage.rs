@@ -1,90 +1,26 @@
-//! Where a server keeps its durable state, behind a trait so the same server
-//! runs on real disks ([`FileStorage`](super::wal::FileStorage): segmented
-//! write-ahead log, writer thread, group commit) and in simulation or
-//! benchmarks ([`MemStorage`]: no files, no threads, works inside madsim).
-//!
-//! Snapshots go through the same ordered queue as log writes
-//! ([`Storage::submit_snapshot`]): a snapshot the node took itself
-//! ([`SnapshotWrite::Taken`], reported on its own channel once durable) and
-//! one installed from a leader ([`SnapshotWrite::Installed`], reported like
-//! a log write under its [`WriteId`]). After a restart
-//! [`Storage::recover`] reports the newest stored snapshot's position as
-//! the log's base and [`Storage::recovered_snapshot`] hands over a reader
-//! of it.
+//! What the one runtime's storage shares: [`StorageError`], and how
+//! snapshot bytes travel. The shared log itself is
+//! [`multi::shared_log`](super::multi::shared_log).
 //!
 //! Snapshot bytes are streamed, never held whole for longer than a
 //! restore: a stored snapshot is read chunk by chunk through a
 //! [`SnapshotReader`] (a file read at an offset) when a follower needs it,
 //! and a snapshot received from a leader is written chunk by chunk into a
-//! [`SnapshotSink`] (a file that becomes the stored snapshot once
-//! [`SnapshotWrite::Installed`] makes it durable). Chunk reads and writes
-//! are page-cache copies of at most one chunk; every fsync happens on the
-//! storage's own thread.
+//! [`SnapshotSink`] (a file that becomes the stored snapshot once the
+//! log's install makes it durable). Chunk reads and writes are page-cache
+//! copies of at most one chunk; every fsync happens on the log's own
+//! thread.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
 use thiserror::Error;
-use tokio::sync::mpsc::UnboundedSender;
 
-use concord::{
-    checksum64, Entries, Entry, HardState, Index, LogPosition, Membership, Recovered, Snapshot,
-    SnapshotMeta, WriteId,
-};
-
-/// One [`Action::Persist`](concord::Action::Persist), as handed to storage.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PersistRequest {
-    /// The write's id, reported back once durable.
-    pub id: WriteId,
-    /// Term and vote to store, if changed.
-    pub hard_state: Option<HardState>,
-    /// Drop every entry after this index first.
-    pub truncate_after: Option<Index>,
-    /// Then append these.
-    pub entries: Entries,
-}
-
-/// A snapshot to store, in order with every log write submitted before it.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum SnapshotWrite {
-    /// A snapshot of this node's own state machine
-    /// ([`Action::TakeSnapshot`](concord::Action::TakeSnapshot)). Once it is
-    /// durable a reader of it is sent back on `stored` (the host then
-    /// reports it with
-    /// [`Input::Snapshotted`](concord::Input::Snapshotted)). A snapshot at or
-    /// below the index of the one already stored is not written (the
-    /// stored one is newer) but is still sent back.
-    Taken {
-        /// The snapshot.
-        snapshot: Snapshot,
-        /// Where to report it durable.
-        stored: SnapshotStoredSender,
-    },
-    /// A snapshot received from the leader
-    /// ([`Action::PersistSnapshot`](concord::Action::PersistSnapshot)):
-    /// reported with `id` on the completion channel, like a log write.
-    Installed {
-        /// The write's id.
-        id: WriteId,
-        /// The snapshot's bytes, as received into the sink
-        /// [`Storage::receive_snapshot`] gave.
-        received: ReceivedSnapshot,
-        /// Drop every log entry, not only those the snapshot covers.
-        discard_log: bool,
-        /// The configuration in force at the snapshot's last entry, stored
-        /// with it (see [`Recovered::membership`]).
-        membership: Membership,
-    },
-}
-
-/// Where storage reports a [`SnapshotWrite::Taken`] durable.
-pub type SnapshotStoredSender = UnboundedSender<SnapshotReader>;
+use concord::{checksum64, Index, Membership, Snapshot, SnapshotMeta};
 
 /// Reads one stored snapshot's bytes on demand, so that a snapshot of any
 /// size is served to followers without being held in memory. Cheap to
@@ -208,7 +144,7 @@ impl SnapshotReader {
 
 /// Where a snapshot received from a leader is written, chunk by chunk
 /// ([`Action::WriteSnapshotChunk`](concord::Action::WriteSnapshotChunk)).
-/// Nothing is durable until [`SnapshotWrite::Installed`]. A sink dropped
+/// Nothing is durable until the log installs it. A sink dropped
 /// before it is finished (the transfer started over, or was abandoned for
 /// a newer snapshot) removes its file.
 #[derive(Debug)]
@@ -389,11 +325,6 @@ impl ReceivedSnapshot {
     }
 }
 
-/// Where storage reports completions: `Ok(id)` means every write up to and
-/// including `id` is durable; `Err` means storage failed and the server must
-/// stop (fail-stop: it cannot promise durability any more).
-pub type PersistedSender = UnboundedSender<Result<WriteId, StorageError>>;
-
 /// Why storage failed.
 #[derive(Debug, Error)]
 #[non_exhaustive]
@@ -501,291 +432,4 @@ pub enum StorageError {
     /// The storage was used wrongly (e.g. submit before start).
     #[error("storage misuse: {0}")]
     Misuse(String),
-}
-
-/// Durable storage of one node's hard state and log.
-///
-/// Writes are asynchronous: [`submit`](Storage::submit) queues a write and
-/// returns at once; completions arrive, in order, on the channel given to
-/// [`start`](Storage::start). An implementation may batch many writes into
-/// one sync and report only the highest id.
-pub trait Storage: Send + 'static {
-    /// Reads back everything durable. Called once, before `start`.
-    fn recover(&mut self) -> Result<Recovered, StorageError>;
-
-    /// Starts accepting writes; completions go to `notify`.
-    fn start(&mut self, notify: PersistedSender) -> Result<(), StorageError>;
-
-    /// A reader of the newest stored snapshot, verified by
-    /// [`recover`](Storage::recover) (its position is the recovered log's
-    /// base). Called once, after `recover` and before `start`; `None` when
-    /// there is none.
-    fn recovered_snapshot(&mut self) -> Option<SnapshotReader>;
-
-    /// A sink for a snapshot about to be received from the leader (the
-    /// node wrote its first chunk). Any earlier sink that was not finished
-    /// is abandoned.
-    fn receive_snapshot(&mut self, meta: SnapshotMeta) -> Result<SnapshotSink, StorageError>;
-
-    /// Queues a write, in order after every earlier one.
-    fn submit(&mut self, write: PersistRequest);
-
-    /// Queues a snapshot write, in order after every earlier write. Once
-    /// durable, the snapshot replaces the stored one and the log entries it
-    /// covers (every entry, for [`SnapshotWrite::Installed`] with
-    /// `discard_log`) are dropped: after a restart `recover` reports the
-    /// log continuing after the snapshot.
-    fn submit_snapshot(&mut self, write: SnapshotWrite);
-
-    /// Finishes every queued write (reporting it) and stops. Idempotent.
-    fn shutdown(&mut self);
-}
-
-impl<S: Storage + ?Sized> Storage for Box<S> {
-    fn recover(&mut self) -> Result<Recovered, StorageError> {
-        (**self).recover()
-    }
-    fn start(&mut self, notify: PersistedSender) -> Result<(), StorageError> {
-        (**self).start(notify)
-    }
-    fn recovered_snapshot(&mut self) -> Option<SnapshotReader> {
-        (**self).recovered_snapshot()
-    }
-    fn receive_snapshot(&mut self, meta: SnapshotMeta) -> Result<SnapshotSink, StorageError> {
-        (**self).receive_snapshot(meta)
-    }
-    fn submit(&mut self, write: PersistRequest) {
-        (**self).submit(write)
-    }
-    fn submit_snapshot(&mut self, write: SnapshotWrite) {
-        (**self).submit_snapshot(write)
-    }
-    fn shutdown(&mut self) {
-        (**self).shutdown()
-    }
-}
-
-/// The durable contents of a [`MemStorage`], shared so that it outlives a
-/// (simulated) crash of the server that wrote it.
-#[derive(Clone, Debug, Default)]
-pub struct MemDisk {
-    inner: Arc<Mutex<MemDiskState>>,
-}
-
-#[derive(Debug, Default)]
-struct MemDiskState {
-    hard_state: HardState,
-    /// The stored snapshot; the log continues after its position.
-    snapshot: Option<Snapshot>,
-    /// Entries after the snapshot's position, contiguous.
-    entries: Vec<Entry>,
-    writes: u64,
-}
-
-impl MemDiskState {
-    fn base(&self) -> LogPosition {
-        self.snapshot
-            .as_ref()
-            .map_or(LogPosition::ZERO, |snapshot| snapshot.position)
-    }
-
-    /// Keeps `snapshot` unless a newer one is stored, dropping the entries
-    /// it covers (all of them with `discard_log`). Returns whether it was
-    /// kept.
-    fn store_snapshot(&mut self, snapshot: Snapshot, discard_log: bool) -> bool {
-        let position = snapshot.position;
-        if position.index <= self.base().index {
-            return false;
-        }
-        let covered = (position.index - self.base().index) as usize;
-        // The entries after the snapshot are kept only when the log holds
-        // its last entry (log matching: then they continue it).
-        let keeps_suffix = !discard_log
-            && covered <= self.entries.len()
-            && self.entries[covered - 1].term == position.term;
-        if keeps_suffix {
-            self.entries.drain(..covered);
-        } else {
-            self.entries.clear();
-        }
-        self.snapshot = Some(snapshot);
-        true
-    }
-}
-
-impl MemDisk {
-    /// An empty disk.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The stored snapshot's position (ZERO when none): the log continues
-    /// after it.
-    pub fn snapshot_position(&self) -> LogPosition {
-        self.lock().base()
-    }
-
-    /// Number of entries stored (after the snapshot).
-    pub fn len(&self) -> usize {
-        self.lock().entries.len()
-    }
-
-    /// True when no entry is stored.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The stored hard state.
-    pub fn hard_state(&self) -> HardState {
-        self.lock().hard_state
-    }
-
-    /// Writes applied so far.
-    pub fn writes(&self) -> u64 {
-        self.lock().writes
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, MemDiskState> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// In-memory storage: every write is "durable" (in the shared [`MemDisk`])
-/// as soon as it is submitted. No threads and no files, so it runs inside
-/// madsim and gives benchmarks the same server code without a disk.
-/// Snapshots have the file storage's semantics: the newest is kept, the
-/// entries it covers are dropped, and a restart recovers from it.
-#[derive(Debug)]
-pub struct MemStorage {
-    disk: MemDisk,
-    notify: Option<PersistedSender>,
-    recovered_snapshot: Option<Snapshot>,
-}
-
-impl MemStorage {
-    /// Storage on `disk` (clone the disk to keep it across restarts).
-    pub fn new(disk: MemDisk) -> Self {
-        MemStorage {
-            disk,
-            notify: None,
-            recovered_snapshot: None,
-        }
-    }
-}
-
-impl Storage for MemStorage {
-    fn recover(&mut self) -> Result<Recovered, StorageError> {
-        let state = self.disk.lock();
-        let base = state.base();
-        self.recovered_snapshot = state.snapshot.clone();
-        Ok(Recovered {
-            hard_state: state.hard_state,
-            base,
-            entries: state.entries.clone(),
-            // The host restores its state machine from the snapshot.
-            applied_index: base.index,
-            membership: state
-                .snapshot
-                .as_ref()
-                .and_then(|snapshot| snapshot.membership.clone()),
-        })
-    }
-
-    fn recovered_snapshot(&mut self) -> Option<SnapshotReader> {
-        self.recovered_snapshot
-            .take()
-            .map(|snapshot| SnapshotReader::from_memory(&snapshot))
-    }
-
-    fn receive_snapshot(&mut self, meta: SnapshotMeta) -> Result<SnapshotSink, StorageError> {
-        Ok(SnapshotSink::in_memory(meta))
-    }
-
-    fn submit_snapshot(&mut self, write: SnapshotWrite) {
-        match write {
-            SnapshotWrite::Taken { snapshot, stored } => {
-                let reader = SnapshotReader::from_memory(&snapshot);
-                {
-                    let mut state = self.disk.lock();
-                    state.store_snapshot(snapshot, false);
-                    state.writes += 1;
-                }
-                let _ = stored.send(reader);
-            }
-            SnapshotWrite::Installed {
-                id,
-                received,
-                discard_log,
-                membership,
-            } => {
-                let ReceivedTarget::Memory(data) = received.target else {
-                    panic!("MemStorage hands out in-memory sinks only");
-                };
-                let snapshot =
-                    Snapshot::new(received.meta.position, data).with_membership(Some(membership));
-                {
-                    let mut state = self.disk.lock();
-                    state.store_snapshot(snapshot, discard_log);
-                    state.writes += 1;
-                }
-                if let Some(notify) = &self.notify {
-                    let _ = notify.send(Ok(id));
-                }
-            }
-        }
-    }
-
-    fn start(&mut self, notify: PersistedSender) -> Result<(), StorageError> {
-        self.notify = Some(notify);
-        Ok(())
-    }
-
-    fn submit(&mut self, write: PersistRequest) {
-        let id = write.id;
-        {
-            let mut guard = self.disk.lock();
-            let state = &mut *guard;
-            let base = state.base().index;
-            if let Some(after) = write.truncate_after {
-                assert!(after >= base, "truncating below the snapshot at {base}");
-                state.entries.truncate((after - base) as usize);
-            }
-            append_entries(&mut state.entries, base, write.entries.iter().cloned());
-            if let Some(hs) = write.hard_state {
-                state.hard_state = hs;
-            }
-            state.writes += 1;
-        }
-        if let Some(notify) = &self.notify {
-            let _ = notify.send(Ok(id));
-        }
-    }
-
-    fn shutdown(&mut self) {
-        self.notify = None;
-    }
-}
-
-/// Appends entries to a log continuing after `base`, overwriting any
-/// suffix the first new entry overlaps. Entries at or below `base` are
-/// covered by the snapshot and skipped.
-pub(crate) fn append_entries(
-    log: &mut Vec<Entry>,
-    base: Index,
-    new: impl IntoIterator<Item = Entry>,
-) {
-    for entry in new {
-        if entry.index <= base {
-            continue;
-        }
-        let position = (entry.index - base - 1) as usize;
-        assert!(
-            position <= log.len(),
-            "appended entries must not leave a gap"
-        );
-        if position < log.len() {
-            log.truncate(position);
-        }
-        log.push(entry);
-    }
 }

@@ -1,15 +1,9 @@
-//! Moving Raft messages between servers.
-//!
-//! [`Transport`] is what the server loop sees: a non-blocking, lossy
-//! `send(to, message)`. Two implementations:
-//!
-//! * [`TcpTransport`]: one outgoing connection per peer, each fed by a
-//!   bounded queue (a full queue drops the message: Raft retries), opened
-//!   with a handshake naming the cluster and both node ids, re-opened with
-//!   exponential backoff. Incoming connections are handled by
-//!   [`listener`](super::listener).
-//! * [`MemNetwork`]/[`MemTransport`]: in-process channels, for benchmarks
-//!   and tests of the server loop without sockets.
+//! Peer links: one outgoing connection per peer, fed by a bounded queue
+//! (a full queue drops what is queued: Raft resends), opened with a
+//! handshake naming the cluster and both node ids, re-opened with
+//! exponential backoff. The one runtime's frame sender
+//! ([`tcp_sender`](super::multi::tcp_sender)) runs one such link per
+//! peer; incoming connections are [`listener`](super::listener)'s.
 //!
 //! ## Liveness of a TCP connection
 //!
@@ -32,29 +26,23 @@
 //!
 //! Streams are handled as [`BoxStream`] trait objects after connecting, so
 //! a TLS wrapper can be slotted in without touching the framing.
-//!
-//! The multi-group server's peer links
-//! ([`tcp_sender`](super::multi::tcp_sender)) are the same sender tasks
-//! carrying frames instead of messages (the crate-internal `Outbound`).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use concord::{Message, NodeId};
+use concord::NodeId;
 
 use super::client::ErrorClass;
 use super::frame::{self, FrameError};
 use super::identity::IdentityHandle;
-use super::server::Event;
 use super::sniff;
 use super::tls::TlsConfig;
-use super::wire::{Hello, HelloRole, PeerFrameRef, PeerReply, Welcome};
+use super::wire::{Hello, HelloRole, PeerReply, Welcome};
 
 /// A byte stream the transport can frame: TCP, or TLS over TCP.
 pub trait AsyncStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -63,32 +51,7 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> AsyncStream for T {}
 /// A boxed [`AsyncStream`].
 pub type BoxStream = Box<dyn AsyncStream>;
 
-/// Sends Raft messages to other servers. Best effort: a message may be
-/// dropped (full queue, broken connection) and Raft will retry.
-pub trait Transport: Send + Sync + 'static {
-    /// Queues `message` for node `to` without waiting.
-    fn send(&self, to: NodeId, message: Message);
-
-    /// Node `to` listens at `addr` from now on (a node added at runtime,
-    /// or one that moved): the server calls it for every address of its
-    /// replicated address book (see [`addresses`](super::addresses)).
-    /// Transports that do not dial addresses ignore it.
-    fn set_peer_address(&self, to: NodeId, addr: &str) {
-        let _ = (to, addr);
-    }
-}
-
-impl<T: Transport + ?Sized> Transport for Arc<T> {
-    fn send(&self, to: NodeId, message: Message) {
-        (**self).send(to, message)
-    }
-
-    fn set_peer_address(&self, to: NodeId, addr: &str) {
-        (**self).set_peer_address(to, addr)
-    }
-}
-
-/// Wraps every peer connection a [`TcpTransport`] opens, after the
+/// Wraps every peer connection a peer link opens, after the
 /// handshake: the hook through which tests inject connection-level faults
 /// (see the madsim suite's stalled links) and a TLS layer could be added.
 #[derive(Clone)]
@@ -100,7 +63,9 @@ impl std::fmt::Debug for StreamWrapper {
     }
 }
 
-/// Settings of a [`TcpTransport`].
+/// Settings of the peer links (the one runtime's frame sender,
+/// [`TcpFrameSender`](super::multi::tcp_sender::TcpFrameSender), fills
+/// them from its own configuration).
 #[derive(Clone, Debug)]
 pub struct TcpTransportConfig {
     /// This node.
@@ -172,133 +137,10 @@ impl TcpTransportConfig {
     }
 }
 
-/// Counters of a transport.
-#[derive(Debug, Default)]
-pub struct TransportCounters {
-    /// Messages dropped because a peer queue was full.
-    pub dropped_queue_full: AtomicU64,
-    /// Messages for a node that is not a configured peer.
-    pub dropped_unknown_peer: AtomicU64,
-    /// Connections established.
-    pub connects: AtomicU64,
-    /// Connection attempts that failed (connect, handshake or refusal).
-    pub connect_failures: AtomicU64,
-    /// Connections dropped because nothing was heard on them for the peer
-    /// timeout.
-    pub silent_connections_dropped: AtomicU64,
-    /// Messages dropped unsent because they waited in the queue too long
-    /// (or were queued while the peer was unreachable).
-    pub dropped_stale: AtomicU64,
-}
-
-/// Most peers a [`TcpTransport`] dials (one task and queue each).
-pub const PEERS_MAX: usize = 1024;
-
-/// The queue feeding one peer's sender task, and the address it dials.
-type PeerQueue = (String, mpsc::Sender<Queued>);
-
-/// TCP transport: one connection and one bounded queue per peer.
-pub struct TcpTransport {
-    config: TcpTransportConfig,
-    /// Read on every send, written when the address book changes.
-    queues: RwLock<BTreeMap<NodeId, PeerQueue>>,
-    counters: Arc<TransportCounters>,
-    shutdown: watch::Receiver<bool>,
-    _shutdown: watch::Sender<bool>,
-}
-
-impl std::fmt::Debug for TcpTransport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let queues = self.queues.read().unwrap_or_else(|e| e.into_inner());
-        f.debug_struct("TcpTransport")
-            .field("peers", &queues.keys().collect::<Vec<_>>())
-            .finish()
-    }
-}
-
-impl TcpTransport {
-    /// Starts one sender task per peer (must be called inside a runtime).
-    /// Tasks stop when the transport is dropped.
-    pub fn start(config: TcpTransportConfig) -> TcpTransport {
-        let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let transport = TcpTransport {
-            config: config.clone(),
-            queues: RwLock::new(BTreeMap::new()),
-            counters: Arc::new(TransportCounters::default()),
-            shutdown: shutdown_rx,
-            _shutdown: shutdown_tx,
-        };
-        for (&peer, addr) in &config.peers {
-            transport.set_peer_address(peer, addr);
-        }
-        transport
-    }
-
-    /// The transport's counters.
-    pub fn counters(&self) -> Arc<TransportCounters> {
-        self.counters.clone()
-    }
-}
-
-impl Transport for TcpTransport {
-    /// Starts dialling `addr` for `to` (must be called inside a runtime).
-    /// A peer whose address changed gets a new sender task; the old one
-    /// ends when its queue is dropped.
-    fn set_peer_address(&self, to: NodeId, addr: &str) {
-        if to == self.config.node_id {
-            return;
-        }
-        let mut queues = self.queues.write().unwrap_or_else(|e| e.into_inner());
-        if queues.get(&to).is_some_and(|(known, _)| known == addr) {
-            return;
-        }
-        if !queues.contains_key(&to) && queues.len() >= PEERS_MAX {
-            tracing::error!(peer = to, %addr, "more than {PEERS_MAX} peers; not dialling this one");
-            return;
-        }
-        let (tx, rx) = mpsc::channel(self.config.queue_messages_max.max(1));
-        queues.insert(to, (addr.to_string(), tx));
-        let messages = Messages {
-            stale_after: self.config.message_stale_after,
-            counters: self.counters.clone(),
-        };
-        let task = PeerSender::new(&self.config, to, addr, rx, self.shutdown.clone(), messages);
-        tokio::spawn(task.run());
-    }
-
-    fn send(&self, to: NodeId, message: Message) {
-        let queues = self.queues.read().unwrap_or_else(|e| e.into_inner());
-        match queues.get(&to).map(|(_, queue)| queue) {
-            Some(queue) => {
-                let queued = Queued {
-                    at: Instant::now(),
-                    message,
-                };
-                if queue.try_send(queued).is_err() {
-                    self.counters
-                        .dropped_queue_full
-                        .fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            None => {
-                self.counters
-                    .dropped_unknown_peer
-                    .fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
-}
-
 /// Most queued items (messages or frames) written per flush.
 const WRITE_BATCH_ITEMS_MAX: usize = 1024;
 /// Most bytes buffered per flush.
 const WRITE_BATCH_BYTES_MAX: usize = 4 * 1024 * 1024;
-
-/// A message waiting for its peer connection, with the time it was queued.
-struct Queued {
-    at: Instant,
-    message: Message,
-}
 
 /// Why a peer connection was given up.
 #[derive(Debug, thiserror::Error)]
@@ -348,40 +190,6 @@ pub(crate) enum LinkEvent {
         /// Its bytes, keepalives included.
         bytes: u64,
     },
-}
-
-/// The single-group transport's side of [`Outbound`]: Raft messages,
-/// dropped once they waited longer than `stale_after`.
-struct Messages {
-    stale_after: Duration,
-    counters: Arc<TransportCounters>,
-}
-
-impl Outbound for Messages {
-    type Item = Queued;
-
-    fn encode(&self, queued: Queued, now: Instant, buf: &mut Vec<u8>) -> Result<bool, FrameError> {
-        if now.duration_since(queued.at) > self.stale_after {
-            return Ok(false);
-        }
-        frame::encode_frame(&PeerFrameRef::Raft(&queued.message), buf)?;
-        Ok(true)
-    }
-
-    fn encode_keepalive(&self, buf: &mut Vec<u8>) -> Result<(), FrameError> {
-        frame::encode_frame(&PeerFrameRef::Keepalive, buf)
-    }
-
-    fn count(&self, event: LinkEvent) {
-        let (counter, n) = match event {
-            LinkEvent::Connected => (&self.counters.connects, 1),
-            LinkEvent::ConnectFailed => (&self.counters.connect_failures, 1),
-            LinkEvent::Silent => (&self.counters.silent_connections_dropped, 1),
-            LinkEvent::Dropped(n) => (&self.counters.dropped_stale, n),
-            LinkEvent::Written { .. } => return,
-        };
-        counter.fetch_add(n, Ordering::Relaxed);
-    }
 }
 
 /// One peer's sender task: dials the peer, shakes hands and writes its
@@ -857,68 +665,6 @@ async fn read_replies(
                 let _ = heard.send(Err(e)).await;
                 return;
             }
-        }
-    }
-}
-
-/// An in-process network: each node registers its server inbox, and
-/// [`MemTransport`]s deliver into them. Messages to an unregistered or
-/// disconnected node, or to a full inbox, are dropped.
-#[derive(Clone, Debug, Default)]
-pub struct MemNetwork {
-    inboxes: Arc<Mutex<BTreeMap<NodeId, mpsc::Sender<Event>>>>,
-}
-
-impl MemNetwork {
-    /// An empty network.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Registers (or replaces) node `id`'s inbox.
-    pub fn register(&self, id: NodeId, inbox: mpsc::Sender<Event>) {
-        self.inboxes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, inbox);
-    }
-
-    /// Removes node `id`: messages to it are dropped.
-    pub fn unregister(&self, id: NodeId) {
-        self.inboxes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
-    }
-
-    /// A transport sending from node `from`.
-    pub fn transport(&self, from: NodeId) -> MemTransport {
-        MemTransport {
-            from,
-            network: self.clone(),
-        }
-    }
-}
-
-/// Sends through a [`MemNetwork`].
-#[derive(Clone, Debug)]
-pub struct MemTransport {
-    from: NodeId,
-    network: MemNetwork,
-}
-
-impl Transport for MemTransport {
-    fn send(&self, to: NodeId, message: Message) {
-        debug_assert_eq!(message.from, self.from);
-        let inbox = self
-            .network
-            .inboxes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&to)
-            .cloned();
-        if let Some(inbox) = inbox {
-            let _ = inbox.try_send(Event::Peer(message));
         }
     }
 }

@@ -1,6 +1,11 @@
-//! The write-ahead log on disk: segmented files of checksummed records, a
-//! dedicated writer thread with group commit, an atomically replaced
-//! hard-state file, and a durable marker that makes lost fsynced data loud.
+//! The single-group server's write-ahead log format (version 2), kept
+//! for two readers: the shared log
+//! ([`multi::shared_log`](super::multi::shared_log)) frames its records,
+//! segments and durable marker the same way, and a data directory that
+//! server wrote is read back once, by the upgrade to the shared log
+//! ([`multi::upgrade`](super::multi::upgrade), through [`recover_dir`]).
+//! Nothing writes this layout any more; the sections below say how it
+//! was written, which is what its reader relies on.
 //!
 //! ## Layout of a data directory
 //!
@@ -40,7 +45,7 @@
 //!
 //! ## Writes
 //!
-//! [`FileStorage::submit`] sends the write to the writer thread over a
+//! The server sent each write to the writer thread over a
 //! `crossbeam-channel`. The thread takes everything queued (up to a bound),
 //! writes it with one `write`, calls `fdatasync` once for the whole batch
 //! (group commit), records the durable marker (below) and then reports the
@@ -84,7 +89,7 @@
 //!
 //! ## Recovery
 //!
-//! [`FileStorage::open`] (through [`recover_dir`]) reads every segment in
+//! [`recover_dir`] reads every segment in
 //! order. Reading a segment stops at the first *damage*: a segment header
 //! that is missing, short, zeroed or fails its checksum, a record header cut
 //! short, a record length of 0, failing its length check or above
@@ -142,7 +147,7 @@
 //!
 //! Snapshot files live in `<dir>/snapshots/` (format, atomic write and
 //! verification in [`snapshot_file`]). A snapshot write
-//! ([`Storage::submit_snapshot`]) goes through the writer thread in
+//! went through the writer thread in
 //! order with the log writes: the writer writes and syncs the snapshot file
 //! (temporary file, fsync, rename, directory fsync), then appends a
 //! [`WalRecord::Snapshot`] naming its position (and `discard_log`) to the
@@ -185,10 +190,10 @@
 //! crash window the order above leaves: a snapshot file from the leader is
 //! durable but its record (which might have discarded the log) is not. The
 //! recovered state is `Recovered { base: snapshot position, applied_index:
-//! base index, entries after it }`, and [`Storage::recovered_snapshot`]
-//! returns the snapshot the host restores and hands to the node.
+//! base index, entries after it }`, with the snapshot the host restores
+//! and hands to the node.
 //! When the recovered log ends at the snapshot (it held nothing after it,
-//! ended below it, or diverged from it), [`FileStorage::start`] first
+//! ended below it, or diverged from it), the writer's start first
 //! appends and syncs a [`WalRecord::Snapshot`] with `discard_log` naming the
 //! base, so that the next recovery does not let those older records hide
 //! or drop the entries appended after the snapshot from then on.
@@ -200,26 +205,16 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use serde::{Deserialize, Serialize};
 
 use std::collections::BTreeMap;
 
-use concord::{
-    Entry, HardState, Index, LogPosition, Membership, Recovered, Snapshot, SnapshotMeta, Term,
-    WriteId,
-};
+use concord::{Entry, HardState, Index, LogPosition, Recovered, Term};
 
 use super::codec;
-use super::identity::{self, DataDirLock, IdentityClaim, IdentityError, IdentityHandle};
-use super::multi::segment_files::ZeroAheadFile;
 use super::snapshot_file::{self, SNAPSHOT_DIR_NAME};
-use super::storage::{
-    PersistRequest, PersistedSender, ReceivedSnapshot, ReceivedTarget, SnapshotReader,
-    SnapshotSink, SnapshotWrite, Storage, StorageError,
-};
+use super::storage::{SnapshotReader, StorageError};
 
 /// Version of the on-disk format written and read by this build.
 pub const FORMAT_VERSION: u32 = 2;
@@ -251,7 +246,8 @@ pub const MARKER_MAGIC: [u8; 8] = *b"CNCDMARK";
 /// Size of the durable marker file.
 pub const MARKER_BYTES: usize = MarkerFrame::bytes(3);
 
-/// Options of a [`FileStorage`].
+/// How [`recover_dir`] reads a log (and how the single-group server
+/// wrote it).
 #[derive(Clone, Debug)]
 pub struct WalOptions {
     /// Start a new segment once the current one reaches this size.
@@ -1221,678 +1217,5 @@ impl ReplayedLog {
             let dropped = self.entries.len() as u64;
             (Vec::new(), dropped)
         }
-    }
-}
-
-enum WriterCommand {
-    Write(PersistRequest),
-    Snapshot(SnapshotWrite),
-}
-
-/// Storage in a data directory, written by a dedicated thread with group
-/// commit. See the [module documentation](self).
-pub struct FileStorage {
-    dir: PathBuf,
-    options: WalOptions,
-    recovered: Option<Recovered>,
-    recovered_snapshot: Option<SnapshotReader>,
-    /// Last log index after recovery: where the writer's count starts.
-    recovered_last_index: Index,
-    /// Position of the newest stored snapshot after recovery.
-    snapshot_position: LogPosition,
-    /// Highest entry index of each segment after recovery.
-    segment_max_indices: BTreeMap<u64, Index>,
-    tx: Option<crossbeam_channel::Sender<WriterCommand>>,
-    thread: Option<JoinHandle<()>>,
-    /// The directory's lock, held while this storage exists.
-    _lock: DataDirLock,
-}
-
-impl std::fmt::Debug for FileStorage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FileStorage")
-            .field("dir", &self.dir)
-            .finish()
-    }
-}
-
-impl FileStorage {
-    /// Opens (creating if needed) the data directory and recovers it (see
-    /// [`recover_dir`] for the rule). The directory is locked for as long
-    /// as the storage exists: a second open, in this process or another,
-    /// is refused ([`IdentityError::Locked`]).
-    /// Its identity file is neither checked nor written: a server opens
-    /// its directory with [`FileStorage::open_as`].
-    pub fn open(dir: impl AsRef<Path>, options: WalOptions) -> Result<FileStorage, StorageError> {
-        let dir = dir.as_ref().to_path_buf();
-        let lock = identity::lock(&dir).map_err(identity_error)?;
-        FileStorage::open_locked(dir, options, lock)
-    }
-
-    /// Opens the data directory of the server `claim` names: locks it,
-    /// checks its identity against the claim (or records the claim as its
-    /// identity on a first start, or in a directory from before identity
-    /// files), and only then recovers it, so that a directory that is
-    /// another's is refused before anything in it changes. Returns the
-    /// handle the transport checks peers' incarnations with (see
-    /// [`identity`]).
-    pub fn open_as(
-        dir: impl AsRef<Path>,
-        options: WalOptions,
-        claim: &IdentityClaim,
-    ) -> Result<(FileStorage, Arc<IdentityHandle>), StorageError> {
-        let dir = dir.as_ref().to_path_buf();
-        let lock = identity::lock(&dir).map_err(identity_error)?;
-        let handle = identity::claim(&dir, &lock, claim).map_err(identity_error)?;
-        Ok((FileStorage::open_locked(dir, options, lock)?, handle))
-    }
-
-    /// Whether the recovered log or snapshot holds a cluster
-    /// configuration (a node that joined a cluster or was born in one
-    /// and wrote its first entries): the one then in force, whatever the
-    /// node's settings say. `false` once [`recover`](Storage::recover)
-    /// handed the recovered state over.
-    pub fn holds_configuration(&self) -> bool {
-        self.recovered.as_ref().is_some_and(|recovered| {
-            recovered.membership.is_some()
-                || recovered.entries.iter().any(|entry| {
-                    matches!(
-                        entry.payload,
-                        concord::EntryPayload::Membership(_)
-                            | concord::EntryPayload::ForcedMembership(_)
-                    )
-                })
-        })
-    }
-
-    fn open_locked(
-        dir: PathBuf,
-        options: WalOptions,
-        lock: DataDirLock,
-    ) -> Result<FileStorage, StorageError> {
-        let wal_dir = dir.join("wal");
-        fs::create_dir_all(&wal_dir).map_err(io_err(format!("creating {}", wal_dir.display())))?;
-        let snapshot_dir = dir.join(SNAPSHOT_DIR_NAME);
-        fs::create_dir_all(&snapshot_dir)
-            .map_err(io_err(format!("creating {}", snapshot_dir.display())))?;
-        let report = recover_dir(&dir, &options)?;
-        tracing::info!(
-            dir = %dir.display(),
-            segments = report.segments,
-            records = report.records,
-            entries = report.recovered.entries.len(),
-            term = report.recovered.hard_state.term,
-            torn_bytes = report.torn_bytes_truncated,
-            lost_durable_entries = report.lost_durable_entries,
-            snapshot_index = report.recovered.base.index,
-            snapshot_term = report.recovered.base.term,
-            "recovered write-ahead log"
-        );
-        let snapshot_position = report.recovered.base;
-        let recovered_last_index = report
-            .recovered
-            .entries
-            .last()
-            .map_or(snapshot_position.index, |e| e.index);
-        Ok(FileStorage {
-            dir,
-            options,
-            recovered: Some(report.recovered),
-            recovered_snapshot: report.snapshot,
-            recovered_last_index,
-            snapshot_position,
-            segment_max_indices: report.segment_max_indices,
-            tx: None,
-            thread: None,
-            _lock: lock,
-        })
-    }
-}
-
-/// An identity refusal as a storage error (an I/O error stays one).
-fn identity_error(error: IdentityError) -> StorageError {
-    match error {
-        IdentityError::Storage(error) => error,
-        other => StorageError::Identity(Box::new(other)),
-    }
-}
-
-/// Opens segment `path` for appending, writing and syncing its header if
-/// it is new (or was truncated to nothing). Returns the file, appended to
-/// at its size (recovery cut any torn tail, zeros ahead included), with
-/// zeros filled ahead of its records from then on.
-fn open_segment(wal_dir: &Path, path: &Path) -> Result<ZeroAheadFile, StorageError> {
-    let file = OpenOptions::new()
-        .create(true)
-        .read(true)
-        .write(true)
-        .truncate(false)
-        .open(path)
-        .map_err(io_err(format!("opening {}", path.display())))?;
-    let mut size = file
-        .metadata()
-        .map_err(io_err(format!("stat {}", path.display())))?
-        .len();
-    if size == 0 {
-        write_at_start(&file, &segment_header())
-            .map_err(io_err(format!("writing the header of {}", path.display())))?;
-        file.sync_data()
-            .map_err(io_err(format!("fdatasync {}", path.display())))?;
-        size = SEGMENT_HEADER_BYTES as u64;
-    }
-    sync_dir(wal_dir)?;
-    assert!(
-        size >= SEGMENT_HEADER_BYTES as u64,
-        "recovery leaves a segment empty or with a whole header"
-    );
-    Ok(ZeroAheadFile::new(file, size))
-}
-
-impl Storage for FileStorage {
-    fn recover(&mut self) -> Result<Recovered, StorageError> {
-        self.recovered
-            .take()
-            .ok_or_else(|| StorageError::Misuse("recover called twice".to_string()))
-    }
-
-    fn recovered_snapshot(&mut self) -> Option<SnapshotReader> {
-        self.recovered_snapshot.take()
-    }
-
-    fn receive_snapshot(&mut self, meta: SnapshotMeta) -> Result<SnapshotSink, StorageError> {
-        snapshot_file::create_receiving_file(&self.dir.join(SNAPSHOT_DIR_NAME), meta)
-    }
-
-    fn submit_snapshot(&mut self, write: SnapshotWrite) {
-        if let Some(tx) = &self.tx {
-            // The thread only stops on an error it has already reported.
-            let _ = tx.send(WriterCommand::Snapshot(write));
-        }
-    }
-
-    fn start(&mut self, notify: PersistedSender) -> Result<(), StorageError> {
-        if self.tx.is_some() {
-            return Err(StorageError::Misuse("start called twice".to_string()));
-        }
-        let wal_dir = self.dir.join("wal");
-        let segments = list_segments(&wal_dir)?;
-        let (number, path) = match segments.last() {
-            Some((n, p)) => (*n, p.clone()),
-            None => (1, wal_dir.join(segment_name(1))),
-        };
-        let file = open_segment(&wal_dir, &path)?;
-        let marker = if self.options.sync {
-            let marker_path = wal_dir.join(MARKER_FILE_NAME);
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&marker_path)
-                .map_err(io_err(format!("opening {}", marker_path.display())))?;
-            Some(file)
-        } else {
-            None
-        };
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let mut writer = Writer {
-            dir: self.dir.clone(),
-            wal_dir,
-            options: self.options.clone(),
-            file,
-            segment_number: number,
-            last_index: self.recovered_last_index,
-            marker,
-            marker_failed: false,
-            buf: Vec::new(),
-            snapshot_dir: self.dir.join(SNAPSHOT_DIR_NAME),
-            snapshot_position: self.snapshot_position,
-            segment_max_indices: std::mem::take(&mut self.segment_max_indices),
-        };
-        if self.snapshot_position.index > 0
-            && self.recovered_last_index == self.snapshot_position.index
-        {
-            writer.record_empty_log_after_snapshot()?;
-        }
-        let thread = std::thread::Builder::new()
-            .name("concord-wal".to_string())
-            .spawn(move || writer.run(rx, notify))
-            .map_err(io_err("spawning the WAL writer thread"))?;
-        self.tx = Some(tx);
-        self.thread = Some(thread);
-        Ok(())
-    }
-
-    fn submit(&mut self, write: PersistRequest) {
-        if let Some(tx) = &self.tx {
-            // The thread only stops on an error it has already reported.
-            let _ = tx.send(WriterCommand::Write(write));
-        }
-    }
-
-    fn shutdown(&mut self) {
-        self.tx = None;
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-impl Drop for FileStorage {
-    fn drop(&mut self) {
-        self.shutdown();
-    }
-}
-
-struct Writer {
-    dir: PathBuf,
-    wal_dir: PathBuf,
-    options: WalOptions,
-    /// The current segment, appended to at the end of its records (its
-    /// size, header included), with zeros written ahead.
-    file: ZeroAheadFile,
-    segment_number: u64,
-    /// Last log index once everything written so far is replayed.
-    last_index: Index,
-    /// The durable marker (only when syncing).
-    marker: Option<File>,
-    /// A marker write failed (warned once; the old marker under-claims).
-    marker_failed: bool,
-    buf: Vec<u8>,
-    snapshot_dir: PathBuf,
-    /// Position of the newest snapshot stored.
-    snapshot_position: LogPosition,
-    /// Highest entry index appended to each segment still on disk (0 when
-    /// none), the current one included.
-    segment_max_indices: BTreeMap<u64, Index>,
-}
-
-impl Drop for Writer {
-    /// Cuts the zeros ahead of the current segment's records, so that a
-    /// clean stop (the storage dropped or shut down) leaves none. A failure
-    /// leaves zeros that the next start cuts as a torn tail.
-    fn drop(&mut self) {
-        let path = self.wal_dir.join(segment_name(self.segment_number));
-        if let Err(e) = self.file.seal(&path) {
-            tracing::warn!(error = %e, "could not cut the last WAL segment to its records");
-        }
-    }
-}
-
-/// Overwrites the start of `file` with `bytes` in one positioned write.
-#[cfg(unix)]
-fn write_at_start(file: &File, bytes: &[u8]) -> std::io::Result<()> {
-    std::os::unix::fs::FileExt::write_all_at(file, bytes, 0)
-}
-
-/// Overwrites the start of `file` with `bytes`.
-#[cfg(not(unix))]
-fn write_at_start(mut file: &File, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::{Seek, SeekFrom};
-    file.seek(SeekFrom::Start(0))?;
-    file.write_all(bytes)
-}
-
-impl Writer {
-    fn run(&mut self, rx: crossbeam_channel::Receiver<WriterCommand>, notify: PersistedSender) {
-        let mut batch = Vec::new();
-        while let Ok(first) = rx.recv() {
-            batch.clear();
-            batch.push(first);
-            while batch.len() < self.options.batch_writes_max {
-                match rx.try_recv() {
-                    Ok(cmd) => batch.push(cmd),
-                    Err(_) => break,
-                }
-            }
-            let writes = batch.len();
-            match self.write_batch(&mut batch) {
-                Ok(Some(id)) => {
-                    super::metrics::wal_batch(writes);
-                    if notify.send(Ok(id)).is_err() {
-                        return;
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::error!(error = %e, "write-ahead log failed; the node must stop");
-                    let _ = notify.send(Err(e));
-                    return;
-                }
-            }
-        }
-    }
-
-    fn write_batch(
-        &mut self,
-        batch: &mut Vec<WriterCommand>,
-    ) -> Result<Option<WriteId>, StorageError> {
-        self.buf.clear();
-        let mut hard_state = None;
-        let mut last_id = None;
-        let mut last_index = self.last_index;
-        let mut segment_max_index = self
-            .segment_max_indices
-            .get(&self.segment_number)
-            .copied()
-            .unwrap_or(0);
-        // Own snapshots to report once this batch is durable.
-        let mut taken = Vec::new();
-        let mut new_snapshot = None;
-        for command in batch.drain(..) {
-            match command {
-                WriterCommand::Write(write) => {
-                    if let Some(after) = write.truncate_after {
-                        encode_record(&WalRecord::Truncate { after }, &mut self.buf)?;
-                        last_index = last_index.min(after);
-                    }
-                    if let Some(last) = write.entries.last() {
-                        encode_record_ref(
-                            &WalRecordRef::Append {
-                                entries: &write.entries,
-                            },
-                            &mut self.buf,
-                        )?;
-                        assert!(
-                            last.index <= last_index + write.entries.len() as u64,
-                            "appended entries must not leave a gap in the log"
-                        );
-                        last_index = last.index;
-                        segment_max_index = segment_max_index.max(last.index);
-                    }
-                    if write.hard_state.is_some() {
-                        hard_state = write.hard_state;
-                    }
-                    last_id = Some(write.id);
-                }
-                WriterCommand::Snapshot(write) => {
-                    let (position, discard_log) = match &write {
-                        SnapshotWrite::Taken { snapshot, .. } => (snapshot.position, false),
-                        SnapshotWrite::Installed {
-                            received,
-                            discard_log,
-                            ..
-                        } => (received.meta().position, *discard_log),
-                    };
-                    let newer = position.index > self.snapshot_position.index;
-                    // The file is durable before the record naming it.
-                    let reader = match &write {
-                        SnapshotWrite::Taken { snapshot, .. } => {
-                            Some(self.store_taken_snapshot(snapshot, newer)?)
-                        }
-                        SnapshotWrite::Installed {
-                            received,
-                            membership,
-                            ..
-                        } => {
-                            self.store_received_snapshot(received, membership, newer)?;
-                            None
-                        }
-                    };
-                    if newer {
-                        self.snapshot_position = position;
-                        new_snapshot = Some(position);
-                        encode_record(
-                            &WalRecord::Snapshot {
-                                position,
-                                discard_log,
-                            },
-                            &mut self.buf,
-                        )?;
-                        last_index = if discard_log {
-                            position.index
-                        } else {
-                            last_index.max(position.index)
-                        };
-                    }
-                    match (write, reader) {
-                        (SnapshotWrite::Taken { stored, .. }, Some(reader)) => {
-                            taken.push((stored, reader))
-                        }
-                        (SnapshotWrite::Installed { id, .. }, _) => last_id = Some(id),
-                        (SnapshotWrite::Taken { .. }, None) => {
-                            unreachable!("a reader per taken snapshot")
-                        }
-                    }
-                }
-            }
-        }
-        // Hard state first: entries of a new term must never be durable
-        // while the hard state still names an older term.
-        if let Some(hs) = hard_state {
-            write_hard_state(&self.dir, &hs)?;
-        }
-        if !self.buf.is_empty() {
-            let path = self.wal_dir.join(segment_name(self.segment_number));
-            self.file.append(&self.buf, &path)?;
-            self.last_index = last_index;
-            self.segment_max_indices
-                .insert(self.segment_number, segment_max_index);
-            if self.options.sync {
-                let started = std::time::Instant::now();
-                self.file
-                    .file()
-                    .sync_data()
-                    .map_err(io_err(format!("fdatasync {}", path.display())))?;
-                super::metrics::wal_fsync(started.elapsed());
-                // Only now, with the data durable, may the marker say so.
-                self.write_marker();
-            }
-            if let Some(position) = new_snapshot {
-                self.compact(position);
-            }
-            // A new segment also starts after every stored snapshot, so
-            // that the next one can delete everything written up to this
-            // one: recovery then reads at most one snapshot interval of
-            // records the snapshot covers, not up to a whole segment.
-            if new_snapshot.is_some() || self.file.end_bytes() >= self.options.segment_bytes_max {
-                self.roll_segment()?;
-            }
-        }
-        for (stored, reader) in taken {
-            let _ = stored.send(reader);
-        }
-        Ok(last_id)
-    }
-
-    /// Writes the node's own snapshot to its file (durably, atomically)
-    /// when it is `newer` than the stored one, and returns a reader of it.
-    /// One that is not newer is not written; its reader reads the bytes in
-    /// memory (the node ignores it as stale anyway).
-    fn store_taken_snapshot(
-        &mut self,
-        snapshot: &Snapshot,
-        newer: bool,
-    ) -> Result<SnapshotReader, StorageError> {
-        if !newer {
-            return Ok(SnapshotReader::from_memory(snapshot));
-        }
-        let meta = snapshot.meta();
-        let path =
-            snapshot_file::write_snapshot_file_with_meta(&self.snapshot_dir, snapshot, &meta)?;
-        let file = File::open(&path).map_err(io_err(format!("opening {}", path.display())))?;
-        Ok(SnapshotReader::from_file(
-            meta,
-            snapshot.membership.clone(),
-            Arc::new(file),
-            snapshot_file::SNAPSHOT_HEADER_BYTES as u64,
-            path,
-        ))
-    }
-
-    /// Makes a snapshot received from the leader durable under its final
-    /// name when it is `newer` than the stored one; removes it otherwise.
-    fn store_received_snapshot(
-        &mut self,
-        received: &ReceivedSnapshot,
-        membership: &Membership,
-        newer: bool,
-    ) -> Result<(), StorageError> {
-        match &received.target {
-            ReceivedTarget::File {
-                file,
-                path,
-                final_path,
-            } => {
-                if newer {
-                    snapshot_file::make_received_durable(
-                        file,
-                        path,
-                        final_path,
-                        received.meta().size_bytes,
-                        membership,
-                    )
-                } else {
-                    fs::remove_file(path).map_err(io_err(format!("removing {}", path.display())))
-                }
-            }
-            ReceivedTarget::Memory(data) => {
-                // A sink from another storage; written like a taken one.
-                if newer {
-                    let snapshot = Snapshot::new(received.meta().position, data.clone())
-                        .with_membership(Some(membership.clone()));
-                    snapshot_file::write_snapshot_file(&self.snapshot_dir, &snapshot)?;
-                }
-                Ok(())
-            }
-        }
-    }
-
-    /// The node starts with a log that ends at the snapshot: record that
-    /// (a [`WalRecord::Snapshot`] with `discard_log`), durably, before any
-    /// write. Otherwise whatever the segments still hold at or below the
-    /// snapshot (a log that ended below it, or one that diverged from it,
-    /// whose entries recovery dropped) would, replayed again at the next
-    /// start, hide or drop the entries appended after the snapshot from now
-    /// on.
-    fn record_empty_log_after_snapshot(&mut self) -> Result<(), StorageError> {
-        let position = self.snapshot_position;
-        self.buf.clear();
-        encode_record(
-            &WalRecord::Snapshot {
-                position,
-                discard_log: true,
-            },
-            &mut self.buf,
-        )?;
-        let path = self.wal_dir.join(segment_name(self.segment_number));
-        self.file.append(&self.buf, &path)?;
-        self.file
-            .file()
-            .sync_data()
-            .map_err(io_err(format!("fdatasync {}", path.display())))?;
-        self.last_index = position.index;
-        if self.options.sync {
-            self.write_marker();
-        }
-        Ok(())
-    }
-
-    /// The snapshot at `position` and the record naming it are durable:
-    /// delete older snapshot files and the oldest segments whose entries it
-    /// all covers. A failure here loses nothing (the files are only kept
-    /// longer), so it is logged, not fatal.
-    fn compact(&mut self, position: LogPosition) {
-        if let Err(e) = snapshot_file::delete_snapshots_before(&self.snapshot_dir, position) {
-            tracing::warn!(error = %e, "cannot delete superseded snapshot files; they are kept");
-        }
-        if let Err(e) = self.delete_covered_segments(position.index) {
-            tracing::warn!(error = %e, "cannot delete write-ahead log segments covered by a snapshot; they are kept");
-        }
-    }
-
-    /// Deletes, oldest first, the segments before the current one whose
-    /// entries (and every earlier segment's) all lie at or below
-    /// `snapshot_index`. The current segment holds the snapshot's record
-    /// and is what the durable marker names, so it is never deleted; the
-    /// marker is synced first so that no marker on disk names a deleted
-    /// segment. Deleting the oldest first keeps the remaining segments
-    /// numbered without gaps at every moment.
-    fn delete_covered_segments(&mut self, snapshot_index: Index) -> Result<(), StorageError> {
-        let deletable: Vec<u64> = self
-            .segment_max_indices
-            .iter()
-            .take_while(|(number, max)| **number < self.segment_number && **max <= snapshot_index)
-            .map(|(number, _)| *number)
-            .collect();
-        if deletable.is_empty() {
-            return Ok(());
-        }
-        if self.options.sync {
-            if self.marker_failed {
-                // The marker on disk may name an old segment: keep them all.
-                return Ok(());
-            }
-            let marker_path = self.wal_dir.join(MARKER_FILE_NAME);
-            if let Some(marker) = &self.marker {
-                marker
-                    .sync_data()
-                    .map_err(io_err(format!("fdatasync {}", marker_path.display())))?;
-            }
-        }
-        for number in deletable {
-            let max = self.segment_max_indices[&number];
-            assert!(
-                number < self.segment_number && max <= snapshot_index,
-                "deleting segment {number} holding entries up to {max}, not covered by the \
-                 snapshot at {snapshot_index}"
-            );
-            let path = self.wal_dir.join(segment_name(number));
-            fs::remove_file(&path).map_err(io_err(format!("removing {}", path.display())))?;
-            sync_dir(&self.wal_dir)?;
-            self.segment_max_indices.remove(&number);
-            tracing::debug!(segment = %path.display(), snapshot_index, "deleted a WAL segment covered by a snapshot");
-        }
-        Ok(())
-    }
-
-    /// Records "everything up to the end of the current segment is durable".
-    /// Called only right after a successful `fdatasync` of that segment.
-    fn write_marker(&mut self) {
-        let Some(file) = &self.marker else {
-            return;
-        };
-        let marker = DurableMarker {
-            segment: self.segment_number,
-            // Where the records end, not the file's length with zeros.
-            offset_bytes: self.file.end_bytes(),
-            last_index: self.last_index,
-        };
-        if let Err(e) = write_at_start(file, &marker.encode()) {
-            if !self.marker_failed {
-                self.marker_failed = true;
-                tracing::warn!(
-                    file = %self.wal_dir.join(MARKER_FILE_NAME).display(),
-                    error = %e,
-                    "cannot update the durable marker; lost durable data may then go unnoticed \
-                     at recovery (the log itself is unaffected)"
-                );
-            }
-        }
-    }
-
-    fn roll_segment(&mut self) -> Result<(), StorageError> {
-        // The segment must not end in zeros once it is not the last:
-        // recovery calls damage in a segment before the last corruption.
-        let current = self.wal_dir.join(segment_name(self.segment_number));
-        self.file.seal(&current)?;
-        let number = self.segment_number + 1;
-        let path = self.wal_dir.join(segment_name(number));
-        let file = open_segment(&self.wal_dir, &path)?;
-        let size = file.end_bytes();
-        if size != SEGMENT_HEADER_BYTES as u64 {
-            return Err(StorageError::Corrupt {
-                file: path.display().to_string(),
-                offset: 0,
-                reason: format!("a new segment already holds {size} bytes"),
-            });
-        }
-        // The marker still names the previous segment at its full length;
-        // it moves to this one with the first durable batch written here.
-        self.file = file;
-        self.segment_number = number;
-        self.segment_max_indices.insert(number, 0);
-        tracing::debug!(segment = %path.display(), "started a new WAL segment");
-        Ok(())
     }
 }

@@ -260,14 +260,6 @@ pub enum PeerFrame {
     Keepalive,
 }
 
-/// [`PeerFrame`] borrowing its message: encodes identically, without a
-/// clone.
-#[derive(Serialize)]
-pub(crate) enum PeerFrameRef<'a> {
-    Raft(&'a Message),
-    Keepalive,
-}
-
 /// What the accepting side sends back on a peer connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PeerReply {

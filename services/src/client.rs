@@ -12,7 +12,7 @@ use bytes::Bytes;
 use thiserror::Error;
 
 use concord::ReadPath;
-use concord_tokio::client::{Client, ClientConfig, ClientError};
+use concord_tokio::client::{ClientConfig, ClientError};
 use concord_tokio::multi::one_group_client::OneGroupClient;
 use concord_tokio::status::NodeStatus;
 
@@ -66,65 +66,10 @@ impl CallError {
     }
 }
 
-/// The connection underneath a [`ServiceClient`].
-#[derive(Debug)]
-enum Connection {
-    /// A `concord-node` server (the one runtime).
-    OneGroup(Box<OneGroupClient>),
-    /// A server of [`concord_tokio::cluster::start_node`], which still runs
-    /// the single-group server (until issue 60 moves it onto the one
-    /// runtime).
-    SingleGroup(Box<Client>),
-}
-
-impl Connection {
-    async fn write(&mut self, command: Bytes) -> Result<Bytes, ClientError> {
-        match self {
-            Connection::OneGroup(client) => client.write(command).await,
-            Connection::SingleGroup(client) => client.write(command).await,
-        }
-    }
-
-    async fn read(&mut self, query: Bytes, path: ReadPath) -> Result<Bytes, ClientError> {
-        match self {
-            Connection::OneGroup(client) => client.read(query, path).await,
-            Connection::SingleGroup(client) => client.read(query, path).await,
-        }
-    }
-
-    async fn status(&mut self, server: usize) -> Result<NodeStatus, ClientError> {
-        match self {
-            Connection::OneGroup(client) => client.status(server).await,
-            Connection::SingleGroup(client) => client.status(server).await,
-        }
-    }
-
-    fn leader(&self) -> Option<&str> {
-        match self {
-            Connection::OneGroup(client) => client.leader(),
-            Connection::SingleGroup(client) => client.leader(),
-        }
-    }
-
-    fn session(&self) -> Option<concord::session::ClientId> {
-        match self {
-            Connection::OneGroup(client) => client.session(),
-            Connection::SingleGroup(client) => client.session(),
-        }
-    }
-
-    fn retries(&self) -> u64 {
-        match self {
-            Connection::OneGroup(client) => client.retries(),
-            Connection::SingleGroup(client) => client.retries(),
-        }
-    }
-}
-
 /// A client of a cluster running service `S`.
 #[derive(Debug)]
 pub struct ServiceClient<S> {
-    client: Connection,
+    client: Box<OneGroupClient>,
     servers: usize,
     /// Where reads go; `None`: through the log, like a write.
     read_path: Option<ReadPath>,
@@ -140,30 +85,14 @@ impl<S: Service> ServiceClient<S> {
         ServiceClient::new(ClientConfig::new(servers, cluster_id))
     }
 
-    /// A client with explicit settings of a `concord-node` cluster of one
-    /// group (no `--groups`); reads on [`Service::READ_PATH`].
+    /// A client with explicit settings of a cluster of one group
+    /// (`concord-node` without `--groups`, or
+    /// [`concord_tokio::cluster::start_node`]); reads on
+    /// [`Service::READ_PATH`].
     pub fn new(config: ClientConfig) -> Self {
-        Self::on(
-            config.servers.len(),
-            Connection::OneGroup(Box::new(OneGroupClient::new(config))),
-        )
-    }
-
-    /// A client of servers started with
-    /// [`concord_tokio::cluster::start_node`], which still runs the
-    /// single-group server and its wire (until issue 60 moves it onto the
-    /// one runtime); reads on [`Service::READ_PATH`].
-    pub fn single_group(config: ClientConfig) -> Self {
-        Self::on(
-            config.servers.len(),
-            Connection::SingleGroup(Box::new(Client::new(config))),
-        )
-    }
-
-    fn on(servers: usize, client: Connection) -> Self {
         ServiceClient {
-            servers,
-            client,
+            servers: config.servers.len(),
+            client: Box::new(OneGroupClient::new(config)),
             read_path: Some(S::READ_PATH),
             next_op_id: 1,
             acknowledge_all: false,
@@ -199,31 +128,9 @@ impl<S: Service> ServiceClient<S> {
         self.client.status(server).await
     }
 
-    /// The one-group client underneath (`None` for a
-    /// [`single_group`](Self::single_group) client).
-    pub fn one_group(&mut self) -> Option<&mut OneGroupClient> {
-        match &mut self.client {
-            Connection::OneGroup(client) => Some(&mut **client),
-            Connection::SingleGroup(_) => None,
-        }
-    }
-
-    /// A membership request to the leader of a
-    /// [`single_group`](Self::single_group) client's servers
-    /// ([`Client::admin`]); a `concord-node` cluster's members are
-    /// [`OneGroupClient::members`].
-    pub async fn admin(
-        &mut self,
-        request: concord_tokio::wire::AdminRequest,
-    ) -> Result<concord_tokio::wire::AdminResponse, ClientError> {
-        match &mut self.client {
-            Connection::SingleGroup(client) => client.admin(request).await,
-            Connection::OneGroup(_) => Err(ClientError::Protocol(
-                "a concord-node cluster answers membership requests through \
-                 OneGroupClient::members and concord-cli member"
-                    .to_string(),
-            )),
-        }
+    /// The one-group client underneath (its members, for one).
+    pub fn one_group(&mut self) -> &mut OneGroupClient {
+        &mut self.client
     }
 
     /// The server currently believed to lead.

@@ -9,10 +9,10 @@
 //! answer closes the connection. The text itself is the crate's.
 //!
 //! ```no_run
-//! # async fn example(server: concord_tokio::server::ServerHandle) {
+//! # async fn example(node: concord_tokio::cluster::RunningNode) {
 //! use concord_tokio::metrics::endpoint::MetricsEndpoint;
-//! let endpoint = MetricsEndpoint::bind("127.0.0.1:9100").await.unwrap();
-//! let task = endpoint.serve(server.events(), server.shutdown_signal());
+//! let endpoint = MetricsEndpoint::bind_one_group("127.0.0.1:9100").await.unwrap();
+//! let task = endpoint.serve_one_group(node.server.events(), node.server.shutdown_signal());
 //! # }
 //! ```
 
@@ -28,13 +28,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 use super::multi::{record_multi_status, MULTI_CATALOGUE};
-use super::{
-    buckets_for, record_group_state, record_status, Kind, Metric, CATALOGUE, ONE_GROUP_STATE,
-};
+use super::{buckets_for, record_group_state, Kind, Metric, CATALOGUE, ONE_GROUP_STATE};
 use crate::multi::groups_status::{StatusAnswer, StatusQuery};
 use crate::multi::host::{HostEvent, MultiStatus};
 use crate::multi::wire::GroupOp;
-use crate::server::Event;
 use crate::wire::ClientResponse;
 
 /// Longest request head read (a scrape's is ~200 bytes).
@@ -75,14 +72,9 @@ pub struct MetricsEndpoint {
 
 impl MetricsEndpoint {
     /// Binds `addr` (`host:port`) and installs the Prometheus recorder as
-    /// the process's global one, with every metric of [`CATALOGUE`]
-    /// described and its unlabeled series registered at zero.
-    pub async fn bind(addr: &str) -> Result<MetricsEndpoint, MetricsError> {
-        Self::bind_catalogue(addr, CATALOGUE.iter().collect()).await
-    }
-
-    /// [`bind`](Self::bind) for a server hosting many groups: the metrics
-    /// of [`MULTI_CATALOGUE`]. Serve it with
+    /// the process's global one, for a server hosting many groups: every
+    /// metric of [`MULTI_CATALOGUE`] described and its unlabeled series
+    /// registered at zero. Serve it with
     /// [`serve_multi`](Self::serve_multi).
     pub async fn bind_multi(addr: &str) -> Result<MetricsEndpoint, MetricsError> {
         Self::bind_catalogue(addr, MULTI_CATALOGUE.iter().collect()).await
@@ -104,7 +96,7 @@ impl MetricsEndpoint {
         Self::bind_catalogue(addr, catalogue).await
     }
 
-    /// [`bind`](Self::bind) with the metrics of `catalogue`.
+    /// Binds `addr` with the metrics of `catalogue`.
     async fn bind_catalogue(
         addr: &str,
         catalogue: Vec<&'static Metric>,
@@ -150,16 +142,6 @@ impl MetricsEndpoint {
     /// The address it listens on (the port, when bound to port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
-    }
-
-    /// Serves scrapes until `shutdown` turns true; each reads the status
-    /// of the server behind `events` first.
-    pub fn serve(
-        self,
-        events: mpsc::Sender<Event>,
-        shutdown: watch::Receiver<bool>,
-    ) -> tokio::task::JoinHandle<()> {
-        self.serve_status(events, status, record_status, shutdown)
     }
 
     /// Serves scrapes of a multi-group server (bound with
@@ -291,16 +273,6 @@ where
     refresh().await;
     let body = handle.render();
     respond(&mut stream, "200 OK", &body).await
-}
-
-/// The server's status, or `None` once it stopped.
-async fn status(events: mpsc::Sender<Event>) -> Option<crate::status::NodeStatus> {
-    let (reply, rx) = oneshot::channel();
-    events.send(Event::Status { reply }).await.ok()?;
-    match rx.await {
-        Ok(ClientResponse::Status(status)) => Some(*status),
-        _ => None,
-    }
 }
 
 /// A multi-group server's status, or `None` once it stopped.

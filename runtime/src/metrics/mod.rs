@@ -5,7 +5,7 @@
 //! that costs one atomic load per call while none is installed, so the
 //! instrumentation points (the server loop, the WAL's fsync thread, the
 //! transport's peer tasks) need no handle passed to them and a server
-//! without `--metrics-listen` pays nothing. [`endpoint`] (feature
+//! without `--metrics-listen` pays nothing. `endpoint` (feature
 //! `metrics`) installs the Prometheus recorder of
 //! `metrics-exporter-prometheus`, which renders the exposition format,
 //! and answers `GET /metrics` with it.

@@ -63,7 +63,8 @@ pub enum StatusQuery {
     /// One group, as a single-group server's status showed it
     /// ([`NodeStatus`]: persisted index, first index, the server's
     /// counters, recovery and divergence notes): what
-    /// [`Client::status`](crate::client::Client::status) asks.
+    /// [`OneGroupClient::status`](super::one_group_client::OneGroupClient::status)
+    /// asks.
     Node(GroupId),
 }
 

@@ -1,6 +1,6 @@
-//! The client of a cluster of one group, on the multi-group wire: what
-//! [`Client`](crate::client::Client) offers (writes applied once, reads on
-//! any path, a server's status, the leader's address), built on
+//! The client of a cluster of one group, on the multi-group wire: writes
+//! applied once, reads on any path, a server's status, the leader's
+//! address, built on
 //! [`SessionClient`] and [`RoutingClient`] with every request naming group
 //! [`GROUP`].
 //!
@@ -85,7 +85,7 @@ impl OneGroupClient {
     }
 
     /// Sends a state machine's own read request `query` on `path` and
-    /// returns its answer (see [`Client::read`](crate::client::Client::read)).
+    /// returns its answer.
     /// Retried freely: a read changes nothing.
     pub async fn read(&mut self, query: Bytes, path: ReadPath) -> Result<Bytes, ClientError> {
         let op = GroupOp::Read { path, query };

@@ -170,6 +170,28 @@ pub enum ForceRecoverError {
     Report(#[from] std::io::Error),
 }
 
+/// What the operator must know before running `concord-cli force-recover`
+/// (its help text; the binary's flags are `concord_node::client`).
+pub const FORCE_RECOVER_USAGE: &str = "\
+UNSAFE. For a cluster that lost a majority of its voters for good. Run it on
+ONE stopped survivor (the one with the longest log), then start it: it
+becomes the only voter, elects itself and serves. Writes the lost servers
+acknowledged that this server never received are lost. Its entries beyond
+the commit index its disk shows are kept and committed. The recovery is
+recorded in the log (`concord-cli member list` shows it). Wipe the lost
+servers' data directories before any of them comes back, then add servers
+with `member add-learner` and `member promote`.
+
+It recovers one group: --group G (default 1); recover each group that lost
+its majority the same way, the catalog with --group 0. Without --group, a
+server of one group (no --groups) has group 1 and the catalog recovered
+together. A single-group server's directory of before the one runtime
+(`wal/`) is first upgraded in place to the shared log, as concord-node
+does at its first start. Two running copies are refused: the server holds
+the directory's lock.
+
+Exit status: 0 done (or already done: nothing written), 1 refused or failed.";
+
 /// Forces `options`' configuration on one group of the stopped server's
 /// shared-log data directory (see the [module documentation](self)),
 /// printing what it does to `out`.

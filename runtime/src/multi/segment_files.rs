@@ -53,8 +53,7 @@ pub trait SegmentFiles: Send + 'static {
 /// File name of the durable marker among the segments.
 pub const MARKER_FILE_NAME: &str = "durable";
 
-/// Least and most bytes [`DirSegments`] (and the single-group log,
-/// [`FileStorage`](crate::wal::FileStorage)) fill with zeros ahead
+/// Least and most bytes [`DirSegments`] fill with zeros ahead
 /// of the segment appended to, at a time: double what the segment holds,
 /// within these bounds.
 ///
@@ -101,11 +100,6 @@ impl ZeroAheadFile {
     /// The open file (to sync it).
     pub(crate) fn file(&self) -> &File {
         &self.file
-    }
-
-    /// Where the records end.
-    pub(crate) fn end_bytes(&self) -> u64 {
-        self.end_bytes
     }
 
     /// Writes `bytes` at the end of the records, filling zeros ahead

@@ -143,7 +143,6 @@ pub async fn serve(
         frame_buffer_bytes_max,
         tls,
         identity,
-        address_lookup: listener::AddressLookup::Catalog,
     };
     listener::serve_for::<Groups>(listener, config, events, shutdown, counters, misdirected).await
 }
