@@ -567,11 +567,7 @@ struct Members {
 
 /// The members as the leader sees them.
 async fn members(client: &mut KvClient) -> Members {
-    let group = client
-        .one_group()
-        .members()
-        .await
-        .expect("member list");
+    let group = client.one_group().members().await.expect("member list");
     let m = &group.membership;
     let addrs: BTreeMap<u64, String> = group.addrs.iter().cloned().collect();
     let lags: BTreeMap<u64, u64> = group
