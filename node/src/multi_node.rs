@@ -21,7 +21,7 @@
 //! count ([`crate::groups_file`]) and the node's identity, like a
 //! single-group server's, and is refused to a server started otherwise.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -30,7 +30,6 @@ use std::time::Duration;
 use concord::multi::{MultiConfig, CATALOG_GROUP};
 use concord::{Config, NodeId};
 use concord_services::sharded_kv::ShardMap;
-use concord_tokio::addresses::SharedAddressBook;
 use concord_tokio::identity::{IdentityClaim, IdentityHandle};
 use concord_tokio::multi::data_dir;
 use concord_tokio::multi::host::{self, MultiServerConfig, MultiServerHandle};
@@ -247,21 +246,11 @@ pub async fn start(settings: &ServerSettings) -> Result<RunningMultiNode, StartF
     config.tick = Duration::from_millis(settings.tick_ms);
     config.client_addrs = settings.peers.clone();
 
-    let peers: BTreeMap<_, _> = settings
-        .peers
-        .iter()
-        .filter(|(peer, _)| **peer != id)
-        .map(|(peer, addr)| (*peer, addr.clone()))
-        .collect();
     // The servers of --peers are the first the listener asks for the
     // address of a member it was not told of (the catalog records it).
-    let addresses = SharedAddressBook::default();
-    for (peer, addr) in &peers {
-        addresses.set(*peer, addr);
-    }
-    let mut frames = TcpFrameConfig::new(id, settings.cluster_id.clone(), peers);
+    let (mut frames, addresses) =
+        TcpFrameConfig::for_servers(id, settings.cluster_id.clone(), &settings.peers);
     frames.tls = tls.clone();
-    frames.addresses = Some(addresses.clone());
     frames.identity = Some(identity.clone());
     let sender = TcpFrameSender::start(frames);
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();

@@ -22,7 +22,6 @@ use concord::multi::{GroupId, MultiConfig, CATALOG_GROUP};
 use concord::state_machine::StateMachine;
 use concord::{Config, NodeId};
 
-use crate::addresses::SharedAddressBook;
 use crate::identity::{IdentityClaim, IdentityHandle};
 use crate::listener::ListenerCounters;
 use crate::multi::data_dir;
@@ -468,21 +467,9 @@ where
     }
     let config = server_config(&settings, &voters, join, opened.incarnation);
 
-    let peers: BTreeMap<NodeId, String> = settings
-        .peers
-        .iter()
-        .filter(|(peer, _)| **peer != id)
-        .map(|(peer, addr)| (*peer, addr.clone()))
-        .collect();
-    // The listener asks the servers it was told of for the address of a
-    // member it does not know (the catalog records it).
-    let addresses = SharedAddressBook::default();
-    for (peer, addr) in &peers {
-        addresses.set(*peer, addr);
-    }
-    let mut frames = TcpFrameConfig::new(id, settings.cluster_id.clone(), peers);
+    let (mut frames, addresses) =
+        TcpFrameConfig::for_servers(id, settings.cluster_id.clone(), &settings.peers);
     frames.tls = settings.tls.clone();
-    frames.addresses = Some(addresses.clone());
     frames.identity = identity.clone();
     frames.peer_timeout = settings.peer_timeout.unwrap_or(PEER_TIMEOUT_NONE);
     frames.stream_wrapper = settings.stream_wrapper.clone();

@@ -67,6 +67,31 @@ pub struct TcpFrameConfig {
 }
 
 impl TcpFrameConfig {
+    /// The links of node `node_id` to every other server of `servers`
+    /// (this node's own entry is skipped), with an address book seeded
+    /// with them and shared with the sender: the listener asks the servers
+    /// in it for the address of a member it was not told of (the catalog
+    /// records it), and peers learnt later are written to it too. The
+    /// rest are [`new`](Self::new)'s defaults.
+    pub fn for_servers(
+        node_id: NodeId,
+        cluster_id: impl Into<String>,
+        servers: &BTreeMap<NodeId, String>,
+    ) -> (TcpFrameConfig, crate::addresses::SharedAddressBook) {
+        let peers: BTreeMap<NodeId, String> = servers
+            .iter()
+            .filter(|(peer, _)| **peer != node_id)
+            .map(|(peer, addr)| (*peer, addr.clone()))
+            .collect();
+        let addresses = crate::addresses::SharedAddressBook::default();
+        for (peer, addr) in &peers {
+            addresses.set(*peer, addr);
+        }
+        let mut config = TcpFrameConfig::new(node_id, cluster_id, peers);
+        config.addresses = Some(addresses.clone());
+        (config, addresses)
+    }
+
     /// Defaults: 1,024 queued frames per peer, 16 MiB frames, backoff
     /// from 20 ms to 100 ms, 250 ms to connect, a keepalive every 100 ms,
     /// silent for 500 ms is dead.
