@@ -799,8 +799,8 @@ impl ServerSettings {
     }
 
     /// Why this node must not start: `--join` with `--peers` naming this
-    /// node, on a data directory whose log (`holds_configuration`: see
-    /// `FileStorage::holds_configuration`) holds no configuration yet, so
+    /// node, on a data directory whose log (`holds_configuration`: any
+    /// group's entries or stored membership) holds no configuration yet, so
     /// a new node, which is not one of the voters yet. `None` otherwise:
     /// a node that joined already starts on its log's configuration,
     /// `--join` ignored.
