@@ -354,6 +354,12 @@ pub async fn group_status(server: &MultiServerHandle) -> Option<NodeStatus> {
     }
 }
 
+/// Segment size of [`start_in_process_node`]'s log. In memory a segment
+/// is freed only whole, once compaction passes it: small segments give
+/// the allocator back what it reuses, where 64 MiB ones (a disk's
+/// default) made every append fault in fresh pages.
+pub const IN_PROCESS_SEGMENT_BYTES_MAX: u64 = 1024 * 1024;
+
 /// Starts node `settings.id` of a one-group cluster in this process, on
 /// `network` instead of sockets (`settings.listen` and the peers'
 /// addresses are only names; TLS and the listener's settings do not
@@ -371,7 +377,11 @@ where
     S: StateMachine + Send + 'static,
     F: Fn() -> S + Send + 'static,
 {
-    let (log, recovery) = SharedLog::open(disk.clone(), disk, MultiWalOptions::default())?;
+    let options = MultiWalOptions {
+        segment_bytes_max: IN_PROCESS_SEGMENT_BYTES_MAX,
+        ..MultiWalOptions::default()
+    };
+    let (log, recovery) = SharedLog::open(disk.clone(), disk, options)?;
     let holds_configuration = recovery
         .groups
         .values()
