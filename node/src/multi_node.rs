@@ -155,10 +155,7 @@ pub async fn start(settings: &ServerSettings) -> Result<RunningMultiNode, StartF
     };
     // A server that joined holds the cluster's log (the catalog's at
     // least): its configuration is in force, whatever --join says.
-    let holds_configuration =
-        opened.recovery.groups.values().any(|group| {
-            !group.recovered.entries.is_empty() || group.recovered.membership.is_some()
-        });
+    let holds_configuration = opened.recovery.holds_configuration();
     // A cluster of one group keeps the single-group server's rule (a new
     // node lists the voters it joins, not itself); a sharded cluster's
     // new server may list itself: its catalog leaves it out.

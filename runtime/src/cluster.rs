@@ -323,14 +323,7 @@ impl RunningNode {
     /// `None` once the node stopped or if it does not host the group (a
     /// node that joined and was not added yet, or was removed).
     pub async fn status(&self) -> Option<NodeStatus> {
-        let op = GroupOp::Status(StatusQuery::Node(GROUP));
-        let ClientResponse::Done(bytes) = self.server.call(GROUP, op).await else {
-            return None;
-        };
-        match concord::codec::decode(&bytes, crate::multi::groups_status::STATUS_ANSWER_BYTES_MAX) {
-            Ok(StatusAnswer::Node(status)) => Some(*status),
-            _ => None,
-        }
+        group_status(&self.server).await
     }
 
     /// Stops the node gracefully: queued writes finish, waiting clients
@@ -377,29 +370,63 @@ where
     S: StateMachine + Send + 'static,
     F: Fn() -> S + Send + 'static,
 {
-    let options = MultiWalOptions {
-        segment_bytes_max: IN_PROCESS_SEGMENT_BYTES_MAX,
-        ..MultiWalOptions::default()
+    let storage = NodeStorage::Memory {
+        disk,
+        incarnation,
+        options: MultiWalOptions {
+            segment_bytes_max: IN_PROCESS_SEGMENT_BYTES_MAX,
+            ..MultiWalOptions::default()
+        },
     };
-    let (log, recovery) = SharedLog::open(disk.clone(), disk, options)?;
-    let holds_configuration = recovery
-        .groups
-        .values()
-        .any(|group| !group.recovered.entries.is_empty() || group.recovered.membership.is_some());
-    let join = settings.join && !holds_configuration;
-    let voters = voters_of(&settings);
-    let config = server_config(&settings, &voters, join, incarnation);
+    let (opened, _) = open_storage(&settings, storage)?;
+    let config = host_config(&settings, &opened)?;
+    let OpenedLog::Memory(log) = opened.log else {
+        unreachable!("a memory disk opens a memory log");
+    };
     let inbox = host::inbox();
     network.register(settings.id, inbox.0.clone());
     let (log_tx, log_rx) = tokio::sync::mpsc::unbounded_channel();
     let log = InlineLog::new(log, log_tx);
-    let make = move |_group: GroupId| {
-        GroupSessions::with_limits(make_state_machine(), SESSIONS_MAX, usize::MAX)
-    };
     let sender = network.sender(settings.id);
     Ok(host::start_with_catalog(
-        config, make, recovery, log, log_rx, sender, inbox,
+        config,
+        with_sessions(make_state_machine),
+        opened.recovery,
+        log,
+        log_rx,
+        sender,
+        inbox,
     )?)
+}
+
+/// `make_state_machine` as the host's factory: each group's machine
+/// behind a session table of [`SESSIONS_MAX`] sessions.
+fn with_sessions<S, F>(make_state_machine: F) -> impl Fn(GroupId) -> GroupSessions<S> + Send
+where
+    S: StateMachine,
+    F: Fn() -> S + Send,
+{
+    move |_group| GroupSessions::with_limits(make_state_machine(), SESSIONS_MAX, usize::MAX)
+}
+
+/// The host's settings for the node `settings` describe, on what
+/// `opened` recovered: refused if the recovered configuration lists the
+/// node as the other kind (witness or full voter) than `settings` say.
+fn host_config(settings: &NodeSettings, opened: &Opened) -> Result<MultiServerConfig, StartError> {
+    if let Some(conflict) =
+        crate::multi::witness_role_conflict(&opened.recovery, settings.id, settings.is_witness())
+    {
+        return Err(StartError::Settings(conflict));
+    }
+    // A node that joined holds the cluster's log: its configuration is in
+    // force, whatever `join` says.
+    let join = settings.join && !opened.recovery.holds_configuration();
+    Ok(server_config(
+        settings,
+        &voters_of(settings),
+        join,
+        opened.incarnation,
+    ))
 }
 
 /// The voters of a new cluster `settings` describe: the peers and this
@@ -445,21 +472,8 @@ where
         }
     }
     let id = settings.id;
-    // A joining node is not among the voters it joins.
-    let voters = voters_of(&settings);
     let (opened, identity) = open_storage(&settings, storage)?;
-    // A node that joined holds the cluster's log (the catalog's at
-    // least): its configuration is in force, whatever `join` says.
-    let holds_configuration =
-        opened.recovery.groups.values().any(|group| {
-            !group.recovered.entries.is_empty() || group.recovered.membership.is_some()
-        });
-    let join = settings.join && !holds_configuration;
-    if let Some(conflict) =
-        crate::multi::witness_role_conflict(&opened.recovery, id, settings.is_witness())
-    {
-        return Err(StartError::Settings(conflict));
-    }
+    let config = host_config(&settings, &opened)?;
     let listener = tokio::net::TcpListener::bind(settings.listen.as_str())
         .await
         .map_err(|e| StartError::Io(format!("cannot listen on {}: {e}", settings.listen)))?;
@@ -475,8 +489,6 @@ where
              on any network you do not fully trust"
         );
     }
-    let config = server_config(&settings, &voters, join, opened.incarnation);
-
     let (mut frames, addresses) =
         TcpFrameConfig::for_servers(id, settings.cluster_id.clone(), &settings.peers);
     frames.tls = settings.tls.clone();
@@ -487,9 +499,7 @@ where
     let sender_counters = sender.counters();
     let inbox = host::inbox();
     let events = inbox.0.clone();
-    let make = move |_group: GroupId| {
-        GroupSessions::with_limits(make_state_machine(), SESSIONS_MAX, usize::MAX)
-    };
+    let make = with_sessions(make_state_machine);
     let (log_tx, log_rx) = tokio::sync::mpsc::unbounded_channel();
     let server = match opened.log {
         OpenedLog::Dir(log) => {
@@ -503,7 +513,9 @@ where
             host::start_with_catalog(config, make, opened.recovery, log, log_rx, sender, inbox)?
         }
     };
-    let mut accept = MultiListenerConfig::new(id, settings.cluster_id.clone(), voters);
+    // A joining node is not among the voters it joins.
+    let mut accept =
+        MultiListenerConfig::new(id, settings.cluster_id.clone(), voters_of(&settings));
     accept.tls = settings.tls.clone();
     accept.groups_hosted = Some(1);
     accept.addresses = addresses;

@@ -488,6 +488,21 @@ pub(crate) fn encode_record_ref<T: Serialize + ?Sized>(
     let start = out.len();
     out.extend_from_slice(&[0u8; RECORD_HEADER_BYTES]);
     codec::encode_into(record, out).map_err(|e| StorageError::Misuse(e.to_string()))?;
+    seal_record(out, start)
+}
+
+/// Appends `payload`, framed as a record whatever its bytes, to `out`.
+pub(crate) fn frame_payload(payload: &[u8], out: &mut Vec<u8>) -> Result<(), StorageError> {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; RECORD_HEADER_BYTES]);
+    out.extend_from_slice(payload);
+    seal_record(out, start)
+}
+
+/// Fills in the header of the record whose header was reserved at
+/// `start` of `out` and whose payload follows it to the end; refuses
+/// (and drops the record) a payload empty or over [`RECORD_BYTES_MAX`].
+fn seal_record(out: &mut Vec<u8>, start: usize) -> Result<(), StorageError> {
     let len = out.len() - start - RECORD_HEADER_BYTES;
     if len == 0 || len > RECORD_BYTES_MAX {
         out.truncate(start);

@@ -172,21 +172,7 @@ pub const RECORD_HEADER_BYTES: usize = wal::RECORD_HEADER_BYTES;
 /// anything (the log itself frames only the records it encodes); refuses
 /// an empty payload or one over the record size limit, as recovery would.
 pub fn frame_payload(payload: &[u8], out: &mut Vec<u8>) -> Result<(), StorageError> {
-    if payload.is_empty() || payload.len() > wal::RECORD_BYTES_MAX {
-        return Err(StorageError::Misuse(format!(
-            "a record of {} bytes is outside 1..={}",
-            payload.len(),
-            wal::RECORD_BYTES_MAX
-        )));
-    }
-    let len_bytes = (payload.len() as u32).to_le_bytes();
-    let length_check = crc32c::crc32c(&len_bytes) ^ wal::CHECKSUM_SALT;
-    let checksum = crc32c::crc32c_append(crc32c::crc32c(&len_bytes), payload) ^ wal::CHECKSUM_SALT;
-    out.extend_from_slice(&len_bytes);
-    out.extend_from_slice(&length_check.to_le_bytes());
-    out.extend_from_slice(&checksum.to_le_bytes());
-    out.extend_from_slice(payload);
-    Ok(())
+    wal::frame_payload(payload, out)
 }
 
 /// The payload of the record framed at byte `offset` of a segment's

@@ -82,6 +82,18 @@ pub struct MultiRecovery {
     pub lost_durable_bytes: u64,
 }
 
+impl MultiRecovery {
+    /// Whether some group's log or snapshot holds a configuration: the
+    /// server was a member already (a node that joined holds the catalog's
+    /// log at least), so its replicated configuration is in force, whatever
+    /// its start flags (`--join`) say.
+    pub fn holds_configuration(&self) -> bool {
+        self.groups.values().any(|group| {
+            !group.recovered.entries.is_empty() || group.recovered.membership.is_some()
+        })
+    }
+}
+
 /// One group during replay.
 struct GroupReplay {
     log: GroupLog,
