@@ -117,8 +117,7 @@ fn start_node<N: FrameSender>(
     let opened = open_for_start(dir, incarnation, options);
     // The directory is locked while its log is written.
     assert!(data_dir::open_data_dir(dir, MultiWalOptions::default()).is_err());
-    let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
-    let log = WalThread::start(opened.log, events_tx).unwrap();
+    let log = WalThread::start(opened.log).unwrap();
     let recovery = opened.recovery;
     let mut multi = MultiConfig::new(id, NODES);
     multi.incarnation = opened.incarnation;
@@ -129,16 +128,7 @@ fn start_node<N: FrameSender>(
     config.tick = Duration::from_millis(5);
     // Every snapshot from a leader is received into a file as it arrives.
     config.snapshot_in_memory_bytes_max = 0;
-    host::start(
-        config,
-        |_| Map::default(),
-        recovery,
-        log,
-        events_rx,
-        network,
-        inbox,
-    )
-    .unwrap()
+    host::start(config, |_| Map::default(), recovery, log, network, inbox).unwrap()
 }
 
 /// Sends `op` to `group`, following redirects, until it is answered
@@ -400,8 +390,7 @@ async fn a_group_that_cannot_apply_does_not_pin_old_segments() {
             ..MultiWalOptions::default()
         };
         let opened = open_for_start(&dirs[&id].0, incarnation, options);
-        let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
-        let log = WalThread::start(opened.log, events_tx).unwrap();
+        let log = WalThread::start(opened.log).unwrap();
         let mut multi = MultiConfig::new(id, NODES);
         multi.incarnation = opened.incarnation;
         // Group 1 on all three nodes; group 2 on node 1 alone (it commits
@@ -422,7 +411,6 @@ async fn a_group_that_cannot_apply_does_not_pin_old_segments() {
             |_| Map::default(),
             opened.recovery,
             log,
-            events_rx,
             network.sender(id),
             inbox,
         )

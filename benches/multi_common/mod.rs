@@ -85,8 +85,7 @@ pub fn start_node(
         ..MultiWalOptions::default()
     };
     let opened = data_dir::open_data_dir(dir, wal_options).unwrap();
-    let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
-    let log = WalThread::start(opened.log, events_tx).unwrap();
+    let log = WalThread::start(opened.log).unwrap();
     let peers = addrs
         .iter()
         .filter(|(peer, _)| **peer != id)
@@ -116,7 +115,6 @@ pub fn start_node(
         |_| Counter::default(),
         opened.recovery,
         log,
-        events_rx,
         sender,
         inbox,
     )

@@ -119,8 +119,7 @@ async fn serve(
     };
     let (log, recovery) =
         SharedLog::open(disk.clone(), disk, options).expect("the shared log recovers");
-    let (log_tx, log_rx) = mpsc::unbounded_channel();
-    let log = InlineLog::new(log, log_tx);
+    let log = InlineLog::new(log);
     let map = ShardMap::new(GROUPS).unwrap();
     let mut multi = MultiConfig::new(id, NODES);
     multi.incarnation = incarnation;
@@ -152,7 +151,6 @@ async fn serve(
         |group| GroupSessions::new(ShardMachine::new(map, group)),
         recovery,
         log,
-        log_rx,
         sender,
         inbox,
     )

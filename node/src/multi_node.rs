@@ -250,8 +250,7 @@ pub async fn start(settings: &ServerSettings) -> Result<RunningMultiNode, StartF
     frames.tls = tls.clone();
     frames.identity = Some(identity.clone());
     let sender = TcpFrameSender::start(frames);
-    let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
-    let log = WalThread::start(opened.log, events_tx)
+    let log = WalThread::start(opened.log)
         .map_err(|e| format!("cannot start the write-ahead log's thread: {e}"))?;
     let inbox = host::inbox();
     let events = inbox.0.clone();
@@ -259,7 +258,6 @@ pub async fn start(settings: &ServerSettings) -> Result<RunningMultiNode, StartF
         config,
         recovery: opened.recovery,
         log,
-        log_events: events_rx,
         network: sender,
         inbox,
     };

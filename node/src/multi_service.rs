@@ -11,7 +11,7 @@ use concord_services::sharded::ShardedMachine;
 use concord_services::sharded_kv::{ShardMachine, ShardMap};
 use concord_services::{Service, ServiceKind, ServiceVisitor};
 use concord_tokio::multi::host::{self, HostEvent, MultiServerConfig, MultiServerHandle};
-use concord_tokio::multi::log_sink::{LogEvent, WalThread};
+use concord_tokio::multi::log_sink::WalThread;
 use concord_tokio::multi::tcp_sender::TcpFrameSender;
 use concord_tokio::multi::MultiRecovery;
 use tokio::sync::mpsc;
@@ -26,8 +26,6 @@ pub struct HostParts {
     pub recovery: MultiRecovery,
     /// The shared log.
     pub log: WalThread,
-    /// The log's reports.
-    pub log_events: mpsc::UnboundedReceiver<LogEvent>,
     /// The peers' connections.
     pub network: TcpFrameSender,
     /// The server's inbox.
@@ -130,7 +128,6 @@ where
         },
         parts.recovery,
         parts.log,
-        parts.log_events,
         parts.network,
         parts.inbox,
     )

@@ -385,15 +385,13 @@ where
     };
     let inbox = host::inbox();
     network.register(settings.id, inbox.0.clone());
-    let (log_tx, log_rx) = tokio::sync::mpsc::unbounded_channel();
-    let log = InlineLog::new(log, log_tx);
+    let log = InlineLog::new(log);
     let sender = network.sender(settings.id);
     Ok(host::start_with_catalog(
         config,
         with_sessions(make_state_machine),
         opened.recovery,
         log,
-        log_rx,
         sender,
         inbox,
     )?)
@@ -500,17 +498,16 @@ where
     let inbox = host::inbox();
     let events = inbox.0.clone();
     let make = with_sessions(make_state_machine);
-    let (log_tx, log_rx) = tokio::sync::mpsc::unbounded_channel();
     let server = match opened.log {
         OpenedLog::Dir(log) => {
-            let log = WalThread::start(log, log_tx).map_err(|e| {
+            let log = WalThread::start(log).map_err(|e| {
                 StartError::Io(format!("cannot start the write-ahead log's thread: {e}"))
             })?;
-            host::start_with_catalog(config, make, opened.recovery, log, log_rx, sender, inbox)?
+            host::start_with_catalog(config, make, opened.recovery, log, sender, inbox)?
         }
         OpenedLog::Memory(log) => {
-            let log = InlineLog::new(log, log_tx);
-            host::start_with_catalog(config, make, opened.recovery, log, log_rx, sender, inbox)?
+            let log = InlineLog::new(log);
+            host::start_with_catalog(config, make, opened.recovery, log, sender, inbox)?
         }
     };
     // A joining node is not among the voters it joins.

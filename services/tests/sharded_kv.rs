@@ -67,8 +67,7 @@ async fn start_cluster(name: &str) -> Cluster {
             ..MultiWalOptions::default()
         };
         let opened = data_dir::open_data_dir(&dir.0, options).unwrap();
-        let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
-        let log = WalThread::start(opened.log, events_tx).unwrap();
+        let log = WalThread::start(opened.log).unwrap();
         let mut multi = MultiConfig::new(id, NODES);
         multi.incarnation = opened.incarnation;
         let groups = map
@@ -89,7 +88,6 @@ async fn start_cluster(name: &str) -> Cluster {
             |group| GroupSessions::new(ShardMachine::new(map, group)),
             opened.recovery,
             log,
-            events_rx,
             network.sender(id),
             inbox,
         )

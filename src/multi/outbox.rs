@@ -111,7 +111,9 @@ impl Outbox {
 
     /// Hands every frame of this flush to `emit`, in peer order.
     pub(crate) fn flush(&mut self, stats: &mut MultiStats, mut emit: impl FnMut(Frame)) {
-        for (_, frames) in std::mem::take(&mut self.open) {
+        // Popped rather than taken whole: the emptied map keeps its node,
+        // and a flush does not allocate one again.
+        while let Some((_, frames)) = self.open.pop_first() {
             for (frame, _) in frames {
                 stats.frames_sent += 1;
                 stats.frame_items_sent += frame.items() as u64;

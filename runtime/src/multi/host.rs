@@ -431,13 +431,11 @@ const SETTLE_ROUNDS_MAX: usize = 10_000;
 /// Starts a multi-group server on the current runtime: creates every
 /// configured group from `recovery` (restoring its state machine, made by
 /// `make_state_machine`, from its snapshot), and spawns the loop.
-/// `log_events` is the channel `log` reports on.
 pub fn start<S, F, L, N>(
     config: MultiServerConfig,
     make_state_machine: F,
     recovery: MultiRecovery,
     log: L,
-    log_events: mpsc::UnboundedReceiver<LogEvent>,
     network: N,
     inbox: (mpsc::Sender<HostEvent>, mpsc::Receiver<HostEvent>),
 ) -> Result<MultiServerHandle, MultiServerError>
@@ -448,7 +446,7 @@ where
     N: FrameSender,
 {
     let server = build(config, &make_state_machine, recovery, log, network)?;
-    Ok(launch(server, log_events, inbox))
+    Ok(launch(server, inbox))
 }
 
 /// [`start`] with group [`CATALOG_GROUP`]
@@ -463,7 +461,6 @@ pub fn start_with_catalog<S, F, L, N>(
     make_state_machine: F,
     recovery: MultiRecovery,
     log: L,
-    log_events: mpsc::UnboundedReceiver<LogEvent>,
     network: N,
     inbox: (mpsc::Sender<HostEvent>, mpsc::Receiver<HostEvent>),
 ) -> Result<MultiServerHandle, MultiServerError>
@@ -479,7 +476,17 @@ where
     // The groups a restored catalog assigns here, and its servers.
     server.catalog_sync();
     server.settle();
-    Ok(launch(server, log_events, inbox))
+    Ok(launch(server, inbox))
+}
+
+/// Whether a changed shutdown signal asks the loop to stop (or its
+/// sender is gone).
+fn shutdown_asked(shutdown: &mut watch::Receiver<bool>) -> bool {
+    match shutdown.has_changed() {
+        Ok(true) => *shutdown.borrow_and_update(),
+        Ok(false) => false,
+        Err(_) => true,
+    }
 }
 
 /// Builds the server loop's state: every group created and restored.
@@ -567,6 +574,8 @@ where
         catalog,
         catalog_changes: Vec::new(),
         make: None,
+        log_ready: Vec::new(),
+        proposing_groups: Vec::new(),
         out: Vec::new(),
         work: VecDeque::new(),
         reads: BTreeMap::new(),
@@ -592,8 +601,7 @@ where
 
 /// Spawns the loop of a built server.
 fn launch<S, L, N>(
-    server: Server<S, L, N>,
-    log_events: mpsc::UnboundedReceiver<LogEvent>,
+    mut server: Server<S, L, N>,
     inbox: (mpsc::Sender<HostEvent>, mpsc::Receiver<HostEvent>),
 ) -> MultiServerHandle
 where
@@ -606,16 +614,15 @@ where
     let (done_tx, done_rx) = oneshot::channel();
     let (events_tx, events_rx) = inbox;
     let span = tracing::info_span!("multi-node", id);
-    tokio::spawn(
-        async move {
-            let result = server.run(events_rx, log_events, shutdown_rx).await;
-            if let Err(e) = &result {
-                tracing::error!(error = %e, "multi-group server stopped with an error");
-            }
-            let _ = done_tx.send(result);
+    let log_events = server.log.events();
+    let run = async move {
+        let result = server.run(events_rx, log_events, shutdown_rx).await;
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "multi-group server stopped with an error");
         }
-        .instrument(span),
-    );
+        let _ = done_tx.send(result);
+    };
+    tokio::spawn(run.instrument(span));
     MultiServerHandle::new(id, events_tx, shutdown_tx, done_rx)
 }
 
@@ -652,6 +659,10 @@ struct Server<S, L, N> {
     catalog_changes: Vec<concord::multi::CatalogChange>,
     /// Makes the state machine of a group created while running.
     make: Option<Box<dyn Fn(GroupId) -> S + Send>>,
+    /// Events of an inline log, taken each turn (kept for its buffer).
+    log_ready: Vec<LogEvent>,
+    /// The groups of one `propose_pending` (kept for its buffer).
+    proposing_groups: Vec<GroupId>,
 }
 
 impl<S, L, N> Server<S, L, N>
@@ -663,7 +674,7 @@ where
     async fn run(
         mut self,
         mut inbox: mpsc::Receiver<HostEvent>,
-        mut log_events: mpsc::UnboundedReceiver<LogEvent>,
+        log_events: Option<mpsc::UnboundedReceiver<LogEvent>>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), MultiServerError> {
         // The clock starts with the loop, not when the server was built:
@@ -675,16 +686,23 @@ where
         self.ticks_delivered = 0;
         let mut ticker = tokio::time::interval(self.config.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Writes made while the server was built.
+        self.take_log_ready();
+        // An inline log has no channel: its branch is never polled.
+        let has_log_events = log_events.is_some();
+        let (_, closed) = mpsc::unbounded_channel();
+        let mut log_events = log_events.unwrap_or(closed);
         loop {
+            // Shutdown is looked at once a turn rather than waited on: a
+            // waker registered again at every turn costs each write, and a
+            // loop waits at most one tick for its ticker.
+            if shutdown_asked(&mut shutdown) {
+                break;
+            }
             // Biased, as every select of the runtime (madsim replays).
             tokio::select! {
                 biased;
-                changed = shutdown.changed() => {
-                    if changed.is_err() || *shutdown.borrow() {
-                        break;
-                    }
-                }
-                Some(event) = log_events.recv() => {
+                Some(event) = log_events.recv(), if has_log_events => {
                     self.log_event(event);
                     let mut drained = 0;
                     while drained < 1024 {
@@ -710,6 +728,7 @@ where
             }
             self.propose_pending();
             self.settle();
+            self.take_log_ready();
             if self.failed.is_some() {
                 break;
             }
@@ -782,6 +801,25 @@ where
             }
             LogEvent::Failed(e) => self.failed = Some(e.into()),
         }
+    }
+
+    /// Handles the events of an inline log (written in this turn) until
+    /// it has none: each may make more writes, whose events come at once.
+    fn take_log_ready(&mut self) {
+        let mut ready = std::mem::take(&mut self.log_ready);
+        for _ in 0..SETTLE_ROUNDS_MAX {
+            self.log.take_ready(&mut ready);
+            if ready.is_empty() {
+                self.log_ready = ready;
+                return;
+            }
+            for event in ready.drain(..) {
+                self.log_event(event);
+            }
+            self.propose_pending();
+            self.settle();
+        }
+        panic!("the inline log still had events after {SETTLE_ROUNDS_MAX} rounds");
     }
 
     /// Handles up to `events_max` events already in the inbox, without
@@ -968,8 +1006,13 @@ where
 
     /// Proposes every group's queued commands, one batch per group.
     fn propose_pending(&mut self) {
-        let ready = std::mem::take(&mut self.proposals_pending);
-        for group in ready {
+        // Popped into a kept buffer (the set keeps its node): no
+        // allocation per turn. A group put back below waits for the next.
+        let mut ready = std::mem::take(&mut self.proposing_groups);
+        while let Some(group) = self.proposals_pending.pop_first() {
+            ready.push(group);
+        }
+        for group in ready.drain(..) {
             let Some(host_group) = self.groups.get_mut(&group) else {
                 continue;
             };
@@ -1006,6 +1049,7 @@ where
                 self.proposals_pending.insert(group);
             }
         }
+        self.proposing_groups = ready;
     }
 
     /// Steps the layer with `input` and executes what it asks at once.

@@ -1,14 +1,18 @@
 //! How the server loop hands writes to the shared log and hears back: a
 //! [`LogSink`] takes rounds of writes, and [`LogEvent`]s come back on a
-//! channel. Two sinks: [`WalThread`] runs the [`SharedLog`] on a thread of
+//! channel ([`LogSink::events`]) or, for a sink that writes inline, in
+//! the same turn ([`LogSink::take_ready`]). Two sinks: [`WalThread`] runs the [`SharedLog`] on a thread of
 //! its own with group commit (every round queued while it syncs goes into
 //! the next sync), for real files; [`InlineLog`] writes on the caller's
 //! thread, for a disk without latency (the page-cache model) and inside
-//! madsim, which has no OS threads.
+//! madsim, which has no OS threads. An inline sink hands its events back
+//! through [`LogSink::take_ready`] in the same turn of the loop: a round
+//! trip through the channel would cost every write one more turn of the
+//! loop on every server.
 
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::storage::{SnapshotReader, StorageError};
 use concord::multi::{BatchId, GroupId};
@@ -48,37 +52,50 @@ pub trait LogSink: Send + 'static {
     fn snapshot_intake(&self) -> SnapshotIntake;
     /// Finishes every queued round and stops. Idempotent.
     fn shutdown(&mut self);
+    /// The channel this sink reports on, taken once by the loop when it
+    /// starts; `None` for a sink that reports through
+    /// [`take_ready`](Self::take_ready) alone (the default).
+    fn events(&mut self) -> Option<UnboundedReceiver<LogEvent>> {
+        None
+    }
+    /// Moves the events of rounds already written into `out` (a sink that
+    /// writes on the caller's thread); the loop takes them before it
+    /// waits. A sink that reports on its channel has none (the default).
+    fn take_ready(&mut self, out: &mut Vec<LogEvent>) {
+        let _ = out;
+    }
 }
 
-/// Sends what a round's outcome says to the loop.
-fn report(events: &UnboundedSender<LogEvent>, batch: Option<BatchId>, outcome: RoundOutcome) {
+/// What a round's outcome says to the loop, in order.
+fn report(batch: Option<BatchId>, outcome: RoundOutcome, mut send: impl FnMut(LogEvent)) {
     if let Some(batch) = batch {
-        let _ = events.send(LogEvent::Persisted(batch));
+        send(LogEvent::Persisted(batch));
     }
     for (group, snapshot) in outcome.taken {
-        let _ = events.send(LogEvent::Snapshotted { group, snapshot });
+        send(LogEvent::Snapshotted { group, snapshot });
     }
     if !outcome.force_snapshot.is_empty() {
-        let _ = events.send(LogEvent::ForceSnapshot(outcome.force_snapshot));
+        send(LogEvent::ForceSnapshot(outcome.force_snapshot));
     }
 }
 
 /// A [`SharedLog`] written on the caller's thread: each submitted round
-/// is written (and synced) before `submit` returns.
+/// is written (and synced) before `submit` returns, and its events (a
+/// failure too) wait for [`LogSink::take_ready`]. It has no channel.
 #[derive(Debug)]
 pub struct InlineLog<S, T> {
     log: Option<SharedLog<S, T>>,
-    events: UnboundedSender<LogEvent>,
+    ready: Vec<LogEvent>,
     intake: SnapshotIntake,
 }
 
 impl<S: SegmentFiles, T: SnapshotStore> InlineLog<S, T> {
-    /// Writes `log` inline, reporting on `events`.
-    pub fn new(log: SharedLog<S, T>, events: UnboundedSender<LogEvent>) -> Self {
+    /// Writes `log` inline.
+    pub fn new(log: SharedLog<S, T>) -> Self {
         InlineLog {
             intake: log.snapshot_intake(),
             log: Some(log),
-            events,
+            ready: Vec::new(),
         }
     }
 }
@@ -89,11 +106,11 @@ impl<S: SegmentFiles, T: SnapshotStore> LogSink for InlineLog<S, T> {
             return;
         };
         match log.write(writes) {
-            Ok(outcome) => report(&self.events, batch, outcome),
+            Ok(outcome) => report(batch, outcome, |event| self.ready.push(event)),
             Err(e) => {
                 tracing::error!(error = %e, "shared write-ahead log failed; the node must stop");
                 self.log = None;
-                let _ = self.events.send(LogEvent::Failed(e));
+                self.ready.push(LogEvent::Failed(e));
             }
         }
     }
@@ -107,6 +124,10 @@ impl<S: SegmentFiles, T: SnapshotStore> LogSink for InlineLog<S, T> {
     }
 
     fn shutdown(&mut self) {}
+
+    fn take_ready(&mut self, out: &mut Vec<LogEvent>) {
+        out.append(&mut self.ready);
+    }
 }
 
 /// The name of [`WalThread`]'s thread (`/proc` shows its first 15
@@ -125,17 +146,19 @@ type Round = (Option<BatchId>, Vec<WalWrite>);
 #[derive(Debug)]
 pub struct WalThread {
     tx: Option<crossbeam_channel::Sender<Round>>,
+    events: Option<UnboundedReceiver<LogEvent>>,
     thread: Option<std::thread::JoinHandle<()>>,
     stats: Arc<Mutex<LogStats>>,
     intake: SnapshotIntake,
 }
 
 impl WalThread {
-    /// Starts the thread writing `log`, reporting on `events`.
+    /// Starts the thread writing `log`; it reports on the channel of
+    /// [`LogSink::events`].
     pub fn start<S: SegmentFiles, T: SnapshotStore>(
         mut log: SharedLog<S, T>,
-        events: UnboundedSender<LogEvent>,
     ) -> Result<WalThread, StorageError> {
+        let (events, events_rx) = tokio::sync::mpsc::unbounded_channel();
         let (tx, rx) = crossbeam_channel::unbounded::<Round>();
         let stats = Arc::new(Mutex::new(log.stats()));
         let intake = log.snapshot_intake();
@@ -164,7 +187,9 @@ impl WalThread {
                     match log.write(writes) {
                         Ok(outcome) => {
                             *shared.lock().unwrap_or_else(|e| e.into_inner()) = log.stats();
-                            report(&events, last_batch, outcome);
+                            report(last_batch, outcome, |event| {
+                                let _ = events.send(event);
+                            });
                         }
                         Err(e) => {
                             tracing::error!(error = %e, "shared write-ahead log failed; the node must stop");
@@ -180,6 +205,7 @@ impl WalThread {
             })?;
         Ok(WalThread {
             tx: Some(tx),
+            events: Some(events_rx),
             thread: Some(thread),
             stats,
             intake,
@@ -201,6 +227,10 @@ impl LogSink for WalThread {
 
     fn snapshot_intake(&self) -> SnapshotIntake {
         self.intake.clone()
+    }
+
+    fn events(&mut self) -> Option<UnboundedReceiver<LogEvent>> {
+        self.events.take()
     }
 
     fn shutdown(&mut self) {

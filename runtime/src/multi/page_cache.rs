@@ -364,6 +364,10 @@ impl SegmentFiles for PageCacheDisk {
     fn describe_marker(&self) -> String {
         "page-cache disk durable marker".to_string()
     }
+
+    fn sync_waits(&self) -> bool {
+        false
+    }
 }
 
 impl SnapshotStore for PageCacheDisk {

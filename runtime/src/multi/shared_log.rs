@@ -513,9 +513,11 @@ impl<S: SegmentFiles, T: SnapshotStore> SharedLog<S, T> {
             if self.planted_marker_first() {
                 self.mark_durable(segment, self.current_bytes)?;
             }
-            let started = std::time::Instant::now();
+            let started = self.segments.sync_waits().then(std::time::Instant::now);
             self.segments.sync(segment)?;
-            crate::metrics::wal_fsync(started.elapsed());
+            if let Some(started) = started {
+                crate::metrics::wal_fsync(started.elapsed());
+            }
             self.stats.syncs += 1;
             self.mark_durable(segment, self.current_bytes)?;
         }
