@@ -31,6 +31,7 @@
 pub mod endpoint;
 pub mod multi;
 pub mod round_trip;
+pub mod snapshot_times;
 
 use std::time::Duration;
 

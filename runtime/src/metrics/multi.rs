@@ -15,12 +15,25 @@
 //! * **as it happens**: the shared log's fsync latency and batch sizes
 //!   ([`shared_wal_round`], once per fsync), per-peer frames and bytes
 //!   sent and connection state ([`PeerSendCounters`], once per write to a
-//!   peer's connection), commands per proposed batch.
+//!   peer's connection), commands per proposed batch, append round trips
+//!   (sampled: [`RoundTrips`](super::round_trip::RoundTrips)), snapshot
+//!   transfer and restore times (once per snapshot:
+//!   [`SnapshotTimes`](super::snapshot_times::SnapshotTimes)).
+//!
+//! The Raft events (elections, leaderships won, snapshots taken, sent and
+//! installed, followers' log regressions) are the groups' own counters
+//! ([`concord::Statistics`]), summed by the status query
+//! ([`RaftCounts`](crate::multi::host::RaftCounts)); the session gauge is
+//! the groups' session tables, summed there too.
 
 use super::{
-    Kind, Metric, ENTRIES_APPLIED_TOTAL, ENTRIES_COMMITTED_TOTAL, NODE_ID, PEER_CONNECTED,
-    PEER_CONNECT_FAILURES_TOTAL, PROPOSALS_TOTAL, PROPOSAL_BATCH_ENTRIES, READS_TOTAL,
-    REDIRECTS_TOTAL, WAL_FSYNC_DURATION_SECONDS,
+    Kind, Metric, APPEND_ROUND_TRIP_SECONDS, ELECTIONS_STARTED_TOTAL, ENTRIES_APPLIED_TOTAL,
+    ENTRIES_COMMITTED_TOTAL, FOLLOWER_LOG_REGRESSIONS_TOTAL, LEADER_ELECTED_TOTAL, NODE_ID,
+    PEER_CONNECTED, PEER_CONNECT_FAILURES_TOTAL, PROPOSALS_TOTAL, PROPOSAL_BATCH_ENTRIES,
+    READS_TOTAL, REDIRECTS_TOTAL, SESSIONS, SNAPSHOTS_INSTALLED_TOTAL, SNAPSHOTS_SENT_TOTAL,
+    SNAPSHOTS_TAKEN_TOTAL, SNAPSHOT_RECEIVED_BYTES_TOTAL, SNAPSHOT_RECEIVE_DURATION_SECONDS,
+    SNAPSHOT_RESTORE_DURATION_SECONDS, SNAPSHOT_SEND_DURATION_SECONDS, SNAPSHOT_SENT_BYTES_TOTAL,
+    UNKNOWN_OUTCOMES_TOTAL, WAL_FSYNC_DURATION_SECONDS,
 };
 use crate::multi::host::MultiStatus;
 use concord::NodeId;
@@ -77,6 +90,16 @@ pub const MULTI_CATALOGUE: &[Metric] = &[
     Metric { name: ENTRIES_APPLIED_TOTAL, kind: Kind::Counter, label: None, help: "Log entries applied to the groups' state machines, every group summed" },
     Metric { name: READS_TOTAL, kind: Kind::Counter, label: Some("path"), help: "Reads served without a log entry, by path (label path: read_index, lease, follower), every group summed" },
     Metric { name: REDIRECTS_TOTAL, kind: Kind::Counter, label: None, help: "Client requests answered with a redirect to the group's leader" },
+    Metric { name: UNKNOWN_OUTCOMES_TOTAL, kind: Kind::Counter, label: None, help: "Client requests answered 'outcome unknown, retry', every group summed" },
+    Metric { name: SESSIONS, kind: Kind::Gauge, label: None, help: "Client sessions in the session tables of the groups' state machines, every group summed" },
+    Metric { name: ELECTIONS_STARTED_TOTAL, kind: Kind::Counter, label: None, help: "Elections (not pre-elections) this node started, every group summed" },
+    Metric { name: LEADER_ELECTED_TOTAL, kind: Kind::Counter, label: None, help: "Times this node became a group's leader, every group summed" },
+    Metric { name: FOLLOWER_LOG_REGRESSIONS_TOTAL, kind: Kind::Counter, label: None, help: "Followers found holding less than they acknowledged as durable (a disk lost data), every group summed" },
+    Metric { name: SNAPSHOTS_TAKEN_TOTAL, kind: Kind::Counter, label: None, help: "Snapshots this node took of its groups' state machines" },
+    Metric { name: SNAPSHOTS_INSTALLED_TOTAL, kind: Kind::Counter, label: None, help: "Snapshots this node installed from a group's leader" },
+    Metric { name: SNAPSHOTS_SENT_TOTAL, kind: Kind::Counter, label: None, help: "Snapshot transfers to followers this node started as a group's leader" },
+    Metric { name: SNAPSHOT_SENT_BYTES_TOTAL, kind: Kind::Counter, label: None, help: "Snapshot bytes sent to followers, every group summed" },
+    Metric { name: SNAPSHOT_RECEIVED_BYTES_TOTAL, kind: Kind::Counter, label: None, help: "Bytes of snapshots received whole from a leader, every group summed" },
     Metric { name: GROUP_SLEEPS_TOTAL, kind: Kind::Counter, label: None, help: "Times a group went to sleep (quiesced)" },
     Metric { name: GROUP_WAKES_TOTAL, kind: Kind::Counter, label: None, help: "Times a group was woken" },
     Metric { name: FRAMES_SENT_TOTAL, kind: Kind::Counter, label: None, help: "Frames (one per peer per flush, carrying every group's messages) handed to the transport" },
@@ -93,6 +116,10 @@ pub const MULTI_CATALOGUE: &[Metric] = &[
     Metric { name: WAL_FSYNC_DURATION_SECONDS, kind: Kind::Histogram, label: None, help: "Duration of one fdatasync of the shared write-ahead log" },
     Metric { name: WAL_BATCH_ENTRIES, kind: Kind::Histogram, label: None, help: "Log entries of every group made durable by one fsync of the shared log" },
     Metric { name: WAL_BATCH_BYTES, kind: Kind::Histogram, label: None, help: "Record bytes made durable by one fsync of the shared log" },
+    Metric { name: APPEND_ROUND_TRIP_SECONDS, kind: Kind::Histogram, label: Some("peer"), help: "Leader only: AppendEntries with entries sent to a follower (label peer) until it acknowledged them durable (sampled: at most one in flight per peer, one per tick)" },
+    Metric { name: SNAPSHOT_SEND_DURATION_SECONDS, kind: Kind::Histogram, label: None, help: "Leader only: sending a snapshot to a follower, its first chunk handed to the transport until its last" },
+    Metric { name: SNAPSHOT_RECEIVE_DURATION_SECONDS, kind: Kind::Histogram, label: None, help: "Receiving a snapshot from a leader, first chunk to last" },
+    Metric { name: SNAPSHOT_RESTORE_DURATION_SECONDS, kind: Kind::Histogram, label: None, help: "Restoring a group's state machine from a received snapshot" },
 ];
 
 /// Sets the gauges and counters of a multi-group server from its status
@@ -105,12 +132,26 @@ pub fn record_multi_status(status: &MultiStatus) {
     metrics::gauge!(GROUPS_QUIESCED).set(quiesced as f64);
     metrics::gauge!(GROUPS_LED).set(status.groups_led as f64);
     metrics::gauge!(WAL_SEGMENTS).set(status.log.segments_on_disk as f64);
+    metrics::gauge!(SESSIONS).set(status.sessions as f64);
     let host = &status.host;
+    let raft = &status.raft;
     let counters = [
         (PROPOSALS_TOTAL, host.proposals),
         (ENTRIES_COMMITTED_TOTAL, status.entries_committed),
         (ENTRIES_APPLIED_TOTAL, host.entries_applied),
         (REDIRECTS_TOTAL, host.redirects),
+        (UNKNOWN_OUTCOMES_TOTAL, host.unknown_outcomes),
+        (ELECTIONS_STARTED_TOTAL, raft.elections_started),
+        (LEADER_ELECTED_TOTAL, raft.leader_elected),
+        (
+            FOLLOWER_LOG_REGRESSIONS_TOTAL,
+            raft.follower_log_regressions,
+        ),
+        (SNAPSHOTS_TAKEN_TOTAL, raft.snapshots_taken),
+        (SNAPSHOTS_INSTALLED_TOTAL, raft.snapshots_installed),
+        (SNAPSHOTS_SENT_TOTAL, raft.snapshot_transfers_started),
+        (SNAPSHOT_SENT_BYTES_TOTAL, host.snapshot_bytes_sent),
+        (SNAPSHOT_RECEIVED_BYTES_TOTAL, host.snapshot_bytes_received),
         (GROUP_SLEEPS_TOTAL, status.layer.sleeps),
         (GROUP_WAKES_TOTAL, status.layer.wakes),
         (FRAMES_SENT_TOTAL, status.layer.frames_sent),
@@ -151,6 +192,9 @@ impl PeerSendCounters {
         counters.frames_sent.increment(0);
         counters.bytes_sent.increment(0);
         counters.frames_dropped.increment(0);
+        // The peer's round-trip histogram shows (empty) from now on too,
+        // not only once this node led a group it follows.
+        drop(metrics::histogram!(APPEND_ROUND_TRIP_SECONDS, "peer" => peer.to_string()));
         counters
     }
 

@@ -49,6 +49,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument;
 
 use crate::loop_handle::{LoopHandle, Unanswered};
+use crate::metrics::round_trip::RoundTrips;
+use crate::metrics::snapshot_times::SnapshotTimes;
 use crate::storage::{ReceivedSnapshot, SnapshotReader, SnapshotSink, StorageError};
 use crate::wire::ClientResponse;
 use concord::multi::{
@@ -67,7 +69,10 @@ use super::shared_log::{LogStats, WalWrite};
 use super::snapshot_store::{self, SnapshotIntake};
 use super::wire::GroupOp;
 
+mod counts;
 mod members;
+
+pub use counts::RaftCounts;
 
 /// Sends frames to peers. Best effort: a frame may be lost.
 pub trait FrameSender: Send + Sync + 'static {
@@ -265,6 +270,15 @@ pub struct HostStats {
     /// Groups whose committed log was found contradicting their leader's
     /// (each serves no reads since; logged at error level).
     pub groups_diverged: u64,
+    /// Client requests answered "outcome unknown, retry": their entry
+    /// was overwritten or covered by a snapshot, the group lost its
+    /// leadership before applying it, or the group left this server.
+    pub unknown_outcomes: u64,
+    /// Snapshot bytes read from groups' stored snapshots and sent to
+    /// followers, in chunks.
+    pub snapshot_bytes_sent: u64,
+    /// Bytes of the snapshots groups received whole from a leader.
+    pub snapshot_bytes_received: u64,
 }
 
 /// A multi-group server's status.
@@ -288,6 +302,10 @@ pub struct MultiStatus {
     pub log: LogStats,
     /// The loop's own counters.
     pub host: HostStats,
+    /// Raft events of every group, summed from the groups' counters.
+    pub raft: RaftCounts,
+    /// Client sessions in the groups' state machines, summed.
+    pub sessions: u64,
     /// Every group, when asked for.
     pub groups: BTreeMap<GroupId, GroupStatus>,
 }
@@ -584,6 +602,9 @@ where
         ticks_delivered: 0,
         commit_at_start: 0,
         failed: None,
+        retired: RaftCounts::default(),
+        round_trips: RoundTrips::new(),
+        snapshot_times: SnapshotTimes::new(),
     };
     span.in_scope(|| {
         for (group, meta) in snapshots {
@@ -663,6 +684,12 @@ struct Server<S, L, N> {
     log_ready: Vec<LogEvent>,
     /// The groups of one `propose_pending` (kept for its buffer).
     proposing_groups: Vec<GroupId>,
+    /// The Raft counters of the groups this server stopped hosting.
+    retired: RaftCounts,
+    /// Append round trips, sampled per peer.
+    round_trips: RoundTrips,
+    /// Snapshot transfers under way, timed.
+    snapshot_times: SnapshotTimes,
 }
 
 impl<S, L, N> Server<S, L, N>
@@ -713,6 +740,7 @@ where
                 }
                 _ = ticker.tick() => {
                     self.catch_up_ticks();
+                    self.round_trips.ticked(tokio::time::Instant::now);
                     // A loop slower than its tick would find the timer
                     // due at every turn and, biased, never read its
                     // inbox: no answer would reach an election and the
@@ -861,6 +889,8 @@ where
                 // address up): a peer from now on, so its groups' messages
                 // reach the groups and the answers reach it.
                 let from = frame.from;
+                self.round_trips
+                    .frame_received(&frame, tokio::time::Instant::now);
                 if from != self.multi.id() && !self.multi.config().peers.contains(&from) {
                     if let Some(addr) = self.network.learned_address(from) {
                         self.multi.add_peer(from);
@@ -965,9 +995,11 @@ where
         let mut groups = BTreeMap::new();
         let mut led = 0;
         let mut commit_sum = 0u64;
+        let mut raft = self.retired;
         for (id, node) in self.multi.groups() {
             led += usize::from(node.role() == Role::Leader);
             commit_sum = commit_sum.saturating_add(node.commit_index());
+            raft.add(node.stats());
             if with_groups {
                 groups.insert(
                     id,
@@ -991,6 +1023,12 @@ where
             layer: *self.multi.stats(),
             log: self.log.stats(),
             host: self.stats,
+            raft,
+            sessions: self
+                .groups
+                .values()
+                .filter_map(|group| group.state_machine.sessions())
+                .sum::<usize>() as u64,
             groups,
         }
     }
@@ -1041,6 +1079,7 @@ where
                 continue;
             };
             for reply in host_group.proposing.drain(..) {
+                self.stats.unknown_outcomes += 1;
                 let _ = reply.send(ClientResponse::Unknown);
             }
             host_group.proposing_sessions.clear();
@@ -1092,7 +1131,11 @@ where
 
     fn execute(&mut self, action: MultiAction) {
         match action {
-            MultiAction::Send(frame) => self.network.send(frame),
+            MultiAction::Send(frame) => {
+                self.round_trips
+                    .frame_sent(&frame, tokio::time::Instant::now);
+                self.network.send(frame)
+            }
             MultiAction::Persist(batch) => {
                 let mut writes = Vec::with_capacity(batch.writes.len());
                 for write in batch.writes {
@@ -1160,6 +1203,8 @@ where
             if sink.written_bytes() != sink.meta().size_bytes {
                 return None;
             }
+            self.stats.snapshot_bytes_received += sink.meta().size_bytes;
+            self.snapshot_times.received(group, sink.meta());
             let (received, reader) = sink.finish();
             host_group.serve(&reader);
             // A previous one not stored (never expected) is dropped.
@@ -1267,6 +1312,7 @@ where
                                     waiting = index,
                                     "answered"
                                 );
+                                self.stats.unknown_outcomes += 1;
                                 ClientResponse::Unknown
                             }
                         };
@@ -1309,6 +1355,7 @@ where
                         .is_some_and(|(waiting, _, _)| *waiting >= index)
                     {
                         let (_, _, stale) = host_group.waiting.pop_back().expect("checked");
+                        self.stats.unknown_outcomes += 1;
                         let _ = stale.send(ClientResponse::Unknown);
                     }
                     host_group.waiting.push_back((index, term, reply));
@@ -1369,7 +1416,10 @@ where
                 let response = match error {
                     concord::ReadError::NotLeader { leader_hint } => self.not_leader(leader_hint),
                     concord::ReadError::Backpressure => ClientResponse::Busy,
-                    _ => ClientResponse::Unknown,
+                    _ => {
+                        self.stats.unknown_outcomes += 1;
+                        ClientResponse::Unknown
+                    }
                 };
                 let _ = reply.send(response);
             }
@@ -1388,10 +1438,13 @@ where
                     return;
                 };
                 match served.read_chunk(chunk.offset, chunk.length_bytes) {
-                    Ok(data) => self.work.push_back(MultiInput::SendSnapshotChunk {
-                        group,
-                        message: chunk.into_message(data),
-                    }),
+                    Ok(data) => {
+                        self.stats.snapshot_bytes_sent += data.len() as u64;
+                        let message = chunk.into_message(data);
+                        self.snapshot_times.chunk_sent(group, &message);
+                        self.work
+                            .push_back(MultiInput::SendSnapshotChunk { group, message })
+                    }
                     Err(e) => tracing::warn!(group, error = %e, "cannot read a snapshot chunk"),
                 }
             }
@@ -1418,6 +1471,7 @@ where
                                 self.stats.snapshots_received_in_memory += 1;
                             }
                             host_group.incoming = Some(sink);
+                            self.snapshot_times.receive_started(group, snapshot);
                         }
                         Err(e) => {
                             self.failed = Some(e.into());
@@ -1440,6 +1494,7 @@ where
             }
             Action::RestoreSnapshot { snapshot } => {
                 let position = snapshot.position;
+                let restore_started = tokio::time::Instant::now();
                 // The state machine restores from bytes: read back whole
                 // for the restore only, verified.
                 let data = self
@@ -1470,6 +1525,7 @@ where
                     });
                     return;
                 }
+                crate::metrics::snapshot_restored(restore_started.elapsed());
                 if group == CATALOG_GROUP {
                     self.catalog_sync();
                 }
@@ -1483,6 +1539,7 @@ where
                     .is_some_and(|(index, _, _)| *index <= position.index)
                 {
                     let (_, _, reply) = host_group.waiting.pop_front().expect("checked");
+                    self.stats.unknown_outcomes += 1;
                     let _ = reply.send(ClientResponse::Unknown);
                 }
                 self.work.push_back(MultiInput::Group {
@@ -1492,9 +1549,11 @@ where
             }
             Action::RoleChanged { role, term } => {
                 tracing::debug!(group, ?role, term, "role changed");
+                self.round_trips.role_changed(group);
                 if role != Role::Leader {
                     if let Some(host_group) = self.groups.get_mut(&group) {
                         for (_, _, reply) in host_group.waiting.drain(..) {
+                            self.stats.unknown_outcomes += 1;
                             let _ = reply.send(ClientResponse::Unknown);
                         }
                     }

@@ -502,9 +502,15 @@ where
 
     /// Stops hosting `group` and deletes its records.
     fn unhost(&mut self, group: GroupId) {
-        if group == CATALOG_GROUP || self.multi.remove_group(group).is_err() {
+        if group == CATALOG_GROUP {
             return;
         }
+        let Ok(node) = self.multi.remove_group(group) else {
+            return;
+        };
+        // The node-wide counters keep what the group did here.
+        self.retired.add(node.stats());
+        self.snapshot_times.forget_group(group);
         if let Some(mut host_group) = self.groups.remove(&group) {
             let replies = host_group
                 .pending_replies
@@ -512,6 +518,7 @@ where
                 .chain(host_group.proposing.drain(..))
                 .chain(host_group.waiting.drain(..).map(|(_, _, reply)| reply));
             for reply in replies {
+                self.stats.unknown_outcomes += 1;
                 let _ = reply.send(ClientResponse::Unknown);
             }
         }
