@@ -4,16 +4,18 @@
 //!
 //! Sampled, so that timing costs nothing per write: one append in flight
 //! per peer is timed (the first found in a frame to it), and a peer's
-//! frames are searched for one at most once per tick. Without a sample
-//! in flight to a peer, the first frame sent to it after a tick is
-//! searched for an AppendEntries with entries; if it holds none (this
-//! node leads nothing the peer follows, say), the peer's frames are left
-//! alone until the next tick. While a sample is in flight, frames from the
-//! peer are searched for the acknowledgement of that group covering its
-//! last entry, which ends the sample. So a busy follower is sampled about
-//! once per round trip or tick, whichever is longer, and a frame is
-//! searched only while a sample is sought or pending (the layer walks
-//! every frame's messages anyway, to build or deliver them).
+//! frames are searched for one at most [`SEARCHES_PER_TICK`] times per
+//! tick. Without a sample in flight to a peer, a frame sent to it that
+//! carries group messages (not only coalesced heartbeats, which every
+//! tick sends) is searched for an AppendEntries with entries; after
+//! `SEARCHES_PER_TICK` frames without one (this node leads nothing the
+//! peer follows, say), the peer's frames are left alone until the next
+//! tick. While a sample is in flight, frames from the peer are searched
+//! for the acknowledgement of that group covering its last entry, which
+//! ends the sample. So a busy follower is sampled about once per round
+//! trip or tick, whichever is longer, and a frame is searched only while
+//! a sample is sought or pending (the layer walks every frame's messages
+//! anyway, to build or deliver them).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -22,6 +24,10 @@ use tokio::time::Instant;
 
 use concord::multi::{Frame, GroupId};
 use concord::{AppendResponse, Index, MessageBody, NodeId};
+
+/// Frames to a peer searched for an append to time, at most, between
+/// two ticks.
+pub const SEARCHES_PER_TICK: u8 = 4;
 
 /// Peers timed at once at most (past it, new peers go untimed rather than
 /// grow the table).
@@ -35,9 +41,10 @@ pub const SAMPLE_AGE_MAX: Duration = Duration::from_secs(10);
 /// Where the sampling of one peer stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Sample {
-    /// A frame to the peer held no append to time: none is sought until
-    /// the next tick.
-    Searched,
+    /// This many frames to the peer held no append to time since the
+    /// last tick (at [`SEARCHES_PER_TICK`], none is sought until the
+    /// next).
+    Searched(u8),
     /// The append of `group` ending at `last_index` was sent at `sent`.
     Timing {
         group: GroupId,
@@ -64,9 +71,15 @@ impl RoundTrips {
     /// none is in flight to its peer and it was not searched this tick.
     /// `now` is read only when a sample starts.
     pub fn frame_sent(&mut self, frame: &Frame, now: impl FnOnce() -> Instant) {
-        if self.peers.contains_key(&frame.to) || self.peers.len() >= PEERS_MAX {
+        if frame.messages.is_empty() {
             return;
         }
+        let searched = match self.peers.get(&frame.to) {
+            None if self.peers.len() >= PEERS_MAX => return,
+            None => 0,
+            Some(Sample::Searched(searched)) if *searched < SEARCHES_PER_TICK => *searched,
+            Some(_) => return,
+        };
         let append = frame
             .messages
             .iter()
@@ -82,7 +95,7 @@ impl RoundTrips {
                 last_index,
                 sent: now(),
             },
-            None => Sample::Searched,
+            None => Sample::Searched(searched + 1),
         };
         self.peers.insert(frame.to, sample);
     }
@@ -231,19 +244,29 @@ mod tests {
     }
 
     #[test]
-    fn a_peer_without_appends_is_searched_once_per_tick() {
+    fn a_peer_without_appends_is_searched_a_few_times_per_tick() {
         let t0 = Instant::now();
         let mut trips = RoundTrips::new();
-        trips.frame_sent(&frame(1, 2, vec![accepted(7, 3)]), || t0);
+        // Frames of heartbeats only cost no search.
+        for _ in 0..10 {
+            trips.frame_sent(&frame(1, 2, Vec::new()), || t0);
+        }
+        assert!(trips.is_empty());
+        for _ in 0..SEARCHES_PER_TICK {
+            trips.frame_sent(&frame(1, 2, vec![accepted(7, 3)]), || t0);
+        }
         assert_eq!(trips.len(), 1);
-        // Searched this tick: an append now goes untimed.
-        trips.frame_sent(&frame(1, 2, vec![append(7, 4, 4)]), || t0);
+        // Searched enough this tick: an append now goes untimed.
+        trips.frame_sent(&frame(1, 2, vec![append(7, 4, 4)]), || {
+            panic!("no clock read for an untimed frame")
+        });
         assert_eq!(
             trips.frame_received(&frame(2, 1, vec![accepted(7, 4)]), || t0),
             None
         );
         trips.ticked(|| panic!("no clock read without a sample"));
         assert!(trips.is_empty());
+        trips.frame_sent(&frame(1, 2, vec![accepted(7, 4)]), || t0);
         trips.frame_sent(&frame(1, 2, vec![append(7, 5, 5)]), || t0);
         let ack = frame(2, 1, vec![accepted(7, 5)]);
         assert!(trips.frame_received(&ack, || t0).is_some());
