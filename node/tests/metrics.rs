@@ -11,8 +11,12 @@
 //!   `--log-format json` writes JSON lines;
 //! * the config file's `log-format` and `metrics-listen` keys do what the
 //!   flags do;
-//! * a follower that catches up by snapshot moves the leader's send and
-//!   its own receive duration histograms;
+//! * a follower that catches up by snapshot moves its snapshot index, its
+//!   install, received-bytes, receive and restore series, and the
+//!   leader's snapshots taken and sent, bytes sent and send durations;
+//! * elections and leaderships won are counted (at start, and on a new
+//!   leader after the old one is killed), client sessions show once a
+//!   client wrote, append round trips are timed per peer;
 //! * one write followed through the JSON logs of all three nodes by its
 //!   `client`, `seq` and `index` fields: proposed on the leader, committed
 //!   and applied on every node.
@@ -221,6 +225,13 @@ fn a_cluster_exports_metrics_that_move_as_it_works() {
     let before = Scrape::of(&metrics[&leader]).expect("scrape the leader");
     assert_eq!(before.value("concord_node_id"), Some(leader as f64));
     assert_eq!(before.value("concord_role{role=\"follower\"}"), Some(0.0));
+    // It won an election it started; no client opened a session yet.
+    let won = before
+        .value("concord_leader_elected_total")
+        .expect("leaderships");
+    assert!(won >= 1.0, "{won}");
+    assert!(before.at_least("concord_elections_started_total", won));
+    assert_eq!(before.value("concord_sessions"), Some(0.0));
     let commit_before = before.value("concord_commit_index").expect("commit index");
     let committed_before = before
         .value("concord_entries_committed_total")
@@ -251,9 +262,14 @@ fn a_cluster_exports_metrics_that_move_as_it_works() {
                 && s.at_least("concord_proposal_batch_entries_count", 1.0)
                 && s.at_least("concord_wal_fsync_duration_seconds_count", 1.0)
                 && s.at_least("concord_wal_batch_entries_count", 1.0)
+                // The client's session, registered by its first write.
+                && s.at_least("concord_sessions", 1.0)
                 && peers.iter().all(|p| {
                     s.at_least(
                         &format!("concord_peer_frames_sent_total{{peer=\"{p}\"}}"),
+                        1.0,
+                    ) && s.at_least(
+                        &format!("concord_append_round_trip_seconds_count{{peer=\"{p}\"}}"),
                         1.0,
                     ) && s.value(&format!("concord_peer_connected{{peer=\"{p}\"}}")) == Some(1.0)
                         && s.value(&format!("concord_follower_lag_entries{{peer=\"{p}\"}}"))
@@ -272,6 +288,7 @@ fn a_cluster_exports_metrics_that_move_as_it_works() {
                     && s.value("concord_leader_id") == Some(leader as f64)
                     && s.at_least("concord_commit_index", commit_before + WRITES as f64)
                     && s.at_least("concord_wal_fsync_duration_seconds_count", 1.0)
+                    && s.at_least("concord_sessions", 1.0)
             },
         );
     }
@@ -313,10 +330,49 @@ fn a_cluster_exports_metrics_that_move_as_it_works() {
     assert!(panels.contains("concord_commit_index") && panels.contains("concord_groups_active"));
     let (status, _) = get(&metrics[&leader], "/elsewhere").expect("GET /elsewhere");
     assert!(status.contains(" 404 "), "{status}");
+
+    // The leader dies: one of the others starts an election and wins it,
+    // and its counters say so.
+    let counts = |scrape: &Scrape| {
+        let value = |name| scrape.value(name).expect(name);
+        (
+            value("concord_elections_started_total"),
+            value("concord_leader_elected_total"),
+        )
+    };
+    let peers_before: BTreeMap<u64, (f64, f64)> = peers
+        .iter()
+        .map(|p| {
+            (
+                *p,
+                counts(&Scrape::of(&metrics[p]).expect("scrape a follower")),
+            )
+        })
+        .collect();
+    cluster.sigkill(leader);
+    let deadline = Instant::now() + DEADLINE;
+    let (new_leader, scrape) = loop {
+        let found = peers.iter().find_map(|p| {
+            let scrape = Scrape::of(&metrics[p]).ok()?;
+            (scrape.value("concord_role{role=\"leader\"}") == Some(1.0)).then_some((*p, scrape))
+        });
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(Instant::now() < deadline, "no new leader after the kill");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (started, won) = counts(&scrape);
+    let (started_before, won_before) = peers_before[&new_leader];
+    assert!(
+        started > started_before && won > won_before,
+        "node {new_leader} leads: elections started {started_before} -> {started}, won \
+         {won_before} -> {won}"
+    );
 }
 
 #[test]
-fn a_follower_caught_up_by_snapshot_shows_it_in_its_snapshot_index() {
+fn a_follower_caught_up_by_snapshot_moves_the_snapshot_metrics() {
     // Compacting often: a follower down for 150 writes comes back behind
     // the leader's log and catches up by snapshot.
     let compact = [
@@ -373,6 +429,29 @@ fn a_follower_caught_up_by_snapshot_shows_it_in_its_snapshot_index() {
     scrape_until(&metrics[&follower], "the follower's snapshot index", |s| {
         s.at_least("concord_snapshot_index", leader_snapshot)
             && s.at_least("concord_applied_index", 150.0)
+    });
+    // The follower (its counters new with its restart) received, stored
+    // and restored a snapshot; the leader took snapshots, and sent one.
+    let follower_scrape = scrape_until(
+        &metrics[&follower],
+        "the follower's snapshot metrics",
+        |s| {
+            s.at_least("concord_snapshots_installed_total", 1.0)
+                && s.at_least("concord_snapshot_received_bytes_total", 1.0)
+                && s.at_least("concord_snapshot_receive_duration_seconds_count", 1.0)
+                && s.at_least("concord_snapshot_restore_duration_seconds_count", 1.0)
+        },
+    );
+    assert_eq!(
+        follower_scrape.value("concord_snapshots_sent_total"),
+        Some(0.0),
+        "the follower sent no snapshot"
+    );
+    scrape_until(&metrics[&leader], "the leader's snapshot metrics", |s| {
+        s.at_least("concord_snapshots_taken_total", 2.0)
+            && s.at_least("concord_snapshots_sent_total", 1.0)
+            && s.at_least("concord_snapshot_sent_bytes_total", 1.0)
+            && s.at_least("concord_snapshot_send_duration_seconds_count", 1.0)
     });
     cluster.sigterm_all();
 }
@@ -708,6 +787,12 @@ fn a_multi_group_cluster_exports_group_counts_that_move_as_it_works() {
         .collect();
     let sleeps_before = sum(&idle, "concord_group_sleeps_total");
     let proposals_before = sum(&idle, "concord_proposals_total");
+    // Every group's leader won an election it started; no client opened
+    // a session yet.
+    let won = sum(&idle, "concord_leader_elected_total");
+    assert!(won >= MULTI_GROUPS_HOSTED as f64, "{won} leaderships");
+    assert!(sum(&idle, "concord_elections_started_total") >= won);
+    assert_eq!(sum(&idle, "concord_sessions"), 0.0);
 
     // Writes to keys of many groups, scraping between batches: while they
     // go on, some groups are awake and the commit counters move.
@@ -776,6 +861,17 @@ fn a_multi_group_cluster_exports_group_counts_that_move_as_it_works() {
         sum(&after, "concord_groups_led"),
         MULTI_GROUPS_HOSTED as f64
     );
+    // The leaders' appends were timed to their followers.
+    let round_trips: f64 = metrics
+        .keys()
+        .map(|peer| {
+            sum(
+                &after,
+                &format!("concord_append_round_trip_seconds_count{{peer=\"{peer}\"}}"),
+            )
+        })
+        .sum();
+    assert!(round_trips >= 1.0, "{round_trips} append round trips timed");
     for ((id, scrape), before) in metrics.keys().zip(&after).zip(&committed_before) {
         assert_eq!(scrape.value("concord_node_id"), Some(*id as f64));
         // Every node saw every write commit (each is one entry of its
@@ -792,6 +888,14 @@ fn a_multi_group_cluster_exports_group_counts_that_move_as_it_works() {
         assert!(scrape.at_least("concord_wal_batch_bytes_sum", 1.0));
         assert!(scrape.at_least("concord_frames_sent_total", 1.0));
         assert!(scrape.at_least("concord_persist_batches_total", 1.0));
+        // The client's session of each group it wrote to, on every
+        // replica.
+        assert!(
+            scrape.at_least("concord_sessions", groups_written.len() as f64),
+            "node {id}: {:?} sessions, {} groups written",
+            scrape.value("concord_sessions"),
+            groups_written.len()
+        );
         for peer in metrics.keys().filter(|peer| *peer != id) {
             assert_eq!(
                 scrape.value(&format!("concord_peer_connected{{peer=\"{peer}\"}}")),
