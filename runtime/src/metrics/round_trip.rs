@@ -12,8 +12,9 @@
 //! peer follows, say), the peer's frames are left alone until the next
 //! tick. While a sample is in flight, frames from the peer are searched
 //! for the acknowledgement of that group covering its last entry, which
-//! ends the sample. So a busy follower is sampled about once per round
-//! trip or tick, whichever is longer, and a frame is searched only while
+//! ends the sample, and the peer is not sampled again before the next
+//! tick. So a busy follower is sampled about once per tick (or per round
+//! trip, if longer), and a frame is searched only while
 //! a sample is sought or pending (the layer walks every frame's messages
 //! anyway, to build or deliver them).
 
@@ -126,7 +127,11 @@ impl RoundTrips {
         if !covered {
             return None;
         }
-        self.peers.remove(&frame.from);
+        // No new sample of this peer before the next tick: at one sample
+        // per round trip, a lone client would pay a clock read and a
+        // histogram record on every write.
+        self.peers
+            .insert(frame.from, Sample::Searched(SEARCHES_PER_TICK));
         let elapsed = now().saturating_duration_since(sent);
         super::append_round_trip(frame.from, elapsed);
         Some(elapsed)
@@ -238,9 +243,17 @@ mod tests {
             trips.frame_received(&covering, || ms(5)),
             Some(Duration::from_millis(5))
         );
-        assert!(trips.is_empty());
         // Nothing timed: nothing measured.
         assert_eq!(trips.frame_received(&covering, || ms(6)), None);
+        // One sample of a peer per tick: the next append goes untimed
+        // until the tick, then is timed.
+        trips.frame_sent(&frame(1, 2, vec![append(7, 21, 21)]), || {
+            panic!("a peer sampled this tick is not timed again")
+        });
+        trips.ticked(|| ms(7));
+        assert!(trips.is_empty());
+        trips.frame_sent(&frame(1, 2, vec![append(7, 22, 22)]), || ms(8));
+        assert_eq!(trips.len(), 1);
     }
 
     #[test]
