@@ -242,7 +242,7 @@ pub enum ClientResponse {
     /// The answer to [`ClientRequest::Status`].
     Status(Box<NodeStatus>),
     /// The answer to [`ClientRequest::Admin`].
-    Admin(AdminResponse),
+    Admin(Box<AdminResponse>),
 }
 
 /// What the connecting replica sends on a peer connection after the

@@ -100,7 +100,7 @@ pub trait FrameSender: Send + Sync + 'static {
 #[non_exhaustive]
 pub enum HostEvent {
     /// A frame from a peer.
-    Frame(Frame),
+    Frame(Box<Frame>),
     /// A client's request to a group.
     Request {
         /// The group.
@@ -897,7 +897,7 @@ where
                         self.network.add_peer(from, &addr);
                     }
                 }
-                self.input(MultiInput::Receive(frame))
+                self.input(MultiInput::Receive(*frame))
             }
             HostEvent::Request {
                 op: GroupOp::Status(query),

@@ -61,7 +61,7 @@ impl FrameSender for MemFrameSender {
         // Sent under the lock: `try_send` never waits, and a clone of the
         // sender per frame costs more than the send.
         if let Some(inbox) = self.network.lock().get(&frame.to) {
-            let _ = inbox.try_send(HostEvent::Frame(frame));
+            let _ = inbox.try_send(HostEvent::Frame(Box::new(frame)));
         }
     }
 }

@@ -158,7 +158,7 @@ impl Inbound for Groups {
 
     fn from_peer(frame: MultiPeerFrame) -> Option<(NodeId, HostEvent)> {
         match frame {
-            MultiPeerFrame::Frame(frame) => Some((frame.from, HostEvent::Frame(frame))),
+            MultiPeerFrame::Frame(frame) => Some((frame.from, HostEvent::Frame(Box::new(frame)))),
             MultiPeerFrame::Keepalive => None,
         }
     }
