@@ -23,7 +23,7 @@ use concord_tokio::client::ClientConfig;
 use concord_tokio::cluster::{
     start_node, NodeSettings, NodeStorage, RunningNode, StartError, GROUP,
 };
-use concord_tokio::multi::admin::{AdminAnswer, AdminRequest, GroupMembers};
+use concord_tokio::multi::admin::{catalog_result, AdminAnswer, AdminRequest, GroupMembers};
 use concord_tokio::multi::page_cache::PageCacheDisk;
 use concord_tokio::multi::snapshot_store::SnapshotStore;
 use concord_tokio::multi::wire::GroupOp;
@@ -221,15 +221,22 @@ fn tcp_cluster_serves_the_typed_client_api() {
 
 /// Sends `command` to the catalog (group 0) through its leader.
 async fn catalog_command(nodes: &[Option<RunningNode>], command: CatalogCommand) {
+    if let Err(reason) = try_catalog_command(nodes, &command).await {
+        panic!("the catalog refused {command:?}: {reason}");
+    }
+}
+
+/// Sends `command` to the catalog through its leader: its answer.
+async fn try_catalog_command(
+    nodes: &[Option<RunningNode>],
+    command: &CatalogCommand,
+) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         for node in nodes.iter().flatten() {
             let op = GroupOp::Command(command.encode());
             match node.server.call(CATALOG_GROUP, op).await {
-                ClientResponse::Done(answer) => {
-                    assert!(answer.is_empty(), "the catalog refused {command:?}");
-                    return;
-                }
+                ClientResponse::Done(answer) => return catalog_result(&answer),
                 ClientResponse::NotLeader { .. } => {}
                 other => panic!("the catalog answered {command:?} with {other:?}"),
             }
@@ -308,6 +315,21 @@ fn admin_requests_are_answered_with_typed_outcomes() {
             admin(leader_node, change(MembershipChange::AddLearner(3))).await,
             "already a member",
         );
+        refused(
+            admin(leader_node, change(MembershipChange::AddLearner(4))).await,
+            "has no address in the catalog",
+        );
+        // A malformed address is refused before the catalog records it.
+        for addr in ["not an address", "127.0.0.1", "127.0.0.1:0"] {
+            let bad = CatalogCommand::AddServer {
+                id: 4,
+                addr: addr.to_string(),
+            };
+            let reason = try_catalog_command(&nodes, &bad)
+                .await
+                .expect_err("a malformed address is refused");
+            assert!(reason.contains("host:port"), "{reason:?}");
+        }
         refused(
             admin(leader_node, change(MembershipChange::AddLearner(4))).await,
             "has no address in the catalog",

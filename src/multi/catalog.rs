@@ -46,6 +46,35 @@ pub const CATALOG_ASSIGN_GROUPS_MAX: usize = 4096;
 /// Longest server address the catalog records, `host:port`.
 pub const CATALOG_ADDR_BYTES_MAX: usize = 256;
 
+/// Whether `addr` has the form of a server address, `HOST:PORT`: a port
+/// from 1 to 65535 after the last colon, before it a host name or IPv4
+/// address (letters, digits, `-`, `.`, `_`) or an IPv6 address in
+/// brackets, and at most [`CATALOG_ADDR_BYTES_MAX`] bytes. Servers check
+/// it before they propose [`CatalogCommand::AddServer`]; the catalog's
+/// own [`Catalog::apply`] does not, so that its verdict on entries
+/// already in a log never changes from one version to the next.
+pub fn is_server_address(addr: &str) -> bool {
+    if addr.len() > CATALOG_ADDR_BYTES_MAX {
+        return false;
+    }
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return false;
+    };
+    let port_ok = !port.is_empty()
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && port.parse::<u16>().is_ok_and(|port| port != 0);
+    let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(ipv6) => ipv6.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => {
+            !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+        }
+    };
+    port_ok && host_ok
+}
+
 /// Most servers the catalog records.
 pub const CATALOG_SERVERS_MAX: usize = 1024;
 
@@ -700,6 +729,36 @@ impl Catalog {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_server_address_is_host_colon_port() {
+        for good in [
+            "127.0.0.1:7001",
+            "node-4.example:80",
+            "[::1]:9000",
+            "a_b:65535",
+        ] {
+            assert!(is_server_address(good), "{good:?}");
+        }
+        for bad in [
+            "not an address",
+            "127.0.0.1",
+            "127.0.0.1:",
+            "127.0.0.1:0",
+            "127.0.0.1:65536",
+            ":7001",
+            "host:+80",
+            "::1:7001",
+            "[::1:7001",
+            "[not-v6]:7001",
+            "host name:7001",
+        ] {
+            assert!(!is_server_address(bad), "{bad:?}");
+        }
+        let long = format!("{}:1", "h".repeat(CATALOG_ADDR_BYTES_MAX));
+        assert!(!is_server_address(&long));
+    }
+
     use super::*;
 
     #[test]

@@ -104,8 +104,9 @@ mod stats;
 mod wake;
 
 pub use catalog::{
-    Catalog, CatalogChange, CatalogCommand, CatalogError, CATALOG_ADDR_BYTES_MAX,
-    CATALOG_ASSIGN_GROUPS_MAX, CATALOG_GROUP, CATALOG_SERVERS_MAX, CATALOG_VOTERS_MAX,
+    is_server_address, Catalog, CatalogChange, CatalogCommand, CatalogError,
+    CATALOG_ADDR_BYTES_MAX, CATALOG_ASSIGN_GROUPS_MAX, CATALOG_GROUP, CATALOG_SERVERS_MAX,
+    CATALOG_VOTERS_MAX,
 };
 pub use config::{MultiConfig, MultiConfigError};
 pub use frame::{

@@ -936,6 +936,14 @@ where
                             let _ = reply.send(self.not_leader(leader));
                             return;
                         }
+                        if group == CATALOG_GROUP && self.catalog.is_some() {
+                            if let Err(reason) = members::check_catalog_command(&command) {
+                                let _ = reply.send(ClientResponse::Done(
+                                    super::admin::catalog_answer(Err(reason)),
+                                ));
+                                return;
+                            }
+                        }
                         let host_group = self.groups.get_mut(&group).expect("hosted");
                         host_group.pending.push(command);
                         host_group.pending_replies.push_back(reply);

@@ -14,7 +14,10 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use crate::wire::ClientResponse;
-use concord::multi::{Catalog, CatalogChange, GroupId, MultiInput, MultiNode, CATALOG_GROUP};
+use concord::multi::{
+    Catalog, CatalogChange, CatalogCommand, CatalogError, GroupId, MultiInput, MultiNode,
+    CATALOG_GROUP,
+};
 use concord::state_machine::StateMachine;
 use concord::{Entry, EntryPayload, Input, MembershipChange, NodeId, Role};
 
@@ -41,6 +44,20 @@ pub(super) fn apply_catalog(
     };
     let result = catalog.apply(command).map(|change| changes.push(change));
     Some(catalog_answer(result.map_err(|e| e.to_string())))
+}
+
+/// Refuses, before it is proposed, a catalog command that would record
+/// a server address no server could dial (not `HOST:PORT`): the
+/// catalog's own apply does not look (see
+/// [`concord::multi::is_server_address`]). Anything else, undecodable
+/// bytes too, is left to the apply.
+pub(super) fn check_catalog_command(command: &[u8]) -> Result<(), String> {
+    match CatalogCommand::decode(command) {
+        Ok(CatalogCommand::AddServer { id, addr }) if !concord::multi::is_server_address(&addr) => {
+            Err(CatalogError::BadServer { id, addr }.to_string())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Restores the catalog from its snapshot's bytes.
