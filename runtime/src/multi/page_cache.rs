@@ -27,16 +27,22 @@ use concord::{LogPosition, Membership, Snapshot};
 use super::segment_files::SegmentFiles;
 use super::snapshot_store::{SnapshotIntake, SnapshotStore};
 
+/// Bytes of one buffer of a [`CachedFile`]: an append fills the last
+/// buffer before it starts another, so a file costs one allocation per
+/// this many bytes, not one per append (each an allocation freed later,
+/// perhaps on another thread, which glibc's allocator makes dear).
+const CHUNK_BYTES: usize = 64 * 1024;
+
 /// One file: what the page cache shows, and how much of it is on the
 /// platter. Appends only extend a file and a truncation is durable at
 /// once, so the durable bytes are always a prefix of the cached ones: a
 /// length says which, and a sync costs nothing however long the file.
-/// The bytes are kept as the appends wrote them, one buffer each, so an
-/// append copies its bytes once (a single growing buffer was copied
-/// whole at every doubling, a seventh of an in-process benchmark's CPU).
+/// The bytes are kept in buffers of a fixed capacity that never grow
+/// (a single growing buffer was copied whole at every doubling, a
+/// seventh of an in-process benchmark's CPU).
 #[derive(Clone, Debug, Default)]
 struct CachedFile {
-    appends: Vec<Vec<u8>>,
+    chunks: Vec<Vec<u8>>,
     len_bytes: usize,
     durable_bytes: usize,
 }
@@ -47,24 +53,38 @@ impl CachedFile {
         CachedFile {
             len_bytes: bytes.len(),
             durable_bytes: bytes.len(),
-            appends: vec![bytes],
+            chunks: vec![bytes],
         }
     }
 
     /// What the page cache shows, in one buffer.
     fn bytes(&self) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(self.len_bytes);
-        for append in &self.appends {
-            bytes.extend_from_slice(append);
+        for chunk in &self.chunks {
+            bytes.extend_from_slice(chunk);
         }
         debug_assert_eq!(bytes.len(), self.len_bytes);
         bytes
     }
 
-    fn append(&mut self, bytes: &[u8]) {
-        if !bytes.is_empty() {
-            self.appends.push(bytes.to_vec());
-            self.len_bytes += bytes.len();
+    fn append(&mut self, mut bytes: &[u8]) {
+        self.len_bytes += bytes.len();
+        while !bytes.is_empty() {
+            let room = self
+                .chunks
+                .last()
+                .map_or(0, |chunk| chunk.capacity() - chunk.len());
+            if room == 0 {
+                self.chunks
+                    .push(Vec::with_capacity(CHUNK_BYTES.max(bytes.len())));
+                continue;
+            }
+            let (now, later) = bytes.split_at(room.min(bytes.len()));
+            self.chunks
+                .last_mut()
+                .expect("a chunk with room")
+                .extend_from_slice(now);
+            bytes = later;
         }
     }
 
@@ -341,7 +361,10 @@ impl SegmentFiles for PageCacheDisk {
     fn write_marker(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
         let mut state = self.lock();
         PageCacheDisk::operation(&mut state, "writing the durable marker")?;
-        state.marker = Some(bytes.to_vec());
+        // Rewritten in place: a marker is written at every sync.
+        let marker = state.marker.get_or_insert_with(Vec::new);
+        marker.clear();
+        marker.extend_from_slice(bytes);
         Ok(())
     }
 
@@ -349,7 +372,15 @@ impl SegmentFiles for PageCacheDisk {
         let mut state = self.lock();
         PageCacheDisk::operation(&mut state, "syncing the durable marker")?;
         state.syncs += 1;
-        state.marker_durable = state.marker.clone();
+        let DiskState {
+            marker,
+            marker_durable,
+            ..
+        } = &mut *state;
+        match (marker, marker_durable) {
+            (Some(new), Some(durable)) => durable.clone_from(new),
+            (new, durable) => *durable = new.clone(),
+        }
         Ok(())
     }
 
