@@ -713,8 +713,6 @@ where
         self.ticks_delivered = 0;
         let mut ticker = tokio::time::interval(self.config.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // Writes made while the server was built.
-        self.take_log_ready();
         // An inline log has no channel: its branch is never polled.
         let has_log_events = log_events.is_some();
         let (_, closed) = mpsc::unbounded_channel();
@@ -756,7 +754,6 @@ where
             }
             self.propose_pending();
             self.settle();
-            self.take_log_ready();
             if self.failed.is_some() {
                 break;
             }
@@ -829,25 +826,6 @@ where
             }
             LogEvent::Failed(e) => self.failed = Some(e.into()),
         }
-    }
-
-    /// Handles the events of an inline log (written in this turn) until
-    /// it has none: each may make more writes, whose events come at once.
-    fn take_log_ready(&mut self) {
-        let mut ready = std::mem::take(&mut self.log_ready);
-        for _ in 0..SETTLE_ROUNDS_MAX {
-            self.log.take_ready(&mut ready);
-            if ready.is_empty() {
-                self.log_ready = ready;
-                return;
-            }
-            for event in ready.drain(..) {
-                self.log_event(event);
-            }
-            self.propose_pending();
-            self.settle();
-        }
-        panic!("the inline log still had events after {SETTLE_ROUNDS_MAX} rounds");
     }
 
     /// Handles up to `events_max` events already in the inbox, without
@@ -1119,14 +1097,27 @@ where
         }
     }
 
-    /// Flushes and executes until the layer has nothing more to say.
+    /// Flushes and executes until the layer has nothing more to say and
+    /// an inline log has no event left (each may make more writes, whose
+    /// events come at once).
     fn settle(&mut self) {
         for _ in 0..SETTLE_ROUNDS_MAX {
             let mut out = std::mem::take(&mut self.out);
             self.multi.flush(&mut out);
             if out.is_empty() {
                 self.out = out;
-                return;
+                let mut ready = std::mem::take(&mut self.log_ready);
+                self.log.take_ready(&mut ready);
+                if ready.is_empty() {
+                    self.log_ready = ready;
+                    return;
+                }
+                for event in ready.drain(..) {
+                    self.log_event(event);
+                }
+                self.log_ready = ready;
+                self.propose_pending();
+                continue;
             }
             for action in out.drain(..) {
                 self.execute(action);
