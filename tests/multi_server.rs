@@ -668,9 +668,16 @@ async fn routing_client_caches_leaders_and_follows_redirects() {
     let mut client = RoutingClient::new(config).unwrap();
     match client.command(1, Bytes::from("a=b")).await {
         Err(RoutingError::Exhausted {
-            group, attempts, ..
+            group,
+            attempts,
+            last,
         }) => {
             assert_eq!((group, attempts), (1, 3));
+            // Each dead node is tried once (a failed node is avoided),
+            // and the error says so, node by node.
+            for node in 1..=3 {
+                assert!(last.contains(&format!("node {node} ×1 (last: ")), "{last}");
+            }
         }
         other => panic!("expected exhausted attempts, got {other:?}"),
     }

@@ -235,6 +235,20 @@ enum Attempt {
     Rejected(String),
 }
 
+impl Attempt {
+    /// What the attempt found, in words.
+    fn reason(&self) -> &str {
+        match self {
+            Attempt::Done(_) => "answered",
+            Attempt::Elsewhere(_, reason)
+            | Attempt::Later(reason)
+            | Attempt::Unknown(reason)
+            | Attempt::Refused(reason)
+            | Attempt::Rejected(reason) => reason,
+        }
+    }
+}
+
 impl RoutingClient {
     /// A client of `config.servers`; connects on first use.
     pub fn new(config: RoutingConfig) -> Result<Self, RoutingError> {
@@ -315,9 +329,18 @@ impl RoutingClient {
         let mut backoff = self.config.backoff;
         let mut last = String::new();
         let mut not_hosting: BTreeSet<NodeId> = BTreeSet::new();
+        // Per node tried: attempts and what the last one found, so an
+        // exhausted call says where it went (bounded by the servers).
+        let mut tried: BTreeMap<NodeId, (u32, String)> = BTreeMap::new();
         for attempt in 1..=self.config.attempts_max {
             self.stats.attempts += 1;
-            match self.attempt(target, &request).await {
+            let outcome = self.attempt(target, &request).await;
+            if !matches!(outcome, Attempt::Done(_)) {
+                let seen = tried.entry(target).or_default();
+                seen.0 += 1;
+                seen.1 = outcome.reason().to_string();
+            }
+            match outcome {
                 Attempt::Done(answer) => {
                     // A follower read may be answered by a follower.
                     if !follower_read {
@@ -393,10 +416,14 @@ impl RoutingClient {
                 backoff = (backoff * 2).min(self.config.backoff_max);
             }
         }
+        let per_node: Vec<String> = tried
+            .iter()
+            .map(|(node, (count, reason))| format!("node {node} ×{count} (last: {reason})"))
+            .collect();
         Err(RoutingError::Exhausted {
             group,
             attempts: self.config.attempts_max,
-            last,
+            last: format!("{last}; tried {}", per_node.join(", ")),
         })
     }
 
