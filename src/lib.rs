@@ -302,6 +302,7 @@ pub mod codec;
 mod config;
 mod crc64;
 mod durability;
+pub mod durable;
 mod election;
 mod entries;
 mod io;
