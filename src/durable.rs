@@ -229,8 +229,10 @@ impl StateRestore for BytesRestore {
 }
 
 /// Any [`StateMachine`] as a [`DurableStateMachine`] whose only durable
-/// state is the snapshot it was last restored from (see the
-/// [module documentation](self)). Its view is the state serialised by
+/// state is the host's snapshot file (see the
+/// [module documentation](self)): a new instance holds nothing durably,
+/// one restored from a snapshot holds its index, and a sync counts the
+/// snapshot the host stores next. Its view is the state serialised by
 /// [`StateMachine::snapshot`], on the loop.
 #[derive(Debug, Default)]
 pub struct InMemory<S> {
@@ -290,8 +292,11 @@ impl<S: StateMachine + Send + 'static> DurableStateMachine for InMemory<S> {
         Ok(())
     }
 
-    /// Nothing to do: the host's snapshot file is what lasts.
+    /// Nothing is written: a host syncs before it takes a view for a
+    /// snapshot, and that snapshot, stored before the log drops anything
+    /// it covers, is what lasts. A new instance (a restart) starts at 0.
     fn sync(&mut self) -> Result<(), DurableError> {
+        self.restored_index = self.applied_index;
         Ok(())
     }
 
@@ -396,8 +401,9 @@ mod tests {
         assert!(responses[1].is_none());
         assert_eq!(responses[2].as_deref(), Some(&7u64.to_le_bytes()[..]));
         assert_eq!(sm.applied_index(), 3);
-        sm.sync().unwrap();
         assert_eq!(sm.durable_applied_index(), 0, "memory is not durable");
+        sm.sync().unwrap();
+        assert_eq!(sm.durable_applied_index(), 3, "as the snapshot taken next");
 
         // A view taken now does not see a later apply.
         let mut view = sm.view().unwrap();

@@ -403,9 +403,17 @@ fn admin_requests_are_answered_with_typed_outcomes() {
         assert_eq!(seen.answered_by, follower);
         assert!(seen.progress.is_empty(), "{seen:?}");
         // Leadership goes to the named voter.
-        match admin(leader_node, AdminRequest::Transfer(follower)).await {
-            Ok(AdminAnswer::TransferStarted) => {}
-            other => panic!("transfer answered {other:?}"),
+        // Refused while the follower's last answer is not recent (a slow
+        // machine delays heartbeats); the refusal says to retry.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match admin(leader_node, AdminRequest::Transfer(follower)).await {
+                Ok(AdminAnswer::TransferStarted) => break,
+                Err(e) if format!("{e:?}").contains("then retry") && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                other => panic!("transfer answered {other:?}"),
+            }
         }
         let deadline = Instant::now() + Duration::from_secs(5);
         while wait_for_leader(&nodes).await != follower {

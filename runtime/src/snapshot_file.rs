@@ -8,6 +8,8 @@
 //! <dir>/snapshots/snapshot-<index:020>-<term:020>.snap.tmp  one being written
 //! <dir>/snapshots/snapshot-<index:020>-<term:020>.snap.receiving.tmp
 //!                                       one being received from a leader
+//! <dir>/snapshots/snapshot-<index:020>-<term:020>.snap.taking.tmp
+//!                                       one a state machine's view streams into
 //! ```
 //!
 //! ## Format (version 2; integers little-endian)
@@ -61,8 +63,11 @@ use std::sync::Arc;
 
 use concord::{Checksum64, LogPosition, Membership, Snapshot, SnapshotMeta};
 
-use super::storage::{SnapshotReader, SnapshotSink, StorageError};
+use super::storage::{
+    ReceivedSnapshot, ReceivedTarget, SnapshotReader, SnapshotSink, StorageError,
+};
 use super::wal::{io_err, sync_dir, write_file_atomically, CHECKSUM_SALT};
+use concord::durable::StateView;
 
 /// First bytes of every snapshot file.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"CNCDSNAP";
@@ -208,6 +213,70 @@ pub(crate) fn write_snapshot_file_with_meta(
         &name,
         &[&header_for(meta), &snapshot.data, &trailer],
     )
+}
+
+/// Most bytes read from a state view at a time while it is streamed into
+/// a file.
+const STREAM_CHUNK_BYTES: usize = 1 << 20;
+
+/// Streams a state machine's `view` (the state after entry `position`)
+/// into a new `.taking.tmp` file in `snapshot_dir`, never holding more
+/// than one chunk of it, and returns it as a snapshot received whole: its
+/// size and checksum found as it streamed, written in its header at the
+/// end. [`make_received_durable`] then gives it its final name. Runs off
+/// the server loop: a large state takes as long as the disk needs.
+pub(crate) fn stream_view_into_file(
+    snapshot_dir: &Path,
+    position: LogPosition,
+    view: &mut dyn StateView,
+) -> Result<ReceivedSnapshot, StorageError> {
+    let final_path = snapshot_dir.join(snapshot_file_name(position));
+    let path = snapshot_dir.join(format!("{}.taking.tmp", snapshot_file_name(position)));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .map_err(io_err(format!("creating {}", path.display())))?;
+    let mut checksum = Checksum64::new();
+    let mut size_bytes = 0u64;
+    let mut buf = vec![0u8; STREAM_CHUNK_BYTES];
+    loop {
+        let n = view.read(&mut buf).map_err(|e| StorageError::Io {
+            context: format!(
+                "reading the state machine's view at index {}",
+                position.index
+            ),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        if n == 0 {
+            break;
+        }
+        assert!(
+            n <= buf.len(),
+            "a view read more than it was given room for"
+        );
+        file.write_all_at(&buf[..n], SNAPSHOT_HEADER_BYTES as u64 + size_bytes)
+            .map_err(io_err(format!("writing {}", path.display())))?;
+        checksum.update(&buf[..n]);
+        size_bytes += n as u64;
+    }
+    let meta = SnapshotMeta {
+        position,
+        size_bytes,
+        checksum: checksum.finish(),
+    };
+    file.write_all_at(&header_for(&meta), 0)
+        .map_err(io_err(format!("writing {}", path.display())))?;
+    Ok(ReceivedSnapshot {
+        meta,
+        target: ReceivedTarget::File {
+            file: Arc::new(file),
+            path,
+            final_path,
+        },
+    })
 }
 
 /// Creates the file a snapshot from the leader is received into (its

@@ -323,6 +323,25 @@ impl ReceivedSnapshot {
     pub fn meta(&self) -> SnapshotMeta {
         self.meta
     }
+
+    /// A reader of its bytes where they are now (a file's stays readable
+    /// while open, even once removed).
+    pub(crate) fn reader(&self, membership: Option<Membership>) -> SnapshotReader {
+        match &self.target {
+            ReceivedTarget::Memory(data) => SnapshotReader {
+                meta: self.meta,
+                membership,
+                source: ReaderSource::Memory(data.clone()),
+            },
+            ReceivedTarget::File { file, path, .. } => SnapshotReader::from_file(
+                self.meta,
+                membership,
+                file.clone(),
+                crate::snapshot_file::SNAPSHOT_HEADER_BYTES as u64,
+                path.clone(),
+            ),
+        }
+    }
 }
 
 /// Why storage failed.

@@ -53,11 +53,13 @@ use crate::metrics::round_trip::RoundTrips;
 use crate::metrics::snapshot_times::SnapshotTimes;
 use crate::storage::{ReceivedSnapshot, SnapshotReader, SnapshotSink, StorageError};
 use crate::wire::ClientResponse;
+use concord::durable::{DurableStateMachine, InMemory, StateRestore, StateView};
 use concord::multi::{
     Frame, GroupId, MultiAction, MultiConfig, MultiError, MultiInput, MultiNode, MultiStats,
     CATALOG_GROUP,
 };
-use concord::state_machine::{apply_entry, StateMachine};
+use concord::state_machine::StateMachine;
+use concord::Membership;
 use concord::{
     Action, Config, Index, Input, LogPosition, NodeId, ProposeError, Role, Snapshot,
     StorageRecoveryEvent, Term, TransferOutcome,
@@ -128,6 +130,19 @@ pub enum HostEvent {
         /// Where the answer goes.
         reply: oneshot::Sender<MultiStatus>,
     },
+    /// A group's snapshot, streamed from its state machine's view off the
+    /// loop: sent by the server to itself.
+    Streamed(Box<StreamedSnapshot>),
+}
+
+/// A snapshot a server streamed from a state machine's view on another
+/// thread ([`HostEvent::Streamed`]); only the server reads it.
+#[derive(Debug)]
+pub struct StreamedSnapshot {
+    group: GroupId,
+    position: LogPosition,
+    membership: Membership,
+    result: Result<ReceivedSnapshot, StorageError>,
 }
 
 /// Bounded capacity of a multi-group server's inbox.
@@ -211,6 +226,15 @@ pub enum MultiServerError {
         /// The snapshot's last index.
         index: Index,
         /// What the state machine reported.
+        reason: String,
+    },
+    /// A group's durable state machine failed (its storage), or holds a
+    /// state the log cannot continue.
+    #[error("group {group}: the state machine's storage failed or cannot be used: {reason}")]
+    StateMachine {
+        /// The group.
+        group: GroupId,
+        /// What went wrong, and what to do.
         reason: String,
     },
 }
@@ -463,6 +487,28 @@ where
     L: LogSink,
     N: FrameSender,
 {
+    let make = move |group| InMemory::new(make_state_machine(group));
+    start_durable(config, make, recovery, log, network, inbox)
+}
+
+/// [`start`] with state machines that keep their state on their own
+/// storage ([`DurableStateMachine`]): a group's restart replays only the
+/// log after its state machine's durable applied index, and its
+/// snapshots stream from a view of the state off the loop.
+pub fn start_durable<S, F, L, N>(
+    config: MultiServerConfig,
+    make_state_machine: F,
+    recovery: MultiRecovery,
+    log: L,
+    network: N,
+    inbox: (mpsc::Sender<HostEvent>, mpsc::Receiver<HostEvent>),
+) -> Result<MultiServerHandle, MultiServerError>
+where
+    S: DurableStateMachine,
+    F: Fn(GroupId) -> S,
+    L: LogSink,
+    N: FrameSender,
+{
     let server = build(config, &make_state_machine, recovery, log, network)?;
     Ok(launch(server, inbox))
 }
@@ -475,7 +521,7 @@ where
 /// deletes those it unassigns, and adds the servers it records to the
 /// layer's peers and to `network` ([`FrameSender::add_peer`]).
 pub fn start_with_catalog<S, F, L, N>(
-    mut config: MultiServerConfig,
+    config: MultiServerConfig,
     make_state_machine: F,
     recovery: MultiRecovery,
     log: L,
@@ -484,6 +530,26 @@ pub fn start_with_catalog<S, F, L, N>(
 ) -> Result<MultiServerHandle, MultiServerError>
 where
     S: StateMachine + Send + 'static,
+    F: Fn(GroupId) -> S + Send + 'static,
+    L: LogSink,
+    N: FrameSender,
+{
+    let make = move |group| InMemory::new(make_state_machine(group));
+    start_durable_with_catalog(config, make, recovery, log, network, inbox)
+}
+
+/// [`start_with_catalog`] with state machines that keep their state on
+/// their own storage (see [`start_durable`]).
+pub fn start_durable_with_catalog<S, F, L, N>(
+    mut config: MultiServerConfig,
+    make_state_machine: F,
+    recovery: MultiRecovery,
+    log: L,
+    network: N,
+    inbox: (mpsc::Sender<HostEvent>, mpsc::Receiver<HostEvent>),
+) -> Result<MultiServerHandle, MultiServerError>
+where
+    S: DurableStateMachine,
     F: Fn(GroupId) -> S + Send + 'static,
     L: LogSink,
     N: FrameSender,
@@ -507,6 +573,88 @@ fn shutdown_asked(shutdown: &mut watch::Receiver<bool>) -> bool {
     }
 }
 
+/// Most bytes of a stored snapshot fed to a state machine's restore at a
+/// time: what a restore holds in memory besides the state machine's own.
+const RESTORE_CHUNK_BYTES: u64 = 1 << 20;
+
+/// Restores `state_machine` from the snapshot `reader` reads, streamed in
+/// chunks and checked against the snapshot's checksum before the new
+/// state is swapped in.
+fn restore_streamed<S: DurableStateMachine>(
+    state_machine: &mut S,
+    reader: &SnapshotReader,
+) -> Result<(), String> {
+    let meta = reader.meta();
+    let mut restore = state_machine
+        .begin_restore(meta.position.index)
+        .map_err(|e| e.to_string())?;
+    let mut checksum = concord::Checksum64::new();
+    let mut offset = 0u64;
+    while offset < meta.size_bytes {
+        let length = (meta.size_bytes - offset).min(RESTORE_CHUNK_BYTES);
+        let data = reader
+            .read_chunk(offset, length)
+            .map_err(|e| e.to_string())?;
+        if data.is_empty() {
+            return Err(format!(
+                "the snapshot ends at byte {offset} of {}",
+                meta.size_bytes
+            ));
+        }
+        checksum.update(&data);
+        restore.write(&data).map_err(|e| e.to_string())?;
+        offset += data.len() as u64;
+    }
+    // Checked before anything is swapped in: a damaged file restores
+    // nothing.
+    if checksum.finish() != meta.checksum {
+        return Err(format!(
+            "the snapshot's {} bytes fail its checksum",
+            meta.size_bytes
+        ));
+    }
+    restore.complete().map_err(|e| e.to_string())?;
+    state_machine
+        .finish_restore(restore)
+        .map_err(|e| e.to_string())?;
+    assert_eq!(
+        state_machine.applied_index(),
+        meta.position.index,
+        "a restored state machine is at its snapshot's index"
+    );
+    Ok(())
+}
+
+/// Where group `group`'s node resumes applying: after what its state
+/// machine holds (durably, after a restart), within the recovered log. A
+/// state machine behind the log's start, with no snapshot to rebuild it
+/// from, cannot be brought up to date: refused.
+fn resume_after_durable<S: DurableStateMachine>(
+    group: GroupId,
+    state_machine: &S,
+    recovered: &mut concord::Recovered,
+) -> Result<(), MultiServerError> {
+    let applied = state_machine.applied_index();
+    let base = recovered.base.index;
+    if applied < base {
+        return Err(MultiServerError::StateMachine {
+            group,
+            reason: format!(
+                "it holds the state up to index {applied}, but the log starts after index {base} \
+                 and no snapshot covers the entries between: its directory was lost, replaced by \
+                 an older copy, or belongs to another node; restore it, or remove this group's \
+                 data on this node so that it catches up from the leader"
+            ),
+        });
+    }
+    let last = recovered.entries.last().map_or(base, |entry| entry.index);
+    // Past the log's end: entries it applied before the crash that the
+    // log had not made durable; the leader sends them again, and they are
+    // skipped then.
+    recovered.applied_index = recovered.applied_index.max(applied.min(last));
+    Ok(())
+}
+
 /// Builds the server loop's state: every group created and restored.
 fn build<S, L, N>(
     mut config: MultiServerConfig,
@@ -516,7 +664,7 @@ fn build<S, L, N>(
     network: N,
 ) -> Result<Server<S, L, N>, MultiServerError>
 where
-    S: StateMachine + Send + 'static,
+    S: DurableStateMachine,
     L: LogSink,
     N: FrameSender,
 {
@@ -532,22 +680,32 @@ where
     for (group, group_config) in &config.groups {
         let found = recovery.groups.remove(group);
         let mut state_machine = make_state_machine(*group);
-        let (recovered, snapshot) = match found {
+        let (mut recovered, snapshot) = match found {
             Some(found) => (found.recovered, found.snapshot),
             None => (concord::Recovered::default(), None),
         };
+        let is_catalog = catalog.is_some() && *group == CATALOG_GROUP;
         if let Some(snapshot) = &snapshot {
             let index = snapshot.meta().position.index;
-            let data = snapshot.read_verified()?;
-            let restored = match catalog.as_mut().filter(|_| *group == CATALOG_GROUP) {
-                Some(catalog) => members::restore_catalog(catalog, &data),
-                None => state_machine.restore(&data).map_err(|e| e.reason),
+            let restored = match catalog.as_mut().filter(|_| is_catalog) {
+                Some(catalog) => {
+                    let data = snapshot.read_verified()?;
+                    members::restore_catalog(catalog, &data)
+                }
+                // A state machine that holds the snapshot's state durably
+                // already is not rebuilt: what keeps a restart's cost
+                // apart from the state's size.
+                None if state_machine.applied_index() >= index => Ok(()),
+                None => restore_streamed(&mut state_machine, snapshot),
             };
             restored.map_err(|reason| MultiServerError::Restore {
                 group: *group,
                 index,
                 reason,
             })?;
+        }
+        if !is_catalog {
+            resume_after_durable(*group, &state_machine, &mut recovered)?;
         }
         let base_index = recovered.base.index;
         multi.create_group(*group, group_config.clone(), recovered)?;
@@ -594,6 +752,9 @@ where
         make: None,
         log_ready: Vec::new(),
         proposing_groups: Vec::new(),
+        responses: Vec::new(),
+        snapshots_deferred: BTreeSet::new(),
+        inbox: None,
         out: Vec::new(),
         work: VecDeque::new(),
         reads: BTreeMap::new(),
@@ -626,7 +787,7 @@ fn launch<S, L, N>(
     inbox: (mpsc::Sender<HostEvent>, mpsc::Receiver<HostEvent>),
 ) -> MultiServerHandle
 where
-    S: StateMachine + Send + 'static,
+    S: DurableStateMachine,
     L: LogSink,
     N: FrameSender,
 {
@@ -634,6 +795,7 @@ where
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (done_tx, done_rx) = oneshot::channel();
     let (events_tx, events_rx) = inbox;
+    server.inbox = Some(events_tx.downgrade());
     let span = tracing::info_span!("multi-node", id);
     let log_events = server.log.events();
     let run = async move {
@@ -684,6 +846,15 @@ struct Server<S, L, N> {
     log_ready: Vec<LogEvent>,
     /// The groups of one `propose_pending` (kept for its buffer).
     proposing_groups: Vec<GroupId>,
+    /// The responses of one applied batch (kept for its buffer).
+    responses: Vec<Option<Bytes>>,
+    /// Groups asked for a snapshot while their durable state machine was
+    /// ahead of the node's applied index: taken once the node catches up.
+    snapshots_deferred: BTreeSet<GroupId>,
+    /// The server's own inbox, for work done off the loop to report back
+    /// (weak: the loop still ends when every handle is gone). Set once
+    /// the loop is launched.
+    inbox: Option<mpsc::WeakSender<HostEvent>>,
     /// The Raft counters of the groups this server stopped hosting.
     retired: RaftCounts,
     /// Append round trips, sampled per peer.
@@ -694,7 +865,7 @@ struct Server<S, L, N> {
 
 impl<S, L, N> Server<S, L, N>
 where
-    S: StateMachine + Send + 'static,
+    S: DurableStateMachine,
     L: LogSink,
     N: FrameSender,
 {
@@ -966,6 +1137,7 @@ where
             HostEvent::Status { groups, reply } => {
                 let _ = reply.send(self.status(groups));
             }
+            HostEvent::Streamed(streamed) => self.snapshot_streamed(*streamed),
         }
     }
 
@@ -1283,15 +1455,56 @@ where
                 // request trace, once per batch.
                 tracing::debug_span!(target: TRACE, "commit", group, first, last)
                     .in_scope(|| tracing::debug!(target: TRACE, first, last, "committed"));
-                for entry in entries.iter() {
+                let mut responses = std::mem::take(&mut self.responses);
+                responses.clear();
+                match self.catalog.as_mut().filter(|_| group == CATALOG_GROUP) {
+                    Some(catalog) => {
+                        for entry in entries.iter() {
+                            let span = apply_span(group, entry);
+                            let _entered = span.enter();
+                            responses.push(members::apply_catalog(
+                                catalog,
+                                entry,
+                                &mut self.catalog_changes,
+                            ));
+                        }
+                    }
+                    None => {
+                        // A durable state machine may hold entries the log
+                        // hands out again (applied before a restart, past
+                        // the log's durable end): never applied twice.
+                        let applied = host_group.state_machine.applied_index();
+                        let skip = entries.partition_point(|entry| entry.index <= applied);
+                        responses.resize(skip, None);
+                        let fresh = &entries[skip..];
+                        if !fresh.is_empty() {
+                            assert_eq!(
+                                fresh[0].index,
+                                applied + 1,
+                                "group {group}: entries reach the state machine without a gap"
+                            );
+                            if let Err(e) =
+                                host_group.state_machine.apply_batch(fresh, &mut responses)
+                            {
+                                self.failed = Some(MultiServerError::StateMachine {
+                                    group,
+                                    reason: e.to_string(),
+                                });
+                                self.responses = responses;
+                                return;
+                            }
+                        }
+                        assert_eq!(
+                            responses.len(),
+                            entries.len(),
+                            "group {group}: one response per entry applied"
+                        );
+                    }
+                }
+                for (entry, response) in entries.iter().zip(responses.iter_mut()) {
                     let span = apply_span(group, entry);
                     let _entered = span.enter();
-                    let response = match self.catalog.as_mut().filter(|_| group == CATALOG_GROUP) {
-                        Some(catalog) => {
-                            members::apply_catalog(catalog, entry, &mut self.catalog_changes)
-                        }
-                        None => apply_entry(&mut host_group.state_machine, entry),
-                    };
+                    let response = response.take();
                     while host_group
                         .waiting
                         .front()
@@ -1319,10 +1532,19 @@ where
                     }
                     tracing::debug!(target: TRACE, "applied");
                 }
+                self.responses = responses;
                 self.work.push_back(MultiInput::Group {
                     group,
                     input: Input::Applied(last),
                 });
+                if self.snapshots_deferred.contains(&group)
+                    && host_group.state_machine.applied_index() == last
+                {
+                    // The node is at `last` once the input above is taken,
+                    // before the snapshot reaches it.
+                    self.snapshots_deferred.remove(&group);
+                    self.take_snapshot_at(group, last);
+                }
                 self.catalog_carry_out();
             }
             Action::ProposalAccepted {
@@ -1494,27 +1716,23 @@ where
             Action::RestoreSnapshot { snapshot } => {
                 let position = snapshot.position;
                 let restore_started = tokio::time::Instant::now();
-                // The state machine restores from bytes: read back whole
-                // for the restore only, verified.
-                let data = self
-                    .finish_received(group, position)
-                    .and_then(|reader| reader.read_verified().ok());
-                let Some(data) = data else {
+                let Some(reader) = self.finish_received(group, position) else {
                     self.failed = Some(MultiServerError::Restore {
                         group,
                         index: position.index,
-                        reason: "the snapshot was not received whole or fails its checksum"
-                            .to_string(),
+                        reason: "the snapshot was not received whole".to_string(),
                     });
                     return;
                 };
                 let host_group = self.groups.get_mut(&group).expect("received above");
+                // The state machine's restore is fed from the stored bytes
+                // chunk by chunk (the catalog, small, restores whole).
                 let restored = match self.catalog.as_mut().filter(|_| group == CATALOG_GROUP) {
-                    Some(catalog) => members::restore_catalog(catalog, &data),
-                    None => host_group
-                        .state_machine
-                        .restore(&data)
-                        .map_err(|e| e.reason),
+                    Some(catalog) => reader
+                        .read_verified()
+                        .map_err(|e| e.to_string())
+                        .and_then(|data| members::restore_catalog(catalog, &data)),
+                    None => restore_streamed(&mut host_group.state_machine, &reader),
                 };
                 if let Err(reason) = restored {
                     self.failed = Some(MultiServerError::Restore {
@@ -1631,6 +1849,31 @@ where
             return;
         };
         let index = node.applied_index();
+        let witness = node.is_witness_node();
+        if self.catalog.is_some() && group == CATALOG_GROUP || witness {
+            self.take_snapshot_in_memory(group, index);
+            return;
+        }
+        let Some(host_group) = self.groups.get_mut(&group) else {
+            return;
+        };
+        // A durable state machine ahead of the log (it kept entries past
+        // the log's durable end through a crash): its view would cover
+        // entries the node has not applied. Taken once they are.
+        if host_group.state_machine.applied_index() > index {
+            self.snapshots_deferred.insert(group);
+            return;
+        }
+        self.take_snapshot_at(group, index);
+    }
+
+    /// A snapshot of the catalog, or of a witness (no state: its snapshot
+    /// only marks where its log starts), serialised on the loop: both are
+    /// small.
+    fn take_snapshot_in_memory(&mut self, group: GroupId, index: Index) {
+        let Some(node) = self.multi.group(group) else {
+            return;
+        };
         let Some(term) = node.term_at(index) else {
             tracing::error!(
                 group,
@@ -1640,16 +1883,9 @@ where
             return;
         };
         let membership = node.membership_at(index).cloned();
-        let witness = node.is_witness_node();
-        let Some(host_group) = self.groups.get(&group) else {
-            return;
-        };
-        // A witness's snapshot only marks where its log starts: no state
-        // (the catalog is every server's to keep, witness or not).
         let data = match self.catalog.as_ref().filter(|_| group == CATALOG_GROUP) {
             Some(catalog) => catalog.snapshot(),
-            None if witness => Bytes::new(),
-            None => host_group.state_machine.snapshot(),
+            None => Bytes::new(),
         };
         let snapshot =
             Snapshot::new(LogPosition::new(index, term), data).with_membership(membership);
@@ -1658,5 +1894,113 @@ where
         }
         self.log
             .submit(None, vec![WalWrite::Taken { group, snapshot }]);
+    }
+
+    /// A snapshot of `group`'s state machine, applied up to `index`: made
+    /// durable in the state machine first (the log is compacted up to it
+    /// only after), then its view streamed into the snapshot store, off
+    /// the loop when the store keeps files.
+    fn take_snapshot_at(&mut self, group: GroupId, index: Index) {
+        let Some(node) = self.multi.group(group) else {
+            return;
+        };
+        let (Some(term), Some(membership)) =
+            (node.term_at(index), node.membership_at(index).cloned())
+        else {
+            tracing::error!(
+                group,
+                index,
+                "asked for a snapshot outside the log; ignored"
+            );
+            return;
+        };
+        let position = LogPosition::new(index, term);
+        let Some(host_group) = self.groups.get_mut(&group) else {
+            return;
+        };
+        let state_machine = &mut host_group.state_machine;
+        assert_eq!(state_machine.applied_index(), index, "group {group}");
+        let view = state_machine.sync().and_then(|()| state_machine.view());
+        let mut view = match view {
+            Ok(view) => view,
+            Err(e) => {
+                self.failed = Some(MultiServerError::StateMachine {
+                    group,
+                    reason: format!("taking a snapshot at index {index}: {e}"),
+                });
+                return;
+            }
+        };
+        assert!(
+            state_machine.durable_applied_index() >= index,
+            "group {group}: a snapshot at {index} past the state machine's durable index {}",
+            state_machine.durable_applied_index()
+        );
+        assert_eq!(
+            view.index(),
+            index,
+            "group {group}: the view is of the applied state"
+        );
+        let intake = self.intake.clone();
+        let inbox = self.inbox.as_ref().filter(|_| intake.uses_files()).cloned();
+        match inbox {
+            Some(inbox) => {
+                let stream = move || {
+                    let result = intake.stream_view(group, position, &mut view);
+                    let streamed = StreamedSnapshot {
+                        group,
+                        position,
+                        membership,
+                        result,
+                    };
+                    if let Some(inbox) = inbox.upgrade() {
+                        let _ = inbox.blocking_send(HostEvent::Streamed(Box::new(streamed)));
+                    }
+                };
+                tokio::task::spawn_blocking(stream);
+            }
+            None => {
+                let result = intake.stream_view(group, position, &mut view);
+                self.snapshot_streamed(StreamedSnapshot {
+                    group,
+                    position,
+                    membership,
+                    result,
+                });
+            }
+        }
+    }
+
+    /// A snapshot streamed from a state machine's view: handed to the log,
+    /// which reports it to the group once durable.
+    fn snapshot_streamed(&mut self, streamed: StreamedSnapshot) {
+        let StreamedSnapshot {
+            group,
+            position,
+            membership,
+            result,
+        } = streamed;
+        let received = match result {
+            Ok(received) => received,
+            Err(e) => {
+                tracing::error!(group, index = position.index, error = %e, "cannot store a snapshot of the state machine");
+                self.failed = Some(e.into());
+                return;
+            }
+        };
+        assert_eq!(received.meta().position, position);
+        let Some(host_group) = self.groups.get_mut(&group) else {
+            snapshot_store::discard_received(received);
+            return;
+        };
+        host_group.log_snapshot_index = host_group.log_snapshot_index.max(position.index);
+        self.log.submit(
+            None,
+            vec![WalWrite::Streamed {
+                group,
+                received,
+                membership,
+            }],
+        );
     }
 }

@@ -168,6 +168,18 @@ pub enum WalWrite {
         /// The snapshot.
         snapshot: Snapshot,
     },
+    /// A snapshot of the group's own state machine streamed from its view
+    /// into a sink of the store's [`SnapshotIntake`] off the loop; its
+    /// reader comes back in [`RoundOutcome::taken`] once durable, like
+    /// [`WalWrite::Taken`]'s.
+    Streamed {
+        /// The group.
+        group: GroupId,
+        /// The snapshot's bytes, as streamed.
+        received: ReceivedSnapshot,
+        /// The configuration in force at its last entry.
+        membership: Membership,
+    },
     /// The group no longer lives here: every record and snapshot of it is
     /// void.
     Remove {
@@ -431,6 +443,26 @@ impl<S: SegmentFiles, T: SnapshotStore> SharedLog<S, T> {
                         reader
                     } else {
                         SnapshotReader::from_memory(&snapshot)
+                    };
+                    outcome.taken.push((group, reader));
+                }
+                WalWrite::Streamed {
+                    group,
+                    received,
+                    membership,
+                } => {
+                    let position = received.meta().position;
+                    let reader = if self.is_newer(group, position, &stored) {
+                        let reader = self.snapshots.store_received(group, received, membership)?;
+                        stored.insert(group, position);
+                        self.record_snapshot(group, position, false, segment)?;
+                        reader
+                    } else {
+                        // Reported all the same (the node counts it stale);
+                        // the file goes, its reader reads what is open.
+                        let reader = received.reader(Some(membership));
+                        snapshot_store::discard_received(received);
+                        reader
                     };
                     outcome.taken.push((group, reader));
                 }

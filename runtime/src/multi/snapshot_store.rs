@@ -25,6 +25,7 @@ use crate::storage::{
     ReceivedSnapshot, ReceivedTarget, SnapshotReader, SnapshotSink, StorageError,
 };
 use crate::wal::{io_err, numbered_files, sync_dir};
+use concord::durable::StateView;
 use concord::multi::GroupId;
 use concord::{LogPosition, Membership, Snapshot, SnapshotMeta};
 
@@ -75,6 +76,42 @@ impl SnapshotIntake {
         let group_dir = group_dir(dir, group);
         ensure_group_dir(dir, &group_dir)?;
         snapshot_file::create_receiving_file(&group_dir, meta)
+    }
+}
+
+impl SnapshotIntake {
+    /// Streams group `group`'s state machine `view` (the state after
+    /// `position`) into a snapshot received whole: a file in the group's
+    /// directory, or memory when there is none. Off the loop: it reads the
+    /// whole view.
+    pub fn stream_view(
+        &self,
+        group: GroupId,
+        position: LogPosition,
+        view: &mut dyn StateView,
+    ) -> Result<ReceivedSnapshot, StorageError> {
+        match &self.dir {
+            Some(dir) => {
+                let group_dir = group_dir(dir, group);
+                ensure_group_dir(dir, &group_dir)?;
+                snapshot_file::stream_view_into_file(&group_dir, position, view)
+            }
+            None => {
+                let data = concord::durable::read_view(view).map_err(|e| StorageError::Io {
+                    context: format!(
+                        "reading the state machine's view at index {}",
+                        position.index
+                    ),
+                    source: std::io::Error::other(e.to_string()),
+                })?;
+                let data = bytes::Bytes::from(data);
+                let meta = Snapshot::new(position, data.clone()).meta();
+                Ok(ReceivedSnapshot {
+                    meta,
+                    target: ReceivedTarget::Memory(data),
+                })
+            }
+        }
     }
 }
 

@@ -14,11 +14,11 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use crate::wire::ClientResponse;
+use concord::durable::DurableStateMachine;
 use concord::multi::{
     Catalog, CatalogChange, CatalogCommand, CatalogError, GroupId, MultiInput, MultiNode,
     CATALOG_GROUP,
 };
-use concord::state_machine::StateMachine;
 use concord::{Entry, EntryPayload, Input, MembershipChange, NodeId, Role};
 
 use super::super::admin::{
@@ -153,7 +153,7 @@ fn joining_config(
 
 impl<S, L, N> Server<S, L, N>
 where
-    S: StateMachine + Send + 'static,
+    S: DurableStateMachine,
     L: LogSink,
     N: FrameSender,
 {
