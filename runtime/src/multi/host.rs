@@ -655,6 +655,45 @@ fn resume_after_durable<S: DurableStateMachine>(
     Ok(())
 }
 
+/// Streams `view` into a snapshot of `intake` on a blocking thread, and
+/// hands the outcome to the server through `inbox`.
+#[cfg(not(madsim))]
+fn stream_off_loop<V: StateView>(
+    intake: SnapshotIntake,
+    inbox: mpsc::WeakSender<HostEvent>,
+    group: GroupId,
+    position: LogPosition,
+    membership: Membership,
+    mut view: V,
+) {
+    tokio::task::spawn_blocking(move || {
+        let result = intake.stream_view(group, position, &mut view);
+        let streamed = StreamedSnapshot {
+            group,
+            position,
+            membership,
+            result,
+        };
+        // A server gone meanwhile leaves a `.tmp` file, removed at start.
+        if let Some(inbox) = inbox.upgrade() {
+            let _ = inbox.blocking_send(HostEvent::Streamed(Box::new(streamed)));
+        }
+    });
+}
+
+/// Never called under madsim (no blocking threads: streamed inline).
+#[cfg(madsim)]
+fn stream_off_loop<V: StateView>(
+    _intake: SnapshotIntake,
+    _inbox: mpsc::WeakSender<HostEvent>,
+    _group: GroupId,
+    _position: LogPosition,
+    _membership: Membership,
+    _view: V,
+) {
+    unreachable!("snapshots stream inline under madsim");
+}
+
 /// Builds the server loop's state: every group created and restored.
 fn build<S, L, N>(
     mut config: MultiServerConfig,
@@ -1942,23 +1981,15 @@ where
             "group {group}: the view is of the applied state"
         );
         let intake = self.intake.clone();
-        let inbox = self.inbox.as_ref().filter(|_| intake.uses_files()).cloned();
+        // Files are written off the loop; a store in memory (the page-cache
+        // model of crash tests, madsim: no blocking threads there) inline.
+        let inbox = self
+            .inbox
+            .as_ref()
+            .filter(|_| intake.uses_files() && !cfg!(madsim))
+            .cloned();
         match inbox {
-            Some(inbox) => {
-                let stream = move || {
-                    let result = intake.stream_view(group, position, &mut view);
-                    let streamed = StreamedSnapshot {
-                        group,
-                        position,
-                        membership,
-                        result,
-                    };
-                    if let Some(inbox) = inbox.upgrade() {
-                        let _ = inbox.blocking_send(HostEvent::Streamed(Box::new(streamed)));
-                    }
-                };
-                tokio::task::spawn_blocking(stream);
-            }
+            Some(inbox) => stream_off_loop(intake, inbox, group, position, membership, view),
             None => {
                 let result = intake.stream_view(group, position, &mut view);
                 self.snapshot_streamed(StreamedSnapshot {
