@@ -11,6 +11,7 @@
 //! | --- | --- |
 //! | [`service`] | the [`Service`] trait: what a service writes |
 //! | [`machine`] | any service as a concord state machine: dispatch, refusals, snapshots; with sessions |
+//! | `disk_engine` (feature `disk`) | a state machine's keys on disk: atomic batches with the applied index, point-in-time views, streamed restore |
 //! | [`codec`] | the bytes of requests, answers and snapshots: a version byte, serde + bincode, bounded decoding |
 //! | [`kv`] | the key-value store: get, get_many, put, put_many, append, cas |
 //! | [`directory`] | user → ip:port (batched lookup), connect, disconnect, a cluster-wide sequence |
@@ -37,6 +38,8 @@ pub mod chat;
 pub mod client;
 pub mod codec;
 pub mod directory;
+#[cfg(feature = "disk")]
+pub mod disk_engine;
 pub mod kv;
 #[cfg(feature = "runtime")]
 pub mod kv_client;
