@@ -1,10 +1,11 @@
-//! A state machine's keys on disk: one embedded storage engine (redb,
-//! chosen by measurement in `docs/storage-engine.md`) behind the few
-//! operations a disk-backed state machine needs.
+//! A state machine's keys on disk: one embedded storage engine (RocksDB,
+//! through the `rocksdb` crate, chosen by measurement in
+//! `docs/storage-engine.md`) behind the few operations a disk-backed
+//! state machine needs.
 //!
 //! * [`DiskEngine::open`] opens (or creates) a directory that belongs to
 //!   one cluster, node and group ([`DiskIdentity`]); a directory of
-//!   another one is refused before anything in it is read or changed.
+//!   another one is refused before anything in it is changed.
 //! * [`DiskEngine::apply_batch`] (or [`DiskEngine::transact`], which
 //!   reads its own writes) writes a batch of committed commands and the
 //!   applied index they bring the state to in one atomic write. The write
@@ -14,79 +15,94 @@
 //! * [`DiskEngine::view`] is a point-in-time view: it sees the state at
 //!   one applied index however many batches are applied after it was
 //!   taken, and iterates its pairs in key order from any key, so a
-//!   snapshot stream can be cut and resumed.
+//!   snapshot stream can be cut and resumed. A view borrows the engine:
+//!   to stream from another thread, share the engine (`Arc` or a scoped
+//!   thread) and take the view there; [`DiskView::applied_index`] says
+//!   which index it shows.
 //! * [`DiskEngine::restore_begin`] streams sorted pairs into a new state
-//!   that replaces the old one atomically at [`DiskRestore::finish`];
-//!   until then, after a crash too, the old state is what is there.
+//!   beside the current one; [`DiskRestore::finish`] makes it the
+//!   engine's state atomically. Until then, after a crash too, the old
+//!   state is what is there.
 //!
 //! ## The directory
 //!
 //! ```text
-//! <dir>/state.redb           the state: tables "data" (the pairs) and
-//!                            "meta" (identity, applied index)
-//! <dir>/state.redb.restore   a restore in progress (deleted on open:
-//!                            a restore that did not finish never counts)
+//! <dir>/lock                 flock(2) while an engine has the directory
+//! <dir>/CURRENT_STATE        the name of the live state directory,
+//!                            replaced atomically (temporary file, fsync,
+//!                            rename, directory fsync)
+//! <dir>/state-000001/        a RocksDB database: column families
+//!                            "default" (the pairs) and "meta" (identity,
+//!                            applied index)
+//! <dir>/state-000002/        a restore in progress, or an old state not
+//!                            yet deleted: whatever CURRENT_STATE does
+//!                            not name is deleted on open
 //! ```
 //!
-//! The identity lives in the state file's own meta table, written in the
-//! same commit as the empty state it belongs to, so the two are never
-//! apart and a restored state carries this node's identity from its
-//! first durable commit. The engine locks its file (`flock`): a second
-//! process on the same directory gets [`DiskError::InUse`].
+//! The identity lives in the state's meta column family, written with
+//! the empty state before CURRENT_STATE first names it, and written into
+//! every restored state before it is named, so a state is never without
+//! its owner.
 //!
 //! ## Durability
 //!
-//! A batch is a redb commit with `Durability::None`: visible at once to
-//! reads and views, on disk only after the next [`DiskEngine::sync`] (an
-//! `Immediate` commit, with redb's quick-repair so that opening after a
-//! crash reads two commit slots instead of walking the whole file). A
-//! crash loses the batches after the last sync, and only those: the
-//! state opens at the last synced applied index, and the log holds the
-//! rest. [`DiskEngine::open`] syncs before it reports, so the index it
-//! reports is on disk, not in the page cache only.
+//! A batch is one RocksDB write batch into the write-ahead log, not
+//! synced: visible at once, in the operating system's hands (a process
+//! crash keeps it, a power loss may not) until the next
+//! [`DiskEngine::sync`], which syncs the engine's log. A crash loses at
+//! most the batches after the last sync, never part of a batch: the
+//! state opens at some applied index at or after the last synced one,
+//! with exactly the batches up to it. [`DiskEngine::open`] syncs before
+//! it reports, so the index it reports is on disk.
 //!
 //! Applies, syncs, views and reads may come from different threads
-//! ([`DiskEngine`] is `Sync`); redb runs one write transaction at a time
-//! and views never wait for one.
+//! ([`DiskEngine`] is `Sync`); batches are applied one at a time, by one
+//! thread (the state machine's), in applied-index order.
 
+use std::collections::BTreeMap;
 use std::fs;
-use std::io;
+use std::io::{self, Write};
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Mutex;
 
 use concord::multi::GroupId;
 use concord::NodeId;
-use redb::{
-    Database, Durability, ReadOnlyTable, ReadTransaction, ReadableTable, Table, TableDefinition,
-    WriteTransaction,
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, Direction, ErrorKind,
+    IngestExternalFileOptions, IteratorMode, Options, ReadOptions, SnapshotWithThreadMode,
+    SstFileWriter, WriteBatch, WriteOptions, DB,
 };
 use thiserror::Error;
 
-/// File name of the state inside the directory.
-pub const STATE_FILE_NAME: &str = "state.redb";
+/// File name of the pointer to the live state directory.
+pub const CURRENT_FILE_NAME: &str = "CURRENT_STATE";
 
-/// File name of a restore in progress inside the directory.
-pub const RESTORE_FILE_NAME: &str = "state.redb.restore";
+/// File name of the directory lock.
+pub const LOCK_FILE_NAME: &str = "lock";
 
 /// Longest cluster id an identity holds (the runtime's own limit).
 pub const CLUSTER_ID_BYTES_MAX: usize = 128;
 
-/// Memory redb may use for its page cache unless [`DiskOptions`] says
-/// otherwise. redb's own default (1 GiB) would let a server with many
-/// groups grow by a gigabyte per group; reads past the cache come from
-/// the operating system's page cache, which the kernel bounds.
+/// Bytes of RocksDB's block cache unless [`DiskOptions`] says otherwise.
+/// Index and filter blocks are kept in it too, so it bounds what reads
+/// keep in memory at any data size; reads past it come from the
+/// operating system's page cache.
 pub const CACHE_BYTES_DEFAULT: usize = 64 << 20;
 
-/// Bytes of pairs a restore holds in memory before it writes them.
-pub const RESTORE_CHUNK_BYTES: usize = 16 << 20;
+/// Bytes of one memtable unless [`DiskOptions`] says otherwise (RocksDB's
+/// default). At most two per column family are in memory, and a crash
+/// replays at most about that much log on the next open.
+pub const WRITE_BUFFER_BYTES_DEFAULT: usize = 64 << 20;
 
-/// The version of what this module keeps in the meta table.
+/// Largest SST file a restore writes before it starts the next.
+pub const RESTORE_FILE_BYTES: u64 = 256 << 20;
+
+/// The version of what this module keeps in the meta column family.
 const FORMAT_VERSION: u64 = 1;
 
-const DATA: TableDefinition<&[u8], &[u8]> = TableDefinition::new("data");
-const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-
+const META_CF: &str = "meta";
 const META_FORMAT: &str = "format";
 const META_CLUSTER: &str = "cluster_id";
 const META_NODE: &str = "node_id";
@@ -107,14 +123,17 @@ pub struct DiskIdentity {
 /// Settings of [`DiskEngine::open`].
 #[derive(Clone, Debug)]
 pub struct DiskOptions {
-    /// Bytes of redb's page cache (see [`CACHE_BYTES_DEFAULT`]).
+    /// Bytes of the block cache (see [`CACHE_BYTES_DEFAULT`]).
     pub cache_bytes: usize,
+    /// Bytes of one memtable (see [`WRITE_BUFFER_BYTES_DEFAULT`]).
+    pub write_buffer_bytes: usize,
 }
 
 impl Default for DiskOptions {
     fn default() -> Self {
         DiskOptions {
             cache_bytes: CACHE_BYTES_DEFAULT,
+            write_buffer_bytes: WRITE_BUFFER_BYTES_DEFAULT,
         }
     }
 }
@@ -135,14 +154,14 @@ pub enum DiskError {
         source: io::Error,
     },
     /// Another process (or another [`DiskEngine`] in this one) has the
-    /// state file open.
+    /// directory.
     #[error(
-        "the state file {path} is in use by another process or engine; two writers on one state \
-         would overwrite each other. Stop the other one, or give this one its own directory"
+        "the state directory {dir} is in use by another process or engine; two writers on one \
+         state would overwrite each other. Stop the other one, or give this one its own directory"
     )]
     InUse {
-        /// The state file.
-        path: PathBuf,
+        /// The directory.
+        dir: PathBuf,
     },
     /// The directory belongs to another cluster.
     #[error(
@@ -196,13 +215,14 @@ pub enum DiskError {
         /// What is wrong with it.
         reason: String,
     },
-    /// The state file is damaged or is not a state file of this module.
+    /// The state is damaged or is not a state of this module.
     #[error(
-        "the state file {path} is damaged or not a concord state file ({detail}); the node \
-         cannot trust it. Move it away: the node then starts empty and catches up from a snapshot"
+        "the state at {path} is damaged or not a concord state ({detail}); the node cannot \
+         trust it. Move the state directory away: the node then starts empty and catches up \
+         from a snapshot"
     )]
     Damaged {
-        /// The state file.
+        /// The state directory or file.
         path: PathBuf,
         /// What was found.
         detail: String,
@@ -216,7 +236,10 @@ pub enum DiskError {
         given: u64,
     },
     /// A restore was given a key not after the previous one.
-    #[error("restore: key {key:02x?} does not follow key {previous:02x?}; a snapshot stream is in key order")]
+    #[error(
+        "restore: key {key:02x?} does not follow key {previous:02x?}; a snapshot stream is in key \
+         order"
+    )]
     RestoreOutOfOrder {
         /// The previous key.
         previous: Vec<u8>,
@@ -226,11 +249,11 @@ pub enum DiskError {
     /// Any other error of the storage engine.
     #[error("storage engine error on {path}: {source}")]
     Engine {
-        /// The state file.
+        /// The state directory.
         path: PathBuf,
-        /// redb's error.
+        /// RocksDB's error.
         #[source]
-        source: redb::Error,
+        source: rocksdb::Error,
     },
 }
 
@@ -251,29 +274,6 @@ pub enum WriteOp<'a> {
     },
 }
 
-/// A state machine's key-value state in one directory (see the
-/// [module documentation](self)).
-pub struct DiskEngine {
-    dir: PathBuf,
-    identity: DiskIdentity,
-    options: DiskOptions,
-    /// Replaced whole by a restore; views keep the one they started on.
-    db: RwLock<Arc<Database>>,
-    applied: AtomicU64,
-    durable: AtomicU64,
-}
-
-impl std::fmt::Debug for DiskEngine {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DiskEngine")
-            .field("dir", &self.dir)
-            .field("identity", &self.identity)
-            .field("applied", &self.applied_index())
-            .field("durable", &self.durable_applied_index())
-            .finish_non_exhaustive()
-    }
-}
-
 fn io_error<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> DiskError + 'a {
     move |source| DiskError::Io {
         action,
@@ -282,29 +282,17 @@ fn io_error<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) 
     }
 }
 
-/// redb's error as ours: the ones a caller acts on get their own variant.
-fn engine_error(path: &Path, error: impl Into<redb::Error>) -> DiskError {
-    let path = path.to_path_buf();
-    match error.into() {
-        redb::Error::DatabaseAlreadyOpen => DiskError::InUse { path },
-        redb::Error::Corrupted(detail) => DiskError::Damaged { path, detail },
-        redb::Error::UpgradeRequired(version) => DiskError::Damaged {
-            path,
-            detail: format!("file format {version}, which this build cannot read"),
+/// RocksDB's error as ours: damage gets its own variant.
+fn engine_error(path: &Path) -> impl FnOnce(rocksdb::Error) -> DiskError + '_ {
+    move |source| match source.kind() {
+        ErrorKind::Corruption => DiskError::Damaged {
+            path: path.to_path_buf(),
+            detail: source.into_string(),
         },
-        // redb's word for a file that does not start as a redb file.
-        redb::Error::Io(source) if source.kind() == io::ErrorKind::InvalidData => {
-            DiskError::Damaged {
-                path,
-                detail: source.to_string(),
-            }
-        }
-        redb::Error::Io(source) => DiskError::Io {
-            action: "reading or writing the state file",
-            path,
+        _ => DiskError::Engine {
+            path: path.to_path_buf(),
             source,
         },
-        source => DiskError::Engine { path, source },
     }
 }
 
@@ -316,7 +304,7 @@ fn u64_of(path: &Path, name: &str, bytes: &[u8]) -> Result<u64, DiskError> {
     Ok(u64::from_be_bytes(array))
 }
 
-/// Syncs a directory, so that a rename or a new file in it survives a
+/// Syncs a directory, so that a rename or a new entry in it survives a
 /// power loss.
 fn sync_dir(dir: &Path) -> Result<(), DiskError> {
     fs::File::open(dir)
@@ -324,94 +312,209 @@ fn sync_dir(dir: &Path) -> Result<(), DiskError> {
         .map_err(io_error("syncing the directory", dir))
 }
 
-/// Writes the identity and the applied index into `tx`'s meta table.
-fn write_meta(
-    tx: &WriteTransaction,
-    path: &Path,
-    identity: &DiskIdentity,
-    applied: u64,
-) -> Result<(), DiskError> {
-    let mut meta = tx.open_table(META).map_err(|e| engine_error(path, e))?;
-    let entries: [(&str, &[u8]); 5] = [
-        (META_FORMAT, &FORMAT_VERSION.to_be_bytes()),
-        (META_CLUSTER, identity.cluster_id.as_bytes()),
-        (META_NODE, &identity.node_id.to_be_bytes()),
-        (META_GROUP, &identity.group_id.to_be_bytes()),
-        (META_APPLIED, &applied.to_be_bytes()),
-    ];
-    for (name, value) in entries {
-        meta.insert(name, value)
-            .map_err(|e| engine_error(path, e))?;
+/// The directory's lock: held for the engine's life, released by the
+/// kernel however the process ends.
+#[derive(Debug)]
+struct DirLock {
+    _file: fs::File,
+}
+
+impl DirLock {
+    fn acquire(dir: &Path) -> Result<DirLock, DiskError> {
+        let path = dir.join(LOCK_FILE_NAME);
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_error("opening the lock file", &path))?;
+        // The only `flock` at hand on Rust 1.85 (std's File::lock is 1.89).
+        // SAFETY: flock on a file descriptor this function owns; no memory
+        // is passed.
+        let result = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if result != 0 {
+            let error = io::Error::last_os_error();
+            return Err(if error.kind() == io::ErrorKind::WouldBlock {
+                DiskError::InUse {
+                    dir: dir.to_path_buf(),
+                }
+            } else {
+                io_error("locking", &path)(error)
+            });
+        }
+        Ok(DirLock { _file: file })
     }
-    Ok(())
 }
 
-/// A durable commit: what every sync and the end of a restore use.
-fn commit_durable(tx: WriteTransaction, path: &Path) -> Result<(), DiskError> {
-    let mut tx = tx;
-    tx.set_durability(Durability::Immediate);
-    tx.set_quick_repair(true);
-    tx.commit().map_err(|e| engine_error(path, e))
+/// Names `state` as the live state: a crash leaves either the old name or
+/// the new one, never a torn file.
+fn write_current(dir: &Path, state: &str) -> Result<(), DiskError> {
+    let tmp = dir.join(format!("{CURRENT_FILE_NAME}.tmp"));
+    let mut file = fs::File::create(&tmp).map_err(io_error("writing", &tmp))?;
+    file.write_all(format!("{state}\n").as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(io_error("writing", &tmp))?;
+    let current = dir.join(CURRENT_FILE_NAME);
+    fs::rename(&tmp, &current).map_err(io_error("replacing", &current))?;
+    sync_dir(dir)
 }
 
-fn begin_write(db: &Database, path: &Path) -> Result<WriteTransaction, DiskError> {
-    db.begin_write().map_err(|e| engine_error(path, e))
+/// The live state's directory name, if the directory has one.
+fn read_current(dir: &Path) -> Result<Option<String>, DiskError> {
+    let path = dir.join(CURRENT_FILE_NAME);
+    match fs::read_to_string(&path) {
+        Ok(text) => {
+            let name = text.trim_end_matches('\n');
+            if state_number(name).is_none() {
+                return Err(DiskError::Damaged {
+                    path,
+                    detail: format!("names {name:?}, not a state directory"),
+                });
+            }
+            Ok(Some(name.to_string()))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_error("reading", &path)(e)),
+    }
 }
 
-fn begin_read(db: &Database, path: &Path) -> Result<ReadTransaction, DiskError> {
-    db.begin_read().map_err(|e| engine_error(path, e))
+fn state_name(number: u64) -> String {
+    format!("state-{number:06}")
 }
 
-fn create_database(path: &Path, options: &DiskOptions) -> Result<Database, DiskError> {
-    Database::builder()
-        // The format redb 3 and later read, so that moving past the redb
-        // that builds with Rust 1.85 (2.6) needs no file migration.
-        .create_with_file_format_v3(true)
-        .set_cache_size(options.cache_bytes)
-        .create(path)
-        .map_err(|e| engine_error(path, e))
+fn state_number(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix("state-")?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
-/// What the meta table of a state file says, if anything.
+/// Every `state-N` directory in `dir` but `keep`: unfinished restores and
+/// old states. Returns the highest number seen, `keep` included.
+fn delete_other_states(dir: &Path, keep: Option<&str>) -> Result<u64, DiskError> {
+    let mut highest = 0;
+    let entries = fs::read_dir(dir).map_err(io_error("listing", dir))?;
+    for entry in entries {
+        let entry = entry.map_err(io_error("listing", dir))?;
+        let name = entry.file_name();
+        let Some(number) = name.to_str().and_then(state_number) else {
+            continue;
+        };
+        highest = highest.max(number);
+        if Some(name.to_str().unwrap_or_default()) != keep {
+            let path = entry.path();
+            fs::remove_dir_all(&path).map_err(io_error("deleting an unfinished state", &path))?;
+        }
+    }
+    Ok(highest)
+}
+
+fn db_options(options: &DiskOptions) -> Options {
+    let mut table = BlockBasedOptions::default();
+    table.set_block_cache(&Cache::new_lru_cache(options.cache_bytes));
+    // Index and filter blocks in the cache: memory bounded by the cache at
+    // any data size, L0's pinned so that point reads stay cheap.
+    table.set_cache_index_and_filter_blocks(true);
+    table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    table.set_bloom_filter(10.0, false);
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    opts.set_block_based_table_factory(&table);
+    opts.set_write_buffer_size(options.write_buffer_bytes);
+    // Sync SST and log files as they are written, 1 MiB at a time, so a
+    // sync never has a gigabyte of dirty pages to wait for.
+    opts.set_bytes_per_sync(1 << 20);
+    opts.set_wal_bytes_per_sync(1 << 20);
+    opts
+}
+
+/// The options restores write SST files with: the table format of
+/// [`db_options`] (a cache size does not matter to a writer). One for the
+/// process, because a writer borrows its options for its whole life.
+fn sst_options() -> &'static Options {
+    static OPTIONS: std::sync::OnceLock<Options> = std::sync::OnceLock::new();
+    OPTIONS.get_or_init(|| db_options(&DiskOptions::default()))
+}
+
+fn open_db(path: &Path, options: &DiskOptions) -> Result<DB, DiskError> {
+    let opts = db_options(options);
+    let cfs = [
+        ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, opts.clone()),
+        ColumnFamilyDescriptor::new(META_CF, opts.clone()),
+    ];
+    DB::open_cf_descriptors(&opts, path, cfs).map_err(engine_error(path))
+}
+
+/// What the meta column family of a state says.
 struct Meta {
     identity: DiskIdentity,
     applied: u64,
 }
 
-fn read_meta(tx: &ReadTransaction, path: &Path) -> Result<Option<Meta>, DiskError> {
-    let meta = match tx.open_table(META) {
-        Ok(meta) => meta,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-        Err(e) => return Err(engine_error(path, e)),
+fn meta_cf<'a>(db: &'a DB, path: &Path) -> Result<&'a rocksdb::ColumnFamily, DiskError> {
+    db.cf_handle(META_CF).ok_or_else(|| DiskError::Damaged {
+        path: path.to_path_buf(),
+        detail: "no meta column family".to_string(),
+    })
+}
+
+/// Reads the meta column family through `get` (the database or a
+/// snapshot): `None` if it holds nothing.
+fn read_meta(
+    path: &Path,
+    get: impl Fn(&str) -> Result<Option<Vec<u8>>, rocksdb::Error>,
+) -> Result<Option<Meta>, DiskError> {
+    let format = match get(META_FORMAT).map_err(engine_error(path))? {
+        None => return Ok(None),
+        Some(bytes) => u64_of(path, META_FORMAT, &bytes)?,
     };
-    let get = |name: &str| -> Result<Vec<u8>, DiskError> {
-        let value = meta.get(name).map_err(|e| engine_error(path, e))?;
-        value
-            .map(|v| v.value().to_vec())
-            .ok_or_else(|| DiskError::Damaged {
-                path: path.to_path_buf(),
-                detail: format!("meta entry {name:?} is missing"),
-            })
-    };
-    let format = u64_of(path, META_FORMAT, &get(META_FORMAT)?)?;
     if format != FORMAT_VERSION {
         return Err(DiskError::Damaged {
             path: path.to_path_buf(),
             detail: format!("meta format {format}; this build reads {FORMAT_VERSION}"),
         });
     }
-    let cluster_id = String::from_utf8(get(META_CLUSTER)?).map_err(|_| DiskError::Damaged {
+    let entry = |name: &str| -> Result<Vec<u8>, DiskError> {
+        get(name)
+            .map_err(engine_error(path))?
+            .ok_or_else(|| DiskError::Damaged {
+                path: path.to_path_buf(),
+                detail: format!("meta entry {name:?} is missing"),
+            })
+    };
+    let cluster_id = String::from_utf8(entry(META_CLUSTER)?).map_err(|_| DiskError::Damaged {
         path: path.to_path_buf(),
         detail: "the cluster id is not UTF-8".to_string(),
     })?;
     Ok(Some(Meta {
         identity: DiskIdentity {
             cluster_id,
-            node_id: u64_of(path, META_NODE, &get(META_NODE)?)?,
-            group_id: u64_of(path, META_GROUP, &get(META_GROUP)?)?,
+            node_id: u64_of(path, META_NODE, &entry(META_NODE)?)?,
+            group_id: u64_of(path, META_GROUP, &entry(META_GROUP)?)?,
         },
-        applied: u64_of(path, META_APPLIED, &get(META_APPLIED)?)?,
+        applied: u64_of(path, META_APPLIED, &entry(META_APPLIED)?)?,
     }))
+}
+
+/// Writes the identity and `applied` into the meta column family, synced.
+fn write_meta(
+    db: &DB,
+    path: &Path,
+    identity: &DiskIdentity,
+    applied: u64,
+) -> Result<(), DiskError> {
+    let meta = meta_cf(db, path)?;
+    let mut batch = WriteBatch::default();
+    batch.put_cf(meta, META_FORMAT, FORMAT_VERSION.to_be_bytes());
+    batch.put_cf(meta, META_CLUSTER, identity.cluster_id.as_bytes());
+    batch.put_cf(meta, META_NODE, identity.node_id.to_be_bytes());
+    batch.put_cf(meta, META_GROUP, identity.group_id.to_be_bytes());
+    batch.put_cf(meta, META_APPLIED, applied.to_be_bytes());
+    let mut sync = WriteOptions::default();
+    sync.set_sync(true);
+    db.write_opt(batch, &sync).map_err(engine_error(path))
 }
 
 fn check_identity(
@@ -446,11 +549,40 @@ fn check_identity(
     Ok(())
 }
 
+/// A state machine's key-value state in one directory (see the
+/// [module documentation](self)).
+pub struct DiskEngine {
+    dir: PathBuf,
+    identity: DiskIdentity,
+    options: DiskOptions,
+    /// The live state: its directory name and number, and the database.
+    state: String,
+    number: u64,
+    db: DB,
+    applied: AtomicU64,
+    durable: AtomicU64,
+    /// Serialises syncs, so that the durable index only grows.
+    sync_lock: Mutex<()>,
+    _lock: DirLock,
+}
+
+impl std::fmt::Debug for DiskEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiskEngine")
+            .field("dir", &self.dir)
+            .field("state", &self.state)
+            .field("identity", &self.identity)
+            .field("applied", &self.applied_index())
+            .field("durable", &self.durable_applied_index())
+            .finish_non_exhaustive()
+    }
+}
+
 impl DiskEngine {
     /// Opens the state in `dir`, creating the directory and an empty
     /// state (applied index 0) owned by `identity` if there is none.
     /// Deletes a restore that did not finish. Refuses a directory of
-    /// another cluster, node or group, and a damaged state file.
+    /// another cluster, node or group, one in use, and a damaged state.
     pub fn open(
         dir: impl AsRef<Path>,
         identity: DiskIdentity,
@@ -466,50 +598,65 @@ impl DiskEngine {
             });
         }
         fs::create_dir_all(&dir).map_err(io_error("creating the state directory", &dir))?;
-        let restore = dir.join(RESTORE_FILE_NAME);
-        match fs::remove_file(&restore) {
-            Ok(()) => sync_dir(&dir)?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_error("deleting an unfinished restore", &restore)(e)),
-        }
-        let path = dir.join(STATE_FILE_NAME);
-        let db = create_database(&path, &options)?;
-        let stored = read_meta(&begin_read(&db, &path)?, &path)?;
-        let applied = match stored {
-            Some(meta) => {
-                check_identity(&dir, &meta.identity, &identity)?;
-                // Make sure what was read is on disk, not only in the page
-                // cache of a process that crashed, before calling it durable.
-                commit_durable(begin_write(&db, &path)?, &path)?;
-                meta.applied
+        let lock = DirLock::acquire(&dir)?;
+        let current = read_current(&dir)?;
+        if let Some(state) = &current {
+            // Check the owner before anything is deleted or written.
+            let path = dir.join(state);
+            if !path.is_dir() {
+                return Err(DiskError::Damaged {
+                    path,
+                    detail: format!("{CURRENT_FILE_NAME} names a state that is not there"),
+                });
             }
-            None => {
-                let tx = begin_write(&db, &path)?;
-                let has_data = tx
-                    .list_tables()
-                    .map_err(|e| engine_error(&path, e))?
-                    .next()
-                    .is_some();
-                if has_data {
-                    return Err(DiskError::Damaged {
-                        path,
-                        detail: "tables but no identity".to_string(),
-                    });
+            let db = open_db(&path, &options)?;
+            let cf = meta_cf(&db, &path)?;
+            let meta = read_meta(&path, |name| db.get_cf(cf, name))?.ok_or_else(|| {
+                DiskError::Damaged {
+                    path: path.clone(),
+                    detail: "no identity".to_string(),
                 }
-                tx.open_table(DATA).map_err(|e| engine_error(&path, e))?;
-                write_meta(&tx, &path, &identity, 0)?;
-                commit_durable(tx, &path)?;
-                sync_dir(&dir)?;
-                0
-            }
-        };
+            })?;
+            check_identity(&dir, &meta.identity, &identity)?;
+            let number = delete_other_states(&dir, Some(state))?;
+            let number = state_number(state).unwrap_or(number);
+            // What was read may be in the page cache only (a process that
+            // crashed); make it durable before calling it so.
+            db.flush_wal(true).map_err(engine_error(&path))?;
+            return Ok(DiskEngine {
+                dir,
+                identity,
+                options,
+                state: state.clone(),
+                number,
+                db,
+                applied: AtomicU64::new(meta.applied),
+                durable: AtomicU64::new(meta.applied),
+                sync_lock: Mutex::new(()),
+                _lock: lock,
+            });
+        }
+        // No state named: anything here is a creation or a restore cut
+        // short.
+        let highest = delete_other_states(&dir, None)?;
+        let number = highest + 1;
+        let state = state_name(number);
+        let path = dir.join(&state);
+        let db = open_db(&path, &options)?;
+        write_meta(&db, &path, &identity, 0)?;
+        sync_dir(&path)?;
+        write_current(&dir, &state)?;
         Ok(DiskEngine {
             dir,
             identity,
             options,
-            db: RwLock::new(Arc::new(db)),
-            applied: AtomicU64::new(applied),
-            durable: AtomicU64::new(applied),
+            state,
+            number,
+            db,
+            applied: AtomicU64::new(0),
+            durable: AtomicU64::new(0),
+            sync_lock: Mutex::new(()),
+            _lock: lock,
         })
     }
 
@@ -524,11 +671,7 @@ impl DiskEngine {
     }
 
     fn path(&self) -> PathBuf {
-        self.dir.join(STATE_FILE_NAME)
-    }
-
-    fn database(&self) -> Arc<Database> {
-        Arc::clone(&self.db.read().unwrap_or_else(|e| e.into_inner()))
+        self.dir.join(&self.state)
     }
 
     /// The applied index of the last batch (durable or not).
@@ -536,8 +679,8 @@ impl DiskEngine {
         self.applied.load(Ordering::Acquire)
     }
 
-    /// The applied index that is on disk: what the state opens at after a
-    /// crash. The log must keep every entry after it.
+    /// The applied index that is on disk: the state opens at it or later
+    /// after a crash. The log must keep every entry after it.
     pub fn durable_applied_index(&self) -> u64 {
         self.durable.load(Ordering::Acquire)
     }
@@ -548,10 +691,8 @@ impl DiskEngine {
         self.transact(applied_index, |batch| {
             for op in ops {
                 match *op {
-                    WriteOp::Put { key, value } => batch.put(key, value)?,
-                    WriteOp::Delete { key } => {
-                        batch.delete(key)?;
-                    }
+                    WriteOp::Put { key, value } => batch.put(key, value),
+                    WriteOp::Delete { key } => batch.delete(key),
                 }
             }
             Ok(())
@@ -560,110 +701,109 @@ impl DiskEngine {
 
     /// Runs `f` on a batch that reads its own writes (a compare-and-set
     /// after a put in the same batch sees the put), then writes the batch
-    /// and `applied_index` in one atomic write. If `f` fails nothing of the
-    /// batch is written.
+    /// and `applied_index` in one atomic write. If `f` fails nothing of
+    /// the batch is written.
     pub fn transact<R>(
         &self,
         applied_index: u64,
         f: impl FnOnce(&mut DiskBatch<'_>) -> Result<R, DiskError>,
     ) -> Result<R, DiskError> {
+        let current = self.applied_index();
+        if applied_index <= current {
+            return Err(DiskError::AppliedIndexNotIncreasing {
+                current,
+                given: applied_index,
+            });
+        }
         let path = self.path();
-        let db = self.database();
-        let mut tx = begin_write(&db, &path)?;
-        tx.set_durability(Durability::None);
-        let result = {
-            let mut meta = tx.open_table(META).map_err(|e| engine_error(&path, e))?;
-            let current = match meta.get(META_APPLIED).map_err(|e| engine_error(&path, e))? {
-                Some(v) => u64_of(&path, META_APPLIED, v.value())?,
-                None => 0,
-            };
-            if applied_index <= current {
-                return Err(DiskError::AppliedIndexNotIncreasing {
-                    current,
-                    given: applied_index,
-                });
-            }
-            let table = tx.open_table(DATA).map_err(|e| engine_error(&path, e))?;
-            let mut batch = DiskBatch { table, path: &path };
-            let result = f(&mut batch)?;
-            meta.insert(META_APPLIED, &applied_index.to_be_bytes()[..])
-                .map_err(|e| engine_error(&path, e))?;
-            result
+        let mut batch = DiskBatch {
+            engine: self,
+            writes: BTreeMap::new(),
         };
-        tx.commit().map_err(|e| engine_error(&path, e))?;
-        self.applied.fetch_max(applied_index, Ordering::AcqRel);
+        let result = f(&mut batch)?;
+        let mut write = WriteBatch::default();
+        for (key, value) in &batch.writes {
+            match value {
+                Some(value) => write.put(key, value),
+                None => write.delete(key),
+            }
+        }
+        write.put_cf(
+            meta_cf(&self.db, &path)?,
+            META_APPLIED,
+            applied_index.to_be_bytes(),
+        );
+        self.db
+            .write_opt(write, &WriteOptions::default())
+            .map_err(engine_error(&path))?;
+        self.applied.store(applied_index, Ordering::Release);
         Ok(result)
     }
 
     /// Makes every batch applied so far durable; returns the durable
     /// applied index.
     pub fn sync(&self) -> Result<u64, DiskError> {
-        let path = self.path();
-        let db = self.database();
-        let tx = begin_write(&db, &path)?;
-        // Read inside the write transaction: no batch can commit between
-        // this read and the durable commit.
-        let applied = {
-            let meta = tx.open_table(META).map_err(|e| engine_error(&path, e))?;
-            let value = meta.get(META_APPLIED).map_err(|e| engine_error(&path, e))?;
-            match value {
-                Some(v) => u64_of(&path, META_APPLIED, v.value())?,
-                None => 0,
-            }
-        };
-        commit_durable(tx, &path)?;
+        let _one = self.sync_lock.lock().unwrap_or_else(|e| e.into_inner());
+        // Read before the log is synced: every batch up to it is in the
+        // log already, so the sync covers it.
+        let applied = self.applied_index();
+        self.db
+            .flush_wal(true)
+            .map_err(engine_error(&self.path()))?;
         self.durable.fetch_max(applied, Ordering::AcqRel);
-        Ok(applied)
+        Ok(self.durable_applied_index())
     }
 
     /// The value of `key` in the latest state.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, DiskError> {
-        self.view()?.get(key)
+        self.db.get(key).map_err(engine_error(&self.path()))
     }
 
-    /// A point-in-time view of the latest state: later batches and
-    /// restores do not change what it sees. A view pins the pages it
-    /// sees, so the file grows by what is written while it is open:
-    /// drop it when the stream is done.
-    pub fn view(&self) -> Result<DiskView, DiskError> {
+    /// A point-in-time view of the latest state: later batches do not
+    /// change what it sees. A view holds the files it sees, so the disk
+    /// keeps what compaction would have freed while it is open: drop it
+    /// when the stream is done.
+    pub fn view(&self) -> Result<DiskView<'_>, DiskError> {
         let path = self.path();
-        let db = self.database();
-        let tx = begin_read(&db, &path)?;
-        let applied = match read_meta(&tx, &path)? {
-            Some(meta) => meta.applied,
+        let snapshot = self.db.snapshot();
+        let meta = meta_cf(&self.db, &path)?;
+        let applied = match snapshot
+            .get_cf(meta, META_APPLIED)
+            .map_err(engine_error(&path))?
+        {
+            Some(bytes) => u64_of(&path, META_APPLIED, &bytes)?,
             None => {
                 return Err(DiskError::Damaged {
                     path,
-                    detail: "no meta table".to_string(),
+                    detail: "no applied index".to_string(),
                 })
             }
         };
-        let table = tx.open_table(DATA).map_err(|e| engine_error(&path, e))?;
         Ok(DiskView {
             applied_index: applied,
-            table,
+            snapshot,
             path,
         })
     }
 
-    /// Starts replacing the whole state by a stream of pairs in key
-    /// order. The current state stays as it is, for reads, views and
-    /// (pointless) batches, until [`DiskRestore::finish`]; a restore
-    /// dropped before it, or cut by a crash, leaves it untouched.
-    pub fn restore_begin(&self) -> Result<DiskRestore<'_>, DiskError> {
-        let path = self.dir.join(RESTORE_FILE_NAME);
-        match fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_error("deleting an unfinished restore", &path)(e)),
-        }
-        let db = create_database(&path, &self.options)?;
+    /// Starts a new state, to be filled by a stream of pairs in key order
+    /// and made the engine's by [`DiskRestore::finish`]. The current state
+    /// stays as it is until then; a restore dropped before it, or cut by
+    /// a crash, leaves it untouched.
+    pub fn restore_begin(&self) -> Result<DiskRestore, DiskError> {
+        let number = delete_other_states(&self.dir, Some(&self.state))?.max(self.number) + 1;
+        let state = state_name(number);
+        let path = self.dir.join(&state);
+        fs::create_dir_all(&path).map_err(io_error("creating a restore", &path))?;
+        let files = path.join("restore-sst");
+        fs::create_dir_all(&files).map_err(io_error("creating a restore", &files))?;
         Ok(DiskRestore {
-            engine: self,
-            db: Some(db),
+            state: Some(state),
+            number,
             path,
-            pending: Vec::new(),
-            pending_bytes: 0,
+            files,
+            written: Vec::new(),
+            writer: None,
             last_key: None,
         })
     }
@@ -671,57 +811,49 @@ impl DiskEngine {
 
 impl Drop for DiskEngine {
     fn drop(&mut self) {
-        // A clean stop leaves every batch durable, so the next open
-        // replays nothing; a failure here is a crash's case, which the
-        // log covers.
+        // A clean stop leaves every batch durable. A failure here is a
+        // crash's case, which the log covers.
         if self.applied_index() > self.durable_applied_index() {
             let _ = self.sync();
         }
     }
 }
 
-/// A batch being written by [`DiskEngine::transact`].
+/// A batch being written by [`DiskEngine::transact`]: its writes, which
+/// its reads see before the state's.
 pub struct DiskBatch<'a> {
-    table: Table<'a, &'static [u8], &'static [u8]>,
-    path: &'a Path,
+    engine: &'a DiskEngine,
+    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
 }
 
 impl DiskBatch<'_> {
     /// The value of `key`, with this batch's earlier writes.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, DiskError> {
-        let value = self
-            .table
-            .get(key)
-            .map_err(|e| engine_error(self.path, e))?;
-        Ok(value.map(|v| v.value().to_vec()))
+        match self.writes.get(key) {
+            Some(value) => Ok(value.clone()),
+            None => self.engine.get(key),
+        }
     }
 
     /// Sets `key` to `value`.
-    pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), DiskError> {
-        self.table
-            .insert(key, value)
-            .map_err(|e| engine_error(self.path, e))?;
-        Ok(())
+    pub fn put(&mut self, key: &[u8], value: &[u8]) {
+        self.writes.insert(key.to_vec(), Some(value.to_vec()));
     }
 
-    /// Removes `key`; whether it was there.
-    pub fn delete(&mut self, key: &[u8]) -> Result<bool, DiskError> {
-        let old = self
-            .table
-            .remove(key)
-            .map_err(|e| engine_error(self.path, e))?;
-        Ok(old.is_some())
+    /// Removes `key`.
+    pub fn delete(&mut self, key: &[u8]) {
+        self.writes.insert(key.to_vec(), None);
     }
 }
 
 /// A point-in-time view of the state (see [`DiskEngine::view`]).
-pub struct DiskView {
+pub struct DiskView<'a> {
     applied_index: u64,
-    table: ReadOnlyTable<&'static [u8], &'static [u8]>,
+    snapshot: SnapshotWithThreadMode<'a, DB>,
     path: PathBuf,
 }
 
-impl std::fmt::Debug for DiskView {
+impl std::fmt::Debug for DiskView<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DiskView")
             .field("applied_index", &self.applied_index)
@@ -730,7 +862,7 @@ impl std::fmt::Debug for DiskView {
     }
 }
 
-impl DiskView {
+impl<'a> DiskView<'a> {
     /// The applied index of the state this view sees.
     pub fn applied_index(&self) -> u64 {
         self.applied_index
@@ -738,59 +870,60 @@ impl DiskView {
 
     /// The value of `key` in this view.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, DiskError> {
-        let value = self
-            .table
-            .get(key)
-            .map_err(|e| engine_error(&self.path, e))?;
-        Ok(value.map(|v| v.value().to_vec()))
+        self.snapshot.get(key).map_err(engine_error(&self.path))
     }
 
     /// The view's pairs in key order, from the first key at or after
     /// `start` (`&[]` for all): a stream cut after key `k` resumes from
     /// the key after `k` (`k` followed by a zero byte).
-    pub fn iter_from(&self, start: &[u8]) -> Result<DiskIter, DiskError> {
-        let range = self
-            .table
-            .range::<&[u8]>(start..)
-            .map_err(|e| engine_error(&self.path, e))?;
-        Ok(DiskIter {
-            range,
-            path: self.path.clone(),
-        })
+    pub fn iter_from(&self, start: &[u8]) -> DiskIter<'_> {
+        let mut read = ReadOptions::default();
+        // A full scan must not push the hot keys out of the cache, and
+        // reads ahead in large steps.
+        read.fill_cache(false);
+        read.set_readahead_size(2 << 20);
+        DiskIter {
+            inner: self
+                .snapshot
+                .iterator_opt(IteratorMode::From(start, Direction::Forward), read),
+            path: &self.path,
+        }
     }
 }
 
 /// The pairs of a [`DiskView`], in key order.
-pub struct DiskIter {
-    range: redb::Range<'static, &'static [u8], &'static [u8]>,
-    path: PathBuf,
+pub struct DiskIter<'a> {
+    inner: rocksdb::DBIteratorWithThreadMode<'a, DB>,
+    path: &'a Path,
 }
 
-impl Iterator for DiskIter {
+impl Iterator for DiskIter<'_> {
     type Item = Result<(Vec<u8>, Vec<u8>), DiskError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let item = self.range.next()?;
+        let item = self.inner.next()?;
         Some(
-            item.map(|(k, v)| (k.value().to_vec(), v.value().to_vec()))
-                .map_err(|e| engine_error(&self.path, e)),
+            item.map(|(k, v)| (k.into_vec(), v.into_vec()))
+                .map_err(engine_error(self.path)),
         )
     }
 }
 
-/// A restore in progress (see [`DiskEngine::restore_begin`]): pairs go
-/// into a new state file beside the current one, which replaces it by
-/// an atomic rename at [`DiskRestore::finish`].
-pub struct DiskRestore<'a> {
-    engine: &'a DiskEngine,
-    db: Option<Database>,
+/// A restore in progress (see [`DiskEngine::restore_begin`]): pairs are
+/// written as SST files in a new state directory, which
+/// [`DiskRestore::finish`] opens, fills and names as the live state.
+pub struct DiskRestore {
+    /// `None` once finished.
+    state: Option<String>,
+    number: u64,
     path: PathBuf,
-    pending: Vec<(Vec<u8>, Vec<u8>)>,
-    pending_bytes: usize,
+    files: PathBuf,
+    written: Vec<PathBuf>,
+    writer: Option<SstFileWriter<'static>>,
     last_key: Option<Vec<u8>>,
 }
 
-impl DiskRestore<'_> {
+impl DiskRestore {
     /// Adds one pair; its key must come after the previous one's.
     pub fn push(&mut self, key: &[u8], value: &[u8]) -> Result<(), DiskError> {
         if let Some(previous) = &self.last_key {
@@ -802,68 +935,67 @@ impl DiskRestore<'_> {
             }
         }
         self.last_key = Some(key.to_vec());
-        self.pending_bytes += key.len() + value.len();
-        self.pending.push((key.to_vec(), value.to_vec()));
-        if self.pending_bytes >= RESTORE_CHUNK_BYTES {
-            self.write_pending(None)?;
+        if self.writer.is_none() {
+            let file = self.files.join(format!("{:06}.sst", self.written.len()));
+            let writer = SstFileWriter::create(sst_options());
+            writer.open(&file).map_err(engine_error(&self.path))?;
+            self.written.push(file);
+            self.writer = Some(writer);
+        }
+        let writer = self.writer.as_mut().expect("a writer was just opened");
+        writer.put(key, value).map_err(engine_error(&self.path))?;
+        if writer.file_size() >= RESTORE_FILE_BYTES {
+            self.close_file()?;
         }
         Ok(())
     }
 
-    /// Writes the pending pairs in one transaction; with `applied`, the
-    /// meta table too, durably: the restore's last commit.
-    fn write_pending(&mut self, applied: Option<u64>) -> Result<(), DiskError> {
-        let db = self.db.as_ref().expect("a restore's database until finish");
-        let mut tx = begin_write(db, &self.path)?;
-        {
-            let mut table = tx
-                .open_table(DATA)
-                .map_err(|e| engine_error(&self.path, e))?;
-            for (key, value) in self.pending.drain(..) {
-                table
-                    .insert(key.as_slice(), value.as_slice())
-                    .map_err(|e| engine_error(&self.path, e))?;
-            }
+    fn close_file(&mut self) -> Result<(), DiskError> {
+        if let Some(mut writer) = self.writer.take() {
+            writer.finish().map_err(engine_error(&self.path))?;
         }
-        self.pending_bytes = 0;
-        match applied {
-            Some(applied) => {
-                write_meta(&tx, &self.path, &self.engine.identity, applied)?;
-                commit_durable(tx, &self.path)
-            }
-            None => {
-                // Nothing of a restore counts before its last commit, so the
-                // chunks need not be durable on their own.
-                tx.set_durability(Durability::None);
-                tx.commit().map_err(|e| engine_error(&self.path, e))
-            }
-        }
+        Ok(())
     }
 
     /// Writes the rest, records `applied_index`, and makes the restored
-    /// state the engine's, atomically: a crash before the rename leaves
-    /// the old state, after it the new one. Views taken before keep
-    /// seeing the old state.
-    pub fn finish(mut self, applied_index: u64) -> Result<(), DiskError> {
-        self.write_pending(Some(applied_index))?;
-        let state = self.engine.path();
-        fs::rename(&self.path, &state).map_err(io_error("replacing the state file", &state))?;
-        sync_dir(&self.engine.dir)?;
-        let db = self.db.take().expect("a restore's database until finish");
-        // The open database follows its file through the rename.
-        *self.engine.db.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(db);
-        self.engine.applied.store(applied_index, Ordering::Release);
-        self.engine.durable.store(applied_index, Ordering::Release);
+    /// state `engine`'s, atomically: a crash before the switch leaves the
+    /// old state, after it the new one. Needs the engine alone (no view
+    /// open), as installing a snapshot does.
+    pub fn finish(mut self, engine: &mut DiskEngine, applied_index: u64) -> Result<(), DiskError> {
+        self.close_file()?;
+        let db = open_db(&self.path, &engine.options)?;
+        if !self.written.is_empty() {
+            let mut ingest = IngestExternalFileOptions::default();
+            ingest.set_move_files(true);
+            db.ingest_external_file_opts(&ingest, self.written.clone())
+                .map_err(engine_error(&self.path))?;
+        }
+        fs::remove_dir_all(&self.files).map_err(io_error("deleting", &self.files))?;
+        write_meta(&db, &self.path, &engine.identity, applied_index)?;
+        sync_dir(&self.path)?;
+        let state = self.state.take().expect("a restore is finished once");
+        write_current(&engine.dir, &state)?;
+        // The switch is made: from here on the new state is the one.
+        let old = engine.path();
+        engine.db = db;
+        engine.state = state;
+        engine.number = self.number;
+        engine.applied.store(applied_index, Ordering::Release);
+        engine.durable.store(applied_index, Ordering::Release);
+        // The old state is garbage now; if this fails the next open
+        // deletes it.
+        let _ = fs::remove_dir_all(old);
         Ok(())
     }
 }
 
-impl Drop for DiskRestore<'_> {
+impl Drop for DiskRestore {
     fn drop(&mut self) {
-        // Not finished: the new file is garbage. (An error here leaves the
-        // file for the next open to delete.)
-        if self.db.take().is_some() {
-            let _ = fs::remove_file(&self.path);
+        // Not finished: the new state is garbage. (If this fails, the next
+        // open deletes it.)
+        if self.state.is_some() {
+            drop(self.writer.take());
+            let _ = fs::remove_dir_all(&self.path);
         }
     }
 }
@@ -904,16 +1036,34 @@ mod tests {
         }
     }
 
+    /// Small caches and memtables: tests open many engines at once.
+    fn options() -> DiskOptions {
+        DiskOptions {
+            cache_bytes: 4 << 20,
+            write_buffer_bytes: 4 << 20,
+        }
+    }
+
     fn open(dir: &TempDir) -> DiskEngine {
-        DiskEngine::open(&dir.0, identity(), DiskOptions::default()).unwrap()
+        DiskEngine::open(&dir.0, identity(), options()).unwrap()
     }
 
     fn put<'a>(key: &'a [u8], value: &'a [u8]) -> WriteOp<'a> {
         WriteOp::Put { key, value }
     }
 
-    fn all(view: &DiskView, start: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
-        view.iter_from(start).unwrap().map(Result::unwrap).collect()
+    fn all(view: &DiskView<'_>, start: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        view.iter_from(start).map(Result::unwrap).collect()
+    }
+
+    fn states(dir: &TempDir) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(&dir.0)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| state_number(n).is_some())
+            .collect();
+        names.sort();
+        names
     }
 
     #[test]
@@ -923,7 +1073,11 @@ mod tests {
         assert_eq!(engine.applied_index(), 0);
         assert_eq!(engine.durable_applied_index(), 0);
         assert_eq!(engine.get(b"k").unwrap(), None);
-        assert!(dir.0.join(STATE_FILE_NAME).exists());
+        assert_eq!(
+            fs::read_to_string(dir.0.join(CURRENT_FILE_NAME)).unwrap(),
+            "state-000001\n"
+        );
+        assert_eq!(states(&dir), vec!["state-000001".to_string()]);
     }
 
     #[test]
@@ -973,7 +1127,7 @@ mod tests {
         let Some(dir) = std::env::var_os(CRASH_DIR_VAR) else {
             return;
         };
-        let engine = DiskEngine::open(&dir, identity(), DiskOptions::default()).unwrap();
+        let engine = DiskEngine::open(&dir, identity(), options()).unwrap();
         for index in 1..=5u64 {
             let key = index.to_be_bytes();
             engine
@@ -1056,16 +1210,18 @@ mod tests {
     fn a_batch_reads_its_own_writes_and_a_failed_one_writes_nothing() {
         let dir = TempDir::new("transact");
         let engine = open(&dir);
+        engine.apply_batch(&[put(b"gone", b"x")], 1).unwrap();
         let seen = engine
-            .transact(1, |batch| {
-                batch.put(b"k", b"v1")?;
-                batch.get(b"k")
+            .transact(2, |batch| {
+                batch.put(b"k", b"v1");
+                batch.delete(b"gone");
+                Ok((batch.get(b"k")?, batch.get(b"gone")?))
             })
             .unwrap();
-        assert_eq!(seen, Some(b"v1".to_vec()));
+        assert_eq!(seen, (Some(b"v1".to_vec()), None));
         let err = engine
-            .transact(2, |batch| {
-                batch.put(b"k", b"v2")?;
+            .transact(3, |batch| {
+                batch.put(b"k", b"v2");
                 Err::<(), _>(DiskError::BadIdentity {
                     reason: "planted".to_string(),
                 })
@@ -1073,8 +1229,9 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, DiskError::BadIdentity { .. }));
         assert_eq!(engine.get(b"k").unwrap(), Some(b"v1".to_vec()));
-        assert_eq!(engine.applied_index(), 1);
-        assert_eq!(engine.view().unwrap().applied_index(), 1);
+        assert_eq!(engine.get(b"gone").unwrap(), None);
+        assert_eq!(engine.applied_index(), 2);
+        assert_eq!(engine.view().unwrap().applied_index(), 2);
     }
 
     #[test]
@@ -1144,7 +1301,7 @@ mod tests {
     }
 
     #[test]
-    fn a_view_can_be_read_from_another_thread_while_applies_go_on() {
+    fn a_view_is_read_on_another_thread_while_applies_go_on() {
         let dir = TempDir::new("thread");
         let engine = open(&dir);
         let ops: Vec<(Vec<u8>, Vec<u8>)> = (0u32..500)
@@ -1153,47 +1310,51 @@ mod tests {
         let batch: Vec<WriteOp<'_>> = ops.iter().map(|(k, v)| put(k, v)).collect();
         engine.apply_batch(&batch, 1).unwrap();
         let view = engine.view().unwrap();
-        let reader = std::thread::spawn(move || {
-            view.iter_from(b"")
-                .unwrap()
-                .map(|item| item.unwrap())
-                .filter(|(_, v)| v == b"old")
-                .count()
+        let old = std::thread::scope(|s| {
+            let reader = s.spawn(|| {
+                view.iter_from(b"")
+                    .map(|item| item.unwrap())
+                    .filter(|(_, v)| v == b"old")
+                    .count()
+            });
+            for index in 2..50u64 {
+                let key = (index as u32).to_be_bytes();
+                engine.apply_batch(&[put(&key, b"new")], index).unwrap();
+            }
+            reader.join().unwrap()
         });
-        for index in 2..50u64 {
-            let key = (index as u32).to_be_bytes();
-            engine.apply_batch(&[put(&key, b"new")], index).unwrap();
-        }
-        assert_eq!(reader.join().unwrap(), 500);
+        assert_eq!(old, 500);
+        assert_eq!(
+            engine.get(&2u32.to_be_bytes()).unwrap(),
+            Some(b"new".to_vec())
+        );
     }
 
     #[test]
     fn a_restore_replaces_the_state_and_survives_reopen() {
         let dir = TempDir::new("restore");
         {
-            let engine = open(&dir);
+            let mut engine = open(&dir);
             engine
                 .apply_batch(&[put(b"old", b"x"), put(b"k1", b"old")], 3)
                 .unwrap();
-            let before = engine.view().unwrap();
             let mut restore = engine.restore_begin().unwrap();
             for i in 0u32..2000 {
                 restore.push(&i.to_be_bytes(), &[i as u8; 100]).unwrap();
             }
             restore.push(b"k1", b"new").unwrap();
-            restore.finish(900).unwrap();
+            // The old state serves until the switch.
+            assert_eq!(engine.get(b"old").unwrap(), Some(b"x".to_vec()));
+            restore.finish(&mut engine, 900).unwrap();
             assert_eq!(engine.applied_index(), 900);
             assert_eq!(engine.durable_applied_index(), 900);
             assert_eq!(engine.get(b"old").unwrap(), None);
             assert_eq!(engine.get(b"k1").unwrap(), Some(b"new".to_vec()));
-            // A view from before still sees the old state.
-            assert_eq!(before.applied_index(), 3);
-            assert_eq!(before.get(b"old").unwrap(), Some(b"x".to_vec()));
-            // And applies go on on the new one.
+            assert_eq!(states(&dir), vec!["state-000002".to_string()]);
+            // Applies go on on the new state.
             engine.apply_batch(&[put(b"after", b"1")], 901).unwrap();
             engine.sync().unwrap();
         }
-        assert!(!dir.0.join(RESTORE_FILE_NAME).exists());
         let engine = open(&dir);
         assert_eq!(engine.applied_index(), 901);
         assert_eq!(engine.get(b"after").unwrap(), Some(b"1".to_vec()));
@@ -1205,6 +1366,17 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_restore_empties_the_state() {
+        let dir = TempDir::new("empty");
+        let mut engine = open(&dir);
+        engine.apply_batch(&[put(b"a", b"1")], 1).unwrap();
+        let restore = engine.restore_begin().unwrap();
+        restore.finish(&mut engine, 40).unwrap();
+        assert_eq!(engine.applied_index(), 40);
+        assert_eq!(all(&engine.view().unwrap(), b""), vec![]);
+    }
+
+    #[test]
     fn a_restore_dropped_before_finish_leaves_the_old_state() {
         let dir = TempDir::new("dropped");
         let engine = open(&dir);
@@ -1212,9 +1384,9 @@ mod tests {
         {
             let mut restore = engine.restore_begin().unwrap();
             restore.push(b"a", b"1").unwrap();
-            assert!(dir.0.join(RESTORE_FILE_NAME).exists());
+            assert_eq!(states(&dir).len(), 2);
         }
-        assert!(!dir.0.join(RESTORE_FILE_NAME).exists());
+        assert_eq!(states(&dir), vec!["state-000001".to_string()]);
         assert_eq!(engine.applied_index(), 8);
         assert_eq!(engine.get(b"keep").unwrap(), Some(b"me".to_vec()));
         assert_eq!(engine.get(b"a").unwrap(), None);
@@ -1228,16 +1400,15 @@ mod tests {
             engine.apply_batch(&[put(b"keep", b"me")], 8).unwrap();
             engine.sync().unwrap();
             let mut restore = engine.restore_begin().unwrap();
-            for i in 0u32..20_000 {
-                // More than one chunk, so some of it reached the file.
+            for i in 0u32..5_000 {
                 restore.push(&i.to_be_bytes(), &[7; 1000]).unwrap();
             }
             // A crash runs no destructor.
             std::mem::forget(restore);
         }
-        assert!(dir.0.join(RESTORE_FILE_NAME).exists());
+        assert_eq!(states(&dir).len(), 2);
         let engine = open(&dir);
-        assert!(!dir.0.join(RESTORE_FILE_NAME).exists());
+        assert_eq!(states(&dir), vec!["state-000001".to_string()]);
         assert_eq!(engine.applied_index(), 8);
         assert_eq!(engine.get(b"keep").unwrap(), Some(b"me".to_vec()));
         assert_eq!(engine.get(&0u32.to_be_bytes()).unwrap(), None);
@@ -1277,7 +1448,7 @@ mod tests {
             },
         ];
         for (n, given) in cases.into_iter().enumerate() {
-            let err = DiskEngine::open(&dir.0, given, DiskOptions::default()).unwrap_err();
+            let err = DiskEngine::open(&dir.0, given, options()).unwrap_err();
             let right = match n {
                 0 => matches!(err, DiskError::WrongCluster { .. }),
                 1 => matches!(
@@ -1308,37 +1479,42 @@ mod tests {
     fn a_second_engine_on_the_same_directory_is_refused() {
         let dir = TempDir::new("lock");
         let _engine = open(&dir);
-        let err = DiskEngine::open(&dir.0, identity(), DiskOptions::default()).unwrap_err();
+        let err = DiskEngine::open(&dir.0, identity(), options()).unwrap_err();
         assert!(matches!(err, DiskError::InUse { .. }), "{err}");
     }
 
     #[test]
-    fn a_file_that_is_not_a_state_file_is_refused() {
-        let dir = TempDir::new("garbage");
+    fn a_pointer_to_a_missing_or_foreign_state_is_refused() {
+        let dir = TempDir::new("pointer");
         fs::create_dir_all(&dir.0).unwrap();
-        fs::write(dir.0.join(STATE_FILE_NAME), vec![0x5a; 64 * 1024]).unwrap();
-        let err = DiskEngine::open(&dir.0, identity(), DiskOptions::default()).unwrap_err();
+        fs::write(dir.0.join(CURRENT_FILE_NAME), "state-000009\n").unwrap();
+        let err = DiskEngine::open(&dir.0, identity(), options()).unwrap_err();
+        assert!(matches!(err, DiskError::Damaged { .. }), "{err}");
+        fs::write(dir.0.join(CURRENT_FILE_NAME), "../elsewhere\n").unwrap();
+        let err = DiskEngine::open(&dir.0, identity(), options()).unwrap_err();
         assert!(matches!(err, DiskError::Damaged { .. }), "{err}");
     }
 
     #[test]
-    fn a_state_file_with_a_damaged_header_is_refused() {
-        use std::io::{Seek, SeekFrom, Write};
+    fn a_state_with_a_damaged_file_is_refused() {
         let dir = TempDir::new("damaged");
         {
             let engine = open(&dir);
             engine.apply_batch(&[put(b"a", b"1")], 1).unwrap();
-            engine.sync().unwrap();
         }
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .open(dir.0.join(STATE_FILE_NAME))
-            .unwrap();
-        file.seek(SeekFrom::Start(0)).unwrap();
-        file.write_all(&[0xff; 512]).unwrap();
-        drop(file);
-        let err = DiskEngine::open(&dir.0, identity(), DiskOptions::default()).unwrap_err();
-        assert!(matches!(err, DiskError::Damaged { .. }), "{err}");
+        let state = dir.0.join("state-000001");
+        let manifest = fs::read_dir(&state)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("MANIFEST-"))
+            })
+            .expect("a MANIFEST file");
+        fs::write(&manifest, vec![0x5a; 4096]).unwrap();
+        let err = DiskEngine::open(&dir.0, identity(), options()).unwrap_err();
+        assert!(matches!(err, DiskError::Damaged { .. }), "{err} ({err:?})");
     }
 
     #[test]
@@ -1348,17 +1524,18 @@ mod tests {
             cluster_id: "c".repeat(CLUSTER_ID_BYTES_MAX + 1),
             ..identity()
         };
-        let err = DiskEngine::open(&dir.0, given, DiskOptions::default()).unwrap_err();
+        let err = DiskEngine::open(&dir.0, given, options()).unwrap_err();
         assert!(matches!(err, DiskError::BadIdentity { .. }), "{err}");
         assert!(!dir.0.exists());
     }
 
     #[test]
-    fn views_and_the_engine_cross_threads() {
+    fn the_engine_and_its_views_cross_threads() {
         fn send_sync<T: Send + Sync>() {}
         send_sync::<DiskEngine>();
+        send_sync::<DiskView<'static>>();
         fn send<T: Send>() {}
-        send::<DiskView>();
-        send::<DiskIter>();
+        send::<DiskIter<'static>>();
+        send::<DiskRestore>();
     }
 }
