@@ -410,6 +410,42 @@ fn delete_other_states(dir: &Path, keep: Option<&str>) -> Result<u64, DiskError>
     Ok(highest)
 }
 
+/// Refuses a directory without [`CURRENT_FILE_NAME`] that holds a state
+/// past applied index 0: a lost pointer, not a creation cut short, and
+/// deleting it would lose the state.
+fn refuse_unnamed_states(dir: &Path, options: &DiskOptions) -> Result<(), DiskError> {
+    let entries = fs::read_dir(dir).map_err(io_error("listing", dir))?;
+    for entry in entries {
+        let entry = entry.map_err(io_error("listing", dir))?;
+        let path = entry.path();
+        if entry.file_name().to_str().and_then(state_number).is_none() || !path.is_dir() {
+            continue;
+        }
+        let opts = db_options(options);
+        let cfs = [rocksdb::DEFAULT_COLUMN_FAMILY_NAME, META_CF];
+        // A directory RocksDB cannot open holds nothing to keep.
+        let Ok(db) = DB::open_cf_for_read_only(&opts, &path, cfs, false) else {
+            continue;
+        };
+        let Ok(cf) = meta_cf(&db, &path) else {
+            continue;
+        };
+        if let Ok(Some(meta)) = read_meta(&path, |name| db.get_cf(cf, name)) {
+            if meta.applied > 0 {
+                return Err(DiskError::Damaged {
+                    path,
+                    detail: format!(
+                        "{CURRENT_FILE_NAME} is missing, but this state is at applied index {}; \
+                         write its name into {CURRENT_FILE_NAME} to use it",
+                        meta.applied
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 fn db_options(options: &DiskOptions) -> Options {
     let mut table = BlockBasedOptions::default();
     table.set_block_cache(&Cache::new_lru_cache(options.cache_bytes));
@@ -636,8 +672,9 @@ impl DiskEngine {
                 _lock: lock,
             });
         }
-        // No state named: anything here is a creation or a restore cut
-        // short.
+        // No state named: anything here is a creation cut short (its
+        // state empty, at applied index 0), unless the pointer was lost.
+        refuse_unnamed_states(&dir, &options)?;
         let highest = delete_other_states(&dir, None)?;
         let number = highest + 1;
         let state = state_name(number);
@@ -1493,6 +1530,36 @@ mod tests {
         fs::write(dir.0.join(CURRENT_FILE_NAME), "../elsewhere\n").unwrap();
         let err = DiskEngine::open(&dir.0, identity(), options()).unwrap_err();
         assert!(matches!(err, DiskError::Damaged { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_lost_pointer_is_refused_and_the_state_kept() {
+        let dir = TempDir::new("lost");
+        {
+            let engine = open(&dir);
+            engine.apply_batch(&[put(b"a", b"1")], 3).unwrap();
+        }
+        fs::remove_file(dir.0.join(CURRENT_FILE_NAME)).unwrap();
+        let err = DiskEngine::open(&dir.0, identity(), options()).unwrap_err();
+        assert!(matches!(err, DiskError::Damaged { .. }), "{err}");
+        assert_eq!(states(&dir), vec!["state-000001".to_string()]);
+        write_current(&dir.0, "state-000001").unwrap();
+        let engine = open(&dir);
+        assert_eq!(engine.applied_index(), 3);
+        assert_eq!(engine.get(b"a").unwrap(), Some(b"1".to_vec()));
+    }
+
+    #[test]
+    fn a_creation_cut_short_is_started_again() {
+        let dir = TempDir::new("cut");
+        {
+            let _engine = open(&dir);
+        }
+        // As if the crash came before the pointer was written.
+        fs::remove_file(dir.0.join(CURRENT_FILE_NAME)).unwrap();
+        let engine = open(&dir);
+        assert_eq!(engine.applied_index(), 0);
+        assert_eq!(states(&dir), vec!["state-000002".to_string()]);
     }
 
     #[test]
