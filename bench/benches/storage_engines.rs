@@ -39,7 +39,10 @@
 //!    dies by SIGKILL; then **open** again: the time to open after a crash,
 //!    and the applied index it recovered (at least the synced one).
 //!
-//! Switches: redb's durable commits use quick-repair (otherwise a crash
+//! Switches: `CONCORD_BENCH_ROCKSDB_TUNED=1` gives RocksDB the settings
+//! of `concord_services::disk_engine` (64 MiB block cache holding index
+//! and filter blocks, Bloom filters, files synced as written); redb's
+//! durable commits use quick-repair (otherwise a crash
 //! means walking the whole file on the next open:
 //! `CONCORD_BENCH_REDB_QUICK_REPAIR=0` shows that cost); fjall's batches
 //! skip the journal's per-batch write to the OS when not durable
@@ -365,8 +368,8 @@ mod fjall_engine {
 mod rocksdb_engine {
     use super::*;
     use rocksdb::{
-        IngestExternalFileOptions, IteratorMode, Options, SstFileWriter, WriteBatch, WriteOptions,
-        DB,
+        BlockBasedOptions, Cache, IngestExternalFileOptions, IteratorMode, Options, SstFileWriter,
+        WriteBatch, WriteOptions, DB,
     };
 
     pub struct Rocks {
@@ -377,6 +380,17 @@ mod rocksdb_engine {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
+        if env_u64("CONCORD_BENCH_ROCKSDB_TUNED", 0) != 0 {
+            // The settings of `concord_services::disk_engine`.
+            let mut table = BlockBasedOptions::default();
+            table.set_block_cache(&Cache::new_lru_cache(64 << 20));
+            table.set_cache_index_and_filter_blocks(true);
+            table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+            table.set_bloom_filter(10.0, false);
+            opts.set_block_based_table_factory(&table);
+            opts.set_bytes_per_sync(1 << 20);
+            opts.set_wal_bytes_per_sync(1 << 20);
+        }
         opts
     }
 
