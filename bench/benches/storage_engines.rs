@@ -39,6 +39,11 @@
 //!    dies by SIGKILL; then **open** again: the time to open after a crash,
 //!    and the applied index it recovered (at least the synced one).
 //!
+//! The open and scan steps first read every file of the engine once
+//! (`CONCORD_BENCH_WARM=0` not), so that they measure every engine with
+//! its files in the page cache: RocksDB's `SstFileWriter` drops what it
+//! wrote from the cache, the others do not.
+//!
 //! Switches: `CONCORD_BENCH_ROCKSDB_TUNED=1` gives RocksDB the settings
 //! of `concord_services::disk_engine` (64 MiB block cache holding index
 //! and filter blocks, Bloom filters, files synced as written); redb's
@@ -528,6 +533,24 @@ fn cpu_secs() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// Reads every file under `dir` once, so that the engine's files are in
+/// the operating system's page cache before a step reads them: what
+/// each engine wrote is cached or not by its own choice (RocksDB's
+/// `SstFileWriter` drops what it wrote from the cache), and a step that
+/// reads would measure the disk for one engine and memory for another.
+fn warm(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                warm(&path);
+            } else if let Ok(mut file) = std::fs::File::open(&path) {
+                let _ = std::io::copy(&mut file, &mut std::io::sink());
+            }
+        }
+    }
+}
+
 fn dir_bytes(dir: &Path) -> u64 {
     let mut total = 0;
     if let Ok(entries) = std::fs::read_dir(dir) {
@@ -658,6 +681,9 @@ fn child(step: &str, name: &str, dir: &Path) {
             );
         }
         "open" => {
+            if env_u64("CONCORD_BENCH_WARM", 1) != 0 {
+                warm(dir);
+            }
             let start = Instant::now();
             let engine = open_engine(name, dir);
             let applied = engine.applied();
@@ -742,6 +768,9 @@ fn child(step: &str, name: &str, dir: &Path) {
             );
         }
         "scan" => {
+            if env_u64("CONCORD_BENCH_WARM", 1) != 0 {
+                warm(dir);
+            }
             let engine = open_engine(name, dir);
             let next = AtomicU64::new(engine.applied() + 1);
             let secs = Duration::from_secs(sizes.secs);
