@@ -46,7 +46,8 @@
 //!
 //! Switches: `CONCORD_BENCH_ROCKSDB_TUNED=1` gives RocksDB the settings
 //! of `concord_services::disk_engine` (64 MiB block cache holding index
-//! and filter blocks, Bloom filters, files synced as written); redb's
+//! and filter blocks, Bloom filters, files synced as written, at most
+//! 128 MiB of log); redb's
 //! durable commits use quick-repair (otherwise a crash
 //! means walking the whole file on the next open:
 //! `CONCORD_BENCH_REDB_QUICK_REPAIR=0` shows that cost); fjall's batches
@@ -395,6 +396,7 @@ mod rocksdb_engine {
             opts.set_block_based_table_factory(&table);
             opts.set_bytes_per_sync(1 << 20);
             opts.set_wal_bytes_per_sync(1 << 20);
+            opts.set_max_total_wal_size(128 << 20);
         }
         opts
     }

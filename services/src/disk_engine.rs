@@ -463,6 +463,12 @@ fn db_options(options: &DiskOptions) -> Options {
     // sync never has a gigabyte of dirty pages to wait for.
     opts.set_bytes_per_sync(1 << 20);
     opts.set_wal_bytes_per_sync(1 << 20);
+    // The meta column family's memtable takes 8 bytes a batch and keeps
+    // every log file alive until it fills: without a bound the log grows
+    // to RocksDB's default limit with two column families, 4× their
+    // memtables (a gigabyte), and a crash replays all of it. Past this
+    // bound RocksDB flushes the column families that hold the oldest log.
+    opts.set_max_total_wal_size(2 * options.write_buffer_bytes as u64);
     opts
 }
 
