@@ -215,6 +215,27 @@ pub(crate) fn write_snapshot_file_with_meta(
     )
 }
 
+/// Creates (empty) the temporary file `<name>.<what>.tmp` of the snapshot
+/// at `position` in `snapshot_dir`; returns it, its path and the final
+/// path it is renamed to once durable. A `.tmp` file is removed at start.
+fn create_temporary(
+    snapshot_dir: &Path,
+    position: LogPosition,
+    what: &str,
+) -> Result<(File, PathBuf, PathBuf), StorageError> {
+    let name = snapshot_file_name(position);
+    let final_path = snapshot_dir.join(&name);
+    let path = snapshot_dir.join(format!("{name}.{what}.tmp"));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .map_err(io_err(format!("creating {}", path.display())))?;
+    Ok((file, path, final_path))
+}
+
 /// Most bytes read from a state view at a time while it is streamed into
 /// a file.
 const STREAM_CHUNK_BYTES: usize = 1 << 20;
@@ -230,15 +251,7 @@ pub(crate) fn stream_view_into_file(
     position: LogPosition,
     view: &mut dyn StateView,
 ) -> Result<ReceivedSnapshot, StorageError> {
-    let final_path = snapshot_dir.join(snapshot_file_name(position));
-    let path = snapshot_dir.join(format!("{}.taking.tmp", snapshot_file_name(position)));
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&path)
-        .map_err(io_err(format!("creating {}", path.display())))?;
+    let (file, path, final_path) = create_temporary(snapshot_dir, position, "taking")?;
     let mut checksum = Checksum64::new();
     let mut size_bytes = 0u64;
     let mut buf = vec![0u8; STREAM_CHUNK_BYTES];
@@ -285,18 +298,7 @@ pub(crate) fn create_receiving_file(
     snapshot_dir: &Path,
     meta: SnapshotMeta,
 ) -> Result<SnapshotSink, StorageError> {
-    let final_path = snapshot_dir.join(snapshot_file_name(meta.position));
-    let path = snapshot_dir.join(format!(
-        "{}.receiving.tmp",
-        snapshot_file_name(meta.position)
-    ));
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&path)
-        .map_err(io_err(format!("creating {}", path.display())))?;
+    let (file, path, final_path) = create_temporary(snapshot_dir, meta.position, "receiving")?;
     file.write_all_at(&header_for(&meta), 0)
         .map_err(io_err(format!("writing {}", path.display())))?;
     Ok(SnapshotSink::in_file(
