@@ -625,14 +625,13 @@ fn restore_streamed<S: DurableStateMachine>(
     Ok(())
 }
 
-/// Where group `group`'s node resumes applying: after what its state
-/// machine holds (durably, after a restart), within the recovered log. A
-/// state machine behind the log's start, with no snapshot to rebuild it
-/// from, cannot be brought up to date: refused.
-fn resume_after_durable<S: DurableStateMachine>(
+/// Checks that group `group`'s state machine can continue from the
+/// recovered log: one behind the log's start, with no snapshot to
+/// rebuild it from, cannot be brought up to date and is refused.
+fn check_continues_log<S: DurableStateMachine>(
     group: GroupId,
     state_machine: &S,
-    recovered: &mut concord::Recovered,
+    recovered: &concord::Recovered,
 ) -> Result<(), MultiServerError> {
     let applied = state_machine.applied_index();
     let base = recovered.base.index;
@@ -647,11 +646,14 @@ fn resume_after_durable<S: DurableStateMachine>(
             ),
         });
     }
-    let last = recovered.entries.last().map_or(base, |entry| entry.index);
-    // Past the log's end: entries it applied before the crash that the
-    // log had not made durable; the leader sends them again, and they are
-    // skipped then.
-    recovered.applied_index = recovered.applied_index.max(applied.min(last));
+    // The node is not told the state machine's index as its applied one:
+    // the log's entries up to it are the ones applied only if the state
+    // came from applying them. A follower that restored a leader's
+    // snapshot and crashed before the log's record of it was synced may
+    // hold an older term's entries below that index, which the node would
+    // take for committed. It starts from the log's base; the committed
+    // entries up to the state machine's index are skipped when handed out
+    // (the simulator's `--bug-durable-restart-trusts-applied`).
     Ok(())
 }
 
@@ -719,7 +721,7 @@ where
     for (group, group_config) in &config.groups {
         let found = recovery.groups.remove(group);
         let mut state_machine = make_state_machine(*group);
-        let (mut recovered, snapshot) = match found {
+        let (recovered, snapshot) = match found {
             Some(found) => (found.recovered, found.snapshot),
             None => (concord::Recovered::default(), None),
         };
@@ -744,7 +746,7 @@ where
             })?;
         }
         if !is_catalog {
-            resume_after_durable(*group, &state_machine, &mut recovered)?;
+            check_continues_log(*group, &state_machine, &recovered)?;
         }
         let base_index = recovered.base.index;
         multi.create_group(*group, group_config.clone(), recovered)?;
@@ -1509,9 +1511,10 @@ where
                         }
                     }
                     None => {
-                        // A durable state machine may hold entries the log
-                        // hands out again (applied before a restart, past
-                        // the log's durable end): never applied twice.
+                        // After a restart the node hands out the committed
+                        // entries from its log's base: those a durable
+                        // state machine holds already are never applied
+                        // twice.
                         let applied = host_group.state_machine.applied_index();
                         let skip = entries.partition_point(|entry| entry.index <= applied);
                         responses.resize(skip, None);
