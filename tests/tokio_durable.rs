@@ -276,6 +276,16 @@ impl NodeDirs {
     }
 }
 
+/// Opens node `dirs`' data directory for its `start`-th start (1 first).
+fn open_node(dirs: &NodeDirs, start: u64) -> data_dir::DataDir {
+    if start == 1 {
+        fs::create_dir_all(&dirs.data.0).unwrap();
+        let counter = dirs.data.0.join(data_dir::INCARNATION_FILE_NAME);
+        fs::write(&counter, data_dir::encode_incarnation(0)).unwrap();
+    }
+    data_dir::open_data_dir(&dirs.data.0, MultiWalOptions::default()).unwrap()
+}
+
 /// Starts node `id` of `members` for its `start`-th start (1 first).
 fn start_node(
     id: NodeId,
@@ -285,12 +295,20 @@ fn start_node(
     network: &MemFrameNetwork,
     counters: Arc<Counters>,
 ) -> Result<MultiServerHandle, host::MultiServerError> {
-    let counter = dirs.data.0.join(data_dir::INCARNATION_FILE_NAME);
-    if start == 1 {
-        fs::create_dir_all(&dirs.data.0).unwrap();
-        fs::write(&counter, data_dir::encode_incarnation(0)).unwrap();
-    }
-    let opened = data_dir::open_data_dir(&dirs.data.0, MultiWalOptions::default()).unwrap();
+    let opened = open_node(dirs, start);
+    start_opened(id, members, dirs, start, opened, network, counters)
+}
+
+/// Starts node `id` of `members` from its `opened` data directory.
+fn start_opened(
+    id: NodeId,
+    members: &[NodeId],
+    dirs: &NodeDirs,
+    start: u64,
+    opened: data_dir::DataDir,
+    network: &MemFrameNetwork,
+    counters: Arc<Counters>,
+) -> Result<MultiServerHandle, host::MultiServerError> {
     let log = WalThread::start(opened.log).unwrap();
     let mut multi = MultiConfig::new(id, members.iter().copied());
     multi.incarnation = opened.incarnation;
@@ -454,7 +472,7 @@ async fn a_state_machine_behind_the_log_with_no_snapshot_is_refused() {
     let network = MemFrameNetwork::new();
     one_node_with_writes(&dirs, &network, WRITES).await;
     fs::remove_dir_all(dirs.state.0.join("1")).unwrap();
-    let mut opened = data_dir::open_data_dir(&dirs.data.0, MultiWalOptions::default()).unwrap();
+    let mut opened = open_node(&dirs, 2);
     let group = opened
         .recovery
         .groups
@@ -463,19 +481,8 @@ async fn a_state_machine_behind_the_log_with_no_snapshot_is_refused() {
     let base = group.recovered.base.index;
     assert!(base > 0, "the log was compacted");
     group.snapshot = None;
-    let log = WalThread::start(opened.log).unwrap();
-    let mut multi = MultiConfig::new(1, [1]);
-    multi.incarnation = opened.incarnation;
-    let config = MultiServerConfig::new(multi, vec![(GROUP, group_config(1, &[1], 2))]);
-    let state_dir = dirs.state.0.clone();
-    let started = host::start_durable(
-        config,
-        move |group| FileKv::open(&state_dir.join(group.to_string()), Arc::default()),
-        opened.recovery,
-        log,
-        network.sender(1),
-        host::inbox(),
-    );
+    let counters = Arc::new(Counters::default());
+    let started = start_opened(1, &[1], &dirs, 2, opened, &network, counters);
     let error = match started {
         Ok(_) => panic!("a state machine behind the log started"),
         Err(error) => error.to_string(),

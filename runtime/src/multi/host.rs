@@ -646,14 +646,6 @@ fn check_continues_log<S: DurableStateMachine>(
             ),
         });
     }
-    // The node is not told the state machine's index as its applied one:
-    // the log's entries up to it are the ones applied only if the state
-    // came from applying them. A follower that restored a leader's
-    // snapshot and crashed before the log's record of it was synced may
-    // hold an older term's entries below that index, which the node would
-    // take for committed. It starts from the log's base; the committed
-    // entries up to the state machine's index are skipped when handed out
-    // (the simulator's `--bug-durable-restart-trusts-applied`).
     Ok(())
 }
 
@@ -745,6 +737,15 @@ where
                 reason,
             })?;
         }
+        // The node is not told the state machine's index as its applied
+        // one: the log's entries up to it are the ones applied only if the
+        // state came from applying them. A follower that restored a
+        // leader's snapshot and crashed before the log's record of it was
+        // synced may hold an older term's entries below that index, which
+        // the node would take for committed. It starts from the log's
+        // base; the committed entries the state machine holds are skipped
+        // when handed out (the simulator's
+        // `--bug-durable-restart-trusts-applied`).
         if !is_catalog {
             check_continues_log(*group, &state_machine, &recovered)?;
         }
@@ -1899,8 +1900,8 @@ where
         let Some(host_group) = self.groups.get_mut(&group) else {
             return;
         };
-        // A durable state machine ahead of the log (it kept entries past
-        // the log's durable end through a crash): its view would cover
+        // A durable state machine ahead of the node (after a restart the
+        // node applies from its log's base again): its view would cover
         // entries the node has not applied. Taken once they are.
         if host_group.state_machine.applied_index() > index {
             self.snapshots_deferred.insert(group);
