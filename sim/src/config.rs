@@ -73,6 +73,25 @@ pub struct HostBugs {
     /// removed one, on every turn (caught by the `client-avoidance`
     /// check).
     pub client_forgets_failures: bool,
+    /// With durable state machines: the state machine records its applied
+    /// index durably at every batch, ahead of the state it covers
+    /// ([`crate::durable::DurableBugs::index_before_state`]).
+    pub durable_index_before_state: bool,
+    /// With durable state machines: a snapshot view reads the live state
+    /// when it is read, so it sees the applies made after its index
+    /// ([`crate::durable::DurableBugs::view_reads_live`]).
+    pub durable_view_reads_live: bool,
+    /// With durable state machines: the host takes the view for a snapshot
+    /// without `sync()` first, so the log is compacted past the state
+    /// machine's durable applied index.
+    pub durable_snapshot_without_sync: bool,
+    /// With durable state machines: at a restart the host hands the node
+    /// the state machine's durable applied index as the index applied
+    /// (`Recovered::applied_index`, capped at the durable log's end), so
+    /// the node takes the log's entries up to it for committed ones; they
+    /// need not be the entries applied when the state came from a leader's
+    /// snapshot whose write to the log was not durable yet.
+    pub durable_restart_trusts_applied: bool,
 }
 
 impl HostBugs {
@@ -94,6 +113,16 @@ impl HostBugs {
             || self.role_announcement_dropped
             || self.split_vote_grant_dropped
             || self.client_forgets_failures
+            || self.durable_any()
+    }
+
+    /// Whether a bug of the durable state machine (or of the host driving
+    /// it) is on.
+    pub fn durable_any(&self) -> bool {
+        self.durable_index_before_state
+            || self.durable_view_reads_live
+            || self.durable_snapshot_without_sync
+            || self.durable_restart_trusts_applied
     }
 }
 
@@ -570,6 +599,20 @@ pub enum ForcedRecoveryChoice {
     Off,
 }
 
+/// Whether a seed's state machines keep their state on disk
+/// ([`crate::durable::SimDurable`], driven as a
+/// [`concord::durable::DurableStateMachine`]) instead of in memory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum DurableChoice {
+    /// Drawn per seed: about a third of the seeds. The default.
+    #[default]
+    Swarm,
+    /// Every seed (`--durable-sm`).
+    Always,
+    /// No seed (`--no-durable-sm`).
+    Off,
+}
+
 /// Everything that defines one run, besides the fault plan (which the
 /// seed draws unless one is given).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -667,6 +710,12 @@ pub struct SimConfig {
     /// it arrived); `--no-read-fresh` turns it off, to see what the history
     /// checker (or a service's model) catches alone.
     pub read_fresh: bool,
+    /// Whether seeds run on-disk state machines (`crate::durable`): the
+    /// host drives them as a real host drives a
+    /// [`concord::durable::DurableStateMachine`] (applies in batches,
+    /// `sync()` before a snapshot's view, views streamed later, restores
+    /// streamed over time, restarts from the durable applied index).
+    pub durable_state_machine: DurableChoice,
 }
 
 impl Default for SimConfig {
@@ -704,6 +753,7 @@ impl Default for SimConfig {
             strict_budgets: false,
             step_rules: true,
             read_fresh: true,
+            durable_state_machine: DurableChoice::Swarm,
         }
     }
 }
@@ -769,6 +819,9 @@ impl SimConfig {
         }
         if self.liveness_bound_ns == 0 {
             return Err("--liveness-ms must be positive".to_string());
+        }
+        if self.bugs.durable_any() && self.durable_state_machine == DurableChoice::Off {
+            return Err("the --bug-durable-* bugs are mistakes of on-disk state machines: drop --no-durable-sm".to_string());
         }
         Ok(())
     }
@@ -1020,6 +1073,33 @@ impl SimConfig {
         }
         if !self.read_fresh {
             flags += " --no-read-fresh";
+        }
+        match self.durable_state_machine {
+            DurableChoice::Swarm => {}
+            DurableChoice::Always => flags += " --durable-sm",
+            DurableChoice::Off => flags += " --no-durable-sm",
+        }
+        for (on, flag) in [
+            (
+                self.bugs.durable_index_before_state,
+                " --bug-durable-index-before-state",
+            ),
+            (
+                self.bugs.durable_view_reads_live,
+                " --bug-durable-view-reads-live",
+            ),
+            (
+                self.bugs.durable_snapshot_without_sync,
+                " --bug-durable-snapshot-without-sync",
+            ),
+            (
+                self.bugs.durable_restart_trusts_applied,
+                " --bug-durable-restart-trusts-applied",
+            ),
+        ] {
+            if on {
+                flags += flag;
+            }
         }
         flags
     }

@@ -84,6 +84,9 @@ pub(crate) struct Disk {
     hard_state: HardState,
     /// Durable snapshot, if any.
     snapshot: Option<Snapshot>,
+    /// The durable snapshot is one the node took itself (not one received
+    /// from a leader).
+    snapshot_own: bool,
     /// The durable log continues after this position (the snapshot's).
     base: LogPosition,
     /// Durable log; `log[i]` has index `base.index + 1 + i`.
@@ -101,6 +104,10 @@ pub(crate) struct Disk {
     torn: Option<TornRecord>,
     /// Torn records found and dropped by recovery.
     pub(crate) torn_dropped: u64,
+    /// A durable state machine's own file (`crate::durable`), kept here
+    /// while the node is down; its state machine holds it while it runs.
+    /// Lost with the disk.
+    pub(crate) sm_file: Option<crate::durable::DurableFile>,
 }
 
 impl Disk {
@@ -178,7 +185,7 @@ impl Disk {
     /// a newer one is stored already). Returns it.
     pub(crate) fn sync_snapshot(&mut self) -> Option<Snapshot> {
         let snapshot = self.pending_snapshot.take()?;
-        self.store_snapshot(snapshot.clone(), false);
+        self.store_snapshot(snapshot.clone(), false, true);
         Some(snapshot)
     }
 
@@ -194,8 +201,8 @@ impl Disk {
     }
 
     /// Keeps the newer snapshot and drops the entries it covers (all of
-    /// them with `discard_log`).
-    fn store_snapshot(&mut self, snapshot: Snapshot, discard_log: bool) {
+    /// them with `discard_log`); `own` if the node took it itself.
+    fn store_snapshot(&mut self, snapshot: Snapshot, discard_log: bool, own: bool) {
         if discard_log {
             self.log.clear();
         }
@@ -215,11 +222,12 @@ impl Disk {
         }
         self.base = position;
         self.snapshot = Some(snapshot);
+        self.snapshot_own = own;
     }
 
     fn make_durable(&mut self, record: Record) -> Result<(), ContractError> {
         if let Some((snapshot, discard_log)) = record.snapshot {
-            self.store_snapshot(snapshot, discard_log);
+            self.store_snapshot(snapshot, discard_log, false);
         }
         if let Some(after) = record.truncate_after {
             let keep = after.saturating_sub(self.base.index);
@@ -296,6 +304,11 @@ impl Disk {
         self.snapshot.as_ref()
     }
 
+    /// Whether the stored snapshot is one the node took itself.
+    pub(crate) fn snapshot_is_own(&self) -> bool {
+        self.snapshot.is_some() && self.snapshot_own
+    }
+
     /// What a restarting node reads back: the durable state, after
     /// checking and dropping a torn tail record.
     pub(crate) fn recover(&mut self) -> Result<Recovered, ContractError> {
@@ -309,7 +322,7 @@ impl Disk {
         }
         if let Some((snapshot, checksum)) = self.torn_snapshot.take() {
             if checksum64(&snapshot.data) == checksum {
-                self.store_snapshot(snapshot, false);
+                self.store_snapshot(snapshot, false, true);
             } else {
                 self.torn_dropped += 1;
             }

@@ -33,7 +33,6 @@ use std::fmt;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use concord::session::WithSessions;
 use concord::state_machine::StateMachine;
 use concord::{Action, Index, Input, Message, Node, NodeId, Term};
 
@@ -67,7 +66,9 @@ mod inject;
 mod late_catchup;
 mod lease;
 mod network;
+mod ondisk;
 mod queue;
+mod replica;
 mod sessions;
 mod split;
 mod states;
@@ -90,6 +91,8 @@ use self::host::{Host, HostInput, Proposer};
 use self::lease::{LeaseNemesis, LeaseStep};
 pub(crate) use self::network::MESSAGE_DELAY_MAX_NS;
 use self::network::{body_code, NetOdds, Slab};
+pub use self::ondisk::DurableCounts;
+use self::ondisk::DurableRun;
 use self::queue::EventQueue;
 use self::sessions::SessionModel;
 use self::split::SplitRoute;
@@ -232,6 +235,11 @@ pub enum FailureKind {
     /// below one already committed somewhere when the read arrived
     /// (`engine::fresh`).
     ReadFresh,
+    /// An on-disk state machine broke a rule of its restarts: the log was
+    /// compacted past its durable applied index (`restart-base`), or the
+    /// state it came back with is not the committed log's at its applied
+    /// index (`restart-state`; `engine::ondisk`).
+    DurableState,
 }
 
 impl FailureKind {
@@ -278,6 +286,7 @@ impl FailureKind {
             FailureKind::ClientAvoidance => "client-avoidance",
             FailureKind::IdleCatchUp => "idle-catch-up",
             FailureKind::ReadFresh => "read-fresh",
+            FailureKind::DurableState => "durable-state",
         }
     }
 }
@@ -460,6 +469,8 @@ pub struct RunReport {
     pub forced_recovery: Option<ForcedRecoveryReport>,
     /// Session-contract probes and session evictions.
     pub sessions: SessionCounts,
+    /// What the on-disk state machines did, in seeds that ran them.
+    pub durable: DurableCounts,
     /// What the run cost (`crate::performance`).
     pub performance: Performance,
 }
@@ -568,6 +579,17 @@ enum Event {
     Conflict(ConflictStep),
     /// A timed step of the disk-loss nemesis (`disk_loss`).
     DiskLoss(DiskLossStep),
+    /// An on-disk state machine's snapshot view is read (`ondisk`).
+    ReadView {
+        node: u8,
+        incarnation: u32,
+    },
+    /// The next chunk of an on-disk state machine's restore is written
+    /// (`ondisk`).
+    RestoreChunk {
+        node: u8,
+        incarnation: u32,
+    },
 }
 
 impl Event {
@@ -607,6 +629,8 @@ impl Event {
             Event::Lease(step) => 30 | (step.code() << 8),
             Event::Conflict(step) => 31 | (step.code() << 8),
             Event::DiskLoss(step) => 32 | (step.code() << 8),
+            Event::ReadView { node, .. } => 33 | (u64::from(*node) << 8),
+            Event::RestoreChunk { node, .. } => 34 | (u64::from(*node) << 8),
         }
     }
 }
@@ -743,6 +767,8 @@ pub struct Simulation<S, W> {
     fresh: fresh::Freshness,
     /// The late catch-up nemesis (`late_catchup`).
     late_catch_ups: late_catchup::LateCatchUps,
+    /// The on-disk state machines of this seed, if drawn (`ondisk`).
+    durable: Option<DurableRun<S>>,
 }
 
 /// The random streams of a seed.
@@ -824,14 +850,26 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             None => plan_for(&config),
         };
         let mut make_sm: StateMachineFactory<S> = Box::new(make_sm);
+        let durable = DurableRun::draw(&config);
         let mut hosts = Vec::with_capacity(config.nodes);
         for index in 0..config.nodes {
             let id = index as NodeId + 1;
             let skew = plan.clock_skew_ppm.get(index).copied().unwrap_or(0);
             let tick_period_ns =
                 ((config.tick_ns as i128 * (1_000_000 + skew as i128)) / 1_000_000).max(1) as u64;
-            let sm = WithSessions::new(make_sm(id), config.table_sessions());
+            let tapped = replica::Tapped::new(make_sm(id), config.table_sessions());
+            let sm = match &durable {
+                Some(durable) => {
+                    replica::Replica::Durable(durable.new_state_machine(index, tapped))
+                }
+                None => replica::Replica::Memory(tapped),
+            };
             hosts.push(Host::fresh(id, sm, tick_period_ns));
+        }
+        let mut safety = Safety::new(config.nodes);
+        if durable.is_some() {
+            // The reference replica of the restart checks reads them.
+            safety.keep_entries();
         }
         let clients = (0..config.clients)
             .map(|_| Client::new(config.nodes))
@@ -858,7 +896,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             .then(|| SessionModel::new(sessions_promised));
         let (seed, nodes) = (config.seed, config.nodes);
         let mut simulation = Simulation {
-            safety: Safety::new(config.nodes),
+            safety,
             timeline: if config.timeline {
                 Some(Vec::new())
             } else {
@@ -939,6 +977,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             chaos_timeout_now_until_ns: 0,
             fresh: fresh::Freshness::default(),
             late_catch_ups: late_catchup::LateCatchUps::new(&plan_rates),
+            durable,
         };
         simulation.start()?;
         Ok(simulation)
@@ -1107,6 +1146,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             idle,
             idle_ns,
         };
+        let durable = self.durable_counts();
         let report = RunReport {
             config: self.config,
             plan: self.plan,
@@ -1138,6 +1178,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                     .map_or(0, |model| model.evictions()),
                 pressured_runs: u64::from(pressured),
             },
+            durable,
             performance,
         };
         (report, self.workload)
@@ -1362,6 +1403,10 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             Event::Lease(step) => self.lease_step(step),
             Event::Conflict(step) => self.conflict_step(step),
             Event::DiskLoss(step) => self.disk_loss_step(step),
+            Event::ReadView { node, incarnation } => self.read_view(node as usize, incarnation),
+            Event::RestoreChunk { node, incarnation } => {
+                self.restore_chunk(node as usize, incarnation)
+            }
             Event::Deadline => {
                 if self.probe.satisfied {
                     // In the quiet period, which ends on its own.

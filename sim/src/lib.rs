@@ -152,6 +152,7 @@ pub mod budgets;
 pub mod check;
 pub mod config;
 mod disk;
+pub mod durable;
 pub mod engine;
 pub mod explore;
 pub mod faults;
@@ -179,12 +180,12 @@ pub mod watchdog;
 pub mod workload;
 
 pub use config::{
-    CompactionOptions, CoreBugs, ForcedRecoveryChoice, HostBugs, NodeOptions, ReadChoice,
-    ReadOptions, SimConfig,
+    CompactionOptions, CoreBugs, DurableChoice, ForcedRecoveryChoice, HostBugs, NodeOptions,
+    ReadChoice, ReadOptions, SimConfig,
 };
 pub use engine::{
-    plan_for, Failure, FailureKind, FaultCounts, ForcedRecoveryReport, LostOperation, RunReport,
-    SessionCounts, Simulation, SnapshotCounts, TimelineEntry,
+    plan_for, DurableCounts, Failure, FailureKind, FaultCounts, ForcedRecoveryReport,
+    LostOperation, RunReport, SessionCounts, Simulation, SnapshotCounts, TimelineEntry,
 };
 pub use faults::{
     Fault, FaultKind, FaultPlan, FaultSet, ForgedSender, MalformedMessage, Partition, Rates,

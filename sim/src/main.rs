@@ -25,8 +25,9 @@ use concord_sim::engine::format_time;
 use concord_sim::performance::{PerformanceJson, SeedPerformance};
 use concord_sim::services::Service;
 use concord_sim::{
-    run_kv, run_kv_with_history, run_seeds_watched, CoreBugs, FaultKind, FaultPlan, FaultSet,
-    ForcedRecoveryChoice, HangWatch, HostBugs, ReadChoice, RunReport, SimConfig, SweepJson,
+    run_kv, run_kv_with_history, run_seeds_watched, CoreBugs, DurableChoice, FaultKind, FaultPlan,
+    FaultSet, ForcedRecoveryChoice, HangWatch, HostBugs, ReadChoice, RunReport, SimConfig,
+    SweepJson,
 };
 
 /// Deterministic chaos simulator for the concord Raft library.
@@ -405,6 +406,36 @@ struct SimArgs {
     /// synced, so a crash just after loses them.
     #[arg(long)]
     bug_forced_recovery_unsynced: bool,
+    /// Run every seed's state machines on disk (concord_sim::durable):
+    /// applies in batches to a file of their own that a crash cuts back to
+    /// what was synced, snapshots from views read while applies go on,
+    /// restores streamed, restarts from the durable applied index. Without
+    /// it, the default swarm draws them in about a third of the seeds.
+    #[arg(long, conflicts_with = "no_durable_sm")]
+    durable_sm: bool,
+    /// No seed runs on-disk state machines.
+    #[arg(long)]
+    no_durable_sm: bool,
+    /// Planted state machine bug (on-disk state machines): the applied
+    /// index is made durable at every batch, ahead of the state it covers.
+    #[arg(long)]
+    bug_durable_index_before_state: bool,
+    /// Planted state machine bug (on-disk state machines): a snapshot's
+    /// view reads the state as it is when read, with the applies made
+    /// after its index.
+    #[arg(long)]
+    bug_durable_view_reads_live: bool,
+    /// Planted host bug (on-disk state machines): the host takes a
+    /// snapshot's view without sync() first, compacting the log past the
+    /// durable applied index.
+    #[arg(long)]
+    bug_durable_snapshot_without_sync: bool,
+    /// Planted host bug (on-disk state machines): at a restart the host
+    /// starts the node with the state machine's durable applied index as
+    /// its applied index, taking the log's entries up to it for the ones
+    /// applied.
+    #[arg(long)]
+    bug_durable_restart_trusts_applied: bool,
     /// Planted core mistake: a witness campaigns like a full voter.
     #[arg(long)]
     bug_witness_campaigns: bool,
@@ -550,6 +581,10 @@ impl SimArgs {
                 client_probes_well_formed: self.bug_client_probes_well_formed,
                 client_forgets_failures: self.bug_client_forgets_failures,
                 session_table_one_larger: self.bug_session_table_one_larger,
+                durable_index_before_state: self.bug_durable_index_before_state,
+                durable_view_reads_live: self.bug_durable_view_reads_live,
+                durable_snapshot_without_sync: self.bug_durable_snapshot_without_sync,
+                durable_restart_trusts_applied: self.bug_durable_restart_trusts_applied,
                 ..HostBugs::default()
             },
             core_bugs: CoreBugs {
@@ -608,10 +643,40 @@ impl SimArgs {
             strict_budgets: self.strict_budgets,
             step_rules: !self.no_step_rules,
             read_fresh: !self.no_read_fresh,
+            durable_state_machine: if self.durable_sm {
+                DurableChoice::Always
+            } else if self.no_durable_sm {
+                DurableChoice::Off
+            } else {
+                DurableChoice::Swarm
+            },
         };
         config.validate()?;
         Ok(config)
     }
+}
+
+/// What the on-disk state machines did (`concord_sim::durable`).
+fn print_durable(durable: &concord_sim::DurableCounts) {
+    println!(
+        "  on-disk state machines: {} runs; {} restarts ({} restored from the stored snapshot, {} ahead of their durable log, {} states judged against the committed log), {} entries skipped as already applied; crashes: {} lost unsynced batches ({} batches, {} torn records dropped), {} during a restore, {} with a view unread, {} with the state machine durable past the log, {} by the durable nemesis; {} views read after applies went on, {} restores from a leader, {} background flushes",
+        durable.runs,
+        durable.restarts,
+        durable.restored_at_restart,
+        durable.ahead_of_log_at_restart,
+        durable.restart_states_judged,
+        durable.entries_skipped,
+        durable.crashes_losing_batches,
+        durable.batches_lost,
+        durable.torn_dropped,
+        durable.crashes_during_restore,
+        durable.crashes_during_view,
+        durable.crashes_ahead_of_log,
+        durable.nemesis_crashes,
+        durable.views_read_after_applies,
+        durable.restores,
+        durable.background_flushes,
+    );
 }
 
 /// The statistical budgets the sweep's seeds exceeded: counted by
@@ -1106,6 +1171,9 @@ fn run(
         "  snapshots: {} taken, {} installed from a leader, {} chunks sent",
         summary.snapshots.taken, summary.snapshots.installed, summary.snapshots.chunks_sent
     );
+    if summary.durable.runs > 0 {
+        print_durable(&summary.durable);
+    }
     println!(
         "  commit latency at a stable leader: {} writes, at most {} us (budget {} us)",
         summary.latency_writes,
@@ -1301,6 +1369,9 @@ fn replay(
     );
     if let Some(forced) = &report.forced_recovery {
         println!("{forced}");
+    }
+    if report.durable.runs > 0 {
+        print_durable(&report.durable);
     }
     if show_plan {
         println!(

@@ -99,6 +99,8 @@ pub struct Summary {
     pub commit_latency_max_ns: u64,
     /// Session-contract probes and session evictions, over all seeds.
     pub sessions: SessionCounts,
+    /// What the on-disk state machines did, summed over the seeds.
+    pub durable: crate::DurableCounts,
     /// Follower applies measured after the latency writes, over all seeds.
     pub follower_applies: u64,
     /// The longest time from a latency write's commit at the leader to its
@@ -139,6 +141,7 @@ impl Summary {
         self.faults.merge(&report.faults);
         self.snapshots.merge(&report.snapshots);
         self.sessions.merge(&report.sessions);
+        self.durable.merge(&report.durable);
         self.latency_writes += u64::from(report.efficiency.latency_writes);
         self.commit_latency_max_ns = self
             .commit_latency_max_ns

@@ -52,6 +52,9 @@ pub(crate) struct Safety {
     applied: Vec<Option<(usize, Option<Bytes>)>>,
     /// Commit index last seen per node, within its current incarnation.
     last_commit: Vec<Index>,
+    /// `entries[i - 1]` = committed entry `i` itself, when kept
+    /// ([`Safety::keep_entries`]: the reference replica of durable runs).
+    entries: Option<Vec<Entry>>,
 }
 
 impl Safety {
@@ -62,7 +65,19 @@ impl Safety {
             commit_terms: Vec::new(),
             applied: Vec::new(),
             last_commit: vec![0; nodes],
+            entries: None,
         }
+    }
+
+    /// Keeps every committed entry from now on (call before the run).
+    pub(crate) fn keep_entries(&mut self) {
+        self.entries.get_or_insert_with(Vec::new);
+    }
+
+    /// Committed entry `index`, when entries are kept.
+    pub(crate) fn committed_entry(&self, index: Index) -> Option<&Entry> {
+        let slot = usize::try_from(index.checked_sub(1)?).ok()?;
+        self.entries.as_ref()?.get(slot)
     }
 
     pub(crate) fn committed_len(&self) -> Index {
@@ -93,6 +108,9 @@ impl Safety {
         self.committed.truncate(keep);
         self.commit_terms.truncate(keep);
         self.applied.truncate(keep);
+        if let Some(entries) = self.entries.as_mut() {
+            entries.truncate(keep);
+        }
         let _ = self.leaders.split_off(&forced_term);
     }
 
@@ -167,6 +185,9 @@ impl Safety {
                     debug_assert_eq!(self.committed.len() as Index, i - 1);
                     self.committed.push(fingerprint);
                     self.commit_terms.push(node.term());
+                    if let Some(entries) = self.entries.as_mut() {
+                        entries.push(entry.clone());
+                    }
                 }
             }
         }

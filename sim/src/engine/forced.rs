@@ -607,6 +607,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             .saturating_sub(diverged_at.saturating_sub(1));
         self.budgets.committed_forgotten(forgotten);
         self.safety.forget_from(diverged_at, forced_term);
+        if let Some(durable) = self.durable.as_mut() {
+            durable.forget_from(diverged_at);
+        }
         let _ = self.snapshot_states.split_off(&diverged_at);
         if let Some(entries) = self.host_entries.as_mut() {
             entries.forget_from(diverged_at);
@@ -804,8 +807,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         let index = self.hosts.len();
         let id = index as NodeId + 1;
         let tick_period_ns = self.config.tick_ns.max(1);
-        let sm =
-            concord::session::WithSessions::new((self.make_sm)(id), self.config.table_sessions());
+        let sm = self.new_replica(index, id);
         self.hosts
             .push(super::host::Host::fresh(id, sm, tick_period_ns));
         let seed = self.forced.as_mut().expect("on").rng.gen();

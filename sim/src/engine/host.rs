@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use bytes::Bytes;
 use rand::Rng;
 
-use concord::session::{ClientId, ClientRequest, SessionOutcome, SessionTable, WithSessions};
+use concord::session::{ClientId, ClientRequest, SessionOutcome, SessionTable};
 use concord::state_machine::StateMachine;
 use concord::{
     checksum64, Action, Config, Entry, EntryPayload, Index, Input, LogPosition, Message,
@@ -25,6 +25,8 @@ use super::client::Reply;
 use super::disk_loss;
 use super::hints;
 use super::lease;
+use super::ondisk::OnDisk;
+use super::replica::{Note, Replica};
 use super::{Event, FailureKind, Simulation, MS, PAUSED_QUEUE_MAX};
 use crate::disk::{Disk, Record};
 use crate::faults::{FaultKind, Partition};
@@ -136,6 +138,9 @@ pub(super) enum HostInput {
         /// A read served without the log, on this path; `None`: propose.
         read: Option<ReadPath>,
     },
+    /// An on-disk state machine's restore was completed off the loop:
+    /// finish it on the loop (`ondisk`).
+    FinishRestore,
 }
 
 /// A client's read handed to the node and not answered yet.
@@ -182,7 +187,9 @@ pub(super) struct Host<S> {
     /// The node's campaign, tallied from outside (`campaign.rs`).
     pub(super) campaign: campaign::Campaign,
     pub(super) node: Option<Node>,
-    pub(super) sm: WithSessions<S>,
+    pub(super) sm: Replica<S>,
+    /// An on-disk state machine's work under way (`ondisk`).
+    pub(super) ondisk: OnDisk,
     pub(super) disk: Disk,
     pub(super) incarnation: u32,
     pub(super) paused: bool,
@@ -237,11 +244,12 @@ pub(super) struct Host<S> {
 
 impl<S> Host<S> {
     /// A host that has never run: empty disk, no node yet.
-    pub(super) fn fresh(id: NodeId, sm: WithSessions<S>, tick_period_ns: u64) -> Host<S> {
+    pub(super) fn fresh(id: NodeId, sm: Replica<S>, tick_period_ns: u64) -> Host<S> {
         Host {
             id,
             node: None,
             sm,
+            ondisk: OnDisk::default(),
             disk: Disk::default(),
             incarnation: 0,
             paused: false,
@@ -358,10 +366,15 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
 
     /// Starts node `index` from `recovered` (what its disk holds, or, for
     /// a forced recovery's survivor, that with the plan's writes on top).
-    pub(super) fn boot_from(&mut self, index: usize, recovered: Recovered) -> Result<(), String> {
+    pub(super) fn boot_from(
+        &mut self,
+        index: usize,
+        mut recovered: Recovered,
+    ) -> Result<(), String> {
         let config = self.node_config(index);
-        let id = self.hosts[index].id;
         let base = recovered.base;
+        let recovered_entries = recovered.entries.len() as Index;
+        let (applied_from, book_records) = self.trusted_applied(index, &mut recovered);
         match Node::new(config, recovered) {
             #[allow(unused_mut)]
             Ok(mut node) => {
@@ -372,46 +385,16 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 if node.is_witness_node() {
                     self.note(Some(index), || "built as a witness".to_string());
                 }
-                let mut sm = WithSessions::new((self.make_sm)(id), self.config.table_sessions());
                 let snapshot = self.hosts[index].disk.snapshot().cloned();
-                let mut book = Book::new();
-                match &snapshot {
-                    // A witness's snapshots hold no state machine.
-                    Some(_) if node.is_witness_node() => {}
-                    Some(snapshot) => {
-                        let state = match self.unwrap_host_snapshot(&snapshot.data) {
-                            Ok((stored, state)) => {
-                                book = stored;
-                                state
-                            }
-                            Err(error) => {
-                                self.fail(
-                                    FailureKind::Recovery,
-                                    Some(index),
-                                    format!("reading the stored snapshot: {error}"),
-                                );
-                                return Ok(());
-                            }
-                        };
-                        if let Err(error) = sm.restore(&state) {
-                            self.fail(
-                                FailureKind::Recovery,
-                                Some(index),
-                                format!("restoring the stored snapshot: {error}"),
-                            );
-                            return Ok(());
-                        }
-                    }
-                    None if base.index > 0 => {
-                        self.fail(
-                            FailureKind::Recovery,
-                            Some(index),
-                            format!("the log continues after {base:?} but no snapshot is stored"),
-                        );
-                        return Ok(());
-                    }
-                    None => {}
-                }
+                let booted = if self.durable.is_some() {
+                    let last = base.index + recovered_entries;
+                    self.boot_durable(index, node.is_witness_node(), snapshot.as_ref(), base, last)
+                } else {
+                    self.boot_in_memory(index, &node, snapshot.as_ref(), base)
+                };
+                let Some((sm, book)) = booted else {
+                    return Ok(());
+                };
                 let host = &mut self.hosts[index];
                 host.last_vote = node.voted_for().map(|vote| (node.term(), vote));
                 host.known_ids = (Index::MAX, 0);
@@ -421,11 +404,18 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 host.book = book;
                 host.last_commit_seen = 0;
                 host.executed.clear();
-                host.applied_position = base;
+                host.applied_position = applied_from;
                 host.snapshot_outstanding = false;
                 host.snapshot_bytes.clear();
                 host.incoming_snapshot = None;
                 host.applied_bytes.clear();
+                host.ondisk = OnDisk::default();
+                for (entry_index, record) in book_records {
+                    self.apply_host_entry(index, entry_index, &record);
+                }
+                if self.failure.is_some() {
+                    return Ok(());
+                }
                 self.safety.on_restart(index);
                 self.rules.on_restart(index);
                 if let Some(node) = self.hosts[index].node.as_ref() {
@@ -444,7 +434,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                         .as_ref()
                         .is_some_and(Node::is_witness_node)
                     {
-                        self.check_book(index, base.index, "restoring its stored snapshot");
+                        self.check_book(index, applied_from.index, "restoring its stored snapshot");
                         if self.failure.is_some() {
                             return Ok(());
                         }
@@ -477,6 +467,59 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         }
     }
 
+    /// Node `index`'s in-memory state machine at a boot: restored from the
+    /// stored `snapshot` (the log's base `base`), with the book it
+    /// carries; `None` after a failure.
+    fn boot_in_memory(
+        &mut self,
+        index: usize,
+        node: &Node,
+        snapshot: Option<&Snapshot>,
+        base: LogPosition,
+    ) -> Option<(Replica<S>, Book)> {
+        let id = self.hosts[index].id;
+        let mut sm = self.new_replica(index, id);
+        let mut book = Book::new();
+        match snapshot {
+            // A witness's snapshots hold no state machine.
+            Some(_) if node.is_witness_node() => {}
+            Some(snapshot) => {
+                let state = match self.unwrap_host_snapshot(&snapshot.data) {
+                    Ok((stored, state)) => {
+                        book = stored;
+                        state
+                    }
+                    Err(error) => {
+                        self.fail(
+                            FailureKind::Recovery,
+                            Some(index),
+                            format!("reading the stored snapshot: {error}"),
+                        );
+                        return None;
+                    }
+                };
+                if let Err(error) = sm.tapped_mut().restore(&state) {
+                    self.fail(
+                        FailureKind::Recovery,
+                        Some(index),
+                        format!("restoring the stored snapshot: {error}"),
+                    );
+                    return None;
+                }
+            }
+            None if base.index > 0 => {
+                self.fail(
+                    FailureKind::Recovery,
+                    Some(index),
+                    format!("the log continues after {base:?} but no snapshot is stored"),
+                );
+                return None;
+            }
+            None => {}
+        }
+        Some((sm, book))
+    }
+
     /// Hands an input to a node's host: dropped if it is down, queued if it
     /// is paused.
     pub(super) fn deliver(&mut self, index: usize, input: HostInput) {
@@ -488,7 +531,10 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             // A stalled process's socket buffers fill up: past a bound,
             // further network input is dropped (the protocol must cope
             // with loss). Local completions (`Persisted`) always queue.
-            let local = matches!(input, HostInput::Node(Input::Persisted(_)));
+            let local = matches!(
+                input,
+                HostInput::Node(Input::Persisted(_)) | HostInput::FinishRestore
+            );
             if local || host.paused_queue.len() < PAUSED_QUEUE_MAX {
                 host.paused_queue.push_back(input);
             }
@@ -500,6 +546,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
     pub(super) fn host_input(&mut self, index: usize, input: HostInput) {
         match input {
             HostInput::Node(input) => self.step(index, input, None),
+            HostInput::FinishRestore => self.finish_restore(index),
             HostInput::Request {
                 client,
                 attempt,
@@ -920,6 +967,10 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                     self.fail(FailureKind::WitnessServed, Some(index), message);
                     return;
                 }
+                if self.durable.is_some() {
+                    self.apply_durable_action(index, entries.into_vec(), work);
+                    return;
+                }
                 let host = &mut self.hosts[index];
                 host.applied_position = entries.last().map(Entry::position).unwrap_or_default();
                 if host
@@ -1059,9 +1110,21 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                         return;
                     }
                 };
+                if self.durable.is_some() {
+                    self.snapshots.installed += 1;
+                    self.reply_unknown_up_to(index, position.index);
+                    self.note(Some(index), || {
+                        format!(
+                            "restores from a snapshot at index {} term {} (streamed into its state machine)",
+                            position.index, position.term
+                        )
+                    });
+                    self.restore_durable(index, position, book, state);
+                    return;
+                }
                 let host = &mut self.hosts[index];
                 host.book = book;
-                if let Err(error) = host.sm.restore(&state) {
+                if let Err(error) = host.sm.tapped_mut().restore(&state) {
                     self.fail(
                         FailureKind::StateMachineSafety,
                         Some(index),
@@ -1071,17 +1134,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 }
                 host.applied_position = position;
                 self.snapshots.installed += 1;
-                // Entries the snapshot covers are never applied here.
-                let covered: Vec<Index> = host
-                    .pending
-                    .range(..=position.index)
-                    .map(|(i, _)| *i)
-                    .collect();
-                for entry_index in covered {
-                    if let Some(pending) = self.hosts[index].pending.remove(&entry_index) {
-                        self.reply(pending.client, pending.attempt, Reply::Unknown);
-                    }
-                }
+                self.reply_unknown_up_to(index, position.index);
                 self.note(Some(index), || {
                     format!(
                         "restored from a snapshot at index {} term {}",
@@ -1158,9 +1211,25 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         }
     }
 
+    /// Entries up to `up_to` are covered by a snapshot restored: they are
+    /// never applied here, and their clients learn nothing.
+    fn reply_unknown_up_to(&mut self, index: usize, up_to: Index) {
+        let covered: Vec<Index> = self.hosts[index]
+            .pending
+            .range(..=up_to)
+            .map(|(i, _)| *i)
+            .collect();
+        for entry_index in covered {
+            if let Some(pending) = self.hosts[index].pending.remove(&entry_index) {
+                self.reply(pending.client, pending.attempt, Reply::Unknown);
+            }
+        }
+    }
+
     /// The node asked for a snapshot: serialize the state machine (with its
     /// sessions), compare it with any other node's snapshot at the same
-    /// index, write the snapshot file and sync it after a disk latency.
+    /// index, write the snapshot file and sync it after a disk latency. An
+    /// on-disk state machine's snapshot is a view, read later (`ondisk`).
     pub(super) fn take_snapshot(
         &mut self,
         index: usize,
@@ -1170,10 +1239,15 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         let Some(node) = host.node.as_ref() else {
             return;
         };
+        let witness = node.is_witness_node();
+        if self.durable.is_some() && !witness {
+            self.take_snapshot_durable(index);
+            return;
+        }
         let position = if self.config.bugs.snapshot_past_applied {
             let commit = node.commit_index();
             LogPosition::new(commit, node.term_at(commit).unwrap_or(0))
-        } else if node.is_witness_node() {
+        } else if witness {
             // A witness's entries count as applied inside the node (its
             // host is never handed them).
             let applied = node.applied_index();
@@ -1181,40 +1255,97 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         } else {
             host.applied_position
         };
-        let witness = node.is_witness_node();
         let membership = node.membership_at(position.index).cloned();
-        // A witness's snapshot only marks where its log starts: no state.
-        let data = if witness {
-            Bytes::new()
-        } else {
-            let state = host.sm.snapshot();
-            // Judged by the canonical state, never by these bytes.
-            let Some(canonical) = self.judge_snapshot(index, position.index, &state) else {
-                return;
-            };
-            self.trace.word(position.index);
-            self.trace.word(hash_bytes(&canonical));
-            if self.host_entries.is_some() {
-                // The book travels in front of the state machine's bytes.
-                let book = if self.config.bugs.host_book_dropped_from_snapshots {
-                    Book::new()
-                } else {
-                    self.hosts[index].book.clone()
-                };
-                wrap_snapshot(&book, &state)
-            } else {
-                state
-            }
+        if witness {
+            // A witness's snapshot only marks where its log starts: no state.
+            let snapshot = Snapshot::new(position, Bytes::new()).with_membership(membership);
+            self.write_own_snapshot(index, snapshot, work);
+            return;
+        }
+        let state = host.sm.live().snapshot();
+        let taken = self.state_taken(index);
+        let book = self.hosts[index].book.clone();
+        if let Some(snapshot) =
+            self.judged_own_snapshot(index, position, membership, state, &taken, &book)
+        {
+            self.write_own_snapshot(index, snapshot, work);
+        }
+    }
+
+    /// Node `index`'s own snapshot at `position`, of the state machine's
+    /// bytes `state` (of the state `taken`, with `book`, the host's book
+    /// then), judged and written to its snapshot file, synced after a disk
+    /// latency and only then reported to the node (`ondisk`: when its view
+    /// was read).
+    pub(super) fn store_own_snapshot(
+        &mut self,
+        index: usize,
+        position: LogPosition,
+        membership: Option<concord::Membership>,
+        state: Bytes,
+        taken: &super::states::Taken,
+        book: &Book,
+    ) {
+        let Some(snapshot) =
+            self.judged_own_snapshot(index, position, membership, state, taken, book)
+        else {
+            return;
         };
+        let mut work = VecDeque::new();
+        self.write_own_snapshot(index, snapshot, &mut work);
+        // With the planted early report, the node hears of it at once.
+        while let Some((input, _)) = work.pop_front() {
+            self.deliver(index, HostInput::Node(input));
+        }
+    }
+
+    /// The snapshot of `state` at `position`, judged by its canonical state
+    /// (`states`), with the book in front when host entries are on; `None`
+    /// after a failure.
+    fn judged_own_snapshot(
+        &mut self,
+        index: usize,
+        position: LogPosition,
+        membership: Option<concord::Membership>,
+        state: Bytes,
+        taken: &super::states::Taken,
+        book: &Book,
+    ) -> Option<Snapshot> {
+        // Judged by the canonical state, never by these bytes.
+        let canonical = self.judge_snapshot(index, position.index, &state, taken, book)?;
+        self.trace.word(position.index);
+        self.trace.word(hash_bytes(&canonical));
+        let data = if self.host_entries.is_some() {
+            // The book travels in front of the state machine's bytes.
+            let book = if self.config.bugs.host_book_dropped_from_snapshots {
+                Book::new()
+            } else {
+                book.clone()
+            };
+            wrap_snapshot(&book, &state)
+        } else {
+            state
+        };
+        Some(Snapshot::new(position, data).with_membership(membership))
+    }
+
+    /// Writes node `index`'s own `snapshot` to its snapshot file and syncs
+    /// it after a disk latency (`Event::SnapshotSync` reports it).
+    fn write_own_snapshot(
+        &mut self,
+        index: usize,
+        snapshot: Snapshot,
+        work: &mut VecDeque<(Input, Option<Proposer>)>,
+    ) {
+        let position = snapshot.position;
         self.note(Some(index), || {
             format!(
                 "snapshot at index {} term {} ({} bytes)",
                 position.index,
                 position.term,
-                data.len()
+                snapshot.data.len()
             )
         });
-        let snapshot = Snapshot::new(position, data).with_membership(membership);
         self.snapshots.taken += 1;
         self.hosts[index].disk.write_snapshot(snapshot.clone());
         self.spent.fsyncs += 1;
@@ -1271,19 +1402,38 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         }
     }
 
+    /// Applies `entry` to node `index`'s in-memory state machine, then
+    /// judges it ([`Simulation::after_apply`]).
     pub(super) fn apply_entry(&mut self, index: usize, entry: &Entry) {
+        let sm = self.hosts[index].sm.tapped_mut();
+        let response = concord::state_machine::apply_entry(sm, entry);
+        let note = sm.take_notes().next();
+        self.after_apply(index, entry, response, note);
+    }
+
+    /// Node `index`'s state machine applied `entry` and answered
+    /// `response`, and `note` says what its session layer did: the
+    /// session checks, exactly-once, the host's own records (a Host entry
+    /// goes to the book), the trace, state machine safety, and the
+    /// client's answer.
+    pub(super) fn after_apply(
+        &mut self,
+        index: usize,
+        entry: &Entry,
+        response: Option<Bytes>,
+        note: Option<Note>,
+    ) {
         let response = match &entry.payload {
             EntryPayload::Command(bytes) => {
-                let host = &mut self.hosts[index];
-                let evictions_before = host.sm.sessions().evictions();
-                let outcome = host.sm.apply_request(entry.index, bytes);
-                if let Err(message) = check_session_table(
-                    host.sm.sessions(),
-                    self.config.table_sessions(),
-                    entry.index,
-                    &outcome,
-                    evictions_before,
-                ) {
+                let Some(Note::Command { outcome, table }) = note else {
+                    let message = format!(
+                        "the command at index {} went past the session layer",
+                        entry.index
+                    );
+                    self.fail(FailureKind::HostContract, Some(index), message);
+                    return;
+                };
+                if let Err(message) = table {
                     self.fail(FailureKind::SessionContract, Some(index), message);
                     return;
                 }
@@ -1314,15 +1464,23 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                         }
                     }
                 }
-                Some(outcome.response().encode())
+                response
             }
             // The session layer expires the sessions the lost servers may
             // share ids with, and starts a new id epoch.
             EntryPayload::ForcedMembership(audit) => {
-                let sm = &mut self.hosts[index].sm;
-                let epoch_before = sm.sessions().epoch();
-                sm.apply_forced_recovery(entry.index, audit);
-                let epoch = sm.sessions().epoch();
+                let Some(Note::Forced {
+                    epoch_before,
+                    epoch_after: epoch,
+                }) = note
+                else {
+                    let message = format!(
+                        "the forced recovery at index {} went past the session layer",
+                        entry.index
+                    );
+                    self.fail(FailureKind::HostContract, Some(index), message);
+                    return;
+                };
                 if let Err(message) = check_epoch_step(entry.index, epoch_before, epoch) {
                     self.fail(FailureKind::SessionContract, Some(index), message);
                     return;
@@ -1424,6 +1582,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             self.promises.on_crash(index, node);
         }
         let tear = self.rates.torn > 0.0 && self.disk_rng.gen_bool(self.rates.torn);
+        if self.durable.is_some() {
+            self.crash_durable(index, tear);
+        }
         let host = &mut self.hosts[index];
         let torn = host.disk.crash(tear);
         host.node = None;
@@ -1483,14 +1644,14 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             self.fail(FailureKind::HostContract, Some(index), message);
             return;
         }
-        let Some(bytes) = self.hosts[index].sm.query(&read.command) else {
+        let Some(bytes) = self.hosts[index].sm.live().query(&read.command) else {
             let message = format!("the state machine cannot answer read {id} without the log");
             self.fail(FailureKind::HostContract, Some(index), message);
             return;
         };
         // Reads need no session: the session layer answers them with the
         // wrapped state machine's own answer, untouched.
-        let inner = self.hosts[index].sm.inner().query(&read.command);
+        let inner = self.hosts[index].sm.live().inner().query(&read.command);
         if let Err(message) = check_read_passes_through(id, &bytes, inner.as_ref()) {
             self.fail(FailureKind::SessionContract, Some(index), message);
             return;
@@ -1673,7 +1834,7 @@ fn judge_heartbeat_cadence(
 /// the evictions outcomes name.
 // Comparing `len()` with zero against `is_empty()` is the point here.
 #[allow(clippy::len_zero)]
-fn check_session_table(
+pub(super) fn check_session_table(
     table: &impl TableAccessors,
     capacity: usize,
     index: Index,
@@ -1722,7 +1883,7 @@ fn check_session_table(
 /// The session table's accessors that [`check_session_table`] reads: the
 /// core's [`SessionTable`](concord::session::SessionTable) in a run, a
 /// table that lies in the tests.
-trait TableAccessors {
+pub(super) trait TableAccessors {
     fn capacity(&self) -> usize;
     fn len(&self) -> usize;
     fn is_empty(&self) -> bool;
@@ -1830,7 +1991,7 @@ pub(crate) fn show_bytes(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use concord::session::client_id;
+    use concord::session::{client_id, WithSessions};
 
     /// A leader of term 5 with followers, heartbeating every 3 ticks.
     fn leader() -> Cadence {

@@ -81,6 +81,14 @@ pub(crate) fn describe_difference(
 /// snapshot costs two queries per read kept.
 pub(crate) const READ_PROBES_MAX: usize = 64;
 
+/// A state machine's state when a snapshot of it was taken, to judge the
+/// snapshot's bytes against: its canonical state and its answers to the
+/// remembered reads.
+pub(super) struct Taken {
+    pub(super) canonical: Bytes,
+    pub(super) answers: Vec<(Bytes, Option<Bytes>)>,
+}
+
 impl<S: StateMachine, W: Workload> Simulation<S, W> {
     /// Keeps `command`, a read a client issued (whatever path serves it),
     /// to ask states the simulator later compares (the first `READ_PROBES_MAX` distinct ones).
@@ -98,21 +106,47 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         (left_name, left): (&str, &WithSessions<S>),
         (right_name, right): (&str, &WithSessions<S>),
     ) -> Option<String> {
+        self.read_probes.iter().find_map(|command| {
+            let (a, b) = (left.query(command), right.query(command));
+            (a != b)
+                .then(|| self.describe_read_difference(command, (left_name, a), (right_name, b)))
+        })
+    }
+
+    /// The read `command` answered `a` on `left_name` and `b` on
+    /// `right_name`, in the workload's words.
+    fn describe_read_difference(
+        &self,
+        command: &Bytes,
+        (left_name, a): (&str, Option<Bytes>),
+        (right_name, b): (&str, Option<Bytes>),
+    ) -> String {
         let show = |answer: Option<Bytes>| match answer {
             Some(bytes) => crate::engine::show_bytes(&bytes),
             None => "no answer".to_string(),
         };
-        self.read_probes.iter().find_map(|command| {
-            let (a, b) = (left.query(command), right.query(command));
-            (a != b).then(|| {
-                format!(
-                    "the read {} answers {} on {left_name} and {} on {right_name}",
-                    self.workload.describe(command),
-                    show(a),
-                    show(b)
-                )
-            })
-        })
+        format!(
+            "the read {} answers {} on {left_name} and {} on {right_name}",
+            self.workload.describe(command),
+            show(a),
+            show(b)
+        )
+    }
+
+    /// Node `index`'s state now, as a snapshot of it is judged
+    /// ([`Simulation::judge_snapshot`]): taken when the snapshot's state is
+    /// (at once for an in-memory state machine, when the view is taken for
+    /// an on-disk one, whose view is read later).
+    pub(super) fn state_taken(&self, index: usize) -> Taken {
+        let live = self.hosts[index].sm.live();
+        Taken {
+            canonical: live.canonical_state(),
+            answers: self
+                .read_probes
+                .iter()
+                .map(|command| (command.clone(), live.query(command)))
+                .collect(),
+        }
     }
 
     /// A fresh state machine for node `index`, as a restart builds one.
@@ -122,18 +156,20 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
     }
 
     /// Node `index` took a snapshot at `at` whose state-machine bytes are
-    /// `state`: restored into a fresh state machine they must give the
-    /// canonical state of node `index`'s, and every snapshot at `at` must
-    /// hold one canonical state. Returns the canonical state (the book
-    /// wrapped in front when host entries are on), or `None` after a
-    /// failure.
+    /// `state`, of the state `taken` (with `book`, the host's book then):
+    /// restored into a fresh state machine they must give the canonical
+    /// state taken, and every snapshot at `at` must hold one canonical
+    /// state. Returns the canonical state (the book wrapped in front when
+    /// host entries are on), or `None` after a failure.
     pub(super) fn judge_snapshot(
         &mut self,
         index: usize,
         at: Index,
         state: &[u8],
+        taken: &Taken,
+        book: &super::book::Book,
     ) -> Option<Bytes> {
-        let canonical = self.hosts[index].sm.canonical_state();
+        let canonical = taken.canonical.clone();
         let mut fresh = self.fresh_state_machine(index);
         let restored = match fresh.restore(state) {
             Ok(()) => fresh.canonical_state(),
@@ -147,10 +183,16 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             }
         };
         let node = format!("n{}", index + 1);
-        let answers = self.first_read_difference(
-            (&node, &self.hosts[index].sm),
-            ("the restored copy", &fresh),
-        );
+        let answers = taken.answers.iter().find_map(|(command, answer)| {
+            let restored = fresh.query(command);
+            (*answer != restored).then(|| {
+                self.describe_read_difference(
+                    command,
+                    (&node, answer.clone()),
+                    ("the restored copy", restored),
+                )
+            })
+        });
         if restored != canonical || answers.is_some() {
             let mut message = format!(
                 "rule snapshot-round-trip: {node}'s snapshot at index {at}, restored into a fresh state machine, gives another state than the one it was taken from"
@@ -176,7 +218,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             return None;
         }
         let canonical = match &self.host_entries {
-            Some(_) => super::book::wrap_snapshot(&self.hosts[index].book, &canonical),
+            Some(_) => super::book::wrap_snapshot(book, &canonical),
             None => canonical,
         };
         match self.snapshot_states.get(&at) {
@@ -216,15 +258,15 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 continue;
             }
             let applied = node.applied_index();
-            let state = self.hosts[index].sm.canonical_state();
+            let state = self.hosts[index].sm.live().canonical_state();
             let Some((other, other_state)) = states.get(&applied) else {
                 states.insert(applied, (index, state));
                 continue;
             };
             let (left, right) = (format!("n{}", other + 1), format!("n{}", index + 1));
             let answers = self.first_read_difference(
-                (&left, &self.hosts[*other].sm),
-                (&right, &self.hosts[index].sm),
+                (&left, self.hosts[*other].sm.live()),
+                (&right, self.hosts[index].sm.live()),
             );
             if *other_state != state || answers.is_some() {
                 let mut message = format!(
