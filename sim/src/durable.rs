@@ -687,10 +687,13 @@ mod tests {
         assert_eq!((back.applied_index(), back.durable_applied_index()), (3, 3));
         assert_eq!(back.live().0, vec![1, 2, 3]);
 
-        // A flush after every second batch: batch 4..=5 made it.
+        // A flush after every second batch: batch 6 was the second after
+        // the sync, so all of 1..=6 made it; batch 7 is torn.
         let mut sm = SimDurable::new(Log::default(), 2, DurableBugs::default());
         drive(&mut sm);
-        assert_eq!(sm.durable_applied_index(), 5);
+        assert_eq!(sm.durable_applied_index(), 6);
+        sm.apply_batch(&batch(7, 8), &mut Vec::new()).unwrap();
+        assert_eq!((sm.applied_index(), sm.durable_applied_index()), (8, 6));
         let (file, loss) = sm.crash(true);
         assert_eq!(
             loss,
@@ -701,8 +704,8 @@ mod tests {
         );
         let (back, recovery) =
             SimDurable::recover(file, Log::default(), 2, DurableBugs::default()).unwrap();
-        assert!(recovery.torn_dropped, "the torn batch 6 is detected");
-        assert_eq!((back.applied_index(), back.live().0.len()), (5, 5));
+        assert!(recovery.torn_dropped, "the torn batch 7..=8 is detected");
+        assert_eq!((back.applied_index(), back.live().0.len()), (6, 6));
     }
 
     #[test]

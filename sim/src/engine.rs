@@ -235,10 +235,10 @@ pub enum FailureKind {
     /// below one already committed somewhere when the read arrived
     /// (`engine::fresh`).
     ReadFresh,
-    /// An on-disk state machine broke a rule of its restarts: the log was
-    /// compacted past its durable applied index (`restart-base`), or the
-    /// state it came back with is not the committed log's at its applied
-    /// index (`restart-state`; `engine::ondisk`).
+    /// An on-disk state machine restarted with its durable applied index
+    /// below the log's base, its own snapshot: the log was compacted past
+    /// what the state machine had made durable (`restart-base`,
+    /// `engine::ondisk`).
     DurableState,
 }
 

@@ -707,9 +707,11 @@ fn step_rules_catch_a_pre_vote_moving_the_term() {
 /// only when the follower's log diverged from this leader's below the
 /// acknowledged index, a schedule the outcome checks did not meet.
 /// Measured with `run --seeds 0..300 --bug-stale-acceptance-counted`:
-/// first caught at seed 44 on 5 nodes, 54 on 3 (6 and 8 of 300 seeds);
-/// without the rules none of the 300 fails.
-const STALE_ACCEPTANCE_SEEDS: u64 = 100;
+/// first caught at seed 107 on 5 nodes (4 of 300 seeds); without the
+/// rules none of the 300 fails. (On-disk state machines, drawn in a third
+/// of the seeds since issue 63, reshuffled those seeds' schedules: it was
+/// seed 2 with `--no-durable-sm`, 6 of 300, and seed 44 before that.)
+const STALE_ACCEPTANCE_SEEDS: u64 = 150;
 
 #[test]
 fn step_rules_catch_a_stale_acceptance_counted() {
@@ -1826,7 +1828,7 @@ fn durable_index_recorded_before_its_state_is_caught() {
             first_failure(&durable_base(nodes, bugs), DURABLE_BUG_SEEDS, |_| true)
                 .expect("an index recorded before its state must be caught");
         println!("caught at seed {seed}: {failure}");
-        assert_eq!(failure.kind, FailureKind::DurableState, "{failure}");
+        assert_eq!(failure.kind, FailureKind::StateMachineSafety, "{failure}");
         assert!(
             failure.message.starts_with("rule restart-state:"),
             "{failure}"

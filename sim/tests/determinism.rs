@@ -2,7 +2,7 @@
 //! different seeds give different runs, and recording the timeline or
 //! passing the seed's own plan explicitly changes nothing.
 
-use concord_sim::{plan_for, run_kv, SimConfig};
+use concord_sim::{plan_for, run_kv, DurableChoice, SimConfig};
 
 fn config(seed: u64, nodes: usize) -> SimConfig {
     SimConfig {
@@ -30,6 +30,37 @@ fn same_seed_gives_same_trace_hash() {
             assert!(
                 first.node_steps > 100 && first.operations > 0,
                 "a run does real work"
+            );
+        }
+    }
+}
+
+#[test]
+fn on_disk_state_machines_replay_to_the_same_trace_hash() {
+    for nodes in [1, 3, 5] {
+        for seed in [0, 7, 12345] {
+            let durable = SimConfig {
+                durable_state_machine: DurableChoice::Always,
+                ..config(seed, nodes)
+            };
+            let first = run_kv(&durable, None).unwrap();
+            let second = run_kv(&durable, None).unwrap();
+            assert_eq!(
+                first.trace_hash, second.trace_hash,
+                "seed {seed}, {nodes} nodes"
+            );
+            assert_eq!(first.durable, second.durable);
+            assert_eq!(first.failure, second.failure);
+            assert_eq!(first.durable.runs, 1, "the state machines are on disk");
+            let in_memory = SimConfig {
+                durable_state_machine: DurableChoice::Off,
+                ..config(seed, nodes)
+            };
+            let memory = run_kv(&in_memory, None).unwrap();
+            assert_eq!(memory.durable.runs, 0);
+            assert_ne!(
+                memory.trace_hash, first.trace_hash,
+                "seed {seed}, {nodes} nodes"
             );
         }
     }

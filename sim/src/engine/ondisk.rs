@@ -25,14 +25,19 @@
 //!   restored. The node starts from the log's base as ever, and the
 //!   entries up to D it hands out again are skipped.
 //!
-//! The checks (`durable-state` failures): at every restart D >= S, or the
-//! stored snapshot is one received from a leader (whose restore the crash
-//! cut short) and is restored (`restart-base`: a snapshot the node took
-//! itself never covers more than its durable applied index); and the
-//! state after the restart equals the reference replica's (the committed
-//! log applied in order) at D (`restart-state`). A snapshot's view is
-//! judged like any snapshot (`snapshot-round-trip` against the state when
-//! the view was taken, `snapshot-agreement` across nodes).
+//! The checks: at every restart D >= S, or the stored snapshot is one
+//! received from a leader (whose restore the crash cut short) and is
+//! restored (`restart-base`, a `durable-state` failure: a snapshot the
+//! node took itself never covers more than its durable applied index);
+//! and the state after the restart equals the reference replica's (the
+//! committed log applied in order) at D (`restart-state`, a
+//! `state-machine-safety` failure like the other comparisons of states).
+//! A snapshot's view is judged like any snapshot (`snapshot-round-trip`
+//! against the state when the view was taken, `snapshot-agreement` across
+//! nodes).
+//!
+//! The state machine's syncs (explicit, background flushes, restores
+//! made durable) count as fsyncs in the run's cost.
 
 use std::collections::VecDeque;
 
@@ -324,6 +329,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                     .expect("on")
                     .counts
                     .restored_at_restart += 1;
+                self.spent.fsyncs += 1;
                 self.note(Some(index), || {
                     format!(
                         "its state machine's durable applied index {d} is below the log's base {}: restored from the stored snapshot",
@@ -425,7 +431,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                     ("the committed log applied in order", &expected)
                 )
             );
-            self.fail(FailureKind::DurableState, Some(index), message);
+            self.fail(FailureKind::StateMachineSafety, Some(index), message);
         }
     }
 
@@ -477,7 +483,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         let (skipped, rest) = entries.split_at(skip);
         let mut responses = Vec::with_capacity(rest.len());
         debug_assert_eq!(sm.live_mut().take_notes().len(), 0);
+        let flushes = sm.stats().background_flushes;
         let outcome = sm.apply_batch(rest, &mut responses);
+        self.spent.fsyncs += sm.stats().background_flushes - flushes;
         let notes: Vec<Note> = sm.live_mut().take_notes().collect();
         if let Some(durable) = self.durable.as_mut() {
             durable.counts.entries_skipped += skipped.len() as u64;
@@ -539,6 +547,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 self.fail(FailureKind::HostContract, Some(index), storage(error));
                 return;
             }
+            self.spent.fsyncs += 1;
         }
         let position = if past_applied {
             let commit = node.commit_index();
@@ -729,6 +738,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         }
         host.book = restoring.book;
         host.applied_position = position;
+        self.spent.fsyncs += 1;
         if let Some(durable) = self.durable.as_mut() {
             durable.counts.restores += 1;
         }

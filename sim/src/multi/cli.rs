@@ -115,6 +115,10 @@ impl MultiArgs {
             (sim.lease_skew_beyond_bound, "--lease-skew-beyond-bound"),
             (sim.strict_budgets, "--strict-budgets"),
             (sim.max_sessions != default.max_sessions, "--max-sessions"),
+            (
+                sim.durable_state_machine == crate::config::DurableChoice::Always,
+                "--durable-sm (on-disk state machines)",
+            ),
         ];
         if let Some((_, flag)) = single_only.iter().find(|(set, _)| *set) {
             return Err(format!(
