@@ -860,7 +860,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             let tapped = replica::Tapped::new(make_sm(id), config.table_sessions());
             let sm = match &durable {
                 Some(durable) => {
-                    replica::Replica::Durable(durable.new_state_machine(index, tapped))
+                    replica::Replica::Durable(Box::new(durable.new_state_machine(index, tapped)))
                 }
                 None => replica::Replica::Memory(tapped),
             };

@@ -251,7 +251,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
     pub(super) fn new_replica(&mut self, index: usize, id: concord::NodeId) -> Replica<S> {
         let tapped = Tapped::new((self.make_sm)(id), self.config.table_sessions());
         match &self.durable {
-            Some(durable) => Replica::Durable(durable.new_state_machine(index, tapped)),
+            Some(durable) => Replica::Durable(Box::new(durable.new_state_machine(index, tapped))),
             None => Replica::Memory(tapped),
         }
     }
@@ -289,7 +289,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         // A witness's snapshots hold no state machine, and it applies
         // nothing: its state machine stays empty.
         if witness {
-            return Some((Replica::Durable(sm), Book::new()));
+            return Some((Replica::Durable(Box::new(sm)), Book::new()));
         }
         let d = sm.durable_applied_index();
         if d > last {
@@ -355,7 +355,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         if self.failure.is_some() {
             return None;
         }
-        Some((Replica::Durable(sm), book))
+        Some((Replica::Durable(Box::new(sm)), book))
     }
 
     /// Where node `index`'s host starts its node's applied index: the

@@ -111,7 +111,7 @@ impl<S: StateMachine> StateMachine for Tapped<S> {
 /// ([`SimDurable`]: it comes back by itself at its durable applied index).
 pub(super) enum Replica<S> {
     Memory(Tapped<S>),
-    Durable(SimDurable<Tapped<S>>),
+    Durable(Box<SimDurable<Tapped<S>>>),
 }
 
 impl<S: StateMachine> Replica<S> {
@@ -134,7 +134,7 @@ impl<S: StateMachine> Replica<S> {
     /// The on-disk state machine, when it is one.
     pub(super) fn durable(&self) -> Option<&SimDurable<Tapped<S>>> {
         match self {
-            Replica::Durable(sm) => Some(sm),
+            Replica::Durable(sm) => Some(sm.as_ref()),
             Replica::Memory(_) => None,
         }
     }
@@ -142,7 +142,7 @@ impl<S: StateMachine> Replica<S> {
     /// The on-disk state machine, when it is one.
     pub(super) fn durable_mut(&mut self) -> Option<&mut SimDurable<Tapped<S>>> {
         match self {
-            Replica::Durable(sm) => Some(sm),
+            Replica::Durable(sm) => Some(sm.as_mut()),
             Replica::Memory(_) => None,
         }
     }
