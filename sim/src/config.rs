@@ -92,6 +92,10 @@ pub struct HostBugs {
     /// need not be the entries applied when the state came from a leader's
     /// snapshot whose write to the log was not durable yet.
     pub durable_restart_trusts_applied: bool,
+    /// With durable state machines: a forced recovery keeps the
+    /// survivor's on-disk state machine as it is, though the recovery
+    /// gives up committed entries whose effect it may hold.
+    pub durable_forced_recovery_keeps_state: bool,
 }
 
 impl HostBugs {
@@ -123,6 +127,7 @@ impl HostBugs {
             || self.durable_view_reads_live
             || self.durable_snapshot_without_sync
             || self.durable_restart_trusts_applied
+            || self.durable_forced_recovery_keeps_state
     }
 }
 
@@ -1095,6 +1100,10 @@ impl SimConfig {
             (
                 self.bugs.durable_restart_trusts_applied,
                 " --bug-durable-restart-trusts-applied",
+            ),
+            (
+                self.bugs.durable_forced_recovery_keeps_state,
+                " --bug-durable-forced-recovery-keeps-state",
             ),
         ] {
             if on {

@@ -436,6 +436,11 @@ struct SimArgs {
     /// applied.
     #[arg(long)]
     bug_durable_restart_trusts_applied: bool,
+    /// Planted host bug (on-disk state machines): a forced recovery keeps
+    /// the survivor's state machine as it is instead of rebuilding it from
+    /// the stored snapshot.
+    #[arg(long)]
+    bug_durable_forced_recovery_keeps_state: bool,
     /// Planted core mistake: a witness campaigns like a full voter.
     #[arg(long)]
     bug_witness_campaigns: bool,
@@ -585,6 +590,7 @@ impl SimArgs {
                 durable_view_reads_live: self.bug_durable_view_reads_live,
                 durable_snapshot_without_sync: self.bug_durable_snapshot_without_sync,
                 durable_restart_trusts_applied: self.bug_durable_restart_trusts_applied,
+                durable_forced_recovery_keeps_state: self.bug_durable_forced_recovery_keeps_state,
                 ..HostBugs::default()
             },
             core_bugs: CoreBugs {

@@ -475,6 +475,14 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 return;
             }
         };
+        if self.durable.is_some() && !self.config.bugs.durable_forced_recovery_keeps_state {
+            // The recovery gives committed entries up: an on-disk state
+            // machine may hold their effect (`ondisk`).
+            self.roll_back_state_machine(survivor);
+            if self.failure.is_some() {
+                return;
+            }
+        }
         let survivor_id = survivor as NodeId + 1;
         let startup = self.node_config(survivor);
         let request = ForcedRecoveryRequest {

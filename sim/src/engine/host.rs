@@ -1636,7 +1636,12 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         if !self.check_read_fresh(index, id, read_index, path, &read) {
             return;
         }
-        let applied = self.hosts[index].applied_position.index;
+        // An on-disk state machine may stand past what its node was told
+        // (a restart's durable image): the answer reflects its own index.
+        let applied = match self.hosts[index].sm.durable() {
+            Some(sm) => sm.applied_index(),
+            None => self.hosts[index].applied_position.index,
+        };
         if applied < read_index {
             let message = format!(
                 "read {id} ({path:?}) released at read index {read_index}, but the state machine has applied only up to {applied}"

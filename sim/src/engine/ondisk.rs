@@ -400,6 +400,59 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         (last, records)
     }
 
+    /// The offline forced recovery of node `index` (down) rebuilds its
+    /// on-disk state machine from the stored snapshot (empty without one):
+    /// the recovery gives up committed entries past the survivor's log,
+    /// whose effect its state machine may hold (its durable applied index
+    /// past the log's end, after a restore whose write to the log was not
+    /// durable), and commits the survivor's log in their place, whose
+    /// entries up to that index need not be the ones applied. The log's
+    /// base is the one state both agree on.
+    pub(super) fn roll_back_state_machine(&mut self, index: usize) {
+        if self.witness == Some(index) {
+            return;
+        }
+        let id = index as concord::NodeId + 1;
+        let tapped = Tapped::new((self.make_sm)(id), self.config.table_sessions());
+        let Some(durable) = self.durable.as_ref() else {
+            return;
+        };
+        let mut sm = durable.new_state_machine(index, tapped);
+        let before = self.hosts[index]
+            .disk
+            .sm_file
+            .as_ref()
+            .map_or(0, crate::durable::DurableFile::durable_index);
+        let mut at = 0;
+        if let Some(snapshot) = self.hosts[index].disk.snapshot().cloned() {
+            let state = match self.unwrap_host_snapshot(&snapshot.data) {
+                Ok((_, state)) => state,
+                Err(error) => {
+                    let message = format!("reading the stored snapshot: {error}");
+                    self.fail(FailureKind::Recovery, Some(index), message);
+                    return;
+                }
+            };
+            at = snapshot.position.index;
+            if let Err(error) = restore_whole(&mut sm, at, &state) {
+                let message = format!(
+                    "rebuilding the state machine from the stored snapshot at index {at}: {}",
+                    storage(error)
+                );
+                self.fail(FailureKind::Recovery, Some(index), message);
+                return;
+            }
+        }
+        let (file, _) = sm.crash(false);
+        self.hosts[index].disk.sm_file = Some(file);
+        self.spent.fsyncs += 1;
+        self.note(Some(index), || {
+            format!(
+                "forced recovery: its state machine (durable applied index {before}) is rebuilt from the stored snapshot at index {at}"
+            )
+        });
+    }
+
     /// Rule `restart-state`: the state a restart found at `at` is the
     /// reference replica's at `at`.
     fn judge_restart_state(&mut self, index: usize, sm: &SimDurable<Tapped<S>>, at: Index) {

@@ -257,7 +257,13 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             if node.is_witness_node() {
                 continue;
             }
-            let applied = node.applied_index();
+            // An on-disk state machine may stand past what its node was
+            // told (a restart's durable image, until the node hands those
+            // entries out again): its state is at its own applied index.
+            let applied = match self.hosts[index].sm.durable() {
+                Some(sm) => sm.applied_index(),
+                None => node.applied_index(),
+            };
             let state = self.hosts[index].sm.live().canonical_state();
             let Some((other, other_state)) = states.get(&applied) else {
                 states.insert(applied, (index, state));
