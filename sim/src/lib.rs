@@ -103,6 +103,15 @@
 //!   in its snapshots), and is driven only through `Node`'s public API,
 //!   exactly as a real host. A restarted node restores its state machine
 //!   from its stored snapshot and replays the log's tail.
+//! * **On-disk state machines** (a third of the seeds; `--durable-sm` for
+//!   all, `--no-durable-sm` for none): the state machine is a
+//!   [`durable::SimDurable`] on the node's simulated disk, driven as a
+//!   `concord::durable::DurableStateMachine` (applies in batches, `sync()`
+//!   before a snapshot's view, views read later while applies go on,
+//!   restores streamed over time, restarts from the durable applied
+//!   index, which a crash cuts back to what was synced); two rules judge
+//!   every restart (`restart-base`, `restart-state`). See
+//!   `docs/simulator.md`.
 //! * **Clients** register a session, then issue commands from a
 //!   [`Workload`] with timeouts, retries under the same sequence number,
 //!   leader discovery through `NotLeader` hints, and redirects.

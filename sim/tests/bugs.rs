@@ -1815,8 +1815,10 @@ const DURABLE_BUG_SEEDS: u64 = 10;
 /// engine's own recovery finding its records no longer follow. Measured
 /// with `run --seeds 0..500 --nodes N --chaos-ms 5000 --durable-sm
 /// --bug-durable-index-before-state`: first catch at seed 0 on 5 nodes
-/// (431 of 500 fail: 420 `restart-state`, 11 `recovery`), seed 1 on 3
-/// nodes (416 of 500).
+/// (428 of 500 fail: 417 `restart-state`, 11 `recovery`), seed 1 on 3
+/// nodes (413 of 500). Without `restart-state` the older checks catch it
+/// at the same seeds (401 and 379 of 500: different responses at an
+/// index, `replica-agreement`, linearizability, a session lost).
 #[test]
 fn durable_index_recorded_before_its_state_is_caught() {
     let bugs = HostBugs {
@@ -1872,7 +1874,7 @@ fn durable_view_reading_later_applies_is_caught() {
 /// Caught by the rule `restart-base`. Measured with `run --seeds 0..500
 /// --nodes N --chaos-ms 5000 --durable-sm
 /// --bug-durable-snapshot-without-sync`: first catch at seed 0 on 5 and on
-/// 3 nodes (197 and 180 of 500 fail).
+/// 3 nodes (192 and 177 of 500 fail).
 #[test]
 fn durable_compaction_past_the_durable_applied_index_is_caught() {
     let bugs = HostBugs {
