@@ -290,6 +290,19 @@ pub enum Admission<'a, R> {
     Expired,
 }
 
+/// One session as a state machine that stores sessions one by one
+/// reads and writes it ([`SessionTable::session`],
+/// [`SessionTable::restore_session`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionRecord<R> {
+    /// The sequence number of the session's last executed command.
+    pub last_seq: SequenceNumber,
+    /// The log index that last used the session (the eviction order).
+    pub last_used: Index,
+    /// The last executed command's response (`None` before the first).
+    pub response: Option<R>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Session<R> {
     last_seq: SequenceNumber,
@@ -490,8 +503,16 @@ impl<R: AsRef<[u8]>> SessionTable<R> {
 
     /// Records that command `seq` of session `client`, committed at
     /// `index`, was executed with `response`. Ignored for an unknown
-    /// session.
-    pub fn record(&mut self, index: Index, client: ClientId, seq: SequenceNumber, response: R) {
+    /// session. Returns the sessions evicted to keep the table within its
+    /// byte bound (none without one).
+    pub fn record(
+        &mut self,
+        index: Index,
+        client: ClientId,
+        seq: SequenceNumber,
+        response: R,
+    ) -> Vec<ClientId> {
+        let mut evicted = Vec::new();
         if let Some(session) = self.sessions.get_mut(&client) {
             self.by_last_use.remove(&(session.last_used, client));
             session.last_used = session.last_used.max(index);
@@ -501,9 +522,63 @@ impl<R: AsRef<[u8]>> SessionTable<R> {
             session.response = Some(response);
             self.by_last_use.insert((session.last_used, client));
             if self.bytes_max != usize::MAX {
-                self.evict_over_bytes(client);
+                evicted = self.evict_over_bytes(client);
             }
         }
+        evicted
+    }
+
+    /// Session `client` as a [`SessionRecord`], for a state machine that
+    /// stores its sessions one by one (`None`: not held).
+    pub fn session(&self, client: ClientId) -> Option<SessionRecord<&R>> {
+        self.sessions.get(&client).map(|session| SessionRecord {
+            last_seq: session.last_seq,
+            last_used: session.last_used,
+            response: session.response.as_ref(),
+        })
+    }
+
+    /// Puts back a session read from storage (see
+    /// [`session`](Self::session)), replacing any of the same id. Refuses
+    /// one past the table's epoch or capacity, which no table of this
+    /// build wrote.
+    pub fn restore_session(
+        &mut self,
+        client: ClientId,
+        record: SessionRecord<R>,
+    ) -> Result<(), String> {
+        if client_id_parts(client).0 > self.epoch {
+            return Err(format!(
+                "session {client:#x} is of id epoch {}, past the table's epoch {}",
+                client_id_parts(client).0,
+                self.epoch
+            ));
+        }
+        self.drop_session(client);
+        if self.sessions.len() >= self.capacity {
+            return Err(format!(
+                "more sessions than the table's capacity {}",
+                self.capacity
+            ));
+        }
+        self.response_bytes += record.response.as_ref().map_or(0, |r| r.as_ref().len());
+        self.by_last_use.insert((record.last_used, client));
+        self.sessions.insert(
+            client,
+            Session {
+                last_seq: record.last_seq,
+                response: record.response,
+                last_used: record.last_used,
+            },
+        );
+        Ok(())
+    }
+
+    /// Sets the id epoch and the evictions count of a table read from
+    /// storage (see [`epoch`](Self::epoch), [`evictions`](Self::evictions)).
+    pub fn restore_counters(&mut self, epoch: u64, evictions: u64) {
+        self.epoch = epoch;
+        self.evictions = evictions;
     }
 
     /// Marks session `client` used at `index` (a duplicate was answered),
