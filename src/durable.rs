@@ -142,6 +142,17 @@ pub trait DurableStateMachine: Send + 'static {
     fn sessions(&self) -> Option<usize> {
         None
     }
+
+    /// The group left this server, or its state here is garbage (a group
+    /// created afresh found it): delete the storage, so that a new state
+    /// machine made for the same group starts empty, at index 0. The
+    /// default deletes nothing (the state dies with the value).
+    fn destroy(self) -> Result<(), DurableError>
+    where
+        Self: Sized,
+    {
+        Ok(())
+    }
 }
 
 /// A point-in-time view of a [`DurableStateMachine`]'s state, read as one

@@ -494,6 +494,28 @@ async fn a_state_machine_behind_the_log_with_no_snapshot_is_refused() {
     );
 }
 
+/// A state machine holding state for a group of which the node has no
+/// log at all (the log lost, or the state another node's) is refused at
+/// start rather than trusted: its entries would be skipped as applied.
+#[tokio::test(flavor = "current_thread")]
+async fn a_state_machine_with_state_but_no_log_of_its_group_is_refused() {
+    let dirs = NodeDirs::new("no-log");
+    let network = MemFrameNetwork::new();
+    one_node_with_writes(&dirs, &network, WRITES).await;
+    let mut opened = open_node(&dirs, 2);
+    assert!(opened.recovery.groups.remove(&GROUP).is_some());
+    let counters = Arc::new(Counters::default());
+    let started = start_opened(1, &[1], &dirs, 2, opened, &network, counters);
+    let error = match started {
+        Ok(_) => panic!("a state machine without its log started"),
+        Err(error) => error.to_string(),
+    };
+    assert!(
+        error.contains("holds state up to index") && error.contains("no log of the group"),
+        "{error}"
+    );
+}
+
 /// A follower that missed more than the leader's log holds catches up by
 /// a snapshot streamed from the leader's view and restored in chunks.
 #[tokio::test(flavor = "current_thread")]

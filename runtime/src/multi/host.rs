@@ -713,11 +713,22 @@ where
     for (group, group_config) in &config.groups {
         let found = recovery.groups.remove(group);
         let mut state_machine = make_state_machine(*group);
+        let is_catalog = catalog.is_some() && *group == CATALOG_GROUP;
         let (recovered, snapshot) = match found {
             Some(found) => (found.recovered, found.snapshot),
+            None if !is_catalog && state_machine.applied_index() > 0 => {
+                return Err(MultiServerError::StateMachine {
+                    group: *group,
+                    reason: format!(
+                        "it holds state up to index {}, but this node has no log of the group: \
+                         the log was lost, or the state is another node's; remove this group's \
+                         state on this node so that it catches up from the leader",
+                        state_machine.applied_index()
+                    ),
+                });
+            }
             None => (concord::Recovered::default(), None),
         };
-        let is_catalog = catalog.is_some() && *group == CATALOG_GROUP;
         if let Some(snapshot) = &snapshot {
             let index = snapshot.meta().position.index;
             let restored = match catalog.as_mut().filter(|_| is_catalog) {

@@ -495,7 +495,22 @@ where
         else {
             return;
         };
-        let state_machine = make(group);
+        let mut state_machine = make(group);
+        if state_machine.applied_index() > 0 {
+            // Left by an earlier stay in this group (a crash between the
+            // log's removal of the group and the state's): the group starts
+            // here afresh, so that state is garbage.
+            tracing::warn!(
+                group,
+                applied = state_machine.applied_index(),
+                "deleting a state machine's state left from an earlier stay in the group"
+            );
+            if let Err(error) = state_machine.destroy() {
+                tracing::error!(group, %error, "cannot delete a group's old state; not hosting it");
+                return;
+            }
+            state_machine = make(group);
+        }
         let config = joining_config(
             &template,
             self.multi.id(),
@@ -537,6 +552,11 @@ where
             for reply in replies {
                 self.stats.unknown_outcomes += 1;
                 let _ = reply.send(ClientResponse::Unknown);
+            }
+            // A state machine on its own storage leaves nothing behind
+            // (were the group assigned here again, it starts empty).
+            if let Err(error) = host_group.state_machine.destroy() {
+                tracing::error!(group, %error, "cannot delete the state of a group removed from this server");
             }
         }
         self.proposals_pending.remove(&group);
