@@ -15,10 +15,11 @@
 //! * [`DiskEngine::view`] is a point-in-time view: it sees the state at
 //!   one applied index however many batches are applied after it was
 //!   taken, and iterates its pairs in key order from any key, so a
-//!   snapshot stream can be cut and resumed. A view borrows the engine:
-//!   to stream from another thread, share the engine (`Arc` or a scoped
-//!   thread) and take the view there; [`DiskView::applied_index`] says
-//!   which index it shows.
+//!   snapshot stream can be cut and resumed. To stream from another
+//!   thread, hand it [`DiskEngine::state`] and take the view there (a
+//!   restore may replace the state meanwhile: the old one lives until
+//!   that thread lets go); [`DiskView::applied_index`] says which index
+//!   it shows.
 //! * [`DiskEngine::restore_begin`] streams sorted pairs into a new state
 //!   beside the current one; [`DiskRestore::finish`] makes it the
 //!   engine's state atomically. Until then, after a crash too, the old
@@ -64,8 +65,8 @@ use std::fs;
 use std::io::{self, Write};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use concord::multi::GroupId;
 use concord::NodeId;
@@ -600,7 +601,7 @@ pub struct DiskEngine {
     /// The live state: its directory name and number, and the database.
     state: String,
     number: u64,
-    db: DB,
+    db: Arc<StateDb>,
     applied: AtomicU64,
     durable: AtomicU64,
     /// Serialises syncs, so that the durable index only grows.
@@ -671,7 +672,7 @@ impl DiskEngine {
                 options,
                 state: state.clone(),
                 number,
-                db,
+                db: StateDb::shared(db, path),
                 applied: AtomicU64::new(meta.applied),
                 durable: AtomicU64::new(meta.applied),
                 sync_lock: Mutex::new(()),
@@ -695,7 +696,7 @@ impl DiskEngine {
             options,
             state,
             number,
-            db,
+            db: StateDb::shared(db, path),
             applied: AtomicU64::new(0),
             durable: AtomicU64::new(0),
             sync_lock: Mutex::new(()),
@@ -807,26 +808,27 @@ impl DiskEngine {
     /// keeps what compaction would have freed while it is open: drop it
     /// when the stream is done.
     pub fn view(&self) -> Result<DiskView<'_>, DiskError> {
-        let path = self.path();
-        let snapshot = self.db.snapshot();
-        let meta = meta_cf(&self.db, &path)?;
-        let applied = match snapshot
-            .get_cf(meta, META_APPLIED)
-            .map_err(engine_error(&path))?
-        {
-            Some(bytes) => u64_of(&path, META_APPLIED, &bytes)?,
-            None => {
-                return Err(DiskError::Damaged {
-                    path,
-                    detail: "no applied index".to_string(),
-                })
-            }
-        };
-        Ok(DiskView {
-            applied_index: applied,
-            snapshot,
-            path,
-        })
+        self.db.view()
+    }
+
+    /// The live state, shared: a thread that holds it can take a
+    /// [`DiskState::view`] and stream it while this engine applies
+    /// batches, and even after a restore replaced the state (which is then
+    /// closed and deleted when the last holder lets go).
+    pub fn state(&self) -> DiskState {
+        DiskState(Arc::clone(&self.db))
+    }
+
+    /// Deletes the directory and everything in it: the state's group
+    /// left this node. A view still streaming keeps its state's files
+    /// until it is dropped.
+    pub fn destroy(self) -> Result<(), DiskError> {
+        let dir = self.dir.clone();
+        self.db.retired.store(true, Ordering::Release);
+        // Nothing of it is wanted: no sync on the way out.
+        self.durable.store(self.applied_index(), Ordering::Release);
+        drop(self);
+        fs::remove_dir_all(&dir).map_err(io_error("deleting the state directory", &dir))
     }
 
     /// Starts a new state, to be filled by a stream of pairs in key order
@@ -859,6 +861,97 @@ impl Drop for DiskEngine {
         if self.applied_index() > self.durable_applied_index() {
             let _ = self.sync();
         }
+    }
+}
+
+/// One state's open database, shared by the engine and the threads
+/// streaming views of it. A state that a restore replaced is closed when
+/// its last holder drops it, and then deleted: a view being streamed
+/// keeps its files until it is done.
+struct StateDb {
+    /// `Some` until dropped (closed before its directory is deleted).
+    db: Option<DB>,
+    path: PathBuf,
+    /// Replaced by a restore: delete the directory once closed.
+    retired: AtomicBool,
+}
+
+impl StateDb {
+    fn shared(db: DB, path: PathBuf) -> Arc<StateDb> {
+        Arc::new(StateDb {
+            db: Some(db),
+            path,
+            retired: AtomicBool::new(false),
+        })
+    }
+
+    fn db(&self) -> &DB {
+        self.db
+            .as_ref()
+            .expect("a state's database is open until dropped")
+    }
+
+    fn view(&self) -> Result<DiskView<'_>, DiskError> {
+        let path = self.path.clone();
+        let db = self.db();
+        let snapshot = db.snapshot();
+        let meta = meta_cf(db, &path)?;
+        let applied = match snapshot
+            .get_cf(meta, META_APPLIED)
+            .map_err(engine_error(&path))?
+        {
+            Some(bytes) => u64_of(&path, META_APPLIED, &bytes)?,
+            None => {
+                return Err(DiskError::Damaged {
+                    path,
+                    detail: "no applied index".to_string(),
+                })
+            }
+        };
+        Ok(DiskView {
+            applied_index: applied,
+            snapshot,
+            path,
+        })
+    }
+}
+
+impl std::ops::Deref for StateDb {
+    type Target = DB;
+
+    fn deref(&self) -> &DB {
+        self.db()
+    }
+}
+
+impl Drop for StateDb {
+    fn drop(&mut self) {
+        drop(self.db.take());
+        if *self.retired.get_mut() {
+            // If this fails the next open deletes it.
+            let _ = fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// The engine's live state, shared with another thread (see
+/// [`DiskEngine::state`]).
+#[derive(Clone)]
+pub struct DiskState(Arc<StateDb>);
+
+impl std::fmt::Debug for DiskState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiskState")
+            .field("path", &self.0.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DiskState {
+    /// A point-in-time view of the state as it is now (see
+    /// [`DiskEngine::view`]).
+    pub fn view(&self) -> Result<DiskView<'_>, DiskError> {
+        self.0.view()
     }
 }
 
@@ -1002,8 +1095,8 @@ impl DiskRestore {
 
     /// Writes the rest, records `applied_index`, and makes the restored
     /// state `engine`'s, atomically: a crash before the switch leaves the
-    /// old state, after it the new one. Needs the engine alone (no view
-    /// open), as installing a snapshot does.
+    /// old state, after it the new one. A [`DiskState`] still streaming
+    /// the old state keeps it, closed and deleted when dropped.
     pub fn finish(mut self, engine: &mut DiskEngine, applied_index: u64) -> Result<(), DiskError> {
         self.close_file()?;
         let db = open_db(&self.path, &engine.options)?;
@@ -1018,16 +1111,15 @@ impl DiskRestore {
         sync_dir(&self.path)?;
         let state = self.state.take().expect("a restore is finished once");
         write_current(&engine.dir, &state)?;
-        // The switch is made: from here on the new state is the one.
-        let old = engine.path();
-        engine.db = db;
+        // The switch is made: from here on the new state is the one. The
+        // old one is garbage, deleted once no view streams from it.
+        let old = std::mem::replace(&mut engine.db, StateDb::shared(db, self.path.clone()));
+        old.retired.store(true, Ordering::Release);
+        drop(old);
         engine.state = state;
         engine.number = self.number;
         engine.applied.store(applied_index, Ordering::Release);
         engine.durable.store(applied_index, Ordering::Release);
-        // The old state is garbage now; if this fails the next open
-        // deletes it.
-        let _ = fs::remove_dir_all(old);
         Ok(())
     }
 }
