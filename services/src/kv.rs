@@ -144,7 +144,7 @@ pub struct Kv {
     deferred: Vec<(Bytes, Bytes)>,
 }
 
-fn check_key(key: &[u8]) -> Result<(), String> {
+pub(crate) fn check_key(key: &[u8]) -> Result<(), String> {
     if key.is_empty() {
         return Err("a key must not be empty".to_string());
     }
@@ -174,7 +174,7 @@ fn check_limits(keys: usize, bytes: u64) -> Result<(), String> {
     Ok(())
 }
 
-fn check_value(value: &[u8]) -> Result<(), String> {
+pub(crate) fn check_value(value: &[u8]) -> Result<(), String> {
     if value.len() > VALUE_BYTES_MAX {
         return Err(format!(
             "a value of {} bytes is longer than {VALUE_BYTES_MAX}",

@@ -12,6 +12,7 @@
 //! | [`service`] | the [`Service`] trait: what a service writes |
 //! | [`machine`] | any service as a concord state machine: dispatch, refusals, snapshots; with sessions |
 //! | `disk_engine` (feature `disk`) | a state machine's keys on disk: atomic batches with the applied index, point-in-time views, streamed restore |
+//! | `disk_kv` (feature `disk`) | the key-value store on disk, as a durable state machine: `concord-node --storage disk` |
 //! | [`codec`] | the bytes of requests, answers and snapshots: a version byte, serde + bincode, bounded decoding |
 //! | [`kv`] | the key-value store: get, get_many, put, put_many, append, cas |
 //! | [`directory`] | user → ip:port (batched lookup), connect, disconnect, a cluster-wide sequence |
@@ -40,6 +41,8 @@ pub mod codec;
 pub mod directory;
 #[cfg(feature = "disk")]
 pub mod disk_engine;
+#[cfg(feature = "disk")]
+pub mod disk_kv;
 pub mod kv;
 #[cfg(feature = "runtime")]
 pub mod kv_client;

@@ -237,35 +237,37 @@ impl ShardMachine {
         self.store.state()
     }
 
-    /// Why `command` must not run in this group, if it names a key of
-    /// another (undecodable bytes are left to the store, which refuses
-    /// them).
     fn misrouted(&self, command: &[u8]) -> Option<Bytes> {
-        let (_, request) = codec::decode_request::<Kv>(command).ok()?;
-        let keys: Vec<&Bytes> = match &request {
-            KvRequest::Get { key }
-            | KvRequest::Put { key, .. }
-            | KvRequest::Append { key, .. }
-            | KvRequest::Cas { key, .. } => vec![key],
-            KvRequest::GetMany { keys } => keys.iter().collect(),
-            KvRequest::PutMany { pairs } => pairs.iter().map(|(k, _)| k).collect(),
-        };
-        let key = keys
-            .into_iter()
-            .find(|key| self.map.group_of(key) != self.group)?;
-        let reason = format!(
-            "key {:?} belongs to group {} of {}, not to group {}: the client's group count \
-             must be the cluster's ({}): use --groups {} (a client of a single-group cluster \
-             reads so too)",
-            String::from_utf8_lossy(key),
-            self.map.group_of(key),
-            self.map.groups,
-            self.group,
-            self.map.groups,
-            self.map.groups,
-        );
-        Some(codec::encode_answer::<Kv>(&Err(reason)))
+        misrouted(&self.map, self.group, command)
     }
+}
+
+/// Why `command` must not run in `group` of `map`, if it names a key of
+/// another group (undecodable bytes are left to the store, which refuses
+/// them): the refusal, encoded as the store's answer.
+pub(crate) fn misrouted(map: &ShardMap, group: GroupId, command: &[u8]) -> Option<Bytes> {
+    let (_, request) = codec::decode_request::<Kv>(command).ok()?;
+    let keys: Vec<&Bytes> = match &request {
+        KvRequest::Get { key }
+        | KvRequest::Put { key, .. }
+        | KvRequest::Append { key, .. }
+        | KvRequest::Cas { key, .. } => vec![key],
+        KvRequest::GetMany { keys } => keys.iter().collect(),
+        KvRequest::PutMany { pairs } => pairs.iter().map(|(k, _)| k).collect(),
+    };
+    let key = keys.into_iter().find(|key| map.group_of(key) != group)?;
+    let reason = format!(
+        "key {:?} belongs to group {} of {}, not to group {}: the client's group count \
+         must be the cluster's ({}): use --groups {} (a client of a single-group cluster \
+         reads so too)",
+        String::from_utf8_lossy(key),
+        map.group_of(key),
+        map.groups,
+        group,
+        map.groups,
+        map.groups,
+    );
+    Some(codec::encode_answer::<Kv>(&Err(reason)))
 }
 
 impl StateMachine for ShardMachine {
