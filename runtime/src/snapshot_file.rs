@@ -240,6 +240,9 @@ fn create_temporary(
 /// a file.
 const STREAM_CHUNK_BYTES: usize = 1 << 20;
 
+/// Bytes a snapshot streamed from a view is synced after, as it is written.
+const STREAM_SYNC_BYTES: u64 = 64 << 20;
+
 /// Streams a state machine's `view` (the state after entry `position`)
 /// into a new `.taking.tmp` file in `snapshot_dir`, never holding more
 /// than one chunk of it, and returns it as a snapshot received whole: its
@@ -273,7 +276,15 @@ pub(crate) fn stream_view_into_file(
         file.write_all_at(&buf[..n], SNAPSHOT_HEADER_BYTES as u64 + size_bytes)
             .map_err(io_err(format!("writing {}", path.display())))?;
         checksum.update(&buf[..n]);
+        let synced_before = size_bytes / STREAM_SYNC_BYTES;
         size_bytes += n as u64;
+        // Synced as it goes, here off the loop: the log's thread makes the
+        // file durable later (`make_received_durable`), and a state's worth
+        // of dirty pages synced there would stall every write behind it.
+        if size_bytes / STREAM_SYNC_BYTES != synced_before {
+            file.sync_data()
+                .map_err(io_err(format!("syncing {}", path.display())))?;
+        }
     }
     let meta = SnapshotMeta {
         position,
@@ -282,6 +293,8 @@ pub(crate) fn stream_view_into_file(
     };
     file.write_all_at(&header_for(&meta), 0)
         .map_err(io_err(format!("writing {}", path.display())))?;
+    file.sync_data()
+        .map_err(io_err(format!("syncing {}", path.display())))?;
     Ok(ReceivedSnapshot {
         meta,
         target: ReceivedTarget::File {

@@ -1972,6 +1972,9 @@ where
         let Some(host_group) = self.groups.get_mut(&group) else {
             return;
         };
+        // What taking it costs the loop (a sync and a view, not the
+        // state's size): logged, for docs/snapshots.md's figure.
+        let started = tokio::time::Instant::now();
         let state_machine = &mut host_group.state_machine;
         assert_eq!(state_machine.applied_index(), index, "group {group}");
         let view = state_machine.sync().and_then(|()| state_machine.view());
@@ -2004,7 +2007,15 @@ where
             .filter(|_| intake.uses_files() && !cfg!(madsim))
             .cloned();
         match inbox {
-            Some(inbox) => stream_off_loop(intake, inbox, group, position, membership, view),
+            Some(inbox) => {
+                stream_off_loop(intake, inbox, group, position, membership, view);
+                tracing::info!(
+                    group,
+                    index,
+                    loop_us = started.elapsed().as_micros() as u64,
+                    "snapshot view taken; streaming it off the loop"
+                );
+            }
             None => {
                 let result = intake.stream_view(group, position, &mut view);
                 self.snapshot_streamed(StreamedSnapshot {
