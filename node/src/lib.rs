@@ -14,6 +14,8 @@
 pub mod client;
 #[cfg(feature = "count-alloc")]
 pub mod count_alloc;
+#[cfg(feature = "disk")]
+pub mod disk_groups;
 pub mod group_roles;
 pub mod groups_file;
 pub mod groups_status_view;

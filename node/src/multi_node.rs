@@ -41,7 +41,7 @@ use concord_tokio::multi::upgrade::{UpgradeOutcome, Upgraded};
 use concord_tokio::storage::StorageError;
 
 use crate::group_roles;
-use crate::server::ServerSettings;
+use crate::server::{ServerSettings, Storage, DISK_DIR_NAME};
 use crate::{groups_file, service_file};
 
 /// Exit status: failed to start or serve.
@@ -125,6 +125,25 @@ pub struct RunningMultiNode {
 /// group, any service: [`crate::multi_service`]): claims and recovers
 /// the data directory, then serves.
 pub async fn start(settings: &ServerSettings) -> Result<RunningMultiNode, StartFailure> {
+    if settings.storage == Storage::Disk && !cfg!(feature = "disk") {
+        return Err(StartFailure {
+            code: EXIT_BAD_FLAGS,
+            message: "--storage disk needs a concord-node built with feature disk (cargo build \
+                      -p concord-node --features disk; it compiles RocksDB and needs libclang): \
+                      this one keeps the keys in memory only"
+                .to_string(),
+        });
+    }
+    if settings.storage == Storage::Memory && settings.data_dir.join(DISK_DIR_NAME).is_dir() {
+        return Err(StartFailure::claim_refused(
+            false,
+            format!(
+                "{} keeps the key-value store on disk ({DISK_DIR_NAME}/): start it with \
+                 --storage disk (in memory, the keys there would be ignored)",
+                settings.data_dir.display()
+            ),
+        ));
+    }
     let map = ShardMap::new(settings.groups).map_err(|e| e.to_string())?;
     service_file::claim(&settings.data_dir, settings.service)
         .map_err(|e| StartFailure::claim_refused(e.is_foreign(), e.to_string()))?;
@@ -262,8 +281,7 @@ pub async fn start(settings: &ServerSettings) -> Result<RunningMultiNode, StartF
         inbox,
     };
     // A witness builds no state machine for any group.
-    let handle = crate::multi_service::start_host(settings.service, map, witness, parts)
-        .map_err(|e| format!("cannot start the groups: {e}"))?;
+    let handle = start_groups(settings, map, witness, parts)?;
     let mut accept = MultiListenerConfig::new(id, settings.cluster_id.clone(), voters);
     accept.tls = tls;
     accept.groups_hosted = Some(settings.groups);
@@ -331,6 +349,35 @@ fn node_config(id: NodeId, voters: &BTreeSet<NodeId>) -> MultiConfig {
     let mut multi = MultiConfig::new(id, voters.iter().copied());
     multi.groups_max = concord_services::sharded_kv::GROUPS_MAX as usize + 1;
     multi
+}
+
+/// Starts the host with each group's state machine in memory, or on disk
+/// (`--storage disk`, [`crate::disk_groups`]).
+fn start_groups(
+    settings: &ServerSettings,
+    map: ShardMap,
+    witness: bool,
+    parts: crate::multi_service::HostParts,
+) -> Result<MultiServerHandle, String> {
+    #[cfg(feature = "disk")]
+    if settings.storage == Storage::Disk {
+        let groups = if settings.join {
+            Vec::new()
+        } else {
+            map.group_ids().collect()
+        };
+        return crate::disk_groups::start_disk_host(
+            &settings.data_dir,
+            &settings.cluster_id,
+            settings.id,
+            map,
+            groups,
+            witness,
+            parts,
+        );
+    }
+    crate::multi_service::start_host(settings.service, map, witness, parts)
+        .map_err(|e| format!("cannot start the groups: {e}"))
 }
 
 #[cfg(test)]

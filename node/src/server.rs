@@ -256,6 +256,15 @@ pub struct ServerFlags {
     /// the same N, and a data directory keeps the N it was started with.
     #[arg(long, env = "CONCORD_GROUPS", value_name = "N", value_parser = groups_text)]
     pub groups: Option<u64>,
+    /// Where the key-value store keeps its keys: memory (the default; a
+    /// snapshot holds the whole state) or disk (an embedded storage
+    /// engine under the data directory, for a state larger than memory:
+    /// a restart replays only the log after what the disk holds, a
+    /// snapshot streams from a point-in-time view). Needs a build with
+    /// feature `disk`; a data directory keeps the storage it was started
+    /// with.
+    #[arg(long, env = "CONCORD_STORAGE", value_name = "memory|disk", value_parser = Storage::from_name)]
+    pub storage: Option<Storage>,
 }
 
 fn groups_text(value: &str) -> Result<u64, String> {
@@ -358,6 +367,8 @@ pub struct ServerConfig {
     pub otlp_endpoint: Option<String>,
     /// `--groups`.
     pub groups: Option<u64>,
+    /// `--storage`: `memory` or `disk`.
+    pub storage: Option<String>,
 }
 
 /// Every key [`ServerConfig`] accepts, for the "did you mean" of an
@@ -389,6 +400,7 @@ pub const CONFIG_KEYS: &[&str] = &[
     "log-format",
     "otlp-endpoint",
     "groups",
+    "storage",
 ];
 
 /// Why `concord-node`'s settings were refused: each names the flag, or the
@@ -513,6 +525,46 @@ pub struct ServerSettings {
     /// Raft groups hosted: 1 is one group (a single-group server); more
     /// runs the sharded key-value store on a multi-group host.
     pub groups: u64,
+    /// Where the key-value store keeps its keys.
+    pub storage: Storage,
+}
+
+/// The directory of a data directory that holds the key-value store's
+/// keys with `--storage disk`, one store per group.
+pub const DISK_DIR_NAME: &str = "kv-disk";
+
+/// Most groups a server with `--storage disk` hosts: each group's store
+/// is one storage engine with its own cache (64 MiB) and memtables.
+pub const DISK_GROUPS_MAX: u64 = 64;
+
+/// Where the key-value store keeps its keys (`--storage`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Storage {
+    /// In memory; a snapshot holds the whole state.
+    #[default]
+    Memory,
+    /// In an embedded storage engine under the data directory (feature
+    /// `disk`).
+    Disk,
+}
+
+impl Storage {
+    /// The storage named `name` (`memory` or `disk`).
+    pub fn from_name(name: &str) -> Result<Storage, String> {
+        match name {
+            "memory" => Ok(Storage::Memory),
+            "disk" => Ok(Storage::Disk),
+            other => Err(format!("{other:?} is no storage: give memory or disk")),
+        }
+    }
+
+    /// The name `--storage` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Storage::Memory => "memory",
+            Storage::Disk => "disk",
+        }
+    }
 }
 
 impl ServerSettings {
@@ -620,6 +672,11 @@ impl ServerSettings {
             (None, Some(n)) => check_groups(n).map_err(|m| bad("groups", m))?,
             (None, None) => 1,
         };
+        let storage = match (flags.storage, &file.storage) {
+            (Some(storage), _) => storage,
+            (None, Some(name)) => Storage::from_name(name).map_err(|m| bad("storage", m))?,
+            (None, None) => Storage::default(),
+        };
         let snapshot_every_entries = flags
             .snapshot_every_entries
             .or(file.snapshot_every_entries)
@@ -667,8 +724,10 @@ impl ServerSettings {
                 .clone()
                 .or_else(|| file.otlp_endpoint.clone()),
             groups,
+            storage,
         };
         settings
+            .with_storage_checked()?
             .with_groups_checked()?
             .with_this_node_in_peers()?
             .with_witnesses_checked()?
@@ -677,6 +736,27 @@ impl ServerSettings {
 
     /// Checks that a multi-group node (`groups` > 1) asks only for what
     /// the multi-group host runs.
+    /// Checks that disk storage is asked of the key-value store only, and
+    /// of at most [`DISK_GROUPS_MAX`] groups.
+    fn with_storage_checked(self) -> Result<ServerSettings, SettingsError> {
+        if self.storage == Storage::Disk && self.groups > DISK_GROUPS_MAX {
+            return Err(SettingsError::Inconsistent(format!(
+                "--storage disk runs one storage engine per group (its own cache, memtables \
+                 and files), at most {DISK_GROUPS_MAX} groups; --groups {} is more: give \
+                 fewer groups, or keep the keys in memory",
+                self.groups
+            )));
+        }
+        if self.storage == Storage::Disk && self.service != ServiceKind::Kv {
+            return Err(SettingsError::Inconsistent(format!(
+                "--storage disk keeps the key-value store's keys on disk; the {} service keeps \
+                 its state in memory: drop --storage, or run --service kv",
+                self.service.name()
+            )));
+        }
+        Ok(self)
+    }
+
     fn with_groups_checked(self) -> Result<ServerSettings, SettingsError> {
         if self.groups == 1 {
             if self.spread_leaders {

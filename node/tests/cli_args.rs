@@ -243,10 +243,50 @@ fn node_flags_refused_with_a_clear_message() {
             ],
             &["--listen 127.0.0.1:2 is the address of node 2 in --peers"],
         ),
+        (
+            &["--storage", "tape"],
+            &["\"tape\" is no storage: give memory or disk"],
+        ),
+        (
+            &[
+                &ONE_NODE[..],
+                &["--data-dir", "/nonexistent/x", "--storage", "disk"],
+                &["--service", "chat"],
+            ]
+            .concat(),
+            &["the chat service keeps its state in memory"],
+        ),
+        (
+            &[
+                &ONE_NODE[..],
+                &["--data-dir", "/nonexistent/x", "--storage", "disk"],
+                &["--groups", "65"],
+            ]
+            .concat(),
+            &["at most 64 groups; --groups 65 is more"],
+        ),
     ];
     for (args, expected) in cases {
         assert_refused(NODE, args, expected);
     }
+}
+
+/// A build without feature `disk` refuses `--storage disk` at start, naming
+/// the feature, before it touches the data directory.
+#[cfg(not(feature = "disk"))]
+#[test]
+fn storage_disk_without_the_feature_is_refused_naming_it() {
+    let dir = std::env::temp_dir().join(format!("concord-no-disk-{}", std::process::id()));
+    let dir_text = dir.display().to_string();
+    let args = [
+        &ONE_NODE[..],
+        &["--data-dir", &dir_text, "--storage", "disk"],
+    ]
+    .concat();
+    let (code, _, stderr) = run(NODE, &args, &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("built with feature disk"), "{stderr}");
+    assert!(!dir.exists(), "the data directory was created");
 }
 
 #[test]
