@@ -47,8 +47,14 @@
 //! 1,000 operations, p99 against clients) as SVG, to `CONCORD_BENCH_OUT`
 //! (default `target/bench-results/` of the workspace).
 //!
+//! `CONCORD_BENCH_DISK=1`, with a build of `--features disk`, runs a
+//! third cluster beside them, `concord-node --storage disk` (the keys in
+//! RocksDB), preloaded alike, and adds a table of it against the
+//! in-memory store and etcd.
+//!
 //! ```text
 //! bench/etcd/compare.sh                      # installs etcd, then runs this
+//! CONCORD_BENCH_DISK=1 CONCORD_BENCH_CLIENTS=64 cargo bench -p concord-node --features disk --bench vs_etcd
 //! CONCORD_BENCH_SECS=10 CONCORD_BENCH_CLIENTS=1,16,64,256 cargo bench -p concord-node --bench vs_etcd
 //! ```
 
@@ -87,6 +93,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 enum System {
     Etcd,
     Concord,
+    /// `concord-node --storage disk` (`CONCORD_BENCH_DISK=1`, a build with
+    /// `--features disk`).
+    ConcordDisk,
 }
 
 impl System {
@@ -94,6 +103,7 @@ impl System {
         match self {
             System::Etcd => "etcd",
             System::Concord => "concord",
+            System::ConcordDisk => "concord-disk",
         }
     }
 }
@@ -172,10 +182,13 @@ fn print_cell(cell: &Cell) {
     );
 }
 
-/// The two clusters under test, both running for the whole benchmark.
+/// The clusters under test, all running for the whole benchmark.
 struct Clusters {
     concord: NodeCluster,
     concord_pids: Vec<u32>,
+    /// `--storage disk`, when asked for.
+    concord_disk: Option<NodeCluster>,
+    concord_disk_pids: Vec<u32>,
     /// etcd's processes, client addresses and the addresses clients use.
     etcd: Option<(node_cluster::Processes, Vec<String>)>,
     etcd_pids: Vec<u32>,
@@ -187,14 +200,18 @@ async fn open(system: System, clusters: &Clusters, clients: usize) -> Result<Vec
     let value = Bytes::from(vec![b'o'; VALUE_BYTES]);
     let opens = (0..clients).map(|c| {
         let value = value.clone();
-        let servers = clusters.concord.servers.clone();
+        let servers = match system {
+            System::ConcordDisk => clusters.concord_disk.as_ref().map(|c| c.servers.clone()),
+            _ => Some(clusters.concord.servers.clone()),
+        };
         let target = clusters
             .etcd_targets
             .get(c % clusters.etcd_targets.len().max(1))
             .cloned();
         async move {
             let mut conn = match system {
-                System::Concord => {
+                System::Concord | System::ConcordDisk => {
+                    let servers = servers.ok_or("no concord-disk cluster")?;
                     Conn::Concord(KvClient::new(ClientConfig::new(servers, CLUSTER)))
                 }
                 System::Etcd => {
@@ -365,6 +382,44 @@ fn print_summary(cells: &[Cell], clients_list: &[usize]) {
             ratio(cp, ep)
         );
     }
+    if cells.iter().any(|c| c.system == System::ConcordDisk) {
+        println!();
+        println!("the key-value store on disk (--storage disk) against in memory and etcd");
+        println!(
+            "{:>7} | {:>10} {:>12} {:>10} | {:>9} {:>9} | {:>9}",
+            "clients", "disk/s", "x in-memory", "x etcd", "disk cpu", "disk p99", "mem p99"
+        );
+        for &clients in clients_list {
+            let get = |s, m| median_of(cells, s, clients, m);
+            let rate = |c: &Cell| c.ops_per_sec;
+            let (dr, mr, er) = (
+                get(System::ConcordDisk, rate),
+                get(System::Concord, rate),
+                get(System::Etcd, rate),
+            );
+            let show = |v: Option<f64>, digits: usize| {
+                v.map(|v| format!("{v:.digits$}"))
+                    .unwrap_or_else(|| "-".to_string())
+            };
+            let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+                (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+                _ => "-".to_string(),
+            };
+            println!(
+                "{:>7} | {:>10} {:>12} {:>10} | {:>9} {:>9} | {:>9}",
+                clients,
+                show(dr, 0),
+                ratio(dr, mr),
+                ratio(dr, er),
+                show(get(System::ConcordDisk, |c: &Cell| c.cpu_s_per_kop), 4),
+                show(
+                    get(System::ConcordDisk, |c: &Cell| c.p99_us as f64 / 1000.0),
+                    2
+                ),
+                show(get(System::Concord, |c: &Cell| c.p99_us as f64 / 1000.0), 2),
+            );
+        }
+    }
     println!("(cpu: server CPU seconds per 1,000 puts, the three processes together; p99 in ms)");
     println!(
         "goals at 64 clients: throughput x >= 3, cpu 1/x >= 4 (<= 1/4 of etcd's), p99 x <= 0.5"
@@ -456,9 +511,23 @@ fn start_clusters(runtime: &tokio::runtime::Runtime, threads: Option<usize>) -> 
     let concord_pids = concord.processes.pids();
     let value = Bytes::from(vec![b'v'; VALUE_BYTES]);
     runtime.block_on(node_cluster::preload_keys(&concord.servers, value.clone()));
+    let concord_disk = (env_u64("CONCORD_BENCH_DISK", 0) == 1).then(|| {
+        let mut args = concord_args.clone();
+        args.extend(["--storage", "disk"]);
+        let cluster = NodeCluster::start(3, &args);
+        runtime.block_on(node_cluster::preload_keys(&cluster.servers, value.clone()));
+        println!("concord-disk: concord-node --storage disk (RocksDB)");
+        cluster
+    });
+    let concord_disk_pids = concord_disk
+        .as_ref()
+        .map(|c| c.processes.pids())
+        .unwrap_or_default();
     let mut clusters = Clusters {
         concord,
         concord_pids,
+        concord_disk,
+        concord_disk_pids,
         etcd: None,
         etcd_pids: Vec::new(),
         etcd_targets: Vec::new(),
@@ -521,15 +590,17 @@ fn main() {
     for (n, &clients) in clients_list.iter().enumerate() {
         for round in 0..rounds {
             let order = if (round + n as u64) % 2 == 0 {
-                [System::Etcd, System::Concord]
+                [System::Etcd, System::Concord, System::ConcordDisk]
             } else {
-                [System::Concord, System::Etcd]
+                [System::ConcordDisk, System::Concord, System::Etcd]
             };
             for system in order {
                 let pids = match system {
                     System::Etcd if clusters.etcd.is_none() => continue,
                     System::Etcd => &clusters.etcd_pids,
                     System::Concord => &clusters.concord_pids,
+                    System::ConcordDisk if clusters.concord_disk.is_none() => continue,
+                    System::ConcordDisk => &clusters.concord_disk_pids,
                 };
                 let conns = match runtime.block_on(open(system, &clusters, clients)) {
                     Ok(conns) => conns,
