@@ -104,6 +104,24 @@ pub const ONE_GROUP_ELECTION_TICKS: (u32, u32) = (15, 30);
 /// single-group server's.
 pub const ONE_GROUP_HEARTBEAT_TICKS: u32 = 3;
 
+/// Largest snapshot a follower takes from its leader with `--storage
+/// disk`: the store's own limit on its state, twice (each row is framed,
+/// sessions ride along). The core's default (1 GiB) bounds what an
+/// in-memory state machine decodes at once; a disk store streams a
+/// snapshot into its engine and never holds it.
+pub const DISK_SNAPSHOT_BYTES_MAX: u64 = 2 << 40;
+
+/// Largest snapshot a group of the server `settings` describe takes from
+/// its leader.
+pub fn snapshot_bytes_max(settings: &ServerSettings) -> u64 {
+    match settings.storage {
+        crate::server::Storage::Disk => DISK_SNAPSHOT_BYTES_MAX,
+        crate::server::Storage::Memory => {
+            Config::new(settings.id, [settings.id]).snapshot_bytes_max
+        }
+    }
+}
+
 /// Group `group`'s configuration on the server `settings` describe, whose
 /// groups all have `voters` as voters; `seed` is the group's PRNG seed
 /// for this start. Leases, witnesses and the preferred leader are the
@@ -115,6 +133,7 @@ pub fn group_config(
     seed: u64,
 ) -> Config {
     let mut config = Config::new(settings.id, voters.iter().copied());
+    config.snapshot_bytes_max = snapshot_bytes_max(settings);
     if settings.groups == 1 {
         // One group keeps the single-group server's timing, so that
         // every --lease-ticks and --clock-drift-bound-ticks it took is

@@ -253,6 +253,8 @@ pub async fn start(settings: &ServerSettings) -> Result<RunningMultiNode, StartF
             }
             config.compaction_threshold_entries = settings.snapshot_every_entries;
             config.compaction_trailing_entries = settings.compaction_trailing_entries;
+            // The template of the groups the catalog assigns here later.
+            config.snapshot_bytes_max = group_roles::snapshot_bytes_max(settings);
             config.seed = seed;
             (group, config)
         })
