@@ -104,8 +104,8 @@ impl StateView for DiskGroupView {
 /// A [`DiskGroup`]'s restore.
 #[derive(Debug)]
 pub enum DiskGroupRestore {
-    /// Into a store on disk.
-    Kv(DiskKvRestore),
+    /// Into a store on disk (boxed: its parser's state is large).
+    Kv(Box<DiskKvRestore>),
     /// Into a state in memory.
     Memory(BytesRestore),
 }
@@ -180,7 +180,9 @@ impl DurableStateMachine for DiskGroup {
 
     fn begin_restore(&mut self, index: Index) -> Result<DiskGroupRestore, DurableError> {
         match self {
-            DiskGroup::Kv(kv) => kv.begin_restore(index).map(DiskGroupRestore::Kv),
+            DiskGroup::Kv(kv) => kv
+                .begin_restore(index)
+                .map(|restore| DiskGroupRestore::Kv(Box::new(restore))),
             DiskGroup::Memory(memory) => memory.begin_restore(index).map(DiskGroupRestore::Memory),
             DiskGroup::Unopened(reason) => Err(unopened(reason)),
         }
@@ -188,7 +190,7 @@ impl DurableStateMachine for DiskGroup {
 
     fn finish_restore(&mut self, restore: DiskGroupRestore) -> Result<(), DurableError> {
         match (self, restore) {
-            (DiskGroup::Kv(kv), DiskGroupRestore::Kv(restore)) => kv.finish_restore(restore),
+            (DiskGroup::Kv(kv), DiskGroupRestore::Kv(restore)) => kv.finish_restore(*restore),
             (DiskGroup::Memory(memory), DiskGroupRestore::Memory(restore)) => {
                 memory.finish_restore(restore)
             }

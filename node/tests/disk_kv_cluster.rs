@@ -26,9 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use concord_services::sharded_kv::ShardMap;
-use multi_cluster::{client, get, keys_of_every_group, proxied_cluster, put, Recorder};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use multi_cluster::{client, keys_of_every_group, proxied_cluster, put, Recorder};
 
 const CLUSTER: &str = "disk-chaos";
 const GROUPS: u64 = 4;
@@ -102,56 +100,27 @@ async fn disk_stores_survive_kill_catch_up_by_snapshot_partition_and_full_restar
     nodes.assert_running();
 
     let stop = Arc::new(AtomicBool::new(false));
-    let mut workers = Vec::new();
-    for c in 0..CLIENTS {
-        let (keys, recorder, listen, stop) =
-            (keys.clone(), recorder.clone(), listen.clone(), stop.clone());
-        workers.push(tokio::spawn(async move {
-            let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (c + 1).wrapping_mul(0x9e37_79b9));
-            let mut kv = client(CLUSTER, GROUPS, &listen);
-            let mut who = recorder.client_id();
-            let mut n = 0u64;
-            while !stop.load(Ordering::SeqCst) {
-                let key = &keys[rng.gen_range(0..keys.len())];
-                if rng.gen_bool(0.6) {
-                    n += 1;
-                    put(&mut kv, &recorder, &mut who, key, format!("c{c}-{n}")).await;
-                } else {
-                    get(&mut kv, &recorder, who, key).await;
-                }
-            }
-        }));
-    }
-    let acked = || recorder.acked();
-    let mut phases = Vec::new();
-    let mut phase = |name: &str, from: u64| {
-        let now = acked();
-        eprintln!(
-            "{:>6.1}s {name}: {} writes acknowledged during the previous step",
-            test_start.elapsed().as_secs_f64(),
-            now - from
-        );
-        phases.push((name.to_string(), now - from));
-        now
-    };
+    let workers = multi_cluster::spawn_clients(
+        seed, CLIENTS, CLUSTER, GROUPS, &listen, &keys, 0, &recorder, &stop,
+    );
+    let mut steps = multi_cluster::Steps::new(test_start, &recorder);
     let sleep = |secs: u64| tokio::time::sleep(Duration::from_secs(secs));
-    let mut mark = acked();
     sleep(2).await;
-    mark = phase("SIGKILL node 3", mark);
+    steps.step("SIGKILL node 3");
     nodes.sigkill(3);
     // Long enough for hundreds of writes per group: the others' logs move
     // past node 3's, so it catches up by snapshot.
     sleep(8).await;
-    mark = phase("restart node 3", mark);
+    steps.step("restart node 3");
     nodes.start(3);
     sleep(6).await;
-    mark = phase("partition: node 1 cut off", mark);
+    steps.step("partition: node 1 cut off");
     network.isolate(1);
     sleep(6).await;
-    mark = phase("heal", mark);
+    steps.step("heal");
     network.heal();
     sleep(4).await;
-    mark = phase("SIGKILL every node, restart every node", mark);
+    steps.step("SIGKILL every node, restart every node");
     for id in NODES {
         nodes.sigkill(id);
     }
@@ -159,18 +128,13 @@ async fn disk_stores_survive_kill_catch_up_by_snapshot_partition_and_full_restar
         nodes.start(id);
     }
     sleep(8).await;
-    phase("stop the clients", mark);
+    steps.step("stop the clients");
     stop.store(true, Ordering::SeqCst);
     for worker in workers {
         worker.await.unwrap();
     }
     nodes.assert_running();
-    for (name, count) in &phases {
-        assert!(
-            *count > 0,
-            "no write acknowledged before `{name}`: {phases:?}"
-        );
-    }
+    steps.assert_each_acknowledged();
     // The keys are in each server's storage engine, one store per group;
     // node 3 restored a streamed snapshot into at least one of its stores
     // (a restore makes a new state directory: state-000001 is the one a
@@ -200,7 +164,7 @@ async fn disk_stores_survive_kill_catch_up_by_snapshot_partition_and_full_restar
     let operations = multi_cluster::check_history(history, &finals, &map, seed);
     eprintln!(
         "{operations} operations linearizable ({} writes acknowledged, {} unknown); whole test {:?}",
-        acked(),
+        recorder.acked(),
         recorder.unknown_writes.load(Ordering::SeqCst),
         test_start.elapsed()
     );

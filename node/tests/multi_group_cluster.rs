@@ -31,10 +31,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use concord_services::sharded_kv::ShardMap;
-use multi_cluster::{client, get, keys_of_every_group, proxied_cluster, put, Recorder};
+use multi_cluster::{client, keys_of_every_group, proxied_cluster, put, Recorder};
 use processes::{free_addr, node_binary, spawn_node};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 
 const CLUSTER: &str = "multi-chaos";
 const GROUPS: u64 = 1_000;
@@ -95,64 +93,31 @@ async fn a_thousand_groups_survive_kill_partition_and_pause() {
 
     // The fault phase: clients run while the schedule breaks things.
     let stop = Arc::new(AtomicBool::new(false));
-    let mut workers = Vec::new();
-    for c in 0..CLIENTS {
-        let (keys, recorder, listen, stop) =
-            (keys.clone(), recorder.clone(), listen.clone(), stop.clone());
-        workers.push(tokio::spawn(async move {
-            let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (c + 1).wrapping_mul(0x9e37_79b9));
-            let mut kv = client(CLUSTER, GROUPS, &listen);
-            let mut who = recorder.client_id();
-            let mut n = 0u64;
-            while !stop.load(Ordering::SeqCst) {
-                let key = if rng.gen_bool(0.5) {
-                    &keys[rng.gen_range(0..HOT_KEYS)]
-                } else {
-                    &keys[rng.gen_range(0..keys.len())]
-                };
-                if rng.gen_bool(0.6) {
-                    n += 1;
-                    put(&mut kv, &recorder, &mut who, key, format!("c{c}-{n}")).await;
-                } else {
-                    get(&mut kv, &recorder, who, key).await;
-                }
-            }
-        }));
-    }
-    let acked = || recorder.acked();
-    let mut phases = Vec::new();
-    let mut phase = |name: &str, from: u64| {
-        let now = acked();
-        eprintln!(
-            "{:>6.1}s {name}: {} writes acknowledged during the previous step",
-            test_start.elapsed().as_secs_f64(),
-            now - from
-        );
-        phases.push((name.to_string(), now - from));
-        now
-    };
+    let workers = multi_cluster::spawn_clients(
+        seed, CLIENTS, CLUSTER, GROUPS, &listen, &keys, HOT_KEYS, &recorder, &stop,
+    );
+    let mut steps = multi_cluster::Steps::new(test_start, &recorder);
     let sleep = |secs: u64| tokio::time::sleep(Duration::from_secs(secs));
-    let mut mark = acked();
     sleep(3).await;
-    mark = phase("SIGKILL node 3", mark);
+    steps.step("SIGKILL node 3");
     nodes.sigkill(3);
     sleep(5).await;
-    mark = phase("restart node 3", mark);
+    steps.step("restart node 3");
     nodes.start(3);
     sleep(5).await;
-    mark = phase("partition: node 1 cut off", mark);
+    steps.step("partition: node 1 cut off");
     network.isolate(1);
     sleep(7).await;
-    mark = phase("heal", mark);
+    steps.step("heal");
     network.heal();
     sleep(4).await;
-    mark = phase("SIGSTOP node 2", mark);
+    steps.step("SIGSTOP node 2");
     nodes.signal(2, libc::SIGSTOP);
     sleep(4).await;
-    mark = phase("SIGCONT node 2", mark);
+    steps.step("SIGCONT node 2");
     nodes.signal(2, libc::SIGCONT);
     sleep(4).await;
-    phase("stop the clients", mark);
+    steps.step("stop the clients");
     stop.store(true, Ordering::SeqCst);
     for worker in workers {
         worker.await.unwrap();
@@ -161,12 +126,7 @@ async fn a_thousand_groups_survive_kill_partition_and_pause() {
     // With one node of three out, the other two keep serving: writes are
     // acknowledged while node 3 is dead, node 1 is cut off and node 2 is
     // paused, and after each comes back.
-    for (name, count) in &phases {
-        assert!(
-            *count > 0,
-            "no write acknowledged before `{name}`: {phases:?}"
-        );
-    }
+    steps.assert_each_acknowledged();
 
     // Every key read back: every group answers, no acknowledged write is
     // lost, and every group's history is linearizable.
@@ -178,7 +138,7 @@ async fn a_thousand_groups_survive_kill_partition_and_pause() {
     eprintln!(
         "{operations} operations on {GROUPS} groups linearizable ({} writes acknowledged, {} \
          unknown); whole test {:?}",
-        acked(),
+        recorder.acked(),
         recorder.unknown_writes.load(Ordering::SeqCst),
         test_start.elapsed()
     );

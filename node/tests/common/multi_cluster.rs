@@ -460,3 +460,93 @@ pub fn check_history(
     }
     operations
 }
+
+/// Clients that put (60 %) and get random keys of `keys` until `stop`,
+/// client `c` drawing from its own generator seeded from `seed`. With
+/// `hot` above 0, half the operations go to the first `hot` keys, so
+/// that some keys see concurrent writers.
+#[allow(clippy::too_many_arguments)]
+pub fn spawn_clients(
+    seed: u64,
+    clients: u64,
+    cluster: &'static str,
+    groups: u64,
+    listen: &BTreeMap<u64, String>,
+    keys: &Arc<Vec<String>>,
+    hot: usize,
+    recorder: &Arc<Recorder>,
+    stop: &Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    use rand::{Rng, SeedableRng};
+    (0..clients)
+        .map(|c| {
+            let (keys, recorder, listen, stop) =
+                (keys.clone(), recorder.clone(), listen.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(
+                    seed ^ (c + 1).wrapping_mul(0x9e37_79b9),
+                );
+                let mut kv = client(cluster, groups, &listen);
+                let mut who = recorder.client_id();
+                let mut n = 0u64;
+                while !stop.load(Ordering::SeqCst) {
+                    let key = if hot > 0 && rng.gen_bool(0.5) {
+                        &keys[rng.gen_range(0..hot)]
+                    } else {
+                        &keys[rng.gen_range(0..keys.len())]
+                    };
+                    if rng.gen_bool(0.6) {
+                        n += 1;
+                        put(&mut kv, &recorder, &mut who, key, format!("c{c}-{n}")).await;
+                    } else {
+                        get(&mut kv, &recorder, who, key).await;
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// The steps of a fault schedule, each printed with the writes
+/// acknowledged during the step before it.
+pub struct Steps {
+    started: Instant,
+    recorder: Arc<Recorder>,
+    mark: u64,
+    /// Each step's name and the writes acknowledged before it.
+    pub done: Vec<(String, u64)>,
+}
+
+impl Steps {
+    pub fn new(started: Instant, recorder: &Arc<Recorder>) -> Steps {
+        Steps {
+            started,
+            recorder: recorder.clone(),
+            mark: recorder.acked(),
+            done: Vec::new(),
+        }
+    }
+
+    pub fn step(&mut self, name: &str) {
+        let now = self.recorder.acked();
+        eprintln!(
+            "{:>6.1}s {name}: {} writes acknowledged during the previous step",
+            self.started.elapsed().as_secs_f64(),
+            now - self.mark
+        );
+        self.done.push((name.to_string(), now - self.mark));
+        self.mark = now;
+    }
+
+    /// The cluster kept serving: writes were acknowledged before every
+    /// step.
+    pub fn assert_each_acknowledged(&self) {
+        for (name, count) in &self.done {
+            assert!(
+                *count > 0,
+                "no write acknowledged before `{name}`: {:?}",
+                self.done
+            );
+        }
+    }
+}
