@@ -1139,29 +1139,7 @@ impl Drop for DiskRestore {
 mod tests {
     use super::*;
 
-    /// A fresh directory under the system's temporary directory, deleted
-    /// when dropped.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(name: &str) -> TempDir {
-            use std::sync::atomic::AtomicUsize;
-            static NEXT: AtomicUsize = AtomicUsize::new(0);
-            let path = std::env::temp_dir().join(format!(
-                "concord-disk-engine-{name}-{}-{}",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            ));
-            let _ = fs::remove_dir_all(&path);
-            TempDir(path)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
+    use super::temp_dir::TempDir;
 
     fn identity() -> DiskIdentity {
         DiskIdentity {
@@ -1702,5 +1680,36 @@ mod tests {
         fn send<T: Send>() {}
         send::<DiskIter<'static>>();
         send::<DiskRestore>();
+    }
+}
+
+/// A fresh directory under the system's temporary directory, deleted when
+/// dropped (the tests of the disk modules).
+#[cfg(test)]
+pub(crate) mod temp_dir {
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// The directory.
+    pub struct TempDir(pub PathBuf);
+
+    impl TempDir {
+        /// A new, empty path named after `name`.
+        pub fn new(name: &str) -> TempDir {
+            static NEXT: AtomicUsize = AtomicUsize::new(0);
+            let path = std::env::temp_dir().join(format!(
+                "concord-disk-{name}-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ));
+            let _ = std::fs::remove_dir_all(&path);
+            TempDir(path)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 }

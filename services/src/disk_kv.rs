@@ -901,9 +901,6 @@ impl StateRestore for DiskKvRestore {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
     use concord::durable::read_view;
     use concord::multi::sessions::{self, GroupSessions};
     use concord::session::SessionResponse;
@@ -911,30 +908,8 @@ mod tests {
     use concord::{LogPosition, Membership};
 
     use super::*;
+    use crate::disk_engine::temp_dir::TempDir;
     use crate::sharded_kv::ShardMachine;
-
-    /// A fresh directory under the system's temporary directory, deleted
-    /// when dropped.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(name: &str) -> TempDir {
-            static NEXT: AtomicUsize = AtomicUsize::new(0);
-            let path = std::env::temp_dir().join(format!(
-                "concord-disk-kv-{name}-{}-{}",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            ));
-            let _ = std::fs::remove_dir_all(&path);
-            TempDir(path)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 
     const GROUP: GroupId = 1;
     /// Small, so that eviction by count and by bytes both happen.
