@@ -314,6 +314,19 @@ mod tests {
     }
 
     #[test]
+    fn a_disk_store_takes_snapshots_past_what_memory_decodes() {
+        let voters: BTreeSet<NodeId> = [1, 2, 3].into();
+        let memory = group_config(&settings(&[], "").unwrap(), &voters, 1, 0);
+        let disk = settings(&["--storage", "disk"], "").unwrap();
+        let from_file = settings(&[], "storage = \"disk\"").unwrap();
+        assert_eq!(disk, from_file);
+        let disk = group_config(&disk, &voters, 1, 0);
+        // The core's default, what an in-memory state is decoded within.
+        assert_eq!(memory.snapshot_bytes_max, 1 << 30);
+        assert_eq!(disk.snapshot_bytes_max, DISK_SNAPSHOT_BYTES_MAX);
+    }
+
+    #[test]
     fn every_group_gets_the_servers_lease_witnesses_and_preference() {
         let voters: BTreeSet<NodeId> = [1, 2, 3].into();
         let s = settings(
