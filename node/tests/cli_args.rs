@@ -271,6 +271,24 @@ fn node_flags_refused_with_a_clear_message() {
     }
 }
 
+/// A data directory whose key-value store is on disk is refused with
+/// `--storage memory` (its keys would be ignored), before anything in it
+/// changes.
+#[test]
+fn a_disk_data_directory_is_refused_with_storage_memory() {
+    let dir = std::env::temp_dir().join(format!("concord-disk-dir-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("kv-disk/group-1")).unwrap();
+    let dir_text = dir.display().to_string();
+    let args = [&ONE_NODE[..], &["--data-dir", &dir_text]].concat();
+    let (code, _, stderr) = run(NODE, &args, &[]);
+    let entries = std::fs::read_dir(&dir).unwrap().count();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("start it with --storage disk"), "{stderr}");
+    assert_eq!(entries, 1, "the data directory was written to");
+}
+
 /// A build without feature `disk` refuses `--storage disk` at start, naming
 /// the feature, before it touches the data directory.
 #[cfg(not(feature = "disk"))]
