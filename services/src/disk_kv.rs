@@ -3,7 +3,8 @@
 //! runtime as a [`DurableStateMachine`]. It answers every request as the
 //! in-memory store behind its session table does (the sharded store's
 //! group, [`ShardMachine`](crate::sharded_kv::ShardMachine) in
-//! [`GroupSessions`]), byte for byte, and differs in three things only:
+//! [`GroupSessions`](concord::multi::sessions::GroupSessions)), byte for
+//! byte, and differs in three things only:
 //!
 //! * its limits are the disk's: [`DISK_KEYS_MAX`] keys and
 //!   [`DISK_STORE_BYTES_MAX`] bytes instead of the memory store's
