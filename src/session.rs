@@ -557,7 +557,7 @@ impl<R: AsRef<[u8]>> SessionTable<R> {
         self.drop_session(client);
         if self.sessions.len() >= self.capacity {
             return Err(format!(
-                "more sessions than the table's capacity {}",
+                "more than the table's capacity of {} sessions",
                 self.capacity
             ));
         }
@@ -681,30 +681,63 @@ impl<S: StateMachine> WithSessions<S> {
 
     /// Applies one committed request and says what happened.
     pub fn apply_request(&mut self, index: Index, request: &[u8]) -> SessionOutcome {
-        match ClientRequest::decode(request) {
+        let inner = &mut self.inner;
+        let applied = self
+            .table
+            .apply_request(index, request, &mut Vec::new(), |command| {
+                Ok::<_, std::convert::Infallible>(inner.apply(index, command))
+            });
+        match applied {
+            Ok(outcome) => outcome,
+        }
+    }
+}
+
+impl SessionTable<Bytes> {
+    /// Applies one committed session request (see [`ClientRequest`]):
+    /// opens a session, or runs a command through `execute` once per
+    /// session and sequence number, answering a retry from the cache.
+    /// Pushes to `changed` every session whose record it changed or
+    /// dropped (a state machine that stores its sessions one by one writes
+    /// those back). An `Err` from `execute` is returned as it is, the
+    /// table unchanged by the command.
+    pub fn apply_request<E>(
+        &mut self,
+        index: Index,
+        request: &[u8],
+        changed: &mut Vec<ClientId>,
+        execute: impl FnOnce(&[u8]) -> Result<Bytes, E>,
+    ) -> Result<SessionOutcome, E> {
+        Ok(match ClientRequest::decode(request) {
             Err(_) => SessionOutcome::Malformed,
-            Ok(ClientRequest::Register) => match self.table.register(index) {
-                Some((client, evicted)) => SessionOutcome::Registered { client, evicted },
+            Ok(ClientRequest::Register) => match self.register(index) {
+                Some((client, evicted)) => {
+                    changed.push(client);
+                    changed.extend(evicted);
+                    SessionOutcome::Registered { client, evicted }
+                }
                 None => SessionOutcome::RegistrationRefused,
             },
             Ok(ClientRequest::Command {
                 client,
                 seq,
                 command,
-            }) => match self.table.admit(client, seq) {
+            }) => match self.admit(client, seq) {
                 Admission::Expired => SessionOutcome::Expired,
                 Admission::Duplicate(response) => {
                     let response = response.clone();
-                    self.table.touch(index, client);
+                    self.touch(index, client);
+                    changed.push(client);
                     SessionOutcome::Cached(response)
                 }
                 Admission::Execute => {
-                    let response = self.inner.apply(index, command);
-                    self.table.record(index, client, seq, response.clone());
+                    let response = execute(command)?;
+                    changed.push(client);
+                    changed.extend(self.record(index, client, seq, response.clone()));
                     SessionOutcome::Executed(response)
                 }
             },
-        }
+        })
     }
 }
 
@@ -806,12 +839,6 @@ impl<S: StateMachine> StateMachine for WithSessions<S> {
         table.epoch = epoch;
         for _ in 0..count {
             let client = reader.u64()?;
-            if client_id_parts(client).0 > epoch {
-                return Err(RestoreError::new(format!(
-                    "session snapshot holds session {client:#x} of id epoch {}, past the table's epoch {epoch}",
-                    client_id_parts(client).0
-                )));
-            }
             let last_seq = reader.u64()?;
             let last_used = reader.u64()?;
             let response = match reader.u8()? {
@@ -822,25 +849,16 @@ impl<S: StateMachine> StateMachine for WithSessions<S> {
                 }
                 _ => return Err(RestoreError::new("bad response flag in session snapshot")),
             };
-            table.by_last_use.insert((last_used, client));
-            table.response_bytes += response.as_ref().map_or(0, Bytes::len);
-            table.sessions.insert(
-                client,
-                Session {
-                    last_seq,
-                    response,
-                    last_used,
-                },
-            );
+            let record = SessionRecord {
+                last_seq,
+                last_used,
+                response,
+            };
+            table
+                .restore_session(client, record)
+                .map_err(|reason| RestoreError::new(format!("session snapshot: {reason}")))?;
         }
         table.evictions = reader.u64()?;
-        if table.sessions.len() > table.capacity {
-            return Err(RestoreError::new(format!(
-                "snapshot holds {} sessions, more than the table's capacity {}",
-                table.sessions.len(),
-                table.capacity
-            )));
-        }
         self.inner.restore(reader.bytes)?;
         self.table = table;
         Ok(())

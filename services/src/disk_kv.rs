@@ -50,9 +50,7 @@ use concord::durable::{DurableError, DurableStateMachine, StateRestore, StateVie
 use concord::multi::sessions::SESSION_TAG;
 use concord::multi::GroupId;
 use concord::recovery::ForcedRecovery;
-use concord::session::{
-    Admission, ClientId, ClientRequest, SessionRecord, SessionResponse, SessionTable,
-};
+use concord::session::{ClientId, SessionRecord, SessionTable};
 use concord::state_machine::RestoreError;
 use concord::{Entry, EntryPayload, Index};
 
@@ -60,7 +58,7 @@ use crate::codec;
 use crate::disk_engine::{
     DiskBatch, DiskEngine, DiskError, DiskIdentity, DiskOptions, DiskRestore, DiskState,
 };
-use crate::kv::{check_key, check_value, Kv, KvRequest, KvResponse};
+use crate::kv::{check_key, check_limits_of, check_value, Kv, KvRequest, KvResponse};
 use crate::service::ServiceRequest;
 use crate::sharded_kv::{misrouted, ShardMap};
 
@@ -220,13 +218,19 @@ pub struct DiskKv {
 /// What a [`DiskKv`] keeps in memory beside its engine.
 #[derive(Debug)]
 struct Tables {
-    map: ShardMap,
-    group: GroupId,
+    store: Store,
     sessions: SessionTable<Bytes>,
-    counters: Counters,
     /// Sessions the batch being applied changed (scratch, empty between
     /// batches).
     touched: BTreeSet<ClientId>,
+}
+
+/// The store's own part: which keys are its, and what it holds.
+#[derive(Debug)]
+struct Store {
+    map: ShardMap,
+    group: GroupId,
+    counters: Counters,
 }
 
 impl DiskKv {
@@ -247,10 +251,12 @@ impl DiskKv {
         let mut store = DiskKv {
             engine,
             state: Tables {
-                map,
-                group,
+                store: Store {
+                    map,
+                    group,
+                    counters: Counters::default(),
+                },
                 sessions: SessionTable::with_bytes_max(sessions_max, session_bytes_max),
-                counters: Counters::default(),
                 touched: BTreeSet::new(),
             },
         };
@@ -268,12 +274,12 @@ impl DiskKv {
 
     /// Keys held.
     pub fn len(&self) -> u64 {
-        self.state.counters.keys
+        self.state.store.counters.keys
     }
 
     /// Whether no key is held.
     pub fn is_empty(&self) -> bool {
-        self.state.counters.keys == 0
+        self.state.store.counters.keys == 0
     }
 
     /// Reads the counters and the session table from the engine's rows.
@@ -299,7 +305,7 @@ impl DiskKv {
         }
         drop(view);
         self.state.sessions = sessions;
-        self.state.counters = counters;
+        self.state.store.counters = counters;
         Ok(())
     }
 
@@ -315,26 +321,9 @@ impl DiskKv {
     }
 }
 
-impl Tables {
+impl Store {
     fn value(batch: &DiskBatch<'_>, key: &[u8]) -> Result<Option<Bytes>, DiskError> {
         Ok(batch.get(&data_key(key))?.map(Bytes::from))
-    }
-
-    /// Whether the store may hold `keys` keys of `bytes` bytes, or why
-    /// not.
-    fn check_limits(keys: u64, bytes: u64) -> Result<(), String> {
-        if keys > DISK_KEYS_MAX {
-            return Err(format!(
-                "the store holds its limit of {DISK_KEYS_MAX} keys; overwrite existing keys instead"
-            ));
-        }
-        if bytes > DISK_STORE_BYTES_MAX {
-            return Err(format!(
-                "the store would hold {bytes} bytes of keys and values, above its limit of \
-                 {DISK_STORE_BYTES_MAX}; delete or shorten values first"
-            ));
-        }
-        Ok(())
     }
 
     /// Writes `pairs` whole, or refuses them all past a limit.
@@ -354,7 +343,12 @@ impl Tables {
             }
             counters.bytes += value.len() as u64;
         }
-        if let Err(reason) = Self::check_limits(counters.keys, counters.bytes) {
+        if let Err(reason) = check_limits_of(
+            counters.keys,
+            DISK_KEYS_MAX,
+            counters.bytes,
+            DISK_STORE_BYTES_MAX,
+        ) {
             return Ok(Err(reason));
         }
         for (key, value) in pairs {
@@ -429,7 +423,9 @@ impl Tables {
         let answer = self.execute(batch, request)?;
         Ok(codec::encode_answer::<Kv>(&answer))
     }
+}
 
+impl Tables {
     /// A command as `GroupSessions::apply` takes it: inside a session
     /// (tagged), or bare.
     fn apply_command(
@@ -439,40 +435,17 @@ impl Tables {
         command: &[u8],
     ) -> Result<Bytes, DiskError> {
         let Some((&SESSION_TAG, request)) = command.split_first() else {
-            return self.apply_store(batch, command);
+            return self.store.apply_store(batch, command);
         };
-        let response = match ClientRequest::decode(request) {
-            Err(_) => SessionResponse::Malformed,
-            Ok(ClientRequest::Register) => match self.sessions.register(index) {
-                Some((client, evicted)) => {
-                    self.touched.insert(client);
-                    self.touched.extend(evicted);
-                    SessionResponse::Registered { client }
-                }
-                None => SessionResponse::SessionExpired,
-            },
-            Ok(ClientRequest::Command {
-                client,
-                seq,
-                command,
-            }) => match self.sessions.admit(client, seq) {
-                Admission::Expired => SessionResponse::SessionExpired,
-                Admission::Duplicate(response) => {
-                    let response = response.clone();
-                    self.sessions.touch(index, client);
-                    self.touched.insert(client);
-                    SessionResponse::Ok(response)
-                }
-                Admission::Execute => {
-                    let response = self.apply_store(batch, command)?;
-                    let evicted = self.sessions.record(index, client, seq, response.clone());
-                    self.touched.insert(client);
-                    self.touched.extend(evicted);
-                    SessionResponse::Ok(response)
-                }
-            },
-        };
-        Ok(response.encode())
+        let mut changed = Vec::new();
+        let store = &mut self.store;
+        let outcome = self
+            .sessions
+            .apply_request(index, request, &mut changed, |command| {
+                store.apply_store(batch, command)
+            });
+        self.touched.extend(changed);
+        Ok(outcome?.response().encode())
     }
 
     fn apply_forced_recovery(&mut self, audit: &ForcedRecovery) {
@@ -488,9 +461,10 @@ impl Tables {
                 None => batch.delete(&session_key(client)),
             }
         }
-        self.counters.epoch = self.sessions.epoch();
-        self.counters.evictions = self.sessions.evictions();
-        batch.put(META_KEY, &self.counters.encode());
+        let counters = &mut self.store.counters;
+        counters.epoch = self.sessions.epoch();
+        counters.evictions = self.sessions.evictions();
+        batch.put(META_KEY, &counters.encode());
     }
 }
 
@@ -600,7 +574,7 @@ impl DurableStateMachine for DiskKv {
     /// A read of the store, as `ShardMachine::query` answers it: from the
     /// latest applied state.
     fn query(&self, request: &[u8]) -> Option<Bytes> {
-        let Tables { map, group, .. } = &self.state;
+        let Store { map, group, .. } = &self.state.store;
         let answer = match codec::decode_request::<Kv>(request) {
             Err(error) => Err(error.to_string()),
             Ok((_, request)) => match request.validate() {

@@ -160,15 +160,27 @@ pub(crate) fn check_key(key: &[u8]) -> Result<(), String> {
 /// Whether a store of `keys` keys holding `bytes` bytes of keys and
 /// values is within its limits, or why not.
 fn check_limits(keys: usize, bytes: u64) -> Result<(), String> {
-    if keys > KEYS_MAX {
+    check_limits_of(keys as u64, KEYS_MAX as u64, bytes, STORE_BYTES_MAX)
+}
+
+/// Whether a store of `keys` keys holding `bytes` bytes is within limits
+/// of `keys_max` keys and `bytes_max` bytes, or why not (the memory store's
+/// and the disk store's limits differ, not their refusals).
+pub(crate) fn check_limits_of(
+    keys: u64,
+    keys_max: u64,
+    bytes: u64,
+    bytes_max: u64,
+) -> Result<(), String> {
+    if keys > keys_max {
         return Err(format!(
-            "the store holds its limit of {KEYS_MAX} keys; overwrite existing keys instead"
+            "the store holds its limit of {keys_max} keys; overwrite existing keys instead"
         ));
     }
-    if bytes > STORE_BYTES_MAX {
+    if bytes > bytes_max {
         return Err(format!(
             "the store would hold {bytes} bytes of keys and values, above its limit of \
-             {STORE_BYTES_MAX}; delete or shorten values first"
+             {bytes_max}; delete or shorten values first"
         ));
     }
     Ok(())
