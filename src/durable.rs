@@ -13,9 +13,12 @@
 //!   rebuilt, whatever its size.
 //! * **Compaction waits for the state machine.** The log may drop an entry
 //!   only once the state machine holds its effect durably: before the
-//!   host reports a snapshot to the node it calls
-//!   [`sync`](DurableStateMachine::sync), so the snapshot's index is at or
-//!   below the durable applied index.
+//!   host hands a snapshot to the log it checks that the snapshot's index
+//!   is at or below the durable applied index, and calls
+//!   [`sync`](DurableStateMachine::sync) on the loop if it is not. A state
+//!   machine whose view makes its index durable on the view's own thread
+//!   (an engine's sync, while the stream goes on) spares the loop that
+//!   wait for the disk.
 //! * **A snapshot is a stream from a point-in-time view.** The host asks
 //!   for a [`StateView`] at the applied index and reads it on another
 //!   thread while applies go on; the state machine keeps the view
@@ -40,7 +43,7 @@
 use bytes::Bytes;
 use thiserror::Error;
 
-use crate::state_machine::{apply_entry, RestoreError, StateMachine};
+use crate::state_machine::{apply_entry, RestoreError, SnapshotSource, StateMachine};
 use crate::types::{Entry, Index};
 
 /// A state machine's storage failed, or a snapshot stream cannot be
@@ -108,7 +111,10 @@ pub trait DurableStateMachine: Send + 'static {
     /// A consistent view of the state as it is now, at
     /// [`applied_index`](DurableStateMachine::applied_index): later applies
     /// must not show in it. Cheap to take (it must not copy the state on
-    /// the loop); it is read on another thread while applies go on.
+    /// the loop, nor wait for the disk); it is read on another thread
+    /// while applies go on. It need not make its index durable: if the
+    /// durable applied index is still short of it once the stream is
+    /// read, the host calls [`sync`](DurableStateMachine::sync).
     fn view(&mut self) -> Result<Self::View, DurableError>;
 
     /// Begins replacing the whole state with the stream of a view taken at
@@ -180,13 +186,26 @@ pub trait StateRestore: Send + 'static {
 /// Most bytes [`BytesView::read`] hands out per call: bounds the copies.
 const VIEW_READ_BYTES_MAX: usize = 1 << 20;
 
-/// A view that is a snapshot already serialised into memory (what
-/// [`InMemory`] hands out).
-#[derive(Clone, Debug)]
+/// A view that is a snapshot serialised into memory (what [`InMemory`]
+/// hands out): already, or, from a [`SnapshotSource`], on the thread that
+/// first reads it.
 pub struct BytesView {
     index: Index,
     data: Bytes,
+    /// Not serialised yet: run on the first read.
+    source: Option<SnapshotSource>,
     offset: usize,
+}
+
+impl std::fmt::Debug for BytesView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BytesView")
+            .field("index", &self.index)
+            .field("len", &self.data.len())
+            .field("serialised", &self.source.is_none())
+            .field("offset", &self.offset)
+            .finish()
+    }
 }
 
 impl BytesView {
@@ -195,6 +214,17 @@ impl BytesView {
         BytesView {
             index,
             data,
+            source: None,
+            offset: 0,
+        }
+    }
+
+    /// The stream `source` serialises when first read, a state at `index`.
+    pub fn from_source(index: Index, source: SnapshotSource) -> Self {
+        BytesView {
+            index,
+            data: Bytes::new(),
+            source: Some(source),
             offset: 0,
         }
     }
@@ -206,6 +236,10 @@ impl StateView for BytesView {
     }
 
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, DurableError> {
+        if let Some(source) = self.source.take() {
+            debug_assert_eq!(self.offset, 0);
+            self.data = source();
+        }
         assert!(self.offset <= self.data.len());
         let n = buf
             .len()
@@ -243,8 +277,10 @@ impl StateRestore for BytesRestore {
 /// state is the host's snapshot file (see the
 /// [module documentation](self)): a new instance holds nothing durably,
 /// one restored from a snapshot holds its index, and a sync counts the
-/// snapshot the host stores next. Its view is the state serialised by
-/// [`StateMachine::snapshot`], on the loop.
+/// snapshot the host stores next. Its view is the state machine's
+/// [`StateMachine::snapshot_source`], serialised on the view's thread, or
+/// where it has none, the state serialised by [`StateMachine::snapshot`]
+/// on the loop.
 #[derive(Debug, Default)]
 pub struct InMemory<S> {
     state_machine: S,
@@ -303,19 +339,24 @@ impl<S: StateMachine + Send + 'static> DurableStateMachine for InMemory<S> {
         Ok(())
     }
 
-    /// Nothing is written: a host syncs before it takes a view for a
-    /// snapshot, and that snapshot, stored before the log drops anything
-    /// it covers, is what lasts. A new instance (a restart) starts at 0.
+    /// Nothing is written: the snapshot the host stores next, before
+    /// the log drops anything it covers, is what lasts. A new instance (a
+    /// restart) starts at 0.
     fn sync(&mut self) -> Result<(), DurableError> {
         self.restored_index = self.applied_index;
         Ok(())
     }
 
+    /// The view is that next snapshot: counted durable as a sync counts
+    /// it.
     fn view(&mut self) -> Result<BytesView, DurableError> {
-        Ok(BytesView::new(
-            self.applied_index,
-            self.state_machine.snapshot(),
-        ))
+        self.restored_index = self.applied_index;
+        // A point-in-time copy, serialised on the view's thread, when the
+        // state machine can make one cheaply; otherwise serialised here.
+        Ok(match self.state_machine.snapshot_source() {
+            Some(source) => BytesView::from_source(self.applied_index, source),
+            None => BytesView::new(self.applied_index, self.state_machine.snapshot()),
+        })
     }
 
     fn begin_restore(&mut self, index: Index) -> Result<BytesRestore, DurableError> {

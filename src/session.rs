@@ -92,7 +92,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use thiserror::Error;
 
 use crate::recovery::ForcedRecovery;
-use crate::state_machine::{RestoreError, StateMachine};
+use crate::state_machine::{RestoreError, SnapshotSource, StateMachine};
 use crate::types::Index;
 
 /// Identifies a client session: the log index of its registration entry,
@@ -741,41 +741,38 @@ impl SessionTable<Bytes> {
     }
 }
 
-impl<S> WithSessions<S> {
-    /// The snapshot layout of [`StateMachine::snapshot`] around `inner`,
-    /// the wrapped state machine's bytes.
-    fn encode_with(&self, inner: &[u8]) -> Bytes {
-        // Sized exactly up front: the buffer never regrows while filling.
-        let sessions_bytes: usize = self
-            .table
-            .sessions
-            .values()
-            .map(|session| 8 * 3 + 1 + session.response.as_ref().map_or(0, |r| 4 + r.len()))
-            .sum();
-        let size_bytes = SNAPSHOT_HEADER_BYTES + 8 + sessions_bytes + 8 + inner.len();
-        let mut buffer = BytesMut::with_capacity(size_bytes);
-        buffer.put_u64_le(SNAPSHOT_MARKER);
-        buffer.put_u8(SNAPSHOT_VERSION);
-        buffer.put_u64_le(self.table.epoch);
-        buffer.put_u64_le(self.table.sessions.len() as u64);
-        for (client, session) in &self.table.sessions {
-            buffer.put_u64_le(*client);
-            buffer.put_u64_le(session.last_seq);
-            buffer.put_u64_le(session.last_used);
-            match &session.response {
-                None => buffer.put_u8(0),
-                Some(response) => {
-                    buffer.put_u8(1);
-                    buffer.put_u32_le(response.len() as u32);
-                    buffer.put_slice(response);
-                }
+/// The session layer's snapshot: the table `table` in front of the wrapped
+/// state machine's snapshot `inner` (see [`WithSessions`]'s `snapshot`).
+fn encode_snapshot(table: &SessionTable<Bytes>, inner: &[u8]) -> Bytes {
+    // Sized exactly up front: the buffer never regrows while filling.
+    let sessions_bytes: usize = table
+        .sessions
+        .values()
+        .map(|session| 8 * 3 + 1 + session.response.as_ref().map_or(0, |r| 4 + r.len()))
+        .sum();
+    let size_bytes = SNAPSHOT_HEADER_BYTES + 8 + sessions_bytes + 8 + inner.len();
+    let mut buffer = BytesMut::with_capacity(size_bytes);
+    buffer.put_u64_le(SNAPSHOT_MARKER);
+    buffer.put_u8(SNAPSHOT_VERSION);
+    buffer.put_u64_le(table.epoch);
+    buffer.put_u64_le(table.sessions.len() as u64);
+    for (client, session) in &table.sessions {
+        buffer.put_u64_le(*client);
+        buffer.put_u64_le(session.last_seq);
+        buffer.put_u64_le(session.last_used);
+        match &session.response {
+            None => buffer.put_u8(0),
+            Some(response) => {
+                buffer.put_u8(1);
+                buffer.put_u32_le(response.len() as u32);
+                buffer.put_slice(response);
             }
         }
-        buffer.put_u64_le(self.table.evictions);
-        buffer.put_slice(inner);
-        debug_assert_eq!(buffer.len(), size_bytes);
-        buffer.freeze()
     }
+    buffer.put_u64_le(table.evictions);
+    buffer.put_slice(inner);
+    debug_assert_eq!(buffer.len(), size_bytes);
+    buffer.freeze()
 }
 
 impl<S: StateMachine> StateMachine for WithSessions<S> {
@@ -810,13 +807,21 @@ impl<S: StateMachine> StateMachine for WithSessions<S> {
     /// count on, with no marker, version or epoch; it is still restored,
     /// with epoch 0.
     fn snapshot(&self) -> Bytes {
-        self.encode_with(&self.inner.snapshot())
+        encode_snapshot(&self.table, &self.inner.snapshot())
+    }
+
+    /// The wrapped state machine's copy, and a copy of the table (bounded
+    /// by its limits), encoded together off the loop.
+    fn snapshot_source(&self) -> Option<SnapshotSource> {
+        let inner = self.inner.snapshot_source()?;
+        let table = self.table.clone();
+        Some(Box::new(move || encode_snapshot(&table, &inner())))
     }
 
     /// The session table (canonical: its maps are ordered) in front of
     /// the wrapped state machine's canonical state.
     fn canonical_state(&self) -> Bytes {
-        self.encode_with(&self.inner.canonical_state())
+        encode_snapshot(&self.table, &self.inner.canonical_state())
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {

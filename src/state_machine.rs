@@ -131,7 +131,25 @@ pub trait StateMachine {
     fn apply_forced_recovery(&mut self, index: Index, audit: &ForcedRecovery) {
         let _ = (index, audit);
     }
+
+    /// A point-in-time copy of the state, to serialise later on another
+    /// thread: the host calls it on its loop instead of
+    /// [`snapshot`](StateMachine::snapshot), and the copy's function, run
+    /// off the loop, must return exactly the bytes `snapshot` returns at
+    /// the time of this call, whatever is applied afterwards. Worth it
+    /// only when the copy costs far less than serialising: a clone of a
+    /// persistent or `Arc`-shared structure (what the key-value service's
+    /// store does), never a deep copy of a large state. The default is
+    /// `None`: the host serialises on its loop, a pause that grows with
+    /// the state.
+    fn snapshot_source(&self) -> Option<SnapshotSource> {
+        None
+    }
 }
+
+/// What [`StateMachine::snapshot_source`] hands out: serialises the state
+/// as it was when taken, on whatever thread calls it.
+pub type SnapshotSource = Box<dyn FnOnce() -> Bytes + Send>;
 
 /// Applies one committed entry to `state_machine` the way every host must:
 /// a command through [`StateMachine::apply`] (its response returned), a
@@ -179,6 +197,10 @@ impl<S: StateMachine + ?Sized> StateMachine for Box<S> {
 
     fn apply_forced_recovery(&mut self, index: Index, audit: &ForcedRecovery) {
         (**self).apply_forced_recovery(index, audit)
+    }
+
+    fn snapshot_source(&self) -> Option<SnapshotSource> {
+        (**self).snapshot_source()
     }
 }
 

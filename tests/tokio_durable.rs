@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -51,6 +51,10 @@ struct Counters {
     restore_writes: AtomicU64,
     /// The durable applied index found at the start.
     durable_at_start: AtomicU64,
+    /// While set, a view's stream waits before each read.
+    hold_views: AtomicBool,
+    /// Views taken.
+    views_taken: AtomicU64,
 }
 
 /// A key-value map (`key=value` commands; a read is a key) in one file.
@@ -135,6 +139,7 @@ struct MapView {
     index: Index,
     data: Vec<u8>,
     offset: usize,
+    counters: Arc<Counters>,
 }
 
 impl StateView for MapView {
@@ -142,6 +147,10 @@ impl StateView for MapView {
         self.index
     }
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, DurableError> {
+        // A view of a big state: its stream takes a while.
+        while self.counters.hold_views.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(2));
+        }
         let n = buf.len().min(self.data.len() - self.offset);
         buf[..n].copy_from_slice(&self.data[self.offset..self.offset + n]);
         self.offset += n;
@@ -215,10 +224,12 @@ impl DurableStateMachine for FileKv {
         Ok(())
     }
     fn view(&mut self) -> Result<MapView, DurableError> {
+        self.counters.views_taken.fetch_add(1, Ordering::SeqCst);
         Ok(MapView {
             index: self.applied,
             data: encode(&self.map),
             offset: 0,
+            counters: self.counters.clone(),
         })
     }
     fn begin_restore(&mut self, index: Index) -> Result<FileRestore, DurableError> {
@@ -587,5 +598,101 @@ async fn a_follower_behind_the_log_restores_by_streaming_in_chunks() {
     );
     for (_, handle) in handles {
         handle.shutdown().await.unwrap();
+    }
+}
+
+/// The log asks for a snapshot to free its oldest segment; a durable
+/// state machine's view streams off the loop for a while (a big state).
+/// Meanwhile the group's log is not written again: the copy would be
+/// every entry since the last snapshot, the whole state's worth, and
+/// larger than a log record (a node died of it, a 538 MB record, at
+/// 10 GB). Once the snapshot lands, the segments go.
+#[tokio::test(flavor = "current_thread")]
+async fn a_segment_held_by_a_streaming_snapshot_is_not_copied_again() {
+    let dirs = NodeDirs::new("streaming");
+    let network = MemFrameNetwork::new();
+    let counters = Arc::new(Counters::default());
+    counters.hold_views.store(true, Ordering::SeqCst);
+    // A failed assertion still lets the view go: the runtime waits for
+    // its thread as it shuts down.
+    let _release = ReleaseViews(counters.clone());
+    fs::create_dir_all(&dirs.data.0).unwrap();
+    let counter = dirs.data.0.join(data_dir::INCARNATION_FILE_NAME);
+    fs::write(&counter, data_dir::encode_incarnation(0)).unwrap();
+    let options = MultiWalOptions {
+        segment_bytes_max: 4096,
+        segments_max: 2,
+        ..MultiWalOptions::default()
+    };
+    let opened = data_dir::open_data_dir(&dirs.data.0, options).unwrap();
+    let log = WalThread::start(opened.log).unwrap();
+    let mut multi = MultiConfig::new(1, [1]);
+    multi.incarnation = opened.incarnation;
+    // Only the log asks for snapshots.
+    let mut group = group_config(1, &[1], 1);
+    group.compaction_threshold_entries = None;
+    let mut config = MultiServerConfig::new(multi, vec![(GROUP, group)]);
+    config.tick = Duration::from_millis(5);
+    let inbox = host::inbox();
+    network.register(1, inbox.0.clone());
+    let state_dir = dirs.state.0.clone();
+    let made = counters.clone();
+    let handle = host::start_durable(
+        config,
+        move |group| FileKv::open(&state_dir.join(group.to_string()), made.clone()),
+        opened.recovery,
+        log,
+        network.sender(1),
+        inbox,
+    )
+    .unwrap();
+    let handles = BTreeMap::from([(1, handle)]);
+    let value = "y".repeat(200);
+    for k in 0..KEYS_STREAMING {
+        call(&handles, put(&format!("k{k}"), &format!("{value}{k}"))).await;
+    }
+    let status = handles[&1].status(false).await.unwrap();
+    assert_eq!(counters.views_taken.load(Ordering::SeqCst), 1);
+    assert!(status.log.forced_snapshots_asked >= 2, "{:?}", status.log);
+    assert_eq!(
+        status.host.entries_rewritten, 0,
+        "the log was written again while its snapshot streamed"
+    );
+    let held = status.log.segments_on_disk;
+    assert!(held > 4, "{held} segments held by the streaming snapshot");
+
+    counters.hold_views.store(false, Ordering::SeqCst);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        call(&handles, put("more", "1")).await;
+        let status = handles[&1].status(false).await.unwrap();
+        if status.log.segments_on_disk <= 3 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the segments stay: {:?}",
+            status.log
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for k in 0..KEYS_STREAMING {
+        let read = call(&handles, get(&format!("k{k}"))).await;
+        assert_eq!(read, Bytes::from(format!("{value}{k}")));
+    }
+    for (_, handle) in handles {
+        handle.shutdown().await.unwrap();
+    }
+}
+
+/// Writes of the streaming test: some 60 segments of 4 KiB.
+const KEYS_STREAMING: usize = 1000;
+
+/// Lets every view stream when dropped.
+struct ReleaseViews(Arc<Counters>);
+
+impl Drop for ReleaseViews {
+    fn drop(&mut self) {
+        self.0.hold_views.store(false, Ordering::SeqCst);
     }
 }

@@ -35,7 +35,7 @@ use std::collections::BTreeSet;
 use bytes::Bytes;
 use concord::multi::GroupId;
 use concord::recovery::ForcedRecovery;
-use concord::state_machine::{RestoreError, StateMachine};
+use concord::state_machine::{RestoreError, SnapshotSource, StateMachine};
 use concord::{Config, Index, NodeId};
 
 use crate::server::ServerSettings;
@@ -217,6 +217,13 @@ impl<S: StateMachine> StateMachine for GroupMachine<S> {
         match self {
             GroupMachine::Full(machine) => machine.snapshot(),
             GroupMachine::Witness => Bytes::new(),
+        }
+    }
+
+    fn snapshot_source(&self) -> Option<SnapshotSource> {
+        match self {
+            GroupMachine::Full(machine) => machine.snapshot_source(),
+            GroupMachine::Witness => None,
         }
     }
 

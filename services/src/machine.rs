@@ -8,7 +8,7 @@
 use bytes::Bytes;
 
 use concord::session::WithSessions;
-use concord::state_machine::{RestoreError, StateMachine};
+use concord::state_machine::{RestoreError, SnapshotSource, StateMachine};
 use concord::Index;
 
 use crate::codec;
@@ -95,6 +95,11 @@ impl<S: Service> StateMachine for ServiceMachine<S> {
 
     fn snapshot(&self) -> Bytes {
         codec::encode_snapshot(&self.state)
+    }
+
+    fn snapshot_source(&self) -> Option<SnapshotSource> {
+        let copy = self.state.snapshot_copy()?;
+        Some(Box::new(move || codec::encode_snapshot(&copy)))
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {

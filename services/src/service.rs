@@ -93,6 +93,15 @@ pub trait Service: Named + Default + Serialize + DeserializeOwned + Send + 'stat
         Ok(())
     }
 
+    /// A copy of the state that costs next to nothing to make (a clone of
+    /// persistent or shared structures), for a snapshot serialised off the
+    /// server's loop (see [`concord::state_machine::StateMachine::snapshot_source`]);
+    /// `None` (the default) when a copy would cost as much as serialising,
+    /// and the snapshot is serialised on the loop.
+    fn snapshot_copy(&self) -> Option<Self> {
+        None
+    }
+
     /// Where `request` runs on a multi-group cluster (`concord-node
     /// --groups N`, see [`crate::sharded`]): in the group of its key, or
     /// on group 1 alone, or nowhere (refused, it would span groups). The

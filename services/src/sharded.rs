@@ -34,7 +34,7 @@
 
 use bytes::Bytes;
 use concord::multi::GroupId;
-use concord::state_machine::{RestoreError, StateMachine};
+use concord::state_machine::{RestoreError, SnapshotSource, StateMachine};
 use concord::Index;
 
 use crate::codec;
@@ -146,6 +146,10 @@ impl<S: Service> StateMachine for ShardedMachine<S> {
 
     fn snapshot(&self) -> Bytes {
         self.service.snapshot()
+    }
+
+    fn snapshot_source(&self) -> Option<SnapshotSource> {
+        self.service.snapshot_source()
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {

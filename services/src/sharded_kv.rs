@@ -52,7 +52,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use concord::multi::GroupId;
-use concord::state_machine::{RestoreError, StateMachine};
+use concord::state_machine::{RestoreError, SnapshotSource, StateMachine};
 use concord::Index;
 
 use crate::codec;
@@ -287,6 +287,10 @@ impl StateMachine for ShardMachine {
 
     fn snapshot(&self) -> Bytes {
         self.store.snapshot()
+    }
+
+    fn snapshot_source(&self) -> Option<SnapshotSource> {
+        self.store.snapshot_source()
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {

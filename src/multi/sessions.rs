@@ -55,7 +55,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::recovery::ForcedRecovery;
 use crate::session::{self, ClientId, SequenceNumber, SessionTable, WithSessions};
-use crate::state_machine::{RestoreError, StateMachine};
+use crate::state_machine::{RestoreError, SnapshotSource, StateMachine};
 use crate::types::Index;
 
 /// Most sessions one group holds.
@@ -120,13 +120,14 @@ impl<S: StateMachine> GroupSessions<S> {
     pub fn table(&self) -> &SessionTable<Bytes> {
         self.sessions.sessions()
     }
+}
 
-    fn encode_with(&self, sessions: &[u8]) -> Bytes {
-        let mut buffer = BytesMut::with_capacity(SNAPSHOT_MAGIC.len() + sessions.len());
-        buffer.put_slice(&SNAPSHOT_MAGIC);
-        buffer.put_slice(sessions);
-        buffer.freeze()
-    }
+/// A group's snapshot: the magic, then the session layer's `sessions`.
+fn encode_snapshot(sessions: &[u8]) -> Bytes {
+    let mut buffer = BytesMut::with_capacity(SNAPSHOT_MAGIC.len() + sessions.len());
+    buffer.put_slice(&SNAPSHOT_MAGIC);
+    buffer.put_slice(sessions);
+    buffer.freeze()
 }
 
 impl<S: StateMachine> StateMachine for GroupSessions<S> {
@@ -151,11 +152,16 @@ impl<S: StateMachine> StateMachine for GroupSessions<S> {
     }
 
     fn snapshot(&self) -> Bytes {
-        self.encode_with(&self.sessions.snapshot())
+        encode_snapshot(&self.sessions.snapshot())
+    }
+
+    fn snapshot_source(&self) -> Option<SnapshotSource> {
+        let sessions = self.sessions.snapshot_source()?;
+        Some(Box::new(move || encode_snapshot(&sessions())))
     }
 
     fn canonical_state(&self) -> Bytes {
-        self.encode_with(&self.sessions.canonical_state())
+        encode_snapshot(&self.sessions.canonical_state())
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {
@@ -217,7 +223,7 @@ mod tests {
         SessionResponse::decode(bytes).expect("a session response")
     }
 
-    fn register(machine: &mut GroupSessions<Appender>, index: Index) -> ClientId {
+    fn register<S: StateMachine>(machine: &mut GroupSessions<S>, index: Index) -> ClientId {
         match response(&machine.apply(index, &encode_register())) {
             SessionResponse::Registered { client } => client,
             other => panic!("not registered: {other:?}"),
@@ -245,6 +251,65 @@ mod tests {
         );
         assert_eq!(machine.inner().0.len(), 2);
         assert_eq!(machine.sessions(), Some(1));
+    }
+
+    /// An [`Appender`] that copies itself for off-loop snapshots.
+    #[derive(Clone, Debug, Default)]
+    struct CopyingAppender(Appender);
+
+    impl StateMachine for CopyingAppender {
+        fn apply(&mut self, index: Index, command: &[u8]) -> Bytes {
+            self.0.apply(index, command)
+        }
+        fn snapshot(&self) -> Bytes {
+            self.0.snapshot()
+        }
+        fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {
+            self.0.restore(snapshot)
+        }
+        fn snapshot_source(&self) -> Option<SnapshotSource> {
+            let copy = self.0.clone();
+            Some(Box::new(move || copy.snapshot()))
+        }
+    }
+
+    #[test]
+    fn a_snapshot_source_is_the_snapshot_at_the_time_sessions_included() {
+        // Without one below, the layers offer none (the host serialises on
+        // its loop).
+        assert!(GroupSessions::new(Appender::default())
+            .snapshot_source()
+            .is_none());
+        let mut machine = GroupSessions::new(CopyingAppender::default());
+        let mut index = 0;
+        let mut clients = Vec::new();
+        for _ in 0..5 {
+            index += 1;
+            clients.push(register(&mut machine, index));
+        }
+        for (seq, client) in clients.iter().enumerate() {
+            index += 1;
+            machine.apply(
+                index,
+                &encode_command(*client, 1, format!("c{seq}").as_bytes()),
+            );
+        }
+        let at_source = machine.snapshot();
+        let source = machine
+            .snapshot_source()
+            .expect("the wrapped machine copies itself");
+        // Later registrations, commands and their cached answers change
+        // the table and the wrapped state, not the copy.
+        for _ in 0..3 {
+            index += 1;
+            clients.push(register(&mut machine, index));
+        }
+        for client in &clients {
+            index += 1;
+            machine.apply(index, &encode_command(*client, 2, b"later"));
+        }
+        assert_ne!(machine.snapshot(), at_source);
+        assert_eq!(source(), at_source);
     }
 
     #[test]
