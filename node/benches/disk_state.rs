@@ -23,14 +23,17 @@
 //!
 //! ```text
 //! cargo bench -p concord-node --features disk --bench disk_state
-//! CONCORD_DISK_MB=10240 cargo bench -p concord-node --features disk --bench disk_state
+//! CONCORD_DISK_MB=10240 CONCORD_DISK_VALUES=compressible cargo bench -p concord-node --features disk --bench disk_state
 //! CONCORD_DISK_STORAGE=memory CONCORD_DISK_MB=448 cargo bench -p concord-node --features disk --bench disk_state
 //! ```
 //!
 //! The data directories go under `CONCORD_DISK_DIR` (default the system's
-//! temporary directory) and are deleted at the end: each node holds the
-//! state, its newest snapshot file and a log tail, some 2.2 times the
-//! state.
+//! temporary directory) and are deleted at the end (kept, with the
+//! servers' logs, if `CONCORD_DISK_KEEP` is set): each node holds the
+//! state, its newest snapshot file and a log tail. With random values
+//! that is some 2.2 times the state per node; `CONCORD_DISK_VALUES=
+//! compressible` packs state and snapshot files some sevenfold (the log
+//! is not packed).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -129,7 +132,11 @@ impl Drop for Nodes {
         for id in [1, 2, 3] {
             self.kill(id);
         }
-        let _ = std::fs::remove_dir_all(&self.base);
+        if std::env::var_os("CONCORD_DISK_KEEP").is_some() {
+            println!("kept: {}", self.base.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.base);
+        }
     }
 }
 
@@ -154,20 +161,54 @@ fn dir_bytes(path: &Path) -> u64 {
         .sum()
 }
 
-/// Key `i`'s value: bytes that do not compress (the engine compresses
-/// its files; a value of one repeated byte would measure a tenth of the
-/// disk).
-fn value_of(i: u64) -> Bytes {
+/// Key `i`'s value. By default bytes that do not compress (the engine
+/// compresses its files; a value of one repeated byte would measure a
+/// tenth of the disk). With `CONCORD_DISK_VALUES=compressible`, its first
+/// 128 bytes do not compress and the rest repeat them: a value packs to
+/// some 150 bytes, so that 10 GiB of state fits this disk three times.
+fn value_of(i: u64, compressible: bool) -> Bytes {
     let mut state = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let random_bytes = if compressible { 128 } else { VALUE_BYTES };
     let mut value = Vec::with_capacity(VALUE_BYTES);
-    while value.len() < VALUE_BYTES {
+    while value.len() < random_bytes {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
         value.extend_from_slice(&state.to_le_bytes());
     }
+    while value.len() < VALUE_BYTES {
+        value.extend_from_within(..random_bytes);
+    }
     value.truncate(VALUE_BYTES);
     Bytes::from(value)
+}
+
+/// Bytes under `dir` in the files whose path contains `part`.
+fn part_bytes(dir: &Path, part: &str) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => part_bytes(&e.path(), part),
+            Ok(m) if e.path().to_string_lossy().contains(part) => m.len(),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Node `id`'s directory, by part: state, snapshot files, log.
+fn show_parts(base: &Path, id: u64) {
+    let dir = base.join(format!("node-{id}"));
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    println!(
+        "  node {id}: {:.0} MiB: state {:.0}, snapshot files {:.0}, log {:.0}",
+        mib(dir_bytes(&dir)),
+        mib(part_bytes(&dir, "kv-disk")),
+        mib(part_bytes(&dir, ".snap")),
+        mib(part_bytes(&dir.join("log"), ""))
+    );
 }
 
 fn key(i: u64) -> String {
@@ -175,7 +216,12 @@ fn key(i: u64) -> String {
 }
 
 /// Latencies of one client's 1 KiB puts to existing keys until `stop`.
-async fn probe(nodes_client: KvClient, keys: u64, stop: Arc<AtomicBool>) -> Vec<u64> {
+async fn probe(
+    nodes_client: KvClient,
+    keys: u64,
+    compressible: bool,
+    stop: Arc<AtomicBool>,
+) -> Vec<u64> {
     let mut client = nodes_client;
     let mut latencies = Vec::new();
     let mut i = 0u64;
@@ -184,7 +230,11 @@ async fn probe(nodes_client: KvClient, keys: u64, stop: Arc<AtomicBool>) -> Vec<
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         let started = Instant::now();
-        if client.put(key(i % keys), value_of(i)).await.is_ok() {
+        if client
+            .put(key(i % keys), value_of(i, compressible))
+            .await
+            .is_ok()
+        {
             latencies.push(started.elapsed().as_micros() as u64);
         }
     }
@@ -210,6 +260,28 @@ fn show(name: &str, latencies: &[u64]) {
     );
 }
 
+/// The highest commit index the servers report (a busy server may not
+/// answer at once: asked again until one does).
+async fn commit_index(client: &mut KvClient) -> u64 {
+    let started = Instant::now();
+    loop {
+        let mut highest = None;
+        for server in 0..3 {
+            if let Ok(status) = client.status(server).await {
+                highest = highest.max(Some(status.commit_index));
+            }
+        }
+        if let Some(index) = highest.filter(|index| *index > 0) {
+            return index;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no server reports its commit index"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn wait_for_write(client: &mut KvClient, within: Duration) -> Duration {
     let started = Instant::now();
     while client.put("ready-probe", "x").await.is_err() {
@@ -221,6 +293,11 @@ async fn wait_for_write(client: &mut KvClient, within: Duration) -> Duration {
 fn main() {
     let storage = std::env::var("CONCORD_DISK_STORAGE").unwrap_or_else(|_| "disk".to_string());
     let mib = env_u64("CONCORD_DISK_MB", 1024);
+    let compressible = match std::env::var("CONCORD_DISK_VALUES").as_deref() {
+        Ok("compressible") => true,
+        Ok("random") | Err(_) => false,
+        Ok(other) => panic!("CONCORD_DISK_VALUES={other}: say random or compressible"),
+    };
     let keys = mib * 1024 * 1024 / VALUE_BYTES as u64;
     let puts = keys.div_ceil(PAIRS_PER_PUT as u64);
     let base = std::env::var_os("CONCORD_DISK_DIR")
@@ -237,7 +314,8 @@ fn main() {
         starts: 0,
     };
     println!(
-        "disk_state: --storage {storage}, {mib} MiB of {VALUE_BYTES}-byte values ({keys} keys, {puts} put_many of {PAIRS_PER_PUT}), a snapshot every {} entries, fsync on",
+        "disk_state: --storage {storage}, {mib} MiB of {VALUE_BYTES}-byte {} values ({keys} keys, {puts} put_many of {PAIRS_PER_PUT}), a snapshot every {} entries, fsync on",
+        if compressible { "compressible" } else { "random" },
         nodes.snapshot_every
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -269,7 +347,7 @@ fn main() {
                         let first = put * PAIRS_PER_PUT as u64;
                         let pairs: Vec<(String, Bytes)> = (first
                             ..(first + PAIRS_PER_PUT as u64).min(keys))
-                            .map(|i| (key(i), value_of(i)))
+                            .map(|i| (key(i), value_of(i, compressible)))
                             .collect();
                         while client.put_many(pairs.clone()).await.is_err() {}
                         let n = done.fetch_add(1, Ordering::Relaxed) + 1;
@@ -292,24 +370,24 @@ fn main() {
         }
         let load = started.elapsed();
         println!(
-            "loaded {mib} MiB in {:.1} s ({:.1} MiB/s); node 1 holds {:.0} MiB on disk",
+            "loaded {mib} MiB in {:.1} s ({:.1} MiB/s)",
             load.as_secs_f64(),
             mib as f64 / load.as_secs_f64(),
-            dir_bytes(&nodes.base.join("node-1")) as f64 / (1 << 20) as f64
         );
+        show_parts(&nodes.base, 1);
 
         // 2. Baseline latency.
         let stop = Arc::new(AtomicBool::new(false));
-        let probing = tokio::spawn(probe(nodes.client(), keys, stop.clone()));
+        let probing = tokio::spawn(probe(nodes.client(), keys, compressible, stop.clone()));
         tokio::time::sleep(Duration::from_secs(10)).await;
         stop.store(true, Ordering::SeqCst);
         let baseline = probing.await.expect("probe");
         show("one client, node 3 down (baseline)", &baseline);
 
         // 3. Catch-up.
-        let target = client.status(0).await.map(|s| s.commit_index).unwrap_or(0);
+        let target = commit_index(&mut client).await;
         let stop = Arc::new(AtomicBool::new(false));
-        let probing = tokio::spawn(probe(nodes.client(), keys, stop.clone()));
+        let probing = tokio::spawn(probe(nodes.client(), keys, compressible, stop.clone()));
         let started = Instant::now();
         nodes.start(3);
         let pid = nodes.pid(3);
@@ -341,6 +419,7 @@ fn main() {
             None => println!("node 3 did not catch up within an hour"),
         }
         show("one client, node 3 catching up", &during);
+        show_parts(&nodes.base, 3);
         println!(
             "p99 during catch-up / baseline: {:.2}",
             percentile(&during, 0.99) / percentile(&baseline, 0.99)
@@ -385,7 +464,8 @@ fn main() {
             "restart (every node SIGKILLed, then started): a write acknowledged after {:.2} s",
             write.as_secs_f64()
         );
-        let commit = client.status(0).await.map(|s| s.commit_index).unwrap_or(0);
+        let commit = commit_index(&mut client).await;
+        let mut applied_after = Vec::new();
         for server in 0..3 {
             loop {
                 match client.status(server).await {
@@ -393,10 +473,12 @@ fn main() {
                     _ => tokio::time::sleep(Duration::from_millis(20)).await,
                 }
             }
+            applied_after.push(format!("{:.2}", started.elapsed().as_secs_f64()));
         }
         println!(
-            "every node applied to the commit index after {:.2} s",
-            started.elapsed().as_secs_f64()
+            "every node applied to the commit index after {:.2} s (nodes 1, 2, 3 in turn: {} s)",
+            started.elapsed().as_secs_f64(),
+            applied_after.join(", ")
         );
     });
     let on_disk: u64 = (1..=3)
@@ -406,4 +488,7 @@ fn main() {
         "the three data directories hold {:.0} MiB",
         on_disk as f64 / (1 << 20) as f64
     );
+    for id in [1, 2, 3] {
+        show_parts(&nodes.base, id);
+    }
 }

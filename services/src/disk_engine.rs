@@ -66,7 +66,8 @@ use std::io::{self, Write};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
 
 use concord::multi::GroupId;
 use concord::NodeId;
@@ -96,6 +97,9 @@ pub const CACHE_BYTES_DEFAULT: usize = 64 << 20;
 /// default). At most two per column family are in memory, and a crash
 /// replays at most about that much log on the next open.
 pub const WRITE_BUFFER_BYTES_DEFAULT: usize = 64 << 20;
+/// Default of [`DiskOptions::sync_interval`]: a restart replays at most
+/// about a second of the log, whatever the caller syncs.
+pub const SYNC_INTERVAL_DEFAULT: Duration = Duration::from_secs(1);
 
 /// Largest SST file a restore writes before it starts the next.
 pub const RESTORE_FILE_BYTES: u64 = 256 << 20;
@@ -128,6 +132,14 @@ pub struct DiskOptions {
     pub cache_bytes: usize,
     /// Bytes of one memtable (see [`WRITE_BUFFER_BYTES_DEFAULT`]).
     pub write_buffer_bytes: usize,
+    /// How long an applied batch may stay not durable: a thread of the
+    /// engine syncs at this interval while batches wait, so that a restart
+    /// replays that much of the log at most, not everything since the
+    /// caller's last [`DiskEngine::sync`] (a replay reads each key it
+    /// writes, from a cold cache: seconds per thousand batches of a
+    /// large state). `None`: only the caller syncs. See
+    /// [`SYNC_INTERVAL_DEFAULT`].
+    pub sync_interval: Option<Duration>,
 }
 
 impl Default for DiskOptions {
@@ -135,6 +147,7 @@ impl Default for DiskOptions {
         DiskOptions {
             cache_bytes: CACHE_BYTES_DEFAULT,
             write_buffer_bytes: WRITE_BUFFER_BYTES_DEFAULT,
+            sync_interval: Some(SYNC_INTERVAL_DEFAULT),
         }
     }
 }
@@ -602,11 +615,26 @@ pub struct DiskEngine {
     state: String,
     number: u64,
     db: Arc<StateDb>,
-    applied: AtomicU64,
-    durable: AtomicU64,
-    /// Serialises syncs, so that the durable index only grows.
-    sync_lock: Mutex<()>,
+    /// The live state, for the sync thread (a restore replaces it).
+    live: Arc<Mutex<Arc<StateDb>>>,
+    syncer: Option<Syncer>,
     _lock: DirLock,
+}
+
+/// The thread that syncs the live state every
+/// [`DiskOptions::sync_interval`]; stopped and joined when dropped.
+struct Syncer {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl std::fmt::Debug for DiskEngine {
@@ -666,18 +694,19 @@ impl DiskEngine {
             // What was read may be in the page cache only (a process that
             // crashed); make it durable before calling it so.
             db.flush_wal(true).map_err(engine_error(&path))?;
-            return Ok(DiskEngine {
+            let db = StateDb::shared(db, path, meta.applied);
+            return DiskEngine {
                 dir,
                 identity,
                 options,
                 state: state.clone(),
                 number,
-                db: StateDb::shared(db, path),
-                applied: AtomicU64::new(meta.applied),
-                durable: AtomicU64::new(meta.applied),
-                sync_lock: Mutex::new(()),
+                live: Arc::new(Mutex::new(Arc::clone(&db))),
+                db,
+                syncer: None,
                 _lock: lock,
-            });
+            }
+            .with_syncer();
         }
         // No state named: anything here is a creation cut short (its
         // state empty, at applied index 0), unless the pointer was lost.
@@ -690,18 +719,48 @@ impl DiskEngine {
         write_meta(&db, &path, &identity, 0)?;
         sync_dir(&path)?;
         write_current(&dir, &state)?;
-        Ok(DiskEngine {
+        let db = StateDb::shared(db, path, 0);
+        DiskEngine {
             dir,
             identity,
             options,
             state,
             number,
-            db: StateDb::shared(db, path),
-            applied: AtomicU64::new(0),
-            durable: AtomicU64::new(0),
-            sync_lock: Mutex::new(()),
+            live: Arc::new(Mutex::new(Arc::clone(&db))),
+            db,
+            syncer: None,
             _lock: lock,
-        })
+        }
+        .with_syncer()
+    }
+
+    /// Starts the sync thread, if the options ask for one.
+    fn with_syncer(mut self) -> Result<DiskEngine, DiskError> {
+        let Some(interval) = self.options.sync_interval else {
+            return Ok(self);
+        };
+        let (stop, stopped) = mpsc::channel::<()>();
+        let live = Arc::clone(&self.live);
+        let thread = std::thread::Builder::new()
+            .name("concord-disk-sync".to_string())
+            .spawn(move || {
+                // Until the engine drops the sender.
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
+                    let db = Arc::clone(&live.lock().unwrap_or_else(|e| e.into_inner()));
+                    if db.applied.load(Ordering::Acquire) > db.durable.load(Ordering::Acquire) {
+                        // Not reported here: the caller's own sync (before
+                        // the log drops anything, and at a clean stop)
+                        // meets the same disk and reports it.
+                        let _ = db.sync();
+                    }
+                }
+            })
+            .map_err(io_error("starting the sync thread of", &self.dir))?;
+        self.syncer = Some(Syncer {
+            stop: Some(stop),
+            thread: Some(thread),
+        });
+        Ok(self)
     }
 
     /// The directory.
@@ -720,13 +779,13 @@ impl DiskEngine {
 
     /// The applied index of the last batch (durable or not).
     pub fn applied_index(&self) -> u64 {
-        self.applied.load(Ordering::Acquire)
+        self.db.applied.load(Ordering::Acquire)
     }
 
     /// The applied index that is on disk: the state opens at it or later
     /// after a crash. The log must keep every entry after it.
     pub fn durable_applied_index(&self) -> u64 {
-        self.durable.load(Ordering::Acquire)
+        self.db.durable.load(Ordering::Acquire)
     }
 
     /// Writes `ops` in order and `applied_index` in one atomic write,
@@ -780,22 +839,14 @@ impl DiskEngine {
         self.db
             .write_opt(write, &WriteOptions::default())
             .map_err(engine_error(&path))?;
-        self.applied.store(applied_index, Ordering::Release);
+        self.db.applied.store(applied_index, Ordering::Release);
         Ok(result)
     }
 
     /// Makes every batch applied so far durable; returns the durable
     /// applied index.
     pub fn sync(&self) -> Result<u64, DiskError> {
-        let _one = self.sync_lock.lock().unwrap_or_else(|e| e.into_inner());
-        // Read before the log is synced: every batch up to it is in the
-        // log already, so the sync covers it.
-        let applied = self.applied_index();
-        self.db
-            .flush_wal(true)
-            .map_err(engine_error(&self.path()))?;
-        self.durable.fetch_max(applied, Ordering::AcqRel);
-        Ok(self.durable_applied_index())
+        self.db.sync()
     }
 
     /// The value of `key` in the latest state.
@@ -826,7 +877,9 @@ impl DiskEngine {
         let dir = self.dir.clone();
         self.db.retired.store(true, Ordering::Release);
         // Nothing of it is wanted: no sync on the way out.
-        self.durable.store(self.applied_index(), Ordering::Release);
+        self.db
+            .durable
+            .store(self.applied_index(), Ordering::Release);
         drop(self);
         fs::remove_dir_all(&dir).map_err(io_error("deleting the state directory", &dir))
     }
@@ -856,6 +909,7 @@ impl DiskEngine {
 
 impl Drop for DiskEngine {
     fn drop(&mut self) {
+        drop(self.syncer.take());
         // A clean stop leaves every batch durable. A failure here is a
         // crash's case, which the log covers.
         if self.applied_index() > self.durable_applied_index() {
@@ -874,15 +928,41 @@ struct StateDb {
     path: PathBuf,
     /// Replaced by a restore: delete the directory once closed.
     retired: AtomicBool,
+    /// The applied index of this state's last batch (durable or not).
+    applied: AtomicU64,
+    /// The applied index this state holds on disk. Per state, not per
+    /// engine: a view's thread that syncs a state a restore has replaced
+    /// moves the old state's index, not the new one's.
+    durable: AtomicU64,
+    /// Serialises syncs, so that the durable index only grows.
+    sync_lock: Mutex<()>,
 }
 
 impl StateDb {
-    fn shared(db: DB, path: PathBuf) -> Arc<StateDb> {
+    /// `db`, opened at `path`, holding the state at `applied` durably.
+    fn shared(db: DB, path: PathBuf, applied: u64) -> Arc<StateDb> {
         Arc::new(StateDb {
             db: Some(db),
             path,
             retired: AtomicBool::new(false),
+            applied: AtomicU64::new(applied),
+            durable: AtomicU64::new(applied),
+            sync_lock: Mutex::new(()),
         })
+    }
+
+    /// Makes every batch written so far durable; returns the durable
+    /// applied index.
+    fn sync(&self) -> Result<u64, DiskError> {
+        let _one = self.sync_lock.lock().unwrap_or_else(|e| e.into_inner());
+        // Read before the log is synced: every batch up to it is in the
+        // log already, so the sync covers it.
+        let applied = self.applied.load(Ordering::Acquire);
+        self.db()
+            .flush_wal(true)
+            .map_err(engine_error(&self.path))?;
+        self.durable.fetch_max(applied, Ordering::AcqRel);
+        Ok(self.durable.load(Ordering::Acquire))
     }
 
     fn db(&self) -> &DB {
@@ -952,6 +1032,13 @@ impl DiskState {
     /// [`DiskEngine::view`]).
     pub fn view(&self) -> Result<DiskView<'_>, DiskError> {
         self.0.view()
+    }
+
+    /// [`DiskEngine::sync`], from another thread: of this state, even
+    /// once a restore replaced it (then the engine's index stays as it
+    /// is).
+    pub fn sync(&self) -> Result<u64, DiskError> {
+        self.0.sync()
     }
 }
 
@@ -1113,13 +1200,14 @@ impl DiskRestore {
         write_current(&engine.dir, &state)?;
         // The switch is made: from here on the new state is the one. The
         // old one is garbage, deleted once no view streams from it.
-        let old = std::mem::replace(&mut engine.db, StateDb::shared(db, self.path.clone()));
+        // Its applied index is durable: written and synced above.
+        let new = StateDb::shared(db, self.path.clone(), applied_index);
+        *engine.live.lock().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&new);
+        let old = std::mem::replace(&mut engine.db, new);
         old.retired.store(true, Ordering::Release);
         drop(old);
         engine.state = state;
         engine.number = self.number;
-        engine.applied.store(applied_index, Ordering::Release);
-        engine.durable.store(applied_index, Ordering::Release);
         Ok(())
     }
 }
@@ -1154,6 +1242,8 @@ mod tests {
         DiskOptions {
             cache_bytes: 4 << 20,
             write_buffer_bytes: 4 << 20,
+            // Durability only where a test syncs.
+            sync_interval: None,
         }
     }
 
@@ -1297,6 +1387,39 @@ mod tests {
         assert_eq!(engine.get(b"a").unwrap(), Some(b"2".to_vec()));
         assert_eq!(engine.sync().unwrap(), 2);
         assert_eq!(engine.durable_applied_index(), 2);
+    }
+
+    #[test]
+    fn the_sync_thread_makes_every_batch_durable_within_its_interval() {
+        let dir = TempDir::new("sync-thread");
+        let mut with_thread = options();
+        with_thread.sync_interval = Some(Duration::from_millis(5));
+        let engine = DiskEngine::open(&dir.0, identity(), with_thread).unwrap();
+        for index in 1..=3 {
+            engine.apply_batch(&[put(b"a", b"1")], index).unwrap();
+            let started = std::time::Instant::now();
+            while engine.durable_applied_index() < index {
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "batch {index} never made durable by the thread"
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        // The same after a restore replaced the state.
+        let mut restore = engine.restore_begin().unwrap();
+        restore.push(b"b", b"2").unwrap();
+        let mut engine = engine;
+        restore.finish(&mut engine, 10).unwrap();
+        engine.apply_batch(&[put(b"c", b"3")], 11).unwrap();
+        let started = std::time::Instant::now();
+        while engine.durable_applied_index() < 11 {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "not after a restore"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     #[test]

@@ -35,11 +35,21 @@
 //!
 //! ## The snapshot stream
 //!
-//! [`STREAM_MAGIC`], the view's applied index (u64 LE), then each row as
+//! [`STREAM_MAGIC`] and the view's applied index (u64 LE), then frames:
+//! each its rows' length (u32 LE), its packed length (u32 LE) and its rows
+//! packed as one LZ4 block. The rows, frame after frame, are each row as
 //! key length (u32 LE), value length (u32 LE), key, value, in key order;
-//! then a key length of `u32::MAX` and the row count (u64 LE). The
-//! runtime's snapshot file checksums the stream; a restore checks every
-//! row as it comes, and the counters against the rows at the end.
+//! then a key length of `u32::MAX` and the row count (u64 LE).
+//!
+//! The frames are packed because the stream is what a snapshot costs: a
+//! file of it on every server, and its bytes sent to a follower that
+//! catches up. The engine packs its own files; without packing, a stream
+//! of values that compress would be several times the state on disk.
+//! Values that do not compress cost a frame some 0.4% more.
+//!
+//! The runtime's snapshot file checksums the stream; a restore checks
+//! every frame's lengths before it unpacks it, every row as it comes, and
+//! the counters against the rows at the end.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -68,10 +78,11 @@ pub const DISK_KEYS_MAX: u64 = 1 << 32;
 /// Most bytes of keys and values the disk store holds (1 TiB): past it a
 /// write is refused, as the memory store refuses one past its limit.
 pub const DISK_STORE_BYTES_MAX: u64 = 1 << 40;
-/// First bytes of a disk store's snapshot stream.
-pub const STREAM_MAGIC: [u8; 8] = *b"CDKVSTR1";
-/// Bytes a view's thread reads ahead of the stream's reader, per chunk
-/// (two chunks are in flight at most).
+/// First bytes of a disk store's snapshot stream (the `2`: its rows come
+/// in packed frames; the unpacked stream of `1` is not read).
+pub const STREAM_MAGIC: [u8; 8] = *b"CDKVSTR2";
+/// Bytes of rows a view's thread packs into one frame, at least (a frame
+/// ends after the row that reaches it); two frames are in flight at most.
 pub const VIEW_CHUNK_BYTES: usize = 1 << 20;
 /// Longest row a stream may carry: a key of the store is at most 1 KiB,
 /// a value 4 MiB; a session's response is one answer, at most a
@@ -84,6 +95,11 @@ const TAG_META: u8 = b'm';
 const META_KEY: &[u8] = b"mtable";
 const META_BYTES: usize = 32;
 const TRAILER_MARK: u32 = u32::MAX;
+/// Most bytes of rows in one frame: a chunk one byte short of full, then
+/// the longest row, then the trailer.
+const FRAME_ROWS_BYTES_MAX: usize = VIEW_CHUNK_BYTES + 8 + ROW_BYTES_MAX + 12;
+const HEADER_BYTES: usize = 16;
+const FRAME_HEADER_BYTES: usize = 8;
 
 /// Why a disk store cannot be opened.
 #[derive(Debug, thiserror::Error)]
@@ -475,13 +491,34 @@ fn push_row(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
     out.extend_from_slice(value);
 }
 
+/// Appends one frame of `rows` (whole rows, or the trailer) to `out`.
+fn push_frame(out: &mut Vec<u8>, rows: &[u8]) {
+    assert!(!rows.is_empty() && rows.len() <= FRAME_ROWS_BYTES_MAX);
+    let packed = lz4_flex::block::compress(rows);
+    assert!(packed.len() <= lz4_flex::block::get_maximum_output_size(rows.len()));
+    out.extend_from_slice(&(rows.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(packed.len() as u32).to_le_bytes());
+    out.extend_from_slice(&packed);
+}
+
 fn durable(error: DiskError) -> DurableError {
     match error {
         DiskError::Damaged { .. } => DurableError::Corrupt(error.to_string()),
-        other => DurableError::Io {
-            context: "the key-value store's storage engine".to_string(),
-            source: std::io::Error::other(other.to_string()),
-        },
+        other => {
+            let text = other.to_string();
+            // RocksDB reports a full disk as an I/O error whose text is
+            // the OS's (ENOSPC); the host tells the operator what to do
+            // about that kind.
+            let kind = if text.contains("No space left on device") {
+                std::io::ErrorKind::StorageFull
+            } else {
+                std::io::ErrorKind::Other
+            };
+            DurableError::Io {
+                context: "the key-value store's storage engine".to_string(),
+                source: std::io::Error::new(kind, text),
+            }
+        }
     }
 }
 
@@ -547,6 +584,7 @@ impl DurableStateMachine for DiskKv {
         Ok(DiskKvRestore {
             index,
             engine: Some(self.engine.restore_begin().map_err(durable)?),
+            framed: Vec::new(),
             pending: Vec::new(),
             header: false,
             rows: 0,
@@ -650,9 +688,18 @@ impl DiskKvView {
                 };
                 let index = view.applied_index();
                 let _ = ready_tx.send(Ok(index));
-                let mut chunk = Vec::with_capacity(VIEW_CHUNK_BYTES + 64);
-                chunk.extend_from_slice(&STREAM_MAGIC);
-                chunk.extend_from_slice(&index.to_le_bytes());
+                // The view's index durable here, not on the loop: the
+                // host compacts the log up to it only once the stream is
+                // stored, and then finds it done.
+                if let Err(error) = state.sync() {
+                    let _ = chunks_tx.send(Err(error.to_string()));
+                    return;
+                }
+                let mut header = Vec::with_capacity(HEADER_BYTES);
+                header.extend_from_slice(&STREAM_MAGIC);
+                header.extend_from_slice(&index.to_le_bytes());
+                let mut out = Some(header);
+                let mut rows_bytes = Vec::with_capacity(VIEW_CHUNK_BYTES + 64);
                 let mut rows = 0u64;
                 for row in view.iter_from(&[]) {
                     let (key, value) = match row {
@@ -662,21 +709,22 @@ impl DiskKvView {
                             return;
                         }
                     };
-                    push_row(&mut chunk, &key, &value);
+                    push_row(&mut rows_bytes, &key, &value);
                     rows += 1;
-                    if chunk.len() >= VIEW_CHUNK_BYTES {
-                        let full = std::mem::replace(
-                            &mut chunk,
-                            Vec::with_capacity(VIEW_CHUNK_BYTES + 64),
-                        );
+                    if rows_bytes.len() >= VIEW_CHUNK_BYTES {
+                        let mut chunk = out.take().unwrap_or_default();
+                        push_frame(&mut chunk, &rows_bytes);
+                        rows_bytes.clear();
                         // The reader gave up: so does the stream.
-                        if chunks_tx.send(Ok(full)).is_err() {
+                        if chunks_tx.send(Ok(chunk)).is_err() {
                             return;
                         }
                     }
                 }
-                chunk.extend_from_slice(&TRAILER_MARK.to_le_bytes());
-                chunk.extend_from_slice(&rows.to_le_bytes());
+                rows_bytes.extend_from_slice(&TRAILER_MARK.to_le_bytes());
+                rows_bytes.extend_from_slice(&rows.to_le_bytes());
+                let mut chunk = out.take().unwrap_or_default();
+                push_frame(&mut chunk, &rows_bytes);
                 let _ = chunks_tx.send(Ok(chunk));
             })
             .map_err(|source| DurableError::Io {
@@ -728,7 +776,9 @@ impl StateView for DiskKvView {
 pub struct DiskKvRestore {
     index: Index,
     engine: Option<DiskRestore>,
-    /// Bytes of a row (or the header) not whole yet.
+    /// Bytes of the header or of a frame not whole yet.
+    framed: Vec<u8>,
+    /// Unpacked bytes of a row not whole yet.
     pending: Vec<u8>,
     header: bool,
     rows: u64,
@@ -755,27 +805,10 @@ fn refused(reason: impl Into<String>) -> DurableError {
 }
 
 impl DiskKvRestore {
-    /// Takes whole rows from the front of `bytes`; returns how many bytes
-    /// it used.
+    /// Takes whole rows from the front of `bytes` (unpacked); returns how
+    /// many bytes it used.
     fn take(&mut self, bytes: &[u8]) -> Result<usize, DurableError> {
         let mut at = 0;
-        if !self.header {
-            if bytes.len() < 16 {
-                return Ok(0);
-            }
-            if bytes[..8] != STREAM_MAGIC {
-                return Err(refused("it does not start as a disk store's stream"));
-            }
-            let index = u64::from_le_bytes(bytes[8..16].try_into().unwrap());
-            if index != self.index {
-                return Err(refused(format!(
-                    "it was taken at index {index}, not at the snapshot's {}",
-                    self.index
-                )));
-            }
-            self.header = true;
-            at = 16;
-        }
         while !self.ended {
             let rest = &bytes[at..];
             if rest.len() < 4 {
@@ -832,30 +865,132 @@ impl DiskKvRestore {
     }
 }
 
-impl StateRestore for DiskKvRestore {
-    fn write(&mut self, bytes: &[u8]) -> Result<(), DurableError> {
-        if self.ended && !bytes.is_empty() {
+impl DiskKvRestore {
+    /// Checks the stream's header at the front of `bytes`; returns how
+    /// many bytes it used.
+    fn take_header(&mut self, bytes: &[u8]) -> Result<usize, DurableError> {
+        if bytes.len() < HEADER_BYTES {
+            return Ok(0);
+        }
+        if bytes[..8] != STREAM_MAGIC {
+            let reason = if bytes[..8] == *b"CDKVSTR1" {
+                "it is an unpacked stream of an older concord: restart every server on one version"
+            } else {
+                "it does not start as a disk store's stream"
+            };
+            return Err(refused(reason));
+        }
+        let index = u64::from_le_bytes(bytes[8..16].try_into().unwrap());
+        if index != self.index {
+            return Err(refused(format!(
+                "it was taken at index {index}, not at the snapshot's {}",
+                self.index
+            )));
+        }
+        self.header = true;
+        Ok(HEADER_BYTES)
+    }
+
+    /// Unpacks the whole frames at the front of `bytes` into rows; returns
+    /// how many bytes it used.
+    fn take_frames(&mut self, bytes: &[u8]) -> Result<usize, DurableError> {
+        let mut at = 0;
+        loop {
+            let rest = &bytes[at..];
+            if rest.len() < FRAME_HEADER_BYTES {
+                return Ok(at);
+            }
+            if self.ended {
+                return Err(refused("bytes follow its trailer"));
+            }
+            let rows_len = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+            let packed_len = u32::from_le_bytes(rest[4..8].try_into().unwrap()) as usize;
+            if rows_len == 0 || rows_len > FRAME_ROWS_BYTES_MAX {
+                return Err(refused(format!(
+                    "a frame of {rows_len} bytes of rows is outside what a store writes (1 to {FRAME_ROWS_BYTES_MAX})"
+                )));
+            }
+            if packed_len > lz4_flex::block::get_maximum_output_size(rows_len) {
+                return Err(refused(format!(
+                    "a frame packs {rows_len} bytes into {packed_len}, more than LZ4 ever does"
+                )));
+            }
+            if rest.len() < FRAME_HEADER_BYTES + packed_len {
+                return Ok(at);
+            }
+            let packed = &rest[FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + packed_len];
+            let rows = lz4_flex::block::decompress(packed, rows_len)
+                .map_err(|e| refused(format!("a frame does not unpack: {e}")))?;
+            if rows.len() != rows_len {
+                return Err(refused(format!(
+                    "a frame unpacks to {} bytes, not the {rows_len} it names",
+                    rows.len()
+                )));
+            }
+            self.take_rows(&rows)?;
+            at += FRAME_HEADER_BYTES + packed_len;
+        }
+    }
+
+    /// Parses unpacked rows, keeping a row cut by the frame's end for the
+    /// next.
+    fn take_rows(&mut self, bytes: &[u8]) -> Result<(), DurableError> {
+        if self.ended {
             return Err(refused("bytes follow its trailer"));
         }
-        if self.pending.is_empty() {
-            let used = self.take(bytes)?;
-            self.pending.extend_from_slice(&bytes[used..]);
-        } else {
-            // A row cut by the last write: parse from its start.
-            let mut pending = std::mem::take(&mut self.pending);
-            pending.extend_from_slice(bytes);
-            let used = self.take(&pending)?;
-            pending.drain(..used);
-            self.pending = pending;
-        }
+        // A row cut by the last frame waits in `pending`.
+        let mut pending = std::mem::take(&mut self.pending);
+        let taken = take_buffered(&mut pending, bytes, |rows| self.take(rows));
+        self.pending = pending;
+        taken?;
         if self.ended && !self.pending.is_empty() {
             return Err(refused("bytes follow its trailer"));
         }
         Ok(())
     }
+}
+
+/// Hands `parse` the bytes kept in `buffer` followed by `bytes` (without
+/// a copy when nothing is kept), and keeps what it did not use: a row or
+/// frame cut by the end of a write waits for the next.
+fn take_buffered(
+    buffer: &mut Vec<u8>,
+    bytes: &[u8],
+    parse: impl FnOnce(&[u8]) -> Result<usize, DurableError>,
+) -> Result<(), DurableError> {
+    if buffer.is_empty() {
+        let used = parse(bytes)?;
+        buffer.extend_from_slice(&bytes[used..]);
+    } else {
+        buffer.extend_from_slice(bytes);
+        let used = parse(buffer)?;
+        buffer.drain(..used);
+    }
+    Ok(())
+}
+
+impl StateRestore for DiskKvRestore {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), DurableError> {
+        let mut framed = std::mem::take(&mut self.framed);
+        let taken = take_buffered(&mut framed, bytes, |stream| {
+            let mut at = 0;
+            if !self.header {
+                at = self.take_header(stream)?;
+                if at == 0 {
+                    return Ok(0);
+                }
+            }
+            Ok(at + self.take_frames(&stream[at..])?)
+        });
+        self.framed = framed;
+        taken
+    }
 
     fn complete(&mut self) -> Result<(), DurableError> {
-        if !self.ended || !self.pending.is_empty() {
+        if !self.framed.is_empty() && self.ended {
+            return Err(refused("bytes follow its trailer"));
+        }
+        if !self.ended || !self.pending.is_empty() || !self.framed.is_empty() {
             return Err(refused("it is cut short"));
         }
         let meta = match self.meta {
@@ -904,7 +1039,11 @@ mod tests {
         DiskKv::open(
             dir,
             identity,
-            DiskOptions::default(),
+            DiskOptions {
+                // Durability only where a test syncs or a view does.
+                sync_interval: None,
+                ..DiskOptions::default()
+            },
             map(),
             GROUP,
             SESSIONS_MAX,
@@ -1125,6 +1264,7 @@ mod tests {
         let batch = entries(&mut draw, &mut clients, &mut index, 40);
         apply_both(&mut disk, &mut memory, &batch);
         let before = disk.canonical_state();
+        assert!(disk.durable_applied_index() < index, "nothing synced yet");
         let mut view = disk.view().unwrap();
         let at = index;
         for _ in 0..5 {
@@ -1133,6 +1273,8 @@ mod tests {
         }
         assert_ne!(disk.canonical_state(), before);
         let stream = read_view(&mut view).unwrap();
+        // Its thread made its index durable, not the loop.
+        assert!(disk.durable_applied_index() >= at);
         let other = TempDir::new("view-restored");
         let mut restored = open(&other.0, 2).unwrap();
         let mut restore = restored.begin_restore(at).unwrap();
@@ -1167,6 +1309,68 @@ mod tests {
         )
     }
 
+    /// The rows of a one-frame stream, unpacked.
+    fn unpacked_rows(stream: &[u8]) -> Vec<u8> {
+        let rows_len = u32::from_le_bytes(stream[16..20].try_into().unwrap()) as usize;
+        let packed_len = u32::from_le_bytes(stream[20..24].try_into().unwrap()) as usize;
+        assert_eq!(stream.len(), 24 + packed_len, "one frame");
+        lz4_flex::block::decompress(&stream[24..], rows_len).unwrap()
+    }
+
+    /// `stream`'s header, then `rows` packed as one frame.
+    fn packed(stream: &[u8], rows: &[u8]) -> Vec<u8> {
+        let mut out = stream[..16].to_vec();
+        push_frame(&mut out, rows);
+        out
+    }
+
+    #[test]
+    fn a_stream_in_many_frames_restores_whatever_its_writes_cut() {
+        let dir = TempDir::new("frames-source");
+        let mut disk = open(&dir.0, 1).unwrap();
+        // Values that do not compress, past two frames' worth (half the
+        // keys are the other group's, refused).
+        let mut draw = Draw(7);
+        let entries: Vec<Entry> = (1..=1500)
+            .map(|i| {
+                let value: Vec<u8> = (0..4096).map(|_| draw.below(256) as u8).collect();
+                Entry {
+                    term: 1,
+                    index: i,
+                    payload: EntryPayload::Command(codec::encode_request::<Kv>(
+                        i,
+                        &KvRequest::Put {
+                            key: Bytes::from(format!("k{i}")),
+                            value: Bytes::from(value),
+                        },
+                    )),
+                }
+            })
+            .collect();
+        disk.apply_batch(&entries, &mut Vec::new()).unwrap();
+        let stream = read_view(&mut disk.view().unwrap()).unwrap();
+        let mut frames = 0;
+        let mut at = HEADER_BYTES;
+        while at < stream.len() {
+            frames += 1;
+            at += 8 + u32::from_le_bytes(stream[at + 4..at + 8].try_into().unwrap()) as usize;
+        }
+        assert_eq!(at, stream.len());
+        assert!(frames >= 3, "{frames} frames");
+        for write_bytes in [1, 7, 4096, 1 << 20, stream.len()] {
+            let target = TempDir::new("frames-target");
+            let mut store = open(&target.0, 2).unwrap();
+            let mut restore = store.begin_restore(1500).unwrap();
+            for piece in stream.chunks(write_bytes) {
+                restore.write(piece).unwrap();
+            }
+            restore.complete().unwrap();
+            store.finish_restore(restore).unwrap();
+            assert_eq!(store.len(), disk.len(), "writes of {write_bytes}");
+            assert_eq!(store.canonical_state(), disk.canonical_state());
+        }
+    }
+
     #[test]
     fn a_damaged_or_cut_stream_is_refused_and_the_old_state_stays() {
         let dir = TempDir::new("source");
@@ -1186,26 +1390,55 @@ mod tests {
         };
         store.apply_batch(&[first], &mut Vec::new()).unwrap();
         let before = store.canonical_state();
+        let rows = unpacked_rows(&stream);
         let mut wrong_index = stream.clone();
         wrong_index[8] ^= 1;
         let mut bad_magic = stream.clone();
         bad_magic[0] = b'X';
-        let mut long_row = stream.clone();
+        let mut old_format = stream.clone();
+        old_format[7] = b'1';
+        let mut long_row = rows.clone();
         // The first row's key length: far past any row a store writes.
-        long_row[16..20].copy_from_slice(&u32::MAX.wrapping_sub(1).to_le_bytes());
-        let mut bad_count = stream.clone();
+        long_row[..4].copy_from_slice(&u32::MAX.wrapping_sub(1).to_le_bytes());
+        let long_row = packed(&stream, &long_row);
+        let mut bad_count = rows.clone();
         let last = bad_count.len() - 1;
         bad_count[last - 7] ^= 1;
+        let bad_count = packed(&stream, &bad_count);
         let mut junk_tail = stream.clone();
         junk_tail.push(0);
+        let mut junk_frame = stream.clone();
+        push_frame(&mut junk_frame, &[0; 4]);
+        let mut rows_after = rows.clone();
+        rows_after.push(0);
+        let rows_after = packed(&stream, &rows_after);
+        let mut huge_frame = stream.clone();
+        huge_frame[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
+        let mut overpacked = stream.clone();
+        overpacked[20..24].copy_from_slice(&u32::MAX.to_le_bytes());
+        let mut damaged_frame = stream.clone();
+        // The frame's first token: a match reaching before the frame.
+        damaged_frame[24] = 0x0f;
+        damaged_frame[25] = 0xff;
+        let mut short_frame = stream.clone();
+        let named = u32::from_le_bytes(short_frame[16..20].try_into().unwrap());
+        short_frame[16..20].copy_from_slice(&(named + 1).to_le_bytes());
         let cases: Vec<(&str, &[u8], &str)> = vec![
             ("cut", &stream[..stream.len() - 5], "cut short"),
-            ("cut in a row", &stream[..40], "cut short"),
+            ("cut in the header", &stream[..10], "cut short"),
+            ("cut in a frame", &stream[..40], "cut short"),
             ("wrong index", &wrong_index, "taken at index"),
             ("magic", &bad_magic, "does not start"),
+            ("unpacked stream", &old_format, "older concord"),
             ("long row", &long_row, "longer than"),
             ("count", &bad_count, "trailer counts"),
             ("junk after", &junk_tail, "follow its trailer"),
+            ("a frame after", &junk_frame, "follow its trailer"),
+            ("rows after", &rows_after, "follow its trailer"),
+            ("huge frame", &huge_frame, "outside what a store writes"),
+            ("overpacked", &overpacked, "more than LZ4"),
+            ("damaged frame", &damaged_frame, "does not unpack"),
+            ("frame shorter than named", &short_frame, "unpack"),
         ];
         for (name, bytes, reason) in cases {
             let mut restore = store.begin_restore(index).unwrap();

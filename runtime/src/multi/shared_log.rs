@@ -65,7 +65,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use crate::storage::{ReceivedSnapshot, SnapshotReader, StorageError};
 use concord::multi::GroupId;
-use concord::{Entries, HardState, Index, LogPosition, Membership, Snapshot};
+use concord::{Entries, Entry, HardState, Index, LogPosition, Membership, Snapshot};
 
 use super::pins::Pins;
 use super::record::{self, DurableMarker, GroupRecordRef, SEGMENT_HEADER_BYTES};
@@ -395,13 +395,15 @@ impl<S: SegmentFiles, T: SnapshotStore> SharedLog<S, T> {
                             entries.len() as u64,
                             "group {group} appends entries that are not contiguous"
                         );
-                        record::encode(
-                            &GroupRecordRef::Append {
-                                group,
-                                entries: &entries,
-                            },
-                            &mut self.buf,
-                        )?;
+                        // Records of a bounded size: a write may be a
+                        // group's whole log (written again to free a
+                        // segment), far past what one record holds.
+                        for entries in append_records(&entries) {
+                            record::encode(
+                                &GroupRecordRef::Append { group, entries },
+                                &mut self.buf,
+                            )?;
+                        }
                         self.pins
                             .update(group, |track| track.note_append(first, last, segment));
                     }
@@ -719,5 +721,78 @@ impl<S: SegmentFiles, T: SnapshotStore> SharedLog<S, T> {
         if cfg!(debug_assertions) && self.pins.len() <= 256 {
             self.pins.check();
         }
+    }
+}
+
+/// Bytes of entries one append record holds at most, unless a single
+/// entry is larger (a quarter of [`crate::wal::RECORD_BYTES_MAX`]: room
+/// for each entry's framing).
+const APPEND_RECORD_BYTES_MAX: usize = crate::wal::RECORD_BYTES_MAX / 4;
+
+/// `entries` cut into runs of at most [`APPEND_RECORD_BYTES_MAX`] bytes
+/// each (a longer entry alone), in order.
+fn append_records(entries: &[Entry]) -> impl Iterator<Item = &[Entry]> {
+    let mut rest = entries;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut bytes = 0;
+        let mut count = 0;
+        for entry in rest {
+            bytes += entry.size_bytes();
+            if count > 0 && bytes > APPEND_RECORD_BYTES_MAX {
+                break;
+            }
+            count += 1;
+        }
+        let (run, after) = rest.split_at(count);
+        rest = after;
+        Some(run)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use concord::EntryPayload;
+
+    use super::*;
+
+    fn entry(index: Index, bytes: usize) -> Entry {
+        Entry {
+            term: 1,
+            index,
+            payload: EntryPayload::Command(Bytes::from(vec![7; bytes])),
+        }
+    }
+
+    #[test]
+    fn a_long_append_is_cut_into_records_that_fit() {
+        let entries: Vec<Entry> = (1..=200).map(|i| entry(i, 1 << 20)).collect();
+        let runs: Vec<&[Entry]> = append_records(&entries).collect();
+        assert!(runs.len() >= 200 / 16, "{} runs", runs.len());
+        let mut next = 1;
+        for run in &runs {
+            assert_eq!(run[0].index, next, "runs are contiguous and in order");
+            next = run.last().unwrap().index + 1;
+            let bytes: usize = run.iter().map(Entry::size_bytes).sum();
+            assert!(bytes <= APPEND_RECORD_BYTES_MAX, "{bytes}");
+            let mut out = Vec::new();
+            record::encode(
+                &GroupRecordRef::Append {
+                    group: 1,
+                    entries: run,
+                },
+                &mut out,
+            )
+            .expect("a run fits one record");
+        }
+        assert_eq!(next, 201);
+        // An entry past the bound goes alone; an empty write is no record.
+        let big = [entry(1, APPEND_RECORD_BYTES_MAX + 1), entry(2, 1)];
+        let runs: Vec<usize> = append_records(&big).map(<[Entry]>::len).collect();
+        assert_eq!(runs, vec![1, 1]);
+        assert_eq!(append_records(&[]).count(), 0);
     }
 }
