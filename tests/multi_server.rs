@@ -683,3 +683,89 @@ async fn routing_client_caches_leaders_and_follows_redirects() {
     }
     assert_eq!(client.stats().attempts, 3);
 }
+
+/// A follower can install a second snapshot of a group before the layer
+/// hands out the write of the first: two whole snapshots in one frame from
+/// the leader. Each `PersistSnapshot` must still find its own snapshot;
+/// a host that kept only the newest stopped with "stores a snapshot it
+/// never received whole" (seen on a real cluster under load). After a
+/// restart the group starts from the second one.
+#[tokio::test(flavor = "current_thread")]
+async fn two_snapshots_installed_in_one_flush_are_both_stored() {
+    use concord::multi::Frame;
+    use concord::multi::GroupMessage;
+    use concord::{checksum64, LogPosition, Membership, MessageBody, SnapshotChunk};
+    use concord_tokio::multi::mem_network::MemFrameNetwork;
+
+    const GROUP: GroupId = 7;
+    // Far above any term node 3 reaches campaigning alone meanwhile.
+    const LEADER_TERM: u64 = 1_000_000;
+    let dir = TempDir::new("multi-two-snapshots");
+    let network = MemFrameNetwork::new();
+    // The leader (node 1) and node 2 are this test: their inboxes only
+    // collect what node 3 says.
+    let (leader_inbox, mut from_node_3) = host::inbox();
+    network.register(1, leader_inbox);
+    let (other_inbox, _to_node_2) = host::inbox();
+    network.register(2, other_inbox);
+    let inbox = host::inbox();
+    network.register(3, inbox.0.clone());
+    let mut handle = start_node(3, &dir.0, 1, network.sender(3), inbox);
+
+    let chunk = |index: u64, state: &'static str| GroupMessage {
+        group: GROUP,
+        term: LEADER_TERM,
+        body: MessageBody::InstallSnapshot(Box::new(SnapshotChunk {
+            snapshot: LogPosition::new(index, LEADER_TERM),
+            size_bytes: state.len() as u64,
+            checksum: checksum64(state.as_bytes()),
+            offset: 0,
+            data: Bytes::from_static(state.as_bytes()),
+            membership: Membership::new(NODES),
+        })),
+    };
+    let mut frame = Frame::new(1, 3, 1);
+    frame.messages = vec![chunk(50, "a=first"), chunk(60, "a=second")];
+    handle
+        .events()
+        .send(host::HostEvent::Frame(Box::new(frame)))
+        .await
+        .unwrap();
+
+    // Node 3 answers the second snapshot once both are durable.
+    let answered = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let Some(host::HostEvent::Frame(frame)) = from_node_3.recv().await else {
+                continue;
+            };
+            if frame.messages.iter().any(|message| {
+                message.group == GROUP
+                    && matches!(
+                        message.body,
+                        MessageBody::InstallSnapshotResponse { snapshot, next_offset, rewind: false }
+                            if snapshot.index == 60 && next_offset == 8
+                    )
+            }) {
+                return;
+            }
+        }
+    })
+    .await;
+    if answered.is_err() {
+        let stopped = tokio::time::timeout(Duration::from_secs(5), handle.wait()).await;
+        panic!("node 3 never acknowledged the second snapshot; its loop: {stopped:?}");
+    }
+    let status = handle.status(true).await.expect("node 3 runs");
+    assert_eq!(status.groups[&GROUP].commit, 60);
+    assert_eq!(status.groups[&GROUP].applied, 60);
+    handle.shutdown().await.unwrap();
+
+    // From its own disk: the group starts at the second snapshot.
+    let inbox = host::inbox();
+    network.register(3, inbox.0.clone());
+    let handle = start_node(3, &dir.0, 2, network.sender(3), inbox);
+    let status = handle.status(true).await.expect("node 3 runs again");
+    assert_eq!(status.groups[&GROUP].commit, 60);
+    assert_eq!(status.groups[&GROUP].applied, 60);
+    handle.shutdown().await.unwrap();
+}

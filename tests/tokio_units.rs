@@ -208,10 +208,18 @@ fn tcp_cluster_serves_the_typed_client_api() {
             error.contains("refused") && error.contains("cluster id"),
             "{error}"
         );
-        // Status of every node.
+        // Status of every node: each learns the commit of the five writes
+        // (a follower with the leader's next message, so it may lag).
+        let deadline = Instant::now() + Duration::from_secs(10);
         for i in 0..3 {
-            let status = client.status(i).await.unwrap();
-            assert!(status.commit_index >= 5, "{status:?}");
+            loop {
+                let status = client.status(i).await.unwrap();
+                if status.commit_index >= 5 {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "{status:?}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
         for node in nodes {
             node.shutdown().await.unwrap();

@@ -38,7 +38,10 @@
 //! log's current segment (after every write the layer still held, so the
 //! copy is the group's log at that point of the log). The old segment is
 //! then needed by nobody. The copy costs the group's unapplied entries,
-//! once per `segments_max` segments the node writes.
+//! once per `segments_max` segments the node writes. A group whose
+//! snapshot is still streaming from its state machine's view is not
+//! copied: the snapshot frees the segment when the log gets it (and the
+//! log asks again, a segment later, if it did not).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
@@ -53,7 +56,7 @@ use crate::metrics::round_trip::RoundTrips;
 use crate::metrics::snapshot_times::SnapshotTimes;
 use crate::storage::{ReceivedSnapshot, SnapshotReader, SnapshotSink, StorageError};
 use crate::wire::ClientResponse;
-use concord::durable::{DurableStateMachine, InMemory, StateRestore, StateView};
+use concord::durable::{DurableError, DurableStateMachine, InMemory, StateRestore, StateView};
 use concord::multi::{
     Frame, GroupId, MultiAction, MultiConfig, MultiError, MultiInput, MultiNode, MultiStats,
     CATALOG_GROUP,
@@ -205,6 +208,27 @@ impl MultiServerConfig {
     }
 }
 
+/// What to do when `source` is a full disk (nothing for any other
+/// error): give `what` room and start the node again, which resumes
+/// from what it holds (`then`, if more is to be said).
+fn full_disk_advice(source: &std::io::Error, what: &str, then: &str) -> String {
+    if source.kind() != std::io::ErrorKind::StorageFull {
+        return String::new();
+    }
+    format!(
+        "; the disk is full: give {what} room (free space, or a larger disk) and start the \
+         node again; it resumes from what it holds{then}"
+    )
+}
+
+/// [`full_disk_advice`] for an error of the node's own storage.
+fn full_disk_hint(error: &StorageError) -> String {
+    match error {
+        StorageError::Io { source, .. } => full_disk_advice(source, "the data directory", ""),
+        _ => String::new(),
+    }
+}
+
 /// Why a multi-group server could not start or had to stop.
 #[derive(Debug, Error)]
 #[non_exhaustive]
@@ -212,8 +236,9 @@ pub enum MultiServerError {
     /// The layer refused its configuration or a group's.
     #[error("{0}")]
     Layer(#[from] MultiError),
-    /// The shared log failed.
-    #[error("shared write-ahead log failed: {0}")]
+    /// The node's storage failed: the shared log, or a snapshot file
+    /// being written or read.
+    #[error("storage failed: {0}{hint}", hint = full_disk_hint(.0))]
     Storage(#[from] StorageError),
     /// A group's state machine could not be restored from its snapshot.
     #[error(
@@ -430,9 +455,12 @@ struct HostGroup<S> {
     served: Option<SnapshotReader>,
     /// A snapshot being received from the leader.
     incoming: Option<SnapshotSink>,
-    /// A snapshot received whole, until its `PersistSnapshot` stores it,
-    /// and a reader of it.
-    received: Option<(ReceivedSnapshot, SnapshotReader)>,
+    /// Snapshots received whole, each until its `PersistSnapshot` stores
+    /// it, and a reader of each, oldest first. More than one when a group
+    /// installs a second snapshot before the layer hands out the write of
+    /// the first (two arrive in one frame): the writes still come, in
+    /// order, and each must find its snapshot.
+    received: VecDeque<(ReceivedSnapshot, SnapshotReader)>,
     /// Index of the newest snapshot handed to the log (taken, installed
     /// or recovered): where the group's log on disk continues from.
     log_snapshot_index: Index,
@@ -449,8 +477,35 @@ impl<S> HostGroup<S> {
             waiting: VecDeque::new(),
             served: None,
             incoming: None,
-            received: None,
+            received: VecDeque::new(),
             log_snapshot_index: 0,
+        }
+    }
+
+    /// The received snapshot at `position`, for its `PersistSnapshot`:
+    /// writes come in the order of the installs, so any older one still
+    /// held was never going to be stored (never expected) and is dropped.
+    fn take_received(&mut self, position: LogPosition) -> Option<ReceivedSnapshot> {
+        while self
+            .received
+            .front()
+            .is_some_and(|(received, _)| received.meta().position.index < position.index)
+        {
+            let (stale, _) = self.received.pop_front().expect("looked at above");
+            tracing::warn!(
+                index = stale.meta().position.index,
+                "a received snapshot was never stored; dropped"
+            );
+            snapshot_store::discard_received(stale);
+        }
+        if self
+            .received
+            .front()
+            .is_some_and(|(received, _)| received.meta().position == position)
+        {
+            self.received.pop_front().map(|(received, _)| received)
+        } else {
+            None
         }
     }
 
@@ -577,46 +632,91 @@ fn shutdown_asked(shutdown: &mut watch::Receiver<bool>) -> bool {
 /// time: what a restore holds in memory besides the state machine's own.
 const RESTORE_CHUNK_BYTES: u64 = 1 << 20;
 
+/// Why a streamed restore failed: the snapshot, or the state machine's
+/// own storage (a full disk, say), which calls for a different remedy.
+#[derive(Debug)]
+enum RestoreFailure {
+    /// The snapshot: cut, unreadable, failing its checksum, or refused by
+    /// the state machine as not its format.
+    Snapshot(String),
+    /// The state machine's storage failed while it took the snapshot in.
+    Storage(DurableError),
+}
+
+impl RestoreFailure {
+    fn of(error: DurableError) -> RestoreFailure {
+        match error {
+            DurableError::Restore(_) => RestoreFailure::Snapshot(error.to_string()),
+            other => RestoreFailure::Storage(other),
+        }
+    }
+
+    /// The server's error for `group`'s restore of its snapshot at `index`.
+    fn into_server_error(self, group: GroupId, index: Index) -> MultiServerError {
+        match self {
+            RestoreFailure::Snapshot(reason) => MultiServerError::Restore {
+                group,
+                index,
+                reason,
+            },
+            RestoreFailure::Storage(error) => {
+                let advice = match &error {
+                    DurableError::Io { source, .. } => full_disk_advice(
+                        source,
+                        "the state machine's storage",
+                        " (the restore starts over; the state it replaces was kept)",
+                    ),
+                    _ => String::new(),
+                };
+                MultiServerError::StateMachine {
+                    group,
+                    reason: format!("restoring the snapshot at index {index}: {error}{advice}"),
+                }
+            }
+        }
+    }
+}
+
 /// Restores `state_machine` from the snapshot `reader` reads, streamed in
 /// chunks and checked against the snapshot's checksum before the new
 /// state is swapped in.
 fn restore_streamed<S: DurableStateMachine>(
     state_machine: &mut S,
     reader: &SnapshotReader,
-) -> Result<(), String> {
+) -> Result<(), RestoreFailure> {
     let meta = reader.meta();
     let mut restore = state_machine
         .begin_restore(meta.position.index)
-        .map_err(|e| e.to_string())?;
+        .map_err(RestoreFailure::of)?;
     let mut checksum = concord::Checksum64::new();
     let mut offset = 0u64;
     while offset < meta.size_bytes {
         let length = (meta.size_bytes - offset).min(RESTORE_CHUNK_BYTES);
         let data = reader
             .read_chunk(offset, length)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| RestoreFailure::Snapshot(e.to_string()))?;
         if data.is_empty() {
-            return Err(format!(
+            return Err(RestoreFailure::Snapshot(format!(
                 "the snapshot ends at byte {offset} of {}",
                 meta.size_bytes
-            ));
+            )));
         }
         checksum.update(&data);
-        restore.write(&data).map_err(|e| e.to_string())?;
+        restore.write(&data).map_err(RestoreFailure::of)?;
         offset += data.len() as u64;
     }
     // Checked before anything is swapped in: a damaged file restores
     // nothing.
     if checksum.finish() != meta.checksum {
-        return Err(format!(
+        return Err(RestoreFailure::Snapshot(format!(
             "the snapshot's {} bytes fail its checksum",
             meta.size_bytes
-        ));
+        )));
     }
-    restore.complete().map_err(|e| e.to_string())?;
+    restore.complete().map_err(RestoreFailure::of)?;
     state_machine
         .finish_restore(restore)
-        .map_err(|e| e.to_string())?;
+        .map_err(RestoreFailure::of)?;
     assert_eq!(
         state_machine.applied_index(),
         meta.position.index,
@@ -734,7 +834,7 @@ where
             let restored = match catalog.as_mut().filter(|_| is_catalog) {
                 Some(catalog) => {
                     let data = snapshot.read_verified()?;
-                    members::restore_catalog(catalog, &data)
+                    members::restore_catalog(catalog, &data).map_err(RestoreFailure::Snapshot)
                 }
                 // A state machine that holds the snapshot's state durably
                 // already is not rebuilt: what keeps a restart's cost
@@ -742,11 +842,7 @@ where
                 None if state_machine.applied_index() >= index => Ok(()),
                 None => restore_streamed(&mut state_machine, snapshot),
             };
-            restored.map_err(|reason| MultiServerError::Restore {
-                group: *group,
-                index,
-                reason,
-            })?;
+            restored.map_err(|failure| failure.into_server_error(*group, index))?;
         }
         // The node is not told the state machine's index as its applied
         // one: the log's entries up to it are the ones applied only if the
@@ -807,6 +903,7 @@ where
         proposing_groups: Vec::new(),
         responses: Vec::new(),
         snapshots_deferred: BTreeSet::new(),
+        streaming: BTreeSet::new(),
         inbox: None,
         out: Vec::new(),
         work: VecDeque::new(),
@@ -904,6 +1001,9 @@ struct Server<S, L, N> {
     /// Groups asked for a snapshot while their durable state machine was
     /// ahead of the node's applied index: taken once the node catches up.
     snapshots_deferred: BTreeSet<GroupId>,
+    /// Groups whose state machine's view streams into a snapshot off the
+    /// loop.
+    streaming: BTreeSet<GroupId>,
     /// The server's own inbox, for work done off the loop to report back
     /// (weak: the loop still ends when every handle is gone). Set once
     /// the loop is launched.
@@ -1045,7 +1145,16 @@ where
                     // Every write the layer holds reaches the log before
                     // the copy below, which is the group's log after them.
                     self.settle();
-                    self.rewrite_after_snapshot(group);
+                    // A snapshot still streaming off the loop (or waiting
+                    // for the node to catch up with its state machine)
+                    // frees the segment once the log has it; a copy now
+                    // would write again every entry since the previous
+                    // one, a whole interval's worth. If the segment is
+                    // still held after it lands, the log asks again.
+                    if !self.streaming.contains(&group) && !self.snapshots_deferred.contains(&group)
+                    {
+                        self.rewrite_after_snapshot(group);
+                    }
                 }
             }
             LogEvent::Failed(e) => self.failed = Some(e.into()),
@@ -1387,7 +1496,7 @@ where
                                 let host_group = self.groups.get_mut(&group)?;
                                 host_group.log_snapshot_index =
                                     host_group.log_snapshot_index.max(position.index);
-                                host_group.received.take().map(|(received, _)| received)
+                                host_group.take_received(position)
                             });
                             let Some(received) = received else {
                                 self.failed =
@@ -1431,15 +1540,19 @@ where
             self.snapshot_times.received(group, sink.meta());
             let (received, reader) = sink.finish();
             host_group.serve(&reader);
-            // A previous one not stored (never expected) is dropped.
-            if let Some((stale, _)) = host_group.received.replace((received, reader)) {
-                snapshot_store::discard_received(stale);
-            }
+            // Installs go up in index (each is above the commit index, which
+            // the one before raised to its own).
+            let newest_index = host_group
+                .received
+                .back()
+                .map(|(newest, _)| newest.meta().position.index);
+            assert!(newest_index.is_none_or(|index| index < position.index));
+            host_group.received.push_back((received, reader));
         }
         host_group
             .received
-            .as_ref()
-            .filter(|(received, _)| received.meta().position == position)
+            .iter()
+            .find(|(received, _)| received.meta().position == position)
             .map(|(_, reader)| reader.clone())
     }
 
@@ -1785,15 +1898,12 @@ where
                     Some(catalog) => reader
                         .read_verified()
                         .map_err(|e| e.to_string())
-                        .and_then(|data| members::restore_catalog(catalog, &data)),
+                        .and_then(|data| members::restore_catalog(catalog, &data))
+                        .map_err(RestoreFailure::Snapshot),
                     None => restore_streamed(&mut host_group.state_machine, &reader),
                 };
-                if let Err(reason) = restored {
-                    self.failed = Some(MultiServerError::Restore {
-                        group,
-                        index: position.index,
-                        reason,
-                    });
+                if let Err(failure) = restored {
+                    self.failed = Some(failure.into_server_error(group, position.index));
                     return;
                 }
                 crate::metrics::snapshot_restored(restore_started.elapsed());
@@ -1972,13 +2082,14 @@ where
         let Some(host_group) = self.groups.get_mut(&group) else {
             return;
         };
-        // What taking it costs the loop (a sync and a view, not the
-        // state's size): logged, for docs/snapshots.md's figure.
+        // What taking it costs the loop (a view, not the state's size):
+        // logged, for docs/snapshots.md's figure. The state machine's
+        // index is made durable before the log gets the snapshot (see
+        // `snapshot_streamed`).
         let started = tokio::time::Instant::now();
         let state_machine = &mut host_group.state_machine;
         assert_eq!(state_machine.applied_index(), index, "group {group}");
-        let view = state_machine.sync().and_then(|()| state_machine.view());
-        let mut view = match view {
+        let mut view = match state_machine.view() {
             Ok(view) => view,
             Err(e) => {
                 self.failed = Some(MultiServerError::StateMachine {
@@ -1988,11 +2099,6 @@ where
                 return;
             }
         };
-        assert!(
-            state_machine.durable_applied_index() >= index,
-            "group {group}: a snapshot at {index} past the state machine's durable index {}",
-            state_machine.durable_applied_index()
-        );
         assert_eq!(
             view.index(),
             index,
@@ -2008,6 +2114,7 @@ where
             .cloned();
         match inbox {
             Some(inbox) => {
+                self.streaming.insert(group);
                 stream_off_loop(intake, inbox, group, position, membership, view);
                 tracing::info!(
                     group,
@@ -2037,6 +2144,7 @@ where
             membership,
             result,
         } = streamed;
+        self.streaming.remove(&group);
         let received = match result {
             Ok(received) => received,
             Err(e) => {
@@ -2050,6 +2158,26 @@ where
             snapshot_store::discard_received(received);
             return;
         };
+        // The log compacts up to the snapshot once it has it: the state
+        // machine must hold that much durably first. A view that did not
+        // see to it (on its own thread) costs the loop a sync here.
+        let state_machine = &mut host_group.state_machine;
+        if state_machine.durable_applied_index() < position.index {
+            if let Err(e) = state_machine.sync() {
+                snapshot_store::discard_received(received);
+                self.failed = Some(MultiServerError::StateMachine {
+                    group,
+                    reason: format!("making the state at index {} durable: {e}", position.index),
+                });
+                return;
+            }
+        }
+        assert!(
+            state_machine.durable_applied_index() >= position.index,
+            "group {group}: a snapshot at {} past the state machine's durable index {}",
+            position.index,
+            state_machine.durable_applied_index()
+        );
         host_group.log_snapshot_index = host_group.log_snapshot_index.max(position.index);
         self.log.submit(
             None,
