@@ -81,8 +81,9 @@ pub struct HostBugs {
     /// when it is read, so it sees the applies made after its index
     /// ([`crate::durable::DurableBugs::view_reads_live`]).
     pub durable_view_reads_live: bool,
-    /// With durable state machines: the host takes the view for a snapshot
-    /// without `sync()` first, so the log is compacted past the state
+    /// With durable state machines: the host hands a snapshot to the log
+    /// without making its index durable in the state machine (no `sync()`
+    /// once the view is read), so the log is compacted past the state
     /// machine's durable applied index.
     pub durable_snapshot_without_sync: bool,
     /// With durable state machines: at a restart the host hands the node
@@ -96,6 +97,12 @@ pub struct HostBugs {
     /// survivor's on-disk state machine as it is, though the recovery
     /// gives up committed entries whose effect it may hold.
     pub durable_forced_recovery_keeps_state: bool,
+    /// With in-memory state machines that can copy themselves
+    /// (`StateMachine::snapshot_source`): the host takes the copy for a
+    /// snapshot when it serialises it, later, instead of when the node
+    /// asked, so the snapshot holds applies past its index (every seed
+    /// then takes its snapshots from copies).
+    pub snapshot_copy_taken_late: bool,
 }
 
 impl HostBugs {
@@ -117,6 +124,7 @@ impl HostBugs {
             || self.role_announcement_dropped
             || self.split_vote_grant_dropped
             || self.client_forgets_failures
+            || self.snapshot_copy_taken_late
             || self.durable_any()
     }
 
@@ -618,6 +626,21 @@ pub enum DurableChoice {
     Off,
 }
 
+/// Whether a seed takes the own snapshots of in-memory state machines
+/// that can copy themselves (`StateMachine::snapshot_source`) from a
+/// copy serialised later, while applies go on, as the runtime's host
+/// does, instead of serialising them at once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum SnapshotCopyChoice {
+    /// Drawn per seed: about half of the seeds. The default.
+    #[default]
+    Swarm,
+    /// Every seed (`--snapshot-copies`).
+    Always,
+    /// No seed (`--no-snapshot-copies`).
+    Off,
+}
+
 /// Everything that defines one run, besides the fault plan (which the
 /// seed draws unless one is given).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -721,6 +744,9 @@ pub struct SimConfig {
     /// `sync()` before a snapshot's view, views streamed later, restores
     /// streamed over time, restarts from the durable applied index).
     pub durable_state_machine: DurableChoice,
+    /// Whether seeds take own snapshots of in-memory state machines from
+    /// copies serialised later (`engine::snapshot_copy`).
+    pub snapshot_copies: SnapshotCopyChoice,
 }
 
 impl Default for SimConfig {
@@ -759,6 +785,7 @@ impl Default for SimConfig {
             step_rules: true,
             read_fresh: true,
             durable_state_machine: DurableChoice::Swarm,
+            snapshot_copies: SnapshotCopyChoice::Swarm,
         }
     }
 }
@@ -827,6 +854,9 @@ impl SimConfig {
         }
         if self.bugs.durable_any() && self.durable_state_machine == DurableChoice::Off {
             return Err("the --bug-durable-* bugs are mistakes of on-disk state machines: drop --no-durable-sm".to_string());
+        }
+        if self.bugs.snapshot_copy_taken_late && self.snapshot_copies == SnapshotCopyChoice::Off {
+            return Err("--bug-snapshot-copy-taken-late is a mistake of snapshots taken from copies: drop --no-snapshot-copies".to_string());
         }
         Ok(())
     }
@@ -920,6 +950,9 @@ impl SimConfig {
         }
         if self.bugs.client_forgets_failures {
             flags += " --bug-client-forgets-failures";
+        }
+        if self.bugs.snapshot_copy_taken_late {
+            flags += " --bug-snapshot-copy-taken-late";
         }
         if self.bugs.session_table_one_larger {
             flags += " --bug-session-table-one-larger";
@@ -1083,6 +1116,11 @@ impl SimConfig {
             DurableChoice::Swarm => {}
             DurableChoice::Always => flags += " --durable-sm",
             DurableChoice::Off => flags += " --no-durable-sm",
+        }
+        match self.snapshot_copies {
+            SnapshotCopyChoice::Swarm => {}
+            SnapshotCopyChoice::Always => flags += " --snapshot-copies",
+            SnapshotCopyChoice::Off => flags += " --no-snapshot-copies",
         }
         for (on, flag) in [
             (

@@ -70,6 +70,7 @@ mod ondisk;
 mod queue;
 mod replica;
 mod sessions;
+mod snapshot_copy;
 mod split;
 mod states;
 
@@ -306,6 +307,12 @@ pub struct SnapshotCounts {
     pub installed: u64,
     /// Snapshot chunks sent.
     pub chunks_sent: u64,
+    /// Own snapshots of in-memory state machines taken from a copy and
+    /// serialised later (`StateMachine::snapshot_source`).
+    pub from_copies: u64,
+    /// Of those, the ones serialised after the node applied further
+    /// entries (what the copy is for).
+    pub copies_serialised_after_applies: u64,
 }
 
 impl SnapshotCounts {
@@ -314,6 +321,8 @@ impl SnapshotCounts {
         self.taken += other.taken;
         self.installed += other.installed;
         self.chunks_sent += other.chunks_sent;
+        self.from_copies += other.from_copies;
+        self.copies_serialised_after_applies += other.copies_serialised_after_applies;
     }
 }
 
@@ -590,6 +599,12 @@ enum Event {
         node: u8,
         incarnation: u32,
     },
+    /// An in-memory state machine's copy, taken for a snapshot, is
+    /// serialised (`snapshot_copy`).
+    SerialiseCopy {
+        node: u8,
+        incarnation: u32,
+    },
 }
 
 impl Event {
@@ -631,6 +646,7 @@ impl Event {
             Event::DiskLoss(step) => 32 | (step.code() << 8),
             Event::ReadView { node, .. } => 33 | (u64::from(*node) << 8),
             Event::RestoreChunk { node, .. } => 34 | (u64::from(*node) << 8),
+            Event::SerialiseCopy { node, .. } => 35 | (u64::from(*node) << 8),
         }
     }
 }
@@ -769,6 +785,9 @@ pub struct Simulation<S, W> {
     late_catch_ups: late_catchup::LateCatchUps,
     /// The on-disk state machines of this seed, if drawn (`ondisk`).
     durable: Option<DurableRun<S>>,
+    /// Whether own snapshots of in-memory state machines are taken from a
+    /// copy, serialised later (`snapshot_copy`).
+    copy_snapshots: bool,
 }
 
 /// The random streams of a seed.
@@ -851,6 +870,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         };
         let mut make_sm: StateMachineFactory<S> = Box::new(make_sm);
         let durable = DurableRun::draw(&config);
+        let copy_snapshots = snapshot_copy::draw(&config);
         let mut hosts = Vec::with_capacity(config.nodes);
         for index in 0..config.nodes {
             let id = index as NodeId + 1;
@@ -978,6 +998,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             fresh: fresh::Freshness::default(),
             late_catch_ups: late_catchup::LateCatchUps::new(&plan_rates),
             durable,
+            copy_snapshots,
         };
         simulation.start()?;
         Ok(simulation)
@@ -1406,6 +1427,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             Event::ReadView { node, incarnation } => self.read_view(node as usize, incarnation),
             Event::RestoreChunk { node, incarnation } => {
                 self.restore_chunk(node as usize, incarnation)
+            }
+            Event::SerialiseCopy { node, incarnation } => {
+                self.serialise_copy(node as usize, incarnation)
             }
             Event::Deadline => {
                 if self.probe.satisfied {

@@ -190,7 +190,7 @@ pub mod workload;
 
 pub use config::{
     CompactionOptions, CoreBugs, DurableChoice, ForcedRecoveryChoice, HostBugs, NodeOptions,
-    ReadChoice, ReadOptions, SimConfig,
+    ReadChoice, ReadOptions, SimConfig, SnapshotCopyChoice,
 };
 pub use engine::{
     plan_for, DurableCounts, Failure, FailureKind, FaultCounts, ForcedRecoveryReport,

@@ -27,7 +27,7 @@ use concord_sim::services::Service;
 use concord_sim::{
     run_kv, run_kv_with_history, run_seeds_watched, CoreBugs, DurableChoice, FaultKind, FaultPlan,
     FaultSet, ForcedRecoveryChoice, HangWatch, HostBugs, ReadChoice, RunReport, SimConfig,
-    SweepJson,
+    SnapshotCopyChoice, SweepJson,
 };
 
 /// Deterministic chaos simulator for the concord Raft library.
@@ -300,6 +300,11 @@ struct SimArgs {
     /// keep sending it attempts (caught by the client-avoidance check).
     #[arg(long)]
     bug_client_forgets_failures: bool,
+    /// Planted host bug: the copy of an in-memory state machine taken
+    /// for a snapshot is taken when serialised, after later applies
+    /// (caught by the snapshot-round-trip check).
+    #[arg(long)]
+    bug_snapshot_copy_taken_late: bool,
     /// Planted host bug: session tables built at boot hold one session
     /// more than configured.
     #[arg(long)]
@@ -416,6 +421,15 @@ struct SimArgs {
     /// No seed runs on-disk state machines.
     #[arg(long)]
     no_durable_sm: bool,
+    /// Every seed takes the own snapshots of in-memory state machines
+    /// that can copy themselves from a copy serialised later, while
+    /// applies go on (as the runtime does). Without it, the default swarm
+    /// draws this in about half of the seeds.
+    #[arg(long, conflicts_with = "no_snapshot_copies")]
+    snapshot_copies: bool,
+    /// No seed takes snapshots from copies: each is serialised at once.
+    #[arg(long)]
+    no_snapshot_copies: bool,
     /// Planted state machine bug (on-disk state machines): the applied
     /// index is made durable at every batch, ahead of the state it covers.
     #[arg(long)]
@@ -425,9 +439,9 @@ struct SimArgs {
     /// after its index.
     #[arg(long)]
     bug_durable_view_reads_live: bool,
-    /// Planted host bug (on-disk state machines): the host takes a
-    /// snapshot's view without sync() first, compacting the log past the
-    /// durable applied index.
+    /// Planted host bug (on-disk state machines): the host hands a
+    /// snapshot to the log without sync() once its view is read,
+    /// compacting the log past the durable applied index.
     #[arg(long)]
     bug_durable_snapshot_without_sync: bool,
     /// Planted host bug (on-disk state machines): at a restart the host
@@ -585,6 +599,7 @@ impl SimArgs {
                 split_vote_grant_dropped: self.bug_split_vote_grant_dropped,
                 client_probes_well_formed: self.bug_client_probes_well_formed,
                 client_forgets_failures: self.bug_client_forgets_failures,
+                snapshot_copy_taken_late: self.bug_snapshot_copy_taken_late,
                 session_table_one_larger: self.bug_session_table_one_larger,
                 durable_index_before_state: self.bug_durable_index_before_state,
                 durable_view_reads_live: self.bug_durable_view_reads_live,
@@ -655,6 +670,13 @@ impl SimArgs {
                 DurableChoice::Off
             } else {
                 DurableChoice::Swarm
+            },
+            snapshot_copies: if self.snapshot_copies {
+                SnapshotCopyChoice::Always
+            } else if self.no_snapshot_copies {
+                SnapshotCopyChoice::Off
+            } else {
+                SnapshotCopyChoice::Swarm
             },
         };
         config.validate()?;
@@ -1174,8 +1196,13 @@ fn run(
         summary.operations
     );
     println!(
-        "  snapshots: {} taken, {} installed from a leader, {} chunks sent",
-        summary.snapshots.taken, summary.snapshots.installed, summary.snapshots.chunks_sent
+        "  snapshots: {} taken ({} from copies, {} of them serialised after further applies), \
+         {} installed from a leader, {} chunks sent",
+        summary.snapshots.taken,
+        summary.snapshots.from_copies,
+        summary.snapshots.copies_serialised_after_applies,
+        summary.snapshots.installed,
+        summary.snapshots.chunks_sent
     );
     if summary.durable.runs > 0 {
         print_durable(&summary.durable);
@@ -1367,9 +1394,10 @@ fn replay(
         report.reads
     );
     println!(
-        "compaction: {} ({} snapshots taken, {} installed, {} chunks sent)",
+        "compaction: {} ({} snapshots taken, {} from copies, {} installed, {} chunks sent)",
         report.compaction,
         report.snapshots.taken,
+        report.snapshots.from_copies,
         report.snapshots.installed,
         report.snapshots.chunks_sent
     );

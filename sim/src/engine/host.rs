@@ -211,6 +211,9 @@ pub(super) struct Host<S> {
     pub(super) applied_position: LogPosition,
     /// A snapshot was asked for and not yet reported to the node.
     pub(super) snapshot_outstanding: bool,
+    /// A copy of the state machine taken for a snapshot and not yet
+    /// serialised (`snapshot_copy`); lost in a crash.
+    pub(super) pending_copy: Option<super::snapshot_copy::PendingCopy>,
     /// The bytes of the snapshots reported to the node (or installed from
     /// a leader), by position, for `SendSnapshotChunk`. Pruned below the
     /// node's held snapshot, so it holds one or two; lost in a crash.
@@ -264,6 +267,7 @@ impl<S> Host<S> {
             executed: BTreeSet::new(),
             applied_position: LogPosition::ZERO,
             snapshot_outstanding: false,
+            pending_copy: None,
             snapshot_bytes: BTreeMap::new(),
             incoming_snapshot: None,
             pauses: 0,
@@ -406,6 +410,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
                 host.executed.clear();
                 host.applied_position = applied_from;
                 host.snapshot_outstanding = false;
+                host.pending_copy = None;
                 host.snapshot_bytes.clear();
                 host.incoming_snapshot = None;
                 host.applied_bytes.clear();
@@ -1262,7 +1267,10 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             self.write_own_snapshot(index, snapshot, work);
             return;
         }
-        let state = host.sm.live().snapshot();
+        if self.take_snapshot_from_copy(index, position, membership.clone()) {
+            return;
+        }
+        let state = self.hosts[index].sm.live().snapshot();
         let taken = self.state_taken(index);
         let book = self.hosts[index].book.clone();
         if let Some(snapshot) =

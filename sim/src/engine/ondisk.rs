@@ -7,13 +7,14 @@
 //!   restart, what its durable image already holds) are skipped, not
 //!   applied again: only the host's own records (Host entries) are read
 //!   from them into its book.
-//! * **A snapshot** (`Action::TakeSnapshot`): `sync()` first, so the
-//!   durable applied index covers the snapshot; then `view()` at the
-//!   applied index; the view is read later (an event after a disk delay,
-//!   while applies go on), written to the snapshot file, synced, and only
-//!   then reported with `Input::Snapshotted`. While the state machine is
-//!   ahead of what the node was told it applied (right after a restart)
-//!   or a restore is under way, the snapshot waits.
+//! * **A snapshot** (`Action::TakeSnapshot`): `view()` at the applied
+//!   index; the view is read later (an event after a disk delay, while
+//!   applies go on); then `sync()` if the durable applied index does not
+//!   cover the snapshot yet (as the runtime's host does); then it is
+//!   written to the snapshot file, synced, and only then reported with
+//!   `Input::Snapshotted`. While the state machine is ahead of what the
+//!   node was told it applied (right after a restart) or a restore is
+//!   under way, the snapshot waits.
 //! * **A restore** (`Action::RestoreSnapshot`): `begin_restore`, the bytes
 //!   written in chunks over virtual time, `complete()`, then, on the
 //!   loop, `finish_restore` and `Input::Applied`. Applies and restores the
@@ -576,10 +577,10 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         }
     }
 
-    /// `Action::TakeSnapshot` on an on-disk state machine: `sync()`, then
-    /// a view at the applied index, read later (`Event::ReadView`).
+    /// `Action::TakeSnapshot` on an on-disk state machine: a view at the
+    /// applied index, read later (`Event::ReadView`), as the runtime's host
+    /// takes it: no `sync()` first.
     pub(super) fn take_snapshot_durable(&mut self, index: usize) {
-        let bug_without_sync = self.config.bugs.durable_snapshot_without_sync;
         let past_applied = self.config.bugs.snapshot_past_applied;
         let host = &mut self.hosts[index];
         host.snapshot_outstanding = true;
@@ -595,13 +596,6 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             return;
         }
         host.ondisk.snapshot_waits = false;
-        if !bug_without_sync {
-            if let Err(error) = sm.sync() {
-                self.fail(FailureKind::HostContract, Some(index), storage(error));
-                return;
-            }
-            self.spent.fsyncs += 1;
-        }
         let position = if past_applied {
             let commit = node.commit_index();
             LogPosition::new(commit, node.term_at(commit).unwrap_or(0))
@@ -662,6 +656,21 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             if let Some(durable) = self.durable.as_mut() {
                 durable.counts.views_read_after_applies += 1;
             }
+        }
+        // As the runtime's host: before the snapshot goes to the log (which
+        // compacts up to it), the state machine holds its index durably,
+        // synced here if its view did not see to it (a simulated view
+        // never does). Applies went on meanwhile: the sync covers them too.
+        let bug_without_sync = self.config.bugs.durable_snapshot_without_sync;
+        let Some(sm) = self.hosts[index].sm.durable_mut() else {
+            return;
+        };
+        if !bug_without_sync && sm.durable_applied_index() < pending.position.index {
+            if let Err(error) = sm.sync() {
+                self.fail(FailureKind::HostContract, Some(index), storage(error));
+                return;
+            }
+            self.spent.fsyncs += 1;
         }
         self.store_own_snapshot(
             index,

@@ -79,6 +79,10 @@ impl<S: StateMachine> StateMachine for Tapped<S> {
         self.sm.snapshot()
     }
 
+    fn snapshot_source(&self) -> Option<concord::state_machine::SnapshotSource> {
+        self.sm.snapshot_source()
+    }
+
     fn canonical_state(&self) -> Bytes {
         self.sm.canonical_state()
     }

@@ -414,6 +414,10 @@ impl<S: StateMachine> StateMachine for Nondeterministic<S> {
         self.inner.snapshot()
     }
 
+    fn snapshot_source(&self) -> Option<concord::state_machine::SnapshotSource> {
+        self.inner.snapshot_source()
+    }
+
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {
         self.inner.restore(snapshot)
     }
