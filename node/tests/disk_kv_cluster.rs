@@ -1,6 +1,8 @@
 //! Three real `concord-node --storage disk` processes (feature `disk`):
 //! the key-value store's keys in each server's storage engine, under
-//! faults while concurrent clients write and read. A server is SIGKILLed
+//! faults while concurrent clients run every request of the store (get,
+//! put, append, cas, get-many, put-many, as `multi_group_cluster.rs` does
+//! against the store in memory). A server is SIGKILLed
 //! and stays down while the others compact their logs past it, so it
 //! comes back to a streamed snapshot; a server is cut off by a partition;
 //! then every server is SIGKILLed at once and restarted from its disk. At
@@ -160,6 +162,7 @@ async fn disk_stores_survive_kill_catch_up_by_snapshot_partition_and_full_restar
 
     let mut kv = client(CLUSTER, GROUPS, &listen);
     let finals = multi_cluster::read_back(&mut kv, &recorder, &keys, Duration::from_secs(60)).await;
+    recorder.assert_every_request_answered();
     let history = std::mem::take(&mut *recorder.ops.lock().unwrap());
     let operations = multi_cluster::check_history(history, &finals, &map, seed);
     eprintln!(

@@ -1,10 +1,12 @@
 //! Three real `concord-node --groups 1000` processes on loopback, the
 //! sharded key-value store under faults: a SIGKILL and restart, a network
-//! partition, and a SIGSTOP/SIGCONT pause, while concurrent clients write
-//! and read keys of every group. At the end every key is read back, no
+//! partition, and a SIGSTOP/SIGCONT pause, while concurrent clients run
+//! every request of the store (get, put, append, cas, get-many, put-many)
+//! on keys of every group. At the end every key is read back, no
 //! acknowledged write is lost, and every group's history (each key's
-//! puts and gets, unknown outcomes included) is checked linearizable by
-//! the simulator's checker.
+//! operations, unknown outcomes included) is checked linearizable by the
+//! simulator's checker. `disk_kv_cluster.rs` runs the same clients
+//! against the store on disk.
 //!
 //! The partition needs no root: every peer connection goes through a
 //! proxy of this test (`common/multi_cluster.rs`, whose helpers the
@@ -133,6 +135,7 @@ async fn a_thousand_groups_survive_kill_partition_and_pause() {
     let mut kv = client(CLUSTER, GROUPS, &listen);
     let finals = multi_cluster::read_back(&mut kv, &recorder, &keys, Duration::from_secs(60)).await;
     assert_eq!(finals.len(), GROUPS as usize);
+    recorder.assert_every_request_answered();
     let history = std::mem::take(&mut *recorder.ops.lock().unwrap());
     let operations = multi_cluster::check_history(history, &finals, &map, seed);
     eprintln!(

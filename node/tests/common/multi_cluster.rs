@@ -1,9 +1,9 @@
 //! A real multi-group cluster on loopback for the tests of `concord-node
 //! --groups N`: its processes (started with any extra flags, SIGKILLed,
 //! paused), a proxy per direction of each pair of nodes to partition them
-//! without root, sharded clients, and the recorded history of puts and
-//! gets checked by the simulator's linearizability checker, group by
-//! group.
+//! without root, sharded clients running every request of the key-value
+//! store, and the recorded history checked by the simulator's
+//! linearizability checker, group by group.
 //!
 //! The partition needs no root: every peer connection goes through a
 //! proxy (one per direction of each pair of nodes: node i dials node j
@@ -85,12 +85,23 @@ impl Processes {
             .args(&self.extra_args)
             .arg("--data-dir")
             .arg(self.base.join(format!("node-{id}")))
-            .env("RUST_LOG", "warn");
+            .env("RUST_LOG", "info");
         self.children.insert(id, spawn_node(&mut command, file));
         self.logs.insert(id, log);
     }
 
+    /// SIGKILLs node `id`, which must still be running: a node that
+    /// stopped on its own is a failure this would otherwise hide.
     pub fn sigkill(&mut self, id: u64) {
+        let status = self
+            .children
+            .get_mut(&id)
+            .expect("node runs")
+            .try_wait()
+            .expect("try_wait");
+        if let Some(status) = status {
+            panic!("node {id} stopped on its own before it was to be killed: {status}");
+        }
         let mut child = self.children.remove(&id).expect("node runs");
         child.kill().expect("SIGKILL");
         child.wait().expect("reap");
@@ -257,6 +268,8 @@ pub struct Recorder {
     next_client: AtomicU64,
     pub acked_writes: AtomicU64,
     pub unknown_writes: AtomicU64,
+    /// Calls answered, by request (a compare-and-set by its outcome).
+    answered: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Recorder {
@@ -267,6 +280,33 @@ impl Recorder {
             next_client: AtomicU64::new(1),
             acked_writes: AtomicU64::new(0),
             unknown_writes: AtomicU64::new(0),
+            answered: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Counts a call answered, by the name of its request.
+    pub fn answered(&self, request: &'static str) {
+        *self.answered.lock().unwrap().entry(request).or_default() += 1;
+    }
+
+    /// Every request of the store was answered at least once (a compare-
+    /// and-set both ways); prints how often each was.
+    pub fn assert_every_request_answered(&self) {
+        let answered = self.answered.lock().unwrap().clone();
+        eprintln!("answered: {answered:?}");
+        for request in [
+            "get",
+            "put",
+            "append",
+            "cas swapped",
+            "cas refused",
+            "get-many",
+            "put-many",
+        ] {
+            assert!(
+                answered.get(request).is_some_and(|n| *n > 0),
+                "no {request} answered: {answered:?}"
+            );
         }
     }
 
@@ -307,9 +347,66 @@ pub fn unknown(error: &ShardedKvError) -> bool {
     !error.definitely_not_applied()
 }
 
-/// One put, recorded; whether it was acknowledged. A put with an unknown
-/// outcome ends history client `*who` (it stays pending forever), so the
-/// caller continues as a new one.
+/// One write call touching `ops` (each key once, one call), recorded as
+/// one operation per key with the call's interval (the checker checks
+/// key by key, so a write of several keys is checked on each of them;
+/// not its atomicity across keys), and counted as answered under
+/// `request` (a `cas` by its outcome). Whether it was acknowledged. An
+/// unknown outcome ends history client `*who` (its operations stay
+/// pending forever), so the caller continues as a new one.
+fn record_write(
+    recorder: &Recorder,
+    who: &mut u64,
+    call: u64,
+    request: &'static str,
+    ops: Vec<(String, Op)>,
+    result: Result<Vec<Output>, ShardedKvError>,
+) -> bool {
+    let first = ops.first().map(|(key, op)| format!("{} {key}", op.name()));
+    let request = match &result {
+        Ok(outputs) if request == "cas" && outputs[..] == [Output::Swapped(true)] => "cas swapped",
+        _ if request == "cas" => "cas refused",
+        _ => request,
+    };
+    let entries: Vec<Operation> = ops
+        .into_iter()
+        .map(|(key, op)| Operation::new(*who, key, op, call))
+        .collect();
+    match result {
+        Ok(outputs) => {
+            assert_eq!(
+                outputs.len(),
+                entries.len(),
+                "{first:?}: one result per key"
+            );
+            recorder.answered(request);
+            recorder.acked_writes.fetch_add(1, Ordering::SeqCst);
+            let ret = recorder.now();
+            for (entry, output) in entries.into_iter().zip(outputs) {
+                recorder.push(entry.completed(ret, output));
+            }
+            true
+        }
+        Err(e) if unknown(&e) => {
+            recorder.unknown_writes.fetch_add(1, Ordering::SeqCst);
+            for entry in entries {
+                recorder.push(entry);
+            }
+            *who = recorder.client_id();
+            false
+        }
+        Err(ShardedKvError::Routing(RoutingError::Exhausted { .. })) => {
+            let ret = recorder.now();
+            for entry in entries {
+                recorder.push(entry.failed(ret));
+            }
+            false
+        }
+        Err(other) => panic!("{first:?}: {other}"),
+    }
+}
+
+/// One put, recorded; whether it was acknowledged (see [`record_write`]).
 pub async fn put(
     kv: &mut ShardedKvClient,
     recorder: &Recorder,
@@ -317,29 +414,117 @@ pub async fn put(
     key: &str,
     value: String,
 ) -> bool {
-    let op = Op::Put {
-        value: value.clone(),
-    };
     let call = recorder.now();
-    let result = kv.put(key.to_string(), value).await;
-    let entry = Operation::new(*who, key, op, call);
+    let result = kv.put(key.to_string(), value.clone()).await;
+    let ops = vec![(key.to_string(), Op::Put { value })];
+    record_write(
+        recorder,
+        who,
+        call,
+        "put",
+        ops,
+        result.map(|()| vec![Output::Done]),
+    )
+}
+
+/// One append, recorded; whether it was acknowledged.
+pub async fn append(
+    kv: &mut ShardedKvClient,
+    recorder: &Recorder,
+    who: &mut u64,
+    key: &str,
+    suffix: String,
+) -> bool {
+    let call = recorder.now();
+    let result = kv.append(key.to_string(), suffix.clone()).await;
+    let ops = vec![(key.to_string(), Op::Append { value: suffix })];
+    record_write(
+        recorder,
+        who,
+        call,
+        "append",
+        ops,
+        result.map(|()| vec![Output::Done]),
+    )
+}
+
+/// One compare-and-set (`expected: None` is an absent key, which the
+/// checker's model reads as `""`: no test writes an empty value),
+/// recorded; whether it swapped, if answered.
+pub async fn cas(
+    kv: &mut ShardedKvClient,
+    recorder: &Recorder,
+    who: &mut u64,
+    key: &str,
+    expected: Option<String>,
+    new: String,
+) -> Option<bool> {
+    let call = recorder.now();
+    let result = kv
+        .cas(
+            key.to_string(),
+            expected.clone().map(Bytes::from),
+            new.clone(),
+        )
+        .await;
+    let swapped = result.as_ref().ok().copied();
+    let op = Op::Cas {
+        from: expected.unwrap_or_default(),
+        to: new,
+    };
+    let outputs = result.map(|swapped| vec![Output::Swapped(swapped)]);
+    record_write(
+        recorder,
+        who,
+        call,
+        "cas",
+        vec![(key.to_string(), op)],
+        outputs,
+    );
+    swapped
+}
+
+/// One atomic write of several keys of one group, recorded; whether it
+/// was acknowledged.
+pub async fn put_many(
+    kv: &mut ShardedKvClient,
+    recorder: &Recorder,
+    who: &mut u64,
+    pairs: Vec<(String, String)>,
+) -> bool {
+    let call = recorder.now();
+    let result = kv.put_many(pairs.clone()).await;
+    let outputs = result.map(|()| vec![Output::Done; pairs.len()]);
+    let ops = pairs
+        .into_iter()
+        .map(|(key, value)| (key, Op::Put { value }))
+        .collect();
+    record_write(recorder, who, call, "put-many", ops, outputs)
+}
+
+/// One read of several keys of one group at one instant, recorded as a
+/// get of each; the values if answered.
+pub async fn get_many(
+    kv: &mut ShardedKvClient,
+    recorder: &Recorder,
+    who: u64,
+    keys: &[String],
+) -> Option<Vec<Option<Bytes>>> {
+    let call = recorder.now();
+    let result = kv.get_many(keys.to_vec()).await;
     match result {
-        Ok(()) => {
-            recorder.acked_writes.fetch_add(1, Ordering::SeqCst);
-            recorder.push(entry.completed(recorder.now(), Output::Done));
-            true
+        Ok(values) => {
+            recorder.answered("get-many");
+            assert_eq!(values.len(), keys.len(), "get_many: one value per key");
+            let ret = recorder.now();
+            for (key, value) in keys.iter().zip(&values) {
+                let entry = Operation::new(who, key, Op::Get, call);
+                recorder.push(entry.completed(ret, Output::Value(text(value.clone()))));
+            }
+            Some(values)
         }
-        Err(e) if unknown(&e) => {
-            recorder.unknown_writes.fetch_add(1, Ordering::SeqCst);
-            recorder.push(entry);
-            *who = recorder.client_id();
-            false
-        }
-        Err(ShardedKvError::Routing(RoutingError::Exhausted { .. })) => {
-            recorder.push(entry.failed(recorder.now()));
-            false
-        }
-        Err(other) => panic!("put {key}: {other}"),
+        Err(ShardedKvError::Routing(_)) => None,
+        Err(other) => panic!("get_many {keys:?}: {other}"),
     }
 }
 
@@ -355,6 +540,7 @@ pub async fn get(
     let entry = Operation::new(who, key, Op::Get, call);
     match result {
         Ok(value) => {
+            recorder.answered("get");
             recorder.push(entry.completed(recorder.now(), Output::Value(text(value.clone()))));
             Some(value)
         }
@@ -401,10 +587,10 @@ pub async fn read_back(
     finals
 }
 
-/// Checks that every key of `finals` has an acknowledged write and
-/// reads a value some put wrote (no acknowledged write is lost), then
-/// that every group's history is linearizable. The number of operations
-/// checked.
+/// Checks that every key of `finals` has an acknowledged put and, if
+/// only puts wrote it, reads a value some put wrote (no acknowledged
+/// write is lost), then that every group's history, read-back included,
+/// is linearizable. The number of operations checked.
 pub fn check_history(
     history: Vec<Operation>,
     finals: &BTreeMap<String, String>,
@@ -413,12 +599,22 @@ pub fn check_history(
 ) -> usize {
     let mut written: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     let mut acked_keys = BTreeSet::new();
+    // Keys also written by appends or compare-and-sets: their final value
+    // is not one a put wrote; the linearizability check below (which
+    // holds the read-back) is what finds a lost write of theirs.
+    let mut not_put_only = BTreeSet::new();
     for op in &history {
-        if let Op::Put { value } = &op.op {
-            written.entry(&op.key).or_default().insert(value);
-            if op.ret.is_some() && matches!(op.outcome, concord_sim::history::Outcome::Ok(_)) {
-                acked_keys.insert(op.key.as_str());
+        match &op.op {
+            Op::Put { value } => {
+                written.entry(&op.key).or_default().insert(value);
+                if op.ret.is_some() && matches!(op.outcome, concord_sim::history::Outcome::Ok(_)) {
+                    acked_keys.insert(op.key.as_str());
+                }
             }
+            Op::Append { .. } | Op::Cas { .. } => {
+                not_put_only.insert(op.key.as_str());
+            }
+            Op::Get => {}
         }
     }
     assert_eq!(
@@ -426,7 +622,7 @@ pub fn check_history(
         finals.len(),
         "every key has an acknowledged write"
     );
-    for key in &acked_keys {
+    for key in acked_keys.difference(&not_put_only) {
         let value = finals[*key].as_str();
         assert!(
             written[key].contains(value),
@@ -461,10 +657,14 @@ pub fn check_history(
     operations
 }
 
-/// Clients that put (60 %) and get random keys of `keys` until `stop`,
-/// client `c` drawing from its own generator seeded from `seed`. With
-/// `hot` above 0, half the operations go to the first `hot` keys, so
-/// that some keys see concurrent writers.
+/// Clients that run every request of the key-value store on random
+/// keys of `keys` until `stop`: get 30 %, put 20 %, append 15 %, cas 15 %
+/// (expecting the value the client last saw of the key, or an absent
+/// one), get-many and put-many 10 % each (two or three keys of one
+/// group), client `c` drawing from its own generator seeded from `seed`.
+/// Every value written is unique. With `hot` above 0, half the
+/// operations go to the first `hot` keys, so that some keys see
+/// concurrent writers.
 #[allow(clippy::too_many_arguments)]
 pub fn spawn_clients(
     seed: u64,
@@ -478,28 +678,100 @@ pub fn spawn_clients(
     stop: &Arc<AtomicBool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     use rand::{Rng, SeedableRng};
+    let map = ShardMap::new(groups).unwrap();
+    let mut by_group: BTreeMap<GroupId, Vec<String>> = BTreeMap::new();
+    for key in keys.iter() {
+        by_group
+            .entry(map.group_of(key.as_bytes()))
+            .or_default()
+            .push(key.clone());
+    }
+    let by_group = Arc::new(by_group);
     (0..clients)
         .map(|c| {
             let (keys, recorder, listen, stop) =
                 (keys.clone(), recorder.clone(), listen.clone(), stop.clone());
+            let by_group = by_group.clone();
             tokio::spawn(async move {
                 let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(
                     seed ^ (c + 1).wrapping_mul(0x9e37_79b9),
                 );
                 let mut kv = client(cluster, groups, &listen);
                 let mut who = recorder.client_id();
+                // The value this client last saw of each key (what its
+                // compare-and-sets expect).
+                let mut seen: BTreeMap<String, String> = BTreeMap::new();
                 let mut n = 0u64;
                 while !stop.load(Ordering::SeqCst) {
                     let key = if hot > 0 && rng.gen_bool(0.5) {
-                        &keys[rng.gen_range(0..hot)]
+                        keys[rng.gen_range(0..hot)].clone()
                     } else {
-                        &keys[rng.gen_range(0..keys.len())]
+                        keys[rng.gen_range(0..keys.len())].clone()
                     };
-                    if rng.gen_bool(0.6) {
-                        n += 1;
-                        put(&mut kv, &recorder, &mut who, key, format!("c{c}-{n}")).await;
-                    } else {
-                        get(&mut kv, &recorder, who, key).await;
+                    n += 1;
+                    match rng.gen_range(0..100) {
+                        0..30 => {
+                            if let Some(value) = get(&mut kv, &recorder, who, &key).await {
+                                seen.insert(key, text(value));
+                            }
+                        }
+                        30..50 => {
+                            let value = format!("c{c}-{n}");
+                            if put(&mut kv, &recorder, &mut who, &key, value.clone()).await {
+                                seen.insert(key, value);
+                            }
+                        }
+                        50..65 => {
+                            let suffix = format!(".{c}-{n}");
+                            append(&mut kv, &recorder, &mut who, &key, suffix).await;
+                            seen.remove(&key);
+                        }
+                        65..80 => {
+                            let expected = seen.get(&key).cloned();
+                            let new = format!("x{c}-{n}");
+                            let swapped =
+                                cas(&mut kv, &recorder, &mut who, &key, expected, new.clone())
+                                    .await;
+                            if swapped == Some(true) {
+                                seen.insert(key, new);
+                            } else {
+                                seen.remove(&key);
+                            }
+                        }
+                        roll => {
+                            // Two or three keys of the key's group (fewer
+                            // if the group has fewer), the key first.
+                            let group = &by_group[&map.group_of(key.as_bytes())];
+                            let mut several = vec![key];
+                            for _ in 0..rng.gen_range(1..=2) {
+                                let other = &group[rng.gen_range(0..group.len())];
+                                if !several.contains(other) {
+                                    several.push(other.clone());
+                                }
+                            }
+                            if roll < 90 {
+                                if let Some(values) =
+                                    get_many(&mut kv, &recorder, who, &several).await
+                                {
+                                    for (key, value) in several.into_iter().zip(values) {
+                                        seen.insert(key, text(value));
+                                    }
+                                }
+                            } else {
+                                let pairs: Vec<(String, String)> = several
+                                    .into_iter()
+                                    .enumerate()
+                                    .map(|(i, key)| (key, format!("m{c}-{n}-{i}")))
+                                    .collect();
+                                if put_many(&mut kv, &recorder, &mut who, pairs.clone()).await {
+                                    seen.extend(pairs);
+                                } else {
+                                    for (key, _) in pairs {
+                                        seen.remove(&key);
+                                    }
+                                }
+                            }
+                        }
                     }
                 }
             })
