@@ -49,9 +49,17 @@
 //! cargo bench -p concord-bench --features openraft --bench inprocess
 //! CONCORD_BENCH_SECS=10 CONCORD_BENCH_CLIENTS=1,64,256 CONCORD_BENCH_RUNTIMES=current,multi1,multi2 cargo bench -p concord-bench --features openraft --bench inprocess
 //! ```
+//!
+//! With `--features openraft,mimalloc` both systems allocate through
+//! mimalloc (the allocator `concord-node` ships with) instead of the
+//! system's.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
+
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::io::Cursor;
 use std::ops::RangeBounds;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
