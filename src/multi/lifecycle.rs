@@ -119,6 +119,7 @@ impl MultiNode {
         self.config.peers.remove(&peer);
         // Followers asleep under it have no one to wake them: queue them.
         self.peer_changed(peer, super::liveness::PeerChange::Died);
+        self.outbox.forget_peer(peer);
         self.liveness.remove(peer)
     }
 }

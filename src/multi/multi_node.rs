@@ -327,8 +327,10 @@ impl MultiNode {
     pub fn flush(&mut self, out: &mut Vec<MultiAction>) {
         self.flushed_since_tick = true;
         self.answer_quiesce_requests(out);
-        self.outbox
-            .flush(&mut self.stats, |frame| out.push(MultiAction::Send(frame)));
+        let now_ticks = self.now_ticks;
+        self.outbox.flush(now_ticks, &mut self.stats, |frame| {
+            out.push(MultiAction::Send(frame))
+        });
         self.persister.flush(
             self.config.persist_batch_writes_max,
             &mut self.stats,
@@ -351,11 +353,11 @@ impl MultiNode {
         for peer in died {
             self.peer_changed(peer, super::liveness::PeerChange::Died);
         }
-        if self.now_ticks % u64::from(self.config.liveness_interval_ticks) == 0 {
-            let (id, incarnation) = (self.config.id, self.config.incarnation);
-            for peer in self.liveness.ids().collect::<Vec<_>>() {
-                self.outbox.owe_frame(id, peer, incarnation);
-            }
+        let (id, incarnation) = (self.config.id, self.config.incarnation);
+        let interval_ticks = self.config.liveness_interval_ticks;
+        for peer in self.liveness.ids() {
+            self.outbox
+                .owe_liveness_frame(id, peer, incarnation, self.now_ticks, interval_ticks);
         }
         if std::mem::replace(&mut self.flushed_since_tick, false) {
             self.burst_ticks = 1;

@@ -63,6 +63,8 @@ impl Item {
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
     open: BTreeMap<NodeId, Vec<(Frame, usize)>>,
+    /// The layer's tick at the last flush that sent each peer a frame.
+    last_sent_tick: BTreeMap<NodeId, u64>,
 }
 
 impl Outbox {
@@ -72,6 +74,32 @@ impl Outbox {
         self.open
             .entry(to)
             .or_insert_with(|| vec![(Frame::new(from, to, incarnation), 0)]);
+    }
+
+    /// Owes `to` a frame (the node-level heartbeat) if none went to it
+    /// in the last `interval_ticks` ticks: a peer that hears from us
+    /// anyway, like a follower of a busy leader, gets no empty frame on
+    /// top, and none hears nothing from us for longer than
+    /// `interval_ticks`.
+    pub(crate) fn owe_liveness_frame(
+        &mut self,
+        from: NodeId,
+        to: NodeId,
+        incarnation: u64,
+        now_ticks: u64,
+        interval_ticks: u32,
+    ) {
+        let last = self.last_sent_tick.get(&to).copied().unwrap_or(0);
+        debug_assert!(last <= now_ticks, "a frame stamped in the future");
+        if now_ticks.saturating_sub(last) >= u64::from(interval_ticks) {
+            self.owe_frame(from, to, incarnation);
+        }
+    }
+
+    /// Forgets `to` once it is no longer a peer: the stamps stay bounded
+    /// by the peers there are.
+    pub(crate) fn forget_peer(&mut self, to: NodeId) {
+        self.last_sent_tick.remove(&to);
     }
 
     /// Adds `item` to the frame for `to`, starting another once the one
@@ -109,11 +137,24 @@ impl Outbox {
         debug_assert!(frame.items() <= items_max || frame.items() == 1);
     }
 
-    /// Hands every frame of this flush to `emit`, in peer order.
-    pub(crate) fn flush(&mut self, stats: &mut MultiStats, mut emit: impl FnMut(Frame)) {
+    /// Hands every frame of this flush to `emit`, in peer order, and
+    /// stamps each peer sent to with `now_ticks`.
+    pub(crate) fn flush(
+        &mut self,
+        now_ticks: u64,
+        stats: &mut MultiStats,
+        mut emit: impl FnMut(Frame),
+    ) {
         // Popped rather than taken whole: the emptied map keeps its node,
         // and a flush does not allocate one again.
-        while let Some((_, frames)) = self.open.pop_first() {
+        while let Some((to, frames)) = self.open.pop_first() {
+            debug_assert!(!frames.is_empty(), "an open peer without a frame");
+            match self.last_sent_tick.get_mut(&to) {
+                Some(last) => *last = now_ticks,
+                None => {
+                    self.last_sent_tick.insert(to, now_ticks);
+                }
+            }
             for (frame, _) in frames {
                 stats.frames_sent += 1;
                 stats.frame_items_sent += frame.items() as u64;

@@ -73,6 +73,9 @@ pub struct Options {
     /// Ticks after which faults stop and the cluster must settle.
     pub faults_until_tick: u64,
     pub quiesce_after_idle_ticks: Option<u32>,
+    /// Every tick, not the layer's default: the planted mistakes' catch
+    /// bounds below were measured so (the simulator draws 1 to 3).
+    pub liveness_interval_ticks: u32,
     pub liveness_timeout_ticks: u32,
     pub elections_concurrent_max: usize,
     pub lease_read_ticks: u32,
@@ -101,6 +104,7 @@ impl Options {
             reads_per_mille: 300,
             faults_until_tick: 400,
             quiesce_after_idle_ticks: Some(4),
+            liveness_interval_ticks: 1,
             liveness_timeout_ticks: 10,
             elections_concurrent_max: 256,
             lease_read_ticks: 6,
@@ -295,6 +299,7 @@ impl Driver {
         let mut config = MultiConfig::new(id, 1..=self.options.nodes);
         config.incarnation = incarnation;
         config.quiesce_after_idle_ticks = self.options.quiesce_after_idle_ticks;
+        config.liveness_interval_ticks = self.options.liveness_interval_ticks;
         config.liveness_timeout_ticks = self.options.liveness_timeout_ticks;
         config.elections_concurrent_max = self.options.elections_concurrent_max;
         config
