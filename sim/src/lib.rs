@@ -168,10 +168,6 @@ pub mod faults;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod harness;
-pub mod histgen;
-pub mod history;
-pub mod linearizability;
-pub mod models;
 pub mod multi;
 mod nemesis;
 pub mod performance;
@@ -188,6 +184,7 @@ pub mod trace;
 pub mod watchdog;
 pub mod workload;
 
+pub use concord_check::{histgen, history, linearizability, models};
 pub use config::{
     CompactionOptions, CoreBugs, DurableChoice, ForcedRecoveryChoice, HostBugs, NodeOptions,
     ReadChoice, ReadOptions, SimConfig, SnapshotCopyChoice,

@@ -962,7 +962,9 @@ mod check {
             Ok(ops) => ops,
             Err(HistoryError::Malformed { line, message }) => {
                 eprintln!("error: {shown}: line {line}: {message}");
-                eprintln!("(the format is documented in concord_sim::history, sim/src/history.rs)");
+                eprintln!(
+                    "(the format is documented in concord_check::history, check/src/history.rs)"
+                );
                 return MALFORMED;
             }
             Err(error) => {

@@ -218,6 +218,7 @@ fn package_dir(name: &str) -> PathBuf {
     match name {
         "concord" => PathBuf::from("."),
         "concord-sim" => PathBuf::from("sim"),
+        "concord-check" => PathBuf::from("check"),
         "concord-node" => PathBuf::from("node"),
         "concord-bench" => PathBuf::from("bench"),
         "concord-services" => PathBuf::from("services"),

@@ -122,7 +122,7 @@ use std::time::Instant;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::check::typed::{field, field_u64};
+use crate::typed::{field, field_u64};
 
 /// The request part of an operation: what the client asked for.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -535,7 +535,7 @@ fn parse_object(obj: &Map<String, Value>) -> Result<Operation, String> {
 /// module documentation for which outcome to record when.
 ///
 /// ```
-/// use concord_sim::history::{Op, Output, Recorder};
+/// use concord_check::history::{Op, Output, Recorder};
 ///
 /// let recorder = Recorder::new();
 /// let token = recorder.call(1, "k", Op::Put { value: "a".into() });
@@ -545,7 +545,7 @@ fn parse_object(obj: &Map<String, Value>) -> Result<Operation, String> {
 /// recorder.ok(token, Output::Value("a".into()));
 /// let token = recorder.call(2, "k", Op::Put { value: "b".into() });
 /// recorder.unknown(token); // timed out: may or may not have been applied
-/// assert!(concord_sim::linearizability::check_history(&recorder.history()).is_ok());
+/// assert!(concord_check::linearizability::check_history(&recorder.history()).is_ok());
 /// ```
 #[derive(Clone, Debug)]
 pub struct Recorder {

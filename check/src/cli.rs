@@ -103,7 +103,7 @@ fn malformed(shown: &str, e: HistoryError, model: &str) -> CliOutput {
         other => CliOutput::error(MALFORMED, format!("{shown}: {other}")),
     };
     out.stderr.push_str(&format!(
-        "(the {model} model's format is documented in concord_sim::models and concord_sim::check::typed)\n"
+        "(the {model} model's format is documented in concord_check::models and concord_check::typed)\n"
     ));
     out
 }

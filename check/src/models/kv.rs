@@ -6,9 +6,9 @@
 
 use serde_json::{Map, Value};
 
-use crate::check::typed::{field_bool, field_value, JsonModel};
-use crate::check::{Decision, Model, Op, Outcome};
 use crate::history::{self, Operation, Output};
+use crate::typed::{field_bool, field_value, JsonModel};
+use crate::{Decision, Model, Op, Outcome};
 
 /// A key-value operation's input: the key and the request.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -186,11 +186,11 @@ impl Model for Kv {
         }
     }
     fn state_heap_bytes(&self, s: &KvState) -> usize {
-        crate::check::memory::btree_map_bytes::<String, String>(s.len())
+        crate::memory::btree_map_bytes::<String, String>(s.len())
             + s.iter()
                 .map(|(k, v)| {
-                    crate::check::memory::string_bytes(k, k.capacity())
-                        + crate::check::memory::string_bytes(v, v.capacity())
+                    crate::memory::string_bytes(k, k.capacity())
+                        + crate::memory::string_bytes(v, v.capacity())
                 })
                 .sum::<usize>()
     }

@@ -43,7 +43,7 @@
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 
-use super::search::Fx;
+use crate::hash::Fx;
 
 /// One operation of a register, as the decision sees it.
 #[derive(Clone, Copy, Debug)]

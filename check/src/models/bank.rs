@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use crate::check::typed::{field_bool, field_i64, field_value, JsonModel};
-use crate::check::Model;
+use crate::typed::{field_bool, field_i64, field_value, JsonModel};
+use crate::Model;
 
 /// What a bank client asks for.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -185,7 +185,7 @@ impl Model for Bank {
         format!("{{{}}}", parts.join(", "))
     }
     fn state_heap_bytes(&self, s: &Vec<i64>) -> usize {
-        crate::check::memory::alloc_bytes(s.capacity() * std::mem::size_of::<i64>())
+        crate::memory::alloc_bytes(s.capacity() * std::mem::size_of::<i64>())
     }
 }
 

@@ -54,7 +54,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use crate::check::search::StrMap;
+use crate::hash::StrMap;
 use crate::history::{Op, Operation, Outcome, Output};
 
 /// What [`decide_kv`] found about the operations of one key.

@@ -2,8 +2,8 @@
 
 use serde_json::{Map, Value};
 
-use crate::check::typed::{field_i64, JsonModel};
-use crate::check::Model;
+use crate::typed::{field_i64, JsonModel};
+use crate::Model;
 
 /// What a counter client asks for.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -5,15 +5,15 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
-use concord_sim::check::{
-    brute, check, check_parallel, check_with, Decision, Model, ModelFailure, Op, Outcome, Verdict,
-};
-use concord_sim::history::{self, Output};
-use concord_sim::linearizability::CheckConfig;
-use concord_sim::models::{
+use concord_check::history::{self, Output};
+use concord_check::linearizability::CheckConfig;
+use concord_check::models::{
     Bank, BankInput, BankOutput, CasRegister, Counter, CounterInput, CounterOutput, Kv, KvInput,
     KvState, Queue, QueueInput, QueueOutput, Register, RegisterInput, RegisterOutput, Set,
     SetInput,
+};
+use concord_check::{
+    brute, check, check_parallel, check_with, Decision, Model, ModelFailure, Op, Outcome, Verdict,
 };
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
@@ -545,7 +545,7 @@ fn agree<M: Gen>(model: &M, ops: &[Op<M::Input, M::Output>], exact_states: bool)
     let show = || {
         ops.iter()
             .enumerate()
-            .map(|(i, o)| format!("#{i} {}", concord_sim::check::describe_op(model, o)))
+            .map(|(i, o)| format!("#{i} {}", concord_check::describe_op(model, o)))
             .collect::<Vec<_>>()
             .join("\n")
     };
@@ -712,7 +712,7 @@ fn kv_agrees_with_brute_force_and_the_key_value_checker() {
         let hist = Kv::to_history(&ops.iter().collect::<Vec<_>>());
         let expected = brute::linearizable(&Kv, &ops);
         assert_eq!(
-            concord_sim::linearizability::check_history(&hist).is_ok(),
+            concord_check::linearizability::check_history(&hist).is_ok(),
             expected
         );
     }
@@ -905,7 +905,7 @@ fn unambiguous_register_with_1024_pending_operations() {
         .collect();
     ops.push(r(2000, "v7", 6000, 6001));
     let report =
-        concord_sim::check::check_parallel(&Register::default(), &ops, &CheckConfig::default(), 1);
+        concord_check::check_parallel(&Register::default(), &ops, &CheckConfig::default(), 1);
     assert!(report.verdict.is_ok(), "{}", report.verdict);
     assert!(report.parts[0].decided_directly);
     // Ambiguous (every write writes the same value): the search, with no
@@ -915,7 +915,7 @@ fn unambiguous_register_with_1024_pending_operations() {
     ops.push(r(2000, "x", 6100, 6101));
     ops.push(r(2001, "", 6102, 6103));
     let report =
-        concord_sim::check::check_parallel(&Register::default(), &ops, &CheckConfig::default(), 1);
+        concord_check::check_parallel(&Register::default(), &ops, &CheckConfig::default(), 1);
     assert!(!report.parts[0].decided_directly);
     let f = report
         .verdict
@@ -993,7 +993,7 @@ fn set_cases() {
             e + 70,
         ));
     }
-    let report = concord_sim::check::check_parallel(&Set, &ops, &CheckConfig::default(), 1);
+    let report = concord_check::check_parallel(&Set, &ops, &CheckConfig::default(), 1);
     assert!(report.verdict.is_ok());
     assert_eq!(report.parts.len(), 10_000);
 }

@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
-use crate::check::typed::{field_bool, field_value, JsonModel};
-use crate::check::Model;
+use crate::typed::{field_bool, field_value, JsonModel};
+use crate::Model;
 
 /// What a set client asks for.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -108,9 +108,9 @@ impl Model for Set {
         format!("{s:?}")
     }
     fn state_heap_bytes(&self, s: &BTreeSet<String>) -> usize {
-        crate::check::memory::btree_set_bytes::<String>(s.len())
+        crate::memory::btree_set_bytes::<String>(s.len())
             + s.iter()
-                .map(|v| crate::check::memory::string_bytes(v, v.capacity()))
+                .map(|v| crate::memory::string_bytes(v, v.capacity()))
                 .sum::<usize>()
     }
 }

@@ -1,14 +1,14 @@
 //! The direct decision for key-value keys with unambiguous writes
-//! (`concord_sim::check::unambiguous_kv`) against brute force and the
+//! (`concord_check::unambiguous_kv`) against brute force and the
 //! search, on thousands of small random mixed histories (gets, puts,
 //! appends, compare-and-sets; linearizable and not) and on hand-made
 //! adversarial cases.
 
-use concord_sim::check::brute;
-use concord_sim::check::unambiguous_kv::{decide_kv, stuck_by_bisection, KvDecision};
-use concord_sim::history::{Op, Operation, Outcome, Output};
-use concord_sim::linearizability::{check_history_with, CheckConfig};
-use concord_sim::models::Kv;
+use concord_check::brute;
+use concord_check::history::{Op, Operation, Outcome, Output};
+use concord_check::linearizability::{check_history_with, CheckConfig};
+use concord_check::models::Kv;
+use concord_check::unambiguous_kv::{decide_kv, stuck_by_bisection, KvDecision};
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

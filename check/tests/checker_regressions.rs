@@ -7,8 +7,8 @@
 //! chain of two or more unknown writes (the first of which is not directly
 //! useful) was never found.
 
-use concord_sim::history::parse_jsonl;
-use concord_sim::linearizability::{check_history, CheckResult};
+use concord_check::history::parse_jsonl;
+use concord_check::linearizability::{check_history, CheckResult};
 
 /// The checker's verdict on a history of JSON lines.
 fn verdict(history: &str) -> CheckResult {

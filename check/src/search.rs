@@ -51,82 +51,12 @@ use std::time::{Duration, Instant};
 
 use super::memory::{alloc_bytes, table_peak_bytes, vec_peak_bytes};
 use super::{describe_op, timeline, Model, ModelFailure, Op, Outcome, PartOutcome};
-use crate::linearizability::{CheckConfig, Limit};
+use crate::hash::Fx;
+use crate::limits::{is_subset, CheckConfig, Limit};
 
 type FxBuild = BuildHasherDefault<Fx>;
 type FxHashMap<K, V> = HashMap<K, V, FxBuild>;
 type FxHashSet<K> = HashSet<K, FxBuild>;
-
-/// The Fx hash (fixed seed, deterministic across runs).
-#[derive(Default, Clone, Copy)]
-pub(crate) struct Fx(u64);
-
-impl std::hash::Hasher for Fx {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut w = [0u8; 8];
-            w[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(w) ^ ((chunk.len() as u64) << 59));
-        }
-    }
-    #[inline]
-    fn write_u64(&mut self, i: u64) {
-        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-    #[inline]
-    fn write_u32(&mut self, i: u32) {
-        self.write_u64(i as u64);
-    }
-    #[inline]
-    fn write_u8(&mut self, i: u8) {
-        self.write_u64(i as u64);
-    }
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        self.write_u64(i as u64);
-    }
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-/// [`Fx`] with a final avalanche (murmur3's `fmix64`), for maps keyed by
-/// strings that differ only in their later bytes (`"v1"`, ..., `"v999999"`).
-/// Fx's low bits, which pick the bucket, depend only on the low bits of
-/// each 8-byte word, so such keys crowd a few buckets: interning a million
-/// values took seconds. Fixed-seed and deterministic like `Fx`.
-#[derive(Default, Clone, Copy)]
-pub(crate) struct FxMixed(Fx);
-
-impl std::hash::Hasher for FxMixed {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        self.0.write(bytes);
-    }
-    #[inline]
-    fn write_u64(&mut self, i: u64) {
-        self.0.write_u64(i);
-    }
-    #[inline]
-    fn write_u8(&mut self, i: u8) {
-        self.0.write_u8(i);
-    }
-    #[inline]
-    fn finish(&self) -> u64 {
-        let mut h = self.0.finish();
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        h ^ (h >> 33)
-    }
-}
-
-/// A map keyed by strings, hashed with [`FxMixed`].
-pub(crate) type StrMap<'a, V> =
-    std::collections::HashMap<&'a str, V, std::hash::BuildHasherDefault<FxMixed>>;
 
 /// The limits of one part's search.
 pub(crate) struct Budget {
@@ -789,9 +719,7 @@ impl<'a, M: Model> Search<'a, M> {
                 .sort_by(|a, b| (a.applied.len(), &a.applied).cmp(&(b.applied.len(), &b.applied)));
             let mut kept: Vec<Config<M::State>> = Vec::new();
             for c in configs {
-                let dominated = kept
-                    .iter()
-                    .any(|k| crate::linearizability::is_subset(&k.applied, &c.applied));
+                let dominated = kept.iter().any(|k| is_subset(&k.applied, &c.applied));
                 if !dominated {
                     kept.push(c);
                 }
@@ -1497,9 +1425,9 @@ fn delta_debug<M: Model>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::memory::counting;
-    use crate::check::{check_hinted, check_with, Verdict};
+    use crate::memory::counting;
     use crate::models::{Counter, CounterInput as In, CounterOutput as Out};
+    use crate::{check_hinted, check_with, Verdict};
 
     /// The counter with reads that are not `read_only`: the search places
     /// them like writes, so a hint steers them too.

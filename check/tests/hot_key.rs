@@ -9,12 +9,12 @@
 #[path = "hot_key_gen/mod.rs"]
 mod hot_key_gen;
 
-use concord_sim::check::brute;
-use concord_sim::history::{Op, Operation, Outcome, Output};
-use concord_sim::linearizability::{
+use concord_check::brute;
+use concord_check::history::{Op, Operation, Outcome, Output};
+use concord_check::linearizability::{
     check_history, check_history_with, CheckConfig, CheckResult, Limit,
 };
-use concord_sim::models::Kv;
+use concord_check::models::Kv;
 use hot_key_gen::{generate, make_stale};
 
 /// The limit the search without rule P exceeded on the history below.
@@ -184,14 +184,14 @@ fn small_hot_key_histories_agree_with_brute_force() {
             got.is_ok(),
             expected,
             "seed {seed}: checker says {got}, brute force says {expected}:\n{}",
-            concord_sim::history::to_jsonl(&ops)
+            concord_check::history::to_jsonl(&ops)
         );
         if let CheckResult::NotLinearizable(f) = got {
             assert_eq!(
                 f.stuck_index,
                 reference_stuck(&ops),
                 "seed {seed}: {f}\n{}",
-                concord_sim::history::to_jsonl(&ops)
+                concord_check::history::to_jsonl(&ops)
             );
         }
     }

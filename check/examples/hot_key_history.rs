@@ -2,7 +2,7 @@
 //! of issue 62 (item 2), as JSON lines for `concord-sim check`:
 //!
 //! ```text
-//! cargo run --release -p concord-sim --example hot_key_history -- \
+//! cargo run --release -p concord-check --example hot_key_history -- \
 //!     --ops 5000 --clients 64 --seed 1 --out h.jsonl [--stale]
 //! /usr/bin/time -v target/release/concord-sim check h.jsonl
 //! ```
@@ -26,7 +26,7 @@
 //! later put overwrote before the get was called: puts write values no
 //! other write produces, so the result is not linearizable.
 
-use concord_sim::history::to_jsonl;
+use concord_check::history::to_jsonl;
 
 #[path = "../tests/hot_key_gen/mod.rs"]
 mod hot_key_gen;

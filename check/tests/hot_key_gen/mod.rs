@@ -1,5 +1,5 @@
 //! A seeded generator of mixed operations on one hot key (issue 62, item
-//! 2), shared by `sim/examples/hot_key_history.rs` (which writes them as
+//! 2), shared by `check/examples/hot_key_history.rs` (which writes them as
 //! JSON lines for `concord-sim check`) and the checker's tests.
 //!
 //! `clients` clients run against one atomic register holding a string.
@@ -20,7 +20,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use concord_sim::history::{Op, Operation, Outcome, Output};
+use concord_check::history::{Op, Operation, Outcome, Output};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

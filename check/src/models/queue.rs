@@ -4,8 +4,8 @@ use std::collections::VecDeque;
 
 use serde_json::{Map, Value};
 
-use crate::check::typed::{field_value, value_text, JsonModel};
-use crate::check::Model;
+use crate::typed::{field_value, value_text, JsonModel};
+use crate::Model;
 
 /// What a queue client asks for.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -101,9 +101,9 @@ impl Model for Queue {
         format!("{:?}", s.iter().collect::<Vec<_>>())
     }
     fn state_heap_bytes(&self, s: &VecDeque<String>) -> usize {
-        crate::check::memory::alloc_bytes(s.capacity() * std::mem::size_of::<String>())
+        crate::memory::alloc_bytes(s.capacity() * std::mem::size_of::<String>())
             + s.iter()
-                .map(|v| crate::check::memory::string_bytes(v, v.capacity()))
+                .map(|v| crate::memory::string_bytes(v, v.capacity()))
                 .sum::<usize>()
     }
 }

@@ -14,8 +14,8 @@
 //! ```no_run
 //! use std::process::ExitCode;
 //!
-//! use concord_sim::check::typed::{field_bool, JsonModel};
-//! use concord_sim::check::Model;
+//! use concord_check::typed::{field_bool, JsonModel};
+//! use concord_check::Model;
 //! use serde_json::{Map, Value};
 //!
 //! /// `{"op":"raise"}`, or `{"op":"is_raised","raised":true}`.
@@ -82,7 +82,7 @@
 //! // `my-checker history.jsonl`, `my-checker - < history.jsonl`,
 //! // `my-checker --timeout 60 --html report.html history.jsonl`, ...
 //! fn main() -> ExitCode {
-//!     concord_sim::check::main_with(Flag)
+//!     concord_check::main_with(Flag)
 //! }
 //! ```
 //!
@@ -176,7 +176,7 @@ where
             };
             let mut out = error_output(format!("{shown}: {at}"));
             out.stderr.push_str(&format!(
-                "(the envelope is documented in concord_sim::check::typed; the {} model's own \
+                "(the envelope is documented in concord_check::typed; the {} model's own \
                  fields by its JsonModel implementation)\n",
                 model.name()
             ));
@@ -389,7 +389,7 @@ fn help(program: &str, model_name: &str) -> String {
          Usage: {program} [OPTIONS] <HISTORY>\n\
          \n\
          Arguments:\n\
-         \x20 <HISTORY>  JSON lines: the envelope of concord_sim::check::typed with the \
+         \x20 <HISTORY>  JSON lines: the envelope of concord_check::typed with the \
          {model_name} model's fields (- reads standard input)\n\
          \n\
          Options:\n\
@@ -415,7 +415,7 @@ fn help(program: &str, model_name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::cli::{EMPTY, NOT_LINEARIZABLE, UNKNOWN};
+    use crate::cli::{EMPTY, NOT_LINEARIZABLE, UNKNOWN};
     use crate::models::Counter;
 
     fn run(args: &[&str], stdin: &str) -> CliOutput {

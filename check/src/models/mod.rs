@@ -1,4 +1,4 @@
-//! Built-in models for [`crate::check`]: the sequential objects a
+//! Built-in models for [`crate`]: the sequential objects a
 //! service can claim to be.
 //!
 //! | model | `--model` | operations (JSON `op`) | parts | unambiguous fast path |
@@ -12,7 +12,7 @@
 //! | [`Bank`] | `bank` | `transfer`, `balance`, `total` | one | search |
 //!
 //! Each type's documentation gives its JSON fields; the envelope (`client`,
-//! `call`, `return`, `ok`) is [`crate::check::typed`]'s.
+//! `call`, `return`, `ok`) is [`crate::typed`]'s.
 
 mod bank;
 mod counter;

@@ -2,9 +2,9 @@
 
 use serde_json::{Map, Value};
 
-use crate::check::typed::{field_bool, field_value, JsonModel};
-use crate::check::unambiguous::{decide_register, RegOp, RegisterDecision};
-use crate::check::{Decision, Model, Op, Outcome};
+use crate::typed::{field_bool, field_value, JsonModel};
+use crate::unambiguous::{decide_register, RegOp, RegisterDecision};
+use crate::{Decision, Model, Op, Outcome};
 
 /// What a register client asks for.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -60,7 +60,7 @@ fn decide<'a>(
     ops: &[&'a Op<RegisterInput, RegisterOutput>],
     init: &'a str,
 ) -> Option<Decision<String>> {
-    let mut ids: crate::check::search::StrMap<'a, u32> = Default::default();
+    let mut ids: crate::hash::StrMap<'a, u32> = Default::default();
     let mut names: Vec<&'a str> = Vec::new();
     let mut intern = |s: &'a str| -> u32 {
         let n = names.len() as u32;
@@ -190,7 +190,7 @@ impl<const CAS: bool> Model for RegisterModel<CAS> {
         format!("{s:?}")
     }
     fn state_heap_bytes(&self, s: &String) -> usize {
-        crate::check::memory::string_bytes(s, s.capacity())
+        crate::memory::string_bytes(s, s.capacity())
     }
 }
 

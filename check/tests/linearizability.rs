@@ -3,11 +3,11 @@
 //! The small histories are written by hand and their verdicts reasoned out
 //! in the comments, not copied from the checker's output.
 
-use concord_sim::histgen::{concurrent_puts, corrupt_stale_read, generate, GenConfig};
-use concord_sim::history::{
+use concord_check::histgen::{concurrent_puts, corrupt_stale_read, generate, GenConfig};
+use concord_check::history::{
     parse_jsonl, read_jsonl, to_jsonl, write_jsonl, HistoryError, Op, Operation, Outcome, Output,
 };
-use concord_sim::linearizability::{check_history, check_history_with, CheckConfig, CheckResult};
+use concord_check::linearizability::{check_history, check_history_with, CheckConfig, CheckResult};
 
 fn h(text: &str) -> Vec<Operation> {
     match parse_jsonl(text) {

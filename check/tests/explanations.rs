@@ -3,7 +3,7 @@
 //! `pins` gets the writes named, not "a sub-history of 1 operations" (the
 //! lone read, not linearizable only because the initial state differs).
 
-use concord_sim::check::{check, Model, Op, Verdict};
+use concord_check::{check, Model, Op, Verdict};
 
 /// A register of the user's own: `Some(v)` writes `v`, `None` reads.
 /// Only the methods `Model` requires.
