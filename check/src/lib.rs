@@ -67,6 +67,7 @@ mod hash;
 pub mod histgen;
 pub mod history;
 pub mod jepsen;
+mod kv_search;
 mod limits;
 pub mod linearizability;
 pub mod memory;
