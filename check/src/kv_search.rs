@@ -24,6 +24,9 @@ type FxBuild = BuildHasherDefault<FxHasher>;
 type FxHashMap<K, V> = HashMap<K, V, FxBuild>;
 type FxHashSet<K> = HashSet<K, FxBuild>;
 
+/// The values a key could hold before a return, or `None`.
+type ValuesFn = fn(&[Operation], &[usize], usize) -> Option<Vec<String>>;
+
 /// What the key-value search leaves to the generic search with the
 /// key-value model.
 pub(crate) struct Generic {
@@ -33,7 +36,7 @@ pub(crate) struct Generic {
     /// The concrete values the key could hold just before `stuck`
     /// returned (the key's operations are `idx`), where this search
     /// merged them into one abstract state; `None` if not found cheaply.
-    pub(crate) values: fn(&[Operation], &[usize], usize) -> Option<Vec<String>>,
+    pub(crate) values: ValuesFn,
 }
 
 // ---------------------------------------------------------------------------
