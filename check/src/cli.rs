@@ -1,14 +1,18 @@
-//! `concord-sim check --model NAME`: checking a history of any built-in
-//! model read from JSON lines (or, for registers, a Jepsen JSON history),
-//! with the same exit codes as the key-value check. The binary prints what
-//! this returns, so that a closed standard output ends it quietly.
+//! `concord-sim check`: checking a history of the key-value store
+//! ([`run_kv`], its own search and per-key report) or of any built-in
+//! model (`--model NAME`, [`run`]) read from JSON lines (or, for
+//! registers, a Jepsen JSON history), with the same exit codes. The binary
+//! parses the flags and prints what these return, so that a closed
+//! standard output ends it quietly.
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::typed::{parse_jsonl, to_jsonl, JsonModel};
 use super::{check_parallel, jepsen, CheckConfig, ModelReport, Op, Outcome, Verdict};
 use crate::history::HistoryError;
+use crate::linearizability::{check_history_parallel, CheckResult, KeyVerdict, Report};
 use crate::models::{
     Bank, CasRegister, Counter, Queue, Register, RegisterInput, RegisterOutput, Set, NAMES,
 };
@@ -86,6 +90,12 @@ pub struct CliOutput {
 }
 
 impl CliOutput {
+    /// This output with exit code `code`.
+    fn ending(mut self, code: u8) -> CliOutput {
+        self.code = code;
+        self
+    }
+
     fn error(code: u8, message: String) -> CliOutput {
         CliOutput {
             code,
@@ -371,6 +381,181 @@ fn print_report<M: JsonModel>(
         }
         other => {
             let _ = writeln!(s, "{other}");
+        }
+    }
+}
+
+/// Runs the key-value store's check of `text` (JSON lines of
+/// [`crate::history`]) with its own search ([`check_history_parallel`])
+/// and report: counts, a table of the `key_rows` slowest keys, the
+/// verdict with its explanation. `concord-sim check` without `--model`
+/// (or with `--model kv`) on JSON lines; [`run`] checks the other models,
+/// and the key-value model from a Jepsen history.
+pub fn run_kv(args: &ModelArgs, key_rows: usize, text: &str) -> CliOutput {
+    let mut out = CliOutput::default();
+    macro_rules! outln {
+        ($($t:tt)*) => {{
+            let _ = writeln!(out.stdout, $($t)*);
+        }};
+    }
+    macro_rules! errln {
+        ($($t:tt)*) => {{
+            let _ = writeln!(out.stderr, $($t)*);
+        }};
+    }
+    let shown = args.shown.as_str();
+    if args.write_jepsen.is_some() {
+        errln!("error: --write-jepsen writes register and cas-register histories only");
+        return out.ending(MALFORMED);
+    }
+    let ops = match crate::history::parse_jsonl(text) {
+        Ok(ops) => ops,
+        Err(HistoryError::Malformed { line, message }) => {
+            errln!("error: {shown}: line {line}: {message}");
+            errln!("(the format is documented in concord_check::history, check/src/history.rs)");
+            return out.ending(MALFORMED);
+        }
+        Err(error) => {
+            errln!("error: {shown}: {error}");
+            return out.ending(MALFORMED);
+        }
+    };
+    if let Some(path) = &args.write_jsonl {
+        match std::fs::write(path, crate::history::to_jsonl(&ops)) {
+            Ok(()) => outln!("JSON lines written to {}", path.display()),
+            Err(error) => {
+                errln!("error: cannot write {}: {error}", path.display());
+                return out.ending(MALFORMED);
+            }
+        }
+    }
+    let completed = ops
+        .iter()
+        .filter(|o| matches!(o.outcome, crate::history::Outcome::Ok(_)))
+        .count();
+    if let Some(message) = emptiness(ops.len(), completed) {
+        outln!("{message}");
+        if args.allow_empty {
+            outln!("accepted (--allow-empty)");
+            return out.ending(LINEARIZABLE);
+        }
+        return out.ending(EMPTY);
+    }
+    let started = Instant::now();
+    let report = check_history_parallel(&ops, &args.cfg, args.threads);
+    let wall = started.elapsed();
+    print_kv_report(&mut out.stdout, args, key_rows, &report, ops.len(), wall);
+    if let Some(path) = &args.html {
+        let page = match &report.result {
+            CheckResult::NotLinearizable(failure) => crate::report::check_page(&ops, failure),
+            other => crate::report::verdict_page(&other.to_string(), &report),
+        };
+        match std::fs::write(path, page) {
+            Ok(()) => outln!("HTML report written to {}", path.display()),
+            Err(error) => {
+                errln!("error: cannot write {}: {error}", path.display());
+            }
+        }
+    }
+    out.code = match &report.result {
+        CheckResult::Ok => LINEARIZABLE,
+        CheckResult::NotLinearizable(_) => NOT_LINEARIZABLE,
+        CheckResult::Unknown(_) => UNKNOWN,
+        CheckResult::Invalid { .. } => MALFORMED,
+    };
+    out
+}
+
+/// The key-value check's report: counts, the per-key table, the verdict.
+fn print_kv_report(
+    stdout: &mut String,
+    args: &ModelArgs,
+    key_rows: usize,
+    report: &Report,
+    ops: usize,
+    wall: Duration,
+) {
+    macro_rules! outln {
+        ($($t:tt)*) => {{
+            let _ = writeln!(stdout, $($t)*);
+        }};
+    }
+    macro_rules! out {
+        ($($t:tt)*) => {{
+            let _ = write!(stdout, $($t)*);
+        }};
+    }
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    outln!(
+        "{}: {} on {}, {}, {:.3} s",
+        args.program,
+        plural(ops, "operation"),
+        plural(report.keys.len(), "key"),
+        plural(args.threads.max(1), "thread"),
+        wall.as_secs_f64()
+    );
+    let mut rows: Vec<usize> = (0..report.keys.len()).collect();
+    if rows.len() > key_rows {
+        rows.sort_by(|&a, &b| {
+            report.keys[b]
+                .elapsed
+                .cmp(&report.keys[a].elapsed)
+                .then(a.cmp(&b))
+        });
+        rows.truncate(key_rows);
+        outln!(
+            "per key (the {} slowest of {}; --key-rows shows more):",
+            rows.len(),
+            report.keys.len()
+        );
+    } else {
+        outln!("per key:");
+    }
+    outln!(
+        "  {:<24} {:>8} {:>9} {:>8} {:>7} {:>10}  verdict",
+        "key",
+        "ops",
+        "completed",
+        "unknown",
+        "failed",
+        "time (s)"
+    );
+    for &i in &rows {
+        let k = &report.keys[i];
+        let time = if k.verdict == KeyVerdict::Skipped {
+            "-".to_string()
+        } else {
+            format!("{:.3}", k.elapsed.as_secs_f64())
+        };
+        outln!(
+            "  {:<24} {:>8} {:>9} {:>8} {:>7} {:>10}  {}",
+            format!("{:?}", k.key),
+            k.ops,
+            k.completed,
+            k.unknown,
+            k.failed,
+            time,
+            k.verdict
+        );
+    }
+    match &report.result {
+        CheckResult::Ok => outln!("LINEARIZABLE"),
+        CheckResult::NotLinearizable(failure) => out!("{failure}"),
+        CheckResult::Unknown(exhausted) => {
+            let flag = match exhausted.limit {
+                crate::linearizability::Limit::Time(_) => " (raise --timeout)",
+                crate::linearizability::Limit::Configurations(_) => {
+                    " (--max-configs; the bound that matters is --max-memory)"
+                }
+                crate::linearizability::Limit::Memory { .. } => "",
+                crate::linearizability::Limit::Steps(_) => " (raise --max-steps)",
+                crate::linearizability::Limit::PendingOperations(_) => "",
+                crate::linearizability::Limit::Pace { .. } => "",
+            };
+            outln!("{exhausted}{flag}");
+        }
+        CheckResult::Invalid { index, message } => {
+            outln!("invalid history: operation #{index}: {message}")
         }
     }
 }

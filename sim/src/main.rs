@@ -876,21 +876,12 @@ mod check {
     //! `concord-sim check`.
 
     use std::io::Read;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
-    use concord_sim::check::cli::{self, Format, ModelArgs};
-    use concord_sim::history::{parse_jsonl, HistoryError};
-    use concord_sim::linearizability::{
-        check_history_parallel, CheckConfig, CheckResult, KeyVerdict, Report,
-    };
+    use concord_sim::check::cli::{self, Format, ModelArgs, MALFORMED};
+    use concord_sim::linearizability::CheckConfig;
 
     use super::CheckArgs;
-
-    /// Exit codes.
-    const LINEARIZABLE: u8 = 0;
-    const NOT_LINEARIZABLE: u8 = 1;
-    const UNKNOWN: u8 = 2;
-    const MALFORMED: u8 = 3;
 
     /// Runs `check`; returns the exit code.
     pub fn run(args: &CheckArgs) -> u8 {
@@ -933,160 +924,27 @@ mod check {
                 return MALFORMED;
             }
         };
-        if args.model != "kv" || format != Format::Jsonl {
-            let out = cli::run(
-                &ModelArgs {
-                    model: args.model.clone(),
-                    format,
-                    accounts: args.accounts.clone(),
-                    allow_empty: args.allow_empty,
-                    cfg,
-                    threads: args.threads,
-                    write_jsonl: args.write_jsonl.clone(),
-                    write_jepsen: args.write_jepsen.clone(),
-                    html: args.html.clone(),
-                    shown: shown.clone(),
-                    program: "concord-sim check".to_string(),
-                },
-                &text,
-            );
-            print!("{}", out.stdout);
-            eprint!("{}", out.stderr);
-            return out.code;
-        }
-        if args.write_jepsen.is_some() {
-            eprintln!("error: --write-jepsen writes register and cas-register histories only");
-            return MALFORMED;
-        }
-        let ops = match parse_jsonl(&text) {
-            Ok(ops) => ops,
-            Err(HistoryError::Malformed { line, message }) => {
-                eprintln!("error: {shown}: line {line}: {message}");
-                eprintln!(
-                    "(the format is documented in concord_check::history, check/src/history.rs)"
-                );
-                return MALFORMED;
-            }
-            Err(error) => {
-                eprintln!("error: {shown}: {error}");
-                return MALFORMED;
-            }
+        let model_args = ModelArgs {
+            model: args.model.clone(),
+            format,
+            accounts: args.accounts.clone(),
+            allow_empty: args.allow_empty,
+            cfg,
+            threads: args.threads,
+            write_jsonl: args.write_jsonl.clone(),
+            write_jepsen: args.write_jepsen.clone(),
+            html: args.html.clone(),
+            shown,
+            program: "concord-sim check".to_string(),
         };
-        if let Some(path) = &args.write_jsonl {
-            match std::fs::write(path, concord_sim::history::to_jsonl(&ops)) {
-                Ok(()) => println!("JSON lines written to {}", path.display()),
-                Err(error) => {
-                    eprintln!("error: cannot write {}: {error}", path.display());
-                    return MALFORMED;
-                }
-            }
-        }
-        let completed = ops
-            .iter()
-            .filter(|o| matches!(o.outcome, concord_sim::history::Outcome::Ok(_)))
-            .count();
-        if let Some(message) = cli::emptiness(ops.len(), completed) {
-            println!("{message}");
-            if args.allow_empty {
-                println!("accepted (--allow-empty)");
-                return LINEARIZABLE;
-            }
-            return cli::EMPTY;
-        }
-        let started = Instant::now();
-        let report = check_history_parallel(&ops, &cfg, args.threads);
-        let wall = started.elapsed();
-        print_report(args, &report, ops.len(), wall);
-        if let Some(path) = &args.html {
-            let page = match &report.result {
-                CheckResult::NotLinearizable(failure) => {
-                    concord_sim::report::check_page(&ops, failure)
-                }
-                other => concord_sim::report::verdict_page(&other.to_string(), &report),
-            };
-            match std::fs::write(path, page) {
-                Ok(()) => println!("HTML report written to {}", path.display()),
-                Err(error) => {
-                    eprintln!("error: cannot write {}: {error}", path.display());
-                }
-            }
-        }
-        match &report.result {
-            CheckResult::Ok => LINEARIZABLE,
-            CheckResult::NotLinearizable(_) => NOT_LINEARIZABLE,
-            CheckResult::Unknown(_) => UNKNOWN,
-            CheckResult::Invalid { .. } => MALFORMED,
-        }
-    }
-
-    fn print_report(args: &CheckArgs, report: &Report, ops: usize, wall: Duration) {
-        let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
-        println!(
-            "concord-sim check: {} on {}, {}, {:.3} s",
-            plural(ops, "operation"),
-            plural(report.keys.len(), "key"),
-            plural(args.threads.max(1), "thread"),
-            wall.as_secs_f64()
-        );
-        let mut rows: Vec<usize> = (0..report.keys.len()).collect();
-        if rows.len() > args.key_rows {
-            rows.sort_by(|&a, &b| {
-                report.keys[b]
-                    .elapsed
-                    .cmp(&report.keys[a].elapsed)
-                    .then(a.cmp(&b))
-            });
-            rows.truncate(args.key_rows);
-            println!(
-                "per key (the {} slowest of {}; --key-rows shows more):",
-                rows.len(),
-                report.keys.len()
-            );
+        let out = if args.model == "kv" && format == Format::Jsonl {
+            cli::run_kv(&model_args, args.key_rows, &text)
         } else {
-            println!("per key:");
-        }
-        println!(
-            "  {:<24} {:>8} {:>9} {:>8} {:>7} {:>10}  verdict",
-            "key", "ops", "completed", "unknown", "failed", "time (s)"
-        );
-        for &i in &rows {
-            let k = &report.keys[i];
-            let time = if k.verdict == KeyVerdict::Skipped {
-                "-".to_string()
-            } else {
-                format!("{:.3}", k.elapsed.as_secs_f64())
-            };
-            println!(
-                "  {:<24} {:>8} {:>9} {:>8} {:>7} {:>10}  {}",
-                format!("{:?}", k.key),
-                k.ops,
-                k.completed,
-                k.unknown,
-                k.failed,
-                time,
-                k.verdict
-            );
-        }
-        match &report.result {
-            CheckResult::Ok => println!("LINEARIZABLE"),
-            CheckResult::NotLinearizable(failure) => print!("{failure}"),
-            CheckResult::Unknown(exhausted) => {
-                let flag = match exhausted.limit {
-                    concord_sim::linearizability::Limit::Time(_) => " (raise --timeout)",
-                    concord_sim::linearizability::Limit::Configurations(_) => {
-                        " (--max-configs; the bound that matters is --max-memory)"
-                    }
-                    concord_sim::linearizability::Limit::Memory { .. } => "",
-                    concord_sim::linearizability::Limit::Steps(_) => " (raise --max-steps)",
-                    concord_sim::linearizability::Limit::PendingOperations(_) => "",
-                    concord_sim::linearizability::Limit::Pace { .. } => "",
-                };
-                println!("{exhausted}{flag}");
-            }
-            CheckResult::Invalid { index, message } => {
-                println!("invalid history: operation #{index}: {message}")
-            }
-        }
+            cli::run(&model_args, &text)
+        };
+        print!("{}", out.stdout);
+        eprint!("{}", out.stderr);
+        out.code
     }
 }
 
