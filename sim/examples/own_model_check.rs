@@ -4,7 +4,7 @@
 //! The service hands out one lock. `acquire` by an owner answers whether
 //! it was granted (a try-lock: never waits); `release` by an owner answers
 //! whether that owner held it. Recorded as JSON lines, one operation per
-//! line (the envelope of `concord_sim::check::typed` plus `owner` and,
+//! line (the envelope of `concord_check::typed` plus `owner` and,
 //! when completed, `granted` or `released`):
 //!
 //! ```text
@@ -28,8 +28,8 @@
 
 use std::process::ExitCode;
 
-use concord_sim::check::typed::{field_bool, field_value, JsonModel};
-use concord_sim::check::Model;
+use concord_check::typed::{field_bool, field_value, JsonModel};
+use concord_check::Model;
 use serde_json::{Map, Value};
 
 /// What a client of the lock asks for.
@@ -168,5 +168,5 @@ impl JsonModel for Lock {
 }
 
 fn main() -> ExitCode {
-    concord_sim::check::main_with(Lock)
+    concord_check::main_with(Lock)
 }
