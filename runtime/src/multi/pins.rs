@@ -66,7 +66,16 @@ impl GroupTrack {
 
     /// The oldest segment holding entries this group needs.
     pub(crate) fn entries_pin(&self) -> Option<u64> {
-        self.runs.iter().map(|run| run.segment).min()
+        // Runs are pushed in log order into segments that only grow, so
+        // the front is the oldest; this is asked at every append.
+        debug_assert!(
+            self.runs
+                .iter()
+                .zip(self.runs.iter().skip(1))
+                .all(|(a, b)| a.segment <= b.segment),
+            "runs out of segment order"
+        );
+        self.runs.front().map(|run| run.segment)
     }
 
     pub(crate) fn note_hard_state(&mut self, hard_state: HardState, segment: u64) {
@@ -75,6 +84,15 @@ impl GroupTrack {
     }
 
     pub(crate) fn note_truncate(&mut self, after: Index) {
+        // The usual append follows the last entry: nothing to cut, and
+        // no pass over the runs (the last run ends the log).
+        if self.runs.back().is_none_or(|run| run.last <= after) {
+            debug_assert!(
+                self.runs.iter().all(|run| run.last > self.snapshot.index),
+                "a run the snapshot covers is still held"
+            );
+            return;
+        }
         self.runs.retain(|run| run.first <= after);
         for run in &mut self.runs {
             run.last = run.last.min(after);
