@@ -26,3 +26,6 @@ mod harness;
 
 #[cfg(madsim)]
 pub use harness::*;
+
+#[cfg(madsim)]
+pub mod multi_scenario;

@@ -45,6 +45,8 @@ pub fn client_name(cluster_id: &str) -> String {
 }
 
 /// The node id `name` stands for if it is `node-<id>.<cluster_id>`.
+/// (madsim builds have no TLS: only the real one reads certificates.)
+#[cfg_attr(madsim, allow(dead_code))]
 fn node_id_of(name: &str, cluster_id: &str) -> Option<NodeId> {
     let rest = name.strip_prefix("node-")?;
     let (id, cluster) = rest.split_once('.')?;
@@ -104,6 +106,7 @@ pub enum TlsRole {
 }
 
 impl TlsRole {
+    #[cfg_attr(madsim, allow(dead_code))]
     fn name(self, cluster_id: &str) -> String {
         match self {
             TlsRole::Node(id) => node_name(id, cluster_id),

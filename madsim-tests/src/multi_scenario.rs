@@ -1,0 +1,572 @@
+//! The multi-group scenario: the tokio multi-group host
+//! (`concord_tokio::multi::host`, the server loop of `concord-node
+//! --groups N`) run as a 3-node cluster of `groups` groups under madsim:
+//! each node the real loop with its shared write-ahead log (written
+//! inline, on the page-cache disk model, which a kill cuts at its last
+//! sync), one TCP connection per peer (`TcpFrameSender`, `tcp_listener`),
+//! the sharded key-value store's state machine, and clients of the
+//! sharded store (`ShardedKvClient` over the `RoutingClient`) on madsim's
+//! simulated TCP. Faults, one at a time: a node killed and restarted
+//! from its disk, a node cut off, a link cut one way, a slow network, a
+//! lossy network (madsim's TCP retransmits: lost packets arrive late, and
+//! connections that fall silent are dropped with the frames queued on
+//! them).
+//!
+//! Checked: every group has a leader known to all three nodes after the
+//! faults heal, every acknowledged append is in its key's value at the
+//! end, and the client history of every key (one key per group, so one
+//! history per group) is linearizable. A failed check panics naming the
+//! seed; otherwise [`run_multi_group`] returns what the run did. The
+//! `madsim_multi_group` test runs it over madsim's test seeds, the
+//! `madsim-sweep` binary over any range of seeds.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::harness::{
+    assert_linearizable, completed_after_heal, ip, join_clients, plain_node, run_faults, text,
+    Fault, FaultRounds,
+};
+use bytes::Bytes;
+use concord::multi::sessions::GroupSessions;
+use concord::multi::{GroupId, MultiConfig};
+use concord::{Config, NodeId, Role};
+use concord_services::sharded_kv::{ShardMachine, ShardMap};
+use concord_services::sharded_kv_client::ShardedKvClient;
+use concord_sim::history::{Op, Operation, Output};
+use concord_tokio::multi::host::{self, HostEvent, MultiServerConfig, MultiStatus};
+use concord_tokio::multi::log_sink::InlineLog;
+use concord_tokio::multi::page_cache::PageCacheDisk;
+use concord_tokio::multi::routing_client::RoutingConfig;
+use concord_tokio::multi::shared_log::{MultiWalOptions, SharedLog};
+use concord_tokio::multi::tcp_listener::{self, MultiListenerConfig};
+use concord_tokio::multi::tcp_sender::{TcpFrameConfig, TcpFrameSender};
+use madsim::rand::{thread_rng, Rng};
+use madsim::runtime::Handle;
+use madsim::time::{sleep, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+const CLUSTER: &str = "madsim-multi";
+const PORT: u16 = 7100;
+const NODES: [NodeId; 3] = [1, 2, 3];
+/// Most operations per client (clients stop earlier, once the faults
+/// have run and the cluster had time to heal).
+const OPS_PER_CLIENT_MAX: u64 = 3000;
+/// Virtual time allowed, after the heal, for every group to have a
+/// leader known to all three nodes.
+const LED_WITHIN: Duration = Duration::from_secs(30);
+
+fn node_ip(id: NodeId) -> IpAddr {
+    ip(1, 0, id)
+}
+
+fn client_ip(i: u64) -> IpAddr {
+    ip(1, 1, i)
+}
+
+/// One key for each group: the first of `k0`, `k1`, ... the map sends
+/// to it.
+fn key_per_group(map: &ShardMap) -> BTreeMap<GroupId, String> {
+    let mut keys = BTreeMap::new();
+    let mut n = 0u64;
+    while keys.len() < map.groups() as usize {
+        let key = format!("k{n}");
+        keys.entry(map.group_of(key.as_bytes())).or_insert(key);
+        n += 1;
+    }
+    keys
+}
+
+/// The keys the clients use, one per group, and those of them that only
+/// ever take appends (and reads), whose every acknowledged append must be
+/// in their final value: the keys of even groups, or, for a lone group,
+/// a second key of its own.
+fn scenario_keys(map: &ShardMap) -> (Vec<String>, BTreeSet<String>) {
+    let firsts = key_per_group(map);
+    let mut keys: Vec<String> = firsts.values().cloned().collect();
+    let mut append_only: BTreeSet<String> = firsts
+        .iter()
+        .filter(|(group, _)| group.is_multiple_of(2))
+        .map(|(_, key)| key.clone())
+        .collect();
+    if append_only.is_empty() {
+        let extra = (0u64..)
+            .map(|n| format!("k{n}"))
+            .find(|key| !keys.contains(key))
+            .expect("keys are unbounded");
+        append_only.insert(extra.clone());
+        keys.push(extra);
+    }
+    (keys, append_only)
+}
+
+/// Where the test reaches each running node's loop (replaced at every
+/// start; a killed node's sender finds its loop gone).
+type Inboxes = Arc<Mutex<BTreeMap<NodeId, mpsc::Sender<HostEvent>>>>;
+
+/// Starts node `id`'s server in its `incarnation` on `disk` (a restart
+/// first loses what the kill left unsynced) and serves until killed.
+async fn serve(
+    groups: u64,
+    id: NodeId,
+    incarnation: u64,
+    disk: PageCacheDisk,
+    addrs: BTreeMap<NodeId, String>,
+    inboxes: Inboxes,
+) {
+    if incarnation > 1 {
+        disk.crash(id * 1_000 + incarnation);
+    }
+    let options = MultiWalOptions {
+        segment_bytes_max: 64 * 1024,
+        segments_max: 4,
+        ..MultiWalOptions::default()
+    };
+    let (log, recovery) =
+        SharedLog::open(disk.clone(), disk, options).expect("the shared log recovers");
+    let log = InlineLog::new(log);
+    let map = ShardMap::new(groups).unwrap();
+    let mut multi = MultiConfig::new(id, NODES);
+    multi.incarnation = incarnation;
+    let groups = map
+        .group_ids()
+        .map(|group| {
+            let mut config = Config::new(id, NODES);
+            config.seed = group * 1_000 + id * 10 + incarnation;
+            // Snapshots every few entries: restarts recover from them,
+            // segments are freed, a node behind is sent one.
+            config.compaction_threshold_entries = Some(16);
+            config.compaction_trailing_entries = 4;
+            (group, config)
+        })
+        .collect();
+    let mut config = MultiServerConfig::new(multi, groups);
+    config.tick = Duration::from_millis(10);
+    config.client_addrs = addrs.clone();
+    let peers = addrs
+        .iter()
+        .filter(|(peer, _)| **peer != id)
+        .map(|(peer, addr)| (*peer, addr.clone()))
+        .collect();
+    let sender = TcpFrameSender::start(TcpFrameConfig::new(id, CLUSTER, peers));
+    let inbox = host::inbox();
+    let events = inbox.0.clone();
+    let handle = host::start(
+        config,
+        |group| GroupSessions::new(ShardMachine::new(map, group)),
+        recovery,
+        log,
+        sender,
+        inbox,
+    )
+    .expect("the server starts");
+    let listener = tokio::net::TcpListener::bind(&addrs[&id])
+        .await
+        .expect("listens");
+    let accept = MultiListenerConfig::new(id, CLUSTER, NODES.into_iter().collect());
+    tokio::spawn(tcp_listener::serve(
+        listener,
+        accept,
+        events.clone(),
+        handle.shutdown_signal(),
+    ));
+    inboxes.lock().unwrap().insert(id, events);
+    // The handle keeps the loop running (dropping it stops the server):
+    // hold it until the node is killed.
+    std::future::pending::<()>().await;
+    drop(handle);
+}
+
+/// Node `id`'s status with every group, or `None` while it is down.
+async fn status(inboxes: &Inboxes, id: NodeId) -> Option<MultiStatus> {
+    let inbox = inboxes.lock().unwrap().get(&id).cloned()?;
+    let (reply, rx) = oneshot::channel();
+    inbox
+        .send(HostEvent::Status {
+            groups: true,
+            reply,
+        })
+        .await
+        .ok()?;
+    tokio::time::timeout(Duration::from_secs(1), rx)
+        .await
+        .ok()?
+        .ok()
+}
+
+/// Waits until every group has one leader that all three nodes know;
+/// the time it took, or the groups still without one.
+async fn every_group_led(
+    inboxes: &Inboxes,
+    groups: u64,
+    within: Duration,
+) -> Result<Duration, String> {
+    let start = Instant::now();
+    loop {
+        let mut known: BTreeMap<GroupId, BTreeSet<Option<NodeId>>> = BTreeMap::new();
+        let mut led: BTreeMap<GroupId, NodeId> = BTreeMap::new();
+        let mut answered = 0;
+        for id in NODES {
+            let Some(status) = status(inboxes, id).await else {
+                continue;
+            };
+            answered += 1;
+            for (group, group_status) in status.groups {
+                known.entry(group).or_default().insert(group_status.leader);
+                if group_status.role == Role::Leader {
+                    led.insert(group, id);
+                }
+            }
+        }
+        let unled: Vec<GroupId> = (1..=groups)
+            .filter(|group| {
+                let Some(leader) = led.get(group) else {
+                    return true;
+                };
+                known
+                    .get(group)
+                    .map(|seen| seen.len() == 1 && seen.contains(&Some(*leader)))
+                    != Some(true)
+            })
+            .collect();
+        if answered == NODES.len() && unled.is_empty() {
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() > within {
+            return Err(format!(
+                "{answered} of 3 nodes answered; groups without a leader known to all: {unled:?}"
+            ));
+        }
+        sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// What the clients did.
+#[derive(Default)]
+struct Record {
+    history: Vec<Operation>,
+    /// Appended values acknowledged, by key.
+    appended: BTreeMap<String, Vec<String>>,
+}
+
+fn routing(addrs: &BTreeMap<NodeId, String>) -> RoutingConfig {
+    let mut config = RoutingConfig::new(CLUSTER, addrs.clone());
+    config.attempts_max = 12;
+    config.request_timeout = Duration::from_millis(800);
+    config.connect_timeout = Duration::from_millis(300);
+    config
+}
+
+async fn run_client(
+    groups: u64,
+    client_no: u64,
+    addrs: BTreeMap<NodeId, String>,
+    keys: Vec<String>,
+    append_only: BTreeSet<String>,
+    start: Instant,
+    record: Arc<Mutex<Record>>,
+    stop: Arc<AtomicBool>,
+) {
+    let map = ShardMap::new(groups).unwrap();
+    let mut client = ShardedKvClient::new(map, routing(&addrs)).expect("client");
+    let mut last_seen: BTreeMap<String, String> = BTreeMap::new();
+    for i in 0..OPS_PER_CLIENT_MAX {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let key = keys[thread_rng().gen_range(0..keys.len())].clone();
+        let value = format!("c{client_no}.{i};");
+        let appends_only = append_only.contains(&key);
+        let roll = thread_rng().gen_range(0..10);
+        let op = match roll {
+            _ if appends_only && roll < 4 => Op::Get,
+            _ if appends_only => Op::Append {
+                value: value.clone(),
+            },
+            0..=2 => Op::Get,
+            3..=4 => Op::Put {
+                value: value.clone(),
+            },
+            5..=7 => Op::Append {
+                value: value.clone(),
+            },
+            _ => Op::Cas {
+                from: last_seen.get(&key).cloned().unwrap_or_default(),
+                to: value.clone(),
+            },
+        };
+        let call = start.elapsed().as_nanos() as u64;
+        let result = match &op {
+            Op::Get => client
+                .get(key.clone())
+                .await
+                .map(|v| Output::Value(text(v))),
+            Op::Put { value } => client
+                .put(key.clone(), value.clone())
+                .await
+                .map(|()| Output::Done),
+            Op::Append { value } => client
+                .append(key.clone(), value.clone())
+                .await
+                .map(|()| Output::Done),
+            Op::Cas { from, to } => {
+                let expected = (!from.is_empty()).then(|| Bytes::from(from.clone()));
+                client
+                    .cas(key.clone(), expected, to.clone())
+                    .await
+                    .map(Output::Swapped)
+            }
+        };
+        let ret = (start.elapsed().as_nanos() as u64).max(call);
+        let operation = Operation::new(client_no, key.clone(), op.clone(), call);
+        let mut record = record.lock().unwrap();
+        match result {
+            Ok(output) => {
+                if let Output::Value(seen) = &output {
+                    last_seen.insert(key.clone(), seen.clone());
+                }
+                if let Op::Append { value } = &op {
+                    record.appended.entry(key).or_default().push(value.clone());
+                }
+                record.history.push(operation.completed(ret, output));
+            }
+            // Certainly not applied (refused, never sent, no leader found).
+            Err(e) if e.definitely_not_applied() => {
+                record.history.push(operation.failed(ret));
+            }
+            // Sent, outcome unknown: it may take effect at any time later.
+            Err(_) => record.history.push(operation),
+        }
+    }
+}
+
+/// The shape of a run of [`run_multi_group`].
+#[derive(Clone, Copy, Debug)]
+pub struct MultiScenario {
+    /// Data groups of the sharded store (keys spread over them).
+    pub groups: u64,
+    /// Client nodes, each with one operation in flight.
+    pub clients: u64,
+    /// Faults, one after the other, each healed before the next.
+    pub fault_rounds: u32,
+}
+
+impl Default for MultiScenario {
+    /// 64 groups, 4 clients, 8 faults.
+    fn default() -> Self {
+        MultiScenario {
+            groups: 64,
+            clients: 4,
+            fault_rounds: 8,
+        }
+    }
+}
+
+/// What a run of [`run_multi_group`] did; every check passed.
+#[derive(Clone, Debug, Default)]
+pub struct MultiReport {
+    /// Client operations in the history checked (with the final reads).
+    pub operations: usize,
+    /// Of them, the ones that completed.
+    pub completed: usize,
+    /// Acknowledged appends found in their key's final value.
+    pub appends_checked: usize,
+    /// Nodes killed and restarted from their disk.
+    pub kills: u32,
+    /// Each fault, named, in order.
+    pub faults: Vec<String>,
+    /// Virtual time until every group was first led.
+    pub first_led: Duration,
+    /// Virtual time after the heal until every group was led again.
+    pub led_after_heal: Duration,
+    /// Virtual time from the clients' start to the end of the checks.
+    pub virtual_time: Duration,
+}
+
+/// Runs the scenario of the module documentation on the current madsim
+/// runtime; panics, naming the seed, when a check fails.
+pub async fn run_multi_group(scenario: MultiScenario) -> MultiReport {
+    let MultiScenario {
+        groups,
+        clients: client_count,
+        fault_rounds,
+    } = scenario;
+    assert!(
+        groups >= 1 && client_count >= 1,
+        "an empty scenario: {scenario:?}"
+    );
+    let handle = Handle::current();
+    let addrs: BTreeMap<NodeId, String> = NODES
+        .iter()
+        .map(|id| (*id, format!("{}:{PORT}", node_ip(*id))))
+        .collect();
+    let map = ShardMap::new(groups).unwrap();
+    let inboxes: Inboxes = Arc::default();
+    let mut disks = BTreeMap::new();
+    let mut nodes = BTreeMap::new();
+    for id in NODES {
+        let disk = PageCacheDisk::new();
+        disks.insert(id, disk.clone());
+        let starts = Arc::new(AtomicU64::new(0));
+        let (addrs, inboxes) = (addrs.clone(), inboxes.clone());
+        let node = handle
+            .create_node()
+            .name(format!("node-{id}"))
+            .ip(node_ip(id))
+            .init(move || {
+                let incarnation = starts.fetch_add(1, Ordering::Relaxed) + 1;
+                serve(
+                    groups,
+                    id,
+                    incarnation,
+                    disk.clone(),
+                    addrs.clone(),
+                    inboxes.clone(),
+                )
+            })
+            .build();
+        nodes.insert(id, node);
+    }
+
+    let first_led = every_group_led(&inboxes, groups, LED_WITHIN)
+        .await
+        .unwrap_or_else(|e| panic!("seed {}: the groups did not elect: {e}", handle.seed()));
+
+    let start = Instant::now();
+    let record = Arc::new(Mutex::new(Record::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (key_list, append_only) = scenario_keys(&map);
+    let mut clients = Vec::new();
+    for c in 1..=client_count {
+        let client_node = plain_node(&handle, format!("client-{c}"), client_ip(c));
+        let task = run_client(
+            groups,
+            c,
+            addrs.clone(),
+            key_list.clone(),
+            append_only.clone(),
+            start,
+            record.clone(),
+            stop.clone(),
+        );
+        clients.push(client_node.spawn(task));
+    }
+
+    // Faults, one at a time, each healed before the next.
+    let plan = FaultRounds {
+        rounds: fault_rounds,
+        gap_ms: 200..800,
+        hold_ms: 300..2000,
+        kinds: vec![
+            Fault::Kill,
+            Fault::Isolate,
+            Fault::OneWay,
+            Fault::Slow,
+            Fault::Lossy,
+        ],
+    };
+    let log = run_faults(&nodes, &plan, |victim| {
+        inboxes.lock().unwrap().remove(&victim);
+    })
+    .await;
+    let (kills, faults) = (log.kills, log.faults);
+
+    // Healed: every group must be led again, and clients must get through.
+    let healed_at = start.elapsed().as_nanos() as u64;
+    let led_after_heal = every_group_led(&inboxes, groups, LED_WITHIN)
+        .await
+        .unwrap_or_else(|e| panic!("seed {}: after the heal ({faults:?}): {e}", handle.seed()));
+    sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    join_clients(clients).await;
+
+    // Every acknowledged append is in its key's value, read through each
+    // group's leader once the clients are done.
+    let checker = handle
+        .create_node()
+        .name("checker")
+        .ip(client_ip(client_count + 1))
+        .build();
+    let final_keys = key_list.clone();
+    let final_addrs = addrs.clone();
+    let finals: BTreeMap<String, String> = checker
+        .spawn(async move {
+            let mut client =
+                ShardedKvClient::new(ShardMap::new(groups).unwrap(), routing(&final_addrs))
+                    .expect("client");
+            let mut finals = BTreeMap::new();
+            for key in final_keys {
+                let value = loop {
+                    match client.get(key.clone()).await {
+                        Ok(value) => break text(value),
+                        Err(_) => sleep(Duration::from_millis(100)).await,
+                    }
+                };
+                finals.insert(key, value);
+            }
+            finals
+        })
+        .await
+        .expect("final reads ran");
+    let record = std::mem::take(&mut *record.lock().unwrap());
+    let mut history = record.history;
+    let end = start.elapsed().as_nanos() as u64;
+    for (key, value) in &finals {
+        history.push(
+            Operation::new(client_count + 1, key.clone(), Op::Get, end)
+                .completed(end, Output::Value(value.clone())),
+        );
+    }
+    // Every acknowledged append to an append-only key is in its final
+    // value.
+    let mut appends_checked = 0;
+    for (key, values) in &record.appended {
+        if !append_only.contains(key) {
+            continue;
+        }
+        for value in values {
+            assert!(
+                finals[key].contains(value.as_str()),
+                "seed {}: acknowledged append {value:?} to {key} lost; final value {:?}",
+                handle.seed(),
+                finals[key]
+            );
+            appends_checked += 1;
+        }
+    }
+    assert!(
+        appends_checked > 0,
+        "seed {}: no append acknowledged",
+        handle.seed()
+    );
+    let completed = completed_after_heal(&history, healed_at, client_count as usize);
+    let groups_written: BTreeSet<&str> = history
+        .iter()
+        .filter(|op| op.ret.is_some() && !matches!(op.op, Op::Get))
+        .map(|op| op.key.as_str())
+        .collect();
+    tracing::info!(
+        "seed {}: {} operations ({completed} completed, {appends_checked} acknowledged appends found) on {} of {groups} groups' keys, {kills} kills, faults {faults:?}; every group led {first_led:?} after start and {led_after_heal:?} after the heal; {:?} virtual time",
+        handle.seed(),
+        history.len(),
+        groups_written.len(),
+        start.elapsed()
+    );
+    assert_linearizable(
+        &history,
+        &format!("{completed} completed, {kills} kills, faults {faults:?}"),
+    );
+    MultiReport {
+        operations: history.len(),
+        completed,
+        appends_checked,
+        kills,
+        faults,
+        first_led,
+        led_after_heal,
+        virtual_time: start.elapsed(),
+    }
+}
