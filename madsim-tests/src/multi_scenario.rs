@@ -13,8 +13,9 @@
 //! them).
 //!
 //! Checked: every group has a leader known to all three nodes after the
-//! faults heal, every acknowledged append is in its key's value at the
-//! end, and the client history of every key (one key per group, so one
+//! faults heal and again after every node is killed at once and
+//! restarted on what its disk kept, every acknowledged append is in its
+//! key's value at the end, and the client history of every key (one key per group, so one
 //! history per group) is linearizable. A failed check panics naming the
 //! seed; otherwise [`run_multi_group`] returns what the run did. The
 //! `madsim_multi_group` test runs it over madsim's test seeds, the
@@ -111,6 +112,7 @@ type Inboxes = Arc<Mutex<BTreeMap<NodeId, mpsc::Sender<HostEvent>>>>;
 /// first loses what the kill left unsynced) and serves until killed.
 async fn serve(
     groups: u64,
+    planted: Option<RuntimeMistake>,
     id: NodeId,
     incarnation: u64,
     disk: PageCacheDisk,
@@ -123,6 +125,7 @@ async fn serve(
     let options = MultiWalOptions {
         segment_bytes_max: 64 * 1024,
         segments_max: 4,
+        planted_ack_before_sync: planted == Some(RuntimeMistake::AckBeforeFsync),
         ..MultiWalOptions::default()
     };
     let (log, recovery) =
@@ -343,6 +346,38 @@ async fn run_client(
     }
 }
 
+/// A mistake planted in the runtime, for showing that the sweep catches
+/// it (`madsim-sweep --bug NAME`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuntimeMistake {
+    /// The shared log reports a round durable while its fsync waits for a
+    /// later round: a kill loses entries the node acknowledged.
+    AckBeforeFsync,
+}
+
+impl RuntimeMistake {
+    /// Every mistake, with its name on the command line.
+    pub const ALL: [(RuntimeMistake, &'static str); 1] =
+        [(RuntimeMistake::AckBeforeFsync, "ack-before-fsync")];
+
+    /// The mistake called `name`.
+    pub fn named(name: &str) -> Option<RuntimeMistake> {
+        Self::ALL
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map(|(mistake, _)| *mistake)
+    }
+
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(mistake, _)| *mistake == self)
+            .map(|(_, name)| *name)
+            .expect("every mistake is in ALL")
+    }
+}
+
 /// The shape of a run of [`run_multi_group`].
 #[derive(Clone, Copy, Debug)]
 pub struct MultiScenario {
@@ -352,6 +387,8 @@ pub struct MultiScenario {
     pub clients: u64,
     /// Faults, one after the other, each healed before the next.
     pub fault_rounds: u32,
+    /// A mistake planted in every node's runtime, or none.
+    pub planted: Option<RuntimeMistake>,
 }
 
 impl Default for MultiScenario {
@@ -361,6 +398,7 @@ impl Default for MultiScenario {
             groups: 64,
             clients: 4,
             fault_rounds: 8,
+            planted: None,
         }
     }
 }
@@ -382,6 +420,9 @@ pub struct MultiReport {
     pub first_led: Duration,
     /// Virtual time after the heal until every group was led again.
     pub led_after_heal: Duration,
+    /// Virtual time after every node restarted at once until every
+    /// group was led again.
+    pub led_after_restart: Duration,
     /// Virtual time from the clients' start to the end of the checks.
     pub virtual_time: Duration,
 }
@@ -393,6 +434,7 @@ pub async fn run_multi_group(scenario: MultiScenario) -> MultiReport {
         groups,
         clients: client_count,
         fault_rounds,
+        planted,
     } = scenario;
     assert!(
         groups >= 1 && client_count >= 1,
@@ -420,6 +462,7 @@ pub async fn run_multi_group(scenario: MultiScenario) -> MultiReport {
                 let incarnation = starts.fetch_add(1, Ordering::Relaxed) + 1;
                 serve(
                     groups,
+                    planted,
                     id,
                     incarnation,
                     disk.clone(),
@@ -472,7 +515,7 @@ pub async fn run_multi_group(scenario: MultiScenario) -> MultiReport {
         inboxes.lock().unwrap().remove(&victim);
     })
     .await;
-    let (kills, faults) = (log.kills, log.faults);
+    let (mut kills, mut faults) = (log.kills, log.faults);
 
     // Healed: every group must be led again, and clients must get through.
     let healed_at = start.elapsed().as_nanos() as u64;
@@ -482,6 +525,23 @@ pub async fn run_multi_group(scenario: MultiScenario) -> MultiReport {
     sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::Relaxed);
     join_clients(clients).await;
+
+    // Every node killed at once and restarted on what its disk kept: no
+    // page cache survives, so an acknowledged write must have been
+    // synced somewhere a quorum reads it back from.
+    for (id, node) in &nodes {
+        inboxes.lock().unwrap().remove(id);
+        handle.kill(node.id());
+        kills += 1;
+    }
+    faults.push("restart-all".to_string());
+    sleep(Duration::from_millis(100)).await;
+    for node in nodes.values() {
+        handle.restart(node.id());
+    }
+    let led_after_restart = every_group_led(&inboxes, groups, LED_WITHIN)
+        .await
+        .unwrap_or_else(|e| panic!("seed {}: after every node restarted: {e}", handle.seed()));
 
     // Every acknowledged append is in its key's value, read through each
     // group's leader once the clients are done.
@@ -567,6 +627,62 @@ pub async fn run_multi_group(scenario: MultiScenario) -> MultiReport {
         faults,
         first_led,
         led_after_heal,
+        led_after_restart,
         virtual_time: start.elapsed(),
     }
+}
+
+/// The message of the last panic, kept by [`capture_panics`]'s hook.
+static LAST_PANIC: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Makes a panic keep its message (and where it was raised) for
+/// [`run_seed`] instead of printing it: a sweep's output stays a
+/// summary.
+pub fn capture_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = match info.payload().downcast_ref::<&str>() {
+            Some(s) => s.to_string(),
+            None => match info.payload().downcast_ref::<String>() {
+                Some(s) => s.clone(),
+                None => "a panic without a message".to_string(),
+            },
+        };
+        let at = info
+            .location()
+            .map(|l| format!(" (at {}:{})", l.file(), l.line()))
+            .unwrap_or_default();
+        *LAST_PANIC.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!("{message}{at}"));
+    }));
+}
+
+/// The stack of a seed's thread (a main thread's size).
+const SEED_STACK_BYTES: usize = 8 << 20;
+/// Virtual time a seed may take before it counts as hung.
+const SEED_VIRTUAL_LIMIT: Duration = Duration::from_secs(1_200);
+
+/// Runs `scenario` under `seed` on a fresh madsim runtime, on a thread of
+/// its own: madsim seeds std's hash maps per thread, which it cannot do
+/// on a thread that made one already. What the seed did, or why it
+/// failed (the panic's message when [`capture_panics`] is on).
+pub fn run_seed(seed: u64, scenario: MultiScenario) -> Result<MultiReport, String> {
+    let thread = std::thread::Builder::new()
+        .name(format!("seed-{seed}"))
+        .stack_size(SEED_STACK_BYTES)
+        .spawn(move || {
+            let mut runtime =
+                madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+            runtime.set_time_limit(SEED_VIRTUAL_LIMIT);
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                runtime.block_on(run_multi_group(scenario))
+            }))
+        })
+        .map_err(|e| format!("cannot start the seed's thread: {e}"))?;
+    let outcome = thread.join().unwrap_or_else(Err);
+    outcome.map_err(|_| {
+        LAST_PANIC
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .unwrap_or_else(|| "panicked".to_string())
+    })
 }

@@ -38,22 +38,18 @@ mod sweep {
     use std::collections::BTreeMap;
     use std::io::{BufRead, BufReader, Write};
     use std::ops::Range;
-    use std::panic::AssertUnwindSafe;
     use std::process::{Command, Stdio};
-    use std::sync::Mutex;
     use std::time::{Duration, Instant};
 
-    use concord_madsim_tests::multi_scenario::{run_multi_group, MultiReport, MultiScenario};
+    use concord_madsim_tests::multi_scenario::{
+        capture_panics, run_seed, MultiReport, MultiScenario, RuntimeMistake,
+    };
 
-    /// Virtual time a seed may take before it counts as hung.
-    const SEED_VIRTUAL_LIMIT: Duration = Duration::from_secs(1_200);
-    /// The stack of a seed's thread (the main thread's size).
-    const SEED_STACK_BYTES: usize = 8 << 20;
     /// Most child processes.
     const JOBS_MAX: u64 = 64;
 
     const USAGE: &str = "usage: madsim-sweep --seeds A..B [--groups G] [--clients C] \
-                         [--faults N] [--jobs J] [--log] [--quiet]";
+                         [--faults N] [--bug NAME] [--jobs J] [--log] [--quiet]";
 
     /// What the command line asks.
     #[derive(Clone, Debug)]
@@ -93,6 +89,18 @@ mod sweep {
                 "--clients" => options.scenario.clients = parse_number(flag, value()?, 1..=64)?,
                 "--faults" => {
                     options.scenario.fault_rounds = parse_number(flag, value()?, 0..=1000)? as u32
+                }
+                "--bug" => {
+                    let name = value()?;
+                    let mistake = RuntimeMistake::named(name).ok_or_else(|| {
+                        let names: Vec<&str> =
+                            RuntimeMistake::ALL.iter().map(|(_, n)| *n).collect();
+                        format!(
+                            "--bug {name:?}: no such mistake; there are {}",
+                            names.join(", ")
+                        )
+                    })?;
+                    options.scenario.planted = Some(mistake);
                 }
                 "--jobs" => options.jobs = parse_number(flag, value()?, 1..=JOBS_MAX)?,
                 "--log" => options.log = true,
@@ -142,54 +150,6 @@ mod sweep {
             ));
         }
         Ok(n)
-    }
-
-    /// The message of the last panic on this thread (the hook keeps it
-    /// instead of printing it, so a sweep's output stays a summary).
-    static LAST_PANIC: Mutex<Option<String>> = Mutex::new(None);
-
-    fn keep_panics_quiet() {
-        std::panic::set_hook(Box::new(|info| {
-            let message = match info.payload().downcast_ref::<&str>() {
-                Some(s) => s.to_string(),
-                None => match info.payload().downcast_ref::<String>() {
-                    Some(s) => s.clone(),
-                    None => "a panic without a message".to_string(),
-                },
-            };
-            let at = info
-                .location()
-                .map(|l| format!(" (at {}:{})", l.file(), l.line()))
-                .unwrap_or_default();
-            *LAST_PANIC.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!("{message}{at}"));
-        }));
-    }
-
-    /// Runs one seed on a fresh madsim runtime, on a thread of its own:
-    /// madsim seeds std's hash maps per thread, which it cannot do on a
-    /// thread that made one already (the log's filter does). What the
-    /// seed did, or why it failed.
-    fn run_seed(seed: u64, scenario: MultiScenario) -> Result<MultiReport, String> {
-        let thread = std::thread::Builder::new()
-            .name(format!("seed-{seed}"))
-            .stack_size(SEED_STACK_BYTES)
-            .spawn(move || {
-                let mut runtime =
-                    madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
-                runtime.set_time_limit(SEED_VIRTUAL_LIMIT);
-                std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    runtime.block_on(run_multi_group(scenario))
-                }))
-            })
-            .map_err(|e| format!("cannot start the seed's thread: {e}"))?;
-        let outcome = thread.join().unwrap_or_else(Err);
-        outcome.map_err(|_| {
-            LAST_PANIC
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take()
-                .unwrap_or_else(|| "panicked".to_string())
-        })
     }
 
     /// One seed's line between a child and its parent.
@@ -269,8 +229,12 @@ mod sweep {
 
     fn replay_command(seed: u64, options: &Options) -> String {
         let s = &options.scenario;
+        let bug = s
+            .planted
+            .map(|mistake| format!(" --bug {}", mistake.name()))
+            .unwrap_or_default();
         format!(
-            "scripts/madsim-sweep --seeds {seed}..{} --groups {} --clients {} --faults {} --log",
+            "scripts/madsim-sweep --seeds {seed}..{} --groups {} --clients {} --faults {}{bug} --log",
             seed + 1,
             s.groups,
             s.clients,
@@ -319,7 +283,7 @@ mod sweep {
         if options.log {
             install_log();
         } else {
-            keep_panics_quiet();
+            capture_panics();
         }
         if options.child {
             let stdout = std::io::stdout();
@@ -404,6 +368,9 @@ mod sweep {
                 .args(["--clients", &s.clients.to_string()])
                 .args(["--faults", &s.fault_rounds.to_string()])
                 .stdout(Stdio::piped());
+            if let Some(mistake) = s.planted {
+                command.args(["--bug", mistake.name()]);
+            }
             if options.log {
                 command.arg("--log");
             }

@@ -101,6 +101,13 @@ pub struct MultiWalOptions {
     #[cfg(feature = "planted-bugs")]
     #[doc(hidden)]
     pub planted_marker_before_sync: bool,
+    /// Planted mistake for the madsim sweep (`--bug ack-before-fsync`):
+    /// a round is reported durable while its fsync waits for a later
+    /// round (only every eighth round syncs), so a kill loses entries the
+    /// node acknowledged.
+    #[cfg(feature = "planted-bugs")]
+    #[doc(hidden)]
+    pub planted_ack_before_sync: bool,
 }
 
 impl Default for MultiWalOptions {
@@ -115,6 +122,8 @@ impl Default for MultiWalOptions {
             planted_delete_needed_segment: false,
             #[cfg(feature = "planted-bugs")]
             planted_marker_before_sync: false,
+            #[cfg(feature = "planted-bugs")]
+            planted_ack_before_sync: false,
         }
     }
 }
@@ -543,6 +552,10 @@ impl<S: SegmentFiles, T: SnapshotStore> SharedLog<S, T> {
         self.segments.append(segment, &self.buf)?;
         self.current_bytes += self.buf.len() as u64;
         self.stats.bytes_written += self.buf.len() as u64;
+        if self.options.sync && self.planted_sync_skipped() {
+            self.buf.clear();
+            return Ok(true);
+        }
         if self.options.sync {
             if self.planted_marker_first() {
                 self.mark_durable(segment, self.current_bytes)?;
@@ -599,6 +612,19 @@ impl<S: SegmentFiles, T: SnapshotStore> SharedLog<S, T> {
         #[cfg(feature = "planted-bugs")]
         {
             self.options.planted_marker_before_sync
+        }
+        #[cfg(not(feature = "planted-bugs"))]
+        {
+            false
+        }
+    }
+
+    /// Whether the planted acknowledgement mistake skips this round's
+    /// sync (all but every eighth round).
+    fn planted_sync_skipped(&self) -> bool {
+        #[cfg(feature = "planted-bugs")]
+        {
+            self.options.planted_ack_before_sync && self.stats.rounds % 8 != 0
         }
         #[cfg(not(feature = "planted-bugs"))]
         {
