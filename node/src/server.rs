@@ -230,7 +230,7 @@ pub struct ServerFlags {
     /// With --groups N: each group prefers one of the full voters as
     /// leader, chosen from the group id the same way on every server, so
     /// leadership is balanced across them and handed back to a server
-    /// that restarted (docs/multi-group.md, "Leases, follower reads,
+    /// that restarted (docs/sharded-store.md, "Leases, follower reads,
     /// witnesses, preferred leader"). Give every server the same setting.
     #[arg(
         long,

@@ -167,12 +167,12 @@ impl Drop for Children {
     }
 }
 
-/// The `sh` block of docs/multi-group.md that serves the sharded store,
+/// The `sh` block of docs/sharded-store.md that serves the sharded store,
 /// run as written: its servers on free ports with temporary data
 /// directories, each client command checked against what the doc says.
 #[test]
 fn the_documented_commands_run() {
-    let doc = "docs/multi-group.md";
+    let doc = "docs/sharded-store.md";
     let text = std::fs::read_to_string(doc_commands::root().join(doc)).unwrap();
     let (start, body) = doc_commands::blocks(&text, "sh")
         .into_iter()

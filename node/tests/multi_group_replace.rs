@@ -43,7 +43,7 @@ use rand_chacha::ChaCha8Rng;
 
 const CLUSTER: &str = "multi-replace";
 /// Groups of the cluster: 1,000, or `CONCORD_REPLACE_GROUPS` (1 to
-/// 100,000; the figures of docs/multi-group.md use 10,000 too).
+/// 100,000; the replace figures in benches/results use 10,000 too).
 fn groups() -> u64 {
     std::env::var("CONCORD_REPLACE_GROUPS")
         .ok()

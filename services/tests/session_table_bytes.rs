@@ -1,4 +1,4 @@
-//! The figure of docs/multi-group.md, "What a session table costs": the
+//! The figure of docs/sharded-store.md, "What a session table costs": the
 //! bytes of one group's session table of the sharded key-value store as
 //! a server runs it (`GroupSessions<ShardMachine>`), with each session
 //! having written once (its cached answer is the store's "written").

@@ -148,7 +148,7 @@
 //! simulated node a `concord::multi::MultiNode` hosting many Raft groups,
 //! under the same fault model, with per-group safety and linearizability
 //! and the multi-group layer's own checks (quiescence, leaders after a
-//! heal, idle cost); see [`multi`] and `docs/multi-group.md`.
+//! heal, idle cost); see [`multi`] and `docs/multi-group-simulator.md`.
 //!
 //! ## As a library
 //!

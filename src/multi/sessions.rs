@@ -431,7 +431,7 @@ mod tests {
     }
 
     /// Bytes of a group's session table per session, and per group at
-    /// its bound (the figure of docs/multi-group.md is
+    /// its bound (the figure of docs/sharded-store.md is
     /// `services/tests/session_table_bytes.rs`, with the real store).
     #[test]
     fn session_table_bytes() {

@@ -69,7 +69,7 @@
 //! `--groups N` (N > 1, or `groups = N` in the config file) hosts N Raft
 //! groups of the service, sharded by key, on one multi-group host, with
 //! a client session table in every group (`concord_node::multi_node`,
-//! `concord_node::multi_service`, docs/multi-group.md); the default, 1,
+//! `concord_node::multi_service`, docs/sharded-store.md); the default, 1,
 //! hosts one. A data directory keeps its group count.
 //!
 //! `--otlp-endpoint URL` (a build with `--features otel`) exports the

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Docs whose commands another test checks (their own authors' tests).
-pub const CHECKED_ELSEWHERE: &[&str] = &["docs/multi-group.md", "docs/testing-your-service.md"];
+pub const CHECKED_ELSEWHERE: &[&str] = &["docs/sharded-store.md", "docs/testing-your-service.md"];
 
 /// Most commands the docs may hold: a bound on what the tests run.
 pub const COMMANDS_MAX: usize = 400;

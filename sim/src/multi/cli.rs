@@ -22,7 +22,7 @@ pub struct MultiArgs {
     /// Run many Raft groups per node, each simulated node a
     /// `concord::multi::MultiNode`: `swarm` draws 1 to 256 groups per
     /// seed, a number runs that many in every seed (see
-    /// docs/multi-group.md).
+    /// docs/multi-group-simulator.md).
     #[arg(long, value_parser = GroupsChoice::parse)]
     pub groups: Option<GroupsChoice>,
     /// Planted multi-group mistake (with --groups): a leader quiesces while
