@@ -1,5 +1,5 @@
 //! Idle groups and a node loss on a 3-node loopback cluster in this
-//! process (issue 40): each node hosts every group (10,000 by default),
+//! process: each node hosts every group (10,000 by default),
 //! in one shared write-ahead log on real files, one TCP connection per
 //! peer, 10 ms ticks.
 //!

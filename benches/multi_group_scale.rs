@@ -1,4 +1,4 @@
-//! How many groups a node hosts (issue 40): a 3-node loopback cluster in
+//! How many groups a node hosts: a 3-node loopback cluster in
 //! this process, every node hosting every group, in one shared
 //! write-ahead log on real files; quiescence on, 10 ms ticks. For each
 //! count: the time until every group is led and asleep, resident memory

@@ -1,5 +1,5 @@
 //! Aggregate writes per second of a 3-node loopback cluster hosting 1,024
-//! groups (issue 40), with 1, 16, 64 and 256 of them active: one closed-loop
+//! groups, with 1, 16, 64 and 256 of them active: one closed-loop
 //! client per active group writing 64-byte commands through the group's
 //! leader. Every node keeps all its groups in one shared write-ahead log
 //! on real files, synced (fsync on), and talks to each peer over one TCP

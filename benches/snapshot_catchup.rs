@@ -1,4 +1,4 @@
-//! Catch-up by snapshot, measured (issue 8): three key-value nodes over TCP
+//! Catch-up by snapshot, measured: three key-value nodes over TCP
 //! on loopback, each on the one runtime's data directory (the shared log,
 //! fsync on; `concord_tokio::cluster::start_node`); node 3 is stopped, the
 //! others apply `CONCORD_CATCHUP_PUTS` puts of distinct keys (1 M by

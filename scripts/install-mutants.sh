@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs cargo-mutants, the mutation-testing driver used by
-# scripts/mutants.sh (issue 9, item 1). `--locked` builds it with the
+# scripts/mutants.sh. `--locked` builds it with the
 # dependency versions its authors tested, so the install is reproducible.
 # Set CARGO_MUTANTS_VERSION to pin a version; by default the latest.
 set -euo pipefail

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Mutation testing of the core's safety code, judged by the simulator alone
-# (issue 9, item 1). The configuration is `.cargo/mutants.toml`; the judge
+# The configuration is `.cargo/mutants.toml`; the judge
 # is `tests/mutation_judge.rs`; see sim/mutation/README.md.
 #
 # Usage: scripts/mutants.sh [--shard K/N] [--output DIR] [cargo-mutants options...]

@@ -239,7 +239,7 @@
 // comments argue the soundness, and Miri checks its tests).
 #![deny(unsafe_code)]
 
-// Mutation testing (issue 9, `scripts/mutants.sh`) judges each mutant of
+// Mutation testing (`scripts/mutants.sh`) judges each mutant of
 // the core by the simulator's *outside* checks alone, so the feature
 // `mutation-judge` switches off every internal assertion of this crate.
 // These definitions shadow the standard macros by textual scope: a

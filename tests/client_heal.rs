@@ -1,4 +1,4 @@
-//! Issue 58, item 2: a client cut from the leader alone (the servers
+//! A client cut from the leader alone (the servers
 //! still connected) writes again within 1 s of the cut healing, however
 //! long the cut lasted.
 //!
@@ -48,7 +48,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 const CLUSTER: &str = "client-heal";
 
-/// What the issue asks: heal → first answered request.
+/// The promise: heal → first answered request.
 const HEAL_BOUND: Duration = Duration::from_secs(1);
 
 /// The client's connect timeout here: the probe of the leader under way

@@ -442,7 +442,7 @@ fn a_burst_hands_a_leader_its_lease_and_a_follower_half_a_timeout() {
     );
 }
 
-/// Found by the simulator's `vote-hold` step rule (issue 61, multi-group
+/// Found by the simulator's `vote-hold` step rule (multi-group
 /// seeds 88 and 137 of `run --groups swarm --nodes 3`): a group woken
 /// from the election queue wakes inside a tick and is then ticked with
 /// the awake groups in that same tick, and its catch-up counted that tick

@@ -1,4 +1,4 @@
-//! The judge of mutation testing (issue 9, `scripts/mutants.sh`): a sweep
+//! The judge of mutation testing (`scripts/mutants.sh`): a sweep
 //! of the simulator over seeds 0..2000 on 5 nodes, the run of
 //! `concord-sim run --seeds 0..2000 --nodes 5 --strict-budgets`, that
 //! fails at the first failing seed. cargo-mutants builds each mutant of the core with the

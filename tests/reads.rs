@@ -551,7 +551,7 @@ fn follower_read_ignores_an_answer_addressed_to_an_earlier_incarnation() {
     );
 }
 
-/// Found by the simulator's `vote-hold` rule (issue 61, multi-group seed
+/// Found by the simulator's `vote-hold` rule (multi-group seed
 /// 84 of `run --groups swarm --nodes 3`): a follower inside its leader
 /// lease that learns of a newer term from an answer (here a refused
 /// pre-vote) must keep refusing votes in that term until the promise it
@@ -598,7 +598,7 @@ fn with_leases_a_follower_keeps_its_promise_into_a_newer_term_an_answer_names() 
     assert_eq!(c.node(2).voted_for(), Some(3), "the promise ran out");
 }
 
-/// Found by the simulator's `vote-hold` (issue 61, `run --groups 64
+/// Found by the simulator's `vote-hold` (`run --groups 64
 /// --nodes 3`, seed 610124): a heartbeat was answered, its round
 /// confirmed, before the term it names was durable, so a node that
 /// crashed right after answering could recover no term at all, and with
@@ -646,7 +646,7 @@ fn with_leases_a_heartbeat_answer_confirms_no_round_before_its_term_is_durable()
     );
 }
 
-/// Found by the simulator's `read-fresh` (issue 61, `run --nodes 5`, seed
+/// Found by the simulator's `read-fresh` (`run --nodes 5`, seed
 /// 610874): a leader that removed itself from the voters leads on until
 /// the configuration without it commits, its rounds answered by the new
 /// voters alone. When one voter is left, it campaigns at its first tick

@@ -1,4 +1,4 @@
-//! Mutual TLS (issue 14): a three-node TLS cluster refuses every connection
+//! Mutual TLS: a three-node TLS cluster refuses every connection
 //! that is not what it claims (no client certificate, an expired one, one
 //! from another CA, one naming another node id or another cluster, a node
 //! certificate used by a client, a plaintext client), each with a log line

@@ -66,7 +66,7 @@ fn silent_dropped(nodes: &BTreeMap<u64, RunningNode>) -> u64 {
         .sum()
 }
 
-/// The scenario: follower X's connections fall silent, the other
+/// The scenario: follower X's connections fall silent, the other
 /// follower Y dies, and the leader and X must find each other again.
 /// Returns the time from "network fine again" to the first write.
 async fn leader_and_silenced_follower_must_reconnect(

@@ -1,4 +1,4 @@
-//! Issue 15, item 2: three servers in one process, concord against
+//! Three servers in one process, concord against
 //! openraft 0.9, side by side in one run, on the same tokio runtime.
 //!
 //! **concord**: the one runtime's server loop (`concord-node`'s: the

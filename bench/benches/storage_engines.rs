@@ -1,5 +1,5 @@
-//! The embedded storage engines for the disk-backed key-value store
-//! (issue 63, item 3): redb, fjall and RocksDB measured on what the
+//! The embedded storage engines for the disk-backed key-value store:
+//! redb, fjall and RocksDB measured on what the
 //! state machine needs from them. Results and the choice:
 //! `docs/storage-engine.md`.
 //!

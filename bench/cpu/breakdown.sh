@@ -1,5 +1,5 @@
 #!/bin/sh
-# Issue 43, item 1: where the server CPU of one committed put goes, on a
+# Where the server CPU of one committed put goes, on a
 # 3-node `concord-node` cluster on loopback with fsync on. Runs
 # `node/benches/cpu_breakdown.rs` twice:
 #

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Issue 15, item 3: concord against etcd 3.4 on writes, side by side in one
+# Concord against etcd 3.4 on writes, side by side in one
 # run (node/benches/vs_etcd.rs; its header says what is measured and how).
 # Installs etcd from Debian's `etcd-server` package if it is missing (root
 # or sudo), then runs the benchmark. Not part of `cargo test` or CI.

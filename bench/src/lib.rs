@@ -1,6 +1,6 @@
 //! Benchmark helpers for concord.
 //!
-//! [`concord_loop`] is the throughput loop of issue 2, item 8: a 3-node
+//! [`concord_loop`] is the core's throughput loop: a 3-node
 //! cluster in memory, driven in one thread, committing 200,000 proposals of
 //! 128 bytes in four cells (`lock` or `pipe` feeding, batches of 1 or 64).
 //! The root package's criterion bench `throughput` includes the same file.

@@ -1,5 +1,5 @@
-//! Writes a seeded history of mixed operations on one hot key, the family
-//! of issue 62 (item 2), as JSON lines for `concord-sim check`:
+//! Writes a seeded history of mixed operations on one hot key (puts,
+//! appends, compare-and-sets), as JSON lines for `concord-sim check`:
 //!
 //! ```text
 //! cargo run --release -p concord-check --example hot_key_history -- \

@@ -1,4 +1,4 @@
-//! Mixed operations on one hot key (issue 62, item 2): puts of unique
+//! Mixed operations on one hot key: puts of unique
 //! values, appends of repeating suffixes, compare-and-sets, many clients.
 //! The key-value search's rule P (a state whose every source write is used
 //! can never come back, so a configuration that still owes a read of it is

@@ -925,7 +925,7 @@ fn agrees_with_brute_force_when_values_become_unobservable() {
 
 // --- explanations ------------------------------------------------------------
 
-/// Issue 13: a stale read used to be "explained" by the read alone (with
+/// A stale read used to be "explained" by the read alone (with
 /// every write dropped, reading "a" from a key nobody wrote is impossible,
 /// and nothing else is left to contradict). The explanation must keep the
 /// writes that make the read impossible: `put a` (the only source of "a")
@@ -1044,7 +1044,8 @@ fn agrees_with_brute_force_on_concurrent_identical_operations() {
     }
 }
 
-/// Issue 13 (a): n puts of distinct values, all concurrent, then a read.
+/// The search's blow-up on n puts of distinct values, all concurrent,
+/// then a read.
 /// Without rule S the search held 2^n configurations (n = 20 took 11.7 s
 /// and 260 MB; n = 22 gave up).
 #[test]

@@ -1,4 +1,4 @@
-//! Issue 43, item 1: where the server CPU of one committed put goes, on a
+//! Where the server CPU of one committed put goes, on a
 //! real 3-node cluster (three `concord-node` processes on loopback, fsync
 //! on, one worker thread each as in `vs_etcd`).
 //!

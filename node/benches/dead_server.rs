@@ -1,4 +1,4 @@
-//! Issue 37, item 2: what one dead or stopped server of three costs
+//! What one dead or stopped server of three costs
 //! follower reads, with concord's client as shipped.
 //!
 //! Three `concord-node` processes on loopback (fsync on), 1,000 keys of

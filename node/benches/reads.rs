@@ -1,4 +1,4 @@
-//! Issue 11, item 4: linearizable reads without log entries, against etcd
+//! Linearizable reads without log entries, against etcd
 //! 3.4's linearizable gets, side by side in one run.
 //!
 //! concord: `concord-node` processes on loopback with fsync on, preloaded

@@ -13,7 +13,7 @@
 //! (certificates made at start with rcgen, as `examples/make_certs.rs`
 //! does); `both` compares TLS off and on the same way: rounds of an off
 //! and an on run per client count, alternating which goes first, and the
-//! median on/off throughput ratio (issue 14: TLS should cost less than
+//! median on/off throughput ratio (the goal: TLS should cost less than
 //! 15 % at 64 clients). The machine may be shared: the interleaving and the
 //! rounds are there so that load from elsewhere hits both sides alike.
 //!

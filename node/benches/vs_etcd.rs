@@ -1,4 +1,4 @@
-//! Issue 15, item 3: writes on a real 3-node cluster, concord against etcd
+//! Writes on a real 3-node cluster, concord against etcd
 //! 3.4, side by side in one run.
 //!
 //! Both clusters run on loopback on this machine at the same time, each
@@ -39,7 +39,7 @@
 //! `/proc/<pid>/stat`, robust to other load on the machine, unlike
 //! throughput), plus the load generator's own CPU per 1,000 operations and
 //! the 1-minute load average when the cell ended. The summary gives the
-//! median of the rounds per system and the ratios against the issue's
+//! median of the rounds per system and the ratios against concord's
 //! goals at 64 clients (≥ 3× etcd's throughput, ≤ ¼ of its CPU per
 //! operation, p99 ≤ ½).
 //!

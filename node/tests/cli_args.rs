@@ -173,7 +173,7 @@ fn node_flags_refused_with_a_clear_message() {
             &[&ONE_NODE[..], &["--data-dir", "/nonexistent/x", "--join"]].concat(),
             &["--join: --peers must name the voters of the cluster to join"],
         ),
-        // Issue 45: a server that is not one of --peers would campaign
+        // A server that is not one of --peers would campaign
         // alone forever; two nodes at one address, or one no one can
         // dial, never form a cluster.
         (
@@ -498,8 +498,8 @@ fn cli_arguments_refused_with_a_clear_message() {
 #[test]
 fn cli_reaches_no_cluster_with_a_clear_error() {
     // An unreachable cluster is a clear runtime error (exit 1), not a hang;
-    // `status` prints a row per unreachable server, then fails (issue 58:
-    // it exited 0 as if the cluster had answered).
+    // `status` prints a row per unreachable server, then fails (it
+    // used to exit 0 as if the cluster had answered).
     let (code, stdout, stderr) = run(
         CLI,
         &["--servers", "127.0.0.1:9", "--timeout-ms", "200", "status"],

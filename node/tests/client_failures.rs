@@ -1,5 +1,5 @@
 //! What the client does when servers fail, with real `concord-node`
-//! processes (issue 37):
+//! processes:
 //!
 //! * follower reads avoid a SIGSTOPped and a SIGKILLed server instead of
 //!   hitting it on every turn (counted in retries, not timed);
@@ -290,7 +290,7 @@ fn a_removed_server_says_so_and_member_list_prints_the_leaders_view() {
 /// Another cluster's id (a forgotten `--cluster-id`) is refused by every
 /// server as configured: the CLI stops at once with exit 4 and names the
 /// cluster ids, instead of retrying and saying the operation "may or may
-/// not have been applied" (issue 45, item 5).
+/// not have been applied".
 #[test]
 fn a_wrong_cluster_id_is_refused_at_once_with_its_own_exit_code() {
     let mut cluster = NodeProcesses::on_loopback("wrong-cluster-id", CLUSTER);
@@ -319,8 +319,8 @@ fn a_wrong_cluster_id_is_refused_at_once_with_its_own_exit_code() {
 }
 
 /// `concord-cli status` with every server unreachable prints a row per
-/// server saying so and exits 1, naming what to check (issue 58, item
-/// 4): it used to exit 0, as if the cluster had answered.
+/// server saying so and exits 1, naming what to check: it used to exit
+/// 0, as if the cluster had answered.
 #[test]
 fn status_exits_1_when_no_server_answers() {
     let nowhere: Vec<String> = (0..2)

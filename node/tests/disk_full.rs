@@ -1,6 +1,6 @@
-//! A follower whose disk fills up while it receives a snapshot (issue 63:
-//! "a disk that fills up during a snapshot stream gives a clear error or
-//! a clean retry, never a half-restored state machine served to
+//! A follower whose disk fills up while it receives a snapshot (the
+//! promise: "a disk that fills up during a snapshot stream gives a clear
+//! error or a clean retry, never a half-restored state machine served to
 //! clients").
 //!
 //! Three real `concord-node` processes on loopback; node 3's data

@@ -24,7 +24,7 @@ const HOSTILE_CONNECTIONS: usize = 1000;
 /// What each announces: one byte under the largest frame accepted.
 const ANNOUNCED_BYTES: u32 = 16 * 1024 * 1024 - 1;
 
-/// The bound the issue sets: resident memory above idle while attacked.
+/// The bound a server keeps to: resident memory above idle while attacked.
 const RSS_ABOVE_IDLE_MAX_BYTES: u64 = 100 * 1000 * 1000;
 
 /// Resident set size of process `pid` (from /proc).

@@ -1,4 +1,4 @@
-//! Issue 58, item 4, on real `concord-node` processes: `--peers` that no
+//! On real `concord-node` processes: `--peers` that no
 //! longer match the cluster's voters.
 //!
 //! * A learner started with `--join --peers` naming the voters the

@@ -1,4 +1,4 @@
-//! Issue 58, items 3 and 4 (one part), on real `concord-node --groups`
+//! What clients of many groups do, on real `concord-node --groups`
 //! processes on loopback:
 //!
 //! * with node 1 stopped (SIGSTOP: its port still takes connections,

@@ -1,6 +1,6 @@
-//! Issue 59, item 2, on real processes: three `concord-node --groups 16`
-//! servers on loopback, and between the clients and each server a proxy
-//! of this test that cuts some answers: the request reaches the server,
+//! Client sessions on every group, on real processes: three
+//! `concord-node --groups 16` servers on loopback, and between the
+//! clients and each server a proxy of this test that cuts some answers: the request reaches the server,
 //! the connection is closed before its answer gets back. Clients append
 //! unique tokens to a few keys (of several groups), each write retried
 //! with its session (`ShardedKvClient` in this process, and `concord-cli

@@ -1,4 +1,4 @@
-//! Issue 45 on real processes: an operator's mistakes are refused, not
+//! On real processes: an operator's mistakes are refused, not
 //! absorbed, and a follower that lost entries is repaired without a write.
 //!
 //! * a data directory of another cluster or another node is refused with
@@ -25,7 +25,7 @@
 //! through its files, its log or `concord-cli status`, so
 //! `CONCORD_TEST_NODE_BIN` and `CONCORD_TEST_CLI_BIN` can run the suite
 //! against other builds of both binaries (see `common/processes.rs`), such
-//! as those of the commit before issue 45, where every test here fails.
+//! as those of a commit before these refusals, where every test here fails.
 
 #[path = "common/processes.rs"]
 mod processes;
@@ -454,7 +454,7 @@ fn single_group_v2_writes() -> BTreeMap<String, String> {
 
 /// `node/tests/data/single-group-v2`: the three data directories of a
 /// key-value cluster of today's single-group server (log and snapshot
-/// format 2, a snapshot on disk). Issue 60 retires that server; this
+/// format 2, a snapshot on disk). The one runtime replaced that server; this
 /// test holds every acknowledged write of such a directory readable,
 /// today by the server that wrote it, after the retirement by the one
 /// runtime's upgrade.

@@ -498,7 +498,7 @@ fn reads_on_every_path_return_acknowledged_writes_and_append_nothing() {
 }
 
 // ---------------------------------------------------------------------
-// Membership on real processes (issue 10): replacing a dead server with
+// Membership on real processes: replacing a dead server with
 // `concord-cli member ...`, leadership transfer to a named node, and the
 // new configuration (and the new node's address) surviving a restart of
 // every node started with its original `--peers`.

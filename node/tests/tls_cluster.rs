@@ -1,5 +1,5 @@
 //! Three real `concord-node` processes with mutual TLS pass the kill/restart
-//! scenario of `real_cluster.rs` (issue 14): SIGKILL the leader, keep
+//! scenario of `real_cluster.rs`: SIGKILL the leader, keep
 //! serving, restart every node from disk, nothing acknowledged lost; and
 //! every node ran TLS with no peer certificate refused.
 //!
@@ -7,7 +7,7 @@
 //! crate's `examples/make_certs.rs` and `tests/tls.rs`).
 //!
 //! A client configured unlike the servers is told so at connect time, with
-//! exit status 4 (issue 37): plaintext to TLS servers ("server expects
+//! exit status 4: plaintext to TLS servers ("server expects
 //! TLS"), TLS to a plaintext server ("server does not use TLS"), a client
 //! certificate from another CA ("certificate not trusted by the server"),
 //! a CA that did not sign the servers' certificates.

@@ -3,7 +3,7 @@
 //!
 //! Run: `cargo bench -p concord-sim --bench checker`. Shapes: generated
 //! histories (10 clients on 100 keys or on one key; 16 and 32 clients on one
-//! key), issue 41's goal shapes (gets and puts of distinct values on one
+//! key), the speed goals' shapes (gets and puts of distinct values on one
 //! key: 5,000 operations at 32 and 64 clients, 1,000,000 at 1,000
 //! clients, decided without a search) and n concurrent puts of distinct
 //! values followed by a read. Set
@@ -84,7 +84,7 @@ const CASES: &[Case] = &[
         clients: 32,
         register: false,
     },
-    // Issue 41's goals: gets and puts of distinct values on one key.
+    // The speed goals: gets and puts of distinct values on one key.
     Case {
         name: "register_5k_ops_32_clients",
         ops: 5_000,

@@ -1,4 +1,4 @@
-//! The checker's speed goals (issue 41), one timed run per case, with
+//! The checker's speed goals, one timed run per case, with
 //! porcupine side by side where it is available and finishes.
 //!
 //! ```text

@@ -1,4 +1,4 @@
-//! Simulator speed (issue item 9a): a 5-node cluster, 60 simulated seconds
+//! Simulator speed: a 5-node cluster, 60 simulated seconds
 //! of chaos (every fault allowed, swarm-drawn per seed), 8 clients each
 //! issuing an operation every 100 ms of simulated time on average
 //! (exponential think time), 10 ms ticks.

@@ -1,10 +1,10 @@
-//! Efficiency budgets (issue 9): outside checks that the protocol does
+//! Efficiency budgets: outside checks that the protocol does
 //! not spend more messages or time than it should. Safety and liveness
 //! checks pass a core that, say, backs up one entry per rejected probe
 //! instead of using the follower's hint: it is only slower. These checks
 //! turn such waste into a finding.
 //!
-//! They come in two classes (issue 36), because a check that can fail a
+//! They come in two classes, because a check that can fail a
 //! correct run is a defect:
 //!
 //! * **Bounds** fail the run. Each is either a limit the core promises

@@ -625,7 +625,7 @@ pub enum LeaseScenario {
     /// The leader's next read-index answer to a follower is held in the
     /// network for a few milliseconds while the leader commits a write,
     /// and the nemesis reads at that follower throughout and right after
-    /// the answer arrives (item 3 of issue 61: forwarded reads).
+    /// the answer arrives (forwarded reads).
     ForwardedAnswerHeld,
 }
 

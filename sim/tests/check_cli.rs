@@ -1,6 +1,6 @@
 //! `concord-sim check` on histories as another system would record them:
 //! one test per exit code (0 linearizable, 1 not, 2 unknown, 3 malformed),
-//! the per-key statistics, the explanation of issue 13's stale read, the
+//! the per-key statistics, the explanation of a stale read, the
 //! same verdict whatever `--threads`, and the HTML report's structure.
 
 mod common;

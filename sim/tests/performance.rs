@@ -1,4 +1,4 @@
-//! The performance baseline (issue 36): a fixed set of seeds whose costs
+//! The performance baseline: a fixed set of seeds whose costs
 //! (`concord_sim::performance`: messages, bytes, fsyncs and node steps per
 //! committed entry, and per simulated second of the idle cluster) are
 //! committed in `tests/data/performance-baseline.json`. The costs are

@@ -1,7 +1,7 @@
 //! The durability promise checks (`promises.rs`) judge a node by what it
 //! still owed when it crashed, not by what it once acknowledged.
 //!
-//! Seeds from the 1,000,000-seed sweep of issue 36 that reported
+//! Seeds from a 1,000,000-seed sweep that reported
 //! `acked-entry-not-recovered` on correct runs: a follower acknowledged
 //! entry 76 of term 5; a term-7 leader then overwrote 73..76 with its own
 //! entries (synced); a term-8 leader, whose log still held term 5's

@@ -1,4 +1,4 @@
-//! What a user's own state machine and workload are told (issue 46):
+//! What a user's own state machine and workload are told:
 //! snapshots judged by the state, not its bytes; a workload's failures
 //! under its own kind at the time it found them; a divergent response
 //! named with its command, both responses and both nodes; and a trace

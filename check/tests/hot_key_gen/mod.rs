@@ -1,6 +1,6 @@
-//! A seeded generator of mixed operations on one hot key (issue 62, item
-//! 2), shared by `check/examples/hot_key_history.rs` (which writes them as
-//! JSON lines for `concord-sim check`) and the checker's tests.
+//! A seeded generator of mixed operations on one hot key, shared by
+//! `check/examples/hot_key_history.rs` (which writes them as JSON lines
+//! for `concord-sim check`) and the checker's tests.
 //!
 //! `clients` clients run against one atomic register holding a string.
 //! Each has one operation in flight: it thinks for an exponentially

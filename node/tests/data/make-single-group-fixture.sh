@@ -2,7 +2,7 @@
 # Writes node/tests/data/single-group-v2/: the data directories of a
 # three-server key-value cluster of today's single-group `concord-node`
 # (no --groups: write-ahead log format 2, snapshot format 2), for the
-# upgrade to the one runtime (issue 60) to be tested against data its
+# upgrade to the one runtime to be tested against data its
 # users really have. Run once, from the repository's root, with the
 # binaries of the commit README.md names; the result is committed.
 #

@@ -1,7 +1,7 @@
 //! The upgrade of a single-group server's data directory to the one
 //! runtime's layout, in place, on the first start of the new server.
 //!
-//! Until issue 60 a server of one group (`concord-node` without
+//! Before the one runtime, a server of one group (`concord-node` without
 //! `--groups`) kept its own layout: `wal/` segments of one log, a
 //! `hardstate` file and `snapshots/`. The one runtime keeps every group,
 //! one of them or many, in a shared log (`log/`) and per-group snapshot

@@ -1,4 +1,4 @@
-//! Calm-network liveness budgets after the latency writes (issue 9): the
+//! Calm-network liveness budgets after the latency writes: the
 //! cluster is healed, quiet, and led by the leader that held through the
 //! quiet period, so anything slower than a few round trips is the
 //! protocol's own doing.

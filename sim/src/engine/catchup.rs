@@ -1,4 +1,4 @@
-//! Idle catch-up (issue 45): a follower whose log went back while the
+//! Idle catch-up: a follower whose log went back while the
 //! cluster is idle is repaired by the leader without waiting for a write.
 //!
 //! After the calm phases, on the calm cluster and once its leader is idle

@@ -23,7 +23,7 @@ pub const NETWORK_MESSAGES_MAX: usize = 16;
 pub const DEPTH_MAX: u32 = 200;
 
 /// What the explorer is allowed to do. Every field is a bound on the
-/// search; the defaults are the small scope of issue 36 (3 nodes, terms up
+/// search; the defaults are a small scope (3 nodes, terms up
 /// to 3, up to 2 proposals, loss, duplication, reordering, one crash).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
