@@ -168,7 +168,7 @@ pub enum Action {
     /// snapshot without state-machine data at [`Node::applied_index`] (no
     /// bytes, or only the host's own records: the tokio runtime keeps its
     /// address book there), which marks where the witness's log starts
-    /// (see the crate documentation, "Witnesses").
+    /// (see `docs/design.md`, "Witnesses").
     ///
     /// [`Node::membership_at`]: crate::Node::membership_at
     /// [`Snapshot::with_membership`]: crate::Snapshot::with_membership

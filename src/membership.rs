@@ -69,7 +69,7 @@ pub struct Membership {
     pub learners: BTreeSet<NodeId>,
     /// The voters (of `voters` or `voters_outgoing`) that are witnesses:
     /// they store the log and vote but never apply it and never lead (see
-    /// the crate documentation, section "Witnesses", for what that buys
+    /// the repository's `docs/design.md`, "Witnesses", for what that buys
     /// and costs).
     ///
     /// Encoding: configurations are serialized as the three sets above

@@ -42,7 +42,86 @@ pub(crate) struct PendingWrite {
 }
 
 /// One Raft replica: a deterministic state machine driven by [`Input`]s and
-/// answering with [`Action`]s. See the crate documentation for the host loop.
+/// answering with [`Action`]s.
+///
+/// # The host loop
+///
+/// ```
+/// use bytes::Bytes;
+/// use concord::{Action, Config, EntryPayload, Input, Node, Recovered, Role, Snapshot};
+///
+/// // A one-node cluster that snapshots every 2 applied entries.
+/// let mut config = Config::new(1, [1]);
+/// config.compaction_threshold_entries = Some(2);
+/// config.compaction_trailing_entries = 0;
+/// let mut node = Node::new(config, Recovered::default())?;
+/// let mut actions = Vec::new();
+/// let mut applied = Vec::new();
+/// let mut stored_snapshot: Option<Snapshot> = None;
+/// let mut durable_up_to = None;
+/// for tick in 0..100u64 {
+///     node.step(Input::Tick, &mut actions);
+///     if node.role() == Role::Leader && tick % 10 == 0 && applied.len() < 5 {
+///         node.step(Input::Propose(Bytes::from(format!("x = {tick}"))), &mut actions);
+///     }
+///     // Execute the actions in order. Writes may be done asynchronously
+///     // and many fsyncs batched into one; sends are best effort.
+///     while !actions.is_empty() {
+///         for action in std::mem::take(&mut actions) {
+///             match action {
+///                 Action::Send { to, message } => { /* network.send(to, message) */ let _ = (to, message); }
+///                 Action::Persist { id, .. } => {
+///                     // disk.truncate_and_append(..); disk.store_hard_state(..); disk.sync();
+///                     durable_up_to = Some(id);
+///                 }
+///                 Action::Apply { entries } => {
+///                     for entry in entries {
+///                         // A real host calls `state_machine::apply_entry`:
+///                         // commands, and forced recoveries, reach the state
+///                         // machine.
+///                         if let EntryPayload::Command(command) = &entry.payload {
+///                             applied.push(command.clone()); // state_machine.apply(command)
+///                         }
+///                         node.step(Input::Applied(entry.index), &mut actions);
+///                     }
+///                 }
+///                 Action::TakeSnapshot => {
+///                     // Serialize the state at the last applied entry and
+///                     // store it durably; only then report it.
+///                     let index = node.applied_index();
+///                     let term = node.term_at(index).expect("applied entries are in the log");
+///                     let bytes = Bytes::from(applied.concat());
+///                     let snapshot = Snapshot::new(concord::LogPosition::new(index, term), bytes);
+///                     node.step(Input::Snapshotted(snapshot.meta()), &mut actions);
+///                     stored_snapshot = Some(snapshot); // keep it readable for followers
+///                 }
+///                 Action::SendSnapshotChunk(chunk) => {
+///                     // Read the chunk from the stored snapshot and send it.
+///                     // (From a file: read `chunk.length_bytes` at
+///                     // `chunk.offset`, then `chunk.into_message(bytes)`.)
+///                     let to = chunk.to;
+///                     let message = chunk.cut_from(&stored_snapshot.as_ref().expect("reported").data);
+///                     let _ = (to, message); // network.send(to, message)
+///                 }
+///                 // A follower receiving a snapshot: append each chunk to a
+///                 // file, make it durable on PersistSnapshot (then report
+///                 // Persisted like any write), load it on RestoreSnapshot
+///                 // (then report Applied at its index).
+///                 _ => {} // proposal outcomes, role changes
+///             }
+///         }
+///         // Only now, after the sync, tell the node its writes are durable.
+///         if let Some(id) = durable_up_to.take() {
+///             node.step(Input::Persisted(id), &mut actions);
+///         }
+///     }
+/// }
+/// assert_eq!(applied.len(), 5);
+/// // The log was compacted: entries under the latest snapshot are gone.
+/// assert!(node.latest_snapshot_index() >= 4);
+/// assert!(node.first_index() > 1);
+/// # Ok::<(), concord::ConfigError>(())
+/// ```
 ///
 /// A clone is an independent replica in the same state (its log shares
 /// the original's entries until either appends): what a model checker

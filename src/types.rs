@@ -171,8 +171,8 @@ impl HardState {
 /// nor campaigns until it has learned, from enough of its peers, what the
 /// cluster may have counted on it for, and holds at least that much again.
 /// Durable, in [`HardState::recovery`], so that a restart in the middle
-/// does not end the recovery. See the crate documentation, "Servers that
-/// lose their storage".
+/// does not end the recovery. See the source of the
+/// core's storage-loss rules, `src/storage_loss.rs`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum StorageRecovery {
     /// Nothing lost, or the recovery is over: the replica votes.

@@ -85,7 +85,7 @@ pub struct NodeSettings {
     /// Run this node as a witness voter: it stores the log and votes but
     /// keeps no state machine, never applies, never snapshots state and
     /// never leads; clients it gets are redirected to the leader (see the
-    /// crate documentation, "Witnesses"). A witness of a new cluster is
+    /// repository's `docs/design.md`, "Witnesses"). A witness of a new cluster is
     /// also listed in [`witnesses`](Self::witnesses) (on every node); one
     /// joining a running cluster ([`join`](Self::join)) is added with
     /// `concord-cli member add-witness`. A node's kind must match the

@@ -133,7 +133,7 @@ pub enum AdminRequest {
     },
     /// Add a new node as a witness voter (through a joint configuration):
     /// it stores the log and votes but holds no state machine and never
-    /// leads (see the crate documentation, "Witnesses"). Start its server
+    /// leads (see `docs/design.md`, "Witnesses"). Start its server
     /// as a witness first (`concord-node --join --witness`). Checked like
     /// [`AdminRequest::AddVoter`], and refused when the full voters would
     /// no longer be a majority of the voters.
