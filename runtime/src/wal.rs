@@ -4,203 +4,31 @@
 //! segments and durable marker the same way, and a data directory that
 //! server wrote is read back once, by the upgrade to the shared log
 //! ([`multi::upgrade`](super::multi::upgrade), through [`recover_dir`]).
-//! Nothing writes this layout any more; the sections below say how it
-//! was written, which is what its reader relies on.
-//!
-//! ## Layout of a data directory
+//! Nothing writes this layout any more.
 //!
 //! ```text
 //! <dir>/identity                        whose it is (see [`identity`]); `open_as` only
 //! <dir>/lock                            flock(2)ed while open; the holder's pid
 //! <dir>/hardstate                       term + vote: [crc32c u32][bincode]
 //! <dir>/wal/00000000000000000001.seg    segment header, then records, appended
-//! <dir>/wal/00000000000000000002.seg    next segment once the first is full
 //! <dir>/wal/durable                     the durable marker (40 bytes)
 //! <dir>/snapshots/snapshot-<index>-<term>.snap   the newest snapshot
 //! ```
 //!
-//! ## Format (version 2; all integers little-endian)
+//! Segments hold checksummed, length-checked records (a bincode
+//! [`WalRecord`] each) after a versioned header; a log without the header
+//! or of another version is refused ([`StorageError::UnsupportedFormat`]).
+//! Each batch of writes was one write and one `fdatasync`, then the
+//! durable marker ("that segment is durable up to this offset").
+//! Recovery ([`recover_dir`]) cuts a torn tail, refuses damage followed by
+//! valid data ([`StorageError::Corrupt`]) and refuses to start when bytes
+//! the marker names as durable are gone ([`StorageError::DurableDataLost`],
+//! unless [`WalOptions::accept_data_loss`]); damaged data is never applied
+//! and never skipped. Snapshot files and their records bound the log.
 //!
-//! A segment starts with a 16-byte header:
-//! `[magic "CNCDWAL\n": 8][format version = 2: u32][checksum: u32]`, where the
-//! checksum is `crc32c(magic ‖ version) ^ CHECKSUM_SALT`. A file whose first
-//! bytes are not the magic (such as a log written by concord before format
-//! version 2, which had no header) or whose version is not 2 is refused with
-//! [`StorageError::UnsupportedFormat`]; there is no compatibility with the
-//! unversioned format.
-//!
-//! Then records follow back to back, each
-//! `[len: u32][len_check: u32][checksum: u32][payload: len bytes]` with
-//! `len_check = crc32c(len as 4 bytes) ^ CHECKSUM_SALT` and
-//! `checksum = crc32c(len as 4 bytes ‖ payload) ^ CHECKSUM_SALT`. The payload
-//! is a bincode [`WalRecord`]: "truncate after index i", "append these
-//! entries" or "the snapshot at this position is stored". A length of 0 is invalid (every encoded record has at least one
-//! byte), so a run of zero bytes never reads as a record, whatever its
-//! checksums; and because of the non-zero salt a header whose check fields
-//! were zeroed passes only by a 2^-32 coincidence per field. The length check makes a record header verifiable on
-//! its own, so the search for a valid record after damage (below) rejects
-//! almost every position in constant time: recovery stays linear in the
-//! size of the log even over a large garbage tail. Replaying the records in
-//! order rebuilds the log.
-//!
-//! ## Writes
-//!
-//! The server sent each write to the writer thread over a
-//! `crossbeam-channel`. The thread takes everything queued (up to a bound),
-//! writes it with one `write`, calls `fdatasync` once for the whole batch
-//! (group commit), records the durable marker (below) and then reports the
-//! highest write id. A changed hard state is written first, to a temporary
-//! file that is synced, renamed over `hardstate`, and made durable by
-//! syncing the directory. A new segment gets its header written and synced
-//! (and the directory synced) before any record goes into it.
-//!
-//! The batch is one positioned write at the end of the segment's records,
-//! not an `O_APPEND` write: the writer keeps the segment filled with zeros
-//! ahead of its records (64 KiB to 1 MiB at a time, double the segment's
-//! size; see [`ZERO_AHEAD_BYTES_MIN`](super::multi::segment_files::ZERO_AHEAD_BYTES_MIN)),
-//! so that the `fdatasync` of a batch overwrites space the file already
-//! has and ext4 need not commit its journal for a size change. The zeros
-//! are cut (`set_len`, then `fsync`) before the next segment is created,
-//! so only the last segment can ever end in zeros, and when the writer
-//! stops (the storage shut down or dropped). After a crash they are a
-//! torn tail to recovery (below).
-//!
-//! ## The durable marker
-//!
-//! After every successful `fdatasync` of a batch the writer overwrites
-//! `wal/durable` in place with one positioned 40-byte write:
-//! `[magic "CNCDMARK": 8][version = 2: u32][segment number: u64]`
-//! `[durable byte offset in that segment: u64][last log index: u64][checksum: u32]`
-//! (checksum = `crc32c` of the first 36 bytes `^ CHECKSUM_SALT`). It means
-//! "every byte of that segment before the offset, and every earlier segment,
-//! is durable; the log then ended at that index". The offset is where the
-//! segment's records end, never the file's length with the zeros ahead, and
-//! recovery checks it against where the readable records end. The marker itself is not
-//! fsynced: it is written only after the data it describes is durable, so it
-//! can never claim more than is durable; if a power failure loses it, the
-//! older marker (or none) claims less, and recovery falls back to the
-//! torn-tail rule. Cost: one small write per group commit, no extra fsync.
-//! `Truncate` records are appended like any other record, so offsets only
-//! grow within a segment; after a roll-over the marker keeps naming the old
-//! segment (at its full length) until a batch in the new segment is durable.
-//! With [`WalOptions::sync`] off nothing is durable and no marker is
-//! written. A marker that cannot be read or fails its checksum is logged at
-//! warn and ignored: it is evidence, not data.
-//!
-//! ## Recovery
-//!
-//! [`recover_dir`] reads every segment in
-//! order. Reading a segment stops at the first *damage*: a segment header
-//! that is missing, short, zeroed or fails its checksum, a record header cut
-//! short, a record length of 0, failing its length check or above
-//! [`RECORD_BYTES_MAX`], a record extending past the end of the file, or a
-//! record failing its checksum.
-//!
-//! * **Torn tail.** Damage in the *last* segment with no valid record
-//!   (one passing the length and checksum tests) starting anywhere after it
-//!   is a torn write — a crash in the middle of an append, or the zero-filled
-//!   or garbage blocks some filesystems leave after power loss. Everything
-//!   from the damage to the end of the file is truncated (and the file
-//!   synced), logged at warn with the file, offset and byte count, and
-//!   counted in [`RecoveryReport::torn_tails`] and
-//!   [`RecoveryReport::torn_bytes_truncated`]. A tail of zeros only that
-//!   the durable marker does not cover (most often the zeros the writer
-//!   fills ahead, left by a process that did not stop cleanly) is logged at
-//!   info instead, and counted the same way.
-//! * **Corruption.** Damage followed by a valid record, damage in a segment
-//!   that is not the last, a missing segment number, a record that passes
-//!   its checksum but does not decode, or a record that does not fit the log
-//!   (a gap in indices) is [`StorageError::Corrupt`] naming the file and
-//!   byte offset. Damaged data is never skipped and never applied.
-//! * **Lost durable data.** If the marker names a segment that is missing,
-//!   or the readable part of the marked segment ends before the marked
-//!   offset (a torn tail that starts before it, or a file shorter than it),
-//!   data that was fsynced — and so may have been acknowledged to the leader
-//!   — is gone. Recovery refuses with [`StorageError::DurableDataLost`]
-//!   naming the file, offset, marked durable offset and last durable index.
-//!   With [`WalOptions::accept_data_loss`] (`concord-node
-//!   --accept-wal-data-loss`) it instead logs at error how many durable bytes
-//!   and entries are lost, deletes the marker, truncates the tail and
-//!   starts with the shorter log.
-//!
-//! What is guaranteed, as long as the filesystem honours `fdatasync`:
-//!
-//! * Damaged data is never applied, and records after damage are never
-//!   silently skipped.
-//! * Every record that was reported durable and is covered by the marker
-//!   found on disk is recovered, or recovery fails loudly (unless the
-//!   operator accepted the loss). After a process crash (SIGKILL, panic)
-//!   that marker is the latest one, since its write sits in the page cache;
-//!   after a power failure it is at least as old as the last one the kernel
-//!   wrote back, and damage past it falls under the torn-tail rule.
-//! * After a process crash, a torn tail not covered by the marker held only
-//!   writes that were never reported durable, so no node was told about
-//!   them and truncating them is safe. (After a power failure, fsynced data
-//!   is not torn by the power failure itself.)
-//!
-//! The one thing the rule cannot tell apart from corruption is a torn final
-//! record whose partial payload happens to contain a whole valid record (for
-//! instance a value that is itself a WAL file): recovery then refuses, which
-//! is loud, not lossy.
-//!
-//! ## Snapshots and compaction
-//!
-//! Snapshot files live in `<dir>/snapshots/` (format, atomic write and
-//! verification in [`snapshot_file`]). A snapshot write
-//! went through the writer thread in
-//! order with the log writes: the writer writes and syncs the snapshot file
-//! (temporary file, fsync, rename, directory fsync), then appends a
-//! [`WalRecord::Snapshot`] naming its position (and `discard_log`) to the
-//! batch, which the batch's `fdatasync` makes durable; only then is the
-//! snapshot reported (a snapshot from the leader by its write id, the
-//! node's own on its channel). A snapshot at or below the stored one's
-//! index is not written.
-//!
-//! Once the record is durable the writer deletes the older snapshot files
-//! and then, oldest first, each segment before the current one whose
-//! entries — and every earlier segment's — all lie at or below the
-//! snapshot's index (asserted before each deletion), syncing the directory
-//! after each. It never deletes the current segment, which holds the
-//! snapshot's record and is the one the durable marker names after that
-//! batch; the marker file is fsynced before the first deletion so that no
-//! marker on disk can name a deleted segment (and when a marker write has
-//! failed, nothing is deleted). Deleting oldest first keeps the remaining
-//! segments numbered without gaps whenever a crash interrupts it.
-//! Then the writer starts a new segment, as when one is full: the
-//! segment that ends with this snapshot's record is deleted by the next
-//! snapshot (unless it holds entries past that one), so a restart reads at
-//! most about one snapshot interval of records the snapshot already
-//! covers, whatever `segment_bytes_max` is. The cost is one more segment
-//! file (a header write, an fsync and a directory fsync) per snapshot.
-//!
-//! Recovery reads the newest snapshot file first (damage there is
-//! [`StorageError::CorruptSnapshot`] naming the file; there is no fallback
-//! to an older one) and takes its position as the log's base: entries at
-//! or below it are skipped, `Truncate`s below it drop everything after it.
-//! When the first segment is not number 1 there must be a snapshot (else
-//! [`StorageError::Corrupt`]: the log lost its beginning); the replay then
-//! starts without knowing where the log ended before that segment, which
-//! is sound because a deleted segment held only entries the snapshot
-//! covers. A [`WalRecord::Snapshot`] newer than the newest snapshot file is
-//! corruption (a snapshot file was lost). Finally the entries after the
-//! base are kept only if the replayed log holds the base entry itself
-//! (same index and term, from an entry or a snapshot record), by Raft's log
-//! matching rule; otherwise they are dropped and counted in
-//! [`RecoveryReport::entries_dropped_after_snapshot`]. That covers the one
-//! crash window the order above leaves: a snapshot file from the leader is
-//! durable but its record (which might have discarded the log) is not. The
-//! recovered state is `Recovered { base: snapshot position, applied_index:
-//! base index, entries after it }`, with the snapshot the host restores
-//! and hands to the node.
-//! When the recovered log ends at the snapshot (it held nothing after it,
-//! ended below it, or diverged from it), the writer's start first
-//! appends and syncs a [`WalRecord::Snapshot`] with `discard_log` naming the
-//! base, so that the next recovery does not let those older records hide
-//! or drop the entries appended after the snapshot from then on.
-//!
-//! The snapshot record is a new [`WalRecord`] variant in format version 2:
-//! logs without snapshots are unchanged, and a build from before snapshots
-//! refuses a log that holds one as a record it cannot decode.
+//! The format byte by byte, the durable marker, the recovery rules and what
+//! they guarantee, and snapshots and compaction: the repository's
+//! `docs/wal-format.md`.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
