@@ -73,46 +73,13 @@
 //!
 //! # Recording your own service
 //!
-//! [`Recorder`] records a history from a real client: call
-//! [`Recorder::call`] right before sending a request (it reads a monotonic
-//! clock and returns a [`Token`]), and when the client knows what became of
-//! it, [`Recorder::ok`] with the result, [`Recorder::fail`] or
-//! [`Recorder::unknown`]. It is `Send + Sync` and cheap to clone (clones
-//! share one history), so any number of threads or async tasks can record
-//! into it; each method holds a mutex for a few instructions and never
-//! awaits. [`Recorder::write_jsonl`] writes the result for
-//! `concord-sim check`.
-//!
-//! The check is only as good as the outcomes. Mapping what a client sees
-//! to an outcome:
-//!
-//! | the client saw | record | why |
-//! | --- | --- | --- |
-//! | a reply with a result | `ok(result)` | it took effect once, between call and reply |
-//! | a definite refusal by the service before it could have been applied (validation error, request too large, a `NotLeader` redirect from a node that did not propose it, when no other attempt of this operation can have reached a server) | `fail` | it was never applied |
-//! | connection refused, or a name that did not resolve, on every attempt | `fail` | the request never left the client |
-//! | a timeout | `unknown` | the request may have been applied and only the reply lost |
-//! | a redirect after an earlier attempt timed out or broke | `unknown` | the earlier attempt may still be applied |
-//! | connection reset or closed after the request was written ("error after send") | `unknown` | the server may have received and applied it |
-//! | an error reply whose meaning is not "not applied" (internal error, session expired, retries exhausted, a reply that does not parse) | `unknown` | nothing proves it was not applied |
-//! | the client crashed or gave up without waiting | `unknown` (or drop the token) | as above |
-//!
-//! When in doubt, record `unknown`: it is never wrong, only weaker (the
-//! operation may then take effect at any instant after its call, or never,
-//! which also makes the check slower). A wrong `fail` or a wrong result
-//! makes a correct service look broken, or hides a real bug, e.g. a write
-//! that was applied though the client was told it failed. A token dropped
-//! without an outcome, and an operation still in flight when
-//! [`Recorder::history`] is taken, are recorded as unknown.
-//!
-//! For concord's own client of a one-group cluster
-//! (`concord_tokio::multi::one_group_client::OneGroupClient`, under the
-//! services' `KvClient`): `Ok` is `ok`; `ClientError::RetriesExhausted`,
-//! `SessionExpired` and `Protocol` are `unknown`; `Server` (refused
-//! before sending, e.g. a command too large), `NoServers` and `Rejected`
-//! are `fail` (`CallError::definitely_not_applied` says which). A key
-//! that does not exist reads as `""`. See
-//! `sim/examples/record_real_cluster.rs`.
+//! [`Recorder`] records a history from a real client: [`Recorder::call`]
+//! before sending a request, then [`Recorder::ok`], [`Recorder::fail`] or
+//! [`Recorder::unknown`] once the client knows what became of it, and
+//! [`Recorder::write_jsonl`] for `concord-sim check`. When in doubt,
+//! record `unknown`: it is never wrong, only weaker. Which outcome each
+//! thing a client sees maps to (and for concord's own client): the
+//! repository's `docs/checker.md`, "Recording your own service".
 
 use std::fmt;
 use std::io::{BufRead, Write};

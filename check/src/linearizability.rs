@@ -7,145 +7,32 @@
 //! executing them one at a time in that order on a single atomic key-value
 //! store gives exactly the recorded results.
 //!
-//! # Algorithm
+//! Keys are independent (P-compositionality): [`check_history_with`] checks
+//! them one by one in sorted order, [`check_history_parallel`] on a bounded
+//! pool of threads, with the same verdict. For one key the search is Lowe's
+//! just-in-time linearization over configurations (model state, which
+//! pending operations are linearized, which unknown operations applied),
+//! with memoisation and a set of rules, each argued where it is
+//! implemented, that keep it small: a compressed prefix, interned and
+//! merged values, symmetry between identical operations, eager reads,
+//! lazily applied unknown operations with dominance, dead values retired,
+//! and sources pinned by what later reads name.
 //!
-//! Every operation touches one key, and a key-value store is a product of
-//! independent registers, so the history is linearizable iff each key's
-//! sub-history is (P-compositionality). [`check_history_with`] checks keys
-//! one by one in sorted order; [`check_history_parallel`] checks them on a
-//! bounded pool of threads, with the same verdict, and per-key statistics.
+//! **Budgets.** The search is exponential in the worst case. [`CheckConfig`]
+//! bounds it by a deterministic step count (and optionally wall-clock time,
+//! frontier size and a pace per return, [`Limit`]); a bound hit gives
+//! [`CheckResult::Unknown`], which is *not* a pass.
 //!
-//! For one key this is Lowe's *just-in-time linearization* (a refinement of
-//! Wing & Gong's search) explored breadth-first over configurations, with
-//! memoisation. Call and return events are swept in time order (at equal
-//! times calls first, so touching intervals count as concurrent). A
-//! configuration is (model state, which pending operations are already
-//! linearized, which unknown operations have been applied). An operation is
-//! linearized only when it must be: at the return of operation `o`, every
-//! configuration that has not yet linearized `o` is extended by linearizing
-//! pending operations one at a time until `o` is linearized; configurations
-//! in which that is impossible die. If none survives, the history is not
-//! linearizable and `o` is where the search got stuck.
+//! **Failures.** [`Failure`] names the key and the operation at whose
+//! return the search got stuck, with a small sub-history that explains it:
+//! every write that could have supplied what the stuck operation saw, plus
+//! as few other operations as shrinking finds within
+//! [`CheckConfig::shrink_steps`] ([`Failure::explained`] says whether it
+//! did). It prints as JSON lines ([`Failure::to_jsonl`]) and as a timeline
+//! ([`Failure::timeline`]).
 //!
-//! What keeps it small and fast:
-//!
-//! * **Compressed prefix.** A completed operation whose return has been
-//!   passed is linearized in every configuration, so it is forgotten: the
-//!   "linearized" bitset covers only the window of pending operations (slots
-//!   reused as operations return, at most 128 at once), not the whole
-//!   history. Quiescent points collapse to a set of model states.
-//! * **Compact, exact state.** Values are interned to `u32`. Only strings
-//!   that are a prefix of some value a `get` read or a `cas` compared with
-//!   are kept as distinct states; every other string behaves identically
-//!   (no `get` or `cas` can match it, and appending to it cannot make it
-//!   match), so all of them are one state, *other*.
-//! * **Memoisation** of configurations in hash sets with a fixed-seed hasher
-//!   (deterministic; no map iteration order reaches the output).
-//! * **Symmetry** (rule S, argued in `Sweep::link_same_kind`). Pending
-//!   completed operations of the same kind (same operation, same recorded
-//!   result) are linearized in the order they return, so `n` concurrent
-//!   identical operations — e.g. puts of values nobody reads, which are
-//!   all puts of *other* — give `n + 1` configurations instead of `2^n`.
-//! * **Eager reads.** A pending `get` or unsuccessful `cas` whose result
-//!   holds in a configuration's state is linearized at once without
-//!   branching: it changes nothing, so doing it now or at any later point
-//!   where it holds gives the same states (rule E).
-//! * **Unknown operations** (`"return": null`) stay available forever. They
-//!   are applied lazily, in runs right before a completed operation that
-//!   needs them: an `append` (whose result depends on the state), or a
-//!   `get`/`cas` that fails in the current state; which unknowns are tried
-//!   there is narrowed by rules U1–U5, each argued in
-//!   `Sweep::unknown_candidates`. Unknown operations with the same effect
-//!   are interchangeable once called, so only the earliest available one of
-//!   each kind is tried. A configuration is dropped if another with the
-//!   same state and linearized operations and a subset of its applied
-//!   unknowns exists (it can do everything the dominated one can: rule D,
-//!   in the closure and at the frontier); an unknown applied in every
-//!   configuration is retired.
-//! * **Dead values** (rule R, argued in `Sweep::retire_observer`). Once
-//!   every operation that could still observe a state, directly or through
-//!   appends, has returned, that state is merged into *other*; unknown
-//!   puts of it and unknown appends that can only lead to dead states
-//!   become puts of *other* and merge into one group, and configurations
-//!   that differ only in which of them they applied collapse. Without
-//!   this, every unknown write ever called stayed a separate branch
-//!   before every append, and the work grew with the square of the
-//!   history.
-//! * **Pinned sources** (rule P, argued in `Pins`). A state that a get
-//!   still to be linearized reads can only come back through a put or cas
-//!   of one of its *token prefixes* (the state minus append tokens of the
-//!   key). A configuration that has linearized every such write, and whose
-//!   state is not such a prefix, can never finish: it is dropped. With
-//!   unique put values this is what a read naming its write buys: the
-//!   configurations that linearized `put p17` and then overwrote it die at
-//!   once if a later get reads `p17xy`. A failure found this way may come
-//!   at an earlier return than the search without the rule would reach;
-//!   the report names that exact return, found by cutting the history.
-//! * **Dead writes** (rule S over rule R). A pending put or cas whose
-//!   value died is a write of *other*: it joins the symmetry class of the
-//!   other writes of *other*, so `n` of them give `n + 1` configurations.
-//! * Failed operations (`"ok": false`) and `get`s with unknown outcome have
-//!   no effect and are dropped up front.
-//!
-//! # Budgets
-//!
-//! The search is exponential in the worst case. [`CheckConfig`] bounds it by
-//! a deterministic step count (and optionally wall-clock time and frontier
-//! size); when a bound is hit the result is [`CheckResult::Unknown`], which
-//! is *not* a pass. A key's search also keeps a pace
-//! ([`CheckConfig::max_steps_per_return`], [`Limit::Pace`]): at most one
-//! frontier limit's worth of steps plus a fixed number per return passed.
-//! Rule P lets searches that will give up anyway go on for many returns
-//! with closures just under the frontier limit (5,000 operations on one
-//! key at 64 clients: 60 to 100 million steps before the frontier limit);
-//! the pace stops them at the cost the frontier limit had before rule P,
-//! while deciding searches stay far below it (at most 1,000 steps per
-//! return on the hot-key family of `docs/checker.md`).
-//!
-//! # Failures
-//!
-//! On failure, [`Failure`] names the key and the operation at whose return
-//! the search got stuck, and gives a small sub-history of that key that
-//! explains it. The stuck operation is always one with a precondition: a
-//! `get` (needs its value), a successful `cas` (needs `from`) or an
-//! unsuccessful one (needs anything but `from`). The explanation is a
-//! sub-history `P ∪ R ∪ {stuck}` where
-//!
-//! * `P` (*pinned*) is every write called before the stuck return that
-//!   could give the key a state the stuck operation accepts: for a needed
-//!   value `v`, every put or cas writing `v` (with appends on the key, a
-//!   prefix of `v`) and every append of a part of `v`; for "anything but
-//!   `f`", every write of something else. Shrinking never removes them.
-//! * `R` is as small as delta debugging makes it within the shrink budget,
-//!   such that `P ∪ R` is linearizable and `P ∪ R ∪ {stuck}` is not.
-//!
-//! Why this rule. "Not linearizable, but linearizable without the stuck
-//! operation" alone is met by a lone stale `get` once every write is
-//! dropped (reading `"a"` from a key nobody wrote is impossible), which
-//! explains nothing and hides the bug. Pinning the possible sources makes
-//! that impossible: every write that could have supplied what the stuck
-//! operation saw is in the explanation, so the reader sees each of them
-//! and, in `R`, the operations that rule each of them out (an overwrite
-//! that completed before the read was called, a read that already saw a
-//! newer value, ...). Soundness: the explanation is a sub-history of the
-//! checked one, so it being non-linearizable (checked, not assumed) is a
-//! genuine witness; `P ∪ R` being linearizable (also checked) shows that
-//! the other operations are consistent, so the contradiction lies with
-//! the stuck one; and since every source of its value is present, the
-//! contradiction is not an artefact of the shrink. For the history
-//! `put a; put b; get → a` (sequential) the explanation is all three:
-//! without `put a` the `get` is not explained, and without `put b` it is
-//! linearizable.
-//!
-//! Shrinking starts from the latest 8, 32, 128, ... operations before the
-//! stuck return (reads in that window that need an earlier write are left
-//! out), so a failure late in a long history costs a few small checks
-//! instead of many checks of the whole history. If no window meets the
-//! criterion within [`CheckConfig::shrink_steps`], the report falls back
-//! to everything called before the stuck return (still not linearizable,
-//! since the search gets stuck at the same return) and says so
-//! ([`Failure::explained`] is `false`). The failure prints as JSON lines
-//! ([`Failure::to_jsonl`]) and as a timeline ([`Failure::timeline`]).
+//! Every rule, the budgets' pace, and why the explanation keeps the
+//! possible sources: the repository's `docs/checker-search.md`.
 
 use std::collections::HashMap;
 use std::fmt;
