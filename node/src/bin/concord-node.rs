@@ -15,78 +15,39 @@
 //! Every flag has a `CONCORD_*` environment variable and a key in the
 //! `--config` TOML file (`node/examples/server.toml`); flags and variables
 //! override the file. `--help` lists them all; the rules are in
-//! `concord_node::server`.
-//!
-//! Stops gracefully on SIGINT/SIGTERM. Logs go to stderr; set `RUST_LOG`
-//! (e.g. `RUST_LOG=concord=debug`) for more. The runtime has 2 worker
-//! threads (plus the WAL writer thread); `--worker-threads N` (or
-//! `CONCORD_NODE_THREADS=N`) changes that (1: a single-threaded runtime).
+//! `concord_node::server`. Stops gracefully on SIGINT/SIGTERM; logs go to
+//! stderr (`RUST_LOG`, `--log-format json`). The runtime has 2 worker
+//! threads plus the log's writer thread (`--worker-threads N`,
+//! `CONCORD_NODE_THREADS`; 1 is a single-threaded runtime).
 //!
 //! Every server runs the one runtime, the multi-group host
 //! (`concord_node::multi_node`): without `--groups` it hosts one group of
-//! the service (group 1) beside the catalog (group 0), with the same
-//! loop, shared write-ahead log, transport and client as a sharded
-//! cluster. A data directory written by the single-group server of
-//! earlier releases (`wal/`, `hardstate`, `snapshots/`) is upgraded in
-//! place on its first start (`concord_tokio::multi::upgrade`).
+//! the service (group 1) beside the catalog (group 0); `--groups N` (1 to
+//! 100,000) shards the service over N groups (docs/sharded-store.md). A
+//! data directory keeps its group count, its service
+//! (`<data-dir>/service`) and, in `<data-dir>/identity`, its cluster, node
+//! id, incarnation and log format; a start with other flags is refused, as
+//! is a second process on the directory (`<data-dir>/lock`). A directory
+//! of the single-group server of earlier releases is upgraded in place on
+//! its first start (`concord_tokio::multi::upgrade`).
 //!
-//! If the write-ahead log lost records it had already fsynced (see
-//! `concord_tokio::multi::shared_log`), the node refuses to start and
-//! exits non-zero with an error naming the file and offset;
-//! `--accept-wal-data-loss` truncates the log there instead and rejoins
-//! with a shorter log.
-//!
-//! A new server joins a running cluster empty, as a learner: start it with
-//! `--join` and `--peers` naming the cluster's voters, then add it with
-//! `concord-cli member add-learner <ID> <HOST:PORT>` and, once caught up,
-//! `concord-cli member promote <ID>` (see the README, "Growing, shrinking
-//! and replacing servers"). After that its log holds the configuration:
-//! restarts keep it, with or without `--join`.
-//!
-//! A witness voter (a server that stores the log and votes but keeps no
-//! state machine and never leads) is listed with `--witnesses <ID,...>` on
-//! every server of a new cluster, or started with `--join --witness` and
-//! added with `concord-cli member add-witness <ID> <HOST:PORT>` (see the
-//! README, "Witness voters"). It must keep running as the kind the
-//! configuration names it: a mismatch is refused at start with the flag to
-//! change.
-//!
-//! Every `--snapshot-every-entries` applied entries (default 100000) the
-//! node snapshots a group's state into `<data-dir>/groups/<group>/` and
-//! deletes the write-ahead log segments no group needs any more; a
-//! damaged snapshot file makes it refuse to start, naming the file.
-//!
-//! On its first start a node records in `<data-dir>/identity` the cluster
-//! (`--cluster-id`), its id (`--id`), the cluster's incarnation and the
-//! log's format version; every later start compares them with the flags
-//! and refuses a directory that is another's. While it runs the node
-//! holds a lock on `<data-dir>/lock`: a second process on the same
-//! directory is refused (see `concord_tokio::identity`).
-//!
-//! A data directory holds one service's data (`<data-dir>/service`): a
-//! server started on it with another `--service` is refused.
-//!
-//! `--groups N` (N > 1, or `groups = N` in the config file) hosts N Raft
-//! groups of the service, sharded by key, on one multi-group host, with
-//! a client session table in every group (`concord_node::multi_node`,
-//! `concord_node::multi_service`, docs/sharded-store.md); the default, 1,
-//! hosts one. A data directory keeps its group count.
-//!
-//! `--otlp-endpoint URL` (a build with `--features otel`) exports the
-//! request spans to an OpenTelemetry collector over OTLP/HTTP; without
-//! the feature the flag is refused with exit status 2.
-//!
-//! `--metrics-listen ADDR` serves Prometheus metrics on
-//! `http://ADDR/metrics` (docs/metrics.md lists them, for one group and
-//! for many); `--log-format json`
-//! writes one JSON object per log line.
+//! Every `--snapshot-every-entries` applied entries (default 100000) a
+//! group is snapshotted into `<data-dir>/groups/<group>/` and log segments
+//! no group needs are deleted. A damaged snapshot makes the node refuse to
+//! start, naming the file; so does a log that lost records it had fsynced,
+//! unless `--accept-wal-data-loss` (which truncates there and rejoins with
+//! a shorter log). Joining a running cluster (`--join`, as a learner or a
+//! `--witness`) is in docs/membership.md; a witness must keep running as
+//! the kind the configuration names it, or it is refused at start; `--metrics-listen ADDR` serves
+//! Prometheus metrics (docs/metrics.md); `--otlp-endpoint URL` (a build
+//! with `--features otel`) exports request spans over OTLP/HTTP, and is
+//! refused with exit status 2 by a build without it.
 //!
 //! Exit status: 0 stopped by a signal, 1 failed to start or serve, 2 bad
 //! flags or config file (or a metrics address that cannot be bound, or an
-//! OTLP endpoint this build cannot serve), 3
-//! the data directory belongs to another cluster, node or service (or a
-//! newer build, or one from before services), 4 the data directory is in
-//! use by another process.
+//! OTLP endpoint this build cannot serve), 3 the data directory belongs to
+//! another cluster, node or service (or a newer build, or one from before
+//! services), 4 the data directory is in use by another process.
 
 // println! and friends that stop quietly at a closed pipe.
 #[macro_use]
