@@ -25,24 +25,12 @@
 //! and never reused, and a client id unknown to the table is known to have
 //! expired (or never to have existed).
 //!
-//! **Across a forced recovery.** The survivor never held the entries the
-//! lost servers appended after its commit index, so indices there were
-//! handed out twice: as registrations on the lost servers, and as whatever
-//! the survivor puts at those indices. When the forced entry is applied
-//! ([`StateMachine::apply_forced_recovery`]) the table expires every session
-//! registered above the audit record's `commit_index_before` (at or below
-//! it the registration is committed, the same on every server, so the
-//! session is certainly the survivor's own) and starts the next epoch. A
-//! lost server's session id therefore names either an expired session or
-//! none, and its holder is answered [`SessionResponse::SessionExpired`],
-//! never someone else's session: every later registration carries the new
-//! epoch in its id, which no id the lost servers handed out carries (they
-//! applied at most as many forced recoveries as the survivor had before
-//! this one; ids differing in epoch or index differ). That last premise
-//! holds when the survivor's log or snapshot holds every earlier forced
-//! recovery's entry, as it does on any server that received one entry the
-//! rebuilt cluster made after it; a server that never did is not a
-//! survivor to recover from (it also lacks every write since).
+//! **Across a forced recovery** ([`StateMachine::apply_forced_recovery`])
+//! the table expires every session registered above the audit record's
+//! `commit_index_before` and starts the next epoch, so a lost server's
+//! session id names an expired session or none, never someone else's
+//! (why that holds: the repository's `docs/design.md`, "Client sessions
+//! across a forced recovery").
 //!
 //! Wire format of a command (what a client proposes):
 //!
