@@ -13,7 +13,8 @@
 //! them).
 //!
 //! Checked: every group has a leader known to all three nodes after the
-//! faults heal and again after every node is killed at once and
+//! faults heal (and each client then gets through to every key it calls)
+//! and again after every node is killed at once and
 //! restarted on what its disk kept, every acknowledged append is in its
 //! key's value at the end, and the client history of every key (one key per group, so one
 //! history per group) is linearizable. A failed check panics naming the
@@ -37,7 +38,7 @@ use concord::multi::{GroupId, MultiConfig};
 use concord::{Config, NodeId, Role};
 use concord_services::sharded_kv::{ShardMachine, ShardMap};
 use concord_services::sharded_kv_client::ShardedKvClient;
-use concord_sim::history::{Op, Operation, Output};
+use concord_sim::history::{Op, Operation, Outcome, Output};
 use concord_tokio::multi::host::{self, HostEvent, MultiServerConfig, MultiStatus};
 use concord_tokio::multi::log_sink::InlineLog;
 use concord_tokio::multi::page_cache::PageCacheDisk;
@@ -263,8 +264,20 @@ fn routing(addrs: &BTreeMap<NodeId, String>) -> RoutingConfig {
     config
 }
 
+/// The clients' routing: [`routing`], with the planted caching mistake
+/// when the run plants it.
+fn clients_routing(
+    addrs: &BTreeMap<NodeId, String>,
+    planted: Option<RuntimeMistake>,
+) -> RoutingConfig {
+    let mut config = routing(addrs);
+    config.planted_leader_cached_forever = planted == Some(RuntimeMistake::LeaderCachedForever);
+    config
+}
+
 async fn run_client(
     groups: u64,
+    planted: Option<RuntimeMistake>,
     client_no: u64,
     addrs: BTreeMap<NodeId, String>,
     keys: Vec<String>,
@@ -274,7 +287,7 @@ async fn run_client(
     stop: Arc<AtomicBool>,
 ) {
     let map = ShardMap::new(groups).unwrap();
-    let mut client = ShardedKvClient::new(map, routing(&addrs)).expect("client");
+    let mut client = ShardedKvClient::new(map, clients_routing(&addrs, planted)).expect("client");
     let mut last_seen: BTreeMap<String, String> = BTreeMap::new();
     for i in 0..OPS_PER_CLIENT_MAX {
         if stop.load(Ordering::Relaxed) {
@@ -353,12 +366,18 @@ pub enum RuntimeMistake {
     /// The shared log reports a round durable while its fsync waits for a
     /// later round: a kill loses entries the node acknowledged.
     AckBeforeFsync,
+    /// The clients' routing keeps each group's first leader forever and
+    /// sends it every attempt, redirects or not: once leadership moves,
+    /// a client cannot reach the group.
+    LeaderCachedForever,
 }
 
 impl RuntimeMistake {
     /// Every mistake, with its name on the command line.
-    pub const ALL: [(RuntimeMistake, &'static str); 1] =
-        [(RuntimeMistake::AckBeforeFsync, "ack-before-fsync")];
+    pub const ALL: [(RuntimeMistake, &'static str); 2] = [
+        (RuntimeMistake::AckBeforeFsync, "ack-before-fsync"),
+        (RuntimeMistake::LeaderCachedForever, "leader-cached-forever"),
+    ];
 
     /// The mistake called `name`.
     pub fn named(name: &str) -> Option<RuntimeMistake> {
@@ -487,6 +506,7 @@ pub async fn run_multi_group(scenario: MultiScenario) -> MultiReport {
         let client_node = plain_node(&handle, format!("client-{c}"), client_ip(c));
         let task = run_client(
             groups,
+            planted,
             c,
             addrs.clone(),
             key_list.clone(),
@@ -522,6 +542,7 @@ pub async fn run_multi_group(scenario: MultiScenario) -> MultiReport {
     let led_after_heal = every_group_led(&inboxes, groups, LED_WITHIN)
         .await
         .unwrap_or_else(|e| panic!("seed {}: after the heal ({faults:?}): {e}", handle.seed()));
+    let led_at = start.elapsed().as_nanos() as u64;
     sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::Relaxed);
     join_clients(clients).await;
@@ -572,6 +593,28 @@ pub async fn run_multi_group(scenario: MultiScenario) -> MultiReport {
         .await
         .expect("final reads ran");
     let record = std::mem::take(&mut *record.lock().unwrap());
+    // Once every group is led again (no fault after that), each client
+    // gets through to every key it calls: of its calls to a key made
+    // after that moment, one at least completed.
+    let mut unreached = Vec::new();
+    for client in 1..=client_count {
+        for key in &key_list {
+            let mut calls = record
+                .history
+                .iter()
+                .filter(|op| op.client == client && op.key == *key && op.call >= led_at)
+                .peekable();
+            if calls.peek().is_some() && !calls.any(|op| matches!(op.outcome, Outcome::Ok(_))) {
+                unreached.push(format!("client {client} to {key}"));
+            }
+        }
+    }
+    assert!(
+        unreached.is_empty(),
+        "seed {}: once every group was led again, no call got through for: {}",
+        handle.seed(),
+        unreached.join(", ")
+    );
     let mut history = record.history;
     let end = start.elapsed().as_nanos() as u64;
     for (key, value) in &finals {

@@ -47,3 +47,13 @@ fn an_acknowledgement_before_the_fsync_is_caught_within_3_seeds() {
     let (seed, failure) = caught_within(RuntimeMistake::AckBeforeFsync, 3);
     eprintln!("ack-before-fsync caught at seed {seed}: {failure}");
 }
+
+/// A routing client that keeps each group's first leader forever and
+/// sends it every attempt: once leadership moves (a fault), the client
+/// cannot reach the group even after every group is led again. Caught
+/// at seed 0 here; 10 of seeds 0..10 fail.
+#[test]
+fn a_leader_cached_forever_is_caught_within_3_seeds() {
+    let (seed, failure) = caught_within(RuntimeMistake::LeaderCachedForever, 3);
+    eprintln!("leader-cached-forever caught at seed {seed}: {failure}");
+}

@@ -101,6 +101,13 @@ pub struct RoutingConfig {
     pub avoid_min: Duration,
     /// Longest time a failing node is avoided before it is tried again.
     pub avoid_max: Duration,
+    /// Planted mistake for the madsim sweep (`--bug
+    /// leader-cached-forever`): a group's first cached leader is tried on
+    /// every attempt of every call, whatever the answers say, and never
+    /// replaced.
+    #[cfg(feature = "planted-bugs")]
+    #[doc(hidden)]
+    pub planted_leader_cached_forever: bool,
 }
 
 impl RoutingConfig {
@@ -121,6 +128,20 @@ impl RoutingConfig {
             tls: None,
             avoid_min: Duration::from_secs(1),
             avoid_max: Duration::from_secs(30),
+            #[cfg(feature = "planted-bugs")]
+            planted_leader_cached_forever: false,
+        }
+    }
+
+    /// Whether the planted caching mistake is on.
+    fn leader_cached_forever(&self) -> bool {
+        #[cfg(feature = "planted-bugs")]
+        {
+            self.planted_leader_cached_forever
+        }
+        #[cfg(not(feature = "planted-bugs"))]
+        {
+            false
         }
     }
 }
@@ -309,11 +330,12 @@ impl RoutingClient {
         let request = GroupRequest { group, request: op };
         // A cached leader this client failed to reach lately is not
         // tried first: the others name the group's leader now.
+        let stuck = self.config.leader_cached_forever();
         let cached = self
             .leaders
             .get(&group)
             .copied()
-            .filter(|node| !self.avoids(*node));
+            .filter(|node| stuck || !self.avoids(*node));
         let mut target = match cached {
             _ if follower_read => {
                 let node = self.pick_from(self.read_cursor);
@@ -333,6 +355,10 @@ impl RoutingClient {
         // exhausted call says where it went (bounded by the servers).
         let mut tried: BTreeMap<NodeId, (u32, String)> = BTreeMap::new();
         for attempt in 1..=self.config.attempts_max {
+            if let (true, Some(node)) = (stuck, cached) {
+                // The planted mistake: always the cached leader.
+                target = node;
+            }
             self.stats.attempts += 1;
             let outcome = self.attempt(target, &request).await;
             if !matches!(outcome, Attempt::Done(_)) {
@@ -362,7 +388,7 @@ impl RoutingClient {
                     not_hosting.insert(target);
                     last = message;
                     if self.leaders.get(&group) == Some(&target) {
-                        self.leaders.remove(&group);
+                        self.forget_leader(group);
                     }
                     target = self.next_after(target);
                     continue;
@@ -381,7 +407,7 @@ impl RoutingClient {
                     })
                 }
                 Attempt::Unknown(reason) if !retry_unknown => {
-                    self.leaders.remove(&group);
+                    self.forget_leader(group);
                     return Err(RoutingError::Unknown {
                         group,
                         node: target,
@@ -390,7 +416,7 @@ impl RoutingClient {
                 }
                 Attempt::Unknown(reason) | Attempt::Later(reason) => {
                     last = reason;
-                    self.leaders.remove(&group);
+                    self.forget_leader(group);
                     target = self.next_after(target);
                 }
                 Attempt::Elsewhere(Some((leader, addr)), reason)
@@ -407,7 +433,7 @@ impl RoutingClient {
                 }
                 Attempt::Elsewhere(_, reason) => {
                     last = reason;
-                    self.leaders.remove(&group);
+                    self.forget_leader(group);
                     target = self.next_after(target);
                 }
             }
@@ -545,7 +571,18 @@ impl RoutingClient {
         }
     }
 
+    /// Forgets `group`'s cached leader (it answered that it is not, or
+    /// could not be reached).
+    fn forget_leader(&mut self, group: GroupId) {
+        if !self.config.leader_cached_forever() {
+            self.leaders.remove(&group);
+        }
+    }
+
     fn remember(&mut self, group: GroupId, node: NodeId) {
+        if self.config.leader_cached_forever() && self.leaders.contains_key(&group) {
+            return;
+        }
         if !self.leaders.contains_key(&group)
             && self.leaders.len() >= self.config.leaders_cached_max
         {
