@@ -108,6 +108,12 @@ pub enum Fault {
     Slow,
     /// A fifth of the packets are lost.
     Lossy,
+    /// The victim's disk fails (an fsync or a write returns an error,
+    /// and every operation after it) a few operations from now; the node
+    /// must stop without acknowledging anything it did not sync, and is
+    /// then killed and restarted from what its disk kept. Needs the
+    /// suite's `disk_fault` hook ([`run_faults_with`]).
+    DiskFault,
 }
 
 /// The rounds of faults a suite runs.
@@ -139,7 +145,19 @@ pub struct FaultLog {
 pub async fn run_faults(
     nodes: &BTreeMap<u64, NodeHandle>,
     plan: &FaultRounds,
+    before_kill: impl FnMut(u64),
+) -> FaultLog {
+    run_faults_with(nodes, plan, before_kill, |_, _| {}).await
+}
+
+/// [`run_faults`], with `disk_fault(victim, operations)` called for a
+/// [`Fault::DiskFault`]: it must make the victim's disk fail after
+/// `operations` more operations.
+pub async fn run_faults_with(
+    nodes: &BTreeMap<u64, NodeHandle>,
+    plan: &FaultRounds,
     mut before_kill: impl FnMut(u64),
+    mut disk_fault: impl FnMut(u64, u64),
 ) -> FaultLog {
     let handle = Handle::current();
     let net = madsim::net::NetSim::current();
@@ -163,10 +181,22 @@ pub async fn run_faults(
             Fault::OneWay => format!("cut n{victim}->n{}", victim % count + 1),
             Fault::Slow => "slow network".to_string(),
             Fault::Lossy => "lossy network".to_string(),
+            Fault::DiskFault => format!("disk-fault n{victim}"),
         };
         tracing::info!(fault = %name, "fault");
         log.faults.push(name);
         match kind {
+            Fault::DiskFault => {
+                // Fails within the next few writes (a busy node writes
+                // every few milliseconds); the node stops on it.
+                disk_fault(victim, thread_rng().gen_range(0..40));
+                sleep(hold).await;
+                before_kill(victim);
+                handle.kill(victim_node);
+                log.kills += 1;
+                sleep(Duration::from_millis(100)).await;
+                handle.restart(victim_node);
+            }
             Fault::Kill => {
                 before_kill(victim);
                 handle.kill(victim_node);

@@ -7,8 +7,9 @@
 //! the sharded key-value store's state machine, and clients of the
 //! sharded store (`ShardedKvClient` over the `RoutingClient`) on madsim's
 //! simulated TCP. Faults, one at a time: a node killed and restarted
-//! from its disk, a node cut off, a link cut one way, a slow network, a
-//! lossy network (madsim's TCP retransmits: lost packets arrive late, and
+//! from its disk, a node's disk failing (a write or fsync returns an
+//! error; the node stops, then restarts from its disk), a node cut off, a
+//! link cut one way, a slow network, a lossy network (madsim's TCP retransmits: lost packets arrive late, and
 //! connections that fall silent are dropped with the frames queued on
 //! them).
 //!
@@ -29,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::harness::{
-    assert_linearizable, completed_after_heal, ip, join_clients, plain_node, run_faults, text,
+    assert_linearizable, completed_after_heal, ip, join_clients, plain_node, run_faults_with, text,
     Fault, FaultRounds,
 };
 use bytes::Bytes;
@@ -529,11 +530,17 @@ pub async fn run_multi_group(scenario: MultiScenario) -> MultiReport {
             Fault::OneWay,
             Fault::Slow,
             Fault::Lossy,
+            Fault::DiskFault,
         ],
     };
-    let log = run_faults(&nodes, &plan, |victim| {
-        inboxes.lock().unwrap().remove(&victim);
-    })
+    let log = run_faults_with(
+        &nodes,
+        &plan,
+        |victim| {
+            inboxes.lock().unwrap().remove(&victim);
+        },
+        |victim, operations| disks[&victim].set_fuse(operations),
+    )
     .await;
     let (mut kills, mut faults) = (log.kills, log.faults);
 
