@@ -271,6 +271,21 @@ pub struct Chat {
 }
 
 impl Chat {
+    /// Answers a read; with `planted`, the service's planted mistake
+    /// (`crate::planted`): `fetch` is served as a read, from this
+    /// replica's state (a copy: a read changes nothing), and marks nothing
+    /// delivered, so the next fetch returns the same messages again (with
+    /// a client that sends `fetch` as a read).
+    pub(crate) fn read_as(&self, request: &ChatRequest, planted: bool) -> Option<Outcome<Self>> {
+        match request {
+            ChatRequest::ListAccounts { pattern } => Some(Ok(self.list(pattern))),
+            ChatRequest::Fetch { account } if planted => {
+                Some(Ok(self.clone().fetch(account, false)))
+            }
+            _ => None,
+        }
+    }
+
     /// Whether `account` exists.
     pub fn has_account(&self, account: &str) -> bool {
         self.accounts.contains_key(account)
@@ -451,18 +466,8 @@ impl Service for Chat {
         }
     }
 
-    /// The planted bug serves `fetch` as a read, from this replica's state
-    /// (a copy: a read changes nothing), and marks nothing delivered, so
-    /// the next fetch returns the same messages again (with a client that
-    /// sends `fetch` as a read).
-    fn read(&self, request: &ChatRequest, planted_bug: bool) -> Option<Outcome<Self>> {
-        match request {
-            ChatRequest::ListAccounts { pattern } => Some(Ok(self.list(pattern))),
-            ChatRequest::Fetch { account } if planted_bug => {
-                Some(Ok(self.clone().fetch(account, false)))
-            }
-            _ => None,
-        }
+    fn read(&self, request: &ChatRequest) -> Option<Outcome<Self>> {
+        self.read_as(request, false)
     }
 
     fn check_restored(&self) -> Result<(), String> {
@@ -771,6 +776,7 @@ mod tests {
         assert!(error.to_string().contains("says 4"), "{error}");
     }
 
+    #[cfg(feature = "planted-bugs")]
     #[test]
     fn the_planted_bug_fetches_without_marking() {
         let mut chat = Machine::with_planted_bug();

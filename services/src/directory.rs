@@ -107,6 +107,25 @@ pub struct Directory {
 }
 
 impl Directory {
+    /// Answers a read; with `planted`, the service's planted mistake
+    /// (`crate::planted`): `next_sequence` is served as a read, `last + 1`
+    /// of this replica's counter with nothing recorded, so two callers can
+    /// get the same number, and a lagging replica an old one (with a
+    /// client that sends `next_sequence` as a read).
+    pub(crate) fn read_as(
+        &self,
+        request: &DirectoryRequest,
+        planted: bool,
+    ) -> Option<Outcome<Self>> {
+        match request {
+            DirectoryRequest::Lookup { users } => Some(Ok(self.lookup(users))),
+            DirectoryRequest::NextSequence if planted => {
+                Some(Ok(DirectoryResponse::Sequence(self.sequence + 1)))
+            }
+            _ => None,
+        }
+    }
+
     /// Where `user` is.
     pub fn address(&self, user: &str) -> Option<&str> {
         self.users.get(user).map(String::as_str)
@@ -183,18 +202,8 @@ impl Service for Directory {
         }
     }
 
-    /// The planted bug serves `next_sequence` as a read, `last + 1` of this
-    /// replica's counter with nothing recorded: two callers can get the
-    /// same number, and a lagging replica an old one (with a client that
-    /// sends `next_sequence` as a read).
-    fn read(&self, request: &DirectoryRequest, planted_bug: bool) -> Option<Outcome<Self>> {
-        match request {
-            DirectoryRequest::Lookup { users } => Some(Ok(self.lookup(users))),
-            DirectoryRequest::NextSequence if planted_bug => {
-                Some(Ok(DirectoryResponse::Sequence(self.sequence + 1)))
-            }
-            _ => None,
-        }
+    fn read(&self, request: &DirectoryRequest) -> Option<Outcome<Self>> {
+        self.read_as(request, false)
     }
 
     fn check_restored(&self) -> Result<(), String> {
@@ -302,6 +311,7 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "planted-bugs")]
     #[test]
     fn the_planted_bug_answers_next_sequence_from_the_local_counter() {
         let directory = ServiceMachine::<Directory>::with_planted_bug();

@@ -203,6 +203,58 @@ pub(crate) fn check_value(value: &[u8]) -> Result<(), String> {
 }
 
 impl Kv {
+    /// Executes `request`; with `planted`, the service's planted
+    /// mistake: a put_many is applied as two log entries would be, its
+    /// first pair now and the rest with the next entry, so a read between
+    /// them sees half of it (`crate::planted`).
+    pub(crate) fn apply_as(
+        &mut self,
+        request: KvRequest,
+        planted: bool,
+    ) -> Result<KvResponse, String> {
+        // Planted mistake only: the rest of the last put_many rides along
+        // with this entry.
+        for (key, value) in std::mem::take(&mut self.deferred) {
+            // Within the limits: the whole put_many was checked.
+            self.insert(key, value);
+        }
+        match request {
+            KvRequest::Get { key } => Ok(self.values([&key])),
+            KvRequest::GetMany { keys } => Ok(self.values(&keys)),
+            KvRequest::Put { key, value } => {
+                self.put(key, value)?;
+                Ok(KvResponse::Written)
+            }
+            KvRequest::PutMany { mut pairs } => {
+                if planted && pairs.len() > 1 {
+                    // Checked whole, applied in two halves.
+                    self.check_write(&pairs)?;
+                    self.deferred = pairs.split_off(1);
+                }
+                self.write(pairs)?;
+                Ok(KvResponse::Written)
+            }
+            KvRequest::Append { key, value } => {
+                let mut new = self
+                    .data
+                    .get(&key)
+                    .map(|old| old.to_vec())
+                    .unwrap_or_default();
+                new.extend_from_slice(&value);
+                check_value(&new)?;
+                self.put(key, Bytes::from(new))?;
+                Ok(KvResponse::Written)
+            }
+            KvRequest::Cas { key, expected, new } => {
+                if self.data.get(&key) != expected.as_ref() {
+                    return Ok(KvResponse::Swapped(false));
+                }
+                self.put(key, new)?;
+                Ok(KvResponse::Swapped(true))
+            }
+        }
+    }
+
     /// The value of `key` (not linearizable: for tests and inspection).
     pub fn value(&self, key: &[u8]) -> Option<&Bytes> {
         self.data.get(key)
@@ -310,51 +362,11 @@ impl Service for Kv {
     type Request = KvRequest;
     type Response = KvResponse;
 
-    fn apply(&mut self, request: KvRequest, at: Applied) -> Result<KvResponse, String> {
-        // Planted bug only: the rest of the last put_many rides along
-        // with this entry.
-        for (key, value) in std::mem::take(&mut self.deferred) {
-            // Within the limits: the whole put_many was checked.
-            self.insert(key, value);
-        }
-        match request {
-            KvRequest::Get { key } => Ok(self.values([&key])),
-            KvRequest::GetMany { keys } => Ok(self.values(&keys)),
-            KvRequest::Put { key, value } => {
-                self.put(key, value)?;
-                Ok(KvResponse::Written)
-            }
-            KvRequest::PutMany { mut pairs } => {
-                if at.planted_bug && pairs.len() > 1 {
-                    // Checked whole, applied in two halves.
-                    self.check_write(&pairs)?;
-                    self.deferred = pairs.split_off(1);
-                }
-                self.write(pairs)?;
-                Ok(KvResponse::Written)
-            }
-            KvRequest::Append { key, value } => {
-                let mut new = self
-                    .data
-                    .get(&key)
-                    .map(|old| old.to_vec())
-                    .unwrap_or_default();
-                new.extend_from_slice(&value);
-                check_value(&new)?;
-                self.put(key, Bytes::from(new))?;
-                Ok(KvResponse::Written)
-            }
-            KvRequest::Cas { key, expected, new } => {
-                if self.data.get(&key) != expected.as_ref() {
-                    return Ok(KvResponse::Swapped(false));
-                }
-                self.put(key, new)?;
-                Ok(KvResponse::Swapped(true))
-            }
-        }
+    fn apply(&mut self, request: KvRequest, _at: Applied) -> Result<KvResponse, String> {
+        self.apply_as(request, false)
     }
 
-    fn read(&self, request: &KvRequest, _planted_bug: bool) -> Option<Outcome<Self>> {
+    fn read(&self, request: &KvRequest) -> Option<Outcome<Self>> {
         match request {
             KvRequest::Get { key } => Some(Ok(self.values([key]))),
             KvRequest::GetMany { keys } => Some(Ok(self.values(keys))),
@@ -810,10 +822,7 @@ mod tests {
     #[test]
     fn the_store_refuses_a_write_past_its_byte_limit() {
         let mut kv = Kv::default();
-        let at = Applied {
-            index: 1,
-            planted_bug: false,
-        };
+        let at = Applied { index: 1 };
         kv.stored_bytes = STORE_BYTES_MAX - 3;
         let put = |value: &str| KvRequest::Put {
             key: b("k"),
@@ -870,6 +879,7 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "planted-bugs")]
     #[test]
     fn the_planted_bug_exposes_a_half_applied_put_many() {
         let mut kv = ServiceMachine::<Kv>::with_planted_bug();

@@ -48,6 +48,9 @@ pub mod kv;
 pub mod kv_client;
 pub mod machine;
 pub mod orders;
+#[cfg(feature = "planted-bugs")]
+#[doc(hidden)]
+pub mod planted;
 pub mod service;
 pub mod sharded;
 #[cfg(feature = "runtime")]
@@ -61,6 +64,9 @@ pub use client::{CallError, ServiceClient};
 #[cfg(feature = "runtime")]
 pub use kv_client::KvClient;
 pub use machine::{service_state_machine, ServiceMachine, SessionMachine};
+#[cfg(feature = "planted-bugs")]
+#[doc(hidden)]
+pub use planted::PlantedService;
 #[cfg(feature = "cli")]
 pub use service::{request_of, CommandError, Shown};
 pub use service::{Applied, Named, Outcome, Service, ServiceRequest};

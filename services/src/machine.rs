@@ -12,7 +12,7 @@ use concord::state_machine::{RestoreError, SnapshotSource, StateMachine};
 use concord::Index;
 
 use crate::codec;
-use crate::service::{Applied, Service, ServiceRequest};
+use crate::service::{Applied, Outcome, Service, ServiceRequest};
 
 /// Sessions a server remembers (the least recently used is evicted beyond
 /// it; its client then gets "session expired").
@@ -32,7 +32,10 @@ pub fn service_state_machine<S: Service>() -> SessionMachine<S> {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ServiceMachine<S> {
     state: S,
-    planted_bug: bool,
+    /// The service's planted mistake, when it runs one
+    /// ([`crate::planted`]).
+    #[cfg(feature = "planted-bugs")]
+    planted: Option<crate::planted::Planted<S>>,
 }
 
 impl<S: Service> ServiceMachine<S> {
@@ -40,17 +43,8 @@ impl<S: Service> ServiceMachine<S> {
     pub fn new() -> Self {
         ServiceMachine {
             state: S::default(),
-            planted_bug: false,
-        }
-    }
-
-    /// An empty state whose service runs its planted bug, for measuring
-    /// the simulator's checks of that service (`concord-sim run
-    /// --bug-service`). Never in a real server.
-    pub fn with_planted_bug() -> Self {
-        ServiceMachine {
-            state: S::default(),
-            planted_bug: true,
+            #[cfg(feature = "planted-bugs")]
+            planted: None,
         }
     }
 
@@ -60,21 +54,52 @@ impl<S: Service> ServiceMachine<S> {
         &self.state
     }
 
-    /// Decodes and checks `command`, then executes it.
-    fn execute(&mut self, index: Index, command: &[u8]) -> Result<S::Response, String> {
-        let (_, request) = codec::decode_request::<S>(command).map_err(|e| e.to_string())?;
-        request.validate()?;
-        let at = Applied {
-            index,
-            planted_bug: self.planted_bug,
+    /// Runs the service's planted mistake from now on.
+    #[cfg(feature = "planted-bugs")]
+    pub(crate) fn plant(&mut self, planted: crate::planted::Planted<S>) {
+        self.planted = Some(planted);
+    }
+
+    /// [`StateMachine::apply`], executing a valid request with `apply`.
+    pub(crate) fn apply_with(
+        &mut self,
+        index: Index,
+        command: &[u8],
+        apply: fn(&mut S, S::Request, Applied) -> Outcome<S>,
+    ) -> Bytes {
+        let answer = codec::decode_request::<S>(command)
+            .map_err(|e| e.to_string())
+            .and_then(|(_, request)| {
+                request.validate()?;
+                apply(&mut self.state, request, Applied { index })
+            });
+        codec::encode_answer::<S>(&answer)
+    }
+
+    /// [`StateMachine::query`], answering a valid read with `read`.
+    pub(crate) fn query_with(
+        &self,
+        request: &[u8],
+        read: fn(&S, &S::Request) -> Option<Outcome<S>>,
+    ) -> Option<Bytes> {
+        let answer = match codec::decode_request::<S>(request) {
+            Err(error) => Err(error.to_string()),
+            Ok((_, request)) => match request.validate() {
+                Err(reason) => request.is_read().then_some(Err(reason))?,
+                Ok(()) => read(&self.state, &request)?,
+            },
         };
-        self.state.apply(request, at)
+        Some(codec::encode_answer::<S>(&answer))
     }
 }
 
 impl<S: Service> StateMachine for ServiceMachine<S> {
     fn apply(&mut self, index: Index, command: &[u8]) -> Bytes {
-        codec::encode_answer::<S>(&self.execute(index, command))
+        #[cfg(feature = "planted-bugs")]
+        if let Some(planted) = self.planted {
+            return (planted.apply)(self, index, command);
+        }
+        self.apply_with(index, command, S::apply)
     }
 
     /// A read of this service is answered here, and so is a refusal of
@@ -83,14 +108,11 @@ impl<S: Service> StateMachine for ServiceMachine<S> {
     /// encoded the same for every service, so a client of another
     /// service reads its reason. A valid write is `None`: not a read.
     fn query(&self, request: &[u8]) -> Option<Bytes> {
-        let answer = match codec::decode_request::<S>(request) {
-            Err(error) => Err(error.to_string()),
-            Ok((_, request)) => match request.validate() {
-                Err(reason) => request.is_read().then_some(Err(reason))?,
-                Ok(()) => self.state.read(&request, self.planted_bug)?,
-            },
-        };
-        Some(codec::encode_answer::<S>(&answer))
+        #[cfg(feature = "planted-bugs")]
+        if let Some(planted) = self.planted {
+            return (planted.query)(self, request);
+        }
+        self.query_with(request, S::read)
     }
 
     fn snapshot(&self) -> Bytes {

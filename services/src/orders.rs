@@ -85,6 +85,38 @@ pub struct Orders {
 }
 
 impl Orders {
+    /// Executes `request` at `at`; with `planted`, the service's planted
+    /// mistake (`crate::planted`): an order is numbered with the index of
+    /// its log entry, unique and increasing, so it looks right, but a
+    /// customer's numbers skip every entry in between.
+    pub(crate) fn apply_as(
+        &mut self,
+        request: OrdersRequest,
+        at: Applied,
+        planted: bool,
+    ) -> Result<OrdersResponse, String> {
+        let customer = match request {
+            OrdersRequest::LastOrder { customer } => {
+                return Ok(OrdersResponse::Last(self.last_order(&customer)))
+            }
+            OrdersRequest::PlaceOrder { customer } => customer,
+        };
+        if !self.last.contains_key(&customer) && self.last.len() >= CUSTOMERS_MAX {
+            return Err(format!(
+                "the service tracks its limit of {CUSTOMERS_MAX} customers"
+            ));
+        }
+        let next = if planted {
+            at.index
+        } else {
+            self.last_order(&customer)
+                .checked_add(1)
+                .ok_or_else(|| format!("customer {customer:?} has no order numbers left"))?
+        };
+        self.last.insert(customer, next);
+        Ok(OrdersResponse::Placed(next))
+    }
+
     /// The customer's last order number (0: none).
     pub fn last_order(&self, customer: &str) -> u64 {
         self.last.get(customer).copied().unwrap_or(0)
@@ -102,33 +134,11 @@ impl Service for Orders {
     type Request = OrdersRequest;
     type Response = OrdersResponse;
 
-    /// The planted bug numbers an order with the index of its log entry:
-    /// unique and increasing, so it looks right, but a customer's numbers
-    /// skip every entry in between.
     fn apply(&mut self, request: OrdersRequest, at: Applied) -> Result<OrdersResponse, String> {
-        let customer = match request {
-            OrdersRequest::LastOrder { customer } => {
-                return Ok(OrdersResponse::Last(self.last_order(&customer)))
-            }
-            OrdersRequest::PlaceOrder { customer } => customer,
-        };
-        if !self.last.contains_key(&customer) && self.last.len() >= CUSTOMERS_MAX {
-            return Err(format!(
-                "the service tracks its limit of {CUSTOMERS_MAX} customers"
-            ));
-        }
-        let next = if at.planted_bug {
-            at.index
-        } else {
-            self.last_order(&customer)
-                .checked_add(1)
-                .ok_or_else(|| format!("customer {customer:?} has no order numbers left"))?
-        };
-        self.last.insert(customer, next);
-        Ok(OrdersResponse::Placed(next))
+        self.apply_as(request, at, false)
     }
 
-    fn read(&self, request: &OrdersRequest, _planted_bug: bool) -> Option<Outcome<Self>> {
+    fn read(&self, request: &OrdersRequest) -> Option<Outcome<Self>> {
         match request {
             OrdersRequest::LastOrder { customer } => {
                 Some(Ok(OrdersResponse::Last(self.last_order(customer))))
@@ -202,6 +212,7 @@ mod tests {
         assert!(error.contains("kv") && error.contains("orders"), "{error}");
     }
 
+    #[cfg(feature = "planted-bugs")]
     #[test]
     fn the_planted_bug_numbers_by_log_index() {
         let mut orders = ServiceMachine::<Orders>::with_planted_bug();

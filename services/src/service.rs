@@ -22,10 +22,6 @@ use serde::Serialize;
 pub struct Applied {
     /// The log index of the entry that carries the request.
     pub index: Index,
-    /// The state machine runs this service's planted bug (see
-    /// [`crate::ServiceMachine::with_planted_bug`]): only for measuring
-    /// the simulator's checks, never in a real server.
-    pub planted_bug: bool,
 }
 
 /// A service's name and what it does: given where the services are listed
@@ -84,7 +80,7 @@ pub trait Service: Named + Default + Serialize + DeserializeOwned + Send + 'stat
     /// Answers a valid request without a log entry, from the state as it
     /// is; `None` when the request is not a read. Must answer what
     /// [`Service::apply`] would at this state.
-    fn read(&self, request: &Self::Request, planted_bug: bool) -> Option<Outcome<Self>>;
+    fn read(&self, request: &Self::Request) -> Option<Outcome<Self>>;
 
     /// Checks a state decoded from a snapshot against the limits the
     /// service keeps while it runs (counts, sizes, derived totals); the

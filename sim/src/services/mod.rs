@@ -124,11 +124,12 @@ fn simulate<W: ServiceWorkload>(
     let planted = config.service_bug;
     let workload = Typed::with_clients(workload, config.clients);
     let make_sm = move |_| {
+        #[cfg(feature = "planted-bugs")]
         if planted {
-            ServiceMachine::<W::Service>::with_planted_bug()
-        } else {
-            ServiceMachine::<W::Service>::new()
+            return ServiceMachine::<W::Service>::with_planted_bug();
         }
+        let _ = planted;
+        ServiceMachine::<W::Service>::new()
     };
     let simulation = Simulation::new(config.clone(), plan, make_sm, workload)?;
     Ok(simulation.run_with_workload())

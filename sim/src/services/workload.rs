@@ -85,7 +85,12 @@ pub enum Answer<R> {
 /// responses; [`Typed`] makes it a [`Workload`], keeping each client's
 /// request in flight with its [`Call`] and [`ServiceWorkload::Pending`].
 pub trait ServiceWorkload {
+    /// The service the clients call (with its planted mistake, for
+    /// `--bug service-bug`, with the `planted-bugs` feature).
+    #[cfg(feature = "planted-bugs")]
+    type Service: concord_services::PlantedService;
     /// The service the clients call.
+    #[cfg(not(feature = "planted-bugs"))]
     type Service: Service;
 
     /// What the workload keeps of a request until its outcome (where it
