@@ -145,7 +145,6 @@ pub use io::{Action, Input, ProposeError};
 pub use membership::{Membership, MembershipChange, MembershipError};
 pub use message::{AppendResponse, Message, MessageBody, RecoveryReport, SnapshotChunk};
 pub use node::{Node, Role};
-#[cfg(feature = "planted-bugs")]
 #[doc(hidden)]
 pub use planted::PlantedBugs;
 pub use progress::{ProgressState, ProgressView};

@@ -5,6 +5,12 @@
 //! a node; without the feature the checks are constant `false` and
 //! compile away.
 //!
+//! A field's name is the mistake's name in the simulator's one table of
+//! planted mistakes, in kebab case (`figure_8_commit` is `concord-sim run
+//! --bug figure-8-commit`); that table (`sim/src/bugs.rs`, printed by
+//! `concord-sim bugs`) says what each breaks and which check must catch
+//! it within how many seeds.
+//!
 //! While any planted bug is on, the core's own assertions that would
 //! report the mistake directly are set aside for that node, so that a
 //! catch can only come from outside the core (the simulator's checks):

@@ -1,5 +1,5 @@
 //! Each service's planted mistake, for measuring the simulator's checks
-//! of that service (`concord-sim run --service NAME --bug-service`).
+//! of that service (`concord-sim run --service NAME --bug service-bug`).
 //! Only with the `planted-bugs` feature, which no server needs; the
 //! [`Service`] trait carries no trace of it.
 

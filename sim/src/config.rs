@@ -3,7 +3,8 @@
 use crate::faults::FaultSet;
 
 /// Deliberate host bugs, to prove the checkers catch them. All off by
-/// default.
+/// default. A field's name in kebab case is the mistake's name in the
+/// table of planted mistakes ([`crate::bugs`]): `run --bug NAME`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct HostBugs {
     /// The host reports `Persisted` as soon as a write is handed to the
@@ -139,183 +140,14 @@ impl HostBugs {
     }
 }
 
-/// Deliberate mistakes planted in the core itself (the classic Raft
-/// mistakes), to measure how quickly the simulator's outside checks catch
-/// them. All off by default; needs concord-sim's `planted-bugs` feature (on
-/// by default), which turns on the core's. While one is on, the core's own
-/// assertions that would report it directly are set aside (see the core's
-/// `src/planted.rs`), so a catch comes from the simulator's checks.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct CoreBugs {
-    /// Raft's Figure 8 mistake: a leader commits an entry of an earlier
-    /// term by counting the replicas that hold it.
-    pub figure_8_commit: bool,
-    /// A vote grant is sent before the vote is durable.
-    pub vote_before_durable: bool,
-    /// A leader serves ReadIndex reads without a heartbeat round.
-    pub read_index_without_round: bool,
-    /// A follower serves a follower read before applying its read index.
-    pub follower_read_before_apply: bool,
-    /// During a joint configuration the leader commits with a majority of
-    /// the new voters alone.
-    pub joint_new_quorum_only: bool,
-    /// A configuration takes effect when its entry commits instead of
-    /// when it is appended.
-    pub membership_on_commit: bool,
-    /// A witness campaigns (and may lead) like a full voter.
-    pub witness_campaigns: bool,
-    /// An inefficiency: a leader ignores the follower's hint when an
-    /// append is refused and backs up one entry per refusal (caught by the
-    /// efficiency budgets, `crate::budgets`).
-    pub probe_ignores_hint: bool,
-    // Caught by the step rules (`crate::rules`, issue 46).
-    /// A node moves to the higher term of a pre-vote request it does not grant (caught by the step rule `pre-vote-inert`).
-    pub pre_vote_moves_term: bool,
-    /// A leader takes an append acceptance of an older term as its own (caught by the step rule `progress-answer`).
-    pub stale_acceptance_counted: bool,
-    /// A follower commits past the last entry of the append that told it the commit (caught by the step rule `commit-follower`).
-    pub commit_past_append: bool,
-    /// An inefficiency: a refused leader probes right after the hint's index, ignoring its term (caught by the step rule `probe-per-term`).
-    pub probe_ignores_hint_term: bool,
-    /// An inefficiency: a refused leader probes from right after the match index, ignoring the hint (caught by the step rule `probe-per-term`).
-    pub probe_back_to_match: bool,
-    /// A leader's heartbeats carry its whole commit index, not capped at what each follower holds (caught by the step rule `commit-follower`).
-    pub heartbeat_commit_uncapped: bool,
-    /// An inefficiency: a follower finding a conflict truncates right after the append's prev, not at the conflict (caught by the step rule `log-append-matches`).
-    pub truncate_after_prev: bool,
-    /// A leader counts its whole log toward a commit, durable or not (caught by the step rule `commit-leader`).
-    pub leader_counts_unpersisted: bool,
-    /// A candidate grants a rival candidate's vote in its own term, voting twice (caught by the step rule `vote-once`).
-    pub candidate_grants_rival: bool,
-    /// A read arriving while a confirmation round is out joins that round, sent before it arrived (caught by the step rule `read-index`).
-    pub read_joins_sent_round: bool,
-    /// A node removed from the voters keeps campaigning (caught by the
-    /// stability checks under the final configuration).
-    pub removed_node_campaigns: bool,
-    /// A follower commits on a commit notice without checking that its
-    /// log holds the leader's last entry.
-    pub commit_notice_unchecked: bool,
-    /// A leader forgets the commit notice it held back while appends were
-    /// in flight to a follower (caught by the `commit-untold` check,
-    /// `crate::promises`).
-    pub owed_commit_forgotten: bool,
-
-    // Leases and snapshots (issue 36; `lease` and `snapshot-conflict`
-    // nemeses).
-    /// A leader counts its lease from when a round's answers arrived, not
-    /// from when it sent the round.
-    pub lease_from_answer: bool,
-    /// The lease ignores the declared clock drift bound.
-    pub lease_ignores_drift: bool,
-    /// A leader keeps serving lease reads while it transfers its
-    /// leadership.
-    pub lease_during_transfer: bool,
-    /// A follower takes a snapshot its log reaches (by index, whatever the
-    /// term there) for one it holds, and acknowledges it uninstalled.
-    pub snapshot_held_by_index: bool,
-    /// A follower installs a snapshot its commit index already passed.
-    pub stale_snapshot_installed: bool,
-    /// A follower that lost acknowledged entries does not say so when a
-    /// heartbeat names a commit past its log (caught by the idle catch-up
-    /// check, `engine::catchup`).
-    pub lost_entries_unreported: bool,
-    /// A node that lost its storage votes at once, as if it remembered
-    /// what it promised (caught by the disk-loss fault's
-    /// `recovering-vote` rule, `engine::disk_loss`).
-    pub storage_loss_ignored: bool,
-
-    // Leases, forwarded reads and catch-ups (issue 61).
-    /// A new leader serves lease reads before an entry of its term is
-    /// committed (caught by the per-read freshness check, `read-fresh`).
-    pub lease_before_own_term_commit: bool,
-    /// A restarted node's vote hold lasts the lease, not a minimum
-    /// election timeout (caught by the step rule `vote-hold`).
-    pub restart_hold_lease_long: bool,
-    /// A follower serves a read arriving in the tick its last read index
-    /// came back at that index, without asking again (caught by the step
-    /// rule `read-forwarded`).
-    pub follower_read_index_reused: bool,
-    /// A candidate takes any matching catch-up, whatever its order
-    /// (caught by the step rule `catch-up-order`).
-    pub catch_up_unordered: bool,
-}
-
-impl CoreBugs {
-    /// Whether any bug is on.
-    pub fn any(&self) -> bool {
-        self.figure_8_commit
-            || self.vote_before_durable
-            || self.read_index_without_round
-            || self.follower_read_before_apply
-            || self.joint_new_quorum_only
-            || self.membership_on_commit
-            || self.witness_campaigns
-            || self.probe_ignores_hint
-            || self.pre_vote_moves_term
-            || self.stale_acceptance_counted
-            || self.commit_past_append
-            || self.probe_ignores_hint_term
-            || self.probe_back_to_match
-            || self.heartbeat_commit_uncapped
-            || self.truncate_after_prev
-            || self.leader_counts_unpersisted
-            || self.candidate_grants_rival
-            || self.read_joins_sent_round
-            || self.removed_node_campaigns
-            || self.commit_notice_unchecked
-            || self.owed_commit_forgotten
-            || self.lease_from_answer
-            || self.lease_ignores_drift
-            || self.lease_during_transfer
-            || self.snapshot_held_by_index
-            || self.stale_snapshot_installed
-            || self.lost_entries_unreported
-            || self.storage_loss_ignored
-            || self.lease_before_own_term_commit
-            || self.restart_hold_lease_long
-            || self.follower_read_index_reused
-            || self.catch_up_unordered
-    }
-
-    /// The core's form of these bugs.
-    #[cfg(feature = "planted-bugs")]
-    pub fn planted(&self) -> concord::PlantedBugs {
-        concord::PlantedBugs {
-            figure_8_commit: self.figure_8_commit,
-            vote_before_durable: self.vote_before_durable,
-            read_index_without_round: self.read_index_without_round,
-            follower_read_before_apply: self.follower_read_before_apply,
-            joint_new_quorum_only: self.joint_new_quorum_only,
-            membership_on_commit: self.membership_on_commit,
-            witness_campaigns: self.witness_campaigns,
-            probe_ignores_hint: self.probe_ignores_hint,
-            pre_vote_moves_term: self.pre_vote_moves_term,
-            stale_acceptance_counted: self.stale_acceptance_counted,
-            commit_past_append: self.commit_past_append,
-            probe_ignores_hint_term: self.probe_ignores_hint_term,
-            probe_back_to_match: self.probe_back_to_match,
-            heartbeat_commit_uncapped: self.heartbeat_commit_uncapped,
-            truncate_after_prev: self.truncate_after_prev,
-            leader_counts_unpersisted: self.leader_counts_unpersisted,
-            candidate_grants_rival: self.candidate_grants_rival,
-            read_joins_sent_round: self.read_joins_sent_round,
-            removed_node_campaigns: self.removed_node_campaigns,
-            commit_notice_unchecked: self.commit_notice_unchecked,
-            owed_commit_forgotten: self.owed_commit_forgotten,
-            lease_from_answer: self.lease_from_answer,
-            lease_ignores_drift: self.lease_ignores_drift,
-            lease_during_transfer: self.lease_during_transfer,
-            snapshot_held_by_index: self.snapshot_held_by_index,
-            stale_snapshot_installed: self.stale_snapshot_installed,
-            lost_entries_unreported: self.lost_entries_unreported,
-            storage_loss_ignored: self.storage_loss_ignored,
-            lease_before_own_term_commit: self.lease_before_own_term_commit,
-            restart_hold_lease_long: self.restart_hold_lease_long,
-            follower_read_index_reused: self.follower_read_index_reused,
-            catch_up_unordered: self.catch_up_unordered,
-        }
-    }
-}
+/// The core's planted mistakes (the classic Raft mistakes), to measure how
+/// quickly the simulator's outside checks catch them: the core's own
+/// switches, named in the table of `crate::bugs`. Planting one needs
+/// concord-sim's `planted-bugs` feature (on by default), which turns on
+/// the core's. While one is on, the core's own assertions that would
+/// report it directly are set aside (see the core's `src/planted.rs`), so
+/// a catch comes from the simulator's checks.
+pub type CoreBugs = concord::PlantedBugs;
 
 /// Which way the workload's reads go.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -825,7 +657,7 @@ impl SimConfig {
             return Err("clients need at least one attempt per operation".to_string());
         }
         if self.service_bug && self.service == crate::services::Service::Builtin {
-            return Err("--bug-service plants a service's bug: add --service kv".to_string());
+            return Err("--bug service-bug plants a service's bug: add --service kv".to_string());
         }
         if self.forced_recovery == ForcedRecoveryChoice::Always
             && self.service != crate::services::Service::Builtin
@@ -833,7 +665,7 @@ impl SimConfig {
             return Err("--forced-recovery runs the built-in workload only (its history check accounts for the writes a forced recovery loses): drop --service".to_string());
         }
         if self.bugs.forced_recovery_unsynced && self.forced_recovery == ForcedRecoveryChoice::Off {
-            return Err("--bug-forced-recovery-unsynced plants a bug of the forced-recovery scenario: drop --no-forced-recovery".to_string());
+            return Err("--bug forced-recovery-unsynced plants a bug of the forced-recovery scenario: drop --no-forced-recovery".to_string());
         }
         if self.max_sessions == 0 {
             return Err("--max-sessions must be at least 1".to_string());
@@ -844,19 +676,20 @@ impl SimConfig {
                 self.max_skew_ppm
             ));
         }
-        if self.core_bugs.any() && !cfg!(feature = "planted-bugs") {
+        if (self.core_bugs != CoreBugs::NONE || self.service_bug) && !cfg!(feature = "planted-bugs")
+        {
             return Err(
-                "core bugs need concord-sim built with its `planted-bugs` feature".to_string(),
+                "planted core and service mistakes need concord-sim built with its `planted-bugs` feature".to_string(),
             );
         }
         if self.liveness_bound_ns == 0 {
             return Err("--liveness-ms must be positive".to_string());
         }
         if self.bugs.durable_any() && self.durable_state_machine == DurableChoice::Off {
-            return Err("the --bug-durable-* bugs are mistakes of on-disk state machines: drop --no-durable-sm".to_string());
+            return Err("the durable-* planted mistakes are mistakes of on-disk state machines: drop --no-durable-sm".to_string());
         }
         if self.bugs.snapshot_copy_taken_late && self.snapshot_copies == SnapshotCopyChoice::Off {
-            return Err("--bug-snapshot-copy-taken-late is a mistake of snapshots taken from copies: drop --no-snapshot-copies".to_string());
+            return Err("--bug snapshot-copy-taken-late is a mistake of snapshots taken from copies: drop --no-snapshot-copies".to_string());
         }
         Ok(())
     }
@@ -915,65 +748,14 @@ impl SimConfig {
         if self.max_node_steps != default.max_node_steps {
             flags += &format!(" --max-steps {}", self.max_node_steps);
         }
-        if self.bugs.persisted_before_sync {
-            flags += " --bug-persisted-before-sync";
-        }
-        if self.bugs.nondeterministic_state_machine {
-            flags += " --bug-nondeterministic-sm";
-        }
-        if self.bugs.snapshot_reported_before_sync {
-            flags += " --bug-snapshot-before-sync";
-        }
-        if self.bugs.snapshot_past_applied {
-            flags += " --bug-snapshot-past-applied";
-        }
-        if self.bugs.client_without_sessions {
-            flags += " --bug-no-sessions";
-        }
-        if self.bugs.host_book_dropped_from_snapshots {
-            flags += " --bug-host-book-dropped";
-        }
         if !self.host_entries {
             flags += " --no-host-entries";
-        }
-        if self.bugs.forged_sender_relabelled {
-            flags += " --bug-forged-sender-relabelled";
-        }
-        if self.bugs.role_announcement_dropped {
-            flags += " --bug-role-announcement-dropped";
-        }
-        if self.bugs.split_vote_grant_dropped {
-            flags += " --bug-split-vote-grant-dropped";
-        }
-        if self.bugs.client_probes_well_formed {
-            flags += " --bug-client-probes-well-formed";
-        }
-        if self.bugs.client_forgets_failures {
-            flags += " --bug-client-forgets-failures";
-        }
-        if self.bugs.snapshot_copy_taken_late {
-            flags += " --bug-snapshot-copy-taken-late";
-        }
-        if self.bugs.session_table_one_larger {
-            flags += " --bug-session-table-one-larger";
         }
         if !self.client_probes {
             flags += " --no-client-probes";
         }
         if !self.session_pressure {
             flags += " --no-session-pressure";
-        }
-        if self.core_bugs.figure_8_commit {
-            flags += " --bug-figure-8";
-        }
-        if self.core_bugs.vote_before_durable {
-            flags += " --bug-vote-before-durable";
-        }
-        if self.core_bugs.read_index_without_round {
-            flags += " --bug-read-index-without-round";
-        }
-        if self.core_bugs.follower_read_before_apply {
-            flags += " --bug-follower-read-before-apply";
         }
         match self.reads {
             ReadChoice::Mix => {}
@@ -985,123 +767,13 @@ impl SimConfig {
         if self.lease_skew_beyond_bound {
             flags += " --lease-skew-beyond-bound";
         }
-        if self.core_bugs.joint_new_quorum_only {
-            flags += " --bug-joint-new-quorum-only";
-        }
-        if self.core_bugs.membership_on_commit {
-            flags += " --bug-membership-on-commit";
-        }
-        if self.core_bugs.witness_campaigns {
-            flags += " --bug-witness-campaigns";
-        }
-        if self.core_bugs.probe_ignores_hint {
-            flags += " --bug-probe-ignores-hint";
-        }
-        if self.core_bugs.pre_vote_moves_term {
-            flags += " --bug-pre-vote-moves-term";
-        }
-        if self.core_bugs.stale_acceptance_counted {
-            flags += " --bug-stale-acceptance-counted";
-        }
-        if self.core_bugs.commit_past_append {
-            flags += " --bug-commit-past-append";
-        }
-        if self.core_bugs.probe_ignores_hint_term {
-            flags += " --bug-probe-ignores-hint-term";
-        }
-        if self.core_bugs.probe_back_to_match {
-            flags += " --bug-probe-back-to-match";
-        }
-        if self.core_bugs.heartbeat_commit_uncapped {
-            flags += " --bug-heartbeat-commit-uncapped";
-        }
-        if self.core_bugs.truncate_after_prev {
-            flags += " --bug-truncate-after-prev";
-        }
-        if self.core_bugs.leader_counts_unpersisted {
-            flags += " --bug-leader-counts-unpersisted";
-        }
-        if self.core_bugs.candidate_grants_rival {
-            flags += " --bug-candidate-grants-rival";
-        }
-        if self.core_bugs.read_joins_sent_round {
-            flags += " --bug-read-joins-sent-round";
-        }
-        if self.core_bugs.removed_node_campaigns {
-            flags += " --bug-removed-node-campaigns";
-        }
-        if self.core_bugs.commit_notice_unchecked {
-            flags += " --bug-commit-notice-unchecked";
-        }
-        if self.core_bugs.owed_commit_forgotten {
-            flags += " --bug-owed-commit-forgotten";
-        }
-        // Leases and snapshots (issue 36).
-        for (on, flag) in [
-            (self.core_bugs.lease_from_answer, " --bug-lease-from-answer"),
-            (
-                self.core_bugs.lease_ignores_drift,
-                " --bug-lease-ignores-drift",
-            ),
-            (
-                self.core_bugs.lease_during_transfer,
-                " --bug-lease-during-transfer",
-            ),
-            (
-                self.core_bugs.snapshot_held_by_index,
-                " --bug-snapshot-held-by-index",
-            ),
-            (
-                self.core_bugs.stale_snapshot_installed,
-                " --bug-stale-snapshot-installed",
-            ),
-        ] {
-            if on {
-                flags += flag;
-            }
-        }
-        if self.core_bugs.lost_entries_unreported {
-            flags += " --bug-lost-entries-unreported";
-        }
-        if self.core_bugs.storage_loss_ignored {
-            flags += " --bug-storage-loss-ignored";
-        }
-        // Leases, forwarded reads and catch-ups (issue 61).
-        for (on, flag) in [
-            (
-                self.core_bugs.lease_before_own_term_commit,
-                " --bug-lease-before-own-term-commit",
-            ),
-            (
-                self.core_bugs.restart_hold_lease_long,
-                " --bug-restart-hold-lease-long",
-            ),
-            (
-                self.core_bugs.follower_read_index_reused,
-                " --bug-follower-read-index-reused",
-            ),
-            (
-                self.core_bugs.catch_up_unordered,
-                " --bug-catch-up-unordered",
-            ),
-        ] {
-            if on {
-                flags += flag;
-            }
-        }
         if self.service != crate::services::Service::Builtin {
             flags += &format!(" --service {}", self.service.name());
-        }
-        if self.service_bug {
-            flags += " --bug-service";
         }
         match self.forced_recovery {
             ForcedRecoveryChoice::Swarm => {}
             ForcedRecoveryChoice::Always => flags += " --forced-recovery",
             ForcedRecoveryChoice::Off => flags += " --no-forced-recovery",
-        }
-        if self.bugs.forced_recovery_unsynced {
-            flags += " --bug-forced-recovery-unsynced";
         }
         if self.strict_budgets {
             flags += " --strict-budgets";
@@ -1122,31 +794,9 @@ impl SimConfig {
             SnapshotCopyChoice::Always => flags += " --snapshot-copies",
             SnapshotCopyChoice::Off => flags += " --no-snapshot-copies",
         }
-        for (on, flag) in [
-            (
-                self.bugs.durable_index_before_state,
-                " --bug-durable-index-before-state",
-            ),
-            (
-                self.bugs.durable_view_reads_live,
-                " --bug-durable-view-reads-live",
-            ),
-            (
-                self.bugs.durable_snapshot_without_sync,
-                " --bug-durable-snapshot-without-sync",
-            ),
-            (
-                self.bugs.durable_restart_trusts_applied,
-                " --bug-durable-restart-trusts-applied",
-            ),
-            (
-                self.bugs.durable_forced_recovery_keeps_state,
-                " --bug-durable-forced-recovery-keeps-state",
-            ),
-        ] {
-            if on {
-                flags += flag;
-            }
+        for flag in crate::bugs::Switches::of(self).flags() {
+            flags += " ";
+            flags += &flag;
         }
         flags
     }

@@ -89,9 +89,9 @@
 //!   configuration entry of its log, has a majority (of both halves while
 //!   joint) holding the new commit index (the leader by its durable log,
 //!   followers by their acknowledged index) — else `commit-without-quorum`.
-//! * **Planted core mistakes** ([`CoreBugs`], `--bug-figure-8`,
-//!   `--bug-vote-before-durable`, `--bug-joint-new-quorum-only`,
-//!   `--bug-membership-on-commit`; the `planted-bugs` feature): measure
+//! * **Planted core mistakes** ([`CoreBugs`], `--bug figure-8-commit`,
+//!   `--bug vote-before-durable`, `--bug joint-new-quorum-only`,
+//!   `--bug membership-on-commit`; the `planted-bugs` feature): measure
 //!   that the checks below catch the classic mistakes (see
 //!   `sim/tests/bugs.rs` for the bounds); while one is on the core's own
 //!   assertions that would report it are set aside.
@@ -158,6 +158,7 @@
 //! service; [`run_seeds`] runs many seeds on worker threads.
 #![deny(missing_docs)]
 pub mod budgets;
+pub mod bugs;
 pub mod check;
 pub mod config;
 mod disk;

@@ -21,13 +21,14 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+use concord_sim::bugs::Switches;
 use concord_sim::engine::format_time;
 use concord_sim::performance::{PerformanceJson, SeedPerformance};
 use concord_sim::services::Service;
 use concord_sim::{
-    run_kv, run_kv_with_history, run_seeds_watched, CoreBugs, DurableChoice, FaultKind, FaultPlan,
-    FaultSet, ForcedRecoveryChoice, HangWatch, HostBugs, ReadChoice, RunReport, SimConfig,
-    SnapshotCopyChoice, SweepJson,
+    run_kv, run_kv_with_history, run_seeds_watched, DurableChoice, FaultKind, FaultPlan, FaultSet,
+    ForcedRecoveryChoice, HangWatch, ReadChoice, RunReport, SimConfig, SnapshotCopyChoice,
+    SweepJson,
 };
 
 /// Deterministic chaos simulator for the concord Raft library.
@@ -131,6 +132,14 @@ enum Command {
     /// bad arguments; 3: a vacuous scope (no leader, or no committed
     /// command, was ever reached: see --allow-vacuous).
     Explore(concord_sim::explore::cli::ExploreArgs),
+    /// The table of planted mistakes: each one's name (for `run --bug
+    /// NAME`), layer, what it breaks, the check that catches it, and the
+    /// seeds it must be caught within.
+    Bugs {
+        /// Print the table as one JSON array.
+        #[arg(long)]
+        json: bool,
+    },
     /// Figures of the multi-group layer under the simulator
     /// (docs/multi-group.md): idle cost, the node-loss wake storm.
     #[command(subcommand)]
@@ -259,56 +268,6 @@ struct SimArgs {
     /// drawing them per seed.
     #[arg(long)]
     fixed_node_options: bool,
-    /// Deliberate bug: report Persisted before the disk synced.
-    #[arg(long)]
-    bug_persisted_before_sync: bool,
-    /// Deliberate bug: a state machine that is not deterministic.
-    #[arg(long)]
-    bug_nondeterministic_sm: bool,
-    /// Deliberate bug: clients retry without their session sequence number.
-    #[arg(long)]
-    bug_no_sessions: bool,
-    /// Deliberate bug: report (and trust) a snapshot before it is synced.
-    #[arg(long)]
-    bug_snapshot_before_sync: bool,
-    /// Deliberate bug: label snapshots with the commit index, past what
-    /// was applied.
-    #[arg(long)]
-    bug_snapshot_past_applied: bool,
-    /// Planted host bug: the host leaves its address book out of its
-    /// snapshots.
-    #[arg(long)]
-    bug_host_book_dropped: bool,
-    /// Planted host bug: the transport labels a forged sender (the node
-    /// itself, id 0, an outsider) as a member.
-    #[arg(long)]
-    bug_forged_sender_relabelled: bool,
-    /// Planted host bug: the host loses a node's announcement that it
-    /// became leader before its checks see it.
-    #[arg(long)]
-    bug_role_announcement_dropped: bool,
-    /// Planted host bug: during a split vote the transport loses the
-    /// voters' vote grants to the first candidate.
-    #[arg(long)]
-    bug_split_vote_grant_dropped: bool,
-    /// Planted client bug: the session-contract probes are well-formed
-    /// (an "older" command that is the newest, a registration without
-    /// trailing bytes).
-    #[arg(long)]
-    bug_client_probes_well_formed: bool,
-    /// Planted client bug: clients forget that a server failed them and
-    /// keep sending it attempts (caught by the client-avoidance check).
-    #[arg(long)]
-    bug_client_forgets_failures: bool,
-    /// Planted host bug: the copy of an in-memory state machine taken
-    /// for a snapshot is taken when serialised, after later applies
-    /// (caught by the snapshot-round-trip check).
-    #[arg(long)]
-    bug_snapshot_copy_taken_late: bool,
-    /// Planted host bug: session tables built at boot hold one session
-    /// more than configured.
-    #[arg(long)]
-    bug_session_table_one_larger: bool,
     /// No Host entries (address records) in any seed.
     #[arg(long)]
     no_host_entries: bool,
@@ -319,56 +278,6 @@ struct SimArgs {
     /// No seed shrinks its session table below the number of clients.
     #[arg(long)]
     no_session_pressure: bool,
-    /// Planted core mistake (Raft's Figure 8): a leader commits an entry
-    /// of an earlier term by counting replicas.
-    #[arg(long)]
-    bug_figure_8: bool,
-    /// Planted core mistake: a vote grant is sent before the vote is
-    /// durable.
-    #[arg(long)]
-    bug_vote_before_durable: bool,
-    /// Planted core inefficiency: a leader ignores the follower's hint
-    /// when an append is refused, backing up one entry per round trip.
-    #[arg(long)]
-    bug_probe_ignores_hint: bool,
-    /// Planted core mistake: a node moves to the higher term of a pre-vote request it does not grant (caught by the step rule `pre-vote-inert`).
-    #[arg(long)]
-    bug_pre_vote_moves_term: bool,
-    /// Planted core mistake: a leader takes an append acceptance of an older term as its own (caught by the step rule `progress-answer`).
-    #[arg(long)]
-    bug_stale_acceptance_counted: bool,
-    /// Planted core mistake: a follower commits past the last entry of the append that told it the commit (caught by the step rule `commit-follower`).
-    #[arg(long)]
-    bug_commit_past_append: bool,
-    /// Planted core inefficiency: a refused leader probes right after the hint's index, ignoring its term (caught by the step rule `probe-per-term`).
-    #[arg(long)]
-    bug_probe_ignores_hint_term: bool,
-    /// Planted core inefficiency: a refused leader probes from right after the match index, ignoring the hint (caught by the step rule `probe-per-term`).
-    #[arg(long)]
-    bug_probe_back_to_match: bool,
-    /// Planted core mistake: a leader's heartbeats carry its whole commit index, not capped at what each follower holds (caught by the step rule `commit-follower`).
-    #[arg(long)]
-    bug_heartbeat_commit_uncapped: bool,
-    /// Planted core inefficiency: a follower finding a conflict truncates right after the append's prev, not at the conflict (caught by the step rule `log-append-matches`).
-    #[arg(long)]
-    bug_truncate_after_prev: bool,
-    /// Planted core mistake: a leader counts its whole log toward a commit, durable or not (caught by the step rule `commit-leader`).
-    #[arg(long)]
-    bug_leader_counts_unpersisted: bool,
-    /// Planted core mistake: a candidate grants a rival candidate's vote in its own term, voting twice (caught by the step rule `vote-once`).
-    #[arg(long)]
-    bug_candidate_grants_rival: bool,
-    /// Planted core mistake: a read arriving while a confirmation round is out joins that round, sent before it arrived (caught by the step rule `read-index`).
-    #[arg(long)]
-    bug_read_joins_sent_round: bool,
-    /// Planted core mistake: during a joint configuration the leader
-    /// commits with the new voters' majority alone.
-    #[arg(long)]
-    bug_joint_new_quorum_only: bool,
-    /// Planted core mistake: a configuration takes effect on commit
-    /// instead of on append.
-    #[arg(long)]
-    bug_membership_on_commit: bool,
     /// No membership churn in any seed.
     #[arg(long)]
     no_membership_churn: bool,
@@ -406,11 +315,6 @@ struct SimArgs {
     /// (`read-fresh`): measures what the history checker alone catches.
     #[arg(long)]
     no_read_fresh: bool,
-    /// Planted bug of the forced-recovery scenario: the survivor starts
-    /// before the recovery's writes (new term, forced configuration) are
-    /// synced, so a crash just after loses them.
-    #[arg(long)]
-    bug_forced_recovery_unsynced: bool,
     /// Run every seed's state machines on disk (concord_sim::durable):
     /// applies in batches to a file of their own that a crash cuts back to
     /// what was synced, snapshots from views read while applies go on,
@@ -430,98 +334,6 @@ struct SimArgs {
     /// No seed takes snapshots from copies: each is serialised at once.
     #[arg(long)]
     no_snapshot_copies: bool,
-    /// Planted state machine bug (on-disk state machines): the applied
-    /// index is made durable at every batch, ahead of the state it covers.
-    #[arg(long)]
-    bug_durable_index_before_state: bool,
-    /// Planted state machine bug (on-disk state machines): a snapshot's
-    /// view reads the state as it is when read, with the applies made
-    /// after its index.
-    #[arg(long)]
-    bug_durable_view_reads_live: bool,
-    /// Planted host bug (on-disk state machines): the host hands a
-    /// snapshot to the log without sync() once its view is read,
-    /// compacting the log past the durable applied index.
-    #[arg(long)]
-    bug_durable_snapshot_without_sync: bool,
-    /// Planted host bug (on-disk state machines): at a restart the host
-    /// starts the node with the state machine's durable applied index as
-    /// its applied index, taking the log's entries up to it for the ones
-    /// applied.
-    #[arg(long)]
-    bug_durable_restart_trusts_applied: bool,
-    /// Planted host bug (on-disk state machines): a forced recovery keeps
-    /// the survivor's state machine as it is instead of rebuilding it from
-    /// the stored snapshot.
-    #[arg(long)]
-    bug_durable_forced_recovery_keeps_state: bool,
-    /// Planted core mistake: a witness campaigns like a full voter.
-    #[arg(long)]
-    bug_witness_campaigns: bool,
-    /// Planted core mistake: a follower commits on a commit notice without
-    /// checking that its log holds the leader's last entry.
-    #[arg(long)]
-    bug_commit_notice_unchecked: bool,
-    /// Planted core mistake: a leader forgets the commit notice it held
-    /// back while appends were in flight to a follower.
-    #[arg(long)]
-    bug_owed_commit_forgotten: bool,
-    /// Planted core mistake: a leader counts its lease from when a round's
-    /// answers arrived, not from when it sent the round.
-    #[arg(long)]
-    bug_lease_from_answer: bool,
-    /// Planted core mistake: the lease ignores the declared clock drift
-    /// bound.
-    #[arg(long)]
-    bug_lease_ignores_drift: bool,
-    /// Planted core mistake: a leader keeps serving lease reads while it
-    /// transfers its leadership.
-    #[arg(long)]
-    bug_lease_during_transfer: bool,
-    /// Planted core mistake: a follower takes a snapshot its log reaches
-    /// (whatever the term there) for one it holds, and acknowledges it.
-    #[arg(long)]
-    bug_snapshot_held_by_index: bool,
-    /// Planted core mistake: a follower installs a snapshot its commit
-    /// index already passed.
-    #[arg(long)]
-    bug_stale_snapshot_installed: bool,
-    /// Planted core mistake: a follower that lost acknowledged entries
-    /// keeps quiet when a heartbeat names a commit past its log.
-    #[arg(long)]
-    bug_lost_entries_unreported: bool,
-    /// Planted core mistake: a node that lost its storage votes at once,
-    /// as if it remembered what it promised.
-    #[arg(long)]
-    bug_storage_loss_ignored: bool,
-    /// Planted core mistake: a new leader serves lease reads before an
-    /// entry of its term is committed.
-    #[arg(long)]
-    bug_lease_before_own_term_commit: bool,
-    /// Planted core mistake: a restarted node's vote hold lasts the lease,
-    /// not a minimum election timeout.
-    #[arg(long)]
-    bug_restart_hold_lease_long: bool,
-    /// Planted core mistake: a follower serves a read arriving in the tick
-    /// its last read index came back at that index, without asking again.
-    #[arg(long)]
-    bug_follower_read_index_reused: bool,
-    /// Planted core mistake: a candidate takes any catch-up that matches
-    /// its log, without judging whether it leaves the log more up to date.
-    #[arg(long)]
-    bug_catch_up_unordered: bool,
-    /// Planted core mistake: a node removed from the voters keeps
-    /// campaigning.
-    #[arg(long)]
-    bug_removed_node_campaigns: bool,
-    /// Planted core mistake: a leader serves ReadIndex reads without a
-    /// heartbeat round confirming it still leads.
-    #[arg(long)]
-    bug_read_index_without_round: bool,
-    /// Planted core mistake: a follower serves a follower read before
-    /// applying its read index.
-    #[arg(long)]
-    bug_follower_read_before_apply: bool,
     /// Read paths of the workload's gets: mix (each seed draws weights of
     /// log, index, lease and follower), log, index, lease or follower.
     #[arg(long, default_value = "mix", value_parser = parse_reads)]
@@ -538,14 +350,11 @@ struct SimArgs {
     /// deleted accounts receive nothing).
     #[arg(long, default_value = "builtin", value_parser = Service::parse)]
     service: Service,
-    /// Planted bug of the selected service (kv: a put_many is applied as
-    /// two log entries would be, so a read can see half of it; directory:
-    /// next_sequence is served as a read from a replica's own counter;
-    /// orders: an order is numbered with its log index; chat: fetch is
-    /// served as a read from a replica's state, marking nothing delivered).
-    #[arg(long)]
-    bug_service: bool,
-    /// Many groups per node (`--groups`) and their planted mistakes.
+    /// Plant the mistake NAME (repeatable): `concord-sim bugs` lists them,
+    /// with what each breaks, the check that catches it and its bound.
+    #[arg(long = "bug", value_name = "NAME", value_parser = concord_sim::bugs::find)]
+    bug: Vec<&'static concord_sim::bugs::Mistake>,
+    /// Many groups per node (`--groups`).
     #[command(flatten)]
     multi: concord_sim::multi::cli::MultiArgs,
 }
@@ -564,7 +373,17 @@ fn parse_reads(text: &str) -> Result<ReadChoice, String> {
 }
 
 impl SimArgs {
+    /// Every layer's switches, as the `--bug` flags set them.
+    fn switches(&self) -> Switches {
+        let mut switches = Switches::default();
+        for mistake in &self.bug {
+            mistake.set(&mut switches, true);
+        }
+        switches
+    }
+
     fn config(&self, seed: u64) -> Result<SimConfig, String> {
+        let switches = self.switches();
         let config = SimConfig {
             seed,
             nodes: self.nodes,
@@ -586,62 +405,8 @@ impl SimArgs {
             swarm: !self.no_swarm,
             max_skew_ppm: self.max_skew_ppm,
             max_sessions: self.max_sessions,
-            bugs: HostBugs {
-                persisted_before_sync: self.bug_persisted_before_sync,
-                nondeterministic_state_machine: self.bug_nondeterministic_sm,
-                client_without_sessions: self.bug_no_sessions,
-                snapshot_reported_before_sync: self.bug_snapshot_before_sync,
-                snapshot_past_applied: self.bug_snapshot_past_applied,
-                host_book_dropped_from_snapshots: self.bug_host_book_dropped,
-                forced_recovery_unsynced: self.bug_forced_recovery_unsynced,
-                forged_sender_relabelled: self.bug_forged_sender_relabelled,
-                role_announcement_dropped: self.bug_role_announcement_dropped,
-                split_vote_grant_dropped: self.bug_split_vote_grant_dropped,
-                client_probes_well_formed: self.bug_client_probes_well_formed,
-                client_forgets_failures: self.bug_client_forgets_failures,
-                snapshot_copy_taken_late: self.bug_snapshot_copy_taken_late,
-                session_table_one_larger: self.bug_session_table_one_larger,
-                durable_index_before_state: self.bug_durable_index_before_state,
-                durable_view_reads_live: self.bug_durable_view_reads_live,
-                durable_snapshot_without_sync: self.bug_durable_snapshot_without_sync,
-                durable_restart_trusts_applied: self.bug_durable_restart_trusts_applied,
-                durable_forced_recovery_keeps_state: self.bug_durable_forced_recovery_keeps_state,
-                ..HostBugs::default()
-            },
-            core_bugs: CoreBugs {
-                figure_8_commit: self.bug_figure_8,
-                vote_before_durable: self.bug_vote_before_durable,
-                read_index_without_round: self.bug_read_index_without_round,
-                follower_read_before_apply: self.bug_follower_read_before_apply,
-                joint_new_quorum_only: self.bug_joint_new_quorum_only,
-                membership_on_commit: self.bug_membership_on_commit,
-                witness_campaigns: self.bug_witness_campaigns,
-                probe_ignores_hint: self.bug_probe_ignores_hint,
-                pre_vote_moves_term: self.bug_pre_vote_moves_term,
-                stale_acceptance_counted: self.bug_stale_acceptance_counted,
-                commit_past_append: self.bug_commit_past_append,
-                probe_ignores_hint_term: self.bug_probe_ignores_hint_term,
-                probe_back_to_match: self.bug_probe_back_to_match,
-                heartbeat_commit_uncapped: self.bug_heartbeat_commit_uncapped,
-                truncate_after_prev: self.bug_truncate_after_prev,
-                leader_counts_unpersisted: self.bug_leader_counts_unpersisted,
-                candidate_grants_rival: self.bug_candidate_grants_rival,
-                read_joins_sent_round: self.bug_read_joins_sent_round,
-                removed_node_campaigns: self.bug_removed_node_campaigns,
-                commit_notice_unchecked: self.bug_commit_notice_unchecked,
-                owed_commit_forgotten: self.bug_owed_commit_forgotten,
-                lease_from_answer: self.bug_lease_from_answer,
-                lease_ignores_drift: self.bug_lease_ignores_drift,
-                lease_during_transfer: self.bug_lease_during_transfer,
-                snapshot_held_by_index: self.bug_snapshot_held_by_index,
-                stale_snapshot_installed: self.bug_stale_snapshot_installed,
-                lost_entries_unreported: self.bug_lost_entries_unreported,
-                storage_loss_ignored: self.bug_storage_loss_ignored,
-                lease_before_own_term_commit: self.bug_lease_before_own_term_commit,
-                restart_hold_lease_long: self.bug_restart_hold_lease_long,
-                follower_read_index_reused: self.bug_follower_read_index_reused,
-                catch_up_unordered: self.bug_catch_up_unordered,
-            },
+            bugs: switches.host,
+            core_bugs: switches.core,
             reads: self.reads,
             lease_skew_beyond_bound: self.lease_skew_beyond_bound,
             vary_node_options: !self.fixed_node_options,
@@ -653,7 +418,7 @@ impl SimArgs {
             timeline: false,
             max_node_steps: self.max_steps,
             service: self.service,
-            service_bug: self.bug_service,
+            service_bug: switches.service,
             forced_recovery: if self.forced_recovery {
                 ForcedRecoveryChoice::Always
             } else if self.forced_recovery_swarm || !self.no_forced_recovery {
@@ -868,7 +633,43 @@ fn execute(command: Command) -> Result<bool, String> {
         } => shrink(seed, plan, out, max_runs, &sim),
         Command::Check(_) => unreachable!("handled in main"),
         Command::Explore(_) => unreachable!("handled in main"),
+        Command::Bugs { json } => {
+            print_bugs(json);
+            Ok(true)
+        }
         Command::Multi(command) => concord_sim::multi::cli::run_command(&command),
+    }
+}
+
+/// `concord-sim bugs`: the table of planted mistakes.
+fn print_bugs(json: bool) {
+    use concord_sim::bugs::MISTAKES;
+    if json {
+        let rows: Vec<serde_json::Value> = MISTAKES
+            .iter()
+            .map(|mistake| {
+                serde_json::json!({
+                    "name": mistake.name,
+                    "layer": mistake.layer.name(),
+                    "breaks": mistake.breaks,
+                    "caught_by": mistake.caught_by,
+                    "bound": mistake.bound(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(rows));
+        return;
+    }
+    println!(
+        "{} planted mistakes; plant one with `concord-sim run --bug NAME` (repeatable; the core's and the multi-group layer's need the planted-bugs feature, the multi-group layer's --groups)",
+        MISTAKES.len()
+    );
+    for mistake in MISTAKES {
+        println!();
+        println!("{} [{}]", mistake.name, mistake.layer.name());
+        println!("  breaks:    {}", mistake.breaks);
+        println!("  caught by: {}", mistake.caught_by);
+        println!("  bound:     {}", mistake.bound());
     }
 }
 
@@ -977,7 +778,7 @@ fn run(
     let template = sim.config(seeds.start)?;
     let costs: std::sync::Mutex<Vec<SeedPerformance>> = std::sync::Mutex::new(Vec::new());
     quiet_panics();
-    if let Some(multi) = sim.multi.config(&template)? {
+    if let Some(multi) = sim.multi.config(&template, sim.switches().multi)? {
         return run_multi(seeds, jobs, quiet, json, &multi);
     }
     let bar = ProgressBar::new(seeds.end - seeds.start);
@@ -1228,7 +1029,7 @@ fn replay(
     sim: &SimArgs,
 ) -> Result<bool, String> {
     let mut config = sim.config(seed)?;
-    if let Some(multi) = sim.multi.config(&config)? {
+    if let Some(multi) = sim.multi.config(&config, sim.switches().multi)? {
         if plan_path.is_some() || history.is_some() || html.is_some() || show_plan {
             return Err("--plan, --history, --html and --show-plan are not there yet for multi-group replays".to_string());
         }

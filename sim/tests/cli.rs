@@ -41,7 +41,8 @@ fn failing_run_prints_the_replay_command_and_exits_1() {
         "3",
         "--chaos-ms",
         "2000",
-        "--bug-nondeterministic-sm",
+        "--bug",
+        "nondeterministic-state-machine",
         "--quiet",
     ]);
     assert_eq!(code, 1, "{stdout}");
@@ -59,7 +60,7 @@ fn failing_run_prints_the_replay_command_and_exits_1() {
         .unwrap_or_else(|| panic!("no replay line for seed {seed}:\n{stdout}"));
     assert!(
         replay.contains(&format!("replay --seed {seed} --nodes 3 --chaos-ms 2000"))
-            && replay.ends_with("--bug-nondeterministic-sm"),
+            && replay.ends_with("--bug nondeterministic-state-machine"),
         "{replay}"
     );
 }
@@ -105,7 +106,7 @@ fn replay_html_draws_one_lane_per_node_and_client_and_the_failure() {
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let path = dir.join("replay-seed-2.html");
     // Seed 2 is caught with this bug (its acknowledged entry is gone after
-    // a restart; `run --seeds 0..50 --nodes 3 --bug-persisted-before-sync`
+    // a restart; `run --seeds 0..50 --nodes 3 --bug persisted-before-sync`
     // fails 19 seeds, the first two at 2 and 3); seeds that draw no crash
     // at the right moment pass.
     let (code, stdout, _) = concord_sim(&[
@@ -114,7 +115,8 @@ fn replay_html_draws_one_lane_per_node_and_client_and_the_failure() {
         "2",
         "--nodes",
         "3",
-        "--bug-persisted-before-sync",
+        "--bug",
+        "persisted-before-sync",
         "--html",
         path.to_str().unwrap(),
     ]);
@@ -185,7 +187,8 @@ fn json_summary_parses_and_shards_merge() {
     let (code, failing) = shard(
         "0..3",
         &[
-            "--bug-vote-before-durable",
+            "--bug",
+            "vote-before-durable",
             "--faults",
             "vote-crash",
             "--chaos-ms",
@@ -197,7 +200,7 @@ fn json_summary_parses_and_shards_merge() {
     let failure = &failing.failures[0];
     assert!(failure.seed < 3);
     assert_eq!(failure.kind, "hard-state-regressed");
-    assert!(failure.replay.contains("--bug-vote-before-durable"));
+    assert!(failure.replay.contains("--bug vote-before-durable"));
     assert_eq!(
         failing.failures_by_kind["hard-state-regressed"],
         failing.failed

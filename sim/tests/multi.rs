@@ -140,20 +140,22 @@ fn the_command_line_runs_multi_group_seeds_and_refuses_single_group_settings() {
         "run",
         "--groups",
         "swarm",
-        "--bug-figure-8",
+        "--bug",
+        "figure-8-commit",
         "--seeds",
         "0..1",
     ]);
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("single-group"), "{text}");
-    let (code, text) = sim(&["run", "--bug-multi-wake-drops-read", "--seeds", "0..1"]);
+    let (code, text) = sim(&["run", "--bug", "multi-wake-drops-read", "--seeds", "0..1"]);
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("--groups"), "{text}");
     let (code, text) = sim(&[
         "run",
         "--groups",
         "swarm",
-        "--bug-multi-wake-drops-read",
+        "--bug",
+        "multi-wake-drops-read",
         "--seeds",
         "0..1",
         "--nodes",
@@ -162,7 +164,7 @@ fn the_command_line_runs_multi_group_seeds_and_refuses_single_group_settings() {
     ]);
     assert_eq!(code, 1, "{text}");
     assert!(
-        text.contains("read-unanswered") && text.contains("--bug-multi-wake-drops-read"),
+        text.contains("read-unanswered") && text.contains("--bug multi-wake-drops-read"),
         "{text}"
     );
 }

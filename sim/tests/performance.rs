@@ -39,7 +39,7 @@ struct Case {
 /// Runs under the swarm's faults are left out: any change of the core
 /// reshuffles their schedules, and a seed's cost then moves by a quarter
 /// either way (`run --performance --seeds 0..6 --nodes 5` with and
-/// without `--bug-probe-ignores-hint`: seed 0 +31 % bytes per entry, seed
+/// without `--bug probe-ignores-hint`: seed 0 +31 % bytes per entry, seed
 /// 5 -49 %), which says nothing about the change.
 fn cases() -> Vec<Case> {
     let calm = |nodes| SimConfig {

@@ -28,7 +28,7 @@ const ORDERS_BUG_SEEDS: u64 = 3;
 /// Seeds the chat service's planted bug (`fetch` served as a read from
 /// the answering replica's state, marking nothing delivered) must be
 /// caught within. Measured with `run --service chat --seeds 0..20
-/// --bug-service` on 3 and on 5 nodes: seeds 1, 6, 7, 8, 10, 12, 14 and
+/// --bug service-bug` on 3 and on 5 nodes: seeds 1, 6, 7, 8, 10, 12, 14 and
 /// 16..20 catch it (11 of 20, first at seed 1), by the delivered-once
 /// check; in the others every read goes through the log, where fetch is
 /// applied (and marks) properly.

@@ -116,7 +116,6 @@ pub use frame::{
 pub use multi_node::{GroupSleep, MultiAction, MultiError, MultiInput, MultiNode};
 pub use observer::GroupStepObserver;
 pub use persist::{BatchId, GroupWrite, PersistBatch};
-#[cfg(feature = "planted-bugs")]
 #[doc(hidden)]
 pub use planted::MultiPlantedBugs;
 pub use replace::{

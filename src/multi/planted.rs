@@ -2,7 +2,10 @@
 //! how quickly outside checks catch them (the layer's counterpart of
 //! `src/planted.rs`). Switched on only with the `planted-bugs` feature and
 //! the hidden `MultiNode::plant_bugs`; without the feature every check is
-//! constant `false` and compiles away.
+//! constant `false` and compiles away. A field's name, in kebab case after
+//! `multi-`, is the mistake's name in the simulator's table of planted
+//! mistakes (`sim/src/bugs.rs`, `concord-sim bugs`): `concord-sim run
+//! --groups swarm --bug multi-wake-drops-read`.
 
 /// The planted mistakes. All off by default.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

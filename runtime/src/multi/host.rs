@@ -852,7 +852,7 @@ where
         // the node would take for committed. It starts from the log's
         // base; the committed entries the state machine holds are skipped
         // when handed out (the simulator's
-        // `--bug-durable-restart-trusts-applied`).
+        // `--bug durable-restart-trusts-applied`).
         if !is_catalog {
             check_continues_log(*group, &state_machine, &recovered)?;
         }

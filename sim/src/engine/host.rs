@@ -383,8 +383,8 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             #[allow(unused_mut)]
             Ok(mut node) => {
                 #[cfg(feature = "planted-bugs")]
-                if self.config.core_bugs.any() {
-                    node.plant_bugs(self.config.core_bugs.planted());
+                if self.config.core_bugs != crate::CoreBugs::NONE {
+                    node.plant_bugs(self.config.core_bugs);
                 }
                 if node.is_witness_node() {
                     self.note(Some(index), || "built as a witness".to_string());

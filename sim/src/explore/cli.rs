@@ -147,21 +147,17 @@ pub struct ExploreArgs {
     /// committed (for scopes meant to check only elections, or less).
     #[arg(long)]
     pub allow_vacuous: bool,
-    /// Planted core mistake (Raft's Figure 8): a leader commits an entry
-    /// of an earlier term by counting replicas.
-    #[arg(long)]
-    pub bug_figure_8: bool,
-    /// Planted core mistake: a vote grant is sent before it is durable.
-    #[arg(long)]
-    pub bug_vote_before_durable: bool,
-    /// Planted core mistake: a leader serves ReadIndex reads without a
-    /// heartbeat round.
-    #[arg(long)]
-    pub bug_read_index_without_round: bool,
-    /// Planted core mistake: a follower commits on a commit notice
-    /// without checking its log.
-    #[arg(long)]
-    pub bug_commit_notice_unchecked: bool,
+    /// Plant a core mistake of the table (`concord-sim bugs`); an
+    /// exploration plants figure-8-commit, vote-before-durable,
+    /// read-index-without-round or commit-notice-unchecked. Repeatable.
+    #[arg(long = "bug", value_name = "NAME", value_parser = parse_scope_bug)]
+    pub bugs: Vec<String>,
+}
+
+/// A `--bug NAME` an exploration can plant.
+fn parse_scope_bug(name: &str) -> Result<String, String> {
+    ScopeBugs::default().plant(name)?;
+    Ok(name.to_string())
 }
 
 fn default_threads() -> usize {
@@ -200,11 +196,12 @@ impl ExploreArgs {
             append_entries_max: self.append_entries_max,
             depth: self.depth,
             symmetry: self.symmetry.on(),
-            bugs: ScopeBugs {
-                figure_8_commit: self.bug_figure_8,
-                vote_before_durable: self.bug_vote_before_durable,
-                read_index_without_round: self.bug_read_index_without_round,
-                commit_notice_unchecked: self.bug_commit_notice_unchecked,
+            bugs: {
+                let mut bugs = ScopeBugs::default();
+                for name in &self.bugs {
+                    bugs.plant(name).expect("checked by parse_scope_bug");
+                }
+                bugs
             },
         }
     }

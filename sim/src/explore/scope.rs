@@ -221,22 +221,46 @@ impl ScopeBugs {
         }
     }
 
+    /// The mistakes of the table (`crate::bugs`) an exploration can
+    /// plant.
+    pub const NAMES: [&'static str; 4] = [
+        "figure-8-commit",
+        "vote-before-durable",
+        "read-index-without-round",
+        "commit-notice-unchecked",
+    ];
+
+    /// Plants the mistake `name` of the table, if an exploration can.
+    pub fn plant(&mut self, name: &str) -> Result<(), String> {
+        let mistake = crate::bugs::find(name)?;
+        if !Self::NAMES.contains(&mistake.name) {
+            return Err(format!(
+                "explore plants only {}, not {name}",
+                Self::NAMES.join(", ")
+            ));
+        }
+        let mut switches = crate::bugs::Switches {
+            core: self.core_bugs(),
+            ..crate::bugs::Switches::default()
+        };
+        mistake.set(&mut switches, true);
+        let core = switches.core;
+        *self = ScopeBugs {
+            figure_8_commit: core.figure_8_commit,
+            vote_before_durable: core.vote_before_durable,
+            read_index_without_round: core.read_index_without_round,
+            commit_notice_unchecked: core.commit_notice_unchecked,
+        };
+        Ok(())
+    }
+
     /// The command-line flags that plant these mistakes.
-    pub fn flags(&self) -> Vec<&'static str> {
-        let mut flags = Vec::new();
-        if self.figure_8_commit {
-            flags.push("--bug-figure-8");
+    pub fn flags(&self) -> Vec<String> {
+        crate::bugs::Switches {
+            core: self.core_bugs(),
+            ..crate::bugs::Switches::default()
         }
-        if self.vote_before_durable {
-            flags.push("--bug-vote-before-durable");
-        }
-        if self.read_index_without_round {
-            flags.push("--bug-read-index-without-round");
-        }
-        if self.commit_notice_unchecked {
-            flags.push("--bug-commit-notice-unchecked");
-        }
-        flags
+        .flags()
     }
 }
 
@@ -406,7 +430,7 @@ impl Scope {
         if self.symmetry != default.symmetry {
             flags.push(format!("--symmetry {}", on_off(self.symmetry)));
         }
-        flags.extend(self.bugs.flags().into_iter().map(str::to_string));
+        flags.extend(self.bugs.flags());
         flags.join(" ")
     }
 }

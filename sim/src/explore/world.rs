@@ -306,7 +306,7 @@ fn start_node(
     })?;
     #[cfg(feature = "planted-bugs")]
     if scope.bugs.any() {
-        node.plant_bugs(scope.bugs.core_bugs().planted());
+        node.plant_bugs(scope.bugs.core_bugs());
     }
     Ok(node)
 }

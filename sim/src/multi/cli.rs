@@ -25,53 +25,6 @@ pub struct MultiArgs {
     /// docs/multi-group-simulator.md).
     #[arg(long, value_parser = GroupsChoice::parse)]
     pub groups: Option<GroupsChoice>,
-    /// Planted multi-group mistake (with --groups): a leader quiesces while
-    /// a follower is behind.
-    #[arg(long)]
-    pub bug_multi_quiesce_behind: bool,
-    /// Planted multi-group mistake (with --groups): a coalesced heartbeat
-    /// carries the group's commit index uncapped.
-    #[arg(long)]
-    pub bug_multi_heartbeat_uncapped: bool,
-    /// Planted multi-group mistake (with --groups): waking a group for a
-    /// read drops the read.
-    #[arg(long)]
-    pub bug_multi_wake_drops_read: bool,
-    /// Planted multi-group mistake (with --groups): a durability report
-    /// acknowledges batches still being written.
-    #[arg(long)]
-    pub bug_multi_persist_acks_later: bool,
-    /// Planted multi-group mistake (with --groups): a message of an older
-    /// term wakes a sleeping group.
-    #[arg(long)]
-    pub bug_multi_stale_message_wakes: bool,
-    /// Planted multi-group mistake (with --groups): node-level liveness
-    /// judges each peer's silence alone, so a stalled host takes every
-    /// live peer for dead at once.
-    #[arg(long)]
-    pub bug_multi_live_peer_dead: bool,
-    /// Planted multi-group mistake (with --groups): a frame of a peer's
-    /// earlier incarnation, delayed from before its restart, is taken for
-    /// a restart.
-    #[arg(long)]
-    pub bug_multi_old_incarnation_restarts: bool,
-    /// Planted multi-group mistake (with --groups): the wake queues are
-    /// served on every tick, also on ticks handed over back to back.
-    #[arg(long)]
-    pub bug_multi_tick_burst_wakes: bool,
-    /// Planted multi-group mistake (with --groups): a leader takes one
-    /// tick of a burst, so a lease from before the stall still holds.
-    #[arg(long)]
-    pub bug_multi_burst_lease_kept: bool,
-    /// Planted multi-group mistake (with --groups): a sleeping follower's
-    /// layer answers its leader's heartbeat without stepping the group's
-    /// node.
-    #[arg(long)]
-    pub bug_multi_sleeper_answers_unstepped: bool,
-    /// Planted multi-group mistake (with --groups): replacing a node
-    /// removes it from a group while its replacement is still a learner.
-    #[arg(long)]
-    pub bug_multi_replace_removes_old_early: bool,
     /// Multi-group runs (--groups) draw no membership changes and no node
     /// replacement (half the seeds of a swarm draw them otherwise).
     #[arg(long)]
@@ -79,38 +32,36 @@ pub struct MultiArgs {
 }
 
 impl MultiArgs {
-    /// The multi-group run these flags and `sim` ask for, or `None`
-    /// without `--groups`. Flags of the single-group simulator that mean
-    /// nothing here are refused, not ignored.
-    pub fn config(&self, sim: &SimConfig) -> Result<Option<MultiSimConfig>, String> {
-        let bugs = MultiBugs {
-            quiesce_follower_behind: self.bug_multi_quiesce_behind,
-            heartbeat_commit_uncapped: self.bug_multi_heartbeat_uncapped,
-            wake_drops_read: self.bug_multi_wake_drops_read,
-            persist_acks_later_batches: self.bug_multi_persist_acks_later,
-            stale_message_wakes: self.bug_multi_stale_message_wakes,
-            live_peer_taken_for_dead: self.bug_multi_live_peer_dead,
-            old_incarnation_restarts: self.bug_multi_old_incarnation_restarts,
-            tick_burst_wakes: self.bug_multi_tick_burst_wakes,
-            burst_lease_kept: self.bug_multi_burst_lease_kept,
-            sleeping_follower_answers_unstepped: self.bug_multi_sleeper_answers_unstepped,
-            replace_removes_old_early: self.bug_multi_replace_removes_old_early,
-        };
+    /// The multi-group run these flags, `sim` and the planted mistakes
+    /// `bugs` of the multi-group layer ask for, or `None` without
+    /// `--groups`. Flags of the single-group simulator that mean nothing
+    /// here are refused, not ignored.
+    pub fn config(
+        &self,
+        sim: &SimConfig,
+        bugs: MultiBugs,
+    ) -> Result<Option<MultiSimConfig>, String> {
         let Some(groups) = self.groups else {
             if self.no_membership {
                 return Err("--no-membership is a setting of multi-group runs: add --groups swarm (or a count)".to_string());
             }
-            if bugs.any() {
-                return Err("the --bug-multi-* mistakes are planted in multi-group runs: add --groups swarm (or a count)".to_string());
+            if bugs != MultiBugs::NONE {
+                return Err("the multi-* planted mistakes are mistakes of multi-group runs: add --groups swarm (or a count)".to_string());
             }
             return Ok(None);
         };
         let default = SimConfig::default();
         let single_only = [
-            (sim.bugs.any(), "the host bugs (--bug-...)"),
-            (sim.core_bugs.any(), "the core bugs (--bug-...)"),
+            (
+                sim.bugs.any(),
+                "a planted host mistake (--bug of layer host)",
+            ),
+            (
+                sim.core_bugs != crate::config::CoreBugs::NONE,
+                "a planted core mistake (--bug of layer core)",
+            ),
             (sim.service != default.service, "--service"),
-            (sim.service_bug, "--bug-service"),
+            (sim.service_bug, "--bug service-bug"),
             (sim.reads != ReadChoice::Mix, "--reads"),
             (sim.lease_skew_beyond_bound, "--lease-skew-beyond-bound"),
             (sim.strict_budgets, "--strict-budgets"),

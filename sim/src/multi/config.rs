@@ -57,68 +57,11 @@ impl fmt::Display for GroupsChoice {
     }
 }
 
-/// The planted mistakes of the multi-group layer
-/// (`concord::multi::MultiPlantedBugs`), switched on in every node of a
-/// run. Needs concord-sim's `planted-bugs` feature (on by default).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct MultiBugs {
-    /// A leader quiesces while a live follower is behind.
-    pub quiesce_follower_behind: bool,
-    /// A coalesced heartbeat carries the group's commit index, not the one
-    /// capped at what the follower holds.
-    pub heartbeat_commit_uncapped: bool,
-    /// Waking a sleeping group for a read drops the read.
-    pub wake_drops_read: bool,
-    /// A durability report acknowledges writes of batches still being
-    /// written.
-    pub persist_acks_later_batches: bool,
-    /// A message of a term older than a sleeping group's wakes it.
-    pub stale_message_wakes: bool,
-    /// Node-level liveness takes a peer for dead on its own silence, so a
-    /// host that stalls takes every live peer for dead at once.
-    pub live_peer_taken_for_dead: bool,
-    /// Node-level liveness takes a frame of a peer's earlier incarnation
-    /// (delayed from before its restart) for a restart.
-    pub old_incarnation_restarts: bool,
-    /// The wake queues are served on every tick, so a host that hands its
-    /// missed ticks back to back wakes `wakes_per_tick_max` groups for
-    /// each.
-    pub tick_burst_wakes: bool,
-    /// A leader takes one tick of a burst, so a lease from before the
-    /// stall still holds when it runs again.
-    pub burst_lease_kept: bool,
-    /// A sleeping follower's layer answers its leader's heartbeat without
-    /// stepping the group's node (caught by the step rule
-    /// `lease-promise`).
-    pub sleeping_follower_answers_unstepped: bool,
-    /// The replace planner removes the old node from a group while the
-    /// new one is still a learner (caught by `replace-rule`).
-    pub replace_removes_old_early: bool,
-}
-
-impl MultiBugs {
-    /// Whether any mistake is planted.
-    pub fn any(&self) -> bool {
-        *self != MultiBugs::default()
-    }
-
-    #[cfg(feature = "planted-bugs")]
-    pub(crate) fn planted(&self) -> concord::multi::MultiPlantedBugs {
-        concord::multi::MultiPlantedBugs {
-            quiesce_follower_behind: self.quiesce_follower_behind,
-            heartbeat_commit_uncapped: self.heartbeat_commit_uncapped,
-            wake_drops_read: self.wake_drops_read,
-            persist_acks_later_batches: self.persist_acks_later_batches,
-            stale_message_wakes: self.stale_message_wakes,
-            live_peer_taken_for_dead: self.live_peer_taken_for_dead,
-            old_incarnation_restarts: self.old_incarnation_restarts,
-            tick_burst_wakes: self.tick_burst_wakes,
-            burst_lease_kept: self.burst_lease_kept,
-            sleeping_follower_answers_unstepped: self.sleeping_follower_answers_unstepped,
-            replace_removes_old_early: self.replace_removes_old_early,
-        }
-    }
-}
+/// The planted mistakes of the multi-group layer: the layer's own
+/// switches (`concord::multi::MultiPlantedBugs`), named in the table of
+/// `crate::bugs` and switched on in every node of a run. Planting one
+/// needs concord-sim's `planted-bugs` feature (on by default).
+pub type MultiBugs = concord::multi::MultiPlantedBugs;
 
 /// Everything that defines one multi-group run, besides the fault plan
 /// (which the seed draws).
@@ -246,7 +189,7 @@ impl MultiSimConfig {
         if self.liveness_bound_ns == 0 {
             return Err("--liveness-ms must be positive".to_string());
         }
-        if self.bugs.any() && !cfg!(feature = "planted-bugs") {
+        if self.bugs != MultiBugs::NONE && !cfg!(feature = "planted-bugs") {
             return Err(
                 "planted multi-group mistakes need concord-sim's `planted-bugs` feature"
                     .to_string(),
@@ -310,50 +253,13 @@ impl MultiSimConfig {
         );
         add(!self.vary_node_options, "--fixed-node-options".to_string());
         add(!self.step_rules, "--no-step-rules".to_string());
-        add(
-            self.bugs.quiesce_follower_behind,
-            "--bug-multi-quiesce-behind".to_string(),
-        );
-        add(
-            self.bugs.heartbeat_commit_uncapped,
-            "--bug-multi-heartbeat-uncapped".to_string(),
-        );
-        add(
-            self.bugs.wake_drops_read,
-            "--bug-multi-wake-drops-read".to_string(),
-        );
-        add(
-            self.bugs.persist_acks_later_batches,
-            "--bug-multi-persist-acks-later".to_string(),
-        );
-        add(
-            self.bugs.stale_message_wakes,
-            "--bug-multi-stale-message-wakes".to_string(),
-        );
-        add(
-            self.bugs.live_peer_taken_for_dead,
-            "--bug-multi-live-peer-dead".to_string(),
-        );
-        add(
-            self.bugs.old_incarnation_restarts,
-            "--bug-multi-old-incarnation-restarts".to_string(),
-        );
-        add(
-            self.bugs.tick_burst_wakes,
-            "--bug-multi-tick-burst-wakes".to_string(),
-        );
-        add(
-            self.bugs.burst_lease_kept,
-            "--bug-multi-burst-lease-kept".to_string(),
-        );
-        add(
-            self.bugs.sleeping_follower_answers_unstepped,
-            "--bug-multi-sleeper-answers-unstepped".to_string(),
-        );
-        add(
-            self.bugs.replace_removes_old_early,
-            "--bug-multi-replace-removes-old-early".to_string(),
-        );
+        let switches = crate::bugs::Switches {
+            multi: self.bugs,
+            ..crate::bugs::Switches::default()
+        };
+        for flag in switches.flags() {
+            add(true, flag);
+        }
         add(!self.membership, "--no-membership".to_string());
         add(self.forced_recovery, "--forced-recovery".to_string());
         flags

@@ -174,8 +174,8 @@ impl MultiSim {
             }
         };
         #[cfg(feature = "planted-bugs")]
-        if self.config.bugs.any() {
-            multi.plant_bugs(self.config.bugs.planted());
+        if self.config.bugs != super::MultiBugs::NONE {
+            multi.plant_bugs(self.config.bugs);
         }
         if let Some(shared) = &self.rules {
             shared

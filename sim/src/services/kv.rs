@@ -376,7 +376,7 @@ pub fn split_at_forced_recovery(
 
 /// A state machine that applies some commands twice, depending on the
 /// replica: a deliberately non-deterministic state machine, for testing
-/// the simulator's state-machine safety check (`--bug-nondeterministic-sm`).
+/// the simulator's state-machine safety check (`--bug nondeterministic-state-machine`).
 /// Replicas built with different salts apply the command at index `i`
 /// twice when `i + salt` is a multiple of 3: an append doubles on some
 /// replicas and not on others, so they diverge. Without a salt it is the

@@ -13,7 +13,7 @@
 //! | `directory` | [`concord_services::directory::Directory`] | sequence numbers unique and strictly increasing in real-time order; no lookup returns an address after its user's disconnect was acknowledged; linearizability per user |
 //! | `chat` | [`concord_services::chat::Chat`] | no acknowledged message lost or delivered twice; one sender's messages to one recipient delivered in the order sent; a deleted account receives nothing |
 //!
-//! Planted bugs (`--bug-service`): kv applies a `put_many` as two log
+//! Planted bugs (`--bug service-bug`): kv applies a `put_many` as two log
 //! entries would be (a read can see half of it); directory serves
 //! `next_sequence` as a read from the answering replica's own counter
 //! (two callers can get the same number); orders numbers an order with
