@@ -210,3 +210,37 @@ fn json_summary_parses_and_shards_merge() {
         "shards with other flags merge"
     );
 }
+
+/// Planted mistakes are one table: `run --help` offers `--bug NAME` and no
+/// flag per mistake, `bugs` prints every entry with its bound (`--json`
+/// too), and an unknown name is refused (exit 2) with the nearest one.
+#[test]
+fn planted_mistakes_are_named_from_the_table() {
+    let (code, help, _) = concord_sim(&["run", "--help"]);
+    assert_eq!(code, 0, "{help}");
+    assert!(help.contains("--bug <NAME>"), "{help}");
+    assert!(!help.contains("--bug-"), "{help}");
+    let (code, table, _) = concord_sim(&["bugs"]);
+    assert_eq!(code, 0, "{table}");
+    for mistake in ::concord_sim::bugs::MISTAKES {
+        assert!(
+            table.contains(&format!("{} [{}]", mistake.name, mistake.layer.name())),
+            "{} missing in:\n{table}",
+            mistake.name
+        );
+    }
+    assert!(
+        table.contains("bound:     1000 seeds on 5 nodes"),
+        "{table}"
+    );
+    let (code, json, _) = concord_sim(&["bugs", "--json"]);
+    assert_eq!(code, 0, "{json}");
+    let rows: serde_json::Value = serde_json::from_str(&json).expect("bugs --json is JSON");
+    assert_eq!(
+        rows.as_array().map(Vec::len),
+        Some(::concord_sim::bugs::MISTAKES.len())
+    );
+    let (code, _, stderr) = concord_sim(&["run", "--bug", "figure-8", "--seeds", "0..1"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("did you mean figure-8-commit?"), "{stderr}");
+}
