@@ -1,5 +1,5 @@
 //! Deliberately planted protocol mistakes, for measuring how quickly the
-//! simulator's *outside* checks catch them (issue 9). They can be switched
+//! simulator's *outside* checks catch them. They can be switched
 //! on only with the `planted-bugs` feature, which no user of the library
 //! needs, and even then only by calling the hidden `Node::plant_bugs` on
 //! a node; without the feature the checks are constant `false` and
@@ -59,7 +59,7 @@ pub struct PlantedBugs {
     /// the simulator's efficiency budgets can catch it; it breaks no
     /// invariant, so it sets no assertion aside (not in [`Self::any`]).
     pub probe_ignores_hint: bool,
-    // Mistakes the simulator's step rules (issue 46, `sim/src/rules.rs`)
+    // Mistakes the simulator's step rules (`sim/src/rules.rs`)
     // catch at the step that makes them; the outcome checks see them
     // rarely or never.
     /// A node that grants no pre-vote still moves to the higher term a
@@ -125,7 +125,7 @@ pub struct PlantedBugs {
     /// what it holds); sets no assertion aside (not in [`Self::any`]).
     pub owed_commit_forgotten: bool,
 
-    // Leases and snapshots (issue 36): each caught by its own nemesis of
+    // Leases and snapshots: each caught by its own nemesis of
     // the simulator (`lease`, `snapshot-conflict`).
     /// A leader counts its lease from when a quorum's answer to a
     /// heartbeat round arrived, not from when it sent the round: a round
@@ -163,7 +163,7 @@ pub struct PlantedBugs {
     /// disk-loss fault.
     pub storage_loss_ignored: bool,
 
-    // Leases, forwarded reads and catch-ups (issue 61): each caught by
+    // Leases, forwarded reads and catch-ups: each caught by
     // the simulator's aimed nemeses, per-read freshness check or step
     // rules (`sim/tests/bugs.rs`).
     /// A new leader serves lease reads before an entry of its own term is

@@ -367,7 +367,7 @@ fn client_without_sessions_is_caught_by_linearizability_checker() {
 /// the first at seed 179 (13 of 300, the first at 70, before leaders held
 /// commit notices back for followers with appends in flight, which moves
 /// every schedule); 0 of 300 without `--lease-skew-beyond-bound`. Since
-/// `read-fresh` judges every read as it is served (issue 61), a stale
+/// `read-fresh` judges every read as it is served, a stale
 /// lease read fails the run where it happens: with `--no-step-rules`, 46
 /// of seeds 0..200 fail, the first at seed 0.
 const LEASE_SEEDS: u64 = 200;

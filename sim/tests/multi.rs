@@ -1,4 +1,4 @@
-//! The multi-group simulator (`run --groups`, issue 39): seeds of the
+//! The multi-group simulator (`run --groups`): seeds of the
 //! swarm pass on 3 and 5 nodes and replay exactly; idle groups cost no
 //! message and no step once quiesced; the node-loss wake storm elects
 //! every orphaned group within the stated bound, a bounded number at a
