@@ -11,7 +11,6 @@
 
 use std::collections::BTreeSet;
 
-use imbl::ordmap::Entry;
 use imbl::OrdMap;
 
 use bytes::Bytes;
@@ -301,21 +300,30 @@ impl Kv {
     /// of the map (a put is most of a store's writes).
     fn put(&mut self, key: Bytes, value: Bytes) -> Result<(), String> {
         let keys_before = self.data.len();
-        match self.data.entry(key) {
-            Entry::Occupied(mut slot) => {
-                let bytes = self.stored_bytes - slot.get().len() as u64 + value.len() as u64;
-                check_limits(keys_before, bytes)?;
-                slot.insert(value);
+        let (key_bytes, value_bytes) = (key.len() as u64, value.len() as u64);
+        // One walk down the persistent map, not two (its `entry` looks the
+        // key up, then inserts from the root again): insert, and undo in
+        // the rare case a limit refuses the write.
+        match self.data.insert(key.clone(), value) {
+            Some(old) => {
+                let bytes = self.stored_bytes - old.len() as u64 + value_bytes;
+                if let Err(refused) = check_limits(keys_before, bytes) {
+                    self.data.insert(key, old);
+                    return Err(refused);
+                }
                 self.stored_bytes = bytes;
             }
-            Entry::Vacant(slot) => {
-                let bytes = self.stored_bytes + slot.key().len() as u64 + value.len() as u64;
-                check_limits(keys_before + 1, bytes)?;
-                slot.insert(value);
+            None => {
+                let bytes = self.stored_bytes + key_bytes + value_bytes;
+                if let Err(refused) = check_limits(keys_before + 1, bytes) {
+                    self.data.remove(&key);
+                    return Err(refused);
+                }
                 self.stored_bytes = bytes;
             }
         }
         debug_assert!(self.stored_bytes <= STORE_BYTES_MAX);
+        debug_assert!(self.data.len() <= keys_before + 1);
         Ok(())
     }
 
@@ -657,6 +665,27 @@ mod tests {
         KvRequest::PutMany {
             pairs: pairs(items),
         }
+    }
+
+    /// A put the key limit refuses leaves the store as it was (it is
+    /// inserted first and taken back), and an overwrite at the limit is
+    /// still accepted.
+    #[test]
+    fn a_put_refused_at_the_key_limit_changes_nothing() {
+        let mut kv = Kv::default();
+        for i in 0..KEYS_MAX as u32 {
+            kv.put(Bytes::copy_from_slice(&i.to_be_bytes()), b("v"))
+                .unwrap();
+        }
+        let (len, bytes) = (kv.data.len(), kv.stored_bytes);
+        let refused = kv.put(b("one more"), b("v")).unwrap_err();
+        assert!(refused.contains("limit"), "{refused}");
+        assert_eq!((kv.data.len(), kv.stored_bytes), (len, bytes));
+        assert!(!kv.data.contains_key(&b("one more")));
+        let first = Bytes::copy_from_slice(&0u32.to_be_bytes());
+        kv.put(first.clone(), b("longer")).unwrap();
+        assert_eq!(kv.data.get(&first), Some(&b("longer")));
+        assert_eq!(kv.stored_bytes, bytes + 5);
     }
 
     fn keys(items: &[&str]) -> Vec<Bytes> {
