@@ -1,7 +1,7 @@
 //! `madsim-sweep`: the runtime users deploy, swept over a range of seeds
 //! under madsim, the way `concord-sim run` sweeps the core.
 //!
-//! Each seed runs [`run_multi_group`]: three real multi-group hosts (the
+//! Each seed runs `multi_scenario::run_multi_group`: three real multi-group hosts (the
 //! loop, shared log on the page-cache disk model, TCP transport and
 //! listener, routing clients of the sharded key-value store) on madsim's
 //! simulated network and clock, through rounds of faults (kills with a
