@@ -149,12 +149,7 @@ impl Outbox {
         // and a flush does not allocate one again.
         while let Some((to, frames)) = self.open.pop_first() {
             debug_assert!(!frames.is_empty(), "an open peer without a frame");
-            match self.last_sent_tick.get_mut(&to) {
-                Some(last) => *last = now_ticks,
-                None => {
-                    self.last_sent_tick.insert(to, now_ticks);
-                }
-            }
+            *self.last_sent_tick.entry(to).or_default() = now_ticks;
             for (frame, _) in frames {
                 stats.frames_sent += 1;
                 stats.frame_items_sent += frame.items() as u64;
