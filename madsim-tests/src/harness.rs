@@ -186,22 +186,21 @@ pub async fn run_faults_with(
         tracing::info!(fault = %name, "fault");
         log.faults.push(name);
         match kind {
-            Fault::DiskFault => {
-                // Fails within the next few writes (a busy node writes
-                // every few milliseconds); the node stops on it.
-                disk_fault(victim, thread_rng().gen_range(0..40));
-                sleep(hold).await;
+            Fault::Kill | Fault::DiskFault => {
+                let down = if kind == Fault::DiskFault {
+                    // Fails within the next few writes (a busy node writes
+                    // every few milliseconds); the node stops on it, and is
+                    // killed and restarted a while later.
+                    disk_fault(victim, thread_rng().gen_range(0..40));
+                    sleep(hold).await;
+                    Duration::from_millis(100)
+                } else {
+                    hold
+                };
                 before_kill(victim);
                 handle.kill(victim_node);
                 log.kills += 1;
-                sleep(Duration::from_millis(100)).await;
-                handle.restart(victim_node);
-            }
-            Fault::Kill => {
-                before_kill(victim);
-                handle.kill(victim_node);
-                log.kills += 1;
-                sleep(hold).await;
+                sleep(down).await;
                 handle.restart(victim_node);
             }
             Fault::Isolate => {

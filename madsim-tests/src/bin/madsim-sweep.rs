@@ -162,11 +162,10 @@ mod sweep {
                     .map(|f| f.split_whitespace().next().unwrap_or("?"))
                     .collect();
                 format!(
-                    "seed {seed} ok {} {} {} {} {}",
+                    "seed {seed} ok {} {} {} {}",
                     report.operations,
                     report.appends_checked,
                     (report.first_led + report.virtual_time).as_millis(),
-                    report.kills,
                     if kinds.is_empty() {
                         "-".to_string()
                     } else {
@@ -209,7 +208,7 @@ mod sweep {
             match verdict {
                 "ok" => {
                     let fields: Vec<&str> = rest.split(' ').collect();
-                    let [ops, appends, virtual_ms, _kills, kinds] = fields[..] else {
+                    let [ops, appends, virtual_ms, kinds] = fields[..] else {
                         return Err(bad());
                     };
                     self.passed += 1;
