@@ -91,9 +91,8 @@
 //! service's model checked this way, and `docs/checker.md` the walk from
 //! recording a history to its verdict.
 //!
-//! Unlike `concord-sim check`, which needs the `cli` feature, this needs
-//! no optional feature: a crate that depends on concord-sim with
-//! `default-features = false` has it.
+//! It needs no optional feature: a crate that depends on concord-check
+//! has it, without the simulator.
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
