@@ -87,6 +87,7 @@
 //!
 //! `docs/multi-group.md` explains the design and gives its figures.
 
+mod balance;
 mod catalog;
 mod config;
 mod frame;
@@ -103,6 +104,10 @@ pub mod sessions;
 mod stats;
 mod wake;
 
+pub use balance::{
+    BalanceError, BalanceLimits, Balancer, PlacementRule, ReplicaMove, ServerPlace, ServerState,
+    BALANCE_REPLICAS_MAX, BALANCE_SERVERS_MAX,
+};
 pub use catalog::{
     is_server_address, Catalog, CatalogChange, CatalogCommand, CatalogError,
     CATALOG_ADDR_BYTES_MAX, CATALOG_ASSIGN_GROUPS_MAX, CATALOG_GROUP, CATALOG_SERVERS_MAX,

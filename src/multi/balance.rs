@@ -1,0 +1,644 @@
+//! Where each group's replicas should live: a deterministic balancer,
+//! sans-IO, that turns the cluster's servers, its placement rule and each
+//! group's voters into the next few replica moves.
+//!
+//! Every server deciding from the same catalog state decides the same
+//! moves (inputs are ordered maps; ties go to the lower id), so only the
+//! catalog's leader needs to act and a new leader resumes without handing
+//! anything over. Moves come in two kinds, in this order:
+//!
+//! 1. **Evacuation**: a replica on a server that is not [`ServerState::Up`]
+//!    (draining or retired) moves to an up server.
+//! 2. **Balance**: while the most loaded up server holds more than the
+//!    band's top (`mean × (100 + band_percent) / 100`, rounded up) or the
+//!    least loaded fewer than its bottom (rounded down), one replica moves
+//!    from the most to the least loaded.
+//!
+//! Every target is an up server that does not hold the group yet and, when
+//! the rule spreads zones, whose zone no other replica of the group uses.
+//! A plan never holds more than [`BalanceLimits::moves_max`] moves in
+//! flight, nor more than [`BalanceLimits::moves_per_server_max`] touching
+//! one server (as source or target): each move streams a snapshot. A group
+//! with a move in flight gets no second one.
+//!
+//! A move is carried out like a replacement of one server in one group
+//! ([`ReplacePlan`](super::ReplacePlan)): the target joins as a learner,
+//! catches up, becomes a voter, and only then is the source removed, so a
+//! group never has fewer voters than its rule asks for while it moves.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use thiserror::Error;
+
+use super::GroupId;
+use crate::NodeId;
+
+/// Most servers a balancer plans over.
+pub const BALANCE_SERVERS_MAX: usize = 1024;
+
+/// Most replicas a group's rule may ask for.
+pub const BALANCE_REPLICAS_MAX: usize = 7;
+
+/// A server's part in placement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ServerState {
+    /// Takes replicas.
+    Up,
+    /// Gives every replica away, takes none.
+    Draining,
+    /// Gone for good: its replicas move away like a draining server's.
+    Retired,
+}
+
+/// A server as the balancer sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerPlace {
+    /// Whether it takes or gives replicas.
+    pub state: ServerState,
+    /// Its zone, if the operator named one.
+    pub zone: Option<String>,
+}
+
+/// What every group's replicas must satisfy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlacementRule {
+    /// Replicas (voters) of each group.
+    pub replicas: usize,
+    /// No two replicas of a group in one zone (servers without a zone
+    /// count as one zone each).
+    pub spread_zones: bool,
+}
+
+/// How far, and how fast, the balancer moves replicas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BalanceLimits {
+    /// Width of the band around the mean replica count, in percent.
+    pub band_percent: u32,
+    /// Most moves in flight cluster-wide.
+    pub moves_max: usize,
+    /// Most moves in flight touching one server.
+    pub moves_per_server_max: usize,
+}
+
+impl Default for BalanceLimits {
+    fn default() -> Self {
+        BalanceLimits {
+            band_percent: 10,
+            moves_max: 16,
+            moves_per_server_max: 2,
+        }
+    }
+}
+
+/// One replica of one group moving from one server to another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ReplicaMove {
+    /// The group.
+    pub group: GroupId,
+    /// The server giving the replica up.
+    pub from: NodeId,
+    /// The server taking it.
+    pub to: NodeId,
+}
+
+/// Why the balancer refused to plan; nothing should move.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum BalanceError {
+    /// Fewer up servers (or zones) than the rule's replicas.
+    #[error(
+        "the placement rule needs {needed} {what} for {replicas} replicas of every group, \
+         but only {have} are up; add servers (or zones) or lower the replica count"
+    )]
+    RuleUnmet {
+        /// "servers" or "zones".
+        what: &'static str,
+        /// How many the rule needs.
+        needed: usize,
+        /// How many there are.
+        have: usize,
+        /// The rule's replicas.
+        replicas: usize,
+    },
+    /// The inputs are out of the balancer's bounds or inconsistent.
+    #[error("cannot plan: {0}")]
+    Invalid(String),
+}
+
+/// The balancer: a placement rule and limits (see the [module
+/// documentation](self)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Balancer {
+    rule: PlacementRule,
+    limits: BalanceLimits,
+}
+
+impl Balancer {
+    /// A balancer for `rule` within `limits`.
+    pub fn new(rule: PlacementRule, limits: BalanceLimits) -> Result<Balancer, BalanceError> {
+        if rule.replicas == 0 || rule.replicas > BALANCE_REPLICAS_MAX {
+            return Err(BalanceError::Invalid(format!(
+                "replicas {} outside 1..={BALANCE_REPLICAS_MAX}",
+                rule.replicas
+            )));
+        }
+        if limits.moves_max == 0 || limits.moves_per_server_max == 0 {
+            return Err(BalanceError::Invalid(
+                "move limits must be at least 1".to_string(),
+            ));
+        }
+        Ok(Balancer { rule, limits })
+    }
+
+    /// Checks that `servers` can hold the rule at all: enough up servers,
+    /// and enough zones among them when the rule spreads zones.
+    pub fn check_rule(&self, servers: &BTreeMap<NodeId, ServerPlace>) -> Result<(), BalanceError> {
+        let up: Vec<&ServerPlace> = servers
+            .values()
+            .filter(|place| place.state == ServerState::Up)
+            .collect();
+        if up.len() < self.rule.replicas {
+            return Err(BalanceError::RuleUnmet {
+                what: "servers",
+                needed: self.rule.replicas,
+                have: up.len(),
+                replicas: self.rule.replicas,
+            });
+        }
+        if self.rule.spread_zones {
+            let zones = zone_count(servers.iter().filter(|(_, p)| p.state == ServerState::Up));
+            if zones < self.rule.replicas {
+                return Err(BalanceError::RuleUnmet {
+                    what: "zones",
+                    needed: self.rule.replicas,
+                    have: zones,
+                    replicas: self.rule.replicas,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The moves to start now, given the servers, each group's voters and
+    /// the moves already in flight (their groups, sources and targets
+    /// count against the limits and get nothing more). Empty when the
+    /// cluster is within the band and nothing needs evacuating, or when
+    /// the limits are used up.
+    pub fn plan(
+        &self,
+        servers: &BTreeMap<NodeId, ServerPlace>,
+        groups: &BTreeMap<GroupId, BTreeSet<NodeId>>,
+        in_flight: &[ReplicaMove],
+    ) -> Result<Vec<ReplicaMove>, BalanceError> {
+        if servers.len() > BALANCE_SERVERS_MAX {
+            return Err(BalanceError::Invalid(format!(
+                "{} servers, more than {BALANCE_SERVERS_MAX}",
+                servers.len()
+            )));
+        }
+        self.check_rule(servers)?;
+        for (group, voters) in groups {
+            if let Some(unknown) = voters.iter().find(|id| !servers.contains_key(id)) {
+                return Err(BalanceError::Invalid(format!(
+                    "group {group} names server {unknown}, which the cluster does not have"
+                )));
+            }
+        }
+        let mut state = PlanState::new(self, servers, groups, in_flight);
+        // Evacuation first: a draining server's replicas are the operator's
+        // request, balance only an optimisation.
+        for (&group, voters) in groups {
+            for &from in voters {
+                if servers[&from].state != ServerState::Up {
+                    state.try_move(group, from, |_, _| true);
+                }
+            }
+        }
+        state.balance();
+        let planned = state.planned;
+        debug_assert!(
+            planned.len() + in_flight.len() <= self.limits.moves_max.max(in_flight.len())
+        );
+        Ok(planned)
+    }
+
+    /// The band of replica counts an up server may hold: `(low, high)`,
+    /// for `replicas_total` replicas over `up_servers` servers.
+    pub fn band(&self, replicas_total: usize, up_servers: usize) -> (usize, usize) {
+        assert!(up_servers > 0, "a band needs an up server");
+        let scale = 100 * up_servers as u64;
+        let total = replicas_total as u64;
+        let low = total * u64::from(100u32.saturating_sub(self.limits.band_percent)) / scale;
+        let high = (total * u64::from(100 + self.limits.band_percent)).div_ceil(scale);
+        (low as usize, high as usize)
+    }
+}
+
+/// Distinct zones among `servers` (a server without a zone is its own).
+fn zone_count<'a>(servers: impl Iterator<Item = (&'a NodeId, &'a ServerPlace)>) -> usize {
+    let mut zones = BTreeSet::new();
+    let mut unzoned = 0;
+    for (_, place) in servers {
+        match &place.zone {
+            Some(zone) => {
+                zones.insert(zone.as_str());
+            }
+            None => unzoned += 1,
+        }
+    }
+    zones.len() + unzoned
+}
+
+/// The counts a plan updates as it adds moves.
+struct PlanState<'a> {
+    balancer: &'a Balancer,
+    servers: &'a BTreeMap<NodeId, ServerPlace>,
+    /// Each group's replicas as they will be once every move is done.
+    groups: BTreeMap<GroupId, BTreeSet<NodeId>>,
+    /// Replicas per up server, after the moves.
+    load: BTreeMap<NodeId, usize>,
+    /// Moves touching each server, in flight or planned.
+    busy: BTreeMap<NodeId, usize>,
+    /// Groups with a move in flight or planned.
+    moving: BTreeSet<GroupId>,
+    moves: usize,
+    planned: Vec<ReplicaMove>,
+}
+
+impl<'a> PlanState<'a> {
+    fn new(
+        balancer: &'a Balancer,
+        servers: &'a BTreeMap<NodeId, ServerPlace>,
+        groups: &BTreeMap<GroupId, BTreeSet<NodeId>>,
+        in_flight: &[ReplicaMove],
+    ) -> PlanState<'a> {
+        let mut groups = groups.clone();
+        let mut busy = BTreeMap::new();
+        let mut moving = BTreeSet::new();
+        for m in in_flight {
+            // Count the move as done: its target will hold the replica.
+            if let Some(voters) = groups.get_mut(&m.group) {
+                voters.remove(&m.from);
+                voters.insert(m.to);
+            }
+            *busy.entry(m.from).or_insert(0) += 1;
+            *busy.entry(m.to).or_insert(0) += 1;
+            moving.insert(m.group);
+        }
+        let mut load: BTreeMap<NodeId, usize> = servers
+            .iter()
+            .filter(|(_, place)| place.state == ServerState::Up)
+            .map(|(&id, _)| (id, 0))
+            .collect();
+        for voters in groups.values() {
+            for id in voters {
+                if let Some(count) = load.get_mut(id) {
+                    *count += 1;
+                }
+            }
+        }
+        PlanState {
+            balancer,
+            servers,
+            groups,
+            load,
+            busy,
+            moving,
+            moves: in_flight.len(),
+            planned: Vec::new(),
+        }
+    }
+
+    fn room(&self, server: NodeId) -> bool {
+        self.busy.get(&server).copied().unwrap_or(0) < self.balancer.limits.moves_per_server_max
+    }
+
+    fn full(&self) -> bool {
+        self.moves >= self.balancer.limits.moves_max
+    }
+
+    /// Whether `to` may take a replica of `group` in place of `from`.
+    fn fits(&self, group: GroupId, from: NodeId, to: NodeId) -> bool {
+        let voters = &self.groups[&group];
+        if self.servers[&to].state != ServerState::Up || voters.contains(&to) || !self.room(to) {
+            return false;
+        }
+        if !self.balancer.rule.spread_zones {
+            return true;
+        }
+        match &self.servers[&to].zone {
+            None => true,
+            Some(zone) => !voters
+                .iter()
+                .filter(|&&id| id != from)
+                .any(|id| self.servers[id].zone.as_deref() == Some(zone.as_str())),
+        }
+    }
+
+    /// Moves `group`'s replica off `from` to the least loaded server that
+    /// fits and `accept(to, its load)` allows; false if none could.
+    fn try_move(
+        &mut self,
+        group: GroupId,
+        from: NodeId,
+        accept: impl Fn(NodeId, usize) -> bool,
+    ) -> bool {
+        if self.full() || self.moving.contains(&group) || !self.room(from) {
+            return false;
+        }
+        let target = self
+            .load
+            .iter()
+            .filter(|&(&to, &load)| self.fits(group, from, to) && accept(to, load))
+            .min_by_key(|&(&to, &load)| (load, to))
+            .map(|(&to, _)| to);
+        let Some(to) = target else {
+            return false;
+        };
+        let voters = self.groups.get_mut(&group).expect("planned groups exist");
+        voters.remove(&from);
+        voters.insert(to);
+        assert_eq!(voters.len(), self.groups[&group].len());
+        if let Some(count) = self.load.get_mut(&from) {
+            *count -= 1;
+        }
+        *self.load.get_mut(&to).expect("targets are up servers") += 1;
+        *self.busy.entry(from).or_insert(0) += 1;
+        *self.busy.entry(to).or_insert(0) += 1;
+        self.moving.insert(group);
+        self.moves += 1;
+        self.planned.push(ReplicaMove { group, from, to });
+        true
+    }
+
+    /// Moves replicas from the most to the least loaded up servers until
+    /// every one is within the band or no move narrows the spread (a
+    /// server whose replicas the zone rule pins keeps them; the next most
+    /// loaded gives instead).
+    fn balance(&mut self) {
+        let total: usize = self.load.values().sum();
+        let (low, high) = self.balancer.band(total, self.load.len());
+        // Each pass moves one replica or stops: at most one move per
+        // replica, so this ends.
+        for _ in 0..=total {
+            if self.full() {
+                return;
+            }
+            let least_load = *self
+                .load
+                .values()
+                .min()
+                .expect("the rule needs an up server");
+            let mut sources: Vec<(usize, NodeId)> =
+                self.load.iter().map(|(&id, &load)| (load, id)).collect();
+            sources.sort_by_key(|&(load, id)| (std::cmp::Reverse(load), id));
+            if sources[0].0 <= high && least_load >= low {
+                return;
+            }
+            let mut moved = false;
+            for (source_load, source) in sources {
+                // A move must narrow the spread: its target ends below the
+                // source's load.
+                if source_load <= least_load + 1 {
+                    break;
+                }
+                let candidates: Vec<GroupId> = self
+                    .groups
+                    .iter()
+                    .filter(|(group, voters)| {
+                        voters.contains(&source) && !self.moving.contains(group)
+                    })
+                    .map(|(&group, _)| group)
+                    .collect();
+                moved = candidates
+                    .into_iter()
+                    .any(|group| self.try_move(group, source, |_, load| load + 1 < source_load));
+                if moved {
+                    break;
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn up(zone: Option<&str>) -> ServerPlace {
+        ServerPlace {
+            state: ServerState::Up,
+            zone: zone.map(str::to_string),
+        }
+    }
+
+    fn servers(count: u64) -> BTreeMap<NodeId, ServerPlace> {
+        (1..=count).map(|id| (id, up(None))).collect()
+    }
+
+    /// `count` groups of `replicas` on servers `1..=first_servers`, spread
+    /// round-robin.
+    fn groups(
+        count: u64,
+        replicas: u64,
+        first_servers: u64,
+    ) -> BTreeMap<GroupId, BTreeSet<NodeId>> {
+        (1..=count)
+            .map(|group| {
+                let voters = (0..replicas)
+                    .map(|r| (group + r) % first_servers + 1)
+                    .collect();
+                (group, voters)
+            })
+            .collect()
+    }
+
+    fn rule(replicas: usize, spread_zones: bool) -> PlacementRule {
+        PlacementRule {
+            replicas,
+            spread_zones,
+        }
+    }
+
+    /// Plans and completes moves round after round until the plan is
+    /// empty; checks every round's limits and every group's replica count
+    /// and zones; returns the rounds taken.
+    fn run_to_rest(
+        balancer: &Balancer,
+        servers: &BTreeMap<NodeId, ServerPlace>,
+        groups: &mut BTreeMap<GroupId, BTreeSet<NodeId>>,
+    ) -> usize {
+        let replicas = balancer.rule.replicas;
+        for round in 1..=10_000 {
+            let moves = balancer.plan(servers, groups, &[]).unwrap();
+            if moves.is_empty() {
+                return round - 1;
+            }
+            assert!(moves.len() <= balancer.limits.moves_max);
+            let mut touching: BTreeMap<NodeId, usize> = BTreeMap::new();
+            let mut seen_groups = BTreeSet::new();
+            for m in &moves {
+                *touching.entry(m.from).or_default() += 1;
+                *touching.entry(m.to).or_default() += 1;
+                assert!(
+                    seen_groups.insert(m.group),
+                    "two moves of group {}",
+                    m.group
+                );
+                assert_eq!(servers[&m.to].state, ServerState::Up);
+                let voters = groups.get_mut(&m.group).unwrap();
+                assert!(
+                    voters.remove(&m.from) && voters.insert(m.to),
+                    "{m:?} on {voters:?}"
+                );
+                assert_eq!(voters.len(), replicas);
+                if balancer.rule.spread_zones {
+                    let zones: BTreeSet<_> = voters.iter().map(|id| &servers[id].zone).collect();
+                    assert_eq!(zones.len(), replicas, "group {} shares a zone", m.group);
+                }
+            }
+            assert!(touching
+                .values()
+                .all(|&n| n <= balancer.limits.moves_per_server_max));
+        }
+        panic!("no rest after 10,000 rounds");
+    }
+
+    fn loads(
+        servers: &BTreeMap<NodeId, ServerPlace>,
+        groups: &BTreeMap<GroupId, BTreeSet<NodeId>>,
+    ) -> BTreeMap<NodeId, usize> {
+        let mut load: BTreeMap<NodeId, usize> = servers.keys().map(|&id| (id, 0)).collect();
+        for voters in groups.values() {
+            for id in voters {
+                *load.get_mut(id).unwrap() += 1;
+            }
+        }
+        load
+    }
+
+    #[test]
+    fn a_new_server_takes_its_share_within_the_band() {
+        let balancer = Balancer::new(rule(3, false), BalanceLimits::default()).unwrap();
+        let all = servers(4);
+        let mut placed = groups(64, 3, 3);
+        let rounds = run_to_rest(&balancer, &all, &mut placed);
+        let load = loads(&all, &placed);
+        let (low, high) = balancer.band(64 * 3, 4);
+        assert!(
+            load.values().all(|&n| (low..=high).contains(&n)),
+            "{load:?} not in {low}..={high}"
+        );
+        assert!(load[&4] >= low && rounds > 0, "{load:?}");
+    }
+
+    #[test]
+    fn a_draining_server_ends_with_nothing_and_nothing_lands_on_it() {
+        let balancer = Balancer::new(rule(3, false), BalanceLimits::default()).unwrap();
+        let mut all = servers(5);
+        let mut placed = groups(40, 3, 5);
+        all.get_mut(&2).unwrap().state = ServerState::Draining;
+        run_to_rest(&balancer, &all, &mut placed);
+        assert!(placed.values().all(|voters| !voters.contains(&2)));
+        let load = loads(&all, &placed);
+        let (low, high) = balancer.band(40 * 3, 4);
+        for (id, n) in load {
+            if id != 2 {
+                assert!(
+                    (low..=high).contains(&n),
+                    "server {id}: {n} not in {low}..={high}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn zones_are_kept_apart_while_balancing() {
+        let balancer = Balancer::new(rule(3, true), BalanceLimits::default()).unwrap();
+        // Zone c has one server: its replicas cannot move. New servers 4
+        // and 5 share zones a and b with servers 1 and 2, so a replica may
+        // only move 1 -> 4 or 2 -> 5.
+        let zones = ["a", "b", "c", "a", "b"];
+        let all: BTreeMap<NodeId, ServerPlace> = zones
+            .iter()
+            .enumerate()
+            .map(|(i, zone)| (i as NodeId + 1, up(Some(zone))))
+            .collect();
+        let mut placed: BTreeMap<GroupId, BTreeSet<NodeId>> = (1..=30)
+            .map(|group| (group, BTreeSet::from([1, 2, 3])))
+            .collect();
+        run_to_rest(&balancer, &all, &mut placed);
+        let load = loads(&all, &placed);
+        assert_eq!(load[&3], 30, "{load:?}");
+        assert!(load[&4] >= 10 && load[&5] >= 10, "{load:?}");
+        assert_eq!(load[&1] + load[&4], 30);
+        assert_eq!(load[&2] + load[&5], 30);
+    }
+
+    #[test]
+    fn limits_hold_with_moves_in_flight() {
+        let limits = BalanceLimits {
+            band_percent: 10,
+            moves_max: 3,
+            moves_per_server_max: 1,
+        };
+        let balancer = Balancer::new(rule(3, false), limits).unwrap();
+        let all = servers(6);
+        let placed = groups(60, 3, 3);
+        let in_flight = [ReplicaMove {
+            group: 1,
+            from: 2,
+            to: 4,
+        }];
+        let moves = balancer.plan(&all, &placed, &in_flight).unwrap();
+        assert!(moves.len() <= 2, "{moves:?}");
+        assert!(moves
+            .iter()
+            .all(|m| m.group != 1 && ![m.from, m.to].iter().any(|s| [2, 4].contains(s))));
+    }
+
+    #[test]
+    fn an_unmeetable_rule_is_refused_and_nothing_moves() {
+        let balancer = Balancer::new(rule(3, false), BalanceLimits::default()).unwrap();
+        let mut all = servers(3);
+        all.get_mut(&3).unwrap().state = ServerState::Draining;
+        let err = balancer.plan(&all, &groups(4, 3, 3), &[]).unwrap_err();
+        assert!(
+            err.to_string().contains("needs 3 servers") && err.to_string().contains("only 2"),
+            "{err}"
+        );
+        let zoned = Balancer::new(rule(3, true), BalanceLimits::default()).unwrap();
+        let two_zones: BTreeMap<NodeId, ServerPlace> =
+            [(1, up(Some("a"))), (2, up(Some("a"))), (3, up(Some("b")))]
+                .into_iter()
+                .collect();
+        let err = zoned.plan(&two_zones, &groups(4, 3, 3), &[]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                BalanceError::RuleUnmet {
+                    what: "zones",
+                    have: 2,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(Balancer::new(rule(0, false), BalanceLimits::default()).is_err());
+    }
+
+    #[test]
+    fn the_plan_depends_on_the_state_alone() {
+        let balancer = Balancer::new(rule(3, false), BalanceLimits::default()).unwrap();
+        let all = servers(5);
+        let placed = groups(50, 3, 3);
+        let reversed: BTreeMap<GroupId, BTreeSet<NodeId>> =
+            placed.iter().rev().map(|(g, v)| (*g, v.clone())).collect();
+        assert_eq!(
+            balancer.plan(&all, &placed, &[]).unwrap(),
+            balancer.plan(&all, &reversed, &[]).unwrap()
+        );
+    }
+}
