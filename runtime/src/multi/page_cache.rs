@@ -13,6 +13,23 @@
 //! crash the log at every write boundary: run, blow the fuse after `n`
 //! operations, [`crash`](PageCacheDisk::crash), reopen.
 //!
+//! Three faults of a disk that keeps working:
+//!
+//! * **An fsync fails once** ([`fail_next_sync`](PageCacheDisk::fail_next_sync)):
+//!   the next segment sync returns an I/O error (EIO) and later ones
+//!   succeed, as on Linux, which marks the pages whose writeback failed
+//!   clean: what the failed sync was to make durable never reaches the
+//!   platter (a crash reads zeros there), though the page cache still
+//!   shows it and a later sync reports success. A log that retried the
+//!   sync and trusted it would acknowledge writes a crash then loses.
+//! * **The disk is full once** ([`fail_next_append_no_space`](PageCacheDisk::fail_next_append_no_space)):
+//!   the next append writes a prefix of its bytes and fails with
+//!   `StorageFull` (ENOSPC); later appends succeed.
+//! * **A lying fsync** ([`set_lying_sync`](PageCacheDisk::set_lying_sync)):
+//!   every sync reports success and makes nothing durable. No log can
+//!   defend against it; it is there to show that the checks of a test
+//!   catch the writes it loses.
+//!
 //! One [`PageCacheDisk`] is both [`SegmentFiles`] and [`SnapshotStore`];
 //! clones share the same disk (so the disk outlives the log that wrote it).
 //! Deterministic: the crash draws from the seed it is given.
@@ -45,6 +62,10 @@ struct CachedFile {
     chunks: Vec<Vec<u8>>,
     len_bytes: usize,
     durable_bytes: usize,
+    /// Byte ranges whose writeback failed (a sync returned EIO): never
+    /// on the platter, whatever later syncs report; a crash leaves zeros
+    /// there.
+    writeback_lost: Vec<(usize, usize)>,
 }
 
 impl CachedFile {
@@ -54,6 +75,7 @@ impl CachedFile {
             len_bytes: bytes.len(),
             durable_bytes: bytes.len(),
             chunks: vec![bytes],
+            writeback_lost: Vec::new(),
         }
     }
 
@@ -93,7 +115,13 @@ impl CachedFile {
         if length_bytes < self.len_bytes {
             let mut bytes = self.bytes();
             bytes.truncate(length_bytes);
+            let mut lost = std::mem::take(&mut self.writeback_lost);
+            lost.retain_mut(|(start, end)| {
+                *end = (*end).min(length_bytes);
+                start < end
+            });
             *self = CachedFile::durable(bytes);
+            self.writeback_lost = lost;
         }
         self.durable_bytes = self.len_bytes;
     }
@@ -115,6 +143,23 @@ struct DiskState {
     blown: bool,
     /// Syncs performed (the count a benchmark of fsyncs would read).
     syncs: u64,
+    /// The next segment sync fails with EIO (once).
+    fail_next_sync: bool,
+    /// The next append fails with ENOSPC, after writing a prefix (once).
+    fail_next_append: bool,
+    /// Every sync reports success and makes nothing durable.
+    lying_sync: bool,
+    /// One-shot faults that struck: failed syncs, failed appends.
+    struck: FaultsStruck,
+}
+
+/// One-shot faults of a [`PageCacheDisk`] that struck so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FaultsStruck {
+    /// Segment syncs that failed with EIO.
+    pub failed_syncs: u64,
+    /// Appends that failed with ENOSPC.
+    pub failed_appends: u64,
 }
 
 /// What a crash kept of the unsynced bytes.
@@ -151,6 +196,30 @@ impl PageCacheDisk {
     /// so does every one after it until [`crash`](Self::crash).
     pub fn set_fuse(&self, operations: u64) {
         self.lock().fuse = Some(operations);
+    }
+
+    /// Makes the next segment sync fail with EIO, once: what it was to
+    /// make durable never reaches the platter (see the
+    /// [module documentation](self)). A crash disarms it.
+    pub fn fail_next_sync(&self) {
+        self.lock().fail_next_sync = true;
+    }
+
+    /// Makes the next append write a prefix of its bytes and fail with
+    /// ENOSPC (`StorageFull`), once. A crash disarms it.
+    pub fn fail_next_append_no_space(&self) {
+        self.lock().fail_next_append = true;
+    }
+
+    /// From now on (`true`) every sync reports success and makes nothing
+    /// durable; survives crashes.
+    pub fn set_lying_sync(&self, lying: bool) {
+        self.lock().lying_sync = lying;
+    }
+
+    /// The one-shot faults that struck so far.
+    pub fn faults_struck(&self) -> FaultsStruck {
+        self.lock().struck
     }
 
     /// Whether the fuse blew.
@@ -220,6 +289,13 @@ impl PageCacheDisk {
             };
             let mut bytes = file.bytes();
             bytes.truncate(durable + kept as usize);
+            // Failed writeback: never on the platter, synced since or not.
+            for &(start, end) in &file.writeback_lost {
+                let end = end.min(bytes.len());
+                if start < end {
+                    bytes[start..end].fill(0);
+                }
+            }
             report.kept_unsynced_bytes += kept;
             report.lost_bytes += unsynced - kept;
             if unsynced > 0 {
@@ -253,6 +329,8 @@ impl PageCacheDisk {
         state.marker_durable = marker;
         state.fuse = None;
         state.blown = false;
+        state.fail_next_sync = false;
+        state.fail_next_append = false;
         report
     }
 
@@ -312,10 +390,23 @@ impl SegmentFiles for PageCacheDisk {
     fn append(&mut self, number: u64, bytes: &[u8]) -> Result<(), StorageError> {
         let mut state = self.lock();
         PageCacheDisk::operation(&mut state, "appending to a segment")?;
+        let no_space = std::mem::take(&mut state.fail_next_append);
         let file = state
             .segments
             .get_mut(&number)
             .ok_or_else(|| missing(number))?;
+        if no_space {
+            // A short write, then no room for the rest.
+            file.append(&bytes[..bytes.len() / 2]);
+            state.struck.failed_appends += 1;
+            return Err(StorageError::Io {
+                context: format!("appending to segment {number} (simulated full disk)"),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::StorageFull,
+                    "no space left on device",
+                ),
+            });
+        }
         file.append(bytes);
         Ok(())
     }
@@ -324,11 +415,27 @@ impl SegmentFiles for PageCacheDisk {
         let mut state = self.lock();
         PageCacheDisk::operation(&mut state, "syncing a segment")?;
         state.syncs += 1;
+        let fails = std::mem::take(&mut state.fail_next_sync);
+        let lying = state.lying_sync;
         let file = state
             .segments
             .get_mut(&number)
             .ok_or_else(|| missing(number))?;
-        file.durable_bytes = file.len_bytes;
+        if fails {
+            // The pages are marked clean: this writeback is lost for good.
+            if file.durable_bytes < file.len_bytes {
+                file.writeback_lost
+                    .push((file.durable_bytes, file.len_bytes));
+            }
+            state.struck.failed_syncs += 1;
+            return Err(StorageError::Io {
+                context: format!("syncing segment {number} (simulated EIO)"),
+                source: std::io::Error::other("input/output error (EIO) on fsync"),
+            });
+        }
+        if !lying {
+            file.durable_bytes = file.len_bytes;
+        }
         Ok(())
     }
 
@@ -372,6 +479,9 @@ impl SegmentFiles for PageCacheDisk {
         let mut state = self.lock();
         PageCacheDisk::operation(&mut state, "syncing the durable marker")?;
         state.syncs += 1;
+        if state.lying_sync {
+            return Ok(());
+        }
         let DiskState {
             marker,
             marker_durable,
@@ -501,6 +611,63 @@ mod tests {
             assert_eq!(&bytes[6..6 + kept], &b"unsynced"[..kept]);
             assert_eq!(bytes.len(), 6 + kept + report.junk_bytes as usize);
         }
+    }
+
+    #[test]
+    fn a_failed_fsync_loses_its_bytes_even_if_a_later_one_succeeds() {
+        for seed in 0..50 {
+            let mut disk = PageCacheDisk::new();
+            disk.create(1).unwrap();
+            disk.append(1, b"synced").unwrap();
+            disk.sync(1).unwrap();
+            disk.append(1, b"lost").unwrap();
+            disk.fail_next_sync();
+            assert!(disk.sync(1).is_err());
+            // The page cache still shows it; a retried sync "succeeds".
+            assert_eq!(disk.read(1).unwrap(), b"syncedlost");
+            disk.append(1, b"later").unwrap();
+            disk.sync(1).unwrap();
+            disk.crash(seed);
+            assert_eq!(disk.read(1).unwrap(), b"synced\0\0\0\0later");
+        }
+        let disk = PageCacheDisk::new();
+        assert_eq!(disk.faults_struck(), FaultsStruck::default());
+    }
+
+    #[test]
+    fn a_full_disk_fails_one_append_after_a_short_write() {
+        let mut disk = PageCacheDisk::new();
+        disk.create(1).unwrap();
+        disk.fail_next_append_no_space();
+        let error = disk.append(1, b"abcd").unwrap_err();
+        match error {
+            StorageError::Io { source, .. } => {
+                assert_eq!(source.kind(), std::io::ErrorKind::StorageFull)
+            }
+            other => panic!("{other}"),
+        }
+        assert_eq!(disk.read(1).unwrap(), b"ab");
+        disk.append(1, b"e").unwrap();
+        assert_eq!(disk.read(1).unwrap(), b"abe");
+        assert_eq!(disk.faults_struck().failed_appends, 1);
+    }
+
+    #[test]
+    fn a_lying_fsync_makes_nothing_durable() {
+        let mut lost_everything = 0;
+        for seed in 0..30 {
+            let mut disk = PageCacheDisk::new();
+            disk.set_lying_sync(true);
+            disk.create(1).unwrap();
+            disk.append(1, b"acked").unwrap();
+            disk.sync(1).unwrap();
+            let report = disk.crash(seed);
+            assert_eq!(report.lost_bytes + report.kept_unsynced_bytes, 5);
+            if report.lost_bytes == 5 {
+                lost_everything += 1;
+            }
+        }
+        assert!(lost_everything > 0);
     }
 
     #[test]
