@@ -196,6 +196,19 @@ pub(crate) fn replay<S: SegmentFiles, T: SnapshotStore>(
     snapshots: &mut T,
     accept_data_loss: bool,
 ) -> Result<Replayed, StorageError> {
+    replay_with(segments, snapshots, accept_data_loss, false)
+}
+
+/// [`replay`]; with `planted_past_torn` (a planted mistake, see
+/// [`MultiWalOptions::planted_replay_past_torn`](super::shared_log::MultiWalOptions))
+/// damage followed by a valid record is skipped instead of refused, and
+/// reading goes on from that record.
+pub(crate) fn replay_with<S: SegmentFiles, T: SnapshotStore>(
+    segments: &mut S,
+    snapshots: &mut T,
+    accept_data_loss: bool,
+    planted_past_torn: bool,
+) -> Result<Replayed, StorageError> {
     let numbers = segments.list()?;
     let durable_marker = read_marker(segments)?;
     let mut marker = MarkerCheck {
@@ -285,6 +298,13 @@ pub(crate) fn replay<S: SegmentFiles, T: SnapshotStore>(
                 let payload = match wal::parse_record_at(&bytes, offset) {
                     Ok(payload) => payload,
                     Err(d) => {
+                        if planted_past_torn {
+                            // The planted mistake: on past the damage.
+                            if let Some(next) = wal::next_valid_record(&bytes, offset + 1) {
+                                offset = next;
+                                continue;
+                            }
+                        }
                         damage = Some(d);
                         break;
                     }
@@ -735,9 +755,66 @@ pub fn witness_role_conflict(
 #[cfg(test)]
 mod tests {
     use super::super::page_cache::PageCacheDisk;
-    use super::super::shared_log::{MultiWalOptions, SharedLog};
+    use super::super::shared_log::{MultiWalOptions, SharedLog, WalWrite};
     use super::*;
     use concord::Snapshot;
+
+    fn append(group: GroupId, hard_state: Option<HardState>, indices: &[Index]) -> WalWrite {
+        let entries: Vec<Entry> = indices
+            .iter()
+            .map(|index| Entry {
+                term: 1,
+                index: *index,
+                payload: concord::EntryPayload::Command(bytes::Bytes::from(format!("e{index}"))),
+            })
+            .collect();
+        WalWrite::Log {
+            group,
+            hard_state,
+            truncate_after: None,
+            entries: entries.into(),
+        }
+    }
+
+    /// Damage with a valid record after it is corruption, refused; the
+    /// planted mistake reads past it, dropping a record in the middle.
+    #[test]
+    fn damage_followed_by_a_valid_record_is_refused_unless_the_mistake_skips_it() {
+        let disk = PageCacheDisk::new();
+        let (mut log, _) =
+            SharedLog::open(disk.clone(), disk.clone(), MultiWalOptions::default()).unwrap();
+        let hard_state = Some(HardState::new(1, Some(1)));
+        log.write([append(7, hard_state, &[1, 2]), append(8, hard_state, &[1])])
+            .unwrap();
+        let before = disk.segment_bytes()[&1].len();
+        log.write([append(7, None, &[3])]).unwrap();
+        let after = disk.segment_bytes()[&1].len();
+        log.write([append(8, None, &[2])]).unwrap();
+        drop(log);
+        let mut bytes = disk.segment_bytes()[&1].clone();
+        bytes[(before + after) / 2] ^= 0xff;
+        disk.overwrite_segment(1, bytes);
+
+        let error = replay(&mut disk.clone(), &mut disk.clone(), false)
+            .map(|_| ())
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("a valid record follows"),
+            "{error}"
+        );
+        let skipped = replay_with(&mut disk.clone(), &mut disk.clone(), false, true)
+            .unwrap()
+            .recovery;
+        let last = |group| {
+            skipped.groups[&group]
+                .recovered
+                .entries
+                .last()
+                .map(|entry| entry.index)
+        };
+        assert_eq!(last(7), Some(2), "entry 3 of group 7 is dropped");
+        assert_eq!(last(8), Some(2), "the record after the damage is read");
+    }
 
     /// Found by the `wal_recovery` fuzz target: a snapshot file at index 0
     /// with a term recovered as a base that the next start's log matching

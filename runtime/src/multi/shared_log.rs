@@ -108,6 +108,14 @@ pub struct MultiWalOptions {
     #[cfg(feature = "planted-bugs")]
     #[doc(hidden)]
     pub planted_ack_before_sync: bool,
+    /// Planted mistake for the madsim sweep (`--bug replay-past-torn`):
+    /// recovery skips a damaged record that a valid one follows and reads
+    /// on, instead of refusing the log as corrupt (damage with a valid
+    /// record after it is not a torn tail): a record in the middle of
+    /// the log is dropped and the later ones are trusted.
+    #[cfg(feature = "planted-bugs")]
+    #[doc(hidden)]
+    pub planted_replay_past_torn: bool,
 }
 
 impl Default for MultiWalOptions {
@@ -124,6 +132,8 @@ impl Default for MultiWalOptions {
             planted_marker_before_sync: false,
             #[cfg(feature = "planted-bugs")]
             planted_ack_before_sync: false,
+            #[cfg(feature = "planted-bugs")]
+            planted_replay_past_torn: false,
         }
     }
 }
@@ -262,7 +272,16 @@ impl<S: SegmentFiles, T: SnapshotStore> SharedLog<S, T> {
                     .to_string(),
             ));
         }
-        let replayed = replay::replay(&mut segments, &mut snapshots, options.accept_data_loss)?;
+        #[cfg(feature = "planted-bugs")]
+        let past_torn = options.planted_replay_past_torn;
+        #[cfg(not(feature = "planted-bugs"))]
+        let past_torn = false;
+        let replayed = replay::replay_with(
+            &mut segments,
+            &mut snapshots,
+            options.accept_data_loss,
+            past_torn,
+        )?;
         if !options.sync {
             // Nothing will be durable: a marker left from a synced run
             // could name a segment this run deletes.
