@@ -64,7 +64,20 @@ pub struct TcpFrameConfig {
     /// Applied to every connection after its handshake (fault injection
     /// in tests: [`crate::fault`]).
     pub stream_wrapper: Option<crate::transport::StreamWrapper>,
+    /// Planted mistake for the madsim sweep (`--bug frames-out-of-order`):
+    /// every [`PLANTED_SWAP_EVERY`]th frame to a peer is held back and
+    /// written after the next one, so one connection delivers those two
+    /// frames swapped.
+    #[cfg(feature = "planted-bugs")]
+    #[doc(hidden)]
+    pub planted_frames_out_of_order: bool,
 }
+
+/// Frames to a peer between two swapped pairs under the planted
+/// reordering mistake.
+#[cfg(feature = "planted-bugs")]
+#[doc(hidden)]
+pub const PLANTED_SWAP_EVERY: u64 = 16;
 
 impl TcpFrameConfig {
     /// The links of node `node_id` to every other server of `servers`
@@ -115,6 +128,8 @@ impl TcpFrameConfig {
             addresses: None,
             identity: None,
             stream_wrapper: None,
+            #[cfg(feature = "planted-bugs")]
+            planted_frames_out_of_order: false,
         }
     }
 }
@@ -148,6 +163,8 @@ pub struct TcpFrameSender {
     addresses: Option<crate::addresses::SharedAddressBook>,
     shutdown_rx: watch::Receiver<bool>,
     _shutdown: watch::Sender<bool>,
+    /// The planted reordering mistake is on.
+    swap_frames: bool,
 }
 
 impl TcpFrameSender {
@@ -176,6 +193,10 @@ impl TcpFrameSender {
             addresses: config.addresses.clone(),
             shutdown_rx,
             _shutdown: shutdown_tx,
+            #[cfg(feature = "planted-bugs")]
+            swap_frames: config.planted_frames_out_of_order,
+            #[cfg(not(feature = "planted-bugs"))]
+            swap_frames: false,
         };
         for (&peer, addr) in &config.peers {
             if peer == config.node_id {
@@ -198,6 +219,7 @@ impl TcpFrameSender {
         let frames = Frames {
             metrics: peer_metrics,
             counters: self.counters.clone(),
+            swap: self.swap_frames.then(Mutex::default),
         };
         let sender = PeerSender::new(&self.link, peer, addr, rx, self.shutdown_rx.clone(), frames);
         tokio::spawn(sender.run());
@@ -248,12 +270,31 @@ struct Frames {
     counters: Arc<TcpFrameCounters>,
     /// This peer's send-side series.
     metrics: PeerSendCounters,
+    /// Under the planted reordering mistake: frames encoded so far, and
+    /// the one held back to go after the next.
+    swap: Option<Mutex<(u64, Option<Frame>)>>,
 }
 
 impl Outbound for Frames {
     type Item = Frame;
 
     fn encode(&self, frame: Frame, _now: Instant, buf: &mut Vec<u8>) -> Result<bool, FrameError> {
+        if let Some(swap) = &self.swap {
+            let mut swap = swap.lock().expect("no panic while held");
+            let (encoded, held) = &mut *swap;
+            *encoded += 1;
+            if let Some(earlier) = held.take() {
+                frame::encode_frame(&MultiPeerFrameRef::Frame(&frame), buf)?;
+                frame::encode_frame(&MultiPeerFrameRef::Frame(&earlier), buf)?;
+                return Ok(true);
+            }
+            #[cfg(feature = "planted-bugs")]
+            if *encoded % PLANTED_SWAP_EVERY == 0 {
+                *held = Some(frame);
+                // Written with the next frame (counted as not written now).
+                return Ok(false);
+            }
+        }
         frame::encode_frame(&MultiPeerFrameRef::Frame(&frame), buf)?;
         Ok(true)
     }
