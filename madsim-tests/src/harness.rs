@@ -114,6 +114,29 @@ pub enum Fault {
     /// then killed and restarted from what its disk kept. Needs the
     /// suite's `disk_fault` hook ([`run_faults_with`]).
     DiskFault,
+    /// The victim's next fsync fails with EIO, once (later ones would
+    /// succeed, and what the failed one was to make durable never reaches
+    /// the disk); the node must stop without trusting it, and is then
+    /// killed and restarted from what its disk kept. Needs the suite's
+    /// `disk_fault` hook.
+    SyncFailsOnce,
+    /// The victim's disk is full for one write (a short write, then
+    /// ENOSPC; later writes would succeed); the node must stop without
+    /// acknowledging it, and is then killed and restarted. Needs the
+    /// suite's `disk_fault` hook.
+    NoSpace,
+}
+
+/// What [`run_faults_with`] asks a suite's `disk_fault` hook to do to a
+/// victim's disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiskTrouble {
+    /// Fail after this many more operations, and every operation after.
+    Fuse(u64),
+    /// Fail the next fsync with EIO, once.
+    SyncFailsOnce,
+    /// Fail the next write with ENOSPC, once.
+    NoSpace,
 }
 
 /// The rounds of faults a suite runs.
@@ -150,14 +173,14 @@ pub async fn run_faults(
     run_faults_with(nodes, plan, before_kill, |_, _| {}).await
 }
 
-/// [`run_faults`], with `disk_fault(victim, operations)` called for a
-/// [`Fault::DiskFault`]: it must make the victim's disk fail after
-/// `operations` more operations.
+/// [`run_faults`], with `disk_fault(victim, trouble)` called for a
+/// [`Fault::DiskFault`], [`Fault::SyncFailsOnce`] or [`Fault::NoSpace`]:
+/// it must do `trouble` to the victim's disk.
 pub async fn run_faults_with(
     nodes: &BTreeMap<u64, NodeHandle>,
     plan: &FaultRounds,
     mut before_kill: impl FnMut(u64),
-    mut disk_fault: impl FnMut(u64, u64),
+    mut disk_fault: impl FnMut(u64, DiskTrouble),
 ) -> FaultLog {
     let handle = Handle::current();
     let net = madsim::net::NetSim::current();
@@ -182,16 +205,25 @@ pub async fn run_faults_with(
             Fault::Slow => "slow network".to_string(),
             Fault::Lossy => "lossy network".to_string(),
             Fault::DiskFault => format!("disk-fault n{victim}"),
+            Fault::SyncFailsOnce => format!("fsync-eio n{victim}"),
+            Fault::NoSpace => format!("enospc n{victim}"),
         };
         tracing::info!(fault = %name, "fault");
         log.faults.push(name);
         match kind {
-            Fault::Kill | Fault::DiskFault => {
-                let down = if kind == Fault::DiskFault {
+            Fault::Kill | Fault::DiskFault | Fault::SyncFailsOnce | Fault::NoSpace => {
+                let trouble = match kind {
                     // Fails within the next few writes (a busy node writes
-                    // every few milliseconds); the node stops on it, and is
-                    // killed and restarted a while later.
-                    disk_fault(victim, thread_rng().gen_range(0..40));
+                    // every few milliseconds).
+                    Fault::DiskFault => Some(DiskTrouble::Fuse(thread_rng().gen_range(0..40))),
+                    Fault::SyncFailsOnce => Some(DiskTrouble::SyncFailsOnce),
+                    Fault::NoSpace => Some(DiskTrouble::NoSpace),
+                    _ => None,
+                };
+                // The node stops on its disk's error, and is killed and
+                // restarted a while later.
+                let down = if let Some(trouble) = trouble {
+                    disk_fault(victim, trouble);
                     sleep(hold).await;
                     Duration::from_millis(100)
                 } else {

@@ -8,7 +8,10 @@
 //! sharded store (`ShardedKvClient` over the `RoutingClient`) on madsim's
 //! simulated TCP. Faults, one at a time: a node killed and restarted
 //! from its disk, a node's disk failing (a write or fsync returns an
-//! error; the node stops, then restarts from its disk), a node cut off, a
+//! error; the node stops, then restarts from its disk), an fsync failing
+//! once with EIO (what it was to make durable is lost though later syncs
+//! would succeed), a disk full for one write (ENOSPC after a short
+//! write), each of them followed by a kill and a restart, a node cut off, a
 //! link cut one way, a slow network, a lossy network (madsim's TCP retransmits: lost packets arrive late, and
 //! connections that fall silent are dropped with the frames queued on
 //! them).
@@ -31,7 +34,7 @@ use std::time::Duration;
 
 use crate::harness::{
     assert_linearizable, completed_after_heal, ip, join_clients, plain_node, run_faults_with, text,
-    Fault, FaultRounds,
+    DiskTrouble, Fault, FaultRounds,
 };
 use bytes::Bytes;
 use concord::multi::sessions::GroupSessions;
@@ -128,6 +131,7 @@ async fn serve(
         segment_bytes_max: 64 * 1024,
         segments_max: 4,
         planted_ack_before_sync: planted == Some(RuntimeMistake::AckBeforeFsync),
+        planted_replay_past_torn: planted == Some(RuntimeMistake::ReplayPastTorn),
         ..MultiWalOptions::default()
     };
     let (log, recovery) =
@@ -156,7 +160,9 @@ async fn serve(
         .filter(|(peer, _)| **peer != id)
         .map(|(peer, addr)| (*peer, addr.clone()))
         .collect();
-    let sender = TcpFrameSender::start(TcpFrameConfig::new(id, CLUSTER, peers));
+    let mut links = TcpFrameConfig::new(id, CLUSTER, peers);
+    links.planted_frames_out_of_order = planted == Some(RuntimeMistake::FramesOutOfOrder);
+    let sender = TcpFrameSender::start(links);
     let inbox = host::inbox();
     let events = inbox.0.clone();
     let handle = host::start(
@@ -371,13 +377,28 @@ pub enum RuntimeMistake {
     /// sends it every attempt, redirects or not: once leadership moves,
     /// a client cannot reach the group.
     LeaderCachedForever,
+    /// The shared log's recovery skips a damaged record that a valid
+    /// one follows and reads on, instead of refusing the log as corrupt.
+    /// The sweep does not catch it: its disk model keeps synced bytes
+    /// intact and, of the unsynced ones, a prefix (torn, then junk), and
+    /// recovery cuts a torn tail before anything is written after it, so
+    /// no run leaves damage with a valid record after it. The runtime's
+    /// own replay test holds the refusal.
+    ReplayPastTorn,
+    /// Each peer connection writes every sixteenth frame after the next
+    /// one: the two arrive swapped. Raft tolerates it (stale appends and
+    /// acknowledgements are ignored, what is lost is resent), so the
+    /// sweep's checks pass with it; runs are slower.
+    FramesOutOfOrder,
 }
 
 impl RuntimeMistake {
     /// Every mistake, with its name on the command line.
-    pub const ALL: [(RuntimeMistake, &'static str); 2] = [
+    pub const ALL: [(RuntimeMistake, &'static str); 4] = [
         (RuntimeMistake::AckBeforeFsync, "ack-before-fsync"),
         (RuntimeMistake::LeaderCachedForever, "leader-cached-forever"),
+        (RuntimeMistake::ReplayPastTorn, "replay-past-torn"),
+        (RuntimeMistake::FramesOutOfOrder, "frames-out-of-order"),
     ];
 
     /// The mistake called `name`.
@@ -409,6 +430,13 @@ pub struct MultiScenario {
     pub fault_rounds: u32,
     /// A mistake planted in every node's runtime, or none.
     pub planted: Option<RuntimeMistake>,
+    /// Nodes (the first this many) whose disk lies about fsync once the
+    /// clients start: every sync reports success and nothing reaches the
+    /// platter, so each restart finds the disk as it was when the
+    /// clients started. No runtime can defend against it on a majority;
+    /// a test uses it to show that the checks catch the writes it loses.
+    /// 0 in a sweep.
+    pub lying_fsync_nodes: u64,
 }
 
 impl Default for MultiScenario {
@@ -419,6 +447,7 @@ impl Default for MultiScenario {
             clients: 4,
             fault_rounds: 8,
             planted: None,
+            lying_fsync_nodes: 0,
         }
     }
 }
@@ -436,6 +465,12 @@ pub struct MultiReport {
     pub kills: u32,
     /// Each fault, named, in order.
     pub faults: Vec<String>,
+    /// Fsyncs that failed once with EIO (of the `fsync-eio` faults,
+    /// those that struck before the kill).
+    pub syncs_failed: u64,
+    /// Writes that failed with ENOSPC (of the `enospc` faults, those
+    /// that struck before the kill).
+    pub writes_failed: u64,
     /// Virtual time until every group was first led.
     pub first_led: Duration,
     /// Virtual time after the heal until every group was led again.
@@ -455,6 +490,7 @@ pub async fn run_multi_group(scenario: MultiScenario) -> MultiReport {
         clients: client_count,
         fault_rounds,
         planted,
+        lying_fsync_nodes,
     } = scenario;
     assert!(
         groups >= 1 && client_count >= 1,
@@ -498,6 +534,11 @@ pub async fn run_multi_group(scenario: MultiScenario) -> MultiReport {
         .await
         .unwrap_or_else(|e| panic!("seed {}: the groups did not elect: {e}", handle.seed()));
 
+    for (id, disk) in &disks {
+        if *id <= lying_fsync_nodes {
+            disk.set_lying_sync(true);
+        }
+    }
     let start = Instant::now();
     let record = Arc::new(Mutex::new(Record::default()));
     let stop = Arc::new(AtomicBool::new(false));
@@ -531,6 +572,8 @@ pub async fn run_multi_group(scenario: MultiScenario) -> MultiReport {
             Fault::Slow,
             Fault::Lossy,
             Fault::DiskFault,
+            Fault::SyncFailsOnce,
+            Fault::NoSpace,
         ],
     };
     let log = run_faults_with(
@@ -539,7 +582,11 @@ pub async fn run_multi_group(scenario: MultiScenario) -> MultiReport {
         |victim| {
             inboxes.lock().unwrap().remove(&victim);
         },
-        |victim, operations| disks[&victim].set_fuse(operations),
+        |victim, trouble| match trouble {
+            DiskTrouble::Fuse(operations) => disks[&victim].set_fuse(operations),
+            DiskTrouble::SyncFailsOnce => disks[&victim].fail_next_sync(),
+            DiskTrouble::NoSpace => disks[&victim].fail_next_append_no_space(),
+        },
     )
     .await;
     let (mut kills, mut faults) = (log.kills, log.faults);
@@ -669,12 +716,18 @@ pub async fn run_multi_group(scenario: MultiScenario) -> MultiReport {
         &history,
         &format!("{completed} completed, {kills} kills, faults {faults:?}"),
     );
+    let struck = disks.values().map(PageCacheDisk::faults_struck);
+    let (syncs_failed, writes_failed) = struck.fold((0, 0), |(syncs, writes), s| {
+        (syncs + s.failed_syncs, writes + s.failed_appends)
+    });
     MultiReport {
         operations: history.len(),
         completed,
         appends_checked,
         kills,
         faults,
+        syncs_failed,
+        writes_failed,
         first_led,
         led_after_heal,
         led_after_restart,

@@ -5,7 +5,8 @@
 //! loop, shared log on the page-cache disk model, TCP transport and
 //! listener, routing clients of the sharded key-value store) on madsim's
 //! simulated network and clock, through rounds of faults (kills with a
-//! crashed disk, isolation, one-way cuts, a slow and a lossy network),
+//! crashed disk, a failing disk, an fsync failing once with EIO, a disk
+//! full for one write, isolation, one-way cuts, a slow and a lossy network),
 //! checked linearizable per group, with no acknowledged append lost and
 //! every group led again after the heal. The summary gives the seeds,
 //! the virtual time, the operations checked, the faults by kind and each
@@ -49,7 +50,8 @@ mod sweep {
     const JOBS_MAX: u64 = 64;
 
     const USAGE: &str = "usage: madsim-sweep --seeds A..B [--groups G] [--clients C] \
-                         [--faults N] [--bug NAME] [--jobs J] [--log] [--quiet]";
+                         [--faults N] [--bug NAME] [--lying-fsync NODES] [--jobs J] [--log] \
+                         [--quiet]";
 
     /// What the command line asks.
     #[derive(Clone, Debug)]
@@ -101,6 +103,11 @@ mod sweep {
                         )
                     })?;
                     options.scenario.planted = Some(mistake);
+                }
+                // Not a fault of the swarm: a disk no runtime can defend
+                // against, to show that the checks catch what it loses.
+                "--lying-fsync" => {
+                    options.scenario.lying_fsync_nodes = parse_number(flag, value()?, 0..=3)?
                 }
                 "--jobs" => options.jobs = parse_number(flag, value()?, 1..=JOBS_MAX)?,
                 "--log" => options.log = true,
@@ -162,10 +169,12 @@ mod sweep {
                     .map(|f| f.split_whitespace().next().unwrap_or("?"))
                     .collect();
                 format!(
-                    "seed {seed} ok {} {} {} {}",
+                    "seed {seed} ok {} {} {} {} {} {}",
                     report.operations,
                     report.appends_checked,
                     (report.first_led + report.virtual_time).as_millis(),
+                    report.syncs_failed,
+                    report.writes_failed,
                     if kinds.is_empty() {
                         "-".to_string()
                     } else {
@@ -185,6 +194,9 @@ mod sweep {
         operations: u64,
         appends_checked: u64,
         virtual_ms: u64,
+        /// Fsyncs failed with EIO, writes failed with ENOSPC.
+        syncs_failed: u64,
+        writes_failed: u64,
         faults: BTreeMap<String, u64>,
         failures: Vec<(u64, String)>,
         /// Seeds a child reported.
@@ -208,9 +220,12 @@ mod sweep {
             match verdict {
                 "ok" => {
                     let fields: Vec<&str> = rest.split(' ').collect();
-                    let [ops, appends, virtual_ms, kinds] = fields[..] else {
+                    let [ops, appends, virtual_ms, syncs_failed, writes_failed, kinds] = fields[..]
+                    else {
                         return Err(bad());
                     };
+                    self.syncs_failed += syncs_failed.parse::<u64>().map_err(|_| bad())?;
+                    self.writes_failed += writes_failed.parse::<u64>().map_err(|_| bad())?;
                     self.passed += 1;
                     self.operations += ops.parse::<u64>().map_err(|_| bad())?;
                     self.appends_checked += appends.parse::<u64>().map_err(|_| bad())?;
@@ -232,8 +247,12 @@ mod sweep {
             .planted
             .map(|mistake| format!(" --bug {}", mistake.name()))
             .unwrap_or_default();
+        let lying = match s.lying_fsync_nodes {
+            0 => String::new(),
+            n => format!(" --lying-fsync {n}"),
+        };
         format!(
-            "scripts/madsim-sweep --seeds {seed}..{} --groups {} --clients {} --faults {}{bug} --log",
+            "scripts/madsim-sweep --seeds {seed}..{} --groups {} --clients {} --faults {}{bug}{lying} --log",
             seed + 1,
             s.groups,
             s.clients,
@@ -331,6 +350,17 @@ mod sweep {
             .map(|(kind, n)| format!("{kind}={n}"))
             .collect();
         println!("  faults injected: {}", faults.join(" "));
+        if s.lying_fsync_nodes > 0 {
+            println!(
+                "  nodes whose fsync lies (reports success, keeps nothing): {}",
+                s.lying_fsync_nodes
+            );
+        }
+        println!(
+            "  disk errors that struck (each node then stopped and restarted): {} fsyncs failed \
+             with EIO, {} writes failed with ENOSPC",
+            totals.syncs_failed, totals.writes_failed
+        );
         println!("  failures: {}", totals.failures.len());
         if totals.not_run > 0 {
             println!("  not run (after a process died): {} seeds", totals.not_run);
@@ -369,6 +399,9 @@ mod sweep {
                 .stdout(Stdio::piped());
             if let Some(mistake) = s.planted {
                 command.args(["--bug", mistake.name()]);
+            }
+            if s.lying_fsync_nodes > 0 {
+                command.args(["--lying-fsync", &s.lying_fsync_nodes.to_string()]);
             }
             if options.log {
                 command.arg("--log");
