@@ -116,6 +116,14 @@ pub struct MultiWalOptions {
     #[cfg(feature = "planted-bugs")]
     #[doc(hidden)]
     pub planted_replay_past_torn: bool,
+    /// Planted mistake for the madsim sweep (`--bug retry-failed-fsync`):
+    /// a segment sync that fails is tried again, and the round counts as
+    /// durable if the second one succeeds. On Linux a failed fsync's
+    /// pages may be dropped and a later fsync still succeed, so the round
+    /// is acknowledged though it never reached the disk.
+    #[cfg(feature = "planted-bugs")]
+    #[doc(hidden)]
+    pub planted_retry_failed_sync: bool,
 }
 
 impl Default for MultiWalOptions {
@@ -134,6 +142,8 @@ impl Default for MultiWalOptions {
             planted_ack_before_sync: false,
             #[cfg(feature = "planted-bugs")]
             planted_replay_past_torn: false,
+            #[cfg(feature = "planted-bugs")]
+            planted_retry_failed_sync: false,
         }
     }
 }
@@ -580,7 +590,13 @@ impl<S: SegmentFiles, T: SnapshotStore> SharedLog<S, T> {
                 self.mark_durable(segment, self.current_bytes)?;
             }
             let started = self.segments.sync_waits().then(std::time::Instant::now);
-            self.segments.sync(segment)?;
+            if let Err(e) = self.segments.sync(segment) {
+                if !self.planted_retry_sync() {
+                    return Err(e);
+                }
+                // The planted mistake: try again, and trust it.
+                self.segments.sync(segment)?;
+            }
             if let Some(started) = started {
                 crate::metrics::wal_fsync(started.elapsed());
             }
@@ -644,6 +660,18 @@ impl<S: SegmentFiles, T: SnapshotStore> SharedLog<S, T> {
         #[cfg(feature = "planted-bugs")]
         {
             self.options.planted_ack_before_sync && self.stats.rounds % 8 != 0
+        }
+        #[cfg(not(feature = "planted-bugs"))]
+        {
+            false
+        }
+    }
+
+    /// Whether the planted mistake of retrying a failed sync is on.
+    fn planted_retry_sync(&self) -> bool {
+        #[cfg(feature = "planted-bugs")]
+        {
+            self.options.planted_retry_failed_sync
         }
         #[cfg(not(feature = "planted-bugs"))]
         {
