@@ -132,6 +132,7 @@ async fn serve(
         segments_max: 4,
         planted_ack_before_sync: planted == Some(RuntimeMistake::AckBeforeFsync),
         planted_replay_past_torn: planted == Some(RuntimeMistake::ReplayPastTorn),
+        planted_retry_failed_sync: planted == Some(RuntimeMistake::RetryFailedFsync),
         ..MultiWalOptions::default()
     };
     let (log, recovery) =
@@ -388,17 +389,22 @@ pub enum RuntimeMistake {
     /// Each peer connection writes every sixteenth frame after the next
     /// one: the two arrive swapped. Raft tolerates it (stale appends and
     /// acknowledgements are ignored, what is lost is resent), so the
-    /// sweep's checks pass with it; runs are slower.
+    /// sweep's checks pass with it.
     FramesOutOfOrder,
+    /// The shared log tries a failed fsync again and, when the second
+    /// one succeeds, reports the round durable: what the failed one was
+    /// to make durable never reached the disk.
+    RetryFailedFsync,
 }
 
 impl RuntimeMistake {
     /// Every mistake, with its name on the command line.
-    pub const ALL: [(RuntimeMistake, &'static str); 4] = [
+    pub const ALL: [(RuntimeMistake, &'static str); 5] = [
         (RuntimeMistake::AckBeforeFsync, "ack-before-fsync"),
         (RuntimeMistake::LeaderCachedForever, "leader-cached-forever"),
         (RuntimeMistake::ReplayPastTorn, "replay-past-torn"),
         (RuntimeMistake::FramesOutOfOrder, "frames-out-of-order"),
+        (RuntimeMistake::RetryFailedFsync, "retry-failed-fsync"),
     ];
 
     /// The mistake called `name`.
