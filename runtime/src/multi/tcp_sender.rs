@@ -329,3 +329,39 @@ impl Outbound for Frames {
         }
     }
 }
+
+#[cfg(all(test, feature = "planted-bugs"))]
+mod planted_tests {
+    use super::*;
+
+    fn encoded(frame: &Frame) -> Vec<u8> {
+        let mut buf = Vec::new();
+        frame::encode_frame(&MultiPeerFrameRef::Frame(frame), &mut buf).unwrap();
+        buf
+    }
+
+    /// The planted mistake holds every sixteenth frame back and writes it
+    /// right after the next one.
+    #[test]
+    fn the_planted_mistake_swaps_every_sixteenth_frame_with_the_next() {
+        let frames = Frames {
+            counters: Arc::default(),
+            metrics: PeerSendCounters::new(2),
+            swap: Some(Mutex::default()),
+        };
+        let now = Instant::now();
+        let frame = |n: u64| Frame::new(1, 2, n);
+        for n in 1..PLANTED_SWAP_EVERY {
+            let mut buf = Vec::new();
+            assert!(frames.encode(frame(n), now, &mut buf).unwrap());
+            assert_eq!(buf, encoded(&frame(n)));
+        }
+        let mut buf = Vec::new();
+        assert!(!frames.encode(frame(16), now, &mut buf).unwrap());
+        assert!(buf.is_empty(), "the sixteenth frame is held back");
+        assert!(frames.encode(frame(17), now, &mut buf).unwrap());
+        let mut swapped = encoded(&frame(17));
+        swapped.extend(encoded(&frame(16)));
+        assert_eq!(buf, swapped);
+    }
+}
