@@ -59,7 +59,7 @@ pub struct PlantedBugs {
     /// the simulator's efficiency budgets can catch it; it breaks no
     /// invariant, so it sets no assertion aside (not in [`Self::any`]).
     pub probe_ignores_hint: bool,
-    // Mistakes the simulator's step rules (`sim/src/rules.rs`)
+    // Mistakes the simulator's step rules (`sim/src/observe/rules.rs`)
     // catch at the step that makes them; the outcome checks see them
     // rarely or never.
     /// A node that grants no pre-vote still moves to the higher term a

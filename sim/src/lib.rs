@@ -117,7 +117,10 @@
 //!   leader discovery through `NotLeader` hints, and redirects.
 //! * **Step rules** ([`rules`]): every step of every node against what
 //!   its input may change (term, vote, log, commit index, followers'
-//!   progress, read rounds and lease, configuration), failure `step-rule`.
+//!   progress, read rounds and lease, configuration), failure `step-rule`;
+//!   one of the step observers ([`observe`]) that every host of the
+//!   simulator (engine, multi-group host, explorer, fuzzer) calls around
+//!   each `Node::step`.
 //! * **Checks** after every node step: one leader per term, committed
 //!   prefixes agree (log matching, no committed entry replaced), leader
 //!   completeness, state machine safety (same entry and same response at
@@ -171,12 +174,13 @@ pub mod fuzzing;
 pub mod harness;
 pub mod multi;
 mod nemesis;
+pub mod observe;
 pub mod performance;
 mod promises;
 pub mod report;
-pub mod rules;
+pub use observe::rules;
 pub mod runner;
-mod safety;
+use observe::safety;
 pub mod services;
 pub mod shrink;
 #[cfg(feature = "proptest")]

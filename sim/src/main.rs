@@ -307,8 +307,9 @@ struct SimArgs {
     /// fault schedule may exceed.
     #[arg(long)]
     strict_budgets: bool,
-    /// Do not check node steps against the step rules (`sim/src/rules.rs`):
-    /// measures what the outcome checks alone catch.
+    /// Do not check node steps against the step rules
+    /// (`sim/src/observe/rules.rs`): measures what the outcome checks alone
+    /// catch.
     #[arg(long)]
     no_step_rules: bool,
     /// Do not judge reads served without the log as they are released

@@ -1,7 +1,7 @@
 //! Watching every step of every group's node from outside: a host that
 //! traces what its groups do, or checks each step against rules of its
-//! own (as the simulator's step rules do, `sim/src/rules.rs`), installs a
-//! [`GroupStepObserver`] with [`MultiNode::set_step_observer`].
+//! own (as the simulator's step rules do, `sim/src/observe/rules.rs`),
+//! installs a [`GroupStepObserver`] with [`MultiNode::set_step_observer`].
 //!
 //! The layer steps a group's node in several places (an input for the
 //! group, a frame's item, a durability report, a tick, the ticks a waking

@@ -31,7 +31,7 @@ use super::{Event, FailureKind, Simulation, MS, PAUSED_QUEUE_MAX};
 use crate::disk::{Disk, Record};
 use crate::faults::{FaultKind, Partition};
 use crate::nemesis::{self, Strike};
-use crate::rules;
+use crate::observe::StepObserver;
 use crate::safety::ApplyError;
 use crate::trace::hash_bytes;
 use crate::workload::{TookEffect, Workload};
@@ -668,9 +668,9 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         }
         let before = self.nemesis.watching().then(|| nemesis::observe(node));
         let reported = accounting::Before::of(node);
-        let seen = self.config.step_rules.then(|| rules::Seen::of(&input));
-        if let Some(seen) = &seen {
-            self.rules.before(index, node, seen);
+        let step_rules = self.config.step_rules;
+        if step_rules {
+            self.rules.before(index, node, &input);
         }
         self.budgets.step_started(node.last_index());
         node.step(input, actions);
@@ -734,9 +734,10 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         let stability = cadence.and(concession).and_then(|()| {
             campaign::check_sole_voter(reported.role_term(), node, kind.tick, actions)
         });
-        let rule = match &seen {
-            Some(seen) => self.rules.check(index, node, seen, actions),
-            None => Ok(()),
+        let rule = if step_rules {
+            self.rules.after(index, node, actions)
+        } else {
+            Ok(())
         };
         if let Err(message) = report {
             self.fail(FailureKind::NodeReport, Some(index), message);
@@ -745,7 +746,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
         } else if let Err(message) = stability {
             self.fail(FailureKind::Stability, Some(index), message);
         } else if let Err(broken) = rule {
-            self.fail(FailureKind::StepRule, Some(index), broken.to_string());
+            self.fail(broken.kind, Some(index), broken.message);
         }
         let host = &mut self.hosts[index];
         let Some(node) = host.node.as_mut() else {
@@ -766,7 +767,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             }
         }
         self.node_steps += 1;
-        self.after_step(index);
+        self.after_step(index, actions);
         let strike = match before {
             Some(before) if !self.healed && self.failure.is_none() => {
                 self.judge_step(index, before)
@@ -860,13 +861,13 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
     }
 
     /// Checks run after every node step, before its actions execute.
-    pub(super) fn after_step(&mut self, index: usize) {
+    pub(super) fn after_step(&mut self, index: usize, actions: &[Action]) {
         let Some(node) = self.hosts[index].node.as_ref() else {
             return;
         };
         self.fresh.note_commit(node.commit_index());
-        if let Err((kind, message)) = self.safety.after_step(index, node) {
-            self.fail(kind, Some(index), message);
+        if let Err(broken) = self.safety.after(index, node, actions) {
+            self.fail(broken.kind, Some(index), broken.message);
             return;
         }
         self.session_model_catch_up(index);

@@ -35,8 +35,9 @@
 //!   over in one burst before the frames that waited, take no peer for
 //!   dead that was up, heard from within the liveness timeout before the
 //!   stall, and whose frames wait for it (`stall-death`).
-//! * **At every step of every group's node** (in `rules.rs`): the step
-//!   rules of `crate::rules`, per group (`step-rule`).
+//! * **At every step of every group's node** (in `rules.rs`, through
+//!   `crate::observe`): the step rules of `crate::rules`, per group
+//!   (`step-rule`).
 //! * **Every 50 ms** (in `commit_told.rs`): a follower holding an entry
 //!   its leader committed learns of the commit within a bound
 //!   (`commit-told`).

@@ -566,9 +566,9 @@ impl MultiSim {
                     if tick {
                         rules.set_clock(index, multi.now_ticks());
                     }
-                    if let Some((node, group, message)) = rules.take_broken() {
+                    if let Some((node, group, broken)) = rules.take_broken() {
                         drop(rules);
-                        self.fail_raft(FailureKind::StepRule, node, Some(group), message);
+                        self.fail_raft(broken.kind, node, Some(group), broken.message);
                         return;
                     }
                 }

@@ -1,7 +1,8 @@
-//! The step rules (`crate::rules`) for every group of a multi-group run:
-//! each node's layer is given a [`GroupStepObserver`] that shows every
-//! step of every group's node to that group's rules, as the single-group
-//! engine shows every step of its nodes.
+//! The step observers (`crate::observe`: the step rules) for every group
+//! of a multi-group run: each node's layer is given a
+//! [`GroupStepObserver`] that shows every step of every group's node to
+//! that group's rules through [`StepObserver`], as the single-group engine
+//! shows every step of its nodes.
 //!
 //! The rules of a group see the steps of the group's node on every node,
 //! so the cross-node rules (`lease-promise`, `vote-hold`) work per group
@@ -16,10 +17,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use concord::multi::{GroupId, GroupStepObserver};
 use concord::{Action, Input, Node};
 
-use crate::rules::{Rules, Seen};
+use crate::observe::{Broken, StepObserver};
+use crate::rules::Rules;
 
-/// A broken rule: the node index, the group, and the failure's text.
-pub(crate) type GroupBroken = (usize, GroupId, String);
+/// A broken rule: the node index, the group, and what broke.
+pub(crate) type GroupBroken = (usize, GroupId, Broken);
 
 /// The rules of every group, shared by the nodes' observers.
 pub(crate) struct GroupRules {
@@ -92,33 +94,22 @@ fn sync_clocks(rules: &mut Rules, clocks_ticks: &[u64]) {
 pub(crate) struct HostObserver {
     index: usize,
     shared: SharedRules,
-    /// The input of the step under way.
-    seen: Option<Seen>,
 }
 
 impl HostObserver {
     pub(crate) fn new(index: usize, shared: SharedRules) -> HostObserver {
-        HostObserver {
-            index,
-            shared,
-            seen: None,
-        }
+        HostObserver { index, shared }
     }
 }
 
 impl GroupStepObserver for HostObserver {
     fn before(&mut self, group: GroupId, node: &Node, input: &Input, clock_ticks: u64) {
-        let seen = Seen::of(input);
         let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
         shared.set_clock(self.index, clock_ticks);
-        shared.rules_of(group).before(self.index, node, &seen);
-        self.seen = Some(seen);
+        shared.rules_of(group).before(self.index, node, input);
     }
 
     fn after(&mut self, group: GroupId, node: &Node, actions: &[Action], clock_ticks: u64) {
-        let Some(seen) = self.seen.take() else {
-            return;
-        };
         let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
         shared.set_clock(self.index, clock_ticks);
         let GroupRules {
@@ -131,9 +122,9 @@ impl GroupStepObserver for HostObserver {
             .entry(group)
             .or_insert_with(|| Rules::with_host_clocks(*nodes));
         sync_clocks(rules, clocks_ticks);
-        if let Err(failure) = rules.check(self.index, node, &seen, actions) {
+        if let Err(failure) = rules.after(self.index, node, actions) {
             if broken.is_none() {
-                *broken = Some((self.index, group, failure.to_string()));
+                *broken = Some((self.index, group, failure));
             }
         }
     }

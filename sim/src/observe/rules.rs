@@ -29,6 +29,9 @@ mod promises;
 use forwarded::Forwarded;
 use promises::{Backing, Promise, Transfers};
 
+use crate::engine::FailureKind;
+use crate::observe::{self, StepObserver};
+
 use concord::{
     Action, AppendResponse, Entries, EntryPayload, Index, Input, LogPosition, Membership,
     MessageBody, Node, NodeId, ProgressState, ProgressView, ReadPath, Role, StorageRecovery, Term,
@@ -521,6 +524,7 @@ const ACKED_TERMS_MAX: usize = 256;
 
 /// The rules' state for every node of a run (of one group, in the
 /// multi-group simulator).
+#[derive(Clone, Debug)]
 pub(crate) struct Rules {
     nodes: Vec<NodeRules>,
     /// The leaders that started a transfer, by term (`lease-promise`,
@@ -529,6 +533,35 @@ pub(crate) struct Rules {
     /// The nodes' clocks are given by the host ([`Rules::set_clock`])
     /// rather than counted from the ticks each node takes.
     host_clocks: bool,
+    /// The input of the step under way, between
+    /// [`StepObserver::before`] and [`StepObserver::after`].
+    seen: Option<Seen>,
+}
+
+impl StepObserver for Rules {
+    #[inline]
+    fn before(&mut self, index: usize, node: &Node, input: &Input) {
+        let seen = Seen::of(input);
+        self.read_before(index, node, &seen);
+        self.seen = Some(seen);
+    }
+
+    #[inline]
+    fn after(
+        &mut self,
+        index: usize,
+        node: &Node,
+        actions: &[Action],
+    ) -> Result<(), observe::Broken> {
+        let Some(seen) = self.seen.take() else {
+            return Ok(());
+        };
+        self.check(index, node, &seen, actions)
+            .map_err(|broken| observe::Broken {
+                kind: FailureKind::StepRule,
+                message: broken.to_string(),
+            })
+    }
 }
 
 impl Rules {
@@ -537,6 +570,7 @@ impl Rules {
             nodes: vec![NodeRules::default(); nodes],
             transfers: Transfers::default(),
             host_clocks: false,
+            seen: None,
         }
     }
 
@@ -605,7 +639,7 @@ impl Rules {
     }
 
     /// Reads node `index` before a step with input `seen`.
-    pub(crate) fn before(&mut self, index: usize, node: &Node, seen: &Seen) {
+    fn read_before(&mut self, index: usize, node: &Node, seen: &Seen) {
         let before = &mut self.nodes[index].before;
         before.role = node.role();
         before.term = node.term();
@@ -633,7 +667,7 @@ impl Rules {
 
     /// Checks the step of node `index` that took `seen` and emitted
     /// `actions`, now that `node` is in its state after the step.
-    pub(crate) fn check(
+    fn check(
         &mut self,
         index: usize,
         node: &Node,
@@ -1858,7 +1892,7 @@ mod tests {
     /// The table in the simulator's README names every rule, once.
     #[test]
     fn the_readme_table_lists_every_rule() {
-        let readme = include_str!("../README.md");
+        let readme = include_str!("../../README.md");
         for rule in Rule::ALL {
             let row = format!("| `{}` |", rule.name());
             assert_eq!(
