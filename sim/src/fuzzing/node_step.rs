@@ -7,11 +7,13 @@
 //! requests, membership changes, and hostile messages with arbitrary
 //! terms, indices and bodies.
 //!
-//! The simulator's own safety checker (`sim/src/safety.rs`) runs after every step
-//! and on every election and every applied entry, as in a simulated run:
-//! election safety, log matching on the committed prefix, commit
-//! monotonicity, leader completeness, state machine safety. Any panic
-//! (the core asserts its invariants) or violation is a finding.
+//! The simulator's step observers (`sim/src/observe/`: the step rules
+//! and the safety checker) judge every step, and the safety checker every
+//! election and every applied entry, as in a simulated run: the rules of
+//! `sim/README.md`, election safety, log matching on the committed
+//! prefix, commit monotonicity, leader completeness, state machine
+//! safety. Any panic (the core asserts its invariants), violation or
+//! broken rule is a finding.
 //!
 //! Raft does not defend against a peer that lies, so a hostile message
 //! that claims to come from a member switches the safety checks off for
@@ -36,6 +38,8 @@ use concord::{
 };
 
 use super::{Cursor, Violation};
+use crate::observe::StepObserver;
+use crate::rules::Rules;
 use crate::safety::Safety;
 use crate::trace::hash_bytes;
 
@@ -196,6 +200,8 @@ struct Cluster {
     seed: u64,
     network: Vec<Message>,
     safety: Safety,
+    /// The step rules (`crate::observe`), shown every step.
+    rules: Rules,
     /// A member sent a lie: Raft's safety no longer applies.
     byzantine: bool,
     follow_ups: usize,
@@ -233,6 +239,7 @@ impl Cluster {
             seed,
             network: Vec::new(),
             safety: Safety::new(n as usize),
+            rules: Rules::new(n as usize),
             byzantine: false,
             follow_ups: 0,
         };
@@ -275,10 +282,12 @@ impl Cluster {
                 return Ok(());
             };
             let mut actions = Vec::new();
+            self.rules.before(i, node, &input);
             node.step(input, &mut actions);
             let node = self.hosts[i].node.as_ref().expect("stepped above");
-            let result = self.safety.after_step(i, node);
-            self.check(result)?;
+            let result = self.safety.after(i, node, &actions);
+            let result = result.and_then(|()| self.rules.after(i, node, &actions));
+            self.check(result.map_err(|broken| (broken.kind, broken.message)))?;
             for action in actions {
                 self.execute(i, action, &mut inputs)?;
             }
@@ -565,6 +574,7 @@ impl Cluster {
             u64::from_le_bytes(state)
         });
         self.safety.on_restart(i);
+        self.rules.on_restart(i);
         if let Some(snapshot) = snapshot {
             self.step(i, Input::Snapshotted(snapshot.meta))?;
         }
