@@ -114,7 +114,12 @@ const FIGURE_8_STEPS: usize = 18;
 
 #[test]
 fn figure_8_commit_is_found_with_its_shortest_trace() {
-    let mut scope = figure_8_scope();
+    // The outcome it leads to: with the step rules off (they catch it at
+    // the commit itself, see below).
+    let mut scope = Scope {
+        step_rules: false,
+        ..figure_8_scope()
+    };
     scope.bugs.figure_8_commit = true;
     let (report, trace, violation) = planted(&scope);
     // Caught when a leader of term 4 lacks the term-1 entry the leader of
@@ -140,6 +145,24 @@ fn figure_8_commit_is_found_with_its_shortest_trace() {
     assert_eq!(report.outcome.counts.depth as usize, FIGURE_8_STEPS);
     let printed = replays_through_json(&trace, violation);
     assert!(printed.contains("[1/t1 noop]"), "{printed}");
+}
+
+/// The explorer judges every step by the step rules (`sim/src/observe/`):
+/// the Figure 8 commit breaks `commit-leader` at the step that commits by
+/// counting, before any leader lacks the entry.
+#[test]
+fn figure_8_commit_breaks_a_step_rule_in_the_explorer() {
+    let mut scope = figure_8_scope();
+    scope.bugs.figure_8_commit = true;
+    let (_, trace, violation) = planted(&scope);
+    assert_eq!(violation.property, Property::StepRule, "{violation}");
+    assert!(
+        violation.detail.contains("rule commit-leader: "),
+        "{violation}"
+    );
+    assert!(trace.steps.len() < FIGURE_8_STEPS, "{:#?}", trace.steps);
+    let printed = replays_through_json(&trace, violation);
+    assert!(printed.contains("step-rule"), "{printed}");
 }
 
 #[test]

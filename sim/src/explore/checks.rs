@@ -36,6 +36,9 @@ pub enum Property {
     /// The core panicked (one of its own assertions, or a broken host
     /// contract), or refused to start from what its disk held.
     CorePanic,
+    /// A step broke a step rule (`crate::observe`; the detail names the
+    /// rule).
+    StepRule,
 }
 
 impl Property {
@@ -49,6 +52,7 @@ impl Property {
             Property::Durability => "durability",
             Property::ReadSafety => "read-safety",
             Property::CorePanic => "core-panic",
+            Property::StepRule => "step-rule",
         }
     }
 }

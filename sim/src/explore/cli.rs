@@ -129,6 +129,10 @@ pub struct ExploreArgs {
     /// Count states that differ only by node names once.
     #[arg(long, value_enum, default_value_t = Switch::On)]
     pub symmetry: Switch,
+    /// Judge every step of every node by the step rules (off: only the
+    /// outcome properties).
+    #[arg(long, value_enum, default_value_t = Switch::On)]
+    pub step_rules: Switch,
     /// Worker threads expanding each level (the result does not depend
     /// on it).
     #[arg(long, default_value_t = default_threads())]
@@ -196,6 +200,7 @@ impl ExploreArgs {
             append_entries_max: self.append_entries_max,
             depth: self.depth,
             symmetry: self.symmetry.on(),
+            step_rules: self.step_rules.on(),
             bugs: {
                 let mut bugs = ScopeBugs::default();
                 for name in &self.bugs {

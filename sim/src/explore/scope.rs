@@ -107,6 +107,11 @@ pub struct Scope {
     /// Count states that differ only by node names once (symmetry
     /// reduction; at most 4 nodes).
     pub symmetry: bool,
+    /// Judge every step of every node by the step rules
+    /// (`crate::observe`; a broken rule is a `step-rule` violation).
+    /// Off to see which outcome property a mistake reaches.
+    #[serde(default = "on")]
+    pub step_rules: bool,
     /// Planted core mistakes (the core's `planted-bugs` feature).
     #[serde(default)]
     pub bugs: ScopeBugs,
@@ -135,6 +140,7 @@ impl Default for Scope {
             append_entries_max: append_entries_max_default(),
             depth: DEPTH_MAX,
             symmetry: true,
+            step_rules: true,
             bugs: ScopeBugs::default(),
         }
     }
@@ -429,6 +435,9 @@ impl Scope {
         }
         if self.symmetry != default.symmetry {
             flags.push(format!("--symmetry {}", on_off(self.symmetry)));
+        }
+        if self.step_rules != default.step_rules {
+            flags.push(format!("--step-rules {}", on_off(self.step_rules)));
         }
         flags.extend(self.bugs.flags());
         flags.join(" ")

@@ -28,6 +28,8 @@ use super::checks::{logs_match, Ghost, GhostRead, Property, ReadOutcome, Violati
 use super::fingerprint::{message_fingerprint, Fingerprint, Fingerprinter, Renamed};
 use super::reach::Sighting;
 use super::scope::{Loss, Scope};
+use crate::observe::StepObserver;
+use crate::rules::Rules;
 
 /// Minimum election timeout of every explored node. The range holds one
 /// value (maximum = minimum + 1), so the timeout PRNG decides nothing and
@@ -258,6 +260,11 @@ pub struct World {
     /// A send found the network full with loss off: the state is outside
     /// the scope and is not explored further.
     pub(crate) overflowed: bool,
+    /// The step rules' memory of this state's history (`crate::observe`).
+    /// Not part of the fingerprint: two states the search merges may
+    /// differ in it, so a rule broken only on the path dropped may go
+    /// unseen; a rule reported broken is broken on the path reported.
+    pub(crate) rules: Rules,
 }
 
 /// What a step did, for a replay's printout.
@@ -514,6 +521,28 @@ fn guarded<T>(id: NodeId, f: impl FnOnce() -> T) -> Result<T, Violation> {
     })
 }
 
+/// Steps node `id` with `input` under the step observers
+/// (`crate::observe`: the step rules), appending its actions to `actions`;
+/// a panic or a broken rule is a violation.
+fn observed(
+    rules: Option<&mut Rules>,
+    id: NodeId,
+    node: &mut Node,
+    input: Input,
+    actions: &mut Vec<Action>,
+) -> Result<(), Violation> {
+    let Some(rules) = rules else {
+        return guarded(id, || node.step(input, actions));
+    };
+    let index = (id - 1) as usize;
+    let start = actions.len();
+    rules.before(index, node, &input);
+    guarded(id, || node.step(input, actions))?;
+    rules
+        .after(index, node, &actions[start..])
+        .map_err(|broken| Violation::new(Property::StepRule, format!("n{id}: {broken}")))
+}
+
 impl World {
     /// The initial state: every node new, every disk empty.
     pub fn initial(scope: &Scope) -> Result<World, Violation> {
@@ -534,6 +563,7 @@ impl World {
             used: Used::default(),
             ghost: Ghost::default(),
             overflowed: false,
+            rules: Rules::new(scope.nodes),
         })
     }
 
@@ -674,14 +704,18 @@ impl World {
                 let i = i as usize;
                 let id = i as NodeId + 1;
                 let node = &mut self.slots[i].node;
-                guarded(id, || {
-                    for _ in 0..FIRE_TICKS_MAX {
-                        node.step(Input::Tick, &mut actions);
-                        if !actions.is_empty() {
-                            break;
-                        }
+                for _ in 0..FIRE_TICKS_MAX {
+                    observed(
+                        scope.step_rules.then_some(&mut self.rules),
+                        id,
+                        node,
+                        Input::Tick,
+                        &mut actions,
+                    )?;
+                    if !actions.is_empty() {
+                        break;
                     }
-                })?;
+                }
                 if actions.is_empty() {
                     return Ok(false);
                 }
@@ -697,7 +731,7 @@ impl World {
             }
             Step::Sync(i) => {
                 let i = i as usize;
-                self.sync_oldest(i, &mut actions, None)?;
+                self.sync_oldest(scope, i, &mut actions, None)?;
                 i
             }
             Step::Restart(i) => {
@@ -708,6 +742,7 @@ impl World {
                 slot.incarnation += 1;
                 let recovered = slot.disk.recovered();
                 slot.node = guarded(id, || start_node(scope, id, slot.incarnation, recovered))??;
+                self.rules.on_restart(i);
                 slot.host = Host::default();
                 slot.host.applied_index = slot.disk.base.index;
                 if let Some(snapshot) = &slot.disk.snapshot {
@@ -719,7 +754,13 @@ impl World {
                     })?;
                     let meta = snapshot.meta;
                     let node = &mut slot.node;
-                    guarded(id, || node.step(Input::Snapshotted(meta), &mut actions))?;
+                    observed(
+                        scope.step_rules.then_some(&mut self.rules),
+                        id,
+                        node,
+                        Input::Snapshotted(meta),
+                        &mut actions,
+                    )?;
                 }
                 self.used.crashes += 1;
                 restarted = Some(i);
@@ -730,9 +771,13 @@ impl World {
                 self.used.proposals += 1;
                 let payload = Bytes::from(format!("p{}", self.used.proposals));
                 let node = &mut self.slots[i].node;
-                guarded(i as NodeId + 1, || {
-                    node.step(Input::Propose(payload), &mut actions)
-                })?;
+                observed(
+                    scope.step_rules.then_some(&mut self.rules),
+                    i as NodeId + 1,
+                    node,
+                    Input::Propose(payload),
+                    &mut actions,
+                )?;
                 i
             }
             Step::Read(i) => {
@@ -752,18 +797,26 @@ impl World {
                     committed_before: self.ghost.committed.len() as Index,
                     outcome: ReadOutcome::Pending,
                 });
-                guarded(id, || {
-                    node.step(Input::Read { id: read, path }, &mut actions)
-                })?;
+                observed(
+                    scope.step_rules.then_some(&mut self.rules),
+                    id,
+                    node,
+                    Input::Read { id: read, path },
+                    &mut actions,
+                )?;
                 i
             }
             Step::Snapshot(i) => {
                 let i = i as usize;
                 self.used.snapshot = true;
                 let node = &mut self.slots[i].node;
-                guarded(i as NodeId + 1, || {
-                    node.step(Input::RequestSnapshot, &mut actions)
-                })?;
+                observed(
+                    scope.step_rules.then_some(&mut self.rules),
+                    i as NodeId + 1,
+                    node,
+                    Input::RequestSnapshot,
+                    &mut actions,
+                )?;
                 i
             }
             Step::Remove(i, target) => {
@@ -771,9 +824,13 @@ impl World {
                 self.used.membership = true;
                 let change = MembershipChange::Remove(NodeId::from(target) + 1);
                 let node = &mut self.slots[i].node;
-                guarded(i as NodeId + 1, || {
-                    node.step(Input::ChangeMembership(change), &mut actions)
-                })?;
+                observed(
+                    scope.step_rules.then_some(&mut self.rules),
+                    i as NodeId + 1,
+                    node,
+                    Input::ChangeMembership(change),
+                    &mut actions,
+                )?;
                 i
             }
             Step::Deliver(k) | Step::Duplicate(k) | Step::Drop(k) => {
@@ -789,9 +846,13 @@ impl World {
                 }
                 let i = (message.to - 1) as usize;
                 let node = &mut self.slots[i].node;
-                guarded(message.to, || {
-                    node.step(Input::Receive(message), &mut actions)
-                })?;
+                observed(
+                    scope.step_rules.then_some(&mut self.rules),
+                    message.to,
+                    node,
+                    Input::Receive(message),
+                    &mut actions,
+                )?;
                 i
             }
         };
@@ -904,6 +965,7 @@ impl World {
     /// reports it.
     fn sync_oldest(
         &mut self,
+        scope: &Scope,
         i: usize,
         actions: &mut Vec<Action>,
         log: Option<&mut StepLog>,
@@ -920,7 +982,13 @@ impl World {
             log.lines.push(format!("  write w{} durable", id.0));
         }
         let node = &mut slot.node;
-        guarded(i as NodeId + 1, || node.step(Input::Persisted(id), actions))
+        observed(
+            scope.step_rules.then_some(&mut self.rules),
+            i as NodeId + 1,
+            node,
+            Input::Persisted(id),
+            actions,
+        )
     }
 
     /// The host of node `i` executes `actions` (and what they draw).
@@ -945,7 +1013,7 @@ impl World {
                     break;
                 }
                 let mut more = Vec::new();
-                self.sync_oldest(i, &mut more, log.as_deref_mut())?;
+                self.sync_oldest(scope, i, &mut more, log.as_deref_mut())?;
                 queue.extend(more);
                 continue;
             };
@@ -1023,7 +1091,13 @@ impl World {
                             .push(format!("  apply {}", entries_text(&entries)));
                     }
                     let node = &mut slot.node;
-                    guarded(id, || node.step(Input::Applied(last), &mut more))?;
+                    observed(
+                        scope.step_rules.then_some(&mut self.rules),
+                        id,
+                        node,
+                        Input::Applied(last),
+                        &mut more,
+                    )?;
                 }
                 Action::TakeSnapshot => {
                     let slot = &mut self.slots[i];
@@ -1049,7 +1123,13 @@ impl World {
                             .push(format!("  snapshot taken at {index}/t{term} (durable)"));
                     }
                     let node = &mut slot.node;
-                    guarded(id, || node.step(Input::Snapshotted(meta), &mut more))?;
+                    observed(
+                        scope.step_rules.then_some(&mut self.rules),
+                        id,
+                        node,
+                        Input::Snapshotted(meta),
+                        &mut more,
+                    )?;
                 }
                 Action::SendSnapshotChunk(chunk) => {
                     let stored = self.slots[i].disk.snapshot.as_ref();
@@ -1150,7 +1230,13 @@ impl World {
                         log.lines.push(format!("  restore snapshot at {index}"));
                     }
                     let node = &mut slot.node;
-                    guarded(id, || node.step(Input::Applied(index), &mut more))?;
+                    observed(
+                        scope.step_rules.then_some(&mut self.rules),
+                        id,
+                        node,
+                        Input::Applied(index),
+                        &mut more,
+                    )?;
                 }
                 Action::ReadReady {
                     id: read, index, ..
