@@ -437,13 +437,19 @@ mistakes! {
     }
     core pre_vote_moves_term {
         breaks: "a pre-vote request moves the receiver's term although it grants nothing",
-        caught_by: "pre-vote-inert (step rule; nothing else)",
-        catch: &[Catch::runs(&[(5, 10), (3, 10)], plain, STEP_RULE, &[], "rule pre-vote-inert: ", Rules::Only)],
+        caught_by: "pre-vote-inert (step rule; nothing else), in one group or many",
+        catch: &[
+            Catch::runs(&[(5, 10), (3, 10)], plain, STEP_RULE, &[], "rule pre-vote-inert: ", Rules::Only),
+            Catch::groups(&[(3, 10)], MULTI_STEP_RULE, "rule pre-vote-inert: "),
+        ],
     }
     core stale_acceptance_counted {
         breaks: "a leader counts an older term's append acceptance as its own",
-        caught_by: "progress-answer (step rule; nothing else)",
-        catch: &[Catch::runs(&[(5, 150)], plain, STEP_RULE, &[], "rule progress-answer: ", Rules::Only)],
+        caught_by: "progress-answer (step rule; nothing else), in one group or many",
+        catch: &[
+            Catch::runs(&[(5, 150)], plain, STEP_RULE, &[], "rule progress-answer: ", Rules::Only),
+            Catch::groups(&[(3, 20)], MULTI_STEP_RULE, "rule progress-answer: "),
+        ],
     }
     core commit_past_append {
         breaks: "a follower commits past the last entry of the append that told it the commit",
@@ -743,6 +749,9 @@ const ANY: &[FailureKind] = &[];
 
 /// A step rule.
 const STEP_RULE: &[FailureKind] = &[FailureKind::StepRule];
+/// A core mistake under the multi-group layer, caught by the step rules
+/// its groups' nodes are observed by (`crate::observe`).
+const MULTI_STEP_RULE: &[MultiCheck] = &[MultiCheck::Raft(FailureKind::StepRule)];
 
 /// A stale read: by the history checker or by `read-fresh`.
 const STALE_READ: &[FailureKind] = &[FailureKind::Linearizability, FailureKind::ReadFresh];

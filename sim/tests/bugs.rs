@@ -188,6 +188,7 @@ impl Job {
                 let base = MultiSimConfig {
                     nodes,
                     bugs: self.mistake.alone().multi,
+                    core_bugs: self.mistake.alone().core,
                     ..MultiSimConfig::default()
                 };
                 let run = |config: &MultiSimConfig, seed: u64| {
@@ -217,6 +218,7 @@ impl Job {
                 }
                 let clean = MultiSimConfig {
                     bugs: Switches::default().multi,
+                    core_bugs: Switches::default().core,
                     ..base.clone()
                 };
                 for clean_seed in 0..=seed {

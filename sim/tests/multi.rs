@@ -141,12 +141,28 @@ fn the_command_line_runs_multi_group_seeds_and_refuses_single_group_settings() {
         "--groups",
         "swarm",
         "--bug",
-        "figure-8-commit",
+        "persisted-before-sync",
         "--seeds",
         "0..1",
     ]);
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("single-group"), "{text}");
+    // A core mistake is planted in every group's node, and the step
+    // rules the groups' nodes are observed by catch it.
+    let (code, text) = sim(&[
+        "run",
+        "--groups",
+        "swarm",
+        "--bug",
+        "pre-vote-moves-term",
+        "--seeds",
+        "3..4",
+        "--nodes",
+        "3",
+        "--quiet",
+    ]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("rule pre-vote-inert: "), "{text}");
     let (code, text) = sim(&["run", "--bug", "multi-wake-drops-read", "--seeds", "0..1"]);
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("--groups"), "{text}");

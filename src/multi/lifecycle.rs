@@ -58,8 +58,11 @@ impl MultiNode {
                 return Err(MultiError::UnknownMember { group, node });
             }
         }
-        let node = Node::new(config, recovered)
+        #[cfg_attr(not(feature = "planted-bugs"), allow(unused_mut))]
+        let mut node = Node::new(config, recovered)
             .map_err(|error| MultiError::GroupConfig { group, error })?;
+        #[cfg(feature = "planted-bugs")]
+        node.plant_bugs(self.planted_core);
         self.burst_group_ticks_max = self
             .burst_group_ticks_max
             .max(super::multi_node::burst_ticks_max_any_role(node.config()));

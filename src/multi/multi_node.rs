@@ -243,6 +243,9 @@ pub struct MultiNode {
     pub(crate) observer: Observer,
     #[cfg(feature = "planted-bugs")]
     pub(crate) planted: MultiPlantedBugs,
+    /// Core mistakes planted in every group's node (`src/planted.rs`).
+    #[cfg(feature = "planted-bugs")]
+    pub(crate) planted_core: crate::PlantedBugs,
 }
 
 impl MultiNode {
@@ -274,6 +277,8 @@ impl MultiNode {
             observer: Observer::default(),
             #[cfg(feature = "planted-bugs")]
             planted: MultiPlantedBugs::NONE,
+            #[cfg(feature = "planted-bugs")]
+            planted_core: crate::PlantedBugs::NONE,
         })
     }
 
@@ -674,6 +679,18 @@ impl MultiNode {
     #[doc(hidden)]
     pub fn plant_bugs(&mut self, bugs: MultiPlantedBugs) {
         self.planted = bugs;
+    }
+
+    /// Plants deliberate core mistakes (`src/planted.rs`) in the node of
+    /// every group this layer hosts, and of every group it creates from
+    /// now on. For measuring tests only.
+    #[cfg(feature = "planted-bugs")]
+    #[doc(hidden)]
+    pub fn plant_core_bugs(&mut self, bugs: crate::PlantedBugs) {
+        self.planted_core = bugs;
+        for group in self.groups.values_mut() {
+            group.node.plant_bugs(bugs);
+        }
     }
 
     /// This node's id.

@@ -56,10 +56,6 @@ impl MultiArgs {
                 sim.bugs.any(),
                 "a planted host mistake (--bug of layer host)",
             ),
-            (
-                sim.core_bugs != crate::config::CoreBugs::NONE,
-                "a planted core mistake (--bug of layer core)",
-            ),
             (sim.service != default.service, "--service"),
             (sim.service_bug, "--bug service-bug"),
             (sim.reads != ReadChoice::Mix, "--reads"),
@@ -81,6 +77,7 @@ impl MultiArgs {
         let forced_recovery = sim.forced_recovery == ForcedRecoveryChoice::Always;
         let config = MultiSimConfig {
             bugs,
+            core_bugs: sim.core_bugs,
             membership: !self.no_membership && !forced_recovery,
             forced_recovery,
             ..MultiSimConfig::from_sim(sim, groups)

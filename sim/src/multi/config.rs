@@ -101,6 +101,9 @@ pub struct MultiSimConfig {
     pub vary_node_options: bool,
     /// Planted mistakes of the layer.
     pub bugs: MultiBugs,
+    /// Planted mistakes of the core, in every group's node (a step-level
+    /// mistake under the multi-group layer: `--bug NAME` of layer core).
+    pub core_bugs: crate::config::CoreBugs,
     /// Membership changes and node replacement drawn under the faults
     /// (half the seeds of a swarm; `--no-membership` turns them off).
     pub membership: bool,
@@ -152,6 +155,7 @@ impl MultiSimConfig {
             max_skew_ppm: sim.max_skew_ppm,
             vary_node_options: sim.vary_node_options,
             bugs: MultiBugs::default(),
+            core_bugs: crate::config::CoreBugs::NONE,
             membership: true,
             step_rules: sim.step_rules,
             forced_recovery: false,
@@ -189,7 +193,9 @@ impl MultiSimConfig {
         if self.liveness_bound_ns == 0 {
             return Err("--liveness-ms must be positive".to_string());
         }
-        if self.bugs != MultiBugs::NONE && !cfg!(feature = "planted-bugs") {
+        let planted =
+            self.bugs != MultiBugs::NONE || self.core_bugs != crate::config::CoreBugs::NONE;
+        if planted && !cfg!(feature = "planted-bugs") {
             return Err(
                 "planted multi-group mistakes need concord-sim's `planted-bugs` feature"
                     .to_string(),
@@ -255,6 +261,7 @@ impl MultiSimConfig {
         add(!self.step_rules, "--no-step-rules".to_string());
         let switches = crate::bugs::Switches {
             multi: self.bugs,
+            core: self.core_bugs,
             ..crate::bugs::Switches::default()
         };
         for flag in switches.flags() {

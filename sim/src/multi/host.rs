@@ -177,6 +177,10 @@ impl MultiSim {
         if self.config.bugs != super::MultiBugs::NONE {
             multi.plant_bugs(self.config.bugs);
         }
+        #[cfg(feature = "planted-bugs")]
+        if self.config.core_bugs != crate::config::CoreBugs::NONE {
+            multi.plant_core_bugs(self.config.core_bugs);
+        }
         if let Some(shared) = &self.rules {
             shared
                 .lock()
