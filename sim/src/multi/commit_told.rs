@@ -13,8 +13,9 @@
 //! an entry the leader committed (by the leader's progress) but has not
 //! committed it: the pair is *owing*. A pair owing the same index or less
 //! since its start, with the leader and the follower up, not paused, the
-//! same incarnations, leading and following that term, and no change of
-//! the network's partitions, for longer than [`MultiSim::commit_told_bound_ns`]
+//! same incarnations, leading and following that term, not cut apart by
+//! a partition (either way), and no change of the network's partitions,
+//! for longer than [`MultiSim::commit_told_bound_ns`]
 //! fails the run. The bound is many heartbeat intervals (one frame in
 //! forty getting through is enough at the plan's loss rates), a liveness
 //! timeout (a leader asleep hears the follower is back), the wake queues
@@ -109,10 +110,15 @@ impl MultiSim {
                 let follows = node.role() == Role::Follower
                     && node.term() == term
                     && node.leader() == Some(leader as NodeId + 1);
+                // A partition that cuts the pair apart (either way: the
+                // leader also stops sending to a peer it hears nothing
+                // from) excuses the follower for as long as it lasts.
                 if !follows
                     || node.commit_index() >= owed
                     || self.hosts[leader].paused
                     || host.paused
+                    || self.cut(leader, follower)
+                    || self.cut(follower, leader)
                 {
                     continue;
                 }
@@ -151,7 +157,7 @@ impl MultiSim {
                     group,
                     follower,
                     format!(
-                        "n{} holds index {} of group {group}, committed by its leader n{} in term {} {} ago, and has committed only up to {}: no append, heartbeat, commit notice or quiescence round told it within {} (leader and follower up and running all along, no partition changed)",
+                        "n{} holds index {} of group {group}, committed by its leader n{} in term {} {} ago, and has committed only up to {}: no append, heartbeat, commit notice or quiescence round told it within {} (leader and follower up, running and connected all along, no partition changed)",
                         follower + 1,
                         entry.index,
                         circumstances.0 + 1,
