@@ -124,8 +124,11 @@ pub enum BalanceError {
     Invalid(String),
 }
 
-/// The balancer: a placement rule and limits (see the [module
-/// documentation](self)).
+/// The balancer: a placement rule and limits. It evacuates servers that
+/// are not up, then moves replicas from the most to the least loaded up
+/// servers until each is within the band; every target holds no replica
+/// of the group yet and, when the rule spreads zones, shares no zone with
+/// the group's other replicas.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Balancer {
     rule: PlacementRule,
