@@ -212,15 +212,13 @@ impl Balancer {
         for (&group, voters) in groups {
             for &from in voters {
                 if servers[&from].state != ServerState::Up {
-                    state.try_move(group, from, |_, _| true);
+                    state.try_move(group, from, |_| true);
                 }
             }
         }
         state.balance();
         let planned = state.planned;
-        debug_assert!(
-            planned.len() + in_flight.len() <= self.limits.moves_max.max(in_flight.len())
-        );
+        assert!(planned.is_empty() || planned.len() + in_flight.len() <= self.limits.moves_max);
         Ok(planned)
     }
 
@@ -338,29 +336,27 @@ impl<'a> PlanState<'a> {
     }
 
     /// Moves `group`'s replica off `from` to the least loaded server that
-    /// fits and `accept(to, its load)` allows; false if none could.
-    fn try_move(
-        &mut self,
-        group: GroupId,
-        from: NodeId,
-        accept: impl Fn(NodeId, usize) -> bool,
-    ) -> bool {
+    /// fits and whose load `accept` allows; false if none could.
+    fn try_move(&mut self, group: GroupId, from: NodeId, accept: impl Fn(usize) -> bool) -> bool {
         if self.full() || self.moving.contains(&group) || !self.room(from) {
             return false;
         }
         let target = self
             .load
             .iter()
-            .filter(|&(&to, &load)| self.fits(group, from, to) && accept(to, load))
+            .filter(|&(&to, &load)| self.fits(group, from, to) && accept(load))
             .min_by_key(|&(&to, &load)| (load, to))
             .map(|(&to, _)| to);
         let Some(to) = target else {
             return false;
         };
         let voters = self.groups.get_mut(&group).expect("planned groups exist");
-        voters.remove(&from);
-        voters.insert(to);
-        assert_eq!(voters.len(), self.groups[&group].len());
+        // The group keeps its replica count: the source held it, the
+        // target (which `fits` checked) did not.
+        assert!(
+            voters.remove(&from) && voters.insert(to),
+            "group {group}: moving {from} -> {to}"
+        );
         if let Some(count) = self.load.get_mut(&from) {
             *count -= 1;
         }
@@ -414,7 +410,7 @@ impl<'a> PlanState<'a> {
                     .collect();
                 moved = candidates
                     .into_iter()
-                    .any(|group| self.try_move(group, source, |_, load| load + 1 < source_load));
+                    .any(|group| self.try_move(group, source, |load| load + 1 < source_load));
                 if moved {
                     break;
                 }

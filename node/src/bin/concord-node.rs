@@ -62,7 +62,7 @@ use concord_node::server::{LocalClusterArgs, NodeArgs, NodeCommand, ServerSettin
 use concord_tokio::metrics::endpoint::MetricsEndpoint;
 
 fn main() -> ExitCode {
-    disable_transparent_huge_pages();
+    let huge_pages_off = disable_transparent_huge_pages();
     let args = NodeArgs::parse();
     match args.command {
         Some(NodeCommand::Completions { shell }) => {
@@ -99,7 +99,12 @@ For more information, try '--help'."
             return ExitCode::from(EXIT_BAD_FLAGS);
         }
     };
-    huge_pages_note();
+    if !huge_pages_off {
+        tracing::warn!(
+            "could not turn transparent huge pages off for this process; \
+             a server may spend more CPU clearing huge pages"
+        );
+    }
     let runtime = if settings.worker_threads == 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -136,38 +141,26 @@ For more information, try '--help'."
 }
 
 /// Turns transparent huge pages off for this process (and the servers
-/// `local-cluster` starts, which inherit it).
+/// `local-cluster` starts, which inherit it); false if the kernel refused,
+/// which changes nothing else and is logged once tracing runs.
 ///
 /// Why: the allocator asks the kernel for huge pages on its arenas, and a
 /// server's memory comes and goes in waves (the log grows by a snapshot
 /// interval's entries, then compaction frees them), so the kernel keeps
 /// clearing fresh 2 MiB pages: on a follower at 16 clients that was 6-8 %
-/// of its CPU and most of its CPU per put above the single-group server
-/// (benches/results/2026-11-30-huge-pages.md). A process without huge
-/// pages faults 4 KiB at a time and reuses freed memory the same way.
-/// Failure (a kernel without the call) changes nothing else, so it is
-/// only logged once tracing runs, by [`huge_pages_note`].
-fn disable_transparent_huge_pages() {
+/// of its CPU (benches/results/2026-11-30-huge-pages.md). A process
+/// without huge pages faults 4 KiB at a time and reuses freed memory the
+/// same way.
+fn disable_transparent_huge_pages() -> bool {
     #[cfg(target_os = "linux")]
     {
         // SAFETY: prctl with PR_SET_THP_DISABLE takes integer arguments
         // only and touches no memory of ours.
-        let status = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
-        THP_DISABLE_FAILED.store(status != 0, std::sync::atomic::Ordering::Relaxed);
+        unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) == 0 }
     }
-}
-
-/// Whether [`disable_transparent_huge_pages`] failed.
-static THP_DISABLE_FAILED: std::sync::atomic::AtomicBool =
-    std::sync::atomic::AtomicBool::new(false);
-
-/// Logs a failure of [`disable_transparent_huge_pages`], once tracing is set up.
-fn huge_pages_note() {
-    if THP_DISABLE_FAILED.load(std::sync::atomic::Ordering::Relaxed) {
-        tracing::warn!(
-            "could not turn transparent huge pages off for this process; \
-             a server may spend more CPU clearing huge pages"
-        );
+    #[cfg(not(target_os = "linux"))]
+    {
+        true
     }
 }
 

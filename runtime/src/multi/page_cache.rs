@@ -676,16 +676,16 @@ mod tests {
             disk.sync(1).unwrap();
             disk.append(1, b"lost").unwrap();
             disk.fail_next_sync();
+            assert_eq!(disk.faults_struck(), FaultsStruck::default());
             assert!(disk.sync(1).is_err());
             // The page cache still shows it; a retried sync "succeeds".
             assert_eq!(disk.read(1).unwrap(), b"syncedlost");
             disk.append(1, b"later").unwrap();
             disk.sync(1).unwrap();
+            assert_eq!(disk.faults_struck().failed_syncs, 1);
             disk.crash(seed);
             assert_eq!(disk.read(1).unwrap(), b"synced\0\0\0\0later");
         }
-        let disk = PageCacheDisk::new();
-        assert_eq!(disk.faults_struck(), FaultsStruck::default());
     }
 
     #[test]
