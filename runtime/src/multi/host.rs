@@ -1382,7 +1382,10 @@ where
             self.stats.proposals += commands.len() as u64;
             super::super::metrics::proposal_batch(commands.len());
             debug_assert!(host_group.proposing.is_empty());
-            host_group.proposing = host_group.pending_replies.drain(..take).collect();
+            // Extended, not collected: the emptied buffer keeps its
+            // capacity from one batch to the next.
+            let replies = host_group.pending_replies.drain(..take);
+            host_group.proposing.extend(replies);
             if crate::request_trace::enabled() {
                 host_group.proposing_sessions = commands
                     .iter()

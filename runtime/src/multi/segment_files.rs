@@ -78,6 +78,18 @@ pub const ZERO_AHEAD_BYTES_MIN: u64 = 64 * 1024;
 /// See [`ZERO_AHEAD_BYTES_MIN`].
 pub const ZERO_AHEAD_BYTES_MAX: u64 = 1024 * 1024;
 
+/// An I/O error's context, `what` then the file, formatted only when
+/// there is an error: the write path calls this several times a round.
+fn io_err_at<'a>(
+    what: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> StorageError + 'a {
+    move |source| StorageError::Io {
+        context: format!("{what} {}", path.display()),
+        source,
+    }
+}
+
 /// Zeros written ahead in one call.
 static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 
@@ -123,17 +135,17 @@ impl ZeroAheadFile {
                 let piece = (zeroed_bytes - at).min(ZEROS.len() as u64) as usize;
                 self.file
                     .write_all_at(&ZEROS[..piece], at)
-                    .map_err(io_err(format!(
-                        "filling {} with zeros ahead",
-                        path.display()
-                    )))?;
+                    .map_err(|source| StorageError::Io {
+                        context: format!("filling {} with zeros ahead", path.display()),
+                        source,
+                    })?;
                 at += piece as u64;
             }
             self.zeroed_bytes = zeroed_bytes;
         }
         self.file
             .write_all_at(bytes, self.end_bytes)
-            .map_err(io_err(format!("appending to {}", path.display())))?;
+            .map_err(io_err_at("appending to", path))?;
         self.end_bytes = end_bytes;
         assert!(self.end_bytes <= self.zeroed_bytes);
         Ok(())
@@ -165,6 +177,8 @@ impl ZeroAheadFile {
 #[derive(Debug)]
 struct OpenSegment {
     number: u64,
+    /// Its path, kept so that the write path does not build it again.
+    path: PathBuf,
     file: ZeroAheadFile,
 }
 
@@ -174,6 +188,8 @@ struct OpenSegment {
 #[derive(Debug)]
 pub struct DirSegments {
     dir: PathBuf,
+    /// `dir`'s durable marker.
+    marker_path: PathBuf,
     /// The segment appended to last.
     open: Option<OpenSegment>,
     /// The durable marker, open once written.
@@ -189,6 +205,7 @@ impl DirSegments {
         let dir = dir.as_ref().to_path_buf();
         fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
         Ok(DirSegments {
+            marker_path: dir.join(MARKER_FILE_NAME),
             dir,
             open: None,
             marker: None,
@@ -230,6 +247,7 @@ impl DirSegments {
                 .len();
             self.open = Some(OpenSegment {
                 number,
+                path,
                 file: ZeroAheadFile::new(file, length_bytes),
             });
         }
@@ -239,8 +257,7 @@ impl DirSegments {
     /// Cuts the open segment's zeros and closes it.
     fn seal_open(&mut self) -> Result<(), StorageError> {
         if let Some(mut open) = self.open.take() {
-            let path = self.path(open.number);
-            open.file.seal(&path)?;
+            open.file.seal(&open.path)?;
         }
         Ok(())
     }
@@ -284,23 +301,23 @@ impl SegmentFiles for DirSegments {
         sync_dir(&self.dir)?;
         self.open = Some(OpenSegment {
             number,
+            path,
             file: ZeroAheadFile::new(file, 0),
         });
         Ok(())
     }
 
     fn append(&mut self, number: u64, bytes: &[u8]) -> Result<(), StorageError> {
-        let path = self.path(number);
-        self.open_segment(number)?.file.append(bytes, &path)
+        let open = self.open_segment(number)?;
+        open.file.append(bytes, &open.path)
     }
 
     fn sync(&mut self, number: u64) -> Result<(), StorageError> {
-        let path = self.path(number);
-        self.open_segment(number)?
-            .file
+        let open = self.open_segment(number)?;
+        open.file
             .file()
             .sync_data()
-            .map_err(io_err(format!("fdatasync {}", path.display())))
+            .map_err(io_err_at("fdatasync", &open.path))
     }
 
     fn truncate(&mut self, number: u64, length_bytes: u64) -> Result<(), StorageError> {
@@ -342,14 +359,14 @@ impl SegmentFiles for DirSegments {
     }
 
     fn write_marker(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
-        let path = self.dir.join(MARKER_FILE_NAME);
+        let path = &self.marker_path;
         if self.marker.is_none() {
             let file = OpenOptions::new()
                 .create(true)
                 .truncate(false)
                 .write(true)
-                .open(&path)
-                .map_err(io_err(format!("opening {}", path.display())))?;
+                .open(path)
+                .map_err(io_err_at("opening", path))?;
             // The file's creation must not be what a crash loses once the
             // marker is synced.
             sync_dir(&self.dir)?;
@@ -358,15 +375,14 @@ impl SegmentFiles for DirSegments {
         let file = self.marker.as_ref().expect("opened above");
         // One positioned write of the whole marker; the file never grows.
         file.write_all_at(bytes, 0)
-            .map_err(io_err(format!("writing {}", path.display())))
+            .map_err(io_err_at("writing", path))
     }
 
     fn sync_marker(&mut self) -> Result<(), StorageError> {
-        let path = self.dir.join(MARKER_FILE_NAME);
         match &self.marker {
             Some(file) => file
                 .sync_data()
-                .map_err(io_err(format!("fdatasync {}", path.display()))),
+                .map_err(io_err_at("fdatasync", &self.marker_path)),
             None => Ok(()),
         }
     }
