@@ -616,6 +616,16 @@ mistakes! {
         caught_by: "lease-promise (step rule)",
         catch: &[Catch::groups(&[(3, 20)], &[MultiCheck::Raft(FailureKind::StepRule)], "rule lease-promise")],
     }
+    multi balance_ignores_in_flight {
+        breaks: "the balancer plans as if no move were in flight, as a new catalog leader that never read its predecessor's moves: a group gets a second move while its first runs",
+        caught_by: "move-limits (the rebalance of the membership fault)",
+        catch: &[Catch::groups(&[(5, 10)], &[MultiCheck::MoveLimits], "")],
+    }
+    multi balance_ignores_zones {
+        breaks: "the balancer picks a move's target without the zone rule",
+        caught_by: "zone-rule (the rebalance of the membership fault)",
+        catch: &[Catch::groups(&[(5, 40)], &[MultiCheck::ZoneRule], "sharing a zone")],
+    }
     multi replace_removes_old_early {
         breaks: "replacing a node removes it from a group while its replacement is still a learner",
         caught_by: "replace-rule (the membership fault)",

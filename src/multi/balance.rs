@@ -30,7 +30,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use thiserror::Error;
 
-use super::GroupId;
+use super::{GroupId, MultiPlantedBugs};
 use crate::NodeId;
 
 /// Most servers a balancer plans over.
@@ -133,6 +133,7 @@ pub enum BalanceError {
 pub struct Balancer {
     rule: PlacementRule,
     limits: BalanceLimits,
+    planted: MultiPlantedBugs,
 }
 
 impl Balancer {
@@ -149,7 +150,39 @@ impl Balancer {
                 "move limits must be at least 1".to_string(),
             ));
         }
-        Ok(Balancer { rule, limits })
+        Ok(Balancer {
+            rule,
+            limits,
+            planted: MultiPlantedBugs::NONE,
+        })
+    }
+
+    /// The rule it places by.
+    pub fn rule(&self) -> PlacementRule {
+        self.rule
+    }
+
+    /// The limits it moves within.
+    pub fn limits(&self) -> BalanceLimits {
+        self.limits
+    }
+
+    /// Plants deliberate mistakes (feature `planted-bugs`; the
+    /// simulator's table of planted mistakes).
+    #[doc(hidden)]
+    pub fn plant_bugs(&mut self, bugs: MultiPlantedBugs) {
+        self.planted = bugs;
+    }
+
+    fn planted(&self) -> MultiPlantedBugs {
+        #[cfg(feature = "planted-bugs")]
+        {
+            self.planted
+        }
+        #[cfg(not(feature = "planted-bugs"))]
+        {
+            MultiPlantedBugs::NONE
+        }
     }
 
     /// Checks that `servers` can hold the rule at all: enough up servers,
@@ -206,6 +239,13 @@ impl Balancer {
                 )));
             }
         }
+        // The planted mistake: a balancer that never read the moves in
+        // flight.
+        let in_flight = if self.planted().balance_ignores_in_flight {
+            &[]
+        } else {
+            in_flight
+        };
         let mut state = PlanState::new(self, servers, groups, in_flight);
         // Evacuation first: a draining server's replicas are the operator's
         // request, balance only an optimisation.
@@ -323,7 +363,7 @@ impl<'a> PlanState<'a> {
         if self.servers[&to].state != ServerState::Up || voters.contains(&to) || !self.room(to) {
             return false;
         }
-        if !self.balancer.rule.spread_zones {
+        if !self.balancer.rule.spread_zones || self.balancer.planted().balance_ignores_zones {
             return true;
         }
         match &self.servers[&to].zone {

@@ -66,6 +66,14 @@ pub struct MultiPlantedBugs {
     /// NEW catches up, the group runs on one fewer voter able to hold its
     /// log (two of three, one of them maybe dead).
     pub replace_removes_old_early: bool,
+    /// The balancer plans as if no move were in flight, as a new catalog
+    /// leader would that did not read the moves its predecessor started:
+    /// a group gets a second move while its first runs, and the limits on
+    /// moves in flight no longer hold.
+    pub balance_ignores_in_flight: bool,
+    /// The balancer picks a move's target without the zone rule: a group
+    /// may end with two replicas in one zone.
+    pub balance_ignores_zones: bool,
 }
 
 impl MultiPlantedBugs {
@@ -82,5 +90,7 @@ impl MultiPlantedBugs {
         burst_lease_kept: false,
         sleeping_follower_answers_unstepped: false,
         replace_removes_old_early: false,
+        balance_ignores_in_flight: false,
+        balance_ignores_zones: false,
     };
 }

@@ -184,6 +184,10 @@ fn print_summary(
         summary.replaces.2,
         summary.replace_groups
     );
+    println!(
+        "  rebalance: {} seeds ran the balancer (a server joining late, from five nodes one drained): {} replica moves started, {} finished",
+        summary.rebalance_seeds, summary.moves.0, summary.moves.1
+    );
     if template.forced_recovery {
         println!(
             "  forced recovery: {} seeds rebuilt from one survivor, {} groups forced, {} acknowledged writes lost by design",

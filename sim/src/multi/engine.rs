@@ -432,8 +432,11 @@ impl MultiSim {
         let stall_bursts = config.faults.contains(crate::faults::FaultKind::Pause)
             && (!config.swarm || stall_rng.gen_bool(0.5));
         // Drawn after the stall bursts, for the same reason.
-        let membership =
-            super::membership::MembershipFault::draw(&config, ChaCha8Rng::seed_from_u64(rng.gen()));
+        let membership = super::membership::MembershipFault::draw(
+            &config,
+            &drawn.voters,
+            ChaCha8Rng::seed_from_u64(rng.gen()),
+        );
         let mut hosts = Vec::with_capacity(config.nodes);
         for index in 0..config.nodes {
             let skew = plan.clock_skew_ppm.get(index).copied().unwrap_or(0);

@@ -104,11 +104,14 @@ pub(crate) struct ReplaceRun {
 pub(crate) struct MembershipFault {
     pub(crate) active: bool,
     pub(crate) replace: Option<ReplaceRun>,
+    /// The rebalance the seed drew (then no replace, no per-group
+    /// changes).
+    pub(crate) rebalance: Option<super::rebalance::Rebalance>,
     start_ns: u64,
     changes_ns: Vec<u64>,
     rng: ChaCha8Rng,
     /// When the driver last saw the configurations or the hosting move.
-    last_progress_ns: u64,
+    pub(crate) last_progress_ns: u64,
     /// Changes proposed (per-group and the replace's), for the report.
     pub(crate) changes_proposed: u64,
     /// The highest term each group was seen led in (at a membership round
@@ -119,10 +122,15 @@ pub(crate) struct MembershipFault {
 impl MembershipFault {
     /// What a seed draws (from its own stream, so every other draw of the
     /// seed is as it was before membership existed).
-    pub(crate) fn draw(config: &MultiSimConfig, mut rng: ChaCha8Rng) -> MembershipFault {
+    pub(crate) fn draw(
+        config: &MultiSimConfig,
+        voters: &[BTreeSet<NodeId>],
+        mut rng: ChaCha8Rng,
+    ) -> MembershipFault {
         let mut fault = MembershipFault {
             active: false,
             replace: None,
+            rebalance: None,
             start_ns: 0,
             changes_ns: Vec::new(),
             rng: ChaCha8Rng::from_seed([0; 32]),
@@ -137,6 +145,13 @@ impl MembershipFault {
         }
         fault.active = true;
         let chaos_ns = config.chaos_ns.max(1);
+        if config.nodes >= 4 && rng.gen_bool(0.4) {
+            fault.rebalance = Some(super::rebalance::Rebalance::draw(
+                config, voters, &mut rng, chaos_ns,
+            ));
+            fault.rng = ChaCha8Rng::from_seed(rng.gen());
+            return fault;
+        }
         if rng.gen_bool(0.75) {
             let nodes = config.nodes as NodeId;
             let old = rng.gen_range(1..=nodes);
@@ -202,6 +217,11 @@ impl MembershipFault {
             replace_groups: run
                 .and_then(|run| run.progress)
                 .map_or(0, |progress| progress.total as u64),
+            rebalance_drawn: self.rebalance.is_some(),
+            moves: self
+                .rebalance
+                .as_ref()
+                .map_or((0, 0), |rebalance| (rebalance.started, rebalance.done)),
         }
     }
 
@@ -224,7 +244,7 @@ impl MembershipFault {
 
 /// A change of the configuration is not final yet: not committed, or a
 /// joint configuration not yet left.
-fn change_pending(node: &concord::Node) -> bool {
+pub(crate) fn change_pending(node: &concord::Node) -> bool {
     node.membership_index() > node.commit_index() || node.membership().is_joint()
 }
 
@@ -241,7 +261,7 @@ fn settled_leader(sim: &MultiSim, group: GroupId) -> Option<(usize, &concord::No
 /// A leader of an older term (cut off, or a newer one paused or down)
 /// may hold a configuration the group has moved past: acting on it could
 /// take a group away from a node it names again.
-fn leader_of(sim: &MultiSim, group: GroupId) -> Option<usize> {
+pub(crate) fn leader_of(sim: &MultiSim, group: GroupId) -> Option<usize> {
     let seen = sim.membership.term_seen.get(&group).copied().unwrap_or(0);
     let mut best: Option<(u64, usize)> = None;
     let mut term_max = seen;
@@ -357,6 +377,14 @@ impl MultiSim {
         {
             return false;
         }
+        if self
+            .membership
+            .rebalance
+            .as_ref()
+            .is_some_and(|rebalance| !rebalance.settled())
+        {
+            return false;
+        }
         self.groups.keys().all(|group| self.hosting_matches(*group))
     }
 
@@ -428,7 +456,12 @@ impl MultiSim {
     }
 
     /// Steps `leader` with a change of `group`'s configuration.
-    fn propose_change(&mut self, leader: usize, group: GroupId, change: MembershipChange) {
+    pub(crate) fn propose_change(
+        &mut self,
+        leader: usize,
+        group: GroupId,
+        change: MembershipChange,
+    ) {
         self.membership.changes_proposed += 1;
         let term = self.hosts[leader]
             .multi
@@ -467,6 +500,12 @@ impl MultiSim {
         if self.membership.replacing().is_some() {
             self.maybe_hold_old();
             self.replace_round();
+            if self.failure.is_some() {
+                return;
+            }
+        }
+        if self.membership.rebalance.is_some() {
+            self.rebalance_round();
             if self.failure.is_some() {
                 return;
             }
@@ -535,6 +574,14 @@ impl MultiSim {
                         .map_or("no progress seen".to_string(), |p| p.to_string())
                 );
             }
+        }
+        if let Some(rebalance) = self
+            .membership
+            .rebalance
+            .as_ref()
+            .filter(|rebalance| !rebalance.settled())
+        {
+            why.push_str(&rebalance.describe());
         }
         for group in self.groups.keys() {
             if self.hosting_matches(*group) {

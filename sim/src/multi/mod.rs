@@ -63,6 +63,7 @@ mod lease;
 mod membership;
 mod nemesis;
 mod network;
+mod rebalance;
 pub mod report;
 mod rules;
 pub mod runner;

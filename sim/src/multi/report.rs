@@ -79,6 +79,17 @@ pub enum MultiCheck {
     /// group did not come in line with its configuration, with nothing
     /// moving for the liveness bound (`membership.rs`).
     MembershipLiveness,
+    /// The balancer had more moves in flight than its limits allow
+    /// (cluster-wide or touching one server), or two at once on one group
+    /// (`rebalance.rs`).
+    MoveLimits,
+    /// A move ended with more of its group's replicas sharing a zone than
+    /// before it, under a rule that spreads zones (`rebalance.rs`).
+    ZoneRule,
+    /// After the heal, the balancer stopped (nothing in flight, nothing to
+    /// plan) with an up server outside the band while the replica counts
+    /// spread over more than one (`rebalance.rs`).
+    BalanceBand,
 }
 
 impl MultiCheck {
@@ -102,6 +113,9 @@ impl MultiCheck {
             MultiCheck::CommitTold => "commit-told",
             MultiCheck::ReplaceRule => "replace-rule",
             MultiCheck::MembershipLiveness => "membership-liveness",
+            MultiCheck::MoveLimits => "move-limits",
+            MultiCheck::ZoneRule => "zone-rule",
+            MultiCheck::BalanceBand => "balance-band",
         }
     }
 }
@@ -271,6 +285,11 @@ pub struct MembershipFigures {
     pub old_kept_down: bool,
     /// Groups the replace concerned.
     pub replace_groups: u64,
+    /// The seed drew a rebalance (a server joining late, maybe one
+    /// drained) instead of a replace.
+    pub rebalance_drawn: bool,
+    /// The rebalance's replica moves started and finished.
+    pub moves: (u64, u64),
 }
 
 impl MultiReport {

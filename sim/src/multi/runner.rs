@@ -78,6 +78,10 @@ pub struct MultiSummary {
     pub replaces: (u64, u64, u64),
     /// Groups the replaces concerned, over all seeds.
     pub replace_groups: u64,
+    /// Seeds that drew a rebalance.
+    pub rebalance_seeds: u64,
+    /// The rebalances' replica moves started and finished, over all seeds.
+    pub moves: (u64, u64),
     /// Seeds whose forced recovery ran (`--forced-recovery`).
     pub forced_recoveries: u64,
     /// Groups forced, over all seeds.
@@ -145,6 +149,9 @@ impl MultiSummary {
         self.replaces.1 += u64::from(membership.replace_done);
         self.replaces.2 += u64::from(membership.old_kept_down);
         self.replace_groups += membership.replace_groups;
+        self.rebalance_seeds += u64::from(membership.rebalance_drawn);
+        self.moves.0 += membership.moves.0;
+        self.moves.1 += membership.moves.1;
         if let Some(forced) = report.forced_recovery.as_ref().filter(|f| f.recovered()) {
             self.forced_recoveries += 1;
             self.forced_groups += forced.groups.len() as u64;
