@@ -12,11 +12,20 @@
 //! up on it and dials a new one. New connections are not affected; block
 //! those with the network's own partition (nftables, madsim's `clog`) for
 //! as long as the partition should last.
+//!
+//! [`ConnectionResetter`] breaks connections instead: a reset connection
+//! fails every read and write with `ConnectionReset` and drops the
+//! connection underneath, so the other end sees it closed and whatever
+//! was still on its way to the resetting end is lost (an answer to a
+//! request already sent, say). madsim's network cannot do this itself:
+//! its TCP streams are reliable channels that a `clog` only delays, and
+//! `NetSim::reset_node` forgets a node's bound sockets (its listener
+//! stops accepting) while the streams it has open carry on.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -134,5 +143,163 @@ impl AsyncWrite for SilentableStream {
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Resets live connections: every read and write of a reset connection
+/// fails with `ConnectionReset`, and the connection underneath is
+/// dropped at once. See the [module docs](self).
+#[derive(Clone, Debug, Default)]
+pub struct ConnectionResetter {
+    state: Arc<Mutex<ResetterState>>,
+    resets: Arc<AtomicU64>,
+}
+
+#[derive(Debug, Default)]
+struct ResetterState {
+    /// (from, to, switch) of every wrapped connection still open.
+    connections: Vec<(NodeId, NodeId, Weak<ResetSwitch>)>,
+}
+
+/// One connection's reset: the flag, and the task waiting to read from
+/// it (woken by the reset, so that it learns at once).
+#[derive(Debug, Default)]
+struct ResetSwitch {
+    reset: AtomicBool,
+    reader: Mutex<Option<Waker>>,
+}
+
+impl ResetSwitch {
+    /// Resets the connection; whether it was live.
+    fn trip(&self) -> bool {
+        let was_live = !self.reset.swap(true, Ordering::SeqCst);
+        let reader = self.reader.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(waker) = reader {
+            waker.wake();
+        }
+        was_live
+    }
+}
+
+impl ConnectionResetter {
+    /// A new resetter with no connections.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The wrapper for the connections node (or client) `from` opens: a
+    /// peer link's ([`TcpTransportConfig::stream_wrapper`](super::transport::TcpTransportConfig::stream_wrapper))
+    /// or a routing client's
+    /// ([`RoutingConfig::stream_wrapper`](super::multi::routing_client::RoutingConfig::stream_wrapper)).
+    /// The wrapped function is given the node at the other end.
+    pub fn wrapper(&self, from: NodeId) -> StreamWrapper {
+        let state = self.state.clone();
+        StreamWrapper(Arc::new(move |to: NodeId, inner: BoxStream| {
+            let reset = Arc::new(ResetSwitch::default());
+            let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+            state.connections.retain(|(_, _, s)| s.strong_count() > 0);
+            assert!(
+                state.connections.len() < TRACKED_CONNECTIONS_MAX,
+                "more than {TRACKED_CONNECTIONS_MAX} open connections"
+            );
+            state.connections.push((from, to, Arc::downgrade(&reset)));
+            Box::new(ResettableStream {
+                inner: Some(inner),
+                reset,
+            }) as BoxStream
+        }))
+    }
+
+    /// Resets every open connection from or to `node`. Returns how many
+    /// were open.
+    pub fn reset_node(&self, node: NodeId) -> usize {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut count = 0;
+        for (from, to, switch) in &state.connections {
+            if let Some(switch) = switch.upgrade() {
+                if (*from == node || *to == node) && switch.trip() {
+                    count += 1;
+                }
+            }
+        }
+        self.resets.fetch_add(count as u64, Ordering::Relaxed);
+        count
+    }
+
+    /// Connections reset so far.
+    pub fn resets(&self) -> u64 {
+        self.resets.load(Ordering::Relaxed)
+    }
+}
+
+/// A stream that can be reset: from then on every operation fails and
+/// the stream underneath is dropped.
+struct ResettableStream {
+    inner: Option<BoxStream>,
+    reset: Arc<ResetSwitch>,
+}
+
+impl ResettableStream {
+    /// The stream underneath, or the reset's error (dropping the stream
+    /// the first time).
+    fn live(&mut self) -> std::io::Result<&mut BoxStream> {
+        if self.reset.reset.load(Ordering::SeqCst) {
+            self.inner = None;
+        }
+        self.inner.as_mut().ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "connection reset (fault injected)",
+            )
+        })
+    }
+}
+
+impl AsyncRead for ResettableStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let reset = self.reset.clone();
+        let polled = match self.live() {
+            Ok(inner) => Pin::new(inner).poll_read(cx, buf),
+            Err(e) => return Poll::Ready(Err(e)),
+        };
+        if polled.is_pending() {
+            *reset.reader.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
+            // A reset between the poll and the waker's registration.
+            if reset.reset.load(Ordering::SeqCst) {
+                cx.waker().wake_by_ref();
+            }
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for ResettableStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.live() {
+            Ok(inner) => Pin::new(inner).poll_write(cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.live() {
+            Ok(inner) => Pin::new(inner).poll_flush(cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.live() {
+            Ok(inner) => Pin::new(inner).poll_shutdown(cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
     }
 }

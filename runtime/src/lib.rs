@@ -29,7 +29,7 @@
 //! | [`status`] | a group's status as `concord-cli status` shows it |
 //! | [`metrics`] | Prometheus metrics: names, recording hooks, the `/metrics` endpoint (feature `metrics`) |
 //! | [`request_trace`] | following one request through every node's logs (`debug` events with `client`, `seq`, `index`) |
-//! | [`fault`] | connection-level fault injection for tests: links that go silent |
+//! | [`fault`] | connection-level fault injection for tests: links that go silent, connections reset |
 //! | [`loop_handle`] | the handle of a running server loop |
 //!
 //! The same source builds against madsim (`RUSTFLAGS="--cfg madsim"`): the

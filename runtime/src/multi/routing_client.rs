@@ -63,7 +63,7 @@ use tokio::io::AsyncWriteExt;
 use crate::client::ErrorClass;
 use crate::frame::{self, DEFAULT_MAX_FRAME_BYTES};
 use crate::tls::TlsConfig;
-use crate::transport::{self, BoxStream};
+use crate::transport::{self, BoxStream, StreamWrapper};
 use crate::wire::{ClientResponse, Hello, HelloRole};
 use concord::multi::GroupId;
 use concord::NodeId;
@@ -101,6 +101,11 @@ pub struct RoutingConfig {
     pub avoid_min: Duration,
     /// Longest time a failing node is avoided before it is tried again.
     pub avoid_max: Duration,
+    /// Wraps every connection the client opens, after the handshake,
+    /// given the node it reaches: the hook through which tests inject
+    /// connection-level faults ([`ConnectionResetter`](crate::fault::ConnectionResetter)).
+    /// `None` by default.
+    pub stream_wrapper: Option<StreamWrapper>,
     /// Planted mistake for the madsim sweep (`--bug
     /// leader-cached-forever`): a group's first cached leader is tried on
     /// every attempt of every call, whatever the answers say, and never
@@ -128,6 +133,7 @@ impl RoutingConfig {
             tls: None,
             avoid_min: Duration::from_secs(1),
             avoid_max: Duration::from_secs(30),
+            stream_wrapper: None,
             #[cfg(feature = "planted-bugs")]
             planted_leader_cached_forever: false,
         }
@@ -612,6 +618,10 @@ impl RoutingClient {
             match connected {
                 Ok((stream, answered_as)) if answered_as == node => {
                     self.stats.connects += 1;
+                    let stream = match &self.config.stream_wrapper {
+                        Some(wrap) => (wrap.0)(node, stream),
+                        None => stream,
+                    };
                     self.connections.insert(node, stream);
                 }
                 Ok((_, answered_as)) => {
