@@ -55,6 +55,27 @@ pub struct SessionConfig {
     /// was evicted before the write reached it (a group whose table other
     /// clients churn faster than this client writes).
     pub registrations_per_write_max: u32,
+    /// Planted mistake for the madsim sweep (`--bug
+    /// retry-without-session`): a write whose answer was lost is sent
+    /// again under a fresh sequence number, so the group applies it
+    /// again if the lost copy was applied.
+    #[cfg(feature = "planted-bugs")]
+    #[doc(hidden)]
+    pub planted_retry_without_session: bool,
+}
+
+impl SessionConfig {
+    /// Whether the planted retry mistake is on.
+    fn retry_without_session(&self) -> bool {
+        #[cfg(feature = "planted-bugs")]
+        {
+            self.planted_retry_without_session
+        }
+        #[cfg(not(feature = "planted-bugs"))]
+        {
+            false
+        }
+    }
 }
 
 impl Default for SessionConfig {
@@ -67,6 +88,8 @@ impl Default for SessionConfig {
             retry_backoff_max: Duration::from_secs(1),
             sessions_max: 100_000,
             registrations_per_write_max: 3,
+            #[cfg(feature = "planted-bugs")]
+            planted_retry_without_session: false,
         }
     }
 }
@@ -243,7 +266,8 @@ impl SessionClient {
         // later write reusing it would be answered this one's response.
         open.last_seq += 1;
         let seq = open.last_seq;
-        let request = sessions::encode_command(client, seq, command);
+        let mut seq = seq;
+        let mut request = sessions::encode_command(client, seq, command);
         let mut maybe_applied = false;
         let mut backoff = self.config.retry_backoff;
         let mut last = String::new();
@@ -252,6 +276,13 @@ impl SessionClient {
                 self.stats.retries += 1;
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(self.config.retry_backoff_max);
+                if maybe_applied && self.config.retry_without_session() {
+                    // The planted mistake: the retry is a new write.
+                    let open = self.sessions.get_mut(&group).expect("opened above");
+                    open.last_seq += 1;
+                    seq = open.last_seq;
+                    request = sessions::encode_command(client, seq, command);
+                }
             }
             let answer = match self
                 .routing
