@@ -303,3 +303,37 @@ impl AsyncWrite for ResettableStream {
         }
     }
 }
+
+#[cfg(all(test, not(madsim)))]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn a_reset_fails_the_wrapped_end_and_closes_the_other() {
+        let resetter = ConnectionResetter::new();
+        let (near, mut far) = tokio::io::duplex(64);
+        let mut wrapped = (resetter.wrapper(1).0)(2, Box::new(near));
+        wrapped.write_all(b"ping").await.unwrap();
+        let mut buf = [0u8; 4];
+        far.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"ping");
+        // A reader waiting on the wrapped end learns of the reset at once.
+        let reader = tokio::spawn(async move {
+            let mut byte = [0u8; 1];
+            let read = wrapped.read(&mut byte).await;
+            (read.map_err(|e| e.kind()), wrapped)
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(resetter.reset_node(7), 0, "no connection of node 7");
+        assert_eq!(resetter.reset_node(2), 1);
+        let (read, mut wrapped) = reader.await.unwrap();
+        assert_eq!(read, Err(std::io::ErrorKind::ConnectionReset));
+        let write = wrapped.write_all(b"x").await.map_err(|e| e.kind());
+        assert_eq!(write, Err(std::io::ErrorKind::ConnectionReset));
+        // The stream underneath is gone: the other end reads its end.
+        assert_eq!(far.read(&mut buf).await.unwrap(), 0);
+        assert_eq!(resetter.resets(), 1);
+        assert_eq!(resetter.reset_node(2), 0, "reset once");
+    }
+}
