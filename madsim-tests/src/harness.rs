@@ -125,6 +125,14 @@ pub enum Fault {
     /// acknowledging it, and is then killed and restarted. Needs the
     /// suite's `disk_fault` hook.
     NoSpace,
+    /// Every connection from or to the victim (peers' and clients') is
+    /// reset, again and again, for the fault's hold: the requests and
+    /// answers still on their way over them are lost. madsim's network
+    /// cannot break a connection (its TCP streams are reliable channels
+    /// that a clog only delays), so the suite's `reset` hook does it
+    /// through the runtime's stream wrappers
+    /// (`concord_tokio::fault::ConnectionResetter`).
+    Reset,
 }
 
 /// What [`run_faults_with`] asks a suite's `disk_fault` hook to do to a
@@ -159,6 +167,8 @@ pub struct FaultLog {
     pub kills: u32,
     /// Each fault, named, in order.
     pub faults: Vec<String>,
+    /// Connections reset by the [`Fault::Reset`] faults.
+    pub connections_reset: u64,
 }
 
 /// Runs `plan` against `nodes` (by node id, ids `1..=nodes.len()`), one
@@ -170,17 +180,20 @@ pub async fn run_faults(
     plan: &FaultRounds,
     before_kill: impl FnMut(u64),
 ) -> FaultLog {
-    run_faults_with(nodes, plan, before_kill, |_, _| {}).await
+    run_faults_with(nodes, plan, before_kill, |_, _| {}, |_| 0).await
 }
 
 /// [`run_faults`], with `disk_fault(victim, trouble)` called for a
 /// [`Fault::DiskFault`], [`Fault::SyncFailsOnce`] or [`Fault::NoSpace`]:
-/// it must do `trouble` to the victim's disk.
+/// it must do `trouble` to the victim's disk; and `reset(victim)` for a
+/// [`Fault::Reset`]: it must reset every connection open from or to the
+/// victim and say how many there were.
 pub async fn run_faults_with(
     nodes: &BTreeMap<u64, NodeHandle>,
     plan: &FaultRounds,
     mut before_kill: impl FnMut(u64),
     mut disk_fault: impl FnMut(u64, DiskTrouble),
+    mut reset: impl FnMut(u64) -> usize,
 ) -> FaultLog {
     let handle = Handle::current();
     let net = madsim::net::NetSim::current();
@@ -207,6 +220,7 @@ pub async fn run_faults_with(
             Fault::DiskFault => format!("disk-fault n{victim}"),
             Fault::SyncFailsOnce => format!("fsync-eio n{victim}"),
             Fault::NoSpace => format!("enospc n{victim}"),
+            Fault::Reset => format!("reset n{victim}"),
         };
         tracing::info!(fault = %name, "fault");
         log.faults.push(name);
@@ -259,6 +273,20 @@ pub async fn run_faults_with(
                 net.update_config(|c| c.packet_loss_rate = 0.2);
                 sleep(hold).await;
                 net.update_config(|c| c.packet_loss_rate = 0.0);
+            }
+            Fault::Reset => {
+                // Reset at once, then every 50 to 400 ms until the hold
+                // is over: each time, the connections dialled since.
+                let until = madsim::time::Instant::now() + hold;
+                loop {
+                    log.connections_reset += reset(victim) as u64;
+                    let pause = Duration::from_millis(thread_rng().gen_range(50..400));
+                    if madsim::time::Instant::now() + pause >= until {
+                        break;
+                    }
+                    sleep(pause).await;
+                }
+                sleep(until.saturating_duration_since(madsim::time::Instant::now())).await;
             }
         }
     }

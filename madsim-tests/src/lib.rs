@@ -13,7 +13,8 @@
 //! on madsim's simulated TCP. The faults (`run_faults`): nodes killed
 //! and restarted, cut off, a link cut one way, a slow and a lossy
 //! network, one at a time, each healed before the next; the stalled-links
-//! suite also silences open connections (`concord_tokio::fault`).
+//! suite also silences open connections, and the multi-group scenario
+//! resets them (`concord_tokio::fault`).
 //!
 //! The harness gives the nodes' and clients' virtual addresses, the
 //! rounds of faults, the wait for the clients, and the checks of the

@@ -14,14 +14,30 @@
 //! write), each of them followed by a kill and a restart, a node cut off, a
 //! link cut one way, a slow network, a lossy network (madsim's TCP retransmits: lost packets arrive late, and
 //! connections that fall silent are dropped with the frames queued on
-//! them).
+//! them), every connection from or to a node reset again and again for
+//! a while (`concord_tokio::fault::ConnectionResetter`: madsim cannot
+//! break a connection itself), losing requests and answers in flight.
 //!
 //! Checked: every group has a leader known to all three nodes after the
 //! faults heal (and each client then gets through to every key it calls)
 //! and again after every node is killed at once and
 //! restarted on what its disk kept, every acknowledged append is in its
 //! key's value at the end, and the client history of every key (one key per group, so one
-//! history per group) is linearizable. A failed check panics naming the
+//! history per group) is linearizable.
+//!
+//! Exactly once: every write goes through the client's session in its
+//! group (`concord_tokio::multi::session_client`, the groups'
+//! `GroupSessions`), and a write whose answer was lost is sent again
+//! under the same sequence number. Each append to an append-only key
+//! carries a token of its own (`c<client>.<n>;`), written by one call
+//! only, so in the key's final value, after every node restarted, each
+//! acknowledged token must appear exactly once, a token of a write whose
+//! outcome is unknown at most once, a token of a write certainly not
+//! applied never, and no value read during the run may hold a token
+//! twice. The scenario's client never writes a token twice itself and
+//! the session client only opens a new session for a write whose first
+//! copy was answered "session expired" (certainly not applied), so no
+//! correct run lands a token twice. A failed check panics naming the
 //! seed; otherwise [`run_multi_group`] returns what the run did. The
 //! `madsim_multi_group` test runs it over madsim's test seeds, the
 //! `madsim-sweep` binary over any range of seeds.
@@ -43,10 +59,12 @@ use concord::{Config, NodeId, Role};
 use concord_services::sharded_kv::{ShardMachine, ShardMap};
 use concord_services::sharded_kv_client::ShardedKvClient;
 use concord_sim::history::{Op, Operation, Outcome, Output};
+use concord_tokio::fault::ConnectionResetter;
 use concord_tokio::multi::host::{self, HostEvent, MultiServerConfig, MultiStatus};
 use concord_tokio::multi::log_sink::InlineLog;
 use concord_tokio::multi::page_cache::PageCacheDisk;
 use concord_tokio::multi::routing_client::RoutingConfig;
+use concord_tokio::multi::session_client::SessionConfig;
 use concord_tokio::multi::shared_log::{MultiWalOptions, SharedLog};
 use concord_tokio::multi::tcp_listener::{self, MultiListenerConfig};
 use concord_tokio::multi::tcp_sender::{TcpFrameConfig, TcpFrameSender};
@@ -115,9 +133,11 @@ type Inboxes = Arc<Mutex<BTreeMap<NodeId, mpsc::Sender<HostEvent>>>>;
 
 /// Starts node `id`'s server in its `incarnation` on `disk` (a restart
 /// first loses what the kill left unsynced) and serves until killed.
+#[allow(clippy::too_many_arguments)]
 async fn serve(
     groups: u64,
     planted: Option<RuntimeMistake>,
+    resetter: ConnectionResetter,
     id: NodeId,
     incarnation: u64,
     disk: PageCacheDisk,
@@ -163,6 +183,7 @@ async fn serve(
         .collect();
     let mut links = TcpFrameConfig::new(id, CLUSTER, peers);
     links.planted_frames_out_of_order = planted == Some(RuntimeMistake::FramesOutOfOrder);
+    links.stream_wrapper = Some(resetter.wrapper(id));
     let sender = TcpFrameSender::start(links);
     let inbox = host::inbox();
     let events = inbox.0.clone();
@@ -256,12 +277,45 @@ async fn every_group_led(
     }
 }
 
+/// What became of a write, as its client learnt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fate {
+    /// Acknowledged: applied.
+    Acknowledged,
+    /// Sent, its answer lost: applied at most once.
+    Unknown,
+    /// Certainly not applied.
+    NotApplied,
+}
+
+impl Fate {
+    fn name(self) -> &'static str {
+        match self {
+            Fate::Acknowledged => "acknowledged",
+            Fate::Unknown => "of unknown outcome",
+            Fate::NotApplied => "reported not applied",
+        }
+    }
+}
+
 /// What the clients did.
 #[derive(Default)]
 struct Record {
     history: Vec<Operation>,
     /// Appended values acknowledged, by key.
     appended: BTreeMap<String, Vec<String>>,
+    /// Every append to an append-only key, by key, then token: what
+    /// became of it.
+    tokens: BTreeMap<String, BTreeMap<String, Fate>>,
+    /// Copies of writes the clients' sessions sent again after a lost
+    /// answer.
+    session_retries: u64,
+}
+
+/// The tokens of an append-only key's value, `c<client>.<n>` each
+/// followed by `;`.
+fn tokens_of(value: &str) -> impl Iterator<Item = &str> {
+    value.split_terminator(';')
 }
 
 fn routing(addrs: &BTreeMap<NodeId, String>) -> RoutingConfig {
@@ -277,15 +331,33 @@ fn routing(addrs: &BTreeMap<NodeId, String>) -> RoutingConfig {
 fn clients_routing(
     addrs: &BTreeMap<NodeId, String>,
     planted: Option<RuntimeMistake>,
+    resetter: &ConnectionResetter,
+    client_no: u64,
 ) -> RoutingConfig {
     let mut config = routing(addrs);
     config.planted_leader_cached_forever = planted == Some(RuntimeMistake::LeaderCachedForever);
+    config.stream_wrapper = Some(resetter.wrapper(CLIENT_IDS + client_no));
     config
 }
 
+/// The clients' sessions: the defaults, with the planted retry mistake
+/// when the run plants it.
+fn clients_sessions(planted: Option<RuntimeMistake>) -> SessionConfig {
+    SessionConfig {
+        planted_retry_without_session: planted == Some(RuntimeMistake::RetryWithoutSession),
+        ..SessionConfig::default()
+    }
+}
+
+/// Client `n`'s id among the connections the resetter tracks (above
+/// every node's).
+const CLIENT_IDS: u64 = 100;
+
+#[allow(clippy::too_many_arguments)]
 async fn run_client(
     groups: u64,
     planted: Option<RuntimeMistake>,
+    resetter: ConnectionResetter,
     client_no: u64,
     addrs: BTreeMap<NodeId, String>,
     keys: Vec<String>,
@@ -295,7 +367,12 @@ async fn run_client(
     stop: Arc<AtomicBool>,
 ) {
     let map = ShardMap::new(groups).unwrap();
-    let mut client = ShardedKvClient::new(map, clients_routing(&addrs, planted)).expect("client");
+    let mut client = ShardedKvClient::with_sessions(
+        map,
+        clients_routing(&addrs, planted, &resetter, client_no),
+        clients_sessions(planted),
+    )
+    .expect("client");
     let mut last_seen: BTreeMap<String, String> = BTreeMap::new();
     for i in 0..OPS_PER_CLIENT_MAX {
         if stop.load(Ordering::Relaxed) {
@@ -347,24 +424,38 @@ async fn run_client(
         let ret = (start.elapsed().as_nanos() as u64).max(call);
         let operation = Operation::new(client_no, key.clone(), op.clone(), call);
         let mut record = record.lock().unwrap();
-        match result {
+        let fate = match result {
             Ok(output) => {
                 if let Output::Value(seen) = &output {
                     last_seen.insert(key.clone(), seen.clone());
                 }
                 if let Op::Append { value } = &op {
-                    record.appended.entry(key).or_default().push(value.clone());
+                    record
+                        .appended
+                        .entry(key.clone())
+                        .or_default()
+                        .push(value.clone());
                 }
                 record.history.push(operation.completed(ret, output));
+                Fate::Acknowledged
             }
             // Certainly not applied (refused, never sent, no leader found).
             Err(e) if e.definitely_not_applied() => {
                 record.history.push(operation.failed(ret));
+                Fate::NotApplied
             }
             // Sent, outcome unknown: it may take effect at any time later.
-            Err(_) => record.history.push(operation),
+            Err(_) => {
+                record.history.push(operation);
+                Fate::Unknown
+            }
+        };
+        if let (Op::Append { value }, true) = (&op, appends_only) {
+            let token = value.trim_end_matches(';').to_string();
+            record.tokens.entry(key).or_default().insert(token, fate);
         }
     }
+    record.lock().unwrap().session_retries += client.sessions().stats().retries;
 }
 
 /// A mistake planted in the runtime, for showing that the sweep catches
@@ -395,16 +486,21 @@ pub enum RuntimeMistake {
     /// one succeeds, reports the round durable: what the failed one was
     /// to make durable never reached the disk.
     RetryFailedFsync,
+    /// The session client sends a write whose answer was lost again
+    /// under a fresh sequence number, as a new write: when the lost copy
+    /// was applied, the group applies the retry too.
+    RetryWithoutSession,
 }
 
 impl RuntimeMistake {
     /// Every mistake, with its name on the command line.
-    pub const ALL: [(RuntimeMistake, &'static str); 5] = [
+    pub const ALL: [(RuntimeMistake, &'static str); 6] = [
         (RuntimeMistake::AckBeforeFsync, "ack-before-fsync"),
         (RuntimeMistake::LeaderCachedForever, "leader-cached-forever"),
         (RuntimeMistake::ReplayPastTorn, "replay-past-torn"),
         (RuntimeMistake::FramesOutOfOrder, "frames-out-of-order"),
         (RuntimeMistake::RetryFailedFsync, "retry-failed-fsync"),
+        (RuntimeMistake::RetryWithoutSession, "retry-without-session"),
     ];
 
     /// The mistake called `name`.
@@ -467,6 +563,17 @@ pub struct MultiReport {
     pub completed: usize,
     /// Acknowledged appends found in their key's final value.
     pub appends_checked: usize,
+    /// Session writes to append-only keys whose token was counted in the
+    /// key's final value: each acknowledged one found exactly once, each
+    /// of unknown outcome at most once, each certainly not applied never.
+    pub session_writes_checked: usize,
+    /// Of them, those of unknown outcome.
+    pub session_writes_unknown: usize,
+    /// Copies of writes the clients' sessions sent again after a lost
+    /// answer.
+    pub session_retries: u64,
+    /// Connections reset by the `reset` faults.
+    pub connections_reset: u64,
     /// Nodes killed and restarted from their disk.
     pub kills: u32,
     /// Each fault, named, in order.
@@ -509,13 +616,14 @@ pub async fn run_multi_group(scenario: MultiScenario) -> MultiReport {
         .collect();
     let map = ShardMap::new(groups).unwrap();
     let inboxes: Inboxes = Arc::default();
+    let resetter = ConnectionResetter::new();
     let mut disks = BTreeMap::new();
     let mut nodes = BTreeMap::new();
     for id in NODES {
         let disk = PageCacheDisk::new();
         disks.insert(id, disk.clone());
         let starts = Arc::new(AtomicU64::new(0));
-        let (addrs, inboxes) = (addrs.clone(), inboxes.clone());
+        let (addrs, inboxes, resetter) = (addrs.clone(), inboxes.clone(), resetter.clone());
         let node = handle
             .create_node()
             .name(format!("node-{id}"))
@@ -525,6 +633,7 @@ pub async fn run_multi_group(scenario: MultiScenario) -> MultiReport {
                 serve(
                     groups,
                     planted,
+                    resetter.clone(),
                     id,
                     incarnation,
                     disk.clone(),
@@ -555,6 +664,7 @@ pub async fn run_multi_group(scenario: MultiScenario) -> MultiReport {
         let task = run_client(
             groups,
             planted,
+            resetter.clone(),
             c,
             addrs.clone(),
             key_list.clone(),
@@ -580,6 +690,7 @@ pub async fn run_multi_group(scenario: MultiScenario) -> MultiReport {
             Fault::DiskFault,
             Fault::SyncFailsOnce,
             Fault::NoSpace,
+            Fault::Reset,
         ],
     };
     let log = run_faults_with(
@@ -593,9 +704,10 @@ pub async fn run_multi_group(scenario: MultiScenario) -> MultiReport {
             DiskTrouble::SyncFailsOnce => disks[&victim].fail_next_sync(),
             DiskTrouble::NoSpace => disks[&victim].fail_next_append_no_space(),
         },
+        |victim| resetter.reset_node(victim),
     )
     .await;
-    let (mut kills, mut faults) = (log.kills, log.faults);
+    let (mut kills, mut faults, connections_reset) = (log.kills, log.faults, log.connections_reset);
 
     // Healed: every group must be led again, and clients must get through.
     let healed_at = start.elapsed().as_nanos() as u64;
@@ -705,6 +817,8 @@ pub async fn run_multi_group(scenario: MultiScenario) -> MultiReport {
         "seed {}: no append acknowledged",
         handle.seed()
     );
+    let (session_writes_checked, session_writes_unknown) =
+        check_exactly_once(&record.tokens, &finals, &history);
     let completed = completed_after_heal(&history, healed_at, client_count as usize);
     let groups_written: BTreeSet<&str> = history
         .iter()
@@ -730,6 +844,10 @@ pub async fn run_multi_group(scenario: MultiScenario) -> MultiReport {
         operations: history.len(),
         completed,
         appends_checked,
+        session_writes_checked,
+        session_writes_unknown,
+        session_retries: record.session_retries,
+        connections_reset,
         kills,
         faults,
         syncs_failed,
@@ -739,6 +857,78 @@ pub async fn run_multi_group(scenario: MultiScenario) -> MultiReport {
         led_after_restart,
         virtual_time: start.elapsed(),
     }
+}
+
+/// Checks that each session write to an append-only key landed as often
+/// as its fate allows (see the module documentation), in the keys'
+/// `finals` and in every value read in `history`; panics naming the seed,
+/// the key and the token otherwise. The writes checked, and of them those
+/// of unknown outcome.
+fn check_exactly_once(
+    tokens: &BTreeMap<String, BTreeMap<String, Fate>>,
+    finals: &BTreeMap<String, String>,
+    history: &[Operation],
+) -> (usize, usize) {
+    let seed = Handle::current().seed();
+    // No value ever read holds a token twice.
+    for op in history {
+        let Outcome::Ok(Output::Value(value)) = &op.outcome else {
+            continue;
+        };
+        let Some(written) = tokens.get(&op.key) else {
+            continue;
+        };
+        let mut seen = BTreeSet::new();
+        for token in tokens_of(value) {
+            assert!(
+                seen.insert(token),
+                "seed {seed}: session write {token:?} to {} ({}) applied twice: read by client \
+                 {} as {value:?}",
+                op.key,
+                written
+                    .get(token)
+                    .map_or("written by no client", |f| f.name()),
+                op.client
+            );
+        }
+    }
+    let (mut checked, mut unknown) = (0, 0);
+    for (key, written) in tokens {
+        let final_value = finals.get(key).map(String::as_str).unwrap_or_default();
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for token in tokens_of(final_value) {
+            *counts.entry(token).or_default() += 1;
+        }
+        for token in counts.keys() {
+            assert!(
+                written.contains_key(*token),
+                "seed {seed}: {key}'s final value holds {token:?}, which no client wrote: \
+                 {final_value:?}"
+            );
+        }
+        for (token, fate) in written {
+            let count = counts.get(token.as_str()).copied().unwrap_or(0);
+            let allowed = match fate {
+                Fate::Acknowledged => count == 1,
+                Fate::Unknown => count <= 1,
+                Fate::NotApplied => count == 0,
+            };
+            assert!(
+                allowed,
+                "seed {seed}: session write {token:?} to {key} ({}) {} in the final value \
+                 {final_value:?}",
+                fate.name(),
+                match count {
+                    0 => "lost: not".to_string(),
+                    1 => "applied: found once".to_string(),
+                    n => format!("applied {n} times: found {n} times"),
+                }
+            );
+            checked += 1;
+            unknown += usize::from(*fate == Fate::Unknown);
+        }
+    }
+    (checked, unknown)
 }
 
 /// The message of the last panic, kept by [`capture_panics`]'s hook.

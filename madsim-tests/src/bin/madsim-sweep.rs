@@ -6,11 +6,14 @@
 //! listener, routing clients of the sharded key-value store) on madsim's
 //! simulated network and clock, through rounds of faults (kills with a
 //! crashed disk, a failing disk, an fsync failing once with EIO, a disk
-//! full for one write, isolation, one-way cuts, a slow and a lossy network),
-//! checked linearizable per group, with no acknowledged append lost and
-//! every group led again after the heal. The summary gives the seeds,
-//! the virtual time, the operations checked, the faults by kind and each
-//! failure with the command that replays it with the servers' logs.
+//! full for one write, isolation, one-way cuts, a slow and a lossy network,
+//! connections reset), checked linearizable per group, with no
+//! acknowledged append lost, every session write applied exactly once
+//! (at most once when its outcome is unknown) and every group led again
+//! after the heal. The summary gives the seeds, the virtual time, the
+//! operations checked, the session writes checked, the faults by kind
+//! and each failure with the command that replays it with the servers'
+//! logs.
 //!
 //! Built only with `RUSTFLAGS="--cfg madsim"`; `scripts/madsim-sweep`
 //! builds and runs it:
@@ -169,12 +172,16 @@ mod sweep {
                     .map(|f| f.split_whitespace().next().unwrap_or("?"))
                     .collect();
                 format!(
-                    "seed {seed} ok {} {} {} {} {} {}",
+                    "seed {seed} ok {} {} {} {} {} {}/{}/{}/{} {}",
                     report.operations,
                     report.appends_checked,
                     (report.first_led + report.virtual_time).as_millis(),
                     report.syncs_failed,
                     report.writes_failed,
+                    report.session_writes_checked,
+                    report.session_writes_unknown,
+                    report.session_retries,
+                    report.connections_reset,
                     if kinds.is_empty() {
                         "-".to_string()
                     } else {
@@ -197,6 +204,12 @@ mod sweep {
         /// Fsyncs failed with EIO, writes failed with ENOSPC.
         syncs_failed: u64,
         writes_failed: u64,
+        /// Session writes checked, of them of unknown outcome; copies
+        /// sent again after a lost answer; connections reset.
+        session_writes: u64,
+        session_unknown: u64,
+        session_retries: u64,
+        connections_reset: u64,
         faults: BTreeMap<String, u64>,
         failures: Vec<(u64, String)>,
         /// Seeds a child reported.
@@ -220,10 +233,24 @@ mod sweep {
             match verdict {
                 "ok" => {
                     let fields: Vec<&str> = rest.split(' ').collect();
-                    let [ops, appends, virtual_ms, syncs_failed, writes_failed, kinds] = fields[..]
+                    let [ops, appends, virtual_ms, syncs_failed, writes_failed, sessions, kinds] =
+                        fields[..]
                     else {
                         return Err(bad());
                     };
+                    // Session writes checked, of unknown outcome, copies
+                    // sent again, connections reset: `a/b/c/d`.
+                    let sessions: Vec<u64> = sessions
+                        .split('/')
+                        .map(|n| n.parse::<u64>().map_err(|_| bad()))
+                        .collect::<Result<_, _>>()?;
+                    let [writes, unknown, retries, resets] = sessions[..] else {
+                        return Err(bad());
+                    };
+                    self.session_writes += writes;
+                    self.session_unknown += unknown;
+                    self.session_retries += retries;
+                    self.connections_reset += resets;
                     self.syncs_failed += syncs_failed.parse::<u64>().map_err(|_| bad())?;
                     self.writes_failed += writes_failed.parse::<u64>().map_err(|_| bad())?;
                     self.passed += 1;
@@ -350,6 +377,14 @@ mod sweep {
             .map(|(kind, n)| format!("{kind}={n}"))
             .collect();
         println!("  faults injected: {}", faults.join(" "));
+        println!(
+            "  session writes checked exactly once: {} ({} of unknown outcome, at most once; \
+             {} copies sent again after a lost answer); connections reset: {}",
+            totals.session_writes,
+            totals.session_unknown,
+            totals.session_retries,
+            totals.connections_reset
+        );
         if s.lying_fsync_nodes > 0 {
             println!(
                 "  nodes whose fsync lies (reports success, keeps nothing): {}",
