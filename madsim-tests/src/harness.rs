@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use concord::state_machine::StateMachine;
 use concord_services::kv::Kv;
 use concord_services::ServiceMachine;
 use concord_sim::history::Operation;
@@ -82,7 +83,18 @@ impl NodeDisk {
 /// (see [`NodeDisk`]); give it as a madsim node's `init` so that a
 /// restart after a kill starts again on what the disk kept.
 pub async fn serve_kv(settings: NodeSettings, disk: NodeDisk) {
-    let mut node = start_node(settings, ServiceMachine::<Kv>::new, disk.next_start())
+    serve_machine(settings, ServiceMachine::<Kv>::new, disk).await
+}
+
+/// [`serve_kv`] with a state machine of your own: `make_state_machine`
+/// makes the group's machine at every start (the runtime puts it behind
+/// its session table). Serves until the node is killed.
+pub async fn serve_machine<S, F>(settings: NodeSettings, make_state_machine: F, disk: NodeDisk)
+where
+    S: StateMachine + Send + 'static,
+    F: Fn() -> S + Send + 'static,
+{
+    let mut node = start_node(settings, make_state_machine, disk.next_start())
         .await
         .expect("node starts");
     let _ = node.server.wait().await;

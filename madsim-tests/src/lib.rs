@@ -4,8 +4,9 @@
 //! `madsim_membership`, `madsim_stalled_links`) start their nodes with
 //! `concord_tokio::cluster::start_node` (`serve_kv`: the key-value
 //! store as group 1 beside the catalog, as `concord-node` without
-//! `--groups` serves it), `madsim_multi_group` runs the host of 64 groups
-//! directly. Each node's shared log is written inline on the page-cache
+//! `--groups` serves it; `madsim_user_machine` serves a state machine of
+//! its own, `serve_machine`), `madsim_multi_group` runs the host of 64
+//! groups directly. Each node's shared log is written inline on the page-cache
 //! disk model (`NodeDisk`), which a kill cuts at its last sync: a
 //! restart finds what was synced, perhaps a torn tail of what was not,
 //! and starts with a larger incarnation. Peers talk over one TCP
