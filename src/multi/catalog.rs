@@ -30,6 +30,7 @@ use thiserror::Error;
 
 use crate::types::NodeId;
 
+use super::balance::{PlacementRule, ReplicaMove, ServerPlace, ServerState, BALANCE_REPLICAS_MAX};
 use super::frame::GroupId;
 
 /// The metadata group every node runs; its log holds [`CatalogCommand`]s.
@@ -77,6 +78,19 @@ pub fn is_server_address(addr: &str) -> bool {
 
 /// Most servers the catalog records.
 pub const CATALOG_SERVERS_MAX: usize = 1024;
+
+/// Longest zone name the catalog records.
+pub const CATALOG_ZONE_BYTES_MAX: usize = 64;
+
+/// Whether `zone` may name a zone: 1 to [`CATALOG_ZONE_BYTES_MAX`]
+/// bytes of letters, digits, `-`, `.` and `_`.
+pub fn is_zone_name(zone: &str) -> bool {
+    !zone.is_empty()
+        && zone.len() <= CATALOG_ZONE_BYTES_MAX
+        && zone
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+}
 
 /// A change to the catalog, proposed to [`CATALOG_GROUP`] as the bytes of
 /// [`CatalogCommand::encode`].
@@ -139,6 +153,39 @@ pub enum CatalogCommand {
         /// The server replaced.
         old: NodeId,
     },
+    /// Server `id` (recorded) is in `zone` from now on, or in none.
+    SetZone {
+        /// The server.
+        id: NodeId,
+        /// Its zone ([`is_zone_name`]), or `None` for no zone.
+        zone: Option<String>,
+    },
+    /// Server `id` (recorded) takes replicas ([`ServerState::Up`]), gives
+    /// them all away (`Draining`) or is gone for good (`Retired`, final).
+    SetServerState {
+        /// The server.
+        id: NodeId,
+        /// Its state.
+        state: ServerState,
+    },
+    /// The rule every group's replicas follow from now on.
+    SetPlacementRule {
+        /// The rule; its replicas between 1 and [`BALANCE_REPLICAS_MAX`].
+        rule: PlacementRule,
+    },
+    /// A move of `group`'s replica from server `from` to server `to`
+    /// (recorded, not retired) starts. Refused while another move of the
+    /// group is recorded; the same move again is a no-op (a re-run
+    /// resumes it).
+    StartMove {
+        /// The replica moved.
+        replica: ReplicaMove,
+    },
+    /// The move of `group`'s replica ended (done, or given up).
+    FinishMove {
+        /// The group.
+        group: GroupId,
+    },
 }
 
 const TAG_CREATE: u8 = 1;
@@ -149,6 +196,34 @@ const TAG_ASSIGN: u8 = 5;
 const TAG_UNASSIGN: u8 = 6;
 const TAG_START_REPLACE: u8 = 7;
 const TAG_FINISH_REPLACE: u8 = 8;
+const TAG_SET_ZONE: u8 = 9;
+const TAG_SET_SERVER_STATE: u8 = 10;
+const TAG_SET_PLACEMENT_RULE: u8 = 11;
+const TAG_START_MOVE: u8 = 12;
+const TAG_FINISH_MOVE: u8 = 13;
+/// In a snapshot, right after the next group id: the format's version
+/// (u32) follows. Snapshots of version 1 have no such record.
+const TAG_VERSION: u8 = 0x7e;
+/// The snapshot format written: 2 added the version record, zones,
+/// server states, the placement rule and moves.
+const SNAPSHOT_VERSION: u32 = 2;
+
+fn state_byte(state: ServerState) -> u8 {
+    match state {
+        ServerState::Up => 0,
+        ServerState::Draining => 1,
+        ServerState::Retired => 2,
+    }
+}
+
+fn state_of_byte(byte: u8) -> Option<ServerState> {
+    match byte {
+        0 => Some(ServerState::Up),
+        1 => Some(ServerState::Draining),
+        2 => Some(ServerState::Retired),
+        _ => None,
+    }
+}
 /// In a snapshot: a length (u32) and a command of another kind than
 /// `Create` follow.
 const TAG_FRAMED: u8 = 0x7f;
@@ -208,6 +283,38 @@ impl CatalogCommand {
             CatalogCommand::FinishReplace { old } => {
                 out.push(TAG_FINISH_REPLACE);
                 out.extend_from_slice(&old.to_le_bytes());
+            }
+            CatalogCommand::SetZone { id, zone } => {
+                out.push(TAG_SET_ZONE);
+                out.extend_from_slice(&id.to_le_bytes());
+                match zone {
+                    None => out.push(0),
+                    Some(zone) => {
+                        out.push(1);
+                        out.extend_from_slice(&(zone.len() as u32).to_le_bytes());
+                        out.extend_from_slice(zone.as_bytes());
+                    }
+                }
+            }
+            CatalogCommand::SetServerState { id, state } => {
+                out.push(TAG_SET_SERVER_STATE);
+                out.extend_from_slice(&id.to_le_bytes());
+                out.push(state_byte(*state));
+            }
+            CatalogCommand::SetPlacementRule { rule } => {
+                out.push(TAG_SET_PLACEMENT_RULE);
+                out.extend_from_slice(&(rule.replicas.min(u32::MAX as usize) as u32).to_le_bytes());
+                out.push(u8::from(rule.spread_zones));
+            }
+            CatalogCommand::StartMove { replica } => {
+                out.push(TAG_START_MOVE);
+                out.extend_from_slice(&replica.group.to_le_bytes());
+                out.extend_from_slice(&replica.from.to_le_bytes());
+                out.extend_from_slice(&replica.to.to_le_bytes());
+            }
+            CatalogCommand::FinishMove { group } => {
+                out.push(TAG_FINISH_MOVE);
+                out.extend_from_slice(&group.to_le_bytes());
             }
         }
         Bytes::from(out)
@@ -311,6 +418,58 @@ impl CatalogCommand {
                 }
                 Ok(CatalogCommand::Unassign { node, groups })
             }
+            Some(&TAG_SET_ZONE) => {
+                let mut reader = Reader::new(bytes, 1);
+                let id = reader.u64().ok_or_else(malformed)?;
+                let zone = match reader.bytes(1).ok_or_else(malformed)?[0] {
+                    0 => None,
+                    1 => {
+                        let length = reader.u32().ok_or_else(malformed)? as usize;
+                        if length > CATALOG_ZONE_BYTES_MAX {
+                            return Err(malformed());
+                        }
+                        let zone = reader.bytes(length).ok_or_else(malformed)?;
+                        let zone = std::str::from_utf8(zone).map_err(|_| malformed())?;
+                        Some(zone.to_string())
+                    }
+                    _ => return Err(malformed()),
+                };
+                if !reader.is_done() {
+                    return Err(malformed());
+                }
+                Ok(CatalogCommand::SetZone { id, zone })
+            }
+            Some(&TAG_SET_SERVER_STATE) if bytes.len() == 10 => {
+                let state = state_of_byte(bytes[9]).ok_or_else(malformed)?;
+                Ok(CatalogCommand::SetServerState {
+                    id: u64_at(1)?,
+                    state,
+                })
+            }
+            Some(&TAG_SET_PLACEMENT_RULE) if bytes.len() == 6 => {
+                let replicas = u32::from_le_bytes(bytes[1..5].try_into().expect("4 bytes"));
+                let spread_zones = match bytes[5] {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(malformed()),
+                };
+                Ok(CatalogCommand::SetPlacementRule {
+                    rule: PlacementRule {
+                        replicas: replicas as usize,
+                        spread_zones,
+                    },
+                })
+            }
+            Some(&TAG_START_MOVE) if bytes.len() == 25 => Ok(CatalogCommand::StartMove {
+                replica: ReplicaMove {
+                    group: u64_at(1)?,
+                    from: u64_at(9)?,
+                    to: u64_at(17)?,
+                },
+            }),
+            Some(&TAG_FINISH_MOVE) if bytes.len() == 9 => {
+                Ok(CatalogCommand::FinishMove { group: u64_at(1)? })
+            }
             _ => Err(malformed()),
         }
     }
@@ -406,6 +565,10 @@ pub enum CatalogChange {
         /// The server replaced.
         old: NodeId,
     },
+    /// A server's zone or state, the placement rule, or the moves under
+    /// way changed (nothing for a server to carry out: the command that
+    /// balances reads them).
+    PlacementChanged,
 }
 
 /// Why a catalog command changed nothing. Deterministic: every replica
@@ -467,6 +630,65 @@ pub enum CatalogError {
         /// The server.
         old: NodeId,
     },
+    /// Not a zone name.
+    #[error("zone {zone:?}: give 1 to {CATALOG_ZONE_BYTES_MAX} letters, digits, '-', '.' or '_'")]
+    BadZone {
+        /// The zone given.
+        zone: String,
+    },
+    /// A retired server stays retired.
+    #[error("server {id} is retired for good; add the machine again under a new id")]
+    ServerRetired {
+        /// The server.
+        id: NodeId,
+    },
+    /// A rule's replica count out of range.
+    #[error("a placement rule of {replicas} replicas: give 1 to {BALANCE_REPLICAS_MAX}")]
+    BadRule {
+        /// The replicas asked for.
+        replicas: usize,
+    },
+    /// A move of the same group is recorded already.
+    #[error(
+        "group {group} is moving its replica from server {from} to server {to} already; finish \
+         that move (run the balance again) first"
+    )]
+    MoveUnderWay {
+        /// The group.
+        group: GroupId,
+        /// The source of the move under way.
+        from: NodeId,
+        /// Its target.
+        to: NodeId,
+    },
+    /// A move to the server it starts from, or from or to node 0.
+    #[error("a move of group {group} from server {from} to server {to}: give two different servers, neither 0")]
+    BadMove {
+        /// The group.
+        group: GroupId,
+        /// The source given.
+        from: NodeId,
+        /// The target given.
+        to: NodeId,
+    },
+    /// A move's target does not take replicas.
+    #[error("server {id} is not up (draining or retired): it takes no replica")]
+    ServerNotUp {
+        /// The server.
+        id: NodeId,
+    },
+    /// No move of this group is under way.
+    #[error("no move of group {group} is under way")]
+    NoMove {
+        /// The group.
+        group: GroupId,
+    },
+    /// A snapshot of a format this version cannot read.
+    #[error("a catalog snapshot of format version {version}; this version reads 1 and 2 (upgrade the server)")]
+    SnapshotVersion {
+        /// The version found.
+        version: u32,
+    },
 }
 
 /// The catalog's state: every existing group and its first voters, the
@@ -482,6 +704,13 @@ pub struct Catalog {
     assigned: BTreeMap<(NodeId, GroupId), BTreeSet<NodeId>>,
     /// old -> new.
     replaces: BTreeMap<NodeId, NodeId>,
+    /// Zones and states of the servers given one (others are up, in no
+    /// zone).
+    places: BTreeMap<NodeId, ServerPlace>,
+    /// The placement rule, once set.
+    rule: Option<PlacementRule>,
+    /// The replica moves under way, by group: (from, to).
+    moves: BTreeMap<GroupId, (NodeId, NodeId)>,
 }
 
 impl Default for Catalog {
@@ -492,9 +721,18 @@ impl Default for Catalog {
             servers: BTreeMap::new(),
             assigned: BTreeMap::new(),
             replaces: BTreeMap::new(),
+            places: BTreeMap::new(),
+            rule: None,
+            moves: BTreeMap::new(),
         }
     }
 }
+
+/// The place of a server given none: up, in no zone.
+const PLACE_DEFAULT: ServerPlace = ServerPlace {
+    state: ServerState::Up,
+    zone: None,
+};
 
 impl Catalog {
     /// An empty catalog.
@@ -539,6 +777,7 @@ impl Catalog {
             CatalogCommand::RemoveServer { id } => match self.servers.remove(&id) {
                 Some(_) => {
                     self.assigned.retain(|(node, _), _| *node != id);
+                    self.places.remove(&id);
                     Ok(CatalogChange::ServerRemoved { id })
                 }
                 None => Err(CatalogError::UnknownServer { id }),
@@ -583,7 +822,95 @@ impl Catalog {
                 Some(_) => Ok(CatalogChange::ReplaceFinished { old }),
                 None => Err(CatalogError::NoReplace { old }),
             },
+            CatalogCommand::SetZone { id, zone } => {
+                if !self.servers.contains_key(&id) {
+                    return Err(CatalogError::UnknownServer { id });
+                }
+                if let Some(zone) = zone.as_ref().filter(|zone| !is_zone_name(zone)) {
+                    return Err(CatalogError::BadZone { zone: zone.clone() });
+                }
+                self.places.entry(id).or_insert(PLACE_DEFAULT).zone = zone;
+                Ok(CatalogChange::PlacementChanged)
+            }
+            CatalogCommand::SetServerState { id, state } => {
+                if !self.servers.contains_key(&id) {
+                    return Err(CatalogError::UnknownServer { id });
+                }
+                let place = self.places.entry(id).or_insert(PLACE_DEFAULT);
+                if place.state == ServerState::Retired && state != ServerState::Retired {
+                    return Err(CatalogError::ServerRetired { id });
+                }
+                place.state = state;
+                Ok(CatalogChange::PlacementChanged)
+            }
+            CatalogCommand::SetPlacementRule { rule } => {
+                if rule.replicas == 0 || rule.replicas > BALANCE_REPLICAS_MAX {
+                    return Err(CatalogError::BadRule {
+                        replicas: rule.replicas,
+                    });
+                }
+                self.rule = Some(rule);
+                Ok(CatalogChange::PlacementChanged)
+            }
+            CatalogCommand::StartMove { replica } => {
+                let ReplicaMove { group, from, to } = replica;
+                if from == to || from == 0 || to == 0 {
+                    return Err(CatalogError::BadMove { group, from, to });
+                }
+                if let Some(&(under_from, under_to)) = self.moves.get(&group) {
+                    if (under_from, under_to) == (from, to) {
+                        return Ok(CatalogChange::PlacementChanged);
+                    }
+                    return Err(CatalogError::MoveUnderWay {
+                        group,
+                        from: under_from,
+                        to: under_to,
+                    });
+                }
+                if !self.servers.contains_key(&to) {
+                    return Err(CatalogError::UnknownServer { id: to });
+                }
+                if self.place_of(to).state != ServerState::Up {
+                    return Err(CatalogError::ServerNotUp { id: to });
+                }
+                self.moves.insert(group, (from, to));
+                Ok(CatalogChange::PlacementChanged)
+            }
+            CatalogCommand::FinishMove { group } => match self.moves.remove(&group) {
+                Some(_) => Ok(CatalogChange::PlacementChanged),
+                None => Err(CatalogError::NoMove { group }),
+            },
         }
+    }
+
+    /// Server `id`'s zone and state: up and in no zone unless set.
+    pub fn place_of(&self, id: NodeId) -> ServerPlace {
+        self.places.get(&id).cloned().unwrap_or(PLACE_DEFAULT)
+    }
+
+    /// Every recorded server and its place, as the balancer takes them.
+    pub fn places(&self) -> BTreeMap<NodeId, ServerPlace> {
+        self.servers
+            .keys()
+            .map(|&id| (id, self.place_of(id)))
+            .collect()
+    }
+
+    /// The placement rule, once one was set.
+    pub fn placement_rule(&self) -> Option<PlacementRule> {
+        self.rule
+    }
+
+    /// Every replica move under way, in ascending group id.
+    pub fn moves(&self) -> impl Iterator<Item = ReplicaMove> + '_ {
+        self.moves
+            .iter()
+            .map(|(&group, &(from, to))| ReplicaMove { group, from, to })
+    }
+
+    /// Whether server `id` is recorded.
+    pub fn has_server(&self, id: NodeId) -> bool {
+        self.servers.contains_key(&id)
     }
 
     /// Every recorded server and its address.
@@ -641,6 +968,8 @@ impl Catalog {
     pub fn snapshot(&self) -> Bytes {
         let mut out = Vec::new();
         out.extend_from_slice(&self.next.to_le_bytes());
+        out.push(TAG_VERSION);
+        out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
         for (group, voters) in &self.groups {
             out.extend_from_slice(
                 &CatalogCommand::Create {
@@ -674,6 +1003,29 @@ impl Catalog {
                 new: *new,
             });
         }
+        // Moves before states: a move's target was up when it started.
+        for (group, (from, to)) in &self.moves {
+            framed(CatalogCommand::StartMove {
+                replica: ReplicaMove {
+                    group: *group,
+                    from: *from,
+                    to: *to,
+                },
+            });
+        }
+        for (id, place) in &self.places {
+            framed(CatalogCommand::SetZone {
+                id: *id,
+                zone: place.zone.clone(),
+            });
+            framed(CatalogCommand::SetServerState {
+                id: *id,
+                state: place.state,
+            });
+        }
+        if let Some(rule) = self.rule {
+            framed(CatalogCommand::SetPlacementRule { rule });
+        }
         Bytes::from(out)
     }
 
@@ -686,6 +1038,16 @@ impl Catalog {
         let next = u64::from_le_bytes(next_bytes.try_into().expect("8 bytes"));
         let mut catalog = Catalog::new();
         let mut rest = &bytes[8..];
+        // Version 1 (no version record) holds what version 2 holds but
+        // zones, states, the rule and moves.
+        if rest.first() == Some(&TAG_VERSION) {
+            let version_bytes = rest.get(1..5).ok_or(malformed.clone())?;
+            let version = u32::from_le_bytes(version_bytes.try_into().expect("4 bytes"));
+            if version < 2 || version > SNAPSHOT_VERSION {
+                return Err(CatalogError::SnapshotVersion { version });
+            }
+            rest = &rest[5..];
+        }
         while !rest.is_empty() {
             if rest[0] == TAG_FRAMED {
                 let length_bytes = rest.get(1..5).ok_or(malformed.clone())?;
@@ -694,7 +1056,11 @@ impl Catalog {
                 match CatalogCommand::decode(record)? {
                     command @ (CatalogCommand::AddServer { .. }
                     | CatalogCommand::Assign { .. }
-                    | CatalogCommand::StartReplace { .. }) => {
+                    | CatalogCommand::StartReplace { .. }
+                    | CatalogCommand::SetZone { .. }
+                    | CatalogCommand::SetServerState { .. }
+                    | CatalogCommand::SetPlacementRule { .. }
+                    | CatalogCommand::StartMove { .. }) => {
                         catalog
                             .apply(&command.encode())
                             .map_err(|_| malformed.clone())?;
@@ -880,5 +1246,296 @@ mod tests {
         huge.extend_from_slice(&9u64.to_le_bytes());
         huge.extend_from_slice(&u32::MAX.to_le_bytes());
         assert!(CatalogCommand::decode(&huge).is_err());
+    }
+
+    /// Version 1 of the snapshot, as written before zones, states, the
+    /// rule and moves: next group 3, group 2 of voters 1 and 2, server 4
+    /// at "h:1", assigned group 2, replacing server 1.
+    const SNAPSHOT_V1: &[u8] = &[
+        3, 0, 0, 0, 0, 0, 0, 0, // next
+        1, 2, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, // Create 2, two voters
+        1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, // 1, 2
+        0x7f, 16, 0, 0, 0, // framed, 16 bytes
+        3, 4, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, b'h', b':', b'1', // AddServer 4 "h:1"
+        0x7f, 41, 0, 0, 0, // framed, 41 bytes
+        5, 4, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, // Assign 4, one group
+        2, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, // group 2, two voters
+        1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, // 1, 2
+        0x7f, 17, 0, 0, 0, // framed, 17 bytes
+        7, 1, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, // StartReplace 1 -> 4
+    ];
+
+    #[test]
+    fn a_version_1_snapshot_still_restores() {
+        let catalog = Catalog::restore(SNAPSHOT_V1).unwrap();
+        assert_eq!(catalog.next_group_id(), 3);
+        assert_eq!(catalog.groups().count(), 1);
+        assert_eq!(catalog.servers().collect::<Vec<_>>(), vec![(4, "h:1")]);
+        assert_eq!(catalog.hosted_by(4).collect::<Vec<_>>(), vec![2]);
+        assert_eq!(catalog.replace_of(1), Some(4));
+        assert_eq!(catalog.place_of(4), PLACE_DEFAULT);
+        assert_eq!(catalog.placement_rule(), None);
+        assert_eq!(catalog.moves().count(), 0);
+        // Written again, it is version 2 and restores the same.
+        let again = catalog.snapshot();
+        assert_eq!(again[8], TAG_VERSION);
+        assert_eq!(Catalog::restore(&again).unwrap(), catalog);
+        // A version from the future is refused with its number.
+        let mut future = again.to_vec();
+        future[9..13].copy_from_slice(&3u32.to_le_bytes());
+        assert_eq!(
+            Catalog::restore(&future),
+            Err(CatalogError::SnapshotVersion { version: 3 })
+        );
+    }
+
+    #[test]
+    fn old_commands_keep_their_bytes() {
+        let add = CatalogCommand::AddServer {
+            id: 4,
+            addr: "h:1".to_string(),
+        };
+        assert_eq!(&add.encode()[..], &SNAPSHOT_V1[42..58]);
+        assert_eq!(CatalogCommand::decode(&SNAPSHOT_V1[42..58]), Ok(add));
+        let start = CatalogCommand::StartReplace { old: 1, new: 4 };
+        assert_eq!(CatalogCommand::decode(&SNAPSHOT_V1[109..]), Ok(start));
+    }
+
+    fn placed_catalog() -> Catalog {
+        let mut catalog = Catalog::new();
+        for id in [1, 2, 3] {
+            let add = CatalogCommand::AddServer {
+                id,
+                addr: format!("127.0.0.1:700{id}"),
+            };
+            catalog.apply(&add.encode()).unwrap();
+        }
+        catalog
+    }
+
+    #[test]
+    fn zones_states_rule_and_moves_are_recorded_and_survive_a_snapshot() {
+        let mut catalog = placed_catalog();
+        let commands = [
+            CatalogCommand::SetZone {
+                id: 1,
+                zone: Some("eu-1a".to_string()),
+            },
+            CatalogCommand::SetZone { id: 2, zone: None },
+            CatalogCommand::SetServerState {
+                id: 3,
+                state: ServerState::Draining,
+            },
+            CatalogCommand::SetPlacementRule {
+                rule: PlacementRule {
+                    replicas: 3,
+                    spread_zones: true,
+                },
+            },
+            CatalogCommand::StartMove {
+                replica: ReplicaMove {
+                    group: 5,
+                    from: 3,
+                    to: 2,
+                },
+            },
+        ];
+        for command in &commands {
+            assert_eq!(
+                CatalogCommand::decode(&command.encode()).as_ref(),
+                Ok(command)
+            );
+            assert_eq!(
+                catalog.apply(&command.encode()),
+                Ok(CatalogChange::PlacementChanged)
+            );
+        }
+        assert_eq!(catalog.place_of(1).zone.as_deref(), Some("eu-1a"));
+        assert_eq!(catalog.place_of(3).state, ServerState::Draining);
+        assert_eq!(catalog.places().len(), 3);
+        assert_eq!(
+            catalog.placement_rule(),
+            Some(PlacementRule {
+                replicas: 3,
+                spread_zones: true
+            })
+        );
+        assert_eq!(
+            catalog.moves().collect::<Vec<_>>(),
+            vec![ReplicaMove {
+                group: 5,
+                from: 3,
+                to: 2
+            }]
+        );
+        // The target drains while its move is under way: still restored.
+        let drain_2 = CatalogCommand::SetServerState {
+            id: 2,
+            state: ServerState::Draining,
+        };
+        catalog.apply(&drain_2.encode()).unwrap();
+        assert_eq!(Catalog::restore(&catalog.snapshot()).unwrap(), catalog);
+        // The same move again resumes it.
+        assert!(catalog.apply(&commands[4].encode()).is_ok());
+        catalog
+            .apply(&CatalogCommand::FinishMove { group: 5 }.encode())
+            .unwrap();
+        assert_eq!(catalog.moves().count(), 0);
+        assert_eq!(Catalog::restore(&catalog.snapshot()).unwrap(), catalog);
+    }
+
+    #[test]
+    fn bad_placement_commands_are_refused_and_change_nothing() {
+        let mut catalog = placed_catalog();
+        let retire = CatalogCommand::SetServerState {
+            id: 3,
+            state: ServerState::Retired,
+        };
+        catalog.apply(&retire.encode()).unwrap();
+        let before = catalog.clone();
+        let refused = [
+            (
+                CatalogCommand::SetZone {
+                    id: 9,
+                    zone: Some("a".to_string()),
+                },
+                CatalogError::UnknownServer { id: 9 },
+            ),
+            (
+                CatalogCommand::SetZone {
+                    id: 1,
+                    zone: Some("no spaces".to_string()),
+                },
+                CatalogError::BadZone {
+                    zone: "no spaces".to_string(),
+                },
+            ),
+            (
+                CatalogCommand::SetZone {
+                    id: 1,
+                    zone: Some(String::new()),
+                },
+                CatalogError::BadZone {
+                    zone: String::new(),
+                },
+            ),
+            (
+                CatalogCommand::SetServerState {
+                    id: 9,
+                    state: ServerState::Up,
+                },
+                CatalogError::UnknownServer { id: 9 },
+            ),
+            (
+                CatalogCommand::SetServerState {
+                    id: 3,
+                    state: ServerState::Up,
+                },
+                CatalogError::ServerRetired { id: 3 },
+            ),
+            (
+                CatalogCommand::SetPlacementRule {
+                    rule: PlacementRule {
+                        replicas: 0,
+                        spread_zones: false,
+                    },
+                },
+                CatalogError::BadRule { replicas: 0 },
+            ),
+            (
+                CatalogCommand::SetPlacementRule {
+                    rule: PlacementRule {
+                        replicas: BALANCE_REPLICAS_MAX + 1,
+                        spread_zones: false,
+                    },
+                },
+                CatalogError::BadRule {
+                    replicas: BALANCE_REPLICAS_MAX + 1,
+                },
+            ),
+            (
+                CatalogCommand::StartMove {
+                    replica: ReplicaMove {
+                        group: 1,
+                        from: 2,
+                        to: 2,
+                    },
+                },
+                CatalogError::BadMove {
+                    group: 1,
+                    from: 2,
+                    to: 2,
+                },
+            ),
+            (
+                CatalogCommand::StartMove {
+                    replica: ReplicaMove {
+                        group: 1,
+                        from: 2,
+                        to: 9,
+                    },
+                },
+                CatalogError::UnknownServer { id: 9 },
+            ),
+            (
+                CatalogCommand::StartMove {
+                    replica: ReplicaMove {
+                        group: 1,
+                        from: 2,
+                        to: 3,
+                    },
+                },
+                CatalogError::ServerNotUp { id: 3 },
+            ),
+            (
+                CatalogCommand::FinishMove { group: 1 },
+                CatalogError::NoMove { group: 1 },
+            ),
+        ];
+        for (command, error) in refused {
+            assert_eq!(catalog.apply(&command.encode()), Err(error), "{command:?}");
+            assert_eq!(catalog, before);
+        }
+        let start = |to| CatalogCommand::StartMove {
+            replica: ReplicaMove {
+                group: 1,
+                from: 2,
+                to,
+            },
+        };
+        catalog.apply(&start(1).encode()).unwrap();
+        let other = CatalogCommand::StartMove {
+            replica: ReplicaMove {
+                group: 1,
+                from: 3,
+                to: 2,
+            },
+        };
+        assert_eq!(
+            catalog.apply(&other.encode()),
+            Err(CatalogError::MoveUnderWay {
+                group: 1,
+                from: 2,
+                to: 1
+            })
+        );
+        // Malformed new commands: an error, never a panic.
+        for tag in [
+            TAG_SET_ZONE,
+            TAG_SET_SERVER_STATE,
+            TAG_SET_PLACEMENT_RULE,
+            TAG_START_MOVE,
+            TAG_FINISH_MOVE,
+        ] {
+            for length in 0..30 {
+                let mut bytes = vec![tag];
+                bytes.extend((0..length).map(|i| (i * 91 + 7) as u8));
+                let _ = CatalogCommand::decode(&bytes);
+            }
+        }
+        let mut bad_state = vec![TAG_SET_SERVER_STATE];
+        bad_state.extend_from_slice(&1u64.to_le_bytes());
+        bad_state.push(3);
+        assert!(CatalogCommand::decode(&bad_state).is_err());
     }
 }

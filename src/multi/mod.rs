@@ -109,9 +109,9 @@ pub use balance::{
     BALANCE_REPLICAS_MAX, BALANCE_SERVERS_MAX,
 };
 pub use catalog::{
-    is_server_address, Catalog, CatalogChange, CatalogCommand, CatalogError,
+    is_server_address, is_zone_name, Catalog, CatalogChange, CatalogCommand, CatalogError,
     CATALOG_ADDR_BYTES_MAX, CATALOG_ASSIGN_GROUPS_MAX, CATALOG_GROUP, CATALOG_SERVERS_MAX,
-    CATALOG_VOTERS_MAX,
+    CATALOG_VOTERS_MAX, CATALOG_ZONE_BYTES_MAX,
 };
 pub use config::{MultiConfig, MultiConfigError};
 pub use frame::{
