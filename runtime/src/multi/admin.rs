@@ -58,6 +58,33 @@ pub enum AdminRequest {
     /// The replaces of servers under way that the catalog records (asked
     /// of the catalog group's leader; any other server redirects).
     Replaces,
+    /// The catalog itself, as its snapshot's bytes
+    /// ([`concord::multi::Catalog::restore`] reads them back): servers,
+    /// zones, states, placement rule, moves under way (asked of the
+    /// catalog group's leader; any other server redirects).
+    Catalog,
+    /// Every group this server leads, at most `groups_max` of them in
+    /// ascending id, as the balancer needs them ([`LedGroup`]).
+    LedGroups {
+        /// Most groups listed.
+        groups_max: usize,
+    },
+}
+
+/// One group as its leader sees it, for `cluster status` and `cluster
+/// balance`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedGroup {
+    /// The group.
+    pub group: GroupId,
+    /// The leader's term.
+    pub term: Term,
+    /// The configuration in force at the leader.
+    pub membership: Membership,
+    /// A change not final yet (not committed, or joint).
+    pub change_pending: bool,
+    /// The members holding the leader's log within the promote bound.
+    pub caught_up: Vec<NodeId>,
 }
 
 /// One group's configuration as its leader sees it, for the replace
@@ -188,6 +215,16 @@ pub enum AdminAnswer {
     /// Each replace under way, old server -> new server
     /// ([`AdminRequest::Replaces`]).
     Replaces(Vec<(NodeId, NodeId)>),
+    /// The catalog's snapshot bytes ([`AdminRequest::Catalog`]).
+    Catalog(Vec<u8>),
+    /// The groups led here ([`AdminRequest::LedGroups`]), and how many
+    /// in all.
+    LedGroups {
+        /// The groups listed.
+        groups: Vec<LedGroup>,
+        /// Groups led in all.
+        total: usize,
+    },
 }
 
 impl AdminAnswer {

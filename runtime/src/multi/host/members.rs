@@ -22,7 +22,8 @@ use concord::multi::{
 use concord::{Entry, EntryPayload, Input, MembershipChange, NodeId, Role};
 
 use super::super::admin::{
-    catalog_answer, AdminAnswer, AdminRequest, GroupMembers, GroupView, ADMIN_BATCH_CHANGES_MAX,
+    catalog_answer, AdminAnswer, AdminRequest, GroupMembers, GroupView, LedGroup,
+    ADMIN_BATCH_CHANGES_MAX,
 };
 use super::super::log_sink::LogSink;
 use super::super::replay::MultiRecovery;
@@ -208,6 +209,8 @@ where
                 Ok(AdminAnswer::Led { groups, total })
             }
             AdminRequest::Replaces => self.replaces_under_way(group),
+            AdminRequest::Catalog => self.catalog_bytes(group),
+            AdminRequest::LedGroups { groups_max } => Ok(self.led_groups(groups_max)),
         };
         let response = match answer {
             Ok(answer) => ClientResponse::Done(answer.encode()),
@@ -396,6 +399,64 @@ where
                 }
             })
             .collect()
+    }
+
+    /// Every group led here (at most `groups_max`, capped), for the
+    /// balancer.
+    fn led_groups(&self, groups_max: usize) -> AdminAnswer {
+        let led: Vec<LedGroup> = self
+            .multi
+            .groups()
+            .filter(|(_, node)| node.role() == Role::Leader)
+            .map(|(group, node)| {
+                let last = node.last_index();
+                let caught_up = node
+                    .progress_all()
+                    .filter(|(_, progress)| {
+                        last.saturating_sub(progress.match_index)
+                            <= node.config().promote_lag_entries_max
+                            && progress.match_index >= node.membership_index()
+                    })
+                    .map(|(id, _)| id)
+                    .collect();
+                LedGroup {
+                    group,
+                    term: node.term(),
+                    membership: node.membership().clone(),
+                    change_pending: node.membership_change_pending().is_some(),
+                    caught_up,
+                }
+            })
+            .collect();
+        let total = led.len();
+        let groups = led
+            .into_iter()
+            .take(groups_max.min(LED_GROUPS_MAX))
+            .collect();
+        AdminAnswer::LedGroups { groups, total }
+    }
+
+    /// The catalog's bytes, answered by the catalog group's leader only
+    /// (a follower's copy may lag).
+    fn catalog_bytes(&mut self, group: GroupId) -> Result<AdminAnswer, Box<ClientResponse>> {
+        let Some(catalog) = self.catalog.as_ref().filter(|_| group == CATALOG_GROUP) else {
+            return Err(Box::new(ClientResponse::Error(format!(
+                "group {group} is not the catalog (group {CATALOG_GROUP}); ask group \
+                 {CATALOG_GROUP} for it"
+            ))));
+        };
+        let bytes = catalog.snapshot().to_vec();
+        match self.multi.group(CATALOG_GROUP) {
+            Some(node) if node.role() == Role::Leader => Ok(AdminAnswer::Catalog(bytes)),
+            Some(node) => {
+                let leader = node.leader();
+                Err(Box::new(self.not_leader(leader)))
+            }
+            None => Err(Box::new(ClientResponse::Error(format!(
+                "node {} does not host the catalog",
+                self.multi.id()
+            )))),
+        }
     }
 
     /// Carries out what the catalog applied since the last call.
