@@ -182,6 +182,11 @@ pub enum CliCommand {
             (dead ones included) have no live majority."
     )]
     Member(MemberCommand),
+    /// Multi-group clusters (--groups N): the servers' zones and states,
+    /// the placement rule, and moving replicas between servers to grow,
+    /// shrink and rebalance the cluster.
+    #[command(subcommand, after_help = CLUSTER_HELP)]
+    Cluster(ClusterCommand),
     /// UNSAFE, offline, on a stopped server's data directory: make it the
     /// only voter after a majority of the voters is lost for good.
     #[command(after_help = concord_tokio::multi::recovery::FORCE_RECOVER_USAGE)]
@@ -451,6 +456,77 @@ pub enum MemberCommand {
         /// Most groups changing at once.
         #[arg(long, value_name = "N", default_value_t = crate::multi_admin::GROUPS_IN_FLIGHT_DEFAULT)]
         groups_in_flight: usize,
+    },
+}
+
+const CLUSTER_HELP: &str = "\
+Grow: start the new server with `concord-node --join`, then `cluster add-server ID
+HOST:PORT`, then `cluster balance`. Shrink: `cluster drain ID`, then `cluster
+remove-server ID`, then stop it. Moves are recorded in the catalog and each goes
+like a one-group replace (learner, caught up, promoted, source removed): a command
+killed and run again continues where the cluster stands.";
+
+/// `concord-cli cluster ...`.
+#[derive(Clone, Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Each server's state, zone, replicas and leaderships, the placement
+    /// rule and its band, and the moves in flight.
+    Status,
+    /// Move replicas until every up server holds a count within the band
+    /// around the mean and no draining server holds any; progress is
+    /// printed, run it again after any crash to continue.
+    Balance {
+        /// Print the moves the balancer would start now (one line each:
+        /// group, from, to), or "balanced"; move nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Record a new server (started first with `concord-node --join`):
+    /// refused if the id or the address is in use. It holds no replica
+    /// until `cluster balance` moves some to it.
+    AddServer {
+        /// The new server's id.
+        #[arg(value_parser = parse::node_id)]
+        id: NodeId,
+        /// The address it listens on.
+        #[arg(value_name = "HOST:PORT", value_parser = parse::addr)]
+        addr: String,
+        /// Its zone (letters, digits, '-', '.', '_').
+        #[arg(long, value_name = "ZONE")]
+        zone: Option<String>,
+    },
+    /// Put server ID in zone ZONE.
+    SetZone {
+        /// The server.
+        #[arg(value_parser = parse::node_id)]
+        id: NodeId,
+        /// The zone (letters, digits, '-', '.', '_').
+        zone: String,
+    },
+    /// Record the placement rule (by default: the voter count most groups
+    /// have, zones not spread).
+    SetRule {
+        /// Replicas (voters) of every group, 1 to 7.
+        #[arg(long, value_parser = clap::value_parser!(u8).range(1..=7))]
+        replicas: u8,
+        /// No two replicas of a group in one zone.
+        #[arg(long)]
+        spread_zones: bool,
+    },
+    /// Mark server ID draining and move every replica it holds to other
+    /// servers (its leaderships go with them). Refused, with nothing
+    /// moved, if the rule could not hold without it.
+    Drain {
+        /// The server.
+        #[arg(value_parser = parse::node_id)]
+        id: NodeId,
+    },
+    /// Retire a server that holds no replica (drain it first) and take
+    /// it out of the catalog group; then stop it.
+    RemoveServer {
+        /// The server.
+        #[arg(value_parser = parse::node_id)]
+        id: NodeId,
     },
 }
 

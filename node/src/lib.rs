@@ -12,6 +12,7 @@
 #![deny(missing_docs)]
 
 pub mod client;
+pub mod cluster_admin;
 #[cfg(feature = "count-alloc")]
 pub mod count_alloc;
 #[cfg(feature = "disk")]

@@ -99,20 +99,23 @@ impl Cluster {
         config
     }
 
-    fn client(&self, servers: BTreeMap<NodeId, String>) -> Result<RoutingClient, AdminFailure> {
+    pub(crate) fn client(
+        &self,
+        servers: BTreeMap<NodeId, String>,
+    ) -> Result<RoutingClient, AdminFailure> {
         RoutingClient::new(self.config(servers)).map_err(|e| AdminFailure::from(e.to_string()))
     }
 
     /// A client of server `id` alone, which gives up soon: a dead server
     /// must not hold a round up.
-    fn one(&self, id: NodeId, addr: &str) -> Result<RoutingClient, AdminFailure> {
+    pub(crate) fn one(&self, id: NodeId, addr: &str) -> Result<RoutingClient, AdminFailure> {
         let mut config = self.config([(id, addr.to_string())].into());
         config.attempts_max = 2;
         RoutingClient::new(config).map_err(|e| AdminFailure::from(e.to_string()))
     }
 }
 
-async fn admin(
+pub(crate) async fn admin(
     client: &mut RoutingClient,
     group: GroupId,
     request: AdminRequest,
@@ -127,7 +130,10 @@ async fn admin(
 
 /// Proposes `command` to the catalog; idempotent commands only, so an
 /// unknown outcome is retried.
-async fn catalog(client: &mut RoutingClient, command: CatalogCommand) -> Result<(), AdminFailure> {
+pub(crate) async fn catalog(
+    client: &mut RoutingClient,
+    command: CatalogCommand,
+) -> Result<(), AdminFailure> {
     let mut last = String::new();
     for _ in 0..5 {
         match client.command(CATALOG_GROUP, command.encode()).await {
@@ -142,7 +148,10 @@ async fn catalog(client: &mut RoutingClient, command: CatalogCommand) -> Result<
     Err(format!("the catalog's answer was lost five times (last: {last}); run again").into())
 }
 
-async fn members(client: &mut RoutingClient, group: GroupId) -> Result<GroupMembers, AdminFailure> {
+pub(crate) async fn members(
+    client: &mut RoutingClient,
+    group: GroupId,
+) -> Result<GroupMembers, AdminFailure> {
     match admin(client, group, AdminRequest::List).await {
         Ok(AdminAnswer::Members(members)) => Ok(*members),
         Ok(other) => Err(format!("an unexpected answer {other:?}").into()),
@@ -580,7 +589,7 @@ async fn refuse_more_groups(client: &mut RoutingClient) -> Result<(), AdminFailu
 
 /// [`change_once`] without its printout (the catalog's part of a
 /// one-group change).
-async fn change_quietly(
+pub(crate) async fn change_quietly(
     client: &mut RoutingClient,
     group: GroupId,
     change: MembershipChange,
@@ -724,7 +733,7 @@ async fn views(
 }
 
 /// Sends each leader its groups' changes, in batches.
-async fn send_changes(
+pub(crate) async fn send_changes(
     cluster: &Cluster,
     servers: &BTreeMap<NodeId, String>,
     by_leader: BTreeMap<NodeId, Vec<(GroupId, MembershipChange)>>,

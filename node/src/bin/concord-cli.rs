@@ -61,7 +61,7 @@ extern crate concord_cli_output;
 use std::process::ExitCode;
 
 use clap::CommandFactory;
-use concord_node::client::{CliArgs, CliCommand, MemberCommand, ReadMode};
+use concord_node::client::{CliArgs, CliCommand, ClusterCommand, MemberCommand, ReadMode};
 use concord_node::status_watch::{self, StatusArgs};
 use concord_tokio::client::{ClientConfig, ClientError};
 use concord_tokio::tls;
@@ -221,6 +221,12 @@ async fn run(args: CliArgs) -> Result<(), Failure> {
         }
         CliCommand::Status(status_args) => status(&config, &status_args).await,
         CliCommand::Member(command) => multi_member(connection, tls, &command).await,
+        CliCommand::Cluster(_) => Err(Failure {
+            message: "`cluster` commands are for multi-group clusters: give --groups N as the \
+                servers were started with"
+                .to_string(),
+            ending: Ending::Failed,
+        }),
         CliCommand::Completions { .. } | CliCommand::ForceRecover(_) | CliCommand::Moved(_) => {
             Ok(())
         }
@@ -265,6 +271,9 @@ async fn sharded(args: CliArgs, tls: Option<Arc<TlsConfig>>) -> Result<(), Failu
             return groups_status(connection, tls, &status_args).await
         }
         CliCommand::Member(command) => return multi_member(&args.connection, tls, &command).await,
+        CliCommand::Cluster(command) => {
+            return multi_cluster(&args.connection, tls, &command).await
+        }
         _ => {
             return Err(Failure {
                 message: format!(
@@ -444,6 +453,44 @@ async fn multi_member(
         timeout,
     };
     concord_node::multi_admin::member(&cluster, connection.group, command)
+        .await
+        .map_err(|failure| Failure {
+            message: failure.message,
+            ending: if failure.unknown {
+                Ending::Unknown
+            } else {
+                Ending::Failed
+            },
+        })
+}
+
+/// `cluster ...` against a multi-group cluster (see
+/// `concord_node::cluster_admin`).
+async fn multi_cluster(
+    connection: &concord_node::client::Connection,
+    tls: Option<Arc<TlsConfig>>,
+    command: &ClusterCommand,
+) -> Result<(), Failure> {
+    let timeout = connection.timeout();
+    let servers = node_ids(
+        &connection.servers,
+        &connection.cluster_id,
+        tls.as_deref(),
+        timeout,
+    )
+    .await
+    .map_err(|e| Failure {
+        message: format!("{e}; check --servers and --cluster-id"),
+        ending: Ending::Failed,
+    })?;
+    let cluster = concord_node::multi_admin::Cluster {
+        cluster_id: connection.cluster_id.clone(),
+        servers,
+        groups: connection.groups,
+        tls,
+        timeout,
+    };
+    concord_node::cluster_admin::cluster(&cluster, command)
         .await
         .map_err(|failure| Failure {
             message: failure.message,

@@ -1,0 +1,765 @@
+//! `concord-cli cluster ...` against a multi-group cluster (`--groups
+//! N`): its servers' zones and states, the placement rule, and the
+//! moves of replicas that grow, shrink and rebalance it.
+//!
+//! The catalog (group 0) records every server's zone and state
+//! ([`ServerState`]), the placement rule and each replica move under
+//! way; the groups' own configurations say how far each move got. Every
+//! command reads both afresh each round and holds no progress of its
+//! own, so one killed at any point and run again continues where the
+//! cluster stands. A round asks every server for the groups it leads,
+//! takes each move under way one step further (the steps of a one-group
+//! replace, [`ReplacePlan`]: the target joins as a learner, catches up,
+//! is promoted, then the source is removed), and once the moves under
+//! way leave room, records the next moves the [`Balancer`] plans.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use concord::multi::{
+    BalanceLimits, Balancer, Catalog, CatalogCommand, GroupId, PlacementRule, ReplaceGroup,
+    ReplacePlan, ReplaceStep, ReplicaMove, ServerPlace, ServerState, WaitReason, CATALOG_GROUP,
+};
+use concord::{MembershipChange, NodeId};
+use concord_tokio::multi::admin::{AdminAnswer, AdminRequest, LedGroup};
+use concord_tokio::multi::routing_client::RoutingClient;
+
+use crate::client::ClusterCommand;
+use crate::multi_admin::{
+    admin, catalog, change_quietly, members, send_changes, AdminFailure, Cluster,
+    OPERATION_TIME_MAX,
+};
+
+/// Pause between two rounds of a balance or drain.
+const ROUND_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Most groups one server lists per round.
+const LED_GROUPS_MAX: usize = 100_000;
+
+/// Replicas per group when the catalog records no rule and no group is
+/// seen.
+const REPLICAS_DEFAULT: usize = 3;
+
+/// What a round sees: the catalog and every group led, by group.
+struct Seen {
+    catalog: Catalog,
+    /// Each group, its leader and its view (the highest term when two
+    /// servers claim it).
+    led: BTreeMap<GroupId, (NodeId, LedGroup)>,
+    /// Every server's address: the catalog's, then `--servers`.
+    addrs: BTreeMap<NodeId, String>,
+}
+
+impl Seen {
+    /// The data groups (1 to N) and their voters, as their leaders see
+    /// them.
+    fn voters(&self, groups: u64) -> BTreeMap<GroupId, BTreeSet<NodeId>> {
+        self.led
+            .iter()
+            .filter(|(group, _)| **group != CATALOG_GROUP && **group <= groups)
+            .map(|(group, (_, view))| (*group, view.membership.voters.clone()))
+            .collect()
+    }
+
+    /// Every server as the balancer takes it: the catalog's places, then
+    /// any other server `--servers` or a group names (up, in no zone).
+    fn places(&self, groups: u64) -> BTreeMap<NodeId, ServerPlace> {
+        let mut places = self.catalog.places();
+        let named = self
+            .addrs
+            .keys()
+            .copied()
+            .chain(self.voters(groups).into_values().flatten());
+        for id in named {
+            places
+                .entry(id)
+                .or_insert_with(|| self.catalog.place_of(id));
+        }
+        places
+    }
+
+    /// The rule the catalog records, else the voter count most groups
+    /// have (the larger on a tie), zones not spread.
+    fn rule(&self, groups: u64) -> PlacementRule {
+        if let Some(rule) = self.catalog.placement_rule() {
+            return rule;
+        }
+        let mut counts: BTreeMap<usize, usize> = BTreeMap::new();
+        for voters in self.voters(groups).values() {
+            *counts.entry(voters.len()).or_insert(0) += 1;
+        }
+        let replicas = counts
+            .iter()
+            .max_by_key(|(replicas, count)| (**count, **replicas))
+            .map_or(REPLICAS_DEFAULT, |(replicas, _)| *replicas)
+            .clamp(1, concord::multi::BALANCE_REPLICAS_MAX);
+        PlacementRule {
+            replicas,
+            spread_zones: false,
+        }
+    }
+}
+
+/// Reads the catalog from its leader.
+async fn read_catalog(client: &mut RoutingClient) -> Result<Catalog, AdminFailure> {
+    match admin(client, CATALOG_GROUP, AdminRequest::Catalog).await {
+        Ok(AdminAnswer::Catalog(bytes)) => Catalog::restore(&bytes)
+            .map_err(|e| format!("the catalog's bytes could not be read: {e}").into()),
+        Ok(other) => Err(format!("an unexpected answer {other:?}").into()),
+        Err(e) => Err(format!(
+            "the catalog (group 0) did not answer: {e} (a server older than this client \
+             cannot answer `cluster` commands: upgrade it)"
+        )
+        .into()),
+    }
+}
+
+/// The catalog and every group led, asked of every server known.
+async fn see(cluster: &Cluster, client: &mut RoutingClient) -> Result<Seen, AdminFailure> {
+    let catalog = read_catalog(client).await?;
+    let mut addrs: BTreeMap<NodeId, String> = cluster.servers.clone();
+    for (id, addr) in catalog.servers() {
+        addrs.insert(id, addr.to_string());
+    }
+    let mut led: BTreeMap<GroupId, (NodeId, LedGroup)> = BTreeMap::new();
+    for (id, addr) in &addrs {
+        if catalog.place_of(*id).state == ServerState::Retired {
+            continue;
+        }
+        let Ok(mut one) = cluster.one(*id, addr) else {
+            continue;
+        };
+        let request = AdminRequest::LedGroups {
+            groups_max: LED_GROUPS_MAX,
+        };
+        let Ok(AdminAnswer::LedGroups { groups, .. }) =
+            admin(&mut one, CATALOG_GROUP, request).await
+        else {
+            continue;
+        };
+        for view in groups {
+            let newer = led
+                .get(&view.group)
+                .is_none_or(|(_, known)| known.term < view.term);
+            if newer {
+                led.insert(view.group, (*id, view));
+            }
+        }
+    }
+    Ok(Seen {
+        catalog,
+        led,
+        addrs,
+    })
+}
+
+/// Runs a `cluster` command.
+pub async fn cluster(cluster: &Cluster, command: &ClusterCommand) -> Result<(), AdminFailure> {
+    if cluster.groups < 2 {
+        return Err(AdminFailure::from(
+            "`cluster` commands are for multi-group clusters: give --groups N as the servers \
+             were started with"
+                .to_string(),
+        ));
+    }
+    let mut client = cluster.client(cluster.servers.clone())?;
+    match command {
+        ClusterCommand::Status => status(cluster, &mut client).await,
+        ClusterCommand::Balance { dry_run: true } => dry_run(cluster, &mut client).await,
+        ClusterCommand::Balance { dry_run: false } => run_moves(cluster, &mut client, None).await,
+        ClusterCommand::AddServer { id, addr, zone } => {
+            add_server(cluster, &mut client, *id, addr, zone.as_deref()).await
+        }
+        ClusterCommand::SetZone { id, zone } => {
+            record_servers(cluster, &mut client).await?;
+            known(&read_catalog(&mut client).await?, *id)?;
+            catalog(
+                &mut client,
+                CatalogCommand::SetZone {
+                    id: *id,
+                    zone: Some(zone.clone()),
+                },
+            )
+            .await?;
+            println!("server {id} is in zone {zone}");
+            Ok(())
+        }
+        ClusterCommand::SetRule {
+            replicas,
+            spread_zones,
+        } => {
+            let rule = PlacementRule {
+                replicas: usize::from(*replicas),
+                spread_zones: *spread_zones,
+            };
+            catalog(&mut client, CatalogCommand::SetPlacementRule { rule }).await?;
+            println!("placement rule: {}", rule_line(rule));
+            Ok(())
+        }
+        ClusterCommand::Drain { id } => drain(cluster, &mut client, *id).await,
+        ClusterCommand::RemoveServer { id } => remove_server(cluster, &mut client, *id).await,
+    }
+}
+
+fn rule_line(rule: PlacementRule) -> String {
+    format!(
+        "{} replicas per group, {}",
+        rule.replicas,
+        if rule.spread_zones {
+            "each in another zone"
+        } else {
+            "zones not spread"
+        }
+    )
+}
+
+fn state_word(state: ServerState) -> &'static str {
+    match state {
+        ServerState::Up => "up",
+        ServerState::Draining => "draining",
+        ServerState::Retired => "retired",
+    }
+}
+
+fn balancer(rule: PlacementRule) -> Result<Balancer, AdminFailure> {
+    Balancer::new(rule, BalanceLimits::default()).map_err(|e| AdminFailure::from(e.to_string()))
+}
+
+/// Refuses a server the catalog does not record.
+fn known(catalog: &Catalog, id: NodeId) -> Result<(), AdminFailure> {
+    if catalog.has_server(id) {
+        Ok(())
+    } else {
+        Err(format!(
+            "server {id} is not a server of this cluster (see `concord-cli cluster status`; add \
+             a new one with `cluster add-server`)"
+        )
+        .into())
+    }
+}
+
+/// Records in the catalog every server of `--servers` it does not record
+/// yet (the servers the cluster started with are not), so that each has
+/// a zone, a state and may take moves.
+async fn record_servers(cluster: &Cluster, client: &mut RoutingClient) -> Result<(), AdminFailure> {
+    let recorded = read_catalog(client).await?;
+    for (id, addr) in &cluster.servers {
+        if !recorded.has_server(*id) {
+            catalog(
+                client,
+                CatalogCommand::AddServer {
+                    id: *id,
+                    addr: addr.clone(),
+                },
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn status(cluster: &Cluster, client: &mut RoutingClient) -> Result<(), AdminFailure> {
+    let seen = see(cluster, client).await?;
+    let groups = cluster.groups;
+    let rule = seen.rule(groups);
+    let places = seen.places(groups);
+    let voters = seen.voters(groups);
+    let mut replicas: BTreeMap<NodeId, usize> = places.keys().map(|id| (*id, 0)).collect();
+    let mut leaders: BTreeMap<NodeId, usize> = places.keys().map(|id| (*id, 0)).collect();
+    for members in voters.values() {
+        for id in members {
+            *replicas.entry(*id).or_insert(0) += 1;
+        }
+    }
+    for (group, (leader, _)) in &seen.led {
+        if *group != CATALOG_GROUP && *group <= groups {
+            *leaders.entry(*leader).or_insert(0) += 1;
+        }
+    }
+    let up: Vec<NodeId> = places
+        .iter()
+        .filter(|(_, place)| place.state == ServerState::Up)
+        .map(|(id, _)| *id)
+        .collect();
+    let band = if up.is_empty() {
+        "no server is up".to_string()
+    } else {
+        let total: usize = voters.values().map(BTreeSet::len).sum();
+        let (low, high) = balancer(rule)?.band(total, up.len());
+        format!("band {low} to {high} replicas per up server")
+    };
+    println!(
+        "placement rule: {}{}; {band}",
+        rule_line(rule),
+        if seen.catalog.placement_rule().is_none() {
+            " (none recorded: the groups' own count)"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "{:<6} {:<9} {:<12} {:>8} {:>8}  address",
+        "id", "state", "zone", "replicas", "leaders"
+    );
+    for (id, place) in &places {
+        println!(
+            "{:<6} {:<9} {:<12} {:>8} {:>8}  {}",
+            id,
+            state_word(place.state),
+            place.zone.as_deref().unwrap_or("-"),
+            replicas.get(id).copied().unwrap_or(0),
+            leaders.get(id).copied().unwrap_or(0),
+            seen.addrs.get(id).map_or("-", String::as_str)
+        );
+    }
+    let recorded: BTreeMap<GroupId, ReplicaMove> =
+        seen.catalog.moves().map(|m| (m.group, m)).collect();
+    let mut moving = Vec::new();
+    for group in 1..=groups {
+        let view = seen.led.get(&group).map(|(_, view)| view);
+        let under_way = view.is_some_and(|view| {
+            view.change_pending
+                || !view.membership.learners.is_empty()
+                || view.membership.is_joint()
+                || view.membership.voters.len() > rule.replicas
+        });
+        match (recorded.get(&group), view) {
+            (Some(m), Some(view)) => moving.push(format!(
+                "group {group}: {} -> {} ({})",
+                m.from,
+                m.to,
+                move_phase(m, view)
+            )),
+            (Some(m), None) => moving.push(format!(
+                "group {group}: {} -> {} (no leader seen)",
+                m.from, m.to
+            )),
+            (None, Some(view)) if under_way => moving.push(format!(
+                "group {group}: a change under way, not a recorded move (voters {:?}, learners {:?})",
+                view.membership.voters, view.membership.learners
+            )),
+            _ => {}
+        }
+    }
+    if moving.is_empty() {
+        println!("moves in flight: none");
+    } else {
+        println!("moves in flight: {}", moving.len());
+        for line in moving {
+            println!("  {line}");
+        }
+    }
+    let unseen = (1..=groups).filter(|g| !seen.led.contains_key(g)).count();
+    if unseen > 0 {
+        println!("{unseen} of {groups} groups have no leader seen");
+    }
+    Ok(())
+}
+
+/// How far a move got in its group, in words.
+fn move_phase(m: &ReplicaMove, view: &LedGroup) -> &'static str {
+    let membership = &view.membership;
+    if membership.is_learner(m.to) {
+        if view.caught_up.contains(&m.to) {
+            "target caught up"
+        } else {
+            "target catching up"
+        }
+    } else if membership.is_voter(m.to) && membership.contains(m.from) {
+        "target votes, source to remove"
+    } else if membership.is_voter(m.to) {
+        "done"
+    } else {
+        "starting"
+    }
+}
+
+async fn dry_run(cluster: &Cluster, client: &mut RoutingClient) -> Result<(), AdminFailure> {
+    let seen = see(cluster, client).await?;
+    let groups = cluster.groups;
+    let unseen = (1..=groups).filter(|g| !seen.led.contains_key(g)).count();
+    if unseen > 0 {
+        return Err(format!(
+            "{unseen} of {groups} groups have no leader seen: retry once they elected one"
+        )
+        .into());
+    }
+    let balancer = balancer(seen.rule(groups))?;
+    let in_flight: Vec<ReplicaMove> = seen.catalog.moves().collect();
+    let planned = balancer
+        .plan(&seen.places(groups), &seen.voters(groups), &in_flight)
+        .map_err(|e| AdminFailure::from(e.to_string()))?;
+    for m in &in_flight {
+        println!("group {} from {} to {} (under way)", m.group, m.from, m.to);
+    }
+    if planned.is_empty() && in_flight.is_empty() {
+        println!("balanced");
+    }
+    for m in &planned {
+        println!("group {} from {} to {}", m.group, m.from, m.to);
+    }
+    Ok(())
+}
+
+/// Makes `id` a member (a learner) of the catalog group if it is not
+/// one: a server learns what it hosts from the catalog's log.
+async fn ensure_catalog_member(client: &mut RoutingClient, id: NodeId) -> Result<(), AdminFailure> {
+    if !members(client, CATALOG_GROUP)
+        .await?
+        .membership
+        .contains(id)
+    {
+        change_quietly(client, CATALOG_GROUP, MembershipChange::AddLearner(id)).await?;
+    }
+    Ok(())
+}
+
+/// Carries out moves round after round until nothing is left to move:
+/// the balancer's moves (`only_from` None), or only those off server
+/// `only_from` (a drain).
+async fn run_moves(
+    cluster: &Cluster,
+    client: &mut RoutingClient,
+    only_from: Option<NodeId>,
+) -> Result<(), AdminFailure> {
+    record_servers(cluster, client).await?;
+    let groups = cluster.groups;
+    let started = Instant::now();
+    let mut in_catalog: BTreeSet<NodeId> = BTreeSet::new();
+    let mut assigned: BTreeSet<(NodeId, GroupId)> = BTreeSet::new();
+    let mut shown = String::new();
+    let mut moved = 0usize;
+    loop {
+        if started.elapsed() > OPERATION_TIME_MAX {
+            return Err(format!(
+                "the moves did not finish in {OPERATION_TIME_MAX:?}; run the same command again \
+                 to continue"
+            )
+            .into());
+        }
+        let seen = see(cluster, client).await?;
+        let balancer = balancer(seen.rule(groups))?;
+        let places = seen.places(groups);
+        balancer
+            .check_rule(&places)
+            .map_err(|e| AdminFailure::from(e.to_string()))?;
+        // Each move under way, one step further.
+        let mut by_leader: BTreeMap<NodeId, Vec<(GroupId, MembershipChange)>> = BTreeMap::new();
+        let under_way: Vec<ReplicaMove> = seen.catalog.moves().collect();
+        let mut waiting = 0usize;
+        for m in &under_way {
+            let Some((leader, view)) = seen.led.get(&m.group) else {
+                waiting += 1;
+                continue;
+            };
+            let plan = ReplacePlan::new(m.from, m.to, 1).map_err(|e| e.to_string())?;
+            let step = plan.step(
+                &ReplaceGroup {
+                    group: m.group,
+                    membership: &view.membership,
+                    change_pending: view.change_pending,
+                    new_caught_up: view.caught_up.contains(&m.to),
+                },
+                true,
+            );
+            match step {
+                Some(ReplaceStep::Propose(change)) => {
+                    if let MembershipChange::AddLearner(to) = change {
+                        if !in_catalog.contains(&to) {
+                            ensure_catalog_member(client, to).await?;
+                            in_catalog.insert(to);
+                        }
+                        if !assigned.contains(&(to, m.group)) {
+                            catalog(
+                                client,
+                                CatalogCommand::Assign {
+                                    node: to,
+                                    groups: vec![(m.group, view.membership.voters.clone())],
+                                },
+                            )
+                            .await?;
+                            assigned.insert((to, m.group));
+                        }
+                    }
+                    by_leader
+                        .entry(*leader)
+                        .or_default()
+                        .push((m.group, change));
+                    waiting += 1;
+                }
+                Some(ReplaceStep::Wait(WaitReason::Blocked)) => {
+                    catalog(client, CatalogCommand::FinishMove { group: m.group }).await?;
+                    println!(
+                        "group {}: the move from {} to {} cannot go on (the source is a \
+                         witness); given up, move it by hand",
+                        m.group, m.from, m.to
+                    );
+                }
+                Some(ReplaceStep::Wait(_)) => waiting += 1,
+                // Done, or the group names neither server any more.
+                Some(ReplaceStep::Done) | None => {
+                    catalog(
+                        client,
+                        CatalogCommand::Unassign {
+                            node: m.from,
+                            groups: vec![m.group],
+                        },
+                    )
+                    .await?;
+                    catalog(client, CatalogCommand::FinishMove { group: m.group }).await?;
+                    moved += 1;
+                    println!(
+                        "moved group {} from {} to {} ({:.1} s)",
+                        m.group,
+                        m.from,
+                        m.to,
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+            }
+        }
+        send_changes(cluster, &seen.addrs, by_leader).await;
+        // New moves, once every group is seen led.
+        let unseen = (1..=groups).filter(|g| !seen.led.contains_key(g)).count();
+        let mut planned = Vec::new();
+        if unseen == 0 {
+            planned = balancer
+                .plan(&places, &seen.voters(groups), &under_way)
+                .map_err(|e| AdminFailure::from(e.to_string()))?;
+            if let Some(from) = only_from {
+                planned.retain(|m| m.from == from);
+            }
+            for m in &planned {
+                catalog(client, CatalogCommand::StartMove { replica: *m }).await?;
+                println!("moving group {} from {} to {}", m.group, m.from, m.to);
+            }
+        }
+        let done = match only_from {
+            Some(id) => {
+                unseen == 0
+                    && under_way.is_empty()
+                    && planned.is_empty()
+                    && seen
+                        .voters(groups)
+                        .values()
+                        .chain(seen.led.values().map(|(_, v)| &v.membership.learners))
+                        .all(|members| !members.contains(&id))
+            }
+            None => unseen == 0 && under_way.is_empty() && planned.is_empty(),
+        };
+        if done {
+            println!(
+                "{} ({moved} moves, {:.1} s)",
+                match only_from {
+                    Some(id) => format!("server {id} holds no replica"),
+                    None => "balanced".to_string(),
+                },
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        let line = format!(
+            "{} moves under way, {waiting} waiting on their groups, {unseen} groups without a \
+             leader seen",
+            under_way.len()
+        );
+        if line != shown {
+            println!("{line} ({:.1} s)", started.elapsed().as_secs_f64());
+            shown = line;
+        }
+        tokio::time::sleep(ROUND_PAUSE).await;
+    }
+}
+
+async fn add_server(
+    cluster: &Cluster,
+    client: &mut RoutingClient,
+    id: NodeId,
+    addr: &str,
+    zone: Option<&str>,
+) -> Result<(), AdminFailure> {
+    if !concord::multi::is_server_address(addr) {
+        return Err(format!("{addr:?} is not a HOST:PORT address").into());
+    }
+    if let Some(zone) = zone.filter(|zone| !concord::multi::is_zone_name(zone)) {
+        return Err(format!(
+            "zone {zone:?}: give 1 to {} letters, digits, '-', '.' or '_'",
+            concord::multi::CATALOG_ZONE_BYTES_MAX
+        )
+        .into());
+    }
+    let recorded = read_catalog(client).await?;
+    let in_use = recorded.has_server(id)
+        || cluster.servers.contains_key(&id)
+        || members(client, CATALOG_GROUP)
+            .await?
+            .membership
+            .contains(id);
+    if in_use {
+        return Err(format!(
+            "server id {id} is in use in this cluster (see `concord-cli cluster status`); give \
+             the new server another id"
+        )
+        .into());
+    }
+    let addr_in_use = recorded
+        .servers()
+        .map(|(_, a)| a.to_string())
+        .chain(cluster.servers.values().cloned())
+        .any(|a| a == addr);
+    if addr_in_use {
+        return Err(format!("address {addr} is another server's already").into());
+    }
+    // It must run (started with --join) before anything is recorded.
+    let mut probe = cluster.one(id, addr)?;
+    if let Err(e) = admin(
+        &mut probe,
+        CATALOG_GROUP,
+        AdminRequest::Led { groups_max: 0 },
+    )
+    .await
+    {
+        return Err(format!(
+            "server {id} at {addr} does not answer ({e}); start it first with `concord-node \
+             --join --id {id} --listen {addr} --groups {} ...` and run again",
+            cluster.groups
+        )
+        .into());
+    }
+    record_servers(cluster, client).await?;
+    catalog(
+        client,
+        CatalogCommand::AddServer {
+            id,
+            addr: addr.to_string(),
+        },
+    )
+    .await?;
+    if let Some(zone) = zone {
+        catalog(
+            client,
+            CatalogCommand::SetZone {
+                id,
+                zone: Some(zone.to_string()),
+            },
+        )
+        .await?;
+    }
+    ensure_catalog_member(client, id).await?;
+    println!(
+        "added server {id} at {addr}{}; it holds no replica yet: run `concord-cli cluster \
+         balance` to move some to it",
+        zone.map_or(String::new(), |zone| format!(" in zone {zone}"))
+    );
+    Ok(())
+}
+
+async fn drain(
+    cluster: &Cluster,
+    client: &mut RoutingClient,
+    id: NodeId,
+) -> Result<(), AdminFailure> {
+    record_servers(cluster, client).await?;
+    let seen = see(cluster, client).await?;
+    known(&seen.catalog, id)?;
+    let groups = cluster.groups;
+    let mut places = seen.places(groups);
+    let place = places.get_mut(&id).expect("a recorded server has a place");
+    if place.state == ServerState::Retired {
+        return Err(format!("server {id} is retired already").into());
+    }
+    place.state = ServerState::Draining;
+    // Refused before anything is recorded: without it the rule cannot
+    // hold (too few servers, or the last of a zone the rule needs).
+    balancer(seen.rule(groups))?
+        .check_rule(&places)
+        .map_err(|e| AdminFailure::from(format!("cannot drain server {id}: {e}")))?;
+    catalog(
+        client,
+        CatalogCommand::SetServerState {
+            id,
+            state: ServerState::Draining,
+        },
+    )
+    .await?;
+    println!("server {id} is draining: its replicas move to other servers");
+    run_moves(cluster, client, Some(id)).await?;
+    println!("run `concord-cli cluster remove-server {id}` to retire it");
+    Ok(())
+}
+
+async fn remove_server(
+    cluster: &Cluster,
+    client: &mut RoutingClient,
+    id: NodeId,
+) -> Result<(), AdminFailure> {
+    record_servers(cluster, client).await?;
+    let seen = see(cluster, client).await?;
+    known(&seen.catalog, id)?;
+    let groups = cluster.groups;
+    let holding: Vec<GroupId> = seen
+        .led
+        .iter()
+        .filter(|(group, (_, view))| {
+            **group != CATALOG_GROUP && **group <= groups && view.membership.contains(id)
+        })
+        .map(|(group, _)| *group)
+        .collect();
+    if !holding.is_empty() {
+        return Err(format!(
+            "server {id} still holds replicas of {} groups ({holding:?}); run `concord-cli \
+             cluster drain {id}` first",
+            holding.len()
+        )
+        .into());
+    }
+    let unseen = (1..=groups).filter(|g| !seen.led.contains_key(g)).count();
+    if unseen > 0 {
+        return Err(format!(
+            "{unseen} of {groups} groups have no leader seen, so whether server {id} holds a \
+             replica of them is unknown; retry once they elected one"
+        )
+        .into());
+    }
+    // The catalog group keeps its voter count: a caught-up learner of it
+    // that is up takes the place of the server leaving.
+    let catalog_members = members(client, CATALOG_GROUP).await?;
+    let catalog_view = seen.led.get(&CATALOG_GROUP).map(|(_, view)| view);
+    if catalog_members.membership.is_voter(id) {
+        let stand_in = catalog_members
+            .membership
+            .learners
+            .iter()
+            .copied()
+            .find(|learner| {
+                seen.catalog.place_of(*learner).state == ServerState::Up
+                    && catalog_view.is_some_and(|view| view.caught_up.contains(learner))
+            });
+        if let Some(learner) = stand_in {
+            change_quietly(
+                client,
+                CATALOG_GROUP,
+                MembershipChange::PromoteLearner(learner),
+            )
+            .await?;
+            println!("server {learner} votes in the catalog in place of server {id}");
+        }
+    }
+    if members(client, CATALOG_GROUP)
+        .await?
+        .membership
+        .contains(id)
+    {
+        change_quietly(client, CATALOG_GROUP, MembershipChange::Remove(id)).await?;
+    }
+    catalog(
+        client,
+        CatalogCommand::SetServerState {
+            id,
+            state: ServerState::Retired,
+        },
+    )
+    .await?;
+    println!("server {id} is retired: it holds no replica; stop it and delete its data directory");
+    Ok(())
+}

@@ -1,0 +1,189 @@
+//! Growing, rebalancing and shrinking a multi-group cluster on real
+//! processes: three `concord-node --groups 8` on loopback take keys; a
+//! fourth joins (`--join`), `concord-cli cluster add-server` records it
+//! and `cluster balance` moves replicas to it until `cluster status`
+//! shows it within the band. Every acknowledged key reads back. Then
+//! `cluster drain 1` empties server 1 and `cluster remove-server 1`
+//! retires it; the keys still read back. Bad input is refused with its
+//! reason and a non-zero exit, nothing moved.
+//!
+//! ```text
+//! cargo test -p concord-node --test cluster_rebalance -- --nocapture
+//! ```
+
+#[path = "common/processes.rs"]
+mod processes;
+
+use std::time::{Duration, Instant};
+
+use processes::{cli_binary, output_of, NodeProcesses};
+
+const CLUSTER: &str = "cluster-rebalance";
+const GROUPS: &str = "8";
+const KEYS: u32 = 40;
+
+/// Runs `concord-cli --servers <servers> --groups 8 <args>`: exit code,
+/// stdout, stderr.
+fn cli(servers: &[String], args: &[&str]) -> (i32, String, String) {
+    output_of(
+        std::process::Command::new(cli_binary())
+            .args(["--servers", &servers.join(","), "--cluster-id", CLUSTER])
+            .args(["--timeout-ms", "2000", "--groups", GROUPS])
+            .args(args),
+    )
+}
+
+/// Runs `args` until it succeeds, for up to `within`; its stdout.
+fn ok_within(servers: &[String], args: &[&str], within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let (code, stdout, stderr) = cli(servers, args);
+        if code == 0 {
+            return stdout;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "concord-cli {args:?} kept failing for {within:?} (exit {code}): {stdout}{stderr}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Runs `args` once; it must succeed. Its stdout.
+fn ok_once(servers: &[String], args: &[&str]) -> String {
+    let (code, stdout, stderr) = cli(servers, args);
+    assert_eq!(code, 0, "concord-cli {args:?}: {stdout}{stderr}");
+    eprintln!("concord-cli {args:?}:\n{stdout}");
+    stdout
+}
+
+/// Runs `args` once; it must fail with a message containing `reason`.
+fn refused(servers: &[String], args: &[&str], reason: &str) {
+    let (code, stdout, stderr) = cli(servers, args);
+    assert_ne!(code, 0, "concord-cli {args:?} succeeded: {stdout}");
+    assert!(
+        stderr.contains(reason),
+        "concord-cli {args:?} (exit {code}) does not say {reason:?}: {stdout}{stderr}"
+    );
+}
+
+/// From `cluster status`: the band, and server `id`'s state and
+/// replicas.
+fn status_of(status: &str, id: u64) -> ((usize, usize), String, usize) {
+    let band_at = status.find("band ").expect("a band in the status");
+    let words: Vec<&str> = status[band_at..].split_whitespace().collect();
+    let band = (words[1].parse().unwrap(), words[3].parse().unwrap());
+    let row = status
+        .lines()
+        .find(|line| line.split_whitespace().next() == Some(&id.to_string()))
+        .unwrap_or_else(|| panic!("no row of server {id} in {status}"));
+    let columns: Vec<&str> = row.split_whitespace().collect();
+    (band, columns[1].to_string(), columns[3].parse().unwrap())
+}
+
+fn read_back(servers: &[String], keys: &[u32]) {
+    for key in keys {
+        let value = ok_within(
+            servers,
+            &["kv", "get", &format!("key-{key}")],
+            Duration::from_secs(30),
+        );
+        assert_eq!(value.trim(), format!("value-{key}"), "key-{key}");
+    }
+}
+
+#[test]
+fn a_fourth_server_takes_replicas_and_a_drained_one_leaves() {
+    let mut cluster = NodeProcesses::on_loopback("cluster-rebalance", CLUSTER);
+    cluster.start_all_with(&["--groups", GROUPS]);
+    let three: Vec<String> = (1..=3).map(|id| cluster.addr(id)).collect();
+    ok_within(
+        &three,
+        &["kv", "put", "warm-up", "1"],
+        Duration::from_secs(60),
+    );
+    let mut acknowledged = Vec::new();
+    for key in 0..KEYS {
+        let (code, _, _) = cli(
+            &three,
+            &["kv", "put", &format!("key-{key}"), &format!("value-{key}")],
+        );
+        if code == 0 {
+            acknowledged.push(key);
+        }
+    }
+    assert!(acknowledged.len() as u32 > KEYS / 2, "{acknowledged:?}");
+
+    // Nothing to add before server 4 runs; bad input is refused.
+    let addr4 = cluster.add_joining(4);
+    refused(
+        &three,
+        &["cluster", "add-server", "4", &addr4],
+        "does not answer",
+    );
+    refused(&three, &["cluster", "add-server", "3", &addr4], "is in use");
+    refused(
+        &three,
+        &["cluster", "add-server", "4", "not-an-address"],
+        "not a host:port address",
+    );
+    refused(
+        &three,
+        &["cluster", "add-server", "4", &addr4, "--zone", "no spaces"],
+        "zone",
+    );
+    refused(
+        &three,
+        &["cluster", "drain", "9"],
+        "not a server of this cluster",
+    );
+
+    let peers = format!("{},4={addr4}", cluster.peers_arg());
+    cluster.start_with_peers(4, &peers, &["--groups", GROUPS]);
+    let four: Vec<String> = (1..=4).map(|id| cluster.addr(id)).collect();
+    ok_within(
+        &three,
+        &["cluster", "add-server", "4", &addr4, "--zone", "z4"],
+        Duration::from_secs(30),
+    );
+    refused(&four, &["cluster", "add-server", "4", &addr4], "is in use");
+    let dry = ok_once(&four, &["cluster", "balance", "--dry-run"]);
+    assert!(dry.lines().any(|line| line.ends_with("to 4")), "{dry}");
+
+    let balance = ok_once(&four, &["cluster", "balance"]);
+    assert!(balance.contains("balanced"), "{balance}");
+    let status = ok_once(&four, &["cluster", "status"]);
+    let ((low, high), state, replicas) = status_of(&status, 4);
+    assert_eq!(state, "up");
+    assert!(
+        (low..=high).contains(&replicas) && replicas > 0,
+        "server 4 holds {replicas} replicas, band {low}..={high}: {status}"
+    );
+    assert!(status.contains("moves in flight: none"), "{status}");
+    let again = ok_once(&four, &["cluster", "balance", "--dry-run"]);
+    assert_eq!(again.trim(), "balanced");
+    read_back(&four, &acknowledged);
+
+    // Shrink: server 1 still holds replicas, so it cannot be removed yet.
+    refused(
+        &four,
+        &["cluster", "remove-server", "1"],
+        "still holds replicas",
+    );
+    let drain = ok_once(&four, &["cluster", "drain", "1"]);
+    assert!(drain.contains("server 1 holds no replica"), "{drain}");
+    // Three servers up for three replicas: none more may drain.
+    refused(
+        &four,
+        &["cluster", "drain", "2"],
+        "the placement rule needs 3 servers",
+    );
+    ok_once(&four, &["cluster", "remove-server", "1"]);
+    let status = ok_once(&four, &["cluster", "status"]);
+    let (_, state, replicas) = status_of(&status, 1);
+    assert_eq!((state.as_str(), replicas), ("retired", 0), "{status}");
+    let rest: Vec<String> = (2..=4).map(|id| cluster.addr(id)).collect();
+    read_back(&rest, &acknowledged);
+    let (code, stdout, _) = cli(&rest, &["kv", "put", "after", "1"]);
+    assert_eq!(code, 0, "{stdout}");
+}
