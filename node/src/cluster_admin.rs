@@ -561,7 +561,7 @@ async fn run_moves(
         let line = format!(
             "{} moves under way, {waiting} waiting on their groups, {unseen} groups without a \
              leader seen",
-            under_way.len()
+            under_way.len() + planned.len()
         );
         if line != shown {
             println!("{line} ({:.1} s)", started.elapsed().as_secs_f64());
@@ -762,4 +762,92 @@ async fn remove_server(
     .await?;
     println!("server {id} is retired: it holds no replica; stop it and delete its data directory");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use concord::Membership;
+
+    fn led(group: GroupId, voters: &[NodeId]) -> (GroupId, (NodeId, LedGroup)) {
+        let view = LedGroup {
+            group,
+            term: 1,
+            membership: Membership::new(voters.iter().copied()),
+            change_pending: false,
+            caught_up: Vec::new(),
+        };
+        (group, (voters[0], view))
+    }
+
+    #[test]
+    fn without_a_recorded_rule_the_groups_own_count_is_the_rule() {
+        let seen = Seen {
+            catalog: Catalog::new(),
+            led: [
+                led(0, &[1, 2, 3, 4, 5]),
+                led(1, &[1, 2, 3]),
+                led(2, &[1, 2, 3, 4, 5]),
+                led(3, &[2, 3, 4]),
+            ]
+            .into(),
+            addrs: [(1, "127.0.0.1:7001".to_string())].into(),
+        };
+        // The catalog (group 0) does not count; a tie goes to more.
+        assert_eq!(seen.rule(3).replicas, 3);
+        assert_eq!(seen.rule(2).replicas, 5);
+        assert_eq!(seen.rule(1).replicas, 3);
+        assert!(!seen.rule(3).spread_zones);
+        // Every server a group names or --servers lists has a place.
+        assert_eq!(
+            seen.places(3).keys().copied().collect::<Vec<_>>(),
+            vec![1, 2, 3, 4, 5]
+        );
+        let empty = Seen {
+            catalog: Catalog::new(),
+            led: BTreeMap::new(),
+            addrs: BTreeMap::new(),
+        };
+        assert_eq!(empty.rule(8).replicas, REPLICAS_DEFAULT);
+    }
+
+    #[test]
+    fn a_move_phase_follows_the_configuration() {
+        let m = ReplicaMove {
+            group: 1,
+            from: 1,
+            to: 4,
+        };
+        let (_, (_, mut view)) = led(1, &[1, 2, 3]);
+        assert_eq!(move_phase(&m, &view), "starting");
+        view.membership = view
+            .membership
+            .apply_change(MembershipChange::AddLearner(4))
+            .unwrap();
+        assert_eq!(move_phase(&m, &view), "target catching up");
+        view.caught_up.push(4);
+        assert_eq!(move_phase(&m, &view), "target caught up");
+        view.membership = view
+            .membership
+            .apply_change(MembershipChange::PromoteLearner(4))
+            .unwrap();
+        assert_eq!(move_phase(&m, &view), "target votes, source to remove");
+        if view.membership.is_joint() {
+            view.membership = view
+                .membership
+                .apply_change(MembershipChange::LeaveJoint)
+                .unwrap();
+        }
+        view.membership = view
+            .membership
+            .apply_change(MembershipChange::Remove(1))
+            .unwrap();
+        if view.membership.is_joint() {
+            view.membership = view
+                .membership
+                .apply_change(MembershipChange::LeaveJoint)
+                .unwrap();
+        }
+        assert_eq!(move_phase(&m, &view), "done");
+    }
 }

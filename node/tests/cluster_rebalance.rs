@@ -150,6 +150,35 @@ fn a_fourth_server_takes_replicas_and_a_drained_one_leaves() {
     let dry = ok_once(&four, &["cluster", "balance", "--dry-run"]);
     assert!(dry.lines().any(|line| line.ends_with("to 4")), "{dry}");
 
+    // The first balance is killed once it started moving; run again, it
+    // finishes the moves the catalog records and the rest.
+    let out = cluster.base.join("balance-killed.out");
+    let file = std::fs::File::create(&out).unwrap();
+    let mut killed = std::process::Command::new(cli_binary())
+        .args(["--servers", &four.join(","), "--cluster-id", CLUSTER])
+        .args(["--timeout-ms", "2000", "--groups", GROUPS])
+        .args(["cluster", "balance"])
+        .stdout(file)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run concord-cli");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&out)
+        .unwrap_or_default()
+        .contains("moving group")
+    {
+        assert!(Instant::now() < deadline, "no move started");
+        if killed.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = killed.kill();
+    let _ = killed.wait();
+    eprintln!(
+        "killed balance:\n{}",
+        std::fs::read_to_string(&out).unwrap_or_default()
+    );
     let balance = ok_once(&four, &["cluster", "balance"]);
     assert!(balance.contains("balanced"), "{balance}");
     let status = ok_once(&four, &["cluster", "status"]);
