@@ -5,7 +5,9 @@
 //! shows it within the band. Every acknowledged key reads back. Then
 //! `cluster drain 1` empties server 1 and `cluster remove-server 1`
 //! retires it; the keys still read back. Bad input is refused with its
-//! reason and a non-zero exit, nothing moved.
+//! reason and a non-zero exit, nothing moved: an id or address in use,
+//! a server that does not run, a drain that would leave the placement
+//! rule unmet (too few servers, or the last server of a zone).
 //!
 //! ```text
 //! cargo test -p concord-node --test cluster_rebalance -- --nocapture
@@ -215,4 +217,23 @@ fn a_fourth_server_takes_replicas_and_a_drained_one_leaves() {
     read_back(&rest, &acknowledged);
     let (code, stdout, _) = cli(&rest, &["kv", "put", "after", "1"]);
     assert_eq!(code, 0, "{stdout}");
+
+    // Zones: 2 and 3 in zone a, 4 in z4. A rule of two replicas in two
+    // zones holds, but not without server 4, the last of its zone.
+    ok_once(&rest, &["cluster", "set-zone", "2", "a"]);
+    ok_once(&rest, &["cluster", "set-zone", "3", "a"]);
+    refused(&rest, &["cluster", "set-zone", "3", "a b"], "zone");
+    refused(&rest, &["cluster", "set-rule", "--replicas", "9"], "9");
+    ok_once(
+        &rest,
+        &["cluster", "set-rule", "--replicas", "2", "--spread-zones"],
+    );
+    refused(
+        &rest,
+        &["cluster", "drain", "4"],
+        "the placement rule needs 2 zones",
+    );
+    let status = ok_once(&rest, &["cluster", "status"]);
+    assert_eq!(status_of(&status, 4).1, "up", "{status}");
+    ok_once(&rest, &["cluster", "set-rule", "--replicas", "3"]);
 }
