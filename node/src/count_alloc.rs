@@ -3,7 +3,7 @@
 //! allocator and counts the calls and the bytes asked for, so a benchmark
 //! can divide them by the operations a server did. `concord-node` built
 //! with the feature installs it and prints the counters to stderr on
-//! `SIGUSR1` and at exit (`bench/cpu/breakdown.sh` reads them).
+//! `SIGUSR1` and at exit (`benches/runtime/cpu/breakdown.sh` reads them).
 //!
 //! Counting costs two relaxed atomic additions per call: a build with
 //! the feature is for counting, not for timing.

@@ -1,6 +1,6 @@
 //! The orders experiment: latency of `place_order` versus cluster size,
 //! as a table and an SVG plot. Running the clusters is the benchmark's
-//! job (`cargo bench -p concord-node --bench orders_latency`); this module
+//! job (`cargo bench -p concord-bench --bench orders_latency`); this module
 //! holds the statistics and the rendering, so they can be tested.
 
 use std::fmt::Write as _;

@@ -2,7 +2,7 @@
 //!
 //! * `concord-cli` and `concord-node` command lines parse with the
 //!   binaries' own parsers (the real-process tests run what they do);
-//! * `cargo run --example`, `cargo bench --bench`, `cargo test --test` and
+//! * `cargo run --example`, `cargo bench ... --bench`, `cargo test --test` and
 //!   `cargo install --path` name targets that exist, and every variable set
 //!   in front of one is read by that target's code;
 //! * a script exists, is executable and parses (`bash -n`);
@@ -77,6 +77,52 @@ fn target_files(package: &Path, kind: &str, name: &str) -> Result<Vec<PathBuf>, 
     Ok(files)
 }
 
+/// The `path` of the `[[bench]]` named `name` in `manifest` (a
+/// Cargo.toml), if it gives one.
+fn bench_path(manifest: &str, name: &str) -> Option<String> {
+    let value = |line: &str, key: &str| {
+        let value = line.strip_prefix(key)?.trim().strip_prefix('=')?.trim();
+        Some(value.trim_matches('"').to_string())
+    };
+    // Each `[[bench]]` table as (name, path), in order.
+    let mut benches: Vec<(Option<String>, Option<String>)> = Vec::new();
+    let mut in_bench = false;
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_bench = line == "[[bench]]";
+            if in_bench {
+                benches.push((None, None));
+            }
+        } else if let (true, Some(bench)) = (in_bench, benches.last_mut()) {
+            bench.0 = bench.0.take().or_else(|| value(line, "name"));
+            bench.1 = bench.1.take().or_else(|| value(line, "path"));
+        }
+    }
+    benches
+        .into_iter()
+        .find(|(bench, _)| bench.as_deref() == Some(name))
+        .and_then(|(_, path)| path)
+}
+
+/// A bench target's sources: the package's `.rs` files. The target is
+/// the package's `[[bench]]` of that name (at its `path`, or
+/// `benches/NAME.rs`); every benchmark lives in crate `concord-bench`
+/// (`benches/`), whose `[[bench]]`s name their paths.
+fn bench_files(package: &Path, name: &str) -> Result<Vec<PathBuf>, String> {
+    let manifest = std::fs::read_to_string(root().join(package).join("Cargo.toml"))
+        .map_err(|e| format!("{}: {e}", package.display()))?;
+    let Some(path) = bench_path(&manifest, name) else {
+        return target_files(package, "benches", name);
+    };
+    if !root().join(package).join(&path).is_file() {
+        return Err(format!("bench {name}: no file {}", package.join(path).display()));
+    }
+    Ok(files_under(package)
+        .into_iter()
+        .filter(|file| file.extension().is_some_and(|ext| ext == "rs"))
+        .collect())
+}
+
 /// Checks one command; the error says what is wrong.
 fn check(command: &DocCommand, ci: &str) -> Result<(), String> {
     let words = |args: &[String]| args.to_vec();
@@ -95,9 +141,7 @@ fn check(command: &DocCommand, ci: &str) -> Result<(), String> {
         Program::Example { package, name } => {
             variables_read(command, &target_files(package, "examples", name)?)
         }
-        Program::Bench { package, name } => {
-            variables_read(command, &target_files(package, "benches", name)?)
-        }
+        Program::Bench { package, name } => variables_read(command, &bench_files(package, name)?),
         Program::Test { package, args } => {
             if ci.contains(&command.text) {
                 return Ok(());

@@ -1,6 +1,6 @@
 //! Scratch resources for tests and benchmarks: free loopback ports and a
 //! temporary directory removed on drop. Included by path from
-//! `benches/snapshot_catchup.rs`, so it depends on `std` alone.
+//! `benches/runtime/snapshot_catchup.rs`, so it depends on `std` alone.
 
 /// Free loopback ports (bound and released; good enough for tests).
 pub fn free_ports(n: usize) -> Vec<u16> {

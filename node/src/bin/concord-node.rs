@@ -178,7 +178,7 @@ static ALLOCATOR: concord_node::count_alloc::CountingAllocator =
     concord_node::count_alloc::CountingAllocator;
 
 /// Feature `count-alloc`: prints the allocation counters to stderr on
-/// every `SIGUSR1` (`bench/cpu/breakdown.sh` reads them before and after
+/// every `SIGUSR1` (`benches/runtime/cpu/breakdown.sh` reads them before and after
 /// a run).
 #[cfg(feature = "count-alloc")]
 async fn report_allocations_on_sigusr1() {

@@ -1,4 +1,4 @@
-//! The commands of README.md, bench/README.md and docs/*.md, read the
+//! The commands of README.md, benches/README.md and docs/*.md, read the
 //! way a person would type them: every line of a `sh` code block (`\`
 //! continues a line, `#` starts a comment, `NAME=value` alone sets a
 //! variable later lines use as `$NAME`), split into words and sorted by
@@ -69,10 +69,10 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
-/// README.md, bench/README.md and every doc of docs/ not
+/// README.md, benches/README.md and every doc of docs/ not
 /// [`CHECKED_ELSEWHERE`], relative to the root.
 pub fn doc_files() -> Vec<String> {
-    let mut files = vec!["README.md".to_string(), "bench/README.md".to_string()];
+    let mut files = vec!["README.md".to_string(), "benches/README.md".to_string()];
     let mut docs: Vec<String> = std::fs::read_dir(root().join("docs"))
         .expect("docs/ is readable")
         .map(|entry| format!("docs/{}", entry.unwrap().file_name().to_string_lossy()))
@@ -220,7 +220,7 @@ fn package_dir(name: &str) -> PathBuf {
         "concord-sim" => PathBuf::from("sim"),
         "concord-check" => PathBuf::from("check"),
         "concord-node" => PathBuf::from("node"),
-        "concord-bench" => PathBuf::from("bench"),
+        "concord-bench" => PathBuf::from("benches"),
         "concord-services" => PathBuf::from("services"),
         other => PathBuf::from(format!("<no package {other}>")),
     }
@@ -305,7 +305,7 @@ pub fn program(words: &[String]) -> Program {
 #[test]
 fn a_block_is_read_as_a_person_types_it() {
     let body = "S=a:1,b:2\n# a comment\nconcord-cli --servers $S kv put k \"two words\"  # note\n\
-        X_MAX=3 cargo bench -p concord-node \\\n    --bench reads\n";
+        X_MAX=3 cargo bench -p concord-bench \\\n    --bench reads\n";
     let commands = of_block("doc.md", 10, body);
     assert_eq!(commands.len(), 2, "{commands:?}");
     assert_eq!(
@@ -324,7 +324,7 @@ fn a_block_is_read_as_a_person_types_it() {
     assert_eq!(
         commands[1].program,
         Program::Bench {
-            package: PathBuf::from("node"),
+            package: PathBuf::from("benches"),
             name: "reads".to_string()
         }
     );
