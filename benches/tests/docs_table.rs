@@ -90,7 +90,11 @@ fn docs_benchmarks_lists_every_bench_target() {
     let manifest = std::fs::read_to_string(crate_dir().join("Cargo.toml")).unwrap();
     let page = std::fs::read_to_string(crate_dir().join("../docs/benchmarks.md")).unwrap();
     let targets = benches(&manifest);
-    assert!(targets.len() >= 20, "only {} [[bench]] targets read", targets.len());
+    assert!(
+        targets.len() >= 20,
+        "only {} [[bench]] targets read",
+        targets.len()
+    );
     let rows = rows(&page);
     let sh = sh_lines(&page);
     let mut failures = Vec::new();
@@ -98,15 +102,23 @@ fn docs_benchmarks_lists_every_bench_target() {
         let name = &bench.name;
         let layer = bench.path.split('/').next().unwrap_or_default();
         if !crate_dir().join(&bench.path).is_file() || !bench.path.contains('/') {
-            failures.push(format!("{name}: path {:?} is not a file of a layer folder", bench.path));
+            failures.push(format!(
+                "{name}: path {:?} is not a file of a layer folder",
+                bench.path
+            ));
         }
         let mine: Vec<_> = rows.iter().filter(|(_, row, _)| row == name).collect();
         let [(heading, _, row)] = mine.as_slice() else {
-            failures.push(format!("{name}: {} rows in docs/benchmarks.md, not 1", mine.len()));
+            failures.push(format!(
+                "{name}: {} rows in docs/benchmarks.md, not 1",
+                mine.len()
+            ));
             continue;
         };
         if heading != layer {
-            failures.push(format!("{name}: listed under `## {heading}`, its file is in {layer}/"));
+            failures.push(format!(
+                "{name}: listed under `## {heading}`, its file is in {layer}/"
+            ));
         }
         // The row's command: its last backquoted cell.
         let command = row
@@ -131,12 +143,16 @@ fn docs_benchmarks_lists_every_bench_target() {
             ));
         }
         if !sh.iter().any(|line| line == command) {
-            failures.push(format!("{name}: `{command}` is not a line of the page's sh block"));
+            failures.push(format!(
+                "{name}: `{command}` is not a line of the page's sh block"
+            ));
         }
     }
     for (_, name, _) in &rows {
         if !targets.iter().any(|bench| &bench.name == name) {
-            failures.push(format!("docs/benchmarks.md has a row for {name}, no [[bench]] target"));
+            failures.push(format!(
+                "docs/benchmarks.md has a row for {name}, no [[bench]] target"
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

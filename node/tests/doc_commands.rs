@@ -115,7 +115,10 @@ fn bench_files(package: &Path, name: &str) -> Result<Vec<PathBuf>, String> {
         return target_files(package, "benches", name);
     };
     if !root().join(package).join(&path).is_file() {
-        return Err(format!("bench {name}: no file {}", package.join(path).display()));
+        return Err(format!(
+            "bench {name}: no file {}",
+            package.join(path).display()
+        ));
     }
     Ok(files_under(package)
         .into_iter()

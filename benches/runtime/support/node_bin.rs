@@ -56,7 +56,13 @@ fn build_node_binary() -> PathBuf {
         features.join(",")
     );
     let status = Command::new(cargo)
-        .args(["build", "--package", "concord-node", "--bin", "concord-node"])
+        .args([
+            "build",
+            "--package",
+            "concord-node",
+            "--bin",
+            "concord-node",
+        ])
         .args(["--profile", profile])
         .arg("--manifest-path")
         .arg(&manifest)

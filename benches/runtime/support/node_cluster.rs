@@ -102,7 +102,6 @@ impl Drop for Processes {
     }
 }
 
-
 /// `nodes` `concord-node` processes with fsync on, ids 1..=nodes.
 pub struct NodeCluster {
     /// The processes; killed on drop.
