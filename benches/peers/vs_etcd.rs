@@ -589,7 +589,7 @@ fn main() {
     print_header();
     for (n, &clients) in clients_list.iter().enumerate() {
         for round in 0..rounds {
-            let order = if (round + n as u64) % 2 == 0 {
+            let order = if (round + n as u64).is_multiple_of(2) {
                 [System::Etcd, System::Concord, System::ConcordDisk]
             } else {
                 [System::ConcordDisk, System::Concord, System::Etcd]

@@ -41,7 +41,7 @@ fn benches(manifest: &str) -> Vec<Bench> {
             bench.path = unquote(&path);
         } else if let Some(list) = value(line, "required-features") {
             bench.required_features = list
-                .trim_matches(|c| c == '[' || c == ']')
+                .trim_matches(['[', ']'])
                 .split(',')
                 .map(unquote)
                 .filter(|feature| !feature.is_empty())
@@ -122,7 +122,7 @@ fn docs_benchmarks_lists_every_bench_target() {
         }
         // The row's command: its last backquoted cell.
         let command = row
-            .trim_end_matches(|c| c == '|' || c == ' ')
+            .trim_end_matches(['|', ' '])
             .rsplit("| ")
             .next()
             .unwrap_or_default()
