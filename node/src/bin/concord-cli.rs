@@ -426,13 +426,12 @@ async fn groups_status(
     })
 }
 
-/// `member ...` against a multi-group cluster (see
-/// `concord_node::multi_admin`).
-async fn multi_member(
+/// The multi-group cluster behind `connection`: every server's id,
+/// asked of the servers themselves.
+async fn multi_cluster_of(
     connection: &concord_node::client::Connection,
     tls: Option<Arc<TlsConfig>>,
-    command: &MemberCommand,
-) -> Result<(), Failure> {
+) -> Result<concord_node::multi_admin::Cluster, Failure> {
     let timeout = connection.timeout();
     let servers = node_ids(
         &connection.servers,
@@ -445,23 +444,38 @@ async fn multi_member(
         message: format!("{e}; check --servers and --cluster-id"),
         ending: Ending::Failed,
     })?;
-    let cluster = concord_node::multi_admin::Cluster {
+    Ok(concord_node::multi_admin::Cluster {
         cluster_id: connection.cluster_id.clone(),
         servers,
         groups: connection.groups,
         tls,
         timeout,
-    };
+    })
+}
+
+/// A node-level operation's failure as the CLI exits on it.
+fn admin_failure(failure: concord_node::multi_admin::AdminFailure) -> Failure {
+    Failure {
+        message: failure.message,
+        ending: if failure.unknown {
+            Ending::Unknown
+        } else {
+            Ending::Failed
+        },
+    }
+}
+
+/// `member ...` against a multi-group cluster (see
+/// `concord_node::multi_admin`).
+async fn multi_member(
+    connection: &concord_node::client::Connection,
+    tls: Option<Arc<TlsConfig>>,
+    command: &MemberCommand,
+) -> Result<(), Failure> {
+    let cluster = multi_cluster_of(connection, tls).await?;
     concord_node::multi_admin::member(&cluster, connection.group, command)
         .await
-        .map_err(|failure| Failure {
-            message: failure.message,
-            ending: if failure.unknown {
-                Ending::Unknown
-            } else {
-                Ending::Failed
-            },
-        })
+        .map_err(admin_failure)
 }
 
 /// `cluster ...` against a multi-group cluster (see
@@ -471,35 +485,10 @@ async fn multi_cluster(
     tls: Option<Arc<TlsConfig>>,
     command: &ClusterCommand,
 ) -> Result<(), Failure> {
-    let timeout = connection.timeout();
-    let servers = node_ids(
-        &connection.servers,
-        &connection.cluster_id,
-        tls.as_deref(),
-        timeout,
-    )
-    .await
-    .map_err(|e| Failure {
-        message: format!("{e}; check --servers and --cluster-id"),
-        ending: Ending::Failed,
-    })?;
-    let cluster = concord_node::multi_admin::Cluster {
-        cluster_id: connection.cluster_id.clone(),
-        servers,
-        groups: connection.groups,
-        tls,
-        timeout,
-    };
+    let cluster = multi_cluster_of(connection, tls).await?;
     concord_node::cluster_admin::cluster(&cluster, command)
         .await
-        .map_err(|failure| Failure {
-            message: failure.message,
-            ending: if failure.unknown {
-                Ending::Unknown
-            } else {
-                Ending::Failed
-            },
-        })
+        .map_err(admin_failure)
 }
 
 /// `status` (see `concord_node::status_watch`): when no server

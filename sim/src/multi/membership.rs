@@ -248,6 +248,16 @@ pub(crate) fn change_pending(node: &concord::Node) -> bool {
     node.membership_index() > node.commit_index() || node.membership().is_joint()
 }
 
+/// Whether `id` holds the log of `node` (a group's leader) close enough
+/// to be promoted, as the leader's promote rule judges it.
+pub(crate) fn caught_up(node: &concord::Node, id: NodeId) -> bool {
+    node.progress(id).is_some_and(|progress| {
+        node.last_index().saturating_sub(progress.match_index)
+            <= node.config().promote_lag_entries_max
+            && progress.match_index >= node.membership_index()
+    })
+}
+
 /// `group`'s leader (as [`leader_of`] picks it) and its replica, when the
 /// configuration it holds is final.
 fn settled_leader(sim: &MultiSim, group: GroupId) -> Option<(usize, &concord::Node)> {
@@ -415,13 +425,7 @@ impl MultiSim {
             return;
         }
         let leader_id = leader as NodeId + 1;
-        let caught_up = |id: NodeId| {
-            node.progress(id).is_some_and(|progress| {
-                node.last_index().saturating_sub(progress.match_index)
-                    <= node.config().promote_lag_entries_max
-                    && progress.match_index >= node.membership_index()
-            })
-        };
+        let caught_up = |id: NodeId| caught_up(node, id);
         let mut options: Vec<MembershipChange> = Vec::new();
         for id in 1..=self.hosts.len() as NodeId {
             let spared = replacing.is_some_and(|(old, new)| id == old || id == new);
@@ -630,11 +634,7 @@ impl MultiSim {
             if !membership.contains(old) && !membership.contains(new) {
                 continue;
             }
-            let caught_up = node.progress(new).is_some_and(|progress| {
-                node.last_index().saturating_sub(progress.match_index)
-                    <= node.config().promote_lag_entries_max
-                    && progress.match_index >= node.membership_index()
-            });
+            let caught_up = caught_up(node, new);
             views.push((
                 group,
                 leader,

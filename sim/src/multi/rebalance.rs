@@ -198,8 +198,7 @@ impl Rebalance {
     }
 }
 
-/// A group's view at its leader: (leader index, membership, change
-/// pending, the node's progress check for `id`).
+/// A group's view at its leader.
 struct View {
     leader: usize,
     membership: Membership,
@@ -230,12 +229,7 @@ impl MultiSim {
                 .and_then(|multi| multi.group(group))
                 .expect("a leader hosts its group");
             if let Some(&to) = targets.get(&group) {
-                let up = node.progress(to).is_some_and(|progress| {
-                    node.last_index().saturating_sub(progress.match_index)
-                        <= node.config().promote_lag_entries_max
-                        && progress.match_index >= node.membership_index()
-                });
-                caught_up.insert((group, to), up);
+                caught_up.insert((group, to), super::membership::caught_up(node, to));
             }
             views.insert(
                 group,
