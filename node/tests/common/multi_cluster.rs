@@ -32,7 +32,7 @@ use concord_sim::linearizability::{check_history_with, CheckConfig};
 use concord_tokio::multi::routing_client::{RoutingConfig, RoutingError};
 use tokio::sync::watch;
 
-use crate::processes::{free_addr, node_binary, spawn_node};
+use crate::processes::{node_binary, spawn_node};
 
 /// The seed of a test's workload: `$var`, or the clock (printed either
 /// way, so a failure can be replayed).
@@ -220,7 +220,21 @@ pub async fn proxied_cluster(
     extra_args: &[&str],
 ) -> (Processes, Network) {
     std::fs::create_dir_all(&base).unwrap();
-    let listen: BTreeMap<u64, String> = nodes.iter().map(|id| (*id, free_addr())).collect();
+    // The nodes' ports stay bound until every proxy has its own: a port
+    // released at once could be handed to a proxy's listener next (seen
+    // in CI: a node's address answered as another node, through a proxy,
+    // and the node could not listen on it).
+    let reserved: BTreeMap<u64, std::net::TcpListener> = nodes
+        .iter()
+        .map(|id| {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+            (*id, listener)
+        })
+        .collect();
+    let listen: BTreeMap<u64, String> = reserved
+        .iter()
+        .map(|(id, listener)| (*id, listener.local_addr().expect("local addr").to_string()))
+        .collect();
     let mut links = Vec::new();
     let mut peers: BTreeMap<u64, Vec<String>> = nodes
         .iter()
@@ -247,6 +261,7 @@ pub async fn proxied_cluster(
             });
         }
     }
+    drop(reserved);
     let processes = Processes {
         base,
         cluster: cluster.to_string(),
