@@ -288,6 +288,11 @@ impl MultiSim {
                     change,
                     membership.voters.iter().copied().collect(),
                 )),
+                // Done once the removal is final: the balancer plans from
+                // the settled voters, and a move counted done on an
+                // uncommitted removal would let it plan the same source
+                // again (found at seed 92000275 on 5 nodes).
+                Some(ReplaceStep::Done) if view.change_pending || view.membership.is_joint() => {}
                 Some(ReplaceStep::Done) => {
                     let voters: BTreeSet<NodeId> = membership.voters.iter().copied().collect();
                     let spread = rebalance.balancer.rule().spread_zones;
