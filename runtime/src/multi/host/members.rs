@@ -439,15 +439,29 @@ where
     /// The catalog's bytes, answered by the catalog group's leader only
     /// (a follower's copy may lag).
     fn catalog_bytes(&mut self, group: GroupId) -> Result<AdminAnswer, Box<ClientResponse>> {
+        self.read_at_catalog_leader(group, "it", |catalog| {
+            AdminAnswer::Catalog(catalog.snapshot().to_vec())
+        })
+    }
+
+    /// `read` of the catalog, at the catalog group's leader only (a
+    /// follower's copy may lag); `what` names the answer in the error
+    /// for another group.
+    fn read_at_catalog_leader(
+        &mut self,
+        group: GroupId,
+        what: &str,
+        read: impl FnOnce(&Catalog) -> AdminAnswer,
+    ) -> Result<AdminAnswer, Box<ClientResponse>> {
         let Some(catalog) = self.catalog.as_ref().filter(|_| group == CATALOG_GROUP) else {
             return Err(Box::new(ClientResponse::Error(format!(
                 "group {group} is not the catalog (group {CATALOG_GROUP}); ask group \
-                 {CATALOG_GROUP} for it"
+                 {CATALOG_GROUP} for {what}"
             ))));
         };
-        let bytes = catalog.snapshot().to_vec();
         match self.multi.group(CATALOG_GROUP) {
-            Some(node) if node.role() == Role::Leader => Ok(AdminAnswer::Catalog(bytes)),
+            // Read only at the leader: a follower does no work for nothing.
+            Some(node) if node.role() == Role::Leader => Ok(read(catalog)),
             Some(node) => {
                 let leader = node.leader();
                 Err(Box::new(self.not_leader(leader)))
@@ -482,24 +496,9 @@ where
     /// The replaces the catalog records, answered by the catalog group's
     /// leader only: a follower's copy may lag a replace just started.
     fn replaces_under_way(&mut self, group: GroupId) -> Result<AdminAnswer, Box<ClientResponse>> {
-        let Some(catalog) = self.catalog.as_ref().filter(|_| group == CATALOG_GROUP) else {
-            return Err(Box::new(ClientResponse::Error(format!(
-                "group {group} is not the catalog (group {CATALOG_GROUP}); ask group \
-                 {CATALOG_GROUP} for the replaces under way"
-            ))));
-        };
-        let replaces = catalog.replaces().collect();
-        match self.multi.group(CATALOG_GROUP) {
-            Some(node) if node.role() == Role::Leader => Ok(AdminAnswer::Replaces(replaces)),
-            Some(node) => {
-                let leader = node.leader();
-                Err(Box::new(self.not_leader(leader)))
-            }
-            None => Err(Box::new(ClientResponse::Error(format!(
-                "node {} does not host the catalog",
-                self.multi.id()
-            )))),
-        }
+        self.read_at_catalog_leader(group, "the replaces under way", |catalog| {
+            AdminAnswer::Replaces(catalog.replaces().collect())
+        })
     }
 
     /// After the catalog was restored: every server it records is a peer,
