@@ -232,8 +232,15 @@ impl Node {
         }
         let nonce = self.recovery_questions.nonce;
         let (_, membership) = self.newest_known_membership();
-        let asked: Vec<NodeId> = membership
-            .members()
+        // The leader we follow too: a snapshot installed before the first
+        // question may have brought an older configuration that names
+        // only this node (a replica that moved away and back), and then
+        // no member would be asked and the recovery would never end. The
+        // leader's report names a configuration at least as new as the
+        // one its snapshot carried, so the next decision counts it.
+        let mut members = membership.members();
+        members.extend(self.leader);
+        let asked: Vec<NodeId> = members
             .into_iter()
             .filter(|id| {
                 *id != self.config.id

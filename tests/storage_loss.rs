@@ -440,3 +440,43 @@ fn a_node_awaiting_reports_confirms_no_read_round() {
         "confirmed {rounds:?}"
     );
 }
+
+/// A replica that moved away from a group and back joins it empty, as a
+/// learner, and may be sent a snapshot before its first tick asks
+/// anyone what they hold. When that snapshot is old enough to name this
+/// replica as the group's only voter, the configuration it knows names
+/// nobody else; it must still ask the leader it follows, or its recovery
+/// never ends and it never acknowledges the snapshot (`concord-sim`
+/// seed 94000598 on 5 nodes, `--groups swarm`: a rebalance's move back
+/// never caught up).
+#[test]
+fn a_recovering_learner_asks_its_leader_when_its_snapshot_names_only_itself() {
+    let mut config = common::config(1, &[5]);
+    config.learners = [1].into();
+    config.recover_empty_storage = true;
+    let mut solo = common::Solo::new(config, concord::Recovered::default());
+    assert_eq!(
+        solo.node.storage_recovery(),
+        StorageRecovery::AwaitingReports
+    );
+    let data = bytes::Bytes::from_static(b"state at 12");
+    let snapshot = MessageBody::InstallSnapshot(Box::new(concord::SnapshotChunk {
+        snapshot: LogPosition::new(12, 4),
+        size_bytes: data.len() as u64,
+        checksum: concord::checksum64(&data),
+        offset: 0,
+        data,
+        membership: concord::Membership::new([1]),
+    }));
+    solo.step(Input::Receive(msg(5, 1, 6, snapshot)));
+    let asked: Vec<NodeId> = (0..4)
+        .flat_map(|_| solo.step(Input::Tick))
+        .filter_map(|action| match action {
+            Action::Send { message, .. } => {
+                matches!(message.body, MessageBody::RecoveryQuery { .. }).then_some(message.to)
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(asked.contains(&5), "asked only {asked:?}");
+}

@@ -387,13 +387,14 @@ impl MultiSim {
         {
             return false;
         }
-        // A rebalance's fixed point is not waited for: at seed 285864546
-        // (`--groups swarm --nodes 5`) a move's target, a learner the
-        // leader's configuration names, was not seen caught up within the
-        // liveness bound after the heal, and the cause is not known yet.
-        // Until it is, the rebalance's checks are its safety checks
-        // (replace-rule, move-limits, zone-rule) and `balance-band` at a
-        // fixed point reached before the membership settles.
+        if self
+            .membership
+            .rebalance
+            .as_ref()
+            .is_some_and(|rebalance| !rebalance.settled())
+        {
+            return false;
+        }
         self.groups.keys().all(|group| self.hosting_matches(*group))
     }
 

@@ -24,11 +24,12 @@
 //!   flight than the limits allow cluster-wide and per server.
 //! * `zone-rule`, at every move's end when the rule spreads zones: the
 //!   move did not add a zone shared by two of the group's replicas.
-//! * `balance-band`, at a fixed point (nothing in flight, nothing more
-//!   to plan) reached after the heal: without zones, every up server
-//!   holds a replica count within the band or the spread is at most one
-//!   replica (a correct balancer always finds a move otherwise). The
-//!   fixed point itself is not waited for yet: see `membership_settled`.
+//! * `membership-liveness`, after the heal: the balancer reaches a fixed
+//!   point (nothing in flight, nothing more to plan) with progress at
+//!   least every liveness bound; and `balance-band` there: without zones,
+//!   every up server holds a replica count within the band or the spread
+//!   is at most one replica (a correct balancer always finds a move
+//!   otherwise).
 
 use std::collections::{BTreeMap, BTreeSet};
 
