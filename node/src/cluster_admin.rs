@@ -414,6 +414,39 @@ async fn ensure_catalog_member(client: &mut RoutingClient, id: NodeId) -> Result
     Ok(())
 }
 
+/// What rounds of moves keep from one to the next: the servers they
+/// made catalog members and the groups they assigned (each asked once),
+/// the moves finished, and when the first round began.
+struct Rounds {
+    in_catalog: BTreeSet<NodeId>,
+    assigned: BTreeSet<(NodeId, GroupId)>,
+    moved: usize,
+    started: Instant,
+}
+
+impl Rounds {
+    fn new() -> Rounds {
+        Rounds {
+            in_catalog: BTreeSet::new(),
+            assigned: BTreeSet::new(),
+            moved: 0,
+            started: Instant::now(),
+        }
+    }
+
+    fn seconds(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+}
+
+/// How a round left the cluster.
+enum Round {
+    /// Nothing under way and nothing more to move.
+    Done,
+    /// Moves under way or waiting: this line says how many.
+    Going(String),
+}
+
 /// Carries out moves round after round until nothing is left to move:
 /// the balancer's moves (`only_from` None), or only those off server
 /// `only_from` (a drain).
@@ -423,151 +456,246 @@ async fn run_moves(
     only_from: Option<NodeId>,
 ) -> Result<(), AdminFailure> {
     record_servers(cluster, client).await?;
-    let groups = cluster.groups;
-    let started = Instant::now();
-    let mut in_catalog: BTreeSet<NodeId> = BTreeSet::new();
-    let mut assigned: BTreeSet<(NodeId, GroupId)> = BTreeSet::new();
+    let mut rounds = Rounds::new();
     let mut shown = String::new();
-    let mut moved = 0usize;
+    let say = |line: String| println!("{line}");
     loop {
-        if started.elapsed() > OPERATION_TIME_MAX {
+        if rounds.started.elapsed() > OPERATION_TIME_MAX {
             return Err(format!(
                 "the moves did not finish in {OPERATION_TIME_MAX:?}; run the same command again \
                  to continue"
             )
             .into());
         }
-        let seen = see(cluster, client).await?;
-        let balancer = balancer(seen.rule(groups))?;
-        let places = seen.places(groups);
-        balancer
-            .check_rule(&places)
-            .map_err(|e| AdminFailure::from(e.to_string()))?;
-        // Each move under way, one step further.
-        let mut by_leader: BTreeMap<NodeId, Vec<(GroupId, MembershipChange)>> = BTreeMap::new();
-        let under_way: Vec<ReplicaMove> = seen.catalog.moves().collect();
-        let mut waiting = 0usize;
-        for m in &under_way {
-            let Some((leader, view)) = seen.led.get(&m.group) else {
-                waiting += 1;
-                continue;
-            };
-            let plan = ReplacePlan::new(m.from, m.to, 1).map_err(|e| e.to_string())?;
-            let step = plan.step(
-                &ReplaceGroup {
-                    group: m.group,
-                    membership: &view.membership,
-                    change_pending: view.change_pending,
-                    new_caught_up: view.caught_up.contains(&m.to),
-                },
-                true,
-            );
-            match step {
-                Some(ReplaceStep::Propose(change)) => {
-                    if let MembershipChange::AddLearner(to) = change {
-                        if !in_catalog.contains(&to) {
-                            ensure_catalog_member(client, to).await?;
-                            in_catalog.insert(to);
-                        }
-                        if !assigned.contains(&(to, m.group)) {
-                            catalog(
-                                client,
-                                CatalogCommand::Assign {
-                                    node: to,
-                                    groups: vec![(m.group, view.membership.voters.clone())],
-                                },
-                            )
-                            .await?;
-                            assigned.insert((to, m.group));
-                        }
-                    }
-                    by_leader
-                        .entry(*leader)
-                        .or_default()
-                        .push((m.group, change));
-                    waiting += 1;
-                }
-                Some(ReplaceStep::Wait(WaitReason::Blocked)) => {
-                    catalog(client, CatalogCommand::FinishMove { group: m.group }).await?;
-                    println!(
-                        "group {}: the move from {} to {} cannot go on (the source is a \
-                         witness); given up, move it by hand",
-                        m.group, m.from, m.to
-                    );
-                }
-                Some(ReplaceStep::Wait(_)) => waiting += 1,
-                // Done, or the group names neither server any more.
-                Some(ReplaceStep::Done) | None => {
-                    catalog(
-                        client,
-                        CatalogCommand::Unassign {
-                            node: m.from,
-                            groups: vec![m.group],
-                        },
-                    )
-                    .await?;
-                    catalog(client, CatalogCommand::FinishMove { group: m.group }).await?;
-                    moved += 1;
-                    println!(
-                        "moved group {} from {} to {} ({:.1} s)",
-                        m.group,
-                        m.from,
-                        m.to,
-                        started.elapsed().as_secs_f64()
-                    );
+        match move_round(cluster, client, only_from, &mut rounds, &say).await? {
+            Round::Done => {
+                println!(
+                    "{} ({} moves, {:.1} s)",
+                    match only_from {
+                        Some(id) => format!("server {id} holds no replica"),
+                        None => "balanced".to_string(),
+                    },
+                    rounds.moved,
+                    rounds.seconds()
+                );
+                return Ok(());
+            }
+            Round::Going(line) => {
+                if line != shown {
+                    println!("{line} ({:.1} s)", rounds.seconds());
+                    shown = line;
                 }
             }
-        }
-        send_changes(cluster, &seen.addrs, by_leader).await;
-        // New moves, once every group is seen led.
-        let unseen = (1..=groups).filter(|g| !seen.led.contains_key(g)).count();
-        let mut planned = Vec::new();
-        if unseen == 0 {
-            planned = balancer
-                .plan(&places, &seen.voters(groups), &under_way)
-                .map_err(|e| AdminFailure::from(e.to_string()))?;
-            if let Some(from) = only_from {
-                planned.retain(|m| m.from == from);
-            }
-            for m in &planned {
-                catalog(client, CatalogCommand::StartMove { replica: *m }).await?;
-                println!("moving group {} from {} to {}", m.group, m.from, m.to);
-            }
-        }
-        let done = match only_from {
-            Some(id) => {
-                unseen == 0
-                    && under_way.is_empty()
-                    && planned.is_empty()
-                    && seen
-                        .voters(groups)
-                        .values()
-                        .chain(seen.led.values().map(|(_, v)| &v.membership.learners))
-                        .all(|members| !members.contains(&id))
-            }
-            None => unseen == 0 && under_way.is_empty() && planned.is_empty(),
-        };
-        if done {
-            println!(
-                "{} ({moved} moves, {:.1} s)",
-                match only_from {
-                    Some(id) => format!("server {id} holds no replica"),
-                    None => "balanced".to_string(),
-                },
-                started.elapsed().as_secs_f64()
-            );
-            return Ok(());
-        }
-        let line = format!(
-            "{} moves under way, {waiting} waiting on their groups, {unseen} groups without a \
-             leader seen",
-            under_way.len() + planned.len()
-        );
-        if line != shown {
-            println!("{line} ({:.1} s)", started.elapsed().as_secs_f64());
-            shown = line;
         }
         tokio::time::sleep(ROUND_PAUSE).await;
+    }
+}
+
+/// One round: every move under way one step further, then the next
+/// moves recorded once every group is seen led. `say` gets a line per
+/// move started or finished.
+async fn move_round(
+    cluster: &Cluster,
+    client: &mut RoutingClient,
+    only_from: Option<NodeId>,
+    rounds: &mut Rounds,
+    say: &(dyn Fn(String) + Sync),
+) -> Result<Round, AdminFailure> {
+    let groups = cluster.groups;
+    let seen = see(cluster, client).await?;
+    let balancer = balancer(seen.rule(groups))?;
+    let places = seen.places(groups);
+    balancer
+        .check_rule(&places)
+        .map_err(|e| AdminFailure::from(e.to_string()))?;
+    // Each move under way, one step further.
+    let mut by_leader: BTreeMap<NodeId, Vec<(GroupId, MembershipChange)>> = BTreeMap::new();
+    let under_way: Vec<ReplicaMove> = seen.catalog.moves().collect();
+    let mut waiting = 0usize;
+    for m in &under_way {
+        let Some((leader, view)) = seen.led.get(&m.group) else {
+            waiting += 1;
+            continue;
+        };
+        let plan = ReplacePlan::new(m.from, m.to, 1).map_err(|e| e.to_string())?;
+        let step = plan.step(
+            &ReplaceGroup {
+                group: m.group,
+                membership: &view.membership,
+                change_pending: view.change_pending,
+                new_caught_up: view.caught_up.contains(&m.to),
+            },
+            true,
+        );
+        match step {
+            Some(ReplaceStep::Propose(change)) => {
+                if let MembershipChange::AddLearner(to) = change {
+                    if !rounds.in_catalog.contains(&to) {
+                        ensure_catalog_member(client, to).await?;
+                        rounds.in_catalog.insert(to);
+                    }
+                    if !rounds.assigned.contains(&(to, m.group)) {
+                        catalog(
+                            client,
+                            CatalogCommand::Assign {
+                                node: to,
+                                groups: vec![(m.group, view.membership.voters.clone())],
+                            },
+                        )
+                        .await?;
+                        rounds.assigned.insert((to, m.group));
+                    }
+                }
+                by_leader
+                    .entry(*leader)
+                    .or_default()
+                    .push((m.group, change));
+                waiting += 1;
+            }
+            Some(ReplaceStep::Wait(WaitReason::Blocked)) => {
+                catalog(client, CatalogCommand::FinishMove { group: m.group }).await?;
+                say(format!(
+                    "group {}: the move from {} to {} cannot go on (the source is a \
+                     witness); given up, move it by hand",
+                    m.group, m.from, m.to
+                ));
+            }
+            Some(ReplaceStep::Wait(_)) => waiting += 1,
+            // Done, or the group names neither server any more.
+            Some(ReplaceStep::Done) | None => {
+                catalog(
+                    client,
+                    CatalogCommand::Unassign {
+                        node: m.from,
+                        groups: vec![m.group],
+                    },
+                )
+                .await?;
+                catalog(client, CatalogCommand::FinishMove { group: m.group }).await?;
+                rounds.moved += 1;
+                say(format!(
+                    "moved group {} from {} to {} ({:.1} s)",
+                    m.group,
+                    m.from,
+                    m.to,
+                    rounds.seconds()
+                ));
+            }
+        }
+    }
+    send_changes(cluster, &seen.addrs, by_leader).await;
+    // New moves, once every group is seen led.
+    let unseen = (1..=groups).filter(|g| !seen.led.contains_key(g)).count();
+    let mut planned = Vec::new();
+    if unseen == 0 {
+        planned = balancer
+            .plan(&places, &seen.voters(groups), &under_way)
+            .map_err(|e| AdminFailure::from(e.to_string()))?;
+        if let Some(from) = only_from {
+            planned.retain(|m| m.from == from);
+        }
+        for m in &planned {
+            catalog(client, CatalogCommand::StartMove { replica: *m }).await?;
+            say(format!(
+                "moving group {} from {} to {}",
+                m.group, m.from, m.to
+            ));
+        }
+    }
+    let done = match only_from {
+        Some(id) => {
+            unseen == 0
+                && under_way.is_empty()
+                && planned.is_empty()
+                && seen
+                    .voters(groups)
+                    .values()
+                    .chain(seen.led.values().map(|(_, v)| &v.membership.learners))
+                    .all(|members| !members.contains(&id))
+        }
+        None => unseen == 0 && under_way.is_empty() && planned.is_empty(),
+    };
+    if done {
+        return Ok(Round::Done);
+    }
+    Ok(Round::Going(format!(
+        "{} moves under way, {waiting} waiting on their groups, {unseen} groups without a \
+         leader seen",
+        under_way.len() + planned.len()
+    )))
+}
+
+/// Pause between two rounds of a server's own balancer while the
+/// cluster is balanced (or this server does not lead the catalog).
+const IDLE_ROUND_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A server's own balancer (`concord-node --balance`): while server `me`
+/// (at `addr`) leads the catalog, it runs the rounds `concord-cli
+/// cluster balance` runs, for as long as the server runs, so a server
+/// added with `cluster add-server` fills and a drained one empties with
+/// no command left running. Every server may run it: each round first
+/// asks this server whether it leads the catalog, and only the leader
+/// acts. Two leaders of overlapping terms may both act for a round; the
+/// catalog refuses a second move of one group (one move per group), and
+/// a move's steps are taken from the groups' own configurations, so a
+/// step taken twice is refused or a no-op. `record_servers`: record the
+/// servers of `cluster` in the catalog first (a server started with
+/// `--join` does not: its `--peers` name itself before it was added).
+pub async fn balance_while_leading(
+    cluster: Cluster,
+    me: NodeId,
+    addr: String,
+    record_servers_first: bool,
+) {
+    let mut rounds: Option<Rounds> = None;
+    let mut shown = String::new();
+    let say = |line: String| tracing::info!("balancer: {line}");
+    let mut pause = IDLE_ROUND_PAUSE;
+    loop {
+        tokio::time::sleep(pause).await;
+        pause = IDLE_ROUND_PAUSE;
+        let leads = match cluster.one(me, &addr) {
+            Ok(mut own) => members(&mut own, CATALOG_GROUP)
+                .await
+                .is_ok_and(|m| m.answered_by == me && m.leader == Some(me)),
+            Err(_) => false,
+        };
+        if !leads {
+            if rounds.take().is_some() {
+                tracing::info!("balancer: this server no longer leads the catalog; stopped");
+            }
+            continue;
+        }
+        let Ok(mut client) = cluster.client(cluster.servers.clone()) else {
+            continue;
+        };
+        if rounds.is_none() {
+            if record_servers_first {
+                if let Err(e) = record_servers(&cluster, &mut client).await {
+                    tracing::warn!("balancer: cannot record the servers: {}", e.message);
+                    continue;
+                }
+            }
+            tracing::info!("balancer: this server leads the catalog; balancing");
+            rounds = Some(Rounds::new());
+        }
+        let state = rounds.as_mut().expect("set above");
+        match move_round(&cluster, &mut client, None, state, &say).await {
+            Ok(Round::Done) => {
+                if !shown.is_empty() {
+                    tracing::info!("balancer: balanced ({} moves)", state.moved);
+                    shown.clear();
+                }
+            }
+            Ok(Round::Going(line)) => {
+                if line != shown {
+                    tracing::info!("balancer: {line}");
+                    shown = line;
+                }
+                pause = ROUND_PAUSE;
+            }
+            Err(e) => tracing::warn!("balancer: a round failed: {}", e.message),
+        }
     }
 }
 

@@ -295,6 +295,21 @@ pub async fn start(settings: &ServerSettings) -> Result<RunningMultiNode, StartF
         events,
         handle.shutdown_signal(),
     ));
+    if settings.balance {
+        let cluster = crate::multi_admin::Cluster {
+            cluster_id: settings.cluster_id.clone(),
+            servers: settings.peers.clone(),
+            groups: settings.groups,
+            tls: settings.node_tls()?,
+            timeout: BALANCER_REQUEST_TIMEOUT,
+        };
+        tokio::spawn(crate::cluster_admin::balance_while_leading(
+            cluster,
+            id,
+            local_addr.to_string(),
+            !settings.join,
+        ));
+    }
     Ok(RunningMultiNode {
         handle,
         local_addr,
@@ -302,6 +317,9 @@ pub async fn start(settings: &ServerSettings) -> Result<RunningMultiNode, StartF
         _identity: identity,
     })
 }
+
+/// Timeout of one request of the server's own balancer (`--balance`).
+const BALANCER_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A single-group server's directory was upgraded
 /// ([`concord_tokio::multi::upgrade`]): its replicated address book is

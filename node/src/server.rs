@@ -238,6 +238,14 @@ pub struct ServerFlags {
         conflicts_with = "preferred_leader"
     )]
     pub spread_leaders: bool,
+    /// With --groups N: while this server leads the catalog (group 0),
+    /// it moves replicas itself until the cluster is balanced, as
+    /// `concord-cli cluster balance` does, and goes on watching: a server
+    /// added with `cluster add-server` then fills, and one set draining
+    /// empties, with no command left running. Give every server the same
+    /// setting; only the catalog's leader acts.
+    #[arg(long, env = "CONCORD_BALANCE")]
+    pub balance: bool,
     /// Runtime worker threads, besides the WAL writer thread [default: 2;
     /// 1: a single-threaded runtime, which costs less CPU per write; use it
     /// where nodes share a machine's cores].
@@ -353,6 +361,8 @@ pub struct ServerConfig {
     pub preferred_leader: Option<u64>,
     /// `--spread-leaders`.
     pub spread_leaders: Option<bool>,
+    /// `--balance`.
+    pub balance: Option<bool>,
     /// `--tls-ca`.
     pub tls_ca: Option<PathBuf>,
     /// `--tls-cert`.
@@ -393,6 +403,7 @@ pub const CONFIG_KEYS: &[&str] = &[
     "worker-threads",
     "preferred-leader",
     "spread-leaders",
+    "balance",
     "tls-ca",
     "tls-cert",
     "tls-key",
@@ -507,6 +518,9 @@ pub struct ServerSettings {
     /// With `groups` > 1: each group prefers a full voter chosen from its
     /// id (see `group_roles`).
     pub spread_leaders: bool,
+    /// With `groups` > 1: balance the cluster while this server leads
+    /// the catalog ([`crate::cluster_admin::balance_while_leading`]).
+    pub balance: bool,
     /// TLS files: the CA certificate, this node's certificate and key
     /// (checked and loaded when the server starts).
     pub tls_ca: Option<PathBuf>,
@@ -709,6 +723,7 @@ impl ServerSettings {
             worker_threads,
             preferred_leader,
             spread_leaders: flags.spread_leaders || file.spread_leaders.unwrap_or(false),
+            balance: flags.balance || file.balance.unwrap_or(false),
             tls_ca: flags.tls_ca.clone().or_else(|| file.tls_ca.clone()),
             tls_cert: flags.tls_cert.clone().or_else(|| file.tls_cert.clone()),
             tls_key: flags.tls_key.clone().or_else(|| file.tls_key.clone()),
@@ -763,6 +778,13 @@ impl ServerSettings {
                 return Err(SettingsError::Inconsistent(
                     "--spread-leaders spreads the leaderships of many groups (--groups N); \
                      a single-group server prefers one leader with --preferred-leader"
+                        .to_string(),
+                ));
+            }
+            if self.balance {
+                return Err(SettingsError::Inconsistent(
+                    "--balance moves the replicas of many groups (--groups N); a single-group \
+                     server has one group on every server"
                         .to_string(),
                 ));
             }
@@ -1116,6 +1138,25 @@ cluster-id = "demo"
         let e = file("id = \n").unwrap_err().to_string();
         assert!(e.starts_with("server.toml is not valid TOML: "), "{e}");
         assert!(e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn balance_comes_from_a_flag_or_the_file_and_needs_groups() {
+        let config = file(FULL).unwrap();
+        let off = ServerSettings::merge(&flags(&["--groups", "8"]), &config, None).unwrap();
+        assert!(!off.balance);
+        let on = ServerSettings::merge(&flags(&["--groups", "8", "--balance"]), &config, None);
+        assert!(on.unwrap().balance);
+        let from_file = file(&format!("balance = true\ngroups = 8\n{FULL}")).unwrap();
+        let on = ServerSettings::merge(&flags(&[]), &from_file, None).unwrap();
+        assert!(on.balance && on.groups == 8);
+        let e = ServerSettings::merge(&flags(&["--balance"]), &config, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--balance moves the replicas of many groups"),
+            "{e}"
+        );
     }
 
     #[test]

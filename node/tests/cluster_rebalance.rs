@@ -4,7 +4,9 @@
 //! and `cluster balance` moves replicas to it until `cluster status`
 //! shows it within the band. Every acknowledged key reads back. Then
 //! `cluster drain 1` empties server 1 and `cluster remove-server 1`
-//! retires it; the keys still read back. Bad input is refused with its
+//! retires it; the keys still read back. With `--balance` the servers
+//! fill an added server by themselves, no `cluster balance` running.
+//! Bad input is refused with its
 //! reason and a non-zero exit, nothing moved: an id or address in use,
 //! a server that does not run, a drain that would leave the placement
 //! rule unmet (too few servers, or the last server of a zone).
@@ -236,4 +238,69 @@ fn a_fourth_server_takes_replicas_and_a_drained_one_leaves() {
     let status = ok_once(&rest, &["cluster", "status"]);
     assert_eq!(status_of(&status, 4).1, "up", "{status}");
     ok_once(&rest, &["cluster", "set-rule", "--replicas", "3"]);
+}
+
+/// `concord-node --balance`: the catalog's leader moves replicas by
+/// itself. A fourth server joins and `cluster add-server` records it;
+/// with no `cluster balance` running, the servers move replicas to it
+/// until `cluster status` shows it within the band and nothing in
+/// flight. Every acknowledged key reads back.
+#[test]
+fn with_balance_the_catalog_leader_fills_an_added_server_by_itself() {
+    let mut cluster = NodeProcesses::on_loopback("cluster-self-balance", CLUSTER);
+    cluster.start_all_with(&["--groups", GROUPS, "--balance"]);
+    let three: Vec<String> = (1..=3).map(|id| cluster.addr(id)).collect();
+    ok_within(
+        &three,
+        &["kv", "put", "warm-up", "1"],
+        Duration::from_secs(60),
+    );
+    let mut acknowledged = Vec::new();
+    for key in 0..KEYS {
+        let (code, _, _) = cli(
+            &three,
+            &["kv", "put", &format!("key-{key}"), &format!("value-{key}")],
+        );
+        if code == 0 {
+            acknowledged.push(key);
+        }
+    }
+    assert!(acknowledged.len() as u32 > KEYS / 2, "{acknowledged:?}");
+    // Three servers of three replicas each: nothing to move.
+    let dry = ok_once(&three, &["cluster", "balance", "--dry-run"]);
+    assert_eq!(dry.trim(), "balanced");
+
+    let addr4 = cluster.add_joining(4);
+    let peers = format!("{},4={addr4}", cluster.peers_arg());
+    cluster.start_with_peers(4, &peers, &["--groups", GROUPS, "--balance"]);
+    let four: Vec<String> = (1..=4).map(|id| cluster.addr(id)).collect();
+    ok_within(
+        &three,
+        &["cluster", "add-server", "4", &addr4],
+        Duration::from_secs(30),
+    );
+    // No `cluster balance` runs: the servers move replicas to 4.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        let (code, status, _) = cli(&four, &["cluster", "status"]);
+        if code == 0 {
+            let ((low, high), state, replicas) = status_of(&status, 4);
+            assert_eq!(state, "up", "{status}");
+            let settled = (low..=high).contains(&replicas)
+                && replicas > 0
+                && status.contains("moves in flight: none");
+            if settled {
+                break status;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "server 4 not filled within 120 s: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    eprintln!("balanced by the servers:\n{status}");
+    let again = ok_once(&four, &["cluster", "balance", "--dry-run"]);
+    assert_eq!(again.trim(), "balanced");
+    read_back(&four, &acknowledged);
 }
