@@ -32,7 +32,7 @@ use concord_sim::linearizability::{check_history_with, CheckConfig};
 use concord_tokio::multi::routing_client::{RoutingConfig, RoutingError};
 use tokio::sync::watch;
 
-use crate::processes::{node_binary, spawn_node};
+use crate::processes::{free_addr, node_binary, spawn_node};
 
 /// The seed of a test's workload: `$var`, or the clock (printed either
 /// way, so a failure can be replayed).
@@ -68,7 +68,55 @@ pub struct Processes {
 }
 
 impl Processes {
+    /// The processes of `voters` (a new cluster) and `joiners` (each
+    /// started with `--join`, its `--peers` the voters and itself), not
+    /// started, peers connected directly; their data in a fresh
+    /// directory `base`.
+    pub fn direct(
+        base: PathBuf,
+        cluster: &str,
+        groups: u64,
+        voters: &[u64],
+        joiners: &[u64],
+        extra_args: &[&str],
+    ) -> Processes {
+        std::fs::create_dir_all(&base).unwrap();
+        let listen: BTreeMap<u64, String> = voters
+            .iter()
+            .chain(joiners)
+            .map(|id| (*id, free_addr()))
+            .collect();
+        let of = |ids: &mut dyn Iterator<Item = &u64>| {
+            ids.map(|id| format!("{id}={}", listen[id]))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let mut peers: BTreeMap<u64, String> = voters
+            .iter()
+            .map(|id| (*id, of(&mut voters.iter())))
+            .collect();
+        for id in joiners {
+            peers.insert(*id, of(&mut voters.iter().chain([id])));
+        }
+        Processes {
+            base,
+            cluster: cluster.to_string(),
+            groups,
+            listen,
+            peers,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            children: BTreeMap::new(),
+            logs: BTreeMap::new(),
+            starts: 0,
+        }
+    }
+
     pub fn start(&mut self, id: u64) {
+        self.start_with(id, &[]);
+    }
+
+    /// [`Processes::start`] with flags of this start only.
+    pub fn start_with(&mut self, id: u64, extra: &[&str]) {
         self.starts += 1;
         let log = self.base.join(format!("node-{id}-{}.log", self.starts));
         let file = std::fs::File::create(&log).expect("create a log");
@@ -83,6 +131,7 @@ impl Processes {
                 "1",
             ])
             .args(&self.extra_args)
+            .args(extra)
             .arg("--data-dir")
             .arg(self.base.join(format!("node-{id}")))
             .env("RUST_LOG", "info");
