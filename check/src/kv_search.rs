@@ -14,11 +14,10 @@
 use std::collections::HashMap;
 use std::collections::HashSet;
 use std::hash::BuildHasherDefault;
-use std::time::{Duration, Instant};
 
 use crate::hash::FxHasher;
 use crate::history::{Op, Operation, Outcome, Output};
-use crate::limits::{is_subset, CheckConfig, Limit};
+use crate::limits::{is_subset, Budget, CheckConfig, Limit};
 
 type FxBuild = BuildHasherDefault<FxHasher>;
 type FxHashMap<K, V> = HashMap<K, V, FxBuild>;
@@ -564,83 +563,6 @@ fn applied_bytes(applied: &Vec<u32>) -> usize {
     crate::memory::alloc_bytes(applied.capacity() * std::mem::size_of::<u32>())
 }
 
-pub(crate) struct Budget {
-    pub(crate) steps: u64,
-    pub(crate) max_steps: u64,
-    pub(crate) max_frontier: usize,
-    /// This key's share of [`CheckConfig::max_memory_bytes`].
-    pub(crate) memory_bytes_max: u64,
-    pub(crate) deadline: Option<Instant>,
-    /// The wall-clock limit behind `deadline`, to name it.
-    pub(crate) time_limit: Option<Duration>,
-    /// Whether keys of `get`s and `put`s may be decided as registers.
-    pub(crate) fast_path: bool,
-    /// Whether a failure needs the values possible before the stuck
-    /// return (the sub-checks of an explanation need only the stuck
-    /// operation).
-    pub(crate) values: bool,
-    /// Whether the search drops doomed configurations (rule P, `Pins`);
-    /// off only to find the exact values before a stuck return.
-    pub(crate) pins: bool,
-    /// [`CheckConfig::max_steps_per_return`].
-    pub(crate) steps_per_return: u64,
-    /// The pace limit's count of the current sweep: `steps` when it
-    /// started, and the returns it has passed.
-    pub(crate) sweep_start: u64,
-    pub(crate) sweep_returns: u64,
-}
-
-impl Budget {
-    /// The limits of `cfg`, the memory's being `memory_bytes_max` (this
-    /// thread's share), the wall clock's ending at `deadline`.
-    pub(crate) fn new(
-        cfg: &CheckConfig,
-        memory_bytes_max: u64,
-        deadline: Option<Instant>,
-    ) -> Budget {
-        assert!(memory_bytes_max > 0, "a search needs some memory");
-        Budget {
-            steps: 0,
-            max_steps: cfg.max_steps,
-            max_frontier: cfg.max_frontier,
-            memory_bytes_max,
-            deadline,
-            time_limit: cfg.time_limit,
-            fast_path: cfg.fast_path,
-            values: true,
-            pins: true,
-            steps_per_return: cfg.max_steps_per_return,
-            sweep_start: 0,
-            sweep_returns: 0,
-        }
-    }
-
-    /// The pace limit, if the current sweep has passed it.
-    #[inline]
-    fn pace(&self) -> Result<(), Limit> {
-        if self.steps_per_return == 0 {
-            return Ok(());
-        }
-        let steps = self.steps - self.sweep_start;
-        let allowance = self.max_frontier as u64;
-        let allowed =
-            allowance.saturating_add(self.steps_per_return.saturating_mul(self.sweep_returns));
-        if steps > allowed {
-            return Err(Limit::Pace {
-                steps,
-                returns: self.sweep_returns,
-                allowance,
-                per_return: self.steps_per_return,
-            });
-        }
-        Ok(())
-    }
-
-    pub(crate) fn spent(&self) -> bool {
-        self.steps >= self.max_steps || self.deadline.is_some_and(|d| Instant::now() >= d)
-    }
-}
-
 #[derive(Clone, Copy)]
 pub(crate) enum Init {
     /// The key starts empty.
@@ -1025,8 +947,7 @@ fn sweep_key(
     budget: &mut Budget,
     pruned: &mut bool,
 ) -> KeyOutcome {
-    budget.sweep_start = budget.steps;
-    budget.sweep_returns = 0;
+    budget.start_sweep();
     let (model, mut cops) = compile(ops, idx);
     cops.sort_by_key(|c| (c.call, c.orig));
     let pins = Pins::new(&model, &cops, budget.pins);
@@ -1616,27 +1537,16 @@ impl Sweep<'_> {
             let popped_bytes = applied_bytes(&c.applied);
             assert!(self.heap_bytes >= popped_bytes, "counted when pushed");
             self.heap_bytes -= popped_bytes;
-            budget.steps += 1;
-            if budget.steps >= budget.max_steps {
-                return Err(Limit::Steps(budget.max_steps));
-            }
-            if budget.steps & 0xfff == 0 {
-                if let Some(d) = budget.deadline {
-                    if Instant::now() >= d {
-                        return Err(Limit::Time(budget.time_limit.unwrap_or_default()));
-                    }
-                }
-            }
+            budget.step()?;
             if self.visited_len + self.next.len() > budget.max_frontier {
                 return Err(Limit::Configurations(budget.max_frontier));
             }
             budget.pace()?;
-            if self.held_bytes() as u64 > budget.memory_bytes_max {
-                return Err(Limit::Memory {
-                    bytes_max: budget.memory_bytes_max,
-                    configs: (self.visited_len + self.next.len() + self.frontier.len()) as u64,
-                });
-            }
+            budget.memory(
+                self.held_bytes(),
+                budget.memory_bytes_max,
+                self.visited_len + self.next.len() + self.frontier.len(),
+            )?;
             let mut avail = self.pending & !c.lin;
             // Rule E: a pending read-only operation (get, unsuccessful cas)
             // whose result holds in the current state is linearized at

@@ -510,7 +510,7 @@ pub(crate) fn check_part<M: Model>(
     model: &M,
     ops: &[Op<M::Input, M::Output>],
     idx: &[usize],
-    budget: &mut search::Budget,
+    budget: &mut limits::Budget,
     direct: &mut bool,
     want_states: bool,
     hints: &[Option<u64>],
@@ -641,7 +641,7 @@ pub fn check_parallel_hinted<M: Model>(
     let memory_bytes = limits::memory_share(cfg, threads, parts.len());
     let checked = limits::in_parallel(&parts, threads, |(part, idx)| {
         let mut stats = stats_of(part, idx);
-        let mut budget = search::Budget::new(cfg, memory_bytes, deadline);
+        let mut budget = limits::Budget::new(cfg, memory_bytes, deadline);
         let started = Instant::now();
         let mut direct = false;
         let outcome = check_part(model, ops, idx, &mut budget, &mut direct, true, hints);

@@ -1,11 +1,10 @@
-//! The limits of a check ([`CheckConfig`], [`Limit`]) and the thread
-//! pool parts are checked on: shared by the generic search
-//! ([`crate::check`], [`crate::search`]) and the key-value search
-//! ([`crate::linearizability`]), which import them from here and not from
-//! each other.
+//! The limits of a check ([`CheckConfig`], [`Limit`]), the one search
+//! [`Budget`] that spends them, and the thread pool parts are checked on:
+//! shared by the generic search ([`crate::check`], [`crate::search`]) and
+//! the key-value search ([`crate::linearizability`]).
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Limits of one check. The defaults suit histories of up to a few hundred
 /// thousand operations with tens of clients.
@@ -154,6 +153,169 @@ impl fmt::Display for Limit {
         }
     }
 }
+
+/// The limits of one part's (one key's) search and what it has spent:
+/// one type for every pass of the generic search and for the key-value
+/// search, so that a key handed from one to the other spends from the
+/// same account.
+pub(crate) struct Budget {
+    /// Steps spent.
+    pub(crate) steps: u64,
+    /// The most bytes the search held, as counted for the memory bound.
+    pub(crate) memory_bytes_peak: u64,
+    pub(crate) max_steps: u64,
+    pub(crate) max_frontier: usize,
+    /// This part's share of [`CheckConfig::max_memory_bytes`].
+    pub(crate) memory_bytes_max: u64,
+    pub(crate) deadline: Option<Instant>,
+    /// The wall-clock limit behind `deadline`, to name it.
+    pub(crate) time_limit: Option<Duration>,
+    /// [`CheckConfig::depth_first`].
+    pub(crate) depth_first: bool,
+    /// [`CheckConfig::fast_path`]: whether keys may be decided without a
+    /// search.
+    pub(crate) fast_path: bool,
+    /// Whether a failure needs the values possible before the stuck
+    /// return (the sub-checks of an explanation need only the stuck
+    /// operation).
+    pub(crate) values: bool,
+    /// Whether the key-value search drops doomed configurations (its rule
+    /// P); off only to find the exact values before a stuck return.
+    pub(crate) pins: bool,
+    /// [`CheckConfig::max_steps_per_return`].
+    pub(crate) steps_per_return: u64,
+    /// The pace limit's count of the current sweep: `steps` when it
+    /// started, and the returns it has passed.
+    pub(crate) sweep_start: u64,
+    pub(crate) sweep_returns: u64,
+}
+
+impl Budget {
+    /// The limits of `cfg` for one part, which may take `memory_bytes_max`
+    /// (its thread's share of `cfg.max_memory_bytes`), the wall clock's
+    /// ending at `deadline`.
+    pub(crate) fn new(
+        cfg: &CheckConfig,
+        memory_bytes_max: u64,
+        deadline: Option<Instant>,
+    ) -> Budget {
+        assert!(memory_bytes_max > 0, "a search needs some memory");
+        Budget {
+            steps: 0,
+            memory_bytes_peak: 0,
+            max_steps: cfg.max_steps,
+            max_frontier: cfg.max_frontier,
+            memory_bytes_max,
+            deadline,
+            time_limit: cfg.time_limit,
+            depth_first: cfg.depth_first,
+            fast_path: cfg.fast_path,
+            values: true,
+            pins: true,
+            steps_per_return: cfg.max_steps_per_return,
+            sweep_start: 0,
+            sweep_returns: 0,
+        }
+    }
+
+    /// The budget of the small searches that explain a failure and find
+    /// the states before a stuck return: `steps` steps, 200,000
+    /// configurations, [`SMALL_MEMORY_BYTES_MAX`], no clock, no pace.
+    pub(crate) fn small(steps: u64) -> Budget {
+        Budget {
+            steps: 0,
+            memory_bytes_peak: 0,
+            max_steps: steps,
+            max_frontier: 200_000,
+            memory_bytes_max: SMALL_MEMORY_BYTES_MAX,
+            deadline: None,
+            time_limit: None,
+            depth_first: true,
+            fast_path: true,
+            values: true,
+            pins: true,
+            steps_per_return: 0,
+            sweep_start: 0,
+            sweep_returns: 0,
+        }
+    }
+
+    /// Records that the search holds `bytes` in `configs` configurations:
+    /// `Err(Limit::Memory)` if that passed `bytes_max`.
+    #[inline]
+    pub(crate) fn memory(
+        &mut self,
+        bytes: usize,
+        bytes_max: u64,
+        configs: usize,
+    ) -> Result<(), Limit> {
+        let bytes = bytes as u64;
+        if bytes > bytes_max {
+            return Err(Limit::Memory {
+                bytes_max,
+                configs: configs as u64,
+            });
+        }
+        self.memory_bytes_peak = self.memory_bytes_peak.max(bytes);
+        Ok(())
+    }
+
+    /// Spends one step: the step limit once passed, and every 4,096
+    /// steps the wall clock.
+    #[inline]
+    pub(crate) fn step(&mut self) -> Result<(), Limit> {
+        self.steps += 1;
+        if self.steps > self.max_steps {
+            return Err(Limit::Steps(self.max_steps));
+        }
+        if self.steps.is_multiple_of(4096) {
+            if let Some(d) = self.deadline {
+                if Instant::now() >= d {
+                    return Err(Limit::Time(self.time_limit.unwrap_or_default()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts a sweep for the pace limit.
+    pub(crate) fn start_sweep(&mut self) {
+        self.sweep_start = self.steps;
+        self.sweep_returns = 0;
+    }
+
+    /// The pace limit ([`CheckConfig::max_steps_per_return`]), if the
+    /// current sweep has passed it.
+    #[inline]
+    pub(crate) fn pace(&self) -> Result<(), Limit> {
+        if self.steps_per_return == 0 {
+            return Ok(());
+        }
+        let steps = self.steps - self.sweep_start;
+        let allowance = self.max_frontier as u64;
+        let allowed =
+            allowance.saturating_add(self.steps_per_return.saturating_mul(self.sweep_returns));
+        if steps > allowed {
+            return Err(Limit::Pace {
+                steps,
+                returns: self.sweep_returns,
+                allowance,
+                per_return: self.steps_per_return,
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether the steps or the wall clock have run out.
+    pub(crate) fn spent(&self) -> bool {
+        self.steps >= self.max_steps || self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+}
+
+/// The memory bound of the small searches that explain a failure and
+/// find the states before a stuck return (each runs alone, after the
+/// check proper has freed its memory).
+pub(crate) const SMALL_MEMORY_BYTES_MAX: u64 = 256 << 20;
 
 /// Each part's share of [`CheckConfig::max_memory_bytes`] when `parts`
 /// are checked on up to `threads` threads (as [`in_parallel`] runs them):

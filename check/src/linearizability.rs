@@ -41,7 +41,8 @@ use std::time::{Duration, Instant};
 
 use crate::hash::FxHasher;
 use crate::history::{to_jsonl, Op, Operation, Outcome, Output};
-use crate::kv_search::{check_key, shown_values, Budget, Init, KeyOutcome};
+use crate::kv_search::{check_key, shown_values, Init, KeyOutcome};
+use crate::limits::Budget;
 use crate::limits::{in_parallel, memory_share};
 use crate::models::kv_generic;
 
@@ -495,19 +496,11 @@ fn run_sub(ops: &[Operation], idx: &[usize], left: &mut u64) -> Option<Result<()
         return None;
     }
     let mut b = Budget {
-        steps: 0,
-        max_steps: *left,
         max_frontier: 1_000_000,
-        memory_bytes_max: crate::search::SMALL_MEMORY_BYTES_MAX,
-        deadline: None,
-        time_limit: None,
-        fast_path: true,
         values: false,
-        pins: true,
         // The shrink budget bounds these.
         steps_per_return: 0,
-        sweep_start: 0,
-        sweep_returns: 0,
+        ..Budget::small(*left)
     };
     let r = check_key(ops, idx, Init::Empty, &mut b, &kv_generic());
     *left = left.saturating_sub(b.steps + idx.len() as u64);

@@ -47,124 +47,15 @@
 
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasherDefault;
-use std::time::{Duration, Instant};
 
 use super::memory::{alloc_bytes, table_peak_bytes, vec_peak_bytes};
 use super::{describe_op, timeline, Model, ModelFailure, Op, Outcome, PartOutcome};
 use crate::hash::Fx;
-use crate::limits::{is_subset, CheckConfig, Limit};
+use crate::limits::{is_subset, Budget, CheckConfig, Limit};
 
 type FxBuild = BuildHasherDefault<Fx>;
 type FxHashMap<K, V> = HashMap<K, V, FxBuild>;
 type FxHashSet<K> = HashSet<K, FxBuild>;
-
-/// The limits of one part's search.
-pub(crate) struct Budget {
-    pub(crate) steps: u64,
-    /// The most bytes the search held, as counted for the memory bound.
-    pub(crate) memory_bytes_peak: u64,
-    max_steps: u64,
-    max_frontier: usize,
-    /// This part's share of [`CheckConfig::max_memory_bytes`].
-    memory_bytes_max: u64,
-    deadline: Option<Instant>,
-    time_limit: Option<Duration>,
-    /// [`CheckConfig::depth_first`].
-    depth_first: bool,
-}
-
-impl Budget {
-    /// The limits of `cfg` for one part, which may take `memory_bytes_max`
-    /// (its thread's share of `cfg.max_memory_bytes`).
-    pub(crate) fn new(
-        cfg: &CheckConfig,
-        memory_bytes_max: u64,
-        deadline: Option<Instant>,
-    ) -> Budget {
-        assert!(memory_bytes_max > 0, "a search needs some memory");
-        Budget {
-            steps: 0,
-            memory_bytes_peak: 0,
-            max_steps: cfg.max_steps,
-            max_frontier: cfg.max_frontier,
-            memory_bytes_max,
-            deadline,
-            time_limit: cfg.time_limit,
-            depth_first: cfg.depth_first,
-        }
-    }
-
-    /// A budget with these limits (`deadline` being when `time_limit`
-    /// runs out).
-    pub(crate) fn with(
-        max_steps: u64,
-        max_frontier: usize,
-        memory_bytes_max: u64,
-        deadline: Option<Instant>,
-        time_limit: Option<Duration>,
-    ) -> Budget {
-        assert!(memory_bytes_max > 0, "a search needs some memory");
-        Budget {
-            steps: 0,
-            memory_bytes_peak: 0,
-            max_steps,
-            max_frontier,
-            memory_bytes_max,
-            deadline,
-            time_limit,
-            depth_first: true,
-        }
-    }
-
-    fn small(steps: u64) -> Budget {
-        Budget {
-            steps: 0,
-            memory_bytes_peak: 0,
-            max_steps: steps,
-            max_frontier: 200_000,
-            memory_bytes_max: SMALL_MEMORY_BYTES_MAX,
-            deadline: None,
-            time_limit: None,
-            depth_first: true,
-        }
-    }
-
-    /// Records that the search holds `bytes` in `configs` configurations:
-    /// `Err(Limit::Memory)` if that passed `bytes_max`.
-    #[inline]
-    fn memory(&mut self, bytes: usize, bytes_max: u64, configs: usize) -> Result<(), Limit> {
-        let bytes = bytes as u64;
-        if bytes > bytes_max {
-            return Err(Limit::Memory {
-                bytes_max,
-                configs: configs as u64,
-            });
-        }
-        self.memory_bytes_peak = self.memory_bytes_peak.max(bytes);
-        Ok(())
-    }
-
-    #[inline]
-    fn step(&mut self) -> Result<(), Limit> {
-        self.steps += 1;
-        if self.steps > self.max_steps {
-            return Err(Limit::Steps(self.max_steps));
-        }
-        if self.steps.is_multiple_of(4096) {
-            if let Some(d) = self.deadline {
-                if Instant::now() >= d {
-                    return Err(Limit::Time(self.time_limit.unwrap_or_default()));
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The memory bound of the small searches that explain a failure and
-/// find the states before a stuck return (each runs alone, after the
-/// check proper has freed its memory).
-pub(crate) const SMALL_MEMORY_BYTES_MAX: u64 = 256 << 20;
 
 /// A fixed-width bitset over the slots of pending operations.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]

@@ -7,7 +7,8 @@
 use serde_json::{Map, Value};
 
 use crate::history::{self, Operation, Output};
-use crate::kv_search::{self, Budget, Generic, KeyOutcome};
+use crate::kv_search::{self, Generic, KeyOutcome};
+use crate::limits::Budget;
 use crate::typed::{field_bool, field_value, JsonModel};
 use crate::{Decision, Model, Op, Outcome};
 
@@ -300,13 +301,14 @@ fn values_of(key: &str, states: &[KvState]) -> Vec<String> {
 fn generic_key(ops: &[Operation], idx: &[usize], budget: &mut Budget) -> KeyOutcome {
     let typed = typed_key(ops, idx);
     let local: Vec<usize> = (0..typed.len()).collect();
-    let mut b = crate::search::Budget::with(
-        budget.max_steps.saturating_sub(budget.steps),
-        budget.max_frontier,
-        budget.memory_bytes_max,
-        budget.deadline,
-        budget.time_limit,
-    );
+    let mut b = Budget {
+        max_steps: budget.max_steps.saturating_sub(budget.steps),
+        max_frontier: budget.max_frontier,
+        memory_bytes_max: budget.memory_bytes_max,
+        deadline: budget.deadline,
+        time_limit: budget.time_limit,
+        ..Budget::small(0)
+    };
     let r = crate::search::search_raw(&Kv, &typed, &local, &mut b);
     budget.steps += b.steps;
     match r {
