@@ -18,6 +18,7 @@ use std::hash::BuildHasherDefault;
 use crate::hash::FxHasher;
 use crate::history::{Op, Operation, Outcome, Output};
 use crate::limits::{is_subset, Budget, CheckConfig, Limit};
+use crate::PartOutcome;
 
 type FxBuild = BuildHasherDefault<FxHasher>;
 type FxHashMap<K, V> = HashMap<K, V, FxBuild>;
@@ -31,7 +32,7 @@ type ValuesFn = fn(&[Operation], &[usize], usize) -> Option<Vec<String>>;
 pub(crate) struct Generic {
     /// Decides a key the window cannot hold
     /// ([`Limit::PendingOperations`]), spending `budget`'s steps.
-    pub(crate) search: fn(&[Operation], &[usize], &mut Budget) -> KeyOutcome,
+    pub(crate) search: fn(&[Operation], &[usize], &mut Budget) -> PartOutcome,
     /// The concrete values the key could hold just before `stuck`
     /// returned (the key's operations are `idx`), where this search
     /// merged them into one abstract state; `None` if not found cheaply.
@@ -569,17 +570,6 @@ pub(crate) enum Init {
     Empty,
 }
 
-pub(crate) enum KeyOutcome {
-    Ok,
-    /// Stuck at the return of the operation with this index in the checked
-    /// history; `values` could be held just before.
-    Fail {
-        stuck: usize,
-        values: Vec<String>,
-    },
-    Exhausted(Limit),
-}
-
 struct Group {
     kind: Kind,
     /// Available unknown operations with this effect (compiled indices, in
@@ -670,7 +660,7 @@ pub(crate) fn check_key(
     init: Init,
     budget: &mut Budget,
     generic: &Generic,
-) -> KeyOutcome {
+) -> PartOutcome {
     use crate::unambiguous_kv::{decide_kv, stuck_by_bisection, KvDecision};
     // Decided not linearizable directly: the stuck operation by bisection,
     // if every cut was decided directly too.
@@ -680,7 +670,7 @@ pub(crate) fn check_key(
             return outcome;
         }
         match decide_kv(ops, idx) {
-            Some(KvDecision::Linearizable) => return KeyOutcome::Ok,
+            Some(KvDecision::Linearizable) => return PartOutcome::Ok,
             Some(KvDecision::NotLinearizable) => known_bad = Some(stuck_by_bisection(ops, idx)),
             None => {}
         }
@@ -695,40 +685,46 @@ pub(crate) fn check_key(
     let outcome = match (search_key(ops, idx, init, budget), known_bad) {
         // Rule P stopped early, and bisection already has the exact
         // return: no cuts to search.
-        ((KeyOutcome::Fail { .. }, true), Some(Some(stuck))) => KeyOutcome::Fail {
+        ((PartOutcome::Fail { .. }, true), Some(Some(stuck))) => PartOutcome::Fail {
             stuck,
-            values: values_before(ops, idx, stuck, init, budget),
+            states: values_before(ops, idx, stuck, init, budget),
         },
-        ((KeyOutcome::Fail { stuck, .. }, true), _) => exact_failure(ops, idx, stuck, init, budget),
-        ((KeyOutcome::Exhausted(Limit::PendingOperations(_)), _), _) => {
+        ((PartOutcome::Fail { stuck, .. }, true), _) => {
+            exact_failure(ops, idx, stuck, init, budget)
+        }
+        ((PartOutcome::Exhausted(Limit::PendingOperations(_)), _), _) => {
             (generic.search)(ops, idx, budget)
         }
         ((other, _), _) => other,
     };
     budget.max_steps = max_steps;
     let outcome = match (outcome, known_bad) {
-        (KeyOutcome::Exhausted(_), Some(Some(stuck))) => KeyOutcome::Fail {
+        (PartOutcome::Exhausted(_), Some(Some(stuck))) => PartOutcome::Fail {
             stuck,
-            values: Vec::new(),
+            states: Vec::new(),
         },
         (outcome, known_bad) => {
             debug_assert!(
-                !(known_bad.is_some() && matches!(outcome, KeyOutcome::Ok)),
+                !(known_bad.is_some() && matches!(outcome, PartOutcome::Ok)),
                 "the direct decision and the search disagree"
             );
-            if let (KeyOutcome::Fail { stuck, .. }, Some(Some(b))) = (&outcome, known_bad) {
+            if let (PartOutcome::Fail { stuck, .. }, Some(Some(b))) = (&outcome, known_bad) {
                 debug_assert_eq!(*stuck, b, "bisection and the search disagree");
             }
             outcome
         }
     };
     match outcome {
-        KeyOutcome::Fail { stuck, values }
-            if budget.values && values.iter().any(|v| v == OTHER_SHOWN) =>
-        {
+        PartOutcome::Fail {
+            stuck,
+            states: values,
+        } if budget.values && values.iter().any(|v| v == OTHER_SHOWN) => {
             // Name the values the abstraction merged into one.
             let values = (generic.values)(ops, idx, stuck).unwrap_or(values);
-            KeyOutcome::Fail { stuck, values }
+            PartOutcome::Fail {
+                stuck,
+                states: values,
+            }
         }
         other => other,
     }
@@ -750,7 +746,7 @@ fn exact_failure(
     early: usize,
     init: Init,
     budget: &mut Budget,
-) -> KeyOutcome {
+) -> PartOutcome {
     use crate::unambiguous_kv::{cut_after_return, returns_in_order};
     let rets = returns_in_order(ops, idx);
     let first = rets
@@ -761,14 +757,14 @@ fn exact_failure(
         let cut = cut_after_return(ops, idx, rets[k]);
         let all: Vec<usize> = (0..cut.len()).collect();
         match search_key(&cut, &all, init, budget).0 {
-            KeyOutcome::Ok => Some(false),
-            KeyOutcome::Fail { .. } => Some(true),
-            KeyOutcome::Exhausted(_) => None,
+            PartOutcome::Ok => Some(false),
+            PartOutcome::Fail { .. } => Some(true),
+            PartOutcome::Exhausted(_) => None,
         }
     };
-    let inexact = KeyOutcome::Fail {
+    let inexact = PartOutcome::Fail {
         stuck: early,
-        values: Vec::new(),
+        states: Vec::new(),
     };
     // The whole history fails: the last cut is bad.
     let (mut lo, mut hi) = (first, rets.len() - 1);
@@ -795,7 +791,10 @@ fn exact_failure(
     }
     let stuck = rets[lo].2;
     let values = values_before(ops, idx, stuck, init, budget);
-    KeyOutcome::Fail { stuck, values }
+    PartOutcome::Fail {
+        stuck,
+        states: values,
+    }
 }
 
 /// The values the key could hold just before `stuck` returned, when the
@@ -819,7 +818,10 @@ fn values_before(
     budget.pins = true;
     budget.max_steps = max_steps;
     match outcome {
-        KeyOutcome::Fail { stuck: s, values } if s == stuck => values,
+        PartOutcome::Fail {
+            stuck: s,
+            states: values,
+        } if s == stuck => values,
         _ => Vec::new(),
     }
 }
@@ -841,7 +843,7 @@ const OTHER_SHOWN: &str = "<other>";
 /// operations and `get`s of unknown outcome do not count), if no value is
 /// written twice; `None` otherwise. A failure's possible values come from
 /// the same decision, without a search.
-fn register_fast_path(ops: &[Operation], idx: &[usize]) -> Option<KeyOutcome> {
+fn register_fast_path(ops: &[Operation], idx: &[usize]) -> Option<PartOutcome> {
     use crate::unambiguous::{decide_register, RegOp, RegisterDecision};
     let mut rel: Vec<usize> = Vec::with_capacity(idx.len());
     for &i in idx {
@@ -880,10 +882,10 @@ fn register_fast_path(ops: &[Operation], idx: &[usize]) -> Option<KeyOutcome> {
         });
     }
     Some(match decide_register(&reg, 0)? {
-        RegisterDecision::Linearizable => KeyOutcome::Ok,
-        RegisterDecision::Stuck { index, values } => KeyOutcome::Fail {
+        RegisterDecision::Linearizable => PartOutcome::Ok,
+        RegisterDecision::Stuck { index, values } => PartOutcome::Fail {
             stuck: rel[index],
-            values: values
+            states: values
                 .iter()
                 .map(|&v| names[v as usize].to_string())
                 .collect(),
@@ -915,13 +917,17 @@ pub(crate) fn decide_key(
     let cfg = CheckConfig::default();
     let mut budget = Budget::new(&cfg, cfg.max_memory_bytes, None);
     match check_key(ops, &idx, Init::Empty, &mut budget, generic) {
-        KeyOutcome::Ok => Some(Ok(())),
+        PartOutcome::Ok => Some(Ok(())),
         // The merged state is not a value: no values then.
-        KeyOutcome::Fail { stuck, values } if values.iter().any(|v| v == OTHER_SHOWN) => {
-            Some(Err((stuck, Vec::new())))
-        }
-        KeyOutcome::Fail { stuck, values } => Some(Err((stuck, values))),
-        KeyOutcome::Exhausted(_) => None,
+        PartOutcome::Fail {
+            stuck,
+            states: values,
+        } if values.iter().any(|v| v == OTHER_SHOWN) => Some(Err((stuck, Vec::new()))),
+        PartOutcome::Fail {
+            stuck,
+            states: values,
+        } => Some(Err((stuck, values))),
+        PartOutcome::Exhausted(_) => None,
     }
 }
 
@@ -932,7 +938,7 @@ fn search_key(
     idx: &[usize],
     init: Init,
     budget: &mut Budget,
-) -> (KeyOutcome, bool) {
+) -> (PartOutcome, bool) {
     let mut pruned = false;
     let outcome = sweep_key(ops, idx, init, budget, &mut pruned);
     (outcome, pruned)
@@ -946,7 +952,7 @@ fn sweep_key(
     init: Init,
     budget: &mut Budget,
     pruned: &mut bool,
-) -> KeyOutcome {
+) -> PartOutcome {
     budget.start_sweep();
     let (model, mut cops) = compile(ops, idx);
     cops.sort_by_key(|c| (c.call, c.orig));
@@ -1014,7 +1020,7 @@ fn sweep_key(
             if c.ret.is_some() {
                 let free = !sw.pending;
                 if free == 0 {
-                    return KeyOutcome::Exhausted(Limit::PendingOperations(128));
+                    return PartOutcome::Exhausted(Limit::PendingOperations(128));
                 }
                 let slot = free.trailing_zeros() as usize;
                 sw.pending |= 1u128 << slot;
@@ -1029,7 +1035,7 @@ fn sweep_key(
             let slot = slot_of[i as usize] as usize;
             budget.sweep_returns += 1;
             match sw.closure(slot, budget) {
-                Err(reason) => return KeyOutcome::Exhausted(reason),
+                Err(reason) => return PartOutcome::Exhausted(reason),
                 Ok(false) => {
                     let mut values: Vec<String> = sw
                         .frontier
@@ -1042,9 +1048,9 @@ fn sweep_key(
                         .collect();
                     values.sort();
                     *pruned = sw.pins.pruned;
-                    return KeyOutcome::Fail {
+                    return PartOutcome::Fail {
                         stuck: c.orig,
-                        values,
+                        states: values,
                     };
                 }
                 Ok(true) => {}
@@ -1063,7 +1069,7 @@ fn sweep_key(
             }
         }
     }
-    KeyOutcome::Ok
+    PartOutcome::Ok
 }
 
 impl Sweep<'_> {

@@ -490,11 +490,13 @@ fn split_parts<M: Model>(model: &M, ops: &[Op<M::Input, M::Output>]) -> Vec<(Str
     parts
 }
 
-/// What the check of one part found.
+/// What the check of one part (of the generic search, or one key of the
+/// key-value search) found.
 pub(crate) enum PartOutcome {
     Ok,
     /// Stuck at the return of this operation (index into the history),
-    /// with these possible states.
+    /// with the states (the key-value search: the key's values) the
+    /// object could be in just before, in words.
     Fail {
         stuck: usize,
         states: Vec<String>,

@@ -41,10 +41,11 @@ use std::time::{Duration, Instant};
 
 use crate::hash::FxHasher;
 use crate::history::{to_jsonl, Op, Operation, Outcome, Output};
-use crate::kv_search::{check_key, shown_values, Init, KeyOutcome};
+use crate::kv_search::{check_key, shown_values, Init};
 use crate::limits::Budget;
 use crate::limits::{in_parallel, memory_share};
 use crate::models::kv_generic;
+use crate::PartOutcome;
 
 type FxBuild = BuildHasherDefault<FxHasher>;
 type FxHashMap<K, V> = HashMap<K, V, FxBuild>;
@@ -288,8 +289,8 @@ pub fn check_history_with(ops: &[Operation], cfg: &CheckConfig) -> CheckResult {
     let mut first_unknown: Option<Exhausted> = None;
     for (key, idx) in &keys {
         match check_key(ops, idx, Init::Empty, &mut budget, &kv_generic()) {
-            KeyOutcome::Ok => {}
-            KeyOutcome::Exhausted(limit) => {
+            PartOutcome::Ok => {}
+            PartOutcome::Exhausted(limit) => {
                 if first_unknown.is_none() {
                     first_unknown = Some(Exhausted {
                         key: key.to_string(),
@@ -304,7 +305,10 @@ pub fn check_history_with(ops: &[Operation], cfg: &CheckConfig) -> CheckResult {
                     break;
                 }
             }
-            KeyOutcome::Fail { stuck, values } => {
+            PartOutcome::Fail {
+                stuck,
+                states: values,
+            } => {
                 return CheckResult::NotLinearizable(Box::new(explain(
                     ops, key, idx, stuck, values, cfg,
                 )));
@@ -442,14 +446,14 @@ pub fn check_history_parallel(ops: &[Operation], cfg: &CheckConfig, threads: usi
         stats.elapsed = started.elapsed();
         stats.steps = budget.steps;
         stats.verdict = match &outcome {
-            KeyOutcome::Ok => KeyVerdict::Linearizable,
-            KeyOutcome::Fail { .. } => KeyVerdict::NotLinearizable,
-            KeyOutcome::Exhausted(limit) => KeyVerdict::GaveUp(limit.clone()),
+            PartOutcome::Ok => KeyVerdict::Linearizable,
+            PartOutcome::Fail { .. } => KeyVerdict::NotLinearizable,
+            PartOutcome::Exhausted(limit) => KeyVerdict::GaveUp(limit.clone()),
         };
-        let failed = matches!(outcome, KeyOutcome::Fail { .. });
+        let failed = matches!(outcome, PartOutcome::Fail { .. });
         ((stats, outcome), failed)
     });
-    let mut done: Vec<(KeyStats, Option<KeyOutcome>)> = checked
+    let mut done: Vec<(KeyStats, Option<PartOutcome>)> = checked
         .into_iter()
         .zip(&keys)
         .map(|(checked, (key, idx))| match checked {
@@ -460,14 +464,17 @@ pub fn check_history_parallel(ops: &[Operation], cfg: &CheckConfig, threads: usi
     let mut result = CheckResult::Ok;
     for (i, (stats, outcome)) in done.iter_mut().enumerate() {
         match outcome.take() {
-            Some(KeyOutcome::Fail { stuck, values }) => {
+            Some(PartOutcome::Fail {
+                stuck,
+                states: values,
+            }) => {
                 let (key, idx) = &keys[i];
                 result = CheckResult::NotLinearizable(Box::new(explain(
                     ops, key, idx, stuck, values, cfg,
                 )));
                 break;
             }
-            Some(KeyOutcome::Exhausted(limit)) if result.is_ok() => {
+            Some(PartOutcome::Exhausted(limit)) if result.is_ok() => {
                 result = CheckResult::Unknown(Exhausted {
                     key: stats.key.clone(),
                     reason: limit.to_string(),
@@ -505,9 +512,9 @@ fn run_sub(ops: &[Operation], idx: &[usize], left: &mut u64) -> Option<Result<()
     let r = check_key(ops, idx, Init::Empty, &mut b, &kv_generic());
     *left = left.saturating_sub(b.steps + idx.len() as u64);
     match r {
-        KeyOutcome::Fail { stuck, .. } => Some(Err(stuck)),
-        KeyOutcome::Ok => Some(Ok(())),
-        KeyOutcome::Exhausted(_) => None,
+        PartOutcome::Fail { stuck, .. } => Some(Err(stuck)),
+        PartOutcome::Ok => Some(Ok(())),
+        PartOutcome::Exhausted(_) => None,
     }
 }
 

@@ -7,10 +7,10 @@
 use serde_json::{Map, Value};
 
 use crate::history::{self, Operation, Output};
-use crate::kv_search::{self, Generic, KeyOutcome};
+use crate::kv_search::{self, Generic};
 use crate::limits::Budget;
 use crate::typed::{field_bool, field_value, JsonModel};
-use crate::{Decision, Model, Op, Outcome};
+use crate::{Decision, Model, Op, Outcome, PartOutcome};
 
 /// A key-value operation's input: the key and the request.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -298,7 +298,7 @@ fn values_of(key: &str, states: &[KvState]) -> Vec<String> {
 }
 
 /// The generic search on one key.
-fn generic_key(ops: &[Operation], idx: &[usize], budget: &mut Budget) -> KeyOutcome {
+fn generic_key(ops: &[Operation], idx: &[usize], budget: &mut Budget) -> PartOutcome {
     let typed = typed_key(ops, idx);
     let local: Vec<usize> = (0..typed.len()).collect();
     let mut b = Budget {
@@ -312,11 +312,11 @@ fn generic_key(ops: &[Operation], idx: &[usize], budget: &mut Budget) -> KeyOutc
     let r = crate::search::search_raw(&Kv, &typed, &local, &mut b);
     budget.steps += b.steps;
     match r {
-        Ok(()) => KeyOutcome::Ok,
-        Err(Ok((stuck, states))) => KeyOutcome::Fail {
+        Ok(()) => PartOutcome::Ok,
+        Err(Ok((stuck, states))) => PartOutcome::Fail {
             stuck: idx[stuck],
-            values: values_of(&typed[stuck].input.key, &states),
+            states: values_of(&typed[stuck].input.key, &states),
         },
-        Err(Err(limit)) => KeyOutcome::Exhausted(limit),
+        Err(Err(limit)) => PartOutcome::Exhausted(limit),
     }
 }
