@@ -5,11 +5,10 @@
 //! the public entry point; [`crate::models::Kv`] decides its parts with
 //! [`decide_key`].
 //!
-//! This module imports neither the generic search nor the models: what it
-//! cannot do itself (a key with more operations pending at once than its
-//! window, naming values its abstraction merged) it hands to a
-//! [`Generic`], which the key-value model provides
-//! ([`crate::models::kv_generic`]).
+//! What it cannot do itself (a key with more operations pending at once
+//! than its window of 128, naming values its abstraction merged) it hands
+//! to the generic search of [`crate::search`] with the key-value model,
+//! spending from the same [`Budget`].
 
 use std::collections::HashMap;
 use std::collections::HashSet;
@@ -18,26 +17,12 @@ use std::hash::BuildHasherDefault;
 use crate::hash::FxHasher;
 use crate::history::{Op, Operation, Outcome, Output};
 use crate::limits::{is_subset, Budget, CheckConfig, Limit};
+use crate::models::{Kv, KvInput, KvState};
 use crate::PartOutcome;
 
 type FxBuild = BuildHasherDefault<FxHasher>;
 type FxHashMap<K, V> = HashMap<K, V, FxBuild>;
 type FxHashSet<K> = HashSet<K, FxBuild>;
-
-/// The values a key could hold before a return, or `None`.
-type ValuesFn = fn(&[Operation], &[usize], usize) -> Option<Vec<String>>;
-
-/// What the key-value search leaves to the generic search with the
-/// key-value model.
-pub(crate) struct Generic {
-    /// Decides a key the window cannot hold
-    /// ([`Limit::PendingOperations`]), spending `budget`'s steps.
-    pub(crate) search: fn(&[Operation], &[usize], &mut Budget) -> PartOutcome,
-    /// The concrete values the key could hold just before `stuck`
-    /// returned (the key's operations are `idx`), where this search
-    /// merged them into one abstract state; `None` if not found cheaply.
-    pub(crate) values: ValuesFn,
-}
 
 // ---------------------------------------------------------------------------
 // Per-key model
@@ -659,7 +644,6 @@ pub(crate) fn check_key(
     idx: &[usize],
     init: Init,
     budget: &mut Budget,
-    generic: &Generic,
 ) -> PartOutcome {
     use crate::unambiguous_kv::{decide_kv, stuck_by_bisection, KvDecision};
     // Decided not linearizable directly: the stuck operation by bisection,
@@ -693,7 +677,7 @@ pub(crate) fn check_key(
             exact_failure(ops, idx, stuck, init, budget)
         }
         ((PartOutcome::Exhausted(Limit::PendingOperations(_)), _), _) => {
-            (generic.search)(ops, idx, budget)
+            generic_key(ops, idx, budget)
         }
         ((other, _), _) => other,
     };
@@ -720,7 +704,7 @@ pub(crate) fn check_key(
             states: values,
         } if budget.values && values.iter().any(|v| v == OTHER_SHOWN) => {
             // Name the values the abstraction merged into one.
-            let values = (generic.values)(ops, idx, stuck).unwrap_or(values);
+            let values = concrete_values(ops, idx, stuck).unwrap_or(values);
             PartOutcome::Fail {
                 stuck,
                 states: values,
@@ -909,14 +893,11 @@ pub(crate) fn shown_values(mut values: Vec<String>) -> Vec<String> {
 /// key-value [`Model`](crate::Model): `None` if the search gave
 /// up, else linearizable or the stuck operation and the values the key
 /// could hold before its return.
-pub(crate) fn decide_key(
-    ops: &[Operation],
-    generic: &Generic,
-) -> Option<Result<(), (usize, Vec<String>)>> {
+pub(crate) fn decide_key(ops: &[Operation]) -> Option<Result<(), (usize, Vec<String>)>> {
     let idx: Vec<usize> = (0..ops.len()).collect();
     let cfg = CheckConfig::default();
     let mut budget = Budget::new(&cfg, cfg.max_memory_bytes, None);
-    match check_key(ops, &idx, Init::Empty, &mut budget, generic) {
+    match check_key(ops, &idx, Init::Empty, &mut budget) {
         PartOutcome::Ok => Some(Ok(())),
         // The merged state is not a value: no values then.
         PartOutcome::Fail {
@@ -1859,5 +1840,61 @@ impl Sweep<'_> {
             }
         }
         self.frontier = kept;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The generic search with the key-value model, where this one cannot go
+
+/// The key's operations as a typed history (for the generic search), and
+/// the history index of each.
+fn typed_key(ops: &[Operation], idx: &[usize]) -> Vec<crate::Op<KvInput, Output>> {
+    let sub: Vec<Operation> = idx.iter().map(|&i| ops[i].clone()).collect();
+    Kv::from_history(&sub)
+}
+
+/// The values the key could hold just before `stuck` returned, from the
+/// generic search with the key-value model (concrete strings, where the
+/// key-value search merges the values no later read observes).
+fn concrete_values(ops: &[Operation], idx: &[usize], stuck: usize) -> Option<Vec<String>> {
+    let typed = typed_key(ops, idx);
+    let local: Vec<usize> = (0..typed.len()).collect();
+    let at = idx.iter().position(|&i| i == stuck)?;
+    let states = crate::search::raw_states_before(&Kv, &typed, &local, at, 2_000_000)?;
+    Some(values_of(&ops[stuck].key, &states))
+}
+
+/// The distinct values of `key` in `states`, sorted.
+fn values_of(key: &str, states: &[KvState]) -> Vec<String> {
+    let mut values: Vec<String> = states
+        .iter()
+        .map(|s| s.get(key).cloned().unwrap_or_default())
+        .collect();
+    values.sort();
+    values.dedup();
+    values
+}
+
+/// The generic search on one key.
+fn generic_key(ops: &[Operation], idx: &[usize], budget: &mut Budget) -> PartOutcome {
+    let typed = typed_key(ops, idx);
+    let local: Vec<usize> = (0..typed.len()).collect();
+    let mut b = Budget {
+        max_steps: budget.max_steps.saturating_sub(budget.steps),
+        max_frontier: budget.max_frontier,
+        memory_bytes_max: budget.memory_bytes_max,
+        deadline: budget.deadline,
+        time_limit: budget.time_limit,
+        ..Budget::small(0)
+    };
+    let r = crate::search::search_raw(&Kv, &typed, &local, &mut b);
+    budget.steps += b.steps;
+    match r {
+        Ok(()) => PartOutcome::Ok,
+        Err(Ok((stuck, states))) => PartOutcome::Fail {
+            stuck: idx[stuck],
+            states: values_of(&typed[stuck].input.key, &states),
+        },
+        Err(Err(limit)) => PartOutcome::Exhausted(limit),
     }
 }

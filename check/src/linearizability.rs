@@ -42,9 +42,7 @@ use std::time::{Duration, Instant};
 use crate::hash::FxHasher;
 use crate::history::{to_jsonl, Op, Operation, Outcome, Output};
 use crate::kv_search::{check_key, shown_values, Init};
-use crate::limits::Budget;
-use crate::limits::{in_parallel, memory_share};
-use crate::models::kv_generic;
+use crate::limits::{in_parallel, memory_share, Budget};
 use crate::PartOutcome;
 
 type FxBuild = BuildHasherDefault<FxHasher>;
@@ -288,7 +286,7 @@ pub fn check_history_with(ops: &[Operation], cfg: &CheckConfig) -> CheckResult {
     let mut budget = Budget::new(cfg, cfg.max_memory_bytes, deadline);
     let mut first_unknown: Option<Exhausted> = None;
     for (key, idx) in &keys {
-        match check_key(ops, idx, Init::Empty, &mut budget, &kv_generic()) {
+        match check_key(ops, idx, Init::Empty, &mut budget) {
             PartOutcome::Ok => {}
             PartOutcome::Exhausted(limit) => {
                 if first_unknown.is_none() {
@@ -442,7 +440,7 @@ pub fn check_history_parallel(ops: &[Operation], cfg: &CheckConfig, threads: usi
         let mut stats = stats_of(key, idx);
         let mut budget = Budget::new(cfg, memory_bytes, deadline);
         let started = Instant::now();
-        let outcome = check_key(ops, idx, Init::Empty, &mut budget, &kv_generic());
+        let outcome = check_key(ops, idx, Init::Empty, &mut budget);
         stats.elapsed = started.elapsed();
         stats.steps = budget.steps;
         stats.verdict = match &outcome {
@@ -509,7 +507,7 @@ fn run_sub(ops: &[Operation], idx: &[usize], left: &mut u64) -> Option<Result<()
         steps_per_return: 0,
         ..Budget::small(*left)
     };
-    let r = check_key(ops, idx, Init::Empty, &mut b, &kv_generic());
+    let r = check_key(ops, idx, Init::Empty, &mut b);
     *left = left.saturating_sub(b.steps + idx.len() as u64);
     match r {
         PartOutcome::Fail { stuck, .. } => Some(Err(stuck)),

@@ -7,10 +7,9 @@
 use serde_json::{Map, Value};
 
 use crate::history::{self, Operation, Output};
-use crate::kv_search::{self, Generic};
-use crate::limits::Budget;
+use crate::kv_search;
 use crate::typed::{field_bool, field_value, JsonModel};
-use crate::{Decision, Model, Op, Outcome, PartOutcome};
+use crate::{Decision, Model, Op, Outcome};
 
 /// A key-value operation's input: the key and the request.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -147,22 +146,20 @@ impl Model for Kv {
         }
     }
     fn decide(&self, ops: &[&Op<KvInput, Output>]) -> Option<Decision<KvState>> {
-        Some(
-            match kv_search::decide_key(&Kv::to_history(ops), &kv_generic())? {
-                Ok(()) => Decision::Linearizable,
-                Err((index, values)) => {
-                    // A part is one key: every operation has the stuck one's.
-                    let key = &ops[index].input.key;
-                    Decision::Stuck {
-                        index,
-                        states: values
-                            .into_iter()
-                            .map(|v| with(&KvState::new(), key, v))
-                            .collect(),
-                    }
+        Some(match kv_search::decide_key(&Kv::to_history(ops))? {
+            Ok(()) => Decision::Linearizable,
+            Err((index, values)) => {
+                // A part is one key: every operation has the stuck one's.
+                let key = &ops[index].input.key;
+                Decision::Stuck {
+                    index,
+                    states: values
+                        .into_iter()
+                        .map(|v| with(&KvState::new(), key, v))
+                        .collect(),
                 }
-            },
-        )
+            }
+        })
     }
     fn describe_input(&self, i: &KvInput) -> String {
         match &i.op {
@@ -254,69 +251,5 @@ impl JsonModel for Kv {
                 line.insert("swapped".into(), (*s).into());
             }
         }
-    }
-}
-
-// The generic search with this model, for what the key-value search
-// cannot do itself: the one place the two searches meet.
-
-/// The generic search with [`Kv`], as the key-value search's fallback.
-pub(crate) fn kv_generic() -> Generic {
-    Generic {
-        search: generic_key,
-        values: concrete_values,
-    }
-}
-
-/// The key's operations as a typed history (for the generic search), and
-/// the history index of each.
-fn typed_key(ops: &[Operation], idx: &[usize]) -> Vec<Op<KvInput, Output>> {
-    let sub: Vec<Operation> = idx.iter().map(|&i| ops[i].clone()).collect();
-    Kv::from_history(&sub)
-}
-
-/// The values the key could hold just before `stuck` returned, from the
-/// generic search with the key-value model (concrete strings, where the
-/// key-value search merges the values no later read observes).
-fn concrete_values(ops: &[Operation], idx: &[usize], stuck: usize) -> Option<Vec<String>> {
-    let typed = typed_key(ops, idx);
-    let local: Vec<usize> = (0..typed.len()).collect();
-    let at = idx.iter().position(|&i| i == stuck)?;
-    let states = crate::search::raw_states_before(&Kv, &typed, &local, at, 2_000_000)?;
-    Some(values_of(&ops[stuck].key, &states))
-}
-
-/// The distinct values of `key` in `states`, sorted.
-fn values_of(key: &str, states: &[KvState]) -> Vec<String> {
-    let mut values: Vec<String> = states
-        .iter()
-        .map(|s| s.get(key).cloned().unwrap_or_default())
-        .collect();
-    values.sort();
-    values.dedup();
-    values
-}
-
-/// The generic search on one key.
-fn generic_key(ops: &[Operation], idx: &[usize], budget: &mut Budget) -> PartOutcome {
-    let typed = typed_key(ops, idx);
-    let local: Vec<usize> = (0..typed.len()).collect();
-    let mut b = Budget {
-        max_steps: budget.max_steps.saturating_sub(budget.steps),
-        max_frontier: budget.max_frontier,
-        memory_bytes_max: budget.memory_bytes_max,
-        deadline: budget.deadline,
-        time_limit: budget.time_limit,
-        ..Budget::small(0)
-    };
-    let r = crate::search::search_raw(&Kv, &typed, &local, &mut b);
-    budget.steps += b.steps;
-    match r {
-        Ok(()) => PartOutcome::Ok,
-        Err(Ok((stuck, states))) => PartOutcome::Fail {
-            stuck: idx[stuck],
-            states: values_of(&typed[stuck].input.key, &states),
-        },
-        Err(Err(limit)) => PartOutcome::Exhausted(limit),
     }
 }

@@ -23,7 +23,6 @@ mod set;
 
 pub use bank::{Bank, BankInput, BankOutput};
 pub use counter::{Counter, CounterInput, CounterOutput};
-pub(crate) use kv::kv_generic;
 pub use kv::{Kv, KvInput, KvState};
 pub use queue::{Queue, QueueInput, QueueOutput};
 pub use register::{CasRegister, Register, RegisterInput, RegisterModel, RegisterOutput};
