@@ -5,10 +5,15 @@
 //! the public entry point; [`crate::models::Kv`] decides its parts with
 //! [`decide_key`].
 //!
+//! Its configurations are small (an interned state, a `u128` of the
+//! window of 128 pending slots), which is why it is a search of its own;
+//! the rules it shares with the generic search (symmetry, eager reads,
+//! dominance, retiring unknown operations, the budget, how states are
+//! shown) are the functions of [`crate::search`] and [`crate::limits`].
 //! What it cannot do itself (a key with more operations pending at once
-//! than its window of 128, naming values its abstraction merged) it hands
-//! to the generic search of [`crate::search`] with the key-value model,
-//! spending from the same [`Budget`].
+//! than its window, naming values its abstraction merged) it hands to the
+//! generic search with the key-value model, spending from the same
+//! [`Budget`].
 
 use std::collections::HashMap;
 use std::collections::HashSet;
@@ -18,6 +23,9 @@ use crate::hash::FxHasher;
 use crate::history::{Op, Operation, Outcome, Output};
 use crate::limits::{is_subset, Budget, CheckConfig, Limit};
 use crate::models::{Kv, KvInput, KvState};
+use crate::search::{
+    eager_reads, keep_undominated, link_same_kind, retire_common, unlink_same_kind, Applied,
+};
 use crate::PartOutcome;
 
 type FxBuild = BuildHasherDefault<FxHasher>;
@@ -540,6 +548,15 @@ struct Config {
     run: bool,
 }
 
+impl Applied for Config {
+    fn applied(&self) -> &[u32] {
+        &self.applied
+    }
+    fn applied_mut(&mut self) -> &mut Vec<u32> {
+        &mut self.applied
+    }
+}
+
 /// A configuration seen in a closure, under its (state, lin): its applied
 /// unknowns and `run` flag.
 type Seen = (Vec<u32>, bool);
@@ -877,18 +894,6 @@ fn register_fast_path(ops: &[Operation], idx: &[usize]) -> Option<PartOutcome> {
     })
 }
 
-/// Values sorted, at most 8 and a count of the rest, for a report.
-pub(crate) fn shown_values(mut values: Vec<String>) -> Vec<String> {
-    values.sort();
-    values.dedup();
-    let n = values.len();
-    if n > 8 {
-        values.truncate(8);
-        values.push(format!("... ({} more)", n - 8));
-    }
-    values
-}
-
 /// Decides the history of one key (every operation of `ops`) for the
 /// key-value [`Model`](crate::Model): `None` if the search gave
 /// up, else linearizable or the stuck operation and the values the key
@@ -1054,45 +1059,25 @@ fn sweep_key(
 }
 
 impl Sweep<'_> {
-    /// Rule S (symmetry), when the completed operation in `slot` is
-    /// called: records which pending operations of the same kind return
-    /// before it, and which after.
-    ///
-    /// Two pending completed operations `a` and `b` of the same kind (same
-    /// operation and same recorded result, so the same effect and the same
-    /// precondition in every state) with `a` returning first (by return
-    /// time, then compiled index, the order their returns are processed
-    /// in) are interchangeable: in any valid order that places `b` before
-    /// `a`, swapping them gives a valid order with the same states — `a`
-    /// moves earlier but not before its call (both are pending: called
-    /// already), `b` moves later but not past `a`'s old position, which is
-    /// before `a`'s return and so before `b`'s. So the search linearizes
-    /// operations of one kind in return order only, and the linearized
-    /// members of a kind are always its earliest-returning ones: `n`
-    /// concurrent identical writes give `n + 1` configurations instead of
-    /// `2^n`. The returning operation is the earliest-returning pending one
-    /// of its kind, so rule S never blocks it.
+    /// Rule S (symmetry, [`link_same_kind`]), when the completed
+    /// operation in `slot` is called, its kind being `class_of`.
     fn link_same_kind(&mut self, slot: usize) {
         let i = self.slot_op[slot] as usize;
         let me = self.ops[i];
         let my_class = self.class_of(i);
         self.slot_class[slot] = my_class;
+        let (ops, slot_op, slot_class) = (self.ops, &self.slot_op, &self.slot_class);
         let key = |c: &COp, idx: usize| (c.ret, idx);
-        self.earlier[slot] = 0;
-        let mut others = self.pending & !(1u128 << slot);
-        while others != 0 {
-            let t = others.trailing_zeros() as usize;
-            others &= others - 1;
-            let o = self.slot_op[t] as usize;
-            if self.slot_class[t] != my_class {
-                continue;
-            }
-            if key(&self.ops[o], o) < key(&me, i) {
-                self.earlier[slot] |= 1u128 << t;
-            } else {
-                self.earlier[t] |= 1u128 << slot;
-            }
-        }
+        link_same_kind(
+            &mut self.earlier,
+            &self.pending,
+            slot,
+            |t| slot_class[t] == my_class,
+            |t| {
+                let o = slot_op[t] as usize;
+                key(&ops[o], o) < key(&me, i)
+            },
+        );
     }
 
     /// Rule S's kind of the completed operation `i`: its kind, a written
@@ -1145,14 +1130,7 @@ impl Sweep<'_> {
 
     /// Rule S: the operation in `slot` returned; forget it.
     fn unlink_same_kind(&mut self, slot: usize) {
-        let bit = 1u128 << slot;
-        let mut others = self.pending;
-        while others != 0 {
-            let t = others.trailing_zeros() as usize;
-            others &= others - 1;
-            self.earlier[t] &= !bit;
-        }
-        self.earlier[slot] = 0;
+        unlink_same_kind(&mut self.earlier, &self.pending, slot);
     }
 
     fn add_unknown(&mut self, i: u32) {
@@ -1535,31 +1513,22 @@ impl Sweep<'_> {
                 self.visited_len + self.next.len() + self.frontier.len(),
             )?;
             let mut avail = self.pending & !c.lin;
-            // Rule E: a pending read-only operation (get, unsuccessful cas)
-            // whose result holds in the current state is linearized at
-            // once, without branching: it does not change the state, so
-            // linearizing it now instead of at any later point where it
-            // also holds leaves every state of the order unchanged; the
-            // configuration with it linearized is equivalent to this one.
-            let mut ro = 0u128;
-            let mut scan = avail;
-            while scan != 0 {
-                let j = scan.trailing_zeros() as usize;
-                scan &= scan - 1;
-                match self.ops[self.slot_op[j] as usize].kind {
-                    Kind::Get(v) if v == c.state => ro |= 1u128 << j,
-                    Kind::CasFail(f) if f != c.state => ro |= 1u128 << j,
-                    _ => {}
-                }
-            }
-            if ro != 0 {
+            // Rule E ([`eager_reads`]): gets and unsuccessful cas
+            // operations that hold.
+            let mut lin = c.lin;
+            let (ops, slot_op, state) = (self.ops, &self.slot_op, c.state);
+            if eager_reads(&avail, &mut lin, |j| match ops[slot_op[j] as usize].kind {
+                Kind::Get(v) => v == state,
+                Kind::CasFail(f) => f != state,
+                _ => false,
+            }) {
                 let nc = Config {
                     state: c.state,
-                    lin: c.lin | ro,
+                    lin,
                     applied: c.applied,
                     run: false,
                 };
-                if ro & tbit != 0 {
+                if lin & tbit != 0 {
                     self.finish(nc, tbit);
                 } else {
                     self.explore(nc);
@@ -1788,23 +1757,10 @@ impl Sweep<'_> {
     /// can (the unknowns still available to it are a superset), so the
     /// other is dropped.
     fn prune(&mut self, dedup: bool) {
-        if self.frontier.iter().any(|c| c.applied.is_empty()) {
-            // Nothing common to retire; still drop dominated ones below.
-        } else {
-            let mut common = self.frontier[0].applied.clone();
-            for c in &self.frontier[1..] {
-                common.retain(|m| c.applied.binary_search(m).is_ok());
-                if common.is_empty() {
-                    break;
-                }
-            }
-            if !common.is_empty() {
-                for c in &mut self.frontier {
-                    c.applied.retain(|m| common.binary_search(m).is_err());
-                }
-                for g in &mut self.groups {
-                    g.members.retain(|m| common.binary_search(m).is_err());
-                }
+        let common = retire_common(&mut self.frontier);
+        if !common.is_empty() {
+            for g in &mut self.groups {
+                g.members.retain(|m| common.binary_search(m).is_err());
             }
         }
         if self.frontier.iter().all(|c| c.applied.is_empty()) {
@@ -1825,20 +1781,11 @@ impl Sweep<'_> {
             ))
         });
         let mut kept: Vec<Config> = Vec::with_capacity(self.frontier.len());
-        let mut run_start = 0;
-        for c in self.frontier.drain(..) {
-            if run_start < kept.len()
-                && (kept[run_start].state != c.state || kept[run_start].lin != c.lin)
-            {
-                run_start = kept.len();
-            }
-            let dominated = kept[run_start..]
-                .iter()
-                .any(|k| k.applied.iter().all(|m| c.applied.binary_search(m).is_ok()));
-            if !dominated {
-                kept.push(c);
-            }
-        }
+        keep_undominated(
+            self.frontier.drain(..),
+            |a, b| a.state == b.state && a.lin == b.lin,
+            &mut kept,
+        );
         self.frontier = kept;
     }
 }
@@ -1879,16 +1826,11 @@ fn values_of(key: &str, states: &[KvState]) -> Vec<String> {
 fn generic_key(ops: &[Operation], idx: &[usize], budget: &mut Budget) -> PartOutcome {
     let typed = typed_key(ops, idx);
     let local: Vec<usize> = (0..typed.len()).collect();
-    let mut b = Budget {
-        max_steps: budget.max_steps.saturating_sub(budget.steps),
-        max_frontier: budget.max_frontier,
-        memory_bytes_max: budget.memory_bytes_max,
-        deadline: budget.deadline,
-        time_limit: budget.time_limit,
-        ..Budget::small(0)
-    };
-    let r = crate::search::search_raw(&Kv, &typed, &local, &mut b);
-    budget.steps += b.steps;
+    // The same account: its steps, memory share and clock. The generic
+    // search always starts with its depth-first passes here.
+    let depth_first = std::mem::replace(&mut budget.depth_first, true);
+    let r = crate::search::search_raw(&Kv, &typed, &local, budget);
+    budget.depth_first = depth_first;
     match r {
         Ok(()) => PartOutcome::Ok,
         Err(Ok((stuck, states))) => PartOutcome::Fail {

@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 
 use crate::hash::FxHasher;
 use crate::history::{to_jsonl, Op, Operation, Outcome, Output};
-use crate::kv_search::{check_key, shown_values, Init};
+use crate::kv_search::{check_key, Init};
 use crate::limits::{in_parallel, memory_share, Budget};
 use crate::PartOutcome;
 
@@ -759,7 +759,7 @@ fn explain(
         key: key.to_string(),
         stuck_index: stuck,
         stuck_op: ops[stuck].clone(),
-        possible_values: shown_values(values),
+        possible_values: crate::search::shown(values),
         sub_history: sub,
         minimal,
         explained,

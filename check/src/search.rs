@@ -10,40 +10,36 @@
 //! configurations where that is impossible die. If none survives the
 //! history is not linearizable and `o` is where it got stuck.
 //!
-//! Before it, a depth-first pass (`depth_first` with `ordered`) looks
-//! for one valid order only, with unknown operations taking effect in
-//! call order: a configuration's applied set is then one number (how
-//! many unknown operations are decided), so configurations that reach the
-//! same state by different subsets merge, a subset-sum table instead of
-//! a tree of subsets. Incomplete (a log may apply them in another order),
-//! so when it finds nothing the complete passes below run.
+//! Before it, depth-first passes look for one valid order only: first,
+//! when the caller has a witness (`hints`, where each operation took
+//! effect in the system's own order), that order (`Pass::Hinted`); then
+//! one with unknown operations taking effect in call order (`ordered`:
+//! the applied set is one number, a subset-sum table instead of a tree
+//! of subsets). Both only ever find an order the search built, so a wrong
+//! witness costs its steps and nothing else; when they find nothing the
+//! complete passes run.
 //!
-//! Before that, when the caller has a witness (`hints`: where each
-//! operation took effect in the system's own order, a log index), a
-//! depth-first pass tries that order first (`Pass::Hinted`): unknown
-//! operations with a key take effect in key order, those without never,
-//! and each step tries the operations in key order. Like the ordered
-//! pass it only ever finds an order the search built (each operation
-//! between its call and return, every output accepted by the model), so a
-//! wrong witness costs its steps and nothing else.
-//!
-//! The rules that keep it small, each argued where it is applied:
+//! The rules that keep it small are written once, here, and the
+//! key-value search (`kv_search`, its configurations being `Slots` and
+//! `Applied` too) applies the same functions:
 //!
 //! * **Memoisation**: configurations are deduplicated within a closure and
 //!   in the frontier (hash sets with a fixed-seed hasher: no iteration
 //!   order reaches the result).
 //! * **Symmetry** (`link_same_kind`): pending completed operations with
 //!   the same input and output are linearized in the order they return.
-//! * **Eager reads** (`closure`): a pending read-only operation that holds
-//!   in a configuration's state is linearized at once without branching.
+//! * **Eager reads** (`eager_reads`): a pending read-only operation that
+//!   holds in a configuration's state is linearized at once.
 //! * **Unknown operations** are available from their call on, applied at
 //!   most once, only on the way to linearizing a completed one, and among
-//!   identical ones (same input) the earliest called first. Configurations
-//!   with the same state and linearized set whose applied set contains
-//!   another's are dropped (dominance, `prune`); an operation applied in
-//!   every configuration is retired.
+//!   identical ones the earliest called first. Of configurations with the
+//!   same state and linearized set, one whose applied set contains
+//!   another's is dropped (`keep_undominated`); an operation applied in
+//!   every configuration is retired (`retire_common`).
 //! * **No pending limit**: the linearized set is a bitset as wide as the
 //!   part's largest number of pending operations.
+//!
+//! Both spend their limits through the one `Budget` of `limits`.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasherDefault;
@@ -96,6 +92,141 @@ impl Bits {
     }
 }
 
+impl Slots for Bits {
+    #[inline]
+    fn add(&mut self, i: usize) {
+        self.set(i);
+    }
+    #[inline]
+    fn remove(&mut self, i: usize) {
+        self.clear(i);
+    }
+    #[inline]
+    fn has(&self, i: usize) -> bool {
+        self.get(i)
+    }
+    fn empty(&mut self) {
+        self.0.fill(0);
+    }
+    fn each(&self, f: impl FnMut(usize)) {
+        self.ones().for_each(f);
+    }
+}
+
+/// A set of the slots of pending completed operations: the generic
+/// search's [`Bits`] (any width) and the key-value search's `u128` (its
+/// window of 128), for the rules both apply to them.
+pub(crate) trait Slots {
+    /// Puts slot `i` in the set.
+    fn add(&mut self, i: usize);
+    /// Takes slot `i` out of the set.
+    fn remove(&mut self, i: usize);
+    /// Whether slot `i` is in the set.
+    fn has(&self, i: usize) -> bool;
+    /// Empties the set.
+    fn empty(&mut self);
+    /// Calls `f` with each slot in the set, lowest first.
+    fn each(&self, f: impl FnMut(usize));
+}
+
+impl Slots for u128 {
+    #[inline]
+    fn add(&mut self, i: usize) {
+        *self |= 1u128 << i;
+    }
+    #[inline]
+    fn remove(&mut self, i: usize) {
+        *self &= !(1u128 << i);
+    }
+    #[inline]
+    fn has(&self, i: usize) -> bool {
+        *self >> i & 1 == 1
+    }
+    #[inline]
+    fn empty(&mut self) {
+        *self = 0;
+    }
+    #[inline]
+    fn each(&self, mut f: impl FnMut(usize)) {
+        let mut bits = *self;
+        while bits != 0 {
+            f(bits.trailing_zeros() as usize);
+            bits &= bits - 1;
+        }
+    }
+}
+
+/// Eager reads (the key-value search's rule E): puts into `lin` every
+/// slot of `pending` not in it yet whose operation is read-only and
+/// holds in the configuration's state (`holds`); whether there was one.
+///
+/// A read-only operation changes no state, so linearizing it now instead
+/// of at any later point where it also holds leaves every state of the
+/// order unchanged: the configuration with it linearized is equivalent to
+/// the one without, and the search keeps only the former, without
+/// branching.
+#[inline]
+pub(crate) fn eager_reads<S: Slots>(
+    pending: &S,
+    lin: &mut S,
+    mut holds: impl FnMut(usize) -> bool,
+) -> bool {
+    let mut any = false;
+    pending.each(|p| {
+        if !lin.has(p) && holds(p) {
+            lin.add(p);
+            any = true;
+        }
+    });
+    any
+}
+
+/// The symmetry rule (the key-value search's rule S), when the completed
+/// operation in `slot` is called: records in `earlier` which pending
+/// operations of its kind (`same_kind`) return before it (`returns_first`:
+/// by return time, then index, the order returns are processed in) and
+/// which after.
+///
+/// Two pending completed operations `a` and `b` of the same kind (same
+/// input and output: the same precondition and effect in every state),
+/// `a` returning first, are interchangeable: in any valid order that
+/// places `b` before `a`, swapping them gives a valid order with the same
+/// states (`a` moves earlier but not before its call, both being pending;
+/// `b` moves later but not past `a`'s old position, which is before `a`'s
+/// return and so before `b`'s). So operations of one kind are linearized
+/// in return order only: `n` concurrent identical writes give `n + 1`
+/// configurations instead of `2^n`. The returning operation is the
+/// earliest-returning pending one of its kind, so the rule never blocks
+/// it.
+#[inline]
+pub(crate) fn link_same_kind<S: Slots>(
+    earlier: &mut [S],
+    pending: &S,
+    slot: usize,
+    mut same_kind: impl FnMut(usize) -> bool,
+    mut returns_first: impl FnMut(usize) -> bool,
+) {
+    earlier[slot].empty();
+    pending.each(|t| {
+        if t == slot || !same_kind(t) {
+            return;
+        }
+        if returns_first(t) {
+            earlier[slot].add(t);
+        } else {
+            earlier[t].add(slot);
+        }
+    });
+}
+
+/// The symmetry rule when the operation in `slot` has returned: forgets
+/// it.
+#[inline]
+pub(crate) fn unlink_same_kind<S: Slots>(earlier: &mut [S], pending: &S, slot: usize) {
+    pending.each(|t| earlier[t].remove(slot));
+    earlier[slot].empty();
+}
+
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 struct Config<S> {
     state: S,
@@ -103,6 +234,73 @@ struct Config<S> {
     /// Unknown operations applied (indices into the part's operations,
     /// sorted), minus retired ones.
     applied: Vec<u32>,
+}
+
+impl<S> Applied for Config<S> {
+    fn applied(&self) -> &[u32] {
+        &self.applied
+    }
+    fn applied_mut(&mut self) -> &mut Vec<u32> {
+        &mut self.applied
+    }
+}
+
+/// A configuration's applied unknown operations (sorted), for the rules
+/// both searches apply to them.
+pub(crate) trait Applied {
+    /// The applied unknown operations, sorted.
+    fn applied(&self) -> &[u32];
+    /// The same, to change.
+    fn applied_mut(&mut self) -> &mut Vec<u32>;
+}
+
+/// Retires the unknown operations applied in every one of `configs` (a
+/// whole frontier): every later configuration descends from one of
+/// these, so none can apply them again. Takes them out of each applied
+/// list and returns them, sorted (empty if there are none).
+pub(crate) fn retire_common<C: Applied>(configs: &mut [C]) -> Vec<u32> {
+    if configs.iter().any(|c| c.applied().is_empty()) {
+        return Vec::new();
+    }
+    let mut common = configs[0].applied().to_vec();
+    for c in &configs[1..] {
+        common.retain(|m| c.applied().binary_search(m).is_ok());
+        if common.is_empty() {
+            break;
+        }
+    }
+    if !common.is_empty() {
+        for c in configs.iter_mut() {
+            c.applied_mut().retain(|m| common.binary_search(m).is_err());
+        }
+    }
+    common
+}
+
+/// Dominance: appends to `kept` those of `configs` that no configuration
+/// kept before them in their run dominates. Runs are maximal sequences of
+/// `configs` that `same` (equal state and linearized set) joins, each
+/// sorted by applied length, then applied list. With equal state and
+/// linearized set, a configuration whose applied unknowns contain
+/// another's can do nothing the other cannot (the unknowns still
+/// available to it are a subset), so it is dropped.
+pub(crate) fn keep_undominated<C: Applied>(
+    configs: impl IntoIterator<Item = C>,
+    same: impl Fn(&C, &C) -> bool,
+    kept: &mut Vec<C>,
+) {
+    let mut run_start = kept.len();
+    for c in configs {
+        if run_start < kept.len() && !same(&kept[run_start], &c) {
+            run_start = kept.len();
+        }
+        let dominated = kept[run_start..]
+            .iter()
+            .any(|k| is_subset(k.applied(), c.applied()));
+        if !dominated {
+            kept.push(c);
+        }
+    }
 }
 
 /// The heap bytes of `c`: its bitset, its applied list and what its
@@ -123,6 +321,18 @@ struct POp<'a, M: Model> {
     /// (unknown).
     kind: u32,
     read_only: bool,
+}
+
+impl<M: Model> POp<'_, M> {
+    /// Whether this is a read-only completed operation that holds in
+    /// `state` ([`eager_reads`]).
+    #[inline]
+    fn read_holds(&self, model: &M, state: &M::State) -> bool {
+        self.read_only
+            && self
+                .output
+                .is_some_and(|out| model.step(state, self.input, out).is_some())
+    }
 }
 
 struct Group {
@@ -221,38 +431,26 @@ impl<'a, M: Model> Search<'a, M> {
         }
     }
 
-    /// Symmetry, when the completed operation in `slot` is called: two
-    /// pending completed operations `a`, `b` with the same input and output
-    /// (same precondition and effect in every state), `a` returning first,
-    /// are interchangeable: any valid order with `b` before `a` stays valid
-    /// with the two swapped (`a` moves earlier but not before its call,
-    /// both being pending; `b` moves later but not past `a`'s position,
-    /// which is before `a`'s return and so before `b`'s). So operations of
-    /// one kind are linearized in return order only.
+    /// The symmetry rule ([`link_same_kind`]), the kind being the input
+    /// and output.
     fn link_same_kind(&mut self, slot: usize, rets: &[u128]) {
-        let i = self.slot_op[slot] as usize;
-        let kind = self.ops[i].kind;
-        self.earlier[slot] = Bits::new(self.words);
-        let others: Vec<usize> = self.pending.ones().filter(|&t| t != slot).collect();
-        for t in others {
-            let o = self.slot_op[t] as usize;
-            if self.ops[o].kind != kind {
-                continue;
-            }
-            if (rets[o], o) < (rets[i], i) {
-                self.earlier[slot].set(t);
-            } else {
-                self.earlier[t].set(slot);
-            }
-        }
+        let (ops, slot_op) = (&self.ops, &self.slot_op);
+        let i = slot_op[slot] as usize;
+        let kind = ops[i].kind;
+        link_same_kind(
+            &mut self.earlier,
+            &self.pending,
+            slot,
+            |t| ops[slot_op[t] as usize].kind == kind,
+            |t| {
+                let o = slot_op[t] as usize;
+                (rets[o], o) < (rets[i], i)
+            },
+        );
     }
 
     fn unlink_same_kind(&mut self, slot: usize) {
-        let others: Vec<usize> = self.pending.ones().collect();
-        for t in others {
-            self.earlier[t].clear(slot);
-        }
-        self.earlier[slot] = Bits::new(self.words);
+        unlink_same_kind(&mut self.earlier, &self.pending, slot);
     }
 
     fn add_unknown(&mut self, j: u32) {
@@ -507,19 +705,10 @@ impl<'a, M: Model> Search<'a, M> {
             )?;
             if !c.lin.get(target) {
                 budget.step()?;
-                // Eager reads: linearizing now a read that holds now is
-                // never worse than later (it changes no state, and it is
-                // already called).
-                for &p in &pending {
-                    let op = &self.ops[self.slot_op[p] as usize];
-                    if op.read_only && !c.lin.get(p) {
-                        if let Some(out) = op.output {
-                            if model.step(&c.state, op.input, out).is_some() {
-                                c.lin.set(p);
-                            }
-                        }
-                    }
-                }
+                let state = &c.state;
+                eager_reads(&self.pending, &mut c.lin, |p| {
+                    self.ops[self.slot_op[p] as usize].read_holds(model, state)
+                });
             }
             if c.lin.get(target) {
                 let c_bytes = config_heap_bytes(model, &c);
@@ -575,23 +764,12 @@ impl<'a, M: Model> Search<'a, M> {
         if self.frontier.iter().all(|c| c.applied.is_empty()) {
             return;
         }
-        let mut common = self.frontier[0].applied.clone();
-        for c in &self.frontier[1..] {
-            common.retain(|m| c.applied.binary_search(m).is_ok());
-            if common.is_empty() {
-                break;
-            }
-        }
-        if !common.is_empty() {
-            for c in &mut self.frontier {
-                c.applied.retain(|m| common.binary_search(m).is_err());
-            }
-            // Members are applied earliest first, so the retired ones are
-            // a prefix of each group.
-            for &m in &common {
-                let g = self.group_of_op[m as usize] as usize;
-                self.groups[g].start += 1;
-            }
+        let common = retire_common(&mut self.frontier);
+        // Members are applied earliest first, so the retired ones are a
+        // prefix of each group.
+        for &m in &common {
+            let g = self.group_of_op[m as usize] as usize;
+            self.groups[g].start += 1;
         }
         let mut group_of: FxHashMap<(M::State, Bits), usize> = FxHashMap::default();
         let mut grouped: Vec<Vec<Config<M::State>>> = Vec::new();
@@ -608,14 +786,7 @@ impl<'a, M: Model> Search<'a, M> {
         for mut configs in grouped {
             configs
                 .sort_by(|a, b| (a.applied.len(), &a.applied).cmp(&(b.applied.len(), &b.applied)));
-            let mut kept: Vec<Config<M::State>> = Vec::new();
-            for c in configs {
-                let dominated = kept.iter().any(|k| is_subset(&k.applied, &c.applied));
-                if !dominated {
-                    kept.push(c);
-                }
-            }
-            self.frontier.extend(kept);
+            keep_undominated(configs, |_, _| true, &mut self.frontier);
         }
     }
 
@@ -853,17 +1024,10 @@ fn depth_first<M: Model>(
             s.undo_event(ev[applied_events], &slot_of, &rets);
         }
         let target = slot_of[ev[want].1 as usize] as usize;
-        // Eager reads, as in the sweep.
-        for p in s.pending.ones() {
-            let op = &s.ops[s.slot_op[p] as usize];
-            if op.read_only && !c.lin.get(p) {
-                if let Some(out) = op.output {
-                    if model.step(&c.state, op.input, out).is_some() {
-                        c.lin.set(p);
-                    }
-                }
-            }
-        }
+        let state = &c.state;
+        eager_reads(&s.pending, &mut c.lin, |p| {
+            s.ops[s.slot_op[p] as usize].read_holds(model, state)
+        });
         let copy = c.clone();
         let copy_bytes = config_heap_bytes(model, &copy);
         if !visited.insert((level as u32, copy)) {
@@ -1025,15 +1189,21 @@ pub(crate) fn check_part<M: Model>(
 
 /// States described, sorted, at most 8 and a count of the rest.
 pub(crate) fn describe_states<M: Model>(model: &M, states: &[M::State]) -> Vec<String> {
-    let mut out: Vec<String> = states.iter().map(|s| model.describe_state(s)).collect();
-    out.sort();
-    out.dedup();
-    let n = out.len();
+    shown(states.iter().map(|s| model.describe_state(s)).collect())
+}
+
+/// States (or a key's values) in words as a report shows them: sorted,
+/// distinct, at most 8 and a count of the rest. Both searches' failures
+/// go through it.
+pub(crate) fn shown(mut states: Vec<String>) -> Vec<String> {
+    states.sort();
+    states.dedup();
+    let n = states.len();
     if n > 8 {
-        out.truncate(8);
-        out.push(format!("... ({} more)", n - 8));
+        states.truncate(8);
+        states.push(format!("... ({} more)", n - 8));
     }
-    out
+    states
 }
 
 /// The states the object could be in just before the return of `stuck`
