@@ -293,8 +293,12 @@ fn zone_count<'a>(servers: impl Iterator<Item = (&'a NodeId, &'a ServerPlace)>) 
 struct PlanState<'a> {
     balancer: &'a Balancer,
     servers: &'a BTreeMap<NodeId, ServerPlace>,
-    /// Each group's replicas as they will be once every move is done.
-    groups: BTreeMap<GroupId, BTreeSet<NodeId>>,
+    /// Each group's replicas as the caller gave them.
+    groups: &'a BTreeMap<GroupId, BTreeSet<NodeId>>,
+    /// The groups a move in flight or planned changes, with their
+    /// replicas once every move is done (an overlay on `groups`: a
+    /// million groups are not copied for a few moves).
+    changed: BTreeMap<GroupId, BTreeSet<NodeId>>,
     /// Replicas per up server, after the moves.
     load: BTreeMap<NodeId, usize>,
     /// Moves touching each server, in flight or planned.
@@ -309,15 +313,16 @@ impl<'a> PlanState<'a> {
     fn new(
         balancer: &'a Balancer,
         servers: &'a BTreeMap<NodeId, ServerPlace>,
-        groups: &BTreeMap<GroupId, BTreeSet<NodeId>>,
+        groups: &'a BTreeMap<GroupId, BTreeSet<NodeId>>,
         in_flight: &[ReplicaMove],
     ) -> PlanState<'a> {
-        let mut groups = groups.clone();
+        let mut changed: BTreeMap<GroupId, BTreeSet<NodeId>> = BTreeMap::new();
         let mut busy = BTreeMap::new();
         let mut moving = BTreeSet::new();
         for m in in_flight {
             // Count the move as done: its target will hold the replica.
-            if let Some(voters) = groups.get_mut(&m.group) {
+            if let Some(voters) = groups.get(&m.group) {
+                let voters = changed.entry(m.group).or_insert_with(|| voters.clone());
                 voters.remove(&m.from);
                 voters.insert(m.to);
             }
@@ -330,8 +335,8 @@ impl<'a> PlanState<'a> {
             .filter(|(_, place)| place.state == ServerState::Up)
             .map(|(&id, _)| (id, 0))
             .collect();
-        for voters in groups.values() {
-            for id in voters {
+        for (group, voters) in groups {
+            for id in changed.get(group).unwrap_or(voters) {
                 if let Some(count) = load.get_mut(id) {
                     *count += 1;
                 }
@@ -341,12 +346,20 @@ impl<'a> PlanState<'a> {
             balancer,
             servers,
             groups,
+            changed,
             load,
             busy,
             moving,
             moves: in_flight.len(),
             planned: Vec::new(),
         }
+    }
+
+    /// Group `group`'s replicas once every move is done.
+    fn voters(&self, group: GroupId) -> &BTreeSet<NodeId> {
+        self.changed
+            .get(&group)
+            .unwrap_or_else(|| &self.groups[&group])
     }
 
     fn room(&self, server: NodeId) -> bool {
@@ -359,7 +372,7 @@ impl<'a> PlanState<'a> {
 
     /// Whether `to` may take a replica of `group` in place of `from`.
     fn fits(&self, group: GroupId, from: NodeId, to: NodeId) -> bool {
-        let voters = &self.groups[&group];
+        let voters = self.voters(group);
         if self.servers[&to].state != ServerState::Up || voters.contains(&to) || !self.room(to) {
             return false;
         }
@@ -390,7 +403,8 @@ impl<'a> PlanState<'a> {
         let Some(to) = target else {
             return false;
         };
-        let voters = self.groups.get_mut(&group).expect("planned groups exist");
+        let base = self.groups.get(&group).expect("planned groups exist");
+        let voters = self.changed.entry(group).or_insert_with(|| base.clone());
         // The group keeps its replica count: the source held it, the
         // target (which `fits` checked) did not.
         assert!(
@@ -416,6 +430,16 @@ impl<'a> PlanState<'a> {
     fn balance(&mut self) {
         let total: usize = self.load.values().sum();
         let (low, high) = self.balancer.band(total, self.load.len());
+        // Each server's groups, once: a pass looks at its sources' groups
+        // only, not at every group for every source (a round over a
+        // million groups took seconds that way). Moves planned since are
+        // seen through `voters`.
+        let mut on_server: BTreeMap<NodeId, Vec<GroupId>> = BTreeMap::new();
+        for &group in self.groups.keys() {
+            for &id in self.voters(group) {
+                on_server.entry(id).or_default().push(group);
+            }
+        }
         // Each pass moves one replica or stops: at most one move per
         // replica, so this ends.
         for _ in 0..=total {
@@ -440,14 +464,35 @@ impl<'a> PlanState<'a> {
                 if source_load <= least_load + 1 {
                     break;
                 }
-                let candidates: Vec<GroupId> = self
-                    .groups
+                if !self.room(source) {
+                    // Every move off it would be refused.
+                    continue;
+                }
+                // No server could take one of its replicas (full of
+                // moves, or loaded too): then none could take one of a
+                // less loaded source's either. Without this, a round with
+                // the targets' limits used up tried every group of every
+                // source against every server (15 s for a million groups).
+                let any_target = self
+                    .load
                     .iter()
-                    .filter(|(group, voters)| {
-                        voters.contains(&source) && !self.moving.contains(group)
+                    .any(|(&to, &load)| to != source && load + 1 < source_load && self.room(to));
+                if !any_target {
+                    break;
+                }
+                let candidates: Vec<GroupId> = on_server
+                    .get(&source)
+                    .map(|groups| {
+                        groups
+                            .iter()
+                            .copied()
+                            .filter(|group| {
+                                !self.moving.contains(group)
+                                    && self.voters(*group).contains(&source)
+                            })
+                            .collect()
                     })
-                    .map(|(&group, _)| group)
-                    .collect();
+                    .unwrap_or_default();
                 moved = candidates
                     .into_iter()
                     .any(|group| self.try_move(group, source, |load| load + 1 < source_load));
