@@ -3,10 +3,32 @@
 //! and a crash keeps only what was synced, plus perhaps a torn prefix of
 //! what was not (followed, perhaps, by zeros or garbage, as some file
 //! systems leave after a power failure). Creating, truncating and removing
-//! a file and storing a snapshot are durable at once, as the real
-//! implementations make them (they sync the file and its directory).
+//! a segment are durable at once, as the real implementations make them
+//! (they sync the file and its directory).
 //! The durable marker is overwritten in place: a crash keeps its synced
 //! bytes, its newest ones, or a torn mix of the two.
+//!
+//! Snapshots are files under a file system's rules, one directory per
+//! group as [`DirSnapshots`](super::snapshot_store::DirSnapshots) keeps
+//! them, each file holding the bytes of the real format
+//! ([`crate::snapshot_file`]):
+//!
+//! * a file's contents are durable up to its last sync; a crash tears
+//!   the rest as it tears a segment's;
+//! * a directory's entries (a file created, renamed or removed, a
+//!   group's directory made or removed) are durable as of the last sync
+//!   of that directory; of the changes since, a crash keeps a prefix
+//!   drawn from its seed, often none (a journaling file system commits
+//!   them in order, when it likes): a rename not followed by a sync of
+//!   its directory may be undone, the old name back.
+//!
+//! The store writes a snapshot as the real one does
+//! (`wal::write_file_atomically`): a temporary file, written, synced,
+//! renamed to its final name, the directory synced, each step one
+//! operation of the disk. Reading a group's newest snapshot removes
+//! leftover temporary files (syncing the directory) and verifies the
+//! file as `snapshot_file::open_snapshot_file` does: a damaged one is
+//! [`StorageError::CorruptSnapshot`], naming it.
 //!
 //! A fuse stops the disk after a given number of operations: that one
 //! and every later one fail, as if the process died there. So a test can
@@ -37,12 +59,19 @@
 //! clones share the same disk (so the disk outlives the log that wrote it).
 //! Deterministic: the crash draws from the seed it is given.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use bytes::Bytes;
+
+use crate::snapshot_file::{
+    membership_trailer, snapshot_file_name, snapshot_header, SNAPSHOT_FORMAT_VERSION,
+    SNAPSHOT_HEADER_BYTES, SNAPSHOT_MAGIC, SNAPSHOT_MEMBERSHIP_BYTES_MAX,
+};
 use crate::storage::{ReceivedSnapshot, SnapshotReader, StorageError};
+use crate::wal::CHECKSUM_SALT;
 use concord::multi::GroupId;
-use concord::{LogPosition, Membership, Snapshot};
+use concord::{checksum64, LogPosition, Membership, Snapshot};
 
 use super::segment_files::SegmentFiles;
 use super::snapshot_store::{SnapshotIntake, SnapshotStore};
@@ -130,10 +159,295 @@ impl CachedFile {
     }
 }
 
+/// One directory as a file system keeps it: its entries as the page
+/// cache shows them, those of its last sync, and the changes made since,
+/// oldest first. A change is atomic (a rename's old name goes as its new
+/// one comes): a crash keeps the synced entries and a prefix of the
+/// changes.
+#[derive(Clone, Debug)]
+struct Dir<K, V> {
+    entries: BTreeMap<K, V>,
+    synced: BTreeMap<K, V>,
+    unsynced: Vec<Vec<(K, Option<V>)>>,
+}
+
+impl<K, V> Default for Dir<K, V> {
+    fn default() -> Self {
+        Dir {
+            entries: BTreeMap::new(),
+            synced: BTreeMap::new(),
+            unsynced: Vec::new(),
+        }
+    }
+}
+
+impl<K: Ord + Clone, V: Clone> Dir<K, V> {
+    /// Sets (`Some`) or removes (`None`) each name, at once.
+    fn change(&mut self, change: Vec<(K, Option<V>)>) {
+        apply_change(&mut self.entries, &change);
+        self.unsynced.push(change);
+    }
+
+    /// The directory's fsync: its entries are durable.
+    fn sync(&mut self) {
+        self.synced.clone_from(&self.entries);
+        self.unsynced.clear();
+    }
+
+    /// A crash that kept the first `kept` changes made since the last
+    /// sync: that is what the directory holds now, durably.
+    fn crash(&mut self, kept: usize) {
+        let mut entries = self.synced.clone();
+        for change in &self.unsynced[..kept] {
+            apply_change(&mut entries, change);
+        }
+        self.synced.clone_from(&entries);
+        self.entries = entries;
+        self.unsynced.clear();
+    }
+
+    /// The directory as its last sync left it, nothing pending.
+    fn synced_image(&self) -> Dir<K, V> {
+        Dir {
+            entries: self.synced.clone(),
+            synced: self.synced.clone(),
+            unsynced: Vec::new(),
+        }
+    }
+
+    /// Every value a crash could leave in it, or the page cache shows.
+    fn values_reachable(&self) -> impl Iterator<Item = &V> {
+        self.entries.values().chain(self.synced.values()).chain(
+            self.unsynced
+                .iter()
+                .flatten()
+                .filter_map(|(_, v)| v.as_ref()),
+        )
+    }
+}
+
+fn apply_change<K: Ord + Clone, V: Clone>(entries: &mut BTreeMap<K, V>, change: &[(K, Option<V>)]) {
+    for (name, value) in change {
+        match value {
+            Some(value) => {
+                entries.insert(name.clone(), value.clone());
+            }
+            None => {
+                entries.remove(name);
+            }
+        }
+    }
+}
+
+/// The snapshot files: a directory of the groups' directories, each
+/// holding its group's files (see the [module documentation](self)).
+/// Directories and files are known by number, as inodes: a name
+/// removed but not durably so still reaches its file.
+#[derive(Clone, Debug, Default)]
+struct SnapshotTree {
+    /// Group -> its directory's number.
+    root: Dir<GroupId, u64>,
+    /// File name -> file number, by directory number.
+    dirs: BTreeMap<u64, Dir<String, u64>>,
+    files: BTreeMap<u64, CachedFile>,
+    /// The number the next directory or file gets.
+    next_number: u64,
+}
+
+impl SnapshotTree {
+    fn number(&mut self) -> u64 {
+        self.next_number += 1;
+        self.next_number
+    }
+
+    /// Group `group`'s directory's number, as the page cache shows it.
+    fn dir_of(&self, group: GroupId) -> Option<u64> {
+        self.root.entries.get(&group).copied()
+    }
+
+    /// The tree as its last syncs left it (a lying disk's platter).
+    fn synced_image(&self) -> SnapshotTree {
+        let mut image = SnapshotTree {
+            root: self.root.synced_image(),
+            dirs: self
+                .dirs
+                .iter()
+                .map(|(number, dir)| (*number, dir.synced_image()))
+                .collect(),
+            files: self
+                .files
+                .iter()
+                .map(|(number, file)| {
+                    let mut bytes = file.bytes();
+                    bytes.truncate(file.durable_bytes);
+                    (*number, CachedFile::durable(bytes))
+                })
+                .collect(),
+            next_number: self.next_number,
+        };
+        image.forget_unreachable();
+        image
+    }
+
+    /// Drops the directories and files no name reaches, whatever a
+    /// crash keeps.
+    fn forget_unreachable(&mut self) {
+        let dirs: BTreeSet<u64> = self.root.values_reachable().copied().collect();
+        self.dirs.retain(|number, _| dirs.contains(number));
+        let files: BTreeSet<u64> = self
+            .dirs
+            .values()
+            .flat_map(|dir| dir.values_reachable().copied())
+            .collect();
+        self.files.retain(|number, _| files.contains(number));
+    }
+
+    /// A crash: each directory keeps its synced entries and a prefix of
+    /// the changes since, each file its synced bytes and perhaps a torn
+    /// prefix of the rest, all drawn from `draw`.
+    fn crash(&mut self, draw: &mut SplitMix, report: &mut CrashReport) {
+        let kept = draw_prefix(draw, self.root.unsynced.len());
+        self.root.crash(kept);
+        for dir in self.dirs.values_mut() {
+            let kept = draw_prefix(draw, dir.unsynced.len());
+            dir.crash(kept);
+        }
+        self.forget_unreachable();
+        for file in self.files.values_mut() {
+            tear(file, draw, report);
+        }
+    }
+}
+
+/// How many of `changes` unsynced changes a crash keeps: none, all, or
+/// a prefix, a third of the time each.
+fn draw_prefix(draw: &mut SplitMix, changes: usize) -> usize {
+    if changes == 0 {
+        return 0;
+    }
+    match draw.next() % 3 {
+        0 => 0,
+        1 => changes,
+        _ => draw.below(changes as u64 + 1) as usize,
+    }
+}
+
+/// Where a snapshot file lives, for messages.
+fn snapshot_path(group: GroupId, name: &str) -> String {
+    format!("page-cache disk snapshots/{group:020}/{name}")
+}
+
+/// The position a snapshot file's name stands for, if it is one
+/// (`snapshot-<index:020>-<term:020>.snap`, as the real store names it).
+fn position_of_name(name: &str) -> Option<LogPosition> {
+    let rest = name.strip_prefix("snapshot-")?.strip_suffix(".snap")?;
+    let (index, term) = rest.split_once('-')?;
+    let position = LogPosition::new(index.parse().ok()?, term.parse().ok()?);
+    (snapshot_file_name(position) == name).then_some(position)
+}
+
+/// A snapshot file's bytes, as the real store writes them: header, data,
+/// configuration trailer (format version 2).
+fn snapshot_file_bytes(snapshot: &Snapshot) -> Result<Vec<u8>, StorageError> {
+    let trailer = membership_trailer(snapshot.membership.as_ref())?;
+    let mut bytes = Vec::with_capacity(SNAPSHOT_HEADER_BYTES + snapshot.data.len() + trailer.len());
+    bytes.extend_from_slice(&snapshot_header(snapshot));
+    bytes.extend_from_slice(&snapshot.data);
+    bytes.extend_from_slice(&trailer);
+    Ok(bytes)
+}
+
+/// Bytes of a configuration trailer's fixed part (length and check).
+const TRAILER_FIXED_BYTES: usize = 8;
+
+/// Reads the snapshot file `name` holding `bytes`, verified as
+/// `snapshot_file::open_snapshot_file` verifies a real one (header,
+/// configuration trailer, the name, the length, the data's checksum);
+/// why not when it fails.
+fn read_snapshot_bytes(name: &str, bytes: &[u8]) -> Result<Snapshot, String> {
+    let file_bytes = bytes.len();
+    if file_bytes < SNAPSHOT_HEADER_BYTES {
+        return Err(format!(
+            "{file_bytes} bytes, shorter than the {SNAPSHOT_HEADER_BYTES}-byte header"
+        ));
+    }
+    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+    let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+    let version = u32_at(8);
+    let (membership, trailer_bytes) = if version == SNAPSHOT_FORMAT_VERSION {
+        if file_bytes < SNAPSHOT_HEADER_BYTES + TRAILER_FIXED_BYTES {
+            return Err(format!(
+                "{file_bytes} bytes, too short for the header and the configuration trailer"
+            ));
+        }
+        let fixed = file_bytes - TRAILER_FIXED_BYTES;
+        let length: [u8; 4] = bytes[fixed..fixed + 4].try_into().expect("4 bytes");
+        let encoded_bytes = u32::from_le_bytes(length) as usize;
+        let check = u32_at(fixed + 4);
+        if encoded_bytes > SNAPSHOT_MEMBERSHIP_BYTES_MAX
+            || SNAPSHOT_HEADER_BYTES + TRAILER_FIXED_BYTES + encoded_bytes > file_bytes
+        {
+            return Err(format!(
+                "the configuration trailer announces {encoded_bytes} bytes, which the file \
+                 cannot hold"
+            ));
+        }
+        let encoded = &bytes[fixed - encoded_bytes..fixed];
+        if crc32c::crc32c_append(crc32c::crc32c(encoded), &length) ^ CHECKSUM_SALT != check {
+            return Err("the stored configuration fails its checksum".to_string());
+        }
+        let membership: Option<Membership> =
+            crate::codec::decode(encoded, SNAPSHOT_MEMBERSHIP_BYTES_MAX)
+                .map_err(|e| format!("the stored configuration does not decode: {e}"))?;
+        if let Some(membership) = &membership {
+            membership
+                .validate()
+                .map_err(|e| format!("the stored configuration is unusable: {e}"))?;
+        }
+        (membership, encoded_bytes + TRAILER_FIXED_BYTES)
+    } else {
+        (None, 0)
+    };
+    if bytes[..8] != SNAPSHOT_MAGIC {
+        return Err("it does not start with the snapshot magic".to_string());
+    }
+    if version != SNAPSHOT_FORMAT_VERSION && version != 1 {
+        return Err(format!(
+            "format version {version}; this build reads versions 1 and {SNAPSHOT_FORMAT_VERSION}"
+        ));
+    }
+    if crc32c::crc32c(&bytes[..44]) ^ CHECKSUM_SALT != u32_at(44) {
+        return Err("the header fails its checksum".to_string());
+    }
+    let position = LogPosition::new(u64_at(12), u64_at(20));
+    let data_bytes = u64_at(28);
+    let held_bytes = (file_bytes - SNAPSHOT_HEADER_BYTES - trailer_bytes) as u64;
+    if held_bytes != data_bytes {
+        return Err(format!(
+            "the header announces {data_bytes} data bytes but the file holds {held_bytes}"
+        ));
+    }
+    if position_of_name(name) != Some(position) {
+        return Err(format!(
+            "the header names index {} term {}, which does not match the file name",
+            position.index, position.term
+        ));
+    }
+    let data = &bytes[SNAPSHOT_HEADER_BYTES..SNAPSHOT_HEADER_BYTES + data_bytes as usize];
+    let stored = u64_at(36);
+    let actual = checksum64(data);
+    if actual != stored {
+        return Err(format!(
+            "the data fails its checksum (stored {stored:#018x}, computed {actual:#018x})"
+        ));
+    }
+    Ok(Snapshot::new(position, Bytes::copy_from_slice(data)).with_membership(membership))
+}
+
 #[derive(Debug, Default)]
 struct DiskState {
     segments: BTreeMap<u64, CachedFile>,
-    snapshots: BTreeMap<GroupId, BTreeMap<LogPosition, Snapshot>>,
+    snapshots: SnapshotTree,
     /// The durable marker as the page cache shows it (`None`: no file).
     marker: Option<Vec<u8>>,
     /// The durable marker's bytes on the platter.
@@ -142,6 +456,8 @@ struct DiskState {
     operations: u64,
     /// Operations left before the fuse blows; `None`: never.
     fuse: Option<u64>,
+    /// Snapshot-file operations left before the fuse blows; `None`: never.
+    snapshot_fuse: Option<u64>,
     /// The fuse blew: every operation fails until the next crash.
     blown: bool,
     /// Syncs performed (the count a benchmark of fsyncs would read).
@@ -157,14 +473,18 @@ struct DiskState {
     frozen: Option<Frozen>,
     /// One-shot faults that struck: failed syncs, failed appends.
     struck: FaultsStruck,
+    /// The planted mistake: a snapshot file is renamed (and its
+    /// directory synced) before its contents are synced.
+    #[cfg(feature = "planted-bugs")]
+    planted_snapshot_rename_before_sync: bool,
 }
 
-/// A lying disk's platter: every file's durable bytes, the snapshots
-/// and the durable marker when it began to lie.
+/// A lying disk's platter: every file's durable bytes, the snapshot
+/// files and the durable marker when it began to lie.
 #[derive(Clone, Debug)]
 struct Frozen {
     segments: BTreeMap<u64, Vec<u8>>,
-    snapshots: BTreeMap<GroupId, BTreeMap<LogPosition, Snapshot>>,
+    snapshots: SnapshotTree,
     marker: Option<Vec<u8>>,
 }
 
@@ -213,6 +533,15 @@ impl PageCacheDisk {
         self.lock().fuse = Some(operations);
     }
 
+    /// Lets `operations` more operations on snapshot files succeed (a
+    /// snapshot's store is five: create, write, sync, rename, sync the
+    /// directory); the next one fails, and so does every operation after
+    /// it, of any kind, until [`crash`](Self::crash): a disk failing in
+    /// the middle of a snapshot's store.
+    pub fn set_snapshot_fuse(&self, operations: u64) {
+        self.lock().snapshot_fuse = Some(operations);
+    }
+
     /// Makes the next segment sync fail with EIO, once: what it was to
     /// make durable never reaches the platter (see the
     /// [module documentation](self)). A crash disarms it.
@@ -246,10 +575,21 @@ impl PageCacheDisk {
                 .collect();
             state.frozen = Some(Frozen {
                 segments,
-                snapshots: state.snapshots.clone(),
+                snapshots: state.snapshots.synced_image(),
                 marker: state.marker_durable.clone(),
             });
         }
+    }
+
+    /// The planted mistake `snapshot-rename-before-sync` (`true`): the
+    /// snapshot store renames a snapshot's temporary file to its final
+    /// name and syncs the directory before it syncs the file's contents,
+    /// so a crash in between leaves a named snapshot whose contents are
+    /// torn. Survives crashes.
+    #[cfg(feature = "planted-bugs")]
+    #[doc(hidden)]
+    pub fn set_planted_snapshot_rename_before_sync(&self, planted: bool) {
+        self.lock().planted_snapshot_rename_before_sync = planted;
     }
 
     /// The one-shot faults that struck so far.
@@ -327,41 +667,14 @@ impl PageCacheDisk {
             state.marker.clone_from(&frozen.marker);
             state.marker_durable = frozen.marker;
             state.fuse = None;
+            state.snapshot_fuse = None;
             state.blown = false;
             state.fail_next_sync = false;
             state.fail_next_append = false;
             return report;
         }
         for file in state.segments.values_mut() {
-            let durable = file.durable_bytes;
-            assert!(durable <= file.len_bytes, "durable bytes past the file");
-            let unsynced = (file.len_bytes - durable) as u64;
-            let kept = match draw.next() % 3 {
-                0 => 0,
-                1 => unsynced,
-                _ => draw.below(unsynced + 1),
-            };
-            let mut bytes = file.bytes();
-            bytes.truncate(durable + kept as usize);
-            // Failed writeback: never on the platter, synced since or not.
-            for &(start, end) in &file.writeback_lost {
-                let end = end.min(bytes.len());
-                if start < end {
-                    bytes[start..end].fill(0);
-                }
-            }
-            report.kept_unsynced_bytes += kept;
-            report.lost_bytes += unsynced - kept;
-            if unsynced > 0 {
-                let junk = draw.below(JUNK_BYTES_MAX + 1);
-                match draw.next() % 3 {
-                    0 => {}
-                    1 => bytes.extend(std::iter::repeat_n(0u8, junk as usize)),
-                    _ => bytes.extend((0..junk).map(|_| draw.next() as u8)),
-                }
-                report.junk_bytes += (bytes.len() - durable) as u64 - kept;
-            }
-            *file = CachedFile::durable(bytes);
+            tear(file, &mut draw, &mut report);
         }
         // The marker: its synced bytes, its newest, or the newest torn
         // over the synced ones (one small write, perhaps half done).
@@ -381,7 +694,11 @@ impl PageCacheDisk {
         };
         state.marker = marker.clone();
         state.marker_durable = marker;
+        // Drawn after the segments and the marker: a disk without
+        // snapshots crashes as it did before they were files.
+        state.snapshots.crash(&mut draw, &mut report);
         state.fuse = None;
+        state.snapshot_fuse = None;
         state.blown = false;
         state.fail_next_sync = false;
         state.fail_next_append = false;
@@ -403,6 +720,56 @@ impl PageCacheDisk {
         state.operations += 1;
         Ok(())
     }
+
+    /// Counts one mutating operation on a snapshot file or directory,
+    /// failing it if either fuse blew.
+    fn snapshot_operation(state: &mut DiskState, what: &str) -> Result<(), StorageError> {
+        if !state.blown {
+            if let Some(left) = state.snapshot_fuse.as_mut() {
+                if *left == 0 {
+                    state.blown = true;
+                    return Err(crashed(what));
+                }
+                *left -= 1;
+            }
+        }
+        PageCacheDisk::operation(state, what)
+    }
+}
+
+/// A crash's effect on one file: it keeps its durable bytes and, drawn
+/// from `draw`, a prefix of its unsynced ones, perhaps followed by zeros
+/// or garbage; bytes whose writeback failed read as zeros.
+fn tear(file: &mut CachedFile, draw: &mut SplitMix, report: &mut CrashReport) {
+    let durable = file.durable_bytes;
+    assert!(durable <= file.len_bytes, "durable bytes past the file");
+    let unsynced = (file.len_bytes - durable) as u64;
+    let kept = match draw.next() % 3 {
+        0 => 0,
+        1 => unsynced,
+        _ => draw.below(unsynced + 1),
+    };
+    let mut bytes = file.bytes();
+    bytes.truncate(durable + kept as usize);
+    // Failed writeback: never on the platter, synced since or not.
+    for &(start, end) in &file.writeback_lost {
+        let end = end.min(bytes.len());
+        if start < end {
+            bytes[start..end].fill(0);
+        }
+    }
+    report.kept_unsynced_bytes += kept;
+    report.lost_bytes += unsynced - kept;
+    if unsynced > 0 {
+        let junk = draw.below(JUNK_BYTES_MAX + 1);
+        match draw.next() % 3 {
+            0 => {}
+            1 => bytes.extend(std::iter::repeat_n(0u8, junk as usize)),
+            _ => bytes.extend((0..junk).map(|_| draw.next() as u8)),
+        }
+        report.junk_bytes += (bytes.len() - durable) as u64 - kept;
+    }
+    *file = CachedFile::durable(bytes);
 }
 
 fn crashed(what: &str) -> StorageError {
@@ -565,19 +932,152 @@ impl SegmentFiles for PageCacheDisk {
     }
 }
 
+/// The file-system steps of the snapshot store, each one operation of
+/// the disk (the fuse may fail it).
+impl DiskState {
+    /// Group `group`'s directory, made (and its entry synced) if missing,
+    /// as `snapshot_store::ensure_group_dir` makes it.
+    fn ensure_group_dir(&mut self, group: GroupId) -> Result<u64, StorageError> {
+        if let Some(dir) = self.snapshots.dir_of(group) {
+            return Ok(dir);
+        }
+        PageCacheDisk::snapshot_operation(self, "making a group's snapshot directory")?;
+        let dir = self.snapshots.number();
+        self.snapshots.dirs.insert(dir, Dir::default());
+        self.snapshots.root.change(vec![(group, Some(dir))]);
+        self.sync_snapshot_root()?;
+        Ok(dir)
+    }
+
+    fn sync_snapshot_root(&mut self) -> Result<(), StorageError> {
+        PageCacheDisk::snapshot_operation(self, "syncing the snapshot directory")?;
+        self.syncs += 1;
+        if !self.lying_sync {
+            self.snapshots.root.sync();
+            self.snapshots.forget_unreachable();
+        }
+        Ok(())
+    }
+
+    /// Creates (empty, replacing one of that name) file `name` in
+    /// directory `dir`.
+    fn create_snapshot_file(&mut self, dir: u64, name: &str) -> Result<u64, StorageError> {
+        PageCacheDisk::snapshot_operation(self, "creating a snapshot file")?;
+        let file = self.snapshots.number();
+        self.snapshots.files.insert(file, CachedFile::default());
+        self.dir_mut(dir)
+            .change(vec![(name.to_string(), Some(file))]);
+        Ok(file)
+    }
+
+    fn write_snapshot_file(&mut self, file: u64, bytes: Vec<u8>) -> Result<(), StorageError> {
+        PageCacheDisk::snapshot_operation(self, "writing a snapshot file")?;
+        let file = self
+            .snapshots
+            .files
+            .get_mut(&file)
+            .expect("a snapshot file being written exists");
+        if file.len_bytes == 0 {
+            // One buffer of its own size, not a segment's chunk.
+            file.len_bytes = bytes.len();
+            file.chunks = vec![bytes];
+        } else {
+            file.append(&bytes);
+        }
+        Ok(())
+    }
+
+    fn sync_snapshot_file(&mut self, file: u64) -> Result<(), StorageError> {
+        PageCacheDisk::snapshot_operation(self, "syncing a snapshot file")?;
+        self.syncs += 1;
+        if !self.lying_sync {
+            let file = self
+                .snapshots
+                .files
+                .get_mut(&file)
+                .expect("a snapshot file being synced exists");
+            file.durable_bytes = file.len_bytes;
+        }
+        Ok(())
+    }
+
+    /// Renames `from` to `to` in directory `dir` (replacing a file named
+    /// `to`), atomically.
+    fn rename_snapshot_file(&mut self, dir: u64, from: &str, to: &str) -> Result<(), StorageError> {
+        PageCacheDisk::snapshot_operation(self, "renaming a snapshot file")?;
+        let directory = self.dir_mut(dir);
+        let file = *directory
+            .entries
+            .get(from)
+            .expect("a snapshot file being renamed exists");
+        directory.change(vec![(from.to_string(), None), (to.to_string(), Some(file))]);
+        Ok(())
+    }
+
+    fn remove_snapshot_file(&mut self, dir: u64, name: &str) -> Result<(), StorageError> {
+        PageCacheDisk::snapshot_operation(self, "removing a snapshot file")?;
+        self.dir_mut(dir).change(vec![(name.to_string(), None)]);
+        Ok(())
+    }
+
+    fn sync_snapshot_dir(&mut self, dir: u64) -> Result<(), StorageError> {
+        PageCacheDisk::snapshot_operation(self, "syncing a group's snapshot directory")?;
+        self.syncs += 1;
+        if !self.lying_sync {
+            self.dir_mut(dir).sync();
+            self.snapshots.forget_unreachable();
+        }
+        Ok(())
+    }
+
+    fn dir_mut(&mut self, dir: u64) -> &mut Dir<String, u64> {
+        self.snapshots
+            .dirs
+            .get_mut(&dir)
+            .expect("a group's snapshot directory in use exists")
+    }
+
+    /// Whether the planted snapshot mistake is on.
+    fn planted_rename_before_sync(&self) -> bool {
+        #[cfg(feature = "planted-bugs")]
+        {
+            self.planted_snapshot_rename_before_sync
+        }
+        #[cfg(not(feature = "planted-bugs"))]
+        {
+            false
+        }
+    }
+}
+
+/// The snapshot store on this disk: the steps of
+/// [`DirSnapshots`](super::snapshot_store::DirSnapshots) on the disk's
+/// directories and files (see the [module documentation](self)).
 impl SnapshotStore for PageCacheDisk {
     fn store(
         &mut self,
         group: GroupId,
         snapshot: &Snapshot,
     ) -> Result<SnapshotReader, StorageError> {
+        let bytes = snapshot_file_bytes(snapshot)?;
+        let name = snapshot_file_name(snapshot.position);
+        let temporary = format!("{name}.tmp");
         let mut state = self.lock();
-        PageCacheDisk::operation(&mut state, "storing a snapshot")?;
-        state
-            .snapshots
-            .entry(group)
-            .or_default()
-            .insert(snapshot.position, snapshot.clone());
+        let dir = state.ensure_group_dir(group)?;
+        let file = state.create_snapshot_file(dir, &temporary)?;
+        state.write_snapshot_file(file, bytes)?;
+        if state.planted_rename_before_sync() {
+            // The planted mistake: named, durably, before its contents
+            // are; a crash before the file's sync leaves the final name
+            // on a torn file.
+            state.rename_snapshot_file(dir, &temporary, &name)?;
+            state.sync_snapshot_dir(dir)?;
+            state.sync_snapshot_file(file)?;
+        } else {
+            state.sync_snapshot_file(file)?;
+            state.rename_snapshot_file(dir, &temporary, &name)?;
+            state.sync_snapshot_dir(dir)?;
+        }
         Ok(SnapshotReader::from_memory(snapshot))
     }
 
@@ -598,33 +1098,85 @@ impl SnapshotStore for PageCacheDisk {
         SnapshotIntake::memory()
     }
 
+    /// As `snapshot_file::load_newest_snapshot`: leftover temporary files
+    /// are removed (the directory synced), then the file of the highest
+    /// position is verified.
     fn newest(&mut self, group: GroupId) -> Result<Option<SnapshotReader>, StorageError> {
-        let state = self.lock();
-        Ok(state
-            .snapshots
-            .get(&group)
-            .and_then(|snapshots| snapshots.values().max_by_key(|s| s.position.index))
-            .map(SnapshotReader::from_memory))
+        let mut state = self.lock();
+        let Some(dir) = state.snapshots.dir_of(group) else {
+            return Ok(None);
+        };
+        let leftovers: Vec<String> = state.snapshots.dirs[&dir]
+            .entries
+            .keys()
+            .filter(|name| name.ends_with(".tmp"))
+            .cloned()
+            .collect();
+        for name in &leftovers {
+            tracing::info!(file = %snapshot_path(group, name), "removing a snapshot file left half-written by a crash");
+            state.remove_snapshot_file(dir, name)?;
+        }
+        if !leftovers.is_empty() {
+            state.sync_snapshot_dir(dir)?;
+        }
+        let newest = state.snapshots.dirs[&dir]
+            .entries
+            .iter()
+            .filter_map(|(name, file)| position_of_name(name).map(|p| (p, name, *file)))
+            .max();
+        let Some((_, name, file)) = newest else {
+            return Ok(None);
+        };
+        let bytes = state.snapshots.files[&file].bytes();
+        let snapshot =
+            read_snapshot_bytes(name, &bytes).map_err(|reason| StorageError::CorruptSnapshot {
+                file: snapshot_path(group, name),
+                reason,
+            })?;
+        Ok(Some(SnapshotReader::from_memory(&snapshot)))
     }
 
     fn groups(&mut self) -> Result<Vec<GroupId>, StorageError> {
-        Ok(self.lock().snapshots.keys().copied().collect())
+        Ok(self.lock().snapshots.root.entries.keys().copied().collect())
     }
 
+    /// As `snapshot_file::delete_snapshots_before`: the older files
+    /// removed, then the directory synced (if any was).
     fn delete_before(&mut self, group: GroupId, keep: LogPosition) -> Result<(), StorageError> {
         let mut state = self.lock();
-        PageCacheDisk::operation(&mut state, "deleting old snapshots")?;
-        if let Some(snapshots) = state.snapshots.get_mut(&group) {
-            snapshots.retain(|position, _| position.index >= keep.index);
+        let Some(dir) = state.snapshots.dir_of(group) else {
+            return Ok(());
+        };
+        let older: Vec<String> = state.snapshots.dirs[&dir]
+            .entries
+            .keys()
+            .filter(|name| position_of_name(name).is_some_and(|p| p.index < keep.index))
+            .cloned()
+            .collect();
+        for name in &older {
+            state.remove_snapshot_file(dir, name)?;
+        }
+        if !older.is_empty() {
+            state.sync_snapshot_dir(dir)?;
         }
         Ok(())
     }
 
+    /// As [`DirSnapshots`](super::snapshot_store::DirSnapshots) does: every
+    /// file of the group's directory removed, the directory removed, then
+    /// the directory of the groups synced.
     fn remove_group(&mut self, group: GroupId) -> Result<(), StorageError> {
         let mut state = self.lock();
-        PageCacheDisk::operation(&mut state, "removing a group's snapshots")?;
-        state.snapshots.remove(&group);
-        Ok(())
+        let Some(dir) = state.snapshots.dir_of(group) else {
+            return Ok(());
+        };
+        let names: Vec<String> = state.snapshots.dirs[&dir].entries.keys().cloned().collect();
+        for name in &names {
+            state.remove_snapshot_file(dir, name)?;
+        }
+        PageCacheDisk::snapshot_operation(&mut state, "removing a group's snapshot directory")?;
+        state.snapshots.root.change(vec![(group, None)]);
+        state.sync_snapshot_root()
     }
 }
 
@@ -748,5 +1300,197 @@ mod tests {
         );
         assert!(report.kept_unsynced_bytes <= 1);
         disk.append(1, b"c").unwrap();
+    }
+
+    fn snapshot_at(index: u64, fill: u8) -> Snapshot {
+        Snapshot::new(LogPosition::new(index, 2), vec![fill; 300].into())
+            .with_membership(Some(Membership::new([1, 2, 3])))
+    }
+
+    /// Operations of storing a snapshot in a group's existing directory:
+    /// create, write, sync, rename, sync the directory.
+    const STORE_OPERATIONS: u64 = 5;
+
+    /// A disk holding group 7's snapshot at index 10, durably (its
+    /// directory made), and nothing pending.
+    fn disk_with_a_snapshot() -> PageCacheDisk {
+        let mut disk = PageCacheDisk::new();
+        disk.store(7, &snapshot_at(10, 1)).unwrap();
+        assert_eq!(disk.operations(), 2 + STORE_OPERATIONS);
+        disk
+    }
+
+    /// What group 7's newest snapshot is after a crash: its index, or
+    /// why it was refused.
+    fn newest_index(disk: &mut PageCacheDisk) -> Result<Option<u64>, String> {
+        match disk.newest(7) {
+            Ok(reader) => Ok(reader.map(|reader| {
+                let expected = snapshot_at(reader.meta().position.index, 0);
+                assert_eq!(reader.membership(), expected.membership.as_ref());
+                reader.meta().position.index
+            })),
+            Err(StorageError::CorruptSnapshot { file, reason }) => Err(format!("{file}: {reason}")),
+            Err(other) => panic!("{other}"),
+        }
+    }
+
+    /// The store's steps survive a crash at each of them, whatever the
+    /// crash keeps: the newest snapshot is the old one or the whole new
+    /// one (the new one once the store returned), never a torn file, and
+    /// no temporary file stays.
+    #[test]
+    fn a_crash_at_any_step_of_a_store_leaves_the_old_snapshot_or_the_whole_new_one() {
+        let mut seen = BTreeSet::new();
+        for fuse in 0..=STORE_OPERATIONS {
+            for seed in 0..60 {
+                let mut disk = disk_with_a_snapshot();
+                disk.set_fuse(fuse);
+                let stored = disk.store(7, &snapshot_at(20, 2)).is_ok();
+                assert_eq!(stored, fuse == STORE_OPERATIONS);
+                disk.crash(seed);
+                let newest = newest_index(&mut disk)
+                    .unwrap_or_else(|e| panic!("fuse {fuse} seed {seed}: refused: {e}"));
+                if stored {
+                    assert_eq!(newest, Some(20), "fuse {fuse} seed {seed}");
+                } else {
+                    assert!(matches!(newest, Some(10 | 20)), "fuse {fuse} seed {seed}");
+                }
+                seen.insert((fuse, newest));
+                let names: Vec<String> = {
+                    let state = disk.lock();
+                    let dir = state.snapshots.dir_of(7).unwrap();
+                    state.snapshots.dirs[&dir].entries.keys().cloned().collect()
+                };
+                assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
+                // Deleting the older one, crashing again: the newest stays.
+                disk.delete_before(7, LogPosition::new(newest.unwrap(), 2))
+                    .unwrap();
+                disk.crash(seed + 1_000);
+                assert_eq!(newest_index(&mut disk).unwrap(), newest);
+            }
+        }
+        // A crash after the rename but before the directory's sync may
+        // undo the rename (the old snapshot back) or keep it.
+        let fuse = STORE_OPERATIONS - 1;
+        assert!(seen.contains(&(fuse, Some(10))), "{seen:?}");
+        assert!(seen.contains(&(fuse, Some(20))), "{seen:?}");
+    }
+
+    /// A rename is durable only once its directory is synced: a crash
+    /// before that may bring the old names back.
+    #[test]
+    fn an_unsynced_rename_may_be_undone_by_a_crash() {
+        let mut undone = 0;
+        for seed in 0..60 {
+            let disk = PageCacheDisk::new();
+            let mut state = disk.lock();
+            let dir = state.ensure_group_dir(3).unwrap();
+            let file = state.create_snapshot_file(dir, "a.tmp").unwrap();
+            state
+                .write_snapshot_file(file, b"contents".to_vec())
+                .unwrap();
+            state.sync_snapshot_file(file).unwrap();
+            state.sync_snapshot_dir(dir).unwrap();
+            state.rename_snapshot_file(dir, "a.tmp", "a").unwrap();
+            let mut draw = SplitMix(seed);
+            let mut report = CrashReport::default();
+            state.snapshots.crash(&mut draw, &mut report);
+            let names: Vec<&String> = state.snapshots.dirs[&dir].entries.keys().collect();
+            match names.as_slice() {
+                [name] if *name == "a.tmp" => undone += 1,
+                [name] if *name == "a" => {}
+                other => panic!("seed {seed}: {other:?}"),
+            }
+            let file = state.snapshots.dirs[&dir].entries.values().next().unwrap();
+            assert_eq!(state.snapshots.files[file].bytes(), b"contents");
+        }
+        assert!(undone > 10 && undone < 50, "{undone} of 60 undone");
+    }
+
+    /// Unsynced contents are torn by a crash like a segment's; a file
+    /// named durably with contents never synced comes back short, zeroed
+    /// or with garbage, and reading it refuses it naming the file.
+    #[cfg(feature = "planted-bugs")]
+    #[test]
+    fn the_planted_rename_before_sync_leaves_a_torn_named_snapshot() {
+        let mut refused = 0;
+        for seed in 0..60 {
+            let mut disk = disk_with_a_snapshot();
+            disk.set_planted_snapshot_rename_before_sync(true);
+            // Create, write, rename, sync the directory: the file's own
+            // sync fails.
+            disk.set_fuse(STORE_OPERATIONS - 1);
+            assert!(disk.store(7, &snapshot_at(20, 2)).is_err());
+            disk.crash(seed);
+            match newest_index(&mut disk) {
+                Err(reason) => {
+                    assert!(
+                        reason.starts_with(&snapshot_path(
+                            7,
+                            &snapshot_file_name(LogPosition::new(20, 2))
+                        )),
+                        "{reason}"
+                    );
+                    refused += 1;
+                }
+                // The crash happened to keep every byte and nothing more.
+                Ok(newest) => assert_eq!(newest, Some(20), "seed {seed}"),
+            }
+            // The same crash under the correct order never refuses.
+            let mut disk = disk_with_a_snapshot();
+            disk.set_fuse(STORE_OPERATIONS - 1);
+            assert!(disk.store(7, &snapshot_at(20, 2)).is_err());
+            disk.crash(seed);
+            assert!(newest_index(&mut disk).is_ok(), "seed {seed}");
+        }
+        assert!(refused > 30, "{refused} of 60 refused");
+    }
+
+    /// A damaged snapshot file is refused naming it, whatever is damaged.
+    #[test]
+    fn every_byte_of_a_snapshot_file_is_checked() {
+        let snapshot = snapshot_at(20, 9);
+        let bytes = snapshot_file_bytes(&snapshot).unwrap();
+        let name = snapshot_file_name(snapshot.position);
+        let read = read_snapshot_bytes(&name, &bytes).unwrap();
+        assert_eq!(read.meta(), snapshot.meta());
+        assert_eq!(read.membership, snapshot.membership);
+        for at in 0..bytes.len() {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 0x40;
+            assert!(read_snapshot_bytes(&name, &damaged).is_err(), "byte {at}");
+        }
+        for length in 0..bytes.len() {
+            assert!(
+                read_snapshot_bytes(&name, &bytes[..length]).is_err(),
+                "{length} bytes"
+            );
+        }
+        let other = snapshot_file_name(LogPosition::new(21, 2));
+        assert!(read_snapshot_bytes(&other, &bytes).is_err());
+    }
+
+    /// Removing a group: gone once the directory of the groups is synced;
+    /// a crash before that may bring some of it back, never a damaged file.
+    #[test]
+    fn a_removed_group_is_gone_once_synced_and_never_comes_back_damaged() {
+        let mut disk = disk_with_a_snapshot();
+        disk.remove_group(7).unwrap();
+        disk.crash(1);
+        assert!(disk.groups().unwrap().is_empty());
+        let mut back = 0;
+        for seed in 0..60 {
+            let mut disk = disk_with_a_snapshot();
+            disk.store(7, &snapshot_at(20, 2)).unwrap();
+            // Two unlinks and the directory's removal; its sync fails.
+            disk.set_fuse(3);
+            assert!(disk.remove_group(7).is_err());
+            disk.crash(seed);
+            if disk.groups().unwrap() == vec![7] {
+                back += 1;
+                assert!(newest_index(&mut disk).is_ok(), "seed {seed}");
+            }
+        }
+        assert!(back > 5, "{back} of 60 came back");
     }
 }
