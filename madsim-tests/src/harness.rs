@@ -126,6 +126,14 @@ pub enum Fault {
     /// then killed and restarted from what its disk kept. Needs the
     /// suite's `disk_fault` hook ([`run_faults_with`]).
     DiskFault,
+    /// The victim's disk fails at one of the five steps of its next
+    /// snapshot store (drawn: a temporary file created, written, synced,
+    /// renamed to its final name, its directory synced), and every
+    /// operation after it; the node must stop, and is then killed and
+    /// restarted from what its disk kept. A node writes a snapshot far
+    /// less often than it appends, so [`Fault::DiskFault`] seldom fails
+    /// one. Needs the suite's `disk_fault` hook.
+    SnapshotDiskFault,
     /// The victim's next fsync fails with EIO, once (later ones would
     /// succeed, and what the failed one was to make durable never reaches
     /// the disk); the node must stop without trusting it, and is then
@@ -153,6 +161,9 @@ pub enum Fault {
 pub enum DiskTrouble {
     /// Fail after this many more operations, and every operation after.
     Fuse(u64),
+    /// Fail after this many more operations on snapshot files, and every
+    /// operation after.
+    SnapshotFuse(u64),
     /// Fail the next fsync with EIO, once.
     SyncFailsOnce,
     /// Fail the next write with ENOSPC, once.
@@ -230,6 +241,7 @@ pub async fn run_faults_with(
             Fault::Slow => "slow network".to_string(),
             Fault::Lossy => "lossy network".to_string(),
             Fault::DiskFault => format!("disk-fault n{victim}"),
+            Fault::SnapshotDiskFault => format!("snapshot-disk-fault n{victim}"),
             Fault::SyncFailsOnce => format!("fsync-eio n{victim}"),
             Fault::NoSpace => format!("enospc n{victim}"),
             Fault::Reset => format!("reset n{victim}"),
@@ -237,11 +249,20 @@ pub async fn run_faults_with(
         tracing::info!(fault = %name, "fault");
         log.faults.push(name);
         match kind {
-            Fault::Kill | Fault::DiskFault | Fault::SyncFailsOnce | Fault::NoSpace => {
+            Fault::Kill
+            | Fault::DiskFault
+            | Fault::SnapshotDiskFault
+            | Fault::SyncFailsOnce
+            | Fault::NoSpace => {
                 let trouble = match kind {
                     // Fails within the next few writes (a busy node writes
                     // every few milliseconds).
                     Fault::DiskFault => Some(DiskTrouble::Fuse(thread_rng().gen_range(0..40))),
+                    // At one of the five steps of the next snapshot's
+                    // store (a group's first also makes its directory).
+                    Fault::SnapshotDiskFault => {
+                        Some(DiskTrouble::SnapshotFuse(thread_rng().gen_range(0..5)))
+                    }
                     Fault::SyncFailsOnce => Some(DiskTrouble::SyncFailsOnce),
                     Fault::NoSpace => Some(DiskTrouble::NoSpace),
                     _ => None,

@@ -8,7 +8,10 @@
 //! sharded store (`ShardedKvClient` over the `RoutingClient`) on madsim's
 //! simulated TCP. Faults, one at a time: a node killed and restarted
 //! from its disk, a node's disk failing (a write or fsync returns an
-//! error; the node stops, then restarts from its disk), an fsync failing
+//! error; the node stops, then restarts from its disk), a node's disk
+//! failing at one of the steps of a snapshot's store (its snapshot
+//! files follow a file system's rules: contents durable once synced, a
+//! rename once its directory is), an fsync failing
 //! once with EIO (what it was to make durable is lost though later syncs
 //! would succeed), a disk full for one write (ENOSPC after a short
 //! write), each of them followed by a kill and a restart, a node cut off, a
@@ -147,6 +150,9 @@ async fn serve(
     if incarnation > 1 {
         disk.crash(id * 1_000 + incarnation);
     }
+    disk.set_planted_snapshot_rename_before_sync(
+        planted == Some(RuntimeMistake::SnapshotRenameBeforeSync),
+    );
     let options = MultiWalOptions {
         segment_bytes_max: 64 * 1024,
         segments_max: 4,
@@ -490,17 +496,27 @@ pub enum RuntimeMistake {
     /// under a fresh sequence number, as a new write: when the lost copy
     /// was applied, the group applies the retry too.
     RetryWithoutSession,
+    /// The snapshot store renames a snapshot's temporary file to its
+    /// final name and syncs the directory before it syncs the file's
+    /// contents: a crash in between (a disk failing at that sync) leaves
+    /// a named snapshot whose contents are torn, and the restarted node
+    /// refuses to start, naming the file.
+    SnapshotRenameBeforeSync,
 }
 
 impl RuntimeMistake {
     /// Every mistake, with its name on the command line.
-    pub const ALL: [(RuntimeMistake, &'static str); 6] = [
+    pub const ALL: [(RuntimeMistake, &'static str); 7] = [
         (RuntimeMistake::AckBeforeFsync, "ack-before-fsync"),
         (RuntimeMistake::LeaderCachedForever, "leader-cached-forever"),
         (RuntimeMistake::ReplayPastTorn, "replay-past-torn"),
         (RuntimeMistake::FramesOutOfOrder, "frames-out-of-order"),
         (RuntimeMistake::RetryFailedFsync, "retry-failed-fsync"),
         (RuntimeMistake::RetryWithoutSession, "retry-without-session"),
+        (
+            RuntimeMistake::SnapshotRenameBeforeSync,
+            "snapshot-rename-before-sync",
+        ),
     ];
 
     /// The mistake called `name`.
@@ -688,6 +704,7 @@ pub async fn run_multi_group(scenario: MultiScenario) -> MultiReport {
             Fault::Slow,
             Fault::Lossy,
             Fault::DiskFault,
+            Fault::SnapshotDiskFault,
             Fault::SyncFailsOnce,
             Fault::NoSpace,
             Fault::Reset,
@@ -701,6 +718,7 @@ pub async fn run_multi_group(scenario: MultiScenario) -> MultiReport {
         },
         |victim, trouble| match trouble {
             DiskTrouble::Fuse(operations) => disks[&victim].set_fuse(operations),
+            DiskTrouble::SnapshotFuse(operations) => disks[&victim].set_snapshot_fuse(operations),
             DiskTrouble::SyncFailsOnce => disks[&victim].fail_next_sync(),
             DiskTrouble::NoSpace => disks[&victim].fail_next_append_no_space(),
         },
