@@ -33,7 +33,10 @@
 //! A fuse stops the disk after a given number of operations: that one
 //! and every later one fail, as if the process died there. So a test can
 //! crash the log at every write boundary: run, blow the fuse after `n`
-//! operations, [`crash`](PageCacheDisk::crash), reopen.
+//! operations, [`crash`](PageCacheDisk::crash), reopen. A second fuse
+//! ([`set_snapshot_fuse`](PageCacheDisk::set_snapshot_fuse)) counts only
+//! the operations on snapshot files, to fail a snapshot's store at a
+//! given step.
 //!
 //! Three faults of a disk that keeps working:
 //!
