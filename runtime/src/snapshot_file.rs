@@ -98,7 +98,7 @@ pub fn snapshot_file_name(position: LogPosition) -> String {
 }
 
 /// The position a snapshot file name stands for, if it is one.
-fn parse_file_name(name: &str) -> Option<LogPosition> {
+pub(crate) fn parse_file_name(name: &str) -> Option<LogPosition> {
     let rest = name.strip_prefix("snapshot-")?.strip_suffix(".snap")?;
     let (index, term) = rest.split_once('-')?;
     Some(LogPosition::new(index.parse().ok()?, term.parse().ok()?))
@@ -146,10 +146,10 @@ fn trailer_check(encoded: &[u8], length: [u8; 4]) -> u32 {
 }
 
 /// Reads and checks the configuration trailer of a version 2 file of
-/// `file_bytes` bytes, returning the configuration and the length of the
-/// whole trailer.
+/// `file_bytes` bytes (`read_at` fills a buffer from an offset of it),
+/// returning the configuration and the length of the whole trailer.
 fn read_membership_trailer(
-    file: &File,
+    read_at: &dyn Fn(&mut [u8], u64) -> std::io::Result<()>,
     file_bytes: u64,
 ) -> Result<(Option<Membership>, u64), String> {
     if file_bytes < SNAPSHOT_HEADER_BYTES as u64 + TRAILER_FIXED_BYTES {
@@ -158,7 +158,7 @@ fn read_membership_trailer(
         ));
     }
     let mut fixed = [0u8; TRAILER_FIXED_BYTES as usize];
-    file.read_exact_at(&mut fixed, file_bytes - TRAILER_FIXED_BYTES)
+    read_at(&mut fixed, file_bytes - TRAILER_FIXED_BYTES)
         .map_err(|e| format!("reading the configuration trailer: {e}"))?;
     let length = [fixed[0], fixed[1], fixed[2], fixed[3]];
     let encoded_bytes = u32::from_le_bytes(length) as u64;
@@ -171,7 +171,7 @@ fn read_membership_trailer(
         ));
     }
     let mut encoded = vec![0u8; encoded_bytes as usize];
-    file.read_exact_at(
+    read_at(
         &mut encoded,
         file_bytes - TRAILER_FIXED_BYTES - encoded_bytes,
     )
@@ -374,7 +374,8 @@ pub fn open_snapshot_file(path: &Path) -> Result<SnapshotReader, StorageError> {
     file.read_exact(&mut header)
         .map_err(io_err(format!("reading {file_name}")))?;
     let (membership, trailer_bytes) = if header_version(&header) == SNAPSHOT_FORMAT_VERSION {
-        read_membership_trailer(&file, file_bytes).map_err(&corrupt)?
+        read_membership_trailer(&|buf, at| file.read_exact_at(buf, at), file_bytes)
+            .map_err(&corrupt)?
     } else {
         (None, 0)
     };
@@ -408,6 +409,45 @@ pub fn open_snapshot_file(path: &Path) -> Result<SnapshotReader, StorageError> {
         SNAPSHOT_HEADER_BYTES as u64,
         path.to_path_buf(),
     ))
+}
+
+/// Checks the bytes of a whole snapshot file named `name` as
+/// [`open_snapshot_file`] checks a file (header, configuration trailer,
+/// name, length, the data's checksum) and returns the snapshot, or why
+/// it is damaged. For models of a disk that hold files in memory.
+pub(crate) fn parse_snapshot_bytes(name: &str, bytes: &[u8]) -> Result<Snapshot, String> {
+    let file_bytes = bytes.len() as u64;
+    let Some(header) = bytes.first_chunk::<SNAPSHOT_HEADER_BYTES>() else {
+        return Err(format!(
+            "{file_bytes} bytes, shorter than the {SNAPSHOT_HEADER_BYTES}-byte header"
+        ));
+    };
+    let read_at = |buf: &mut [u8], at: u64| {
+        let at = at as usize;
+        let end = at.checked_add(buf.len()).filter(|end| *end <= bytes.len());
+        let end = end.ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))?;
+        buf.copy_from_slice(&bytes[at..end]);
+        Ok(())
+    };
+    let (membership, trailer_bytes) = if header_version(header) == SNAPSHOT_FORMAT_VERSION {
+        read_membership_trailer(&read_at, file_bytes)?
+    } else {
+        (None, 0)
+    };
+    let held_bytes = file_bytes - SNAPSHOT_HEADER_BYTES as u64 - trailer_bytes;
+    let meta = parse_header(header, Path::new(name), held_bytes)?;
+    let data = &bytes[SNAPSHOT_HEADER_BYTES..SNAPSHOT_HEADER_BYTES + meta.size_bytes as usize];
+    let actual = concord::checksum64(data);
+    if actual != meta.checksum {
+        return Err(format!(
+            "the data fails its checksum (stored {:#018x}, computed {actual:#018x})",
+            meta.checksum
+        ));
+    }
+    Ok(
+        Snapshot::new(meta.position, bytes::Bytes::copy_from_slice(data))
+            .with_membership(membership),
+    )
 }
 
 /// The format version a header names (checked by `parse_header`).

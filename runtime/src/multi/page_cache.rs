@@ -65,16 +65,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bytes::Bytes;
 
 use crate::snapshot_file::{
-    membership_trailer, snapshot_file_name, snapshot_header, SNAPSHOT_FORMAT_VERSION,
-    SNAPSHOT_HEADER_BYTES, SNAPSHOT_MAGIC, SNAPSHOT_MEMBERSHIP_BYTES_MAX,
+    membership_trailer, parse_file_name, parse_snapshot_bytes, snapshot_file_name, snapshot_header,
+    SNAPSHOT_HEADER_BYTES,
 };
 use crate::storage::{ReceivedSnapshot, SnapshotReader, StorageError};
-use crate::wal::CHECKSUM_SALT;
 use concord::multi::GroupId;
-use concord::{checksum64, LogPosition, Membership, Snapshot};
+use concord::{LogPosition, Membership, Snapshot};
 
 use super::segment_files::SegmentFiles;
 use super::snapshot_store::{SnapshotIntake, SnapshotStore};
@@ -343,10 +341,7 @@ fn snapshot_path(group: GroupId, name: &str) -> String {
 /// The position a snapshot file's name stands for, if it is one
 /// (`snapshot-<index:020>-<term:020>.snap`, as the real store names it).
 fn position_of_name(name: &str) -> Option<LogPosition> {
-    let rest = name.strip_prefix("snapshot-")?.strip_suffix(".snap")?;
-    let (index, term) = rest.split_once('-')?;
-    let position = LogPosition::new(index.parse().ok()?, term.parse().ok()?);
-    (snapshot_file_name(position) == name).then_some(position)
+    parse_file_name(name).filter(|position| snapshot_file_name(*position) == name)
 }
 
 /// A snapshot file's bytes, as the real store writes them: header, data,
@@ -358,93 +353,6 @@ fn snapshot_file_bytes(snapshot: &Snapshot) -> Result<Vec<u8>, StorageError> {
     bytes.extend_from_slice(&snapshot.data);
     bytes.extend_from_slice(&trailer);
     Ok(bytes)
-}
-
-/// Bytes of a configuration trailer's fixed part (length and check).
-const TRAILER_FIXED_BYTES: usize = 8;
-
-/// Reads the snapshot file `name` holding `bytes`, verified as
-/// `snapshot_file::open_snapshot_file` verifies a real one (header,
-/// configuration trailer, the name, the length, the data's checksum);
-/// why not when it fails.
-fn read_snapshot_bytes(name: &str, bytes: &[u8]) -> Result<Snapshot, String> {
-    let file_bytes = bytes.len();
-    if file_bytes < SNAPSHOT_HEADER_BYTES {
-        return Err(format!(
-            "{file_bytes} bytes, shorter than the {SNAPSHOT_HEADER_BYTES}-byte header"
-        ));
-    }
-    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
-    let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
-    let version = u32_at(8);
-    let (membership, trailer_bytes) = if version == SNAPSHOT_FORMAT_VERSION {
-        if file_bytes < SNAPSHOT_HEADER_BYTES + TRAILER_FIXED_BYTES {
-            return Err(format!(
-                "{file_bytes} bytes, too short for the header and the configuration trailer"
-            ));
-        }
-        let fixed = file_bytes - TRAILER_FIXED_BYTES;
-        let length: [u8; 4] = bytes[fixed..fixed + 4].try_into().expect("4 bytes");
-        let encoded_bytes = u32::from_le_bytes(length) as usize;
-        let check = u32_at(fixed + 4);
-        if encoded_bytes > SNAPSHOT_MEMBERSHIP_BYTES_MAX
-            || SNAPSHOT_HEADER_BYTES + TRAILER_FIXED_BYTES + encoded_bytes > file_bytes
-        {
-            return Err(format!(
-                "the configuration trailer announces {encoded_bytes} bytes, which the file \
-                 cannot hold"
-            ));
-        }
-        let encoded = &bytes[fixed - encoded_bytes..fixed];
-        if crc32c::crc32c_append(crc32c::crc32c(encoded), &length) ^ CHECKSUM_SALT != check {
-            return Err("the stored configuration fails its checksum".to_string());
-        }
-        let membership: Option<Membership> =
-            crate::codec::decode(encoded, SNAPSHOT_MEMBERSHIP_BYTES_MAX)
-                .map_err(|e| format!("the stored configuration does not decode: {e}"))?;
-        if let Some(membership) = &membership {
-            membership
-                .validate()
-                .map_err(|e| format!("the stored configuration is unusable: {e}"))?;
-        }
-        (membership, encoded_bytes + TRAILER_FIXED_BYTES)
-    } else {
-        (None, 0)
-    };
-    if bytes[..8] != SNAPSHOT_MAGIC {
-        return Err("it does not start with the snapshot magic".to_string());
-    }
-    if version != SNAPSHOT_FORMAT_VERSION && version != 1 {
-        return Err(format!(
-            "format version {version}; this build reads versions 1 and {SNAPSHOT_FORMAT_VERSION}"
-        ));
-    }
-    if crc32c::crc32c(&bytes[..44]) ^ CHECKSUM_SALT != u32_at(44) {
-        return Err("the header fails its checksum".to_string());
-    }
-    let position = LogPosition::new(u64_at(12), u64_at(20));
-    let data_bytes = u64_at(28);
-    let held_bytes = (file_bytes - SNAPSHOT_HEADER_BYTES - trailer_bytes) as u64;
-    if held_bytes != data_bytes {
-        return Err(format!(
-            "the header announces {data_bytes} data bytes but the file holds {held_bytes}"
-        ));
-    }
-    if position_of_name(name) != Some(position) {
-        return Err(format!(
-            "the header names index {} term {}, which does not match the file name",
-            position.index, position.term
-        ));
-    }
-    let data = &bytes[SNAPSHOT_HEADER_BYTES..SNAPSHOT_HEADER_BYTES + data_bytes as usize];
-    let stored = u64_at(36);
-    let actual = checksum64(data);
-    if actual != stored {
-        return Err(format!(
-            "the data fails its checksum (stored {stored:#018x}, computed {actual:#018x})"
-        ));
-    }
-    Ok(Snapshot::new(position, Bytes::copy_from_slice(data)).with_membership(membership))
 }
 
 #[derive(Debug, Default)]
@@ -1132,7 +1040,7 @@ impl SnapshotStore for PageCacheDisk {
         };
         let bytes = state.snapshots.files[&file].bytes();
         let snapshot =
-            read_snapshot_bytes(name, &bytes).map_err(|reason| StorageError::CorruptSnapshot {
+            parse_snapshot_bytes(name, &bytes).map_err(|reason| StorageError::CorruptSnapshot {
                 file: snapshot_path(group, name),
                 reason,
             })?;
@@ -1455,22 +1363,22 @@ mod tests {
         let snapshot = snapshot_at(20, 9);
         let bytes = snapshot_file_bytes(&snapshot).unwrap();
         let name = snapshot_file_name(snapshot.position);
-        let read = read_snapshot_bytes(&name, &bytes).unwrap();
+        let read = parse_snapshot_bytes(&name, &bytes).unwrap();
         assert_eq!(read.meta(), snapshot.meta());
         assert_eq!(read.membership, snapshot.membership);
         for at in 0..bytes.len() {
             let mut damaged = bytes.clone();
             damaged[at] ^= 0x40;
-            assert!(read_snapshot_bytes(&name, &damaged).is_err(), "byte {at}");
+            assert!(parse_snapshot_bytes(&name, &damaged).is_err(), "byte {at}");
         }
         for length in 0..bytes.len() {
             assert!(
-                read_snapshot_bytes(&name, &bytes[..length]).is_err(),
+                parse_snapshot_bytes(&name, &bytes[..length]).is_err(),
                 "{length} bytes"
             );
         }
         let other = snapshot_file_name(LogPosition::new(21, 2));
-        assert!(read_snapshot_bytes(&other, &bytes).is_err());
+        assert!(parse_snapshot_bytes(&other, &bytes).is_err());
     }
 
     /// Removing a group: gone once the directory of the groups is synced;
