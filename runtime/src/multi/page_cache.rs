@@ -65,7 +65,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-
 use crate::snapshot_file::{
     membership_trailer, parse_file_name, parse_snapshot_bytes, snapshot_file_name, snapshot_header,
     SNAPSHOT_HEADER_BYTES,
