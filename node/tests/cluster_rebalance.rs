@@ -96,27 +96,33 @@ fn read_back(servers: &[String], keys: &[u32]) {
     }
 }
 
-#[test]
-fn a_fourth_server_takes_replicas_and_a_drained_one_leaves() {
-    let mut cluster = NodeProcesses::on_loopback("cluster-rebalance", CLUSTER);
-    cluster.start_all_with(&["--groups", GROUPS]);
+/// Three servers of 8 groups (started with `extra` too) that took keys
+/// 0 to 39: the cluster, the servers' addresses and the keys whose put
+/// was acknowledged (more than half).
+fn three_servers_with_keys(name: &str, extra: &[&str]) -> (NodeProcesses, Vec<String>, Vec<u32>) {
+    let mut cluster = NodeProcesses::on_loopback(name, CLUSTER);
+    let mut flags = vec!["--groups", GROUPS];
+    flags.extend_from_slice(extra);
+    cluster.start_all_with(&flags);
     let three: Vec<String> = (1..=3).map(|id| cluster.addr(id)).collect();
     ok_within(
         &three,
         &["kv", "put", "warm-up", "1"],
         Duration::from_secs(60),
     );
-    let mut acknowledged = Vec::new();
-    for key in 0..KEYS {
-        let (code, _, _) = cli(
-            &three,
-            &["kv", "put", &format!("key-{key}"), &format!("value-{key}")],
-        );
-        if code == 0 {
-            acknowledged.push(key);
-        }
-    }
+    let acknowledged: Vec<u32> = (0..KEYS)
+        .filter(|key| {
+            let put = ["kv", "put", &format!("key-{key}"), &format!("value-{key}")];
+            cli(&three, &put).0 == 0
+        })
+        .collect();
     assert!(acknowledged.len() as u32 > KEYS / 2, "{acknowledged:?}");
+    (cluster, three, acknowledged)
+}
+
+#[test]
+fn a_fourth_server_takes_replicas_and_a_drained_one_leaves() {
+    let (mut cluster, three, acknowledged) = three_servers_with_keys("cluster-rebalance", &[]);
 
     // Nothing to add before server 4 runs; bad input is refused.
     let addr4 = cluster.add_joining(4);
@@ -247,25 +253,8 @@ fn a_fourth_server_takes_replicas_and_a_drained_one_leaves() {
 /// flight. Every acknowledged key reads back.
 #[test]
 fn with_balance_the_catalog_leader_fills_an_added_server_by_itself() {
-    let mut cluster = NodeProcesses::on_loopback("cluster-self-balance", CLUSTER);
-    cluster.start_all_with(&["--groups", GROUPS, "--balance"]);
-    let three: Vec<String> = (1..=3).map(|id| cluster.addr(id)).collect();
-    ok_within(
-        &three,
-        &["kv", "put", "warm-up", "1"],
-        Duration::from_secs(60),
-    );
-    let mut acknowledged = Vec::new();
-    for key in 0..KEYS {
-        let (code, _, _) = cli(
-            &three,
-            &["kv", "put", &format!("key-{key}"), &format!("value-{key}")],
-        );
-        if code == 0 {
-            acknowledged.push(key);
-        }
-    }
-    assert!(acknowledged.len() as u32 > KEYS / 2, "{acknowledged:?}");
+    let (mut cluster, three, acknowledged) =
+        three_servers_with_keys("cluster-self-balance", &["--balance"]);
     // Three servers of three replicas each: nothing to move.
     let dry = ok_once(&three, &["cluster", "balance", "--dry-run"]);
     assert_eq!(dry.trim(), "balanced");

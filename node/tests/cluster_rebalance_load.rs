@@ -155,6 +155,55 @@ struct Phase {
     p99_during_us: u64,
 }
 
+/// Where a phase starts from: its start, and the 3 s before it.
+struct Baseline {
+    started: Instant,
+    start_us: u64,
+    bytes: (u64, u64),
+    peer_bytes_per_second: u64,
+    p99_us: u64,
+}
+
+impl Baseline {
+    /// Waits 3 s under the load, measuring it, and starts a phase.
+    async fn take(recorder: &Recorder, metrics: &BTreeMap<u64, String>) -> Baseline {
+        let quiet_bytes = bytes_sent(metrics).1;
+        let from_us = recorder.now();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let (p99_us, _) = put_p99(recorder, from_us, recorder.now());
+        let bytes = bytes_sent(metrics);
+        Baseline {
+            started: Instant::now(),
+            start_us: recorder.now(),
+            bytes,
+            peer_bytes_per_second: (bytes.1 - quiet_bytes) / 3,
+            p99_us,
+        }
+    }
+
+    /// The phase that ran since: its figures. Some put must have been
+    /// acknowledged during it.
+    fn phase(
+        self,
+        name: &'static str,
+        recorder: &Recorder,
+        metrics: &BTreeMap<u64, String>,
+    ) -> Phase {
+        let (p99_during_us, puts) = put_p99(recorder, self.start_us, recorder.now());
+        assert!(puts > 0, "no put acknowledged during {name}");
+        let bytes = bytes_sent(metrics);
+        Phase {
+            name,
+            took: self.started.elapsed(),
+            snapshot_bytes: bytes.0 - self.bytes.0,
+            peer_bytes: bytes.1 - self.bytes.1,
+            peer_bytes_per_second_before: self.peer_bytes_per_second,
+            p99_before_us: self.p99_us,
+            p99_during_us,
+        }
+    }
+}
+
 async fn grow_then_shrink() {
     let seed = multi_cluster::seed_from_env("CONCORD_REBALANCE_SEED");
     let groups = groups();
@@ -199,20 +248,12 @@ async fn grow_then_shrink() {
         &stop,
     );
     let mut phases = Vec::new();
-    let at = |recorder: &Recorder| recorder.now();
 
     // Grow: servers 4 and 5 join and are recorded; the servers balance.
     for id in [4, 5] {
         nodes.start_with(id, &["--join", "--metrics-listen", &metrics[&id]]);
     }
-    let quiet_bytes = bytes_sent(&metrics).1;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let before_from = at(&recorder).saturating_sub(3_000_000);
-    let (p99_before_us, _) = put_p99(&recorder, before_from, at(&recorder));
-    let bytes_before = bytes_sent(&metrics);
-    let peer_bytes_per_second_before = (bytes_before.1 - quiet_bytes) / 3;
-    let started = Instant::now();
-    let start_us = at(&recorder);
+    let grow = Baseline::take(&recorder, &metrics).await;
     // `add-server` is given the servers already recorded: a server
     // named in --servers counts as in use.
     let three: Vec<&String> = first_three.values().collect();
@@ -241,27 +282,10 @@ async fn grow_then_shrink() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let (p99_during_us, puts) = put_p99(&recorder, start_us, at(&recorder));
-    assert!(puts > 0, "no put acknowledged while the cluster grew");
-    phases.push(Phase {
-        name: "add servers 4 and 5",
-        took: started.elapsed(),
-        snapshot_bytes: bytes_sent(&metrics).0 - bytes_before.0,
-        peer_bytes: bytes_sent(&metrics).1 - bytes_before.1,
-        peer_bytes_per_second_before,
-        p99_before_us,
-        p99_during_us,
-    });
+    phases.push(grow.phase("add servers 4 and 5", &recorder, &metrics));
 
     // Shrink: drain server 1 and retire it.
-    let quiet_bytes = bytes_sent(&metrics).1;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let before_from = at(&recorder).saturating_sub(3_000_000);
-    let (p99_before_us, _) = put_p99(&recorder, before_from, at(&recorder));
-    let bytes_before = bytes_sent(&metrics);
-    let peer_bytes_per_second_before = (bytes_before.1 - quiet_bytes) / 3;
-    let started = Instant::now();
-    let start_us = at(&recorder);
+    let shrink = Baseline::take(&recorder, &metrics).await;
     let drained = tokio::task::block_in_place(|| {
         cli_ok_within(&all, &["cluster", "drain", "1"], Duration::from_secs(600))
     });
@@ -273,16 +297,7 @@ async fn grow_then_shrink() {
             Duration::from_secs(60),
         )
     });
-    let (p99_during_us, _) = put_p99(&recorder, start_us, at(&recorder));
-    phases.push(Phase {
-        name: "drain and remove server 1",
-        took: started.elapsed(),
-        snapshot_bytes: bytes_sent(&metrics).0 - bytes_before.0,
-        peer_bytes: bytes_sent(&metrics).1 - bytes_before.1,
-        peer_bytes_per_second_before,
-        p99_before_us,
-        p99_during_us,
-    });
+    phases.push(shrink.phase("drain and remove server 1", &recorder, &metrics));
     let (_, status, _) = tokio::task::block_in_place(|| cli(&all, &["cluster", "status"]));
     let (_, rows) = status_rows(&status);
     assert_eq!(rows[&1], ("retired".to_string(), 0), "{status}");
