@@ -21,7 +21,7 @@ use concord::{Config, NodeId, ReadPath, Role};
 use concord_tokio::multi::data_dir;
 use concord_tokio::multi::host::{self, FrameSender, MultiServerConfig, MultiServerHandle};
 use concord_tokio::multi::log_sink::WalThread;
-use concord_tokio::multi::routing_client::{RoutingClient, RoutingConfig, RoutingError};
+use concord_tokio::multi::routing_client::{self, RoutingClient, RoutingConfig, RoutingError};
 use concord_tokio::multi::shared_log::MultiWalOptions;
 use concord_tokio::multi::tcp_listener::{self, MultiListenerConfig};
 use concord_tokio::multi::tcp_sender::{TcpFrameConfig, TcpFrameSender};
@@ -504,27 +504,13 @@ async fn a_group_that_cannot_apply_does_not_pin_old_segments() {
     restarted.shutdown().await.unwrap();
 }
 
-/// The routing client over loopback TCP: with an empty cache it reaches
-/// each group's leader by redirect (one per group not led by the node it
-/// tries first), then sends straight to the cached leader; when a
-/// group's leadership moves, the old leader's redirect is followed and
-/// cached; reads come back; a group no node hosts is refused naming it;
-/// and with every node stopped a call ends with an error after its
-/// bounded attempts.
-/// A server that hosts no group (one that joined and has yet to be
-/// given any, or the new server of a replace before its groups arrive)
-/// refuses each request as not hosted there: the routing client asks the
-/// next server instead of giving up. Before, the refusal ended the call,
-/// and a session's retry during a replace reported its write unknown.
-#[tokio::test(flavor = "current_thread")]
-async fn a_server_that_does_not_host_the_group_sends_the_client_on() {
-    let TcpCluster {
-        dirs: _dirs,
-        mut addrs,
-        handles,
-    } = TcpCluster::start("multi-not-hosted").await;
-    // Node 0 sorts first, so a client with no leader cached asks it
-    // first: a listener whose host answers every request "not hosted".
+/// Starts node 0 beside `handles`' cluster and adds its address to
+/// `addrs`: a listener whose host answers every request "not hosted"
+/// (a server that hosts no group). Counts the requests it refused.
+async fn serve_not_hosted(
+    addrs: &mut BTreeMap<NodeId, String>,
+    handles: &BTreeMap<NodeId, MultiServerHandle>,
+) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
     let port = common::free_ports(1)[0];
     addrs.insert(0, format!("127.0.0.1:{port}"));
     let listener = tokio::net::TcpListener::bind(&addrs[&0]).await.unwrap();
@@ -550,6 +536,72 @@ async fn a_server_that_does_not_host_the_group_sends_the_client_on() {
             }
         }
     });
+    refusals
+}
+
+/// A client that met only one server when it started (the others were
+/// still starting) keeps the other addresses it was given as unresolved:
+/// when that server does not host the group, the client asks them their
+/// ids and writes through them. Before, the call was refused as "not
+/// hosted" although every other server hosted the group.
+#[tokio::test(flavor = "current_thread")]
+async fn a_client_that_met_one_server_asks_the_others_when_it_does_not_host_the_group() {
+    let TcpCluster {
+        dirs: _dirs,
+        mut addrs,
+        handles,
+    } = TcpCluster::start("multi-unresolved").await;
+    serve_not_hosted(&mut addrs, &handles).await;
+    let given: Vec<String> = addrs.values().cloned().collect();
+    let met_first: BTreeMap<NodeId, String> = [(0, addrs[&0].clone())].into_iter().collect();
+    // Without the unresolved addresses the client knows no server of the
+    // group: refused (what the fix changes).
+    let mut alone =
+        RoutingClient::new(RoutingConfig::new("multi-test", met_first.clone())).unwrap();
+    match alone.command(1, Bytes::from("a=b")).await {
+        Err(RoutingError::Refused { message, .. }) => {
+            assert!(message.contains("not hosted"), "{message}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let mut config = RoutingConfig::new("multi-test", met_first.clone());
+    config.unresolved = routing_client::unresolved_addresses(&given, &met_first);
+    assert_eq!(config.unresolved.len(), NODES.len());
+    let mut client = RoutingClient::new(config).unwrap();
+    let answer = client
+        .command(1, Bytes::from("a=found"))
+        .await
+        .expect("a write through the servers learnt from the unresolved addresses");
+    assert_eq!(answer, Bytes::from("found"));
+    assert_eq!(client.stats().nodes_learnt, NODES.len() as u64);
+    assert_eq!(client.servers().len(), NODES.len() + 1);
+    for (_, handle) in handles {
+        handle.shutdown().await.unwrap();
+    }
+}
+
+/// The routing client over loopback TCP: with an empty cache it reaches
+/// each group's leader by redirect (one per group not led by the node it
+/// tries first), then sends straight to the cached leader; when a
+/// group's leadership moves, the old leader's redirect is followed and
+/// cached; reads come back; a group no node hosts is refused naming it;
+/// and with every node stopped a call ends with an error after its
+/// bounded attempts.
+/// A server that hosts no group (one that joined and has yet to be
+/// given any, or the new server of a replace before its groups arrive)
+/// refuses each request as not hosted there: the routing client asks the
+/// next server instead of giving up. Before, the refusal ended the call,
+/// and a session's retry during a replace reported its write unknown.
+#[tokio::test(flavor = "current_thread")]
+async fn a_server_that_does_not_host_the_group_sends_the_client_on() {
+    let TcpCluster {
+        dirs: _dirs,
+        mut addrs,
+        handles,
+    } = TcpCluster::start("multi-not-hosted").await;
+    // Node 0 sorts first, so a client with no leader cached asks it
+    // first: a listener whose host answers every request "not hosted".
+    let refusals = serve_not_hosted(&mut addrs, &handles).await;
     let mut client = RoutingClient::new(RoutingConfig::new("multi-test", addrs.clone())).unwrap();
     for group in 1..=GROUPS {
         let answer = client

@@ -72,7 +72,7 @@ use concord_services::sharded_client::ShardedClient;
 use concord_services::sharded_kv::ShardMap;
 use concord_services::sharded_kv_client::{node_ids, ShardedKvError};
 use concord_services::{CallError, CommandError, CommandVisitor, Service, ServiceClient, Shown};
-use concord_tokio::multi::routing_client::{RoutingConfig, RoutingError};
+use concord_tokio::multi::routing_client::{unresolved_addresses, RoutingConfig, RoutingError};
 use concord_tokio::tls::TlsConfig;
 
 /// How `run` ended badly, for the exit status.
@@ -348,6 +348,7 @@ impl CommandVisitor for ShardedCall {
                 ending: Ending::Failed,
             })?;
             let mut config = RoutingConfig::new(self.cluster_id.clone(), servers);
+            config.unresolved = unresolved_addresses(&self.servers, &config.servers);
             config.tls = self.tls;
             config.request_timeout = self.timeout;
             config.connect_timeout = self.timeout;

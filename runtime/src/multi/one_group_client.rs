@@ -25,7 +25,9 @@ use concord::ReadPath;
 
 use super::admin::{AdminAnswer, AdminRequest, GroupMembers};
 use super::groups_status::{StatusAnswer, StatusQuery};
-use super::routing_client::{node_ids, NodeIdsError, RoutingClient, RoutingConfig, RoutingError};
+use super::routing_client::{
+    node_ids, unresolved_addresses, NodeIdsError, RoutingClient, RoutingConfig, RoutingError,
+};
 use super::session_client::{SessionClient, SessionConfig, SessionError};
 use super::wire::GroupOp;
 use crate::client::{ClientConfig, ClientError};
@@ -249,8 +251,11 @@ impl OneGroupClient {
                 });
             };
             let first = ids.keys().next().copied();
-            let mut routing =
-                RoutingClient::new(self.routing_config(ids)).map_err(|e| from_routing(e, true))?;
+            let mut config = self.routing_config(ids);
+            // A server that was still starting is asked again when the
+            // ones that answered do not serve the group.
+            config.unresolved = unresolved_addresses(&self.config.servers, &config.servers);
+            let mut routing = RoutingClient::new(config).map_err(|e| from_routing(e, true))?;
             if let Some(node) = first {
                 refuse_many_groups(&mut routing, node).await?;
             }

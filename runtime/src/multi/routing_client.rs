@@ -44,6 +44,16 @@
 //! the call refused ([`RoutingError::Refused`]: the group exists
 //! nowhere this client knows).
 //!
+//! ## Addresses without an id
+//!
+//! A client is given addresses; [`node_ids`] learns the ids of those that
+//! answer, and the others (a server still starting) are kept as
+//! [`RoutingConfig::unresolved`]. When a call has tried every node it
+//! knows (or every one it knows refused the group as not hosted), it
+//! asks those addresses again and goes on with the nodes it learns:
+//! a client that met one server at its start is not stuck with that one
+//! when it leaves the group.
+//!
 //! ## Follower reads
 //!
 //! A read on [`ReadPath::Follower`](concord::ReadPath::Follower) is served
@@ -80,6 +90,13 @@ pub struct RoutingConfig {
     pub cluster_id: String,
     /// Every node's client address (at most [`SERVERS_MAX`]).
     pub servers: BTreeMap<NodeId, String>,
+    /// Addresses given whose node id is not known yet: they did not
+    /// answer [`node_ids`] when the client was made (a server still
+    /// starting). Asked again, as a last resort, when a call has found no
+    /// known node that serves its group (see the
+    /// [module documentation](self#addresses-without-an-id)). Empty by
+    /// default; [`unresolved_addresses`] computes it.
+    pub unresolved: Vec<String>,
     /// Most attempts per call, redirects included. At least 1.
     pub attempts_max: u32,
     /// Wait after an attempt that found no leader, doubled after each
@@ -124,6 +141,7 @@ impl RoutingConfig {
         RoutingConfig {
             cluster_id: cluster_id.into(),
             servers,
+            unresolved: Vec::new(),
             attempts_max: 32,
             backoff: Duration::from_millis(5),
             backoff_max: Duration::from_millis(200),
@@ -245,6 +263,9 @@ pub struct RoutingClient {
     stats: RoutingStats,
     /// The node the last follower read went to first.
     read_cursor: Option<NodeId>,
+    /// When the unresolved addresses failed to answer last: they are not
+    /// asked again before it ends (doubling like a node's avoidance).
+    unresolved_health: Health,
 }
 
 /// What one attempt found.
@@ -298,6 +319,7 @@ impl RoutingClient {
             buf: Vec::new(),
             stats: RoutingStats::default(),
             read_cursor: None,
+            unresolved_health: Health::default(),
         })
     }
 
@@ -381,21 +403,29 @@ impl RoutingClient {
                     self.stats.calls_done += 1;
                     return Ok(answer);
                 }
-                Attempt::Refused(message)
-                    if is_not_hosted(&message)
-                        && self
-                            .config
-                            .servers
-                            .keys()
-                            .any(|node| *node != target && !not_hosting.contains(node)) =>
-                {
+                Attempt::Refused(message) if is_not_hosted(&message) => {
                     // Another server may host it: try the next, without
                     // the backoff (this one answered at once).
                     not_hosting.insert(target);
-                    last = message;
                     if self.leaders.get(&group) == Some(&target) {
                         self.forget_leader(group);
                     }
+                    let untried = |client: &Self| {
+                        client
+                            .config
+                            .servers
+                            .keys()
+                            .any(|node| !not_hosting.contains(node))
+                    };
+                    let go_on = untried(self) || (self.resolve_unresolved().await && untried(self));
+                    if !go_on {
+                        return Err(RoutingError::Refused {
+                            group,
+                            node: target,
+                            message,
+                        });
+                    }
+                    last = message;
                     target = self.next_after(target);
                     continue;
                 }
@@ -423,6 +453,9 @@ impl RoutingClient {
                 Attempt::Unknown(reason) | Attempt::Later(reason) => {
                     last = reason;
                     self.forget_leader(group);
+                    if tried.len() >= self.config.servers.len() {
+                        self.resolve_unresolved().await;
+                    }
                     target = self.next_after(target);
                 }
                 Attempt::Elsewhere(Some((leader, addr)), reason)
@@ -440,6 +473,9 @@ impl RoutingClient {
                 Attempt::Elsewhere(_, reason) => {
                     last = reason;
                     self.forget_leader(group);
+                    if tried.len() >= self.config.servers.len() {
+                        self.resolve_unresolved().await;
+                    }
                     target = self.next_after(target);
                 }
             }
@@ -577,6 +613,52 @@ impl RoutingClient {
         }
     }
 
+    /// Asks the [unresolved](RoutingConfig::unresolved) addresses their
+    /// node ids and learns those that answer; true when it learnt a node.
+    /// Not asked again before the avoidance of the last failed asking
+    /// ends: an address that never answers costs one connect timeout per
+    /// avoidance period, not one per call.
+    async fn resolve_unresolved(&mut self) -> bool {
+        if self.config.unresolved.is_empty() {
+            return false;
+        }
+        let now = tokio::time::Instant::now();
+        if self
+            .unresolved_health
+            .avoid_until
+            .is_some_and(|until| until > now)
+        {
+            return false;
+        }
+        let found = node_ids(
+            &self.config.unresolved,
+            &self.config.cluster_id,
+            self.config.tls.as_deref(),
+            self.config.connect_timeout,
+        )
+        .await;
+        let Ok(found) = found else {
+            let (min, max) = (self.config.avoid_min, self.config.avoid_max);
+            let health = &mut self.unresolved_health;
+            health.avoid = if health.avoid.is_zero() {
+                min
+            } else {
+                (health.avoid * 2).min(max)
+            };
+            health.avoid_until = Some(tokio::time::Instant::now() + health.avoid);
+            return false;
+        };
+        self.unresolved_health = Health::default();
+        let mut learnt = false;
+        for (node, addr) in &found {
+            learnt |= !self.config.servers.contains_key(node) && self.knows(*node, Some(addr));
+        }
+        self.config
+            .unresolved
+            .retain(|addr| !found.values().any(|answered| answered == addr));
+        learnt
+    }
+
     /// Forgets `group`'s cached leader (it answered that it is not, or
     /// could not be reached).
     fn forget_leader(&mut self, group: GroupId) {
@@ -702,6 +784,16 @@ impl RoutingClient {
 /// Least time [`node_ids`] waits for the other servers once the first
 /// answered.
 pub const NODE_IDS_GRACE_MIN: Duration = Duration::from_millis(50);
+
+/// The addresses of `given` that [`node_ids`] did not `found`: a
+/// [`RoutingConfig::unresolved`].
+pub fn unresolved_addresses(given: &[String], found: &BTreeMap<NodeId, String>) -> Vec<String> {
+    given
+        .iter()
+        .filter(|addr| !found.values().any(|answered| answered == *addr))
+        .cloned()
+        .collect()
+}
 
 /// The node id of each server in `addrs` that answers the handshake
 /// (a cluster's client addresses, as a person lists them),
