@@ -55,7 +55,8 @@ pub enum TransferError {
         /// The node leadership is moving to.
         target: NodeId,
     },
-    /// The target has not answered the leader recently.
+    /// The target has not answered the leader recently and does not hold
+    /// the leader's whole log.
     #[error("node {target} has not answered the leader recently; check that it is up and reachable, then retry")]
     Unreachable {
         /// The target.
@@ -126,10 +127,15 @@ impl Node {
             .progress
             .get(&target)
             .expect("the leader tracks every voter");
-        if !progress.recent_active {
+        let lag_entries = self.log.last_index().saturating_sub(progress.match_index);
+        // Silence alone does not refuse a target that holds the whole
+        // log: a group that slept (the multi-group layer sends nothing
+        // while it sleeps) hears from nobody, and its followers are live.
+        // Such a transfer sends TimeoutNow at once, and one to a target
+        // that is really gone times out like any other.
+        if !progress.recent_active && lag_entries > 0 {
             return Err(TransferError::Unreachable { target });
         }
-        let lag_entries = self.log.last_index().saturating_sub(progress.match_index);
         let lag_entries_max = self.config.promote_lag_entries_max;
         if lag_entries > lag_entries_max {
             return Err(TransferError::NotCaughtUp {
@@ -167,9 +173,12 @@ impl Node {
             .map(|target| ProposeError::TransferInProgress { target })
     }
 
-    /// The node that should lead when healthy: highest priority, then
-    /// highest id. None when no priorities are configured.
-    pub(crate) fn preferred_leader(&self) -> Option<NodeId> {
+    /// The voter that should lead when healthy and caught up (the leader
+    /// hands over to it by itself): highest
+    /// [priority](crate::Config::priorities), then highest id. None when
+    /// no voter has a priority. A leader balancer leaves such a group
+    /// alone: a transfer elsewhere would be handed back.
+    pub fn preferred_leader(&self) -> Option<NodeId> {
         self.membership
             .voters
             .iter()

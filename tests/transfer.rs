@@ -119,6 +119,32 @@ fn a_transfer_to_a_voter_that_is_behind_or_silent_is_refused() {
     assert_refused(&mut c, 1, 3, TransferError::Unreachable { target: 3 });
 }
 
+/// A group of the multi-group layer that slept heard from nobody, so
+/// after a CheckQuorum round every follower looks silent; one that holds
+/// the whole log is still a target (TimeoutNow goes at once). Before, the
+/// transfer was refused as "not answered recently", and a balancer could
+/// never move the leadership of an idle group.
+#[test]
+fn a_silent_voter_that_holds_the_whole_log_may_take_the_leadership() {
+    let mut c = Cluster::elected(&[1, 2, 3], 1);
+    settle(&mut c);
+    // A CheckQuorum round without a word from node 3 (its answers are
+    // lost; it still hears the leader, as a slept group's follower still
+    // follows it), and no entry it lacks.
+    c.cut.insert((3, 1));
+    c.tick_all(25);
+    assert_eq!(c.leader(), Some(1));
+    assert_eq!(
+        c.node(1).progress(3).map(|p| p.recently_active),
+        Some(false)
+    );
+    c.heal();
+    assert_eq!(transfer(&mut c, 1, 3), TransferOutcome::Started);
+    c.deliver_all();
+    c.tick_all(3);
+    assert_eq!(c.leader(), Some(3));
+}
+
 #[test]
 fn proposals_and_changes_are_refused_while_a_transfer_is_under_way() {
     let mut c = Cluster::elected(&[1, 2, 3], 1);
