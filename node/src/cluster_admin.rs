@@ -17,8 +17,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use concord::multi::{
-    BalanceLimits, Balancer, Catalog, CatalogCommand, GroupId, PlacementRule, ReplaceGroup,
-    ReplacePlan, ReplaceStep, ReplicaMove, ServerPlace, ServerState, WaitReason, CATALOG_GROUP,
+    BalanceLimits, Balancer, Catalog, CatalogCommand, GroupId, LeaderTransfer, PlacementRule,
+    ReplaceGroup, ReplacePlan, ReplaceStep, ReplicaMove, ServerPlace, ServerState, WaitReason,
+    CATALOG_GROUP,
 };
 use concord::{MembershipChange, NodeId};
 use concord_tokio::multi::admin::{AdminAnswer, AdminRequest, LedGroup};
@@ -35,6 +36,10 @@ const ROUND_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Most groups one server lists per round.
 const LED_GROUPS_MAX: usize = 100_000;
+
+/// Times one group's leadership transfer is asked for before the
+/// balancer leaves the group as it is (a voter that never catches up).
+const TRANSFER_ASKS_MAX: u32 = 3;
 
 /// Replicas per group when the catalog records no rule and no group is
 /// seen.
@@ -76,6 +81,49 @@ impl Seen {
                 .or_insert_with(|| self.catalog.place_of(id));
         }
         places
+    }
+
+    /// The leadership transfers the balancer plans now: none while a
+    /// replica moves (`in_flight`), none for a group whose configuration
+    /// prefers a leader (it would hand the leadership back), nor for a
+    /// group it asked
+    /// [`TRANSFER_ASKS_MAX`] times already (`asked`: its leader refuses
+    /// or the transfer never takes).
+    fn leader_plan(
+        &self,
+        groups: u64,
+        balancer: &Balancer,
+        in_flight: &[ReplicaMove],
+        asked: &BTreeMap<GroupId, u32>,
+    ) -> Result<Vec<LeaderTransfer>, AdminFailure> {
+        if !in_flight.is_empty() {
+            return Ok(Vec::new());
+        }
+        let data = self
+            .led
+            .iter()
+            .filter(|(group, _)| **group != CATALOG_GROUP && **group <= groups);
+        let leaders: BTreeMap<GroupId, NodeId> = data
+            .clone()
+            .map(|(group, (leader, _))| (*group, *leader))
+            .collect();
+        let candidates: BTreeMap<GroupId, BTreeSet<NodeId>> = data
+            .filter(|(group, (_, view))| {
+                !view.change_pending
+                    && !view.membership.is_joint()
+                    && view.preferred_leader.is_none()
+                    && asked.get(group).is_none_or(|n| *n < TRANSFER_ASKS_MAX)
+            })
+            .map(|(group, (_, view))| {
+                let membership = &view.membership;
+                let voters = membership.voters.iter().copied();
+                let able = voters.filter(|id| membership.is_full_voter(*id));
+                (*group, able.collect())
+            })
+            .collect();
+        balancer
+            .plan_leaders(&self.places(groups), &candidates, &leaders, in_flight)
+            .map_err(|e| AdminFailure::from(e.to_string()))
     }
 
     /// The rule the catalog records, else the voter count most groups
@@ -285,8 +333,11 @@ async fn status(cluster: &Cluster, client: &mut RoutingClient) -> Result<(), Adm
         "no server is up".to_string()
     } else {
         let total: usize = voters.values().map(BTreeSet::len).sum();
-        let (low, high) = balancer(rule)?.band(total, up.len());
-        format!("band {low} to {high} replicas per up server")
+        let balancer = balancer(rule)?;
+        let (low, high) = balancer.band(total, up.len());
+        let led: usize = up.iter().map(|id| leaders[id]).sum();
+        let (led_low, led_high) = balancer.band(led, up.len());
+        format!("band {low} to {high} replicas per up server, {led_low} to {led_high} leaders")
     };
     println!(
         "placement rule: {}{}; {band}",
@@ -392,11 +443,20 @@ async fn dry_run(cluster: &Cluster, client: &mut RoutingClient) -> Result<(), Ad
     for m in &in_flight {
         println!("group {} from {} to {} (under way)", m.group, m.from, m.to);
     }
-    if planned.is_empty() && in_flight.is_empty() {
-        println!("balanced");
-    }
     for m in &planned {
         println!("group {} from {} to {}", m.group, m.from, m.to);
+    }
+    // Leaderships move once the replicas stand still.
+    let transfers = if planned.is_empty() {
+        seen.leader_plan(groups, &balancer, &in_flight, &BTreeMap::new())?
+    } else {
+        Vec::new()
+    };
+    for t in &transfers {
+        println!("group {} leadership from {} to {}", t.group, t.from, t.to);
+    }
+    if planned.is_empty() && in_flight.is_empty() && transfers.is_empty() {
+        println!("balanced");
     }
     Ok(())
 }
@@ -421,6 +481,8 @@ struct Rounds {
     in_catalog: BTreeSet<NodeId>,
     assigned: BTreeSet<(NodeId, GroupId)>,
     moved: usize,
+    /// Leadership transfers asked, per group.
+    transfers_asked: BTreeMap<GroupId, u32>,
     started: Instant,
 }
 
@@ -430,6 +492,7 @@ impl Rounds {
             in_catalog: BTreeSet::new(),
             assigned: BTreeSet::new(),
             moved: 0,
+            transfers_asked: BTreeMap::new(),
             started: Instant::now(),
         }
     }
@@ -602,6 +665,32 @@ async fn move_round(
             ));
         }
     }
+    // Leaderships, once no replica moves (not in a drain: the moves
+    // off the drained server take its leaderships with them).
+    let mut transfers = Vec::new();
+    if unseen == 0 && only_from.is_none() && planned.is_empty() {
+        transfers = seen.leader_plan(groups, &balancer, &under_way, &rounds.transfers_asked)?;
+        for t in &transfers {
+            *rounds.transfers_asked.entry(t.group).or_insert(0) += 1;
+            let Some(addr) = seen.addrs.get(&t.from) else {
+                continue;
+            };
+            let Ok(mut leader) = cluster.one(t.from, addr) else {
+                continue;
+            };
+            let asked = admin(&mut leader, t.group, AdminRequest::Transfer(t.to)).await;
+            say(format!(
+                "group {}: leadership from {} to {}{}",
+                t.group,
+                t.from,
+                t.to,
+                match asked {
+                    Ok(_) => String::new(),
+                    Err(e) => format!(" (refused: {e})"),
+                }
+            ));
+        }
+    }
     let done = match only_from {
         Some(id) => {
             unseen == 0
@@ -613,15 +702,16 @@ async fn move_round(
                     .chain(seen.led.values().map(|(_, v)| &v.membership.learners))
                     .all(|members| !members.contains(&id))
         }
-        None => unseen == 0 && under_way.is_empty() && planned.is_empty(),
+        None => unseen == 0 && under_way.is_empty() && planned.is_empty() && transfers.is_empty(),
     };
     if done {
         return Ok(Round::Done);
     }
     Ok(Round::Going(format!(
         "{} moves under way, {waiting} waiting on their groups, {unseen} groups without a \
-         leader seen",
-        under_way.len() + planned.len()
+         leader seen, {} leadership transfers asked",
+        under_way.len() + planned.len(),
+        transfers.len()
     )))
 }
 
@@ -904,6 +994,7 @@ mod tests {
             membership: Membership::new(voters.iter().copied()),
             change_pending: false,
             caught_up: Vec::new(),
+            preferred_leader: None,
         };
         (group, (voters[0], view))
     }

@@ -626,6 +626,11 @@ mistakes! {
         caught_by: "zone-rule (the rebalance of the membership fault)",
         catch: &[Catch::groups(&[(5, 40)], &[MultiCheck::ZoneRule], "sharing a zone")],
     }
+    multi leader_balance_without_margin {
+        breaks: "the leader balancer hands a group to any voter leading fewer, so two servers one group apart hand it back and forth",
+        caught_by: "leader-band (a planned transfer not two groups down; without it, membership-liveness: no fixed point)",
+        catch: &[Catch::groups(&[(5, 10)], &[MultiCheck::LeaderBand], "not two fewer")],
+    }
     multi replace_removes_old_early {
         breaks: "replacing a node removes it from a group while its replacement is still a learner",
         caught_by: "replace-rule (the membership fault)",

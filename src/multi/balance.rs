@@ -78,6 +78,9 @@ pub struct BalanceLimits {
     pub moves_max: usize,
     /// Most moves in flight touching one server.
     pub moves_per_server_max: usize,
+    /// Most leadership transfers one plan asks for
+    /// ([`Balancer::plan_leaders`]).
+    pub leader_transfers_max: usize,
 }
 
 impl Default for BalanceLimits {
@@ -86,6 +89,7 @@ impl Default for BalanceLimits {
             band_percent: 10,
             moves_max: 16,
             moves_per_server_max: 2,
+            leader_transfers_max: 16,
         }
     }
 }
@@ -145,7 +149,10 @@ impl Balancer {
                 rule.replicas
             )));
         }
-        if limits.moves_max == 0 || limits.moves_per_server_max == 0 {
+        if limits.moves_max == 0
+            || limits.moves_per_server_max == 0
+            || limits.leader_transfers_max == 0
+        {
             return Err(BalanceError::Invalid(
                 "move limits must be at least 1".to_string(),
             ));
@@ -174,7 +181,7 @@ impl Balancer {
         self.planted = bugs;
     }
 
-    fn planted(&self) -> MultiPlantedBugs {
+    pub(super) fn planted(&self) -> MultiPlantedBugs {
         #[cfg(feature = "planted-bugs")]
         {
             self.planted
@@ -667,6 +674,7 @@ mod tests {
             band_percent: 10,
             moves_max: 3,
             moves_per_server_max: 1,
+            ..BalanceLimits::default()
         };
         let balancer = Balancer::new(rule(3, false), limits).unwrap();
         let all = servers(6);

@@ -91,6 +91,7 @@ mod balance;
 mod catalog;
 mod config;
 mod frame;
+mod leader_balance;
 mod lifecycle;
 mod liveness;
 mod multi_node;
@@ -118,6 +119,7 @@ pub use frame::{
     Frame, GroupHeartbeat, GroupHeartbeatAnswer, GroupId, GroupMessage, QuiesceAnswer,
     QuiesceRequest, FRAME_ITEM_OVERHEAD_BYTES,
 };
+pub use leader_balance::LeaderTransfer;
 pub use multi_node::{GroupSleep, MultiAction, MultiError, MultiInput, MultiNode};
 pub use observer::GroupStepObserver;
 pub use persist::{BatchId, GroupWrite, PersistBatch};

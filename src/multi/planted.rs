@@ -74,6 +74,11 @@ pub struct MultiPlantedBugs {
     /// The balancer picks a move's target without the zone rule: a group
     /// may end with two replicas in one zone.
     pub balance_ignores_zones: bool,
+    /// The leader balancer hands a group over whenever the target leads
+    /// fewer groups than the source, not at least two fewer: two servers
+    /// one group apart hand the same group back and forth, and the
+    /// balancer never reaches a fixed point.
+    pub leader_balance_without_margin: bool,
 }
 
 impl MultiPlantedBugs {
@@ -92,5 +97,6 @@ impl MultiPlantedBugs {
         replace_removes_old_early: false,
         balance_ignores_in_flight: false,
         balance_ignores_zones: false,
+        leader_balance_without_margin: false,
     };
 }

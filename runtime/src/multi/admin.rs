@@ -85,6 +85,10 @@ pub struct LedGroup {
     pub change_pending: bool,
     /// The members holding the leader's log within the promote bound.
     pub caught_up: Vec<NodeId>,
+    /// The voter the group's configuration prefers as its leader
+    /// (`--preferred-leader`, `--spread-leaders`): the leader balancer
+    /// leaves the group alone.
+    pub preferred_leader: Option<NodeId>,
 }
 
 /// One group's configuration as its leader sees it, for the replace

@@ -222,6 +222,10 @@ impl MembershipFault {
                 .rebalance
                 .as_ref()
                 .map_or((0, 0), |rebalance| (rebalance.started, rebalance.done)),
+            leader_transfers: self
+                .rebalance
+                .as_ref()
+                .map_or(0, |rebalance| rebalance.leader_transfers),
         }
     }
 

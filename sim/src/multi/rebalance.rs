@@ -30,17 +30,27 @@
 //!   every up server holds a replica count within the band or the spread
 //!   is at most one replica (a correct balancer always finds a move
 //!   otherwise).
+//! * Once no replica moves, the driver hands leaderships over as the
+//!   leader balancer plans ([`concord::multi::Balancer::plan_leaders`]);
+//!   the fixed point waits for it too (progress: the sum of the squares
+//!   of the servers' leader counts fell). `leader-band`, every round:
+//!   each planned transfer goes from a server that is not up, or to a
+//!   voter leading at least two fewer groups; and at the fixed point: no group
+//!   is led by a server that is not up while an up voter could lead it,
+//!   nor by a server over the band (or with a voter under it) while a
+//!   voter leads at least two fewer groups.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use concord::multi::MultiInput;
 use concord::multi::{
-    BalanceLimits, Balancer, GroupId, PlacementRule, ReplaceGroup, ReplacePlan, ReplaceStep,
-    ReplicaMove, ServerPlace, ServerState,
+    BalanceLimits, Balancer, GroupId, LeaderTransfer, PlacementRule, ReplaceGroup, ReplacePlan,
+    ReplaceStep, ReplicaMove, ServerPlace, ServerState,
 };
-use concord::{Membership, MembershipChange, NodeId};
+use concord::{Input, Membership, MembershipChange, NodeId};
 
 use super::config::MultiSimConfig;
 use super::engine::{MultiSim, Phase};
@@ -52,10 +62,32 @@ const ZONES: u64 = 3;
 /// Replicas the rule asks of every group.
 const REPLICAS: usize = 3;
 
+/// Least time between two leadership transfers asked of one group.
+const TRANSFER_ASK_PAUSE_NS: u64 = 500_000_000;
+
 /// Zone collisions among `voters`: replicas beyond the first in each zone.
 fn collisions(zones: &BTreeMap<NodeId, String>, voters: &BTreeSet<NodeId>) -> usize {
     let used: BTreeSet<&String> = voters.iter().filter_map(|id| zones.get(id)).collect();
     voters.len() - used.len()
+}
+
+/// Groups led per up server (every up server listed, leading none or
+/// more).
+fn leader_counts(
+    servers: &BTreeMap<NodeId, ServerPlace>,
+    leaders: &BTreeMap<GroupId, NodeId>,
+) -> BTreeMap<NodeId, usize> {
+    let mut count: BTreeMap<NodeId, usize> = servers
+        .iter()
+        .filter(|(_, place)| place.state == ServerState::Up)
+        .map(|(id, _)| (*id, 0))
+        .collect();
+    for leader in leaders.values() {
+        if let Some(n) = count.get_mut(leader) {
+            *n += 1;
+        }
+    }
+    count
 }
 
 /// A move under way, stepped as a one-group replace.
@@ -89,6 +121,16 @@ pub(crate) struct Rebalance {
     /// Moves started and finished.
     pub(crate) started: u64,
     pub(crate) done: u64,
+    /// Leadership transfers asked for.
+    pub(crate) leader_transfers: u64,
+    /// The least sum of the squares of the up servers' leader counts
+    /// since the heal, at rounds with every group led: a transfer that
+    /// took effect lowers it (progress). A new least only, so
+    /// leaderships handed back and forth are no progress, and the heal's
+    /// wait ends.
+    leader_squares_min: Option<usize>,
+    /// When each group's leadership transfer was last asked for.
+    transfer_asked_ns: BTreeMap<GroupId, u64>,
     /// The balancer planned nothing and nothing was in flight at the last
     /// round with every group's voters known.
     fixed_point: bool,
@@ -109,6 +151,7 @@ impl Rebalance {
             band_percent: [0, 10, 25][rng.gen_range(0..3)],
             moves_max: [1, 2, 16][rng.gen_range(0..3)],
             moves_per_server_max: [1, 2][rng.gen_range(0..2)],
+            leader_transfers_max: [1, 4, 16][rng.gen_range(0..3)],
         };
         #[allow(unused_mut)]
         let mut balancer = Balancer::new(
@@ -150,6 +193,9 @@ impl Rebalance {
             bugs: config.bugs,
             started: 0,
             done: 0,
+            leader_transfers: 0,
+            leader_squares_min: None,
+            transfer_asked_ns: BTreeMap::new(),
             fixed_point: false,
         }
     }
@@ -203,6 +249,10 @@ struct View {
     leader: usize,
     membership: Membership,
     change_pending: bool,
+    /// The voter some member's configuration prefers as leader.
+    preferred_leader: Option<NodeId>,
+    /// The leader hands its leadership over already.
+    transferring: bool,
 }
 
 impl MultiSim {
@@ -237,11 +287,20 @@ impl MultiSim {
                     leader,
                     membership: node.membership().clone(),
                     change_pending: super::membership::change_pending(node),
+                    // Any member's: one that prefers a leader hands any
+                    // other back once it leads.
+                    preferred_leader: self.hosts.iter().find_map(|host| {
+                        let member = host.multi.as_ref()?.group(group)?;
+                        member.preferred_leader()
+                    }),
+                    transferring: node.transfer_target().is_some(),
                 },
             );
         }
         let nodes = self.hosts.len() as NodeId;
         let now_ns = self.now_ns;
+        let phase = self.phase;
+        let all_led = views.len() == self.groups.len();
         let rebalance = self.membership.rebalance.as_mut().expect("a rebalance");
         for (group, view) in &views {
             if !view.change_pending && !view.membership.is_joint() {
@@ -335,6 +394,95 @@ impl MultiSim {
             .plan(&servers, &rebalance.voters, &in_flight)
             .unwrap_or_default();
         rebalance.fixed_point = planned.is_empty() && in_flight.is_empty();
+        // Leadership, once no replica moves: from every group's leader
+        // and the voters that may lead it, as last seen settled.
+        let leaders: BTreeMap<GroupId, NodeId> = views
+            .iter()
+            .map(|(group, view)| (*group, view.leader as NodeId + 1))
+            .collect();
+        let candidates: BTreeMap<GroupId, BTreeSet<NodeId>> = views
+            .iter()
+            .filter(|(_, view)| {
+                // A group that prefers a leader hands any other back.
+                !view.change_pending
+                    && !view.membership.is_joint()
+                    && view.preferred_leader.is_none()
+            })
+            .map(|(group, view)| {
+                let membership = &view.membership;
+                let voters = membership.voters.iter().copied();
+                (
+                    *group,
+                    voters.filter(|id| !membership.is_witness(*id)).collect(),
+                )
+            })
+            .collect();
+        let squares = leader_counts(&servers, &leaders)
+            .values()
+            .map(|n| n * n)
+            .sum::<usize>();
+        if phase == Phase::Chaos {
+            rebalance.leader_squares_min = None;
+        } else if all_led {
+            // Only rounds with every group led: a group between leaders
+            // lowers the sum without any transfer.
+            progressed |= rebalance
+                .leader_squares_min
+                .is_some_and(|min| squares < min);
+            let min = rebalance.leader_squares_min.get_or_insert(squares);
+            *min = (*min).min(squares);
+        }
+        let transfers = if rebalance.fixed_point {
+            rebalance
+                .balancer
+                .plan_leaders(&servers, &candidates, &leaders, &[])
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        rebalance.fixed_point &= transfers.is_empty();
+        // Each transfer planned keeps the balancer's promise: from a
+        // server that is not up, or to a voter leading at least two
+        // fewer (counting the plan's earlier transfers).
+        let mut count = leader_counts(&servers, &leaders);
+        for t in &transfers {
+            let n_to = count.get(&t.to).copied();
+            let broken = match (count.get(&t.from).copied(), n_to) {
+                (_, None) => Some(format!("n{} is not up", t.to)),
+                (Some(n_from), Some(n_to)) if n_to + 2 > n_from => Some(format!(
+                    "n{} leads {n_from}, n{} leads {n_to}: not two fewer",
+                    t.from, t.to
+                )),
+                _ => None,
+            };
+            if let Some(why) = broken {
+                let message = format!(
+                    "the leader balancer planned group {} from n{} to n{}: {why}",
+                    t.group, t.from, t.to
+                );
+                self.fail(MultiCheck::LeaderBand, None, Some(t.group), message);
+                return;
+            }
+            if let Some(n) = count.get_mut(&t.from) {
+                *n -= 1;
+            }
+            *count.get_mut(&t.to).expect("an up target") += 1;
+        }
+        // Asked once per pause, and not while the leader hands over
+        // already: a transfer refused now (the target behind or cut
+        // off) is asked again later, not every round.
+        let transfers: Vec<LeaderTransfer> = transfers
+            .into_iter()
+            .filter(|t| {
+                let transferring = views.get(&t.group).is_some_and(|view| view.transferring);
+                let asked = rebalance.transfer_asked_ns.get(&t.group);
+                !transferring && asked.is_none_or(|at| now_ns >= at + TRANSFER_ASK_PAUSE_NS)
+            })
+            .collect();
+        for t in &transfers {
+            rebalance.transfer_asked_ns.insert(t.group, now_ns);
+        }
+        rebalance.leader_transfers += transfers.len() as u64;
         for planned in planned {
             if rebalance.moves.contains_key(&planned.group) {
                 // Two moves of one group at once: the limits check below
@@ -417,8 +565,68 @@ impl MultiSim {
                 return;
             }
         }
+        for transfer in transfers {
+            self.note(Some(transfer.from as usize - 1), || {
+                format!(
+                    "rebalance: group {}: hand leadership to n{}",
+                    transfer.group, transfer.to
+                )
+            });
+            let input = MultiInput::Group {
+                group: transfer.group,
+                input: Input::TransferLeadership(transfer.to),
+            };
+            self.step_node(transfer.from as usize - 1, input, None);
+            if self.failure.is_some() {
+                return;
+            }
+        }
         if self.phase != Phase::Chaos {
             self.check_balance_band();
+            self.check_leader_band(&candidates, &leaders);
+        }
+    }
+
+    /// At a fixed point after the heal: no group the leader balancer
+    /// could still hand over (checked here from the counts, not from
+    /// the balancer's plan).
+    fn check_leader_band(
+        &mut self,
+        candidates: &BTreeMap<GroupId, BTreeSet<NodeId>>,
+        leaders: &BTreeMap<GroupId, NodeId>,
+    ) {
+        let rebalance = self.membership.rebalance.as_ref().expect("a rebalance");
+        if !rebalance.settled() {
+            return;
+        }
+        let servers = rebalance.servers(self.hosts.len() as NodeId, self.now_ns);
+        let count = leader_counts(&servers, leaders);
+        let (low, high) = rebalance.balancer.band(count.values().sum(), count.len());
+        for (group, leader) in leaders {
+            let Some(voters) = candidates.get(group) else {
+                continue;
+            };
+            for to in voters.iter().filter(|to| *to != leader) {
+                let Some(&n_to) = count.get(to) else {
+                    continue;
+                };
+                let stuck = match count.get(leader) {
+                    None => Some("a server that is not up"),
+                    Some(&n_from) if (n_from > high || n_to < low) && n_to + 2 <= n_from => {
+                        Some("a server outside the band")
+                    }
+                    Some(_) => None,
+                };
+                if let Some(why) = stuck {
+                    let message = format!(
+                        "the leader balancer stopped with group {group} led by n{leader}, \
+                         {why}, while n{to} could lead it: leaders per up server {count:?}, \
+                         band {low}..={high}"
+                    );
+                    self.fail(MultiCheck::LeaderBand, None, Some(*group), message);
+                    return;
+                }
+            }
         }
     }
 

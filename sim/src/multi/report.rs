@@ -90,6 +90,13 @@ pub enum MultiCheck {
     /// plan) with an up server outside the band while the replica counts
     /// spread over more than one (`rebalance.rs`).
     BalanceBand,
+    /// The leader balancer planned a transfer to a voter leading fewer
+    /// than two groups less than the source (every round), or, after the
+    /// heal, stopped with a group it could still hand over: led by a
+    /// server that is not up while an up voter could lead it, or led by
+    /// a server over the band (or to a server under it) while a voter
+    /// leads at least two fewer (`rebalance.rs`).
+    LeaderBand,
 }
 
 impl MultiCheck {
@@ -116,6 +123,7 @@ impl MultiCheck {
             MultiCheck::MoveLimits => "move-limits",
             MultiCheck::ZoneRule => "zone-rule",
             MultiCheck::BalanceBand => "balance-band",
+            MultiCheck::LeaderBand => "leader-band",
         }
     }
 }
@@ -290,6 +298,8 @@ pub struct MembershipFigures {
     pub rebalance_drawn: bool,
     /// The rebalance's replica moves started and finished.
     pub moves: (u64, u64),
+    /// The leadership transfers the rebalance asked for.
+    pub leader_transfers: u64,
 }
 
 impl MultiReport {

@@ -425,6 +425,7 @@ where
                     membership: node.membership().clone(),
                     change_pending: node.membership_change_pending().is_some(),
                     caught_up,
+                    preferred_leader: node.preferred_leader(),
                 }
             })
             .collect();
