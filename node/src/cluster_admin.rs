@@ -392,6 +392,14 @@ async fn status(cluster: &Cluster, client: &mut RoutingClient) -> Result<(), Adm
             _ => {}
         }
     }
+    let in_flight: Vec<ReplicaMove> = recorded.values().copied().collect();
+    let left = balancer(rule)?.moves_left_min(&places, &voters, &in_flight);
+    if left > 0 {
+        println!(
+            "moves left after those in flight: at least {left} (`cluster balance` prints the \
+             time left at its rate)"
+        );
+    }
     if moving.is_empty() {
         println!("moves in flight: none");
     } else {
@@ -707,12 +715,25 @@ async fn move_round(
     if done {
         return Ok(Round::Done);
     }
+    let in_flight: Vec<ReplicaMove> = under_way.iter().chain(&planned).copied().collect();
+    let left = balancer.moves_left_min(&places, &seen.voters(groups), &in_flight) + in_flight.len();
     Ok(Round::Going(format!(
         "{} moves under way, {waiting} waiting on their groups, {unseen} groups without a \
-         leader seen, {} leadership transfers asked",
+         leader seen, {} leadership transfers asked; {}",
         under_way.len() + planned.len(),
-        transfers.len()
+        transfers.len(),
+        time_left(left, rounds.moved, rounds.seconds())
     )))
+}
+
+/// "at least N moves left", and the time they take at the rate of the
+/// `moved` moves of the last `seconds`, once there is one.
+fn time_left(left: usize, moved: usize, seconds: f64) -> String {
+    if moved == 0 || seconds <= 0.0 {
+        return format!("at least {left} moves left");
+    }
+    let left_seconds = left as f64 * seconds / moved as f64;
+    format!("at least {left} moves left, about {left_seconds:.0} s at the rate so far")
 }
 
 /// Pause between two rounds of a server's own balancer while the
@@ -997,6 +1018,15 @@ mod tests {
             preferred_leader: None,
         };
         (group, (voters[0], view))
+    }
+
+    #[test]
+    fn time_left_is_the_moves_left_at_the_rate_so_far() {
+        assert_eq!(time_left(7, 0, 3.0), "at least 7 moves left");
+        assert_eq!(
+            time_left(10, 5, 20.0),
+            "at least 10 moves left, about 40 s at the rate so far"
+        );
     }
 
     #[test]

@@ -213,6 +213,15 @@ fn a_fourth_server_takes_replicas_and_a_drained_one_leaves() {
     refused(&four, &["cluster", "add-server", "4", &addr4], "is in use");
     let dry = ok_once(&four, &["cluster", "balance", "--dry-run"]);
     assert!(dry.lines().any(|line| line.ends_with("to 4")), "{dry}");
+    // 24 replicas over 4 servers: server 4 needs 5 at least (band 5 to 7).
+    let status = ok_once(&four, &["cluster", "status"]);
+    let left: usize = status
+        .split("moves left after those in flight: at least ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no moves left in {status}"));
+    assert!(left >= 5, "{status}");
 
     // The first balance is killed once it started moving; run again, it
     // finishes the moves the catalog records and the rest.
@@ -253,6 +262,7 @@ fn a_fourth_server_takes_replicas_and_a_drained_one_leaves() {
         "server 4 holds {replicas} replicas, band {low}..={high}: {status}"
     );
     assert!(status.contains("moves in flight: none"), "{status}");
+    assert!(!status.contains("moves left"), "{status}");
     assert_leaders_balanced_within(&four, Duration::from_secs(30));
     read_back(&four, &acknowledged);
 

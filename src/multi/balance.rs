@@ -269,6 +269,47 @@ impl Balancer {
         Ok(planned)
     }
 
+    /// A lower bound on the replica moves still needed, the moves in
+    /// flight counted as done: every replica on a server that is not up
+    /// moves once, and every replica above the band's top (or missing
+    /// below its bottom, beyond what the evacuated replicas fill) moves
+    /// once. For a time-left estimate: the balancer needs at least this
+    /// many more moves, often exactly this many.
+    pub fn moves_left_min(
+        &self,
+        servers: &BTreeMap<NodeId, ServerPlace>,
+        groups: &BTreeMap<GroupId, BTreeSet<NodeId>>,
+        in_flight: &[ReplicaMove],
+    ) -> usize {
+        let mut load: BTreeMap<NodeId, usize> = servers.keys().map(|id| (*id, 0)).collect();
+        let moved: BTreeMap<GroupId, &ReplicaMove> =
+            in_flight.iter().map(|m| (m.group, m)).collect();
+        for (group, voters) in groups {
+            for id in voters {
+                let id = match moved.get(group) {
+                    Some(m) if m.from == *id => m.to,
+                    _ => *id,
+                };
+                *load.entry(id).or_insert(0) += 1;
+            }
+        }
+        let up = |id: &NodeId| servers.get(id).is_some_and(|p| p.state == ServerState::Up);
+        let evacuated: usize = load.iter().filter(|(id, _)| !up(id)).map(|(_, n)| n).sum();
+        let up_loads: Vec<usize> = load
+            .iter()
+            .filter(|(id, _)| up(id))
+            .map(|(_, n)| *n)
+            .collect();
+        if up_loads.is_empty() {
+            return evacuated;
+        }
+        let total: usize = up_loads.iter().sum::<usize>() + evacuated;
+        let (low, high) = self.band(total, up_loads.len());
+        let excess: usize = up_loads.iter().map(|n| n.saturating_sub(high)).sum();
+        let deficit: usize = up_loads.iter().map(|n| low.saturating_sub(*n)).sum();
+        evacuated + excess.max(deficit.saturating_sub(evacuated))
+    }
+
     /// The band of replica counts an up server may hold: `(low, high)`,
     /// for `replicas_total` replicas over `up_servers` servers.
     pub fn band(&self, replicas_total: usize, up_servers: usize) -> (usize, usize) {
@@ -666,6 +707,44 @@ mod tests {
         assert!(load[&4] >= 10 && load[&5] >= 10, "{load:?}");
         assert_eq!(load[&1] + load[&4], 30);
         assert_eq!(load[&2] + load[&5], 30);
+    }
+
+    /// Moves the balancer makes until it rests, applied as planned.
+    fn moves_to_rest(
+        balancer: &Balancer,
+        servers: &BTreeMap<NodeId, ServerPlace>,
+        groups: &mut BTreeMap<GroupId, BTreeSet<NodeId>>,
+    ) -> usize {
+        let mut moved = 0;
+        loop {
+            let moves = balancer.plan(servers, groups, &[]).unwrap();
+            if moves.is_empty() {
+                return moved;
+            }
+            for m in &moves {
+                let voters = groups.get_mut(&m.group).unwrap();
+                assert!(voters.remove(&m.from) && voters.insert(m.to));
+            }
+            moved += moves.len();
+        }
+    }
+
+    #[test]
+    fn moves_left_min_never_exceeds_the_moves_the_balancer_makes() {
+        let balancer = Balancer::new(rule(3, false), BalanceLimits::default()).unwrap();
+        // Grow 3 -> 5 servers, then drain server 1.
+        let mut all = servers(5);
+        let mut placed = groups(100, 3, 3);
+        let left = balancer.moves_left_min(&all, &placed, &[]);
+        let made = moves_to_rest(&balancer, &all, &mut placed);
+        assert!(left > 0 && left <= made, "at least {left}, made {made}");
+        assert_eq!(balancer.moves_left_min(&all, &placed, &[]), 0);
+        all.get_mut(&1).unwrap().state = ServerState::Draining;
+        let on_1 = placed.values().filter(|v| v.contains(&1)).count();
+        let left = balancer.moves_left_min(&all, &placed, &[]);
+        assert!(left >= on_1, "at least {left}, {on_1} on server 1");
+        let made = moves_to_rest(&balancer, &all, &mut placed);
+        assert!(left <= made, "at least {left}, made {made}");
     }
 
     #[test]
