@@ -283,6 +283,46 @@ async fn grow_then_shrink() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     phases.push(grow.phase("add servers 4 and 5", &recorder, &metrics));
+    // Then the leaderships, until the balancer plans nothing more; each
+    // up server then leads a count within the leader band (600
+    // replicas of every server share groups with each other server, so
+    // one outside the band always has a group to give or take).
+    let leaders_from = Instant::now();
+    let status = loop {
+        let (_, dry, _) =
+            tokio::task::block_in_place(|| cli(&all, &["cluster", "balance", "--dry-run"]));
+        let (code, status, _) = tokio::task::block_in_place(|| cli(&all, &["cluster", "status"]));
+        if code == 0 && dry.trim() == "balanced" {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "leaderships not balanced within 600 s: {dry}\n{status}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    eprintln!(
+        "leaders balanced {:.1} s after the replicas:\n{status}",
+        leaders_from.elapsed().as_secs_f64()
+    );
+    let first = status.lines().next().unwrap_or_default();
+    let band: Vec<usize> = first
+        .rsplit(", ")
+        .next()
+        .unwrap_or_default()
+        .split(' ')
+        .filter_map(|word| word.parse().ok())
+        .collect();
+    for line in status.lines() {
+        let columns: Vec<&str> = line.split_whitespace().collect();
+        if columns.get(1) == Some(&"up") {
+            let led: usize = columns[4].parse().unwrap();
+            assert!(
+                (band[0]..=band[1]).contains(&led),
+                "leader band {band:?}: {status}"
+            );
+        }
+    }
 
     // Shrink: drain server 1 and retire it.
     let shrink = Baseline::take(&recorder, &metrics).await;
