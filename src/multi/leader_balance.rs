@@ -41,9 +41,19 @@ impl Balancer {
     /// The leadership transfers to ask for now, given the servers, the
     /// voters of each group that may lead it (witnesses left out), each
     /// group's leader as last seen, and the replica moves in flight
-    /// (their groups are left alone). Empty when every server leads a
-    /// count within the band, or no transfer with the margin of the
-    /// [module documentation](self) is left.
+    /// (their groups are left alone).
+    ///
+    /// First, groups led by a server that is not up go to the up voter
+    /// leading fewest. Then, while a server leads more groups than the
+    /// band's top or fewer than its bottom ([`Balancer::band`] over the
+    /// groups with a leader), one group goes from a server leading `n` to
+    /// one of its voters leading at most `n - 2`: every transfer lowers
+    /// the sum of the squares of the counts, so rounds of plans end and
+    /// never hand a group back and forth. Empty when nothing is left to
+    /// hand over; at most [`BalanceLimits::leader_transfers_max`]
+    /// transfers.
+    ///
+    /// [`BalanceLimits::leader_transfers_max`]: super::BalanceLimits::leader_transfers_max
     pub fn plan_leaders(
         &self,
         servers: &BTreeMap<NodeId, ServerPlace>,
