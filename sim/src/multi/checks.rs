@@ -480,6 +480,12 @@ impl MultiSim {
                     self.phase = Phase::Quiescing { since_ns: now };
                 }
             }
+            Phase::Quiescing { .. } | Phase::Idle { .. } if !self.membership_settled() => {
+                // The balancer acts again (a fault after the heal moved a
+                // leadership): its work is not idle cost, and the groups
+                // it wakes get the quiesce bound anew once it rests.
+                self.phase = Phase::Quiescing { since_ns: now };
+            }
             Phase::Quiescing { since_ns } => {
                 let quiescing = self.drawn.layer.quiesce_after_idle_ticks.is_some();
                 let asleep = if quiescing { self.awake_group() } else { None };
