@@ -92,6 +92,7 @@ impl Seen {
     fn leader_plan(
         &self,
         groups: u64,
+        places: &BTreeMap<NodeId, ServerPlace>,
         balancer: &Balancer,
         in_flight: &[ReplicaMove],
         asked: &BTreeMap<GroupId, u32>,
@@ -122,7 +123,7 @@ impl Seen {
             })
             .collect();
         balancer
-            .plan_leaders(&self.places(groups), &candidates, &leaders, in_flight)
+            .plan_leaders(places, &candidates, &leaders, in_flight)
             .map_err(|e| AdminFailure::from(e.to_string()))
     }
 
@@ -444,9 +445,10 @@ async fn dry_run(cluster: &Cluster, client: &mut RoutingClient) -> Result<(), Ad
         .into());
     }
     let balancer = balancer(seen.rule(groups))?;
+    let places = seen.places(groups);
     let in_flight: Vec<ReplicaMove> = seen.catalog.moves().collect();
     let planned = balancer
-        .plan(&seen.places(groups), &seen.voters(groups), &in_flight)
+        .plan(&places, &seen.voters(groups), &in_flight)
         .map_err(|e| AdminFailure::from(e.to_string()))?;
     for m in &in_flight {
         println!("group {} from {} to {} (under way)", m.group, m.from, m.to);
@@ -456,7 +458,7 @@ async fn dry_run(cluster: &Cluster, client: &mut RoutingClient) -> Result<(), Ad
     }
     // Leaderships move once the replicas stand still.
     let transfers = if planned.is_empty() {
-        seen.leader_plan(groups, &balancer, &in_flight, &BTreeMap::new())?
+        seen.leader_plan(groups, &places, &balancer, &in_flight, &BTreeMap::new())?
     } else {
         Vec::new()
     };
@@ -576,6 +578,7 @@ async fn move_round(
     let seen = see(cluster, client).await?;
     let balancer = balancer(seen.rule(groups))?;
     let places = seen.places(groups);
+    let voters = seen.voters(groups);
     balancer
         .check_rule(&places)
         .map_err(|e| AdminFailure::from(e.to_string()))?;
@@ -660,7 +663,7 @@ async fn move_round(
     let mut planned = Vec::new();
     if unseen == 0 {
         planned = balancer
-            .plan(&places, &seen.voters(groups), &under_way)
+            .plan(&places, &voters, &under_way)
             .map_err(|e| AdminFailure::from(e.to_string()))?;
         if let Some(from) = only_from {
             planned.retain(|m| m.from == from);
@@ -677,7 +680,13 @@ async fn move_round(
     // off the drained server take its leaderships with them).
     let mut transfers = Vec::new();
     if unseen == 0 && only_from.is_none() && planned.is_empty() {
-        transfers = seen.leader_plan(groups, &balancer, &under_way, &rounds.transfers_asked)?;
+        transfers = seen.leader_plan(
+            groups,
+            &places,
+            &balancer,
+            &under_way,
+            &rounds.transfers_asked,
+        )?;
         for t in &transfers {
             *rounds.transfers_asked.entry(t.group).or_insert(0) += 1;
             let Some(addr) = seen.addrs.get(&t.from) else {
@@ -716,7 +725,7 @@ async fn move_round(
         return Ok(Round::Done);
     }
     let in_flight: Vec<ReplicaMove> = under_way.iter().chain(&planned).copied().collect();
-    let left = balancer.moves_left_min(&places, &seen.voters(groups), &in_flight) + in_flight.len();
+    let left = balancer.moves_left_min(&places, &voters, &in_flight) + in_flight.len();
     Ok(Round::Going(format!(
         "{} moves under way, {waiting} waiting on their groups, {unseen} groups without a \
          leader seen, {} leadership transfers asked; {}",

@@ -318,9 +318,14 @@ fn a_fourth_server_takes_replicas_and_a_drained_one_leaves() {
 fn with_balance_the_catalog_leader_fills_an_added_server_by_itself() {
     let (mut cluster, three, acknowledged) =
         three_servers_with_keys("cluster-self-balance", &["--balance"]);
-    // Three servers of three replicas each: nothing to move.
+    // Three servers of three replicas each: no replica to move (the
+    // leaderships elections gave may still be handed over).
     let dry = ok_once(&three, &["cluster", "balance", "--dry-run"]);
-    assert_eq!(dry.trim(), "balanced");
+    assert!(
+        dry.lines()
+            .all(|line| line == "balanced" || line.contains(" leadership from ")),
+        "{dry}"
+    );
 
     let addr4 = cluster.add_joining(4);
     let peers = format!("{},4={addr4}", cluster.peers_arg());

@@ -250,6 +250,19 @@ struct Health {
     avoid: Duration,
 }
 
+impl Health {
+    /// Another failure: avoided from now for `min`, or twice as long as
+    /// last time, up to `max`.
+    fn failed(&mut self, min: Duration, max: Duration) {
+        self.avoid = if self.avoid.is_zero() {
+            min
+        } else {
+            (self.avoid * 2).min(max)
+        };
+        self.avoid_until = Some(tokio::time::Instant::now() + self.avoid);
+    }
+}
+
 /// Routes requests by group to the group's leader (see the
 /// [module documentation](self)).
 pub struct RoutingClient {
@@ -583,13 +596,7 @@ impl RoutingClient {
     /// time.
     fn note_failure(&mut self, node: NodeId) {
         let (min, max) = (self.config.avoid_min, self.config.avoid_max);
-        let health = self.health.entry(node).or_default();
-        health.avoid = if health.avoid.is_zero() {
-            min
-        } else {
-            (health.avoid * 2).min(max)
-        };
-        health.avoid_until = Some(tokio::time::Instant::now() + health.avoid);
+        self.health.entry(node).or_default().failed(min, max);
     }
 
     /// Node `node` answered: no longer avoided.
@@ -639,13 +646,7 @@ impl RoutingClient {
         .await;
         let Ok(found) = found else {
             let (min, max) = (self.config.avoid_min, self.config.avoid_max);
-            let health = &mut self.unresolved_health;
-            health.avoid = if health.avoid.is_zero() {
-                min
-            } else {
-                (health.avoid * 2).min(max)
-            };
-            health.avoid_until = Some(tokio::time::Instant::now() + health.avoid);
+            self.unresolved_health.failed(min, max);
             return false;
         };
         self.unresolved_health = Health::default();
