@@ -225,6 +225,7 @@ mod tests {
             from: 1,
             to: 2,
             term: 7,
+            progress_id: 0,
             body: MessageBody::AppendEntries {
                 prev: crate::LogPosition::new(3, 6),
                 entries: vec![Entry {
@@ -274,6 +275,7 @@ mod tests {
             from: u64,
             to: u64,
             term: u64,
+            progress_id: u64,
             body: InlineBody,
         }
 
@@ -283,6 +285,7 @@ mod tests {
             from: 1,
             to: 3,
             term: 9,
+            progress_id: 4,
             body: MessageBody::InstallSnapshot(Box::new(SnapshotChunk {
                 snapshot: LogPosition::new(700, 8),
                 size_bytes: 4000,
@@ -296,6 +299,7 @@ mod tests {
             from: 1,
             to: 3,
             term: 9,
+            progress_id: 4,
             body: InlineBody::InstallSnapshot {
                 snapshot: LogPosition::new(700, 8),
                 size_bytes: 4000,

@@ -662,7 +662,7 @@ impl Node {
                 entries,
                 leader_commit,
             } => {
-                if self.accept_leader(message.from, actions) {
+                if self.accept_leader(message.from, (message.term, message.progress_id), actions) {
                     self.handle_append_entries(
                         message.from,
                         message.term,
@@ -674,18 +674,22 @@ impl Node {
                 }
             }
             MessageBody::AppendEntriesResponse(response) => {
-                self.handle_append_response(message.from, response, actions)
+                if self.answers_current_record(&message) {
+                    self.handle_append_response(message.from, response, actions)
+                }
             }
             MessageBody::Heartbeat { commit, read_round } => {
-                if self.accept_leader(message.from, actions) {
+                if self.accept_leader(message.from, (message.term, message.progress_id), actions) {
                     self.handle_heartbeat(message.from, commit, read_round, actions);
                 }
             }
             MessageBody::HeartbeatResponse { read_round } => {
-                self.handle_heartbeat_response(message.from, read_round, actions)
+                if self.answers_current_record(&message) {
+                    self.handle_heartbeat_response(message.from, read_round, actions)
+                }
             }
             MessageBody::CommitNotice { last, commit } => {
-                if self.accept_leader(message.from, actions) {
+                if self.accept_leader(message.from, (message.term, message.progress_id), actions) {
                     self.handle_commit_notice(message.from, message.term, last, commit, actions);
                 }
             }
@@ -697,12 +701,12 @@ impl Node {
             }
             MessageBody::TimeoutNow => self.handle_timeout_now(message.from, actions),
             MessageBody::AcknowledgedEntryLost { acknowledged } => {
-                if self.accept_leader(message.from, actions) {
+                if self.accept_leader(message.from, (message.term, message.progress_id), actions) {
                     self.handle_acknowledged_entry_lost(message.from, acknowledged, actions);
                 }
             }
             MessageBody::InstallSnapshot(chunk) => {
-                if self.accept_leader(message.from, actions) {
+                if self.accept_leader(message.from, (message.term, message.progress_id), actions) {
                     self.handle_snapshot_chunk(message.from, message.term, *chunk, actions);
                 }
             }
@@ -711,7 +715,15 @@ impl Node {
                 next_offset,
                 rewind,
             } => {
-                self.handle_snapshot_response(message.from, snapshot, next_offset, rewind, actions)
+                if self.answers_current_record(&message) {
+                    self.handle_snapshot_response(
+                        message.from,
+                        snapshot,
+                        next_offset,
+                        rewind,
+                        actions,
+                    )
+                }
             }
             MessageBody::Removed { .. }
             | MessageBody::CandidateCatchUp { .. }
@@ -802,12 +814,54 @@ impl Node {
     // Inlined: every append and commit notice asks, almost always from
     // the follower's known leader; the rest is a call of its own.
     #[inline]
-    fn accept_leader(&mut self, from: NodeId, actions: &mut Vec<Action>) -> bool {
-        if self.role == Role::Follower && self.leader == Some(from) {
+    /// `named`: the message's term and progress id.
+    fn accept_leader(
+        &mut self,
+        from: NodeId,
+        named: (Term, u64),
+        actions: &mut Vec<Action>,
+    ) -> bool {
+        let accepted = if self.role == Role::Follower && self.leader == Some(from) {
             self.election_elapsed_ticks = 0;
+            true
+        } else {
+            self.accept_new_leader(from, actions)
+        };
+        if accepted {
+            self.note_leader_progress_id(named.0, named.1);
+        }
+        accepted
+    }
+
+    /// Keeps the newest progress id our leader named in `term`, which
+    /// every answer echoes. The newest, not the last: a delayed message
+    /// the leader sent to an earlier replica here names an older record,
+    /// and an answer naming it would be dropped.
+    fn note_leader_progress_id(&mut self, term: Term, progress_id: u64) {
+        debug_assert_eq!(term, self.term, "taken only from our leader");
+        let (known_term, known_id) = self.leader_progress_id;
+        if known_term != term || progress_id > known_id {
+            self.leader_progress_id = (term, progress_id);
+        }
+    }
+
+    /// Whether `message`, a follower's answer to this leader's append,
+    /// heartbeat or snapshot chunk, names the record this leader keeps of
+    /// its sender. An answer naming another is of an earlier replica of
+    /// that node (removed, and added back in this term under a new
+    /// record): what it acknowledges, the replica here now may not hold.
+    fn answers_current_record(&mut self, message: &Message) -> bool {
+        if self.role != Role::Leader || self.planted().earlier_replica_answers_taken {
             return true;
         }
-        self.accept_new_leader(from, actions)
+        let Some(progress) = self.progress.get(&message.from) else {
+            return true;
+        };
+        if progress.id == message.progress_id {
+            return true;
+        }
+        self.stats.answers_from_earlier_replica += 1;
+        false
     }
 
     /// [`Self::accept_leader`] where `from` is not yet known as our leader

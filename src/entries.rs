@@ -577,8 +577,10 @@ mod tests {
     #[cfg(target_pointer_width = "64")]
     fn entries_messages_and_actions_stay_small() {
         assert!(std::mem::size_of::<Entries>() <= std::mem::size_of::<Vec<Entry>>());
+        // 80 since a message names the leader's record of its follower
+        // (`Message::progress_id`).
         assert!(
-            std::mem::size_of::<crate::Message>() <= 72,
+            std::mem::size_of::<crate::Message>() <= 80,
             "Message grew to {} bytes",
             std::mem::size_of::<crate::Message>()
         );
@@ -589,8 +591,9 @@ mod tests {
             "Action grew to {} bytes",
             std::mem::size_of::<crate::Action>()
         );
+        // 80 since its largest variant carries a message.
         assert!(
-            std::mem::size_of::<crate::Input>() <= 72,
+            std::mem::size_of::<crate::Input>() <= 80,
             "Input grew to {} bytes",
             std::mem::size_of::<crate::Input>()
         );

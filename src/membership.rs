@@ -657,8 +657,13 @@ impl Node {
             let peers = &self.peer_ids;
             self.progress.retain(|id, _| peers.contains(id));
             for id in &self.peer_ids {
-                self.progress
-                    .get_or_insert_with(*id, || Progress::new(next_index, inflight_max));
+                let issued = &mut self.progress_ids_issued;
+                self.progress.get_or_insert_with(*id, || {
+                    // A new record, under a new id: answers of any earlier
+                    // replica on that node name an older one.
+                    *issued += 1;
+                    Progress::new(*issued, next_index, inflight_max)
+                });
             }
             if let Some(target) = self.transfer_target {
                 if !self.membership.is_voter(target) {

@@ -18,6 +18,17 @@ pub struct Message {
     /// The sender's term (for a pre-vote request, the term it would campaign
     /// in).
     pub term: Term,
+    /// Names the leader's record of one follower (its progress), so that a
+    /// leader counts an answer only from the replica it replicates to now.
+    /// In a leader's message: the id of its record of the receiver. In any
+    /// other message: the newest id the sender received from its leader in
+    /// `term` (0 for none). A leader drops an answer to an append, a
+    /// heartbeat or a snapshot chunk that names another id than its record
+    /// of the sender: a replica removed and added back empty within one
+    /// term gets a new record, and a delayed answer of the replica it
+    /// replaced, which held entries the new one does not, must not count
+    /// for the new one.
+    pub progress_id: u64,
     /// What the message says.
     pub body: MessageBody,
 }

@@ -147,6 +147,12 @@ pub struct Node {
 
     // Leader state.
     pub(crate) progress: PeerMap<Progress>,
+    /// Ids given to progress records so far (see
+    /// [`Message::progress_id`](crate::Message::progress_id)).
+    pub(crate) progress_ids_issued: u64,
+    /// Follower state: the term and the newest progress id heard from that
+    /// term's leader, echoed in every answer.
+    pub(crate) leader_progress_id: (Term, u64),
     pub(crate) transfer_target: Option<NodeId>,
     pub(crate) transfer_elapsed_ticks: u32,
 
@@ -266,6 +272,8 @@ impl Node {
             randomized_election_timeout_ticks: 0,
             votes: BTreeMap::new(),
             progress: PeerMap::new(),
+            progress_ids_issued: 0,
+            leader_progress_id: (0, 0),
             transfer_target: None,
             transfer_elapsed_ticks: 0,
             next_write_id: 1,
@@ -596,6 +604,21 @@ impl Node {
         self.send_with_term(to, self.term, body, actions);
     }
 
+    /// The id of this leader's record of `peer` (0 for none).
+    pub(crate) fn progress_id_of(&self, peer: NodeId) -> u64 {
+        self.progress.get(&peer).map_or(0, |progress| progress.id)
+    }
+
+    /// The progress id this follower's answers in `term` echo (0 for none
+    /// heard from that term's leader).
+    pub(crate) fn answer_progress_id(&self, term: Term) -> u64 {
+        if self.leader_progress_id.0 == term {
+            self.leader_progress_id.1
+        } else {
+            0
+        }
+    }
+
     pub(crate) fn send_with_term(
         &self,
         to: NodeId,
@@ -604,10 +627,16 @@ impl Node {
         actions: &mut Vec<Action>,
     ) {
         debug_assert_ne!(to, self.config.id);
+        let progress_id = if self.role == Role::Leader {
+            self.progress_id_of(to)
+        } else {
+            self.answer_progress_id(term)
+        };
         let message = crate::message::Message {
             from: self.config.id,
             to,
             term,
+            progress_id,
             body,
         };
         actions.push(Action::Send { to, message });

@@ -185,6 +185,11 @@ pub struct PlantedBugs {
     /// log more up to date: a late catch-up of an older term replaces its
     /// own newer entries.
     pub catch_up_unordered: bool,
+    /// A leader takes an answer that names an earlier record of its
+    /// sender (see [`Message::progress_id`](crate::Message::progress_id)):
+    /// a delayed acknowledgement of a replica removed since, whose node
+    /// was added back empty in the same term, counts for the new replica.
+    pub earlier_replica_answers_taken: bool,
 }
 
 impl PlantedBugs {
@@ -222,6 +227,7 @@ impl PlantedBugs {
         restart_hold_lease_long: false,
         follower_read_index_reused: false,
         catch_up_unordered: false,
+        earlier_replica_answers_taken: false,
     };
 
     /// Whether any safety mistake is on (the core's direct assertions are
@@ -251,5 +257,6 @@ impl PlantedBugs {
             || self.restart_hold_lease_long
             || self.follower_read_index_reused
             || self.catch_up_unordered
+            || self.earlier_replica_answers_taken
     }
 }

@@ -22,6 +22,9 @@ pub enum ProgressState {
 /// A read-only view of a follower's replication progress.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProgressView {
+    /// The record's id, which the follower's answers must name (see
+    /// [`Message::progress_id`](crate::Message::progress_id)).
+    pub progress_id: u64,
     /// Highest index known to be durably replicated on the follower.
     pub match_index: Index,
     /// Next index the leader will send.
@@ -43,6 +46,9 @@ pub struct ProgressView {
 /// The leader's record of one follower.
 #[derive(Clone, Debug)]
 pub(crate) struct Progress {
+    /// Names this record in the leader's messages to the follower, which
+    /// echoes it: answers naming another id are of an earlier replica.
+    pub(crate) id: u64,
     pub(crate) match_index: Index,
     pub(crate) next_index: Index,
     pub(crate) state: ProgressState,
@@ -95,8 +101,10 @@ pub(crate) struct SnapshotTransfer {
 pub(crate) const LOG_REGRESSION_DENIALS_MIN: u32 = 3;
 
 impl Progress {
-    pub(crate) fn new(next_index: Index, inflight_messages_max: usize) -> Self {
+    pub(crate) fn new(id: u64, next_index: Index, inflight_messages_max: usize) -> Self {
+        debug_assert!(id > 0, "0 names no record");
         Progress {
+            id,
             match_index: 0,
             next_index,
             state: ProgressState::Probe,
@@ -114,6 +122,7 @@ impl Progress {
 
     pub(crate) fn view(&self) -> ProgressView {
         ProgressView {
+            progress_id: self.id,
             match_index: self.match_index,
             next_index: self.next_index,
             state: self.state,

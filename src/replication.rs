@@ -34,10 +34,13 @@ impl Node {
     pub(crate) fn reset_progress(&mut self) {
         let next_index = self.log.last_index() + 1;
         let inflight_max = self.config.inflight_messages_max;
+        let first_id = self.progress_ids_issued + 1;
+        self.progress_ids_issued += self.peer_ids.len() as u64;
         self.progress = self
             .peer_ids
             .iter()
-            .map(|id| (*id, Progress::new(next_index, inflight_max)))
+            .zip(first_id..)
+            .map(|(id, progress_id)| (*id, Progress::new(progress_id, next_index, inflight_max)))
             .collect();
     }
 

@@ -423,6 +423,7 @@ impl Node {
             return;
         };
         debug_assert_eq!(progress.state, ProgressState::Snapshot);
+        let progress_id_of_receiver = progress.id;
         let position = held.position;
         let checksum = if size_bytes == held.size_bytes {
             held.checksum
@@ -464,6 +465,7 @@ impl Node {
                 from: self.config.id,
                 to,
                 term: self.term,
+                progress_id: progress_id_of_receiver,
                 body: MessageBody::InstallSnapshot(Box::new(SnapshotChunk {
                     snapshot: position,
                     size_bytes,

@@ -305,6 +305,7 @@ impl StateHasher<'_> {
 
     fn progress(&mut self, progress: &Progress) {
         let Progress {
+            id,
             match_index,
             next_index,
             state,
@@ -318,6 +319,7 @@ impl StateHasher<'_> {
             read_round_acked,
             commit_owed,
         } = progress;
+        self.u64(*id);
         self.u64(*match_index);
         self.u64(*next_index);
         self.u64(*state as u64);
@@ -456,6 +458,8 @@ impl Node {
             randomized_election_timeout_ticks,
             votes,
             progress,
+            progress_ids_issued,
+            leader_progress_id,
             transfer_target,
             transfer_elapsed_ticks,
             next_write_id,
@@ -520,6 +524,9 @@ impl Node {
         h.u64(u64::from(*randomized_election_timeout_ticks));
         h.by_id(votes, |h, granted| h.bool(*granted));
         h.by_id(progress.iter(), |h, progress| h.progress(progress));
+        h.u64(*progress_ids_issued);
+        h.u64(leader_progress_id.0);
+        h.u64(leader_progress_id.1);
         h.id_option(*transfer_target);
         h.u64(u64::from(*transfer_elapsed_ticks));
         // Write ids only name writes: the node compares them with each

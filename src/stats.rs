@@ -24,6 +24,11 @@ pub struct Statistics {
     /// configuration no longer names, dropped (a removed node's term must
     /// not depose the leader).
     pub answers_from_removed: u64,
+    /// Answers to this leader's appends, heartbeats or snapshot chunks
+    /// dropped because they name an earlier record of their sender (see
+    /// [`Message::progress_id`](crate::Message::progress_id)): sent by a
+    /// replica removed since, whose node was added back.
+    pub answers_from_earlier_replica: u64,
     /// Messages addressed to another node.
     pub messages_misaddressed: u64,
     /// Messages carrying a term below ours.

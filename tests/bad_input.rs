@@ -333,7 +333,12 @@ fn acks_beyond_the_log_are_ignored_and_counted() {
     ];
     for response in cases {
         let body = MessageBody::AppendEntriesResponse(response);
-        let grown = feed_ignored(&mut c, 1, msg(2, 1, t, body));
+        // From the replica the leader replicates to (naming its record).
+        let answer = Message {
+            progress_id: progress.progress_id,
+            ..msg(2, 1, t, body)
+        };
+        let grown = feed_ignored(&mut c, 1, answer);
         assert_eq!(grown.messages_index_out_of_range, 1, "{response:?}");
         let now = c.node(1).progress(2).unwrap();
         assert_eq!(

@@ -432,6 +432,7 @@ fn an_answer_from_a_removed_node_with_a_higher_term_does_not_depose_the_leader()
         from: 3,
         to: 1,
         term: term + 5,
+        progress_id: 0,
         body: MessageBody::HeartbeatResponse { read_round: 0 },
     };
     c.step(1, Input::Receive(answer.clone()));
@@ -1129,4 +1130,69 @@ fn assert_each_names_an_action(messages: &[String], verbs: &[&str]) {
             "no action in: {message}"
         );
     }
+}
+
+/// A replica removed and added back empty within one term is a new
+/// replica: an acknowledgement its predecessor sent, delayed past the
+/// re-addition, names the leader's earlier record of the node
+/// (`Message::progress_id`) and must not count for the new replica, which
+/// holds none of what it acknowledges. Counted, it would make the leader
+/// believe an empty learner holds the log (and, once promoted, count it
+/// in every commit's majority).
+#[test]
+fn an_acknowledgement_of_a_removed_replica_does_not_count_for_its_successor() {
+    let mut c = Cluster::elected(&[1, 2, 3], 1);
+    join(&mut c, 4, &[1, 2, 3]);
+    change(&mut c, 1, MembershipChange::AddLearner(4)).unwrap();
+    c.propose(1, "held by the first replica of 4");
+    let mut stale = None;
+    c.deliver_mapped(|message| {
+        if message.from == 4
+            && matches!(
+                message.body,
+                MessageBody::AppendEntriesResponse(concord::AppendResponse::Accepted { .. })
+            )
+        {
+            stale = Some(message.clone());
+        }
+        Some(message)
+    });
+    c.tick_all(3);
+    let stale = stale.expect("the first replica of 4 acknowledged");
+    let MessageBody::AppendEntriesResponse(concord::AppendResponse::Accepted { match_index }) =
+        stale.body
+    else {
+        unreachable!("matched above")
+    };
+    assert!(match_index >= 3, "the first replica held the proposal");
+    let term = c.node(1).term();
+
+    change(&mut c, 1, MembershipChange::Remove(4)).unwrap();
+    c.deliver_all();
+    c.tick_all(3);
+    assert!(!c.node(1).membership().contains(4));
+    // Node 4 deletes its replica and hosts the group again, empty.
+    c.nodes.remove(&4);
+    join(&mut c, 4, &[1, 2, 3]);
+    change(&mut c, 1, MembershipChange::AddLearner(4)).unwrap();
+    let fresh = c.node(1).progress(4).expect("a record of the new replica");
+    assert_ne!(fresh.progress_id, stale.progress_id, "a new record");
+
+    c.step(1, Input::Receive(stale.clone()));
+    assert_eq!(c.node(1).term(), term, "one term throughout");
+    let after = c.node(1).progress(4).expect("still a learner");
+    assert_eq!(
+        after.match_index, 0,
+        "the predecessor's acknowledgement of {match_index} counted for the new replica"
+    );
+    assert_eq!(c.node(1).stats().answers_from_earlier_replica, 1);
+
+    // The new replica's own answers count: it catches up for real.
+    c.deliver_all();
+    c.tick_all(5);
+    c.deliver_all();
+    let caught_up = c.node(1).progress(4).expect("a learner");
+    assert_eq!(caught_up.match_index, c.node(1).last_index());
+    assert_eq!(c.node(4).last_index(), c.node(1).last_index());
+    assert_eq!(c.node(1).stats().follower_log_regressions, 0);
 }

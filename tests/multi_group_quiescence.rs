@@ -233,6 +233,7 @@ fn a_stale_quiesce_request_leaves_a_sleeping_follower_asleep() {
         frame.quiesce.push(QuiesceRequest {
             group,
             term: request_term,
+            progress_id: 0,
             last: request_last,
         });
         driver.step(follower, MultiInput::Receive(frame));

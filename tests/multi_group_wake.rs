@@ -248,6 +248,7 @@ fn a_stale_message_of_an_older_term_wakes_no_sleeping_group() {
     frame.heartbeat_answers.push(GroupHeartbeatAnswer {
         group,
         term: term_before - 1,
+        progress_id: 0,
         read_round: 0,
     });
     let multi = driver.multi_mut(follower);

@@ -767,6 +767,7 @@ async fn two_snapshots_installed_in_one_flush_are_both_stored() {
     let chunk = |index: u64, state: &'static str| GroupMessage {
         group: GROUP,
         term: LEADER_TERM,
+        progress_id: 0,
         body: MessageBody::InstallSnapshot(Box::new(SnapshotChunk {
             snapshot: LogPosition::new(index, LEADER_TERM),
             size_bytes: state.len() as u64,

@@ -172,11 +172,12 @@ fn arb_body(term: u64) -> impl Strategy<Value = MessageBody> {
 fn arb_message() -> impl Strategy<Value = Message> {
     let from = prop_oneof![8 => 2u64..4, 1 => 0u64..6];
     let to = prop_oneof![9 => Just(1u64), 1 => 0u64..5];
-    (from, to, arb_term()).prop_flat_map(|(from, to, term)| {
+    (from, to, arb_term(), 0u64..4).prop_flat_map(|(from, to, term, progress_id)| {
         arb_body(term).prop_map(move |body| Message {
             from,
             to,
             term,
+            progress_id,
             body,
         })
     })

@@ -399,6 +399,7 @@ fn late_follower_learns_commit_without_heartbeat() {
         from: 3,
         to: 1,
         term: c.node(1).term(),
+        progress_id: c.node(1).progress(3).unwrap().progress_id,
         body: MessageBody::AppendEntriesResponse(AppendResponse::Accepted {
             match_index: c.node(3).last_index(),
         }),

@@ -225,6 +225,7 @@ fn a_follower_whose_committed_log_is_contradicted_serves_no_reads() {
         from: 1,
         to: 2,
         term,
+        progress_id: 0,
         body: MessageBody::AppendEntries {
             prev: LogPosition::new(commit, local_term - 1),
             entries: Entries::new(),

@@ -26,8 +26,10 @@ use super::codec::{self, CodecError};
 /// ([`MessageBody::CommitNotice`](concord::MessageBody::CommitNotice)),
 /// which a version 3 peer could not decode; version 5 adds the cluster's
 /// incarnation to the peer handshake
-/// ([`HelloRole::Peer`](super::wire::HelloRole::Peer)).
-pub const PROTOCOL_VERSION: u8 = 5;
+/// ([`HelloRole::Peer`](super::wire::HelloRole::Peer)); version 6 adds
+/// the leader's record of the follower to every message
+/// ([`Message::progress_id`](concord::Message::progress_id)).
+pub const PROTOCOL_VERSION: u8 = 6;
 
 /// Bytes of header before the payload.
 pub const FRAME_HEADER_BYTES: usize = 9;

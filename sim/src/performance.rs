@@ -234,6 +234,7 @@ mod tests {
             from: 1,
             to: 2,
             term: 3,
+            progress_id: 0,
             body: MessageBody::Heartbeat {
                 commit: 4,
                 read_round: 5,
@@ -249,6 +250,7 @@ mod tests {
             from: 1,
             to: 2,
             term: 3,
+            progress_id: 0,
             body: MessageBody::AppendEntries {
                 prev: LogPosition::new(4, 3),
                 entries: entries.into(),

@@ -109,6 +109,8 @@ pub struct GroupMessage {
     pub group: GroupId,
     /// The sender's term ([`Message::term`]).
     pub term: Term,
+    /// [`Message::progress_id`].
+    pub progress_id: u64,
     /// What it says.
     pub body: MessageBody,
 }
@@ -120,6 +122,7 @@ impl GroupMessage {
             from,
             to,
             term: self.term,
+            progress_id: self.progress_id,
             body: self.body.clone(),
         }
     }
@@ -133,6 +136,8 @@ pub struct GroupHeartbeat {
     pub group: GroupId,
     /// The leader's term.
     pub term: Term,
+    /// [`Message::progress_id`]: the leader's record of the follower.
+    pub progress_id: u64,
     /// The leader's commit index, capped by the leader's node at what the
     /// follower is known to hold.
     pub commit: Index,
@@ -147,6 +152,7 @@ impl GroupHeartbeat {
             from,
             to,
             term: self.term,
+            progress_id: self.progress_id,
             body: MessageBody::Heartbeat {
                 commit: self.commit,
                 read_round: self.read_round,
@@ -163,6 +169,8 @@ pub struct GroupHeartbeatAnswer {
     pub group: GroupId,
     /// The answering node's term.
     pub term: Term,
+    /// [`Message::progress_id`], echoed.
+    pub progress_id: u64,
     /// The round answered (0 for none).
     pub read_round: u64,
 }
@@ -174,6 +182,7 @@ impl GroupHeartbeatAnswer {
             from,
             to,
             term: self.term,
+            progress_id: self.progress_id,
             body: MessageBody::HeartbeatResponse {
                 read_round: self.read_round,
             },
@@ -193,6 +202,8 @@ pub struct QuiesceRequest {
     pub group: GroupId,
     /// The leader's term.
     pub term: Term,
+    /// [`Message::progress_id`]: the leader's record of the follower.
+    pub progress_id: u64,
     /// The leader's last entry, which is also its commit index.
     pub last: LogPosition,
 }
@@ -204,6 +215,7 @@ impl QuiesceRequest {
             from,
             to,
             term: self.term,
+            progress_id: self.progress_id,
             body: MessageBody::CommitNotice {
                 last: self.last,
                 commit: self.last.index,
@@ -222,6 +234,9 @@ pub struct QuiesceAnswer {
     pub group: GroupId,
     /// The term of the request answered.
     pub term: Term,
+    /// [`Message::progress_id`], echoed: the leader takes the answer only
+    /// if it names its record of the follower now.
+    pub progress_id: u64,
     /// The `last.index` of the request answered.
     pub last_index: Index,
     /// Whether the follower quiesced.
@@ -235,6 +250,7 @@ impl QuiesceAnswer {
             from,
             to,
             term: self.term,
+            progress_id: self.progress_id,
             body: MessageBody::HeartbeatResponse { read_round: 0 },
         }
     }

@@ -447,6 +447,7 @@ impl MultiNode {
                 from,
                 to,
                 term: message.term,
+                progress_id: message.progress_id,
                 body: message.body,
             };
             self.deliver(group, message, out);
@@ -487,6 +488,7 @@ impl MultiNode {
                                 from: message.to,
                                 to: message.from,
                                 term: message.term,
+                                progress_id: message.progress_id,
                                 body: MessageBody::HeartbeatResponse { read_round },
                             };
                             self.push_item(answer.to, Item::of(group, answer));

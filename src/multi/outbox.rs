@@ -31,6 +31,7 @@ impl Item {
             MessageBody::Heartbeat { commit, read_round } => Item::Heartbeat(GroupHeartbeat {
                 group,
                 term: message.term,
+                progress_id: message.progress_id,
                 commit,
                 read_round,
             }),
@@ -38,12 +39,14 @@ impl Item {
                 Item::HeartbeatAnswer(GroupHeartbeatAnswer {
                     group,
                     term: message.term,
+                    progress_id: message.progress_id,
                     read_round,
                 })
             }
             body => Item::Message(GroupMessage {
                 group,
                 term: message.term,
+                progress_id: message.progress_id,
                 body,
             }),
         }

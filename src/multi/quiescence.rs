@@ -108,8 +108,17 @@ impl MultiNode {
             self.sleep_leading(group, term, last);
             return;
         }
-        for &peer in &asked {
-            let request = QuiesceRequest { group, term, last };
+        let records: Vec<u64> = asked
+            .iter()
+            .map(|peer| state.node.progress_id_of(*peer))
+            .collect();
+        for (&peer, progress_id) in asked.iter().zip(records) {
+            let request = QuiesceRequest {
+                group,
+                term,
+                progress_id,
+                last,
+            };
             self.push_item(peer, Item::Quiesce(request));
             self.stats.quiesce_requests_sent += 1;
         }
@@ -219,6 +228,7 @@ impl MultiNode {
         if round.term != answer.term
             || round.last.index != answer.last_index
             || !round.asked.contains(&from)
+            || answer.progress_id != state.node.progress_id_of(from)
         {
             return;
         }
@@ -330,9 +340,14 @@ impl MultiNode {
         last: LogPosition,
         accepted: bool,
     ) {
+        let progress_id = self
+            .groups
+            .get(&group)
+            .map_or(0, |state| state.node.answer_progress_id(term));
         let answer = QuiesceAnswer {
             group,
             term,
+            progress_id,
             last_index: last.index,
             accepted,
         };

@@ -680,6 +680,7 @@ pub fn msg(from: NodeId, to: NodeId, term: Term, body: MessageBody) -> Message {
         from,
         to,
         term,
+        progress_id: 0,
         body,
     }
 }

@@ -197,6 +197,7 @@ mod tests {
         GroupMessage {
             group,
             term: 1,
+            progress_id: 0,
             body: MessageBody::AppendEntries {
                 prev: LogPosition::new(first - 1, 1),
                 entries: entries.into(),
@@ -209,6 +210,7 @@ mod tests {
         GroupMessage {
             group,
             term: 1,
+            progress_id: 0,
             body: MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index }),
         }
     }

@@ -113,6 +113,7 @@ mod tests {
             from: 1,
             to,
             term: 1,
+            progress_id: 0,
             body: MessageBody::InstallSnapshot(Box::new(SnapshotChunk {
                 snapshot: LogPosition::new(index, 1),
                 size_bytes: size,

@@ -84,6 +84,7 @@ statistics_counters!(
     candidate_catch_ups_taken,
     removed_notices_received,
     answers_from_removed,
+    answers_from_earlier_replica,
     messages_misaddressed,
     messages_stale_term,
     messages_malformed,
@@ -590,6 +591,9 @@ fn required_answer(kind: Malformed, handed: &Message, term: Term) -> Option<Mess
             from: handed.to,
             to: handed.from,
             term,
+            // Not judged: an answer echoes the record its sender's leader
+            // keeps of it (`Message::progress_id`), whoever it answers.
+            progress_id: 0,
             body: MessageBody::RequestVoteResponse {
                 pre_vote: *pre_vote,
                 granted: false,
@@ -700,7 +704,7 @@ pub(super) fn check_refusal(
     }
     if let Some(answer) = required_answer(kind, handed, before.term) {
         let answered = actions.iter().any(
-            |action| matches!(action, Action::Send { to, message } if *to == answer.to && *message == answer),
+            |action| matches!(action, Action::Send { to, message } if *to == answer.to && *message == Message { progress_id: message.progress_id, ..answer.clone() }),
         );
         if !answered {
             return Err(format!(
@@ -872,6 +876,7 @@ mod tests {
             from: 2,
             to: 1,
             term: 3,
+            progress_id: 0,
             body,
         })
     }
@@ -982,6 +987,7 @@ mod tests {
             from: 2,
             to: 1,
             term: 4,
+            progress_id: 0,
             body: MessageBody::RequestVote {
                 pre_vote: false,
                 last_log: LogPosition::ZERO,
@@ -1007,12 +1013,14 @@ mod tests {
             from: 2,
             to: 1,
             term: 3,
+            progress_id: 0,
             body: MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index: 7 }),
         }
     }
 
     fn view(match_index: Index, next_index: Index, state: ProgressState) -> ProgressView {
         ProgressView {
+            progress_id: 1,
             match_index,
             next_index,
             state,

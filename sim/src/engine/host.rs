@@ -2024,6 +2024,7 @@ mod tests {
                 from: 1,
                 to: 2,
                 term: 5,
+                progress_id: 0,
                 body: MessageBody::Heartbeat {
                     commit: 0,
                     read_round: 0,

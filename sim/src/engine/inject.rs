@@ -171,6 +171,7 @@ impl<S: StateMachine, W: Workload> Simulation<S, W> {
             from,
             to: me,
             term: before.0 + terms_ahead,
+            progress_id: 0,
             body: MessageBody::Heartbeat {
                 commit: 0,
                 read_round: 0,
@@ -709,6 +710,9 @@ fn malformed_message(
         from,
         to,
         term,
+        // An answer names the leader's record of its sender, as one from
+        // the replica there now would: it is judged on what it says.
+        progress_id: node.progress(from).map_or(0, |view| view.progress_id),
         body,
     })
 }

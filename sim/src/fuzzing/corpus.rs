@@ -120,6 +120,7 @@ pub fn sample_messages() -> Vec<Message> {
             from: 1,
             to: 2,
             term: 3,
+            progress_id: 0,
             body,
         })
         .collect()
@@ -298,6 +299,7 @@ fn sample_frame(messages: Vec<Message>) -> Frame {
         frame.messages.push(GroupMessage {
             group: 1 + i as u64 % 3,
             term: message.term,
+            progress_id: 0,
             body: message.body,
         });
     }
@@ -356,6 +358,7 @@ pub fn sample_payloads() -> Vec<Seed> {
     busy.heartbeats.push(concord::multi::GroupHeartbeat {
         group: 2,
         term: 3,
+        progress_id: 0,
         commit: 6,
         read_round: 1,
     });
@@ -578,6 +581,7 @@ fn hostile_lengths() -> Vec<Seed> {
         from: 1,
         to: 2,
         term: 3,
+        progress_id: 0,
         body: MessageBody::AppendEntries {
             prev: LogPosition::new(3, 2),
             entries: vec![entry(3, 4, b"hostile")].into(),

@@ -690,6 +690,9 @@ fn hostile_message(cursor: &mut Cursor<'_>, from: NodeId, to: NodeId) -> Message
         from,
         to,
         term,
+        // Small, so that an answer often names the leader's record of its
+        // sender (records are numbered from 1) and reaches its handler.
+        progress_id: u64::from(cursor.u8() % 8),
         body,
     }
 }

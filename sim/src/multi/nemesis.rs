@@ -243,6 +243,7 @@ impl MultiSim {
         frame.heartbeats.push(GroupHeartbeat {
             group,
             term: term + terms_ahead,
+            progress_id: 0,
             commit,
             read_round: 0,
         });
@@ -268,6 +269,7 @@ impl MultiSim {
         let heartbeat = |group| GroupHeartbeat {
             group,
             term: 1,
+            progress_id: 0,
             commit: 0,
             read_round: 0,
         };
