@@ -451,6 +451,11 @@ mistakes! {
             Catch::groups(&[(3, 20)], MULTI_STEP_RULE, "rule progress-answer: "),
         ],
     }
+    core earlier_replica_answers_taken {
+        breaks: "a leader takes an acknowledgement of a replica removed since, whose node was added back empty in the same term, for the new replica's",
+        caught_by: "progress-answer (step rule) in a multi-group run whose stale fault holds back a removed replica's last acknowledgement",
+        catch: &[Catch::groups(&[(5, 40)], MULTI_STEP_RULE, "rule progress-answer: ")],
+    }
     core commit_past_append {
         breaks: "a follower commits past the last entry of the append that told it the commit",
         caught_by: "commit-follower (step rule; nothing else)",
@@ -584,7 +589,7 @@ mistakes! {
     multi persist_acks_later_batches {
         breaks: "a durability report acknowledges the writes of batches still being written",
         caught_by: "durability or a group's outside safety check",
-        catch: &[Catch::groups(&[(3, 10)], MULTI_DURABILITY_OR_OUTSIDE_SAFETY, "")],
+        catch: &[Catch::groups(&[(3, 20)], MULTI_DURABILITY_OR_OUTSIDE_SAFETY, "")],
     }
     multi stale_message_wakes {
         breaks: "a message of a term older than a sleeping group's wakes it",
@@ -629,7 +634,7 @@ mistakes! {
     multi leader_balance_without_margin {
         breaks: "the leader balancer hands a group to any voter leading fewer, so two servers one group apart hand it back and forth",
         caught_by: "leader-band (a planned transfer not two groups down; without it, membership-liveness: no fixed point)",
-        catch: &[Catch::groups(&[(5, 10)], &[MultiCheck::LeaderBand], "not two fewer")],
+        catch: &[Catch::groups(&[(5, 80)], &[MultiCheck::LeaderBand], "not two fewer")],
     }
     multi replace_removes_old_early {
         breaks: "replacing a node removes it from a group while its replacement is still a learner",

@@ -368,6 +368,11 @@ pub struct MultiSim {
     /// Sleeping leaders seen, by (node index, group): the term and last
     /// entry they slept at, and the followers their node took for alive.
     pub(crate) sleeping_leaders: BTreeMap<(usize, GroupId), (Term, LogPosition, Vec<NodeId>)>,
+    /// The stale fault's answers of removed replicas (`network.rs`): the
+    /// last acknowledgement each replica sent, by (node index, group), and
+    /// those held back at the replica's removal, delivered when its node
+    /// hosts the group again.
+    pub(crate) stale_replicas: super::network::StaleReplicaAnswers,
     pub(crate) timeline: Vec<(u64, Option<NodeId>, String)>,
     /// The step rules of every group (`rules.rs`), unless switched off.
     pub(crate) rules: Option<super::rules::SharedRules>,
@@ -532,6 +537,7 @@ impl MultiSim {
             crash_voter: None,
             crash_after_step: None,
             sleeping_leaders: BTreeMap::new(),
+            stale_replicas: Default::default(),
             timeline: Vec::new(),
             rules: config
                 .step_rules

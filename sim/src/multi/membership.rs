@@ -418,13 +418,32 @@ impl MultiSim {
             return;
         }
         let groups = self.groups.len() as u64;
-        let group = self.membership.rng.gen_range(1..=groups) as GroupId;
+        // Half the changes, while the stale fault holds back an
+        // acknowledgement of a removed replica, add that replica's node
+        // back: the case the held answer is aimed at (`network.rs`).
+        let aim = self.stale_replica_to_add_back();
+        let aim = aim.filter(|_| self.membership.rng.gen_bool(0.5));
+        let group = match aim {
+            Some((_, group)) => group,
+            None => self.membership.rng.gen_range(1..=groups) as GroupId,
+        };
         let Some((leader, node)) = settled_leader(self, group) else {
             return;
         };
         let membership = node.membership().clone();
         let replacing = self.membership.replacing();
         if replacing.is_some_and(|(old, new)| membership.contains(old) || membership.contains(new))
+        {
+            return;
+        }
+        // A group the balancer moves is its alone: another change (the
+        // removal of the move's source, say) would be blamed on the move
+        // by `replace-rule`.
+        if self
+            .membership
+            .rebalance
+            .as_ref()
+            .is_some_and(|rebalance| rebalance.moving(group))
         {
             return;
         }
@@ -453,7 +472,14 @@ impl MultiSim {
         if options.is_empty() {
             return;
         }
-        let change = options[self.membership.rng.gen_range(0..options.len())];
+        let change = match aim {
+            Some((index, _))
+                if options.contains(&MembershipChange::AddLearner(index as NodeId + 1)) =>
+            {
+                MembershipChange::AddLearner(index as NodeId + 1)
+            }
+            _ => options[self.membership.rng.gen_range(0..options.len())],
+        };
         if let MembershipChange::AddLearner(id) = change {
             let voters: Vec<NodeId> = membership.voters.iter().copied().collect();
             if !self.host_joining(id as usize - 1, group, &voters) {
@@ -780,6 +806,7 @@ impl MultiSim {
         self.note(Some(index), || {
             format!("membership: hosts group {group} (joining)")
         });
+        self.stale_replica_returns(index, group);
         if self.hosts[index].multi.is_none() {
             return true;
         }
@@ -834,6 +861,7 @@ impl MultiSim {
         self.note(Some(index), || {
             format!("membership: stops hosting group {group}")
         });
+        self.stale_replica_removed(index, group);
         true
     }
 }

@@ -4,12 +4,15 @@
 
 use rand::Rng;
 
-use concord::multi::{Frame, MultiInput};
-use concord::NodeId;
+use std::collections::BTreeMap;
+
+use concord::multi::{Frame, GroupId, MultiInput};
+use concord::{AppendResponse, MessageBody, NodeId};
 
 use crate::faults::{exponential, FaultKind, Partition};
 
-use super::engine::{Event, MultiSim, Queued, MS};
+use super::engine::{Event, MultiSim, Phase, Queued, MS};
+use super::membership::MembershipStep;
 
 /// Fastest one-way delay of a frame.
 const DELAY_MIN_NS: u64 = 100_000;
@@ -18,7 +21,104 @@ pub(crate) const DELAY_MAX_NS: u64 = 1_000_000;
 /// Longest extra delay of a frame in the delay's long tail.
 pub(crate) const TAIL_MAX_NS: u64 = 10_000 * MS;
 
+/// Chance that the stale fault holds back the last acknowledgement of a
+/// replica being removed, until its node hosts the group again.
+const STALE_REPLICA_ANSWER_CHANCE: f64 = 0.5;
+
+/// Bounds of the time from a replica's removal, its acknowledgement held
+/// back, to a change of its group that may add its node back.
+const STALE_REPLICA_ADD_BACK_MIN_NS: u64 = 20 * MS;
+const STALE_REPLICA_ADD_BACK_MAX_NS: u64 = 500 * MS;
+
+/// Longest time after a node hosts a group again until an answer of its
+/// removed replica, held back, arrives.
+const STALE_REPLICA_ANSWER_DELAY_MAX_NS: u64 = 30 * MS;
+
+/// Part of the stale fault: an acknowledgement of a replica, held back in
+/// the network until after the replica was removed and its node added
+/// back empty (in the same term, it names an entry the new replica does
+/// not hold). A network may hold any frame that long; aiming the hold at
+/// the moment the leader starts a new record of the node is what makes
+/// the case, rare under random delays, common enough to test.
+#[derive(Debug, Default)]
+pub(crate) struct StaleReplicaAnswers {
+    /// The last acknowledgement each replica sent, as a frame of its own
+    /// (recorded only while the stale fault is on).
+    last: BTreeMap<(usize, GroupId), Frame>,
+    /// Held back at the replica's removal.
+    held: BTreeMap<(usize, GroupId), Frame>,
+}
+
 impl MultiSim {
+    /// Notes the acknowledgements of `frame` (the stale fault on).
+    fn note_acknowledgements(&mut self, index: usize, frame: &Frame) {
+        for message in &frame.messages {
+            if let MessageBody::AppendEntriesResponse(AppendResponse::Accepted { .. }) =
+                message.body
+            {
+                let mut alone = Frame::new(frame.from, frame.to, frame.incarnation);
+                alone.messages.push(message.clone());
+                self.stale_replicas
+                    .last
+                    .insert((index, message.group), alone);
+            }
+        }
+    }
+
+    /// Node `index` deletes its replica of `group`: the stale fault may
+    /// hold back the replica's last acknowledgement.
+    pub(crate) fn stale_replica_removed(&mut self, index: usize, group: GroupId) {
+        let Some(frame) = self.stale_replicas.last.remove(&(index, group)) else {
+            return;
+        };
+        if self.rates.stale > 0.0 && self.net_rng.gen_bool(STALE_REPLICA_ANSWER_CHANCE) {
+            self.stale_replicas.held.insert((index, group), frame);
+            // Most removals are a replace's or the balancer's, which never
+            // add the node back: a change of the group soon after may
+            // (`MultiSim::group_change` aims at the held answers).
+            if self.phase == Phase::Chaos {
+                let delay = self
+                    .net_rng
+                    .gen_range(STALE_REPLICA_ADD_BACK_MIN_NS..STALE_REPLICA_ADD_BACK_MAX_NS);
+                self.schedule(delay, Event::Membership(MembershipStep::GroupChange));
+            }
+        }
+    }
+
+    /// A (node index, group) whose removed replica's acknowledgement is
+    /// held back, drawn among them.
+    pub(crate) fn stale_replica_to_add_back(&mut self) -> Option<(usize, GroupId)> {
+        let held = self.stale_replicas.held.len();
+        if held == 0 {
+            return None;
+        }
+        let at = self.net_rng.gen_range(0..held);
+        self.stale_replicas.held.keys().nth(at).copied()
+    }
+
+    /// Node `index` hosts `group` again, empty: an acknowledgement of its
+    /// removed replica held back arrives soon after (once the leader made
+    /// its new record of the node).
+    pub(crate) fn stale_replica_returns(&mut self, index: usize, group: GroupId) {
+        self.stale_replicas.last.remove(&(index, group));
+        let Some(frame) = self.stale_replicas.held.remove(&(index, group)) else {
+            return;
+        };
+        let delay = self
+            .net_rng
+            .gen_range(MS..STALE_REPLICA_ANSWER_DELAY_MAX_NS);
+        self.faults.add(FaultKind::Stale, 1);
+        self.note(Some(index), || {
+            format!("stale: an acknowledgement of the removed replica of group {group} arrives")
+        });
+        self.schedule(
+            delay,
+            Event::Deliver {
+                frame: Box::new(frame),
+            },
+        );
+    }
+
     /// Whether frames from node index `from` to `to` are dropped.
     pub(crate) fn cut(&self, from: usize, to: usize) -> bool {
         from < 8 && to < 8 && self.blocked[from] & (1 << to) != 0
@@ -64,6 +164,9 @@ impl MultiSim {
         }
         self.trace
             .word(0xf7a0_0000 | ((index as u64) << 8) | to | ((frame.items() as u64) << 24));
+        if self.rates.stale > 0.0 && !frame.messages.is_empty() {
+            self.note_acknowledgements(index, &frame);
+        }
         if self.cut(index, to as usize - 1) {
             return;
         }

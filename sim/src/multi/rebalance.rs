@@ -218,6 +218,11 @@ impl Rebalance {
             .collect()
     }
 
+    /// Whether a move of `group` is under way.
+    pub(crate) fn moving(&self, group: GroupId) -> bool {
+        self.moves.contains_key(&group)
+    }
+
     /// Whether the balancer sits at a fixed point (for the heal's wait).
     pub(crate) fn settled(&self) -> bool {
         self.fixed_point && self.moves.is_empty()

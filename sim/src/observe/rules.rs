@@ -212,6 +212,8 @@ pub(crate) enum Body {
     },
     Accepted {
         match_index: Index,
+        /// The leader's record it names (`Message::progress_id`).
+        progress_id: u64,
     },
     Rejected {
         rejected_index: Index,
@@ -292,6 +294,7 @@ impl Seen {
                         match_index,
                     }) => Body::Accepted {
                         match_index: *match_index,
+                        progress_id: message.progress_id,
                     },
                     MessageBody::AppendEntriesResponse(AppendResponse::Rejected {
                         rejected_index,
@@ -376,8 +379,11 @@ impl fmt::Display for Seen {
                         "an append after {prev:?} with {} entries, commit {leader_commit}",
                         entries.len()
                     ),
-                    Body::Accepted { match_index } => {
-                        format!("an append acceptance (match {match_index})")
+                    Body::Accepted {
+                        match_index,
+                        progress_id,
+                    } => {
+                        format!("an append acceptance (match {match_index}, record {progress_id})")
                     }
                     Body::Rejected {
                         rejected_index,
@@ -1443,15 +1449,18 @@ fn check_progress(
         if is.match_index > was.match_index {
             let answered = matches!(
                 message,
-                Some((from, message_term, Body::Accepted { match_index }))
-                    if from == *id && message_term == term && *match_index == is.match_index
+                Some((from, message_term, Body::Accepted { match_index, progress_id }))
+                    if from == *id
+                        && message_term == term
+                        && *match_index == is.match_index
+                        && *progress_id == was.progress_id
             );
             if !answered {
                 return broken(
                     Rule::ProgressAnswer,
                     format!(
-                        "as leader of term {term} moved n{id}'s match index from {} to {} on {seen}: a follower's match index rises only on its acceptance of the leader's term, to the index it names",
-                        was.match_index, is.match_index
+                        "as leader of term {term} moved n{id}'s match index from {} to {} on {seen}: a follower's match index rises only on its acceptance of the leader's term, naming the leader's record of it ({}), to the index it names",
+                        was.match_index, is.match_index, was.progress_id
                     ),
                 );
             }
