@@ -30,8 +30,8 @@
 //! * `replace-rule`, every membership round: a group whose leader shows
 //!   OLD gone while OLD had been a voter of it must show NEW a voter (a
 //!   group never has fewer voters able to hold its log than it started
-//!   with). Judged on what the group's leader holds, not on what the
-//!   planner meant.
+//!   with), once the replace proposed OLD's removal there. Judged on what
+//!   the group's leader holds, not on what the planner meant.
 //! * `membership-liveness`, after the heal: the replace completes and
 //!   every node hosts exactly the groups whose configurations name it,
 //!   with progress at least every liveness bound.
@@ -97,6 +97,10 @@ pub(crate) struct ReplaceRun {
     /// Groups whose leader showed OLD a member, and whether OLD was a
     /// voter there when first seen.
     named: BTreeMap<GroupId, bool>,
+    /// Groups where the replace proposed OLD's removal: only a removal of
+    /// its own is the replace's to answer for (a random change proposed
+    /// before the replace began may remove OLD too).
+    removals_proposed: BTreeSet<GroupId>,
     progress: Option<ReplaceProgress>,
 }
 
@@ -182,6 +186,7 @@ impl MembershipFault {
                 started: false,
                 done: false,
                 named: BTreeMap::new(),
+                removals_proposed: BTreeSet::new(),
                 progress: None,
             });
         }
@@ -681,7 +686,10 @@ impl MultiSim {
                 run.named
                     .entry(*group)
                     .or_insert_with(|| membership.is_voter(old));
-            } else if run.named.get(group) == Some(&true) && !membership.is_voter(new) {
+            } else if run.named.get(group) == Some(&true)
+                && run.removals_proposed.contains(group)
+                && !membership.is_voter(new)
+            {
                 broken = Some((
                     *group,
                     format!(
@@ -726,6 +734,12 @@ impl MultiSim {
             self.note(None, || format!("membership: replace {progress}"));
         }
         let proposals: Vec<(GroupId, MembershipChange)> = round.proposals().collect();
+        let run = self.membership.replace.as_mut().expect("replacing");
+        for (group, change) in &proposals {
+            if *change == MembershipChange::Remove(old) {
+                run.removals_proposed.insert(*group);
+            }
+        }
         let leaders: BTreeMap<GroupId, (usize, Vec<NodeId>)> = views
             .iter()
             .map(|(group, leader, membership, _, _)| {

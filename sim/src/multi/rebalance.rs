@@ -18,8 +18,8 @@
 //! Checks:
 //!
 //! * `replace-rule`, every round: a group whose leader shows a move's
-//!   source gone while the source had been a voter must show its target
-//!   a voter.
+//!   source gone while the source had been a voter, once the move
+//!   proposed its removal, must show its target a voter.
 //! * `move-limits`, every round: at most one move per group, no more in
 //!   flight than the limits allow cluster-wide and per server.
 //! * `zone-rule`, at every move's end when the rule spreads zones: the
@@ -98,6 +98,10 @@ struct MoveRun {
     /// Whether the source was a voter when the group's leader was first
     /// seen with the move under way.
     source_voted: Option<bool>,
+    /// Whether the move proposed the source's removal: only a removal of
+    /// its own is the move's to answer for (a random change proposed
+    /// before the move began may remove the source too).
+    source_removal_proposed: bool,
     /// Zone collisions among the group's voters when the move began.
     collisions_before: usize,
 }
@@ -327,7 +331,10 @@ impl MultiSim {
             let membership = &view.membership;
             if membership.contains(from) {
                 run.source_voted.get_or_insert(membership.is_voter(from));
-            } else if run.source_voted == Some(true) && !membership.is_voter(to) {
+            } else if run.source_voted == Some(true)
+                && run.source_removal_proposed
+                && !membership.is_voter(to)
+            {
                 broken = Some((
                     MultiCheck::ReplaceRule,
                     *group,
@@ -347,12 +354,15 @@ impl MultiSim {
                 true,
             );
             match step {
-                Some(ReplaceStep::Propose(change)) => proposals.push((
-                    view.leader,
-                    *group,
-                    change,
-                    membership.voters.iter().copied().collect(),
-                )),
+                Some(ReplaceStep::Propose(change)) => {
+                    run.source_removal_proposed |= change == MembershipChange::Remove(from);
+                    proposals.push((
+                        view.leader,
+                        *group,
+                        change,
+                        membership.voters.iter().copied().collect(),
+                    ))
+                }
                 // Done once the removal is final: the balancer plans from
                 // the settled voters, and a move counted done on an
                 // uncommitted removal would let it plan the same source
@@ -520,6 +530,7 @@ impl MultiSim {
                     planned,
                     plan,
                     source_voted: None,
+                    source_removal_proposed: false,
                     collisions_before,
                 },
             );
