@@ -580,6 +580,68 @@ async fn a_client_that_met_one_server_asks_the_others_when_it_does_not_host_the_
     }
 }
 
+/// Forwards every connection made to `listen` to `to` (a server's
+/// address seen through another one), from when it is called.
+async fn forward(listen: String, to: String) {
+    let listener = tokio::net::TcpListener::bind(&listen).await.unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let to = to.clone();
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(&to).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+}
+
+/// The addresses a client did not resolve at its start are asked again
+/// when every server it knows refuses the group as not hosted, even if
+/// asking them failed lately; while some stay unresolved the call is
+/// retried, not refused. Before, a client that met only the server that
+/// then left the group was refused "not hosted" for as long as its
+/// avoidance of the unresolved addresses lasted (seen in a real-process
+/// test: a removed server, a client that had met only it).
+#[tokio::test(flavor = "current_thread")]
+async fn a_client_asks_unresolved_addresses_again_when_no_known_server_hosts_the_group() {
+    let TcpCluster {
+        dirs: _dirs,
+        mut addrs,
+        handles,
+    } = TcpCluster::start("multi-unresolved-late").await;
+    serve_not_hosted(&mut addrs, &handles).await;
+    let met_first: BTreeMap<NodeId, String> = [(0, addrs[&0].clone())].into_iter().collect();
+    // An address that answers only later: node 1 seen through a forwarder.
+    let late = format!("127.0.0.1:{}", common::free_ports(1)[0]);
+    let mut config = RoutingConfig::new("multi-test", met_first);
+    config.unresolved = vec![late.clone()];
+    config.attempts_max = 3;
+    config.backoff = Duration::from_millis(20);
+    // Long enough that the second call falls inside the avoidance the
+    // first call's failed asking started.
+    config.avoid_min = Duration::from_secs(600);
+    let mut client = RoutingClient::new(config).unwrap();
+    match client.command(1, Bytes::from("a=early")).await {
+        Err(RoutingError::Exhausted { last, .. }) => {
+            assert!(last.contains("not hosted"), "{last}")
+        }
+        other => panic!("expected the attempts to run out, not a refusal: {other:?}"),
+    }
+    forward(late, addrs[&1].clone()).await;
+    let answer = client
+        .command(1, Bytes::from("a=late"))
+        .await
+        .expect("a write through the server learnt from the late address");
+    assert_eq!(answer, Bytes::from("late"));
+    // Node 1 was learnt from the late address (and the leader, if
+    // another, from node 1's redirect).
+    assert!(client.stats().nodes_learnt >= 1, "{:?}", client.stats());
+    for (_, handle) in handles {
+        handle.shutdown().await.unwrap();
+    }
+}
+
 /// The routing client over loopback TCP: with an empty cache it reaches
 /// each group's leader by redirect (one per group not led by the node it
 /// tries first), then sends straight to the cached leader; when a

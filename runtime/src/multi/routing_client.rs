@@ -52,7 +52,10 @@
 //! knows (or every one it knows refused the group as not hosted), it
 //! asks those addresses again and goes on with the nodes it learns:
 //! a client that met one server at its start is not stuck with that one
-//! when it leaves the group.
+//! when it leaves the group. When every known node refused the group,
+//! the addresses are asked even if they failed lately, and while some
+//! stay unresolved the call goes on retrying until its attempts run out
+//! rather than being refused.
 //!
 //! ## Follower reads
 //!
@@ -430,17 +433,27 @@ impl RoutingClient {
                             .keys()
                             .any(|node| !not_hosting.contains(node))
                     };
-                    let go_on = untried(self) || (self.resolve_unresolved().await && untried(self));
-                    if !go_on {
+                    // Every known server refused: the addresses not yet
+                    // resolved are asked even while avoided, for they are
+                    // now the only way to the group (a client that met one
+                    // server at its start, and that server left the group).
+                    if untried(self) || (self.resolve_unresolved(true).await && untried(self)) {
+                        last = message;
+                        target = self.next_after(target);
+                        continue;
+                    }
+                    if self.config.unresolved.is_empty() {
                         return Err(RoutingError::Refused {
                             group,
                             node: target,
                             message,
                         });
                     }
+                    // Addresses that did not answer yet may host the group
+                    // (servers starting or restarting): asked again after
+                    // the backoff, not refused for good.
                     last = message;
                     target = self.next_after(target);
-                    continue;
                 }
                 Attempt::Refused(message) => {
                     return Err(RoutingError::Refused {
@@ -467,7 +480,7 @@ impl RoutingClient {
                     last = reason;
                     self.forget_leader(group);
                     if tried.len() >= self.config.servers.len() {
-                        self.resolve_unresolved().await;
+                        self.resolve_unresolved(false).await;
                     }
                     target = self.next_after(target);
                 }
@@ -487,7 +500,7 @@ impl RoutingClient {
                     last = reason;
                     self.forget_leader(group);
                     if tried.len() >= self.config.servers.len() {
-                        self.resolve_unresolved().await;
+                        self.resolve_unresolved(false).await;
                     }
                     target = self.next_after(target);
                 }
@@ -622,18 +635,19 @@ impl RoutingClient {
 
     /// Asks the [unresolved](RoutingConfig::unresolved) addresses their
     /// node ids and learns those that answer; true when it learnt a node.
-    /// Not asked again before the avoidance of the last failed asking
-    /// ends: an address that never answers costs one connect timeout per
-    /// avoidance period, not one per call.
-    async fn resolve_unresolved(&mut self) -> bool {
+    /// Unless `even_if_avoided`, not asked again before the avoidance of
+    /// the last failed asking ends: an address that never answers costs
+    /// one connect timeout per avoidance period, not one per call.
+    async fn resolve_unresolved(&mut self, even_if_avoided: bool) -> bool {
         if self.config.unresolved.is_empty() {
             return false;
         }
         let now = tokio::time::Instant::now();
-        if self
-            .unresolved_health
-            .avoid_until
-            .is_some_and(|until| until > now)
+        if !even_if_avoided
+            && self
+                .unresolved_health
+                .avoid_until
+                .is_some_and(|until| until > now)
         {
             return false;
         }
