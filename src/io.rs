@@ -143,6 +143,12 @@ pub enum Action {
     /// data). Raft's safety rests on those copies, so hosts should log this
     /// at error level. The leader has forgotten the follower's match index
     /// and replicates to it again from where the logs agree.
+    ///
+    /// One case is no fault: a leader of an older term, cut off while the
+    /// group removed the follower's node and added it back empty, keeps
+    /// one record of that node and may take the new replica for the old
+    /// one that acknowledged. It reports this; the new replica, which
+    /// recovers as any replica that starts empty does, loses nothing.
     FollowerLogRegressed {
         /// The follower.
         follower: NodeId,

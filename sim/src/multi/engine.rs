@@ -373,6 +373,8 @@ pub struct MultiSim {
     /// those held back at the replica's removal, delivered when its node
     /// hosts the group again.
     pub(crate) stale_replicas: super::network::StaleReplicaAnswers,
+    /// What live and deleted replicas acknowledged (`network.rs`).
+    pub(crate) replica_acknowledgements: super::network::ReplicaAcknowledgements,
     pub(crate) timeline: Vec<(u64, Option<NodeId>, String)>,
     /// The step rules of every group (`rules.rs`), unless switched off.
     pub(crate) rules: Option<super::rules::SharedRules>,
@@ -538,6 +540,7 @@ impl MultiSim {
             crash_after_step: None,
             sleeping_leaders: BTreeMap::new(),
             stale_replicas: Default::default(),
+            replica_acknowledgements: Default::default(),
             timeline: Vec::new(),
             rules: config
                 .step_rules

@@ -1128,6 +1128,22 @@ impl MultiSim {
                 acknowledged_index,
                 reported_last_index,
             } => {
+                let leader_term = self.hosts[index]
+                    .multi
+                    .as_ref()
+                    .and_then(|multi| multi.group(group))
+                    .map_or(0, |node| node.term());
+                if self.replica_acknowledgements.explain_regression(
+                    follower as usize - 1,
+                    group,
+                    leader_term,
+                    acknowledged_index,
+                ) {
+                    self.note(Some(index), || {
+                        format!("group {group}: n{follower} regressed from {acknowledged_index} to {reported_last_index}, its replica deleted by a removal this leader of term {leader_term} never saw")
+                    });
+                    return;
+                }
                 let message = format!("node {follower} acknowledged index {acknowledged_index} as durable but now holds only up to {reported_last_index}");
                 self.fail_raft(
                     FailureKind::AcknowledgedEntriesLost,

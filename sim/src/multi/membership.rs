@@ -773,9 +773,10 @@ impl MultiSim {
                 continue;
             };
             let membership = node.membership().clone();
+            let settled_term = node.term();
             let hosting = self.groups[&group].voters.clone();
             for id in hosting {
-                if !membership.contains(id) && self.unhost(id as usize - 1, group) {
+                if !membership.contains(id) && self.unhost(id as usize - 1, group, settled_term) {
                     self.membership.last_progress_ns = self.now_ns;
                 }
             }
@@ -842,9 +843,10 @@ impl MultiSim {
         true
     }
 
-    /// Node `index` stops hosting `group` and deletes its records. False
-    /// when it cannot now (it is paused) or does not host it.
-    fn unhost(&mut self, index: usize, group: GroupId) -> bool {
+    /// Node `index` stops hosting `group` and deletes its records, as a
+    /// leader of `settled_term` holds a committed configuration without
+    /// it. False when it cannot now (it is paused) or does not host it.
+    fn unhost(&mut self, index: usize, group: GroupId, settled_term: concord::Term) -> bool {
         let id = index as NodeId + 1;
         if !self.groups[&group].voters.contains(&id) || self.hosts[index].paused {
             return false;
@@ -854,6 +856,8 @@ impl MultiSim {
                 return false;
             }
         }
+        self.replica_acknowledgements
+            .deleted(index, group, settled_term);
         let state = self.groups.get_mut(&group).expect("a drawn group");
         state.voters.retain(|voter| *voter != id);
         state.joined.remove(&id);

@@ -7,7 +7,7 @@ use rand::Rng;
 use std::collections::BTreeMap;
 
 use concord::multi::{Frame, GroupId, MultiInput};
-use concord::{AppendResponse, MessageBody, NodeId};
+use concord::{AppendResponse, Index, MessageBody, NodeId, Term};
 
 use crate::faults::{exponential, FaultKind, Partition};
 
@@ -49,7 +49,72 @@ pub(crate) struct StaleReplicaAnswers {
     held: BTreeMap<(usize, GroupId), Frame>,
 }
 
+/// What replicas acknowledged, and what deleted ones had: a leader of an
+/// older term than a deleted replica saw may still keep one record of its
+/// node across the deletion (it never learnt of the removal), take a
+/// delayed acknowledgement of the deleted replica, and then find the new,
+/// empty replica "regressed". That report (`FollowerLogRegressed`) is
+/// then the core's storage-loss check doing its work, as after a lost
+/// disk, not an acknowledged entry lost.
+#[derive(Debug, Default)]
+pub(crate) struct ReplicaAcknowledgements {
+    /// The highest index each live replica acknowledged, by (node index,
+    /// group).
+    live: BTreeMap<(usize, GroupId), Index>,
+    /// Of the replicas deleted, by (node index, group): the highest term
+    /// of a leader that held their removal committed when one was
+    /// deleted, and the highest index one acknowledged.
+    deleted: BTreeMap<(usize, GroupId), (Term, Index)>,
+}
+
+impl ReplicaAcknowledgements {
+    /// Node `index`'s replica of `group` is deleted, as a leader of
+    /// `term` holds its removal committed.
+    pub(crate) fn deleted(&mut self, index: usize, group: GroupId, term: Term) {
+        let acknowledged = self.live.remove(&(index, group)).unwrap_or(0);
+        let entry = self.deleted.entry((index, group)).or_insert((0, 0));
+        entry.0 = entry.0.max(term);
+        entry.1 = entry.1.max(acknowledged);
+    }
+
+    /// Whether a leader of `leader_term` may hold node `index`'s
+    /// acknowledgement of `acknowledged` from a replica of `group` since
+    /// deleted: one that had acknowledged that far, deleted once a leader
+    /// of a later term than `leader_term` held its removal committed. A
+    /// leader of that term or later holds the removal (Raft's leader
+    /// completeness) and made a new record at the re-addition, which
+    /// answers of the deleted replica do not name; an older one may never
+    /// have learnt of the removal.
+    pub(crate) fn explain_regression(
+        &self,
+        index: usize,
+        group: GroupId,
+        leader_term: Term,
+        acknowledged: Index,
+    ) -> bool {
+        self.deleted
+            .get(&(index, group))
+            .is_some_and(|(term, index)| leader_term < *term && acknowledged <= *index)
+    }
+}
+
 impl MultiSim {
+    /// Notes the highest index each replica acknowledged in `frame`.
+    fn note_acknowledged_indexes(&mut self, index: usize, frame: &Frame) {
+        for message in &frame.messages {
+            if let MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index }) =
+                message.body
+            {
+                let high = self
+                    .replica_acknowledgements
+                    .live
+                    .entry((index, message.group))
+                    .or_insert(0);
+                *high = (*high).max(match_index);
+            }
+        }
+    }
+
     /// Notes the acknowledgements of `frame` (the stale fault on).
     fn note_acknowledgements(&mut self, index: usize, frame: &Frame) {
         for message in &frame.messages {
@@ -164,8 +229,11 @@ impl MultiSim {
         }
         self.trace
             .word(0xf7a0_0000 | ((index as u64) << 8) | to | ((frame.items() as u64) << 24));
-        if self.rates.stale > 0.0 && !frame.messages.is_empty() {
-            self.note_acknowledgements(index, &frame);
+        if !frame.messages.is_empty() {
+            self.note_acknowledged_indexes(index, &frame);
+            if self.rates.stale > 0.0 {
+                self.note_acknowledgements(index, &frame);
+            }
         }
         if self.cut(index, to as usize - 1) {
             return;
