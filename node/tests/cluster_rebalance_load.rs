@@ -36,7 +36,7 @@ const CLUSTER: &str = "rebalance-load";
 const CLIENTS: u64 = 4;
 
 /// Groups of the cluster: 64, or `CONCORD_REBALANCE_GROUPS` (2 to
-/// 100,000; the figures in docs/multi-group.md use 1,000).
+/// 100,000; the figures in docs/rebalance.md use 1,000).
 fn groups() -> u64 {
     std::env::var("CONCORD_REBALANCE_GROUPS")
         .ok()
