@@ -41,8 +41,9 @@ use std::time::{Duration, Instant};
 
 use crate::hash::FxHasher;
 use crate::history::{to_jsonl, Op, Operation, Outcome, Output};
-use crate::kv_search::{check_key, Init};
 use crate::limits::{in_parallel, memory_share, Budget};
+use crate::models::kv::search::{check_key, Init};
+use crate::shrink::{shrink, SubHistories};
 use crate::PartOutcome;
 
 type FxBuild = BuildHasherDefault<FxHasher>;
@@ -516,21 +517,19 @@ fn run_sub(ops: &[Operation], idx: &[usize], left: &mut u64) -> Option<Result<()
     }
 }
 
-/// The explanation criterion: `pinned ∪ rest` is linearizable and
-/// `pinned ∪ rest ∪ {stuck}` is not. `None` if the budget ran out.
-fn explains(
-    ops: &[Operation],
-    pinned: &[usize],
-    rest: &[usize],
-    stuck: usize,
-    left: &mut u64,
-) -> Option<bool> {
-    let mut with: Vec<usize> = pinned.iter().chain(rest).copied().collect();
-    if run_sub(ops, &with, left)?.is_err() {
-        return Some(false);
+/// The key-value search's sub-histories of one key, for [`crate::shrink`].
+struct KvSub<'a> {
+    ops: &'a [Operation],
+}
+
+impl SubHistories for KvSub<'_> {
+    fn run(&self, with: &[usize], left: &mut u64) -> Option<Result<(), usize>> {
+        run_sub(self.ops, with, left)
     }
-    with.push(stuck);
-    Some(run_sub(ops, &with, left)?.is_err())
+
+    fn read_only(&self, op: usize) -> bool {
+        read_only(&self.ops[op])
+    }
 }
 
 /// What the stuck operation needed to see.
@@ -607,83 +606,6 @@ fn read_only(o: &Operation) -> bool {
     )
 }
 
-/// A starting point for shrinking: the last `window` operations of
-/// `others` (by call time), without the reads that cannot be linearized
-/// in it, if that meets the explanation criterion together with `pinned`.
-fn start_from_window(
-    ops: &[Operation],
-    pinned: &[usize],
-    others: &[usize],
-    window: usize,
-    stuck: usize,
-    left: &mut u64,
-) -> Option<Vec<usize>> {
-    let mut w: Vec<usize> = others[others.len().saturating_sub(window)..].to_vec();
-    loop {
-        let with: Vec<usize> = pinned.iter().chain(&w).copied().collect();
-        match run_sub(ops, &with, left)? {
-            Ok(()) => break,
-            Err(s2) => {
-                // A read that needs a write from before the window (or
-                // after the stuck return) cannot be placed: drop it.
-                let pos = w.iter().position(|&i| i == s2)?;
-                if !read_only(&ops[s2]) {
-                    return None;
-                }
-                w.remove(pos);
-            }
-        }
-    }
-    let mut with: Vec<usize> = pinned.iter().chain(&w).copied().collect();
-    with.push(stuck);
-    run_sub(ops, &with, left)?.is_err().then_some(w)
-}
-
-/// Delta debugging on complements: removes chunks of `cur` while
-/// `explains` holds. Returns the result and whether it is 1-minimal
-/// (`false` when the budget ran out first).
-fn delta_debug(
-    ops: &[Operation],
-    pinned: &[usize],
-    mut cur: Vec<usize>,
-    stuck: usize,
-    left: &mut u64,
-) -> (Vec<usize>, bool) {
-    let mut n = 2usize;
-    loop {
-        if cur.is_empty() {
-            return (cur, true);
-        }
-        if *left == 0 {
-            return (cur, false);
-        }
-        let n_eff = n.min(cur.len());
-        let chunk = cur.len().div_ceil(n_eff);
-        let mut reduced = false;
-        let mut lo = 0;
-        while lo < cur.len() {
-            let hi = (lo + chunk).min(cur.len());
-            let cand: Vec<usize> = cur[..lo].iter().chain(&cur[hi..]).copied().collect();
-            if explains(ops, pinned, &cand, stuck, left) == Some(true) {
-                cur = cand;
-                n = (n_eff - 1).max(2);
-                reduced = true;
-                break;
-            }
-            if *left == 0 {
-                return (cur, false);
-            }
-            lo = hi;
-        }
-        if !reduced {
-            if n_eff >= cur.len() {
-                return (cur, true);
-            }
-            n = (n_eff * 2).min(cur.len());
-        }
-    }
-}
-
 fn explain(
     ops: &[Operation],
     key: &str,
@@ -726,24 +648,11 @@ fn explain(
         .iter()
         .partition(|&&i| could_satisfy(&need, &ops[i], &tokens));
     let mut left = cfg.shrink_steps;
-    let mut found: Option<(Vec<usize>, bool)> = None;
-    if cfg.shrink {
-        // Start from a window of the latest operations, growing it four
-        // times at each try, so that a failure late in a long history is
-        // explained without re-checking the whole history many times.
-        let mut window = 8usize;
-        loop {
-            let w = window.min(others.len());
-            if let Some(start) = start_from_window(ops, &pinned, &others, w, stuck, &mut left) {
-                found = Some(delta_debug(ops, &pinned, start, stuck, &mut left));
-                break;
-            }
-            if w == others.len() || left == 0 {
-                break;
-            }
-            window = window.saturating_mul(4);
-        }
-    }
+    let found = if cfg.shrink {
+        shrink(&KvSub { ops }, &pinned, &others, stuck, &mut left)
+    } else {
+        None
+    };
     let (mut rest, explained, minimal) = match found {
         Some((cur, minimal)) => (
             pinned.iter().chain(&cur).copied().collect::<Vec<usize>>(),

@@ -20,7 +20,7 @@
 //! complete passes run.
 //!
 //! The rules that keep it small are written once, here, and the
-//! key-value search (`kv_search`, its configurations being `Slots` and
+//! key-value search (`models::kv::search`, its configurations being `Slots` and
 //! `Applied` too) applies the same functions:
 //!
 //! * **Memoisation**: configurations are deduplicated within a closure and
@@ -48,6 +48,7 @@ use super::memory::{alloc_bytes, table_peak_bytes, vec_peak_bytes};
 use super::{describe_op, timeline, Model, ModelFailure, Op, Outcome, PartOutcome};
 use crate::hash::Fx;
 use crate::limits::{is_subset, Budget, CheckConfig, Limit};
+use crate::shrink::{shrink, SubHistories};
 
 type FxBuild = BuildHasherDefault<Fx>;
 type FxHashMap<K, V> = HashMap<K, V, FxBuild>;
@@ -1278,31 +1279,38 @@ fn run_sub<M: Model>(
     }
 }
 
-/// Whether `pinned` and `rest` explain the stuck operation: linearizable
-/// without it, not with it, and, when `sources` is set, linearizable with
-/// it taking effect at any instant ([`relaxed_holds`]): then the
+/// The generic search's sub-histories, for [`crate::shrink`]. With
+/// `sources`, an explanation must also be linearizable with the stuck
+/// operation taking effect at any instant ([`relaxed_holds`]): then the
 /// sub-history keeps the operations that produced what the stuck one saw,
 /// and is not linearizable only because of when that happened.
-fn explains<M: Model>(
-    model: &M,
-    ops: &[Op<M::Input, M::Output>],
-    pinned: &[usize],
-    rest: &[usize],
-    stuck: usize,
+struct GenericSub<'a, M: Model> {
+    model: &'a M,
+    ops: &'a [Op<M::Input, M::Output>],
     sources: bool,
-    left: &mut u64,
-) -> Option<bool> {
-    let mut with: Vec<usize> = pinned.iter().chain(rest).copied().collect();
-    with.sort_unstable();
-    if run_sub(model, ops, &with, left)?.is_err() {
-        return Some(false);
+}
+
+impl<M: Model> SubHistories for GenericSub<'_, M> {
+    fn run(&self, with: &[usize], left: &mut u64) -> Option<Result<(), usize>> {
+        let mut sorted = with.to_vec();
+        sorted.sort_unstable();
+        run_sub(self.model, self.ops, &sorted, left)
     }
-    if sources && !relaxed_holds(model, ops, &with, stuck, left)? {
-        return Some(false);
+
+    fn read_only(&self, op: usize) -> bool {
+        let o = &self.ops[op];
+        o.output()
+            .is_some_and(|out| self.model.read_only(&o.input, out))
     }
-    with.push(stuck);
-    with.sort_unstable();
-    Some(run_sub(model, ops, &with, left)?.is_err())
+
+    fn also_explains(&self, with: &[usize], stuck: usize, left: &mut u64) -> Option<bool> {
+        if !self.sources {
+            return Some(true);
+        }
+        let mut sorted = with.to_vec();
+        sorted.sort_unstable();
+        relaxed_holds(self.model, self.ops, &sorted, stuck, left)
+    }
 }
 
 /// Whether the sub-history `with` plus the stuck operation, its interval
@@ -1332,10 +1340,6 @@ fn relaxed_holds<M: Model>(
     local.push(relaxed);
     let idx: Vec<usize> = (0..local.len()).collect();
     Some(run_sub(model, &local, &idx, left)?.is_ok())
-}
-
-fn read_only_op<M: Model>(model: &M, o: &Op<M::Input, M::Output>) -> bool {
-    o.output().is_some_and(|out| model.read_only(&o.input, out))
 }
 
 /// Explains a failure: the stuck operation with the operations pinned by
@@ -1368,7 +1372,12 @@ pub(crate) fn explain<M: Model>(
         // First keeping what the stuck operation saw; a read of a value
         // no operation before it produced has no such sub-history.
         for sources in [true, false] {
-            found = shrink(model, ops, &pinned, &others, stuck, sources, &mut left);
+            let search = GenericSub {
+                model,
+                ops,
+                sources,
+            };
+            found = shrink(&search, &pinned, &others, stuck, &mut left).map(|(rest, _)| rest);
             if found.is_some() || left == 0 {
                 break;
             }
@@ -1392,94 +1401,6 @@ pub(crate) fn explain<M: Model>(
         timeline: timeline(model, ops, &sub, Some(stuck)),
         sub_history: sub,
         explained,
-    }
-}
-
-/// The shrinking of [`explain`]: windows of the latest `others` (8, 32,
-/// ...) until one explains the stuck operation with `pinned`, then delta
-/// debugging; `None` if none does within `left` steps.
-fn shrink<M: Model>(
-    model: &M,
-    ops: &[Op<M::Input, M::Output>],
-    pinned: &[usize],
-    others: &[usize],
-    stuck: usize,
-    sources: bool,
-    left: &mut u64,
-) -> Option<Vec<usize>> {
-    let mut window = 8usize;
-    loop {
-        let w = window.min(others.len());
-        let mut cand: Vec<usize> = others[others.len() - w..].to_vec();
-        let start = loop {
-            let mut with: Vec<usize> = pinned.iter().chain(&cand).copied().collect();
-            with.sort_unstable();
-            match run_sub(model, ops, &with, left) {
-                None => break None,
-                Some(Ok(())) => break Some(cand.clone()),
-                Some(Err(s2)) => {
-                    // A read that needs an operation from before the
-                    // window cannot be placed: leave it out.
-                    match cand.iter().position(|&i| i == s2) {
-                        Some(pos) if read_only_op(model, &ops[s2]) => {
-                            cand.remove(pos);
-                        }
-                        _ => break None,
-                    }
-                }
-            }
-        };
-        if let Some(start) = start {
-            if explains(model, ops, pinned, &start, stuck, sources, left) == Some(true) {
-                return Some(delta_debug(model, ops, pinned, start, stuck, sources, left));
-            }
-        }
-        if w == others.len() || *left == 0 {
-            break;
-        }
-        window = window.saturating_mul(4);
-    }
-    None
-}
-
-fn delta_debug<M: Model>(
-    model: &M,
-    ops: &[Op<M::Input, M::Output>],
-    pinned: &[usize],
-    mut cur: Vec<usize>,
-    stuck: usize,
-    sources: bool,
-    left: &mut u64,
-) -> Vec<usize> {
-    let mut n = 2usize;
-    loop {
-        if cur.is_empty() || *left == 0 {
-            return cur;
-        }
-        let n_eff = n.min(cur.len());
-        let chunk = cur.len().div_ceil(n_eff);
-        let mut reduced = false;
-        let mut lo = 0;
-        while lo < cur.len() {
-            let hi = (lo + chunk).min(cur.len());
-            let cand: Vec<usize> = cur[..lo].iter().chain(&cur[hi..]).copied().collect();
-            if explains(model, ops, pinned, &cand, stuck, sources, left) == Some(true) {
-                cur = cand;
-                n = (n_eff - 1).max(2);
-                reduced = true;
-                break;
-            }
-            if *left == 0 {
-                return cur;
-            }
-            lo = hi;
-        }
-        if !reduced {
-            if n_eff >= cur.len() {
-                return cur;
-            }
-            n = (n_eff * 2).min(cur.len());
-        }
     }
 }
 

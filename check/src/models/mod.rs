@@ -16,7 +16,7 @@
 
 mod bank;
 mod counter;
-mod kv;
+pub(crate) mod kv;
 mod queue;
 mod register;
 mod set;

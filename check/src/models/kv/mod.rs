@@ -7,9 +7,10 @@
 use serde_json::{Map, Value};
 
 use crate::history::{self, Operation, Output};
-use crate::kv_search;
 use crate::typed::{field_bool, field_value, JsonModel};
 use crate::{Decision, Model, Op, Outcome};
+
+pub(crate) mod search;
 
 /// A key-value operation's input: the key and the request.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -146,7 +147,7 @@ impl Model for Kv {
         }
     }
     fn decide(&self, ops: &[&Op<KvInput, Output>]) -> Option<Decision<KvState>> {
-        Some(match kv_search::decide_key(&Kv::to_history(ops))? {
+        Some(match search::decide_key(&Kv::to_history(ops))? {
             Ok(()) => Decision::Linearizable,
             Err((index, values)) => {
                 // A part is one key: every operation has the stuck one's.

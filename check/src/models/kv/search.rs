@@ -19,10 +19,10 @@ use std::collections::HashMap;
 use std::collections::HashSet;
 use std::hash::BuildHasherDefault;
 
+use super::{Kv, KvInput, KvState};
 use crate::hash::FxHasher;
 use crate::history::{Op, Operation, Outcome, Output};
 use crate::limits::{is_subset, Budget, CheckConfig, Limit};
-use crate::models::{Kv, KvInput, KvState};
 use crate::search::{
     eager_reads, keep_undominated, link_same_kind, retire_common, unlink_same_kind, Applied,
 };
