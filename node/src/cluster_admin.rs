@@ -592,15 +592,53 @@ async fn move_round(
             continue;
         };
         let plan = ReplacePlan::new(m.from, m.to, 1).map_err(|e| e.to_string())?;
-        let step = plan.step(
-            &ReplaceGroup {
-                group: m.group,
-                membership: &view.membership,
-                change_pending: view.change_pending,
-                new_caught_up: view.caught_up.contains(&m.to),
-            },
-            true,
-        );
+        let group_seen = ReplaceGroup {
+            group: m.group,
+            membership: &view.membership,
+            change_pending: view.change_pending,
+            new_caught_up: view.caught_up.contains(&m.to),
+        };
+        // A target drained or retired since the move began (perhaps
+        // because it died) may never catch up: the move is undone while
+        // the target only learns, and the balancer plans again.
+        let target_up = places
+            .get(&m.to)
+            .is_some_and(|place| place.state == ServerState::Up);
+        if !target_up {
+            match plan.step_back(&group_seen) {
+                Some(ReplaceStep::Propose(change)) => {
+                    by_leader
+                        .entry(*leader)
+                        .or_default()
+                        .push((m.group, change));
+                    waiting += 1;
+                    continue;
+                }
+                Some(ReplaceStep::Done) if !view.change_pending && !view.membership.is_joint() => {
+                    catalog(
+                        client,
+                        CatalogCommand::Unassign {
+                            node: m.to,
+                            groups: vec![m.group],
+                        },
+                    )
+                    .await?;
+                    catalog(client, CatalogCommand::FinishMove { group: m.group }).await?;
+                    say(format!(
+                        "group {}: the move from {} to {} undone: server {} is no longer up",
+                        m.group, m.from, m.to, m.to
+                    ));
+                    continue;
+                }
+                Some(_) => {
+                    waiting += 1;
+                    continue;
+                }
+                // The target votes: the move goes on forward.
+                None => {}
+            }
+        }
+        let step = plan.step(&group_seen, true);
         match step {
             Some(ReplaceStep::Propose(change)) => {
                 if let MembershipChange::AddLearner(to) = change {
@@ -713,11 +751,14 @@ async fn move_round(
             unseen == 0
                 && under_way.is_empty()
                 && planned.is_empty()
+                && seen.voters(groups).values().all(|voters| !voters.contains(&id))
+                // The data groups' learners: a server joins the catalog
+                // (group 0) as a learner too, which is no replica to move.
                 && seen
-                    .voters(groups)
-                    .values()
-                    .chain(seen.led.values().map(|(_, v)| &v.membership.learners))
-                    .all(|members| !members.contains(&id))
+                    .led
+                    .iter()
+                    .filter(|(group, _)| **group != CATALOG_GROUP && **group <= groups)
+                    .all(|(_, (_, view))| !view.membership.learners.contains(&id))
         }
         None => unseen == 0 && under_way.is_empty() && planned.is_empty() && transfers.is_empty(),
     };

@@ -361,3 +361,96 @@ fn with_balance_the_catalog_leader_fills_an_added_server_by_itself() {
     assert_leaders_balanced_within(&four, Duration::from_secs(60));
     read_back(&four, &acknowledged);
 }
+
+/// Runs `concord-cli ... <args>` for at most `limit`, its stdout going
+/// to `out`: its exit code, or `None` if it was still running (then it
+/// is killed).
+fn run_for(
+    servers: &[String],
+    args: &[&str],
+    out: &std::path::Path,
+    limit: Duration,
+) -> Option<i32> {
+    let file = std::fs::File::create(out).unwrap();
+    let mut child = std::process::Command::new(cli_binary())
+        .args(["--servers", &servers.join(","), "--cluster-id", CLUSTER])
+        .args(["--timeout-ms", "2000", "--groups", GROUPS])
+        .args(args)
+        .stdout(file)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run concord-cli");
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status.code().unwrap_or(-1));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// A server added to the cluster dies before it holds anything, and the
+/// balancer has started moves to it: each waits for a learner that never
+/// catches up. `cluster drain` of the dead server undoes those moves
+/// (its learners leave their groups, the catalog forgets them) instead of
+/// waiting for them forever, and `cluster remove-server` then retires
+/// it. Every acknowledged key reads back and writes go on.
+#[test]
+fn moves_to_a_server_that_died_are_undone_when_it_is_drained() {
+    let (mut cluster, three, acknowledged) = three_servers_with_keys("cluster-undo-moves", &[]);
+    let addr4 = cluster.add_joining(4);
+    let peers = format!("{},4={addr4}", cluster.peers_arg());
+    cluster.start_with_peers(4, &peers, &["--groups", GROUPS]);
+    ok_within(
+        &three,
+        &["cluster", "add-server", "4", &addr4],
+        Duration::from_secs(30),
+    );
+    cluster.sigkill(4);
+
+    // A balance starts moves to server 4; they cannot finish.
+    let out = cluster.base.join("balance-to-dead.out");
+    let code = run_for(
+        &three,
+        &["cluster", "balance"],
+        &out,
+        Duration::from_secs(8),
+    );
+    let balance = std::fs::read_to_string(&out).unwrap_or_default();
+    eprintln!("balance toward the dead server:\n{balance}");
+    assert_eq!(
+        code, None,
+        "the balance ended although server 4 is dead: {balance}"
+    );
+    assert!(balance.contains("moving group"), "{balance}");
+    let status = ok_once(&three, &["cluster", "status"]);
+    assert!(!status.contains("moves in flight: none"), "{status}");
+
+    // Draining it undoes them.
+    let out = cluster.base.join("drain-dead.out");
+    let code = run_for(
+        &three,
+        &["cluster", "drain", "4"],
+        &out,
+        Duration::from_secs(90),
+    );
+    let drain = std::fs::read_to_string(&out).unwrap_or_default();
+    eprintln!("drain of the dead server:\n{drain}");
+    assert_eq!(code, Some(0), "the drain did not finish: {drain}");
+    assert!(
+        drain.contains("undone: server 4 is no longer up"),
+        "{drain}"
+    );
+    assert!(drain.contains("server 4 holds no replica"), "{drain}");
+    ok_once(&three, &["cluster", "remove-server", "4"]);
+    let status = ok_once(&three, &["cluster", "status"]);
+    assert!(status.contains("moves in flight: none"), "{status}");
+    let (_, state, replicas) = status_of(&status, 4);
+    assert_eq!((state.as_str(), replicas), ("retired", 0), "{status}");
+    read_back(&three, &acknowledged);
+    let (code, stdout, stderr) = cli(&three, &["kv", "put", "after", "1"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+}

@@ -636,6 +636,11 @@ mistakes! {
         caught_by: "leader-band (a planned transfer not two groups down; without it, membership-liveness: no fixed point)",
         catch: &[Catch::groups(&[(5, 80)], &[MultiCheck::LeaderBand], "not two fewer")],
     }
+    multi move_rollback_removes_source {
+        breaks: "undoing a move whose target was drained while it learned removes the move's source instead of its target",
+        caught_by: "replace-rule (the rebalance of the membership fault)",
+        catch: &[Catch::groups(&[(5, 40)], &[MultiCheck::ReplaceRule], "is not a voter")],
+    }
     multi replace_removes_old_early {
         breaks: "replacing a node removes it from a group while its replacement is still a learner",
         caught_by: "replace-rule (the membership fault)",

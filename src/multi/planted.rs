@@ -79,6 +79,11 @@ pub struct MultiPlantedBugs {
     /// one group apart hand the same group back and forth, and the
     /// balancer never reaches a fixed point.
     pub leader_balance_without_margin: bool,
+    /// Undoing a move whose target can no longer take the group
+    /// (`ReplacePlan::step_back`) removes the move's source instead of its
+    /// target: the group loses a voter while the target, still a
+    /// learner, does not hold its log.
+    pub move_rollback_removes_source: bool,
 }
 
 impl MultiPlantedBugs {
@@ -98,5 +103,6 @@ impl MultiPlantedBugs {
         balance_ignores_in_flight: false,
         balance_ignores_zones: false,
         leader_balance_without_margin: false,
+        move_rollback_removes_source: false,
     };
 }

@@ -350,6 +350,33 @@ impl ReplacePlan {
         Some(ReplaceStep::Propose(step))
     }
 
+    /// The next step of undoing this replace in one group, as a move
+    /// whose target (NEW) can no longer take the group must (NEW is
+    /// draining or retired, so it may never catch up): while NEW is a
+    /// learner and OLD still in the group, NEW leaves (`Remove(NEW)`);
+    /// once NEW is gone, `Done`. `None` when it cannot be undone: NEW
+    /// already votes or is a witness (the group counts on it now, and
+    /// going forward removes OLD), or OLD is gone; then [`Self::step`]
+    /// finishes it.
+    pub fn step_back(&self, group: &ReplaceGroup<'_>) -> Option<ReplaceStep> {
+        let membership = group.membership;
+        match (role_of(membership, self.old), role_of(membership, self.new)) {
+            (_, None) => Some(ReplaceStep::Done),
+            (Some(_), Some(Role::Learner)) => {
+                if group.change_pending || membership.is_joint() {
+                    return Some(ReplaceStep::Wait(WaitReason::ChangePending));
+                }
+                let leaving = if self.planted().move_rollback_removes_source {
+                    self.old
+                } else {
+                    self.new
+                };
+                Some(ReplaceStep::Propose(MembershipChange::Remove(leaving)))
+            }
+            _ => None,
+        }
+    }
+
     /// The next step of every group the replace concerns. `groups` must
     /// be in strictly ascending id order (each group once); groups not
     /// started begin in that order while fewer than
@@ -513,6 +540,51 @@ mod tests {
         assert_eq!(plan.step(&view(1, &done), true), Some(ReplaceStep::Done));
         let unrelated = Membership::new([1, 2, 5]);
         assert_eq!(plan.step(&view(1, &unrelated), true), None);
+    }
+
+    #[test]
+    fn a_move_undone_removes_its_learner_then_ends() {
+        let plan = ReplacePlan::new(3, 4, 10).unwrap();
+        // Not started: nothing to undo.
+        let start = Membership::new([1, 2, 3]);
+        assert_eq!(plan.step_back(&view(1, &start)), Some(ReplaceStep::Done));
+        // NEW learning: it leaves, once no other change is pending.
+        let learner = with_learner(&[1, 2, 3], 4);
+        assert_eq!(
+            plan.step_back(&view(1, &learner)),
+            Some(ReplaceStep::Propose(MembershipChange::Remove(4)))
+        );
+        let pending = ReplaceGroup {
+            change_pending: true,
+            ..view(1, &learner)
+        };
+        assert_eq!(
+            plan.step_back(&pending),
+            Some(ReplaceStep::Wait(WaitReason::ChangePending))
+        );
+        // Undone: the group is as it was.
+        let undone = learner.apply_change(MembershipChange::Remove(4)).unwrap();
+        assert_eq!(undone.voters, start.voters);
+        assert_eq!(plan.step_back(&view(1, &undone)), Some(ReplaceStep::Done));
+    }
+
+    #[test]
+    fn a_move_whose_target_votes_is_not_undone() {
+        let plan = ReplacePlan::new(3, 4, 10).unwrap();
+        // NEW votes: the group counts on it; the move goes forward.
+        let both = Membership::new([1, 2, 3, 4]);
+        assert_eq!(plan.step_back(&view(1, &both)), None);
+        assert_eq!(
+            plan.step(&view(1, &both), true),
+            Some(ReplaceStep::Propose(MembershipChange::Remove(3)))
+        );
+        // OLD gone already: nothing to undo, and the move is done.
+        let learner_without_old = with_learner(&[1, 2], 4);
+        assert_eq!(plan.step_back(&view(1, &learner_without_old)), None);
+        assert_eq!(
+            plan.step(&view(1, &learner_without_old), true),
+            Some(ReplaceStep::Done)
+        );
     }
 
     #[test]

@@ -227,6 +227,10 @@ impl MembershipFault {
                 .rebalance
                 .as_ref()
                 .map_or((0, 0), |rebalance| (rebalance.started, rebalance.done)),
+            moves_undone: self
+                .rebalance
+                .as_ref()
+                .map_or(0, |rebalance| rebalance.undone),
             leader_transfers: self
                 .rebalance
                 .as_ref()

@@ -125,6 +125,9 @@ pub(crate) struct Rebalance {
     /// Moves started and finished.
     pub(crate) started: u64,
     pub(crate) done: u64,
+    /// Of the moves done, those undone (their target stopped being up
+    /// while a learner).
+    pub(crate) undone: u64,
     /// Leadership transfers asked for.
     pub(crate) leader_transfers: u64,
     /// The least sum of the squares of the up servers' leader counts
@@ -197,6 +200,7 @@ impl Rebalance {
             bugs: config.bugs,
             started: 0,
             done: 0,
+            undone: 0,
             leader_transfers: 0,
             leader_squares_min: None,
             transfer_asked_ns: BTreeMap::new(),
@@ -320,9 +324,11 @@ impl MultiSim {
         }
 
         // The rules, on what the leaders hold; then each move's next step.
+        let servers = rebalance.servers(nodes, now_ns);
         let mut broken: Option<(MultiCheck, GroupId, String)> = None;
         let mut proposals: Vec<(usize, GroupId, MembershipChange, Vec<NodeId>)> = Vec::new();
         let mut finished: Vec<GroupId> = Vec::new();
+        let mut undone: Vec<GroupId> = Vec::new();
         for (group, run) in rebalance.moves.iter_mut() {
             let Some(view) = views.get(group) else {
                 continue;
@@ -344,15 +350,39 @@ impl MultiSim {
                 ));
                 break;
             }
-            let step = run.plan.step(
-                &ReplaceGroup {
-                    group: *group,
-                    membership,
-                    change_pending: view.change_pending,
-                    new_caught_up: caught_up.get(&(*group, to)).copied().unwrap_or(false),
-                },
-                true,
-            );
+            let seen = ReplaceGroup {
+                group: *group,
+                membership,
+                change_pending: view.change_pending,
+                new_caught_up: caught_up.get(&(*group, to)).copied().unwrap_or(false),
+            };
+            // A target no longer up (drained) may never catch up: the
+            // move is undone while the target only learns.
+            let target_up = servers
+                .get(&to)
+                .is_some_and(|place| place.state == ServerState::Up);
+            if !target_up {
+                match run.plan.step_back(&seen) {
+                    Some(ReplaceStep::Propose(change)) => {
+                        run.source_removal_proposed |= change == MembershipChange::Remove(from);
+                        proposals.push((
+                            view.leader,
+                            *group,
+                            change,
+                            membership.voters.iter().copied().collect(),
+                        ));
+                        continue;
+                    }
+                    Some(ReplaceStep::Done) if !view.change_pending && !membership.is_joint() => {
+                        undone.push(*group);
+                        continue;
+                    }
+                    Some(_) => continue,
+                    // The target votes: the move goes on forward.
+                    None => {}
+                }
+            }
+            let step = run.plan.step(&seen, true);
             match step {
                 Some(ReplaceStep::Propose(change)) => {
                     run.source_removal_proposed |= change == MembershipChange::Remove(from);
@@ -395,14 +425,14 @@ impl MultiSim {
             self.fail(check, None, Some(group), message);
             return;
         }
-        for group in &finished {
+        for group in finished.iter().chain(&undone) {
             rebalance.moves.remove(group);
             rebalance.done += 1;
         }
-        let mut progressed = !finished.is_empty();
+        rebalance.undone += undone.len() as u64;
+        let mut progressed = !finished.is_empty() || !undone.is_empty();
 
         // New moves, from every group's voters as last seen settled.
-        let servers = rebalance.servers(nodes, now_ns);
         let in_flight: Vec<ReplicaMove> = rebalance.moves.values().map(|run| run.planned).collect();
         let planned = rebalance
             .balancer

@@ -298,6 +298,9 @@ pub struct MembershipFigures {
     pub rebalance_drawn: bool,
     /// The rebalance's replica moves started and finished.
     pub moves: (u64, u64),
+    /// Of the moves finished, those undone: their target stopped being up
+    /// while it was still a learner.
+    pub moves_undone: u64,
     /// The leadership transfers the rebalance asked for.
     pub leader_transfers: u64,
 }

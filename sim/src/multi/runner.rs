@@ -82,6 +82,8 @@ pub struct MultiSummary {
     pub rebalance_seeds: u64,
     /// The rebalances' replica moves started and finished, over all seeds.
     pub moves: (u64, u64),
+    /// Of the moves finished, those undone, over all seeds.
+    pub moves_undone: u64,
     /// The leadership transfers the rebalances asked for, over all seeds.
     pub leader_transfers: u64,
     /// Seeds whose forced recovery ran (`--forced-recovery`).
@@ -154,6 +156,7 @@ impl MultiSummary {
         self.rebalance_seeds += u64::from(membership.rebalance_drawn);
         self.moves.0 += membership.moves.0;
         self.moves.1 += membership.moves.1;
+        self.moves_undone += membership.moves_undone;
         self.leader_transfers += membership.leader_transfers;
         if let Some(forced) = report.forced_recovery.as_ref().filter(|f| f.recovered()) {
             self.forced_recoveries += 1;
