@@ -295,8 +295,12 @@ impl Node {
             return;
         }
         // Only members of a configuration known here or reported to us
-        // answer (so the answers kept are bounded by those).
+        // answer, and the leader we follow (so the answers kept are
+        // bounded by those). The leader, because a learner that joined
+        // empty may know only the voters of its joining, all gone since:
+        // the leader's report names the configuration that holds them now.
         let member = self.is_known_node(from)
+            || self.leader == Some(from)
             || self
                 .recovery_questions
                 .reports

@@ -481,3 +481,51 @@ fn a_recovering_learner_asks_its_leader_when_its_snapshot_names_only_itself() {
         .collect();
     assert!(asked.contains(&5), "asked only {asked:?}");
 }
+
+/// A server that joins a group empty, as a learner of the voters the
+/// group had then, may come up only after those voters left: the group
+/// is led by a server its configuration does not name. It follows that
+/// leader, which is asked too, and the leader's report must count: else
+/// the recovery waits for answers from voters that are gone, the learner
+/// acknowledges nothing and never catches up (`concord-sim` seed
+/// 99970094 on 7 nodes, `--groups swarm`: a learner added while cut off,
+/// crashed, and back once the voter it joined had left the group).
+#[test]
+fn a_recovering_learner_counts_its_leaders_report_when_its_voters_left() {
+    let mut config = common::config(5, &[4]);
+    config.learners = [5].into();
+    config.recover_empty_storage = true;
+    let mut solo = common::Solo::new(config, concord::Recovered::default());
+    // Node 2 leads the group in term 4 now; node 4 left it.
+    let heartbeat = MessageBody::Heartbeat {
+        commit: 0,
+        read_round: 0,
+    };
+    solo.step(Input::Receive(msg(2, 5, 4, heartbeat)));
+    let nonce = (0..4)
+        .flat_map(|_| solo.step(Input::Tick))
+        .find_map(|action| match action {
+            Action::Send { message, .. } if message.to == 2 => match message.body {
+                MessageBody::RecoveryQuery { nonce } => Some(nonce),
+                _ => None,
+            },
+            _ => None,
+        })
+        .expect("the leader is asked");
+    let report = MessageBody::RecoveryReport(Box::new(concord::RecoveryReport {
+        nonce,
+        recovering: false,
+        last_log: LogPosition::new(12, 4),
+        configuration: LogPosition::new(10, 4),
+        membership: concord::Membership::try_new(&[2], &[5]).unwrap(),
+    }));
+    solo.step(Input::Receive(msg(2, 5, 4, report)));
+    assert!(
+        matches!(
+            solo.node.storage_recovery(),
+            StorageRecovery::CatchingUp { .. }
+        ),
+        "{:?}",
+        solo.node.storage_recovery()
+    );
+}
