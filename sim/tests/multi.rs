@@ -260,3 +260,16 @@ fn a_stale_leaders_report_on_a_replica_deleted_since_is_no_loss() {
         "the seed no longer reaches the case: pick another"
     );
 }
+
+/// A sleeping leader steps its node with a late answer to its heartbeat,
+/// by design (it stays asleep). The idle window opens once no frame with
+/// group items is on its way, so such an answer, sent before every
+/// group slept, is not counted as idle work. Before, this seed failed
+/// `idle-cost` (one group step, a duplicated heartbeat answer arriving
+/// 0.4 ms into the window; 7 nodes, seed 99400228).
+#[test]
+fn a_late_heartbeat_answer_is_not_idle_work() {
+    let report = run_multi(&swarm(7, 99_400_228), None).unwrap();
+    assert!(report.passed(), "{:?}", report.failure);
+    assert!(report.quiesced_after_ns.is_some());
+}

@@ -490,6 +490,12 @@ impl MultiSim {
                 let quiescing = self.drawn.layer.quiesce_after_idle_ticks.is_some();
                 let asleep = if quiescing { self.awake_group() } else { None };
                 match asleep {
+                    // Every group asleep, but group items still on their
+                    // way (a late answer to a heartbeat): the idle window
+                    // opens once they arrived, so that it counts only
+                    // work sleeping groups cause themselves.
+                    None if self.group_frames_in_flight > 0
+                        && now - since_ns <= QUIESCE_BOUND_NS => {}
                     None => {
                         if quiescing {
                             self.quiesced_after_ns = Some(now - since_ns);

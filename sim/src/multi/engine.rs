@@ -373,6 +373,10 @@ pub struct MultiSim {
     /// those held back at the replica's removal, delivered when its node
     /// hosts the group again.
     pub(crate) stale_replicas: super::network::StaleReplicaAnswers,
+    /// Frames carrying group items scheduled and not yet arrived: the
+    /// idle window opens only once none is left (a late heartbeat answer
+    /// is stepped by its sleeping leader, by design).
+    pub(crate) group_frames_in_flight: u64,
     /// What live and deleted replicas acknowledged (`network.rs`).
     pub(crate) replica_acknowledgements: super::network::ReplicaAcknowledgements,
     pub(crate) timeline: Vec<(u64, Option<NodeId>, String)>,
@@ -541,6 +545,7 @@ impl MultiSim {
             sleeping_leaders: BTreeMap::new(),
             stale_replicas: Default::default(),
             replica_acknowledgements: Default::default(),
+            group_frames_in_flight: 0,
             timeline: Vec::new(),
             rules: config
                 .step_rules

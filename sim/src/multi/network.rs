@@ -176,6 +176,15 @@ impl MultiSim {
         self.note(Some(index), || {
             format!("stale: an acknowledgement of the removed replica of group {group} arrives")
         });
+        self.schedule_delivery(delay, frame);
+    }
+
+    /// Schedules `frame`'s arrival in `delay`, counting it while it
+    /// carries group items.
+    fn schedule_delivery(&mut self, delay: u64, frame: Frame) {
+        if frame.items() > 0 {
+            self.group_frames_in_flight += 1;
+        }
         self.schedule(
             delay,
             Event::Deliver {
@@ -242,22 +251,12 @@ impl MultiSim {
         if duplicate {
             if let Some(delay) = self.frame_delay() {
                 self.faults.add(FaultKind::Duplicate, 1);
-                self.schedule(
-                    delay,
-                    Event::Deliver {
-                        frame: Box::new(frame.clone()),
-                    },
-                );
+                self.schedule_delivery(delay, frame.clone());
             }
         }
         let answers = !frame.heartbeat_answers.is_empty();
         if let Some(delay) = self.frame_delay() {
-            self.schedule(
-                delay,
-                Event::Deliver {
-                    frame: Box::new(frame),
-                },
-            );
+            self.schedule_delivery(delay, frame);
         }
         if answers {
             self.lease_on_answer_frame(index, to as usize - 1);
@@ -267,6 +266,9 @@ impl MultiSim {
     /// A frame arrives: dropped if its receiver is down or a partition
     /// that started meanwhile cuts it off, queued if it is paused.
     pub(crate) fn on_deliver(&mut self, frame: Box<Frame>) {
+        if frame.items() > 0 {
+            self.group_frames_in_flight = self.group_frames_in_flight.saturating_sub(1);
+        }
         let to = frame.to as usize - 1;
         let from = frame.from as usize;
         if self.hosts[to].multi.is_none() {
