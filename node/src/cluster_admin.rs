@@ -604,41 +604,7 @@ async fn move_round(
         let target_up = places
             .get(&m.to)
             .is_some_and(|place| place.state == ServerState::Up);
-        if !target_up {
-            match plan.step_back(&group_seen) {
-                Some(ReplaceStep::Propose(change)) => {
-                    by_leader
-                        .entry(*leader)
-                        .or_default()
-                        .push((m.group, change));
-                    waiting += 1;
-                    continue;
-                }
-                Some(ReplaceStep::Done) if !view.change_pending && !view.membership.is_joint() => {
-                    catalog(
-                        client,
-                        CatalogCommand::Unassign {
-                            node: m.to,
-                            groups: vec![m.group],
-                        },
-                    )
-                    .await?;
-                    catalog(client, CatalogCommand::FinishMove { group: m.group }).await?;
-                    say(format!(
-                        "group {}: the move from {} to {} undone: server {} is no longer up",
-                        m.group, m.from, m.to, m.to
-                    ));
-                    continue;
-                }
-                Some(_) => {
-                    waiting += 1;
-                    continue;
-                }
-                // The target votes: the move goes on forward.
-                None => {}
-            }
-        }
-        let step = plan.step(&group_seen, true);
+        let step = plan.move_step(&group_seen, target_up);
         match step {
             Some(ReplaceStep::Propose(change)) => {
                 if let MembershipChange::AddLearner(to) = change {
@@ -673,6 +639,22 @@ async fn move_round(
                 ));
             }
             Some(ReplaceStep::Wait(_)) => waiting += 1,
+            // Undone: the target left the group.
+            Some(ReplaceStep::Done) if !view.membership.contains(m.to) => {
+                catalog(
+                    client,
+                    CatalogCommand::Unassign {
+                        node: m.to,
+                        groups: vec![m.group],
+                    },
+                )
+                .await?;
+                catalog(client, CatalogCommand::FinishMove { group: m.group }).await?;
+                say(format!(
+                    "group {}: the move from {} to {} undone: server {} is no longer up",
+                    m.group, m.from, m.to, m.to
+                ));
+            }
             // Done, or the group names neither server any more.
             Some(ReplaceStep::Done) | None => {
                 catalog(

@@ -358,14 +358,20 @@ impl ReplacePlan {
     /// already votes or is a witness (the group counts on it now, and
     /// going forward removes OLD), or OLD is gone; then [`Self::step`]
     /// finishes it.
+    /// A pending change waits first: the leader's configuration drops NEW
+    /// as soon as its removal is appended, before it commits.
     pub fn step_back(&self, group: &ReplaceGroup<'_>) -> Option<ReplaceStep> {
         let membership = group.membership;
-        match (role_of(membership, self.old), role_of(membership, self.new)) {
+        let roles = (role_of(membership, self.old), role_of(membership, self.new));
+        if !matches!(roles, (_, None) | (Some(_), Some(Role::Learner))) {
+            return None;
+        }
+        if group.change_pending || membership.is_joint() {
+            return Some(ReplaceStep::Wait(WaitReason::ChangePending));
+        }
+        match roles {
             (_, None) => Some(ReplaceStep::Done),
-            (Some(_), Some(Role::Learner)) => {
-                if group.change_pending || membership.is_joint() {
-                    return Some(ReplaceStep::Wait(WaitReason::ChangePending));
-                }
+            _ => {
                 let leaving = if self.planted().move_rollback_removes_source {
                     self.old
                 } else {
@@ -373,8 +379,20 @@ impl ReplacePlan {
                 };
                 Some(ReplaceStep::Propose(MembershipChange::Remove(leaving)))
             }
-            _ => None,
         }
+    }
+
+    /// The next step of a replica move in one group: [`Self::step_back`]
+    /// while its target is not up (drained, retired) and the move can
+    /// still be undone, else [`Self::step`]. A `Done` with NEW absent
+    /// from the group is an undone move.
+    pub fn move_step(&self, group: &ReplaceGroup<'_>, target_up: bool) -> Option<ReplaceStep> {
+        if !target_up {
+            if let Some(step) = self.step_back(group) {
+                return Some(step);
+            }
+        }
+        self.step(group, true)
     }
 
     /// The next step of every group the replace concerns. `groups` must

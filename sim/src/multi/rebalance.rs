@@ -361,28 +361,7 @@ impl MultiSim {
             let target_up = servers
                 .get(&to)
                 .is_some_and(|place| place.state == ServerState::Up);
-            if !target_up {
-                match run.plan.step_back(&seen) {
-                    Some(ReplaceStep::Propose(change)) => {
-                        run.source_removal_proposed |= change == MembershipChange::Remove(from);
-                        proposals.push((
-                            view.leader,
-                            *group,
-                            change,
-                            membership.voters.iter().copied().collect(),
-                        ));
-                        continue;
-                    }
-                    Some(ReplaceStep::Done) if !view.change_pending && !membership.is_joint() => {
-                        undone.push(*group);
-                        continue;
-                    }
-                    Some(_) => continue,
-                    // The target votes: the move goes on forward.
-                    None => {}
-                }
-            }
-            let step = run.plan.step(&seen, true);
+            let step = run.plan.move_step(&seen, target_up);
             match step {
                 Some(ReplaceStep::Propose(change)) => {
                     run.source_removal_proposed |= change == MembershipChange::Remove(from);
@@ -398,6 +377,7 @@ impl MultiSim {
                 // uncommitted removal would let it plan the same source
                 // again (found at seed 92000275 on 5 nodes).
                 Some(ReplaceStep::Done) if view.change_pending || view.membership.is_joint() => {}
+                Some(ReplaceStep::Done) if !membership.contains(to) => undone.push(*group),
                 Some(ReplaceStep::Done) => {
                     let voters: BTreeSet<NodeId> = membership.voters.iter().copied().collect();
                     let spread = rebalance.balancer.rule().spread_zones;
