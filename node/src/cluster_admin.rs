@@ -27,7 +27,7 @@ use concord_tokio::multi::routing_client::RoutingClient;
 
 use crate::client::ClusterCommand;
 use crate::multi_admin::{
-    admin, catalog, change_quietly, members, send_changes, AdminFailure, Cluster,
+    admin, catalog, catalog_answer, change_quietly, members, send_changes, AdminFailure, Cluster,
     OPERATION_TIME_MAX,
 };
 
@@ -688,12 +688,27 @@ async fn move_round(
         if let Some(from) = only_from {
             planned.retain(|m| m.from == from);
         }
+        // The catalog holds every move to the limits against the moves
+        // it has, whoever recorded them: a move refused here was planned
+        // beside another balancer's (a server's own, or a catalog leader
+        // deposed a moment ago) and is planned again next round.
+        // (Counted as planned all the same: the round is not the last.)
+        let limits = Some(balancer.limits().moves());
         for m in &planned {
-            catalog(client, CatalogCommand::StartMove { replica: *m }).await?;
-            say(format!(
-                "moving group {} from {} to {}",
-                m.group, m.from, m.to
-            ));
+            let start = CatalogCommand::StartMove {
+                replica: *m,
+                limits,
+            };
+            match catalog_answer(client, start).await? {
+                Ok(()) => say(format!(
+                    "moving group {} from {} to {}",
+                    m.group, m.from, m.to
+                )),
+                Err(reason) => say(format!(
+                    "group {}: not moved from {} to {} this round: {reason}",
+                    m.group, m.from, m.to
+                )),
+            }
         }
     }
     // Leaderships, once no replica moves (not in a drain: the moves

@@ -134,13 +134,21 @@ pub(crate) async fn catalog(
     client: &mut RoutingClient,
     command: CatalogCommand,
 ) -> Result<(), AdminFailure> {
+    catalog_answer(client, command)
+        .await?
+        .map_err(|reason| AdminFailure::from(format!("the catalog refused: {reason}")))
+}
+
+/// The catalog's answer to `command`: `Ok(Err(reason))` when the catalog
+/// applied it and refused it.
+pub(crate) async fn catalog_answer(
+    client: &mut RoutingClient,
+    command: CatalogCommand,
+) -> Result<Result<(), String>, AdminFailure> {
     let mut last = String::new();
     for _ in 0..5 {
         match client.command(CATALOG_GROUP, command.encode()).await {
-            Ok(answer) => {
-                return catalog_result(&answer)
-                    .map_err(|reason| AdminFailure::from(format!("the catalog refused: {reason}")))
-            }
+            Ok(answer) => return Ok(catalog_result(&answer)),
             Err(RoutingError::Unknown { reason, .. }) => last = reason,
             Err(e) => return Err(format!("the catalog (group 0) did not answer: {e}").into()),
         }

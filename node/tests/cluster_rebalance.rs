@@ -454,3 +454,87 @@ fn moves_to_a_server_that_died_are_undone_when_it_is_drained() {
     let (code, stdout, stderr) = cli(&three, &["kv", "put", "after", "1"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
 }
+
+/// The moves of `cluster status` that start or end at server `id`.
+fn moves_touching(status: &str, id: u64) -> usize {
+    status
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("group "))
+        .filter_map(|rest| rest.split_once(": ")?.1.split_once(" (").map(|(m, _)| m))
+        .filter_map(|m| m.split_once(" -> "))
+        .filter(|(from, to)| *from == id.to_string() || *to == id.to_string())
+        .count()
+}
+
+/// Three balancers act at once while a fourth server fills: the servers'
+/// own (`--balance`, on the catalog leader) and two `concord-cli cluster
+/// balance`. Each plans from its own reading of the catalog; the catalog
+/// records a move only within the limits against the moves it holds, so
+/// the moves touching server 4 never exceed the limit of 2 per server,
+/// and a move refused to one balancer is planned again, not an error:
+/// both commands finish, the cluster balanced, every key read back.
+#[test]
+fn balancers_acting_at_once_keep_the_limits_and_all_finish() {
+    let (mut cluster, three, acknowledged) =
+        three_servers_with_keys("cluster-two-balancers", &["--balance"]);
+    let addr4 = cluster.add_joining(4);
+    let peers = format!("{},4={addr4}", cluster.peers_arg());
+    cluster.start_with_peers(4, &peers, &["--groups", GROUPS, "--balance"]);
+    let four: Vec<String> = (1..=4).map(|id| cluster.addr(id)).collect();
+    let spawn = |name: &str| {
+        let out = cluster.base.join(name);
+        let child = std::process::Command::new(cli_binary())
+            .args(["--servers", &four.join(","), "--cluster-id", CLUSTER])
+            .args(["--timeout-ms", "2000", "--groups", GROUPS])
+            .args(["cluster", "balance"])
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(out.with_extension("err")).unwrap())
+            .spawn()
+            .expect("run concord-cli");
+        (child, out)
+    };
+    ok_within(
+        &three,
+        &["cluster", "add-server", "4", &addr4],
+        Duration::from_secs(30),
+    );
+    let mut balances = [spawn("balance-a.out"), spawn("balance-b.out")];
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let (mut most, mut polls) = (0, 0);
+    let mut codes = [None, None];
+    while codes.iter().any(Option::is_none) {
+        assert!(
+            Instant::now() < deadline,
+            "the two balances did not finish within 120 s"
+        );
+        let (code, status, _) = cli(&four, &["cluster", "status"]);
+        if code == 0 {
+            let touching = moves_touching(&status, 4);
+            assert!(
+                touching <= 2,
+                "{touching} moves in flight touch server 4, over the limit of 2: {status}"
+            );
+            most = most.max(touching);
+            polls += 1;
+        }
+        for (i, (child, _)) in balances.iter_mut().enumerate() {
+            if codes[i].is_none() {
+                codes[i] = child.try_wait().unwrap().map(|s| s.code().unwrap_or(-1));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for (i, (_, out)) in balances.iter().enumerate() {
+        let said = std::fs::read_to_string(out).unwrap_or_default();
+        let err = std::fs::read_to_string(out.with_extension("err")).unwrap_or_default();
+        eprintln!("balance {i} (exit {:?}):\n{said}{err}", codes[i]);
+        assert_eq!(codes[i], Some(0), "balance {i}: {said}{err}");
+    }
+    eprintln!("{polls} status polls; at most {most} moves touched server 4 at once");
+    assert!(polls > 0, "no status answered while the balances ran");
+    let status = ok_once(&four, &["cluster", "status"]);
+    let ((low, high), state, replicas) = status_of(&status, 4);
+    assert_eq!(state, "up", "{status}");
+    assert!((low..=high).contains(&replicas), "{status}");
+    read_back(&four, &acknowledged);
+}

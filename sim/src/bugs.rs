@@ -641,6 +641,11 @@ mistakes! {
         caught_by: "replace-rule (the rebalance of the membership fault)",
         catch: &[Catch::groups(&[(5, 40)], &[MultiCheck::ReplaceRule], "is not a voter")],
     }
+    multi catalog_trusts_balancers {
+        breaks: "the catalog records every balancer's move as it comes: a deposed catalog leader's balancer acting beside the new one's exceeds the limits and moves a group twice",
+        caught_by: "move-limits (the rebalance of the membership fault)",
+        catch: &[Catch::groups(&[(5, 40)], &[MultiCheck::MoveLimits], "")],
+    }
     multi replace_removes_old_early {
         breaks: "replacing a node removes it from a group while its replacement is still a learner",
         caught_by: "replace-rule (the membership fault)",

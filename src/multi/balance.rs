@@ -83,6 +83,33 @@ pub struct BalanceLimits {
     pub leader_transfers_max: usize,
 }
 
+impl BalanceLimits {
+    /// The limits on moves in flight, as a balancer hands them to the
+    /// catalog with each move it records ([`CatalogCommand::StartMove`]):
+    /// the catalog holds the moves of every balancer to them, so two
+    /// balancers acting at once (the old and the new catalog leader, or
+    /// a server's own balancer and `concord-cli cluster balance`) cannot
+    /// exceed them together.
+    ///
+    /// [`CatalogCommand::StartMove`]: super::CatalogCommand::StartMove
+    pub fn moves(&self) -> MoveLimits {
+        MoveLimits {
+            moves_max: self.moves_max,
+            moves_per_server_max: self.moves_per_server_max,
+        }
+    }
+}
+
+/// The most moves in flight the catalog records
+/// ([`BalanceLimits::moves`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MoveLimits {
+    /// Most moves in flight cluster-wide.
+    pub moves_max: usize,
+    /// Most moves in flight touching one server (as source or target).
+    pub moves_per_server_max: usize,
+}
+
 impl Default for BalanceLimits {
     fn default() -> Self {
         BalanceLimits {

@@ -30,8 +30,87 @@ use thiserror::Error;
 
 use crate::types::NodeId;
 
-use super::balance::{PlacementRule, ReplicaMove, ServerPlace, ServerState, BALANCE_REPLICAS_MAX};
+use super::balance::{
+    MoveLimits, PlacementRule, ReplicaMove, ServerPlace, ServerState, BALANCE_REPLICAS_MAX,
+};
 use super::frame::GroupId;
+use super::planted::MultiPlantedBugs;
+
+/// Whether a move of `replica` may be recorded beside the moves
+/// `recorded` (at most one per group): `Ok(true)` it is a new move,
+/// `Ok(false)` the same move is recorded already (a re-run resumes it),
+/// or why not. With `limits`, a move that would take the moves in flight
+/// past them, cluster-wide or at its source or target, is refused.
+///
+/// The catalog applies this rule to each move in its log's order, so it
+/// holds across balancers: of two acting at once (a catalog leader that
+/// has not learned yet that it was deposed, and the new one; or a
+/// server's own balancer and `concord-cli cluster balance`), the one whose
+/// move commits second is refused a second move of a group or one past the
+/// limits, however stale its view was when it planned. The simulator's
+/// balancers record their moves through it too.
+pub fn admit_move(
+    recorded: impl IntoIterator<Item = ReplicaMove>,
+    replica: ReplicaMove,
+    limits: Option<MoveLimits>,
+) -> Result<bool, CatalogError> {
+    admit_move_planted(recorded, replica, limits, MultiPlantedBugs::NONE)
+}
+
+/// [`admit_move`] with planted mistakes (feature `planted-bugs`; the
+/// simulator's table of planted mistakes).
+#[doc(hidden)]
+pub fn admit_move_planted(
+    recorded: impl IntoIterator<Item = ReplicaMove>,
+    replica: ReplicaMove,
+    limits: Option<MoveLimits>,
+    planted: MultiPlantedBugs,
+) -> Result<bool, CatalogError> {
+    let ReplicaMove { group, from, to } = replica;
+    if from == to || from == 0 || to == 0 {
+        return Err(CatalogError::BadMove { group, from, to });
+    }
+    #[cfg(feature = "planted-bugs")]
+    if planted.catalog_trusts_balancers {
+        // The planted mistake: every balancer's move is recorded as it
+        // comes, over a move of the same group and past the limits.
+        return Ok(true);
+    }
+    #[cfg(not(feature = "planted-bugs"))]
+    let _ = planted;
+    let mut in_flight = 0usize;
+    let (mut at_from, mut at_to) = (0usize, 0usize);
+    for under in recorded {
+        if under.group == group {
+            if (under.from, under.to) == (from, to) {
+                return Ok(false);
+            }
+            return Err(CatalogError::MoveUnderWay {
+                group,
+                from: under.from,
+                to: under.to,
+            });
+        }
+        in_flight += 1;
+        at_from += usize::from(under.from == from || under.to == from);
+        at_to += usize::from(under.from == to || under.to == to);
+    }
+    if let Some(limits) = limits {
+        if in_flight >= limits.moves_max {
+            return Err(CatalogError::MovesAtLimit { group, in_flight });
+        }
+        for (id, n) in [(from, at_from), (to, at_to)] {
+            if n >= limits.moves_per_server_max {
+                return Err(CatalogError::ServerMovesAtLimit {
+                    group,
+                    id,
+                    in_flight: n,
+                });
+            }
+        }
+    }
+    Ok(true)
+}
 
 /// The metadata group every node runs; its log holds [`CatalogCommand`]s.
 pub const CATALOG_GROUP: GroupId = 0;
@@ -175,11 +254,19 @@ pub enum CatalogCommand {
     },
     /// A move of `group`'s replica from server `from` to server `to`
     /// (recorded, not retired) starts. Refused while another move of the
-    /// group is recorded; the same move again is a no-op (a re-run
-    /// resumes it).
+    /// group is recorded, and, with `limits`, while the moves recorded
+    /// reach them ([`admit_move`]); the same move again is a no-op (a
+    /// re-run resumes it).
     StartMove {
         /// The replica moved.
         replica: ReplicaMove,
+        /// The proposing balancer's limits on moves in flight
+        /// ([`BalanceLimits::moves`]). `None` records the move whatever
+        /// else is in flight: a catalog snapshot restoring its moves, or a
+        /// command written before moves carried their limits.
+        ///
+        /// [`BalanceLimits::moves`]: super::BalanceLimits::moves
+        limits: Option<MoveLimits>,
     },
     /// The move of `group`'s replica ended (done, or given up).
     FinishMove {
@@ -306,11 +393,16 @@ impl CatalogCommand {
                 out.extend_from_slice(&(rule.replicas.min(u32::MAX as usize) as u32).to_le_bytes());
                 out.push(u8::from(rule.spread_zones));
             }
-            CatalogCommand::StartMove { replica } => {
+            CatalogCommand::StartMove { replica, limits } => {
                 out.push(TAG_START_MOVE);
                 out.extend_from_slice(&replica.group.to_le_bytes());
                 out.extend_from_slice(&replica.from.to_le_bytes());
                 out.extend_from_slice(&replica.to.to_le_bytes());
+                if let Some(limits) = limits {
+                    let limit = |n: usize| n.min(u32::MAX as usize) as u32;
+                    out.extend_from_slice(&limit(limits.moves_max).to_le_bytes());
+                    out.extend_from_slice(&limit(limits.moves_per_server_max).to_le_bytes());
+                }
             }
             CatalogCommand::FinishMove { group } => {
                 out.push(TAG_FINISH_MOVE);
@@ -460,13 +552,22 @@ impl CatalogCommand {
                     },
                 })
             }
-            Some(&TAG_START_MOVE) if bytes.len() == 25 => Ok(CatalogCommand::StartMove {
-                replica: ReplicaMove {
-                    group: u64_at(1)?,
-                    from: u64_at(9)?,
-                    to: u64_at(17)?,
-                },
-            }),
+            Some(&TAG_START_MOVE) if bytes.len() == 25 || bytes.len() == 33 => {
+                let u32_at = |at: usize| {
+                    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize
+                };
+                Ok(CatalogCommand::StartMove {
+                    replica: ReplicaMove {
+                        group: u64_at(1)?,
+                        from: u64_at(9)?,
+                        to: u64_at(17)?,
+                    },
+                    limits: (bytes.len() == 33).then(|| MoveLimits {
+                        moves_max: u32_at(25),
+                        moves_per_server_max: u32_at(29),
+                    }),
+                })
+            }
             Some(&TAG_FINISH_MOVE) if bytes.len() == 9 => {
                 Ok(CatalogCommand::FinishMove { group: u64_at(1)? })
             }
@@ -661,6 +762,31 @@ pub enum CatalogError {
         /// Its target.
         to: NodeId,
     },
+    /// As many moves in flight as the proposing balancer allows.
+    #[error(
+        "group {group} does not start moving now: {in_flight} moves are in flight, the most \
+         the balancer allows; it starts once one ends"
+    )]
+    MovesAtLimit {
+        /// The group.
+        group: GroupId,
+        /// Moves recorded.
+        in_flight: usize,
+    },
+    /// As many moves in flight touching one server as the proposing
+    /// balancer allows.
+    #[error(
+        "group {group} does not start moving now: {in_flight} moves in flight touch server \
+         {id}, the most the balancer allows per server; it starts once one ends"
+    )]
+    ServerMovesAtLimit {
+        /// The group.
+        group: GroupId,
+        /// The server.
+        id: NodeId,
+        /// Moves recorded that start or end at it.
+        in_flight: usize,
+    },
     /// A move to the server it starts from, or from or to node 0.
     #[error("a move of group {group} from server {from} to server {to}: give two different servers, neither 0")]
     BadMove {
@@ -852,20 +978,10 @@ impl Catalog {
                 self.rule = Some(rule);
                 Ok(CatalogChange::PlacementChanged)
             }
-            CatalogCommand::StartMove { replica } => {
+            CatalogCommand::StartMove { replica, limits } => {
                 let ReplicaMove { group, from, to } = replica;
-                if from == to || from == 0 || to == 0 {
-                    return Err(CatalogError::BadMove { group, from, to });
-                }
-                if let Some(&(under_from, under_to)) = self.moves.get(&group) {
-                    if (under_from, under_to) == (from, to) {
-                        return Ok(CatalogChange::PlacementChanged);
-                    }
-                    return Err(CatalogError::MoveUnderWay {
-                        group,
-                        from: under_from,
-                        to: under_to,
-                    });
+                if !admit_move(self.moves(), replica, limits)? {
+                    return Ok(CatalogChange::PlacementChanged);
                 }
                 if !self.servers.contains_key(&to) {
                     return Err(CatalogError::UnknownServer { id: to });
@@ -1011,6 +1127,7 @@ impl Catalog {
                     from: *from,
                     to: *to,
                 },
+                limits: None,
             });
         }
         for (id, place) in &self.places {
@@ -1301,6 +1418,130 @@ mod tests {
         assert_eq!(CatalogCommand::decode(&SNAPSHOT_V1[109..]), Ok(start));
     }
 
+    #[test]
+    fn a_move_past_the_limits_is_refused_whoever_plans_it() {
+        // Four servers; two balancers acting at once, each within its own
+        // view: the catalog holds both to the limits of the moves it has.
+        let mut catalog = placed_catalog();
+        let add = CatalogCommand::AddServer {
+            id: 4,
+            addr: "127.0.0.1:7004".to_string(),
+        };
+        catalog.apply(&add.encode()).unwrap();
+        let limits = Some(MoveLimits {
+            moves_max: 2,
+            moves_per_server_max: 1,
+        });
+        let start = |group, from, to| CatalogCommand::StartMove {
+            replica: ReplicaMove { group, from, to },
+            limits,
+        };
+        let first = start(1, 1, 4);
+        assert_eq!(CatalogCommand::decode(&first.encode()), Ok(first.clone()));
+        catalog.apply(&first.encode()).unwrap();
+        // The same move again (a re-run, or the other balancer planning
+        // alike) changes nothing.
+        let before = catalog.clone();
+        catalog.apply(&start(1, 1, 4).encode()).unwrap();
+        assert_eq!(catalog, before);
+        // A second move of group 1, a second at server 4 or at server 1.
+        let refused = [
+            (
+                start(1, 2, 3),
+                CatalogError::MoveUnderWay {
+                    group: 1,
+                    from: 1,
+                    to: 4,
+                },
+            ),
+            (
+                start(2, 2, 4),
+                CatalogError::ServerMovesAtLimit {
+                    group: 2,
+                    id: 4,
+                    in_flight: 1,
+                },
+            ),
+            (
+                start(2, 1, 3),
+                CatalogError::ServerMovesAtLimit {
+                    group: 2,
+                    id: 1,
+                    in_flight: 1,
+                },
+            ),
+        ];
+        for (command, error) in refused {
+            assert_eq!(catalog.apply(&command.encode()), Err(error), "{command:?}");
+            assert_eq!(catalog, before);
+        }
+        catalog.apply(&start(2, 2, 3).encode()).unwrap();
+        // Two in flight: the cluster-wide limit.
+        assert_eq!(
+            catalog.apply(&start(3, 2, 4).encode()),
+            Err(CatalogError::MovesAtLimit {
+                group: 3,
+                in_flight: 2
+            })
+        );
+        // Without limits (a snapshot's moves, an older command) it is
+        // recorded; and the snapshot brings every move back.
+        let unlimited = CatalogCommand::StartMove {
+            replica: ReplicaMove {
+                group: 3,
+                from: 3,
+                to: 4,
+            },
+            limits: None,
+        };
+        catalog.apply(&unlimited.encode()).unwrap();
+        assert_eq!(catalog.moves().count(), 3);
+        assert_eq!(Catalog::restore(&catalog.snapshot()).unwrap(), catalog);
+        // A move ended makes room again.
+        catalog
+            .apply(&CatalogCommand::FinishMove { group: 2 }.encode())
+            .unwrap();
+        catalog
+            .apply(&CatalogCommand::FinishMove { group: 3 }.encode())
+            .unwrap();
+        catalog.apply(&start(3, 2, 3).encode()).unwrap();
+        let moving: Vec<ReplicaMove> = catalog.moves().collect();
+        assert_eq!(
+            moving,
+            [
+                ReplicaMove {
+                    group: 1,
+                    from: 1,
+                    to: 4
+                },
+                ReplicaMove {
+                    group: 3,
+                    from: 2,
+                    to: 3
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn a_start_move_without_limits_keeps_its_old_bytes() {
+        // 25 bytes, as written before moves carried their limits.
+        let mut old = vec![TAG_START_MOVE];
+        for n in [7u64, 1, 4] {
+            old.extend_from_slice(&n.to_le_bytes());
+        }
+        let command = CatalogCommand::StartMove {
+            replica: ReplicaMove {
+                group: 7,
+                from: 1,
+                to: 4,
+            },
+            limits: None,
+        };
+        assert_eq!(CatalogCommand::decode(&old), Ok(command.clone()));
+        assert_eq!(&command.encode()[..], &old[..]);
+    }
+
     fn placed_catalog() -> Catalog {
         let mut catalog = Catalog::new();
         for id in [1, 2, 3] {
@@ -1338,6 +1579,7 @@ mod tests {
                     from: 3,
                     to: 2,
                 },
+                limits: None,
             },
         ];
         for command in &commands {
@@ -1460,6 +1702,7 @@ mod tests {
                         from: 2,
                         to: 2,
                     },
+                    limits: None,
                 },
                 CatalogError::BadMove {
                     group: 1,
@@ -1474,6 +1717,7 @@ mod tests {
                         from: 2,
                         to: 9,
                     },
+                    limits: None,
                 },
                 CatalogError::UnknownServer { id: 9 },
             ),
@@ -1484,6 +1728,7 @@ mod tests {
                         from: 2,
                         to: 3,
                     },
+                    limits: None,
                 },
                 CatalogError::ServerNotUp { id: 3 },
             ),
@@ -1502,6 +1747,7 @@ mod tests {
                 from: 2,
                 to,
             },
+            limits: None,
         };
         catalog.apply(&start(1).encode()).unwrap();
         let other = CatalogCommand::StartMove {
@@ -1510,6 +1756,7 @@ mod tests {
                 from: 3,
                 to: 2,
             },
+            limits: None,
         };
         assert_eq!(
             catalog.apply(&other.encode()),

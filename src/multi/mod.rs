@@ -106,13 +106,15 @@ mod stats;
 mod wake;
 
 pub use balance::{
-    BalanceError, BalanceLimits, Balancer, PlacementRule, ReplicaMove, ServerPlace, ServerState,
-    BALANCE_REPLICAS_MAX, BALANCE_SERVERS_MAX,
+    BalanceError, BalanceLimits, Balancer, MoveLimits, PlacementRule, ReplicaMove, ServerPlace,
+    ServerState, BALANCE_REPLICAS_MAX, BALANCE_SERVERS_MAX,
 };
+#[doc(hidden)]
+pub use catalog::admit_move_planted;
 pub use catalog::{
-    is_server_address, is_zone_name, Catalog, CatalogChange, CatalogCommand, CatalogError,
-    CATALOG_ADDR_BYTES_MAX, CATALOG_ASSIGN_GROUPS_MAX, CATALOG_GROUP, CATALOG_SERVERS_MAX,
-    CATALOG_VOTERS_MAX, CATALOG_ZONE_BYTES_MAX,
+    admit_move, is_server_address, is_zone_name, Catalog, CatalogChange, CatalogCommand,
+    CatalogError, CATALOG_ADDR_BYTES_MAX, CATALOG_ASSIGN_GROUPS_MAX, CATALOG_GROUP,
+    CATALOG_SERVERS_MAX, CATALOG_VOTERS_MAX, CATALOG_ZONE_BYTES_MAX,
 };
 pub use config::{MultiConfig, MultiConfigError};
 pub use frame::{

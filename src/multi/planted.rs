@@ -84,6 +84,13 @@ pub struct MultiPlantedBugs {
     /// target: the group loses a voter while the target, still a
     /// learner, does not hold its log.
     pub move_rollback_removes_source: bool,
+    /// The catalog records every move a balancer proposes as it comes
+    /// (`admit_move`): a second move of a group replaces the first, and
+    /// the limits on moves in flight are not held. Two balancers acting at
+    /// once after a catalog leader change (the deposed leader's from a
+    /// stale view of the moves) then exceed the limits together, and a
+    /// group's move is abandoned half done.
+    pub catalog_trusts_balancers: bool,
 }
 
 impl MultiPlantedBugs {
@@ -104,5 +111,6 @@ impl MultiPlantedBugs {
         balance_ignores_zones: false,
         leader_balance_without_margin: false,
         move_rollback_removes_source: false,
+        catalog_trusts_balancers: false,
     };
 }

@@ -231,6 +231,10 @@ impl MembershipFault {
                 .rebalance
                 .as_ref()
                 .map_or(0, |rebalance| rebalance.undone),
+            moves_refused: self
+                .rebalance
+                .as_ref()
+                .map_or(0, |rebalance| rebalance.refused),
             leader_transfers: self
                 .rebalance
                 .as_ref()

@@ -15,6 +15,14 @@
 //! the target joins as a learner, catches up, becomes a voter, and only
 //! then is the source removed.
 //!
+//! Two balancers at once: the seed draws one to three catalog leader
+//! changes. At each, the deposed leader's balancer planned the moves of
+//! a round as the new leader's did, from the same view, and they reach
+//! the catalog 0.1 to 2 s later, when other moves may have started and
+//! ended; they are recorded through the catalog's own rule
+//! ([`concord::multi::admit_move`]), which refuses a second move of a
+//! group and one past the limits.
+//!
 //! Checks:
 //!
 //! * `replace-rule`, every round: a group whose leader shows a move's
@@ -47,8 +55,8 @@ use rand_chacha::ChaCha8Rng;
 
 use concord::multi::MultiInput;
 use concord::multi::{
-    BalanceLimits, Balancer, GroupId, LeaderTransfer, PlacementRule, ReplaceGroup, ReplacePlan,
-    ReplaceStep, ReplicaMove, ServerPlace, ServerState,
+    admit_move_planted, BalanceLimits, Balancer, GroupId, LeaderTransfer, PlacementRule,
+    ReplaceGroup, ReplacePlan, ReplaceStep, ReplicaMove, ServerPlace, ServerState,
 };
 use concord::{Input, Membership, MembershipChange, NodeId};
 
@@ -106,6 +114,18 @@ struct MoveRun {
     collisions_before: usize,
 }
 
+/// A catalog leader change: the deposed leader's balancer planned the
+/// moves of the first round from `armed_ns` that planned any, as the new
+/// leader's did, and they reach the catalog `delay_ns` later.
+#[derive(Clone, Debug)]
+struct Overlap {
+    armed_ns: u64,
+    delay_ns: u64,
+    /// When its moves reach the catalog, and the moves.
+    planned: Option<(u64, Vec<ReplicaMove>)>,
+    arrived: bool,
+}
+
 /// The rebalance a seed drew.
 pub(crate) struct Rebalance {
     balancer: Balancer,
@@ -128,6 +148,11 @@ pub(crate) struct Rebalance {
     /// Of the moves done, those undone (their target stopped being up
     /// while a learner).
     pub(crate) undone: u64,
+    /// Moves a deposed catalog leader's balancer planned that the
+    /// catalog refused.
+    pub(crate) refused: u64,
+    /// The catalog leader changes drawn.
+    overlaps: Vec<Overlap>,
     /// Leadership transfers asked for.
     pub(crate) leader_transfers: u64,
     /// The least sum of the squares of the up servers' leader counts
@@ -186,6 +211,14 @@ impl Rebalance {
             }
             (id, rng.gen_range(0..chaos_ns))
         });
+        let overlaps = (0..rng.gen_range(1..=3))
+            .map(|_| Overlap {
+                armed_ns: rng.gen_range(0..chaos_ns),
+                delay_ns: rng.gen_range(100_000_000..2_000_000_000),
+                planned: None,
+                arrived: false,
+            })
+            .collect();
         Rebalance {
             balancer,
             zones,
@@ -201,6 +234,8 @@ impl Rebalance {
             started: 0,
             done: 0,
             undone: 0,
+            refused: 0,
+            overlaps,
             leader_transfers: 0,
             leader_squares_min: None,
             transfer_asked_ns: BTreeMap::new(),
@@ -224,6 +259,25 @@ impl Rebalance {
                 (id, ServerPlace { state, zone })
             })
             .collect()
+    }
+
+    /// Records `planned` as a move in flight (over one of its group, if
+    /// the catalog let it).
+    fn start(&mut self, planned: ReplicaMove) {
+        let voters = self.voters.get(&planned.group).cloned().unwrap_or_default();
+        #[allow(unused_mut)]
+        let mut plan = ReplacePlan::new(planned.from, planned.to, 1).expect("a move's ends differ");
+        #[cfg(feature = "planted-bugs")]
+        plan.plant_bugs(self.bugs);
+        let run = MoveRun {
+            planned,
+            plan,
+            source_voted: None,
+            source_removal_proposed: false,
+            collisions_before: collisions(&self.zones, &voters),
+        };
+        self.moves.insert(planned.group, run);
+        self.started += 1;
     }
 
     /// Whether a move of `group` is under way.
@@ -508,6 +562,7 @@ impl MultiSim {
             rebalance.transfer_asked_ns.insert(t.group, now_ns);
         }
         rebalance.leader_transfers += transfers.len() as u64;
+        let fresh = planned.clone();
         for planned in planned {
             if rebalance.moves.contains_key(&planned.group) {
                 // Two moves of one group at once: the limits check below
@@ -523,30 +578,54 @@ impl MultiSim {
                 self.fail(MultiCheck::MoveLimits, None, Some(planned.group), message);
                 return;
             }
-            let voters = rebalance
-                .voters
-                .get(&planned.group)
-                .cloned()
-                .unwrap_or_default();
-            let collisions_before = collisions(&rebalance.zones, &voters);
-            #[allow(unused_mut)]
-            let mut plan =
-                ReplacePlan::new(planned.from, planned.to, 1).expect("a move's ends differ");
-            #[cfg(feature = "planted-bugs")]
-            plan.plant_bugs(rebalance.bugs);
-            rebalance.moves.insert(
-                planned.group,
-                MoveRun {
-                    planned,
-                    plan,
-                    source_voted: None,
-                    source_removal_proposed: false,
-                    collisions_before,
-                },
-            );
-            rebalance.started += 1;
+            rebalance.start(planned);
             progressed = true;
         }
+        // A catalog leader change: the deposed leader's balancer planned
+        // this round's moves too, from the same view, and its moves reach
+        // the catalog a delay later (through the new leader, as every
+        // balancer's proposals do), when other moves may have started and
+        // ended: they are recorded through the catalog's rule.
+        let mut arrived = Vec::new();
+        for overlap in &mut rebalance.overlaps {
+            if overlap.planned.is_none() && now_ns >= overlap.armed_ns && !fresh.is_empty() {
+                overlap.planned = Some((now_ns + overlap.delay_ns, fresh.clone()));
+            }
+            match &overlap.planned {
+                Some((at_ns, moves)) if !overlap.arrived && now_ns >= *at_ns => {
+                    overlap.arrived = true;
+                    arrived.push(moves.clone());
+                }
+                _ => {}
+            }
+        }
+        let mut stale_notes = Vec::new();
+        for stale in arrived {
+            let (mut recorded, mut refused) = (0, 0);
+            for planned in &stale {
+                let in_flight = rebalance.moves.values().map(|run| run.planned);
+                let limits = Some(rebalance.balancer.limits().moves());
+                match admit_move_planted(in_flight, *planned, limits, rebalance.bugs) {
+                    Ok(true) => {
+                        rebalance.start(*planned);
+                        recorded += 1;
+                        progressed = true;
+                    }
+                    Ok(false) => {}
+                    Err(_) => refused += 1,
+                }
+            }
+            rebalance.refused += refused;
+            stale_notes.push(format!(
+                "rebalance: the {} moves a deposed catalog leader's balancer planned reach the \
+                 catalog: {recorded} recorded, {refused} refused",
+                stale.len()
+            ));
+        }
+        for text in stale_notes {
+            self.note(None, || text);
+        }
+        let rebalance = self.membership.rebalance.as_mut().expect("a rebalance");
         // The limits, on what is in flight.
         let limits = rebalance.balancer.limits();
         let mut per_server: BTreeMap<NodeId, usize> = BTreeMap::new();

@@ -301,6 +301,9 @@ pub struct MembershipFigures {
     /// Of the moves finished, those undone: their target stopped being up
     /// while it was still a learner.
     pub moves_undone: u64,
+    /// Moves a deposed catalog leader's balancer planned beside the new
+    /// one's that the catalog refused.
+    pub moves_refused: u64,
     /// The leadership transfers the rebalance asked for.
     pub leader_transfers: u64,
 }

@@ -84,6 +84,9 @@ pub struct MultiSummary {
     pub moves: (u64, u64),
     /// Of the moves finished, those undone, over all seeds.
     pub moves_undone: u64,
+    /// Moves the catalog refused a deposed catalog leader's balancer,
+    /// over all seeds.
+    pub moves_refused: u64,
     /// The leadership transfers the rebalances asked for, over all seeds.
     pub leader_transfers: u64,
     /// Seeds whose forced recovery ran (`--forced-recovery`).
@@ -157,6 +160,7 @@ impl MultiSummary {
         self.moves.0 += membership.moves.0;
         self.moves.1 += membership.moves.1;
         self.moves_undone += membership.moves_undone;
+        self.moves_refused += membership.moves_refused;
         self.leader_transfers += membership.leader_transfers;
         if let Some(forced) = report.forced_recovery.as_ref().filter(|f| f.recovered()) {
             self.forced_recoveries += 1;
