@@ -470,8 +470,15 @@ killed and run again continues where the cluster stands.";
 #[derive(Clone, Debug, Subcommand)]
 pub enum ClusterCommand {
     /// Each server's state, zone, replicas and leaderships, the placement
-    /// rule and its band, and the moves in flight.
-    Status,
+    /// rule and its band, the moves in flight and, while moves are in
+    /// flight, the time left at the rate they finish while it watches.
+    Status {
+        /// Seconds to watch the moves in flight for the time left (it
+        /// stops once 8 have finished); 0 prints no estimate.
+        #[arg(long, default_value_t = 3, value_name = "SECONDS",
+              value_parser = clap::value_parser!(u64).range(0..=600))]
+        watch_secs: u64,
+    },
     /// Move replicas until every up server holds a count within the band
     /// around the mean and no draining server holds any; progress is
     /// printed, run it again after any crash to continue.

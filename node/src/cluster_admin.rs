@@ -213,7 +213,7 @@ pub async fn cluster(cluster: &Cluster, command: &ClusterCommand) -> Result<(), 
     }
     let mut client = cluster.client(cluster.servers.clone())?;
     match command {
-        ClusterCommand::Status => status(cluster, &mut client).await,
+        ClusterCommand::Status { watch_secs } => status(cluster, &mut client, *watch_secs).await,
         ClusterCommand::Balance { dry_run: true } => dry_run(cluster, &mut client).await,
         ClusterCommand::Balance { dry_run: false } => run_moves(cluster, &mut client, None).await,
         ClusterCommand::AddServer { id, addr, zone } => {
@@ -307,7 +307,11 @@ async fn record_servers(cluster: &Cluster, client: &mut RoutingClient) -> Result
     Ok(())
 }
 
-async fn status(cluster: &Cluster, client: &mut RoutingClient) -> Result<(), AdminFailure> {
+async fn status(
+    cluster: &Cluster,
+    client: &mut RoutingClient,
+    watch_secs: u64,
+) -> Result<(), AdminFailure> {
     let seen = see(cluster, client).await?;
     let groups = cluster.groups;
     let rule = seen.rule(groups);
@@ -396,10 +400,7 @@ async fn status(cluster: &Cluster, client: &mut RoutingClient) -> Result<(), Adm
     let in_flight: Vec<ReplicaMove> = recorded.values().copied().collect();
     let left = balancer(rule)?.moves_left_min(&places, &voters, &in_flight);
     if left > 0 {
-        println!(
-            "moves left after those in flight: at least {left} (`cluster balance` prints the \
-             time left at its rate)"
-        );
+        println!("moves left after those in flight: at least {left}");
     }
     if moving.is_empty() {
         println!("moves in flight: none");
@@ -413,8 +414,46 @@ async fn status(cluster: &Cluster, client: &mut RoutingClient) -> Result<(), Adm
     if unseen > 0 {
         println!("{unseen} of {groups} groups have no leader seen");
     }
+    if watch_secs > 0 && !in_flight.is_empty() {
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        let (finished, seconds) = watch_moves(client, &in_flight, watch_secs).await?;
+        println!(
+            "time left: {} ({finished} moves finished in the {seconds:.1} s watched)",
+            time_left(left + in_flight.len() - finished, finished, seconds)
+        );
+    }
     Ok(())
 }
+
+/// Most moves `cluster status` waits to see finish for its estimate.
+const WATCH_FINISHED_ENOUGH: usize = 8;
+
+/// Watches the catalog for up to `watch_secs` (less once
+/// [`WATCH_FINISHED_ENOUGH`] have finished): how many of the moves
+/// `in_flight` ended (done or undone), and the seconds watched. The
+/// moves that start and end within the watch are not counted, so the rate
+/// is a floor.
+async fn watch_moves(
+    client: &mut RoutingClient,
+    in_flight: &[ReplicaMove],
+    watch_secs: u64,
+) -> Result<(usize, f64), AdminFailure> {
+    let started = Instant::now();
+    let limit = std::time::Duration::from_secs(watch_secs);
+    let mut finished = 0;
+    while started.elapsed() < limit && finished < WATCH_FINISHED_ENOUGH.min(in_flight.len()) {
+        tokio::time::sleep(WATCH_PAUSE.min(limit.saturating_sub(started.elapsed()))).await;
+        let catalog = read_catalog(client).await?;
+        let recorded: BTreeSet<ReplicaMove> = catalog.moves().collect();
+        finished = in_flight.iter().filter(|m| !recorded.contains(m)).count();
+    }
+    Ok((finished, started.elapsed().as_secs_f64()))
+}
+
+/// Pause between two readings of the catalog while `cluster status`
+/// watches the moves.
+const WATCH_PAUSE: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// How far a move got in its group, in words.
 fn move_phase(m: &ReplicaMove, view: &LedGroup) -> &'static str {
@@ -631,7 +670,7 @@ async fn move_round(
                 waiting += 1;
             }
             Some(ReplaceStep::Wait(WaitReason::Blocked)) => {
-                catalog(client, CatalogCommand::FinishMove { group: m.group }).await?;
+                finish_move(client, m).await?;
                 say(format!(
                     "group {}: the move from {} to {} cannot go on (the source is a \
                      witness); given up, move it by hand",
@@ -649,7 +688,7 @@ async fn move_round(
                     },
                 )
                 .await?;
-                catalog(client, CatalogCommand::FinishMove { group: m.group }).await?;
+                finish_move(client, m).await?;
                 say(format!(
                     "group {}: the move from {} to {} undone: server {} is no longer up",
                     m.group, m.from, m.to, m.to
@@ -665,7 +704,10 @@ async fn move_round(
                     },
                 )
                 .await?;
-                catalog(client, CatalogCommand::FinishMove { group: m.group }).await?;
+                if !finish_move(client, m).await? {
+                    // Another balancer finished it first.
+                    continue;
+                }
                 rounds.moved += 1;
                 say(format!(
                     "moved group {} from {} to {} ({:.1} s)",
@@ -771,6 +813,17 @@ async fn move_round(
         transfers.len(),
         time_left(left, rounds.moved, rounds.seconds())
     )))
+}
+
+/// Ends move `m` in the catalog: `false` if it had ended already
+/// (another balancer acting at once finished it first; the catalog then
+/// holds no move of its group, or the group's next).
+async fn finish_move(client: &mut RoutingClient, m: &ReplicaMove) -> Result<bool, AdminFailure> {
+    let finish = CatalogCommand::FinishMove {
+        group: m.group,
+        ends: Some((m.from, m.to)),
+    };
+    Ok(catalog_answer(client, finish).await?.is_ok())
 }
 
 /// "at least N moves left", and the time they take at the rate of the

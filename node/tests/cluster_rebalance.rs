@@ -500,15 +500,30 @@ fn balancers_acting_at_once_keep_the_limits_and_all_finish() {
     );
     let mut balances = [spawn("balance-a.out"), spawn("balance-b.out")];
     let deadline = Instant::now() + Duration::from_secs(120);
-    let (mut most, mut polls) = (0, 0);
+    let (mut most, mut polls, mut estimates) = (0, 0, 0);
     let mut codes = [None, None];
     while codes.iter().any(Option::is_none) {
         assert!(
             Instant::now() < deadline,
             "the two balances did not finish within 120 s"
         );
-        let (code, status, _) = cli(&four, &["cluster", "status"]);
+        // The first polls watch the moves for the time left.
+        let watch = if polls < 2 { "2" } else { "0" };
+        let (code, status, _) = cli(&four, &["cluster", "status", "--watch-secs", watch]);
         if code == 0 {
+            if status.contains("moves in flight: ") && !status.contains("moves in flight: none") {
+                if watch != "0" {
+                    let line = status
+                        .lines()
+                        .find(|line| line.starts_with("time left: "))
+                        .unwrap_or_else(|| panic!("no time left while moves run: {status}"));
+                    assert!(line.contains("moves finished in the "), "{line}");
+                    eprintln!("{line}");
+                    estimates += 1;
+                } else {
+                    assert!(!status.contains("time left: "), "{status}");
+                }
+            }
             let touching = moves_touching(&status, 4);
             assert!(
                 touching <= 2,
@@ -530,7 +545,10 @@ fn balancers_acting_at_once_keep_the_limits_and_all_finish() {
         eprintln!("balance {i} (exit {:?}):\n{said}{err}", codes[i]);
         assert_eq!(codes[i], Some(0), "balance {i}: {said}{err}");
     }
-    eprintln!("{polls} status polls; at most {most} moves touched server 4 at once");
+    eprintln!(
+        "{polls} status polls ({estimates} with the time left); at most {most} moves touched \
+         server 4 at once"
+    );
     assert!(polls > 0, "no status answered while the balances ran");
     let status = ok_once(&four, &["cluster", "status"]);
     let ((low, high), state, replicas) = status_of(&status, 4);

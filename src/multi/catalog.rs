@@ -272,6 +272,13 @@ pub enum CatalogCommand {
     FinishMove {
         /// The group.
         group: GroupId,
+        /// The move's source and target, as the balancer that finishes it
+        /// recorded them: a move of the group with other ends is not
+        /// finished ([`CatalogError::OtherMove`]), so a finish that comes
+        /// late (another balancer finished the move and started the
+        /// group's next) ends nothing. `None` finishes whatever move the
+        /// group has (a command written before finishes named the move).
+        ends: Option<(NodeId, NodeId)>,
     },
 }
 
@@ -404,9 +411,13 @@ impl CatalogCommand {
                     out.extend_from_slice(&limit(limits.moves_per_server_max).to_le_bytes());
                 }
             }
-            CatalogCommand::FinishMove { group } => {
+            CatalogCommand::FinishMove { group, ends } => {
                 out.push(TAG_FINISH_MOVE);
                 out.extend_from_slice(&group.to_le_bytes());
+                if let Some((from, to)) = ends {
+                    out.extend_from_slice(&from.to_le_bytes());
+                    out.extend_from_slice(&to.to_le_bytes());
+                }
             }
         }
         Bytes::from(out)
@@ -568,8 +579,15 @@ impl CatalogCommand {
                     }),
                 })
             }
-            Some(&TAG_FINISH_MOVE) if bytes.len() == 9 => {
-                Ok(CatalogCommand::FinishMove { group: u64_at(1)? })
+            Some(&TAG_FINISH_MOVE) if bytes.len() == 9 || bytes.len() == 25 => {
+                Ok(CatalogCommand::FinishMove {
+                    group: u64_at(1)?,
+                    ends: if bytes.len() == 25 {
+                        Some((u64_at(9)?, u64_at(17)?))
+                    } else {
+                        None
+                    },
+                })
             }
             _ => Err(malformed()),
         }
@@ -809,6 +827,20 @@ pub enum CatalogError {
         /// The group.
         group: GroupId,
     },
+    /// The group's move under way is not the one a finish names (that
+    /// one was finished already, and the group's next began).
+    #[error(
+        "group {group} is moving from server {from} to server {to}, not the move named: that \
+         one was finished already"
+    )]
+    OtherMove {
+        /// The group.
+        group: GroupId,
+        /// The source of the move under way.
+        from: NodeId,
+        /// Its target.
+        to: NodeId,
+    },
     /// A snapshot of a format this version cannot read.
     #[error("a catalog snapshot of format version {version}; this version reads 1 and 2 (upgrade the server)")]
     SnapshotVersion {
@@ -992,9 +1024,15 @@ impl Catalog {
                 self.moves.insert(group, (from, to));
                 Ok(CatalogChange::PlacementChanged)
             }
-            CatalogCommand::FinishMove { group } => match self.moves.remove(&group) {
-                Some(_) => Ok(CatalogChange::PlacementChanged),
+            CatalogCommand::FinishMove { group, ends } => match self.moves.get(&group) {
                 None => Err(CatalogError::NoMove { group }),
+                Some(&(from, to)) if ends.is_some_and(|ends| ends != (from, to)) => {
+                    Err(CatalogError::OtherMove { group, from, to })
+                }
+                Some(_) => {
+                    self.moves.remove(&group);
+                    Ok(CatalogChange::PlacementChanged)
+                }
             },
         }
     }
@@ -1497,12 +1535,39 @@ mod tests {
         catalog.apply(&unlimited.encode()).unwrap();
         assert_eq!(catalog.moves().count(), 3);
         assert_eq!(Catalog::restore(&catalog.snapshot()).unwrap(), catalog);
-        // A move ended makes room again.
+        // A move ended makes room again. A finish that names other ends
+        // (one that comes late: its move ended, the group's next began)
+        // ends nothing.
+        let late = CatalogCommand::FinishMove {
+            group: 2,
+            ends: Some((1, 3)),
+        };
+        assert_eq!(CatalogCommand::decode(&late.encode()), Ok(late.clone()));
+        assert_eq!(
+            catalog.apply(&late.encode()),
+            Err(CatalogError::OtherMove {
+                group: 2,
+                from: 2,
+                to: 3
+            })
+        );
+        let finish = CatalogCommand::FinishMove {
+            group: 2,
+            ends: Some((2, 3)),
+        };
+        catalog.apply(&finish.encode()).unwrap();
+        assert_eq!(
+            catalog.apply(&finish.encode()),
+            Err(CatalogError::NoMove { group: 2 })
+        );
         catalog
-            .apply(&CatalogCommand::FinishMove { group: 2 }.encode())
-            .unwrap();
-        catalog
-            .apply(&CatalogCommand::FinishMove { group: 3 }.encode())
+            .apply(
+                &CatalogCommand::FinishMove {
+                    group: 3,
+                    ends: None,
+                }
+                .encode(),
+            )
             .unwrap();
         catalog.apply(&start(3, 2, 3).encode()).unwrap();
         let moving: Vec<ReplicaMove> = catalog.moves().collect();
@@ -1620,7 +1685,13 @@ mod tests {
         // The same move again resumes it.
         assert!(catalog.apply(&commands[4].encode()).is_ok());
         catalog
-            .apply(&CatalogCommand::FinishMove { group: 5 }.encode())
+            .apply(
+                &CatalogCommand::FinishMove {
+                    group: 5,
+                    ends: None,
+                }
+                .encode(),
+            )
             .unwrap();
         assert_eq!(catalog.moves().count(), 0);
         assert_eq!(Catalog::restore(&catalog.snapshot()).unwrap(), catalog);
@@ -1733,7 +1804,10 @@ mod tests {
                 CatalogError::ServerNotUp { id: 3 },
             ),
             (
-                CatalogCommand::FinishMove { group: 1 },
+                CatalogCommand::FinishMove {
+                    group: 1,
+                    ends: None,
+                },
                 CatalogError::NoMove { group: 1 },
             ),
         ];
