@@ -265,7 +265,8 @@ async fn grow_then_shrink() {
     let all: Vec<&String> = listen.values().collect();
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        let (code, status, _) = tokio::task::block_in_place(|| cli(&all, &["cluster", "status"]));
+        let (code, status, _) =
+            tokio::task::block_in_place(|| cli(&all, &["cluster", "status", "--watch-secs", "0"]));
         if code == 0 {
             let ((low, high), rows) = status_rows(&status);
             let filled = rows
@@ -291,7 +292,8 @@ async fn grow_then_shrink() {
     let status = loop {
         let (_, dry, _) =
             tokio::task::block_in_place(|| cli(&all, &["cluster", "balance", "--dry-run"]));
-        let (code, status, _) = tokio::task::block_in_place(|| cli(&all, &["cluster", "status"]));
+        let (code, status, _) =
+            tokio::task::block_in_place(|| cli(&all, &["cluster", "status", "--watch-secs", "0"]));
         if code == 0 && dry.trim() == "balanced" {
             break status;
         }
@@ -338,7 +340,8 @@ async fn grow_then_shrink() {
         )
     });
     phases.push(shrink.phase("drain and remove server 1", &recorder, &metrics));
-    let (_, status, _) = tokio::task::block_in_place(|| cli(&all, &["cluster", "status"]));
+    let (_, status, _) =
+        tokio::task::block_in_place(|| cli(&all, &["cluster", "status", "--watch-secs", "0"]));
     let (_, rows) = status_rows(&status);
     assert_eq!(rows[&1], ("retired".to_string(), 0), "{status}");
     nodes.assert_running();
