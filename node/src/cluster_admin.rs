@@ -452,8 +452,9 @@ async fn watch_moves(
 }
 
 /// Pause between two readings of the catalog while `cluster status`
-/// watches the moves.
-const WATCH_PAUSE: std::time::Duration = std::time::Duration::from_millis(250);
+/// watches the moves: each reads the whole catalog (about 160 bytes a
+/// group), so a few readings a watch, not one every few milliseconds.
+const WATCH_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How far a move got in its group, in words.
 fn move_phase(m: &ReplicaMove, view: &LedGroup) -> &'static str {
@@ -680,32 +681,16 @@ async fn move_round(
             Some(ReplaceStep::Wait(_)) => waiting += 1,
             // Undone: the target left the group.
             Some(ReplaceStep::Done) if !view.membership.contains(m.to) => {
-                catalog(
-                    client,
-                    CatalogCommand::Unassign {
-                        node: m.to,
-                        groups: vec![m.group],
-                    },
-                )
-                .await?;
-                finish_move(client, m).await?;
-                say(format!(
-                    "group {}: the move from {} to {} undone: server {} is no longer up",
-                    m.group, m.from, m.to, m.to
-                ));
+                if end_move(client, m, m.to).await? {
+                    say(format!(
+                        "group {}: the move from {} to {} undone: server {} is no longer up",
+                        m.group, m.from, m.to, m.to
+                    ));
+                }
             }
             // Done, or the group names neither server any more.
             Some(ReplaceStep::Done) | None => {
-                catalog(
-                    client,
-                    CatalogCommand::Unassign {
-                        node: m.from,
-                        groups: vec![m.group],
-                    },
-                )
-                .await?;
-                if !finish_move(client, m).await? {
-                    // Another balancer finished it first.
+                if !end_move(client, m, m.from).await? {
                     continue;
                 }
                 rounds.moved += 1;
@@ -813,6 +798,23 @@ async fn move_round(
         transfers.len(),
         time_left(left, rounds.moved, rounds.seconds())
     )))
+}
+
+/// Ends move `m` whose server `leaving` left its group: the catalog
+/// stops assigning the group to `leaving` (first, so that a crash between
+/// the two leaves the move to end again, not a stale assignment), then
+/// the move ends. `false` if another balancer ended it first.
+async fn end_move(
+    client: &mut RoutingClient,
+    m: &ReplicaMove,
+    leaving: NodeId,
+) -> Result<bool, AdminFailure> {
+    let unassign = CatalogCommand::Unassign {
+        node: leaving,
+        groups: vec![m.group],
+    };
+    catalog(client, unassign).await?;
+    finish_move(client, m).await
 }
 
 /// Ends move `m` in the catalog: `false` if it had ended already

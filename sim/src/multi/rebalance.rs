@@ -121,9 +121,9 @@ struct MoveRun {
 struct Overlap {
     armed_ns: u64,
     delay_ns: u64,
-    /// When its moves reach the catalog, and the moves.
+    /// When its moves reach the catalog, and the moves (taken, so empty,
+    /// once they arrived).
     planned: Option<(u64, Vec<ReplicaMove>)>,
-    arrived: bool,
 }
 
 /// The rebalance a seed drew.
@@ -216,7 +216,6 @@ impl Rebalance {
                 armed_ns: rng.gen_range(0..chaos_ns),
                 delay_ns: rng.gen_range(100_000_000..2_000_000_000),
                 planned: None,
-                arrived: false,
             })
             .collect();
         Rebalance {
@@ -591,20 +590,19 @@ impl MultiSim {
             if overlap.planned.is_none() && now_ns >= overlap.armed_ns && !fresh.is_empty() {
                 overlap.planned = Some((now_ns + overlap.delay_ns, fresh.clone()));
             }
-            match &overlap.planned {
-                Some((at_ns, moves)) if !overlap.arrived && now_ns >= *at_ns => {
-                    overlap.arrived = true;
-                    arrived.push(moves.clone());
+            match &mut overlap.planned {
+                Some((at_ns, moves)) if !moves.is_empty() && now_ns >= *at_ns => {
+                    arrived.push(std::mem::take(moves));
                 }
                 _ => {}
             }
         }
         let mut stale_notes = Vec::new();
+        let limits = Some(rebalance.balancer.limits().moves());
         for stale in arrived {
             let (mut recorded, mut refused) = (0, 0);
             for planned in &stale {
                 let in_flight = rebalance.moves.values().map(|run| run.planned);
-                let limits = Some(rebalance.balancer.limits().moves());
                 match admit_move_planted(in_flight, *planned, limits, rebalance.bugs) {
                     Ok(true) => {
                         rebalance.start(*planned);
