@@ -646,6 +646,11 @@ mistakes! {
         caught_by: "move-limits (the rebalance of the membership fault)",
         catch: &[Catch::groups(&[(5, 40)], &[MultiCheck::MoveLimits], "")],
     }
+    multi snapshot_credit_banked {
+        breaks: "the snapshot bandwidth limit banks the credit of idle ticks, so a transfer after an idle spell leaves in one burst past the limit",
+        caught_by: "snapshot-pace (a seed under a drawn bandwidth limit)",
+        catch: &[Catch::groups(&[(3, 40)], &[MultiCheck::SnapshotPace], "more than its limit")],
+    }
     multi replace_removes_old_early {
         breaks: "replacing a node removes it from a group while its replacement is still a learner",
         caught_by: "replace-rule (the membership fault)",

@@ -64,6 +64,15 @@ pub struct MultiConfig {
     pub frame_bytes_max: usize,
     /// Most writes in one persist batch; more go in further batches.
     pub persist_batch_writes_max: usize,
+    /// The snapshot bandwidth limit of this node: most bytes of snapshot
+    /// chunks it sends per tick, to every peer and group together, with
+    /// one chunk of slack (over any `n` ticks, at most `n ×` this `+
+    /// snapshot_chunk_bytes_max`). Idle ticks bank nothing. `None`: no
+    /// limit. Chunks over the limit wait in the layer (`snapshot_pace.rs`).
+    pub snapshot_send_bytes_per_tick_max: Option<u64>,
+    /// Most bytes of snapshot chunks waiting for the bandwidth limit; a
+    /// chunk past it is dropped and its transfer resends it later.
+    pub snapshot_queue_bytes_max: u64,
 }
 
 impl MultiConfig {
@@ -73,7 +82,8 @@ impl MultiConfig {
     /// after 4 idle ticks, up to 1,024 wakes per tick and 256 concurrent
     /// elections (each holding its slot at most 60 ticks), frames of at
     /// most 65,536 items and 16 MiB, persist batches of at most 65,536
-    /// writes, 100,000 groups.
+    /// writes, 100,000 groups, no snapshot bandwidth limit (64 MiB of
+    /// chunks may wait for one when set).
     pub fn new(id: NodeId, peers: impl IntoIterator<Item = NodeId>) -> Self {
         MultiConfig {
             id,
@@ -94,6 +104,8 @@ impl MultiConfig {
             frame_items_max: 65_536,
             frame_bytes_max: 16 * 1024 * 1024,
             persist_batch_writes_max: 65_536,
+            snapshot_send_bytes_per_tick_max: None,
+            snapshot_queue_bytes_max: 64 * 1024 * 1024,
         }
     }
 
@@ -105,7 +117,7 @@ impl MultiConfig {
         if self.peers.contains(&self.id) {
             return Err(MultiConfigError::SelfPeer { id: self.id });
         }
-        let limits: [(&'static str, u64); 9] = [
+        let limits: [(&'static str, u64); 10] = [
             ("groups_max", self.groups_max as u64),
             (
                 "liveness_interval_ticks",
@@ -124,11 +136,17 @@ impl MultiConfig {
                 "persist_batch_writes_max",
                 self.persist_batch_writes_max as u64,
             ),
+            ("snapshot_queue_bytes_max", self.snapshot_queue_bytes_max),
         ];
         for (field, value) in limits {
             if value == 0 {
                 return Err(MultiConfigError::Zero { field });
             }
+        }
+        if self.snapshot_send_bytes_per_tick_max == Some(0) {
+            return Err(MultiConfigError::Zero {
+                field: "snapshot_send_bytes_per_tick_max",
+            });
         }
         if self.quiesce_after_idle_ticks == Some(0) {
             return Err(MultiConfigError::Zero {

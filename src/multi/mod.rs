@@ -102,6 +102,7 @@ mod planted;
 mod quiescence;
 mod replace;
 pub mod sessions;
+mod snapshot_pace;
 mod stats;
 mod wake;
 

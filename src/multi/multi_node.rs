@@ -22,6 +22,7 @@ use super::outbox::{Item, Outbox};
 use super::persist::{BatchId, PersistBatch, Persister};
 use super::planted::MultiPlantedBugs;
 use super::quiescence::{QuiesceAsked, QuiesceRound};
+use super::snapshot_pace::{Offer, SnapshotPacer};
 use super::stats::MultiStats;
 use super::wake::{Sleep, SleepKind, Wake};
 
@@ -223,6 +224,8 @@ pub struct MultiNode {
     pub(crate) liveness: Liveness,
     pub(crate) outbox: Outbox,
     pub(crate) persister: Persister,
+    /// The snapshot bandwidth limit (`snapshot_pace.rs`).
+    pub(crate) pacer: SnapshotPacer,
     pub(crate) stats: MultiStats,
     /// Whether [`MultiNode::flush`] ran since the last tick: ticks that
     /// come back to back are a host catching up after a stall.
@@ -252,6 +255,10 @@ impl MultiNode {
     /// A node hosting no group yet.
     pub fn new(config: MultiConfig) -> Result<MultiNode, MultiError> {
         config.validate()?;
+        let pacer = SnapshotPacer::new(
+            config.snapshot_send_bytes_per_tick_max,
+            config.snapshot_queue_bytes_max,
+        );
         Ok(MultiNode {
             liveness: Liveness::new(config.peers.iter().copied(), 0),
             config,
@@ -267,6 +274,7 @@ impl MultiNode {
             answers_owed: BTreeSet::new(),
             outbox: Outbox::default(),
             persister: Persister::new(),
+            pacer,
             stats: MultiStats::default(),
             flushed_since_tick: true,
             burst_ticks: 0,
@@ -310,8 +318,7 @@ impl MultiNode {
                 if !chunk || message.from != self.config.id || message.to == self.config.id {
                     return Err(MultiError::NotASnapshotChunk { group });
                 }
-                let to = message.to;
-                self.push_item(to, Item::of(group, message));
+                self.pace_snapshot_chunk(group, message);
             }
         }
         self.check_invariants();
@@ -364,6 +371,7 @@ impl MultiNode {
             self.outbox
                 .owe_liveness_frame(id, peer, incarnation, self.now_ticks, interval_ticks);
         }
+        self.release_paced_chunks();
         if std::mem::replace(&mut self.flushed_since_tick, false) {
             self.burst_ticks = 1;
             self.release_election_slots();
@@ -650,6 +658,40 @@ impl MultiNode {
         }
     }
 
+    /// A chunk the host filled goes out now, or waits for the bandwidth
+    /// limit's credit (`snapshot_pace.rs`).
+    fn pace_snapshot_chunk(&mut self, group: GroupId, message: Message) {
+        match self.pacer.offer(group, message) {
+            Offer::Send(message) => self.send_snapshot_chunk(group, message),
+            Offer::Held => self.stats.snapshot_chunks_held += 1,
+            Offer::Dropped => self.stats.snapshot_chunks_dropped += 1,
+        }
+    }
+
+    /// Releases the chunks a tick's credit allows. A chunk of a group no
+    /// longer hosted here is dropped: its transfer ended with the group.
+    fn release_paced_chunks(&mut self) {
+        let banked = self.planted().snapshot_credit_banked;
+        let mut released = Vec::new();
+        self.pacer
+            .tick(banked, |group, message| released.push((group, message)));
+        for (group, message) in released {
+            if self.groups.contains_key(&group) {
+                self.send_snapshot_chunk(group, message);
+            } else {
+                self.stats.snapshot_chunks_dropped += 1;
+            }
+        }
+    }
+
+    fn send_snapshot_chunk(&mut self, group: GroupId, message: Message) {
+        if let MessageBody::InstallSnapshot(chunk) = &message.body {
+            self.stats.snapshot_bytes_sent += chunk.data.len() as u64;
+        }
+        let to = message.to;
+        self.push_item(to, Item::of(group, message));
+    }
+
     pub(crate) fn push_item(&mut self, to: NodeId, item: Item) {
         self.outbox.push(
             self.config.id,
@@ -807,11 +849,19 @@ impl MultiNode {
         &self.stats
     }
 
+    /// Snapshot chunks waiting for the bandwidth limit, and their bytes.
+    pub fn snapshot_chunks_waiting(&self) -> (usize, u64) {
+        (self.pacer.queued_chunks(), self.pacer.queued_bytes())
+    }
+
     /// Invariants between steps: cheap ones always, the walks over every
     /// group in debug builds only when few groups are hosted.
     fn check_invariants(&self) {
         assert!(self.electing.len() <= self.config.elections_concurrent_max);
         assert!(self.awake.len() <= self.groups.len());
+        if cfg!(debug_assertions) {
+            self.pacer.check_invariants();
+        }
         if cfg!(debug_assertions) && self.groups.len() <= 64 {
             for (id, state) in &self.groups {
                 assert_eq!(state.sleep.is_none(), self.awake.contains(id));

@@ -91,6 +91,11 @@ pub struct MultiPlantedBugs {
     /// stale view of the moves) then exceed the limits together, and a
     /// group's move is abandoned half done.
     pub catalog_trusts_balancers: bool,
+    /// The snapshot bandwidth limit's credit is not capped at one tick's
+    /// worth (`snapshot_pace.rs`): idle ticks bank it, and the chunks of a
+    /// transfer that starts after an idle spell leave in one burst, far
+    /// past the limit.
+    pub snapshot_credit_banked: bool,
 }
 
 impl MultiPlantedBugs {
@@ -112,5 +117,6 @@ impl MultiPlantedBugs {
         leader_balance_without_margin: false,
         move_rollback_removes_source: false,
         catalog_trusts_balancers: false,
+        snapshot_credit_banked: false,
     };
 }

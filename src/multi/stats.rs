@@ -64,4 +64,13 @@ pub struct MultiStats {
     pub peers_returned: u64,
     /// Peers seen with a new incarnation.
     pub peers_restarted: u64,
+    /// Bytes of snapshot chunks handed to the outbox (after the bandwidth
+    /// limit, if any).
+    pub snapshot_bytes_sent: u64,
+    /// Snapshot chunks that waited for the bandwidth limit.
+    pub snapshot_chunks_held: u64,
+    /// Snapshot chunks dropped by the bandwidth limit's queue: the same
+    /// chunk already waited, or the queue was full (their transfers
+    /// resend them).
+    pub snapshot_chunks_dropped: u64,
 }

@@ -145,8 +145,12 @@ fn print_summary(
         summary.layer.frames_refused
     );
     println!(
-        "  snapshots: {} taken, {} installed from a leader; at most {} groups electing at once on a node",
-        summary.snapshots.0, summary.snapshots.1, summary.electing_max
+        "  snapshots: {} taken, {} installed from a leader, {} bytes of chunks sent ({} chunks waited for a bandwidth limit); at most {} groups electing at once on a node",
+        summary.snapshots.0,
+        summary.snapshots.1,
+        summary.layer.snapshot_bytes,
+        summary.layer.snapshot_chunks_held,
+        summary.electing_max
     );
     let at = |slot: Option<(u64, u64)>| match slot {
         Some((ns, seed)) => format!("{} (seed {seed})", format_time(ns)),

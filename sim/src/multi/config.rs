@@ -22,6 +22,12 @@ pub const SWARM_GROUPS_MAX: usize = 256;
 /// Most groups one run may host (`--groups N`).
 pub const GROUPS_MAX: usize = 100_000;
 
+/// The lowest snapshot bandwidth limit a seed draws, in bytes per tick.
+pub const SNAPSHOT_PACE_BYTES_PER_TICK_MIN: u64 = 4;
+
+/// The highest snapshot bandwidth limit a seed draws, in bytes per tick.
+pub const SNAPSHOT_PACE_BYTES_PER_TICK_MAX: u64 = 256;
+
 /// How many groups a seed runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum GroupsChoice {
@@ -322,6 +328,9 @@ pub struct LayerOptions {
     pub frame_items_max: usize,
     /// `MultiConfig::persist_batch_writes_max`.
     pub persist_batch_writes_max: usize,
+    /// `MultiConfig::snapshot_send_bytes_per_tick_max` (drawn from a
+    /// stream of its own: [`LayerOptions::draw_snapshot_pace`]).
+    pub snapshot_send_bytes_per_tick_max: Option<u64>,
 }
 
 impl LayerOptions {
@@ -337,7 +346,37 @@ impl LayerOptions {
             election_slot_ticks: config.election_slot_ticks,
             frame_items_max: config.frame_items_max,
             persist_batch_writes_max: config.persist_batch_writes_max,
+            snapshot_send_bytes_per_tick_max: config.snapshot_send_bytes_per_tick_max,
         }
+    }
+
+    /// Half the time (with compaction on), a snapshot bandwidth limit on
+    /// every node: log-uniform from [`SNAPSHOT_PACE_BYTES_PER_TICK_MIN`]
+    /// to [`SNAPSHOT_PACE_BYTES_PER_TICK_MAX`], and at least half a byte
+    /// per group. The simulator's snapshots are small (tens of bytes), so
+    /// the range holds back the chunks of a wave of transfers, and its
+    /// floor still lets every group's snapshot reach every member well
+    /// within the liveness bound.
+    pub(crate) fn draw_snapshot_pace(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        compaction: Option<&CompactionOptions>,
+        groups: usize,
+    ) {
+        if compaction.is_none() || !rng.gen_bool(0.5) {
+            return;
+        }
+        let (low, high) = (
+            (SNAPSHOT_PACE_BYTES_PER_TICK_MIN as f64).log2(),
+            (SNAPSHOT_PACE_BYTES_PER_TICK_MAX as f64).log2(),
+        );
+        let rate = rng.gen_range(low..=high).exp2() as u64;
+        // Half a byte per tick per group at least: a wave of transfers
+        // of every group (a node back after the heal) then takes a second
+        // or two, not the whole liveness bound.
+        let floor = (groups as u64 / 2).max(SNAPSHOT_PACE_BYTES_PER_TICK_MIN);
+        self.snapshot_send_bytes_per_tick_max =
+            Some(rate.clamp(floor, SNAPSHOT_PACE_BYTES_PER_TICK_MAX.max(floor)));
     }
 
     /// Draws the knobs: mostly near the defaults, sometimes tight (a wake
@@ -371,6 +410,7 @@ impl LayerOptions {
             election_slot_ticks: rng.gen_range(20..=100),
             frame_items_max: tight(rng, 1..=32, 65_536),
             persist_batch_writes_max: tight(rng, 1..=8, 65_536),
+            snapshot_send_bytes_per_tick_max: None,
         }
     }
 
@@ -387,6 +427,7 @@ impl LayerOptions {
         config.election_slot_ticks = self.election_slot_ticks;
         config.frame_items_max = self.frame_items_max;
         config.persist_batch_writes_max = self.persist_batch_writes_max;
+        config.snapshot_send_bytes_per_tick_max = self.snapshot_send_bytes_per_tick_max;
         config
     }
 }
@@ -405,7 +446,11 @@ impl fmt::Display for LayerOptions {
             self.election_slot_ticks,
             self.frame_items_max,
             self.persist_batch_writes_max
-        )
+        )?;
+        if let Some(rate) = self.snapshot_send_bytes_per_tick_max {
+            write!(f, ", snapshot chunks paced at {rate} bytes per tick")?;
+        }
+        Ok(())
     }
 }
 

@@ -186,6 +186,8 @@ pub(crate) struct Host {
     pub(crate) pause_generation: u64,
     /// The wake-queue work since the node's last flush (`wake-bound`).
     pub(crate) since_flush: FlushWindow,
+    /// What the `snapshot-pace` check counts (`host.rs`).
+    pub(crate) pace: PaceWindow,
     /// The layer's tick at which it last took a frame from each peer (as
     /// its node-level liveness counts it: a frame it did not refuse); a
     /// peer not heard from since the boot counts from tick 0, as the
@@ -213,9 +215,22 @@ impl Host {
         self.paused_queue.clear();
         self.missed_ticks = 0;
         self.since_flush = FlushWindow::default();
+        self.pace = PaceWindow::default();
         self.heard_tick.clear();
         self.heard_incarnation.clear();
     }
+}
+
+/// The `snapshot-pace` check's count for one node (`host.rs`).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct PaceWindow {
+    /// Ticks handed over since the last flush.
+    pub(crate) ticks: u64,
+    /// The largest excess of chunk bytes sent over the limit's allowance
+    /// of any run of flushes ending at the last one (below zero: none).
+    pub(crate) excess: i64,
+    /// The largest chunk sent, in bytes.
+    pub(crate) chunk_max: u64,
 }
 
 /// What a node's ticks did from the wake queues since its last flush:
@@ -417,6 +432,7 @@ impl MultiSim {
         let plan = plan.unwrap_or(generated);
         plan.validate(config.nodes)?;
         let mut draw_rng = ChaCha8Rng::seed_from_u64(rng.gen());
+        let scenario = drawn.is_some();
         let mut drawn = drawn.unwrap_or_else(|| Drawn::draw(&config, &mut draw_rng));
         // Its own stream: the draws of seeds without it are unchanged.
         let forced = super::forced::MultiForced::draw(&config);
@@ -448,6 +464,16 @@ impl MultiSim {
             &drawn.voters,
             ChaCha8Rng::seed_from_u64(rng.gen()),
         );
+        // The snapshot bandwidth limit: its own stream, drawn after the
+        // membership's, so the draws above are as before it existed. Not
+        // for the scenarios, whose draws are their own.
+        let mut pace_rng = ChaCha8Rng::seed_from_u64(rng.gen());
+        if config.swarm && !scenario {
+            let compaction = drawn.compaction;
+            drawn
+                .layer
+                .draw_snapshot_pace(&mut pace_rng, compaction.as_ref(), drawn.groups);
+        }
         let mut hosts = Vec::with_capacity(config.nodes);
         for index in 0..config.nodes {
             let skew = plan.clock_skew_ppm.get(index).copied().unwrap_or(0);
@@ -465,6 +491,7 @@ impl MultiSim {
                 missed_ticks: 0,
                 pause_generation: 0,
                 since_flush: FlushWindow::default(),
+                pace: PaceWindow::default(),
                 heard_tick: BTreeMap::new(),
                 heard_incarnation: BTreeMap::new(),
                 reads: BTreeMap::new(),

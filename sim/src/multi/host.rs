@@ -11,8 +11,8 @@ use rand::Rng;
 use concord::multi::{GroupId, GroupSleep, MultiAction, MultiInput, MultiNode};
 use concord::state_machine::StateMachine;
 use concord::{
-    checksum64, Action, Config, EntryPayload, Input, LogPosition, NodeId, ProposeError, Role,
-    Snapshot,
+    checksum64, Action, Config, EntryPayload, Input, LogPosition, MessageBody, NodeId,
+    ProposeError, Role, Snapshot,
 };
 
 use crate::disk::Record;
@@ -576,6 +576,9 @@ impl MultiSim {
                         return;
                     }
                 }
+                if tick {
+                    self.hosts[index].pace.ticks += 1;
+                }
                 let Some(multi) = self.hosts[index].multi.as_mut() else {
                     return;
                 };
@@ -661,6 +664,10 @@ impl MultiSim {
                 return;
             };
             multi.flush(&mut out);
+            self.check_snapshot_pace(index, &out);
+            if self.failure.is_some() {
+                return;
+            }
             self.hosts[index].since_flush = FlushWindow::default();
             if out.is_empty() {
                 break 'settle;
@@ -747,6 +754,51 @@ impl MultiSim {
             multi.id()
         );
         self.fail(MultiCheck::WakeBound, Some(index), None, message);
+    }
+
+    /// A node under a snapshot bandwidth limit of `rate` bytes per tick
+    /// sends, over any `n` consecutive ticks, at most `n × rate` bytes of
+    /// chunks plus one chunk (`snapshot-pace`). The host sees chunks only
+    /// in the frames of a flush, which may follow several ticks (a stall's
+    /// catch-up), so it judges runs of flushes: the chunks of flushes `f1`
+    /// to `f` left within the ticks between the flush before `f1` and `f`,
+    /// plus the tick under way at that flush, so they are at most
+    /// `(ticks + 1) × rate + chunk`, where a chunk is the largest the node
+    /// sent (the limit lets the last chunk of a tick overdraw its credit by
+    /// less than its length). `pace.excess` is the largest excess of chunk
+    /// bytes over `rate × ticks` of any run ending now.
+    fn check_snapshot_pace(&mut self, index: usize, out: &[MultiAction]) {
+        let Some(multi) = &self.hosts[index].multi else {
+            return;
+        };
+        let Some(rate) = multi.config().snapshot_send_bytes_per_tick_max else {
+            return;
+        };
+        let pace = &mut self.hosts[index].pace;
+        let mut chunk_bytes = 0;
+        for action in out {
+            let MultiAction::Send(frame) = action else {
+                continue;
+            };
+            for message in &frame.messages {
+                if let MessageBody::InstallSnapshot(chunk) = &message.body {
+                    chunk_bytes += chunk.data.len() as u64;
+                    pace.chunk_max = pace.chunk_max.max(chunk.data.len() as u64);
+                }
+            }
+        }
+        let drained = rate.saturating_mul(std::mem::take(&mut pace.ticks));
+        pace.excess = (pace.excess.max(0) as i128 + chunk_bytes as i128 - drained as i128)
+            .clamp(i64::MIN as i128, i64::MAX as i128) as i64;
+        let (excess, chunk_max) = (pace.excess, pace.chunk_max);
+        let allowed = rate + chunk_max;
+        if excess > allowed as i64 {
+            let message = format!(
+                "n{} sent {excess} bytes of snapshot chunks more than its limit of {rate} bytes per tick allows over the ticks they left in; at most one tick's worth plus its largest chunk ({chunk_max} bytes) may be over",
+                index + 1
+            );
+            self.fail(MultiCheck::SnapshotPace, Some(index), None, message);
+        }
     }
 
     /// Executes `actions` of node `index` in order: false, and the rest

@@ -26,6 +26,10 @@ pub enum MultiCheck {
     /// A group went to sleep as leader while a follower its node took for
     /// alive lacked the leader's last entry: nothing would send it.
     Quiescence,
+    /// A node sent more bytes of snapshot chunks than its bandwidth limit
+    /// allows: over some run of ticks, more than the limit per tick times
+    /// their number plus one chunk (`MultiConfig::snapshot_send_bytes_per_tick_max`).
+    SnapshotPace,
     /// After the heal, a group had no leader known to all its members
     /// within the stated bound.
     Leaderless,
@@ -124,6 +128,7 @@ impl MultiCheck {
             MultiCheck::ZoneRule => "zone-rule",
             MultiCheck::BalanceBand => "balance-band",
             MultiCheck::LeaderBand => "leader-band",
+            MultiCheck::SnapshotPace => "snapshot-pace",
         }
     }
 }
@@ -186,6 +191,10 @@ pub struct LayerTotals {
     pub slots_expired: u64,
     /// Frames refused (forged or malformed).
     pub frames_refused: u64,
+    /// Bytes of snapshot chunks sent.
+    pub snapshot_bytes: u64,
+    /// Snapshot chunks that waited for the bandwidth limit.
+    pub snapshot_chunks_held: u64,
 }
 
 impl LayerTotals {
@@ -200,6 +209,8 @@ impl LayerTotals {
         self.wakes_to_elect += stats.wakes_to_elect;
         self.slots_expired += stats.election_slots_expired;
         self.frames_refused += stats.frames_refused;
+        self.snapshot_bytes += stats.snapshot_bytes_sent;
+        self.snapshot_chunks_held += stats.snapshot_chunks_held;
     }
 
     /// Adds another run's totals.
@@ -214,6 +225,8 @@ impl LayerTotals {
         self.wakes_to_elect += other.wakes_to_elect;
         self.slots_expired += other.slots_expired;
         self.frames_refused += other.frames_refused;
+        self.snapshot_bytes += other.snapshot_bytes;
+        self.snapshot_chunks_held += other.snapshot_chunks_held;
     }
 }
 

@@ -1,0 +1,273 @@
+//! The snapshot bandwidth limit of one server: a token bucket over the
+//! layer's ticks that every snapshot chunk this node sends passes through.
+//!
+//! Why here and not in the host: the limit must hold for the runtime and
+//! for the simulator alike, and both hand their chunks to the layer
+//! ([`MultiInput::SendSnapshotChunk`](super::MultiInput::SendSnapshotChunk)).
+//! The layer owns the clock (ticks) and the outbox, so pacing is one more
+//! deterministic step of it, with no timer of the host's.
+//!
+//! The rule, with `rate` = `snapshot_send_bytes_per_tick_max`: the credit
+//! starts at `rate`; each tick adds `rate` and caps it at `rate` (an idle
+//! spell banks nothing, so a transfer after one does not leave in a
+//! burst); a chunk leaves while the credit is positive and takes its
+//! length from it, so the credit goes negative by less than one chunk.
+//! Hence, over any `n` consecutive ticks, at most `n × rate +
+//! snapshot_chunk_bytes_max` bytes of chunks leave the node.
+//!
+//! Chunks that wait are held in arrival order, at most
+//! `snapshot_queue_bytes_max` bytes of them. One that would pass that, or
+//! that repeats a chunk already waiting (the core resends a transfer that
+//! did not move between two heartbeat answers, and a paced transfer often
+//! does not), is dropped: the core's transfer protocol resends what its
+//! follower lacks, so a dropped chunk costs time, never correctness.
+
+use std::collections::{BTreeSet, VecDeque};
+
+use crate::message::{Message, MessageBody};
+use crate::types::{Index, NodeId};
+
+use super::frame::GroupId;
+
+/// A chunk waiting for credit.
+#[derive(Debug)]
+struct Held {
+    group: GroupId,
+    key: ChunkKey,
+    bytes: u64,
+    message: Message,
+}
+
+/// What makes two chunks the same chunk: group, follower, snapshot and
+/// offset.
+type ChunkKey = (GroupId, NodeId, Index, u64);
+
+/// What the pacer did with a chunk offered to it.
+#[derive(Debug)]
+pub(crate) enum Offer {
+    /// Send it now.
+    Send(Message),
+    /// Held until there is credit.
+    Held,
+    /// Dropped: the same chunk already waits, or the queue is full.
+    Dropped,
+}
+
+/// The token bucket of one node (see the module documentation).
+#[derive(Debug)]
+pub(crate) struct SnapshotPacer {
+    /// `None`: no limit, and nothing is ever held.
+    rate_bytes_per_tick: Option<u64>,
+    queue_bytes_max: u64,
+    /// May go below zero by less than one chunk.
+    credit_bytes: i64,
+    queue: VecDeque<Held>,
+    queued: BTreeSet<ChunkKey>,
+    queued_bytes: u64,
+}
+
+impl SnapshotPacer {
+    pub(crate) fn new(rate_bytes_per_tick: Option<u64>, queue_bytes_max: u64) -> SnapshotPacer {
+        SnapshotPacer {
+            rate_bytes_per_tick,
+            queue_bytes_max,
+            credit_bytes: rate_bytes_per_tick.map_or(0, credit_of),
+            queue: VecDeque::new(),
+            queued: BTreeSet::new(),
+            queued_bytes: 0,
+        }
+    }
+
+    /// Bytes of chunks waiting.
+    pub(crate) fn queued_bytes(&self) -> u64 {
+        self.queued_bytes
+    }
+
+    /// Chunks waiting.
+    pub(crate) fn queued_chunks(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// A chunk of `group` the host filled: send it now, hold it, or drop
+    /// it. Chunks keep their order: none passes one that waits.
+    pub(crate) fn offer(&mut self, group: GroupId, message: Message) -> Offer {
+        let Some(_) = self.rate_bytes_per_tick else {
+            return Offer::Send(message);
+        };
+        let (key, bytes) = chunk_key(group, &message);
+        if self.queue.is_empty() && self.credit_bytes > 0 {
+            self.spend(bytes);
+            return Offer::Send(message);
+        }
+        if self.queued.contains(&key) || self.queued_bytes + bytes > self.queue_bytes_max {
+            return Offer::Dropped;
+        }
+        self.queued.insert(key);
+        self.queued_bytes += bytes;
+        self.queue.push_back(Held {
+            group,
+            key,
+            bytes,
+            message,
+        });
+        Offer::Held
+    }
+
+    /// One tick of the layer: adds a tick's credit (`banked` plants the
+    /// mistake of letting it grow past one tick's worth) and hands every
+    /// chunk the credit allows to `send`, in order.
+    pub(crate) fn tick(&mut self, banked: bool, mut send: impl FnMut(GroupId, Message)) {
+        let Some(rate) = self.rate_bytes_per_tick else {
+            return;
+        };
+        let credit = credit_of(rate);
+        self.credit_bytes = if banked {
+            self.credit_bytes.saturating_add(credit)
+        } else {
+            (self.credit_bytes + credit).min(credit)
+        };
+        while self.credit_bytes > 0 {
+            let Some(held) = self.queue.pop_front() else {
+                break;
+            };
+            self.queued.remove(&held.key);
+            self.queued_bytes -= held.bytes;
+            self.spend(held.bytes);
+            send(held.group, held.message);
+        }
+        debug_assert_eq!(self.queued.len(), self.queue.len());
+        debug_assert!(self.queue.is_empty() || self.credit_bytes <= 0);
+    }
+
+    fn spend(&mut self, bytes: u64) {
+        debug_assert!(self.credit_bytes > 0);
+        self.credit_bytes -= i64::try_from(bytes).unwrap_or(i64::MAX);
+    }
+
+    /// The invariants: the set of waiting chunks matches the queue, their
+    /// bytes are counted, and they fit.
+    pub(crate) fn check_invariants(&self) {
+        assert_eq!(self.queued.len(), self.queue.len());
+        assert_eq!(
+            self.queue.iter().map(|held| held.bytes).sum::<u64>(),
+            self.queued_bytes
+        );
+        assert!(self.queued_bytes <= self.queue_bytes_max);
+        if self.rate_bytes_per_tick.is_none() {
+            assert!(self.queue.is_empty());
+        }
+    }
+}
+
+/// A tick's credit, in the signed type the bucket counts in.
+fn credit_of(rate_bytes_per_tick: u64) -> i64 {
+    i64::try_from(rate_bytes_per_tick).unwrap_or(i64::MAX)
+}
+
+/// A chunk's identity and its data's length. The layer admits only
+/// `InstallSnapshot` messages here (`MultiNode::step`).
+fn chunk_key(group: GroupId, message: &Message) -> (ChunkKey, u64) {
+    match &message.body {
+        MessageBody::InstallSnapshot(chunk) => (
+            (group, message.to, chunk.snapshot.index, chunk.offset),
+            chunk.data.len() as u64,
+        ),
+        _ => ((group, message.to, 0, 0), 0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::SnapshotChunk;
+    use crate::types::LogPosition;
+    use bytes::Bytes;
+
+    fn chunk(to: NodeId, offset: u64, bytes: usize) -> Message {
+        Message {
+            from: 1,
+            to,
+            term: 1,
+            progress_id: 0,
+            body: MessageBody::InstallSnapshot(Box::new(SnapshotChunk {
+                snapshot: LogPosition { index: 7, term: 1 },
+                size_bytes: 1 << 20,
+                checksum: 0,
+                offset,
+                data: Bytes::from(vec![0; bytes]),
+                membership: crate::membership::Membership::default(),
+            })),
+        }
+    }
+
+    /// Bytes sent per tick over `ticks` ticks, with `chunks` chunks of
+    /// `bytes` each offered before the first.
+    fn pace(
+        pacer: &mut SnapshotPacer,
+        banked: bool,
+        chunks: u64,
+        bytes: usize,
+        ticks: usize,
+    ) -> Vec<u64> {
+        let mut sent = vec![0];
+        for offset in 0..chunks {
+            if let Offer::Send(message) = pacer.offer(1, chunk(2, offset * bytes as u64, bytes)) {
+                sent[0] += chunk_key(1, &message).1;
+            }
+        }
+        for _ in 0..ticks {
+            let mut tick = 0;
+            pacer.tick(banked, |_, message| tick += chunk_key(1, &message).1);
+            sent.push(tick);
+            pacer.check_invariants();
+        }
+        sent
+    }
+
+    #[test]
+    fn unlimited_pacer_sends_every_chunk_at_once() {
+        let mut pacer = SnapshotPacer::new(None, 0);
+        assert_eq!(pace(&mut pacer, false, 10, 100, 1), vec![1000, 0]);
+    }
+
+    #[test]
+    fn paced_chunks_leave_at_the_rate_plus_one_chunk() {
+        let mut pacer = SnapshotPacer::new(Some(250), 1 << 20);
+        // 250 of credit: chunks leave while it is positive (3 × 100).
+        let sent = pace(&mut pacer, false, 20, 100, 8);
+        assert_eq!(sent, vec![300, 200, 300, 200, 300, 200, 300, 200, 0]);
+        let total: u64 = sent.iter().sum();
+        assert_eq!(total, 2000);
+        for window in 1..=sent.len() {
+            for start in 0..=sent.len() - window {
+                let bytes: u64 = sent[start..start + window].iter().sum();
+                assert!(bytes <= window as u64 * 250 + 100, "{sent:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn idle_ticks_bank_no_credit() {
+        let mut pacer = SnapshotPacer::new(Some(100), 1 << 20);
+        pace(&mut pacer, false, 0, 100, 50);
+        let sent = pace(&mut pacer, false, 10, 100, 1);
+        assert_eq!(sent, vec![100, 100]);
+        // The planted mistake: fifty idle ticks bank 5,000 bytes.
+        let mut banked = SnapshotPacer::new(Some(100), 1 << 20);
+        pace(&mut banked, true, 0, 100, 50);
+        let sent = pace(&mut banked, true, 10, 100, 1);
+        assert_eq!(sent, vec![1000, 0]);
+    }
+
+    #[test]
+    fn a_chunk_already_waiting_or_past_the_queue_is_dropped() {
+        let mut pacer = SnapshotPacer::new(Some(100), 250);
+        assert!(matches!(pacer.offer(1, chunk(2, 0, 100)), Offer::Send(_)));
+        assert!(matches!(pacer.offer(1, chunk(2, 100, 100)), Offer::Held));
+        assert!(matches!(pacer.offer(1, chunk(2, 100, 100)), Offer::Dropped));
+        assert!(matches!(pacer.offer(1, chunk(3, 100, 100)), Offer::Held));
+        assert!(matches!(pacer.offer(1, chunk(2, 200, 100)), Offer::Dropped));
+        assert_eq!((pacer.queued_chunks(), pacer.queued_bytes()), (2, 200));
+        pacer.check_invariants();
+    }
+}
