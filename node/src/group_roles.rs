@@ -146,6 +146,8 @@ pub fn group_config(
     }
     config.compaction_threshold_entries = settings.snapshot_every_entries;
     config.compaction_trailing_entries = settings.compaction_trailing_entries;
+    config.snapshot_chunk_bytes_max =
+        concord_tokio::cluster::snapshot_chunk_bytes_for(settings.snapshot_send_bytes_per_sec);
     config.seed = seed;
     config.lease_read_ticks = settings.lease_ticks;
     config.clock_drift_bound_ticks = settings.clock_drift_bound_ticks;

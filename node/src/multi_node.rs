@@ -211,6 +211,10 @@ pub async fn start(settings: &ServerSettings) -> Result<RunningMultiNode, StartF
     let voters: BTreeSet<_> = settings.peers.keys().copied().collect();
     let mut multi = node_config(id, &voters);
     multi.incarnation = opened.incarnation;
+    multi.snapshot_send_bytes_per_tick_max = concord_tokio::cluster::snapshot_bytes_per_tick(
+        settings.snapshot_send_bytes_per_sec,
+        Duration::from_millis(settings.tick_ms),
+    );
     let started_nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
@@ -253,6 +257,9 @@ pub async fn start(settings: &ServerSettings) -> Result<RunningMultiNode, StartF
             }
             config.compaction_threshold_entries = settings.snapshot_every_entries;
             config.compaction_trailing_entries = settings.compaction_trailing_entries;
+            config.snapshot_chunk_bytes_max = concord_tokio::cluster::snapshot_chunk_bytes_for(
+                settings.snapshot_send_bytes_per_sec,
+            );
             // The template of the groups the catalog assigns here later.
             config.snapshot_bytes_max = group_roles::snapshot_bytes_max(settings);
             config.seed = seed;

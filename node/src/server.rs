@@ -209,6 +209,17 @@ pub struct ServerFlags {
     /// behind catches up from the log [default: 1024].
     #[arg(long, env = "CONCORD_COMPACTION_TRAILING_ENTRIES", value_name = "N")]
     pub compaction_trailing_entries: Option<u64>,
+    /// The snapshot bandwidth limit of this server: most bytes of snapshot
+    /// chunks it sends per second, to every peer and group together (what
+    /// a new or returning server is caught up with, and a rebalance's moves
+    /// cost). Chunks over it wait; writes and heartbeats are not held
+    /// [default: 0, no limit].
+    #[arg(
+        long,
+        env = "CONCORD_SNAPSHOT_SEND_BYTES_PER_SEC",
+        value_name = "BYTES"
+    )]
+    pub snapshot_send_bytes_per_sec: Option<u64>,
     /// Lease reads: the leader answers a read without a round trip while
     /// fewer than N ticks passed since a heartbeat a quorum answered
     /// [default: 0, off].
@@ -351,6 +362,8 @@ pub struct ServerConfig {
     pub snapshot_every_entries: Option<u64>,
     /// `--compaction-trailing-entries`.
     pub compaction_trailing_entries: Option<u64>,
+    /// `--snapshot-send-bytes-per-sec`.
+    pub snapshot_send_bytes_per_sec: Option<u64>,
     /// `--lease-ticks`.
     pub lease_ticks: Option<u32>,
     /// `--clock-drift-bound-ticks`.
@@ -398,6 +411,7 @@ pub const CONFIG_KEYS: &[&str] = &[
     "accept-wal-data-loss",
     "snapshot-every-entries",
     "compaction-trailing-entries",
+    "snapshot-send-bytes-per-sec",
     "lease-ticks",
     "clock-drift-bound-ticks",
     "worker-threads",
@@ -507,6 +521,8 @@ pub struct ServerSettings {
     pub snapshot_every_entries: Option<u64>,
     /// Entries kept in the log below a snapshot.
     pub compaction_trailing_entries: u64,
+    /// Most bytes of snapshot chunks sent per second; `None`: no limit.
+    pub snapshot_send_bytes_per_sec: Option<u64>,
     /// Lease length in ticks; 0: no lease reads.
     pub lease_ticks: u32,
     /// Clock drift the lease leaves room for, in ticks.
@@ -715,6 +731,10 @@ impl ServerSettings {
                 .compaction_trailing_entries
                 .or(file.compaction_trailing_entries)
                 .unwrap_or(COMPACTION_TRAILING_ENTRIES_DEFAULT),
+            snapshot_send_bytes_per_sec: flags
+                .snapshot_send_bytes_per_sec
+                .or(file.snapshot_send_bytes_per_sec)
+                .filter(|bytes| *bytes > 0),
             lease_ticks: flags.lease_ticks.or(file.lease_ticks).unwrap_or(0),
             clock_drift_bound_ticks: flags
                 .clock_drift_bound_ticks
@@ -932,6 +952,7 @@ impl ServerSettings {
         settings.witnesses = self.witnesses.clone();
         settings.snapshot_every_entries = self.snapshot_every_entries;
         settings.compaction_trailing_entries = self.compaction_trailing_entries;
+        settings.snapshot_send_bytes_per_sec = self.snapshot_send_bytes_per_sec;
         settings.lease_read_ticks = self.lease_ticks;
         settings.clock_drift_bound_ticks = self.clock_drift_bound_ticks;
         if let Some(preferred) = self.preferred_leader {

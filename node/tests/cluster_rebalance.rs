@@ -556,3 +556,137 @@ fn balancers_acting_at_once_keep_the_limits_and_all_finish() {
     assert!((low..=high).contains(&replicas), "{status}");
     read_back(&four, &acknowledged);
 }
+
+/// Each server's snapshot counters from its metrics endpoint at `addr`:
+/// bytes of chunks sent, and chunks that waited for the bandwidth limit.
+fn snapshot_counters(addr: &str) -> (u64, u64) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("metrics endpoint");
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|value| value.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{addr} reports no {name}:\n{text}")) as u64
+    };
+    (
+        value("concord_snapshot_sent_bytes_total"),
+        value("concord_snapshot_chunks_paced_total"),
+    )
+}
+
+/// `--snapshot-send-bytes-per-sec`: each server's snapshot bandwidth
+/// limit holds while a fourth server is filled with groups of 48 KiB of
+/// values each. Between two scrapes of its metrics, no server sent more
+/// snapshot bytes than the limit allows for the time between them, plus
+/// one tick's credit and one chunk (a tenth of a second's worth, at
+/// least 4 KiB); the limit held some chunks back; every move finished
+/// and every acknowledged value reads back. Without the limit the same
+/// bytes leave a server within a second or two, well past that bound.
+#[test]
+fn a_snapshot_bandwidth_limit_paces_the_moves_to_an_added_server() {
+    const LIMIT_BYTES_PER_SEC: u64 = 16 * 1024;
+    const VALUE_BYTES: usize = 8 * 1024;
+    const PACED_KEYS: u32 = 48;
+    let limit = LIMIT_BYTES_PER_SEC.to_string();
+    let metrics: Vec<String> = (0..4).map(|_| processes::free_addr()).collect();
+    let mut cluster = NodeProcesses::on_loopback("cluster-snapshot-pace", CLUSTER);
+    let flags = |id: usize| {
+        vec![
+            "--groups".to_string(),
+            GROUPS.to_string(),
+            "--snapshot-every-entries".to_string(),
+            "4".to_string(),
+            "--compaction-trailing-entries".to_string(),
+            "0".to_string(),
+            "--snapshot-send-bytes-per-sec".to_string(),
+            limit.clone(),
+            "--metrics-listen".to_string(),
+            metrics[id - 1].clone(),
+        ]
+    };
+    for id in 1..=3 {
+        let flags = flags(id as usize);
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        cluster.start_with(id, &flags);
+    }
+    let three: Vec<String> = (1..=3).map(|id| cluster.addr(id)).collect();
+    ok_within(
+        &three,
+        &["kv", "put", "warm-up", "1"],
+        Duration::from_secs(60),
+    );
+    let value_of = |key: u32| format!("{key}-").repeat(VALUE_BYTES)[..VALUE_BYTES].to_string();
+    let acknowledged: Vec<u32> = (0..PACED_KEYS)
+        .filter(|key| {
+            let put = ["kv", "put", &format!("paced-{key}"), &value_of(*key)];
+            cli(&three, &put).0 == 0
+        })
+        .collect();
+    assert!(
+        acknowledged.len() as u32 > PACED_KEYS / 2,
+        "{acknowledged:?}"
+    );
+
+    let before: Vec<(u64, u64)> = metrics[..3].iter().map(|a| snapshot_counters(a)).collect();
+    let start = Instant::now();
+    let addr4 = cluster.add_joining(4);
+    let peers = format!("{},4={addr4}", cluster.peers_arg());
+    let flags4 = flags(4);
+    let flags4: Vec<&str> = flags4.iter().map(String::as_str).collect();
+    cluster.start_with_peers(4, &peers, &flags4);
+    let four: Vec<String> = (1..=4).map(|id| cluster.addr(id)).collect();
+    ok_within(
+        &three,
+        &["cluster", "add-server", "4", &addr4],
+        Duration::from_secs(30),
+    );
+    ok_within(&four, &["cluster", "balance"], Duration::from_secs(240));
+    let after: Vec<(u64, u64)> = metrics[..3].iter().map(|a| snapshot_counters(a)).collect();
+    let elapsed = start.elapsed();
+
+    let tick_credit = LIMIT_BYTES_PER_SEC / 100;
+    let chunk = (LIMIT_BYTES_PER_SEC / 10).max(4 * 1024);
+    let allowed = (LIMIT_BYTES_PER_SEC as f64 * elapsed.as_secs_f64()) as u64 + tick_credit + chunk;
+    let mut sent_all = 0;
+    let mut paced_all = 0;
+    for (i, (b, a)) in before.iter().zip(&after).enumerate() {
+        let (sent, paced) = (a.0 - b.0, a.1 - b.1);
+        eprintln!(
+            "server {}: {sent} snapshot bytes sent in {elapsed:?} ({:.0} bytes/s; at most {allowed}), \
+             {paced} chunks held back",
+            i + 1,
+            sent as f64 / elapsed.as_secs_f64()
+        );
+        assert!(
+            sent <= allowed,
+            "server {} sent {sent} snapshot bytes in {elapsed:?}, past its limit of \
+             {LIMIT_BYTES_PER_SEC} bytes/s (at most {allowed} with a tick's credit and a chunk)",
+            i + 1
+        );
+        sent_all += sent;
+        paced_all += paced;
+    }
+    // The fill moved whole groups of 48 KiB: enough to hold chunks back.
+    assert!(
+        sent_all > 4 * chunk,
+        "only {sent_all} snapshot bytes were sent: the fill did not go through snapshots"
+    );
+    assert!(paced_all > 0, "the limit held no chunk back");
+    let status = ok_once(&four, &["cluster", "status"]);
+    let ((low, high), state, replicas) = status_of(&status, 4);
+    assert_eq!(state, "up", "{status}");
+    assert!((low..=high).contains(&replicas), "{status}");
+    assert!(status.contains("moves in flight: none"), "{status}");
+    for key in acknowledged {
+        let value = ok_within(
+            &four,
+            &["kv", "get", &format!("paced-{key}")],
+            Duration::from_secs(30),
+        );
+        assert_eq!(value.trim(), value_of(key), "paced-{key}");
+    }
+}

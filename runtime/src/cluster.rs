@@ -117,6 +117,11 @@ pub struct NodeSettings {
     /// Entries kept in the log below a new snapshot, so that a follower a
     /// little behind is caught up from the log rather than by a snapshot.
     pub compaction_trailing_entries: u64,
+    /// The node's snapshot bandwidth limit: most bytes of snapshot chunks
+    /// it sends per second, every peer and group together (see
+    /// [`MultiConfig::snapshot_send_bytes_per_tick_max`]); `None`, the
+    /// default, sends them as fast as the transfers ask.
+    pub snapshot_send_bytes_per_sec: Option<u64>,
     /// Lease reads: see [`Config::lease_read_ticks`] (0, the default,
     /// turns them off).
     pub lease_read_ticks: u32,
@@ -169,6 +174,7 @@ impl NodeSettings {
             stream_wrapper: None,
             snapshot_every_entries: Some(SNAPSHOT_EVERY_ENTRIES_DEFAULT),
             compaction_trailing_entries: COMPACTION_TRAILING_ENTRIES_DEFAULT,
+            snapshot_send_bytes_per_sec: None,
             lease_read_ticks: 0,
             clock_drift_bound_ticks: 3,
             priorities: BTreeMap::new(),
@@ -208,6 +214,8 @@ impl NodeSettings {
         config.heartbeat_interval_ticks = self.heartbeat_ticks;
         config.compaction_threshold_entries = self.snapshot_every_entries;
         config.compaction_trailing_entries = self.compaction_trailing_entries;
+        config.snapshot_chunk_bytes_max =
+            snapshot_chunk_bytes_for(self.snapshot_send_bytes_per_sec);
         config.lease_read_ticks = self.lease_read_ticks;
         config.clock_drift_bound_ticks = self.clock_drift_bound_ticks;
         config.priorities = self.priorities.clone();
@@ -586,6 +594,32 @@ fn open_storage(
     }
 }
 
+/// A snapshot bandwidth limit in bytes per second as the layer counts it,
+/// in bytes per tick of `tick` (at least 1); `None` stays no limit.
+pub fn snapshot_bytes_per_tick(bytes_per_sec: Option<u64>, tick: Duration) -> Option<u64> {
+    bytes_per_sec.map(|rate| {
+        let per_tick = u128::from(rate) * tick.as_nanos() / 1_000_000_000;
+        u64::try_from(per_tick).unwrap_or(u64::MAX).max(1)
+    })
+}
+
+/// The snapshot chunk size under a snapshot bandwidth limit of
+/// `bytes_per_sec`: a tenth of a second's worth, between 4 KiB and the
+/// core's default (1 MiB), so that the limit holds smoothly (a chunk may
+/// overdraw the limit's credit by its length). Without a limit, the
+/// core's default.
+pub fn snapshot_chunk_bytes_for(bytes_per_sec: Option<u64>) -> usize {
+    let default = Config::new(1, [1]).snapshot_chunk_bytes_max;
+    bytes_per_sec.map_or(default, |rate| {
+        usize::try_from(rate / 10)
+            .unwrap_or(default)
+            .clamp(SNAPSHOT_PACED_CHUNK_BYTES_MIN, default)
+    })
+}
+
+/// The smallest snapshot chunk a bandwidth limit cuts chunks to.
+pub const SNAPSHOT_PACED_CHUNK_BYTES_MIN: usize = 4 * 1024;
+
 /// The host's settings for `settings`: the catalog and, unless the node
 /// joins, group [`GROUP`], both with `voters`.
 fn server_config(
@@ -597,6 +631,8 @@ fn server_config(
     let id = settings.id;
     let mut multi = MultiConfig::new(id, settings.peers.keys().copied().chain([id]));
     multi.incarnation = incarnation;
+    multi.snapshot_send_bytes_per_tick_max =
+        snapshot_bytes_per_tick(settings.snapshot_send_bytes_per_sec, settings.tick);
     let group = settings.raft_config();
     let seed = group.seed;
     // A joining node follows the catalog as a learner of the voters it
@@ -607,6 +643,8 @@ fn server_config(
     }
     catalog.compaction_threshold_entries = settings.snapshot_every_entries;
     catalog.compaction_trailing_entries = settings.compaction_trailing_entries;
+    catalog.snapshot_chunk_bytes_max =
+        snapshot_chunk_bytes_for(settings.snapshot_send_bytes_per_sec);
     catalog.seed = seed.rotate_left(29) ^ 0x9e37_79b9;
     let mut groups = vec![(CATALOG_GROUP, catalog)];
     if !join {

@@ -46,6 +46,9 @@ pub const GROUPS_ACTIVE: &str = "concord_groups_active";
 pub const GROUPS_QUIESCED: &str = "concord_groups_quiesced";
 /// `concord_groups_led`: groups whose leader is this node.
 pub const GROUPS_LED: &str = "concord_groups_led";
+/// `concord_snapshot_chunks_paced_total`: snapshot chunks that waited for
+/// the snapshot bandwidth limit (`--snapshot-send-bytes-per-sec`).
+pub const SNAPSHOT_CHUNKS_PACED_TOTAL: &str = "concord_snapshot_chunks_paced_total";
 /// `concord_group_sleeps_total`: times a group went to sleep.
 pub const GROUP_SLEEPS_TOTAL: &str = "concord_group_sleeps_total";
 /// `concord_group_wakes_total`: times a group was woken.
@@ -100,6 +103,7 @@ pub const MULTI_CATALOGUE: &[Metric] = &[
     Metric { name: SNAPSHOTS_SENT_TOTAL, kind: Kind::Counter, label: None, help: "Snapshot transfers to followers this node started as a group's leader" },
     Metric { name: SNAPSHOT_SENT_BYTES_TOTAL, kind: Kind::Counter, label: None, help: "Snapshot bytes sent to followers, every group summed" },
     Metric { name: SNAPSHOT_RECEIVED_BYTES_TOTAL, kind: Kind::Counter, label: None, help: "Bytes of snapshots received whole from a leader, every group summed" },
+    Metric { name: SNAPSHOT_CHUNKS_PACED_TOTAL, kind: Kind::Counter, label: None, help: "Snapshot chunks that waited for this node's snapshot bandwidth limit" },
     Metric { name: GROUP_SLEEPS_TOTAL, kind: Kind::Counter, label: None, help: "Times a group went to sleep (quiesced)" },
     Metric { name: GROUP_WAKES_TOTAL, kind: Kind::Counter, label: None, help: "Times a group was woken" },
     Metric { name: FRAMES_SENT_TOTAL, kind: Kind::Counter, label: None, help: "Frames (one per peer per flush, carrying every group's messages) handed to the transport" },
@@ -150,8 +154,12 @@ pub fn record_multi_status(status: &MultiStatus) {
         (SNAPSHOTS_TAKEN_TOTAL, raft.snapshots_taken),
         (SNAPSHOTS_INSTALLED_TOTAL, raft.snapshots_installed),
         (SNAPSHOTS_SENT_TOTAL, raft.snapshot_transfers_started),
-        (SNAPSHOT_SENT_BYTES_TOTAL, host.snapshot_bytes_sent),
+        (SNAPSHOT_SENT_BYTES_TOTAL, status.layer.snapshot_bytes_sent),
         (SNAPSHOT_RECEIVED_BYTES_TOTAL, host.snapshot_bytes_received),
+        (
+            SNAPSHOT_CHUNKS_PACED_TOTAL,
+            status.layer.snapshot_chunks_held,
+        ),
         (GROUP_SLEEPS_TOTAL, status.layer.sleeps),
         (GROUP_WAKES_TOTAL, status.layer.wakes),
         (FRAMES_SENT_TOTAL, status.layer.frames_sent),
