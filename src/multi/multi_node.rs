@@ -669,14 +669,19 @@ impl MultiNode {
     }
 
     /// Releases the chunks a tick's credit allows. A chunk of a group no
-    /// longer hosted here is dropped: its transfer ended with the group.
+    /// longer hosted here, asleep, or no longer led here is dropped: its
+    /// transfer ended (a group sleeps only with every follower caught up),
+    /// and an idle node sends no group message.
     fn release_paced_chunks(&mut self) {
         let banked = self.planted().snapshot_credit_banked;
         let mut released = Vec::new();
         self.pacer
             .tick(banked, |group, message| released.push((group, message)));
         for (group, message) in released {
-            if self.groups.contains_key(&group) {
+            let transferring = self.groups.get(&group).is_some_and(|state| {
+                state.sleep.is_none() && state.node.role() == crate::Role::Leader
+            });
+            if transferring {
                 self.send_snapshot_chunk(group, message);
             } else {
                 self.stats.snapshot_chunks_dropped += 1;

@@ -16,16 +16,16 @@
 //! snapshot_chunk_bytes_max` bytes of chunks leave the node.
 //!
 //! Chunks that wait are held in arrival order, at most
-//! `snapshot_queue_bytes_max` bytes of them. One that would pass that, or
-//! that repeats a chunk already waiting (the core resends a transfer that
-//! did not move between two heartbeat answers, and a paced transfer often
-//! does not), is dropped: the core's transfer protocol resends what its
-//! follower lacks, so a dropped chunk costs time, never correctness.
+//! `snapshot_queue_bytes_max` bytes of them. One that would pass that is
+//! dropped: the core's transfer protocol resends what its follower lacks,
+//! so a dropped chunk costs time, never correctness. A chunk that repeats
+//! one already waiting is held too: dropping such repeats by group,
+//! follower, snapshot index and offset failed a simulated run (seed 140
+//! of 5 nodes, `--groups swarm`), and is left out until understood.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 
 use crate::message::{Message, MessageBody};
-use crate::types::{Index, NodeId};
 
 use super::frame::GroupId;
 
@@ -33,14 +33,9 @@ use super::frame::GroupId;
 #[derive(Debug)]
 struct Held {
     group: GroupId,
-    key: ChunkKey,
     bytes: u64,
     message: Message,
 }
-
-/// What makes two chunks the same chunk: group, follower, snapshot and
-/// offset.
-type ChunkKey = (GroupId, NodeId, Index, u64);
 
 /// What the pacer did with a chunk offered to it.
 #[derive(Debug)]
@@ -49,7 +44,7 @@ pub(crate) enum Offer {
     Send(Message),
     /// Held until there is credit.
     Held,
-    /// Dropped: the same chunk already waits, or the queue is full.
+    /// Dropped: the queue is full.
     Dropped,
 }
 
@@ -62,7 +57,6 @@ pub(crate) struct SnapshotPacer {
     /// May go below zero by less than one chunk.
     credit_bytes: i64,
     queue: VecDeque<Held>,
-    queued: BTreeSet<ChunkKey>,
     queued_bytes: u64,
 }
 
@@ -73,7 +67,6 @@ impl SnapshotPacer {
             queue_bytes_max,
             credit_bytes: rate_bytes_per_tick.map_or(0, credit_of),
             queue: VecDeque::new(),
-            queued: BTreeSet::new(),
             queued_bytes: 0,
         }
     }
@@ -94,19 +87,17 @@ impl SnapshotPacer {
         let Some(_) = self.rate_bytes_per_tick else {
             return Offer::Send(message);
         };
-        let (key, bytes) = chunk_key(group, &message);
+        let bytes = chunk_bytes(&message);
         if self.queue.is_empty() && self.credit_bytes > 0 {
             self.spend(bytes);
             return Offer::Send(message);
         }
-        if self.queued.contains(&key) || self.queued_bytes + bytes > self.queue_bytes_max {
+        if self.queued_bytes + bytes > self.queue_bytes_max {
             return Offer::Dropped;
         }
-        self.queued.insert(key);
         self.queued_bytes += bytes;
         self.queue.push_back(Held {
             group,
-            key,
             bytes,
             message,
         });
@@ -130,12 +121,10 @@ impl SnapshotPacer {
             let Some(held) = self.queue.pop_front() else {
                 break;
             };
-            self.queued.remove(&held.key);
             self.queued_bytes -= held.bytes;
             self.spend(held.bytes);
             send(held.group, held.message);
         }
-        debug_assert_eq!(self.queued.len(), self.queue.len());
         debug_assert!(self.queue.is_empty() || self.credit_bytes <= 0);
     }
 
@@ -144,10 +133,9 @@ impl SnapshotPacer {
         self.credit_bytes -= i64::try_from(bytes).unwrap_or(i64::MAX);
     }
 
-    /// The invariants: the set of waiting chunks matches the queue, their
-    /// bytes are counted, and they fit.
+    /// The invariants: the waiting chunks' bytes are counted, and they
+    /// fit.
     pub(crate) fn check_invariants(&self) {
-        assert_eq!(self.queued.len(), self.queue.len());
         assert_eq!(
             self.queue.iter().map(|held| held.bytes).sum::<u64>(),
             self.queued_bytes
@@ -164,15 +152,12 @@ fn credit_of(rate_bytes_per_tick: u64) -> i64 {
     i64::try_from(rate_bytes_per_tick).unwrap_or(i64::MAX)
 }
 
-/// A chunk's identity and its data's length. The layer admits only
-/// `InstallSnapshot` messages here (`MultiNode::step`).
-fn chunk_key(group: GroupId, message: &Message) -> (ChunkKey, u64) {
+/// A chunk's data length. The layer admits only `InstallSnapshot`
+/// messages here (`MultiNode::step`).
+fn chunk_bytes(message: &Message) -> u64 {
     match &message.body {
-        MessageBody::InstallSnapshot(chunk) => (
-            (group, message.to, chunk.snapshot.index, chunk.offset),
-            chunk.data.len() as u64,
-        ),
-        _ => ((group, message.to, 0, 0), 0),
+        MessageBody::InstallSnapshot(chunk) => chunk.data.len() as u64,
+        _ => 0,
     }
 }
 
@@ -180,7 +165,7 @@ fn chunk_key(group: GroupId, message: &Message) -> (ChunkKey, u64) {
 mod tests {
     use super::*;
     use crate::message::SnapshotChunk;
-    use crate::types::LogPosition;
+    use crate::types::{LogPosition, NodeId};
     use bytes::Bytes;
 
     fn chunk(to: NodeId, offset: u64, bytes: usize) -> Message {
@@ -212,12 +197,12 @@ mod tests {
         let mut sent = vec![0];
         for offset in 0..chunks {
             if let Offer::Send(message) = pacer.offer(1, chunk(2, offset * bytes as u64, bytes)) {
-                sent[0] += chunk_key(1, &message).1;
+                sent[0] += chunk_bytes(&message);
             }
         }
         for _ in 0..ticks {
             let mut tick = 0;
-            pacer.tick(banked, |_, message| tick += chunk_key(1, &message).1);
+            pacer.tick(banked, |_, message| tick += chunk_bytes(&message));
             sent.push(tick);
             pacer.check_invariants();
         }
@@ -260,13 +245,12 @@ mod tests {
     }
 
     #[test]
-    fn a_chunk_already_waiting_or_past_the_queue_is_dropped() {
+    fn a_chunk_past_the_queue_is_dropped() {
         let mut pacer = SnapshotPacer::new(Some(100), 250);
         assert!(matches!(pacer.offer(1, chunk(2, 0, 100)), Offer::Send(_)));
         assert!(matches!(pacer.offer(1, chunk(2, 100, 100)), Offer::Held));
-        assert!(matches!(pacer.offer(1, chunk(2, 100, 100)), Offer::Dropped));
-        assert!(matches!(pacer.offer(1, chunk(3, 100, 100)), Offer::Held));
-        assert!(matches!(pacer.offer(1, chunk(2, 200, 100)), Offer::Dropped));
+        assert!(matches!(pacer.offer(1, chunk(2, 100, 100)), Offer::Held));
+        assert!(matches!(pacer.offer(1, chunk(3, 100, 100)), Offer::Dropped));
         assert_eq!((pacer.queued_chunks(), pacer.queued_bytes()), (2, 200));
         pacer.check_invariants();
     }
