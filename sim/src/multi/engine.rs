@@ -124,6 +124,12 @@ pub(crate) struct HostGroup {
     pub(crate) snapshot_bytes: BTreeMap<LogPosition, Bytes>,
     /// A snapshot being received from a leader.
     pub(crate) incoming: Option<(SnapshotMeta, Vec<u8>)>,
+    /// Snapshots the node installed whole, each until its
+    /// `PersistSnapshot` stores it. The layer hands that write out in its
+    /// next persist batch, and the chunks of a newer snapshot may come
+    /// first and start `incoming` over (seed 140 of 5 nodes, `--groups
+    /// swarm`, once the snapshot bandwidth limit delayed chunks).
+    pub(crate) installed: BTreeMap<LogPosition, Bytes>,
 }
 
 /// A read a node was asked for, not yet answered.

@@ -3,7 +3,7 @@
 //! completions back, flush), its disk (one log for every group, synced
 //! in batches), its groups' state machines, and crash, restart and pause.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 use rand::Rng;
@@ -255,6 +255,7 @@ impl MultiSim {
                     applied: base,
                     snapshot_bytes,
                     incoming: None,
+                    installed: BTreeMap::new(),
                 },
             );
             if let Some(snapshot) = snapshot {
@@ -884,19 +885,27 @@ impl MultiSim {
                             membership,
                         } => {
                             let host_group = self.hosts[index].groups.entry(group).or_default();
-                            let received =
-                                match received_snapshot(host_group.incoming.take(), &snapshot) {
-                                    Ok(received) => received,
-                                    Err(message) => {
-                                        self.fail_raft(
-                                            FailureKind::HostContract,
-                                            index,
-                                            Some(group),
-                                            message,
-                                        );
-                                        return;
-                                    }
-                                };
+                            // Writes come in the order of the installs: an
+                            // older one kept was never going to be stored.
+                            host_group.installed =
+                                host_group.installed.split_off(&snapshot.position);
+                            let kept = host_group
+                                .installed
+                                .remove(&snapshot.position)
+                                .map(|bytes| (snapshot, bytes.to_vec()));
+                            let incoming = kept.or_else(|| host_group.incoming.take());
+                            let received = match received_snapshot(incoming, &snapshot) {
+                                Ok(received) => received,
+                                Err(message) => {
+                                    self.fail_raft(
+                                        FailureKind::HostContract,
+                                        index,
+                                        Some(group),
+                                        message,
+                                    );
+                                    return;
+                                }
+                            };
                             host_group
                                 .snapshot_bytes
                                 .insert(snapshot.position, received.clone());
@@ -1136,8 +1145,13 @@ impl MultiSim {
                 offset,
                 data,
             } => {
-                let incoming = &mut self.hosts[index].groups.entry(group).or_default().incoming;
-                if let Err(message) = receive_snapshot_chunk(incoming, snapshot, offset, &data) {
+                let host_group = self.hosts[index].groups.entry(group).or_default();
+                if offset == 0 {
+                    keep_installed(host_group);
+                }
+                if let Err(message) =
+                    receive_snapshot_chunk(&mut host_group.incoming, snapshot, offset, &data)
+                {
                     self.fail_raft(FailureKind::HostContract, index, Some(group), message);
                 }
             }
@@ -1154,6 +1168,7 @@ impl MultiSim {
                     (*meta == snapshot && checksum64(bytes) == meta.checksum)
                         .then(|| Bytes::copy_from_slice(bytes))
                 });
+                let received = received.or_else(|| host_group.installed.get(&position).cloned());
                 let stored = host_group.snapshot_bytes.get(&position).cloned();
                 let Some(bytes) = stored.or(received) else {
                     let message = format!(
@@ -1506,3 +1521,28 @@ impl MultiSim {
             || node.term_at(position.index) == Some(position.term)
     }
 }
+
+/// Before a chunk at offset 0 starts `host_group`'s incoming snapshot
+/// over: keeps the one received so far if it is whole, for the
+/// `PersistSnapshot` still to come. (Whole, its checksum right: the node
+/// checks the same bytes and installs it. The node may have installed a
+/// newer one too by now: the host handles a step's actions after it.)
+/// Kept snapshots are few: a store drops the older ones, and so does
+/// this past [`INSTALLED_KEPT_MAX`].
+fn keep_installed(host_group: &mut HostGroup) {
+    let Some((meta, bytes)) = host_group.incoming.as_ref() else {
+        return;
+    };
+    if bytes.len() as u64 == meta.size_bytes && checksum64(bytes) == meta.checksum {
+        let (meta, bytes) = host_group.incoming.take().expect("looked at above");
+        host_group
+            .installed
+            .insert(meta.position, Bytes::from(bytes));
+        while host_group.installed.len() > INSTALLED_KEPT_MAX {
+            host_group.installed.pop_first();
+        }
+    }
+}
+
+/// How many installed snapshots a group's host keeps for their stores.
+const INSTALLED_KEPT_MAX: usize = 8;
