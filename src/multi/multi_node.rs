@@ -22,7 +22,7 @@ use super::outbox::{Item, Outbox};
 use super::persist::{BatchId, PersistBatch, Persister};
 use super::planted::MultiPlantedBugs;
 use super::quiescence::{QuiesceAsked, QuiesceRound};
-use super::snapshot_pace::{Offer, SnapshotPacer};
+use super::snapshot_pace::{chunk_bytes, Offer, SnapshotPacer};
 use super::stats::MultiStats;
 use super::wake::{Sleep, SleepKind, Wake};
 
@@ -664,7 +664,8 @@ impl MultiNode {
         match self.pacer.offer(group, message) {
             Offer::Send(message) => self.send_snapshot_chunk(group, message),
             Offer::Held => self.stats.snapshot_chunks_held += 1,
-            Offer::Dropped => self.stats.snapshot_chunks_dropped += 1,
+            // The older copy is dropped, the newer one waits in its place.
+            Offer::Dropped | Offer::Replaced => self.stats.snapshot_chunks_dropped += 1,
         }
     }
 
@@ -690,9 +691,7 @@ impl MultiNode {
     }
 
     fn send_snapshot_chunk(&mut self, group: GroupId, message: Message) {
-        if let MessageBody::InstallSnapshot(chunk) = &message.body {
-            self.stats.snapshot_bytes_sent += chunk.data.len() as u64;
-        }
+        self.stats.snapshot_bytes_sent += chunk_bytes(&message);
         let to = message.to;
         self.push_item(to, Item::of(group, message));
     }

@@ -69,8 +69,9 @@ pub struct MultiStats {
     pub snapshot_bytes_sent: u64,
     /// Snapshot chunks that waited for the bandwidth limit.
     pub snapshot_chunks_held: u64,
-    /// Snapshot chunks dropped by the bandwidth limit's queue: the same
-    /// chunk already waited, or the queue was full (their transfers
-    /// resend them).
+    /// Snapshot chunks dropped by the bandwidth limit: a waiting copy a
+    /// newer copy of the same chunk replaced, a chunk past the full
+    /// queue, or one whose transfer ended before its turn (transfers
+    /// resend what their followers lack).
     pub snapshot_chunks_dropped: u64,
 }
