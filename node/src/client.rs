@@ -487,6 +487,17 @@ pub enum ClusterCommand {
         /// group, from, to), or "balanced"; move nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Stop with an error once the moves have run this long (1 to
+        /// 3600 s); the moves under way go on, and the same command run
+        /// again continues.
+        #[arg(
+            long,
+            value_name = "SECS",
+            default_value_t = crate::multi_admin::OPERATION_TIME_MAX.as_secs(),
+            value_parser = clap::value_parser!(u64)
+                .range(1..=crate::multi_admin::OPERATION_TIME_MAX.as_secs())
+        )]
+        time_max_secs: u64,
     },
     /// Record a new server (started first with `concord-node --join`):
     /// refused if the id or the address is in use. It holds no replica

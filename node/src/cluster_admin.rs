@@ -14,7 +14,7 @@
 //! way leave room, records the next moves the [`Balancer`] plans.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use concord::multi::{
     BalanceLimits, Balancer, Catalog, CatalogCommand, GroupId, LeaderTransfer, PlacementRule,
@@ -32,7 +32,7 @@ use crate::multi_admin::{
 };
 
 /// Pause between two rounds of a balance or drain.
-const ROUND_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+const ROUND_PAUSE: Duration = Duration::from_millis(100);
 
 /// Most groups one server lists per round.
 const LED_GROUPS_MAX: usize = 100_000;
@@ -214,8 +214,14 @@ pub async fn cluster(cluster: &Cluster, command: &ClusterCommand) -> Result<(), 
     let mut client = cluster.client(cluster.servers.clone())?;
     match command {
         ClusterCommand::Status { watch_secs } => status(cluster, &mut client, *watch_secs).await,
-        ClusterCommand::Balance { dry_run: true } => dry_run(cluster, &mut client).await,
-        ClusterCommand::Balance { dry_run: false } => run_moves(cluster, &mut client, None).await,
+        ClusterCommand::Balance { dry_run: true, .. } => dry_run(cluster, &mut client).await,
+        ClusterCommand::Balance {
+            dry_run: false,
+            time_max_secs,
+        } => {
+            let time_max = Duration::from_secs(*time_max_secs);
+            run_moves(cluster, &mut client, None, time_max).await
+        }
         ClusterCommand::AddServer { id, addr, zone } => {
             add_server(cluster, &mut client, *id, addr, zone.as_deref()).await
         }
@@ -562,20 +568,21 @@ enum Round {
 
 /// Carries out moves round after round until nothing is left to move:
 /// the balancer's moves (`only_from` None), or only those off server
-/// `only_from` (a drain).
+/// `only_from` (a drain), for at most `time_max`.
 async fn run_moves(
     cluster: &Cluster,
     client: &mut RoutingClient,
     only_from: Option<NodeId>,
+    time_max: Duration,
 ) -> Result<(), AdminFailure> {
     record_servers(cluster, client).await?;
     let mut rounds = Rounds::new();
     let mut shown = String::new();
     let say = |line: String| println!("{line}");
     loop {
-        if rounds.started.elapsed() > OPERATION_TIME_MAX {
+        if rounds.started.elapsed() > time_max {
             return Err(format!(
-                "the moves did not finish in {OPERATION_TIME_MAX:?}; run the same command again \
+                "the moves did not finish in {time_max:?}; run the same command again \
                  to continue"
             )
             .into());
@@ -1024,7 +1031,7 @@ async fn drain(
     )
     .await?;
     println!("server {id} is draining: its replicas move to other servers");
-    run_moves(cluster, client, Some(id)).await?;
+    run_moves(cluster, client, Some(id), OPERATION_TIME_MAX).await?;
     println!("run `concord-cli cluster remove-server {id}` to retire it");
     Ok(())
 }
