@@ -651,6 +651,11 @@ mistakes! {
         caught_by: "snapshot-pace (a seed under a drawn bandwidth limit)",
         catch: &[Catch::groups(&[(3, 40)], &[MultiCheck::SnapshotPace], "more than its limit")],
     }
+    multi snapshot_repeats_queued {
+        breaks: "a repeat of a snapshot chunk waiting for the bandwidth limit waits behind its copy, so a leader's resends pile up faster than the limit lets them out and a transfer never ends",
+        caught_by: "snapshot-pace (more of a transfer waits than its snapshot holds)",
+        catch: &[Catch::groups(&[(5, 20), (3, 40)], &[MultiCheck::SnapshotPace], "copies of a chunk wait")],
+    }
     multi replace_removes_old_early {
         breaks: "replacing a node removes it from a group while its replacement is still a learner",
         caught_by: "replace-rule (the membership fault)",

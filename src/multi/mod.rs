@@ -132,4 +132,5 @@ pub use replace::{
     ReplaceError, ReplaceGroup, ReplacePlan, ReplaceProgress, ReplaceRound, ReplaceStep,
     WaitReason, REPLACE_GROUPS_IN_FLIGHT_MAX,
 };
+pub use snapshot_pace::TransferWaiting;
 pub use stats::MultiStats;

@@ -22,7 +22,7 @@ use super::outbox::{Item, Outbox};
 use super::persist::{BatchId, PersistBatch, Persister};
 use super::planted::MultiPlantedBugs;
 use super::quiescence::{QuiesceAsked, QuiesceRound};
-use super::snapshot_pace::{chunk_bytes, Offer, SnapshotPacer};
+use super::snapshot_pace::{chunk_bytes, Offer, SnapshotPacer, TransferWaiting};
 use super::stats::MultiStats;
 use super::wake::{Sleep, SleepKind, Wake};
 
@@ -661,7 +661,8 @@ impl MultiNode {
     /// A chunk the host filled goes out now, or waits for the bandwidth
     /// limit's credit (`snapshot_pace.rs`).
     fn pace_snapshot_chunk(&mut self, group: GroupId, message: Message) {
-        match self.pacer.offer(group, message) {
+        let repeats_queued = self.planted().snapshot_repeats_queued;
+        match self.pacer.offer(group, message, repeats_queued) {
             Offer::Send(message) => self.send_snapshot_chunk(group, message),
             Offer::Held => self.stats.snapshot_chunks_held += 1,
             // The older copy is dropped, the newer one waits in its place.
@@ -856,6 +857,13 @@ impl MultiNode {
     /// Snapshot chunks waiting for the bandwidth limit, and their bytes.
     pub fn snapshot_chunks_waiting(&self) -> (usize, u64) {
         (self.pacer.queued_chunks(), self.pacer.queued_bytes())
+    }
+
+    /// The chunks waiting for the bandwidth limit, by transfer: a walk of
+    /// every waiting chunk, for checks (the simulator's `snapshot-pace`
+    /// holds each transfer's waiting bytes to its snapshot's length).
+    pub fn snapshot_transfers_waiting(&self) -> Vec<TransferWaiting> {
+        self.pacer.transfers_waiting()
     }
 
     /// Invariants between steps: cheap ones always, the walks over every

@@ -96,6 +96,12 @@ pub struct MultiPlantedBugs {
     /// transfer that starts after an idle spell leave in one burst, far
     /// past the limit.
     pub snapshot_credit_banked: bool,
+    /// A repeat of a snapshot chunk waiting for the bandwidth limit waits
+    /// behind its copy instead of taking its place (`snapshot_pace.rs`):
+    /// the leader resends a transfer that did not move between two
+    /// heartbeat answers, faster than a low limit lets chunks out, so the
+    /// queue grows and the transfer never ends.
+    pub snapshot_repeats_queued: bool,
 }
 
 impl MultiPlantedBugs {
@@ -118,5 +124,6 @@ impl MultiPlantedBugs {
         move_rollback_removes_source: false,
         catalog_trusts_balancers: false,
         snapshot_credit_banked: false,
+        snapshot_repeats_queued: false,
     };
 }

@@ -52,6 +52,27 @@ struct Held {
 /// offset.
 type ChunkKey = (GroupId, NodeId, LogPosition, u64);
 
+/// The chunks of one transfer (group, follower, snapshot) waiting for
+/// the bandwidth limit ([`MultiNode::snapshot_transfers_waiting`]).
+///
+/// [`MultiNode::snapshot_transfers_waiting`]: super::MultiNode::snapshot_transfers_waiting
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TransferWaiting {
+    /// The group.
+    pub group: GroupId,
+    /// The follower the chunks go to.
+    pub to: NodeId,
+    /// The snapshot they are cut from.
+    pub snapshot: LogPosition,
+    /// That snapshot's length, as the chunks carry it.
+    pub size_bytes: u64,
+    /// Chunks of it waiting.
+    pub chunks: usize,
+    /// Their data's bytes. Each chunk waits once, and chunks of one
+    /// transfer do not overlap, so this is at most `size_bytes`.
+    pub bytes: u64,
+}
+
 /// What the pacer did with a chunk offered to it.
 #[derive(Debug)]
 pub(crate) enum Offer {
@@ -80,6 +101,10 @@ pub(crate) struct SnapshotPacer {
     /// Each waiting chunk's sequence number, by what it is a copy of.
     waiting: BTreeMap<ChunkKey, u64>,
     queued_bytes: u64,
+    /// The planted `snapshot_repeats_queued` mistake was ever planted:
+    /// repeats then wait behind their copies, so `waiting` indexes only
+    /// the first copy of each chunk.
+    repeats_queued: bool,
 }
 
 impl SnapshotPacer {
@@ -92,6 +117,7 @@ impl SnapshotPacer {
             front_seq: 0,
             waiting: BTreeMap::new(),
             queued_bytes: 0,
+            repeats_queued: false,
         }
     }
 
@@ -107,8 +133,15 @@ impl SnapshotPacer {
 
     /// A chunk of `group` the host filled: send it now, hold it, put it
     /// in the place of a waiting copy, or drop it. Chunks keep their
-    /// order: none passes one that waits.
-    pub(crate) fn offer(&mut self, group: GroupId, message: Message) -> Offer {
+    /// order: none passes one that waits. `repeats_queued` plants the
+    /// mistake of holding a repeat behind its copy.
+    pub(crate) fn offer(
+        &mut self,
+        group: GroupId,
+        message: Message,
+        repeats_queued: bool,
+    ) -> Offer {
+        self.repeats_queued |= repeats_queued;
         if self.rate_bytes_per_tick.is_none() {
             return Offer::Send(message);
         }
@@ -117,7 +150,8 @@ impl SnapshotPacer {
             self.spend(bytes);
             return Offer::Send(message);
         }
-        if let Some(&seq) = self.waiting.get(&key) {
+        let copy_waiting = self.waiting.get(&key).copied();
+        if let Some(seq) = copy_waiting.filter(|_| !repeats_queued) {
             let place = usize::try_from(seq - self.front_seq).expect("a queue place");
             let held = &mut self.queue[place];
             debug_assert_eq!(held.key, key);
@@ -133,8 +167,10 @@ impl SnapshotPacer {
             return Offer::Dropped;
         }
         self.queued_bytes += bytes;
-        self.waiting
-            .insert(key, self.front_seq + self.queue.len() as u64);
+        if copy_waiting.is_none() {
+            self.waiting
+                .insert(key, self.front_seq + self.queue.len() as u64);
+        }
         self.queue.push_back(Held {
             group,
             key,
@@ -142,6 +178,34 @@ impl SnapshotPacer {
             message,
         });
         Offer::Held
+    }
+
+    /// The waiting chunks by transfer, in key order (a walk of the queue:
+    /// for checks).
+    pub(crate) fn transfers_waiting(&self) -> Vec<TransferWaiting> {
+        let mut transfers: BTreeMap<(GroupId, NodeId, LogPosition), TransferWaiting> =
+            BTreeMap::new();
+        for held in &self.queue {
+            let (group, to, snapshot, _) = held.key;
+            let size_bytes = match &held.message.body {
+                MessageBody::InstallSnapshot(chunk) => chunk.size_bytes,
+                _ => 0,
+            };
+            let transfer = transfers
+                .entry((group, to, snapshot))
+                .or_insert(TransferWaiting {
+                    group,
+                    to,
+                    snapshot,
+                    size_bytes,
+                    chunks: 0,
+                    bytes: 0,
+                });
+            transfer.size_bytes = transfer.size_bytes.max(size_bytes);
+            transfer.chunks += 1;
+            transfer.bytes += held.bytes;
+        }
+        transfers.into_values().collect()
     }
 
     /// One tick of the layer: adds a tick's credit (`banked` plants the
@@ -161,8 +225,11 @@ impl SnapshotPacer {
             let Some(held) = self.queue.pop_front() else {
                 break;
             };
-            let removed = self.waiting.remove(&held.key);
-            debug_assert_eq!(removed, Some(self.front_seq));
+            if self.waiting.get(&held.key) == Some(&self.front_seq) {
+                self.waiting.remove(&held.key);
+            } else {
+                debug_assert!(self.repeats_queued, "a held chunk not indexed");
+            }
             self.front_seq += 1;
             self.queued_bytes -= held.bytes;
             self.spend(held.bytes);
@@ -181,14 +248,18 @@ impl SnapshotPacer {
     /// counted and each is found at its place.
     pub(crate) fn check_invariants(&self) {
         assert!(self.queued_bytes <= self.queue_bytes_max);
-        assert_eq!(self.waiting.len(), self.queue.len());
+        assert!(self.waiting.len() <= self.queue.len());
+        if !self.repeats_queued {
+            assert_eq!(self.waiting.len(), self.queue.len());
+        }
         if self.queue.len() <= 64 {
             assert_eq!(
                 self.queue.iter().map(|held| held.bytes).sum::<u64>(),
                 self.queued_bytes
             );
-            for (place, held) in self.queue.iter().enumerate() {
-                assert_eq!(self.waiting[&held.key], self.front_seq + place as u64);
+            for (&key, &seq) in &self.waiting {
+                let place = usize::try_from(seq - self.front_seq).expect("a queue place");
+                assert_eq!(self.queue[place].key, key);
             }
         }
         if self.rate_bytes_per_tick.is_none() {
@@ -226,6 +297,12 @@ mod tests {
     use crate::types::{LogPosition, NodeId};
     use bytes::Bytes;
 
+    impl SnapshotPacer {
+        fn offer_ok(&mut self, group: GroupId, message: Message) -> Offer {
+            self.offer(group, message, false)
+        }
+    }
+
     fn chunk(to: NodeId, offset: u64, bytes: usize) -> Message {
         Message {
             from: 1,
@@ -254,7 +331,8 @@ mod tests {
     ) -> Vec<u64> {
         let mut sent = vec![0];
         for offset in 0..chunks {
-            if let Offer::Send(message) = pacer.offer(1, chunk(2, offset * bytes as u64, bytes)) {
+            if let Offer::Send(message) = pacer.offer_ok(1, chunk(2, offset * bytes as u64, bytes))
+            {
                 sent[0] += chunk_bytes(&message);
             }
         }
@@ -305,10 +383,16 @@ mod tests {
     #[test]
     fn a_chunk_past_the_queue_is_dropped() {
         let mut pacer = SnapshotPacer::new(Some(100), 250);
-        assert!(matches!(pacer.offer(1, chunk(2, 0, 100)), Offer::Send(_)));
-        assert!(matches!(pacer.offer(1, chunk(2, 100, 100)), Offer::Held));
-        assert!(matches!(pacer.offer(1, chunk(2, 200, 100)), Offer::Held));
-        assert!(matches!(pacer.offer(1, chunk(3, 100, 100)), Offer::Dropped));
+        assert!(matches!(
+            pacer.offer_ok(1, chunk(2, 0, 100)),
+            Offer::Send(_)
+        ));
+        assert!(matches!(pacer.offer_ok(1, chunk(2, 100, 100)), Offer::Held));
+        assert!(matches!(pacer.offer_ok(1, chunk(2, 200, 100)), Offer::Held));
+        assert!(matches!(
+            pacer.offer_ok(1, chunk(3, 100, 100)),
+            Offer::Dropped
+        ));
         assert_eq!((pacer.queued_chunks(), pacer.queued_bytes()), (2, 200));
         pacer.check_invariants();
     }
@@ -316,12 +400,15 @@ mod tests {
     #[test]
     fn a_repeated_chunk_takes_the_place_of_the_waiting_copy() {
         let mut pacer = SnapshotPacer::new(Some(100), 1 << 20);
-        assert!(matches!(pacer.offer(1, chunk(2, 0, 100)), Offer::Send(_)));
+        assert!(matches!(
+            pacer.offer_ok(1, chunk(2, 0, 100)),
+            Offer::Send(_)
+        ));
         for round in 0..10 {
             for offset in [100, 200, 300] {
                 let mut message = chunk(2, offset, 100);
                 message.term = round;
-                let offer = pacer.offer(1, message);
+                let offer = pacer.offer_ok(1, message);
                 if round == 0 {
                     assert!(matches!(offer, Offer::Held));
                 } else {
@@ -333,6 +420,10 @@ mod tests {
         // Three chunks wait, not thirty, and the newest copies leave in
         // the order the first copies came.
         assert_eq!((pacer.queued_chunks(), pacer.queued_bytes()), (3, 300));
+        let transfers = pacer.transfers_waiting();
+        assert_eq!(transfers.len(), 1);
+        assert_eq!((transfers[0].chunks, transfers[0].bytes), (3, 300));
+        assert!(transfers[0].bytes <= transfers[0].size_bytes);
         let mut sent = Vec::new();
         for _ in 0..3 {
             pacer.tick(false, |_, message| {
@@ -344,7 +435,34 @@ mod tests {
             pacer.check_invariants();
         }
         assert_eq!(sent, vec![(100, 9), (200, 9), (300, 9)]);
+        assert!(pacer.transfers_waiting().is_empty());
         // A copy for another follower is another chunk.
-        assert!(matches!(pacer.offer(1, chunk(3, 100, 100)), Offer::Held));
+        assert!(matches!(pacer.offer_ok(1, chunk(3, 100, 100)), Offer::Held));
+    }
+
+    #[test]
+    fn planted_repeats_wait_behind_their_copies() {
+        let mut pacer = SnapshotPacer::new(Some(100), 1 << 20);
+        assert!(matches!(
+            pacer.offer(1, chunk(2, 0, 100), true),
+            Offer::Send(_)
+        ));
+        for _ in 0..10 {
+            assert!(matches!(
+                pacer.offer(1, chunk(2, 100, 100), true),
+                Offer::Held
+            ));
+            pacer.check_invariants();
+        }
+        assert_eq!(pacer.queued_chunks(), 10);
+        // Ten copies of one chunk wait: ten times its bytes.
+        let transfers = pacer.transfers_waiting();
+        assert_eq!(transfers.len(), 1);
+        assert_eq!((transfers[0].chunks, transfers[0].bytes), (10, 1000));
+        for _ in 0..10 {
+            pacer.tick(false, |_, _| {});
+            pacer.check_invariants();
+        }
+        assert_eq!(pacer.queued_chunks(), 0);
     }
 }

@@ -360,10 +360,13 @@ impl LayerOptions {
     pub(crate) fn draw_snapshot_pace(
         &mut self,
         rng: &mut ChaCha8Rng,
-        compaction: Option<&CompactionOptions>,
+        compaction: &mut Option<CompactionOptions>,
         groups: usize,
     ) {
-        if compaction.is_none() || !rng.gen_bool(0.5) {
+        let Some(compaction) = compaction.as_mut() else {
+            return;
+        };
+        if !rng.gen_bool(0.5) {
             return;
         }
         let (low, high) = (
@@ -375,8 +378,20 @@ impl LayerOptions {
         // of every group (a node back after the heal) then takes a second
         // or two, not the whole liveness bound.
         let floor = (groups as u64 / 2).max(SNAPSHOT_PACE_BYTES_PER_TICK_MIN);
-        self.snapshot_send_bytes_per_tick_max =
-            Some(rate.clamp(floor, SNAPSHOT_PACE_BYTES_PER_TICK_MAX.max(floor)));
+        let rate = rate.clamp(floor, SNAPSHOT_PACE_BYTES_PER_TICK_MAX.max(floor));
+        self.snapshot_send_bytes_per_tick_max = Some(rate);
+        // Half of these cut chunks as concord-node does under a limit: one
+        // to a few ticks' worth (a tenth of a second's, at least 4 KiB),
+        // so that a transfer spans many chunks and each waits for credit.
+        // Chunks cut so, with a leader resending its window on every
+        // heartbeat answer while a transfer waits, are what a real
+        // process showed held repeats piling up without end.
+        if rng.gen_bool(0.5) {
+            let ticks = rng.gen_range(1..=3);
+            compaction.chunk_bytes_max = usize::try_from(rate * ticks)
+                .unwrap_or(usize::MAX)
+                .clamp(8, compaction.chunk_bytes_max);
+        }
     }
 
     /// Draws the knobs: mostly near the defaults, sometimes tight (a wake

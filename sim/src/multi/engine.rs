@@ -475,10 +475,10 @@ impl MultiSim {
         // for the scenarios, whose draws are their own.
         let mut pace_rng = ChaCha8Rng::seed_from_u64(rng.gen());
         if config.swarm && !scenario {
-            let compaction = drawn.compaction;
+            let groups = drawn.groups;
             drawn
                 .layer
-                .draw_snapshot_pace(&mut pace_rng, compaction.as_ref(), drawn.groups);
+                .draw_snapshot_pace(&mut pace_rng, &mut drawn.compaction, groups);
         }
         let mut hosts = Vec::with_capacity(config.nodes);
         for index in 0..config.nodes {

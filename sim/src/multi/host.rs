@@ -799,6 +799,36 @@ impl MultiSim {
                 index + 1
             );
             self.fail(MultiCheck::SnapshotPace, Some(index), None, message);
+            return;
+        }
+        // Each chunk waits once: a repeat takes its copy's place. Chunks
+        // of one transfer never overlap (all are cut at multiples of the
+        // chunk length from offset 0), so what waits of a transfer is at
+        // most its snapshot.
+        let Some(multi) = &self.hosts[index].multi else {
+            return;
+        };
+        let over = multi
+            .snapshot_transfers_waiting()
+            .into_iter()
+            .find(|transfer| transfer.bytes > transfer.size_bytes);
+        if let Some(transfer) = over {
+            let message = format!(
+                "n{} holds {} bytes in {} chunks for group {}'s transfer to n{} of its {}-byte snapshot at {:?}: copies of a chunk wait more than once",
+                index + 1,
+                transfer.bytes,
+                transfer.chunks,
+                transfer.group,
+                transfer.to,
+                transfer.size_bytes,
+                transfer.snapshot
+            );
+            self.fail(
+                MultiCheck::SnapshotPace,
+                Some(index),
+                Some(transfer.group),
+                message,
+            );
         }
     }
 

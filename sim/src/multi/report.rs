@@ -28,7 +28,9 @@ pub enum MultiCheck {
     Quiescence,
     /// A node sent more bytes of snapshot chunks than its bandwidth limit
     /// allows: over some run of ticks, more than the limit per tick times
-    /// their number plus one chunk (`MultiConfig::snapshot_send_bytes_per_tick_max`).
+    /// their number plus one chunk (`MultiConfig::snapshot_send_bytes_per_tick_max`);
+    /// or more of one transfer's chunks waited for the limit than its
+    /// snapshot holds (a chunk waiting twice).
     SnapshotPace,
     /// After the heal, a group had no leader known to all its members
     /// within the stated bound.
