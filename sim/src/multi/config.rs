@@ -329,7 +329,7 @@ pub struct LayerOptions {
     /// `MultiConfig::persist_batch_writes_max`.
     pub persist_batch_writes_max: usize,
     /// `MultiConfig::snapshot_send_bytes_per_tick_max` (drawn from a
-    /// stream of its own: [`LayerOptions::draw_snapshot_pace`]).
+    /// stream of its own: `LayerOptions::draw_snapshot_pace`).
     pub snapshot_send_bytes_per_tick_max: Option<u64>,
 }
 
