@@ -29,8 +29,9 @@
 //! takes that one's place in the queue: the newest copy (its term and
 //! progress id) leaves, at the older one's turn. To the follower that is
 //! an older copy lost and a newer one delivered early, which any network
-//! may do. (Dropping the newer copy instead and sending the older one
-//! failed seed 140 of 5 nodes, `--groups swarm`, in an earlier version.)
+//! may do. (Seed 140 of 5 nodes, `--groups swarm`, once blamed on an
+//! earlier pacer that dropped the newer copy, failed on a hole in the
+//! simulator's host instead: see `keep_installed` in `sim/src/multi/host.rs`.)
 
 use std::collections::{BTreeMap, VecDeque};
 
