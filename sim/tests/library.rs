@@ -116,3 +116,56 @@ fn liveness_checker_fires_when_the_bound_cannot_be_met() {
     .unwrap();
     assert!(report.passed(), "{:?}", report.failure);
 }
+
+/// A plan the property above once drew (proptest's own shrinking kept it):
+/// a follower removed and added back in the leader's term sends a refusal
+/// under its earlier record, which the leader rightly drops. The step rule
+/// `probe-per-term` judged it as an answer to the current probe and failed
+/// a correct run; the rule now skips refusals naming another record.
+#[test]
+fn probe_rule_skips_a_refusal_naming_an_earlier_record() {
+    use concord_sim::{Fault, FaultPlan, Rates, TimedFault};
+    let config = SimConfig {
+        seed: 16957977204222901897,
+        nodes: 3,
+        clients: 4,
+        chaos_ns: 3_000_000_000,
+        ..SimConfig::default()
+    };
+    let plan = FaultPlan {
+        rates: Rates {
+            loss: 0.0027495886571881193,
+            duplicate: 0.05289771723539566,
+            reorder: 0.09817170517509953,
+            reorder_max_ns: 26613527,
+            tail: 0.013060337470189877,
+            tail_mean_ns: 100_000_000,
+            fsync_max_ns: 19477599,
+            torn: 0.0,
+            stale: 0.0,
+            stale_max_ns: 0,
+        },
+        clock_skew_ppm: vec![-109675, 51285, 101800],
+        events: vec![
+            TimedFault {
+                at_ns: 549998406,
+                fault: Fault::HealNetwork,
+            },
+            TimedFault {
+                at_ns: 1557040569,
+                fault: Fault::Pause { node: 2 },
+            },
+        ],
+        ..FaultPlan::calm(3)
+    };
+    let workload = KvWorkload::new(KvWorkloadConfig::default(), config.clients);
+    let mut simulation = Simulation::new(
+        config,
+        Some(plan),
+        |_| ServiceMachine::<Kv>::new(),
+        workload,
+    )
+    .unwrap();
+    let report = simulation.run();
+    assert!(report.passed(), "{:?}", report.failure);
+}

@@ -219,6 +219,8 @@ pub(crate) enum Body {
         rejected_index: Index,
         hint_index: Index,
         hint_term: Term,
+        /// The leader's record it names (`Message::progress_id`).
+        progress_id: u64,
     },
     Heartbeat {
         commit: Index,
@@ -304,6 +306,7 @@ impl Seen {
                         rejected_index: *rejected_index,
                         hint_index: *hint_index,
                         hint_term: *hint_term,
+                        progress_id: message.progress_id,
                     },
                     MessageBody::Heartbeat { commit, .. } => Body::Heartbeat { commit: *commit },
                     MessageBody::HeartbeatResponse { read_round } => {
@@ -389,8 +392,9 @@ impl fmt::Display for Seen {
                         rejected_index,
                         hint_index,
                         hint_term,
+                        progress_id,
                     } => format!(
-                        "an append refusal (rejected {rejected_index}, hint {hint_index} term {hint_term})"
+                        "an append refusal (rejected {rejected_index}, hint {hint_index} term {hint_term}, record {progress_id})"
                     ),
                     Body::Heartbeat { commit } => format!("a heartbeat (commit {commit})"),
                     Body::HeartbeatResponse { round } => {
@@ -1485,10 +1489,14 @@ fn check_progress(
                 rejected_index,
                 hint_index,
                 hint_term,
+                progress_id,
             },
         )) = message
         {
-            if from == *id && message_term == term {
+            // A refusal naming another record is an earlier replica's on
+            // that node (removed and added back under a new record): the
+            // leader drops it, so it moves no probe.
+            if from == *id && message_term == term && *progress_id == was.progress_id {
                 check_probe(
                     node,
                     seen,
