@@ -156,10 +156,9 @@ fn probe_rule_skips_a_refusal_naming_an_earlier_record() {
                 fault: Fault::Pause { node: 2 },
             },
         ],
-        ..FaultPlan::calm(3)
     };
     let workload = KvWorkload::new(KvWorkloadConfig::default(), config.clients);
-    let mut simulation = Simulation::new(
+    let simulation = Simulation::new(
         config,
         Some(plan),
         |_| ServiceMachine::<Kv>::new(),
