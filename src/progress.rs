@@ -41,6 +41,10 @@ pub struct ProgressView {
     ///
     /// [`Action::FollowerLogRegressed`]: crate::Action::FollowerLogRegressed
     pub log_regressions: u64,
+    /// Bytes of the snapshot being sent that the follower confirmed
+    /// holding (0 outside a snapshot transfer): with the match index, the
+    /// mark of a follower's progress while it catches up.
+    pub snapshot_acked_bytes: u64,
 }
 
 /// The leader's record of one follower.
@@ -129,6 +133,7 @@ impl Progress {
             inflight_messages: self.inflight.len(),
             recently_active: self.recent_active,
             log_regressions: self.log_regressions,
+            snapshot_acked_bytes: self.snapshot.map_or(0, |transfer| transfer.acked_offset),
         }
     }
 

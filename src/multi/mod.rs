@@ -94,6 +94,7 @@ mod frame;
 mod leader_balance;
 mod lifecycle;
 mod liveness;
+mod move_stall;
 mod multi_node;
 mod observer;
 mod outbox;
@@ -123,6 +124,7 @@ pub use frame::{
     QuiesceRequest, FRAME_ITEM_OVERHEAD_BYTES,
 };
 pub use leader_balance::LeaderTransfer;
+pub use move_stall::{CatchUpMark, MoveStall, MOVES_WATCHED_MAX};
 pub use multi_node::{GroupSleep, MultiAction, MultiError, MultiInput, MultiNode};
 pub use observer::GroupStepObserver;
 pub use persist::{BatchId, GroupWrite, PersistBatch};

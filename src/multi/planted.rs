@@ -102,6 +102,11 @@ pub struct MultiPlantedBugs {
     /// heartbeat answers, faster than a low limit lets chunks out, so the
     /// queue grows and the transfer never ends.
     pub snapshot_repeats_queued: bool,
+    /// The stall watch (`MoveStall`) takes a mark equal to the highest
+    /// seen for progress (`>=` for `>`): a target that stays up but gets
+    /// no closer never stalls, and its move holds its group and a share
+    /// of the move limits for as long as the target hangs.
+    pub move_stall_equal_mark_progress: bool,
 }
 
 impl MultiPlantedBugs {
@@ -125,5 +130,6 @@ impl MultiPlantedBugs {
         catalog_trusts_balancers: false,
         snapshot_credit_banked: false,
         snapshot_repeats_queued: false,
+        move_stall_equal_mark_progress: false,
     };
 }

@@ -1027,6 +1027,7 @@ mod tests {
             inflight_messages: 0,
             recently_active: true,
             log_regressions: 0,
+            snapshot_acked_bytes: 0,
         }
     }
 
