@@ -498,6 +498,18 @@ pub enum ClusterCommand {
                 .range(1..=crate::multi_admin::OPERATION_TIME_MAX.as_secs())
         )]
         time_max_secs: u64,
+        /// Undo a move whose target learns this long without getting any
+        /// closer to its group's log (0 to 3600 s; 0 never undoes one);
+        /// the balancer then plans again. Confirmed snapshot chunks count
+        /// as getting closer.
+        #[arg(
+            long,
+            value_name = "SECS",
+            default_value_t = crate::cluster_admin::MOVE_STALL_DEFAULT.as_secs(),
+            value_parser = clap::value_parser!(u64)
+                .range(0..=crate::multi_admin::OPERATION_TIME_MAX.as_secs())
+        )]
+        move_stall_secs: u64,
     },
     /// Record a new server (started first with `concord-node --join`):
     /// refused if the id or the address is in use. It holds no replica

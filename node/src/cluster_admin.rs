@@ -17,9 +17,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use concord::multi::{
-    BalanceLimits, Balancer, Catalog, CatalogCommand, GroupId, LeaderTransfer, PlacementRule,
-    ReplaceGroup, ReplacePlan, ReplaceStep, ReplicaMove, ServerPlace, ServerState, WaitReason,
-    CATALOG_GROUP,
+    BalanceLimits, Balancer, Catalog, CatalogCommand, GroupId, LeaderTransfer, MoveStall,
+    PlacementRule, ReplaceGroup, ReplacePlan, ReplaceStep, ReplicaMove, ServerPlace, ServerState,
+    WaitReason, CATALOG_GROUP,
 };
 use concord::{MembershipChange, NodeId};
 use concord_tokio::multi::admin::{AdminAnswer, AdminRequest, LedGroup};
@@ -40,6 +40,13 @@ const LED_GROUPS_MAX: usize = 100_000;
 /// Times one group's leadership transfer is asked for before the
 /// balancer leaves the group as it is (a voter that never catches up).
 const TRANSFER_ASKS_MAX: u32 = 3;
+
+/// How long a move's target may learn without getting any closer to its
+/// leader's log before the move is undone, unless the operator says
+/// otherwise (`cluster balance --move-stall-secs`). A snapshot's
+/// confirmed chunks count as getting closer, so a slow transfer under
+/// a bandwidth limit is no stall.
+pub const MOVE_STALL_DEFAULT: Duration = Duration::from_secs(120);
 
 /// Replicas per group when the catalog records no rule and no group is
 /// seen.
@@ -218,9 +225,11 @@ pub async fn cluster(cluster: &Cluster, command: &ClusterCommand) -> Result<(), 
         ClusterCommand::Balance {
             dry_run: false,
             time_max_secs,
+            move_stall_secs,
         } => {
             let time_max = Duration::from_secs(*time_max_secs);
-            run_moves(cluster, &mut client, None, time_max).await
+            let stall_after = Duration::from_secs(*move_stall_secs);
+            run_moves(cluster, &mut client, None, time_max, stall_after).await
         }
         ClusterCommand::AddServer { id, addr, zone } => {
             add_server(cluster, &mut client, *id, addr, zone.as_deref()).await
@@ -531,26 +540,37 @@ async fn ensure_catalog_member(client: &mut RoutingClient, id: NodeId) -> Result
 }
 
 /// What rounds of moves keep from one to the next: the servers they
-/// made catalog members and the groups they assigned (each asked once),
-/// the moves finished, and when the first round began.
+/// made catalog members (each asked once), the moves finished or undone
+/// as stalled, the watch on moves whose targets learn, and when the
+/// first round began.
 struct Rounds {
     in_catalog: BTreeSet<NodeId>,
-    assigned: BTreeSet<(NodeId, GroupId)>,
     moved: usize,
+    /// Moves undone because their target stopped catching up.
+    stalled: usize,
     /// Leadership transfers asked, per group.
     transfers_asked: BTreeMap<GroupId, u32>,
+    stall: MoveStall,
     started: Instant,
 }
 
 impl Rounds {
-    fn new() -> Rounds {
+    /// Rounds that undo a move whose target learns for `stall_after`
+    /// without getting closer (zero: never).
+    fn new(stall_after: Duration) -> Rounds {
         Rounds {
             in_catalog: BTreeSet::new(),
-            assigned: BTreeSet::new(),
             moved: 0,
+            stalled: 0,
             transfers_asked: BTreeMap::new(),
+            stall: MoveStall::new(u64::try_from(stall_after.as_nanos()).unwrap_or(u64::MAX)),
             started: Instant::now(),
         }
+    }
+
+    /// The rounds' clock, for the stall watch.
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
     fn seconds(&self) -> f64 {
@@ -568,15 +588,17 @@ enum Round {
 
 /// Carries out moves round after round until nothing is left to move:
 /// the balancer's moves (`only_from` None), or only those off server
-/// `only_from` (a drain), for at most `time_max`.
+/// `only_from` (a drain), for at most `time_max`; a move whose target
+/// learns for `stall_after` without getting closer is undone.
 async fn run_moves(
     cluster: &Cluster,
     client: &mut RoutingClient,
     only_from: Option<NodeId>,
     time_max: Duration,
+    stall_after: Duration,
 ) -> Result<(), AdminFailure> {
     record_servers(cluster, client).await?;
-    let mut rounds = Rounds::new();
+    let mut rounds = Rounds::new(stall_after);
     let mut shown = String::new();
     let say = |line: String| println!("{line}");
     loop {
@@ -590,12 +612,16 @@ async fn run_moves(
         match move_round(cluster, client, only_from, &mut rounds, &say).await? {
             Round::Done => {
                 println!(
-                    "{} ({} moves, {:.1} s)",
+                    "{} ({} moves{}, {:.1} s)",
                     match only_from {
                         Some(id) => format!("server {id} holds no replica"),
                         None => "balanced".to_string(),
                     },
                     rounds.moved,
+                    match rounds.stalled {
+                        0 => String::new(),
+                        n => format!(", {n} undone as stalled"),
+                    },
                     rounds.seconds()
                 );
                 return Ok(());
@@ -632,6 +658,8 @@ async fn move_round(
     // Each move under way, one step further.
     let mut by_leader: BTreeMap<NodeId, Vec<(GroupId, MembershipChange)>> = BTreeMap::new();
     let under_way: Vec<ReplicaMove> = seen.catalog.moves().collect();
+    rounds.stall.retain_under_way(&under_way);
+    let now_ns = rounds.now_ns();
     let mut waiting = 0usize;
     for m in &under_way {
         let Some((leader, view)) = seen.led.get(&m.group) else {
@@ -651,26 +679,46 @@ async fn move_round(
         let target_up = places
             .get(&m.to)
             .is_some_and(|place| place.state == ServerState::Up);
-        let step = plan.move_step(&group_seen, target_up);
+        // One that stays up but gets no closer (hung, its disk full, cut
+        // off one way) is undone the same way once it stalled.
+        let stalled = if target_up && !view.membership.is_voter(m.to) {
+            let mark = view
+                .learner_marks
+                .iter()
+                .find(|(id, _)| *id == m.to)
+                .map(|(_, mark)| *mark);
+            rounds
+                .stall
+                .observe(*m, mark, view.caught_up.contains(&m.to), now_ns)
+        } else {
+            rounds.stall.forget(m);
+            false
+        };
+        let step = plan.move_step(&group_seen, target_up && !stalled);
+        // The target hosts the group only once the catalog assigns it
+        // there. Asked whenever the catalog read this round lacks it, not
+        // once per command: a move undone (which unassigns) and planned
+        // again, or a learner added by a command that died before it
+        // assigned, would otherwise wait for a host that never comes.
+        let going_on = !matches!(step, None | Some(ReplaceStep::Done));
+        if target_up && !stalled && going_on {
+            if !rounds.in_catalog.contains(&m.to) {
+                ensure_catalog_member(client, m.to).await?;
+                rounds.in_catalog.insert(m.to);
+            }
+            if !seen.catalog.hosted_by(m.to).any(|group| group == m.group) {
+                catalog(
+                    client,
+                    CatalogCommand::Assign {
+                        node: m.to,
+                        groups: vec![(m.group, view.membership.voters.clone())],
+                    },
+                )
+                .await?;
+            }
+        }
         match step {
             Some(ReplaceStep::Propose(change)) => {
-                if let MembershipChange::AddLearner(to) = change {
-                    if !rounds.in_catalog.contains(&to) {
-                        ensure_catalog_member(client, to).await?;
-                        rounds.in_catalog.insert(to);
-                    }
-                    if !rounds.assigned.contains(&(to, m.group)) {
-                        catalog(
-                            client,
-                            CatalogCommand::Assign {
-                                node: to,
-                                groups: vec![(m.group, view.membership.voters.clone())],
-                            },
-                        )
-                        .await?;
-                        rounds.assigned.insert((to, m.group));
-                    }
-                }
                 by_leader
                     .entry(*leader)
                     .or_default()
@@ -689,9 +737,21 @@ async fn move_round(
             // Undone: the target left the group.
             Some(ReplaceStep::Done) if !view.membership.contains(m.to) => {
                 if end_move(client, m, m.to).await? {
+                    rounds.stall.forget(m);
+                    let why = if stalled {
+                        rounds.stalled += 1;
+                        format!(
+                            "server {} got no closer to the group's log in {} s (is it \
+                             running, and can the group's leader reach it?)",
+                            m.to,
+                            rounds.stall.stall_after_ns() / 1_000_000_000
+                        )
+                    } else {
+                        format!("server {} is no longer up", m.to)
+                    };
                     say(format!(
-                        "group {}: the move from {} to {} undone: server {} is no longer up",
-                        m.group, m.from, m.to, m.to
+                        "group {}: the move from {} to {} undone: {why}",
+                        m.group, m.from, m.to
                     ));
                 }
             }
@@ -897,7 +957,7 @@ pub async fn balance_while_leading(
                 }
             }
             tracing::info!("balancer: this server leads the catalog; balancing");
-            rounds = Some(Rounds::new());
+            rounds = Some(Rounds::new(MOVE_STALL_DEFAULT));
         }
         let state = rounds.as_mut().expect("set above");
         match move_round(&cluster, &mut client, None, state, &say).await {
@@ -1031,7 +1091,14 @@ async fn drain(
     )
     .await?;
     println!("server {id} is draining: its replicas move to other servers");
-    run_moves(cluster, client, Some(id), OPERATION_TIME_MAX).await?;
+    run_moves(
+        cluster,
+        client,
+        Some(id),
+        OPERATION_TIME_MAX,
+        MOVE_STALL_DEFAULT,
+    )
+    .await?;
     println!("run `concord-cli cluster remove-server {id}` to retire it");
     Ok(())
 }
@@ -1125,6 +1192,7 @@ mod tests {
             change_pending: false,
             caught_up: Vec::new(),
             preferred_leader: None,
+            learner_marks: Vec::new(),
         };
         (group, (voters[0], view))
     }

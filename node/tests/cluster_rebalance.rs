@@ -455,6 +455,72 @@ fn moves_to_a_server_that_died_are_undone_when_it_is_drained() {
     assert_eq!(code, 0, "{stdout}{stderr}");
 }
 
+/// A server added to the cluster hangs (SIGSTOP: its process holds its
+/// port, the catalog still counts it up) once the balancer has started
+/// moves to it: its learners never get closer to their groups' logs.
+/// `cluster balance --move-stall-secs 3` undoes each such move after 3 s
+/// without progress and plans again, instead of holding the groups and
+/// the move limits for as long as the server hangs. Once the server runs
+/// again, the same command fills it, and every acknowledged key reads
+/// back.
+#[test]
+fn a_move_whose_target_hangs_is_undone_after_the_stall_time() {
+    let (mut cluster, three, acknowledged) = three_servers_with_keys("cluster-stall", &[]);
+    let addr4 = cluster.add_joining(4);
+    let peers = format!("{},4={addr4}", cluster.peers_arg());
+    cluster.start_with_peers(4, &peers, &["--groups", GROUPS]);
+    ok_within(
+        &three,
+        &["cluster", "add-server", "4", &addr4],
+        Duration::from_secs(30),
+    );
+    cluster.signal(4, libc::SIGSTOP);
+
+    let out = cluster.base.join("balance-to-hung.out");
+    let code = run_for(
+        &three,
+        &[
+            "cluster",
+            "balance",
+            "--move-stall-secs",
+            "3",
+            "--time-max-secs",
+            "30",
+        ],
+        &out,
+        Duration::from_secs(120),
+    );
+    let balance = std::fs::read_to_string(&out).unwrap_or_default();
+    eprintln!("balance toward the hung server:\n{balance}");
+    // It cannot balance onto a hung server: it gives up at its time
+    // limit, having undone the stalled moves on the way.
+    assert!(
+        matches!(code, Some(c) if c != 0),
+        "exit {code:?}: {balance}"
+    );
+    assert!(balance.contains("moving group"), "{balance}");
+    assert!(
+        balance.contains("undone: server 4 got no closer to the group's log in 3 s"),
+        "{balance}"
+    );
+
+    cluster.signal(4, libc::SIGCONT);
+    let balance = ok_within(
+        &three,
+        &["cluster", "balance", "--time-max-secs", "120"],
+        Duration::from_secs(180),
+    );
+    assert!(balance.contains("balanced"), "{balance}");
+    let status = ok_once(&three, &["cluster", "status"]);
+    let ((low, high), state, replicas) = status_of(&status, 4);
+    assert_eq!(state, "up", "{status}");
+    assert!(
+        (low..=high).contains(&replicas),
+        "server 4 holds {replicas}, outside the band {low}..={high}: {status}"
+    );
+    read_back(&three, &acknowledged);
+}
+
 /// The moves of `cluster status` that start or end at server `id`.
 fn moves_touching(status: &str, id: u64) -> usize {
     status

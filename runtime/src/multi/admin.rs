@@ -14,7 +14,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use concord::multi::GroupId;
+use concord::multi::{CatchUpMark, GroupId};
 use concord::{Index, Membership, MembershipChange, NodeId, Term};
 
 /// Largest answer read back (a view of every group a server leads).
@@ -89,6 +89,10 @@ pub struct LedGroup {
     /// (`--preferred-leader`, `--spread-leaders`): the leader balancer
     /// leaves the group alone.
     pub preferred_leader: Option<NodeId>,
+    /// Each learner's progress as the leader sees it, by id: a balancer
+    /// undoes a move whose target's mark stops rising
+    /// ([`concord::multi::MoveStall`]).
+    pub learner_marks: Vec<(NodeId, CatchUpMark)>,
 }
 
 /// One group's configuration as its leader sees it, for the replace

@@ -16,8 +16,8 @@ use tokio::sync::oneshot;
 use crate::wire::ClientResponse;
 use concord::durable::DurableStateMachine;
 use concord::multi::{
-    Catalog, CatalogChange, CatalogCommand, CatalogError, GroupId, MultiInput, MultiNode,
-    CATALOG_GROUP,
+    Catalog, CatalogChange, CatalogCommand, CatalogError, CatchUpMark, GroupId, MultiInput,
+    MultiNode, CATALOG_GROUP,
 };
 use concord::{Entry, EntryPayload, Input, MembershipChange, NodeId, Role};
 
@@ -426,6 +426,15 @@ where
                     change_pending: node.membership_change_pending().is_some(),
                     caught_up,
                     preferred_leader: node.preferred_leader(),
+                    learner_marks: node
+                        .membership()
+                        .learners
+                        .iter()
+                        .filter_map(|id| {
+                            node.progress(*id)
+                                .map(|progress| (*id, CatchUpMark::of(&progress)))
+                        })
+                        .collect(),
                 }
             })
             .collect();
