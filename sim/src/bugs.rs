@@ -656,6 +656,11 @@ mistakes! {
         caught_by: "snapshot-pace (more of a transfer waits than its snapshot holds)",
         catch: &[Catch::groups(&[(5, 20), (3, 40)], &[MultiCheck::SnapshotPace], "copies of a chunk wait")],
     }
+    multi move_stall_equal_mark_progress {
+        breaks: "the stall watch takes a mark equal to the highest seen for progress, so a move whose target hangs (up in the catalog) never stalls and is never undone",
+        caught_by: "move-stall (the rebalance of the membership fault, under a drawn stall time)",
+        catch: &[Catch::groups(&[(5, 20)], &[MultiCheck::MoveStall], "not taken for stalled")],
+    }
     multi replace_removes_old_early {
         breaks: "replacing a node removes it from a group while its replacement is still a learner",
         caught_by: "replace-rule (the membership fault)",

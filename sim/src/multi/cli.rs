@@ -189,8 +189,8 @@ fn print_summary(
         summary.replace_groups
     );
     println!(
-        "  rebalance: {} seeds ran the balancer (a server joining late, from five nodes one drained): {} replica moves started, {} finished ({} undone: the target stopped being up), {} refused by the catalog (a deposed catalog leader's balancer acting beside the new one's), {} leadership transfers asked",
-        summary.rebalance_seeds, summary.moves.0, summary.moves.1, summary.moves_undone, summary.moves_refused, summary.leader_transfers
+        "  rebalance: {} seeds ran the balancer (a server joining late, from five nodes one drained): {} replica moves started, {} finished ({} undone: the target stopped being up, or stalled in {}), {} refused by the catalog (a deposed catalog leader's balancer acting beside the new one's), {} leadership transfers asked",
+        summary.rebalance_seeds, summary.moves.0, summary.moves.1, summary.moves_undone, summary.moves_stalled, summary.moves_refused, summary.leader_transfers
     );
     if template.forced_recovery {
         println!(

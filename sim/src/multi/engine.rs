@@ -465,7 +465,8 @@ impl MultiSim {
         let stall_bursts = config.faults.contains(crate::faults::FaultKind::Pause)
             && (!config.swarm || stall_rng.gen_bool(0.5));
         // Drawn after the stall bursts, for the same reason.
-        let membership = super::membership::MembershipFault::draw(
+        #[allow(unused_mut)]
+        let mut membership = super::membership::MembershipFault::draw(
             &config,
             &drawn.voters,
             ChaCha8Rng::seed_from_u64(rng.gen()),
@@ -479,6 +480,11 @@ impl MultiSim {
             drawn
                 .layer
                 .draw_snapshot_pace(&mut pace_rng, &mut drawn.compaction, groups);
+        }
+        // The rebalance's stall watch: its own stream, drawn last.
+        let mut move_stall_rng = ChaCha8Rng::seed_from_u64(rng.gen());
+        if let Some(rebalance) = membership.rebalance.as_mut() {
+            rebalance.draw_move_stall(&mut move_stall_rng);
         }
         let mut hosts = Vec::with_capacity(config.nodes);
         for index in 0..config.nodes {

@@ -231,6 +231,10 @@ impl MembershipFault {
                 .rebalance
                 .as_ref()
                 .map_or(0, |rebalance| rebalance.undone),
+            moves_stalled: self
+                .rebalance
+                .as_ref()
+                .map_or(0, |rebalance| rebalance.stalled),
             moves_refused: self
                 .rebalance
                 .as_ref()

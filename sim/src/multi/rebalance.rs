@@ -55,8 +55,8 @@ use rand_chacha::ChaCha8Rng;
 
 use concord::multi::MultiInput;
 use concord::multi::{
-    admit_move_planted, BalanceLimits, Balancer, GroupId, LeaderTransfer, PlacementRule,
-    ReplaceGroup, ReplacePlan, ReplaceStep, ReplicaMove, ServerPlace, ServerState,
+    admit_move_planted, BalanceLimits, Balancer, CatchUpMark, GroupId, LeaderTransfer, MoveStall,
+    PlacementRule, ReplaceGroup, ReplacePlan, ReplaceStep, ReplicaMove, ServerPlace, ServerState,
 };
 use concord::{Input, Membership, MembershipChange, NodeId};
 
@@ -112,6 +112,27 @@ struct MoveRun {
     source_removal_proposed: bool,
     /// Zone collisions among the group's voters when the move began.
     collisions_before: usize,
+    /// The `move-stall` check's own record while the target learns: the
+    /// highest mark seen and since when (`None` while not learning).
+    learning: Option<(Option<CatchUpMark>, u64)>,
+}
+
+/// A move's target hung (paused, up in the catalog) during the chaos,
+/// long enough for its move to stall: drawn with the stall watch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Hang {
+    /// Hangs the target of a move under way at the first round from
+    /// `at_ns`, for `for_ns`.
+    Drawn {
+        at_ns: u64,
+        for_ns: u64,
+    },
+    /// Node index `node` is paused until `until_ns` (or the heal).
+    Hung {
+        node: usize,
+        until_ns: u64,
+    },
+    Over,
 }
 
 /// A catalog leader change: the deposed leader's balancer planned the
@@ -146,8 +167,16 @@ pub(crate) struct Rebalance {
     pub(crate) started: u64,
     pub(crate) done: u64,
     /// Of the moves done, those undone (their target stopped being up
-    /// while a learner).
+    /// while a learner, or stalled).
     pub(crate) undone: u64,
+    /// Of those, the ones undone because their target stalled.
+    pub(crate) stalled: u64,
+    /// The stall watch a balancer keeps (drawn: `draw_move_stall`).
+    stall: MoveStall,
+    /// A target hung while its move runs, if drawn.
+    hang: Option<Hang>,
+    /// The chaos's length, for the hang's draw.
+    chaos_ns: u64,
     /// Moves a deposed catalog leader's balancer planned that the
     /// catalog refused.
     pub(crate) refused: u64,
@@ -233,6 +262,10 @@ impl Rebalance {
             started: 0,
             done: 0,
             undone: 0,
+            stalled: 0,
+            stall: MoveStall::new(0),
+            hang: None,
+            chaos_ns,
             refused: 0,
             overlaps,
             leader_transfers: 0,
@@ -240,6 +273,33 @@ impl Rebalance {
             transfer_asked_ns: BTreeMap::new(),
             fixed_point: false,
         }
+    }
+
+    /// Draws the stall watch's time, from a stream of its own (so every
+    /// other draw of a seed is as before it existed): none on a third of
+    /// the seeds, else 3 to 6 s, above the 2 s a wave of paced snapshot
+    /// transfers takes after the heal. With a stall time, half the seeds
+    /// also hang a move's target during the chaos (paused, still up in
+    /// the catalog) for the stall time plus 0 to 3 s: its move stalls
+    /// and is undone, unless the hang ends first (a crash and restart,
+    /// the nemesis's resume, the heal).
+    pub(crate) fn draw_move_stall(&mut self, rng: &mut ChaCha8Rng) {
+        let stall_after_ns = if rng.gen_bool(1.0 / 3.0) {
+            0
+        } else {
+            rng.gen_range(3_000_000_000..=6_000_000_000)
+        };
+        if stall_after_ns > 0 && rng.gen_bool(0.5) {
+            self.hang = Some(Hang::Drawn {
+                at_ns: rng.gen_range(0..self.chaos_ns / 2 + 1),
+                for_ns: stall_after_ns + rng.gen_range(0..=3_000_000_000),
+            });
+        }
+        #[allow(unused_mut)]
+        let mut stall = MoveStall::new(stall_after_ns);
+        #[cfg(feature = "planted-bugs")]
+        stall.plant_bugs(self.bugs);
+        self.stall = stall;
     }
 
     /// The servers as the catalog would show them at `now_ns`.
@@ -274,6 +334,7 @@ impl Rebalance {
             source_voted: None,
             source_removal_proposed: false,
             collisions_before: collisions(&self.zones, &voters),
+            learning: None,
         };
         self.moves.insert(planned.group, run);
         self.started += 1;
@@ -326,6 +387,7 @@ impl MultiSim {
     pub(crate) fn rebalance_round(&mut self) {
         let mut views: BTreeMap<GroupId, View> = BTreeMap::new();
         let mut caught_up: BTreeMap<(GroupId, NodeId), bool> = BTreeMap::new();
+        let mut marks: BTreeMap<(GroupId, NodeId), CatchUpMark> = BTreeMap::new();
         let targets: BTreeMap<GroupId, NodeId> = self
             .membership
             .rebalance
@@ -346,6 +408,9 @@ impl MultiSim {
                 .expect("a leader hosts its group");
             if let Some(&to) = targets.get(&group) {
                 caught_up.insert((group, to), super::membership::caught_up(node, to));
+                if let Some(progress) = node.progress(to) {
+                    marks.insert((group, to), CatchUpMark::of(&progress));
+                }
             }
             views.insert(
                 group,
@@ -403,18 +468,82 @@ impl MultiSim {
                 ));
                 break;
             }
+            let new_caught_up = caught_up.get(&(*group, to)).copied().unwrap_or(false);
             let seen = ReplaceGroup {
                 group: *group,
                 membership,
                 change_pending: view.change_pending,
-                new_caught_up: caught_up.get(&(*group, to)).copied().unwrap_or(false),
+                new_caught_up,
             };
             // A target no longer up (drained) may never catch up: the
             // move is undone while the target only learns.
             let target_up = servers
                 .get(&to)
                 .is_some_and(|place| place.state == ServerState::Up);
-            let step = run.plan.move_step(&seen, target_up);
+            // Nor may one that stays up and gets no closer: the watch
+            // undoes it the same way (as `concord-cli cluster balance`).
+            let stalled = if target_up && !membership.is_voter(to) {
+                let mark = marks.get(&(*group, to)).copied();
+                // The check's own record: since when the target, not
+                // caught up, got no closer.
+                let still = if new_caught_up {
+                    run.learning = None;
+                    None
+                } else {
+                    let (best, since_ns) = run.learning.get_or_insert((mark, now_ns));
+                    if mark > *best {
+                        *best = mark;
+                        *since_ns = now_ns;
+                    }
+                    Some(now_ns - *since_ns)
+                };
+                let stalled = rebalance
+                    .stall
+                    .observe(run.planned, mark, new_caught_up, now_ns);
+                let stall_after_ns = rebalance.stall.stall_after_ns();
+                // Both paths see the same rounds: the watch stalls
+                // exactly when the record does.
+                let should =
+                    stall_after_ns > 0 && still.is_some_and(|still_ns| still_ns >= stall_after_ns);
+                if !stalled && should {
+                    broken = Some((
+                        MultiCheck::MoveStall,
+                        *group,
+                        format!(
+                            "the move n{from} -> n{to} was not taken for stalled, but its \
+                             target got no closer for {} ms (at {mark:?}), past the stall \
+                             time of {} ms",
+                            still.unwrap_or(0) / 1_000_000,
+                            stall_after_ns / 1_000_000
+                        ),
+                    ));
+                    break;
+                }
+                if stalled && !should {
+                    let why = match still {
+                        None => "is caught up".to_string(),
+                        Some(still_ns) => {
+                            format!("got closer {} ms ago (now {mark:?})", still_ns / 1_000_000)
+                        }
+                    };
+                    broken = Some((
+                        MultiCheck::MoveStall,
+                        *group,
+                        format!(
+                            "the move n{from} -> n{to} was taken for stalled, but its target \
+                             {why}, within the stall time of {} ms",
+                            stall_after_ns / 1_000_000
+                        ),
+                    ));
+                    break;
+                }
+                stalled
+            } else {
+                run.learning = None;
+                rebalance.stall.forget(&run.planned);
+                false
+            };
+            let step = run.plan.move_step(&seen, target_up && !stalled);
             match step {
                 Some(ReplaceStep::Propose(change)) => {
                     run.source_removal_proposed |= change == MembershipChange::Remove(from);
@@ -430,7 +559,12 @@ impl MultiSim {
                 // uncommitted removal would let it plan the same source
                 // again (found at seed 92000275 on 5 nodes).
                 Some(ReplaceStep::Done) if view.change_pending || view.membership.is_joint() => {}
-                Some(ReplaceStep::Done) if !membership.contains(to) => undone.push(*group),
+                Some(ReplaceStep::Done) if !membership.contains(to) => {
+                    if stalled {
+                        rebalance.stalled += 1;
+                    }
+                    undone.push(*group)
+                }
                 Some(ReplaceStep::Done) => {
                     let voters: BTreeSet<NodeId> = membership.voters.iter().copied().collect();
                     let spread = rebalance.balancer.rule().spread_zones;
@@ -467,6 +601,7 @@ impl MultiSim {
 
         // New moves, from every group's voters as last seen settled.
         let in_flight: Vec<ReplicaMove> = rebalance.moves.values().map(|run| run.planned).collect();
+        rebalance.stall.retain_under_way(&in_flight);
         let planned = rebalance
             .balancer
             .plan(&servers, &rebalance.voters, &in_flight)
@@ -684,9 +819,47 @@ impl MultiSim {
                 return;
             }
         }
+        self.hang_target();
         if self.phase != Phase::Chaos {
             self.check_balance_band();
             self.check_leader_band(&candidates, &leaders);
+        }
+    }
+
+    /// The drawn hang of a move's target: begun at the first round from
+    /// its time with a move whose target learns, ended at its time or
+    /// the heal.
+    fn hang_target(&mut self) {
+        let now_ns = self.now_ns;
+        let chaos = self.phase == Phase::Chaos;
+        let rebalance = self.membership.rebalance.as_mut().expect("a rebalance");
+        match rebalance.hang {
+            Some(Hang::Drawn { at_ns, for_ns }) if chaos && now_ns >= at_ns => {
+                // The lowest group's move whose target is not a voter
+                // of it (as the balancer last saw it settled).
+                let target = rebalance.moves.values().find_map(|run| {
+                    let voters = rebalance.voters.get(&run.planned.group)?;
+                    (!voters.contains(&run.planned.to)).then_some(run.planned.to)
+                });
+                let Some(to) = target else {
+                    return;
+                };
+                let node = to as usize - 1;
+                rebalance.hang = Some(Hang::Hung {
+                    node,
+                    until_ns: now_ns + for_ns,
+                });
+                self.note(Some(node), || {
+                    format!("rebalance: n{to} hangs (a move's target, up in the catalog)")
+                });
+                self.pause(node);
+            }
+            Some(Hang::Hung { node, until_ns }) if !chaos || now_ns >= until_ns => {
+                rebalance.hang = Some(Hang::Over);
+                self.note(Some(node), || "rebalance: the hang ends".to_string());
+                self.resume(node);
+            }
+            _ => {}
         }
     }
 

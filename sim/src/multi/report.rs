@@ -103,6 +103,11 @@ pub enum MultiCheck {
     /// a server over the band (or to a server under it) while a voter
     /// leads at least two fewer (`rebalance.rs`).
     LeaderBand,
+    /// A move was undone as stalled while its target, learning and not
+    /// caught up, had got closer to its group's log (a higher match
+    /// index, or more snapshot bytes confirmed) within the stall time
+    /// (`rebalance.rs`).
+    MoveStall,
 }
 
 impl MultiCheck {
@@ -130,6 +135,7 @@ impl MultiCheck {
             MultiCheck::ZoneRule => "zone-rule",
             MultiCheck::BalanceBand => "balance-band",
             MultiCheck::LeaderBand => "leader-band",
+            MultiCheck::MoveStall => "move-stall",
             MultiCheck::SnapshotPace => "snapshot-pace",
         }
     }
@@ -314,8 +320,11 @@ pub struct MembershipFigures {
     /// The rebalance's replica moves started and finished.
     pub moves: (u64, u64),
     /// Of the moves finished, those undone: their target stopped being up
-    /// while it was still a learner.
+    /// while it was still a learner, or stalled.
     pub moves_undone: u64,
+    /// Of those, the ones undone because their target stalled (the stall
+    /// watch, `concord::multi::MoveStall`).
+    pub moves_stalled: u64,
     /// Moves a deposed catalog leader's balancer planned beside the new
     /// one's that the catalog refused.
     pub moves_refused: u64,

@@ -84,6 +84,8 @@ pub struct MultiSummary {
     pub moves: (u64, u64),
     /// Of the moves finished, those undone, over all seeds.
     pub moves_undone: u64,
+    /// Of those, the ones undone because their target stalled.
+    pub moves_stalled: u64,
     /// Moves the catalog refused a deposed catalog leader's balancer,
     /// over all seeds.
     pub moves_refused: u64,
@@ -160,6 +162,7 @@ impl MultiSummary {
         self.moves.0 += membership.moves.0;
         self.moves.1 += membership.moves.1;
         self.moves_undone += membership.moves_undone;
+        self.moves_stalled += membership.moves_stalled;
         self.moves_refused += membership.moves_refused;
         self.leader_transfers += membership.leader_transfers;
         if let Some(forced) = report.forced_recovery.as_ref().filter(|f| f.recovered()) {
