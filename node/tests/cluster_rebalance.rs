@@ -392,6 +392,18 @@ fn run_for(
     None
 }
 
+/// Starts server 4 with `--join` and records it (`cluster add-server`).
+fn add_fourth_server(cluster: &mut NodeProcesses, three: &[String]) {
+    let addr4 = cluster.add_joining(4);
+    let peers = format!("{},4={addr4}", cluster.peers_arg());
+    cluster.start_with_peers(4, &peers, &["--groups", GROUPS]);
+    ok_within(
+        three,
+        &["cluster", "add-server", "4", &addr4],
+        Duration::from_secs(30),
+    );
+}
+
 /// A server added to the cluster dies before it holds anything, and the
 /// balancer has started moves to it: each waits for a learner that never
 /// catches up. `cluster drain` of the dead server undoes those moves
@@ -401,14 +413,7 @@ fn run_for(
 #[test]
 fn moves_to_a_server_that_died_are_undone_when_it_is_drained() {
     let (mut cluster, three, acknowledged) = three_servers_with_keys("cluster-undo-moves", &[]);
-    let addr4 = cluster.add_joining(4);
-    let peers = format!("{},4={addr4}", cluster.peers_arg());
-    cluster.start_with_peers(4, &peers, &["--groups", GROUPS]);
-    ok_within(
-        &three,
-        &["cluster", "add-server", "4", &addr4],
-        Duration::from_secs(30),
-    );
+    add_fourth_server(&mut cluster, &three);
     cluster.sigkill(4);
 
     // A balance starts moves to server 4; they cannot finish.
@@ -466,14 +471,7 @@ fn moves_to_a_server_that_died_are_undone_when_it_is_drained() {
 #[test]
 fn a_move_whose_target_hangs_is_undone_after_the_stall_time() {
     let (mut cluster, three, acknowledged) = three_servers_with_keys("cluster-stall", &[]);
-    let addr4 = cluster.add_joining(4);
-    let peers = format!("{},4={addr4}", cluster.peers_arg());
-    cluster.start_with_peers(4, &peers, &["--groups", GROUPS]);
-    ok_within(
-        &three,
-        &["cluster", "add-server", "4", &addr4],
-        Duration::from_secs(30),
-    );
+    add_fourth_server(&mut cluster, &three);
     cluster.signal(4, libc::SIGSTOP);
 
     let out = cluster.base.join("balance-to-hung.out");
