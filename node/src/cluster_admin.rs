@@ -706,7 +706,7 @@ async fn move_round(
                 ensure_catalog_member(client, m.to).await?;
                 rounds.in_catalog.insert(m.to);
             }
-            if !seen.catalog.hosted_by(m.to).any(|group| group == m.group) {
+            if !seen.catalog.hosts(m.to, m.group) {
                 catalog(
                     client,
                     CatalogCommand::Assign {
@@ -737,7 +737,6 @@ async fn move_round(
             // Undone: the target left the group.
             Some(ReplaceStep::Done) if !view.membership.contains(m.to) => {
                 if end_move(client, m, m.to).await? {
-                    rounds.stall.forget(m);
                     let why = if stalled {
                         rounds.stalled += 1;
                         format!(

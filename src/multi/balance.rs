@@ -209,14 +209,7 @@ impl Balancer {
     }
 
     pub(super) fn planted(&self) -> MultiPlantedBugs {
-        #[cfg(feature = "planted-bugs")]
-        {
-            self.planted
-        }
-        #[cfg(not(feature = "planted-bugs"))]
-        {
-            MultiPlantedBugs::NONE
-        }
+        self.planted.in_force()
     }
 
     /// Checks that `servers` can hold the rule at all: enough up servers,

@@ -1104,6 +1104,17 @@ impl Catalog {
         self.groups.iter().map(|(group, voters)| (*group, voters))
     }
 
+    /// Whether `node` hosts `group`: created with it as a voter, or
+    /// assigned to it since ([`Self::hosted_by`] for one group, without
+    /// walking every group).
+    pub fn hosts(&self, node: NodeId, group: GroupId) -> bool {
+        self.assigned.contains_key(&(node, group))
+            || self
+                .groups
+                .get(&group)
+                .is_some_and(|voters| voters.contains(&node))
+    }
+
     /// The groups `node` hosts: those created with it as a voter, and
     /// those assigned to it since (in ascending id, each once).
     pub fn hosted_by(&self, node: NodeId) -> impl Iterator<Item = GroupId> + '_ {
@@ -1371,6 +1382,14 @@ mod tests {
         );
         catalog.apply(&unassign.encode()).unwrap();
         assert_eq!(catalog.hosted_by(4).collect::<Vec<_>>(), vec![1]);
+        // One group at a time, the same answer.
+        for node in 1..=5 {
+            for group in 0..=10 {
+                let listed = catalog.hosted_by(node).any(|g| g == group);
+                assert_eq!(catalog.hosts(node, group), listed, "n{node} g{group}");
+            }
+        }
+        assert!(catalog.hosts(4, 1) && !catalog.hosts(4, 9));
         catalog
             .apply(&CatalogCommand::FinishReplace { old: 3 }.encode())
             .unwrap();

@@ -85,14 +85,7 @@ impl MoveStall {
     }
 
     fn planted(&self) -> MultiPlantedBugs {
-        #[cfg(feature = "planted-bugs")]
-        {
-            self.planted
-        }
-        #[cfg(not(feature = "planted-bugs"))]
-        {
-            MultiPlantedBugs::NONE
-        }
+        self.planted.in_force()
     }
 
     /// The time without progress after which a move stalls (0: never).

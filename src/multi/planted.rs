@@ -110,6 +110,20 @@ pub struct MultiPlantedBugs {
 }
 
 impl MultiPlantedBugs {
+    /// These mistakes in a build with feature `planted-bugs`, none in any
+    /// other: what a holder of planted mistakes acts on.
+    pub(crate) fn in_force(self) -> MultiPlantedBugs {
+        #[cfg(feature = "planted-bugs")]
+        {
+            self
+        }
+        #[cfg(not(feature = "planted-bugs"))]
+        {
+            let _ = self;
+            MultiPlantedBugs::NONE
+        }
+    }
+
     /// No bug.
     pub const NONE: MultiPlantedBugs = MultiPlantedBugs {
         quiesce_follower_behind: false,

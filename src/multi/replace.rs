@@ -258,14 +258,7 @@ impl ReplacePlan {
     }
 
     fn planted(&self) -> MultiPlantedBugs {
-        #[cfg(feature = "planted-bugs")]
-        {
-            self.planted
-        }
-        #[cfg(not(feature = "planted-bugs"))]
-        {
-            MultiPlantedBugs::NONE
-        }
+        self.planted.in_force()
     }
 
     /// Whether removing OLD from a group of this configuration keeps the
