@@ -58,6 +58,18 @@
 //!   is there to show that the checks of a test catch the writes it
 //!   loses.
 //!
+//! And one fault of the platter itself:
+//!
+//! * **Rot** ([`rot_at_next_crash`](PageCacheDisk::rot_at_next_crash)):
+//!   while the node is down, a few bytes of data that was synced change
+//!   (a latent sector error, a misdirected write), where every log must
+//!   notice: in a segment older than the newest, or in the newest before
+//!   the offset the durable marker on the platter vouches for. The
+//!   promise it tests: recovery refuses such a log, naming the file,
+//!   rather than start without what it had acknowledged.
+//!   [`repair`](PageCacheDisk::repair) puts the bytes back (the operator
+//!   restoring the disk).
+//!
 //! One [`PageCacheDisk`] is both [`SegmentFiles`] and [`SnapshotStore`];
 //! clones share the same disk (so the disk outlives the log that wrote it).
 //! Deterministic: the crash draws from the seed it is given.
@@ -73,6 +85,7 @@ use crate::storage::{ReceivedSnapshot, SnapshotReader, StorageError};
 use concord::multi::GroupId;
 use concord::{LogPosition, Membership, Snapshot};
 
+use super::record::{DurableMarker, SEGMENT_HEADER_BYTES};
 use super::segment_files::SegmentFiles;
 use super::snapshot_store::{SnapshotIntake, SnapshotStore};
 
@@ -378,6 +391,10 @@ struct DiskState {
     fail_next_append: bool,
     /// Every sync reports success and makes nothing durable.
     lying_sync: bool,
+    /// The next crash damages synced bytes (once).
+    rot_at_next_crash: bool,
+    /// The damage the last crash did to synced bytes, until taken.
+    rot: Option<Rot>,
     /// What the platter holds while the disk lies: its durable state
     /// when it began to.
     frozen: Option<Frozen>,
@@ -405,7 +422,23 @@ pub struct FaultsStruck {
     pub failed_syncs: u64,
     /// Appends that failed with ENOSPC.
     pub failed_appends: u64,
+    /// Crashes that damaged synced bytes ([`PageCacheDisk::rot_at_next_crash`]).
+    pub rots: u64,
 }
+
+/// Synced bytes a crash damaged ([`PageCacheDisk::rot_at_next_crash`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rot {
+    /// The segment damaged.
+    pub segment: u64,
+    /// Where in it the damage starts.
+    pub offset_bytes: u64,
+    /// The bytes that were there ([`PageCacheDisk::repair`] puts them back).
+    pub original: Vec<u8>,
+}
+
+/// Most bytes one rot damages.
+const ROT_BYTES_MAX: u64 = 8;
 
 /// What a crash kept of the unsynced bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -463,6 +496,33 @@ impl PageCacheDisk {
     /// ENOSPC (`StorageFull`), once. A crash disarms it.
     pub fn fail_next_append_no_space(&self) {
         self.lock().fail_next_append = true;
+    }
+
+    /// Makes the next [`crash`](Self::crash) damage a few synced bytes
+    /// where every log must notice (see the [module documentation](self)),
+    /// once; [`take_rot`](Self::take_rot) says where. A disk with no such
+    /// byte (one segment, no marker past its header) is left whole.
+    pub fn rot_at_next_crash(&self) {
+        self.lock().rot_at_next_crash = true;
+    }
+
+    /// The damage the last crash did to synced bytes, if it did any
+    /// (taken: asked again, `None`).
+    pub fn take_rot(&self) -> Option<Rot> {
+        self.lock().rot.take()
+    }
+
+    /// Puts back the bytes `rot` damaged (the operator restoring them).
+    pub fn repair(&self, rot: &Rot) {
+        let mut state = self.lock();
+        let file = state
+            .segments
+            .get_mut(&rot.segment)
+            .expect("a rotted segment is repaired before anything deletes it");
+        let mut bytes = file.bytes();
+        let start = rot.offset_bytes as usize;
+        bytes[start..start + rot.original.len()].copy_from_slice(&rot.original);
+        *file = CachedFile::durable(bytes);
     }
 
     /// From now on (`true`) every sync reports success and nothing
@@ -561,6 +621,17 @@ impl PageCacheDisk {
     /// zeros or garbage. The fuse is reset.
     pub fn crash(&self, seed: u64) -> CrashReport {
         let mut state = self.lock();
+        let report = Self::crash_platter(&mut state, seed);
+        if std::mem::take(&mut state.rot_at_next_crash) {
+            // Its own stream: a crash draws as it did before rot existed.
+            state.rot = rot(&mut state, &mut SplitMix(seed ^ 0x726f_7420_6661_756c));
+            state.struck.rots += u64::from(state.rot.is_some());
+        }
+        report
+    }
+
+    /// [`crash`](Self::crash) but for rot.
+    fn crash_platter(state: &mut DiskState, seed: u64) -> CrashReport {
         let mut draw = SplitMix(seed);
         let mut report = CrashReport::default();
         if let Some(frozen) = state.frozen.clone() {
@@ -645,6 +716,53 @@ impl PageCacheDisk {
         }
         PageCacheDisk::operation(state, what)
     }
+}
+
+/// Damages a few synced bytes of `state`'s segments where every log must
+/// notice (see the [module documentation](PageCacheDisk)): what was
+/// there, or `None` if there is no such byte.
+fn rot(state: &mut DiskState, draw: &mut SplitMix) -> Option<Rot> {
+    let newest = *state.segments.keys().next_back()?;
+    let marker = state
+        .marker_durable
+        .as_deref()
+        .and_then(|bytes| DurableMarker::decode(bytes).ok());
+    let header = SEGMENT_HEADER_BYTES as u64;
+    // (segment, end of the bytes a log must vouch for), each non-empty.
+    let places: Vec<(u64, u64)> = state
+        .segments
+        .iter()
+        .filter_map(|(number, file)| {
+            let end = if *number != newest {
+                file.len_bytes as u64
+            } else {
+                match marker {
+                    Some(m) if m.segment == newest => m.offset_bytes.min(file.len_bytes as u64),
+                    _ => 0,
+                }
+            };
+            (end > header).then_some((*number, end))
+        })
+        .collect();
+    if places.is_empty() {
+        return None;
+    }
+    let (segment, end) = places[draw.below(places.len() as u64) as usize];
+    let offset = header + draw.below(end - header);
+    let len = (1 + draw.below(ROT_BYTES_MAX)).min(end - offset);
+    let file = state.segments.get_mut(&segment).expect("listed above");
+    let mut bytes = file.bytes();
+    let range = offset as usize..(offset + len) as usize;
+    let original = bytes[range.clone()].to_vec();
+    for byte in &mut bytes[range] {
+        *byte ^= 0xff;
+    }
+    *file = CachedFile::durable(bytes);
+    Some(Rot {
+        segment,
+        offset_bytes: offset,
+        original,
+    })
 }
 
 /// A crash's effect on one file: it keeps its durable bytes and, drawn
