@@ -1,5 +1,6 @@
 //! Bad input: garbage, truncated and oversized frames, bad checksums,
-//! strangers at the handshake, on peer and client connections. Each closes
+//! strangers at the handshake, a peer's frames out of order, on peer and
+//! client connections. Each closes
 //! its connection with a logged reason while the node keeps serving.
 //! The nodes run the one runtime (`concord_tokio::cluster::start_node`).
 //! (The binaries' own bad command lines and config files are tested in
@@ -19,7 +20,7 @@ use concord_tokio::client::ClientConfig;
 use concord_tokio::cluster::{NodeSettings, RunningNode, GROUP};
 use concord_tokio::frame::{encode_frame, FRAME_HEADER_BYTES, PROTOCOL_VERSION};
 use concord_tokio::multi::groups_status::StatusQuery;
-use concord_tokio::multi::wire::{GroupOp, GroupRequest};
+use concord_tokio::multi::wire::{GroupOp, GroupRequest, MultiPeerFrame};
 use concord_tokio::wire::{Hello, HelloRole, Welcome};
 use kv_nodes::start_kv_node;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -250,6 +251,37 @@ fn bad_frames_close_the_connection_with_a_logged_reason_and_the_node_keeps_servi
         assert!(
             !logs.text().contains("reset by peer"),
             "a reset connection was logged as bad input:\n{}",
+            logs.text()
+        );
+
+        // 11. A peer whose frames arrive out of the order it sent them
+        // in: numbers may skip (frames left unsent), never fall.
+        let numbered = |seq: u64| {
+            let mut bytes = Vec::new();
+            let frame = MultiPeerFrame::Frame {
+                seq,
+                frame: concord::multi::Frame::new(2, 1, 0),
+            };
+            encode_frame(&frame, &mut bytes).unwrap();
+            bytes
+        };
+        let reordered_before = counters
+            .peer_frames_out_of_order
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let mut frames = numbered(5);
+        frames.extend(numbered(9));
+        frames.extend(numbered(7));
+        expect_closed(target, Some(peer_hello.clone()), &frames, false).await;
+        assert_eq!(
+            counters
+                .peer_frames_out_of_order
+                .load(std::sync::atomic::Ordering::Relaxed),
+            reordered_before + 1,
+            "a connection whose frame numbers fell was not counted"
+        );
+        assert!(
+            logs.text().contains("frame 7 after frame 9"),
+            "the reordered frames were not logged:\n{}",
             logs.text()
         );
 

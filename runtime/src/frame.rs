@@ -28,8 +28,11 @@ use super::codec::{self, CodecError};
 /// incarnation to the peer handshake
 /// ([`HelloRole::Peer`](super::wire::HelloRole::Peer)); version 6 adds
 /// the leader's record of the follower to every message
-/// ([`Message::progress_id`](concord::Message::progress_id)).
-pub const PROTOCOL_VERSION: u8 = 6;
+/// ([`Message::progress_id`](concord::Message::progress_id)); version 7
+/// numbers every peer frame
+/// ([`MultiPeerFrame::Frame`](super::multi::wire::MultiPeerFrame::Frame)),
+/// so a receiver can tell frames that arrive out of order.
+pub const PROTOCOL_VERSION: u8 = 7;
 
 /// Bytes of header before the payload.
 pub const FRAME_HEADER_BYTES: usize = 9;

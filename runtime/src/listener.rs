@@ -125,6 +125,10 @@ pub struct ListenerCounters {
     pub refused: AtomicU64,
     /// Connections closed because of bad input.
     pub bad_input: AtomicU64,
+    /// Peer connections closed because a frame's sequence number did not
+    /// rise: the peer's transport delivered its frames out of order (a
+    /// defect there; counted in `bad_input` too).
+    pub peer_frames_out_of_order: AtomicU64,
     /// Connections closed because a frame was begun but not finished
     /// within the frame timeout.
     pub slow: AtomicU64,
@@ -146,9 +150,10 @@ pub(crate) trait Inbound: 'static {
     /// Said after "node N is not a member of this cluster": how a node
     /// becomes one.
     const STRANGER_HINT: &'static str;
-    /// The node a peer frame claims to come from and the event it
-    /// becomes; `None` for a keepalive.
-    fn from_peer(frame: Self::PeerFrame) -> Option<(NodeId, Self::Event)>;
+    /// The node a peer frame claims to come from, its sequence number
+    /// (rising on one connection) and the event it becomes; `None` for a
+    /// keepalive.
+    fn from_peer(frame: Self::PeerFrame) -> Option<(NodeId, u64, Self::Event)>;
     /// The event a client request becomes, answered on `reply`.
     fn from_client(request: Self::Request, reply: oneshot::Sender<ClientResponse>) -> Self::Event;
 }
@@ -174,6 +179,7 @@ pub(crate) async fn serve_for<I: Inbound>(
         peers: Arc::new(FrameBudget::new(config.frame_buffer_bytes_max)),
         lookups: Arc::default(),
         misdirected: misdirected.map(Arc::from),
+        counters: counters.clone(),
     };
     loop {
         // Every `select!` in the runtime is `biased`: an unbiased one draws
@@ -254,6 +260,8 @@ struct Budgets {
     /// Members accepted without an address, whose address is being
     /// asked of the others (see [`learn_address`]).
     lookups: Arc<std::sync::Mutex<BTreeSet<NodeId>>>,
+    /// The listener's counters.
+    counters: Arc<ListenerCounters>,
     /// What a client of the other kind of server is answered (see
     /// [`serve_for`]).
     misdirected: Option<Arc<str>>,
@@ -547,12 +555,13 @@ async fn handle<I: Inbound>(
                 idle: config.peer_idle_timeout,
                 frame: config.frame_timeout,
             };
+            let mut last_seq = 0u64;
             loop {
                 let next = next_value(&mut stream, &mut frame_buf, config, timeouts, &mut shutdown);
                 let Some(frame) = next.await? else {
                     return Ok(());
                 };
-                let Some((sender, event)) = I::from_peer(frame) else {
+                let Some((sender, seq, event)) = I::from_peer(frame) else {
                     write_value(&mut stream, &mut reply, &PeerReply::KeepaliveAck).await?;
                     continue;
                 };
@@ -561,6 +570,22 @@ async fn handle<I: Inbound>(
                         "message claims sender {sender} on node {from}'s connection"
                     )));
                 }
+                // One connection keeps the order its frames were sent in
+                // (TCP does; a wrapper or a sender that did not would
+                // hand Raft reordered frames, which it survives, hiding
+                // the defect): the numbers must rise.
+                if seq <= last_seq {
+                    budgets
+                        .counters
+                        .peer_frames_out_of_order
+                        .fetch_add(1, Ordering::Relaxed);
+                    return Err(ConnError::BadInput(format!(
+                        "frame {seq} after frame {last_seq} on node {from}'s connection: its \
+                         frames arrive out of the order they were sent in (a defect of that \
+                         node's transport)"
+                    )));
+                }
+                last_seq = seq;
                 if events.send(event).await.is_err() {
                     return Ok(());
                 }

@@ -156,9 +156,11 @@ impl Inbound for Groups {
     type Event = HostEvent;
     const STRANGER_HINT: &'static str = " (a multi-group server's peers are fixed at its start)";
 
-    fn from_peer(frame: MultiPeerFrame) -> Option<(NodeId, HostEvent)> {
+    fn from_peer(frame: MultiPeerFrame) -> Option<(NodeId, u64, HostEvent)> {
         match frame {
-            MultiPeerFrame::Frame(frame) => Some((frame.from, HostEvent::Frame(Box::new(frame)))),
+            MultiPeerFrame::Frame { seq, frame } => {
+                Some((frame.from, seq, HostEvent::Frame(Box::new(frame))))
+            }
             MultiPeerFrame::Keepalive => None,
         }
     }

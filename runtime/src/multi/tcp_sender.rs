@@ -149,13 +149,24 @@ pub struct TcpFrameCounters {
     pub silent_connections_dropped: AtomicU64,
 }
 
+/// One peer's queue of numbered frames.
+#[derive(Debug)]
+struct PeerQueue {
+    tx: mpsc::Sender<Numbered>,
+    metrics: PeerSendCounters,
+    /// The number of the last frame handed over for this peer
+    /// ([`MultiPeerFrame::Frame`](super::wire::MultiPeerFrame::Frame)'s
+    /// `seq`).
+    seq_last: u64,
+}
+
 /// Sends frames over one connection per peer (see the
 /// [module documentation](self)). Its tasks stop when it is dropped.
 #[derive(Debug)]
 pub struct TcpFrameSender {
     /// Each peer's queue and its send-side metrics (peers are added
     /// while running, never removed: at most `CATALOG_SERVERS_MAX`).
-    queues: Mutex<BTreeMap<NodeId, (mpsc::Sender<Frame>, PeerSendCounters)>>,
+    queues: Mutex<BTreeMap<NodeId, PeerQueue>>,
     counters: Arc<TcpFrameCounters>,
     /// How a connection to a peer added later is made.
     link: TcpTransportConfig,
@@ -215,7 +226,14 @@ impl TcpFrameSender {
         }
         let (tx, rx) = mpsc::channel(self.queue_frames_max.max(1));
         let peer_metrics = PeerSendCounters::new(peer);
-        queues.insert(peer, (tx, peer_metrics.clone()));
+        queues.insert(
+            peer,
+            PeerQueue {
+                tx,
+                metrics: peer_metrics.clone(),
+                seq_last: 0,
+            },
+        );
         let frames = Frames {
             metrics: peer_metrics,
             counters: self.counters.clone(),
@@ -233,12 +251,16 @@ impl TcpFrameSender {
 
 impl FrameSender for TcpFrameSender {
     fn send(&self, frame: Frame) {
-        let queues = self.queues.lock().expect("no panic while held");
-        let sent = match queues.get(&frame.to) {
-            Some((queue, peer_metrics)) => {
-                let sent = queue.try_send(frame).is_ok();
+        let mut queues = self.queues.lock().expect("no panic while held");
+        let sent = match queues.get_mut(&frame.to) {
+            Some(queue) => {
+                // Numbered in the order handed over, which is the order
+                // the peer must see them in; a frame dropped here only
+                // leaves a gap.
+                queue.seq_last += 1;
+                let sent = queue.tx.try_send((queue.seq_last, frame)).is_ok();
                 if !sent {
-                    peer_metrics.dropped(1);
+                    queue.metrics.dropped(1);
                 }
                 sent
             }
@@ -272,30 +294,43 @@ struct Frames {
     metrics: PeerSendCounters,
     /// Under the planted reordering mistake: frames encoded so far, and
     /// the one held back to go after the next.
-    swap: Option<Mutex<(u64, Option<Frame>)>>,
+    swap: Option<Mutex<(u64, Option<Numbered>)>>,
+}
+
+/// A frame and its number ([`MultiPeerFrame::Frame`](super::wire::MultiPeerFrame::Frame)'s `seq`).
+type Numbered = (u64, Frame);
+
+/// Appends numbered frame `seq` to `buf`.
+fn encode_numbered(seq: u64, frame: &Frame, buf: &mut Vec<u8>) -> Result<(), FrameError> {
+    frame::encode_frame(&MultiPeerFrameRef::Frame { seq, frame }, buf)
 }
 
 impl Outbound for Frames {
-    type Item = Frame;
+    type Item = Numbered;
 
-    fn encode(&self, frame: Frame, _now: Instant, buf: &mut Vec<u8>) -> Result<bool, FrameError> {
+    fn encode(
+        &self,
+        (seq, frame): Numbered,
+        _now: Instant,
+        buf: &mut Vec<u8>,
+    ) -> Result<bool, FrameError> {
         if let Some(swap) = &self.swap {
             let mut swap = swap.lock().expect("no panic while held");
             let (encoded, held) = &mut *swap;
             *encoded += 1;
-            if let Some(earlier) = held.take() {
-                frame::encode_frame(&MultiPeerFrameRef::Frame(&frame), buf)?;
-                frame::encode_frame(&MultiPeerFrameRef::Frame(&earlier), buf)?;
+            if let Some((earlier_seq, earlier)) = held.take() {
+                encode_numbered(seq, &frame, buf)?;
+                encode_numbered(earlier_seq, &earlier, buf)?;
                 return Ok(true);
             }
             #[cfg(feature = "planted-bugs")]
             if *encoded % PLANTED_SWAP_EVERY == 0 {
-                *held = Some(frame);
+                *held = Some((seq, frame));
                 // Written with the next frame (counted as not written now).
                 return Ok(false);
             }
         }
-        frame::encode_frame(&MultiPeerFrameRef::Frame(&frame), buf)?;
+        encode_numbered(seq, &frame, buf)?;
         Ok(true)
     }
 
@@ -336,7 +371,7 @@ mod planted_tests {
 
     fn encoded(frame: &Frame) -> Vec<u8> {
         let mut buf = Vec::new();
-        frame::encode_frame(&MultiPeerFrameRef::Frame(frame), &mut buf).unwrap();
+        encode_numbered(frame.incarnation, frame, &mut buf).unwrap();
         buf
     }
 
@@ -353,13 +388,13 @@ mod planted_tests {
         let frame = |n: u64| Frame::new(1, 2, n);
         for n in 1..PLANTED_SWAP_EVERY {
             let mut buf = Vec::new();
-            assert!(frames.encode(frame(n), now, &mut buf).unwrap());
+            assert!(frames.encode((n, frame(n)), now, &mut buf).unwrap());
             assert_eq!(buf, encoded(&frame(n)));
         }
         let mut buf = Vec::new();
-        assert!(!frames.encode(frame(16), now, &mut buf).unwrap());
+        assert!(!frames.encode((16, frame(16)), now, &mut buf).unwrap());
         assert!(buf.is_empty(), "the sixteenth frame is held back");
-        assert!(frames.encode(frame(17), now, &mut buf).unwrap());
+        assert!(frames.encode((17, frame(17)), now, &mut buf).unwrap());
         let mut swapped = encoded(&frame(17));
         swapped.extend(encoded(&frame(16)));
         assert_eq!(buf, swapped);

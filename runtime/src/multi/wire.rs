@@ -19,7 +19,17 @@ use concord::multi::{Frame, GroupId};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MultiPeerFrame {
     /// Everything for the peer from one flush, for every group.
-    Frame(Frame),
+    Frame {
+        /// The frame's place among those the sender handed its transport
+        /// for this peer (from 1, rising by one each, over the sender's
+        /// run). Frames left unsent may be skipped, so the numbers on one
+        /// connection need not be consecutive, but they must rise: the
+        /// receiver closes a connection on which they do not (its frames
+        /// arrive in another order than they were sent).
+        seq: u64,
+        /// The frame.
+        frame: Frame,
+    },
     /// "Are you there?", answered with
     /// [`PeerReply::KeepaliveAck`](crate::wire::PeerReply::KeepaliveAck).
     Keepalive,
@@ -28,7 +38,7 @@ pub enum MultiPeerFrame {
 /// [`MultiPeerFrame`] borrowing its frame: encodes identically.
 #[derive(Serialize)]
 pub(crate) enum MultiPeerFrameRef<'a> {
-    Frame(&'a Frame),
+    Frame { seq: u64, frame: &'a Frame },
     Keepalive,
 }
 
@@ -82,8 +92,16 @@ mod tests {
     #[test]
     fn borrowed_frames_encode_like_owned_ones() {
         let frame = Frame::new(1, 2, 3);
-        let owned = crate::codec::encode(&MultiPeerFrame::Frame(frame.clone())).unwrap();
-        let borrowed = crate::codec::encode(&MultiPeerFrameRef::Frame(&frame)).unwrap();
+        let owned = crate::codec::encode(&MultiPeerFrame::Frame {
+            seq: 7,
+            frame: frame.clone(),
+        })
+        .unwrap();
+        let borrowed = crate::codec::encode(&MultiPeerFrameRef::Frame {
+            seq: 7,
+            frame: &frame,
+        })
+        .unwrap();
         assert_eq!(owned, borrowed);
     }
 }

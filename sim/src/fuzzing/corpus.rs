@@ -351,7 +351,10 @@ pub fn sample_payloads() -> Vec<Seed> {
     for (i, message) in sample_messages().into_iter().enumerate() {
         push(
             format!("multi-peerframe-{i:02}"),
-            codec::encode(&MultiPeerFrame::Frame(sample_frame(vec![message]))),
+            codec::encode(&MultiPeerFrame::Frame {
+                seq: 1,
+                frame: sample_frame(vec![message]),
+            }),
         );
     }
     let mut busy = sample_frame(sample_messages());
@@ -364,7 +367,10 @@ pub fn sample_payloads() -> Vec<Seed> {
     });
     push(
         "multi-peerframe-all".into(),
-        codec::encode(&MultiPeerFrame::Frame(busy)),
+        codec::encode(&MultiPeerFrame::Frame {
+            seq: 1,
+            frame: busy,
+        }),
     );
     push(
         "multi-peerframe-keepalive".into(),
@@ -605,9 +611,10 @@ fn hostile_lengths() -> Vec<Seed> {
         ),
         (
             "hostile-length-append".to_string(),
-            encoded(codec::encode(&MultiPeerFrame::Frame(sample_frame(vec![
-                append,
-            ])))),
+            encoded(codec::encode(&MultiPeerFrame::Frame {
+                seq: 1,
+                frame: sample_frame(vec![append]),
+            })),
         ),
         (
             "hostile-length-group-record".to_string(),
@@ -689,7 +696,10 @@ fn frame_seeds() -> Vec<Seed> {
     .expect("encodes");
     for message in sample_messages() {
         encode_frame(
-            &MultiPeerFrame::Frame(sample_frame(vec![message])),
+            &MultiPeerFrame::Frame {
+                seq: 1,
+                frame: sample_frame(vec![message]),
+            },
             &mut stream,
         )
         .expect("encodes");
