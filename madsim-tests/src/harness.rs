@@ -116,6 +116,14 @@ pub enum Fault {
     Isolate,
     /// The link from the victim to the next node is cut one way.
     OneWay,
+    /// The victim is cut off from every other node, both ways, while
+    /// clients still reach it (and it them): a leader there may go on
+    /// answering reads its lease vouches for while the others elect.
+    PeersCut,
+    /// The nodes split in two sides that do not hear each other, both
+    /// ways, with the victim on both (a bridge): each side but the
+    /// victim's links is cut off.
+    Bridge,
     /// Every message takes 5 to 60 ms instead of 1 to 10 ms.
     Slow,
     /// A fifth of the packets are lost.
@@ -145,6 +153,12 @@ pub enum Fault {
     /// acknowledging it, and is then killed and restarted. Needs the
     /// suite's `disk_fault` hook.
     NoSpace,
+    /// While the victim is down, a few bytes of data its disk had synced
+    /// change (a latent sector error, a misdirected write), where every
+    /// log must notice; at its restart the node must refuse its log,
+    /// naming the file, and starts once the bytes are put back (the
+    /// operator restoring the disk). Needs the suite's `disk_fault` hook.
+    Rot,
     /// Every connection from or to the victim (peers' and clients') is
     /// reset, again and again, for the fault's hold: the requests and
     /// answers still on their way over them are lost. madsim's network
@@ -168,6 +182,8 @@ pub enum DiskTrouble {
     SyncFailsOnce,
     /// Fail the next write with ENOSPC, once.
     NoSpace,
+    /// Damage synced bytes at the next crash, once.
+    Rot,
 }
 
 /// The rounds of faults a suite runs.
@@ -207,7 +223,8 @@ pub async fn run_faults(
 }
 
 /// [`run_faults`], with `disk_fault(victim, trouble)` called for a
-/// [`Fault::DiskFault`], [`Fault::SyncFailsOnce`] or [`Fault::NoSpace`]:
+/// [`Fault::DiskFault`], [`Fault::SnapshotDiskFault`],
+/// [`Fault::SyncFailsOnce`], [`Fault::NoSpace`] or [`Fault::Rot`]:
 /// it must do `trouble` to the victim's disk; and `reset(victim)` for a
 /// [`Fault::Reset`]: it must reset every connection open from or to the
 /// victim and say how many there were.
@@ -238,12 +255,15 @@ pub async fn run_faults_with(
             Fault::Kill => format!("kill n{victim}"),
             Fault::Isolate => format!("isolate n{victim}"),
             Fault::OneWay => format!("cut n{victim}->n{}", victim % count + 1),
+            Fault::PeersCut => format!("peers-cut n{victim}"),
+            Fault::Bridge => format!("bridge n{victim}"),
             Fault::Slow => "slow network".to_string(),
             Fault::Lossy => "lossy network".to_string(),
             Fault::DiskFault => format!("disk-fault n{victim}"),
             Fault::SnapshotDiskFault => format!("snapshot-disk-fault n{victim}"),
             Fault::SyncFailsOnce => format!("fsync-eio n{victim}"),
             Fault::NoSpace => format!("enospc n{victim}"),
+            Fault::Rot => format!("rot n{victim}"),
             Fault::Reset => format!("reset n{victim}"),
         };
         tracing::info!(fault = %name, "fault");
@@ -253,7 +273,8 @@ pub async fn run_faults_with(
             | Fault::DiskFault
             | Fault::SnapshotDiskFault
             | Fault::SyncFailsOnce
-            | Fault::NoSpace => {
+            | Fault::NoSpace
+            | Fault::Rot => {
                 let trouble = match kind {
                     // Fails within the next few writes (a busy node writes
                     // every few milliseconds).
@@ -265,6 +286,7 @@ pub async fn run_faults_with(
                     }
                     Fault::SyncFailsOnce => Some(DiskTrouble::SyncFailsOnce),
                     Fault::NoSpace => Some(DiskTrouble::NoSpace),
+                    Fault::Rot => Some(DiskTrouble::Rot),
                     _ => None,
                 };
                 // The node stops on its disk's error, and is killed and
@@ -292,6 +314,38 @@ pub async fn run_faults_with(
                 net.clog_link(victim_node, other);
                 sleep(hold).await;
                 net.unclog_link(victim_node, other);
+            }
+            Fault::PeersCut | Fault::Bridge => {
+                // Every pair of nodes whose link is cut, both ways: for a
+                // bridge, each node but the victim joins one side, at
+                // random (both sides non-empty when there are two).
+                let others: Vec<u64> = (1..=count).filter(|n| *n != victim).collect();
+                let pairs: Vec<(u64, u64)> = if kind == Fault::PeersCut {
+                    others.iter().map(|n| (victim, *n)).collect()
+                } else {
+                    let mut side: Vec<bool> =
+                        others.iter().map(|_| thread_rng().gen_bool(0.5)).collect();
+                    side[0] = true;
+                    side[1] = false;
+                    let mut pairs = Vec::new();
+                    for (i, a) in others.iter().enumerate() {
+                        for (j, b) in others.iter().enumerate() {
+                            if i < j && side[i] != side[j] {
+                                pairs.push((*a, *b));
+                            }
+                        }
+                    }
+                    pairs
+                };
+                for &(a, b) in &pairs {
+                    net.clog_link(nodes[&a].id(), nodes[&b].id());
+                    net.clog_link(nodes[&b].id(), nodes[&a].id());
+                }
+                sleep(hold).await;
+                for &(a, b) in &pairs {
+                    net.unclog_link(nodes[&a].id(), nodes[&b].id());
+                    net.unclog_link(nodes[&b].id(), nodes[&a].id());
+                }
             }
             Fault::Slow => {
                 net.update_config(|c| {

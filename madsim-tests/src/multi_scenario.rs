@@ -1,6 +1,7 @@
 //! The multi-group scenario: the tokio multi-group host
 //! (`concord_tokio::multi::host`, the server loop of `concord-node
-//! --groups N`) run as a 3-node cluster of `groups` groups under madsim:
+//! --groups N`) run as a cluster of `nodes` nodes (3 by default, up to
+//! [`NODES_MAX`]) and `groups` groups under madsim:
 //! each node the real loop with its shared write-ahead log (written
 //! inline, on the page-cache disk model, which a kill cuts at its last
 //! sync), one TCP connection per peer (`TcpFrameSender`, `tcp_listener`),
@@ -14,14 +15,23 @@
 //! rename once its directory is), an fsync failing
 //! once with EIO (what it was to make durable is lost though later syncs
 //! would succeed), a disk full for one write (ENOSPC after a short
-//! write), each of them followed by a kill and a restart, a node cut off, a
+//! write), synced bytes rotting while a node is down (its restart must
+//! refuse the log naming the file; the bytes are then put back), each of
+//! them followed by a kill and a restart, a node cut off, a node cut off
+//! from its peers while clients still reach it, a bridge (two sides that
+//! hear only the victim), a
 //! link cut one way, a slow network, a lossy network (madsim's TCP retransmits: lost packets arrive late, and
 //! connections that fall silent are dropped with the frames queued on
 //! them), every connection from or to a node reset again and again for
 //! a while (`concord_tokio::fault::ConnectionResetter`: madsim cannot
 //! break a connection itself), losing requests and answers in flight.
+//! Always: every node's clock runs at a rate of its own, drawn per seed
+//! within `clock_skew_permille` (±10 % by default: madsim has one clock,
+//! so skew is in the rate of each node's ticks), and half the seeds lease
+//! their reads (every group's `lease_read_ticks` as long as the declared
+//! drift bound allows, every client on `ReadPath::Lease`).
 //!
-//! Checked: every group has a leader known to all three nodes after the
+//! Checked: every group has a leader known to every node after the
 //! faults heal (and each client then gets through to every key it calls)
 //! and again after every node is killed at once and
 //! restarted on what its disk kept, every acknowledged append is in its
@@ -40,7 +50,10 @@
 //! twice. The scenario's client never writes a token twice itself and
 //! the session client only opens a new session for a write whose first
 //! copy was answered "session expired" (certainly not applied), so no
-//! correct run lands a token twice. A failed check panics naming the
+//! correct run lands a token twice. No node may see a peer's frames out
+//! of the order they were sent in (their numbers must rise on one
+//! connection; the listener counts a connection it closes for that). A
+//! failed check panics naming the
 //! seed; otherwise [`run_multi_group`] returns what the run did. The
 //! `madsim_multi_group` test runs it over madsim's test seeds, the
 //! `madsim-sweep` binary over any range of seeds.
@@ -58,19 +71,22 @@ use crate::harness::{
 use bytes::Bytes;
 use concord::multi::sessions::GroupSessions;
 use concord::multi::{GroupId, MultiConfig};
-use concord::{Config, NodeId, Role};
+use concord::{Config, NodeId, ReadPath, Role};
 use concord_services::sharded_kv::{ShardMachine, ShardMap};
 use concord_services::sharded_kv_client::ShardedKvClient;
 use concord_sim::history::{Op, Operation, Outcome, Output};
 use concord_tokio::fault::ConnectionResetter;
+use concord_tokio::listener::ListenerCounters;
 use concord_tokio::multi::host::{self, HostEvent, MultiServerConfig, MultiStatus};
 use concord_tokio::multi::log_sink::InlineLog;
 use concord_tokio::multi::page_cache::PageCacheDisk;
 use concord_tokio::multi::routing_client::RoutingConfig;
+use concord_tokio::multi::segment_files::SegmentFiles;
 use concord_tokio::multi::session_client::SessionConfig;
 use concord_tokio::multi::shared_log::{MultiWalOptions, SharedLog};
 use concord_tokio::multi::tcp_listener::{self, MultiListenerConfig};
 use concord_tokio::multi::tcp_sender::{TcpFrameConfig, TcpFrameSender};
+use concord_tokio::multi::MultiRecovery;
 use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::Handle;
 use madsim::time::{sleep, Instant};
@@ -78,12 +94,19 @@ use tokio::sync::{mpsc, oneshot};
 
 const CLUSTER: &str = "madsim-multi";
 const PORT: u16 = 7100;
-const NODES: [NodeId; 3] = [1, 2, 3];
+/// Most servers of a cluster (a Raft group of more than 7 voters is
+/// slower to agree and no safer in practice).
+pub const NODES_MAX: u64 = 7;
+
+/// The servers of a cluster of `count`: ids `1..=count`.
+fn members(count: u64) -> Vec<NodeId> {
+    (1..=count).collect()
+}
 /// Most operations per client (clients stop earlier, once the faults
 /// have run and the cluster had time to heal).
 const OPS_PER_CLIENT_MAX: u64 = 3000;
 /// Virtual time allowed, after the heal, for every group to have a
-/// leader known to all three nodes.
+/// leader known to every node.
 const LED_WITHIN: Duration = Duration::from_secs(30);
 
 fn node_ip(id: NodeId) -> IpAddr {
@@ -130,6 +153,26 @@ fn scenario_keys(map: &ShardMap) -> (Vec<String>, BTreeSet<String>) {
     (keys, append_only)
 }
 
+/// Nominal tick of every node's clock.
+const TICK: Duration = Duration::from_millis(10);
+
+/// How fast a node's clock runs, and whether its groups lease reads.
+#[derive(Clone, Copy, Debug)]
+struct NodeClock {
+    /// The real time one of its ticks takes (its clock runs fast or slow:
+    /// madsim has one clock for all nodes, so skew is in the rate).
+    tick: Duration,
+    /// Its groups serve lease reads (`Config::lease_read_ticks`).
+    leases: bool,
+}
+
+/// Largest clock skew, in parts per thousand of the nominal rate, that
+/// the default `Config` declares safe for leases: a follower's ticks may
+/// fall short of a leader's by `clock_drift_bound_ticks` (2) per
+/// `election_timeout_min_ticks` (10), so the ratio of two nodes' rates
+/// (1 - p) / (1 + p) must stay above 0.8: p below 1/9.
+pub const CLOCK_SKEW_SAFE_PERMILLE_MAX: u32 = 111;
+
 /// Where the test reaches each running node's loop (replaced at every
 /// start; a killed node's sender finds its loop gone).
 type Inboxes = Arc<Mutex<BTreeMap<NodeId, mpsc::Sender<HostEvent>>>>;
@@ -139,6 +182,9 @@ type Inboxes = Arc<Mutex<BTreeMap<NodeId, mpsc::Sender<HostEvent>>>>;
 #[allow(clippy::too_many_arguments)]
 async fn serve(
     groups: u64,
+    nodes: u64,
+    clock: NodeClock,
+    listener_counters: Arc<ListenerCounters>,
     planted: Option<RuntimeMistake>,
     resetter: ConnectionResetter,
     id: NodeId,
@@ -161,26 +207,30 @@ async fn serve(
         planted_retry_failed_sync: planted == Some(RuntimeMistake::RetryFailedFsync),
         ..MultiWalOptions::default()
     };
-    let (log, recovery) =
-        SharedLog::open(disk.clone(), disk, options).expect("the shared log recovers");
+    let (log, recovery) = open_log(id, &disk, options);
     let log = InlineLog::new(log);
     let map = ShardMap::new(groups).unwrap();
-    let mut multi = MultiConfig::new(id, NODES);
+    let mut multi = MultiConfig::new(id, members(nodes));
     multi.incarnation = incarnation;
     let groups = map
         .group_ids()
         .map(|group| {
-            let mut config = Config::new(id, NODES);
+            let mut config = Config::new(id, members(nodes));
             config.seed = group * 1_000 + id * 10 + incarnation;
             // Snapshots every few entries: restarts recover from them,
             // segments are freed, a node behind is sent one.
             config.compaction_threshold_entries = Some(16);
             config.compaction_trailing_entries = 4;
+            if clock.leases {
+                // As long a lease as the declared drift bound leaves.
+                config.lease_read_ticks =
+                    config.election_timeout_min_ticks - config.clock_drift_bound_ticks - 1;
+            }
             (group, config)
         })
         .collect();
     let mut config = MultiServerConfig::new(multi, groups);
-    config.tick = Duration::from_millis(10);
+    config.tick = clock.tick;
     config.client_addrs = addrs.clone();
     let peers = addrs
         .iter()
@@ -205,7 +255,8 @@ async fn serve(
     let listener = tokio::net::TcpListener::bind(&addrs[&id])
         .await
         .expect("listens");
-    let accept = MultiListenerConfig::new(id, CLUSTER, NODES.into_iter().collect());
+    let mut accept = MultiListenerConfig::new(id, CLUSTER, members(nodes).into_iter().collect());
+    accept.counters = listener_counters;
     tokio::spawn(tcp_listener::serve(
         listener,
         accept,
@@ -217,6 +268,42 @@ async fn serve(
     // hold it until the node is killed.
     std::future::pending::<()>().await;
     drop(handle);
+}
+
+/// Opens node `id`'s shared log on `disk`. If the crash before this start
+/// rotted synced bytes, recovery must refuse the log naming the damaged
+/// file (the docs' promise; a node that started without what it had
+/// acknowledged could elect a leader that lacks it): the bytes are then
+/// put back, as an operator would restore them, and the log opened again.
+fn open_log(
+    id: NodeId,
+    disk: &PageCacheDisk,
+    options: MultiWalOptions,
+) -> (SharedLog<PageCacheDisk, PageCacheDisk>, MultiRecovery) {
+    let seed = Handle::current().seed();
+    let opened = SharedLog::open(disk.clone(), disk.clone(), options.clone());
+    let Some(rot) = disk.take_rot() else {
+        return opened.expect("the shared log recovers");
+    };
+    let file = disk.describe(rot.segment);
+    match opened {
+        Ok(_) => panic!(
+            "seed {seed}: node n{id} started on a log whose synced bytes rotted ({file}, byte \
+             offset {}, {} bytes): recovery must refuse it, naming the file",
+            rot.offset_bytes,
+            rot.original.len()
+        ),
+        Err(refusal) => {
+            let message = refusal.to_string();
+            assert!(
+                message.contains(&file),
+                "seed {seed}: node n{id} refused its rotted log without naming {file}: {message}"
+            );
+            tracing::info!(%message, "refused a rotted log, as it must; restoring the bytes");
+        }
+    }
+    disk.repair(&rot);
+    SharedLog::open(disk.clone(), disk.clone(), options).expect("the repaired shared log recovers")
 }
 
 /// Node `id`'s status with every group, or `None` while it is down.
@@ -236,10 +323,11 @@ async fn status(inboxes: &Inboxes, id: NodeId) -> Option<MultiStatus> {
         .ok()
 }
 
-/// Waits until every group has one leader that all three nodes know;
+/// Waits until every group has one leader that all `nodes` nodes know;
 /// the time it took, or the groups still without one.
 async fn every_group_led(
     inboxes: &Inboxes,
+    nodes: u64,
     groups: u64,
     within: Duration,
 ) -> Result<Duration, String> {
@@ -247,8 +335,8 @@ async fn every_group_led(
     loop {
         let mut known: BTreeMap<GroupId, BTreeSet<Option<NodeId>>> = BTreeMap::new();
         let mut led: BTreeMap<GroupId, NodeId> = BTreeMap::new();
-        let mut answered = 0;
-        for id in NODES {
+        let mut answered = 0u64;
+        for id in members(nodes) {
             let Some(status) = status(inboxes, id).await else {
                 continue;
             };
@@ -271,12 +359,12 @@ async fn every_group_led(
                     != Some(true)
             })
             .collect();
-        if answered == NODES.len() && unled.is_empty() {
+        if answered == nodes && unled.is_empty() {
             return Ok(start.elapsed());
         }
         if start.elapsed() > within {
             return Err(format!(
-                "{answered} of 3 nodes answered; groups without a leader known to all: {unled:?}"
+                "{answered} of {nodes} nodes answered; groups without a leader known to all: {unled:?}"
             ));
         }
         sleep(Duration::from_millis(50)).await;
@@ -362,6 +450,7 @@ const CLIENT_IDS: u64 = 100;
 #[allow(clippy::too_many_arguments)]
 async fn run_client(
     groups: u64,
+    leases: bool,
     planted: Option<RuntimeMistake>,
     resetter: ConnectionResetter,
     client_no: u64,
@@ -379,6 +468,9 @@ async fn run_client(
         clients_sessions(planted),
     )
     .expect("client");
+    if leases {
+        client.set_read_path(ReadPath::Lease);
+    }
     let mut last_seen: BTreeMap<String, String> = BTreeMap::new();
     for i in 0..OPS_PER_CLIENT_MAX {
         if stop.load(Ordering::Relaxed) {
@@ -476,17 +568,15 @@ pub enum RuntimeMistake {
     /// a client cannot reach the group.
     LeaderCachedForever,
     /// The shared log's recovery skips a damaged record that a valid
-    /// one follows and reads on, instead of refusing the log as corrupt.
-    /// The sweep does not catch it: its disk model keeps synced bytes
-    /// intact and, of the unsynced ones, a prefix (torn, then junk), and
-    /// recovery cuts a torn tail before anything is written after it, so
-    /// no run leaves damage with a valid record after it. The runtime's
-    /// own replay test holds the refusal.
+    /// one follows and reads on, instead of refusing the log as corrupt:
+    /// after the `rot` fault the node starts without a record it had
+    /// synced, where it must refuse the log naming the file.
     ReplayPastTorn,
     /// Each peer connection writes every sixteenth frame after the next
-    /// one: the two arrive swapped. Raft tolerates it (stale appends and
-    /// acknowledgements are ignored, what is lost is resent), so the
-    /// sweep's checks pass with it.
+    /// one: the two arrive swapped. Raft would survive it (stale appends
+    /// and acknowledgements are ignored, what is lost is resent); the
+    /// receiving listener does not, since the frames' numbers must rise
+    /// on one connection, and the sweep checks that no node saw them fall.
     FramesOutOfOrder,
     /// The shared log tries a failed fsync again and, when the second
     /// one succeeds, reports the round durable: what the failed one was
@@ -540,6 +630,8 @@ impl RuntimeMistake {
 /// The shape of a run of [`run_multi_group`].
 #[derive(Clone, Copy, Debug)]
 pub struct MultiScenario {
+    /// Servers, each a voter of every group (3 to [`NODES_MAX`]).
+    pub nodes: u64,
     /// Data groups of the sharded store (keys spread over them).
     pub groups: u64,
     /// Client nodes, each with one operation in flight.
@@ -548,6 +640,12 @@ pub struct MultiScenario {
     pub fault_rounds: u32,
     /// A mistake planted in every node's runtime, or none.
     pub planted: Option<RuntimeMistake>,
+    /// Each node's clock runs at a rate drawn per seed within this many
+    /// parts per thousand of the nominal one (0: exact clocks). Up to
+    /// [`CLOCK_SKEW_SAFE_PERMILLE_MAX`] the clusters' leases are safe by
+    /// their declaration; beyond, a test shows the checks catch stale
+    /// lease reads.
+    pub clock_skew_permille: u32,
     /// Nodes (the first this many) whose disk lies about fsync once the
     /// clients start: every sync reports success and nothing reaches the
     /// platter, so each restart finds the disk as it was when the
@@ -558,13 +656,15 @@ pub struct MultiScenario {
 }
 
 impl Default for MultiScenario {
-    /// 64 groups, 4 clients, 8 faults.
+    /// 3 nodes, 64 groups, 4 clients, 8 faults.
     fn default() -> Self {
         MultiScenario {
+            nodes: 3,
             groups: 64,
             clients: 4,
             fault_rounds: 8,
             planted: None,
+            clock_skew_permille: 100,
             lying_fsync_nodes: 0,
         }
     }
@@ -588,6 +688,15 @@ pub struct MultiReport {
     /// Copies of writes the clients' sessions sent again after a lost
     /// answer.
     pub session_retries: u64,
+    /// Whether the seed drew lease reads (every group leases, every
+    /// client reads on `ReadPath::Lease`).
+    pub leases: bool,
+    /// Reads served under a lease, counted on each node's incarnation
+    /// before the final restart.
+    pub lease_reads: u64,
+    /// The slowest and the fastest node's clock rate against the nominal
+    /// one, in parts per thousand.
+    pub clock_rates_permille: (u32, u32),
     /// Connections reset by the `reset` faults.
     pub connections_reset: u64,
     /// Nodes killed and restarted from their disk.
@@ -600,6 +709,9 @@ pub struct MultiReport {
     /// Writes that failed with ENOSPC (of the `enospc` faults, those
     /// that struck before the kill).
     pub writes_failed: u64,
+    /// Crashes that rotted synced bytes (of the `rot` faults, those that
+    /// found synced bytes to damage), each refused at the restart.
+    pub rots_refused: u64,
     /// Virtual time until every group was first led.
     pub first_led: Duration,
     /// Virtual time after the heal until every group was led again.
@@ -615,31 +727,57 @@ pub struct MultiReport {
 /// runtime; panics, naming the seed, when a check fails.
 pub async fn run_multi_group(scenario: MultiScenario) -> MultiReport {
     let MultiScenario {
+        nodes: node_count,
         groups,
         clients: client_count,
         fault_rounds,
         planted,
+        clock_skew_permille,
         lying_fsync_nodes,
     } = scenario;
     assert!(
         groups >= 1 && client_count >= 1,
         "an empty scenario: {scenario:?}"
     );
+    assert!(
+        clock_skew_permille < 1_000,
+        "a clock cannot run at a rate of 0 or less: {scenario:?}"
+    );
+    assert!(
+        (3..=NODES_MAX).contains(&node_count) && lying_fsync_nodes <= node_count,
+        "a cluster of 3 to {NODES_MAX} nodes, no more of them lying: {scenario:?}"
+    );
     let handle = Handle::current();
-    let addrs: BTreeMap<NodeId, String> = NODES
+    let addrs: BTreeMap<NodeId, String> = members(node_count)
         .iter()
         .map(|id| (*id, format!("{}:{PORT}", node_ip(*id))))
         .collect();
     let map = ShardMap::new(groups).unwrap();
     let inboxes: Inboxes = Arc::default();
     let resetter = ConnectionResetter::new();
+    // Half the seeds lease their reads; every node's clock runs at a rate
+    // of its own (madsim has one clock: skew is in the rate).
+    let leases = thread_rng().gen_bool(0.5);
+    let skew = i64::from(clock_skew_permille);
+    let rates_permille: BTreeMap<NodeId, u32> = members(node_count)
+        .into_iter()
+        .map(|id| (id, (1_000 + thread_rng().gen_range(-skew..=skew)) as u32))
+        .collect();
     let mut disks = BTreeMap::new();
     let mut nodes = BTreeMap::new();
-    for id in NODES {
+    // Each node's listener counters, kept over its restarts.
+    let mut listeners: BTreeMap<NodeId, Arc<ListenerCounters>> = BTreeMap::new();
+    for id in members(node_count) {
         let disk = PageCacheDisk::new();
         disks.insert(id, disk.clone());
         let starts = Arc::new(AtomicU64::new(0));
         let (addrs, inboxes, resetter) = (addrs.clone(), inboxes.clone(), resetter.clone());
+        let counters = listeners.entry(id).or_default().clone();
+        // A fast clock ticks more often: its tick takes less real time.
+        let clock = NodeClock {
+            tick: TICK * 1_000 / rates_permille[&id],
+            leases,
+        };
         let node = handle
             .create_node()
             .name(format!("node-{id}"))
@@ -648,6 +786,9 @@ pub async fn run_multi_group(scenario: MultiScenario) -> MultiReport {
                 let incarnation = starts.fetch_add(1, Ordering::Relaxed) + 1;
                 serve(
                     groups,
+                    node_count,
+                    clock,
+                    counters.clone(),
                     planted,
                     resetter.clone(),
                     id,
@@ -661,7 +802,7 @@ pub async fn run_multi_group(scenario: MultiScenario) -> MultiReport {
         nodes.insert(id, node);
     }
 
-    let first_led = every_group_led(&inboxes, groups, LED_WITHIN)
+    let first_led = every_group_led(&inboxes, node_count, groups, LED_WITHIN)
         .await
         .unwrap_or_else(|e| panic!("seed {}: the groups did not elect: {e}", handle.seed()));
 
@@ -679,6 +820,7 @@ pub async fn run_multi_group(scenario: MultiScenario) -> MultiReport {
         let client_node = plain_node(&handle, format!("client-{c}"), client_ip(c));
         let task = run_client(
             groups,
+            leases,
             planted,
             resetter.clone(),
             c,
@@ -701,12 +843,15 @@ pub async fn run_multi_group(scenario: MultiScenario) -> MultiReport {
             Fault::Kill,
             Fault::Isolate,
             Fault::OneWay,
+            Fault::PeersCut,
+            Fault::Bridge,
             Fault::Slow,
             Fault::Lossy,
             Fault::DiskFault,
             Fault::SnapshotDiskFault,
             Fault::SyncFailsOnce,
             Fault::NoSpace,
+            Fault::Rot,
             Fault::Reset,
         ],
     };
@@ -721,6 +866,7 @@ pub async fn run_multi_group(scenario: MultiScenario) -> MultiReport {
             DiskTrouble::SnapshotFuse(operations) => disks[&victim].set_snapshot_fuse(operations),
             DiskTrouble::SyncFailsOnce => disks[&victim].fail_next_sync(),
             DiskTrouble::NoSpace => disks[&victim].fail_next_append_no_space(),
+            DiskTrouble::Rot => disks[&victim].rot_at_next_crash(),
         },
         |victim| resetter.reset_node(victim),
     )
@@ -729,13 +875,20 @@ pub async fn run_multi_group(scenario: MultiScenario) -> MultiReport {
 
     // Healed: every group must be led again, and clients must get through.
     let healed_at = start.elapsed().as_nanos() as u64;
-    let led_after_heal = every_group_led(&inboxes, groups, LED_WITHIN)
+    let led_after_heal = every_group_led(&inboxes, node_count, groups, LED_WITHIN)
         .await
         .unwrap_or_else(|e| panic!("seed {}: after the heal ({faults:?}): {e}", handle.seed()));
     let led_at = start.elapsed().as_nanos() as u64;
     sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::Relaxed);
     join_clients(clients).await;
+
+    let mut lease_reads = 0;
+    for id in members(node_count) {
+        if let Some(status) = status(&inboxes, id).await {
+            lease_reads += status.host.reads_lease;
+        }
+    }
 
     // Every node killed at once and restarted on what its disk kept: no
     // page cache survives, so an acknowledged write must have been
@@ -750,7 +903,7 @@ pub async fn run_multi_group(scenario: MultiScenario) -> MultiReport {
     for node in nodes.values() {
         handle.restart(node.id());
     }
-    let led_after_restart = every_group_led(&inboxes, groups, LED_WITHIN)
+    let led_after_restart = every_group_led(&inboxes, node_count, groups, LED_WITHIN)
         .await
         .unwrap_or_else(|e| panic!("seed {}: after every node restarted: {e}", handle.seed()));
 
@@ -850,14 +1003,29 @@ pub async fn run_multi_group(scenario: MultiScenario) -> MultiReport {
         groups_written.len(),
         start.elapsed()
     );
+    // Every peer connection kept the order its frames were sent in.
+    for (id, counters) in &listeners {
+        let reordered = counters.peer_frames_out_of_order.load(Ordering::Relaxed);
+        assert!(
+            reordered == 0,
+            "seed {}: node n{id} closed {reordered} peer connections whose frames arrived out of \
+             the order they were sent in",
+            handle.seed()
+        );
+    }
     assert_linearizable(
         &history,
         &format!("{completed} completed, {kills} kills, faults {faults:?}"),
     );
     let struck = disks.values().map(PageCacheDisk::faults_struck);
-    let (syncs_failed, writes_failed) = struck.fold((0, 0), |(syncs, writes), s| {
-        (syncs + s.failed_syncs, writes + s.failed_appends)
-    });
+    let (syncs_failed, writes_failed, rots_refused) =
+        struck.fold((0, 0, 0), |(syncs, writes, rots), s| {
+            (
+                syncs + s.failed_syncs,
+                writes + s.failed_appends,
+                rots + s.rots,
+            )
+        });
     MultiReport {
         operations: history.len(),
         completed,
@@ -865,11 +1033,18 @@ pub async fn run_multi_group(scenario: MultiScenario) -> MultiReport {
         session_writes_checked,
         session_writes_unknown,
         session_retries: record.session_retries,
+        leases,
+        lease_reads,
+        clock_rates_permille: (
+            rates_permille.values().copied().min().unwrap_or(1_000),
+            rates_permille.values().copied().max().unwrap_or(1_000),
+        ),
         connections_reset,
         kills,
         faults,
         syncs_failed,
         writes_failed,
+        rots_refused,
         first_led,
         led_after_heal,
         led_after_restart,

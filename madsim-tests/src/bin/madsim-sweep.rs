@@ -1,7 +1,8 @@
 //! `madsim-sweep`: the runtime users deploy, swept over a range of seeds
 //! under madsim, the way `concord-sim run` sweeps the core.
 //!
-//! Each seed runs `multi_scenario::run_multi_group`: three real multi-group hosts (the
+//! Each seed runs `multi_scenario::run_multi_group`: real multi-group hosts (3 by default,
+//! `--nodes N` up to 7; the
 //! loop, shared log on the page-cache disk model, TCP transport and
 //! listener, routing clients of the sharded key-value store) on madsim's
 //! simulated network and clock, through rounds of faults (kills with a
@@ -47,13 +48,15 @@ mod sweep {
 
     use concord_madsim_tests::multi_scenario::{
         capture_panics, run_seed, MultiReport, MultiScenario, RuntimeMistake,
+        CLOCK_SKEW_SAFE_PERMILLE_MAX, NODES_MAX,
     };
 
     /// Most child processes.
     const JOBS_MAX: u64 = 64;
 
-    const USAGE: &str = "usage: madsim-sweep --seeds A..B [--groups G] [--clients C] \
-                         [--faults N] [--bug NAME] [--lying-fsync NODES] [--jobs J] [--log] \
+    const USAGE: &str = "usage: madsim-sweep --seeds A..B [--nodes N] [--groups G] [--clients C] \
+                         [--faults N] [--clock-skew PERMILLE] [--bug NAME] \
+                         [--lying-fsync NODES] [--jobs J] [--log] \
                          [--quiet]";
 
     /// What the command line asks.
@@ -90,6 +93,7 @@ mod sweep {
             };
             match flag {
                 "--seeds" => seeds = Some(parse_range(value()?)?),
+                "--nodes" => options.scenario.nodes = parse_number(flag, value()?, 3..=NODES_MAX)?,
                 "--groups" => options.scenario.groups = parse_number(flag, value()?, 1..=1024)?,
                 "--clients" => options.scenario.clients = parse_number(flag, value()?, 1..=64)?,
                 "--faults" => {
@@ -110,7 +114,12 @@ mod sweep {
                 // Not a fault of the swarm: a disk no runtime can defend
                 // against, to show that the checks catch what it loses.
                 "--lying-fsync" => {
-                    options.scenario.lying_fsync_nodes = parse_number(flag, value()?, 0..=3)?
+                    options.scenario.lying_fsync_nodes =
+                        parse_number(flag, value()?, 0..=NODES_MAX)?
+                }
+                "--clock-skew" => {
+                    options.scenario.clock_skew_permille =
+                        parse_number(flag, value()?, 0..=900)? as u32
                 }
                 "--jobs" => options.jobs = parse_number(flag, value()?, 1..=JOBS_MAX)?,
                 "--log" => options.log = true,
@@ -122,6 +131,13 @@ mod sweep {
             i += 1;
         }
         options.seeds = seeds.ok_or("--seeds A..B is required")?;
+        let s = &options.scenario;
+        if s.lying_fsync_nodes > s.nodes {
+            return Err(format!(
+                "--lying-fsync {}: more than the cluster's {} nodes",
+                s.lying_fsync_nodes, s.nodes
+            ));
+        }
         if options.seeds.is_empty() {
             return Err(format!(
                 "--seeds {}..{} is empty",
@@ -172,12 +188,15 @@ mod sweep {
                     .map(|f| f.split_whitespace().next().unwrap_or("?"))
                     .collect();
                 format!(
-                    "seed {seed} ok {} {} {} {} {} {}/{}/{}/{} {}",
+                    "seed {seed} ok {} {} {} {} {} {} {}/{} {}/{}/{}/{} {}",
                     report.operations,
                     report.appends_checked,
                     (report.first_led + report.virtual_time).as_millis(),
                     report.syncs_failed,
                     report.writes_failed,
+                    report.rots_refused,
+                    u64::from(report.leases),
+                    report.lease_reads,
                     report.session_writes_checked,
                     report.session_writes_unknown,
                     report.session_retries,
@@ -204,6 +223,11 @@ mod sweep {
         /// Fsyncs failed with EIO, writes failed with ENOSPC.
         syncs_failed: u64,
         writes_failed: u64,
+        /// Rots of synced bytes, each refused at the restart.
+        rots_refused: u64,
+        /// Seeds that leased their reads, and the lease reads served.
+        lease_seeds: u64,
+        lease_reads: u64,
         /// Session writes checked, of them of unknown outcome; copies
         /// sent again after a lost answer; connections reset.
         session_writes: u64,
@@ -233,11 +257,16 @@ mod sweep {
             match verdict {
                 "ok" => {
                     let fields: Vec<&str> = rest.split(' ').collect();
-                    let [ops, appends, virtual_ms, syncs_failed, writes_failed, sessions, kinds] =
+                    let [ops, appends, virtual_ms, syncs_failed, writes_failed, rots, leases, sessions, kinds] =
                         fields[..]
                     else {
                         return Err(bad());
                     };
+                    let number = |text: &str| text.parse::<u64>().map_err(|_| bad());
+                    self.rots_refused += number(rots)?;
+                    let (leased, lease_reads) = leases.split_once('/').ok_or_else(bad)?;
+                    self.lease_seeds += number(leased)?;
+                    self.lease_reads += number(lease_reads)?;
                     // Session writes checked, of unknown outcome, copies
                     // sent again, connections reset: `a/b/c/d`.
                     let sessions: Vec<u64> = sessions
@@ -268,22 +297,33 @@ mod sweep {
         }
     }
 
+    /// The command-line arguments that ask for `s` (all but the seeds):
+    /// what a child is started with and what a replay names.
+    fn scenario_args(s: &MultiScenario) -> Vec<String> {
+        let mut args: Vec<String> = [
+            ("--nodes", s.nodes.to_string()),
+            ("--groups", s.groups.to_string()),
+            ("--clients", s.clients.to_string()),
+            ("--faults", s.fault_rounds.to_string()),
+            ("--clock-skew", s.clock_skew_permille.to_string()),
+        ]
+        .into_iter()
+        .flat_map(|(flag, value)| [flag.to_string(), value])
+        .collect();
+        if let Some(mistake) = s.planted {
+            args.extend(["--bug".to_string(), mistake.name().to_string()]);
+        }
+        if s.lying_fsync_nodes > 0 {
+            args.extend(["--lying-fsync".to_string(), s.lying_fsync_nodes.to_string()]);
+        }
+        args
+    }
+
     fn replay_command(seed: u64, options: &Options) -> String {
-        let s = &options.scenario;
-        let bug = s
-            .planted
-            .map(|mistake| format!(" --bug {}", mistake.name()))
-            .unwrap_or_default();
-        let lying = match s.lying_fsync_nodes {
-            0 => String::new(),
-            n => format!(" --lying-fsync {n}"),
-        };
         format!(
-            "scripts/madsim-sweep --seeds {seed}..{} --groups {} --clients {} --faults {}{bug}{lying} --log",
+            "scripts/madsim-sweep --seeds {seed}..{} {} --log",
             seed + 1,
-            s.groups,
-            s.clients,
-            s.fault_rounds
+            scenario_args(&options.scenario).join(" ")
         )
     }
 
@@ -352,11 +392,12 @@ mod sweep {
         let wall = started.elapsed().as_secs_f64();
         let s = &options.scenario;
         println!(
-            "madsim-sweep: {} seeds ({}..{}) of 3 multi-group hosts, {} groups, {} clients, \
+            "madsim-sweep: {} seeds ({}..{}) of {} multi-group hosts, {} groups, {} clients, \
              {} faults each, in {wall:.1}s with {} jobs ({:.0} seeds per minute)",
             totals.seeds,
             options.seeds.start,
             options.seeds.end,
+            s.nodes,
             s.groups,
             s.clients,
             s.fault_rounds,
@@ -393,8 +434,24 @@ mod sweep {
         }
         println!(
             "  disk errors that struck (each node then stopped and restarted): {} fsyncs failed \
-             with EIO, {} writes failed with ENOSPC",
-            totals.syncs_failed, totals.writes_failed
+             with EIO, {} writes failed with ENOSPC; {} rots of synced bytes, each refused at \
+             the restart naming the file",
+            totals.syncs_failed, totals.writes_failed, totals.rots_refused
+        );
+        println!(
+            "  clocks: each node's rate within ±{}‰ of nominal{}; {} seeds leased their reads, \
+             {} lease reads served",
+            s.clock_skew_permille,
+            if s.clock_skew_permille > CLOCK_SKEW_SAFE_PERMILLE_MAX {
+                format!(
+                    " (beyond the {CLOCK_SKEW_SAFE_PERMILLE_MAX}‰ the leases' drift bound \
+                     declares safe: stale lease reads may be found)"
+                )
+            } else {
+                String::new()
+            },
+            totals.lease_seeds,
+            totals.lease_reads
         );
         println!("  failures: {}", totals.failures.len());
         if totals.not_run > 0 {
@@ -428,16 +485,8 @@ mod sweep {
             command
                 .arg("--child")
                 .args(["--seeds", &format!("{from}..{to}")])
-                .args(["--groups", &s.groups.to_string()])
-                .args(["--clients", &s.clients.to_string()])
-                .args(["--faults", &s.fault_rounds.to_string()])
+                .args(scenario_args(s))
                 .stdout(Stdio::piped());
-            if let Some(mistake) = s.planted {
-                command.args(["--bug", mistake.name()]);
-            }
-            if s.lying_fsync_nodes > 0 {
-                command.args(["--lying-fsync", &s.lying_fsync_nodes.to_string()]);
-            }
             if options.log {
                 command.arg("--log");
             }
