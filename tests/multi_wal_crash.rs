@@ -859,21 +859,7 @@ fn rotted_synced_bytes_are_refused_naming_the_file_wherever_they_are() {
         let (mut log, _) = SharedLog::open(disk.clone(), disk.clone(), options.clone()).unwrap();
         let rounds = 2 + seed % 40;
         for round in 1..=rounds {
-            let writes = [7u64, 8].map(|group| WalWrite::Log {
-                group,
-                hard_state: (round == 1).then_some(HardState {
-                    term: 1,
-                    voted_for: None,
-                    ..Default::default()
-                }),
-                truncate_after: None,
-                entries: vec![Entry {
-                    term: 1,
-                    index: round,
-                    payload: EntryPayload::Command(Bytes::from(format!("g{group} {round}"))),
-                }]
-                .into(),
-            });
+            let writes = [7u64, 8].map(|group| group_entry_write(group, round, group as u8, 24));
             log.write(writes).unwrap();
         }
         drop(log);
