@@ -114,6 +114,11 @@ pub enum Fault {
     Kill,
     /// The victim is cut off from every other node.
     Isolate,
+    /// The victim's process stops running (as under SIGSTOP or a
+    /// suspended VM) and resumes after the hold: its clock ran on
+    /// meanwhile, so it wakes with the ticks it missed, and what it had
+    /// sent or was sent in between is waiting.
+    Pause,
     /// The link from the victim to the next node is cut one way.
     OneWay,
     /// The victim is cut off from every other node, both ways, while
@@ -254,6 +259,7 @@ pub async fn run_faults_with(
         let name = match kind {
             Fault::Kill => format!("kill n{victim}"),
             Fault::Isolate => format!("isolate n{victim}"),
+            Fault::Pause => format!("pause n{victim}"),
             Fault::OneWay => format!("cut n{victim}->n{}", victim % count + 1),
             Fault::PeersCut => format!("peers-cut n{victim}"),
             Fault::Bridge => format!("bridge n{victim}"),
@@ -308,6 +314,11 @@ pub async fn run_faults_with(
                 net.clog_node(victim_node);
                 sleep(hold).await;
                 net.unclog_node(victim_node);
+            }
+            Fault::Pause => {
+                handle.pause(victim_node);
+                sleep(hold).await;
+                handle.resume(victim_node);
             }
             Fault::OneWay => {
                 let other = nodes[&(victim % count + 1)].id();

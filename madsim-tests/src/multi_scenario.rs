@@ -17,7 +17,8 @@
 //! would succeed), a disk full for one write (ENOSPC after a short
 //! write), synced bytes rotting while a node is down (its restart must
 //! refuse the log naming the file; the bytes are then put back), each of
-//! them followed by a kill and a restart, a node cut off, a node cut off
+//! them followed by a kill and a restart, a node paused (its process
+//! stopped, its clock running on) and resumed, a node cut off, a node cut off
 //! from its peers while clients still reach it, a bridge (two sides that
 //! hear only the victim), a
 //! link cut one way, a slow network, a lossy network (madsim's TCP retransmits: lost packets arrive late, and
@@ -842,6 +843,7 @@ pub async fn run_multi_group(scenario: MultiScenario) -> MultiReport {
         kinds: vec![
             Fault::Kill,
             Fault::Isolate,
+            Fault::Pause,
             Fault::OneWay,
             Fault::PeersCut,
             Fault::Bridge,
