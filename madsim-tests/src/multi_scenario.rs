@@ -695,9 +695,6 @@ pub struct MultiReport {
     /// Reads served under a lease, counted on each node's incarnation
     /// before the final restart.
     pub lease_reads: u64,
-    /// The slowest and the fastest node's clock rate against the nominal
-    /// one, in parts per thousand.
-    pub clock_rates_permille: (u32, u32),
     /// Connections reset by the `reset` faults.
     pub connections_reset: u64,
     /// Nodes killed and restarted from their disk.
@@ -1037,10 +1034,6 @@ pub async fn run_multi_group(scenario: MultiScenario) -> MultiReport {
         session_retries: record.session_retries,
         leases,
         lease_reads,
-        clock_rates_permille: (
-            rates_permille.values().copied().min().unwrap_or(1_000),
-            rates_permille.values().copied().max().unwrap_or(1_000),
-        ),
         connections_reset,
         kills,
         faults,
