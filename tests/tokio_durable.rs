@@ -401,6 +401,18 @@ async fn one_node_with_writes(dirs: &NodeDirs, network: &MemFrameNetwork, count:
         let value = call(&handles, put(&format!("k{k}"), &format!("v{k}"))).await;
         assert_eq!(value, Bytes::from(format!("v{k}")));
     }
+    // Snapshots stream off the loop, and one still streaming at shutdown
+    // is dropped: on a loaded machine the writes can all finish before
+    // the first lands. Wait for one (the file appears once the log holds
+    // it) rather than race it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while snapshot_indexes(&dirs.data.0).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no snapshot landed within 30 s of {count} writes"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     for (_, handle) in handles {
         handle.shutdown().await.unwrap();
     }
