@@ -259,8 +259,18 @@ async fn a_witness_keeps_every_group_serving_with_a_voter_killed() {
 
     // The witness holds no state: its snapshots are metadata only, a full
     // voter's hold the values.
-    let witness_sizes = snapshot_sizes(&nodes.base.join("node-3"));
-    let full_sizes = snapshot_sizes(&nodes.base.join("node-2"));
+    // Snapshots land off the loop, after the writes that called for them
+    // were answered: wait for them rather than race them.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let (witness_sizes, full_sizes) = loop {
+        let witness_sizes = snapshot_sizes(&nodes.base.join("node-3"));
+        let full_sizes = snapshot_sizes(&nodes.base.join("node-2"));
+        let landed = !witness_sizes.is_empty() && full_sizes.iter().any(|size| *size > 2048);
+        if landed || std::time::Instant::now() > deadline {
+            break (witness_sizes, full_sizes);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     eprintln!(
         "snapshots: witness {} files, largest {:?} bytes; node 2 {} files, largest {:?} bytes",
         witness_sizes.len(),
