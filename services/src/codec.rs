@@ -83,6 +83,10 @@ pub enum ServiceCodecError {
     },
 }
 
+/// The first allocation of an encoded answer: a put's answer, a failed
+/// compare-and-set's or a short read's fits without a second.
+const ANSWER_BYTES_INITIAL: usize = 64;
+
 #[derive(Serialize)]
 struct HeaderRef<'a> {
     service: &'a str,
@@ -160,10 +164,36 @@ pub fn decode_request<S: Service>(bytes: &[u8]) -> Result<(u64, S::Request), Ser
             },
         });
     }
-    let (header, rest) = header::<Header>(body(bytes, WHAT)?, WHAT)?;
-    check_service::<S>(header.service, WHAT)?;
+    let body = body(bytes, WHAT)?;
+    let (op_id, rest) = match header_of::<S>(body) {
+        Some(found) => found,
+        None => {
+            // Another service's name, or bytes that do not decode: the
+            // general path says which.
+            let (header, rest) = header::<Header>(body, WHAT)?;
+            check_service::<S>(header.service, WHAT)?;
+            (header.op_id, rest)
+        }
+    };
     let request = codec::decode(rest, REQUEST_BYTES_MAX).map_err(malformed(WHAT))?;
-    Ok((header.op_id, request))
+    Ok((op_id, request))
+}
+
+/// The operation id and the bytes after the header, when `body` starts
+/// with `S`'s name as the codec writes it (a one-byte length, the name's
+/// bytes): every request a server of `S` is meant to get. Decoding the
+/// name into a `String` only to compare it cost an allocation per
+/// applied command on every server.
+fn header_of<S: Service>(body: &[u8]) -> Option<(u64, &[u8])> {
+    // bincode's varint writes a length below 251 as one byte.
+    const ONE_BYTE_LENGTH_MAX: usize = 250;
+    let name = S::NAME.as_bytes();
+    if name.len() > ONE_BYTE_LENGTH_MAX {
+        return None;
+    }
+    let after = body.strip_prefix(&[name.len() as u8])?.strip_prefix(name)?;
+    let (op_id, rest) = header::<u64>(after, "request").ok()?;
+    Some((op_id, rest))
 }
 
 /// The operation id of an encoded request of any service, if it has a
@@ -176,7 +206,9 @@ pub fn request_op_id(bytes: &[u8]) -> Option<u64> {
 /// Encodes an answer of service `S`: the response, or why the request was
 /// refused.
 pub fn encode_answer<S: Service>(answer: &Result<S::Response, String>) -> Bytes {
-    let mut out = vec![CODEC_VERSION];
+    // Room for a small answer without growing (most are a few bytes).
+    let mut out = Vec::with_capacity(ANSWER_BYTES_INITIAL);
+    out.push(CODEC_VERSION);
     codec::encode_into(answer, &mut out).expect("an answer encodes");
     Bytes::from(out)
 }
@@ -206,4 +238,70 @@ pub fn decode_snapshot<S: Service>(bytes: &[u8]) -> Result<S, ServiceCodecError>
     let (service, rest) = header::<String>(body(bytes, WHAT)?, WHAT)?;
     check_service::<S>(service, WHAT)?;
     codec::decode_snapshot(rest).map_err(malformed(WHAT))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directory::{Directory, DirectoryRequest};
+    use crate::kv::{Kv, KvRequest};
+    use crate::service::Named;
+
+    fn put(key: &str) -> KvRequest {
+        KvRequest::Put {
+            key: Bytes::from(key.to_string()),
+            value: Bytes::from_static(b"v"),
+        }
+    }
+
+    /// The general decode of a header, which the shortcut must agree with.
+    fn general<S: Service>(bytes: &[u8]) -> Result<(u64, S::Request), ServiceCodecError> {
+        let (header, rest) = header::<Header>(body(bytes, "request")?, "request")?;
+        check_service::<S>(header.service, "request")?;
+        let request = codec::decode(rest, REQUEST_BYTES_MAX).map_err(malformed("request"))?;
+        Ok((header.op_id, request))
+    }
+
+    #[test]
+    fn a_request_decodes_to_what_the_general_header_decode_gives() {
+        for op_id in [0, 1, 250, 251, 65_535, u64::MAX] {
+            let bytes = encode_request::<Kv>(op_id, &put("k"));
+            let (fast_id, fast) = decode_request::<Kv>(&bytes).unwrap();
+            let (slow_id, slow) = general::<Kv>(&bytes).unwrap();
+            assert_eq!((fast_id, &fast), (slow_id, &slow));
+            assert_eq!((fast_id, fast), (op_id, put("k")));
+        }
+    }
+
+    #[test]
+    fn a_request_of_another_service_is_refused_naming_it() {
+        let request = DirectoryRequest::Connect {
+            user: "u".to_string(),
+            address: "127.0.0.1:1".to_string(),
+        };
+        let bytes = encode_request::<Directory>(7, &request);
+        match decode_request::<Kv>(&bytes) {
+            Err(ServiceCodecError::Service {
+                found, expected, ..
+            }) => {
+                assert_eq!((found.as_str(), expected), (Directory::NAME, Kv::NAME));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_header_cut_short_is_malformed_at_every_length() {
+        let bytes = encode_request::<Kv>(300, &put("k"));
+        // The version byte, the name, then the two-byte operation id.
+        for cut in 1..Kv::NAME.len() + 4 {
+            assert!(
+                matches!(
+                    decode_request::<Kv>(&bytes[..cut]),
+                    Err(ServiceCodecError::Malformed { .. })
+                ),
+                "cut at {cut}"
+            );
+        }
+    }
 }
