@@ -21,21 +21,14 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
+use concord_bench::env::env_u64;
+
 /// The repository's root (this crate is `benches/`).
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("benches/ has a parent")
         .to_path_buf()
-}
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(text) => text
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={text:?}: not a number")),
-        Err(_) => default,
-    }
 }
 
 /// What one case's summary said.
