@@ -22,7 +22,7 @@
 //! with every failed probe, up to 30 s): seconds after the heal.
 //!
 //! ```text
-//! cargo test --test client_heal -- --nocapture
+//! cargo test -p concord-tests --test client_heal -- --nocapture
 //! ```
 //!
 //! `CONCORD_HEAL_TRIALS=N` runs N trials and prints each heal→first

@@ -582,7 +582,7 @@ fn a_restart_moves_the_marker_before_deleting_its_segment() {
 
 /// Replays the seed a failure printed, with every record written and on
 /// disk at each crash when `DEBUG` is set:
-/// `SEED=<seed> DEBUG=1 cargo test --test multi_wal_crash replay_seed -- --ignored --nocapture`.
+/// `SEED=<seed> DEBUG=1 cargo test -p concord-tests --test multi_wal_crash replay_seed -- --ignored --nocapture`.
 #[test]
 #[ignore = "replays the seed in $SEED"]
 fn replay_seed() {

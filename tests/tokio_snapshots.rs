@@ -360,7 +360,7 @@ impl StateMachine for TimedRecorder {
 }
 
 /// Restart time of a compacted node (a figure, not a check; run with
-/// `cargo test --release --test tokio_snapshots -- --ignored --nocapture`).
+/// `cargo test --release -p concord-tests --test tokio_snapshots -- --ignored --nocapture`).
 /// A one-node cluster on a data directory applies
 /// `CONCORD_RESTART_WRITES` (default 250 000) commands of 100 bytes,
 /// snapshotting every 100 000 entries (the `concord-node` default); it is
