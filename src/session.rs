@@ -631,6 +631,10 @@ impl SessionOutcome {
 pub struct WithSessions<S> {
     inner: S,
     table: SessionTable<Bytes>,
+    /// The sessions one request changed, which this machine does not
+    /// store one by one: kept between requests so that an apply does not
+    /// allocate a list to throw away.
+    changed: Vec<ClientId>,
 }
 
 impl<S: StateMachine> WithSessions<S> {
@@ -640,6 +644,7 @@ impl<S: StateMachine> WithSessions<S> {
         WithSessions {
             inner,
             table: SessionTable::new(max_sessions),
+            changed: Vec::new(),
         }
     }
 
@@ -649,6 +654,7 @@ impl<S: StateMachine> WithSessions<S> {
         WithSessions {
             inner,
             table: SessionTable::with_bytes_max(max_sessions, bytes_max),
+            changed: Vec::new(),
         }
     }
 
@@ -670,9 +676,10 @@ impl<S: StateMachine> WithSessions<S> {
     /// Applies one committed request and says what happened.
     pub fn apply_request(&mut self, index: Index, request: &[u8]) -> SessionOutcome {
         let inner = &mut self.inner;
+        self.changed.clear();
         let applied = self
             .table
-            .apply_request(index, request, &mut Vec::new(), |command| {
+            .apply_request(index, request, &mut self.changed, |command| {
                 Ok::<_, std::convert::Infallible>(inner.apply(index, command))
             });
         match applied {
@@ -765,7 +772,13 @@ fn encode_snapshot(table: &SessionTable<Bytes>, inner: &[u8]) -> Bytes {
 
 impl<S: StateMachine> StateMachine for WithSessions<S> {
     fn apply(&mut self, index: Index, command: &[u8]) -> Bytes {
-        self.apply_request(index, command).response().encode()
+        match self.apply_request(index, command) {
+            // The response moves into the answer (no second handle).
+            SessionOutcome::Executed(response) | SessionOutcome::Cached(response) => {
+                SessionResponse::Ok(response).encode()
+            }
+            outcome => outcome.response().encode(),
+        }
     }
 
     /// Reads need no session (they change nothing, so a retry is
