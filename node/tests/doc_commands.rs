@@ -67,12 +67,19 @@ fn variables_read(command: &DocCommand, files: &[PathBuf]) -> Result<(), String>
 
 /// The target's sources: the file and any support directory beside it.
 fn target_files(package: &Path, kind: &str, name: &str) -> Result<Vec<PathBuf>, String> {
-    let single = root().join(package).join(kind).join(format!("{name}.rs"));
-    let dir = root().join(package).join(kind).join(name);
+    // The integration tests of the core and the runtime are a package of
+    // their own (`concord-tests`) whose targets are the files of tests/.
+    let kind_dir = if package == Path::new("tests") && kind == "tests" {
+        package.to_path_buf()
+    } else {
+        package.join(kind)
+    };
+    let single = root().join(&kind_dir).join(format!("{name}.rs"));
+    let dir = root().join(&kind_dir).join(name);
     if !single.is_file() && !dir.join("main.rs").is_file() {
         return Err(format!("no {kind} target {name} in {}", package.display()));
     }
-    let mut files = files_under(&package.join(kind));
+    let mut files = files_under(&kind_dir);
     files.extend(files_under(&package.join("src")));
     Ok(files)
 }

@@ -222,6 +222,7 @@ fn package_dir(name: &str) -> PathBuf {
         "concord-node" => PathBuf::from("node"),
         "concord-bench" => PathBuf::from("benches"),
         "concord-services" => PathBuf::from("services"),
+        "concord-tests" => PathBuf::from("tests"),
         other => PathBuf::from(format!("<no package {other}>")),
     }
 }
