@@ -29,9 +29,28 @@ pub const TICK_MS_DEFAULT: u64 = 10;
 pub const TICK_MS_MAX: u64 = 10_000;
 /// Default clock drift bound of lease reads, in ticks.
 pub const CLOCK_DRIFT_BOUND_TICKS_DEFAULT: u32 = 3;
-/// Default number of runtime worker threads (the WAL writer thread is
-/// extra).
+/// Runtime worker threads on a machine of more than
+/// [`SMALL_MACHINE_CORES_MAX`] cores when none are given (the WAL writer
+/// thread is extra).
 pub const WORKER_THREADS_DEFAULT: usize = 2;
+/// Most cores of a machine on which a server runs one worker thread when
+/// none are given: there the WAL writer thread has the other core, and
+/// one worker (a current-thread runtime, no wake-ups across threads) did
+/// 30 to 36 % more puts a second than two on 2 cores, at 68 to 82 % of
+/// the CPU per put (3 servers, 1 to 256 clients;
+/// benches/results/2026-12-02-default-threads.md).
+pub const SMALL_MACHINE_CORES_MAX: usize = 2;
+
+/// The runtime worker threads of a server given none, on a machine of
+/// `cores` cores: 1 up to [`SMALL_MACHINE_CORES_MAX`] cores, else
+/// [`WORKER_THREADS_DEFAULT`].
+pub fn worker_threads_default(cores: usize) -> usize {
+    if cores <= SMALL_MACHINE_CORES_MAX {
+        1
+    } else {
+        WORKER_THREADS_DEFAULT
+    }
+}
 /// Most runtime worker threads a server accepts.
 pub const WORKER_THREADS_MAX: usize = 256;
 
@@ -257,9 +276,10 @@ pub struct ServerFlags {
     /// setting; only the catalog's leader acts.
     #[arg(long, env = "CONCORD_BALANCE")]
     pub balance: bool,
-    /// Runtime worker threads, besides the WAL writer thread [default: 2;
-    /// 1: a single-threaded runtime, which costs less CPU per write; use it
-    /// where nodes share a machine's cores].
+    /// Runtime worker threads, besides the WAL writer thread [default: 1
+    /// on a machine of at most 2 cores, else 2; 1: a single-threaded
+    /// runtime, which costs less CPU per write; use it where nodes share a
+    /// machine's cores].
     #[arg(long, env = "CONCORD_NODE_THREADS", value_name = "N", value_parser = worker_threads_text)]
     pub worker_threads: Option<usize>,
     /// Logs and metrics.
@@ -671,7 +691,9 @@ impl ServerSettings {
         let worker_threads = match (flags.worker_threads, file.worker_threads) {
             (Some(n), _) => n,
             (None, Some(n)) => check_worker_threads(n).map_err(|m| bad("worker-threads", m))?,
-            (None, None) => WORKER_THREADS_DEFAULT,
+            (None, None) => worker_threads_default(
+                std::thread::available_parallelism().map_or(1, |cores| cores.get()),
+            ),
         };
         let witnesses = match (&flags.witnesses, &file.witnesses) {
             (Some(ids), _) => witness_set(ids).map_err(SettingsError::Inconsistent)?,
@@ -1074,6 +1096,14 @@ mod tests {
 
     fn file(text: &str) -> Result<ServerConfig, SettingsError> {
         parse_config(text, Path::new("server.toml"))
+    }
+
+    #[test]
+    fn a_machine_of_two_cores_runs_one_worker_and_a_larger_one_two() {
+        assert_eq!(worker_threads_default(1), 1);
+        assert_eq!(worker_threads_default(2), 1);
+        assert_eq!(worker_threads_default(3), 2);
+        assert_eq!(worker_threads_default(64), 2);
     }
 
     const FULL: &str = r#"

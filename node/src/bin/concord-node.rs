@@ -16,9 +16,10 @@
 //! `--config` TOML file (`node/examples/server.toml`); flags and variables
 //! override the file. `--help` lists them all; the rules are in
 //! `concord_node::server`. Stops gracefully on SIGINT/SIGTERM; logs go to
-//! stderr (`RUST_LOG`, `--log-format json`). The runtime has 2 worker
-//! threads plus the log's writer thread (`--worker-threads N`,
-//! `CONCORD_NODE_THREADS`; 1 is a single-threaded runtime).
+//! stderr (`RUST_LOG`, `--log-format json`). The runtime has 1 worker
+//! thread on a machine of at most 2 cores and 2 on a larger one, plus the
+//! log's writer thread (`--worker-threads N`, `CONCORD_NODE_THREADS`; 1 is
+//! a single-threaded runtime).
 //!
 //! Every server runs the one runtime, the multi-group host
 //! (`concord_node::multi_node`): without `--groups` it hosts one group of
