@@ -27,8 +27,9 @@
 //! carry 3 members of each system and the load generator, one thread is
 //! the faster setting for both (2026-11-24, 64 clients: etcd 8,372 puts/s
 //! with `GOMAXPROCS=1` against 7,864 with its default of one per core;
-//! concord 32,459 with one worker against 23,893 to 26,552 with its
-//! default of two). `CONCORD_BENCH_SERVER_THREADS=0` keeps each system's
+//! concord 32,459 with one worker against 23,893 to 26,552 with two, its
+//! default then; one is its default on 2 cores since 2026-12-02).
+//! `CONCORD_BENCH_SERVER_THREADS=0` keeps each system's
 //! default.
 //!
 //! Each client count runs `CONCORD_BENCH_ROUNDS` rounds (default 2), and
