@@ -148,17 +148,35 @@ fn check_safety(c: &Cluster, committed: &mut BTreeMap<Index, bytes::Bytes>) {
     }
 }
 
+/// The seeds run on every core (each is a cluster of its own, so the
+/// verdicts are the same in any order).
 #[test]
 fn random_faults_preserve_safety_and_recover() {
-    let mut total = 0;
-    for seed in 0..300 {
-        let voters: &[u64] = match seed % 3 {
-            0 => &[1],
-            1 => &[1, 2, 3],
-            _ => &[1, 2, 3, 4, 5],
-        };
-        total += run(seed, voters, 3000);
-    }
+    const SEEDS: u64 = 300;
+    let next_seed = std::sync::atomic::AtomicU64::new(0);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let total: usize = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut committed = 0;
+                    loop {
+                        let seed = next_seed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if seed >= SEEDS {
+                            break committed;
+                        }
+                        let voters: &[u64] = match seed % 3 {
+                            0 => &[1],
+                            1 => &[1, 2, 3],
+                            _ => &[1, 2, 3, 4, 5],
+                        };
+                        committed += run(seed, voters, 3000);
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).sum()
+    });
     assert!(
         total > 1000,
         "too few commands committed ({total}): the runs are not exercising replication"
