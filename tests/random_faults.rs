@@ -175,7 +175,14 @@ fn random_faults_preserve_safety_and_recover() {
                 })
             })
             .collect();
-        workers.into_iter().map(|w| w.join().unwrap()).sum()
+        // A seed's failure fails the test with its own message.
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .sum()
     });
     assert!(
         total > 1000,

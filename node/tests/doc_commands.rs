@@ -65,49 +65,68 @@ fn variables_read(command: &DocCommand, files: &[PathBuf]) -> Result<(), String>
     Ok(())
 }
 
-/// The target's sources: the file and any support directory beside it.
+/// The target's sources: the file and any support directory beside it,
+/// and the package's `src/`. The file is where the package's manifest
+/// puts the target (a `[[test]]` or `[[example]]` with a `path`: the
+/// core's integration tests, package `concord-tests`, are the files of
+/// `tests/` itself), else `KIND/NAME.rs` or `KIND/NAME/main.rs`.
 fn target_files(package: &Path, kind: &str, name: &str) -> Result<Vec<PathBuf>, String> {
-    // The integration tests of the core and the runtime are a package of
-    // their own (`concord-tests`) whose targets are the files of tests/.
-    let kind_dir = if package == Path::new("tests") && kind == "tests" {
-        package.to_path_buf()
-    } else {
-        package.join(kind)
+    let table = match kind {
+        "tests" => "[[test]]",
+        "examples" => "[[example]]",
+        _ => "[[bench]]",
     };
-    let single = root().join(&kind_dir).join(format!("{name}.rs"));
-    let dir = root().join(&kind_dir).join(name);
-    if !single.is_file() && !dir.join("main.rs").is_file() {
-        return Err(format!("no {kind} target {name} in {}", package.display()));
-    }
+    let manifest = std::fs::read_to_string(root().join(package).join("Cargo.toml"))
+        .map_err(|e| format!("{}: {e}", package.display()))?;
+    let kind_dir = match target_path(&manifest, table, name) {
+        Some(path) => {
+            let file = package.join(&path);
+            if !root().join(&file).is_file() {
+                return Err(format!("{kind} target {name}: no file {}", file.display()));
+            }
+            file.parent()
+                .map_or_else(|| package.to_path_buf(), Path::to_path_buf)
+        }
+        None => {
+            let kind_dir = package.join(kind);
+            let single = root().join(&kind_dir).join(format!("{name}.rs"));
+            let dir = root().join(&kind_dir).join(name);
+            if !single.is_file() && !dir.join("main.rs").is_file() {
+                return Err(format!("no {kind} target {name} in {}", package.display()));
+            }
+            kind_dir
+        }
+    };
     let mut files = files_under(&kind_dir);
     files.extend(files_under(&package.join("src")));
     Ok(files)
 }
 
-/// The `path` of the `[[bench]]` named `name` in `manifest` (a
-/// Cargo.toml), if it gives one.
-fn bench_path(manifest: &str, name: &str) -> Option<String> {
+/// The `path` of the target table `table` (`[[bench]]`, `[[test]]`,
+/// `[[example]]`) named `name` in `manifest` (a Cargo.toml), if it gives
+/// one.
+fn target_path(manifest: &str, table: &str, name: &str) -> Option<String> {
     let value = |line: &str, key: &str| {
         let value = line.strip_prefix(key)?.trim().strip_prefix('=')?.trim();
         Some(value.trim_matches('"').to_string())
     };
-    // Each `[[bench]]` table as (name, path), in order.
-    let mut benches: Vec<(Option<String>, Option<String>)> = Vec::new();
-    let mut in_bench = false;
+    // Each such table as (name, path), in order.
+    let mut targets: Vec<(Option<String>, Option<String>)> = Vec::new();
+    let mut in_table = false;
     for line in manifest.lines().map(str::trim) {
         if line.starts_with('[') {
-            in_bench = line == "[[bench]]";
-            if in_bench {
-                benches.push((None, None));
+            in_table = line == table;
+            if in_table {
+                targets.push((None, None));
             }
-        } else if let (true, Some(bench)) = (in_bench, benches.last_mut()) {
-            bench.0 = bench.0.take().or_else(|| value(line, "name"));
-            bench.1 = bench.1.take().or_else(|| value(line, "path"));
+        } else if let (true, Some(target)) = (in_table, targets.last_mut()) {
+            target.0 = target.0.take().or_else(|| value(line, "name"));
+            target.1 = target.1.take().or_else(|| value(line, "path"));
         }
     }
-    benches
+    targets
         .into_iter()
-        .find(|(bench, _)| bench.as_deref() == Some(name))
+        .find(|(target, _)| target.as_deref() == Some(name))
         .and_then(|(_, path)| path)
 }
 
@@ -118,7 +137,7 @@ fn bench_path(manifest: &str, name: &str) -> Option<String> {
 fn bench_files(package: &Path, name: &str) -> Result<Vec<PathBuf>, String> {
     let manifest = std::fs::read_to_string(root().join(package).join("Cargo.toml"))
         .map_err(|e| format!("{}: {e}", package.display()))?;
-    let Some(path) = bench_path(&manifest, name) else {
+    let Some(path) = target_path(&manifest, "[[bench]]", name) else {
         return target_files(package, "benches", name);
     };
     if !root().join(package).join(&path).is_file() {
