@@ -31,19 +31,17 @@
 //!    no other write writes): in O(n log n) time ([`unambiguous`]); the
 //!    key-value model too for keys with appends and compare-and-sets whose
 //!    observed states each name one write ([`unambiguous_kv`]).
-//! 3. Otherwise the just-in-time search of [`search`] decides it, after
-//!    trying the order of a witness if the caller has one
-//!    ([`check_hinted`]: where each operation took effect, as the
-//!    simulator records it), and a
-//!    first pass that only looks for an order with unknown operations
-//!    taking effect in call order (most histories with dozens of them are
-//!    decided there in thousands of steps): the same
-//!    algorithm as the key-value checker (Lowe's just-in-time
-//!    linearization, configurations memoised, identical pending operations
-//!    linearized in return order, read-only operations linearized eagerly,
-//!    unknown operations applied lazily, at most once, earliest first among
-//!    identical ones, dominated configurations dropped), for any model, with
-//!    no limit on how many operations are pending at once.
+//! 3. Otherwise the search decides it: Lowe's just-in-time
+//!    linearization, written once in [`sweep`] (configurations memoised,
+//!    identical pending operations linearized in return order, read-only
+//!    operations linearized eagerly, unknown operations applied lazily, at
+//!    most once, earliest first among identical ones, dominated
+//!    configurations dropped) over a space of states: any model's
+//!    ([`search`], with no limit on how many operations are pending at
+//!    once, after depth-first passes that try a witness's order if the
+//!    caller has one, [`check_hinted`], and orders with unknown operations
+//!    taking effect in call order), or one key's interned values with
+//!    rules of its own (the key-value model's search).
 //!
 //! Time: operation A precedes B when A's return is strictly before B's
 //! call; touching intervals are concurrent, as in [`crate::history`].
@@ -75,6 +73,7 @@ pub mod report;
 pub mod search;
 pub mod shell;
 mod shrink;
+pub mod sweep;
 pub mod typed;
 pub mod unambiguous;
 pub mod unambiguous_kv;

@@ -93,6 +93,7 @@ pub fn show_bytes(bytes: u64) -> String {
 /// 16, at least 32) and mimalloc's size classes (the binary's allocator:
 /// four per power of two, so up to a quarter more); nothing for an empty
 /// allocation (Rust does not allocate those).
+#[inline]
 pub fn alloc_bytes(size_bytes: usize) -> usize {
     if size_bytes == 0 {
         return 0;
@@ -116,6 +117,7 @@ pub fn string_bytes(s: &str, capacity: usize) -> usize {
 /// The bytes of a hash table of `capacity` (as `HashSet::capacity`
 /// reports it: 7/8 of the buckets) holding values of `entry_bytes` each:
 /// a bucket and a control byte per bucket.
+#[inline]
 pub fn table_bytes(capacity: usize, entry_bytes: usize) -> usize {
     if capacity == 0 {
         return 0;
@@ -131,6 +133,7 @@ pub fn table_bytes(capacity: usize, entry_bytes: usize) -> usize {
 /// The most bytes a hash table holding `len` of `capacity` entries of
 /// `entry_bytes` takes by its next insertion: when it is full, that
 /// insertion allocates the doubled table while the old one still exists.
+#[inline]
 pub fn table_peak_bytes(len: usize, capacity: usize, entry_bytes: usize) -> usize {
     let now = table_bytes(capacity, entry_bytes);
     if len < capacity {
@@ -143,6 +146,7 @@ pub fn table_peak_bytes(len: usize, capacity: usize, entry_bytes: usize) -> usiz
 /// The most bytes a vector holding `len` of `capacity` entries of
 /// `entry_bytes` takes by its next push (a full one reallocates to twice
 /// its capacity, both alive while it copies).
+#[inline]
 pub fn vec_peak_bytes(len: usize, capacity: usize, entry_bytes: usize) -> usize {
     let now = alloc_bytes(capacity * entry_bytes);
     if len < capacity {

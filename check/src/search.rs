@@ -1,315 +1,46 @@
-//! The just-in-time linearization search, for any [`Model`].
+//! The linearization search for any [`Model`]: depth-first passes that
+//! look for one valid order, then the sweep of [`crate::sweep`] with the
+//! model's states.
 //!
-//! Call and return events of one part are swept in time order (a call at
-//! time `t` before a return at `t`: touching intervals are concurrent). A
-//! configuration is (model state, which pending completed operations are
-//! linearized, which operations of unknown outcome have been applied).
-//! At the return of operation `o`, every configuration that has not
-//! linearized `o` yet is extended by linearizing pending operations and
-//! applying unknown ones, one at a time, until `o` is linearized;
-//! configurations where that is impossible die. If none survives the
-//! history is not linearizable and `o` is where it got stuck.
-//!
-//! Before it, depth-first passes look for one valid order only: first,
-//! when the caller has a witness (`hints`, where each operation took
-//! effect in the system's own order), that order (`Pass::Hinted`); then
-//! one with unknown operations taking effect in call order (`ordered`:
-//! the applied set is one number, a subset-sum table instead of a tree
-//! of subsets). Both only ever find an order the search built, so a wrong
-//! witness costs its steps and nothing else; when they find nothing the
-//! complete passes run.
-//!
-//! The rules that keep it small are written once, here, and the
-//! key-value search (`models::kv::search`, its configurations being `Slots` and
-//! `Applied` too) applies the same functions:
-//!
-//! * **Memoisation**: configurations are deduplicated within a closure and
-//!   in the frontier (hash sets with a fixed-seed hasher: no iteration
-//!   order reaches the result).
-//! * **Symmetry** (`link_same_kind`): pending completed operations with
-//!   the same input and output are linearized in the order they return.
-//! * **Eager reads** (`eager_reads`): a pending read-only operation that
-//!   holds in a configuration's state is linearized at once.
-//! * **Unknown operations** are available from their call on, applied at
-//!   most once, only on the way to linearizing a completed one, and among
-//!   identical ones the earliest called first. Of configurations with the
-//!   same state and linearized set, one whose applied set contains
-//!   another's is dropped (`keep_undominated`); an operation applied in
-//!   every configuration is retired (`retire_common`).
-//! * **No pending limit**: the linearized set is a bitset as wide as the
-//!   part's largest number of pending operations.
-//!
+//! The sweep ([`crate::sweep`], shared with the key-value search) keeps
+//! every configuration alive at each return and so decides any history
+//! within its budget. Before it, depth-first passes look for one valid
+//! order only: first, when the caller has a witness (`hints`, where each
+//! operation took effect in the system's own order), that order
+//! (`Pass::Hinted`); then one with unknown operations taking effect in
+//! call order (`Pass::Ordered`: the applied set is one number, a
+//! subset-sum table instead of a tree of subsets); then any order
+//! (`Pass::Free`). They only ever find an order the search built, so a
+//! wrong witness costs its steps and nothing else; when they give up the
+//! sweep runs. Both use the same moves (`Search`, the sweep's
+//! `Space`): eager reads, the symmetry rule, unknown operations
+//! available from their call on, applied at most once, among identical
+//! ones the earliest called first. The linearized set is a bitset as wide
+//! as the part's largest number of pending operations: no pending limit.
 //! Both spend their limits through the one `Budget` of `limits`.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasherDefault;
 
-use super::memory::{alloc_bytes, table_peak_bytes, vec_peak_bytes};
+use super::memory::{table_peak_bytes, vec_peak_bytes};
 use super::{describe_op, timeline, Model, ModelFailure, Op, Outcome, PartOutcome};
 use crate::hash::Fx;
-use crate::limits::{is_subset, Budget, CheckConfig, Limit};
+use crate::limits::{Budget, CheckConfig, Limit};
 use crate::shrink::{shrink, SubHistories};
+use crate::sweep::{self, applied_bytes, eager_reads, Bits, Slots, Space, Sweep, Window};
 
 type FxBuild = BuildHasherDefault<Fx>;
 type FxHashMap<K, V> = HashMap<K, V, FxBuild>;
 type FxHashSet<K> = HashSet<K, FxBuild>;
 
-/// A fixed-width bitset over the slots of pending operations.
-#[derive(Clone, PartialEq, Eq, Hash, Debug)]
-struct Bits(Box<[u64]>);
-
-impl Bits {
-    fn new(words: usize) -> Bits {
-        Bits(vec![0; words].into_boxed_slice())
-    }
-    #[inline]
-    fn get(&self, i: usize) -> bool {
-        self.0[i / 64] >> (i % 64) & 1 == 1
-    }
-    #[inline]
-    fn set(&mut self, i: usize) {
-        self.0[i / 64] |= 1 << (i % 64);
-    }
-    #[inline]
-    fn clear(&mut self, i: usize) {
-        self.0[i / 64] &= !(1 << (i % 64));
-    }
-    #[inline]
-    fn subset_of(&self, other: &Bits) -> bool {
-        self.0.iter().zip(other.0.iter()).all(|(a, b)| a & !b == 0)
-    }
-    fn ones(&self) -> impl Iterator<Item = usize> + '_ {
-        self.0.iter().enumerate().flat_map(|(w, &word)| {
-            let mut bits = word;
-            std::iter::from_fn(move || {
-                if bits == 0 {
-                    return None;
-                }
-                let b = bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                Some(w * 64 + b)
-            })
-        })
-    }
-}
-
-impl Slots for Bits {
-    #[inline]
-    fn add(&mut self, i: usize) {
-        self.set(i);
-    }
-    #[inline]
-    fn remove(&mut self, i: usize) {
-        self.clear(i);
-    }
-    #[inline]
-    fn has(&self, i: usize) -> bool {
-        self.get(i)
-    }
-    fn empty(&mut self) {
-        self.0.fill(0);
-    }
-    fn each(&self, f: impl FnMut(usize)) {
-        self.ones().for_each(f);
-    }
-}
-
-/// A set of the slots of pending completed operations: the generic
-/// search's [`Bits`] (any width) and the key-value search's `u128` (its
-/// window of 128), for the rules both apply to them.
-pub(crate) trait Slots {
-    /// Puts slot `i` in the set.
-    fn add(&mut self, i: usize);
-    /// Takes slot `i` out of the set.
-    fn remove(&mut self, i: usize);
-    /// Whether slot `i` is in the set.
-    fn has(&self, i: usize) -> bool;
-    /// Empties the set.
-    fn empty(&mut self);
-    /// Calls `f` with each slot in the set, lowest first.
-    fn each(&self, f: impl FnMut(usize));
-}
-
-impl Slots for u128 {
-    #[inline]
-    fn add(&mut self, i: usize) {
-        *self |= 1u128 << i;
-    }
-    #[inline]
-    fn remove(&mut self, i: usize) {
-        *self &= !(1u128 << i);
-    }
-    #[inline]
-    fn has(&self, i: usize) -> bool {
-        *self >> i & 1 == 1
-    }
-    #[inline]
-    fn empty(&mut self) {
-        *self = 0;
-    }
-    #[inline]
-    fn each(&self, mut f: impl FnMut(usize)) {
-        let mut bits = *self;
-        while bits != 0 {
-            f(bits.trailing_zeros() as usize);
-            bits &= bits - 1;
-        }
-    }
-}
-
-/// Eager reads (the key-value search's rule E): puts into `lin` every
-/// slot of `pending` not in it yet whose operation is read-only and
-/// holds in the configuration's state (`holds`); whether there was one.
-///
-/// A read-only operation changes no state, so linearizing it now instead
-/// of at any later point where it also holds leaves every state of the
-/// order unchanged: the configuration with it linearized is equivalent to
-/// the one without, and the search keeps only the former, without
-/// branching.
-#[inline]
-pub(crate) fn eager_reads<S: Slots>(
-    pending: &S,
-    lin: &mut S,
-    mut holds: impl FnMut(usize) -> bool,
-) -> bool {
-    let mut any = false;
-    pending.each(|p| {
-        if !lin.has(p) && holds(p) {
-            lin.add(p);
-            any = true;
-        }
-    });
-    any
-}
-
-/// The symmetry rule (the key-value search's rule S), when the completed
-/// operation in `slot` is called: records in `earlier` which pending
-/// operations of its kind (`same_kind`) return before it (`returns_first`:
-/// by return time, then index, the order returns are processed in) and
-/// which after.
-///
-/// Two pending completed operations `a` and `b` of the same kind (same
-/// input and output: the same precondition and effect in every state),
-/// `a` returning first, are interchangeable: in any valid order that
-/// places `b` before `a`, swapping them gives a valid order with the same
-/// states (`a` moves earlier but not before its call, both being pending;
-/// `b` moves later but not past `a`'s old position, which is before `a`'s
-/// return and so before `b`'s). So operations of one kind are linearized
-/// in return order only: `n` concurrent identical writes give `n + 1`
-/// configurations instead of `2^n`. The returning operation is the
-/// earliest-returning pending one of its kind, so the rule never blocks
-/// it.
-#[inline]
-pub(crate) fn link_same_kind<S: Slots>(
-    earlier: &mut [S],
-    pending: &S,
-    slot: usize,
-    mut same_kind: impl FnMut(usize) -> bool,
-    mut returns_first: impl FnMut(usize) -> bool,
-) {
-    earlier[slot].empty();
-    pending.each(|t| {
-        if t == slot || !same_kind(t) {
-            return;
-        }
-        if returns_first(t) {
-            earlier[slot].add(t);
-        } else {
-            earlier[t].add(slot);
-        }
-    });
-}
-
-/// The symmetry rule when the operation in `slot` has returned: forgets
-/// it.
-#[inline]
-pub(crate) fn unlink_same_kind<S: Slots>(earlier: &mut [S], pending: &S, slot: usize) {
-    pending.each(|t| earlier[t].remove(slot));
-    earlier[slot].empty();
-}
-
-#[derive(Clone, PartialEq, Eq, Hash, Debug)]
-struct Config<S> {
-    state: S,
-    lin: Bits,
-    /// Unknown operations applied (indices into the part's operations,
-    /// sorted), minus retired ones.
-    applied: Vec<u32>,
-}
-
-impl<S> Applied for Config<S> {
-    fn applied(&self) -> &[u32] {
-        &self.applied
-    }
-    fn applied_mut(&mut self) -> &mut Vec<u32> {
-        &mut self.applied
-    }
-}
-
-/// A configuration's applied unknown operations (sorted), for the rules
-/// both searches apply to them.
-pub(crate) trait Applied {
-    /// The applied unknown operations, sorted.
-    fn applied(&self) -> &[u32];
-    /// The same, to change.
-    fn applied_mut(&mut self) -> &mut Vec<u32>;
-}
-
-/// Retires the unknown operations applied in every one of `configs` (a
-/// whole frontier): every later configuration descends from one of
-/// these, so none can apply them again. Takes them out of each applied
-/// list and returns them, sorted (empty if there are none).
-pub(crate) fn retire_common<C: Applied>(configs: &mut [C]) -> Vec<u32> {
-    if configs.iter().any(|c| c.applied().is_empty()) {
-        return Vec::new();
-    }
-    let mut common = configs[0].applied().to_vec();
-    for c in &configs[1..] {
-        common.retain(|m| c.applied().binary_search(m).is_ok());
-        if common.is_empty() {
-            break;
-        }
-    }
-    if !common.is_empty() {
-        for c in configs.iter_mut() {
-            c.applied_mut().retain(|m| common.binary_search(m).is_err());
-        }
-    }
-    common
-}
-
-/// Dominance: appends to `kept` those of `configs` that no configuration
-/// kept before them in their run dominates. Runs are maximal sequences of
-/// `configs` that `same` (equal state and linearized set) joins, each
-/// sorted by applied length, then applied list. With equal state and
-/// linearized set, a configuration whose applied unknowns contain
-/// another's can do nothing the other cannot (the unknowns still
-/// available to it are a subset), so it is dropped.
-pub(crate) fn keep_undominated<C: Applied>(
-    configs: impl IntoIterator<Item = C>,
-    same: impl Fn(&C, &C) -> bool,
-    kept: &mut Vec<C>,
-) {
-    let mut run_start = kept.len();
-    for c in configs {
-        if run_start < kept.len() && !same(&kept[run_start], &c) {
-            run_start = kept.len();
-        }
-        let dominated = kept[run_start..]
-            .iter()
-            .any(|k| is_subset(k.applied(), c.applied()));
-        if !dominated {
-            kept.push(c);
-        }
-    }
-}
+/// A configuration of the generic search: a model state and a bitset as
+/// wide as the part's most pending operations.
+type Config<S> = sweep::Config<S, Bits>;
 
 /// The heap bytes of `c`: its bitset, its applied list and what its
 /// state holds (its inline size is counted where it is stored).
 fn config_heap_bytes<M: Model>(model: &M, c: &Config<M::State>) -> usize {
-    alloc_bytes(std::mem::size_of_val::<[u64]>(&c.lin.0))
-        + alloc_bytes(c.applied.capacity() * std::mem::size_of::<u32>())
-        + model.state_heap_bytes(&c.state)
+    c.lin.heap_bytes() + applied_bytes(&c.applied) + model.state_heap_bytes(&c.state)
 }
 
 /// One operation of the part, prepared.
@@ -343,42 +74,39 @@ struct Group {
     start: usize,
 }
 
+/// The generic search's [`Space`]: one part's operations, the model, and
+/// the groups of identical unknown operations.
 struct Search<'a, M: Model> {
     model: &'a M,
     ops: Vec<POp<'a, M>>,
-    words: usize,
-    /// Which operation occupies each slot.
-    slot_op: Vec<u32>,
-    /// Per slot: pending slots of the same kind that return earlier.
-    earlier: Vec<Bits>,
-    pending: Bits,
-    free: Vec<usize>,
+    /// Per operation: when it returns (`2 × ret + 1`, as in
+    /// [`sweep::events`]; unknown ones never).
+    rets: Vec<u128>,
+    /// The pending completed operations, by kind (rule S).
+    window: Window<Bits, u32>,
+    /// Per completed operation: its slot while pending.
+    slot_of: Vec<u32>,
     groups: Vec<Group>,
     group_of_kind: FxHashMap<u32, u32>,
     /// Per operation: its group (unknown operations).
     group_of_op: Vec<u32>,
     /// The unknown operations called so far, in call order.
     unknown_order: Vec<u32>,
-    frontier: Vec<Config<M::State>>,
+    /// The configuration the part starts in.
+    first: Config<M::State>,
 }
 
-/// The events of a part: (time, 0 = call / 1 = return, part-local index).
-/// Calls map to even and returns to odd times, so a call at `t` sorts
-/// before a return at `t`.
+/// The events of a part ([`sweep::events`]), by part-local index; failed
+/// operations take no part.
 fn events<I, O>(ops: &[Op<I, O>], idx: &[usize]) -> Vec<(u128, u32)> {
-    let mut ev: Vec<(u128, u32)> = Vec::with_capacity(idx.len() * 2);
-    for (j, &i) in idx.iter().enumerate() {
-        let o = &ops[i];
-        if matches!(o.outcome, Outcome::Failed) {
-            continue;
+    sweep::events(idx.len(), |j| {
+        let o = &ops[idx[j]];
+        match (&o.outcome, o.ret) {
+            (Outcome::Failed, _) => None,
+            (Outcome::Ok(_), Some(r)) => Some((o.call, Some(r))),
+            _ => Some((o.call, None)),
         }
-        ev.push((2 * o.call as u128, j as u32));
-        if let (Outcome::Ok(_), Some(r)) = (&o.outcome, o.ret) {
-            ev.push((2 * r as u128 + 1, j as u32));
-        }
-    }
-    ev.sort_unstable();
-    ev
+    })
 }
 
 impl<'a, M: Model> Search<'a, M> {
@@ -412,46 +140,42 @@ impl<'a, M: Model> Search<'a, M> {
             }
         }
         let words = widest.div_ceil(64).max(1);
+        let rets = idx
+            .iter()
+            .map(|&i| match (&ops[i].outcome, ops[i].ret) {
+                (Outcome::Ok(_), Some(r)) => 2 * r as u128 + 1,
+                _ => u128::MAX,
+            })
+            .collect();
         Search {
             model,
             group_of_op: vec![u32::MAX; pops.len()],
             unknown_order: Vec::new(),
+            slot_of: vec![u32::MAX; pops.len()],
             ops: pops,
-            words,
-            slot_op: vec![0; words * 64],
-            earlier: vec![Bits::new(words); words * 64],
-            pending: Bits::new(words),
-            free: (0..words * 64).rev().collect(),
+            rets,
+            window: Window::new(Bits::new(words), words * 64, 0),
             groups: Vec::new(),
             group_of_kind: FxHashMap::default(),
-            frontier: vec![Config {
+            first: Config {
                 state: model.init(),
                 lin: Bits::new(words),
                 applied: Vec::new(),
-            }],
+                run: false,
+            },
         }
     }
 
-    /// The symmetry rule ([`link_same_kind`]), the kind being the input
-    /// and output.
-    fn link_same_kind(&mut self, slot: usize, rets: &[u128]) {
-        let (ops, slot_op) = (&self.ops, &self.slot_op);
-        let i = slot_op[slot] as usize;
-        let kind = ops[i].kind;
-        link_same_kind(
-            &mut self.earlier,
-            &self.pending,
-            slot,
-            |t| ops[slot_op[t] as usize].kind == kind,
-            |t| {
-                let o = slot_op[t] as usize;
-                (rets[o], o) < (rets[i], i)
-            },
-        );
-    }
-
-    fn unlink_same_kind(&mut self, slot: usize) {
-        unlink_same_kind(&mut self.earlier, &self.pending, slot);
+    /// The completed operation `j` is called: it takes the lowest free
+    /// slot, linked to the pending operations of its kind (rule S).
+    fn call_completed(&mut self, j: u32) -> Result<(), Limit> {
+        let kind = self.ops[j as usize].kind;
+        let Some(slot) = self.window.call(j, kind, self.rets[j as usize]) else {
+            // Cannot happen: the width was computed from the same events.
+            return Err(Limit::PendingOperations(self.first.lin.0.len() * 64));
+        };
+        self.slot_of[j as usize] = slot as u32;
+        Ok(())
     }
 
     fn add_unknown(&mut self, j: u32) {
@@ -488,6 +212,7 @@ impl<'a, M: Model> Search<'a, M> {
                         state: s2,
                         lin: c.lin.clone(),
                         applied: vec![k as u32 + 1],
+                        run: false,
                     });
                 }
             }
@@ -521,6 +246,7 @@ impl<'a, M: Model> Search<'a, M> {
                 state: s2,
                 lin: c.lin.clone(),
                 applied: vec![n as u32 + 1],
+                run: false,
             });
         }
     }
@@ -553,71 +279,51 @@ impl<'a, M: Model> Search<'a, M> {
                     state: s2,
                     lin: c.lin.clone(),
                     applied,
+                    run: false,
                 });
             }
         }
     }
 
-    /// Applies one event (as [`run`] does, without the configurations).
-    fn apply_event(&mut self, (t, j): (u128, u32), slot_of: &mut [u32], rets: &[u128]) {
+    /// Applies one event (as the sweep does, without the configurations).
+    fn apply_event(&mut self, (t, j): (u128, u32)) {
         let completed = self.ops[j as usize].output.is_some();
-        if t % 2 == 0 {
-            if completed {
-                let slot = self
-                    .free
-                    .pop()
-                    .expect("the width was computed from these events");
-                self.slot_op[slot] = j;
-                self.pending.set(slot);
-                self.link_same_kind(slot, rets);
-                slot_of[j as usize] = slot as u32;
-            } else {
-                self.add_unknown(j);
-            }
+        if t % 2 == 1 {
+            self.window.free(self.slot_of[j as usize] as usize);
+        } else if completed {
+            self.call_completed(j)
+                .expect("the width was computed from these events");
         } else {
-            let slot = slot_of[j as usize] as usize;
-            self.unlink_same_kind(slot);
-            self.pending.clear(slot);
-            self.free.push(slot);
+            self.add_unknown(j);
         }
     }
 
-    /// Undoes [`Search::apply_event`] of the last event applied. The
-    /// free slots are a stack, so they come back as they were; a return
-    /// relinks its operation to the pending ones of its kind, which all
-    /// return later (those returning earlier already have).
-    fn undo_event(&mut self, (t, j): (u128, u32), slot_of: &[u32], rets: &[u128]) {
+    /// Undoes [`Search::apply_event`] of the last event applied. Every
+    /// event after it is undone already, so the slots are as they were
+    /// then: a call frees the slot it took, a return takes its slot back
+    /// and relinks its operation to the pending ones of its kind, which
+    /// all return later (those returning earlier already have).
+    fn undo_event(&mut self, (t, j): (u128, u32)) {
         let completed = self.ops[j as usize].output.is_some();
-        if t % 2 == 0 {
-            if completed {
-                let slot = slot_of[j as usize] as usize;
-                self.unlink_same_kind(slot);
-                self.pending.clear(slot);
-                self.free.push(slot);
-            } else {
-                let g = self.group_of_op[j as usize] as usize;
-                let popped = self.groups[g].members.pop();
-                assert_eq!(popped, Some(j), "unknown calls are undone last first");
-                let popped = self.unknown_order.pop();
-                assert_eq!(popped, Some(j), "unknown calls are undone last first");
-            }
-        } else {
-            let slot = slot_of[j as usize] as usize;
-            let popped = self.free.pop();
-            assert_eq!(popped, Some(slot), "returns are undone last first");
-            // A later call may have taken the slot meanwhile.
-            self.slot_op[slot] = j;
-            self.pending.set(slot);
-            self.link_same_kind(slot, rets);
+        let slot = self.slot_of[j as usize] as usize;
+        if t % 2 == 1 {
+            let kind = self.ops[j as usize].kind;
+            self.window.occupy(slot, j, kind, self.rets[j as usize]);
             debug_assert!(
-                self.earlier[slot].ones().next().is_none(),
+                self.window.earlier[slot].ones().next().is_none(),
                 "nothing of its kind returning earlier is pending"
             );
+        } else if completed {
+            self.window.free(slot);
+        } else {
+            let g = self.group_of_op[j as usize] as usize;
+            let popped = self.groups[g].members.pop();
+            assert_eq!(popped, Some(j), "unknown calls are undone last first");
+            let popped = self.unknown_order.pop();
+            assert_eq!(popped, Some(j), "unknown calls are undone last first");
         }
     }
 
-    /// Extends the frontier until the operation in `target` is linearized
-    /// in every configuration. `Ok(false)`: none survives.
     /// `c` with the completed operation in pending slot `p` linearized,
     /// if it may go next (not linearized yet, every pending operation of
     /// its kind that returns earlier is, not read-only) and the model
@@ -626,7 +332,7 @@ impl<'a, M: Model> Search<'a, M> {
         self.linearized_as(c, p, true)
     }
 
-    /// [`Search::linearized`], with the symmetry rule (`link_same_kind`)
+    /// [`Search::linearized`], with the symmetry rule (rule S)
     /// or, `symmetric` false, without it: any pending operation may go
     /// next, whatever its kind's return order (more orders, each still
     /// valid).
@@ -636,17 +342,17 @@ impl<'a, M: Model> Search<'a, M> {
         p: usize,
         symmetric: bool,
     ) -> Option<(usize, Config<M::State>)> {
-        if c.lin.get(p) || symmetric && !self.earlier[p].subset_of(&c.lin) {
+        if c.lin.has(p) || symmetric && !self.window.may_go(p, &c.lin) {
             return None;
         }
-        let j = self.slot_op[p] as usize;
+        let j = self.window.slot_op[p] as usize;
         let op = &self.ops[j];
         if op.read_only {
             return None;
         }
         let state = self.model.step(&c.state, op.input, op.output?)?;
         let mut lin = c.lin.clone();
-        lin.set(p);
+        lin.add(p);
         let applied = c.applied.clone();
         Some((
             j,
@@ -654,154 +360,91 @@ impl<'a, M: Model> Search<'a, M> {
                 state,
                 lin,
                 applied,
+                run: false,
             },
         ))
     }
+}
 
-    fn closure(&mut self, target: usize, budget: &mut Budget) -> Result<bool, Limit> {
-        let model = self.model;
-        let entry_bytes = std::mem::size_of::<Config<M::State>>();
-        let mut visited: FxHashSet<Config<M::State>> = FxHashSet::default();
-        let mut next: Vec<Config<M::State>> = Vec::new();
-        let mut next_set: FxHashSet<Config<M::State>> = FxHashSet::default();
-        let mut stack: Vec<Config<M::State>> = Vec::new();
-        // The heap of every configuration held (the frontier's, which
-        // lives on through the closure, and the copies in the four
-        // collections); their inline sizes are counted from capacities.
-        let frontier_bytes = self
-            .frontier
-            .iter()
-            .map(|c| config_heap_bytes(model, c))
-            .sum::<usize>()
-            + alloc_bytes(self.frontier.capacity() * entry_bytes);
-        let mut heap_bytes = 0usize;
-        let held_bytes = |heap_bytes: usize,
-                          visited: &FxHashSet<Config<M::State>>,
-                          next: &Vec<Config<M::State>>,
-                          next_set: &FxHashSet<Config<M::State>>,
-                          stack: &Vec<Config<M::State>>| {
-            frontier_bytes
-                + heap_bytes
-                + table_peak_bytes(visited.len(), visited.capacity(), entry_bytes)
-                + table_peak_bytes(next_set.len(), next_set.capacity(), entry_bytes)
-                + vec_peak_bytes(next.len(), next.capacity(), entry_bytes)
-                + vec_peak_bytes(stack.len(), stack.capacity(), entry_bytes)
-        };
-        for c in &self.frontier {
-            if visited.insert(c.clone()) {
-                heap_bytes += 2 * config_heap_bytes(model, c);
-                stack.push(c.clone());
-            }
-        }
-        let pending: Vec<usize> = self.pending.ones().collect();
-        let mut unknown: Vec<Config<M::State>> = Vec::new();
-        while let Some(mut c) = stack.pop() {
-            let popped_bytes = config_heap_bytes(model, &c);
-            assert!(heap_bytes >= popped_bytes, "counted when pushed");
-            heap_bytes -= popped_bytes;
-            budget.memory(
-                held_bytes(heap_bytes, &visited, &next, &next_set, &stack),
-                budget.memory_bytes_max,
-                visited.len() + next.len() + self.frontier.len(),
-            )?;
-            if !c.lin.get(target) {
-                budget.step()?;
-                let state = &c.state;
-                eager_reads(&self.pending, &mut c.lin, |p| {
-                    self.ops[self.slot_op[p] as usize].read_holds(model, state)
-                });
-            }
-            if c.lin.get(target) {
-                let c_bytes = config_heap_bytes(model, &c);
-                let copy = c.clone();
-                let copy_bytes = config_heap_bytes(model, &copy);
-                if next_set.insert(copy) {
-                    heap_bytes += c_bytes + copy_bytes;
-                    next.push(c);
-                    if next.len() > budget.max_frontier {
-                        return Err(Limit::Configurations(budget.max_frontier));
-                    }
-                }
-                continue;
-            }
-            // (A read-only one does not hold here, else it was linearized
-            // above.)
-            for &p in &pending {
-                if let Some((_, c2)) = self.linearized(&c, p) {
-                    let c2_bytes = config_heap_bytes(model, &c2);
-                    if visited.insert(c2.clone()) {
-                        heap_bytes += 2 * c2_bytes;
-                        stack.push(c2);
-                    }
-                }
-            }
-            unknown.clear();
-            self.unknown_successors(&c, &mut unknown);
-            for c2 in unknown.drain(..) {
-                let c2_bytes = config_heap_bytes(model, &c2);
-                if visited.insert(c2.clone()) {
-                    heap_bytes += 2 * c2_bytes;
-                    stack.push(c2);
-                }
-            }
-            if visited.len() > budget.max_frontier.saturating_mul(4) {
-                return Err(Limit::Configurations(budget.max_frontier));
-            }
-        }
-        if next.is_empty() {
-            // The frontier stays as it was: its states are reported.
-            return Ok(false);
-        }
-        self.frontier = next;
-        Ok(true)
+impl<M: Model> Space for Search<'_, M> {
+    type State = M::State;
+    type Lin = Bits;
+    // The generic search runs after the depth-first passes gave up, on
+    // the parts that need it whole; the pace limit is the key-value
+    // search's guard against a key that would fill the budget.
+    const PACED: bool = false;
+
+    fn state_heap_bytes(&self, state: &M::State) -> usize {
+        self.model.state_heap_bytes(state)
     }
 
-    /// Retires unknown operations applied in every configuration (every
-    /// later configuration descends from one of these, so none can apply
-    /// them again) and drops dominated configurations: with equal state
-    /// and linearized set, one whose applied set contains another's can
-    /// do nothing the other cannot.
-    fn prune(&mut self) {
-        if self.frontier.iter().all(|c| c.applied.is_empty()) {
+    fn call(&mut self, j: u32) -> Result<(), Limit> {
+        if self.ops[j as usize].output.is_some() {
+            self.call_completed(j)
+        } else {
+            self.add_unknown(j);
+            Ok(())
+        }
+    }
+
+    fn slot_of(&self, j: u32) -> usize {
+        self.slot_of[j as usize] as usize
+    }
+
+    fn expand(&mut self, c: Config<M::State>, offer: &mut impl FnMut(&mut Self, Config<M::State>)) {
+        let mut lin = c.lin.clone();
+        let (model, ops, slot_op, state) = (self.model, &self.ops, &self.window.slot_op, &c.state);
+        if eager_reads(&self.window.pending, &mut lin, |p| {
+            ops[slot_op[p] as usize].read_holds(model, state)
+        }) {
+            let eager = Config {
+                state: c.state,
+                lin,
+                applied: c.applied,
+                run: false,
+            };
+            offer(self, eager);
             return;
         }
-        let common = retire_common(&mut self.frontier);
+        // (A read-only one does not hold here, else it was linearized
+        // above.)
+        let mut moves: Vec<Config<M::State>> = Vec::new();
+        self.window.pending.each(|p| {
+            if let Some((_, c2)) = self.linearized(&c, p) {
+                moves.push(c2);
+            }
+        });
+        self.unknown_successors(&c, &mut moves);
+        for c2 in moves {
+            offer(self, c2);
+        }
+    }
+
+    fn returned(&mut self, j: u32, _frontier: &mut [Config<M::State>]) -> bool {
+        self.window.free(self.slot_of[j as usize] as usize);
+        false
+    }
+
+    fn retire(&mut self, retired: &[u32]) {
         // Members are applied earliest first, so the retired ones are a
         // prefix of each group.
-        for &m in &common {
+        for &m in retired {
             let g = self.group_of_op[m as usize] as usize;
             self.groups[g].start += 1;
         }
-        let mut group_of: FxHashMap<(M::State, Bits), usize> = FxHashMap::default();
-        let mut grouped: Vec<Vec<Config<M::State>>> = Vec::new();
-        for c in self.frontier.drain(..) {
-            let n = grouped.len();
-            let g = *group_of
-                .entry((c.state.clone(), c.lin.clone()))
-                .or_insert(n);
-            if g == n {
-                grouped.push(Vec::new());
-            }
-            grouped[g].push(c);
-        }
-        for mut configs in grouped {
-            configs
-                .sort_by(|a, b| (a.applied.len(), &a.applied).cmp(&(b.applied.len(), &b.applied)));
-            keep_undominated(configs, |_, _| true, &mut self.frontier);
-        }
     }
+}
 
-    /// The distinct states of the frontier, in frontier order.
-    fn raw_states(&self) -> Vec<M::State> {
-        let mut seen: FxHashSet<&M::State> = FxHashSet::default();
-        let mut out: Vec<M::State> = Vec::new();
-        for c in &self.frontier {
-            if seen.insert(&c.state) {
-                out.push(c.state.clone());
-            }
+/// The distinct states of `frontier`, in frontier order.
+fn raw_states<S: Clone + Eq + std::hash::Hash>(frontier: &[Config<S>]) -> Vec<S> {
+    let mut seen: FxHashSet<&S> = FxHashSet::default();
+    let mut out: Vec<S> = Vec::new();
+    for c in frontier {
+        if seen.insert(&c.state) {
+            out.push(c.state.clone());
         }
-        out
     }
+    out
 }
 
 /// How far to run: to the end, or to just before the return of one
@@ -826,57 +469,22 @@ fn run<M: Model>(
     budget: &mut Budget,
     until: Until,
 ) -> Ran<M::State> {
-    let mut s = Search::new(model, ops, idx);
-    let rets: Vec<u128> = idx
-        .iter()
-        .map(|&i| ops[i].ret.map_or(u128::MAX, |r| 2 * r as u128 + 1))
-        .collect();
-    let mut slot_of: Vec<u32> = vec![u32::MAX; idx.len()];
-    for (t, j) in events(ops, idx) {
-        let op_index = s.ops[j as usize].orig;
-        let completed = s.ops[j as usize].output.is_some();
-        if t % 2 == 0 {
-            if completed {
-                let Some(slot) = s.free.pop() else {
-                    // Cannot happen: the width was computed from the
-                    // same events.
-                    return Ran::Exhausted(Limit::PendingOperations(s.words * 64));
-                };
-                s.slot_op[slot] = j;
-                s.pending.set(slot);
-                s.link_same_kind(slot, &rets);
-                slot_of[j as usize] = slot as u32;
-            } else {
-                s.add_unknown(j);
-            }
-            continue;
-        }
-        if until == Until::Before(op_index) {
-            return Ran::Stopped(s.raw_states());
-        }
-        let slot = slot_of[j as usize] as usize;
-        match s.closure(slot, budget) {
-            Err(limit) => return Ran::Exhausted(limit),
-            Ok(false) => {
-                return Ran::Stuck {
-                    stuck: op_index,
-                    states: s.raw_states(),
-                }
-            }
-            Ok(true) => {}
-        }
-        s.unlink_same_kind(slot);
-        s.pending.clear(slot);
-        for c in &mut s.frontier {
-            c.lin.clear(slot);
-        }
-        // Clearing the bit may make configurations equal.
-        let mut seen: FxHashSet<Config<M::State>> = FxHashSet::default();
-        s.frontier.retain(|c| seen.insert(c.clone()));
-        s.free.push(slot);
-        s.prune();
+    let search = Search::new(model, ops, idx);
+    let first = search.first.clone();
+    let until = match until {
+        Until::End => None,
+        Until::Before(i) => idx.iter().position(|&k| k == i).map(|j| j as u32),
+    };
+    let mut sweep = Sweep::new(search, first);
+    match sweep.run(&events(ops, idx), budget, until) {
+        sweep::Ran::Done => Ran::Done,
+        sweep::Ran::Stopped => Ran::Stopped(raw_states(&sweep.frontier)),
+        sweep::Ran::Stuck(j) => Ran::Stuck {
+            stuck: sweep.space.ops[j as usize].orig,
+            states: raw_states(&sweep.frontier),
+        },
+        sweep::Ran::Exhausted(limit) => Ran::Exhausted(limit),
     }
-    Ran::Done
 }
 
 /// Which orders a depth-first pass tries.
@@ -899,7 +507,7 @@ enum Depth<S> {
     /// A linearization.
     Found,
     /// None exists: every configuration was visited. Where the search
-    /// got stuck and the states just before, as [`run`] reports them.
+    /// got stuck and the states just before, as the sweep reports them.
     Stuck { stuck: usize, states: Vec<S> },
     /// It ran out of its steps or memory: nothing is known.
     GaveUp,
@@ -914,7 +522,7 @@ type Node<S> = (u32, Config<S>);
 type Successor<S> = ((u128, u128), Config<S>);
 
 /// The depth-first pass: the same configurations, transitions and rules
-/// as [`run`] (eager reads, symmetry, unknown operations earliest first
+/// as the sweep (eager reads, symmetry, unknown operations earliest first
 /// among identical ones), explored depth first instead of one return at
 /// a time, completed operations tried before unknown ones are applied, and
 /// each (level, configuration) visited once. Why: the sweep keeps every
@@ -945,10 +553,6 @@ fn depth_first<M: Model>(
     pass: Pass<'_>,
 ) -> Result<Depth<M::State>, Limit> {
     let mut s = Search::new(model, ops, idx);
-    let rets: Vec<u128> = idx
-        .iter()
-        .map(|&i| ops[i].ret.map_or(u128::MAX, |r| 2 * r as u128 + 1))
-        .collect();
     let ev = events(ops, idx);
     // The hinted pass: each operation's key (part-local), the unknown
     // operations with one in key order, and when each is called.
@@ -976,10 +580,9 @@ fn depth_first<M: Model>(
     // Level k: every event before the k-th return applied.
     let returns: Vec<usize> = (0..ev.len()).filter(|&e| ev[e].0 % 2 == 1).collect();
     let levels = returns.len();
-    let mut slot_of: Vec<u32> = vec![u32::MAX; idx.len()];
     let mut applied_events = 0usize;
     let mut visited: FxHashSet<Node<M::State>> = FxHashSet::default();
-    let mut stack: Vec<Node<M::State>> = vec![(0, s.frontier[0].clone())];
+    let mut stack: Vec<Node<M::State>> = vec![(0, s.first.clone())];
     let mut deepest = 0usize;
     let mut deepest_states: Vec<M::State> = Vec::new();
     let mut deepest_seen: FxHashSet<M::State> = FxHashSet::default();
@@ -1017,17 +620,17 @@ fn depth_first<M: Model>(
         // Bring the pending set to this level, forward or back.
         let want = returns[level];
         while applied_events < want {
-            s.apply_event(ev[applied_events], &mut slot_of, &rets);
+            s.apply_event(ev[applied_events]);
             applied_events += 1;
         }
         while applied_events > want {
             applied_events -= 1;
-            s.undo_event(ev[applied_events], &slot_of, &rets);
+            s.undo_event(ev[applied_events]);
         }
-        let target = slot_of[ev[want].1 as usize] as usize;
+        let target = s.slot_of[ev[want].1 as usize] as usize;
         let state = &c.state;
-        eager_reads(&s.pending, &mut c.lin, |p| {
-            s.ops[s.slot_op[p] as usize].read_holds(model, state)
+        eager_reads(&s.window.pending, &mut c.lin, |p| {
+            s.ops[s.window.slot_op[p] as usize].read_holds(model, state)
         });
         let copy = c.clone();
         let copy_bytes = config_heap_bytes(model, &copy);
@@ -1053,8 +656,8 @@ fn depth_first<M: Model>(
             heap_bytes += 2 * model.state_heap_bytes(&state);
             deepest_states.push(state);
         }
-        if c.lin.get(target) {
-            c.lin.clear(target);
+        if c.lin.has(target) {
+            c.lin.remove(target);
             heap_bytes += config_heap_bytes(model, &c);
             stack.push(((level + 1) as u32, c));
             continue;
@@ -1064,10 +667,10 @@ fn depth_first<M: Model>(
         // pass tries them all in the order of their keys.
         successors.clear();
         let hinted_pass = matches!(pass, Pass::Hinted(_));
-        for p in s.pending.ones() {
+        for p in s.window.pending.ones() {
             if let Some((j, c2)) = s.linearized_as(&c, p, !hinted_pass) {
                 let first = if hinted_pass { keys[j] as u128 } else { 0 };
-                successors.push(((first, rets[j]), c2));
+                successors.push(((first, s.rets[j]), c2));
             }
         }
         let mut unknown: Vec<Config<M::State>> = Vec::new();
@@ -1541,7 +1144,7 @@ mod tests {
         state.insert("k".to_string(), "v3".to_string());
         let words = 2000usize.div_ceil(64);
         let mut lin = Bits::new(words);
-        lin.set(7);
+        lin.add(7);
         for (state, applied) in [
             (state.clone(), vec![]),
             (state, vec![1u32, 5, 9]),
@@ -1556,6 +1159,7 @@ mod tests {
                 state,
                 lin: lin.clone(),
                 applied,
+                run: false,
             };
             let (asked, allocs, copy) = asked_by_clone(&c);
             let counted = config_heap_bytes(&Kv, &copy);
@@ -1571,8 +1175,10 @@ mod tests {
             );
         }
         // One configuration of the history below: a key, a value, a
-        // bitset of 32 words; its inline size is stored in the tables.
-        assert_eq!(std::mem::size_of::<Config<KvState>>(), 64);
+        // bitset of 32 words; its inline size is stored in the tables (a
+        // map's 24 bytes, a boxed slice's 16, a list's 24 and a flag,
+        // padded to 8).
+        assert_eq!(std::mem::size_of::<Config<KvState>>(), 72);
     }
 
     /// 2,000 puts of five repeating values, all concurrent, then a read of

@@ -1,19 +1,18 @@
-//! The key-value search: Lowe's just-in-time linearization specialised
-//! to one key of a key-value store (values interned, states abstracted,
-//! rules P and S), with the register and unambiguous fast paths in front.
-//! The algorithm and its rules are described in [`crate::linearizability`],
-//! the public entry point; [`crate::models::Kv`] decides its parts with
-//! [`decide_key`].
+//! The key-value search: the sweep of [`crate::sweep`] over one key of a
+//! key-value store, with the register and unambiguous fast paths in
+//! front. [`crate::linearizability`] is the public entry point;
+//! [`crate::models::Kv`] decides its parts with [`decide_key`].
 //!
-//! Its configurations are small (an interned state, a `u128` of the
-//! window of 128 pending slots), which is why it is a search of its own;
-//! the rules it shares with the generic search (symmetry, eager reads,
-//! dominance, retiring unknown operations, the budget, how states are
-//! shown) are the functions of [`crate::search`] and [`crate::limits`].
-//! What it cannot do itself (a key with more operations pending at once
-//! than its window, naming values its abstraction merged) it hands to the
-//! generic search with the key-value model, spending from the same
-//! [`Budget`].
+//! Its [`Space`] (`KeySpace`) interns the key's values (states are `u32`,
+//! the linearized set a `u128` window of 128 pending slots) and adds
+//! rules of its own to the sweep's: which unknown operations are worth
+//! applying before a completed one (U1-U5, `KeySpace::unknown_candidates`),
+//! values no operation can observe any more merged into one state (R,
+//! `KeySpace::retire_observer`) and configurations that can no longer
+//! finish dropped (P, `Pins`). What it cannot do itself (a key with more
+//! operations pending at once than its window, naming values its
+//! abstraction merged) it hands to the generic search ([`crate::search`])
+//! with the key-value model, spending from the same [`Budget`].
 
 use std::collections::HashMap;
 use std::collections::HashSet;
@@ -22,10 +21,8 @@ use std::hash::BuildHasherDefault;
 use super::{Kv, KvInput, KvState};
 use crate::hash::FxHasher;
 use crate::history::{Op, Operation, Outcome, Output};
-use crate::limits::{is_subset, Budget, CheckConfig, Limit};
-use crate::search::{
-    eager_reads, keep_undominated, link_same_kind, retire_common, unlink_same_kind, Applied,
-};
+use crate::limits::{Budget, CheckConfig, Limit};
+use crate::sweep::{self, eager_reads, Ran, Space, Sweep, Window};
 use crate::PartOutcome;
 
 type FxBuild = BuildHasherDefault<FxHasher>;
@@ -78,7 +75,7 @@ struct Model {
     trans: FxHashMap<(u32, u32), u32>,
     empty: u32,
     /// Per state: *dead* — no operation still to be linearized can tell it
-    /// from `OTHER` (rule R in `Sweep::retire_observer`), so it is
+    /// from `OTHER` (rule R in `KeySpace::retire_observer`), so it is
     /// replaced by `OTHER` wherever it arises.
     dead: Vec<bool>,
 }
@@ -535,36 +532,9 @@ fn token_prefixes(model: &Model, tok_lens: &[usize], w: u32) -> Vec<u32> {
 // ---------------------------------------------------------------------------
 // The search
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct Config {
-    state: u32,
-    /// Bit `j` set: the pending operation in slot `j` is linearized.
-    lin: u128,
-    /// Unknown operations applied (compiled indices, sorted), minus those
-    /// applied in every configuration (retired).
-    applied: Vec<u32>,
-    /// Reached by applying an unknown operation (inside a run of unknowns
-    /// that no completed operation has interrupted yet); see rule U5.
-    run: bool,
-}
-
-impl Applied for Config {
-    fn applied(&self) -> &[u32] {
-        &self.applied
-    }
-    fn applied_mut(&mut self) -> &mut Vec<u32> {
-        &mut self.applied
-    }
-}
-
-/// A configuration seen in a closure, under its (state, lin): its applied
-/// unknowns and `run` flag.
-type Seen = (Vec<u32>, bool);
-
-/// The heap an applied list holds.
-fn applied_bytes(applied: &Vec<u32>) -> usize {
-    crate::memory::alloc_bytes(applied.capacity() * std::mem::size_of::<u32>())
-}
+/// A configuration of the key-value search: an interned state and the
+/// window of 128 pending slots.
+type Config = sweep::Config<u32, u128>;
 
 #[derive(Clone, Copy)]
 pub(crate) enum Init {
@@ -579,16 +549,17 @@ struct Group {
     members: Vec<u32>,
 }
 
-struct Sweep<'a> {
+/// The key-value search's [`Space`]: one key's compiled operations, its
+/// interned model, the groups of unknown operations and the rules that
+/// pick which of them are worth applying (U1-U5), kill states (R) and
+/// drop configurations that cannot finish (P).
+struct KeySpace<'a> {
     model: Model,
     ops: &'a [COp],
-    slot_op: [u32; 128],
-    /// Per slot: the rule S class of its operation (`Sweep::class_of`).
-    slot_class: [Kind; 128],
-    /// Per slot: the pending slots holding a completed operation of the
-    /// same kind that returns earlier (rule S).
-    earlier: [u128; 128],
-    pending: u128,
+    /// The pending completed operations, by rule S's kind (`class_of`).
+    window: Window<u128, Kind>,
+    /// Per completed operation: its slot while pending.
+    slot_of: Vec<u8>,
     groups: Vec<Group>,
     group_of: FxHashMap<Kind, u32>,
     /// Groups of puts by value (not `OTHER`).
@@ -606,19 +577,6 @@ struct Sweep<'a> {
     targets: Vec<u32>,
     app_toks: Vec<u32>,
     any_unknown: bool,
-    frontier: Vec<Config>,
-    next: Vec<Config>,
-    next_set: FxHashSet<Config>,
-    /// Configurations seen in the current closure, by (state, lin): their
-    /// applied sets and `run` flags (for the dominance check of rule D).
-    visited: FxHashMap<(u32, u128), Vec<Seen>>,
-    /// Configurations seen in the current closure with no applied
-    /// unknowns and not inside a run (the common case, and the one that
-    /// dominates every other with its state and linearized set), kept
-    /// apart so that they cost no allocation.
-    visited_plain: FxHashSet<(u32, u128)>,
-    visited_len: usize,
-    stack: Vec<Config>,
     /// Per state: how many operations that observe it or a string it is a
     /// prefix of are still to return (an unknown cas never returns).
     obs_left: Vec<u32>,
@@ -639,10 +597,6 @@ struct Sweep<'a> {
     /// Some group was merged into the `Put(OTHER)` group since applied
     /// sets were last made canonical.
     regrouped: bool,
-    /// The heap bytes of the configurations the current closure holds
-    /// (their applied lists), for the memory bound; inline sizes are
-    /// counted from the collections' capacities by `held_bytes`.
-    heap_bytes: usize,
     /// Rule P.
     pins: Pins,
 }
@@ -939,33 +893,23 @@ fn sweep_key(
     budget: &mut Budget,
     pruned: &mut bool,
 ) -> PartOutcome {
-    budget.start_sweep();
     let (model, mut cops) = compile(ops, idx);
     cops.sort_by_key(|c| (c.call, c.orig));
     let pins = Pins::new(&model, &cops, budget.pins);
-    let mut events: Vec<(u64, u8, u32)> = Vec::with_capacity(cops.len() * 2);
-    for (i, c) in cops.iter().enumerate() {
-        events.push((c.call, 0, i as u32));
-        if let Some(r) = c.ret {
-            events.push((r, 1, i as u32));
-        }
-    }
-    events.sort_unstable();
-    let frontier = match init {
-        Init::Empty => vec![Config {
+    let events = sweep::events(cops.len(), |i| Some((cops[i].call, cops[i].ret)));
+    let mut first = match init {
+        Init::Empty => Config {
             state: model.empty,
             lin: 0,
             applied: Vec::new(),
             run: false,
-        }],
+        },
     };
-    let mut sw = Sweep {
+    let mut space = KeySpace {
         model,
         ops: &cops,
-        slot_op: [0; 128],
-        slot_class: [Kind::Put(OTHER); 128],
-        earlier: [0; 128],
-        pending: 0,
+        window: Window::new(0u128, 128, Kind::Put(OTHER)),
+        slot_of: vec![0; cops.len()],
         groups: Vec::new(),
         group_of: FxHashMap::default(),
         put_group: FxHashMap::default(),
@@ -978,13 +922,6 @@ fn sweep_key(
         targets: Vec::new(),
         app_toks: Vec::new(),
         any_unknown: false,
-        frontier,
-        next: Vec::new(),
-        next_set: FxHashSet::default(),
-        visited: FxHashMap::default(),
-        visited_plain: FxHashSet::default(),
-        visited_len: 0,
-        stack: Vec::new(),
         obs_left: Vec::new(),
         tok_lens: Vec::new(),
         obs_cache: FxHashMap::default(),
@@ -994,145 +931,213 @@ fn sweep_key(
         member_group: vec![0; cops.len()],
         remapped: false,
         regrouped: false,
-        heap_bytes: 0,
         pins,
     };
-    sw.init_liveness();
-    sw.settle();
-    let mut slot_of: Vec<u8> = vec![0; cops.len()];
-    for &(_, kind, i) in &events {
-        let c = cops[i as usize];
-        if kind == 0 {
-            if c.ret.is_some() {
-                let free = !sw.pending;
-                if free == 0 {
-                    return PartOutcome::Exhausted(Limit::PendingOperations(128));
-                }
-                let slot = free.trailing_zeros() as usize;
-                sw.pending |= 1u128 << slot;
-                sw.slot_op[slot] = i;
-                sw.link_same_kind(slot);
-                sw.pins.on_call(&c, slot);
-                slot_of[i as usize] = slot as u8;
-            } else {
-                sw.add_unknown(i);
-            }
-        } else {
-            let slot = slot_of[i as usize] as usize;
-            budget.sweep_returns += 1;
-            match sw.closure(slot, budget) {
-                Err(reason) => return PartOutcome::Exhausted(reason),
-                Ok(false) => {
-                    let mut values: Vec<String> = sw
-                        .frontier
-                        .iter()
-                        .map(|c| c.state)
-                        .collect::<std::collections::BTreeSet<u32>>()
-                        .into_iter()
-                        .take(8)
-                        .map(|s| sw.model.display(s))
-                        .collect();
-                    values.sort();
-                    *pruned = sw.pins.pruned;
-                    return PartOutcome::Fail {
-                        stuck: c.orig,
-                        states: values,
-                    };
-                }
-                Ok(true) => {}
-            }
-            sw.pending &= !(1u128 << slot);
-            sw.pins.on_return(&c, slot);
-            sw.unlink_same_kind(slot);
-            sw.retire_observer(i);
-            if sw.remapped {
-                sw.relink_dead_writes();
-            }
-            let remapped = sw.remapped;
-            sw.settle();
-            if sw.any_unknown || remapped {
-                sw.prune(remapped);
+    space.init_liveness();
+    space.settle(std::slice::from_mut(&mut first));
+    let mut sweep = Sweep::new(space, first);
+    match sweep.run(&events, budget, None) {
+        Ran::Done | Ran::Stopped => PartOutcome::Ok,
+        Ran::Exhausted(limit) => PartOutcome::Exhausted(limit),
+        Ran::Stuck(i) => {
+            let mut values: Vec<String> = sweep
+                .frontier
+                .iter()
+                .map(|c| c.state)
+                .collect::<std::collections::BTreeSet<u32>>()
+                .into_iter()
+                .take(8)
+                .map(|s| sweep.space.model.display(s))
+                .collect();
+            values.sort();
+            *pruned = sweep.space.pins.pruned;
+            PartOutcome::Fail {
+                stuck: cops[i as usize].orig,
+                states: values,
             }
         }
     }
-    PartOutcome::Ok
 }
 
-impl Sweep<'_> {
-    /// Rule S (symmetry, [`link_same_kind`]), when the completed
-    /// operation in `slot` is called, its kind being `class_of`.
-    fn link_same_kind(&mut self, slot: usize) {
-        let i = self.slot_op[slot] as usize;
-        let me = self.ops[i];
-        let my_class = self.class_of(i);
-        self.slot_class[slot] = my_class;
-        let (ops, slot_op, slot_class) = (self.ops, &self.slot_op, &self.slot_class);
-        let key = |c: &COp, idx: usize| (c.ret, idx);
-        link_same_kind(
-            &mut self.earlier,
-            &self.pending,
-            slot,
-            |t| slot_class[t] == my_class,
-            |t| {
-                let o = slot_op[t] as usize;
-                key(&ops[o], o) < key(&me, i)
-            },
-        );
+/// Rule S's kind of the completed operation `i`: its kind, a written
+/// value that died (rule R) replaced by `OTHER`. Writes of dead values
+/// have the same effect in every state from then on (the model maps dead
+/// states to `OTHER`), and dead states stay dead.
+fn class_of(model: &Model, ops: &[COp], i: usize) -> Kind {
+    let dead = |v: u32| v != OTHER && model.dead[v as usize];
+    match ops[i].kind {
+        Kind::Put(v) if dead(v) => Kind::Put(OTHER),
+        Kind::CasOk(f, v) if dead(v) => Kind::CasOk(f, OTHER),
+        k => k,
+    }
+}
+
+impl Space for KeySpace<'_> {
+    type State = u32;
+    type Lin = u128;
+    const PACED: bool = true;
+
+    #[inline]
+    fn state_heap_bytes(&self, _state: &u32) -> usize {
+        0
     }
 
-    /// Rule S's kind of the completed operation `i`: its kind, a written
-    /// value that died (rule R) replaced by `OTHER`. Writes of dead
-    /// values have the same effect in every state from then on (the
-    /// model maps dead states to `OTHER`), and dead states stay dead.
-    fn class_of(&self, i: usize) -> Kind {
-        let dead = |v: u32| v != OTHER && self.model.dead[v as usize];
-        match self.ops[i].kind {
-            Kind::Put(v) if dead(v) => Kind::Put(OTHER),
-            Kind::CasOk(f, v) if dead(v) => Kind::CasOk(f, OTHER),
-            k => k,
-        }
+    fn call(&mut self, i: u32) -> Result<(), Limit> {
+        let c = self.ops[i as usize];
+        let Some(ret) = c.ret else {
+            self.add_unknown(i);
+            return Ok(());
+        };
+        let kind = class_of(&self.model, self.ops, i as usize);
+        let slot = self
+            .window
+            .call(i, kind, ret as u128)
+            .ok_or(Limit::PendingOperations(128))?;
+        self.pins.on_call(&c, slot);
+        self.slot_of[i as usize] = slot as u8;
+        Ok(())
     }
 
-    /// Rule S after states died (rule R): pending writes of values that
-    /// died join the class of writes of `OTHER`, and the relation
-    /// "returns earlier within the class" is rebuilt for every pending
-    /// operation. Sound from now on by the argument of `link_same_kind`:
-    /// two unlinearized pending members of a class have the same effect
-    /// and precondition for the rest of the history, so a valid order
-    /// that linearizes the later-returning one first can swap them.
-    /// Configurations that already linearized a later-returning member
-    /// stay as they are; rule S only ever holds back a member while an
-    /// earlier-returning one is unlinearized, never the earliest.
-    fn relink_dead_writes(&mut self) {
-        let mut changed = false;
-        let mut scan = self.pending;
-        while scan != 0 {
-            let s = scan.trailing_zeros() as usize;
-            scan &= scan - 1;
-            let class = self.class_of(self.slot_op[s] as usize);
-            changed |= class != self.slot_class[s];
-            self.slot_class[s] = class;
-        }
-        if !changed {
+    #[inline]
+    fn slot_of(&self, i: u32) -> usize {
+        self.slot_of[i as usize] as usize
+    }
+
+    #[inline]
+    fn doomed(&mut self, c: &Config) -> bool {
+        self.pins.doomed(c.state, c.lin)
+    }
+
+    // One call site, the sweep's closure loop: inlined there it saves a
+    // call and a copy of the configuration per move (0.3-0.8 % of a
+    // key's instructions, measured with callgrind).
+    #[inline(always)]
+    fn expand(&mut self, c: Config, offer: &mut impl FnMut(&mut Self, Config)) {
+        let ops = self.ops;
+        // The window's table as an array of its 128 slots: a slot from a
+        // `u128`'s bits needs no bounds check.
+        let slot_op: &[u32; 128] = self.window.slot_op[..]
+            .try_into()
+            .expect("a window of 128 slots");
+        let mut avail = self.window.pending & !c.lin;
+        // Rule E ([`eager_reads`]): gets and unsuccessful cas operations
+        // that hold.
+        let mut lin = c.lin;
+        let state = c.state;
+        if eager_reads(&avail, &mut lin, |j| match ops[slot_op[j] as usize].kind {
+            Kind::Get(v) => v == state,
+            Kind::CasFail(f) => f != state,
+            _ => false,
+        }) {
+            let eager = Config {
+                state,
+                lin,
+                applied: c.applied,
+                run: false,
+            };
+            offer(self, eager);
             return;
         }
-        let pending = self.pending;
-        self.pending = 0;
-        let mut scan = pending;
-        while scan != 0 {
-            let s = scan.trailing_zeros() as usize;
-            scan &= scan - 1;
-            self.pending |= 1u128 << s;
-            self.link_same_kind(s);
+        let mut casfail_gate = false;
+        self.targets.clear();
+        self.app_toks.clear();
+        while avail != 0 {
+            let j = avail.trailing_zeros() as usize;
+            avail &= avail - 1;
+            let earlier: &[u128; 128] = self.window.earlier[..]
+                .try_into()
+                .expect("a window of 128 slots");
+            if earlier[j] & !c.lin != 0 {
+                // Rule S ([`Window::may_go`]): an identical operation that
+                // returns earlier goes first.
+                continue;
+            }
+            let slot_op: &[u32; 128] = self.window.slot_op[..]
+                .try_into()
+                .expect("a window of 128 slots");
+            let kind = ops[slot_op[j] as usize].kind;
+            match self.model.apply(kind, c.state) {
+                Some(s2) => {
+                    if let Kind::Append(tok) = kind {
+                        self.app_toks.push(tok);
+                    }
+                    let next = Config {
+                        state: s2,
+                        lin: c.lin | (1u128 << j),
+                        applied: c.applied.clone(),
+                        run: false,
+                    };
+                    offer(self, next);
+                }
+                None => match kind {
+                    Kind::Get(v) | Kind::CasOk(v, _) => self.targets.push(v),
+                    _ => casfail_gate = true,
+                },
+            }
         }
-        debug_assert_eq!(self.pending, pending, "relinked every pending slot");
+        if self.any_unknown
+            && (casfail_gate || !self.targets.is_empty() || !self.app_toks.is_empty())
+        {
+            self.unknown_candidates(c.state, casfail_gate);
+            for ci in 0..self.cand.len() {
+                let g = self.cand[ci] as usize;
+                let group = &self.groups[g];
+                let Some(&m) = group
+                    .members
+                    .iter()
+                    .find(|m| c.applied.binary_search(m).is_err())
+                else {
+                    continue;
+                };
+                let kind = group.kind;
+                if c.run && matches!(kind, Kind::Put(_)) {
+                    // Rule U5: a put inside a run of unknowns makes the
+                    // steps of the run before it pointless (nothing
+                    // observes them); that run without them starts with
+                    // the put and is explored from the run's start.
+                    continue;
+                }
+                if let Some(s2) = self.model.effect(kind, c.state) {
+                    let mut applied = c.applied.clone();
+                    let pos = applied.binary_search(&m).unwrap_or_else(|p| p);
+                    applied.insert(pos, m);
+                    let next = Config {
+                        state: s2,
+                        lin: c.lin,
+                        applied,
+                        run: true,
+                    };
+                    offer(self, next);
+                }
+            }
+        }
     }
 
-    /// Rule S: the operation in `slot` returned; forget it.
-    fn unlink_same_kind(&mut self, slot: usize) {
-        unlink_same_kind(&mut self.earlier, &self.pending, slot);
+    fn returned(&mut self, i: u32, frontier: &mut [Config]) -> bool {
+        let c = self.ops[i as usize];
+        let slot = self.slot_of(i);
+        self.window.free(slot);
+        self.pins.on_return(&c, slot);
+        self.retire_observer(i);
+        let remapped = self.remapped;
+        if remapped {
+            // Rule S after states died (rule R): pending writes of values
+            // that died join the class of writes of `OTHER`.
+            let (model, ops) = (&self.model, self.ops);
+            self.window.rekind(|j| class_of(model, ops, j as usize));
+        }
+        self.settle(frontier);
+        remapped
     }
 
+    fn retire(&mut self, retired: &[u32]) {
+        for g in &mut self.groups {
+            g.members.retain(|m| retired.binary_search(m).is_err());
+        }
+    }
+}
+
+impl KeySpace<'_> {
     fn add_unknown(&mut self, i: u32) {
         self.any_unknown = true;
         let kind = match self.ops[i as usize].kind {
@@ -1368,9 +1373,9 @@ impl Sweep<'_> {
     /// same effect and have all been called, so which of them a
     /// configuration has applied does not matter, only how many: the
     /// applied members of each group become its earliest ones.
-    fn settle(&mut self) {
+    fn settle(&mut self, frontier: &mut [Config]) {
         if self.remapped {
-            for c in &mut self.frontier {
+            for c in frontier.iter_mut() {
                 if c.state != OTHER && self.model.dead[c.state as usize] {
                     c.state = OTHER;
                 }
@@ -1379,7 +1384,7 @@ impl Sweep<'_> {
         }
         if self.regrouped {
             let mut counts: Vec<(u32, usize)> = Vec::new();
-            for c in &mut self.frontier {
+            for c in frontier.iter_mut() {
                 if c.applied.is_empty() {
                     continue;
                 }
@@ -1400,220 +1405,6 @@ impl Sweep<'_> {
             }
             self.regrouped = false;
         }
-    }
-
-    /// `c` linearized the returning operation (bit `tbit`): it goes to
-    /// the next frontier, with that bit forgotten, unless rule P dooms it
-    /// (judged before the bit is cleared: the returning operation is
-    /// linearized in it).
-    fn finish(&mut self, mut c: Config, tbit: u128) {
-        debug_assert!(c.lin & tbit != 0, "the returning operation is linearized");
-        if self.pins.doomed(c.state, c.lin) {
-            return;
-        }
-        c.lin &= !tbit;
-        self.push_next(c);
-    }
-
-    fn push_next(&mut self, c: Config) {
-        if !self.next_set.contains(&c) {
-            self.heap_bytes += 2 * applied_bytes(&c.applied);
-            self.next_set.insert(c.clone());
-            self.next.push(c);
-        }
-    }
-
-    /// The bytes the configurations of the current closure take: the
-    /// collections' slots (at their peak by the next insertion) and each
-    /// configuration's heap.
-    fn held_bytes(&self) -> usize {
-        use crate::memory::{table_peak_bytes, vec_peak_bytes};
-        let config = std::mem::size_of::<Config>();
-        let key = std::mem::size_of::<(u32, u128)>();
-        let seen = std::mem::size_of::<((u32, u128), Vec<Seen>)>();
-        self.heap_bytes
-            + vec_peak_bytes(self.frontier.len(), self.frontier.capacity(), config)
-            + vec_peak_bytes(self.next.len(), self.next.capacity(), config)
-            + vec_peak_bytes(self.stack.len(), self.stack.capacity(), config)
-            + table_peak_bytes(self.next_set.len(), self.next_set.capacity(), config)
-            + table_peak_bytes(self.visited_plain.len(), self.visited_plain.capacity(), key)
-            + table_peak_bytes(self.visited.len(), self.visited.capacity(), seen)
-    }
-
-    /// Queues `c` for expansion in the current closure unless a
-    /// configuration seen already dominates it (rule D): same state, same
-    /// linearized operations, a subset of its applied unknowns, and not
-    /// more restricted by rule U5. Everything reachable from `c` is then
-    /// reachable from that one (up to swapping interchangeable unknowns).
-    fn explore(&mut self, c: Config) {
-        if self.pins.doomed(c.state, c.lin) {
-            return;
-        }
-        let key = (c.state, c.lin);
-        if self.visited_plain.contains(&key) {
-            return;
-        }
-        if c.applied.is_empty() && !c.run {
-            // Only a plain configuration dominates a plain one.
-            self.visited_plain.insert(key);
-            self.visited_len += 1;
-            self.heap_bytes += applied_bytes(&c.applied);
-            self.stack.push(c);
-            return;
-        }
-        let seen = self.visited.entry(key).or_default();
-        if seen
-            .iter()
-            .any(|(a, run)| (!*run || c.run) && is_subset(a, &c.applied))
-        {
-            return;
-        }
-        // A list of seen sets grows by doubling: two slots per entry.
-        self.heap_bytes += applied_bytes(&c.applied) * 2 + 2 * std::mem::size_of::<Seen>();
-        seen.push((c.applied.clone(), c.run));
-        self.visited_len += 1;
-        self.stack.push(c);
-    }
-
-    /// Processes the return of the operation in `slot`. Returns whether
-    /// any configuration survives.
-    fn closure(&mut self, slot: usize, budget: &mut Budget) -> Result<bool, Limit> {
-        let tbit = 1u128 << slot;
-        self.next.clear();
-        self.next_set.clear();
-        self.visited.clear();
-        self.visited_plain.clear();
-        self.visited_len = 0;
-        self.stack.clear();
-        self.heap_bytes = self
-            .frontier
-            .iter()
-            .map(|c| applied_bytes(&c.applied))
-            .sum();
-        for i in 0..self.frontier.len() {
-            let c = self.frontier[i].clone();
-            if c.lin & tbit != 0 {
-                self.finish(c, tbit);
-            } else {
-                self.explore(c);
-            }
-        }
-        while let Some(c) = self.stack.pop() {
-            let popped_bytes = applied_bytes(&c.applied);
-            assert!(self.heap_bytes >= popped_bytes, "counted when pushed");
-            self.heap_bytes -= popped_bytes;
-            budget.step()?;
-            if self.visited_len + self.next.len() > budget.max_frontier {
-                return Err(Limit::Configurations(budget.max_frontier));
-            }
-            budget.pace()?;
-            budget.memory(
-                self.held_bytes(),
-                budget.memory_bytes_max,
-                self.visited_len + self.next.len() + self.frontier.len(),
-            )?;
-            let mut avail = self.pending & !c.lin;
-            // Rule E ([`eager_reads`]): gets and unsuccessful cas
-            // operations that hold.
-            let mut lin = c.lin;
-            let (ops, slot_op, state) = (self.ops, &self.slot_op, c.state);
-            if eager_reads(&avail, &mut lin, |j| match ops[slot_op[j] as usize].kind {
-                Kind::Get(v) => v == state,
-                Kind::CasFail(f) => f != state,
-                _ => false,
-            }) {
-                let nc = Config {
-                    state: c.state,
-                    lin,
-                    applied: c.applied,
-                    run: false,
-                };
-                if lin & tbit != 0 {
-                    self.finish(nc, tbit);
-                } else {
-                    self.explore(nc);
-                }
-                continue;
-            }
-            let mut casfail_gate = false;
-            self.targets.clear();
-            self.app_toks.clear();
-            let unlinearized = avail;
-            while avail != 0 {
-                let j = avail.trailing_zeros() as usize;
-                avail &= avail - 1;
-                if self.earlier[j] & unlinearized != 0 {
-                    // Rule S: an identical operation that returns earlier
-                    // goes first.
-                    continue;
-                }
-                let kind = self.ops[self.slot_op[j] as usize].kind;
-                match self.model.apply(kind, c.state) {
-                    Some(s2) => {
-                        if let Kind::Append(tok) = kind {
-                            self.app_toks.push(tok);
-                        }
-                        let nc = Config {
-                            state: s2,
-                            lin: c.lin | (1u128 << j),
-                            applied: c.applied.clone(),
-                            run: false,
-                        };
-                        if j == slot {
-                            self.finish(nc, tbit);
-                        } else {
-                            self.explore(nc);
-                        }
-                    }
-                    None => match kind {
-                        Kind::Get(v) | Kind::CasOk(v, _) => self.targets.push(v),
-                        _ => casfail_gate = true,
-                    },
-                }
-            }
-            if self.any_unknown
-                && (casfail_gate || !self.targets.is_empty() || !self.app_toks.is_empty())
-            {
-                self.unknown_candidates(c.state, casfail_gate);
-                for ci in 0..self.cand.len() {
-                    let g = self.cand[ci] as usize;
-                    let group = &self.groups[g];
-                    let Some(&m) = group
-                        .members
-                        .iter()
-                        .find(|m| c.applied.binary_search(m).is_err())
-                    else {
-                        continue;
-                    };
-                    let kind = group.kind;
-                    if c.run && matches!(kind, Kind::Put(_)) {
-                        // Rule U5: a put inside a run of unknowns makes the
-                        // steps of the run before it pointless (nothing
-                        // observes them); that run without them starts with
-                        // the put and is explored from the run's start.
-                        continue;
-                    }
-                    if let Some(s2) = self.model.effect(kind, c.state) {
-                        let mut applied = c.applied.clone();
-                        let pos = applied.binary_search(&m).unwrap_or_else(|p| p);
-                        applied.insert(pos, m);
-                        self.explore(Config {
-                            state: s2,
-                            lin: c.lin,
-                            applied,
-                            run: true,
-                        });
-                    }
-                }
-            }
-        }
-        if self.next.is_empty() {
-            // Keep the old frontier for the failure report.
-            return Ok(false);
-        }
-        std::mem::swap(&mut self.frontier, &mut self.next);
-        self.next.clear();
-        Ok(true)
     }
 
     /// Prefix states of state `t` (which is not `OTHER`), shortest first.
@@ -1675,7 +1466,7 @@ impl Sweep<'_> {
     ///   valid. So it is only applied before a failing unsuccessful cas.
     /// * U4. If the key has no unsuccessful cas, the same argument shows no
     ///   unknown step needs to lead to `OTHER` at all.
-    /// * U5 (in `closure`). A put inside a run makes the run's earlier steps
+    /// * U5 (in `expand`). A put inside a run makes the run's earlier steps
     ///   pointless: puts are only applied as the first step of a run.
     ///
     /// Rule E (eager read-only operations) and U5 hold for every run, so
@@ -1745,48 +1536,6 @@ impl Sweep<'_> {
             self.cand.sort_unstable();
             self.cand.dedup();
         }
-    }
-
-    /// Retires unknown operations applied in every configuration and drops
-    /// dominated configurations.
-    ///
-    /// Retiring is exact: every later configuration descends from one of
-    /// these, so none can apply the operation again. Dominance (rule D):
-    /// with equal state and linearized set, a configuration whose applied
-    /// unknowns are a subset of another's can make every move the other
-    /// can (the unknowns still available to it are a superset), so the
-    /// other is dropped.
-    fn prune(&mut self, dedup: bool) {
-        let common = retire_common(&mut self.frontier);
-        if !common.is_empty() {
-            for g in &mut self.groups {
-                g.members.retain(|m| common.binary_search(m).is_err());
-            }
-        }
-        if self.frontier.iter().all(|c| c.applied.is_empty()) {
-            if dedup {
-                // States merged into `OTHER` (rule R).
-                self.frontier.sort_unstable_by_key(|c| (c.state, c.lin));
-                self.frontier
-                    .dedup_by(|a, b| a.state == b.state && a.lin == b.lin);
-            }
-            return;
-        }
-        self.frontier.sort_unstable_by(|a, b| {
-            (a.state, a.lin, a.applied.len(), &a.applied).cmp(&(
-                b.state,
-                b.lin,
-                b.applied.len(),
-                &b.applied,
-            ))
-        });
-        let mut kept: Vec<Config> = Vec::with_capacity(self.frontier.len());
-        keep_undominated(
-            self.frontier.drain(..),
-            |a, b| a.state == b.state && a.lin == b.lin,
-            &mut kept,
-        );
-        self.frontier = kept;
     }
 }
 
