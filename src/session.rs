@@ -74,7 +74,7 @@
 //! assert_eq!(sm.inner().0, b"x");    // ... and executed once
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, VecDeque};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use thiserror::Error;
@@ -301,12 +301,24 @@ struct Session<R> {
 /// The bounded table of client sessions, updated only by committed log
 /// entries so that every replica holds the same table.
 ///
-/// `R` is the cached response type.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// `R` is the cached response type. Two tables are equal when they hold
+/// the same sessions and counters (the eviction queue's stale entries do
+/// not count: they never change which session is evicted).
+#[derive(Clone, Debug)]
 pub struct SessionTable<R> {
     sessions: BTreeMap<ClientId, Session<R>>,
-    /// (last used index, client): the least recently used session first.
-    by_last_use: BTreeSet<(Index, ClientId)>,
+    /// (last used index, client) of every use, oldest first: the eviction
+    /// order. An entry whose session is gone or was used again later is
+    /// stale and skipped; every held session has its current entry. A
+    /// queue and not an ordered set because uses come in log order, so
+    /// noting one is a push (a set's remove and insert cost about 450
+    /// instructions a put); stale entries are swept out when they pass
+    /// the live ones ([`LRU_SLACK`]).
+    lru: VecDeque<(Index, ClientId)>,
+    /// Whether `lru` is in order: false after a use was noted at an
+    /// index below the last one (a session restored from storage), until
+    /// the next eviction rebuilds it.
+    lru_sorted: bool,
     capacity: usize,
     evictions: u64,
     /// Forced recoveries applied: the high bits of the next ids.
@@ -319,17 +331,38 @@ pub struct SessionTable<R> {
 }
 
 /// What one session is counted for in [`SessionTable::bytes`], besides its
-/// cached response: its entry in the table's two ordered maps (id, last
-/// sequence number, last use, the response's handle; the LRU index), with
-/// the maps' node overhead.
+/// cached response: its entry in the table's ordered map (id, last
+/// sequence number, last use, the response's handle), with the map's node
+/// overhead, and its share of the eviction queue (at most two 16-byte
+/// entries per session, see [`LRU_SLACK`]).
 pub const SESSION_ENTRY_BYTES: usize = 96;
+
+/// Stale entries the eviction queue may hold beyond one per session
+/// before they are swept out: the queue holds at most twice the sessions
+/// plus this many entries, and a sweep costs one pass over it, paid for
+/// by the pushes since the last one.
+pub const LRU_SLACK: usize = 64;
+
+impl<R: PartialEq> PartialEq for SessionTable<R> {
+    fn eq(&self, other: &Self) -> bool {
+        self.sessions == other.sessions
+            && self.capacity == other.capacity
+            && self.evictions == other.evictions
+            && self.epoch == other.epoch
+            && self.bytes_max == other.bytes_max
+            && self.response_bytes == other.response_bytes
+    }
+}
+
+impl<R: Eq> Eq for SessionTable<R> {}
 
 impl<R> SessionTable<R> {
     /// A table holding at most `capacity` sessions (at least 1).
     pub fn new(capacity: usize) -> Self {
         SessionTable {
             sessions: BTreeMap::new(),
-            by_last_use: BTreeSet::new(),
+            lru: VecDeque::new(),
+            lru_sorted: true,
             capacity: capacity.max(1),
             evictions: 0,
             epoch: 0,
@@ -401,7 +434,7 @@ impl<R: AsRef<[u8]>> SessionTable<R> {
     fn drop_session(&mut self, client: ClientId) -> bool {
         match self.sessions.remove(&client) {
             Some(session) => {
-                self.by_last_use.remove(&(session.last_used, client));
+                // Its entry in the eviction queue is stale from now on.
                 self.response_bytes -= session.response.as_ref().map_or(0, |r| r.as_ref().len());
                 true
             }
@@ -414,7 +447,7 @@ impl<R: AsRef<[u8]>> SessionTable<R> {
     fn evict_over_bytes(&mut self, keep: ClientId) -> Vec<ClientId> {
         let mut evicted = Vec::new();
         while self.bytes() > self.bytes_max {
-            let Some(&(_, client)) = self.by_last_use.iter().find(|(_, c)| *c != keep) else {
+            let Some(client) = self.least_recently_used(keep) else {
                 break;
             };
             self.drop_session(client);
@@ -437,7 +470,7 @@ impl<R: AsRef<[u8]>> SessionTable<R> {
         // keep the table consistent anyway.
         self.drop_session(id);
         if self.sessions.len() >= self.capacity {
-            if let Some(&(_, client)) = self.by_last_use.iter().next() {
+            if let Some(client) = self.least_recently_used(id) {
                 self.drop_session(client);
                 self.evictions += 1;
                 evicted = Some(client);
@@ -451,7 +484,7 @@ impl<R: AsRef<[u8]>> SessionTable<R> {
                 last_used: index,
             },
         );
-        self.by_last_use.insert((index, id));
+        self.note_use(index, id);
         Some((id, evicted))
     }
 
@@ -502,13 +535,16 @@ impl<R: AsRef<[u8]>> SessionTable<R> {
     ) -> Vec<ClientId> {
         let mut evicted = Vec::new();
         if let Some(session) = self.sessions.get_mut(&client) {
-            self.by_last_use.remove(&(session.last_used, client));
+            let used_before = session.last_used;
             session.last_used = session.last_used.max(index);
+            let used = session.last_used;
             session.last_seq = seq;
             let old = session.response.as_ref().map_or(0, |r| r.as_ref().len());
             self.response_bytes = self.response_bytes - old + response.as_ref().len();
             session.response = Some(response);
-            self.by_last_use.insert((session.last_used, client));
+            if used != used_before {
+                self.note_use(used, client);
+            }
             if self.bytes_max != usize::MAX {
                 evicted = self.evict_over_bytes(client);
             }
@@ -550,15 +586,16 @@ impl<R: AsRef<[u8]>> SessionTable<R> {
             ));
         }
         self.response_bytes += record.response.as_ref().map_or(0, |r| r.as_ref().len());
-        self.by_last_use.insert((record.last_used, client));
+        let last_used = record.last_used;
         self.sessions.insert(
             client,
             Session {
                 last_seq: record.last_seq,
                 response: record.response,
-                last_used: record.last_used,
+                last_used,
             },
         );
+        self.note_use(last_used, client);
         Ok(())
     }
 
@@ -573,10 +610,77 @@ impl<R: AsRef<[u8]>> SessionTable<R> {
     /// so it is not the next to be evicted.
     pub fn touch(&mut self, index: Index, client: ClientId) {
         if let Some(session) = self.sessions.get_mut(&client) {
-            self.by_last_use.remove(&(session.last_used, client));
-            session.last_used = session.last_used.max(index);
-            self.by_last_use.insert((session.last_used, client));
+            if index > session.last_used {
+                session.last_used = index;
+                self.note_use(index, client);
+            }
         }
+    }
+
+    /// Notes in the eviction queue that session `client` (held, or about
+    /// to be) was last used at `index`.
+    fn note_use(&mut self, index: Index, client: ClientId) {
+        if self.lru.back().is_some_and(|&last| last > (index, client)) {
+            self.lru_sorted = false;
+        }
+        self.lru.push_back((index, client));
+        if self.lru.len() > 2 * self.sessions.len() + LRU_SLACK {
+            self.sweep_lru();
+        }
+    }
+
+    /// Whether queue entry `(index, client)` is its session's current one.
+    fn is_current(&self, (index, client): (Index, ClientId)) -> bool {
+        self.sessions
+            .get(&client)
+            .is_some_and(|session| session.last_used == index)
+    }
+
+    /// Rebuilds the eviction queue from the sessions: one current entry
+    /// each, in order. Cheaper than checking each queued entry against
+    /// the table (a lookup per entry): a copy and a sort of as many
+    /// entries as sessions, once per at least as many pushes.
+    fn sweep_lru(&mut self) {
+        let mut lru = std::mem::take(&mut self.lru);
+        lru.clear();
+        lru.extend(
+            self.sessions
+                .iter()
+                .map(|(&client, session)| (session.last_used, client)),
+        );
+        lru.make_contiguous().sort_unstable();
+        self.lru = lru;
+        self.lru_sorted = true;
+    }
+
+    /// The least recently used session other than `keep` (by last use,
+    /// then id: the order every replica evicts in), if any.
+    fn least_recently_used(&mut self, keep: ClientId) -> Option<ClientId> {
+        if !self.lru_sorted {
+            self.sweep_lru();
+        }
+        while let Some(&front) = self.lru.front() {
+            if self.is_current(front) {
+                break;
+            }
+            self.lru.pop_front();
+        }
+        let found = self
+            .lru
+            .iter()
+            .find(|&&(index, client)| client != keep && self.is_current((index, client)))
+            .map(|&(_, client)| client);
+        debug_assert_eq!(
+            found,
+            self.sessions
+                .iter()
+                .filter(|&(&client, _)| client != keep)
+                .map(|(&client, session)| (session.last_used, client))
+                .min()
+                .map(|(_, client)| client),
+            "the queue's least recently used session is the table's"
+        );
+        found
     }
 }
 
@@ -913,6 +1017,7 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     /// Appends every command to a list; responds with the list length.
     #[derive(Clone, Debug, Default)]
@@ -1152,6 +1257,105 @@ mod tests {
             SessionOutcome::Expired
         );
         assert_eq!(sm.inner().0, vec![b"a1".to_vec()]);
+    }
+
+    /// The eviction order kept the obvious way: every held session's last
+    /// use, the least (then the lowest id) evicted first.
+    #[derive(Default)]
+    struct ReferenceTable {
+        last_used: BTreeMap<ClientId, Index>,
+    }
+
+    impl ReferenceTable {
+        fn least_recently_used(&self, keep: ClientId) -> Option<ClientId> {
+            self.last_used
+                .iter()
+                .filter(|&(&client, _)| client != keep)
+                .map(|(&client, &used)| (used, client))
+                .min()
+                .map(|(_, client)| client)
+        }
+    }
+
+    #[test]
+    fn eviction_follows_last_use_through_uses_and_restores() {
+        use rand::{Rng, SeedableRng};
+        const CAPACITY: usize = 8;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for round in 0..20 {
+            // A byte bound that evicts on some records too.
+            let bytes_max = CAPACITY * SESSION_ENTRY_BYTES + rng.gen_range(0..64);
+            let mut table: SessionTable<Vec<u8>> =
+                SessionTable::with_bytes_max(CAPACITY, bytes_max);
+            let mut reference = ReferenceTable::default();
+            let mut evictions_seen = 0u64;
+            for index in 1..=2_000u64 {
+                let held: Vec<ClientId> = reference.last_used.keys().copied().collect();
+                match rng.gen_range(0..10) {
+                    0..=1 => {
+                        let expected_evicted = if held.len() >= CAPACITY {
+                            reference.least_recently_used(u64::MAX)
+                        } else {
+                            None
+                        };
+                        let (id, evicted) = table.register(index).expect("ids fit");
+                        assert_eq!(evicted, expected_evicted, "round {round} index {index}");
+                        if let Some(gone) = evicted {
+                            reference.last_used.remove(&gone);
+                            evictions_seen += 1;
+                        }
+                        reference.last_used.insert(id, index);
+                    }
+                    2..=7 if !held.is_empty() => {
+                        let client = held[rng.gen_range(0..held.len())];
+                        let response = vec![0u8; rng.gen_range(0..32)];
+                        let evicted = table.record(index, client, index, response);
+                        reference.last_used.insert(client, index);
+                        for gone in evicted {
+                            assert_eq!(
+                                Some(gone),
+                                reference.least_recently_used(client),
+                                "round {round} index {index}"
+                            );
+                            reference.last_used.remove(&gone);
+                            evictions_seen += 1;
+                        }
+                    }
+                    8 if !held.is_empty() => {
+                        let client = held[rng.gen_range(0..held.len())];
+                        table.touch(index, client);
+                        reference.last_used.insert(client, index);
+                    }
+                    9 => {
+                        // A replica restored from storage, sessions in id
+                        // order (not last-use order), then carries on.
+                        let mut restored: SessionTable<Vec<u8>> =
+                            SessionTable::with_bytes_max(CAPACITY, bytes_max);
+                        restored.restore_counters(table.epoch(), table.evictions());
+                        for &client in &held {
+                            let record = table.session(client).expect("held");
+                            let record = SessionRecord {
+                                last_seq: record.last_seq,
+                                last_used: record.last_used,
+                                response: record.response.cloned(),
+                            };
+                            restored.restore_session(client, record).expect("fits");
+                        }
+                        assert_eq!(restored, table);
+                        table = restored;
+                    }
+                    _ => {}
+                }
+                assert_eq!(table.len(), reference.last_used.len());
+                assert_eq!(table.evictions(), evictions_seen);
+                assert!(
+                    table.lru.len() <= 2 * table.len() + LRU_SLACK,
+                    "the queue stays bounded: {} entries for {} sessions",
+                    table.lru.len(),
+                    table.len()
+                );
+            }
+        }
     }
 
     #[test]
