@@ -128,6 +128,8 @@ pub(super) struct Before {
     snapshot_index: Index,
     vote: Option<NodeId>,
     commit: Index,
+    /// Recovering from lost storage (not voting yet).
+    recovering: bool,
 }
 
 impl Before {
@@ -151,6 +153,7 @@ impl Before {
             snapshot_index: node.latest_snapshot_index(),
             vote: node.voted_for(),
             commit: node.commit_index(),
+            recovering: node.storage_recovery().is_recovering(),
         }
     }
 }
@@ -694,8 +697,40 @@ pub(super) fn check_refusal(
     } else {
         0
     };
+    // A vote request is where a recovery from lost storage that has
+    // caught up ends (the node must know before it answers whether it may
+    // vote again): the step then also reports the end and writes the hard
+    // state it marked, with term and vote unchanged (checked above).
+    let recovery_ended = before.recovering
+        && !node.storage_recovery().is_recovering()
+        && matches!(
+            kind,
+            Malformed::StaleVoteRequest | Malformed::PreVoteInOwnTerm
+        );
+    let recovery_actions = if recovery_ended {
+        let ended = actions
+            .iter()
+            .filter(|action| matches!(action, Action::StorageRecovery(_)))
+            .count();
+        let hard_state = actions
+            .iter()
+            .filter(|action| {
+                matches!(action, Action::Persist { hard_state: Some(hard), truncate_after: None, entries, .. }
+                    if entries.is_empty() && hard.term == node.term() && hard.voted_for == node.voted_for())
+            })
+            .count();
+        if ended != 1 || hard_state > 1 {
+            return Err(format!(
+                "handed {kind}, the node ended its storage recovery with {ended} Action::StorageRecovery and {hard_state} hard-state write(s) {:?}; the end is reported once and written at most once",
+                actions.iter().take(3).collect::<Vec<_>>()
+            ));
+        }
+        ended + hard_state
+    } else {
+        0
+    };
     let allowed_sends = usize::from(answered(kind));
-    if actions.len() != sends + reports || sends > allowed_sends {
+    if actions.len() != sends + reports + recovery_actions || sends > allowed_sends {
         return Err(format!(
             "handed {kind}, the node emitted {} action(s) {:?}; it may at most send {allowed_sends} answer",
             actions.len(),
