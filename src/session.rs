@@ -334,14 +334,14 @@ pub struct SessionTable<R> {
 /// cached response: its entry in the table's ordered map (id, last
 /// sequence number, last use, the response's handle), with the map's node
 /// overhead, and its share of the eviction queue (at most two 16-byte
-/// entries per session, see [`LRU_SLACK`]).
+/// entries per session, and a few dozen for the whole table).
 pub const SESSION_ENTRY_BYTES: usize = 96;
 
 /// Stale entries the eviction queue may hold beyond one per session
-/// before they are swept out: the queue holds at most twice the sessions
-/// plus this many entries, and a sweep costs one pass over it, paid for
-/// by the pushes since the last one.
-pub const LRU_SLACK: usize = 64;
+/// before it is rebuilt: it holds at most twice the sessions plus this
+/// many entries, and a rebuild (a copy and a sort of one entry per
+/// session) is paid for by the pushes since the last one.
+const LRU_SLACK: usize = 64;
 
 impl<R: PartialEq> PartialEq for SessionTable<R> {
     fn eq(&self, other: &Self) -> bool {

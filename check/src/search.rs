@@ -94,6 +94,8 @@ struct Search<'a, M: Model> {
     unknown_order: Vec<u32>,
     /// The configuration the part starts in.
     first: Config<M::State>,
+    /// The moves of the configuration being expanded (`Space::expand`).
+    moves: Vec<Config<M::State>>,
 }
 
 /// The events of a part ([`sweep::events`]), by part-local index; failed
@@ -163,6 +165,7 @@ impl<'a, M: Model> Search<'a, M> {
                 applied: Vec::new(),
                 run: false,
             },
+            moves: Vec::new(),
         }
     }
 
@@ -408,16 +411,20 @@ impl<M: Model> Space for Search<'_, M> {
         }
         // (A read-only one does not hold here, else it was linearized
         // above.)
-        let mut moves: Vec<Config<M::State>> = Vec::new();
+        // The moves are gathered first (offering one needs the whole
+        // space), in a buffer kept between expansions.
+        let mut moves = std::mem::take(&mut self.moves);
+        moves.clear();
         self.window.pending.each(|p| {
             if let Some((_, c2)) = self.linearized(&c, p) {
                 moves.push(c2);
             }
         });
         self.unknown_successors(&c, &mut moves);
-        for c2 in moves {
+        for c2 in moves.drain(..) {
             offer(self, c2);
         }
+        self.moves = moves;
     }
 
     fn returned(&mut self, j: u32, _frontier: &mut [Config<M::State>]) -> bool {
