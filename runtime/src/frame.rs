@@ -376,6 +376,16 @@ pub async fn read_frame<R: AsyncRead + Unpin + ?Sized>(
     result
 }
 
+/// [`read_frame`] into a [`FrameBuffer`], which reads ahead: frames
+/// that arrived together are read with one system call. No timeouts.
+pub async fn read_frame_buffered<R: AsyncRead + Unpin + ?Sized>(
+    reader: &mut R,
+    buf: &mut FrameBuffer,
+    max_frame_bytes: usize,
+) -> Result<(), FrameError> {
+    read_frame_into(reader, buf, max_frame_bytes, None).await
+}
+
 /// [`read_frame`] into a budgeted buffer, within `timeouts`: nothing for
 /// `timeouts.idle` is [`FrameError::Idle`], a frame begun but not finished
 /// within `timeouts.frame` is [`FrameError::Slow`].

@@ -95,6 +95,13 @@ pub struct ListenerConfig {
     /// adopted while ours is unknown (see [`super::identity`]). `None`
     /// checks no incarnation.
     pub identity: Option<Arc<IdentityHandle>>,
+    /// Planted mistake for the madsim sweep (`--bug
+    /// answers-out-of-order`): a client connection's write that gathers
+    /// several answers puts the first two the wrong way round, so a
+    /// pipelining client pairs each with the other's request.
+    #[cfg(feature = "planted-bugs")]
+    #[doc(hidden)]
+    pub planted_answers_out_of_order: bool,
 }
 
 /// Default [`ListenerConfig::peer_idle_timeout`]: many keepalive intervals
@@ -134,6 +141,11 @@ pub struct ListenerCounters {
     pub slow: AtomicU64,
     /// Connections currently open.
     pub open: AtomicUsize,
+    /// Answers written to clients.
+    pub client_answers: AtomicU64,
+    /// Writes that carried them: a pipelining client's answers of one
+    /// batch leave in one write.
+    pub client_answer_writes: AtomicU64,
 }
 
 /// What a listener hands on to its server: the one thing the single-group
@@ -297,8 +309,8 @@ async fn next_value<T: serde::de::DeserializeOwned>(
 
 /// Reads the next frame of an accepted connection into `frame_buf`:
 /// `false` once the server shuts down or the other side went away.
-async fn next_frame(
-    stream: &mut BoxStream,
+async fn next_frame<R: tokio::io::AsyncRead + Unpin + ?Sized>(
+    stream: &mut R,
     frame_buf: &mut FrameBuffer,
     config: &ListenerConfig,
     timeouts: FrameTimeouts,
@@ -342,8 +354,16 @@ async fn write_value<T: serde::Serialize>(
 ) -> Result<(), ConnError> {
     buf.clear();
     frame::encode_frame(value, buf).map_err(|e| ConnError::BadInput(e.to_string()))?;
+    write_all(stream, buf).await
+}
+
+/// Writes `bytes` and flushes them.
+async fn write_all<W: tokio::io::AsyncWrite + Unpin + ?Sized>(
+    stream: &mut W,
+    bytes: &[u8],
+) -> Result<(), ConnError> {
     let written = async {
-        stream.write_all(buf).await?;
+        stream.write_all(bytes).await?;
         stream.flush().await
     };
     match written.await {
@@ -591,46 +611,227 @@ async fn handle<I: Inbound>(
                 }
             }
         }
-        HelloRole::Client => loop {
-            let timeouts = FrameTimeouts {
-                idle: config.client_idle_timeout,
-                frame: config.frame_timeout,
-            };
-            let next = next_frame(&mut stream, &mut frame_buf, config, timeouts, &mut shutdown);
-            if !next.await? {
-                return Ok(());
-            }
-            let decoded = codec::decode::<I::Request>(frame_buf.payload(), config.max_frame_bytes);
-            let request = match decoded {
-                Ok(request) => request,
-                Err(e) => {
-                    let answer = budgets.misdirected.as_deref().filter(|_| {
-                        codec::decode::<ClientRequest>(frame_buf.payload(), config.max_frame_bytes)
-                            .is_ok()
-                    });
-                    let Some(answer) = answer else {
-                        return Err(ConnError::BadInput(FrameError::Codec(e).to_string()));
-                    };
-                    tracing::debug!(%remote, "a single-group client's request, answered with the group count");
-                    frame_buf.shrink_to(CLIENT_BUFFER_KEEP_BYTES);
-                    let response = ClientResponse::Error(answer.to_string());
-                    write_value(&mut stream, &mut buf, &response).await?;
-                    continue;
-                }
-            };
-            // A large command's buffer is given back to the node's budget
-            // as soon as it is decoded.
-            frame_buf.shrink_to(CLIENT_BUFFER_KEEP_BYTES);
-            let (reply_tx, reply_rx) = oneshot::channel();
-            let event = I::from_client(request, reply_tx);
-            let response = if events.send(event).await.is_err() {
-                ClientResponse::Error("server is shutting down".to_string())
-            } else {
-                reply_rx.await.unwrap_or(ClientResponse::Unknown)
-            };
-            write_value(&mut stream, &mut buf, &response).await?;
-        },
+        HelloRole::Client => {
+            serve_client::<I>(stream, frame_buf, buf, config, events, shutdown, budgets).await
+        }
     }
+}
+
+/// Most requests of one client connection waiting for their answers at
+/// once: a client may send its next requests before the first is
+/// answered (pipelining); past this many, the connection is not read
+/// until an answer leaves.
+pub const CLIENT_PIPELINE_DEPTH_MAX: usize = 128;
+
+/// Most bytes of requests one client connection has waiting for their
+/// answers at once (a request larger than this is still taken when it is
+/// the only one): with [`CLIENT_PIPELINE_DEPTH_MAX`], what one client can
+/// make the server hold.
+pub const CLIENT_PIPELINE_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// Most bytes of answers gathered into one write of a client connection.
+const CLIENT_ANSWER_WRITE_BYTES_MAX: usize = 256 * 1024;
+
+/// An answer a client connection owes, in the order of its requests.
+enum Owed {
+    Ready(ClientResponse),
+    Waiting(oneshot::Receiver<ClientResponse>),
+}
+
+impl Owed {
+    /// The answer if the server gave it already (`Unknown` if it never
+    /// will), else `None`.
+    fn take_ready(&mut self) -> Option<ClientResponse> {
+        match self {
+            Owed::Ready(response) => Some(std::mem::replace(response, ClientResponse::Unknown)),
+            Owed::Waiting(reply) => match reply.try_recv() {
+                Ok(response) => Some(response),
+                Err(oneshot::error::TryRecvError::Closed) => Some(ClientResponse::Unknown),
+                Err(oneshot::error::TryRecvError::Empty) => None,
+            },
+        }
+    }
+}
+
+/// What a client connection's reading half hands back with each frame:
+/// itself, to read the next.
+struct ReadHalfState {
+    reader: tokio::io::ReadHalf<BoxStream>,
+    frame_buf: FrameBuffer,
+    shutdown: watch::Receiver<bool>,
+}
+
+type NextRequest = std::pin::Pin<
+    Box<dyn std::future::Future<Output = (ReadHalfState, Result<bool, ConnError>)> + Send>,
+>;
+
+/// Reads the next frame of a client connection, owning the reading half
+/// meanwhile: the future lives on while answers are written, so a frame
+/// half read is never lost.
+fn next_request(mut state: ReadHalfState, config: Arc<ListenerConfig>) -> NextRequest {
+    Box::pin(async move {
+        let timeouts = FrameTimeouts {
+            idle: config.client_idle_timeout,
+            frame: config.frame_timeout,
+        };
+        let result = next_frame(
+            &mut state.reader,
+            &mut state.frame_buf,
+            &config,
+            timeouts,
+            &mut state.shutdown,
+        )
+        .await;
+        (state, result)
+    })
+}
+
+/// Serves a client connection: requests are read and handed to the server
+/// as they arrive, up to the pipelining limits, and answered in the order
+/// they came. Every answer ready when one is written leaves in the same
+/// write (one system call for a batch's answers), so a client that
+/// pipelines pays one write per batch, not one per request; a client
+/// that waits for each answer sees what it always did.
+async fn serve_client<I: Inbound>(
+    stream: BoxStream,
+    frame_buf: FrameBuffer,
+    mut buf: Vec<u8>,
+    config: &Arc<ListenerConfig>,
+    events: mpsc::Sender<I::Event>,
+    shutdown: watch::Receiver<bool>,
+    budgets: Budgets,
+) -> Result<(), ConnError> {
+    let (reader, mut writer) = tokio::io::split(stream);
+    #[cfg(feature = "planted-bugs")]
+    let planted_swap_first_two = config.planted_answers_out_of_order;
+    #[cfg(not(feature = "planted-bugs"))]
+    let planted_swap_first_two = false;
+    // The answers owed, oldest first, with their requests' sizes.
+    let mut owed: std::collections::VecDeque<(Owed, usize)> = std::collections::VecDeque::new();
+    let mut owed_bytes = 0usize;
+    let first = ReadHalfState {
+        reader,
+        frame_buf,
+        shutdown,
+    };
+    let mut reading: Option<NextRequest> = Some(next_request(first, config.clone()));
+    // Why reading stopped, once it did: the connection closes with it
+    // after the answers owed are written.
+    let mut read_end: Result<(), ConnError> = Ok(());
+    loop {
+        assert!(owed.len() <= CLIENT_PIPELINE_DEPTH_MAX);
+        let may_read = reading.is_some()
+            && owed.len() < CLIENT_PIPELINE_DEPTH_MAX
+            && (owed_bytes < CLIENT_PIPELINE_BYTES_MAX || owed.is_empty());
+        let owes = !owed.is_empty();
+        if reading.is_none() && !owes {
+            return read_end;
+        }
+        // Ready once the oldest answer is (kept in its place).
+        let oldest = std::future::poll_fn(|cx| {
+            use std::future::Future;
+            let Some((front, _)) = owed.front_mut() else {
+                return std::task::Poll::Pending;
+            };
+            if let Owed::Waiting(reply) = front {
+                let std::task::Poll::Ready(answer) = std::pin::Pin::new(reply).poll(cx) else {
+                    return std::task::Poll::Pending;
+                };
+                *front = Owed::Ready(answer.unwrap_or(ClientResponse::Unknown));
+            }
+            std::task::Poll::Ready(())
+        });
+        // The next frame. A disabled branch's future is still built (not
+        // polled), so it must not assume a reading half.
+        let next = std::future::poll_fn(|cx| match reading.as_mut() {
+            Some(next) => next.as_mut().poll(cx),
+            None => std::task::Poll::Pending,
+        });
+        tokio::select! {
+            // Answers first: what is owed leaves before more is taken.
+            biased;
+            () = oldest, if owes => {
+                buf.clear();
+                let mut answers = 0usize;
+                let mut held: Option<ClientResponse> = None;
+                while buf.len() < CLIENT_ANSWER_WRITE_BYTES_MAX {
+                    let Some((front, bytes)) = owed.front_mut() else { break };
+                    let Some(response) = front.take_ready() else { break };
+                    owed_bytes -= *bytes;
+                    owed.pop_front();
+                    answers += 1;
+                    if planted_swap_first_two && answers == 1 {
+                        held = Some(response);
+                        continue;
+                    }
+                    encode_answer(&response, &mut buf)?;
+                    if let Some(first) = held.take() {
+                        encode_answer(&first, &mut buf)?;
+                    }
+                }
+                if let Some(first) = held.take() {
+                    encode_answer(&first, &mut buf)?;
+                }
+                assert!(answers >= 1, "the oldest answer was ready");
+                write_all(&mut writer, &buf).await?;
+                let counters = &budgets.counters;
+                counters.client_answers.fetch_add(answers as u64, Ordering::Relaxed);
+                counters.client_answer_writes.fetch_add(1, Ordering::Relaxed);
+            }
+            (mut state, result) = next, if may_read => {
+                reading = None;
+                match result {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    // A client waiting for answers is not idle.
+                    Err(ConnError::Idle(_)) if !owed.is_empty() => {
+                        reading = Some(next_request(state, config.clone()));
+                        continue;
+                    }
+                    Err(e) => {
+                        read_end = Err(e);
+                        continue;
+                    }
+                }
+                let request_bytes = state.frame_buf.payload().len();
+                let decoded = codec::decode::<I::Request>(state.frame_buf.payload(), config.max_frame_bytes);
+                let answer = match decoded {
+                    Ok(request) => {
+                        // A large command's buffer is given back to the
+                        // node's budget as soon as it is decoded.
+                        state.frame_buf.shrink_to(CLIENT_BUFFER_KEEP_BYTES);
+                        let (reply_tx, reply_rx) = oneshot::channel();
+                        let event = I::from_client(request, reply_tx);
+                        if events.send(event).await.is_err() {
+                            Owed::Ready(ClientResponse::Error("server is shutting down".to_string()))
+                        } else {
+                            Owed::Waiting(reply_rx)
+                        }
+                    }
+                    Err(e) => {
+                        let answer = budgets.misdirected.as_deref().filter(|_| {
+                            codec::decode::<ClientRequest>(state.frame_buf.payload(), config.max_frame_bytes)
+                                .is_ok()
+                        });
+                        let Some(answer) = answer else {
+                            read_end = Err(ConnError::BadInput(FrameError::Codec(e).to_string()));
+                            continue;
+                        };
+                        tracing::debug!("a single-group client's request, answered with the group count");
+                        state.frame_buf.shrink_to(CLIENT_BUFFER_KEEP_BYTES);
+                        Owed::Ready(ClientResponse::Error(answer.to_string()))
+                    }
+                };
+                owed.push_back((answer, request_bytes));
+                owed_bytes += request_bytes;
+                reading = Some(next_request(state, config.clone()));
+            }
+        }
+    }
+}
+
+fn encode_answer(response: &ClientResponse, buf: &mut Vec<u8>) -> Result<(), ConnError> {
+    frame::encode_frame(response, buf).map_err(|e| ConnError::BadInput(e.to_string()))
 }
 
 /// Whether a peer that neither this node's `--peers` nor its address

@@ -67,6 +67,11 @@ pub struct MultiListenerConfig {
     /// and closed for bad input: share it to read them while it runs
     /// (a test that a refusal was counted, a metrics exporter).
     pub counters: Arc<ListenerCounters>,
+    /// Planted mistake for the madsim sweep (`--bug
+    /// answers-out-of-order`): see [`ListenerConfig`]'s.
+    #[cfg(feature = "planted-bugs")]
+    #[doc(hidden)]
+    pub planted_answers_out_of_order: bool,
 }
 
 impl MultiListenerConfig {
@@ -90,6 +95,8 @@ impl MultiListenerConfig {
             addresses: Default::default(),
             identity: None,
             counters: Arc::default(),
+            #[cfg(feature = "planted-bugs")]
+            planted_answers_out_of_order: false,
         }
     }
 }
@@ -120,6 +127,8 @@ pub async fn serve(
         addresses,
         identity,
         counters,
+        #[cfg(feature = "planted-bugs")]
+        planted_answers_out_of_order,
     } = config;
     let misdirected = groups_hosted.map(|groups| {
         format!(
@@ -143,6 +152,8 @@ pub async fn serve(
         frame_buffer_bytes_max,
         tls,
         identity,
+        #[cfg(feature = "planted-bugs")]
+        planted_answers_out_of_order,
     };
     listener::serve_for::<Groups>(listener, config, events, shutdown, counters, misdirected).await
 }
