@@ -63,6 +63,11 @@ pub struct ClientConfig {
     pub avoid_min: Duration,
     /// Longest time a failing server is avoided before it is probed again.
     pub avoid_max: Duration,
+    /// Connections shared with other clients, requests pipelined on them
+    /// ([`SharedConnections`](super::multi::shared_connections::SharedConnections)):
+    /// many clients of one process, one connection per server. `None`
+    /// (the default): this client's own connections.
+    pub shared: Option<super::multi::shared_connections::SharedConnections>,
 }
 
 impl ClientConfig {
@@ -79,6 +84,7 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(1),
             avoid_min: Duration::from_secs(1),
             avoid_max: Duration::from_secs(30),
+            shared: None,
         }
     }
 }

@@ -46,6 +46,7 @@ mod replay;
 pub mod routing_client;
 pub mod segment_files;
 pub mod session_client;
+pub mod shared_connections;
 pub mod shared_log;
 pub mod snapshot_store;
 pub mod tcp_listener;

@@ -282,6 +282,7 @@ impl OneGroupClient {
         routing.tls = self.config.tls.clone();
         routing.avoid_min = self.config.avoid_min;
         routing.avoid_max = self.config.avoid_max;
+        routing.shared = self.config.shared.clone();
         routing.leaders_cached_max = LEADERS_CACHED_MAX;
         routing
     }

@@ -73,6 +73,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
 
+use super::shared_connections::{PipeError, SharedConnections};
 use crate::client::ErrorClass;
 use crate::frame::{self, DEFAULT_MAX_FRAME_BYTES};
 use crate::tls::TlsConfig;
@@ -126,6 +127,10 @@ pub struct RoutingConfig {
     /// connection-level faults ([`ConnectionResetter`](crate::fault::ConnectionResetter)).
     /// `None` by default.
     pub stream_wrapper: Option<StreamWrapper>,
+    /// Connections shared with other clients, requests pipelined on them
+    /// (see [`SharedConnections`]); `None` (the default): this client's
+    /// own connections, one request at a time on each.
+    pub shared: Option<SharedConnections>,
     /// Planted mistake for the madsim sweep (`--bug
     /// leader-cached-forever`): a group's first cached leader is tried on
     /// every attempt of every call, whatever the answers say, and never
@@ -155,6 +160,7 @@ impl RoutingConfig {
             avoid_min: Duration::from_secs(1),
             avoid_max: Duration::from_secs(30),
             stream_wrapper: None,
+            shared: None,
             #[cfg(feature = "planted-bugs")]
             planted_leader_cached_forever: false,
         }
@@ -699,43 +705,15 @@ impl RoutingClient {
         let Some(addr) = self.config.servers.get(&node).cloned() else {
             return Attempt::Elsewhere(None, format!("node {node} has no known address"));
         };
+        if let Some(shared) = self.config.shared.clone() {
+            return self.attempt_shared(node, &addr, request, &shared).await;
+        }
         if !self.connections.contains_key(&node) {
-            let hello = Hello {
-                cluster_id: self.config.cluster_id.clone(),
-                role: HelloRole::Client,
-            };
-            let connected = transport::connect(
-                &addr,
-                &hello,
-                DEFAULT_MAX_FRAME_BYTES,
-                self.config.connect_timeout,
-                self.config.tls.as_deref(),
-            )
-            .await;
-            match connected {
-                Ok((stream, answered_as)) if answered_as == node => {
-                    self.stats.connects += 1;
-                    let stream = match &self.config.stream_wrapper {
-                        Some(wrap) => (wrap.0)(node, stream),
-                        None => stream,
-                    };
+            match self.dial(node, &addr).await {
+                Ok(stream) => {
                     self.connections.insert(node, stream);
                 }
-                Ok((_, answered_as)) => {
-                    self.stats.connect_failures += 1;
-                    self.note_failure(node);
-                    return Attempt::Later(format!(
-                        "{addr}, the address of node {node}, answered as node {answered_as}"
-                    ));
-                }
-                Err(e) => {
-                    self.stats.connect_failures += 1;
-                    self.note_failure(node);
-                    if e.class == ErrorClass::Permanent {
-                        return Attempt::Rejected(e.message);
-                    }
-                    return Attempt::Later(e.message);
-                }
+                Err(attempt) => return attempt,
             }
         }
         let stream = self.connections.get_mut(&node).expect("connected above");
@@ -776,6 +754,87 @@ impl RoutingClient {
                 ));
             }
         };
+        self.judge(node, response)
+    }
+
+    /// [`attempt`](Self::attempt) on the connection to `node` that this
+    /// client shares with others (see [`SharedConnections`]).
+    async fn attempt_shared(
+        &mut self,
+        node: NodeId,
+        addr: &str,
+        request: &GroupRequest,
+        shared: &SharedConnections,
+    ) -> Attempt {
+        let pipe = match shared.get(node) {
+            Some(pipe) => pipe,
+            None => match self.dial(node, addr).await {
+                Ok(stream) => shared.adopt(node, stream),
+                Err(attempt) => return attempt,
+            },
+        };
+        let mut frame = Vec::new();
+        if let Err(e) = frame::encode_frame(request, &mut frame) {
+            return Attempt::Refused(format!("request cannot be encoded: {e}"));
+        }
+        match pipe.call(frame, self.config.request_timeout).await {
+            Ok(response) => self.judge(node, response),
+            Err(PipeError::NotSent) => {
+                shared.forget(node, &pipe);
+                self.note_failure(node);
+                Attempt::Later(format!("sending to node {node} at {addr} failed"))
+            }
+            Err(PipeError::Lost(why)) => {
+                shared.forget(node, &pipe);
+                self.note_failure(node);
+                Attempt::Unknown(format!("node {node} at {addr}: {why}"))
+            }
+        }
+    }
+
+    /// Opens a connection to `node` at `addr` and completes the
+    /// handshake; what the attempt found if that failed.
+    async fn dial(&mut self, node: NodeId, addr: &str) -> Result<BoxStream, Attempt> {
+        let hello = Hello {
+            cluster_id: self.config.cluster_id.clone(),
+            role: HelloRole::Client,
+        };
+        let connected = transport::connect(
+            addr,
+            &hello,
+            DEFAULT_MAX_FRAME_BYTES,
+            self.config.connect_timeout,
+            self.config.tls.as_deref(),
+        )
+        .await;
+        match connected {
+            Ok((stream, answered_as)) if answered_as == node => {
+                self.stats.connects += 1;
+                Ok(match &self.config.stream_wrapper {
+                    Some(wrap) => (wrap.0)(node, stream),
+                    None => stream,
+                })
+            }
+            Ok((_, answered_as)) => {
+                self.stats.connect_failures += 1;
+                self.note_failure(node);
+                Err(Attempt::Later(format!(
+                    "{addr}, the address of node {node}, answered as node {answered_as}"
+                )))
+            }
+            Err(e) => {
+                self.stats.connect_failures += 1;
+                self.note_failure(node);
+                if e.class == ErrorClass::Permanent {
+                    return Err(Attempt::Rejected(e.message));
+                }
+                Err(Attempt::Later(e.message))
+            }
+        }
+    }
+
+    /// What `node`'s answer says about the attempt.
+    fn judge(&mut self, node: NodeId, response: ClientResponse) -> Attempt {
         self.note_answer(node);
         match response {
             ClientResponse::Done(answer) => Attempt::Done(answer),
