@@ -10,6 +10,8 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,10 +20,12 @@ use common::TempDir;
 use concord::multi::{GroupId, MultiConfig};
 use concord::state_machine::{RestoreError, StateMachine};
 use concord::{Config, NodeId, ReadPath, Role};
+use concord_tokio::listener::ListenerCounters;
 use concord_tokio::multi::data_dir;
 use concord_tokio::multi::host::{self, FrameSender, MultiServerConfig, MultiServerHandle};
 use concord_tokio::multi::log_sink::WalThread;
 use concord_tokio::multi::routing_client::{self, RoutingClient, RoutingConfig, RoutingError};
+use concord_tokio::multi::shared_connections::SharedConnections;
 use concord_tokio::multi::shared_log::MultiWalOptions;
 use concord_tokio::multi::tcp_listener::{self, MultiListenerConfig};
 use concord_tokio::multi::tcp_sender::{TcpFrameConfig, TcpFrameSender};
@@ -217,6 +221,16 @@ fn start_tcp_node(
     incarnation: u64,
     addrs: &BTreeMap<NodeId, String>,
 ) -> MultiServerHandle {
+    start_tcp_node_counted(id, dir, incarnation, addrs).0
+}
+
+/// [`start_tcp_node`], with its listener's counters.
+fn start_tcp_node_counted(
+    id: NodeId,
+    dir: &std::path::Path,
+    incarnation: u64,
+    addrs: &BTreeMap<NodeId, String>,
+) -> (MultiServerHandle, Arc<ListenerCounters>) {
     let peers: BTreeMap<NodeId, String> = addrs
         .iter()
         .filter(|(peer, _)| **peer != id)
@@ -230,13 +244,14 @@ fn start_tcp_node(
     listener.set_nonblocking(true).unwrap();
     let listener = tokio::net::TcpListener::from_std(listener).unwrap();
     let config = MultiListenerConfig::new(id, "multi-test", NODES.into_iter().collect());
+    let counters = config.counters.clone();
     tokio::spawn(tcp_listener::serve(
         listener,
         config,
         events,
         handle.shutdown_signal(),
     ));
-    handle
+    (handle, counters)
 }
 
 /// Every node on loopback TCP ([`start_tcp_node`]), each with its own
@@ -245,6 +260,7 @@ struct TcpCluster {
     dirs: BTreeMap<NodeId, TempDir>,
     addrs: BTreeMap<NodeId, String>,
     handles: BTreeMap<NodeId, MultiServerHandle>,
+    counters: BTreeMap<NodeId, Arc<ListenerCounters>>,
 }
 
 impl TcpCluster {
@@ -259,15 +275,19 @@ impl TcpCluster {
             .zip(&ports)
             .map(|(id, port)| (*id, format!("127.0.0.1:{port}")))
             .collect();
-        let handles = NODES
-            .into_iter()
-            .map(|id| (id, start_tcp_node(id, &dirs[&id].0, 1, &addrs)))
-            .collect();
+        let mut handles = BTreeMap::new();
+        let mut counters = BTreeMap::new();
+        for id in NODES {
+            let (handle, counted) = start_tcp_node_counted(id, &dirs[&id].0, 1, &addrs);
+            handles.insert(id, handle);
+            counters.insert(id, counted);
+        }
         every_group_led(&handles).await;
         TcpCluster {
             dirs,
             addrs,
             handles,
+            counters,
         }
     }
 }
@@ -278,6 +298,7 @@ async fn kill_and_restart_a_node_of_100_groups_every_acknowledged_write_survives
         dirs,
         addrs,
         mut handles,
+        ..
     } = TcpCluster::start("multi-server").await;
     let mut acked: Vec<(GroupId, String, String)> = Vec::new();
     for round in 0..6 {
@@ -550,6 +571,7 @@ async fn a_client_that_met_one_server_asks_the_others_when_it_does_not_host_the_
         dirs: _dirs,
         mut addrs,
         handles,
+        ..
     } = TcpCluster::start("multi-unresolved").await;
     serve_not_hosted(&mut addrs, &handles).await;
     let given: Vec<String> = addrs.values().cloned().collect();
@@ -609,6 +631,7 @@ async fn a_client_asks_unresolved_addresses_again_when_no_known_server_hosts_the
         dirs: _dirs,
         mut addrs,
         handles,
+        ..
     } = TcpCluster::start("multi-unresolved-late").await;
     serve_not_hosted(&mut addrs, &handles).await;
     let met_first: BTreeMap<NodeId, String> = [(0, addrs[&0].clone())].into_iter().collect();
@@ -660,6 +683,7 @@ async fn a_server_that_does_not_host_the_group_sends_the_client_on() {
         dirs: _dirs,
         mut addrs,
         handles,
+        ..
     } = TcpCluster::start("multi-not-hosted").await;
     // Node 0 sorts first, so a client with no leader cached asks it
     // first: a listener whose host answers every request "not hosted".
@@ -696,6 +720,7 @@ async fn routing_client_caches_leaders_and_follows_redirects() {
         dirs: _dirs,
         addrs,
         handles,
+        ..
     } = TcpCluster::start("multi-route").await;
     let first = *addrs.keys().next().unwrap();
     let before = leaders(&handles).await;
@@ -883,4 +908,191 @@ async fn two_snapshots_installed_in_one_flush_are_both_stored() {
     assert_eq!(status.groups[&GROUP].commit, 60);
     assert_eq!(status.groups[&GROUP].applied, 60);
     handle.shutdown().await.unwrap();
+}
+
+/// Clients sharing one connection per server send their requests without
+/// waiting for the answers before them (pipelining): every answer must
+/// still be its own request's (each command answers its own value), the
+/// requests must have left in fewer writes than there were requests, and
+/// the servers must have written a batch's answers together (fewer
+/// writes than answers). Then a node stops under them: the calls waiting
+/// on its connection end in an unknown outcome or are retried elsewhere,
+/// and the clients go on over new connections.
+#[tokio::test(flavor = "current_thread")]
+async fn clients_sharing_a_connection_pipeline_and_get_their_own_answers() {
+    let TcpCluster {
+        dirs: _dirs,
+        addrs,
+        mut handles,
+        counters,
+    } = TcpCluster::start("multi-shared").await;
+    let shared = SharedConnections::new();
+    const CLIENTS: u64 = 48;
+    const ROUNDS: u64 = 20;
+    let mut config = RoutingConfig::new("multi-test", addrs.clone());
+    config.shared = Some(shared.clone());
+    let run_round = |from: u64, to: u64, config: RoutingConfig| async move {
+        let mut tasks = Vec::new();
+        for client_no in 0..CLIENTS {
+            let config = config.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut client = RoutingClient::new(config).unwrap();
+                let mut acked = Vec::new();
+                for round in from..to {
+                    // Clients spread over the groups, several per group.
+                    let group = 1 + (client_no * 7 + round) % GROUPS;
+                    let value = format!("c{client_no}r{round}");
+                    let command = Bytes::from(format!("k{client_no}={value}"));
+                    match client.command(group, command).await {
+                        Ok(answer) => {
+                            assert_eq!(
+                                answer,
+                                Bytes::from(value.clone()),
+                                "client {client_no} got another request's answer"
+                            );
+                            acked.push((group, format!("k{client_no}"), value));
+                        }
+                        // Only while a node stops: a write whose answer
+                        // was lost with its connection.
+                        Err(RoutingError::Unknown { .. }) => {}
+                        Err(e) => panic!("client {client_no}: {e}"),
+                    }
+                }
+                acked
+            }));
+        }
+        let mut acked = Vec::new();
+        for task in tasks {
+            acked.extend(task.await.unwrap());
+        }
+        acked
+    };
+    let acked = run_round(0, ROUNDS, config.clone()).await;
+    assert_eq!(acked.len() as u64, CLIENTS * ROUNDS, "every write answered");
+    let sent = shared.counts();
+    assert_eq!(sent.requests, sent.answers);
+    assert!(
+        sent.request_writes < sent.requests,
+        "no requests were pipelined: {sent:?}"
+    );
+    let (answers, writes) = counters.values().fold((0, 0), |(a, w), c| {
+        (
+            a + c.client_answers.load(Ordering::Relaxed),
+            w + c.client_answer_writes.load(Ordering::Relaxed),
+        )
+    });
+    assert_eq!(answers, sent.answers, "the servers wrote every answer");
+    assert!(
+        writes < answers,
+        "no answers were written together: {answers} answers in {writes} writes"
+    );
+    eprintln!(
+        "{} requests in {} writes; {answers} answers in {writes} writes",
+        sent.requests, sent.request_writes
+    );
+    // A node stops under the clients: its connection breaks.
+    let victim = *handles.keys().next().unwrap();
+    let stopping = handles.remove(&victim).unwrap();
+    let (after, ()) = tokio::join!(run_round(ROUNDS, 2 * ROUNDS, config.clone()), async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        stopping.shutdown().await.unwrap();
+    });
+    assert!(
+        shared.counts().broken >= 1,
+        "the stopped node's connection broke"
+    );
+    let mut all = acked;
+    all.extend(after);
+    // Every acknowledged write reads back. A client writes its key to a
+    // group at most once (its rounds walk the groups), so each value
+    // read is the one written.
+    let mut written: BTreeMap<(GroupId, String), String> = BTreeMap::new();
+    for (group, key, value) in all {
+        assert!(written.insert((group, key), value).is_none());
+    }
+    let mut reader = RoutingClient::new(RoutingConfig::new("multi-test", addrs.clone())).unwrap();
+    for ((group, key), value) in &written {
+        let read = GroupOp::Read {
+            path: ReadPath::ReadIndex,
+            query: Bytes::from(key.clone()),
+        };
+        let got = reader.call(*group, read).await.unwrap();
+        assert_eq!(got, Bytes::from(value.clone()), "group {group} key {key}");
+    }
+}
+
+/// One raw client connection sends ten requests and then garbage in one
+/// write, without reading: the server reads them all while the first
+/// are unanswered, answers the ten in their order (each command answers
+/// its own value, a group led elsewhere a redirect), and only then
+/// closes the connection for the garbage.
+#[tokio::test(flavor = "current_thread")]
+async fn pipelined_requests_are_answered_in_order_before_bad_input_closes() {
+    use concord_tokio::frame;
+    use concord_tokio::multi::wire::GroupRequest;
+    use concord_tokio::transport;
+    use concord_tokio::wire::{Hello, HelloRole};
+    use tokio::io::AsyncWriteExt;
+    let TcpCluster {
+        dirs: _dirs,
+        addrs,
+        handles: _handles,
+        ..
+    } = TcpCluster::start("multi-pipelined").await;
+    let node = *addrs.keys().next().unwrap();
+    let hello = Hello {
+        cluster_id: "multi-test".to_string(),
+        role: HelloRole::Client,
+    };
+    let (mut stream, answered_as) = transport::connect(
+        &addrs[&node],
+        &hello,
+        frame::DEFAULT_MAX_FRAME_BYTES,
+        Duration::from_secs(2),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(answered_as, node);
+    const REQUESTS: u64 = 10;
+    let mut bytes = Vec::new();
+    for i in 0..REQUESTS {
+        let request = GroupRequest {
+            group: 1 + i,
+            request: GroupOp::Command(Bytes::from(format!("p=v{i}"))),
+        };
+        frame::encode_frame(&request, &mut bytes).unwrap();
+    }
+    // A frame header announcing a payload whose checksum is wrong.
+    bytes.extend_from_slice(&[4, 0, 0, 0, 0xff, 0, 0, 0, 0, b'b', b'a', b'd', b'!']);
+    stream.write_all(&bytes).await.unwrap();
+    let mut buf = Vec::new();
+    let mut done = 0;
+    for i in 0..REQUESTS {
+        let answer: ClientResponse =
+            frame::read_value(&mut stream, &mut buf, frame::DEFAULT_MAX_FRAME_BYTES)
+                .await
+                .unwrap_or_else(|e| panic!("answer {i}: {e}"));
+        match answer {
+            ClientResponse::Done(value) => {
+                assert_eq!(
+                    value,
+                    Bytes::from(format!("v{i}")),
+                    "answer {i} out of order"
+                );
+                done += 1;
+            }
+            ClientResponse::NotLeader { .. } => {}
+            other => panic!("answer {i}: {other:?}"),
+        }
+    }
+    assert!(done >= 1, "node {node} leads none of groups 1..=10");
+    // Then the connection is closed for the garbage.
+    let after = frame::read_value::<ClientResponse, _>(
+        &mut stream,
+        &mut buf,
+        frame::DEFAULT_MAX_FRAME_BYTES,
+    )
+    .await;
+    assert!(after.is_err(), "an answer to garbage: {after:?}");
 }

@@ -30,7 +30,10 @@
 //! within `clock_skew_permille` (±10 % by default: madsim has one clock,
 //! so skew is in the rate of each node's ticks), and half the seeds lease
 //! their reads (every group's `lease_read_ticks` as long as the declared
-//! drift bound allows, every client on `ReadPath::Lease`).
+//! drift bound allows, every client on `ReadPath::Lease`). The odd
+//! seeds put every client on one machine, sharing one connection per
+//! server (`SharedConnections`): their requests pipelined, a batch's
+//! answers written together; the even seeds give each client its own.
 //!
 //! Checked: every group has a leader known to every node after the
 //! faults heal (and each client then gets through to every key it calls)
@@ -84,6 +87,7 @@ use concord_tokio::multi::page_cache::PageCacheDisk;
 use concord_tokio::multi::routing_client::RoutingConfig;
 use concord_tokio::multi::segment_files::SegmentFiles;
 use concord_tokio::multi::session_client::SessionConfig;
+use concord_tokio::multi::shared_connections::SharedConnections;
 use concord_tokio::multi::shared_log::{MultiWalOptions, SharedLog};
 use concord_tokio::multi::tcp_listener::{self, MultiListenerConfig};
 use concord_tokio::multi::tcp_sender::{TcpFrameConfig, TcpFrameSender};
@@ -258,6 +262,7 @@ async fn serve(
         .expect("listens");
     let mut accept = MultiListenerConfig::new(id, CLUSTER, members(nodes).into_iter().collect());
     accept.counters = listener_counters;
+    accept.planted_answers_out_of_order = planted == Some(RuntimeMistake::AnswersOutOfOrder);
     tokio::spawn(tcp_listener::serve(
         listener,
         accept,
@@ -428,8 +433,10 @@ fn clients_routing(
     planted: Option<RuntimeMistake>,
     resetter: &ConnectionResetter,
     client_no: u64,
+    shared: Option<&SharedConnections>,
 ) -> RoutingConfig {
     let mut config = routing(addrs);
+    config.shared = shared.cloned();
     config.planted_leader_cached_forever = planted == Some(RuntimeMistake::LeaderCachedForever);
     config.stream_wrapper = Some(resetter.wrapper(CLIENT_IDS + client_no));
     config
@@ -461,11 +468,12 @@ async fn run_client(
     start: Instant,
     record: Arc<Mutex<Record>>,
     stop: Arc<AtomicBool>,
+    shared: Option<SharedConnections>,
 ) {
     let map = ShardMap::new(groups).unwrap();
     let mut client = ShardedKvClient::with_sessions(
         map,
-        clients_routing(&addrs, planted, &resetter, client_no),
+        clients_routing(&addrs, planted, &resetter, client_no, shared.as_ref()),
         clients_sessions(planted),
     )
     .expect("client");
@@ -593,11 +601,16 @@ pub enum RuntimeMistake {
     /// a named snapshot whose contents are torn, and the restarted node
     /// refuses to start, naming the file.
     SnapshotRenameBeforeSync,
+    /// A client connection's write that gathers several answers puts
+    /// the first two the wrong way round: clients that share a
+    /// connection (odd seeds) each get the other's answer, a read
+    /// another key's value, a write another's session outcome.
+    AnswersOutOfOrder,
 }
 
 impl RuntimeMistake {
     /// Every mistake, with its name on the command line.
-    pub const ALL: [(RuntimeMistake, &'static str); 7] = [
+    pub const ALL: [(RuntimeMistake, &'static str); 8] = [
         (RuntimeMistake::AckBeforeFsync, "ack-before-fsync"),
         (RuntimeMistake::LeaderCachedForever, "leader-cached-forever"),
         (RuntimeMistake::ReplayPastTorn, "replay-past-torn"),
@@ -608,6 +621,7 @@ impl RuntimeMistake {
             RuntimeMistake::SnapshotRenameBeforeSync,
             "snapshot-rename-before-sync",
         ),
+        (RuntimeMistake::AnswersOutOfOrder, "answers-out-of-order"),
     ];
 
     /// The mistake called `name`.
@@ -692,6 +706,9 @@ pub struct MultiReport {
     /// Whether the seed drew lease reads (every group leases, every
     /// client reads on `ReadPath::Lease`).
     pub leases: bool,
+    /// Whether the seed's clients shared one connection per server, their
+    /// requests pipelined (odd seeds).
+    pub shared_connections: bool,
     /// Reads served under a lease, counted on each node's incarnation
     /// before the final restart.
     pub lease_reads: u64,
@@ -814,8 +831,19 @@ pub async fn run_multi_group(scenario: MultiScenario) -> MultiReport {
     let stop = Arc::new(AtomicBool::new(false));
     let (key_list, append_only) = scenario_keys(&map);
     let mut clients = Vec::new();
+    // Odd seeds put every client on one machine, sharing one connection
+    // per server with its requests pipelined; even seeds give each client
+    // a machine and connections of its own. Decided by the seed, not
+    // drawn, so the even seeds run as they did before sharing existed.
+    let shared = (handle.seed() % 2 == 1).then(SharedConnections::new);
+    let shared_node = shared
+        .as_ref()
+        .map(|_| plain_node(&handle, "clients", client_ip(1)));
     for c in 1..=client_count {
-        let client_node = plain_node(&handle, format!("client-{c}"), client_ip(c));
+        let client_node = match &shared_node {
+            Some(node) => node.clone(),
+            None => plain_node(&handle, format!("client-{c}"), client_ip(c)),
+        };
         let task = run_client(
             groups,
             leases,
@@ -828,6 +856,7 @@ pub async fn run_multi_group(scenario: MultiScenario) -> MultiReport {
             start,
             record.clone(),
             stop.clone(),
+            shared.clone(),
         );
         clients.push(client_node.spawn(task));
     }
@@ -1033,6 +1062,7 @@ pub async fn run_multi_group(scenario: MultiScenario) -> MultiReport {
         session_writes_unknown,
         session_retries: record.session_retries,
         leases,
+        shared_connections: shared.is_some(),
         lease_reads,
         connections_reset,
         kills,

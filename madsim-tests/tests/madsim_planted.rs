@@ -4,7 +4,8 @@
 //! twice; `snapshot-rename-before-sync`: a torn snapshot refused;
 //! `replay-past-torn`: a node that starts on rotted synced bytes;
 //! `frames-out-of-order`: a listener that saw a peer's frame numbers
-//! fall), and the seed that catches one passes without it: it fails
+//! fall; `answers-out-of-order`: clients sharing a connection given each
+//! other's answers), and the seed that catches one passes without it: it fails
 //! because of the mistake, not because of the seed. The figures in the
 //! comments are of 8 groups,
 //! seeds 0..20, with the `rot`, `pause`, `peers-cut` and `bridge` faults, clock skew
@@ -183,4 +184,23 @@ fn frames_out_of_order_are_caught_within_3_seeds() {
         "seed {seed} fails, but not as frames out of order: {failure}"
     );
     eprintln!("frames-out-of-order caught at seed {seed}: {failure}");
+}
+
+/// A pipelined client connection's answers written out of order (the
+/// first two of a write that gathers several, swapped): on the odd
+/// seeds, whose clients share one connection per server, a client gets
+/// another's answer — a read another key's value, a session write
+/// another's outcome — and the per-group linearizability check or the
+/// exactly-once count of the append-only keys fails. The even seeds give
+/// each client its own connection, one request at a time, where the
+/// mistake never acts. Caught at seed 1 here.
+#[test]
+fn answers_out_of_order_are_caught_within_4_seeds() {
+    let (seed, failure) = caught_within(RuntimeMistake::AnswersOutOfOrder, 4);
+    assert_eq!(
+        seed % 2,
+        1,
+        "caught on a seed whose clients do not share connections"
+    );
+    eprintln!("answers-out-of-order caught at seed {seed}: {failure}");
 }
