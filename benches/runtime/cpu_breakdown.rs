@@ -25,6 +25,11 @@
 //!   process's CPU in that window in `dir/window-<clients>.txt`
 //!   (`benches/runtime/cpu/stages.py` splits the profile by stage).
 //!
+//! `CONCORD_BENCH_SHARED` (default `0`): `1` makes each window's clients
+//! share one connection per server (`SharedConnections`: requests
+//! pipelined, the answers of a batch in one write); `0,1` runs both,
+//! one after the other, for each client count.
+//!
 //! `CONCORD_BENCH_NODE_BIN=path` runs another build of `concord-node`
 //! (a before/after comparison alternates two builds, one run each).
 //!
@@ -51,6 +56,7 @@ use bytes::Bytes;
 use concord_services::KvClient;
 use concord_tokio::client::ClientConfig;
 use concord_tokio::multi::one_group_client::OneGroupClient;
+use concord_tokio::multi::shared_connections::SharedConnections;
 
 #[path = "support/node_cluster.rs"]
 mod node_cluster;
@@ -207,6 +213,19 @@ fn signal(pid: u32, name: &str) {
         .status();
 }
 
+/// Whether this window's clients share one connection per server
+/// (`SharedConnections`: requests pipelined, a batch's answers in one
+/// write) instead of one connection each; set by `main` per window.
+static SHARED: AtomicBool = AtomicBool::new(false);
+
+/// The window's clients, as its lines name them.
+fn who(clients: usize) -> String {
+    format!(
+        "clients={clients} shared={}",
+        u8::from(SHARED.load(Ordering::Relaxed))
+    )
+}
+
 /// Runs `clients` closed-loop writers for `seconds`; returns the puts
 /// acknowledged and the errors.
 fn run_load(
@@ -222,6 +241,7 @@ fn run_load(
     let counting = Arc::new(AtomicBool::new(false));
     // Connect and make one put each before the window opens.
     let ready = Arc::new(AtomicU64::new(0));
+    let shared = SHARED.load(Ordering::Relaxed).then(SharedConnections::new);
     let tasks: Vec<_> = (0..clients)
         .map(|c| {
             let (stop, puts, errors, counting, ready) = (
@@ -232,9 +252,12 @@ fn run_load(
                 ready.clone(),
             );
             let servers = servers.to_vec();
+            let shared = shared.clone();
             runtime.spawn(async move {
                 let value = Bytes::from(vec![b'w'; VALUE_BYTES]);
-                let mut client = KvClient::new(ClientConfig::new(servers, CLUSTER));
+                let mut config = ClientConfig::new(servers, CLUSTER);
+                config.shared = shared;
+                let mut client = KvClient::new(config);
                 let mut rng = Rng::for_client(c as u64 + 1);
                 let _ = client.put(key(c as u64), value.clone()).await;
                 ready.fetch_add(1, Ordering::Relaxed);
@@ -276,6 +299,7 @@ fn plain_window(
     seconds: u64,
     alloc: bool,
 ) {
+    let who = who(clients);
     let mut before = Vec::new();
     let mut alloc_before = None;
     let (puts, errors) = run_load(runtime, &cluster.nodes.servers, clients, seconds, || {
@@ -303,7 +327,7 @@ fn plain_window(
     let vol: u64 = deltas.iter().map(|d| d.voluntary).sum();
     let nonvol: u64 = deltas.iter().map(|d| d.nonvoluntary).sum();
     println!(
-        "plain clients={clients} secs={seconds} puts={puts} errors={errors} puts_per_s={:.0} \
+        "plain {who} secs={seconds} puts={puts} errors={errors} puts_per_s={:.0} \
          cpu_us_per_put={:.2} per_server_cpu_us_per_put={} csw_vol_per_put={:.3} \
          csw_nonvol_per_put={:.3} load={load:.2}",
         puts as f64 / seconds as f64,
@@ -322,7 +346,7 @@ fn plain_window(
                 let allocs: u64 = a.iter().zip(&b).map(|(a, b)| a.0 - b.0).sum();
                 let bytes: u64 = a.iter().zip(&b).map(|(a, b)| a.1 - b.1).sum();
                 println!(
-                    "alloc clients={clients} puts={puts} allocations_per_put={:.2} \
+                    "alloc {who} puts={puts} allocations_per_put={:.2} \
                      bytes_per_put={:.0} per_server_allocations_per_put={} load={load:.2}",
                     per_put(allocs),
                     per_put(bytes),
@@ -334,7 +358,7 @@ fn plain_window(
                 );
             }
             _ => println!(
-                "alloc clients={clients}: the servers printed no counters (build them with \
+                "alloc {who}: the servers printed no counters (build them with \
                  --features count-alloc)"
             ),
         }
@@ -370,6 +394,7 @@ fn strace_window(
     seconds: u64,
     dir: &Path,
 ) {
+    let who = who(clients);
     let files: Vec<PathBuf> = (0..cluster.pids.len())
         .map(|i| dir.join(format!("strace-{clients}-node{}.txt", i + 1)))
         .collect();
@@ -409,7 +434,7 @@ fn strace_window(
             .collect::<Vec<_>>()
             .join(" ");
         println!(
-            "strace clients={clients} node={} role={role} puts={puts} syscalls_per_put={:.3} {by_kind}",
+            "strace {who} node={} role={role} puts={puts} syscalls_per_put={:.3} {by_kind}",
             i + 1,
             per_put(total)
         );
@@ -419,7 +444,7 @@ fn strace_window(
     }
     let total: u64 = all.values().sum();
     println!(
-        "strace clients={clients} node=all puts={puts} puts_per_s={:.0} syscalls_per_put={:.3} {} load={load:.2}",
+        "strace {who} node=all puts={puts} puts_per_s={:.0} syscalls_per_put={:.3} {} load={load:.2}",
         puts as f64 / seconds as f64,
         per_put(total),
         all.iter()
@@ -439,6 +464,7 @@ fn perf_window(
     seconds: u64,
     dir: &Path,
 ) {
+    let who = who(clients);
     let follower = (leader + 1) % cluster.pids.len();
     let targets = [("leader", leader), ("follower", follower)];
     let mut recorders: Vec<Child> = Vec::new();
@@ -483,7 +509,7 @@ fn perf_window(
     );
     std::fs::write(dir.join(format!("window-{clients}.txt")), &window).expect("write window");
     println!(
-        "perf clients={clients} puts={puts} leader_cpu_us_per_put={:.2} follower_cpu_us_per_put={:.2} \
+        "perf {who} puts={puts} leader_cpu_us_per_put={:.2} follower_cpu_us_per_put={:.2} \
          (profiling on) load={load:.2}",
         cpu[0] as f64 / puts.max(1) as f64,
         cpu[1] as f64 / puts.max(1) as f64
@@ -493,6 +519,7 @@ fn perf_window(
 fn main() {
     let seconds = env_u64("CONCORD_BENCH_SECS", 10);
     let clients_list = env_list("CONCORD_BENCH_CLIENTS", &[1, 64, 256]);
+    let shared_list = env_list("CONCORD_BENCH_SHARED", &[0]);
     let threads = env_u64("CONCORD_BENCH_SERVER_THREADS", 1).max(1);
     let tick_ms = std::env::var("CONCORD_BENCH_TICK_MS")
         .ok()
@@ -534,7 +561,11 @@ fn main() {
         }
         leader
     };
-    for &clients in &clients_list {
+    for (&clients, &shared) in clients_list
+        .iter()
+        .flat_map(|c| shared_list.iter().map(move |s| (c, s)))
+    {
+        SHARED.store(shared == 1, Ordering::Relaxed);
         let Some(leader) = leader_now("before the plain window") else {
             continue;
         };
