@@ -48,6 +48,12 @@
 //! 1,000 operations, p99 against clients) as SVG, to `CONCORD_BENCH_OUT`
 //! (default `target/bench-results/` of the workspace).
 //!
+//! `CONCORD_BENCH_SHARED=1` makes each system's clients share
+//! connections, each on its own way of doing it: concord's clients one
+//! `SharedConnections` (one connection per server, requests pipelined,
+//! a batch's answers in one write), etcd's clients one gRPC channel per
+//! member (one HTTP/2 connection, requests multiplexed as streams).
+//!
 //! `CONCORD_BENCH_DISK=1`, with a build of `--features disk`, runs a
 //! third cluster beside them, `concord-node --storage disk` (the keys in
 //! RocksDB), preloaded alike, and adds a table of it against the
@@ -59,6 +65,7 @@
 //! CONCORD_BENCH_SECS=10 CONCORD_BENCH_CLIENTS=1,16,64,256 cargo bench -p concord-bench --bench vs_etcd
 //! ```
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -67,6 +74,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use concord_services::KvClient;
 use concord_tokio::client::ClientConfig;
+use concord_tokio::multi::shared_connections::SharedConnections;
 
 #[path = "../runtime/support/node_cluster.rs"]
 mod node_cluster;
@@ -196,9 +204,26 @@ struct Clusters {
     etcd_targets: Vec<String>,
 }
 
+/// Whether the clients of each system share connections
+/// (`CONCORD_BENCH_SHARED=1`): concord's share one `SharedConnections`
+/// (one pipelined connection per server), etcd's one gRPC channel (one
+/// HTTP/2 connection) per member they talk to.
+fn shared_connections() -> bool {
+    env_u64("CONCORD_BENCH_SHARED", 0) == 1
+}
+
 /// Opens `clients` connections of `system` and makes one put on each.
 async fn open(system: System, clusters: &Clusters, clients: usize) -> Result<Vec<Conn>, String> {
     let value = Bytes::from(vec![b'o'; VALUE_BYTES]);
+    let shared = shared_connections();
+    let concord_shared = shared.then(SharedConnections::new);
+    // One channel per member, cloned by every client that talks to it.
+    let mut etcd_channels: BTreeMap<String, Etcd> = BTreeMap::new();
+    if shared && system == System::Etcd {
+        for target in &clusters.etcd_targets {
+            etcd_channels.insert(target.clone(), Etcd::connect(target).await?);
+        }
+    }
     let opens = (0..clients).map(|c| {
         let value = value.clone();
         let servers = match system {
@@ -209,16 +234,23 @@ async fn open(system: System, clusters: &Clusters, clients: usize) -> Result<Vec
             .etcd_targets
             .get(c % clusters.etcd_targets.len().max(1))
             .cloned();
+        let concord_shared = concord_shared.clone();
+        let etcd_channel = target.as_ref().and_then(|t| etcd_channels.get(t)).cloned();
         async move {
             let mut conn = match system {
                 System::Concord | System::ConcordDisk => {
                     let servers = servers.ok_or("no concord-disk cluster")?;
-                    Conn::Concord(KvClient::new(ClientConfig::new(servers, CLUSTER)))
+                    let mut config = ClientConfig::new(servers, CLUSTER);
+                    config.shared = concord_shared;
+                    Conn::Concord(KvClient::new(config))
                 }
-                System::Etcd => {
-                    let target = target.ok_or("no etcd cluster")?;
-                    Conn::Etcd(Etcd::connect(&target).await?)
-                }
+                System::Etcd => match etcd_channel {
+                    Some(channel) => Conn::Etcd(channel),
+                    None => {
+                        let target = target.ok_or("no etcd cluster")?;
+                        Conn::Etcd(Etcd::connect(&target).await?)
+                    }
+                },
             };
             conn.put(key(c as u64), &value).await?;
             Ok::<Conn, String>(conn)
@@ -583,7 +615,12 @@ fn main() {
         None => "each system's default".to_string(),
     };
     println!(
-        "vs_etcd: puts of {VALUE_BYTES}-byte values over {KEYS} preloaded keys; closed-loop clients, one put in flight each, connections opened before the clock; {seconds}s per cell; {rounds} rounds alternating which system goes first; fsync on; server threads: {threads_text}; load generator: 2 tokio workers"
+        "vs_etcd: puts of {VALUE_BYTES}-byte values over {KEYS} preloaded keys; closed-loop clients, one put in flight each, connections opened before the clock ({}); {seconds}s per cell; {rounds} rounds alternating which system goes first; fsync on; server threads: {threads_text}; load generator: 2 tokio workers",
+        if shared_connections() {
+            "shared: one per server or member for all clients of a system"
+        } else {
+            "one per client"
+        }
     );
     let clusters = start_clusters(&runtime, threads);
     let mut cells = Vec::new();

@@ -117,7 +117,9 @@ pub mod etcdpb {
 
 /// One etcd client on etcd's own fastest path: gRPC over one HTTP/2
 /// connection (`KV/Range`, `KV/Put`), as `etcdctl` and the official Go
-/// client speak it, one request in flight.
+/// client speak it, one request in flight. Clones share the channel (one
+/// HTTP/2 connection, each call a stream of its own).
+#[derive(Clone)]
 pub struct Etcd {
     grpc: tonic::client::Grpc<tonic::transport::Channel>,
 }

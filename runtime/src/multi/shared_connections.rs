@@ -59,10 +59,12 @@ use crate::frame::{self, FrameBudget, FrameBuffer, DEFAULT_MAX_FRAME_BYTES};
 use crate::transport::BoxStream;
 use crate::wire::ClientResponse;
 
-/// Most requests one shared connection has waiting for their answers:
-/// the server's limit per connection
-/// ([`CLIENT_PIPELINE_DEPTH_MAX`](crate::listener::CLIENT_PIPELINE_DEPTH_MAX)).
-/// Past it, a call waits for room before it is sent.
+/// Most requests queued on one shared connection and not yet written; a
+/// call waits for room before it is sent. Those written and waiting for
+/// their answers are bounded by the server, which reads no more of a
+/// connection than
+/// [`CLIENT_PIPELINE_DEPTH_MAX`](crate::listener::CLIENT_PIPELINE_DEPTH_MAX)
+/// requests ahead of its answers (TCP holds the rest).
 pub const SHARED_DEPTH_MAX: usize = crate::listener::CLIENT_PIPELINE_DEPTH_MAX;
 
 /// Most bytes of requests gathered into one write.
@@ -229,8 +231,8 @@ impl Pipe {
     fn start(stream: BoxStream, stats: Arc<SharedStats>) -> Arc<Pipe> {
         let (reader, writer) = tokio::io::split(stream);
         let (requests_tx, requests_rx) = mpsc::channel(SHARED_DEPTH_MAX);
-        // Unbounded, but never longer than the requests in flight, which
-        // the requests channel and the server's depth bound.
+        // Unbounded, but never longer than the calls waiting on this
+        // connection: each holds one slot until its answer comes.
         let (waiting_tx, waiting_rx) = mpsc::unbounded_channel();
         let broken = Arc::new(AtomicBool::new(false));
         let write_task = tokio::spawn(write_requests(
