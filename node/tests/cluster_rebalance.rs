@@ -656,9 +656,12 @@ fn a_snapshot_bandwidth_limit_paces_the_moves_to_an_added_server() {
     const VALUE_BYTES: usize = 8 * 1024;
     const PACED_KEYS: u32 = 48;
     let limit = LIMIT_BYTES_PER_SEC.to_string();
-    let metrics: Vec<String> = (0..4).map(|_| processes::free_addr()).collect();
+    // Each metrics address is taken just before its server starts: a port
+    // found free now may be a client connection's own port by the time
+    // the fourth server starts (the kernel hands out the same range).
+    let mut metrics: Vec<String> = (0..3).map(|_| processes::free_addr()).collect();
     let mut cluster = NodeProcesses::on_loopback("cluster-snapshot-pace", CLUSTER);
-    let flags = |id: usize| {
+    let flags = |metrics_addr: &str| {
         vec![
             "--groups".to_string(),
             GROUPS.to_string(),
@@ -669,11 +672,11 @@ fn a_snapshot_bandwidth_limit_paces_the_moves_to_an_added_server() {
             "--snapshot-send-bytes-per-sec".to_string(),
             limit.clone(),
             "--metrics-listen".to_string(),
-            metrics[id - 1].clone(),
+            metrics_addr.to_string(),
         ]
     };
     for id in 1..=3 {
-        let flags = flags(id as usize);
+        let flags = flags(&metrics[id as usize - 1]);
         let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
         cluster.start_with(id, &flags);
     }
@@ -699,7 +702,8 @@ fn a_snapshot_bandwidth_limit_paces_the_moves_to_an_added_server() {
     let start = Instant::now();
     let addr4 = cluster.add_joining(4);
     let peers = format!("{},4={addr4}", cluster.peers_arg());
-    let flags4 = flags(4);
+    metrics.push(processes::free_addr());
+    let flags4 = flags(&metrics[3]);
     let flags4: Vec<&str> = flags4.iter().map(String::as_str).collect();
     cluster.start_with_peers(4, &peers, &flags4);
     let four: Vec<String> = (1..=4).map(|id| cluster.addr(id)).collect();

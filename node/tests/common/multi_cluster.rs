@@ -275,10 +275,7 @@ pub async fn proxied_cluster(
     // and the node could not listen on it).
     let reserved: BTreeMap<u64, std::net::TcpListener> = nodes
         .iter()
-        .map(|id| {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-            (*id, listener)
-        })
+        .map(|id| (*id, crate::processes::loopback_listener()))
         .collect();
     let listen: BTreeMap<u64, String> = reserved
         .iter()

@@ -140,16 +140,14 @@ impl NodeProcesses {
         }
     }
 
-    /// Three nodes on loopback ports the kernel handed out just now.
+    /// Three nodes on free loopback ports ([`loopback_listener`]).
     pub fn on_loopback(label: &str, cluster_id: &str) -> NodeProcesses {
         NodeProcesses::on_loopback_n(label, cluster_id, 3)
     }
 
-    /// `nodes` nodes on loopback ports the kernel handed out just now.
+    /// `nodes` nodes on free loopback ports ([`loopback_listener`]).
     pub fn on_loopback_n(label: &str, cluster_id: &str, nodes: u64) -> NodeProcesses {
-        let listeners: Vec<_> = (0..nodes)
-            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback"))
-            .collect();
+        let listeners: Vec<_> = (0..nodes).map(|_| loopback_listener()).collect();
         let addrs = (1..=nodes)
             .map(|id| {
                 let addr = listeners[id as usize - 1].local_addr().expect("local addr");
@@ -163,7 +161,7 @@ impl NodeProcesses {
     /// Reserves a loopback address for a node `id` to be added at runtime
     /// (started with `--join`); returns it.
     pub fn add_joining(&mut self, id: u64) -> String {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let listener = loopback_listener();
         let addr = listener.local_addr().expect("local addr").to_string();
         drop(listener);
         self.joining.insert(id, addr.clone());
@@ -478,8 +476,39 @@ pub fn spawn_node(command: &mut Command, log: std::fs::File) -> Child {
 
 /// A loopback address free when asked (the kernel's pick).
 pub fn free_addr() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let listener = loopback_listener();
     listener.local_addr().expect("local addr").to_string()
+}
+
+/// A listener on a loopback port below the kernel's ephemeral range
+/// (`/proc/sys/net/ipv4/ip_local_port_range`), for an address a server
+/// started later will listen on. A port the kernel hands out for
+/// `127.0.0.1:0` comes from the ephemeral range, and once released it can
+/// become the source port of any outgoing connection (a client's, a
+/// peer's) before the server that was meant to take it starts: seen in
+/// CI as "Address already in use". Falls back to `127.0.0.1:0` when that
+/// range leaves no room below it.
+pub fn loopback_listener() -> std::net::TcpListener {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    const LOW_PORT: u64 = 10_000;
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(0);
+    if ephemeral_low > LOW_PORT + 1_000 {
+        let span = ephemeral_low - LOW_PORT;
+        // Processes of one test run start from far-apart places.
+        let start = u64::from(std::process::id()).wrapping_mul(7_919);
+        for _ in 0..span.min(2_000) {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let port = LOW_PORT + start.wrapping_add(n.wrapping_mul(104_729)) % span;
+            if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port as u16)) {
+                return listener;
+            }
+        }
+    }
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback")
 }
 
 /// The id of the node that reports itself leader, asked of every node.
