@@ -612,7 +612,10 @@ async fn handle<I: Inbound>(
             }
         }
         HelloRole::Client => {
-            serve_client::<I>(stream, frame_buf, buf, config, events, shutdown, budgets).await
+            serve_client::<I>(
+                stream, frame_buf, buf, remote, config, events, shutdown, budgets,
+            )
+            .await
         }
     }
 }
@@ -692,10 +695,12 @@ fn next_request(mut state: ReadHalfState, config: Arc<ListenerConfig>) -> NextRe
 /// write (one system call for a batch's answers), so a client that
 /// pipelines pays one write per batch, not one per request; a client
 /// that waits for each answer sees what it always did.
+#[allow(clippy::too_many_arguments)]
 async fn serve_client<I: Inbound>(
     stream: BoxStream,
     frame_buf: FrameBuffer,
     mut buf: Vec<u8>,
+    remote: &str,
     config: &Arc<ListenerConfig>,
     events: mpsc::Sender<I::Event>,
     shutdown: watch::Receiver<bool>,
@@ -817,7 +822,7 @@ async fn serve_client<I: Inbound>(
                             read_end = Err(ConnError::BadInput(FrameError::Codec(e).to_string()));
                             continue;
                         };
-                        tracing::debug!("a single-group client's request, answered with the group count");
+                        tracing::debug!(%remote, "a single-group client's request, answered with the group count");
                         state.frame_buf.shrink_to(CLIENT_BUFFER_KEEP_BYTES);
                         Owed::Ready(ClientResponse::Error(answer.to_string()))
                     }
