@@ -91,6 +91,7 @@ mod balance;
 mod catalog;
 mod config;
 mod frame;
+mod group_table;
 mod leader_balance;
 mod lifecycle;
 mod liveness;

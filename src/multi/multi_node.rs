@@ -12,10 +12,11 @@ use crate::config::ConfigError;
 use crate::io::{Action, Input};
 use crate::message::{Message, MessageBody};
 use crate::node::Node;
-use crate::types::{Index, LogPosition, NodeId};
+use crate::types::{Index, LogPosition, NodeId, WriteId};
 
 use super::config::{MultiConfig, MultiConfigError};
 use super::frame::{Frame, GroupId};
+use super::group_table::GroupTable;
 use super::liveness::Liveness;
 use super::observer::{observed_step, Observer};
 use super::outbox::{Item, Outbox};
@@ -208,7 +209,7 @@ pub struct MultiNode {
     pub(crate) config: MultiConfig,
     pub(crate) now_ticks: u64,
     pub(crate) next_generation: u64,
-    pub(crate) groups: BTreeMap<GroupId, Group>,
+    pub(crate) groups: GroupTable,
     /// The groups ticked on every tick.
     pub(crate) awake: BTreeSet<GroupId>,
     /// Groups woken from the election queue, still without a leader.
@@ -242,6 +243,7 @@ pub struct MultiNode {
     /// Reused buffers.
     pub(crate) actions: Vec<Action>,
     pub(crate) scratch_groups: Vec<GroupId>,
+    pub(crate) scratch_durable: Vec<(GroupId, u64, WriteId)>,
     /// Sees every group step, if installed (`observer.rs`).
     pub(crate) observer: Observer,
     #[cfg(feature = "planted-bugs")]
@@ -264,7 +266,7 @@ impl MultiNode {
             config,
             now_ticks: 0,
             next_generation: 1,
-            groups: BTreeMap::new(),
+            groups: GroupTable::default(),
             awake: BTreeSet::new(),
             electing: BTreeSet::new(),
             election_queue: VecDeque::new(),
@@ -282,6 +284,7 @@ impl MultiNode {
             slot_clock_ticks: 0,
             actions: Vec::new(),
             scratch_groups: Vec::new(),
+            scratch_durable: Vec::new(),
             observer: Observer::default(),
             #[cfg(feature = "planted-bugs")]
             planted: MultiPlantedBugs::NONE,
@@ -585,13 +588,16 @@ impl MultiNode {
     }
 
     fn persisted(&mut self, id: BatchId, out: &mut Vec<MultiAction>) {
-        let mut durable = Vec::new();
+        // A kept buffer: a sync covers a write of every group of its
+        // round, and a list grown anew for each was a copy per doubling.
+        let mut durable = std::mem::take(&mut self.scratch_durable);
+        durable.clear();
         self.persister.persisted(
             id,
             self.planted().persist_acks_later_batches,
             |group, generation, write| durable.push((group, generation, write)),
         );
-        for (group, generation, write) in durable {
+        for (group, generation, write) in durable.drain(..) {
             let current = self
                 .groups
                 .get(&group)
@@ -602,10 +608,14 @@ impl MultiNode {
             self.step_group(group, Input::Persisted(write), out);
             self.recheck_sleep(group, out);
         }
+        self.scratch_durable = durable;
     }
 
     /// Steps one group's node and routes what it asks for.
     pub(crate) fn step_group(&mut self, group: GroupId, input: Input, out: &mut Vec<MultiAction>) {
+        // One lookup for the step and its routing: a write of a group of
+        // its own is some thirteen steps across a cluster, each of which
+        // looked the group up again to route.
         let Some(state) = self.groups.get_mut(&group) else {
             return;
         };
@@ -619,7 +629,8 @@ impl MultiNode {
             self.now_ticks,
         );
         self.stats.node_steps += 1;
-        self.route(group, &mut actions, out);
+        let (generation, commit) = (state.generation, state.node.commit_index());
+        self.route_from(group, generation, commit, &mut actions, out);
         self.actions = actions;
     }
 
@@ -635,8 +646,20 @@ impl MultiNode {
             actions.clear();
             return;
         };
-        let generation = state.generation;
-        let commit = state.node.commit_index();
+        let (generation, commit) = (state.generation, state.node.commit_index());
+        self.route_from(group, generation, commit, actions, out);
+    }
+
+    /// [`MultiNode::route`] for a group of `generation` whose node is at
+    /// `commit`.
+    fn route_from(
+        &mut self,
+        group: GroupId,
+        generation: u64,
+        commit: Index,
+        actions: &mut Vec<Action>,
+        out: &mut Vec<MultiAction>,
+    ) {
         let uncapped = self.planted().heartbeat_commit_uncapped;
         for action in actions.drain(..) {
             match action {
@@ -737,9 +760,8 @@ impl MultiNode {
     #[doc(hidden)]
     pub fn plant_core_bugs(&mut self, bugs: crate::PlantedBugs) {
         self.planted_core = bugs;
-        for group in self.groups.values_mut() {
-            group.node.plant_bugs(bugs);
-        }
+        self.groups
+            .for_each_mut(|_, group| group.node.plant_bugs(bugs));
     }
 
     /// This node's id.
@@ -875,7 +897,7 @@ impl MultiNode {
             self.pacer.check_invariants();
         }
         if cfg!(debug_assertions) && self.groups.len() <= 64 {
-            for (id, state) in &self.groups {
+            for (id, state) in self.groups.iter() {
                 assert_eq!(state.sleep.is_none(), self.awake.contains(id));
                 if self.electing.contains(id) {
                     assert!(state.sleep.is_none() && state.electing_since.is_some());

@@ -68,15 +68,32 @@ pub(crate) struct Outbox {
     open: BTreeMap<NodeId, Vec<(Frame, usize)>>,
     /// The layer's tick at the last flush that sent each peer a frame.
     last_sent_tick: BTreeMap<NodeId, u64>,
+    /// How many messages the last frame to each peer carried: a new
+    /// frame's list starts at that size, so that a busy flush does not
+    /// grow it item by item (each growth a copy of the list; with many
+    /// groups writing at once they were a tenth of the layer's routing).
+    messages_hint: BTreeMap<NodeId, usize>,
 }
+
+/// The most message slots a new frame's list is given ahead of use.
+const MESSAGES_PREALLOCATED_MAX: usize = 256;
 
 impl Outbox {
     /// Makes sure a frame goes to `to` in this flush, even an empty one:
     /// the node-level heartbeat.
     pub(crate) fn owe_frame(&mut self, from: NodeId, to: NodeId, incarnation: u64) {
-        self.open
-            .entry(to)
-            .or_insert_with(|| vec![(Frame::new(from, to, incarnation), 0)]);
+        if !self.open.contains_key(&to) {
+            let frame = self.new_frame(from, to, incarnation);
+            self.open.insert(to, vec![(frame, 0)]);
+        }
+    }
+
+    /// An empty frame to `to`, its message list sized as the last one's.
+    fn new_frame(&self, from: NodeId, to: NodeId, incarnation: u64) -> Frame {
+        let hint = self.messages_hint.get(&to).copied().unwrap_or(0);
+        let mut frame = Frame::new(from, to, incarnation);
+        frame.messages = Vec::with_capacity(hint.min(MESSAGES_PREALLOCATED_MAX));
+        frame
     }
 
     /// Owes `to` a frame (the node-level heartbeat) if none went to it
@@ -103,6 +120,7 @@ impl Outbox {
     /// by the peers there are.
     pub(crate) fn forget_peer(&mut self, to: NodeId) {
         self.last_sent_tick.remove(&to);
+        self.messages_hint.remove(&to);
     }
 
     /// Adds `item` to the frame for `to`, starting another once the one
@@ -117,10 +135,8 @@ impl Outbox {
         items_max: usize,
         bytes_max: usize,
     ) {
-        let frames = self
-            .open
-            .entry(to)
-            .or_insert_with(|| vec![(Frame::new(from, to, incarnation), 0)]);
+        self.owe_frame(from, to, incarnation);
+        let frames = self.open.get_mut(&to).expect("owed above");
         let item_bytes = item.size_bytes();
         let (frame, bytes) = frames.last().expect("never empty");
         let full =
@@ -153,6 +169,8 @@ impl Outbox {
         while let Some((to, frames)) = self.open.pop_first() {
             debug_assert!(!frames.is_empty(), "an open peer without a frame");
             *self.last_sent_tick.entry(to).or_default() = now_ticks;
+            let last_messages = frames.last().map_or(0, |(frame, _)| frame.messages.len());
+            *self.messages_hint.entry(to).or_default() = last_messages;
             for (frame, _) in frames {
                 stats.frames_sent += 1;
                 stats.frame_items_sent += frame.items() as u64;

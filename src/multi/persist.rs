@@ -7,7 +7,9 @@
 //! hold — never a write of a later batch on the strength of an earlier
 //! batch's sync.
 
-use std::collections::VecDeque;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasherDefault;
 
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +17,7 @@ use crate::io::Action;
 use crate::types::WriteId;
 
 use super::frame::GroupId;
+use super::group_table::GroupIdHasher;
 use super::stats::MultiStats;
 
 /// Identifies one [`PersistBatch`]. Batch ids grow by one per batch, from
@@ -72,6 +75,9 @@ pub(crate) struct Persister {
     /// The batch being filled: each write with its group's generation.
     filling: Vec<(GroupWrite, u64)>,
     in_flight: VecDeque<InFlight>,
+    /// Where each group's entry of the batch being built is in its
+    /// `covered` list (kept to reuse its room).
+    covered_at: HashMap<(GroupId, u64), usize, BuildHasherDefault<GroupIdHasher>>,
 }
 
 impl Persister {
@@ -80,6 +86,7 @@ impl Persister {
             next_id: 1,
             filling: Vec::new(),
             in_flight: VecDeque::new(),
+            covered_at: HashMap::default(),
         }
     }
 
@@ -99,25 +106,28 @@ impl Persister {
         if self.filling.is_empty() {
             return;
         }
-        let mut filling = std::mem::take(&mut self.filling).into_iter().peekable();
-        while filling.peek().is_some() {
-            let mut writes = Vec::new();
-            let mut covered: Vec<(GroupId, u64, WriteId)> = Vec::new();
-            for (write, generation) in filling.by_ref().take(writes_max) {
+        // Drained, not taken: the list keeps its room for the next flush.
+        let mut filling = std::mem::take(&mut self.filling);
+        let mut drained = filling.drain(..).peekable();
+        while drained.peek().is_some() {
+            let room = drained.len().min(writes_max);
+            let mut writes = Vec::with_capacity(room);
+            let mut covered: Vec<(GroupId, u64, WriteId)> = Vec::with_capacity(room);
+            self.covered_at.clear();
+            for (write, generation) in drained.by_ref().take(writes_max) {
                 let id = write.write_id();
-                // A group's writes come in one run per step, so its entry
-                // is usually the last one.
-                match covered
-                    .iter_mut()
-                    .rev()
-                    .find(|(group, covered_generation, _)| {
-                        *group == write.group && *covered_generation == generation
-                    }) {
-                    Some((_, _, last)) => {
+                // Found by hash: a round of many groups, one write each,
+                // searched the whole list per write.
+                match self.covered_at.entry((write.group, generation)) {
+                    Entry::Occupied(at) => {
+                        let (_, _, last) = &mut covered[*at.get()];
                         assert!(id > *last, "a group's writes are handed out in order");
                         *last = id;
                     }
-                    None => covered.push((write.group, generation, id)),
+                    Entry::Vacant(at) => {
+                        at.insert(covered.len());
+                        covered.push((write.group, generation, id));
+                    }
                 }
                 writes.push(write);
             }
@@ -128,6 +138,8 @@ impl Persister {
             stats.persist_writes += writes.len() as u64;
             emit(PersistBatch { id, writes });
         }
+        drop(drained);
+        self.filling = filling;
     }
 
     /// The host reports every batch up to `id` durable: the last write of
