@@ -28,8 +28,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion};
 
-use concord::multi::{Frame, GroupId, MultiAction, MultiConfig, MultiInput, MultiNode};
-use concord::{Action, Config, Input, NodeId, Recovered, Role};
+use concord::multi::{Frame, GroupId, MultiAction, MultiInput, MultiNode};
+use concord::{Action, Input, NodeId, Role};
+
+mod in_memory;
+use in_memory::multi_nodes;
 
 const NODES: u64 = 3;
 const GROUPS: u64 = 1024;
@@ -49,23 +52,7 @@ struct Cluster {
 
 impl Cluster {
     fn new() -> Cluster {
-        let ids: Vec<NodeId> = (1..=NODES).collect();
-        let nodes = ids
-            .iter()
-            .map(|&id| {
-                let mut config = MultiConfig::new(id, ids.iter().copied());
-                config.quiesce_after_idle_ticks = Some(4);
-                let mut multi = MultiNode::new(config).expect("valid");
-                for group in 1..=GROUPS {
-                    let mut group_config = Config::new(id, ids.iter().copied());
-                    group_config.seed = group * 7 + id;
-                    multi
-                        .create_group(group, group_config, Recovered::default())
-                        .expect("valid");
-                }
-                multi
-            })
-            .collect();
+        let nodes = multi_nodes(NODES, GROUPS, Some(4));
         let mut cluster = Cluster {
             nodes,
             leaders: Vec::new(),

@@ -12,8 +12,11 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 
-use concord::multi::{MultiAction, MultiConfig, MultiInput, MultiNode};
-use concord::{Action, Config, Input, NodeId, Recovered};
+use concord::multi::{MultiAction, MultiInput, MultiNode};
+use concord::{Action, Input};
+
+mod in_memory;
+use in_memory::multi_nodes;
 
 const NODES: u64 = 3;
 const GROUPS: u64 = 10_000;
@@ -24,23 +27,7 @@ struct Cluster {
 
 impl Cluster {
     fn new(quiesce: bool) -> Cluster {
-        let ids: Vec<NodeId> = (1..=NODES).collect();
-        let nodes = ids
-            .iter()
-            .map(|&id| {
-                let mut config = MultiConfig::new(id, ids.iter().copied());
-                config.quiesce_after_idle_ticks = quiesce.then_some(4);
-                let mut multi = MultiNode::new(config).expect("valid");
-                for group in 1..=GROUPS {
-                    let mut group_config = Config::new(id, ids.iter().copied());
-                    group_config.seed = group * 7 + id;
-                    multi
-                        .create_group(group, group_config, Recovered::default())
-                        .expect("valid");
-                }
-                multi
-            })
-            .collect();
+        let nodes = multi_nodes(NODES, GROUPS, quiesce.then_some(4));
         Cluster { nodes }
     }
 
