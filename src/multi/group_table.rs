@@ -118,4 +118,29 @@ mod tests {
         assert_ne!(hash(7), hash(8));
         assert_eq!(hash(1), SEED);
     }
+
+    #[test]
+    fn groups_are_walked_in_id_order_whatever_order_they_came_in() {
+        use crate::multi::{MultiConfig, MultiNode};
+        use crate::{Config, Recovered};
+
+        let mut multi = MultiNode::new(MultiConfig::new(1, [1, 2, 3])).unwrap();
+        // Spread ids whose hashes fall in no particular order.
+        let ids = [900_001_u64, 3, 77, 1 << 40, 12, 5_000, 2, 65_537];
+        for id in ids {
+            let config = Config::new(1, [1, 2, 3]);
+            multi
+                .create_group(id, config, Recovered::default())
+                .unwrap();
+        }
+        let walked: Vec<u64> = multi.groups().map(|(id, _)| id).collect();
+        let mut sorted = ids.to_vec();
+        sorted.sort_unstable();
+        assert_eq!(walked, sorted);
+        multi.remove_group(77).unwrap();
+        sorted.retain(|id| *id != 77);
+        let walked: Vec<u64> = multi.groups().map(|(id, _)| id).collect();
+        assert_eq!(walked, sorted);
+        assert_eq!(multi.group_count(), sorted.len());
+    }
 }

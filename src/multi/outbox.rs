@@ -82,18 +82,24 @@ impl Outbox {
     /// Makes sure a frame goes to `to` in this flush, even an empty one:
     /// the node-level heartbeat.
     pub(crate) fn owe_frame(&mut self, from: NodeId, to: NodeId, incarnation: u64) {
-        if !self.open.contains_key(&to) {
-            let frame = self.new_frame(from, to, incarnation);
-            self.open.insert(to, vec![(frame, 0)]);
-        }
+        self.open_frames(from, to, incarnation);
     }
 
-    /// An empty frame to `to`, its message list sized as the last one's.
-    fn new_frame(&self, from: NodeId, to: NodeId, incarnation: u64) -> Frame {
-        let hint = self.messages_hint.get(&to).copied().unwrap_or(0);
-        let mut frame = Frame::new(from, to, incarnation);
-        frame.messages = Vec::with_capacity(hint.min(MESSAGES_PREALLOCATED_MAX));
-        frame
+    /// The frames being filled for `to`, the first one opened if none is:
+    /// an empty frame, its message list sized as the last one's.
+    fn open_frames(
+        &mut self,
+        from: NodeId,
+        to: NodeId,
+        incarnation: u64,
+    ) -> &mut Vec<(Frame, usize)> {
+        let hint = &self.messages_hint;
+        self.open.entry(to).or_insert_with(|| {
+            let last = hint.get(&to).copied().unwrap_or(0);
+            let mut frame = Frame::new(from, to, incarnation);
+            frame.messages = Vec::with_capacity(last.min(MESSAGES_PREALLOCATED_MAX));
+            vec![(frame, 0)]
+        })
     }
 
     /// Owes `to` a frame (the node-level heartbeat) if none went to it
@@ -135,8 +141,7 @@ impl Outbox {
         items_max: usize,
         bytes_max: usize,
     ) {
-        self.owe_frame(from, to, incarnation);
-        let frames = self.open.get_mut(&to).expect("owed above");
+        let frames = self.open_frames(from, to, incarnation);
         let item_bytes = item.size_bytes();
         let (frame, bytes) = frames.last().expect("never empty");
         let full =

@@ -108,9 +108,12 @@ impl Persister {
         }
         // Drained, not taken: the list keeps its room for the next flush.
         let mut filling = std::mem::take(&mut self.filling);
-        let mut drained = filling.drain(..).peekable();
-        while drained.peek().is_some() {
+        let mut drained = filling.drain(..);
+        loop {
             let room = drained.len().min(writes_max);
+            if room == 0 {
+                break;
+            }
             let mut writes = Vec::with_capacity(room);
             let mut covered: Vec<(GroupId, u64, WriteId)> = Vec::with_capacity(room);
             self.covered_at.clear();
